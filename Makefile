@@ -1,0 +1,46 @@
+# Switchyard: `make demo` runs the embedded stack with a demo workload; `make test` runs the suite.
+# Both set everything up first (virtualenv, packages, generated code, model artifacts).
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test up down status proto models docs lint clean
+
+setup: $(STAMP) models
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+demo: setup
+	$(BIN)/switchyard demo --with-stack
+
+test: setup
+	$(BIN)/python -m pytest
+
+up: setup
+	$(BIN)/switchyard up
+
+down:
+	$(BIN)/switchyard down
+
+status:
+	$(BIN)/switchyard status
+
+proto: $(STAMP)
+	$(BIN)/python -m switchyard._tools.protogen
+
+models: $(STAMP)
+	$(BIN)/python -m services.decision.training --if-missing
+
+docs: $(STAMP)
+	$(BIN)/switchyard settings --markdown > docs/settings.md
+
+lint: $(STAMP)
+	$(BIN)/buf lint protos
+
+clean:
+	rm -rf $(VENV) .switchyard build *.egg-info

@@ -1,0 +1,1 @@
+"""The four Switchyard services; each is a thin shell over its domain module."""

@@ -1,0 +1,208 @@
+"""Every setting of every Switchyard process, declared once.
+
+Each setting has a default, an environment variable and a one-line doc, in the way faust
+declares its app settings. The reference in ``docs/settings.md`` is generated from this
+module (``switchyard settings --markdown``) and a test fails when it drifts, so this file is
+the single source of truth for operators, the Helm chart and the embedded stack alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+ENV_PREFIX = "SWITCHYARD_"
+
+
+class SettingsError(ValueError):
+    """A setting's environment value cannot be parsed; the message names the variable."""
+
+
+def setting(default: Any, doc: str, *, group: str = "general", secret: bool = False) -> Any:
+    """Declare a setting field; its env var is ``SWITCHYARD_`` + the upper-cased field name."""
+    return field(default=default, metadata={"doc": doc, "group": group, "secret": secret})
+
+
+def env_var(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def _parse(name: str, kind: Any, raw: str) -> Any:
+    try:
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        if kind is Path:
+            return Path(raw)
+        return raw
+    except ValueError as exc:
+        raise SettingsError(f"{env_var(name)}={raw!r}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Process configuration. Build with :meth:`from_env`; override in tests with :meth:`replace`."""
+
+    # -- general ---------------------------------------------------------------------------
+    environment: str = setting("dev", "Deployment name, attached to logs, traces and metrics.")
+    log_level: str = setting("INFO", "Root log level (DEBUG, INFO, WARNING, ERROR).")
+    log_format: str = setting("json", "Log line format: 'json' (one object a line) or 'text'.")
+    bind_host: str = setting(
+        "127.0.0.1", "Address every server binds to. Loopback by default; 0.0.0.0 in a pod."
+    )
+    state_dir: Path = setting(
+        Path(".switchyard"),
+        "Where the embedded stack keeps data, logs and pid files.",
+        group="stack",
+    )
+
+    # -- kafka -----------------------------------------------------------------------------
+    kafka_bootstrap_servers: str = setting(
+        "127.0.0.1:9092", "Kafka bootstrap servers, comma separated.", group="kafka"
+    )
+    kafka_topic_prefix: str = setting(
+        "", "Prefix for every topic name (isolates tests and tenants of a shared cluster).",
+        group="kafka",
+    )
+    kafka_partitions: int = setting(4, "Partitions for topics Switchyard creates.", group="kafka")
+    kafka_replication_factor: int = setting(
+        1, "Replication factor for topics Switchyard creates.", group="kafka"
+    )
+    kafka_session_timeout_ms: int = setting(
+        8000, "Consumer group session timeout; a join takes about half of it.", group="kafka"
+    )
+    kafka_security_protocol: str = setting(
+        "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.", group="kafka"
+    )
+    kafka_sasl_mechanism: str = setting("", "SASL mechanism, e.g. SCRAM-SHA-512.", group="kafka")
+    kafka_sasl_username: str = setting("", "SASL user name.", group="kafka")
+    kafka_sasl_password: str = setting("", "SASL password.", group="kafka", secret=True)
+    kafka_ssl_cafile: str = setting("", "CA bundle for Kafka TLS.", group="kafka")
+
+    # -- postgres --------------------------------------------------------------------------
+    postgres_dsn: str = setting(
+        "",
+        "PostgreSQL DSN. Empty: the embedded stack's server (DSN read from the state dir).",
+        group="postgres",
+        secret=True,
+    )
+    postgres_schema: str = setting(
+        "switchyard", "Schema holding Switchyard's tables (one per test run).", group="postgres"
+    )
+    postgres_pool_min: int = setting(1, "Minimum pooled connections a process.", group="postgres")
+    postgres_pool_max: int = setting(8, "Maximum pooled connections a process.", group="postgres")
+
+    # -- triton ----------------------------------------------------------------------------
+    triton_url: str = setting("127.0.0.1:8001", "Triton gRPC endpoint.", group="triton")
+    triton_http_port: int = setting(8000, "Embedded Triton HTTP port.", group="triton")
+    triton_grpc_port: int = setting(8001, "Embedded Triton gRPC port.", group="triton")
+    triton_metrics_port: int = setting(8002, "Embedded Triton metrics port.", group="triton")
+    triton_timeout_s: float = setting(5.0, "Deadline of one Triton request.", group="triton")
+    model_repository: Path = setting(
+        Path("models/repository"), "Triton model repository served by Triton.", group="triton"
+    )
+
+    # -- services --------------------------------------------------------------------------
+    ingest_grpc_port: int = setting(50051, "IngestService gRPC port.", group="services")
+    decision_grpc_port: int = setting(50052, "DecisionService gRPC port.", group="services")
+    executor_grpc_port: int = setting(50053, "Executor admin gRPC port.", group="services")
+    review_grpc_port: int = setting(50054, "ReviewService gRPC port.", group="services")
+    review_web_port: int = setting(8080, "Review web console HTTP port.", group="services")
+    ingest_metrics_port: int = setting(9101, "Ingest Prometheus port (0 = off).", group="services")
+    decision_metrics_port: int = setting(
+        9102, "Decision Prometheus port (0 = off).", group="services"
+    )
+    executor_metrics_port: int = setting(
+        9103, "Executor Prometheus port (0 = off).", group="services"
+    )
+    review_metrics_port: int = setting(9104, "Review Prometheus port (0 = off).", group="services")
+    grpc_max_message_bytes: int = setting(
+        4 * 1024 * 1024, "Largest gRPC message a server accepts.", group="services"
+    )
+    max_payload_bytes: int = setting(
+        256 * 1024, "Largest task document accepted at ingest.", group="services"
+    )
+
+    # -- decision --------------------------------------------------------------------------
+    batch_max_size: int = setting(64, "Most items in one Triton request.", group="decision")
+    batch_max_delay_ms: float = setting(
+        5.0, "Longest an item waits for its batch to fill.", group="decision"
+    )
+    batch_queue_limit: int = setting(
+        4096, "Items waiting for Triton before callers are pushed back.", group="decision"
+    )
+    auto_execute_threshold: float = setting(
+        0.80, "Model confidence at or above which a decision runs without a person.",
+        group="decision",
+    )
+
+    # -- telemetry & auth ------------------------------------------------------------------
+    otel_exporter: str = setting(
+        "none", "Trace exporter: 'none', 'console' or 'otlp'.", group="telemetry"
+    )
+    otel_endpoint: str = setting(
+        "http://127.0.0.1:4317", "OTLP collector endpoint when otel_exporter=otlp.",
+        group="telemetry",
+    )
+    api_keys: str = setting(
+        "",
+        "Accepted API keys as 'key:tenant:role' entries, comma separated. Empty: auth off (dev).",
+        group="auth",
+        secret=True,
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(env_var(f.name))
+            if raw is not None:
+                values[f.name] = _parse(f.name, hints[f.name], raw)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings in a child process."""
+        env = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            env[env_var(f.name)] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+        return env
+
+
+def settings_reference_markdown() -> str:
+    """The generated operator reference (docs/settings.md)."""
+    hints = get_type_hints(Settings)
+    lines = [
+        "# Settings reference",
+        "",
+        "Generated by `switchyard settings --markdown` from `switchyard/_settings.py`; "
+        "do not edit by hand.",
+        "Every setting is read from its environment variable at process start.",
+    ]
+    group = None
+    for f in dataclasses.fields(Settings):
+        if f.metadata["group"] != group:
+            group = f.metadata["group"]
+            lines += ["", f"## {group}", "", "| env var | type | default | description |",
+                      "| --- | --- | --- | --- |"]
+        default = "" if f.metadata["secret"] and f.default else f.default
+        kind = getattr(hints[f.name], "__name__", str(hints[f.name]))
+        lines.append(f"| `{env_var(f.name)}` | {kind} | `{default}` | {f.metadata['doc']} |")
+    return "\n".join(lines) + "\n"
