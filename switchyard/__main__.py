@@ -1,0 +1,3 @@
+from switchyard.cli import main
+import sys
+sys.exit(main())

@@ -1,0 +1,91 @@
+"""Who is calling: API-key principals, roles, and the per-RPC role policy.
+
+Services declare which roles may call each RPC; the gRPC auth interceptor (in ``_grpc``) is the
+only place that enforces it, so handlers never check credentials themselves. Handlers read the
+caller from :data:`principal_var` to scope queries to the caller's tenant.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Role(str, Enum):
+    SUBMITTER = "submitter"
+    REVIEWER = "reviewer"
+    ADMIN = "admin"
+    AUDITOR = "auditor"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller. ``tenant_id == '*'`` is an operator allowed on every tenant."""
+
+    key_id: str
+    tenant_id: str
+    role: Role
+
+    def may_access(self, tenant_id: str) -> bool:
+        return self.tenant_id in {"*", tenant_id}
+
+
+#: Used when auth is off (no API keys configured): a local operator, as in a dev stack.
+DEV_PRINCIPAL = Principal(key_id="dev", tenant_id="*", role=Role.ADMIN)
+
+principal_var: contextvars.ContextVar[Principal] = contextvars.ContextVar(
+    "switchyard_principal", default=DEV_PRINCIPAL
+)
+
+
+class AuthConfigError(ValueError):
+    pass
+
+
+class ApiKeyAuthenticator:
+    """Validates bearer API keys from ``SWITCHYARD_API_KEYS`` ('key:tenant:role', ...).
+
+    Several keys may map to one tenant, which is how keys rotate without downtime: add the new
+    key, move clients, remove the old one.
+    """
+
+    def __init__(self, spec: str) -> None:
+        self._keys: dict[str, Principal] = {}
+        for index, entry in enumerate(filter(None, (e.strip() for e in spec.split(",")))):
+            parts = entry.split(":")
+            if len(parts) != 3 or not all(parts):
+                raise AuthConfigError(
+                    f"SWITCHYARD_API_KEYS entry {index} must be 'key:tenant:role'"
+                )
+            key, tenant, role = parts
+            try:
+                parsed_role = Role(role)
+            except ValueError:
+                raise AuthConfigError(
+                    f"SWITCHYARD_API_KEYS entry {index}: unknown role {role!r} "
+                    f"(one of {', '.join(r.value for r in Role)})"
+                ) from None
+            self._keys[key] = Principal(key_id=f"key-{index}", tenant_id=tenant, role=parsed_role)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._keys)
+
+    def authenticate(self, metadata: Mapping[str, str]) -> Principal | None:
+        if not self.enabled:
+            return DEV_PRINCIPAL
+        header = metadata.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None
+        for key, principal in self._keys.items():
+            if hmac.compare_digest(key.encode(), token.encode()):
+                return principal
+        return None
+
+
+#: Roles allowed per RPC, by full method name. An RPC missing here is admin-only.
+MethodPolicy = Mapping[str, frozenset[Role]]

@@ -1,0 +1,287 @@
+"""gRPC server and client factories: every cross-cutting concern is put in place here, once.
+
+A Switchyard server always has: the standard health service, server reflection, OpenTelemetry
+tracing, API-key auth with a per-RPC role policy, Prometheus metrics, and structured errors
+(``google.rpc.Status`` details such as ``BadRequest`` field violations). Handlers contain
+only their domain logic.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+
+from switchyard._auth import ApiKeyAuthenticator, MethodPolicy, Role, principal_var
+from switchyard._settings import Settings
+from switchyard._telemetry import GRPC_REQUESTS, GRPC_SECONDS
+
+_EXEMPT_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+# -- structured errors -------------------------------------------------------------------
+
+class FieldViolation(Exception):
+    """Raised by domain code for bad input; collected into an INVALID_ARGUMENT BadRequest."""
+
+    def __init__(self, field: str, description: str) -> None:
+        super().__init__(f"{field}: {description}")
+        self.field = field
+        self.description = description
+
+
+def status_details(code: grpc.StatusCode, message: str, *details: Any) -> tuple[tuple[str, bytes]]:
+    """Trailing metadata carrying a ``google.rpc.Status`` with the given detail messages."""
+    status = status_pb2.Status(code=code.value[0], message=message)
+    for detail in details:
+        packed = any_pb2.Any()
+        packed.Pack(detail)
+        status.details.append(packed)
+    return ((STATUS_DETAILS_KEY, status.SerializeToString()),)
+
+
+def bad_request(violations: Iterable[FieldViolation]) -> error_details_pb2.BadRequest:
+    return error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+            for v in violations
+        ]
+    )
+
+
+async def abort_invalid(context: grpc.aio.ServicerContext,
+                        violations: Sequence[FieldViolation]) -> None:
+    message = "; ".join(str(v) for v in violations)
+    await context.abort(
+        grpc.StatusCode.INVALID_ARGUMENT, message,
+        trailing_metadata=status_details(grpc.StatusCode.INVALID_ARGUMENT, message,
+                                         bad_request(violations)),
+    )
+
+
+def parse_status_details(error: grpc.aio.AioRpcError | grpc.RpcError) -> status_pb2.Status | None:
+    """Client side: the ``google.rpc.Status`` a server attached, if any."""
+    for key, value in error.trailing_metadata() or ():  # type: ignore[union-attr]
+        if key == STATUS_DETAILS_KEY:
+            return status_pb2.Status.FromString(value)
+    return None
+
+
+def field_violations(error: grpc.RpcError) -> dict[str, str]:
+    """Client side: ``{field: description}`` from a BadRequest detail."""
+    status = parse_status_details(error)
+    out: dict[str, str] = {}
+    for detail in status.details if status else ():
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            request = error_details_pb2.BadRequest()
+            detail.Unpack(request)
+            out.update({v.field: v.description for v in request.field_violations})
+    return out
+
+
+# -- interceptors ------------------------------------------------------------------------
+
+def _wrap(handler: grpc.RpcMethodHandler,
+          around: Callable[[Callable[..., Any], bool], Callable[..., Any]]) -> grpc.RpcMethodHandler:
+    """Rebuild a method handler with each behaviour wrapped by ``around(fn, streaming_response)``."""
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(
+            around(handler.unary_unary, False), handler.request_deserializer,
+            handler.response_serializer)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(
+            around(handler.unary_stream, True), handler.request_deserializer,
+            handler.response_serializer)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(
+            around(handler.stream_unary, False), handler.request_deserializer,
+            handler.response_serializer)
+    return grpc.stream_stream_rpc_method_handler(
+        around(handler.stream_stream, True), handler.request_deserializer,
+        handler.response_serializer)
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Authenticates the caller and enforces the per-RPC role policy (least privilege)."""
+
+    def __init__(self, authenticator: ApiKeyAuthenticator, policy: MethodPolicy) -> None:
+        self._auth = authenticator
+        self._policy = policy
+
+    async def intercept_service(self, continuation: Callable[..., Awaitable[Any]],
+                                details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        method = details.method
+        if handler is None or method.startswith(_EXEMPT_PREFIXES):
+            return handler
+        metadata = {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
+        principal = self._auth.authenticate(metadata)
+        allowed = self._policy.get(method, frozenset({Role.ADMIN}))
+
+        def around(fn: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
+            async def check(context: grpc.aio.ServicerContext) -> None:
+                if principal is None:
+                    await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                        "missing or invalid API key (authorization: Bearer KEY)")
+                elif principal.role not in allowed and principal.role is not Role.ADMIN:
+                    await context.abort(
+                        grpc.StatusCode.PERMISSION_DENIED,
+                        f"role {principal.role.value!r} may not call {method}",
+                    )
+
+            if streaming:
+                async def stream_behaviour(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                    await check(context)
+                    token = principal_var.set(principal)  # type: ignore[arg-type]
+                    try:
+                        async for item in fn(request, context):
+                            yield item
+                    finally:
+                        principal_var.reset(token)
+                return stream_behaviour
+
+            async def unary_behaviour(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                await check(context)
+                token = principal_var.set(principal)  # type: ignore[arg-type]
+                try:
+                    return await fn(request, context)
+                finally:
+                    principal_var.reset(token)
+            return unary_behaviour
+
+        return _wrap(handler, around)
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Counts requests by status code and records latency per method."""
+
+    def __init__(self, service: str) -> None:
+        self._service = service
+
+    async def intercept_service(self, continuation: Callable[..., Awaitable[Any]],
+                                details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        if handler is None or details.method.startswith(_EXEMPT_PREFIXES):
+            return handler
+        method = details.method
+        service = self._service
+
+        def record(context: grpc.aio.ServicerContext, started: float) -> None:
+            code = context.code() if hasattr(context, "code") else None
+            name = code.name if isinstance(code, grpc.StatusCode) else "OK"
+            GRPC_REQUESTS.labels(service, method, name).inc()
+            GRPC_SECONDS.labels(service, method).observe(time.perf_counter() - started)
+
+        def around(fn: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
+            if streaming:
+                async def stream_behaviour(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                    started = time.perf_counter()
+                    try:
+                        async for item in fn(request, context):
+                            yield item
+                    finally:
+                        record(context, started)
+                return stream_behaviour
+
+            async def unary_behaviour(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                started = time.perf_counter()
+                try:
+                    return await fn(request, context)
+                finally:
+                    record(context, started)
+            return unary_behaviour
+
+        return _wrap(handler, around)
+
+
+# -- factories ---------------------------------------------------------------------------
+
+Registration = tuple[Callable[[Any, grpc.aio.Server], None], Any, str]
+"""(add_XServicer_to_server, servicer instance, full service name)."""
+
+
+class GrpcServer:
+    """A started aio server plus its health servicer, so callers can flip serving status."""
+
+    def __init__(self, server: grpc.aio.Server, health_servicer: health.aio.HealthServicer,
+                 services: list[str], address: str) -> None:
+        self.server = server
+        self.health = health_servicer
+        self.services = services
+        self.address = address
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (health_pb2.HealthCheckResponse.SERVING if serving
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for name in ["", *self.services]:
+            await self.health.set(name, status)
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        await self.set_serving(False)
+        await self.server.stop(grace_s)
+
+
+async def start_server(settings: Settings, service: str, port: int,
+                       registrations: Sequence[Registration],
+                       policy: MethodPolicy) -> GrpcServer:
+    """Build, bind (``bind_host:port``) and start a server with every standard interceptor."""
+    server = grpc.aio.server(
+        interceptors=[
+            aio_server_interceptor(),
+            MetricsInterceptor(service),
+            AuthInterceptor(ApiKeyAuthenticator(settings.api_keys), policy),
+        ],
+        options=[
+            ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    names = []
+    for add, servicer, full_name in registrations:
+        add(servicer, server)
+        names.append(full_name)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    address = f"{settings.bind_host}:{port}"
+    if server.add_insecure_port(address) == 0:
+        raise RuntimeError(f"{service}: cannot bind gRPC port {address}")
+    await server.start()
+    grpc_server = GrpcServer(server, health_servicer, names, address)
+    await grpc_server.set_serving(True)
+    return grpc_server
+
+
+def create_channel(target: str, api_key: str | None = None) -> grpc.aio.Channel:
+    """A client channel with tracing and, when given, the API key on every call."""
+    interceptors: list[Any] = list(aio_client_interceptors())
+    if api_key:
+        interceptors.append(_ApiKeyClientInterceptor(api_key))
+    return grpc.aio.insecure_channel(target, interceptors=interceptors)
+
+
+class _ApiKeyClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor,
+                               grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, api_key: str) -> None:
+        self._metadata = ("authorization", f"Bearer {api_key}")
+
+    def _with_key(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()), self._metadata)
+        return details._replace(metadata=metadata)  # type: ignore[attr-defined]
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._with_key(details), request)
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._with_key(details), request)
+

@@ -1,0 +1,141 @@
+"""Kafka plumbing: client options from settings, a producer, and the header middleware.
+
+The middleware is the one place that decides what travels in record headers besides the
+payload's content type: the W3C trace context (so one trace follows a task across every
+stream processor) and the correlation id (so logs of one request line up across services).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import ssl
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from google.protobuf.message import Message
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+
+from switchyard._serde import encode
+from switchyard._settings import Settings
+from switchyard._topics import Topic
+
+CORRELATION_HEADER = "x-correlation-id"
+TENANT_HEADER = "x-tenant-id"
+
+correlation_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "switchyard_correlation_id", default=None
+)
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Connection options shared by every aiokafka client (and faust's broker settings)."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol in {"SSL", "SASL_SSL"}:
+        options["ssl_context"] = ssl.create_default_context(
+            cafile=settings.kafka_ssl_cafile or None
+        )
+    if settings.kafka_sasl_mechanism:
+        options.update(
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_plain_username=settings.kafka_sasl_username,
+            sasl_plain_password=settings.kafka_sasl_password,
+        )
+    return options
+
+
+def producer_options(settings: Settings) -> dict[str, Any]:
+    # Tansu rejects aiokafka's InitProducerId v0, so no idempotent producer: acks=all plus
+    # consumer-side dedupe gives the at-least-once, effect-once behaviour we rely on.
+    return {**client_options(settings), "acks": "all", "enable_idempotence": False,
+            "linger_ms": 2, "max_batch_size": 256 * 1024}
+
+
+# -- header middleware -------------------------------------------------------------------
+
+def outgoing_headers(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Headers for a record produced in the current context: trace context + correlation id."""
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    headers[CORRELATION_HEADER] = correlation_id_var.get() or uuid.uuid4().hex
+    if extra:
+        headers.update(extra)
+    return headers
+
+
+def headers_to_dict(raw: Iterable[tuple[str, bytes | None]] | Mapping[str, Any] | None) -> dict[str, str]:
+    """Normalise aiokafka/faust header lists into ``{name: str}`` (undecodable bytes escaped)."""
+    if raw is None:
+        return {}
+    items = raw.items() if isinstance(raw, Mapping) else raw
+    out: dict[str, str] = {}
+    for key, value in items:
+        if value is None:
+            out[key] = ""
+        elif isinstance(value, bytes):
+            out[key] = value.decode("utf-8", errors="backslashreplace")
+        else:
+            out[key] = str(value)
+    return out
+
+
+def headers_to_kafka(headers: Mapping[str, str]) -> list[tuple[str, bytes]]:
+    return [(k, v.encode()) for k, v in headers.items()]
+
+
+def activate_incoming(headers: Mapping[str, str]) -> tuple[object, contextvars.Token[str | None]]:
+    """Adopt the trace context and correlation id of a consumed record.
+
+    Returns tokens for :func:`deactivate`; stream agents call this around each record so the
+    spans and log lines they produce belong to the task's trace.
+    """
+    ctx_token = otel_context.attach(propagate.extract(dict(headers)))
+    corr_token = correlation_id_var.set(headers.get(CORRELATION_HEADER) or uuid.uuid4().hex)
+    return ctx_token, corr_token
+
+
+def deactivate(tokens: tuple[object, contextvars.Token[str | None]]) -> None:
+    ctx_token, corr_token = tokens
+    otel_context.detach(ctx_token)  # type: ignore[arg-type]
+    correlation_id_var.reset(corr_token)
+
+
+class Producer:
+    """A started aiokafka producer that serializes protobuf and applies the header middleware."""
+
+    def __init__(self, settings: Settings) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        self._settings = settings
+        self._producer = AIOKafkaProducer(**producer_options(settings))
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def send(self, topic: Topic, key: str, message: Message,
+                   headers: Mapping[str, str] | None = None) -> None:
+        """Produce and wait for the broker's acknowledgement."""
+        await (await self.send_nowait(topic, key, message, headers))
+
+    async def send_nowait(self, topic: Topic, key: str, message: Message,
+                          headers: Mapping[str, str] | None = None) -> Any:
+        """Queue a record; returns the delivery future (await it before committing anything)."""
+        value, serde_headers = encode(message)
+        all_headers = outgoing_headers({**serde_headers, **(headers or {})})
+        return await self._producer.send(
+            topic.full_name(self._settings), value=value, key=key.encode(),
+            headers=headers_to_kafka(all_headers),
+        )
+
+    async def send_raw(self, topic_name: str, key: bytes | None, value: bytes | None,
+                       headers: Mapping[str, str]) -> None:
+        await (await self._producer.send(topic_name, value=value, key=key,
+                                          headers=headers_to_kafka(headers)))
+

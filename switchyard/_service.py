@@ -1,0 +1,107 @@
+"""The lifecycle of one service process, shared by all four services.
+
+A service supplies a ``setup`` coroutine that registers its stream agents and gRPC servicers;
+this module owns everything around it: logging, tracing, the metrics endpoint, the PostgreSQL
+pool, the Kafka producer, the faust app, the gRPC server, readiness, and a clean shutdown on
+SIGTERM/SIGINT in reverse order (gRPC drains first, then consumers commit, then clients close).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+import faust
+
+from switchyard._auth import MethodPolicy
+from switchyard._db import create_pool, migrate
+from switchyard._grpc import GrpcServer, Registration, start_server
+from switchyard._kafka import Producer
+from switchyard._settings import Settings
+from switchyard._streams import DeadLetterSink, Handler, attach_agent, create_app
+from switchyard._telemetry import configure_logging, configure_tracing, start_metrics_endpoint
+from switchyard._topics import Topic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceContext:
+    """What a service's setup gets to build on; filled in before ``setup`` runs."""
+
+    name: str
+    settings: Settings
+    pool: asyncpg.Pool
+    producer: Producer
+    app: faust.App
+    dead_letters: DeadLetterSink
+    registrations: list[Registration] = field(default_factory=list)
+    policy: dict[str, frozenset] = field(default_factory=dict)
+    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    has_agents: bool = False
+
+    def consume(self, topic: Topic, handler: Handler, batch_size: int = 64,
+                batch_window_s: float = 0.01) -> None:
+        attach_agent(self.app, self.settings, topic, handler, lambda: self.dead_letters,
+                     self.name, batch_size, batch_window_s)
+        self.has_agents = True
+
+    def serve(self, registration: Registration, policy: MethodPolicy) -> None:
+        self.registrations.append(registration)
+        self.policy.update(policy)
+
+
+Setup = Callable[[ServiceContext], Awaitable[None]]
+
+
+async def run_service(name: str, settings: Settings, grpc_port: int, metrics_port: int,
+                      setup: Setup, stop_event: asyncio.Event | None = None,
+                      apply_migrations: bool = False) -> None:
+    """Run one service until SIGTERM/SIGINT (or ``stop_event``), then shut down in order."""
+    configure_logging(settings, name)
+    configure_tracing(settings, name)
+    start_metrics_endpoint(settings, metrics_port)
+    stop = stop_event or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    if apply_migrations:
+        await migrate(settings)
+    pool = await create_pool(settings)
+    producer = Producer(settings)
+    await producer.start()
+    app = create_app(settings, name)
+    ctx = ServiceContext(name=name, settings=settings, pool=pool, producer=producer, app=app,
+                         dead_letters=DeadLetterSink(settings, name, producer, pool))
+    server: GrpcServer | None = None
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await setup(ctx)
+        server = await start_server(settings, name, grpc_port, ctx.registrations, ctx.policy)
+        await server.set_serving(False)  # not ready until consumers joined their group
+        if ctx.has_agents:
+            await app.start()
+        tasks = [asyncio.create_task(job(), name=f"{name}-bg") for job in ctx.background]
+        await server.set_serving(True)
+        log.info("%s ready on %s", name, server.address)
+        await stop.wait()
+        log.info("%s stopping", name)
+    finally:
+        if server is not None:
+            await server.stop(grace_s=3.0)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for hook in reversed(ctx.on_stop):
+            await hook()
+        if ctx.has_agents:
+            await app.stop()
+        await producer.stop()
+        await pool.close()
+        log.info("%s stopped", name)

@@ -1,0 +1,235 @@
+"""Stream processors: the faust app factory and the per-record middleware every agent uses.
+
+An agent hands each batch of Kafka events to :func:`process_batch` with a plain async handler
+(``Record -> None``). The middleware around the handler is the same for every service:
+trace context and correlation id are adopted from the headers, records the handler rejects
+go to the dead-letter topic with the reason and the original bytes, transient failures
+(database or broker unavailable) are retried with backoff without committing, and records of
+one task are handled in order while different tasks in a batch run concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import traceback
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import faust
+from aiokafka.errors import KafkaError
+from opentelemetry import trace
+
+from switchyard._kafka import Producer, activate_incoming, deactivate, headers_to_dict
+from switchyard._serde import SerdeError
+from switchyard._settings import Settings
+from switchyard._telemetry import DEAD_LETTERS, RECORDS_PROCESSED, STAGE_SECONDS
+from switchyard._topics import DEAD_LETTER, Topic
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("switchyard.streams")
+
+#: Failures that say "try again later", never "this record is bad".
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, asyncio.TimeoutError, KafkaError, asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError, asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.SerializationError, asyncpg.exceptions.DeadlockDetectedError,
+)
+MAX_HANDLER_ATTEMPTS = 5
+
+
+class RejectRecord(Exception):
+    """A record can never be processed (bad input); it goes to the dead-letter topic."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, str]
+    timestamp: float
+
+
+Handler = Callable[[Record], Awaitable[None]]
+
+
+def create_app(settings: Settings, service: str) -> faust.App:
+    """A faust app for one service: its own consumer group, no web server, no leader topic.
+
+    Correctness never rests on faust tables or end offsets (see DESIGN.md: Tansu gets those
+    wrong); PostgreSQL is the system of record and consumers dedupe there.
+    """
+    options: dict[str, Any] = {}
+    if settings.kafka_sasl_mechanism:
+        ssl_context = None
+        if settings.kafka_security_protocol == "SASL_SSL":
+            import ssl
+
+            ssl_context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
+        options["broker_credentials"] = faust.SASLCredentials(
+            username=settings.kafka_sasl_username, password=settings.kafka_sasl_password,
+            mechanism=settings.kafka_sasl_mechanism, ssl_context=ssl_context,
+        )
+    elif settings.kafka_security_protocol == "SSL":
+        import ssl
+
+        options["broker_credentials"] = ssl.create_default_context(
+            cafile=settings.kafka_ssl_cafile or None
+        )
+    session_timeout_s = settings.kafka_session_timeout_ms / 1000
+    return faust.App(
+        f"{settings.kafka_topic_prefix}switchyard-{service}",
+        broker=[f"kafka://{host}" for host in settings.kafka_bootstrap_servers.split(",")],
+        store="memory://",
+        web_enabled=False,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        broker_session_timeout=session_timeout_s,
+        broker_heartbeat_interval=max(0.5, session_timeout_s / 6),
+        broker_rebalance_timeout=session_timeout_s * 2,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        stream_wait_empty=False,
+        **options,
+    )
+
+
+def faust_topic(app: faust.App, settings: Settings, topic: Topic) -> faust.TopicT:
+    return app.topic(topic.full_name(settings), key_type=bytes, value_type=bytes,
+                     key_serializer="raw", value_serializer="raw")
+
+
+def to_record(event: Any) -> Record:
+    message = event.message
+    return Record(
+        topic=message.topic, partition=message.partition, offset=message.offset,
+        key=message.key, value=message.value, headers=headers_to_dict(message.headers),
+        timestamp=message.timestamp,
+    )
+
+
+class DeadLetterSink:
+    """Writes rejected records to the dead-letter topic (and PostgreSQL, for operators)."""
+
+    def __init__(self, settings: Settings, service: str, producer: Producer,
+                 pool: asyncpg.Pool | None) -> None:
+        self._settings = settings
+        self._service = service
+        self._producer = producer
+        self._pool = pool
+
+    async def send(self, record: Record, code: str, reason: str) -> None:
+        from google.protobuf.timestamp_pb2 import Timestamp
+
+        from switchyard.v1 import DeadLetter
+
+        failed_at = Timestamp()
+        failed_at.GetCurrentTime()
+        dead_letter_id = str(uuid.uuid4())
+        letter = DeadLetter(
+            dead_letter_id=dead_letter_id, source_topic=record.topic, partition=record.partition,
+            offset=record.offset, original_key=record.key or b"",
+            original_value=record.value or b"", original_headers=record.headers,
+            reason_code=code, reason=reason, failed_at=failed_at, service=self._service,
+        )
+        await self._producer.send(DEAD_LETTER, record.topic, letter)
+        if self._pool is not None:
+            await self._pool.execute(
+                "INSERT INTO dead_letters (dead_letter_id, service, source_topic, reason_code, "
+                "reason, original_value) VALUES ($1,$2,$3,$4,$5,$6)",
+                uuid.UUID(dead_letter_id), self._service, record.topic, code, reason,
+                record.value,
+            )
+        DEAD_LETTERS.labels(self._service, record.topic, code).inc()
+        log.warning("dead-lettered record", extra={
+            "source_topic": record.topic, "partition": record.partition,
+            "offset": record.offset, "reason_code": code, "reason": reason})
+
+
+async def _handle_one(record: Record, handler: Handler, dead_letters: DeadLetterSink,
+                      service: str) -> None:
+    tokens = activate_incoming(record.headers)
+    started = time.perf_counter()
+    try:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with tracer.start_as_current_span(
+                    f"{service} process {record.topic}",
+                    kind=trace.SpanKind.CONSUMER,
+                    attributes={"messaging.system": "kafka",
+                                "messaging.destination.name": record.topic,
+                                "messaging.kafka.partition": record.partition,
+                                "messaging.kafka.offset": record.offset},
+                ):
+                    await handler(record)
+                RECORDS_PROCESSED.labels(service, record.topic, "ok").inc()
+                break
+            except (RejectRecord, SerdeError) as exc:
+                code = exc.code
+                await dead_letters.send(record, code, exc.reason)
+                RECORDS_PROCESSED.labels(service, record.topic, "dead_lettered").inc()
+                break
+            except TRANSIENT_ERRORS as exc:
+                # Infrastructure trouble says nothing about the record: wait and retry, never
+                # dead-letter a good record because a dependency blinked.
+                delay = min(30.0, 0.2 * 2 ** min(attempt, 8)) * random.uniform(0.5, 1.0)
+                log.warning("transient failure, retrying in %.1fs: %r", delay, exc)
+                await asyncio.sleep(delay)
+            except Exception as exc:  # a bug or poison record: bounded retries, then park it
+                if attempt >= MAX_HANDLER_ATTEMPTS:
+                    await dead_letters.send(
+                        record, "processing_failed",
+                        f"{type(exc).__name__}: {exc}\n"
+                        + "".join(traceback.format_exception(exc, limit=-3)),
+                    )
+                    RECORDS_PROCESSED.labels(service, record.topic, "dead_lettered").inc()
+                    break
+                log.exception("handler failed (attempt %d)", attempt)
+                await asyncio.sleep(0.05 * attempt)
+    finally:
+        STAGE_SECONDS.labels(service, record.topic).observe(time.perf_counter() - started)
+        deactivate(tokens)
+
+
+async def process_batch(records: Sequence[Record], handler: Handler,
+                        dead_letters: DeadLetterSink, service: str) -> None:
+    """Handle a batch: per-key order kept, different keys concurrently; returns when all done."""
+    by_key: dict[bytes | None, list[Record]] = defaultdict(list)
+    for record in records:
+        by_key[record.key].append(record)
+
+    async def run_in_order(group: list[Record]) -> None:
+        for record in group:
+            await _handle_one(record, handler, dead_letters, service)
+
+    await asyncio.gather(*(run_in_order(group) for group in by_key.values()))
+
+
+def attach_agent(app: faust.App, settings: Settings, topic: Topic, handler: Handler,
+                 dead_letters: Callable[[], DeadLetterSink], service: str,
+                 batch_size: int = 64, batch_window_s: float = 0.01) -> None:
+    """Register a faust agent that feeds ``topic`` to ``handler`` through the middleware."""
+
+    async def agent(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(batch_size, within=batch_window_s):
+            await process_batch([to_record(e) for e in events], handler, dead_letters(), service)
+
+    agent.__name__ = f"{service}_{topic.name.replace('-', '_')}"
+    agent.__qualname__ = agent.__name__
+    app.agent(faust_topic(app, settings, topic), name=agent.__name__)(agent)

@@ -1,0 +1,159 @@
+"""Logging, metrics and tracing set-up shared by every process.
+
+Log lines are JSON objects that carry the task id, trace id and correlation id of whatever
+the process is doing, so one task's story can be grepped across services. Metrics are exposed
+on a Prometheus text endpoint per service; tracing goes to the exporter the settings name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from opentelemetry import trace
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from switchyard._kafka import correlation_id_var
+from switchyard._settings import Settings
+
+task_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "switchyard_task_id", default=None
+)
+
+_STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message"}
+
+
+@contextlib.contextmanager
+def task_context(task_id: str) -> Iterator[None]:
+    """Tag every log line emitted inside the block with ``task_id``."""
+    token = task_id_var.set(task_id)
+    try:
+        yield
+    finally:
+        task_id_var.reset(token)
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "service": self.service,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if (task_id := task_id_var.get()) is not None:
+            entry["task_id"] = task_id
+        if (correlation_id := correlation_id_var.get()) is not None:
+            entry["correlation_id"] = correlation_id
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            entry["trace_id"] = format(span_context.trace_id, "032x")
+            entry["span_id"] = format(span_context.span_id, "016x")
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(settings: Settings, service: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter(service))
+    else:
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    for noisy in ("aiokafka", "faust", "mode", "kafka"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def configure_tracing(settings: Settings, service: str) -> None:
+    """Install a tracer provider with the configured exporter ('none' keeps spans in-process)."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+    provider = TracerProvider(
+        resource=Resource.create(
+            {"service.name": f"switchyard-{service}",
+             "deployment.environment": settings.environment}
+        )
+    )
+    if settings.otel_exporter == "console":
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
+    elif settings.otel_exporter == "otlp":
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        except ImportError as exc:  # pragma: no cover - depends on optional package
+            raise RuntimeError(
+                "SWITCHYARD_OTEL_EXPORTER=otlp needs opentelemetry-exporter-otlp-proto-grpc"
+            ) from exc
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(settings.otel_endpoint)))
+    elif settings.otel_exporter != "none":
+        raise ValueError(f"SWITCHYARD_OTEL_EXPORTER must be none, console or otlp, "
+                         f"not {settings.otel_exporter!r}")
+    trace.set_tracer_provider(provider)
+
+
+def start_metrics_endpoint(settings: Settings, port: int) -> None:
+    """Serve Prometheus text metrics on ``bind_host:port`` (port 0 turns it off)."""
+    if port:
+        start_http_server(port, addr=settings.bind_host)
+
+
+# -- metrics every service shares (service-specific ones live beside their code) ---------
+
+RECORDS_PROCESSED = Counter(
+    "switchyard_records_processed_total",
+    "Kafka records a stream processor finished, by outcome.",
+    ["service", "topic", "outcome"],
+)
+DEAD_LETTERS = Counter(
+    "switchyard_dead_letters_total",
+    "Records sent to the dead-letter topic, by reason code.",
+    ["service", "source_topic", "reason_code"],
+)
+STAGE_SECONDS = Histogram(
+    "switchyard_stage_seconds",
+    "Time a stage spent on one task.",
+    ["service", "stage"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+TASKS_TERMINAL = Counter(
+    "switchyard_tasks_terminal_total",
+    "Tasks that reached a terminal status, by status.",
+    ["service", "status"],
+)
+IN_FLIGHT = Gauge(
+    "switchyard_in_flight",
+    "Work items currently being processed.",
+    ["service"],
+)
+GRPC_REQUESTS = Counter(
+    "switchyard_grpc_requests_total",
+    "gRPC requests handled, by method and status code.",
+    ["service", "method", "code"],
+)
+GRPC_SECONDS = Histogram(
+    "switchyard_grpc_request_seconds",
+    "gRPC request latency.",
+    ["service", "method"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)

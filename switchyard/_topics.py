@@ -1,0 +1,101 @@
+"""The topic registry: every Kafka topic Switchyard uses, with its key, value type and policy.
+
+Services, the stack launcher and the Helm hook Job all create and name topics from here, so a
+topic's partitions or cleanup policy are changed in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from switchyard._settings import Settings
+
+
+class Cleanup(str, Enum):
+    DELETE = "delete"
+    COMPACT = "compact"
+
+
+@dataclass(frozen=True)
+class Topic:
+    """One logical topic. ``name`` is the logical name; :meth:`full_name` adds the prefix."""
+
+    name: str
+    value_type: str
+    key: str
+    cleanup: Cleanup
+    doc: str
+    retention_ms: int | None = None
+
+    def full_name(self, settings: Settings) -> str:
+        return f"{settings.kafka_topic_prefix}{self.name}"
+
+    def config(self) -> dict[str, str]:
+        config = {"cleanup.policy": self.cleanup.value}
+        if self.retention_ms is not None:
+            config["retention.ms"] = str(self.retention_ms)
+        return config
+
+
+_WEEK_MS = 7 * 24 * 3600 * 1000
+
+INTAKE = Topic(
+    "intake", "switchyard.v1.Submission or JSON", "task idempotency key", Cleanup.DELETE,
+    "Upstream producers write submissions here directly.", _WEEK_MS,
+)
+TASKS = Topic(
+    "tasks", "switchyard.v1.TaskEnvelope", "task_id", Cleanup.DELETE,
+    "Accepted tasks, ready for a decision.", _WEEK_MS,
+)
+TASK_STATUS = Topic(
+    "task-status", "switchyard.v1.StatusEvent", "task_id", Cleanup.COMPACT,
+    "Latest status per task (compacted view; PostgreSQL is the system of record).",
+)
+DECISIONS = Topic(
+    "decisions", "switchyard.v1.Decision", "task_id", Cleanup.DELETE,
+    "Decisions to carry out, from models and from human verdicts.", _WEEK_MS,
+)
+ESCALATIONS = Topic(
+    "escalations", "switchyard.v1.Escalation", "task_id", Cleanup.DELETE,
+    "Work that needs a person.", _WEEK_MS,
+)
+EXECUTIONS = Topic(
+    "executions", "switchyard.v1.ExecutionResult", "task_id", Cleanup.DELETE,
+    "Outcome of each executed action step.", _WEEK_MS,
+)
+DEAD_LETTER = Topic(
+    "dead-letter", "switchyard.v1.DeadLetter", "source topic", Cleanup.DELETE,
+    "Records no stage could accept, with the reason and the original bytes.", 4 * _WEEK_MS,
+)
+
+ALL_TOPICS: tuple[Topic, ...] = (
+    INTAKE, TASKS, TASK_STATUS, DECISIONS, ESCALATIONS, EXECUTIONS, DEAD_LETTER,
+)
+
+
+async def create_topics(settings: Settings, topics: tuple[Topic, ...] = ALL_TOPICS) -> list[str]:
+    """Create missing topics; returns the full names created. Existing topics are left alone."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from switchyard._kafka import client_options
+
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                name=t.full_name(settings),
+                num_partitions=settings.kafka_partitions,
+                replication_factor=settings.kafka_replication_factor,
+                topic_configs=t.config(),
+            )
+            for t in topics
+            if t.full_name(settings) not in existing
+        ]
+        if wanted:
+            await admin.create_topics(wanted)
+        return [t.name for t in wanted]
+    finally:
+        await admin.close()

@@ -1,0 +1,131 @@
+"""The ``switchyard`` command: run services, the embedded stack, maintenance and the demo.
+
+Every subcommand reads its configuration from SWITCHYARD_* environment variables (see
+docs/settings.md); flags only cover what differs between invocations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+
+from switchyard._settings import Settings, SettingsError, settings_reference_markdown
+
+SERVICES = ("ingest", "decision", "executor", "review")
+
+
+def _cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
+    if args.markdown:
+        sys.stdout.write(settings_reference_markdown())
+    else:
+        for key, value in sorted(settings.to_env().items()):
+            secret = any(s in key for s in ("PASSWORD", "API_KEYS", "DSN"))
+            print(f"{key}={'***' if secret and value else value}")
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from switchyard._db import migrate
+
+    applied = asyncio.run(migrate(settings))
+    print(f"applied migrations: {applied or 'none (up to date)'}")
+    return 0
+
+
+def _cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    from switchyard._topics import ALL_TOPICS, create_topics
+
+    if args.action == "list":
+        for topic in ALL_TOPICS:
+            print(f"{topic.full_name(settings):<24} {topic.cleanup.value:<8} key={topic.key:<22}"
+                  f" {topic.value_type}")
+        return 0
+    created = asyncio.run(create_topics(settings))
+    print(f"created topics: {', '.join(created) or 'none (all exist)'}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from importlib import import_module
+
+    module = import_module(f"services.{args.service}.service")
+    asyncio.run(module.main(settings, apply_migrations=args.migrate))
+    return 0
+
+
+def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from switchyard._launcher import up
+
+    return up(settings, detach=args.detach)
+
+
+def _cmd_down(args: argparse.Namespace, settings: Settings) -> int:
+    from switchyard._launcher import down
+
+    return down(settings)
+
+
+def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from switchyard._launcher import status
+
+    return status(settings, as_json=args.json)
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from switchyard._demo import run_demo
+
+    return run_demo(settings, tasks=args.tasks, seed=args.seed, with_stack=args.with_stack)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="switchyard",
+        description="Event-driven AI task automation. Configuration: SWITCHYARD_* env vars "
+                    "(`switchyard settings`).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace, Settings], int], help_: str
+            ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(fn=fn)
+        return p
+
+    p = add("up", _cmd_up, "Start the embedded stack (broker, PostgreSQL, Triton, services).")
+    p.add_argument("--detach", action="store_true", help="return once healthy; stop with `down`")
+    add("down", _cmd_down, "Stop a detached embedded stack.")
+    p = add("status", _cmd_status, "Health of each component of the embedded stack.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = add("run", _cmd_run, "Run one service in the foreground (what a container runs).")
+    p.add_argument("service", choices=SERVICES)
+    p.add_argument("--migrate", action="store_true", help="apply migrations before starting")
+    add("migrate", _cmd_migrate, "Apply PostgreSQL migrations.")
+    p = add("topics", _cmd_topics, "Create or list the Kafka topics in the registry.")
+    p.add_argument("action", choices=("create", "list"))
+    p = add("settings", _cmd_settings, "Print the effective settings (secrets masked).")
+    p.add_argument("--markdown", action="store_true", help="print the settings reference")
+    p = add("demo", _cmd_demo, "Push a mixed demo workload through the pipeline; print a summary.")
+    p.add_argument("--tasks", type=int, default=200, help="number of tasks to submit")
+    p.add_argument("--seed", type=int, default=7, help="workload seed")
+    p.add_argument("--with-stack", action="store_true",
+                   help="start the embedded stack first and stop it afterwards")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"switchyard: invalid setting: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return int(args.fn(args, settings) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
