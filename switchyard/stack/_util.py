@@ -1,0 +1,223 @@
+"""Small helpers shared by the stack launchers: ports, log tails, probes, sync-over-async.
+
+The launchers are synchronous on purpose: ``switchyard up`` is a plain CLI and pytest session
+fixtures are easiest to write as blocking calls. The health probes, however, use asyncio
+clients (aiokafka, asyncpg), so :func:`run_coro` bridges the two without assuming whether the
+caller already runs an event loop in its thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+#: Everything the embedded stack starts binds here and nowhere else (a dev machine is not a pod).
+LOOPBACK = "127.0.0.1"
+
+
+class StackError(RuntimeError):
+    """A component could not be started, probed or stopped; the message says which and why."""
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port nothing listens on right now, for tests that start servers on free ports.
+
+    The port is only free at the time of the call; another process could take it before the
+    server binds. That race is acceptable for tests and the dev stack.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    """Whether a server could bind ``host:port`` now (nothing listens there).
+
+    SO_REUSEADDR like the servers themselves, so connections of a just-stopped server lingering
+    in TIME_WAIT do not count as "in use".
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def tcp_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    """Whether something accepts TCP connections; a cheap pre-check before a real probe."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def tail(path: Path, lines: int = 40, *, start_offset: int = 0) -> str:
+    """The last ``lines`` lines of a log file from ``start_offset`` on ('' when missing).
+
+    Errors raised by the launchers quote this so a failed start explains itself without the
+    user having to find the log.
+    """
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            begin = max(start_offset, size - 64 * 1024)
+            fh.seek(min(begin, size))
+            data = fh.read()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def run_coro(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run an async probe to completion from synchronous code.
+
+    If this thread already runs an event loop (an async pytest test calling ``healthy()``),
+    ``asyncio.run`` would fail, so the coroutine runs on a short-lived helper thread instead.
+    ``factory`` is called on the thread that runs the loop, so clients bind to the right loop.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())
+
+    box: dict[str, Any] = {}
+
+    def _target() -> None:
+        try:
+            box["value"] = asyncio.run(factory())
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=_target, name="switchyard-stack-probe", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]
+
+
+def maybe_await(result: T | Awaitable[T]) -> T:
+    """Resolve a callback's result that may be a plain value or an awaitable (bootstrap hooks)."""
+    if isinstance(result, Awaitable):
+        awaitable = result
+
+        async def _wrap() -> T:
+            return await awaitable
+
+        return run_coro(_wrap)
+    return result
+
+
+def http_ok(url: str, timeout_s: float = 1.0) -> bool:
+    """Whether an HTTP GET returns 200 (Triton's /v2/health/ready)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 (loopback URL)
+            return int(resp.status) == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def grpc_serving(
+    port: int, host: str = LOOPBACK, timeout_s: float = 1.0, service: str = ""
+) -> bool:
+    """Whether the standard ``grpc.health.v1.Health/Check`` answers SERVING."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    if not tcp_open(host, port, timeout_s):
+        return False
+    channel = grpc.insecure_channel(f"{host}:{port}")
+    try:
+        stub = health_pb2_grpc.HealthStub(channel)
+        reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+    except grpc.RpcError:
+        return False
+    finally:
+        channel.close()
+
+
+def kafka_metadata_ok(bootstrap: str, timeout_s: float = 3.0) -> bool:
+    """Whether a Kafka metadata request succeeds and names at least one broker.
+
+    A TCP connect is not enough: Tansu accepts connections before its storage is usable, and
+    only a real protocol round trip proves clients will work.
+    """
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    if not tcp_open(host or LOOPBACK, int(port), min(timeout_s, 0.5)):
+        return False
+
+    async def _probe() -> bool:
+        from aiokafka import AIOKafkaClient
+
+        client = AIOKafkaClient(
+            bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+        )
+        try:
+            await asyncio.wait_for(client.bootstrap(), timeout_s)
+            return bool(client.cluster.brokers())
+        except Exception:
+            return False
+        finally:
+            await client.close()
+
+    return run_coro(_probe)
+
+
+def postgres_select1_ok(dsn: str, timeout_s: float = 3.0) -> bool:
+    """Whether ``SELECT 1`` succeeds over asyncpg with this DSN."""
+
+    async def _probe() -> bool:
+        import asyncpg
+
+        try:
+            conn = await asyncpg.connect(dsn, timeout=timeout_s)
+        except Exception:
+            return False
+        try:
+            return bool(await conn.fetchval("SELECT 1", timeout=timeout_s) == 1)
+        except Exception:
+            return False
+        finally:
+            await conn.close(timeout=timeout_s)
+
+    return run_coro(_probe)
+
+
+def wait_until(
+    predicate: Callable[[], bool],
+    timeout_s: float,
+    *,
+    interval_s: float = 0.1,
+    abort: Callable[[], str | None] | None = None,
+) -> bool:
+    """Poll ``predicate`` until true or ``timeout_s`` passes; ``abort`` may end the wait early.
+
+    ``abort`` returns a reason (e.g. "process exited with 1") to stop polling a component that
+    can no longer become healthy; the reason is raised as :class:`StackError`.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if predicate():
+            return True
+        if abort is not None:
+            reason = abort()
+            if reason:
+                raise StackError(reason)
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval_s)
