@@ -1,0 +1,63 @@
+"""``python -m services.decision.training [--if-missing] [--seed N] ...`` -- see ``--help``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from services.decision.training import datagen, default_paths, train
+
+
+def main(argv: list[str] | None = None) -> int:
+    data_default, repo_default = default_paths()
+    p = argparse.ArgumentParser(
+        prog="python -m services.decision.training",
+        description="Train the document_router and invoice_risk Triton models from models/data.")
+    p.add_argument("--if-missing", action="store_true",
+                   help="do nothing when the artifacts exist and match the data, featurizer and "
+                        "trainer (and --seed, when given)")
+    p.add_argument("--seed", type=int, default=None,
+                   help=f"training seed (default {train.DEFAULT_SEED})")
+    p.add_argument("--data-dir", type=Path, default=data_default, help="corpus directory")
+    p.add_argument("--repository", type=Path, default=repo_default, help="Triton model repository")
+    p.add_argument("--regenerate-data", action="store_true",
+                   help="regenerate the corpora (and SHA256SUMS, manifest.json) before training")
+    p.add_argument("--data-seed", type=int, default=datagen.DEFAULT_DATA_SEED,
+                   help="seed for --regenerate-data / --check-data")
+    p.add_argument("--check-data", action="store_true",
+                   help="regenerate the corpora in memory and compare with the shipped sha256, then exit")
+    p.add_argument("--clean", action="store_true", help="delete the generated artifacts and exit")
+    args = p.parse_args(argv)
+
+    if args.clean:
+        train.clean(args.repository, args.data_dir)
+        return 0
+    if args.check_data:
+        ok = True
+        blobs = {datagen.ROUTER_FILE: datagen.jsonl_bytes(datagen.generate_router_corpus(seed=args.data_seed)),
+                 datagen.INVOICE_FILE: datagen.jsonl_bytes(datagen.generate_invoice_corpus(seed=args.data_seed))}
+        for name, blob in blobs.items():
+            same = train.sha256_bytes(blob) == datagen.sha256_file(args.data_dir / name)
+            ok &= same
+            print(f"{name}: {'reproduced' if same else 'DIFFERS from the shipped file'}")
+        return 0 if ok else 1
+    if args.regenerate_data:
+        t = time.perf_counter()
+        datagen.write_corpora(args.data_dir, seed=args.data_seed)
+        print(f"[datagen] wrote corpora (seed {args.data_seed}) to {args.data_dir} "
+              f"in {time.perf_counter() - t:.1f}s")
+    if args.if_missing and not args.regenerate_data:
+        reason = train.artifacts_status(args.data_dir, args.repository, args.seed)
+        if reason is None:
+            print("[train] models up to date")
+            return 0
+        print(f"[train] (re)training: {reason}")
+    train.train_all(args.data_dir, args.repository,
+                    seed=train.DEFAULT_SEED if args.seed is None else args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
