@@ -1,0 +1,1 @@
+"""Developer tools (code generation); not used at run time."""
