@@ -55,6 +55,8 @@ CREATE TABLE decisions (
     created_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX decisions_task ON decisions (task_id, created_at);
+-- One model decision per task: a redelivered task re-publishes it instead of deciding again.
+CREATE UNIQUE INDEX decisions_one_model_decision ON decisions (task_id) WHERE source = 'MODEL';
 
 CREATE TABLE executions (
     task_id          uuid        NOT NULL REFERENCES tasks (task_id),

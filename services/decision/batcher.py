@@ -1,0 +1,120 @@
+"""One micro-batcher in front of Triton, shared by the Kafka path and the sync Decide RPC.
+
+Callers submit single items and await their result; a runner groups whatever is waiting into
+one request of up to ``max_batch`` items, waiting at most ``max_delay_s`` for a batch to fill.
+The queue is bounded: when it is full, :meth:`MicroBatcher.submit` raises :class:`Overloaded`
+at once, so callers push back (RESOURCE_EXHAUSTED, or a slower consumer) instead of queueing
+without limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+from prometheus_client import Histogram
+
+I = TypeVar("I")
+O = TypeVar("O")
+
+BATCH_SIZE = Histogram(
+    "switchyard_batch_size", "Items per model request.", ["model"],
+    buckets=(1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 256),
+)
+BATCH_WAIT = Histogram(
+    "switchyard_batch_wait_seconds", "Time an item waited for its batch to be sent.", ["model"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
+)
+
+
+class Overloaded(Exception):
+    """The batcher's queue is full; retry later."""
+
+
+class MicroBatcher(Generic[I, O]):
+    def __init__(self, name: str, infer: Callable[[Sequence[I]], Awaitable[Sequence[O]]],
+                 max_batch: int, max_delay_s: float, queue_limit: int,
+                 max_in_flight: int = 4) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be >= 1")
+        self.name = name
+        self._infer = infer
+        self._max_batch = max_batch
+        self._max_delay_s = max_delay_s
+        self._queue: asyncio.Queue[tuple[I, asyncio.Future[O], float]] = asyncio.Queue(queue_limit)
+        self._in_flight = asyncio.Semaphore(max_in_flight)
+        self._runner: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._runner = asyncio.create_task(self._run(), name=f"batcher-{self.name}")
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        await asyncio.gather(*self._pending, return_exceptions=True)
+        while not self._queue.empty():
+            _, future, _ = self._queue.get_nowait()
+            if not future.done():
+                future.set_exception(Overloaded("batcher stopped"))
+
+    async def submit(self, item: I) -> O:
+        future: asyncio.Future[O] = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait((item, future, time.perf_counter()))
+        except asyncio.QueueFull:
+            raise Overloaded(f"{self.name}: {self._queue.maxsize} items already waiting") from None
+        return await future
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            deadline = time.perf_counter() + self._max_delay_s
+            while len(batch) < self._max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                    continue
+                except asyncio.QueueEmpty:
+                    pass
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except asyncio.TimeoutError:
+                    break
+            await self._in_flight.acquire()
+            task = asyncio.create_task(self._send(batch))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _send(self, batch: list[tuple[I, asyncio.Future[O], float]]) -> None:
+        try:
+            now = time.perf_counter()
+            BATCH_SIZE.labels(self.name).observe(len(batch))
+            for _, _, queued_at in batch:
+                BATCH_WAIT.labels(self.name).observe(now - queued_at)
+            try:
+                results = await self._infer([item for item, _, _ in batch])
+                if len(results) != len(batch):
+                    raise RuntimeError(f"{self.name}: {len(results)} results for "
+                                       f"{len(batch)} items")
+            except BaseException as exc:  # every waiter learns the failure
+                for _, future, _ in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                return
+            for (_, future, _), result in zip(batch, results):
+                if not future.done():
+                    future.set_result(result)
+        finally:
+            self._in_flight.release()

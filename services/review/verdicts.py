@@ -1,0 +1,58 @@
+"""A reviewer's verdict becomes a decision the executor runs (source=HUMAN)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from switchyard.v1 import (
+    Decision,
+    DecisionOutcome,
+    DecisionSource,
+    Escalation,
+    FieldExtraction,
+    ReviewVerdict,
+    Verdict,
+)
+
+
+def verdict_decision(escalation: Escalation, verdict: ReviewVerdict) -> Decision:
+    """Approve runs the proposed plan; modify runs it with the edited fields; reject ends it."""
+    now = Timestamp()
+    now.FromDatetime(datetime.now(timezone.utc))
+    proposed = escalation.proposed_decision
+    decision = Decision(
+        decision_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"verdict:{verdict.item_id}")),
+        task_id=escalation.task_id, tenant_id=escalation.tenant_id,
+        source=DecisionSource.DECISION_SOURCE_HUMAN, reviewer_id=verdict.reviewer_id,
+        decided_at=now, confidence=1.0, label=proposed.label,
+    )
+    decision.models.extend(proposed.models)
+    decision.fields.extend(proposed.fields)
+    name = Verdict.Name(verdict.verdict).removeprefix("VERDICT_").lower()
+    decision.rule = f"reviewer_{name}"
+    reason = f": {verdict.reason}" if verdict.reason else ""
+    if verdict.verdict == Verdict.VERDICT_REJECT:
+        decision.outcome = DecisionOutcome.DECISION_OUTCOME_REJECT
+        decision.explanation = f"Rejected by {verdict.reviewer_id}{reason}"
+        return decision
+    decision.outcome = DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE
+    decision.plan.CopyFrom(proposed.plan)
+    if verdict.verdict == Verdict.VERDICT_MODIFY:
+        for step in decision.plan.steps:
+            step.payload.update({"modified_fields": dict(verdict.modified_fields)})
+        existing = {f.name: f for f in decision.fields}
+        for field_name, value in verdict.modified_fields.items():
+            if field_name in existing:
+                existing[field_name].value = value
+                existing[field_name].confidence = 1.0
+            else:
+                decision.fields.append(FieldExtraction(name=field_name, value=value,
+                                                       confidence=1.0))
+        decision.explanation = (f"Approved by {verdict.reviewer_id} with edits to "
+                                f"{', '.join(sorted(verdict.modified_fields))}{reason}")
+    else:
+        decision.explanation = f"Approved by {verdict.reviewer_id}{reason}"
+    return decision

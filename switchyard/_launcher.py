@@ -1,0 +1,131 @@
+"""``switchyard up``/``down``/``status``: the embedded stack plus the four services.
+
+Bootstrap (topics from the registry, PostgreSQL migrations) runs between the infrastructure
+and the services, exactly as the Helm chart's hook Jobs do before the Deployments start.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from switchyard._settings import Settings
+from switchyard.stack import EmbeddedStack, ServiceSpec, StackError, stack_down, stack_status
+
+SERVICE_PORTS = {
+    "ingest": ("ingest_grpc_port", "ingest_metrics_port"),
+    "decision": ("decision_grpc_port", "decision_metrics_port"),
+    "executor": ("executor_grpc_port", "executor_metrics_port"),
+    "review": ("review_grpc_port", "review_metrics_port"),
+}
+
+
+async def bootstrap(settings: Settings) -> None:
+    """Create the registry's topics and apply migrations (idempotent)."""
+    from switchyard._db import migrate
+    from switchyard._topics import create_topics
+
+    await create_topics(settings)
+    await migrate(settings)
+
+
+def service_specs(settings: Settings, names: tuple[str, ...] = tuple(SERVICE_PORTS)
+                  ) -> list[ServiceSpec]:
+    specs = []
+    for name in names:
+        grpc_attr, _ = SERVICE_PORTS[name]
+        specs.append(ServiceSpec(
+            name=name, argv=[sys.executable, "-m", "switchyard", "run", name],
+            health_port=getattr(settings, grpc_attr),
+        ))
+    return specs
+
+
+def build_stack(settings: Settings, detach: bool = False) -> EmbeddedStack:
+    return EmbeddedStack(settings, Path(settings.state_dir), services=service_specs(settings),
+                         bootstrap=bootstrap, detached=detach,
+                         model_repository=Path(settings.model_repository))
+
+
+def print_endpoints(stack: EmbeddedStack, console: Console) -> None:
+    settings = stack.settings
+    table = Table(title="Switchyard embedded stack", title_justify="left")
+    for column in ("component", "endpoint", "pid"):
+        table.add_column(column)
+    for row in stack.status():
+        table.add_row(row.name, row.endpoint, str(row.pid or "-"))
+    table.add_row("review console", f"http://127.0.0.1:{settings.review_web_port}", "")
+    for name, (_, metrics_attr) in SERVICE_PORTS.items():
+        port = getattr(settings, metrics_attr)
+        if port:
+            table.add_row(f"{name} metrics", f"http://127.0.0.1:{port}/metrics", "")
+    console.print(table)
+    timings = ", ".join(f"{k} {v:.1f}s" for k, v in stack.timings.items())
+    console.print(f"[dim]started in: {timings}[/dim]")
+
+
+def up(settings: Settings, detach: bool = False) -> int:
+    console = Console(stderr=True)
+    stack = build_stack(settings, detach)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        try:
+            stack.start()
+        except StackError as exc:
+            console.print(f"[red]switchyard up failed:[/red] {exc}")
+            return 1
+        print_endpoints(stack, console)
+        if detach:
+            console.print("detached; stop with [bold]switchyard down[/bold]")
+            return 0
+        console.print("running; Ctrl-C or SIGTERM stops everything")
+        while not stopping.wait(1.0):
+            dead = [s.name for s in stack.status() if s.pid is None]
+            if dead:
+                console.print(f"[red]stopping: {', '.join(dead)} exited[/red]")
+                return 1
+        return 0
+    finally:
+        if not detach:
+            console.print("stopping ...")
+            stack.stop()
+            console.print("stopped")
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def down(settings: Settings) -> int:
+    survivors = stack_down(Path(settings.state_dir))
+    if survivors:
+        print(f"had to kill: {', '.join(survivors)}", file=sys.stderr)
+    print("stopped")
+    return 0
+
+
+def status(settings: Settings, as_json: bool = False) -> int:
+    rows = stack_status(Path(settings.state_dir))
+    if as_json:
+        print(json.dumps([row.__dict__ for row in rows], indent=2))
+    else:
+        table = Table()
+        for column in ("component", "endpoint", "pid", "health"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(row.name, row.endpoint, str(row.pid or "-"),
+                          "[green]healthy[/green]" if row.healthy else "[red]down[/red]")
+        Console().print(table if rows else "no embedded stack running")
+    return 0 if rows and all(row.healthy for row in rows) else 1
+
+
+__all__ = ["bootstrap", "build_stack", "down", "service_specs", "status", "up"]

@@ -1,0 +1,95 @@
+"""Task status in the system of record, and its mirror on the compacted status topic.
+
+Every stage moves a task through :func:`transition`: one row update plus one history row in
+PostgreSQL, in the caller's transaction, yielding the ``StatusEvent`` to publish afterwards.
+Terminal tasks never move again, so a late or redelivered record cannot resurrect a task.
+:func:`claim_step` is the consumer dedupe: it records ``(task_id, step)`` in the same
+transaction as the step's effect, so a redelivered record finds its step done and is skipped.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from switchyard._kafka import Producer
+from switchyard._topics import TASK_STATUS
+from switchyard.v1 import StatusEvent, TaskStage, TaskStatus
+
+TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+
+
+def status_name(status: int) -> str:
+    return TaskStatus.Name(status).removeprefix("TASK_STATUS_")
+
+
+def stage_name(stage: int) -> str:
+    return TaskStage.Name(stage).removeprefix("TASK_STAGE_")
+
+
+def status_value(name: str) -> int:
+    return TaskStatus.Value(f"TASK_STATUS_{name}")
+
+
+def stage_value(name: str) -> int:
+    return TaskStage.Value(f"TASK_STAGE_{name}")
+
+
+def timestamp(dt: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(dt)
+    return ts
+
+
+@dataclass(frozen=True)
+class Transition:
+    event: StatusEvent
+    previous_status: str
+
+
+async def claim_step(conn: asyncpg.Connection, task_id: str, step: str) -> bool:
+    """True the first time ``(task_id, step)`` is claimed; False for a redelivery."""
+    row = await conn.fetchrow(
+        "INSERT INTO processed_steps (task_id, step) VALUES ($1, $2) "
+        "ON CONFLICT DO NOTHING RETURNING task_id",
+        uuid.UUID(task_id), step,
+    )
+    return row is not None
+
+
+async def transition(conn: asyncpg.Connection, task_id: str, status: str, stage: str,
+                     service: str, reason: str = "", detail: str = "") -> Transition | None:
+    """Move a task to ``status``/``stage``; None if it is terminal already (or unknown)."""
+    row = await conn.fetchrow(
+        """
+        WITH prev AS (SELECT status FROM tasks WHERE task_id = $1 FOR UPDATE)
+        UPDATE tasks t
+           SET status = $2, stage = $3, reason = $4, status_seq = t.status_seq + 1,
+               updated_at = now()
+          FROM prev
+         WHERE t.task_id = $1 AND NOT (prev.status = ANY($5::text[]))
+        RETURNING t.tenant_id, t.status_seq, t.updated_at, prev.status AS previous
+        """,
+        uuid.UUID(task_id), status, stage, reason, list(TERMINAL),
+    )
+    if row is None:
+        return None
+    await conn.execute(
+        "INSERT INTO task_status_history (task_id, seq, status, stage, reason, service, "
+        "occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        uuid.UUID(task_id), row["status_seq"], status, stage, reason, service, row["updated_at"],
+    )
+    event = StatusEvent(
+        task_id=task_id, tenant_id=row["tenant_id"], status=status_value(status),
+        stage=stage_value(stage), reason=reason, detail=detail,
+        occurred_at=timestamp(row["updated_at"]), sequence=row["status_seq"], service=service,
+    )
+    return Transition(event=event, previous_status=row["previous"])
+
+
+async def publish_status(producer: Producer, event: StatusEvent) -> None:
+    await producer.send(TASK_STATUS, event.task_id, event)

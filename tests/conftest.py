@@ -1,0 +1,75 @@
+"""Session fixtures: the real broker, PostgreSQL and Triton, started once; isolation per test.
+
+The embedded stack runs for the whole session on free ports. Each test that asks for
+``settings`` gets its own topic prefix (so its own topics and consumer groups) and its own
+PostgreSQL schema with migrations applied; ``pipeline`` starts the four services as real
+processes against those settings and stops them afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from switchyard import Settings
+from switchyard._launcher import bootstrap, service_specs
+from switchyard.stack import EmbeddedStack, free_port, with_free_ports
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_REPOSITORY = ROOT / "models" / "repository"
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+    """Kafka (Tansu), PostgreSQL 16 and Triton on the project's model repository."""
+    state_dir = tmp_path_factory.mktemp("stack")
+    settings = with_free_ports(Settings(model_repository=MODEL_REPOSITORY, state_dir=state_dir))
+    with EmbeddedStack(settings, state_dir, postgres_port=free_port(),
+                       model_repository=MODEL_REPOSITORY) as embedded:
+        yield embedded
+
+
+def _isolated(base: Settings, name: str) -> Settings:
+    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:24]
+    uid = uuid.uuid4().hex[:6]
+    return base.replace(
+        kafka_topic_prefix=f"{slug}-{uid}.",
+        postgres_schema=f"t_{slug}_{uid}",
+        kafka_partitions=4,
+        ingest_grpc_port=free_port(),
+        decision_grpc_port=free_port(),
+        executor_grpc_port=free_port(),
+        review_grpc_port=free_port(),
+        review_web_port=free_port(),
+        ingest_metrics_port=free_port(),
+        decision_metrics_port=free_port(),
+        executor_metrics_port=free_port(),
+        review_metrics_port=free_port(),
+        log_level="INFO",
+    )
+
+
+@pytest.fixture
+def settings(stack: EmbeddedStack, request: pytest.FixtureRequest) -> Settings:
+    """Settings for one test: its own topics and schema, created and migrated."""
+    isolated = _isolated(stack.settings, request.node.name)
+    asyncio.run(bootstrap(isolated))
+    return isolated
+
+
+@pytest.fixture
+def pipeline(settings: Settings, tmp_path: Path) -> Iterator[EmbeddedStack]:
+    """The four services as separate processes, ready (gRPC health SERVING)."""
+    services = EmbeddedStack(settings, tmp_path / "services", components=(),
+                             services=service_specs(settings))
+    services.start(timeout_s=60)
+    try:
+        yield services
+    finally:
+        services.stop()
