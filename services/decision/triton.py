@@ -66,10 +66,11 @@ class RouterClient:
         await self._client.close()
 
     async def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        if self._breaker.current_state == pybreaker.STATE_OPEN:
-            raise ModelUnavailable(f"{self.model_name}: circuit open after repeated failures")
         try:
-            return await self._breaker.call_async(self._predict, texts)  # type: ignore[no-any-return]
+            # pybreaker's call_async needs tornado; its context manager records the outcome
+            # of an awaited block just as well (one event loop thread, no lock held across).
+            with self._breaker.calling():
+                return await self._predict(texts)
         except pybreaker.CircuitBreakerError as exc:
             raise ModelUnavailable(f"{self.model_name}: circuit open ({exc})") from None
         except (InferenceServerException, asyncio.TimeoutError, OSError) as exc:
