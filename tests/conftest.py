@@ -55,18 +55,19 @@ def _isolated(base: Settings, name: str) -> Settings:
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def settings(stack: EmbeddedStack, request: pytest.FixtureRequest) -> Settings:
-    """Settings for one test: its own topics and schema, created and migrated."""
-    isolated = _isolated(stack.settings, request.node.name)
+    """Settings for one test module: its own topics and schema, created and migrated."""
+    isolated = _isolated(stack.settings, request.module.__name__.rsplit(".", 1)[-1])
     asyncio.run(bootstrap(isolated))
     return isolated
 
 
-@pytest.fixture
-def pipeline(settings: Settings, tmp_path: Path) -> Iterator[EmbeddedStack]:
+@pytest.fixture(scope="module")
+def pipeline(settings: Settings, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[EmbeddedStack]:
     """The four services as separate processes, ready (gRPC health SERVING)."""
-    services = EmbeddedStack(settings, tmp_path / "services", components=(),
+    services = EmbeddedStack(settings, tmp_path_factory.mktemp("services"), components=(),
                              services=service_specs(settings))
     services.start(timeout_s=60)
     try:

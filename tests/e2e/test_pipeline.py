@@ -1,0 +1,212 @@
+"""End to end through the real broker, PostgreSQL and Triton, with the four service processes.
+
+Tasks are submitted over gRPC and followed to a terminal state; escalations are worked through
+the ReviewService; a record no stage can read goes to the dead-letter topic with its bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import grpc
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from switchyard import Settings
+from switchyard._db import resolve_dsn
+from switchyard._grpc import create_channel, field_violations
+from switchyard._kafka import headers_to_dict
+from switchyard._topics import DEAD_LETTER, TASKS
+from switchyard.v1 import (
+    ClaimRequest,
+    DeadLetter,
+    Document,
+    GetTaskRequest,
+    IngestServiceStub,
+    ListQueueRequest,
+    ReviewServiceStub,
+    ReviewVerdict,
+    Submission,
+    SubmitTaskRequest,
+    SubmitVerdictRequest,
+    Task,
+    TaskStatus,
+    Verdict,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pipeline")]
+HELDOUT = Path(__file__).resolve().parents[2] / "models" / "data" / "router_heldout.jsonl"
+TERMINAL = {TaskStatus.TASK_STATUS_SUCCEEDED, TaskStatus.TASK_STATUS_FAILED,
+            TaskStatus.TASK_STATUS_CANCELLED}
+
+
+def sample(label: str, index: int = 0) -> str:
+    rows = [json.loads(line) for line in HELDOUT.read_text().splitlines()]
+    texts = [r["text"] for r in rows if r["label"] == label and len(r["text"]) > 200]
+    return texts[index]
+
+
+@pytest.fixture
+async def ingest(settings: Settings) -> AsyncIterator[IngestServiceStub]:
+    channel = create_channel(f"127.0.0.1:{settings.ingest_grpc_port}")
+    yield IngestServiceStub(channel)
+    await channel.close()
+
+
+@pytest.fixture
+async def review(settings: Settings) -> AsyncIterator[ReviewServiceStub]:
+    channel = create_channel(f"127.0.0.1:{settings.review_grpc_port}")
+    yield ReviewServiceStub(channel)
+    await channel.close()
+
+
+async def wait_for(ingest: IngestServiceStub, task_id: str, statuses: set[int],
+                   timeout_s: float = 60) -> Task:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        task = (await ingest.GetTask(GetTaskRequest(task_id=task_id))).task
+        if task.status in statuses:
+            return task
+        if time.monotonic() > deadline:
+            raise AssertionError(f"task {task_id} still {TaskStatus.Name(task.status)} "
+                                 f"({task.reason})")
+        await asyncio.sleep(0.1)
+
+
+def submission(text: str, kind: str, key: str | None = None) -> Submission:
+    return Submission(tenant_id="acme", idempotency_key=key or uuid.uuid4().hex, kind=kind,
+                      document=Document(content_type="text/plain", body=text.encode()))
+
+
+async def test_confident_task_is_executed_once(ingest: IngestServiceStub,
+                                               settings: Settings) -> None:
+    sub = submission(sample("invoice"), "invoice")
+    first = await ingest.SubmitTask(SubmitTaskRequest(submission=sub))
+    assert first.created and first.status == TaskStatus.TASK_STATUS_QUEUED
+    again = await ingest.SubmitTask(SubmitTaskRequest(submission=sub))
+    assert (again.task_id, again.created) == (first.task_id, False)
+
+    task = await wait_for(ingest, first.task_id, TERMINAL)
+    assert TaskStatus.Name(task.status) == "TASK_STATUS_SUCCEEDED", task.reason
+
+    conn = await asyncpg.connect(resolve_dsn(settings),
+                                 server_settings={"search_path": settings.postgres_schema})
+    try:
+        effects = await conn.fetch("SELECT idempotency_key, system FROM downstream_records "
+                                   "WHERE task_id = $1", uuid.UUID(first.task_id))
+        history = await conn.fetch("SELECT seq, status, stage, service FROM "
+                                   "task_status_history WHERE task_id = $1 ORDER BY seq",
+                                   uuid.UUID(first.task_id))
+    finally:
+        await conn.close()
+    assert [(r["idempotency_key"], r["system"]) for r in effects] == [
+        (f"{first.task_id}:1-post_invoice", "erp.invoices")]
+    assert [r["seq"] for r in history] == list(range(1, len(history) + 1))
+    assert (history[0]["status"], history[-1]["status"]) == ("QUEUED", "SUCCEEDED")
+    assert {r["service"] for r in history} == {"ingest", "decision", "executor"}
+
+
+async def test_same_key_with_other_payload_is_refused(ingest: IngestServiceStub) -> None:
+    key = uuid.uuid4().hex
+    await ingest.SubmitTask(SubmitTaskRequest(submission=submission("Invoice 1", "invoice",
+                                                                     key)))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await ingest.SubmitTask(SubmitTaskRequest(submission=submission("Invoice 2", "invoice",
+                                                                         key)))
+    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert "different payload" in (caught.value.details() or "")
+
+
+async def test_invalid_submission_gets_field_violations(ingest: IngestServiceStub) -> None:
+    bad = Submission(tenant_id="acme", idempotency_key="x", kind="invoice",
+                     document=Document(content_type="application/json", body=b'{"total": }'))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await ingest.SubmitTask(SubmitTaskRequest(submission=bad))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(caught.value)["document.body"].startswith("malformed JSON")
+
+
+async def test_escalated_tasks_follow_the_reviewers_verdict(
+        ingest: IngestServiceStub, review: ReviewServiceStub) -> None:
+    # An invoice submitted as an admission form: the router disagrees, policy escalates.
+    approved = await ingest.SubmitTask(SubmitTaskRequest(
+        submission=submission(sample("invoice", 1), "admission_form")))
+    rejected = await ingest.SubmitTask(SubmitTaskRequest(
+        submission=submission(sample("invoice", 2), "admission_form")))
+    for response in (approved, rejected):
+        task = await wait_for(ingest, response.task_id, {TaskStatus.TASK_STATUS_BLOCKED})
+        assert task.reason == "kind_mismatch"
+
+    async def item_for(task_id: str) -> str:
+        for _ in range(100):
+            page = await review.ListQueue(ListQueueRequest(page_size=500))
+            for item in page.items:
+                if item.escalation.task_id == task_id:
+                    return item.item_id
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"no review item for {task_id}")
+
+    approve_item = await item_for(approved.task_id)
+    claims = await asyncio.gather(
+        review.Claim(ClaimRequest(item_id=approve_item, reviewer_id="ana")),
+        review.Claim(ClaimRequest(item_id=approve_item, reviewer_id="ben")),
+        return_exceptions=True,
+    )
+    winners = [c for c in claims if not isinstance(c, Exception)]
+    losers = [c for c in claims if isinstance(c, grpc.aio.AioRpcError)]
+    assert len(winners) == 1 and len(losers) == 1
+    assert losers[0].code() == grpc.StatusCode.FAILED_PRECONDITION
+    winner = winners[0].item.claimed_by
+    await review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+        item_id=approve_item, reviewer_id=winner, verdict=Verdict.VERDICT_APPROVE)))
+
+    reject_item = await item_for(rejected.task_id)
+    await review.Claim(ClaimRequest(item_id=reject_item, reviewer_id="ana"))
+    await review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+        item_id=reject_item, reviewer_id="ana", verdict=Verdict.VERDICT_REJECT,
+        reason="duplicate")))
+
+    done = await wait_for(ingest, approved.task_id, TERMINAL)
+    assert done.status == TaskStatus.TASK_STATUS_SUCCEEDED
+    cancelled = await wait_for(ingest, rejected.task_id, TERMINAL)
+    assert cancelled.status == TaskStatus.TASK_STATUS_CANCELLED
+    assert cancelled.reason == "rejected:reviewer_reject"
+
+
+async def test_unreadable_record_is_dead_lettered_with_its_bytes(settings: Settings) -> None:
+    from confluent_kafka import Producer
+
+    garbage = b"\x00\x01 definitely not a TaskEnvelope"
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    producer.produce(TASKS.full_name(settings), key=b"bad-1", value=garbage,
+                     headers=[("content-type", b"application/json")])
+    assert producer.flush(10) == 0
+
+    consumer = AIOKafkaConsumer(DEAD_LETTER.full_name(settings),
+                                bootstrap_servers=settings.kafka_bootstrap_servers,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    letter = DeadLetter.FromString(record.value)
+                    if letter.original_value == garbage:
+                        assert letter.reason_code == "unsupported_content_type"
+                        assert letter.original_key == b"bad-1"
+                        assert letter.original_headers["content-type"] == "application/json"
+                        assert letter.service == "decision"
+                        assert headers_to_dict(record.headers)["content-type"].endswith(
+                            "messageType=switchyard.v1.DeadLetter")
+                        return
+        raise AssertionError("no dead-letter record for the garbage record")
+    finally:
+        await consumer.stop()

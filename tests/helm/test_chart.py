@@ -1,0 +1,577 @@
+"""The Helm chart (deploy/helm): lint, schema, Kubernetes validation and the deployment rules.
+
+Offline and fast: helm renders locally (no cluster) and kubernetes-validate checks every
+object against the bundled OpenAPI schemas of real Kubernetes versions in strict mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from switchyard._settings import Settings, env_var
+
+from .conftest import CHART, KUBE_VERSIONS, PROD_VALUES, ROOT, Renderer, run_helm
+
+Manifest = dict[str, Any]
+
+SERVICES = ("ingest", "decision", "executor", "review")
+COMPONENTS = (*SERVICES, "triton")
+GRPC_PORTS = {"ingest": 50051, "decision": 50052, "executor": 50053, "review": 50054}
+METRICS_PORTS = {"ingest": 9101, "decision": 9102, "executor": 9103, "review": 9104,
+                 "triton": 8002}
+CRD_GROUPS = ("monitoring.coreos.com/",)
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
+#: SWITCHYARD_* variables the chart sets that are not (yet) fields of Settings.
+PENDING_SETTINGS = {"SWITCHYARD_POLICY_DIR"}
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def by_kind(manifests: list[Manifest], kind: str) -> list[Manifest]:
+    return [m for m in manifests if m["kind"] == kind]
+
+
+def one(manifests: list[Manifest], kind: str, component: str) -> Manifest:
+    found = [m for m in by_kind(manifests, kind)
+             if m["metadata"]["labels"].get("app.kubernetes.io/component") == component]
+    assert len(found) == 1, f"expected one {kind} for {component}, found {len(found)}"
+    return found[0]
+
+
+def pod_spec(workload: Manifest) -> dict[str, Any]:
+    if workload["kind"] == "CronJob":
+        return workload["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return workload["spec"]["template"]["spec"]
+
+
+def pod_labels(workload: Manifest) -> dict[str, str]:
+    return workload["spec"]["template"]["metadata"]["labels"]
+
+
+def all_containers(workload: Manifest) -> list[tuple[str, dict[str, Any]]]:
+    spec = pod_spec(workload)
+    return ([("init", c) for c in spec.get("initContainers", [])]
+            + [("main", c) for c in spec["containers"]])
+
+
+def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def peer_selects(peer: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A NetworkPolicy peer that picks pods of this namespace by label (not an ipBlock)."""
+    return "podSelector" in peer and selects(peer["podSelector"], labels)
+
+
+def helm_error(helm: Path, *args: str) -> str:
+    proc = run_helm(helm, "template", "sy", str(CHART), *args, check=False)
+    assert proc.returncode != 0, f"helm accepted {args}"
+    return proc.stderr
+
+
+# -- lint, schema, Kubernetes validation -----------------------------------------------------
+
+@pytest.mark.parametrize("values", [[], [PROD_VALUES]], ids=["default", "production"])
+def test_helm_lint_strict(helm: Path, values: list[Path]) -> None:
+    args = ["lint", "--strict", str(CHART)]
+    for v in values:
+        args += ["-f", str(v)]
+    proc = run_helm(helm, *args, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 chart(s) failed" in proc.stdout
+    assert "[WARNING]" not in proc.stdout and "[ERROR]" not in proc.stdout, proc.stdout
+
+
+def test_values_schema_is_valid_and_accepts_the_shipped_values() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    jsonschema.validate(defaults, schema)
+    # values-production.yaml is an overlay: validate it merged over the defaults, as helm does
+    jsonschema.validate(_merge(defaults, yaml.safe_load(PROD_VALUES.read_text())), schema)
+
+
+def _merge(base: Any, overlay: Any) -> Any:
+    if isinstance(base, dict) and isinstance(overlay, dict):
+        merged = dict(base)
+        for key, value in overlay.items():
+            merged[key] = _merge(base.get(key), value) if key in base else value
+        return merged
+    return overlay
+
+
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+@pytest.mark.parametrize("values", [[], [PROD_VALUES]], ids=["default", "production"])
+def test_rendered_manifests_validate_strictly(render: Renderer, values: list[Path],
+                                             kube_version: str) -> None:
+    docs = render(values, kube_version=kube_version)
+    assert docs, "nothing rendered"
+    failures = []
+    checked = 0
+    for doc in docs:
+        if doc["apiVersion"].startswith(CRD_GROUPS):
+            continue  # no bundled schema for CRDs; their shape is checked below
+        try:
+            kubernetes_validate.validate(doc, kube_version, strict=True)
+            checked += 1
+        except kubernetes_validate.ValidationError as exc:
+            failures.append(f"{doc['kind']}/{doc['metadata']['name']}: {exc.message} "
+                            f"at {'/'.join(map(str, exc.path))}")
+    assert not failures, "\n".join(failures)
+    assert checked >= 20
+
+
+def test_default_render_contains_the_whole_suite(default_manifests: list[Manifest]) -> None:
+    for service in SERVICES:
+        deploy = one(default_manifests, "Deployment", service)
+        container = pod_spec(deploy)["containers"][0]
+        assert container["args"] == ["run", service]
+        service_obj = one(default_manifests, "Service", service)
+        ports = {p["name"]: p["port"] for p in service_obj["spec"]["ports"]}
+        assert ports["grpc"] == GRPC_PORTS[service]
+        assert ports["metrics"] == METRICS_PORTS[service]
+        assert one(default_manifests, "PodDisruptionBudget", service)
+    review_ports = {p["name"]: p["port"]
+                    for p in one(default_manifests, "Service", "review")["spec"]["ports"]}
+    assert review_ports["http"] == 8080, "the review web console"
+    assert one(default_manifests, "Deployment", "triton")
+    assert one(default_manifests, "Service", "triton")
+    # off by default: installing must not need the Prometheus Operator CRDs
+    assert not [d for d in default_manifests if d["apiVersion"].startswith(CRD_GROUPS)]
+    assert not by_kind(default_manifests, "HorizontalPodAutoscaler")
+
+
+def test_production_render_autoscales_on_cpu_and_lag(prod_manifests: list[Manifest]) -> None:
+    for service in SERVICES:
+        hpa = one(prod_manifests, "HorizontalPodAutoscaler", service)
+        assert hpa["spec"]["scaleTargetRef"]["name"] == one(
+            prod_manifests, "Deployment", service)["metadata"]["name"]
+        assert "replicas" not in one(prod_manifests, "Deployment", service)["spec"], \
+            "the HPA owns replicas"
+        types = [m["type"] for m in hpa["spec"]["metrics"]]
+        assert "Resource" in types
+        if service != "review":
+            external = next(m["external"] for m in hpa["spec"]["metrics"]
+                            if m["type"] == "External")
+            labels = external["metric"]["selector"]["matchLabels"]
+            assert labels["consumergroup"] == f"prod.switchyard-{service}"
+    assert one(prod_manifests, "HorizontalPodAutoscaler", "triton")
+
+
+def test_monitoring_objects_have_the_expected_shape(prod_manifests: list[Manifest]) -> None:
+    (monitor,) = by_kind(prod_manifests, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
+    selector = monitor["spec"]["selector"]
+    scraped = [s for s in by_kind(prod_manifests, "Service")
+               if selects(selector, s["metadata"]["labels"])]
+    scraped_components = {s["metadata"]["labels"]["app.kubernetes.io/component"]
+                          for s in scraped}
+    assert scraped_components == set(COMPONENTS), "every service and Triton are scraped"
+    for svc in scraped:
+        assert "metrics" in {p["name"] for p in svc["spec"]["ports"]}
+    triton_metrics = {p["name"]: p["port"]
+                      for p in one(prod_manifests, "Service", "triton")["spec"]["ports"]}
+    assert triton_metrics["metrics"] == 8002
+
+    (rule,) = by_kind(prod_manifests, "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    rules = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert len(rules) >= 4
+    for r in rules:
+        assert set(r) >= {"alert", "expr", "labels", "annotations"}
+        assert r["labels"]["severity"] in {"critical", "warning", "info"}
+        assert r["expr"].count("(") == r["expr"].count(")")
+
+
+# -- Triton on GPU ---------------------------------------------------------------------------
+
+def test_triton_runs_on_gpu_nodes(manifests: list[Manifest]) -> None:
+    triton = one(manifests, "Deployment", "triton")
+    spec = pod_spec(triton)
+    (container,) = spec["containers"]
+    assert container["image"].startswith("nvcr.io/nvidia/tritonserver:24.10-py3")
+    limits = container["resources"]["limits"]
+    assert int(limits["nvidia.com/gpu"]) >= 1
+    assert spec["nodeSelector"]["nvidia.com/gpu.present"] == "true"
+    assert any(t["key"] == "nvidia.com/gpu" for t in spec["tolerations"])
+    args = container["args"]
+    assert "--model-repository=/models" in args
+    assert {"--http-port=8000", "--grpc-port=8001", "--metrics-port=8002"} <= set(args)
+    # the model repository comes from an init container into an emptyDir
+    (init,) = spec["initContainers"]
+    assert init["image"] == pod_spec(one(manifests, "Deployment", "ingest"))["containers"][0]["image"]
+    assert env_of(init)["INSTANCE_KIND"]["value"] == "KIND_GPU"
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert "emptyDir" in volumes["models"]
+    assert volumes["dshm"]["emptyDir"]["medium"] == "Memory", "python backend shared memory"
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["models"]["mountPath"] == "/models" and mounts["models"]["readOnly"]
+    # the decision service is pointed at it
+    decision = pod_spec(one(manifests, "Deployment", "decision"))["containers"][0]
+    assert env_of(decision)["SWITCHYARD_TRITON_URL"]["value"] == \
+        f"{one(manifests, 'Service', 'triton')['metadata']['name']}:8001"
+
+
+def test_init_container_rewrites_the_instance_kind(default_manifests: list[Manifest],
+                                                   tmp_path: Path) -> None:
+    """Run the init container's script against the repository's real model configs."""
+    sh = shutil.which("sh")
+    assert sh, "needs /bin/sh"
+    init = pod_spec(one(default_manifests, "Deployment", "triton"))["initContainers"][0]
+    assert init["command"][:2] == ["/bin/sh", "-c"]
+    script = init["args"][0]
+    source = ROOT / "models" / "repository"
+    target = tmp_path / "models"
+    target.mkdir()
+    env = {k: v["value"] for k, v in env_of(init).items()}
+    env.update(SOURCE=str(source), TARGET=str(target), PATH="/usr/bin:/bin")
+    proc = subprocess.run([sh, "-c", script], env=env, capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    configs = sorted(target.glob("*/config.pbtxt"))
+    assert {c.parent.name for c in configs} >= {"document_router", "invoice_risk"}
+    for config in configs:
+        text = config.read_text()
+        assert "kind: KIND_GPU" in text and "KIND_CPU" not in text, config
+        # nothing else changed
+        original = (source / config.parent.name / "config.pbtxt").read_text()
+        assert text == re.sub(r"kind:\s*KIND_[A-Z]+", "kind: KIND_GPU", original)
+    assert not list(target.rglob("__pycache__"))
+
+
+def test_triton_model_repository_from_a_pvc(render: Renderer) -> None:
+    docs = render(sets=["triton.modelRepository.source=pvc",
+                        "triton.modelRepository.pvc.claimName=models",
+                        "triton.instanceKind="])
+    spec = pod_spec(one(docs, "Deployment", "triton"))
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["model-source"]["persistentVolumeClaim"] == {"claimName": "models",
+                                                                "readOnly": True}
+    init_env = env_of(spec["initContainers"][0])
+    assert init_env["SOURCE"]["value"] == "/source"
+    assert init_env["INSTANCE_KIND"]["value"] == ""
+
+
+def test_external_triton(render: Renderer) -> None:
+    docs = render(sets=["triton.enabled=false", "triton.externalUrl=triton.gpu.svc:8001"])
+    assert not [d for d in docs if d["metadata"]["labels"].get("app.kubernetes.io/component")
+                == "triton"]
+    decision = pod_spec(one(docs, "Deployment", "decision"))["containers"][0]
+    assert env_of(decision)["SWITCHYARD_TRITON_URL"]["value"] == "triton.gpu.svc:8001"
+    policy = one(docs, "NetworkPolicy", "decision")
+    egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
+    assert 8001 in egress_ports
+
+
+# -- pods: probes, resources, security -------------------------------------------------------
+
+def test_every_container_has_limits_and_a_restrictive_security_context(
+        manifests: list[Manifest]) -> None:
+    workloads = [m for m in manifests if m["kind"] in WORKLOADS]
+    assert {w["kind"] for w in workloads} == {"Deployment", "Job"}
+    problems = []
+    for workload in workloads:
+        spec = pod_spec(workload)
+        pod_sc = spec["securityContext"]
+        where = f"{workload['kind']}/{workload['metadata']['name']}"
+        if pod_sc.get("runAsNonRoot") is not True or not pod_sc.get("runAsUser"):
+            problems.append(f"{where}: pod securityContext must run as non-root")
+        if pod_sc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+            problems.append(f"{where}: pod seccompProfile must be RuntimeDefault")
+        if spec.get("automountServiceAccountToken") is not False:
+            problems.append(f"{where}: service account token must not be mounted")
+        tmp_volumes = {v["name"] for v in spec.get("volumes", []) if "emptyDir" in v}
+        for kind, container in all_containers(workload):
+            name = f"{where} {kind} container {container['name']}"
+            limits = container.get("resources", {}).get("limits", {})
+            requests = container.get("resources", {}).get("requests", {})
+            if not {"cpu", "memory"} <= set(limits):
+                problems.append(f"{name}: cpu and memory limits required")
+            if not {"cpu", "memory"} <= set(requests):
+                problems.append(f"{name}: cpu and memory requests required")
+            sc = container.get("securityContext", {})
+            expected = {"runAsNonRoot": True, "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True}
+            for key, value in expected.items():
+                if sc.get(key) is not value:
+                    problems.append(f"{name}: securityContext.{key} must be {value}")
+            if sc.get("capabilities", {}).get("drop") != ["ALL"] or \
+                    sc.get("capabilities", {}).get("add"):
+                problems.append(f"{name}: must drop ALL capabilities and add none")
+            if sc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+                problems.append(f"{name}: seccompProfile must be RuntimeDefault")
+            tmp = [m for m in container.get("volumeMounts", []) if m["mountPath"] == "/tmp"]
+            if len(tmp) != 1 or tmp[0]["name"] not in tmp_volumes:
+                problems.append(f"{name}: /tmp must be a writable emptyDir")
+    assert not problems, "\n".join(problems)
+
+
+def test_long_running_containers_have_probes(manifests: list[Manifest]) -> None:
+    for deploy in by_kind(manifests, "Deployment"):
+        component = deploy["metadata"]["labels"]["app.kubernetes.io/component"]
+        for container in pod_spec(deploy)["containers"]:
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                assert probe in container, f"{component}: {probe} missing"
+            if component in SERVICES:
+                # native gRPC probes against grpc.health.v1 on the service's own port
+                for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                    assert container[probe]["grpc"]["port"] == GRPC_PORTS[component]
+                ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+                assert ports["grpc"] == GRPC_PORTS[component]
+                env = env_of(container)
+                assert env[f"SWITCHYARD_{component.upper()}_GRPC_PORT"]["value"] == \
+                    str(GRPC_PORTS[component])
+                assert env["SWITCHYARD_BIND_HOST"]["value"] == "0.0.0.0"
+            else:
+                assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+        # init containers cannot carry probes (Kubernetes rejects them); hook Jobs run to
+        # completion, so they have none either
+        for container in pod_spec(deploy).get("initContainers", []):
+            assert not {"startupProbe", "readinessProbe", "livenessProbe"} & set(container)
+
+
+def test_rendered_settings_exist(manifests: list[Manifest]) -> None:
+    """Every SWITCHYARD_* variable the chart sets is a real setting (docs/settings.md)."""
+    known = {env_var(f.name) for f in dataclasses.fields(Settings)} | PENDING_SETTINGS
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    free = schema["properties"]["config"]["properties"]["settings"]["properties"]
+    assert {env_var(name) for name in free} <= known
+    for workload in (m for m in manifests if m["kind"] in WORKLOADS):
+        for _, container in all_containers(workload):
+            unknown = {n for n in env_of(container)
+                       if n.startswith("SWITCHYARD_")} - known
+            assert not unknown, f"{workload['metadata']['name']}: {sorted(unknown)}"
+
+
+# -- secrets ---------------------------------------------------------------------------------
+
+SECRET_ENV = {
+    "SWITCHYARD_POSTGRES_DSN": "switchyard-postgres",
+    "SWITCHYARD_KAFKA_SASL_USERNAME": "switchyard-kafka-sasl",
+    "SWITCHYARD_KAFKA_SASL_PASSWORD": "switchyard-kafka-sasl",
+    "SWITCHYARD_API_KEYS": "switchyard-api-keys",
+}
+
+
+def test_secrets_are_referenced_never_inlined(prod_manifests: list[Manifest],
+                                              render_text: Any) -> None:
+    assert not by_kind(prod_manifests, "Secret"), "the chart creates no Secret"
+    for workload in (m for m in prod_manifests if m["kind"] in ("Deployment", "Job")):
+        if workload["metadata"]["labels"]["app.kubernetes.io/component"] == "triton":
+            continue
+        spec = pod_spec(workload)
+        for _, container in all_containers(workload):
+            env = env_of(container)
+            for name, secret in SECRET_ENV.items():
+                assert "value" not in env[name], f"{name} inlined"
+                assert env[name]["valueFrom"]["secretKeyRef"]["name"] == secret
+            assert env["SWITCHYARD_KAFKA_SSL_CAFILE"]["value"] == \
+                "/etc/switchyard/kafka-tls/ca.crt"
+            mounts = {m["name"]: m for m in container["volumeMounts"]}
+            assert mounts["kafka-tls"]["readOnly"] is True
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["kafka-tls"]["secret"]["secretName"] == "switchyard-kafka-ca"
+    text = render_text([PROD_VALUES])
+    for pattern in (r"postgres(ql)?://", r"://[^/\s:@]+:[^/\s@]+@", r"(?i)password\s*[:=]\s*\S",
+                    r"(?i)BEGIN (CERTIFICATE|PRIVATE KEY)"):
+        assert not re.search(pattern, text), f"secret-looking text in the render: {pattern}"
+
+
+def test_secret_values_cannot_be_put_in_values(helm: Path) -> None:
+    """Values have no key for a secret's value: the schema rejects an inlined DSN/password."""
+    err = helm_error(helm, "--set", "postgres.dsn=postgresql://sy:hunter2@db/sy")
+    assert "additional properties 'dsn' not allowed" in err
+    err = helm_error(helm, "--set", "kafka.sasl.password=hunter2")
+    assert "additional properties 'password' not allowed" in err
+    assert "hunter2" not in run_helm(helm, "template", "sy", str(CHART)).stdout
+
+
+# -- network policies ------------------------------------------------------------------------
+
+def test_every_pod_is_covered_by_a_network_policy(manifests: list[Manifest]) -> None:
+    policies = by_kind(manifests, "NetworkPolicy")
+    for workload in (m for m in manifests if m["kind"] in WORKLOADS):
+        labels = pod_labels(workload)
+        covering = [p for p in policies if selects(p["spec"]["podSelector"], labels)]
+        assert covering, f"no NetworkPolicy selects {workload['metadata']['name']}"
+        types = {t for p in covering for t in p["spec"]["policyTypes"]}
+        assert types == {"Ingress", "Egress"}
+    for component in COMPONENTS:
+        assert one(manifests, "NetworkPolicy", component)
+
+
+def _ingress_ports(policy: Manifest) -> dict[Any, list[Any]]:
+    """port -> list of `from` peer lists (None: any source)."""
+    out: dict[Any, list[Any]] = {}
+    for rule in policy["spec"].get("ingress", []):
+        for port in rule.get("ports", []):
+            out.setdefault(port["port"], []).append(rule.get("from"))
+    return out
+
+
+def _egress_ports(policy: Manifest) -> set[Any]:
+    return {p["port"] for rule in policy["spec"]["egress"] for p in rule.get("ports", [])}
+
+
+def test_network_policies_allow_only_the_needed_flows(prod_manifests: list[Manifest]) -> None:
+    m = prod_manifests
+    pods = {c: pod_labels(one(m, "Deployment", c)) for c in COMPONENTS}
+    policy = {c: one(m, "NetworkPolicy", c) for c in COMPONENTS}
+
+    # clients -> ingest / review (gRPC, console); metrics only from Prometheus
+    assert set(_ingress_ports(policy["ingest"])) == {"grpc", "metrics"}
+    assert set(_ingress_ports(policy["review"])) == {"grpc", "http", "metrics"}
+    for component in COMPONENTS:
+        (metrics_from,) = _ingress_ports(policy[component])["metrics"]
+        assert metrics_from and all("monitoring" in json.dumps(p) for p in metrics_from)
+    # decision's gRPC: from ingest (and configured clients), never from anywhere
+    (decision_from,) = _ingress_ports(policy["decision"])["grpc"]
+    assert decision_from and any(peer_selects(p, pods["ingest"])
+                                 for p in decision_from)
+    # executor: nothing but Prometheus may connect
+    assert set(_ingress_ports(policy["executor"])) == {"metrics"}
+    # Triton: inference from decision only; Triton itself calls nothing
+    triton_in = _ingress_ports(policy["triton"])
+    assert set(triton_in) == {"grpc", "http", "metrics"}
+    for peers in triton_in["grpc"] + triton_in["http"]:
+        assert peers and all(selects(p["podSelector"], pods["decision"]) for p in peers)
+        assert not any(selects(p["podSelector"], pods["ingest"]) for p in peers)
+    assert policy["triton"]["spec"]["egress"] == []
+
+    # egress: DNS, Kafka, PostgreSQL (and the collector, with otlp) for every service
+    for service in SERVICES:
+        ports = _egress_ports(policy[service])
+        assert {53, 9093, 5432, 4317} <= ports, (service, ports)
+    decision_to_triton = [r for r in policy["decision"]["spec"]["egress"]
+                          if any(peer_selects(p, pods["triton"]) for p in r.get("to", []))]
+    assert decision_to_triton and {p["port"] for p in decision_to_triton[0]["ports"]} == {8000,
+                                                                                           8001}
+    for service in ("ingest", "executor", "review"):
+        assert not any(peer_selects(p, pods["triton"])
+                       for r in policy[service]["spec"]["egress"] for p in r.get("to", []))
+    assert 443 in _egress_ports(policy["executor"]), "downstream systems"
+    assert 443 not in _egress_ports(policy["ingest"])
+
+
+# -- hooks, policies, console ----------------------------------------------------------------
+
+def test_topics_and_migrations_run_as_pre_install_and_pre_upgrade_hooks(
+        manifests: list[Manifest]) -> None:
+    jobs = {j["metadata"]["labels"]["switchyard.io/job"]: j for j in by_kind(manifests, "Job")}
+    assert set(jobs) == {"topics", "migrate"}
+    assert pod_spec(jobs["topics"])["containers"][0]["args"] == ["topics", "create"]
+    assert pod_spec(jobs["migrate"])["containers"][0]["args"] == ["migrate"]
+    weights = {}
+    for name, job in jobs.items():
+        annotations = job["metadata"]["annotations"]
+        assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+        assert "hook-succeeded" in annotations["helm.sh/hook-delete-policy"]
+        weights[name] = int(annotations["helm.sh/hook-weight"])
+        assert pod_spec(job)["restartPolicy"] == "Never"
+        env = env_of(pod_spec(job)["containers"][0])
+        assert "secretKeyRef" in env["SWITCHYARD_POSTGRES_DSN"]["valueFrom"]
+    # hooks run before the release's ordinary objects exist: their ServiceAccount is a hook too
+    sa_name = pod_spec(jobs["migrate"])["serviceAccountName"]
+    (sa,) = [s for s in by_kind(manifests, "ServiceAccount") if s["metadata"]["name"] == sa_name]
+    assert int(sa["metadata"]["annotations"]["helm.sh/hook-weight"]) < min(weights.values())
+
+
+def test_policies_are_mounted_into_decision(prod_manifests: list[Manifest]) -> None:
+    (config_map,) = by_kind(prod_manifests, "ConfigMap")
+    assert set(config_map["data"]) == {"default.yaml", "acme-university.yaml"}
+    acme = yaml.safe_load(config_map["data"]["acme-university.yaml"])
+    assert acme["auto_execute_threshold"] == 0.9
+    assert acme["plans"]["admission_form"] == [["create_applicant", "sis.applicants"]]
+    decision = one(prod_manifests, "Deployment", "decision")
+    spec = pod_spec(decision)
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["policies"]["configMap"]["name"] == config_map["metadata"]["name"]
+    container = spec["containers"][0]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "policies")
+    assert env_of(container)["SWITCHYARD_POLICY_DIR"]["value"] == mount["mountPath"]
+    assert "checksum/policies" in decision["spec"]["template"]["metadata"]["annotations"]
+    for service in ("ingest", "executor", "review"):
+        assert "policies" not in {v["name"] for v in pod_spec(
+            one(prod_manifests, "Deployment", service))["volumes"]}
+
+
+def test_review_console_ingress(prod_manifests: list[Manifest]) -> None:
+    (ingress,) = by_kind(prod_manifests, "Ingress")
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": one(prod_manifests, "Service", "review")["metadata"]["name"],
+                       "port": {"name": "http"}}
+    assert ingress["spec"]["tls"][0]["secretName"] == "review-console-tls"
+
+
+# -- the schema rejects bad values -----------------------------------------------------------
+
+BAD_VALUES = {
+    "negative replicas": ({"services": {"ingest": {"replicaCount": -1}}},
+                          "/services/ingest/replicaCount': minimum: got -1, want 0"),
+    "wrong type": ({"kafka": {"partitions": "twelve"}},
+                   "/kafka/partitions': got string, want integer"),
+    "missing image repository": ({"image": {"repository": ""}},
+                                 "/image/repository': minLength: got 0, want 1"),
+    "unknown service": ({"services": {"billing": {"enabled": True}}},
+                        "additional properties 'billing' not allowed"),
+    "unknown top-level key": ({"replicas": 3}, "additional properties 'replicas' not allowed"),
+    "writable root filesystem": ({"containerSecurityContext": {"readOnlyRootFilesystem": False}},
+                                 "/containerSecurityContext/readOnlyRootFilesystem"),
+    "missing limits": ({"services": {"decision": {"resources": {"limits": None}}}},
+                       "/services/decision/resources"),
+    "SASL without a secret": ({"kafka": {"securityProtocol": "SASL_SSL",
+                                         "saslMechanism": "SCRAM-SHA-512"}},
+                              "/kafka/sasl/existingSecret': minLength: got 0, want 1"),
+    "bad instance kind": ({"triton": {"instanceKind": "KIND_TPU"}}, "/triton/instanceKind"),
+    "missing DSN secret": ({"postgres": {"dsnSecret": {"name": ""}}},
+                           "/postgres/dsnSecret/name': minLength: got 0, want 1"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_VALUES), ids=list(BAD_VALUES))
+def test_schema_rejects_bad_values_with_a_clear_message(helm: Path, tmp_path: Path,
+                                                         case: str) -> None:
+    values, message = BAD_VALUES[case]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(values))
+    err = helm_error(helm, "-f", str(path))
+    assert "values don't meet the specifications of the schema" in err, err
+    assert message in err, err
+
+
+# -- the image -------------------------------------------------------------------------------
+
+def test_dockerfile_builds_a_non_root_image_with_the_models() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", text, re.MULTILINE | re.IGNORECASE)
+    assert len(stages) >= 2, "multi-stage"
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim$", text, re.MULTILINE)
+    final = text[text.rfind("\nFROM "):]
+    assert "python -m services.decision.training" in text[:text.rfind("\nFROM ")]
+    assert re.search(r"^USER 10001(:10001)?$", final, re.MULTILINE)
+    assert re.search(r'^ENTRYPOINT \["switchyard"\]$', final, re.MULTILINE)
+    assert "--uid 10001" in final
+    # the init container copies the model repository from where the image keeps it
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    image_path = defaults["triton"]["modelRepository"]["imagePath"]
+    assert f"/src/models/repository {image_path}" in final
+    assert (ROOT / ".dockerignore").is_file()
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ".venv" in ignored and "models/repository/*/[0-9]*/weights.npz" in ignored

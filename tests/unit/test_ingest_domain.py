@@ -1,0 +1,68 @@
+"""Ingest's validation and normalisation, without gRPC or Kafka."""
+
+from __future__ import annotations
+
+from services.ingest import domain
+from switchyard.v1 import Document, Submission, TaskSource
+
+
+def submission(**changes: object) -> Submission:
+    base = Submission(tenant_id="acme", idempotency_key="k-1", kind="invoice",
+                      document=Document(content_type="text/plain", body=b"Invoice 42, $10"))
+    for key, value in changes.items():
+        if key == "document":
+            base.document.CopyFrom(value)  # type: ignore[arg-type]
+        elif key == "metadata":
+            base.metadata.update(value)  # type: ignore[call-overload]
+        else:
+            setattr(base, key, value)
+    return base
+
+
+def fields(sub: Submission, limit: int = 1024) -> dict[str, str]:
+    return {v.field: v.description for v in domain.validate(sub, limit)}
+
+
+def test_valid_submission_has_no_problems() -> None:
+    assert fields(submission()) == {}
+
+
+def test_each_problem_names_its_field() -> None:
+    problems = fields(Submission(kind="purchase_order", priority=7,
+                                 document=Document(content_type="image/png")))
+    assert set(problems) == {"tenant_id", "idempotency_key", "kind", "document.content_type",
+                             "document.body", "priority"}
+    assert "purchase_order" in problems["kind"]
+
+
+def test_oversize_and_malformed_json_and_bad_utf8() -> None:
+    assert "exceeds the limit of 8 bytes" in fields(submission(), limit=8)["document.body"]
+    bad_json = submission(document=Document(content_type="application/json", body=b'{"a": '))
+    assert fields(bad_json)["document.body"].startswith("malformed JSON")
+    bad_utf8 = submission(document=Document(body=b"\xff\xfeoops"))
+    assert "not valid UTF-8" in fields(bad_utf8)["document.body"]
+
+
+def test_payload_hash_ignores_key_and_metadata_order_but_not_content() -> None:
+    a = submission(metadata={"x": "1", "y": "2"})
+    b = submission(idempotency_key="other", metadata={"y": "2", "x": "1"})
+    c = submission(document=Document(content_type="text/plain", body=b"Invoice 43"))
+    assert domain.payload_sha256(a) == domain.payload_sha256(b)
+    assert domain.payload_sha256(a) != domain.payload_sha256(c)
+
+
+def test_envelope_is_normalised() -> None:
+    sub = submission(tenant_id=" acme ", kind=" Invoice ", metadata={" po ": " 17 "})
+    envelope = domain.build_envelope(sub, "task-1", TaskSource.TASK_SOURCE_GRPC)
+    assert envelope.tenant_id == "acme"
+    assert envelope.kind == "invoice"
+    assert envelope.metadata == {"po": "17"}
+    assert envelope.document.kind_hint == "invoice"
+    assert envelope.received_at.seconds > 0
+
+
+def test_kind_hint_is_guessed_when_kind_is_missing() -> None:
+    sub = submission(kind="", document=Document(body=b"Attendance dropped in classroom B204"))
+    envelope = domain.build_envelope(sub, "task-2", TaskSource.TASK_SOURCE_GRPC)
+    assert envelope.kind == ""
+    assert envelope.document.kind_hint == "classroom_event"
