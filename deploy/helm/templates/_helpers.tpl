@@ -1,0 +1,325 @@
+{{/* vim: set filetype=mustache: */}}
+
+{{/* The four services, in a fixed order. */}}
+{{- define "switchyard.serviceNames" -}}
+ingest decision executor review
+{{- end -}}
+
+{{/*
+Fixed ports (defaults of switchyard/_settings.py; the chart sets every one explicitly so that
+probes, Services and processes always agree).
+*/}}
+{{- define "switchyard.portsYaml" -}}
+ingest:   {grpc: 50051, metrics: 9101}
+decision: {grpc: 50052, metrics: 9102}
+executor: {grpc: 50053, metrics: 9103}
+review:   {grpc: 50054, metrics: 9104, http: 8080}
+triton:   {http: 8000, grpc: 8001, metrics: 8002}
+{{- end -}}
+
+{{- define "switchyard.ports" -}}
+{{- fromYaml (include "switchyard.portsYaml" .) | toJson -}}
+{{- end -}}
+
+{{- define "switchyard.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "switchyard.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "<fullname>-<component>", kept within the 63-character DNS label limit. */}}
+{{- define "switchyard.componentName" -}}
+{{- $root := index . 0 -}}{{- $component := index . 1 -}}
+{{- printf "%s-%s" (include "switchyard.fullname" $root | trunc (int (sub 62 (len $component))) | trimSuffix "-") $component -}}
+{{- end -}}
+
+{{- define "switchyard.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Common labels; call with (list $ "component"). */}}
+{{- define "switchyard.labels" -}}
+{{- $root := index . 0 -}}{{- $component := index . 1 -}}
+helm.sh/chart: {{ include "switchyard.chart" $root }}
+{{ include "switchyard.selectorLabels" (list $root $component) }}
+app.kubernetes.io/version: {{ $root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ $root.Release.Service }}
+app.kubernetes.io/part-of: switchyard
+{{- with $root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "switchyard.selectorLabels" -}}
+{{- $root := index . 0 -}}{{- $component := index . 1 -}}
+app.kubernetes.io/name: {{ include "switchyard.name" $root }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+app.kubernetes.io/component: {{ $component }}
+{{- end -}}
+
+{{/* Labels that select every pod of the release. */}}
+{{- define "switchyard.releaseSelector" -}}
+app.kubernetes.io/name: {{ include "switchyard.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "switchyard.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "switchyard.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* repository:tag or repository@digest; call with (list $ imageValues). */}}
+{{- define "switchyard.imageRef" -}}
+{{- $root := index . 0 -}}{{- $image := index . 1 -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $image.repository $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $image.repository (toString (default $root.Chart.AppVersion $image.tag)) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "switchyard.image" -}}
+{{- include "switchyard.imageRef" (list . .Values.image) -}}
+{{- end -}}
+
+{{/* An env value as a string: integral floats without an exponent, booleans as 1/0. */}}
+{{- define "switchyard.envValue" -}}
+{{- $v := . -}}
+{{- if kindIs "float64" $v -}}
+{{- if eq $v (floor $v) -}}{{- $v | int64 | toString -}}{{- else -}}{{- $v | toString -}}{{- end -}}
+{{- else if kindIs "bool" $v -}}
+{{- ternary "1" "0" $v -}}
+{{- else -}}
+{{- $v | toString -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "switchyard.tritonUrl" -}}
+{{- if .Values.triton.enabled -}}
+{{- printf "%s:8001" (include "switchyard.componentName" (list . "triton")) -}}
+{{- else -}}
+{{- required "triton.externalUrl is required when triton.enabled is false" .Values.triton.externalUrl -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Consumer group of a service (switchyard/_streams.py: "<prefix>switchyard-<service>"). */}}
+{{- define "switchyard.consumerGroup" -}}
+{{- $root := index . 0 -}}{{- $service := index . 1 -}}
+{{- printf "%sswitchyard-%s" $root.Values.kafka.topicPrefix $service -}}
+{{- end -}}
+
+{{/* Checks that the schema cannot express in a readable way. */}}
+{{- define "switchyard.validate" -}}
+{{- $k := .Values.kafka -}}
+{{- if hasPrefix "SASL_" $k.securityProtocol -}}
+{{- if not $k.sasl.existingSecret -}}
+{{- fail (printf "kafka.sasl.existingSecret is required when kafka.securityProtocol is %s" $k.securityProtocol) -}}
+{{- end -}}
+{{- if not $k.saslMechanism -}}
+{{- fail (printf "kafka.saslMechanism is required when kafka.securityProtocol is %s" $k.securityProtocol) -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.triton.enabled (not .Values.triton.gpu.enabled) (eq .Values.triton.instanceKind "KIND_GPU") -}}
+{{- fail "triton.instanceKind KIND_GPU needs triton.gpu.enabled: set instanceKind to KIND_CPU (or \"\") to run Triton without a GPU" -}}
+{{- end -}}
+{{- if and (eq .Values.triton.modelRepository.source "pvc") (not .Values.triton.modelRepository.pvc.claimName) -}}
+{{- fail "triton.modelRepository.pvc.claimName is required when triton.modelRepository.source is pvc" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Environment shared by every Switchyard container (services and hook Jobs). */}}
+{{- define "switchyard.env" -}}
+{{- $ports := fromJson (include "switchyard.ports" .) -}}
+{{- $k := .Values.kafka -}}
+- name: SWITCHYARD_BIND_HOST
+  value: "0.0.0.0"
+- name: SWITCHYARD_ENVIRONMENT
+  value: {{ .Values.config.environment | quote }}
+- name: SWITCHYARD_LOG_LEVEL
+  value: {{ .Values.config.logLevel | quote }}
+- name: SWITCHYARD_LOG_FORMAT
+  value: {{ .Values.config.logFormat | quote }}
+- name: SWITCHYARD_STATE_DIR
+  value: /tmp/switchyard
+- name: SWITCHYARD_KAFKA_BOOTSTRAP_SERVERS
+  value: {{ $k.bootstrapServers | quote }}
+- name: SWITCHYARD_KAFKA_TOPIC_PREFIX
+  value: {{ $k.topicPrefix | quote }}
+- name: SWITCHYARD_KAFKA_PARTITIONS
+  value: {{ $k.partitions | int64 | quote }}
+- name: SWITCHYARD_KAFKA_REPLICATION_FACTOR
+  value: {{ $k.replicationFactor | int64 | quote }}
+- name: SWITCHYARD_KAFKA_SESSION_TIMEOUT_MS
+  value: {{ $k.sessionTimeoutMs | int64 | quote }}
+- name: SWITCHYARD_KAFKA_SECURITY_PROTOCOL
+  value: {{ $k.securityProtocol | quote }}
+- name: SWITCHYARD_KAFKA_SASL_MECHANISM
+  value: {{ $k.saslMechanism | quote }}
+{{- if $k.sasl.existingSecret }}
+- name: SWITCHYARD_KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ $k.sasl.existingSecret | quote }}
+      key: {{ $k.sasl.usernameKey | quote }}
+- name: SWITCHYARD_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $k.sasl.existingSecret | quote }}
+      key: {{ $k.sasl.passwordKey | quote }}
+{{- end }}
+{{- if $k.tls.existingSecret }}
+- name: SWITCHYARD_KAFKA_SSL_CAFILE
+  value: {{ printf "/etc/switchyard/kafka-tls/%s" $k.tls.caKey | quote }}
+{{- end }}
+- name: SWITCHYARD_POSTGRES_DSN
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.postgres.dsnSecret.name | quote }}
+      key: {{ .Values.postgres.dsnSecret.key | quote }}
+- name: SWITCHYARD_POSTGRES_SCHEMA
+  value: {{ .Values.postgres.schema | quote }}
+- name: SWITCHYARD_POSTGRES_POOL_MIN
+  value: {{ .Values.postgres.poolMin | int64 | quote }}
+- name: SWITCHYARD_POSTGRES_POOL_MAX
+  value: {{ .Values.postgres.poolMax | int64 | quote }}
+- name: SWITCHYARD_TRITON_URL
+  value: {{ include "switchyard.tritonUrl" . | quote }}
+{{- range $service := splitList " " (include "switchyard.serviceNames" .) }}
+- name: {{ printf "SWITCHYARD_%s_GRPC_PORT" (upper $service) }}
+  value: {{ (index $ports $service).grpc | int64 | quote }}
+- name: {{ printf "SWITCHYARD_%s_METRICS_PORT" (upper $service) }}
+  value: {{ (index $ports $service).metrics | int64 | quote }}
+{{- end }}
+- name: SWITCHYARD_REVIEW_WEB_PORT
+  value: {{ $ports.review.http | int64 | quote }}
+- name: SWITCHYARD_OTEL_EXPORTER
+  value: {{ .Values.telemetry.otelExporter | quote }}
+- name: SWITCHYARD_OTEL_ENDPOINT
+  value: {{ .Values.telemetry.otelEndpoint | quote }}
+{{- if .Values.auth.apiKeysSecret.name }}
+- name: SWITCHYARD_API_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.auth.apiKeysSecret.name | quote }}
+      key: {{ .Values.auth.apiKeysSecret.key | quote }}
+{{- end }}
+{{- range $name, $value := .Values.config.settings }}
+- name: {{ printf "SWITCHYARD_%s" (upper $name) }}
+  value: {{ include "switchyard.envValue" $value | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Volumes every Switchyard pod mounts: /tmp and, when configured, the Kafka CA. */}}
+{{- define "switchyard.commonVolumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .Values.tmpVolume.sizeLimit }}
+{{- if .Values.kafka.tls.existingSecret }}
+- name: kafka-tls
+  secret:
+    secretName: {{ .Values.kafka.tls.existingSecret | quote }}
+    defaultMode: 0444
+    items:
+      - key: {{ .Values.kafka.tls.caKey | quote }}
+        path: {{ .Values.kafka.tls.caKey | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "switchyard.commonVolumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- if .Values.kafka.tls.existingSecret }}
+- name: kafka-tls
+  mountPath: /etc/switchyard/kafka-tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "switchyard.metricsAnnotations" -}}
+{{- $root := index . 0 -}}{{- $port := index . 1 -}}
+{{- if $root.Values.metrics.podAnnotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ $port | int64 | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- end -}}
+
+{{/* NetworkPolicy rules shared by several components. */}}
+{{- define "switchyard.ingress.prometheus" -}}
+# Prometheus -> metrics
+- ports:
+    - port: metrics
+      protocol: TCP
+  {{- with .Values.networkPolicy.prometheus }}
+  from:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
+
+{{- define "switchyard.egress.dns" -}}
+# DNS
+- ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+  {{- with .Values.networkPolicy.dns.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
+
+{{- define "switchyard.egress.kafka" -}}
+# Kafka
+- ports:
+    {{- range .Values.networkPolicy.kafka.ports }}
+    - port: {{ . }}
+      protocol: TCP
+    {{- end }}
+  {{- with .Values.networkPolicy.kafka.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
+
+{{- define "switchyard.egress.postgres" -}}
+# PostgreSQL
+- ports:
+    {{- range .Values.networkPolicy.postgres.ports }}
+    - port: {{ . }}
+      protocol: TCP
+    {{- end }}
+  {{- with .Values.networkPolicy.postgres.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
+
+{{- define "switchyard.egress.otel" -}}
+{{- if eq .Values.telemetry.otelExporter "otlp" -}}
+# OpenTelemetry collector
+- ports:
+    {{- range .Values.networkPolicy.otel.ports }}
+    - port: {{ . }}
+      protocol: TCP
+    {{- end }}
+  {{- with .Values.networkPolicy.otel.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
+{{- end -}}
