@@ -48,8 +48,9 @@ def service_specs(settings: Settings, names: tuple[str, ...] = tuple(SERVICE_POR
 
 
 def build_stack(settings: Settings, detach: bool = False) -> EmbeddedStack:
+    components = [c.strip() for c in settings.stack_components.split(",") if c.strip()]
     return EmbeddedStack(settings, Path(settings.state_dir), services=service_specs(settings),
-                         bootstrap=bootstrap, detached=detach,
+                         bootstrap=bootstrap, detached=detach, components=components,
                          model_repository=Path(settings.model_repository))
 
 

@@ -67,6 +67,12 @@ class Settings:
         "Where the embedded stack keeps data, logs and pid files.",
         group="stack",
     )
+    stack_components: str = setting(
+        "kafka,postgres,triton",
+        "Infrastructure `switchyard up` runs embedded; leave one out to use the external server "
+        "its settings name.",
+        group="stack",
+    )
 
     # -- kafka -----------------------------------------------------------------------------
     kafka_bootstrap_servers: str = setting(
