@@ -79,6 +79,17 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return run_demo(settings, tasks=args.tasks, seed=args.seed, with_stack=args.with_stack)
 
 
+def _cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    from switchyard import _audit_cli
+
+    if args.action == "show":
+        if not args.task_id:
+            print("switchyard audit show: TASK_ID is required", file=sys.stderr)
+            return 2
+        return _audit_cli.show(settings, args.task_id)
+    return _audit_cli.verify_chain(settings, args.tenant)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="switchyard",
@@ -106,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("create", "list"))
     p = add("settings", _cmd_settings, "Print the effective settings (secrets masked).")
     p.add_argument("--markdown", action="store_true", help="print the settings reference")
+    p = add("audit", _cmd_audit, "Show a task's audit trail or verify the hash chains.")
+    p.add_argument("action", choices=("show", "verify"))
+    p.add_argument("task_id", nargs="?", help="task id (show)")
+    p.add_argument("--tenant", help="verify only this tenant's chain")
     p = add("demo", _cmd_demo, "Push a mixed demo workload through the pipeline; print a summary.")
     p.add_argument("--tasks", type=int, default=200, help="number of tasks to submit")
     p.add_argument("--seed", type=int, default=7, help="workload seed")

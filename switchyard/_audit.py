@@ -1,0 +1,119 @@
+"""The audit trail: append-only entries in PostgreSQL, hash-chained per tenant.
+
+Every decision, action, compensation, human verdict and configuration change is appended
+with :func:`append` inside the transaction that makes the change, so the trail and the
+system of record cannot disagree. :func:`verify` recomputes every chain and names the first
+entry whose content or link no longer matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+GENESIS = "0" * 64
+
+
+def canonical(tenant_id: str, seq: int, occurred_at: datetime, actor: str, action: str,
+              task_id: str | None, detail: Mapping[str, Any]) -> bytes:
+    """The bytes an entry's hash covers: stable key order, UTC microsecond timestamp."""
+    return json.dumps(
+        {"tenant_id": tenant_id, "seq": seq, "occurred_at": occurred_at.isoformat(),
+         "actor": actor, "action": action, "task_id": task_id, "detail": detail},
+        sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str,
+    ).encode()
+
+
+def chain_hash(prev_hash: str, content: bytes) -> str:
+    return hashlib.sha256(prev_hash.encode() + b"\n" + content).hexdigest()
+
+
+def digest(data: bytes | str) -> str:
+    """What the trail keeps of raw input: its hash, never the data itself."""
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+async def append(conn: asyncpg.Connection, tenant_id: str, actor: str, action: str,
+                 detail: Mapping[str, Any], task_id: str | None = None) -> str:
+    """Append one entry to the tenant's chain (caller's transaction); returns its hash."""
+    async with conn.transaction():
+        # One writer per tenant chain at a time; other tenants append in parallel.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('audit:' || $1))", tenant_id)
+        last = await conn.fetchrow(
+            "SELECT seq, entry_hash FROM audit_log WHERE tenant_id = $1 "
+            "ORDER BY seq DESC LIMIT 1", tenant_id)
+        seq = (last["seq"] + 1) if last else 1
+        prev_hash = last["entry_hash"] if last else GENESIS
+        occurred_at = await conn.fetchval("SELECT date_trunc('microseconds', clock_timestamp())")
+        detail_json = json.loads(json.dumps(dict(detail), default=str))
+        entry_hash = chain_hash(prev_hash, canonical(
+            tenant_id, seq, occurred_at, actor, action, task_id, detail_json))
+        await conn.execute(
+            "INSERT INTO audit_log (tenant_id, seq, occurred_at, actor, action, task_id, detail, "
+            "prev_hash, entry_hash) VALUES ($1,$2,$3,$4,$5,$6,$7::jsonb,$8,$9)",
+            tenant_id, seq, occurred_at, actor, action,
+            uuid.UUID(task_id) if task_id else None, json.dumps(detail_json), prev_hash,
+            entry_hash,
+        )
+        return entry_hash
+
+
+@dataclass(frozen=True)
+class Broken:
+    entry_id: int
+    tenant_id: str
+    seq: int
+    problem: str
+
+
+@dataclass(frozen=True)
+class Verification:
+    entries: int
+    tenants: int
+    broken: Broken | None
+
+
+async def verify(conn: asyncpg.Connection, tenant_id: str | None = None) -> Verification:
+    """Walk each tenant's chain in order; stop at the first entry that does not check out."""
+    tenants = [tenant_id] if tenant_id else [
+        r["tenant_id"] for r in await conn.fetch(
+            "SELECT DISTINCT tenant_id FROM audit_log ORDER BY tenant_id")]
+    checked = 0
+    for tenant in tenants:
+        prev_hash, expected_seq = GENESIS, 1
+        async with conn.transaction():
+            cursor = conn.cursor(
+                "SELECT entry_id, seq, occurred_at, actor, action, task_id, detail, prev_hash, "
+                "entry_hash FROM audit_log WHERE tenant_id = $1 ORDER BY seq", tenant)
+            async for row in cursor:
+                checked += 1
+                problem = ""
+                if row["seq"] != expected_seq:
+                    problem = f"sequence gap: expected {expected_seq}, found {row['seq']}"
+                elif row["prev_hash"] != prev_hash:
+                    problem = "link broken: prev_hash does not match the previous entry"
+                else:
+                    task_id = str(row["task_id"]) if row["task_id"] else None
+                    recomputed = chain_hash(prev_hash, canonical(
+                        tenant, row["seq"], row["occurred_at"], row["actor"], row["action"],
+                        task_id, json.loads(row["detail"])))
+                    if recomputed != row["entry_hash"]:
+                        problem = "content changed: hash does not match the entry"
+                if problem:
+                    return Verification(checked, len(tenants),
+                                        Broken(row["entry_id"], tenant, row["seq"], problem))
+                prev_hash, expected_seq = row["entry_hash"], expected_seq + 1
+    return Verification(checked, len(tenants), None)
+
+
+async def task_story(conn: asyncpg.Connection, task_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT entry_id, seq, occurred_at, actor, action, detail, entry_hash FROM audit_log "
+        "WHERE task_id = $1 ORDER BY occurred_at, entry_id", uuid.UUID(task_id))
