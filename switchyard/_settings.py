@@ -156,7 +156,10 @@ class Settings:
 
     # -- telemetry & auth ------------------------------------------------------------------
     otel_exporter: str = setting(
-        "none", "Trace exporter: 'none', 'console' or 'otlp'.", group="telemetry"
+        "none", "Trace exporter: 'none', 'console', 'otlp' or 'jsonl' (a file).", group="telemetry"
+    )
+    otel_file: str = setting(
+        "spans.jsonl", "File the 'jsonl' trace exporter appends spans to.", group="telemetry"
     )
     otel_endpoint: str = setting(
         "http://127.0.0.1:4317", "OTLP collector endpoint when otel_exporter=otlp.",

@@ -14,6 +14,7 @@ import logging
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
@@ -106,10 +107,56 @@ def configure_tracing(settings: Settings, service: str) -> None:
                 "SWITCHYARD_OTEL_EXPORTER=otlp needs opentelemetry-exporter-otlp-proto-grpc"
             ) from exc
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(settings.otel_endpoint)))
+    elif settings.otel_exporter == "jsonl":
+        provider.add_span_processor(BatchSpanProcessor(
+            JsonlSpanExporter(Path(settings.otel_file)), schedule_delay_millis=200))
     elif settings.otel_exporter != "none":
-        raise ValueError(f"SWITCHYARD_OTEL_EXPORTER must be none, console or otlp, "
+        raise ValueError(f"SWITCHYARD_OTEL_EXPORTER must be none, console, otlp or jsonl, "
                          f"not {settings.otel_exporter!r}")
     trace.set_tracer_provider(provider)
+
+
+class JsonlSpanExporter:
+    """Appends finished spans as JSON lines to a file shared by every process of a stack.
+
+    For environments without a collector (the embedded stack, tests): each line is one span
+    with its trace id, parent and links, so a whole task's trace can be reassembled offline.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def export(self, spans: Any) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        lines = []
+        for span in spans:
+            context = span.get_span_context()
+            lines.append(json.dumps({
+                "name": span.name,
+                "service": span.resource.attributes.get("service.name"),
+                "trace_id": format(context.trace_id, "032x"),
+                "span_id": format(context.span_id, "016x"),
+                "parent_id": format(span.parent.span_id, "016x") if span.parent else None,
+                "kind": span.kind.name,
+                "start_ns": span.start_time, "end_ns": span.end_time,
+                "status": span.status.status_code.name,
+                "attributes": dict(span.attributes or {}),
+                "links": [{"trace_id": format(link.context.trace_id, "032x"),
+                           "span_id": format(link.context.span_id, "016x")}
+                          for link in span.links],
+            }, default=str))
+        # One write per batch with O_APPEND keeps lines from several processes whole.
+        with open(self._path, "a", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
 
 
 def start_metrics_endpoint(settings: Settings, port: int) -> None:
