@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -254,7 +255,10 @@ async def start_server(settings: Settings, service: str, port: int,
         [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
     address = f"{settings.bind_host}:{port}"
-    if server.add_insecure_port(address) == 0:
+    credentials = server_credentials(settings)
+    bound = (server.add_secure_port(address, credentials) if credentials
+             else server.add_insecure_port(address))
+    if bound == 0:
         raise RuntimeError(f"{service}: cannot bind gRPC port {address}")
     await server.start()
     grpc_server = GrpcServer(server, health_servicer, names, address)
@@ -262,12 +266,38 @@ async def start_server(settings: Settings, service: str, port: int,
     return grpc_server
 
 
-def create_channel(target: str, api_key: str | None = None) -> grpc.aio.Channel:
-    """A client channel with tracing and, when given, the API key on every call."""
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS from settings; mutual TLS (client certificate required) when a client CA is set."""
+    if not settings.tls_cert_file:
+        return None
+    if not settings.tls_key_file:
+        raise ValueError("SWITCHYARD_TLS_CERT_FILE is set but SWITCHYARD_TLS_KEY_FILE is not")
+    chain = Path(settings.tls_cert_file).read_bytes()
+    key = Path(settings.tls_key_file).read_bytes()
+    client_ca = Path(settings.tls_client_ca_file).read_bytes() \
+        if settings.tls_client_ca_file else None
+    return grpc.ssl_server_credentials([(key, chain)], root_certificates=client_ca,
+                                       require_client_auth=client_ca is not None)
+
+
+def create_channel(target: str, api_key: str | None = None, *, ca_file: str = "",
+                   cert_file: str = "", key_file: str = "",
+                   server_name: str = "") -> grpc.aio.Channel:
+    """A client channel with tracing, the API key on every call when given, and TLS when a
+    CA is given (plus a client certificate for mutual TLS)."""
     interceptors: list[Any] = list(aio_client_interceptors())
     if api_key:
         interceptors.append(_ApiKeyClientInterceptor(api_key))
-    return grpc.aio.insecure_channel(target, interceptors=interceptors)
+    if not ca_file:
+        return grpc.aio.insecure_channel(target, interceptors=interceptors)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=Path(ca_file).read_bytes(),
+        private_key=Path(key_file).read_bytes() if key_file else None,
+        certificate_chain=Path(cert_file).read_bytes() if cert_file else None,
+    )
+    options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+    return grpc.aio.secure_channel(target, credentials, options=options,
+                                   interceptors=interceptors)
 
 
 class _ApiKeyClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor,

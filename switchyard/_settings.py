@@ -165,6 +165,22 @@ class Settings:
         "http://127.0.0.1:4317", "OTLP collector endpoint when otel_exporter=otlp.",
         group="telemetry",
     )
+    tls_cert_file: str = setting(
+        "", "PEM certificate chain every gRPC server presents. Empty: plaintext.", group="auth"
+    )
+    tls_key_file: str = setting("", "PEM private key for tls_cert_file.", group="auth",
+                                secret=True)
+    tls_client_ca_file: str = setting(
+        "", "PEM CA bundle; when set, servers require client certificates (mutual TLS).",
+        group="auth",
+    )
+    encryption_keys: str = setting(
+        "", "Payload encryption keys 'kid:base64(32 bytes)', comma separated. Empty: off.",
+        group="auth", secret=True,
+    )
+    encryption_active_key: str = setting(
+        "", "Key id that encrypts new payloads (others only decrypt).", group="auth"
+    )
     api_keys: str = setting(
         "",
         "Accepted API keys as 'key:tenant:role' entries, comma separated. Empty: auth off (dev).",

@@ -1,0 +1,103 @@
+"""The gRPC server factory's TLS, mutual TLS and API-key/role enforcement, on a real server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+
+from switchyard import Settings
+from switchyard._auth import Role, principal_var
+from switchyard._grpc import create_channel, start_server
+from switchyard.stack import free_port
+from switchyard.v1 import (
+    DecideRequest,
+    DecideResponse,
+    Decision,
+    DecisionServiceServicer,
+    DecisionServiceStub,
+    add_DecisionServiceServicer_to_server,
+)
+from tests.security.certs import make_pki
+
+METHOD = "/switchyard.v1.DecisionService/Decide"
+KEYS = "sub-key:acme:submitter,rev-key:acme:reviewer,admin-key:*:admin"
+
+
+class EchoPrincipal(DecisionServiceServicer):
+    """Answers with the principal the auth interceptor established."""
+
+    async def Decide(self, request: DecideRequest,
+                     context: grpc.aio.ServicerContext) -> DecideResponse:
+        principal = principal_var.get()
+        return DecideResponse(decision=Decision(tenant_id=principal.tenant_id,
+                                                reviewer_id=principal.role.value))
+
+
+async def serve(settings: Settings) -> tuple[object, int]:
+    port = free_port()
+    server = await start_server(
+        settings, "test", port,
+        [(add_DecisionServiceServicer_to_server, EchoPrincipal(),
+          "switchyard.v1.DecisionService")],
+        {METHOD: frozenset({Role.SUBMITTER})})
+    return server, port
+
+
+async def test_api_keys_and_roles() -> None:
+    server, port = await serve(Settings(api_keys=KEYS))
+    try:
+        async def call(key: str | None) -> DecideResponse:
+            channel = create_channel(f"127.0.0.1:{port}", api_key=key)
+            try:
+                return await DecisionServiceStub(channel).Decide(DecideRequest())
+            finally:
+                await channel.close()
+
+        for key, code in ((None, grpc.StatusCode.UNAUTHENTICATED),
+                          ("wrong-key", grpc.StatusCode.UNAUTHENTICATED),
+                          ("rev-key", grpc.StatusCode.PERMISSION_DENIED)):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await call(key)
+            assert caught.value.code() == code
+        ok = await call("sub-key")
+        assert (ok.decision.tenant_id, ok.decision.reviewer_id) == ("acme", "submitter")
+        assert (await call("admin-key")).decision.reviewer_id == "admin"
+    finally:
+        await server.stop(0)  # type: ignore[attr-defined]
+
+
+async def test_tls_and_mutual_tls(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    tls = Settings(tls_cert_file=str(pki.server_cert), tls_key_file=str(pki.server_key))
+    server, port = await serve(tls)
+    try:
+        channel = create_channel(f"127.0.0.1:{port}", ca_file=str(pki.ca),
+                                 server_name="localhost")
+        assert (await DecisionServiceStub(channel).Decide(DecideRequest())).decision.tenant_id
+        await channel.close()
+        plaintext = create_channel(f"127.0.0.1:{port}")
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await DecisionServiceStub(plaintext).Decide(DecideRequest(), timeout=5)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        await plaintext.close()
+    finally:
+        await server.stop(0)  # type: ignore[attr-defined]
+
+    mtls = tls.replace(tls_client_ca_file=str(pki.ca))
+    server, port = await serve(mtls)
+    try:
+        without_cert = create_channel(f"127.0.0.1:{port}", ca_file=str(pki.ca),
+                                      server_name="localhost")
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await DecisionServiceStub(without_cert).Decide(DecideRequest(), timeout=5)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        await without_cert.close()
+        with_cert = create_channel(f"127.0.0.1:{port}", ca_file=str(pki.ca),
+                                   cert_file=str(pki.client_cert),
+                                   key_file=str(pki.client_key), server_name="localhost")
+        assert (await DecisionServiceStub(with_cert).Decide(DecideRequest())).decision.tenant_id
+        await with_cert.close()
+    finally:
+        await server.stop(0)  # type: ignore[attr-defined]
