@@ -146,14 +146,26 @@ class DeadLetterSink:
             original_value=record.value or b"", original_headers=record.headers,
             reason_code=code, reason=reason, failed_at=failed_at, service=self._service,
         )
-        await self._producer.send(DEAD_LETTER, record.topic, letter)
-        if self._pool is not None:
-            await self._pool.execute(
-                "INSERT INTO dead_letters (dead_letter_id, service, source_topic, reason_code, "
-                "reason, original_value) VALUES ($1,$2,$3,$4,$5,$6)",
-                uuid.UUID(dead_letter_id), self._service, record.topic, code, reason,
-                record.value,
-            )
+        # The record's offset is committed once this returns, so the letter must land:
+        # retry through broker or database trouble rather than lose the bad record.
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._producer.send(DEAD_LETTER, record.topic, letter)
+                if self._pool is not None:
+                    await self._pool.execute(
+                        "INSERT INTO dead_letters (dead_letter_id, service, source_topic, "
+                        "reason_code, reason, original_value) VALUES ($1,$2,$3,$4,$5,$6) "
+                        "ON CONFLICT (dead_letter_id) DO NOTHING",
+                        uuid.UUID(dead_letter_id), self._service, record.topic, code, reason,
+                        record.value,
+                    )
+                break
+            except TRANSIENT_ERRORS as exc:
+                delay = min(30.0, 0.2 * 2 ** min(attempt, 8))
+                log.warning("dead-letter write failed, retrying in %.1fs: %r", delay, exc)
+                await asyncio.sleep(delay)
         DEAD_LETTERS.labels(self._service, record.topic, code).inc()
         log.warning("dead-lettered record", extra={
             "source_topic": record.topic, "partition": record.partition,
