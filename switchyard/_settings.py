@@ -181,6 +181,12 @@ class Settings:
     encryption_active_key: str = setting(
         "", "Key id that encrypts new payloads (others only decrypt).", group="auth"
     )
+    intake_signing_keys: str = setting(
+        "",
+        "Per-tenant HMAC keys for intake records, 'tenant:secret' comma separated. Empty: "
+        "intake records are not authenticated (dev).",
+        group="auth", secret=True,
+    )
     api_keys: str = setting(
         "",
         "Accepted API keys as 'key:tenant:role' entries, comma separated. Empty: auth off (dev).",
