@@ -154,6 +154,14 @@ class Settings:
         group="decision",
     )
 
+    retention_days: int = setting(
+        30, "Days a terminal task's raw payload is kept before `switchyard purge` strips it.",
+        group="privacy",
+    )
+    retention_overrides: str = setting(
+        "", "Per-tenant retention, 'tenant:days' comma separated.", group="privacy"
+    )
+
     # -- telemetry & auth ------------------------------------------------------------------
     otel_exporter: str = setting(
         "none", "Trace exporter: 'none', 'console', 'otlp' or 'jsonl' (a file).", group="telemetry"

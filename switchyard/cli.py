@@ -90,6 +90,32 @@ def _cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     return _audit_cli.verify_chain(settings, args.tenant)
 
 
+def _cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
+    from switchyard._db import create_pool
+    from switchyard._retention import parse_retention, purge
+
+    try:
+        default_days, per_tenant = parse_retention(settings.retention_days,
+                                                   settings.retention_overrides)
+    except ValueError as exc:
+        print(f"switchyard purge: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> None:
+        pool = await create_pool(settings.replace(postgres_pool_min=1, postgres_pool_max=1))
+        try:
+            async with pool.acquire() as conn:
+                report = await purge(conn, default_days, per_tenant, dry_run=args.dry_run)
+        finally:
+            await pool.close()
+        verb = "would purge" if args.dry_run else "purged"
+        print(f"{verb} payloads of {report.tasks} task(s), {report.review_items} review "
+              f"item(s), {report.dead_letters} dead letter(s)")
+
+    asyncio.run(run())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="switchyard",
@@ -121,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("show", "verify"))
     p.add_argument("task_id", nargs="?", help="task id (show)")
     p.add_argument("--tenant", help="verify only this tenant's chain")
+    p = add("purge", _cmd_purge, "Strip raw payloads past each tenant's retention.")
+    p.add_argument("--dry-run", action="store_true", help="count, change nothing")
     p = add("demo", _cmd_demo, "Push a mixed demo workload through the pipeline; print a summary.")
     p.add_argument("--tasks", type=int, default=200, help="number of tasks to submit")
     p.add_argument("--seed", type=int, default=7, help="workload seed")

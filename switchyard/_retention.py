@@ -1,0 +1,93 @@
+"""Retention: purge raw payloads past each tenant's retention, keep what was derived.
+
+A purged task keeps its status, kind, metadata, decisions, scores and executions; only the
+document body (and copies of it in review items and dead letters) is removed. The audit
+chain stores hashes of inputs, never the inputs, so purging leaves it verifiable.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+
+import asyncpg
+
+from switchyard._audit import append
+from switchyard.v1 import Escalation, TaskEnvelope
+
+TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
+
+
+def parse_retention(default_days: int, overrides: str) -> tuple[int, dict[str, int]]:
+    """``tenant:days,tenant:days`` on top of a default; validated with a clear message."""
+    per_tenant = {}
+    for entry in filter(None, (e.strip() for e in overrides.split(","))):
+        tenant, sep, days = entry.partition(":")
+        if not sep or not days.isdigit():
+            raise ValueError(f"SWITCHYARD_RETENTION_OVERRIDES entry {entry!r} must be "
+                             "'tenant:days'")
+        per_tenant[tenant] = int(days)
+    if default_days < 0:
+        raise ValueError("SWITCHYARD_RETENTION_DAYS must be >= 0")
+    return default_days, per_tenant
+
+
+def strip_envelope(blob: bytes) -> bytes:
+    envelope = TaskEnvelope.FromString(blob)
+    envelope.document.ClearField("body")
+    envelope.document.filename = ""
+    return envelope.SerializeToString()
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    tasks: int
+    review_items: int
+    dead_letters: int
+
+
+async def purge(conn: asyncpg.Connection, default_days: int, per_tenant: dict[str, int],
+                dry_run: bool = False, batch: int = 500) -> PurgeReport:
+    """Strip payloads of terminal tasks older than their tenant's retention."""
+    tenants = [r["tenant_id"] for r in await conn.fetch(
+        "SELECT DISTINCT tenant_id FROM tasks WHERE purged_at IS NULL")]
+    totals = [0, 0, 0]
+    for tenant in tenants:
+        cutoff = timedelta(days=per_tenant.get(tenant, default_days))
+        async with conn.transaction():
+            rows = await conn.fetch(
+                "SELECT task_id, envelope FROM tasks WHERE tenant_id = $1 AND purged_at IS NULL "
+                "AND status = ANY($2::text[]) AND updated_at < now() - $3::interval "
+                "ORDER BY updated_at LIMIT $4 FOR UPDATE SKIP LOCKED",
+                tenant, list(TERMINAL), cutoff, batch)
+            if not rows or dry_run:
+                totals[0] += len(rows)
+                continue
+            ids = [r["task_id"] for r in rows]
+            await conn.executemany(
+                "UPDATE tasks SET envelope = $2, purged_at = now() WHERE task_id = $1",
+                [(r["task_id"], strip_envelope(r["envelope"])) for r in rows])
+            items = await conn.fetch(
+                "SELECT item_id, escalation FROM review_items WHERE task_id = ANY($1::uuid[]) "
+                "AND purged_at IS NULL", ids)
+            for item in items:
+                escalation = Escalation.FromString(item["escalation"])
+                escalation.task.CopyFrom(TaskEnvelope.FromString(
+                    strip_envelope(escalation.task.SerializeToString())))
+                await conn.execute(
+                    "UPDATE review_items SET escalation = $2, purged_at = now() "
+                    "WHERE item_id = $1", item["item_id"], escalation.SerializeToString())
+            await append(conn, tenant, "retention", "payloads.purged",
+                         {"tasks": len(rows), "review_items": len(items),
+                          "retention_days": cutoff.days,
+                          "task_ids": json.loads(json.dumps([str(i) for i in ids]))})
+            totals[0] += len(rows)
+            totals[1] += len(items)
+    if not dry_run:
+        cutoff = timedelta(days=default_days)
+        status = await conn.execute(
+            "UPDATE dead_letters SET original_value = NULL, purged_at = now() "
+            "WHERE purged_at IS NULL AND failed_at < now() - $1::interval", cutoff)
+        totals[2] = int(status.split()[-1])
+    return PurgeReport(*totals)
