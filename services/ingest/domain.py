@@ -62,17 +62,46 @@ def validate(submission: Submission, max_payload_bytes: int) -> list[FieldViolat
                                                             f"at byte {exc.start})"))
         else:
             if content_type == "application/json":
-                try:
-                    json.loads(text)
-                except json.JSONDecodeError as exc:
-                    problems.append(FieldViolation(
-                        "document.body", f"malformed JSON: {exc.msg} at line {exc.lineno} "
-                        f"column {exc.colno}"))
+                problem = json_problem(text)
+                if problem:
+                    problems.append(FieldViolation("document.body", problem))
     if len(submission.metadata) > _MAX_METADATA_ENTRIES:
         problems.append(FieldViolation("metadata", f"at most {_MAX_METADATA_ENTRIES} entries"))
     if not 0 <= submission.priority <= 3:
         problems.append(FieldViolation("priority", "must be 0 (most urgent) to 3"))
     return problems
+
+
+MAX_JSON_DEPTH = 64
+
+
+def json_problem(text: str) -> str | None:
+    """Why ``text`` is not acceptable JSON, or None. Depth is checked before parsing so a
+    hostile document cannot exhaust the parser's recursion."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                return f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        elif char in "]}":
+            depth -= 1
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    return None
 
 
 def payload_sha256(submission: Submission) -> str:
