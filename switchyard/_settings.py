@@ -154,6 +154,16 @@ class Settings:
         group="decision",
     )
 
+    kpi_minutes_per_manual_task: float = setting(
+        6.0, "Minutes a person spends on a task the pipeline automates (time saved).",
+        group="kpis",
+    )
+    kpi_review_minutes_per_item: float = setting(
+        4.0, "Minutes a reviewer spends on one review item.", group="kpis"
+    )
+    kpi_inference_cost: float = setting(0.0004, "Inference cost per task.", group="kpis")
+    kpi_compute_cost: float = setting(0.0002, "Compute cost per task.", group="kpis")
+    kpi_review_minute_cost: float = setting(0.75, "Cost of one reviewer minute.", group="kpis")
     retention_days: int = setting(
         30, "Days a terminal task's raw payload is kept before `switchyard purge` strips it.",
         group="privacy",

@@ -116,6 +116,13 @@ def _cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    from switchyard._stats_cli import stats
+
+    return stats(settings, as_json=args.json, once=args.once, interval_s=args.interval,
+                 tenant=args.tenant)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="switchyard",
@@ -147,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("show", "verify"))
     p.add_argument("task_id", nargs="?", help="task id (show)")
     p.add_argument("--tenant", help="verify only this tenant's chain")
+    p = add("stats", _cmd_stats, "Business KPIs, live (Ctrl-C to quit) or as JSON.")
+    p.add_argument("--json", action="store_true", help="print once as JSON")
+    p.add_argument("--once", action="store_true", help="print the table once")
+    p.add_argument("--interval", type=float, default=2.0, help="refresh seconds (live view)")
+    p.add_argument("--tenant", help="only this tenant")
     p = add("purge", _cmd_purge, "Strip raw payloads past each tenant's retention.")
     p.add_argument("--dry-run", action="store_true", help="count, change nothing")
     p = add("demo", _cmd_demo, "Push a mixed demo workload through the pipeline; print a summary.")

@@ -1,0 +1,192 @@
+"""Business KPIs computed from the system of record, so they are exact and survive restarts.
+
+Prometheus counters inside each service reset when a pod restarts and double-count on
+redelivery; these figures come from PostgreSQL instead and are exported by a collector
+(one per deployment) and shown by ``switchyard stats``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import asyncpg
+
+from switchyard._settings import Settings
+
+
+@dataclass(frozen=True)
+class TenantKpis:
+    tenant_id: str
+    tasks: int
+    open: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    blocked: int
+    automated: int            # succeeded without a person
+    human_reviewed: int       # tasks that had at least one review item
+    escalations_by_reason: dict[str, int] = field(default_factory=dict)
+    p50_seconds: float | None = None
+    p95_seconds: float | None = None
+    p99_seconds: float | None = None
+
+    @property
+    def terminal(self) -> int:
+        return self.succeeded + self.failed + self.cancelled
+
+    @property
+    def automation_rate(self) -> float:
+        return self.automated / self.terminal if self.terminal else 0.0
+
+    @property
+    def intervention_rate(self) -> float:
+        return self.human_reviewed / self.tasks if self.tasks else 0.0
+
+    @property
+    def error_rate(self) -> float:
+        return self.failed / self.terminal if self.terminal else 0.0
+
+
+@dataclass(frozen=True)
+class Economics:
+    """Time saved and cost per automated transaction from configurable unit costs."""
+
+    minutes_saved: float
+    cost_per_automated: float
+
+    @classmethod
+    def of(cls, kpis: TenantKpis, settings: Settings) -> Economics:
+        review_minutes = kpis.human_reviewed * settings.kpi_review_minutes_per_item
+        minutes_saved = kpis.automated * settings.kpi_minutes_per_manual_task
+        cost = (kpis.tasks * settings.kpi_inference_cost
+                + kpis.tasks * settings.kpi_compute_cost
+                + review_minutes * settings.kpi_review_minute_cost)
+        return cls(minutes_saved, cost / kpis.automated if kpis.automated else 0.0)
+
+
+_QUERY = """
+WITH reviewed AS (SELECT DISTINCT task_id FROM review_items)
+SELECT t.tenant_id,
+       count(*) AS tasks,
+       count(*) FILTER (WHERE t.status IN ('QUEUED', 'IN_PROGRESS')) AS open,
+       count(*) FILTER (WHERE t.status = 'SUCCEEDED') AS succeeded,
+       count(*) FILTER (WHERE t.status = 'FAILED') AS failed,
+       count(*) FILTER (WHERE t.status = 'CANCELLED') AS cancelled,
+       count(*) FILTER (WHERE t.status = 'BLOCKED') AS blocked,
+       count(*) FILTER (WHERE t.status = 'SUCCEEDED' AND r.task_id IS NULL) AS automated,
+       count(r.task_id) AS human_reviewed,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM t.updated_at - t.created_at))
+           FILTER (WHERE t.status IN ('SUCCEEDED', 'FAILED', 'CANCELLED')) AS p50,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM t.updated_at - t.created_at))
+           FILTER (WHERE t.status IN ('SUCCEEDED', 'FAILED', 'CANCELLED')) AS p95,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM t.updated_at - t.created_at))
+           FILTER (WHERE t.status IN ('SUCCEEDED', 'FAILED', 'CANCELLED')) AS p99
+  FROM tasks t LEFT JOIN reviewed r ON r.task_id = t.task_id
+ GROUP BY t.tenant_id ORDER BY t.tenant_id
+"""
+
+
+async def tenant_kpis(conn: asyncpg.Connection | asyncpg.Pool) -> list[TenantKpis]:
+    reasons: dict[str, dict[str, int]] = {}
+    for row in await conn.fetch("SELECT tenant_id, reason, count(*) AS n FROM review_items "
+                                "GROUP BY tenant_id, reason"):
+        reasons.setdefault(row["tenant_id"], {})[reason_name(row["reason"])] = row["n"]
+    return [
+        TenantKpis(
+            tenant_id=row["tenant_id"], tasks=row["tasks"], open=row["open"],
+            succeeded=row["succeeded"], failed=row["failed"], cancelled=row["cancelled"],
+            blocked=row["blocked"], automated=row["automated"],
+            human_reviewed=row["human_reviewed"],
+            escalations_by_reason=reasons.get(row["tenant_id"], {}),
+            p50_seconds=row["p50"], p95_seconds=row["p95"], p99_seconds=row["p99"],
+        )
+        for row in await conn.fetch(_QUERY)
+    ]
+
+
+def reason_name(stored: str) -> str:
+    """Review items store the EscalationReason name (older rows: its number)."""
+    from switchyard.v1 import EscalationReason
+
+    if stored.isdigit():
+        stored = EscalationReason.Name(int(stored))
+    return stored.removeprefix("ESCALATION_REASON_").lower()
+
+
+def as_dict(kpis: TenantKpis, economics: Economics) -> dict[str, Any]:
+    out = asdict(kpis)
+    out.update(automation_rate=kpis.automation_rate, intervention_rate=kpis.intervention_rate,
+               error_rate=kpis.error_rate, minutes_saved=economics.minutes_saved,
+               cost_per_automated=economics.cost_per_automated)
+    return out
+
+
+# -- Prometheus export ---------------------------------------------------------------------
+
+def _gauges() -> dict[str, Any]:
+    from prometheus_client import Gauge
+
+    labels = ["tenant"]
+    return {
+        "tasks": Gauge("switchyard_kpi_tasks", "Tasks by status (system of record).",
+                       ["tenant", "status"]),
+        "automation_rate": Gauge("switchyard_kpi_automation_rate",
+                                 "Share of terminal tasks completed without a person.", labels),
+        "intervention_rate": Gauge("switchyard_kpi_human_intervention_rate",
+                                   "Share of tasks a person reviewed.", labels),
+        "error_rate": Gauge("switchyard_kpi_error_rate", "Share of terminal tasks FAILED.",
+                            labels),
+        "escalations": Gauge("switchyard_kpi_escalations", "Review items by reason.",
+                             ["tenant", "reason"]),
+        "minutes_saved": Gauge("switchyard_kpi_minutes_saved",
+                               "Manual minutes saved by automation.", labels),
+        "cost": Gauge("switchyard_kpi_cost_per_automated_transaction",
+                      "Inference, compute and review cost per automated task.", labels),
+        "e2e": Gauge("switchyard_kpi_end_to_end_seconds",
+                     "End-to-end latency quantiles of terminal tasks.", ["tenant", "quantile"]),
+    }
+
+
+class KpiExporter:
+    """Refreshes the KPI gauges from PostgreSQL every ``interval_s`` (run by one service)."""
+
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, interval_s: float = 10.0
+                 ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.interval_s = interval_s
+        self.gauges = _gauges()
+
+    async def refresh(self) -> list[TenantKpis]:
+        all_kpis = await tenant_kpis(self.pool)
+        g = self.gauges
+        for k in all_kpis:
+            for status, value in (("open", k.open), ("succeeded", k.succeeded),
+                                  ("failed", k.failed), ("cancelled", k.cancelled),
+                                  ("blocked", k.blocked)):
+                g["tasks"].labels(k.tenant_id, status).set(value)
+            g["automation_rate"].labels(k.tenant_id).set(k.automation_rate)
+            g["intervention_rate"].labels(k.tenant_id).set(k.intervention_rate)
+            g["error_rate"].labels(k.tenant_id).set(k.error_rate)
+            for reason, count in k.escalations_by_reason.items():
+                g["escalations"].labels(k.tenant_id, reason).set(count)
+            economics = Economics.of(k, self.settings)
+            g["minutes_saved"].labels(k.tenant_id).set(economics.minutes_saved)
+            g["cost"].labels(k.tenant_id).set(economics.cost_per_automated)
+            for quantile, value in (("0.5", k.p50_seconds), ("0.95", k.p95_seconds),
+                                    ("0.99", k.p99_seconds)):
+                if value is not None:
+                    g["e2e"].labels(k.tenant_id, quantile).set(value)
+        return all_kpis
+
+    async def run(self) -> None:
+        import asyncio
+        import logging
+
+        while True:
+            try:
+                await self.refresh()
+            except (OSError, asyncpg.PostgresError) as exc:
+                logging.getLogger(__name__).warning("KPI refresh failed: %r", exc)
+            await asyncio.sleep(self.interval_s)

@@ -1,0 +1,69 @@
+"""``switchyard stats``: the business KPIs as a live terminal view, or JSON for scripts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from switchyard._db import create_pool
+from switchyard._kpis import Economics, TenantKpis, as_dict, tenant_kpis
+from switchyard._settings import Settings
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
+
+
+def render(all_kpis: list[TenantKpis], settings: Settings) -> Table:
+    table = Table(title="Switchyard KPIs (from the system of record)", title_justify="left")
+    for column in ("tenant", "tasks", "open", "blocked", "succeeded", "failed", "cancelled",
+                   "automated", "intervention", "errors", "p50", "p95", "p99", "time saved",
+                   "cost/automated", "escalations by reason"):
+        table.add_column(column, justify="left" if column in ("tenant",
+                                                              "escalations by reason")
+                         else "right")
+    for k in all_kpis:
+        economics = Economics.of(k, settings)
+        table.add_row(
+            k.tenant_id, str(k.tasks), str(k.open), str(k.blocked), str(k.succeeded),
+            str(k.failed), str(k.cancelled), f"{k.automation_rate:.0%}",
+            f"{k.intervention_rate:.0%}", f"{k.error_rate:.1%}", _seconds(k.p50_seconds),
+            _seconds(k.p95_seconds), _seconds(k.p99_seconds),
+            f"{economics.minutes_saved / 60:.1f} h", f"{economics.cost_per_automated:.4f}",
+            ", ".join(f"{r}={n}" for r, n in sorted(k.escalations_by_reason.items())) or "-",
+        )
+    return table
+
+
+async def _collect(settings: Settings, tenant: str | None) -> list[TenantKpis]:
+    pool = await create_pool(settings.replace(postgres_pool_min=1, postgres_pool_max=1))
+    try:
+        kpis = await tenant_kpis(pool)
+    finally:
+        await pool.close()
+    return [k for k in kpis if tenant is None or k.tenant_id == tenant]
+
+
+def stats(settings: Settings, as_json: bool, once: bool, interval_s: float,
+          tenant: str | None) -> int:
+    if as_json:
+        kpis = asyncio.run(_collect(settings, tenant))
+        json.dump([as_dict(k, Economics.of(k, settings)) for k in kpis], sys.stdout, indent=2)
+        print()
+        return 0
+    console = Console()
+    if once:
+        console.print(render(asyncio.run(_collect(settings, tenant)), settings))
+        return 0
+    with Live(render([], settings), console=console, refresh_per_second=2) as live:
+        try:
+            while True:
+                live.update(render(asyncio.run(_collect(settings, tenant)), settings))
+                asyncio.run(asyncio.sleep(interval_s))
+        except KeyboardInterrupt:
+            return 0
