@@ -7,7 +7,14 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: setup demo test up down status proto models docs lint clean
 
-setup: $(STAMP) models
+# Debian tools the tests drive for real (promtool checks the alert rules). Installed only
+# when missing; needs root (as on CI and the dev machines), as apt always does.
+DEBIAN_TOOLS := /usr/bin/promtool
+
+setup: $(STAMP) models $(DEBIAN_TOOLS)
+
+/usr/bin/promtool:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

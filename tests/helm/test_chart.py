@@ -192,8 +192,10 @@ def test_monitoring_objects_have_the_expected_shape(prod_manifests: list[Manifes
 
     (rule,) = by_kind(prod_manifests, "PrometheusRule")
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
-    rules = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    rules = [r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
     assert len(rules) >= 4
+    rules_file = yaml.safe_load((CHART / "files" / "switchyard-rules.yaml").read_text())
+    assert rule["spec"] == rules_file, "the PrometheusRule embeds files/switchyard-rules.yaml"
     for r in rules:
         assert set(r) >= {"alert", "expr", "labels", "annotations"}
         assert r["labels"]["severity"] in {"critical", "warning", "info"}
