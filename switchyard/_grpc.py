@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 
 from switchyard._auth import ApiKeyAuthenticator, MethodPolicy, Role, principal_var
+from switchyard._ratelimit import TenantLimiter, parse_limits
 from switchyard._settings import Settings
 from switchyard._telemetry import GRPC_REQUESTS, GRPC_SECONDS
 
@@ -161,6 +162,49 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return _wrap(handler, around)
 
 
+class RateLimitInterceptor(grpc.aio.ServerInterceptor):
+    """Per-tenant token buckets on the methods that create work (RESOURCE_EXHAUSTED + RetryInfo).
+
+    Runs after auth, so the tenant is the caller's; an operator key (tenant '*') is limited
+    by the tenant named in the request. A bulk request costs one token per item.
+    """
+
+    def __init__(self, limiter: TenantLimiter, methods: frozenset[str]) -> None:
+        self._limiter = limiter
+        self._methods = methods
+
+    async def intercept_service(self, continuation: Callable[..., Awaitable[Any]],
+                                details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        if handler is None or details.method not in self._methods:
+            return handler
+        limiter = self._limiter
+
+        def around(fn: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
+            async def limited(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                tenant = principal_var.get().tenant_id
+                if tenant == "*":
+                    submission = getattr(request, "submission", None)
+                    tenant = getattr(submission, "tenant_id", "") or "*"
+                cost = len(getattr(request, "submissions", ())) or 1
+                wait_s = limiter.check(tenant, cost)
+                if wait_s > 0:
+                    retry = error_details_pb2.RetryInfo()
+                    retry.retry_delay.FromNanoseconds(int(wait_s * 1e9))
+                    message = (f"tenant {tenant!r} is over its submission rate; "
+                               f"retry in {wait_s:.2f}s")
+                    await context.abort(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED, message,
+                        trailing_metadata=(
+                            *status_details(grpc.StatusCode.RESOURCE_EXHAUSTED, message, retry),
+                            ("retry-after-ms", str(max(1, int(wait_s * 1000)))),
+                        ))
+                return await fn(request, context)
+            return limited
+
+        return _wrap(handler, around)
+
+
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
     """Counts requests by status code and records latency per method."""
 
@@ -232,13 +276,21 @@ class GrpcServer:
 
 async def start_server(settings: Settings, service: str, port: int,
                        registrations: Sequence[Registration],
-                       policy: MethodPolicy) -> GrpcServer:
-    """Build, bind (``bind_host:port``) and start a server with every standard interceptor."""
+                       policy: MethodPolicy,
+                       rate_limited: frozenset[str] = frozenset()) -> GrpcServer:
+    """Build, bind (``bind_host:port``) and start a server with every standard interceptor.
+
+    Order matters: tracing sees everything, metrics count refusals too, auth decides who is
+    calling, and the rate limit then charges that caller's tenant.
+    """
+    default_limit, tenant_limits = parse_limits(settings.tenant_rate_limit,
+                                                settings.tenant_rate_limit_overrides)
     server = grpc.aio.server(
         interceptors=[
             aio_server_interceptor(),
             MetricsInterceptor(service),
             AuthInterceptor(ApiKeyAuthenticator(settings.api_keys), policy),
+            RateLimitInterceptor(TenantLimiter(default_limit, tenant_limits), rate_limited),
         ],
         options=[
             ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),

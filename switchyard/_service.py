@@ -44,6 +44,7 @@ class ServiceContext:
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     has_agents: bool = False
+    rate_limited: frozenset[str] = frozenset()
 
     def consume(self, topic: Topic, handler: Handler, batch_size: int = 64,
                 batch_window_s: float = 0.01) -> None:
@@ -51,9 +52,13 @@ class ServiceContext:
                      self.name, batch_size, batch_window_s)
         self.has_agents = True
 
-    def serve(self, registration: Registration, policy: MethodPolicy) -> None:
+    def serve(self, registration: Registration, policy: MethodPolicy,
+              rate_limited: frozenset[str] = frozenset()) -> None:
+        """Serve a gRPC service with its role policy; ``rate_limited`` methods are charged
+        to the caller's tenant bucket (work-creating RPCs)."""
         self.registrations.append(registration)
         self.policy.update(policy)
+        self.rate_limited |= rate_limited
 
 
 Setup = Callable[[ServiceContext], Awaitable[None]]
@@ -83,7 +88,8 @@ async def run_service(name: str, settings: Settings, grpc_port: int, metrics_por
     tasks: list[asyncio.Task[None]] = []
     try:
         await setup(ctx)
-        server = await start_server(settings, name, grpc_port, ctx.registrations, ctx.policy)
+        server = await start_server(settings, name, grpc_port, ctx.registrations, ctx.policy,
+                                    ctx.rate_limited)
         await server.set_serving(False)  # not ready until consumers joined their group
         if ctx.has_agents:
             await app.start()
