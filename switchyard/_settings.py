@@ -141,6 +141,55 @@ class Settings:
         256 * 1024, "Largest task document accepted at ingest.", group="services"
     )
 
+    # -- ingest ----------------------------------------------------------------------------
+    ingest_max_batch_items: int = setting(
+        500, "Most submissions one SubmitTasks call may carry.", group="ingest"
+    )
+    ingest_max_backlog: int = setting(
+        10_000,
+        "QUEUED tasks (accepted, not yet decided; counted in PostgreSQL) at which submissions "
+        "get RESOURCE_EXHAUSTED and intake consumption pauses. 0: no limit.",
+        group="ingest",
+    )
+    ingest_backlog_check_s: float = setting(
+        1.0, "How often ingest re-counts the backlog.", group="ingest"
+    )
+    ingest_retry_after_ms: int = setting(
+        2000, "Retry-after hint sent with RESOURCE_EXHAUSTED.", group="ingest"
+    )
+    reconcile_interval_s: float = setting(
+        5.0, "How often the reconciler looks for accepted tasks missing from Kafka.",
+        group="ingest",
+    )
+    reconcile_after_s: float = setting(
+        30.0, "Age after which an accepted but unpublished task is re-published.",
+        group="ingest",
+    )
+    watch_poll_ms: int = setting(
+        200, "How often the status feed behind WatchTask/WatchTenant/webhooks polls.",
+        group="ingest",
+    )
+    webhook_signing_key: str = setting(
+        "", "HMAC key signing per-task callback POSTs (tenant webhooks use their own). Empty: "
+        "per-task callback_url is refused.", group="ingest", secret=True,
+    )
+    webhook_allowed_hosts: str = setting(
+        "127.0.0.1,localhost,::1",
+        "Hosts webhooks may POST to, comma separated; '*' allows any.", group="ingest",
+    )
+    webhook_max_attempts: int = setting(
+        8, "Delivery attempts before a webhook delivery is marked failed.", group="ingest"
+    )
+    webhook_backoff_s: float = setting(
+        1.0, "First webhook retry delay; doubles per attempt (capped at 5 minutes).",
+        group="ingest",
+    )
+    webhook_timeout_s: float = setting(5.0, "Timeout of one webhook POST.", group="ingest")
+    fault_inject: str = setting(
+        "", "Test-only fault: 'crash_after_commit' kills ingest between the PostgreSQL commit "
+        "and the Kafka produce. Never set in production.", group="ingest",
+    )
+
     # -- decision --------------------------------------------------------------------------
     batch_max_size: int = setting(64, "Most items in one Triton request.", group="decision")
     batch_max_delay_ms: float = setting(
@@ -152,6 +201,139 @@ class Settings:
     auto_execute_threshold: float = setting(
         0.80, "Model confidence at or above which a decision runs without a person.",
         group="decision",
+    )
+
+    # -- executor --------------------------------------------------------------------------
+    executor_endpoints: str = setting(
+        "", "Endpoint aliases for step targets, 'alias=url' comma separated: http://ALIAS/path "
+        "goes to url/path, grpc://ALIAS/Svc/Method to the url's host:port. Empty: erp, sis, "
+        "helpdesk and analytics name the embedded downstream.", group="executor",
+    )
+    executor_max_attempts: int = setting(
+        4, "Calls of a step before it is parked for a later retry (a step's max_attempts wins).",
+        group="executor",
+    )
+    executor_backoff_base_s: float = setting(
+        0.2, "First retry delay; doubles per attempt, full jitter.", group="executor"
+    )
+    executor_backoff_cap_s: float = setting(
+        5.0, "Longest delay between two attempts in one run; a longer Retry-After parks the "
+        "task instead.", group="executor",
+    )
+    executor_http_timeout_s: float = setting(
+        10.0, "Deadline of one HTTP call (a step's timeout wins).", group="executor"
+    )
+    executor_grpc_timeout_s: float = setting(
+        10.0, "Deadline of one gRPC call (a step's timeout wins).", group="executor"
+    )
+    executor_sql_timeout_s: float = setting(
+        5.0, "Deadline of one SQL statement (a step's timeout wins).", group="executor"
+    )
+    executor_sql_dsn: str = setting(
+        "", "PostgreSQL DSN of the SQL connector's target. Empty: Switchyard's own database "
+        "(its downstream_records ledger).", group="executor", secret=True,
+    )
+    executor_breaker_fail_max: int = setting(
+        10, "Consecutive retryable failures of an endpoint that open its breaker.",
+        group="executor",
+    )
+    executor_breaker_reset_s: float = setting(
+        15.0, "Seconds an open breaker waits before one replica sends a probe.",
+        group="executor",
+    )
+    executor_poll_s: float = setting(
+        1.0, "How often a replica beats, adopts shared breaker state and resumes parked tasks.",
+        group="executor",
+    )
+    executor_replica_timeout_s: float = setting(
+        15.0, "A replica silent this long is presumed dead; its running tasks are taken over.",
+        group="executor",
+    )
+    executor_retry_park_s: float = setting(
+        5.0, "Delay before a parked task whose retries ran out runs again; doubles per park "
+        "(at most 10 min).", group="executor",
+    )
+    executor_concurrency: int = setting(
+        32, "Parked or taken-over tasks one replica resumes at a time.", group="executor"
+    )
+    executor_sla_s: float = setting(
+        86400.0, "Deadline of a task without its own, in seconds after acceptance; a task that "
+        "would pass it while blocked is escalated.", group="executor",
+    )
+    executor_sla_overrides: str = setting(
+        "", "Per-tenant deadlines 'tenant:seconds', comma separated.", group="executor"
+    )
+    downstream_http_port: int = setting(
+        8095, "HTTP port of the embedded demo downstream (ERP/scheduling simulator).",
+        group="executor",
+    )
+    downstream_grpc_port: int = setting(
+        50055, "gRPC port of the embedded demo downstream (also its health check).",
+        group="executor",
+    )
+    downstream_schema: str = setting(
+        "", "Schema of the demo downstream's own tables. Empty: '<postgres_schema>_downstream'.",
+        group="executor",
+    )
+
+    # -- review ----------------------------------------------------------------------------
+    review_tenant_rate: float = setting(
+        5.0, "Review items admitted per second per tenant (token bucket refill; 0: no limit).",
+        group="review",
+    )
+    review_tenant_burst: int = setting(
+        100, "Admissions a tenant may take at once (token bucket size).", group="review"
+    )
+    review_queue_rate: float = setting(
+        10.0, "Review items admitted per second per queue (0: no limit).", group="review"
+    )
+    review_queue_burst: int = setting(
+        200, "Admissions a queue may take at once (token bucket size).", group="review"
+    )
+    review_queue_max_open: int = setting(
+        1000, "Pending + claimed items per queue beyond which escalations wait in the "
+        "backlog (0: no cap).", group="review",
+    )
+    review_queue_overrides: str = setting(
+        "", "Per-queue limits 'queue:rate:burst:max_open', comma separated.", group="review"
+    )
+    review_expiry_policy: str = setting(
+        "reassign", "What an item past its SLA deadline gets: 'reassign' (back to the queue at "
+        "P0 with a new deadline), 'default_action' (its tenant's) or 'fail'.", group="review",
+    )
+    review_queue_expiry: str = setting(
+        "", "Per-queue expiry policy 'queue:policy', comma separated.", group="review"
+    )
+    review_reassign_extension_s: float = setting(
+        3600.0, "The new SLA, in seconds, of an item reassigned after expiry.", group="review"
+    )
+    review_sla_bump_s: float = setting(
+        900.0, "Items this close (seconds) to their SLA deadline move up one priority bucket.",
+        group="review",
+    )
+    review_default_actions: str = setting(
+        "", "Tenants' default actions 'tenant:approve|reject' ('*': any other tenant), taken by "
+        "the storm and expiry policies.", group="review",
+    )
+    review_storm_after_s: float = setting(
+        0.0, "Seconds a backlogged item at review_storm_priority or less urgent waits before "
+        "its tenant's default action is taken (0: never).", group="review",
+    )
+    review_storm_priority: int = setting(
+        3, "Most urgent priority bucket the storm policy touches (3: P3 only).", group="review"
+    )
+    review_admission_interval_ms: float = setting(
+        100.0, "How often the admission backlog is worked.", group="review"
+    )
+    review_sla_interval_s: float = setting(
+        1.0, "How often SLA deadlines and the storm policy are checked.", group="review"
+    )
+    review_default_lease_s: float = setting(
+        300.0, "Lease of a claim that names none.", group="review"
+    )
+    review_redact_pii: bool = setting(
+        True, "Redact personal data (emails, cards, IBANs, national ids, phones) from "
+        "documents before reviewers see them.", group="review",
     )
 
     kpi_minutes_per_manual_task: float = setting(
@@ -205,11 +387,22 @@ class Settings:
         "intake records are not authenticated (dev).",
         group="auth", secret=True,
     )
+    tenant_rate_limit: str = setting(
+        "", "Per-tenant submission limit per replica, 'rate/burst' (e.g. 500/1000). Empty: off.",
+        group="auth",
+    )
+    tenant_rate_limit_overrides: str = setting(
+        "", "Per-tenant limits, 'tenant:rate/burst' comma separated.", group="auth"
+    )
     api_keys: str = setting(
         "",
         "Accepted API keys as 'key:tenant:role' entries, comma separated. Empty: auth off (dev).",
         group="auth",
         secret=True,
+    )
+    client_api_key: str = setting(
+        "", "API key the command-line clients (`switchyard review ...`) send. Empty: none.",
+        group="auth", secret=True,
     )
 
     @classmethod
