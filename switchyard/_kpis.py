@@ -151,11 +151,10 @@ def _gauges() -> dict[str, Any]:
 class KpiExporter:
     """Refreshes the KPI gauges from PostgreSQL every ``interval_s`` (run by one service)."""
 
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, interval_s: float = 10.0
-                 ) -> None:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
         self.settings = settings
         self.pool = pool
-        self.interval_s = interval_s
+        self.interval_s = settings.kpi_refresh_s
         self.gauges = _gauges()
 
     async def refresh(self) -> list[TenantKpis]:

@@ -343,6 +343,10 @@ class Settings:
     kpi_review_minutes_per_item: float = setting(
         4.0, "Minutes a reviewer spends on one review item.", group="kpis"
     )
+    kpi_refresh_s: float = setting(
+        10.0, "How often the ingest service recomputes the KPI gauges from PostgreSQL.",
+        group="kpis",
+    )
     kpi_inference_cost: float = setting(0.0004, "Inference cost per task.", group="kpis")
     kpi_compute_cost: float = setting(0.0002, "Compute cost per task.", group="kpis")
     kpi_review_minute_cost: float = setting(0.75, "Cost of one reviewer minute.", group="kpis")
