@@ -2,6 +2,9 @@
 
 """The Switchyard v1 contract: messages, enums and gRPC stubs."""
 
+from switchyard.v1.cancellation_pb2 import (
+    CancellationRequest,
+)
 from switchyard.v1.dead_letter_pb2 import (
     DeadLetter,
 )
@@ -13,6 +16,7 @@ from switchyard.v1.decision_pb2 import (
     Decision,
     DecisionOutcome,
     DecisionSource,
+    DecisionSummary,
     FieldExtraction,
     ModelOutput,
 )
@@ -45,12 +49,16 @@ from switchyard.v1.executor_service_pb2_grpc import (
 from switchyard.v1.ingest_service_pb2 import (
     CancelTaskRequest,
     CancelTaskResponse,
+    DeleteWebhookRequest,
+    DeleteWebhookResponse,
     FieldViolation,
     GetTaskRequest,
     GetTaskResponse,
     ItemError,
     ListTasksRequest,
     ListTasksResponse,
+    RegisterWebhookRequest,
+    RegisterWebhookResponse,
     SubmitTaskRequest,
     SubmitTaskResponse,
     SubmitTasksRequest,
@@ -112,6 +120,7 @@ __all__ = [
     "BreakerStatus",
     "CancelTaskRequest",
     "CancelTaskResponse",
+    "CancellationRequest",
     "ClaimRequest",
     "ClaimResponse",
     "CompensationStep",
@@ -124,6 +133,9 @@ __all__ = [
     "DecisionServiceServicer",
     "DecisionServiceStub",
     "DecisionSource",
+    "DecisionSummary",
+    "DeleteWebhookRequest",
+    "DeleteWebhookResponse",
     "Document",
     "Escalation",
     "EscalationReason",
@@ -146,6 +158,8 @@ __all__ = [
     "ListTasksRequest",
     "ListTasksResponse",
     "ModelOutput",
+    "RegisterWebhookRequest",
+    "RegisterWebhookResponse",
     "ReleaseRequest",
     "ReleaseResponse",
     "RenewRequest",

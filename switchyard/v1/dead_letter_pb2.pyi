@@ -50,9 +50,11 @@ class DeadLetter(google.protobuf.message.Message):
     SERVICE_FIELD_NUMBER: builtins.int
     dead_letter_id: builtins.str
     source_topic: builtins.str
+    """Where the record was read: topic, partition and offset."""
     partition: builtins.int
     offset: builtins.int
     original_key: builtins.bytes
+    """The record exactly as received."""
     original_value: builtins.bytes
     reason_code: builtins.str
     """Stable machine-readable reason, e.g. "malformed_json", "schema_violation"."""

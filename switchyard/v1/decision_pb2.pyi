@@ -56,14 +56,26 @@ class _DecisionSourceEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper.
     DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
     DECISION_SOURCE_UNSPECIFIED: _DecisionSource.ValueType  # 0
     DECISION_SOURCE_MODEL: _DecisionSource.ValueType  # 1
+    """Models plus the policy engine (the decision service)."""
     DECISION_SOURCE_HUMAN: _DecisionSource.ValueType  # 2
+    """A reviewer's verdict."""
+    DECISION_SOURCE_POLICY: _DecisionSource.ValueType  # 3
+    """Applied by configured policy with no person involved, e.g. a review queue's default
+    action for an expired item.
+    """
 
 class DecisionSource(_DecisionSource, metaclass=_DecisionSourceEnumTypeWrapper):
     """Who decided."""
 
 DECISION_SOURCE_UNSPECIFIED: DecisionSource.ValueType  # 0
 DECISION_SOURCE_MODEL: DecisionSource.ValueType  # 1
+"""Models plus the policy engine (the decision service)."""
 DECISION_SOURCE_HUMAN: DecisionSource.ValueType  # 2
+"""A reviewer's verdict."""
+DECISION_SOURCE_POLICY: DecisionSource.ValueType  # 3
+"""Applied by configured policy with no person involved, e.g. a review queue's default
+action for an expired item.
+"""
 global___DecisionSource = DecisionSource
 
 class _Connector:
@@ -114,9 +126,12 @@ class ModelOutput(google.protobuf.message.Message):
     CONFIDENCE_FIELD_NUMBER: builtins.int
     SCORES_FIELD_NUMBER: builtins.int
     model_name: builtins.str
+    """Model name in the Triton model repository, e.g. "document_router"."""
     model_version: builtins.str
     label: builtins.str
+    """The top class."""
     confidence: builtins.float
+    """Calibrated probability of label (0..1)."""
     @property
     def scores(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.float]:
         """Probability or score per class / output name."""
@@ -144,8 +159,11 @@ class FieldExtraction(google.protobuf.message.Message):
     VALUE_FIELD_NUMBER: builtins.int
     CONFIDENCE_FIELD_NUMBER: builtins.int
     name: builtins.str
+    """Field name, e.g. "invoice_number", "total"."""
     value: builtins.str
+    """The value as text."""
     confidence: builtins.float
+    """0..1."""
     def __init__(
         self,
         *,
@@ -159,7 +177,9 @@ global___FieldExtraction = FieldExtraction
 
 @typing.final
 class CompensationStep(google.protobuf.message.Message):
-    """Undoes a finished step when a later step fails permanently (saga compensation)."""
+    """Undoes a finished step when a later step fails permanently (saga compensation).
+    Not recursive: a compensation has no compensation of its own.
+    """
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
@@ -171,7 +191,9 @@ class CompensationStep(google.protobuf.message.Message):
     name: builtins.str
     connector: global___Connector.ValueType
     target: builtins.str
+    """As ActionStep.target."""
     operation: builtins.str
+    """As ActionStep.operation."""
     @property
     def payload(self) -> google.protobuf.struct_pb2.Struct: ...
     def __init__(
@@ -210,16 +232,23 @@ class ActionStep(google.protobuf.message.Message):
     target: builtins.str
     """Endpoint or logical system, e.g. "erp.invoices" or "http://erp/api/invoices"."""
     operation: builtins.str
+    """What to do at the target, e.g. "create_invoice"; sent downstream with the call (HTTP uses
+    it as the method when it names one, e.g. "DELETE", else POST).
+    """
     max_attempts: builtins.int
     """0 means the executor's default."""
     @property
-    def payload(self) -> google.protobuf.struct_pb2.Struct: ...
+    def payload(self) -> google.protobuf.struct_pb2.Struct:
+        """The request: the HTTP JSON body, the gRPC request as proto3 JSON, or the SQL record."""
+
     @property
     def compensation(self) -> global___CompensationStep:
         """Run in reverse order when a later step fails permanently."""
 
     @property
-    def timeout(self) -> google.protobuf.duration_pb2.Duration: ...
+    def timeout(self) -> google.protobuf.duration_pb2.Duration:
+        """Limit for one attempt; unset means the executor's default."""
+
     def __init__(
         self,
         *,
@@ -240,7 +269,7 @@ global___ActionStep = ActionStep
 
 @typing.final
 class ActionPlan(google.protobuf.message.Message):
-    """Ordered steps to carry out a decision."""
+    """Ordered steps to carry out a decision, run one after another."""
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
@@ -262,6 +291,22 @@ class Decision(google.protobuf.message.Message):
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
+    @typing.final
+    class ExtractedFieldsEntry(google.protobuf.message.Message):
+        DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        value: builtins.str
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: builtins.str = ...,
+        ) -> None: ...
+        def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
+
     DECISION_ID_FIELD_NUMBER: builtins.int
     TASK_ID_FIELD_NUMBER: builtins.int
     TENANT_ID_FIELD_NUMBER: builtins.int
@@ -276,7 +321,9 @@ class Decision(google.protobuf.message.Message):
     DECIDED_AT_FIELD_NUMBER: builtins.int
     FIELDS_FIELD_NUMBER: builtins.int
     LABEL_FIELD_NUMBER: builtins.int
+    EXTRACTED_FIELDS_FIELD_NUMBER: builtins.int
     decision_id: builtins.str
+    """Unique per decision (a UUID)."""
     task_id: builtins.str
     tenant_id: builtins.str
     outcome: global___DecisionOutcome.ValueType
@@ -292,13 +339,25 @@ class Decision(google.protobuf.message.Message):
     label: builtins.str
     """The label the decision acted on (e.g. the routed document type)."""
     @property
-    def models(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___ModelOutput]: ...
+    def models(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___ModelOutput]:
+        """The outputs of every model consulted."""
+
     @property
-    def plan(self) -> global___ActionPlan: ...
+    def plan(self) -> global___ActionPlan:
+        """What the executor runs (AUTO_EXECUTE, or a reviewer's approval); empty for REJECT."""
+
     @property
     def decided_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
     @property
-    def fields(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___FieldExtraction]: ...
+    def fields(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___FieldExtraction]:
+        """Fields extracted from the document, with confidences."""
+
+    @property
+    def extracted_fields(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]:
+        """The same fields as a name-to-value map (after a reviewer's modifications, if any), for
+        callers that do not need the confidences.
+        """
+
     def __init__(
         self,
         *,
@@ -316,8 +375,56 @@ class Decision(google.protobuf.message.Message):
         decided_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         fields: collections.abc.Iterable[global___FieldExtraction] | None = ...,
         label: builtins.str = ...,
+        extracted_fields: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["decided_at", b"decided_at", "plan", b"plan"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["confidence", b"confidence", "decided_at", b"decided_at", "decision_id", b"decision_id", "explanation", b"explanation", "fields", b"fields", "label", b"label", "models", b"models", "outcome", b"outcome", "plan", b"plan", "reviewer_id", b"reviewer_id", "rule", b"rule", "source", b"source", "task_id", b"task_id", "tenant_id", b"tenant_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["confidence", b"confidence", "decided_at", b"decided_at", "decision_id", b"decision_id", "explanation", b"explanation", "extracted_fields", b"extracted_fields", "fields", b"fields", "label", b"label", "models", b"models", "outcome", b"outcome", "plan", b"plan", "reviewer_id", b"reviewer_id", "rule", b"rule", "source", b"source", "task_id", b"task_id", "tenant_id", b"tenant_id"]) -> None: ...
 
 global___Decision = Decision
+
+@typing.final
+class DecisionSummary(google.protobuf.message.Message):
+    """The gist of a decision, as shown with a task (Task.latest_decision)."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    DECISION_ID_FIELD_NUMBER: builtins.int
+    OUTCOME_FIELD_NUMBER: builtins.int
+    SOURCE_FIELD_NUMBER: builtins.int
+    RULE_FIELD_NUMBER: builtins.int
+    LABEL_FIELD_NUMBER: builtins.int
+    CONFIDENCE_FIELD_NUMBER: builtins.int
+    EXPLANATION_FIELD_NUMBER: builtins.int
+    REVIEWER_ID_FIELD_NUMBER: builtins.int
+    DECIDED_AT_FIELD_NUMBER: builtins.int
+    decision_id: builtins.str
+    outcome: global___DecisionOutcome.ValueType
+    source: global___DecisionSource.ValueType
+    rule: builtins.str
+    """Name of the policy rule that fired."""
+    label: builtins.str
+    """The label the decision acted on."""
+    confidence: builtins.float
+    """Confidence of the decision as a whole (0..1)."""
+    explanation: builtins.str
+    reviewer_id: builtins.str
+    """Set when source is HUMAN."""
+    @property
+    def decided_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        decision_id: builtins.str = ...,
+        outcome: global___DecisionOutcome.ValueType = ...,
+        source: global___DecisionSource.ValueType = ...,
+        rule: builtins.str = ...,
+        label: builtins.str = ...,
+        confidence: builtins.float = ...,
+        explanation: builtins.str = ...,
+        reviewer_id: builtins.str = ...,
+        decided_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["decided_at", b"decided_at"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["confidence", b"confidence", "decided_at", b"decided_at", "decision_id", b"decision_id", "explanation", b"explanation", "label", b"label", "outcome", b"outcome", "reviewer_id", b"reviewer_id", "rule", b"rule", "source", b"source"]) -> None: ...
+
+global___DecisionSummary = DecisionSummary

@@ -14,11 +14,15 @@ DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
 
 @typing.final
 class DecideRequest(google.protobuf.message.Message):
+    """Input of DecisionService.Decide."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     TASK_FIELD_NUMBER: builtins.int
     @property
-    def task(self) -> switchyard.v1.task_pb2.TaskEnvelope: ...
+    def task(self) -> switchyard.v1.task_pb2.TaskEnvelope:
+        """The task to decide; task_id and tenant_id are echoed in the decision."""
+
     def __init__(
         self,
         *,
@@ -31,11 +35,15 @@ global___DecideRequest = DecideRequest
 
 @typing.final
 class DecideResponse(google.protobuf.message.Message):
+    """Output of DecisionService.Decide."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     DECISION_FIELD_NUMBER: builtins.int
     @property
-    def decision(self) -> switchyard.v1.decision_pb2.Decision: ...
+    def decision(self) -> switchyard.v1.decision_pb2.Decision:
+        """What the models and the policy engine would do; outcome and plan as on the Kafka path."""
+
     def __init__(
         self,
         *,

@@ -70,7 +70,9 @@ class ExecutionResult(google.protobuf.message.Message):
     step_id: builtins.str
     outcome: global___StepOutcome.ValueType
     attempts: builtins.int
+    """Attempts made, including the successful one."""
     error: builtins.str
+    """The last error; empty on success."""
     response_summary: builtins.str
     """Short description of what the downstream answered."""
     idempotency_key: builtins.str

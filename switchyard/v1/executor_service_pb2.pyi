@@ -28,30 +28,54 @@ class _BreakerStatusEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._
     DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
     BREAKER_STATUS_UNSPECIFIED: _BreakerStatus.ValueType  # 0
     BREAKER_STATUS_CLOSED: _BreakerStatus.ValueType  # 1
+    """Calls flow."""
     BREAKER_STATUS_OPEN: _BreakerStatus.ValueType  # 2
+    """Calls fail fast; tasks needing the endpoint wait BLOCKED."""
     BREAKER_STATUS_HALF_OPEN: _BreakerStatus.ValueType  # 3
+    """One probe call is allowed through to test whether the endpoint recovered."""
 
-class BreakerStatus(_BreakerStatus, metaclass=_BreakerStatusEnumTypeWrapper): ...
+class BreakerStatus(_BreakerStatus, metaclass=_BreakerStatusEnumTypeWrapper):
+    """The state of a circuit breaker."""
 
 BREAKER_STATUS_UNSPECIFIED: BreakerStatus.ValueType  # 0
 BREAKER_STATUS_CLOSED: BreakerStatus.ValueType  # 1
+"""Calls flow."""
 BREAKER_STATUS_OPEN: BreakerStatus.ValueType  # 2
+"""Calls fail fast; tasks needing the endpoint wait BLOCKED."""
 BREAKER_STATUS_HALF_OPEN: BreakerStatus.ValueType  # 3
+"""One probe call is allowed through to test whether the endpoint recovered."""
 global___BreakerStatus = BreakerStatus
 
 @typing.final
 class BreakerState(google.protobuf.message.Message):
+    """One circuit breaker, shared by every executor replica."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     NAME_FIELD_NUMBER: builtins.int
     STATUS_FIELD_NUMBER: builtins.int
     FAILURE_COUNT_FIELD_NUMBER: builtins.int
     OPENED_AT_FIELD_NUMBER: builtins.int
+    BLOCKED_TASKS_FIELD_NUMBER: builtins.int
+    PROBE_AT_FIELD_NUMBER: builtins.int
+    UPDATED_BY_FIELD_NUMBER: builtins.int
     name: builtins.str
+    """The downstream endpoint the breaker guards (an ActionStep target)."""
     status: global___BreakerStatus.ValueType
     failure_count: builtins.int
+    """Consecutive failures counted toward opening."""
+    blocked_tasks: builtins.int
+    """Tasks parked (BLOCKED) until this breaker closes."""
+    updated_by: builtins.str
+    """The executor replica that last changed the shared state."""
     @property
-    def opened_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    def opened_at(self) -> google.protobuf.timestamp_pb2.Timestamp:
+        """When it last opened; unset while it has never been open."""
+
+    @property
+    def probe_at(self) -> google.protobuf.timestamp_pb2.Timestamp:
+        """Earliest time one replica sends a probe through it; unset while closed."""
+
     def __init__(
         self,
         *,
@@ -59,14 +83,19 @@ class BreakerState(google.protobuf.message.Message):
         status: global___BreakerStatus.ValueType = ...,
         failure_count: builtins.int = ...,
         opened_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        blocked_tasks: builtins.int = ...,
+        probe_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        updated_by: builtins.str = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["opened_at", b"opened_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["failure_count", b"failure_count", "name", b"name", "opened_at", b"opened_at", "status", b"status"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["opened_at", b"opened_at", "probe_at", b"probe_at"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["blocked_tasks", b"blocked_tasks", "failure_count", b"failure_count", "name", b"name", "opened_at", b"opened_at", "probe_at", b"probe_at", "status", b"status", "updated_by", b"updated_by"]) -> None: ...
 
 global___BreakerState = BreakerState
 
 @typing.final
 class ListBreakersRequest(google.protobuf.message.Message):
+    """Input of ExecutorAdminService.ListBreakers."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     def __init__(
@@ -77,11 +106,15 @@ global___ListBreakersRequest = ListBreakersRequest
 
 @typing.final
 class ListBreakersResponse(google.protobuf.message.Message):
+    """Output of ExecutorAdminService.ListBreakers."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     BREAKERS_FIELD_NUMBER: builtins.int
     @property
-    def breakers(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___BreakerState]: ...
+    def breakers(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___BreakerState]:
+        """Sorted by name."""
+
     def __init__(
         self,
         *,
@@ -93,10 +126,13 @@ global___ListBreakersResponse = ListBreakersResponse
 
 @typing.final
 class ResetBreakerRequest(google.protobuf.message.Message):
+    """Input of ExecutorAdminService.ResetBreaker."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     NAME_FIELD_NUMBER: builtins.int
     name: builtins.str
+    """BreakerState.name of the breaker to close."""
     def __init__(
         self,
         *,
@@ -108,11 +144,15 @@ global___ResetBreakerRequest = ResetBreakerRequest
 
 @typing.final
 class ResetBreakerResponse(google.protobuf.message.Message):
+    """Output of ExecutorAdminService.ResetBreaker."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     BREAKER_FIELD_NUMBER: builtins.int
     @property
-    def breaker(self) -> global___BreakerState: ...
+    def breaker(self) -> global___BreakerState:
+        """The breaker after the reset."""
+
     def __init__(
         self,
         *,

@@ -16,6 +16,8 @@ DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
 
 @typing.final
 class SubmitTaskRequest(google.protobuf.message.Message):
+    """Input of IngestService.SubmitTask."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     SUBMISSION_FIELD_NUMBER: builtins.int
@@ -33,6 +35,8 @@ global___SubmitTaskRequest = SubmitTaskRequest
 
 @typing.final
 class SubmitTaskResponse(google.protobuf.message.Message):
+    """Output of IngestService.SubmitTask; also one accepted item of SubmitTasks."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     TASK_ID_FIELD_NUMBER: builtins.int
@@ -40,6 +44,7 @@ class SubmitTaskResponse(google.protobuf.message.Message):
     STAGE_FIELD_NUMBER: builtins.int
     CREATED_FIELD_NUMBER: builtins.int
     task_id: builtins.str
+    """The new task's id, or the existing one's when the idempotency key was seen before."""
     status: switchyard.v1.task_pb2.TaskStatus.ValueType
     stage: switchyard.v1.task_pb2.TaskStage.ValueType
     created: builtins.bool
@@ -58,6 +63,8 @@ global___SubmitTaskResponse = SubmitTaskResponse
 
 @typing.final
 class SubmitTasksRequest(google.protobuf.message.Message):
+    """Input of IngestService.SubmitTasks."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     SUBMISSIONS_FIELD_NUMBER: builtins.int
@@ -74,7 +81,7 @@ global___SubmitTasksRequest = SubmitTasksRequest
 
 @typing.final
 class SubmitTasksResult(google.protobuf.message.Message):
-    """Result for the submission at the same index."""
+    """Result for the submission at the same index. Exactly one of accepted and error is set."""
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
@@ -147,6 +154,8 @@ global___FieldViolation = FieldViolation
 
 @typing.final
 class SubmitTasksResponse(google.protobuf.message.Message):
+    """Output of IngestService.SubmitTasks."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     RESULTS_FIELD_NUMBER: builtins.int
@@ -155,7 +164,9 @@ class SubmitTasksResponse(google.protobuf.message.Message):
     accepted_count: builtins.int
     rejected_count: builtins.int
     @property
-    def results(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___SubmitTasksResult]: ...
+    def results(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___SubmitTasksResult]:
+        """One per submission, in request order."""
+
     def __init__(
         self,
         *,
@@ -169,6 +180,8 @@ global___SubmitTasksResponse = SubmitTasksResponse
 
 @typing.final
 class GetTaskRequest(google.protobuf.message.Message):
+    """Input of IngestService.GetTask. NOT_FOUND for unknown tasks and other tenants' tasks."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     TASK_ID_FIELD_NUMBER: builtins.int
@@ -184,6 +197,8 @@ global___GetTaskRequest = GetTaskRequest
 
 @typing.final
 class GetTaskResponse(google.protobuf.message.Message):
+    """Output of IngestService.GetTask."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     TASK_FIELD_NUMBER: builtins.int
@@ -201,6 +216,8 @@ global___GetTaskResponse = GetTaskResponse
 
 @typing.final
 class ListTasksRequest(google.protobuf.message.Message):
+    """Input of IngestService.ListTasks."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: builtins.int
@@ -210,17 +227,23 @@ class ListTasksRequest(google.protobuf.message.Message):
     PAGE_SIZE_FIELD_NUMBER: builtins.int
     PAGE_TOKEN_FIELD_NUMBER: builtins.int
     tenant_id: builtins.str
+    """Required; the caller's credentials must allow it."""
     page_size: builtins.int
     """At most 500; 0 means 50."""
     page_token: builtins.str
+    """next_page_token of the previous page (with the same filters); empty for the first page."""
     @property
     def statuses(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[switchyard.v1.task_pb2.TaskStatus.ValueType]:
         """Empty means any status."""
 
     @property
-    def created_after(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    def created_after(self) -> google.protobuf.timestamp_pb2.Timestamp:
+        """Only tasks created at or after this instant, when set."""
+
     @property
-    def created_before(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    def created_before(self) -> google.protobuf.timestamp_pb2.Timestamp:
+        """Only tasks created before this instant, when set."""
+
     def __init__(
         self,
         *,
@@ -238,6 +261,8 @@ global___ListTasksRequest = ListTasksRequest
 
 @typing.final
 class ListTasksResponse(google.protobuf.message.Message):
+    """Output of IngestService.ListTasks."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     TASKS_FIELD_NUMBER: builtins.int
@@ -258,12 +283,15 @@ global___ListTasksResponse = ListTasksResponse
 
 @typing.final
 class CancelTaskRequest(google.protobuf.message.Message):
+    """Input of IngestService.CancelTask."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     TASK_ID_FIELD_NUMBER: builtins.int
     REASON_FIELD_NUMBER: builtins.int
     task_id: builtins.str
     reason: builtins.str
+    """Free text (at most 1000 characters), recorded with the cancellation."""
     def __init__(
         self,
         *,
@@ -276,11 +304,15 @@ global___CancelTaskRequest = CancelTaskRequest
 
 @typing.final
 class CancelTaskResponse(google.protobuf.message.Message):
+    """Output of IngestService.CancelTask."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     TASK_FIELD_NUMBER: builtins.int
     @property
-    def task(self) -> switchyard.v1.task_pb2.Task: ...
+    def task(self) -> switchyard.v1.task_pb2.Task:
+        """The task, CANCELLED."""
+
     def __init__(
         self,
         *,
@@ -293,6 +325,8 @@ global___CancelTaskResponse = CancelTaskResponse
 
 @typing.final
 class WatchTaskRequest(google.protobuf.message.Message):
+    """Input of IngestService.WatchTask."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     TASK_ID_FIELD_NUMBER: builtins.int
@@ -312,6 +346,8 @@ global___WatchTaskRequest = WatchTaskRequest
 
 @typing.final
 class WatchTaskResponse(google.protobuf.message.Message):
+    """One streamed item of IngestService.WatchTask."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     EVENT_FIELD_NUMBER: builtins.int
@@ -329,11 +365,14 @@ global___WatchTaskResponse = WatchTaskResponse
 
 @typing.final
 class WatchTenantRequest(google.protobuf.message.Message):
+    """Input of IngestService.WatchTenant."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     TENANT_ID_FIELD_NUMBER: builtins.int
     CURSOR_FIELD_NUMBER: builtins.int
     tenant_id: builtins.str
+    """Required; the caller's credentials must allow it."""
     cursor: builtins.str
     """Opaque cursor from a previous WatchTenantResponse; empty starts from now."""
     def __init__(
@@ -348,6 +387,8 @@ global___WatchTenantRequest = WatchTenantRequest
 
 @typing.final
 class WatchTenantResponse(google.protobuf.message.Message):
+    """One streamed item of IngestService.WatchTenant."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     EVENT_FIELD_NUMBER: builtins.int
@@ -366,3 +407,86 @@ class WatchTenantResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["cursor", b"cursor", "event", b"event"]) -> None: ...
 
 global___WatchTenantResponse = WatchTenantResponse
+
+@typing.final
+class RegisterWebhookRequest(google.protobuf.message.Message):
+    """Input of IngestService.RegisterWebhook."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: builtins.int
+    URL_FIELD_NUMBER: builtins.int
+    SECRET_FIELD_NUMBER: builtins.int
+    tenant_id: builtins.str
+    url: builtins.str
+    """http(s) URL; its host must be allowed by SWITCHYARD_WEBHOOK_ALLOWED_HOSTS."""
+    secret: builtins.str
+    """HMAC-SHA256 key for the X-Switchyard-Signature header. Empty: the server generates one
+    and returns it once in the response.
+    """
+    def __init__(
+        self,
+        *,
+        tenant_id: builtins.str = ...,
+        url: builtins.str = ...,
+        secret: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["secret", b"secret", "tenant_id", b"tenant_id", "url", b"url"]) -> None: ...
+
+global___RegisterWebhookRequest = RegisterWebhookRequest
+
+@typing.final
+class RegisterWebhookResponse(google.protobuf.message.Message):
+    """Output of IngestService.RegisterWebhook."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    WEBHOOK_ID_FIELD_NUMBER: builtins.int
+    SECRET_FIELD_NUMBER: builtins.int
+    webhook_id: builtins.str
+    secret: builtins.str
+    """The signing secret (the generated one when the request left it empty)."""
+    def __init__(
+        self,
+        *,
+        webhook_id: builtins.str = ...,
+        secret: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["secret", b"secret", "webhook_id", b"webhook_id"]) -> None: ...
+
+global___RegisterWebhookResponse = RegisterWebhookResponse
+
+@typing.final
+class DeleteWebhookRequest(google.protobuf.message.Message):
+    """Input of IngestService.DeleteWebhook."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    WEBHOOK_ID_FIELD_NUMBER: builtins.int
+    webhook_id: builtins.str
+    def __init__(
+        self,
+        *,
+        webhook_id: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["webhook_id", b"webhook_id"]) -> None: ...
+
+global___DeleteWebhookRequest = DeleteWebhookRequest
+
+@typing.final
+class DeleteWebhookResponse(google.protobuf.message.Message):
+    """Output of IngestService.DeleteWebhook."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    DELETED_FIELD_NUMBER: builtins.int
+    deleted: builtins.bool
+    """False when no such webhook was registered (already deleted)."""
+    def __init__(
+        self,
+        *,
+        deleted: builtins.bool = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["deleted", b"deleted"]) -> None: ...
+
+global___DeleteWebhookResponse = DeleteWebhookResponse

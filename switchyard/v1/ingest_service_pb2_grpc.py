@@ -50,6 +50,16 @@ class IngestServiceStub(object):
                 request_serializer=switchyard_dot_v1_dot_ingest__service__pb2.WatchTenantRequest.SerializeToString,
                 response_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.WatchTenantResponse.FromString,
                 )
+        self.RegisterWebhook = channel.unary_unary(
+                '/switchyard.v1.IngestService/RegisterWebhook',
+                request_serializer=switchyard_dot_v1_dot_ingest__service__pb2.RegisterWebhookRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.RegisterWebhookResponse.FromString,
+                )
+        self.DeleteWebhook = channel.unary_unary(
+                '/switchyard.v1.IngestService/DeleteWebhook',
+                request_serializer=switchyard_dot_v1_dot_ingest__service__pb2.DeleteWebhookRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.DeleteWebhookResponse.FromString,
+                )
 
 
 class IngestServiceServicer(object):
@@ -86,7 +96,10 @@ class IngestServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def CancelTask(self, request, context):
-        """Cancel a task that has not started executing.
+        """Cancel a task. One that has not started executing is CANCELLED at once; an executing one
+        gets a CancellationRequest (the executor compensates finished steps) and the call fails
+        with FAILED_PRECONDITION saying so: the outcome arrives as a status event. A terminal
+        task fails with FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -101,6 +114,21 @@ class IngestServiceServicer(object):
 
     def WatchTenant(self, request, context):
         """Status events of a tenant's tasks, resumable from a cursor.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterWebhook(self, request, context):
+        """Register a URL that receives every status change of the tenant's tasks as a signed
+        HTTP POST (retried with backoff until it answers 2xx).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWebhook(self, request, context):
+        """Stop deliveries to a registered webhook.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -143,6 +171,16 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.WatchTenant,
                     request_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.WatchTenantRequest.FromString,
                     response_serializer=switchyard_dot_v1_dot_ingest__service__pb2.WatchTenantResponse.SerializeToString,
+            ),
+            'RegisterWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterWebhook,
+                    request_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.RegisterWebhookRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_ingest__service__pb2.RegisterWebhookResponse.SerializeToString,
+            ),
+            'DeleteWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWebhook,
+                    request_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.DeleteWebhookRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_ingest__service__pb2.DeleteWebhookResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -271,5 +309,39 @@ class IngestService(object):
         return grpc.experimental.unary_stream(request, target, '/switchyard.v1.IngestService/WatchTenant',
             switchyard_dot_v1_dot_ingest__service__pb2.WatchTenantRequest.SerializeToString,
             switchyard_dot_v1_dot_ingest__service__pb2.WatchTenantResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def RegisterWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/switchyard.v1.IngestService/RegisterWebhook',
+            switchyard_dot_v1_dot_ingest__service__pb2.RegisterWebhookRequest.SerializeToString,
+            switchyard_dot_v1_dot_ingest__service__pb2.RegisterWebhookResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def DeleteWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/switchyard.v1.IngestService/DeleteWebhook',
+            switchyard_dot_v1_dot_ingest__service__pb2.DeleteWebhookRequest.SerializeToString,
+            switchyard_dot_v1_dot_ingest__service__pb2.DeleteWebhookResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

@@ -51,7 +51,11 @@ class IngestServiceStub:
         switchyard.v1.ingest_service_pb2.CancelTaskRequest,
         switchyard.v1.ingest_service_pb2.CancelTaskResponse,
     ]
-    """Cancel a task that has not started executing."""
+    """Cancel a task. One that has not started executing is CANCELLED at once; an executing one
+    gets a CancellationRequest (the executor compensates finished steps) and the call fails
+    with FAILED_PRECONDITION saying so: the outcome arrives as a status event. A terminal
+    task fails with FAILED_PRECONDITION.
+    """
 
     WatchTask: grpc.UnaryStreamMultiCallable[
         switchyard.v1.ingest_service_pb2.WatchTaskRequest,
@@ -64,6 +68,20 @@ class IngestServiceStub:
         switchyard.v1.ingest_service_pb2.WatchTenantResponse,
     ]
     """Status events of a tenant's tasks, resumable from a cursor."""
+
+    RegisterWebhook: grpc.UnaryUnaryMultiCallable[
+        switchyard.v1.ingest_service_pb2.RegisterWebhookRequest,
+        switchyard.v1.ingest_service_pb2.RegisterWebhookResponse,
+    ]
+    """Register a URL that receives every status change of the tenant's tasks as a signed
+    HTTP POST (retried with backoff until it answers 2xx).
+    """
+
+    DeleteWebhook: grpc.UnaryUnaryMultiCallable[
+        switchyard.v1.ingest_service_pb2.DeleteWebhookRequest,
+        switchyard.v1.ingest_service_pb2.DeleteWebhookResponse,
+    ]
+    """Stop deliveries to a registered webhook."""
 
 class IngestServiceAsyncStub:
     """The front door for upstream systems."""
@@ -98,7 +116,11 @@ class IngestServiceAsyncStub:
         switchyard.v1.ingest_service_pb2.CancelTaskRequest,
         switchyard.v1.ingest_service_pb2.CancelTaskResponse,
     ]
-    """Cancel a task that has not started executing."""
+    """Cancel a task. One that has not started executing is CANCELLED at once; an executing one
+    gets a CancellationRequest (the executor compensates finished steps) and the call fails
+    with FAILED_PRECONDITION saying so: the outcome arrives as a status event. A terminal
+    task fails with FAILED_PRECONDITION.
+    """
 
     WatchTask: grpc.aio.UnaryStreamMultiCallable[
         switchyard.v1.ingest_service_pb2.WatchTaskRequest,
@@ -111,6 +133,20 @@ class IngestServiceAsyncStub:
         switchyard.v1.ingest_service_pb2.WatchTenantResponse,
     ]
     """Status events of a tenant's tasks, resumable from a cursor."""
+
+    RegisterWebhook: grpc.aio.UnaryUnaryMultiCallable[
+        switchyard.v1.ingest_service_pb2.RegisterWebhookRequest,
+        switchyard.v1.ingest_service_pb2.RegisterWebhookResponse,
+    ]
+    """Register a URL that receives every status change of the tenant's tasks as a signed
+    HTTP POST (retried with backoff until it answers 2xx).
+    """
+
+    DeleteWebhook: grpc.aio.UnaryUnaryMultiCallable[
+        switchyard.v1.ingest_service_pb2.DeleteWebhookRequest,
+        switchyard.v1.ingest_service_pb2.DeleteWebhookResponse,
+    ]
+    """Stop deliveries to a registered webhook."""
 
 class IngestServiceServicer(metaclass=abc.ABCMeta):
     """The front door for upstream systems."""
@@ -155,7 +191,11 @@ class IngestServiceServicer(metaclass=abc.ABCMeta):
         request: switchyard.v1.ingest_service_pb2.CancelTaskRequest,
         context: _ServicerContext,
     ) -> typing.Union[switchyard.v1.ingest_service_pb2.CancelTaskResponse, collections.abc.Awaitable[switchyard.v1.ingest_service_pb2.CancelTaskResponse]]:
-        """Cancel a task that has not started executing."""
+        """Cancel a task. One that has not started executing is CANCELLED at once; an executing one
+        gets a CancellationRequest (the executor compensates finished steps) and the call fails
+        with FAILED_PRECONDITION saying so: the outcome arrives as a status event. A terminal
+        task fails with FAILED_PRECONDITION.
+        """
 
     @abc.abstractmethod
     def WatchTask(
@@ -172,5 +212,23 @@ class IngestServiceServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[collections.abc.Iterator[switchyard.v1.ingest_service_pb2.WatchTenantResponse], collections.abc.AsyncIterator[switchyard.v1.ingest_service_pb2.WatchTenantResponse]]:
         """Status events of a tenant's tasks, resumable from a cursor."""
+
+    @abc.abstractmethod
+    def RegisterWebhook(
+        self,
+        request: switchyard.v1.ingest_service_pb2.RegisterWebhookRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[switchyard.v1.ingest_service_pb2.RegisterWebhookResponse, collections.abc.Awaitable[switchyard.v1.ingest_service_pb2.RegisterWebhookResponse]]:
+        """Register a URL that receives every status change of the tenant's tasks as a signed
+        HTTP POST (retried with backoff until it answers 2xx).
+        """
+
+    @abc.abstractmethod
+    def DeleteWebhook(
+        self,
+        request: switchyard.v1.ingest_service_pb2.DeleteWebhookRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[switchyard.v1.ingest_service_pb2.DeleteWebhookResponse, collections.abc.Awaitable[switchyard.v1.ingest_service_pb2.DeleteWebhookResponse]]:
+        """Stop deliveries to a registered webhook."""
 
 def add_IngestServiceServicer_to_server(servicer: IngestServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...

@@ -147,9 +147,11 @@ class Escalation(google.protobuf.message.Message):
     task_id: builtins.str
     tenant_id: builtins.str
     queue: builtins.str
+    """Name of the review queue it goes to."""
     priority: global___ReviewPriority.ValueType
     reason: global___EscalationReason.ValueType
     reason_detail: builtins.str
+    """Human-readable detail, e.g. "router confidence 0.41 below 0.80"."""
     service: builtins.str
     """The service that escalated."""
     @property
@@ -157,7 +159,9 @@ class Escalation(google.protobuf.message.Message):
         """What the models would have done; reviewers approve, reject or modify it."""
 
     @property
-    def sla_deadline(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    def sla_deadline(self) -> google.protobuf.timestamp_pb2.Timestamp:
+        """When a person must have decided; past it, the queue's expiry policy applies."""
+
     @property
     def task(self) -> switchyard.v1.task_pb2.TaskEnvelope:
         """The task as submitted (redacted for reviewers without the right role)."""
@@ -195,17 +199,39 @@ class ReviewItem(google.protobuf.message.Message):
     LEASE_EXPIRES_AT_FIELD_NUMBER: builtins.int
     CREATED_AT_FIELD_NUMBER: builtins.int
     UPDATED_AT_FIELD_NUMBER: builtins.int
+    PRIORITY_FIELD_NUMBER: builtins.int
+    ADMITTED_AT_FIELD_NUMBER: builtins.int
+    SLA_DEADLINE_FIELD_NUMBER: builtins.int
+    RESOLUTION_FIELD_NUMBER: builtins.int
+    EXPIRIES_FIELD_NUMBER: builtins.int
     item_id: builtins.str
     state: global___ReviewState.ValueType
     claimed_by: builtins.str
+    """Reviewer holding the lease; set while CLAIMED."""
+    priority: global___ReviewPriority.ValueType
+    """Current urgency: the escalation's priority, raised when the SLA deadline nears."""
+    resolution: builtins.str
+    """How the item ended, e.g. "verdict:approve", "storm:reject", "expired:fail"."""
+    expiries: builtins.int
+    """How many times the SLA ran out on this item."""
     @property
     def escalation(self) -> global___Escalation: ...
     @property
-    def lease_expires_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    def lease_expires_at(self) -> google.protobuf.timestamp_pb2.Timestamp:
+        """Set while CLAIMED; after it the item is claimable again."""
+
     @property
     def created_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
     @property
     def updated_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    @property
+    def admitted_at(self) -> google.protobuf.timestamp_pb2.Timestamp:
+        """When the item left the admission backlog; unset while BACKLOGGED."""
+
+    @property
+    def sla_deadline(self) -> google.protobuf.timestamp_pb2.Timestamp:
+        """The SLA deadline in force (a reassignment after expiry extends it)."""
+
     def __init__(
         self,
         *,
@@ -216,9 +242,14 @@ class ReviewItem(google.protobuf.message.Message):
         lease_expires_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         created_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         updated_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        priority: global___ReviewPriority.ValueType = ...,
+        admitted_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        sla_deadline: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        resolution: builtins.str = ...,
+        expiries: builtins.int = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["created_at", b"created_at", "escalation", b"escalation", "lease_expires_at", b"lease_expires_at", "updated_at", b"updated_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["claimed_by", b"claimed_by", "created_at", b"created_at", "escalation", b"escalation", "item_id", b"item_id", "lease_expires_at", b"lease_expires_at", "state", b"state", "updated_at", b"updated_at"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["admitted_at", b"admitted_at", "created_at", b"created_at", "escalation", b"escalation", "lease_expires_at", b"lease_expires_at", "sla_deadline", b"sla_deadline", "updated_at", b"updated_at"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["admitted_at", b"admitted_at", "claimed_by", b"claimed_by", "created_at", b"created_at", "escalation", b"escalation", "expiries", b"expiries", "item_id", b"item_id", "lease_expires_at", b"lease_expires_at", "priority", b"priority", "resolution", b"resolution", "sla_deadline", b"sla_deadline", "state", b"state", "updated_at", b"updated_at"]) -> None: ...
 
 global___ReviewItem = ReviewItem
 
@@ -254,8 +285,11 @@ class ReviewVerdict(google.protobuf.message.Message):
     item_id: builtins.str
     task_id: builtins.str
     reviewer_id: builtins.str
+    """Required; must hold the item's lease."""
     verdict: global___Verdict.ValueType
+    """Required."""
     reason: builtins.str
+    """Why, in the reviewer's words; becomes part of the decision's explanation."""
     @property
     def modified_fields(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]:
         """Field name to corrected value (VERDICT_MODIFY)."""

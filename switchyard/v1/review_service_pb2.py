@@ -16,7 +16,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from switchyard.v1 import review_pb2 as switchyard_dot_v1_dot_review__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"switchyard/v1/review_service.proto\x12\rswitchyard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1aswitchyard/v1/review.proto\"\x87\x01\n\x10ListQueueRequest\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12*\n\x06states\x18\x03 \x03(\x0e\x32\x1a.switchyard.v1.ReviewState\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"V\n\x11ListQueueResponse\x12(\n\x05items\x18\x01 \x03(\x0b\x32\x19.switchyard.v1.ReviewItem\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x0eGetItemRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\":\n\x0fGetItemResponse\x12\'\n\x04item\x18\x01 \x01(\x0b\x32\x19.switchyard.v1.ReviewItem\"^\n\x0c\x43laimRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x13\n\x0breviewer_id\x18\x02 \x01(\t\x12(\n\x05lease\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"8\n\rClaimResponse\x12\'\n\x04item\x18\x01 \x01(\x0b\x32\x19.switchyard.v1.ReviewItem\"^\n\x0cRenewRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x13\n\x0breviewer_id\x18\x02 \x01(\t\x12(\n\x05lease\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"8\n\rRenewResponse\x12\'\n\x04item\x18\x01 \x01(\x0b\x32\x19.switchyard.v1.ReviewItem\"6\n\x0eReleaseRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x13\n\x0breviewer_id\x18\x02 \x01(\t\":\n\x0fReleaseResponse\x12\'\n\x04item\x18\x01 \x01(\x0b\x32\x19.switchyard.v1.ReviewItem\"E\n\x14SubmitVerdictRequest\x12-\n\x07verdict\x18\x01 \x01(\x0b\x32\x1c.switchyard.v1.ReviewVerdict\"U\n\x15SubmitVerdictResponse\x12\'\n\x04item\x18\x01 \x01(\x0b\x32\x19.switchyard.v1.ReviewItem\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t2\xd7\x03\n\rReviewService\x12N\n\tListQueue\x12\x1f.switchyard.v1.ListQueueRequest\x1a .switchyard.v1.ListQueueResponse\x12H\n\x07GetItem\x12\x1d.switchyard.v1.GetItemRequest\x1a\x1e.switchyard.v1.GetItemResponse\x12\x42\n\x05\x43laim\x12\x1b.switchyard.v1.ClaimRequest\x1a\x1c.switchyard.v1.ClaimResponse\x12\x42\n\x05Renew\x12\x1b.switchyard.v1.RenewRequest\x1a\x1c.switchyard.v1.RenewResponse\x12H\n\x07Release\x12\x1d.switchyard.v1.ReleaseRequest\x1a\x1e.switchyard.v1.ReleaseResponse\x12Z\n\rSubmitVerdict\x12#.switchyard.v1.SubmitVerdictRequest\x1a$.switchyard.v1.SubmitVerdictResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"switchyard/v1/review_service.proto\x12\rswitchyard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1aswitchyard/v1/review.proto\"\xec\x01\n\x10ListQueueRequest\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12*\n\x06states\x18\x03 \x03(\x0e\x32\x1a.switchyard.v1.ReviewState\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x31\n\npriorities\x18\x06 \x03(\x0e\x32\x1d.switchyard.v1.ReviewPriority\x12\x30\n\x07reasons\x18\x07 \x03(\x0e\x32\x1f.switchyard.v1.EscalationReason\"V\n\x11ListQueueResponse\x12(\n\x05items\x18\x01 \x03(\x0b\x32\x19.switchyard.v1.ReviewItem\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x0eGetItemRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\":\n\x0fGetItemResponse\x12\'\n\x04item\x18\x01 \x01(\x0b\x32\x19.switchyard.v1.ReviewItem\"^\n\x0c\x43laimRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x13\n\x0breviewer_id\x18\x02 \x01(\t\x12(\n\x05lease\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"8\n\rClaimResponse\x12\'\n\x04item\x18\x01 \x01(\x0b\x32\x19.switchyard.v1.ReviewItem\"^\n\x0cRenewRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x13\n\x0breviewer_id\x18\x02 \x01(\t\x12(\n\x05lease\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"8\n\rRenewResponse\x12\'\n\x04item\x18\x01 \x01(\x0b\x32\x19.switchyard.v1.ReviewItem\"6\n\x0eReleaseRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x13\n\x0breviewer_id\x18\x02 \x01(\t\":\n\x0fReleaseResponse\x12\'\n\x04item\x18\x01 \x01(\x0b\x32\x19.switchyard.v1.ReviewItem\"E\n\x14SubmitVerdictRequest\x12-\n\x07verdict\x18\x01 \x01(\x0b\x32\x1c.switchyard.v1.ReviewVerdict\"U\n\x15SubmitVerdictResponse\x12\'\n\x04item\x18\x01 \x01(\x0b\x32\x19.switchyard.v1.ReviewItem\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t2\xd7\x03\n\rReviewService\x12N\n\tListQueue\x12\x1f.switchyard.v1.ListQueueRequest\x1a .switchyard.v1.ListQueueResponse\x12H\n\x07GetItem\x12\x1d.switchyard.v1.GetItemRequest\x1a\x1e.switchyard.v1.GetItemResponse\x12\x42\n\x05\x43laim\x12\x1b.switchyard.v1.ClaimRequest\x1a\x1c.switchyard.v1.ClaimResponse\x12\x42\n\x05Renew\x12\x1b.switchyard.v1.RenewRequest\x1a\x1c.switchyard.v1.RenewResponse\x12H\n\x07Release\x12\x1d.switchyard.v1.ReleaseRequest\x1a\x1e.switchyard.v1.ReleaseResponse\x12Z\n\rSubmitVerdict\x12#.switchyard.v1.SubmitVerdictRequest\x1a$.switchyard.v1.SubmitVerdictResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -24,29 +24,29 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'switchyard.v1.review_servic
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
   _globals['_LISTQUEUEREQUEST']._serialized_start=114
-  _globals['_LISTQUEUEREQUEST']._serialized_end=249
-  _globals['_LISTQUEUERESPONSE']._serialized_start=251
-  _globals['_LISTQUEUERESPONSE']._serialized_end=337
-  _globals['_GETITEMREQUEST']._serialized_start=339
-  _globals['_GETITEMREQUEST']._serialized_end=372
-  _globals['_GETITEMRESPONSE']._serialized_start=374
-  _globals['_GETITEMRESPONSE']._serialized_end=432
-  _globals['_CLAIMREQUEST']._serialized_start=434
-  _globals['_CLAIMREQUEST']._serialized_end=528
-  _globals['_CLAIMRESPONSE']._serialized_start=530
-  _globals['_CLAIMRESPONSE']._serialized_end=586
-  _globals['_RENEWREQUEST']._serialized_start=588
-  _globals['_RENEWREQUEST']._serialized_end=682
-  _globals['_RENEWRESPONSE']._serialized_start=684
-  _globals['_RENEWRESPONSE']._serialized_end=740
-  _globals['_RELEASEREQUEST']._serialized_start=742
-  _globals['_RELEASEREQUEST']._serialized_end=796
-  _globals['_RELEASERESPONSE']._serialized_start=798
-  _globals['_RELEASERESPONSE']._serialized_end=856
-  _globals['_SUBMITVERDICTREQUEST']._serialized_start=858
-  _globals['_SUBMITVERDICTREQUEST']._serialized_end=927
-  _globals['_SUBMITVERDICTRESPONSE']._serialized_start=929
-  _globals['_SUBMITVERDICTRESPONSE']._serialized_end=1014
-  _globals['_REVIEWSERVICE']._serialized_start=1017
-  _globals['_REVIEWSERVICE']._serialized_end=1488
+  _globals['_LISTQUEUEREQUEST']._serialized_end=350
+  _globals['_LISTQUEUERESPONSE']._serialized_start=352
+  _globals['_LISTQUEUERESPONSE']._serialized_end=438
+  _globals['_GETITEMREQUEST']._serialized_start=440
+  _globals['_GETITEMREQUEST']._serialized_end=473
+  _globals['_GETITEMRESPONSE']._serialized_start=475
+  _globals['_GETITEMRESPONSE']._serialized_end=533
+  _globals['_CLAIMREQUEST']._serialized_start=535
+  _globals['_CLAIMREQUEST']._serialized_end=629
+  _globals['_CLAIMRESPONSE']._serialized_start=631
+  _globals['_CLAIMRESPONSE']._serialized_end=687
+  _globals['_RENEWREQUEST']._serialized_start=689
+  _globals['_RENEWREQUEST']._serialized_end=783
+  _globals['_RENEWRESPONSE']._serialized_start=785
+  _globals['_RENEWRESPONSE']._serialized_end=841
+  _globals['_RELEASEREQUEST']._serialized_start=843
+  _globals['_RELEASEREQUEST']._serialized_end=897
+  _globals['_RELEASERESPONSE']._serialized_start=899
+  _globals['_RELEASERESPONSE']._serialized_end=957
+  _globals['_SUBMITVERDICTREQUEST']._serialized_start=959
+  _globals['_SUBMITVERDICTREQUEST']._serialized_end=1028
+  _globals['_SUBMITVERDICTRESPONSE']._serialized_start=1030
+  _globals['_SUBMITVERDICTRESPONSE']._serialized_end=1115
+  _globals['_REVIEWSERVICE']._serialized_start=1118
+  _globals['_REVIEWSERVICE']._serialized_end=1589
 # @@protoc_insertion_point(module_scope)

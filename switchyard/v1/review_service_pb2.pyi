@@ -16,6 +16,8 @@ DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
 
 @typing.final
 class ListQueueRequest(google.protobuf.message.Message):
+    """Input of ReviewService.ListQueue."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     QUEUE_FIELD_NUMBER: builtins.int
@@ -23,14 +25,29 @@ class ListQueueRequest(google.protobuf.message.Message):
     STATES_FIELD_NUMBER: builtins.int
     PAGE_SIZE_FIELD_NUMBER: builtins.int
     PAGE_TOKEN_FIELD_NUMBER: builtins.int
+    PRIORITIES_FIELD_NUMBER: builtins.int
+    REASONS_FIELD_NUMBER: builtins.int
     queue: builtins.str
     """Empty means every queue."""
     tenant_id: builtins.str
+    """Empty means the caller's tenant (every tenant for cross-tenant credentials). A tenant
+    the caller may not access yields an empty page.
+    """
     page_size: builtins.int
+    """1 to 500; 0 means 50."""
     page_token: builtins.str
+    """next_page_token of the previous page; empty for the first page."""
     @property
     def states(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[switchyard.v1.review_pb2.ReviewState.ValueType]:
         """Empty means PENDING and CLAIMED."""
+
+    @property
+    def priorities(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[switchyard.v1.review_pb2.ReviewPriority.ValueType]:
+        """Empty means every priority."""
+
+    @property
+    def reasons(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[switchyard.v1.review_pb2.EscalationReason.ValueType]:
+        """Empty means every reason."""
 
     def __init__(
         self,
@@ -40,18 +57,23 @@ class ListQueueRequest(google.protobuf.message.Message):
         states: collections.abc.Iterable[switchyard.v1.review_pb2.ReviewState.ValueType] | None = ...,
         page_size: builtins.int = ...,
         page_token: builtins.str = ...,
+        priorities: collections.abc.Iterable[switchyard.v1.review_pb2.ReviewPriority.ValueType] | None = ...,
+        reasons: collections.abc.Iterable[switchyard.v1.review_pb2.EscalationReason.ValueType] | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["page_size", b"page_size", "page_token", b"page_token", "queue", b"queue", "states", b"states", "tenant_id", b"tenant_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["page_size", b"page_size", "page_token", b"page_token", "priorities", b"priorities", "queue", b"queue", "reasons", b"reasons", "states", b"states", "tenant_id", b"tenant_id"]) -> None: ...
 
 global___ListQueueRequest = ListQueueRequest
 
 @typing.final
 class ListQueueResponse(google.protobuf.message.Message):
+    """Output of ReviewService.ListQueue."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     ITEMS_FIELD_NUMBER: builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: builtins.int
     next_page_token: builtins.str
+    """Empty on the last page."""
     @property
     def items(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[switchyard.v1.review_pb2.ReviewItem]: ...
     def __init__(
@@ -66,6 +88,8 @@ global___ListQueueResponse = ListQueueResponse
 
 @typing.final
 class GetItemRequest(google.protobuf.message.Message):
+    """Input of ReviewService.GetItem."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     ITEM_ID_FIELD_NUMBER: builtins.int
@@ -81,6 +105,8 @@ global___GetItemRequest = GetItemRequest
 
 @typing.final
 class GetItemResponse(google.protobuf.message.Message):
+    """Output of ReviewService.GetItem."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     ITEM_FIELD_NUMBER: builtins.int
@@ -98,6 +124,8 @@ global___GetItemResponse = GetItemResponse
 
 @typing.final
 class ClaimRequest(google.protobuf.message.Message):
+    """Input of ReviewService.Claim."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     ITEM_ID_FIELD_NUMBER: builtins.int
@@ -105,6 +133,7 @@ class ClaimRequest(google.protobuf.message.Message):
     LEASE_FIELD_NUMBER: builtins.int
     item_id: builtins.str
     reviewer_id: builtins.str
+    """Who takes the lease; the same reviewer may claim again to extend it."""
     @property
     def lease(self) -> google.protobuf.duration_pb2.Duration:
         """0 means the default lease (5 minutes)."""
@@ -123,11 +152,15 @@ global___ClaimRequest = ClaimRequest
 
 @typing.final
 class ClaimResponse(google.protobuf.message.Message):
+    """Output of ReviewService.Claim."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     ITEM_FIELD_NUMBER: builtins.int
     @property
-    def item(self) -> switchyard.v1.review_pb2.ReviewItem: ...
+    def item(self) -> switchyard.v1.review_pb2.ReviewItem:
+        """The item, CLAIMED by reviewer_id until lease_expires_at."""
+
     def __init__(
         self,
         *,
@@ -140,6 +173,8 @@ global___ClaimResponse = ClaimResponse
 
 @typing.final
 class RenewRequest(google.protobuf.message.Message):
+    """Input of ReviewService.Renew. FAILED_PRECONDITION when the caller's lease is gone."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     ITEM_ID_FIELD_NUMBER: builtins.int
@@ -147,8 +182,11 @@ class RenewRequest(google.protobuf.message.Message):
     LEASE_FIELD_NUMBER: builtins.int
     item_id: builtins.str
     reviewer_id: builtins.str
+    """Must be the current lease holder."""
     @property
-    def lease(self) -> google.protobuf.duration_pb2.Duration: ...
+    def lease(self) -> google.protobuf.duration_pb2.Duration:
+        """New lease length, counted from now; 0 means the default lease (5 minutes)."""
+
     def __init__(
         self,
         *,
@@ -163,6 +201,8 @@ global___RenewRequest = RenewRequest
 
 @typing.final
 class RenewResponse(google.protobuf.message.Message):
+    """Output of ReviewService.Renew."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     ITEM_FIELD_NUMBER: builtins.int
@@ -180,12 +220,15 @@ global___RenewResponse = RenewResponse
 
 @typing.final
 class ReleaseRequest(google.protobuf.message.Message):
+    """Input of ReviewService.Release."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     ITEM_ID_FIELD_NUMBER: builtins.int
     REVIEWER_ID_FIELD_NUMBER: builtins.int
     item_id: builtins.str
     reviewer_id: builtins.str
+    """Must be the current lease holder."""
     def __init__(
         self,
         *,
@@ -198,11 +241,15 @@ global___ReleaseRequest = ReleaseRequest
 
 @typing.final
 class ReleaseResponse(google.protobuf.message.Message):
+    """Output of ReviewService.Release."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     ITEM_FIELD_NUMBER: builtins.int
     @property
-    def item(self) -> switchyard.v1.review_pb2.ReviewItem: ...
+    def item(self) -> switchyard.v1.review_pb2.ReviewItem:
+        """The item, PENDING again."""
+
     def __init__(
         self,
         *,
@@ -215,6 +262,8 @@ global___ReleaseResponse = ReleaseResponse
 
 @typing.final
 class SubmitVerdictRequest(google.protobuf.message.Message):
+    """Input of ReviewService.SubmitVerdict. The reviewer must hold the item's lease."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     VERDICT_FIELD_NUMBER: builtins.int
@@ -232,6 +281,8 @@ global___SubmitVerdictRequest = SubmitVerdictRequest
 
 @typing.final
 class SubmitVerdictResponse(google.protobuf.message.Message):
+    """Output of ReviewService.SubmitVerdict."""
+
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     ITEM_FIELD_NUMBER: builtins.int
@@ -239,7 +290,9 @@ class SubmitVerdictResponse(google.protobuf.message.Message):
     decision_id: builtins.str
     """The decision published for the executor."""
     @property
-    def item(self) -> switchyard.v1.review_pb2.ReviewItem: ...
+    def item(self) -> switchyard.v1.review_pb2.ReviewItem:
+        """The item, RESOLVED."""
+
     def __init__(
         self,
         *,

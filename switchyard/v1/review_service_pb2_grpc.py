@@ -59,7 +59,8 @@ class ReviewServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def GetItem(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One item. NOT_FOUND when it does not exist or belongs to another tenant.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -31,6 +31,7 @@ class ReviewServiceStub:
         switchyard.v1.review_service_pb2.GetItemRequest,
         switchyard.v1.review_service_pb2.GetItemResponse,
     ]
+    """One item. NOT_FOUND when it does not exist or belongs to another tenant."""
 
     Claim: grpc.UnaryUnaryMultiCallable[
         switchyard.v1.review_service_pb2.ClaimRequest,
@@ -69,6 +70,7 @@ class ReviewServiceAsyncStub:
         switchyard.v1.review_service_pb2.GetItemRequest,
         switchyard.v1.review_service_pb2.GetItemResponse,
     ]
+    """One item. NOT_FOUND when it does not exist or belongs to another tenant."""
 
     Claim: grpc.aio.UnaryUnaryMultiCallable[
         switchyard.v1.review_service_pb2.ClaimRequest,
@@ -110,7 +112,8 @@ class ReviewServiceServicer(metaclass=abc.ABCMeta):
         self,
         request: switchyard.v1.review_service_pb2.GetItemRequest,
         context: _ServicerContext,
-    ) -> typing.Union[switchyard.v1.review_service_pb2.GetItemResponse, collections.abc.Awaitable[switchyard.v1.review_service_pb2.GetItemResponse]]: ...
+    ) -> typing.Union[switchyard.v1.review_service_pb2.GetItemResponse, collections.abc.Awaitable[switchyard.v1.review_service_pb2.GetItemResponse]]:
+        """One item. NOT_FOUND when it does not exist or belongs to another tenant."""
 
     @abc.abstractmethod
     def Claim(

@@ -10,6 +10,7 @@ import google.protobuf.internal.containers
 import google.protobuf.internal.enum_type_wrapper
 import google.protobuf.message
 import google.protobuf.timestamp_pb2
+import switchyard.v1.decision_pb2
 import sys
 import typing
 
@@ -34,8 +35,11 @@ class _TaskStatusEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._Enu
     TASK_STATUS_BLOCKED: _TaskStatus.ValueType  # 3
     """Waiting on something outside the pipeline: a person, an open circuit breaker."""
     TASK_STATUS_SUCCEEDED: _TaskStatus.ValueType  # 4
+    """Terminal: the decision was carried out."""
     TASK_STATUS_FAILED: _TaskStatus.ValueType  # 5
+    """Terminal: rejected, or a step failed permanently; reason says why."""
     TASK_STATUS_CANCELLED: _TaskStatus.ValueType  # 6
+    """Terminal: cancelled by a client or rejected by a reviewer."""
 
 class TaskStatus(_TaskStatus, metaclass=_TaskStatusEnumTypeWrapper):
     """Lifecycle of a task. Every accepted task ends in a terminal status (SUCCEEDED, FAILED,
@@ -50,8 +54,11 @@ TASK_STATUS_IN_PROGRESS: TaskStatus.ValueType  # 2
 TASK_STATUS_BLOCKED: TaskStatus.ValueType  # 3
 """Waiting on something outside the pipeline: a person, an open circuit breaker."""
 TASK_STATUS_SUCCEEDED: TaskStatus.ValueType  # 4
+"""Terminal: the decision was carried out."""
 TASK_STATUS_FAILED: TaskStatus.ValueType  # 5
+"""Terminal: rejected, or a step failed permanently; reason says why."""
 TASK_STATUS_CANCELLED: TaskStatus.ValueType  # 6
+"""Terminal: cancelled by a client or rejected by a reviewer."""
 global___TaskStatus = TaskStatus
 
 class _TaskStage:
@@ -62,22 +69,34 @@ class _TaskStageEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._Enum
     DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
     TASK_STAGE_UNSPECIFIED: _TaskStage.ValueType  # 0
     TASK_STAGE_INGESTED: _TaskStage.ValueType  # 1
+    """Accepted by ingest, not yet picked up by the decision service."""
     TASK_STAGE_DECIDING: _TaskStage.ValueType  # 2
+    """Models and policy are deciding."""
     TASK_STAGE_EXECUTING: _TaskStage.ValueType  # 3
+    """The executor is running the action plan."""
     TASK_STAGE_AWAITING_REVIEW: _TaskStage.ValueType  # 4
+    """Escalated; waiting in a review queue."""
     TASK_STAGE_COMPENSATING: _TaskStage.ValueType  # 5
+    """Undoing finished steps after a permanent failure or a cancellation."""
     TASK_STAGE_DONE: _TaskStage.ValueType  # 6
+    """Finished; the status is terminal."""
 
 class TaskStage(_TaskStage, metaclass=_TaskStageEnumTypeWrapper):
     """Where in the pipeline a task is; refines the status."""
 
 TASK_STAGE_UNSPECIFIED: TaskStage.ValueType  # 0
 TASK_STAGE_INGESTED: TaskStage.ValueType  # 1
+"""Accepted by ingest, not yet picked up by the decision service."""
 TASK_STAGE_DECIDING: TaskStage.ValueType  # 2
+"""Models and policy are deciding."""
 TASK_STAGE_EXECUTING: TaskStage.ValueType  # 3
+"""The executor is running the action plan."""
 TASK_STAGE_AWAITING_REVIEW: TaskStage.ValueType  # 4
+"""Escalated; waiting in a review queue."""
 TASK_STAGE_COMPENSATING: TaskStage.ValueType  # 5
+"""Undoing finished steps after a permanent failure or a cancellation."""
 TASK_STAGE_DONE: TaskStage.ValueType  # 6
+"""Finished; the status is terminal."""
 global___TaskStage = TaskStage
 
 class _TaskSource:
@@ -163,10 +182,13 @@ class Submission(google.protobuf.message.Message):
     DEADLINE_FIELD_NUMBER: builtins.int
     CALLBACK_URL_FIELD_NUMBER: builtins.int
     tenant_id: builtins.str
+    """Required; the caller's credentials must allow it."""
     idempotency_key: builtins.str
     """Required. The same (tenant_id, idempotency_key) always names the same task."""
     kind: builtins.str
-    """invoice, admission_form, support_ticket, classroom_event or other; empty lets the router decide."""
+    """invoice, admission_form, support_ticket, classroom_event or other; empty lets the router
+    decide.
+    """
     priority: builtins.int
     """0 (most urgent) to 3."""
     callback_url: builtins.str
@@ -233,23 +255,34 @@ class TaskEnvelope(google.protobuf.message.Message):
     ATTEMPT_FIELD_NUMBER: builtins.int
     SOURCE_FIELD_NUMBER: builtins.int
     task_id: builtins.str
+    """Assigned by ingest (a UUID)."""
     tenant_id: builtins.str
     idempotency_key: builtins.str
+    """As submitted."""
     kind: builtins.str
+    """As Submission.kind."""
     priority: builtins.int
+    """0 (most urgent) to 3."""
     correlation_id: builtins.str
     """Ties log lines of one request together across services."""
     attempt: builtins.int
     """1 on first publication; incremented on each replay."""
     source: global___TaskSource.ValueType
+    """How the task entered the system."""
     @property
     def document(self) -> global___Document: ...
     @property
-    def metadata(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]: ...
+    def metadata(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]:
+        """As Submission.metadata."""
+
     @property
-    def received_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    def received_at(self) -> google.protobuf.timestamp_pb2.Timestamp:
+        """When ingest accepted the submission."""
+
     @property
-    def deadline(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    def deadline(self) -> google.protobuf.timestamp_pb2.Timestamp:
+        """As Submission.deadline; unset when none was given."""
+
     def __init__(
         self,
         *,
@@ -297,6 +330,9 @@ class StatusEvent(google.protobuf.message.Message):
     detail: builtins.str
     """Human-readable detail."""
     sequence: builtins.int
+    """1 for the first event of a task, then +1 per change; lets consumers drop stale and
+    redelivered events.
+    """
     service: builtins.str
     """The service that made the change."""
     @property
@@ -332,17 +368,27 @@ class Task(google.protobuf.message.Message):
     CREATED_AT_FIELD_NUMBER: builtins.int
     UPDATED_AT_FIELD_NUMBER: builtins.int
     SEQUENCE_FIELD_NUMBER: builtins.int
+    LATEST_DECISION_FIELD_NUMBER: builtins.int
     status: global___TaskStatus.ValueType
     stage: global___TaskStage.ValueType
     reason: builtins.str
+    """Machine-readable reason of the latest change, as StatusEvent.reason."""
     sequence: builtins.int
     """Sequence of the latest StatusEvent."""
     @property
-    def envelope(self) -> global___TaskEnvelope: ...
+    def envelope(self) -> global___TaskEnvelope:
+        """The task as accepted."""
+
     @property
     def created_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
     @property
     def updated_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    @property
+    def latest_decision(self) -> switchyard.v1.decision_pb2.DecisionSummary:
+        """The most recent decision about the task (models, policy or a reviewer); unset until the
+        first one.
+        """
+
     def __init__(
         self,
         *,
@@ -353,8 +399,9 @@ class Task(google.protobuf.message.Message):
         created_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         updated_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         sequence: builtins.int = ...,
+        latest_decision: switchyard.v1.decision_pb2.DecisionSummary | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["created_at", b"created_at", "envelope", b"envelope", "updated_at", b"updated_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "envelope", b"envelope", "reason", b"reason", "sequence", b"sequence", "stage", b"stage", "status", b"status", "updated_at", b"updated_at"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["created_at", b"created_at", "envelope", b"envelope", "latest_decision", b"latest_decision", "updated_at", b"updated_at"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "envelope", b"envelope", "latest_decision", b"latest_decision", "reason", b"reason", "sequence", b"sequence", "stage", b"stage", "status", b"status", "updated_at", b"updated_at"]) -> None: ...
 
 global___Task = Task
