@@ -324,6 +324,7 @@ class EmbeddedStack:
             "updated_at": time.time(),
             "components": [item.describe() for item in self._started],
         }
+        self.state_dir.mkdir(parents=True, exist_ok=True)
         path = self.state_dir / STATE_FILE
         tmp = path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(state, indent=2))
