@@ -202,6 +202,36 @@ class Settings:
         0.80, "Model confidence at or above which a decision runs without a person.",
         group="decision",
     )
+    policy_dir: str = setting(
+        "", "Directory of per-tenant decision policies, `<tenant>.yaml` (`default.yaml` for "
+        "other tenants); validated at start. Empty: built-in defaults.", group="decision",
+    )
+    router_version: str = setting(
+        "1", "Triton version directory of document_router whose answers decide.",
+        group="decision",
+    )
+    router_shadow_version: str = setting(
+        "2", "document_router version run as a shadow beside the live one: outputs and "
+        "agreement recorded, never acted on. Empty: no shadow.", group="decision",
+    )
+    invoice_risk_version: str = setting(
+        "1", "Triton version directory of invoice_risk.", group="decision"
+    )
+    breaker_fail_max: int = setting(
+        5, "Consecutive failed Triton requests that open the circuit breaker.", group="decision"
+    )
+    breaker_reset_s: float = setting(
+        10.0, "Seconds an open breaker waits before letting a trial request through.",
+        group="decision",
+    )
+    hold_retry_s: float = setting(
+        5.0, "How often tasks held BLOCKED for unavailable models are retried.",
+        group="decision",
+    )
+    drift_window: int = setting(
+        2000, "Recent inputs the drift (PSI) gauges compare with the training baseline.",
+        group="decision",
+    )
 
     # -- executor --------------------------------------------------------------------------
     executor_endpoints: str = setting(

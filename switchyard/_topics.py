@@ -64,13 +64,18 @@ EXECUTIONS = Topic(
     "executions", "switchyard.v1.ExecutionResult", "task_id", Cleanup.DELETE,
     "Outcome of each executed action step.", _WEEK_MS,
 )
+CANCELLATIONS = Topic(
+    "cancellations", "switchyard.v1.CancellationRequest", "task_id", Cleanup.DELETE,
+    "Cancellation requests for tasks already executing; the executor compensates them.",
+    _WEEK_MS,
+)
 DEAD_LETTER = Topic(
     "dead-letter", "switchyard.v1.DeadLetter", "source topic", Cleanup.DELETE,
     "Records no stage could accept, with the reason and the original bytes.", 4 * _WEEK_MS,
 )
 
 ALL_TOPICS: tuple[Topic, ...] = (
-    INTAKE, TASKS, TASK_STATUS, DECISIONS, ESCALATIONS, EXECUTIONS, DEAD_LETTER,
+    INTAKE, TASKS, TASK_STATUS, DECISIONS, ESCALATIONS, EXECUTIONS, CANCELLATIONS, DEAD_LETTER,
 )
 
 

@@ -101,6 +101,8 @@ def json_problem(text: str) -> str | None:
         json.loads(text)
     except json.JSONDecodeError as exc:
         return f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    except ValueError as exc:  # e.g. an integer literal longer than Python converts
+        return f"malformed JSON: {exc}"
     return None
 
 

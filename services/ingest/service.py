@@ -1,34 +1,63 @@
-"""The ingest process: IngestService over gRPC. Handlers delegate to ``domain`` and ``store``."""
+"""The ingest process: IngestService over gRPC and the intake-topic stream processor.
+
+Glue only: handlers validate with ``domain``, accept through ``publisher`` (PostgreSQL first,
+then Kafka), and read through ``store``, ``listing`` and ``feed``. Background loops: the
+status feed behind the watches, the backlog count behind backpressure, the reconciler and the
+webhook worker.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import AsyncIterator
 
 import asyncpg
 import grpc
+from google.protobuf.duration_pb2 import Duration
+from google.rpc import error_details_pb2
 
-from services.ingest import domain, store
-from switchyard._auth import Role, principal_var
-from switchyard._grpc import abort_invalid
-from switchyard._kafka import Producer
+from services.ingest import domain, intake, listing, reconciler, store, webhooks
+from services.ingest.backpressure import Backlog, Overloaded
+from services.ingest.cancel import AlreadyFinished, Cancelled, Requested, cancel
+from services.ingest.feed import Cursor, StatusFeed
+from services.ingest.publisher import Item, Publisher
+from switchyard._auth import IntakeSigner, Role, principal_var
+from switchyard._grpc import FieldViolation, abort_invalid, status_details
 from switchyard._service import ServiceContext, run_service
 from switchyard._settings import Settings
+from switchyard._streams import TRANSIENT_ERRORS, Record, RejectRecord
 from switchyard._taskstore import publish_status, stage_value, status_value, timestamp
 from switchyard._telemetry import task_context
-from switchyard._topics import TASKS
+from switchyard._topics import INTAKE
 from switchyard.v1 import (
+    CancelTaskRequest,
+    CancelTaskResponse,
+    DeleteWebhookRequest,
+    DeleteWebhookResponse,
     GetTaskRequest,
     GetTaskResponse,
     IngestServiceServicer,
-    StatusEvent,
+    ItemError,
+    ListTasksRequest,
+    ListTasksResponse,
+    RegisterWebhookRequest,
+    RegisterWebhookResponse,
+    Submission,
     SubmitTaskRequest,
     SubmitTaskResponse,
+    SubmitTasksRequest,
+    SubmitTasksResponse,
+    SubmitTasksResult,
     Task,
     TaskEnvelope,
     TaskSource,
+    WatchTaskRequest,
+    WatchTaskResponse,
+    WatchTenantRequest,
+    WatchTenantResponse,
     add_IngestServiceServicer_to_server,
 )
+from switchyard.v1 import FieldViolation as FieldViolationPb
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "switchyard.v1.IngestService"
@@ -38,40 +67,17 @@ POLICY = {
     f"/{SERVICE_NAME}/SubmitTask": _SUBMITTERS,
     f"/{SERVICE_NAME}/SubmitTasks": _SUBMITTERS,
     f"/{SERVICE_NAME}/CancelTask": _SUBMITTERS,
+    f"/{SERVICE_NAME}/RegisterWebhook": _SUBMITTERS,
+    f"/{SERVICE_NAME}/DeleteWebhook": _SUBMITTERS,
     f"/{SERVICE_NAME}/GetTask": _READERS,
     f"/{SERVICE_NAME}/ListTasks": _READERS,
     f"/{SERVICE_NAME}/WatchTask": _READERS,
     f"/{SERVICE_NAME}/WatchTenant": _READERS,
 }
-
-
-class Intake:
-    """Accept a submission once and hand it to the pipeline: PostgreSQL first, then Kafka."""
-
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, producer: Producer) -> None:
-        self.settings = settings
-        self.pool = pool
-        self.producer = producer
-
-    async def accept(self, envelope: TaskEnvelope, payload_sha256: str) -> store.Accepted:
-        async with self.pool.acquire() as conn:
-            accepted = await store.accept(conn, envelope, payload_sha256)
-        if accepted.created:
-            await self.publish(envelope, accepted)
-        return accepted
-
-    async def publish(self, envelope: TaskEnvelope, accepted: store.Accepted) -> None:
-        """Send the envelope and its first status event; mark it published once acknowledged."""
-        event = StatusEvent(
-            task_id=envelope.task_id, tenant_id=envelope.tenant_id,
-            status=status_value("QUEUED"), stage=stage_value("INGESTED"),
-            occurred_at=timestamp(accepted.created_at), sequence=1, service="ingest",
-        )
-        await asyncio.gather(
-            self.producer.send(TASKS, envelope.task_id, envelope),
-            publish_status(self.producer, event),
-        )
-        await store.mark_published(self.pool, envelope.task_id)
+MAX_REASON_CHARS = 1000
+RETRY_AFTER_HEADER = "retry-after-ms"
+# gRPC status codes as google.rpc.Code numbers, for per-item errors of SubmitTasks.
+_INVALID_ARGUMENT, _ALREADY_EXISTS, _PERMISSION_DENIED = 3, 6, 7
 
 
 def task_from_row(row: asyncpg.Record) -> Task:
@@ -83,44 +89,282 @@ def task_from_row(row: asyncpg.Record) -> Task:
     )
 
 
+def submit_response(accepted: store.Accepted) -> SubmitTaskResponse:
+    return SubmitTaskResponse(task_id=accepted.task_id, status=status_value(accepted.status),
+                              stage=stage_value(accepted.stage), created=accepted.created)
+
+
+def problems_of(submission: Submission, settings: Settings) -> list[FieldViolation]:
+    return (domain.validate(submission, settings.max_payload_bytes)
+            + webhooks.callback_problems(submission.callback_url, settings))
+
+
+def item_for(submission: Submission, source: int) -> Item:
+    """A validated submission, normalised into the envelope with a fresh task id."""
+    envelope = domain.build_envelope(submission, domain.new_task_id(), source)
+    return Item(envelope, domain.payload_sha256(submission), submission.callback_url.strip())
+
+
 class IngestServicer(IngestServiceServicer):
-    def __init__(self, intake: Intake) -> None:
-        self.intake = intake
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, publisher: Publisher,
+                 feed: StatusFeed, backlog: Backlog) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.publisher = publisher
+        self.feed = feed
+        self.backlog = backlog
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    async def _abort_overloaded(self, context: grpc.aio.ServicerContext,
+                                exc: Overloaded) -> None:
+        delay = Duration()
+        delay.FromMilliseconds(exc.retry_after_ms)
+        code = grpc.StatusCode.RESOURCE_EXHAUSTED
+        await context.abort(code, str(exc), trailing_metadata=(
+            (RETRY_AFTER_HEADER, str(exc.retry_after_ms)),
+            *status_details(code, str(exc), error_details_pb2.RetryInfo(retry_delay=delay)),
+        ))
+
+    async def _tenant(self, tenant_id: str, context: grpc.aio.ServicerContext) -> str:
+        """The tenant a request is about: the one named, else the caller's own."""
+        principal = principal_var.get()
+        tenant = tenant_id.strip() or ("" if principal.tenant_id == "*" else principal.tenant_id)
+        if not tenant:
+            await abort_invalid(context, [FieldViolation("tenant_id", "required")])
+        if not principal.may_access(tenant):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"credentials do not allow tenant {tenant!r}")
+        return tenant
+
+    async def _visible_task(self, task_id: str, context: grpc.aio.ServicerContext
+                            ) -> asyncpg.Record:
+        if not task_id.strip():
+            await abort_invalid(context, [FieldViolation("task_id", "required")])
+        row = await store.load_task(self.pool, task_id.strip())
+        # Another tenant's task is reported as absent, never as forbidden: no existence leak.
+        if row is None or not principal_var.get().may_access(row["tenant_id"]):
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"task {task_id!r} not found")
+        return row
+
+    # -- submit ----------------------------------------------------------------------------
 
     async def SubmitTask(self, request: SubmitTaskRequest,
                          context: grpc.aio.ServicerContext) -> SubmitTaskResponse:
         submission = request.submission
-        problems = domain.validate(submission, self.intake.settings.max_payload_bytes)
+        problems = problems_of(submission, self.settings)
         if problems:
             await abort_invalid(context, problems)
-        principal = principal_var.get()
-        if not principal.may_access(submission.tenant_id.strip()):
+        if not principal_var.get().may_access(submission.tenant_id.strip()):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                 f"credentials do not allow tenant {submission.tenant_id!r}")
-        task_id = domain.new_task_id()
-        envelope = domain.build_envelope(submission, task_id, TaskSource.TASK_SOURCE_GRPC)
-        with task_context(task_id):
+        item = item_for(submission, TaskSource.TASK_SOURCE_GRPC)
+        with task_context(item.envelope.task_id):
             try:
-                accepted = await self.intake.accept(envelope, domain.payload_sha256(submission))
+                if self.backlog.over:
+                    # A retry of work already accepted still gets its answer; new work waits.
+                    existing = await store.find_by_key(
+                        self.pool, item.envelope.tenant_id, item.envelope.idempotency_key,
+                        item.payload_sha256)
+                    if existing is not None:
+                        return submit_response(existing)
+                    await self._abort_overloaded(context, self.backlog.overloaded())
+                accepted = await self.publisher.accept(item)
             except store.IdempotencyConflict as exc:
                 await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
-        return SubmitTaskResponse(
-            task_id=accepted.task_id, status=status_value(accepted.status),
-            stage=stage_value(accepted.stage), created=accepted.created,
-        )
+        return submit_response(accepted)
+
+    async def SubmitTasks(self, request: SubmitTasksRequest,
+                          context: grpc.aio.ServicerContext) -> SubmitTasksResponse:
+        count = len(request.submissions)
+        limit = self.settings.ingest_max_batch_items
+        if not 1 <= count <= limit:
+            await abort_invalid(context, [FieldViolation(
+                "submissions", f"{count} item(s); a call carries 1 to {limit}")])
+        try:
+            self.backlog.check()
+        except Overloaded as exc:
+            await self._abort_overloaded(context, exc)
+        principal = principal_var.get()
+        results = [SubmitTasksResult() for _ in range(count)]
+        items: list[Item] = []
+        positions: list[int] = []
+        for index, submission in enumerate(request.submissions):
+            problems = problems_of(submission, self.settings)
+            if problems:
+                results[index].error.CopyFrom(ItemError(
+                    code=_INVALID_ARGUMENT, message="; ".join(str(p) for p in problems),
+                    field_violations=[FieldViolationPb(field=p.field, description=p.description)
+                                      for p in problems]))
+            elif not principal.may_access(submission.tenant_id.strip()):
+                results[index].error.CopyFrom(ItemError(
+                    code=_PERMISSION_DENIED,
+                    message=f"credentials do not allow tenant {submission.tenant_id!r}"))
+            else:
+                items.append(item_for(submission, TaskSource.TASK_SOURCE_GRPC))
+                positions.append(index)
+        outcomes = await self.publisher.accept_many(items)
+        for index, outcome in zip(positions, outcomes):
+            if isinstance(outcome, store.IdempotencyConflict):
+                results[index].error.CopyFrom(ItemError(code=_ALREADY_EXISTS,
+                                                        message=str(outcome)))
+            else:
+                results[index].accepted.CopyFrom(submit_response(outcome))
+        accepted = sum(1 for r in results if r.HasField("accepted"))
+        return SubmitTasksResponse(results=results, accepted_count=accepted,
+                                   rejected_count=count - accepted)
+
+    # -- read ------------------------------------------------------------------------------
 
     async def GetTask(self, request: GetTaskRequest,
                       context: grpc.aio.ServicerContext) -> GetTaskResponse:
-        row = await store.load_task(self.intake.pool, request.task_id)
-        # Another tenant's task is reported as absent, never as forbidden: no existence leak.
-        if row is None or not principal_var.get().may_access(row["tenant_id"]):
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"task {request.task_id!r} not found")
-        return GetTaskResponse(task=task_from_row(row))
+        return GetTaskResponse(task=task_from_row(await self._visible_task(request.task_id,
+                                                                           context)))
+
+    async def ListTasks(self, request: ListTasksRequest,
+                        context: grpc.aio.ServicerContext) -> ListTasksResponse:
+        tenant = await self._tenant(request.tenant_id, context)
+        query = listing.parse(request, tenant)
+        if isinstance(query, list):
+            await abort_invalid(context, query)
+        rows, token = await listing.fetch_page(self.pool, query)  # type: ignore[arg-type]
+        return ListTasksResponse(tasks=[task_from_row(r) for r in rows], next_page_token=token)
+
+    # -- cancel ----------------------------------------------------------------------------
+
+    async def CancelTask(self, request: CancelTaskRequest,
+                         context: grpc.aio.ServicerContext) -> CancelTaskResponse:
+        if len(request.reason) > MAX_REASON_CHARS:
+            await abort_invalid(context, [FieldViolation(
+                "reason", f"at most {MAX_REASON_CHARS} characters")])
+        row = await self._visible_task(request.task_id, context)
+        task_id = str(row["task_id"])
+        async with self.pool.acquire() as conn:
+            outcome = await cancel(conn, task_id, request.reason.strip(),
+                                   principal_var.get().key_id)
+        if outcome is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"task {task_id!r} not found")
+        if isinstance(outcome, AlreadyFinished):
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"task {task_id} is already {outcome.status}; nothing to cancel")
+        if isinstance(outcome, Requested):
+            if outcome.new:
+                try:
+                    await reconciler.publish_cancellation(self.publisher, outcome.request)
+                except TRANSIENT_ERRORS as exc:  # recorded: the reconciler publishes it
+                    log.warning("cancellation request not published yet: %r", exc)
+            message = (f"task {task_id} is already executing, so it cannot be cancelled "
+                       "outright; a cancellation request was sent to the executor, which "
+                       "compensates the finished steps. Watch the task for the outcome.")
+            code = grpc.StatusCode.FAILED_PRECONDITION
+            detail = error_details_pb2.PreconditionFailure(violations=[
+                error_details_pb2.PreconditionFailure.Violation(
+                    type="TASK_EXECUTING", subject=f"tasks/{task_id}",
+                    description=f"cancellation request {outcome.request.request_id} "
+                                "published to the cancellations topic")])
+            await context.abort(code, message,
+                                trailing_metadata=status_details(code, message, detail))
+        assert isinstance(outcome, Cancelled)
+        try:
+            await publish_status(self.publisher.producer, outcome.change.event)
+        except TRANSIENT_ERRORS as exc:  # committed; watches and webhooks read PostgreSQL
+            log.warning("CANCELLED status event not mirrored to Kafka: %r", exc)
+        return CancelTaskResponse(task=task_from_row(await store.load_task(self.pool, task_id)))
+
+    # -- watch -----------------------------------------------------------------------------
+
+    async def WatchTask(self, request: WatchTaskRequest,
+                        context: grpc.aio.ServicerContext) -> AsyncIterator[WatchTaskResponse]:
+        if request.after_sequence < 0:
+            await abort_invalid(context, [FieldViolation("after_sequence", "must be >= 0")])
+        row = await self._visible_task(request.task_id, context)
+        async for event in self.feed.watch_task(str(row["task_id"]), request.after_sequence):
+            yield WatchTaskResponse(event=event)
+
+    async def WatchTenant(self, request: WatchTenantRequest, context: grpc.aio.ServicerContext
+                          ) -> AsyncIterator[WatchTenantResponse]:
+        tenant = await self._tenant(request.tenant_id, context)
+        after = None
+        if request.cursor:
+            try:
+                after = Cursor.decode(request.cursor)
+            except ValueError as exc:
+                await abort_invalid(context, [FieldViolation("cursor", str(exc))])
+        async for item in self.feed.watch_tenant(tenant, after):
+            yield WatchTenantResponse(event=item.event, cursor=item.cursor.encode())
+
+    # -- webhooks --------------------------------------------------------------------------
+
+    async def RegisterWebhook(self, request: RegisterWebhookRequest,
+                              context: grpc.aio.ServicerContext) -> RegisterWebhookResponse:
+        tenant = await self._tenant(request.tenant_id, context)
+        problems = []
+        problem = webhooks.url_problem(request.url.strip(), self.settings.webhook_allowed_hosts)
+        if not request.url.strip():
+            problems.append(FieldViolation("url", "required"))
+        elif problem:
+            problems.append(FieldViolation("url", problem))
+        if request.secret and not 16 <= len(request.secret) <= 256:
+            problems.append(FieldViolation("secret", "16 to 256 characters (or empty: the "
+                                                     "server generates one)"))
+        if problems:
+            await abort_invalid(context, problems)
+        webhook_id, secret = await webhooks.register(self.pool, tenant, request.url.strip(),
+                                                     request.secret)
+        return RegisterWebhookResponse(webhook_id=webhook_id, secret=secret)
+
+    async def DeleteWebhook(self, request: DeleteWebhookRequest,
+                            context: grpc.aio.ServicerContext) -> DeleteWebhookResponse:
+        tenant = await webhooks.webhook_tenant(self.pool, request.webhook_id)
+        if tenant is None or not principal_var.get().may_access(tenant):
+            return DeleteWebhookResponse(deleted=False)
+        return DeleteWebhookResponse(deleted=await webhooks.delete(self.pool, request.webhook_id))
+
+
+class IntakeConsumer:
+    """The intake-topic agent: normalise each record into a task, or refuse it with a reason."""
+
+    def __init__(self, settings: Settings, publisher: Publisher, backlog: Backlog) -> None:
+        self.settings = settings
+        self.publisher = publisher
+        self.backlog = backlog
+        self.signer = IntakeSigner(settings.intake_signing_keys)
+
+    async def handle(self, record: Record) -> None:
+        # Over the backlog limit the records wait in Kafka, the buffer built for it.
+        await self.backlog.wait_until_below()
+        submission = intake.parse_record(record, self.settings.max_payload_bytes, self.signer)
+        problems = problems_of(submission, self.settings)
+        if problems:
+            raise RejectRecord(*intake.problems_reason(problems))
+        item = item_for(submission, TaskSource.TASK_SOURCE_KAFKA_INTAKE)
+        with task_context(item.envelope.task_id):
+            try:
+                await self.publisher.accept(item, republish_unpublished=True)
+            except store.IdempotencyConflict as exc:
+                raise RejectRecord("idempotency_conflict", str(exc)) from None
 
 
 async def setup(ctx: ServiceContext) -> None:
-    intake = Intake(ctx.settings, ctx.pool, ctx.producer)
-    ctx.serve((add_IngestServiceServicer_to_server, IngestServicer(intake), SERVICE_NAME), POLICY)
+    settings = ctx.settings
+    publisher = Publisher(settings, ctx.pool, ctx.producer)
+    feed = StatusFeed(ctx.pool, settings.watch_poll_ms / 1000)
+    await feed.start()
+    backlog = Backlog(ctx.pool, settings.ingest_max_backlog, settings.ingest_backlog_check_s,
+                      settings.ingest_retry_after_ms)
+    await backlog.refresh()
+    servicer = IngestServicer(settings, ctx.pool, publisher, feed, backlog)
+    ctx.serve((add_IngestServiceServicer_to_server, servicer, SERVICE_NAME), POLICY)
+    ctx.consume(INTAKE, IntakeConsumer(settings, publisher, backlog).handle)
+
+    async def reconcile() -> None:
+        await reconciler.run(publisher, settings.reconcile_interval_s,
+                             settings.reconcile_after_s)
+
+    async def deliver_webhooks() -> None:
+        await webhooks.run(ctx.pool, settings, settings.watch_poll_ms / 1000)
+
+    ctx.background += [feed.run, backlog.run, reconcile, deliver_webhooks]
 
 
 async def main(settings: Settings, apply_migrations: bool = False) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -34,7 +35,7 @@ class Accepted:
 
 
 async def accept(conn: asyncpg.Connection, envelope: TaskEnvelope, payload_sha256: str,
-                 service: str = "ingest") -> Accepted:
+                 service: str = "ingest", callback_url: str = "") -> Accepted:
     """Insert the task or return the one that owns its idempotency key.
 
     Concurrent duplicates are safe: the unique (tenant_id, idempotency_key) constraint makes
@@ -45,14 +46,14 @@ async def accept(conn: asyncpg.Connection, envelope: TaskEnvelope, payload_sha25
         row = await conn.fetchrow(
             """
             INSERT INTO tasks (task_id, tenant_id, idempotency_key, payload_sha256, kind, source,
-                               envelope, status, stage)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, 'QUEUED', 'INGESTED')
+                               envelope, status, stage, callback_url)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, 'QUEUED', 'INGESTED', NULLIF($8, ''))
             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
             RETURNING task_id, created_at
             """,
             uuid.UUID(envelope.task_id), envelope.tenant_id, envelope.idempotency_key,
             payload_sha256, envelope.kind or envelope.document.kind_hint,
-            TaskSource.Name(envelope.source), envelope.SerializeToString(),
+            TaskSource.Name(envelope.source), envelope.SerializeToString(), callback_url,
         )
         if row is not None:
             await conn.execute(
@@ -75,11 +76,29 @@ async def accept(conn: asyncpg.Connection, envelope: TaskEnvelope, payload_sha25
                     existing["published_at"] is not None, existing["created_at"])
 
 
-async def mark_published(pool: asyncpg.Pool, task_id: str) -> None:
-    await pool.execute(
-        "UPDATE tasks SET published_at = now() WHERE task_id = $1 AND published_at IS NULL",
-        uuid.UUID(task_id),
+async def mark_published(pool: asyncpg.Pool, task_ids: Sequence[str]) -> None:
+    """Record that the broker acknowledged these envelopes; the reconciler skips them now."""
+    if task_ids:
+        await pool.execute(
+            "UPDATE tasks SET published_at = now() "
+            "WHERE task_id = ANY($1::uuid[]) AND published_at IS NULL",
+            [uuid.UUID(t) for t in task_ids],
+        )
+
+
+async def find_by_key(pool: asyncpg.Pool, tenant_id: str, idempotency_key: str,
+                      payload_sha256: str) -> Accepted | None:
+    """The task a repeated submission names, read-only (used while refusing new work)."""
+    row = await pool.fetchrow(
+        "SELECT task_id, payload_sha256, status, stage, published_at, created_at FROM tasks "
+        "WHERE tenant_id = $1 AND idempotency_key = $2", tenant_id, idempotency_key,
     )
+    if row is None:
+        return None
+    if row["payload_sha256"] != payload_sha256:
+        raise IdempotencyConflict(str(row["task_id"]))
+    return Accepted(str(row["task_id"]), row["status"], row["stage"], False,
+                    row["published_at"] is not None, row["created_at"])
 
 
 async def load_task(conn: asyncpg.Connection | asyncpg.Pool, task_id: str) -> asyncpg.Record | None:
@@ -93,5 +112,5 @@ async def load_task(conn: asyncpg.Connection | asyncpg.Pool, task_id: str) -> as
     )
 
 
-__all__ = ["Accepted", "IdempotencyConflict", "accept", "load_task", "mark_published",
-           "stage_name", "status_name"]
+__all__ = ["Accepted", "IdempotencyConflict", "accept", "find_by_key", "load_task",
+           "mark_published", "stage_name", "status_name"]

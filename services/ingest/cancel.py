@@ -1,0 +1,90 @@
+"""CancelTask: cancel outright while nothing has been executed; otherwise ask the executor.
+
+A task may be cancelled by ingest itself only while no downstream effect can have happened:
+it is queued, being decided, or waiting for a reviewer. The check and the status change
+happen under the task's row lock, so a concurrent move to EXECUTING either happens before
+(and the cancel becomes a request) or waits and then finds the task CANCELLED (``transition``
+refuses to move a terminal task, so the executor sees no change and must not run it).
+
+Once executing, stopping means undoing finished steps, which only the executor can do
+(saga compensation). Ingest records a cancellation request in PostgreSQL and publishes a
+``CancellationRequest`` to the ``cancellations`` topic (key task_id); the caller is told
+FAILED_PRECONDITION with what happened, and the outcome arrives as a status event.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+from switchyard._taskstore import TERMINAL, Transition, timestamp, transition
+from switchyard.v1 import CancellationRequest
+
+#: Stages in which downstream effects may already exist.
+EXECUTING_STAGES = frozenset({"EXECUTING", "COMPENSATING"})
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    change: Transition
+
+
+@dataclass(frozen=True)
+class AlreadyFinished:
+    status: str
+
+
+@dataclass(frozen=True)
+class Requested:
+    """The task is executing; a cancellation request was recorded (``new``: by this call)."""
+
+    request: CancellationRequest
+    new: bool
+
+
+Outcome = Cancelled | AlreadyFinished | Requested
+
+
+def cancellation_from_row(row: asyncpg.Record) -> CancellationRequest:
+    return CancellationRequest(
+        request_id=str(row["request_id"]), task_id=str(row["task_id"]),
+        tenant_id=row["tenant_id"], reason=row["reason"], requested_by=row["requested_by"],
+        requested_at=timestamp(row["requested_at"]),
+    )
+
+
+async def cancel(conn: asyncpg.Connection, task_id: str, reason: str, requested_by: str
+                 ) -> Outcome | None:
+    """Cancel or request cancellation; None when the task does not exist."""
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT tenant_id, status, stage FROM tasks WHERE task_id = $1 FOR UPDATE",
+            uuid.UUID(task_id),
+        )
+        if row is None:
+            return None
+        if row["status"] in TERMINAL:
+            return AlreadyFinished(row["status"])
+        if row["stage"] not in EXECUTING_STAGES:
+            change = await transition(conn, task_id, "CANCELLED", "DONE", "ingest",
+                                      "cancelled", reason)
+            assert change is not None, "row is locked and not terminal"
+            return Cancelled(change)
+        request_id = uuid.uuid4()
+        inserted = await conn.fetchrow(
+            "INSERT INTO cancellation_requests (request_id, task_id, tenant_id, reason, "
+            "requested_by) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (task_id) DO NOTHING "
+            "RETURNING request_id",
+            request_id, uuid.UUID(task_id), row["tenant_id"], reason, requested_by,
+        )
+        stored = await conn.fetchrow(
+            "SELECT request_id, task_id, tenant_id, reason, requested_by, requested_at "
+            "FROM cancellation_requests WHERE task_id = $1", uuid.UUID(task_id),
+        )
+    return Requested(cancellation_from_row(stored), new=inserted is not None)
+
+
+__all__ = ["AlreadyFinished", "Cancelled", "EXECUTING_STAGES", "Outcome", "Requested",
+           "cancel", "cancellation_from_row"]

@@ -1,0 +1,181 @@
+"""Records on the intake topic, turned into submissions (or refused with a reason code).
+
+Upstream producers write to the ``intake`` topic directly, as JSON or as a protobuf
+``switchyard.v1.Submission``, chosen by the ``content-type`` header (no header: JSON). The
+JSON schema is documented in docs/ingest.md; every refusal raises :class:`RejectRecord` with a
+stable code, and the stream middleware puts the record on the dead-letter topic with the
+original bytes and headers.
+
+Where the tenant and key come from, in order: the payload's ``tenant_id`` /
+``idempotency_key``; the ``x-tenant-id`` / ``x-idempotency-key`` headers; for the key, the
+record key. A payload and a header that disagree are refused rather than guessed between.
+
+Pure functions: unit tests drive them without a broker.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.ingest import domain
+from switchyard._auth import SIGNATURE_HEADER, IntakeSigner
+from switchyard._kafka import TENANT_HEADER
+from switchyard._serde import (
+    CONTENT_TYPE_HEADER,
+    JSON_MEDIA_TYPE,
+    SerdeError,
+    decode,
+    parse_content_type,
+)
+from switchyard._streams import Record, RejectRecord
+from switchyard.v1 import Submission
+
+KEY_HEADER = "x-idempotency-key"
+#: Room for the JSON/protobuf wrapper around a document at the size limit.
+WRAPPER_ALLOWANCE_BYTES = 64 * 1024
+
+_TOP_LEVEL = {"tenant_id", "idempotency_key", "kind", "document", "metadata", "priority",
+              "deadline", "callback_url"}
+_DOCUMENT = {"content_type", "body", "filename", "kind_hint"}
+
+
+def _string(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise RejectRecord("schema_violation", f"{field}: must be a string, got "
+                                               f"{type(value).__name__}")
+    return value
+
+
+def submission_from_json(value: bytes) -> Submission:
+    """Parse the documented JSON form into a Submission (shape only; values are checked by
+    ``domain.validate`` afterwards, exactly as for gRPC)."""
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RejectRecord("malformed_json", f"not UTF-8 ({exc.reason} at byte {exc.start})") \
+            from None
+    problem = domain.json_problem(text)
+    if problem:
+        raise RejectRecord("malformed_json", problem)
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise RejectRecord("schema_violation", f"expected a JSON object, got "
+                                               f"{type(data).__name__}")
+    unknown = sorted(set(data) - _TOP_LEVEL)
+    if unknown:
+        raise RejectRecord("schema_violation", f"unknown field(s) {', '.join(unknown)}; "
+                                               f"allowed: {', '.join(sorted(_TOP_LEVEL))}")
+    submission = Submission()
+    for field in ("tenant_id", "idempotency_key", "kind", "callback_url"):
+        if data.get(field) is not None:
+            setattr(submission, field, _string(data[field], field))
+    document = data.get("document")
+    if not isinstance(document, dict):
+        raise RejectRecord("schema_violation", "document: required, a JSON object with a body")
+    unknown = sorted(set(document) - _DOCUMENT)
+    if unknown:
+        raise RejectRecord("schema_violation", f"document: unknown field(s) "
+                                               f"{', '.join(unknown)}")
+    body = document.get("body")
+    content_type = document.get("content_type")
+    if isinstance(body, (dict, list)):
+        # A structured body is carried as the JSON text it is.
+        submission.document.body = json.dumps(body, ensure_ascii=False).encode()
+        content_type = content_type or JSON_MEDIA_TYPE
+    elif isinstance(body, str):
+        submission.document.body = body.encode()
+    elif body is not None:
+        raise RejectRecord("schema_violation", "document.body: must be a string or a JSON "
+                                               "object/array")
+    if content_type is not None:
+        submission.document.content_type = _string(content_type, "document.content_type")
+    for field in ("filename", "kind_hint"):
+        if document.get(field) is not None:
+            setattr(submission.document, field, _string(document[field], f"document.{field}"))
+    metadata = data.get("metadata") or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise RejectRecord("schema_violation", "metadata: must be an object of strings")
+    submission.metadata.update(metadata)
+    priority = data.get("priority", 0)
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        raise RejectRecord("schema_violation", "priority: must be an integer 0-3")
+    if not -2**31 <= priority < 2**31:
+        raise RejectRecord("schema_violation", "priority: must be an integer 0-3")
+    submission.priority = priority
+    if data.get("deadline") is not None:
+        deadline = _string(data["deadline"], "deadline")
+        try:
+            parsed = datetime.fromisoformat(deadline.replace("Z", "+00:00"))
+        except ValueError:
+            raise RejectRecord("schema_violation", f"deadline: not an RFC 3339 time: "
+                                                   f"{deadline[:64]!r}") from None
+        if parsed.tzinfo is None:
+            raise RejectRecord("schema_violation", "deadline: needs a UTC offset (e.g. 'Z')")
+        stamp = Timestamp()
+        stamp.FromDatetime(parsed)
+        submission.deadline.CopyFrom(stamp)
+    return submission
+
+
+def parse_record(record: Record, max_payload_bytes: int, signer: IntakeSigner) -> Submission:
+    """The submission an intake record carries, tenant and key resolved and authenticated."""
+    value = record.value
+    if not value:
+        raise RejectRecord("empty_record", "record has no value")
+    if len(value) > max_payload_bytes + WRAPPER_ALLOWANCE_BYTES:
+        raise RejectRecord("too_large", f"record of {len(value)} bytes exceeds the limit of "
+                                        f"{max_payload_bytes} bytes for a document")
+    media, _ = parse_content_type(record.headers.get(CONTENT_TYPE_HEADER) or JSON_MEDIA_TYPE)
+    if media == JSON_MEDIA_TYPE:
+        submission = submission_from_json(value)
+    else:
+        # Protobuf (or an unsupported type): the serde names the problem precisely.
+        try:
+            submission = decode(value, record.headers, Submission)
+        except SerdeError as exc:
+            raise RejectRecord(exc.code, exc.reason) from None
+    _resolve_identity(submission, record)
+    if not submission.tenant_id.strip():
+        raise RejectRecord("schema_violation", "tenant_id: required (payload field or "
+                                               f"{TENANT_HEADER} header)")
+    if len(submission.document.body) > max_payload_bytes:
+        raise RejectRecord("too_large", f"document of {len(submission.document.body)} bytes "
+                                        f"exceeds the limit of {max_payload_bytes} bytes")
+    reason = signer.check(submission.tenant_id.strip(), value,
+                          record.headers.get(SIGNATURE_HEADER))
+    if reason is not None:
+        code = "unknown_tenant" if reason.startswith("unknown tenant") else "bad_signature"
+        raise RejectRecord(code, reason)
+    return submission
+
+
+def _resolve_identity(submission: Submission, record: Record) -> None:
+    for field, header in (("tenant_id", TENANT_HEADER), ("idempotency_key", KEY_HEADER)):
+        from_header = record.headers.get(header, "").strip()
+        ours = getattr(submission, field).strip()
+        if ours and from_header and ours != from_header:
+            raise RejectRecord("schema_violation", f"{field}: payload says {ours[:64]!r}, "
+                                                   f"header {header} says {from_header[:64]!r}")
+        if not ours and from_header:
+            setattr(submission, field, from_header)
+    if not submission.idempotency_key.strip() and record.key:
+        submission.idempotency_key = record.key.decode("utf-8", errors="replace")
+
+
+def problems_reason(problems: list[Any]) -> tuple[str, str]:
+    """Reason code and text for a submission that failed ``domain.validate``."""
+    text = "; ".join(f"{p.field}: {p.description}" for p in problems)
+    fields = {p.field for p in problems}
+    if fields == {"kind"}:
+        return "unknown_kind", text
+    if any("malformed JSON" in p.description or "nested deeper" in p.description
+           for p in problems):
+        return "malformed_document_json", text
+    return "schema_violation", text
+
+
+__all__ = ["KEY_HEADER", "parse_record", "problems_reason", "submission_from_json"]

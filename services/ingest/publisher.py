@@ -1,0 +1,146 @@
+"""Accept tasks once and hand them to the pipeline: PostgreSQL first, then Kafka.
+
+The order is the whole point. A task is committed to PostgreSQL (the system of record) before
+anything is produced, so a crash can only ever leave a task that is accepted but not yet
+published, never one that is published but unknown. ``tasks.published_at`` stays NULL until
+the broker acknowledged the envelope; the reconciler re-publishes whatever is left NULL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from services.ingest import store
+from switchyard._kafka import Producer, correlation_id_var
+from switchyard._settings import Settings
+from switchyard._streams import TRANSIENT_ERRORS
+from switchyard._taskstore import stage_value, status_value, timestamp
+from switchyard._topics import TASK_STATUS, TASKS
+from switchyard.v1 import StatusEvent, TaskEnvelope
+
+log = logging.getLogger(__name__)
+
+#: Values SWITCHYARD_FAULT_INJECT may take (test-only; see docs/settings.md).
+FAULTS = ("", "crash_after_commit")
+#: Exit status of a process killed by the crash_after_commit fault, so tests can tell.
+CRASH_EXIT_CODE = 86
+
+
+def check_fault_setting(settings: Settings) -> None:
+    if settings.fault_inject not in FAULTS:
+        raise ValueError(f"SWITCHYARD_FAULT_INJECT={settings.fault_inject!r}: expected one of "
+                         f"{', '.join(repr(f) for f in FAULTS)}")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One normalised submission on its way in."""
+
+    envelope: TaskEnvelope
+    payload_sha256: str
+    callback_url: str = ""
+
+
+def first_event(envelope: TaskEnvelope, accepted: store.Accepted) -> StatusEvent:
+    """The QUEUED event written as history row 1 by :func:`store.accept`."""
+    return StatusEvent(
+        task_id=envelope.task_id, tenant_id=envelope.tenant_id,
+        status=status_value("QUEUED"), stage=stage_value("INGESTED"),
+        occurred_at=timestamp(accepted.created_at), sequence=1, service="ingest",
+    )
+
+
+class Publisher:
+    """Accepts submissions (one or a batch) and publishes the new tasks."""
+
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, producer: Producer) -> None:
+        check_fault_setting(settings)
+        self.settings = settings
+        self.pool = pool
+        self.producer = producer
+        # Bulk submissions run their inserts concurrently, but never more than the pool holds.
+        self._db_slots = asyncio.Semaphore(max(1, settings.postgres_pool_max - 1))
+
+    async def accept(self, item: Item, republish_unpublished: bool = False) -> store.Accepted:
+        """Accept one submission; raises :class:`store.IdempotencyConflict`.
+
+        ``republish_unpublished`` is for redelivered intake records: when the task exists but
+        its envelope never reached the broker (a crash after the commit), publish it now
+        rather than wait for the reconciler.
+        """
+        accepted = await self._insert(item)
+        if accepted.created:
+            self._crash_point()
+            await self.publish_or_defer([(item.envelope, first_event(item.envelope, accepted))])
+        elif republish_unpublished and not accepted.published:
+            row = await store.load_task(self.pool, accepted.task_id)
+            if row is not None and row["status"] == "QUEUED":
+                envelope = TaskEnvelope.FromString(row["envelope"])
+                await self.publish_or_defer([(envelope, first_event(envelope, accepted))])
+        return accepted
+
+    async def accept_many(self, items: Sequence[Item]
+                          ) -> list[store.Accepted | store.IdempotencyConflict]:
+        """Accept a batch: one result per item, conflicts returned rather than raised."""
+
+        async def one(item: Item) -> store.Accepted | store.IdempotencyConflict:
+            try:
+                return await self._insert(item)
+            except store.IdempotencyConflict as exc:
+                return exc
+
+        results = await asyncio.gather(*(one(item) for item in items))
+        created = [(item.envelope, first_event(item.envelope, result))
+                   for item, result in zip(items, results)
+                   if isinstance(result, store.Accepted) and result.created]
+        if created:
+            self._crash_point()
+            await self.publish_or_defer(created)
+        return list(results)
+
+    async def publish(self, items: Sequence[tuple[TaskEnvelope, StatusEvent]]) -> None:
+        """Produce envelopes and their status events, wait for every ack, then mark them."""
+        futures = []
+        for envelope, event in items:
+            token = correlation_id_var.set(envelope.correlation_id or envelope.task_id)
+            try:
+                futures.append(await self.producer.send_nowait(TASKS, envelope.task_id, envelope))
+                futures.append(await self.producer.send_nowait(TASK_STATUS, event.task_id, event))
+            finally:
+                correlation_id_var.reset(token)
+        await asyncio.gather(*futures)
+        await store.mark_published(self.pool, [envelope.task_id for envelope, _ in items])
+
+    async def publish_or_defer(self, items: Sequence[tuple[TaskEnvelope, StatusEvent]]) -> None:
+        """Publish now; if the broker fails, the tasks stay accepted (they are committed) and
+        the reconciler publishes them later, so the caller still gets its answer."""
+        try:
+            await self.publish(items)
+        except TRANSIENT_ERRORS as exc:
+            log.warning("publishing %d accepted task(s) failed, left to the reconciler: %r",
+                        len(items), exc)
+
+    async def _insert(self, item: Item) -> store.Accepted:
+        async with self._db_slots, self.pool.acquire() as conn:
+            return await store.accept(conn, item.envelope, item.payload_sha256,
+                                      callback_url=item.callback_url)
+
+    def _crash_point(self) -> None:
+        """Fault injection between the PostgreSQL commit and the Kafka produce."""
+        if self.settings.fault_inject == "crash_after_commit":
+            log.critical("fault injection: crash_after_commit, exiting without publishing")
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            sys.stderr.flush()
+            os._exit(CRASH_EXIT_CODE)  # no cleanup at all, like a killed process
+
+
+__all__ = ["CRASH_EXIT_CODE", "FAULTS", "Item", "Publisher", "check_fault_setting",
+           "first_event"]

@@ -1,0 +1,314 @@
+"""Webhooks: status changes POSTed to per-tenant and per-task URLs, signed, retried.
+
+Durability comes from PostgreSQL, not from the process: the dispatcher tails the status feed
+(see ``feed``) from a cursor stored in ``webhook_feed_cursor`` and, in the same transaction
+that advances the cursor, writes one ``webhook_deliveries`` row per destination. The delivery
+worker claims due rows with a lease, POSTs them and records the outcome; failures are retried
+with exponential backoff until ``webhook_max_attempts``, then marked ``failed`` (kept, so
+operators can see them). A crash loses nothing and at worst repeats a POST, which receivers
+recognise by ``X-Switchyard-Delivery``.
+
+Signature (documented for receivers in docs/ingest.md)::
+
+    X-Switchyard-Timestamp: <unix seconds>
+    X-Switchyard-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>." + raw body)>
+
+Tenant webhooks are signed with their own secret (from RegisterWebhook); per-task
+``callback_url`` deliveries with ``SWITCHYARD_WEBHOOK_SIGNING_KEY``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import logging
+import random
+import secrets
+import time
+import uuid
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+import aiohttp
+import asyncpg
+from google.protobuf import json_format
+from prometheus_client import Counter
+
+from services.ingest.feed import Cursor, event_from_row, fetch_after, horizon
+from switchyard._grpc import FieldViolation
+from switchyard._settings import Settings
+from switchyard._streams import TRANSIENT_ERRORS
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Switchyard-Signature"
+TIMESTAMP_HEADER = "X-Switchyard-Timestamp"
+DELIVERY_HEADER = "X-Switchyard-Delivery"
+MAX_URL_CHARS = 2048
+MAX_BACKOFF_S = 300.0
+ENQUEUE_BATCH = 500
+DELIVERY_BATCH = 50
+
+DELIVERIES = Counter(
+    "switchyard_ingest_webhook_deliveries_total",
+    "Webhook POST attempts, by outcome (delivered, retry, failed).",
+    ["outcome"],
+)
+
+
+# -- pure helpers ------------------------------------------------------------------------
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, "sha256").hexdigest()
+    return f"v1={digest}"
+
+
+def verify(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
+    """What a receiver does (and the tests do): recompute and compare in constant time."""
+    try:
+        expected = sign(secret, int(timestamp), body)
+    except ValueError:
+        return False
+    return hmac.compare_digest(expected, signature)
+
+
+def url_problem(url: str, allowed_hosts: str) -> str | None:
+    """Why ``url`` may not receive webhooks, or None.
+
+    Only http(s), and only to hosts the operator allowed: a webhook is a request the server
+    makes on a client's behalf, so an open target list would let any submitter probe the
+    internal network (SSRF). Loopback only by default.
+    """
+    if len(url) > MAX_URL_CHARS:
+        return f"at most {MAX_URL_CHARS} characters"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018  (raises on a bad port)
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if parts.scheme not in {"http", "https"}:
+        return "must be an http:// or https:// URL"
+    if not host:
+        return "must name a host"
+    if parts.username or parts.password:
+        return "must not carry credentials"
+    allowed = {h.strip().lower() for h in allowed_hosts.split(",") if h.strip()}
+    if "*" in allowed:
+        return None
+    normalised = host.lower()
+    try:
+        normalised = str(ipaddress.ip_address(normalised))
+    except ValueError:
+        pass
+    if normalised not in allowed:
+        return f"host {host!r} is not allowed (SWITCHYARD_WEBHOOK_ALLOWED_HOSTS)"
+    return None
+
+
+def callback_problems(url: str, settings: Settings) -> list[FieldViolation]:
+    """Validation of ``Submission.callback_url``, shared by gRPC and the intake topic."""
+    if not url:
+        return []
+    if not settings.webhook_signing_key:
+        return [FieldViolation("callback_url", "per-task callbacks are disabled on this "
+                                               "server (no SWITCHYARD_WEBHOOK_SIGNING_KEY)")]
+    problem = url_problem(url.strip(), settings.webhook_allowed_hosts)
+    return [FieldViolation("callback_url", problem)] if problem else []
+
+
+def backoff_s(attempts: int, base_s: float) -> float:
+    """Delay before attempt ``attempts + 1``: base * 2^(attempts-1), capped, with jitter."""
+    return min(MAX_BACKOFF_S, base_s * 2 ** max(0, attempts - 1)) * random.uniform(0.8, 1.0)
+
+
+def delivery_body(delivery_id: uuid.UUID, webhook_id: uuid.UUID | None,
+                  row: asyncpg.Record) -> bytes:
+    event = json_format.MessageToDict(event_from_row(row), preserving_proto_field_name=True)
+    return json.dumps({"delivery_id": str(delivery_id),
+                       "webhook_id": str(webhook_id) if webhook_id else None,
+                       "event": event}, sort_keys=True).encode()
+
+
+# -- registrations -----------------------------------------------------------------------
+
+async def register(pool: asyncpg.Pool, tenant_id: str, url: str, secret: str
+                   ) -> tuple[str, str]:
+    webhook_id = uuid.uuid4()
+    secret = secret or secrets.token_urlsafe(32)
+    await pool.execute(
+        "INSERT INTO webhooks (webhook_id, tenant_id, url, secret) VALUES ($1, $2, $3, $4)",
+        webhook_id, tenant_id, url, secret,
+    )
+    return str(webhook_id), secret
+
+
+async def webhook_tenant(pool: asyncpg.Pool, webhook_id: str) -> str | None:
+    try:
+        key = uuid.UUID(webhook_id)
+    except ValueError:
+        return None
+    return await pool.fetchval(
+        "SELECT tenant_id FROM webhooks WHERE webhook_id = $1 AND deleted_at IS NULL", key)
+
+
+async def delete(pool: asyncpg.Pool, webhook_id: str) -> bool:
+    """Deregister; its pending deliveries are dropped (marked failed) at their next attempt."""
+    result = await pool.execute(
+        "UPDATE webhooks SET deleted_at = now() WHERE webhook_id = $1 AND deleted_at IS NULL",
+        uuid.UUID(webhook_id),
+    )
+    return result.endswith(" 1")
+
+
+# -- dispatcher: feed -> deliveries ------------------------------------------------------
+
+async def enqueue_once(pool: asyncpg.Pool) -> int:
+    """Turn the next status events into delivery rows; returns how many events were read."""
+    async with pool.acquire() as conn:
+        # A read-only peek first, so an idle feed costs no write transaction.
+        row = await conn.fetchrow("SELECT txid, task_id, seq FROM webhook_feed_cursor")
+        if row is not None and not await fetch_after(
+                conn, Cursor(row["txid"], row["task_id"], row["seq"]), await horizon(conn), 1):
+            return 0
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("INSERT INTO webhook_feed_cursor (txid, task_id, seq) "
+                           "VALUES (0, '00000000-0000-0000-0000-000000000000', 0) "
+                           "ON CONFLICT DO NOTHING")
+        # The row lock serialises replicas: only one enqueues a given stretch of the feed.
+        row = await conn.fetchrow("SELECT txid, task_id, seq FROM webhook_feed_cursor "
+                                  "FOR UPDATE")
+        cursor = Cursor(row["txid"], row["task_id"], row["seq"])
+        events = await fetch_after(conn, cursor, await horizon(conn), ENQUEUE_BATCH)
+        if not events:
+            return 0
+        task_ids = list({r["task_id"] for r in events})
+        tenants = list({r["tenant_id"] for r in events})
+        callbacks = {r["task_id"]: r["callback_url"] for r in await conn.fetch(
+            "SELECT task_id, callback_url FROM tasks WHERE task_id = ANY($1::uuid[]) "
+            "AND callback_url IS NOT NULL", task_ids)}
+        hooks: dict[str, list[asyncpg.Record]] = {}
+        for hook in await conn.fetch(
+                "SELECT webhook_id, tenant_id, url, created_at FROM webhooks "
+                "WHERE tenant_id = ANY($1::text[]) AND deleted_at IS NULL", tenants):
+            hooks.setdefault(hook["tenant_id"], []).append(hook)
+        rows: list[tuple[object, ...]] = []
+        for event in events:
+            destinations: list[tuple[uuid.UUID | None, str]] = [
+                (h["webhook_id"], h["url"]) for h in hooks.get(event["tenant_id"], [])
+                if h["created_at"] <= event["occurred_at"]]
+            if event["task_id"] in callbacks:
+                destinations.append((None, callbacks[event["task_id"]]))
+            for webhook_id, url in destinations:
+                delivery_id = uuid.uuid4()
+                rows.append((delivery_id, webhook_id, event["tenant_id"], event["task_id"],
+                             event["seq"], url, delivery_body(delivery_id, webhook_id, event)))
+        if rows:
+            await conn.executemany(
+                "INSERT INTO webhook_deliveries (delivery_id, webhook_id, tenant_id, task_id, "
+                "seq, url, body) VALUES ($1, $2, $3, $4, $5, $6, $7)", rows)
+        last = events[-1]
+        await conn.execute("UPDATE webhook_feed_cursor SET txid = $1, task_id = $2, seq = $3",
+                           last["txid"], last["task_id"], last["seq"])
+        return len(events)
+
+
+# -- delivery worker ---------------------------------------------------------------------
+
+class Deliverer:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+        self.pool = pool
+        self.settings = settings
+
+    async def claim(self) -> Sequence[asyncpg.Record]:
+        lease_s = self.settings.webhook_timeout_s * 2 + 5
+        return await self.pool.fetch(
+            """
+            UPDATE webhook_deliveries d
+               SET lease_until = now() + make_interval(secs => $1), attempts = d.attempts + 1
+             WHERE d.delivery_id IN (
+                   SELECT delivery_id FROM webhook_deliveries
+                    WHERE state = 'pending' AND next_attempt_at <= now()
+                      AND (lease_until IS NULL OR lease_until < now())
+                    ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+            RETURNING d.delivery_id, d.webhook_id, d.url, d.body, d.attempts,
+                      (SELECT secret FROM webhooks w WHERE w.webhook_id = d.webhook_id
+                          AND w.deleted_at IS NULL) AS secret
+            """,
+            lease_s, DELIVERY_BATCH,
+        )
+
+    async def post(self, session: aiohttp.ClientSession, row: asyncpg.Record) -> str | None:
+        """POST one delivery; None on success, else what went wrong."""
+        secret = row["secret"] if row["webhook_id"] else self.settings.webhook_signing_key
+        if not secret:
+            return "webhook deleted" if row["webhook_id"] else "no webhook signing key"
+        now = int(time.time())
+        body = bytes(row["body"])
+        headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: str(now),
+                   SIGNATURE_HEADER: sign(secret, now, body),
+                   DELIVERY_HEADER: str(row["delivery_id"]),
+                   "User-Agent": "switchyard-webhooks/1"}
+        try:
+            async with session.post(row["url"], data=body, headers=headers,
+                                    allow_redirects=False) as response:
+                if 200 <= response.status < 300:
+                    return None
+                return f"HTTP {response.status}"
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            return f"{type(exc).__name__}: {exc}"[:500]
+
+    async def record(self, row: asyncpg.Record, error: str | None) -> None:
+        if error is None:
+            DELIVERIES.labels("delivered").inc()
+            await self.pool.execute(
+                "UPDATE webhook_deliveries SET state = 'delivered', delivered_at = now(), "
+                "lease_until = NULL, last_error = '' WHERE delivery_id = $1", row["delivery_id"])
+            return
+        permanent = error in {"webhook deleted", "no webhook signing key"}
+        if permanent or row["attempts"] >= self.settings.webhook_max_attempts:
+            DELIVERIES.labels("failed").inc()
+            log.warning("webhook delivery %s failed for good after %d attempt(s): %s",
+                        row["delivery_id"], row["attempts"], error)
+            await self.pool.execute(
+                "UPDATE webhook_deliveries SET state = 'failed', lease_until = NULL, "
+                "last_error = $2 WHERE delivery_id = $1", row["delivery_id"], error)
+            return
+        DELIVERIES.labels("retry").inc()
+        delay = backoff_s(row["attempts"], self.settings.webhook_backoff_s)
+        await self.pool.execute(
+            "UPDATE webhook_deliveries SET lease_until = NULL, last_error = $2, "
+            "next_attempt_at = now() + make_interval(secs => $3) WHERE delivery_id = $1",
+            row["delivery_id"], error, delay)
+
+    async def deliver_once(self, session: aiohttp.ClientSession) -> int:
+        rows = await self.claim()
+
+        async def one(row: asyncpg.Record) -> None:
+            await self.record(row, await self.post(session, row))
+
+        await asyncio.gather(*(one(row) for row in rows))
+        return len(rows)
+
+
+async def run(pool: asyncpg.Pool, settings: Settings, poll_s: float) -> None:
+    """Dispatcher and delivery worker in one loop: enqueue new events, deliver what is due."""
+    deliverer = Deliverer(pool, settings)
+    timeout = aiohttp.ClientTimeout(total=settings.webhook_timeout_s)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        while True:
+            busy = False
+            try:
+                busy = await enqueue_once(pool) == ENQUEUE_BATCH
+                busy = await deliverer.deliver_once(session) == DELIVERY_BATCH or busy
+            except TRANSIENT_ERRORS as exc:
+                log.warning("webhook round failed, retrying: %r", exc)
+            if not busy:
+                await asyncio.sleep(poll_s)
+
+
+__all__ = ["DELIVERY_HEADER", "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "Deliverer",
+           "backoff_s", "callback_problems", "delete", "enqueue_once", "register", "run",
+           "sign", "url_problem", "verify"]

@@ -1,0 +1,96 @@
+"""Helpers for the ingest integration tests: the ingest process, submissions, waits, topic
+reads. (Fixtures live in conftest.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+from switchyard import Settings
+from switchyard._topics import Topic
+from switchyard.stack import ManagedProcess
+from switchyard.stack._util import grpc_serving, wait_until
+from switchyard.v1 import Document, Submission
+
+
+class IngestProcess:
+    """``switchyard run ingest`` as a child process with the given settings."""
+
+    def __init__(self, settings: Settings, state_dir: Path) -> None:
+        self.settings = settings
+        self.process = ManagedProcess(
+            "ingest", [sys.executable, "-m", "switchyard", "run", "ingest"],
+            state_dir=state_dir, env={**os.environ, **settings.to_env()},
+        )
+
+    def start(self, timeout_s: float = 120) -> IngestProcess:
+        self.process.start()
+
+        def exited() -> str | None:
+            code = self.process.returncode
+            return None if code is None else \
+                f"ingest exited with {code}:\n{self.process.log_tail()}"
+
+        if not wait_until(lambda: grpc_serving(self.settings.ingest_grpc_port), timeout_s,
+                          interval_s=0.2, abort=exited):
+            self.stop()
+            raise AssertionError(f"ingest not SERVING:\n{self.process.log_tail()}")
+        return self
+
+    def stop(self) -> None:
+        self.process.stop(20.0)
+
+    def log(self) -> str:
+        return self.process.log_path.read_text(errors="replace")
+
+
+def submission(tenant: str = "acme", key: str | None = None, body: str = "Invoice 42, "
+               "amount due $10", kind: str = "invoice", **fields: Any) -> Submission:
+    return Submission(tenant_id=tenant, idempotency_key=key or uuid.uuid4().hex, kind=kind,
+                      document=Document(content_type="text/plain", body=body.encode()),
+                      **fields)
+
+
+async def eventually(check: Callable[[], Any], timeout_s: float = 60,
+                     what: str = "condition") -> Any:
+    """Poll an async ``check`` until it returns something truthy (generous waits, no timing
+    assertions)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what} (last: {result!r})")
+        await asyncio.sleep(0.1)
+
+
+async def read_topic(settings: Settings, topic: Topic, done: Callable[[list[Any]], bool],
+                     timeout_s: float = 90) -> list[Any]:
+    """Every record of ``topic`` from the beginning until ``done(records)`` says enough."""
+    consumer = AIOKafkaConsumer(topic.full_name(settings),
+                                bootstrap_servers=settings.kafka_bootstrap_servers,
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                group_id=None)
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not done(records):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic.name}: only {len(records)} record(s) after "
+                                     f"{timeout_s:.0f}s")
+            batch = await consumer.getmany(timeout_ms=500)
+            for partition_records in batch.values():
+                records.extend(partition_records)
+        return records
+    finally:
+        await consumer.stop()

@@ -1,0 +1,380 @@
+"""IngestService over gRPC against a real ingest process, broker and PostgreSQL.
+
+Idempotency under load and under concurrency, bulk submission with per-item errors,
+validation, listing, cancellation, the watch streams and signed, retried webhooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import grpc
+import pytest
+from aiohttp import web
+from google.rpc import error_details_pb2
+
+from services.ingest import webhooks
+from switchyard import Settings
+from switchyard._grpc import field_violations, parse_status_details
+from switchyard._taskstore import transition
+from switchyard._topics import CANCELLATIONS, TASKS
+from switchyard.stack import free_port
+from switchyard.v1 import (
+    CancellationRequest,
+    CancelTaskRequest,
+    DeleteWebhookRequest,
+    Document,
+    GetTaskRequest,
+    IngestServiceStub,
+    ListTasksRequest,
+    RegisterWebhookRequest,
+    SubmitTaskRequest,
+    SubmitTasksRequest,
+    TaskEnvelope,
+    TaskStatus,
+    WatchTaskRequest,
+    WatchTenantRequest,
+)
+from tests.ingest.helpers import eventually, read_topic, submission
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ingest_process")]
+SIGNING_KEY = "per-task-callback-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def settings(settings: Settings) -> Settings:
+    """The module's settings plus a callback signing key, quick webhook retries and a small
+    document limit."""
+    return settings.replace(webhook_signing_key=SIGNING_KEY, webhook_backoff_s=0.2,
+                            max_payload_bytes=16 * 1024)
+
+
+async def tenant_tasks(db: asyncpg.Connection, tenant: str) -> list[asyncpg.Record]:
+    return await db.fetch("SELECT task_id, idempotency_key, published_at FROM tasks "
+                          "WHERE tenant_id = $1", tenant)
+
+
+# -- idempotency ---------------------------------------------------------------------------
+
+async def test_1000_submissions_with_10_percent_repeats_make_900_tasks(
+        ingest: IngestServiceStub, db: asyncpg.Connection) -> None:
+    tenant = "bulkco"
+    keys = [f"order-{i}" for i in range(900)]
+    repeats = keys[::9][:100]  # 100 keys submitted a second time, same payload
+    plan = [(key, f"Invoice {key}, amount due $10") for key in keys + repeats]
+    assert len(plan) == 1000
+    gate = asyncio.Semaphore(48)
+
+    async def submit(key: str, body: str) -> Any:
+        async with gate:
+            return await ingest.SubmitTask(SubmitTaskRequest(
+                submission=submission(tenant, key, body)))
+
+    responses = await asyncio.gather(*(submit(k, b) for k, b in plan))
+    by_key: dict[str, set[str]] = {}
+    for (key, _), response in zip(plan, responses):
+        by_key.setdefault(key, set()).add(response.task_id)
+    assert all(len(ids) == 1 for ids in by_key.values())
+    assert len({r.task_id for r in responses}) == 900
+    assert sum(r.created for r in responses) == 900
+    rows = await tenant_tasks(db, tenant)
+    assert len(rows) == 900
+    assert {str(r["task_id"]) for r in rows} == {r.task_id for r in responses}
+    # every accepted task reached the broker (published_at is set only after the ack)
+    await eventually(lambda: db.fetchval(
+        "SELECT count(*) = 900 FROM tasks WHERE tenant_id = $1 AND published_at IS NOT NULL",
+        tenant), what="900 published tasks")
+
+
+async def test_concurrent_duplicates_create_one_task(ingest: IngestServiceStub,
+                                                     db: asyncpg.Connection,
+                                                     settings: Settings) -> None:
+    sub = submission("dupco", "same-key")
+    responses = await asyncio.gather(*(ingest.SubmitTask(SubmitTaskRequest(submission=sub))
+                                       for _ in range(25)))
+    assert len({r.task_id for r in responses}) == 1
+    assert [r.created for r in responses].count(True) == 1
+    assert len(await tenant_tasks(db, "dupco")) == 1
+    envelopes = await read_topic(settings, TASKS, lambda rs: any(
+        TaskEnvelope.FromString(r.value).task_id == responses[0].task_id for r in rs))
+    assert sum(TaskEnvelope.FromString(r.value).task_id == responses[0].task_id
+               for r in envelopes) == 1
+
+
+async def test_same_key_other_payload_is_already_exists(ingest: IngestServiceStub) -> None:
+    await ingest.SubmitTask(SubmitTaskRequest(submission=submission("acme", "k-1", "one")))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await ingest.SubmitTask(SubmitTaskRequest(submission=submission("acme", "k-1", "two")))
+    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert "different payload" in (caught.value.details() or "")
+
+
+# -- bulk and validation ---------------------------------------------------------------------
+
+async def test_bulk_500_with_3_invalid(ingest: IngestServiceStub,
+                                       db: asyncpg.Connection) -> None:
+    subs = [submission("bulk500", f"b-{i}", f"Invoice {i}") for i in range(500)]
+    subs[17].kind = "purchase_order"
+    subs[250].document.CopyFrom(Document(content_type="application/json", body=b'{"total": '))
+    subs[499].document.body = b"x" * (16 * 1024 + 1)
+    response = await ingest.SubmitTasks(SubmitTasksRequest(submissions=subs))
+    assert (response.accepted_count, response.rejected_count) == (497, 3)
+    errors = {i: r.error for i, r in enumerate(response.results) if r.HasField("error")}
+    assert set(errors) == {17, 250, 499}
+    assert all(e.code == grpc.StatusCode.INVALID_ARGUMENT.value[0] for e in errors.values())
+    assert errors[17].field_violations[0].field == "kind"
+    assert "purchase_order" in errors[17].field_violations[0].description
+    assert errors[250].field_violations[0].description.startswith("malformed JSON")
+    assert "exceeds the limit" in errors[499].field_violations[0].description
+    assert len(await tenant_tasks(db, "bulk500")) == 497
+    # the same batch again: nothing new, the same ids
+    again = await ingest.SubmitTasks(SubmitTasksRequest(submissions=subs))
+    assert again.accepted_count == 497
+    assert not any(r.accepted.created for r in again.results)
+    assert [r.accepted.task_id for r in again.results] == \
+        [r.accepted.task_id for r in response.results]
+
+
+async def test_bulk_limit_and_item_conflicts(ingest: IngestServiceStub,
+                                             settings: Settings) -> None:
+    too_many = [submission("acme") for _ in range(settings.ingest_max_batch_items + 1)]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await ingest.SubmitTasks(SubmitTasksRequest(submissions=too_many))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "submissions" in field_violations(caught.value)
+    key = uuid.uuid4().hex
+    response = await ingest.SubmitTasks(SubmitTasksRequest(submissions=[
+        submission("acme", key, "first"), submission("acme", key, "second")]))
+    codes = sorted(r.error.code for r in response.results if r.HasField("error"))
+    assert response.accepted_count == 1 and codes == [grpc.StatusCode.ALREADY_EXISTS.value[0]]
+
+
+@pytest.mark.parametrize(("change", "field", "words"), [
+    ({"kind": "purchase_order"}, "kind", "unknown task kind"),
+    ({"document": Document(content_type="application/json", body=b"{oops")}, "document.body",
+     "malformed JSON"),
+    ({"document": Document(body=b"y" * (16 * 1024 + 1))}, "document.body", "exceeds the limit"),
+    ({"tenant_id": ""}, "tenant_id", "required"),
+    ({"idempotency_key": ""}, "idempotency_key", "required"),
+    ({"callback_url": "http://169.254.169.254/latest"}, "callback_url", "not allowed"),
+])
+async def test_invalid_submissions_name_the_field(ingest: IngestServiceStub, change: dict,
+                                                  field: str, words: str) -> None:
+    sub = submission("acme")
+    for name, value in change.items():
+        if name == "document":
+            sub.document.CopyFrom(value)
+        else:
+            setattr(sub, name, value)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await ingest.SubmitTask(SubmitTaskRequest(submission=sub))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert words in field_violations(caught.value)[field]
+
+
+# -- read ----------------------------------------------------------------------------------
+
+async def test_list_tasks_filters_and_pages(ingest: IngestServiceStub) -> None:
+    ids = [(await ingest.SubmitTask(SubmitTaskRequest(submission=submission("listco")))).task_id
+           for _ in range(7)]
+    await ingest.CancelTask(CancelTaskRequest(task_id=ids[0], reason="not needed"))
+    seen: list[str] = []
+    token = ""
+    pages = 0
+    while True:
+        page = await ingest.ListTasks(ListTasksRequest(tenant_id="listco", page_size=3,
+                                                       page_token=token))
+        seen += [t.envelope.task_id for t in page.tasks]
+        pages += 1
+        token = page.next_page_token
+        if not token:
+            break
+    assert pages == 3 and seen == list(reversed(ids))  # newest first, nothing twice
+    cancelled = await ingest.ListTasks(ListTasksRequest(
+        tenant_id="listco", statuses=[TaskStatus.TASK_STATUS_CANCELLED]))
+    assert [t.envelope.task_id for t in cancelled.tasks] == [ids[0]]
+    first = (await ingest.GetTask(GetTaskRequest(task_id=ids[3]))).task
+    window = ListTasksRequest(tenant_id="listco")
+    window.created_after.CopyFrom(first.created_at)
+    newer = await ingest.ListTasks(window)
+    assert [t.envelope.task_id for t in newer.tasks] == list(reversed(ids[3:]))
+    page = await ingest.ListTasks(ListTasksRequest(tenant_id="listco", page_size=2))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await ingest.ListTasks(ListTasksRequest(
+            tenant_id="listco", page_size=2, page_token=page.next_page_token,
+            statuses=[TaskStatus.TASK_STATUS_QUEUED]))
+    assert "page_token" in field_violations(caught.value)
+
+
+async def test_get_task_unknown_is_not_found(ingest: IngestServiceStub) -> None:
+    for task_id in (str(uuid.uuid4()), "not-a-uuid"):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await ingest.GetTask(GetTaskRequest(task_id=task_id))
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+# -- cancel and watch ----------------------------------------------------------------------
+
+async def collect(stream: Any, count: int) -> list[Any]:
+    items = []
+    async for item in stream:
+        items.append(item)
+        if len(items) == count:
+            break
+    return items
+
+
+async def test_cancel_queued_task_and_watch_it_end(ingest: IngestServiceStub) -> None:
+    created = await ingest.SubmitTask(SubmitTaskRequest(submission=submission("watchco")))
+    stream = ingest.WatchTask(WatchTaskRequest(task_id=created.task_id))
+    first = await asyncio.wait_for(stream.read(), 60)
+    assert (first.event.sequence, first.event.status) == (1, TaskStatus.TASK_STATUS_QUEUED)
+    response = await ingest.CancelTask(CancelTaskRequest(task_id=created.task_id,
+                                                         reason="customer withdrew"))
+    assert response.task.status == TaskStatus.TASK_STATUS_CANCELLED
+    rest = [r async for r in stream]  # the stream ends after the terminal event
+    assert [(r.event.sequence, r.event.status, r.event.reason) for r in rest] == [
+        (2, TaskStatus.TASK_STATUS_CANCELLED, "cancelled")]
+    replay = [r.event.sequence async for r in ingest.WatchTask(
+        WatchTaskRequest(task_id=created.task_id, after_sequence=0))]
+    assert replay == [1, 2]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await ingest.CancelTask(CancelTaskRequest(task_id=created.task_id))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "already CANCELLED" in (caught.value.details() or "")
+
+
+async def test_cancel_executing_task_asks_the_executor(
+        ingest: IngestServiceStub, db: asyncpg.Connection, settings: Settings) -> None:
+    created = await ingest.SubmitTask(SubmitTaskRequest(submission=submission("execco")))
+    # The executor's own state change (the shared transition()), as it makes it when it
+    # starts running a plan; the executor process itself is not part of this module.
+    async with db.transaction():
+        change = await transition(db, created.task_id, "IN_PROGRESS", "EXECUTING", "executor",
+                                  "executing")
+    assert change is not None
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await ingest.CancelTask(CancelTaskRequest(task_id=created.task_id, reason="stop"))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "cancellation request was sent to the executor" in (caught.value.details() or "")
+    status = parse_status_details(caught.value)
+    assert status is not None
+    failure = error_details_pb2.PreconditionFailure()
+    assert status.details[0].Unpack(failure)
+    assert failure.violations[0].type == "TASK_EXECUTING"
+    records = await read_topic(settings, CANCELLATIONS, lambda rs: any(
+        CancellationRequest.FromString(r.value).task_id == created.task_id for r in rs))
+    request = next(CancellationRequest.FromString(r.value) for r in records
+                   if CancellationRequest.FromString(r.value).task_id == created.task_id)
+    assert (request.tenant_id, request.reason) == ("execco", "stop")
+    task = (await ingest.GetTask(GetTaskRequest(task_id=created.task_id))).task
+    assert task.status == TaskStatus.TASK_STATUS_IN_PROGRESS  # untouched by ingest
+
+
+async def test_watch_tenant_resumes_from_a_cursor(ingest: IngestServiceStub) -> None:
+    tenant = f"tw{uuid.uuid4().hex[:8]}"
+    stream = ingest.WatchTenant(WatchTenantRequest(tenant_id=tenant))
+    # The stream starts "from now": submit markers until it delivers one, so it is live.
+    first_read = asyncio.ensure_future(stream.read())
+    while not first_read.done():
+        await ingest.SubmitTask(SubmitTaskRequest(submission=submission(tenant)))
+        await asyncio.wait({first_read}, timeout=0.5)
+    ids = []
+    for _ in range(3):
+        ids.append((await ingest.SubmitTask(SubmitTaskRequest(
+            submission=submission(tenant)))).task_id)
+        await ingest.SubmitTask(SubmitTaskRequest(submission=submission("noise")))
+    events = []
+    while not set(ids) <= {r.event.task_id for r in events}:
+        events.append(await asyncio.wait_for(stream.read(), 60))
+    stream.cancel()
+    assert {r.event.tenant_id for r in events} == {tenant}
+    first = [r for r in events if r.event.task_id in ids]
+    assert [r.event.task_id for r in first] == ids  # one after the other: feed order
+    # resume after the first event: the other two come again, then live ones
+    resumed = ingest.WatchTenant(WatchTenantRequest(tenant_id=tenant, cursor=first[0].cursor))
+    late = (await ingest.SubmitTask(SubmitTaskRequest(submission=submission(tenant)))).task_id
+    again = await asyncio.wait_for(collect(resumed, 3), 60)
+    resumed.cancel()
+    assert [r.event.task_id for r in again] == [r.event.task_id for r in first[1:]] + [late]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await collect(ingest.WatchTenant(WatchTenantRequest(tenant_id=tenant,
+                                                            cursor="garbage")), 1)
+    assert "cursor" in field_violations(caught.value)
+
+
+# -- webhooks ------------------------------------------------------------------------------
+
+class Receiver:
+    """A loopback HTTP endpoint that fails each delivery twice before accepting it."""
+
+    def __init__(self) -> None:
+        self.attempts: Counter[str] = Counter()
+        self.accepted: list[tuple[str, dict[str, str], bytes]] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        delivery = request.headers[webhooks.DELIVERY_HEADER]
+        self.attempts[delivery] += 1
+        if self.attempts[delivery] <= 2:
+            return web.Response(status=503)
+        self.accepted.append((request.path, dict(request.headers), body))
+        return web.Response(status=204)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
+    receiver = Receiver()
+    app = web.Application()
+    app.router.add_post("/{path:.*}", receiver.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield receiver, f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def test_webhooks_are_signed_and_retried(ingest: IngestServiceStub,
+                                               receiver: tuple[Receiver, str],
+                                               db: asyncpg.Connection) -> None:
+    hook, base = receiver
+    tenant = f"wh{uuid.uuid4().hex[:8]}"
+    registered = await ingest.RegisterWebhook(RegisterWebhookRequest(
+        tenant_id=tenant, url=f"{base}/tenant"))
+    assert len(registered.secret) >= 32
+    created = await ingest.SubmitTask(SubmitTaskRequest(submission=submission(
+        tenant, callback_url=f"{base}/task")))
+    await ingest.CancelTask(CancelTaskRequest(task_id=created.task_id))
+
+    async def all_four() -> bool:
+        return len(hook.accepted) >= 4
+    await eventually(all_four, 90, "4 webhook deliveries")
+    seen = set()
+    for path, headers, body in hook.accepted:
+        secret = registered.secret if path == "/tenant" else SIGNING_KEY
+        assert webhooks.verify(secret, headers[webhooks.TIMESTAMP_HEADER], body,
+                               headers[webhooks.SIGNATURE_HEADER]), path
+        payload = json.loads(body)
+        assert payload["delivery_id"] == headers[webhooks.DELIVERY_HEADER]
+        assert payload["event"]["task_id"] == created.task_id
+        seen.add((path, payload["event"]["sequence"], payload["event"]["status"]))
+    assert seen == {("/tenant", "1", "TASK_STATUS_QUEUED"), ("/task", "1", "TASK_STATUS_QUEUED"),
+                    ("/tenant", "2", "TASK_STATUS_CANCELLED"),
+                    ("/task", "2", "TASK_STATUS_CANCELLED")}
+    assert set(hook.attempts.values()) == {3}
+    rows = await db.fetch("SELECT state, attempts FROM webhook_deliveries WHERE task_id = $1",
+                          uuid.UUID(created.task_id))
+    assert sorted((r["state"], r["attempts"]) for r in rows) == [("delivered", 3)] * 4
+    deleted = await ingest.DeleteWebhook(DeleteWebhookRequest(webhook_id=registered.webhook_id))
+    assert deleted.deleted
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await ingest.RegisterWebhook(RegisterWebhookRequest(tenant_id=tenant,
+                                                            url="http://10.1.2.3/hook"))
+    assert "not allowed" in field_violations(caught.value)["url"]

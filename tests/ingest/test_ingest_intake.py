@@ -1,0 +1,223 @@
+"""The intake topic: records from an independent Kafka client (confluent-kafka) become tasks;
+anything unacceptable lands on the dead-letter topic with its reason, bytes and headers, and
+never stops the good records around it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+
+import asyncpg
+import pytest
+from confluent_kafka import Producer
+
+from switchyard import Settings
+from switchyard._auth import IntakeSigner
+from switchyard._serde import encode
+from switchyard._topics import DEAD_LETTER, INTAKE, TASK_STATUS
+from switchyard.v1 import (
+    DeadLetter,
+    Document,
+    GetTaskRequest,
+    IngestServiceStub,
+    ListTasksRequest,
+    StatusEvent,
+    Submission,
+    TaskSource,
+    TaskStatus,
+    WatchTaskRequest,
+)
+from tests.ingest.helpers import eventually, read_topic
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ingest_process")]
+KEYS = {"acme": b"acme-intake-key", "globex": b"globex-intake-key"}
+LIMIT = 8 * 1024
+
+
+@pytest.fixture(scope="module")
+def settings(settings: Settings) -> Settings:
+    """Signed intake for two known tenants; a small document limit."""
+    return settings.replace(
+        intake_signing_keys=",".join(f"{t}:{k.decode()}" for t, k in KEYS.items()),
+        max_payload_bytes=LIMIT)
+
+
+@pytest.fixture(scope="module")
+def producer(settings: Settings) -> Iterator[Producer]:
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers,
+                         "linger.ms": 5, "acks": "all"})
+    yield producer
+    producer.flush(30)
+
+
+def signed(tenant: str, value: bytes, content_type: str = "application/json",
+           secret: bytes | None = None) -> list[tuple[str, bytes]]:
+    key = secret if secret is not None else KEYS.get(tenant, b"no-key")
+    return [("content-type", content_type.encode()), ("x-tenant-id", tenant.encode()),
+            ("x-switchyard-signature", IntakeSigner.sign(key, value).encode())]
+
+
+def good_json(key: str, tenant: str = "acme", **extra: object) -> bytes:
+    doc = {"tenant_id": tenant, "idempotency_key": key,
+           "document": {"body": f"Invoice {key}: amount due 120.00 EUR"}}
+    doc.update(extra)
+    return json.dumps(doc).encode()
+
+
+async def test_independent_producer_records_become_tasks(
+        producer: Producer, ingest: IngestServiceStub, settings: Settings) -> None:
+    as_json = json.dumps({
+        "idempotency_key": "  po-json-1 ", "kind": " Invoice ",
+        "metadata": {" po ": " 17 "}, "priority": 1,
+        "document": {"body": {"invoice": "INV-9", "amount_due": 120}, "filename": "inv.json"},
+    }).encode()
+    protobuf = Submission(tenant_id="globex", idempotency_key="po-pb-1", document=Document(
+        content_type="text/plain", body=b"Support ticket: the printer is not working"))
+    pb_value, pb_headers = encode(protobuf)
+    producer.produce(INTAKE.full_name(settings), key=b"po-json-1", value=as_json,
+                     headers=signed("globex", as_json))
+    producer.produce(INTAKE.full_name(settings), key=b"po-pb-1", value=pb_value,
+                     headers=signed("globex", pb_value, pb_headers["content-type"]))
+    assert producer.flush(30) == 0
+
+    async def both() -> list:
+        page = await ingest.ListTasks(ListTasksRequest(tenant_id="globex"))
+        return list(page.tasks) if len(page.tasks) >= 2 else []
+
+    tasks = {t.envelope.idempotency_key: t for t in await eventually(both, 90, "2 tasks")}
+    assert set(tasks) == {"po-json-1", "po-pb-1"}
+    envelope = (await ingest.GetTask(GetTaskRequest(
+        task_id=tasks["po-json-1"].envelope.task_id))).task.envelope
+    assert (envelope.tenant_id, envelope.kind, envelope.priority) == ("globex", "invoice", 1)
+    assert envelope.metadata == {"po": "17"}
+    assert envelope.source == TaskSource.TASK_SOURCE_KAFKA_INTAKE
+    assert envelope.document.content_type == "application/json"
+    assert json.loads(envelope.document.body) == {"invoice": "INV-9", "amount_due": 120}
+    assert envelope.received_at.seconds > 0
+    ticket = tasks["po-pb-1"].envelope
+    assert ticket.document.kind_hint == "support_ticket"  # detected: no kind was given
+    stream = ingest.WatchTask(WatchTaskRequest(task_id=ticket.task_id))
+    first = await asyncio.wait_for(stream.read(), 60)
+    stream.cancel()
+    assert (first.event.status, first.event.sequence, first.event.service) == (
+        TaskStatus.TASK_STATUS_QUEUED, 1, "ingest")
+    statuses = await read_topic(settings, TASK_STATUS, lambda rs: any(
+        StatusEvent.FromString(r.value).task_id == ticket.task_id for r in rs))
+    assert any(StatusEvent.FromString(r.value).task_id == ticket.task_id for r in statuses)
+
+
+def malformed(index: int) -> tuple[bytes, list[tuple[str, bytes]], str]:
+    """Record ``index`` of the bad batch: value, headers and the reason code it must get."""
+    key = f"bad-{index}"
+    kind = index % 16
+    if kind == 0:
+        return b"\x00 not json " + key.encode(), signed("acme", b"x"), "malformed_json"
+    if kind == 1:
+        value = b'{"tenant_id": "acme", ' + key.encode()
+        return value, signed("acme", value), "malformed_json"
+    if kind == 2:
+        value = json.dumps([key]).encode()
+        return value, signed("acme", value), "schema_violation"
+    if kind == 3:
+        value = good_json(key, colour="blue")
+        return value, signed("acme", value), "schema_violation"
+    if kind == 4:
+        value = json.dumps({"tenant_id": "acme", "idempotency_key": key}).encode()
+        return value, signed("acme", value), "schema_violation"
+    if kind == 5:
+        value = good_json(key, kind="purchase_order")
+        return value, signed("acme", value), "unknown_kind"
+    if kind == 6:
+        value = good_json(key, priority="urgent")
+        return value, signed("acme", value), "schema_violation"
+    if kind == 7:
+        value = good_json(key, tenant="initech")
+        return value, signed("initech", value), "unknown_tenant"
+    if kind == 8:
+        value = good_json(key)
+        return value, signed("acme", value, secret=b"guessed"), "bad_signature"
+    if kind == 9:
+        value = good_json(key, document={"body": "x" * (LIMIT + 1)})
+        return value, signed("acme", value), "too_large"
+    if kind == 10:
+        value = b"\xff\xff\xff" + key.encode()
+        return value, signed("acme", value, "application/x-protobuf; "
+                                           "messageType=switchyard.v1.Submission"), \
+            "malformed_protobuf"
+    if kind == 11:
+        value = b"<task>" + key.encode() + b"</task>"
+        return value, signed("acme", value, "application/xml"), "unsupported_content_type"
+    if kind == 12:
+        value = good_json(key, document={"content_type": "application/json",
+                                         "body": '{"total": '})
+        return value, signed("acme", value), "malformed_document_json"
+    if kind == 13:
+        value = good_json(key, tenant="globex")
+        return value, signed("acme", value), "schema_violation"  # header and payload disagree
+    if kind == 14:
+        value = good_json(key, document={"body": "a scanned page", "content_type": "image/png"})
+        return value, signed("acme", value), "schema_violation"
+    value = b'{"tenant_id": "acme", "priority": ' + b"9" * 5000 + b"}"
+    return value, signed("acme", value), "malformed_json"
+
+
+async def test_1000_malformed_records_are_dead_lettered_good_ones_processed(
+        producer: Producer, settings: Settings, db: asyncpg.Connection) -> None:
+    run = uuid.uuid4().hex[:6]
+    expected: dict[bytes, tuple[str, bytes]] = {}
+    good_keys = []
+    topic = INTAKE.full_name(settings)
+    for index in range(1000):
+        value, headers, code = malformed(index)
+        key = f"{run}-bad-{index}".encode()
+        expected[key] = (code, value)
+        producer.produce(topic, key=key, value=value, headers=headers)
+        if index % 5 == 0:  # 200 good records interleaved with the bad ones
+            good_key = f"{run}-good-{index}"
+            good = good_json(good_key)
+            producer.produce(topic, key=good_key.encode(), value=good,
+                             headers=signed("acme", good))
+            good_keys.append(good_key)
+        producer.poll(0)
+    # the same key again with another payload: refused, the first one stands
+    conflict = good_json(good_keys[0], document={"body": "another document"})
+    conflict_key = good_keys[0].encode()
+    producer.produce(topic, key=conflict_key, value=conflict, headers=signed("acme", conflict))
+    assert producer.flush(60) == 0
+
+    def letters_of(records: list) -> dict[bytes, DeadLetter]:
+        out = {}
+        for record in records:
+            letter = DeadLetter.FromString(record.value)
+            if letter.service == "ingest" and letter.original_key.startswith(run.encode()):
+                out[letter.original_key + letter.reason_code.encode()] = letter
+        return out
+
+    records = await read_topic(settings, DEAD_LETTER, lambda rs: len(letters_of(rs)) >= 1001,
+                               timeout_s=240)
+    letters = {letter.original_key: letter for letter in letters_of(records).values()
+               if letter.reason_code != "idempotency_conflict"}
+    assert set(letters) == set(expected)
+    for key, (code, value) in expected.items():
+        letter = letters[key]
+        assert (letter.reason_code, letter.original_value) == (code, value), key
+        assert letter.reason and letter.source_topic == topic
+        assert letter.original_headers["x-tenant-id"]
+    conflicts = [letter for letter in letters_of(records).values()
+                 if letter.reason_code == "idempotency_conflict"]
+    assert [c.original_key for c in conflicts] == [conflict_key]
+    assert "different payload" in conflicts[0].reason
+
+    async def all_good() -> list:
+        rows = await db.fetch(
+            "SELECT idempotency_key FROM tasks WHERE tenant_id = 'acme' "
+            "AND idempotency_key LIKE $1 AND published_at IS NOT NULL", f"{run}-good-%")
+        return rows if len(rows) >= len(good_keys) else []
+
+    rows = await eventually(all_good, 120, "200 published tasks")
+    assert sorted(r["idempotency_key"] for r in rows) == sorted(good_keys)
+    mirrored = await db.fetchval(
+        "SELECT count(*) FROM dead_letters WHERE service = 'ingest' AND reason_code <> ''")
+    assert mirrored >= 1001

@@ -1,0 +1,100 @@
+"""Ingest's small parts without I/O: feed cursors, list page tokens, webhook signing and URLs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+
+from services.ingest import listing, webhooks
+from services.ingest.feed import Cursor
+from services.ingest.publisher import Publisher
+from switchyard import Settings
+from switchyard.v1 import ListTasksRequest, TaskStatus
+
+
+def test_cursor_round_trip_and_order() -> None:
+    a = Cursor(1200, uuid.uuid4(), 3)
+    assert Cursor.decode(a.encode()) == a
+    start = Cursor.before_txid(1201)
+    assert a < start < Cursor(1201, uuid.UUID(int=0), 0)
+    low, high = sorted([uuid.uuid4(), uuid.uuid4()])
+    assert Cursor(5, low, 9) < Cursor(5, high, 1)  # uuid order = PostgreSQL's byte order
+    assert low.bytes < high.bytes
+
+
+@pytest.mark.parametrize("token", ["", "!!", "bm9wZQ", Cursor(1, uuid.uuid4(), -5).encode()])
+def test_bad_cursors_are_refused(token: str) -> None:
+    with pytest.raises(ValueError):
+        Cursor.decode(token)
+
+
+def test_page_tokens_are_bound_to_their_filters() -> None:
+    request = ListTasksRequest(statuses=[TaskStatus.TASK_STATUS_QUEUED], page_size=2)
+    query = listing.parse(request, "acme")
+    assert isinstance(query, listing.Query) and query.statuses == ("QUEUED",)
+    token = listing.encode_token(query, datetime.now(timezone.utc), uuid.uuid4())
+    again = listing.parse(ListTasksRequest(statuses=[TaskStatus.TASK_STATUS_QUEUED],
+                                           page_size=2, page_token=token), "acme")
+    assert isinstance(again, listing.Query) and again.after is not None
+    other = listing.parse(ListTasksRequest(page_token=token), "acme")
+    assert [p.field for p in other] == ["page_token"]  # type: ignore[union-attr]
+    junk = listing.parse(ListTasksRequest(page_token="xyz"), "acme")
+    assert "not a token" in junk[0].description  # type: ignore[index]
+
+
+def test_list_request_problems_name_fields() -> None:
+    request = ListTasksRequest(statuses=[0, 42], page_size=501)
+    request.created_after.FromSeconds(2000)
+    request.created_before.FromSeconds(1000)
+    problems = listing.parse(request, "acme")
+    assert {p.field for p in problems} == {  # type: ignore[union-attr]
+        "statuses[0]", "statuses[1]", "created_before", "page_size"}
+
+
+def test_webhook_signature_verifies_and_detects_tampering() -> None:
+    body = b'{"event": {}}'
+    signature = webhooks.sign("s3cret", 1700000000, body)
+    assert signature.startswith("v1=")
+    assert webhooks.verify("s3cret", "1700000000", body, signature)
+    assert not webhooks.verify("s3cret", "1700000001", body, signature)
+    assert not webhooks.verify("other", "1700000000", body, signature)
+    assert not webhooks.verify("s3cret", "1700000000", body + b" ", signature)
+    assert not webhooks.verify("s3cret", "soon", body, signature)
+
+
+@pytest.mark.parametrize(("url", "ok"), [
+    ("http://127.0.0.1:8080/hook", True),
+    ("https://localhost/hook", True),
+    ("http://[::1]:9/x", True),
+    ("http://10.0.0.8/hook", False),
+    ("http://metadata.google.internal/", False),
+    ("ftp://127.0.0.1/x", False),
+    ("http://user:pw@127.0.0.1/x", False),
+    ("http:///nohost", False),
+    ("http://127.0.0.1:99999/x", False),
+])
+def test_webhook_urls_are_limited_to_allowed_hosts(url: str, ok: bool) -> None:
+    assert (webhooks.url_problem(url, "127.0.0.1,localhost,::1") is None) is ok
+    if url.startswith("http://10."):
+        assert webhooks.url_problem(url, "*") is None
+
+
+def test_callback_url_needs_a_signing_key() -> None:
+    assert [p.field for p in webhooks.callback_problems("http://127.0.0.1/x", Settings())] \
+        == ["callback_url"]
+    keyed = Settings(webhook_signing_key="k" * 32)
+    assert webhooks.callback_problems("http://127.0.0.1/x", keyed) == []
+    assert webhooks.callback_problems("", Settings()) == []
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    delays = [webhooks.backoff_s(n, 1.0) for n in range(1, 12)]
+    assert 0.8 <= delays[0] <= 1.0 and 3.2 <= delays[2] <= 4.0
+    assert max(delays) <= webhooks.MAX_BACKOFF_S
+
+
+def test_unknown_fault_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="SWITCHYARD_FAULT_INJECT"):
+        Publisher(Settings(fault_inject="crash_sometimes"), None, None)  # type: ignore[arg-type]
