@@ -35,10 +35,20 @@ async def bootstrap(settings: Settings) -> None:
     await migrate(settings)
 
 
-def service_specs(settings: Settings, names: tuple[str, ...] = tuple(SERVICE_PORTS)
-                  ) -> list[ServiceSpec]:
+#: The demo downstream (an ERP/scheduling simulator the demo's plans post to); not a
+#: Switchyard service, but part of the embedded stack. Health: gRPC on downstream_grpc_port.
+DOWNSTREAM = "downstream"
+
+
+def service_specs(settings: Settings,
+                  names: tuple[str, ...] = (DOWNSTREAM, *SERVICE_PORTS)) -> list[ServiceSpec]:
     specs = []
     for name in names:
+        if name == DOWNSTREAM:
+            specs.append(ServiceSpec(
+                name=name, argv=[sys.executable, "-m", "services.executor.downstream"],
+                health_port=settings.downstream_grpc_port))
+            continue
         grpc_attr, _ = SERVICE_PORTS[name]
         specs.append(ServiceSpec(
             name=name, argv=[sys.executable, "-m", "switchyard", "run", name],
@@ -62,6 +72,8 @@ def print_endpoints(stack: EmbeddedStack, console: Console) -> None:
     for row in stack.status():
         table.add_row(row.name, row.endpoint, str(row.pid or "-"))
     table.add_row("review console", f"http://127.0.0.1:{settings.review_web_port}", "")
+    table.add_row("downstream (demo ERP)", f"http://127.0.0.1:{settings.downstream_http_port}",
+                  "")
     for name, (_, metrics_attr) in SERVICE_PORTS.items():
         port = getattr(settings, metrics_attr)
         if port:

@@ -21,7 +21,7 @@ def _cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
         sys.stdout.write(settings_reference_markdown())
     else:
         for key, value in sorted(settings.to_env().items()):
-            secret = any(s in key for s in ("PASSWORD", "API_KEYS", "DSN"))
+            secret = any(s in key for s in ("PASSWORD", "API_KEY", "DSN"))
             print(f"{key}={'***' if secret and value else value}")
     return 0
 
@@ -90,6 +90,18 @@ def _cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     return _audit_cli.verify_chain(settings, args.tenant)
 
 
+def _cmd_review(args: argparse.Namespace, settings: Settings) -> int:
+    from services.review.cli import run
+
+    return run(args, settings)
+
+
+def _cmd_breakers(args: argparse.Namespace, settings: Settings) -> int:
+    from switchyard._breakers_cli import run
+
+    return run(settings, args.target, args.api_key, args.reset, args.json)
+
+
 def _cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     from switchyard._db import create_pool
     from switchyard._retention import parse_retention, purge
@@ -154,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("show", "verify"))
     p.add_argument("task_id", nargs="?", help="task id (show)")
     p.add_argument("--tenant", help="verify only this tenant's chain")
+    p = add("review", _cmd_review, "Review items from a shell: list, show, claim, approve, reject.")
+    from services.review.cli import add_arguments as add_review_arguments
+
+    add_review_arguments(p)
     p = add("stats", _cmd_stats, "Business KPIs, live (Ctrl-C to quit) or as JSON.")
     p.add_argument("--json", action="store_true", help="print once as JSON")
     p.add_argument("--once", action="store_true", help="print the table once")
@@ -161,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tenant", help="only this tenant")
     p = add("purge", _cmd_purge, "Strip raw payloads past each tenant's retention.")
     p.add_argument("--dry-run", action="store_true", help="count, change nothing")
+    p = add("breakers", _cmd_breakers, "The executor's circuit breakers (shared by every "
+                                       "replica); --reset NAME closes one.")
+    p.add_argument("--reset", metavar="NAME", help="close this breaker by hand")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--target", help="executor admin address (default 127.0.0.1:"
+                                    "$SWITCHYARD_EXECUTOR_GRPC_PORT)")
+    p.add_argument("--api-key", help="API key (admin to reset; admin or auditor to list)")
     p = add("demo", _cmd_demo, "Push a mixed demo workload through the pipeline; print a summary.")
     p.add_argument("--tasks", type=int, default=200, help="number of tasks to submit")
     p.add_argument("--seed", type=int, default=7, help="workload seed")

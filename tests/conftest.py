@@ -51,6 +51,8 @@ def _isolated(base: Settings, name: str) -> Settings:
         decision_metrics_port=free_port(),
         executor_metrics_port=free_port(),
         review_metrics_port=free_port(),
+        downstream_http_port=free_port(),
+        downstream_grpc_port=free_port(),
         log_level="INFO",
     )
 

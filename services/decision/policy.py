@@ -1,24 +1,54 @@
 """The policy engine: model outputs + business rules -> auto-execute, escalate or reject.
 
-Pure domain code (no I/O). Every decision names the rule that fired and explains itself in a
-sentence a reviewer can read, and carries the models' names, versions and scores.
+Pure domain code (no I/O). A tenant's :class:`Policy` comes from its YAML file (see
+:mod:`services.decision.policies`); :func:`decide` applies it. Rules are checked in a fixed
+order and the first that fires decides; every outcome names that rule and explains itself in
+a sentence a reviewer can read. Routing rules come first (is the router sure, does it agree
+with the submitter, does the tenant automate this kind of document); invoices then pass the
+business rules (blocked / allowed vendors, required fields, currencies, amount limits,
+duplicates) and the invoice_risk model's P(auto) before they run straight through.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from google.protobuf import struct_pb2
 
 from services.decision.triton import Prediction
 
+if TYPE_CHECKING:
+    from services.decision.invoices import InvoiceAssessment
+
 #: What an auto-executed task of each document type does downstream, in order.
 DEFAULT_PLANS: dict[str, tuple[tuple[str, str], ...]] = {
-    "invoice": (("post_invoice", "erp.invoices"),),
-    "admission_form": (("create_applicant", "sis.applicants"),),
-    "support_ticket": (("open_ticket", "helpdesk.tickets"),),
-    "classroom_event": (("record_event", "analytics.events"),),
+    "invoice": (("post_invoice", "http://erp/invoices"),),
+    "admission_form": (("create_applicant", "http://sis/applicants"),),
+    "support_ticket": (("open_ticket", "http://helpdesk/tickets"),),
+    "classroom_event": (("record_event", "http://analytics/events"),),
 }
+ON_MODEL_UNAVAILABLE = ("escalate", "hold")
+
+
+@dataclass(frozen=True)
+class InvoicePolicy:
+    """Business rules for invoices the router is sure about."""
+
+    min_p_auto: float = 0.80  # invoice_risk P(auto) needed to run without a person
+    min_extraction_confidence: float = 0.60
+    max_auto_amount: float | None = 50_000.0  # larger invoices always get a person
+    reject_amount_over: float | None = None  # larger invoices are refused outright
+    required_fields: tuple[str, ...] = ("vendor", "invoice_number", "total", "currency")
+    allowed_currencies: frozenset[str] = frozenset()  # empty: any
+    escalate_duplicates: bool = True
+
+
+@dataclass(frozen=True)
+class VendorPolicy:
+    allow: frozenset[str] = frozenset()  # vendor keys (extraction.vendor_key)
+    block: frozenset[str] = frozenset()
+    require_allow_list: bool = False  # True: vendors not on `allow` go to a person
 
 
 @dataclass(frozen=True)
@@ -30,6 +60,14 @@ class Policy:
     reject_threshold: float = 0.90
     review_queue: str = "default"
     plans: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=lambda: DEFAULT_PLANS)
+    label_thresholds: dict[str, float] = field(default_factory=dict)
+    on_model_unavailable: str = "escalate"  # or "hold": BLOCKED until the models answer
+    invoice: InvoicePolicy = field(default_factory=InvoicePolicy)
+    vendors: VendorPolicy = field(default_factory=VendorPolicy)
+    name: str = "built-in default"
+
+    def threshold_for(self, label: str) -> float:
+        return self.label_thresholds.get(label, self.auto_execute_threshold)
 
 
 @dataclass(frozen=True)
@@ -46,39 +84,106 @@ class Outcome:
     steps: tuple[tuple[str, str], ...] = ()
 
 
+def unavailable(kind: str, reason: str, requested_priority: int = 2) -> Outcome:
+    return Outcome(
+        "escalate", "model_unavailable",
+        f"The models could not be reached ({reason or 'unavailable'}); a person decides instead.",
+        0.0, kind or "", "MODEL_UNAVAILABLE", priority=min(requested_priority, 1),
+    )
+
+
 def decide(kind: str, prediction: Prediction | None, policy: Policy,
-           requested_priority: int = 2, unavailable_reason: str = "") -> Outcome:
-    """Apply ``policy`` to the router's prediction for a task submitted as ``kind``."""
+           requested_priority: int = 2, unavailable_reason: str = "",
+           invoice: InvoiceAssessment | None = None) -> Outcome:
+    """Apply ``policy`` to the router's prediction (and, for invoices, their assessment)."""
     if prediction is None:
-        return Outcome(
-            "escalate", "model_unavailable",
-            f"The models could not be reached ({unavailable_reason or 'unavailable'}); "
-            "a person decides instead.",
-            0.0, kind or "", "MODEL_UNAVAILABLE", priority=min(requested_priority, 1),
-        )
+        return unavailable(kind, unavailable_reason, requested_priority)
     label, confidence = prediction.label, prediction.confidence
     pct = f"{confidence:.0%}"
+    threshold = policy.threshold_for(label)
     if label in policy.reject_labels and confidence >= policy.reject_threshold:
         return Outcome("reject", "out_of_scope",
                        f"The router is {pct} sure this is '{label}', which this tenant does not "
                        "automate.", confidence, label)
-    if kind and kind != label and confidence >= policy.auto_execute_threshold:
+    if kind and kind != label and confidence >= threshold:
         return Outcome("escalate", "kind_mismatch",
                        f"Submitted as '{kind}' but the router is {pct} sure it is '{label}'.",
                        confidence, label, "POLICY", priority=requested_priority)
-    if confidence < policy.auto_execute_threshold:
+    if confidence < threshold:
         return Outcome("escalate", "low_confidence",
                        f"The router's best guess is '{label}' at {pct}, below the "
-                       f"{policy.auto_execute_threshold:.0%} needed to act alone.",
+                       f"{threshold:.0%} needed to act alone.",
                        confidence, label, "LOW_CONFIDENCE", priority=requested_priority)
     steps = policy.plans.get(label, ())
     if not steps:
         return Outcome("escalate", "no_plan",
                        f"No automated action is configured for '{label}'.",
                        confidence, label, "POLICY", priority=requested_priority)
+    if label == "invoice" and invoice is not None:
+        return _decide_invoice(invoice, policy, confidence, steps, requested_priority)
     return Outcome("auto_execute", "confident_route",
                    f"The router is {pct} sure this is '{label}'; running its plan.",
                    confidence, label, steps=steps)
+
+
+def _money(amount: float | None, currency: str) -> str:
+    return f"{currency or '?'} {amount:,.2f}" if amount is not None else "an unknown amount"
+
+
+def _decide_invoice(a: InvoiceAssessment, policy: Policy, route_confidence: float,
+                    steps: tuple[tuple[str, str], ...], priority: int) -> Outcome:
+    rules, ex = policy.invoice, a.extraction
+    vendor = ex.get("vendor") or ""
+    key = a.vendor_key
+    amount, currency = ex.amount("total"), ex.get("currency") or ""
+    what = f"Invoice {ex.get('invoice_number') or '(no number)'} from {vendor or 'an unknown vendor'}" \
+           f" for {_money(amount, currency)}"
+    p_auto = a.risk.confidence
+    conf = min(route_confidence, p_auto)
+
+    def escalate(rule: str, why: str, reason: str = "POLICY", prio: int | None = None) -> Outcome:
+        return Outcome("escalate", rule, f"{what}: {why}", conf, "invoice", reason,
+                       priority=priority if prio is None else min(prio, priority))
+
+    if key and key in policy.vendors.block:
+        return Outcome("reject", "vendor_blocked",
+                       f"{what}: the vendor is on this tenant's block list.", conf, "invoice")
+    if amount is not None and rules.reject_amount_over is not None \
+            and amount > rules.reject_amount_over:
+        return Outcome("reject", "amount_over_reject_limit",
+                       f"{what}: above the {rules.reject_amount_over:,.0f} this tenant accepts.",
+                       conf, "invoice")
+    missing = [f for f in rules.required_fields if ex.get(f) is None]
+    if missing:
+        return escalate("missing_fields", "could not read " + ", ".join(missing) + ".")
+    if policy.vendors.require_allow_list and key not in policy.vendors.allow:
+        return escalate("vendor_not_allowed", "the vendor is not on the approved vendor list.")
+    if rules.allowed_currencies and currency not in rules.allowed_currencies:
+        return escalate("currency_not_allowed",
+                        f"{currency} is not among the currencies this tenant pays automatically.")
+    if amount is not None and rules.max_auto_amount is not None \
+            and amount > rules.max_auto_amount:
+        return escalate("amount_over_limit",
+                        f"above the {rules.max_auto_amount:,.0f} limit for straight-through "
+                        "processing.", prio=1)
+    if a.history.duplicate and rules.escalate_duplicates:
+        return escalate("duplicate_invoice",
+                        "this vendor's invoice number was seen before (possible duplicate).",
+                        prio=1)
+    if ex.confidence < rules.min_extraction_confidence:
+        return escalate("low_extraction_confidence",
+                        f"the fields were read with only {ex.confidence:.0%} confidence "
+                        f"({', '.join(ex.issues) or 'fields missing'}).", "LOW_CONFIDENCE")
+    if p_auto < rules.min_p_auto:
+        return escalate("invoice_risk",
+                        f"{a.risk.model_name} {a.risk.model_version} gives {p_auto:.0%} that it "
+                        f"can go straight through, below the {rules.min_p_auto:.0%} required"
+                        f"{'; ' + a.risk_factors() if a.risk_factors() else ''}.",
+                        "LOW_CONFIDENCE")
+    return Outcome("auto_execute", "straight_through_invoice",
+                   f"{what}: {a.risk.model_name} {a.risk.model_version} gives {p_auto:.0%} that "
+                   f"it can go straight through (needs {rules.min_p_auto:.0%}); posting it.",
+                   conf, "invoice", steps=steps)
 
 
 def step_payload(values: dict[str, object]) -> struct_pb2.Struct:

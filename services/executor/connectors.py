@@ -2,13 +2,13 @@
 
 Each call carries the step's idempotency key (derived from task id and step id), so the
 downstream can make a repeated call a no-op; connectors classify failures as retryable or
-permanent so the runner knows whether to back off and retry or to compensate.
+permanent so the runner knows whether to back off and retry or to compensate. The HTTP and
+gRPC connectors live in their own modules; the SQL connector is here.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -17,11 +17,32 @@ import asyncpg
 
 
 class StepError(Exception):
-    """A step failed; ``retryable`` says whether trying again may help."""
+    """A step failed; ``retryable`` says whether trying again may help.
 
-    def __init__(self, message: str, retryable: bool) -> None:
+    ``retry_after_s`` is the downstream's own hint (HTTP 429/503 ``Retry-After``), honoured
+    instead of the computed backoff when present.
+    """
+
+    def __init__(self, message: str, retryable: bool, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after_s = retry_after_s
+
+
+class PermanentStepError(StepError):
+    """Raised for permanent failures so circuit breakers can exclude them by type: a 4xx says
+    the request was wrong, not that the endpoint is unhealthy."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+def permanent(message: str) -> PermanentStepError:
+    return PermanentStepError(message)
+
+
+def retryable(message: str, retry_after_s: float | None = None) -> StepError:
+    return StepError(message, retryable=True, retry_after_s=retry_after_s)
 
 
 @dataclass(frozen=True)
@@ -29,7 +50,9 @@ class StepCall:
     task_id: str
     tenant_id: str
     step_id: str
-    target: str
+    target: str             # as written in the plan (alias form)
+    address: str            # resolved: URL, host:port or SQL table
+    method: str             # gRPC method path; empty otherwise
     operation: str
     payload: dict[str, Any]
     idempotency_key: str
@@ -45,8 +68,7 @@ class StepOutcome:
 class Connector(Protocol):
     async def call(self, step: StepCall) -> StepOutcome: ...
 
-
-_TARGET = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$")
+    async def close(self) -> None: ...
 
 
 class SqlConnector:
@@ -55,25 +77,29 @@ class SqlConnector:
     ``ON CONFLICT (idempotency_key) DO NOTHING`` makes a redelivered step land once.
     """
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, owns_pool: bool = False) -> None:
         self._pool = pool
+        self._owns_pool = owns_pool
 
     async def call(self, step: StepCall) -> StepOutcome:
-        if not _TARGET.match(step.target):
-            raise StepError(f"invalid SQL target {step.target!r}", retryable=False)
         try:
             row = await self._pool.fetchrow(
                 "INSERT INTO downstream_records (idempotency_key, task_id, tenant_id, system, "
                 "operation, payload) VALUES ($1, $2, $3, $4, $5, $6::jsonb) "
                 "ON CONFLICT (idempotency_key) DO NOTHING RETURNING recorded_at",
-                step.idempotency_key, uuid.UUID(step.task_id), step.tenant_id, step.target,
+                step.idempotency_key, uuid.UUID(step.task_id), step.tenant_id, step.address,
                 step.operation, json.dumps(step.payload), timeout=step.timeout_s,
             )
-        except (asyncpg.PostgresConnectionError, OSError, TimeoutError) as exc:
-            raise StepError(f"{step.target}: {exc}", retryable=True) from None
+        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError,
+                TimeoutError) as exc:
+            raise retryable(f"{step.address}: {exc!r}") from None
         except asyncpg.PostgresError as exc:
-            raise StepError(f"{step.target}: {exc}", retryable=False) from None
+            raise permanent(f"{step.address}: {exc}") from None
         return StepOutcome(
-            summary=f"recorded in {step.target}" if row else f"already in {step.target}",
+            summary=f"recorded in {step.address}" if row else f"already in {step.address}",
             duplicate=row is None,
         )
+
+    async def close(self) -> None:
+        if self._owns_pool:
+            await self._pool.close()

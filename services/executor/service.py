@@ -1,69 +1,169 @@
-"""The executor process: the decisions-topic agent; thin glue over ``runner``."""
+"""The executor process: the decisions agent, the resumer and ExecutorAdminService; glue only.
+
+Domain logic lives beside this module: ``runner`` (steps, retries, sagas), ``breakers``
+(shared circuit breakers), ``jobs`` (parking and takeover in PostgreSQL), ``orchestrator``
+(a decision's whole life), ``resumer`` (the background loop), the connectors, and the demo
+downstream in ``downstream/``.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import uuid
+from datetime import timedelta
 
+import asyncpg
+import grpc
+
+from services.executor.breakers import BreakerBoard, SharedState
+from services.executor.connectors import Connector as StepConnector
 from services.executor.connectors import SqlConnector
-from services.executor.runner import PlanRunner
+from services.executor.endpoints import Router, endpoint_map
+from services.executor.grpc_connector import GrpcConnector
+from services.executor.http_connector import HttpConnector
+from services.executor.jobs import JobStore
+from services.executor.orchestrator import Executor
+from services.executor.resumer import Resumer
+from services.executor.runner import PlanRunner, RetryConfig
+from services.executor.sla import SlaPolicy, parse_sla_overrides
+from switchyard._auth import Role
+from switchyard._grpc import FieldViolation, abort_invalid
 from switchyard._serde import decode
 from switchyard._service import ServiceContext, run_service
 from switchyard._settings import Settings
 from switchyard._streams import Record
-from switchyard._taskstore import publish_status, transition
-from switchyard._telemetry import TASKS_TERMINAL, task_context
-from switchyard._topics import DECISIONS, EXECUTIONS
-from switchyard.v1 import Connector, Decision, DecisionOutcome, DecisionSource
+from switchyard._taskstore import timestamp
+from switchyard._topics import DECISIONS
+from switchyard.v1 import (
+    BreakerState,
+    BreakerStatus,
+    Connector,
+    Decision,
+    ExecutorAdminServiceServicer,
+    ListBreakersRequest,
+    ListBreakersResponse,
+    ResetBreakerRequest,
+    ResetBreakerResponse,
+    add_ExecutorAdminServiceServicer_to_server,
+)
 
 log = logging.getLogger(__name__)
+SERVICE_NAME = "switchyard.v1.ExecutorAdminService"
+POLICY = {
+    f"/{SERVICE_NAME}/ListBreakers": frozenset({Role.ADMIN, Role.AUDITOR}),
+    f"/{SERVICE_NAME}/ResetBreaker": frozenset({Role.ADMIN}),
+}
+_STATUS = {"closed": BreakerStatus.BREAKER_STATUS_CLOSED,
+           "open": BreakerStatus.BREAKER_STATUS_OPEN,
+           "half-open": BreakerStatus.BREAKER_STATUS_HALF_OPEN}
 
 
-class DecisionExecutor:
-    def __init__(self, ctx: ServiceContext, runner: PlanRunner) -> None:
-        self.ctx = ctx
-        self.runner = runner
-
-    async def handle(self, record: Record) -> None:
-        decision = decode(record.value, record.headers, Decision)
-        with task_context(decision.task_id):
-            if decision.outcome == DecisionOutcome.DECISION_OUTCOME_REJECT:
-                by_human = decision.source == DecisionSource.DECISION_SOURCE_HUMAN
-                await self._finish(decision, "CANCELLED" if by_human else "FAILED",
-                                   f"rejected:{decision.rule}", decision.explanation)
-                return
-            if decision.outcome != DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE:
-                log.warning("ignoring decision %s with outcome %s", decision.decision_id,
-                            DecisionOutcome.Name(decision.outcome))
-                return
-            await self._move(decision, "IN_PROGRESS", "EXECUTING", "executing")
-            result = await self.runner.run(decision)
-            for execution in result.results:
-                await self.ctx.producer.send(EXECUTIONS, decision.task_id, execution)
-            if result.succeeded:
-                await self._finish(decision, "SUCCEEDED", "executed",
-                                   f"{len(result.results)} step(s) done")
-            else:
-                await self._finish(decision, "FAILED", "execution_failed", result.failure)
-
-    async def _move(self, decision: Decision, status: str, stage: str, reason: str,
-                    detail: str = "") -> bool:
-        async with self.ctx.pool.acquire() as conn:
-            change = await transition(conn, decision.task_id, status, stage, "executor",
-                                      reason, detail)
-        if change is not None:
-            await publish_status(self.ctx.producer, change.event)
-        return change is not None
-
-    async def _finish(self, decision: Decision, status: str, reason: str, detail: str) -> None:
-        if await self._move(decision, status, "DONE", reason, detail):
-            TASKS_TERMINAL.labels("executor", status).inc()
+def breaker_state(shared: SharedState, blocked: int, reset_s: float) -> BreakerState:
+    state = BreakerState(name=shared.name, status=_STATUS[shared.state],  # type: ignore[arg-type]
+                         failure_count=shared.failure_count, blocked_tasks=blocked,
+                         updated_by=shared.updated_by)
+    if shared.opened_at is not None:
+        state.opened_at.CopyFrom(timestamp(shared.opened_at))
+        if shared.state != "closed":
+            state.probe_at.CopyFrom(timestamp(shared.opened_at + timedelta(seconds=reset_s)))
+    return state
 
 
-async def setup(ctx: ServiceContext) -> None:
-    runner = PlanRunner(ctx.pool, {Connector.CONNECTOR_SQL: SqlConnector(ctx.pool)})
-    ctx.consume(DECISIONS, DecisionExecutor(ctx, runner).handle)
+class ExecutorAdmin(ExecutorAdminServiceServicer):
+    """Breakers as every replica sees them: the shared state in PostgreSQL."""
+
+    def __init__(self, breakers: BreakerBoard) -> None:
+        self.breakers = breakers
+
+    async def ListBreakers(self, request: ListBreakersRequest,
+                           context: grpc.aio.ServicerContext) -> ListBreakersResponse:
+        return ListBreakersResponse(breakers=[
+            breaker_state(shared, blocked, self.breakers.reset_s)
+            for shared, blocked in await self.breakers.snapshot()])
+
+    async def ResetBreaker(self, request: ResetBreakerRequest,
+                           context: grpc.aio.ServicerContext) -> ResetBreakerResponse:
+        if not request.name:
+            await abort_invalid(context, [FieldViolation("name", "required: a breaker name "
+                                                                 "from ListBreakers")])
+        shared = await self.breakers.reset(request.name)
+        if shared is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no breaker {request.name!r}")
+        assert shared is not None
+        log.warning("breaker %s reset by hand", request.name)
+        return ResetBreakerResponse(breaker=breaker_state(shared, 0, self.breakers.reset_s))
+
+
+def replica_id() -> str:
+    """Unique per process start: a restarted replica never mistakes the old one's jobs for
+    its own running ones (they are taken over once the old heartbeat goes stale)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+async def setup(ctx: ServiceContext, opened: list[StepConnector] | None = None) -> None:
+    """Wire the executor; connectors go into ``opened`` so they close after the consumers."""
+    settings = ctx.settings
+    owner = replica_id()
+    sql_pool: asyncpg.Pool | None = None
+    if settings.executor_sql_dsn:
+        sql_pool = await asyncpg.create_pool(settings.executor_sql_dsn, min_size=1,
+                                             max_size=settings.postgres_pool_max)
+    connectors: dict[int, StepConnector] = {
+        Connector.CONNECTOR_HTTP: HttpConnector(),
+        Connector.CONNECTOR_GRPC: GrpcConnector(),
+        Connector.CONNECTOR_SQL: SqlConnector(sql_pool or ctx.pool, owns_pool=sql_pool is not None),
+    }
+    breakers = BreakerBoard(
+        ctx.pool, owner, settings.executor_breaker_fail_max, settings.executor_breaker_reset_s,
+        probe_lease_s=settings.executor_replica_timeout_s + settings.executor_http_timeout_s)
+    config = RetryConfig(
+        max_attempts=settings.executor_max_attempts,
+        backoff_base_s=settings.executor_backoff_base_s,
+        backoff_cap_s=settings.executor_backoff_cap_s,
+        retry_park_s=settings.executor_retry_park_s,
+        timeouts={Connector.CONNECTOR_HTTP: settings.executor_http_timeout_s,
+                  Connector.CONNECTOR_GRPC: settings.executor_grpc_timeout_s,
+                  Connector.CONNECTOR_SQL: settings.executor_sql_timeout_s},
+    )
+    runner = PlanRunner(ctx.pool, Router(endpoint_map(settings)), connectors, breakers, config)
+    jobs = JobStore(ctx.pool, owner, settings.executor_replica_timeout_s)
+    sla = SlaPolicy(settings.executor_sla_s, parse_sla_overrides(settings.executor_sla_overrides))
+    executor = Executor(ctx.pool, ctx.producer, runner, jobs, breakers, sla)
+    resumer = Resumer(executor, jobs, breakers, settings.executor_poll_s,
+                      settings.executor_concurrency)
+    await jobs.heartbeat()
+    await breakers.sync()
+
+    async def handle(record: Record) -> None:
+        await executor.on_decision(decode(record.value, record.headers, Decision))
+
+    async def stop() -> None:
+        await resumer.stop()
+        await jobs.retire()  # peers may take over what is still running here right away
+
+    if opened is not None:
+        opened.extend(connectors.values())
+
+    ctx.consume(DECISIONS, handle)
+    ctx.background.append(resumer.loop)
+    ctx.on_stop.append(stop)
+    ctx.serve((add_ExecutorAdminServiceServicer_to_server, ExecutorAdmin(breakers),
+               SERVICE_NAME), POLICY)
+    log.info("executor replica %s", owner)
 
 
 async def main(settings: Settings, apply_migrations: bool = False) -> None:
-    await run_service("executor", settings, settings.executor_grpc_port,
-                      settings.executor_metrics_port, setup, apply_migrations=apply_migrations)
+    opened: list[StepConnector] = []
+
+    async def setup_process(ctx: ServiceContext) -> None:
+        await setup(ctx, opened)
+
+    try:
+        await run_service("executor", settings, settings.executor_grpc_port,
+                          settings.executor_metrics_port, setup_process,
+                          apply_migrations=apply_migrations)
+    finally:  # after the consumers stopped: no call is in flight any more
+        for connector in opened:
+            await connector.close()

@@ -98,15 +98,18 @@ async def test_confident_task_is_executed_once(ingest: IngestServiceStub,
     conn = await asyncpg.connect(resolve_dsn(settings),
                                  server_settings={"search_path": settings.postgres_schema})
     try:
-        effects = await conn.fetch("SELECT idempotency_key, system FROM downstream_records "
-                                   "WHERE task_id = $1", uuid.UUID(first.task_id))
+        # the demo plan posts the invoice to the embedded downstream ERP (its own schema)
+        effects = await conn.fetch(
+            f'SELECT idempotency_key, system, collection FROM '
+            f'"{settings.postgres_schema}_downstream".effects WHERE task_id = $1',
+            first.task_id)
         history = await conn.fetch("SELECT seq, status, stage, service FROM "
                                    "task_status_history WHERE task_id = $1 ORDER BY seq",
                                    uuid.UUID(first.task_id))
     finally:
         await conn.close()
-    assert [(r["idempotency_key"], r["system"]) for r in effects] == [
-        (f"{first.task_id}:1-post_invoice", "erp.invoices")]
+    assert [(r["idempotency_key"], r["system"], r["collection"]) for r in effects] == [
+        (f"{first.task_id}:1-post_invoice", "erp", "invoices")]
     assert [r["seq"] for r in history] == list(range(1, len(history) + 1))
     assert (history[0]["status"], history[-1]["status"]) == ("QUEUED", "SUCCEEDED")
     assert {r["service"] for r in history} == {"ingest", "decision", "executor"}

@@ -25,7 +25,8 @@ def stack_env(state_dir: Path) -> dict[str, str]:
     ports = {name: str(free_port()) for name in (
         "INGEST_GRPC_PORT", "DECISION_GRPC_PORT", "EXECUTOR_GRPC_PORT", "REVIEW_GRPC_PORT",
         "INGEST_METRICS_PORT", "DECISION_METRICS_PORT", "EXECUTOR_METRICS_PORT",
-        "REVIEW_METRICS_PORT", "TRITON_HTTP_PORT", "TRITON_METRICS_PORT")}
+        "REVIEW_METRICS_PORT", "TRITON_HTTP_PORT", "TRITON_METRICS_PORT",
+        "DOWNSTREAM_HTTP_PORT", "DOWNSTREAM_GRPC_PORT", "REVIEW_WEB_PORT")}
     triton_grpc = free_port()
     env.update({f"SWITCHYARD_{k}": v for k, v in ports.items()})
     env.update({
@@ -81,8 +82,8 @@ def test_up_detach_status_down(tmp_path: Path) -> None:
     try:
         status = switchyard("status", "--json", env=env)
         rows = {row["name"]: row for row in json.loads(status.stdout)}
-        assert set(rows) == {"kafka", "postgres", "triton", "ingest", "decision", "executor",
-                             "review"}
+        assert set(rows) == {"kafka", "postgres", "triton", "downstream", "ingest", "decision",
+                             "executor", "review"}
         assert all(row["healthy"] for row in rows.values()), rows
         assert status.returncode == 0
         pids = {p.pid for p in our_processes(tmp_path / "state")}

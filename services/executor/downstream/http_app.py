@@ -1,0 +1,183 @@
+"""The demo downstream's HTTP/JSON API (an ERP / scheduling system as the demo's target).
+
+Business API (every write needs an ``Idempotency-Key`` header):
+
+* ``POST|PUT /{system}/{collection}``: store the JSON body once per key: 201 the first time,
+  200 with ``Idempotent-Replayed: true`` for a repeat, 422 when the key comes back with a
+  different body or the body breaks a business rule (``amount`` must be >= 0).
+* ``DELETE /{system}/{collection}/{key}``: reverse the effect stored under ``key`` (a
+  compensation); 200, a repeat is a replay; 404 when there is no such effect.
+* ``GET /{system}/{collection}/{key}``: the effect.
+
+Operator API: ``GET /_/health``; ``GET /_/faults``; ``PUT /_/faults/{system}`` with a fault
+profile (see ``faults``; system ``*`` for every system); ``DELETE /_/faults[/{system}]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+
+from aiohttp import web
+
+from services.executor.downstream.faults import FaultBoard, FaultError, FaultProfile
+from services.executor.downstream.store import KeyReused, Ledger, validate_body
+
+MAX_BODY_BYTES = 64 * 1024
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+
+LEDGER = web.AppKey("ledger", Ledger)
+FAULTS = web.AppKey("faults", FaultBoard)
+
+
+def _error(status: int, message: str, **headers: str) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers or None)
+
+
+def _names(request: web.Request) -> tuple[str, str] | web.Response:
+    system, collection = request.match_info["system"], request.match_info["collection"]
+    for what, value in (("system", system), ("collection", collection)):
+        if not _NAME.match(value):
+            return _error(404, f"no such {what} {value!r}")
+    return system, collection
+
+
+async def _faulted(request: web.Request, system: str, key: str) -> web.Response | int:
+    """Apply the system's fault profile; a Response when the call fails before storing,
+    else the status to fail with after storing (0: none)."""
+    fate = request.app[FAULTS].fate(system)
+    if fate.delay_s:
+        await asyncio.sleep(fate.delay_s)
+    if fate.fail_before:
+        await request.app[LEDGER].log("http", request.method, request.path, key, "fault",
+                                      fate.fail_before)
+        if fate.fail_before == 429:
+            return _error(429, "throttled (injected)",
+                          **{"Retry-After": str(max(1, round(fate.retry_after_s)))})
+        return _error(fate.fail_before, "injected failure")
+    return fate.fail_after
+
+
+async def write(request: web.Request) -> web.Response:
+    names = _names(request)
+    if isinstance(names, web.Response):
+        return names
+    system, collection = names
+    key = request.headers.get("Idempotency-Key", "")
+    if not key or len(key) > 255:
+        return _error(400, "Idempotency-Key header required (1-255 characters)")
+    faulted = await _faulted(request, system, key)
+    if isinstance(faulted, web.Response):
+        return faulted
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    try:
+        body: Any = json.loads(await request.text() or "null")
+    except ValueError as exc:
+        return _error(400, f"body is not JSON: {exc}")
+    problem = validate_body(body)
+    ledger = request.app[LEDGER]
+    if problem:
+        await ledger.log("http", request.method, request.path, key, "invalid", 422)
+        return _error(422, problem)
+    try:
+        effect, created = await ledger.record(
+            key, system, collection, request.headers.get("X-Switchyard-Operation", ""),
+            request.headers.get("X-Switchyard-Task-Id", ""),
+            request.headers.get("X-Switchyard-Tenant-Id", ""), body)
+    except KeyReused:
+        await ledger.log("http", request.method, request.path, key, "key_reused", 422)
+        return _error(422, "Idempotency-Key was used before with a different payload")
+    status = 201 if created else 200
+    await ledger.log("http", request.method, request.path, key,
+                     "created" if created else "replayed", faulted or status)
+    if faulted:  # stored, but the caller never hears about it
+        return _error(faulted, "injected failure after the write")
+    return web.json_response(effect.to_json(), status=status,
+                             headers=None if created else {"Idempotent-Replayed": "true"})
+
+
+async def reverse(request: web.Request) -> web.Response:
+    names = _names(request)
+    if isinstance(names, web.Response):
+        return names
+    system, collection = names
+    target = request.match_info["key"]
+    by = request.headers.get("Idempotency-Key", "")
+    faulted = await _faulted(request, system, by)
+    if isinstance(faulted, web.Response):
+        return faulted
+    ledger = request.app[LEDGER]
+    result = await ledger.reverse(target, system, collection, by)
+    if result is None:
+        await ledger.log("http", "DELETE", request.path, by, "not_found", 404)
+        return _error(404, f"no effect {target!r} in {system}/{collection}")
+    effect, reversed_now = result
+    await ledger.log("http", "DELETE", request.path, by,
+                     "reversed" if reversed_now else "replayed", faulted or 200)
+    if faulted:
+        return _error(faulted, "injected failure after the write")
+    return web.json_response(effect.to_json(),
+                             headers=None if reversed_now else {"Idempotent-Replayed": "true"})
+
+
+async def read(request: web.Request) -> web.Response:
+    names = _names(request)
+    if isinstance(names, web.Response):
+        return names
+    effect = await request.app[LEDGER].get(request.match_info["key"], *names)
+    if effect is None:
+        return _error(404, "no such effect")
+    return web.json_response(effect.to_json())
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def list_faults(request: web.Request) -> web.Response:
+    board = request.app[FAULTS]
+    return web.json_response({name: p.to_json() for name, p in board.profiles.items()})
+
+
+async def set_fault(request: web.Request) -> web.Response:
+    system = request.match_info["system"]
+    if system != "*" and not _NAME.match(system):
+        return _error(400, f"bad system name {system!r}")
+    try:
+        profile = FaultProfile.from_json(await request.json())
+    except ValueError as exc:  # FaultError and JSON errors alike
+        return _error(400, str(exc))
+    request.app[FAULTS].profiles[system] = profile
+    return web.json_response({system: profile.to_json()})
+
+
+async def clear_faults(request: web.Request) -> web.Response:
+    board = request.app[FAULTS]
+    system = request.match_info.get("system")
+    if system is None:
+        board.profiles.clear()
+    else:
+        board.profiles.pop(system, None)
+    return web.json_response({name: p.to_json() for name, p in board.profiles.items()})
+
+
+def build_app(ledger: Ledger, faults: FaultBoard) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app[LEDGER] = ledger
+    app[FAULTS] = faults
+    app.router.add_get("/_/health", health)
+    app.router.add_get("/_/faults", list_faults)
+    app.router.add_put("/_/faults/{system}", set_fault)
+    app.router.add_delete("/_/faults", clear_faults)
+    app.router.add_delete("/_/faults/{system}", clear_faults)
+    app.router.add_post("/{system}/{collection}", write)
+    app.router.add_put("/{system}/{collection}", write)
+    app.router.add_delete("/{system}/{collection}/{key}", reverse)
+    app.router.add_get("/{system}/{collection}/{key}", read)
+    return app
+
+
+__all__ = ["FaultError", "build_app"]

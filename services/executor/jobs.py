@@ -1,0 +1,153 @@
+"""Executor jobs in PostgreSQL: what keeps a task from being lost between Kafka and downstream.
+
+A decision becomes a job row before its offset is committed. The row says who runs it
+(``owner``, a replica that beats in ``executor_replicas``), whether it is parked (on an open
+breaker or until ``retry_at``) and how it ended. Any replica's resumer picks up parked jobs
+when they are due and jobs whose owner stopped beating, so a partition never waits for a
+downstream and a killed replica's work is finished by whoever comes next.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from switchyard.v1 import Decision
+
+RUNNING, PARKED = "running", "parked"
+SUCCEEDED, FAILED, ESCALATED = "succeeded", "failed", "escalated"
+
+_LIVE_OWNER = ("EXISTS (SELECT 1 FROM executor_replicas r WHERE r.owner = {col} "
+               "AND r.heartbeat_at > now() - make_interval(secs => {secs}))")
+
+
+@dataclass(frozen=True)
+class Job:
+    decision: Decision
+    deadline: datetime
+    parks: int
+    state: str
+    endpoint: str = ""
+    blocked_by: str = ""
+
+    @property
+    def decision_id(self) -> str:
+        return self.decision.decision_id
+
+    @property
+    def task_id(self) -> str:
+        return self.decision.task_id
+
+
+def _job(row: asyncpg.Record) -> Job:
+    return Job(Decision.FromString(row["decision"]), row["deadline"], row["parks"],
+               row["state"], row["endpoint"], row["blocked_by"])
+
+
+class JobStore:
+    def __init__(self, pool: asyncpg.Pool, owner: str, replica_timeout_s: float) -> None:
+        self.pool = pool
+        self.owner = owner
+        self.replica_timeout_s = replica_timeout_s
+
+    async def heartbeat(self) -> None:
+        await self.pool.execute(
+            "INSERT INTO executor_replicas (owner) VALUES ($1) ON CONFLICT (owner) DO UPDATE "
+            "SET heartbeat_at = now()", self.owner)
+
+    async def retire(self) -> None:
+        """Clean shutdown: hand this replica's jobs over at once instead of after a timeout."""
+        await self.pool.execute("DELETE FROM executor_replicas WHERE owner = $1", self.owner)
+
+    async def start(self, decision: Decision, deadline: datetime) -> Job | None:
+        """Record the decision's job as running here; None when it is not ours to run (already
+        parked, finished, handed to a person, or running on a live replica)."""
+        row = await self.pool.fetchrow(
+            f"""
+            INSERT INTO executor_jobs AS j (decision_id, task_id, tenant_id, decision, state,
+                                            deadline, owner)
+            VALUES ($1, $2, $3, $4, 'running', $5, $6)
+            ON CONFLICT (decision_id) DO UPDATE SET owner = EXCLUDED.owner, updated_at = now()
+             WHERE j.state = 'running'
+               AND (j.owner = EXCLUDED.owner OR NOT {_LIVE_OWNER.format(col='j.owner',
+                                                                        secs='$7')})
+            RETURNING decision, deadline, parks, state, endpoint, blocked_by
+            """,
+            uuid.UUID(decision.decision_id), uuid.UUID(decision.task_id), decision.tenant_id,
+            decision.SerializeToString(), deadline, self.owner, self.replica_timeout_s)
+        return _job(row) if row is not None else None
+
+    async def claim_due(self, limit: int, exclude: set[str]) -> list[Job]:
+        """Parked jobs that are due (retry time passed, or their breaker closed), running jobs
+        whose owner is gone, and our own running jobs that nothing here runs any more (a run
+        that died on an error); ``exclude`` lists the ones this process is running. Each
+        returned job is now running here."""
+        if limit <= 0:
+            return []
+        rows = await self.pool.fetch(
+            f"""
+            UPDATE executor_jobs j SET state = 'running', owner = $1, updated_at = now()
+             WHERE j.decision_id IN (
+                SELECT c.decision_id FROM executor_jobs c
+                 WHERE NOT (c.decision_id = ANY($4::uuid[])) AND (
+                       (c.state = 'parked' AND c.blocked_by = 'retry' AND c.retry_at <= now())
+                    OR (c.state = 'parked' AND c.blocked_by = 'breaker' AND NOT EXISTS (
+                          SELECT 1 FROM executor_breakers b
+                           WHERE b.name = c.endpoint AND b.state <> 'closed'))
+                    OR (c.state = 'running' AND c.owner <> $1
+                        AND NOT {_LIVE_OWNER.format(col='c.owner', secs='$3')})
+                    OR (c.state = 'running' AND c.owner = $1))
+                 ORDER BY c.retry_at NULLS FIRST
+                 LIMIT $2
+                 FOR UPDATE SKIP LOCKED)
+            RETURNING decision, deadline, parks, state, endpoint, blocked_by
+            """, self.owner, limit, self.replica_timeout_s,
+            [uuid.UUID(d) for d in exclude])
+        return [_job(row) for row in rows]
+
+    async def claim_probe(self, endpoint: str) -> Job | None:
+        """One job parked on ``endpoint``'s breaker, to probe it with."""
+        row = await self.pool.fetchrow(
+            """
+            UPDATE executor_jobs j SET state = 'running', owner = $1, updated_at = now()
+             WHERE j.decision_id = (
+                SELECT decision_id FROM executor_jobs
+                 WHERE state = 'parked' AND blocked_by = 'breaker' AND endpoint = $2
+                 ORDER BY updated_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+            RETURNING decision, deadline, parks, state, endpoint, blocked_by
+            """, self.owner, endpoint)
+        return _job(row) if row is not None else None
+
+    async def park(self, job: Job, blocked_by: str, endpoint: str, reason: str,
+                   retry_at: datetime) -> None:
+        await self.pool.execute(
+            "UPDATE executor_jobs SET state = 'parked', blocked_by = $2, endpoint = $3, "
+            "reason = $4, retry_at = $5, parks = parks + 1, updated_at = now() "
+            "WHERE decision_id = $1",
+            uuid.UUID(job.decision_id), blocked_by, endpoint, reason, retry_at)
+
+    async def finish(self, job: Job, state: str, reason: str = "") -> None:
+        await self.pool.execute(
+            "UPDATE executor_jobs SET state = $2, reason = $3, blocked_by = '', retry_at = NULL, "
+            "updated_at = now() WHERE decision_id = $1",
+            uuid.UUID(job.decision_id), state, reason)
+
+    async def overdue(self, limit: int) -> list[Job]:
+        """Parked jobs that cannot run again before their deadline: claimed for escalation."""
+        rows = await self.pool.fetch(
+            """
+            UPDATE executor_jobs j SET state = 'running', owner = $1, updated_at = now()
+             WHERE j.decision_id IN (
+                SELECT decision_id FROM executor_jobs
+                 WHERE state = 'parked' AND (deadline <= now() OR retry_at >= deadline)
+                 LIMIT $2 FOR UPDATE SKIP LOCKED)
+            RETURNING decision, deadline, parks, state, endpoint, blocked_by
+            """, self.owner, limit)
+        return [_job(row) for row in rows]
+
+    async def parked_count(self) -> int:
+        return int(await self.pool.fetchval(
+            "SELECT count(*) FROM executor_jobs WHERE state = 'parked'"))

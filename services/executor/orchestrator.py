@@ -1,0 +1,194 @@
+"""Carry out one decision end to end: job bookkeeping, status changes, saga, parking, escalation.
+
+Both entry points end here: the decisions agent (a record from Kafka) and the resumer (a
+parked or orphaned job from PostgreSQL). Everything the task's fate depends on is written to
+PostgreSQL before the call returns, so the Kafka offset can be committed right after.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+import asyncpg
+
+from services.executor.breakers import BreakerBoard
+from services.executor.jobs import ESCALATED, FAILED, SUCCEEDED, Job, JobStore
+from services.executor.runner import PlanResult, PlanRunner
+from services.executor.sla import SlaPolicy, at_risk
+from switchyard._kafka import Producer
+from switchyard._streams import RejectRecord
+from switchyard._taskstore import TERMINAL, publish_status, timestamp, transition
+from switchyard._telemetry import TASKS_TERMINAL, task_context
+from switchyard._topics import ESCALATIONS, EXECUTIONS
+from switchyard.v1 import (
+    Decision,
+    DecisionOutcome,
+    DecisionSource,
+    Escalation,
+    EscalationReason,
+    ReviewPriority,
+    TaskEnvelope,
+)
+
+log = logging.getLogger(__name__)
+SERVICE = "executor"
+REVIEW_QUEUE = "default"
+
+
+def _uuid(value: str, field: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise RejectRecord("invalid_decision", f"{field} is not a UUID: {value!r}") from None
+
+
+class Executor:
+    def __init__(self, pool: asyncpg.Pool, producer: Producer, runner: PlanRunner,
+                 jobs: JobStore, breakers: BreakerBoard, sla: SlaPolicy) -> None:
+        self.pool = pool
+        self.producer = producer
+        self.runner = runner
+        self.jobs = jobs
+        self.breakers = breakers
+        self.sla = sla
+        self.active: set[str] = set()  # decision ids running in this process
+
+    # -- entry: the decisions topic -----------------------------------------------------------
+    async def on_decision(self, decision: Decision) -> None:
+        _uuid(decision.decision_id, "decision_id")
+        _uuid(decision.task_id, "task_id")
+        with task_context(decision.task_id):
+            if decision.outcome == DecisionOutcome.DECISION_OUTCOME_REJECT:
+                by_human = decision.source == DecisionSource.DECISION_SOURCE_HUMAN
+                await self._finish(decision, "CANCELLED" if by_human else "FAILED",
+                                   f"rejected:{decision.rule}", decision.explanation)
+                return
+            if decision.outcome != DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE:
+                log.warning("ignoring decision %s with outcome %s", decision.decision_id,
+                            DecisionOutcome.Name(decision.outcome))
+                return
+            task = await self._task(decision.task_id)
+            if task is None:
+                raise RejectRecord("unknown_task", f"no task {decision.task_id} in the system "
+                                                   "of record")
+            if task["status"] in TERMINAL or decision.decision_id in self.active:
+                return
+            envelope = TaskEnvelope.FromString(task["envelope"])
+            deadline = self.sla.deadline(decision.tenant_id, task["created_at"], envelope)
+            job = await self.jobs.start(decision, deadline)
+            if job is None:
+                return  # parked, finished, with a person, or running on a live replica
+            await self.run(job)
+
+    # -- entry: the resumer -------------------------------------------------------------------
+    async def run(self, job: Job, probe: str = "") -> None:
+        """Run (or resume) a job this replica holds."""
+        decision = job.decision
+        if job.decision_id in self.active:
+            return  # already running in this process (a redelivery raced the resumer)
+        self.active.add(job.decision_id)
+        try:
+            with task_context(decision.task_id):
+                await self._run(job, probe)
+        finally:
+            self.active.discard(job.decision_id)
+            if probe:
+                self.breakers.end_probe(probe)
+                await self.breakers.flush()
+                await self.breakers.release_probe(probe)
+
+    async def _run(self, job: Job, probe: str) -> None:
+        decision = job.decision
+        task = await self._task(decision.task_id)
+        if task is None or task["status"] in TERMINAL:
+            await self.jobs.finish(job, SUCCEEDED if task and task["status"] == "SUCCEEDED"
+                                   else FAILED, "task already terminal")
+            return
+        problems = self.runner.validate(decision)
+        if problems:
+            await self._finish(decision, "FAILED", "invalid_plan", "; ".join(problems))
+            await self.jobs.finish(job, FAILED, "invalid_plan")
+            return
+        if (task["status"], task["stage"]) != ("IN_PROGRESS", "EXECUTING"):
+            await self._move(decision, "IN_PROGRESS", "EXECUTING",
+                             "resumed" if job.parks else "executing")
+        result = await self.runner.run(decision, probe, job.parks)
+        if result.outcome == "needs_compensation":
+            await self._publish(result)
+            await self._move(decision, "IN_PROGRESS", "COMPENSATING", "compensating",
+                             result.cause)
+            result = await self.runner.compensate(decision, result.cause, probe, job.parks)
+        await self._publish(result)
+        if result.outcome == "succeeded":
+            await self._finish(decision, "SUCCEEDED", "executed",
+                               f"{len(decision.plan.steps)} step(s) done")
+            await self.jobs.finish(job, SUCCEEDED)
+        elif result.outcome == "failed":
+            await self._finish(decision, "FAILED", "execution_failed", result.cause)
+            await self.jobs.finish(job, FAILED, result.cause[:500])
+        elif result.outcome == "compensation_failed":
+            await self.escalate(job, EscalationReason.ESCALATION_REASON_COMPENSATION_FAILED,
+                                "compensation_failed", result.cause)
+        else:
+            await self._park(job, result)
+
+    async def _park(self, job: Job, result: PlanResult) -> None:
+        blocked = result.blocked
+        assert blocked is not None
+        decision = job.decision
+        if at_risk(job.deadline, blocked.retry_at):
+            await self.escalate(
+                job, EscalationReason.ESCALATION_REASON_SLA_AT_RISK, "sla_at_risk",
+                f"{blocked.reason}: could only resume at {blocked.retry_at.isoformat()}, past "
+                f"the deadline {job.deadline.isoformat()} ({blocked.detail})")
+            return
+        stage = "COMPENSATING" if result.cause else "EXECUTING"
+        await self._move(decision, "BLOCKED", stage, blocked.reason, blocked.detail)
+        await self.jobs.park(job, blocked.kind, blocked.endpoint, blocked.reason,
+                             blocked.retry_at)
+        log.info("parked task on %s until %s", blocked.reason, blocked.retry_at.isoformat())
+
+    async def escalate(self, job: Job, reason: int, code: str, detail: str) -> None:
+        """Hand the task to a person (review queue), with the plan it would run."""
+        decision = job.decision
+        task = await self._task(decision.task_id)
+        envelope = TaskEnvelope.FromString(task["envelope"]) if task else TaskEnvelope()
+        urgent = reason == EscalationReason.ESCALATION_REASON_SLA_AT_RISK
+        escalation = Escalation(
+            escalation_id=str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                         f"escalation:{decision.decision_id}:{code}")),
+            task_id=decision.task_id, tenant_id=decision.tenant_id, queue=REVIEW_QUEUE,
+            priority=ReviewPriority.REVIEW_PRIORITY_P0 if urgent  # type: ignore[arg-type]
+            else ReviewPriority.REVIEW_PRIORITY_P1,
+            reason=reason, reason_detail=detail, proposed_decision=decision,  # type: ignore[arg-type]
+            sla_deadline=timestamp(job.deadline), task=envelope, service=SERVICE,
+        )
+        await self._move(decision, "BLOCKED", "AWAITING_REVIEW", code, detail)
+        await self.producer.send(ESCALATIONS, decision.task_id, escalation)
+        await self.jobs.finish(job, ESCALATED, code)
+        log.warning("escalated task: %s", detail)
+
+    # -- helpers ------------------------------------------------------------------------------
+    async def _task(self, task_id: str) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(
+            "SELECT status, stage, created_at, envelope FROM tasks WHERE task_id = $1",
+            uuid.UUID(task_id))
+
+    async def _publish(self, result: PlanResult) -> None:
+        for execution in result.results:
+            await self.producer.send(EXECUTIONS, execution.task_id, execution)
+        result.results = []
+
+    async def _move(self, decision: Decision, status: str, stage: str, reason: str,
+                    detail: str = "") -> bool:
+        async with self.pool.acquire() as conn:
+            change = await transition(conn, decision.task_id, status, stage, SERVICE,
+                                      reason[:200], detail[:2000])
+        if change is not None:
+            await publish_status(self.producer, change.event)
+        return change is not None
+
+    async def _finish(self, decision: Decision, status: str, reason: str, detail: str) -> None:
+        if await self._move(decision, status, "DONE", reason, detail):
+            TASKS_TERMINAL.labels(SERVICE, status).inc()
+

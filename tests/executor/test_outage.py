@@ -1,0 +1,133 @@
+"""A downstream system fully down: its breaker opens, its tasks wait BLOCKED (parked, no
+retry loop), other systems keep flowing, a tenant with a short SLA is escalated, and after
+recovery every blocked task completes exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from typing import Any
+
+import grpc
+import pytest
+
+from switchyard import Settings
+from switchyard._grpc import create_channel, field_violations
+from switchyard.v1 import (
+    BreakerStatus,
+    EscalationReason,
+    ExecutorAdminServiceStub,
+    ListBreakersRequest,
+    ResetBreakerRequest,
+)
+from tests.executor.harness import Harness, decision, http_step
+from tests.executor.test_saga import escalations_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("executor")]
+SLA_TENANT = "hurried"
+
+
+@pytest.fixture(scope="module")
+def executor_overrides() -> dict[str, Any]:
+    return {"executor_sla_overrides": f"{SLA_TENANT}:4"}
+
+
+def plan(system: str, task_id: str) -> list:
+    return [http_step("1-post", f"http://{system}/records", {"task": task_id})]
+
+
+async def breakers(settings: Settings) -> dict[str, Any]:
+    channel = create_channel(f"127.0.0.1:{settings.executor_grpc_port}")
+    try:
+        response = await ExecutorAdminServiceStub(channel).ListBreakers(ListBreakersRequest())
+        return {b.name: b for b in response.breakers}
+    finally:
+        await channel.close()
+
+
+def blocked_on_erp(status: str, stage: str, reason: str) -> bool:
+    return status == "BLOCKED" and reason in ("breaker_open:http://erp",
+                                              "retries_exhausted:http://erp")
+
+
+async def test_outage_blocks_one_endpoint_and_everything_recovers(
+        harness: Harness, exec_settings: Settings) -> None:
+    await harness.faults("erp", outage=True)
+    erp = await harness.seed(40)
+    sis = await harness.seed(40)
+    mixed = [d for pair in zip(erp, sis) for d in pair]
+    await harness.send(decision(t, "acme", plan("erp" if t in erp else "sis", t))
+                       for t in mixed)
+
+    # other endpoints keep flowing while erp's tasks wait, visibly
+    done = await harness.wait(sis)
+    assert {s for s, _, _ in done.values()} == {"SUCCEEDED"}
+    blocked = await harness.wait(erp, blocked_on_erp, what="blocked on erp")
+    assert {stage for _, stage, _ in blocked.values()} == {"EXECUTING"}
+    assert sum(r == "breaker_open:http://erp" for _, _, r in blocked.values()) >= 30
+
+    states = await breakers(exec_settings)
+    assert states["http://erp"].status in (BreakerStatus.BREAKER_STATUS_OPEN,
+                                           BreakerStatus.BREAKER_STATUS_HALF_OPEN)
+    assert states["http://erp"].blocked_tasks == 40
+    assert states["http://erp"].HasField("opened_at")
+    assert states["http://sis"].status == BreakerStatus.BREAKER_STATUS_CLOSED
+
+    # the same view from the command line
+    cli = subprocess.run(
+        [sys.executable, "-m", "switchyard", "breakers", "--json",
+         "--target", f"127.0.0.1:{exec_settings.executor_grpc_port}"],
+        capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 0, cli.stderr
+    by_name = {b["name"]: b for b in json.loads(cli.stdout)}
+    assert by_name["http://erp"]["status"] in ("BREAKER_STATUS_OPEN", "BREAKER_STATUS_HALF_OPEN")
+    assert by_name["http://erp"]["blocked_tasks"] == 40
+
+    # parked tasks cost nothing: while open, only the occasional probe reaches erp
+    before = await harness.call_count("/erp/")
+    more = await harness.seed(20)
+    await harness.send(decision(t, "acme", plan("erp", t)) for t in more)
+    await harness.wait(more, blocked_on_erp, what="blocked on erp")
+    await asyncio.sleep(3 * exec_settings.executor_breaker_reset_s)
+    probes = await harness.call_count("/erp/") - before
+    assert probes <= 8, f"{probes} calls reached erp while its breaker was open"
+
+    # a tenant whose deadline would pass while blocked goes to a person instead
+    (hurried,) = await harness.seed(1, tenant=SLA_TENANT)
+    await harness.send([decision(hurried, SLA_TENANT, plan("erp", hurried))])
+    escalated = await harness.wait([hurried], lambda s, st, r: st == "AWAITING_REVIEW",
+                                   what="escalated")
+    assert escalated[hurried] == ("BLOCKED", "AWAITING_REVIEW", "sla_at_risk")
+    escalation = (await escalations_for(exec_settings, {hurried}))[hurried]
+    assert escalation.reason == EscalationReason.ESCALATION_REASON_SLA_AT_RISK
+    assert escalation.HasField("sla_deadline")
+
+    # recovery: the next probe succeeds, the breaker closes, every blocked task completes
+    await harness.clear_faults()
+    finished = await harness.wait(erp + more, timeout_s=120)
+    assert {s for s, _, _ in finished.values()} == {"SUCCEEDED"}
+    effects = await harness.effects(erp + more + sis)
+    assert len(effects) == len({e["idempotency_key"] for e in effects}) == 100
+    assert await harness.effects([hurried]) == []  # with a person now, not run
+    states = await breakers(exec_settings)
+    assert states["http://erp"].status == BreakerStatus.BREAKER_STATUS_CLOSED
+    assert states["http://erp"].blocked_tasks == 0
+
+
+async def test_reset_breaker_validates_its_input(exec_settings: Settings) -> None:
+    channel = create_channel(f"127.0.0.1:{exec_settings.executor_grpc_port}")
+    stub = ExecutorAdminServiceStub(channel)
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await stub.ResetBreaker(ResetBreakerRequest())
+        assert missing.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "name" in field_violations(missing.value)
+        with pytest.raises(grpc.aio.AioRpcError) as unknown:
+            await stub.ResetBreaker(ResetBreakerRequest(name="http://nowhere"))
+        assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+        reset = await stub.ResetBreaker(ResetBreakerRequest(name="http://erp"))
+        assert reset.breaker.status == BreakerStatus.BREAKER_STATUS_CLOSED
+    finally:
+        await channel.close()

@@ -1,0 +1,169 @@
+"""Sagas, connectors and bad input, through the real broker, PostgreSQL and downstream."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from switchyard import Settings
+from switchyard._kafka import headers_to_dict
+from switchyard._topics import ESCALATIONS
+from switchyard.v1 import Connector, Escalation, EscalationReason
+from tests.executor.harness import Harness, decision, http_step
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("executor")]
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
+LEDGER_POST = "grpc://erp/erpsim.v1.LedgerService/Post"
+LEDGER_REVERSE = "grpc://erp/erpsim.v1.LedgerService/Reverse"
+
+
+async def escalations_for(settings: Settings, task_ids: set[str], timeout_s: float = 60
+                          ) -> dict[str, Escalation]:
+    consumer = AIOKafkaConsumer(ESCALATIONS.full_name(settings),
+                                bootstrap_servers=settings.kafka_bootstrap_servers,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    found: dict[str, Escalation] = {}
+    try:
+        deadline = time.monotonic() + timeout_s
+        while set(found) != task_ids and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    assert headers_to_dict(record.headers)["content-type"].endswith(
+                        "messageType=switchyard.v1.Escalation")
+                    escalation = Escalation.FromString(record.value)
+                    if escalation.task_id in task_ids:
+                        found[escalation.task_id] = escalation
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def test_third_step_fails_permanently_two_compensations_run_in_reverse(
+        harness: Harness) -> None:
+    (task_id,) = await harness.seed(1)
+    plan = [
+        http_step("1-book", "http://erp/bookings", {"amount": 120, "room": "B2"},
+                  undo="http://erp/bookings/{idempotency_key}"),
+        http_step("2-reserve", "http://sis/reservations", {"seats": 2},
+                  undo="http://sis/reservations/{idempotency_key}"),
+        http_step("3-charge", "http://erp/payments", {"amount": -120}),
+    ]
+    await harness.send([decision(task_id, "acme", plan)])
+    final = await harness.wait([task_id])
+    assert final[task_id] == ("FAILED", "DONE", "execution_failed")
+
+    # the downstream saw: two writes, the refused charge, then the undos in reverse order
+    calls = [(c["method"], c["path"], c["outcome"]) for c in await harness.calls(task_id)]
+    assert calls == [
+        ("POST", "/erp/bookings", "created"),
+        ("POST", "/sis/reservations", "created"),
+        ("POST", "/erp/payments", "invalid"),
+        ("DELETE", f"/sis/reservations/{task_id}:2-reserve", "reversed"),
+        ("DELETE", f"/erp/bookings/{task_id}:1-book", "reversed"),
+    ]
+    effects = {e["idempotency_key"]: e["status"] for e in await harness.effects([task_id])}
+    assert effects == {f"{task_id}:1-book": "reversed", f"{task_id}:2-reserve": "reversed"}
+
+    # each compensation is recorded, and the cause travels with the task's end
+    steps = await harness.executions(task_id)
+    assert {k: v[0] for k, v in steps.items()} == {
+        "1-book": "COMPENSATED", "2-reserve": "COMPENSATED", "3-charge": "FAILED_PERMANENT",
+        "compensate:2-reserve": "SUCCEEDED", "compensate:1-book": "SUCCEEDED"}
+    assert steps["3-charge"][1] == 1, "a permanent error is not retried"
+    assert "HTTP 422" in steps["3-charge"][2] and "amount must be" in steps["3-charge"][2]
+    job = await harness.job(task_id)
+    assert job["state"] == "failed"
+    assert job["reason"].startswith("step 3-charge failed permanently: POST http://erp/payments")
+    assert job["reason"].endswith("compensated: 2-reserve, 1-book")
+    assert harness.pool is not None
+    stages = [r["stage"] for r in await harness.pool.fetch(
+        "SELECT stage FROM task_status_history WHERE task_id = $1 ORDER BY seq",
+        uuid.UUID(task_id))]
+    assert stages[-2:] == ["COMPENSATING", "DONE"]
+
+
+async def test_failing_compensation_escalates_to_review(harness: Harness,
+                                                        exec_settings: Settings) -> None:
+    (task_id,) = await harness.seed(1)
+    plan = [
+        # the undo points at a collection the ERP does not have: 404, permanent
+        http_step("1-book", "http://erp/bookings", {"amount": 5},
+                  undo="http://erp/no_such_thing/{idempotency_key}"),
+        http_step("2-charge", "http://erp/payments", {"amount": -1}),
+    ]
+    await harness.send([decision(task_id, "acme", plan)])
+    final = await harness.wait([task_id], lambda s, st, r: st == "AWAITING_REVIEW",
+                               what="awaiting review")
+    assert final[task_id] == ("BLOCKED", "AWAITING_REVIEW", "compensation_failed")
+    found = await escalations_for(exec_settings, {task_id})
+    escalation = found[task_id]
+    assert escalation.reason == EscalationReason.ESCALATION_REASON_COMPENSATION_FAILED
+    assert escalation.service == "executor"
+    assert "compensation of step 1-book failed" in escalation.reason_detail
+    assert "HTTP 404" in escalation.reason_detail
+    assert len(escalation.proposed_decision.plan.steps) == 2
+    steps = await harness.executions(task_id)
+    assert steps["compensate:1-book"][0] == "FAILED_PERMANENT"
+    assert steps["1-book"][0] == "SUCCEEDED"  # still in effect: a person decides
+
+
+async def test_grpc_connector_learns_types_by_reflection_and_compensates(
+        harness: Harness) -> None:
+    ok_id, saga_id, bad_id = await harness.seed(3)
+    post = {"system": "erp", "collection": "journal", "data": {"amount": 42, "memo": "fee"}}
+    reverse = {"system": "erp", "collection": "journal", "idempotencyKey": "{idempotency_key}"}
+    await harness.send([
+        decision(ok_id, "acme", [http_step("1-journal", LEDGER_POST, post,
+                                           connector=Connector.CONNECTOR_GRPC)]),
+        decision(saga_id, "acme", [
+            http_step("1-journal", LEDGER_POST, post, undo=LEDGER_REVERSE, undo_payload=reverse,
+                      connector=Connector.CONNECTOR_GRPC, undo_operation="reverse"),
+            http_step("2-charge", "http://erp/payments", {"amount": -3}),
+        ]),
+        decision(bad_id, "acme", [http_step(
+            "1-journal", LEDGER_POST, {**post, "data": {"amount": -1}},
+            connector=Connector.CONNECTOR_GRPC)]),
+    ])
+    final = await harness.wait([ok_id, saga_id, bad_id])
+    assert final[ok_id][0] == "SUCCEEDED"
+    assert final[saga_id][0] == final[bad_id][0] == "FAILED"
+    effects = {e["idempotency_key"]: (e["system"], e["collection"], e["status"])
+               for e in await harness.effects([ok_id, saga_id, bad_id])}
+    assert effects == {f"{ok_id}:1-journal": ("erp", "journal", "active"),
+                       f"{saga_id}:1-journal": ("erp", "journal", "reversed")}
+    bad = await harness.executions(bad_id)
+    assert bad["1-journal"][0] == "FAILED_PERMANENT"
+    assert "INVALID_ARGUMENT" in bad["1-journal"][2]
+
+
+async def test_unrunnable_plan_fails_before_any_effect(harness: Harness) -> None:
+    task_id, dup_id = await harness.seed(2)
+    await harness.send([
+        decision(task_id, "acme", [http_step("1-ok", "http://erp/invoices", {}),
+                                   http_step("2-bad", "ftp://erp/invoices", {})]),
+        decision(dup_id, "acme", [http_step("1-a", "http://erp/invoices", {}),
+                                  http_step("1-a", "http://erp/invoices", {})]),
+    ])
+    final = await harness.wait([task_id, dup_id])
+    assert final[task_id] == ("FAILED", "DONE", "invalid_plan")
+    assert final[dup_id] == ("FAILED", "DONE", "invalid_plan")
+    assert await harness.effects([task_id, dup_id]) == []
+
+
+async def test_decision_for_unknown_task_is_dead_lettered(harness: Harness) -> None:
+    ghost = str(uuid.uuid4())
+    await harness.send([decision(ghost, "acme", [http_step("1-a", "http://erp/x", {})])])
+    assert harness.pool is not None
+    for _ in range(240):
+        row = await harness.pool.fetchrow(
+            "SELECT reason_code, reason FROM dead_letters WHERE service = 'executor' "
+            "AND reason LIKE $1", f"%{ghost}%")
+        if row is not None:
+            break
+        await asyncio.sleep(0.25)
+    assert row is not None and row["reason_code"] == "unknown_task"
