@@ -7,14 +7,19 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: setup demo test up down status proto models docs lint clean
 
-# Debian tools the tests drive for real (promtool checks the alert rules). Installed only
-# when missing; needs root (as on CI and the dev machines), as apt always does.
-DEBIAN_TOOLS := /usr/bin/promtool
+# Debian tools the tests drive for real (promtool checks the alert rules; Playwright drives
+# chromium through the review console). Installed only when missing; needs root (as on CI and
+# the dev machines), as apt always does.
+CHROMIUM     := /usr/bin/chromium
+DEBIAN_TOOLS := /usr/bin/promtool $(CHROMIUM)
 
 setup: $(STAMP) models $(DEBIAN_TOOLS)
 
 /usr/bin/promtool:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

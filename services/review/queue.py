@@ -1,8 +1,9 @@
-"""Review items in PostgreSQL: enqueue escalations, lease them to reviewers, record verdicts.
+"""Review items in PostgreSQL: enqueue escalations, lease them to reviewers, close them.
 
-Leases are enforced by single UPDATE statements with the state and lease in their WHERE
-clause, so two reviewers racing for one item cannot both win, and an expired lease is simply
-claimable again.
+An escalation enters as BACKLOGGED; the admitter (``admission``) makes it PENDING when the
+throttles allow. Leases are enforced by single UPDATE statements with the state and lease in
+their WHERE clause, so two reviewers racing for one item cannot both win, and an expired
+lease is simply claimable again.
 """
 
 from __future__ import annotations
@@ -14,33 +15,58 @@ from datetime import datetime, timedelta, timezone
 import asyncpg
 
 from switchyard._taskstore import timestamp
-from switchyard.v1 import Escalation, ReviewItem, ReviewState, ReviewVerdict
+from switchyard.v1 import Escalation, EscalationReason, ReviewItem, ReviewPriority, ReviewState
 
-DEFAULT_LEASE = timedelta(minutes=5)
-_COLUMNS = ("item_id, escalation, state, claimed_by, lease_expires_at, created_at, updated_at")
+OPEN_STATES = ("BACKLOGGED", "PENDING", "CLAIMED")
+_COLUMNS = ("item_id, escalation, state, claimed_by, lease_expires_at, created_at, updated_at, "
+            "priority, admitted_at, sla_deadline, resolution, expiries, tenant_id")
+#: Escalations that name no priority are treated as P2 (normal), not as the most urgent.
+UNSPECIFIED_PRIORITY = 2
 
 
 class ReviewError(Exception):
-    """A reviewer action that cannot happen; ``code`` maps onto a gRPC status."""
+    """A reviewer action that cannot happen; ``code`` maps onto a gRPC/HTTP status."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str,
+                 violations: list[tuple[str, str]] | None = None) -> None:
         super().__init__(message)
-        self.code = code  # "not_found" | "conflict"
+        self.code = code  # "not_found" | "conflict" | "invalid"
+        self.violations = violations or []
+
+
+def priority_value(priority: int) -> int:
+    """ReviewPriority enum -> bucket 0 (P0) .. 3 (P3)."""
+    return UNSPECIFIED_PRIORITY if priority == ReviewPriority.REVIEW_PRIORITY_UNSPECIFIED \
+        else max(0, min(3, priority - 1))
+
+
+def reason_name(reason: int) -> str:
+    return EscalationReason.Name(reason).removeprefix("ESCALATION_REASON_")
+
+
+def effective_state(row: asyncpg.Record, now: datetime) -> str:
+    state: str = row["state"]
+    if state == "CLAIMED" and row["lease_expires_at"] and row["lease_expires_at"] <= now:
+        return "PENDING"  # an expired lease returns the item to the queue
+    return state
 
 
 def item_from_row(row: asyncpg.Record) -> ReviewItem:
-    now = datetime.now(timezone.utc)
-    state = row["state"]
-    if state == "CLAIMED" and row["lease_expires_at"] and row["lease_expires_at"] <= now:
-        state = "PENDING"  # an expired lease returns the item to the queue
+    state = effective_state(row, datetime.now(timezone.utc))
     item = ReviewItem(
         item_id=str(row["item_id"]), escalation=Escalation.FromString(row["escalation"]),
         state=ReviewState.Value(f"REVIEW_STATE_{state}"),
         claimed_by=(row["claimed_by"] or "") if state == "CLAIMED" else "",
         created_at=timestamp(row["created_at"]), updated_at=timestamp(row["updated_at"]),
+        priority=row["priority"] + 1,  # type: ignore[arg-type]  # REVIEW_PRIORITY_P0 == 1
+        resolution=row["resolution"] or "", expiries=row["expiries"],
     )
     if state == "CLAIMED" and row["lease_expires_at"]:
         item.lease_expires_at.CopyFrom(timestamp(row["lease_expires_at"]))
+    if row["admitted_at"]:
+        item.admitted_at.CopyFrom(timestamp(row["admitted_at"]))
+    if row["sla_deadline"]:
+        item.sla_deadline.CopyFrom(timestamp(row["sla_deadline"]))
     return item
 
 
@@ -49,6 +75,17 @@ def item_uuid(item_id: str) -> uuid.UUID:
         return uuid.UUID(item_id)
     except ValueError:
         raise ReviewError("not_found", f"review item {item_id!r} not found") from None
+
+
+@dataclass(frozen=True)
+class Filters:
+    """ListQueue filters; empty means no filter."""
+
+    queue: str = ""
+    tenant_id: str | None = None
+    states: tuple[str, ...] = ("PENDING", "CLAIMED")
+    priorities: tuple[int, ...] = ()  # buckets 0..3
+    reasons: tuple[str, ...] = ()     # EscalationReason short names
 
 
 @dataclass(frozen=True)
@@ -62,22 +99,23 @@ class ReviewQueue:
         self.pool = pool
 
     async def enqueue(self, escalation: Escalation) -> bool:
-        """Add an escalation as a PENDING item; False if it was already there (redelivery)."""
+        """Add an escalation to the admission backlog; False if it was already there."""
+        priority = priority_value(escalation.priority)
         row = await self.pool.fetchrow(
             "INSERT INTO review_items (item_id, escalation_id, task_id, tenant_id, queue, "
-            "priority, reason, state, sla_deadline, escalation) VALUES ($1,$2,$3,$4,$5,$6,$7,"
-            "'PENDING',$8,$9) ON CONFLICT (escalation_id) DO NOTHING RETURNING item_id",
+            "priority, base_priority, reason, state, sla_deadline, escalation) VALUES "
+            "($1,$2,$3,$4,$5,$6,$6,$7,'BACKLOGGED',$8,$9) ON CONFLICT (escalation_id) DO NOTHING "
+            "RETURNING item_id",
             uuid.uuid4(), uuid.UUID(escalation.escalation_id), uuid.UUID(escalation.task_id),
-            escalation.tenant_id, escalation.queue or "default",
-            max(0, escalation.priority - 1), str(escalation.reason),
+            escalation.tenant_id, escalation.queue or "default", priority,
+            reason_name(escalation.reason),
             escalation.sla_deadline.ToDatetime(timezone.utc)
             if escalation.HasField("sla_deadline") else None,
             escalation.SerializeToString(),
         )
         return row is not None
 
-    async def list(self, queue: str, tenant_id: str | None, states: list[str],
-                   page_size: int, page_token: str) -> Page:
+    async def list(self, filters: Filters, page_size: int, page_token: str) -> Page:
         size = min(max(page_size or 50, 1), 500)
         offset = int(page_token) if page_token.isdigit() else 0
         rows = await self.pool.fetch(
@@ -85,17 +123,19 @@ class ReviewQueue:
                  WHERE ($1 = '' OR queue = $1) AND ($2::text IS NULL OR tenant_id = $2)
                    AND (CASE WHEN state = 'CLAIMED' AND lease_expires_at <= now()
                              THEN 'PENDING' ELSE state END) = ANY($3::text[])
-                 ORDER BY priority, sla_deadline NULLS LAST, created_at
-                 LIMIT $4 OFFSET $5""",
-            queue, tenant_id, states, size + 1, offset,
+                   AND (cardinality($4::smallint[]) = 0 OR priority = ANY($4::smallint[]))
+                   AND (cardinality($5::text[]) = 0 OR reason = ANY($5::text[]))
+                 ORDER BY priority, sla_deadline NULLS LAST, created_at, item_id
+                 LIMIT $6 OFFSET $7""",
+            filters.queue, filters.tenant_id, list(filters.states), list(filters.priorities),
+            list(filters.reasons), size + 1, offset,
         )
         items = [item_from_row(r) for r in rows[:size]]
         return Page(items, str(offset + size) if len(rows) > size else "")
 
     async def get(self, item_id: str) -> tuple[ReviewItem, str]:
         row = await self.pool.fetchrow(
-            f"SELECT {_COLUMNS}, tenant_id FROM review_items WHERE item_id = $1",
-            item_uuid(item_id))
+            f"SELECT {_COLUMNS} FROM review_items WHERE item_id = $1", item_uuid(item_id))
         if row is None:
             raise ReviewError("not_found", f"review item {item_id!r} not found")
         return item_from_row(row), row["tenant_id"]
@@ -103,8 +143,8 @@ class ReviewQueue:
     async def claim(self, item_id: str, reviewer_id: str, lease: timedelta) -> ReviewItem:
         row = await self.pool.fetchrow(
             f"""UPDATE review_items
-                   SET state = 'CLAIMED', claimed_by = $2, lease_expires_at = now() + $3,
-                       updated_at = now()
+                   SET state = 'CLAIMED', claimed_by = $2,
+                       lease_expires_at = now() + $3::interval, updated_at = now()
                  WHERE item_id = $1
                    AND (state = 'PENDING'
                         OR (state = 'CLAIMED' AND (lease_expires_at <= now() OR claimed_by = $2)))
@@ -117,7 +157,8 @@ class ReviewQueue:
 
     async def renew(self, item_id: str, reviewer_id: str, lease: timedelta) -> ReviewItem:
         row = await self.pool.fetchrow(
-            f"""UPDATE review_items SET lease_expires_at = now() + $3, updated_at = now()
+            f"""UPDATE review_items
+                   SET lease_expires_at = now() + $3::interval, updated_at = now()
                  WHERE item_id = $1 AND state = 'CLAIMED' AND claimed_by = $2
                    AND lease_expires_at > now()
              RETURNING {_COLUMNS}""",
@@ -132,6 +173,7 @@ class ReviewQueue:
             f"""UPDATE review_items SET state = 'PENDING', claimed_by = NULL,
                        lease_expires_at = NULL, updated_at = now()
                  WHERE item_id = $1 AND state = 'CLAIMED' AND claimed_by = $2
+                   AND lease_expires_at > now()
              RETURNING {_COLUMNS}""",
             item_uuid(item_id), reviewer_id,
         )
@@ -139,37 +181,36 @@ class ReviewQueue:
             await self._explain(item_id, reviewer_id)
         return item_from_row(row)
 
-    async def resolve(self, verdict: ReviewVerdict,
-                      conn: asyncpg.Connection) -> ReviewItem:
-        """Mark the item RESOLVED and store the verdict (caller's transaction)."""
+    async def close_claimed(self, conn: asyncpg.Connection, item_id: str, reviewer_id: str,
+                            resolution: str, decision_id: str) -> asyncpg.Record:
+        """RESOLVE an item the reviewer holds a live lease on (caller's transaction)."""
         row = await conn.fetchrow(
             f"""UPDATE review_items SET state = 'RESOLVED', resolved_at = now(),
-                       updated_at = now()
+                       updated_at = now(), resolution = $3, decision_id = $4
                  WHERE item_id = $1 AND state = 'CLAIMED' AND claimed_by = $2
                    AND lease_expires_at > now()
              RETURNING {_COLUMNS}, task_id""",
-            item_uuid(verdict.item_id), verdict.reviewer_id,
+            item_uuid(item_id), reviewer_id, resolution, uuid.UUID(decision_id),
         )
         if row is None:
-            await self._explain(verdict.item_id, verdict.reviewer_id)
-        await conn.execute(
-            "INSERT INTO review_verdicts (item_id, task_id, reviewer_id, verdict, reason, "
-            "verdict_pb) VALUES ($1,$2,$3,$4,$5,$6)",
-            row["item_id"], row["task_id"], verdict.reviewer_id, str(verdict.verdict),
-            verdict.reason, verdict.SerializeToString(),
-        )
-        return item_from_row(row)
+            await self._explain(item_id, reviewer_id)
+        return row
 
     async def _explain(self, item_id: str, reviewer_id: str | None = None) -> None:
         """Raise the specific reason a lease operation did not apply."""
         row = await self.pool.fetchrow(
-            "SELECT state, claimed_by, lease_expires_at <= now() AS expired FROM review_items "
-            "WHERE item_id = $1", item_uuid(item_id))
+            "SELECT state, claimed_by, lease_expires_at <= now() AS expired, resolution "
+            "FROM review_items WHERE item_id = $1", item_uuid(item_id))
         if row is None:
             raise ReviewError("not_found", f"review item {item_id!r} not found")
-        if row["state"] == "RESOLVED":
-            raise ReviewError("conflict", f"review item {item_id} is already resolved")
-        if row["state"] == "CLAIMED" and not row["expired"] and row["claimed_by"] != reviewer_id:
+        state = row["state"]
+        if state in ("RESOLVED", "EXPIRED"):
+            raise ReviewError("conflict", f"review item {item_id} is already closed "
+                                          f"({row['resolution'] or state.lower()})")
+        if state == "BACKLOGGED":
+            raise ReviewError("conflict", f"review item {item_id} is waiting for admission "
+                                          "(backlogged) and cannot be claimed yet")
+        if state == "CLAIMED" and not row["expired"] and row["claimed_by"] != reviewer_id:
             raise ReviewError("conflict", f"review item {item_id} is claimed by "
                                           f"{row['claimed_by']}")
         raise ReviewError("conflict", f"review item {item_id} is not claimed by "

@@ -1,30 +1,33 @@
-"""The review process: the escalations agent and ReviewService; glue over ``queue``."""
+"""The review process: escalations agent, admission and SLA loops, ReviewService and the web
+console; glue over ``queue``, ``admission``, ``sla``, ``desk`` and ``console``."""
 
 from __future__ import annotations
 
-import uuid
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from typing import TypeVar
 
 import grpc
 
-from services.review.queue import DEFAULT_LEASE, ReviewError, ReviewQueue
-from services.review.verdicts import verdict_decision
+from services.review.admission import Admitter
+from services.review.console import Console
+from services.review.desk import ReviewDesk
+from services.review.intake import EscalationIntake
+from services.review.policies import ReviewPolicy
+from services.review.queue import ReviewError, ReviewQueue
+from services.review.resolutions import DecisionPublisher
+from services.review.sla import SlaKeeper
 from switchyard._auth import Role, principal_var
 from switchyard._grpc import FieldViolation, abort_invalid
-from switchyard._serde import decode
+from switchyard._pii import Redactor
 from switchyard._service import ServiceContext, run_service
 from switchyard._settings import Settings
-from switchyard._streams import Record
-from switchyard._telemetry import task_context
-from switchyard._topics import DECISIONS, ESCALATIONS
+from switchyard._streams import TRANSIENT_ERRORS
+from switchyard._topics import ESCALATIONS
 from switchyard.v1 import (
     ClaimRequest,
     ClaimResponse,
-    Decision,
-    DecisionOutcome,
-    Escalation,
     GetItemRequest,
     GetItemResponse,
     ListQueueRequest,
@@ -33,15 +36,13 @@ from switchyard.v1 import (
     ReleaseResponse,
     RenewRequest,
     RenewResponse,
-    ReviewItem,
     ReviewServiceServicer,
-    ReviewState,
     SubmitVerdictRequest,
     SubmitVerdictResponse,
-    Verdict,
     add_ReviewServiceServicer_to_server,
 )
 
+log = logging.getLogger(__name__)
 SERVICE_NAME = "switchyard.v1.ReviewService"
 _REVIEWERS = frozenset({Role.REVIEWER})
 POLICY = {f"/{SERVICE_NAME}/{rpc}": _REVIEWERS for rpc in (
@@ -52,130 +53,91 @@ POLICY[f"/{SERVICE_NAME}/GetItem"] = frozenset({Role.REVIEWER, Role.AUDITOR})
 T = TypeVar("T")
 
 
-def _lease(request: ClaimRequest | RenewRequest) -> timedelta:
-    return request.lease.ToTimedelta() if request.HasField("lease") else DEFAULT_LEASE
-
-
 class ReviewServicer(ReviewServiceServicer):
-    def __init__(self, ctx: ServiceContext, queue: ReviewQueue) -> None:
-        self.ctx = ctx
-        self.queue = queue
+    """gRPC face of the desk: maps ReviewError onto status codes with field details."""
 
-    async def _guard(self, context: grpc.aio.ServicerContext,
-                     action: Callable[[], Awaitable[T]]) -> T:
+    def __init__(self, desk: ReviewDesk) -> None:
+        self.desk = desk
+
+    async def _run(self, context: grpc.aio.ServicerContext, action: Awaitable[T]) -> T:
         try:
-            return await action()
+            return await action
         except ReviewError as exc:
+            if exc.code == "invalid":
+                await abort_invalid(context, [FieldViolation(f, d) for f, d in exc.violations])
             code = (grpc.StatusCode.NOT_FOUND if exc.code == "not_found"
                     else grpc.StatusCode.FAILED_PRECONDITION)
             await context.abort(code, str(exc))
             raise  # unreachable: abort raises
 
-    async def _check_tenant(self, item_id: str, context: grpc.aio.ServicerContext) -> None:
-        _, tenant = await self._guard(context, lambda: self.queue.get(item_id))
-        if not principal_var.get().may_access(tenant):
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"review item {item_id!r} not found")
-
     async def ListQueue(self, request: ListQueueRequest,
                         context: grpc.aio.ServicerContext) -> ListQueueResponse:
-        principal = principal_var.get()
-        tenant = request.tenant_id or (None if principal.tenant_id == "*" else principal.tenant_id)
-        if tenant is not None and not principal.may_access(tenant):
-            return ListQueueResponse()
-        states = [ReviewState.Name(s).removeprefix("REVIEW_STATE_") for s in request.states] \
-            or ["PENDING", "CLAIMED"]
-        page = await self.queue.list(request.queue, tenant, states, request.page_size,
-                                     request.page_token)
-        return ListQueueResponse(items=page.items, next_page_token=page.next_token)
+        return await self._run(context, self.desk.list_queue(principal_var.get(), request))
 
     async def GetItem(self, request: GetItemRequest,
                       context: grpc.aio.ServicerContext) -> GetItemResponse:
-        item, tenant = await self._guard(context, lambda: self.queue.get(request.item_id))
-        if not principal_var.get().may_access(tenant):
-            await context.abort(grpc.StatusCode.NOT_FOUND,
-                                f"review item {request.item_id!r} not found")
+        item = await self._run(context, self.desk.get_item(principal_var.get(),
+                                                            request.item_id))
         return GetItemResponse(item=item)
 
     async def Claim(self, request: ClaimRequest,
                     context: grpc.aio.ServicerContext) -> ClaimResponse:
-        await self._require_reviewer(request.reviewer_id, context)
-        await self._check_tenant(request.item_id, context)
-        item = await self._guard(context, lambda: self.queue.claim(
-            request.item_id, request.reviewer_id, _lease(request)))
-        return ClaimResponse(item=item)
+        return ClaimResponse(item=await self._run(
+            context, self.desk.claim(principal_var.get(), request)))
 
     async def Renew(self, request: RenewRequest,
                     context: grpc.aio.ServicerContext) -> RenewResponse:
-        await self._require_reviewer(request.reviewer_id, context)
-        await self._check_tenant(request.item_id, context)
-        item = await self._guard(context, lambda: self.queue.renew(
-            request.item_id, request.reviewer_id, _lease(request)))
-        return RenewResponse(item=item)
+        return RenewResponse(item=await self._run(
+            context, self.desk.renew(principal_var.get(), request)))
 
     async def Release(self, request: ReleaseRequest,
                       context: grpc.aio.ServicerContext) -> ReleaseResponse:
-        await self._require_reviewer(request.reviewer_id, context)
-        await self._check_tenant(request.item_id, context)
-        item = await self._guard(context, lambda: self.queue.release(
-            request.item_id, request.reviewer_id))
-        return ReleaseResponse(item=item)
+        return ReleaseResponse(item=await self._run(context, self.desk.release(
+            principal_var.get(), request.item_id, request.reviewer_id)))
 
     async def SubmitVerdict(self, request: SubmitVerdictRequest,
                             context: grpc.aio.ServicerContext) -> SubmitVerdictResponse:
-        verdict = request.verdict
-        problems = []
-        if not verdict.reviewer_id:
-            problems.append(FieldViolation("verdict.reviewer_id", "required"))
-        if verdict.verdict == Verdict.VERDICT_UNSPECIFIED:
-            problems.append(FieldViolation("verdict.verdict", "APPROVE, REJECT or MODIFY"))
-        if verdict.verdict == Verdict.VERDICT_MODIFY and not verdict.modified_fields:
-            problems.append(FieldViolation("verdict.modified_fields", "required for MODIFY"))
-        if problems:
-            await abort_invalid(context, problems)
-        await self._check_tenant(verdict.item_id, context)
-
-        async def resolve() -> tuple[ReviewItem, Decision]:
-            async with self.ctx.pool.acquire() as conn, conn.transaction():
-                item = await self.queue.resolve(verdict, conn)
-                decision = verdict_decision(item.escalation, verdict)
-                await conn.execute(
-                    "INSERT INTO decisions (decision_id, task_id, tenant_id, source, outcome, "
-                    "confidence, rule, explanation, decision) VALUES ($1,$2,$3,'HUMAN',$4,$5,"
-                    "$6,$7,$8) ON CONFLICT DO NOTHING",
-                    uuid.UUID(decision.decision_id), uuid.UUID(decision.task_id),
-                    decision.tenant_id,
-                    DecisionOutcome.Name(decision.outcome).removeprefix("DECISION_OUTCOME_"),
-                    decision.confidence, decision.rule, decision.explanation,
-                    decision.SerializeToString(),
-                )
-            return item, decision
-
-        item, decision = await self._guard(context, resolve)
-        with task_context(decision.task_id):
-            await self.ctx.producer.send(DECISIONS, decision.task_id, decision)
+        item, decision = await self._run(
+            context, self.desk.submit_verdict(principal_var.get(), request.verdict))
         return SubmitVerdictResponse(item=item, decision_id=decision.decision_id)
 
-    async def _require_reviewer(self, reviewer_id: str,
-                                context: grpc.aio.ServicerContext) -> None:
-        if not reviewer_id:
-            await abort_invalid(context, [FieldViolation("reviewer_id", "required")])
 
+def every(interval_s: float, name: str, job: Callable[[], Awaitable[object]]
+          ) -> Callable[[], Awaitable[None]]:
+    """A background loop: run ``job`` every ``interval_s``; a failing round is logged and the
+    loop goes on (the database may be restarting), it never takes the process down."""
 
-class EscalationIntake:
-    def __init__(self, queue: ReviewQueue) -> None:
-        self.queue = queue
-
-    async def handle(self, record: Record) -> None:
-        escalation = decode(record.value, record.headers, Escalation)
-        with task_context(escalation.task_id):
-            await self.queue.enqueue(escalation)
+    async def loop() -> None:
+        while True:
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except TRANSIENT_ERRORS as exc:
+                log.warning("%s: transient failure: %r", name, exc)
+            except Exception:  # keep the loop alive, loudly
+                log.exception("%s failed", name)
+            await asyncio.sleep(interval_s)
+    return loop
 
 
 async def setup(ctx: ServiceContext) -> None:
+    settings = ctx.settings
+    policy = ReviewPolicy.from_settings(settings)
     queue = ReviewQueue(ctx.pool)
-    ctx.consume(ESCALATIONS, EscalationIntake(queue).handle)
-    ctx.serve((add_ReviewServiceServicer_to_server, ReviewServicer(ctx, queue), SERVICE_NAME),
-              POLICY)
+    publisher = DecisionPublisher(ctx.pool, ctx.producer)
+    desk = ReviewDesk(ctx.pool, queue, publisher, policy)
+    redactor = Redactor() if settings.review_redact_pii else None
+    ctx.consume(ESCALATIONS, EscalationIntake(queue, redactor).handle)
+    ctx.serve((add_ReviewServiceServicer_to_server, ReviewServicer(desk), SERVICE_NAME), POLICY)
+    ctx.background.append(every(settings.review_admission_interval_ms / 1000, "admission",
+                                Admitter(ctx.pool, policy).tick))
+    ctx.background.append(every(settings.review_sla_interval_s, "sla",
+                                SlaKeeper(ctx.pool, policy, publisher).tick))
+    console = Console(desk, ctx.pool, settings.api_keys, POLICY, settings.bind_host,
+                      settings.review_web_port)
+    await console.start()
+    ctx.on_stop.append(console.stop)
 
 
 async def main(settings: Settings, apply_migrations: bool = False) -> None:

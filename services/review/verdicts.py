@@ -1,4 +1,9 @@
-"""A reviewer's verdict becomes a decision the executor runs (source=HUMAN)."""
+"""Decisions the review service hands the executor.
+
+A reviewer's verdict becomes a decision with source=HUMAN and the reviewer's id; a default
+action taken by the storm or expiry policy becomes one with source=POLICY. Either way the
+executor runs it like any other decision: approve runs the proposed plan, reject ends the task.
+"""
 
 from __future__ import annotations
 
@@ -18,16 +23,20 @@ from switchyard.v1 import (
 )
 
 
-def verdict_decision(escalation: Escalation, verdict: ReviewVerdict) -> Decision:
-    """Approve runs the proposed plan; modify runs it with the edited fields; reject ends it."""
+def _now() -> Timestamp:
     now = Timestamp()
     now.FromDatetime(datetime.now(timezone.utc))
+    return now
+
+
+def verdict_decision(escalation: Escalation, verdict: ReviewVerdict) -> Decision:
+    """Approve runs the proposed plan; modify runs it with the edited fields; reject ends it."""
     proposed = escalation.proposed_decision
     decision = Decision(
         decision_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"verdict:{verdict.item_id}")),
         task_id=escalation.task_id, tenant_id=escalation.tenant_id,
         source=DecisionSource.DECISION_SOURCE_HUMAN, reviewer_id=verdict.reviewer_id,
-        decided_at=now, confidence=1.0, label=proposed.label,
+        decided_at=_now(), confidence=1.0, label=proposed.label,
     )
     decision.models.extend(proposed.models)
     decision.fields.extend(proposed.fields)
@@ -55,4 +64,25 @@ def verdict_decision(escalation: Escalation, verdict: ReviewVerdict) -> Decision
                                 f"{', '.join(sorted(verdict.modified_fields))}{reason}")
     else:
         decision.explanation = f"Approved by {verdict.reviewer_id}{reason}"
+    return decision
+
+
+def policy_decision(item_id: str, escalation: Escalation, action: str, rule: str,
+                    explanation: str) -> Decision:
+    """A default action ('approve' or 'reject') taken without a person (source=POLICY)."""
+    proposed = escalation.proposed_decision
+    decision = Decision(
+        decision_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"review-policy:{item_id}")),
+        task_id=escalation.task_id, tenant_id=escalation.tenant_id,
+        source=DecisionSource.DECISION_SOURCE_POLICY, decided_at=_now(),
+        confidence=proposed.confidence, label=proposed.label, rule=rule,
+        explanation=explanation,
+    )
+    decision.models.extend(proposed.models)
+    decision.fields.extend(proposed.fields)
+    if action == "approve":
+        decision.outcome = DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE
+        decision.plan.CopyFrom(proposed.plan)
+    else:
+        decision.outcome = DecisionOutcome.DECISION_OUTCOME_REJECT
     return decision

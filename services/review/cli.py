@@ -1,0 +1,184 @@
+"""``switchyard review list|show|claim|release|approve|reject``: the ReviewService from a shell.
+
+A thin gRPC client: the server does every check (roles, tenant scoping, leases), so the
+command line behaves exactly like the console. The API key comes from
+``SWITCHYARD_CLIENT_API_KEY``; ``approve``/``reject`` claim the item first (a no-op when you
+already hold it), so one command settles an item.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import sys
+from typing import Any
+
+from switchyard._settings import Settings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", help="ReviewService address (default 127.0.0.1:"
+                                          "$SWITCHYARD_REVIEW_GRPC_PORT)")
+    parser.add_argument("--reviewer", help="your reviewer id (default: your login name)")
+    sub = parser.add_subparsers(dest="review_action", required=True, metavar="ACTION")
+    p = sub.add_parser("list", help="items of the queues, most urgent first")
+    p.add_argument("--queue", default="")
+    p.add_argument("--tenant", default="")
+    p.add_argument("--state", action="append", default=[],
+                   help="pending, claimed, backlogged, resolved, expired (repeatable)")
+    p.add_argument("--priority", action="append", default=[], help="P0..P3 (repeatable)")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p = sub.add_parser("show", help="one item in full")
+    p.add_argument("item_id")
+    p = sub.add_parser("claim", help="lease an item")
+    p.add_argument("item_id")
+    p.add_argument("--lease-s", type=float, default=0.0, help="lease length (default: server's)")
+    p = sub.add_parser("release", help="give a claimed item back to the queue")
+    p.add_argument("item_id")
+    p = sub.add_parser("approve", help="approve (with --set: approve with edited fields)")
+    p.add_argument("item_id")
+    p.add_argument("--reason", default="")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="a corrected field value (repeatable); makes the verdict MODIFY")
+    p = sub.add_parser("reject", help="reject: the task is cancelled")
+    p.add_argument("item_id")
+    p.add_argument("--reason", required=True)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(_run(args, settings))
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    import grpc
+
+    from switchyard._grpc import create_channel, field_violations
+
+    target = args.target or f"127.0.0.1:{settings.review_grpc_port}"
+    channel = create_channel(target, settings.client_api_key or None)
+    try:
+        return await _ACTIONS[args.review_action](args, _stub(channel))
+    except grpc.aio.AioRpcError as exc:
+        fields = field_violations(exc)
+        detail = "".join(f"\n  {k}: {v}" for k, v in fields.items())
+        print(f"switchyard review {args.review_action}: {exc.code().name}: {exc.details()}"
+              f"{detail}", file=sys.stderr)
+        return 1
+    except _UsageError as exc:
+        print(f"switchyard review {args.review_action}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        await channel.close()
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _stub(channel: Any) -> Any:
+    from switchyard.v1 import ReviewServiceStub
+
+    return ReviewServiceStub(channel)
+
+
+def _reviewer(args: argparse.Namespace) -> str:
+    return args.reviewer or getpass.getuser()
+
+
+async def _list(args: argparse.Namespace, stub: Any) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from services.review.console import item_json
+    from switchyard.v1 import ListQueueRequest, ReviewPriority, ReviewState
+
+    request = ListQueueRequest(queue=args.queue, tenant_id=args.tenant,
+                               page_size=max(1, min(args.limit, 500)))
+    try:
+        for value in args.state:
+            for name in filter(None, value.upper().split(",")):
+                request.states.append(ReviewState.Value(f"REVIEW_STATE_{name}"))
+        for value in args.priority:
+            for name in filter(None, value.upper().split(",")):
+                request.priorities.append(ReviewPriority.Value(f"REVIEW_PRIORITY_{name}"))
+    except ValueError as exc:
+        raise _UsageError(f"unknown state or priority: {exc}") from None
+    items = [item_json(i, full=False) for i in (await stub.ListQueue(request)).items]
+    if args.json:
+        for item in items:
+            print(json.dumps(item, sort_keys=True))
+        return 0
+    table = Table(title=f"{len(items)} review item(s)", title_justify="left")
+    for column in ("item", "priority", "SLA deadline (UTC)", "tenant", "queue", "reason",
+                   "state", "task"):
+        table.add_column(column, overflow="fold")
+    for item in items:
+        state = item["state"].lower() + (f" by {item['claimed_by']}" if item["claimed_by"]
+                                         else "")
+        table.add_row(item["item_id"], item["priority"], item["sla_deadline"] or "-",
+                      item["tenant_id"], item["queue"], item["reason"].lower(), state,
+                      item["task_id"])
+    Console(width=200).print(table)
+    return 0
+
+
+async def _show(args: argparse.Namespace, stub: Any) -> int:
+    from services.review.console import item_json
+    from switchyard.v1 import GetItemRequest
+
+    item = (await stub.GetItem(GetItemRequest(item_id=args.item_id))).item
+    print(json.dumps(item_json(item), indent=2, sort_keys=True))
+    return 0
+
+
+async def _claim(args: argparse.Namespace, stub: Any) -> int:
+    from datetime import timedelta
+
+    from switchyard.v1 import ClaimRequest
+
+    request = ClaimRequest(item_id=args.item_id, reviewer_id=_reviewer(args))
+    if getattr(args, "lease_s", 0):
+        request.lease.FromTimedelta(timedelta(seconds=args.lease_s))
+    item = (await stub.Claim(request)).item
+    print(f"claimed {item.item_id} as {item.claimed_by} until "
+          f"{item.lease_expires_at.ToDatetime().isoformat()}Z")
+    return 0
+
+
+async def _release(args: argparse.Namespace, stub: Any) -> int:
+    from switchyard.v1 import ReleaseRequest
+
+    await stub.Release(ReleaseRequest(item_id=args.item_id, reviewer_id=_reviewer(args)))
+    print(f"released {args.item_id}")
+    return 0
+
+
+async def _verdict(args: argparse.Namespace, stub: Any) -> int:
+    from switchyard.v1 import ClaimRequest, ReviewVerdict, SubmitVerdictRequest, Verdict
+
+    edits = {}
+    for entry in getattr(args, "set", []):
+        name, sep, value = entry.partition("=")
+        if not sep or not name.strip():
+            raise _UsageError(f"--set {entry!r} must be FIELD=VALUE")
+        edits[name.strip()] = value
+    reviewer = _reviewer(args)
+    if args.review_action == "reject":
+        verdict = Verdict.VERDICT_REJECT
+    else:
+        verdict = Verdict.VERDICT_MODIFY if edits else Verdict.VERDICT_APPROVE
+    await stub.Claim(ClaimRequest(item_id=args.item_id, reviewer_id=reviewer))
+    response = await stub.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+        item_id=args.item_id, reviewer_id=reviewer, verdict=verdict, reason=args.reason,
+        modified_fields=edits)))
+    done = {Verdict.VERDICT_APPROVE: "approved", Verdict.VERDICT_REJECT: "rejected",
+            Verdict.VERDICT_MODIFY: "approved with edits"}[verdict]
+    print(f"{done} {args.item_id}: decision {response.decision_id} sent to the executor")
+    return 0
+
+
+_ACTIONS = {"list": _list, "show": _show, "claim": _claim, "release": _release,
+            "approve": _verdict, "reject": _verdict}

@@ -1,0 +1,405 @@
+"""The review web console: static pages and a small JSON API over the same desk as the
+ReviewService gRPC API, served by the review process on ``review_web_port``.
+
+Authorization is the gRPC API's: the browser sends ``Authorization: Bearer <API key>``, the
+key is checked by the same :class:`ApiKeyAuthenticator`, and each route is allowed the roles
+the ReviewService policy gives the RPC it mirrors. Keys travel in a header, never a cookie,
+so other sites cannot ride on a reviewer's session (no CSRF), and the pages are served with
+a strict Content-Security-Policy and render all item content as text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.review.desk import ReviewDesk
+from services.review.queue import ReviewError
+from switchyard._auth import ApiKeyAuthenticator, MethodPolicy, Principal, Role
+from switchyard.v1 import (
+    ClaimRequest,
+    DecisionOutcome,
+    EscalationReason,
+    ListQueueRequest,
+    RenewRequest,
+    ReviewItem,
+    ReviewPriority,
+    ReviewState,
+    ReviewVerdict,
+    Verdict,
+)
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).resolve().parent / "console"
+SERVICE = "/switchyard.v1.ReviewService/"
+WATCH_INTERVAL_S = 0.5
+KEEPALIVE_S = 15.0
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+                               "img-src 'self' data:; connect-src 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+_VERDICTS = {"approve": Verdict.VERDICT_APPROVE, "reject": Verdict.VERDICT_REJECT,
+             "modify": Verdict.VERDICT_MODIFY}
+
+
+class BadRequest(Exception):
+    def __init__(self, violations: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{f}: {d}" for f, d in violations))
+        self.violations = violations
+
+
+# -- JSON views of review items ------------------------------------------------------------
+
+def _iso(ts: Timestamp, present: bool = True) -> str | None:
+    if not present or (ts.seconds == 0 and ts.nanos == 0):
+        return None
+    return ts.ToDatetime(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def item_json(item: ReviewItem, full: bool = True) -> dict[str, Any]:
+    """What the console shows; document bytes become text, enums become short names."""
+    esc = item.escalation
+    proposal = esc.proposed_decision
+    text = esc.task.document.body.decode("utf-8", errors="replace")
+    out: dict[str, Any] = {
+        "item_id": item.item_id, "task_id": esc.task_id, "tenant_id": esc.tenant_id,
+        "queue": esc.queue or "default",
+        "state": ReviewState.Name(item.state).removeprefix("REVIEW_STATE_"),
+        "priority": ReviewPriority.Name(item.priority).removeprefix("REVIEW_PRIORITY_"),
+        "escalated_priority": ReviewPriority.Name(esc.priority).removeprefix(
+            "REVIEW_PRIORITY_"),
+        "reason": EscalationReason.Name(esc.reason).removeprefix("ESCALATION_REASON_"),
+        "reason_detail": esc.reason_detail, "kind": esc.task.kind,
+        "claimed_by": item.claimed_by or None,
+        "lease_expires_at": _iso(item.lease_expires_at, item.HasField("lease_expires_at")),
+        "created_at": _iso(item.created_at), "updated_at": _iso(item.updated_at),
+        "admitted_at": _iso(item.admitted_at, item.HasField("admitted_at")),
+        "sla_deadline": _iso(item.sla_deadline, item.HasField("sla_deadline")),
+        "resolution": item.resolution or None, "expiries": item.expiries,
+        "summary": " ".join(text.split())[:160],
+        "proposal": {
+            "outcome": DecisionOutcome.Name(proposal.outcome).removeprefix("DECISION_OUTCOME_"),
+            "label": proposal.label, "confidence": proposal.confidence, "rule": proposal.rule,
+            "explanation": proposal.explanation,
+        },
+    }
+    if full:
+        out["document"] = {"content_type": esc.task.document.content_type,
+                           "filename": esc.task.document.filename, "text": text}
+        out["metadata"] = dict(esc.task.metadata)
+        out["proposal"].update(
+            models=[{"name": m.model_name, "version": m.model_version, "label": m.label,
+                     "confidence": m.confidence, "scores": dict(m.scores)}
+                    for m in proposal.models],
+            fields=[{"name": f.name, "value": f.value, "confidence": f.confidence}
+                    for f in proposal.fields],
+            plan=[{"step_id": s.step_id, "name": s.name, "target": s.target,
+                   "operation": s.operation} for s in proposal.plan.steps],
+        )
+    return out
+
+
+# -- request parsing -----------------------------------------------------------------------
+
+def _enum_list(raw: str, field: str, enum: Any, prefix: str,
+               problems: list[tuple[str, str]]) -> list[int]:
+    values = []
+    for name in filter(None, (v.strip().upper() for v in raw.split(","))):
+        try:
+            values.append(enum.Value(prefix + name))
+        except ValueError:
+            problems.append((field, f"unknown value {name!r}"))
+    return values
+
+
+def list_request(query: Any) -> ListQueueRequest:
+    problems: list[tuple[str, str]] = []
+    request = ListQueueRequest(queue=query.get("queue", "").strip(),
+                               tenant_id=query.get("tenant", "").strip(),
+                               page_token=query.get("page_token", ""))
+    request.states.extend(_enum_list(query.get("state", ""), "state", ReviewState,
+                                     "REVIEW_STATE_", problems))
+    request.priorities.extend(_enum_list(query.get("priority", ""), "priority",
+                                         ReviewPriority, "REVIEW_PRIORITY_", problems))
+    request.reasons.extend(_enum_list(query.get("reason", ""), "reason", EscalationReason,
+                                      "ESCALATION_REASON_", problems))
+    size = query.get("page_size", "100")
+    if not size.isdigit():
+        problems.append(("page_size", "a positive integer"))
+    else:
+        request.page_size = int(size)
+    if problems:
+        raise BadRequest(problems)
+    return request
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest([("body", "must be a JSON object")]) from None
+    if not isinstance(body, dict):
+        raise BadRequest([("body", "must be a JSON object")])
+    return body
+
+
+def _lease(body: dict[str, Any]) -> Duration | None:
+    value = body.get("lease_s")
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or value <= 0:
+        raise BadRequest([("lease_s", "a positive number of seconds")])
+    duration = Duration()
+    duration.FromTimedelta(timedelta(seconds=value))
+    return duration
+
+
+def verdict_from(item_id: str, body: dict[str, Any]) -> ReviewVerdict:
+    problems = []
+    verdict = _VERDICTS.get(str(body.get("verdict", "")).lower())
+    if verdict is None:
+        problems.append(("verdict", "approve, reject or modify"))
+    fields = body.get("modified_fields") or {}
+    if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
+        problems.append(("modified_fields", "an object of field name to new text value"))
+        fields = {}
+    reason = body.get("reason", "")
+    if not isinstance(reason, str):
+        problems.append(("reason", "text"))
+        reason = ""
+    if problems:
+        raise BadRequest(problems)
+    return ReviewVerdict(item_id=item_id, reviewer_id=str(body.get("reviewer_id", "")).strip(),
+                         verdict=verdict, reason=reason.strip(),  # type: ignore[arg-type]
+                         modified_fields=fields)
+
+
+# -- the server ----------------------------------------------------------------------------
+
+Handler = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
+
+
+class Console:
+    def __init__(self, desk: ReviewDesk, pool: asyncpg.Pool, api_keys: str,
+                 policy: MethodPolicy, host: str, port: int) -> None:
+        self.desk = desk
+        self.pool = pool
+        self.auth = ApiKeyAuthenticator(api_keys)
+        self.policy = policy
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+        self._subscribers: set[asyncio.Queue[str | None]] = set()
+        self._stopping = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
+
+    # routes: (method, path, gRPC method whose role policy applies, handler)
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._headers], client_max_size=1024 * 1024)
+        api: list[tuple[str, str, str, Handler]] = [
+            ("GET", "/api/session", "ListQueue", self.session),
+            ("GET", "/api/items", "ListQueue", self.list_items),
+            ("GET", "/api/stats", "ListQueue", self.stats),
+            ("GET", "/api/events", "ListQueue", self.events),
+            ("GET", "/api/items/{item_id}", "GetItem", self.get_item),
+            ("POST", "/api/items/{item_id}/claim", "Claim", self.claim),
+            ("POST", "/api/items/{item_id}/renew", "Renew", self.renew),
+            ("POST", "/api/items/{item_id}/release", "Release", self.release),
+            ("POST", "/api/items/{item_id}/verdict", "SubmitVerdict", self.verdict),
+        ]
+        for method, path, rpc, handler in api:
+            app.router.add_route(method, path, self._guarded(SERVICE + rpc, handler))
+        app.router.add_get("/", self.index)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_static("/static/", STATIC, show_index=False)
+        return app
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app(), shutdown_timeout=2.0, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+        self._watcher = asyncio.create_task(self._watch(), name="review-console-watch")
+        log.info("review console on http://%s:%d/", self.host, self.port)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for queue in list(self._subscribers):
+            queue.put_nowait(None)
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # -- middleware ------------------------------------------------------------------------
+    @web.middleware
+    async def _headers(self, request: web.Request,
+                       handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                       ) -> web.StreamResponse:
+        response = await handler(request)
+        if not response.prepared:
+            for name, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(name, value)
+        return response
+
+    def _guarded(self, method: str, handler: Handler
+                 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        allowed = self.policy.get(method, frozenset({Role.ADMIN}))
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            principal = self.auth.authenticate(
+                {"authorization": request.headers.get("Authorization", "")})
+            if principal is None:
+                return _error(401, "missing or invalid API key (authorization: Bearer KEY)")
+            if principal.role not in allowed and principal.role is not Role.ADMIN:
+                return _error(403, f"role {principal.role.value!r} may not call {method}")
+            try:
+                return await handler(request, principal)
+            except BadRequest as exc:
+                return _error(400, str(exc), exc.violations)
+            except ReviewError as exc:
+                status = {"not_found": 404, "conflict": 409, "invalid": 400}[exc.code]
+                return _error(status, str(exc), exc.violations)
+        return guarded
+
+    # -- pages -----------------------------------------------------------------------------
+    async def index(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / "index.html")
+
+    async def healthz(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(text="ok")
+
+    # -- API -------------------------------------------------------------------------------
+    async def session(self, request: web.Request, principal: Principal) -> web.StreamResponse:
+        return web.json_response({
+            "tenant": principal.tenant_id, "role": principal.role.value,
+            "auth": self.auth.enabled,
+            "default_lease_s": self.desk.policy.default_lease.total_seconds(),
+            "sla_bump_s": self.desk.policy.sla_bump.total_seconds(),
+        })
+
+    async def list_items(self, request: web.Request,
+                         principal: Principal) -> web.StreamResponse:
+        response = await self.desk.list_queue(principal, list_request(request.query))
+        return web.json_response({"items": [item_json(i, full=False) for i in response.items],
+                                  "next_page_token": response.next_page_token})
+
+    async def get_item(self, request: web.Request, principal: Principal) -> web.StreamResponse:
+        item = await self.desk.get_item(principal, request.match_info["item_id"])
+        return web.json_response({"item": item_json(item)})
+
+    async def claim(self, request: web.Request, principal: Principal) -> web.StreamResponse:
+        body = await _body(request)
+        claim = ClaimRequest(item_id=request.match_info["item_id"],
+                             reviewer_id=str(body.get("reviewer_id", "")).strip())
+        if (lease := _lease(body)) is not None:
+            claim.lease.CopyFrom(lease)
+        return web.json_response({"item": item_json(await self.desk.claim(principal, claim))})
+
+    async def renew(self, request: web.Request, principal: Principal) -> web.StreamResponse:
+        body = await _body(request)
+        renew = RenewRequest(item_id=request.match_info["item_id"],
+                             reviewer_id=str(body.get("reviewer_id", "")).strip())
+        if (lease := _lease(body)) is not None:
+            renew.lease.CopyFrom(lease)
+        return web.json_response({"item": item_json(await self.desk.renew(principal, renew))})
+
+    async def release(self, request: web.Request, principal: Principal) -> web.StreamResponse:
+        body = await _body(request)
+        item = await self.desk.release(principal, request.match_info["item_id"],
+                                       str(body.get("reviewer_id", "")).strip())
+        return web.json_response({"item": item_json(item)})
+
+    async def verdict(self, request: web.Request, principal: Principal) -> web.StreamResponse:
+        verdict = verdict_from(request.match_info["item_id"], await _body(request))
+        item, decision = await self.desk.submit_verdict(principal, verdict)
+        return web.json_response({"item": item_json(item), "decision_id": decision.decision_id})
+
+    async def stats(self, request: web.Request, principal: Principal) -> web.StreamResponse:
+        tenant = None if principal.tenant_id == "*" else principal.tenant_id
+        rows = await self.pool.fetch(
+            "SELECT queue, count(*) FILTER (WHERE state = 'BACKLOGGED') AS backlog, "
+            "count(*) FILTER (WHERE state IN ('PENDING', 'CLAIMED')) AS open, "
+            "extract(epoch FROM now() - min(created_at) FILTER (WHERE state = 'BACKLOGGED')) "
+            "AS oldest_s FROM review_items WHERE state IN ('BACKLOGGED', 'PENDING', 'CLAIMED') "
+            "AND ($1::text IS NULL OR tenant_id = $1) GROUP BY queue ORDER BY queue", tenant)
+        return web.json_response({"queues": [
+            {"queue": r["queue"], "backlog": r["backlog"], "open": r["open"],
+             "oldest_backlog_s": float(r["oldest_s"]) if r["oldest_s"] is not None else None}
+            for r in rows]})
+
+    async def events(self, request: web.Request, principal: Principal) -> web.StreamResponse:
+        """Server-sent events: 'change' whenever review items change (the page refetches)."""
+        response = web.StreamResponse(headers={
+            "Content-Type": "text/event-stream", "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no", **{k: v for k, v in SECURITY_HEADERS.items()
+                                          if k != "Cache-Control"}})
+        await response.prepare(request)
+        queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1)
+        self._subscribers.add(queue)
+        try:
+            await response.write(b"retry: 3000\nevent: hello\ndata: {}\n\n")
+            while not self._stopping.is_set():
+                try:
+                    version = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                except asyncio.TimeoutError:
+                    await response.write(b": keepalive\n\n")
+                    continue
+                if version is None:
+                    break
+                await response.write(f"event: change\ndata: {json.dumps(version)}\n\n".encode())
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self._subscribers.discard(queue)
+        return response
+
+    async def _watch(self) -> None:
+        """Polls one cheap query while anyone listens; tells listeners when items changed."""
+        last = None
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            if not self._subscribers:
+                continue
+            try:
+                row = await self.pool.fetchrow(
+                    "SELECT max(updated_at) AS changed, (SELECT count(*) FROM review_items "
+                    "WHERE state IN ('BACKLOGGED', 'PENDING', 'CLAIMED')) AS open "
+                    "FROM review_items")
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("console watch query failed: %r", exc)
+                continue
+            version = f"{row['changed'].isoformat() if row['changed'] else '-'}/{row['open']}"
+            if version != last:
+                last = version
+                for queue in list(self._subscribers):
+                    if queue.empty():
+                        queue.put_nowait(version)
+
+
+def _error(status: int, message: str,
+           violations: list[tuple[str, str]] | None = None) -> web.Response:
+    body: dict[str, Any] = {"error": message}
+    if violations:
+        body["field_violations"] = {f: d for f, d in violations}
+    return web.json_response(body, status=status)
+

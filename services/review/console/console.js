@@ -1,0 +1,405 @@
+// Switchyard review console: queue view, item view, claims and verdicts over /api.
+// Every call carries "Authorization: Bearer <API key>"; the server applies the ReviewService
+// role policy. Item content is rendered with textContent only (it is untrusted input).
+"use strict";
+
+const state = {
+  key: sessionStorage.getItem("sy.key") || "",
+  reviewer: sessionStorage.getItem("sy.reviewer") || "",
+  session: null,
+  items: [],
+  selected: 0,
+  item: null,          // the item open in the item view
+  pending: null,       // an action waiting for its reason ("reject")
+  refreshTimer: null,
+  renewTimer: null,
+};
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, text, cls) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (cls) node.className = cls;
+  return node;
+}
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super(body && body.error ? body.error : `HTTP ${status}`);
+    this.status = status;
+    this.body = body || {};
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { "Accept": "application/json" };
+  if (state.key) headers["Authorization"] = `Bearer ${state.key}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  let data = null;
+  try { data = await resp.json(); } catch (_) { data = null; }
+  if (resp.status === 401) { signOut("Your API key was refused."); }
+  if (!resp.ok) throw new ApiError(resp.status, data);
+  return data;
+}
+
+// -- time ------------------------------------------------------------------------------------
+function countdown(iso) {
+  if (!iso) return { text: "no SLA", cls: "" };
+  const ms = Date.parse(iso) - Date.now();
+  const abs = Math.abs(ms);
+  const h = Math.floor(abs / 3600000), m = Math.floor((abs % 3600000) / 60000), s = Math.floor((abs % 60000) / 1000);
+  const text = (h ? `${h}h ` : "") + `${String(m).padStart(h ? 2 : 1, "0")}m ${String(s).padStart(2, "0")}s`;
+  const bump = state.session ? state.session.sla_bump_s * 1000 : 900000;
+  if (ms < 0) return { text: `overdue ${text}`, cls: "overdue" };
+  return { text: `${text} left`, cls: ms < bump ? "soon" : "" };
+}
+
+function tickClocks() {
+  document.querySelectorAll("[data-deadline]").forEach((node) => {
+    const c = countdown(node.dataset.deadline);
+    node.textContent = (node.dataset.prefix || "") + c.text;
+    node.classList.toggle("soon", c.cls === "soon");
+    node.classList.toggle("overdue", c.cls === "overdue");
+  });
+}
+
+// -- sign in -----------------------------------------------------------------------------------
+function show(view) {
+  for (const id of ["login", "queue-view", "item-view"]) $(id).hidden = id !== view;
+  $("logout").hidden = view === "login";
+}
+
+function signOut(message) {
+  sessionStorage.removeItem("sy.key");
+  state.key = "";
+  state.session = null;
+  $("who").textContent = "";
+  $("login-error").textContent = message || "";
+  show("login");
+  $("reviewer").value = state.reviewer;
+  $("api-key").focus();
+}
+
+async function signIn() {
+  try {
+    state.session = await api("GET", "/api/session");
+  } catch (err) {
+    signOut(err.status === 403 ? "This key may not use the review console." : err.message);
+    return;
+  }
+  $("who").textContent = `${state.reviewer} · ${state.session.role} · tenant ${state.session.tenant}`;
+  show("queue-view");
+  await refresh();
+  watch();
+}
+
+$("login-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  state.key = $("api-key").value.trim();
+  state.reviewer = $("reviewer").value.trim();
+  sessionStorage.setItem("sy.key", state.key);
+  sessionStorage.setItem("sy.reviewer", state.reviewer);
+  signIn();
+});
+$("logout").addEventListener("click", () => signOut(""));
+
+// -- queue view ------------------------------------------------------------------------------
+function filterQuery() {
+  const form = $("filters");
+  const params = new URLSearchParams();
+  params.set("queue", form.queue.value.trim());
+  params.set("tenant", form.tenant.value.trim());
+  params.set("state", form.state.value);
+  params.set("priority", [...form.querySelectorAll("input[name=priority]:checked")].map((c) => c.value).join(","));
+  params.set("reason", form.reason.value);
+  params.set("page_size", "200");
+  return params.toString();
+}
+
+async function refresh() {
+  if (!state.session) return;
+  try {
+    const [list, stats] = await Promise.all([api("GET", `/api/items?${filterQuery()}`), api("GET", "/api/stats")]);
+    state.items = list.items;
+    renderQueue();
+    renderStats(stats.queues);
+    if (state.item && !$("item-view").hidden) {
+      const fresh = state.items.find((i) => i.item_id === state.item.item_id);
+      if (fresh && (fresh.state !== state.item.state || fresh.claimed_by !== state.item.claimed_by)) await openItem(state.item.item_id, true);
+    }
+  } catch (err) {
+    if (err.status !== 401) $("stats").textContent = `could not load the queue: ${err.message}`;
+  }
+}
+
+function scheduleRefresh() {
+  if (state.refreshTimer) return;
+  state.refreshTimer = setTimeout(() => { state.refreshTimer = null; refresh(); }, 150);
+}
+
+function renderStats(queues) {
+  const parts = queues.map((q) => `${q.queue}: ${q.open} open, ${q.backlog} in backlog` +
+    (q.oldest_backlog_s ? ` (oldest ${Math.round(q.oldest_backlog_s)}s)` : ""));
+  $("stats").textContent = parts.join(" · ") || "all queues empty";
+}
+
+function renderQueue() {
+  const body = document.querySelector("#queue tbody");
+  body.replaceChildren();
+  state.selected = Math.min(state.selected, Math.max(0, state.items.length - 1));
+  state.items.forEach((item, index) => {
+    const row = el("tr");
+    row.dataset.itemId = item.item_id;
+    row.dataset.taskId = item.task_id;
+    if (index === state.selected) row.classList.add("selected");
+    const badge = el("span", item.priority, `badge ${item.priority}`);
+    const prio = el("td"); prio.append(badge);
+    const sla = el("td", "", "sla");
+    if (item.sla_deadline) sla.dataset.deadline = item.sla_deadline; else sla.textContent = "no SLA";
+    const stateText = item.state === "CLAIMED" ? `claimed by ${item.claimed_by}` : item.state.toLowerCase();
+    row.append(prio, sla, el("td", item.tenant_id), el("td", item.queue), el("td", item.reason.toLowerCase().replaceAll("_", " ")),
+      el("td", item.kind), el("td", item.summary), el("td", stateText, "state"));
+    row.addEventListener("click", () => { state.selected = index; openItem(item.item_id); });
+    body.append(row);
+  });
+  $("empty").hidden = state.items.length > 0;
+  tickClocks();
+}
+
+function moveSelection(delta) {
+  if (!state.items.length) return;
+  state.selected = (state.selected + delta + state.items.length) % state.items.length;
+  renderQueue();
+  const row = document.querySelector("#queue tbody tr.selected");
+  if (row) row.scrollIntoView({ block: "nearest" });
+}
+
+$("filters").addEventListener("input", () => { state.selected = 0; scheduleRefresh(); });
+$("filters").addEventListener("submit", (event) => event.preventDefault());
+
+// -- live updates (server-sent events over fetch, so the API key stays in a header) -----------
+let watching = false;
+async function watch() {
+  if (watching) return;
+  watching = true;
+  while (state.session) {
+    try {
+      const resp = await fetch("/api/events", { headers: { "Authorization": `Bearer ${state.key}` } });
+      if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
+      $("live").textContent = "live"; $("live").classList.add("on");
+      const reader = resp.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const message = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          if (message.includes("event: change")) scheduleRefresh();
+        }
+      }
+    } catch (_) { /* reconnect below */ }
+    $("live").textContent = "offline"; $("live").classList.remove("on");
+    await new Promise((r) => setTimeout(r, 3000));
+  }
+  watching = false;
+}
+
+// -- item view -------------------------------------------------------------------------------
+async function openItem(itemId, keepStatus) {
+  let data;
+  try { data = await api("GET", `/api/items/${encodeURIComponent(itemId)}`); } catch (err) { setStatus(err.message, true); return; }
+  const item = data.item;
+  state.item = item;
+  show("item-view");
+  if (!keepStatus) { setStatus(""); $("reason").value = ""; state.pending = null; }
+  const badge = $("i-priority");
+  badge.textContent = item.priority; badge.className = `badge ${item.priority}`;
+  $("i-state").textContent = item.state === "CLAIMED" ? `claimed by ${item.claimed_by}` :
+    (item.resolution ? `${item.state.toLowerCase()} (${item.resolution})` : item.state.toLowerCase());
+  const sla = $("i-sla");
+  const closed = item.state === "RESOLVED" || item.state === "EXPIRED";
+  if (item.sla_deadline && !closed) { sla.dataset.deadline = item.sla_deadline; sla.dataset.prefix = "SLA: "; }
+  else { delete sla.dataset.deadline; sla.classList.remove("soon", "overdue"); sla.textContent = closed ? "" : "no SLA"; }
+  const lease = $("i-lease");
+  if (item.lease_expires_at && item.claimed_by === state.reviewer) { lease.dataset.deadline = item.lease_expires_at; lease.dataset.prefix = "lease: "; }
+  else { delete lease.dataset.deadline; lease.textContent = ""; }
+  $("i-tenant").textContent = item.tenant_id;
+  $("i-queue").textContent = item.queue;
+  $("i-reason").textContent = `${item.reason.toLowerCase().replaceAll("_", " ")}${item.reason_detail ? ` — ${item.reason_detail}` : ""}`;
+  $("i-kind").textContent = item.kind || "unknown";
+  $("i-task").textContent = item.task_id;
+  $("i-explanation").textContent = item.proposal.explanation || "(no explanation)";
+  $("i-proposal").textContent = `Proposed: ${item.proposal.outcome.toLowerCase().replaceAll("_", " ")} as ${item.proposal.label || "?"} ` +
+    `(rule ${item.proposal.rule || "?"}, confidence ${(item.proposal.confidence * 100).toFixed(1)}%)`;
+  const models = document.querySelector("#i-models tbody");
+  models.replaceChildren(...item.proposal.models.map((m) => {
+    const row = el("tr");
+    row.append(el("td", `${m.name} v${m.version}`), el("td", m.label), el("td", `${(m.confidence * 100).toFixed(1)}%`));
+    return row;
+  }));
+  renderFields(item.proposal.fields);
+  $("i-doctype").textContent = `${item.document.content_type}${item.document.filename ? ` · ${item.document.filename}` : ""}`;
+  $("i-document").textContent = item.document.text;
+  updateButtons();
+  tickClocks();
+  if (item.claimed_by === state.reviewer && item.state === "CLAIMED") scheduleRenew(item); else clearTimeout(state.renewTimer);
+}
+
+function confidenceClass(c) { return c < 0.5 ? "conf-low" : c < 0.8 ? "conf-mid" : ""; }
+
+function fieldRow(name, value, confidence, editableName) {
+  const row = el("tr");
+  const nameCell = el("td");
+  if (editableName) {
+    const input = el("input"); input.className = "field-name"; input.placeholder = "field name"; nameCell.append(input);
+  } else { nameCell.textContent = name; row.dataset.field = name; }
+  const edit = el("input"); edit.className = "field-edit"; edit.placeholder = "unchanged";
+  edit.setAttribute("aria-label", `corrected ${name || "value"}`);
+  const editCell = el("td"); editCell.append(edit);
+  row.append(nameCell, el("td", value), el("td", confidence === null ? "" : `${(confidence * 100).toFixed(1)}%`, confidence === null ? "" : confidenceClass(confidence)), editCell);
+  return row;
+}
+
+function renderFields(fields) {
+  const body = document.querySelector("#i-fields tbody");
+  body.replaceChildren(...fields.map((f) => fieldRow(f.name, f.value, f.confidence, false)));
+  $("i-nofields").hidden = fields.length > 0;
+}
+
+$("add-field").addEventListener("click", () => {
+  const row = fieldRow("", "", null, true);
+  document.querySelector("#i-fields tbody").append(row);
+  $("i-nofields").hidden = true;
+  row.querySelector(".field-name").focus();
+});
+
+function editedFields() {
+  const out = {};
+  document.querySelectorAll("#i-fields tbody tr").forEach((row) => {
+    const named = row.querySelector(".field-name");
+    const name = named ? named.value.trim() : row.dataset.field;
+    const value = row.querySelector(".field-edit").value.trim();
+    if (name && value) out[name] = value;
+  });
+  return out;
+}
+
+function mine() { return state.item && state.item.state === "CLAIMED" && state.item.claimed_by === state.reviewer; }
+
+function updateButtons() {
+  const item = state.item;
+  const open = item && (item.state === "PENDING" || item.state === "CLAIMED");
+  $("claim").disabled = !open || mine() || item.state === "BACKLOGGED";
+  $("release").disabled = !mine();
+  for (const id of ["approve", "reject", "modify"]) $(id).disabled = !mine();
+}
+
+function setStatus(text, error) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", !!error);
+}
+
+function scheduleRenew(item) {
+  clearTimeout(state.renewTimer);
+  const left = Date.parse(item.lease_expires_at) - Date.now();
+  state.renewTimer = setTimeout(async () => {
+    if (!mine()) return;
+    try {
+      const data = await api("POST", `/api/items/${item.item_id}/renew`, { reviewer_id: state.reviewer });
+      state.item = data.item; await openItem(item.item_id, true);
+    } catch (err) { setStatus(`lease renewal failed: ${err.message}`, true); }
+  }, Math.max(1000, left / 2));
+}
+
+async function act(action) {
+  const item = state.item;
+  if (!item) return;
+  let message;
+  try {
+    if (action === "claim") {
+      await api("POST", `/api/items/${item.item_id}/claim`, { reviewer_id: state.reviewer });
+      message = `Claimed by ${state.reviewer}.`;
+    } else if (action === "release") {
+      await api("POST", `/api/items/${item.item_id}/release`, { reviewer_id: state.reviewer });
+      message = "Released to the queue.";
+    } else {
+      if (!mine()) { setStatus("Claim the item first (c).", true); return; }
+      const body = { reviewer_id: state.reviewer, verdict: action, reason: $("reason").value.trim() };
+      if (action === "reject" && !body.reason) {
+        state.pending = "reject";
+        setStatus("Type a reason for rejecting, then press Enter.", true);
+        $("reason").focus();
+        return;
+      }
+      if (action === "modify") {
+        body.modified_fields = editedFields();
+        if (!Object.keys(body.modified_fields).length) {
+          setStatus("Enter a corrected value for at least one field, then press Ctrl+Enter.", true);
+          const first = document.querySelector("#i-fields .field-edit");
+          if (first) first.focus();
+          return;
+        }
+      }
+      const data = await api("POST", `/api/items/${item.item_id}/verdict`, body);
+      state.pending = null;
+      const verb = { approve: "Approved", reject: "Rejected", modify: "Approved with edits" }[action];
+      message = `${verb}: decision ${data.decision_id} sent to the executor.`;
+    }
+    // Re-read the item before saying it is done, so the next shortcut acts on fresh state.
+    await openItem(item.item_id, true);
+    setStatus(message);
+    scheduleRefresh();
+  } catch (err) {
+    const fields = err.body && err.body.field_violations ? ` (${Object.entries(err.body.field_violations).map(([k, v]) => `${k}: ${v}`).join("; ")})` : "";
+    if (err.status === 409) await openItem(item.item_id, true);
+    setStatus(`${err.message}${fields}`, true);
+  }
+}
+
+for (const action of ["claim", "release", "approve", "reject", "modify"]) $(action).addEventListener("click", () => act(action));
+$("back").addEventListener("click", backToQueue);
+
+function backToQueue() {
+  clearTimeout(state.renewTimer);
+  state.item = null;
+  show("queue-view");
+  refresh();
+}
+
+// -- keyboard --------------------------------------------------------------------------------
+document.addEventListener("keydown", (event) => {
+  if (!state.session) return;
+  const target = event.target;
+  const typing = target instanceof HTMLInputElement || target instanceof HTMLSelectElement || target instanceof HTMLTextAreaElement;
+  const inItem = !$("item-view").hidden;
+  if (event.key === "Escape") {
+    if (typing) { target.blur(); return; }
+    if (inItem) backToQueue();
+    return;
+  }
+  if (typing) {
+    if (inItem && target.id === "reason" && event.key === "Enter" && state.pending) { event.preventDefault(); act(state.pending); }
+    if (inItem && event.key === "Enter" && (event.ctrlKey || event.metaKey) && target.closest("#i-fields")) { event.preventDefault(); act("modify"); }
+    return;
+  }
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  const keys = inItem
+    ? { c: () => act("claim"), u: () => act("release"), a: () => act("approve"), r: () => act("reject"), m: () => act("modify") }
+    : { j: () => moveSelection(1), k: () => moveSelection(-1), ArrowDown: () => moveSelection(1), ArrowUp: () => moveSelection(-1),
+        Enter: () => { const item = state.items[state.selected]; if (item) openItem(item.item_id); },
+        "/": () => $("f-queue").focus() };
+  keys["?"] = () => $("help").showModal();
+  const handler = keys[event.key];
+  if (handler) { event.preventDefault(); handler(); }
+});
+
+// -- start -----------------------------------------------------------------------------------
+setInterval(tickClocks, 1000);
+setInterval(() => { if (state.session && !document.hidden) refresh(); }, 15000);
+if (state.reviewer) { signIn(); } else { signOut(""); }

@@ -1,0 +1,148 @@
+"""The reviewer's desk: what the ReviewService RPCs and the web console both do.
+
+Every operation takes the caller's :class:`Principal` (already authenticated and checked
+against the role policy by the gRPC interceptor or the console's middleware) and scopes
+itself to the principal's tenant: an item of another tenant is "not found", never "forbidden",
+so its existence does not leak. Bad input raises ``ReviewError('invalid', ..., violations)``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import asyncpg
+
+from services.review.metrics import VERDICTS
+from services.review.policies import ReviewPolicy
+from services.review.queue import Filters, ReviewError, ReviewQueue, priority_value
+from services.review.resolutions import DecisionPublisher, audit, store_decision, text_digest
+from services.review.verdicts import verdict_decision
+from switchyard._auth import Principal
+from switchyard.v1 import (
+    ClaimRequest,
+    Decision,
+    EscalationReason,
+    ListQueueRequest,
+    ListQueueResponse,
+    RenewRequest,
+    ReviewItem,
+    ReviewState,
+    ReviewVerdict,
+    Verdict,
+)
+
+MAX_LEASE = timedelta(hours=8)
+MAX_MODIFIED_FIELDS = 64
+
+
+class ReviewDesk:
+    def __init__(self, pool: asyncpg.Pool, queue: ReviewQueue, publisher: DecisionPublisher,
+                 policy: ReviewPolicy) -> None:
+        self.pool = pool
+        self.queue = queue
+        self.publisher = publisher
+        self.policy = policy
+
+    async def list_queue(self, principal: Principal,
+                         request: ListQueueRequest) -> ListQueueResponse:
+        tenant = request.tenant_id or (None if principal.tenant_id == "*"
+                                       else principal.tenant_id)
+        if tenant is not None and not principal.may_access(tenant):
+            return ListQueueResponse()
+        states = tuple(ReviewState.Name(s).removeprefix("REVIEW_STATE_")
+                       for s in request.states if s) or ("PENDING", "CLAIMED")
+        filters = Filters(
+            queue=request.queue, tenant_id=tenant, states=states,
+            priorities=tuple(priority_value(p) for p in request.priorities if p),
+            reasons=tuple(EscalationReason.Name(r).removeprefix("ESCALATION_REASON_")
+                          for r in request.reasons if r),
+        )
+        page = await self.queue.list(filters, request.page_size, request.page_token)
+        return ListQueueResponse(items=page.items, next_page_token=page.next_token)
+
+    async def get_item(self, principal: Principal, item_id: str) -> ReviewItem:
+        item, tenant = await self.queue.get(item_id)
+        if not principal.may_access(tenant):
+            raise ReviewError("not_found", f"review item {item_id!r} not found")
+        return item
+
+    async def claim(self, principal: Principal, request: ClaimRequest) -> ReviewItem:
+        await self._check(principal, request.item_id, request.reviewer_id)
+        return await self.queue.claim(request.item_id, request.reviewer_id,
+                                      self._lease(request))
+
+    async def renew(self, principal: Principal, request: RenewRequest) -> ReviewItem:
+        await self._check(principal, request.item_id, request.reviewer_id)
+        return await self.queue.renew(request.item_id, request.reviewer_id,
+                                      self._lease(request))
+
+    async def release(self, principal: Principal, item_id: str, reviewer_id: str) -> ReviewItem:
+        await self._check(principal, item_id, reviewer_id)
+        return await self.queue.release(item_id, reviewer_id)
+
+    async def submit_verdict(self, principal: Principal,
+                             verdict: ReviewVerdict) -> tuple[ReviewItem, Decision]:
+        """Close the item, store the human decision and audit it; then publish it."""
+        problems = []
+        if not verdict.item_id:
+            problems.append(("verdict.item_id", "required"))
+        if not verdict.reviewer_id:
+            problems.append(("verdict.reviewer_id", "required"))
+        if verdict.verdict == Verdict.VERDICT_UNSPECIFIED:
+            problems.append(("verdict.verdict", "APPROVE, REJECT or MODIFY"))
+        if verdict.verdict == Verdict.VERDICT_MODIFY and not verdict.modified_fields:
+            problems.append(("verdict.modified_fields", "required for MODIFY"))
+        if verdict.verdict != Verdict.VERDICT_MODIFY and verdict.modified_fields:
+            problems.append(("verdict.modified_fields", "only allowed with MODIFY"))
+        if len(verdict.modified_fields) > MAX_MODIFIED_FIELDS:
+            problems.append(("verdict.modified_fields", f"at most {MAX_MODIFIED_FIELDS}"))
+        if any(not name.strip() for name in verdict.modified_fields):
+            problems.append(("verdict.modified_fields", "field names must not be empty"))
+        if problems:
+            raise ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in problems), problems)
+        item = await self.get_item(principal, verdict.item_id)
+        name = Verdict.Name(verdict.verdict).removeprefix("VERDICT_").lower()
+        decision = verdict_decision(item.escalation, verdict)
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await self.queue.close_claimed(conn, verdict.item_id, verdict.reviewer_id,
+                                                 f"verdict:{name}", decision.decision_id)
+            await store_decision(conn, decision)
+            await conn.execute(
+                "INSERT INTO review_verdicts (item_id, task_id, reviewer_id, verdict, reason, "
+                "verdict_pb) VALUES ($1,$2,$3,$4,$5,$6)",
+                row["item_id"], row["task_id"], verdict.reviewer_id, name.upper(),
+                verdict.reason, verdict.SerializeToString())
+            proposed = item.escalation.proposed_decision
+            await audit(conn, row["tenant_id"], f"reviewer:{verdict.reviewer_id}",
+                        "review.verdict", str(row["task_id"]), {
+                            "item_id": verdict.item_id, "verdict": name,
+                            "override": verdict.verdict != Verdict.VERDICT_APPROVE,
+                            "model_rule": proposed.rule, "model_label": proposed.label,
+                            "model_confidence": round(proposed.confidence, 4),
+                            "reason_sha256": text_digest(verdict.reason),
+                            "modified_fields": {k: text_digest(v) for k, v in
+                                                sorted(verdict.modified_fields.items())},
+                            "decision_id": decision.decision_id,
+                            "principal": principal.key_id,
+                        })
+        VERDICTS.labels(name).inc()
+        await self.publisher.publish(row["item_id"], decision)
+        closed, _ = await self.queue.get(verdict.item_id)
+        return closed, decision
+
+    def _lease(self, request: ClaimRequest | RenewRequest) -> timedelta:
+        lease = request.lease.ToTimedelta() if request.HasField("lease") else timedelta(0)
+        if lease <= timedelta(0):
+            return self.policy.default_lease
+        return min(lease, MAX_LEASE)
+
+    async def _check(self, principal: Principal, item_id: str, reviewer_id: str) -> None:
+        problems = []
+        if not item_id:
+            problems.append(("item_id", "required"))
+        if not reviewer_id:
+            problems.append(("reviewer_id", "required"))
+        if problems:
+            raise ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in problems), problems)
+        await self.get_item(principal, item_id)
+

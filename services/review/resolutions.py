@@ -1,0 +1,75 @@
+"""How a review item ends: the decision is stored, the item closed and the audit trail
+appended in one transaction; the decision is published to Kafka only after that commit.
+
+If the process dies between the commit and the broker's acknowledgement, the item keeps
+``decision_published_at`` unset and :meth:`DecisionPublisher.sweep` publishes it again later,
+so an accepted verdict is never lost; the executor dedupes by task and step, so publishing
+twice has one effect.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+
+from switchyard._audit import append, digest
+from switchyard._kafka import Producer
+from switchyard._telemetry import task_context
+from switchyard._topics import DECISIONS
+from switchyard.v1 import Decision, DecisionOutcome, DecisionSource
+
+log = logging.getLogger(__name__)
+
+
+async def store_decision(conn: asyncpg.Connection, decision: Decision) -> None:
+    """The decision row in the system of record (idempotent per decision id)."""
+    await conn.execute(
+        "INSERT INTO decisions (decision_id, task_id, tenant_id, source, outcome, confidence, "
+        "rule, explanation, decision) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT DO NOTHING",
+        uuid.UUID(decision.decision_id), uuid.UUID(decision.task_id), decision.tenant_id,
+        DecisionSource.Name(decision.source).removeprefix("DECISION_SOURCE_"),
+        DecisionOutcome.Name(decision.outcome).removeprefix("DECISION_OUTCOME_"),
+        decision.confidence, decision.rule, decision.explanation, decision.SerializeToString(),
+    )
+
+
+async def audit(conn: asyncpg.Connection, tenant_id: str, actor: str, action: str,
+                task_id: str, detail: Mapping[str, Any]) -> None:
+    """Append to the tenant's hash-chained audit trail (inside the caller's transaction)."""
+    await append(conn, tenant_id, actor, action, detail, task_id=task_id)
+
+
+def text_digest(text: str) -> str:
+    """Free text (reasons, edited values) enters the audit trail as a hash, never verbatim."""
+    return digest(text) if text else ""
+
+
+class DecisionPublisher:
+    def __init__(self, pool: asyncpg.Pool, producer: Producer) -> None:
+        self.pool = pool
+        self.producer = producer
+
+    async def publish(self, item_id: uuid.UUID, decision: Decision) -> None:
+        with task_context(decision.task_id):
+            await self.producer.send(DECISIONS, decision.task_id, decision)
+        await self.pool.execute(
+            "UPDATE review_items SET decision_published_at = now() WHERE item_id = $1", item_id)
+
+    async def sweep(self, older_than: timedelta = timedelta(seconds=10)) -> int:
+        """Publish decisions whose item closed a while ago without a broker acknowledgement."""
+        rows = await self.pool.fetch(
+            "SELECT r.item_id, d.decision FROM review_items r JOIN decisions d "
+            "ON d.decision_id = r.decision_id WHERE r.decision_id IS NOT NULL "
+            "AND r.decision_published_at IS NULL AND r.resolved_at < now() - $1::interval "
+            "ORDER BY r.resolved_at LIMIT 500", older_than)
+        for row in rows:
+            decision = Decision.FromString(row["decision"])
+            log.warning("re-publishing decision %s of review item %s", decision.decision_id,
+                        row["item_id"])
+            await self.publish(row["item_id"], decision)
+        return len(rows)

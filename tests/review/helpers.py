@@ -1,0 +1,113 @@
+"""Shared test data for the review tests: tasks in the system of record and escalations.
+
+Tasks are inserted the way ingest stores them, because review items reference real tasks;
+escalations are the protobuf the decision service publishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TypeVar
+
+import asyncpg
+
+from switchyard import Settings
+from switchyard._db import resolve_dsn
+from switchyard._taskstore import timestamp
+from switchyard.v1 import (
+    ActionPlan,
+    ActionStep,
+    Connector,
+    Decision,
+    DecisionOutcome,
+    DecisionSource,
+    Document,
+    Escalation,
+    EscalationReason,
+    FieldExtraction,
+    ModelOutput,
+    TaskEnvelope,
+)
+
+T = TypeVar("T")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def artifact(name: str) -> Path:
+    """Where a test leaves files for people to look at (screenshots)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS / name
+
+
+async def connect(settings: Settings) -> asyncpg.Connection:
+    return await asyncpg.connect(resolve_dsn(settings),
+                                 server_settings={"search_path": settings.postgres_schema})
+
+
+async def insert_tasks(conn: asyncpg.Connection, tenant: str, count: int,
+                       text: str = "Invoice INV-1 total 10.00") -> list[TaskEnvelope]:
+    """Tasks as ingest stores them, BLOCKED awaiting review (what an escalation follows)."""
+    envelopes = []
+    for _ in range(count):
+        task_id = str(uuid.uuid4())
+        envelope = TaskEnvelope(
+            task_id=task_id, tenant_id=tenant, idempotency_key=task_id, kind="invoice",
+            document=Document(content_type="text/plain", body=text.encode()),
+            received_at=timestamp(datetime.now(timezone.utc)))
+        envelopes.append(envelope)
+    await conn.executemany(
+        "INSERT INTO tasks (task_id, tenant_id, idempotency_key, payload_sha256, kind, source, "
+        "envelope, status, stage) VALUES ($1,$2,$3,$4,'invoice','TASK_SOURCE_GRPC',$5,"
+        "'BLOCKED','AWAITING_REVIEW')",
+        [(uuid.UUID(e.task_id), tenant, e.idempotency_key,
+          hashlib.sha256(e.document.body).hexdigest(), e.SerializeToString())
+         for e in envelopes])
+    return envelopes
+
+
+def escalation(task: TaskEnvelope, queue: str, priority: int, *,
+               sla: datetime | None = None,
+               fields: Sequence[tuple[str, str, float]] = (),
+               reason: int = EscalationReason.ESCALATION_REASON_LOW_CONFIDENCE,
+               explanation: str = "Router is unsure: invoice 0.55, support_ticket 0.40.",
+               ) -> Escalation:
+    """An escalation of ``task`` at priority bucket ``priority`` (0 = P0)."""
+    proposed = Decision(
+        decision_id=str(uuid.uuid4()), task_id=task.task_id, tenant_id=task.tenant_id,
+        outcome=DecisionOutcome.DECISION_OUTCOME_ESCALATE, confidence=0.55,
+        rule="low_confidence", explanation=explanation, label="invoice",
+        source=DecisionSource.DECISION_SOURCE_MODEL,
+        plan=ActionPlan(steps=[ActionStep(step_id="1-post_invoice", name="post_invoice",
+                                          connector=Connector.CONNECTOR_SQL,
+                                          target="erp.invoices", operation="post_invoice")]),
+        models=[ModelOutput(model_name="document_router", model_version="1", label="invoice",
+                            confidence=0.55, scores={"invoice": 0.55, "support_ticket": 0.4})],
+        fields=[FieldExtraction(name=n, value=v, confidence=c) for n, v, c in fields],
+    )
+    out = Escalation(
+        escalation_id=str(uuid.uuid4()), task_id=task.task_id, tenant_id=task.tenant_id,
+        queue=queue, priority=priority + 1,  # type: ignore[arg-type]
+        reason=reason,  # type: ignore[arg-type]
+        reason_detail=explanation, proposed_decision=proposed, task=task, service="decision")
+    if sla is not None:
+        out.sla_deadline.CopyFrom(timestamp(sla))
+    return out
+
+
+async def eventually(check: Callable[[], Awaitable[T | None]], what: str,
+                     timeout_s: float = 60.0, interval_s: float = 0.1) -> T:
+    """Poll until ``check`` returns something truthy; generous, since the machine is shared."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(interval_s)

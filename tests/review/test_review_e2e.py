@@ -1,0 +1,187 @@
+"""End to end with the four services: verdicts given in the browser and on the command line
+reach the executor, and the tasks end SUCCEEDED (approve) or CANCELLED (reject).
+
+Tasks are submitted over gRPC as invoices claiming to be admission forms, so the real router
+on Triton disagrees and the policy escalates them to review.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from playwright.async_api import Page, expect
+
+from switchyard import Settings
+from switchyard._db import create_pool
+from switchyard._grpc import create_channel
+from switchyard.v1 import (
+    Document,
+    GetTaskRequest,
+    IngestServiceStub,
+    Submission,
+    SubmitTaskRequest,
+    Task,
+    TaskStatus,
+)
+from tests.review.helpers import artifact, eventually
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pipeline")]
+HELDOUT = Path(__file__).resolve().parents[2] / "models" / "data" / "router_heldout.jsonl"
+TERMINAL = {TaskStatus.TASK_STATUS_SUCCEEDED, TaskStatus.TASK_STATUS_FAILED,
+            TaskStatus.TASK_STATUS_CANCELLED}
+
+
+@pytest.fixture(scope="module")
+def settings(settings: Settings) -> Settings:
+    return settings.replace(api_keys="sub:acme:submitter,rev:acme:reviewer",
+                            client_api_key="rev")
+
+
+@pytest.fixture(scope="module")
+async def db(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(settings)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def ingest(settings: Settings) -> AsyncIterator[IngestServiceStub]:
+    channel = create_channel(f"127.0.0.1:{settings.ingest_grpc_port}", "sub")
+    yield IngestServiceStub(channel)
+    await channel.close()
+
+
+def invoices(count: int) -> list[str]:
+    rows = [json.loads(line) for line in HELDOUT.read_text().splitlines()]
+    return [r["text"] for r in rows if r["label"] == "invoice" and len(r["text"]) > 200][:count]
+
+
+async def escalated_tasks(ingest: IngestServiceStub, db: asyncpg.Pool,
+                          count: int) -> list[tuple[str, str]]:
+    """(task id, review item id) of ``count`` tasks that the pipeline sent to review."""
+    out = []
+    for text in invoices(count):
+        response = await ingest.SubmitTask(SubmitTaskRequest(submission=Submission(
+            tenant_id="acme", idempotency_key=uuid.uuid4().hex, kind="admission_form",
+            document=Document(content_type="text/plain", body=text.encode()))))
+        out.append(response.task_id)
+
+    async def items() -> list[tuple[str, str]] | None:
+        rows = await db.fetch("SELECT task_id::text, item_id::text FROM review_items WHERE "
+                              "task_id = ANY($1::uuid[]) AND state = 'PENDING'", out)
+        found = {r["task_id"]: r["item_id"] for r in rows}
+        return [(t, found[t]) for t in out] if len(found) == len(out) else None
+    return await eventually(items, "review items for the escalated tasks", 120, 0.2)
+
+
+async def final(ingest: IngestServiceStub, task_id: str) -> Task:
+    async def done() -> Task | None:
+        task = (await ingest.GetTask(GetTaskRequest(task_id=task_id))).task
+        return task if task.status in TERMINAL else None
+    return await eventually(done, f"task {task_id} to finish", 120, 0.2)
+
+
+async def sign_in(page: Page, settings: Settings, reviewer: str) -> None:
+    await page.goto(f"http://127.0.0.1:{settings.review_web_port}/")
+    await page.fill("#api-key", "rev")
+    await page.fill("#reviewer", reviewer)
+    await page.click("#login-form button[type=submit]")
+
+
+async def test_verdicts_from_the_browser_reach_the_executor(
+        settings: Settings, db: asyncpg.Pool, ingest: IngestServiceStub, browser: object) -> None:
+    (approve_task, approve_item), (reject_task, reject_item) = \
+        await escalated_tasks(ingest, db, 2)
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore
+    expect.set_options(timeout=30_000)
+    try:
+        await sign_in(page, settings, "rita")
+        rows = page.locator("#queue tbody tr")
+        await expect(page.locator(f'tr[data-item-id="{approve_item}"]')).to_be_visible()
+        await expect(page.locator(f'tr[data-item-id="{reject_item}"]')).to_be_visible()
+        assert await rows.count() == 2
+        await page.screenshot(path=str(artifact("review-console-queue.png")), full_page=True)
+
+        await page.click(f'tr[data-item-id="{approve_item}"]')
+        await expect(page.locator("#i-task")).to_have_text(approve_task)
+        await page.keyboard.press("c")
+        await expect(page.locator("#status")).to_have_text("Claimed by rita.")
+        await page.keyboard.press("a")
+        await expect(page.locator("#status")).to_contain_text("Approved: decision")
+
+        await page.keyboard.press("Escape")
+        await page.click(f'tr[data-item-id="{reject_item}"]')
+        await expect(page.locator("#i-task")).to_have_text(reject_task)
+        await page.keyboard.press("c")
+        await expect(page.locator("#status")).to_have_text("Claimed by rita.")
+        await page.keyboard.press("r")  # no reason yet: the console asks for one
+        await expect(page.locator("#reason")).to_be_focused()
+        await page.keyboard.type("not an admission form")
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#status")).to_contain_text("Rejected: decision")
+        await page.screenshot(path=str(artifact("review-console-rejected.png")), full_page=True)
+    finally:
+        await page.close()
+
+    approved = await final(ingest, approve_task)
+    assert approved.status == TaskStatus.TASK_STATUS_SUCCEEDED, approved.reason
+    rejected = await final(ingest, reject_task)
+    assert rejected.status == TaskStatus.TASK_STATUS_CANCELLED
+    assert rejected.reason == "rejected:reviewer_reject"
+    executed = await db.fetchval("SELECT count(*) FROM executions WHERE task_id = $1::uuid",
+                                 approve_task)
+    assert executed >= 1
+    verdicts = {r["task_id"]: (r["actor"], r["override"]) for r in await db.fetch(
+        "SELECT task_id::text, actor, (detail->>'override')::bool AS override FROM audit_log "
+        "WHERE action = 'review.verdict' AND task_id = ANY($1::uuid[])",
+        [approve_task, reject_task])}
+    assert verdicts == {approve_task: ("reviewer:rita", False),
+                        reject_task: ("reviewer:rita", True)}
+
+
+async def switchyard(settings: Settings, *args: str) -> tuple[int, str]:
+    """Run the real command line with the test's settings in its environment."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "switchyard", *args, env={**os.environ, **settings.to_env()},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await process.communicate()
+    return process.returncode or 0, out.decode()
+
+
+async def test_the_command_line_lists_claims_approves_and_rejects(
+        settings: Settings, db: asyncpg.Pool, ingest: IngestServiceStub) -> None:
+    (approve_task, approve_item), (reject_task, reject_item) = \
+        await escalated_tasks(ingest, db, 2)
+    code, out = await switchyard(settings, "review", "list", "--json")
+    assert code == 0, out
+    listed = {json.loads(line)["item_id"]: json.loads(line) for line in out.splitlines()}
+    assert {approve_item, reject_item} <= set(listed)
+    assert listed[approve_item]["task_id"] == approve_task
+
+    code, out = await switchyard(settings, "review", "list")
+    assert code == 0 and approve_item in out, out
+    code, out = await switchyard(settings, "review", "--reviewer", "carl", "claim", reject_item)
+    assert code == 0 and "claimed" in out, out
+    code, out = await switchyard(settings, "review", "--reviewer", "dora", "approve",
+                                 reject_item)
+    assert code == 1 and "claimed by carl" in out, out  # someone else holds it
+
+    code, out = await switchyard(settings, "review", "--reviewer", "carl", "approve",
+                                 approve_item, "--reason", "checked the PO")
+    assert code == 0 and "approved" in out, out
+    code, out = await switchyard(settings, "review", "--reviewer", "carl", "reject",
+                                 reject_item, "--reason", "duplicate")
+    assert code == 0 and "rejected" in out, out
+
+    assert (await final(ingest, approve_task)).status == TaskStatus.TASK_STATUS_SUCCEEDED
+    assert (await final(ingest, reject_task)).status == TaskStatus.TASK_STATUS_CANCELLED
+    code, out = await switchyard(settings.replace(client_api_key="wrong"), "review", "list")
+    assert code == 1 and "UNAUTHENTICATED" in out, out

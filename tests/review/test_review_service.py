@@ -1,0 +1,373 @@
+"""The review service as a real process, fed escalations through the real broker.
+
+Covers the issue's first two "done when" items (an escalation storm admitted at the
+configured rate in priority order with every item accounted for; concurrent claims with one
+winner and expired leases reclaimable), authorization on gRPC and on the console's API, and
+the console's item view driven in a real browser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+
+import aiohttp
+import asyncpg
+import grpc
+import pytest
+from google.protobuf.duration_pb2 import Duration
+from playwright.async_api import expect
+
+from switchyard import Settings
+from switchyard._db import create_pool
+from switchyard._grpc import create_channel, field_violations
+from switchyard._kafka import Producer
+from switchyard._topics import ESCALATIONS
+from switchyard.stack import EmbeddedStack, ManagedProcess
+from switchyard.v1 import (
+    ClaimRequest,
+    ClaimResponse,
+    Decision,
+    DecisionSource,
+    Escalation,
+    GetItemRequest,
+    ListQueueRequest,
+    RenewRequest,
+    ReviewServiceStub,
+    ReviewState,
+    ReviewVerdict,
+    SubmitVerdictRequest,
+    Verdict,
+)
+from tests.review.helpers import artifact, escalation, eventually, insert_tasks
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("review_process")]
+KEYS = ("rev-acme:acme:reviewer,rev-other:other:reviewer,sub-acme:acme:submitter,"
+        "aud-acme:acme:auditor")
+STORM_RATE, STORM_BURST = 5.0, 10
+
+
+@pytest.fixture(scope="module")
+def settings(settings: Settings) -> Settings:
+    """The module's isolated settings plus review policies: a throttled 'storm' queue and an
+    all but paused one; tenants unthrottled so each test's queue is the only limit."""
+    return settings.replace(
+        api_keys=KEYS, client_api_key="rev-acme", review_tenant_rate=0.0,
+        review_queue_overrides=f"storm:{STORM_RATE}:{STORM_BURST}:0,paused:0.001:1:0",
+        review_admission_interval_ms=50.0, review_sla_interval_s=0.5)
+
+
+@pytest.fixture(scope="module")
+async def db(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(settings)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="module")
+async def producer(settings: Settings) -> AsyncIterator[Producer]:
+    producer = Producer(settings)
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+@pytest.fixture
+async def channels(settings: Settings) -> AsyncIterator[dict[str, ReviewServiceStub]]:
+    """A ReviewService stub per API key ('none': no key at all)."""
+    target = f"127.0.0.1:{settings.review_grpc_port}"
+    opened = {key: create_channel(target, None if key == "none" else key)
+              for key in ("rev-acme", "rev-other", "sub-acme", "aud-acme", "none")}
+    yield {key: ReviewServiceStub(channel) for key, channel in opened.items()}
+    for channel in opened.values():
+        await channel.close()
+
+
+async def escalate(db: asyncpg.Pool, producer: Producer, tenant: str, queue: str,
+                   priority: int, **kwargs: object) -> Escalation:
+    async with db.acquire() as conn:
+        (task,) = await insert_tasks(conn, tenant, 1, **({"text": kwargs.pop("text")}
+                                                          if "text" in kwargs else {}))
+    esc = escalation(task, queue, priority, **kwargs)  # type: ignore[arg-type]
+    await producer.send(ESCALATIONS, esc.task_id, esc)
+    return esc
+
+
+async def item_of(db: asyncpg.Pool, esc: Escalation, state: str = "PENDING") -> str:
+    async def find() -> str | None:
+        return await db.fetchval("SELECT item_id::text FROM review_items WHERE escalation_id = "
+                                 "$1 AND state = $2", uuid.UUID(esc.escalation_id), state)
+    return await eventually(find, f"review item of {esc.task_id} in state {state}")
+
+
+# -- done when: a storm is admitted at the configured rate, in priority order -------------
+
+async def test_storm_is_admitted_at_the_configured_rate_in_priority_order(
+        settings: Settings, db: asyncpg.Pool, producer: Producer) -> None:
+    sent = 100
+    async with db.acquire() as conn:
+        tasks = await insert_tasks(conn, "acme", sent)
+    # Least urgent first, so the order of admission is not the order of arrival.
+    priorities = sorted((i % 4 for i in range(sent)), reverse=True)
+    storm = [escalation(task, "storm", p) for task, p in zip(tasks, priorities)]
+    interval = 1 / (10 * STORM_RATE)  # ten times the admission rate
+    started = time.monotonic()
+    for index, esc in enumerate(storm):
+        await producer.send(ESCALATIONS, esc.task_id, esc)
+        await asyncio.sleep(max(0.0, started + (index + 1) * interval - time.monotonic()))
+
+    async def count(where: str) -> int:
+        return await db.fetchval(f"SELECT count(*) FROM review_items WHERE queue = 'storm' "
+                                 f"AND {where}")
+    await eventually(lambda: _ge(count("true"), sent), "every escalation stored", 120)
+    target = STORM_BURST + 35  # ~7 s of steady admission at 5/s after the burst
+    await eventually(lambda: _ge(count("admitted_at IS NOT NULL"), target),
+                     f"{target} admissions", 180, 0.5)
+    metrics = await scrape(settings.review_metrics_port)
+    rows = await db.fetch("SELECT item_id, priority, state, created_at, admitted_at "
+                          "FROM review_items WHERE queue = 'storm'")
+
+    admitted = [r for r in rows if r["admitted_at"] is not None]
+    backlog = [r for r in rows if r["state"] == "BACKLOGGED"]
+    assert len(admitted) + len(backlog) == sent == len(rows)  # every item accounted for
+    assert {r["state"] for r in admitted} == {"PENDING"} and backlog
+
+    times = sorted(r["admitted_at"] for r in admitted)[STORM_BURST:]  # after the burst
+    rate = (len(times) - 1) / (times[-1] - times[0]).total_seconds()
+    assert rate == pytest.approx(STORM_RATE, rel=0.10), f"admitted at {rate:.2f}/s"
+
+    # Once the whole storm is in the backlog, admission follows priority, then age, and
+    # nothing admitted outranks what is still waiting.
+    landed = max(r["created_at"] for r in rows) + timedelta(seconds=0.5)
+    after = sorted((r for r in admitted if r["admitted_at"] > landed),
+                   key=lambda r: (r["admitted_at"], r["priority"], r["created_at"]))
+    order = [(r["priority"], r["created_at"]) for r in after]
+    assert len(order) >= 10 and order == sorted(order)
+    assert order[-1] <= min((r["priority"], r["created_at"]) for r in backlog)
+    assert order[0][0] == 0  # the P0s, sent last, went first
+    print(f"storm: {sent} sent at {10 * STORM_RATE:.0f}/s, {len(admitted)} admitted, "
+          f"{len(backlog)} in backlog, steady admission {rate:.2f}/s")
+
+    assert metrics["switchyard_review_backlog_depth"]["storm"] > 0
+    assert metrics["switchyard_review_backlog_oldest_age_seconds"]["storm"] > 0
+    assert len(admitted) >= metrics["switchyard_review_admitted_total"]["storm"] >= target
+
+
+async def _ge(value: asyncio.Future[int] | object, minimum: int) -> bool:
+    return await value >= minimum  # type: ignore[misc, operator]
+
+
+async def scrape(port: int) -> dict[str, dict[str, float]]:
+    """Prometheus text -> {metric: {queue: value summed over other labels}}."""
+    async with aiohttp.ClientSession() as session, \
+            session.get(f"http://127.0.0.1:{port}/metrics") as response:
+        text = await response.text()
+    out: dict[str, dict[str, float]] = {}
+    for line in text.splitlines():
+        if not line.startswith("switchyard_review_") or 'queue="' not in line:
+            continue
+        name, rest = line.split("{", 1)
+        queue = rest.split('queue="', 1)[1].split('"', 1)[0]
+        out.setdefault(name, {}).setdefault(queue, 0.0)
+        out[name][queue] += float(line.rsplit(" ", 1)[1])
+    return out
+
+
+# -- done when: two claims, one winner; an expired lease is reclaimable -------------------
+
+async def test_concurrent_claims_have_one_winner_and_an_expired_lease_returns(
+        db: asyncpg.Pool, producer: Producer, channels: dict[str, ReviewServiceStub]) -> None:
+    review = channels["rev-acme"]
+    esc = await escalate(db, producer, "acme", "claims", 1)
+    item_id = await item_of(db, esc)
+    reviewers = [f"reviewer-{i}" for i in range(8)]
+    results = await asyncio.gather(*(review.Claim(ClaimRequest(
+        item_id=item_id, reviewer_id=r, lease=Duration(seconds=2))) for r in reviewers),
+        return_exceptions=True)
+    winners = [r for r in results if isinstance(r, ClaimResponse)]
+    losers = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(winners) == 1 and len(losers) == len(reviewers) - 1
+    holder = winners[0].item.claimed_by
+    assert all(e.code() == grpc.StatusCode.FAILED_PRECONDITION
+               and f"claimed by {holder}" in (e.details() or "") for e in losers)
+
+    async def lease_ran_out() -> bool:
+        item = (await review.GetItem(GetItemRequest(item_id=item_id))).item
+        return item.state == ReviewState.REVIEW_STATE_PENDING and not item.claimed_by
+    await eventually(lease_ran_out, "the lease to expire", 60, 0.2)
+    late = await review.Claim(ClaimRequest(item_id=item_id, reviewer_id="late"))
+    assert late.item.claimed_by == "late"
+
+    for stale in (review.Renew(RenewRequest(item_id=item_id, reviewer_id=holder)),
+                  review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+                      item_id=item_id, reviewer_id=holder, verdict=Verdict.VERDICT_APPROVE)))):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stale
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+    done = await review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+        item_id=item_id, reviewer_id="late", verdict=Verdict.VERDICT_REJECT,
+        reason="duplicate of INV-1")))
+    assert done.item.state == ReviewState.REVIEW_STATE_RESOLVED
+    assert done.item.resolution == "verdict:reject"
+    decision = Decision.FromString(await db.fetchval(
+        "SELECT decision FROM decisions WHERE decision_id = $1", uuid.UUID(done.decision_id)))
+    assert (decision.source, decision.reviewer_id) == (DecisionSource.DECISION_SOURCE_HUMAN,
+                                                        "late")
+    audit = await db.fetchval("SELECT detail::text FROM audit_log WHERE task_id = $1 AND "
+                              "action = 'review.verdict'", uuid.UUID(esc.task_id))
+    assert '"override": true' in audit and "duplicate" not in audit  # reason only hashed
+
+
+async def test_backlogged_items_are_visible_but_not_claimable(
+        db: asyncpg.Pool, producer: Producer, channels: dict[str, ReviewServiceStub]) -> None:
+    review = channels["rev-acme"]
+    first = await escalate(db, producer, "acme", "paused", 2)
+    await item_of(db, first)  # the paused queue's single token
+    second = await escalate(db, producer, "acme", "paused", 2)
+    waiting = await item_of(db, second, "BACKLOGGED")
+    listed = await review.ListQueue(ListQueueRequest(
+        queue="paused", states=[ReviewState.REVIEW_STATE_BACKLOGGED]))
+    assert [i.item_id for i in listed.items] == [waiting]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await review.Claim(ClaimRequest(item_id=waiting, reviewer_id="ana"))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "waiting for admission" in (caught.value.details() or "")
+
+
+# -- authorization, the same on gRPC and in the console -----------------------------------
+
+async def test_roles_and_tenants_are_enforced_on_grpc_and_http(
+        settings: Settings, db: asyncpg.Pool, producer: Producer,
+        channels: dict[str, ReviewServiceStub]) -> None:
+    esc = await escalate(db, producer, "acme", "authz", 2)
+    item_id = await item_of(db, esc)
+    expectations = {
+        "none": grpc.StatusCode.UNAUTHENTICATED, "sub-acme": grpc.StatusCode.PERMISSION_DENIED,
+        "rev-other": grpc.StatusCode.NOT_FOUND,
+    }
+    for key, code in expectations.items():
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await channels[key].GetItem(GetItemRequest(item_id=item_id))
+        assert caught.value.code() == code, key
+    assert not (await channels["rev-other"].ListQueue(ListQueueRequest(
+        queue="authz", tenant_id="acme"))).items
+    assert (await channels["aud-acme"].GetItem(GetItemRequest(item_id=item_id))).item.item_id
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await channels["aud-acme"].Claim(ClaimRequest(item_id=item_id, reviewer_id="aud"))
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await channels["rev-acme"].SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+            item_id=item_id, verdict=Verdict.VERDICT_MODIFY)))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(field_violations(caught.value)) == {"verdict.reviewer_id",
+                                                   "verdict.modified_fields"}
+
+    base = f"http://127.0.0.1:{settings.review_web_port}"
+
+    async def call(method: str, path: str, key: str | None, body: object = None
+                   ) -> tuple[int, dict[str, object]]:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        async with aiohttp.ClientSession() as session, session.request(
+                method, base + path, headers=headers, json=body) as response:
+            return response.status, await response.json()
+
+    assert (await call("GET", "/api/items", None))[0] == 401
+    assert (await call("GET", "/api/items", "nonsense"))[0] == 401
+    assert (await call("GET", "/api/items", "sub-acme"))[0] == 403
+    assert (await call("GET", f"/api/items/{item_id}", "rev-other"))[0] == 404
+    assert (await call("POST", f"/api/items/{item_id}/claim", "aud-acme",
+                       {"reviewer_id": "aud"}))[0] == 403
+    status, body = await call("GET", "/api/items?queue=authz", "rev-acme")
+    assert status == 200 and [i["item_id"] for i in body["items"]] == [item_id]  # type: ignore
+    status, body = await call("GET", "/api/items?priority=P7", "rev-acme")
+    assert status == 400 and "priority" in body["field_violations"]  # type: ignore[operator]
+    status, body = await call("POST", f"/api/items/{item_id}/claim", "rev-acme", {})
+    assert status == 400 and "reviewer_id" in body["field_violations"]  # type: ignore[operator]
+    assert (await call("POST", f"/api/items/{item_id}/claim", "rev-acme",
+                       {"reviewer_id": "ana"}))[0] == 200
+    status, body = await call("POST", f"/api/items/{item_id}/claim", "rev-acme",
+                              {"reviewer_id": "ben"})
+    assert status == 409 and "claimed by ana" in str(body["error"])
+    async with aiohttp.ClientSession() as session, session.get(base + "/") as page:
+        assert page.status == 200
+        assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+
+
+# -- the console in a real browser ------------------------------------------------------------
+
+async def test_console_shows_the_item_and_modifies_it_from_the_keyboard(
+        settings: Settings, db: asyncpg.Pool, producer: Producer, browser: object) -> None:
+    explanation = "Total does not match the line items; extractor unsure about the total."
+    esc = await escalate(
+        db, producer, "acme", "console", 1, sla=datetime.now(timezone.utc) + timedelta(hours=2),
+        fields=[("invoice_number", "INV-77", 0.97), ("total", "120.00", 0.42)],
+        explanation=explanation,
+        text="Invoice INV-77\nBill to: jane.doe@example.com\nTotal: 120.00 EUR")
+    item_id = await item_of(db, esc)
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore
+    expect.set_options(timeout=30_000)
+    try:
+        await page.goto(f"http://127.0.0.1:{settings.review_web_port}/")
+        await page.fill("#api-key", "rev-acme")
+        await page.fill("#reviewer", "rita")
+        await page.click("#login-form button[type=submit]")
+        await page.fill("#f-queue", "console")
+        await expect(page.locator("#queue tbody tr")).to_have_count(1)  # filter applied
+        row = page.locator(f'#queue tbody tr[data-item-id="{item_id}"]')
+        await expect(row).to_contain_text("P1")
+        await expect(row.locator(".sla")).to_contain_text("left")
+        await page.keyboard.press("Escape")  # leave the filter box; shortcuts apply again
+        await page.keyboard.press("Enter")   # open the selected (only) item
+
+        await expect(page.locator("#i-document")).to_contain_text("[EMAIL REDACTED]")
+        assert "jane.doe" not in await page.inner_text("#i-document")
+        await expect(page.locator("#i-explanation")).to_have_text(explanation)
+        total = page.locator('#i-fields tr[data-field="total"]')
+        await expect(total).to_contain_text("42.0%")
+        await expect(page.locator('#i-fields tr[data-field="invoice_number"]')) \
+            .to_contain_text("INV-77")
+        await expect(page.locator("#i-sla")).to_contain_text("SLA: 1h")
+
+        await page.keyboard.press("c")
+        await expect(page.locator("#status")).to_have_text("Claimed by rita.")
+        await expect(page.locator("#i-state")).to_have_text("claimed by rita")
+        await total.locator(".field-edit").fill("121.00")
+        await total.locator(".field-edit").press("Control+Enter")
+        await expect(page.locator("#status")).to_contain_text("Approved with edits")
+        await expect(page.locator("#i-state")).to_contain_text("verdict:modify")
+        await page.screenshot(path=str(artifact("review-console-item.png")), full_page=True)
+    finally:
+        await page.close()
+
+    verdict = await db.fetchrow("SELECT reviewer_id, verdict FROM review_verdicts "
+                                "WHERE item_id = $1::uuid", item_id)
+    assert dict(verdict) == {"reviewer_id": "rita", "verdict": "MODIFY"}
+    decision = Decision.FromString(await db.fetchval(
+        "SELECT decision FROM decisions WHERE task_id = $1 AND source = 'HUMAN'",
+        uuid.UUID(esc.task_id)))
+    fields = {f.name: (f.value, f.confidence) for f in decision.fields}
+    assert fields == {"invoice_number": ("INV-77", 0.97), "total": ("121.00", 1.0)}
+
+
+# -- live updates, and a clean stop with a console still listening (runs last) -------------
+
+async def test_console_streams_changes_and_sigterm_ends_the_stream_cleanly(
+        settings: Settings, db: asyncpg.Pool, producer: Producer,
+        review_process: EmbeddedStack) -> None:
+    async with aiohttp.ClientSession() as session, session.get(
+            f"http://127.0.0.1:{settings.review_web_port}/api/events",
+            headers={"Authorization": "Bearer rev-acme"}) as stream:
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        assert "event: hello" in (await stream.content.readuntil(b"\n\n")).decode()
+        await escalate(db, producer, "acme", "live", 2)
+        while "event: change" not in (await stream.content.readuntil(b"\n\n")).decode():
+            pass
+        # SIGTERM while the browser's stream is open: the service ends it and exits cleanly.
+        await asyncio.to_thread(review_process.stop)
+        assert await stream.content.read() in (b"", b": keepalive\n\n")
+    log = ManagedProcess.log_path_for(review_process.state_dir, "review").read_text()
+    assert "review stopped" in log

@@ -1,0 +1,213 @@
+"""Unit tests of the review domain: policy parsing, the admission rule, token buckets,
+redaction, policy decisions and the console's request parsing. No broker, no database."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from services.review.admission import Candidate, plan_admissions, refill
+from services.review.console import BadRequest, item_json, list_request, verdict_from
+from services.review.intake import check, redact
+from services.review.policies import Limit, PolicyError, QueueLimits, ReviewPolicy
+from services.review.queue import priority_value
+from services.review.verdicts import policy_decision
+from switchyard import Settings
+from switchyard._pii import Redactor
+from switchyard._streams import RejectRecord
+from switchyard.v1 import (
+    ActionPlan,
+    ActionStep,
+    Decision,
+    DecisionOutcome,
+    DecisionSource,
+    Document,
+    Escalation,
+    ReviewItem,
+    ReviewPriority,
+    TaskEnvelope,
+    Verdict,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def policy(**changes: object) -> ReviewPolicy:
+    return ReviewPolicy.from_settings(Settings().replace(**changes))
+
+
+def candidate(tenant: str, queue: str, priority: int, age_s: float) -> Candidate:
+    return Candidate(uuid.uuid4(), tenant, queue, priority, T0 - timedelta(seconds=age_s))
+
+
+def ordered(items: list[Candidate]) -> list[Candidate]:
+    return sorted(items, key=lambda c: (c.priority, c.created_at))
+
+
+# -- policies -------------------------------------------------------------------------------
+
+def test_policy_reads_overrides_and_defaults() -> None:
+    p = policy(review_queue_overrides="storm:5:10:0, vip:0:0:20",
+               review_queue_expiry="vip:fail", review_default_actions="acme:approve,*:reject",
+               review_storm_after_s=60)
+    assert p.queue("storm") == QueueLimits(Limit(5.0, 10), 0)
+    assert p.queue("vip").bucket.unlimited and p.queue("vip").max_open == 20
+    assert p.queue("other") == p.queue_default
+    assert (p.expiry("vip"), p.expiry("other")) == ("fail", "reassign")
+    assert (p.default_action("acme"), p.default_action("anyone")) == ("approve", "reject")
+    assert p.storm_after == timedelta(seconds=60)
+    assert policy(review_default_actions="acme:approve").default_action("globex") is None
+    assert policy().storm_after is None
+
+
+@pytest.mark.parametrize(("changes", "names"), [
+    ({"review_queue_overrides": "storm:5:10"}, "SWITCHYARD_REVIEW_QUEUE_OVERRIDES"),
+    ({"review_queue_overrides": "storm:fast:10:0"}, "SWITCHYARD_REVIEW_QUEUE_OVERRIDES"),
+    ({"review_queue_overrides": "storm:5:0:0"}, "SWITCHYARD_REVIEW_QUEUE_OVERRIDES"),
+    ({"review_expiry_policy": "shrug"}, "SWITCHYARD_REVIEW_EXPIRY_POLICY"),
+    ({"review_queue_expiry": "vip:later"}, "SWITCHYARD_REVIEW_QUEUE_EXPIRY"),
+    ({"review_default_actions": "acme:maybe"}, "SWITCHYARD_REVIEW_DEFAULT_ACTIONS"),
+    ({"review_tenant_rate": -1.0}, "SWITCHYARD_REVIEW_TENANT_RATE"),
+    ({"review_tenant_rate": 2.0, "review_tenant_burst": 0}, "SWITCHYARD_REVIEW_TENANT_BURST"),
+    ({"review_storm_priority": 4}, "SWITCHYARD_REVIEW_STORM_PRIORITY"),
+])
+def test_bad_policy_settings_name_the_variable(changes: dict[str, object], names: str) -> None:
+    with pytest.raises(PolicyError, match=names):
+        policy(**changes)
+
+
+# -- the admission rule ---------------------------------------------------------------------
+
+def test_admission_takes_highest_priority_then_oldest_within_the_buckets() -> None:
+    p = policy(review_tenant_rate=1.0, review_tenant_burst=3, review_queue_rate=0.0)
+    backlog = ordered([candidate("acme", "q", prio, age) for prio, age in
+                       [(3, 50), (1, 10), (0, 1), (1, 40), (2, 99), (0, 5)]])
+    tenants, queues = {"acme": 3.0}, {}
+    admitted = plan_admissions(backlog, tenants, queues, {}, p)
+    assert [(c.priority, (T0 - c.created_at).seconds) for c in admitted] == \
+        [(0, 5), (0, 1), (1, 40)]
+    assert tenants == {"acme": 0.0}
+
+
+def test_an_exhausted_tenant_does_not_hold_up_other_tenants() -> None:
+    p = policy(review_tenant_rate=1.0, review_tenant_burst=5, review_queue_rate=0.0)
+    backlog = ordered([candidate("noisy", "q", 0, 100 - i) for i in range(50)]
+                      + [candidate("quiet", "q", 3, 1)])
+    tenants = {"noisy": 2.0, "quiet": 1.0}
+    admitted = plan_admissions(backlog, tenants, {}, {}, p)
+    assert [c.tenant_id for c in admitted] == ["noisy", "noisy", "quiet"]
+
+
+def test_queue_bucket_and_open_cap_both_hold() -> None:
+    p = policy(review_tenant_rate=0.0, review_queue_overrides="q:1:10:4,r:0:0:0")
+    backlog = ordered([candidate("acme", "q", 1, 10 - i) for i in range(10)]
+                      + [candidate("acme", "r", 2, 1) for _ in range(3)])
+    queues = {"q": 10.0}
+    admitted = plan_admissions(backlog, {}, queues, {"q": 1}, p)
+    # q: cap 4 with 1 open already -> 3 admitted though 10 tokens were there; r: no limits
+    assert [c.queue for c in admitted].count("q") == 3
+    assert [c.queue for c in admitted].count("r") == 3
+    assert queues["q"] == 7.0
+
+
+def test_refill_is_continuous_and_capped_at_the_burst() -> None:
+    limit = Limit(rate=5.0, burst=10)
+    assert refill(0.0, 0.3, limit) == pytest.approx(1.5)
+    assert refill(9.5, 60.0, limit) == 10.0
+    assert refill(2.0, -1.0, limit) == 2.0  # a clock step back never removes tokens
+
+
+def test_a_storm_at_ten_times_the_rate_is_admitted_at_the_rate() -> None:
+    """Simulated clock: 10x arrivals, jittery ticks; admissions follow rate*t + burst."""
+    rate, burst = 5.0, 10
+    p = policy(review_tenant_rate=0.0, review_queue_overrides=f"q:{rate}:{burst}:0")
+    rng = random.Random(3)
+    now, tokens, backlog, admitted_at = 0.0, float(burst), [], []
+    arrivals = [i / (10 * rate) for i in range(int(10 * rate * 4))]  # 4 s of storm
+    while now < 20.0:
+        step = rng.uniform(0.02, 0.3)
+        tokens = refill(tokens, step, p.queue("q").bucket)
+        now += step
+        while arrivals and arrivals[0] <= now:
+            backlog.append(candidate("acme", "q", rng.randrange(4), -arrivals.pop(0)))
+        queues = {"q": tokens}
+        for item in plan_admissions(ordered(backlog), {}, queues, {}, p):
+            backlog.remove(item)
+            admitted_at.append(now)
+        tokens = queues["q"]
+    steady = admitted_at[burst:]
+    measured = (len(steady) - 1) / (steady[-1] - steady[0])
+    assert measured == pytest.approx(rate, rel=0.10)
+    assert len(admitted_at) + len(backlog) == int(10 * rate * 4)
+
+
+# -- intake ------------------------------------------------------------------------------
+
+def test_redaction_keeps_the_content_and_drops_personal_data() -> None:
+    body = "Invoice INV-7 from jane.doe@example.com, card 4111 1111 1111 1111, total 10.00"
+    escalation = Escalation(task=TaskEnvelope(
+        document=Document(content_type="text/plain", body=body.encode()),
+        metadata={"contact": "jane.doe@example.com", "po": "PO-1"}))
+    out = redact(escalation, Redactor())
+    text = out.task.document.body.decode()
+    assert "jane.doe" not in text and "4111" not in text
+    assert "INV-7" in text and "10.00" in text and "[EMAIL REDACTED]" in text
+    assert out.task.metadata["contact"] == "[EMAIL REDACTED]" and out.task.metadata["po"] == "PO-1"
+    assert escalation.task.document.body.decode() == body  # the original is untouched
+
+
+def test_escalations_without_ids_are_rejected_with_the_reason() -> None:
+    with pytest.raises(RejectRecord) as caught:
+        check(Escalation(escalation_id="nope", task_id=str(uuid.uuid4())))
+    assert caught.value.code == "invalid_escalation"
+    assert "escalation_id must be a UUID" in caught.value.reason
+    assert "tenant_id is required" in caught.value.reason
+
+
+def test_unspecified_priority_is_normal_not_most_urgent() -> None:
+    assert priority_value(ReviewPriority.REVIEW_PRIORITY_UNSPECIFIED) == 2
+    assert priority_value(ReviewPriority.REVIEW_PRIORITY_P0) == 0
+    assert priority_value(ReviewPriority.REVIEW_PRIORITY_P3) == 3
+
+
+# -- decisions and the console's parsing --------------------------------------------------
+
+def test_policy_decisions_carry_the_plan_only_when_approving() -> None:
+    escalation = Escalation(task_id=str(uuid.uuid4()), tenant_id="acme", proposed_decision=Decision(
+        plan=ActionPlan(steps=[ActionStep(step_id="1-post")]), label="invoice", confidence=0.6))
+    item_id = str(uuid.uuid4())
+    approve = policy_decision(item_id, escalation, "approve", "review_default_approve", "why")
+    reject = policy_decision(item_id, escalation, "reject", "review_expired", "why")
+    assert approve.source == reject.source == DecisionSource.DECISION_SOURCE_POLICY
+    assert approve.outcome == DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE
+    assert [s.step_id for s in approve.plan.steps] == ["1-post"]
+    assert reject.outcome == DecisionOutcome.DECISION_OUTCOME_REJECT and not reject.plan.steps
+    assert approve.decision_id == reject.decision_id  # one outcome per item, whatever it is
+
+
+def test_console_request_parsing_reports_every_bad_field() -> None:
+    request = list_request({"state": "pending,claimed", "priority": "p0,P1",
+                            "reason": "low_confidence", "page_size": "20"})
+    assert len(request.states) == 2 and len(request.priorities) == 2
+    with pytest.raises(BadRequest) as caught:
+        list_request({"state": "sleeping", "priority": "P9", "page_size": "lots"})
+    assert {f for f, _ in caught.value.violations} == {"state", "priority", "page_size"}
+    verdict = verdict_from("item-1", {"reviewer_id": " rita ", "verdict": "MODIFY",
+                                      "modified_fields": {"total": "12.00"}})
+    assert (verdict.reviewer_id, verdict.verdict) == ("rita", Verdict.VERDICT_MODIFY)
+    with pytest.raises(BadRequest) as caught:
+        verdict_from("item-1", {"verdict": "shrug", "modified_fields": {"total": 12}})
+    assert {f for f, _ in caught.value.violations} == {"verdict", "modified_fields"}
+
+
+def test_item_json_shows_the_document_as_text() -> None:
+    item = ReviewItem(item_id="i", priority=ReviewPriority.REVIEW_PRIORITY_P1,
+                      escalation=Escalation(task=TaskEnvelope(document=Document(
+                          content_type="text/plain", body="Grüße\nzeile 2".encode()))))
+    view = item_json(item)
+    assert view["document"]["text"] == "Grüße\nzeile 2"
+    assert view["priority"] == "P1" and view["summary"] == "Grüße zeile 2"
+    assert view["sla_deadline"] is None and view["lease_expires_at"] is None
