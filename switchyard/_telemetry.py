@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from switchyard._kafka import correlation_id_var
@@ -27,6 +27,7 @@ task_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "switchyard_task_id", default=None
 )
 
+_tracer = trace.get_tracer("switchyard")
 _STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message"}
 
 
@@ -38,6 +39,30 @@ def task_context(task_id: str) -> Iterator[None]:
         yield
     finally:
         task_id_var.reset(token)
+
+
+def current_trace_context() -> dict[str, str]:
+    """The active trace context as W3C headers, to store with work that resumes later."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
+
+
+@contextlib.contextmanager
+def continue_trace(name: str, carrier: dict[str, str] | None,
+                   attributes: dict[str, str] | None = None) -> Iterator[None]:
+    """A span in the trace saved in ``carrier`` (e.g. the task's), linked to the current one.
+
+    Work that resumes on a different request (a human verdict, a parked task) continues the
+    task's trace instead of starting an unrelated one; the link keeps the path to the request
+    that triggered it.
+    """
+    current = trace.get_current_span().get_span_context()
+    links = [trace.Link(current)] if current.is_valid else []
+    parent = propagate.extract(carrier) if carrier else None
+    with _tracer.start_as_current_span(name, context=parent, links=links,
+                                       attributes=attributes or {}):
+        yield
 
 
 class JsonFormatter(logging.Formatter):

@@ -23,6 +23,7 @@ from services.ingest.feed import Cursor, StatusFeed
 from services.ingest.publisher import Item, Publisher
 from switchyard._auth import IntakeSigner, Role, principal_var
 from switchyard._grpc import FieldViolation, abort_invalid, status_details
+from switchyard._kpis import KpiExporter
 from switchyard._service import ServiceContext, run_service
 from switchyard._settings import Settings
 from switchyard._streams import TRANSIENT_ERRORS, Record, RejectRecord
@@ -364,7 +365,9 @@ async def setup(ctx: ServiceContext) -> None:
     async def deliver_webhooks() -> None:
         await webhooks.run(ctx.pool, settings, settings.watch_poll_ms / 1000)
 
-    ctx.background += [feed.run, backlog.run, reconcile, deliver_webhooks]
+    # Business KPIs come from the system of record; one service exports them (this one).
+    kpis = KpiExporter(settings, ctx.pool)
+    ctx.background += [feed.run, backlog.run, reconcile, deliver_webhooks, kpis.run]
 
 
 async def main(settings: Settings, apply_migrations: bool = False) -> None:

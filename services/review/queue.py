@@ -8,6 +8,8 @@ lease is simply claimable again.
 
 from __future__ import annotations
 
+import json
+
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -15,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 import asyncpg
 
 from switchyard._taskstore import timestamp
+from switchyard._telemetry import current_trace_context
 from switchyard.v1 import Escalation, EscalationReason, ReviewItem, ReviewPriority, ReviewState
 
 OPEN_STATES = ("BACKLOGGED", "PENDING", "CLAIMED")
@@ -103,15 +106,15 @@ class ReviewQueue:
         priority = priority_value(escalation.priority)
         row = await self.pool.fetchrow(
             "INSERT INTO review_items (item_id, escalation_id, task_id, tenant_id, queue, "
-            "priority, base_priority, reason, state, sla_deadline, escalation) VALUES "
-            "($1,$2,$3,$4,$5,$6,$6,$7,'BACKLOGGED',$8,$9) ON CONFLICT (escalation_id) DO NOTHING "
-            "RETURNING item_id",
+            "priority, base_priority, reason, state, sla_deadline, escalation, trace_context) "
+            "VALUES ($1,$2,$3,$4,$5,$6,$6,$7,'BACKLOGGED',$8,$9,$10::jsonb) "
+            "ON CONFLICT (escalation_id) DO NOTHING RETURNING item_id",
             uuid.uuid4(), uuid.UUID(escalation.escalation_id), uuid.UUID(escalation.task_id),
             escalation.tenant_id, escalation.queue or "default", priority,
             reason_name(escalation.reason),
             escalation.sla_deadline.ToDatetime(timezone.utc)
             if escalation.HasField("sla_deadline") else None,
-            escalation.SerializeToString(),
+            escalation.SerializeToString(), json.dumps(current_trace_context()),
         )
         return row is not None
 

@@ -9,6 +9,8 @@ twice has one effect.
 
 from __future__ import annotations
 
+import json
+
 import logging
 import uuid
 from collections.abc import Mapping
@@ -18,6 +20,7 @@ from typing import Any
 import asyncpg
 
 from switchyard._audit import append, digest
+from switchyard._telemetry import continue_trace
 from switchyard._kafka import Producer
 from switchyard._telemetry import task_context
 from switchyard._topics import DECISIONS
@@ -55,7 +58,14 @@ class DecisionPublisher:
         self.producer = producer
 
     async def publish(self, item_id: uuid.UUID, decision: Decision) -> None:
-        with task_context(decision.task_id):
+        """Publish in the task's own trace, linked to the reviewer's request, so one trace
+        runs from submission to the terminal state with the human step in between."""
+        carrier = await self.pool.fetchval(
+            "SELECT trace_context FROM review_items WHERE item_id = $1", item_id)
+        with task_context(decision.task_id), continue_trace(
+                "review verdict", json.loads(carrier) if carrier else None,
+                {"task.id": decision.task_id, "review.item_id": str(item_id),
+                 "review.reviewer_id": decision.reviewer_id}):
             await self.producer.send(DECISIONS, decision.task_id, decision)
         await self.pool.execute(
             "UPDATE review_items SET decision_published_at = now() WHERE item_id = $1", item_id)
