@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 
-from switchyard._settings import Settings, SettingsError, settings_reference_markdown
+from switchyard._settings import (
+    Settings,
+    SettingsError,
+    env_var,
+    settings_reference_markdown,
+)
 
 SERVICES = ("ingest", "decision", "executor", "review")
 
@@ -20,9 +26,9 @@ def _cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
     if args.markdown:
         sys.stdout.write(settings_reference_markdown())
     else:
+        secrets = {env_var(f.name) for f in dataclasses.fields(Settings) if f.metadata["secret"]}
         for key, value in sorted(settings.to_env().items()):
-            secret = any(s in key for s in ("PASSWORD", "API_KEY", "DSN"))
-            print(f"{key}={'***' if secret and value else value}")
+            print(f"{key}={'***' if key in secrets and value else value}")
     return 0
 
 
