@@ -39,6 +39,8 @@ from services.executor.endpoints import (
     substitute,
     substitute_all,
 )
+from switchyard._audit import append as audit_append
+from switchyard._audit import digest
 from switchyard._taskstore import timestamp
 from switchyard.v1 import ActionStep, Decision, ExecutionResult, StepOutcome
 
@@ -319,16 +321,25 @@ class PlanRunner:
             response_summary=attempted.summary, started_at=timestamp(now),
             finished_at=timestamp(now), idempotency_key=call.idempotency_key,
         )
-        await self.pool.execute(
-            "INSERT INTO executions (task_id, step_id, idempotency_key, outcome, attempts, "
-            "error, result) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (task_id, step_id) DO "
-            "UPDATE SET outcome = EXCLUDED.outcome, attempts = executions.attempts + "
-            "EXCLUDED.attempts, error = EXCLUDED.error, result = EXCLUDED.result, "
-            "finished_at = now()",
-            uuid.UUID(decision.task_id), step_id, call.idempotency_key,
-            StepOutcome.Name(attempted.outcome), attempted.calls, attempted.error,
-            result.SerializeToString(),
-        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO executions (task_id, step_id, idempotency_key, outcome, attempts, "
+                "error, result) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (task_id, step_id) DO "
+                "UPDATE SET outcome = EXCLUDED.outcome, attempts = executions.attempts + "
+                "EXCLUDED.attempts, error = EXCLUDED.error, result = EXCLUDED.result, "
+                "finished_at = now()",
+                uuid.UUID(decision.task_id), step_id, call.idempotency_key,
+                StepOutcome.Name(attempted.outcome), attempted.calls, attempted.error,
+                result.SerializeToString(),
+            )
+            action = ("compensation.executed" if step_id.startswith(COMPENSATION_PREFIX)
+                      else "step.executed")
+            await audit_append(conn, decision.tenant_id, "executor", action, {
+                "step_id": step_id, "target": call.target, "operation": call.operation,
+                "outcome": StepOutcome.Name(attempted.outcome), "attempts": attempted.calls,
+                "idempotency_key": call.idempotency_key, "decision_id": decision.decision_id,
+                "error_sha256": digest(attempted.error) if attempted.error else "",
+            }, decision.task_id)
         return result
 
     async def _mark_compensated(self, decision: Decision, step_id: str) -> ExecutionResult:
@@ -339,8 +350,13 @@ class PlanRunner:
             task_id=decision.task_id, tenant_id=decision.tenant_id, step_id=step_id)
         result.outcome = StepOutcome.STEP_OUTCOME_COMPENSATED
         result.finished_at.CopyFrom(timestamp(datetime.now(timezone.utc)))
-        await self.pool.execute(
-            "UPDATE executions SET outcome = $3, result = $4, finished_at = now() "
-            "WHERE task_id = $1 AND step_id = $2",
-            uuid.UUID(decision.task_id), step_id, COMPENSATED_NAME, result.SerializeToString())
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE executions SET outcome = $3, result = $4, finished_at = now() "
+                "WHERE task_id = $1 AND step_id = $2",
+                uuid.UUID(decision.task_id), step_id, COMPENSATED_NAME,
+                result.SerializeToString())
+            await audit_append(conn, decision.tenant_id, "executor", "step.compensated",
+                               {"step_id": step_id, "decision_id": decision.decision_id},
+                               decision.task_id)
         return result

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+import json
 import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from switchyard._audit import verify
 from switchyard import Settings
 from switchyard._kafka import headers_to_dict
 from switchyard._topics import ESCALATIONS
@@ -85,6 +87,18 @@ async def test_third_step_fails_permanently_two_compensations_run_in_reverse(
         "SELECT stage FROM task_status_history WHERE task_id = $1 ORDER BY seq",
         uuid.UUID(task_id))]
     assert stages[-2:] == ["COMPENSATING", "DONE"]
+
+    # every action and compensation is in the tenant's audit chain, which verifies
+    trail = [(r["action"], json.loads(r["detail"])["step_id"]) for r in await harness.pool.fetch(
+        "SELECT action, detail FROM audit_log WHERE task_id = $1 ORDER BY seq",
+        uuid.UUID(task_id))]
+    assert trail == [
+        ("step.executed", "1-book"), ("step.executed", "2-reserve"),
+        ("step.executed", "3-charge"), ("compensation.executed", "compensate:2-reserve"),
+        ("step.compensated", "2-reserve"), ("compensation.executed", "compensate:1-book"),
+        ("step.compensated", "1-book")]
+    async with harness.pool.acquire() as conn:
+        assert (await verify(conn, "acme")).broken is None
 
 
 async def test_failing_compensation_escalates_to_review(harness: Harness,
