@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import json
+import time
 import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from switchyard._audit import verify
 from switchyard import Settings
+from switchyard._audit import verify
 from switchyard._kafka import headers_to_dict
 from switchyard._topics import ESCALATIONS
 from switchyard.v1 import Connector, Escalation, EscalationReason
