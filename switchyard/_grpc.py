@@ -337,9 +337,11 @@ def create_channel(target: str, api_key: str | None = None, *, ca_file: str = ""
                    server_name: str = "") -> grpc.aio.Channel:
     """A client channel with tracing, the API key on every call when given, and TLS when a
     CA is given (plus a client certificate for mutual TLS)."""
-    interceptors: list[Any] = list(aio_client_interceptors())
+    interceptors: list[Any] = []
     if api_key:
-        interceptors.append(_ApiKeyClientInterceptor(api_key))
+        # One object per call type: grpc.aio files a multi-type interceptor under one type only.
+        interceptors += [_ApiKeyUnaryInterceptor(api_key), _ApiKeyStreamInterceptor(api_key)]
+    interceptors += aio_client_interceptors()
     if not ca_file:
         return grpc.aio.insecure_channel(target, interceptors=interceptors)
     credentials = grpc.ssl_channel_credentials(
@@ -352,8 +354,7 @@ def create_channel(target: str, api_key: str | None = None, *, ca_file: str = ""
                                    interceptors=interceptors)
 
 
-class _ApiKeyClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor,
-                               grpc.aio.UnaryStreamClientInterceptor):
+class _ApiKeyMetadata:
     def __init__(self, api_key: str) -> None:
         self._metadata = ("authorization", f"Bearer {api_key}")
 
@@ -361,9 +362,13 @@ class _ApiKeyClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor,
         metadata = grpc.aio.Metadata(*(details.metadata or ()), self._metadata)
         return details._replace(metadata=metadata)  # type: ignore[attr-defined]
 
+
+class _ApiKeyUnaryInterceptor(_ApiKeyMetadata, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._with_key(details), request)
 
+
+class _ApiKeyStreamInterceptor(_ApiKeyMetadata, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._with_key(details), request)
 

@@ -1,0 +1,155 @@
+"""Tenant isolation and least privilege on every RPC, against the real running services.
+
+Each RPC is tried with no credentials (UNAUTHENTICATED), with the wrong role
+(PERMISSION_DENIED) and against another tenant's data (NOT_FOUND for things that exist,
+PERMISSION_DENIED for a tenant named outright), never leaking another tenant's tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import pytest
+
+from switchyard import Settings
+from switchyard._grpc import create_channel
+from switchyard.v1 import (
+    CancelTaskRequest,
+    ClaimRequest,
+    DecideRequest,
+    DecisionServiceStub,
+    Document,
+    GetItemRequest,
+    GetTaskRequest,
+    IngestServiceStub,
+    ListQueueRequest,
+    ListTasksRequest,
+    ReviewServiceStub,
+    Submission,
+    SubmitTaskRequest,
+    SubmitTasksRequest,
+    TaskEnvelope,
+    WatchTaskRequest,
+    WatchTenantRequest,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pipeline")]
+KEYS = {
+    "acme-sub": ("acme", "submitter"), "acme-rev": ("acme", "reviewer"),
+    "globex-sub": ("globex", "submitter"), "globex-rev": ("globex", "reviewer"),
+    "audit": ("acme", "auditor"),
+}
+
+
+@pytest.fixture(scope="module")
+def settings(settings: Settings) -> Settings:
+    return settings.replace(api_keys=",".join(f"{k}:{t}:{r}" for k, (t, r) in KEYS.items()))
+
+
+def stubs(settings: Settings, key: str | None) -> tuple[IngestServiceStub, ReviewServiceStub,
+                                                         DecisionServiceStub, list[Any]]:
+    channels = [create_channel(f"127.0.0.1:{port}", api_key=key) for port in (
+        settings.ingest_grpc_port, settings.review_grpc_port, settings.decision_grpc_port)]
+    return (IngestServiceStub(channels[0]), ReviewServiceStub(channels[1]),
+            DecisionServiceStub(channels[2]), channels)
+
+
+async def code_of(call: Callable[[], Any]) -> grpc.StatusCode:
+    """The status an RPC ends with; a stream is read until its first message or error."""
+    try:
+        result = call()
+        if hasattr(result, "__aiter__"):
+            async for _ in result:
+                break
+        else:
+            await result
+    except grpc.aio.AioRpcError as exc:
+        return exc.code()
+    return grpc.StatusCode.OK
+
+
+def submission(tenant: str, text: str) -> Submission:
+    return Submission(tenant_id=tenant, idempotency_key=uuid.uuid4().hex, kind="admission_form",
+                      document=Document(body=text.encode()))
+
+
+INVOICE = ("INVOICE No. 4471\nBill to: Globex Ltd\nAmount due: EUR 1,250.00\nDue date: "
+           "2026-12-01\nPO number: PO-7781\nRemit to IBAN on file")
+
+
+async def test_every_rpc_respects_credentials_roles_and_tenants(settings: Settings) -> None:
+    globex_ingest, globex_review, _, globex_channels = stubs(settings, "globex-sub")
+    # a task of globex that will sit in review (invoice submitted as an admission form)
+    task_id = (await globex_ingest.SubmitTask(SubmitTaskRequest(
+        submission=submission("globex", INVOICE)))).task_id
+    _, globex_reviewer, _, rev_channels = stubs(settings, "globex-rev")
+    item_id = ""
+    deadline = time.monotonic() + 90
+    while not item_id:
+        assert time.monotonic() < deadline, "globex's task never reached review"
+        for item in (await globex_reviewer.ListQueue(ListQueueRequest(page_size=100))).items:
+            if item.escalation.task_id == task_id:
+                item_id = item.item_id
+        await asyncio.sleep(0.3)
+
+    anon_ingest, anon_review, anon_decision, anon_channels = stubs(settings, None)
+    ingest, review, decision, acme_channels = stubs(settings, "acme-sub")
+    _, acme_reviewer, _, acme_rev_channels = stubs(settings, "acme-rev")
+    auditor_ingest, _, _, audit_channels = stubs(settings, "audit")
+    try:
+        # no credentials: every RPC refuses
+        for call in (
+            lambda: anon_ingest.SubmitTask(SubmitTaskRequest(submission=submission("acme", "x"))),
+            lambda: anon_ingest.GetTask(GetTaskRequest(task_id=task_id)),
+            lambda: anon_ingest.ListTasks(ListTasksRequest(tenant_id="acme")),
+            lambda: anon_review.ListQueue(ListQueueRequest()),
+            lambda: anon_decision.Decide(DecideRequest(task=TaskEnvelope(
+                document=Document(body=b"x")))),
+        ):
+            assert await code_of(call) == grpc.StatusCode.UNAUTHENTICATED
+
+        # wrong role: least privilege per RPC
+        assert await code_of(lambda: acme_reviewer.Claim(
+            ClaimRequest(item_id=item_id, reviewer_id="x"))) == grpc.StatusCode.NOT_FOUND
+        assert await code_of(lambda: review.ListQueue(ListQueueRequest())) == \
+            grpc.StatusCode.PERMISSION_DENIED
+        assert await code_of(lambda: auditor_ingest.SubmitTask(SubmitTaskRequest(
+            submission=submission("acme", "x")))) == grpc.StatusCode.PERMISSION_DENIED
+
+        # another tenant's task or item: absent, not forbidden (no existence leak)
+        for call in (
+            lambda: ingest.GetTask(GetTaskRequest(task_id=task_id)),
+            lambda: ingest.CancelTask(CancelTaskRequest(task_id=task_id)),
+            lambda: ingest.WatchTask(WatchTaskRequest(task_id=task_id)),
+            lambda: acme_reviewer.GetItem(GetItemRequest(item_id=item_id)),
+        ):
+            assert await code_of(call) == grpc.StatusCode.NOT_FOUND
+        # naming another tenant outright is refused
+        for call in (
+            lambda: ingest.SubmitTask(SubmitTaskRequest(submission=submission("globex", "x"))),
+            lambda: ingest.ListTasks(ListTasksRequest(tenant_id="globex")),
+            lambda: ingest.WatchTenant(WatchTenantRequest(tenant_id="globex")),
+        ):
+            assert await code_of(call) == grpc.StatusCode.PERMISSION_DENIED
+        bulk = await ingest.SubmitTasks(SubmitTasksRequest(submissions=[
+            submission("acme", "Support ticket: login fails"), submission("globex", "x")]))
+        assert [r.HasField("accepted") for r in bulk.results] == [True, False]
+        assert bulk.results[1].error.code == grpc.StatusCode.PERMISSION_DENIED.value[0]
+        # listings only ever show the caller's tenant
+        own = await ingest.ListTasks(ListTasksRequest())
+        assert own.tasks and {t.envelope.tenant_id for t in own.tasks} == {"acme"}
+        queue = await acme_reviewer.ListQueue(ListQueueRequest(page_size=500))
+        assert all(i.escalation.tenant_id == "acme" for i in queue.items)
+        assert item_id not in {i.item_id for i in queue.items}
+        # the owner still sees its own
+        assert (await globex_ingest.GetTask(GetTaskRequest(task_id=task_id))).task.envelope \
+            .tenant_id == "globex"
+    finally:
+        for channel in (*globex_channels, *rev_channels, *anon_channels, *acme_channels,
+                        *acme_rev_channels, *audit_channels):
+            await channel.close()
