@@ -14,10 +14,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from opentelemetry import trace
 from prometheus_client import Histogram
 
 I = TypeVar("I")
 O = TypeVar("O")
+
+_tracer = trace.get_tracer("switchyard.decision.batcher")
 
 BATCH_SIZE = Histogram(
     "switchyard_batch_size", "Items per model request.", ["model"],
@@ -47,11 +50,13 @@ class MicroBatcher(Generic[I, O]):
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._runner: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        self._stopped = False
 
     async def start(self) -> None:
         self._runner = asyncio.create_task(self._run(), name=f"batcher-{self.name}")
 
     async def stop(self) -> None:
+        self._stopped = True
         if self._runner is not None:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
@@ -62,6 +67,16 @@ class MicroBatcher(Generic[I, O]):
                 future.set_exception(Overloaded("batcher stopped"))
 
     async def submit(self, item: I) -> O:
+        # The batch itself runs in the runner's context, shared by many tasks; this span puts
+        # the wait and the Triton call into the calling task's own trace.
+        with _tracer.start_as_current_span(
+                "triton request", kind=trace.SpanKind.CLIENT,
+                attributes={"model.name": self.name, "batcher.queue_depth": self.depth}):
+            return await self._submit(item)
+
+    async def _submit(self, item: I) -> O:
+        if self._stopped:
+            raise Overloaded(f"{self.name}: batcher stopped")
         future: asyncio.Future[O] = asyncio.get_running_loop().create_future()
         try:
             self._queue.put_nowait((item, future, time.perf_counter()))

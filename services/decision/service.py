@@ -1,19 +1,28 @@
-"""The decision process: the tasks-topic agent and the sync Decide RPC over one batcher."""
+"""The decision process: the tasks-topic agent and the sync Decide RPC over shared batchers."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
+import asyncpg
 import grpc
-import pybreaker
 
 from services.decision.batcher import MicroBatcher, Overloaded
-from services.decision.engine import DecisionEngine
+from services.decision.drift import DriftMonitor
+from services.decision.engine import Decided, DecisionEngine
+from services.decision.holds import HoldRetrier
+from services.decision.invoices import HistoryStore
+from services.decision.policies import load_policies
 from services.decision.policy import Outcome, Policy
-from services.decision.triton import RouterClient
+from services.decision.shadow import ShadowRunner
+from services.decision.training.features import ROUTER_CLASSES
+from services.decision.triton import InvoiceRiskClient, RouterClient, new_breaker
 from switchyard._auth import Role
+from switchyard._grpc import FieldViolation, abort_invalid
 from switchyard._serde import decode
 from switchyard._service import ServiceContext, run_service
 from switchyard._settings import Settings
@@ -38,6 +47,7 @@ SERVICE_NAME = "switchyard.v1.DecisionService"
 POLICY = {f"/{SERVICE_NAME}/Decide": frozenset({Role.SUBMITTER})}
 SLA_BY_PRIORITY = {0: timedelta(minutes=15), 1: timedelta(hours=1), 2: timedelta(hours=4),
                    3: timedelta(hours=24)}
+OVERLOAD_BACKOFF_S = 0.05
 
 
 def escalation_for(task: TaskEnvelope, decision: Decision, outcome: Outcome,
@@ -59,59 +69,98 @@ def escalation_for(task: TaskEnvelope, decision: Decision, outcome: Outcome,
 class TaskDecider:
     """Kafka path: decide each task once, persist the decision, hand it on."""
 
-    def __init__(self, ctx: ServiceContext, engine: DecisionEngine) -> None:
+    def __init__(self, ctx: ServiceContext, engine: DecisionEngine, holds: HoldRetrier) -> None:
         self.ctx = ctx
         self.engine = engine
+        self.holds = holds
+        holds.commit = self.commit_and_publish
 
     async def handle(self, record: Record) -> None:
         task = decode(record.value, record.headers, TaskEnvelope)
         with task_context(task.task_id):
-            existing = await self.ctx.pool.fetchrow(
-                "SELECT decision FROM decisions WHERE task_id = $1 AND source = 'MODEL'",
+            row = await self.ctx.pool.fetchrow(
+                "SELECT (SELECT decision FROM decisions WHERE task_id = $1 AND source = 'MODEL')"
+                " AS decision, EXISTS (SELECT 1 FROM decision_holds WHERE task_id = $1) AS held",
                 uuid.UUID(task.task_id),
             )
-            if existing is not None:
+            if row["decision"] is not None:
                 # Redelivered after the decision was stored: re-send it (consumers dedupe),
                 # never decide twice.
-                decision = Decision.FromString(existing["decision"])
-                outcome = None
-            else:
-                decision, outcome = await self.engine.decide(task)
-            await self._commit_and_publish(task, decision, outcome)
+                await self._publish(task, Decision.FromString(row["decision"]), None)
+                return
+            if row["held"]:
+                return  # waiting for the models; the hold retrier owns it now
+            while True:
+                try:
+                    result = await self.engine.assess(task, persist=True)
+                    break
+                except Overloaded:  # the Decide path filled the batcher: wait our turn
+                    await asyncio.sleep(OVERLOAD_BACKOFF_S)
+            if result.model_unavailable and result.policy.on_model_unavailable == "hold":
+                await self.holds.hold(task, result.outcome.explanation)
+                return
+            await self.commit_and_publish(task, result, False)
 
-    async def _commit_and_publish(self, task: TaskEnvelope, decision: Decision,
-                                  outcome: Outcome | None) -> None:
-        outcome_name = DecisionOutcome.Name(decision.outcome).removeprefix("DECISION_OUTCOME_")
-        status, stage, reason = {
-            "AUTO_EXECUTE": ("IN_PROGRESS", "EXECUTING", decision.rule),
-            "ESCALATE": ("BLOCKED", "AWAITING_REVIEW", decision.rule),
-            "REJECT": ("FAILED", "DONE", f"rejected:{decision.rule}"),
-        }[outcome_name]
+    async def commit_and_publish(self, task: TaskEnvelope, result: Decided,
+                                 release_hold: bool) -> None:
+        """Store the decision (and invoice history, and the hold's release) in one
+        transaction, then publish it. A second call for the same task changes nothing."""
+        decision, outcome = result.decision, result.outcome
+        outcome_name = _outcome_name(decision)
+        status, stage, reason = _status_for(outcome_name, decision)
         change = None
-        if outcome is not None:
-            async with self.ctx.pool.acquire() as conn, conn.transaction():
-                inserted = await conn.fetchrow(
-                    "INSERT INTO decisions (decision_id, task_id, tenant_id, source, outcome, "
-                    "confidence, rule, explanation, decision) VALUES ($1,$2,$3,'MODEL',$4,$5,$6,"
-                    "$7,$8) ON CONFLICT DO NOTHING RETURNING decision_id",
-                    uuid.UUID(decision.decision_id), uuid.UUID(task.task_id), task.tenant_id,
-                    outcome_name, decision.confidence, decision.rule, decision.explanation,
-                    decision.SerializeToString(),
-                )
-                if inserted is not None:
-                    change = await transition(conn, task.task_id, status, stage, "decision",
-                                              reason, decision.explanation)
+        async with self.ctx.pool.acquire() as conn, conn.transaction():
+            inserted = await conn.fetchrow(
+                "INSERT INTO decisions (decision_id, task_id, tenant_id, source, outcome, "
+                "confidence, rule, explanation, decision) VALUES ($1,$2,$3,'MODEL',$4,$5,$6,"
+                "$7,$8) ON CONFLICT DO NOTHING RETURNING decision_id",
+                uuid.UUID(decision.decision_id), uuid.UUID(task.task_id), task.tenant_id,
+                outcome_name, decision.confidence, decision.rule, decision.explanation,
+                decision.SerializeToString(),
+            )
+            if release_hold:
+                await conn.execute("DELETE FROM decision_holds WHERE task_id = $1",
+                                   uuid.UUID(task.task_id))
+            if inserted is not None:
+                if result.assessment is not None:
+                    await HistoryStore.record(conn, task.tenant_id, task.task_id,
+                                              result.assessment, outcome.action != "reject")
+                change = await transition(conn, task.task_id, status, stage, "decision",
+                                          reason, decision.explanation)
+            else:  # someone stored the model decision first: hand on that one
+                stored = await conn.fetchval(
+                    "SELECT decision FROM decisions WHERE task_id = $1 AND source = 'MODEL'",
+                    uuid.UUID(task.task_id))
+                decision, outcome = Decision.FromString(stored), None
+        await self._publish(task, decision, outcome, result.policy.review_queue)
+        if change is not None:
+            await publish_status(self.ctx.producer, change.event)
+
+    async def _publish(self, task: TaskEnvelope, decision: Decision, outcome: Outcome | None,
+                       queue: str | None = None) -> None:
+        outcome_name = _outcome_name(decision)
         if outcome_name == "AUTO_EXECUTE":
             await self.ctx.producer.send(DECISIONS, task.task_id, decision)
         elif outcome_name == "ESCALATE":
-            queue = self.engine.policy.review_queue
+            queue = queue or self.engine.policies.for_tenant(task.tenant_id).review_queue
             if outcome is None:
+                reason = "MODEL_UNAVAILABLE" if decision.rule == "model_unavailable" else "OTHER"
                 outcome = Outcome("escalate", decision.rule, decision.explanation,
-                                  decision.confidence, decision.label, "OTHER", task.priority)
+                                  decision.confidence, decision.label, reason, task.priority)
             await self.ctx.producer.send(ESCALATIONS, task.task_id,
                                          escalation_for(task, decision, outcome, queue))
-        if change is not None:
-            await publish_status(self.ctx.producer, change.event)
+
+
+def _outcome_name(decision: Decision) -> str:
+    return DecisionOutcome.Name(decision.outcome).removeprefix("DECISION_OUTCOME_")
+
+
+def _status_for(outcome_name: str, decision: Decision) -> tuple[str, str, str]:
+    return {
+        "AUTO_EXECUTE": ("IN_PROGRESS", "EXECUTING", decision.rule),
+        "ESCALATE": ("BLOCKED", "AWAITING_REVIEW", decision.rule),
+        "REJECT": ("FAILED", "DONE", f"rejected:{decision.rule}"),
+    }[outcome_name]
 
 
 class DecisionServicer(DecisionServiceServicer):
@@ -121,33 +170,98 @@ class DecisionServicer(DecisionServiceServicer):
     async def Decide(self, request: DecideRequest,
                      context: grpc.aio.ServicerContext) -> DecideResponse:
         if not request.task.document.body:
-            from switchyard._grpc import FieldViolation, abort_invalid
-
             await abort_invalid(context, [FieldViolation("task.document.body", "required")])
         try:
             decision, _ = await self.engine.decide(request.task)
         except Overloaded as exc:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{exc}; retry shortly",
                                 trailing_metadata=(("retry-after-ms", "200"),))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # the vendor history (PostgreSQL) is unreachable: transient, the caller retries
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"vendor history unavailable: {exc}")
         return DecideResponse(decision=decision)
 
 
+def _card(settings: Settings, model: str, version_dir: str) -> Path:
+    return Path(settings.model_repository) / model / version_dir / "model_card.json"
+
+
+async def _load_metadata(*clients: RouterClient | InvoiceRiskClient) -> None:
+    """Read model configs; while Triton is away, keep trying in the background (the class
+    list is the contract's, so routing works from the first answer)."""
+    pending = list(clients)
+    delay = 2.0
+    while pending:
+        for client in list(pending):
+            try:
+                await asyncio.wait_for(client.load_metadata(), 10)
+                pending.remove(client)
+            except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+                log.warning("Triton model %s version %s not available yet (next try in "
+                            "%.0fs): %r", client.model_name, client.triton_version, delay, exc)
+        if pending:
+            await asyncio.sleep(delay)
+            delay = min(60.0, delay * 2)
+
+
 async def setup(ctx: ServiceContext) -> None:
-    settings = ctx.settings
-    breaker = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=10, name="triton")
-    router = RouterClient(settings.triton_url, settings.triton_timeout_s, breaker)
-    await router.load_metadata()
-    batcher: MicroBatcher = MicroBatcher(
-        "document_router", router.predict, settings.batch_max_size,
-        settings.batch_max_delay_ms / 1000, settings.batch_queue_limit,
+    s = ctx.settings
+    policies = load_policies(s.policy_dir, Policy(auto_execute_threshold=s.auto_execute_threshold))
+    breaker = new_breaker("triton", s.breaker_fail_max, s.breaker_reset_s)
+    router = RouterClient(s.triton_url, s.triton_timeout_s, breaker, s.router_version)
+    router.classes = list(ROUTER_CLASSES)
+    risk = InvoiceRiskClient(s.triton_url, s.triton_timeout_s, breaker, s.invoice_risk_version)
+    clients: list[RouterClient | InvoiceRiskClient] = [router, risk]
+
+    def batcher(name: str, infer):  # type: ignore[no-untyped-def]
+        return MicroBatcher(name, infer, s.batch_max_size, s.batch_max_delay_ms / 1000,
+                            s.batch_queue_limit)
+
+    router_batcher = batcher("document_router", router.predict)
+    risk_batcher = batcher("invoice_risk", risk.predict)
+    shadow = None
+    if s.router_shadow_version and s.router_shadow_version != s.router_version:
+        shadow_client = RouterClient(
+            s.triton_url, s.triton_timeout_s,
+            new_breaker("triton-shadow", s.breaker_fail_max, s.breaker_reset_s),
+            s.router_shadow_version)
+        shadow_client.classes = list(ROUTER_CLASSES)
+        clients.append(shadow_client)
+        shadow = ShadowRunner(batcher("document_router_shadow", shadow_client.predict),
+                              "document_router", s.router_version, s.router_shadow_version,
+                              ctx.pool)
+    try:
+        await asyncio.wait_for(_load_metadata(*clients), 15)
+    except asyncio.TimeoutError:
+        log.warning("starting without Triton: tasks escalate or hold (per policy) until it "
+                    "answers")
+        ctx.background.append(lambda: _load_metadata(*clients))
+    engine = DecisionEngine(
+        router_batcher, policies, risk=risk_batcher, history=HistoryStore(ctx.pool),
+        shadow=shadow,
+        router_drift=DriftMonitor.from_model_card(_card(s, "document_router", s.router_version),
+                                                  s.drift_window),
+        risk_drift=DriftMonitor.from_model_card(_card(s, "invoice_risk", s.invoice_risk_version),
+                                                s.drift_window),
     )
-    await batcher.start()
-    engine = DecisionEngine(batcher, Policy(auto_execute_threshold=settings.auto_execute_threshold))
-    ctx.consume(TASKS, TaskDecider(ctx, engine).handle, batch_size=settings.batch_max_size)
+    for b in (router_batcher, risk_batcher):
+        await b.start()
+    if shadow is not None:
+        await shadow.start()
+    holds = HoldRetrier(ctx.pool, ctx.producer, engine, breaker, s.hold_retry_s)
+    await holds.refresh_gauge()
+    decider = TaskDecider(ctx, engine, holds)
+    ctx.consume(TASKS, decider.handle, batch_size=s.batch_max_size)
     ctx.serve((add_DecisionServiceServicer_to_server, DecisionServicer(engine), SERVICE_NAME),
               POLICY)
-    ctx.on_stop.append(router.close)  # hooks run in reverse: the batcher drains first
-    ctx.on_stop.append(batcher.stop)
+    ctx.background.append(holds.run)
+    # on_stop hooks run in reverse: batchers drain first, then the clients close
+    for client in clients:
+        ctx.on_stop.append(client.close)
+    for b in (router_batcher, risk_batcher):
+        ctx.on_stop.append(b.stop)
+    if shadow is not None:
+        ctx.on_stop.append(shadow.stop)
 
 
 async def main(settings: Settings, apply_migrations: bool = False) -> None:

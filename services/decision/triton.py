@@ -1,16 +1,21 @@
-"""The model client: batched calls to Triton over gRPC, behind a circuit breaker.
+"""The model clients: batched calls to Triton over gRPC, behind a circuit breaker.
 
 The breaker (pybreaker) opens after consecutive failures so a down or slow Triton costs one
 fast failure per item instead of a timeout each; callers turn ``ModelUnavailable`` into an
 escalation (or a BLOCKED hold) so no task is dropped while the models are away.
+
+Every client names the Triton *version directory* it calls: the router's repository serves
+several versions at once (the live one and a shadow candidate), so "latest" would be a guess.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from datetime import datetime, timezone
+from dataclasses import dataclass, field
 
 import numpy as np
 import pybreaker
@@ -20,11 +25,28 @@ from prometheus_client import Histogram
 from tritonclient.utils import InferenceServerException
 
 tracer = trace.get_tracer("switchyard.decision.triton")
+log = logging.getLogger(__name__)
 
 INFERENCE_SECONDS = Histogram(
     "switchyard_inference_seconds", "Triton request latency (one batch).", ["model", "version"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+MODEL_CONFIDENCE = Histogram(
+    "switchyard_model_confidence",
+    "Confidence of each model output (router: top class probability; invoice_risk: P(auto)).",
+    ["model", "version"],
+    buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0),
+)
+#: Reconnect quickly once Triton is back (gRPC's default backoff grows to two minutes).
+CHANNEL_ARGS = [
+    ("grpc.max_send_message_length", 2**31 - 1),
+    ("grpc.max_receive_message_length", 2**31 - 1),
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+]
 
 
 class ModelUnavailable(Exception):
@@ -37,70 +59,147 @@ class Prediction:
     model_version: str
     label: str
     confidence: float
-    scores: dict[str, float]
+    scores: dict[str, float] = field(default_factory=dict)
 
 
-class RouterClient:
-    """Client for the ``document_router`` model: text in, class probabilities out."""
+class _LogStateChanges(pybreaker.CircuitBreakerListener):
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: object,
+                     new_state: pybreaker.CircuitBreakerState) -> None:
+        level = logging.WARNING if new_state.name == pybreaker.STATE_OPEN else logging.INFO
+        log.log(level, "circuit breaker %s: %s -> %s", cb.name,
+                getattr(old_state, "name", old_state), new_state.name)
 
-    model_name = "document_router"
+
+def new_breaker(name: str, fail_max: int, reset_s: float) -> pybreaker.CircuitBreaker:
+    return pybreaker.CircuitBreaker(fail_max=fail_max, reset_timeout=reset_s, name=name,
+                                    listeners=[_LogStateChanges()])
+
+
+def breaker_open(breaker: pybreaker.CircuitBreaker) -> bool:
+    """True while the breaker refuses calls: open and its reset timeout not over yet.
+
+    pybreaker leaves the state "open" until the next call finds the timeout elapsed and turns
+    it half-open, so the state alone would keep a caller that waits for "not open" waiting
+    forever.
+    """
+    if breaker.current_state != pybreaker.STATE_OPEN:
+        return False
+    opened_at = breaker._state_storage.opened_at  # noqa: SLF001 - no public accessor
+    if opened_at is None:
+        return True
+    elapsed = (datetime.now(timezone.utc) - opened_at).total_seconds()
+    return elapsed < breaker.reset_timeout
+
+
+class _ModelClient:
+    """One Triton model at one version directory; shared breaker, latency and confidence metrics."""
+
+    model_name = ""
 
     def __init__(self, url: str, timeout_s: float, breaker: pybreaker.CircuitBreaker,
-                 triton_version: str = "") -> None:
-        self._client = triton.InferenceServerClient(url=url)
+                 triton_version: str = "1") -> None:
+        self._client = triton.InferenceServerClient(url=url, channel_args=CHANNEL_ARGS)
         self._timeout_s = timeout_s
         self._breaker = breaker
-        self.triton_version = triton_version  # version directory; "" = the latest loaded
-        self.version = ""  # the model's own semantic version, from its config
-        self.classes: list[str] = []
+        self.triton_version = triton_version  # the version directory requests name
+        self.version = triton_version  # the model's semantic version (its card's), once loaded
+        self.parameters: dict[str, str] = {}
 
     async def load_metadata(self) -> None:
-        """Read the class list and version from the model config (fails if the model is absent)."""
+        """Read the config (fails if the model or this version is not being served)."""
+        ready = await self._client.is_model_ready(self.model_name, self.triton_version)
+        if not ready:
+            raise ModelUnavailable(f"{self.model_name} version {self.triton_version} is not "
+                                   "ready on Triton")
         config = await self._client.get_model_config(self.model_name, self.triton_version,
                                                      as_json=True)
-        params = config["config"].get("parameters", {})
-        self.classes = params["classes"]["string_value"].split(",")
-        self.version = params.get("model_version", {}).get("string_value", "unknown")
+        self.parameters = {k: v.get("string_value", "")
+                           for k, v in config["config"].get("parameters", {}).items()}
+        versions = dict(pair.split(":", 1) for pair in
+                        self.parameters.get("versions", "").split(",") if ":" in pair)
+        self.version = versions.get(self.triton_version) or self.parameters.get(
+            "model_version", self.triton_version)
 
     async def close(self) -> None:
         await self._client.close()
 
-    async def predict(self, texts: Sequence[str]) -> list[Prediction]:
+    async def _infer(self, inputs: list[triton.InferInput], output: str, rows: int) -> np.ndarray:
         try:
             # pybreaker's call_async needs tornado; its context manager records the outcome
             # of an awaited block just as well (one event loop thread, no lock held across).
             with self._breaker.calling():
-                return await self._predict(texts)
+                started = time.perf_counter()
+                with tracer.start_as_current_span(
+                    "triton infer", kind=trace.SpanKind.CLIENT,
+                    attributes={"model.name": self.model_name, "model.version": self.version,
+                                "batch.size": rows},
+                ):
+                    result = await asyncio.wait_for(
+                        self._client.infer(self.model_name, inputs,
+                                           model_version=self.triton_version,
+                                           outputs=[triton.InferRequestedOutput(output)],
+                                           client_timeout=self._timeout_s),
+                        self._timeout_s + 1,
+                    )
+                INFERENCE_SECONDS.labels(self.model_name, self.version).observe(
+                    time.perf_counter() - started)
+                return result.as_numpy(output)
         except pybreaker.CircuitBreakerError as exc:
             raise ModelUnavailable(f"{self.model_name}: circuit open ({exc})") from None
         except (InferenceServerException, asyncio.TimeoutError, OSError) as exc:
             raise ModelUnavailable(f"{self.model_name}: {exc}") from None
 
-    async def _predict(self, texts: Sequence[str]) -> list[Prediction]:
+
+class RouterClient(_ModelClient):
+    """``document_router``: text in, calibrated class probabilities out."""
+
+    model_name = "document_router"
+
+    def __init__(self, url: str, timeout_s: float, breaker: pybreaker.CircuitBreaker,
+                 triton_version: str = "1") -> None:
+        super().__init__(url, timeout_s, breaker, triton_version)
+        self.classes: list[str] = []
+
+    async def load_metadata(self) -> None:
+        await super().load_metadata()
+        self.classes = self.parameters["classes"].split(",")
+
+    async def predict(self, texts: Sequence[str]) -> list[Prediction]:
         data = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
         inputs = [triton.InferInput("TEXT", list(data.shape), "BYTES")]
         inputs[0].set_data_from_numpy(data)
-        outputs = [triton.InferRequestedOutput("PROBS")]
-        started = time.perf_counter()
-        with tracer.start_as_current_span(
-            "triton infer", kind=trace.SpanKind.CLIENT,
-            attributes={"model.name": self.model_name, "model.version": self.version,
-                        "batch.size": len(texts)},
-        ):
-            result = await asyncio.wait_for(
-                self._client.infer(self.model_name, inputs, model_version=self.triton_version,
-                                   outputs=outputs, client_timeout=self._timeout_s),
-                self._timeout_s + 1,
-            )
-        INFERENCE_SECONDS.labels(self.model_name, self.version).observe(
-            time.perf_counter() - started)
-        probs = result.as_numpy("PROBS")
+        probs = await self._infer(inputs, "PROBS", len(texts))
+        best = probs.argmax(axis=1)
+        confidence = MODEL_CONFIDENCE.labels(self.model_name, self.version)
         predictions = []
-        for row in probs:
-            best = int(np.argmax(row))
+        for row, index in zip(probs.tolist(), best.tolist()):
+            confidence.observe(row[index])
             predictions.append(Prediction(
                 model_name=self.model_name, model_version=self.version,
-                label=self.classes[best], confidence=float(row[best]),
-                scores={c: float(p) for c, p in zip(self.classes, row)},
+                label=self.classes[index], confidence=row[index],
+                scores=dict(zip(self.classes, row)),
             ))
         return predictions
+
+
+class InvoiceRiskClient(_ModelClient):
+    """``invoice_risk``: the raw FEATURES vector in, P(processed without a person) out."""
+
+    model_name = "invoice_risk"
+
+    async def load_metadata(self) -> None:
+        await super().load_metadata()
+        self.feature_names = self.parameters["feature_names"].split(",")
+
+    async def predict(self, rows: Sequence[Sequence[float]]) -> list[Prediction]:
+        data = np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
+        inputs = [triton.InferInput("FEATURES", list(data.shape), "FP32")]
+        inputs[0].set_data_from_numpy(data)
+        p_auto = await self._infer(inputs, "P_AUTO", len(rows))
+        confidence = MODEL_CONFIDENCE.labels(self.model_name, self.version)
+        out = []
+        for p in p_auto.reshape(-1).tolist():
+            confidence.observe(p)
+            out.append(Prediction(self.model_name, self.version,
+                                  "auto" if p >= 0.5 else "review", p, {"p_auto": p}))
+        return out

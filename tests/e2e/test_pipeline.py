@@ -18,6 +18,7 @@ import grpc
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from services.decision.extraction import extract_invoice, vendor_key
 from switchyard import Settings
 from switchyard._db import resolve_dsn
 from switchyard._grpc import create_channel, field_violations
@@ -84,9 +85,28 @@ def submission(text: str, kind: str, key: str | None = None) -> Submission:
                       document=Document(content_type="text/plain", body=text.encode()))
 
 
+async def known_vendor(settings: Settings, text: str) -> dict[str, str]:
+    """Put the invoice's vendor into the tenant's vendor history (as after months of
+    business) and return metadata dating its receipt to its invoice date, so the invoice_risk
+    model sees a familiar vendor and an invoice that is not overdue."""
+    fields = extract_invoice(text)
+    conn = await asyncpg.connect(resolve_dsn(settings),
+                                 server_settings={"search_path": settings.postgres_schema})
+    try:
+        await conn.execute(
+            "INSERT INTO decision_vendors (tenant_id, vendor_key, vendor_name, currency, "
+            "invoice_count, amount_sum) VALUES ('acme', $1, $2, $3, 20, $4) "
+            "ON CONFLICT DO NOTHING", vendor_key(fields.get("vendor") or ""),
+            fields.get("vendor"), fields.get("currency"), 20 * (fields.amount("total") or 0))
+    finally:
+        await conn.close()
+    return {"received_date": fields.get("invoice_date") or ""}
+
+
 async def test_confident_task_is_executed_once(ingest: IngestServiceStub,
                                                settings: Settings) -> None:
     sub = submission(sample("invoice"), "invoice")
+    sub.metadata.update(await known_vendor(settings, sample("invoice")))
     first = await ingest.SubmitTask(SubmitTaskRequest(submission=sub))
     assert first.created and first.status == TaskStatus.TASK_STATUS_QUEUED
     again = await ingest.SubmitTask(SubmitTaskRequest(submission=sub))

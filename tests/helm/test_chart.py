@@ -33,7 +33,7 @@ METRICS_PORTS = {"ingest": 9101, "decision": 9102, "executor": 9103, "review": 9
 CRD_GROUPS = ("monitoring.coreos.com/",)
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
 #: SWITCHYARD_* variables the chart sets that are not (yet) fields of Settings.
-PENDING_SETTINGS = {"SWITCHYARD_POLICY_DIR"}
+PENDING_SETTINGS: set[str] = set()
 
 
 # -- helpers ---------------------------------------------------------------------------------

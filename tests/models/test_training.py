@@ -366,3 +366,35 @@ def test_built_artifacts_match_their_card_when_present() -> None:
     y = np.array([F.ROUTER_CLASSES.index(r["label"]) for r in rows])
     assert round(float((probs.argmax(axis=1) == y).mean()), 6) == card["metrics"]["test"]["accuracy"]
     assert 0.9 < card["metrics"]["test"]["accuracy"] < 0.99
+
+
+# -- the shadow candidate ---------------------------------------------------------------------
+
+
+def test_candidate_router_version_is_trained_beside_the_live_one(tiny: tuple[Path, Path, dict]) -> None:
+    _, repo, result = tiny
+    live = result["router"]
+    for vdir, spec in train.ROUTER_CANDIDATES.items():
+        vpath = repo / train.ROUTER / vdir
+        card = json.loads((vpath / train.CARD_FILE).read_text())
+        assert card["version"] == spec["version"] != live["version"]
+        assert card["seed"] == live["seed"] + spec["seed_offset"]
+        assert card["hyperparameters"] == spec["hyperparameters"] != live["hyperparameters"]
+        assert card["triton"]["version_dir"] == vdir and "shadow" in card["role"]
+        assert card["split"] == live["split"]  # same held-out set: comparable metrics
+        assert (vpath / "model.py").read_bytes() == (REPO / train.ROUTER / "1" / "model.py").read_bytes()
+        assert not np.array_equal(train.load_params(vpath)["weights"],
+                                  train.load_params(repo / train.ROUTER / "1")["weights"])
+    (repo / train.ROUTER / "2" / "model.py").unlink()
+    assert "model.py missing" in (train.artifacts_status(repo.parent / "data", repo) or "")
+    (repo / train.ROUTER / "2" / "model.py").write_bytes((REPO / train.ROUTER / "1" / "model.py").read_bytes())
+    assert train.artifacts_status(repo.parent / "data", repo) is None
+
+
+def test_router_config_serves_every_version_and_names_them() -> None:
+    text = (REPO / "document_router" / "config.pbtxt").read_text()
+    assert "version_policy: { all: {} }" in text
+    versions = re.search(r'key: "versions".*?string_value: "([^"]*)"', text, re.DOTALL).group(1)  # type: ignore[union-attr]
+    expected = {"1": train.MODEL_VERSIONS["document_router"],
+                **{vdir: spec["version"] for vdir, spec in train.ROUTER_CANDIDATES.items()}}
+    assert dict(pair.split(":") for pair in versions.split(",")) == expected

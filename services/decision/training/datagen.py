@@ -131,6 +131,7 @@ class _R:
 
     def __init__(self, seed: int) -> None:
         self.r = random.Random(seed)
+        self.last_currency = ""  # ISO code of the latest money(); ground truth for extraction
 
     def pick(self, seq):  # type: ignore[no-untyped-def]
         return seq[self.r.randrange(len(seq))]
@@ -186,6 +187,7 @@ class _R:
 
     def money(self, value: float, cur: tuple[str, str] | None = None) -> str:
         code, sym = cur or self.pick(CURRENCIES)
+        self.last_currency = code
         style = self.int(0, 5)
         if code == "JPY":
             num = f"{round(value):,}"
@@ -294,8 +296,20 @@ def _sign(g: _R, name: str) -> str:
 # -- invoice templates ----------------------------------------------------------------------
 
 
-def _line_items(g: _R, cur: tuple[str, str]) -> tuple[str, float]:
-    n = g.int(1, 6)
+def _keep(truth: dict[str, object] | None, key: str, value: object) -> object:
+    """Record ``value`` as ground truth (when collecting it) and pass it through unchanged.
+
+    Wrapping an expression never changes the order of random draws, so the shipped corpora
+    stay byte-identical while :func:`generate_extraction_corpus` learns what was rendered.
+    """
+    if truth is not None:
+        truth[key] = value.isoformat() if isinstance(value, dt.date) else value
+    return value
+
+
+def _line_items(g: _R, cur: tuple[str, str],
+                truth: dict[str, object] | None = None) -> tuple[str, float]:
+    n = int(_keep(truth, "line_item_count", g.int(1, 6)))  # type: ignore[call-overload]
     lines = []
     total = 0.0
     hdr = g.pick(["Description  Qty  Unit price  Amount", "Item | Qty | Rate | Total",
@@ -318,23 +332,26 @@ def _line_items(g: _R, cur: tuple[str, str]) -> tuple[str, float]:
     return "\n".join(lines), round(total, 2)
 
 
-def inv_formal(g: _R) -> str:
+def inv_formal(g: _R, truth: dict[str, object] | None = None) -> str:
     cur = g.pick(CURRENCIES)
     vendor, buyer = g.company(), g.company()
     d = g.date()
-    items, sub = _line_items(g, cur)
+    items, sub = _line_items(g, cur, truth)
     rate = g.pick([0.0, 0.05, 0.07, 0.08, 0.1, 0.18, 0.19, 0.2, 0.21])
     tax = round(sub * rate, 2)
     title = g.pick(["INVOICE", "Invoice", "TAX INVOICE", "Commercial Invoice", "Rechnung / Invoice",
                     "FACTURE", "Factura", "Sales Invoice", "Invoice (original)", "Bill"])
     head = _fields(g, [
         (g.pick(["Invoice No", "Invoice #", "Inv. No.", "Invoice Number", "Bill No", "Document No",
-                 "Rechnungsnummer", "N° de facture", "No. Factura"]), g.inv_no()),
-        (g.pick(["Date", "Invoice Date", "Issue date", "Datum", "Date of issue"]), g.fmt_date(d)),
+                 "Rechnungsnummer", "N° de facture", "No. Factura"]),
+         _keep(truth, "invoice_number", g.inv_no())),
+        (g.pick(["Date", "Invoice Date", "Issue date", "Datum", "Date of issue"]),
+         g.fmt_date(_keep(truth, "invoice_date", d))),  # type: ignore[arg-type]
         (g.pick(["Due Date", "Payment due", "Pay by", "Fällig am", "Due"]),
-         g.fmt_date(d + dt.timedelta(days=g.pick([0, 7, 14, 30, 30, 45, 60])))),
+         g.fmt_date(_keep(truth, "due_date",  # type: ignore[arg-type]
+                          d + dt.timedelta(days=g.pick([0, 7, 14, 30, 30, 45, 60]))))),
         (g.pick(["PO Number", "Purchase Order", "P.O. #", "Your ref", "Order ref", "PO"]),
-         g.po_no() if g.chance(0.65) else ""),
+         _keep(truth, "po_number", g.po_no() if g.chance(0.65) else "")),
         (g.pick(["Bill To", "Customer", "Sold to", "Client", "Kunde"]), buyer),
         (g.pick(["VAT ID", "Tax ID", "GSTIN", "USt-IdNr", "EIN"]),
          f"{g.pick(['GB', 'DE', 'FR', 'IN', 'US', 'NL'])}{g.int(10000000, 999999999)}" if g.chance(0.5) else ""),
@@ -354,6 +371,9 @@ def inv_formal(g: _R) -> str:
         "Thank you for your business!", "Please quote the invoice number with your payment.",
         f"Routing {g.int(100000000, 999999999)} / Acct {g.int(1000000, 99999999)}", "",
     ])
+    if truth is not None:
+        truth.update(vendor=vendor, buyer=buyer, currency=cur[0], subtotal=sub, tax=tax,
+                     total=round(sub + tax, 2))
     vend = f"{vendor}\n{g.address()}" if g.chance(0.7) else vendor
     parts = [vend, _case(g, title), head, items, totals, foot]
     if g.chance(0.2):
@@ -361,11 +381,18 @@ def inv_formal(g: _R) -> str:
     return "\n\n".join(p for p in parts if p) if g.chance(0.6) else "\n".join(p for p in parts if p)
 
 
-def inv_email(g: _R) -> str:
+def inv_email(g: _R, truth: dict[str, object] | None = None) -> str:
     vendor, person, contact = g.company(), g.person(), g.person()
-    no, amt = g.inv_no(), g.money(g.amount())
-    due = g.fmt_date(g.date())
-    po = f" (PO {g.po_no()})" if g.chance(0.5) else ""
+    no, amt = g.inv_no(), g.money(_keep(truth, "total", g.amount()))  # type: ignore[arg-type]
+    due_date = g.date()
+    due = g.fmt_date(due_date)
+    po_no = g.po_no() if g.chance(0.5) else ""
+    po = f" (PO {po_no})" if po_no else ""
+    if truth is not None:
+        truth.update(vendor=vendor, invoice_number=no, currency=g.last_currency,
+                     due_date=due_date.isoformat(), po_number=po_no,
+                     rendered={"invoice_number": no, "total": amt, "due_date": due,
+                               "po_number": po_no, "vendor": vendor})
     subj = g.pick([f"Invoice {no} from {vendor}", f"Your invoice {no}", f"{vendor} - invoice {no}",
                    f"Invoice attached{po}", f"Re: invoice {no}", f"Rechnung {no}", f"Facture {no}"])
     body = g.pick([
@@ -383,16 +410,21 @@ def inv_email(g: _R) -> str:
     return f"Subject: {subj}\n\n{body}{_sign(g, person)}\n{vendor}"
 
 
-def inv_ocr(g: _R) -> str:
-    return _ocr(g, inv_formal(g), rate=g.pick([0.02, 0.04, 0.07]))
+def inv_ocr(g: _R, truth: dict[str, object] | None = None) -> str:
+    return _ocr(g, inv_formal(g, truth), rate=g.pick([0.02, 0.04, 0.07]))
 
 
-def inv_compact(g: _R) -> str:
+def inv_compact(g: _R, truth: dict[str, object] | None = None) -> str:
     cur = g.pick(CURRENCIES)
     amt = g.amount()
     vals = [("vendor", g.company()), ("invoice_no", g.inv_no()), ("date", g.date().isoformat()),
             ("amount", f"{amt:.2f}"), ("currency", cur[0]), ("due", g.date().isoformat()),
             ("po", g.po_no() if g.chance(0.6) else "-"), ("lines", str(g.int(1, 9)))]
+    if truth is not None:
+        v = dict(vals)
+        truth.update(vendor=v["vendor"], invoice_number=v["invoice_no"], invoice_date=v["date"],
+                     total=amt, currency=cur[0], due_date=v["due"],
+                     po_number="" if v["po"] == "-" else v["po"], line_item_count=int(v["lines"]))
     style = g.int(0, 3)
     if style == 0:
         return " | ".join(f"{k}: {v}" for k, v in vals)
@@ -933,6 +965,38 @@ def generate_invoice_corpus(n: int = INVOICE_N, seed: int = DEFAULT_DATA_SEED) -
             "extraction_confidence": conf, "bank_details_changed": bank_changed,
             "duplicate_invoice_number": dup, "label": label, "label_noise": noisy,
         })
+    return out
+
+
+# -- invoice field extraction (evaluation only) ------------------------------------------------
+
+#: Invoice templates whose rendered fields are known, and how often each is drawn.
+EXTRACTION_TEMPLATES: dict[str, tuple[float, Callable[..., str]]] = {
+    "formal": (0.45, inv_formal), "ocr": (0.15, inv_ocr), "email": (0.2, inv_email),
+    "compact": (0.2, inv_compact),
+}
+
+
+def generate_extraction_corpus(n: int = 1000, seed: int = DEFAULT_DATA_SEED
+                               ) -> list[dict[str, object]]:
+    """``n`` invoice documents with the field values they render (``truth``).
+
+    Nothing is trained on these: they measure the decision service's field extractor. The
+    templates are the router corpus's invoice templates (same layouts, languages, formats and
+    OCR damage); ``truth`` holds vendor, invoice_number, invoice_date / due_date (ISO),
+    subtotal / tax / total, currency (ISO 4217), po_number ("" when absent) and
+    line_item_count, as far as the template renders them (email: ``rendered`` maps each field
+    to its text, which a body may or may not contain).
+    """
+    g = _R(seed + 2)
+    names = list(EXTRACTION_TEMPLATES)
+    weights = [EXTRACTION_TEMPLATES[k][0] for k in names]
+    out: list[dict[str, object]] = []
+    for i in range(n):
+        name = g.r.choices(names, weights=weights)[0]
+        truth: dict[str, object] = {}
+        text = EXTRACTION_TEMPLATES[name][1](g, truth)
+        out.append({"id": f"ext-{i:05d}", "template": name, "text": text, "truth": truth})
     return out
 
 

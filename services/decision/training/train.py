@@ -58,6 +58,17 @@ ROUTER_HPARAMS: dict[str, Any] = {
 }
 INVOICE_HPARAMS: dict[str, Any] = {"solver": "newton-irls", "iterations": 25, "l2": 1.0}
 
+#: Candidate router versions trained beside the live one (Triton version dir -> spec). The
+#: decision service runs a configured candidate as a *shadow*: its outputs and agreement with
+#: the live version are recorded, never acted on; promotion is a settings change
+#: (SWITCHYARD_ROUTER_VERSION / SWITCHYARD_ROUTER_SHADOW_VERSION). This one differs from the
+#: live model by its seed offset and a stronger L2 penalty with fewer epochs.
+ROUTER_CANDIDATES: dict[str, dict[str, Any]] = {
+    "2": {"version": "1.1.0", "seed_offset": 1,
+          "hyperparameters": {**ROUTER_HPARAMS, "epochs": 6, "l2": 1e-5}},
+}
+MODEL_PY = "model.py"
+
 FEATURES_SOURCE = Path(F.__file__)
 
 
@@ -279,7 +290,8 @@ def _quantile_edges(values: np.ndarray, q: int = 10) -> list[float]:
     return [float(e) for e in edges]
 
 
-def train_router(rows: Sequence[Mapping[str, Any]], seed: int) -> dict[str, Any]:
+def train_router(rows: Sequence[Mapping[str, Any]], seed: int,
+                 hp: Mapping[str, Any] = ROUTER_HPARAMS) -> dict[str, Any]:
     classes = list(F.ROUTER_CLASSES)
     cidx = {c: i for i, c in enumerate(classes)}
     parts: dict[str, list[Mapping[str, Any]]] = {"train": [], "validation": [], "test": []}
@@ -289,7 +301,7 @@ def train_router(rows: Sequence[Mapping[str, Any]], seed: int) -> dict[str, Any]
     ys = {s: np.array([cidx[str(r["label"])] for r in parts[s]], dtype=np.int64) for s in parts}
     t0 = time.perf_counter()
     csr = F.router_featurize(texts["train"])
-    W64, b64 = fit_router(csr, ys["train"], seed)
+    W64, b64 = fit_router(csr, ys["train"], seed, hp)
     W, b = W64.astype(np.float32), b64.astype(np.float32)
     fit_s = time.perf_counter() - t0
     val_logits = F.router_logits(F.router_featurize(texts["validation"]), W, b)
@@ -419,7 +431,7 @@ def _card_md(card: Mapping[str, Any]) -> str:
     lines = [
         f"# Model card: {card['model']} {card['version']}", "",
         card["description"], "",
-        f"- Triton model `{card['model']}` (version dir `{VERSION_DIR}`), Python backend, numpy inference.",
+        f"- Triton model `{card['model']}` (version dir `{card['triton']['version_dir']}`), Python backend, numpy inference.",
         f"- Training data: `{card['training_data']['path']}` sha256 `{card['training_data']['sha256']}`"
         f" ({card['training_data']['rows']} rows; split train/validation/test = "
         f"{card['split']['train']}/{card['split']['validation']}/{card['split']['test']}).",
@@ -483,26 +495,26 @@ def verify_data(data_dir: Path) -> None:
                              "regenerate with --regenerate-data or restore the file")
 
 
-def train_all(data_dir: Path, repository: Path, seed: int = DEFAULT_SEED,
-              log: Any = print) -> dict[str, Any]:
-    data_dir, repository = Path(data_dir), Path(repository)
-    verify_data(data_dir)
-    t_all = time.perf_counter()
-    feat_sha = featurizer_sha256()
-    split_doc = "sha256(id) mod 100: < 70 train, < 85 validation, else test"
-    common = {"seed": seed, "trainer_version": TRAINER_VERSION, "framework": f"numpy {np.__version__}"}
+def _router_model_py(repository: Path) -> bytes:
+    """The Triton ``model.py`` of the router: the one in version dir 1 (tracked in git)."""
+    for candidate in (repository / ROUTER / VERSION_DIR / MODEL_PY,
+                      Path(__file__).resolve().parents[3] / "models" / "repository" / ROUTER
+                      / VERSION_DIR / MODEL_PY):
+        if candidate.is_file():
+            return candidate.read_bytes()
+    raise SystemExit(f"{repository / ROUTER / VERSION_DIR / MODEL_PY} missing: it ships with "
+                     "the repository")
 
-    # document router
-    router_rows = datagen.read_jsonl(data_dir / datagen.ROUTER_FILE)
-    res = train_router(router_rows, seed)
-    meta = {"model": ROUTER, "version": MODEL_VERSIONS[ROUTER], "classes": list(F.ROUTER_CLASSES),
-            "featurizer_sha256": feat_sha, "featurizer_version": F.FEATURIZER_VERSION, "seed": seed}
+
+def _router_card(res: Mapping[str, Any], data_dir: Path, rows: int, vdir: str, semver: str,
+                 seed: int, hp: Mapping[str, Any], common: Mapping[str, Any], feat_sha: str,
+                 split_doc: str) -> dict[str, Any]:
     card: dict[str, Any] = {
-        "model": ROUTER, "version": MODEL_VERSIONS[ROUTER], **common,
+        "model": ROUTER, "version": semver, **common, "seed": seed,
         "description": "Routes an incoming document (text) to one of five work-item classes.",
         "classes": list(F.ROUTER_CLASSES),
-        "triton": {"name": ROUTER, "version_dir": VERSION_DIR, "backend": "python", **_triton_io(ROUTER)},
-        "training_data": {**_data_info(data_dir, datagen.ROUTER_FILE), "rows": len(router_rows)},
+        "triton": {"name": ROUTER, "version_dir": vdir, "backend": "python", **_triton_io(ROUTER)},
+        "training_data": {**_data_info(data_dir, datagen.ROUTER_FILE), "rows": rows},
         "split": {"method": split_doc, **res["sizes"], "heldout_file": f"models/data/{ROUTER_HELDOUT}"},
         "featurizer": {"file": FEATURIZER_FILE, "sha256": feat_sha, "version": F.FEATURIZER_VERSION,
                        "description": (
@@ -511,7 +523,7 @@ def train_all(data_dir: Path, repository: Path, seed: int = DEFAULT_SEED,
                            f"(weight {F.WORD_WEIGHT}) into 2^{F.ROUTER_HASH_BITS} buckets; 1+ln(tf); row L2-normalized"),
                        "dim": F.ROUTER_DIM},
         "algorithm": "multinomial logistic regression (L2), mini-batch Adam, temperature-scaled softmax",
-        "hyperparameters": ROUTER_HPARAMS,
+        "hyperparameters": dict(hp),
         "calibration": {"method": "temperature scaling on validation",
                         "temperature": _r(float(res["temperature"])),
                         "validation_ece_before": res["metrics"]["validation_uncalibrated"]["ece"],
@@ -525,15 +537,49 @@ def train_all(data_dir: Path, repository: Path, seed: int = DEFAULT_SEED,
                        "real traffic, other languages and very long documents (truncated at "
                        f"{F.MAX_CHARS} chars). ~3% label noise and ambiguous templates cap accuracy.",
     }
-    arrays = {"weights": res["weights"], "bias": res["bias"],
-              "temperature": np.asarray(res["temperature"], dtype=np.float32),
-              "meta": np.asarray(json.dumps(meta, sort_keys=True))}
-    _write_model(repository / ROUTER / VERSION_DIR, arrays, card)
-    _write_atomic(data_dir / ROUTER_HELDOUT, datagen.jsonl_bytes(res["heldout"]))
-    log(f"[train] {ROUTER}: fit {res['fit_seconds']:.1f}s on {res['sizes']['train']} docs "
-        f"(nnz {res['nnz_train']}), T={float(res['temperature']):.3f}, test acc "
-        f"{res['metrics']['test']['accuracy']:.4f} macro-F1 {res['metrics']['test']['macro_f1']:.4f} "
-        f"log-loss {res['metrics']['test']['log_loss']:.4f} ECE {res['metrics']['test']['ece']:.4f}")
+    if vdir != VERSION_DIR:
+        card["role"] = ("shadow candidate: served beside the live version, its outputs recorded "
+                        "and never acted on until promoted (SWITCHYARD_ROUTER_VERSION)")
+    return card
+
+
+def train_all(data_dir: Path, repository: Path, seed: int = DEFAULT_SEED,
+              log: Any = print) -> dict[str, Any]:
+    data_dir, repository = Path(data_dir), Path(repository)
+    verify_data(data_dir)
+    t_all = time.perf_counter()
+    feat_sha = featurizer_sha256()
+    split_doc = "sha256(id) mod 100: < 70 train, < 85 validation, else test"
+    common = {"seed": seed, "trainer_version": TRAINER_VERSION, "framework": f"numpy {np.__version__}"}
+
+    # document router: the live version, then the shadow candidates (same split, other seeds)
+    router_rows = datagen.read_jsonl(data_dir / datagen.ROUTER_FILE)
+    builds: list[tuple[str, str, int, Mapping[str, Any]]] = [
+        (VERSION_DIR, MODEL_VERSIONS[ROUTER], seed, ROUTER_HPARAMS)]
+    builds += [(vdir, spec["version"], seed + spec["seed_offset"], spec["hyperparameters"])
+               for vdir, spec in ROUTER_CANDIDATES.items()]
+    card: dict[str, Any] = {}
+    for vdir, semver, vseed, hp in builds:
+        res = train_router(router_rows, vseed, hp)
+        vcard = _router_card(res, data_dir, len(router_rows), vdir, semver, vseed, hp, common,
+                             feat_sha, split_doc)
+        meta = {"model": ROUTER, "version": semver, "classes": list(F.ROUTER_CLASSES),
+                "featurizer_sha256": feat_sha, "featurizer_version": F.FEATURIZER_VERSION,
+                "seed": vseed}
+        arrays = {"weights": res["weights"], "bias": res["bias"],
+                  "temperature": np.asarray(res["temperature"], dtype=np.float32),
+                  "meta": np.asarray(json.dumps(meta, sort_keys=True))}
+        _write_model(repository / ROUTER / vdir, arrays, vcard)
+        if vdir == VERSION_DIR:
+            card = vcard
+            _write_atomic(data_dir / ROUTER_HELDOUT, datagen.jsonl_bytes(res["heldout"]))
+        else:  # the same Triton model.py serves every version directory
+            _write_atomic(repository / ROUTER / vdir / MODEL_PY, _router_model_py(repository))
+        log(f"[train] {ROUTER} {semver} (dir {vdir}): fit {res['fit_seconds']:.1f}s on "
+            f"{res['sizes']['train']} docs (nnz {res['nnz_train']}), "
+            f"T={float(res['temperature']):.3f}, test acc "
+            f"{res['metrics']['test']['accuracy']:.4f} macro-F1 {res['metrics']['test']['macro_f1']:.4f} "
+            f"log-loss {res['metrics']['test']['log_loss']:.4f} ECE {res['metrics']['test']['ece']:.4f}")
 
     # invoice risk
     inv_rows = datagen.read_jsonl(data_dir / datagen.INVOICE_FILE)
@@ -585,14 +631,26 @@ def load_params(version_dir: Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
+def _version_dirs() -> list[tuple[str, str, str, int]]:
+    """``(model, version dir, semantic version, seed offset)`` of every artifact training builds."""
+    dirs = [(ROUTER, VERSION_DIR, MODEL_VERSIONS[ROUTER], 0)]
+    dirs += [(ROUTER, vdir, spec["version"], spec["seed_offset"])
+             for vdir, spec in ROUTER_CANDIDATES.items()]
+    return dirs + [(INVOICE, VERSION_DIR, MODEL_VERSIONS[INVOICE], 0)]
+
+
 def artifacts_status(data_dir: Path, repository: Path, seed: int | None = None) -> str | None:
     """None when every artifact exists and matches the data, featurizer, trainer (and seed)."""
     data_dir, repository = Path(data_dir), Path(repository)
     feat_sha = featurizer_sha256()
     wanted = {ROUTER: (datagen.ROUTER_FILE, ROUTER_HELDOUT), INVOICE: (datagen.INVOICE_FILE, INVOICE_HELDOUT)}
-    for model, (data_file, heldout) in wanted.items():
-        vdir = repository / model / VERSION_DIR
-        for f in (WEIGHTS_FILE, FEATURIZER_FILE, CARD_FILE, CARD_MD_FILE):
+    for model, version_dir, semver, seed_offset in _version_dirs():
+        data_file, heldout = wanted[model]
+        vdir = repository / model / version_dir
+        files = [WEIGHTS_FILE, FEATURIZER_FILE, CARD_FILE, CARD_MD_FILE]
+        if version_dir != VERSION_DIR:
+            files.append(MODEL_PY)
+        for f in files:
             if not (vdir / f).exists():
                 return f"{vdir / f} missing"
         if not (data_dir / heldout).exists():
@@ -607,19 +665,24 @@ def artifacts_status(data_dir: Path, repository: Path, seed: int | None = None) 
             return f"{model}: featurizer changed"
         if datagen.sha256_file(vdir / FEATURIZER_FILE) != feat_sha:
             return f"{model}: {FEATURIZER_FILE} differs from features.py"
-        if card.get("trainer_version") != TRAINER_VERSION or card.get("version") != MODEL_VERSIONS[model]:
+        if card.get("trainer_version") != TRAINER_VERSION or card.get("version") != semver:
             return f"{model}: trainer or model version changed"
         if card.get("weights", {}).get("sha256") != datagen.sha256_file(vdir / WEIGHTS_FILE):
             return f"{model}: weights differ from the card"
-        if seed is not None and card.get("seed") != seed:
-            return f"{model}: trained with seed {card.get('seed')}, not {seed}"
+        if seed is not None and card.get("seed") != seed + seed_offset:
+            return f"{model}: trained with seed {card.get('seed')}, not {seed + seed_offset}"
+        if version_dir != VERSION_DIR and (vdir / MODEL_PY).read_bytes() != _router_model_py(repository):
+            return f"{model}: {vdir / MODEL_PY} differs from version {VERSION_DIR}'s"
     return None
 
 
 def clean(repository: Path, data_dir: Path) -> None:
-    for model in (ROUTER, INVOICE):
-        vdir = Path(repository) / model / VERSION_DIR
-        for f in (WEIGHTS_FILE, FEATURIZER_FILE, CARD_FILE, CARD_MD_FILE):
+    for model, version_dir, _, _ in _version_dirs():
+        vdir = Path(repository) / model / version_dir
+        files = [WEIGHTS_FILE, FEATURIZER_FILE, CARD_FILE, CARD_MD_FILE]
+        if version_dir != VERSION_DIR:
+            files.append(MODEL_PY)  # a copy; version 1's model.py is the tracked source
+        for f in files:
             (vdir / f).unlink(missing_ok=True)
         shutil.rmtree(vdir / "__pycache__", ignore_errors=True)
     for f in (ROUTER_HELDOUT, INVOICE_HELDOUT):

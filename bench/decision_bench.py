@@ -1,0 +1,303 @@
+"""Decision benchmark: raw Triton vs the decision service, batched and unbatched, in one run.
+
+``python -m bench.decision_bench [--seconds S] [--tasks N]`` starts the embedded broker,
+PostgreSQL and Triton once and measures, on the same machine, with the router held-out
+documents as the workload (every document type, invoices included):
+
+1. raw Triton: ``document_router`` called directly with client batches of 64 (several in
+   flight) -- the ceiling for the model on this hardware;
+2. ``Decide`` with batching: a real decision service process (``batch_max_size=64``) under
+   many concurrent single-item RPCs; each decision includes routing, invoice extraction,
+   vendor-history lookups and invoice_risk scoring for invoices, and the policy;
+3. ``Decide`` with batching disabled: the same service with ``batch_max_size=1``;
+4. the Kafka path: N tasks accepted by ingest first, then a decision service consuming the
+   tasks topic; rate from the first to the last stored decision (PostgreSQL timestamps), so
+   consumer-group start-up is not counted.
+
+The shadow model is off in every service run (it would double the Triton work the raw
+figure does not include). Results print as a table with ratios and go to
+``bench/results/decision.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import asyncpg
+import grpc
+import numpy as np
+import psutil
+import tritonclient.grpc.aio as triton
+
+from switchyard import Settings
+from switchyard._db import resolve_dsn
+from switchyard._grpc import create_channel
+from switchyard._launcher import bootstrap, service_specs
+from switchyard.stack import EmbeddedStack, free_port, with_free_ports
+from switchyard.v1 import (
+    DecideRequest,
+    DecideResponse,
+    Document,
+    IngestServiceStub,
+    Submission,
+    SubmitTasksRequest,
+    TaskEnvelope,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+HELDOUT = ROOT / "models" / "data" / "router_heldout.jsonl"
+DECIDE = "/switchyard.v1.DecisionService/Decide"
+
+
+def texts() -> list[str]:
+    return [json.loads(line)["text"] for line in HELDOUT.read_text().splitlines()]
+
+
+class CpuMeter:
+    """CPU seconds spent by named processes between ``start()`` and ``stop()``.
+
+    Counted with their live children (Triton's Python-backend stubs run the models), except
+    this process: its children are the stack itself.
+    """
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.used: dict[str, float] = {}
+
+    @staticmethod
+    def _cpu(proc: psutil.Process) -> float:
+        total = 0.0
+        family = [proc] if proc.pid == os.getpid() else [proc, *proc.children(recursive=True)]
+        for p in family:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def start(self) -> None:
+        self._begin = {n: self._cpu(p) for n, p in self.procs.items()}
+
+    def stop(self) -> None:
+        self.used = {n: self._cpu(p) - self._begin[n] for n, p in self.procs.items()}
+
+
+async def raw_triton(url: str, docs: list[str], seconds: float, batch: int = 64,
+                     in_flight: int = 4, meter: CpuMeter | None = None) -> float:
+    """Documents/s through Triton alone: client batches of ``batch``, ``in_flight`` at once."""
+    client = triton.InferenceServerClient(url)
+    count, stop = 0, time.perf_counter() + seconds
+
+    async def worker(k: int) -> None:
+        nonlocal count
+        i = k * batch
+        while time.perf_counter() < stop:
+            data = np.array([[docs[(i + j) % len(docs)].encode()] for j in range(batch)],
+                            dtype=np.object_)
+            i += batch * in_flight
+            inputs = [triton.InferInput("TEXT", list(data.shape), "BYTES")]
+            inputs[0].set_data_from_numpy(data)
+            await client.infer("document_router", inputs, model_version="1",
+                               outputs=[triton.InferRequestedOutput("PROBS")])
+            count += batch
+
+    await asyncio.gather(*(worker(k) for k in range(2)))  # warm-up
+    count, stop = 0, time.perf_counter() + seconds
+    if meter is not None:
+        meter.start()
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(k) for k in range(in_flight)))
+    elapsed = time.perf_counter() - started
+    if meter is not None:
+        meter.stop()
+    await client.close()
+    return count / elapsed
+
+
+async def decide_load(port: int, docs: list[str], seconds: float, in_flight: int,
+                      meter: CpuMeter | None = None) -> float:
+    """Decisions/s through Decide: ``in_flight`` concurrent single-item calls.
+
+    Requests are serialized up front and sent as bytes, so the client spends its (shared)
+    CPU on the RPCs, not on protobuf.
+    """
+    bodies = [DecideRequest(task=TaskEnvelope(
+        task_id=str(uuid.uuid4()), tenant_id="bench", metadata={"received_date": "2025-06-01"},
+        document=Document(content_type="text/plain", body=d.encode()))).SerializeToString()
+        for d in docs]
+    # a bare channel: the load generator shares the CPUs, so it carries no interceptors
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    call = channel.unary_unary(DECIDE)
+    count, errors = 0, 0
+
+    async def worker(k: int, until: float) -> None:
+        nonlocal count, errors
+        i = k
+        while time.perf_counter() < until:
+            try:
+                reply = await call(bodies[i % len(bodies)], timeout=30)
+                count += bool(DecideResponse.FromString(reply).decision.rule)
+            except grpc.aio.AioRpcError:
+                errors += 1
+            i += in_flight
+
+    await asyncio.gather(*(worker(k, time.perf_counter() + 2) for k in range(in_flight)))
+    count = errors = 0
+    if meter is not None:
+        meter.start()
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(k, started + seconds) for k in range(in_flight)))
+    elapsed = time.perf_counter() - started
+    if meter is not None:
+        meter.stop()
+    await channel.close()
+    if errors:
+        print(f"  ({errors} Decide calls failed)", file=sys.stderr)
+    return count / elapsed
+
+
+def with_service(settings: Settings, state: Path, names: tuple[str, ...],
+                 body: Callable[[dict[str, int]], float]) -> float:
+    """Run ``body(pids)`` while the named services run (pids by service name)."""
+    processes = EmbeddedStack(settings, state, components=(),
+                              services=service_specs(settings, names))
+    processes.start(timeout_s=120)
+    try:
+        return body({row.name: row.pid for row in processes.status() if row.pid})
+    finally:
+        processes.stop()
+
+
+async def submit_tasks(settings: Settings, docs: list[str], n: int) -> list[str]:
+    channel = create_channel(f"127.0.0.1:{settings.ingest_grpc_port}")
+    ingest = IngestServiceStub(channel)
+    ids: list[str] = []
+    try:
+        for start in range(0, n, 250):
+            subs = [Submission(tenant_id="bench", idempotency_key=uuid.uuid4().hex,
+                               metadata={"received_date": "2025-06-01"},
+                               document=Document(content_type="text/plain",
+                                                 body=docs[i % len(docs)].encode()))
+                    for i in range(start, min(n, start + 250))]
+            reply = await ingest.SubmitTasks(SubmitTasksRequest(submissions=subs))
+            ids += [r.accepted.task_id for r in reply.results if r.HasField("accepted")]
+    finally:
+        await channel.close()
+    return ids
+
+
+async def kafka_rate(settings: Settings, ids: list[str], timeout_s: float) -> float:
+    conn = await asyncpg.connect(resolve_dsn(settings),
+                                 server_settings={"search_path": settings.postgres_schema})
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            done = await conn.fetchval("SELECT count(*) FROM decisions")
+            if done >= len(ids):
+                break
+            await asyncio.sleep(0.5)
+        row = await conn.fetchrow("SELECT count(*) AS n, extract(epoch FROM max(created_at) - "
+                                  "min(created_at)) AS span FROM decisions")
+    finally:
+        await conn.close()
+    if row["n"] < len(ids):
+        print(f"  (only {row['n']} of {len(ids)} tasks decided in {timeout_s:.0f}s)",
+              file=sys.stderr)
+    return (row["n"] - 1) / float(row["span"]) if row["span"] else 0.0
+
+
+def isolated(base: Settings, name: str, **changes: object) -> Settings:
+    return base.replace(
+        kafka_topic_prefix=f"dbench-{name}-{uuid.uuid4().hex[:6]}.",
+        postgres_schema=f"dbench_{name}_{uuid.uuid4().hex[:6]}",
+        ingest_grpc_port=free_port(), decision_grpc_port=free_port(), ingest_metrics_port=0,
+        decision_metrics_port=0, log_level="WARNING", router_shadow_version="", **changes,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
+    parser.add_argument("--in-flight", type=int, default=256, help="concurrent Decide calls")
+    parser.add_argument("--tasks", type=int, default=4000, help="tasks for the Kafka path")
+    parser.add_argument("--json", type=Path,
+                        default=ROOT / "bench" / "results" / "decision.json")
+    args = parser.parse_args(argv)
+    docs = texts()
+    load_before = tuple(round(x, 2) for x in os.getloadavg())
+    results: dict[str, float] = {}
+    cpu: dict[str, dict[str, float]] = {}  # measurement -> process -> CPU ms per decision
+    with tempfile.TemporaryDirectory(prefix="switchyard-dbench-") as tmp:
+        state = Path(tmp)
+        base = with_free_ports(Settings(model_repository=ROOT / "models" / "repository",
+                                        state_dir=state / "infra"))
+        with EmbeddedStack(base, state / "infra", postgres_port=free_port(),
+                           model_repository=ROOT / "models" / "repository") as infra:
+            s = infra.settings
+            triton_pid = next(r.pid for r in infra.status() if r.name == "triton") or 0
+            print("raw Triton, batches of 64 ...", file=sys.stderr)
+            meter = CpuMeter({"triton": triton_pid, "load client": os.getpid()})
+            raw = results["raw_triton_batch64"] = asyncio.run(
+                raw_triton(s.triton_url, docs, args.seconds, meter=meter))
+            cpu["raw_triton_batch64"] = {k: round(1000 * v / (raw * args.seconds), 3)
+                                         for k, v in meter.used.items()}
+            for name, size in (("decide_batched", 64), ("decide_unbatched", 1)):
+                print(f"Decide, batch_max_size={size} ...", file=sys.stderr)
+                settings = isolated(s, name, batch_max_size=size)
+                asyncio.run(bootstrap(settings))
+
+                def load(pids: dict[str, int], st: Settings = settings, name: str = name) -> float:
+                    meter = CpuMeter({"decision service": pids["decision"],
+                                      "triton": triton_pid, "load client": os.getpid()})
+                    rate = asyncio.run(decide_load(st.decision_grpc_port, docs, args.seconds,
+                                                   args.in_flight, meter))
+                    decided = rate * args.seconds
+                    cpu[name] = {k: round(1000 * v / decided, 3) for k, v in meter.used.items()}
+                    return rate
+
+                results[name] = with_service(settings, state / name, ("decision",), load)
+            print(f"Kafka path, {args.tasks} tasks ...", file=sys.stderr)
+            settings = isolated(s, "kafka", batch_max_size=64)
+            asyncio.run(bootstrap(settings))
+            ids = with_service(settings, state / "kafka-ingest", ("ingest",),  # type: ignore[assignment]
+                               lambda _: asyncio.run(submit_tasks(settings, docs, args.tasks)))
+            results["kafka_path"] = with_service(
+                settings, state / "kafka-decision", ("decision",),
+                lambda _: asyncio.run(kafka_rate(settings, ids, 300)))  # type: ignore[arg-type]
+    raw = results["raw_triton_batch64"]
+    ratios = {
+        "decide_batched_vs_raw": results["decide_batched"] / raw,
+        "kafka_path_vs_raw": results["kafka_path"] / raw,
+        "decide_batched_vs_unbatched": results["decide_batched"] / results["decide_unbatched"],
+        "decide_unbatched_vs_raw": results["decide_unbatched"] / raw,
+    }
+    print(f"{'measurement':<34}{'items/s':>10}{'vs raw Triton':>15}")
+    for name, value in results.items():
+        print(f"{name:<34}{value:>10.0f}{value / raw:>14.0%}")
+    print(f"batched / unbatched Decide: {ratios['decide_batched_vs_unbatched']:.1f}x  "
+          f"(goals: batched >= 60% of raw, >= 5x unbatched)")
+    for name, per_process in cpu.items():
+        print(f"CPU ms per item, {name}: " +
+              ", ".join(f"{k} {v:.2f}" for k, v in per_process.items()))
+    print(f"machine: {os.cpu_count()} CPUs, load average before: {load_before}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"items_per_s": results, "ratios": ratios,
+                                     "cpu_ms_per_decision": cpu, "cpus": os.cpu_count(),
+                                     "seconds": args.seconds, "in_flight": args.in_flight,
+                                     "kafka_tasks": args.tasks, "documents": len(docs)},
+                                    indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

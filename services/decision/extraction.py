@@ -1,0 +1,586 @@
+"""Invoice field extraction: vendor, numbers, dates, amounts, currency and PO, each with a confidence.
+
+Pure text processing (no I/O), run in the decision service for documents the router calls an
+invoice. Three layers, because invoices arrive in three shapes:
+
+* structured (JSON objects, ``key=value; ...`` / ``key: value | ...`` records, EDI-like
+  ``INV*vendor*number*...~`` segments) -- read field by field, high confidence;
+* laid-out documents (headers, key/value blocks, line items, totals) -- labels in several
+  languages are found wherever they are, the value is what follows up to the next label or
+  line break, and it is parsed by type (money, date, identifier);
+* free text (e-mails) -- phrase patterns ("invoice no. X amounting to Y, due by Z").
+
+Confidence starts from how a value was found and is lowered by what makes it doubtful:
+scanner damage, ambiguous day/month order, totals that do not add up (subtotal + tax vs total,
+line items vs subtotal), a due date before the invoice date, several currencies in one
+document. Consistency raises it: line items that add up to the subtotal confirm the amounts.
+``InvoiceExtraction.confidence`` folds the key fields into one number, the
+``extraction_confidence`` feature the invoice_risk model was trained with.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass, field
+
+#: Fields the extractor reports, in the order Decision.fields lists them.
+FIELD_NAMES: tuple[str, ...] = (
+    "vendor", "invoice_number", "invoice_date", "due_date", "po_number", "currency",
+    "subtotal", "tax", "total", "line_item_count", "bank_account",
+)
+#: How much each key field weighs in the overall confidence (missing counts as 0).
+CONFIDENCE_WEIGHTS: dict[str, float] = {
+    "total": 0.25, "vendor": 0.2, "invoice_number": 0.2, "invoice_date": 0.15,
+    "currency": 0.1, "due_date": 0.1,
+}
+
+CURRENCY_SYMBOLS: tuple[tuple[str, str], ...] = (  # longest first: "C$" before "$"
+    ("C$", "CAD"), ("A$", "AUD"), ("CHF", "CHF"), ("zł", "PLN"), ("kr", "SEK"), ("$", "USD"),
+    ("€", "EUR"), ("£", "GBP"), ("₹", "INR"), ("¥", "JPY"),
+)
+CURRENCY_CODES = frozenset({
+    "USD", "EUR", "GBP", "INR", "JPY", "CHF", "CAD", "AUD", "SEK", "PLN", "NOK", "DKK", "NZD",
+    "SGD", "ZAR", "KES", "NGN", "GHS", "BRL", "MXN", "CNY", "KRW", "CZK", "HUF",
+})
+MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
+          "september", "october", "november", "december")
+COMPANY_SUFFIX = re.compile(
+    r"(?:\b(?:Pty Ltd|Ltd\.?|Inc\.?|LLC|GmbH|S\.A\.|B\.V\.|AG|Co\.|plc|SARL|S\.L\.|Oy|AB|"
+    r"Corp\.?|Limited|Company|SE|NV|SpA|KG))\s*$")
+
+# -- values ------------------------------------------------------------------------------------
+
+_SYM = "|".join(re.escape(s) for s, _ in CURRENCY_SYMBOLS)
+_CODE = "|".join(sorted(CURRENCY_CODES))
+_NUM = r"\d{1,3}(?:[ ,.]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?"
+_MONEY = re.compile(
+    rf"(?P<pre>{_SYM}|\b(?:{_CODE})\b)?[ \t]?(?P<num>{_NUM})(?![\d])(?:[ \t]?(?P<post>\b(?:{_CODE})\b|{_SYM}))?")
+
+
+@dataclass(frozen=True)
+class Money:
+    amount: float
+    currency: str  # ISO code, "" when the value carries none
+    raw: str
+
+
+def to_number(num: str) -> float:
+    """'1.234,56' / '1,234.56' / '1 234,56' / '1234.5' / '1,297' -> float.
+
+    The last '.' or ',' followed by one or two digits is the decimal separator; every other
+    separator groups thousands.
+    """
+    num = num.strip().replace(" ", "")
+    match = re.search(r"[.,](\d{1,2})$", num)
+    if match:
+        whole = re.sub(r"[.,]", "", num[:match.start()])
+        return float(f"{whole or '0'}.{match.group(1)}")
+    return float(re.sub(r"[.,]", "", num))
+
+
+def _currency_of(token: str | None) -> str:
+    if not token:
+        return ""
+    token = token.strip()
+    if token.upper() in CURRENCY_CODES:
+        return token.upper()
+    return dict(CURRENCY_SYMBOLS).get(token, "")
+
+
+def find_money(text: str) -> list[Money]:
+    """Every amount in ``text``, with its currency when the amount is written with one."""
+    found = []
+    for m in _MONEY.finditer(text):
+        num = m.group("num")
+        if re.fullmatch(r"(19|20)\d{6}", num.replace(" ", "")):
+            continue  # a YYYYMMDD date, not an amount
+        currency = _currency_of(m.group("pre")) or _currency_of(m.group("post"))
+        found.append(Money(to_number(num), currency, m.group(0).strip()))
+    return found
+
+
+_DATE_PATTERNS = (
+    ("iso", re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")),
+    ("dots", re.compile(r"\b(\d{1,2})\.(\d{1,2})\.(\d{4})\b")),
+    ("slash", re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b")),
+    ("month_first", re.compile(r"\b([A-Za-z]{3,9})\.? (\d{1,2}),? (\d{4})\b")),
+    ("day_first", re.compile(r"\b(\d{1,2}) ([A-Za-z]{3,9})\.? (\d{4})\b")),
+    ("compact", re.compile(r"\b((?:19|20)\d{2})(\d{2})(\d{2})\b")),
+)
+
+
+def _month(name: str) -> int | None:
+    name = name.lower()
+    for index, month in enumerate(MONTHS, start=1):
+        if len(name) >= 3 and month.startswith(name):
+            return index
+    return None
+
+
+def _make(year: int, month: int, day: int) -> dt.date | None:
+    try:
+        return dt.date(year, month, day)
+    except ValueError:
+        return None
+
+
+def find_date(text: str) -> tuple[list[dt.date], str] | None:
+    """The first date in ``text``: its readings (two when day/month order is ambiguous)."""
+    best: tuple[int, list[dt.date], str] | None = None
+    for kind, pattern in _DATE_PATTERNS:
+        m = pattern.search(text)
+        if m is None or (best is not None and m.start() >= best[0]):
+            continue
+        a, b, c = m.groups()
+        readings: list[dt.date | None]
+        if kind in ("iso", "compact"):
+            readings = [_make(int(a), int(b), int(c))]
+        elif kind == "dots":
+            readings = [_make(int(c), int(b), int(a))]
+        elif kind == "slash":
+            readings = [_make(int(c), int(b), int(a)), _make(int(c), int(a), int(b))]
+        elif kind == "month_first":
+            month = _month(a)
+            readings = [_make(int(c), month, int(b))] if month else []
+        else:
+            month = _month(b)
+            readings = [_make(int(c), month, int(a))] if month else []
+        dates = list(dict.fromkeys(d for d in readings if d is not None))
+        if dates:
+            best = (m.start(), dates, m.group(0))
+    return None if best is None else (best[1], best[2])
+
+
+_ID = re.compile(r"#?[A-Za-z0-9][A-Za-z0-9./\-#]*\d[A-Za-z0-9/\-]*|#\d+")
+
+
+def find_identifier(text: str) -> str | None:
+    """An invoice / PO number: the first token with a digit ('INV-2024-00042', 'P.O. 7013')."""
+    text = text.strip()
+    m = re.match(r"(P\.O\.|PO|No\.?)\s+(\d[\w/\-]*)", text)
+    if m and m.group(1) == "P.O.":
+        return f"P.O. {m.group(2)}"
+    m = _ID.match(text)  # the value right after the label, not some number further on
+    if m is None:
+        return None
+    return m.group(0).rstrip(".,;:")
+
+
+def _doubtful_identifier(ident: str) -> bool:
+    """Scanner confusions inside a number: '4l4971', '2O24'."""
+    return re.search(r"\dl|l\d|\dO\d|\dS\d", ident) is not None
+
+
+# -- labels ------------------------------------------------------------------------------------
+
+LABELS: dict[str, tuple[str, ...]] = {
+    "invoice_number": ("invoice no.", "invoice no", "invoice #", "invoice number", "inv. no.",
+                       "inv no", "invoice nr", "bill no", "document no", "rechnungsnummer",
+                       "n° de facture", "no. factura", "invoice_no", "invoice_number",
+                       "numéro de facture", "factura no"),
+    "invoice_date": ("invoice date", "issue date", "date of issue", "datum", "date",
+                     "invoice_date", "rechnungsdatum", "fecha"),
+    "due_date": ("due date", "payment due", "pay by", "fällig am", "due", "due_date",
+                 "zahlbar bis", "échéance"),
+    "po_number": ("po number", "purchase order", "p.o. #", "p.o. no", "your ref", "order ref",
+                  "po", "po_number", "bestellnummer"),
+    "buyer": ("bill to", "customer", "sold to", "client", "kunde", "ship to"),
+    "tax_id": ("vat id", "tax id", "gstin", "ust-idnr", "ein", "vat no"),
+    "subtotal": ("subtotal", "sub-total", "net amount", "zwischensumme", "net total"),
+    "tax": ("sales tax", "mwst", "vat", "tax", "gst"),
+    "total": ("total due", "amount due", "balance due", "grand total", "gesamtbetrag",
+              "total ttc", "total", "amount", "invoice total"),
+    "vendor": ("vendor", "supplier", "seller"),
+    "currency": ("currency",),
+    "line_item_count": ("lines", "line items"),
+}
+_LABEL_FIELD = {label: name for name, labels in LABELS.items() for label in labels}
+_RATE = r"(?:\s*\(?\d{1,2}(?:[.,]\d+)?\s*%\)?)?"  # "VAT 20%", "Tax (21.00%)"
+_LABEL_ALT = "|".join(
+    re.escape(label) + (_RATE if _LABEL_FIELD[label] == "tax" else "")
+    for label in sorted(_LABEL_FIELD, key=len, reverse=True)
+)
+_SEP = r"[ \t]*(?::|=|\t)[ \t]*|[ \t]+-[ \t]+| {2,}"
+_LABELED = re.compile(rf"(?<![\w.])(?P<label>{_LABEL_ALT})(?P<sep>{_SEP})", re.IGNORECASE)
+_BOUNDARY = re.compile(r"\n| \| |; ")
+
+
+@dataclass
+class _Candidate:
+    value: object
+    confidence: float
+    raw: str
+    source: str
+
+
+@dataclass(frozen=True)
+class ExtractedField:
+    name: str
+    value: str  # normalized: ISO dates, amounts with two decimals, ISO currency codes
+    confidence: float
+    raw: str = ""
+
+
+@dataclass
+class InvoiceExtraction:
+    """What the extractor found; ``confidence`` is the ``extraction_confidence`` feature."""
+
+    fields: dict[str, ExtractedField]
+    confidence: float
+    issues: list[str] = field(default_factory=list)
+    line_items: list[float] = field(default_factory=list)
+
+    def get(self, name: str) -> str | None:
+        found = self.fields.get(name)
+        return found.value if found is not None else None
+
+    def amount(self, name: str = "total") -> float | None:
+        value = self.get(name)
+        return float(value) if value is not None else None
+
+    def date(self, name: str) -> dt.date | None:
+        value = self.get(name)
+        return dt.date.fromisoformat(value) if value else None
+
+
+def _labeled_values(text: str) -> list[tuple[str, str, str]]:
+    """``(field, label, value text)`` for every 'label<sep>value' in reading order."""
+    matches = list(_LABELED.finditer(text))
+    out = []
+    for i, m in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+        value = text[m.end():end]
+        cut = _BOUNDARY.search(value)
+        if cut is not None:
+            value = value[:cut.start()]
+        label = re.sub(r"\s+", " ", m.group("label").lower())
+        name = _LABEL_FIELD.get(label) or ("tax" if re.match(r"(vat|tax|gst)", label) else "")
+        if name:
+            out.append((name, label, value.strip(" \t|;,")))
+    return out
+
+
+# -- document noise ----------------------------------------------------------------------------
+
+_CONFUSIONS = re.compile(
+    r"\d[OSlIB]\d"              # a letter inside a number: 2O24, 1S.96
+    r"|[a-z][015][a-z]"          # a digit inside a word: insta1lation, supp1ies
+    r"|\b[0158][a-z]{2,}"        # a word that starts with a digit: 5ales
+    r"|\b[a-z]+[A-Z][a-z]+\b"    # case flips inside a word
+)
+
+
+def noise_level(text: str) -> float:
+    """0 for clean text; grows with scanner damage (digit/letter confusions inside tokens)."""
+    words = max(1, len(text.split()))
+    return min(1.0, len(_CONFUSIONS.findall(text)) / words)
+
+
+# -- the extractor -----------------------------------------------------------------------------
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.found: dict[str, _Candidate] = {}
+        self.issues: list[str] = []
+
+    def offer(self, name: str, value: object, confidence: float, raw: str, source: str) -> None:
+        if value in (None, ""):
+            return
+        current = self.found.get(name)
+        if current is None or confidence > current.confidence:
+            self.found[name] = _Candidate(value, confidence, raw, source)
+
+
+def _structured(text: str) -> dict[str, str] | None:
+    """JSON objects and EDI-like 'INV*...~' segments as key -> value."""
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            obj = json.loads(stripped)
+        except ValueError:
+            return None
+        if isinstance(obj, dict):
+            return {str(k).lower(): str(v) for k, v in obj.items()
+                    if isinstance(v, (str, int, float))}
+    m = re.fullmatch(r"INV\*(.*)~", stripped, re.DOTALL)
+    if m:
+        keys = ("vendor", "invoice_no", "date", "amount", "currency", "due", "po", "lines")
+        return dict(zip(keys, m.group(1).split("*")))
+    return None
+
+
+def _from_pairs(pairs: list[tuple[str, str, str]], b: _Builder, base: float) -> None:
+    for name, label, value in pairs:
+        if name in ("buyer", "tax_id"):
+            continue
+        if name in ("invoice_number", "po_number"):
+            ident = find_identifier(value)
+            if ident and ident not in ("-",):
+                b.offer(name, ident, base * (0.6 if _doubtful_identifier(ident) else 1.0),
+                        value, f"label:{label}")
+        elif name in ("invoice_date", "due_date"):
+            found = find_date(value)
+            if found is not None:
+                dates, raw = found
+                b.offer(name, dates, base, raw, f"label:{label}")
+        elif name in ("subtotal", "tax", "total"):
+            monies = find_money(value)
+            if monies:
+                weak = label in ("amount", "total")  # also column headers and bare words
+                b.offer(name, monies[0], base - (0.03 if weak else 0.0), monies[0].raw,
+                        f"label:{label}")
+        elif name == "currency":
+            code = value.strip().upper()[:3]
+            if code in CURRENCY_CODES:
+                b.offer("currency", code, base, value, f"label:{label}")
+        elif name == "vendor":
+            if value:
+                b.offer("vendor", value.strip(), base, value, f"label:{label}")
+        elif name == "line_item_count":
+            if value.strip().isdigit():
+                b.offer("line_item_count", int(value.strip()), base, value, f"label:{label}")
+
+
+_EMAIL_NUMBER = re.compile(
+    r"\b(?:invoice|rechnung|facture|factura)(?:\s+(?:no\.?|number|nr\.?|#))?\s+"
+    r"(#?[A-Za-z0-9][A-Za-z0-9/\-#]*\d[A-Za-z0-9/\-]*)", re.IGNORECASE)
+_EMAIL_AMOUNT = re.compile(
+    r"(?:amount of|amounting to|amount:|total of|total:|for)\s+(?P<v>[^\s(].{0,24})"
+    r"|\((?P<p>[^()]{1,24})\)", re.IGNORECASE)
+_EMAIL_DUE = re.compile(r"(?:due by|due date:?|due on|payable by)\s+(?P<v>.{4,24})",
+                        re.IGNORECASE)
+_EMAIL_PO = re.compile(r"\bPO\s+(?P<v>(?:P\.O\. )?[A-Z0-9][\w/\-.]*\d)", re.IGNORECASE)
+
+
+def _from_prose(text: str, b: _Builder) -> None:
+    """E-mails and letters: phrase patterns, a notch less sure than labels."""
+    for m in _EMAIL_NUMBER.finditer(text):
+        b.offer("invoice_number", m.group(1).rstrip(".,;:"), 0.85, m.group(0), "prose")
+        break
+    for m in _EMAIL_AMOUNT.finditer(text):
+        chunk = m.group("v") or m.group("p") or ""
+        monies = [x for x in find_money(chunk) if x.currency]
+        if monies:
+            b.offer("total", monies[0], 0.85, monies[0].raw, "prose")
+            break
+    for m in _EMAIL_DUE.finditer(text):
+        found = find_date(m.group("v"))
+        if found is not None:
+            b.offer("due_date", found[0], 0.85, found[1], "prose")
+            break
+    for m in _EMAIL_PO.finditer(text):
+        b.offer("po_number", m.group("v"), 0.85, m.group(0), "prose")
+        break
+
+
+_TITLE = re.compile(
+    r"^(?:tax invoice|commercial invoice|sales invoice|invoice \(original\)|rechnung / invoice|"
+    r"invoice|facture|factura|rechnung|bill|receipt)\b[\s:]*", re.IGNORECASE)
+
+
+def _company(line: str) -> str | None:
+    """A company name at the start of ``line`` (title words and addresses stripped)."""
+    line = re.sub(r"\s+", " ", _TITLE.sub("", line.strip())).strip()
+    line = re.split(r"\s\d{1,4}\s+\w|,|\s(?=(?:INVOICE|Invoice|FACTURE|Factura|Rechnung)\b)",
+                    line)[0].strip()
+    words = line.split()
+    if not 1 <= len(words) <= 6 or any(ch.isdigit() for ch in line) or ":" in line:
+        return None
+    if not words[0][:1].isupper():
+        return None
+    return line
+
+
+def _vendor(text: str, b: _Builder) -> None:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return
+    if lines[0].lower().startswith("subject:"):  # e-mail: signature's last line, or subject
+        subject = lines[0]
+        m = re.search(r"\bfrom (.+)$", subject) or re.search(r"^Subject:\s*(.+?) - invoice", subject)
+        tail = _company(lines[-1])
+        if tail and COMPANY_SUFFIX.search(tail):
+            agree = m is not None and m.group(1).strip() == tail
+            b.offer("vendor", tail, 0.93 if agree else 0.85, lines[-1], "signature")
+        elif m:
+            b.offer("vendor", m.group(1).strip(), 0.8, subject, "subject")
+        return
+    for line in lines[:3]:
+        name = _company(line)
+        if name is None or _LABELED.search(line):
+            continue
+        suffix = COMPANY_SUFFIX.search(name) is not None
+        b.offer("vendor", name, 0.92 if suffix else 0.75, line, "letterhead")
+        return
+
+
+_ITEM_PATTERNS = (
+    re.compile(r"=\s*(?P<v>[\d.,]+)\s*$"),                          # 2 x Item @ 4.00 = 8.00
+    re.compile(r"^(?:\d+\.\s+)?[^|\n]+\|\s*\d+\s*\|[^|]*\|\s*(?P<v>[\d.,]+)\s*$"),  # a | q | u | t
+    re.compile(r"^[^\t\n]+\t\d+\t(?P<v>[\d.,]+)\s*$"),            # item<TAB>qty<TAB>amount
+)
+
+
+_NOT_AN_ITEM = re.compile(r"\b(?:IBAN|BIC|Account|Acct|Routing|Sort code|Payment terms)\b",
+                          re.IGNORECASE)
+
+
+def _line_items(text: str) -> list[float]:
+    items = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or _LABELED.match(line) or _NOT_AN_ITEM.search(line):
+            continue
+        for pattern in _ITEM_PATTERNS:
+            m = pattern.search(line)
+            if m:
+                items.append(to_number(m.group("v")))
+                break
+        else:
+            monies = find_money(line)
+            if len(monies) >= 2 and re.match(r"[A-Za-z]", line) and re.search(r"\s\d+\s", line):
+                items.append(monies[-1].amount)
+    return items
+
+
+def _close(a: float, b: float, rel: float = 0.005) -> bool:
+    return abs(a - b) <= max(0.011, rel * max(abs(a), abs(b)), 1.0 if max(a, b) > 1000 else 0)
+
+
+def _resolve_dates(b: _Builder) -> None:
+    """Pick day/month order jointly; flag a due date before the invoice date."""
+    inv = b.found.get("invoice_date")
+    due = b.found.get("due_date")
+    inv_opts = list(inv.value) if inv else [None]  # type: ignore[call-overload]
+    due_opts = list(due.value) if due else [None]  # type: ignore[call-overload]
+
+    def score(pair: tuple[dt.date | None, dt.date | None]) -> float:
+        i, d = pair
+        if i is None or d is None:
+            return 0.0
+        gap = (d - i).days
+        return 2.0 if gap in (0, 7, 10, 14, 15, 21, 28, 30, 31, 45, 60, 90) else (
+            1.0 if 0 <= gap <= 120 else -1.0)
+
+    pairs = [(i, d) for i in inv_opts for d in due_opts]
+    best = max(pairs, key=score)
+    for cand, chosen, opts in ((inv, best[0], inv_opts), (due, best[1], due_opts)):
+        if cand is None or chosen is None:
+            continue
+        cand.value = chosen
+        if len(opts) > 1:  # day/month order ambiguous: sure only when the other date settles it
+            cand.confidence *= 0.95 if score(best) >= 2.0 else 0.6
+    if best[0] is not None and best[1] is not None and best[1] < best[0]:
+        b.issues.append("due_date_before_invoice_date")
+        for cand in (inv, due):
+            if cand is not None:
+                cand.confidence *= 0.6
+
+
+def _check_amounts(b: _Builder, items: list[float]) -> None:
+    total, sub, tax = (b.found.get(k) for k in ("total", "subtotal", "tax"))
+    amount = lambda c: c.value.amount  # noqa: E731
+    if total is not None and sub is not None:
+        expected = amount(sub) + (amount(tax) if tax is not None else 0.0)
+        if _close(expected, amount(total)):
+            for c in (total, sub, tax):
+                if c is not None:
+                    c.confidence = max(c.confidence, 0.97)
+        else:
+            b.issues.append("totals_do_not_add_up")
+            for c in (total, sub, tax):
+                if c is not None:
+                    c.confidence *= 0.6
+    base = sub or total
+    if items and base is not None:
+        target = amount(base) if sub is not None else amount(base) - (
+            amount(tax) if tax is not None else 0.0)
+        if _close(sum(items), target, 0.01):
+            base.confidence = max(base.confidence, 0.98)
+            if total is not None and "totals_do_not_add_up" not in b.issues:
+                total.confidence = max(total.confidence, 0.95)
+        else:
+            b.issues.append("line_items_do_not_add_up")
+    currencies = {c.value.currency for c in (total, sub, tax) if c is not None and c.value.currency}
+    if len(currencies) > 1:
+        b.issues.append("several_currencies")
+        if total is not None:
+            total.confidence *= 0.7
+
+
+def _bank_account(text: str, b: _Builder) -> None:
+    m = re.search(r"\bIBAN[:\s]+([A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){2,7}(?:\s?[A-Z0-9]{1,4})?)", text)
+    if m:
+        b.offer("bank_account", re.sub(r"\s+", "", m.group(1)), 0.9, m.group(0), "iban")
+        return
+    m = re.search(r"\b(?:Account|Acct)\.?\s*(?:no\.?|number)?[:\s]+(\d{6,12})", text, re.IGNORECASE)
+    if m:
+        b.offer("bank_account", m.group(1), 0.8, m.group(0), "account")
+
+
+def _render(name: str, value: object) -> str:
+    if isinstance(value, Money):
+        return f"{value.amount:.2f}"
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def extract_invoice(text: str) -> InvoiceExtraction:
+    """Fields of an invoice document, each with a confidence in [0, 1]."""
+    b = _Builder()
+    structured = _structured(text)
+    if structured is not None:
+        pairs = [(_LABEL_FIELD[k], k, v) for k, v in structured.items() if k in _LABEL_FIELD]
+        _from_pairs(pairs, b, 0.98)
+    else:
+        _from_pairs(_labeled_values(text), b, 0.95)
+        _from_prose(text, b)
+        _vendor(text, b)
+        _bank_account(text, b)
+    items = _line_items(text) if structured is None else []
+    # currency: the amounts' own, else a code or symbol anywhere in the document
+    money_currencies = [c.value.currency for c in (b.found.get(k) for k in ("total", "subtotal"))
+                        if c is not None and c.value.currency]  # type: ignore[attr-defined]
+    if money_currencies:
+        source = b.found.get("total") or b.found.get("subtotal")
+        b.offer("currency", money_currencies[0], min(0.95, source.confidence + 0.02)  # type: ignore[union-attr]
+                if len(set(money_currencies)) == 1 else 0.6, money_currencies[0], "amount")
+    elif "currency" not in b.found:
+        codes = [m.currency for m in find_money(text) if m.currency]
+        if codes:
+            b.offer("currency", max(set(codes), key=codes.count), 0.6, codes[0], "document")
+    _resolve_dates(b)
+    if "total" in b.found:
+        _check_amounts(b, items)
+    if items and "line_item_count" not in b.found:
+        b.offer("line_item_count", len(items), 0.8, "", "line items")
+    noise = noise_level(text)
+    if noise > 0.01:
+        b.issues.append("scanner_damage")
+    damp = max(0.5, 1.0 - 4.0 * noise)
+    fields = {}
+    for name in FIELD_NAMES:
+        cand = b.found.get(name)
+        if cand is None:
+            continue
+        conf = round(min(1.0, max(0.0, cand.confidence * damp)), 3)
+        fields[name] = ExtractedField(name, _render(name, cand.value), conf, cand.raw)
+    if items:
+        fields.setdefault("line_item_count", ExtractedField("line_item_count", str(len(items)),
+                                                            round(0.8 * damp, 3)))
+    overall = sum(w * fields[n].confidence for n, w in CONFIDENCE_WEIGHTS.items() if n in fields)
+    return InvoiceExtraction(fields, round(overall, 3), b.issues, items)
+
+
+def vendor_key(name: str) -> str:
+    """How vendors are matched across invoices: case, punctuation and legal suffix ignored."""
+    name = COMPANY_SUFFIX.sub("", name.strip())
+    return re.sub(r"[^a-z0-9]+", " ", name.lower()).strip()
+
+
+__all__ = ["FIELD_NAMES", "ExtractedField", "InvoiceExtraction", "Money", "extract_invoice",
+           "find_date", "find_money", "noise_level", "to_number", "vendor_key"]

@@ -1,0 +1,131 @@
+"""Holding tasks while the models are unavailable, and deciding them once Triton is back.
+
+A tenant whose policy says ``on_model_unavailable: hold`` does not want a person to decide
+what a model could: its tasks go BLOCKED (stage DECIDING, reason ``model_unavailable``) and
+wait in ``decision_holds`` -- PostgreSQL, not memory, so a restart loses nothing and the
+Kafka offset can move on. :class:`HoldRetrier` claims due holds with a lease
+(``FOR UPDATE SKIP LOCKED``, so replicas share the work), re-decides them when the circuit
+breaker lets calls through, and releases each hold in the transaction that stores its
+decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import pybreaker
+from prometheus_client import Counter, Gauge
+
+from services.decision.batcher import Overloaded
+from services.decision.engine import Decided, DecisionEngine
+from services.decision.triton import breaker_open
+from switchyard._kafka import Producer
+from switchyard._taskstore import publish_status, transition
+from switchyard._telemetry import task_context
+from switchyard.v1 import TaskEnvelope
+
+log = logging.getLogger(__name__)
+
+HOLDS = Counter("switchyard_decision_holds_total",
+                "Tasks held BLOCKED because the models were unavailable.", ["tenant"])
+HOLDS_RELEASED = Counter("switchyard_decision_holds_released_total",
+                         "Held tasks decided after the models came back.", ["tenant"])
+HELD_NOW = Gauge("switchyard_decision_held_tasks", "Tasks currently held for the models.")
+
+Commit = Callable[[TaskEnvelope, Decided, bool], Awaitable[None]]
+
+
+class HoldRetrier:
+    def __init__(self, pool: asyncpg.Pool, producer: Producer, engine: DecisionEngine,
+                 breaker: pybreaker.CircuitBreaker, interval_s: float, lease_s: float = 30.0,
+                 batch: int = 256) -> None:
+        self.pool, self.producer, self.engine, self.breaker = pool, producer, engine, breaker
+        self.interval_s, self.lease_s, self.batch = interval_s, lease_s, batch
+        self.commit: Commit | None = None  # set by the decider: stores and publishes a decision
+
+    async def is_held(self, task_id: str) -> bool:
+        return bool(await self.pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM decision_holds WHERE task_id = $1)",
+            uuid.UUID(task_id)))
+
+    async def hold(self, task: TaskEnvelope, detail: str) -> None:
+        """Park ``task``: BLOCKED until the models answer. Idempotent per task."""
+        change = None
+        async with self.pool.acquire() as conn, conn.transaction():
+            inserted = await conn.fetchval(
+                "INSERT INTO decision_holds (task_id, tenant_id, envelope, reason, "
+                "next_attempt_at) VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) "
+                "ON CONFLICT (task_id) DO NOTHING RETURNING 1",
+                uuid.UUID(task.task_id), task.tenant_id, task.SerializeToString(), detail,
+                self.interval_s,
+            )
+            if inserted:
+                change = await transition(conn, task.task_id, "BLOCKED", "DECIDING", "decision",
+                                          "model_unavailable", detail)
+        if change is not None:
+            HOLDS.labels(task.tenant_id).inc()
+            HELD_NOW.inc()
+            await publish_status(self.producer, change.event)
+
+    async def run(self) -> None:
+        """Background loop: retry due holds whenever the breaker is not open."""
+        while True:
+            await asyncio.sleep(self.interval_s)
+            if breaker_open(self.breaker):
+                continue
+            try:
+                await self.retry_due()
+            except Exception:  # noqa: BLE001 - the loop must outlive any one bad round
+                log.exception("hold retry round failed; held tasks keep their lease and retry")
+
+    async def retry_due(self) -> int:
+        """One round: claim due holds, decide them; returns how many were released."""
+        rows = await self.pool.fetch(
+            """
+            UPDATE decision_holds h
+               SET next_attempt_at = now() + make_interval(secs => $1), attempts = attempts + 1
+             WHERE task_id IN (SELECT task_id FROM decision_holds
+                                WHERE next_attempt_at <= now()
+                                ORDER BY held_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+            RETURNING h.task_id, h.envelope
+            """,
+            self.lease_s, self.batch,
+        )
+        if not rows:
+            return 0
+        outcomes = await asyncio.gather(*(self._retry(row["envelope"]) for row in rows),
+                                        return_exceptions=True)
+        for failure in (o for o in outcomes if isinstance(o, BaseException)):
+            log.warning("retrying a held task failed (retried after its lease): %r", failure)
+        count = sum(o is True for o in outcomes)
+        if count:
+            log.info("decided %d held tasks (%d still held)", count, len(rows) - count)
+        return count
+
+    async def _retry(self, envelope: bytes) -> bool:
+        task = TaskEnvelope.FromString(envelope)
+        with task_context(task.task_id):
+            try:
+                result = await self.engine.assess(task, persist=True)
+            except Overloaded:
+                result = None
+            if result is None or result.model_unavailable:
+                await self.pool.execute(
+                    "UPDATE decision_holds SET next_attempt_at = now() + make_interval(secs => $2)"
+                    " WHERE task_id = $1", uuid.UUID(task.task_id), self.interval_s)
+                return False
+            assert self.commit is not None
+            await self.commit(task, result, True)
+            HOLDS_RELEASED.labels(task.tenant_id).inc()
+            HELD_NOW.dec()
+            return True
+
+    async def refresh_gauge(self) -> None:
+        HELD_NOW.set(await self.pool.fetchval("SELECT count(*) FROM decision_holds"))
+
+
+__all__ = ["HoldRetrier"]

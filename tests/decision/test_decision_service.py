@@ -1,0 +1,303 @@
+"""The decision service as a real process, through the real broker, PostgreSQL and Triton.
+
+- ``Decide`` applies per-tenant YAML policies: a table of cases (routing rules, invoice
+  business rules, the invoice_risk model) gives the expected outcome and rule;
+- the router reaches its model card's held-out accuracy through the service's batcher;
+- the Kafka path stores decisions with extracted fields, keeps vendor history, records the
+  shadow model's outputs and agreement, and exposes the model metrics (confidence histograms,
+  batch sizes, input drift);
+- a policy directory with mistakes stops the service at start with errors naming them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import grpc
+import pytest
+
+from services.decision.extraction import vendor_key
+from switchyard import Settings
+from switchyard._db import resolve_dsn
+from switchyard._grpc import create_channel
+from switchyard._launcher import service_specs
+from switchyard.stack import EmbeddedStack, free_port
+from switchyard.v1 import (
+    DecideRequest,
+    DecisionOutcome,
+    DecisionServiceStub,
+    Document,
+    GetTaskRequest,
+    IngestServiceStub,
+    Submission,
+    SubmitTaskRequest,
+    TaskEnvelope,
+    TaskStatus,
+)
+from tests.decision.documents import MODEL_REPOSITORY, heldout, invoice, sample
+
+pytestmark = pytest.mark.integration
+
+POLICIES = {
+    "acme.yaml": """
+        invoice:
+          max_auto_amount: 10000
+          allowed_currencies: [USD, EUR, GBP]
+        vendors:
+          block: [Shady Parts Ltd]
+    """,
+    "strict.yaml": """
+        reject_labels: [other, support_ticket]
+        label_thresholds: {admission_form: 0.999}
+        vendors:
+          allow: [Northwind Supplies Ltd]
+          require_allow_list: true
+    """,
+}
+RECEIVED = {"received_date": "2026-11-22"}
+
+
+@pytest.fixture(scope="module")
+def decision_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    policy_dir = tmp_path_factory.mktemp("policies")
+    for name, text in POLICIES.items():
+        (policy_dir / name).write_text(text)
+    return settings.replace(policy_dir=str(policy_dir))
+
+
+@pytest.fixture(scope="module")
+def services(decision_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[EmbeddedStack]:
+    stack = EmbeddedStack(decision_settings, tmp_path_factory.mktemp("decision"), components=(),
+                          services=service_specs(decision_settings, ("ingest", "decision")))
+    stack.start(timeout_s=90)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+async def db(decision_settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(resolve_dsn(decision_settings),
+                                 server_settings={"search_path": decision_settings.postgres_schema})
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def decide(decision_settings: Settings, services: EmbeddedStack
+                 ) -> AsyncIterator[DecisionServiceStub]:
+    channel = create_channel(f"127.0.0.1:{decision_settings.decision_grpc_port}")
+    yield DecisionServiceStub(channel)
+    await channel.close()
+
+
+def task(text: str, tenant: str = "acme", kind: str = "",
+         metadata: dict[str, str] | None = None) -> TaskEnvelope:
+    return TaskEnvelope(task_id=str(uuid.uuid4()), tenant_id=tenant, kind=kind,
+                        metadata=metadata or {},
+                        document=Document(content_type="text/plain", body=text.encode()))
+
+
+async def seed_vendor(db: asyncpg.Connection, tenant: str, name: str, count: int,
+                      mean: float, currency: str = "USD",
+                      bank: str = "GB29NWBK60161331926819") -> None:
+    await db.execute(
+        "INSERT INTO decision_vendors (tenant_id, vendor_key, vendor_name, currency, "
+        "invoice_count, amount_sum, bank_account) VALUES ($1,$2,$3,$4,$5,$6,$7) "
+        "ON CONFLICT DO NOTHING", tenant, vendor_key(name), name, currency, count, count * mean,
+        bank)
+
+
+INVOICE_CASES = {
+    # id: (tenant, document, kind, expected outcome, expected rule)
+    "known vendor goes straight through": (
+        "acme", invoice(), "invoice", "AUTO_EXECUTE", "straight_through_invoice"),
+    "seen invoice number is a possible duplicate": (
+        "acme", invoice(number="INV-2026-00007"), "invoice", "ESCALATE", "duplicate_invoice"),
+    "above the tenant's amount limit": (
+        "acme", invoice(items=(("Server rack installation", 1, 9000.0),)), "invoice",
+        "ESCALATE", "amount_over_limit"),
+    "blocked vendor is refused": (
+        "acme", invoice(vendor="Shady Parts Ltd"), "invoice", "REJECT", "vendor_blocked"),
+    "currency the tenant does not pay automatically": (
+        "acme", invoice(currency="CHF"), "invoice", "ESCALATE", "currency_not_allowed"),
+    "no invoice number": (
+        "acme", invoice(number=""), "invoice", "ESCALATE", "missing_fields"),
+    "unknown vendor, no PO, overdue: the risk model wants a person": (
+        "acme", invoice(vendor="Zenith Legal GmbH", po=None, invoice_date="2026-09-01",
+                        due_date="2026-10-01",
+                        items=(("Legal advisory", 1, 4200.0),)),
+        "invoice", "ESCALATE", "invoice_risk"),
+    "vendor not on the allow list": (
+        "strict", invoice(vendor="Kestrel Foods AG"), "invoice", "ESCALATE",
+        "vendor_not_allowed"),
+    "allow-listed vendor passes the list": (
+        "strict", invoice(), "invoice", "AUTO_EXECUTE", "straight_through_invoice"),
+}
+ROUTING_CASES = {
+    "confident route runs its plan": (
+        "acme", sample("admission_form"), "", "AUTO_EXECUTE", "confident_route"),
+    "router disagrees with the submitted kind": (
+        "acme", sample("invoice", 2), "admission_form", "ESCALATE", "kind_mismatch"),
+    "spam is out of scope": (
+        "acme", "Cheap meds online, no prescription. Discreet shipping worldwide!!!", "",
+        "REJECT", "out_of_scope"),
+    "tenant refuses support tickets": (
+        "strict", sample("support_ticket"), "", "REJECT", "out_of_scope"),
+    "tenant's per-label threshold": (
+        "strict", sample("admission_form"), "", "ESCALATE", "low_confidence"),
+}
+
+
+async def test_policy_outcomes_match_the_table(decide: DecisionServiceStub,
+                                               db: asyncpg.Connection) -> None:
+    for tenant in ("acme", "strict"):
+        await seed_vendor(db, tenant, "Northwind Supplies Ltd", 24, 380.0)
+    await db.execute(
+        "INSERT INTO decision_invoices (task_id, tenant_id, vendor_key, invoice_number, amount, "
+        "currency, fields, p_auto) VALUES ($1, 'acme', $2, 'INV-2026-00007', 360, 'USD', '{}', "
+        "0.9) ON CONFLICT DO NOTHING", uuid.uuid4(), vendor_key("Northwind Supplies Ltd"))
+    cases = {**INVOICE_CASES, **ROUTING_CASES}
+    responses = await asyncio.gather(*(
+        decide.Decide(DecideRequest(task=task(text, tenant, kind, RECEIVED)))
+        for tenant, text, kind, _, _ in cases.values()))
+    got = {name: (DecisionOutcome.Name(r.decision.outcome).removeprefix("DECISION_OUTCOME_"),
+                  r.decision.rule) for name, r in zip(cases, responses)}
+    assert got == {name: (case[3], case[4]) for name, case in cases.items()}
+    for name, response in zip(cases, responses):
+        d = response.decision
+        assert d.explanation and d.models[0].model_name == "document_router", name
+        assert d.models[0].model_version == "1.0.0" and d.models[0].scores
+    straight = responses[0].decision
+    assert [m.model_name for m in straight.models] == ["document_router", "invoice_risk"]
+    assert straight.models[1].model_version == "1.0.0" and straight.models[1].confidence >= 0.8
+    fields = {f.name: f.value for f in straight.fields}
+    assert {k: fields[k] for k in ("vendor", "invoice_number", "invoice_date", "due_date",
+                                   "po_number", "currency", "total")} == {
+        "vendor": "Northwind Supplies Ltd", "invoice_number": "INV-2026-00042",
+        "invoice_date": "2026-11-20", "due_date": "2026-12-20", "po_number": "PO-55120",
+        "currency": "USD", "total": "360.00"}
+    assert all(0 < f.confidence <= 1 for f in straight.fields)
+    assert dict(straight.extracted_fields)["total"] == "360.00"
+    assert straight.plan.steps[0].payload["fields"]["invoice_number"] == "INV-2026-00042"
+    risky = responses[list(cases).index(
+        "unknown vendor, no PO, overdue: the risk model wants a person")].decision
+    assert "vendor not seen before" in risky.explanation and "no PO number" in risky.explanation
+
+
+async def test_router_reaches_its_card_accuracy_through_decide(
+        decide: DecisionServiceStub) -> None:
+    card = json.loads((MODEL_REPOSITORY / "document_router" / "1" / "model_card.json")
+                      .read_text())
+    rows = heldout()
+    assert len(rows) == card["split"]["test"]
+    semaphore = asyncio.Semaphore(256)
+
+    async def route(text: str) -> str:
+        async with semaphore:
+            response = await decide.Decide(DecideRequest(task=task(text, "acme")))
+            return response.decision.models[0].label
+
+    labels = await asyncio.gather(*(route(r["text"]) for r in rows))
+    accuracy = sum(label == r["label"] for label, r in zip(labels, rows)) / len(rows)
+    assert round(accuracy, 6) >= card["metrics"]["test"]["accuracy"]
+
+
+async def test_empty_document_is_invalid(decide: DecisionServiceStub) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await decide.Decide(DecideRequest(task=task("")))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def wait_decided(db: asyncpg.Connection, task_ids: list[str], timeout_s: float = 90
+                       ) -> list[asyncpg.Record]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = await db.fetch("SELECT task_id, outcome, rule, decision FROM decisions "
+                              "WHERE task_id = ANY($1::uuid[])", task_ids)
+        if len(rows) == len(task_ids) or time.monotonic() > deadline:
+            return rows
+        await asyncio.sleep(0.2)
+
+
+async def test_kafka_path_decides_records_history_shadow_and_metrics(
+        decision_settings: Settings, services: EmbeddedStack, db: asyncpg.Connection) -> None:
+    channel = create_channel(f"127.0.0.1:{decision_settings.ingest_grpc_port}")
+    ingest = IngestServiceStub(channel)
+    docs = [(r["text"], "") for r in heldout()[:40]]
+    docs += [(invoice(vendor="Brightline Office Oy", number=f"BO-{i}"), "invoice")
+             for i in range(3)]
+    try:
+        accepted = await asyncio.gather(*(ingest.SubmitTask(SubmitTaskRequest(submission=Submission(
+            tenant_id="acme", idempotency_key=uuid.uuid4().hex, kind=kind, metadata=RECEIVED,
+            document=Document(content_type="text/plain", body=text.encode()))))
+            for text, kind in docs))
+        ids = [a.task_id for a in accepted]
+        rows = await wait_decided(db, ids)
+        assert len(rows) == len(ids)
+        task = (await ingest.GetTask(GetTaskRequest(task_id=ids[-1]))).task
+        assert task.status in (TaskStatus.TASK_STATUS_IN_PROGRESS, TaskStatus.TASK_STATUS_BLOCKED)
+    finally:
+        await channel.close()
+    # invoices: fields on the decision, one history row each, the vendor's count grew
+    invoices = await db.fetch("SELECT invoice_number, p_auto FROM decision_invoices "
+                              "WHERE task_id = ANY($1::uuid[])", ids[-3:])
+    assert sorted(r["invoice_number"] for r in invoices) == ["BO-0", "BO-1", "BO-2"]
+    vendor = await db.fetchrow("SELECT invoice_count, currency FROM decision_vendors "
+                               "WHERE tenant_id = 'acme' AND vendor_key = $1",
+                               vendor_key("Brightline Office Oy"))
+    assert vendor is not None and vendor["currency"] == "USD"
+    duplicates = [r["rule"] for r in rows if r["rule"] == "duplicate_invoice"]
+    assert not duplicates  # three different numbers
+    # the shadow saw every routed document; its answers are recorded, never acted on
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        shadow = await db.fetch("SELECT live_version, shadow_version, agree FROM "
+                                "decision_shadow_results WHERE task_id = ANY($1::uuid[])", ids)
+        if len(shadow) == len(ids):
+            break
+        await asyncio.sleep(0.3)
+    assert len(shadow) == len(ids)
+    assert {(r["live_version"], r["shadow_version"]) for r in shadow} == {("1.0.0", "1.1.0")}
+    assert sum(r["agree"] for r in shadow) / len(shadow) > 0.8
+    metrics = urllib.request.urlopen(
+        f"http://127.0.0.1:{decision_settings.decision_metrics_port}/metrics", timeout=10
+    ).read().decode()
+    for needle in (
+        'switchyard_model_confidence_bucket{le="0.9",model="document_router",version="1.0.0"}',
+        'switchyard_model_confidence_count{model="invoice_risk",version="1.0.0"}',
+        'switchyard_batch_size_bucket{le="64.0",model="document_router"}',
+        'switchyard_inference_seconds_count{model="document_router",version="1.0.0"}',
+        'switchyard_shadow_agreement_ratio{live_version="1.0.0",model="document_router",'
+        'shadow_version="1.1.0"}',
+    ):
+        assert needle in metrics, needle
+    assert "switchyard_input_drift_psi{" in metrics or len(ids) < 200  # published every 200
+
+
+def test_invalid_policies_stop_the_service_with_clear_errors(decision_settings: Settings,
+                                                             tmp_path: Path) -> None:
+    (tmp_path / "acme.yaml").write_text("invoice:\n  min_p_auto: high\nvendorz: []\n")
+    (tmp_path / "beta.yaml").write_text("reject_labels: [spam]\n")
+    bad = decision_settings.replace(policy_dir=str(tmp_path), decision_metrics_port=0,
+                                    decision_grpc_port=free_port())
+    env = {**os.environ, **bad.to_env()}
+    done = subprocess.run([sys.executable, "-m", "switchyard", "run", "decision"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert "acme.yaml: invoice.min_p_auto: must be a number between 0 and 1, got 'high'" in output
+    assert "acme.yaml: vendorz: unknown key" in output
+    assert "beta.yaml: reject_labels: unknown value(s) 'spam'" in output

@@ -1,0 +1,142 @@
+"""Invoice field extraction against invoices whose rendered fields are known.
+
+The documents come from ``datagen.generate_extraction_corpus``: the router corpus's invoice
+templates (layouts, languages, number and date formats, e-mails, structured records, OCR
+damage) with the values each one rendered.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+
+import pytest
+
+from services.decision.extraction import (
+    extract_invoice,
+    find_date,
+    find_money,
+    noise_level,
+    to_number,
+    vendor_key,
+)
+from services.decision.training import datagen
+from tests.decision.documents import invoice
+
+KEY_FIELDS = ("vendor", "invoice_number", "invoice_date", "due_date", "po_number", "currency",
+              "total")
+
+
+def _correct(field: str, truth: dict, got: str | None) -> bool:
+    want = truth[field]
+    if want in ("", None):
+        return got is None
+    if got is None:
+        return False
+    if field in ("total", "subtotal"):
+        tolerance = 1.0 if truth.get("currency") == "JPY" else 0.011  # yen print whole units
+        return abs(float(got) - float(want)) <= tolerance
+    return got == want
+
+
+@pytest.fixture(scope="module")
+def scored() -> dict[tuple[str, str], list[tuple[bool, float]]]:
+    """(template, field) -> [(correct, confidence)] over 800 generated invoices."""
+    out: dict[tuple[str, str], list[tuple[bool, float]]] = defaultdict(list)
+    for row in datagen.generate_extraction_corpus(800, seed=7):
+        template, truth, text = row["template"], row["truth"], row["text"]
+        extraction = extract_invoice(text)
+        rendered = truth.get("rendered", {})
+        for field in KEY_FIELDS:
+            if field not in truth:
+                continue  # the template does not render it
+            if field in rendered and rendered[field] not in text:
+                continue  # this e-mail body happens not to mention it
+            got = extraction.fields.get(field)
+            out[(template, field)].append(
+                (_correct(field, truth, got.value if got else None), got.confidence if got else 0))
+        out[(template, "overall")].append((True, extraction.confidence))
+    return out
+
+
+def accuracy(scored: dict, template: str, field: str) -> float:
+    rows = scored[(template, field)]
+    return sum(ok for ok, _ in rows) / len(rows)
+
+
+@pytest.mark.parametrize("field", KEY_FIELDS)
+def test_clean_layouts_and_records_are_read_exactly(scored: dict, field: str) -> None:
+    assert accuracy(scored, "formal", field) >= 0.98
+    assert accuracy(scored, "compact", field) == 1.0
+
+
+def test_emails_are_read_from_prose(scored: dict) -> None:
+    for field in ("vendor", "invoice_number", "due_date", "po_number", "currency", "total"):
+        assert accuracy(scored, "email", field) >= 0.93, field
+
+
+def test_confidence_tracks_correctness(scored: dict) -> None:
+    right = [c for key, rows in scored.items() if key[1] != "overall" for ok, c in rows if ok and c]
+    wrong = [c for key, rows in scored.items() if key[1] != "overall" for ok, c in rows
+             if not ok and c]
+    assert sum(right) / len(right) > sum(wrong) / len(wrong) + 0.1
+    overall = {t: sum(c for _, c in scored[(t, "overall")]) / len(scored[(t, "overall")])
+               for t in ("formal", "ocr", "email", "compact")}
+    # scanned documents and e-mails (fewer fields) are trusted less than clean layouts
+    assert overall["formal"] > 0.9 and overall["ocr"] < overall["formal"] - 0.15
+    assert overall["email"] < overall["formal"]
+
+
+def test_a_clean_invoice_and_its_consistency_checks() -> None:
+    ex = extract_invoice(invoice())
+    assert {k: ex.get(k) for k in ("vendor", "invoice_number", "invoice_date", "due_date",
+                                   "po_number", "currency", "subtotal", "tax", "total",
+                                   "bank_account")} == {
+        "vendor": "Northwind Supplies Ltd", "invoice_number": "INV-2026-00042",
+        "invoice_date": "2026-11-20", "due_date": "2026-12-20", "po_number": "PO-55120",
+        "currency": "USD", "subtotal": "300.00", "tax": "60.00", "total": "360.00",
+        "bank_account": "GB29NWBK60161331926819"}
+    assert ex.line_items == [250.0, 50.0] and not ex.issues and ex.confidence > 0.9
+    # totals that do not add up lower the amounts' confidence
+    broken = extract_invoice(invoice().replace("TOTAL: USD 360.00", "TOTAL: USD 390.00"))
+    assert "totals_do_not_add_up" in broken.issues
+    assert broken.fields["total"].confidence < ex.fields["total"].confidence - 0.2
+    assert broken.confidence < ex.confidence
+    # a due date before the invoice date lowers both dates
+    backwards = extract_invoice(invoice(due_date="2026-10-01"))
+    assert "due_date_before_invoice_date" in backwards.issues
+    assert backwards.fields["due_date"].confidence < 0.7
+    # missing fields are missing, and count against the whole
+    bare = extract_invoice(invoice(number="", po=None))
+    assert bare.get("invoice_number") is None and bare.get("po_number") is None
+    assert bare.confidence < ex.confidence - 0.15
+
+
+def test_ambiguous_day_month_order_is_settled_by_the_other_date() -> None:
+    text = invoice(invoice_date="03/01/2026", due_date="02/02/2026")
+    ex = extract_invoice(text)
+    # 3 Jan -> 2 Feb is a 30-day term; 1 Mar -> 2 Feb would be due before issue
+    assert (ex.get("invoice_date"), ex.get("due_date")) == ("2026-01-03", "2026-02-02")
+
+
+@pytest.mark.parametrize(("text", "amount", "currency"), [
+    ("€1.234,50", 1234.50, "EUR"), ("1,234.50 USD", 1234.50, "USD"), ("C$ 99.90", 99.90, "CAD"),
+    ("A$1,000.00", 1000.0, "AUD"), ("1 234,56 SEK", 1234.56, "SEK"), ("¥4,526", 4526.0, "JPY"),
+    ("zł 13.291,61", 13291.61, "PLN"), ("CHF 12.00", 12.0, "CHF"), ("2.791.24 PLN", 2791.24, "PLN"),
+])
+def test_money_formats(text: str, amount: float, currency: str) -> None:
+    found = find_money(text)[0]
+    assert (found.amount, found.currency) == (amount, currency)
+
+
+def test_dates_and_numbers() -> None:
+    assert find_date("Due: 7 Apr 2023")[0] == [dt.date(2023, 4, 7)]  # type: ignore[index]
+    assert find_date("on 20230924.")[0] == [dt.date(2023, 9, 24)]  # type: ignore[index]
+    assert find_date("March 5, 2024")[0] == [dt.date(2024, 3, 5)]  # type: ignore[index]
+    assert find_date("05.03.2024")[0] == [dt.date(2024, 3, 5)]  # type: ignore[index]
+    assert len(find_date("05/03/2024")[0]) == 2  # type: ignore[index]  # d/m or m/d
+    assert find_date("no date here") is None
+    assert to_number("1,297") == 1297.0 and to_number("12,5") == 12.5
+    assert vendor_key("Northwind Supplies Ltd.") == vendor_key("NORTHWIND SUPPLIES") \
+        == "northwind supplies"
+    assert noise_level(invoice()) == 0 and noise_level("lnvoice 2O24 supp1ies 5ales") > 0.5

@@ -1,0 +1,214 @@
+"""Triton stops mid-stream: tasks are held or escalated, none is lost, all complete after it returns.
+
+This module runs its OWN Triton (the session's is shared with other tests) on the project's
+model repository, and ingest and decision processes pointed at it. Two tenants: ``holdco``
+(policy ``on_model_unavailable: hold``) and ``escco`` (the default: escalate). Tasks stream
+in; Triton is stopped while they do, and started again later. A task has completed the
+decision stage when its model decision is stored, published on the decisions topic and the
+task moved on to EXECUTING (the executor's work is tested elsewhere).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from switchyard import Settings
+from switchyard._db import resolve_dsn
+from switchyard._grpc import create_channel
+from switchyard._launcher import service_specs
+from switchyard.stack import EmbeddedStack, TritonServer, with_free_ports
+from switchyard._topics import DECISIONS
+from switchyard.v1 import (
+    DecideRequest,
+    DecisionOutcome,
+    DecisionServiceStub,
+    Document,
+    GetTaskRequest,
+    IngestServiceStub,
+    Submission,
+    SubmitTaskRequest,
+    Task,
+    TaskStage,
+    TaskEnvelope,
+    TaskStatus,
+)
+from tests.decision.documents import MODEL_REPOSITORY, sample
+
+pytestmark = pytest.mark.integration
+DOCS = [sample("admission_form", i) for i in range(4)] + [sample("support_ticket", 0)]
+
+
+@pytest.fixture(scope="module")
+def own_triton(settings: Settings, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[TritonServer]:
+    state = tmp_path_factory.mktemp("own-triton")
+    triton = TritonServer(with_free_ports(settings.replace(state_dir=state)), state,
+                          model_repository=MODEL_REPOSITORY)
+    triton.start(timeout_s=120)
+    try:
+        yield triton
+    finally:
+        triton.stop()
+
+
+@pytest.fixture(scope="module")
+def outage_settings(settings: Settings, own_triton: TritonServer,
+                    tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    policies = tmp_path_factory.mktemp("policies")
+    (policies / "holdco.yaml").write_text("on_model_unavailable: hold\n")
+    (policies / "escco.yaml").write_text("on_model_unavailable: escalate\n")
+    return settings.replace(triton_url=own_triton.grpc_url, policy_dir=str(policies),
+                            breaker_fail_max=2, breaker_reset_s=1.0, hold_retry_s=0.5,
+                            triton_timeout_s=2.0, router_shadow_version="")
+
+
+@pytest.fixture(scope="module")
+def services(outage_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[EmbeddedStack]:
+    stack = EmbeddedStack(outage_settings, tmp_path_factory.mktemp("outage"), components=(),
+                          services=service_specs(outage_settings, ("ingest", "decision")))
+    stack.start(timeout_s=90)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+async def ingest(outage_settings: Settings, services: EmbeddedStack
+                 ) -> AsyncIterator[IngestServiceStub]:
+    channel = create_channel(f"127.0.0.1:{outage_settings.ingest_grpc_port}")
+    yield IngestServiceStub(channel)
+    await channel.close()
+
+
+async def statuses(ingest: IngestServiceStub, ids: list[str]) -> list[Task]:
+    return [(await ingest.GetTask(GetTaskRequest(task_id=i))).task for i in ids]
+
+
+async def wait_until(ingest: IngestServiceStub, ids: list[str], done: object,
+                     timeout_s: float = 120) -> list[Task]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        tasks = await statuses(ingest, ids)
+        if all(done(t) for t in tasks):  # type: ignore[operator]
+            return tasks
+        if time.monotonic() > deadline:
+            pending = [(t.envelope.task_id, TaskStatus.Name(t.status), t.reason)
+                       for t in tasks if not done(t)]  # type: ignore[operator]
+            raise AssertionError(f"{len(pending)} tasks not there yet: {pending[:5]}")
+        await asyncio.sleep(0.25)
+
+
+def decided(t: Task) -> bool:
+    """The models decided and the task went on to the executor."""
+    return t.stage in (TaskStage.TASK_STAGE_EXECUTING, TaskStage.TASK_STAGE_DONE) \
+        and t.reason != "model_unavailable"
+
+
+def unavailable(t: Task) -> bool:
+    return t.status == TaskStatus.TASK_STATUS_BLOCKED and t.reason == "model_unavailable"
+
+
+async def test_stopping_triton_holds_or_escalates_and_held_tasks_complete_after_it_returns(
+        ingest: IngestServiceStub, own_triton: TritonServer, outage_settings: Settings) -> None:
+    submitted: dict[str, list[str]] = {"holdco": [], "escco": []}
+    stop_submitting = asyncio.Event()
+
+    async def stream() -> None:
+        i = 0
+        while not stop_submitting.is_set():
+            for tenant in submitted:
+                response = await ingest.SubmitTask(SubmitTaskRequest(submission=Submission(
+                    tenant_id=tenant, idempotency_key=uuid.uuid4().hex,
+                    document=Document(content_type="text/plain",
+                                      body=DOCS[i % len(DOCS)].encode()))))
+                submitted[tenant].append(response.task_id)
+            i += 1
+            await asyncio.sleep(0.05)
+
+    streaming = asyncio.create_task(stream())
+    await asyncio.sleep(1.0)
+    before = {t: list(ids) for t, ids in submitted.items()}
+    await asyncio.to_thread(own_triton.stop)  # mid-stream
+    stopped_at = {t: len(ids) for t, ids in submitted.items()}
+    await asyncio.sleep(2.0)
+    stop_submitting.set()
+    await streaming
+    during = {t: ids[stopped_at[t]:] for t, ids in submitted.items()}
+    assert all(len(ids) >= 5 for ids in during.values())
+
+    # while Triton is down: held (BLOCKED, model_unavailable) or escalated to review
+    held = await wait_until(ingest, during["holdco"], unavailable, timeout_s=60)
+    assert {t.stage for t in held} == {TaskStage.TASK_STAGE_DECIDING}  # waiting for models
+    escalated = await wait_until(ingest, during["escco"], unavailable, timeout_s=60)
+    assert {t.stage for t in escalated} == {TaskStage.TASK_STAGE_AWAITING_REVIEW}
+    await wait_until(ingest, before["holdco"] + before["escco"],
+                     lambda t: decided(t) or unavailable(t), timeout_s=60)
+    # the sync path answers at once too: a person decides
+    channel = create_channel(f"127.0.0.1:{outage_settings.decision_grpc_port}")
+    try:
+        reply = await DecisionServiceStub(channel).Decide(DecideRequest(task=TaskEnvelope(
+            task_id=str(uuid.uuid4()), tenant_id="holdco",
+            document=Document(content_type="text/plain", body=DOCS[0].encode()))))
+    finally:
+        await channel.close()
+    assert (reply.decision.rule, reply.decision.outcome) == (
+        "model_unavailable", DecisionOutcome.DECISION_OUTCOME_ESCALATE)
+    assert "circuit open" in reply.decision.explanation or "unavailable" in \
+        reply.decision.explanation.lower()
+
+    await asyncio.to_thread(own_triton.start, 120)
+    # every held task is decided by the models and handed on; nothing was lost
+    await wait_until(ingest, submitted["holdco"], decided, timeout_s=120)
+    conn = await asyncpg.connect(resolve_dsn(outage_settings),
+                                 server_settings={"search_path": outage_settings.postgres_schema})
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM decision_holds") == 0
+        rules = dict(await conn.fetch(
+            "SELECT tenant_id, array_agg(DISTINCT rule) FROM decisions "
+            "WHERE task_id = ANY($1::uuid[]) GROUP BY tenant_id",
+            [*during["holdco"], *during["escco"]]))
+        history = await conn.fetch(
+            "SELECT status, reason FROM task_status_history WHERE task_id = $1 ORDER BY seq",
+            uuid.UUID(during["holdco"][0]))
+        decisions = await conn.fetchval("SELECT count(*) FROM decisions WHERE task_id = ANY($1)",
+                                      [uuid.UUID(i) for ids in submitted.values() for i in ids])
+    finally:
+        await conn.close()
+    assert rules["holdco"] == ["confident_route"]  # decided by the models, after the outage
+    assert rules["escco"] == ["model_unavailable"]  # a person decides these
+    steps = [(r["status"], r["reason"]) for r in history]
+    assert steps[0][0] == "QUEUED"
+    held_at = steps.index(("BLOCKED", "model_unavailable"))
+    assert steps[held_at + 1] == ("IN_PROGRESS", "confident_route")
+    assert decisions == sum(len(ids) for ids in submitted.values())  # one decision per task
+    # escalated tasks stay visibly in review for a person
+    assert all(unavailable(t) for t in await statuses(ingest, during["escco"]))
+    # and every held task's decision went out on the decisions topic
+    published = await published_decisions(outage_settings, set(submitted["holdco"]))
+    assert published == set(submitted["holdco"])
+
+
+async def published_decisions(settings: Settings, wanted: set[str], timeout_s: float = 60
+                              ) -> set[str]:
+    consumer = AIOKafkaConsumer(DECISIONS.full_name(settings),
+                                bootstrap_servers=settings.kafka_bootstrap_servers,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    seen: set[str] = set()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not wanted <= seen and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                seen.update(r.key.decode() for r in records if r.key)
+    finally:
+        await consumer.stop()
+    return seen & wanted
