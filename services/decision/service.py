@@ -21,6 +21,8 @@ from services.decision.policy import Outcome, Policy
 from services.decision.shadow import ShadowRunner
 from services.decision.training.features import ROUTER_CLASSES
 from services.decision.triton import InvoiceRiskClient, RouterClient, new_breaker
+from switchyard._audit import append as audit_append
+from switchyard._audit import digest
 from switchyard._auth import Role
 from switchyard._grpc import FieldViolation, abort_invalid
 from switchyard._serde import decode
@@ -48,6 +50,20 @@ POLICY = {f"/{SERVICE_NAME}/Decide": frozenset({Role.SUBMITTER})}
 SLA_BY_PRIORITY = {0: timedelta(minutes=15), 1: timedelta(hours=1), 2: timedelta(hours=4),
                    3: timedelta(hours=24)}
 OVERLOAD_BACKOFF_S = 0.05
+
+
+def decision_audit_detail(task: TaskEnvelope, decision: Decision,
+                          outcome: str) -> dict[str, object]:
+    """What the audit trail keeps of a decision: models, outputs, the rule, hashes of input."""
+    return {
+        "decision_id": decision.decision_id, "outcome": outcome, "rule": decision.rule,
+        "label": decision.label, "confidence": round(decision.confidence, 6),
+        "models": [{"name": m.model_name, "version": m.model_version, "label": m.label,
+                    "confidence": round(m.confidence, 6)} for m in decision.models],
+        "fields": sorted(f.name for f in decision.fields),
+        "input_sha256": digest(task.document.body),
+        "kind": task.kind, "explanation_sha256": digest(decision.explanation),
+    }
 
 
 def escalation_for(task: TaskEnvelope, decision: Decision, outcome: Outcome,
@@ -127,6 +143,9 @@ class TaskDecider:
                                               result.assessment, outcome.action != "reject")
                 change = await transition(conn, task.task_id, status, stage, "decision",
                                           reason, decision.explanation)
+                await audit_append(conn, task.tenant_id, "decision", "decision.made",
+                                   decision_audit_detail(task, decision, outcome_name),
+                                   task.task_id)
             else:  # someone stored the model decision first: hand on that one
                 stored = await conn.fetchval(
                     "SELECT decision FROM decisions WHERE task_id = $1 AND source = 'MODEL'",

@@ -7,6 +7,7 @@ the ReviewService; a record no stage can read goes to the dead-letter topic with
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 import uuid
@@ -20,6 +21,8 @@ from aiokafka import AIOKafkaConsumer
 
 from services.decision.extraction import extract_invoice, vendor_key
 from switchyard import Settings
+from switchyard._audit import task_story
+from switchyard._audit import verify as verify_chain
 from switchyard._db import resolve_dsn
 from switchyard._grpc import create_channel, field_violations
 from switchyard._kafka import headers_to_dict
@@ -126,8 +129,16 @@ async def test_confident_task_is_executed_once(ingest: IngestServiceStub,
         history = await conn.fetch("SELECT seq, status, stage, service FROM "
                                    "task_status_history WHERE task_id = $1 ORDER BY seq",
                                    uuid.UUID(first.task_id))
+        trail = await task_story(conn, first.task_id)
+        chain = await verify_chain(conn)
     finally:
         await conn.close()
+    # the audit trail tells the story: the decision (models, rule, input hash), then the step
+    assert [r["action"] for r in trail] == ["decision.made", "step.executed"]
+    made = json.loads(trail[0]["detail"])
+    assert made["models"][0]["name"] == "document_router" and made["rule"]
+    assert made["input_sha256"] == hashlib.sha256(sub.document.body).hexdigest()
+    assert chain.broken is None
     assert [(r["idempotency_key"], r["system"], r["collection"]) for r in effects] == [
         (f"{first.task_id}:1-post_invoice", "erp", "invoices")]
     assert [r["seq"] for r in history] == list(range(1, len(history) + 1))
