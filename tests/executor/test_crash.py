@@ -24,15 +24,19 @@ async def test_sigkill_mid_run_loses_nothing_and_duplicates_nothing(
         http_step("2-notify", "http://sis/notices", {"task": t}),
     ]) for t in task_ids)
 
+    assert harness.pool is not None
     for _ in range(2400):
         statuses = await harness.statuses(task_ids)
         finished = sum(s == "SUCCEEDED" for s, _, _ in statuses.values())
-        if finished >= TASKS // 5:
+        # kill at a moment when a job is mid-run, so the takeover path is exercised too
+        running = await harness.pool.fetchval(
+            "SELECT count(*) FROM executor_jobs WHERE task_id = ANY($1::uuid[]) "
+            "AND state = 'running'", task_ids)
+        if finished >= TASKS // 5 and running:
             break
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.01 if finished >= TASKS // 5 else 0.05)
     executor.kill()
     assert finished < TASKS, "the run finished before the kill; nothing was tested"
-    assert harness.pool is not None
     at_kill = dict(await harness.pool.fetch(
         "SELECT state, count(*) FROM executor_jobs WHERE task_id = ANY($1::uuid[]) "
         "GROUP BY state", task_ids))
