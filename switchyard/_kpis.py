@@ -106,12 +106,8 @@ async def tenant_kpis(conn: asyncpg.Connection | asyncpg.Pool) -> list[TenantKpi
 
 
 def reason_name(stored: str) -> str:
-    """Review items store the EscalationReason name (older rows: its number)."""
-    from switchyard.v1 import EscalationReason
-
-    if stored.isdigit():
-        stored = EscalationReason.Name(int(stored))
-    return stored.removeprefix("ESCALATION_REASON_").lower()
+    """Review items store the reason's short name (``POLICY``); KPIs label it in lower case."""
+    return stored.lower()
 
 
 def as_dict(kpis: TenantKpis, economics: Economics) -> dict[str, Any]:

@@ -3,8 +3,8 @@
 Every stage moves a task through :func:`transition`: one row update plus one history row in
 PostgreSQL, in the caller's transaction, yielding the ``StatusEvent`` to publish afterwards.
 Terminal tasks never move again, so a late or redelivered record cannot resurrect a task.
-:func:`claim_step` is the consumer dedupe: it records ``(task_id, step)`` in the same
-transaction as the step's effect, so a redelivered record finds its step done and is skipped.
+Consumers dedupe in the tables their effects live in (one model decision per task, one
+execution row per step, one review item per escalation), so redelivery is harmless.
 """
 
 from __future__ import annotations
@@ -49,16 +49,6 @@ def timestamp(dt: datetime) -> Timestamp:
 class Transition:
     event: StatusEvent
     previous_status: str
-
-
-async def claim_step(conn: asyncpg.Connection, task_id: str, step: str) -> bool:
-    """True the first time ``(task_id, step)`` is claimed; False for a redelivery."""
-    row = await conn.fetchrow(
-        "INSERT INTO processed_steps (task_id, step) VALUES ($1, $2) "
-        "ON CONFLICT DO NOTHING RETURNING task_id",
-        uuid.UUID(task_id), step,
-    )
-    return row is not None
 
 
 async def transition(conn: asyncpg.Connection, task_id: str, status: str, stage: str,
