@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test up down status proto models docs lint clean
+.PHONY: setup demo test chaos up down status proto models docs lint clean
 
 # Debian tools the tests drive for real (promtool checks the alert rules; Playwright drives
 # chromium through the review console). Installed only when missing; needs root (as on CI and
@@ -32,6 +32,12 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The reliability suite, full version (the short one runs in `make test`): several thousand
+# tasks through service kills, a Triton outage, a failing downstream, an escalation storm and
+# a broker restart, then the invariants. CHAOS_ARGS="--tasks 5000 --seed 3" to vary it.
+chaos: setup
+	$(BIN)/python -m chaos $(CHAOS_ARGS)
 
 up: setup
 	$(BIN)/switchyard up

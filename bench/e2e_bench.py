@@ -1,15 +1,38 @@
 """End-to-end benchmark on the embedded stack, reported as a ratio of a pass-through baseline.
 
-``python -m bench.e2e_bench [--tasks N] [--rate R]`` starts the embedded broker, PostgreSQL
-and Triton once, then pushes the same seeded workload through two pipelines in turn:
+``python -m bench.e2e_bench [--tasks N] [--quick] [--profile]`` starts the embedded broker,
+PostgreSQL and Triton once, then pushes the same seeded workload through two pipelines in
+turn, on the same machine in the same run:
 
-- baseline: ``bench.passthrough`` processes on the same topics and hops, doing no work;
-- switchyard: the four real services (model, database, policy, execution, review).
+- baseline: ``bench.passthrough`` processes on the same topics and hops (gRPC and Kafka
+  intake, tasks, decisions, escalations, executions, status), doing no model, database or
+  downstream work;
+- switchyard: the four real services (model, database, policy, audit trail, execution,
+  review) and the demo downstream.
 
-The workload mixes document types; 20% are escalated (submitted under a kind the router
-disagrees with; a reviewer bot approves them), 10% are invalid (refused at the door), and
-a share arrives through the Kafka intake topic instead of gRPC. Completion is observed on
-the task-status topic. Results print as a table and go to bench/results/e2e.json.
+The workload mixes the document types of the router's held-out set; 20% are escalated
+(submitted under a kind the router disagrees with, so they need a person), 10% are invalid
+(refused at the door), and 20% of the valid ones arrive through the Kafka intake topic as JSON
+instead of gRPC ``SubmitTasks``. Each pipeline runs three phases:
+
+1. warm-up (not reported);
+2. saturation: the workload offered faster than the pipeline can go (``--rate``); the
+   *sustained* rate is the completion rate between the 10th and 90th percentile completion
+   (steady state, without the start-up ramp and the review tail), and *whole* is every
+   completion over the span from the first submission to the last completion;
+3. latency: a second workload offered at half the sustained rate, with end-to-end latency
+   (submission sent -> terminal status event on the task-status topic) reported separately for
+   automated tasks and for escalated ones (which include a review round trip).
+
+**The reviewer is a bot** (claims and approves whatever is pending, over the real
+ReviewService gRPC API). A bot does not need protecting from an escalation storm, so the
+review admission throttle, which by default lets 5 items/s per tenant and 10/s per queue reach
+people, is switched off for this benchmark (``review_tenant_rate=0``, ``review_queue_rate=0``);
+the JSON records it under ``settings_changed``. With the defaults the escalated 20% would
+drain at 10/s and the benchmark would measure the throttle, not the pipeline.
+
+``--profile`` records every service with py-spy during the saturation phase and writes the
+collapsed stacks and a per-service summary next to the JSON.
 """
 
 from __future__ import annotations
@@ -17,271 +40,685 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
-import statistics
 import sys
-import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+import asyncpg
+import grpc
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bench._common import (
+    RESULTS,
+    ROOT,
+    CpuMeter,
+    PgStats,
+    Pipeline,
+    Profiler,
+    infra_pids,
+    infrastructure,
+    isolated,
+    percentile_ms,
+    print_table,
+    quick_mode,
+    write_json,
+)
+from bench.passthrough import ROUTE_KEY, task_id_for
 from switchyard import Settings
-from switchyard._grpc import create_channel
-from switchyard._launcher import bootstrap, service_specs
+from switchyard._db import resolve_dsn
+from switchyard._launcher import service_specs
 from switchyard._taskstore import status_name
 from switchyard._topics import INTAKE, TASK_STATUS
-from switchyard.stack import EmbeddedStack, ServiceSpec, free_port, with_free_ports
+from switchyard.stack import ServiceSpec
+from services.decision.extraction import extract_invoice
 from switchyard.v1 import (
     ClaimRequest,
+    ClaimResponse,
+    DecideRequest,
+    DecideResponse,
+    DecisionOutcome,
     Document,
-    IngestServiceStub,
     ListQueueRequest,
-    ReviewServiceStub,
+    ListQueueResponse,
+    ReviewState,
     ReviewVerdict,
     StatusEvent,
     Submission,
     SubmitTasksRequest,
+    SubmitTasksResponse,
     SubmitVerdictRequest,
+    TaskEnvelope,
     Verdict,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 HELDOUT = ROOT / "models" / "data" / "router_heldout.jsonl"
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 MISMATCH = {"invoice": "support_ticket", "admission_form": "invoice",
             "support_ticket": "invoice", "classroom_event": "invoice", "other": "invoice"}
+SUBMIT_TASKS = "/switchyard.v1.IngestService/SubmitTasks"
+DECIDE = "/switchyard.v1.DecisionService/Decide"
+LIST_QUEUE = "/switchyard.v1.ReviewService/ListQueue"
+CLAIM = "/switchyard.v1.ReviewService/Claim"
+SUBMIT_VERDICT = "/switchyard.v1.ReviewService/SubmitVerdict"
+#: The bench's reviewer is a machine: no admission throttle protects it (see the module doc).
+REVIEW_UNTHROTTLED = {"review_tenant_rate": 0.0, "review_queue_rate": 0.0}
+CHUNK = 50
+#: Stop waiting for stragglers when nothing finished for this long (they count as missing).
+STALL_S = 30.0
+#: py-spy summaries of the saturation phase, by pipeline and service (``--profile``).
+saturation_profile: dict[str, dict[str, Any]] = {}
 
+
+# -- workload ---------------------------------------------------------------------------
 
 @dataclass
 class Item:
+    tenant_id: str
     key: str
     submission: Submission
     via_kafka: bool
     escalate: bool
     invalid: bool
-
-
-def workload(count: int, seed: int, kafka_share: float = 0.2) -> list[Item]:
-    rng = random.Random(seed)
-    docs = [json.loads(line) for line in HELDOUT.read_text().splitlines()]
-    items = []
-    for index in range(count):
-        doc = rng.choice(docs)
-        roll = rng.random()
-        escalate, invalid = roll < 0.2, 0.2 <= roll < 0.3
-        kind = MISMATCH[doc["label"]] if escalate else doc["label"]
-        key = f"bench-{seed}-{index}"
-        document = Document(content_type="text/plain", body=doc["text"].encode())
-        if invalid:
-            document = Document(content_type="application/json", body=b'{"total": ')
-        items.append(Item(key, Submission(tenant_id=f"tenant-{index % 4}", idempotency_key=key,
-                                          kind=kind, document=document),
-                          via_kafka=not invalid and rng.random() < kafka_share,
-                          escalate=escalate, invalid=invalid))
-    return items
+    intake_json: bytes = b""
 
 
 @dataclass
-class Result:
-    pipeline: str
-    sent: int
-    accepted: int
-    refused: int
-    completed: int
-    seconds: float
-    tasks_per_s: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    statuses: dict[str, int] = field(default_factory=dict)
+class Pool:
+    """The held-out documents, and which of them the decision service decides on its own
+    (auto-execute or reject) when submitted under their true kind."""
+
+    docs: list[dict[str, str]]
+    automated: list[int]
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
+def load_docs() -> list[dict[str, str]]:
+    return [json.loads(line) for line in HELDOUT.read_text().splitlines()]
 
 
-async def watch_status(settings: Settings, done: dict[str, tuple[float, str]],
-                       stop: asyncio.Event) -> None:
-    consumer = AIOKafkaConsumer(TASK_STATUS.full_name(settings),
-                                bootstrap_servers=settings.kafka_bootstrap_servers,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
+def unique_invoice(text: str, index: int) -> str:
+    """The invoice with its number's digits replaced by ones unique to ``index``: drawing the
+    same held-out invoice twice must not make a duplicate invoice (which is escalated)."""
+    number = extract_invoice(text).get("invoice_number") or ""
+    digits = [c for c in number if c.isdigit()]
+    if len(digits) < 4:
+        return text
+    fresh = iter(str(index).zfill(len(digits))[-len(digits):])
+    renumbered = "".join(next(fresh) if c.isdigit() else c for c in number)
+    return text.replace(number, renumbered)
+
+
+def workload(count: int, seed: int, pool: Pool, kafka_share: float = 0.2,
+             tag: str = "") -> list[Item]:
+    """A seeded mix: 20% escalated (any document under a kind the router disagrees with),
+    10% invalid, 70% documents the decision service decides alone; ``kafka_share`` of the
+    valid ones arrive through the intake topic."""
+    rng = random.Random(seed)
+    items = []
+    for index in range(count):
+        roll = rng.random()
+        escalate, invalid = roll < 0.2, 0.2 <= roll < 0.3
+        doc = pool.docs[rng.choice(pool.automated) if not (escalate or invalid)
+                        else rng.randrange(len(pool.docs))]
+        kind = MISMATCH[doc["label"]] if escalate else doc["label"]
+        key = f"bench-{tag}{seed}-{index}"
+        tenant = f"tenant-{index % 4}"
+        text = doc["text"]
+        if doc["label"] == "invoice":
+            text = unique_invoice(text, seed * 1_000_000 + index)
+        document = Document(content_type="text/plain", body=text.encode())
+        if invalid:
+            document = Document(content_type="application/json", body=b'{"total": ')
+        metadata = {ROUTE_KEY: "review"} if escalate else {}
+        item = Item(tenant, key, Submission(tenant_id=tenant, idempotency_key=key, kind=kind,
+                                            document=document, metadata=metadata),
+                    via_kafka=not invalid and rng.random() < kafka_share,
+                    escalate=escalate, invalid=invalid)
+        if item.via_kafka:
+            item.intake_json = json.dumps({
+                "tenant_id": tenant, "idempotency_key": key, "kind": kind, "metadata": metadata,
+                "document": {"content_type": "text/plain", "body": text}}).encode()
+        items.append(item)
+    return items
+
+
+async def calibrate(settings: Settings, docs: list[dict[str, str]]) -> Pool:
+    """Ask the real decision service (``Decide``, nothing stored) about every document under
+    its true kind; the ones it auto-executes or rejects make the workload's automated 70%."""
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{settings.decision_grpc_port}")
+    decide = channel.unary_unary(DECIDE, DecideRequest.SerializeToString,
+                                 DecideResponse.FromString)
+    slots = asyncio.Semaphore(32)
+    automatic = {DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE,
+                 DecisionOutcome.DECISION_OUTCOME_REJECT}
+
+    async def one(index: int, doc: dict[str, str]) -> int | None:
+        async with slots:
+            text = unique_invoice(doc["text"], index) if doc["label"] == "invoice" \
+                else doc["text"]
+            reply = await decide(DecideRequest(task=TaskEnvelope(
+                task_id=str(uuid.uuid4()), tenant_id="tenant-0", kind=doc["label"],
+                document=Document(content_type="text/plain", body=text.encode()))),
+                timeout=60)
+        return index if reply.decision.outcome in automatic else None
+
     try:
-        while not stop.is_set():
-            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+        found = await asyncio.gather(*(one(i, d) for i, d in enumerate(docs)))
+    finally:
+        await channel.close()
+    return Pool(docs, [i for i in found if i is not None])
+
+
+# -- observers ---------------------------------------------------------------------------
+
+class StatusWatch:
+    """Terminal status events on the task-status topic, with the time each was first seen."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.done: dict[str, tuple[float, str]] = {}
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            TASK_STATUS.full_name(self.settings),
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=100,
+            max_partition_fetch_bytes=4 * 1024 * 1024)
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            batches = await self._consumer.getmany(timeout_ms=100, max_records=10000)
             now = time.perf_counter()
             for records in batches.values():
                 for record in records:
                     event = StatusEvent.FromString(record.value)
                     status = status_name(event.status)
-                    if status in TERMINAL and event.task_id not in done:
-                        done[event.task_id] = (now, status)
-    finally:
-        await consumer.stop()
+                    if status in TERMINAL and event.task_id not in self.done:
+                        self.done[event.task_id] = (now, status)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._consumer.stop()
 
 
-async def reviewer_bot(settings: Settings, stop: asyncio.Event) -> None:
-    channel = create_channel(f"127.0.0.1:{settings.review_grpc_port}")
-    review = ReviewServiceStub(channel)
-    try:
-        while not stop.is_set():
-            page = await review.ListQueue(ListQueueRequest(page_size=200))
-            for item in page.items:
-                if item.claimed_by:
-                    continue
-                try:
-                    await review.Claim(ClaimRequest(item_id=item.item_id, reviewer_id="bot"))
-                    await review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
-                        item_id=item.item_id, reviewer_id="bot",
-                        verdict=Verdict.VERDICT_APPROVE)))
-                except Exception:  # raced with itself or a lease expired: next round
-                    continue
-            if not page.items:
-                await asyncio.sleep(0.1)
-    finally:
-        await channel.close()
+class ReviewerBot:
+    """Claims and approves every pending review item, over the real gRPC API, with a few
+    verdicts in flight at once (one reviewer id per claim, as a team of people would)."""
+
+    def __init__(self, ports: Sequence[int], in_flight: int = 16) -> None:
+        self.channels = [grpc.aio.insecure_channel(f"127.0.0.1:{p}") for p in ports]
+        self.in_flight = in_flight
+        self.approved = 0
+        self.errors = 0
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._run(c, i)) for i, c in enumerate(self.channels)]
+
+    async def _run(self, channel: grpc.aio.Channel, replica: int) -> None:
+        list_queue = channel.unary_unary(LIST_QUEUE, ListQueueRequest.SerializeToString,
+                                         ListQueueResponse.FromString)
+        claim = channel.unary_unary(CLAIM, ClaimRequest.SerializeToString,
+                                    ClaimResponse.FromString)
+        verdict = channel.unary_unary(SUBMIT_VERDICT, SubmitVerdictRequest.SerializeToString,
+                                      lambda b: b)
+        slots = asyncio.Semaphore(self.in_flight)
+        busy: set[str] = set()
+
+        async def approve(item_id: str) -> None:
+            reviewer = f"bot-{replica}-{item_id[:8]}"
+            try:
+                await claim(ClaimRequest(item_id=item_id, reviewer_id=reviewer), timeout=30)
+                await verdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+                    item_id=item_id, reviewer_id=reviewer, verdict=Verdict.VERDICT_APPROVE)),
+                    timeout=30)
+                self.approved += 1
+            except grpc.aio.AioRpcError:  # raced with the other replica's bot: next round
+                self.errors += 1
+            finally:
+                busy.discard(item_id)
+                slots.release()
+
+        while not self._stop.is_set():
+            try:
+                page = await list_queue(ListQueueRequest(
+                    page_size=500, states=[ReviewState.REVIEW_STATE_PENDING]), timeout=30)
+            except grpc.aio.AioRpcError:
+                await asyncio.sleep(0.2)
+                continue
+            fresh = [i.item_id for i in page.items if i.item_id not in busy and not i.claimed_by]
+            for item_id in fresh:
+                await slots.acquire()
+                busy.add(item_id)
+                asyncio.create_task(approve(item_id))
+            if not fresh:
+                await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for channel in self.channels:
+            await channel.close()
 
 
-async def drive(name: str, settings: Settings, items: list[Item], rate: float,
-                with_review: bool, timeout_s: float) -> Result:
-    done: dict[str, tuple[float, str]] = {}
-    started_at: dict[str, float] = {}
-    stop = asyncio.Event()
-    watcher = asyncio.create_task(watch_status(settings, done, stop))
-    bot = asyncio.create_task(reviewer_bot(settings, stop)) if with_review else None
-    channel = create_channel(f"127.0.0.1:{settings.ingest_grpc_port}")
-    ingest = IngestServiceStub(channel)
+# -- one phase ---------------------------------------------------------------------------
+
+@dataclass
+class Phase:
+    pipeline: str
+    phase: str
+    offered_rate: float
+    sent: int
+    accepted: int
+    refused: int
+    completed: int
+    missing: int
+    sustained_tasks_per_s: float
+    whole_tasks_per_s: float
+    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    statuses: dict[str, int] = field(default_factory=dict)
+    escalated: int = 0
+    cpu_ms_per_task: dict[str, float] = field(default_factory=dict)
+    cores_busy: dict[str, float] = field(default_factory=dict)
+    busy_retries: int = 0
+    database: dict[str, Any] = field(default_factory=dict)
+    decision_rules: dict[str, int] = field(default_factory=dict)
+
+
+Resolver = Callable[[list[Item]], Awaitable[dict[str, str]]]
+Classifier = Callable[[list[Item], dict[str, str]], Awaitable[set[str]]]
+
+
+class Target:
+    """How the benchmark talks to one pipeline: gRPC ingest replicas, Kafka intake, status
+    topic, and how it names intake tasks and tells escalated tasks apart afterwards."""
+
+    def __init__(self, name: str, settings: Settings, ingest_ports: Sequence[int],
+                 review_ports: Sequence[int], resolve: Resolver, classify: Classifier) -> None:
+        self.name = name
+        self.settings = settings
+        self.ingest_ports = list(ingest_ports)
+        self.review_ports = list(review_ports)
+        self.resolve = resolve
+        self.classify = classify
+        self.pg_stats: PgStats | None = None
+        self.rules: dict[str, int] = {}  # decision rules of the last phase (switchyard)
+
+
+def lifecycle_stats(items: list[Item], sent_at: dict[str, float], ids: dict[str, str],
+                    done: dict[str, tuple[float, str]], escalated: set[str]) -> dict[str, Any]:
+    latencies: dict[str, list[float]] = {"all": [], "automated": [], "escalated": []}
+    for item in items:
+        task_id = ids.get(item.key)
+        if task_id is None or task_id not in done or item.key not in sent_at:
+            continue
+        latency = done[task_id][0] - sent_at[item.key]
+        latencies["all"].append(latency)
+        latencies["escalated" if task_id in escalated else "automated"].append(latency)
+    return {path: {"n": len(values), "p50": percentile_ms(values, 0.50),
+                   "p95": percentile_ms(values, 0.95), "p99": percentile_ms(values, 0.99)}
+            for path, values in latencies.items()}
+
+
+async def run_phase(target: Target, watch: StatusWatch, items: list[Item], rate: float,
+                    phase: str, timeout_s: float, meter: CpuMeter | None = None,
+                    profiler: Profiler | None = None) -> Phase:
+    """Offer ``items`` at ``rate`` tasks/s, wait for every accepted task to finish."""
+    settings = target.settings
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{p}") for p in target.ingest_ports]
+    submits = [c.unary_unary(SUBMIT_TASKS, lambda b: b, SubmitTasksResponse.FromString)
+               for c in channels]
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all",
                                 enable_idempotence=False, linger_ms=5)
     await producer.start()
-    await asyncio.sleep(1.0)
-    accepted = refused = 0
-    kafka_keys: dict[str, float] = {}
+    bot = ReviewerBot(target.review_ports) if target.review_ports else None
+    if bot is not None:
+        bot.start()
+    sent_at: dict[str, float] = {}
+    ids: dict[str, str] = {}
+    refused = busy_retries = 0
+    intake = INTAKE.full_name(settings)
+    # requests serialised before the clock starts: the generator shares the CPUs
+    chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
+    bodies = [SubmitTasksRequest(submissions=[i.submission for i in c if not i.via_kafka])
+              .SerializeToString() for c in chunks]
+    in_flight: set[asyncio.Task[None]] = set()
+
+    async def submit(chunk: list[Item], body: bytes, index: int) -> None:
+        nonlocal refused, busy_retries
+        grpc_items = [i for i in chunk if not i.via_kafka]
+        while True:
+            now = time.perf_counter()
+            try:
+                response = await submits[index % len(submits)](body, timeout=60)
+                break
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    raise
+                busy_retries += 1
+                await asyncio.sleep(0.2)
+        for item, result in zip(grpc_items, response.results):
+            if result.HasField("accepted"):
+                sent_at[item.key] = now
+                ids[item.key] = result.accepted.task_id
+            else:
+                refused += 1
+
+    pg_stats = target.pg_stats if meter is not None else None
+    if pg_stats is not None:
+        await pg_stats.start()
+    if meter is not None:
+        meter.start()
+    if profiler is not None:
+        profiler.start()
     begin = time.perf_counter()
-    batch_size = 50
-    grpc_items = [i for i in items if not i.via_kafka]
+    for index, (chunk, body) in enumerate(zip(chunks, bodies)):
+        target_at = begin + index * CHUNK / rate
+        if (delay := target_at - time.perf_counter()) > 0:
+            await asyncio.sleep(delay)
+        for item in chunk:
+            if item.via_kafka:
+                await producer.send(intake, key=item.key.encode(), value=item.intake_json,
+                                    headers=[("content-type", b"application/json")])
+                sent_at[item.key] = time.perf_counter()
+        if any(not i.via_kafka for i in chunk):
+            task = asyncio.create_task(submit(chunk, body, index))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+        if len(in_flight) > 8:  # a bounded number of calls outstanding, like real clients
+            await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.gather(*in_flight)
+    await producer.flush()
     kafka_items = [i for i in items if i.via_kafka]
-    try:
-        sent = 0
-        for start in range(0, len(items), batch_size):
-            target = begin + sent / rate
-            if (delay := target - time.perf_counter()) > 0:
-                await asyncio.sleep(delay)
-            chunk = items[start:start + batch_size]
-            grpc_chunk = [i for i in chunk if not i.via_kafka]
-            for item in (i for i in chunk if i.via_kafka):
-                body = json.dumps({
-                    "tenant_id": item.submission.tenant_id, "idempotency_key": item.key,
-                    "kind": item.submission.kind, "document": {
-                        "content_type": "text/plain",
-                        "body": item.submission.document.body.decode()}}).encode()
-                await producer.send(INTAKE.full_name(settings), key=item.key.encode(),
-                                    value=body, headers=[("content-type", b"application/json")])
-                kafka_keys[item.key] = time.perf_counter()
-            if grpc_chunk:
-                now = time.perf_counter()
-                response = await ingest.SubmitTasks(SubmitTasksRequest(
-                    submissions=[i.submission for i in grpc_chunk]))
-                for result in response.results:
-                    if result.HasField("accepted"):
-                        accepted += 1
-                        started_at[result.accepted.task_id] = now
-                    else:
-                        refused += 1
-            sent += len(chunk)
-        await producer.flush()
-        expected = accepted + len(kafka_items)
-        deadline = time.monotonic() + timeout_s
-        while len(done) < expected and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-    finally:
-        stop.set()
-        await asyncio.gather(watcher, *(t for t in [bot] if t), return_exceptions=True)
-        await producer.stop()
+    deadline = time.monotonic() + timeout_s
+    progress = (-1, time.monotonic())
+    while time.monotonic() < deadline:
+        unresolved = [i for i in kafka_items if i.key not in ids]
+        if unresolved:
+            ids.update(await target.resolve(unresolved))
+        expected = len(ids) + len([i for i in kafka_items if i.key not in ids])
+        finished = sum(1 for t in ids.values() if t in watch.done)
+        if finished >= expected:
+            break
+        if finished != progress[0]:
+            progress = (finished, time.monotonic())
+        elif time.monotonic() - progress[1] > STALL_S:  # nothing finishes any more
+            break
+        await asyncio.sleep(0.5)
+    if meter is not None:
+        meter.stop()
+    if profiler is not None:
+        saturation_profile[target.name] = profiler.stop()
+    if bot is not None:
+        await bot.stop()
+    await producer.stop()
+    for channel in channels:
         await channel.close()
-    finished = [t for t, _ in done.values()]
-    seconds = (max(finished) - begin) if finished else 0.0
-    escalated_keys = {i.key for i in grpc_items if i.escalate}
-    del escalated_keys  # latency below covers gRPC tasks, escalations excluded via status path
-    latencies = [done[task_id][0] - t0 for task_id, t0 in started_at.items()
-                 if task_id in done]
+    task_ids = [t for t in ids.values() if t in watch.done]
+    times = sorted(watch.done[t][0] for t in task_ids)
+    escalated = await target.classify(items, ids)
     statuses: dict[str, int] = {}
-    for _, status in done.values():
-        statuses[status] = statuses.get(status, 0) + 1
-    return Result(name, len(items), accepted + len(kafka_items), refused, len(done), seconds,
-                  len(done) / seconds if seconds else 0.0, percentile(latencies, 0.5),
-                  percentile(latencies, 0.95), percentile(latencies, 0.99), statuses)
+    for t in task_ids:
+        statuses[watch.done[t][1]] = statuses.get(watch.done[t][1], 0) + 1
+    sustained = whole = 0.0
+    if len(times) >= 10:
+        lo, hi = int(0.1 * len(times)), int(0.9 * len(times))
+        if times[hi] > times[lo]:
+            sustained = (hi - lo) / (times[hi] - times[lo])
+    if times:
+        whole = len(times) / max(1e-6, times[-1] - begin)
+    accepted = len(ids) + len([i for i in kafka_items if i.key not in ids])
+    result = Phase(
+        target.name, phase, rate, len(items), accepted, refused, len(task_ids),
+        accepted - len(task_ids), round(sustained, 1), round(whole, 1),
+        lifecycle_stats(items, sent_at, ids, watch.done, escalated), statuses,
+        len(escalated), busy_retries=busy_retries)
+    if meter is not None and task_ids:
+        result.cpu_ms_per_task = meter.per_item_ms(len(task_ids))
+        result.cores_busy = meter.utilisation()
+    if pg_stats is not None:
+        result.database = await pg_stats.stop(len(task_ids))
+    result.decision_rules = dict(target.rules)
+    return result
 
 
-def isolated(base: Settings, name: str) -> Settings:
-    return base.replace(
-        kafka_topic_prefix=f"bench-{name}-{uuid.uuid4().hex[:6]}.",
-        postgres_schema=f"bench_{name}_{uuid.uuid4().hex[:6]}",
-        ingest_grpc_port=free_port(), decision_grpc_port=free_port(),
-        executor_grpc_port=free_port(), review_grpc_port=free_port(),
-        review_web_port=free_port(), ingest_metrics_port=0, decision_metrics_port=0,
-        executor_metrics_port=0, review_metrics_port=0, log_level="WARNING",
-    )
-
-
-def run_pipeline(name: str, base: Settings, specs_for: object, items: list[Item], rate: float,
-                 with_review: bool, state_dir: Path, timeout_s: float) -> Result:
-    settings = isolated(base, name)
-    asyncio.run(bootstrap(settings))
-    specs = specs_for(settings)  # type: ignore[operator]
-    processes = EmbeddedStack(settings, state_dir / name, components=(), services=specs)
-    processes.start(timeout_s=120)
-    try:
-        return asyncio.run(drive(name, settings, items, rate, with_review, timeout_s))
-    finally:
-        processes.stop()
-
+# -- pipelines ---------------------------------------------------------------------------
 
 def passthrough_specs(settings: Settings) -> list[ServiceSpec]:
     return [ServiceSpec(role, [sys.executable, "-m", "bench.passthrough", role],
                         health_port=getattr(settings, f"{role}_grpc_port"))
-            for role in ("ingest", "decision", "executor")]
+            for role in ("ingest", "decision", "review", "executor")]
+
+
+def baseline_target(settings: Settings) -> Target:
+    async def resolve(items: list[Item]) -> dict[str, str]:
+        return {i.key: task_id_for(i.tenant_id, i.key) for i in items}
+
+    async def classify(items: list[Item], ids: dict[str, str]) -> set[str]:
+        # the pass-through routes by the workload's marker: those are its escalations
+        return {ids[i.key] for i in items if i.escalate and i.key in ids}
+
+    # no reviewer bot: the pass-through review approves on arrival
+    return Target("baseline", settings, [settings.ingest_grpc_port], [], resolve, classify)
+
+
+def switchyard_target(settings: Settings, ingest_ports: Sequence[int] | None = None,
+                      review_ports: Sequence[int] | None = None) -> Target:
+    async def query(sql: str, *args: object) -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(resolve_dsn(settings), server_settings={
+            "search_path": settings.postgres_schema})
+        try:
+            return await conn.fetch(sql, *args)
+        finally:
+            await conn.close()
+
+    async def resolve(items: list[Item]) -> dict[str, str]:
+        rows = await query("SELECT idempotency_key, task_id FROM tasks "
+                           "WHERE idempotency_key = ANY($1::text[])", [i.key for i in items])
+        return {r["idempotency_key"]: str(r["task_id"]) for r in rows}
+
+    async def classify(items: list[Item], ids: dict[str, str]) -> set[str]:
+        rows = await query("SELECT task_id, reason FROM review_items "
+                           "WHERE task_id = ANY($1::uuid[])", list(ids.values()))
+        reasons = await query(
+            "SELECT d.rule, count(*) AS n FROM decisions d WHERE d.source = 'MODEL' "
+            "AND d.task_id = ANY($1::uuid[]) GROUP BY d.rule ORDER BY n DESC",
+            list(ids.values()))
+        target.rules = {r["rule"]: r["n"] for r in reasons}
+        return {str(r["task_id"]) for r in rows}
+
+    target = Target("switchyard", settings, ingest_ports or [settings.ingest_grpc_port],
+                    review_ports or [settings.review_grpc_port], resolve, classify)
+    target.pg_stats = PgStats(resolve_dsn(settings), settings.postgres_schema)
+    return target
+
+
+@dataclass
+class Plan:
+    tasks: int
+    rate: float
+    warmup: int
+    latency_s: float
+    timeout_s: float
+    seed: int
+    latency_rate: float = 0.0  # 0: half the measured sustained rate
+
+
+def measure(target: Target, pipeline: Pipeline, plan: Plan, infra: Settings, pool: Pool,
+            profile_dir: Path | None = None) -> list[Phase]:
+    """Warm-up, saturation and latency phases against a running pipeline."""
+
+    async def go() -> list[Phase]:
+        watch = StatusWatch(target.settings)
+        await watch.start()
+        try:
+            warm = workload(plan.warmup, plan.seed + 1, pool, tag="warm")
+            await run_phase(target, watch, warm, max(50.0, plan.warmup / 4), "warm-up",
+                            plan.timeout_s)
+            items = workload(plan.tasks, plan.seed, pool)
+            meter = CpuMeter({**pipeline.pids(), **infra_pids(infra),
+                              "load generator": os.getpid()})
+            profiler = None
+            if profile_dir is not None:
+                profiler = Profiler(pipeline.pids(), profile_dir / target.name)
+            saturation = await run_phase(target, watch, items, plan.rate, "saturation",
+                                         plan.timeout_s, meter, profiler)
+            rate = plan.latency_rate or max(5.0, round(saturation.sustained_tasks_per_s / 2))
+            count = max(50, int(rate * plan.latency_s))
+            latency = await run_phase(target, watch,
+                                      workload(count, plan.seed + 2, pool, tag="lat"),
+                                      rate, "latency", plan.timeout_s)
+            return [saturation, latency]
+        finally:
+            await watch.stop()
+
+    return asyncio.run(go())
+
+
+def switchyard_pipeline(settings: Settings, state: Path) -> Pipeline:
+    return Pipeline(settings, state, service_specs(settings))
+
+
+def report(phases: Sequence[Phase], title: str) -> None:
+    print_table(title, ["pipeline", "phase", "offered/s", "done", "missing", "sustained/s",
+                        "whole/s", "p50 ms", "p95 ms", "p99 ms", "auto p99", "esc p99"],
+                [[p.pipeline, p.phase, p.offered_rate, p.completed, p.missing,
+                  p.sustained_tasks_per_s, p.whole_tasks_per_s, p.latency_ms["all"]["p50"],
+                  p.latency_ms["all"]["p95"], p.latency_ms["all"]["p99"],
+                  p.latency_ms["automated"]["p99"], p.latency_ms["escalated"]["p99"]]
+                 for p in phases])
+
+
+def print_cpu(phases: Sequence[Phase]) -> None:
+    for p in phases:
+        if p.cpu_ms_per_task:
+            print(f"CPU ms per task, {p.pipeline}: " + ", ".join(
+                f"{k} {v:.2f}" for k, v in sorted(p.cpu_ms_per_task.items(),
+                                                    key=lambda kv: -kv[1])))
+
+
+def print_database(phases: Sequence[Phase]) -> None:
+    for p in phases:
+        if p.database:
+            db = p.database["per_task_database"]
+            print(f"PostgreSQL per task, {p.pipeline}: {db['xact_commit']:.1f} transactions; "
+                  "rows inserted/updated/index scans by table: " + ", ".join(
+                      f"{t} {v['n_tup_ins']:.1f}/{v['n_tup_upd']:.1f}/{v['idx_scan']:.1f}"
+                      for t, v in list(p.database["per_task_tables"].items())[:8]))
+
+
+def print_profile(profiles: dict[str, dict[str, Any]], top: int = 8) -> None:
+    for pipeline, services in profiles.items():
+        for service, summary in services.items():
+            if "self_pct" not in summary:
+                print(f"profile {pipeline}/{service}: {summary.get('error', '?')}")
+                continue
+            print(f"\nprofile {pipeline}/{service} ({summary['samples']} samples), top self:")
+            for frame, pct in summary["self_pct"][:top]:
+                print(f"  {pct:5.1f}%  {frame}")
+
+
+def run(infra: Settings, state: Path, plan: Plan, json_path: Path,
+        profile: bool = False, switchyard_only: bool = False) -> dict[str, Any]:
+    profile_dir = json_path.parent / "profile" if profile else None
+    saturation_profile.clear()
+    phases: list[Phase] = []
+    real_settings = isolated(infra, "switchyard", **REVIEW_UNTHROTTLED)
+    with switchyard_pipeline(real_settings, state / "switchyard") as pipeline:
+        pool = asyncio.run(calibrate(real_settings, load_docs()))
+        print(f"workload: {len(pool.automated)} of {len(pool.docs)} held-out documents are "
+              "decided without a person under their own kind", file=sys.stderr)
+        phases += measure(switchyard_target(real_settings), pipeline, plan, infra, pool,
+                          profile_dir)
+    if not switchyard_only:
+        baseline_settings = isolated(infra, "baseline")
+        with Pipeline(baseline_settings, state / "baseline",
+                      passthrough_specs(baseline_settings)) as pipeline:
+            phases += measure(baseline_target(baseline_settings), pipeline, plan, infra, pool,
+                              profile_dir)
+    if switchyard_only:  # a development aid: no baseline, no ratio
+        report(phases, "End to end, switchyard only")
+        print_cpu(phases)
+        print_database(phases)
+        if profile:
+            print_profile(saturation_profile)
+        write_json(json_path, {"phases": [asdict(p) for p in phases], "plan": asdict(plan),
+                               "profile": saturation_profile})
+        return {}
+    real_sat, real_lat, base_sat, _ = phases
+    ratios = {
+        "sustained": round(real_sat.sustained_tasks_per_s / base_sat.sustained_tasks_per_s, 3)
+        if base_sat.sustained_tasks_per_s else 0.0,
+        "whole": round(real_sat.whole_tasks_per_s / base_sat.whole_tasks_per_s, 3)
+        if base_sat.whole_tasks_per_s else 0.0,
+    }
+    report(phases, "End to end (tasks/s; latency from submission to terminal status)")
+    print(f"switchyard / baseline throughput: sustained {ratios['sustained']:.2f}, "
+          f"whole workload {ratios['whole']:.2f}")
+    print_cpu(phases)
+    print_database(phases)
+    if profile:
+        print_profile(saturation_profile)
+    result: dict[str, Any] = {
+        "phases": [asdict(p) for p in phases], "throughput_ratio": ratios, "plan": asdict(plan),
+        "settings_changed": {"switchyard": REVIEW_UNTHROTTLED},
+        "workload": {"documents": len(pool.docs), "automated_pool": len(pool.automated)},
+        "goals": goals(real_sat, real_lat, ratios)}
+    if profile:
+        result["profile"] = saturation_profile
+    write_json(json_path, result)
+    return result
+
+
+def goals(saturation: Phase, latency: Phase, ratios: dict[str, float]) -> dict[str, Any]:
+    return {
+        "sustained_tasks_per_s>=1000": saturation.sustained_tasks_per_s >= 1000,
+        "p99_under_1s_at_half_load": latency.latency_ms["all"]["p99"] < 1000,
+        "latency_phase_offered_rate": latency.offered_rate,
+        "ratio>=0.5": ratios["sustained"] >= 0.5,
+    }
+
+
+def plan_from(args: argparse.Namespace) -> Plan:
+    quick = quick_mode(args.quick)
+    return Plan(tasks=args.tasks or (600 if quick else 6000), rate=args.rate,
+                warmup=100 if quick else 300, latency_s=5.0 if quick else 20.0,
+                timeout_s=args.timeout, seed=args.seed, latency_rate=args.latency_rate)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tasks", type=int, default=0, help="saturation workload (6000; quick 600)")
+    p.add_argument("--rate", type=float, default=2000.0, help="offered tasks/s, saturation")
+    p.add_argument("--latency-rate", type=float, default=0.0,
+                   help="offered tasks/s in the latency phase (default: half the sustained)")
+    p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--timeout", type=float, default=300.0)
+    p.add_argument("--quick", action="store_true", help="short smoke run (or BENCH_QUICK=1)")
+    p.add_argument("--profile", action="store_true", help="py-spy every service")
+    p.add_argument("--switchyard-only", action="store_true",
+                   help="skip the baseline (development aid; no ratio)")
+    p.add_argument("--json", type=Path, default=RESULTS / "e2e.json")
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=3000)
-    parser.add_argument("--rate", type=float, default=1000.0, help="offered tasks/s")
-    parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--timeout", type=float, default=300.0)
-    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "e2e.json")
-    args = parser.parse_args(argv)
-    items = workload(args.tasks, args.seed)
-    with tempfile.TemporaryDirectory(prefix="switchyard-bench-") as tmp:
-        state = Path(tmp)
-        base = with_free_ports(Settings(model_repository=ROOT / "models" / "repository",
-                                        state_dir=state / "infra"))
-        with EmbeddedStack(base, state / "infra", postgres_port=free_port(),
-                           model_repository=ROOT / "models" / "repository") as infra:
-            baseline_items = [i for i in items if not i.invalid]
-            for item in baseline_items:
-                item.via_kafka = False  # the pass-through ingest has no intake consumer
-            baseline = run_pipeline("baseline", infra.settings, passthrough_specs,
-                                    baseline_items, args.rate, False, state, args.timeout)
-            real_items = workload(args.tasks, args.seed)
-            real = run_pipeline("switchyard", infra.settings, service_specs, real_items,
-                                args.rate, True, state, args.timeout)
-    ratio = real.tasks_per_s / baseline.tasks_per_s if baseline.tasks_per_s else 0.0
-    print(f"{'pipeline':<12}{'sent':>7}{'accepted':>10}{'refused':>9}{'done':>7}"
-          f"{'tasks/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}  statuses")
-    for r in (baseline, real):
-        print(f"{r.pipeline:<12}{r.sent:>7}{r.accepted:>10}{r.refused:>9}{r.completed:>7}"
-              f"{r.tasks_per_s:>10.0f}{r.p50_ms:>9.0f}{r.p95_ms:>9.0f}{r.p99_ms:>9.0f}  "
-              f"{r.statuses}")
-    print(f"switchyard / baseline throughput: {ratio:.2f}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"baseline": asdict(baseline), "switchyard": asdict(real),
-                                     "throughput_ratio": ratio, "offered_rate": args.rate,
-                                     "tasks": args.tasks, "seed": args.seed}, indent=2))
+    args = parser().parse_args(argv)
+    plan = plan_from(args)
+    with infrastructure() as (infra, state):
+        run(infra, state, plan, args.json, args.profile, args.switchyard_only)
     return 0
 
 

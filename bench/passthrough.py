@@ -1,14 +1,23 @@
 """The pass-through baseline: the same processes, topics, framework and hops, with no work.
 
-``python -m bench.passthrough ingest|decision|executor`` runs a stand-in for a service that
-forwards each record to the next topic without a model, a database or a downstream call. The
-end-to-end benchmark runs the workload through these first, so the real pipeline's figures
-are reported as a ratio of what the machine, the broker and the framework allow.
+``python -m bench.passthrough ingest|decision|review|executor`` runs a stand-in for a service
+that forwards each record to the next topic without a model, a database or a downstream call,
+through the same service plumbing (``run_service``, the faust agents and their per-record
+middleware, the producer). The end-to-end benchmark runs the workload through these first, so
+the real pipeline's figures are reported as a ratio of what the machine, the broker and the
+framework allow.
+
+Hops, as in the real pipeline: ingest (gRPC ``SubmitTasks`` and the Kafka intake topic) ->
+``tasks`` + a QUEUED status event; decision -> ``decisions`` (or ``escalations`` for a task
+the workload marks with ``metadata["bench_route"] = "review"``: the baseline has no model to
+disagree with the submitter) + a status event; review -> ``decisions`` (no reviewer: approved
+on arrival); executor -> one ``executions`` record + the terminal status event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import uuid
 
@@ -19,12 +28,18 @@ from switchyard._service import ServiceContext, run_service
 from switchyard._settings import Settings
 from switchyard._streams import Record
 from switchyard._taskstore import stage_value, status_value
-from switchyard._topics import DECISIONS, TASK_STATUS, TASKS
+from switchyard._topics import DECISIONS, ESCALATIONS, EXECUTIONS, INTAKE, TASK_STATUS, TASKS
 from switchyard.v1 import (
     Decision,
     DecisionOutcome,
+    Document,
+    Escalation,
+    ExecutionResult,
     IngestServiceServicer,
     StatusEvent,
+    StepOutcome,
+    Submission,
+    SubmitTaskRequest,
     SubmitTaskResponse,
     SubmitTasksRequest,
     SubmitTasksResponse,
@@ -33,48 +48,114 @@ from switchyard.v1 import (
     add_IngestServiceServicer_to_server,
 )
 
+ROUTE_KEY = "bench_route"
+
+
+def task_id_for(tenant_id: str, idempotency_key: str) -> str:
+    """Deterministic, so the benchmark can name intake tasks without asking a database."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"bench:{tenant_id}/{idempotency_key}"))
+
+
+def status(task_id: str, tenant_id: str, name: str, stage: str, service: str,
+           sequence: int) -> StatusEvent:
+    return StatusEvent(task_id=task_id, tenant_id=tenant_id, status=status_value(name),
+                       stage=stage_value(stage), sequence=sequence, service=service)
+
 
 class PassThroughIngest(IngestServiceServicer):
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
 
+    async def accept(self, submission: Submission) -> tuple[str, list[asyncio.Future[object]]]:
+        task_id = task_id_for(submission.tenant_id, submission.idempotency_key)
+        envelope = TaskEnvelope(task_id=task_id, tenant_id=submission.tenant_id,
+                                idempotency_key=submission.idempotency_key,
+                                kind=submission.kind, document=submission.document,
+                                metadata=submission.metadata)
+        producer = self.ctx.producer
+        return task_id, [
+            await producer.send_nowait(TASKS, task_id, envelope),
+            await producer.send_nowait(TASK_STATUS, task_id, status(
+                task_id, submission.tenant_id, "QUEUED", "INGESTED", "ingest", 1))]
+
+    async def SubmitTask(self, request: SubmitTaskRequest,
+                         context: grpc.aio.ServicerContext) -> SubmitTaskResponse:
+        task_id, sends = await self.accept(request.submission)
+        await asyncio.gather(*sends)
+        return SubmitTaskResponse(task_id=task_id, created=True)
+
     async def SubmitTasks(self, request: SubmitTasksRequest,
                           context: grpc.aio.ServicerContext) -> SubmitTasksResponse:
         results, sends = [], []
         for submission in request.submissions:
-            task_id = str(uuid.uuid4())
-            envelope = TaskEnvelope(task_id=task_id, tenant_id=submission.tenant_id,
-                                    idempotency_key=submission.idempotency_key,
-                                    kind=submission.kind, document=submission.document)
-            sends.append(await self.ctx.producer.send_nowait(TASKS, task_id, envelope))
+            task_id, futures = await self.accept(submission)
+            sends += futures
             results.append(SubmitTasksResult(accepted=SubmitTaskResponse(task_id=task_id,
                                                                         created=True)))
         await asyncio.gather(*sends)
         return SubmitTasksResponse(results=results, accepted_count=len(results))
 
+    async def intake(self, record: Record) -> None:
+        body = json.loads(record.value or b"{}")
+        document = body.get("document", {})
+        submission = Submission(
+            tenant_id=body["tenant_id"], idempotency_key=body["idempotency_key"],
+            kind=body.get("kind", ""), metadata=body.get("metadata", {}),
+            document=Document(content_type=document.get("content_type", ""),
+                              body=document.get("body", "").encode()))
+        _, sends = await self.accept(submission)
+        await asyncio.gather(*sends)
+
 
 async def setup_ingest(ctx: ServiceContext) -> None:
-    ctx.serve((add_IngestServiceServicer_to_server, PassThroughIngest(ctx),
-               "switchyard.v1.IngestService"), {})
+    servicer = PassThroughIngest(ctx)
+    ctx.serve((add_IngestServiceServicer_to_server, servicer, "switchyard.v1.IngestService"), {})
+    ctx.consume(INTAKE, servicer.intake)
 
 
 async def setup_decision(ctx: ServiceContext) -> None:
     async def forward(record: Record) -> None:
         task = decode(record.value, record.headers, TaskEnvelope)
-        await ctx.producer.send(DECISIONS, task.task_id, Decision(
+        review = task.metadata.get(ROUTE_KEY) == "review"
+        decision = Decision(
             decision_id=str(uuid.uuid4()), task_id=task.task_id, tenant_id=task.tenant_id,
-            outcome=DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE))
+            outcome=DecisionOutcome.DECISION_OUTCOME_ESCALATE if review
+            else DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE)
+        if review:
+            first = ctx.producer.send(ESCALATIONS, task.task_id, Escalation(
+                escalation_id=str(uuid.uuid4()), task_id=task.task_id, tenant_id=task.tenant_id,
+                queue="default", proposed_decision=decision, task=task, service="decision"))
+            event = status(task.task_id, task.tenant_id, "BLOCKED", "AWAITING_REVIEW",
+                           "decision", 2)
+        else:
+            first = ctx.producer.send(DECISIONS, task.task_id, decision)
+            event = status(task.task_id, task.tenant_id, "IN_PROGRESS", "EXECUTING",
+                           "decision", 2)
+        await asyncio.gather(first, ctx.producer.send(TASK_STATUS, task.task_id, event))
 
     ctx.consume(TASKS, forward, batch_size=ctx.settings.batch_max_size)
+
+
+async def setup_review(ctx: ServiceContext) -> None:
+    async def approve(record: Record) -> None:
+        escalation = decode(record.value, record.headers, Escalation)
+        decision = Decision()
+        decision.CopyFrom(escalation.proposed_decision)
+        decision.decision_id = str(uuid.uuid4())
+        decision.outcome = DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE
+        await ctx.producer.send(DECISIONS, escalation.task_id, decision)
+
+    ctx.consume(ESCALATIONS, approve)
 
 
 async def setup_executor(ctx: ServiceContext) -> None:
     async def finish(record: Record) -> None:
         decision = decode(record.value, record.headers, Decision)
-        await ctx.producer.send(TASK_STATUS, decision.task_id, StatusEvent(
-            task_id=decision.task_id, tenant_id=decision.tenant_id,
-            status=status_value("SUCCEEDED"), stage=stage_value("DONE"), sequence=99,
-            service="executor"))
+        await ctx.producer.send(EXECUTIONS, decision.task_id, ExecutionResult(
+            task_id=decision.task_id, tenant_id=decision.tenant_id, step_id="1-noop",
+            outcome=StepOutcome.STEP_OUTCOME_SUCCEEDED, attempts=1))
+        await ctx.producer.send(TASK_STATUS, decision.task_id, status(
+            decision.task_id, decision.tenant_id, "SUCCEEDED", "DONE", "executor", 99))
 
     ctx.consume(DECISIONS, finish)
 
@@ -82,6 +163,7 @@ async def setup_executor(ctx: ServiceContext) -> None:
 ROLES = {
     "ingest": (setup_ingest, "ingest_grpc_port"),
     "decision": (setup_decision, "decision_grpc_port"),
+    "review": (setup_review, "review_grpc_port"),
     "executor": (setup_executor, "executor_grpc_port"),
 }
 

@@ -42,27 +42,40 @@ def digest(data: bytes | str) -> str:
 
 async def append(conn: asyncpg.Connection, tenant_id: str, actor: str, action: str,
                  detail: Mapping[str, Any], task_id: str | None = None) -> str:
-    """Append one entry to the tenant's chain (caller's transaction); returns its hash."""
-    async with conn.transaction():
-        # One writer per tenant chain at a time; other tenants append in parallel.
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('audit:' || $1))", tenant_id)
-        last = await conn.fetchrow(
-            "SELECT seq, entry_hash FROM audit_log WHERE tenant_id = $1 "
-            "ORDER BY seq DESC LIMIT 1", tenant_id)
-        seq = (last["seq"] + 1) if last else 1
-        prev_hash = last["entry_hash"] if last else GENESIS
-        occurred_at = await conn.fetchval("SELECT date_trunc('microseconds', clock_timestamp())")
-        detail_json = json.loads(json.dumps(dict(detail), default=str))
-        entry_hash = chain_hash(prev_hash, canonical(
-            tenant_id, seq, occurred_at, actor, action, task_id, detail_json))
-        await conn.execute(
-            "INSERT INTO audit_log (tenant_id, seq, occurred_at, actor, action, task_id, detail, "
-            "prev_hash, entry_hash) VALUES ($1,$2,$3,$4,$5,$6,$7::jsonb,$8,$9)",
-            tenant_id, seq, occurred_at, actor, action,
-            uuid.UUID(task_id) if task_id else None, json.dumps(detail_json), prev_hash,
-            entry_hash,
-        )
-        return entry_hash
+    """Append one entry to the tenant's chain (caller's transaction); returns its hash.
+
+    Inside the caller's transaction it adds no savepoint of its own (a failure aborts that
+    transaction anyway); called outside one, it opens its own.
+    """
+    if not conn.is_in_transaction():
+        async with conn.transaction():
+            return await _append(conn, tenant_id, actor, action, detail, task_id)
+    return await _append(conn, tenant_id, actor, action, detail, task_id)
+
+
+async def _append(conn: asyncpg.Connection, tenant_id: str, actor: str, action: str,
+                  detail: Mapping[str, Any], task_id: str | None) -> str:
+    # One writer per tenant chain at a time; other tenants append in parallel. The lock is a
+    # statement of its own: the read below needs a snapshot taken after the lock is held.
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('audit:' || $1))", tenant_id)
+    last = await conn.fetchrow(
+        "SELECT l.seq, l.entry_hash, date_trunc('microseconds', clock_timestamp()) AS now "
+        "FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT seq, entry_hash FROM audit_log "
+        "WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1) l ON true", tenant_id)
+    seq = (last["seq"] + 1) if last["seq"] is not None else 1
+    prev_hash = last["entry_hash"] if last["seq"] is not None else GENESIS
+    occurred_at = last["now"]
+    detail_json = json.loads(json.dumps(dict(detail), default=str))
+    entry_hash = chain_hash(prev_hash, canonical(
+        tenant_id, seq, occurred_at, actor, action, task_id, detail_json))
+    await conn.execute(
+        "INSERT INTO audit_log (tenant_id, seq, occurred_at, actor, action, task_id, detail, "
+        "prev_hash, entry_hash) VALUES ($1,$2,$3,$4,$5,$6,$7::jsonb,$8,$9)",
+        tenant_id, seq, occurred_at, actor, action,
+        uuid.UUID(task_id) if task_id else None, json.dumps(detail_json), prev_hash,
+        entry_hash,
+    )
+    return entry_hash
 
 
 @dataclass(frozen=True)

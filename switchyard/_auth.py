@@ -82,7 +82,8 @@ class ApiKeyAuthenticator:
         if scheme.lower() != "bearer" or not token:
             return None
         for key, principal in self._keys.items():
-            if hmac.compare_digest(key.encode(), token.encode()):
+            # surrogateescape: an HTTP header with undecodable bytes is a wrong key, not a crash
+            if hmac.compare_digest(key.encode(), token.encode("utf-8", "surrogateescape")):
                 return principal
         return None
 
@@ -135,6 +136,8 @@ class IntakeSigner:
         scheme, _, digest = signature.partition("=")
         if scheme != SIGNATURE_SCHEME or not digest:
             return f"unsupported signature scheme {scheme!r} (expected {SIGNATURE_SCHEME})"
+        if not digest.isascii():  # compare_digest refuses non-ASCII str (TypeError)
+            return "signature is not a hex digest (non-ASCII characters)"
         for key in keys:
             if hmac.compare_digest(self.sign(key, value), signature):
                 return None

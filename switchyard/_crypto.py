@@ -13,6 +13,7 @@ copied onto another row fails to decrypt.
 from __future__ import annotations
 
 import base64
+import binascii
 import os
 from dataclasses import dataclass
 
@@ -40,7 +41,10 @@ def _parse(blob: bytes) -> Header:
         raise CryptoError("not an encrypted payload (missing SYE1 header)")
     kid_len = blob[len(MAGIC)]
     pos = len(MAGIC) + 1
-    kid = blob[pos:pos + kid_len].decode()
+    try:
+        kid = blob[pos:pos + kid_len].decode()
+    except UnicodeDecodeError:
+        raise CryptoError("corrupt encrypted payload (key id is not UTF-8)") from None
     pos += kid_len
     wrap_nonce = blob[pos:pos + 12]
     pos += 12
@@ -77,7 +81,11 @@ class Keyring:
             kid, sep, encoded = entry.strip().partition(":")
             if not sep:
                 raise CryptoError("SWITCHYARD_ENCRYPTION_KEYS entries must be 'kid:base64key'")
-            keys[kid] = base64.b64decode(encoded)
+            try:
+                keys[kid] = base64.b64decode(encoded.strip(), validate=True)
+            except binascii.Error:
+                raise CryptoError(f"SWITCHYARD_ENCRYPTION_KEYS: key {kid!r} is not valid "
+                                  "base64") from None
         return cls(keys, active or next(iter(keys)))
 
     def encrypt(self, plaintext: bytes, context: bytes) -> bytes:
@@ -109,7 +117,11 @@ class Keyring:
         kek = self._keys.get(header.kid)
         if kek is None:
             raise CryptoError(f"payload encrypted with unknown key id {header.kid!r}")
-        dek = kek.decrypt(header.wrap_nonce, header.wrapped_dek, header.kid.encode())
+        try:
+            dek = kek.decrypt(header.wrap_nonce, header.wrapped_dek, header.kid.encode())
+        except Exception as exc:  # InvalidTag: wrong key material under that id, or tampered
+            raise CryptoError("payload data key failed authentication (wrong key or "
+                              "tampered)") from exc
         kid = self.active.encode()
         wrap_nonce = os.urandom(12)
         wrapped = self._keys[self.active].encrypt(wrap_nonce, dek, kid)
@@ -119,3 +131,17 @@ class Keyring:
 
 def is_encrypted(blob: bytes) -> bool:
     return blob.startswith(MAGIC)
+
+
+def key_id(blob: bytes) -> str:
+    """The id of the KEK that wraps ``blob``'s data key (raises on a plaintext blob)."""
+    return _parse(blob).kid
+
+
+def header_prefix(kid: str) -> bytes:
+    """The first bytes of every blob wrapped by ``kid``: lets SQL find rows under other keys."""
+    raw = kid.encode()
+    return MAGIC + bytes([len(raw)]) + raw
+
+
+__all__ = ["MAGIC", "CryptoError", "Keyring", "header_prefix", "is_encrypted", "key_id"]

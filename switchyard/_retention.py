@@ -14,6 +14,13 @@ from datetime import timedelta
 import asyncpg
 
 from switchyard._audit import append
+from switchyard._payloads import (
+    PLAINTEXT,
+    REVIEW_ESCALATION,
+    TASK_ENVELOPE,
+    PayloadCodec,
+    RowId,
+)
 from switchyard.v1 import Escalation, TaskEnvelope
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
@@ -34,10 +41,17 @@ def parse_retention(default_days: int, overrides: str) -> tuple[int, dict[str, i
 
 
 def strip_envelope(blob: bytes) -> bytes:
+    """A serialized envelope without its document body and filename (plaintext in, out)."""
     envelope = TaskEnvelope.FromString(blob)
     envelope.document.ClearField("body")
     envelope.document.filename = ""
     return envelope.SerializeToString()
+
+
+def strip_stored_envelope(codec: PayloadCodec, task_id: RowId, blob: bytes) -> bytes:
+    """A stored (possibly sealed) ``tasks.envelope`` stripped and sealed again (active key)."""
+    return codec.seal(task_id, strip_envelope(codec.open(task_id, blob, TASK_ENVELOPE)),
+                      TASK_ENVELOPE)
 
 
 @dataclass(frozen=True)
@@ -48,8 +62,12 @@ class PurgeReport:
 
 
 async def purge(conn: asyncpg.Connection, default_days: int, per_tenant: dict[str, int],
-                dry_run: bool = False, batch: int = 500) -> PurgeReport:
-    """Strip payloads of terminal tasks older than their tenant's retention."""
+                dry_run: bool = False, batch: int = 500,
+                codec: PayloadCodec = PLAINTEXT) -> PurgeReport:
+    """Strip payloads of terminal tasks older than their tenant's retention.
+
+    Sealed payloads are opened, stripped and sealed again with ``codec`` (encryption at rest).
+    """
     tenants = [r["tenant_id"] for r in await conn.fetch(
         "SELECT DISTINCT tenant_id FROM tasks WHERE purged_at IS NULL")]
     totals = [0, 0, 0]
@@ -67,17 +85,21 @@ async def purge(conn: asyncpg.Connection, default_days: int, per_tenant: dict[st
             ids = [r["task_id"] for r in rows]
             await conn.executemany(
                 "UPDATE tasks SET envelope = $2, purged_at = now() WHERE task_id = $1",
-                [(r["task_id"], strip_envelope(r["envelope"])) for r in rows])
+                [(r["task_id"], strip_stored_envelope(codec, r["task_id"], r["envelope"]))
+                 for r in rows])
             items = await conn.fetch(
                 "SELECT item_id, escalation FROM review_items WHERE task_id = ANY($1::uuid[]) "
                 "AND purged_at IS NULL", ids)
             for item in items:
-                escalation = Escalation.FromString(item["escalation"])
+                escalation = Escalation.FromString(
+                    codec.open(item["item_id"], item["escalation"], REVIEW_ESCALATION))
                 escalation.task.CopyFrom(TaskEnvelope.FromString(
                     strip_envelope(escalation.task.SerializeToString())))
                 await conn.execute(
                     "UPDATE review_items SET escalation = $2, purged_at = now() "
-                    "WHERE item_id = $1", item["item_id"], escalation.SerializeToString())
+                    "WHERE item_id = $1", item["item_id"],
+                    codec.seal(item["item_id"], escalation.SerializeToString(),
+                               REVIEW_ESCALATION))
             await append(conn, tenant, "retention", "payloads.purged",
                          {"tasks": len(rows), "review_items": len(items),
                           "retention_days": cutoff.days,

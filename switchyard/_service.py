@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import asyncpg
 import faust
 
 from switchyard._auth import MethodPolicy
+from switchyard._brokerwatch import EXIT_BROKER_LOST, watch_broker
 from switchyard._db import create_pool, migrate
 from switchyard._grpc import GrpcServer, Registration, start_server
 from switchyard._kafka import Producer
@@ -86,6 +88,16 @@ async def run_service(name: str, settings: Settings, grpc_port: int, metrics_por
                          dead_letters=DeadLetterSink(settings, name, producer, pool))
     server: GrpcServer | None = None
     tasks: list[asyncio.Task[None]] = []
+
+    def broker_lost() -> None:
+        # Exit at once, like a crash: a graceful stop would commit this consumer's positions,
+        # which point into the lost logs, onto the recreated topics and skip their records.
+        logging.shutdown()
+        os._exit(EXIT_BROKER_LOST)
+
+    async def broker_watch() -> None:
+        await watch_broker(settings, broker_lost)
+
     try:
         await setup(ctx)
         server = await start_server(settings, name, grpc_port, ctx.registrations, ctx.policy,
@@ -93,7 +105,8 @@ async def run_service(name: str, settings: Settings, grpc_port: int, metrics_por
         await server.set_serving(False)  # not ready until consumers joined their group
         if ctx.has_agents:
             await app.start()
-        tasks = [asyncio.create_task(job(), name=f"{name}-bg") for job in ctx.background]
+        tasks = [asyncio.create_task(job(), name=f"{name}-bg")
+                 for job in [*ctx.background, broker_watch]]
         await server.set_serving(True)
         log.info("%s ready on %s", name, server.address)
         await stop.wait()
@@ -107,7 +120,11 @@ async def run_service(name: str, settings: Settings, grpc_port: int, metrics_por
         for hook in reversed(ctx.on_stop):
             await hook()
         if ctx.has_agents:
-            await app.stop()
+            try:  # after a broker restart faust can wait forever on commits that cannot land
+                await asyncio.wait_for(app.stop(), settings.kafka_session_timeout_ms / 1000)
+            except asyncio.TimeoutError:
+                log.warning("%s: consumers did not stop in time; offsets not committed are "
+                            "re-read by the next process (consumers dedupe)", name)
         await producer.stop()
         await pool.close()
         log.info("%s stopped", name)

@@ -89,6 +89,17 @@ class Settings:
     kafka_session_timeout_ms: int = setting(
         8000, "Consumer group session timeout; a join takes about half of it.", group="kafka"
     )
+    kafka_fetch_max_wait_ms: int = setting(
+        100, "Longest a stream consumer's fetch waits at the broker for new records (faust "
+        "fixes 1500). Tansu holds a fetch on a quiet partition for up to this long, so it "
+        "bounds the wait on every hop; lower costs idle CPU in the broker and the services.",
+        group="kafka",
+    )
+    broker_check_interval_s: float = setting(
+        5.0, "How often each service checks that the broker still has its state (a marker "
+        "topic's generation); when it changed the service recreates the topics and exits 75 "
+        "to be restarted. 0: off.", group="kafka",
+    )
     kafka_security_protocol: str = setting(
         "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.", group="kafka"
     )
@@ -164,6 +175,11 @@ class Settings:
     reconcile_after_s: float = setting(
         30.0, "Age after which an accepted but unpublished task is re-published.",
         group="ingest",
+    )
+    redrive_after_s: float = setting(
+        300.0, "A published, unfinished task with no durable owner (executor job, review item, "
+        "model hold) and no progress for this long is published again (e.g. after the broker "
+        "lost its state); repeats back off exponentially. 0: off.", group="ingest",
     )
     watch_poll_ms: int = setting(
         200, "How often the status feed behind WatchTask/WatchTenant/webhooks polls.",

@@ -53,26 +53,30 @@ class Transition:
 
 async def transition(conn: asyncpg.Connection, task_id: str, status: str, stage: str,
                      service: str, reason: str = "", detail: str = "") -> Transition | None:
-    """Move a task to ``status``/``stage``; None if it is terminal already (or unknown)."""
+    """Move a task to ``status``/``stage``; None if it is terminal already (or unknown).
+
+    The row update and its history row are one statement (one round trip).
+    """
     row = await conn.fetchrow(
         """
-        WITH prev AS (SELECT status FROM tasks WHERE task_id = $1 FOR UPDATE)
-        UPDATE tasks t
-           SET status = $2, stage = $3, reason = $4, status_seq = t.status_seq + 1,
-               updated_at = now()
-          FROM prev
-         WHERE t.task_id = $1 AND NOT (prev.status = ANY($5::text[]))
-        RETURNING t.tenant_id, t.status_seq, t.updated_at, prev.status AS previous
+        WITH prev AS (SELECT status FROM tasks WHERE task_id = $1 FOR UPDATE),
+        moved AS (
+            UPDATE tasks t
+               SET status = $2, stage = $3, reason = $4, status_seq = t.status_seq + 1,
+                   updated_at = now()
+              FROM prev
+             WHERE t.task_id = $1 AND NOT (prev.status = ANY($5::text[]))
+            RETURNING t.tenant_id, t.status_seq, t.updated_at, prev.status AS previous),
+        history AS (
+            INSERT INTO task_status_history (task_id, seq, status, stage, reason, service,
+                                             occurred_at)
+            SELECT $1, status_seq, $2, $3, $4, $6, updated_at FROM moved)
+        SELECT tenant_id, status_seq, updated_at, previous FROM moved
         """,
-        uuid.UUID(task_id), status, stage, reason, list(TERMINAL),
+        uuid.UUID(task_id), status, stage, reason, list(TERMINAL), service,
     )
     if row is None:
         return None
-    await conn.execute(
-        "INSERT INTO task_status_history (task_id, seq, status, stage, reason, service, "
-        "occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        uuid.UUID(task_id), row["status_seq"], status, stage, reason, service, row["updated_at"],
-    )
     event = StatusEvent(
         task_id=task_id, tenant_id=row["tenant_id"], status=status_value(status),
         stage=stage_value(stage), reason=reason, detail=detail,

@@ -6,6 +6,7 @@ topic's partitions or cleanup policy are changed in one place.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from enum import Enum
 
@@ -74,14 +75,36 @@ DEAD_LETTER = Topic(
     "Records no stage could accept, with the reason and the original bytes.", 4 * _WEEK_MS,
 )
 
+BROKER_MARKER = Topic(
+    "broker-marker", "(none)", "(none)", Cleanup.DELETE,
+    "Never written or read. Its retention.ms carries a random generation chosen when it was "
+    "created: a service that sees it gone or changed knows the broker lost its state.",
+)
+
 ALL_TOPICS: tuple[Topic, ...] = (
     INTAKE, TASKS, TASK_STATUS, DECISIONS, ESCALATIONS, EXECUTIONS, CANCELLATIONS, DEAD_LETTER,
+    BROKER_MARKER,
 )
+
+
+#: Marker generations are encoded as a retention far beyond any real one (every Kafka
+#: accepts retention.ms; an unknown config key would be refused).
+_GENERATION_BASE_MS = 100 * 365 * 24 * 3600 * 1000
+
+
+def marker_config() -> dict[str, str]:
+    generation = secrets.randbelow(10**9) + 1
+    return {"cleanup.policy": "delete", "retention.ms": str(_GENERATION_BASE_MS + generation)}
+
+
+def marker_generation(retention_ms: str) -> int:
+    return int(retention_ms) - _GENERATION_BASE_MS
 
 
 async def create_topics(settings: Settings, topics: tuple[Topic, ...] = ALL_TOPICS) -> list[str]:
     """Create missing topics; returns the full names created. Existing topics are left alone."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError, for_code
 
     from switchyard._kafka import client_options
 
@@ -92,15 +115,20 @@ async def create_topics(settings: Settings, topics: tuple[Topic, ...] = ALL_TOPI
         wanted = [
             NewTopic(
                 name=t.full_name(settings),
-                num_partitions=settings.kafka_partitions,
+                num_partitions=1 if t is BROKER_MARKER else settings.kafka_partitions,
                 replication_factor=settings.kafka_replication_factor,
-                topic_configs=t.config(),
+                topic_configs=marker_config() if t is BROKER_MARKER else t.config(),
             )
             for t in topics
             if t.full_name(settings) not in existing
         ]
         if wanted:
-            await admin.create_topics(wanted)
+            # Several services may recreate topics at once after a broker restart: a topic
+            # that appeared in between is what we wanted anyway.
+            response = await admin.create_topics(wanted)
+            for name, code, *_ in response.topic_errors:
+                if code not in (0, TopicAlreadyExistsError.errno):
+                    raise for_code(code)(f"creating topic {name}")
         return [t.name for t in wanted]
     finally:
         await admin.close()

@@ -110,6 +110,7 @@ def _cmd_breakers(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     from switchyard._db import create_pool
+    from switchyard._payloads import codec_for
     from switchyard._retention import parse_retention, purge
 
     try:
@@ -123,7 +124,8 @@ def _cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
         pool = await create_pool(settings.replace(postgres_pool_min=1, postgres_pool_max=1))
         try:
             async with pool.acquire() as conn:
-                report = await purge(conn, default_days, per_tenant, dry_run=args.dry_run)
+                report = await purge(conn, default_days, per_tenant, dry_run=args.dry_run,
+                                     codec=codec_for(settings))
         finally:
             await pool.close()
         verb = "would purge" if args.dry_run else "purged"
@@ -132,6 +134,14 @@ def _cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
 
     asyncio.run(run())
     return 0
+
+
+def _cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    from switchyard import _keys_cli
+
+    if args.action == "status":
+        return _keys_cli.status(settings)
+    return _keys_cli.rewrap(settings, args.batch, args.dry_run)
 
 
 def _cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
@@ -183,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tenant", help="only this tenant")
     p = add("purge", _cmd_purge, "Strip raw payloads past each tenant's retention.")
     p.add_argument("--dry-run", action="store_true", help="count, change nothing")
+    p = add("keys", _cmd_keys, "Encryption at rest: rows per key id (status), or re-wrap "
+                               "payloads under the active key (rewrap) to retire an old one.")
+    p.add_argument("action", choices=("status", "rewrap"))
+    p.add_argument("--batch", type=int, default=500, help="rows per round trip (rewrap)")
+    p.add_argument("--dry-run", action="store_true", help="count, change nothing (rewrap)")
     p = add("breakers", _cmd_breakers, "The executor's circuit breakers (shared by every "
                                        "replica); --reset NAME closes one.")
     p.add_argument("--reset", metavar="NAME", help="close this breaker by hand")

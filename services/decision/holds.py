@@ -24,6 +24,7 @@ from services.decision.batcher import Overloaded
 from services.decision.engine import Decided, DecisionEngine
 from services.decision.triton import breaker_open
 from switchyard._kafka import Producer
+from switchyard._payloads import HOLD_ENVELOPE, PLAINTEXT, PayloadCodec
 from switchyard._taskstore import publish_status, transition
 from switchyard._telemetry import task_context
 from switchyard.v1 import TaskEnvelope
@@ -42,8 +43,9 @@ Commit = Callable[[TaskEnvelope, Decided, bool], Awaitable[None]]
 class HoldRetrier:
     def __init__(self, pool: asyncpg.Pool, producer: Producer, engine: DecisionEngine,
                  breaker: pybreaker.CircuitBreaker, interval_s: float, lease_s: float = 30.0,
-                 batch: int = 256) -> None:
+                 batch: int = 256, codec: PayloadCodec = PLAINTEXT) -> None:
         self.pool, self.producer, self.engine, self.breaker = pool, producer, engine, breaker
+        self.codec = codec  # decision_holds.envelope is a copy of the document: sealed
         self.interval_s, self.lease_s, self.batch = interval_s, lease_s, batch
         self.commit: Commit | None = None  # set by the decider: stores and publishes a decision
 
@@ -60,7 +62,8 @@ class HoldRetrier:
                 "INSERT INTO decision_holds (task_id, tenant_id, envelope, reason, "
                 "next_attempt_at) VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) "
                 "ON CONFLICT (task_id) DO NOTHING RETURNING 1",
-                uuid.UUID(task.task_id), task.tenant_id, task.SerializeToString(), detail,
+                uuid.UUID(task.task_id), task.tenant_id,
+                self.codec.seal(task.task_id, task.SerializeToString(), HOLD_ENVELOPE), detail,
                 self.interval_s,
             )
             if inserted:
@@ -97,8 +100,9 @@ class HoldRetrier:
         )
         if not rows:
             return 0
-        outcomes = await asyncio.gather(*(self._retry(row["envelope"]) for row in rows),
-                                        return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(self._retry(row["task_id"], row["envelope"]) for row in rows),
+            return_exceptions=True)
         for failure in (o for o in outcomes if isinstance(o, BaseException)):
             log.warning("retrying a held task failed (retried after its lease): %r", failure)
         count = sum(o is True for o in outcomes)
@@ -106,8 +110,8 @@ class HoldRetrier:
             log.info("decided %d held tasks (%d still held)", count, len(rows) - count)
         return count
 
-    async def _retry(self, envelope: bytes) -> bool:
-        task = TaskEnvelope.FromString(envelope)
+    async def _retry(self, task_id: uuid.UUID, blob: bytes) -> bool:
+        task = TaskEnvelope.FromString(self.codec.open(task_id, blob, HOLD_ENVELOPE))
         with task_context(task.task_id):
             try:
                 result = await self.engine.assess(task, persist=True)

@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import re
+import reprlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -78,7 +80,7 @@ class _Reader:
             return {}
         for key in value:
             if key not in allowed:
-                self.fail(f"{path}.{key}" if path else str(key),
+                self.fail(f"{path}.{_key(key)}" if path else _key(key),
                           f"unknown key (allowed: {', '.join(allowed)})")
         return {k: v for k, v in value.items() if k in allowed}
 
@@ -91,7 +93,8 @@ class _Reader:
     def amount(self, value: Any, path: str) -> float | None:
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 \
+                or math.isnan(value):
             self.fail(path, f"must be a non-negative number or null, got {_show(value)}")
             return None
         return float(value)
@@ -131,8 +134,20 @@ class _Reader:
         return True
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 50, 50, 40
+
+
+def _key(key: Any) -> str:
+    """A key as it appears in a key path; quoted when it is not plain printable text, so a
+    hostile key cannot break the one-problem-a-line error message."""
+    plain = isinstance(key, str) and key and key.isprintable() and key == key.strip()
+    return key if plain else _show(key)
+
+
 def _show(value: Any) -> str:
-    text = repr(value)
+    """A short repr: bounded however large, deep or alias-shared (YAML anchors) the value."""
+    text = _REPR.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -274,6 +289,12 @@ def load_policies(directory: str | os.PathLike[str] | None, base: Policy | None 
             documents[match.group(1)] = (str(path), yaml.safe_load(path.read_text("utf-8")))
         except yaml.YAMLError as exc:
             errors.append(f"{path}: not valid YAML: {exc}".replace("\n", " "))
+        except UnicodeDecodeError as exc:
+            errors.append(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})")
+        except RecursionError:
+            errors.append(f"{path}: not valid YAML: nested too deeply")
+        except ValueError as exc:  # e.g. an integer with more digits than Python converts
+            errors.append(f"{path}: not valid YAML: {exc}")
     default = base
     if "default" in documents:
         try:

@@ -25,6 +25,7 @@ from switchyard._audit import append as audit_append
 from switchyard._audit import digest
 from switchyard._auth import Role
 from switchyard._grpc import FieldViolation, abort_invalid
+from switchyard._payloads import codec_for
 from switchyard._serde import decode
 from switchyard._service import ServiceContext, run_service
 from switchyard._settings import Settings
@@ -267,7 +268,8 @@ async def setup(ctx: ServiceContext) -> None:
         await b.start()
     if shadow is not None:
         await shadow.start()
-    holds = HoldRetrier(ctx.pool, ctx.producer, engine, breaker, s.hold_retry_s)
+    holds = HoldRetrier(ctx.pool, ctx.producer, engine, breaker, s.hold_retry_s,
+                        codec=codec_for(s))
     await holds.refresh_gauge()
     decider = TaskDecider(ctx, engine, holds)
     ctx.consume(TASKS, decider.handle, batch_size=s.batch_max_size)

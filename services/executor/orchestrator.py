@@ -16,6 +16,13 @@ from services.executor.jobs import ESCALATED, FAILED, SUCCEEDED, Job, JobStore
 from services.executor.runner import PlanResult, PlanRunner
 from services.executor.sla import SlaPolicy, at_risk
 from switchyard._kafka import Producer
+from switchyard._payloads import (
+    PLAINTEXT,
+    TASK_ENVELOPE,
+    PayloadCodec,
+    PayloadError,
+    rewrap_stale,
+)
 from switchyard._streams import RejectRecord
 from switchyard._taskstore import TERMINAL, publish_status, timestamp, transition
 from switchyard._telemetry import TASKS_TERMINAL, task_context
@@ -44,8 +51,10 @@ def _uuid(value: str, field: str) -> uuid.UUID:
 
 class Executor:
     def __init__(self, pool: asyncpg.Pool, producer: Producer, runner: PlanRunner,
-                 jobs: JobStore, breakers: BreakerBoard, sla: SlaPolicy) -> None:
+                 jobs: JobStore, breakers: BreakerBoard, sla: SlaPolicy,
+                 codec: PayloadCodec = PLAINTEXT) -> None:
         self.pool = pool
+        self.codec = codec  # opens tasks.envelope (encryption at rest)
         self.producer = producer
         self.runner = runner
         self.jobs = jobs
@@ -73,7 +82,12 @@ class Executor:
                                                    "of record")
             if task["status"] in TERMINAL or decision.decision_id in self.active:
                 return
-            envelope = TaskEnvelope.FromString(task["envelope"])
+            try:
+                envelope = self._envelope(decision.task_id, task)
+            except PayloadError as exc:
+                raise RejectRecord("undecryptable_task", str(exc)) from None
+            await rewrap_stale(self.pool, self.codec, TASK_ENVELOPE,
+                               [(decision.task_id, task["envelope"])])
             deadline = self.sla.deadline(decision.tenant_id, task["created_at"], envelope)
             job = await self.jobs.start(decision, deadline)
             if job is None:
@@ -152,7 +166,12 @@ class Executor:
         """Hand the task to a person (review queue), with the plan it would run."""
         decision = job.decision
         task = await self._task(decision.task_id)
-        envelope = TaskEnvelope.FromString(task["envelope"]) if task else TaskEnvelope()
+        envelope = TaskEnvelope()
+        if task:
+            try:
+                envelope = self._envelope(decision.task_id, task)
+            except PayloadError as exc:  # a person still gets the task, without its body
+                log.error("escalating without the document: %s", exc)
         urgent = reason == EscalationReason.ESCALATION_REASON_SLA_AT_RISK
         escalation = Escalation(
             escalation_id=str(uuid.uuid5(uuid.NAMESPACE_URL,
@@ -169,6 +188,9 @@ class Executor:
         log.warning("escalated task: %s", detail)
 
     # -- helpers ------------------------------------------------------------------------------
+    def _envelope(self, task_id: str, task: asyncpg.Record) -> TaskEnvelope:
+        return TaskEnvelope.FromString(self.codec.open(task_id, task["envelope"], TASK_ENVELOPE))
+
     async def _task(self, task_id: str) -> asyncpg.Record | None:
         return await self.pool.fetchrow(
             "SELECT status, stage, created_at, envelope FROM tasks WHERE task_id = $1",

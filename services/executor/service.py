@@ -30,6 +30,7 @@ from services.executor.runner import PlanRunner, RetryConfig
 from services.executor.sla import SlaPolicy, parse_sla_overrides
 from switchyard._auth import Role
 from switchyard._grpc import FieldViolation, abort_invalid
+from switchyard._payloads import codec_for
 from switchyard._serde import decode
 from switchyard._service import ServiceContext, run_service
 from switchyard._settings import Settings
@@ -130,7 +131,8 @@ async def setup(ctx: ServiceContext, opened: list[StepConnector] | None = None) 
     runner = PlanRunner(ctx.pool, Router(endpoint_map(settings)), connectors, breakers, config)
     jobs = JobStore(ctx.pool, owner, settings.executor_replica_timeout_s)
     sla = SlaPolicy(settings.executor_sla_s, parse_sla_overrides(settings.executor_sla_overrides))
-    executor = Executor(ctx.pool, ctx.producer, runner, jobs, breakers, sla)
+    executor = Executor(ctx.pool, ctx.producer, runner, jobs, breakers, sla,
+                        codec_for(settings))
     resumer = Resumer(executor, jobs, breakers, settings.executor_poll_s,
                       settings.executor_concurrency)
     await jobs.heartbeat()

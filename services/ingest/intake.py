@@ -50,6 +50,16 @@ def _string(value: Any, field: str) -> str:
     return value
 
 
+def _encodable(data: Any) -> bool:
+    """False when a JSON value holds a lone surrogate (valid JSON escapes such as ``\\ud800``
+    that no UTF-8 text can carry): protobuf string fields and ``str.encode`` would raise."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def submission_from_json(value: bytes) -> Submission:
     """Parse the documented JSON form into a Submission (shape only; values are checked by
     ``domain.validate`` afterwards, exactly as for gRPC)."""
@@ -62,6 +72,9 @@ def submission_from_json(value: bytes) -> Submission:
     if problem:
         raise RejectRecord("malformed_json", problem)
     data = json.loads(text)
+    if not _encodable(data):
+        raise RejectRecord("malformed_json", "a string holds an unpaired UTF-16 surrogate escape "
+                                             "(\\ud800-\\udfff), which is not Unicode text")
     if not isinstance(data, dict):
         raise RejectRecord("schema_violation", f"expected a JSON object, got "
                                                f"{type(data).__name__}")
@@ -116,7 +129,11 @@ def submission_from_json(value: bytes) -> Submission:
         if parsed.tzinfo is None:
             raise RejectRecord("schema_violation", "deadline: needs a UTC offset (e.g. 'Z')")
         stamp = Timestamp()
-        stamp.FromDatetime(parsed)
+        try:
+            stamp.FromDatetime(parsed)
+        except (OverflowError, ValueError):  # e.g. year 1 or 9999 pushed out by the offset
+            raise RejectRecord("schema_violation", f"deadline: out of range: "
+                                                   f"{deadline[:64]!r}") from None
         submission.deadline.CopyFrom(stamp)
     return submission
 

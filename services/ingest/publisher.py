@@ -19,6 +19,7 @@ import asyncpg
 
 from services.ingest import store
 from switchyard._kafka import Producer, correlation_id_var
+from switchyard._payloads import codec_for
 from switchyard._settings import Settings
 from switchyard._streams import TRANSIENT_ERRORS
 from switchyard._taskstore import stage_value, status_value, timestamp
@@ -65,6 +66,7 @@ class Publisher:
         self.settings = settings
         self.pool = pool
         self.producer = producer
+        self.codec = codec_for(settings)  # seals tasks.envelope at rest
         # Bulk submissions run their inserts concurrently, but never more than the pool holds.
         self._db_slots = asyncio.Semaphore(max(1, settings.postgres_pool_max - 1))
 
@@ -82,21 +84,20 @@ class Publisher:
         elif republish_unpublished and not accepted.published:
             row = await store.load_task(self.pool, accepted.task_id)
             if row is not None and row["status"] == "QUEUED":
-                envelope = TaskEnvelope.FromString(row["envelope"])
+                envelope = store.open_envelope(self.codec, row)
                 await self.publish_or_defer([(envelope, first_event(envelope, accepted))])
         return accepted
 
     async def accept_many(self, items: Sequence[Item]
                           ) -> list[store.Accepted | store.IdempotencyConflict]:
-        """Accept a batch: one result per item, conflicts returned rather than raised."""
+        """Accept a batch: one result per item, conflicts returned rather than raised.
 
-        async def one(item: Item) -> store.Accepted | store.IdempotencyConflict:
-            try:
-                return await self._insert(item)
-            except store.IdempotencyConflict as exc:
-                return exc
-
-        results = await asyncio.gather(*(one(item) for item in items))
+        The batch goes to PostgreSQL as one insert (see :func:`store.accept_many`), not one
+        transaction per item."""
+        async with self._db_slots, self.pool.acquire() as conn:
+            results = await store.accept_many(
+                conn, [store.NewTask(i.envelope, i.payload_sha256, i.callback_url)
+                       for i in items], codec=self.codec)
         created = [(item.envelope, first_event(item.envelope, result))
                    for item, result in zip(items, results)
                    if isinstance(result, store.Accepted) and result.created]
@@ -130,7 +131,7 @@ class Publisher:
     async def _insert(self, item: Item) -> store.Accepted:
         async with self._db_slots, self.pool.acquire() as conn:
             return await store.accept(conn, item.envelope, item.payload_sha256,
-                                      callback_url=item.callback_url)
+                                      callback_url=item.callback_url, codec=self.codec)
 
     def _crash_point(self) -> None:
         """Fault injection between the PostgreSQL commit and the Kafka produce."""

@@ -8,6 +8,9 @@ process dies in between, or the broker is down when the produce happens, the tas
 publishing a task twice (a produce that did land but was not yet marked) is harmless.
 Cancellation requests recorded by CancelTask but not yet published get the same treatment.
 
+It also re-drives published tasks whose records were lost afterwards (a broker that lost its
+state): see :func:`redrive_stalled`.
+
 Replicas coordinate with a PostgreSQL advisory lock: one reconciles, the others skip a round.
 """
 
@@ -23,10 +26,11 @@ from prometheus_client import Counter
 from services.ingest import store
 from services.ingest.cancel import cancellation_from_row
 from services.ingest.publisher import Publisher
+from switchyard._payloads import TASK_ENVELOPE, PayloadError, rewrap_stale
 from switchyard._streams import TRANSIENT_ERRORS
 from switchyard._taskstore import TERMINAL, stage_value, status_value, timestamp
 from switchyard._topics import CANCELLATIONS
-from switchyard.v1 import CancellationRequest, StatusEvent, TaskEnvelope, TaskSource
+from switchyard.v1 import CancellationRequest, StatusEvent, TaskSource
 
 log = logging.getLogger(__name__)
 _LOCK_KEY = 0x5357_5243  # "SWRC": one reconciler at a time, cluster-wide
@@ -61,19 +65,72 @@ async def reconcile_tasks(conn: asyncpg.Connection, publisher: Publisher,
     if finished:
         # Cancelled before it ever reached Kafka: nothing downstream must see it now.
         await store.mark_published(publisher.pool, finished)
+    replayed = await _replay(conn, publisher, [r for r in rows if r["status"] not in TERMINAL])
+    if replayed:
+        REPUBLISHED.labels("task").inc(replayed)
+        log.warning("reconciler re-published %d task(s) missing from Kafka", replayed)
+    return replayed
+
+
+#: A task has a durable owner, which drives it on from PostgreSQL, while one of these exists.
+_DURABLE_OWNER = """
+    EXISTS (SELECT 1 FROM executor_jobs j WHERE j.task_id = t.task_id
+                                            AND j.state IN ('running', 'parked'))
+    OR EXISTS (SELECT 1 FROM review_items r WHERE r.task_id = t.task_id
+                                              AND r.resolved_at IS NULL)
+    OR EXISTS (SELECT 1 FROM decision_holds h WHERE h.task_id = t.task_id)
+"""
+
+
+async def redrive_stalled(conn: asyncpg.Connection, publisher: Publisher,
+                          after_s: float) -> int:
+    """Publish again published, unfinished tasks that nothing owns and that made no progress.
+
+    Their records were lost after the broker acknowledged them (a broker that lost its state,
+    a topic deleted by hand). Every stage dedupes and re-emits what it already produced for a
+    redelivered task, so the task picks up where PostgreSQL says it stopped. Each repeat waits
+    twice as long as the last, so a long but healthy backlog is not flooded with copies.
+    """
+    rows = await conn.fetch(
+        f"""WITH stalled AS (
+              SELECT t.task_id FROM tasks t
+               WHERE t.status NOT IN ('SUCCEEDED', 'FAILED', 'CANCELLED')
+                 AND t.published_at IS NOT NULL
+                 AND t.updated_at < now() - make_interval(secs => $1)
+                 AND (t.redriven_at IS NULL OR t.redriven_at
+                      < now() - make_interval(secs => $1 * 2 ^ least(t.redrives, 6)))
+                 AND NOT ({_DURABLE_OWNER})
+               ORDER BY t.updated_at LIMIT $2 FOR UPDATE OF t SKIP LOCKED)
+            UPDATE tasks t SET redriven_at = now(), redrives = t.redrives + 1
+              FROM stalled WHERE t.task_id = stalled.task_id
+            RETURNING t.task_id, t.tenant_id, t.envelope, t.status, t.stage, t.reason,
+                      t.status_seq, t.updated_at""",
+        after_s, BATCH,
+    )
+    replayed = await _replay(conn, publisher, rows)
+    if replayed:
+        REPUBLISHED.labels("redrive").inc(replayed)
+        log.warning("reconciler re-drove %d stalled task(s) from PostgreSQL", replayed)
+    return replayed
+
+
+async def _replay(conn: asyncpg.Connection, publisher: Publisher,
+                  rows: list[asyncpg.Record]) -> int:
+    """Publish the rows' envelopes as replays (source REPLAY, attempt + 1)."""
     replay = []
     for row in rows:
-        if row["status"] in TERMINAL:
+        try:
+            envelope = store.open_envelope(publisher.codec, row)
+        except PayloadError as exc:  # stays unpublished and visible; never sent as garbage
+            log.error("reconciler cannot re-publish: %s", exc)
             continue
-        envelope = TaskEnvelope.FromString(row["envelope"])
         envelope.attempt += 1
         envelope.source = TaskSource.TASK_SOURCE_REPLAY
         replay.append((envelope, replay_event(row)))
+    await rewrap_stale(conn, publisher.codec, TASK_ENVELOPE,
+                       [(r["task_id"], r["envelope"]) for r in rows])
     if replay:
         await publisher.publish(replay)
-        REPUBLISHED.labels("task").inc(len(replay))
-        log.warning("reconciler re-published %d task(s) missing from Kafka", len(replay),
-                    extra={"task_ids": [e.task_id for e, _ in replay][:20]})
     return len(replay)
 
 
@@ -98,24 +155,29 @@ async def publish_cancellation(publisher: Publisher, request: CancellationReques
     )
 
 
-async def reconcile_once(publisher: Publisher, after_s: float) -> int:
+async def reconcile_once(publisher: Publisher, after_s: float, redrive_after_s: float = 0.0
+                         ) -> int:
     """One round; returns how many records were published (0 when another replica holds it)."""
     async with publisher.pool.acquire() as conn:
         if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_KEY):
             return 0
         try:
-            return (await reconcile_tasks(conn, publisher, after_s)
-                    + await reconcile_cancellations(conn, publisher, after_s))
+            published = (await reconcile_tasks(conn, publisher, after_s)
+                         + await reconcile_cancellations(conn, publisher, after_s))
+            if redrive_after_s > 0:
+                published += await redrive_stalled(conn, publisher, redrive_after_s)
+            return published
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
 
 
-async def run(publisher: Publisher, interval_s: float, after_s: float) -> None:
+async def run(publisher: Publisher, interval_s: float, after_s: float,
+              redrive_after_s: float = 0.0) -> None:
     """Reconcile forever: at start (a restart after a crash is when it matters), then every
     ``interval_s``; a full batch goes again at once."""
     while True:
         try:
-            published = await reconcile_once(publisher, after_s)
+            published = await reconcile_once(publisher, after_s, redrive_after_s)
         except TRANSIENT_ERRORS as exc:
             log.warning("reconciler round failed, retrying: %r", exc)
             published = 0
@@ -123,4 +185,4 @@ async def run(publisher: Publisher, interval_s: float, after_s: float) -> None:
             await asyncio.sleep(interval_s)
 
 
-__all__ = ["REPUBLISHED", "publish_cancellation", "reconcile_once", "run"]
+__all__ = ["REPUBLISHED", "publish_cancellation", "reconcile_once", "redrive_stalled", "run"]

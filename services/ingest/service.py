@@ -24,6 +24,13 @@ from services.ingest.publisher import Item, Publisher
 from switchyard._auth import IntakeSigner, Role, principal_var
 from switchyard._grpc import FieldViolation, abort_invalid, status_details
 from switchyard._kpis import KpiExporter
+from switchyard._payloads import (
+    TASK_ENVELOPE,
+    PayloadCodec,
+    PayloadError,
+    codec_for,
+    rewrap_stale,
+)
 from switchyard._service import ServiceContext, run_service
 from switchyard._settings import Settings
 from switchyard._streams import TRANSIENT_ERRORS, Record, RejectRecord
@@ -50,7 +57,6 @@ from switchyard.v1 import (
     SubmitTasksResponse,
     SubmitTasksResult,
     Task,
-    TaskEnvelope,
     TaskSource,
     WatchTaskRequest,
     WatchTaskResponse,
@@ -81,9 +87,10 @@ RETRY_AFTER_HEADER = "retry-after-ms"
 _INVALID_ARGUMENT, _ALREADY_EXISTS, _PERMISSION_DENIED = 3, 6, 7
 
 
-def task_from_row(row: asyncpg.Record) -> Task:
+def task_from_row(row: asyncpg.Record, codec: PayloadCodec) -> Task:
+    """The API view of a ``tasks`` row; the envelope is opened (decrypted) with ``codec``."""
     return Task(
-        envelope=TaskEnvelope.FromString(row["envelope"]),
+        envelope=store.open_envelope(codec, row),
         status=status_value(row["status"]), stage=stage_value(row["stage"]),
         reason=row["reason"], created_at=timestamp(row["created_at"]),
         updated_at=timestamp(row["updated_at"]), sequence=row["status_seq"],
@@ -114,8 +121,22 @@ class IngestServicer(IngestServiceServicer):
         self.publisher = publisher
         self.feed = feed
         self.backlog = backlog
+        self.codec = codec_for(settings)
 
     # -- helpers ---------------------------------------------------------------------------
+
+    async def _tasks(self, rows: list[asyncpg.Record], context: grpc.aio.ServicerContext
+                     ) -> list[Task]:
+        """Rows as API tasks; blobs under a retired key are re-wrapped on the way (lazy key
+        rotation). A payload that cannot be decrypted is DATA_LOSS, named, never garbage."""
+        try:
+            tasks = [task_from_row(row, self.codec) for row in rows]
+        except PayloadError as exc:
+            log.error("%s", exc)
+            await context.abort(grpc.StatusCode.DATA_LOSS, str(exc))
+        await rewrap_stale(self.pool, self.codec, TASK_ENVELOPE,
+                           [(row["task_id"], row["envelope"]) for row in rows])
+        return tasks
 
     async def _abort_overloaded(self, context: grpc.aio.ServicerContext,
                                 exc: Overloaded) -> None:
@@ -219,8 +240,8 @@ class IngestServicer(IngestServiceServicer):
 
     async def GetTask(self, request: GetTaskRequest,
                       context: grpc.aio.ServicerContext) -> GetTaskResponse:
-        return GetTaskResponse(task=task_from_row(await self._visible_task(request.task_id,
-                                                                           context)))
+        row = await self._visible_task(request.task_id, context)
+        return GetTaskResponse(task=(await self._tasks([row], context))[0])
 
     async def ListTasks(self, request: ListTasksRequest,
                         context: grpc.aio.ServicerContext) -> ListTasksResponse:
@@ -229,7 +250,7 @@ class IngestServicer(IngestServiceServicer):
         if isinstance(query, list):
             await abort_invalid(context, query)
         rows, token = await listing.fetch_page(self.pool, query)  # type: ignore[arg-type]
-        return ListTasksResponse(tasks=[task_from_row(r) for r in rows], next_page_token=token)
+        return ListTasksResponse(tasks=await self._tasks(rows, context), next_page_token=token)
 
     # -- cancel ----------------------------------------------------------------------------
 
@@ -270,7 +291,8 @@ class IngestServicer(IngestServiceServicer):
             await publish_status(self.publisher.producer, outcome.change.event)
         except TRANSIENT_ERRORS as exc:  # committed; watches and webhooks read PostgreSQL
             log.warning("CANCELLED status event not mirrored to Kafka: %r", exc)
-        return CancelTaskResponse(task=task_from_row(await store.load_task(self.pool, task_id)))
+        row = await store.load_task(self.pool, task_id)
+        return CancelTaskResponse(task=(await self._tasks([row], context))[0])
 
     # -- watch -----------------------------------------------------------------------------
 
@@ -360,7 +382,7 @@ async def setup(ctx: ServiceContext) -> None:
 
     async def reconcile() -> None:
         await reconciler.run(publisher, settings.reconcile_interval_s,
-                             settings.reconcile_after_s)
+                             settings.reconcile_after_s, settings.redrive_after_s)
 
     async def deliver_webhooks() -> None:
         await webhooks.run(ctx.pool, settings, settings.watch_poll_ms / 1000)

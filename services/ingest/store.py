@@ -9,6 +9,7 @@ from datetime import datetime
 
 import asyncpg
 
+from switchyard._payloads import PLAINTEXT, TASK_ENVELOPE, PayloadCodec
 from switchyard._taskstore import stage_name, status_name
 from switchyard.v1 import TaskEnvelope, TaskSource
 
@@ -35,8 +36,11 @@ class Accepted:
 
 
 async def accept(conn: asyncpg.Connection, envelope: TaskEnvelope, payload_sha256: str,
-                 service: str = "ingest", callback_url: str = "") -> Accepted:
+                 service: str = "ingest", callback_url: str = "",
+                 codec: PayloadCodec = PLAINTEXT) -> Accepted:
     """Insert the task or return the one that owns its idempotency key.
+
+    The envelope is stored sealed by ``codec`` (encryption at rest when keys are configured).
 
     Concurrent duplicates are safe: the unique (tenant_id, idempotency_key) constraint makes
     the second INSERT wait for the first and then do nothing, and the follow-up SELECT sees
@@ -53,7 +57,9 @@ async def accept(conn: asyncpg.Connection, envelope: TaskEnvelope, payload_sha25
             """,
             uuid.UUID(envelope.task_id), envelope.tenant_id, envelope.idempotency_key,
             payload_sha256, envelope.kind or envelope.document.kind_hint,
-            TaskSource.Name(envelope.source), envelope.SerializeToString(), callback_url,
+            TaskSource.Name(envelope.source),
+            codec.seal(envelope.task_id, envelope.SerializeToString(), TASK_ENVELOPE),
+            callback_url,
         )
         if row is not None:
             await conn.execute(
@@ -74,6 +80,88 @@ async def accept(conn: asyncpg.Connection, envelope: TaskEnvelope, payload_sha25
         raise IdempotencyConflict(task_id)
     return Accepted(task_id, existing["status"], existing["stage"], False,
                     existing["published_at"] is not None, existing["created_at"])
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """One submission for :func:`accept_many`."""
+
+    envelope: TaskEnvelope
+    payload_sha256: str
+    callback_url: str = ""
+
+
+async def accept_many(conn: asyncpg.Connection | asyncpg.Pool, tasks: Sequence[NewTask],
+                      service: str = "ingest", codec: PayloadCodec = PLAINTEXT
+                      ) -> list[Accepted | IdempotencyConflict]:
+    """:func:`accept` for a batch in two statements instead of four per task; one result per
+    task, conflicts returned rather than raised.
+
+    The tasks and their first history rows go in one statement (atomic, like ``accept``'s
+    transaction); rows are inserted in (tenant, key) order so concurrent batches take the
+    unique index's locks in the same order and cannot deadlock. A key already taken (by
+    another call, or earlier in this batch) is answered from the row that owns it, exactly
+    as ``accept`` does.
+    """
+    if not tasks:
+        return []
+    rows = await conn.fetch(
+        """
+        WITH input AS (
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                 $6::text[], $7::bytea[], $8::text[])
+                   WITH ORDINALITY AS i(task_id, tenant_id, idempotency_key, payload_sha256,
+                                        kind, source, envelope, callback_url, ord)),
+        created AS (
+            INSERT INTO tasks (task_id, tenant_id, idempotency_key, payload_sha256, kind,
+                               source, envelope, status, stage, callback_url)
+            SELECT task_id, tenant_id, idempotency_key, payload_sha256, kind, source, envelope,
+                   'QUEUED', 'INGESTED', NULLIF(callback_url, '')
+              FROM input ORDER BY tenant_id, idempotency_key, ord
+            ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+            RETURNING task_id, created_at),
+        history AS (
+            INSERT INTO task_status_history (task_id, seq, status, stage, service, occurred_at)
+            SELECT task_id, 1, 'QUEUED', 'INGESTED', $9, created_at FROM created)
+        SELECT task_id, created_at FROM created
+        """,
+        [uuid.UUID(t.envelope.task_id) for t in tasks],
+        [t.envelope.tenant_id for t in tasks],
+        [t.envelope.idempotency_key for t in tasks],
+        [t.payload_sha256 for t in tasks],
+        [t.envelope.kind or t.envelope.document.kind_hint for t in tasks],
+        [TaskSource.Name(t.envelope.source) for t in tasks],
+        [codec.seal(t.envelope.task_id, t.envelope.SerializeToString(), TASK_ENVELOPE)
+         for t in tasks],
+        [t.callback_url for t in tasks],
+        service,
+    )
+    created = {str(r["task_id"]): r["created_at"] for r in rows}
+    results: list[Accepted | IdempotencyConflict | None] = [
+        Accepted(t.envelope.task_id, "QUEUED", "INGESTED", True, False,
+                 created[t.envelope.task_id]) if t.envelope.task_id in created else None
+        for t in tasks]
+    taken = [t for t, r in zip(tasks, results) if r is None]
+    if taken:
+        owners = {(r["tenant_id"], r["idempotency_key"]): r for r in await conn.fetch(
+            "SELECT t.task_id, t.tenant_id, t.idempotency_key, t.payload_sha256, t.status, "
+            "t.stage, t.published_at, t.created_at FROM tasks t "
+            "JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, idempotency_key) "
+            "USING (tenant_id, idempotency_key)",
+            [t.envelope.tenant_id for t in taken], [t.envelope.idempotency_key for t in taken])}
+        for index, (task, result) in enumerate(zip(tasks, results)):
+            if result is not None:
+                continue
+            owner = owners.get((task.envelope.tenant_id, task.envelope.idempotency_key))
+            assert owner is not None, "conflicting row vanished"
+            if owner["payload_sha256"] != task.payload_sha256:
+                results[index] = IdempotencyConflict(str(owner["task_id"]))
+            else:
+                results[index] = Accepted(str(owner["task_id"]), owner["status"],
+                                          owner["stage"], False,
+                                          owner["published_at"] is not None,
+                                          owner["created_at"])
+    return [r for r in results if r is not None]
 
 
 async def mark_published(pool: asyncpg.Pool, task_ids: Sequence[str]) -> None:
@@ -102,6 +190,8 @@ async def find_by_key(pool: asyncpg.Pool, tenant_id: str, idempotency_key: str,
 
 
 async def load_task(conn: asyncpg.Connection | asyncpg.Pool, task_id: str) -> asyncpg.Record | None:
+    """The task's row; ``envelope`` is as stored (sealed): open it with
+    :func:`open_envelope`."""
     try:
         key = uuid.UUID(task_id)
     except ValueError:
@@ -112,5 +202,11 @@ async def load_task(conn: asyncpg.Connection | asyncpg.Pool, task_id: str) -> as
     )
 
 
-__all__ = ["Accepted", "IdempotencyConflict", "accept", "find_by_key", "load_task",
-           "mark_published", "stage_name", "status_name"]
+def open_envelope(codec: PayloadCodec, row: asyncpg.Record) -> TaskEnvelope:
+    """The task envelope of a ``tasks`` row (with ``task_id`` and ``envelope`` columns)."""
+    return TaskEnvelope.FromString(codec.open(row["task_id"], row["envelope"], TASK_ENVELOPE))
+
+
+__all__ = ["Accepted", "IdempotencyConflict", "NewTask", "accept", "accept_many",
+           "find_by_key", "load_task",
+           "mark_published", "open_envelope", "stage_name", "status_name"]

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from datetime import timedelta, timezone
 from pathlib import Path
@@ -140,7 +141,7 @@ def list_request(query: Any) -> ListQueueRequest:
     request.reasons.extend(_enum_list(query.get("reason", ""), "reason", EscalationReason,
                                       "ESCALATION_REASON_", problems))
     size = query.get("page_size", "100")
-    if not size.isdigit():
+    if not (size.isascii() and size.isdigit() and len(size) <= 6):
         problems.append(("page_size", "a positive integer"))
     else:
         request.page_size = int(size)
@@ -154,19 +155,33 @@ async def _body(request: web.Request) -> dict[str, Any]:
         return {}
     try:
         body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except LookupError:  # an unknown charset in the Content-Type header
+        raise BadRequest([("body", "unknown charset; send UTF-8 JSON")]) from None
+    except RecursionError:
+        raise BadRequest([("body", "JSON nested too deeply")]) from None
+    except ValueError:  # malformed JSON, undecodable text, a number too long to convert
         raise BadRequest([("body", "must be a JSON object")]) from None
     if not isinstance(body, dict):
         raise BadRequest([("body", "must be a JSON object")])
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate escape such as "\ud800": not text
+        raise BadRequest([("body", "strings must be valid Unicode (no lone surrogate "
+                                   "escapes)")]) from None
     return body
+
+
+MAX_LEASE_REQUEST_S = 365 * 24 * 3600
 
 
 def _lease(body: dict[str, Any]) -> Duration | None:
     value = body.get("lease_s")
     if value is None:
         return None
-    if not isinstance(value, (int, float)) or value <= 0:
-        raise BadRequest([("lease_s", "a positive number of seconds")])
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or not 0 < value <= MAX_LEASE_REQUEST_S:
+        raise BadRequest([("lease_s", "a positive number of seconds (at most "
+                                      f"{MAX_LEASE_REQUEST_S})")])
     duration = Duration()
     duration.FromTimedelta(timedelta(seconds=value))
     return duration
@@ -255,7 +270,20 @@ class Console:
     async def _headers(self, request: web.Request,
                        handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                        ) -> web.StreamResponse:
-        response = await handler(request)
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if not request.path.startswith("/api/") or exc.status < 400:
+                raise
+            # 404, 405, 413 ...: the API answers JSON like every other refusal
+            response = _error(exc.status, exc.reason)
+            response.headers.update({k: v for k, v in exc.headers.items()
+                                     if k.lower() not in ("content-type", "content-length")})
+        except Exception:
+            if not request.path.startswith("/api/"):
+                raise
+            log.exception("console %s %s failed", request.method, request.path)
+            response = _error(500, "internal error (logged)")
         if not response.prepared:
             for name, value in SECURITY_HEADERS.items():
                 response.headers.setdefault(name, value)

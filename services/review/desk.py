@@ -35,6 +35,12 @@ MAX_LEASE = timedelta(hours=8)
 MAX_MODIFIED_FIELDS = 64
 
 
+def nul_problems(**fields: str | list[str]) -> list[tuple[str, str]]:
+    """PostgreSQL text cannot hold NUL: refuse it as bad input instead of failing the query."""
+    return [(name, "must not contain NUL characters") for name, value in fields.items()
+            if any("\x00" in v for v in ([value] if isinstance(value, str) else value))]
+
+
 class ReviewDesk:
     def __init__(self, pool: asyncpg.Pool, queue: ReviewQueue, publisher: DecisionPublisher,
                  policy: ReviewPolicy) -> None:
@@ -45,6 +51,10 @@ class ReviewDesk:
 
     async def list_queue(self, principal: Principal,
                          request: ListQueueRequest) -> ListQueueResponse:
+        problems = nul_problems(queue=request.queue, tenant_id=request.tenant_id,
+                                page_token=request.page_token)
+        if problems:
+            raise ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in problems), problems)
         tenant = request.tenant_id or (None if principal.tenant_id == "*"
                                        else principal.tenant_id)
         if tenant is not None and not principal.may_access(tenant):
@@ -98,6 +108,10 @@ class ReviewDesk:
             problems.append(("verdict.modified_fields", f"at most {MAX_MODIFIED_FIELDS}"))
         if any(not name.strip() for name in verdict.modified_fields):
             problems.append(("verdict.modified_fields", "field names must not be empty"))
+        problems += nul_problems(**{
+            "verdict.reviewer_id": verdict.reviewer_id, "verdict.reason": verdict.reason,
+            "verdict.modified_fields": [*verdict.modified_fields,
+                                        *verdict.modified_fields.values()]})
         if problems:
             raise ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in problems), problems)
         item = await self.get_item(principal, verdict.item_id)
@@ -142,6 +156,7 @@ class ReviewDesk:
             problems.append(("item_id", "required"))
         if not reviewer_id:
             problems.append(("reviewer_id", "required"))
+        problems += nul_problems(reviewer_id=reviewer_id)
         if problems:
             raise ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in problems), problems)
         await self.get_item(principal, item_id)

@@ -12,6 +12,7 @@ import uuid
 import asyncpg
 
 from services.review.queue import ReviewQueue
+from services.review.resolutions import DecisionPublisher
 from switchyard._pii import Redactor
 from switchyard._serde import decode
 from switchyard._streams import Record, RejectRecord
@@ -48,9 +49,11 @@ def redact(escalation: Escalation, redactor: Redactor) -> Escalation:
 
 
 class EscalationIntake:
-    def __init__(self, queue: ReviewQueue, redactor: Redactor | None) -> None:
+    def __init__(self, queue: ReviewQueue, redactor: Redactor | None,
+                 publisher: DecisionPublisher | None = None) -> None:
         self.queue = queue
         self.redactor = redactor
+        self.publisher = publisher
 
     async def handle(self, record: Record) -> None:
         escalation = decode(record.value, record.headers, Escalation)
@@ -59,7 +62,10 @@ class EscalationIntake:
             if self.redactor is not None:
                 escalation = redact(escalation, self.redactor)
             try:
-                await self.queue.enqueue(escalation)
+                added = await self.queue.enqueue(escalation)
             except asyncpg.ForeignKeyViolationError:
                 raise RejectRecord("unknown_task", f"task {escalation.task_id} does not exist "
                                                    "in the system of record") from None
+            if not added and self.publisher is not None:
+                # a redelivery; if a person already decided, the task is being re-driven
+                await self.publisher.republish_resolved(escalation.escalation_id)

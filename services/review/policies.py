@@ -7,6 +7,7 @@ the setting, instead of surfacing later as an escalation storm nobody throttled.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -81,12 +82,15 @@ class ReviewPolicy:
             tenant_limit=tenant_limit,
             queue_default=queue_default,
             expiry_default=settings.review_expiry_policy,
-            reassign_extension=timedelta(seconds=settings.review_reassign_extension_s),
-            sla_bump=timedelta(seconds=settings.review_sla_bump_s),
-            storm_after=(timedelta(seconds=settings.review_storm_after_s)
+            reassign_extension=_duration("SWITCHYARD_REVIEW_REASSIGN_EXTENSION_S",
+                                         settings.review_reassign_extension_s),
+            sla_bump=_duration("SWITCHYARD_REVIEW_SLA_BUMP_S", settings.review_sla_bump_s),
+            storm_after=(_duration("SWITCHYARD_REVIEW_STORM_AFTER_S",
+                                   settings.review_storm_after_s)
                          if settings.review_storm_after_s > 0 else None),
             storm_priority=settings.review_storm_priority,
-            default_lease=timedelta(seconds=settings.review_default_lease_s),
+            default_lease=_duration("SWITCHYARD_REVIEW_DEFAULT_LEASE_S",
+                                    settings.review_default_lease_s),
             queue_overrides=parse_queue_overrides(settings.review_queue_overrides),
             expiry_overrides=parse_pairs("SWITCHYARD_REVIEW_QUEUE_EXPIRY",
                                          settings.review_queue_expiry, EXPIRY_POLICIES),
@@ -105,7 +109,19 @@ def _non_negative(var: str, value: int) -> int:
     return value
 
 
+#: Ten years: any longer duration is a typo (and timedelta overflows not far beyond).
+MAX_DURATION_S = 10 * 365 * 24 * 3600
+
+
+def _duration(var: str, seconds: float) -> timedelta:
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_DURATION_S:
+        raise PolicyError(f"{var} must be 0 to {MAX_DURATION_S} seconds, not {seconds}")
+    return timedelta(seconds=seconds)
+
+
 def _limit(var: str, rate: float, burst: int) -> Limit:
+    if not math.isfinite(rate):
+        raise PolicyError(f"{var} must be a finite number (0: no limit), not {rate}")
     if rate < 0:
         raise PolicyError(f"{var} must be >= 0 (0: no limit), not {rate}")
     if rate > 0 and burst < 1:

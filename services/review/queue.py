@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 
 import asyncpg
 
+from switchyard._payloads import PLAINTEXT, REVIEW_ESCALATION, PayloadCodec
 from switchyard._taskstore import timestamp
 from switchyard._telemetry import current_trace_context
 from switchyard.v1 import Escalation, EscalationReason, ReviewItem, ReviewPriority, ReviewState
@@ -54,10 +55,15 @@ def effective_state(row: asyncpg.Record, now: datetime) -> str:
     return state
 
 
-def item_from_row(row: asyncpg.Record) -> ReviewItem:
+def open_escalation(codec: PayloadCodec, row: asyncpg.Record) -> Escalation:
+    """The escalation of a ``review_items`` row; sealed at rest (it embeds the document)."""
+    return Escalation.FromString(codec.open(row["item_id"], row["escalation"], REVIEW_ESCALATION))
+
+
+def item_from_row(row: asyncpg.Record, codec: PayloadCodec = PLAINTEXT) -> ReviewItem:
     state = effective_state(row, datetime.now(timezone.utc))
     item = ReviewItem(
-        item_id=str(row["item_id"]), escalation=Escalation.FromString(row["escalation"]),
+        item_id=str(row["item_id"]), escalation=open_escalation(codec, row),
         state=ReviewState.Value(f"REVIEW_STATE_{state}"),
         claimed_by=(row["claimed_by"] or "") if state == "CLAIMED" else "",
         created_at=timestamp(row["created_at"]), updated_at=timestamp(row["updated_at"]),
@@ -98,29 +104,36 @@ class Page:
 
 
 class ReviewQueue:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, codec: PayloadCodec = PLAINTEXT) -> None:
         self.pool = pool
+        self.codec = codec
 
     async def enqueue(self, escalation: Escalation) -> bool:
         """Add an escalation to the admission backlog; False if it was already there."""
         priority = priority_value(escalation.priority)
+        item_id = uuid.uuid4()
         row = await self.pool.fetchrow(
             "INSERT INTO review_items (item_id, escalation_id, task_id, tenant_id, queue, "
             "priority, base_priority, reason, state, sla_deadline, escalation, trace_context) "
             "VALUES ($1,$2,$3,$4,$5,$6,$6,$7,'BACKLOGGED',$8,$9,$10::jsonb) "
             "ON CONFLICT (escalation_id) DO NOTHING RETURNING item_id",
-            uuid.uuid4(), uuid.UUID(escalation.escalation_id), uuid.UUID(escalation.task_id),
+            item_id, uuid.UUID(escalation.escalation_id), uuid.UUID(escalation.task_id),
             escalation.tenant_id, escalation.queue or "default", priority,
             reason_name(escalation.reason),
             escalation.sla_deadline.ToDatetime(timezone.utc)
             if escalation.HasField("sla_deadline") else None,
-            escalation.SerializeToString(), json.dumps(current_trace_context()),
+            self.codec.seal(item_id, escalation.SerializeToString(), REVIEW_ESCALATION),
+            json.dumps(current_trace_context()),
         )
         return row is not None
 
     async def list(self, filters: Filters, page_size: int, page_token: str) -> Page:
         size = min(max(page_size or 50, 1), 500)
-        offset = int(page_token) if page_token.isdigit() else 0
+        if page_token and not (page_token.isascii() and page_token.isdigit()
+                               and len(page_token) <= 12):
+            raise ReviewError("invalid", "page_token: not a token returned by ListQueue",
+                              [("page_token", "not a token returned by ListQueue")])
+        offset = int(page_token) if page_token else 0
         rows = await self.pool.fetch(
             f"""SELECT {_COLUMNS} FROM review_items
                  WHERE ($1 = '' OR queue = $1) AND ($2::text IS NULL OR tenant_id = $2)
@@ -133,7 +146,7 @@ class ReviewQueue:
             filters.queue, filters.tenant_id, list(filters.states), list(filters.priorities),
             list(filters.reasons), size + 1, offset,
         )
-        items = [item_from_row(r) for r in rows[:size]]
+        items = [item_from_row(r, self.codec) for r in rows[:size]]
         return Page(items, str(offset + size) if len(rows) > size else "")
 
     async def get(self, item_id: str) -> tuple[ReviewItem, str]:
@@ -141,7 +154,7 @@ class ReviewQueue:
             f"SELECT {_COLUMNS} FROM review_items WHERE item_id = $1", item_uuid(item_id))
         if row is None:
             raise ReviewError("not_found", f"review item {item_id!r} not found")
-        return item_from_row(row), row["tenant_id"]
+        return item_from_row(row, self.codec), row["tenant_id"]
 
     async def claim(self, item_id: str, reviewer_id: str, lease: timedelta) -> ReviewItem:
         row = await self.pool.fetchrow(
@@ -156,7 +169,7 @@ class ReviewQueue:
         )
         if row is None:
             await self._explain(item_id)
-        return item_from_row(row)
+        return item_from_row(row, self.codec)
 
     async def renew(self, item_id: str, reviewer_id: str, lease: timedelta) -> ReviewItem:
         row = await self.pool.fetchrow(
@@ -169,7 +182,7 @@ class ReviewQueue:
         )
         if row is None:
             await self._explain(item_id, reviewer_id)
-        return item_from_row(row)
+        return item_from_row(row, self.codec)
 
     async def release(self, item_id: str, reviewer_id: str) -> ReviewItem:
         row = await self.pool.fetchrow(
@@ -182,7 +195,7 @@ class ReviewQueue:
         )
         if row is None:
             await self._explain(item_id, reviewer_id)
-        return item_from_row(row)
+        return item_from_row(row, self.codec)
 
     async def close_claimed(self, conn: asyncpg.Connection, item_id: str, reviewer_id: str,
                             resolution: str, decision_id: str) -> asyncpg.Record:

@@ -70,6 +70,18 @@ class DecisionPublisher:
         await self.pool.execute(
             "UPDATE review_items SET decision_published_at = now() WHERE item_id = $1", item_id)
 
+    async def republish_resolved(self, escalation_id: str) -> bool:
+        """An escalation arrived again for an item already decided: the task is being
+        re-driven because the decision's record was lost, so send the decision again."""
+        row = await self.pool.fetchrow(
+            "SELECT r.item_id, d.decision FROM review_items r JOIN decisions d "
+            "ON d.decision_id = r.decision_id WHERE r.escalation_id = $1",
+            uuid.UUID(escalation_id))
+        if row is None:
+            return False
+        await self.publish(row["item_id"], Decision.FromString(row["decision"]))
+        return True
+
     async def sweep(self, older_than: timedelta = timedelta(seconds=10)) -> int:
         """Publish decisions whose item closed a while ago without a broker acknowledgement."""
         rows = await self.pool.fetch(

@@ -20,6 +20,7 @@ from services.review.resolutions import DecisionPublisher
 from services.review.sla import SlaKeeper
 from switchyard._auth import Role, principal_var
 from switchyard._grpc import FieldViolation, abort_invalid
+from switchyard._payloads import codec_for
 from switchyard._pii import Redactor
 from switchyard._service import ServiceContext, run_service
 from switchyard._settings import Settings
@@ -124,16 +125,17 @@ def every(interval_s: float, name: str, job: Callable[[], Awaitable[object]]
 async def setup(ctx: ServiceContext) -> None:
     settings = ctx.settings
     policy = ReviewPolicy.from_settings(settings)
-    queue = ReviewQueue(ctx.pool)
+    codec = codec_for(settings)  # review_items.escalation embeds the document: sealed
+    queue = ReviewQueue(ctx.pool, codec)
     publisher = DecisionPublisher(ctx.pool, ctx.producer)
     desk = ReviewDesk(ctx.pool, queue, publisher, policy)
     redactor = Redactor() if settings.review_redact_pii else None
-    ctx.consume(ESCALATIONS, EscalationIntake(queue, redactor).handle)
+    ctx.consume(ESCALATIONS, EscalationIntake(queue, redactor, publisher).handle)
     ctx.serve((add_ReviewServiceServicer_to_server, ReviewServicer(desk), SERVICE_NAME), POLICY)
     ctx.background.append(every(settings.review_admission_interval_ms / 1000, "admission",
                                 Admitter(ctx.pool, policy).tick))
     ctx.background.append(every(settings.review_sla_interval_s, "sla",
-                                SlaKeeper(ctx.pool, policy, publisher).tick))
+                                SlaKeeper(ctx.pool, policy, publisher, codec).tick))
     console = Console(desk, ctx.pool, settings.api_keys, POLICY, settings.bind_host,
                       settings.review_web_port)
     await console.start()

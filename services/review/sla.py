@@ -29,9 +29,11 @@ from services.review.metrics import (
     SLA_BUMPED,
 )
 from services.review.policies import ReviewPolicy
+from services.review.queue import open_escalation
 from services.review.resolutions import DecisionPublisher, audit, store_decision
 from services.review.verdicts import policy_decision
-from switchyard.v1 import Decision, Escalation
+from switchyard._payloads import PLAINTEXT, PayloadCodec
+from switchyard.v1 import Decision
 
 log = logging.getLogger(__name__)
 BATCH = 200
@@ -50,8 +52,9 @@ class SlaReport:
 
 class SlaKeeper:
     def __init__(self, pool: asyncpg.Pool, policy: ReviewPolicy,
-                 publisher: DecisionPublisher) -> None:
+                 publisher: DecisionPublisher, codec: PayloadCodec = PLAINTEXT) -> None:
         self.pool = pool
+        self.codec = codec  # review_items.escalation is sealed at rest
         self.policy = policy
         self.publisher = publisher
         self._queues_seen: set[str] = set()
@@ -152,7 +155,7 @@ class SlaKeeper:
                 DEFAULT_ACTIONS.labels("storm", action).inc()
 
     def _decide(self, row: asyncpg.Record, action: str, trigger: str) -> Decision:
-        escalation = Escalation.FromString(row["escalation"])
+        escalation = open_escalation(self.codec, row)
         verb = "approve" if action == "approve" else "reject"
         if trigger == "storm":
             why = (f"default action ({verb}) of tenant {row['tenant_id']}: waited more than "

@@ -155,6 +155,25 @@ async def test_bulk_limit_and_item_conflicts(ingest: IngestServiceStub,
     assert response.accepted_count == 1 and codes == [grpc.StatusCode.ALREADY_EXISTS.value[0]]
 
 
+async def test_concurrent_overlapping_batches_make_one_task_per_key(
+        ingest: IngestServiceStub, db: asyncpg.Connection) -> None:
+    """Batches insert in one statement each; the same keys in opposite orders at once must
+    neither deadlock nor make a second task."""
+    keys = [f"overlap-{i}" for i in range(200)]
+    batches = [[submission("overlapco", k, f"Invoice {k}") for k in
+                (keys if n % 2 == 0 else keys[::-1])] for n in range(6)]
+    responses = await asyncio.gather(*(ingest.SubmitTasks(SubmitTasksRequest(submissions=b))
+                                       for b in batches))
+    assert [r.accepted_count for r in responses] == [200] * 6
+    by_key: dict[str, set[str]] = {}
+    for batch, response in zip(batches, responses):
+        for sub, result in zip(batch, response.results):
+            by_key.setdefault(sub.idempotency_key, set()).add(result.accepted.task_id)
+    assert all(len(ids) == 1 for ids in by_key.values())
+    assert sum(r.accepted.created for resp in responses for r in resp.results) == 200
+    assert len(await tenant_tasks(db, "overlapco")) == 200
+
+
 @pytest.mark.parametrize(("change", "field", "words"), [
     ({"kind": "purchase_order"}, "kind", "unknown task kind"),
     ({"document": Document(content_type="application/json", body=b"{oops")}, "document.body",

@@ -35,7 +35,7 @@ def test_migrations_apply_once_and_create_the_schema(stack) -> None:  # type: ig
         finally:
             await conn.close()
 
-    assert {"tasks", "task_status_history", "processed_steps", "decisions", "executions",
+    assert {"tasks", "task_status_history", "decisions", "executions",
             "review_items", "dead_letters", "schema_migrations"} <= asyncio.run(tables())
 
 

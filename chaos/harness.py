@@ -1,0 +1,297 @@
+"""The chaos run: the embedded stack, the services under a supervisor, a workload, faults.
+
+Faults, in this order, while the workload flows:
+
+1. SIGKILL each service in turn at seeded random moments, for several rounds; the supervisor
+   starts it again (as Kubernetes would);
+2. stop Triton for a while (20 s in the full run) and start it again;
+3. make the downstream fail half of its calls, then go fully down, then recover;
+4. an escalation storm: escalating submissions at 10x the review admission rate;
+5. restart the broker while work waits in its topics (the executor, then the decision
+   service, are paused with SIGSTOP while a burst is submitted): its memory storage loses
+   every topic, record and group offset. The services notice (the marker topic's generation
+   changed), recreate the topics and restart; ingest's reconciler re-drives every unfinished
+   task that nothing durable owns from PostgreSQL.
+
+Before the broker restart the harness waits until the intake records the broker acknowledged
+have become tasks: a broker that forgets acknowledged records loses them for every client
+(real Kafka, replicated and on disk, does not), while everything Switchyard accepted must
+survive. Then the harness waits for the work to settle (a reviewer bot approves escalations)
+and checks :mod:`chaos.invariants`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import aiohttp
+
+from chaos.invariants import Report, check, tasks_for, unsettled
+from chaos.supervisor import Supervisor
+from chaos.workload import Item, Ledger, Submitter, build, reviewer
+from switchyard import Settings
+from switchyard._launcher import bootstrap, service_specs
+from switchyard.stack import EmbeddedStack, free_port, with_free_ports
+
+log = logging.getLogger("chaos")
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "models" / "repository"
+SERVICES = ("ingest", "decision", "executor", "review")
+
+
+@dataclass(frozen=True)
+class ChaosConfig:
+    tasks: int
+    seed: int = 7
+    kill_rounds: int = 2
+    kill_gap_s: float = 4.0         # between two kills
+    triton_outage_s: float = 20.0
+    downstream_errors_s: float = 15.0
+    downstream_outage_s: float = 10.0
+    storm_tasks: int = 300
+    lagging_tasks: int = 300        # waiting in Kafka when the broker restarts
+    broker_restart: bool = True
+    settle_timeout_s: float = 300.0
+
+    def span_s(self) -> float:
+        """How long the faults take: the steady workload is spread over all of it."""
+        kills = self.kill_rounds * len(SERVICES) * self.kill_gap_s
+        return (kills + self.triton_outage_s + self.downstream_errors_s
+                + self.downstream_outage_s + 45.0)
+
+
+FULL = ChaosConfig(tasks=3000)
+QUICK = ChaosConfig(tasks=300, kill_rounds=1, kill_gap_s=3.0, triton_outage_s=8.0,
+                    downstream_errors_s=6.0, downstream_outage_s=5.0, storm_tasks=120,
+                    lagging_tasks=100,
+                    settle_timeout_s=240.0)
+
+
+def chaos_settings(base: Settings) -> Settings:
+    """Quick recovery loops, so a run takes minutes: every value is an ordinary setting."""
+    return base.replace(
+        kafka_topic_prefix="chaos.", postgres_schema="chaos", kafka_partitions=4,
+        ingest_grpc_port=free_port(), decision_grpc_port=free_port(),
+        executor_grpc_port=free_port(), review_grpc_port=free_port(),
+        review_web_port=free_port(), downstream_http_port=free_port(),
+        downstream_grpc_port=free_port(), ingest_metrics_port=0, decision_metrics_port=0,
+        executor_metrics_port=0, review_metrics_port=0, log_level="INFO",
+        kafka_session_timeout_ms=6000, broker_check_interval_s=1.0,
+        reconcile_interval_s=1.0, reconcile_after_s=3.0, redrive_after_s=10.0,
+        executor_breaker_reset_s=3.0, executor_poll_s=0.5, executor_replica_timeout_s=5.0,
+        executor_retry_park_s=1.0, executor_backoff_base_s=0.05, executor_backoff_cap_s=1.0,
+        review_sla_interval_s=1.0, review_tenant_burst=20,
+    )
+
+
+class Chaos:
+    def __init__(self, config: ChaosConfig, infra: EmbeddedStack, settings: Settings,
+                 supervisor: Supervisor) -> None:
+        self.config = config
+        self.infra = infra
+        self.settings = settings
+        self.supervisor = supervisor
+        self.rng = random.Random(config.seed)
+        self.faults: list[str] = []
+        self.began = time.monotonic()
+        self.unfinished_at_broker_restart = 0
+
+    def note(self, what: str) -> None:
+        line = f"t+{time.monotonic() - self.began:5.1f}s {what}"
+        self.faults.append(line)
+        log.warning("%s", line)
+
+    async def kill_services(self) -> None:
+        for round_no in range(self.config.kill_rounds):
+            for name in self.rng.sample(SERVICES, len(SERVICES)):
+                await asyncio.sleep(self.rng.uniform(0.5, 1.5) * self.config.kill_gap_s)
+                pid = self.supervisor.kill(name)
+                self.note(f"SIGKILL {name} (pid {pid}, round {round_no + 1})")
+
+    async def triton_outage(self) -> None:
+        triton = self.infra.triton
+        assert triton is not None
+        self.note(f"Triton stopped for {self.config.triton_outage_s:.0f}s")
+        await asyncio.to_thread(triton.stop)
+        await asyncio.sleep(self.config.triton_outage_s)
+        await asyncio.to_thread(triton.start, 120.0)
+        self.note("Triton back")
+
+    async def downstream_faults(self) -> None:
+        base = f"http://127.0.0.1:{self.settings.downstream_http_port}/_/faults"
+        async with aiohttp.ClientSession() as http:
+            self.note(f"downstream fails 50% of calls for {self.config.downstream_errors_s:.0f}s")
+            await _put(http, f"{base}/*", {"error_rate": 0.5})
+            await asyncio.sleep(self.config.downstream_errors_s)
+            self.note(f"downstream fully down for {self.config.downstream_outage_s:.0f}s")
+            await _put(http, f"{base}/*", {"outage": True})
+            await asyncio.sleep(self.config.downstream_outage_s)
+            async with http.delete(base) as response:
+                response.raise_for_status()
+            self.note("downstream recovered")
+
+    async def escalation_storm(self, submitter: Submitter, items: list[Item]) -> None:
+        rate = self.settings.review_tenant_rate * 10
+        self.note(f"escalation storm: {len(items)} escalations for one tenant at {rate:.0f}/s "
+                  f"(10x its admission rate)")
+        await submitter.send(items, rate)
+
+    async def broker_restart(self, submitter: Submitter, items: list[Item],
+                             lagging: list[Item]) -> None:
+        """Restart the broker while records wait in its topics: the executor and then the
+        decision service are paused (SIGSTOP) while ``lagging`` tasks are submitted, so
+        decisions wait in ``decisions`` and tasks in ``tasks`` when the broker forgets them."""
+        submitter.kafka_open.clear()
+        while submitter.kafka_in_flight:
+            await asyncio.sleep(0.1)
+        await self._intake_drained(submitter.ledger, items)
+        half = len(lagging) // 2
+        self.supervisor.pause("executor")
+        self.note(f"executor paused; {half} tasks submitted, their decisions queue up")
+        await submitter.send(lagging[:half], rate=200.0)
+        await asyncio.sleep(3.0)
+        self.supervisor.pause("decision")
+        self.note(f"decision paused; {len(lagging) - half} more tasks queue up in Kafka")
+        await submitter.send(lagging[half:], rate=200.0)
+        kafka = self.infra.kafka
+        assert kafka is not None
+        self.unfinished_at_broker_restart = sum(await unsettled(self.settings))
+        self.note(f"broker restarted (memory storage: every topic and offset lost) with "
+                  f"{self.unfinished_at_broker_restart} tasks unfinished")
+        await asyncio.to_thread(kafka.stop)
+        await asyncio.to_thread(kafka.start, 60.0)
+        self.supervisor.resume("decision")
+        self.supervisor.resume("executor")
+        await self._recovered()
+        self.note("services recreated the topics and are serving again")
+        submitter.kafka_open.set()
+
+    async def _recovered(self, timeout_s: float = 120) -> None:
+        """The marker topic is back (a service noticed and recreated the topics) and every
+        service answers SERVING again."""
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        from switchyard._brokerwatch import broker_generation
+        from switchyard._kafka import client_options
+        from switchyard.stack._util import grpc_serving
+
+        ports = [getattr(self.settings, f"{name}_grpc_port") for name in SERVICES]
+        admin = AIOKafkaAdminClient(**client_options(self.settings))
+        await admin.start()
+        try:
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                await asyncio.sleep(1.0)
+                if await broker_generation(admin, self.settings) is not None and all(
+                        await asyncio.to_thread(lambda: [grpc_serving(p) for p in ports])):
+                    return
+            raise RuntimeError("services did not recover from the broker restart")
+        finally:
+            await admin.close()
+
+    async def _intake_drained(self, ledger: Ledger, items: list[Item], timeout_s: float = 60
+                              ) -> None:
+        by_key = {i.key: i for i in items}
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            keys = [(by_key[k].tenant_id, k) for k in ledger.kafka_acked if not by_key[k].invalid]
+            if len(await tasks_for(self.settings, keys)) == len(keys):
+                return
+            await asyncio.sleep(0.5)
+        self.note("intake not drained before the broker restart; its records may be lost")
+
+
+async def _put(http: aiohttp.ClientSession, url: str, body: dict[str, object]) -> None:
+    async with http.put(url, json=body) as response:
+        response.raise_for_status()
+
+
+async def drive(config: ChaosConfig, infra: EmbeddedStack, settings: Settings,
+                supervisor: Supervisor) -> Report:
+    chaos = Chaos(config, infra, settings, supervisor)
+    items = build(config.tasks, config.seed)
+    storm = [replace(i, tenant_id="storm", via_kafka=False)
+             for i in build(config.storm_tasks, config.seed + 1, escalate_share=1.0,
+                            invalid_share=0.0, kafka_share=0.0, prefix="storm")]
+    lagging = [replace(i, via_kafka=False) for i in build(
+        config.lagging_tasks, config.seed + 2, escalate_share=0.0, invalid_share=0.0,
+        kafka_share=0.0, prefix="lag")]
+    everything = items + storm + lagging
+    ledger = Ledger()
+    stop_reviewer = asyncio.Event()
+    decided: list[str] = []
+    await supervisor.start_watching()
+    review_bot = asyncio.create_task(reviewer(settings, stop_reviewer, decided))
+    try:
+        async with Submitter(settings, ledger) as submitter:
+            steady = asyncio.create_task(submitter.send(items, config.tasks / config.span_s()))
+            await chaos.kill_services()
+            await chaos.triton_outage()
+            await chaos.downstream_faults()
+            await chaos.escalation_storm(submitter, storm)
+            if config.broker_restart:
+                await chaos.broker_restart(submitter, everything, lagging)
+            await steady
+            chaos.note(f"all {ledger.sent} submissions sent; waiting for the work to settle")
+            await settle(settings, config.settle_timeout_s)
+            chaos.note("settled")
+    finally:
+        stop_reviewer.set()
+        await asyncio.gather(review_bot, return_exceptions=True)
+        await supervisor.stop_watching()
+    report = await check(settings, everything, ledger)
+    report.restarts = dict(supervisor.restarts)
+    report.unfinished_at_broker_restart = chaos.unfinished_at_broker_restart
+    report.faults = chaos.faults
+    report.seconds = time.monotonic() - chaos.began
+    return report
+
+
+async def settle(settings: Settings, timeout_s: float,
+                 quiet_s: float = 30.0) -> None:
+    """Until every accepted task is terminal; or, when only waiting (BLOCKED) tasks are left,
+    until nothing has changed for ``quiet_s``; or the timeout (then the report says why)."""
+    deadline = time.monotonic() + timeout_s
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        counts = await unsettled(settings)
+        if counts == (0, 0):
+            return
+        if counts != last:
+            last, since = counts, time.monotonic()
+        elif counts[0] == 0 and time.monotonic() - since > quiet_s:
+            return
+        await asyncio.sleep(1.0)
+
+
+def run(config: ChaosConfig, state_dir: Path) -> tuple[Report, dict[str, int | None]]:
+    """The whole run on its own embedded stack; returns the report and the services' exit
+    codes at the final SIGTERM (0 each: a clean shutdown)."""
+    base = with_free_ports(Settings(model_repository=MODELS, state_dir=state_dir / "infra"))
+    with EmbeddedStack(base, state_dir / "infra", postgres_port=free_port(),
+                       model_repository=MODELS) as infra:
+        settings = chaos_settings(infra.settings)
+        asyncio.run(bootstrap(settings))
+        supervisor = Supervisor(service_specs(settings), state_dir / "services",
+                                {**os.environ, **settings.to_env()})
+        supervisor.start_all()
+        try:
+            _wait_serving(settings)
+            report = asyncio.run(drive(config, infra, settings, supervisor))
+        finally:
+            codes = supervisor.stop_all()
+    return report, codes
+
+
+def _wait_serving(settings: Settings, timeout_s: float = 120.0) -> None:
+    from switchyard.stack._util import grpc_serving, wait_until
+
+    ports = [getattr(settings, f"{name}_grpc_port") for name in SERVICES]
+    if not wait_until(lambda: all(grpc_serving(p) for p in ports), timeout_s, interval_s=0.5):
+        raise RuntimeError("services did not become ready")

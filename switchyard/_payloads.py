@@ -1,0 +1,234 @@
+"""Payload columns at rest: the one place services seal and open raw documents in PostgreSQL.
+
+Every column that holds a copy of a submitted document (``tasks.envelope``,
+``decision_holds.envelope``, ``review_items.escalation``, ``dead_letters.original_value``) goes
+through :class:`PayloadCodec`. With ``SWITCHYARD_ENCRYPTION_KEYS`` set, a blob is sealed with
+the active key (:mod:`switchyard._crypto`) and bound to its column and row id as associated
+data, so a blob copied onto another row, or into another column, fails to open. With no keys
+it passes plaintext through. Opening accepts plaintext rows written before encryption was
+switched on, so turning it on needs no migration.
+
+Key rotation is lazy: readers call :func:`rewrap_stale` on the rows they just read, which
+re-wraps (32-byte data key only) blobs sealed under a non-active key and writes them back with
+a compare-and-set; ``switchyard keys rewrap`` walks whole tables for operators retiring a key.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import asyncpg
+
+from switchyard._crypto import CryptoError, Keyring, header_prefix, is_encrypted, key_id
+from switchyard._settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A payload column and the row id its blobs are bound to."""
+
+    table: str
+    id_column: str
+    column: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.table}.{self.column}"
+
+
+TASK_ENVELOPE = Column("tasks", "task_id", "envelope")
+HOLD_ENVELOPE = Column("decision_holds", "task_id", "envelope")
+REVIEW_ESCALATION = Column("review_items", "item_id", "escalation")
+DEAD_LETTER_VALUE = Column("dead_letters", "dead_letter_id", "original_value")
+COLUMNS = (TASK_ENVELOPE, HOLD_ENVELOPE, REVIEW_ESCALATION, DEAD_LETTER_VALUE)
+
+RowId = str | uuid.UUID
+
+
+class PayloadError(CryptoError):
+    """A stored payload cannot be opened: names the column and row, never the content."""
+
+
+def _canonical(row_id: RowId) -> str:
+    if isinstance(row_id, uuid.UUID):
+        return str(row_id)
+    try:
+        return str(uuid.UUID(row_id))
+    except ValueError:
+        return row_id
+
+
+def _context(column: Column, row_id: RowId) -> bytes:
+    return f"{column.name}:{_canonical(row_id)}".encode()
+
+
+@dataclass(frozen=True)
+class PayloadCodec:
+    """Seal/open payload blobs of one deployment; ``keyring`` None means encryption is off."""
+
+    keyring: Keyring | None
+
+    @property
+    def enabled(self) -> bool:
+        return self.keyring is not None
+
+    def seal(self, row_id: RowId, plaintext: bytes, column: Column = TASK_ENVELOPE) -> bytes:
+        if self.keyring is None:
+            return plaintext
+        return self.keyring.encrypt(plaintext, _context(column, row_id))
+
+    def open(self, row_id: RowId, blob: bytes, column: Column = TASK_ENVELOPE) -> bytes:
+        """The plaintext of a stored blob; plaintext rows (written before encryption was on)
+        come back as they are."""
+        blob = bytes(blob)
+        if not is_encrypted(blob):
+            return blob
+        if self.keyring is None:
+            raise PayloadError(f"{column.name} of {_canonical(row_id)} is encrypted but "
+                               "SWITCHYARD_ENCRYPTION_KEYS is empty")
+        try:
+            return self.keyring.decrypt(blob, _context(column, row_id))
+        except CryptoError as exc:
+            raise PayloadError(f"cannot open {column.name} of {_canonical(row_id)}: {exc}"
+                               ) from exc
+
+    def stale(self, blob: bytes) -> bool:
+        """True when ``blob`` is sealed under a key other than the active one."""
+        return (self.keyring is not None and is_encrypted(blob)
+                and self.keyring.needs_rewrap(bytes(blob)))
+
+    def refresh(self, row_id: RowId, blob: bytes, column: Column = TASK_ENVELOPE
+                ) -> bytes | None:
+        """``blob`` as it should be stored now, or None when it already is: sealed under an
+        old key -> re-wrapped; plaintext while encryption is on -> sealed."""
+        if self.keyring is None:
+            return None
+        blob = bytes(blob)
+        if not is_encrypted(blob):
+            return self.seal(row_id, blob, column)
+        if not self.keyring.needs_rewrap(blob):
+            return None
+        try:
+            self.open(row_id, blob, column)  # never re-key a blob that belongs elsewhere
+            return self.keyring.rewrap(blob)
+        except CryptoError as exc:
+            raise PayloadError(f"cannot re-wrap {column.name} of {_canonical(row_id)}: {exc}"
+                               ) from exc
+
+    def current_prefix(self) -> bytes:
+        """Header prefix of blobs sealed under the active key."""
+        assert self.keyring is not None
+        return header_prefix(self.keyring.active)
+
+
+PLAINTEXT = PayloadCodec(None)
+
+
+@lru_cache(maxsize=8)
+def _codec(spec: str, active: str) -> PayloadCodec:
+    return PayloadCodec(Keyring.from_setting(spec, active))
+
+
+def codec_for(settings: Settings) -> PayloadCodec:
+    """The deployment's codec, parsed once per key configuration (raises CryptoError on a
+    bad ``SWITCHYARD_ENCRYPTION_KEYS``, so a service refuses to start misconfigured)."""
+    return _codec(settings.encryption_keys, settings.encryption_active_key)
+
+
+async def rewrap_stale(conn: asyncpg.Connection | asyncpg.Pool, codec: PayloadCodec,
+                       column: Column, rows: Iterable[tuple[RowId, bytes | None]]) -> int:
+    """Lazy rotation: write back, re-wrapped, the blobs just read under a non-active key.
+
+    Compare-and-set on the old blob, so a concurrent writer (retention purge) always wins;
+    never raises (reads must not fail for this); returns how many rows were re-wrapped.
+    """
+    updates = []
+    for row_id, blob in rows:
+        if blob is None or not codec.stale(blob):
+            continue
+        try:
+            fresh = codec.refresh(row_id, blob, column)
+        except CryptoError as exc:
+            log.warning("lazy re-wrap skipped: %s", exc)
+            continue
+        if fresh is not None:
+            updates.append((row_id if isinstance(row_id, uuid.UUID) else uuid.UUID(row_id),
+                            bytes(blob), fresh))
+    if not updates:
+        return 0
+    try:
+        await conn.executemany(
+            f"UPDATE {column.table} SET {column.column} = $3 "
+            f"WHERE {column.id_column} = $1 AND {column.column} = $2", updates)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.warning("lazy re-wrap of %d %s row(s) failed (retried on a later read): %r",
+                    len(updates), column.name, exc)
+        return 0
+    return len(updates)
+
+
+@dataclass
+class RewrapReport:
+    column: str
+    rewrapped: int = 0
+    failed: int = 0
+
+
+async def rewrap_column(conn: asyncpg.Connection, codec: PayloadCodec, column: Column,
+                        batch: int = 500, dry_run: bool = False) -> RewrapReport:
+    """Walk ``column`` in id order, re-wrapping blobs under old keys and sealing plaintext.
+
+    SQL selects only rows whose header is not the active key's, so a finished table costs one
+    index-ordered scan; a row that cannot be opened (unknown key, wrong row) is counted and
+    logged, never skipped silently.
+    """
+    report = RewrapReport(column.name)
+    prefix = codec.current_prefix()
+    last = uuid.UUID(int=0)
+    while True:
+        rows = await conn.fetch(
+            f"SELECT {column.id_column} AS id, {column.column} AS blob FROM {column.table} "
+            f"WHERE {column.column} IS NOT NULL AND {column.id_column} > $1 "
+            f"AND substring({column.column} from 1 for $2) <> $3 "
+            f"ORDER BY {column.id_column} LIMIT $4", last, len(prefix), prefix, batch)
+        if not rows:
+            return report
+        last = rows[-1]["id"]
+        updates = []
+        for row in rows:
+            try:
+                fresh = codec.refresh(row["id"], row["blob"], column)
+            except CryptoError as exc:
+                report.failed += 1
+                log.error("%s", exc)
+                continue
+            if fresh is not None:
+                updates.append((row["id"], bytes(row["blob"]), fresh))
+        if updates and not dry_run:
+            await conn.executemany(
+                f"UPDATE {column.table} SET {column.column} = $3 "
+                f"WHERE {column.id_column} = $1 AND {column.column} = $2", updates)
+        report.rewrapped += len(updates)
+
+
+async def key_usage(conn: asyncpg.Connection, column: Column) -> dict[str, int]:
+    """Rows per key id in ``column`` ('(plaintext)' for unencrypted rows): what still needs a
+    key before it can be removed from the configuration."""
+    rows = await conn.fetch(
+        f"SELECT CASE WHEN length({column.column}) > 4 "
+        f"AND substring({column.column} from 1 for 4) = '\\x53594531'::bytea "
+        f"THEN encode(substring({column.column} from 6 for get_byte({column.column}, 4)), "
+        f"'escape') ELSE '(plaintext)' END AS kid, count(*) AS n FROM {column.table} "
+        f"WHERE {column.column} IS NOT NULL GROUP BY 1 ORDER BY 1")
+    return {row["kid"]: row["n"] for row in rows}
+
+
+__all__ = ["COLUMNS", "DEAD_LETTER_VALUE", "HOLD_ENVELOPE", "PLAINTEXT", "REVIEW_ESCALATION",
+           "TASK_ENVELOPE", "Column", "PayloadCodec", "PayloadError", "RewrapReport", "RowId",
+           "codec_for", "key_id", "key_usage", "rewrap_column", "rewrap_stale"]

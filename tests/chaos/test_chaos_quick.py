@@ -1,0 +1,30 @@
+"""The reliability suite's short version: every fault once, on a stack of its own.
+
+It restarts the broker and stops Triton, so it cannot share the session stack with the other
+tests; ``chaos.run`` starts its own. ``make chaos`` runs the full version (thousands of tasks,
+several kill rounds, a 20 s Triton outage).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from chaos import QUICK, run
+
+
+def test_nothing_is_lost_under_faults(tmp_path: Path) -> None:
+    report, exit_codes = run(QUICK, tmp_path)
+    summary = "\n".join(f"{name}: {value}" for name, value in report.rows())
+    faults = "\n".join(report.faults)
+    assert report.lost == 0, f"lost tasks: {report.lost_examples}\n{summary}\n{faults}"
+    assert report.duplicates == 0 and report.missing_effects == 0, summary
+    assert report.orphan_effects == 0, summary
+    assert report.missing_dead_letters == 0, summary
+    assert report.audit_ok, summary
+    # the faults really happened, and the services really came back from them
+    assert all(report.restarts.get(name, 0) >= 1 for name in ("ingest", "decision",
+                                                               "executor", "review")), faults
+    assert report.dead_lettered > 0 and report.refused_at_door > 0, summary
+    assert report.terminal.get("SUCCEEDED", 0) > 0, summary
+    # after all that, a SIGTERM still stops every service cleanly
+    assert set(exit_codes.values()) == {0}, exit_codes

@@ -1,0 +1,109 @@
+"""The reconciler's re-drive: published, unfinished tasks whose records were lost are
+published again from PostgreSQL, unless something durable owns them; repeats back off.
+
+Drives ``redrive_stalled`` in-process against the real PostgreSQL and broker, with task rows
+put in each state the way the services leave them. The chaos suite (tests/chaos) covers the
+same path end to end, through a real broker restart.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from services.ingest.publisher import Publisher
+from services.ingest.reconciler import redrive_stalled
+from services.ingest.service import item_for
+from switchyard import Settings
+from switchyard._db import create_pool
+from switchyard._kafka import Producer
+from switchyard._topics import TASKS
+from switchyard.v1 import TaskEnvelope, TaskSource
+from tests.ingest.helpers import read_topic, submission
+
+AFTER_S = 60.0
+
+
+@pytest.fixture
+async def publisher(settings: Settings) -> AsyncIterator[Publisher]:
+    pool = await create_pool(settings)
+    producer = Producer(settings)
+    await producer.start()
+    yield Publisher(settings, pool, producer)
+    await producer.stop()
+    await pool.close()
+
+
+async def accepted_task(publisher: Publisher, status: str, stage: str) -> str:
+    """A task accepted and published, then moved to ``status``/``stage`` long ago."""
+    item = item_for(submission(), TaskSource.TASK_SOURCE_GRPC)
+    accepted = await publisher.accept(item)
+    await publisher.pool.execute(
+        "UPDATE tasks SET status = $2, stage = $3, updated_at = now() - interval '10 minutes' "
+        "WHERE task_id = $1", uuid.UUID(accepted.task_id), status, stage)
+    return accepted.task_id
+
+
+async def test_redrives_only_tasks_nothing_owns(settings: Settings,
+                                                publisher: Publisher) -> None:
+    pool = publisher.pool
+    lost_queued = await accepted_task(publisher, "QUEUED", "INGESTED")
+    lost_executing = await accepted_task(publisher, "IN_PROGRESS", "EXECUTING")
+    done = await accepted_task(publisher, "SUCCEEDED", "DONE")
+    in_review = await accepted_task(publisher, "BLOCKED", "AWAITING_REVIEW")
+    executing = await accepted_task(publisher, "IN_PROGRESS", "EXECUTING")
+    held = await accepted_task(publisher, "BLOCKED", "DECIDING")
+    fresh = (await publisher.accept(item_for(submission(), TaskSource.TASK_SOURCE_GRPC))).task_id
+    await own(pool, in_review, executing, held)
+
+    async with pool.acquire() as conn:
+        assert await redrive_stalled(conn, publisher, AFTER_S) == 2
+        # backed off: the same tasks are not sent again right away
+        assert await redrive_stalled(conn, publisher, AFTER_S) == 0
+    rows = {str(r["task_id"]): r for r in await pool.fetch(
+        "SELECT task_id, redrives, redriven_at FROM tasks")}
+    assert {t for t, r in rows.items() if r["redrives"]} == {lost_queued, lost_executing}
+    assert not rows[done]["redrives"] and not rows[fresh]["redrives"]
+
+    def replays(records: list) -> list[TaskEnvelope]:
+        return [e for e in (TaskEnvelope.FromString(r.value) for r in records)
+                if e.source == TaskSource.TASK_SOURCE_REPLAY]
+
+    records = await read_topic(settings, TASKS, lambda got: len(replays(got)) >= 2)
+    assert {e.task_id for e in replays(records)} == {lost_queued, lost_executing}
+    assert all(e.attempt == 2 for e in replays(records))  # accepted as attempt 1
+
+
+async def test_repeats_back_off_exponentially(publisher: Publisher) -> None:
+    task = await accepted_task(publisher, "IN_PROGRESS", "DECIDING")
+    pool = publisher.pool
+    await pool.execute("UPDATE tasks SET status = 'SUCCEEDED' WHERE task_id <> $1",
+                       uuid.UUID(task))  # only this one is in play
+    async with pool.acquire() as conn:
+        for redrives, ago_s, expected in [(1, 90, 0), (1, 130, 1), (3, 470, 0), (3, 490, 1)]:
+            # the last re-drive was ago_s seconds ago, after `redrives` of them:
+            # the next one is due after AFTER_S * 2 ** redrives
+            await pool.execute(
+                "UPDATE tasks SET redrives = $2, redriven_at = now() - make_interval(secs => $3)"
+                " WHERE task_id = $1", uuid.UUID(task), redrives, float(ago_s))
+            assert await redrive_stalled(conn, publisher, AFTER_S) == expected, \
+                (redrives, ago_s)
+
+
+async def own(pool: asyncpg.Pool, in_review: str, executing: str, held: str) -> None:
+    """Durable owners, as the review service, the executor and the decision service write
+    them."""
+    await pool.execute(
+        "INSERT INTO review_items (item_id, escalation_id, task_id, tenant_id, queue, priority,"
+        " base_priority, reason, state, escalation) VALUES ($1, $2, $3, 'acme', 'default', 1, "
+        "1, 'LOW_CONFIDENCE', 'PENDING', '')", uuid.uuid4(), uuid.uuid4(), uuid.UUID(in_review))
+    await pool.execute(
+        "INSERT INTO executor_jobs (decision_id, task_id, tenant_id, decision, state, deadline,"
+        " owner) VALUES ($1, $2, 'acme', '', 'parked', now() + interval '1 hour', 'x')",
+        uuid.uuid4(), uuid.UUID(executing))
+    await pool.execute(
+        "INSERT INTO decision_holds (task_id, tenant_id, envelope, reason) "
+        "VALUES ($1, 'acme', '', 'models unavailable')", uuid.UUID(held))
