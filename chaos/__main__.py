@@ -8,7 +8,7 @@ import json
 import logging
 import sys
 import tempfile
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from chaos.harness import FULL, QUICK, run
@@ -50,9 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "PASS" if report.ok else "FAIL"
     print(f"\n{verdict} in {report.seconds:.0f}s")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"config": vars(config) if hasattr(config, "__dict__")
-                                     else str(config), "report": report.to_json(),
-                                     "exit_codes": codes}, indent=2, default=str))
+    args.json.write_text(json.dumps({"config": asdict(config), "report": report.to_json(),
+                                     "exit_codes": codes}, indent=2))
     return 0 if report.ok else 1
 
 
