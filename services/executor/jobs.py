@@ -18,7 +18,7 @@ import asyncpg
 from switchyard.v1 import Decision
 
 RUNNING, PARKED = "running", "parked"
-SUCCEEDED, FAILED, ESCALATED = "succeeded", "failed", "escalated"
+SUCCEEDED, FAILED, ESCALATED, CANCELLED = "succeeded", "failed", "escalated", "cancelled"
 
 _LIVE_OWNER = ("EXISTS (SELECT 1 FROM executor_replicas r WHERE r.owner = {col} "
                "AND r.heartbeat_at > now() - make_interval(secs => {secs}))")
@@ -128,6 +128,14 @@ class JobStore:
             "reason = $4, retry_at = $5, parks = parks + 1, updated_at = now() "
             "WHERE decision_id = $1",
             uuid.UUID(job.decision_id), blocked_by, endpoint, reason, retry_at)
+
+    async def wake(self, task_id: str) -> int:
+        """Make the task's parked job due now (a cancellation must not wait for the retry
+        time or for the breaker to close); returns how many jobs were woken."""
+        status = await self.pool.execute(
+            "UPDATE executor_jobs SET blocked_by = 'retry', retry_at = now(), updated_at = now()"
+            " WHERE task_id = $1 AND state = 'parked'", uuid.UUID(task_id))
+        return int(status.split()[-1])
 
     async def finish(self, job: Job, state: str, reason: str = "") -> None:
         await self.pool.execute(

@@ -12,7 +12,7 @@ import uuid
 import asyncpg
 
 from services.executor.breakers import BreakerBoard
-from services.executor.jobs import ESCALATED, FAILED, SUCCEEDED, Job, JobStore
+from services.executor.jobs import CANCELLED, ESCALATED, FAILED, SUCCEEDED, Job, JobStore
 from services.executor.runner import PlanResult, PlanRunner
 from services.executor.sla import SlaPolicy, at_risk
 from switchyard._kafka import Producer
@@ -28,6 +28,7 @@ from switchyard._taskstore import TERMINAL, publish_status, timestamp, transitio
 from switchyard._telemetry import TASKS_TERMINAL, task_context
 from switchyard._topics import ESCALATIONS, EXECUTIONS
 from switchyard.v1 import (
+    CancellationRequest,
     Decision,
     DecisionOutcome,
     DecisionSource,
@@ -94,6 +95,18 @@ class Executor:
                 return  # parked, finished, with a person, or running on a live replica
             await self.run(job)
 
+    # -- entry: the cancellations topic -------------------------------------------------------
+    async def on_cancellation(self, request: CancellationRequest) -> None:
+        """Ingest recorded a cancellation for an executing task (the request itself lives in
+        PostgreSQL, which the runner checks before every step): wake the task's parked job so
+        it is compensated and cancelled now, not when its endpoint recovers. A running job
+        sees the request before its next step; a finished one is past cancelling."""
+        _uuid(request.task_id, "task_id")
+        with task_context(request.task_id):
+            woken = await self.jobs.wake(request.task_id)
+            log.info("cancellation requested by %s (%d parked job(s) woken)",
+                     request.requested_by or "?", woken)
+
     # -- entry: the resumer -------------------------------------------------------------------
     async def run(self, job: Job, probe: str = "") -> None:
         """Run (or resume) a job this replica holds."""
@@ -138,8 +151,14 @@ class Executor:
                                f"{len(decision.plan.steps)} step(s) done")
             await self.jobs.finish(job, SUCCEEDED)
         elif result.outcome == "failed":
-            await self._finish(decision, "FAILED", "execution_failed", result.cause)
-            await self.jobs.finish(job, FAILED, result.cause[:500])
+            # compensated; a cancellation (asked now or before a resumed saga) ends it as such
+            cancelled = await self.runner.cancellation(decision.task_id)
+            if cancelled is not None:
+                await self._finish(decision, "CANCELLED", "cancelled", result.cause)
+                await self.jobs.finish(job, CANCELLED, cancelled[:500])
+            else:
+                await self._finish(decision, "FAILED", "execution_failed", result.cause)
+                await self.jobs.finish(job, FAILED, result.cause[:500])
         elif result.outcome == "compensation_failed":
             await self.escalate(job, EscalationReason.ESCALATION_REASON_COMPENSATION_FAILED,
                                 "compensation_failed", result.cause)

@@ -15,6 +15,10 @@ A run ends in one of four ways:
 * ``needs_compensation``: a step failed permanently; :meth:`PlanRunner.compensate` undoes the
   finished steps in reverse order (a saga) and the task ends FAILED with the cause.
 * ``compensation_failed``: a compensation failed permanently; a person has to look.
+
+A cancellation requested for the task (``cancellation_requests``, written by ingest's
+CancelTask) is checked before each step: no further step runs, and the finished ones are
+compensated like after a failure; the caller then ends the task CANCELLED.
 """
 
 from __future__ import annotations
@@ -183,6 +187,9 @@ class PlanRunner:
             row = recorded.get(step.step_id)
             if row is not None and row["outcome"] == SUCCEEDED_NAME:
                 continue
+            cancelled = await self.cancellation(decision.task_id)
+            if cancelled is not None:
+                return PlanResult("needs_compensation", results, cause=cancelled)
             route = self._route(step.connector, step.target)
             call = self._call(decision, step.step_id, step.name, route, step.target,
                               step.operation, MessageToDict(step.payload),
@@ -197,6 +204,12 @@ class PlanRunner:
                                   cause=f"step {step.step_id} failed permanently: "
                                         f"{attempted.error}")
         return PlanResult("succeeded", results)
+
+    async def cancellation(self, task_id: str) -> str | None:
+        """Why the task is to be cancelled, when someone asked; None otherwise."""
+        reason = await self.pool.fetchval(
+            "SELECT reason FROM cancellation_requests WHERE task_id = $1", uuid.UUID(task_id))
+        return None if reason is None else f"cancelled: {reason or 'no reason given'}"
 
     @staticmethod
     def _recorded_failure(decision: Decision, recorded: dict[str, asyncpg.Record]) -> str:

@@ -36,9 +36,10 @@ from switchyard._service import ServiceContext, run_service
 from switchyard._settings import Settings
 from switchyard._streams import Record
 from switchyard._taskstore import timestamp
-from switchyard._topics import DECISIONS
+from switchyard._topics import CANCELLATIONS, DECISIONS
 from switchyard.v1 import (
     BreakerState,
+    CancellationRequest,
     BreakerStatus,
     Connector,
     Decision,
@@ -141,6 +142,10 @@ async def setup(ctx: ServiceContext, opened: list[StepConnector] | None = None) 
     async def handle(record: Record) -> None:
         await executor.on_decision(decode(record.value, record.headers, Decision))
 
+    async def cancel(record: Record) -> None:
+        await executor.on_cancellation(decode(record.value, record.headers,
+                                              CancellationRequest))
+
     async def stop() -> None:
         await resumer.stop()
         await jobs.retire()  # peers may take over what is still running here right away
@@ -149,6 +154,7 @@ async def setup(ctx: ServiceContext, opened: list[StepConnector] | None = None) 
         opened.extend(connectors.values())
 
     ctx.consume(DECISIONS, handle)
+    ctx.consume(CANCELLATIONS, cancel)
     ctx.background.append(resumer.loop)
     ctx.on_stop.append(stop)
     ctx.serve((add_ExecutorAdminServiceServicer_to_server, ExecutorAdmin(breakers),

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import grpc
 import pytest
@@ -28,6 +29,7 @@ from switchyard._grpc import create_channel, field_violations
 from switchyard._kafka import headers_to_dict
 from switchyard._topics import DEAD_LETTER, TASKS
 from switchyard.v1 import (
+    CancelTaskRequest,
     ClaimRequest,
     DeadLetter,
     Document,
@@ -40,6 +42,7 @@ from switchyard.v1 import (
     SubmitTaskRequest,
     SubmitVerdictRequest,
     Task,
+    TaskStage,
     TaskStatus,
     Verdict,
 )
@@ -244,3 +247,29 @@ async def test_unreadable_record_is_dead_lettered_with_its_bytes(settings: Setti
         raise AssertionError("no dead-letter record for the garbage record")
     finally:
         await consumer.stop()
+
+
+async def test_cancelling_an_executing_task_undoes_it(ingest: IngestServiceStub,
+                                                      settings: Settings) -> None:
+    """CancelTask on a task waiting for its downstream: FAILED_PRECONDITION (only the executor
+    can stop it), then the executor cancels it at once, not when the ERP comes back."""
+    faults = f"http://127.0.0.1:{settings.downstream_http_port}/_/faults"
+    text = sample("invoice", 1)
+    sub = submission(text, "invoice")
+    sub.metadata.update(await known_vendor(settings, text))
+    async with aiohttp.ClientSession() as http:
+        async with http.put(f"{faults}/erp", json={"outage": True}) as response:
+            assert response.status == 200
+        try:
+            task_id = (await ingest.SubmitTask(SubmitTaskRequest(submission=sub))).task_id
+            blocked = await wait_for(ingest, task_id, {TaskStatus.TASK_STATUS_BLOCKED})
+            assert TaskStage.Name(blocked.stage) == "TASK_STAGE_EXECUTING", blocked.reason
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await ingest.CancelTask(CancelTaskRequest(task_id=task_id,
+                                                          reason="sent twice"))
+            assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            done = await wait_for(ingest, task_id, TERMINAL, timeout_s=60)
+        finally:
+            async with http.delete(faults) as response:
+                assert response.status == 200
+    assert TaskStatus.Name(done.status) == "TASK_STATUS_CANCELLED", done.reason
