@@ -5,7 +5,8 @@ Faults, in this order, while the workload flows:
 1. SIGKILL each service in turn at seeded random moments, for several rounds; the supervisor
    starts it again (as Kubernetes would);
 2. stop Triton for a while (20 s in the full run) and start it again;
-3. make the downstream fail half of its calls, then go fully down, then recover;
+3. make the downstream fail half of its calls, then go fully down (clients cancel some of
+   the tasks waiting for it), then recover;
 4. an escalation storm: escalating submissions at 10x the review admission rate;
 5. restart the broker while work waits in its topics (the executor, then the decision
    service, are paused with SIGSTOP while a burst is submitted): its memory storage loses
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import aiohttp
 
-from chaos.invariants import Report, check, tasks_for, unsettled
+from chaos.invariants import Report, blocked_executing, check, tasks_for, unsettled
 from chaos.supervisor import Supervisor
 from chaos.workload import Item, Ledger, Submitter, build, reviewer
 from switchyard import Settings
@@ -56,6 +57,7 @@ class ChaosConfig:
     downstream_outage_s: float = 10.0
     storm_tasks: int = 300
     lagging_tasks: int = 300        # waiting in Kafka when the broker restarts
+    cancels: int = 20               # tasks blocked on the downstream that clients cancel
     broker_restart: bool = True
     settle_timeout_s: float = 300.0
 
@@ -69,7 +71,7 @@ class ChaosConfig:
 FULL = ChaosConfig(tasks=3000)
 QUICK = ChaosConfig(tasks=300, kill_rounds=1, kill_gap_s=3.0, triton_outage_s=8.0,
                     downstream_errors_s=6.0, downstream_outage_s=5.0, storm_tasks=120,
-                    lagging_tasks=100,
+                    lagging_tasks=100, cancels=5,
                     settle_timeout_s=240.0)
 
 
@@ -101,6 +103,7 @@ class Chaos:
         self.faults: list[str] = []
         self.began = time.monotonic()
         self.unfinished_at_broker_restart = 0
+        self.cancelled: list[str] = []
 
     def note(self, what: str) -> None:
         line = f"t+{time.monotonic() - self.began:5.1f}s {what}"
@@ -131,7 +134,11 @@ class Chaos:
             await asyncio.sleep(self.config.downstream_errors_s)
             self.note(f"downstream fully down for {self.config.downstream_outage_s:.0f}s")
             await _put(http, f"{base}/*", {"outage": True})
-            await asyncio.sleep(self.config.downstream_outage_s)
+            await asyncio.sleep(self.config.downstream_outage_s / 2)
+            self.cancelled = await cancel_some_blocked(self.settings, self.config.cancels)
+            self.note(f"clients cancelled {len(self.cancelled)} tasks waiting for the "
+                      "downstream")
+            await asyncio.sleep(self.config.downstream_outage_s / 2)
             async with http.delete(base) as response:
                 response.raise_for_status()
             self.note("downstream recovered")
@@ -207,6 +214,30 @@ class Chaos:
         self.note("intake not drained before the broker restart; its records may be lost")
 
 
+async def cancel_some_blocked(settings: Settings, count: int) -> list[str]:
+    """CancelTask, as a client would, on tasks that wait for the downstream (executing, so
+    ingest answers FAILED_PRECONDITION and the executor must compensate and cancel)."""
+    import grpc
+
+    from switchyard._grpc import create_channel
+    from switchyard.v1 import CancelTaskRequest, IngestServiceStub
+
+    task_ids = await blocked_executing(settings, count)
+    channel = create_channel(f"127.0.0.1:{settings.ingest_grpc_port}")
+    try:
+        ingest = IngestServiceStub(channel)
+        for task_id in task_ids:
+            try:
+                await ingest.CancelTask(CancelTaskRequest(task_id=task_id, reason="chaos"),
+                                        timeout=10)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                    raise
+    finally:
+        await channel.close()
+    return task_ids
+
+
 async def _put(http: aiohttp.ClientSession, url: str, body: dict[str, object]) -> None:
     async with http.put(url, json=body) as response:
         response.raise_for_status()
@@ -245,7 +276,7 @@ async def drive(config: ChaosConfig, infra: EmbeddedStack, settings: Settings,
         stop_reviewer.set()
         await asyncio.gather(review_bot, return_exceptions=True)
         await supervisor.stop_watching()
-    report = await check(settings, everything, ledger)
+    report = await check(settings, everything, ledger, chaos.cancelled)
     report.restarts = dict(supervisor.restarts)
     report.unfinished_at_broker_restart = chaos.unfinished_at_broker_restart
     report.faults = chaos.faults

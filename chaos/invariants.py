@@ -39,6 +39,8 @@ class Report:
     terminal: dict[str, int] = field(default_factory=dict)
     blocked: int = 0
     awaiting_review: int = 0
+    cancel_requests: int = 0
+    cancelled_as_asked: int = 0
     unfinished_at_broker_restart: int = 0
     redriven: int = 0
     lost: int = 0
@@ -67,6 +69,8 @@ class Report:
             ("missing dead letters", self.missing_dead_letters),
             *((f"terminal: {k}", v) for k, v in sorted(self.terminal.items())),
             ("blocked", self.blocked), ("awaiting review", self.awaiting_review),
+            ("cancel requests on executing tasks", self.cancel_requests),
+            ("  of which ended CANCELLED", self.cancelled_as_asked),
             ("unfinished when the broker restarted", self.unfinished_at_broker_restart),
             ("re-driven from PostgreSQL", self.redriven),
             ("downstream effects", self.effects), ("duplicates", self.duplicates),
@@ -107,8 +111,20 @@ async def tasks_for(settings: Settings, keys: list[tuple[str, str]]) -> dict[tup
         await conn.close()
 
 
-async def check(settings: Settings, items: list[Item], ledger: Ledger) -> Report:
-    report = Report(sent=ledger.sent, refused_at_door=len(ledger.refused))
+async def blocked_executing(settings: Settings, limit: int) -> list[str]:
+    conn = await _connect(settings)
+    try:
+        return [str(r["task_id"]) for r in await conn.fetch(
+            "SELECT task_id FROM tasks WHERE status = 'BLOCKED' AND stage = 'EXECUTING' "
+            "ORDER BY updated_at LIMIT $1", limit)]
+    finally:
+        await conn.close()
+
+
+async def check(settings: Settings, items: list[Item], ledger: Ledger,
+                cancelled: list[str]) -> Report:
+    report = Report(sent=ledger.sent, refused_at_door=len(ledger.refused),
+                    cancel_requests=len(cancelled))
     by_key = {item.key: item for item in items}
     kafka_valid = [(by_key[k].tenant_id, k) for k in ledger.kafka_acked if not by_key[k].invalid]
     from_kafka = await tasks_for(settings, kafka_valid)
@@ -144,6 +160,8 @@ async def check(settings: Settings, items: list[Item], ledger: Ledger) -> Report
                 report.lost_examples.append(f"{key}: {task_id} stuck {row['status']}/"
                                             f"{row['stage']}")
         report.terminal = dict(terminal)
+        report.cancelled_as_asked = sum(found[t]["status"] == "CANCELLED" for t in cancelled
+                                        if t in found)
         report.redriven = await conn.fetchval("SELECT count(*) FROM tasks WHERE redrives > 0")
         await _check_effects(conn, settings, found, report)
         await _check_dead_letters(conn, settings, by_key, ledger, report)
