@@ -1,11 +1,12 @@
-# Switchyard: `make demo` runs the embedded stack with a demo workload; `make test` runs the suite.
-# Both set everything up first (virtualenv, packages, generated code, model artifacts).
+# Switchyard: `make demo` runs the embedded stack with a demo workload; `make test` runs the suite;
+# `make bench` runs the benchmarks (BENCH_QUICK=1: a short smoke run; BENCH_PROFILE=1: py-spy).
+# All set everything up first (virtualenv, packages, generated code, model artifacts).
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test chaos up down status proto models docs lint clean
+.PHONY: setup demo test chaos bench up down status proto models docs lint clean
 
 # Debian tools the tests drive for real (promtool checks the alert rules; Playwright drives
 # chromium through the review console). Installed only when missing; needs root (as on CI and
@@ -38,6 +39,12 @@ test: setup
 # a broker restart, then the invariants. CHAOS_ARGS="--tasks 5000 --seed 3" to vary it.
 chaos: setup
 	$(BIN)/python -m chaos $(CHAOS_ARGS)
+
+# End to end (vs a pass-through baseline), ingest (vs a bare gRPC server), decision (batching)
+# and scaling (1 vs 2 replicas), in sequence on one embedded stack: tables on stdout, JSON in
+# bench/results/. BENCH_QUICK=1 for a short smoke run, BENCH_PROFILE=1 to py-spy the services.
+bench: setup
+	$(BIN)/python -m bench $(if $(filter-out 0,$(BENCH_QUICK)),--quick) $(if $(filter-out 0,$(BENCH_PROFILE)),--profile)
 
 up: setup
 	$(BIN)/switchyard up

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import dataclasses
 import json
 import os
 import shutil
@@ -71,19 +70,13 @@ def isolated(base: Settings, name: str, **changes: Any) -> Settings:
     )
 
 
-def with_datadir(spec: ServiceSpec, state: Path) -> ServiceSpec:
-    """Keep faust's per-app data directory in the run's temporary state, not the cwd."""
-    return dataclasses.replace(spec, env={**spec.env,
-                                          "APP_DATADIR": str(state / "{conf.name}-data")})
-
-
 class Pipeline:
     """A set of service processes on isolated topics and schema (bootstrapped first)."""
 
     def __init__(self, settings: Settings, state: Path, specs: Sequence[ServiceSpec]) -> None:
         self.settings = settings
         self.state = state
-        self.specs = [with_datadir(s, state) for s in specs]
+        self.specs = list(specs)
         self.stack = EmbeddedStack(settings, state, components=(), services=self.specs)
 
     def __enter__(self) -> Pipeline:
@@ -323,4 +316,4 @@ def write_json(path: Path, data: Mapping[str, Any]) -> Path:
 
 __all__ = ["CpuMeter", "MODELS", "PgStats", "Pipeline", "Profiler", "RESULTS", "ROOT", "infra_pids",
            "infrastructure", "isolated", "machine", "percentile_ms", "print_table",
-           "quick_mode", "summarise_folded", "with_datadir", "write_json"]
+           "quick_mode", "summarise_folded", "write_json"]

@@ -26,23 +26,32 @@ import asyncio
 import json
 import os
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
 import numpy as np
-import psutil
 import tritonclient.grpc.aio as triton
 
+from bench._common import (
+    RESULTS,
+    CpuMeter,
+    infra_pids,
+    infrastructure,
+    print_table,
+    quick_mode,
+    write_json,
+)
+from bench._common import isolated as common_isolated
 from switchyard import Settings
 from switchyard._db import resolve_dsn
 from switchyard._grpc import create_channel
 from switchyard._launcher import bootstrap, service_specs
-from switchyard.stack import EmbeddedStack, free_port, with_free_ports
+from switchyard.stack import EmbeddedStack
 from switchyard.v1 import (
     DecideRequest,
     DecideResponse,
@@ -60,36 +69,6 @@ DECIDE = "/switchyard.v1.DecisionService/Decide"
 
 def texts() -> list[str]:
     return [json.loads(line)["text"] for line in HELDOUT.read_text().splitlines()]
-
-
-class CpuMeter:
-    """CPU seconds spent by named processes between ``start()`` and ``stop()``.
-
-    Counted with their live children (Triton's Python-backend stubs run the models), except
-    this process: its children are the stack itself.
-    """
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
-        self.used: dict[str, float] = {}
-
-    @staticmethod
-    def _cpu(proc: psutil.Process) -> float:
-        total = 0.0
-        family = [proc] if proc.pid == os.getpid() else [proc, *proc.children(recursive=True)]
-        for p in family:
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.NoSuchProcess:
-                pass
-        return total
-
-    def start(self) -> None:
-        self._begin = {n: self._cpu(p) for n, p in self.procs.items()}
-
-    def stop(self) -> None:
-        self.used = {n: self._cpu(p) - self._begin[n] for n, p in self.procs.items()}
 
 
 async def raw_triton(url: str, docs: list[str], seconds: float, batch: int = 64,
@@ -216,86 +195,91 @@ async def kafka_rate(settings: Settings, ids: list[str], timeout_s: float) -> fl
     return (row["n"] - 1) / float(row["span"]) if row["span"] else 0.0
 
 
-def isolated(base: Settings, name: str, **changes: object) -> Settings:
-    return base.replace(
-        kafka_topic_prefix=f"dbench-{name}-{uuid.uuid4().hex[:6]}.",
-        postgres_schema=f"dbench_{name}_{uuid.uuid4().hex[:6]}",
-        ingest_grpc_port=free_port(), decision_grpc_port=free_port(), ingest_metrics_port=0,
-        decision_metrics_port=0, log_level="WARNING", router_shadow_version="", **changes,
-    )
+def isolated(base: Settings, name: str, **changes: Any) -> Settings:
+    """As :func:`bench._common.isolated`, with the shadow model off (see the module doc)."""
+    return common_isolated(base, f"d{name}", **{"router_shadow_version": "", **changes})
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
-    parser.add_argument("--in-flight", type=int, default=256, help="concurrent Decide calls")
-    parser.add_argument("--tasks", type=int, default=4000, help="tasks for the Kafka path")
-    parser.add_argument("--json", type=Path,
-                        default=ROOT / "bench" / "results" / "decision.json")
-    args = parser.parse_args(argv)
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=0.0, help="per measurement (10; quick 3)")
+    p.add_argument("--in-flight", type=int, default=256, help="concurrent Decide calls")
+    p.add_argument("--tasks", type=int, default=0,
+                   help="tasks for the Kafka path (4000; quick 1000)")
+    p.add_argument("--quick", action="store_true", help="short smoke run (or BENCH_QUICK=1)")
+    p.add_argument("--json", type=Path, default=RESULTS / "decision.json")
+    return p
+
+
+def configure(args: argparse.Namespace) -> argparse.Namespace:
+    quick = quick_mode(args.quick)
+    args.seconds = args.seconds or (3.0 if quick else 10.0)
+    args.tasks = args.tasks or (1000 if quick else 4000)
+    return args
+
+
+def run(s: Settings, state: Path, args: argparse.Namespace, json_path: Path) -> dict[str, Any]:
+    """Every measurement against the running infrastructure ``s``."""
     docs = texts()
     load_before = tuple(round(x, 2) for x in os.getloadavg())
     results: dict[str, float] = {}
     cpu: dict[str, dict[str, float]] = {}  # measurement -> process -> CPU ms per decision
-    with tempfile.TemporaryDirectory(prefix="switchyard-dbench-") as tmp:
-        state = Path(tmp)
-        base = with_free_ports(Settings(model_repository=ROOT / "models" / "repository",
-                                        state_dir=state / "infra"))
-        with EmbeddedStack(base, state / "infra", postgres_port=free_port(),
-                           model_repository=ROOT / "models" / "repository") as infra:
-            s = infra.settings
-            triton_pid = next(r.pid for r in infra.status() if r.name == "triton") or 0
-            print("raw Triton, batches of 64 ...", file=sys.stderr)
-            meter = CpuMeter({"triton": triton_pid, "load client": os.getpid()})
-            raw = results["raw_triton_batch64"] = asyncio.run(
-                raw_triton(s.triton_url, docs, args.seconds, meter=meter))
-            cpu["raw_triton_batch64"] = {k: round(1000 * v / (raw * args.seconds), 3)
-                                         for k, v in meter.used.items()}
-            for name, size in (("decide_batched", 64), ("decide_unbatched", 1)):
-                print(f"Decide, batch_max_size={size} ...", file=sys.stderr)
-                settings = isolated(s, name, batch_max_size=size)
-                asyncio.run(bootstrap(settings))
+    triton_pid = infra_pids(s).get("triton", 0)
+    print("raw Triton, batches of 64 ...", file=sys.stderr)
+    meter = CpuMeter({"triton": triton_pid, "load client": os.getpid()})
+    raw = results["raw_triton_batch64"] = asyncio.run(
+        raw_triton(s.triton_url, docs, args.seconds, meter=meter))
+    cpu["raw_triton_batch64"] = {k: round(1000 * v / (raw * args.seconds), 3)
+                                 for k, v in meter.used.items()}
+    for name, size in (("decide_batched", 64), ("decide_unbatched", 1)):
+        print(f"Decide, batch_max_size={size} ...", file=sys.stderr)
+        settings = isolated(s, name, batch_max_size=size)
+        asyncio.run(bootstrap(settings))
 
-                def load(pids: dict[str, int], st: Settings = settings, name: str = name) -> float:
-                    meter = CpuMeter({"decision service": pids["decision"],
-                                      "triton": triton_pid, "load client": os.getpid()})
-                    rate = asyncio.run(decide_load(st.decision_grpc_port, docs, args.seconds,
-                                                   args.in_flight, meter))
-                    decided = rate * args.seconds
-                    cpu[name] = {k: round(1000 * v / decided, 3) for k, v in meter.used.items()}
-                    return rate
+        def load(pids: dict[str, int], st: Settings = settings, name: str = name) -> float:
+            meter = CpuMeter({"decision service": pids["decision"],
+                              "triton": triton_pid, "load client": os.getpid()})
+            rate = asyncio.run(decide_load(st.decision_grpc_port, docs, args.seconds,
+                                           args.in_flight, meter))
+            decided = rate * args.seconds
+            cpu[name] = {k: round(1000 * v / decided, 3) for k, v in meter.used.items()}
+            return rate
 
-                results[name] = with_service(settings, state / name, ("decision",), load)
-            print(f"Kafka path, {args.tasks} tasks ...", file=sys.stderr)
-            settings = isolated(s, "kafka", batch_max_size=64)
-            asyncio.run(bootstrap(settings))
-            ids = with_service(settings, state / "kafka-ingest", ("ingest",),  # type: ignore[assignment]
-                               lambda _: asyncio.run(submit_tasks(settings, docs, args.tasks)))
-            results["kafka_path"] = with_service(
-                settings, state / "kafka-decision", ("decision",),
-                lambda _: asyncio.run(kafka_rate(settings, ids, 300)))  # type: ignore[arg-type]
-    raw = results["raw_triton_batch64"]
+        results[name] = with_service(settings, state / name, ("decision",), load)
+    print(f"Kafka path, {args.tasks} tasks ...", file=sys.stderr)
+    settings = isolated(s, "kafka", batch_max_size=64)
+    asyncio.run(bootstrap(settings))
+    ids = with_service(settings, state / "kafka-ingest", ("ingest",),  # type: ignore[assignment]
+                       lambda _: asyncio.run(submit_tasks(settings, docs, args.tasks)))
+    results["kafka_path"] = with_service(
+        settings, state / "kafka-decision", ("decision",),
+        lambda _: asyncio.run(kafka_rate(settings, ids, 300)))  # type: ignore[arg-type]
     ratios = {
         "decide_batched_vs_raw": results["decide_batched"] / raw,
         "kafka_path_vs_raw": results["kafka_path"] / raw,
         "decide_batched_vs_unbatched": results["decide_batched"] / results["decide_unbatched"],
         "decide_unbatched_vs_raw": results["decide_unbatched"] / raw,
     }
-    print(f"{'measurement':<34}{'items/s':>10}{'vs raw Triton':>15}")
-    for name, value in results.items():
-        print(f"{name:<34}{value:>10.0f}{value / raw:>14.0%}")
+    print_table("Decision: items/s, Decide (batched, unbatched) and the Kafka path vs raw Triton",
+                ["measurement", "items/s", "vs raw Triton"],
+                [[name, value, f"{value / raw:.0%}"] for name, value in results.items()])
     print(f"batched / unbatched Decide: {ratios['decide_batched_vs_unbatched']:.1f}x  "
           f"(goals: batched >= 60% of raw, >= 5x unbatched)")
     for name, per_process in cpu.items():
         print(f"CPU ms per item, {name}: " +
               ", ".join(f"{k} {v:.2f}" for k, v in per_process.items()))
     print(f"machine: {os.cpu_count()} CPUs, load average before: {load_before}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"items_per_s": results, "ratios": ratios,
-                                     "cpu_ms_per_decision": cpu, "cpus": os.cpu_count(),
-                                     "seconds": args.seconds, "in_flight": args.in_flight,
-                                     "kafka_tasks": args.tasks, "documents": len(docs)},
-                                    indent=2))
+    data = {"items_per_s": results, "ratios": ratios, "cpu_ms_per_decision": cpu,
+            "seconds": args.seconds, "in_flight": args.in_flight, "kafka_tasks": args.tasks,
+            "documents": len(docs)}
+    write_json(json_path, data)
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = configure(parser().parse_args(argv))
+    with infrastructure() as (infra, state):
+        run(infra, state, args, args.json)
     return 0
 
 

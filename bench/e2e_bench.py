@@ -10,10 +10,16 @@ turn, on the same machine in the same run:
 - switchyard: the four real services (model, database, policy, audit trail, execution,
   review) and the demo downstream.
 
-The workload mixes the document types of the router's held-out set; 20% are escalated
-(submitted under a kind the router disagrees with, so they need a person), 10% are invalid
-(refused at the door), and 20% of the valid ones arrive through the Kafka intake topic as JSON
-instead of gRPC ``SubmitTasks``. Each pipeline runs three phases:
+The workload is seeded and drawn from the router's held-out documents (every type): 20% are
+escalated (any document submitted under a kind the router disagrees with, so a person has to
+look), 10% are invalid (refused at the door), and the other 70% are documents the decision
+service decides alone (auto-execute or reject) under their own kind: at start the real
+service's ``Decide`` is asked about each held-out document (nothing stored), so that share is
+automated by construction instead of by luck (without this, low-confidence routes, unknown
+vendors and repeated invoice numbers escalate about half of all tasks). Invoices drawn twice
+get fresh invoice numbers, so a repeat is not a duplicate invoice. 20% of the valid tasks
+arrive through the Kafka intake topic as JSON instead of gRPC ``SubmitTasks``. Each pipeline
+runs three phases:
 
 1. warm-up (not reported);
 2. saturation: the workload offered faster than the pipeline can go (``--rate``); the
@@ -294,7 +300,7 @@ class ReviewerBot:
         while not self._stop.is_set():
             try:
                 page = await list_queue(ListQueueRequest(
-                    page_size=500, states=[ReviewState.REVIEW_STATE_PENDING]), timeout=30)
+                    page_size=100, states=[ReviewState.REVIEW_STATE_PENDING]), timeout=30)
             except grpc.aio.AioRpcError:
                 await asyncio.sleep(0.2)
                 continue
@@ -683,9 +689,15 @@ def run(infra: Settings, state: Path, plan: Plan, json_path: Path,
 
 
 def goals(saturation: Phase, latency: Phase, ratios: dict[str, float]) -> dict[str, Any]:
+    """The issue's goals, checked as far as this run can: the P99 goal is stated at 500/s
+    (half of 1,000/s), which a pipeline that cannot sustain 500/s cannot be measured at; the
+    latency phase's rate (half the measured sustained rate) is reported beside it."""
+    p99 = latency.latency_ms["all"]["p99"]
     return {
         "sustained_tasks_per_s>=1000": saturation.sustained_tasks_per_s >= 1000,
-        "p99_under_1s_at_half_load": latency.latency_ms["all"]["p99"] < 1000,
+        "p99<1s_at_500_per_s": (p99 < 1000 if latency.offered_rate >= 500 else
+                                "not measurable: sustained rate is below 500/s"),
+        "p99<1s_at_half_the_measured_sustained_rate": p99 < 1000,
         "latency_phase_offered_rate": latency.offered_rate,
         "ratio>=0.5": ratios["sustained"] >= 0.5,
     }
@@ -701,7 +713,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", type=int, default=0, help="saturation workload (6000; quick 600)")
-    p.add_argument("--rate", type=float, default=2000.0, help="offered tasks/s, saturation")
+    p.add_argument("--rate", type=float, default=4000.0, help="offered tasks/s, saturation")
     p.add_argument("--latency-rate", type=float, default=0.0,
                    help="offered tasks/s in the latency phase (default: half the sustained)")
     p.add_argument("--seed", type=int, default=11)

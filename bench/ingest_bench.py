@@ -36,6 +36,7 @@ from bench._common import (
     RESULTS,
     CpuMeter,
     Pipeline,
+    infra_pids,
     infrastructure,
     isolated,
     percentile_ms,
@@ -147,7 +148,8 @@ def bare_spec(settings: Settings) -> list[ServiceSpec]:
 
 def measure(name: str, pipeline: Pipeline, port: int, args: argparse.Namespace,
             texts: list[str], bare: bool = False) -> dict[str, Any]:
-    pids = pipeline.pids()
+    pids = {**pipeline.pids(), **infra_pids(pipeline.settings)}
+    pids.pop("triton", None)
     requests = Requests(texts, args.batch)
     # unique keys for the real service, as many as it could take at --max-rate (flagged in
     # the results if it ran out); the bare server goes round a smaller set

@@ -19,6 +19,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -144,6 +145,10 @@ def create_app(settings: Settings, service: str) -> faust.App:
             cafile=settings.kafka_ssl_cafile or None
         )
     session_timeout_s = settings.kafka_session_timeout_ms / 1000
+    # faust makes an (unused: tables live in memory) data directory; keep it in the state
+    # directory instead of wherever the process was started
+    datadir = Path(settings.state_dir) / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         f"{settings.kafka_topic_prefix}switchyard-{service}",
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap_servers.split(",")],
@@ -157,6 +162,7 @@ def create_app(settings: Settings, service: str) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         stream_wait_empty=False,
+        datadir=str(datadir / "{conf.name}-data"),
         **options,
     )
     app.transport = _transport(settings.kafka_fetch_max_wait_ms)(app.conf.broker_consumer, app)

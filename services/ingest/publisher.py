@@ -129,9 +129,14 @@ class Publisher:
                         len(items), exc)
 
     async def _insert(self, item: Item) -> store.Accepted:
+        """``store.accept`` for one item, in one statement (see :func:`store.accept_many`)."""
         async with self._db_slots, self.pool.acquire() as conn:
-            return await store.accept(conn, item.envelope, item.payload_sha256,
-                                      callback_url=item.callback_url, codec=self.codec)
+            [result] = await store.accept_many(
+                conn, [store.NewTask(item.envelope, item.payload_sha256, item.callback_url)],
+                codec=self.codec)
+        if isinstance(result, store.IdempotencyConflict):
+            raise result
+        return result
 
     def _crash_point(self) -> None:
         """Fault injection between the PostgreSQL commit and the Kafka produce."""

@@ -254,7 +254,7 @@ async def test_cancelling_an_executing_task_undoes_it(ingest: IngestServiceStub,
     """CancelTask on a task waiting for its downstream: FAILED_PRECONDITION (only the executor
     can stop it), then the executor cancels it at once, not when the ERP comes back."""
     faults = f"http://127.0.0.1:{settings.downstream_http_port}/_/faults"
-    text = sample("invoice", 1)
+    text = sample("invoice", 3)  # no other test submits it: not a duplicate
     sub = submission(text, "invoice")
     sub.metadata.update(await known_vendor(settings, text))
     async with aiohttp.ClientSession() as http:

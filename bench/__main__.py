@@ -1,0 +1,65 @@
+"""``python -m bench`` (``make bench``): every benchmark in sequence on one embedded stack.
+
+Runs end to end (vs the pass-through baseline), ingest (vs a bare gRPC server), decision
+(batching vs raw Triton) and scaling (1 vs 2 replicas); each prints its table and writes
+``bench/results/<name>.json``. ``--quick`` (or ``BENCH_QUICK=1``) is a short smoke run of
+the same code paths; ``--profile`` (or ``BENCH_PROFILE=1``) adds py-spy profiles of the
+services to the end-to-end run; ``--only e2e,ingest`` picks benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from bench import decision_bench, e2e_bench, ingest_bench, scaling_bench
+from bench._common import RESULTS, infrastructure, quick_mode
+
+BENCHMARKS = ("e2e", "ingest", "decision", "scaling")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short smoke run (BENCH_QUICK=1)")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy the services during the end-to-end run (BENCH_PROFILE=1)")
+    parser.add_argument("--only", default=os.environ.get("BENCH_ONLY", ""),
+                        help=f"comma-separated subset of {', '.join(BENCHMARKS)}")
+    args = parser.parse_args(argv)
+    quick = quick_mode(args.quick)
+    profile = args.profile or os.environ.get("BENCH_PROFILE", "") not in ("", "0")
+    chosen = [b.strip() for b in args.only.split(",") if b.strip()] or list(BENCHMARKS)
+    unknown = set(chosen) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {BENCHMARKS}")
+    flags = ["--quick"] if quick else []
+    began = time.monotonic()
+    with infrastructure() as (infra, state):
+        for name in chosen:
+            print(f"\n=== {name} {'(quick)' if quick else ''}", flush=True)
+            if name == "e2e":
+                e2e_args = e2e_bench.parser().parse_args(flags)
+                e2e_bench.run(infra, state / "e2e", e2e_bench.plan_from(e2e_args),
+                              RESULTS / "e2e.json", profile)
+            elif name == "ingest":
+                ingest_args = ingest_bench.configure(ingest_bench.parser().parse_args(flags))
+                ingest_bench.run(infra, state / "ingest", ingest_args, RESULTS / "ingest.json")
+            elif name == "decision":
+                decision_args = decision_bench.configure(
+                    decision_bench.parser().parse_args(flags))
+                decision_bench.run(infra, state / "decision", decision_args,
+                                   RESULTS / "decision.json")
+            else:
+                scaling_args = scaling_bench.configure(scaling_bench.parser().parse_args(flags))
+                scaling_bench.run(infra, state / "scaling", scaling_args,
+                                  RESULTS / "scaling.json")
+            sys.stdout.flush()
+    print(f"\nall benchmarks done in {time.monotonic() - began:.0f}s; results in "
+          f"{RESULTS.relative_to(RESULTS.parents[1])}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
