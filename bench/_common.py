@@ -8,6 +8,7 @@ and absolute rates move with whatever else runs there.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import collections
 import contextlib
@@ -20,7 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -278,6 +279,16 @@ def summarise_folded(text: str, top: int = 25) -> dict[str, Any]:
 
 
 # -- output ------------------------------------------------------------------------------
+
+def standalone(parser: Callable[[], argparse.ArgumentParser],
+               configure: Callable[[argparse.Namespace], argparse.Namespace],
+               run: Callable[..., Any], argv: list[str] | None) -> int:
+    """``main`` of a benchmark run on its own: its arguments, a stack of its own, one run."""
+    args = configure(parser().parse_args(argv))
+    with infrastructure() as (infra, state):
+        run(infra, state, args, args.json)
+    return 0
+
 
 def percentile_ms(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of seconds, in milliseconds (0 for no values)."""

@@ -41,9 +41,9 @@ from bench._common import (
     RESULTS,
     CpuMeter,
     infra_pids,
-    infrastructure,
     print_table,
     quick_mode,
+    standalone,
     write_json,
 )
 from bench._common import isolated as common_isolated
@@ -277,10 +277,7 @@ def run(s: Settings, state: Path, args: argparse.Namespace, json_path: Path) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = configure(parser().parse_args(argv))
-    with infrastructure() as (infra, state):
-        run(infra, state, args, args.json)
-    return 0
+    return standalone(parser, configure, run, argv)
 
 
 if __name__ == "__main__":

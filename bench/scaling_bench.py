@@ -36,10 +36,10 @@ from bench._common import (
     CpuMeter,
     Pipeline,
     infra_pids,
-    infrastructure,
     isolated,
     print_table,
     quick_mode,
+    standalone,
     write_json,
 )
 from bench.e2e_bench import (
@@ -204,10 +204,7 @@ def configure(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = configure(parser().parse_args(argv))
-    with infrastructure() as (infra, state):
-        run(infra, state, args, args.json)
-    return 0
+    return standalone(parser, configure, run, argv)
 
 
 if __name__ == "__main__":
