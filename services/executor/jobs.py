@@ -32,6 +32,7 @@ class Job:
     state: str
     endpoint: str = ""
     blocked_by: str = ""
+    reason: str = ""  # why it ended, for finished jobs ("code: detail" when escalated)
 
     @property
     def decision_id(self) -> str:
@@ -44,7 +45,7 @@ class Job:
 
 def _job(row: asyncpg.Record) -> Job:
     return Job(Decision.FromString(row["decision"]), row["deadline"], row["parks"],
-               row["state"], row["endpoint"], row["blocked_by"])
+               row["state"], row["endpoint"], row["blocked_by"], row.get("reason", ""))
 
 
 class JobStore:
@@ -78,6 +79,14 @@ class JobStore:
             """,
             uuid.UUID(decision.decision_id), uuid.UUID(decision.task_id), decision.tenant_id,
             decision.SerializeToString(), deadline, self.owner, self.replica_timeout_s)
+        return _job(row) if row is not None else None
+
+    async def escalated(self, decision_id: str) -> Job | None:
+        """The decision's job when it was handed to a person; None otherwise."""
+        row = await self.pool.fetchrow(
+            "SELECT decision, deadline, parks, state, endpoint, blocked_by, reason "
+            "FROM executor_jobs WHERE decision_id = $1 AND state = 'escalated'",
+            uuid.UUID(decision_id))
         return _job(row) if row is not None else None
 
     async def claim_due(self, limit: int, exclude: set[str]) -> list[Job]:

@@ -41,6 +41,11 @@ from switchyard.v1 import (
 log = logging.getLogger(__name__)
 SERVICE = "executor"
 REVIEW_QUEUE = "default"
+#: Why the executor hands a task to a person, by the code its job keeps.
+ESCALATION_REASONS = {
+    "sla_at_risk": EscalationReason.ESCALATION_REASON_SLA_AT_RISK,
+    "compensation_failed": EscalationReason.ESCALATION_REASON_COMPENSATION_FAILED,
+}
 
 
 def _uuid(value: str, field: str) -> uuid.UUID:
@@ -91,8 +96,11 @@ class Executor:
                                [(decision.task_id, task["envelope"])])
             deadline = self.sla.deadline(decision.tenant_id, task["created_at"], envelope)
             job = await self.jobs.start(decision, deadline)
-            if job is None:
-                return  # parked, finished, with a person, or running on a live replica
+            if job is None:  # parked, finished, with a person, or running on a live replica
+                escalated = await self.jobs.escalated(decision.decision_id)
+                if escalated is not None:
+                    await self.resend_escalation(escalated)
+                return
             await self.run(job)
 
     # -- entry: the cancellations topic -------------------------------------------------------
@@ -184,6 +192,27 @@ class Executor:
     async def escalate(self, job: Job, reason: int, code: str, detail: str) -> None:
         """Hand the task to a person (review queue), with the plan it would run."""
         decision = job.decision
+        await self._move(decision, "BLOCKED", "AWAITING_REVIEW", code, detail)
+        await self.producer.send(ESCALATIONS, decision.task_id,
+                                 await self._escalation(job, reason, code, detail))
+        # "code: detail", so the escalation can be sent again exactly (see on_decision)
+        await self.jobs.finish(job, ESCALATED, f"{code}: {detail}"[:2000])
+        log.warning("escalated task: %s", detail)
+
+    async def resend_escalation(self, job: Job) -> None:
+        """The task's decision came again while its job sits with a person: the task is
+        being re-driven, so the escalation's record may have been lost; send it again (the
+        review service dedupes it by its id)."""
+        code, _, detail = job.reason.partition(": ")
+        reason = ESCALATION_REASONS.get(code)
+        if reason is None:
+            return
+        await self.producer.send(ESCALATIONS, job.decision.task_id,
+                                 await self._escalation(job, reason, code, detail))
+        log.warning("re-sent the escalation of a re-driven task (%s)", code)
+
+    async def _escalation(self, job: Job, reason: int, code: str, detail: str) -> Escalation:
+        decision = job.decision
         task = await self._task(decision.task_id)
         envelope = TaskEnvelope()
         if task:
@@ -192,7 +221,7 @@ class Executor:
             except PayloadError as exc:  # a person still gets the task, without its body
                 log.error("escalating without the document: %s", exc)
         urgent = reason == EscalationReason.ESCALATION_REASON_SLA_AT_RISK
-        escalation = Escalation(
+        return Escalation(
             escalation_id=str(uuid.uuid5(uuid.NAMESPACE_URL,
                                          f"escalation:{decision.decision_id}:{code}")),
             task_id=decision.task_id, tenant_id=decision.tenant_id, queue=REVIEW_QUEUE,
@@ -201,10 +230,6 @@ class Executor:
             reason=reason, reason_detail=detail, proposed_decision=decision,  # type: ignore[arg-type]
             sla_deadline=timestamp(job.deadline), task=envelope, service=SERVICE,
         )
-        await self._move(decision, "BLOCKED", "AWAITING_REVIEW", code, detail)
-        await self.producer.send(ESCALATIONS, decision.task_id, escalation)
-        await self.jobs.finish(job, ESCALATED, code)
-        log.warning("escalated task: %s", detail)
 
     # -- helpers ------------------------------------------------------------------------------
     def _envelope(self, task_id: str, task: asyncpg.Record) -> TaskEnvelope:

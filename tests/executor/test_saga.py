@@ -181,3 +181,36 @@ async def test_decision_for_unknown_task_is_dead_lettered(harness: Harness) -> N
             break
         await asyncio.sleep(0.25)
     assert row is not None and row["reason_code"] == "unknown_task"
+
+
+async def test_escalated_task_redriven_gets_its_escalation_again(harness: Harness,
+                                                                exec_settings: Settings) -> None:
+    """A re-driven task (its records lost with the broker) brings its decision back while its
+    job sits with a person: the executor sends the same escalation again."""
+    (task_id,) = await harness.seed(1)
+    failing = decision(task_id, "acme", [
+        http_step("1-book", "http://erp/bookings", {"amount": 6},
+                  undo="http://erp/no_such_thing/{idempotency_key}"),
+        http_step("2-charge", "http://erp/payments", {"amount": -1}),
+    ])
+    await harness.send([failing])
+    await harness.wait([task_id], lambda s, st, r: st == "AWAITING_REVIEW",
+                       what="awaiting review")
+    await harness.send([failing])  # the redelivery
+    consumer = AIOKafkaConsumer(ESCALATIONS.full_name(exec_settings),
+                                bootstrap_servers=exec_settings.kafka_bootstrap_servers,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    sent: list[Escalation] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(sent) < 2 and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                sent += [e for e in (Escalation.FromString(r.value) for r in records)
+                         if e.task_id == task_id]
+    finally:
+        await consumer.stop()
+    assert len(sent) == 2, sent
+    assert sent[0] == sent[1]  # same id (the review service dedupes), reason and detail
+    assert "compensation of step 1-book failed" in sent[1].reason_detail
+    assert (await harness.statuses([task_id]))[task_id][:2] == ("BLOCKED", "AWAITING_REVIEW")
