@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections.abc import Iterator
 
 import aiohttp
@@ -15,6 +14,7 @@ from switchyard import Settings
 from switchyard.stack import free_port
 from tests.executor.harness import Harness, Service, decision, http_step
 from tests.executor.test_outage import blocked_on_erp, breakers
+from tests.polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("executor")]
 
@@ -41,13 +41,6 @@ async def breaker_gauge(settings: Settings, endpoint: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
-async def eventually(check: object, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.25)
-
-
 async def test_replicas_open_probe_and_close_a_breaker_together(
         harness: Harness, exec_settings: Settings, replica_b: Settings) -> None:
     replicas = (exec_settings, replica_b)
@@ -65,7 +58,7 @@ async def test_replicas_open_probe_and_close_a_breaker_together(
     async def both_open() -> bool:
         gauges = [await breaker_gauge(s, "http://erp") for s in replicas]
         return all(g is not None and g >= 1 for g in gauges)
-    await eventually(both_open)
+    await eventually(both_open, "both replicas to hold the breaker open", interval_s=0.25)
     views = [await breakers(s) for s in replicas]
     assert views[0]["http://erp"].status == views[1]["http://erp"].status
     assert views[0]["http://erp"].blocked_tasks == views[1]["http://erp"].blocked_tasks == 60
@@ -82,6 +75,6 @@ async def test_replicas_open_probe_and_close_a_breaker_together(
 
     async def both_closed() -> bool:
         return [await breaker_gauge(s, "http://erp") for s in replicas] == [0, 0]
-    await eventually(both_closed)
+    await eventually(both_closed, "both replicas to close the breaker", interval_s=0.25)
     effects = await harness.effects(tasks)
     assert len(effects) == len({e["idempotency_key"] for e in effects}) == 60

@@ -3,7 +3,6 @@ reads. (Fixtures live in conftest.py.)"""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import time
@@ -57,20 +56,6 @@ def submission(tenant: str = "acme", key: str | None = None, body: str = "Invoic
     return Submission(tenant_id=tenant, idempotency_key=key or uuid.uuid4().hex, kind=kind,
                       document=Document(content_type="text/plain", body=body.encode()),
                       **fields)
-
-
-async def eventually(check: Callable[[], Any], timeout_s: float = 60,
-                     what: str = "condition") -> Any:
-    """Poll an async ``check`` until it returns something truthy (generous waits, no timing
-    assertions)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what} (last: {result!r})")
-        await asyncio.sleep(0.1)
 
 
 async def read_topic(settings: Settings, topic: Topic, done: Callable[[list[Any]], bool],

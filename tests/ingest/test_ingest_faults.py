@@ -26,7 +26,8 @@ from switchyard.v1 import (
     TaskSource,
     TaskStatus,
 )
-from tests.ingest.helpers import IngestProcess, eventually, read_topic, submission
+from tests.ingest.helpers import IngestProcess, read_topic, submission
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +51,7 @@ async def test_crash_between_commit_and_produce_is_reconciled(
 
         async def exited() -> int | None:
             return faulty.process.returncode
-        assert await eventually(exited, 30, "the faulty ingest to exit") == CRASH_EXIT_CODE
+        assert await eventually(exited, "the faulty ingest to exit", 30) == CRASH_EXIT_CODE
         assert "fault injection: crash_after_commit" in faulty.log()
     finally:
         faulty.stop()
@@ -65,8 +66,8 @@ async def test_crash_between_commit_and_produce_is_reconciled(
                             tmp_path_factory.mktemp("restarted")).start()
     try:
         published = await eventually(lambda: db.fetchval(
-            "SELECT published_at FROM tasks WHERE task_id = $1", row["task_id"]), 60,
-            "the reconciler to publish the stranded task")
+            "SELECT published_at FROM tasks WHERE task_id = $1", row["task_id"]),
+            "the reconciler to publish the stranded task", 60)
         assert published is not None
         records = await read_topic(settings, TASKS, lambda rs: any(
             TaskEnvelope.FromString(r.value).task_id == task_id for r in rs))
@@ -108,7 +109,7 @@ async def test_backpressure_refuses_with_a_retry_hint(
             except grpc.aio.AioRpcError as exc:
                 return exc
             return None
-        error = await eventually(refused, 30, "RESOURCE_EXHAUSTED")
+        error = await eventually(refused, "RESOURCE_EXHAUSTED", 30)
         assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "backpressure" in (error.details() or "")
         assert dict(error.trailing_metadata() or ())["retry-after-ms"] == "1500"
@@ -129,7 +130,7 @@ async def test_backpressure_refuses_with_a_retry_hint(
 
         async def accepted() -> bool:
             return await refused() is None
-        await eventually(accepted, 30, "submissions to be accepted again")
+        await eventually(accepted, "submissions to be accepted again", 30)
         task = (await stub.GetTask(GetTaskRequest(
             task_id=first.results[1].accepted.task_id))).task
         assert task.status == TaskStatus.TASK_STATUS_CANCELLED

@@ -20,7 +20,8 @@ from switchyard import Settings
 from switchyard._db import create_pool
 from switchyard._taskstore import transition
 from switchyard.v1 import TaskSource
-from tests.ingest.helpers import eventually, submission
+from tests.ingest.helpers import submission
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +72,7 @@ async def test_late_commit_is_delivered_not_skipped(pool: asyncpg.Pool) -> None:
             await feed.poll_once()
             await asyncio.sleep(0.05)
             return {(early, 2), (late, 2)} <= set(received)
-        await eventually(both, 60, "both changes")
+        await eventually(both, "both changes", 60)
         assert received.index((early, 2)) < received.index((late, 2))  # feed (txid) order
     finally:
         reader.cancel()
@@ -90,7 +91,7 @@ async def test_resume_from_a_cursor_replays_from_postgres(pool: asyncpg.Pool) ->
     async def caught_up() -> bool:
         await feed.poll_once()
         return feed.position is not None and origin is not None and feed.position > origin
-    await eventually(caught_up, 60, "the feed to move")
+    await eventually(caught_up, "the feed to move", 60)
     # a watch resuming from before the three tasks gets them from PostgreSQL, in order
     stream = feed.watch_tenant(tenant, origin)
     got = [(await asyncio.wait_for(stream.__anext__(), 30)).event.task_id for _ in range(3)]

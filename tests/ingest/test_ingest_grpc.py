@@ -41,7 +41,8 @@ from switchyard.v1 import (
     WatchTaskRequest,
     WatchTenantRequest,
 )
-from tests.ingest.helpers import eventually, read_topic, submission
+from tests.ingest.helpers import read_topic, submission
+from tests.polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ingest_process")]
 SIGNING_KEY = "per-task-callback-key-0123456789"
@@ -374,7 +375,7 @@ async def test_webhooks_are_signed_and_retried(ingest: IngestServiceStub,
 
     async def all_four() -> bool:
         return len(hook.accepted) >= 4
-    await eventually(all_four, 90, "4 webhook deliveries")
+    await eventually(all_four, "4 webhook deliveries", 90)
     seen = set()
     for path, headers, body in hook.accepted:
         secret = registered.secret if path == "/tenant" else SIGNING_KEY

@@ -29,7 +29,8 @@ from switchyard.v1 import (
     TaskStatus,
     WatchTaskRequest,
 )
-from tests.ingest.helpers import eventually, read_topic
+from tests.ingest.helpers import read_topic
+from tests.polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ingest_process")]
 KEYS = {"acme": b"acme-intake-key", "globex": b"globex-intake-key"}
@@ -86,7 +87,7 @@ async def test_independent_producer_records_become_tasks(
         page = await ingest.ListTasks(ListTasksRequest(tenant_id="globex"))
         return list(page.tasks) if len(page.tasks) >= 2 else []
 
-    tasks = {t.envelope.idempotency_key: t for t in await eventually(both, 90, "2 tasks")}
+    tasks = {t.envelope.idempotency_key: t for t in await eventually(both, "2 tasks", 90)}
     assert set(tasks) == {"po-json-1", "po-pb-1"}
     envelope = (await ingest.GetTask(GetTaskRequest(
         task_id=tasks["po-json-1"].envelope.task_id))).task.envelope
@@ -216,7 +217,7 @@ async def test_1000_malformed_records_are_dead_lettered_good_ones_processed(
             "AND idempotency_key LIKE $1 AND published_at IS NOT NULL", f"{run}-good-%")
         return rows if len(rows) >= len(good_keys) else []
 
-    rows = await eventually(all_good, 120, "200 published tasks")
+    rows = await eventually(all_good, "200 published tasks", 120)
     assert sorted(r["idempotency_key"] for r in rows) == sorted(good_keys)
     mirrored = await db.fetchval(
         "SELECT count(*) FROM dead_letters WHERE service = 'ingest' AND reason_code <> ''")

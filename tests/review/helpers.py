@@ -6,14 +6,11 @@ escalations are the protobuf the decision service publishes.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TypeVar
 
 import asyncpg
 
@@ -35,7 +32,6 @@ from switchyard.v1 import (
     TaskEnvelope,
 )
 
-T = TypeVar("T")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
@@ -98,16 +94,3 @@ def escalation(task: TaskEnvelope, queue: str, priority: int, *,
     if sla is not None:
         out.sla_deadline.CopyFrom(timestamp(sla))
     return out
-
-
-async def eventually(check: Callable[[], Awaitable[T | None]], what: str,
-                     timeout_s: float = 60.0, interval_s: float = 0.1) -> T:
-    """Poll until ``check`` returns something truthy; generous, since the machine is shared."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(interval_s)

@@ -31,7 +31,8 @@ from switchyard.v1 import (
     Task,
     TaskStatus,
 )
-from tests.review.helpers import artifact, eventually
+from tests.polling import eventually
+from tests.review.helpers import artifact
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pipeline")]
 HELDOUT = Path(__file__).resolve().parents[2] / "models" / "data" / "router_heldout.jsonl"

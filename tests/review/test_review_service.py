@@ -42,7 +42,8 @@ from switchyard.v1 import (
     SubmitVerdictRequest,
     Verdict,
 )
-from tests.review.helpers import artifact, escalation, eventually, insert_tasks
+from tests.polling import eventually
+from tests.review.helpers import artifact, escalation, insert_tasks
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("review_process")]
 KEYS = ("rev-acme:acme:reviewer,rev-other:other:reviewer,sub-acme:acme:submitter,"

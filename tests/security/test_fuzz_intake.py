@@ -34,7 +34,8 @@ from switchyard._serde import encode
 from switchyard._streams import Record, RejectRecord
 from switchyard._topics import DEAD_LETTER, INTAKE
 from switchyard.v1 import DeadLetter, Document, Submission
-from tests.ingest.helpers import IngestProcess, eventually, read_topic
+from tests.ingest.helpers import IngestProcess, read_topic
+from tests.polling import eventually
 
 KEYS = {"acme": b"acme-intake-key", "globex": b"globex-intake-key"}
 SPEC = ",".join(f"{t}:{k.decode()}" for t, k in KEYS.items())
@@ -315,7 +316,7 @@ async def test_fuzzed_records_are_dead_lettered_and_good_ones_get_in(
             found = Counter((r["reason_code"], bytes(r["original_value"] or b"")) for r in rows)
             return found if sum(found.values()) >= len(expected) else Counter()
 
-        assert await eventually(mirrored, 60, "dead_letters rows") == \
+        assert await eventually(mirrored, "dead_letters rows", 60) == \
             Counter(expected.values())
 
         async def accepted() -> list[str]:
@@ -324,6 +325,6 @@ async def test_fuzzed_records_are_dead_lettered_and_good_ones_get_in(
             return [r["idempotency_key"] for r in found] if len(found) == len(good_keys) \
                 else []
 
-        assert sorted(await eventually(accepted, 60, "good records")) == sorted(good_keys)
+        assert sorted(await eventually(accepted, "good records", 60)) == sorted(good_keys)
     finally:
         await conn.close()

@@ -29,7 +29,8 @@ from switchyard._kafka import Producer
 from switchyard._launcher import service_specs
 from switchyard._topics import ESCALATIONS
 from switchyard.stack import EmbeddedStack
-from tests.review.helpers import escalation, eventually, insert_tasks
+from tests.polling import eventually
+from tests.review.helpers import escalation, insert_tasks
 
 pytestmark = pytest.mark.integration
 KEYS = "rev-acme:acme:reviewer,adm:*:admin,aud-acme:acme:auditor,sub-acme:acme:submitter"
