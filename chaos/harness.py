@@ -32,13 +32,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
+import grpc
+from aiokafka.admin import AIOKafkaAdminClient
 
 from chaos.invariants import Report, blocked_executing, check, tasks_for, unsettled
 from chaos.supervisor import Supervisor
 from chaos.workload import Item, Ledger, Submitter, build, reviewer
 from switchyard import Settings
+from switchyard._brokerwatch import broker_generation
+from switchyard._grpc import create_channel
+from switchyard._kafka import client_options
 from switchyard._launcher import bootstrap, service_specs
 from switchyard.stack import EmbeddedStack, free_port, with_free_ports
+from switchyard.stack._util import grpc_serving, wait_until
+from switchyard.v1 import CancelTaskRequest, IngestServiceStub
 
 log = logging.getLogger("chaos")
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,21 +189,14 @@ class Chaos:
     async def _recovered(self, timeout_s: float = 120) -> None:
         """The marker topic is back (a service noticed and recreated the topics) and every
         service answers SERVING again."""
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        from switchyard._brokerwatch import broker_generation
-        from switchyard._kafka import client_options
-        from switchyard.stack._util import grpc_serving
-
-        ports = [getattr(self.settings, f"{name}_grpc_port") for name in SERVICES]
         admin = AIOKafkaAdminClient(**client_options(self.settings))
         await admin.start()
         try:
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
                 await asyncio.sleep(1.0)
-                if await broker_generation(admin, self.settings) is not None and all(
-                        await asyncio.to_thread(lambda: [grpc_serving(p) for p in ports])):
+                if (await broker_generation(admin, self.settings) is not None
+                        and await asyncio.to_thread(all_serving, self.settings)):
                     return
             raise RuntimeError("services did not recover from the broker restart")
         finally:
@@ -217,11 +217,6 @@ class Chaos:
 async def cancel_some_blocked(settings: Settings, count: int) -> list[str]:
     """CancelTask, as a client would, on tasks that wait for the downstream (executing, so
     ingest answers FAILED_PRECONDITION and the executor must compensate and cancel)."""
-    import grpc
-
-    from switchyard._grpc import create_channel
-    from switchyard.v1 import CancelTaskRequest, IngestServiceStub
-
     task_ids = await blocked_executing(settings, count)
     channel = create_channel(f"127.0.0.1:{settings.ingest_grpc_port}")
     try:
@@ -256,9 +251,8 @@ async def drive(config: ChaosConfig, infra: EmbeddedStack, settings: Settings,
     everything = items + storm + lagging
     ledger = Ledger()
     stop_reviewer = asyncio.Event()
-    decided: list[str] = []
     await supervisor.start_watching()
-    review_bot = asyncio.create_task(reviewer(settings, stop_reviewer, decided))
+    review_bot = asyncio.create_task(reviewer(settings, stop_reviewer))
     try:
         async with Submitter(settings, ledger) as submitter:
             steady = asyncio.create_task(submitter.send(items, config.tasks / config.span_s()))
@@ -320,9 +314,11 @@ def run(config: ChaosConfig, state_dir: Path) -> tuple[Report, dict[str, int | N
     return report, codes
 
 
-def _wait_serving(settings: Settings, timeout_s: float = 120.0) -> None:
-    from switchyard.stack._util import grpc_serving, wait_until
+def all_serving(settings: Settings) -> bool:
+    """Every service answers SERVING on its gRPC health endpoint."""
+    return all(grpc_serving(getattr(settings, f"{name}_grpc_port")) for name in SERVICES)
 
-    ports = [getattr(settings, f"{name}_grpc_port") for name in SERVICES]
-    if not wait_until(lambda: all(grpc_serving(p) for p in ports), timeout_s, interval_s=0.5):
+
+def _wait_serving(settings: Settings, timeout_s: float = 120.0) -> None:
+    if not wait_until(lambda: all_serving(settings), timeout_s, interval_s=0.5):
         raise RuntimeError("services did not become ready")

@@ -193,7 +193,7 @@ class Submitter:
         self.ledger.kafka_acked[item.key] = value
 
 
-async def reviewer(settings: Settings, stop: asyncio.Event, decided: list[str]) -> None:
+async def reviewer(settings: Settings, stop: asyncio.Event) -> None:
     """A tireless reviewer: claims whatever is pending and approves it."""
     channel = create_channel(f"127.0.0.1:{settings.review_grpc_port}")
     review = ReviewServiceStub(channel)
@@ -213,7 +213,6 @@ async def reviewer(settings: Settings, stop: asyncio.Event, decided: list[str]) 
                     await review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
                         item_id=item.item_id, reviewer_id="chaos",
                         verdict=Verdict.VERDICT_APPROVE)), timeout=5)
-                    decided.append(item.item_id)
                 except grpc.aio.AioRpcError:  # raced a lease, or the service restarted
                     continue
             if not page.items:
