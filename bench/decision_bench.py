@@ -32,7 +32,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import grpc
 import numpy as np
 import tritonclient.grpc.aio as triton
@@ -48,7 +47,7 @@ from bench._common import (
 )
 from bench._common import isolated as common_isolated
 from switchyard import Settings
-from switchyard._db import resolve_dsn
+from switchyard._db import connect
 from switchyard._grpc import create_channel
 from switchyard._launcher import bootstrap, service_specs
 from switchyard.stack import EmbeddedStack
@@ -176,8 +175,7 @@ async def submit_tasks(settings: Settings, docs: list[str], n: int) -> list[str]
 
 
 async def kafka_rate(settings: Settings, ids: list[str], timeout_s: float) -> float:
-    conn = await asyncpg.connect(resolve_dsn(settings),
-                                 server_settings={"search_path": settings.postgres_schema})
+    conn = await connect(settings)
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -77,7 +77,7 @@ from bench._common import (
 )
 from bench.passthrough import ROUTE_KEY, task_id_for
 from switchyard import Settings
-from switchyard._db import resolve_dsn
+from switchyard._db import connect, resolve_dsn
 from switchyard._launcher import service_specs
 from switchyard._taskstore import status_name
 from switchyard._topics import INTAKE, TASK_STATUS
@@ -523,8 +523,7 @@ def baseline_target(settings: Settings) -> Target:
 def switchyard_target(settings: Settings, ingest_ports: Sequence[int] | None = None,
                       review_ports: Sequence[int] | None = None) -> Target:
     async def query(sql: str, *args: object) -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(resolve_dsn(settings), server_settings={
-            "search_path": settings.postgres_schema})
+        conn = await connect(settings)
         try:
             return await conn.fetch(sql, *args)
         finally:

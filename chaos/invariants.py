@@ -22,7 +22,7 @@ import asyncpg
 from chaos.workload import Item, Ledger
 from switchyard import Settings
 from switchyard._audit import verify
-from switchyard._db import resolve_dsn
+from switchyard._db import connect
 from switchyard._topics import INTAKE
 from switchyard.v1 import Decision
 
@@ -87,7 +87,7 @@ class Report:
 
 async def unsettled(settings: Settings) -> tuple[int, int]:
     """(moving, waiting): the run's tasks neither terminal nor BLOCKED, and BLOCKED ones."""
-    conn = await _connect(settings)
+    conn = await connect(settings)
     try:
         row = await conn.fetchrow(
             "SELECT count(*) FILTER (WHERE status NOT IN ('SUCCEEDED', 'FAILED', 'CANCELLED', "
@@ -99,7 +99,7 @@ async def unsettled(settings: Settings) -> tuple[int, int]:
 
 
 async def tasks_for(settings: Settings, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    conn = await _connect(settings)
+    conn = await connect(settings)
     try:
         rows = await conn.fetch(
             "SELECT tenant_id, idempotency_key, task_id FROM tasks "
@@ -112,7 +112,7 @@ async def tasks_for(settings: Settings, keys: list[tuple[str, str]]) -> dict[tup
 
 
 async def blocked_executing(settings: Settings, limit: int) -> list[str]:
-    conn = await _connect(settings)
+    conn = await connect(settings)
     try:
         return [str(r["task_id"]) for r in await conn.fetch(
             "SELECT task_id FROM tasks WHERE status = 'BLOCKED' AND stage = 'EXECUTING' "
@@ -137,7 +137,7 @@ async def check(settings: Settings, items: list[Item], ledger: Ledger,
             report.lost_examples.append(f"intake record {key}: acknowledged, never a task")
     report.accepted = len(accepted)
 
-    conn = await _connect(settings)
+    conn = await connect(settings)
     try:
         rows = await conn.fetch(
             "SELECT task_id::text, status, stage FROM tasks WHERE task_id = ANY($1::uuid[])",
@@ -206,8 +206,3 @@ async def _check_dead_letters(conn: asyncpg.Connection, settings: Settings,
                 report.dead_lettered += 1
             else:
                 report.missing_dead_letters += 1
-
-
-async def _connect(settings: Settings) -> asyncpg.Connection:
-    return await asyncpg.connect(resolve_dsn(settings),
-                                 server_settings={"search_path": settings.postgres_schema})

@@ -85,6 +85,14 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
     return pool
 
 
+async def connect(settings: Settings) -> asyncpg.Connection:
+    """One connection on the configured schema, like the pool's: for tools and tests that
+    read the system of record outside a service."""
+    schema = _check_schema(settings.postgres_schema)
+    return await asyncpg.connect(resolve_dsn(settings),
+                                 server_settings={"search_path": f"{schema},public"})
+
+
 def load_migrations(package: str = "switchyard.migrations") -> list[Migration]:
     migrations = []
     for entry in resources.files(package).iterdir():

@@ -14,15 +14,10 @@ import pytest
 
 from switchyard import Settings
 from switchyard._audit import append, verify
-from switchyard._db import resolve_dsn
+from switchyard._db import connect
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-
-
-async def connect(settings: Settings) -> asyncpg.Connection:
-    return await asyncpg.connect(resolve_dsn(settings),
-                                 server_settings={"search_path": settings.postgres_schema})
 
 
 async def fill(settings: Settings) -> tuple[str, list[str]]:

@@ -28,7 +28,7 @@ import pytest
 
 from services.decision.extraction import vendor_key
 from switchyard import Settings
-from switchyard._db import resolve_dsn
+from switchyard._db import connect
 from switchyard._grpc import create_channel
 from switchyard._launcher import service_specs
 from switchyard.stack import EmbeddedStack, free_port
@@ -89,8 +89,7 @@ def services(decision_settings: Settings, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture
 async def db(decision_settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(resolve_dsn(decision_settings),
-                                 server_settings={"search_path": decision_settings.postgres_schema})
+    conn = await connect(decision_settings)
     yield conn
     await conn.close()
 

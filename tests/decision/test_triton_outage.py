@@ -15,12 +15,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
-import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer
 
 from switchyard import Settings
-from switchyard._db import resolve_dsn
+from switchyard._db import connect
 from switchyard._grpc import create_channel
 from switchyard._launcher import service_specs
 from switchyard.stack import EmbeddedStack, TritonServer, with_free_ports
@@ -168,8 +167,7 @@ async def test_stopping_triton_holds_or_escalates_and_held_tasks_complete_after_
     await asyncio.to_thread(own_triton.start, 120)
     # every held task is decided by the models and handed on; nothing was lost
     await wait_until(ingest, submitted["holdco"], decided, timeout_s=120)
-    conn = await asyncpg.connect(resolve_dsn(outage_settings),
-                                 server_settings={"search_path": outage_settings.postgres_schema})
+    conn = await connect(outage_settings)
     try:
         assert await conn.fetchval("SELECT count(*) FROM decision_holds") == 0
         rules = dict(await conn.fetch(

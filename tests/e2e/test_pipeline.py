@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 import grpc
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -24,7 +23,7 @@ from services.decision.extraction import extract_invoice, vendor_key
 from switchyard import Settings
 from switchyard._audit import task_story
 from switchyard._audit import verify as verify_chain
-from switchyard._db import resolve_dsn
+from switchyard._db import connect
 from switchyard._grpc import create_channel, field_violations
 from switchyard._kafka import headers_to_dict
 from switchyard._topics import DEAD_LETTER, TASKS
@@ -96,8 +95,7 @@ async def known_vendor(settings: Settings, text: str) -> dict[str, str]:
     business) and return metadata dating its receipt to its invoice date, so the invoice_risk
     model sees a familiar vendor and an invoice that is not overdue."""
     fields = extract_invoice(text)
-    conn = await asyncpg.connect(resolve_dsn(settings),
-                                 server_settings={"search_path": settings.postgres_schema})
+    conn = await connect(settings)
     try:
         await conn.execute(
             "INSERT INTO decision_vendors (tenant_id, vendor_key, vendor_name, currency, "
@@ -121,8 +119,7 @@ async def test_confident_task_is_executed_once(ingest: IngestServiceStub,
     task = await wait_for(ingest, first.task_id, TERMINAL)
     assert TaskStatus.Name(task.status) == "TASK_STATUS_SUCCEEDED", task.reason
 
-    conn = await asyncpg.connect(resolve_dsn(settings),
-                                 server_settings={"search_path": settings.postgres_schema})
+    conn = await connect(settings)
     try:
         # the demo plan posts the invoice to the embedded downstream ERP (its own schema)
         effects = await conn.fetch(

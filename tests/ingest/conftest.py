@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from switchyard import Settings
-from switchyard._db import resolve_dsn
+from switchyard._db import connect
 from switchyard._grpc import create_channel
 from switchyard.v1 import IngestServiceStub
 from tests.ingest.helpers import IngestProcess
@@ -38,7 +38,6 @@ async def ingest(settings: Settings) -> AsyncIterator[IngestServiceStub]:
 
 @pytest.fixture
 async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(resolve_dsn(settings),
-                                 server_settings={"search_path": settings.postgres_schema})
+    conn = await connect(settings)
     yield conn
     await conn.close()

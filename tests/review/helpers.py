@@ -15,7 +15,7 @@ from pathlib import Path
 import asyncpg
 
 from switchyard import Settings
-from switchyard._db import resolve_dsn
+from switchyard._db import connect
 from switchyard._taskstore import timestamp
 from switchyard.v1 import (
     ActionPlan,
@@ -39,11 +39,6 @@ def artifact(name: str) -> Path:
     """Where a test leaves files for people to look at (screenshots)."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS / name
-
-
-async def connect(settings: Settings) -> asyncpg.Connection:
-    return await asyncpg.connect(resolve_dsn(settings),
-                                 server_settings={"search_path": settings.postgres_schema})
 
 
 async def insert_tasks(conn: asyncpg.Connection, tenant: str, count: int,

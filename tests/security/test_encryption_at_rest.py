@@ -35,7 +35,7 @@ from services.ingest.domain import build_envelope, payload_sha256
 from services.ingest.store import accept
 from switchyard import Settings
 from switchyard._crypto import MAGIC, key_id
-from switchyard._db import create_pool, resolve_dsn
+from switchyard._db import connect, create_pool
 from switchyard._grpc import create_channel
 from switchyard._kafka import Producer
 from switchyard._launcher import service_specs
@@ -112,8 +112,7 @@ def start(settings: Settings, tmp: Path, names: tuple[str, ...] | None = None
 
 @pytest.fixture
 async def conn(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    connection = await asyncpg.connect(resolve_dsn(settings),
-                                       server_settings={"search_path": settings.postgres_schema})
+    connection = await connect(settings)
     yield connection
     await connection.close()
 

@@ -18,7 +18,6 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-import asyncpg
 import pytest
 from confluent_kafka import Producer
 from hypothesis import HealthCheck, given, settings
@@ -28,7 +27,7 @@ from services.ingest import domain, intake
 from services.ingest.service import problems_of
 from switchyard import Settings
 from switchyard._auth import SIGNATURE_HEADER, IntakeSigner
-from switchyard._db import resolve_dsn
+from switchyard._db import connect
 from switchyard._kafka import TENANT_HEADER, headers_to_dict
 from switchyard._serde import encode
 from switchyard._streams import Record, RejectRecord
@@ -306,8 +305,7 @@ async def test_fuzzed_records_are_dead_lettered_and_good_ones_get_in(
         assert (letters[key].reason_code, letters[key].original_value) == (code, value), key
         assert letters[key].reason and letters[key].service == "ingest"
 
-    conn = await asyncpg.connect(resolve_dsn(fuzz_settings), server_settings={
-        "search_path": fuzz_settings.postgres_schema})
+    conn = await connect(fuzz_settings)
     try:
         async def mirrored() -> Counter[tuple[str, bytes]]:
             # the topic is written first, the table right after: wait for the last rows

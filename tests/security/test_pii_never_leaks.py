@@ -13,11 +13,10 @@ import time
 import uuid
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from switchyard import Settings
-from switchyard._db import resolve_dsn
+from switchyard._db import connect
 from switchyard._grpc import create_channel
 from switchyard.stack import EmbeddedStack
 from switchyard.v1 import (
@@ -93,8 +92,7 @@ async def test_planted_pii_stays_out_of_logs_spans_audit_and_review(
                      for p in Path(pipeline.state_dir, "logs").glob("*.log"))
     spans = Path(settings.otel_file).read_text()
     assert "review verdict" in spans and len(logs) > 1000, "nothing was recorded to search"
-    conn = await asyncpg.connect(resolve_dsn(settings),
-                                 server_settings={"search_path": settings.postgres_schema})
+    conn = await connect(settings)
     try:
         audit = json.dumps([dict(r) for r in await conn.fetch(
             "SELECT actor, action, detail FROM audit_log WHERE tenant_id = 'privacy'")],

@@ -10,14 +10,13 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from services.ingest.domain import build_envelope, payload_sha256
 from services.ingest.store import accept
 from switchyard import Settings
 from switchyard._audit import append, digest
-from switchyard._db import resolve_dsn
+from switchyard._db import connect
 from switchyard.v1 import Document, Submission, TaskEnvelope, TaskSource
 
 pytestmark = pytest.mark.integration
@@ -26,8 +25,7 @@ SECRET = "Card 4111 1111 1111 1111, patient Jane Roe"
 
 
 async def seed(settings: Settings) -> dict[str, str]:
-    conn = await asyncpg.connect(resolve_dsn(settings),
-                                 server_settings={"search_path": settings.postgres_schema})
+    conn = await connect(settings)
     ids = {}
     try:
         for tenant, age_days, status in (("short", 3, "SUCCEEDED"), ("long", 3, "FAILED"),
@@ -63,8 +61,7 @@ def test_purge_keeps_derived_data_and_the_audit_chain(settings: Settings) -> Non
     assert "purged payloads of 1 task(s)" in done.stdout, done.stdout + done.stderr
 
     async def rows() -> dict[str, tuple[str, bytes, bool]]:
-        conn = await asyncpg.connect(resolve_dsn(settings),
-                                     server_settings={"search_path": settings.postgres_schema})
+        conn = await connect(settings)
         try:
             out = {}
             for name, task_id in ids.items():
