@@ -2,8 +2,11 @@
 
 A service supplies a ``setup`` coroutine that registers its stream agents and gRPC servicers;
 this module owns everything around it: logging, tracing, the metrics endpoint, the PostgreSQL
-pool, the Kafka producer, the faust app, the gRPC server, readiness, and a clean shutdown on
-SIGTERM/SIGINT in reverse order (gRPC drains first, then consumers commit, then clients close).
+pool, the Kafka producer, the faust app, the gRPC server, readiness, the supervision of
+background loops (:mod:`switchyard._supervision`: a loop that dies is logged, counted and
+restarted, health is NOT_SERVING meanwhile, and a critical loop or one that keeps failing
+stops the process with exit 70), and a clean shutdown on SIGTERM/SIGINT in reverse order
+(gRPC drains first, then consumers commit, then clients close).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from switchyard._grpc import GrpcServer, Registration, start_server
 from switchyard._kafka import Producer
 from switchyard._settings import Settings
 from switchyard._streams import DeadLetterSink, Handler, attach_agent, create_app
+from switchyard._supervision import Backoff, LoopFactory, Supervisor
 from switchyard._telemetry import configure_logging, configure_tracing, start_metrics_endpoint
 from switchyard._topics import Topic
 
@@ -41,9 +45,10 @@ class ServiceContext:
     producer: Producer
     app: faust.App
     dead_letters: DeadLetterSink
+    supervisor: Supervisor
     registrations: list[Registration] = field(default_factory=list)
     policy: dict[str, frozenset] = field(default_factory=dict)
-    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    loops: list[tuple[str, LoopFactory, bool]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     has_agents: bool = False
     rate_limited: frozenset[str] = frozenset()
@@ -53,6 +58,12 @@ class ServiceContext:
         attach_agent(self.app, self.settings, topic, handler, lambda: self.dead_letters,
                      self.name, batch_size, batch_window_s)
         self.has_agents = True
+
+    def run_in_background(self, name: str, loop: LoopFactory, *,
+                          critical: bool = False) -> None:
+        """Run ``loop`` under the process's :class:`Supervisor` once the service is ready
+        (consumers joined); ``critical`` loops stop the process on their first failure."""
+        self.loops.append((name, loop, critical))
 
     def serve(self, registration: Registration, policy: MethodPolicy,
               rate_limited: frozenset[str] = frozenset()) -> None:
@@ -84,10 +95,26 @@ async def run_service(name: str, settings: Settings, grpc_port: int, metrics_por
     producer = Producer(settings)
     await producer.start()
     app = create_app(settings, name)
-    ctx = ServiceContext(name=name, settings=settings, pool=pool, producer=producer, app=app,
-                         dead_letters=DeadLetterSink(settings, name, producer, pool))
     server: GrpcServer | None = None
-    tasks: list[asyncio.Task[None]] = []
+    ready = False
+    exit_code = 0
+
+    async def publish_health(healthy: bool) -> None:
+        # before readiness the start-up sequence owns the status; after stop, server.stop does
+        if server is not None and ready:
+            await server.set_serving(healthy)
+
+    def background_failed(code: int) -> None:
+        # A graceful stop: unlike a lost broker, the consumers' positions are still good.
+        nonlocal exit_code
+        exit_code = code
+        stop.set()
+
+    supervisor = Supervisor(name, Backoff.from_settings(settings), on_health=publish_health,
+                            on_fatal=background_failed)
+    ctx = ServiceContext(name=name, settings=settings, pool=pool, producer=producer, app=app,
+                         dead_letters=DeadLetterSink(settings, name, producer, pool),
+                         supervisor=supervisor)
 
     def broker_lost() -> None:
         # Exit at once, like a crash: a graceful stop would commit this consumer's positions,
@@ -105,18 +132,20 @@ async def run_service(name: str, settings: Settings, grpc_port: int, metrics_por
         await server.set_serving(False)  # not ready until consumers joined their group
         if ctx.has_agents:
             await app.start()
-        tasks = [asyncio.create_task(job(), name=f"{name}-bg")
-                 for job in [*ctx.background, broker_watch]]
-        await server.set_serving(True)
+        for loop_name, loop, critical in ctx.loops:
+            supervisor.start(loop_name, loop, critical=critical)
+        # without a broker watch a lost broker would go unnoticed: critical
+        supervisor.start("broker-watch", broker_watch, critical=True)
+        ready = True
+        await server.set_serving(supervisor.healthy)
         log.info("%s ready on %s", name, server.address)
         await stop.wait()
         log.info("%s stopping", name)
     finally:
+        ready = False
         if server is not None:
             await server.stop(grace_s=3.0)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await supervisor.stop()
         for hook in reversed(ctx.on_stop):
             await hook()
         if ctx.has_agents:
@@ -128,3 +157,5 @@ async def run_service(name: str, settings: Settings, grpc_port: int, metrics_por
         await producer.stop()
         await pool.close()
         log.info("%s stopped", name)
+    if exit_code:
+        raise SystemExit(exit_code)

@@ -17,6 +17,8 @@ from typing import Generic, TypeVar
 from opentelemetry import trace
 from prometheus_client import Histogram
 
+from switchyard._supervision import Supervisor
+
 I = TypeVar("I")
 O = TypeVar("O")
 
@@ -39,7 +41,7 @@ class Overloaded(Exception):
 class MicroBatcher(Generic[I, O]):
     def __init__(self, name: str, infer: Callable[[Sequence[I]], Awaitable[Sequence[O]]],
                  max_batch: int, max_delay_s: float, queue_limit: int,
-                 max_in_flight: int = 4) -> None:
+                 max_in_flight: int = 4, *, supervisor: Supervisor | None = None) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
         self.name = name
@@ -51,9 +53,11 @@ class MicroBatcher(Generic[I, O]):
         self._runner: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
         self._stopped = False
+        # the service's supervisor: the runner is a supervised loop, each send a watched task
+        self.supervisor = supervisor or Supervisor("standalone")
 
     async def start(self) -> None:
-        self._runner = asyncio.create_task(self._run(), name=f"batcher-{self.name}")
+        self._runner = self.supervisor.start(f"batcher-{self.name}", self._run)
 
     async def stop(self) -> None:
         self._stopped = True
@@ -106,7 +110,7 @@ class MicroBatcher(Generic[I, O]):
                 except asyncio.TimeoutError:
                     break
             await self._in_flight.acquire()
-            task = asyncio.create_task(self._send(batch))
+            task = self.supervisor.spawn(f"batch-send-{self.name}", self._send(batch))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
 

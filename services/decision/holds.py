@@ -25,6 +25,7 @@ from services.decision.engine import Decided, DecisionEngine
 from services.decision.triton import breaker_open
 from switchyard._kafka import Producer
 from switchyard._payloads import HOLD_ENVELOPE, PLAINTEXT, PayloadCodec
+from switchyard._streams import TRANSIENT_ERRORS
 from switchyard._taskstore import publish_status, transition
 from switchyard._telemetry import task_context
 from switchyard.v1 import TaskEnvelope
@@ -82,8 +83,9 @@ class HoldRetrier:
                 continue
             try:
                 await self.retry_due()
-            except Exception:  # noqa: BLE001 - the loop must outlive any one bad round
-                log.exception("hold retry round failed; held tasks keep their lease and retry")
+            except TRANSIENT_ERRORS as exc:  # held tasks keep their lease and retry
+                log.warning("hold retry round failed, the next one retries: %r", exc)
+            # anything else ends the loop: the supervisor logs, counts and restarts it
 
     async def retry_due(self) -> int:
         """One round: claim due holds, decide them; returns how many were released."""

@@ -235,7 +235,7 @@ async def setup(ctx: ServiceContext) -> None:
 
     def batcher(name: str, infer):  # type: ignore[no-untyped-def]
         return MicroBatcher(name, infer, s.batch_max_size, s.batch_max_delay_ms / 1000,
-                            s.batch_queue_limit)
+                            s.batch_queue_limit, supervisor=ctx.supervisor)
 
     router_batcher = batcher("document_router", router.predict)
     risk_batcher = batcher("invoice_risk", risk.predict)
@@ -255,7 +255,7 @@ async def setup(ctx: ServiceContext) -> None:
     except asyncio.TimeoutError:
         log.warning("starting without Triton: tasks escalate or hold (per policy) until it "
                     "answers")
-        ctx.background.append(lambda: _load_metadata(*clients))
+        ctx.run_in_background("triton-metadata", lambda: _load_metadata(*clients))
     engine = DecisionEngine(
         router_batcher, policies, risk=risk_batcher, history=HistoryStore(ctx.pool),
         shadow=shadow,
@@ -275,7 +275,7 @@ async def setup(ctx: ServiceContext) -> None:
     ctx.consume(TASKS, decider.handle, batch_size=s.batch_max_size)
     ctx.serve((add_DecisionServiceServicer_to_server, DecisionServicer(engine), SERVICE_NAME),
               POLICY)
-    ctx.background.append(holds.run)
+    ctx.run_in_background("hold-retry", holds.run)
     # on_stop hooks run in reverse: batchers drain first, then the clients close
     for client in clients:
         ctx.on_stop.append(client.close)

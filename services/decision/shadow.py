@@ -19,6 +19,7 @@ from prometheus_client import Counter, Gauge
 
 from services.decision.batcher import MicroBatcher, Overloaded
 from services.decision.triton import ModelUnavailable, Prediction
+from switchyard._supervision import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ SHADOW_AGREEMENT = Gauge(
 class ShadowRunner:
     def __init__(self, batcher: MicroBatcher[str, Prediction], model: str, live_version: str,
                  shadow_version: str, pool: asyncpg.Pool | None, flush_rows: int = 256,
-                 flush_s: float = 0.5) -> None:
+                 flush_s: float = 0.5, *, supervisor: Supervisor | None = None) -> None:
         self.batcher = batcher
         self.model, self.live_version, self.shadow_version = model, live_version, shadow_version
         self.pool = pool
@@ -51,11 +52,12 @@ class ShadowRunner:
         self._flush_rows, self._flush_s = flush_rows, flush_s
         self._tasks: set[asyncio.Task[None]] = set()
         self._flusher: asyncio.Task[None] | None = None
+        self.supervisor = supervisor or batcher.supervisor
 
     async def start(self) -> None:
         await self.batcher.start()
         if self.pool is not None:
-            self._flusher = asyncio.create_task(self._flush_loop(), name="shadow-flush")
+            self._flusher = self.supervisor.start("shadow-flush", self._flush_loop)
 
     async def stop(self) -> None:
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -68,7 +70,8 @@ class ShadowRunner:
     def observe(self, task_id: str, tenant_id: str, text: str, live: Prediction,
                 persist: bool) -> None:
         """Score ``text`` with the shadow in the background and compare with ``live``."""
-        task = asyncio.create_task(self._compare(task_id, tenant_id, text, live, persist))
+        task = self.supervisor.spawn("shadow-compare",
+                                     self._compare(task_id, tenant_id, text, live, persist))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

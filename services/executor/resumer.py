@@ -18,6 +18,8 @@ from prometheus_client import Gauge
 from services.executor.breakers import BreakerBoard
 from services.executor.jobs import JobStore
 from services.executor.orchestrator import Executor
+from switchyard._streams import TRANSIENT_ERRORS
+from switchyard._supervision import Supervisor
 from switchyard.v1 import EscalationReason
 
 log = logging.getLogger(__name__)
@@ -28,12 +30,13 @@ PARKED = Gauge("switchyard_executor_parked_tasks",
 
 class Resumer:
     def __init__(self, executor: Executor, jobs: JobStore, breakers: BreakerBoard,
-                 poll_s: float, concurrency: int) -> None:
+                 poll_s: float, concurrency: int, supervisor: Supervisor) -> None:
         self.executor = executor
         self.jobs = jobs
         self.breakers = breakers
         self.poll_s = poll_s
         self.concurrency = concurrency
+        self.supervisor = supervisor
         self.wakeup = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -42,10 +45,9 @@ class Resumer:
         while not self._stopping:
             try:
                 await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a database blip must not end the loop; next tick retries
-                log.exception("resumer tick failed")
+            except TRANSIENT_ERRORS as exc:  # a database blip must not end the loop
+                log.warning("resumer tick failed, the next one retries: %r", exc)
+            # anything else ends the loop: the supervisor logs, counts and restarts it
             try:
                 await asyncio.wait_for(self.wakeup.wait(), timeout=self.poll_s)
             except asyncio.TimeoutError:
@@ -76,16 +78,14 @@ class Resumer:
 
     def _spawn(self, work: Awaitable[None]) -> None:
         async def guarded() -> None:
+            # On failure the job stays claimed by us; a restart or a peer takes it over. The
+            # supervisor logs and counts the failure.
             try:
                 await work
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the job stays claimed by us; a restart or peer takes it over
-                log.exception("resumed task failed; it will be retried")
             finally:
                 self.wakeup.set()  # a finished probe may have closed a breaker
 
-        task = asyncio.create_task(guarded(), name="executor-resume")
+        task = self.supervisor.spawn("resume", guarded())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

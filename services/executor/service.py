@@ -135,7 +135,7 @@ async def setup(ctx: ServiceContext, opened: list[StepConnector] | None = None) 
     executor = Executor(ctx.pool, ctx.producer, runner, jobs, breakers, sla,
                         codec_for(settings))
     resumer = Resumer(executor, jobs, breakers, settings.executor_poll_s,
-                      settings.executor_concurrency)
+                      settings.executor_concurrency, ctx.supervisor)
     await jobs.heartbeat()
     await breakers.sync()
 
@@ -155,7 +155,7 @@ async def setup(ctx: ServiceContext, opened: list[StepConnector] | None = None) 
 
     ctx.consume(DECISIONS, handle)
     ctx.consume(CANCELLATIONS, cancel)
-    ctx.background.append(resumer.loop)
+    ctx.run_in_background("resumer", resumer.loop)
     ctx.on_stop.append(stop)
     ctx.serve((add_ExecutorAdminServiceServicer_to_server, ExecutorAdmin(breakers),
                SERVICE_NAME), POLICY)

@@ -389,7 +389,10 @@ async def setup(ctx: ServiceContext) -> None:
 
     # Business KPIs come from the system of record; one service exports them (this one).
     kpis = KpiExporter(settings, ctx.pool)
-    ctx.background += [feed.run, backlog.run, reconcile, deliver_webhooks, kpis.run]
+    for loop_name, loop in (("status-feed", feed.run), ("backlog", backlog.run),
+                            ("reconciler", reconcile), ("webhooks", deliver_webhooks),
+                            ("kpis", kpis.run)):
+        ctx.run_in_background(loop_name, loop)
 
 
 async def main(settings: Settings, apply_migrations: bool = False) -> None:

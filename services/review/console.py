@@ -28,6 +28,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from services.review.desk import ReviewDesk
 from services.review.queue import ReviewError
 from switchyard._auth import ApiKeyAuthenticator, MethodPolicy, Principal, Role
+from switchyard._supervision import Supervisor
 from switchyard.v1 import (
     ClaimRequest,
     DecisionOutcome,
@@ -214,8 +215,9 @@ Handler = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
 
 class Console:
     def __init__(self, desk: ReviewDesk, pool: asyncpg.Pool, api_keys: str,
-                 policy: MethodPolicy, host: str, port: int) -> None:
+                 policy: MethodPolicy, host: str, port: int, *, supervisor: Supervisor) -> None:
         self.desk = desk
+        self.supervisor = supervisor
         self.pool = pool
         self.auth = ApiKeyAuthenticator(api_keys)
         self.policy = policy
@@ -251,7 +253,7 @@ class Console:
         self._runner = web.AppRunner(self.app(), shutdown_timeout=2.0, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
-        self._watcher = asyncio.create_task(self._watch(), name="review-console-watch")
+        self._watcher = self.supervisor.start("console-watch", self._watch)
         log.info("review console on http://%s:%d/", self.host, self.port)
 
     async def stop(self) -> None:

@@ -3,9 +3,8 @@ console; glue over ``queue``, ``admission``, ``sla``, ``desk`` and ``console``."
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import TypeVar
 
 import grpc
@@ -24,7 +23,7 @@ from switchyard._payloads import codec_for
 from switchyard._pii import Redactor
 from switchyard._service import ServiceContext, run_service
 from switchyard._settings import Settings
-from switchyard._streams import TRANSIENT_ERRORS
+from switchyard._supervision import periodic
 from switchyard._topics import ESCALATIONS
 from switchyard.v1 import (
     ClaimRequest,
@@ -103,25 +102,6 @@ class ReviewServicer(ReviewServiceServicer):
         return SubmitVerdictResponse(item=item, decision_id=decision.decision_id)
 
 
-def every(interval_s: float, name: str, job: Callable[[], Awaitable[object]]
-          ) -> Callable[[], Awaitable[None]]:
-    """A background loop: run ``job`` every ``interval_s``; a failing round is logged and the
-    loop goes on (the database may be restarting), it never takes the process down."""
-
-    async def loop() -> None:
-        while True:
-            try:
-                await job()
-            except asyncio.CancelledError:
-                raise
-            except TRANSIENT_ERRORS as exc:
-                log.warning("%s: transient failure: %r", name, exc)
-            except Exception:  # keep the loop alive, loudly
-                log.exception("%s failed", name)
-            await asyncio.sleep(interval_s)
-    return loop
-
-
 async def setup(ctx: ServiceContext) -> None:
     settings = ctx.settings
     policy = ReviewPolicy.from_settings(settings)
@@ -132,12 +112,14 @@ async def setup(ctx: ServiceContext) -> None:
     redactor = Redactor() if settings.review_redact_pii else None
     ctx.consume(ESCALATIONS, EscalationIntake(queue, redactor, publisher).handle)
     ctx.serve((add_ReviewServiceServicer_to_server, ReviewServicer(desk), SERVICE_NAME), POLICY)
-    ctx.background.append(every(settings.review_admission_interval_ms / 1000, "admission",
-                                Admitter(ctx.pool, policy).tick))
-    ctx.background.append(every(settings.review_sla_interval_s, "sla",
-                                SlaKeeper(ctx.pool, policy, publisher, codec).tick))
+    ctx.run_in_background("admission", periodic(
+        "admission", settings.review_admission_interval_ms / 1000,
+        Admitter(ctx.pool, policy).tick))
+    ctx.run_in_background("sla", periodic(
+        "sla", settings.review_sla_interval_s,
+        SlaKeeper(ctx.pool, policy, publisher, codec).tick))
     console = Console(desk, ctx.pool, settings.api_keys, POLICY, settings.bind_host,
-                      settings.review_web_port)
+                      settings.review_web_port, supervisor=ctx.supervisor)
     await console.start()
     ctx.on_stop.append(console.stop)
 
