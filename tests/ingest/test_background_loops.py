@@ -9,6 +9,7 @@ so its query fails with a non-transient error (undefined table), and renamed bac
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Awaitable
 
 import aiohttp
@@ -109,6 +110,9 @@ async def test_a_broken_loop_is_seen_and_recovers(
         assert "background loop webhooks is running again" in process.log()
     finally:
         process.stop()
+    # only the broken loop failed; the shutdown's cancellations are not failures
+    assert set(re.findall(r"background loop (\S+) failed", process.log())) == {"webhooks"}
+    assert "ingest stopped" in process.log()
 
 
 async def test_a_loop_failing_past_the_limit_takes_the_process_down(
