@@ -19,7 +19,6 @@ from prometheus_client import Counter, Gauge
 
 from services.decision.batcher import MicroBatcher, Overloaded
 from services.decision.triton import ModelUnavailable, Prediction
-from switchyard._supervision import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ SHADOW_AGREEMENT = Gauge(
 class ShadowRunner:
     def __init__(self, batcher: MicroBatcher[str, Prediction], model: str, live_version: str,
                  shadow_version: str, pool: asyncpg.Pool | None, flush_rows: int = 256,
-                 flush_s: float = 0.5, *, supervisor: Supervisor | None = None) -> None:
+                 flush_s: float = 0.5) -> None:
         self.batcher = batcher
         self.model, self.live_version, self.shadow_version = model, live_version, shadow_version
         self.pool = pool
@@ -52,7 +51,7 @@ class ShadowRunner:
         self._flush_rows, self._flush_s = flush_rows, flush_s
         self._tasks: set[asyncio.Task[None]] = set()
         self._flusher: asyncio.Task[None] | None = None
-        self.supervisor = supervisor or batcher.supervisor
+        self.supervisor = batcher.supervisor  # the service's: flusher loop, comparison tasks
 
     async def start(self) -> None:
         await self.batcher.start()
