@@ -305,3 +305,18 @@ def test_production_settings_parse_and_name_every_plan_alias(
                  "SWITCHYARD_WEBHOOK_SIGNING_KEY"):
         assert "secretKeyRef" in env[name]["valueFrom"]
     assert env_var("encryption_active_key") in plain
+
+
+def test_install_notes_point_at_helm_test_and_missing_endpoints(helm: Path) -> None:
+    def notes(*sets: str) -> str:
+        args = ["install", "--dry-run=client", "sy", str(CHART), "--namespace", "switchyard"]
+        for item in sets:
+            args += ["--set", item]
+        return run_helm(helm, *args).stdout.split("NOTES:", 1)[1]
+
+    bare = notes()
+    assert "helm test sy -n switchyard" in bare
+    assert "config.settings.executor_endpoints is empty" in bare
+    assert "executor_endpoints is empty" not in notes(
+        "config.settings.executor_endpoints=erp=https://erp.internal/api")
+    assert "executor_endpoints is empty" not in notes("services.executor.enabled=false")
