@@ -24,7 +24,9 @@ RUN python -m venv /opt/venv \
  && pip install --upgrade pip setuptools wheel
 
 WORKDIR /src
-# Dependencies first, so source edits don't reinstall them.
+# The package without extras: no `stack` (the embedded broker, PostgreSQL and Triton wheels;
+# the chart points the services at external servers) and no `dev`. The OTLP trace exporter
+# the production values switch on is a base dependency.
 COPY pyproject.toml README.md ./
 COPY switchyard ./switchyard
 COPY services ./services

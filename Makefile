@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test chaos bench up down status proto models docs lint clean
+.PHONY: setup demo test chaos bench up down status proto models docs helm-schema lint clean
 
 # Debian tools the tests drive for real (promtool checks the alert rules; Playwright drives
 # chromium through the review console). Installed only when missing; needs root (as on CI and
@@ -25,7 +25,7 @@ $(CHROMIUM):
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,stack]'
 	@touch $@
 
 demo: setup
@@ -63,6 +63,10 @@ models: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/switchyard settings --markdown > docs/settings.md
+
+# The chart's config.settings/config.secrets schema, generated from switchyard/_settings.py.
+helm-schema: $(STAMP)
+	$(BIN)/python -m switchyard._tools.helmschema
 
 lint: $(STAMP)
 	$(BIN)/buf lint protos

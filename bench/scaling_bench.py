@@ -87,7 +87,8 @@ def replica_specs(settings: Settings, replicas: int) -> tuple[list[ServiceSpec],
             [base] = service_specs(settings, (service,))
             specs.append(ServiceSpec(
                 name=name, argv=base.argv, health_port=mine[grpc_attr],
-                env={f"SWITCHYARD_{attr.upper()}": str(port) for attr, port in mine.items()}))
+                env={**base.env,
+                     **{f"SWITCHYARD_{attr.upper()}": str(port) for attr, port in mine.items()}}))
     return specs, ports
 
 

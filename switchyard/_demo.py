@@ -20,6 +20,7 @@ from pathlib import Path
 
 import grpc
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from switchyard._grpc import create_channel, field_violations
@@ -224,7 +225,7 @@ def run_demo(settings: Settings, tasks: int = 200, seed: int = 7, with_stack: bo
     try:
         stack.start()
     except StackError as exc:
-        console.print(f"[red]could not start the embedded stack:[/red] {exc}")
+        console.print(f"[red]could not start the embedded stack:[/red] {escape(str(exc))}")
         return 1
     try:
         print_endpoints(stack, console)

@@ -13,9 +13,10 @@ import threading
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from switchyard._settings import Settings
+from switchyard._settings import Settings, env_var
 from switchyard.stack import EmbeddedStack, ServiceSpec, StackError, stack_down, stack_status
 
 SERVICE_PORTS = {
@@ -50,9 +51,16 @@ def service_specs(settings: Settings,
                 health_port=settings.downstream_grpc_port))
             continue
         grpc_attr, _ = SERVICE_PORTS[name]
+        env = {}
+        if name == "executor" and not settings.executor_endpoints:
+            # the demo plans' aliases go to this stack's downstream; outside the embedded
+            # stack an executor without SWITCHYARD_EXECUTOR_ENDPOINTS refuses to start
+            from services.executor.endpoints import embedded_endpoints
+
+            env[env_var("executor_endpoints")] = embedded_endpoints(settings)
         specs.append(ServiceSpec(
             name=name, argv=[sys.executable, "-m", "switchyard", "run", name],
-            health_port=getattr(settings, grpc_attr),
+            env=env, health_port=getattr(settings, grpc_attr),
         ))
     return specs
 
@@ -96,7 +104,7 @@ def up(settings: Settings, detach: bool = False) -> int:
         try:
             stack.start()
         except StackError as exc:
-            console.print(f"[red]switchyard up failed:[/red] {exc}")
+            console.print(f"[red]switchyard up failed:[/red] {escape(str(exc))}")
             return 1
         print_endpoints(stack, console)
         if detach:

@@ -22,9 +22,53 @@ class SettingsError(ValueError):
     """A setting's environment value cannot be parsed; the message names the variable."""
 
 
-def setting(default: Any, doc: str, *, group: str = "general", secret: bool = False) -> Any:
-    """Declare a setting field; its env var is ``SWITCHYARD_`` + the upper-cased field name."""
-    return field(default=default, metadata={"doc": doc, "group": group, "secret": secret})
+def setting(default: Any, doc: str, *, group: str = "general", secret: bool = False,
+            minimum: float | None = None, maximum: float | None = None,
+            exclusive_minimum: float | None = None,
+            choices: tuple[str, ...] | None = None) -> Any:
+    """Declare a setting field; its env var is ``SWITCHYARD_`` + the upper-cased field name.
+
+    ``minimum``/``maximum`` (inclusive), ``exclusive_minimum`` and ``choices`` are its range:
+    :meth:`Settings.from_env` refuses a value outside it, and the Helm chart's values schema
+    (``python -m switchyard._tools.helmschema``) is generated from the same declaration.
+    """
+    return field(default=default, metadata={
+        "doc": doc, "group": group, "secret": secret, "minimum": minimum, "maximum": maximum,
+        "exclusive_minimum": exclusive_minimum, "choices": choices,
+    })
+
+
+def out_of_range(f: dataclasses.Field[Any], value: Any) -> str | None:
+    """Why ``value`` is outside the declared range of setting ``f``, or None when it is not."""
+    meta = f.metadata
+    if meta["choices"] is not None and value not in meta["choices"]:
+        return f"must be one of {', '.join(meta['choices'])}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if meta["minimum"] is not None and value < meta["minimum"]:
+        return f"must be >= {meta['minimum']}"
+    if meta["exclusive_minimum"] is not None and value <= meta["exclusive_minimum"]:
+        return f"must be > {meta['exclusive_minimum']}"
+    if meta["maximum"] is not None and value > meta["maximum"]:
+        return f"must be <= {meta['maximum']}"
+    return None
+
+
+def range_text(f: dataclasses.Field[Any]) -> str:
+    """The declared range in words (``>= 1``, ``0 to 1``, ``one of a, b``), '' when none."""
+    meta = f.metadata
+    if meta["choices"] is not None:
+        return "one of " + ", ".join(meta["choices"])
+    low = meta["minimum"]
+    if low is not None and meta["maximum"] is not None:
+        return f"{low} to {meta['maximum']}"
+    if low is not None:
+        return f">= {low}"
+    if meta["exclusive_minimum"] is not None:
+        return f"> {meta['exclusive_minimum']}"
+    if meta["maximum"] is not None:
+        return f"<= {meta['maximum']}"
+    return ""
 
 
 def env_var(name: str) -> str:
@@ -101,26 +145,33 @@ class Settings:
         "", "Prefix for every topic name (isolates tests and tenants of a shared cluster).",
         group="kafka",
     )
-    kafka_partitions: int = setting(4, "Partitions for topics Switchyard creates.", group="kafka")
+    kafka_partitions: int = setting(
+        4, "Partitions for topics Switchyard creates.", group="kafka", minimum=1,
+    )
     kafka_replication_factor: int = setting(
-        1, "Replication factor for topics Switchyard creates.", group="kafka"
+        1, "Replication factor for topics Switchyard creates.", group="kafka",
+        minimum=1,
     )
     kafka_session_timeout_ms: int = setting(
-        8000, "Consumer group session timeout; a join takes about half of it.", group="kafka"
+        8000, "Consumer group session timeout; a join takes about half of it.", group="kafka",
+        minimum=1,
     )
     kafka_fetch_max_wait_ms: int = setting(
         100, "Longest a stream consumer's fetch waits at the broker for new records (faust "
         "fixes 1500). Tansu holds a fetch on a quiet partition for up to this long, so it "
         "bounds the wait on every hop; lower costs idle CPU in the broker and the services.",
         group="kafka",
+        minimum=0,
     )
     broker_check_interval_s: float = setting(
         5.0, "How often each service checks that the broker still has its state (a marker "
         "topic's generation); when it changed the service recreates the topics and exits 75 "
         "to be restarted. 0: off.", group="kafka",
+        minimum=0,
     )
     kafka_security_protocol: str = setting(
-        "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.", group="kafka"
+        "PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.", group="kafka",
+        choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
     )
     kafka_sasl_mechanism: str = setting("", "SASL mechanism, e.g. SCRAM-SHA-512.", group="kafka")
     kafka_sasl_username: str = setting("", "SASL user name.", group="kafka")
@@ -137,72 +188,110 @@ class Settings:
     postgres_schema: str = setting(
         "switchyard", "Schema holding Switchyard's tables (one per test run).", group="postgres"
     )
-    postgres_pool_min: int = setting(1, "Minimum pooled connections a process.", group="postgres")
-    postgres_pool_max: int = setting(8, "Maximum pooled connections a process.", group="postgres")
+    postgres_pool_min: int = setting(
+        1, "Minimum pooled connections a process.", group="postgres", minimum=0,
+    )
+    postgres_pool_max: int = setting(
+        8, "Maximum pooled connections a process.", group="postgres", minimum=1,
+    )
 
     # -- triton ----------------------------------------------------------------------------
     triton_url: str = setting("127.0.0.1:8001", "Triton gRPC endpoint.", group="triton")
-    triton_http_port: int = setting(8000, "Embedded Triton HTTP port.", group="triton")
-    triton_grpc_port: int = setting(8001, "Embedded Triton gRPC port.", group="triton")
-    triton_metrics_port: int = setting(8002, "Embedded Triton metrics port.", group="triton")
-    triton_timeout_s: float = setting(5.0, "Deadline of one Triton request.", group="triton")
+    triton_http_port: int = setting(
+        8000, "Embedded Triton HTTP port.", group="triton", minimum=0, maximum=65535,
+    )
+    triton_grpc_port: int = setting(
+        8001, "Embedded Triton gRPC port.", group="triton", minimum=0, maximum=65535,
+    )
+    triton_metrics_port: int = setting(
+        8002, "Embedded Triton metrics port.", group="triton", minimum=0, maximum=65535,
+    )
+    triton_timeout_s: float = setting(
+        5.0, "Deadline of one Triton request.", group="triton", exclusive_minimum=0,
+    )
     model_repository: Path = setting(
         Path("models/repository"), "Triton model repository served by Triton.", group="triton"
     )
 
     # -- services --------------------------------------------------------------------------
-    ingest_grpc_port: int = setting(50051, "IngestService gRPC port.", group="services")
-    decision_grpc_port: int = setting(50052, "DecisionService gRPC port.", group="services")
-    executor_grpc_port: int = setting(50053, "Executor admin gRPC port.", group="services")
-    review_grpc_port: int = setting(50054, "ReviewService gRPC port.", group="services")
-    review_web_port: int = setting(8080, "Review web console HTTP port.", group="services")
-    ingest_metrics_port: int = setting(9101, "Ingest Prometheus port (0 = off).", group="services")
+    ingest_grpc_port: int = setting(
+        50051, "IngestService gRPC port.", group="services", minimum=0, maximum=65535,
+    )
+    decision_grpc_port: int = setting(
+        50052, "DecisionService gRPC port.", group="services", minimum=0, maximum=65535,
+    )
+    executor_grpc_port: int = setting(
+        50053, "Executor admin gRPC port.", group="services", minimum=0, maximum=65535,
+    )
+    review_grpc_port: int = setting(
+        50054, "ReviewService gRPC port.", group="services", minimum=0, maximum=65535,
+    )
+    review_web_port: int = setting(
+        8080, "Review web console HTTP port.", group="services", minimum=0, maximum=65535,
+    )
+    ingest_metrics_port: int = setting(
+        9101, "Ingest Prometheus port (0 = off).", group="services", minimum=0, maximum=65535,
+    )
     decision_metrics_port: int = setting(
-        9102, "Decision Prometheus port (0 = off).", group="services"
+        9102, "Decision Prometheus port (0 = off).", group="services",
+        minimum=0, maximum=65535,
     )
     executor_metrics_port: int = setting(
-        9103, "Executor Prometheus port (0 = off).", group="services"
+        9103, "Executor Prometheus port (0 = off).", group="services",
+        minimum=0, maximum=65535,
     )
-    review_metrics_port: int = setting(9104, "Review Prometheus port (0 = off).", group="services")
+    review_metrics_port: int = setting(
+        9104, "Review Prometheus port (0 = off).", group="services", minimum=0, maximum=65535,
+    )
     grpc_max_message_bytes: int = setting(
-        4 * 1024 * 1024, "Largest gRPC message a server accepts.", group="services"
+        4 * 1024 * 1024, "Largest gRPC message a server accepts.", group="services",
+        minimum=1,
     )
     max_payload_bytes: int = setting(
-        256 * 1024, "Largest task document accepted at ingest.", group="services"
+        256 * 1024, "Largest task document accepted at ingest.", group="services",
+        minimum=1,
     )
 
     # -- ingest ----------------------------------------------------------------------------
     ingest_max_batch_items: int = setting(
-        500, "Most submissions one SubmitTasks call may carry.", group="ingest"
+        500, "Most submissions one SubmitTasks call may carry.", group="ingest",
+        minimum=1,
     )
     ingest_max_backlog: int = setting(
         10_000,
         "QUEUED tasks (accepted, not yet decided; counted in PostgreSQL) at which submissions "
         "get RESOURCE_EXHAUSTED and intake consumption pauses. 0: no limit.",
         group="ingest",
+        minimum=0,
     )
     ingest_backlog_check_s: float = setting(
-        1.0, "How often ingest re-counts the backlog.", group="ingest"
+        1.0, "How often ingest re-counts the backlog.", group="ingest",
+        exclusive_minimum=0,
     )
     ingest_retry_after_ms: int = setting(
-        2000, "Retry-after hint sent with RESOURCE_EXHAUSTED.", group="ingest"
+        2000, "Retry-after hint sent with RESOURCE_EXHAUSTED.", group="ingest",
+        minimum=0,
     )
     reconcile_interval_s: float = setting(
         5.0, "How often the reconciler looks for accepted tasks missing from Kafka.",
         group="ingest",
+        exclusive_minimum=0,
     )
     reconcile_after_s: float = setting(
         30.0, "Age after which an accepted but unpublished task is re-published.",
         group="ingest",
+        minimum=0,
     )
     redrive_after_s: float = setting(
         300.0, "A published, unfinished task with no durable owner (executor job, review item, "
         "model hold) and no progress for this long is published again (e.g. after the broker "
         "lost its state); repeats back off exponentially. 0: off.", group="ingest",
+        minimum=0,
     )
     watch_poll_ms: int = setting(
         200, "How often the status feed behind WatchTask/WatchTenant/webhooks polls.",
         group="ingest",
+        minimum=1,
     )
     webhook_signing_key: str = setting(
         "", "HMAC key signing per-task callback POSTs (tenant webhooks use their own). Empty: "
@@ -213,29 +302,38 @@ class Settings:
         "Hosts webhooks may POST to, comma separated; '*' allows any.", group="ingest",
     )
     webhook_max_attempts: int = setting(
-        8, "Delivery attempts before a webhook delivery is marked failed.", group="ingest"
+        8, "Delivery attempts before a webhook delivery is marked failed.", group="ingest",
+        minimum=1,
     )
     webhook_backoff_s: float = setting(
         1.0, "First webhook retry delay; doubles per attempt (capped at 5 minutes).",
         group="ingest",
+        minimum=0,
     )
-    webhook_timeout_s: float = setting(5.0, "Timeout of one webhook POST.", group="ingest")
+    webhook_timeout_s: float = setting(
+        5.0, "Timeout of one webhook POST.", group="ingest", exclusive_minimum=0,
+    )
     fault_inject: str = setting(
         "", "Test-only fault: 'crash_after_commit' kills ingest between the PostgreSQL commit "
         "and the Kafka produce. Never set in production.", group="ingest",
     )
 
     # -- decision --------------------------------------------------------------------------
-    batch_max_size: int = setting(64, "Most items in one Triton request.", group="decision")
+    batch_max_size: int = setting(
+        64, "Most items in one Triton request.", group="decision", minimum=1,
+    )
     batch_max_delay_ms: float = setting(
-        5.0, "Longest an item waits for its batch to fill.", group="decision"
+        5.0, "Longest an item waits for its batch to fill.", group="decision",
+        minimum=0,
     )
     batch_queue_limit: int = setting(
-        4096, "Items waiting for Triton before callers are pushed back.", group="decision"
+        4096, "Items waiting for Triton before callers are pushed back.", group="decision",
+        minimum=1,
     )
     auto_execute_threshold: float = setting(
         0.80, "Model confidence at or above which a decision runs without a person.",
         group="decision",
+        minimum=0, maximum=1,
     )
     policy_dir: str = setting(
         "", "Directory of per-tenant decision policies, `<tenant>.yaml` (`default.yaml` for "
@@ -253,19 +351,23 @@ class Settings:
         "1", "Triton version directory of invoice_risk.", group="decision"
     )
     breaker_fail_max: int = setting(
-        5, "Consecutive failed Triton requests that open the circuit breaker.", group="decision"
+        5, "Consecutive failed Triton requests that open the circuit breaker.", group="decision",
+        minimum=1,
     )
     breaker_reset_s: float = setting(
         10.0, "Seconds an open breaker waits before letting a trial request through.",
         group="decision",
+        minimum=0,
     )
     hold_retry_s: float = setting(
         5.0, "How often tasks held BLOCKED for unavailable models are retried.",
         group="decision",
+        exclusive_minimum=0,
     )
     drift_window: int = setting(
         2000, "Recent inputs the drift (PSI) gauges compare with the training baseline.",
         group="decision",
+        minimum=1,
     )
 
     # -- executor --------------------------------------------------------------------------
@@ -277,22 +379,28 @@ class Settings:
     executor_max_attempts: int = setting(
         4, "Calls of a step before it is parked for a later retry (a step's max_attempts wins).",
         group="executor",
+        minimum=1,
     )
     executor_backoff_base_s: float = setting(
-        0.2, "First retry delay; doubles per attempt, full jitter.", group="executor"
+        0.2, "First retry delay; doubles per attempt, full jitter.", group="executor",
+        minimum=0,
     )
     executor_backoff_cap_s: float = setting(
         5.0, "Longest delay between two attempts in one run; a longer Retry-After parks the "
         "task instead.", group="executor",
+        minimum=0,
     )
     executor_http_timeout_s: float = setting(
-        10.0, "Deadline of one HTTP call (a step's timeout wins).", group="executor"
+        10.0, "Deadline of one HTTP call (a step's timeout wins).", group="executor",
+        exclusive_minimum=0,
     )
     executor_grpc_timeout_s: float = setting(
-        10.0, "Deadline of one gRPC call (a step's timeout wins).", group="executor"
+        10.0, "Deadline of one gRPC call (a step's timeout wins).", group="executor",
+        exclusive_minimum=0,
     )
     executor_sql_timeout_s: float = setting(
-        5.0, "Deadline of one SQL statement (a step's timeout wins).", group="executor"
+        5.0, "Deadline of one SQL statement (a step's timeout wins).", group="executor",
+        exclusive_minimum=0,
     )
     executor_sql_dsn: str = setting(
         "", "PostgreSQL DSN of the SQL connector's target. Empty: Switchyard's own database "
@@ -301,29 +409,36 @@ class Settings:
     executor_breaker_fail_max: int = setting(
         10, "Consecutive retryable failures of an endpoint that open its breaker.",
         group="executor",
+        minimum=1,
     )
     executor_breaker_reset_s: float = setting(
         15.0, "Seconds an open breaker waits before one replica sends a probe.",
         group="executor",
+        minimum=0,
     )
     executor_poll_s: float = setting(
         1.0, "How often a replica beats, adopts shared breaker state and resumes parked tasks.",
         group="executor",
+        exclusive_minimum=0,
     )
     executor_replica_timeout_s: float = setting(
         15.0, "A replica silent this long is presumed dead; its running tasks are taken over.",
         group="executor",
+        exclusive_minimum=0,
     )
     executor_retry_park_s: float = setting(
         5.0, "Delay before a parked task whose retries ran out runs again; doubles per park "
         "(at most 10 min).", group="executor",
+        minimum=0,
     )
     executor_concurrency: int = setting(
-        32, "Parked or taken-over tasks one replica resumes at a time.", group="executor"
+        32, "Parked or taken-over tasks one replica resumes at a time.", group="executor",
+        minimum=1,
     )
     executor_sla_s: float = setting(
         86400.0, "Deadline of a task without its own, in seconds after acceptance; a task that "
         "would pass it while blocked is escalated.", group="executor",
+        exclusive_minimum=0,
     )
     executor_sla_overrides: str = setting(
         "", "Per-tenant deadlines 'tenant:seconds', comma separated.", group="executor"
@@ -331,10 +446,12 @@ class Settings:
     downstream_http_port: int = setting(
         8095, "HTTP port of the embedded demo downstream (ERP/scheduling simulator).",
         group="executor",
+        minimum=0, maximum=65535,
     )
     downstream_grpc_port: int = setting(
         50055, "gRPC port of the embedded demo downstream (also its health check).",
         group="executor",
+        minimum=0, maximum=65535,
     )
     downstream_schema: str = setting(
         "", "Schema of the demo downstream's own tables. Empty: '<postgres_schema>_downstream'.",
@@ -345,19 +462,24 @@ class Settings:
     review_tenant_rate: float = setting(
         5.0, "Review items admitted per second per tenant (token bucket refill; 0: no limit).",
         group="review",
+        minimum=0,
     )
     review_tenant_burst: int = setting(
-        100, "Admissions a tenant may take at once (token bucket size).", group="review"
+        100, "Admissions a tenant may take at once (token bucket size).", group="review",
+        minimum=1,
     )
     review_queue_rate: float = setting(
-        10.0, "Review items admitted per second per queue (0: no limit).", group="review"
+        10.0, "Review items admitted per second per queue (0: no limit).", group="review",
+        minimum=0,
     )
     review_queue_burst: int = setting(
-        200, "Admissions a queue may take at once (token bucket size).", group="review"
+        200, "Admissions a queue may take at once (token bucket size).", group="review",
+        minimum=1,
     )
     review_queue_max_open: int = setting(
         1000, "Pending + claimed items per queue beyond which escalations wait in the "
         "backlog (0: no cap).", group="review",
+        minimum=0,
     )
     review_queue_overrides: str = setting(
         "", "Per-queue limits 'queue:rate:burst:max_open', comma separated.", group="review"
@@ -365,16 +487,19 @@ class Settings:
     review_expiry_policy: str = setting(
         "reassign", "What an item past its SLA deadline gets: 'reassign' (back to the queue at "
         "P0 with a new deadline), 'default_action' (its tenant's) or 'fail'.", group="review",
+        choices=("reassign", "default_action", "fail"),
     )
     review_queue_expiry: str = setting(
         "", "Per-queue expiry policy 'queue:policy', comma separated.", group="review"
     )
     review_reassign_extension_s: float = setting(
-        3600.0, "The new SLA, in seconds, of an item reassigned after expiry.", group="review"
+        3600.0, "The new SLA, in seconds, of an item reassigned after expiry.", group="review",
+        exclusive_minimum=0,
     )
     review_sla_bump_s: float = setting(
         900.0, "Items this close (seconds) to their SLA deadline move up one priority bucket.",
         group="review",
+        minimum=0,
     )
     review_default_actions: str = setting(
         "", "Tenants' default actions 'tenant:approve|reject' ('*': any other tenant), taken by "
@@ -383,18 +508,23 @@ class Settings:
     review_storm_after_s: float = setting(
         0.0, "Seconds a backlogged item at review_storm_priority or less urgent waits before "
         "its tenant's default action is taken (0: never).", group="review",
+        minimum=0,
     )
     review_storm_priority: int = setting(
-        3, "Most urgent priority bucket the storm policy touches (3: P3 only).", group="review"
+        3, "Most urgent priority bucket the storm policy touches (3: P3 only).", group="review",
+        minimum=0, maximum=3,
     )
     review_admission_interval_ms: float = setting(
-        100.0, "How often the admission backlog is worked.", group="review"
+        100.0, "How often the admission backlog is worked.", group="review",
+        exclusive_minimum=0,
     )
     review_sla_interval_s: float = setting(
-        1.0, "How often SLA deadlines and the storm policy are checked.", group="review"
+        1.0, "How often SLA deadlines and the storm policy are checked.", group="review",
+        exclusive_minimum=0,
     )
     review_default_lease_s: float = setting(
-        300.0, "Lease of a claim that names none.", group="review"
+        300.0, "Lease of a claim that names none.", group="review",
+        exclusive_minimum=0,
     )
     review_redact_pii: bool = setting(
         True, "Redact personal data (emails, cards, IBANs, national ids, phones) from "
@@ -404,20 +534,30 @@ class Settings:
     kpi_minutes_per_manual_task: float = setting(
         6.0, "Minutes a person spends on a task the pipeline automates (time saved).",
         group="kpis",
+        minimum=0,
     )
     kpi_review_minutes_per_item: float = setting(
-        4.0, "Minutes a reviewer spends on one review item.", group="kpis"
+        4.0, "Minutes a reviewer spends on one review item.", group="kpis",
+        minimum=0,
     )
     kpi_refresh_s: float = setting(
         10.0, "How often the ingest service recomputes the KPI gauges from PostgreSQL.",
         group="kpis",
+        exclusive_minimum=0,
     )
-    kpi_inference_cost: float = setting(0.0004, "Inference cost per task.", group="kpis")
-    kpi_compute_cost: float = setting(0.0002, "Compute cost per task.", group="kpis")
-    kpi_review_minute_cost: float = setting(0.75, "Cost of one reviewer minute.", group="kpis")
+    kpi_inference_cost: float = setting(
+        0.0004, "Inference cost per task.", group="kpis", minimum=0,
+    )
+    kpi_compute_cost: float = setting(
+        0.0002, "Compute cost per task.", group="kpis", minimum=0,
+    )
+    kpi_review_minute_cost: float = setting(
+        0.75, "Cost of one reviewer minute.", group="kpis", minimum=0,
+    )
     retention_days: int = setting(
         30, "Days a terminal task's raw payload is kept before `switchyard purge` strips it.",
         group="privacy",
+        minimum=0,
     )
     retention_overrides: str = setting(
         "", "Per-tenant retention, 'tenant:days' comma separated.", group="privacy"
@@ -425,7 +565,8 @@ class Settings:
 
     # -- telemetry & auth ------------------------------------------------------------------
     otel_exporter: str = setting(
-        "none", "Trace exporter: 'none', 'console', 'otlp' or 'jsonl' (a file).", group="telemetry"
+        "none", "Trace exporter: 'none', 'console', 'otlp' or 'jsonl' (a file).",
+        group="telemetry", choices=("none", "console", "otlp", "jsonl"),
     )
     otel_file: str = setting(
         "spans.jsonl", "File the 'jsonl' trace exporter appends spans to.", group="telemetry"
@@ -483,6 +624,9 @@ class Settings:
             raw = environ.get(env_var(f.name))
             if raw is not None:
                 values[f.name] = _parse(f.name, hints[f.name], raw)
+                problem = out_of_range(f, values[f.name])
+                if problem:
+                    raise SettingsError(f"{env_var(f.name)}={raw!r}: {problem}")
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:
@@ -515,5 +659,7 @@ def settings_reference_markdown() -> str:
                       "| --- | --- | --- | --- |"]
         default = "" if f.metadata["secret"] and f.default else f.default
         kind = getattr(hints[f.name], "__name__", str(hints[f.name]))
+        if range_text(f):
+            kind = f"{kind} ({range_text(f)})"
         lines.append(f"| `{env_var(f.name)}` | {kind} | `{default}` | {f.metadata['doc']} |")
     return "\n".join(lines) + "\n"

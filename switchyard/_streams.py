@@ -124,8 +124,8 @@ def _track_assignment(app: faust.App, service: str) -> None:
 def create_app(settings: Settings, service: str) -> faust.App:
     """A faust app for one service: its own consumer group, no web server, no leader topic.
 
-    Correctness never rests on faust tables or end offsets (see DESIGN.md: Tansu gets those
-    wrong); PostgreSQL is the system of record and consumers dedupe there.
+    Correctness never rests on faust tables or end offsets (see docs/architecture.md: Tansu
+    gets those wrong); PostgreSQL is the system of record and consumers dedupe there.
     """
     options: dict[str, Any] = {}
     if settings.kafka_sasl_mechanism:

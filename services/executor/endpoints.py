@@ -22,7 +22,7 @@ from urllib.parse import SplitResult, urlsplit
 from switchyard._settings import Settings
 from switchyard.v1 import Connector
 
-#: Aliases the embedded downstream answers to when no endpoint map is configured.
+#: Aliases the embedded stack's demo downstream answers to (see :func:`embedded_endpoints`).
 DEMO_SYSTEMS = ("erp", "sis", "helpdesk", "analytics")
 _SQL_TARGET = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$")
 _GRPC_METHOD = re.compile(r"^/?([A-Za-z_][\w.]*)/([A-Za-z_]\w*)$")
@@ -31,6 +31,10 @@ _HTTP_SCHEMES = ("http", "https")
 
 class InvalidTarget(ValueError):
     """A step's target or connector cannot be used; no retry will help."""
+
+
+class EndpointsNotConfigured(ValueError):
+    """``SWITCHYARD_EXECUTOR_ENDPOINTS`` is empty: the executor would not know where to post."""
 
 
 @dataclass(frozen=True)
@@ -65,9 +69,27 @@ def default_endpoint_map(settings: Settings) -> dict[tuple[str, str], str]:
     return mapping
 
 
+def embedded_endpoints(settings: Settings) -> str:
+    """``SWITCHYARD_EXECUTOR_ENDPOINTS`` for the embedded stack: the demo aliases -> its
+    downstream. The stack launcher passes it to the executors it starts; nothing else does."""
+    return ",".join(f"{alias}={url}" for (_, alias), url in default_endpoint_map(settings).items())
+
+
 def endpoint_map(settings: Settings) -> dict[tuple[str, str], str]:
-    return parse_endpoint_map(settings.executor_endpoints) if settings.executor_endpoints \
-        else default_endpoint_map(settings)
+    """The configured alias map; an empty setting is refused, never read as loopback.
+
+    Without a map an alias such as ``http://erp/...`` would resolve to nothing the operator
+    chose (formerly the embedded demo downstream on 127.0.0.1), so every step would fail or,
+    worse, reach whatever listens there. The embedded stack sets the map explicitly.
+    """
+    if not settings.executor_endpoints.strip():
+        raise EndpointsNotConfigured(
+            "SWITCHYARD_EXECUTOR_ENDPOINTS is empty: set 'alias=url' entries for the "
+            "downstream systems the plans name (e.g. erp=https://erp.internal/api,"
+            "erp=grpc://erp.internal:9090); only the embedded stack (`switchyard up`) "
+            "fills it in, with its demo downstream"
+        )
+    return parse_endpoint_map(settings.executor_endpoints)
 
 
 def _family(scheme: str) -> str:

@@ -163,6 +163,10 @@ async def setup(ctx: ServiceContext, opened: list[StepConnector] | None = None) 
 
 
 async def main(settings: Settings, apply_migrations: bool = False) -> None:
+    try:  # before connecting anything: a misconfigured executor must not start at all
+        endpoint_map(settings)
+    except ValueError as exc:  # EndpointsNotConfigured, or an entry that does not parse
+        raise SystemExit(f"switchyard run executor: {exc}") from None
     opened: list[StepConnector] = []
 
     async def setup_process(ctx: ServiceContext) -> None:

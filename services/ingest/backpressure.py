@@ -3,8 +3,8 @@
 What is measured: tasks in PostgreSQL with status QUEUED, i.e. accepted but not yet picked up
 by the decision stage. That is exactly the consumer lag of the ``tasks`` topic that matters,
 counted from the system of record. Kafka's own lag (end offset minus committed offset) is not
-used because Tansu reports wrong end offsets (DESIGN.md); a count in PostgreSQL is exact on
-any broker.
+used because Tansu reports wrong end offsets (docs/architecture.md); a count in PostgreSQL is
+exact on any broker.
 
 The count is bounded (``LIMIT max_backlog``), so it costs at most the limit's worth of index
 entries however large the backlog grows, and it is refreshed in the background every

