@@ -122,19 +122,21 @@ class Settings:
     background_backoff_initial_s: float = setting(
         1.0, "Wait before restarting a background loop that raised; doubles with each failure "
         "in a row (> 0, at most background_backoff_max_s).", group="supervision",
+        exclusive_minimum=0,
     )
     background_backoff_max_s: float = setting(
         60.0, "Longest wait before restarting a failed background loop (>= the initial wait).",
-        group="supervision",
+        group="supervision", exclusive_minimum=0,
     )
     background_failure_limit: int = setting(
         8, "Failures in a row after which a background loop takes its process down (exit 70, "
         "for the kubelet to restart it). 0: restart forever (critical loops exit at once).",
-        group="supervision",
+        group="supervision", minimum=0,
     )
     background_healthy_after_s: float = setting(
         5.0, "How long a restarted loop must run without raising to count as up again (gRPC "
         "health is NOT_SERVING until then; > 0).", group="supervision",
+        exclusive_minimum=0,
     )
 
     # -- kafka -----------------------------------------------------------------------------
