@@ -23,6 +23,7 @@ from switchyard._brokerwatch import EXIT_BROKER_LOST, watch_broker
 from switchyard._db import create_pool, migrate
 from switchyard._grpc import GrpcServer, Registration, start_server
 from switchyard._kafka import Producer
+from switchyard._ratelimit import TenantLimiter, limiter_for
 from switchyard._settings import Settings
 from switchyard._streams import DeadLetterSink, Handler, attach_agent, create_app
 from switchyard._telemetry import configure_logging, configure_tracing, start_metrics_endpoint
@@ -41,6 +42,7 @@ class ServiceContext:
     producer: Producer
     app: faust.App
     dead_letters: DeadLetterSink
+    limiter: TenantLimiter
     registrations: list[Registration] = field(default_factory=list)
     policy: dict[str, frozenset] = field(default_factory=dict)
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -56,8 +58,8 @@ class ServiceContext:
 
     def serve(self, registration: Registration, policy: MethodPolicy,
               rate_limited: frozenset[str] = frozenset()) -> None:
-        """Serve a gRPC service with its role policy; ``rate_limited`` methods are charged
-        to the caller's tenant bucket (work-creating RPCs)."""
+        """Serve a gRPC service with its role policy; ``rate_limited`` methods (the RPCs
+        that create work) are charged to the caller's tenant through ``limiter``."""
         self.registrations.append(registration)
         self.policy.update(policy)
         self.rate_limited |= rate_limited
@@ -85,7 +87,8 @@ async def run_service(name: str, settings: Settings, grpc_port: int, metrics_por
     await producer.start()
     app = create_app(settings, name)
     ctx = ServiceContext(name=name, settings=settings, pool=pool, producer=producer, app=app,
-                         dead_letters=DeadLetterSink(settings, name, producer, pool))
+                         dead_letters=DeadLetterSink(settings, name, producer, pool),
+                         limiter=limiter_for(settings, pool))
     server: GrpcServer | None = None
     tasks: list[asyncio.Task[None]] = []
 
@@ -101,7 +104,7 @@ async def run_service(name: str, settings: Settings, grpc_port: int, metrics_por
     try:
         await setup(ctx)
         server = await start_server(settings, name, grpc_port, ctx.registrations, ctx.policy,
-                                    ctx.rate_limited)
+                                    ctx.rate_limited, ctx.limiter)
         await server.set_serving(False)  # not ready until consumers joined their group
         if ctx.has_agents:
             await app.start()

@@ -50,6 +50,8 @@ POLICY = {f"/{SERVICE_NAME}/{rpc}": _REVIEWERS for rpc in (
     "ListQueue", "GetItem", "Claim", "Renew", "Release", "SubmitVerdict")}
 POLICY[f"/{SERVICE_NAME}/ListQueue"] = frozenset({Role.REVIEWER, Role.AUDITOR})
 POLICY[f"/{SERVICE_NAME}/GetItem"] = frozenset({Role.REVIEWER, Role.AUDITOR})
+#: RPCs that create work (a verdict releases execution): charged to the caller's tenant.
+RATE_LIMITED = frozenset({f"/{SERVICE_NAME}/SubmitVerdict"})
 
 T = TypeVar("T")
 
@@ -131,7 +133,8 @@ async def setup(ctx: ServiceContext) -> None:
     desk = ReviewDesk(ctx.pool, queue, publisher, policy)
     redactor = Redactor() if settings.review_redact_pii else None
     ctx.consume(ESCALATIONS, EscalationIntake(queue, redactor, publisher).handle)
-    ctx.serve((add_ReviewServiceServicer_to_server, ReviewServicer(desk), SERVICE_NAME), POLICY)
+    ctx.serve((add_ReviewServiceServicer_to_server, ReviewServicer(desk), SERVICE_NAME), POLICY,
+              rate_limited=RATE_LIMITED)
     ctx.background.append(every(settings.review_admission_interval_ms / 1000, "admission",
                                 Admitter(ctx.pool, policy).tick))
     ctx.background.append(every(settings.review_sla_interval_s, "sla",
