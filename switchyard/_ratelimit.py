@@ -29,11 +29,12 @@ from prometheus_client import Counter
 
 from switchyard._settings import Settings
 
-#: Work held to a tenant's limit: gRPC calls refused, intake records delayed.
+#: Work held to a tenant's limit: gRPC calls and console verdicts refused, intake records
+#: delayed.
 RATE_LIMITED = Counter(
     "switchyard_tenant_rate_limited_total",
     "Work held to a tenant's submission limit: 'grpc' calls refused (RESOURCE_EXHAUSTED), "
-    "'intake' records delayed until tokens came.",
+    "'console' verdicts refused (429), 'intake' records delayed until tokens came.",
     ["path"],
 )
 

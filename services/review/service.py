@@ -50,7 +50,8 @@ POLICY = {f"/{SERVICE_NAME}/{rpc}": _REVIEWERS for rpc in (
     "ListQueue", "GetItem", "Claim", "Renew", "Release", "SubmitVerdict")}
 POLICY[f"/{SERVICE_NAME}/ListQueue"] = frozenset({Role.REVIEWER, Role.AUDITOR})
 POLICY[f"/{SERVICE_NAME}/GetItem"] = frozenset({Role.REVIEWER, Role.AUDITOR})
-#: RPCs that create work (a verdict releases execution): charged to the caller's tenant.
+#: RPCs that create work (a verdict releases execution): charged to the caller's tenant, on
+#: gRPC and on the web console's route for the same RPC.
 RATE_LIMITED = frozenset({f"/{SERVICE_NAME}/SubmitVerdict"})
 
 T = TypeVar("T")
@@ -140,7 +141,7 @@ async def setup(ctx: ServiceContext) -> None:
     ctx.background.append(every(settings.review_sla_interval_s, "sla",
                                 SlaKeeper(ctx.pool, policy, publisher, codec).tick))
     console = Console(desk, ctx.pool, settings.api_keys, POLICY, settings.bind_host,
-                      settings.review_web_port)
+                      settings.review_web_port, ctx.limiter, RATE_LIMITED)
     await console.start()
     ctx.on_stop.append(console.stop)
 

@@ -4,8 +4,9 @@ The stack's ingest runs twice (its own gRPC and metrics ports each, one consumer
 bench/scaling_bench.py runs replicas, plus the decision service. A tenant's accepted work over
 a burst sent through both replicas stays within its one configured limit (a per-replica bucket
 would let twice as much through), another tenant is unaffected, a bulk call is charged per
-item, refusals carry RetryInfo and retry-after-ms, Decide is limited the same way, and intake
-records over the rate are slowed, all accepted, none dead-lettered.
+item, refusals carry RetryInfo and retry-after-ms, Decide and verdicts (gRPC and the review
+console, one bucket) are limited the same way, and intake records over the rate are slowed,
+all accepted, none dead-lettered.
 
 Counts, not timings: the bound ``burst + rate * (elapsed + lease)`` only grows with the time
 the burst took, so a slow machine loosens it and never makes the test flaky.
@@ -21,6 +22,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 
+import aiohttp
 import grpc
 import pytest
 from confluent_kafka import Producer
@@ -37,10 +39,14 @@ from switchyard.v1 import (
     DecisionServiceStub,
     Document,
     IngestServiceStub,
+    ReviewServiceStub,
+    ReviewVerdict,
     Submission,
     SubmitTaskRequest,
     SubmitTasksRequest,
+    SubmitVerdictRequest,
     TaskEnvelope,
+    Verdict,
 )
 from tests.polling import eventually
 
@@ -49,7 +55,7 @@ RATE, BURST = 0.2, 10          # every tenant: 10 at once, then one per 5 s
 INTAKE_RATE, INTAKE_BURST = 1.0, 2
 LEASE_S = 0.25
 KEYS = {"acme-sub": ("acme", "submitter"), "globex-sub": ("globex", "submitter"),
-        "hooli-sub": ("hooli", "submitter")}
+        "hooli-sub": ("hooli", "submitter"), "umbrella-rev": ("umbrella", "reviewer")}
 
 
 @pytest.fixture(scope="module")
@@ -70,14 +76,15 @@ def replica_b(settings: Settings) -> Settings:
 @pytest.fixture(scope="module")
 def services(settings: Settings, replica_b: Settings,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
-    """ingest twice and decision, as real processes (the stack's own commands)."""
+    """ingest twice, decision and review, as real processes (the stack's own commands)."""
     [ingest] = service_specs(settings, ("ingest",))
     second = ServiceSpec(
         name="ingest-2", argv=ingest.argv, health_port=replica_b.ingest_grpc_port,
         env={"SWITCHYARD_INGEST_GRPC_PORT": str(replica_b.ingest_grpc_port),
              "SWITCHYARD_INGEST_METRICS_PORT": str(replica_b.ingest_metrics_port)})
     stack = EmbeddedStack(settings, tmp_path_factory.mktemp("replicas"), components=(),
-                          services=[ingest, second, *service_specs(settings, ("decision",))])
+                          services=[ingest, second,
+                                    *service_specs(settings, ("decision", "review"))])
     stack.start(timeout_s=180)
     try:
         yield stack
@@ -200,6 +207,51 @@ async def test_decide_is_limited_per_tenant(settings: Settings) -> None:
         elapsed = time.monotonic() - started
         assert BURST - 1 <= outcomes.count("accepted") <= bound(elapsed)
         assert outcomes.count("refused") >= 1
+    finally:
+        await channel.close()
+
+
+@pytest.mark.usefixtures("services")
+async def test_verdicts_share_one_limit_on_grpc_and_the_console(settings: Settings) -> None:
+    """A verdict is charged before it is looked at (these name no real item: NOT_FOUND /
+    404 means it was let through); gRPC and the console draw on the tenant's one bucket."""
+    channel = create_channel(f"127.0.0.1:{settings.review_grpc_port}", api_key="umbrella-rev")
+    stub = ReviewServiceStub(channel)
+
+    async def by_grpc() -> str:
+        verdict = ReviewVerdict(item_id=str(uuid.uuid4()), reviewer_id="rita",
+                                verdict=Verdict.VERDICT_APPROVE)
+        try:
+            await stub.SubmitVerdict(SubmitVerdictRequest(verdict=verdict))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                assert retry_after_s(exc) > 0
+                return "refused"
+            assert exc.code() == grpc.StatusCode.NOT_FOUND, exc
+            return "let through"
+        raise AssertionError("a verdict on no item succeeded")
+
+    try:
+        started = time.monotonic()
+        first = [await by_grpc() for _ in range(BURST - 2)]
+        async with aiohttp.ClientSession(headers={
+                "Authorization": "Bearer umbrella-rev"}) as http:
+            statuses = []
+            for _ in range(6):
+                async with http.post(
+                        f"http://127.0.0.1:{settings.review_web_port}/api/items/"
+                        f"{uuid.uuid4()}/verdict",
+                        json={"verdict": "approve", "reviewer_id": "rita"}) as response:
+                    statuses.append(response.status)
+                    if response.status == 429:
+                        assert int(response.headers["Retry-After"]) >= 1
+                        assert int(response.headers["retry-after-ms"]) > 0
+        last = await by_grpc()
+        elapsed = time.monotonic() - started
+        assert first == ["let through"] * (BURST - 2)
+        assert set(statuses) <= {404, 429} and 429 in statuses, statuses
+        let_through = len(first) + statuses.count(404) + (last == "let through")
+        assert let_through <= bound(elapsed)
     finally:
         await channel.close()
 
