@@ -12,9 +12,12 @@ least one) in one statement and spends it locally; leased tokens it has not spen
 - the error runs the other way only: tokens one replica holds unspent (under a chunk per
   replica) can make another replica refuse slightly early, and dropped leftovers are lost.
 
+A refusal costs no statement while the bucket's last known level plus its refill since cannot
+cover the request (an upper bound: other replicas only take from it).
+
 gRPC answers RESOURCE_EXHAUSTED with RetryInfo (see ``_grpc.RateLimitInterceptor``); the Kafka
 intake waits for tokens instead (:meth:`TenantLimiter.wait`), so a tenant over its rate is
-slowed there, never refused. The bucket arithmetic is :class:`TokenBucket`'s, done in SQL.
+slowed there, never refused.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import asyncpg
 from prometheus_client import Counter
@@ -37,32 +40,6 @@ RATE_LIMITED = Counter(
     "'console' verdicts refused (429), 'intake' records delayed until tokens came.",
     ["path"],
 )
-
-
-@dataclass
-class TokenBucket:
-    """The bucket arithmetic, in process (the shared bucket runs the same in SQL)."""
-
-    rate: float                 # tokens added per second
-    burst: float                # bucket size
-    tokens: float = field(default=-1.0)
-    updated: float = field(default_factory=time.monotonic)
-
-    def __post_init__(self) -> None:
-        if self.rate <= 0 or self.burst < 1:
-            raise ValueError("a token bucket needs rate > 0 and burst >= 1")
-        if self.tokens < 0:
-            self.tokens = self.burst
-
-    def take(self, cost: float = 1.0, now: float | None = None) -> float:
-        """Take ``cost`` tokens: 0.0 when allowed, else the seconds until they would be."""
-        now = time.monotonic() if now is None else now
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= cost:
-            self.tokens -= cost
-            return 0.0
-        return (cost - self.tokens) / self.rate
 
 
 @dataclass(frozen=True)
@@ -133,6 +110,7 @@ class TenantLimiter:
         self.per_tenant = per_tenant
         self.lease_s = lease_s
         self._leases: dict[str, _Lease] = {}
+        self._known: dict[str, tuple[float, float]] = {}  # (bucket level, monotonic time)
         self._locks: dict[str, asyncio.Lock] = {}
 
     @property
@@ -157,19 +135,28 @@ class TenantLimiter:
         lock = self._locks.setdefault(tenant, asyncio.Lock())
         async with lock:  # one lease in flight per tenant and replica
             lease = self._leases.get(tenant)
-            now = time.monotonic()
+            now = time.monotonic()  # before the statement: expiry and estimates err safe
             if lease is not None and lease.expires > now and lease.tokens >= need:
                 lease.tokens -= need
                 return 0.0
+            known = self._known.get(tenant)
+            if known is not None:
+                # The shared bucket's level can only be below what it was plus its refill
+                # since (other replicas only take from it): a request that cannot fit even
+                # so is refused here, without a statement.
+                ceiling = min(limit.burst, known[0] + (now - known[1]) * limit.rate)
+                if ceiling < need:
+                    return max(0.001, (need - ceiling) / limit.rate)
             # Leftovers too small for this request (or expired) are dropped, not carried:
             # that keeps every spent token within lease_s of its grant.
             want = max(need, self._chunk(limit))
             row = await self.pool.fetchrow(_LEASE_SQL, tenant, limit.rate, limit.burst,
                                            need, want)
             granted, level = float(row["granted"]), float(row["level"])
+            self._known[tenant] = (level - granted, now)
             if granted < need:
                 return max(0.001, (need - level) / limit.rate)
-            self._leases[tenant] = _Lease(granted - need, time.monotonic() + self.lease_s)
+            self._leases[tenant] = _Lease(granted - need, now + self.lease_s)
             return 0.0
 
     async def wait(self, tenant: str, cost: int = 1) -> float:
@@ -191,5 +178,5 @@ def limiter_for(settings: Settings, pool: asyncpg.Pool) -> TenantLimiter:
     return TenantLimiter(pool, default, per_tenant, settings.tenant_rate_lease_s)
 
 
-__all__ = ["RATE_LIMITED", "Limit", "TenantLimiter", "TokenBucket", "limiter_for",
+__all__ = ["RATE_LIMITED", "Limit", "TenantLimiter", "limiter_for",
            "parse_limits"]

@@ -1,13 +1,15 @@
-"""Token-bucket arithmetic, limit configuration and what a request costs (no database: the
+"""Limit configuration, the refusal decided locally, and what a request costs (no database: the
 shared buckets are proven against PostgreSQL and the running services in
 tests/security/test_rate_limits.py)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from switchyard._grpc import charges
-from switchyard._ratelimit import Limit, TenantLimiter, TokenBucket, parse_limits
+from switchyard._ratelimit import Limit, TenantLimiter, parse_limits
 from switchyard.v1 import (
     DecideRequest,
     ReviewVerdict,
@@ -17,14 +19,6 @@ from switchyard.v1 import (
     SubmitVerdictRequest,
     TaskEnvelope,
 )
-
-
-def test_bucket_allows_burst_then_refills_at_rate() -> None:
-    bucket = TokenBucket(rate=10, burst=5, updated=0.0)
-    assert [bucket.take(now=0.0) for _ in range(5)] == [0.0] * 5
-    assert bucket.take(now=0.0) == pytest.approx(0.1)
-    assert bucket.take(now=0.1) == 0.0          # one token back after 100 ms
-    assert bucket.take(now=0.1) == pytest.approx(0.1)
 
 
 def test_limits_per_tenant() -> None:
@@ -50,6 +44,15 @@ def test_a_lease_is_a_quarter_second_of_rate_within_one_and_the_burst() -> None:
     assert limiter._chunk(Limit(2, 10)) == 1        # never less than one token
     assert limiter._chunk(Limit(400, 1000)) == 100  # 0.25 s of the rate
     assert limiter._chunk(Limit(400, 20)) == 20     # never more than the bucket holds
+
+
+async def test_a_request_the_known_level_cannot_cover_is_refused_without_a_statement() -> None:
+    # no pool at all: a refusal decided from the last answer never reaches PostgreSQL
+    limiter = TenantLimiter(None, Limit(2, 10), {})  # type: ignore[arg-type]
+    limiter._known["acme"] = (0.0, time.monotonic())  # the bucket was empty just now
+    assert 0 < await limiter.check("acme") <= 0.5    # one token comes back in 0.5 s
+    assert 0 < await limiter.check("acme", cost=4) <= 2.0
+    assert await TenantLimiter(None, None, {}).check("acme", 100) == 0.0  # type: ignore
 
 
 def test_a_request_costs_one_token_per_item_charged_to_the_callers_tenant() -> None:
