@@ -307,7 +307,10 @@ class Console:
                 return _error(403, f"role {principal.role.value!r} may not call {method}")
             if self.limiter is not None and method in self.rate_limited:
                 # the same shared per-tenant bucket as the gRPC RPC (429 + Retry-After here)
-                wait_s = await self.limiter.check(principal.tenant_id)
+                try:
+                    wait_s = await self.limiter.check(principal.tenant_id)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    return _error(503, f"rate-limit buckets unavailable: {exc}")
                 if wait_s > 0:
                     RATE_LIMITED.labels("console").inc()
                     response = _error(429, f"tenant {principal.tenant_id!r} is over its "
