@@ -6,7 +6,8 @@ PostgreSQL (and Triton, unused here) once, then measures, with the same client:
 
 - ``bare``: ``bench.bare_ingest``, the IngestService proto on a plain ``grpc.aio`` server with
   no interceptors, answering at once with a reply of the real shape;
-- ``ingest``: the real ingest service (interceptors: tracing, metrics, auth, rate limit;
+- ``ingest``: the real ingest service (interceptors: tracing, metrics, auth; the per-tenant
+  rate limit is off, its default;
   validation, PostgreSQL commit, Kafka publish and ack, then the answer).
 
 Two calls: unary ``SubmitTask`` with ``--in-flight`` concurrent calls, and bulk

@@ -8,11 +8,13 @@ only their domain logic.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
@@ -21,7 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 
 from switchyard._auth import ApiKeyAuthenticator, MethodPolicy, Role, principal_var
-from switchyard._ratelimit import TenantLimiter, parse_limits
+from switchyard._ratelimit import RATE_LIMITED, TenantLimiter
 from switchyard._settings import Settings
 from switchyard._telemetry import GRPC_REQUESTS, GRPC_SECONDS
 
@@ -163,10 +165,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
 
 class RateLimitInterceptor(grpc.aio.ServerInterceptor):
-    """Per-tenant token buckets on the methods that create work (RESOURCE_EXHAUSTED + RetryInfo).
+    """Per-tenant limits on the methods that create work (RESOURCE_EXHAUSTED + RetryInfo).
 
-    Runs after auth, so the tenant is the caller's; an operator key (tenant '*') is limited
-    by the tenant named in the request. A bulk request costs one token per item.
+    Runs after auth, so the tenant is the caller's; an operator key (tenant '*') is charged
+    to the tenants its request names. A bulk request costs one token per item. The buckets
+    are shared by every replica (see ``_ratelimit``).
     """
 
     def __init__(self, limiter: TenantLimiter, methods: frozenset[str]) -> None:
@@ -182,27 +185,47 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
 
         def around(fn: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
             async def limited(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                tenant = principal_var.get().tenant_id
-                if tenant == "*":
-                    submission = getattr(request, "submission", None)
-                    tenant = getattr(submission, "tenant_id", "") or "*"
-                cost = len(getattr(request, "submissions", ())) or 1
-                wait_s = limiter.check(tenant, cost)
-                if wait_s > 0:
-                    retry = error_details_pb2.RetryInfo()
-                    retry.retry_delay.FromNanoseconds(int(wait_s * 1e9))
-                    message = (f"tenant {tenant!r} is over its submission rate; "
-                               f"retry in {wait_s:.2f}s")
-                    await context.abort(
-                        grpc.StatusCode.RESOURCE_EXHAUSTED, message,
-                        trailing_metadata=(
-                            *status_details(grpc.StatusCode.RESOURCE_EXHAUSTED, message, retry),
-                            ("retry-after-ms", str(max(1, int(wait_s * 1000)))),
-                        ))
+                for tenant, cost in charges(principal_var.get().tenant_id, request).items():
+                    try:
+                        wait_s = await limiter.check(tenant, cost)
+                    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                        await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                            f"rate-limit buckets unavailable: {exc}")
+                    if wait_s > 0:
+                        RATE_LIMITED.labels("grpc").inc()
+                        retry = error_details_pb2.RetryInfo()
+                        retry.retry_delay.FromNanoseconds(int(wait_s * 1e9))
+                        message = (f"tenant {tenant!r} is over its submission rate; "
+                                   f"retry in {wait_s:.2f}s")
+                        await context.abort(
+                            grpc.StatusCode.RESOURCE_EXHAUSTED, message,
+                            trailing_metadata=(
+                                *status_details(grpc.StatusCode.RESOURCE_EXHAUSTED, message,
+                                                retry),
+                                ("retry-after-ms", str(max(1, math.ceil(wait_s * 1000)))),
+                            ))
                 return await fn(request, context)
             return limited
 
         return _wrap(handler, around)
+
+
+def charges(caller_tenant: str, request: Any) -> dict[str, int]:
+    """Tokens a work-creating request costs, by tenant: one per item (a submission, a
+    task, a verdict); a caller bound to a tenant pays for all of it, an operator key
+    ('*') per tenant its items name ('*' for items naming none)."""
+    items = list(getattr(request, "submissions", ()))
+    fields = request.DESCRIPTOR.fields_by_name
+    for name in ("submission", "task", "verdict"):
+        if not items and name in fields and request.HasField(name):
+            items = [getattr(request, name)]
+    if caller_tenant != "*":
+        return {caller_tenant: max(1, len(items))}
+    out: dict[str, int] = {}
+    for item in items or [None]:
+        tenant = getattr(item, "tenant_id", "").strip() or "*"
+        out[tenant] = out.get(tenant, 0) + 1
+    return out
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
@@ -277,21 +300,23 @@ class GrpcServer:
 async def start_server(settings: Settings, service: str, port: int,
                        registrations: Sequence[Registration],
                        policy: MethodPolicy,
-                       rate_limited: frozenset[str] = frozenset()) -> GrpcServer:
+                       rate_limited: frozenset[str] = frozenset(),
+                       limiter: TenantLimiter | None = None) -> GrpcServer:
     """Build, bind (``bind_host:port``) and start a server with every standard interceptor.
 
     Order matters: tracing sees everything, metrics count refusals too, auth decides who is
-    calling, and the rate limit then charges that caller's tenant.
+    calling, and the rate limit then charges that caller's tenant (``rate_limited`` methods,
+    through ``limiter``; both are needed for a limit to apply).
     """
-    default_limit, tenant_limits = parse_limits(settings.tenant_rate_limit,
-                                                settings.tenant_rate_limit_overrides)
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        aio_server_interceptor(),
+        MetricsInterceptor(service),
+        AuthInterceptor(ApiKeyAuthenticator(settings.api_keys), policy),
+    ]
+    if limiter is not None and limiter.enabled and rate_limited:
+        interceptors.append(RateLimitInterceptor(limiter, rate_limited))
     server = grpc.aio.server(
-        interceptors=[
-            aio_server_interceptor(),
-            MetricsInterceptor(service),
-            AuthInterceptor(ApiKeyAuthenticator(settings.api_keys), policy),
-            RateLimitInterceptor(TenantLimiter(default_limit, tenant_limits), rate_limited),
-        ],
+        interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
             ("grpc.so_reuseport", 0),

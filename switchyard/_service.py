@@ -26,6 +26,7 @@ from switchyard._brokerwatch import EXIT_BROKER_LOST, watch_broker
 from switchyard._db import create_pool, migrate
 from switchyard._grpc import GrpcServer, Registration, start_server
 from switchyard._kafka import Producer
+from switchyard._ratelimit import TenantLimiter, limiter_for
 from switchyard._settings import Settings
 from switchyard._streams import DeadLetterSink, Handler, attach_agent, create_app
 from switchyard._supervision import Backoff, LoopFactory, Supervisor
@@ -46,6 +47,7 @@ class ServiceContext:
     app: faust.App
     dead_letters: DeadLetterSink
     supervisor: Supervisor
+    limiter: TenantLimiter
     registrations: list[Registration] = field(default_factory=list)
     policy: dict[str, frozenset] = field(default_factory=dict)
     loops: list[tuple[str, LoopFactory, bool]] = field(default_factory=list)
@@ -67,8 +69,8 @@ class ServiceContext:
 
     def serve(self, registration: Registration, policy: MethodPolicy,
               rate_limited: frozenset[str] = frozenset()) -> None:
-        """Serve a gRPC service with its role policy; ``rate_limited`` methods are charged
-        to the caller's tenant bucket (work-creating RPCs)."""
+        """Serve a gRPC service with its role policy; ``rate_limited`` methods (the RPCs
+        that create work) are charged to the caller's tenant through ``limiter``."""
         self.registrations.append(registration)
         self.policy.update(policy)
         self.rate_limited |= rate_limited
@@ -114,7 +116,7 @@ async def run_service(name: str, settings: Settings, grpc_port: int, metrics_por
                             on_fatal=background_failed)
     ctx = ServiceContext(name=name, settings=settings, pool=pool, producer=producer, app=app,
                          dead_letters=DeadLetterSink(settings, name, producer, pool),
-                         supervisor=supervisor)
+                         supervisor=supervisor, limiter=limiter_for(settings, pool))
 
     def broker_lost() -> None:
         # Exit at once, like a crash: a graceful stop would commit this consumer's positions,
@@ -128,7 +130,7 @@ async def run_service(name: str, settings: Settings, grpc_port: int, metrics_por
     try:
         await setup(ctx)
         server = await start_server(settings, name, grpc_port, ctx.registrations, ctx.policy,
-                                    ctx.rate_limited)
+                                    ctx.rate_limited, ctx.limiter)
         await server.set_serving(False)  # not ready until consumers joined their group
         if ctx.has_agents:
             await app.start()

@@ -600,11 +600,19 @@ class Settings:
         group="auth", secret=True,
     )
     tenant_rate_limit: str = setting(
-        "", "Per-tenant submission limit per replica, 'rate/burst' (e.g. 500/1000). Empty: off.",
+        "", "Per-tenant submission limit, 'rate/burst' (e.g. 500/1000), for the whole "
+        "deployment: every replica draws on one shared bucket per tenant in PostgreSQL. "
+        "Empty: off.",
         group="auth",
     )
     tenant_rate_limit_overrides: str = setting(
         "", "Per-tenant limits, 'tenant:rate/burst' comma separated.", group="auth"
+    )
+    tenant_rate_lease_s: float = setting(
+        0.25, "Seconds of a tenant's rate a replica leases from the shared bucket at once "
+        "(one statement per lease); unspent leased tokens are dropped after this long. "
+        "Must be > 0.",
+        group="auth",
     )
     api_keys: str = setting(
         "",

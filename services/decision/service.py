@@ -23,13 +23,14 @@ from services.decision.training.features import ROUTER_CLASSES
 from services.decision.triton import InvoiceRiskClient, RouterClient, new_breaker
 from switchyard._audit import append as audit_append
 from switchyard._audit import digest
-from switchyard._auth import Role
-from switchyard._grpc import FieldViolation, abort_invalid
+from switchyard._auth import Role, principal_var
+from switchyard._grpc import abort_invalid
 from switchyard._payloads import codec_for
 from switchyard._serde import decode
 from switchyard._service import ServiceContext, run_service
 from switchyard._settings import Settings
 from switchyard._streams import Record
+from switchyard._submissions import validate_task
 from switchyard._taskstore import publish_status, timestamp, transition
 from switchyard._telemetry import task_context
 from switchyard._topics import DECISIONS, ESCALATIONS, TASKS
@@ -48,6 +49,8 @@ from switchyard.v1 import (
 log = logging.getLogger(__name__)
 SERVICE_NAME = "switchyard.v1.DecisionService"
 POLICY = {f"/{SERVICE_NAME}/Decide": frozenset({Role.SUBMITTER})}
+#: RPCs that create work (model inference): charged to the caller's tenant.
+RATE_LIMITED = frozenset({f"/{SERVICE_NAME}/Decide"})
 SLA_BY_PRIORITY = {0: timedelta(minutes=15), 1: timedelta(hours=1), 2: timedelta(hours=4),
                    3: timedelta(hours=24)}
 OVERLOAD_BACKOFF_S = 0.05
@@ -184,15 +187,27 @@ def _status_for(outcome_name: str, decision: Decision) -> tuple[str, str, str]:
 
 
 class DecisionServicer(DecisionServiceServicer):
-    def __init__(self, engine: DecisionEngine) -> None:
+    def __init__(self, engine: DecisionEngine, settings: Settings) -> None:
         self.engine = engine
+        self.settings = settings
 
     async def Decide(self, request: DecideRequest,
                      context: grpc.aio.ServicerContext) -> DecideResponse:
-        if not request.task.document.body:
-            await abort_invalid(context, [FieldViolation("task.document.body", "required")])
+        # The tenant is the caller's: empty means the caller's own, another one is refused.
+        # Then ingest's acceptance rules, so nothing ingest would refuse gets decided here.
+        principal = principal_var.get()
+        task = TaskEnvelope()
+        task.CopyFrom(request.task)
+        task.tenant_id = task.tenant_id.strip() or (
+            "" if principal.tenant_id == "*" else principal.tenant_id)
+        problems = validate_task(task, self.settings.max_payload_bytes)
+        if problems:
+            await abort_invalid(context, problems)
+        if not principal.may_access(task.tenant_id):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"credentials do not allow tenant {task.tenant_id!r}")
         try:
-            decision, _ = await self.engine.decide(request.task)
+            decision, _ = await self.engine.decide(task)
         except Overloaded as exc:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{exc}; retry shortly",
                                 trailing_metadata=(("retry-after-ms", "200"),))
@@ -273,8 +288,8 @@ async def setup(ctx: ServiceContext) -> None:
     await holds.refresh_gauge()
     decider = TaskDecider(ctx, engine, holds)
     ctx.consume(TASKS, decider.handle, batch_size=s.batch_max_size)
-    ctx.serve((add_DecisionServiceServicer_to_server, DecisionServicer(engine), SERVICE_NAME),
-              POLICY)
+    ctx.serve((add_DecisionServiceServicer_to_server, DecisionServicer(engine, s), SERVICE_NAME),
+              POLICY, rate_limited=RATE_LIMITED)
     ctx.run_in_background("hold-retry", holds.run)
     # on_stop hooks run in reverse: batchers drain first, then the clients close
     for client in clients:

@@ -1,5 +1,8 @@
 """Ingest's domain: validate a submission, normalise it into a task envelope, hash its payload.
 
+Validation itself lives in ``switchyard._submissions`` (re-exported here), because the
+decision service's ``Decide`` applies the same rules.
+
 Pure functions, no I/O: the gRPC handler and the intake stream processor both call these, and
 unit tests drive them directly.
 """
@@ -8,102 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import uuid
 from datetime import datetime, timezone
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from switchyard._grpc import FieldViolation
+# The acceptance rules are shared with the decision service's Decide: one copy, there.
+from switchyard._submissions import KNOWN_KINDS, MAX_JSON_DEPTH, json_problem, validate
 from switchyard.v1 import Document, Submission, TaskEnvelope, TaskSource
-
-KNOWN_KINDS = ("invoice", "admission_form", "support_ticket", "classroom_event", "other")
-TEXT_TYPES = ("text/plain", "application/json")
-_TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_MAX_KEY_CHARS = 128
-_MAX_METADATA_ENTRIES = 64
-
-
-def validate(submission: Submission, max_payload_bytes: int) -> list[FieldViolation]:
-    """Every problem with a submission at once, each naming its field."""
-    problems: list[FieldViolation] = []
-    tenant = submission.tenant_id.strip()
-    if not tenant:
-        problems.append(FieldViolation("tenant_id", "required"))
-    elif not _TENANT.match(tenant):
-        problems.append(FieldViolation(
-            "tenant_id", "must be 1-63 chars of a-z, 0-9, '_' or '-', starting alphanumeric"))
-    key = submission.idempotency_key.strip()
-    if not key:
-        problems.append(FieldViolation("idempotency_key", "required"))
-    elif len(key) > _MAX_KEY_CHARS:
-        problems.append(FieldViolation("idempotency_key", f"at most {_MAX_KEY_CHARS} characters"))
-    kind = submission.kind.strip().lower()
-    if kind and kind not in KNOWN_KINDS:
-        problems.append(FieldViolation(
-            "kind", f"unknown task kind {submission.kind!r}; one of {', '.join(KNOWN_KINDS)}"))
-    document = submission.document
-    content_type = document.content_type.strip().lower() or "text/plain"
-    if content_type not in TEXT_TYPES:
-        problems.append(FieldViolation(
-            "document.content_type", f"unsupported {document.content_type!r}; one of "
-            f"{', '.join(TEXT_TYPES)}"))
-    if not document.body:
-        problems.append(FieldViolation("document.body", "required (empty document)"))
-    elif len(document.body) > max_payload_bytes:
-        problems.append(FieldViolation(
-            "document.body", f"{len(document.body)} bytes exceeds the limit of "
-            f"{max_payload_bytes} bytes"))
-    else:
-        try:
-            text = document.body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            problems.append(FieldViolation("document.body", f"not valid UTF-8 ({exc.reason} "
-                                                            f"at byte {exc.start})"))
-        else:
-            if content_type == "application/json":
-                problem = json_problem(text)
-                if problem:
-                    problems.append(FieldViolation("document.body", problem))
-    if len(submission.metadata) > _MAX_METADATA_ENTRIES:
-        problems.append(FieldViolation("metadata", f"at most {_MAX_METADATA_ENTRIES} entries"))
-    if not 0 <= submission.priority <= 3:
-        problems.append(FieldViolation("priority", "must be 0 (most urgent) to 3"))
-    return problems
-
-
-MAX_JSON_DEPTH = 64
-
-
-def json_problem(text: str) -> str | None:
-    """Why ``text`` is not acceptable JSON, or None. Depth is checked before parsing so a
-    hostile document cannot exhaust the parser's recursion."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-            if deepest > MAX_JSON_DEPTH:
-                return f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
-        elif char in "]}":
-            depth -= 1
-    try:
-        json.loads(text)
-    except json.JSONDecodeError as exc:
-        return f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-    except ValueError as exc:  # e.g. an integer literal longer than Python converts
-        return f"malformed JSON: {exc}"
-    return None
 
 
 def payload_sha256(submission: Submission) -> str:
@@ -172,5 +87,5 @@ def build_envelope(submission: Submission, task_id: str, source: int,
     return envelope
 
 
-__all__ = ["KNOWN_KINDS", "TaskSource", "build_envelope", "guess_kind", "new_task_id",
-           "payload_sha256", "validate"]
+__all__ = ["KNOWN_KINDS", "MAX_JSON_DEPTH", "TaskSource", "build_envelope", "guess_kind",
+           "json_problem", "new_task_id", "payload_sha256", "validate"]

@@ -31,6 +31,7 @@ from switchyard._payloads import (
     codec_for,
     rewrap_stale,
 )
+from switchyard._ratelimit import TenantLimiter
 from switchyard._service import ServiceContext, run_service
 from switchyard._settings import Settings
 from switchyard._streams import TRANSIENT_ERRORS, Record, RejectRecord
@@ -81,6 +82,8 @@ POLICY = {
     f"/{SERVICE_NAME}/WatchTask": _READERS,
     f"/{SERVICE_NAME}/WatchTenant": _READERS,
 }
+#: RPCs that create work: charged to the caller's tenant (one token per submission).
+RATE_LIMITED = frozenset({f"/{SERVICE_NAME}/SubmitTask", f"/{SERVICE_NAME}/SubmitTasks"})
 MAX_REASON_CHARS = 1000
 RETRY_AFTER_HEADER = "retry-after-ms"
 # gRPC status codes as google.rpc.Code numbers, for per-item errors of SubmitTasks.
@@ -347,10 +350,12 @@ class IngestServicer(IngestServiceServicer):
 class IntakeConsumer:
     """The intake-topic agent: normalise each record into a task, or refuse it with a reason."""
 
-    def __init__(self, settings: Settings, publisher: Publisher, backlog: Backlog) -> None:
+    def __init__(self, settings: Settings, publisher: Publisher, backlog: Backlog,
+                 limiter: TenantLimiter) -> None:
         self.settings = settings
         self.publisher = publisher
         self.backlog = backlog
+        self.limiter = limiter
         self.signer = IntakeSigner(settings.intake_signing_keys)
 
     async def handle(self, record: Record) -> None:
@@ -360,6 +365,9 @@ class IntakeConsumer:
         problems = problems_of(submission, self.settings)
         if problems:
             raise RejectRecord(*intake.problems_reason(problems))
+        # A tenant over its rate is slowed here, never refused: the record waits for tokens
+        # from the same shared bucket its gRPC calls draw on (later records wait in Kafka).
+        await self.limiter.wait(submission.tenant_id.strip())
         item = item_for(submission, TaskSource.TASK_SOURCE_KAFKA_INTAKE)
         with task_context(item.envelope.task_id):
             try:
@@ -377,8 +385,9 @@ async def setup(ctx: ServiceContext) -> None:
                       settings.ingest_retry_after_ms)
     await backlog.refresh()
     servicer = IngestServicer(settings, ctx.pool, publisher, feed, backlog)
-    ctx.serve((add_IngestServiceServicer_to_server, servicer, SERVICE_NAME), POLICY)
-    ctx.consume(INTAKE, IntakeConsumer(settings, publisher, backlog).handle)
+    ctx.serve((add_IngestServiceServicer_to_server, servicer, SERVICE_NAME), POLICY,
+              rate_limited=RATE_LIMITED)
+    ctx.consume(INTAKE, IntakeConsumer(settings, publisher, backlog, ctx.limiter).handle)
 
     async def reconcile() -> None:
         await reconciler.run(publisher, settings.reconcile_interval_s,

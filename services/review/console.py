@@ -28,6 +28,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from services.review.desk import ReviewDesk
 from services.review.queue import ReviewError
 from switchyard._auth import ApiKeyAuthenticator, MethodPolicy, Principal, Role
+from switchyard._ratelimit import RATE_LIMITED, TenantLimiter
 from switchyard._supervision import Supervisor
 from switchyard.v1 import (
     ClaimRequest,
@@ -215,12 +216,16 @@ Handler = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
 
 class Console:
     def __init__(self, desk: ReviewDesk, pool: asyncpg.Pool, api_keys: str,
-                 policy: MethodPolicy, host: str, port: int, *, supervisor: Supervisor) -> None:
+                 policy: MethodPolicy, host: str, port: int, *, supervisor: Supervisor,
+                 limiter: TenantLimiter | None = None,
+                 rate_limited: frozenset[str] = frozenset()) -> None:
         self.desk = desk
         self.supervisor = supervisor
         self.pool = pool
         self.auth = ApiKeyAuthenticator(api_keys)
         self.policy = policy
+        self.limiter = limiter
+        self.rate_limited = rate_limited
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None
@@ -302,6 +307,19 @@ class Console:
                 return _error(401, "missing or invalid API key (authorization: Bearer KEY)")
             if principal.role not in allowed and principal.role is not Role.ADMIN:
                 return _error(403, f"role {principal.role.value!r} may not call {method}")
+            if self.limiter is not None and method in self.rate_limited:
+                # the same shared per-tenant bucket as the gRPC RPC (429 + Retry-After here)
+                try:
+                    wait_s = await self.limiter.check(principal.tenant_id)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    return _error(503, f"rate-limit buckets unavailable: {exc}")
+                if wait_s > 0:
+                    RATE_LIMITED.labels("console").inc()
+                    response = _error(429, f"tenant {principal.tenant_id!r} is over its "
+                                           f"submission rate; retry in {wait_s:.2f}s")
+                    response.headers["Retry-After"] = str(math.ceil(wait_s))
+                    response.headers["retry-after-ms"] = str(max(1, math.ceil(wait_s * 1000)))
+                    return response
             try:
                 return await handler(request, principal)
             except BadRequest as exc:

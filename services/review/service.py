@@ -49,6 +49,9 @@ POLICY = {f"/{SERVICE_NAME}/{rpc}": _REVIEWERS for rpc in (
     "ListQueue", "GetItem", "Claim", "Renew", "Release", "SubmitVerdict")}
 POLICY[f"/{SERVICE_NAME}/ListQueue"] = frozenset({Role.REVIEWER, Role.AUDITOR})
 POLICY[f"/{SERVICE_NAME}/GetItem"] = frozenset({Role.REVIEWER, Role.AUDITOR})
+#: RPCs that create work (a verdict releases execution): charged to the caller's tenant, on
+#: gRPC and on the web console's route for the same RPC.
+RATE_LIMITED = frozenset({f"/{SERVICE_NAME}/SubmitVerdict"})
 
 T = TypeVar("T")
 
@@ -111,7 +114,8 @@ async def setup(ctx: ServiceContext) -> None:
     desk = ReviewDesk(ctx.pool, queue, publisher, policy)
     redactor = Redactor() if settings.review_redact_pii else None
     ctx.consume(ESCALATIONS, EscalationIntake(queue, redactor, publisher).handle)
-    ctx.serve((add_ReviewServiceServicer_to_server, ReviewServicer(desk), SERVICE_NAME), POLICY)
+    ctx.serve((add_ReviewServiceServicer_to_server, ReviewServicer(desk), SERVICE_NAME), POLICY,
+              rate_limited=RATE_LIMITED)
     ctx.run_in_background("admission", periodic(
         "admission", settings.review_admission_interval_ms / 1000,
         Admitter(ctx.pool, policy).tick))
@@ -119,7 +123,8 @@ async def setup(ctx: ServiceContext) -> None:
         "sla", settings.review_sla_interval_s,
         SlaKeeper(ctx.pool, policy, publisher, codec).tick))
     console = Console(desk, ctx.pool, settings.api_keys, POLICY, settings.bind_host,
-                      settings.review_web_port, supervisor=ctx.supervisor)
+                      settings.review_web_port, supervisor=ctx.supervisor,
+                      limiter=ctx.limiter, rate_limited=RATE_LIMITED)
     await console.start()
     ctx.on_stop.append(console.stop)
 

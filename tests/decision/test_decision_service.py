@@ -29,7 +29,7 @@ import pytest
 from services.decision.extraction import vendor_key
 from switchyard import Settings
 from switchyard._db import connect
-from switchyard._grpc import create_channel
+from switchyard._grpc import create_channel, field_violations
 from switchyard._launcher import service_specs
 from switchyard.stack import EmbeddedStack, free_port
 from switchyard.v1 import (
@@ -44,7 +44,7 @@ from switchyard.v1 import (
     TaskEnvelope,
     TaskStatus,
 )
-from tests.decision.documents import MODEL_REPOSITORY, heldout, invoice, sample
+from tests.decision.documents import MODEL_REPOSITORY, heldout, invoice, pdf, png, sample
 
 pytestmark = pytest.mark.integration
 
@@ -218,6 +218,29 @@ async def test_empty_document_is_invalid(decide: DecisionServiceStub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await decide.Decide(DecideRequest(task=task("")))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_png_and_pdf_are_refused_like_ingest_refuses_them(
+        decide: DecisionServiceStub) -> None:
+    """Decide runs ingest's validation: an image or a PDF (here an invoice as a PDF) is
+    INVALID_ARGUMENT with field violations, never decoded as text and routed as an invoice."""
+    cases = {
+        "png": (png(), "image/png"),
+        "pdf": (pdf(invoice()), "application/pdf"),
+        "pdf labelled as text": (pdf(invoice()), "text/plain"),
+    }
+    for name, (body, content_type) in cases.items():
+        envelope = TaskEnvelope(task_id=str(uuid.uuid4()), tenant_id="acme", kind="invoice",
+                                document=Document(content_type=content_type, body=body))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await decide.Decide(DecideRequest(task=envelope))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
+        violations = field_violations(caught.value)
+        assert "not valid UTF-8" in violations["task.document.body"], name
+        if content_type != "text/plain":
+            assert content_type in violations["task.document.content_type"], name
+        else:
+            assert "task.document.content_type" not in violations, name
 
 
 async def wait_decided(db: asyncpg.Connection, task_ids: list[str], timeout_s: float = 90

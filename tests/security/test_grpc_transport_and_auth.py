@@ -101,37 +101,3 @@ async def test_tls_and_mutual_tls(tmp_path: Path) -> None:
         await with_cert.close()
     finally:
         await server.stop(0)  # type: ignore[attr-defined]
-
-
-async def test_per_tenant_rate_limit_answers_with_retry_info() -> None:
-    from google.rpc import error_details_pb2
-
-    from switchyard._grpc import parse_status_details
-
-    settings = Settings(api_keys=KEYS, tenant_rate_limit="1/3",
-                        tenant_rate_limit_overrides="acme:0.5/2")
-    port = free_port()
-    server = await start_server(
-        settings, "test", port,
-        [(add_DecisionServiceServicer_to_server, EchoPrincipal(),
-          "switchyard.v1.DecisionService")],
-        {METHOD: frozenset({Role.SUBMITTER})}, rate_limited=frozenset({METHOD}))
-    channel = create_channel(f"127.0.0.1:{port}", api_key="sub-key")
-    try:
-        stub = DecisionServiceStub(channel)
-        await stub.Decide(DecideRequest())
-        await stub.Decide(DecideRequest())
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.Decide(DecideRequest())
-        error = caught.value
-        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "tenant 'acme'" in (error.details() or "")
-        status = parse_status_details(error)
-        assert status is not None
-        retry = error_details_pb2.RetryInfo()
-        assert status.details[0].Unpack(retry)
-        assert 0 < retry.retry_delay.ToTimedelta().total_seconds() <= 2
-        assert dict(error.trailing_metadata())["retry-after-ms"].isdigit()
-    finally:
-        await channel.close()
-        await server.stop(0)

@@ -1,8 +1,11 @@
 """Tenant isolation and least privilege on every RPC, against the real running services.
 
-Each RPC is tried with no credentials (UNAUTHENTICATED), with the wrong role
-(PERMISSION_DENIED) and against another tenant's data (NOT_FOUND for things that exist,
-PERMISSION_DENIED for a tenant named outright), never leaking another tenant's tasks.
+RPCs are tried with no credentials (UNAUTHENTICATED) and with the wrong role
+(PERMISSION_DENIED); then EVERY RPC of every service is called with valid credentials of
+another tenant, aimed at the first tenant's data (NOT_FOUND for things that exist,
+PERMISSION_DENIED for a tenant named outright, an empty answer for listings), never leaking
+another tenant's tasks, review items, webhooks or decisions. A check against the services'
+descriptors keeps that table complete when an RPC is added.
 """
 
 from __future__ import annotations
@@ -18,24 +21,39 @@ import pytest
 
 from switchyard import Settings
 from switchyard._grpc import create_channel
+from tests.polling import eventually
 from switchyard.v1 import (
     CancelTaskRequest,
     ClaimRequest,
     DecideRequest,
     DecisionServiceStub,
+    DeleteWebhookRequest,
     Document,
+    ExecutorAdminServiceStub,
     GetItemRequest,
     GetTaskRequest,
     IngestServiceStub,
+    ListBreakersRequest,
     ListQueueRequest,
     ListTasksRequest,
+    RegisterWebhookRequest,
+    ReleaseRequest,
+    RenewRequest,
+    ResetBreakerRequest,
     ReviewServiceStub,
+    ReviewVerdict,
     Submission,
     SubmitTaskRequest,
     SubmitTasksRequest,
+    SubmitVerdictRequest,
     TaskEnvelope,
+    Verdict,
     WatchTaskRequest,
     WatchTenantRequest,
+    decision_service_pb2,
+    executor_service_pb2,
+    ingest_service_pb2,
+    review_service_pb2,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pipeline")]
@@ -152,4 +170,102 @@ async def test_every_rpc_respects_credentials_roles_and_tenants(settings: Settin
     finally:
         for channel in (*globex_channels, *rev_channels, *anon_channels, *acme_channels,
                         *acme_rev_channels, *audit_channels):
+            await channel.close()
+
+
+def every_rpc() -> set[str]:
+    """Every RPC the four services define, from their descriptors."""
+    return {f"{service.full_name}/{method.name}"
+            for module in (ingest_service_pb2, review_service_pb2, decision_service_pb2,
+                           executor_service_pb2)
+            for service in module.DESCRIPTOR.services_by_name.values()
+            for method in service.methods}
+
+
+async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settings) -> None:
+    """acme's valid keys (submitter and reviewer) against globex's task, review item,
+    webhook and tenant, on every RPC: nothing of globex's is read, changed or decided."""
+    globex_ingest, _, _, globex_channels = stubs(settings, "globex-sub")
+    _, globex_reviewer, _, rev_channels = stubs(settings, "globex-rev")
+    ingest, _, decision, acme_channels = stubs(settings, "acme-sub")
+    _, acme_reviewer, _, acme_rev_channels = stubs(settings, "acme-rev")
+    executor_channel = create_channel(f"127.0.0.1:{settings.executor_grpc_port}",
+                                      api_key="acme-sub")
+    executor = ExecutorAdminServiceStub(executor_channel)
+    try:
+        task_id = (await globex_ingest.SubmitTask(SubmitTaskRequest(
+            submission=submission("globex", INVOICE)))).task_id
+        webhook = await globex_ingest.RegisterWebhook(RegisterWebhookRequest(
+            url="http://127.0.0.1:9/hook"))
+
+        async def globex_item() -> str:
+            page = await globex_reviewer.ListQueue(ListQueueRequest(page_size=500))
+            return next((i.item_id for i in page.items if i.escalation.task_id == task_id), "")
+        item_id = await eventually(globex_item, "globex's task to reach review", 120, 0.3)
+        verdict = ReviewVerdict(item_id=item_id, reviewer_id="mallory",
+                                verdict=Verdict.VERDICT_APPROVE)
+
+        expected: dict[str, tuple[Callable[[], Any], grpc.StatusCode]] = {
+            "IngestService/SubmitTask": (lambda: ingest.SubmitTask(SubmitTaskRequest(
+                submission=submission("globex", "x"))), grpc.StatusCode.PERMISSION_DENIED),
+            "IngestService/GetTask": (lambda: ingest.GetTask(GetTaskRequest(task_id=task_id)),
+                                      grpc.StatusCode.NOT_FOUND),
+            "IngestService/ListTasks": (lambda: ingest.ListTasks(ListTasksRequest(
+                tenant_id="globex")), grpc.StatusCode.PERMISSION_DENIED),
+            "IngestService/CancelTask": (lambda: ingest.CancelTask(CancelTaskRequest(
+                task_id=task_id)), grpc.StatusCode.NOT_FOUND),
+            "IngestService/WatchTask": (lambda: ingest.WatchTask(WatchTaskRequest(
+                task_id=task_id)), grpc.StatusCode.NOT_FOUND),
+            "IngestService/WatchTenant": (lambda: ingest.WatchTenant(WatchTenantRequest(
+                tenant_id="globex")), grpc.StatusCode.PERMISSION_DENIED),
+            "IngestService/RegisterWebhook": (lambda: ingest.RegisterWebhook(
+                RegisterWebhookRequest(tenant_id="globex", url="http://127.0.0.1:9/evil")),
+                grpc.StatusCode.PERMISSION_DENIED),
+            "ReviewService/GetItem": (lambda: acme_reviewer.GetItem(GetItemRequest(
+                item_id=item_id)), grpc.StatusCode.NOT_FOUND),
+            "ReviewService/Claim": (lambda: acme_reviewer.Claim(ClaimRequest(
+                item_id=item_id, reviewer_id="mallory")), grpc.StatusCode.NOT_FOUND),
+            "ReviewService/Renew": (lambda: acme_reviewer.Renew(RenewRequest(
+                item_id=item_id, reviewer_id="mallory")), grpc.StatusCode.NOT_FOUND),
+            "ReviewService/Release": (lambda: acme_reviewer.Release(ReleaseRequest(
+                item_id=item_id, reviewer_id="mallory")), grpc.StatusCode.NOT_FOUND),
+            "ReviewService/SubmitVerdict": (lambda: acme_reviewer.SubmitVerdict(
+                SubmitVerdictRequest(verdict=verdict)), grpc.StatusCode.NOT_FOUND),
+            # the tenant named in the task is checked against the caller's credentials
+            "DecisionService/Decide": (lambda: decision.Decide(DecideRequest(task=TaskEnvelope(
+                tenant_id="globex", document=Document(body=INVOICE.encode())))),
+                grpc.StatusCode.PERMISSION_DENIED),
+            # breakers are operator state, not a tenant's: a tenant's key may not touch them
+            "ExecutorAdminService/ListBreakers": (lambda: executor.ListBreakers(
+                ListBreakersRequest()), grpc.StatusCode.PERMISSION_DENIED),
+            "ExecutorAdminService/ResetBreaker": (lambda: executor.ResetBreaker(
+                ResetBreakerRequest(name="http://erp")), grpc.StatusCode.PERMISSION_DENIED),
+        }
+        got = {rpc: await code_of(call) for rpc, (call, _) in expected.items()}
+        assert got == {rpc: code for rpc, (_, code) in expected.items()}
+
+        # RPCs that answer rather than refuse: the answer holds nothing of globex's
+        bulk = await ingest.SubmitTasks(SubmitTasksRequest(submissions=[
+            submission("globex", "x")]))
+        assert bulk.results[0].error.code == grpc.StatusCode.PERMISSION_DENIED.value[0]
+        assert not (await ingest.DeleteWebhook(DeleteWebhookRequest(
+            webhook_id=webhook.webhook_id))).deleted
+        assert not (await acme_reviewer.ListQueue(ListQueueRequest(tenant_id="globex"))).items
+        covered = {*expected, "IngestService/SubmitTasks", "IngestService/DeleteWebhook",
+                   "ReviewService/ListQueue"}
+        assert every_rpc() == {f"switchyard.v1.{rpc}" for rpc in covered}, \
+            "an RPC is missing from the cross-tenant table"
+
+        # the caller's own tenant when the request names none: acme's decision, not globex's
+        own = await decision.Decide(DecideRequest(task=TaskEnvelope(
+            document=Document(body=INVOICE.encode()))))
+        assert own.decision.tenant_id == "acme"
+        # globex's things are untouched
+        assert (await globex_ingest.GetTask(GetTaskRequest(task_id=task_id))).task.status
+        assert await globex_item() == item_id
+        assert (await globex_ingest.DeleteWebhook(DeleteWebhookRequest(
+            webhook_id=webhook.webhook_id))).deleted
+    finally:
+        for channel in (*globex_channels, *rev_channels, *acme_channels, *acme_rev_channels,
+                        executor_channel):
             await channel.close()
