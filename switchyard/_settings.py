@@ -612,7 +612,7 @@ class Settings:
         0.25, "Seconds of a tenant's rate a replica leases from the shared bucket at once "
         "(one statement per lease); unspent leased tokens are dropped after this long. "
         "Must be > 0.",
-        group="auth",
+        group="auth", exclusive_minimum=0,
     )
     api_keys: str = setting(
         "",
