@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from switchyard._grpc import FieldViolation
+from switchyard._priority import level_of, priority_problems, requested_bucket
 from switchyard.v1 import Document, Submission, TaskEnvelope, TaskSource
 
 KNOWN_KINDS = ("invoice", "admission_form", "support_ticket", "classroom_event", "other")
@@ -67,8 +68,7 @@ def validate(submission: Submission, max_payload_bytes: int) -> list[FieldViolat
                     problems.append(FieldViolation("document.body", problem))
     if len(submission.metadata) > _MAX_METADATA_ENTRIES:
         problems.append(FieldViolation("metadata", f"at most {_MAX_METADATA_ENTRIES} entries"))
-    if not 0 <= submission.priority <= 3:
-        problems.append(FieldViolation("priority", "must be 0 (most urgent) to 3"))
+    problems.extend(FieldViolation(name, why) for name, why in priority_problems(submission))
     return problems
 
 
@@ -114,7 +114,10 @@ def payload_sha256(submission: Submission) -> str:
             "content_type": submission.document.content_type.strip().lower() or "text/plain",
             "body": hashlib.sha256(submission.document.body).hexdigest(),
             "metadata": dict(sorted(submission.metadata.items())),
-            "priority": submission.priority,
+            "priority": submission.priority,  # type: ignore[deprecated]
+            # only when set, so tasks accepted before priority_level existed keep their hash
+            **({"priority_level": int(submission.priority_level)}
+               if submission.priority_level else {}),
         },
         sort_keys=True,
     )
@@ -149,6 +152,8 @@ def build_envelope(submission: Submission, task_id: str, source: int,
     hint = submission.document.kind_hint.strip().lower()
     if not hint:
         hint = kind or guess_kind(body.decode("utf-8", errors="replace"))
+    bucket = requested_bucket(submission.priority_level,
+                              submission.priority)  # type: ignore[deprecated]
     envelope = TaskEnvelope(
         task_id=task_id,
         tenant_id=submission.tenant_id.strip(),
@@ -161,7 +166,9 @@ def build_envelope(submission: Submission, task_id: str, source: int,
             kind_hint=hint,
         ),
         metadata={k.strip(): v.strip() for k, v in submission.metadata.items()},
-        priority=submission.priority,
+        # resolved once here (unset -> normal); the deprecated int carries the same urgency
+        # for consumers that predate priority_level
+        priority=bucket, priority_level=level_of(bucket),
         received_at=received,
         correlation_id=task_id,
         attempt=1,
