@@ -291,7 +291,11 @@ global___ActionPlan = ActionPlan
 
 @typing.final
 class Decision(google.protobuf.message.Message):
-    """A decision about a task. Kafka topic "decisions", key task_id."""
+    """A decision about a task. Kafka topic "decisions", key task_id. Which terminal status each
+    outcome leads to is one rule for every source (see TaskStatus): AUTO_EXECUTE ends SUCCEEDED
+    or FAILED by the plan's run, REJECT ends FAILED ("rejected:<rule>"). No decision is handed
+    on for a task that already ended.
+    """
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
