@@ -79,7 +79,7 @@ from bench.passthrough import ROUTE_KEY, task_id_for
 from switchyard import Settings
 from switchyard._db import connect, resolve_dsn
 from switchyard._launcher import service_specs
-from switchyard._taskstore import status_name
+from switchyard._taskstore import TERMINAL, status_name
 from switchyard._topics import INTAKE, TASK_STATUS
 from switchyard.stack import ServiceSpec
 from services.decision.extraction import extract_invoice
@@ -104,7 +104,6 @@ from switchyard.v1 import (
 )
 
 HELDOUT = ROOT / "models" / "data" / "router_heldout.jsonl"
-TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 MISMATCH = {"invoice": "support_ticket", "admission_form": "invoice",
             "support_ticket": "invoice", "classroom_event": "invoice", "other": "invoice"}
 SUBMIT_TASKS = "/switchyard.v1.IngestService/SubmitTasks"

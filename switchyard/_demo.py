@@ -25,6 +25,7 @@ from rich.table import Table
 
 from switchyard._grpc import create_channel, field_violations
 from switchyard._settings import Settings
+from switchyard._taskstore import is_terminal
 from switchyard.v1 import (
     ClaimRequest,
     Document,
@@ -36,13 +37,12 @@ from switchyard.v1 import (
     Submission,
     SubmitTaskRequest,
     SubmitVerdictRequest,
+    TaskPriority,
     TaskStatus,
     Verdict,
 )
 
 HELDOUT = Path(__file__).resolve().parents[1] / "models" / "data" / "router_heldout.jsonl"
-TERMINAL = {TaskStatus.TASK_STATUS_SUCCEEDED, TaskStatus.TASK_STATUS_FAILED,
-            TaskStatus.TASK_STATUS_CANCELLED}
 TENANTS = ("acme-health", "northwind-edu", "bluepeak-retail")
 
 
@@ -83,7 +83,11 @@ async def submit_all(ingest: IngestServiceStub, docs: list[dict[str, str]], seed
         submission = Submission(
             tenant_id=TENANTS[index % len(TENANTS)], idempotency_key=f"{run}-{index}",
             kind=kind, document=Document(content_type="text/plain", body=doc["text"].encode()),
-            priority=rng.choice((1, 2, 2, 3)), metadata={"source": "demo"},
+            priority_level=rng.choice((TaskPriority.TASK_PRIORITY_HIGH,
+                                       TaskPriority.TASK_PRIORITY_NORMAL,
+                                       TaskPriority.TASK_PRIORITY_NORMAL,
+                                       TaskPriority.TASK_PRIORITY_LOW)),
+            metadata={"source": "demo"},
         )
         async with semaphore:
             started = time.perf_counter()
@@ -129,7 +133,7 @@ async def wait_terminal(ingest: IngestServiceStub, tally: Tally, timeout_s: floa
     while open_ids and time.monotonic() < deadline:
         for task_id in list(open_ids):
             task = (await ingest.GetTask(GetTaskRequest(task_id=task_id))).task
-            if task.status in TERMINAL:
+            if is_terminal(task.status):
                 open_ids.discard(task_id)
                 tally.finished_at[task_id] = time.perf_counter()
                 tally.outcome_of[task_id] = TaskStatus.Name(task.status).removeprefix(

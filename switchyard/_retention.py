@@ -21,9 +21,8 @@ from switchyard._payloads import (
     PayloadCodec,
     RowId,
 )
+from switchyard._taskstore import TERMINAL
 from switchyard.v1 import Escalation, TaskEnvelope
-
-TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 
 
 def parse_retention(default_days: int, overrides: str) -> tuple[int, dict[str, int]]:
@@ -78,7 +77,7 @@ async def purge(conn: asyncpg.Connection, default_days: int, per_tenant: dict[st
                 "SELECT task_id, envelope FROM tasks WHERE tenant_id = $1 AND purged_at IS NULL "
                 "AND status = ANY($2::text[]) AND updated_at < now() - $3::interval "
                 "ORDER BY updated_at LIMIT $4 FOR UPDATE SKIP LOCKED",
-                tenant, list(TERMINAL), cutoff, batch)
+                tenant, sorted(TERMINAL), cutoff, batch)
             if not rows or dry_run:
                 totals[0] += len(rows)
                 continue

@@ -13,6 +13,7 @@ import json
 import re
 
 from switchyard._grpc import FieldViolation
+from switchyard._priority import priority_problems
 from switchyard.v1 import Document, Submission, TaskEnvelope
 
 KNOWN_KINDS = ("invoice", "admission_form", "support_ticket", "classroom_event", "other")
@@ -32,7 +33,7 @@ def validate(submission: Submission, max_payload_bytes: int) -> list[FieldViolat
     elif len(key) > _MAX_KEY_CHARS:
         problems.append(FieldViolation("idempotency_key", f"at most {_MAX_KEY_CHARS} characters"))
     problems += _content_problems(submission.kind, submission.document, submission.metadata,
-                                  submission.priority, max_payload_bytes, "")
+                                  submission, max_payload_bytes, "")
     return problems
 
 
@@ -41,7 +42,7 @@ def validate_task(task: TaskEnvelope, max_payload_bytes: int,
     """The same rules for a task handed over whole (``Decide``); fields named ``prefix`` +
     the envelope's field. Ids a task gets at ingest (task_id, idempotency key) are optional."""
     problems = tenant_problems(task.tenant_id, f"{prefix}tenant_id")
-    problems += _content_problems(task.kind, task.document, task.metadata, task.priority,
+    problems += _content_problems(task.kind, task.document, task.metadata, task,
                                   max_payload_bytes, prefix)
     return problems
 
@@ -56,8 +57,9 @@ def tenant_problems(tenant_id: str, field: str) -> list[FieldViolation]:
     return []
 
 
-def _content_problems(kind_value: str, document: Document, metadata: object, priority: int,
-                      max_payload_bytes: int, prefix: str) -> list[FieldViolation]:
+def _content_problems(kind_value: str, document: Document, metadata: object,
+                      prioritised: Submission | TaskEnvelope, max_payload_bytes: int,
+                      prefix: str) -> list[FieldViolation]:
     problems: list[FieldViolation] = []
     kind = kind_value.strip().lower()
     if kind and kind not in KNOWN_KINDS:
@@ -89,8 +91,8 @@ def _content_problems(kind_value: str, document: Document, metadata: object, pri
     if len(metadata) > _MAX_METADATA_ENTRIES:  # type: ignore[arg-type]
         problems.append(FieldViolation(f"{prefix}metadata",
                                        f"at most {_MAX_METADATA_ENTRIES} entries"))
-    if not 0 <= priority <= 3:
-        problems.append(FieldViolation(f"{prefix}priority", "must be 0 (most urgent) to 3"))
+    problems.extend(FieldViolation(f"{prefix}{name}", why)
+                    for name, why in priority_problems(prioritised))
     return problems
 
 

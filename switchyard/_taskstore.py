@@ -20,7 +20,22 @@ from switchyard._kafka import Producer
 from switchyard._topics import TASK_STATUS
 from switchyard.v1 import StatusEvent, TaskStage, TaskStatus
 
+#: The one definition of "finished": a task in one of these never moves again, and is never
+#: admitted to or shown in a review queue.
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+
+
+def rejected(rule: str) -> tuple[str, str, str]:
+    """(status, stage, reason) of a task whose decision is REJECT, whoever decided (models,
+    policy, a reviewer, a review queue's default action): FAILED, "rejected:<rule>".
+    CANCELLED is only ever a client's cancellation. The rule is documented with TaskStatus
+    in protos/switchyard/v1/task.proto."""
+    return "FAILED", "DONE", f"rejected:{rule}"
+
+
+def is_terminal(status: int) -> bool:
+    """Whether a ``TaskStatus`` enum value is terminal (see :data:`TERMINAL`)."""
+    return status_name(status) in TERMINAL if status else False
 
 
 def status_name(status: int) -> str:

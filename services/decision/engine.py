@@ -28,6 +28,7 @@ from services.decision.policies import PolicySet
 from services.decision.policy import Outcome, Policy, decide, step_payload, unavailable
 from services.decision.shadow import ShadowRunner
 from services.decision.triton import ModelUnavailable, Prediction
+from switchyard._priority import task_bucket
 from switchyard.v1 import (
     ActionPlan,
     ActionStep,
@@ -156,7 +157,7 @@ class DecisionEngine:
                 assessment = await self._assess_invoice(task, text)
             except ModelUnavailable as exc:
                 return self._unavailable(task, policy, str(exc), prediction)
-        outcome = decide(task.kind, prediction, policy, task.priority, invoice=assessment)
+        outcome = decide(task.kind, prediction, policy, task_bucket(task), invoice=assessment)
         return Decided(to_decision(task, outcome, prediction, policy, assessment), outcome,
                        policy, assessment)
 
@@ -176,7 +177,7 @@ class DecisionEngine:
 
     def _unavailable(self, task: TaskEnvelope, policy: Policy, reason: str,
                      prediction: Prediction | None = None) -> Decided:
-        outcome = unavailable(task.kind, reason, task.priority)
+        outcome = unavailable(task.kind, reason, task_bucket(task))
         return Decided(to_decision(task, outcome, prediction, policy), outcome, policy)
 
 

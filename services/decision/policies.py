@@ -262,6 +262,11 @@ class PolicySet:
     def for_tenant(self, tenant_id: str) -> Policy:
         return self.tenants.get(tenant_id, self.default)
 
+    def review_queue(self, tenant_id: str) -> str:
+        """The review queue a tenant's escalations go to, whichever service escalates (the
+        decision service and the executor both route through this)."""
+        return self.for_tenant(tenant_id).review_queue
+
 
 def load_policies(directory: str | os.PathLike[str] | None, base: Policy | None = None
                   ) -> PolicySet:

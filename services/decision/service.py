@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import asyncpg
@@ -24,6 +23,7 @@ from services.decision.triton import InvoiceRiskClient, RouterClient, new_breake
 from switchyard._audit import append as audit_append
 from switchyard._audit import digest
 from switchyard._auth import Role, principal_var
+from switchyard._escalations import build_escalation
 from switchyard._grpc import abort_invalid
 from switchyard._payloads import codec_for
 from switchyard._serde import decode
@@ -31,7 +31,8 @@ from switchyard._service import ServiceContext, run_service
 from switchyard._settings import Settings
 from switchyard._streams import Record
 from switchyard._submissions import validate_task
-from switchyard._taskstore import publish_status, timestamp, transition
+from switchyard._priority import task_bucket
+from switchyard._taskstore import TERMINAL, publish_status, rejected, transition
 from switchyard._telemetry import task_context
 from switchyard._topics import DECISIONS, ESCALATIONS, TASKS
 from switchyard.v1 import (
@@ -51,8 +52,6 @@ SERVICE_NAME = "switchyard.v1.DecisionService"
 POLICY = {f"/{SERVICE_NAME}/Decide": frozenset({Role.SUBMITTER})}
 #: RPCs that create work (model inference): charged to the caller's tenant.
 RATE_LIMITED = frozenset({f"/{SERVICE_NAME}/Decide"})
-SLA_BY_PRIORITY = {0: timedelta(minutes=15), 1: timedelta(hours=1), 2: timedelta(hours=4),
-                   3: timedelta(hours=24)}
 OVERLOAD_BACKOFF_S = 0.05
 
 
@@ -72,18 +71,11 @@ def decision_audit_detail(task: TaskEnvelope, decision: Decision,
 
 def escalation_for(task: TaskEnvelope, decision: Decision, outcome: Outcome,
                    queue: str) -> Escalation:
-    priority = max(0, min(3, outcome.priority))
-    sla = datetime.now(timezone.utc) + SLA_BY_PRIORITY[priority]
-    if task.HasField("deadline"):
-        sla = min(sla, task.deadline.ToDatetime(timezone.utc))
-    return Escalation(
-        escalation_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"escalation:{decision.decision_id}")),
-        task_id=task.task_id, tenant_id=task.tenant_id, queue=queue,
-        priority=priority + 1,  # type: ignore[arg-type]  # REVIEW_PRIORITY_P0 == 1
+    """The decision service's escalation, through the one builder every service uses."""
+    return build_escalation(
+        task, decision, queue=queue, bucket=outcome.priority,
         reason=EscalationReason.Value(f"ESCALATION_REASON_{outcome.escalation_reason}"),
-        reason_detail=decision.explanation, proposed_decision=decision,
-        sla_deadline=timestamp(sla), task=task, service="decision",
-    )
+        detail=decision.explanation, service="decision")
 
 
 class TaskDecider:
@@ -100,9 +92,15 @@ class TaskDecider:
         with task_context(task.task_id):
             row = await self.ctx.pool.fetchrow(
                 "SELECT (SELECT decision FROM decisions WHERE task_id = $1 AND source = 'MODEL')"
-                " AS decision, EXISTS (SELECT 1 FROM decision_holds WHERE task_id = $1) AS held",
+                " AS decision, EXISTS (SELECT 1 FROM decision_holds WHERE task_id = $1) AS held,"
+                " (SELECT status FROM tasks WHERE task_id = $1) AS status",
                 uuid.UUID(task.task_id),
             )
+            if row["status"] in TERMINAL:
+                # Cancelled (or otherwise finished) before it was decided, or a redelivery
+                # of a finished task: nothing may reach a reviewer or the executor.
+                log.info("task is %s: not deciding or handing it on", row["status"])
+                return
             if row["decision"] is not None:
                 # Redelivered after the decision was stored: re-send it (consumers dedupe),
                 # never decide twice.
@@ -142,11 +140,11 @@ class TaskDecider:
                 await conn.execute("DELETE FROM decision_holds WHERE task_id = $1",
                                    uuid.UUID(task.task_id))
             if inserted is not None:
-                if result.assessment is not None:
-                    await HistoryStore.record(conn, task.tenant_id, task.task_id,
-                                              result.assessment, outcome.action != "reject")
                 change = await transition(conn, task.task_id, status, stage, "decision",
                                           reason, decision.explanation)
+                if result.assessment is not None and change is not None:
+                    await HistoryStore.record(conn, task.tenant_id, task.task_id,
+                                              result.assessment, outcome.action != "reject")
                 await audit_append(conn, task.tenant_id, "decision", "decision.made",
                                    decision_audit_detail(task, decision, outcome_name),
                                    task.task_id)
@@ -155,6 +153,13 @@ class TaskDecider:
                     "SELECT decision FROM decisions WHERE task_id = $1 AND source = 'MODEL'",
                     uuid.UUID(task.task_id))
                 decision, outcome = Decision.FromString(stored), None
+        if inserted is not None and change is None:
+            # The task ended while it was being decided (a client cancelled it): its status
+            # change was refused, so the decision is kept for the record but handed to
+            # nobody, neither a reviewer nor the executor.
+            log.info("task ended while being decided: decision %s not handed on",
+                     decision.decision_id)
+            return
         await self._publish(task, decision, outcome, result.policy.review_queue)
         if change is not None:
             await publish_status(self.ctx.producer, change.event)
@@ -165,11 +170,11 @@ class TaskDecider:
         if outcome_name == "AUTO_EXECUTE":
             await self.ctx.producer.send(DECISIONS, task.task_id, decision)
         elif outcome_name == "ESCALATE":
-            queue = queue or self.engine.policies.for_tenant(task.tenant_id).review_queue
+            queue = queue or self.engine.policies.review_queue(task.tenant_id)
             if outcome is None:
                 reason = "MODEL_UNAVAILABLE" if decision.rule == "model_unavailable" else "OTHER"
                 outcome = Outcome("escalate", decision.rule, decision.explanation,
-                                  decision.confidence, decision.label, reason, task.priority)
+                                  decision.confidence, decision.label, reason, task_bucket(task))
             await self.ctx.producer.send(ESCALATIONS, task.task_id,
                                          escalation_for(task, decision, outcome, queue))
 
@@ -182,7 +187,7 @@ def _status_for(outcome_name: str, decision: Decision) -> tuple[str, str, str]:
     return {
         "AUTO_EXECUTE": ("IN_PROGRESS", "EXECUTING", decision.rule),
         "ESCALATE": ("BLOCKED", "AWAITING_REVIEW", decision.rule),
-        "REJECT": ("FAILED", "DONE", f"rejected:{decision.rule}"),
+        "REJECT": rejected(decision.rule),
     }[outcome_name]
 
 

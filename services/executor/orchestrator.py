@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
+
 import asyncpg
 
 from services.executor.breakers import BreakerBoard
 from services.executor.jobs import CANCELLED, ESCALATED, FAILED, SUCCEEDED, Job, JobStore
 from services.executor.runner import PlanResult, PlanRunner
 from services.executor.sla import SlaPolicy, at_risk
+from switchyard._escalations import build_escalation
 from switchyard._kafka import Producer
 from switchyard._payloads import (
     PLAINTEXT,
@@ -24,23 +27,21 @@ from switchyard._payloads import (
     rewrap_stale,
 )
 from switchyard._streams import RejectRecord
-from switchyard._taskstore import TERMINAL, publish_status, timestamp, transition
+from switchyard._priority import HIGH, URGENT
+from switchyard._taskstore import TERMINAL, publish_status, rejected, transition
 from switchyard._telemetry import TASKS_TERMINAL, task_context
 from switchyard._topics import ESCALATIONS, EXECUTIONS
 from switchyard.v1 import (
     CancellationRequest,
     Decision,
     DecisionOutcome,
-    DecisionSource,
     Escalation,
     EscalationReason,
-    ReviewPriority,
     TaskEnvelope,
 )
 
 log = logging.getLogger(__name__)
 SERVICE = "executor"
-REVIEW_QUEUE = "default"
 #: Why the executor hands a task to a person, by the code its job keeps.
 ESCALATION_REASONS = {
     "sla_at_risk": EscalationReason.ESCALATION_REASON_SLA_AT_RISK,
@@ -58,8 +59,10 @@ def _uuid(value: str, field: str) -> uuid.UUID:
 class Executor:
     def __init__(self, pool: asyncpg.Pool, producer: Producer, runner: PlanRunner,
                  jobs: JobStore, breakers: BreakerBoard, sla: SlaPolicy,
-                 codec: PayloadCodec = PLAINTEXT) -> None:
+                 review_queue: Callable[[str], str], codec: PayloadCodec = PLAINTEXT) -> None:
         self.pool = pool
+        #: tenant -> review queue: the decision policies' routing (``PolicySet.review_queue``)
+        self.review_queue = review_queue
         self.codec = codec  # opens tasks.envelope (encryption at rest)
         self.producer = producer
         self.runner = runner
@@ -74,9 +77,9 @@ class Executor:
         _uuid(decision.task_id, "task_id")
         with task_context(decision.task_id):
             if decision.outcome == DecisionOutcome.DECISION_OUTCOME_REJECT:
-                by_human = decision.source == DecisionSource.DECISION_SOURCE_HUMAN
-                await self._finish(decision, "CANCELLED" if by_human else "FAILED",
-                                   f"rejected:{decision.rule}", decision.explanation)
+                # one rule whoever rejected (a reviewer, a review queue's default action)
+                status, _, reason = rejected(decision.rule)
+                await self._finish(decision, status, reason, decision.explanation)
                 return
             if decision.outcome != DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE:
                 log.warning("ignoring decision %s with outcome %s", decision.decision_id,
@@ -192,7 +195,10 @@ class Executor:
     async def escalate(self, job: Job, reason: int, code: str, detail: str) -> None:
         """Hand the task to a person (review queue), with the plan it would run."""
         decision = job.decision
-        await self._move(decision, "BLOCKED", "AWAITING_REVIEW", code, detail)
+        if not await self._move(decision, "BLOCKED", "AWAITING_REVIEW", code, detail):
+            # the task ended meanwhile: a finished task is never handed to a reviewer
+            await self.jobs.finish(job, FAILED, "task already terminal")
+            return
         await self.producer.send(ESCALATIONS, decision.task_id,
                                  await self._escalation(job, reason, code, detail))
         # "code: detail", so the escalation can be sent again exactly (see on_decision)
@@ -205,7 +211,8 @@ class Executor:
         review service dedupes it by its id)."""
         code, _, detail = job.reason.partition(": ")
         reason = ESCALATION_REASONS.get(code)
-        if reason is None:
+        task = await self._task(job.decision.task_id)
+        if reason is None or task is None or task["status"] in TERMINAL:
             return
         await self.producer.send(ESCALATIONS, job.decision.task_id,
                                  await self._escalation(job, reason, code, detail))
@@ -221,15 +228,10 @@ class Executor:
             except PayloadError as exc:  # a person still gets the task, without its body
                 log.error("escalating without the document: %s", exc)
         urgent = reason == EscalationReason.ESCALATION_REASON_SLA_AT_RISK
-        return Escalation(
-            escalation_id=str(uuid.uuid5(uuid.NAMESPACE_URL,
-                                         f"escalation:{decision.decision_id}:{code}")),
-            task_id=decision.task_id, tenant_id=decision.tenant_id, queue=REVIEW_QUEUE,
-            priority=ReviewPriority.REVIEW_PRIORITY_P0 if urgent  # type: ignore[arg-type]
-            else ReviewPriority.REVIEW_PRIORITY_P1,
-            reason=reason, reason_detail=detail, proposed_decision=decision,  # type: ignore[arg-type]
-            sla_deadline=timestamp(job.deadline), task=envelope, service=SERVICE,
-        )
+        return build_escalation(
+            envelope, decision, queue=self.review_queue(decision.tenant_id),
+            bucket=URGENT if urgent else HIGH, reason=reason,  # type: ignore[arg-type]
+            detail=detail, service=SERVICE, code=code, sla_deadline=job.deadline)
 
     # -- helpers ------------------------------------------------------------------------------
     def _envelope(self, task_id: str, task: asyncpg.Record) -> TaskEnvelope:

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from google.protobuf.timestamp_pb2 import Timestamp
 
 # The acceptance rules are shared with the decision service's Decide: one copy, there.
+from switchyard._priority import level_of, requested_bucket
 from switchyard._submissions import KNOWN_KINDS, MAX_JSON_DEPTH, json_problem, validate
 from switchyard.v1 import Document, Submission, TaskEnvelope, TaskSource
 
@@ -29,7 +30,10 @@ def payload_sha256(submission: Submission) -> str:
             "content_type": submission.document.content_type.strip().lower() or "text/plain",
             "body": hashlib.sha256(submission.document.body).hexdigest(),
             "metadata": dict(sorted(submission.metadata.items())),
-            "priority": submission.priority,
+            "priority": submission.priority,  # type: ignore[deprecated]
+            # only when set, so tasks accepted before priority_level existed keep their hash
+            **({"priority_level": int(submission.priority_level)}
+               if submission.priority_level else {}),
         },
         sort_keys=True,
     )
@@ -64,6 +68,8 @@ def build_envelope(submission: Submission, task_id: str, source: int,
     hint = submission.document.kind_hint.strip().lower()
     if not hint:
         hint = kind or guess_kind(body.decode("utf-8", errors="replace"))
+    bucket = requested_bucket(submission.priority_level,
+                              submission.priority)  # type: ignore[deprecated]
     envelope = TaskEnvelope(
         task_id=task_id,
         tenant_id=submission.tenant_id.strip(),
@@ -76,7 +82,9 @@ def build_envelope(submission: Submission, task_id: str, source: int,
             kind_hint=hint,
         ),
         metadata={k.strip(): v.strip() for k, v in submission.metadata.items()},
-        priority=submission.priority,
+        # resolved once here (unset -> normal); the deprecated int carries the same urgency
+        # for consumers that predate priority_level
+        priority=bucket, priority_level=level_of(bucket),
         received_at=received,
         correlation_id=task_id,
         attempt=1,

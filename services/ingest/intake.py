@@ -32,14 +32,14 @@ from switchyard._serde import (
     parse_content_type,
 )
 from switchyard._streams import Record, RejectRecord
-from switchyard.v1 import Submission
+from switchyard.v1 import Submission, TaskPriority
 
 KEY_HEADER = "x-idempotency-key"
 #: Room for the JSON/protobuf wrapper around a document at the size limit.
 WRAPPER_ALLOWANCE_BYTES = 64 * 1024
 
 _TOP_LEVEL = {"tenant_id", "idempotency_key", "kind", "document", "metadata", "priority",
-              "deadline", "callback_url"}
+              "priority_level", "deadline", "callback_url"}
 _DOCUMENT = {"content_type", "body", "filename", "kind_hint"}
 
 
@@ -113,12 +113,15 @@ def submission_from_json(value: bytes) -> Submission:
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise RejectRecord("schema_violation", "metadata: must be an object of strings")
     submission.metadata.update(metadata)
-    priority = data.get("priority", 0)
+    priority = data.get("priority", 0)  # deprecated: priority_level
+    if priority is None:
+        priority = 0
     if not isinstance(priority, int) or isinstance(priority, bool):
         raise RejectRecord("schema_violation", "priority: must be an integer 0-3")
     if not -2**31 <= priority < 2**31:
         raise RejectRecord("schema_violation", "priority: must be an integer 0-3")
-    submission.priority = priority
+    submission.priority = priority  # type: ignore[deprecated]
+    submission.priority_level = _priority_level(data.get("priority_level"))
     if data.get("deadline") is not None:
         deadline = _string(data["deadline"], "deadline")
         try:
@@ -136,6 +139,24 @@ def submission_from_json(value: bytes) -> Submission:
                                                    f"{deadline[:64]!r}") from None
         submission.deadline.CopyFrom(stamp)
     return submission
+
+
+_LEVEL_NAMES = tuple(name.removeprefix("TASK_PRIORITY_").lower()
+                     for name in TaskPriority.keys() if not name.endswith("UNSPECIFIED"))
+
+
+def _priority_level(value: Any) -> TaskPriority.ValueType:
+    """``priority_level``: a TaskPriority name, short ("normal") or full
+    ("TASK_PRIORITY_NORMAL"), any case; absent or null means normal."""
+    if value is None:
+        return TaskPriority.TASK_PRIORITY_UNSPECIFIED
+    if not isinstance(value, str) or value.strip().lower().removeprefix("task_priority_") \
+            not in _LEVEL_NAMES:
+        raise RejectRecord("schema_violation", f"priority_level: must be one of "
+                                               f"{', '.join(_LEVEL_NAMES)}, got "
+                                               f"{str(value)[:32]!r}")
+    name = value.strip().upper().removeprefix("TASK_PRIORITY_")
+    return TaskPriority.Value(f"TASK_PRIORITY_{name}")
 
 
 def parse_record(record: Record, max_payload_bytes: int, signer: IntakeSigner) -> Submission:

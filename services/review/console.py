@@ -28,6 +28,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from services.review.desk import ReviewDesk
 from services.review.queue import ReviewError
 from switchyard._auth import ApiKeyAuthenticator, MethodPolicy, Principal, Role
+from switchyard._priority import level_of, task_bucket
 from switchyard._ratelimit import RATE_LIMITED, TenantLimiter
 from switchyard._supervision import Supervisor
 from switchyard.v1 import (
@@ -40,6 +41,7 @@ from switchyard.v1 import (
     ReviewPriority,
     ReviewState,
     ReviewVerdict,
+    TaskPriority,
     Verdict,
 )
 
@@ -87,6 +89,9 @@ def item_json(item: ReviewItem, full: bool = True) -> dict[str, Any]:
         "priority": ReviewPriority.Name(item.priority).removeprefix("REVIEW_PRIORITY_"),
         "escalated_priority": ReviewPriority.Name(esc.priority).removeprefix(
             "REVIEW_PRIORITY_"),
+        # what the submitter asked for (unset means normal), as ingest resolved it
+        "task_priority": TaskPriority.Name(level_of(task_bucket(esc.task))).removeprefix(
+            "TASK_PRIORITY_"),
         "reason": EscalationReason.Name(esc.reason).removeprefix("ESCALATION_REASON_"),
         "reason_detail": esc.reason_detail, "kind": esc.task.kind,
         "claimed_by": item.claimed_by or None,

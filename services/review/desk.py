@@ -61,6 +61,11 @@ class ReviewDesk:
             return ListQueueResponse()
         states = tuple(ReviewState.Name(s).removeprefix("REVIEW_STATE_")
                        for s in request.states if s) or ("PENDING", "CLAIMED")
+        if "WITHDRAWN" in states:
+            # items of tasks that ended are closed records, never shown in a queue
+            problems = [("states", "REVIEW_STATE_WITHDRAWN is never listed: those items "
+                                   "belong to tasks that ended before a verdict")]
+            raise ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in problems), problems)
         filters = Filters(
             queue=request.queue, tenant_id=tenant, states=states,
             priorities=tuple(priority_value(p) for p in request.priorities if p),

@@ -35,6 +35,12 @@ ADMISSION_WAIT = Histogram(
     ["queue"],
     buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600),
 )
+WITHDRAWN = Counter(
+    "switchyard_review_withdrawn_total",
+    "Items closed without a verdict because their task ended (e.g. a client cancelled it), "
+    "or stored closed because it had ended before the escalation arrived; by queue.",
+    ["queue"],
+)
 SLA_BUMPED = Counter(
     "switchyard_review_sla_bumped_total",
     "Items moved up a priority bucket because their SLA deadline neared.",

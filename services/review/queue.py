@@ -16,6 +16,9 @@ from datetime import datetime, timedelta, timezone
 
 import asyncpg
 
+from services.review.endings import lock_task, withdrawn_resolution
+from services.review.metrics import WITHDRAWN
+from switchyard._audit import append
 from switchyard._payloads import PLAINTEXT, REVIEW_ESCALATION, PayloadCodec
 from switchyard._taskstore import timestamp
 from switchyard._telemetry import current_trace_context
@@ -109,22 +112,41 @@ class ReviewQueue:
         self.codec = codec
 
     async def enqueue(self, escalation: Escalation) -> bool:
-        """Add an escalation to the admission backlog; False if it was already there."""
+        """Add an escalation to the admission backlog; False if it was already there.
+
+        If its task already ended (``review_ended_tasks``, fed by the task-status topic) the
+        item is stored WITHDRAWN instead, for the record, and is never admitted. The task
+        lock orders this against the ending's own withdrawal (see ``endings``)."""
         priority = priority_value(escalation.priority)
         item_id = uuid.uuid4()
-        row = await self.pool.fetchrow(
-            "INSERT INTO review_items (item_id, escalation_id, task_id, tenant_id, queue, "
-            "priority, base_priority, reason, state, sla_deadline, escalation, trace_context) "
-            "VALUES ($1,$2,$3,$4,$5,$6,$6,$7,'BACKLOGGED',$8,$9,$10::jsonb) "
-            "ON CONFLICT (escalation_id) DO NOTHING RETURNING item_id",
-            item_id, uuid.UUID(escalation.escalation_id), uuid.UUID(escalation.task_id),
-            escalation.tenant_id, escalation.queue or "default", priority,
-            reason_name(escalation.reason),
-            escalation.sla_deadline.ToDatetime(timezone.utc)
-            if escalation.HasField("sla_deadline") else None,
-            self.codec.seal(item_id, escalation.SerializeToString(), REVIEW_ESCALATION),
-            json.dumps(current_trace_context()),
-        )
+        task_id = uuid.UUID(escalation.task_id)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await lock_task(conn, task_id)
+            ended = await conn.fetchval(
+                "SELECT status FROM review_ended_tasks WHERE task_id = $1", task_id)
+            row = await conn.fetchrow(
+                "INSERT INTO review_items (item_id, escalation_id, task_id, tenant_id, queue, "
+                "priority, base_priority, reason, state, sla_deadline, escalation, "
+                "trace_context, resolution, resolved_at) "
+                "VALUES ($1,$2,$3,$4,$5,$6,$6,$7,$11,$8,$9,$10::jsonb,$12,"
+                "CASE WHEN $11 = 'WITHDRAWN' THEN now() END) "
+                "ON CONFLICT (escalation_id) DO NOTHING RETURNING item_id, queue",
+                item_id, uuid.UUID(escalation.escalation_id), task_id,
+                escalation.tenant_id, escalation.queue or "default", priority,
+                reason_name(escalation.reason),
+                escalation.sla_deadline.ToDatetime(timezone.utc)
+                if escalation.HasField("sla_deadline") else None,
+                self.codec.seal(item_id, escalation.SerializeToString(), REVIEW_ESCALATION),
+                json.dumps(current_trace_context()),
+                "WITHDRAWN" if ended else "BACKLOGGED",
+                withdrawn_resolution(ended) if ended else None,
+            )
+            if row is not None and ended:
+                await append(conn, escalation.tenant_id, "review", "review.withdrawn",
+                             {"item_id": str(item_id), "task_status": ended,
+                              "never_admitted": True}, task_id=escalation.task_id)
+        if row is not None and ended:
+            WITHDRAWN.labels(row["queue"]).inc()
         return row is not None
 
     async def list(self, filters: Filters, page_size: int, page_token: str) -> Page:
@@ -220,6 +242,9 @@ class ReviewQueue:
         if row is None:
             raise ReviewError("not_found", f"review item {item_id!r} not found")
         state = row["state"]
+        if state == "WITHDRAWN":
+            raise ReviewError("conflict", f"review item {item_id} was withdrawn: its task "
+                                          f"ended ({row['resolution']}) before a verdict")
         if state in ("RESOLVED", "EXPIRED"):
             raise ReviewError("conflict", f"review item {item_id} is already closed "
                                           f"({row['resolution'] or state.lower()})")

@@ -12,6 +12,7 @@ import grpc
 from services.review.admission import Admitter
 from services.review.console import Console
 from services.review.desk import ReviewDesk
+from services.review.endings import TaskEndings
 from services.review.intake import EscalationIntake
 from services.review.policies import ReviewPolicy
 from services.review.queue import ReviewError, ReviewQueue
@@ -24,7 +25,7 @@ from switchyard._pii import Redactor
 from switchyard._service import ServiceContext, run_service
 from switchyard._settings import Settings
 from switchyard._supervision import periodic
-from switchyard._topics import ESCALATIONS
+from switchyard._topics import ESCALATIONS, TASK_STATUS
 from switchyard.v1 import (
     ClaimRequest,
     ClaimResponse,
@@ -114,6 +115,8 @@ async def setup(ctx: ServiceContext) -> None:
     desk = ReviewDesk(ctx.pool, queue, publisher, policy)
     redactor = Redactor() if settings.review_redact_pii else None
     ctx.consume(ESCALATIONS, EscalationIntake(queue, redactor, publisher).handle)
+    # tasks that end (cancelled, or otherwise terminal) leave the review queues
+    ctx.consume(TASK_STATUS, TaskEndings(ctx.pool).handle)
     ctx.serve((add_ReviewServiceServicer_to_server, ReviewServicer(desk), SERVICE_NAME), POLICY,
               rate_limited=RATE_LIMITED)
     ctx.run_in_background("admission", periodic(

@@ -34,7 +34,9 @@ class _DecisionOutcomeEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper
     DECISION_OUTCOME_ESCALATE: _DecisionOutcome.ValueType  # 2
     """A person must look at it."""
     DECISION_OUTCOME_REJECT: _DecisionOutcome.ValueType  # 3
-    """Do nothing; the task ends FAILED (model/policy) or CANCELLED (reviewer)."""
+    """Do nothing; the task ends FAILED with reason "rejected:<rule>", whoever decided (models,
+    policy or a reviewer). CANCELLED is reserved for a client's cancellation (see TaskStatus).
+    """
 
 class DecisionOutcome(_DecisionOutcome, metaclass=_DecisionOutcomeEnumTypeWrapper):
     """What the decision (or a reviewer) says to do with a task."""
@@ -45,7 +47,9 @@ DECISION_OUTCOME_AUTO_EXECUTE: DecisionOutcome.ValueType  # 1
 DECISION_OUTCOME_ESCALATE: DecisionOutcome.ValueType  # 2
 """A person must look at it."""
 DECISION_OUTCOME_REJECT: DecisionOutcome.ValueType  # 3
-"""Do nothing; the task ends FAILED (model/policy) or CANCELLED (reviewer)."""
+"""Do nothing; the task ends FAILED with reason "rejected:<rule>", whoever decided (models,
+policy or a reviewer). CANCELLED is reserved for a client's cancellation (see TaskStatus).
+"""
 global___DecisionOutcome = DecisionOutcome
 
 class _DecisionSource:
@@ -287,7 +291,11 @@ global___ActionPlan = ActionPlan
 
 @typing.final
 class Decision(google.protobuf.message.Message):
-    """A decision about a task. Kafka topic "decisions", key task_id."""
+    """A decision about a task. Kafka topic "decisions", key task_id. Which terminal status each
+    outcome leads to is one rule for every source (see TaskStatus): AUTO_EXECUTE ends SUCCEEDED
+    or FAILED by the plan's run, REJECT ends FAILED ("rejected:<rule>"). No decision is handed
+    on for a task that already ended.
+    """
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 

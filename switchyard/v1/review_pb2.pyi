@@ -87,6 +87,11 @@ class _ReviewStateEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._En
     """Passed its SLA; handled by the queue's expiry policy."""
     REVIEW_STATE_BACKLOGGED: _ReviewState.ValueType  # 5
     """Waiting for admission (throttled); not yet visible to reviewers."""
+    REVIEW_STATE_WITHDRAWN: _ReviewState.ValueType  # 6
+    """Closed without a verdict because the task ended (cancelled by a client, or otherwise
+    terminal) before a person decided; resolution says why, e.g. "withdrawn:cancelled". An
+    escalation of a task that is already terminal enters in this state and is never admitted.
+    """
 
 class ReviewState(_ReviewState, metaclass=_ReviewStateEnumTypeWrapper):
     """Where a review item is."""
@@ -102,6 +107,11 @@ REVIEW_STATE_EXPIRED: ReviewState.ValueType  # 4
 """Passed its SLA; handled by the queue's expiry policy."""
 REVIEW_STATE_BACKLOGGED: ReviewState.ValueType  # 5
 """Waiting for admission (throttled); not yet visible to reviewers."""
+REVIEW_STATE_WITHDRAWN: ReviewState.ValueType  # 6
+"""Closed without a verdict because the task ended (cancelled by a client, or otherwise
+terminal) before a person decided; resolution says why, e.g. "withdrawn:cancelled". An
+escalation of a task that is already terminal enters in this state and is never admitted.
+"""
 global___ReviewState = ReviewState
 
 class _Verdict:

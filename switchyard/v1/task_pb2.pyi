@@ -37,13 +37,25 @@ class _TaskStatusEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._Enu
     TASK_STATUS_SUCCEEDED: _TaskStatus.ValueType  # 4
     """Terminal: the decision was carried out."""
     TASK_STATUS_FAILED: _TaskStatus.ValueType  # 5
-    """Terminal: rejected, or a step failed permanently; reason says why."""
+    """Terminal: not carried out; rejected (by the models, a policy or a reviewer alike), or a
+    step failed permanently. reason says why.
+    """
     TASK_STATUS_CANCELLED: _TaskStatus.ValueType  # 6
-    """Terminal: cancelled by a client or rejected by a reviewer."""
+    """Terminal: a client cancelled it (IngestService.CancelTask); only a cancellation ends here."""
 
 class TaskStatus(_TaskStatus, metaclass=_TaskStatusEnumTypeWrapper):
     """Lifecycle of a task. Every accepted task ends in a terminal status (SUCCEEDED, FAILED,
-    CANCELLED) or sits visibly in BLOCKED or awaiting review; nothing vanishes.
+    CANCELLED) or sits visibly in BLOCKED or awaiting review; nothing vanishes. A terminal task
+    never moves again and is never admitted to or shown in a review queue (an open review item
+    of a task that ends is closed as REVIEW_STATE_WITHDRAWN).
+
+    Which outcome ends in which terminal status (one rule, whoever decided):
+      the plan ran to the end                       -> SUCCEEDED, reason "executed"
+      a REJECT decision (models/policy, a reviewer,
+      or a review queue's default action)           -> FAILED, reason "rejected:<rule>"
+      a step failed permanently (compensated)       -> FAILED, reason "execution_failed"
+      an invalid plan                               -> FAILED, reason "invalid_plan"
+      CancelTask (before or during execution)       -> CANCELLED, reason "cancelled"
     """
 
 TASK_STATUS_UNSPECIFIED: TaskStatus.ValueType  # 0
@@ -56,9 +68,11 @@ TASK_STATUS_BLOCKED: TaskStatus.ValueType  # 3
 TASK_STATUS_SUCCEEDED: TaskStatus.ValueType  # 4
 """Terminal: the decision was carried out."""
 TASK_STATUS_FAILED: TaskStatus.ValueType  # 5
-"""Terminal: rejected, or a step failed permanently; reason says why."""
+"""Terminal: not carried out; rejected (by the models, a policy or a reviewer alike), or a
+step failed permanently. reason says why.
+"""
 TASK_STATUS_CANCELLED: TaskStatus.ValueType  # 6
-"""Terminal: cancelled by a client or rejected by a reviewer."""
+"""Terminal: a client cancelled it (IngestService.CancelTask); only a cancellation ends here."""
 global___TaskStatus = TaskStatus
 
 class _TaskStage:
@@ -98,6 +112,40 @@ TASK_STAGE_COMPENSATING: TaskStage.ValueType  # 5
 TASK_STAGE_DONE: TaskStage.ValueType  # 6
 """Finished; the status is terminal."""
 global___TaskStage = TaskStage
+
+class _TaskPriority:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _TaskPriorityEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_TaskPriority.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    TASK_PRIORITY_UNSPECIFIED: _TaskPriority.ValueType  # 0
+    """Not given: treated exactly as TASK_PRIORITY_NORMAL."""
+    TASK_PRIORITY_URGENT: _TaskPriority.ValueType  # 1
+    """Most urgent (review P0)."""
+    TASK_PRIORITY_HIGH: _TaskPriority.ValueType  # 2
+    """Review P1."""
+    TASK_PRIORITY_NORMAL: _TaskPriority.ValueType  # 3
+    """The default (review P2)."""
+    TASK_PRIORITY_LOW: _TaskPriority.ValueType  # 4
+    """Least urgent (review P3)."""
+
+class TaskPriority(_TaskPriority, metaclass=_TaskPriorityEnumTypeWrapper):
+    """How urgent a task is; drives the review priority (URGENT = P0 .. LOW = P3) and SLA of any
+    escalation. Unset means normal: a submission that says nothing is not the most urgent.
+    """
+
+TASK_PRIORITY_UNSPECIFIED: TaskPriority.ValueType  # 0
+"""Not given: treated exactly as TASK_PRIORITY_NORMAL."""
+TASK_PRIORITY_URGENT: TaskPriority.ValueType  # 1
+"""Most urgent (review P0)."""
+TASK_PRIORITY_HIGH: TaskPriority.ValueType  # 2
+"""Review P1."""
+TASK_PRIORITY_NORMAL: TaskPriority.ValueType  # 3
+"""The default (review P2)."""
+TASK_PRIORITY_LOW: TaskPriority.ValueType  # 4
+"""Least urgent (review P3)."""
+global___TaskPriority = TaskPriority
 
 class _TaskSource:
     ValueType = typing.NewType("ValueType", builtins.int)
@@ -181,6 +229,7 @@ class Submission(google.protobuf.message.Message):
     PRIORITY_FIELD_NUMBER: builtins.int
     DEADLINE_FIELD_NUMBER: builtins.int
     CALLBACK_URL_FIELD_NUMBER: builtins.int
+    PRIORITY_LEVEL_FIELD_NUMBER: builtins.int
     tenant_id: builtins.str
     """Required; the caller's credentials must allow it."""
     idempotency_key: builtins.str
@@ -190,9 +239,15 @@ class Submission(google.protobuf.message.Message):
     decide.
     """
     priority: builtins.int
-    """0 (most urgent) to 3."""
+    """Deprecated: use priority_level. 1 (high) to 3 (low) are still honoured; 0, which proto3
+    cannot tell apart from "not set", means normal (not most urgent). Ask for the most urgent
+    with priority_level = TASK_PRIORITY_URGENT. Set together with priority_level, the two
+    must agree (0 here agrees with anything).
+    """
     callback_url: builtins.str
     """Optional webhook for status changes of this task."""
+    priority_level: global___TaskPriority.ValueType
+    """How urgent the task is; unset means normal."""
     @property
     def document(self) -> global___Document: ...
     @property
@@ -214,9 +269,10 @@ class Submission(google.protobuf.message.Message):
         priority: builtins.int = ...,
         deadline: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         callback_url: builtins.str = ...,
+        priority_level: global___TaskPriority.ValueType = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["deadline", b"deadline", "document", b"document"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["callback_url", b"callback_url", "deadline", b"deadline", "document", b"document", "idempotency_key", b"idempotency_key", "kind", b"kind", "metadata", b"metadata", "priority", b"priority", "tenant_id", b"tenant_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["callback_url", b"callback_url", "deadline", b"deadline", "document", b"document", "idempotency_key", b"idempotency_key", "kind", b"kind", "metadata", b"metadata", "priority", b"priority", "priority_level", b"priority_level", "tenant_id", b"tenant_id"]) -> None: ...
 
 global___Submission = Submission
 
@@ -254,6 +310,7 @@ class TaskEnvelope(google.protobuf.message.Message):
     CORRELATION_ID_FIELD_NUMBER: builtins.int
     ATTEMPT_FIELD_NUMBER: builtins.int
     SOURCE_FIELD_NUMBER: builtins.int
+    PRIORITY_LEVEL_FIELD_NUMBER: builtins.int
     task_id: builtins.str
     """Assigned by ingest (a UUID)."""
     tenant_id: builtins.str
@@ -262,13 +319,19 @@ class TaskEnvelope(google.protobuf.message.Message):
     kind: builtins.str
     """As Submission.kind."""
     priority: builtins.int
-    """0 (most urgent) to 3."""
+    """Deprecated: read priority_level. Ingest still fills it with the same urgency as 0 (most
+    urgent) to 3 for consumers that predate priority_level.
+    """
     correlation_id: builtins.str
     """Ties log lines of one request together across services."""
     attempt: builtins.int
     """1 on first publication; incremented on each replay."""
     source: global___TaskSource.ValueType
     """How the task entered the system."""
+    priority_level: global___TaskPriority.ValueType
+    """How urgent the task is, as resolved by ingest (never unspecified on envelopes ingest
+    writes; envelopes written before it existed are read through the deprecated priority).
+    """
     @property
     def document(self) -> global___Document: ...
     @property
@@ -298,9 +361,10 @@ class TaskEnvelope(google.protobuf.message.Message):
         correlation_id: builtins.str = ...,
         attempt: builtins.int = ...,
         source: global___TaskSource.ValueType = ...,
+        priority_level: global___TaskPriority.ValueType = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["deadline", b"deadline", "document", b"document", "received_at", b"received_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["attempt", b"attempt", "correlation_id", b"correlation_id", "deadline", b"deadline", "document", b"document", "idempotency_key", b"idempotency_key", "kind", b"kind", "metadata", b"metadata", "priority", b"priority", "received_at", b"received_at", "source", b"source", "task_id", b"task_id", "tenant_id", b"tenant_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["attempt", b"attempt", "correlation_id", b"correlation_id", "deadline", b"deadline", "document", b"document", "idempotency_key", b"idempotency_key", "kind", b"kind", "metadata", b"metadata", "priority", b"priority", "priority_level", b"priority_level", "received_at", b"received_at", "source", b"source", "task_id", b"task_id", "tenant_id", b"tenant_id"]) -> None: ...
 
 global___TaskEnvelope = TaskEnvelope
 

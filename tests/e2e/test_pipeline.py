@@ -208,9 +208,10 @@ async def test_escalated_tasks_follow_the_reviewers_verdict(
 
     done = await wait_for(ingest, approved.task_id, TERMINAL)
     assert done.status == TaskStatus.TASK_STATUS_SUCCEEDED
-    cancelled = await wait_for(ingest, rejected.task_id, TERMINAL)
-    assert cancelled.status == TaskStatus.TASK_STATUS_CANCELLED
-    assert cancelled.reason == "rejected:reviewer_reject"
+    ended = await wait_for(ingest, rejected.task_id, TERMINAL)
+    # one terminal rule: a REJECT ends FAILED, whoever rejected (CANCELLED is CancelTask's)
+    assert ended.status == TaskStatus.TASK_STATUS_FAILED
+    assert ended.reason == "rejected:reviewer_reject"
 
 
 async def test_unreadable_record_is_dead_lettered_with_its_bytes(settings: Settings) -> None:

@@ -511,22 +511,25 @@ def test_topics_and_migrations_run_as_pre_install_and_pre_upgrade_hooks(
     assert int(sa["metadata"]["annotations"]["helm.sh/hook-weight"]) < min(weights.values())
 
 
-def test_policies_are_mounted_into_decision(prod_manifests: list[Manifest]) -> None:
+def test_policies_are_mounted_into_decision_and_executor(prod_manifests: list[Manifest]
+                                                          ) -> None:
     (config_map,) = by_kind(prod_manifests, "ConfigMap")
     assert set(config_map["data"]) == {"default.yaml", "acme-university.yaml"}
     acme = yaml.safe_load(config_map["data"]["acme-university.yaml"])
     assert acme["auto_execute_threshold"] == 0.9
     assert acme["plans"]["admission_form"] == [{"name": "create_applicant",
                                                 "target": "http://sis/applicants"}]
-    decision = one(prod_manifests, "Deployment", "decision")
-    spec = pod_spec(decision)
-    volumes = {v["name"]: v for v in spec["volumes"]}
-    assert volumes["policies"]["configMap"]["name"] == config_map["metadata"]["name"]
-    container = spec["containers"][0]
-    mount = next(m for m in container["volumeMounts"] if m["name"] == "policies")
-    assert env_of(container)["SWITCHYARD_POLICY_DIR"]["value"] == mount["mountPath"]
-    assert "checksum/policies" in decision["spec"]["template"]["metadata"]["annotations"]
-    for service in ("ingest", "executor", "review"):
+    # the executor routes its escalations to the tenant's review queue from the same files
+    for service in ("decision", "executor"):
+        deployment = one(prod_manifests, "Deployment", service)
+        spec = pod_spec(deployment)
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["policies"]["configMap"]["name"] == config_map["metadata"]["name"]
+        container = spec["containers"][0]
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "policies")
+        assert env_of(container)["SWITCHYARD_POLICY_DIR"]["value"] == mount["mountPath"]
+        assert "checksum/policies" in deployment["spec"]["template"]["metadata"]["annotations"]
+    for service in ("ingest", "review"):
         assert "policies" not in {v["name"] for v in pod_spec(
             one(prod_manifests, "Deployment", service))["volumes"]}
 

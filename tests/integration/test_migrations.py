@@ -55,3 +55,45 @@ def test_a_failing_migration_rolls_back_and_is_not_recorded(stack) -> None:  # t
     with pytest.raises(asyncpg.PostgresError):
         asyncio.run(migrate(settings, broken))
     assert asyncio.run(migrate(settings, broken[:1])) == []  # 1 stayed applied, 2 did not
+
+
+def test_0012_moves_items_that_were_p0_only_by_the_old_default(stack) -> None:  # type: ignore[no-untyped-def]
+    """Review items escalated at P0 because Submission.priority defaulted to 0 become normal
+    (P1 for "models unavailable"); deliberate P0s (SLA at risk) and closed items stay."""
+    settings = fresh(stack.settings)
+    everything = load_migrations()
+    asyncio.run(migrate(settings, [m for m in everything if m.version < 12]))
+    cases = {  # reason, state, priority before -> (priority, base_priority) after
+        "LOW_CONFIDENCE": ("PENDING", 0, (2, 2)),
+        "POLICY": ("BACKLOGGED", 0, (2, 2)),
+        "MODEL_UNAVAILABLE": ("CLAIMED", 0, (1, 1)),
+        "SLA_AT_RISK": ("PENDING", 0, (0, 0)),
+        "OTHER": ("RESOLVED", 0, (0, 0)),
+        "COMPENSATION_FAILED": ("PENDING", 1, (1, 1)),
+    }
+
+    async def seed_upgrade_and_read() -> dict[str, tuple[int, int]]:
+        conn = await asyncpg.connect(resolve_dsn(settings),
+                                     server_settings={"search_path": settings.postgres_schema})
+        try:
+            for reason, (state, priority, _) in cases.items():
+                task_id = uuid.uuid4()
+                await conn.execute(
+                    "INSERT INTO tasks (task_id, tenant_id, idempotency_key, payload_sha256, "
+                    "kind, source, envelope, status, stage) VALUES ($1, 'acme', $2, '', "
+                    "'invoice', 'TASK_SOURCE_GRPC', '', 'BLOCKED', 'AWAITING_REVIEW')",
+                    task_id, str(task_id))
+                await conn.execute(
+                    "INSERT INTO review_items (item_id, escalation_id, task_id, tenant_id, "
+                    "queue, priority, base_priority, reason, state, escalation) VALUES "
+                    "($1, $2, $3, 'acme', 'default', $4, $4, $5, $6, '')",
+                    uuid.uuid4(), uuid.uuid4(), task_id, priority, reason, state)
+            assert await migrate(settings) == [m.version for m in everything
+                                               if m.version >= 12]
+            rows = await conn.fetch("SELECT reason, priority, base_priority FROM review_items")
+            return {r["reason"]: (r["priority"], r["base_priority"]) for r in rows}
+        finally:
+            await conn.close()
+
+    after = asyncio.run(seed_upgrade_and_read())
+    assert after == {reason: expected for reason, (_, _, expected) in cases.items()}

@@ -1,5 +1,5 @@
 """End to end with the four services: verdicts given in the browser and on the command line
-reach the executor, and the tasks end SUCCEEDED (approve) or CANCELLED (reject).
+reach the executor, and the tasks end SUCCEEDED (approve) or FAILED (reject, "rejected:<rule>").
 
 Tasks are submitted over gRPC as invoices claiming to be admission forms, so the real router
 on Triton disagrees and the policy escalates them to review.
@@ -135,7 +135,7 @@ async def test_verdicts_from_the_browser_reach_the_executor(
     approved = await final(ingest, approve_task)
     assert approved.status == TaskStatus.TASK_STATUS_SUCCEEDED, approved.reason
     rejected = await final(ingest, reject_task)
-    assert rejected.status == TaskStatus.TASK_STATUS_CANCELLED
+    assert rejected.status == TaskStatus.TASK_STATUS_FAILED  # the one rule: REJECT -> FAILED
     assert rejected.reason == "rejected:reviewer_reject"
     executed = await db.fetchval("SELECT count(*) FROM executions WHERE task_id = $1::uuid",
                                  approve_task)
@@ -183,6 +183,6 @@ async def test_the_command_line_lists_claims_approves_and_rejects(
     assert code == 0 and "rejected" in out, out
 
     assert (await final(ingest, approve_task)).status == TaskStatus.TASK_STATUS_SUCCEEDED
-    assert (await final(ingest, reject_task)).status == TaskStatus.TASK_STATUS_CANCELLED
+    assert (await final(ingest, reject_task)).status == TaskStatus.TASK_STATUS_FAILED
     code, out = await switchyard(settings.replace(client_api_key="wrong"), "review", "list")
     assert code == 1 and "UNAUTHENTICATED" in out, out

@@ -220,10 +220,12 @@ async function openItem(itemId, keepStatus) {
   if (!keepStatus) { setStatus(""); $("reason").value = ""; state.pending = null; }
   const badge = $("i-priority");
   badge.textContent = item.priority; badge.className = `badge ${item.priority}`;
+  badge.title = `task priority: ${item.task_priority.toLowerCase()}`;
+  $("i-task-priority").textContent = item.task_priority.toLowerCase();
   $("i-state").textContent = item.state === "CLAIMED" ? `claimed by ${item.claimed_by}` :
     (item.resolution ? `${item.state.toLowerCase()} (${item.resolution})` : item.state.toLowerCase());
   const sla = $("i-sla");
-  const closed = item.state === "RESOLVED" || item.state === "EXPIRED";
+  const closed = item.state === "RESOLVED" || item.state === "EXPIRED" || item.state === "WITHDRAWN";
   if (item.sla_deadline && !closed) { sla.dataset.deadline = item.sla_deadline; sla.dataset.prefix = "SLA: "; }
   else { delete sla.dataset.deadline; sla.classList.remove("soon", "overdue"); sla.textContent = closed ? "" : "no SLA"; }
   const lease = $("i-lease");

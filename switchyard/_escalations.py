@@ -1,0 +1,51 @@
+"""The one way a task is handed to a person: every service that escalates builds it here.
+
+The decision service (low confidence, policy, models unavailable) and the executor (SLA at
+risk, a compensation that failed) both call :func:`build_escalation` with the review queue
+their tenant's decision policy names (``PolicySet.review_queue``), so an escalation lands in
+the same queue, with the same SLA rule and the same id scheme, whoever raised it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from switchyard._priority import LOW, URGENT, review_priority
+from switchyard._taskstore import timestamp
+from switchyard.v1 import Decision, Escalation, EscalationReason, TaskEnvelope
+
+#: How long a person has, by priority bucket (P0..P3), unless the task's deadline is sooner.
+SLA_BY_PRIORITY = {0: timedelta(minutes=15), 1: timedelta(hours=1), 2: timedelta(hours=4),
+                   3: timedelta(hours=24)}
+
+
+def escalation_id(decision_id: str, code: str = "") -> str:
+    """Stable per decision (and per executor cause), so a re-sent escalation is deduped by
+    the review service instead of becoming a second item."""
+    suffix = f":{code}" if code else ""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"escalation:{decision_id}{suffix}"))
+
+
+def build_escalation(task: TaskEnvelope, decision: Decision, *, queue: str, bucket: int,
+                     reason: EscalationReason.ValueType, detail: str, service: str,
+                     code: str = "", sla_deadline: datetime | None = None) -> Escalation:
+    """An escalation of ``task`` proposing ``decision`` to a person in ``queue``.
+
+    ``bucket`` is the review priority 0 (P0) .. 3 (P3); the SLA deadline is ``sla_deadline``
+    when the caller has one (the executor's job deadline), else the bucket's SLA from now,
+    and never later than the task's own deadline.
+    """
+    bucket = max(URGENT, min(LOW, bucket))
+    sla = sla_deadline or datetime.now(timezone.utc) + SLA_BY_PRIORITY[bucket]
+    if task.HasField("deadline"):
+        sla = min(sla, task.deadline.ToDatetime(timezone.utc))
+    return Escalation(
+        escalation_id=escalation_id(decision.decision_id, code),
+        task_id=decision.task_id, tenant_id=decision.tenant_id, queue=queue,
+        priority=review_priority(bucket), reason=reason, reason_detail=detail,
+        proposed_decision=decision, sla_deadline=timestamp(sla), task=task, service=service,
+    )
+
+
+__all__ = ["SLA_BY_PRIORITY", "build_escalation", "escalation_id"]
