@@ -403,6 +403,12 @@ class Settings:
     retention_overrides: str = setting(
         "", "Per-tenant retention, 'tenant:days' comma separated.", group="privacy"
     )
+    matching_key: str = setting(
+        "", "HMAC key of the keyed hashes that stand in for personal values the vendor history "
+        "only compares (vendor, invoice number, bank account). Empty: a public development key "
+        "(a warning is logged). Changing it makes the decision service forget vendor history.",
+        group="privacy", secret=True,
+    )
 
     # -- telemetry & auth ------------------------------------------------------------------
     otel_exporter: str = setting(

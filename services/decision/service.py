@@ -16,6 +16,7 @@ from services.decision.drift import DriftMonitor
 from services.decision.engine import Decided, DecisionEngine
 from services.decision.holds import HoldRetrier
 from services.decision.invoices import HistoryStore
+from services.decision.learning import HistoryLearner
 from services.decision.policies import load_policies
 from services.decision.policy import Outcome, Policy
 from services.decision.shadow import ShadowRunner
@@ -25,14 +26,15 @@ from switchyard._audit import append as audit_append
 from switchyard._audit import digest
 from switchyard._auth import Role
 from switchyard._grpc import FieldViolation, abort_invalid
-from switchyard._payloads import codec_for
+from switchyard._dataclass import matching_key
+from switchyard._payloads import DECISION, PLAINTEXT, PayloadCodec, codec_for
 from switchyard._serde import decode
 from switchyard._service import ServiceContext, run_service
 from switchyard._settings import Settings
 from switchyard._streams import Record
 from switchyard._taskstore import publish_status, timestamp, transition
 from switchyard._telemetry import task_context
-from switchyard._topics import DECISIONS, ESCALATIONS, TASKS
+from switchyard._topics import DECISIONS, ESCALATIONS, TASK_STATUS, TASKS
 from switchyard.v1 import (
     DecideRequest,
     DecideResponse,
@@ -86,24 +88,32 @@ def escalation_for(task: TaskEnvelope, decision: Decision, outcome: Outcome,
 class TaskDecider:
     """Kafka path: decide each task once, persist the decision, hand it on."""
 
-    def __init__(self, ctx: ServiceContext, engine: DecisionEngine, holds: HoldRetrier) -> None:
+    def __init__(self, ctx: ServiceContext, engine: DecisionEngine, holds: HoldRetrier,
+                 history: HistoryStore | None = None, codec: PayloadCodec = PLAINTEXT) -> None:
         self.ctx = ctx
         self.engine = engine
         self.holds = holds
+        self.history = history
+        self.codec = codec  # decisions.decision holds the extracted fields: sealed
         holds.commit = self.commit_and_publish
+
+    def _open(self, decision_id: uuid.UUID, blob: bytes) -> Decision:
+        return Decision.FromString(self.codec.open(decision_id, blob, DECISION))
 
     async def handle(self, record: Record) -> None:
         task = decode(record.value, record.headers, TaskEnvelope)
         with task_context(task.task_id):
             row = await self.ctx.pool.fetchrow(
-                "SELECT (SELECT decision FROM decisions WHERE task_id = $1 AND source = 'MODEL')"
-                " AS decision, EXISTS (SELECT 1 FROM decision_holds WHERE task_id = $1) AS held",
+                "SELECT d.decision_id, d.decision, EXISTS (SELECT 1 FROM decision_holds "
+                "WHERE task_id = $1) AS held FROM (SELECT 1) one LEFT JOIN decisions d "
+                "ON d.task_id = $1 AND d.source = 'MODEL'",
                 uuid.UUID(task.task_id),
             )
             if row["decision"] is not None:
                 # Redelivered after the decision was stored: re-send it (consumers dedupe),
                 # never decide twice.
-                await self._publish(task, Decision.FromString(row["decision"]), None)
+                await self._publish(task, self._open(row["decision_id"], row["decision"]),
+                                    None)
                 return
             if row["held"]:
                 return  # waiting for the models; the hold retrier owns it now
@@ -133,25 +143,25 @@ class TaskDecider:
                 "$7,$8) ON CONFLICT DO NOTHING RETURNING decision_id",
                 uuid.UUID(decision.decision_id), uuid.UUID(task.task_id), task.tenant_id,
                 outcome_name, decision.confidence, decision.rule, decision.explanation,
-                decision.SerializeToString(),
+                self.codec.seal(decision.decision_id, decision.SerializeToString(), DECISION),
             )
             if release_hold:
                 await conn.execute("DELETE FROM decision_holds WHERE task_id = $1",
                                    uuid.UUID(task.task_id))
             if inserted is not None:
-                if result.assessment is not None:
-                    await HistoryStore.record(conn, task.tenant_id, task.task_id,
-                                              result.assessment, outcome.action != "reject")
+                if result.assessment is not None and self.history is not None:
+                    await self.history.record(conn, task.tenant_id, task.task_id,
+                                              result.assessment)
                 change = await transition(conn, task.task_id, status, stage, "decision",
                                           reason, decision.explanation)
                 await audit_append(conn, task.tenant_id, "decision", "decision.made",
                                    decision_audit_detail(task, decision, outcome_name),
                                    task.task_id)
             else:  # someone stored the model decision first: hand on that one
-                stored = await conn.fetchval(
-                    "SELECT decision FROM decisions WHERE task_id = $1 AND source = 'MODEL'",
-                    uuid.UUID(task.task_id))
-                decision, outcome = Decision.FromString(stored), None
+                stored = await conn.fetchrow(
+                    "SELECT decision_id, decision FROM decisions WHERE task_id = $1 "
+                    "AND source = 'MODEL'", uuid.UUID(task.task_id))
+                decision, outcome = self._open(stored["decision_id"], stored["decision"]), None
         await self._publish(task, decision, outcome, result.policy.review_queue)
         if change is not None:
             await publish_status(self.ctx.producer, change.event)
@@ -256,8 +266,10 @@ async def setup(ctx: ServiceContext) -> None:
         log.warning("starting without Triton: tasks escalate or hold (per policy) until it "
                     "answers")
         ctx.background.append(lambda: _load_metadata(*clients))
+    codec = codec_for(s)
+    history = HistoryStore(ctx.pool, matching_key(s), codec)
     engine = DecisionEngine(
-        router_batcher, policies, risk=risk_batcher, history=HistoryStore(ctx.pool),
+        router_batcher, policies, risk=risk_batcher, history=history,
         shadow=shadow,
         router_drift=DriftMonitor.from_model_card(_card(s, "document_router", s.router_version),
                                                   s.drift_window),
@@ -269,10 +281,14 @@ async def setup(ctx: ServiceContext) -> None:
     if shadow is not None:
         await shadow.start()
     holds = HoldRetrier(ctx.pool, ctx.producer, engine, breaker, s.hold_retry_s,
-                        codec=codec_for(s))
+                        codec=codec)
     await holds.refresh_gauge()
-    decider = TaskDecider(ctx, engine, holds)
+    decider = TaskDecider(ctx, engine, holds, history, codec)
     ctx.consume(TASKS, decider.handle, batch_size=s.batch_max_size)
+    # vendor history learns from confirmed outcomes, as events (services/decision/learning.py)
+    learner = HistoryLearner(history)
+    ctx.consume(DECISIONS, learner.on_decision)
+    ctx.consume(TASK_STATUS, learner.on_status)
     ctx.serve((add_DecisionServiceServicer_to_server, DecisionServicer(engine), SERVICE_NAME),
               POLICY)
     ctx.background.append(holds.run)

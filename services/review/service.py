@@ -127,9 +127,9 @@ async def setup(ctx: ServiceContext) -> None:
     policy = ReviewPolicy.from_settings(settings)
     codec = codec_for(settings)  # review_items.escalation embeds the document: sealed
     queue = ReviewQueue(ctx.pool, codec)
-    publisher = DecisionPublisher(ctx.pool, ctx.producer)
-    desk = ReviewDesk(ctx.pool, queue, publisher, policy)
+    publisher = DecisionPublisher(ctx.pool, ctx.producer, codec)
     redactor = Redactor() if settings.review_redact_pii else None
+    desk = ReviewDesk(ctx.pool, queue, publisher, policy, redactor)
     ctx.consume(ESCALATIONS, EscalationIntake(queue, redactor, publisher).handle)
     ctx.serve((add_ReviewServiceServicer_to_server, ReviewServicer(desk), SERVICE_NAME), POLICY)
     ctx.background.append(every(settings.review_admission_interval_ms / 1000, "admission",
