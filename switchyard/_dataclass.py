@@ -25,16 +25,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 from dataclasses import dataclass
 from enum import Enum
 
-from google.protobuf import struct_pb2
+from google.protobuf import json_format, struct_pb2
 
 from switchyard._pii import Redactor
 from switchyard._settings import Settings
-from switchyard.v1 import Decision, Escalation
+from switchyard.v1 import Decision, Escalation, TaskEnvelope
 
 log = logging.getLogger(__name__)
 
@@ -189,12 +188,18 @@ def matching_hash(key: bytes, tenant_id: str, kind: str, value: str) -> str:
 
 
 def _redact_struct(struct: struct_pb2.Struct, redactor: Redactor) -> None:
-    plain = json.loads(json.dumps(dict(struct), default=str)) if struct else {}
-    cleaned = {key: (_redact_fields(value, redactor) if key in ("fields", "modified_fields")
-                     and isinstance(value, dict) else redactor._value(value))
-               for key, value in plain.items()}
+    """A plan step's payload: its ``fields``/``modified_fields`` by data class, every other
+    value through the PII detectors."""
+    plain = json_format.MessageToDict(struct)
+    cleaned = redactor.mapping({k: v for k, v in plain.items() if k not in _FIELD_MAPS})
+    for key in _FIELD_MAPS:
+        if isinstance(plain.get(key), dict):
+            cleaned[key] = _redact_fields(plain[key], redactor)
     struct.Clear()
     struct.update(cleaned)
+
+
+_FIELD_MAPS = ("fields", "modified_fields")
 
 
 def _redact_fields(values: dict[str, object], redactor: Redactor) -> dict[str, object]:
@@ -227,16 +232,22 @@ def redact_decision(decision: Decision, redactor: Redactor) -> None:
 _TEXT_TYPES = ("text/", "application/json")
 
 
+def redact_task(task: TaskEnvelope, redactor: Redactor) -> None:
+    """Redact, in place, a task's text document and metadata values with the PII detectors
+    (binary documents are left as they are: there is no text to redact)."""
+    document = task.document
+    if document.body and document.content_type.startswith(_TEXT_TYPES):
+        document.body = redactor.text(document.body.decode("utf-8", errors="replace")).encode()
+    for key, value in list(task.metadata.items()):
+        task.metadata[key] = redactor.text(value)
+
+
 def redact_escalation(escalation: Escalation, redactor: Redactor) -> Escalation:
     """A copy of ``escalation`` as a reviewer may see it: document body and metadata through
     the PII detectors, the proposed decision by field class."""
     out = Escalation()
     out.CopyFrom(escalation)
-    document = out.task.document
-    if document.body and document.content_type.startswith(_TEXT_TYPES):
-        document.body = redactor.text(document.body.decode("utf-8", errors="replace")).encode()
-    for key, value in list(out.task.metadata.items()):
-        out.task.metadata[key] = redactor.text(value)
+    redact_task(out.task, redactor)
     out.reason_detail = redactor.text(out.reason_detail)
     redact_decision(out.proposed_decision, redactor)
     return out
@@ -244,4 +255,4 @@ def redact_escalation(escalation: Escalation, redactor: Redactor) -> Escalation:
 
 __all__ = ["EXTRACTED_FIELDS", "STORED", "TOPICS", "AtRest", "DataClass",
            "OnPurge", "Stored", "TopicData", "field_class", "matching_hash", "matching_key",
-           "redact_decision", "redact_escalation", "redact_field", "sealed_columns"]
+           "redact_decision", "redact_escalation", "redact_field", "redact_task", "sealed_columns"]

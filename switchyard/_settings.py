@@ -378,8 +378,9 @@ class Settings:
         300.0, "Lease of a claim that names none.", group="review"
     )
     review_redact_pii: bool = setting(
-        True, "Redact personal data (emails, cards, IBANs, national ids, phones) from "
-        "documents before reviewers see them.", group="review",
+        True, "Redact personal data before reviewers see it: emails, cards, IBANs, national "
+        "ids and phones in documents and metadata; personal extracted fields (switchyard/"
+        "_dataclass.py) in the proposed decision.", group="review",
     )
 
     kpi_minutes_per_manual_task: float = setting(

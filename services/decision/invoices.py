@@ -41,6 +41,7 @@ class VendorHistory:
     mean_amount: float = 0.0
     currency: str = ""
     bank_changed: bool = False  # the invoice's account is not the vendor's confirmed one
+    bank_unconfirmed: bool = False  # the invoice names an account; none is confirmed yet
     duplicate: bool = False  # (vendor, invoice number) seen on another, unrejected task
 
 
@@ -141,7 +142,7 @@ class HistoryStore:
     async def lookup(self, tenant_id: str, ex: InvoiceExtraction, task_id: str) -> VendorHistory:
         vendor, number, bank = self.hashes(tenant_id, ex)
         if not vendor:
-            return UNKNOWN
+            return VendorHistory(bank_unconfirmed=bool(bank))
         try:
             task_uuid = uuid.UUID(task_id)
         except ValueError:
@@ -166,6 +167,7 @@ class HistoryStore:
             mean_amount=(row["amount_sum"] / count) if count else 0.0,
             currency=row["currency"] or "",
             bank_changed=bool(reference and bank and bank != reference),
+            bank_unconfirmed=bool(bank and not reference),
             duplicate=bool(row["duplicate"]),
         )
 

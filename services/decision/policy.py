@@ -185,6 +185,10 @@ def _decide_invoice(a: InvoiceAssessment, policy: Policy, route_confidence: floa
                         f"can go straight through, below the {rules.min_p_auto:.0%} required"
                         f"{'; ' + a.risk_factors() if a.risk_factors() else ''}.",
                         "LOW_CONFIDENCE")
+    if a.history.bank_unconfirmed:
+        return escalate("bank_account_unconfirmed",
+                        "no bank account is confirmed for this vendor yet (by a person or a "
+                        "successful payment); a person confirms the first one.")
     return Outcome("auto_execute", "straight_through_invoice",
                    f"{what}: {a.risk.model_name} {a.risk.model_version} gives {p_auto:.0%} that "
                    f"it can go straight through (needs {rules.min_p_auto:.0%}); posting it.",

@@ -120,6 +120,10 @@ STRICT = parse_policy({"invoice": {"max_auto_amount": 1000, "allowed_currencies"
     ("bank changed", assess(invoice(), VendorHistory(**{**KNOWN.__dict__,
                                                         "bank_changed": True}), p_auto=0.99),
      "escalate", "bank_details_changed"),
+    # a vendor's first account (none confirmed yet) is confirmed by a person
+    ("first account", assess(invoice(), VendorHistory(**{**KNOWN.__dict__,
+                                                         "bank_unconfirmed": True}), p_auto=0.99),
+     "escalate", "bank_account_unconfirmed"),
     ("unreadable", assess("Northwind Supplies Ltd\nInvoice No: X-1\nTOTAL: USD 10.00\n"),
      "escalate", "low_extraction_confidence"),
     ("risky", assess(invoice(), p_auto=0.42), "escalate", "invoice_risk"),

@@ -100,10 +100,12 @@ async def known_vendor(settings: Settings, text: str) -> dict[str, str]:
     try:
         await conn.execute(
             "INSERT INTO decision_vendors (tenant_id, vendor_hash, currency, invoice_count, "
-            "amount_sum) VALUES ('acme', $1, $2, 20, $3) ON CONFLICT DO NOTHING",
+            "amount_sum, bank_hash) VALUES ('acme', $1, $2, 20, $3, $4) ON CONFLICT DO NOTHING",
             matching_hash(matching_key(settings), "acme", "vendor",
                           vendor_key(fields.get("vendor") or "")),
-            fields.get("currency"), 20 * (fields.amount("total") or 0))
+            fields.get("currency"), 20 * (fields.amount("total") or 0),
+            matching_hash(matching_key(settings), "acme", "bank_account",
+                          (fields.get("bank_account") or "").replace(" ", "").upper()))
     finally:
         await conn.close()
     return {"received_date": fields.get("invoice_date") or ""}
