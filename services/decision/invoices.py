@@ -172,33 +172,37 @@ class HistoryStore:
         )
 
     async def record(self, conn: asyncpg.Connection, tenant_id: str, task_id: str,
-                     assessment: InvoiceAssessment) -> None:
-        """Remember the scored invoice as pending (duplicate checks only). Runs in the
-        caller's transaction, beside the decision row."""
+                     assessment: InvoiceAssessment, auto: bool) -> None:
+        """Remember the scored invoice as pending (duplicate checks only); ``auto`` says the
+        model decided to run it without a person. Runs in the caller's transaction, beside
+        the decision row."""
         ex = assessment.extraction
         vendor, number, bank = self.hashes(tenant_id, ex)
         fields = json.dumps({name: f.value for name, f in ex.fields.items()}).encode()
         await conn.execute(
             "INSERT INTO decision_invoices (task_id, tenant_id, vendor_hash, number_hash, "
-            "bank_hash, amount, currency, fields, p_auto) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) "
-            "ON CONFLICT (task_id) DO NOTHING",
+            "bank_hash, amount, currency, fields, p_auto, auto) "
+            "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT (task_id) DO NOTHING",
             uuid.UUID(task_id), tenant_id, vendor, number, bank, ex.amount("total"),
             ex.get("currency") or "", self.codec.seal(task_id, fields, INVOICE_FIELDS),
-            assessment.risk.confidence,
+            assessment.risk.confidence, auto,
         )
 
     async def confirm(self, tenant_id: str, task_id: str,
-                      corrected: Mapping[str, str] | None = None) -> bool:
-        """A person approved the invoice, or its execution succeeded: it teaches the vendor's
-        history from now on. ``corrected`` holds the fields as the person left them (a MODIFY
-        verdict), which replace what the extractor read. A rejected invoice stays rejected.
-        Returns whether anything changed."""
+                      corrected: Mapping[str, str] | None = None,
+                      by_person: bool = True) -> bool:
+        """A person approved the invoice (``by_person``), or the execution of an invoice the
+        model ran straight through succeeded: it teaches the vendor's history from now on.
+        An escalated invoice is confirmed by a person only, never by its execution (a review
+        default action is no person). ``corrected`` holds the fields as the person left them
+        (a MODIFY verdict), which replace what the extractor read. A rejected invoice stays
+        rejected. Returns whether anything changed."""
         corrected = corrected or {}
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                "SELECT vendor_hash, state FROM decision_invoices WHERE task_id = $1 "
+                "SELECT vendor_hash, state, auto FROM decision_invoices WHERE task_id = $1 "
                 "AND tenant_id = $2 FOR UPDATE", uuid.UUID(task_id), tenant_id)
-            if row is None or row["state"] != "pending":
+            if row is None or row["state"] != "pending" or not (by_person or row["auto"]):
                 return False
             updates: dict[str, object] = {}
             if corrected.get("total"):

@@ -7,8 +7,10 @@ It consumes two topics instead:
   confirms the invoice (with the fields as the person left them), reject removes it and
   what it taught. Model and POLICY decisions (default actions taken without a person) teach
   nothing.
-* ``task-status``: SUCCEEDED means the invoice's plan was carried out -- it confirms the
-  invoice (a no-op when a person already did, or rejected it).
+* ``task-status``: SUCCEEDED means the invoice's plan was carried out -- it confirms an
+  invoice the model ran straight through (every rule passed, its bank account included); an
+  escalated invoice is confirmed by a person only, so one executed on a review default
+  action teaches nothing.
 
 Both are idempotent, so redelivered or replayed events change nothing.
 """
@@ -51,7 +53,7 @@ class HistoryLearner:
         if event.status != TaskStatus.TASK_STATUS_SUCCEEDED or not event.task_id:
             return
         with task_context(event.task_id):
-            if await self.history.confirm(event.tenant_id, event.task_id):
+            if await self.history.confirm(event.tenant_id, event.task_id, by_person=False):
                 log.info("vendor history: invoice confirmed by its successful execution")
 
 

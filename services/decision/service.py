@@ -151,7 +151,7 @@ class TaskDecider:
             if inserted is not None:
                 if result.assessment is not None and self.history is not None:
                     await self.history.record(conn, task.tenant_id, task.task_id,
-                                              result.assessment)
+                                              result.assessment, outcome_name == "AUTO_EXECUTE")
                 change = await transition(conn, task.task_id, status, stage, "decision",
                                           reason, decision.explanation)
                 await audit_append(conn, task.tenant_id, "decision", "decision.made",

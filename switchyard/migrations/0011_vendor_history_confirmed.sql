@@ -10,7 +10,9 @@ DROP TABLE decision_vendors;
 DROP TABLE decision_invoices;
 
 -- One row per scored invoice, written with its model decision (state 'pending'); a human
--- approval or a SUCCEEDED status makes it 'confirmed', a human rejection 'rejected'.
+-- approval makes it 'confirmed', and so does a SUCCEEDED status when the model ran it
+-- straight through (auto); a human rejection makes it 'rejected'. An escalated invoice
+-- executed on a review default action (no person) stays pending.
 CREATE TABLE decision_invoices (
     task_id       uuid PRIMARY KEY,
     tenant_id     text             NOT NULL,
@@ -21,6 +23,7 @@ CREATE TABLE decision_invoices (
     currency      text             NOT NULL DEFAULT '',
     fields        bytea,                                -- sealed JSON field -> value; NULL once purged
     p_auto        real             NOT NULL,            -- invoice_risk's P(auto)
+    auto          boolean          NOT NULL,            -- the model decided AUTO_EXECUTE
     state         text             NOT NULL DEFAULT 'pending'
                   CHECK (state IN ('pending', 'confirmed', 'rejected')),
     recorded_at   timestamptz      NOT NULL DEFAULT now(),

@@ -175,7 +175,8 @@ async def test_policy_outcomes_match_the_table(decide: DecisionServiceStub,
         await seed_vendor(db, decision_settings, tenant, "Northwind Supplies Ltd", 24, 380.0)
     await db.execute(
         "INSERT INTO decision_invoices (task_id, tenant_id, vendor_hash, number_hash, bank_hash,"
-        " amount, currency, p_auto) VALUES ($1, 'acme', $2, $3, '', 360, 'USD', 0.9) "
+        " amount, currency, p_auto, auto) VALUES ($1, 'acme', $2, $3, '', 360, 'USD', 0.9, "
+        "true) "
         "ON CONFLICT DO NOTHING", uuid.uuid4(),
         hashed(decision_settings, "acme", "vendor", vendor_key("Northwind Supplies Ltd")),
         hashed(decision_settings, "acme", "invoice_number", "INV-2026-00007"))
