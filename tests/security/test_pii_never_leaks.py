@@ -30,7 +30,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from google.protobuf import text_format
 from google.protobuf.message import Message
 
@@ -200,10 +200,9 @@ async def test_planted_pii_never_escapes(settings: Settings, pipeline: EmbeddedS
         ids = [(await ingest.SubmitTask(SubmitTaskRequest(submission=Submission(
             tenant_id="privacy", idempotency_key=uuid.uuid4().hex, kind=kind,
             metadata={"received_date": "2026-11-22", "contact": EMAIL},
-            document=Document(content_type="text/plain", body=text.encode())))))).task_id
+            document=Document(content_type="text/plain", body=text.encode()))))).task_id
             for text, kind in documents()]
         # a record no stage can read, full of personal data: dead-lettered with its bytes
-        from aiokafka import AIOKafkaProducer
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
         await producer.start()
         try:
