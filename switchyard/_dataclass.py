@@ -16,9 +16,11 @@ Every value Switchyard keeps is one of three classes:
 field a reviewer added, counts as personal); :data:`STORED` lists every column that holds
 document-derived data with its class, its protection at rest and what purge does to it;
 :data:`TOPICS` does the same for Kafka topics. Reviewer redaction
-(:func:`redact_decision`), encryption at rest (:func:`sealed_columns`), keyed hashes
-(:func:`matching_hash`) and retention (:mod:`switchyard._retention`) all read these tables,
-and tests check every table of the schema against them.
+(:func:`redact_escalation`), encryption at rest (the codec's ``COLUMNS`` must equal
+:func:`sealed_columns`), keyed hashes (:func:`matching_hash`) and retention
+(:mod:`switchyard._retention`, which implements each ``on_purge``) follow these tables;
+tests/unit/test_dataclass.py checks they agree, and tests/security/test_pii_never_leaks.py
+checks every listed column exists and searches every table and topic for planted PII.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from google.protobuf import text_format
 from google.protobuf.message import Message
 
 from switchyard import Settings
-from switchyard._dataclass import TOPICS, DataClass
+from switchyard._dataclass import STORED, TOPICS, DataClass
 from switchyard._db import connect
 from switchyard._grpc import create_channel
 from switchyard._topics import ALL_TOPICS, BROKER_MARKER, INTAKE
@@ -144,6 +144,18 @@ async def work_the_queue(settings: Settings, review: ReviewServiceStub,
     return seen
 
 
+async def registered_columns_exist(settings: Settings) -> list[str]:
+    """STORED entries that name no column of the migrated schema (a stale registry)."""
+    conn = await connect(settings)
+    try:
+        present = {(r["table_name"], r["column_name"]) for r in await conn.fetch(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = $1", settings.postgres_schema)}
+    finally:
+        await conn.close()
+    return [f"{s.table}.{s.column}" for s in STORED if (s.table, s.column) not in present]
+
+
 async def every_column(settings: Settings) -> dict[str, str]:
     """Each table of the test's schema, all rows, every column as text (bytes as latin-1)."""
     def text(value: object) -> str:
@@ -216,6 +228,7 @@ async def test_planted_pii_never_escapes(settings: Settings, pipeline: EmbeddedS
         await review_channel.close()
 
     await asyncio.sleep(1.5)  # span batches flush every 200 ms
+    assert not await registered_columns_exist(settings)
     tables = await every_column(settings)
     # the search is not vacuous: the columns that would hold the values have rows
     for table in ("tasks", "decisions", "executor_jobs", "review_items", "review_verdicts",
