@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from services.decision.extraction import InvoiceExtraction, vendor_key
+from services.decision.extraction import InvoiceExtraction, find_money, vendor_key
 from services.decision.training.features import INVOICE_FEATURES, invoice_raw_features
 from services.decision.triton import Prediction
 from switchyard._dataclass import matching_hash
@@ -205,11 +205,9 @@ class HistoryStore:
             if row is None or row["state"] != "pending" or not (by_person or row["auto"]):
                 return False
             updates: dict[str, object] = {}
-            if corrected.get("total"):
-                try:
-                    updates["amount"] = float(corrected["total"])
-                except ValueError:
-                    pass
+            money = find_money(corrected.get("total", ""))
+            if money:
+                updates["amount"] = money[0].amount
             if corrected.get("currency"):
                 updates["currency"] = corrected["currency"].strip().upper()
             if corrected.get("bank_account"):
