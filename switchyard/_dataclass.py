@@ -99,7 +99,7 @@ class Stored:
 
 STORED: tuple[Stored, ...] = (
     Stored("tasks", "envelope", DataClass.PERSONAL, AtRest.SEALED, OnPurge.STRIP,
-           "the submitted document (body, filename, metadata)"),
+           "the submitted document (purge drops body and filename, redacts metadata)"),
     Stored("decision_holds", "envelope", DataClass.PERSONAL, AtRest.SEALED, OnPurge.DELETE,
            "a copy of the task while the models are away"),
     Stored("review_items", "escalation", DataClass.PERSONAL, AtRest.SEALED, OnPurge.STRIP,

@@ -1,7 +1,8 @@
 """Retention: purge document-derived data past each tenant's retention, keep the rest.
 
 What purge does to each column follows :data:`switchyard._dataclass.STORED`: a purged task
-keeps its status, kind, metadata, scores, rules and executions; the document body (and its
+keeps its status, kind, metadata (with PII detected in it redacted), scores, rules and
+executions; the document body and filename (and its
 copies in review items and dead letters), the extracted fields and the plan payloads built
 from them (in ``decisions``, ``executor_jobs``, ``review_items``), a reviewer's edits
 (``review_verdicts``), the explanations that quote the document (invoice number, amount) and
@@ -19,6 +20,7 @@ from datetime import timedelta
 import asyncpg
 
 from switchyard._audit import append
+from switchyard._pii import Redactor
 from switchyard._payloads import (
     DECISION,
     JOB_DECISION,
@@ -33,6 +35,7 @@ from switchyard._payloads import (
 from switchyard.v1 import Decision, Escalation, ReviewVerdict, TaskEnvelope
 
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
+_REDACTOR = Redactor()
 
 
 def parse_retention(default_days: int, overrides: str) -> tuple[int, dict[str, int]]:
@@ -50,10 +53,13 @@ def parse_retention(default_days: int, overrides: str) -> tuple[int, dict[str, i
 
 
 def strip_envelope(blob: bytes) -> bytes:
-    """A serialized envelope without its document body and filename (plaintext in, out)."""
+    """A serialized envelope without its document body and filename, its metadata values
+    through the PII detectors (plaintext in, out)."""
     envelope = TaskEnvelope.FromString(blob)
     envelope.document.ClearField("body")
     envelope.document.filename = ""
+    for key, value in list(envelope.metadata.items()):
+        envelope.metadata[key] = _REDACTOR.text(value)
     return envelope.SerializeToString()
 
 

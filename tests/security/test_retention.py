@@ -27,6 +27,7 @@ from switchyard._payloads import (
     INVOICE_FIELDS,
     JOB_DECISION,
     REVIEW_ESCALATION,
+    TASK_ENVELOPE,
     VERDICT,
     codec_for,
 )
@@ -120,6 +121,7 @@ async def seed_decided_invoice(settings: Settings) -> dict[str, str]:
     try:
         async with pool.acquire() as conn:
             sub = Submission(tenant_id="pii", idempotency_key=uuid.uuid4().hex, kind="invoice",
+                             metadata={"contact": "jane.roe@example.org", "po": "PO-1"},
                              document=Document(content_type="text/plain",
                                                body=f"IBAN {IBAN}".encode()))
             envelope = build_envelope(sub, str(uuid.uuid4()), TaskSource.TASK_SOURCE_GRPC)
@@ -189,6 +191,8 @@ def test_purge_strips_extracted_fields_from_every_column_that_holds_them(
                                           "WHERE task_id = $1", task)
             fields = await conn.fetchval("SELECT fields FROM decision_invoices "
                                          "WHERE task_id = $1", task)
+            envelope = await conn.fetchval("SELECT envelope FROM tasks WHERE task_id = $1",
+                                           task)
             return {
                 "report": report,
                 "decision": Decision.FromString(codec.open(
@@ -201,6 +205,7 @@ def test_purge_strips_extracted_fields_from_every_column_that_holds_them(
                 "verdict": ReviewVerdict.FromString(codec.open(
                     verdict["item_id"], verdict["verdict_pb"], VERDICT)),
                 "invoice_fields": fields,
+                "task": TaskEnvelope.FromString(codec.open(task, envelope, TASK_ENVELOPE)),
             }
         finally:
             await conn.close()
@@ -215,3 +220,6 @@ def test_purge_strips_extracted_fields_from_every_column_that_holds_them(
     assert IBAN not in str(after["escalation"]) and IBAN not in str(after["verdict"])
     assert list(after["verdict"].modified_fields) == ["bank_account"]  # type: ignore[attr-defined]
     assert after["invoice_fields"] is None
+    task = after["task"]
+    assert task.document.body == b""  # type: ignore[attr-defined]
+    assert dict(task.metadata) == {"contact": "[EMAIL REDACTED]", "po": "PO-1"}  # type: ignore[attr-defined]
