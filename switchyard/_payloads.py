@@ -1,8 +1,10 @@
 """Payload columns at rest: the one place services seal and open raw documents in PostgreSQL.
 
-Every column that holds a copy of a submitted document (``tasks.envelope``,
-``decision_holds.envelope``, ``review_items.escalation``, ``dead_letters.original_value``) goes
-through :class:`PayloadCodec`. With ``SWITCHYARD_ENCRYPTION_KEYS`` set, a blob is sealed with
+Every column that holds a copy of a submitted document or values read out of one (the
+personal columns :data:`switchyard._dataclass.STORED` marks sealed: ``tasks.envelope``,
+``decision_holds.envelope``, ``review_items.escalation``, ``dead_letters.original_value``,
+``decisions.decision``, ``executor_jobs.decision``, ``review_verdicts.verdict_pb``,
+``decision_invoices.fields``) goes through :class:`PayloadCodec`. With ``SWITCHYARD_ENCRYPTION_KEYS`` set, a blob is sealed with
 the active key (:mod:`switchyard._crypto`) and bound to its column and row id as associated
 data, so a blob copied onto another row, or into another column, fails to open. With no keys
 it passes plaintext through. Opening accepts plaintext rows written before encryption was
@@ -46,7 +48,13 @@ TASK_ENVELOPE = Column("tasks", "task_id", "envelope")
 HOLD_ENVELOPE = Column("decision_holds", "task_id", "envelope")
 REVIEW_ESCALATION = Column("review_items", "item_id", "escalation")
 DEAD_LETTER_VALUE = Column("dead_letters", "dead_letter_id", "original_value")
-COLUMNS = (TASK_ENVELOPE, HOLD_ENVELOPE, REVIEW_ESCALATION, DEAD_LETTER_VALUE)
+DECISION = Column("decisions", "decision_id", "decision")
+JOB_DECISION = Column("executor_jobs", "decision_id", "decision")
+VERDICT = Column("review_verdicts", "item_id", "verdict_pb")
+INVOICE_FIELDS = Column("decision_invoices", "task_id", "fields")
+#: Every sealed column (switchyard._dataclass.STORED says why each one is).
+COLUMNS = (TASK_ENVELOPE, HOLD_ENVELOPE, REVIEW_ESCALATION, DEAD_LETTER_VALUE, DECISION,
+           JOB_DECISION, VERDICT, INVOICE_FIELDS)
 
 RowId = str | uuid.UUID
 
@@ -229,6 +237,7 @@ async def key_usage(conn: asyncpg.Connection, column: Column) -> dict[str, int]:
     return {row["kid"]: row["n"] for row in rows}
 
 
-__all__ = ["COLUMNS", "DEAD_LETTER_VALUE", "HOLD_ENVELOPE", "PLAINTEXT", "REVIEW_ESCALATION",
+__all__ = ["COLUMNS", "DEAD_LETTER_VALUE", "DECISION", "HOLD_ENVELOPE", "INVOICE_FIELDS",
+           "JOB_DECISION", "VERDICT", "PLAINTEXT", "REVIEW_ESCALATION",
            "TASK_ENVELOPE", "Column", "PayloadCodec", "PayloadError", "RewrapReport", "RowId",
            "codec_for", "key_id", "key_usage", "rewrap_column", "rewrap_stale"]

@@ -1,8 +1,14 @@
-"""Retention: purge raw payloads past each tenant's retention, keep what was derived.
+"""Retention: purge document-derived data past each tenant's retention, keep the rest.
 
-A purged task keeps its status, kind, metadata, decisions, scores and executions; only the
-document body (and copies of it in review items and dead letters) is removed. The audit
-chain stores hashes of inputs, never the inputs, so purging leaves it verifiable.
+What purge does to each column follows :data:`switchyard._dataclass.STORED`: a purged task
+keeps its status, kind, metadata (with PII detected in it redacted), scores, rules and
+executions; the document body and filename (and its
+copies in review items and dead letters), the extracted fields and the plan payloads built
+from them (in ``decisions``, ``executor_jobs``, ``review_items``), a reviewer's edits
+(``review_verdicts``), the explanations that quote the document (invoice number, amount) and
+the sealed fields in ``decision_invoices`` are removed. Vendor history keeps only keyed
+hashes and amounts, so it stays. The audit chain stores hashes of inputs, never the inputs,
+so purging leaves it verifiable.
 """
 
 from __future__ import annotations
@@ -14,15 +20,22 @@ from datetime import timedelta
 import asyncpg
 
 from switchyard._audit import append
+from switchyard._pii import Redactor
 from switchyard._payloads import (
+    DECISION,
+    JOB_DECISION,
     PLAINTEXT,
     REVIEW_ESCALATION,
     TASK_ENVELOPE,
+    VERDICT,
+    Column,
     PayloadCodec,
     RowId,
 )
 from switchyard._taskstore import TERMINAL
-from switchyard.v1 import Escalation, TaskEnvelope
+from switchyard.v1 import Decision, Escalation, ReviewVerdict, TaskEnvelope
+
+_REDACTOR = Redactor()
 
 
 def parse_retention(default_days: int, overrides: str) -> tuple[int, dict[str, int]]:
@@ -40,10 +53,13 @@ def parse_retention(default_days: int, overrides: str) -> tuple[int, dict[str, i
 
 
 def strip_envelope(blob: bytes) -> bytes:
-    """A serialized envelope without its document body and filename (plaintext in, out)."""
+    """A serialized envelope without its document body and filename, its metadata values
+    through the PII detectors (plaintext in, out)."""
     envelope = TaskEnvelope.FromString(blob)
     envelope.document.ClearField("body")
     envelope.document.filename = ""
+    for key, value in list(envelope.metadata.items()):
+        envelope.metadata[key] = _REDACTOR.text(value)
     return envelope.SerializeToString()
 
 
@@ -53,11 +69,56 @@ def strip_stored_envelope(codec: PayloadCodec, task_id: RowId, blob: bytes) -> b
                       TASK_ENVELOPE)
 
 
+def strip_decision(decision: Decision) -> None:
+    """Remove, in place, what a decision read out of the document: extracted fields, plan
+    payloads, the explanation (it quotes the invoice number and amount). Ids, outcome, rule,
+    models, scores and the plan's steps stay."""
+    decision.ClearField("fields")
+    decision.ClearField("extracted_fields")
+    for step in decision.plan.steps:
+        step.ClearField("payload")
+    decision.explanation = ""
+
+
+async def _strip_decisions(conn: asyncpg.Connection, codec: PayloadCodec, column: Column,
+                           ids: list[RowId]) -> int:
+    rows = await conn.fetch(
+        f"SELECT {column.id_column} AS id, {column.column} AS blob FROM {column.table} "
+        "WHERE task_id = ANY($1::uuid[])", ids)
+    updates = []
+    for row in rows:
+        decision = Decision.FromString(codec.open(row["id"], row["blob"], column))
+        strip_decision(decision)
+        updates.append((row["id"], codec.seal(row["id"], decision.SerializeToString(), column)))
+    extra = ", explanation = ''" if column is DECISION else ""
+    await conn.executemany(
+        f"UPDATE {column.table} SET {column.column} = $2{extra} "
+        f"WHERE {column.id_column} = $1", updates)
+    return len(updates)
+
+
+async def _strip_verdicts(conn: asyncpg.Connection, codec: PayloadCodec,
+                          ids: list[RowId]) -> None:
+    rows = await conn.fetch("SELECT item_id, verdict_pb FROM review_verdicts "
+                            "WHERE task_id = ANY($1::uuid[])", ids)
+    updates = []
+    for row in rows:
+        verdict = ReviewVerdict.FromString(codec.open(row["item_id"], row["verdict_pb"],
+                                                      VERDICT))
+        for name in list(verdict.modified_fields):
+            verdict.modified_fields[name] = ""  # which fields were edited stays, not to what
+        updates.append((row["item_id"], codec.seal(row["item_id"],
+                                                   verdict.SerializeToString(), VERDICT)))
+    await conn.executemany("UPDATE review_verdicts SET verdict_pb = $2 WHERE item_id = $1",
+                           updates)
+
+
 @dataclass(frozen=True)
 class PurgeReport:
     tasks: int
     review_items: int
     dead_letters: int
+    decisions: int = 0
 
 
 async def purge(conn: asyncpg.Connection, default_days: int, per_tenant: dict[str, int],
@@ -69,7 +130,7 @@ async def purge(conn: asyncpg.Connection, default_days: int, per_tenant: dict[st
     """
     tenants = [r["tenant_id"] for r in await conn.fetch(
         "SELECT DISTINCT tenant_id FROM tasks WHERE purged_at IS NULL")]
-    totals = [0, 0, 0]
+    totals = [0, 0, 0, 0]
     for tenant in tenants:
         cutoff = timedelta(days=per_tenant.get(tenant, default_days))
         async with conn.transaction():
@@ -94,17 +155,25 @@ async def purge(conn: asyncpg.Connection, default_days: int, per_tenant: dict[st
                     codec.open(item["item_id"], item["escalation"], REVIEW_ESCALATION))
                 escalation.task.CopyFrom(TaskEnvelope.FromString(
                     strip_envelope(escalation.task.SerializeToString())))
+                strip_decision(escalation.proposed_decision)
+                escalation.reason_detail = ""
                 await conn.execute(
                     "UPDATE review_items SET escalation = $2, purged_at = now() "
                     "WHERE item_id = $1", item["item_id"],
                     codec.seal(item["item_id"], escalation.SerializeToString(),
                                REVIEW_ESCALATION))
+            decisions = await _strip_decisions(conn, codec, DECISION, ids)
+            await _strip_decisions(conn, codec, JOB_DECISION, ids)
+            await _strip_verdicts(conn, codec, ids)
+            await conn.execute("UPDATE decision_invoices SET fields = NULL "
+                               "WHERE task_id = ANY($1::uuid[])", ids)
             await append(conn, tenant, "retention", "payloads.purged",
                          {"tasks": len(rows), "review_items": len(items),
                           "retention_days": cutoff.days,
                           "task_ids": json.loads(json.dumps([str(i) for i in ids]))})
             totals[0] += len(rows)
             totals[1] += len(items)
+            totals[3] += decisions
     if not dry_run:
         cutoff = timedelta(days=default_days)
         status = await conn.execute(

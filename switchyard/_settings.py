@@ -529,8 +529,9 @@ class Settings:
         exclusive_minimum=0,
     )
     review_redact_pii: bool = setting(
-        True, "Redact personal data (emails, cards, IBANs, national ids, phones) from "
-        "documents before reviewers see them.", group="review",
+        True, "Redact personal data before reviewers see it: emails, cards, IBANs, national "
+        "ids and phones in documents and metadata; personal extracted fields (switchyard/"
+        "_dataclass.py) in the proposed decision.", group="review",
     )
 
     kpi_minutes_per_manual_task: float = setting(
@@ -563,6 +564,12 @@ class Settings:
     )
     retention_overrides: str = setting(
         "", "Per-tenant retention, 'tenant:days' comma separated.", group="privacy"
+    )
+    matching_key: str = setting(
+        "", "HMAC key of the keyed hashes that stand in for personal values the vendor history "
+        "only compares (vendor, invoice number, bank account). Empty: a public development key "
+        "(a warning is logged). Changing it makes the decision service forget vendor history.",
+        group="privacy", secret=True,
     )
 
     # -- telemetry & auth ------------------------------------------------------------------

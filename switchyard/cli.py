@@ -130,7 +130,8 @@ def _cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
             await pool.close()
         verb = "would purge" if args.dry_run else "purged"
         print(f"{verb} payloads of {report.tasks} task(s), {report.review_items} review "
-              f"item(s), {report.dead_letters} dead letter(s)")
+              f"item(s), {report.dead_letters} dead letter(s), {report.decisions} "
+              "decision(s)")
 
     asyncio.run(run())
     return 0

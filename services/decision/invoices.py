@@ -6,24 +6,30 @@ model card's metrics were computed with) from what the extractor read and what P
 remembers about the vendor: how many invoices it sent, their mean amount and currency, the
 bank account it uses, and whether this invoice number was seen before.
 
-History is kept per tenant in ``decision_vendors`` / ``decision_invoices`` (migration 0006)
-and written in the same transaction as the decision, so a redelivered task never counts
-twice and a crash never leaves history without its decision.
+History is kept per tenant in ``decision_invoices`` / ``decision_vendors`` (migration 0011).
+A scored invoice is recorded in the same transaction as its decision, so a redelivered task
+never counts twice; it teaches the vendor's history only once a person confirmed it or it was
+executed successfully, both learned from events (:mod:`services.decision.learning`), and a
+person's rejection removes what it taught. Only keyed hashes of the vendor, invoice number
+and bank account are kept (:mod:`switchyard._dataclass`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import asyncpg
 
-from services.decision.extraction import InvoiceExtraction, vendor_key
+from services.decision.extraction import InvoiceExtraction, find_money, vendor_key
 from services.decision.training.features import INVOICE_FEATURES, invoice_raw_features
 from services.decision.triton import Prediction
+from switchyard._dataclass import matching_hash
+from switchyard._payloads import INVOICE_FIELDS, PLAINTEXT, PayloadCodec
 
 
 @dataclass(frozen=True)
@@ -34,8 +40,9 @@ class VendorHistory:
     invoice_count: int = 0
     mean_amount: float = 0.0
     currency: str = ""
-    bank_account: str = ""
-    duplicate: bool = False  # (vendor, invoice number) seen on another task
+    bank_changed: bool = False  # the invoice's account is not the vendor's confirmed one
+    bank_unconfirmed: bool = False  # the invoice names an account; none is confirmed yet
+    duplicate: bool = False  # (vendor, invoice number) seen on another, unrejected task
 
 
 UNKNOWN = VendorHistory()
@@ -88,7 +95,6 @@ def risk_inputs(ex: InvoiceExtraction, history: VendorHistory, received: dt.date
                 ) -> dict[str, float]:
     """The invoice_risk FEATURES (by name) for an extraction and its vendor's history."""
     tax = ex.amount("tax") or 0.0
-    bank = ex.get("bank_account") or ""
     record = {
         "amount": ex.amount("total") or 0.0,
         "currency": ex.get("currency") or "",
@@ -99,7 +105,7 @@ def risk_inputs(ex: InvoiceExtraction, history: VendorHistory, received: dt.date
         "line_items_total": (sum(ex.line_items) + tax) if ex.line_items else None,
         "line_item_count": len(ex.line_items) or int(ex.get("line_item_count") or 0),
         "extraction_confidence": ex.confidence,
-        "bank_details_changed": bool(history.bank_account and bank and bank != history.bank_account),
+        "bank_details_changed": history.bank_changed,
         "duplicate_invoice_number": history.duplicate,
         "vendor_known": history.known,
         "vendor_mean_amount": history.mean_amount,
@@ -109,77 +115,157 @@ def risk_inputs(ex: InvoiceExtraction, history: VendorHistory, received: dt.date
 
 
 class HistoryStore:
-    """Vendor history in PostgreSQL: read before scoring, written with the decision."""
+    """Vendor history in PostgreSQL: read before scoring, taught only by confirmed outcomes.
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    Every scored invoice is recorded with its model decision as ``pending``: it counts for
+    duplicate detection but teaches nothing about the vendor. It is ``confirmed`` when a
+    person approves it (HUMAN decision) or its task SUCCEEDED, ``rejected`` when a person
+    rejects it; either way the vendor's summary is recomputed from its confirmed invoices,
+    so a rejection removes what the invoice taught. Vendor, invoice number and bank account
+    are stored as keyed hashes (:func:`switchyard._dataclass.matching_hash`), the extracted
+    fields sealed with the payload codec.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, key: bytes, codec: PayloadCodec = PLAINTEXT) -> None:
         self.pool = pool
+        self.key = key
+        self.codec = codec
+
+    def hashes(self, tenant_id: str, ex: InvoiceExtraction) -> tuple[str, str, str]:
+        """(vendor, invoice number, bank account) of an extraction, as keyed hashes."""
+        return (matching_hash(self.key, tenant_id, "vendor", vendor_key(ex.get("vendor") or "")),
+                matching_hash(self.key, tenant_id, "invoice_number",
+                              ex.get("invoice_number") or ""),
+                matching_hash(self.key, tenant_id, "bank_account",
+                              _compact(ex.get("bank_account") or "")))
 
     async def lookup(self, tenant_id: str, ex: InvoiceExtraction, task_id: str) -> VendorHistory:
-        key = vendor_key(ex.get("vendor") or "")
-        if not key:
-            return UNKNOWN
-        number = ex.get("invoice_number") or ""
+        vendor, number, bank = self.hashes(tenant_id, ex)
+        if not vendor:
+            return VendorHistory(bank_unconfirmed=bool(bank))
         try:
             task_uuid = uuid.UUID(task_id)
         except ValueError:
             task_uuid = uuid.UUID(int=0)  # a Decide call about an item not (yet) a task
         row = await self.pool.fetchrow(
             """
-            SELECT v.invoice_count, v.amount_sum, v.currency, v.bank_account,
+            SELECT v.invoice_count, v.amount_sum, v.currency, v.bank_hash,
                    EXISTS (SELECT 1 FROM decision_invoices i
-                            WHERE i.tenant_id = $1 AND i.vendor_key = $2
-                              AND i.invoice_number = $3 AND $3 <> '' AND i.task_id <> $4)
+                            WHERE i.tenant_id = $1 AND i.vendor_hash = $2
+                              AND i.number_hash = $3 AND $3 <> '' AND i.task_id <> $4
+                              AND i.state <> 'rejected')
                        AS duplicate
               FROM (SELECT 1) one
-              LEFT JOIN decision_vendors v ON v.tenant_id = $1 AND v.vendor_key = $2
+              LEFT JOIN decision_vendors v ON v.tenant_id = $1 AND v.vendor_hash = $2
             """,
-            tenant_id, key, number, task_uuid,
+            tenant_id, vendor, number, task_uuid,
         )
         count = row["invoice_count"] or 0
+        reference = row["bank_hash"] or ""
         return VendorHistory(
             known=count > 0, invoice_count=count,
             mean_amount=(row["amount_sum"] / count) if count else 0.0,
-            currency=row["currency"] or "", bank_account=row["bank_account"] or "",
+            currency=row["currency"] or "",
+            bank_changed=bool(reference and bank and bank != reference),
+            bank_unconfirmed=bool(bank and not reference),
             duplicate=bool(row["duplicate"]),
         )
 
-    @staticmethod
-    async def record(conn: asyncpg.Connection, tenant_id: str, task_id: str,
-                     assessment: InvoiceAssessment, count_it: bool) -> None:
-        """Remember the invoice (duplicate checks) and, unless refused, add it to the vendor's
-        history. Runs in the caller's transaction, beside the decision row."""
+    async def record(self, conn: asyncpg.Connection, tenant_id: str, task_id: str,
+                     assessment: InvoiceAssessment, auto: bool) -> None:
+        """Remember the scored invoice as pending (duplicate checks only); ``auto`` says the
+        model decided to run it without a person. Runs in the caller's transaction, beside
+        the decision row."""
         ex = assessment.extraction
-        amount, currency = ex.amount("total"), ex.get("currency") or ""
-        fields = {name: f.value for name, f in ex.fields.items()}
-        inserted = await conn.fetchval(
-            "INSERT INTO decision_invoices (task_id, tenant_id, vendor_key, invoice_number, "
-            "amount, currency, fields, p_auto) VALUES ($1,$2,$3,$4,$5,$6,$7::jsonb,$8) "
-            "ON CONFLICT (task_id) DO NOTHING RETURNING 1",
-            uuid.UUID(task_id), tenant_id, assessment.vendor_key,
-            ex.get("invoice_number") or "", amount, currency, json.dumps(fields),
-            assessment.risk.confidence,
+        vendor, number, bank = self.hashes(tenant_id, ex)
+        fields = json.dumps({name: f.value for name, f in ex.fields.items()}).encode()
+        await conn.execute(
+            "INSERT INTO decision_invoices (task_id, tenant_id, vendor_hash, number_hash, "
+            "bank_hash, amount, currency, fields, p_auto, auto) "
+            "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT (task_id) DO NOTHING",
+            uuid.UUID(task_id), tenant_id, vendor, number, bank, ex.amount("total"),
+            ex.get("currency") or "", self.codec.seal(task_id, fields, INVOICE_FIELDS),
+            assessment.risk.confidence, auto,
         )
-        if not inserted or not count_it or not assessment.vendor_key or amount is None:
+
+    async def confirm(self, tenant_id: str, task_id: str,
+                      corrected: Mapping[str, str] | None = None,
+                      by_person: bool = True) -> bool:
+        """A person approved the invoice (``by_person``), or the execution of an invoice the
+        model ran straight through succeeded: it teaches the vendor's history from now on.
+        An escalated invoice is confirmed by a person only, never by its execution (a review
+        default action is no person). ``corrected`` holds the fields as the person left them
+        (a MODIFY verdict), which replace what the extractor read. A rejected invoice stays
+        rejected. Returns whether anything changed."""
+        corrected = corrected or {}
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT vendor_hash, state, auto FROM decision_invoices WHERE task_id = $1 "
+                "AND tenant_id = $2 FOR UPDATE", uuid.UUID(task_id), tenant_id)
+            if row is None or row["state"] != "pending" or not (by_person or row["auto"]):
+                return False
+            updates: dict[str, object] = {}
+            money = find_money(corrected.get("total", ""))
+            if money:
+                updates["amount"] = money[0].amount
+            if corrected.get("currency"):
+                updates["currency"] = corrected["currency"].strip().upper()
+            if corrected.get("bank_account"):
+                updates["bank_hash"] = matching_hash(self.key, tenant_id, "bank_account",
+                                                     _compact(corrected["bank_account"]))
+            sets = "".join(f", {name} = ${i}" for i, name in enumerate(updates, start=2))
+            await conn.execute(
+                f"UPDATE decision_invoices SET state = 'confirmed', settled_at = now(){sets} "
+                "WHERE task_id = $1", uuid.UUID(task_id), *updates.values())
+            await self._summarise(conn, tenant_id, row["vendor_hash"])
+        return True
+
+    async def reject(self, tenant_id: str, task_id: str) -> bool:
+        """A person rejected the invoice: it no longer counts anywhere (history, duplicates),
+        and whatever it taught is recomputed away."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "UPDATE decision_invoices SET state = 'rejected', settled_at = now() "
+                "WHERE task_id = $1 AND tenant_id = $2 AND state <> 'rejected' "
+                "RETURNING vendor_hash", uuid.UUID(task_id), tenant_id)
+            if row is None:
+                return False
+            await self._summarise(conn, tenant_id, row["vendor_hash"])
+        return True
+
+    @staticmethod
+    async def _summarise(conn: asyncpg.Connection, tenant_id: str, vendor: str) -> None:
+        """Recompute the vendor's summary from its confirmed invoices: the currency of the
+        first, count and sum of those in that currency, the bank account of the latest."""
+        if not vendor:
             return
         await conn.execute(
             """
-            INSERT INTO decision_vendors AS v (tenant_id, vendor_key, vendor_name, currency,
-                                               invoice_count, amount_sum, bank_account)
-            VALUES ($1, $2, $3, $4, 1, $5, $6)
-            ON CONFLICT (tenant_id, vendor_key) DO UPDATE SET
-                invoice_count = v.invoice_count
-                    + CASE WHEN v.currency IN ('', EXCLUDED.currency) THEN 1 ELSE 0 END,
-                amount_sum = v.amount_sum
-                    + CASE WHEN v.currency IN ('', EXCLUDED.currency) THEN EXCLUDED.amount_sum
-                           ELSE 0 END,
-                currency = CASE WHEN v.currency = '' THEN EXCLUDED.currency ELSE v.currency END,
-                bank_account = CASE WHEN v.bank_account = '' THEN EXCLUDED.bank_account
-                                    ELSE v.bank_account END,
-                last_seen = now()
-            """,
-            tenant_id, assessment.vendor_key, ex.get("vendor") or "", currency, amount,
-            ex.get("bank_account") or "",
-        )
+            WITH confirmed AS (
+                SELECT amount, currency, bank_hash, settled_at, task_id FROM decision_invoices
+                 WHERE tenant_id = $1 AND vendor_hash = $2 AND state = 'confirmed'
+                   AND amount IS NOT NULL),
+            usual AS (SELECT currency FROM confirmed ORDER BY settled_at, task_id LIMIT 1)
+            INSERT INTO decision_vendors AS v (tenant_id, vendor_hash, currency, invoice_count,
+                                               amount_sum, bank_hash, updated_at)
+            SELECT $1, $2, coalesce((SELECT currency FROM usual), ''),
+                   (SELECT count(*) FROM confirmed
+                     WHERE currency = coalesce((SELECT currency FROM usual), '')),
+                   coalesce((SELECT sum(amount) FROM confirmed
+                              WHERE currency = coalesce((SELECT currency FROM usual), '')), 0),
+                   coalesce((SELECT bank_hash FROM confirmed WHERE bank_hash <> ''
+                              ORDER BY settled_at DESC, task_id LIMIT 1), ''),
+                   now()
+            ON CONFLICT (tenant_id, vendor_hash) DO UPDATE SET
+                currency = EXCLUDED.currency, invoice_count = EXCLUDED.invoice_count,
+                amount_sum = EXCLUDED.amount_sum, bank_hash = EXCLUDED.bank_hash,
+                updated_at = now()
+            """, tenant_id, vendor)
+
+
+def _compact(account: str) -> str:
+    """Bank accounts compare without spaces or case (the extractor compacts IBANs too)."""
+    return re.sub(r"\s+", "", account).upper()
 
 
 __all__ = ["UNKNOWN", "HistoryStore", "InvoiceAssessment", "VendorHistory", "received_date",

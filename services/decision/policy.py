@@ -6,7 +6,7 @@ order and the first that fires decides; every outcome names that rule and explai
 a sentence a reviewer can read. Routing rules come first (is the router sure, does it agree
 with the submitter, does the tenant automate this kind of document); invoices then pass the
 business rules (blocked / allowed vendors, required fields, currencies, amount limits,
-duplicates) and the invoice_risk model's P(auto) before they run straight through.
+a bank account other than the vendor's confirmed one, duplicates) and the invoice_risk model's P(auto) before they run straight through.
 """
 
 from __future__ import annotations
@@ -133,11 +133,11 @@ def _money(amount: float | None, currency: str) -> str:
 def _decide_invoice(a: InvoiceAssessment, policy: Policy, route_confidence: float,
                     steps: tuple[tuple[str, str], ...], priority: int) -> Outcome:
     rules, ex = policy.invoice, a.extraction
-    vendor = ex.get("vendor") or ""
     key = a.vendor_key
     amount, currency = ex.amount("total"), ex.get("currency") or ""
-    what = f"Invoice {ex.get('invoice_number') or '(no number)'} from {vendor or 'an unknown vendor'}" \
-           f" for {_money(amount, currency)}"
+    # the vendor's name is personal data (switchyard/_dataclass.py): explanations travel in
+    # plaintext (task-status events, decisions.explanation), so they never name it
+    what = f"Invoice {ex.get('invoice_number') or '(no number)'} for {_money(amount, currency)}"
     p_auto = a.risk.confidence
     conf = min(route_confidence, p_auto)
 
@@ -166,6 +166,11 @@ def _decide_invoice(a: InvoiceAssessment, policy: Policy, route_confidence: floa
         return escalate("amount_over_limit",
                         f"above the {rules.max_auto_amount:,.0f} limit for straight-through "
                         "processing.", prio=1)
+    if a.history.bank_changed:
+        return escalate("bank_details_changed",
+                        "the bank account is not the one confirmed for this vendor (by a "
+                        "person or a successful payment); a changed account always needs a "
+                        "person.", prio=1)
     if a.history.duplicate and rules.escalate_duplicates:
         return escalate("duplicate_invoice",
                         "this vendor's invoice number was seen before (possible duplicate).",
@@ -180,6 +185,10 @@ def _decide_invoice(a: InvoiceAssessment, policy: Policy, route_confidence: floa
                         f"can go straight through, below the {rules.min_p_auto:.0%} required"
                         f"{'; ' + a.risk_factors() if a.risk_factors() else ''}.",
                         "LOW_CONFIDENCE")
+    if a.history.bank_unconfirmed:
+        return escalate("bank_account_unconfirmed",
+                        "no bank account is confirmed for this vendor yet (by a person or a "
+                        "successful payment); a person confirms the first one.")
     return Outcome("auto_execute", "straight_through_invoice",
                    f"{what}: {a.risk.model_name} {a.risk.model_version} gives {p_auto:.0%} that "
                    f"it can go straight through (needs {rules.min_p_auto:.0%}); posting it.",

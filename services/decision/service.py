@@ -15,6 +15,7 @@ from services.decision.drift import DriftMonitor
 from services.decision.engine import Decided, DecisionEngine
 from services.decision.holds import HoldRetrier
 from services.decision.invoices import HistoryStore
+from services.decision.learning import HistoryLearner
 from services.decision.policies import load_policies
 from services.decision.policy import Outcome, Policy
 from services.decision.shadow import ShadowRunner
@@ -23,9 +24,10 @@ from services.decision.triton import InvoiceRiskClient, RouterClient, new_breake
 from switchyard._audit import append as audit_append
 from switchyard._audit import digest
 from switchyard._auth import Role, principal_var
+from switchyard._dataclass import matching_key
 from switchyard._escalations import build_escalation
 from switchyard._grpc import abort_invalid
-from switchyard._payloads import codec_for
+from switchyard._payloads import DECISION, PLAINTEXT, PayloadCodec, codec_for
 from switchyard._serde import decode
 from switchyard._service import ServiceContext, run_service
 from switchyard._settings import Settings
@@ -34,7 +36,7 @@ from switchyard._submissions import validate_task
 from switchyard._priority import task_bucket
 from switchyard._taskstore import TERMINAL, publish_status, rejected, transition
 from switchyard._telemetry import task_context
-from switchyard._topics import DECISIONS, ESCALATIONS, TASKS
+from switchyard._topics import DECISIONS, ESCALATIONS, TASK_STATUS, TASKS
 from switchyard.v1 import (
     DecideRequest,
     DecideResponse,
@@ -81,19 +83,26 @@ def escalation_for(task: TaskEnvelope, decision: Decision, outcome: Outcome,
 class TaskDecider:
     """Kafka path: decide each task once, persist the decision, hand it on."""
 
-    def __init__(self, ctx: ServiceContext, engine: DecisionEngine, holds: HoldRetrier) -> None:
+    def __init__(self, ctx: ServiceContext, engine: DecisionEngine, holds: HoldRetrier,
+                 history: HistoryStore | None = None, codec: PayloadCodec = PLAINTEXT) -> None:
         self.ctx = ctx
         self.engine = engine
         self.holds = holds
+        self.history = history
+        self.codec = codec  # decisions.decision holds the extracted fields: sealed
         holds.commit = self.commit_and_publish
+
+    def _open(self, decision_id: uuid.UUID, blob: bytes) -> Decision:
+        return Decision.FromString(self.codec.open(decision_id, blob, DECISION))
 
     async def handle(self, record: Record) -> None:
         task = decode(record.value, record.headers, TaskEnvelope)
         with task_context(task.task_id):
             row = await self.ctx.pool.fetchrow(
-                "SELECT (SELECT decision FROM decisions WHERE task_id = $1 AND source = 'MODEL')"
-                " AS decision, EXISTS (SELECT 1 FROM decision_holds WHERE task_id = $1) AS held,"
-                " (SELECT status FROM tasks WHERE task_id = $1) AS status",
+                "SELECT d.decision_id, d.decision, EXISTS (SELECT 1 FROM decision_holds "
+                "WHERE task_id = $1) AS held, (SELECT status FROM tasks WHERE task_id = $1) "
+                "AS status FROM (SELECT 1) one LEFT JOIN decisions d "
+                "ON d.task_id = $1 AND d.source = 'MODEL'",
                 uuid.UUID(task.task_id),
             )
             if row["status"] in TERMINAL:
@@ -104,7 +113,8 @@ class TaskDecider:
             if row["decision"] is not None:
                 # Redelivered after the decision was stored: re-send it (consumers dedupe),
                 # never decide twice.
-                await self._publish(task, Decision.FromString(row["decision"]), None)
+                await self._publish(task, self._open(row["decision_id"], row["decision"]),
+                                    None)
                 return
             if row["held"]:
                 return  # waiting for the models; the hold retrier owns it now
@@ -134,7 +144,7 @@ class TaskDecider:
                 "$7,$8) ON CONFLICT DO NOTHING RETURNING decision_id",
                 uuid.UUID(decision.decision_id), uuid.UUID(task.task_id), task.tenant_id,
                 outcome_name, decision.confidence, decision.rule, decision.explanation,
-                decision.SerializeToString(),
+                self.codec.seal(decision.decision_id, decision.SerializeToString(), DECISION),
             )
             if release_hold:
                 await conn.execute("DELETE FROM decision_holds WHERE task_id = $1",
@@ -143,16 +153,17 @@ class TaskDecider:
                 change = await transition(conn, task.task_id, status, stage, "decision",
                                           reason, decision.explanation)
                 if result.assessment is not None and change is not None:
-                    await HistoryStore.record(conn, task.tenant_id, task.task_id,
-                                              result.assessment, outcome.action != "reject")
+                    # only a task still open when decided teaches (pending until confirmed)
+                    await self.history.record(conn, task.tenant_id, task.task_id,
+                                              result.assessment, outcome_name == "AUTO_EXECUTE")
                 await audit_append(conn, task.tenant_id, "decision", "decision.made",
                                    decision_audit_detail(task, decision, outcome_name),
                                    task.task_id)
             else:  # someone stored the model decision first: hand on that one
-                stored = await conn.fetchval(
-                    "SELECT decision FROM decisions WHERE task_id = $1 AND source = 'MODEL'",
-                    uuid.UUID(task.task_id))
-                decision, outcome = Decision.FromString(stored), None
+                stored = await conn.fetchrow(
+                    "SELECT decision_id, decision FROM decisions WHERE task_id = $1 "
+                    "AND source = 'MODEL'", uuid.UUID(task.task_id))
+                decision, outcome = self._open(stored["decision_id"], stored["decision"]), None
         if inserted is not None and change is None:
             # The task ended while it was being decided (a client cancelled it): its status
             # change was refused, so the decision is kept for the record but handed to
@@ -276,8 +287,10 @@ async def setup(ctx: ServiceContext) -> None:
         log.warning("starting without Triton: tasks escalate or hold (per policy) until it "
                     "answers")
         ctx.run_in_background("triton-metadata", lambda: _load_metadata(*clients))
+    codec = codec_for(s)
+    history = HistoryStore(ctx.pool, matching_key(s), codec)
     engine = DecisionEngine(
-        router_batcher, policies, risk=risk_batcher, history=HistoryStore(ctx.pool),
+        router_batcher, policies, risk=risk_batcher, history=history,
         shadow=shadow,
         router_drift=DriftMonitor.from_model_card(_card(s, "document_router", s.router_version),
                                                   s.drift_window),
@@ -289,10 +302,14 @@ async def setup(ctx: ServiceContext) -> None:
     if shadow is not None:
         await shadow.start()
     holds = HoldRetrier(ctx.pool, ctx.producer, engine, breaker, s.hold_retry_s,
-                        codec=codec_for(s))
+                        codec=codec)
     await holds.refresh_gauge()
-    decider = TaskDecider(ctx, engine, holds)
+    decider = TaskDecider(ctx, engine, holds, history, codec)
     ctx.consume(TASKS, decider.handle, batch_size=s.batch_max_size)
+    # vendor history learns from confirmed outcomes, as events (services/decision/learning.py)
+    learner = HistoryLearner(history)
+    ctx.consume(DECISIONS, learner.on_decision)
+    ctx.consume(TASK_STATUS, learner.on_status)
     ctx.serve((add_DecisionServiceServicer_to_server, DecisionServicer(engine, s), SERVICE_NAME),
               POLICY, rate_limited=RATE_LIMITED)
     ctx.run_in_background("hold-retry", holds.run)

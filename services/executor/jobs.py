@@ -15,6 +15,7 @@ from datetime import datetime
 
 import asyncpg
 
+from switchyard._payloads import JOB_DECISION, PLAINTEXT, PayloadCodec
 from switchyard.v1 import Decision
 
 RUNNING, PARKED = "running", "parked"
@@ -43,16 +44,19 @@ class Job:
         return self.decision.task_id
 
 
-def _job(row: asyncpg.Record) -> Job:
-    return Job(Decision.FromString(row["decision"]), row["deadline"], row["parks"],
-               row["state"], row["endpoint"], row["blocked_by"], row.get("reason", ""))
-
-
 class JobStore:
-    def __init__(self, pool: asyncpg.Pool, owner: str, replica_timeout_s: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, owner: str, replica_timeout_s: float,
+                 codec: PayloadCodec = PLAINTEXT) -> None:
         self.pool = pool
         self.owner = owner
         self.replica_timeout_s = replica_timeout_s
+        self.codec = codec  # executor_jobs.decision carries the extracted fields: sealed
+
+    def _job(self, row: asyncpg.Record) -> Job:
+        decision = Decision.FromString(
+            self.codec.open(row["decision_id"], row["decision"], JOB_DECISION))
+        return Job(decision, row["deadline"], row["parks"], row["state"], row["endpoint"],
+                   row["blocked_by"], row.get("reason", ""))
 
     async def heartbeat(self) -> None:
         await self.pool.execute(
@@ -75,19 +79,20 @@ class JobStore:
              WHERE j.state = 'running'
                AND (j.owner = EXCLUDED.owner OR NOT {_LIVE_OWNER.format(col='j.owner',
                                                                         secs='$7')})
-            RETURNING decision, deadline, parks, state, endpoint, blocked_by
+            RETURNING decision_id, decision, deadline, parks, state, endpoint, blocked_by
             """,
             uuid.UUID(decision.decision_id), uuid.UUID(decision.task_id), decision.tenant_id,
-            decision.SerializeToString(), deadline, self.owner, self.replica_timeout_s)
-        return _job(row) if row is not None else None
+            self.codec.seal(decision.decision_id, decision.SerializeToString(), JOB_DECISION),
+            deadline, self.owner, self.replica_timeout_s)
+        return self._job(row) if row is not None else None
 
     async def escalated(self, decision_id: str) -> Job | None:
         """The decision's job when it was handed to a person; None otherwise."""
         row = await self.pool.fetchrow(
-            "SELECT decision, deadline, parks, state, endpoint, blocked_by, reason "
+            "SELECT decision_id, decision, deadline, parks, state, endpoint, blocked_by, reason "
             "FROM executor_jobs WHERE decision_id = $1 AND state = 'escalated'",
             uuid.UUID(decision_id))
-        return _job(row) if row is not None else None
+        return self._job(row) if row is not None else None
 
     async def claim_due(self, limit: int, exclude: set[str]) -> list[Job]:
         """Parked jobs that are due (retry time passed, or their breaker closed), running jobs
@@ -112,10 +117,10 @@ class JobStore:
                  ORDER BY c.retry_at NULLS FIRST
                  LIMIT $2
                  FOR UPDATE SKIP LOCKED)
-            RETURNING decision, deadline, parks, state, endpoint, blocked_by
+            RETURNING decision_id, decision, deadline, parks, state, endpoint, blocked_by
             """, self.owner, limit, self.replica_timeout_s,
             [uuid.UUID(d) for d in exclude])
-        return [_job(row) for row in rows]
+        return [self._job(row) for row in rows]
 
     async def claim_probe(self, endpoint: str) -> Job | None:
         """One job parked on ``endpoint``'s breaker, to probe it with."""
@@ -126,9 +131,9 @@ class JobStore:
                 SELECT decision_id FROM executor_jobs
                  WHERE state = 'parked' AND blocked_by = 'breaker' AND endpoint = $2
                  ORDER BY updated_at LIMIT 1 FOR UPDATE SKIP LOCKED)
-            RETURNING decision, deadline, parks, state, endpoint, blocked_by
+            RETURNING decision_id, decision, deadline, parks, state, endpoint, blocked_by
             """, self.owner, endpoint)
-        return _job(row) if row is not None else None
+        return self._job(row) if row is not None else None
 
     async def park(self, job: Job, blocked_by: str, endpoint: str, reason: str,
                    retry_at: datetime) -> None:
@@ -161,9 +166,9 @@ class JobStore:
                 SELECT decision_id FROM executor_jobs
                  WHERE state = 'parked' AND (deadline <= now() OR retry_at >= deadline)
                  LIMIT $2 FOR UPDATE SKIP LOCKED)
-            RETURNING decision, deadline, parks, state, endpoint, blocked_by
+            RETURNING decision_id, decision, deadline, parks, state, endpoint, blocked_by
             """, self.owner, limit)
-        return [_job(row) for row in rows]
+        return [self._job(row) for row in rows]
 
     async def parked_count(self) -> int:
         return int(await self.pool.fetchval(

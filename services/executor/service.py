@@ -131,7 +131,7 @@ async def setup(ctx: ServiceContext, opened: list[StepConnector] | None = None) 
                   Connector.CONNECTOR_SQL: settings.executor_sql_timeout_s},
     )
     runner = PlanRunner(ctx.pool, Router(endpoint_map(settings)), connectors, breakers, config)
-    jobs = JobStore(ctx.pool, owner, settings.executor_replica_timeout_s)
+    jobs = JobStore(ctx.pool, owner, settings.executor_replica_timeout_s, codec_for(settings))
     sla = SlaPolicy(settings.executor_sla_s, parse_sla_overrides(settings.executor_sla_overrides))
     # Escalations go to the tenant's review queue, routed exactly as the decision service
     # routes them: the same policy directory, through the same validating loader.

@@ -4,6 +4,11 @@ Every operation takes the caller's :class:`Principal` (already authenticated and
 against the role policy by the gRPC interceptor or the console's middleware) and scopes
 itself to the principal's tenant: an item of another tenant is "not found", never "forbidden",
 so its existence does not leak. Bad input raises ``ReviewError('invalid', ..., violations)``.
+
+Every item handed out goes through :func:`switchyard._dataclass.redact_escalation` first
+(unless redaction is switched off): reviewers see the document with its personal data
+redacted and the proposed decision's fields by their data class; the verdict is applied to
+the stored, unredacted decision.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from services.review.queue import Filters, ReviewError, ReviewQueue, priority_va
 from services.review.resolutions import DecisionPublisher, audit, store_decision, text_digest
 from services.review.verdicts import verdict_decision
 from switchyard._auth import Principal
+from switchyard._dataclass import redact_escalation
+from switchyard._payloads import VERDICT
+from switchyard._pii import Redactor
 from switchyard.v1 import (
     ClaimRequest,
     Decision,
@@ -43,11 +51,21 @@ def nul_problems(**fields: str | list[str]) -> list[tuple[str, str]]:
 
 class ReviewDesk:
     def __init__(self, pool: asyncpg.Pool, queue: ReviewQueue, publisher: DecisionPublisher,
-                 policy: ReviewPolicy) -> None:
+                 policy: ReviewPolicy, redactor: Redactor | None = None) -> None:
         self.pool = pool
         self.queue = queue
         self.publisher = publisher
         self.policy = policy
+        self.redactor = redactor
+
+    def _shown(self, item: ReviewItem) -> ReviewItem:
+        """The item as a reviewer may see it."""
+        if self.redactor is None:
+            return item
+        shown = ReviewItem()
+        shown.CopyFrom(item)
+        shown.escalation.CopyFrom(redact_escalation(item.escalation, self.redactor))
+        return shown
 
     async def list_queue(self, principal: Principal,
                          request: ListQueueRequest) -> ListQueueResponse:
@@ -73,9 +91,14 @@ class ReviewDesk:
                           for r in request.reasons if r),
         )
         page = await self.queue.list(filters, request.page_size, request.page_token)
-        return ListQueueResponse(items=page.items, next_page_token=page.next_token)
+        return ListQueueResponse(items=[self._shown(i) for i in page.items],
+                                 next_page_token=page.next_token)
 
     async def get_item(self, principal: Principal, item_id: str) -> ReviewItem:
+        return self._shown(await self._item(principal, item_id))
+
+    async def _item(self, principal: Principal, item_id: str) -> ReviewItem:
+        """The stored item, unredacted (for applying a verdict, never handed out)."""
         item, tenant = await self.queue.get(item_id)
         if not principal.may_access(tenant):
             raise ReviewError("not_found", f"review item {item_id!r} not found")
@@ -83,17 +106,17 @@ class ReviewDesk:
 
     async def claim(self, principal: Principal, request: ClaimRequest) -> ReviewItem:
         await self._check(principal, request.item_id, request.reviewer_id)
-        return await self.queue.claim(request.item_id, request.reviewer_id,
-                                      self._lease(request))
+        return self._shown(await self.queue.claim(request.item_id, request.reviewer_id,
+                                                  self._lease(request)))
 
     async def renew(self, principal: Principal, request: RenewRequest) -> ReviewItem:
         await self._check(principal, request.item_id, request.reviewer_id)
-        return await self.queue.renew(request.item_id, request.reviewer_id,
-                                      self._lease(request))
+        return self._shown(await self.queue.renew(request.item_id, request.reviewer_id,
+                                                  self._lease(request)))
 
     async def release(self, principal: Principal, item_id: str, reviewer_id: str) -> ReviewItem:
         await self._check(principal, item_id, reviewer_id)
-        return await self.queue.release(item_id, reviewer_id)
+        return self._shown(await self.queue.release(item_id, reviewer_id))
 
     async def submit_verdict(self, principal: Principal,
                              verdict: ReviewVerdict) -> tuple[ReviewItem, Decision]:
@@ -119,18 +142,19 @@ class ReviewDesk:
                                         *verdict.modified_fields.values()]})
         if problems:
             raise ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in problems), problems)
-        item = await self.get_item(principal, verdict.item_id)
+        item = await self._item(principal, verdict.item_id)
         name = Verdict.Name(verdict.verdict).removeprefix("VERDICT_").lower()
         decision = verdict_decision(item.escalation, verdict)
         async with self.pool.acquire() as conn, conn.transaction():
             row = await self.queue.close_claimed(conn, verdict.item_id, verdict.reviewer_id,
                                                  f"verdict:{name}", decision.decision_id)
-            await store_decision(conn, decision)
+            await store_decision(conn, decision, self.queue.codec)
             await conn.execute(
                 "INSERT INTO review_verdicts (item_id, task_id, reviewer_id, verdict, reason, "
                 "verdict_pb) VALUES ($1,$2,$3,$4,$5,$6)",
                 row["item_id"], row["task_id"], verdict.reviewer_id, name.upper(),
-                verdict.reason, verdict.SerializeToString())
+                verdict.reason,
+                self.queue.codec.seal(row["item_id"], verdict.SerializeToString(), VERDICT))
             proposed = item.escalation.proposed_decision
             await audit(conn, row["tenant_id"], f"reviewer:{verdict.reviewer_id}",
                         "review.verdict", str(row["task_id"]), {
@@ -147,7 +171,7 @@ class ReviewDesk:
         VERDICTS.labels(name).inc()
         await self.publisher.publish(row["item_id"], decision)
         closed, _ = await self.queue.get(verdict.item_id)
-        return closed, decision
+        return self._shown(closed), decision
 
     def _lease(self, request: ClaimRequest | RenewRequest) -> timedelta:
         lease = request.lease.ToTimedelta() if request.HasField("lease") else timedelta(0)
@@ -164,5 +188,5 @@ class ReviewDesk:
         problems += nul_problems(reviewer_id=reviewer_id)
         if problems:
             raise ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in problems), problems)
-        await self.get_item(principal, item_id)
+        await self._item(principal, item_id)
 

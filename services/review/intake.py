@@ -13,13 +13,12 @@ import asyncpg
 
 from services.review.queue import ReviewQueue
 from services.review.resolutions import DecisionPublisher
+from switchyard._dataclass import redact_task
 from switchyard._pii import Redactor
 from switchyard._serde import decode
 from switchyard._streams import Record, RejectRecord
 from switchyard._telemetry import task_context
 from switchyard.v1 import Escalation
-
-_TEXT_TYPES = ("text/", "application/json")
 
 
 def check(escalation: Escalation) -> None:
@@ -36,15 +35,12 @@ def check(escalation: Escalation) -> None:
 
 
 def redact(escalation: Escalation, redactor: Redactor) -> Escalation:
-    """A copy whose document body and metadata values have personal data redacted."""
+    """A copy whose document body and metadata values have personal data redacted before it
+    is stored (the proposed decision is kept whole: an approval runs its plan; reviewers see
+    it redacted by the desk)."""
     out = Escalation()
     out.CopyFrom(escalation)
-    document = out.task.document
-    if document.body and document.content_type.startswith(_TEXT_TYPES):
-        text = document.body.decode("utf-8", errors="replace")
-        document.body = redactor.text(text).encode()
-    for key, value in list(out.task.metadata.items()):
-        out.task.metadata[key] = redactor.text(value)
+    redact_task(out.task, redactor)
     return out
 
 

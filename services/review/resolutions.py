@@ -22,6 +22,7 @@ import asyncpg
 from switchyard._audit import append, digest
 from switchyard._telemetry import continue_trace
 from switchyard._kafka import Producer
+from switchyard._payloads import DECISION, PLAINTEXT, PayloadCodec
 from switchyard._telemetry import task_context
 from switchyard._topics import DECISIONS
 from switchyard.v1 import Decision, DecisionOutcome, DecisionSource
@@ -29,15 +30,18 @@ from switchyard.v1 import Decision, DecisionOutcome, DecisionSource
 log = logging.getLogger(__name__)
 
 
-async def store_decision(conn: asyncpg.Connection, decision: Decision) -> None:
-    """The decision row in the system of record (idempotent per decision id)."""
+async def store_decision(conn: asyncpg.Connection, decision: Decision,
+                         codec: PayloadCodec = PLAINTEXT) -> None:
+    """The decision row in the system of record (idempotent per decision id); the decision
+    carries the extracted fields, so it is sealed at rest."""
     await conn.execute(
         "INSERT INTO decisions (decision_id, task_id, tenant_id, source, outcome, confidence, "
         "rule, explanation, decision) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT DO NOTHING",
         uuid.UUID(decision.decision_id), uuid.UUID(decision.task_id), decision.tenant_id,
         DecisionSource.Name(decision.source).removeprefix("DECISION_SOURCE_"),
         DecisionOutcome.Name(decision.outcome).removeprefix("DECISION_OUTCOME_"),
-        decision.confidence, decision.rule, decision.explanation, decision.SerializeToString(),
+        decision.confidence, decision.rule, decision.explanation,
+        codec.seal(decision.decision_id, decision.SerializeToString(), DECISION),
     )
 
 
@@ -53,9 +57,14 @@ def text_digest(text: str) -> str:
 
 
 class DecisionPublisher:
-    def __init__(self, pool: asyncpg.Pool, producer: Producer) -> None:
+    def __init__(self, pool: asyncpg.Pool, producer: Producer,
+                 codec: PayloadCodec = PLAINTEXT) -> None:
         self.pool = pool
         self.producer = producer
+        self.codec = codec
+
+    def _open(self, row: asyncpg.Record) -> Decision:
+        return Decision.FromString(self.codec.open(row["decision_id"], row["decision"], DECISION))
 
     async def publish(self, item_id: uuid.UUID, decision: Decision) -> None:
         """Publish in the task's own trace, linked to the reviewer's request, so one trace
@@ -74,23 +83,23 @@ class DecisionPublisher:
         """An escalation arrived again for an item already decided: the task is being
         re-driven because the decision's record was lost, so send the decision again."""
         row = await self.pool.fetchrow(
-            "SELECT r.item_id, d.decision FROM review_items r JOIN decisions d "
+            "SELECT r.item_id, d.decision_id, d.decision FROM review_items r JOIN decisions d "
             "ON d.decision_id = r.decision_id WHERE r.escalation_id = $1",
             uuid.UUID(escalation_id))
         if row is None:
             return False
-        await self.publish(row["item_id"], Decision.FromString(row["decision"]))
+        await self.publish(row["item_id"], self._open(row))
         return True
 
     async def sweep(self, older_than: timedelta = timedelta(seconds=10)) -> int:
         """Publish decisions whose item closed a while ago without a broker acknowledgement."""
         rows = await self.pool.fetch(
-            "SELECT r.item_id, d.decision FROM review_items r JOIN decisions d "
+            "SELECT r.item_id, d.decision_id, d.decision FROM review_items r JOIN decisions d "
             "ON d.decision_id = r.decision_id WHERE r.decision_id IS NOT NULL "
             "AND r.decision_published_at IS NULL AND r.resolved_at < now() - $1::interval "
             "ORDER BY r.resolved_at LIMIT 500", older_than)
         for row in rows:
-            decision = Decision.FromString(row["decision"])
+            decision = self._open(row)
             log.warning("re-publishing decision %s of review item %s", decision.decision_id,
                         row["item_id"])
             await self.publish(row["item_id"], decision)

@@ -111,9 +111,9 @@ async def setup(ctx: ServiceContext) -> None:
     policy = ReviewPolicy.from_settings(settings)
     codec = codec_for(settings)  # review_items.escalation embeds the document: sealed
     queue = ReviewQueue(ctx.pool, codec)
-    publisher = DecisionPublisher(ctx.pool, ctx.producer)
-    desk = ReviewDesk(ctx.pool, queue, publisher, policy)
+    publisher = DecisionPublisher(ctx.pool, ctx.producer, codec)
     redactor = Redactor() if settings.review_redact_pii else None
+    desk = ReviewDesk(ctx.pool, queue, publisher, policy, redactor)
     ctx.consume(ESCALATIONS, EscalationIntake(queue, redactor, publisher).handle)
     # tasks that end (cancelled, or otherwise terminal) leave the review queues
     ctx.consume(TASK_STATUS, TaskEndings(ctx.pool).handle)

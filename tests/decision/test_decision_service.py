@@ -3,7 +3,8 @@
 - ``Decide`` applies per-tenant YAML policies: a table of cases (routing rules, invoice
   business rules, the invoice_risk model) gives the expected outcome and rule;
 - the router reaches its model card's held-out accuracy through the service's batcher;
-- the Kafka path stores decisions with extracted fields, keeps vendor history, records the
+- the Kafka path stores decisions with extracted fields, records each invoice for duplicate
+  checks without teaching the vendor history (nothing confirmed it), records the
   shadow model's outputs and agreement, and exposes the model metrics (confidence histograms,
   batch sizes, input drift);
 - a policy directory with mistakes stops the service at start with errors naming them.
@@ -28,6 +29,7 @@ import pytest
 
 from services.decision.extraction import vendor_key
 from switchyard import Settings
+from switchyard._dataclass import matching_hash, matching_key
 from switchyard._db import connect
 from switchyard._grpc import create_channel, field_violations
 from switchyard._launcher import service_specs
@@ -109,14 +111,20 @@ def task(text: str, tenant: str = "acme", kind: str = "",
                         document=Document(content_type="text/plain", body=text.encode()))
 
 
-async def seed_vendor(db: asyncpg.Connection, tenant: str, name: str, count: int,
-                      mean: float, currency: str = "USD",
+def hashed(settings: Settings, tenant: str, kind: str, value: str) -> str:
+    """How the vendor history stores a value it only compares (a keyed hash)."""
+    return matching_hash(matching_key(settings), tenant, kind, value)
+
+
+async def seed_vendor(db: asyncpg.Connection, settings: Settings, tenant: str, name: str,
+                      count: int, mean: float, currency: str = "USD",
                       bank: str = "GB29NWBK60161331926819") -> None:
+    """A vendor summary as confirmed invoices leave it (the Decide table needs many)."""
     await db.execute(
-        "INSERT INTO decision_vendors (tenant_id, vendor_key, vendor_name, currency, "
-        "invoice_count, amount_sum, bank_account) VALUES ($1,$2,$3,$4,$5,$6,$7) "
-        "ON CONFLICT DO NOTHING", tenant, vendor_key(name), name, currency, count, count * mean,
-        bank)
+        "INSERT INTO decision_vendors (tenant_id, vendor_hash, currency, invoice_count, "
+        "amount_sum, bank_hash) VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT DO NOTHING", tenant,
+        hashed(settings, tenant, "vendor", vendor_key(name)), currency, count, count * mean,
+        hashed(settings, tenant, "bank_account", bank))
 
 
 INVOICE_CASES = {
@@ -161,13 +169,17 @@ ROUTING_CASES = {
 
 
 async def test_policy_outcomes_match_the_table(decide: DecisionServiceStub,
+                                               decision_settings: Settings,
                                                db: asyncpg.Connection) -> None:
     for tenant in ("acme", "strict"):
-        await seed_vendor(db, tenant, "Northwind Supplies Ltd", 24, 380.0)
+        await seed_vendor(db, decision_settings, tenant, "Northwind Supplies Ltd", 24, 380.0)
     await db.execute(
-        "INSERT INTO decision_invoices (task_id, tenant_id, vendor_key, invoice_number, amount, "
-        "currency, fields, p_auto) VALUES ($1, 'acme', $2, 'INV-2026-00007', 360, 'USD', '{}', "
-        "0.9) ON CONFLICT DO NOTHING", uuid.uuid4(), vendor_key("Northwind Supplies Ltd"))
+        "INSERT INTO decision_invoices (task_id, tenant_id, vendor_hash, number_hash, bank_hash,"
+        " amount, currency, p_auto, auto) VALUES ($1, 'acme', $2, $3, '', 360, 'USD', 0.9, "
+        "true) "
+        "ON CONFLICT DO NOTHING", uuid.uuid4(),
+        hashed(decision_settings, "acme", "vendor", vendor_key("Northwind Supplies Ltd")),
+        hashed(decision_settings, "acme", "invoice_number", "INV-2026-00007"))
     cases = {**INVOICE_CASES, **ROUTING_CASES}
     responses = await asyncio.gather(*(
         decide.Decide(DecideRequest(task=task(text, tenant, kind, RECEIVED)))
@@ -273,14 +285,18 @@ async def test_kafka_path_decides_records_history_shadow_and_metrics(
         assert task.status in (TaskStatus.TASK_STATUS_IN_PROGRESS, TaskStatus.TASK_STATUS_BLOCKED)
     finally:
         await channel.close()
-    # invoices: fields on the decision, one history row each, the vendor's count grew
-    invoices = await db.fetch("SELECT invoice_number, p_auto FROM decision_invoices "
+    # invoices: one pending row each (hashes only); nothing confirmed them (no person, no
+    # executor here), so the vendor's history learned nothing
+    invoices = await db.fetch("SELECT number_hash, state FROM decision_invoices "
                               "WHERE task_id = ANY($1::uuid[])", ids[-3:])
-    assert sorted(r["invoice_number"] for r in invoices) == ["BO-0", "BO-1", "BO-2"]
-    vendor = await db.fetchrow("SELECT invoice_count, currency FROM decision_vendors "
-                               "WHERE tenant_id = 'acme' AND vendor_key = $1",
-                               vendor_key("Brightline Office Oy"))
-    assert vendor is not None and vendor["currency"] == "USD"
+    assert sorted(r["number_hash"] for r in invoices) == sorted(
+        hashed(decision_settings, "acme", "invoice_number", f"BO-{i}") for i in range(3))
+    assert {r["state"] for r in invoices} == {"pending"}
+    vendor = await db.fetchrow("SELECT invoice_count FROM decision_vendors "
+                               "WHERE tenant_id = 'acme' AND vendor_hash = $1",
+                               hashed(decision_settings, "acme", "vendor",
+                                      vendor_key("Brightline Office Oy")))
+    assert vendor is None
     duplicates = [r["rule"] for r in rows if r["rule"] == "duplicate_invoice"]
     assert not duplicates  # three different numbers
     # the shadow saw every routed document; its answers are recorded, never acted on

@@ -86,8 +86,7 @@ def test_a_directory_with_mistakes_is_refused_whole(tmp_path: Path) -> None:
 # -- invoice rules -----------------------------------------------------------------------------
 
 ROUTED = Prediction("document_router", "1.0.0", "invoice", 0.97, {"invoice": 0.97})
-KNOWN = VendorHistory(known=True, invoice_count=24, mean_amount=380.0, currency="USD",
-                      bank_account="GB29NWBK60161331926819")
+KNOWN = VendorHistory(known=True, invoice_count=24, mean_amount=380.0, currency="USD")
 
 
 def assess(text: str, history: VendorHistory = KNOWN, p_auto: float = 0.95
@@ -117,6 +116,14 @@ STRICT = parse_policy({"invoice": {"max_auto_amount": 1000, "allowed_currencies"
     ("over limit", assess(invoice(items=(("Desks", 4, 500.0),))), "escalate", "amount_over_limit"),
     ("duplicate", assess(invoice(), VendorHistory(**{**KNOWN.__dict__, "duplicate": True})),
      "escalate", "duplicate_invoice"),
+    # a changed bank account goes to a person however sure the risk model is
+    ("bank changed", assess(invoice(), VendorHistory(**{**KNOWN.__dict__,
+                                                        "bank_changed": True}), p_auto=0.99),
+     "escalate", "bank_details_changed"),
+    # a vendor's first account (none confirmed yet) is confirmed by a person
+    ("first account", assess(invoice(), VendorHistory(**{**KNOWN.__dict__,
+                                                         "bank_unconfirmed": True}), p_auto=0.99),
+     "escalate", "bank_account_unconfirmed"),
     ("unreadable", assess("Northwind Supplies Ltd\nInvoice No: X-1\nTOTAL: USD 10.00\n"),
      "escalate", "low_extraction_confidence"),
     ("risky", assess(invoice(), p_auto=0.42), "escalate", "invoice_risk"),
@@ -127,7 +134,8 @@ def test_invoice_rules(name: str, assessment: InvoiceAssessment, action: str, ru
     assert outcome.explanation.startswith("Invoice ")
     if action == "auto_execute":
         assert outcome.steps == DEFAULT_PLANS["invoice"]
-    if rule in ("amount_over_limit", "duplicate_invoice"):
+    assert "Northwind" not in outcome.explanation  # the vendor's name is personal data
+    if rule in ("amount_over_limit", "duplicate_invoice", "bank_details_changed"):
         assert outcome.priority == 1
 
 
@@ -137,6 +145,8 @@ def test_risk_inputs_come_from_fields_and_history() -> None:
     assert a.inputs["vendor_mean_amount"] == 380.0 and a.inputs["days_until_due"] == 28.0
     assert a.inputs["has_po_number"] == 1.0 and a.inputs["bank_details_changed"] == 0.0
     assert a.inputs["line_items_total_mismatch"] == 0.0 and a.inputs["line_item_count"] == 2.0
-    moved = assess(invoice(iban="DE89 3704 0044 0532 0130 00", currency="EUR"))
+    # the account comparison itself runs on keyed hashes in HistoryStore.lookup
+    moved = assess(invoice(iban="DE89 3704 0044 0532 0130 00", currency="EUR"),
+                   VendorHistory(**{**KNOWN.__dict__, "bank_changed": True}))
     assert moved.inputs["bank_details_changed"] == 1.0 and moved.inputs["currency_mismatch"] == 1.0
     assert "bank details changed" in moved.risk_factors()

@@ -23,6 +23,7 @@ from services.decision.extraction import extract_invoice, vendor_key
 from switchyard import Settings
 from switchyard._audit import task_story
 from switchyard._audit import verify as verify_chain
+from switchyard._dataclass import matching_hash, matching_key
 from switchyard._db import connect
 from switchyard._grpc import create_channel, field_violations
 from switchyard._kafka import headers_to_dict
@@ -98,10 +99,13 @@ async def known_vendor(settings: Settings, text: str) -> dict[str, str]:
     conn = await connect(settings)
     try:
         await conn.execute(
-            "INSERT INTO decision_vendors (tenant_id, vendor_key, vendor_name, currency, "
-            "invoice_count, amount_sum) VALUES ('acme', $1, $2, $3, 20, $4) "
-            "ON CONFLICT DO NOTHING", vendor_key(fields.get("vendor") or ""),
-            fields.get("vendor"), fields.get("currency"), 20 * (fields.amount("total") or 0))
+            "INSERT INTO decision_vendors (tenant_id, vendor_hash, currency, invoice_count, "
+            "amount_sum, bank_hash) VALUES ('acme', $1, $2, 20, $3, $4) ON CONFLICT DO NOTHING",
+            matching_hash(matching_key(settings), "acme", "vendor",
+                          vendor_key(fields.get("vendor") or "")),
+            fields.get("currency"), 20 * (fields.amount("total") or 0),
+            matching_hash(matching_key(settings), "acme", "bank_account",
+                          (fields.get("bank_account") or "").replace(" ", "").upper()))
     finally:
         await conn.close()
     return {"received_date": fields.get("invoice_date") or ""}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import subprocess
 import sys
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -16,12 +18,37 @@ from services.ingest.domain import build_envelope, payload_sha256
 from services.ingest.store import accept
 from switchyard import Settings
 from switchyard._audit import append, digest
-from switchyard._db import connect
-from switchyard.v1 import Document, Submission, TaskEnvelope, TaskSource
+from services.executor.jobs import JobStore
+from services.review.queue import ReviewQueue
+from services.review.resolutions import store_decision
+from switchyard._db import connect, create_pool
+from switchyard._payloads import (
+    DECISION,
+    INVOICE_FIELDS,
+    JOB_DECISION,
+    REVIEW_ESCALATION,
+    TASK_ENVELOPE,
+    VERDICT,
+    codec_for,
+)
+from switchyard._retention import purge
+from switchyard.v1 import (
+    Decision,
+    DecisionOutcome,
+    Document,
+    Escalation,
+    FieldExtraction,
+    ReviewVerdict,
+    Submission,
+    TaskEnvelope,
+    TaskSource,
+    Verdict,
+)
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "Card 4111 1111 1111 1111, patient Jane Roe"
+IBAN = "DE89370400440532013000"
 
 
 async def seed(settings: Settings) -> dict[str, str]:
@@ -79,3 +106,120 @@ def test_purge_keeps_derived_data_and_the_audit_chain(settings: Settings) -> Non
     assert state["short-IN_PROGRESS"][2] is False                       # never while open
     verified = run_cli(settings, "audit", "verify")
     assert verified.returncode == 0, verified.stdout
+
+
+def sealed_settings(settings: Settings) -> Settings:
+    key = base64.b64encode(os.urandom(32)).decode()
+    return settings.replace(encryption_keys=f"r1:{key}", encryption_active_key="r1")
+
+
+async def seed_decided_invoice(settings: Settings) -> dict[str, str]:
+    """A terminal invoice task as the services leave it: model decision, executor job,
+    review item with the proposal, a reviewer's edit, the invoice's sealed fields."""
+    codec = codec_for(settings)
+    pool = await create_pool(settings.replace(postgres_pool_min=1, postgres_pool_max=2))
+    try:
+        async with pool.acquire() as conn:
+            sub = Submission(tenant_id="pii", idempotency_key=uuid.uuid4().hex, kind="invoice",
+                             metadata={"contact": "jane.roe@example.org", "po": "PO-1"},
+                             document=Document(content_type="text/plain",
+                                               body=f"IBAN {IBAN}".encode()))
+            envelope = build_envelope(sub, str(uuid.uuid4()), TaskSource.TASK_SOURCE_GRPC)
+            await accept(conn, envelope, payload_sha256(sub), codec=codec)
+            decision = Decision(
+                decision_id=str(uuid.uuid4()), task_id=envelope.task_id, tenant_id="pii",
+                outcome=DecisionOutcome.DECISION_OUTCOME_ESCALATE, rule="invoice_risk",
+                explanation="Invoice INV-77 for EUR 10.00: needs a person",
+                fields=[FieldExtraction(name="bank_account", value=IBAN)],
+                extracted_fields={"bank_account": IBAN})
+            decision.plan.steps.add(step_id="1-post_invoice", name="post_invoice").payload.update(
+                {"fields": {"bank_account": IBAN}})
+            await store_decision(conn, decision, codec)
+            jobs = JobStore(pool, "retention-test", 30, codec)
+            await jobs.start(decision, datetime.now(timezone.utc) + timedelta(hours=1))
+            escalation = Escalation(escalation_id=str(uuid.uuid4()), task_id=envelope.task_id,
+                                    tenant_id="pii", queue="default", task=envelope,
+                                    reason_detail=decision.explanation)
+            escalation.proposed_decision.CopyFrom(decision)
+            queue = ReviewQueue(pool, codec)
+            await queue.enqueue(escalation)
+            item_id = await conn.fetchval("SELECT item_id FROM review_items WHERE task_id = $1",
+                                          uuid.UUID(envelope.task_id))
+            verdict = ReviewVerdict(item_id=str(item_id), reviewer_id="rita",
+                                    verdict=Verdict.VERDICT_MODIFY,
+                                    modified_fields={"bank_account": IBAN})
+            await conn.execute(
+                "INSERT INTO review_verdicts (item_id, task_id, reviewer_id, verdict, reason, "
+                "verdict_pb) VALUES ($1, $2, 'rita', 'MODIFY', '', $3)", item_id,
+                uuid.UUID(envelope.task_id),
+                codec.seal(item_id, verdict.SerializeToString(), VERDICT))
+            await conn.execute(
+                "INSERT INTO decision_invoices (task_id, tenant_id, vendor_hash, number_hash, "
+                "bank_hash, amount, currency, fields, p_auto, auto) VALUES "
+                "($1, 'pii', 'v', 'n', 'b', 10, 'EUR', $2, 0.4, false)",
+                uuid.UUID(envelope.task_id),
+                codec.seal(envelope.task_id, json.dumps({"bank_account": IBAN}).encode(),
+                           INVOICE_FIELDS))
+            await conn.execute("UPDATE tasks SET status = 'SUCCEEDED', updated_at = now() - "
+                               "interval '3 days' WHERE task_id = $1",
+                               uuid.UUID(envelope.task_id))
+            return {"task_id": envelope.task_id, "decision_id": decision.decision_id,
+                    "item_id": str(item_id)}
+    finally:
+        await pool.close()
+
+
+def test_purge_strips_extracted_fields_from_every_column_that_holds_them(
+        settings: Settings) -> None:
+    sealed = sealed_settings(settings)
+    ids = asyncio.run(seed_decided_invoice(sealed))
+    codec = codec_for(sealed)
+
+    async def purge_and_read() -> dict[str, object]:
+        conn = await connect(sealed)
+        try:
+            report = await purge(conn, 1, {"long": 30}, codec=codec)
+            task = uuid.UUID(ids["task_id"])
+            decision_row = await conn.fetchrow(
+                "SELECT decision_id, decision, explanation FROM decisions WHERE task_id = $1",
+                task)
+            job = await conn.fetchrow("SELECT decision_id, decision FROM executor_jobs "
+                                      "WHERE task_id = $1", task)
+            item = await conn.fetchrow("SELECT item_id, escalation FROM review_items "
+                                       "WHERE task_id = $1", task)
+            verdict = await conn.fetchrow("SELECT item_id, verdict_pb FROM review_verdicts "
+                                          "WHERE task_id = $1", task)
+            fields = await conn.fetchval("SELECT fields FROM decision_invoices "
+                                         "WHERE task_id = $1", task)
+            envelope = await conn.fetchval("SELECT envelope FROM tasks WHERE task_id = $1",
+                                           task)
+            return {
+                "report": report,
+                "decision": Decision.FromString(codec.open(
+                    decision_row["decision_id"], decision_row["decision"], DECISION)),
+                "explanation": decision_row["explanation"],
+                "job": Decision.FromString(codec.open(job["decision_id"], job["decision"],
+                                                      JOB_DECISION)),
+                "escalation": Escalation.FromString(codec.open(
+                    item["item_id"], item["escalation"], REVIEW_ESCALATION)),
+                "verdict": ReviewVerdict.FromString(codec.open(
+                    verdict["item_id"], verdict["verdict_pb"], VERDICT)),
+                "invoice_fields": fields,
+                "task": TaskEnvelope.FromString(codec.open(task, envelope, TASK_ENVELOPE)),
+            }
+        finally:
+            await conn.close()
+
+    after = asyncio.run(purge_and_read())
+    assert after["report"].decisions >= 1  # type: ignore[attr-defined]
+    for name in ("decision", "job"):
+        decision = after[name]
+        assert IBAN not in str(decision), name
+        assert decision.rule == "invoice_risk" and decision.plan.steps[0].name == "post_invoice"  # type: ignore[attr-defined]
+    assert after["explanation"] == ""
+    assert IBAN not in str(after["escalation"]) and IBAN not in str(after["verdict"])
+    assert list(after["verdict"].modified_fields) == ["bank_account"]  # type: ignore[attr-defined]
+    assert after["invoice_fields"] is None
+    task = after["task"]
+    assert task.document.body == b""  # type: ignore[attr-defined]
+    assert dict(task.metadata) == {"contact": "[EMAIL REDACTED]", "po": "PO-1"}  # type: ignore[attr-defined]

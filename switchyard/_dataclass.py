@@ -1,0 +1,260 @@
+"""Data classes: the one place that says which stored values come from documents, and how
+each is protected.
+
+Every value Switchyard keeps is one of three classes:
+
+* ``PERSONAL`` -- identifies a person or their money (the document itself, names, bank
+  accounts, anything a PII detector finds): never shown to reviewers, never stored in
+  plaintext (sealed with :mod:`switchyard._payloads`, or replaced by a keyed hash where only
+  equality is needed), removed by ``switchyard purge``;
+* ``DERIVED`` -- read out of a document but needed to judge or count it (amounts, dates,
+  currency, invoice and PO numbers): shown to reviewers after the PII detectors ran over it,
+  sealed at rest when it travels with personal values, removed by ``switchyard purge``;
+* ``OPERATIONAL`` -- made by Switchyard (ids, statuses, scores, rules): kept as is.
+
+:data:`EXTRACTED_FIELDS` classifies every field the extractor reads (an unknown name, e.g. a
+field a reviewer added, counts as personal); :data:`STORED` lists every column that holds
+document-derived data with its class, its protection at rest and what purge does to it;
+:data:`TOPICS` does the same for Kafka topics. Reviewer redaction
+(:func:`redact_escalation`), encryption at rest (the codec's ``COLUMNS`` must equal
+:func:`sealed_columns`), keyed hashes (:func:`matching_hash`) and retention
+(:mod:`switchyard._retention`, which implements each ``on_purge``) follow these tables;
+tests/unit/test_dataclass.py checks they agree, and tests/security/test_pii_never_leaks.py
+checks every listed column exists and searches every table and topic for planted PII.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from dataclasses import dataclass
+from enum import Enum
+
+from google.protobuf import json_format, struct_pb2
+
+from switchyard._pii import Redactor
+from switchyard._settings import Settings
+from switchyard.v1 import Decision, Escalation, TaskEnvelope
+
+log = logging.getLogger(__name__)
+
+
+class DataClass(str, Enum):
+    PERSONAL = "personal"
+    DERIVED = "derived"
+    OPERATIONAL = "operational"
+
+
+class AtRest(str, Enum):
+    """How a column protects what it holds."""
+
+    SEALED = "sealed"    # the payload codec (SWITCHYARD_ENCRYPTION_KEYS), bound to column+row
+    HASHED = "hashed"    # a keyed hash (SWITCHYARD_MATCHING_KEY): equality only, no value
+    PLAIN = "plain"      # derived numbers needed in SQL (sums, filters)
+
+
+class OnPurge(str, Enum):
+    """What ``switchyard purge`` does to the column of a task past its retention."""
+
+    STRIP = "strip"      # personal and derived parts removed, operational parts kept
+    NULL = "null"        # the value removed
+    KEEP = "keep"        # pseudonymous (hashes) or aggregate values, kept for history
+    DELETE = "delete"    # the row only lives while the task is open (deleted when decided)
+
+
+#: Every field the invoice extractor reports (services/decision/extraction.py FIELD_NAMES).
+EXTRACTED_FIELDS: dict[str, DataClass] = {
+    "vendor": DataClass.PERSONAL,          # a company or a person's name
+    "bank_account": DataClass.PERSONAL,    # IBAN or account number
+    "invoice_number": DataClass.DERIVED,
+    "invoice_date": DataClass.DERIVED,
+    "due_date": DataClass.DERIVED,
+    "po_number": DataClass.DERIVED,
+    "currency": DataClass.DERIVED,
+    "subtotal": DataClass.DERIVED,
+    "tax": DataClass.DERIVED,
+    "total": DataClass.DERIVED,
+    "line_item_count": DataClass.DERIVED,
+    "extraction_confidence": DataClass.OPERATIONAL,
+}
+
+
+def field_class(name: str) -> DataClass:
+    """The class of an extracted (or reviewer-edited) field; unknown names are personal."""
+    return EXTRACTED_FIELDS.get(name, DataClass.PERSONAL)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One column that holds document-derived data."""
+
+    table: str
+    column: str
+    data_class: DataClass
+    at_rest: AtRest
+    on_purge: OnPurge
+    why: str
+
+
+STORED: tuple[Stored, ...] = (
+    Stored("tasks", "envelope", DataClass.PERSONAL, AtRest.SEALED, OnPurge.STRIP,
+           "the submitted document (purge drops body and filename, redacts metadata)"),
+    Stored("decision_holds", "envelope", DataClass.PERSONAL, AtRest.SEALED, OnPurge.DELETE,
+           "a copy of the task while the models are away"),
+    Stored("review_items", "escalation", DataClass.PERSONAL, AtRest.SEALED, OnPurge.STRIP,
+           "the task and the proposed decision a reviewer decides on"),
+    Stored("dead_letters", "original_value", DataClass.PERSONAL, AtRest.SEALED, OnPurge.NULL,
+           "the bytes of a record no stage could accept"),
+    Stored("decisions", "decision", DataClass.PERSONAL, AtRest.SEALED, OnPurge.STRIP,
+           "extracted fields and the plan payloads built from them"),
+    Stored("decisions", "explanation", DataClass.DERIVED, AtRest.PLAIN, OnPurge.STRIP,
+           "quotes the invoice number and amount, never the vendor or an account"),
+    Stored("executor_jobs", "decision", DataClass.PERSONAL, AtRest.SEALED, OnPurge.STRIP,
+           "the decision being carried out"),
+    Stored("review_verdicts", "verdict_pb", DataClass.PERSONAL, AtRest.SEALED, OnPurge.STRIP,
+           "a reviewer's edits of extracted fields"),
+    Stored("decision_invoices", "fields", DataClass.PERSONAL, AtRest.SEALED, OnPurge.NULL,
+           "every field read from the invoice"),
+    Stored("decision_invoices", "vendor_hash", DataClass.PERSONAL, AtRest.HASHED, OnPurge.KEEP,
+           "matches invoices of one vendor"),
+    Stored("decision_invoices", "number_hash", DataClass.DERIVED, AtRest.HASHED, OnPurge.KEEP,
+           "duplicate-invoice detection"),
+    Stored("decision_invoices", "bank_hash", DataClass.PERSONAL, AtRest.HASHED, OnPurge.KEEP,
+           "the vendor's confirmed bank account"),
+    Stored("decision_invoices", "amount", DataClass.DERIVED, AtRest.PLAIN, OnPurge.KEEP,
+           "the vendor's usual amount (no identity: the vendor is a hash)"),
+    Stored("decision_invoices", "currency", DataClass.DERIVED, AtRest.PLAIN, OnPurge.KEEP,
+           "the vendor's usual currency"),
+    Stored("decision_vendors", "vendor_hash", DataClass.PERSONAL, AtRest.HASHED, OnPurge.KEEP,
+           "the vendor a history row is about"),
+    Stored("decision_vendors", "bank_hash", DataClass.PERSONAL, AtRest.HASHED, OnPurge.KEEP,
+           "the bank account last confirmed for the vendor"),
+    Stored("decision_vendors", "amount_sum", DataClass.DERIVED, AtRest.PLAIN, OnPurge.KEEP,
+           "aggregate of confirmed invoices"),
+    Stored("decision_vendors", "currency", DataClass.DERIVED, AtRest.PLAIN, OnPurge.KEEP,
+           "the vendor's usual currency"),
+)
+
+
+
+def sealed_columns() -> set[str]:
+    """``table.column`` of every column this registry says is sealed; the codec's
+    ``switchyard._payloads.COLUMNS`` (what key rotation walks) must be exactly these."""
+    return {f"{s.table}.{s.column}" for s in STORED if s.at_rest is AtRest.SEALED}
+
+
+@dataclass(frozen=True)
+class TopicData:
+    """What a Kafka topic carries (Kafka payloads are not sealed; see README, Privacy)."""
+
+    topic: str
+    data_class: DataClass
+    why: str
+
+
+TOPICS: tuple[TopicData, ...] = (
+    TopicData("intake", DataClass.PERSONAL, "submissions, as the upstream producer wrote them"),
+    TopicData("tasks", DataClass.PERSONAL, "the accepted document, for the decision service"),
+    TopicData("decisions", DataClass.PERSONAL,
+              "the plan payloads the executor posts downstream carry the extracted fields"),
+    TopicData("escalations", DataClass.PERSONAL, "the task and the proposed decision"),
+    TopicData("dead-letter", DataClass.PERSONAL, "the original bytes of a refused record"),
+    TopicData("task-status", DataClass.DERIVED,
+              "statuses, rules and explanations (invoice number and amount, no personal value)"),
+    TopicData("executions", DataClass.OPERATIONAL, "step outcomes and downstream status"),
+    TopicData("cancellations", DataClass.OPERATIONAL, "task ids and reasons"),
+)
+
+_DEV_MATCHING_KEY = b"switchyard-development-matching-key"
+
+
+def matching_key(settings: Settings) -> bytes:
+    """The key of :func:`matching_hash`; a fixed development key when none is configured
+    (logged: hashes under a known key can be brute-forced from a list of candidates)."""
+    if settings.matching_key:
+        return settings.matching_key.encode()
+    log.warning("SWITCHYARD_MATCHING_KEY is not set: vendor history hashes use the public "
+                "development key")
+    return _DEV_MATCHING_KEY
+
+
+def matching_hash(key: bytes, tenant_id: str, kind: str, value: str) -> str:
+    """A keyed hash standing in for a value that is only ever compared for equality; bound
+    to the tenant and the kind of value, so equal values of two tenants never match. ''
+    stays '' (nothing was read)."""
+    if not value:
+        return ""
+    message = f"{tenant_id}\x00{kind}\x00{value}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def _redact_struct(struct: struct_pb2.Struct, redactor: Redactor) -> None:
+    """A plan step's payload: its ``fields``/``modified_fields`` by data class, every other
+    value through the PII detectors."""
+    plain = json_format.MessageToDict(struct)
+    cleaned = redactor.mapping({k: v for k, v in plain.items() if k not in _FIELD_MAPS})
+    for key in _FIELD_MAPS:
+        if isinstance(plain.get(key), dict):
+            cleaned[key] = _redact_fields(plain[key], redactor)
+    struct.Clear()
+    struct.update(cleaned)
+
+
+_FIELD_MAPS = ("fields", "modified_fields")
+
+
+def _redact_fields(values: dict[str, object], redactor: Redactor) -> dict[str, object]:
+    return {name: redact_field(name, str(value), redactor) for name, value in values.items()}
+
+
+def redact_field(name: str, value: str, redactor: Redactor) -> str:
+    """What a reviewer sees of an extracted field: personal ones withheld, the rest with the
+    PII detectors applied."""
+    if not value:
+        return value
+    cls = field_class(name)
+    if cls is DataClass.PERSONAL:
+        return f"[{name.upper()} REDACTED]"
+    return redactor.text(value) if cls is DataClass.DERIVED else value
+
+
+def redact_decision(decision: Decision, redactor: Redactor) -> None:
+    """Redact, in place, the document-derived values of a decision shown to a reviewer:
+    extracted fields by class, plan payloads, explanation."""
+    for extracted in decision.fields:
+        extracted.value = redact_field(extracted.name, extracted.value, redactor)
+    for name, value in list(decision.extracted_fields.items()):
+        decision.extracted_fields[name] = redact_field(name, value, redactor)
+    for step in decision.plan.steps:
+        _redact_struct(step.payload, redactor)
+    decision.explanation = redactor.text(decision.explanation)
+
+
+_TEXT_TYPES = ("text/", "application/json")
+
+
+def redact_task(task: TaskEnvelope, redactor: Redactor) -> None:
+    """Redact, in place, a task's text document and metadata values with the PII detectors
+    (binary documents are left as they are: there is no text to redact)."""
+    document = task.document
+    if document.body and document.content_type.startswith(_TEXT_TYPES):
+        document.body = redactor.text(document.body.decode("utf-8", errors="replace")).encode()
+    for key, value in list(task.metadata.items()):
+        task.metadata[key] = redactor.text(value)
+
+
+def redact_escalation(escalation: Escalation, redactor: Redactor) -> Escalation:
+    """A copy of ``escalation`` as a reviewer may see it: document body and metadata through
+    the PII detectors, the proposed decision by field class."""
+    out = Escalation()
+    out.CopyFrom(escalation)
+    redact_task(out.task, redactor)
+    out.reason_detail = redactor.text(out.reason_detail)
+    redact_decision(out.proposed_decision, redactor)
+    return out
+
+
+__all__ = ["EXTRACTED_FIELDS", "STORED", "TOPICS", "AtRest", "DataClass",
+           "OnPurge", "Stored", "TopicData", "field_class", "matching_hash", "matching_key",
+           "redact_decision", "redact_escalation", "redact_field", "redact_task", "sealed_columns"]

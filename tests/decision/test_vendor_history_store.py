@@ -1,0 +1,94 @@
+"""HistoryStore on real PostgreSQL: what teaches the vendor history and what undoes it.
+
+The end-to-end attack runs in tests/e2e/test_vendor_history.py; this covers the rules one by
+one: pending invoices count for duplicates only, a person's confirmation (with the person's
+corrections) or the success of a straight-through invoice teaches, the success of an
+escalated one does not, and a rejection removes what the invoice taught.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from services.decision.extraction import extract_invoice, vendor_key
+from services.decision.invoices import HistoryStore, InvoiceAssessment, risk_inputs
+from services.decision.triton import Prediction
+from switchyard import Settings
+from switchyard._db import create_pool
+from switchyard._payloads import codec_for
+from tests.decision.documents import invoice
+
+pytestmark = pytest.mark.integration
+TENANT = "history"
+LEGIT, OTHER = "GB29 NWBK 6016 1331 9268 19", "DE89 3704 0044 0532 0130 00"
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[HistoryStore]:
+    pool = await create_pool(settings.replace(postgres_pool_min=1, postgres_pool_max=2))
+    sealed = settings.replace(encryption_keys=f"h1:{base64.b64encode(os.urandom(32)).decode()}",
+                              encryption_active_key="h1")
+    yield HistoryStore(pool, b"history-test-key", codec_for(sealed))
+    await pool.close()
+
+
+async def scored(store: HistoryStore, text: str, auto: bool) -> tuple[str, InvoiceAssessment]:
+    """Score an invoice the way the engine does and record it with its decision."""
+    task_id = str(uuid.uuid4())
+    ex = extract_invoice(text)
+    history = await store.lookup(TENANT, ex, task_id)
+    assessment = InvoiceAssessment(
+        ex, history, risk_inputs(ex, history, dt.date(2026, 11, 22)),
+        Prediction("invoice_risk", "1.0.0", "auto", 0.9, {"p_auto": 0.9}),
+        vendor_key(ex.get("vendor") or ""))
+    async with store.pool.acquire() as conn:
+        await store.record(conn, TENANT, task_id, assessment, auto)
+    return task_id, assessment
+
+
+async def summary(store: HistoryStore, vendor: str) -> asyncpg.Record | None:
+    ex = extract_invoice(invoice(vendor=vendor))
+    return await store.pool.fetchrow(
+        "SELECT invoice_count, amount_sum, currency FROM decision_vendors "
+        "WHERE tenant_id = $1 AND vendor_hash = $2", TENANT, store.hashes(TENANT, ex)[0])
+
+
+async def test_only_confirmed_outcomes_teach_and_rejections_undo(store: HistoryStore) -> None:
+    vendor = "Larkspur Supplies Ltd"
+    first, a = await scored(store, invoice(vendor=vendor, number="L-1", iban=LEGIT), False)
+    assert not a.history.known and a.history.bank_unconfirmed
+    # pending: a duplicate of it is noticed, but the vendor is still unknown
+    _, dup = await scored(store, invoice(vendor=vendor, number="L-1", iban=LEGIT), False)
+    assert dup.history.duplicate and not dup.history.known
+    # the execution of an escalated invoice (a review default action) confirms nothing
+    assert not await store.confirm(TENANT, first, by_person=False)
+    assert await summary(store, vendor) is None
+    # a person approves it, correcting the total: the vendor is known with that amount
+    assert await store.confirm(TENANT, first, {"total": "1,500.00", "bank_account": LEGIT})
+    row = await summary(store, vendor)
+    assert (row["invoice_count"], row["amount_sum"], row["currency"]) == (1, 1500.0, "USD")
+    _, known = await scored(store, invoice(vendor=vendor, number="L-2", iban=LEGIT), True)
+    assert known.history.known and not known.history.bank_changed
+    _, moved = await scored(store, invoice(vendor=vendor, number="L-3", iban=OTHER), False)
+    assert moved.history.bank_changed and moved.inputs["bank_details_changed"] == 1.0
+    # a straight-through invoice is confirmed by its success; a later rejection undoes it
+    auto, _ = await scored(store, invoice(vendor=vendor, number="L-4", iban=LEGIT), True)
+    assert await store.confirm(TENANT, auto, by_person=False)
+    assert (await summary(store, vendor))["invoice_count"] == 2
+    assert await store.reject(TENANT, auto)
+    assert (await summary(store, vendor))["invoice_count"] == 1
+    assert not await store.confirm(TENANT, auto)  # rejected stays rejected
+    # a rejected invoice is no longer a duplicate of anything
+    _, again = await scored(store, invoice(vendor=vendor, number="L-4", iban=LEGIT), True)
+    assert not again.history.duplicate
+    # values are stored as keyed hashes and sealed fields only
+    text = str([dict(r) for r in await store.pool.fetch(
+        "SELECT * FROM decision_invoices WHERE tenant_id = $1", TENANT)])
+    assert "Larkspur" not in text and "L-1" not in text and "NWBK" not in text
