@@ -235,7 +235,8 @@ class Chaos:
         self.postgres_restarts = {name: n - before.get(name, 0)
                                   for name, n in self.supervisor.restarts.items()
                                   if n > before.get(name, 0)}
-        self.note(f"services serving again; restarted meanwhile: {self.postgres_restarts or 'none'}")
+        self.note("services serving again; restarted meanwhile: "
+                  f"{self.postgres_restarts or 'none'}")
 
     async def escalation_storm(self, submitter: Submitter, items: list[Item]) -> None:
         rate = self.settings.review_tenant_rate * 10

@@ -66,7 +66,7 @@ class Report:
     orphan_effects: int = 0
     compensated_tasks: int = 0     # FAILED/CANCELLED tasks whose earlier steps were reversed
     cancelled_and_undone: int = 0  # of the cancels asked for: CANCELLED with a step reversed
-    downstream_calls: int = 0      # calls that reached the ledger for the run's tasks
+    downstream_calls: int = 0      # writes that reached the ledger for the run's tasks
     replayed_calls: int = 0        # of them answered as a replay (same key, deduplicated)
     steps_called_again: int = 0    # deduplicated steps the executor called more than once
     append_steps: int = 0          # steps of SUCCEEDED tasks on the non-deduplicating endpoint
@@ -108,7 +108,7 @@ class Report:
             ("effects of failed/cancelled tasks", self.orphan_effects),
             ("failed/cancelled tasks with steps reversed", self.compensated_tasks),
             ("  of which cancelled by a client", self.cancelled_and_undone),
-            ("downstream calls", self.downstream_calls),
+            ("downstream writes (calls that stored or replayed)", self.downstream_calls),
             ("  answered as replays (deduplicated)", self.replayed_calls),
             ("  steps called more than once", self.steps_called_again),
             ("non-deduplicating endpoint: steps", self.append_steps),
@@ -121,6 +121,7 @@ class Report:
             ("audit entries verified", self.audit_entries),
             ("audit chain", "ok" if self.audit_ok else "BROKEN"),
             ("lost", self.lost),
+            ("  of which waiting with no owner", self.lost_waiting),
         ]
 
     def to_json(self) -> dict[str, Any]:
@@ -339,15 +340,8 @@ async def _check_effects(conn: asyncpg.Connection, settings: Settings,
                                      if sid not in {s.step_id for s in steps})
             for step in [] if plan is None else plan.steps:
                 if step.target.endswith(APPEND_SUFFIX):
-                    landed = appended.get(f"{task_id}:{step.step_id}", 0)
-                    missing, extra, unrecorded = append_counts(
-                        landed, attempts.get((task_id, step.step_id), 0))
-                    report.append_steps += 1
-                    report.append_calls += landed
-                    report.append_missing += missing
-                    report.append_extra_calls += extra
-                    report.append_unrecorded += unrecorded
-                    report.append_max_per_step = max(report.append_max_per_step, landed)
+                    _count_append(report, appended.get(f"{task_id}:{step.step_id}", 0),
+                                  attempts.get((task_id, step.step_id), 0))
         else:
             checked = list(have.values())
         duplicates, missing, orphans = effect_counts(status, checked)
@@ -365,6 +359,16 @@ async def _check_effects(conn: asyncpg.Connection, settings: Settings,
     report.downstream_calls = sum(c["n"] for c in ours)
     report.replayed_calls = sum(c["replayed"] for c in ours)
     report.steps_called_again = sum(c["n"] > 1 for c in ours)
+
+
+def _count_append(report: Report, landed: int, recorded_attempts: int) -> None:
+    missing, extra, unrecorded = append_counts(landed, recorded_attempts)
+    report.append_steps += 1
+    report.append_calls += landed
+    report.append_missing += missing
+    report.append_extra_calls += extra
+    report.append_unrecorded += unrecorded
+    report.append_max_per_step = max(report.append_max_per_step, landed)
 
 
 async def _check_dead_letters(conn: asyncpg.Connection, settings: Settings,
