@@ -1,8 +1,8 @@
 """The reliability suite's short version: every fault once, on a stack of its own.
 
 It restarts the broker and PostgreSQL and stops Triton, so it cannot share the session stack
-with the other tests; ``chaos.run`` starts its own. ``make chaos`` runs the full version (thousands of tasks,
-several kill rounds, a 20 s Triton outage).
+with the other tests; ``chaos.run`` starts its own. ``make chaos`` runs the full version
+(thousands of tasks, several kill rounds, a 20 s Triton outage, PostgreSQL stopped for 15 s).
 """
 
 from __future__ import annotations
