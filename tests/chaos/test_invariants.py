@@ -1,15 +1,31 @@
-"""The chaos invariants judge crafted rows: each of them can fail, and says why."""
+"""The chaos invariants judge crafted rows: each of them can fail, and says why.
+
+The pure judgements first; then :func:`chaos.invariants.check` itself on rows written into a
+migrated schema of the session's PostgreSQL (as a run that lost work would leave them).
+"""
 
 from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
 
 from chaos.invariants import (
     Owners,
     Report,
     StepEffects,
     append_counts,
+    check,
     effect_counts,
     task_fate,
 )
+from chaos.workload import Item, Ledger
+from services.executor.downstream.store import Ledger as DownstreamLedger
+from services.executor.downstream.store import schema_for
+from switchyard import Settings
+from switchyard._db import connect
+from switchyard.v1 import ActionPlan, ActionStep, Decision, DecisionOutcome, TaskEnvelope
 
 
 def test_a_waiting_task_without_an_owner_is_lost() -> None:
@@ -65,3 +81,47 @@ def test_the_report_fails_on_any_broken_invariant() -> None:
     assert not Report(audit_ok=True, append_unrecorded=1).ok
     assert Report(audit_ok=True, append_unrecorded=1, executor_crashes=1).ok
     assert not Report(audit_ok=False).ok
+
+
+@pytest.mark.integration
+async def test_check_reports_work_that_nothing_will_finish(settings: Settings) -> None:
+    """Three accepted tasks: one BLOCKED with nobody to resume it (lost), one parked with a
+    live executor replica (waiting, owned), one SUCCEEDED whose step left no effect (missing).
+    """
+    lost, parked, hollow = (str(uuid.uuid4()) for _ in range(3))
+    conn = await connect(settings)
+    try:
+        await DownstreamLedger.create_schema(conn, schema_for(settings.postgres_schema))
+        await conn.execute(f'SET search_path TO "{settings.postgres_schema}"')
+        for task_id, status, stage in ((lost, "BLOCKED", "EXECUTING"),
+                                       (parked, "BLOCKED", "EXECUTING"),
+                                       (hollow, "SUCCEEDED", "DONE")):
+            await conn.execute(
+                "INSERT INTO tasks (task_id, tenant_id, idempotency_key, payload_sha256, kind, "
+                "source, envelope, status, stage) VALUES ($1, 'acme', $2, '', 'invoice', "
+                "'TASK_SOURCE_GRPC', $3, $4, $5)", uuid.UUID(task_id), task_id,
+                TaskEnvelope(task_id=task_id).SerializeToString(), status, stage)
+        deadline = datetime.now(timezone.utc) + timedelta(hours=1)
+        for task_id, state in ((parked, "parked"), (hollow, "succeeded")):
+            decision = Decision(decision_id=str(uuid.uuid4()), task_id=task_id,
+                                tenant_id="acme",
+                                outcome=DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE,
+                                plan=ActionPlan(steps=[ActionStep(
+                                    step_id="1-post_invoice", target="http://erp/invoices")]))
+            await conn.execute(
+                "INSERT INTO executor_jobs (decision_id, task_id, tenant_id, decision, state, "
+                "deadline, owner) VALUES ($1, $2, 'acme', $3, $4, $5, 'replica-a')",
+                uuid.UUID(decision.decision_id), uuid.UUID(task_id),
+                decision.SerializeToString(), state, deadline)
+        await conn.execute("INSERT INTO executor_replicas (owner) VALUES ('replica-b')")
+    finally:
+        await conn.close()
+
+    items = [Item(0, "acme", task_id, "invoice", b"", False, False, False)
+             for task_id in (lost, parked, hollow)]
+    ledger = Ledger(sent=3, accepted={task_id: task_id for task_id in (lost, parked, hollow)})
+    report = await check(settings, items, ledger, [])
+    assert (report.lost, report.lost_waiting, report.blocked) == (1, 1, 1), report
+    assert lost in report.lost_examples[0] and "nothing owns it" in report.lost_examples[0]
+    assert report.missing_effects == 1
+    assert not report.ok
