@@ -361,7 +361,7 @@ async def drive(config: ChaosConfig, infra: EmbeddedStack, settings: Settings,
         await asyncio.gather(review_bot, return_exceptions=True)
         await supervisor.stop_watching()
     report = await check(settings, everything, ledger, chaos.cancelled,
-                         executor_crashes=supervisor.restarts["executor"])
+                         executor_restarts=supervisor.restarts["executor"])
     report.restarts = dict(supervisor.restarts)
     report.restarts_during_postgres_outage = chaos.postgres_restarts
     report.unfinished_at_broker_restart = chaos.unfinished_at_broker_restart

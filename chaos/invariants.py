@@ -16,7 +16,8 @@
   least once (none missing); calls beyond the first are counted and reported. The executor
   records the calls of a run in ``executions.attempts``; only a run cut short by a crash
   (between a call and its record) can land calls it never recorded, so calls beyond what it
-  recorded are allowed only when the executor was killed during the run;
+  recorded are allowed only when the executor process ended during the run (killed, or its
+  exit after the broker lost its state);
 - every rejected input is accounted for: refused at the gRPC door with a reason, or a
   dead-letter record carrying its original bytes;
 - the audit chain verifies.
@@ -75,7 +76,8 @@ class Report:
     append_extra_calls: int = 0    # calls beyond the first: what deduplication would absorb
     append_max_per_step: int = 0
     append_unrecorded: int = 0     # calls beyond what the executor recorded in executions
-    executor_crashes: int = 0      # SIGKILLs of the executor during the run
+    executor_restarts: int = 0     # times the executor process ended mid-run (SIGKILL, or its
+    #                                exit after the broker lost its state) and was restarted
     audit_entries: int = 0
     audit_ok: bool = False
     restarts: dict[str, int] = field(default_factory=dict)
@@ -88,7 +90,7 @@ class Report:
         return (self.lost == 0 and self.duplicates == 0 and self.missing_effects == 0
                 and self.orphan_effects == 0 and self.missing_dead_letters == 0
                 and self.append_missing == 0
-                and (self.append_unrecorded == 0 or self.executor_crashes > 0)
+                and (self.append_unrecorded == 0 or self.executor_restarts > 0)
                 and self.audit_ok)
 
     def rows(self) -> list[tuple[str, Any]]:
@@ -117,7 +119,7 @@ class Report:
             ("  extra calls (would be duplicates)", self.append_extra_calls),
             ("  most calls for one step", self.append_max_per_step),
             ("  calls the executor never recorded", self.append_unrecorded),
-            ("executor crashes", self.executor_crashes),
+            ("executor restarts (killed, or exited)", self.executor_restarts),
             ("audit entries verified", self.audit_entries),
             ("audit chain", "ok" if self.audit_ok else "BROKEN"),
             ("lost", self.lost),
@@ -234,9 +236,9 @@ def append_counts(landed: int, recorded_attempts: int) -> tuple[int, int, int]:
 
 
 async def check(settings: Settings, items: list[Item], ledger: Ledger,
-                cancelled: list[str], executor_crashes: int = 0) -> Report:
+                cancelled: list[str], executor_restarts: int = 0) -> Report:
     report = Report(sent=ledger.sent, refused_at_door=len(ledger.refused),
-                    cancel_requests=len(cancelled), executor_crashes=executor_crashes)
+                    cancel_requests=len(cancelled), executor_restarts=executor_restarts)
     by_key = {item.key: item for item in items}
     kafka_valid = [(by_key[k].tenant_id, k) for k in ledger.kafka_acked if not by_key[k].invalid]
     from_kafka = await tasks_for(settings, kafka_valid)
