@@ -124,8 +124,9 @@ def next_invoice(text: str, number: str) -> str:
 async def learn_vendor(ingest: IngestServiceStub, review: ReviewServiceStub,
                        text: str) -> None:
     """What a fresh tenant gets, and how it learns a vendor through the product itself: the
-    first invoice from a vendor it never paid goes to a person (invoice_risk: vendor not
-    seen before); the person approves it through the ReviewService and it runs."""
+    first invoice from a vendor it never paid goes to a person (the invoice_risk model doubts
+    an unknown vendor); the person approves it through the ReviewService and it runs, and
+    from that confirmed outcome the tenant's vendor history learns the vendor."""
     sub = submission(text, "invoice")
     sub.metadata.update(received(text))
     first = await ingest.SubmitTask(SubmitTaskRequest(submission=sub))
