@@ -35,8 +35,8 @@ test: setup
 	$(BIN)/python -m pytest
 
 # The reliability suite, full version (the short one runs in `make test`): several thousand
-# tasks through service kills, a Triton outage, a failing downstream, an escalation storm and
-# a broker restart, then the invariants. CHAOS_ARGS="--tasks 5000 --seed 3" to vary it.
+# tasks through service kills, a Triton outage, a failing downstream, a PostgreSQL stop, an
+# escalation storm and a broker restart, then the invariants. CHAOS_ARGS="--tasks 5000 --seed 3" to vary it.
 chaos: setup
 	$(BIN)/python -m chaos $(CHAOS_ARGS)
 

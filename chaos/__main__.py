@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     for line in report.faults:
         print(f"  {line}")
     print(f"\nrestarts by the supervisor: {report.restarts}")
+    print(f"of them while PostgreSQL was stopped or just back: "
+          f"{report.restarts_during_postgres_outage or 'none'}")
     print(f"exit codes at the final SIGTERM: {codes}\n")
     width = max(len(name) for name, _ in report.rows())
     for name, value in report.rows():

@@ -5,14 +5,25 @@ Faults, in this order, while the workload flows:
 1. SIGKILL each service in turn at seeded random moments, for several rounds; the supervisor
    starts it again (as Kubernetes would);
 2. stop Triton for a while (20 s in the full run) and start it again;
-3. make the downstream fail half of its calls, then go fully down (clients cancel some of
-   the tasks waiting for it), then recover;
-4. an escalation storm: escalating submissions at 10x the review admission rate;
-5. restart the broker while work waits in its topics (the executor, then the decision
+3. the downstream refuses every invoice payment (HTTP 422, permanent): the invoice plan's
+   second step fails and its first (the posted invoice) is compensated (the fault stays until
+   one has been); then payments go down (503) while invoices are still posted, so tasks wait
+   between their two steps, and clients cancel some of them (the invoice they posted is
+   reversed); then the downstream fails half of all calls, then goes fully down (clients
+   cancel more of the tasks waiting for it), then recovers;
+4. PostgreSQL stops (15 s in the full run) under load and starts again: every service rides
+   it out (retrying, never exiting for it), nothing accepted is lost;
+5. an escalation storm: escalating submissions at 10x the review admission rate;
+6. restart the broker while work waits in its topics (the executor, then the decision
    service, are paused with SIGSTOP while a burst is submitted): its memory storage loses
    every topic, record and group offset. The services notice (the marker topic's generation
    changed), recreate the topics and restart; ingest's reconciler re-drives every unfinished
    task that nothing durable owns from PostgreSQL.
+
+Every plan of the run's tenants is the shipped default except one: classroom events are
+counted through the demo downstream's non-deduplicating endpoint
+(``http://analytics/events/append``), which shows what the executor guarantees without the
+downstream's help (see :mod:`chaos.invariants`).
 
 Before the broker restart the harness waits until the intake records the broker acknowledged
 have become tasks: a broker that forgets acknowledged records loses them for every client
@@ -28,6 +39,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -35,7 +47,14 @@ import aiohttp
 import grpc
 from aiokafka.admin import AIOKafkaAdminClient
 
-from chaos.invariants import Report, blocked_executing, check, tasks_for, unsettled
+from chaos.invariants import (
+    Report,
+    blocked_executing,
+    check,
+    reversed_effects,
+    tasks_for,
+    unsettled,
+)
 from chaos.supervisor import Supervisor
 from chaos.workload import Item, Ledger, Submitter, build, reviewer
 from switchyard import Settings
@@ -62,6 +81,9 @@ class ChaosConfig:
     triton_outage_s: float = 20.0
     downstream_errors_s: float = 15.0
     downstream_outage_s: float = 10.0
+    payments_refused_s: float = 8.0  # every invoice payment refused: sagas compensate
+    payments_down_s: float = 6.0     # payments down: invoices wait between their steps
+    postgres_outage_s: float = 15.0
     storm_tasks: int = 300
     lagging_tasks: int = 300        # waiting in Kafka when the broker restarts
     cancels: int = 20               # tasks blocked on the downstream that clients cancel
@@ -71,19 +93,34 @@ class ChaosConfig:
     def span_s(self) -> float:
         """How long the faults take: the steady workload is spread over all of it."""
         kills = self.kill_rounds * len(SERVICES) * self.kill_gap_s
-        return (kills + self.triton_outage_s + self.downstream_errors_s
-                + self.downstream_outage_s + 45.0)
+        return (kills + self.triton_outage_s + self.payments_refused_s + self.payments_down_s
+                + self.downstream_errors_s + self.downstream_outage_s
+                + self.postgres_outage_s + 45.0)
 
 
 FULL = ChaosConfig(tasks=3000)
 QUICK = ChaosConfig(tasks=300, kill_rounds=1, kill_gap_s=3.0, triton_outage_s=8.0,
-                    downstream_errors_s=6.0, downstream_outage_s=5.0, storm_tasks=120,
+                    downstream_errors_s=4.0, downstream_outage_s=5.0, payments_refused_s=5.0,
+                    payments_down_s=4.0, postgres_outage_s=8.0, storm_tasks=120,
                     lagging_tasks=100, cancels=5,
                     settle_timeout_s=240.0)
 
 
-def chaos_settings(base: Settings) -> Settings:
+#: The run's tenants get the shipped plans, but count classroom events on the downstream's
+#: endpoint that does not deduplicate by idempotency key.
+CHAOS_POLICY = """\
+plans:
+  classroom_event:
+    - {name: count_event, target: "http://analytics/events/append"}
+"""
+
+
+def chaos_settings(base: Settings, policy_dir: Path | None = None) -> Settings:
     """Quick recovery loops, so a run takes minutes: every value is an ordinary setting."""
+    if policy_dir is not None:
+        policy_dir.mkdir(parents=True, exist_ok=True)
+        (policy_dir / "default.yaml").write_text(CHAOS_POLICY)
+        base = base.replace(policy_dir=str(policy_dir))
     return base.replace(
         kafka_topic_prefix="chaos.", postgres_schema="chaos", kafka_partitions=4,
         ingest_grpc_port=free_port(), decision_grpc_port=free_port(),
@@ -111,6 +148,7 @@ class Chaos:
         self.began = time.monotonic()
         self.unfinished_at_broker_restart = 0
         self.cancelled: list[str] = []
+        self.postgres_restarts: dict[str, int] = {}
 
     def note(self, what: str) -> None:
         line = f"t+{time.monotonic() - self.began:5.1f}s {what}"
@@ -136,19 +174,69 @@ class Chaos:
     async def downstream_faults(self) -> None:
         base = f"http://127.0.0.1:{self.settings.downstream_http_port}/_/faults"
         async with aiohttp.ClientSession() as http:
+            self.note(f"downstream refuses every invoice payment (422) for at least "
+                      f"{self.config.payments_refused_s:.0f}s")
+            await _put(http, f"{base}/erp/payments", {"error_rate": 1.0, "error_status": 422})
+            await asyncio.sleep(self.config.payments_refused_s)
+            # until a saga has compensated: an invoice posted, its payment refused, reversed
+            await self._until(lambda: reversed_effects(self.settings), "an invoice reversed")
+            self.note("invoice payments down (503): invoices wait between their two steps")
+            await _put(http, f"{base}/erp/payments", {"outage": True})
+            await asyncio.sleep(self.config.payments_down_s)
+            await self._until(lambda: blocked_executing(self.settings, 1),
+                              "a task waiting for the downstream")
+            self.cancelled = await cancel_some_blocked(self.settings, self.config.cancels)
+            self.note(f"clients cancelled {len(self.cancelled)} tasks waiting between their "
+                      "steps (what they did is undone)")
+            async with http.delete(f"{base}/erp/payments") as response:
+                response.raise_for_status()
             self.note(f"downstream fails 50% of calls for {self.config.downstream_errors_s:.0f}s")
             await _put(http, f"{base}/*", {"error_rate": 0.5})
             await asyncio.sleep(self.config.downstream_errors_s)
             self.note(f"downstream fully down for {self.config.downstream_outage_s:.0f}s")
             await _put(http, f"{base}/*", {"outage": True})
             await asyncio.sleep(self.config.downstream_outage_s / 2)
-            self.cancelled = await cancel_some_blocked(self.settings, self.config.cancels)
-            self.note(f"clients cancelled {len(self.cancelled)} tasks waiting for the "
-                      "downstream")
+            more = await cancel_some_blocked(self.settings, self.config.cancels)
+            self.cancelled += more
+            self.note(f"clients cancelled {len(more)} tasks waiting for the downstream")
             await asyncio.sleep(self.config.downstream_outage_s / 2)
             async with http.delete(base) as response:
                 response.raise_for_status()
             self.note("downstream recovered")
+
+    async def _until(self, probe: Callable[[], Awaitable[object]], what: str,
+                     timeout_s: float = 30.0) -> None:
+        """Keep the current fault until ``probe`` answers something truthy (the fault had the
+        effect it is there for), or note that it never did."""
+        deadline = time.monotonic() + timeout_s
+        while not await probe():
+            if time.monotonic() > deadline:
+                self.note(f"no {what} within {timeout_s:.0f}s")
+                return
+            await asyncio.sleep(0.5)
+
+    async def postgres_outage(self) -> None:
+        """Stop PostgreSQL under load and start it again: the services must ride it out
+        (their restarts by the supervisor during the outage are noted: there must be none)."""
+        postgres = self.infra.postgres
+        assert postgres is not None
+        before = dict(self.supervisor.restarts)
+        self.note(f"PostgreSQL stopped for {self.config.postgres_outage_s:.0f}s")
+        await asyncio.to_thread(postgres.stop)
+        await asyncio.sleep(self.config.postgres_outage_s)
+        await asyncio.to_thread(postgres.start, 60.0)
+        self.note("PostgreSQL back")
+        deadline = time.monotonic() + 60
+        while not await asyncio.to_thread(all_serving, self.settings):
+            if time.monotonic() > deadline:
+                raise RuntimeError("services did not recover from the PostgreSQL restart")
+            await asyncio.sleep(1.0)
+        await asyncio.sleep(3.0)  # a service that exits on its next database call shows here
+        self.postgres_restarts = {name: n - before.get(name, 0)
+                                  for name, n in self.supervisor.restarts.items()
+                                  if n > before.get(name, 0)}
+        self.note("services serving again; restarted meanwhile: "
+                  f"{self.postgres_restarts or 'none'}")
 
     async def escalation_storm(self, submitter: Submitter, items: list[Item]) -> None:
         rate = self.settings.review_tenant_rate * 10
@@ -259,6 +347,8 @@ async def drive(config: ChaosConfig, infra: EmbeddedStack, settings: Settings,
             await chaos.kill_services()
             await chaos.triton_outage()
             await chaos.downstream_faults()
+            if config.postgres_outage_s > 0:
+                await chaos.postgres_outage()
             await chaos.escalation_storm(submitter, storm)
             if config.broker_restart:
                 await chaos.broker_restart(submitter, everything, lagging)
@@ -270,8 +360,10 @@ async def drive(config: ChaosConfig, infra: EmbeddedStack, settings: Settings,
         stop_reviewer.set()
         await asyncio.gather(review_bot, return_exceptions=True)
         await supervisor.stop_watching()
-    report = await check(settings, everything, ledger, chaos.cancelled)
+    report = await check(settings, everything, ledger, chaos.cancelled,
+                         executor_restarts=supervisor.restarts["executor"])
     report.restarts = dict(supervisor.restarts)
+    report.restarts_during_postgres_outage = chaos.postgres_restarts
     report.unfinished_at_broker_restart = chaos.unfinished_at_broker_restart
     report.faults = chaos.faults
     report.seconds = time.monotonic() - chaos.began
@@ -301,7 +393,7 @@ def run(config: ChaosConfig, state_dir: Path) -> tuple[Report, dict[str, int | N
     base = with_free_ports(Settings(model_repository=MODELS, state_dir=state_dir / "infra"))
     with EmbeddedStack(base, state_dir / "infra", postgres_port=free_port(),
                        model_repository=MODELS) as infra:
-        settings = chaos_settings(infra.settings)
+        settings = chaos_settings(infra.settings, state_dir / "policies")
         asyncio.run(bootstrap(settings))
         supervisor = Supervisor(service_specs(settings), state_dir / "services",
                                 {**os.environ, **settings.to_env()})

@@ -1,14 +1,29 @@
 """What must hold after the faults, read from PostgreSQL and the downstream's own ledger.
 
 - none lost: every accepted submission (a gRPC acceptance, or a valid intake record the broker
-  acknowledged) is a task, and every task is terminal or visibly waiting (BLOCKED, or
-  awaiting review) — nothing stuck in between;
-- exactly-once effects: a SUCCEEDED task holds exactly one active downstream effect per step
+  acknowledged) is a task, and every task is terminal or waiting *with an owner* that will
+  move it on: an open review item (admitted or still in the admission backlog), an executor
+  job (running or parked) while a live executor replica beats (any replica's resumer claims
+  parked jobs and jobs whose owner died), or a decision hold. A BLOCKED or awaiting-review
+  task with none of these is lost: nothing will ever touch it again;
+- effects: a SUCCEEDED task holds exactly one active downstream effect per deduplicated step
   of the plan it ran (more is a duplicate, fewer is missing); a FAILED or CANCELLED task holds
-  none (its steps were compensated);
+  none (its steps were compensated). This part is the demo ERP's unique key at work, so the
+  report also counts the *calls* behind it: how many the downstream answered as replays (a
+  repeat the executor made with the same key) and how many steps were called more than once;
+- what the executor guarantees on its own, measured on the one endpoint that does not
+  deduplicate (``/{system}/{collection}/append``): every step of a SUCCEEDED task landed at
+  least once (none missing); calls beyond the first are counted and reported. The executor
+  records the calls of a run in ``executions.attempts``; only a run cut short by a crash
+  (between a call and its record) can land calls it never recorded, so calls beyond what it
+  recorded are allowed only when the executor process ended during the run (killed, or its
+  exit after the broker lost its state);
 - every rejected input is accounted for: refused at the gRPC door with a reason, or a
   dead-letter record carrying its original bytes;
 - the audit chain verifies.
+
+The judgements are plain functions of rows (:func:`task_fate`, :func:`effect_counts`,
+:func:`append_counts`), so a unit test can show each of them failing on crafted rows.
 """
 
 from __future__ import annotations
@@ -23,10 +38,10 @@ from chaos.workload import Item, Ledger
 from switchyard import Settings
 from switchyard._audit import verify
 from switchyard._db import connect
+from switchyard._payloads import JOB_DECISION, codec_for
+from switchyard._taskstore import TERMINAL
 from switchyard._topics import INTAKE
 from switchyard.v1 import Decision
-
-TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 
 
 @dataclass
@@ -45,13 +60,28 @@ class Report:
     redriven: int = 0
     lost: int = 0
     lost_examples: list[str] = field(default_factory=list)
+    lost_waiting: int = 0          # of the lost: BLOCKED / awaiting review with no owner
     effects: int = 0
     duplicates: int = 0
     missing_effects: int = 0
     orphan_effects: int = 0
+    compensated_tasks: int = 0     # FAILED/CANCELLED tasks whose earlier steps were reversed
+    cancelled_and_undone: int = 0  # of the cancels asked for: CANCELLED with a step reversed
+    downstream_calls: int = 0      # writes that reached the ledger for the run's tasks
+    replayed_calls: int = 0        # of them answered as a replay (same key, deduplicated)
+    steps_called_again: int = 0    # deduplicated steps the executor called more than once
+    append_steps: int = 0          # steps of SUCCEEDED tasks on the non-deduplicating endpoint
+    append_calls: int = 0          # rows it stored for them
+    append_missing: int = 0        # such steps that never landed
+    append_extra_calls: int = 0    # calls beyond the first: what deduplication would absorb
+    append_max_per_step: int = 0
+    append_unrecorded: int = 0     # calls beyond what the executor recorded in executions
+    executor_restarts: int = 0     # times the executor process ended mid-run (SIGKILL, or its
+    #                                exit after the broker lost its state) and was restarted
     audit_entries: int = 0
     audit_ok: bool = False
     restarts: dict[str, int] = field(default_factory=dict)
+    restarts_during_postgres_outage: dict[str, int] = field(default_factory=dict)
     faults: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -59,6 +89,8 @@ class Report:
     def ok(self) -> bool:
         return (self.lost == 0 and self.duplicates == 0 and self.missing_effects == 0
                 and self.orphan_effects == 0 and self.missing_dead_letters == 0
+                and self.append_missing == 0
+                and (self.append_unrecorded == 0 or self.executor_restarts > 0)
                 and self.audit_ok)
 
     def rows(self) -> list[tuple[str, Any]]:
@@ -76,9 +108,22 @@ class Report:
             ("downstream effects", self.effects), ("duplicates", self.duplicates),
             ("missing effects", self.missing_effects),
             ("effects of failed/cancelled tasks", self.orphan_effects),
+            ("failed/cancelled tasks with steps reversed", self.compensated_tasks),
+            ("  of which cancelled by a client", self.cancelled_and_undone),
+            ("downstream writes (calls that stored or replayed)", self.downstream_calls),
+            ("  answered as replays (deduplicated)", self.replayed_calls),
+            ("  steps called more than once", self.steps_called_again),
+            ("non-deduplicating endpoint: steps", self.append_steps),
+            ("  calls landed", self.append_calls),
+            ("  steps missing", self.append_missing),
+            ("  extra calls (would be duplicates)", self.append_extra_calls),
+            ("  most calls for one step", self.append_max_per_step),
+            ("  calls the executor never recorded", self.append_unrecorded),
+            ("executor restarts (killed, or exited)", self.executor_restarts),
             ("audit entries verified", self.audit_entries),
             ("audit chain", "ok" if self.audit_ok else "BROKEN"),
             ("lost", self.lost),
+            ("  of which waiting with no owner", self.lost_waiting),
         ]
 
     def to_json(self) -> dict[str, Any]:
@@ -111,6 +156,17 @@ async def tasks_for(settings: Settings, keys: list[tuple[str, str]]) -> dict[tup
         await conn.close()
 
 
+async def reversed_effects(settings: Settings) -> int:
+    """How many downstream effects compensations have reversed so far."""
+    conn = await connect(settings)
+    try:
+        return await conn.fetchval(
+            f"SELECT count(*) FROM {settings.postgres_schema}_downstream.effects "
+            "WHERE status = 'reversed'")
+    finally:
+        await conn.close()
+
+
 async def blocked_executing(settings: Settings, limit: int) -> list[str]:
     conn = await connect(settings)
     try:
@@ -121,10 +177,68 @@ async def blocked_executing(settings: Settings, limit: int) -> list[str]:
         await conn.close()
 
 
+@dataclass(frozen=True)
+class Owners:
+    """Who can move a waiting task on (see the module doc)."""
+
+    review_item: bool = False   # an unresolved review item
+    executor_job: bool = False  # an executor job running or parked
+    live_executor: bool = False  # some executor replica beats (it claims parked/orphaned jobs)
+    hold: bool = False          # a decision hold (models unavailable)
+
+    def who(self) -> str:
+        if self.review_item:
+            return "review"
+        if self.executor_job and self.live_executor:
+            return "executor"
+        if self.hold:
+            return "hold"
+        return ""
+
+
+def task_fate(status: str, stage: str, owners: Owners) -> str:
+    """A task's standing after the run: its terminal status, 'awaiting_review' or 'blocked'
+    when it waits with an owner, or 'lost: <why>'."""
+    if status in TERMINAL:
+        return status
+    if status == "BLOCKED" or stage == "AWAITING_REVIEW":
+        who = owners.who()
+        if not who:
+            return f"lost: {status}/{stage} and nothing owns it (no open review item, no " \
+                   "executor job with a live replica, no hold)"
+        return "awaiting_review" if stage == "AWAITING_REVIEW" else "blocked"
+    return f"lost: stuck {status}/{stage}"
+
+
+@dataclass(frozen=True)
+class StepEffects:
+    """One step of a finished task, as the downstream's ledger saw it."""
+
+    active: int = 0    # active effects under the step's key
+    reversed: int = 0  # reversed (compensated) effects under the step's key
+
+
+def effect_counts(status: str, steps: list[StepEffects]) -> tuple[int, int, int]:
+    """(duplicates, missing, orphans) for one task: a SUCCEEDED task has exactly one active
+    effect per deduplicated step; a FAILED or CANCELLED task none."""
+    if status == "SUCCEEDED":
+        return (sum(max(0, s.active - 1) for s in steps),
+                sum(s.active == 0 for s in steps), 0)
+    if status in ("FAILED", "CANCELLED"):
+        return 0, 0, sum(s.active for s in steps)
+    return 0, 0, 0
+
+
+def append_counts(landed: int, recorded_attempts: int) -> tuple[int, int, int]:
+    """(missing, extra, unrecorded) for one step of a SUCCEEDED task on the non-deduplicating
+    endpoint: ``landed`` rows it stored, ``recorded_attempts`` calls the executor recorded."""
+    return (int(landed == 0), max(0, landed - 1), max(0, landed - recorded_attempts))
+
+
 async def check(settings: Settings, items: list[Item], ledger: Ledger,
-                cancelled: list[str]) -> Report:
+                cancelled: list[str], executor_restarts: int = 0) -> Report:
     report = Report(sent=ledger.sent, refused_at_door=len(ledger.refused),
-                    cancel_requests=len(cancelled))
+                    cancel_requests=len(cancelled), executor_restarts=executor_restarts)
     by_key = {item.key: item for item in items}
     kafka_valid = [(by_key[k].tenant_id, k) for k in ledger.kafka_acked if not by_key[k].invalid]
     from_kafka = await tasks_for(settings, kafka_valid)
@@ -140,8 +254,21 @@ async def check(settings: Settings, items: list[Item], ledger: Ledger,
     conn = await connect(settings)
     try:
         rows = await conn.fetch(
-            "SELECT task_id::text, status, stage FROM tasks WHERE task_id = ANY($1::uuid[])",
+            """SELECT t.task_id::text, t.status, t.stage,
+                      EXISTS (SELECT 1 FROM review_items r WHERE r.task_id = t.task_id
+                                                             AND r.resolved_at IS NULL)
+                          AS review_item,
+                      EXISTS (SELECT 1 FROM executor_jobs j WHERE j.task_id = t.task_id
+                                                              AND j.state IN ('running',
+                                                                              'parked'))
+                          AS executor_job,
+                      EXISTS (SELECT 1 FROM decision_holds h WHERE h.task_id = t.task_id)
+                          AS hold
+                 FROM tasks t WHERE t.task_id = ANY($1::uuid[])""",
             list(accepted.values()))
+        live_executor = bool(await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM executor_replicas WHERE heartbeat_at > now() - "
+            "make_interval(secs => $1))", settings.executor_replica_timeout_s))
         found = {r["task_id"]: r for r in rows}
         terminal: Counter[str] = Counter()
         for key, task_id in accepted.items():
@@ -149,21 +276,25 @@ async def check(settings: Settings, items: list[Item], ledger: Ledger,
             if row is None:
                 report.lost += 1
                 report.lost_examples.append(f"{key}: accepted as {task_id}, no task row")
-            elif row["status"] in TERMINAL:
-                terminal[row["status"]] += 1
-            elif row["stage"] == "AWAITING_REVIEW":
+                continue
+            fate = task_fate(row["status"], row["stage"], Owners(
+                row["review_item"], row["executor_job"], live_executor, row["hold"]))
+            if fate in TERMINAL:
+                terminal[fate] += 1
+            elif fate == "awaiting_review":
                 report.awaiting_review += 1
-            elif row["status"] == "BLOCKED":
+            elif fate == "blocked":
                 report.blocked += 1
             else:
                 report.lost += 1
-                report.lost_examples.append(f"{key}: {task_id} stuck {row['status']}/"
-                                            f"{row['stage']}")
+                report.lost_waiting += row["status"] == "BLOCKED" \
+                    or row["stage"] == "AWAITING_REVIEW"
+                report.lost_examples.append(f"{key}: {task_id} {fate}")
         report.terminal = dict(terminal)
         report.cancelled_as_asked = sum(found[t]["status"] == "CANCELLED" for t in cancelled
                                         if t in found)
         report.redriven = await conn.fetchval("SELECT count(*) FROM tasks WHERE redrives > 0")
-        await _check_effects(conn, settings, found, report)
+        await _check_effects(conn, settings, found, set(cancelled), report)
         await _check_dead_letters(conn, settings, by_key, ledger, report)
         verification = await verify(conn)
         report.audit_entries = verification.entries
@@ -174,24 +305,74 @@ async def check(settings: Settings, items: list[Item], ledger: Ledger,
     return report
 
 
+#: Plan steps whose target is this path suffix go to the non-deduplicating endpoint.
+APPEND_SUFFIX = "/append"
+
+
 async def _check_effects(conn: asyncpg.Connection, settings: Settings,
-                         tasks: dict[str, asyncpg.Record], report: Report) -> None:
+                         tasks: dict[str, asyncpg.Record], cancelled: set[str],
+                         report: Report) -> None:
     downstream = f"{settings.postgres_schema}_downstream"
-    active = {r["task_id"]: r["n"] for r in await conn.fetch(
-        f"SELECT task_id, count(*) AS n FROM {downstream}.effects "
-        "WHERE status = 'active' GROUP BY task_id")}
-    report.effects = sum(active.values())
-    steps = {str(r["task_id"]): len(Decision.FromString(r["decision"]).plan.steps)
-             for r in await conn.fetch(
-                 "SELECT task_id, decision FROM executor_jobs WHERE state = 'succeeded'")}
+    effects: dict[str, dict[str, StepEffects]] = {}
+    for r in await conn.fetch(
+            f"SELECT task_id, idempotency_key, count(*) FILTER (WHERE status = 'active') AS a, "
+            f"count(*) FILTER (WHERE status = 'reversed') AS r FROM {downstream}.effects "
+            "GROUP BY task_id, idempotency_key"):
+        step_id = r["idempotency_key"].split(":", 1)[-1]
+        effects.setdefault(r["task_id"], {})[step_id] = StepEffects(r["a"], r["r"])
+    report.effects = sum(e.active for steps in effects.values() for e in steps.values())
+    codec = codec_for(settings)  # the job's decision is sealed when encryption is on
+    plans = {str(r["task_id"]): Decision.FromString(
+                 codec.open(r["decision_id"], r["decision"], JOB_DECISION)).plan
+             for r in await conn.fetch("SELECT decision_id, task_id, decision FROM executor_jobs "
+                                       "WHERE state = 'succeeded'")}
+    attempts = {(str(r["task_id"]), r["step_id"]): r["attempts"] for r in await conn.fetch(
+        "SELECT task_id, step_id, attempts FROM executions")}
+    appended = {r["idempotency_key"]: r["n"] for r in await conn.fetch(
+        f"SELECT idempotency_key, count(*) AS n FROM {downstream}.appends "
+        "GROUP BY idempotency_key")}
     for task_id, row in tasks.items():
-        have = active.get(task_id, 0)
-        if row["status"] == "SUCCEEDED":
-            want = steps.get(task_id, 0)
-            report.duplicates += max(0, have - want)
-            report.missing_effects += max(0, want - have)
-        elif row["status"] in ("FAILED", "CANCELLED"):
-            report.orphan_effects += have
+        have = effects.get(task_id, {})
+        status = row["status"]
+        if status == "SUCCEEDED":
+            plan = plans.get(task_id)
+            steps = [] if plan is None else [s for s in plan.steps
+                                              if not s.target.endswith(APPEND_SUFFIX)]
+            checked = [have.get(s.step_id, StepEffects()) for s in steps]
+            # an effect under a key no step of the plan has is one too many
+            report.duplicates += sum(e.active for sid, e in have.items()
+                                     if sid not in {s.step_id for s in steps})
+            for step in [] if plan is None else plan.steps:
+                if step.target.endswith(APPEND_SUFFIX):
+                    _count_append(report, appended.get(f"{task_id}:{step.step_id}", 0),
+                                  attempts.get((task_id, step.step_id), 0))
+        else:
+            checked = list(have.values())
+        duplicates, missing, orphans = effect_counts(status, checked)
+        report.duplicates += duplicates
+        report.missing_effects += missing
+        report.orphan_effects += orphans
+        if status in ("FAILED", "CANCELLED") and any(e.reversed for e in have.values()):
+            report.compensated_tasks += 1
+            report.cancelled_and_undone += task_id in cancelled
+    calls = await conn.fetch(
+        f"SELECT idempotency_key, count(*) AS n, count(*) FILTER (WHERE outcome = 'replayed') "
+        f"AS replayed FROM {downstream}.calls WHERE outcome IN ('created', 'replayed') "
+        "GROUP BY idempotency_key")
+    ours = [c for c in calls if c["idempotency_key"].split(":", 1)[0] in tasks]
+    report.downstream_calls = sum(c["n"] for c in ours)
+    report.replayed_calls = sum(c["replayed"] for c in ours)
+    report.steps_called_again = sum(c["n"] > 1 for c in ours)
+
+
+def _count_append(report: Report, landed: int, recorded_attempts: int) -> None:
+    missing, extra, unrecorded = append_counts(landed, recorded_attempts)
+    report.append_steps += 1
+    report.append_calls += landed
+    report.append_missing += missing
+    report.append_extra_calls += extra
+    report.append_unrecorded += unrecorded
+    report.append_max_per_step = max(report.append_max_per_step, landed)
 
 
 async def _check_dead_letters(conn: asyncpg.Connection, settings: Settings,

@@ -39,11 +39,16 @@ from switchyard._topics import DEAD_LETTER, Topic
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("switchyard.streams")
 
-#: Failures that say "try again later", never "this record is bad".
+#: Failures that say "try again later", never "this record is bad". A PostgreSQL restart
+#: shows as refused connections (OSError) while it is down, and around that as "the database
+#: system is shutting down / starting up" (CannotConnectNowError) and "terminating connection
+#: due to administrator command" (AdminShutdownError) on connections it closes.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OSError, asyncio.TimeoutError, KafkaError, asyncpg.PostgresConnectionError,
     asyncpg.exceptions.InterfaceError, asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.SerializationError, asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
 )
 MAX_HANDLER_ATTEMPTS = 5
 

@@ -25,13 +25,20 @@ from services.decision.invoices import (
     risk_inputs,
 )
 from services.decision.policies import PolicySet
-from services.decision.policy import Outcome, Policy, decide, step_payload, unavailable
+from services.decision.policy import (
+    Outcome,
+    PlanStep,
+    Policy,
+    decide,
+    step_payload,
+    unavailable,
+)
 from services.decision.shadow import ShadowRunner
 from services.decision.triton import ModelUnavailable, Prediction
 from switchyard._priority import task_bucket
 from switchyard.v1 import (
     ActionPlan,
-    ActionStep,
+    CompensationStep,
     Connector,
     Decision,
     DecisionOutcome,
@@ -53,19 +60,23 @@ def document_text(task: TaskEnvelope) -> str:
     return task.document.body.decode("utf-8", errors="replace")[:MAX_TEXT_CHARS]
 
 
-def build_plan(task: TaskEnvelope, steps: tuple[tuple[str, str], ...],
+def build_plan(task: TaskEnvelope, steps: tuple[PlanStep, ...],
                fields: dict[str, str] | None = None) -> ActionPlan:
     values: dict[str, object] = {"task_id": task.task_id, "kind": task.kind,
                                  "metadata": dict(task.metadata)}
     if fields:
         values["fields"] = fields
-    return ActionPlan(steps=[
-        ActionStep(
-            step_id=f"{index}-{name}", name=name, connector=Connector.CONNECTOR_SQL,
-            target=target, operation=name, payload=step_payload(values),
-        )
-        for index, (name, target) in enumerate(steps, start=1)
-    ])
+    plan = ActionPlan()
+    for index, step in enumerate(steps, start=1):
+        action = plan.steps.add(
+            step_id=f"{index}-{step.name}", name=step.name, connector=Connector.CONNECTOR_SQL,
+            target=step.target, operation=step.name, payload=step_payload(values))
+        if step.compensate:
+            action.compensation.CopyFrom(CompensationStep(
+                name=f"undo_{step.name}", connector=Connector.CONNECTOR_SQL,
+                target=step.compensate, operation="DELETE",
+                payload=step_payload({"task_id": task.task_id, "undoes": step.name})))
+    return plan
 
 
 def _model_output(p: Prediction) -> ModelOutput:

@@ -11,7 +11,10 @@ is a mapping; every key is optional and defaults to the built-in policy::
     review_queue: default
     on_model_unavailable: escalate    # or hold: BLOCKED until Triton answers, then decided
     plans:                            # what an auto-executed document type runs, in order
-      invoice: [{name: post_invoice, target: erp.invoices}]
+      invoice:                        # compensate: what undoes the step (HTTP DELETE) when a
+        - {name: post_invoice, target: "http://erp/invoices",  # later step fails or the
+           compensate: "http://erp/invoices/{idempotency_key}"}  # task is cancelled
+        - {name: schedule_payment, target: "http://erp/payments"}
     invoice:
       min_p_auto: 0.80                # invoice_risk P(auto) needed to go straight through
       min_extraction_confidence: 0.60
@@ -49,6 +52,7 @@ from services.decision.policy import (
     DEFAULT_PLANS,
     ON_MODEL_UNAVAILABLE,
     InvoicePolicy,
+    PlanStep,
     Policy,
     VendorPolicy,
 )
@@ -194,8 +198,8 @@ def parse_policy(document: Any, source: str, base: Policy | None = None) -> Poli
     return dataclasses.replace(base, **changes)
 
 
-def _plans(r: _Reader, value: Any) -> dict[str, tuple[tuple[str, str], ...]]:
-    plans: dict[str, tuple[tuple[str, str], ...]] = {}
+def _plans(r: _Reader, value: Any) -> dict[str, tuple[PlanStep, ...]]:
+    plans: dict[str, tuple[PlanStep, ...]] = {}
     for label, steps in r.mapping(value, "plans", ROUTER_CLASSES).items():
         path = f"plans.{label}"
         if steps is None:
@@ -206,11 +210,13 @@ def _plans(r: _Reader, value: Any) -> dict[str, tuple[tuple[str, str], ...]]:
             continue
         parsed = []
         for i, step in enumerate(steps):
-            item = r.mapping(step, f"{path}[{i}]", ("name", "target"))
+            item = r.mapping(step, f"{path}[{i}]", ("name", "target", "compensate"))
             name = r.text(item.get("name"), f"{path}[{i}].name")
             target = r.text(item.get("target"), f"{path}[{i}].target")
-            if name and target:
-                parsed.append((name, target))
+            compensate = (r.text(item["compensate"], f"{path}[{i}].compensate")
+                          if "compensate" in item else "")
+            if name and target and compensate is not None:
+                parsed.append(PlanStep(name, target, compensate))
         plans[label] = tuple(parsed)
     return {**DEFAULT_PLANS, **plans}
 

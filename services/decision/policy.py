@@ -21,12 +21,31 @@ from services.decision.triton import Prediction
 if TYPE_CHECKING:
     from services.decision.invoices import InvoiceAssessment
 
-#: What an auto-executed task of each document type does downstream, in order.
-DEFAULT_PLANS: dict[str, tuple[tuple[str, str], ...]] = {
-    "invoice": (("post_invoice", "http://erp/invoices"),),
-    "admission_form": (("create_applicant", "http://sis/applicants"),),
-    "support_ticket": (("open_ticket", "http://helpdesk/tickets"),),
-    "classroom_event": (("record_event", "http://analytics/events"),),
+@dataclass(frozen=True)
+class PlanStep:
+    """One step of a document type's plan: the call, and the call that undoes it.
+
+    ``compensate`` is the target the executor calls (HTTP ``DELETE``) to undo this step when a
+    later step fails permanently or the task is cancelled mid-plan; ``{idempotency_key}``,
+    ``{task_id}`` and ``{step_id}`` in it are filled in by the executor. Empty: nothing to
+    undo with (the step stays done).
+    """
+
+    name: str
+    target: str
+    compensate: str = ""
+
+
+#: What an auto-executed task of each document type does downstream, in order. An invoice is
+#: posted, then its payment is scheduled; when the payment cannot be scheduled (or the task is
+#: cancelled before it is), the posted invoice is reversed: a saga of two steps.
+DEFAULT_PLANS: dict[str, tuple[PlanStep, ...]] = {
+    "invoice": (PlanStep("post_invoice", "http://erp/invoices",
+                         compensate="http://erp/invoices/{idempotency_key}"),
+                PlanStep("schedule_payment", "http://erp/payments")),
+    "admission_form": (PlanStep("create_applicant", "http://sis/applicants"),),
+    "support_ticket": (PlanStep("open_ticket", "http://helpdesk/tickets"),),
+    "classroom_event": (PlanStep("record_event", "http://analytics/events"),),
 }
 ON_MODEL_UNAVAILABLE = ("escalate", "hold")
 
@@ -59,7 +78,7 @@ class Policy:
     reject_labels: frozenset[str] = frozenset({"other"})
     reject_threshold: float = 0.90
     review_queue: str = "default"
-    plans: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=lambda: DEFAULT_PLANS)
+    plans: dict[str, tuple[PlanStep, ...]] = field(default_factory=lambda: DEFAULT_PLANS)
     label_thresholds: dict[str, float] = field(default_factory=dict)
     on_model_unavailable: str = "escalate"  # or "hold": BLOCKED until the models answer
     invoice: InvoicePolicy = field(default_factory=InvoicePolicy)
@@ -81,7 +100,7 @@ class Outcome:
     label: str
     escalation_reason: str = ""  # LOW_CONFIDENCE, POLICY, MODEL_UNAVAILABLE, ...
     priority: int = 2
-    steps: tuple[tuple[str, str], ...] = ()
+    steps: tuple[PlanStep, ...] = ()
 
 
 def unavailable(kind: str, reason: str, requested_priority: int = 2) -> Outcome:
@@ -131,7 +150,7 @@ def _money(amount: float | None, currency: str) -> str:
 
 
 def _decide_invoice(a: InvoiceAssessment, policy: Policy, route_confidence: float,
-                    steps: tuple[tuple[str, str], ...], priority: int) -> Outcome:
+                    steps: tuple[PlanStep, ...], priority: int) -> Outcome:
     rules, ex = policy.invoice, a.extraction
     key = a.vendor_key
     amount, currency = ex.amount("total"), ex.get("currency") or ""

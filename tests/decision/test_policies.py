@@ -12,8 +12,10 @@ import yaml
 from services.decision.extraction import extract_invoice, vendor_key
 from services.decision.invoices import InvoiceAssessment, VendorHistory, risk_inputs
 from services.decision.policies import PolicyError, load_policies, parse_policy
-from services.decision.policy import DEFAULT_PLANS, Policy, decide
+from services.decision.engine import build_plan
+from services.decision.policy import DEFAULT_PLANS, PlanStep, Policy, decide
 from services.decision.triton import Prediction
+from switchyard.v1 import TaskEnvelope
 from tests.decision.documents import ROOT, invoice
 
 
@@ -44,6 +46,33 @@ def test_tenants_inherit_from_default_yaml(tmp_path: Path) -> None:
     assert acme.plans["invoice"] == DEFAULT_PLANS["invoice"]
 
 
+def test_the_shipped_invoice_plan_is_a_saga_of_two_steps() -> None:
+    """Post the invoice, then schedule its payment; the posted invoice is what gets undone
+    (HTTP DELETE of the effect its idempotency key names) when the payment fails for good or
+    the task is cancelled in between."""
+    plan = build_plan(TaskEnvelope(task_id="t-1", kind="invoice"), DEFAULT_PLANS["invoice"])
+    assert [(s.step_id, s.target) for s in plan.steps] == [
+        ("1-post_invoice", "http://erp/invoices"), ("2-schedule_payment", "http://erp/payments")]
+    post, pay = plan.steps
+    assert (post.compensation.target, post.compensation.operation) == (
+        "http://erp/invoices/{idempotency_key}", "DELETE")
+    assert not pay.HasField("compensation")
+
+
+def test_a_tenant_plan_can_name_a_compensation(tmp_path: Path) -> None:
+    write(tmp_path, {"acme.yaml": (
+        "plans:\n  admission_form:\n"
+        "    - {name: create_applicant, target: 'http://sis/applicants',\n"
+        "       compensate: 'http://sis/applicants/{idempotency_key}'}\n"
+        "    - {name: open_ticket, target: 'http://helpdesk/tickets'}\n")})
+    acme = load_policies(tmp_path).for_tenant("acme")
+    assert acme.plans["admission_form"] == (
+        PlanStep("create_applicant", "http://sis/applicants",
+                 "http://sis/applicants/{idempotency_key}"),
+        PlanStep("open_ticket", "http://helpdesk/tickets"))
+    assert acme.plans["invoice"] == DEFAULT_PLANS["invoice"]
+
+
 def test_the_helm_charts_default_policy_is_valid() -> None:
     values = yaml.safe_load((ROOT / "deploy" / "helm" / "values.yaml").read_text())
     for tenant, document in values["policies"].items():
@@ -58,6 +87,10 @@ def test_the_helm_charts_default_policy_is_valid() -> None:
     ("label_thresholds: {memo: 0.5}", "label_thresholds.memo: unknown key"),
     ("on_model_unavailable: wait", "on_model_unavailable: must be one of escalate, hold, got 'wait'"),
     ("plans: {invoice: [{name: post}]}", "plans.invoice[0].target: must be a non-empty string"),
+    ("plans: {invoice: [{name: post, target: erp.invoices, compensate: ''}]}",
+     "plans.invoice[0].compensate: must be a non-empty string"),
+    ("plans: {invoice: [{name: post, target: erp.invoices, undo: x}]}",
+     "plans.invoice[0].undo: unknown key (allowed: name, target, compensate)"),
     ("invoice: {max_auto_amount: -1}", "invoice.max_auto_amount: must be a non-negative number or null"),
     ("invoice: {required_fields: [iban]}", "invoice.required_fields: unknown value(s) 'iban'"),
     ("invoice: {allowed_currencies: [dollars]}", "invoice.allowed_currencies: ISO 4217 codes"),

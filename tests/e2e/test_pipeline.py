@@ -19,11 +19,10 @@ import grpc
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from services.decision.extraction import extract_invoice, vendor_key
+from services.decision.extraction import extract_invoice
 from switchyard import Settings
 from switchyard._audit import task_story
 from switchyard._audit import verify as verify_chain
-from switchyard._dataclass import matching_hash, matching_key
 from switchyard._db import connect
 from switchyard._grpc import create_channel, field_violations
 from switchyard._kafka import headers_to_dict
@@ -91,30 +90,63 @@ def submission(text: str, kind: str, key: str | None = None) -> Submission:
                       document=Document(content_type="text/plain", body=text.encode()))
 
 
-async def known_vendor(settings: Settings, text: str) -> dict[str, str]:
-    """Put the invoice's vendor into the tenant's vendor history (as after months of
-    business) and return metadata dating its receipt to its invoice date, so the invoice_risk
-    model sees a familiar vendor and an invoice that is not overdue."""
-    fields = extract_invoice(text)
-    conn = await connect(settings)
-    try:
-        await conn.execute(
-            "INSERT INTO decision_vendors (tenant_id, vendor_hash, currency, invoice_count, "
-            "amount_sum, bank_hash) VALUES ('acme', $1, $2, 20, $3, $4) ON CONFLICT DO NOTHING",
-            matching_hash(matching_key(settings), "acme", "vendor",
-                          vendor_key(fields.get("vendor") or "")),
-            fields.get("currency"), 20 * (fields.amount("total") or 0),
-            matching_hash(matching_key(settings), "acme", "bank_account",
-                          (fields.get("bank_account") or "").replace(" ", "").upper()))
-    finally:
-        await conn.close()
-    return {"received_date": fields.get("invoice_date") or ""}
+async def item_for(review: ReviewServiceStub, task_id: str) -> str:
+    """The review item a task's escalation became, as a reviewer finds it in the queue."""
+    for _ in range(300):
+        page = await review.ListQueue(ListQueueRequest(page_size=500))
+        for item in page.items:
+            if item.escalation.task_id == task_id:
+                return item.item_id
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no review item for {task_id}")
+
+
+async def approve(review: ReviewServiceStub, task_id: str, reviewer: str = "ana") -> None:
+    item_id = await item_for(review, task_id)
+    await review.Claim(ClaimRequest(item_id=item_id, reviewer_id=reviewer))
+    await review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+        item_id=item_id, reviewer_id=reviewer, verdict=Verdict.VERDICT_APPROVE)))
+
+
+def received(text: str) -> dict[str, str]:
+    """Metadata the upstream system sends: the invoice arrived on its invoice date (so the
+    invoice_risk model does not see it as overdue)."""
+    return {"received_date": extract_invoice(text).get("invoice_date") or ""}
+
+
+def next_invoice(text: str, number: str) -> str:
+    """The same vendor's next invoice: the same document under another invoice number."""
+    old = extract_invoice(text).get("invoice_number")
+    assert old and old in text
+    return text.replace(old, number)
+
+
+async def learn_vendor(ingest: IngestServiceStub, review: ReviewServiceStub,
+                       text: str) -> None:
+    """What a fresh tenant gets, and how it learns a vendor through the product itself: the
+    first invoice from a vendor it never paid goes to a person (the invoice_risk model doubts
+    an unknown vendor); the person approves it through the ReviewService and it runs, and
+    from that confirmed outcome the tenant's vendor history learns the vendor."""
+    sub = submission(text, "invoice")
+    sub.metadata.update(received(text))
+    first = await ingest.SubmitTask(SubmitTaskRequest(submission=sub))
+    waiting = await wait_for(ingest, first.task_id, {TaskStatus.TASK_STATUS_BLOCKED})
+    assert TaskStage.Name(waiting.stage) == "TASK_STAGE_AWAITING_REVIEW", waiting.reason
+    await approve(review, first.task_id)
+    done = await wait_for(ingest, first.task_id, TERMINAL)
+    assert TaskStatus.Name(done.status) == "TASK_STATUS_SUCCEEDED", done.reason
 
 
 async def test_confident_task_is_executed_once(ingest: IngestServiceStub,
+                                               review: ReviewServiceStub,
                                                settings: Settings) -> None:
-    sub = submission(sample("invoice"), "invoice")
-    sub.metadata.update(await known_vendor(settings, sample("invoice")))
+    """No hand-seeded history: the vendor is learned through a person's approval, and its
+    next invoice then runs straight through its two-step plan."""
+    first_text = sample("invoice", 22)  # no other test submits it
+    await learn_vendor(ingest, review, first_text)
+    text = next_invoice(first_text, "E2E-NEXT-0001")
+    sub = submission(text, "invoice")
+    sub.metadata.update(received(text))
     first = await ingest.SubmitTask(SubmitTaskRequest(submission=sub))
     assert first.created and first.status == TaskStatus.TASK_STATUS_QUEUED
     again = await ingest.SubmitTask(SubmitTaskRequest(submission=sub))
@@ -125,26 +157,32 @@ async def test_confident_task_is_executed_once(ingest: IngestServiceStub,
 
     conn = await connect(settings)
     try:
-        # the demo plan posts the invoice to the embedded downstream ERP (its own schema)
+        # the demo plan posts the invoice to the embedded downstream ERP (its own schema),
+        # then schedules its payment
         effects = await conn.fetch(
-            f'SELECT idempotency_key, system, collection FROM '
-            f'"{settings.postgres_schema}_downstream".effects WHERE task_id = $1',
+            f'SELECT idempotency_key, system, collection, status FROM '
+            f'"{settings.postgres_schema}_downstream".effects WHERE task_id = $1 ORDER BY id',
             first.task_id)
         history = await conn.fetch("SELECT seq, status, stage, service FROM "
                                    "task_status_history WHERE task_id = $1 ORDER BY seq",
                                    uuid.UUID(first.task_id))
+        reviewed = await conn.fetchval("SELECT count(*) FROM review_items WHERE task_id = $1",
+                                       uuid.UUID(first.task_id))
         trail = await task_story(conn, first.task_id)
         chain = await verify_chain(conn)
     finally:
         await conn.close()
-    # the audit trail tells the story: the decision (models, rule, input hash), then the step
-    assert [r["action"] for r in trail] == ["decision.made", "step.executed"]
+    # the audit trail tells the story: the decision (models, rule, input hash), then the steps
+    assert [r["action"] for r in trail] == ["decision.made", "step.executed", "step.executed"]
     made = json.loads(trail[0]["detail"])
-    assert made["models"][0]["name"] == "document_router" and made["rule"]
+    assert made["models"][0]["name"] == "document_router"
+    assert made["rule"] == "straight_through_invoice"
     assert made["input_sha256"] == hashlib.sha256(sub.document.body).hexdigest()
     assert chain.broken is None
-    assert [(r["idempotency_key"], r["system"], r["collection"]) for r in effects] == [
-        (f"{first.task_id}:1-post_invoice", "erp", "invoices")]
+    assert reviewed == 0, "decided without a person"
+    assert [tuple(r) for r in effects] == [
+        (f"{first.task_id}:1-post_invoice", "erp", "invoices", "active"),
+        (f"{first.task_id}:2-schedule_payment", "erp", "payments", "active")]
     assert [r["seq"] for r in history] == list(range(1, len(history) + 1))
     assert (history[0]["status"], history[-1]["status"]) == ("QUEUED", "SUCCEEDED")
     assert {r["service"] for r in history} == {"ingest", "decision", "executor"}
@@ -181,16 +219,7 @@ async def test_escalated_tasks_follow_the_reviewers_verdict(
         task = await wait_for(ingest, response.task_id, {TaskStatus.TASK_STATUS_BLOCKED})
         assert task.reason == "kind_mismatch"
 
-    async def item_for(task_id: str) -> str:
-        for _ in range(100):
-            page = await review.ListQueue(ListQueueRequest(page_size=500))
-            for item in page.items:
-                if item.escalation.task_id == task_id:
-                    return item.item_id
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"no review item for {task_id}")
-
-    approve_item = await item_for(approved.task_id)
+    approve_item = await item_for(review, approved.task_id)
     claims = await asyncio.gather(
         review.Claim(ClaimRequest(item_id=approve_item, reviewer_id="ana")),
         review.Claim(ClaimRequest(item_id=approve_item, reviewer_id="ben")),
@@ -204,7 +233,7 @@ async def test_escalated_tasks_follow_the_reviewers_verdict(
     await review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
         item_id=approve_item, reviewer_id=winner, verdict=Verdict.VERDICT_APPROVE)))
 
-    reject_item = await item_for(rejected.task_id)
+    reject_item = await item_for(review, rejected.task_id)
     await review.Claim(ClaimRequest(item_id=reject_item, reviewer_id="ana"))
     await review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
         item_id=reject_item, reviewer_id="ana", verdict=Verdict.VERDICT_REJECT,
@@ -251,20 +280,86 @@ async def test_unreadable_record_is_dead_lettered_with_its_bytes(settings: Setti
         await consumer.stop()
 
 
-async def test_cancelling_an_executing_task_undoes_it(ingest: IngestServiceStub,
-                                                      settings: Settings) -> None:
-    """CancelTask on a task waiting for its downstream: FAILED_PRECONDITION (only the executor
-    can stop it), then the executor cancels it at once, not when the ERP comes back."""
-    faults = f"http://127.0.0.1:{settings.downstream_http_port}/_/faults"
-    text = sample("invoice", 3)  # no other test submits it: not a duplicate
+async def run_until_executing(ingest: IngestServiceStub, review: ReviewServiceStub,
+                              text: str) -> str:
+    """Submit an invoice and let it reach the executor: a person approves it when the tenant's
+    policy asks for one (a vendor it never paid)."""
     sub = submission(text, "invoice")
-    sub.metadata.update(await known_vendor(settings, text))
+    sub.metadata.update(received(text))
+    task_id = (await ingest.SubmitTask(SubmitTaskRequest(submission=sub))).task_id
+    for _ in range(600):
+        task = (await ingest.GetTask(GetTaskRequest(task_id=task_id))).task
+        if TaskStage.Name(task.stage) == "TASK_STAGE_AWAITING_REVIEW":
+            await approve(review, task_id)
+            return task_id
+        if TaskStage.Name(task.stage) in ("TASK_STAGE_EXECUTING", "TASK_STAGE_COMPENSATING",
+                                          "TASK_STAGE_DONE"):
+            return task_id
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"task {task_id} never reached review or the executor: {task}")
+
+
+async def ledger(settings: Settings, task_id: str) -> tuple[list[tuple[str, str, str]],
+                                                            dict[str, str]]:
+    """The downstream's own view of a task: its calls (method, path, outcome) in order, and
+    its effects' status by idempotency key."""
+    conn = await connect(settings)
+    schema = f'"{settings.postgres_schema}_downstream"'
+    try:
+        calls = await conn.fetch(
+            f"SELECT method, path, outcome FROM {schema}.calls "
+            "WHERE idempotency_key LIKE $1 || ':%' ORDER BY id", task_id)
+        effects = await conn.fetch(f"SELECT idempotency_key, status FROM {schema}.effects "
+                                   "WHERE task_id = $1", task_id)
+    finally:
+        await conn.close()
+    return ([(c["method"], c["path"], c["outcome"]) for c in calls],
+            {e["idempotency_key"]: e["status"] for e in effects})
+
+
+async def test_a_refused_payment_reverses_the_posted_invoice(
+        ingest: IngestServiceStub, review: ReviewServiceStub, settings: Settings) -> None:
+    """The invoice plan is a saga of two steps: when the ERP refuses the payment for good,
+    the invoice the first step posted is reversed and the task FAILS holding nothing."""
+    faults = f"http://127.0.0.1:{settings.downstream_http_port}/_/faults"
     async with aiohttp.ClientSession() as http:
-        async with http.put(f"{faults}/erp", json={"outage": True}) as response:
+        async with http.put(f"{faults}/erp/payments",
+                            json={"error_rate": 1.0, "error_status": 422}) as response:
             assert response.status == 200
         try:
-            task_id = (await ingest.SubmitTask(SubmitTaskRequest(submission=sub))).task_id
-            blocked = await wait_for(ingest, task_id, {TaskStatus.TASK_STATUS_BLOCKED})
+            task_id = await run_until_executing(ingest, review, sample("invoice", 27))
+            done = await wait_for(ingest, task_id, TERMINAL)
+        finally:
+            async with http.delete(faults) as response:
+                assert response.status == 200
+    assert TaskStatus.Name(done.status) == "TASK_STATUS_FAILED", done.reason
+    calls, effects = await ledger(settings, task_id)
+    assert calls == [
+        ("POST", "/erp/invoices", "created"),
+        ("POST", "/erp/payments", "fault"),
+        ("DELETE", f"/erp/invoices/{task_id}:1-post_invoice", "reversed"),
+    ]
+    assert effects == {f"{task_id}:1-post_invoice": "reversed"}
+
+
+async def test_cancelling_an_executing_task_undoes_it(ingest: IngestServiceStub,
+                                                      review: ReviewServiceStub,
+                                                      settings: Settings) -> None:
+    """CancelTask on a task waiting between its two steps (the invoice posted, the payment
+    system down): FAILED_PRECONDITION (only the executor can stop it), then the executor
+    cancels it at once, not when the payments come back, and reverses the posted invoice."""
+    faults = f"http://127.0.0.1:{settings.downstream_http_port}/_/faults"
+    async with aiohttp.ClientSession() as http:
+        async with http.put(f"{faults}/erp/payments", json={"outage": True}) as response:
+            assert response.status == 200
+        try:
+            task_id = await run_until_executing(ingest, review, sample("invoice", 3))
+            for _ in range(600):  # parked between its steps: the payment retries ran out
+                blocked = (await ingest.GetTask(GetTaskRequest(task_id=task_id))).task
+                if (blocked.status, TaskStage.Name(blocked.stage)) == (
+                        TaskStatus.TASK_STATUS_BLOCKED, "TASK_STAGE_EXECUTING"):
+                    break
+                await asyncio.sleep(0.1)
             assert TaskStage.Name(blocked.stage) == "TASK_STAGE_EXECUTING", blocked.reason
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await ingest.CancelTask(CancelTaskRequest(task_id=task_id,
@@ -275,3 +370,8 @@ async def test_cancelling_an_executing_task_undoes_it(ingest: IngestServiceStub,
             async with http.delete(faults) as response:
                 assert response.status == 200
     assert TaskStatus.Name(done.status) == "TASK_STATUS_CANCELLED", done.reason
+    calls, effects = await ledger(settings, task_id)
+    assert calls[0] == ("POST", "/erp/invoices", "created")
+    assert {c for c in calls[1:-1]} == {("POST", "/erp/payments", "fault")}
+    assert calls[-1] == ("DELETE", f"/erp/invoices/{task_id}:1-post_invoice", "reversed")
+    assert effects == {f"{task_id}:1-post_invoice": "reversed"}

@@ -214,3 +214,53 @@ async def test_escalated_task_redriven_gets_its_escalation_again(harness: Harnes
     assert sent[0] == sent[1]  # same id (the review service dedupes), reason and detail
     assert "compensation of step 1-book failed" in sent[1].reason_detail
     assert (await harness.statuses([task_id]))[task_id][:2] == ("BLOCKED", "AWAITING_REVIEW")
+
+
+async def test_a_fault_on_one_collection_leaves_the_systems_others_alone(
+        harness: Harness) -> None:
+    """``PUT /_/faults/erp/payments``: the ERP refuses payments, its invoices still post; the
+    posted invoice is then compensated (the shipped invoice plan's saga)."""
+    (task_id,) = await harness.seed(1)
+    await harness.faults("erp/payments", error_rate=1.0, error_status=422)
+    try:
+        await harness.send([decision(task_id, "acme", [
+            http_step("1-post_invoice", "http://erp/invoices", {"amount": 10},
+                      undo="http://erp/invoices/{idempotency_key}"),
+            http_step("2-schedule_payment", "http://erp/payments", {"amount": 10})])])
+        final = await harness.wait([task_id])
+    finally:
+        await harness.clear_faults()
+    assert final[task_id][0] == "FAILED"
+    calls = [(c["method"], c["path"], c["outcome"]) for c in await harness.calls(task_id)]
+    assert calls == [
+        ("POST", "/erp/invoices", "created"),
+        ("POST", "/erp/payments", "fault"),
+        ("DELETE", f"/erp/invoices/{task_id}:1-post_invoice", "reversed"),
+    ]
+
+
+async def test_without_deduplication_a_repeated_call_lands_again_and_is_counted(
+        harness: Harness) -> None:
+    """What the executor guarantees on its own, on the downstream endpoint that ignores
+    idempotency keys: at least once, not exactly once. Calls whose answers were lost are made
+    again and land again; every call it made is counted in ``executions.attempts``."""
+    (task_id,) = await harness.seed(1)
+    step = http_step("1-count", "http://analytics/events/append", {"n": 1})
+    step.max_attempts = 2
+    await harness.faults("analytics/events", lost_response_rate=1.0)
+    await harness.send([decision(task_id, "acme", [step])])
+    # both attempts landed, neither answer arrived: parked, not failed
+    await harness.wait([task_id], lambda status, stage, reason: status == "BLOCKED",
+                       what="parked")
+    await harness.clear_faults()
+    final = await harness.wait([task_id])
+    assert final[task_id][0] == "SUCCEEDED"
+    assert harness.pool is not None
+    landed = await harness.pool.fetchval(
+        f'SELECT count(*) FROM "{harness.downstream_schema}".appends '
+        "WHERE idempotency_key = $1", f"{task_id}:1-count")
+    steps = await harness.executions(task_id)
+    # at least the two lost answers and the one that arrived; each landed as a row of its
+    # own, and each is in the executor's record: extra calls, all reported
+    assert landed >= 3
+    assert steps["1-count"][:2] == ("SUCCEEDED", landed)

@@ -365,7 +365,9 @@ def test_built_artifacts_match_their_card_when_present() -> None:
     probs = F.router_predict_proba([r["text"] for r in rows], p["weights"], p["bias"], float(p["temperature"]))
     y = np.array([F.ROUTER_CLASSES.index(r["label"]) for r in rows])
     assert round(float((probs.argmax(axis=1) == y).mean()), 6) == card["metrics"]["test"]["accuracy"]
-    assert 0.9 < card["metrics"]["test"]["accuracy"] < 0.99
+    # and it learned something: better than always answering the commonest label
+    baseline = float(np.bincount(y).max() / len(y))
+    assert card["metrics"]["test"]["accuracy"] > baseline
 
 
 # -- the shadow candidate ---------------------------------------------------------------------

@@ -11,10 +11,12 @@ from services.decision.batcher import MicroBatcher, Overloaded
 
 
 async def test_concurrent_items_share_batches_and_keep_their_results() -> None:
-    sizes: list[int] = []
+    """Whatever the timing: no batch exceeds max_batch, every item is sent exactly once, and
+    every caller gets its own item's result."""
+    batches: list[list[int]] = []
 
     async def double(items: Sequence[int]) -> list[int]:
-        sizes.append(len(items))
+        batches.append(list(items))
         await asyncio.sleep(0.01)
         return [i * 2 for i in items]
 
@@ -26,7 +28,31 @@ async def test_concurrent_items_share_batches_and_keep_their_results() -> None:
     finally:
         await batcher.stop()
     assert results == [i * 2 for i in range(100)]
-    assert max(sizes) == 16 and len(sizes) < 20
+    assert all(1 <= len(batch) <= 16 for batch in batches)
+    assert sorted(i for batch in batches for i in batch) == list(range(100))
+
+
+async def test_a_backlog_goes_out_in_full_batches() -> None:
+    """Items already waiting when the runner looks are grouped without waiting for the
+    deadline (here zero): 100 queued items are 6 full batches of 16 and one of 4, in submission order."""
+    batches: list[list[int]] = []
+
+    async def double(items: Sequence[int]) -> list[int]:
+        batches.append(list(items))
+        return [i * 2 for i in items]
+
+    batcher: MicroBatcher[int, int] = MicroBatcher("t", double, max_batch=16,
+                                                   max_delay_s=0.0, queue_limit=1000)
+    waiting = [asyncio.create_task(batcher.submit(i)) for i in range(100)]
+    await asyncio.sleep(0)  # every submit has queued its item; no runner yet
+    await batcher.start()
+    try:
+        results = await asyncio.wait_for(asyncio.gather(*waiting), 30)
+    finally:
+        await batcher.stop()
+    assert results == [i * 2 for i in range(100)]
+    assert [len(batch) for batch in batches] == [16] * 6 + [4]
+    assert [i for batch in batches for i in batch] == list(range(100))
 
 
 async def test_full_queue_pushes_back_immediately() -> None:

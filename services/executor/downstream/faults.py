@@ -1,7 +1,9 @@
 """Fault injection for the demo downstream: per-system profiles set through its own API.
 
 A profile describes how a system misbehaves (``PUT /_/faults/{system}``; ``*`` applies to
-systems without their own). Every call draws its fate from the profile of its system:
+systems without their own; ``PUT /_/faults/{system}/{collection}`` to one collection only,
+e.g. the ERP's payments but not its invoices). Every call draws its fate from the most
+specific profile that applies (collection, then system, then ``*``):
 
 * ``outage``: every call fails (HTTP 503, gRPC UNAVAILABLE), nothing is stored.
 * ``error_rate``: that fraction fails with ``error_status`` before anything is stored.
@@ -81,11 +83,12 @@ class FaultBoard:
         self.profiles: dict[str, FaultProfile] = {}
         self.rng = rng or random.Random()
 
-    def profile(self, system: str) -> FaultProfile:
-        return self.profiles.get(system) or self.profiles.get(ALL) or FaultProfile()
+    def profile(self, system: str, collection: str = "") -> FaultProfile:
+        return (collection and self.profiles.get(f"{system}/{collection}")) \
+            or self.profiles.get(system) or self.profiles.get(ALL) or FaultProfile()
 
-    def fate(self, system: str) -> Fate:
-        p = self.profile(system)
+    def fate(self, system: str, collection: str = "") -> Fate:
+        p = self.profile(system, collection)
         delay = p.latency_ms / 1000
         if p.slow_rate and self.rng.random() < p.slow_rate:
             delay += p.slow_ms / 1000

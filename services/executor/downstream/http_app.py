@@ -8,9 +8,14 @@ Business API (every write needs an ``Idempotency-Key`` header):
 * ``DELETE /{system}/{collection}/{key}``: reverse the effect stored under ``key`` (a
   compensation); 200, a repeat is a replay; 404 when there is no such effect.
 * ``GET /{system}/{collection}/{key}``: the effect.
+* ``POST /{system}/{collection}/append``: the one endpoint that does NOT deduplicate: every
+  call stores a new row in ``appends`` (201), whatever its ``Idempotency-Key`` says, as many
+  real APIs (notifications, event sinks) behave. It shows what the executor guarantees on
+  its own: each call it repeats lands again (see docs/executor.md).
 
-Operator API: ``GET /_/health``; ``GET /_/faults``; ``PUT /_/faults/{system}`` with a fault
-profile (see ``faults``; system ``*`` for every system); ``DELETE /_/faults[/{system}]``.
+Operator API: ``GET /_/health``; ``GET /_/faults``; ``PUT /_/faults/{system}[/{collection}]``
+with a fault profile (see ``faults``; system ``*`` for every system);
+``DELETE /_/faults[/{system}[/{collection}]]``.
 """
 
 from __future__ import annotations
@@ -45,9 +50,9 @@ def _names(request: web.Request) -> tuple[str, str] | web.Response:
 
 
 async def _faulted(request: web.Request, system: str, key: str) -> web.Response | int:
-    """Apply the system's fault profile; a Response when the call fails before storing,
-    else the status to fail with after storing (0: none)."""
-    fate = request.app[FAULTS].fate(system)
+    """Apply the fault profile of the call's system (or collection); a Response when the call
+    fails before storing, else the status to fail with after storing (0: none)."""
+    fate = request.app[FAULTS].fate(system, request.match_info.get("collection", ""))
     if fate.delay_s:
         await asyncio.sleep(fate.delay_s)
     if fate.fail_before:
@@ -97,6 +102,29 @@ async def write(request: web.Request) -> web.Response:
         return _error(faulted, "injected failure after the write")
     return web.json_response(effect.to_json(), status=status,
                              headers=None if created else {"Idempotent-Replayed": "true"})
+
+
+async def append(request: web.Request) -> web.Response:
+    """Store every call as a new row: no deduplication by idempotency key."""
+    names = _names(request)
+    if isinstance(names, web.Response):
+        return names
+    system, collection = names
+    key = request.headers.get("Idempotency-Key", "")
+    faulted = await _faulted(request, system, key)
+    if isinstance(faulted, web.Response):
+        return faulted
+    try:
+        body: Any = json.loads(await request.text() or "null")
+    except ValueError as exc:
+        return _error(400, f"body is not JSON: {exc}")
+    ledger = request.app[LEDGER]
+    row_id = await ledger.append(key, system, collection,
+                                 request.headers.get("X-Switchyard-Task-Id", ""), body)
+    await ledger.log("http", request.method, request.path, key, "appended", faulted or 201)
+    if faulted:
+        return _error(faulted, "injected failure after the write")
+    return web.json_response({"id": row_id, "idempotency_key": key}, status=201)
 
 
 async def reverse(request: web.Request) -> web.Response:
@@ -150,17 +178,32 @@ async def set_fault(request: web.Request) -> web.Response:
         profile = FaultProfile.from_json(await request.json())
     except ValueError as exc:  # FaultError and JSON errors alike
         return _error(400, str(exc))
-    request.app[FAULTS].profiles[system] = profile
-    return web.json_response({system: profile.to_json()})
+    name = _fault_key(request)
+    if isinstance(name, web.Response):
+        return name
+    request.app[FAULTS].profiles[name] = profile
+    return web.json_response({name: profile.to_json()})
+
+
+def _fault_key(request: web.Request) -> str | web.Response:
+    """``system`` or ``system/collection``: what a fault profile applies to."""
+    collection = request.match_info.get("collection")
+    if collection is None:
+        return request.match_info["system"]
+    if not _NAME.match(collection) or request.match_info["system"] == "*":
+        return _error(400, f"bad collection {collection!r} (a named system's collection)")
+    return f"{request.match_info['system']}/{collection}"
 
 
 async def clear_faults(request: web.Request) -> web.Response:
     board = request.app[FAULTS]
-    system = request.match_info.get("system")
-    if system is None:
+    if request.match_info.get("system") is None:
         board.profiles.clear()
     else:
-        board.profiles.pop(system, None)
+        name = _fault_key(request)
+        if isinstance(name, web.Response):
+            return name
+        board.profiles.pop(name, None)
     return web.json_response({name: p.to_json() for name, p in board.profiles.items()})
 
 
@@ -173,6 +216,9 @@ def build_app(ledger: Ledger, faults: FaultBoard) -> web.Application:
     app.router.add_put("/_/faults/{system}", set_fault)
     app.router.add_delete("/_/faults", clear_faults)
     app.router.add_delete("/_/faults/{system}", clear_faults)
+    app.router.add_put("/_/faults/{system}/{collection}", set_fault)
+    app.router.add_delete("/_/faults/{system}/{collection}", clear_faults)
+    app.router.add_post("/{system}/{collection}/append", append)
     app.router.add_post("/{system}/{collection}", write)
     app.router.add_put("/{system}/{collection}", write)
     app.router.add_delete("/{system}/{collection}/{key}", reverse)

@@ -1,5 +1,6 @@
-"""The demo downstream's ledger in PostgreSQL: effects keyed by idempotency key, and a log of
-every call (so tests and operators can see retries, replays and compensation order).
+"""The demo downstream's ledger in PostgreSQL: effects keyed by idempotency key, appends (the
+one endpoint that does not deduplicate), and a log of every call (so tests and operators can
+see retries, replays and compensation order).
 
 The downstream owns its schema (``SWITCHYARD_DOWNSTREAM_SCHEMA``, by default
 ``<postgres_schema>_downstream``) and creates it on start, like any third-party system would;
@@ -42,6 +43,15 @@ CREATE TABLE IF NOT EXISTS effects (
     created_at       timestamptz NOT NULL DEFAULT now(),
     reversed_at      timestamptz,
     reversed_by      text
+);
+CREATE TABLE IF NOT EXISTS appends (         -- the non-deduplicating endpoint: a row a call
+    id               bigserial PRIMARY KEY,
+    at               timestamptz NOT NULL DEFAULT clock_timestamp(),
+    idempotency_key  text        NOT NULL DEFAULT '',
+    system           text        NOT NULL,
+    collection       text        NOT NULL,
+    task_id          text        NOT NULL DEFAULT '',
+    body             jsonb       NOT NULL
 );
 CREATE TABLE IF NOT EXISTS calls (
     id               bigserial PRIMARY KEY,
@@ -116,6 +126,14 @@ class Ledger:
                 digest, system, collection):
             raise KeyReused(key)
         return _effect(existing), False
+
+    async def append(self, key: str, system: str, collection: str, task_id: str,
+                     body: Any) -> int:
+        """Store the call as a new row, whatever its key: no deduplication."""
+        return await self.pool.fetchval(
+            "INSERT INTO appends (idempotency_key, system, collection, task_id, body) "
+            "VALUES ($1,$2,$3,$4,$5::jsonb) RETURNING id",
+            key, system, collection, task_id, json.dumps(body))
 
     async def reverse(self, key: str, system: str, collection: str,
                       by: str) -> tuple[Effect, bool] | None:
