@@ -273,7 +273,8 @@ def test_production_policies_load_through_the_decision_loader(prod_manifests: li
         (tmp_path / name).write_text(text)
     policies = load_policies(tmp_path)
     acme = policies.for_tenant("acme-university")
-    assert acme.plans["admission_form"] == (("create_applicant", "http://sis/applicants"),)
+    (step,) = acme.plans["admission_form"]
+    assert (step.name, step.target) == ("create_applicant", "http://sis/applicants")
     assert acme.review_queue == "admissions" and acme.auto_execute_threshold == 0.9
     assert policies.default.auto_execute_threshold == 0.85
 
@@ -297,12 +298,13 @@ def test_production_settings_parse_and_name_every_plan_alias(
     policies = load_policies(tmp_path)
     for policy in (policies.default, *policies.tenants.values()):
         for steps in policy.plans.values():
-            for _, target in steps:
-                parts = urlsplit(target)
-                assert (("http" if parts.scheme.startswith("http") else parts.scheme),
-                        parts.netloc) in mapping, target
+            for step in steps:
+                for target in filter(None, (step.target, step.compensate)):
+                    parts = urlsplit(target)
+                    assert (("http" if parts.scheme.startswith("http") else parts.scheme),
+                            parts.netloc) in mapping, target
     for name in ("SWITCHYARD_ENCRYPTION_KEYS", "SWITCHYARD_INTAKE_SIGNING_KEYS",
-                 "SWITCHYARD_WEBHOOK_SIGNING_KEY"):
+                 "SWITCHYARD_WEBHOOK_SIGNING_KEY", "SWITCHYARD_MATCHING_KEY"):
         assert "secretKeyRef" in env[name]["valueFrom"]
     assert env_var("encryption_active_key") in plain
 
