@@ -317,7 +317,8 @@ class Settings:
     )
     fault_inject: str = setting(
         "", "Test-only fault: 'crash_after_commit' kills ingest between the PostgreSQL commit "
-        "and the Kafka produce. Never set in production.", group="ingest",
+        "and the Kafka produce; 'drop_cancel_status' makes CancelTask commit without producing "
+        "the CANCELLED status event (a lost event). Never set in production.", group="ingest",
     )
 
     # -- decision --------------------------------------------------------------------------

@@ -9,7 +9,9 @@ publishing a task twice (a produce that did land but was not yet marked) is harm
 Cancellation requests recorded by CancelTask but not yet published get the same treatment.
 
 It also re-drives published tasks whose records were lost afterwards (a broker that lost its
-state): see :func:`redrive_stalled`.
+state): see :func:`redrive_stalled`; and it mirrors again the terminal status of ended tasks
+that still have an open review item, because their one status event was lost: see
+:func:`remirror_endings`.
 
 Replicas coordinate with a PostgreSQL advisory lock: one reconciles, the others skip a round.
 """
@@ -28,7 +30,9 @@ from services.ingest.cancel import cancellation_from_row
 from services.ingest.publisher import Publisher
 from switchyard._payloads import TASK_ENVELOPE, PayloadError, rewrap_stale
 from switchyard._streams import TRANSIENT_ERRORS
-from switchyard._taskstore import TERMINAL, stage_value, status_value, timestamp
+from switchyard._taskstore import (
+    TERMINAL, publish_status, stage_value, status_value, timestamp,
+)
 from switchyard._topics import CANCELLATIONS
 from switchyard.v1 import CancellationRequest, StatusEvent, TaskSource
 
@@ -114,6 +118,44 @@ async def redrive_stalled(conn: asyncpg.Connection, publisher: Publisher,
     return replayed
 
 
+async def remirror_endings(conn: asyncpg.Connection, publisher: Publisher,
+                           after_s: float) -> int:
+    """Publish again the terminal status event of ended tasks whose review item is still open.
+
+    Every stage commits a status change first and produces its event afterwards, so a crash or
+    a broker error in between loses that event for good; the review service learns that a
+    task ended only from the task-status topic, so an item of a cancelled or finished task
+    would stay open forever. A task that ended ``after_s`` ago (time enough for the first
+    produce) and still has an open item (the review service withdraws it when it sees the
+    event) gets its latest status published again; repeats back off like re-drives (the
+    same ``redriven_at``/``redrives`` bookkeeping), so a review service that is down is not
+    flooded. Review withdraws idempotently, so a duplicate event is harmless.
+    """
+    rows = await conn.fetch(
+        """WITH ended AS (
+              SELECT t.task_id FROM tasks t
+               WHERE t.status IN ('SUCCEEDED', 'FAILED', 'CANCELLED')
+                 AND t.updated_at < now() - make_interval(secs => $1)
+                 AND (t.redriven_at IS NULL OR t.redriven_at < t.updated_at OR t.redriven_at
+                      < now() - make_interval(secs => $1 * 2 ^ least(t.redrives, 6)))
+                 AND t.task_id IN (SELECT r.task_id FROM review_items r
+                                    WHERE r.state IN ('BACKLOGGED', 'PENDING', 'CLAIMED'))
+               ORDER BY t.updated_at LIMIT $2 FOR UPDATE OF t SKIP LOCKED)
+            UPDATE tasks t SET redriven_at = now(), redrives = t.redrives + 1
+              FROM ended WHERE t.task_id = ended.task_id
+            RETURNING t.task_id, t.tenant_id, t.status, t.stage, t.reason, t.status_seq,
+                      t.updated_at""",
+        after_s, BATCH,
+    )
+    for row in rows:
+        await publish_status(publisher.producer, replay_event(row))
+    if rows:
+        REPUBLISHED.labels("status").inc(len(rows))
+        log.warning("reconciler mirrored again the terminal status of %d task(s) whose "
+                    "review item is still open", len(rows))
+    return len(rows)
+
+
 async def _replay(conn: asyncpg.Connection, publisher: Publisher,
                   rows: list[asyncpg.Record]) -> int:
     """Publish the rows' envelopes as replays (source REPLAY, attempt + 1)."""
@@ -163,7 +205,8 @@ async def reconcile_once(publisher: Publisher, after_s: float, redrive_after_s: 
             return 0
         try:
             published = (await reconcile_tasks(conn, publisher, after_s)
-                         + await reconcile_cancellations(conn, publisher, after_s))
+                         + await reconcile_cancellations(conn, publisher, after_s)
+                         + await remirror_endings(conn, publisher, after_s))
             if redrive_after_s > 0:
                 published += await redrive_stalled(conn, publisher, redrive_after_s)
             return published
@@ -185,4 +228,5 @@ async def run(publisher: Publisher, interval_s: float, after_s: float,
             await asyncio.sleep(interval_s)
 
 
-__all__ = ["REPUBLISHED", "publish_cancellation", "reconcile_once", "redrive_stalled", "run"]
+__all__ = ["REPUBLISHED", "publish_cancellation", "reconcile_once", "redrive_stalled",
+           "remirror_endings", "run"]
