@@ -372,6 +372,11 @@ class Settings:
         group="decision",
         minimum=1,
     )
+    drift_publish_every: int = setting(
+        200, "Model inputs between two updates of the drift (PSI) gauges (the first update "
+        "comes after this many).", group="decision",
+        minimum=1,
+    )
 
     # -- executor --------------------------------------------------------------------------
     executor_endpoints: str = setting(
