@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from services.ingest.publisher import Publisher
-from services.ingest.reconciler import redrive_stalled, remirror_endings
+from services.ingest.reconciler import EndingMirror, redrive_stalled
 from services.ingest.service import item_for
 from switchyard import Settings
 from switchyard._db import create_pool
@@ -112,10 +112,14 @@ async def test_ended_tasks_with_an_open_review_item_are_mirrored_again(
     await review_item(pool, cancelled_withdrawn, "WITHDRAWN")
     del cancelled_no_item  # ended with nothing open in review: nothing to do
 
+    mirror = EndingMirror()
     async with pool.acquire() as conn:
-        assert await remirror_endings(conn, publisher, AFTER_S) == 2
+        assert await mirror.remirror(conn, publisher, AFTER_S) == 2
         # backed off: not sent again right away, even though the items are still open
-        assert await remirror_endings(conn, publisher, AFTER_S) == 0
+        assert await mirror.remirror(conn, publisher, AFTER_S) == 0
+    # re-drive bookkeeping is untouched: these tasks were not re-driven
+    assert not await pool.fetchval("SELECT count(*) FROM tasks WHERE redrives > 0 "
+                                   "AND status IN ('CANCELLED', 'FAILED')")
 
     def terminal(records: list) -> dict[str, StatusEvent]:
         events = (StatusEvent.FromString(r.value) for r in records)
