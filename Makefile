@@ -28,7 +28,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,stack]'
 	@touch $@
 
-demo: setup
+# The demo needs neither promtool nor chromium (only the tests drive them).
+demo: $(STAMP) models
 	$(BIN)/switchyard demo --with-stack
 
 test: setup

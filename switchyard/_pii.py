@@ -1,15 +1,14 @@
-"""PII minimisation: find personal data in text and redact or tokenise it.
+"""PII minimisation: find personal data in text and redact it.
 
 Detectors are deliberately precise (card numbers must pass the Luhn check, IBANs the mod-97
 check) so redaction does not shred invoice numbers and amounts that reviewers and models need.
-Tokenising replaces a value with a keyed hash (HMAC), so the same email always maps to the same
-token within a tenant: joins and deduplication still work, the value itself is gone.
+A finding is replaced by a label of its kind (``[EMAIL REDACTED]``); nothing of the value is
+kept, so redacted text cannot be joined on it either. (Matching values without keeping them
+is the job of the keyed hashes in ``switchyard/_dataclass.py``, not of this module.)
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -73,21 +72,15 @@ class Finding:
 
 
 class Redactor:
-    """Applies the configured detectors; ``mode`` is 'redact' or 'tokenize'."""
+    """Applies the configured detectors, replacing each finding by its kind's label."""
 
-    def __init__(self, kinds: Iterable[str] = tuple(DETECTORS), mode: str = "redact",
-                 key: bytes = b"", name_fields: Iterable[str] = ()) -> None:
+    def __init__(self, kinds: Iterable[str] = tuple(DETECTORS),
+                 name_fields: Iterable[str] = ()) -> None:
         unknown = set(kinds) - set(DETECTORS)
         if unknown:
             raise ValueError(f"unknown PII detectors {sorted(unknown)}; "
                              f"choose from {sorted(DETECTORS)}")
-        if mode not in {"redact", "tokenize"}:
-            raise ValueError("PII mode must be 'redact' or 'tokenize'")
-        if mode == "tokenize" and not key:
-            raise ValueError("tokenize mode needs a key")
         self.detectors = [DETECTORS[k] for k in DETECTORS if k in set(kinds)]
-        self.mode = mode
-        self.key = key
         self.name_fields = {f.lower() for f in name_fields}
 
     def find(self, text: str) -> list[Finding]:
@@ -102,17 +95,16 @@ class Redactor:
                 taken.append(Finding(detector.kind, match.start(), match.end()))
         return sorted(taken, key=lambda f: f.start)
 
-    def replacement(self, kind: str, value: str) -> str:
-        if self.mode == "tokenize":
-            token = hmac.new(self.key, value.encode(), hashlib.sha256).hexdigest()[:16]
-            return f"[{kind}:{token}]"
+    @staticmethod
+    def replacement(kind: str) -> str:
+        """What a finding of ``kind`` becomes: its label, nothing of the value."""
         return f"[{kind.upper()} REDACTED]"
 
     def text(self, text: str) -> str:
         out, last = [], 0
         for finding in self.find(text):
             out.append(text[last:finding.start])
-            out.append(self.replacement(finding.kind, text[finding.start:finding.end]))
+            out.append(self.replacement(finding.kind))
             last = finding.end
         out.append(text[last:])
         return "".join(out)
@@ -122,7 +114,7 @@ class Redactor:
         result: dict[str, Any] = {}
         for key, value in values.items():
             if key.lower() in self.name_fields and isinstance(value, str) and value:
-                result[key] = self.replacement("name", value)
+                result[key] = self.replacement("name")
             else:
                 result[key] = self._value(value)
         return result

@@ -317,7 +317,8 @@ class Settings:
     )
     fault_inject: str = setting(
         "", "Test-only fault: 'crash_after_commit' kills ingest between the PostgreSQL commit "
-        "and the Kafka produce. Never set in production.", group="ingest",
+        "and the Kafka produce; 'drop_cancel_status' makes CancelTask commit without producing "
+        "the CANCELLED status event (a lost event). Never set in production.", group="ingest",
     )
 
     # -- decision --------------------------------------------------------------------------
@@ -369,6 +370,11 @@ class Settings:
     drift_window: int = setting(
         2000, "Recent inputs the drift (PSI) gauges compare with the training baseline.",
         group="decision",
+        minimum=1,
+    )
+    drift_publish_every: int = setting(
+        200, "Model inputs between two updates of the drift (PSI) gauges (the first update "
+        "comes after this many).", group="decision",
         minimum=1,
     )
 

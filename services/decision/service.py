@@ -293,9 +293,9 @@ async def setup(ctx: ServiceContext) -> None:
         router_batcher, policies, risk=risk_batcher, history=history,
         shadow=shadow,
         router_drift=DriftMonitor.from_model_card(_card(s, "document_router", s.router_version),
-                                                  s.drift_window),
+                                                  s.drift_window, s.drift_publish_every),
         risk_drift=DriftMonitor.from_model_card(_card(s, "invoice_risk", s.invoice_risk_version),
-                                                s.drift_window),
+                                                s.drift_window, s.drift_publish_every),
     )
     for b in (router_batcher, risk_batcher):
         await b.start()

@@ -29,7 +29,7 @@ from switchyard.v1 import StatusEvent, TaskEnvelope
 log = logging.getLogger(__name__)
 
 #: Values SWITCHYARD_FAULT_INJECT may take (test-only; see docs/settings.md).
-FAULTS = ("", "crash_after_commit")
+FAULTS = ("", "crash_after_commit", "drop_cancel_status")
 #: Exit status of a process killed by the crash_after_commit fault, so tests can tell.
 CRASH_EXIT_CODE = 86
 

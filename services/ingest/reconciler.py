@@ -9,7 +9,9 @@ publishing a task twice (a produce that did land but was not yet marked) is harm
 Cancellation requests recorded by CancelTask but not yet published get the same treatment.
 
 It also re-drives published tasks whose records were lost afterwards (a broker that lost its
-state): see :func:`redrive_stalled`.
+state): see :func:`redrive_stalled`; and it mirrors again the terminal status of ended tasks
+that still have an open review item, because their one status event was lost: see
+:class:`EndingMirror`.
 
 Replicas coordinate with a PostgreSQL advisory lock: one reconciles, the others skip a round.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 
 import asyncpg
@@ -28,7 +31,9 @@ from services.ingest.cancel import cancellation_from_row
 from services.ingest.publisher import Publisher
 from switchyard._payloads import TASK_ENVELOPE, PayloadError, rewrap_stale
 from switchyard._streams import TRANSIENT_ERRORS
-from switchyard._taskstore import TERMINAL, stage_value, status_value, timestamp
+from switchyard._taskstore import (
+    TERMINAL, publish_status, stage_value, status_value, timestamp,
+)
 from switchyard._topics import CANCELLATIONS
 from switchyard.v1 import CancellationRequest, StatusEvent, TaskSource
 
@@ -114,6 +119,55 @@ async def redrive_stalled(conn: asyncpg.Connection, publisher: Publisher,
     return replayed
 
 
+class EndingMirror:
+    """Publishes again the terminal status event of ended tasks whose review item is still open.
+
+    Every stage commits a status change first and produces its event afterwards, so a crash or
+    a broker error in between loses that event for good; the review service learns that a
+    task ended only from the task-status topic, so an item of a cancelled or finished task
+    would stay open forever. A task that ended ``after_s`` ago (time enough for the first
+    produce) and still has an open item (the review service withdraws it when it sees the
+    event) gets its latest status published again. Repeats for the same task wait twice as
+    long as the last (remembered in this process only: a replica that takes the reconciler
+    over may send one more copy), so a review service that is down is not flooded. The
+    review service withdraws idempotently, so a duplicate event is harmless.
+    """
+
+    def __init__(self) -> None:
+        #: task id -> (when it was last mirrored again, monotonic; how many times)
+        self._sent: dict[str, tuple[float, int]] = {}
+
+    async def remirror(self, conn: asyncpg.Connection, publisher: Publisher,
+                       after_s: float) -> int:
+        """One round; returns how many status events were published again."""
+        rows = await conn.fetch(
+            "SELECT t.task_id, t.tenant_id, t.status, t.stage, t.reason, t.status_seq, "
+            "t.updated_at FROM tasks t WHERE t.status = ANY($3::text[]) "
+            "AND t.updated_at < now() - make_interval(secs => $1) "
+            "AND t.task_id IN (SELECT r.task_id FROM review_items r "
+            "                   WHERE r.state IN ('BACKLOGGED', 'PENDING', 'CLAIMED')) "
+            "ORDER BY t.updated_at LIMIT $2",
+            after_s, BATCH, list(TERMINAL),
+        )
+        now = time.monotonic()
+        open_now = {str(r["task_id"]) for r in rows}
+        for gone in set(self._sent) - open_now:  # withdrawn since: forget it
+            del self._sent[gone]
+        due = []
+        for row in rows:
+            last = self._sent.get(str(row["task_id"]))
+            if last is None or now - last[0] >= after_s * 2 ** min(last[1], 6):
+                due.append(row)
+                self._sent[str(row["task_id"])] = (now, (last[1] if last else 0) + 1)
+        for row in due:
+            await publish_status(publisher.producer, replay_event(row))
+        if due:
+            REPUBLISHED.labels("status").inc(len(due))
+            log.warning("reconciler mirrored again the terminal status of %d task(s) whose "
+                        "review item is still open", len(due))
+        return len(due)
+
+
 async def _replay(conn: asyncpg.Connection, publisher: Publisher,
                   rows: list[asyncpg.Record]) -> int:
     """Publish the rows' envelopes as replays (source REPLAY, attempt + 1)."""
@@ -155,15 +209,17 @@ async def publish_cancellation(publisher: Publisher, request: CancellationReques
     )
 
 
-async def reconcile_once(publisher: Publisher, after_s: float, redrive_after_s: float = 0.0
-                         ) -> int:
+async def reconcile_once(publisher: Publisher, after_s: float, redrive_after_s: float = 0.0,
+                         endings: EndingMirror | None = None) -> int:
     """One round; returns how many records were published (0 when another replica holds it)."""
     async with publisher.pool.acquire() as conn:
         if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_KEY):
             return 0
         try:
             published = (await reconcile_tasks(conn, publisher, after_s)
-                         + await reconcile_cancellations(conn, publisher, after_s))
+                         + await reconcile_cancellations(conn, publisher, after_s)
+                         + await (endings or EndingMirror()).remirror(conn, publisher,
+                                                                      after_s))
             if redrive_after_s > 0:
                 published += await redrive_stalled(conn, publisher, redrive_after_s)
             return published
@@ -175,9 +231,10 @@ async def run(publisher: Publisher, interval_s: float, after_s: float,
               redrive_after_s: float = 0.0) -> None:
     """Reconcile forever: at start (a restart after a crash is when it matters), then every
     ``interval_s``; a full batch goes again at once."""
+    endings = EndingMirror()
     while True:
         try:
-            published = await reconcile_once(publisher, after_s, redrive_after_s)
+            published = await reconcile_once(publisher, after_s, redrive_after_s, endings)
         except TRANSIENT_ERRORS as exc:
             log.warning("reconciler round failed, retrying: %r", exc)
             published = 0
@@ -185,4 +242,5 @@ async def run(publisher: Publisher, interval_s: float, after_s: float,
             await asyncio.sleep(interval_s)
 
 
-__all__ = ["REPUBLISHED", "publish_cancellation", "reconcile_once", "redrive_stalled", "run"]
+__all__ = ["REPUBLISHED", "EndingMirror", "publish_cancellation", "reconcile_once",
+           "redrive_stalled", "run"]

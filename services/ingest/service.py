@@ -291,8 +291,12 @@ class IngestServicer(IngestServiceServicer):
                                 trailing_metadata=status_details(code, message, detail))
         assert isinstance(outcome, Cancelled)
         try:
-            await publish_status(self.publisher.producer, outcome.change.event)
-        except TRANSIENT_ERRORS as exc:  # committed; watches and webhooks read PostgreSQL
+            if self.settings.fault_inject == "drop_cancel_status":
+                log.critical("fault injection: drop_cancel_status, CANCELLED event not produced")
+            else:
+                await publish_status(self.publisher.producer, outcome.change.event)
+        except TRANSIENT_ERRORS as exc:  # committed; watches and webhooks read PostgreSQL,
+            # and the reconciler mirrors it again if a review item of the task stays open
             log.warning("CANCELLED status event not mirrored to Kafka: %r", exc)
         row = await store.load_task(self.pool, task_id)
         return CancelTaskResponse(task=(await self._tasks([row], context))[0])

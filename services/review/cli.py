@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--reason", default="")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="a corrected field value (repeatable); makes the verdict MODIFY")
-    p = sub.add_parser("reject", help="reject: the task is cancelled")
+    p = sub.add_parser("reject", help="reject: the task ends FAILED (rejected:<rule>)")
     p.add_argument("item_id")
     p.add_argument("--reason", required=True)
 

@@ -2,8 +2,11 @@
 escalation that arrives later is never admitted.
 
 The review service does not read ingest's tables to find out whether a task is still alive:
-every status change is mirrored to the compacted ``task-status`` topic, and this agent keeps
-the terminal ones in ``review_ended_tasks``. A terminal event closes every open item of its
+every status change is produced to the compacted ``task-status`` topic after its commit, and
+this agent keeps the terminal ones in ``review_ended_tasks``. An event lost between the commit
+and the produce (a crash, a broker error) is produced again by ingest's reconciler while the
+task still has an open item here (``services/ingest/reconciler.py:EndingMirror``), so
+an item never waits for good on a task that ended; duplicates change nothing. A terminal event closes every open item of its
 task as ``WITHDRAWN`` (resolution ``withdrawn:<status>``, one audit record per item), whether
 a client cancelled it or it ended some other way. Escalations and status events travel on
 different topics, so either may come first; both sides take the same per-task advisory lock,

@@ -121,7 +121,8 @@ class IngestServiceServicer(object):
 
     def RegisterWebhook(self, request, context):
         """Register a URL that receives every status change of the tenant's tasks as a signed
-        HTTP POST (retried with backoff until it answers 2xx).
+        HTTP POST (retried with backoff until it answers 2xx, in all at most
+        SWITCHYARD_WEBHOOK_MAX_ATTEMPTS attempts; then the delivery is marked failed).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -74,7 +74,8 @@ class IngestServiceStub:
         switchyard.v1.ingest_service_pb2.RegisterWebhookResponse,
     ]
     """Register a URL that receives every status change of the tenant's tasks as a signed
-    HTTP POST (retried with backoff until it answers 2xx).
+    HTTP POST (retried with backoff until it answers 2xx, in all at most
+    SWITCHYARD_WEBHOOK_MAX_ATTEMPTS attempts; then the delivery is marked failed).
     """
 
     DeleteWebhook: grpc.UnaryUnaryMultiCallable[
@@ -139,7 +140,8 @@ class IngestServiceAsyncStub:
         switchyard.v1.ingest_service_pb2.RegisterWebhookResponse,
     ]
     """Register a URL that receives every status change of the tenant's tasks as a signed
-    HTTP POST (retried with backoff until it answers 2xx).
+    HTTP POST (retried with backoff until it answers 2xx, in all at most
+    SWITCHYARD_WEBHOOK_MAX_ATTEMPTS attempts; then the delivery is marked failed).
     """
 
     DeleteWebhook: grpc.aio.UnaryUnaryMultiCallable[
@@ -220,7 +222,8 @@ class IngestServiceServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[switchyard.v1.ingest_service_pb2.RegisterWebhookResponse, collections.abc.Awaitable[switchyard.v1.ingest_service_pb2.RegisterWebhookResponse]]:
         """Register a URL that receives every status change of the tenant's tasks as a signed
-        HTTP POST (retried with backoff until it answers 2xx).
+        HTTP POST (retried with backoff until it answers 2xx, in all at most
+        SWITCHYARD_WEBHOOK_MAX_ATTEMPTS attempts; then the delivery is marked failed).
         """
 
     @abc.abstractmethod

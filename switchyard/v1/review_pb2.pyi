@@ -174,7 +174,11 @@ class Escalation(google.protobuf.message.Message):
 
     @property
     def task(self) -> switchyard.v1.task_pb2.TaskEnvelope:
-        """The task as submitted (redacted for reviewers without the right role)."""
+        """The task as submitted. The record on this topic is not redacted; with
+        SWITCHYARD_REVIEW_REDACT_PII on, the review service redacts personal data in the
+        document and metadata before it stores the item, and every caller sees that copy,
+        whatever its role.
+        """
 
     def __init__(
         self,

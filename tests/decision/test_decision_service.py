@@ -67,6 +67,7 @@ POLICIES = {
     """,
 }
 RECEIVED = {"received_date": "2026-11-22"}
+DRIFT_EVERY = 10
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,8 @@ def decision_settings(settings: Settings, tmp_path_factory: pytest.TempPathFacto
     policy_dir = tmp_path_factory.mktemp("policies")
     for name, text in POLICIES.items():
         (policy_dir / name).write_text(text)
-    return settings.replace(policy_dir=str(policy_dir))
+    # drift gauges after every 10 model inputs, so the Kafka test's 43 tasks must show them
+    return settings.replace(policy_dir=str(policy_dir), drift_publish_every=DRIFT_EVERY)
 
 
 @pytest.fixture(scope="module")
@@ -322,7 +324,13 @@ async def test_kafka_path_decides_records_history_shadow_and_metrics(
         'shadow_version="1.1.0"}',
     ):
         assert needle in metrics, needle
-    assert "switchyard_input_drift_psi{" in metrics or len(ids) < 200  # published every 200
+    # the router saw more than DRIFT_EVERY inputs: its PSI gauges exist, one per feature
+    assert len(ids) > DRIFT_EVERY
+    drift = [line for line in metrics.splitlines()
+             if line.startswith("switchyard_input_drift_psi{")
+             and 'model="document_router"' in line and 'version="1.0.0"' in line]
+    assert drift, "no drift gauge for document_router 1.0.0"
+    assert all(float(line.rsplit(" ", 1)[1]) >= 0 for line in drift)
 
 
 def test_invalid_policies_stop_the_service_with_clear_errors(decision_settings: Settings,

@@ -1,5 +1,6 @@
 """The reconciler's re-drive: published, unfinished tasks whose records were lost are
-published again from PostgreSQL, unless something durable owns them; repeats back off.
+published again from PostgreSQL, unless something durable owns them; repeats back off. And its
+re-mirror: an ended task whose review item is still open gets its terminal status event again.
 
 Drives ``redrive_stalled`` in-process against the real PostgreSQL and broker, with task rows
 put in each state the way the services leave them. The chaos suite (tests/chaos) covers the
@@ -15,13 +16,13 @@ import asyncpg
 import pytest
 
 from services.ingest.publisher import Publisher
-from services.ingest.reconciler import redrive_stalled
+from services.ingest.reconciler import EndingMirror, redrive_stalled
 from services.ingest.service import item_for
 from switchyard import Settings
 from switchyard._db import create_pool
 from switchyard._kafka import Producer
-from switchyard._topics import TASKS
-from switchyard.v1 import TaskEnvelope, TaskSource
+from switchyard._topics import TASK_STATUS, TASKS
+from switchyard.v1 import StatusEvent, TaskEnvelope, TaskSource, TaskStatus
 from tests.ingest.helpers import read_topic, submission
 
 AFTER_S = 60.0
@@ -91,6 +92,53 @@ async def test_repeats_back_off_exponentially(publisher: Publisher) -> None:
                 " WHERE task_id = $1", uuid.UUID(task), redrives, float(ago_s))
             assert await redrive_stalled(conn, publisher, AFTER_S) == expected, \
                 (redrives, ago_s)
+
+
+async def test_ended_tasks_with_an_open_review_item_are_mirrored_again(
+        settings: Settings, publisher: Publisher) -> None:
+    """A lost terminal status event would leave the task's review item open forever."""
+    pool = publisher.pool
+    await pool.execute("DELETE FROM review_items")  # the other tests' items: not in play here
+    cancelled_in_review = await accepted_task(publisher, "CANCELLED", "DONE")
+    failed_in_review = await accepted_task(publisher, "FAILED", "DONE")
+    cancelled_withdrawn = await accepted_task(publisher, "CANCELLED", "DONE")
+    cancelled_no_item = await accepted_task(publisher, "CANCELLED", "DONE")
+    blocked_in_review = await accepted_task(publisher, "BLOCKED", "AWAITING_REVIEW")
+    just_cancelled = await accepted_task(publisher, "CANCELLED", "DONE")
+    await pool.execute("UPDATE tasks SET updated_at = now(), status_seq = 7 WHERE task_id = $1",
+                       uuid.UUID(just_cancelled))  # its own event may still be on its way
+    for task in (cancelled_in_review, failed_in_review, blocked_in_review, just_cancelled):
+        await review_item(pool, task, "PENDING")
+    await review_item(pool, cancelled_withdrawn, "WITHDRAWN")
+    del cancelled_no_item  # ended with nothing open in review: nothing to do
+
+    mirror = EndingMirror()
+    async with pool.acquire() as conn:
+        assert await mirror.remirror(conn, publisher, AFTER_S) == 2
+        # backed off: not sent again right away, even though the items are still open
+        assert await mirror.remirror(conn, publisher, AFTER_S) == 0
+    # re-drive bookkeeping is untouched: these tasks were not re-driven
+    assert not await pool.fetchval("SELECT count(*) FROM tasks WHERE redrives > 0 "
+                                   "AND status IN ('CANCELLED', 'FAILED')")
+
+    def terminal(records: list) -> dict[str, StatusEvent]:
+        events = (StatusEvent.FromString(r.value) for r in records)
+        return {e.task_id: e for e in events if e.service == "ingest"
+                and e.status in (TaskStatus.TASK_STATUS_CANCELLED, TaskStatus.TASK_STATUS_FAILED)}
+
+    records = await read_topic(settings, TASK_STATUS, lambda got: len(terminal(got)) >= 2)
+    mirrored = terminal(records)
+    assert set(mirrored) == {cancelled_in_review, failed_in_review}
+    assert mirrored[cancelled_in_review].status == TaskStatus.TASK_STATUS_CANCELLED
+    assert mirrored[failed_in_review].status == TaskStatus.TASK_STATUS_FAILED
+
+
+async def review_item(pool: asyncpg.Pool, task_id: str, state: str) -> None:
+    """A review item of the task, as the review service stores it."""
+    await pool.execute(
+        "INSERT INTO review_items (item_id, escalation_id, task_id, tenant_id, queue, priority,"
+        " base_priority, reason, state, escalation) VALUES ($1, $2, $3, 'acme', 'default', 1, "
+        "1, 'LOW_CONFIDENCE', $4, '')", uuid.uuid4(), uuid.uuid4(), uuid.UUID(task_id), state)
 
 
 async def own(pool: asyncpg.Pool, in_review: str, executing: str, held: str) -> None:
