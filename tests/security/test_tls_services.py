@@ -7,7 +7,7 @@ under mutual TLS; the stack's own health checks must get through (``SWITCHYARD_C
 Then: a plaintext client and a client without a certificate are refused, a client with the
 CA and a certificate is served; the review console answers over HTTPS only and only to a
 client certificate; ``switchyard review list``, ``breakers``, ``health`` and ``status`` work
-over mutual TLS. One ingest process with TLS but no client CA checks plain TLS.
+over mutual TLS, and ``switchyard demo`` runs through them. One ingest process with TLS but no client CA checks plain TLS.
 """
 
 from __future__ import annotations
@@ -57,11 +57,10 @@ def settings(settings: Settings, pki: Pki) -> Settings:
 @pytest.fixture(scope="module")
 def services(settings: Settings, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[EmbeddedStack]:
-    """Ingest, executor (with the demo downstream) and review as ``switchyard up`` starts
-    them; ``start`` returns only once the stack's health checks saw each one SERVING."""
+    """The four services (and the demo downstream) as ``switchyard up`` starts them; ``start``
+    returns only once the stack's health checks saw each one SERVING."""
     stack = EmbeddedStack(settings, tmp_path_factory.mktemp("tls-services"), components=(),
-                          services=service_specs(settings,
-                                                 ("downstream", "ingest", "executor", "review")))
+                          services=service_specs(settings))
     stack.start(timeout_s=120)
     try:
         yield stack
@@ -93,8 +92,8 @@ async def health(target: str, **tls: str) -> str:
 @pytest.mark.usefixtures("services")
 async def test_mutual_tls_refuses_plaintext_and_certless_clients(settings: Settings,
                                                                   pki: Pki) -> None:
-    for port in (settings.ingest_grpc_port, settings.executor_grpc_port,
-                 settings.review_grpc_port):
+    for port in (settings.ingest_grpc_port, settings.decision_grpc_port,
+                 settings.executor_grpc_port, settings.review_grpc_port):
         target = f"127.0.0.1:{port}"
         assert await health(target) == "UNAVAILABLE"
         assert await health(target, ca_file=str(pki.ca)) == "UNAVAILABLE"
@@ -152,6 +151,15 @@ def test_review_list_and_breakers_speak_mutual_tls(settings: Settings) -> None:
     assert refused.returncode == 1 and "UNAVAILABLE" in refused.stderr
 
 
+@pytest.mark.usefixtures("services")
+def test_demo_runs_over_mutual_tls(settings: Settings) -> None:
+    """``switchyard demo`` submits, reviews (its reviewer bot) and waits for every task over
+    the client TLS settings; it exits 0 only when every accepted task ended."""
+    demo = cli(settings, "demo", "--tasks", "6", "--seed", "3")
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "submitted 6 tasks" in demo.stdout and "what happened" in demo.stdout, demo.stdout
+
+
 def test_health_and_status_use_the_client_tls_settings(settings: Settings,
                                                        services: EmbeddedStack) -> None:
     targets = [f"127.0.0.1:{settings.ingest_grpc_port}",
@@ -162,7 +170,7 @@ def test_health_and_status_use_the_client_tls_settings(settings: Settings,
 
     status = cli(settings, "status", "--json", SWITCHYARD_STATE_DIR=str(services.state_dir))
     rows = {row["name"]: row for row in json.loads(status.stdout)}
-    assert {"ingest", "executor", "review", "downstream"} <= rows.keys()
+    assert {"ingest", "decision", "executor", "review", "downstream"} <= rows.keys()
     assert all(row["healthy"] for row in rows.values()), rows
     assert status.returncode == 0
 
