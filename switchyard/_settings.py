@@ -585,12 +585,14 @@ class Settings:
         group="telemetry",
     )
     tls_cert_file: str = setting(
-        "", "PEM certificate chain every gRPC server presents. Empty: plaintext.", group="auth"
+        "", "PEM certificate chain every gRPC server and the review console (HTTPS) present. "
+        "Empty: plaintext.", group="auth"
     )
     tls_key_file: str = setting("", "PEM private key for tls_cert_file.", group="auth",
                                 secret=True)
     tls_client_ca_file: str = setting(
-        "", "PEM CA bundle; when set, servers require client certificates (mutual TLS).",
+        "", "PEM CA bundle; when set, the gRPC servers and the review console require client "
+        "certificates from it (mutual TLS). Needs tls_cert_file.",
         group="auth",
     )
     encryption_keys: str = setting(

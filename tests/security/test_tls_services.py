@@ -26,7 +26,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from switchyard import Settings
-from switchyard._grpc import create_channel
+from switchyard._grpc import ClientTls, ServerTls, create_channel
 from switchyard._launcher import service_specs, up
 from switchyard.stack import EmbeddedStack, StackError, free_port
 from switchyard.v1 import IngestServiceStub, SubmitTaskRequest
@@ -205,3 +205,19 @@ def test_up_refuses_server_tls_without_client_tls(pki: Pki, tmp_path: Path) -> N
     with pytest.raises(StackError, match="SWITCHYARD_CLIENT_TLS_CERT_FILE"):
         service_specs(mutual)
     assert up(server_only) == 1  # refused before anything starts
+
+
+def test_half_configured_tls_is_refused_with_the_setting_to_fix(pki: Pki) -> None:
+    """Settings that would silently fall back to plaintext (or never connect) are refused."""
+    with pytest.raises(ValueError, match="SWITCHYARD_TLS_CERT_FILE is not"):
+        ServerTls.from_settings(Settings(tls_client_ca_file=str(pki.ca)))
+    with pytest.raises(ValueError, match="SWITCHYARD_TLS_KEY_FILE is not"):
+        ServerTls.from_settings(Settings(tls_cert_file=str(pki.server_cert)))
+    with pytest.raises(ValueError, match="go together"):
+        ClientTls.from_settings(Settings(client_tls_ca_file=str(pki.ca),
+                                         client_tls_cert_file=str(pki.client_cert)))
+    with pytest.raises(ValueError, match="need SWITCHYARD_CLIENT_TLS_CA_FILE"):
+        ClientTls.from_settings(Settings(client_tls_cert_file=str(pki.client_cert),
+                                         client_tls_key_file=str(pki.client_key)))
+    assert ServerTls.from_settings(Settings()) is None
+    assert ClientTls.from_settings(Settings()) is None
