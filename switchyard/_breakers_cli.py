@@ -1,7 +1,8 @@
 """``switchyard breakers``: the executor's circuit breakers, through its admin gRPC API.
 
 The executor answers from the state every replica shares (PostgreSQL), so asking any one
-replica shows the whole deployment.
+replica shows the whole deployment. Like every command-line client it sends
+``SWITCHYARD_CLIENT_API_KEY`` (or ``--api-key``) and speaks TLS from ``SWITCHYARD_CLIENT_TLS_*``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from google.protobuf.json_format import MessageToDict
 from rich.console import Console
 from rich.table import Table
 
-from switchyard._grpc import create_channel
+from switchyard._grpc import client_channel
 from switchyard._settings import Settings
 from switchyard.v1 import (
     BreakerState,
@@ -52,8 +53,8 @@ def render(states: list[BreakerState]) -> Table:
     return table
 
 
-async def _call(target: str, api_key: str | None, reset: str | None) -> list[BreakerState]:
-    channel = create_channel(target, api_key)
+async def _call(settings: Settings, target: str, reset: str | None) -> list[BreakerState]:
+    channel = client_channel(settings, target)
     try:
         stub = ExecutorAdminServiceStub(channel)
         if reset:
@@ -65,9 +66,16 @@ async def _call(target: str, api_key: str | None, reset: str | None) -> list[Bre
 
 def run(settings: Settings, target: str | None, api_key: str | None, reset: str | None,
         as_json: bool) -> int:
+    """List (or ``reset`` one of) the breakers; ``api_key`` overrides
+    ``SWITCHYARD_CLIENT_API_KEY``, TLS comes from ``SWITCHYARD_CLIENT_TLS_*``."""
     address = target or f"127.0.0.1:{settings.executor_grpc_port}"
+    if api_key:
+        settings = settings.replace(client_api_key=api_key)
     try:
-        states = asyncio.run(_call(address, api_key, reset))
+        states = asyncio.run(_call(settings, address, reset))
+    except (ValueError, OSError) as exc:
+        print(f"switchyard breakers: client TLS: {exc}", file=sys.stderr)
+        return 2
     except grpc.aio.AioRpcError as exc:
         print(f"switchyard breakers: {address}: {exc.code().name}: {exc.details()}",
               file=sys.stderr)

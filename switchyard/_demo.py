@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from switchyard._grpc import create_channel, field_violations
+from switchyard._grpc import client_channel, field_violations
 from switchyard._settings import Settings
 from switchyard._taskstore import is_terminal
 from switchyard.v1 import (
@@ -191,8 +191,8 @@ def summary_table(tally: Tally, elapsed_s: float) -> Table:
 
 async def run_workload(settings: Settings, tasks: int, seed: int, console: Console) -> Tally:
     tally = Tally()
-    ingest_channel = create_channel(f"127.0.0.1:{settings.ingest_grpc_port}")
-    review_channel = create_channel(f"127.0.0.1:{settings.review_grpc_port}")
+    ingest_channel = client_channel(settings, f"127.0.0.1:{settings.ingest_grpc_port}")
+    review_channel = client_channel(settings, f"127.0.0.1:{settings.review_grpc_port}")
     ingest = IngestServiceStub(ingest_channel)
     review = ReviewServiceStub(review_channel)
     stop = asyncio.Event()
@@ -225,8 +225,8 @@ def run_demo(settings: Settings, tasks: int = 200, seed: int = 7, with_stack: bo
     from switchyard._launcher import build_stack, print_endpoints
     from switchyard.stack import StackError
 
-    stack = build_stack(settings)
     try:
+        stack = build_stack(settings)
         stack.start()
     except StackError as exc:
         console.print(f"[red]could not start the embedded stack:[/red] {escape(str(exc))}")

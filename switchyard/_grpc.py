@@ -9,8 +9,10 @@ only their domain logic.
 from __future__ import annotations
 
 import math
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -343,18 +345,99 @@ async def start_server(settings: Settings, service: str, port: int,
     return grpc_server
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """The TLS files every Switchyard server presents, read from settings in this one place
+    (the gRPC servers' credentials and the review console's HTTPS context both come from it).
+
+    ``client_ca_file`` set means mutual TLS: a client without a certificate from that CA is
+    refused during the handshake.
+    """
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ServerTls | None:
+        """None when ``SWITCHYARD_TLS_CERT_FILE`` is empty (plaintext)."""
+        if not settings.tls_cert_file:
+            if settings.tls_client_ca_file:
+                raise ValueError("SWITCHYARD_TLS_CLIENT_CA_FILE is set but "
+                                 "SWITCHYARD_TLS_CERT_FILE is not (mutual TLS needs TLS)")
+            return None
+        if not settings.tls_key_file:
+            raise ValueError("SWITCHYARD_TLS_CERT_FILE is set but SWITCHYARD_TLS_KEY_FILE "
+                             "is not")
+        return cls(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
+
+    def grpc_credentials(self) -> grpc.ServerCredentials:
+        chain = Path(self.cert_file).read_bytes()
+        key = Path(self.key_file).read_bytes()
+        client_ca = Path(self.client_ca_file).read_bytes() if self.client_ca_file else None
+        return grpc.ssl_server_credentials([(key, chain)], root_certificates=client_ca,
+                                           require_client_auth=client_ca is not None)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The same certificate, key and client CA for an HTTPS server (TLS 1.2 or later)."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.cert_file, self.key_file)
+        if self.client_ca_file:
+            context.load_verify_locations(cafile=self.client_ca_file)
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
+
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     """TLS from settings; mutual TLS (client certificate required) when a client CA is set."""
-    if not settings.tls_cert_file:
-        return None
-    if not settings.tls_key_file:
-        raise ValueError("SWITCHYARD_TLS_CERT_FILE is set but SWITCHYARD_TLS_KEY_FILE is not")
-    chain = Path(settings.tls_cert_file).read_bytes()
-    key = Path(settings.tls_key_file).read_bytes()
-    client_ca = Path(settings.tls_client_ca_file).read_bytes() \
-        if settings.tls_client_ca_file else None
-    return grpc.ssl_server_credentials([(key, chain)], root_certificates=client_ca,
-                                       require_client_auth=client_ca is not None)
+    tls = ServerTls.from_settings(settings)
+    return tls.grpc_credentials() if tls else None
+
+
+def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The HTTPS counterpart of :func:`server_credentials` (same files, same mutual TLS)."""
+    tls = ServerTls.from_settings(settings)
+    return tls.ssl_context() if tls else None
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """How a client reaches TLS servers: the CA that signed their certificates, and for
+    mutual TLS a client certificate and key. Command-line clients and the embedded stack's
+    health checks take it from the ``SWITCHYARD_CLIENT_TLS_*`` settings."""
+
+    ca_file: str
+    cert_file: str = ""
+    key_file: str = ""
+    server_name: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ClientTls | None:
+        """None when ``SWITCHYARD_CLIENT_TLS_CA_FILE`` is empty (plaintext)."""
+        if not settings.client_tls_ca_file:
+            if settings.client_tls_cert_file or settings.client_tls_key_file:
+                raise ValueError("SWITCHYARD_CLIENT_TLS_CERT_FILE/_KEY_FILE need "
+                                 "SWITCHYARD_CLIENT_TLS_CA_FILE (the CA of the servers)")
+            return None
+        if bool(settings.client_tls_cert_file) != bool(settings.client_tls_key_file):
+            raise ValueError("SWITCHYARD_CLIENT_TLS_CERT_FILE and SWITCHYARD_CLIENT_TLS_KEY_FILE "
+                             "go together (mutual TLS)")
+        return cls(settings.client_tls_ca_file, settings.client_tls_cert_file,
+                   settings.client_tls_key_file, settings.client_tls_server_name)
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=Path(self.ca_file).read_bytes(),
+            private_key=Path(self.key_file).read_bytes() if self.key_file else None,
+            certificate_chain=Path(self.cert_file).read_bytes() if self.cert_file else None,
+        )
+
+    def options(self) -> list[tuple[str, str]]:
+        return [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
 
 
 def create_channel(target: str, api_key: str | None = None, *, ca_file: str = "",
@@ -369,14 +452,17 @@ def create_channel(target: str, api_key: str | None = None, *, ca_file: str = ""
     interceptors += aio_client_interceptors()
     if not ca_file:
         return grpc.aio.insecure_channel(target, interceptors=interceptors)
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=Path(ca_file).read_bytes(),
-        private_key=Path(key_file).read_bytes() if key_file else None,
-        certificate_chain=Path(cert_file).read_bytes() if cert_file else None,
-    )
-    options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
-    return grpc.aio.secure_channel(target, credentials, options=options,
+    tls = ClientTls(ca_file, cert_file, key_file, server_name)
+    return grpc.aio.secure_channel(target, tls.credentials(), options=tls.options(),
                                    interceptors=interceptors)
+
+
+def client_channel(settings: Settings, target: str) -> grpc.aio.Channel:
+    """The channel every command-line client opens: ``SWITCHYARD_CLIENT_API_KEY`` on each
+    call and TLS/mutual TLS from ``SWITCHYARD_CLIENT_TLS_*`` (plaintext when the CA is empty)."""
+    tls = ClientTls.from_settings(settings)
+    return create_channel(target, settings.client_api_key or None,
+                          **(tls.as_dict() if tls else {}))
 
 
 class _ApiKeyMetadata:

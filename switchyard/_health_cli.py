@@ -14,17 +14,16 @@ from collections.abc import Sequence
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from switchyard._grpc import create_channel
+from switchyard._grpc import ClientTls, create_channel
+from switchyard._settings import Settings
 
 __all__ = ["check", "run"]
 
 
-async def check(target: str, *, timeout_s: float = 5.0, ca_file: str = "", cert_file: str = "",
-                key_file: str = "", server_name: str = "") -> str:
+async def check(target: str, *, timeout_s: float = 5.0, tls: ClientTls | None = None) -> str:
     """The overall health status of ``target`` (``SERVING``, ``NOT_SERVING``, ...), or the
     gRPC error that prevented an answer (``UNAVAILABLE: ...``)."""
-    channel = create_channel(target, ca_file=ca_file, cert_file=cert_file, key_file=key_file,
-                             server_name=server_name)
+    channel = create_channel(target, **(tls.as_dict() if tls else {}))
     try:
         stub = health_pb2_grpc.HealthStub(channel)
         reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout_s)
@@ -35,12 +34,18 @@ async def check(target: str, *, timeout_s: float = 5.0, ca_file: str = "", cert_
         await channel.close()
 
 
-def run(targets: Sequence[str], *, timeout_s: float = 5.0, ca_file: str = "",
-        cert_file: str = "", key_file: str = "", server_name: str = "") -> int:
+def run(settings: Settings, targets: Sequence[str], *, timeout_s: float = 5.0) -> int:
+    """Check every target with the client TLS of ``settings`` (``SWITCHYARD_CLIENT_TLS_*``;
+    the command's ``--ca/--cert/--key/--server-name`` flags override them)."""
+    try:
+        tls = ClientTls.from_settings(settings)
+    except ValueError as exc:
+        print(f"switchyard health: client TLS: {exc}", file=sys.stderr)
+        return 2
+
     async def all_targets() -> list[str]:
-        return list(await asyncio.gather(*(
-            check(t, timeout_s=timeout_s, ca_file=ca_file, cert_file=cert_file,
-                  key_file=key_file, server_name=server_name) for t in targets)))
+        return list(await asyncio.gather(*(check(t, timeout_s=timeout_s, tls=tls)
+                                           for t in targets)))
 
     statuses = asyncio.run(all_targets())
     for target, status in zip(targets, statuses, strict=True):

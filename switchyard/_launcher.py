@@ -41,8 +41,38 @@ async def bootstrap(settings: Settings) -> None:
 DOWNSTREAM = "downstream"
 
 
+def health_tls(settings: Settings) -> dict[str, str] | None:
+    """The client TLS the stack's health checks (and ``switchyard status``) use for services
+    that serve TLS: ``SWITCHYARD_CLIENT_TLS_*``, as for every command-line client.
+
+    With ``SWITCHYARD_TLS_CERT_FILE`` set and no client CA (or, under mutual TLS, no client
+    certificate) the stack could never see a service SERVING, so this refuses instead.
+    """
+    from switchyard._grpc import ClientTls, ServerTls
+
+    try:
+        server = ServerTls.from_settings(settings)
+        client = ClientTls.from_settings(settings)
+    except ValueError as exc:
+        raise StackError(str(exc)) from None
+    if server is None:
+        return None
+    if client is None:
+        raise StackError("SWITCHYARD_TLS_CERT_FILE is set, so the services speak TLS: set "
+                         "SWITCHYARD_CLIENT_TLS_CA_FILE to the CA that signed it, so the "
+                         "stack's health checks (and the command-line clients) can connect")
+    if server.client_ca_file and not client.cert_file:
+        raise StackError("SWITCHYARD_TLS_CLIENT_CA_FILE is set (mutual TLS): set "
+                         "SWITCHYARD_CLIENT_TLS_CERT_FILE and SWITCHYARD_CLIENT_TLS_KEY_FILE "
+                         "to a client certificate from that CA")
+    return client.as_dict()
+
+
 def service_specs(settings: Settings,
                   names: tuple[str, ...] = (DOWNSTREAM, *SERVICE_PORTS)) -> list[ServiceSpec]:
+    """The embedded stack's service processes; raises :class:`StackError` when the TLS
+    settings leave the services unreachable to their own health checks."""
+    tls = health_tls(settings) if set(names) & set(SERVICE_PORTS) else None
     specs = []
     for name in names:
         if name == DOWNSTREAM:
@@ -60,7 +90,7 @@ def service_specs(settings: Settings,
             env[env_var("executor_endpoints")] = embedded_endpoints(settings)
         specs.append(ServiceSpec(
             name=name, argv=[sys.executable, "-m", "switchyard", "run", name],
-            env=env, health_port=getattr(settings, grpc_attr),
+            env=env, health_port=getattr(settings, grpc_attr), health_tls=tls,
         ))
     return specs
 
@@ -79,7 +109,8 @@ def print_endpoints(stack: EmbeddedStack, console: Console) -> None:
         table.add_column(column)
     for row in stack.status():
         table.add_row(row.name, row.endpoint, str(row.pid or "-"))
-    table.add_row("review console", f"http://127.0.0.1:{settings.review_web_port}", "")
+    scheme = "https" if settings.tls_cert_file else "http"
+    table.add_row("review console", f"{scheme}://127.0.0.1:{settings.review_web_port}", "")
     table.add_row("downstream (demo ERP)", f"http://127.0.0.1:{settings.downstream_http_port}",
                   "")
     for name, (_, metrics_attr) in SERVICE_PORTS.items():
@@ -93,7 +124,11 @@ def print_endpoints(stack: EmbeddedStack, console: Console) -> None:
 
 def up(settings: Settings, detach: bool = False) -> int:
     console = Console(stderr=True)
-    stack = build_stack(settings, detach)
+    try:
+        stack = build_stack(settings, detach)
+    except StackError as exc:
+        console.print(f"[red]switchyard up failed:[/red] {escape(str(exc))}")
+        return 1
     stopping = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -149,4 +184,5 @@ def status(settings: Settings, as_json: bool = False) -> int:
     return 0 if rows and all(row.healthy for row in rows) else 1
 
 
-__all__ = ["bootstrap", "build_stack", "down", "service_specs", "status", "up"]
+__all__ = ["bootstrap", "build_stack", "down", "health_tls", "service_specs", "status",
+           "up"]

@@ -591,12 +591,14 @@ class Settings:
         group="telemetry",
     )
     tls_cert_file: str = setting(
-        "", "PEM certificate chain every gRPC server presents. Empty: plaintext.", group="auth"
+        "", "PEM certificate chain every gRPC server and the review console (HTTPS) present. "
+        "Empty: plaintext.", group="auth"
     )
     tls_key_file: str = setting("", "PEM private key for tls_cert_file.", group="auth",
                                 secret=True)
     tls_client_ca_file: str = setting(
-        "", "PEM CA bundle; when set, servers require client certificates (mutual TLS).",
+        "", "PEM CA bundle; when set, the gRPC servers and the review console require client "
+        "certificates from it (mutual TLS). Needs tls_cert_file.",
         group="auth",
     )
     encryption_keys: str = setting(
@@ -634,8 +636,28 @@ class Settings:
         secret=True,
     )
     client_api_key: str = setting(
-        "", "API key the command-line clients (`switchyard review ...`) send. Empty: none.",
+        "", "API key the command-line clients (`switchyard review`, `breakers`, `demo`) send. "
+        "Empty: none.",
         group="auth", secret=True,
+    )
+    client_tls_ca_file: str = setting(
+        "", "PEM CA bundle the command-line clients (`switchyard review`, `breakers`, `demo`, "
+        "`health`) and the embedded stack's health checks verify servers against; set: they "
+        "connect with TLS. Empty: plaintext.",
+        group="auth",
+    )
+    client_tls_cert_file: str = setting(
+        "", "PEM client certificate those clients present (for servers with mutual TLS, "
+        "SWITCHYARD_TLS_CLIENT_CA_FILE). Needs client_tls_key_file.",
+        group="auth",
+    )
+    client_tls_key_file: str = setting(
+        "", "PEM private key for client_tls_cert_file.", group="auth", secret=True,
+    )
+    client_tls_server_name: str = setting(
+        "", "Name those clients check the server certificate against. Empty: the target's "
+        "host.",
+        group="auth",
     )
 
     @classmethod

@@ -155,8 +155,10 @@ def _cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_health(args: argparse.Namespace, settings: Settings) -> int:
     from switchyard._health_cli import run
 
-    return run(args.targets, timeout_s=args.timeout, ca_file=args.ca, cert_file=args.cert,
-               key_file=args.key, server_name=args.server_name)
+    flags = {"client_tls_ca_file": args.ca, "client_tls_cert_file": args.cert,
+             "client_tls_key_file": args.key, "client_tls_server_name": args.server_name}
+    return run(settings.replace(**{k: v for k, v in flags.items() if v is not None}),
+               args.targets, timeout_s=args.timeout)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,16 +214,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--target", help="executor admin address (default 127.0.0.1:"
                                     "$SWITCHYARD_EXECUTOR_GRPC_PORT)")
-    p.add_argument("--api-key", help="API key (admin to reset; admin or auditor to list)")
+    p.add_argument("--api-key", help="API key (admin to reset; admin or auditor to list; "
+                                     "default $SWITCHYARD_CLIENT_API_KEY)")
     p = add("health", _cmd_health, "Ask gRPC servers for their grpc.health.v1 status; exit 0 "
                                    "only when every one is SERVING.")
     p.add_argument("targets", nargs="+", metavar="HOST:PORT")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds per target")
-    p.add_argument("--ca", default="", help="CA bundle (PEM): connect with TLS")
-    p.add_argument("--cert", default="", help="client certificate (PEM), for mutual TLS")
-    p.add_argument("--key", default="", help="client private key (PEM), for mutual TLS")
-    p.add_argument("--server-name", default="",
-                   help="name to verify the server certificate against (default: the host)")
+    p.add_argument("--ca", help="CA bundle (PEM): connect with TLS "
+                                "(default $SWITCHYARD_CLIENT_TLS_CA_FILE)")
+    p.add_argument("--cert", help="client certificate (PEM), for mutual TLS "
+                                  "(default $SWITCHYARD_CLIENT_TLS_CERT_FILE)")
+    p.add_argument("--key", help="client private key (PEM), for mutual TLS "
+                                 "(default $SWITCHYARD_CLIENT_TLS_KEY_FILE)")
+    p.add_argument("--server-name",
+                   help="name to verify the server certificate against (default "
+                        "$SWITCHYARD_CLIENT_TLS_SERVER_NAME, else the host)")
     p = add("demo", _cmd_demo, "Push a mixed demo workload through the pipeline; print a summary.")
     p.add_argument("--tasks", type=int, default=200, help="number of tasks to submit")
     p.add_argument("--seed", type=int, default=7, help="workload seed")

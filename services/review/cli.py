@@ -2,7 +2,8 @@
 
 A thin gRPC client: the server does every check (roles, tenant scoping, leases), so the
 command line behaves exactly like the console. The API key comes from
-``SWITCHYARD_CLIENT_API_KEY``; ``approve``/``reject`` claim the item first (a no-op when you
+``SWITCHYARD_CLIENT_API_KEY`` and TLS (mutual TLS) from ``SWITCHYARD_CLIENT_TLS_*``, as for
+every command-line client; ``approve``/``reject`` claim the item first (a no-op when you
 already hold it), so one command settles an item.
 """
 
@@ -55,10 +56,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
     import grpc
 
-    from switchyard._grpc import create_channel, field_violations
+    from switchyard._grpc import client_channel, field_violations
 
     target = args.target or f"127.0.0.1:{settings.review_grpc_port}"
-    channel = create_channel(target, settings.client_api_key or None)
+    try:
+        channel = client_channel(settings, target)
+    except (ValueError, OSError) as exc:
+        print(f"switchyard review: client TLS: {exc}", file=sys.stderr)
+        return 2
     try:
         return await _ACTIONS[args.review_action](args, _stub(channel))
     except grpc.aio.AioRpcError as exc:

@@ -1,5 +1,7 @@
 """The review web console: static pages and a small JSON API over the same desk as the
-ReviewService gRPC API, served by the review process on ``review_web_port``.
+ReviewService gRPC API, served by the review process on ``review_web_port``: over HTTPS with
+the gRPC servers' certificate when ``SWITCHYARD_TLS_CERT_FILE`` is set, requiring a client
+certificate too under mutual TLS (``SWITCHYARD_TLS_CLIENT_CA_FILE``).
 
 Authorization is the gRPC API's: the browser sends ``Authorization: Bearer <API key>``, the
 key is checked by the same :class:`ApiKeyAuthenticator`, and each route is allowed the roles
@@ -15,6 +17,7 @@ import contextlib
 import json
 import logging
 import math
+import ssl
 from collections.abc import Awaitable, Callable
 from datetime import timedelta, timezone
 from pathlib import Path
@@ -223,7 +226,8 @@ class Console:
     def __init__(self, desk: ReviewDesk, pool: asyncpg.Pool, api_keys: str,
                  policy: MethodPolicy, host: str, port: int, *, supervisor: Supervisor,
                  limiter: TenantLimiter | None = None,
-                 rate_limited: frozenset[str] = frozenset()) -> None:
+                 rate_limited: frozenset[str] = frozenset(),
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.desk = desk
         self.supervisor = supervisor
         self.pool = pool
@@ -233,6 +237,9 @@ class Console:
         self.rate_limited = rate_limited
         self.host = host
         self.port = port
+        # HTTPS (and client certificates under mutual TLS) whenever the gRPC servers use TLS:
+        # the console carries the same API keys and verbs as ReviewService.
+        self.ssl_context = ssl_context
         self._runner: web.AppRunner | None = None
         self._subscribers: set[asyncio.Queue[str | None]] = set()
         self._stopping = asyncio.Event()
@@ -262,9 +269,11 @@ class Console:
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app(), shutdown_timeout=2.0, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        await web.TCPSite(self._runner, self.host, self.port,
+                          ssl_context=self.ssl_context).start()
         self._watcher = self.supervisor.start("console-watch", self._watch)
-        log.info("review console on http://%s:%d/", self.host, self.port)
+        log.info("review console on %s://%s:%d/", "https" if self.ssl_context else "http",
+                 self.host, self.port)
 
     async def stop(self) -> None:
         self._stopping.set()

@@ -19,7 +19,7 @@ from services.review.queue import ReviewError, ReviewQueue
 from services.review.resolutions import DecisionPublisher
 from services.review.sla import SlaKeeper
 from switchyard._auth import Role, principal_var
-from switchyard._grpc import FieldViolation, abort_invalid
+from switchyard._grpc import FieldViolation, abort_invalid, server_ssl_context
 from switchyard._payloads import codec_for
 from switchyard._pii import Redactor
 from switchyard._service import ServiceContext, run_service
@@ -127,7 +127,8 @@ async def setup(ctx: ServiceContext) -> None:
         SlaKeeper(ctx.pool, policy, publisher, codec).tick))
     console = Console(desk, ctx.pool, settings.api_keys, POLICY, settings.bind_host,
                       settings.review_web_port, supervisor=ctx.supervisor,
-                      limiter=ctx.limiter, rate_limited=RATE_LIMITED)
+                      limiter=ctx.limiter, rate_limited=RATE_LIMITED,
+                      ssl_context=server_ssl_context(settings))
     await console.start()
     ctx.on_stop.append(console.stop)
 

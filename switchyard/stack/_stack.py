@@ -65,6 +65,8 @@ class ServiceSpec:
     argv: Sequence[str]
     env: Mapping[str, str] = field(default_factory=dict)
     health_port: int | None = None
+    #: Client TLS for the health check (``ClientTls`` fields) when the process serves TLS.
+    health_tls: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,8 @@ class _Service:
     def healthy(self) -> bool:
         if not self.process.is_running():
             return False
-        return self.spec.health_port is None or grpc_serving(self.spec.health_port)
+        return self.spec.health_port is None or grpc_serving(self.spec.health_port,
+                                                             tls=self.spec.health_tls)
 
     def wait_ready(self, timeout_s: float) -> None:
         def _exited() -> str | None:
@@ -114,7 +117,8 @@ class _Service:
 
     def describe(self) -> dict[str, Any]:
         probe: dict[str, Any] = (
-            {"type": "grpc", "port": self.spec.health_port}
+            {"type": "grpc", "port": self.spec.health_port,
+             **({"tls": dict(self.spec.health_tls)} if self.spec.health_tls else {})}
             if self.spec.health_port
             else {"type": "process"}
         )
@@ -358,7 +362,8 @@ def probe_healthy(probe: Mapping[str, Any]) -> bool:
     if kind == "http":
         return http_ok(str(probe["url"]))
     if kind == "grpc":
-        return grpc_serving(int(probe["port"]))
+        tls = probe.get("tls")
+        return grpc_serving(int(probe["port"]), tls=dict(tls) if isinstance(tls, dict) else None)
     return True  # "process": alive is all we can say
 
 

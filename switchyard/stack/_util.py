@@ -15,7 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -160,15 +160,28 @@ def http_ok(url: str, timeout_s: float = 1.0) -> bool:
 
 
 def grpc_serving(
-    port: int, host: str = LOOPBACK, timeout_s: float = 1.0, service: str = ""
+    port: int, host: str = LOOPBACK, timeout_s: float = 1.0, service: str = "",
+    tls: Mapping[str, str] | None = None,
 ) -> bool:
-    """Whether the standard ``grpc.health.v1.Health/Check`` answers SERVING."""
+    """Whether the standard ``grpc.health.v1.Health/Check`` answers SERVING.
+
+    ``tls`` (the fields of :class:`switchyard._grpc.ClientTls`: ``ca_file``, and for mutual
+    TLS ``cert_file``/``key_file``) makes the check speak TLS, as the servers do when
+    ``SWITCHYARD_TLS_CERT_FILE`` is set.
+    """
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     if not tcp_open(host, port, timeout_s):
         return False
-    channel = grpc.insecure_channel(f"{host}:{port}")
+    if tls:
+        from switchyard._grpc import ClientTls
+
+        client = ClientTls(**tls)
+        channel = grpc.secure_channel(f"{host}:{port}", client.credentials(),
+                                      options=client.options())
+    else:
+        channel = grpc.insecure_channel(f"{host}:{port}")
     try:
         stub = health_pb2_grpc.HealthStub(channel)
         reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)

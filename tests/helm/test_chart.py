@@ -540,6 +540,11 @@ def test_review_console_ingress(prod_manifests: list[Manifest]) -> None:
     assert backend == {"name": one(prod_manifests, "Service", "review")["metadata"]["name"],
                        "port": {"name": "http"}}
     assert ingress["spec"]["tls"][0]["secretName"] == "review-console-tls"
+    # the console serves HTTPS with client certificates when the values turn TLS/mTLS on
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/backend-protocol"] == "HTTPS"
+    assert annotations["nginx.ingress.kubernetes.io/proxy-ssl-secret"].endswith(
+        "/switchyard-grpc-tls")
 
 
 # -- the schema rejects bad values -----------------------------------------------------------
