@@ -377,7 +377,8 @@ class Settings:
         "", "Endpoint aliases for step targets, 'alias=url' comma separated: http://ALIAS/path "
         "goes to url/path, grpc://ALIAS/Svc/Method to the url's host:port. Required: empty makes "
         "`switchyard run executor` exit 1, and a plan naming an alias missing here fails "
-        "(invalid_plan) before any step runs; `switchyard up` fills it in with its demo "
+        "(invalid_plan) without calling it; the alias is never used as a host name. "
+        "`switchyard up` fills it in with its demo "
         "downstream (erp, sis, helpdesk, analytics).", group="executor",
     )
     executor_max_attempts: int = setting(
