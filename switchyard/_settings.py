@@ -381,8 +381,11 @@ class Settings:
     # -- executor --------------------------------------------------------------------------
     executor_endpoints: str = setting(
         "", "Endpoint aliases for step targets, 'alias=url' comma separated: http://ALIAS/path "
-        "goes to url/path, grpc://ALIAS/Svc/Method to the url's host:port. Empty: erp, sis, "
-        "helpdesk and analytics name the embedded downstream.", group="executor",
+        "goes to url/path, grpc://ALIAS/Svc/Method to the url's host:port. Required: empty makes "
+        "`switchyard run executor` exit 1, and a plan naming an alias missing here fails "
+        "(invalid_plan) without calling it; the alias is never used as a host name. "
+        "`switchyard up` fills it in with its demo "
+        "downstream (erp, sis, helpdesk, analytics).", group="executor",
     )
     executor_max_attempts: int = setting(
         4, "Calls of a step before it is parked for a later retry (a step's max_attempts wins).",
@@ -411,8 +414,9 @@ class Settings:
         exclusive_minimum=0,
     )
     executor_sql_dsn: str = setting(
-        "", "PostgreSQL DSN of the SQL connector's target. Empty: Switchyard's own database "
-        "(its downstream_records ledger).", group="executor", secret=True,
+        "", "PostgreSQL DSN of the SQL connector's target: SQL steps (system.table) become rows "
+        "of its downstream_records table. Empty: Switchyard's own database and its "
+        "downstream_records table.", group="executor", secret=True,
     )
     executor_breaker_fail_max: int = setting(
         10, "Consecutive retryable failures of an endpoint that open its breaker.",

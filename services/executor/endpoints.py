@@ -3,7 +3,10 @@
 Plans name downstream systems by alias (``http://erp/invoices``, ``grpc://erp/pkg.Svc/Method``)
 the way a Kubernetes Service name would; ``SWITCHYARD_EXECUTOR_ENDPOINTS`` maps an alias to a
 concrete base URL, so the same plan runs against the embedded simulator, a staging ERP or
-production. The endpoint (``scheme://alias``) is also the unit of circuit breaking: one
+production. An alias the map lacks is refused (:class:`UnknownAlias`), never used as a host
+name. SQL targets (``erp.invoices``) do not go through the map: they are rows in the
+``downstream_records`` table of the SQL connector's database (``SWITCHYARD_EXECUTOR_SQL_DSN``,
+else Switchyard's own). The endpoint (``scheme://alias``) is also the unit of circuit breaking: one
 breaker per downstream system, so one failing system never blocks the others.
 
 A target with a URL scheme names its protocol itself. The ``connector`` field of a step must
@@ -31,6 +34,14 @@ _HTTP_SCHEMES = ("http", "https")
 
 class InvalidTarget(ValueError):
     """A step's target or connector cannot be used; no retry will help."""
+
+
+class UnknownAlias(InvalidTarget):
+    """A plan names an alias ``SWITCHYARD_EXECUTOR_ENDPOINTS`` does not map.
+
+    Never read as a host name: the step would reach whatever DNS (or a typo) resolves the
+    alias to, which no operator chose. The plan fails before any effect instead.
+    """
 
 
 class EndpointsNotConfigured(ValueError):
@@ -120,7 +131,7 @@ class Router:
         if scheme in _HTTP_SCHEMES:
             if connector == Connector.CONNECTOR_GRPC:
                 raise InvalidTarget(f"gRPC step with an {scheme} target {target!r}")
-            base = self._endpoints.get(("http", alias), f"{scheme}://{alias}")
+            base = self._base("http", alias, target)
             query = f"?{parts.query}" if parts.query else ""
             return Route(Connector.CONNECTOR_HTTP, f"{scheme}://{alias}",
                          f"{base}{parts.path}{query}")
@@ -131,10 +142,20 @@ class Router:
             if match is None:
                 raise InvalidTarget(f"gRPC target must be grpc://host/package.Service/Method, "
                                     f"got {target!r}")
-            base = self._endpoints.get(("grpc", alias), f"grpc://{alias}")
+            base = self._base("grpc", alias, target)
             return Route(Connector.CONNECTOR_GRPC, f"grpc://{alias}", urlsplit(base).netloc,
                          f"/{match.group(1)}/{match.group(2)}")
         raise InvalidTarget(f"unsupported scheme {scheme!r} in target {target!r}")
+
+    def _base(self, family: str, alias: str, target: str) -> str:
+        """The configured address of ``alias``; an unmapped alias is refused, not guessed."""
+        base = self._endpoints.get((family, alias))
+        if base is None:
+            raise UnknownAlias(
+                f"alias {alias!r} of target {target!r} has no {family} entry in "
+                f"SWITCHYARD_EXECUTOR_ENDPOINTS (add '{alias}="
+                f"{'grpc://host:port' if family == 'grpc' else 'https://host/base'}')")
+        return base
 
 
 def substitute(template: str, values: dict[str, str]) -> str:

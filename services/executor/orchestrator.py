@@ -143,9 +143,10 @@ class Executor:
                                    else FAILED, "task already terminal")
             return
         problems = self.runner.validate(decision)
-        if problems:
-            await self._finish(decision, "FAILED", "invalid_plan", "; ".join(problems))
-            await self.jobs.finish(job, FAILED, "invalid_plan")
+        if problems:  # e.g. an alias SWITCHYARD_EXECUTOR_ENDPOINTS lacks: nothing is called
+            detail = "; ".join(problems)
+            await self._finish(decision, "FAILED", "invalid_plan", detail)
+            await self.jobs.finish(job, FAILED, f"invalid_plan: {detail}"[:500])
             return
         if (task["status"], task["stage"]) != ("IN_PROGRESS", "EXECUTING"):
             await self._move(decision, "IN_PROGRESS", "EXECUTING",

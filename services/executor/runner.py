@@ -16,6 +16,10 @@ A run ends in one of four ways:
   finished steps in reverse order (a saga) and the task ends FAILED with the cause.
 * ``compensation_failed``: a compensation failed permanently; a person has to look.
 
+A step found already done is not called again; the run publishes an ``ExecutionResult`` with
+``STEP_OUTCOME_SKIPPED_DUPLICATE`` for it (each time the decision runs again), so consumers
+of the ``executions`` topic see every run's view of every step.
+
 A cancellation requested for the task (``cancellation_requests``, written by ingest's
 CancelTask) is checked before each step: no further step runs, and the finished ones are
 compensated like after a failure; the caller then ends the task CANCELLED.
@@ -186,6 +190,8 @@ class PlanRunner:
         for step in decision.plan.steps:
             row = recorded.get(step.step_id)
             if row is not None and row["outcome"] == SUCCEEDED_NAME:
+                results.append(self._skipped(decision, step.step_id, idempotency_key(
+                    decision.task_id, step.step_id)))
                 continue
             cancelled = await self.cancellation(decision.task_id)
             if cancelled is not None:
@@ -236,6 +242,8 @@ class PlanRunner:
             comp_id = f"{COMPENSATION_PREFIX}{step.step_id}"
             done = recorded.get(comp_id)
             if done is not None and done["outcome"] == SUCCEEDED_NAME:
+                results.append(self._skipped(decision, comp_id, compensation_key(
+                    decision.task_id, step.step_id)))
                 compensated.append(step.step_id)
                 continue
             comp = step.compensation
@@ -325,6 +333,19 @@ class PlanRunner:
             return _Attempted(StepOutcome.STEP_OUTCOME_SUCCEEDED, calls, summary=outcome.summary)
 
     # -- records ------------------------------------------------------------------------------
+    @staticmethod
+    def _skipped(decision: Decision, step_id: str, key: str) -> ExecutionResult:
+        """What a run publishes for a step (or compensation) it finds already done: the
+        decision ran again (redelivered, resumed after parking, taken over from a dead
+        replica) and the step is not called again. Published only; the ``executions`` row
+        keeps the outcome of the run that did it."""
+        now = timestamp(datetime.now(timezone.utc))
+        return ExecutionResult(
+            task_id=decision.task_id, tenant_id=decision.tenant_id, step_id=step_id,
+            outcome=StepOutcome.STEP_OUTCOME_SKIPPED_DUPLICATE, attempts=0,
+            response_summary="already done by an earlier run; not called again",
+            started_at=now, finished_at=now, idempotency_key=key)
+
     async def _record(self, decision: Decision, step_id: str, call: StepCall,
                       attempted: _Attempted) -> ExecutionResult:
         now = datetime.now(timezone.utc)

@@ -87,7 +87,7 @@ RATE_LIMITED = frozenset({f"/{SERVICE_NAME}/SubmitTask", f"/{SERVICE_NAME}/Submi
 MAX_REASON_CHARS = 1000
 RETRY_AFTER_HEADER = "retry-after-ms"
 # gRPC status codes as google.rpc.Code numbers, for per-item errors of SubmitTasks.
-_INVALID_ARGUMENT, _ALREADY_EXISTS, _PERMISSION_DENIED = 3, 6, 7
+_INVALID_ARGUMENT, _ALREADY_EXISTS, _PERMISSION_DENIED, _RESOURCE_EXHAUSTED = 3, 6, 7, 8
 
 
 def task_from_row(row: asyncpg.Record, codec: PayloadCodec) -> Task:
@@ -206,10 +206,6 @@ class IngestServicer(IngestServiceServicer):
         if not 1 <= count <= limit:
             await abort_invalid(context, [FieldViolation(
                 "submissions", f"{count} item(s); a call carries 1 to {limit}")])
-        try:
-            self.backlog.check()
-        except Overloaded as exc:
-            await self._abort_overloaded(context, exc)
         principal = principal_var.get()
         results = [SubmitTasksResult() for _ in range(count)]
         items: list[Item] = []
@@ -228,6 +224,8 @@ class IngestServicer(IngestServiceServicer):
             else:
                 items.append(item_for(submission, TaskSource.TASK_SOURCE_GRPC))
                 positions.append(index)
+        if self.backlog.over:
+            items, positions = await self._answer_retries(items, positions, results, context)
         outcomes = await self.publisher.accept_many(items)
         for index, outcome in zip(positions, outcomes):
             if isinstance(outcome, store.IdempotencyConflict):
@@ -238,6 +236,37 @@ class IngestServicer(IngestServiceServicer):
         accepted = sum(1 for r in results if r.HasField("accepted"))
         return SubmitTasksResponse(results=results, accepted_count=accepted,
                                    rejected_count=count - accepted)
+
+    async def _answer_retries(self, items: list[Item], positions: list[int],
+                              results: list[SubmitTasksResult],
+                              context: grpc.aio.ServicerContext
+                              ) -> tuple[list[Item], list[int]]:
+        """Under backpressure: items already accepted get their task back (a client retrying
+        a batch whose response it lost); new items are refused. When nothing in the batch
+        was accepted before, the whole call gets RESOURCE_EXHAUSTED with the retry hint, as
+        SubmitTask does; otherwise each new item gets a per-item code 8 with the same text.
+        Nothing new is accepted: the returned lists are empty."""
+        overloaded = self.backlog.overloaded()
+        fresh: list[int] = []
+        for item, index in zip(items, positions):
+            try:
+                existing = await store.find_by_key(
+                    self.pool, item.envelope.tenant_id, item.envelope.idempotency_key,
+                    item.payload_sha256)
+            except store.IdempotencyConflict as exc:
+                results[index].error.CopyFrom(ItemError(code=_ALREADY_EXISTS,
+                                                        message=str(exc)))
+                continue
+            if existing is None:
+                fresh.append(index)
+            else:
+                results[index].accepted.CopyFrom(submit_response(existing))
+        if fresh and not any(r.HasField("accepted") for r in results):
+            await self._abort_overloaded(context, overloaded)
+        for index in fresh:
+            results[index].error.CopyFrom(ItemError(code=_RESOURCE_EXHAUSTED,
+                                                    message=str(overloaded)))
+        return [], []
 
     # -- read ------------------------------------------------------------------------------
 

@@ -29,6 +29,14 @@ def _now() -> Timestamp:
     return now
 
 
+def _fill_field_map(decision: Decision, proposed: Decision) -> Decision:
+    """``extracted_fields`` as the contract says: the proposed decision's map, overlaid with
+    ``fields`` as this decision carries them (so a reviewer's modifications win)."""
+    decision.extracted_fields.update(proposed.extracted_fields)
+    decision.extracted_fields.update({f.name: f.value for f in decision.fields})
+    return decision
+
+
 def verdict_decision(escalation: Escalation, verdict: ReviewVerdict) -> Decision:
     """Approve runs the proposed plan; modify runs it with the edited fields; reject ends it."""
     proposed = escalation.proposed_decision
@@ -46,7 +54,7 @@ def verdict_decision(escalation: Escalation, verdict: ReviewVerdict) -> Decision
     if verdict.verdict == Verdict.VERDICT_REJECT:
         decision.outcome = DecisionOutcome.DECISION_OUTCOME_REJECT
         decision.explanation = f"Rejected by {verdict.reviewer_id}{reason}"
-        return decision
+        return _fill_field_map(decision, proposed)
     decision.outcome = DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE
     decision.plan.CopyFrom(proposed.plan)
     if verdict.verdict == Verdict.VERDICT_MODIFY:
@@ -64,7 +72,7 @@ def verdict_decision(escalation: Escalation, verdict: ReviewVerdict) -> Decision
                                 f"{', '.join(sorted(verdict.modified_fields))}{reason}")
     else:
         decision.explanation = f"Approved by {verdict.reviewer_id}{reason}"
-    return decision
+    return _fill_field_map(decision, proposed)
 
 
 def policy_decision(item_id: str, escalation: Escalation, action: str, rule: str,
@@ -85,4 +93,4 @@ def policy_decision(item_id: str, escalation: Escalation, action: str, rule: str
         decision.plan.CopyFrom(proposed.plan)
     else:
         decision.outcome = DecisionOutcome.DECISION_OUTCOME_REJECT
-    return decision
+    return _fill_field_map(decision, proposed)

@@ -392,7 +392,9 @@ global___Decision = Decision
 
 @typing.final
 class DecisionSummary(google.protobuf.message.Message):
-    """The gist of a decision, as shown with a task (Task.latest_decision)."""
+    """The gist of a decision. Only referenced by the deprecated Task.latest_decision, which is
+    never set.
+    """
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 

@@ -33,7 +33,11 @@ class _StepOutcomeEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._En
     STEP_OUTCOME_COMPENSATED: _StepOutcome.ValueType  # 4
     """Undone by its compensation."""
     STEP_OUTCOME_SKIPPED_DUPLICATE: _StepOutcome.ValueType  # 5
-    """Already done before (redelivered decision); not run again."""
+    """Already done by an earlier run of the same decision (resumed after parking, taken over
+    from a dead replica): not called again. Published on "executions" each time a run skips
+    it; the step's stored outcome stays as it was. A call the downstream answers as a replay
+    of its idempotency key is reported SUCCEEDED.
+    """
 
 class StepOutcome(_StepOutcome, metaclass=_StepOutcomeEnumTypeWrapper):
     """How one step ended."""
@@ -47,7 +51,11 @@ STEP_OUTCOME_FAILED_PERMANENT: StepOutcome.ValueType  # 3
 STEP_OUTCOME_COMPENSATED: StepOutcome.ValueType  # 4
 """Undone by its compensation."""
 STEP_OUTCOME_SKIPPED_DUPLICATE: StepOutcome.ValueType  # 5
-"""Already done before (redelivered decision); not run again."""
+"""Already done by an earlier run of the same decision (resumed after parking, taken over
+from a dead replica): not called again. Published on "executions" each time a run skips
+it; the step's stored outcome stays as it was. A call the downstream answers as a replay
+of its idempotency key is reported SUCCEEDED.
+"""
 global___StepOutcome = StepOutcome
 
 @typing.final

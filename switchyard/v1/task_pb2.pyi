@@ -449,8 +449,11 @@ class Task(google.protobuf.message.Message):
     def updated_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
     @property
     def latest_decision(self) -> switchyard.v1.decision_pb2.DecisionSummary:
-        """The most recent decision about the task (models, policy or a reviewer); unset until the
-        first one.
+        """Deprecated: never set. Ingest, which answers GetTask, ListTasks and CancelTask, does
+        not learn every decision (a model's REJECT is only a status change), so it cannot say
+        which one is the latest. Follow a task's decisions on the "decisions" topic (AUTO_EXECUTE
+        decisions and every reviewer or policy verdict) and "escalations" (the decision a
+        reviewer is asked about); `reason` above names the rule of the latest status change.
         """
 
     def __init__(

@@ -167,6 +167,15 @@ def test_escalation_and_task_carry_nested_messages() -> None:
     assert v1.Task.FromString(task.SerializeToString()) == task
 
 
+def test_task_latest_decision_is_deprecated_because_nothing_sets_it() -> None:
+    """Ingest never fills Task.latest_decision (it does not learn every decision); the field
+    stays for wire compatibility, marked deprecated so generated clients say so."""
+    field = v1.Task.DESCRIPTOR.fields_by_name["latest_decision"]
+    assert field.number == 8 and field.GetOptions().deprecated
+    proto = (ROOT / "protos/switchyard/v1/task.proto").read_text()
+    assert "Deprecated: never set." in proto
+
+
 def test_bulk_result_and_dead_letter_shapes() -> None:
     refused = v1.SubmitTasksResult(error=v1.ItemError(
         code=3, message="invalid submission",

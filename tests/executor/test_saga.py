@@ -13,8 +13,14 @@ from aiokafka import AIOKafkaConsumer
 from switchyard import Settings
 from switchyard._audit import verify
 from switchyard._kafka import headers_to_dict
-from switchyard._topics import ESCALATIONS
-from switchyard.v1 import Connector, Escalation, EscalationReason
+from switchyard._topics import ESCALATIONS, EXECUTIONS
+from switchyard.v1 import (
+    Connector,
+    Escalation,
+    EscalationReason,
+    ExecutionResult,
+    StepOutcome,
+)
 from tests.executor.harness import Harness, decision, http_step
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("executor")]
@@ -167,6 +173,71 @@ async def test_unrunnable_plan_fails_before_any_effect(harness: Harness) -> None
     assert final[task_id] == ("FAILED", "DONE", "invalid_plan")
     assert final[dup_id] == ("FAILED", "DONE", "invalid_plan")
     assert await harness.effects([task_id, dup_id]) == []
+
+
+async def test_a_step_naming_an_unmapped_alias_fails_the_task_before_any_effect(
+        harness: Harness) -> None:
+    """The executor's map names erp, sis, helpdesk and analytics; ``crm`` is not in it. The
+    alias is never tried as a host name: the task ends FAILED (invalid_plan) with no call
+    made, and the job keeps the reason naming the alias and the setting."""
+    (task_id,) = await harness.seed(1)
+    await harness.send([decision(task_id, "acme", [
+        http_step("1-book", "http://erp/bookings", {"amount": 5},
+                  undo="http://erp/bookings/{idempotency_key}"),
+        http_step("2-lead", "http://crm/leads", {"name": "x"}),
+    ])])
+    final = await harness.wait([task_id])
+    assert final[task_id] == ("FAILED", "DONE", "invalid_plan")
+    assert await harness.calls(task_id) == []
+    assert await harness.executions(task_id) == {}
+    job = await harness.job(task_id)
+    assert job["state"] == "failed"
+    assert job["reason"] == ("invalid_plan: plan.steps[1].target: alias 'crm' of target "
+                             "'http://crm/leads' has no http entry in "
+                             "SWITCHYARD_EXECUTOR_ENDPOINTS (add 'crm=https://host/base')")
+
+
+async def test_a_resumed_plan_publishes_the_done_step_as_skipped_duplicate(
+        harness: Harness, exec_settings: Settings) -> None:
+    """Step 1 takes effect, step 2 meets an outage and the task parks; resumed after the
+    outage, step 1 is not called again and the run says so on ``executions``."""
+    (task_id,) = await harness.seed(1)
+    await harness.faults("helpdesk", outage=True)
+    try:
+        await harness.send([decision(task_id, "acme", [
+            http_step("1-book", "http://erp/bookings", {"amount": 9}),
+            http_step("2-ticket", "http://helpdesk/tickets", {"subject": "booked"}),
+        ])])
+        await harness.wait([task_id], lambda s, st, r: s == "BLOCKED", what="blocked")
+    finally:
+        await harness.clear_faults()
+    final = await harness.wait([task_id])
+    assert final[task_id] == ("SUCCEEDED", "DONE", "executed")
+    booked = [c for c in await harness.calls(task_id) if c["path"] == "/erp/bookings"]
+    assert len(booked) == 1, "the done step was called again"
+
+    consumer = AIOKafkaConsumer(EXECUTIONS.full_name(exec_settings),
+                                bootstrap_servers=exec_settings.kafka_bootstrap_servers,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    published: list[tuple[str, int]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while ("2-ticket", StepOutcome.STEP_OUTCOME_SUCCEEDED) not in published \
+                and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                published += [(r.step_id, r.outcome) for r in
+                              (ExecutionResult.FromString(x.value) for x in records)
+                              if r.task_id == task_id]
+    finally:
+        await consumer.stop()
+    assert published[0] == ("1-book", StepOutcome.STEP_OUTCOME_SUCCEEDED)
+    assert published[-1] == ("2-ticket", StepOutcome.STEP_OUTCOME_SUCCEEDED)
+    skipped = [step for step, outcome in published
+               if outcome == StepOutcome.STEP_OUTCOME_SKIPPED_DUPLICATE]
+    assert skipped and set(skipped) == {"1-book"}
+    # the table keeps what happened: step 1 succeeded once
+    assert (await harness.executions(task_id))["1-book"][:2] == ("SUCCEEDED", 1)
 
 
 async def test_decision_for_unknown_task_is_dead_lettered(harness: Harness) -> None:

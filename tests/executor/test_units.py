@@ -16,6 +16,7 @@ from services.executor.downstream.store import body_hash, schema_for, validate_b
 from services.executor.endpoints import (
     InvalidTarget,
     Router,
+    UnknownAlias,
     default_endpoint_map,
     parse_endpoint_map,
     substitute_all,
@@ -43,8 +44,21 @@ def test_targets_resolve_through_aliases_and_name_their_breaker() -> None:
         "grpc://erp", "127.0.0.1:50055", "/erpsim.v1.Ledger/Post")
     sql = ROUTER.route(Connector.CONNECTOR_SQL, "erp.invoices")
     assert (sql.endpoint, sql.address) == ("sql://erp", "erp.invoices")
-    unknown = ROUTER.route(Connector.CONNECTOR_HTTP, "https://api.example.com/v1/hook")
-    assert unknown.address == "https://api.example.com/v1/hook"
+
+def test_an_alias_missing_from_the_map_is_refused_never_used_as_a_host_name() -> None:
+    for connector, target, family in [
+            (Connector.CONNECTOR_HTTP, "https://api.example.com/v1/hook", "http"),
+            (Connector.CONNECTOR_HTTP, "http://sis/applicants", "http"),
+            (Connector.CONNECTOR_GRPC, "grpc://sis/erpsim.v1.LedgerService/Post", "grpc")]:
+        with pytest.raises(UnknownAlias, match=f"no {family} entry in "
+                                               "SWITCHYARD_EXECUTOR_ENDPOINTS"):
+            ROUTER.route(connector, target)
+    # the map is per family: an HTTP entry does not make the gRPC alias known, and back
+    http_only = Router(parse_endpoint_map("crm=https://crm.internal/api"))
+    assert http_only.route(Connector.CONNECTOR_HTTP, "http://crm/leads").address == \
+        "https://crm.internal/api/leads"
+    with pytest.raises(UnknownAlias, match="alias 'crm'"):
+        http_only.route(Connector.CONNECTOR_GRPC, "grpc://crm/a.B/C")
 
 
 @pytest.mark.parametrize(("connector", "target", "problem"), [
@@ -154,6 +168,7 @@ def test_plan_validation_names_every_problem_before_any_effect() -> None:
         http_step("", "http://erp/c"),
         http_step("4-d", "erp.ledger", connector=Connector.CONNECTOR_SQL),  # not configured
         http_step("compensate:5", "http://erp/e", undo="ftp://x"),
+        http_step("6-f", "http://crm/leads", undo="http://erp/f/{idempotency_key}"),
     ])
     problems = runner.validate(bad)
     assert problems == [
@@ -162,6 +177,8 @@ def test_plan_validation_names_every_problem_before_any_effect() -> None:
         "plan.steps[3].target: no connector configured for sql://erp",
         "plan.steps[4].step_id: must not start with 'compensate:'",
         "plan.steps[4].compensation.target: unsupported scheme 'ftp' in target 'ftp://x'",
+        "plan.steps[5].target: alias 'crm' of target 'http://crm/leads' has no http entry in "
+        "SWITCHYARD_EXECUTOR_ENDPOINTS (add 'crm=https://host/base')",
     ]
     assert runner.validate(decision("t", "acme", [http_step("1-a", "http://erp/a")])) == []
 

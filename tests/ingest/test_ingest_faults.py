@@ -3,17 +3,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 
 import asyncpg
 import grpc
 import pytest
+from aiokafka import AIOKafkaProducer
 from google.rpc import error_details_pb2
 
 from services.ingest.publisher import CRASH_EXIT_CODE
 from switchyard import Settings
 from switchyard._grpc import create_channel, parse_status_details
-from switchyard._topics import TASK_STATUS, TASKS
+from switchyard._topics import INTAKE, TASK_STATUS, TASKS
 from switchyard.stack import free_port
 from switchyard.v1 import (
     CancelTaskRequest,
@@ -120,9 +123,24 @@ async def test_backpressure_refuses_with_a_retry_hint(
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.SubmitTasks(SubmitTasksRequest(submissions=[submission(tenant)]))
         assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert dict(caught.value.trailing_metadata() or ())["retry-after-ms"] == "1500"
         # a retry of work already accepted still gets its answer while overloaded
         again = await stub.SubmitTask(SubmitTaskRequest(submission=submission(tenant, "k-0")))
         assert again.task_id == first.results[0].accepted.task_id and not again.created
+        # ... through SubmitTasks too (the client lost the batch's response): the accepted
+        # items get their tasks back, a new item in the same call is refused on its own
+        retried = await stub.SubmitTasks(SubmitTasksRequest(
+            submissions=[submission(tenant, f"k-{i}") for i in range(25)]))
+        assert retried.accepted_count == 25
+        assert [r.accepted.task_id for r in retried.results] == \
+            [r.accepted.task_id for r in first.results]
+        assert not any(r.accepted.created for r in retried.results)
+        mixed = await stub.SubmitTasks(SubmitTasksRequest(
+            submissions=[submission(tenant, "k-3"), submission(tenant, "brand-new")]))
+        assert (mixed.accepted_count, mixed.rejected_count) == (1, 1)
+        assert mixed.results[0].accepted.task_id == first.results[3].accepted.task_id
+        assert mixed.results[1].error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+        assert "backpressure" in mixed.results[1].error.message
 
         # the backlog drains (here: cancelled) and submissions are accepted again
         for result in first.results:
@@ -135,5 +153,79 @@ async def test_backpressure_refuses_with_a_retry_hint(
             task_id=first.results[1].accepted.task_id))).task
         assert task.status == TaskStatus.TASK_STATUS_CANCELLED
     finally:
+        await channel.close()
+        process.stop()
+
+
+async def test_intake_records_wait_in_kafka_while_the_backlog_is_over_the_limit(
+        settings: Settings, db: asyncpg.Connection,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Over the limit the intake consumer stops taking records: they stay in Kafka (not
+    tasks, not dead letters) and all become tasks once the backlog drains."""
+    limited = settings.replace(ingest_max_backlog=20, ingest_backlog_check_s=0.1,
+                               ingest_grpc_port=free_port(), ingest_metrics_port=free_port())
+    process = IngestProcess(limited, tmp_path_factory.mktemp("intake-limited")).start()
+    channel = create_channel(f"127.0.0.1:{limited.ingest_grpc_port}")
+    stub = IngestServiceStub(channel)
+    tenant = f"ik{uuid.uuid4().hex[:6]}"
+    producer = AIOKafkaProducer(bootstrap_servers=limited.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+
+    async def produce(key: str) -> None:
+        value = json.dumps({"tenant_id": tenant, "idempotency_key": key,
+                            "document": {"body": f"Invoice {key}: amount due 12.00 EUR"}})
+        await producer.send_and_wait(INTAKE.full_name(limited), value.encode(), key=key.encode(),
+                                     headers=[("content-type", b"application/json")])
+
+    async def intake_tasks() -> dict[str, str]:
+        rows = await db.fetch("SELECT idempotency_key, status FROM tasks WHERE tenant_id = $1 "
+                              "AND source = 'TASK_SOURCE_KAFKA_INTAKE'", tenant)
+        return {r["idempotency_key"]: r["status"] for r in rows}
+
+    try:
+        # the consumer is live: a record below the limit becomes a task
+        await produce("before")
+        await eventually(intake_tasks, "the first intake record to become a task", 90)
+        # fill the backlog past the limit (nothing decides here, so tasks stay QUEUED)
+        backlog = await stub.SubmitTasks(SubmitTasksRequest(
+            submissions=[submission(tenant, f"grpc-{i}") for i in range(25)]))
+        assert backlog.accepted_count == 25
+
+        async def overloaded() -> bool:
+            try:
+                await stub.SubmitTask(SubmitTaskRequest(submission=submission(tenant)))
+            except grpc.aio.AioRpcError as exc:
+                return exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            return False
+        await eventually(overloaded, "backpressure", 30)
+
+        keys = [f"held-{i}" for i in range(10)]
+        for key in keys:
+            await produce(key)
+        in_kafka = await read_topic(limited, INTAKE, lambda rs: {
+            r.key.decode() for r in rs if r.key} >= set(keys))
+        assert {r.key.decode() for r in in_kafka if r.key} >= set(keys)
+        # while overloaded none of them is taken (checked over many backlog refreshes)
+        for _ in range(30):
+            assert set(await intake_tasks()) == {"before"}
+            await asyncio.sleep(0.1)
+        assert await db.fetchval("SELECT count(*) FROM dead_letters WHERE service = 'ingest' "
+                                 "AND position($1::bytea in original_value) > 0",
+                                 tenant.encode()) == 0
+
+        # the backlog drains (here: cancelled) and every held record becomes a task
+        for result in backlog.results:
+            await stub.CancelTask(CancelTaskRequest(task_id=result.accepted.task_id))
+
+        async def all_taken() -> dict[str, str]:
+            found = await intake_tasks()
+            return found if set(found) == {"before", *keys} else {}
+        taken = await eventually(all_taken, "the held records to become tasks", 90)
+        assert set(taken.values()) == {"QUEUED"}
+        assert await db.fetchval("SELECT count(*) FROM dead_letters WHERE service = 'ingest' "
+                                 "AND position($1::bytea in original_value) > 0",
+                                 tenant.encode()) == 0
+    finally:
+        await producer.stop()
         await channel.close()
         process.stop()

@@ -352,6 +352,7 @@ async def test_console_shows_the_item_and_modifies_it_from_the_keyboard(
         uuid.UUID(esc.task_id)))
     fields = {f.name: (f.value, f.confidence) for f in decision.fields}
     assert fields == {"invoice_number": ("INV-77", 0.97), "total": ("121.00", 1.0)}
+    assert dict(decision.extracted_fields) == {"invoice_number": "INV-77", "total": "121.00"}
 
 
 # -- live updates, and a clean stop with a console still listening (runs last) -------------

@@ -14,7 +14,7 @@ from services.review.console import BadRequest, item_json, list_request, verdict
 from services.review.intake import check, redact
 from services.review.policies import Limit, PolicyError, QueueLimits, ReviewPolicy
 from services.review.queue import priority_value
-from services.review.verdicts import policy_decision
+from services.review.verdicts import policy_decision, verdict_decision
 from switchyard import Settings
 from switchyard._pii import Redactor
 from switchyard._streams import RejectRecord
@@ -26,7 +26,9 @@ from switchyard.v1 import (
     DecisionSource,
     Document,
     Escalation,
+    FieldExtraction,
     ReviewItem,
+    ReviewVerdict,
     ReviewPriority,
     TaskEnvelope,
     Verdict,
@@ -186,6 +188,32 @@ def test_policy_decisions_carry_the_plan_only_when_approving() -> None:
     assert [s.step_id for s in approve.plan.steps] == ["1-post"]
     assert reject.outcome == DecisionOutcome.DECISION_OUTCOME_REJECT and not reject.plan.steps
     assert approve.decision_id == reject.decision_id  # one outcome per item, whatever it is
+
+
+def test_human_and_policy_decisions_carry_the_field_map_after_modifications() -> None:
+    """Decision.extracted_fields is "the same fields as a name-to-value map (after a
+    reviewer's modifications, if any)": on every decision review hands the executor."""
+    proposed = Decision(
+        label="invoice", plan=ActionPlan(steps=[ActionStep(step_id="1-post")]),
+        fields=[FieldExtraction(name="total", value="120.00", confidence=0.4),
+                FieldExtraction(name="vendor", value="Acme GmbH", confidence=0.9)],
+        extracted_fields={"total": "120.00", "vendor": "Acme GmbH"})
+    escalation = Escalation(task_id=str(uuid.uuid4()), tenant_id="acme",
+                            proposed_decision=proposed)
+    modified = verdict_decision(escalation, ReviewVerdict(
+        item_id="i-1", reviewer_id="rita", verdict=Verdict.VERDICT_MODIFY,
+        modified_fields={"total": "121.00", "currency": "EUR"}))
+    assert dict(modified.extracted_fields) == {"total": "121.00", "vendor": "Acme GmbH",
+                                               "currency": "EUR"}
+    assert dict(modified.extracted_fields) == {f.name: f.value for f in modified.fields}
+    for verdict in (Verdict.VERDICT_APPROVE, Verdict.VERDICT_REJECT):
+        decided = verdict_decision(escalation, ReviewVerdict(
+            item_id="i-2", reviewer_id="rita", verdict=verdict))
+        assert dict(decided.extracted_fields) == {"total": "120.00", "vendor": "Acme GmbH"}
+    # a proposal that carried only the list (an older escalation) still yields the map
+    del escalation.proposed_decision.extracted_fields["vendor"]
+    approve = policy_decision("i-3", escalation, "approve", "review_default_approve", "why")
+    assert dict(approve.extracted_fields) == {"total": "120.00", "vendor": "Acme GmbH"}
 
 
 def test_console_request_parsing_reports_every_bad_field() -> None:
