@@ -10,7 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
+import re
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from switchyard_client import (
@@ -35,6 +40,7 @@ from switchyard.v1 import Verdict
 from tests.client.helpers import ACME_KEY, KEYS, SLOW_KEY, review, sample
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pipeline")]
+README = Path(__file__).resolve().parents[2] / "client" / "README.md"
 SLOW_RATE = 0.1   # slowco: one submission at once, then one per 10 s
 
 
@@ -225,3 +231,20 @@ async def test_async_client(target: str, settings: Settings) -> None:
         assert done.status == TaskStatus.TASK_STATUS_SUCCEEDED, done.reason
         with pytest.raises(WaitTimeout):
             await client.wait(retried.task_id, timeout_s=0.5)
+
+
+def test_the_readme_examples_run(target: str) -> None:
+    """Every Python block of client/README.md, as a user would run it, against this stack."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert len(blocks) >= 4
+    env = {**os.environ, "SWITCHYARD_TARGET": target, "SWITCHYARD_API_KEY": ACME_KEY,
+           "SWITCHYARD_TENANT": "acme"}
+    outputs = []
+    for block in blocks:
+        ran = subprocess.run([sys.executable, "-c", block], env=env, capture_output=True,
+                             text=True, timeout=240)
+        assert ran.returncode == 0, f"{block}\n{ran.stdout}\n{ran.stderr}"
+        outputs.append(ran.stdout)
+    assert outputs[0].startswith("task ") and "TASK_STATUS_SUCCEEDED" in outputs[0]
+    assert "'document.body': 'malformed JSON" in outputs[1]
+    assert "retried as" in outputs[2] or "SUCCEEDED" in outputs[2]
