@@ -175,6 +175,8 @@ def _credentials(tls: bool, ca_file: str | Path | None, cert_file: str | Path | 
 
 
 class _Base:
+    """What both clients share: the channel's credentials, the API key, the retry policy."""
+
     def __init__(self, target: str, *, api_key: str | None = None, tls: bool = False,
                  ca_file: str | Path | None = None, cert_file: str | Path | None = None,
                  key_file: str | Path | None = None, server_name: str | None = None,
@@ -185,6 +187,11 @@ class _Base:
         self._metadata = ((AUTH_HEADER, f"Bearer {api_key}"),) if api_key else ()
         self._credentials = _credentials(tls, ca_file, cert_file, key_file)
         self._options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+        self._channel = self._open_channel()
+        self._stub = IngestServiceStub(self._channel)
+
+    def _open_channel(self) -> Any:
+        raise NotImplementedError
 
     def _give_up(self, error: SwitchyardError, attempt: int, started: float) -> float | None:
         return self.retry_policy.next_delay(attempt, error, time.monotonic() - started)
@@ -208,11 +215,10 @@ class Client(_Base):
     ``timeout_s`` bounds each call (not ``wait``/``watch``, which take their own timeout).
     """
 
-    def __init__(self, target: str, **options: Any) -> None:
-        super().__init__(target, **options)
-        self._channel = (grpc.secure_channel(target, self._credentials, options=self._options)
-                         if self._credentials else grpc.insecure_channel(target))
-        self._stub = IngestServiceStub(self._channel)
+    def _open_channel(self) -> grpc.Channel:
+        if self._credentials:
+            return grpc.secure_channel(self.target, self._credentials, options=self._options)
+        return grpc.insecure_channel(self.target)
 
     def __enter__(self) -> Client:
         return self
@@ -318,12 +324,10 @@ class AsyncClient(_Base):
     """The asyncio twin of :class:`Client`: the same arguments, the same methods, awaited
     (``watch`` is an async iterator). Create it inside the event loop that uses it."""
 
-    def __init__(self, target: str, **options: Any) -> None:
-        super().__init__(target, **options)
-        self._channel = (grpc.aio.secure_channel(target, self._credentials,
-                                                 options=self._options)
-                         if self._credentials else grpc.aio.insecure_channel(target))
-        self._stub = IngestServiceStub(self._channel)
+    def _open_channel(self) -> grpc.aio.Channel:
+        if self._credentials:
+            return grpc.aio.secure_channel(self.target, self._credentials, options=self._options)
+        return grpc.aio.insecure_channel(self.target)
 
     async def __aenter__(self) -> AsyncClient:
         return self

@@ -44,7 +44,6 @@ def review(settings: Settings, task_id: str, verdict: Verdict.ValueType,
             assert time.monotonic() < deadline, f"no review item for {task_id}"
             time.sleep(0.2)
         item_id = found[0].item_id
-        stub.Claim(ClaimRequest(item_id=item_id, reviewer_id="ana"), metadata=metadata)
+        stub.Claim(ClaimRequest(item_id=item_id), metadata=metadata)  # the key reviews
         stub.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
-            item_id=item_id, reviewer_id="ana", verdict=verdict, reason="client SDK test")),
-            metadata=metadata)
+            item_id=item_id, verdict=verdict, reason="client SDK test")), metadata=metadata)
