@@ -22,10 +22,12 @@ setup: $(STAMP) models $(DEBIAN_TOOLS)
 $(CHROMIUM):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml client/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,stack]'
+	# the client SDK (client/), a distribution of its own; editable so the tests import it
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e client
 	@touch $@
 
 # The demo needs neither promtool nor chromium (only the tests drive them).

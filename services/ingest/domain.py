@@ -95,5 +95,33 @@ def build_envelope(submission: Submission, task_id: str, source: int,
     return envelope
 
 
-__all__ = ["KNOWN_KINDS", "MAX_JSON_DEPTH", "TaskSource", "build_envelope", "guess_kind",
-           "json_problem", "new_task_id", "payload_sha256", "validate"]
+#: Statuses a task may be retried from (RetryTask); SUCCEEDED work is never redone.
+RETRYABLE_STATUSES = frozenset({"FAILED", "CANCELLED"})
+RETRY_OF_KEY = "retry_of"
+
+
+def retry_key(task_id: str, attempt: int) -> str:
+    """The idempotency key of the ``attempt``-th retry of ``task_id``: a repeated RetryTask
+    with the same attempt names the same new task instead of creating a second one."""
+    return f"retry:{task_id}:{attempt}"
+
+
+def retry_submission(envelope: TaskEnvelope, attempt: int) -> Submission:
+    """A new submission of ``envelope``'s work: the same tenant, document, kind, priority and
+    metadata, plus ``retry_of`` naming the task it retries (replacing an older ``retry_of``,
+    so it always points one step back). The deadline and callback are not carried over: the
+    old deadline has usually passed, and the new task is watched under its own id."""
+    submission = Submission(
+        tenant_id=envelope.tenant_id,
+        idempotency_key=retry_key(envelope.task_id, attempt),
+        kind=envelope.kind,
+        document=envelope.document,
+        metadata={**envelope.metadata, RETRY_OF_KEY: envelope.task_id},
+        priority_level=envelope.priority_level,
+    )
+    return submission
+
+
+__all__ = ["KNOWN_KINDS", "MAX_JSON_DEPTH", "RETRYABLE_STATUSES", "RETRY_OF_KEY", "TaskSource",
+           "build_envelope", "guess_kind", "json_problem", "new_task_id", "payload_sha256",
+           "retry_key", "retry_submission", "validate"]

@@ -51,6 +51,8 @@ from switchyard.v1 import (
     ListTasksResponse,
     RegisterWebhookRequest,
     RegisterWebhookResponse,
+    RetryTaskRequest,
+    RetryTaskResponse,
     Submission,
     SubmitTaskRequest,
     SubmitTaskResponse,
@@ -75,6 +77,7 @@ POLICY = {
     f"/{SERVICE_NAME}/SubmitTask": _SUBMITTERS,
     f"/{SERVICE_NAME}/SubmitTasks": _SUBMITTERS,
     f"/{SERVICE_NAME}/CancelTask": _SUBMITTERS,
+    f"/{SERVICE_NAME}/RetryTask": _SUBMITTERS,
     f"/{SERVICE_NAME}/RegisterWebhook": _SUBMITTERS,
     f"/{SERVICE_NAME}/DeleteWebhook": _SUBMITTERS,
     f"/{SERVICE_NAME}/GetTask": _READERS,
@@ -83,7 +86,8 @@ POLICY = {
     f"/{SERVICE_NAME}/WatchTenant": _READERS,
 }
 #: RPCs that create work: charged to the caller's tenant (one token per submission).
-RATE_LIMITED = frozenset({f"/{SERVICE_NAME}/SubmitTask", f"/{SERVICE_NAME}/SubmitTasks"})
+RATE_LIMITED = frozenset({f"/{SERVICE_NAME}/SubmitTask", f"/{SERVICE_NAME}/SubmitTasks",
+                          f"/{SERVICE_NAME}/RetryTask"})
 MAX_REASON_CHARS = 1000
 RETRY_AFTER_HEADER = "retry-after-ms"
 # gRPC status codes as google.rpc.Code numbers, for per-item errors of SubmitTasks.
@@ -183,21 +187,48 @@ class IngestServicer(IngestServiceServicer):
         if not principal_var.get().may_access(submission.tenant_id.strip()):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                 f"credentials do not allow tenant {submission.tenant_id!r}")
-        item = item_for(submission, TaskSource.TASK_SOURCE_GRPC)
+        return submit_response(
+            await self._accept(item_for(submission, TaskSource.TASK_SOURCE_GRPC), context))
+
+    async def _accept(self, item: Item, context: grpc.aio.ServicerContext) -> store.Accepted:
+        """Accept one validated item (SubmitTask, RetryTask): over the backlog limit a repeat
+        of work already accepted still gets its answer; new work is refused with RetryInfo."""
         with task_context(item.envelope.task_id):
             try:
                 if self.backlog.over:
-                    # A retry of work already accepted still gets its answer; new work waits.
                     existing = await store.find_by_key(
                         self.pool, item.envelope.tenant_id, item.envelope.idempotency_key,
                         item.payload_sha256)
                     if existing is not None:
-                        return submit_response(existing)
+                        return existing
                     await self._abort_overloaded(context, self.backlog.overloaded())
-                accepted = await self.publisher.accept(item)
+                return await self.publisher.accept(item)
             except store.IdempotencyConflict as exc:
                 await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
-        return submit_response(accepted)
+        raise AssertionError("unreachable: context.abort raises")
+
+    async def RetryTask(self, request: RetryTaskRequest,
+                        context: grpc.aio.ServicerContext) -> RetryTaskResponse:
+        if request.attempt < 0:
+            await abort_invalid(context, [FieldViolation("attempt", "must be >= 0 (0 means 1)")])
+        row = await self._visible_task(request.task_id, context)
+        task_id = str(row["task_id"])
+        if row["status"] not in domain.RETRYABLE_STATUSES:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"task {task_id} is {row['status']}; only FAILED or CANCELLED "
+                                "tasks can be retried")
+        old = (await self._tasks([row], context))[0]
+        submission = domain.retry_submission(old.envelope, request.attempt or 1)
+        problems = problems_of(submission, self.settings)
+        if problems:  # e.g. the old task already had the most metadata entries allowed
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"task {task_id} cannot be resubmitted: "
+                                + "; ".join(str(p) for p in problems))
+        accepted = await self._accept(item_for(submission, TaskSource.TASK_SOURCE_GRPC),
+                                      context)
+        new_row = await store.load_task(self.pool, accepted.task_id)
+        return RetryTaskResponse(task=(await self._tasks([new_row], context))[0],
+                                 created=accepted.created)
 
     async def SubmitTasks(self, request: SubmitTasksRequest,
                           context: grpc.aio.ServicerContext) -> SubmitTasksResponse:

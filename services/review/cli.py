@@ -3,8 +3,10 @@
 A thin gRPC client: the server does every check (roles, tenant scoping, leases), so the
 command line behaves exactly like the console. The API key comes from
 ``SWITCHYARD_CLIENT_API_KEY`` and TLS (mutual TLS) from ``SWITCHYARD_CLIENT_TLS_*``, as for
-every command-line client; ``approve``/``reject`` claim the item first (a no-op when you
-already hold it), so one command settles an item.
+every command-line client; with a key the reviewer is that key (the server records the
+credentials, not a name; ``--reviewer`` is only for a dev stack without keys).
+``approve``/``reject`` claim the item first (a no-op when you already hold it), so one command
+settles an item.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from switchyard._settings import Settings
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", help="ReviewService address (default 127.0.0.1:"
                                           "$SWITCHYARD_REVIEW_GRPC_PORT)")
-    parser.add_argument("--reviewer", help="your reviewer id (default: your login name)")
+    parser.add_argument("--reviewer", help="your reviewer name when auth is off (default: your "
+                                           "login name); with an API key the key is the "
+                                           "reviewer and this must be empty or that key's id")
     sub = parser.add_subparsers(dest="review_action", required=True, metavar="ACTION")
     p = sub.add_parser("list", help="items of the queues, most urgent first")
     p.add_argument("--queue", default="")
@@ -30,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--state", action="append", default=[],
                    help="pending, claimed, backlogged, resolved, expired (repeatable)")
     p.add_argument("--priority", action="append", default=[], help="P0..P3 (repeatable)")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=int, default=50,
+                   help="at most this many items, following the pages (0: all of them)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p = sub.add_parser("show", help="one item in full")
     p.add_argument("item_id")
@@ -64,6 +69,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     except (ValueError, OSError) as exc:
         print(f"switchyard review: client TLS: {exc}", file=sys.stderr)
         return 2
+    args.keyed = bool(settings.client_api_key)
     try:
         return await _ACTIONS[args.review_action](args, _stub(channel))
     except grpc.aio.AioRpcError as exc:
@@ -90,6 +96,10 @@ def _stub(channel: Any) -> Any:
 
 
 def _reviewer(args: argparse.Namespace) -> str:
+    """The reviewer_id to send: with an API key, empty (the server records the key) unless
+    --reviewer says otherwise (refused unless it is the key's id); without, a name."""
+    if getattr(args, "keyed", False):
+        return args.reviewer or ""
     return args.reviewer or getpass.getuser()
 
 
@@ -100,8 +110,7 @@ async def _list(args: argparse.Namespace, stub: Any) -> int:
     from services.review.console import item_json
     from switchyard.v1 import ListQueueRequest, ReviewPriority, ReviewState
 
-    request = ListQueueRequest(queue=args.queue, tenant_id=args.tenant,
-                               page_size=max(1, min(args.limit, 500)))
+    request = ListQueueRequest(queue=args.queue, tenant_id=args.tenant)
     try:
         for value in args.state:
             for name in filter(None, value.upper().split(",")):
@@ -111,7 +120,15 @@ async def _list(args: argparse.Namespace, stub: Any) -> int:
                 request.priorities.append(ReviewPriority.Value(f"REVIEW_PRIORITY_{name}"))
     except ValueError as exc:
         raise _UsageError(f"unknown state or priority: {exc}") from None
-    items = [item_json(i, full=False) for i in (await stub.ListQueue(request)).items]
+    items: list[dict[str, Any]] = []
+    while True:  # follow the page tokens until --limit items (0: every item)
+        wanted = args.limit - len(items) if args.limit > 0 else 500
+        request.page_size = max(1, min(wanted, 500))
+        page = await stub.ListQueue(request)
+        items += [item_json(i, full=False) for i in page.items]
+        if not page.next_page_token or 0 < args.limit <= len(items):
+            break
+        request.page_token = page.next_page_token
     if args.json:
         for item in items:
             print(json.dumps(item, sort_keys=True))

@@ -339,7 +339,8 @@ class Console:
             except BadRequest as exc:
                 return _error(400, str(exc), exc.violations)
             except ReviewError as exc:
-                status = {"not_found": 404, "conflict": 409, "invalid": 400}[exc.code]
+                status = {"not_found": 404, "conflict": 409, "invalid": 400,
+                          "forbidden": 403}[exc.code]
                 return _error(status, str(exc), exc.violations)
         return guarded
 
@@ -355,6 +356,8 @@ class Console:
         return web.json_response({
             "tenant": principal.tenant_id, "role": principal.role.value,
             "auth": self.auth.enabled,
+            # who claims and decides: the key (None with auth off: the typed name is used)
+            "reviewer": principal.key_id if self.auth.enabled else None,
             "default_lease_s": self.desk.policy.default_lease.total_seconds(),
             "sla_bump_s": self.desk.policy.sla_bump.total_seconds(),
         })

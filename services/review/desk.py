@@ -22,7 +22,7 @@ from services.review.policies import ReviewPolicy
 from services.review.queue import Filters, ReviewError, ReviewQueue, priority_value
 from services.review.resolutions import DecisionPublisher, audit, store_decision, text_digest
 from services.review.verdicts import verdict_decision
-from switchyard._auth import Principal
+from switchyard._auth import DEV_PRINCIPAL, Principal
 from switchyard._dataclass import redact_escalation
 from switchyard._payloads import VERDICT
 from switchyard._pii import Redactor
@@ -47,6 +47,23 @@ def nul_problems(**fields: str | list[str]) -> list[tuple[str, str]]:
     """PostgreSQL text cannot hold NUL: refuse it as bad input instead of failing the query."""
     return [(name, "must not contain NUL characters") for name, value in fields.items()
             if any("\x00" in v for v in ([value] if isinstance(value, str) else value))]
+
+
+def reviewer_of(principal: Principal, supplied: str) -> str:
+    """Who is reviewing: the caller's credentials, never a name the caller types.
+
+    With API keys the reviewer is the key (``Principal.key_id``); a ``reviewer_id`` that
+    names anyone else is refused (``forbidden``: PERMISSION_DENIED, HTTP 403), an empty one
+    means the caller. With auth off (a dev stack, every caller the same local operator) the
+    supplied name is all there is, so it is required and used as given.
+    """
+    if principal == DEV_PRINCIPAL:
+        return supplied
+    if supplied and supplied != principal.key_id:
+        raise ReviewError("forbidden", f"reviewer_id {supplied!r} is not the caller: with API "
+                                       f"keys the reviewer is the key ({principal.key_id}); "
+                                       "leave reviewer_id empty or send that")
+    return principal.key_id
 
 
 class ReviewDesk:
@@ -105,18 +122,18 @@ class ReviewDesk:
         return item
 
     async def claim(self, principal: Principal, request: ClaimRequest) -> ReviewItem:
-        await self._check(principal, request.item_id, request.reviewer_id)
-        return self._shown(await self.queue.claim(request.item_id, request.reviewer_id,
+        reviewer = await self._check(principal, request.item_id, request.reviewer_id)
+        return self._shown(await self.queue.claim(request.item_id, reviewer,
                                                   self._lease(request)))
 
     async def renew(self, principal: Principal, request: RenewRequest) -> ReviewItem:
-        await self._check(principal, request.item_id, request.reviewer_id)
-        return self._shown(await self.queue.renew(request.item_id, request.reviewer_id,
+        reviewer = await self._check(principal, request.item_id, request.reviewer_id)
+        return self._shown(await self.queue.renew(request.item_id, reviewer,
                                                   self._lease(request)))
 
     async def release(self, principal: Principal, item_id: str, reviewer_id: str) -> ReviewItem:
-        await self._check(principal, item_id, reviewer_id)
-        return self._shown(await self.queue.release(item_id, reviewer_id))
+        reviewer = await self._check(principal, item_id, reviewer_id)
+        return self._shown(await self.queue.release(item_id, reviewer))
 
     async def submit_verdict(self, principal: Principal,
                              verdict: ReviewVerdict) -> tuple[ReviewItem, Decision]:
@@ -124,8 +141,8 @@ class ReviewDesk:
         problems = []
         if not verdict.item_id:
             problems.append(("verdict.item_id", "required"))
-        if not verdict.reviewer_id:
-            problems.append(("verdict.reviewer_id", "required"))
+        if not verdict.reviewer_id and principal == DEV_PRINCIPAL:
+            problems.append(("verdict.reviewer_id", "required (auth is off)"))
         if verdict.verdict == Verdict.VERDICT_UNSPECIFIED:
             problems.append(("verdict.verdict", "APPROVE, REJECT or MODIFY"))
         if verdict.verdict == Verdict.VERDICT_MODIFY and not verdict.modified_fields:
@@ -143,6 +160,12 @@ class ReviewDesk:
         if problems:
             raise ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in problems), problems)
         item = await self._item(principal, verdict.item_id)
+        reviewer = reviewer_of(principal, verdict.reviewer_id)
+        if reviewer != verdict.reviewer_id:  # recorded (verdict_pb too) as the credentials say
+            own = ReviewVerdict()
+            own.CopyFrom(verdict)
+            own.reviewer_id = reviewer
+            verdict = own
         name = Verdict.Name(verdict.verdict).removeprefix("VERDICT_").lower()
         decision = verdict_decision(item.escalation, verdict)
         async with self.pool.acquire() as conn, conn.transaction():
@@ -179,14 +202,16 @@ class ReviewDesk:
             return self.policy.default_lease
         return min(lease, MAX_LEASE)
 
-    async def _check(self, principal: Principal, item_id: str, reviewer_id: str) -> None:
+    async def _check(self, principal: Principal, item_id: str, reviewer_id: str) -> str:
+        """Validate a claim/renew/release; returns the reviewer (see :func:`reviewer_of`)."""
         problems = []
         if not item_id:
             problems.append(("item_id", "required"))
-        if not reviewer_id:
-            problems.append(("reviewer_id", "required"))
+        if not reviewer_id and principal == DEV_PRINCIPAL:
+            problems.append(("reviewer_id", "required (auth is off)"))
         problems += nul_problems(reviewer_id=reviewer_id)
         if problems:
             raise ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in problems), problems)
-        await self._item(principal, item_id)
+        await self._item(principal, item_id)  # another tenant's item: not found, first
+        return reviewer_of(principal, reviewer_id)
 

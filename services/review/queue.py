@@ -37,7 +37,7 @@ class ReviewError(Exception):
     def __init__(self, code: str, message: str,
                  violations: list[tuple[str, str]] | None = None) -> None:
         super().__init__(message)
-        self.code = code  # "not_found" | "conflict" | "invalid"
+        self.code = code  # "not_found" | "conflict" | "invalid" | "forbidden"
         self.violations = violations or []
 
 

@@ -69,8 +69,9 @@ class ReviewServicer(ReviewServiceServicer):
         except ReviewError as exc:
             if exc.code == "invalid":
                 await abort_invalid(context, [FieldViolation(f, d) for f, d in exc.violations])
-            code = (grpc.StatusCode.NOT_FOUND if exc.code == "not_found"
-                    else grpc.StatusCode.FAILED_PRECONDITION)
+            code = {"not_found": grpc.StatusCode.NOT_FOUND,
+                    "forbidden": grpc.StatusCode.PERMISSION_DENIED,
+                    }.get(exc.code, grpc.StatusCode.FAILED_PRECONDITION)
             await context.abort(code, str(exc))
             raise  # unreachable: abort raises
 

@@ -324,6 +324,56 @@ class CancelTaskResponse(google.protobuf.message.Message):
 global___CancelTaskResponse = CancelTaskResponse
 
 @typing.final
+class RetryTaskRequest(google.protobuf.message.Message):
+    """Input of IngestService.RetryTask. NOT_FOUND for unknown tasks and other tenants' tasks."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: builtins.int
+    ATTEMPT_FIELD_NUMBER: builtins.int
+    task_id: builtins.str
+    """The FAILED or CANCELLED task to run again."""
+    attempt: builtins.int
+    """Which retry of task_id this is, from 1; 0 means 1. The new task's idempotency key is
+    "retry:<task_id>:<attempt>", so a repeated call with the same attempt is idempotent and
+    a second, deliberate retry of the same task passes attempt = 2.
+    """
+    def __init__(
+        self,
+        *,
+        task_id: builtins.str = ...,
+        attempt: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["attempt", b"attempt", "task_id", b"task_id"]) -> None: ...
+
+global___RetryTaskRequest = RetryTaskRequest
+
+@typing.final
+class RetryTaskResponse(google.protobuf.message.Message):
+    """Output of IngestService.RetryTask."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: builtins.int
+    CREATED_FIELD_NUMBER: builtins.int
+    created: builtins.bool
+    """False when this attempt had already created its task."""
+    @property
+    def task(self) -> switchyard.v1.task_pb2.Task:
+        """The new task (or the existing one, when this attempt was already made)."""
+
+    def __init__(
+        self,
+        *,
+        task: switchyard.v1.task_pb2.Task | None = ...,
+        created: builtins.bool = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["task", b"task"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["created", b"created", "task", b"task"]) -> None: ...
+
+global___RetryTaskResponse = RetryTaskResponse
+
+@typing.final
 class WatchTaskRequest(google.protobuf.message.Message):
     """Input of IngestService.WatchTask."""
 

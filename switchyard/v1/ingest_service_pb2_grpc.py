@@ -40,6 +40,11 @@ class IngestServiceStub(object):
                 request_serializer=switchyard_dot_v1_dot_ingest__service__pb2.CancelTaskRequest.SerializeToString,
                 response_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.CancelTaskResponse.FromString,
                 )
+        self.RetryTask = channel.unary_unary(
+                '/switchyard.v1.IngestService/RetryTask',
+                request_serializer=switchyard_dot_v1_dot_ingest__service__pb2.RetryTaskRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.RetryTaskResponse.FromString,
+                )
         self.WatchTask = channel.unary_stream(
                 '/switchyard.v1.IngestService/WatchTask',
                 request_serializer=switchyard_dot_v1_dot_ingest__service__pb2.WatchTaskRequest.SerializeToString,
@@ -105,6 +110,17 @@ class IngestServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetryTask(self, request, context):
+        """Submit a FAILED or CANCELLED task again, as a new task: the same tenant, document, kind,
+        priority and metadata, plus metadata retry_of=<the old task id>, under idempotency key
+        "retry:<old task id>:<attempt>". Repeating the call with the same attempt returns the
+        same new task (created = false), never a second one. Any other status fails with
+        FAILED_PRECONDITION. Authorised and rate-limited as SubmitTask.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchTask(self, request, context):
         """Status events of one task, from after_sequence on, until it is terminal.
         """
@@ -162,6 +178,11 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.CancelTask,
                     request_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.CancelTaskRequest.FromString,
                     response_serializer=switchyard_dot_v1_dot_ingest__service__pb2.CancelTaskResponse.SerializeToString,
+            ),
+            'RetryTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryTask,
+                    request_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.RetryTaskRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_ingest__service__pb2.RetryTaskResponse.SerializeToString,
             ),
             'WatchTask': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchTask,
@@ -276,6 +297,23 @@ class IngestService(object):
         return grpc.experimental.unary_unary(request, target, '/switchyard.v1.IngestService/CancelTask',
             switchyard_dot_v1_dot_ingest__service__pb2.CancelTaskRequest.SerializeToString,
             switchyard_dot_v1_dot_ingest__service__pb2.CancelTaskResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def RetryTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/switchyard.v1.IngestService/RetryTask',
+            switchyard_dot_v1_dot_ingest__service__pb2.RetryTaskRequest.SerializeToString,
+            switchyard_dot_v1_dot_ingest__service__pb2.RetryTaskResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 

@@ -57,6 +57,17 @@ class IngestServiceStub:
     task fails with FAILED_PRECONDITION.
     """
 
+    RetryTask: grpc.UnaryUnaryMultiCallable[
+        switchyard.v1.ingest_service_pb2.RetryTaskRequest,
+        switchyard.v1.ingest_service_pb2.RetryTaskResponse,
+    ]
+    """Submit a FAILED or CANCELLED task again, as a new task: the same tenant, document, kind,
+    priority and metadata, plus metadata retry_of=<the old task id>, under idempotency key
+    "retry:<old task id>:<attempt>". Repeating the call with the same attempt returns the
+    same new task (created = false), never a second one. Any other status fails with
+    FAILED_PRECONDITION. Authorised and rate-limited as SubmitTask.
+    """
+
     WatchTask: grpc.UnaryStreamMultiCallable[
         switchyard.v1.ingest_service_pb2.WatchTaskRequest,
         switchyard.v1.ingest_service_pb2.WatchTaskResponse,
@@ -121,6 +132,17 @@ class IngestServiceAsyncStub:
     gets a CancellationRequest (the executor compensates finished steps) and the call fails
     with FAILED_PRECONDITION saying so: the outcome arrives as a status event. A terminal
     task fails with FAILED_PRECONDITION.
+    """
+
+    RetryTask: grpc.aio.UnaryUnaryMultiCallable[
+        switchyard.v1.ingest_service_pb2.RetryTaskRequest,
+        switchyard.v1.ingest_service_pb2.RetryTaskResponse,
+    ]
+    """Submit a FAILED or CANCELLED task again, as a new task: the same tenant, document, kind,
+    priority and metadata, plus metadata retry_of=<the old task id>, under idempotency key
+    "retry:<old task id>:<attempt>". Repeating the call with the same attempt returns the
+    same new task (created = false), never a second one. Any other status fails with
+    FAILED_PRECONDITION. Authorised and rate-limited as SubmitTask.
     """
 
     WatchTask: grpc.aio.UnaryStreamMultiCallable[
@@ -197,6 +219,19 @@ class IngestServiceServicer(metaclass=abc.ABCMeta):
         gets a CancellationRequest (the executor compensates finished steps) and the call fails
         with FAILED_PRECONDITION saying so: the outcome arrives as a status event. A terminal
         task fails with FAILED_PRECONDITION.
+        """
+
+    @abc.abstractmethod
+    def RetryTask(
+        self,
+        request: switchyard.v1.ingest_service_pb2.RetryTaskRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[switchyard.v1.ingest_service_pb2.RetryTaskResponse, collections.abc.Awaitable[switchyard.v1.ingest_service_pb2.RetryTaskResponse]]:
+        """Submit a FAILED or CANCELLED task again, as a new task: the same tenant, document, kind,
+        priority and metadata, plus metadata retry_of=<the old task id>, under idempotency key
+        "retry:<old task id>:<attempt>". Repeating the call with the same attempt returns the
+        same new task (created = false), never a second one. Any other status fails with
+        FAILED_PRECONDITION. Authorised and rate-limited as SubmitTask.
         """
 
     @abc.abstractmethod

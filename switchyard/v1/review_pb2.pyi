@@ -299,7 +299,10 @@ class ReviewVerdict(google.protobuf.message.Message):
     item_id: builtins.str
     task_id: builtins.str
     reviewer_id: builtins.str
-    """Required; must hold the item's lease."""
+    """Must hold the item's lease. With API keys the reviewer is the caller's key (its key id):
+    leave this empty or send that id; another name fails with PERMISSION_DENIED. With auth
+    off (a dev stack) it is required and used as given.
+    """
     verdict: global___Verdict.ValueType
     """Required."""
     reason: builtins.str

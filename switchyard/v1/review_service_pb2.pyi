@@ -133,7 +133,11 @@ class ClaimRequest(google.protobuf.message.Message):
     LEASE_FIELD_NUMBER: builtins.int
     item_id: builtins.str
     reviewer_id: builtins.str
-    """Who takes the lease; the same reviewer may claim again to extend it."""
+    """Who takes the lease; the same reviewer may claim again to extend it.
+    With API keys the reviewer is the caller's key (its key id, as in the audit log): leave
+    this empty or send that id; another name fails with PERMISSION_DENIED. With auth off
+    (a dev stack) it is required and used as given.
+    """
     @property
     def lease(self) -> google.protobuf.duration_pb2.Duration:
         """0 means the default lease (5 minutes)."""
@@ -182,7 +186,11 @@ class RenewRequest(google.protobuf.message.Message):
     LEASE_FIELD_NUMBER: builtins.int
     item_id: builtins.str
     reviewer_id: builtins.str
-    """Must be the current lease holder."""
+    """Must be the current lease holder.
+    With API keys the reviewer is the caller's key (its key id, as in the audit log): leave
+    this empty or send that id; another name fails with PERMISSION_DENIED. With auth off
+    (a dev stack) it is required and used as given.
+    """
     @property
     def lease(self) -> google.protobuf.duration_pb2.Duration:
         """New lease length, counted from now; 0 means the default lease (5 minutes)."""
@@ -228,7 +236,11 @@ class ReleaseRequest(google.protobuf.message.Message):
     REVIEWER_ID_FIELD_NUMBER: builtins.int
     item_id: builtins.str
     reviewer_id: builtins.str
-    """Must be the current lease holder."""
+    """Must be the current lease holder.
+    With API keys the reviewer is the caller's key (its key id, as in the audit log): leave
+    this empty or send that id; another name fails with PERMISSION_DENIED. With auth off
+    (a dev stack) it is required and used as given.
+    """
     def __init__(
         self,
         *,

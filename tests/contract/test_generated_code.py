@@ -25,6 +25,17 @@ def _buf() -> str:
 def test_generated_code_is_not_stale() -> None:
     stale = protogen.stale_files()
     assert not stale, f"generated code is stale, run `make proto`: {stale}"
+    stale_client = protogen.stale_client_files()
+    assert not stale_client, f"the client SDK's copy is stale, run `make proto`: {stale_client}"
+
+
+def test_staleness_check_covers_the_client_copy(tmp_path: Path) -> None:
+    copy = tmp_path / "_v1"
+    shutil.copytree(ROOT / "client" / "switchyard_client" / "_v1", copy)
+    target = copy / "ingest_service_pb2_grpc.py"
+    target.write_text(target.read_text() + "\n# hand edit\n")
+    (copy / "task_pb2.pyi").unlink()
+    assert protogen.stale_client_files(copy) == ["ingest_service_pb2_grpc.py", "task_pb2.pyi"]
 
 
 def test_staleness_check_detects_an_edited_file(tmp_path: Path) -> None:

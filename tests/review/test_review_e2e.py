@@ -42,7 +42,8 @@ TERMINAL = {TaskStatus.TASK_STATUS_SUCCEEDED, TaskStatus.TASK_STATUS_FAILED,
 
 @pytest.fixture(scope="module")
 def settings(settings: Settings) -> Settings:
-    return settings.replace(api_keys="sub:acme:submitter,rev:acme:reviewer",
+    # key ids by position: rev is key-1 (the reviewer the service records), rev2 key-2
+    return settings.replace(api_keys="sub:acme:submitter,rev:acme:reviewer,rev2:acme:reviewer",
                             client_api_key="rev")
 
 
@@ -104,7 +105,8 @@ async def test_verdicts_from_the_browser_reach_the_executor(
     page = await browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore
     expect.set_options(timeout=30_000)
     try:
-        await sign_in(page, settings, "rita")
+        await sign_in(page, settings, "rita")  # a typed name: the key is the reviewer
+        await expect(page.locator("#who")).to_contain_text("key-1")
         rows = page.locator("#queue tbody tr")
         await expect(page.locator(f'tr[data-item-id="{approve_item}"]')).to_be_visible()
         await expect(page.locator(f'tr[data-item-id="{reject_item}"]')).to_be_visible()
@@ -114,7 +116,7 @@ async def test_verdicts_from_the_browser_reach_the_executor(
         await page.click(f'tr[data-item-id="{approve_item}"]')
         await expect(page.locator("#i-task")).to_have_text(approve_task)
         await page.keyboard.press("c")
-        await expect(page.locator("#status")).to_have_text("Claimed by rita.")
+        await expect(page.locator("#status")).to_have_text("Claimed by key-1.")
         await page.keyboard.press("a")
         await expect(page.locator("#status")).to_contain_text("Approved: decision")
 
@@ -122,7 +124,7 @@ async def test_verdicts_from_the_browser_reach_the_executor(
         await page.click(f'tr[data-item-id="{reject_item}"]')
         await expect(page.locator("#i-task")).to_have_text(reject_task)
         await page.keyboard.press("c")
-        await expect(page.locator("#status")).to_have_text("Claimed by rita.")
+        await expect(page.locator("#status")).to_have_text("Claimed by key-1.")
         await page.keyboard.press("r")  # no reason yet: the console asks for one
         await expect(page.locator("#reason")).to_be_focused()
         await page.keyboard.type("not an admission form")
@@ -144,8 +146,8 @@ async def test_verdicts_from_the_browser_reach_the_executor(
         "SELECT task_id::text, actor, (detail->>'override')::bool AS override FROM audit_log "
         "WHERE action = 'review.verdict' AND task_id = ANY($1::uuid[])",
         [approve_task, reject_task])}
-    assert verdicts == {approve_task: ("reviewer:rita", False),
-                        reject_task: ("reviewer:rita", True)}
+    assert verdicts == {approve_task: ("reviewer:key-1", False),
+                        reject_task: ("reviewer:key-1", True)}
 
 
 async def switchyard(settings: Settings, *args: str) -> tuple[int, str]:
@@ -170,16 +172,18 @@ async def test_the_command_line_lists_claims_approves_and_rejects(
     code, out = await switchyard(settings, "review", "list")
     assert code == 0 and approve_item in out, out
     code, out = await switchyard(settings, "review", "--reviewer", "carl", "claim", reject_item)
+    assert code == 1 and "PERMISSION_DENIED" in out, out  # the key is the reviewer, not carl
+    code, out = await switchyard(settings, "review", "claim", reject_item)
     assert code == 0 and "claimed" in out, out
-    code, out = await switchyard(settings, "review", "--reviewer", "dora", "approve",
+    code, out = await switchyard(settings.replace(client_api_key="rev2"), "review", "approve",
                                  reject_item)
-    assert code == 1 and "claimed by carl" in out, out  # someone else holds it
+    assert code == 1 and "claimed by key-1" in out, out  # someone else holds it
 
-    code, out = await switchyard(settings, "review", "--reviewer", "carl", "approve",
-                                 approve_item, "--reason", "checked the PO")
+    code, out = await switchyard(settings, "review", "approve", approve_item,
+                                 "--reason", "checked the PO")
     assert code == 0 and "approved" in out, out
-    code, out = await switchyard(settings, "review", "--reviewer", "carl", "reject",
-                                 reject_item, "--reason", "duplicate")
+    code, out = await switchyard(settings, "review", "reject", reject_item,
+                                 "--reason", "duplicate")
     assert code == 0 and "rejected" in out, out
 
     assert (await final(ingest, approve_task)).status == TaskStatus.TASK_STATUS_SUCCEEDED

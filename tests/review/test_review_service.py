@@ -46,8 +46,15 @@ from tests.polling import eventually
 from tests.review.helpers import artifact, escalation, insert_tasks
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("review_process")]
-KEYS = ("rev-acme:acme:reviewer,rev-other:other:reviewer,sub-acme:acme:submitter,"
-        "aud-acme:acme:auditor")
+# The reviewer is the key (its id, key-<position>): rev-acme is key-0, rev-late key-4, and
+# rev-c0..rev-c7 (key-5..key-12) are eight reviewers racing for one item.
+KEY_NAMES = ["rev-acme", "rev-other", "sub-acme", "aud-acme", "rev-late",
+             *(f"rev-c{i}" for i in range(8))]
+_NOT_ACME_REVIEWERS = {"rev-other": "other:reviewer", "sub-acme": "acme:submitter",
+                      "aud-acme": "acme:auditor"}
+KEYS = ",".join(f"{name}:{_NOT_ACME_REVIEWERS.get(name, 'acme:reviewer')}"
+                for name in KEY_NAMES)
+KEY_IDS = {name: f"key-{index}" for index, name in enumerate(KEY_NAMES)}
 STORM_RATE, STORM_BURST = 5.0, 10
 
 
@@ -81,7 +88,7 @@ async def channels(settings: Settings) -> AsyncIterator[dict[str, ReviewServiceS
     """A ReviewService stub per API key ('none': no key at all)."""
     target = f"127.0.0.1:{settings.review_grpc_port}"
     opened = {key: create_channel(target, None if key == "none" else key)
-              for key in ("rev-acme", "rev-other", "sub-acme", "aud-acme", "none")}
+              for key in (*KEY_NAMES, "none")}
     yield {key: ReviewServiceStub(channel) for key, channel in opened.items()}
     for channel in opened.values():
         await channel.close()
@@ -184,14 +191,16 @@ async def test_concurrent_claims_have_one_winner_and_an_expired_lease_returns(
     review = channels["rev-acme"]
     esc = await escalate(db, producer, "acme", "claims", 1)
     item_id = await item_of(db, esc)
-    reviewers = [f"reviewer-{i}" for i in range(8)]
-    results = await asyncio.gather(*(review.Claim(ClaimRequest(
-        item_id=item_id, reviewer_id=r, lease=Duration(seconds=2))) for r in reviewers),
+    reviewers = [f"rev-c{i}" for i in range(8)]
+    results = await asyncio.gather(*(channels[r].Claim(ClaimRequest(
+        item_id=item_id, lease=Duration(seconds=2))) for r in reviewers),
         return_exceptions=True)
     winners = [r for r in results if isinstance(r, ClaimResponse)]
     losers = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
     assert len(winners) == 1 and len(losers) == len(reviewers) - 1
     holder = winners[0].item.claimed_by
+    assert holder in {KEY_IDS[r] for r in reviewers}
+    holder_key = next(r for r in reviewers if KEY_IDS[r] == holder)
     assert all(e.code() == grpc.StatusCode.FAILED_PRECONDITION
                and f"claimed by {holder}" in (e.details() or "") for e in losers)
 
@@ -199,25 +208,26 @@ async def test_concurrent_claims_have_one_winner_and_an_expired_lease_returns(
         item = (await review.GetItem(GetItemRequest(item_id=item_id))).item
         return item.state == ReviewState.REVIEW_STATE_PENDING and not item.claimed_by
     await eventually(lease_ran_out, "the lease to expire", 60, 0.2)
-    late = await review.Claim(ClaimRequest(item_id=item_id, reviewer_id="late"))
-    assert late.item.claimed_by == "late"
+    late = await channels["rev-late"].Claim(ClaimRequest(item_id=item_id))
+    assert late.item.claimed_by == KEY_IDS["rev-late"]
 
-    for stale in (review.Renew(RenewRequest(item_id=item_id, reviewer_id=holder)),
-                  review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
-                      item_id=item_id, reviewer_id=holder, verdict=Verdict.VERDICT_APPROVE)))):
+    stale_key = channels[holder_key]
+    for stale in (stale_key.Renew(RenewRequest(item_id=item_id)),
+                  stale_key.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+                      item_id=item_id, verdict=Verdict.VERDICT_APPROVE)))):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stale
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
-    done = await review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
-        item_id=item_id, reviewer_id="late", verdict=Verdict.VERDICT_REJECT,
+    done = await channels["rev-late"].SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+        item_id=item_id, verdict=Verdict.VERDICT_REJECT,
         reason="duplicate of INV-1")))
     assert done.item.state == ReviewState.REVIEW_STATE_RESOLVED
     assert done.item.resolution == "verdict:reject"
     decision = Decision.FromString(await db.fetchval(
         "SELECT decision FROM decisions WHERE decision_id = $1", uuid.UUID(done.decision_id)))
     assert (decision.source, decision.reviewer_id) == (DecisionSource.DECISION_SOURCE_HUMAN,
-                                                        "late")
+                                                        KEY_IDS["rev-late"])
     audit = await db.fetchval("SELECT detail::text FROM audit_log WHERE task_id = $1 AND "
                               "action = 'review.verdict'", uuid.UUID(esc.task_id))
     assert '"override": true' in audit and "duplicate" not in audit  # reason only hashed
@@ -234,7 +244,7 @@ async def test_backlogged_items_are_visible_but_not_claimable(
         queue="paused", states=[ReviewState.REVIEW_STATE_BACKLOGGED]))
     assert [i.item_id for i in listed.items] == [waiting]
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await review.Claim(ClaimRequest(item_id=waiting, reviewer_id="ana"))
+        await review.Claim(ClaimRequest(item_id=waiting))
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "waiting for admission" in (caught.value.details() or "")
 
@@ -264,8 +274,8 @@ async def test_roles_and_tenants_are_enforced_on_grpc_and_http(
         await channels["rev-acme"].SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
             item_id=item_id, verdict=Verdict.VERDICT_MODIFY)))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert set(field_violations(caught.value)) == {"verdict.reviewer_id",
-                                                   "verdict.modified_fields"}
+    # no reviewer_id needed: with API keys the key is the reviewer
+    assert set(field_violations(caught.value)) == {"verdict.modified_fields"}
 
     base = f"http://127.0.0.1:{settings.review_web_port}"
 
@@ -286,13 +296,13 @@ async def test_roles_and_tenants_are_enforced_on_grpc_and_http(
     assert status == 200 and [i["item_id"] for i in body["items"]] == [item_id]  # type: ignore
     status, body = await call("GET", "/api/items?priority=P7", "rev-acme")
     assert status == 400 and "priority" in body["field_violations"]  # type: ignore[operator]
-    status, body = await call("POST", f"/api/items/{item_id}/claim", "rev-acme", {})
-    assert status == 400 and "reviewer_id" in body["field_violations"]  # type: ignore[operator]
-    assert (await call("POST", f"/api/items/{item_id}/claim", "rev-acme",
-                       {"reviewer_id": "ana"}))[0] == 200
     status, body = await call("POST", f"/api/items/{item_id}/claim", "rev-acme",
-                              {"reviewer_id": "ben"})
-    assert status == 409 and "claimed by ana" in str(body["error"])
+                              {"reviewer_id": "ana"})   # a name that is not the key
+    assert status == 403 and "key-0" in str(body["error"])
+    status, body = await call("POST", f"/api/items/{item_id}/claim", "rev-acme", {})
+    assert status == 200 and body["item"]["claimed_by"] == "key-0"  # type: ignore[index]
+    status, body = await call("POST", f"/api/items/{item_id}/claim", "rev-late", {})
+    assert status == 409 and "claimed by key-0" in str(body["error"])
     async with aiohttp.ClientSession() as session, session.get(base + "/") as page:
         assert page.status == 200
         assert "script-src 'self'" in page.headers["Content-Security-Policy"]
@@ -314,7 +324,7 @@ async def test_console_shows_the_item_and_modifies_it_from_the_keyboard(
     try:
         await page.goto(f"http://127.0.0.1:{settings.review_web_port}/")
         await page.fill("#api-key", "rev-acme")
-        await page.fill("#reviewer", "rita")
+        await page.fill("#reviewer", "rita")  # ignored: the key is the reviewer
         await page.click("#login-form button[type=submit]")
         await page.fill("#f-queue", "console")
         await expect(page.locator("#queue tbody tr")).to_have_count(1)  # filter applied
@@ -334,8 +344,8 @@ async def test_console_shows_the_item_and_modifies_it_from_the_keyboard(
         await expect(page.locator("#i-sla")).to_contain_text("SLA: 1h")
 
         await page.keyboard.press("c")
-        await expect(page.locator("#status")).to_have_text("Claimed by rita.")
-        await expect(page.locator("#i-state")).to_have_text("claimed by rita")
+        await expect(page.locator("#status")).to_have_text("Claimed by key-0.")
+        await expect(page.locator("#i-state")).to_have_text("claimed by key-0")
         await total.locator(".field-edit").fill("121.00")
         await total.locator(".field-edit").press("Control+Enter")
         await expect(page.locator("#status")).to_contain_text("Approved with edits")
@@ -346,7 +356,7 @@ async def test_console_shows_the_item_and_modifies_it_from_the_keyboard(
 
     verdict = await db.fetchrow("SELECT reviewer_id, verdict FROM review_verdicts "
                                 "WHERE item_id = $1::uuid", item_id)
-    assert dict(verdict) == {"reviewer_id": "rita", "verdict": "MODIFY"}
+    assert dict(verdict) == {"reviewer_id": "key-0", "verdict": "MODIFY"}
     decision = Decision.FromString(await db.fetchval(
         "SELECT decision FROM decisions WHERE task_id = $1 AND source = 'HUMAN'",
         uuid.UUID(esc.task_id)))

@@ -239,3 +239,16 @@ def test_item_json_shows_the_document_as_text() -> None:
     assert view["document"]["text"] == "Grüße\nzeile 2"
     assert view["priority"] == "P1" and view["summary"] == "Grüße zeile 2"
     assert view["sla_deadline"] is None and view["lease_expires_at"] is None
+
+
+def test_the_reviewer_comes_from_the_credentials() -> None:
+    from services.review.desk import reviewer_of
+    from services.review.queue import ReviewError
+    from switchyard._auth import DEV_PRINCIPAL, Principal, Role
+
+    key = Principal(key_id="key-3", tenant_id="acme", role=Role.REVIEWER)
+    assert reviewer_of(key, "") == reviewer_of(key, "key-3") == "key-3"
+    with pytest.raises(ReviewError) as caught:
+        reviewer_of(key, "ana")
+    assert caught.value.code == "forbidden"
+    assert reviewer_of(DEV_PRINCIPAL, "ana") == "ana"   # auth off: the typed name

@@ -40,6 +40,7 @@ from switchyard.v1 import (
     ReleaseRequest,
     RenewRequest,
     ResetBreakerRequest,
+    RetryTaskRequest,
     ReviewServiceStub,
     ReviewVerdict,
     Submission,
@@ -213,6 +214,8 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
             "IngestService/ListTasks": (lambda: ingest.ListTasks(ListTasksRequest(
                 tenant_id="globex")), grpc.StatusCode.PERMISSION_DENIED),
             "IngestService/CancelTask": (lambda: ingest.CancelTask(CancelTaskRequest(
+                task_id=task_id)), grpc.StatusCode.NOT_FOUND),
+            "IngestService/RetryTask": (lambda: ingest.RetryTask(RetryTaskRequest(
                 task_id=task_id)), grpc.StatusCode.NOT_FOUND),
             "IngestService/WatchTask": (lambda: ingest.WatchTask(WatchTaskRequest(
                 task_id=task_id)), grpc.StatusCode.NOT_FOUND),

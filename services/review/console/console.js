@@ -8,6 +8,8 @@ const state = {
   reviewer: sessionStorage.getItem("sy.reviewer") || "",
   session: null,
   items: [],
+  pages: 1,            // how many pages of the queue are shown ("Show more" adds one)
+  more: false,         // whether the queue has items past the pages shown
   selected: 0,
   item: null,          // the item open in the item view
   pending: null,       // an action waiting for its reason ("reject")
@@ -89,6 +91,12 @@ async function signIn() {
     signOut(err.status === 403 ? "This key may not use the review console." : err.message);
     return;
   }
+  if (state.session.reviewer) {
+    state.reviewer = state.session.reviewer;   // with API keys the key is the reviewer
+  } else if (!state.reviewer) {
+    signOut("Auth is off: type your reviewer name.");
+    return;
+  }
   $("who").textContent = `${state.reviewer} · ${state.session.role} · tenant ${state.session.tenant}`;
   show("queue-view");
   await refresh();
@@ -114,15 +122,33 @@ function filterQuery() {
   params.set("state", form.state.value);
   params.set("priority", [...form.querySelectorAll("input[name=priority]:checked")].map((c) => c.value).join(","));
   params.set("reason", form.reason.value);
-  params.set("page_size", "200");
-  return params.toString();
+  params.set("page_size", String(PAGE_SIZE));
+  return params;
+}
+
+const PAGE_SIZE = 200;
+
+// The first state.pages pages of the queue, following ListQueue's page tokens.
+async function loadQueue() {
+  const items = [];
+  let token = "";
+  for (let page = 0; page < state.pages; page++) {
+    const params = filterQuery();
+    if (token) params.set("page_token", token);
+    const list = await api("GET", `/api/items?${params}`);
+    items.push(...list.items);
+    token = list.next_page_token;
+    if (!token) break;
+  }
+  state.more = Boolean(token);
+  return items;
 }
 
 async function refresh() {
   if (!state.session) return;
   try {
-    const [list, stats] = await Promise.all([api("GET", `/api/items?${filterQuery()}`), api("GET", "/api/stats")]);
-    state.items = list.items;
+    const [items, stats] = await Promise.all([loadQueue(), api("GET", "/api/stats")]);
+    state.items = items;
     renderQueue();
     renderStats(stats.queues);
     if (state.item && !$("item-view").hidden) {
@@ -165,6 +191,7 @@ function renderQueue() {
     body.append(row);
   });
   $("empty").hidden = state.items.length > 0;
+  $("more").hidden = !state.more;
   tickClocks();
 }
 
@@ -176,7 +203,8 @@ function moveSelection(delta) {
   if (row) row.scrollIntoView({ block: "nearest" });
 }
 
-$("filters").addEventListener("input", () => { state.selected = 0; scheduleRefresh(); });
+$("filters").addEventListener("input", () => { state.selected = 0; state.pages = 1; scheduleRefresh(); });
+$("more").addEventListener("click", () => { state.pages += 1; refresh(); });
 $("filters").addEventListener("submit", (event) => event.preventDefault());
 
 // -- live updates (server-sent events over fetch, so the API key stays in a header) -----------
@@ -391,6 +419,8 @@ document.addEventListener("keydown", (event) => {
     return;
   }
   if (event.ctrlKey || event.metaKey || event.altKey) return;
+  // a focused button (e.g. "Show more") takes Enter and Space itself
+  if (target instanceof HTMLButtonElement && (event.key === "Enter" || event.key === " ")) return;
   const keys = inItem
     ? { c: () => act("claim"), u: () => act("release"), a: () => act("approve"), r: () => act("reject"), m: () => act("modify") }
     : { j: () => moveSelection(1), k: () => moveSelection(-1), ArrowDown: () => moveSelection(1), ArrowUp: () => moveSelection(-1),
@@ -404,4 +434,4 @@ document.addEventListener("keydown", (event) => {
 // -- start -----------------------------------------------------------------------------------
 setInterval(tickClocks, 1000);
 setInterval(() => { if (state.session && !document.hidden) refresh(); }, 15000);
-if (state.reviewer) { signIn(); } else { signOut(""); }
+if (state.key || state.reviewer) { signIn(); } else { signOut(""); }
