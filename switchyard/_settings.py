@@ -100,7 +100,9 @@ class Settings:
     """Process configuration. Build with :meth:`from_env`; override in tests with :meth:`replace`."""
 
     # -- general ---------------------------------------------------------------------------
-    environment: str = setting("dev", "Deployment name, attached to logs, traces and metrics.")
+    environment: str = setting(
+        "dev", "Deployment name, written in every log line and set as the trace resource's "
+        "deployment.environment (metrics get it from the scrape target's labels).")
     log_level: str = setting("INFO", "Root log level (DEBUG, INFO, WARNING, ERROR).")
     log_format: str = setting("json", "Log line format: 'json' (one object a line) or 'text'.")
     bind_host: str = setting(
