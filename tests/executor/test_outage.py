@@ -14,6 +14,7 @@ import grpc
 import pytest
 
 from switchyard import Settings
+from switchyard._db import connect
 from switchyard._grpc import create_channel, field_violations
 from switchyard.v1 import (
     BreakerStatus,
@@ -131,3 +132,16 @@ async def test_reset_breaker_validates_its_input(exec_settings: Settings) -> Non
         assert reset.breaker.status == BreakerStatus.BREAKER_STATUS_CLOSED
     finally:
         await channel.close()
+    # the operator action is audited (auth is off: the dev principal, tenant '*'), and the
+    # shared row names who reset it
+    conn = await connect(exec_settings)
+    try:
+        entries = await conn.fetch("SELECT tenant_id, actor, detail FROM audit_log "
+                                   "WHERE action = 'breaker.reset'")
+        updated_by = await conn.fetchval(
+            "SELECT updated_by FROM executor_breakers WHERE name = 'http://erp'")
+    finally:
+        await conn.close()
+    assert [(e["tenant_id"], e["actor"], json.loads(e["detail"])["breaker"])
+            for e in entries] == [("*", "dev", "http://erp")]
+    assert updated_by is None or updated_by.startswith("dev (reset on ")
