@@ -264,8 +264,9 @@ class BreakerBoard:
                 f"{principal.key_id} (reset on {self.owner})")
             if row is None and name not in self.breakers:
                 return None
+            previous = previous or self.get(name).current_state  # known here only
             await audit_append(conn, principal.tenant_id, principal.key_id, "breaker.reset",
-                               {"breaker": name, "previous_state": previous or self.get(name).current_state,
+                               {"breaker": name, "previous_state": previous,
                                 "replica": self.owner})
         self.adopting = True
         try:
