@@ -1,8 +1,10 @@
 """The audit trail: append-only entries in PostgreSQL, hash-chained per tenant.
 
-Every decision, action, compensation, human verdict and configuration change is appended
-with :func:`append` inside the transaction that makes the change, so the trail and the
-system of record cannot disagree. :func:`verify` recomputes every chain and names the first
+Every decision, executed step, compensation, human verdict (and review expiry, default action
+or withdrawal), operator action (a cancellation, a breaker reset) and retention purge is
+appended with :func:`append` inside the transaction that makes the change, so the trail and
+the system of record cannot disagree. Configuration is not audited here: it comes from
+settings and the policy file, which change with a deployment. :func:`verify` recomputes every chain and names the first
 entry whose content or link no longer matches.
 """
 

@@ -1,18 +1,30 @@
 """Business KPIs computed from the system of record, so they are exact and survive restarts.
 
 Prometheus counters inside each service reset when a pod restarts and double-count on
-redelivery; these figures come from PostgreSQL instead and are exported by a collector
-(one per deployment) and shown by ``switchyard stats``.
+redelivery; these figures come from PostgreSQL instead, are shown by ``switchyard stats`` and
+exported as gauges by :class:`KpiExporter`, which every ingest replica runs but only one at a
+time exports through: the one holding a PostgreSQL advisory lock (per schema, i.e. per
+deployment). The others export no KPI series, so a dashboard that sums over pods counts each
+figure once; when the exporting replica dies its session ends, the lock is released and
+another replica takes over within ``SWITCHYARD_KPI_REFRESH_S``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import asyncpg
+from prometheus_client import Gauge
 
+from switchyard._db import connect
 from switchyard._settings import Settings
+
+log = logging.getLogger(__name__)
+#: One KPI exporter per deployment: (class key, schema) for ``pg_try_advisory_lock(int, int)``.
+_LOCK_CLASS = 0x5357_4B50  # "SWKP"
 
 
 @dataclass(frozen=True)
@@ -121,8 +133,6 @@ def as_dict(kpis: TenantKpis, economics: Economics) -> dict[str, Any]:
 # -- Prometheus export ---------------------------------------------------------------------
 
 def _gauges() -> dict[str, Any]:
-    from prometheus_client import Gauge
-
     labels = ["tenant"]
     return {
         "tasks": Gauge("switchyard_kpi_tasks", "Tasks by status (system of record).",
@@ -145,16 +155,19 @@ def _gauges() -> dict[str, Any]:
 
 
 class KpiExporter:
-    """Refreshes the KPI gauges from PostgreSQL every ``interval_s`` (run by one service)."""
+    """Refreshes the KPI gauges from PostgreSQL every ``interval_s`` while this replica holds
+    the deployment's KPI lock; exports none otherwise (see the module docstring)."""
 
     def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
         self.settings = settings
         self.pool = pool
         self.interval_s = settings.kpi_refresh_s
         self.gauges = _gauges()
+        self.exporting = False
 
-    async def refresh(self) -> list[TenantKpis]:
-        all_kpis = await tenant_kpis(self.pool)
+    async def refresh(self, conn: asyncpg.Connection | asyncpg.Pool | None = None
+                      ) -> list[TenantKpis]:
+        all_kpis = await tenant_kpis(conn or self.pool)
         g = self.gauges
         for k in all_kpis:
             for status, value in (("open", k.open), ("succeeded", k.succeeded),
@@ -175,13 +188,41 @@ class KpiExporter:
                     g["e2e"].labels(k.tenant_id, quantile).set(value)
         return all_kpis
 
-    async def run(self) -> None:
-        import asyncio
-        import logging
+    def clear(self) -> None:
+        """Export no KPI series (another replica exports them)."""
+        for gauge in self.gauges.values():
+            gauge.clear()
+        EXPORTING.set(0)
+        self.exporting = False
 
+    async def run(self) -> None:
+        """Try to become the deployment's exporter every ``interval_s``; export while it is."""
         while True:
             try:
-                await self.refresh()
-            except (OSError, asyncpg.PostgresError) as exc:
-                logging.getLogger(__name__).warning("KPI refresh failed: %r", exc)
+                await self._export_while_leading()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("KPI export failed, retrying: %r", exc)
+            finally:
+                self.clear()
             await asyncio.sleep(self.interval_s)
+
+    async def _export_while_leading(self) -> None:
+        # A connection of its own: the session-level lock lives as long as it does, and a
+        # replica that dies (or loses PostgreSQL) releases it with its session.
+        conn = await connect(self.settings)
+        try:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext("
+                                       "current_schema()))", _LOCK_CLASS):
+                return
+            log.info("exporting the business KPIs for this deployment")
+            self.exporting = True
+            EXPORTING.set(1)
+            while True:
+                await self.refresh(conn)
+                await asyncio.sleep(self.interval_s)
+        finally:
+            await conn.close()
+
+
+EXPORTING = Gauge("switchyard_kpi_exporter_active",
+                  "1 on the one ingest replica that exports the KPI gauges, 0 on the others.")

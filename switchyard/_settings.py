@@ -100,7 +100,10 @@ class Settings:
     """Process configuration. Build with :meth:`from_env`; override in tests with :meth:`replace`."""
 
     # -- general ---------------------------------------------------------------------------
-    environment: str = setting("dev", "Deployment name, attached to logs, traces and metrics.")
+    environment: str = setting(
+        "dev", "Deployment name, written in every log line and set as the trace resource's "
+        "deployment.environment. Metrics do not carry it: tell deployments apart in "
+        "Prometheus (e.g. an external label per cluster).")
     log_level: str = setting("INFO", "Root log level (DEBUG, INFO, WARNING, ERROR).")
     log_format: str = setting("json", "Log line format: 'json' (one object a line) or 'text'.")
     bind_host: str = setting(

@@ -1,7 +1,8 @@
 """Logging, metrics and tracing set-up shared by every process.
 
-Log lines are JSON objects that carry the task id, trace id and correlation id of whatever
-the process is doing, so one task's story can be grepped across services. Metrics are exposed
+Log lines are JSON objects that carry the deployment environment and the task id, trace id
+and correlation id of whatever the process is doing, so one task's story can be grepped
+across services. Metrics are exposed
 on a Prometheus text endpoint per service; tracing goes to the exporter the settings name.
 """
 
@@ -48,14 +49,27 @@ def current_trace_context() -> dict[str, str]:
     return carrier
 
 
+def stored_trace_context() -> str:
+    """:func:`current_trace_context` as the JSON a ``trace_context`` jsonb column stores."""
+    return json.dumps(current_trace_context())
+
+
+def loaded_trace_context(stored: str | None) -> dict[str, str] | None:
+    """A ``trace_context`` column read back (None when the row predates the column)."""
+    return json.loads(stored) if stored else None
+
+
 @contextlib.contextmanager
 def continue_trace(name: str, carrier: dict[str, str] | None,
                    attributes: dict[str, str] | None = None) -> Iterator[None]:
     """A span in the trace saved in ``carrier`` (e.g. the task's), linked to the current one.
 
-    Work that resumes on a different request (a human verdict, a parked task) continues the
-    task's trace instead of starting an unrelated one; the link keeps the path to the request
-    that triggered it.
+    Work that resumes on a different request continues the task's trace instead of starting
+    an unrelated one; the link keeps the path to the request that triggered it. The context
+    is stored with the work (a ``trace_context`` column) for: the human verdict and review's
+    default actions (``review_items``), a held task decided once the models return
+    (``decision_holds``), a parked executor job resumed, probed, escalated for its SLA or
+    taken over (``executor_jobs``), and a task the reconciler publishes again (``tasks``).
     """
     current = trace.get_current_span().get_span_context()
     links = [trace.Link(current)] if current.is_valid else []
@@ -66,9 +80,13 @@ def continue_trace(name: str, carrier: dict[str, str] | None,
 
 
 class JsonFormatter(logging.Formatter):
-    def __init__(self, service: str) -> None:
+    """One JSON object a line; ``environment`` (``SWITCHYARD_ENVIRONMENT``) tells which
+    deployment wrote it when several ship logs to one store."""
+
+    def __init__(self, service: str, environment: str = "") -> None:
         super().__init__()
         self.service = service
+        self.environment = environment
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -76,6 +94,7 @@ class JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "service": self.service,
+            "environment": self.environment,
             "logger": record.name,
             "msg": record.getMessage(),
         }
@@ -98,10 +117,11 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(settings: Settings, service: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_format == "json":
-        handler.setFormatter(JsonFormatter(service))
+        handler.setFormatter(JsonFormatter(service, settings.environment))
     else:
         handler.setFormatter(
-            logging.Formatter(f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s")
+            logging.Formatter(f"%(asctime)s %(levelname)s {settings.environment} {service} "
+                              "%(name)s: %(message)s")
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]

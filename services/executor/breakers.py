@@ -33,6 +33,8 @@ import pybreaker
 from prometheus_client import Counter, Gauge
 
 from services.executor.connectors import StepError
+from switchyard._audit import append as audit_append
+from switchyard._auth import Principal
 
 log = logging.getLogger(__name__)
 
@@ -244,15 +246,28 @@ class BreakerBoard:
             "UPDATE executor_breakers SET probe_owner = NULL, probe_until = NULL "
             "WHERE name = $1 AND probe_owner = $2", endpoint, self.owner)
 
-    async def reset(self, name: str) -> SharedState | None:
-        """Close a breaker by hand, for every replica; None if no such breaker is known."""
-        row = await self.pool.fetchrow(
-            "UPDATE executor_breakers SET state = 'closed', failure_count = 0, opened_at = NULL, "
-            "probe_owner = NULL, probe_until = NULL, updated_by = $2, updated_at = now() "
-            "WHERE name = $1 RETURNING name, state, failure_count, opened_at, probe_owner, "
-            "updated_by", name, f"{self.owner} (reset)")
-        if row is None and name not in self.breakers:
-            return None
+    async def reset(self, name: str, principal: Principal) -> SharedState | None:
+        """Close a breaker by hand, for every replica; None if no such breaker is known.
+
+        An operator action: the shared row names who reset it, and an audit entry
+        (``breaker.reset``, in the operator's tenant chain) is appended in the same
+        transaction, so the trail shows every manual override of the executor's protection.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            previous = await conn.fetchval(
+                "SELECT state FROM executor_breakers WHERE name = $1 FOR UPDATE", name)
+            row = await conn.fetchrow(
+                "UPDATE executor_breakers SET state = 'closed', failure_count = 0, "
+                "opened_at = NULL, probe_owner = NULL, probe_until = NULL, updated_by = $2, "
+                "updated_at = now() WHERE name = $1 RETURNING name, state, failure_count, "
+                "opened_at, probe_owner, updated_by", name,
+                f"{principal.key_id} (reset on {self.owner})")
+            if row is None and name not in self.breakers:
+                return None
+            previous = previous or self.get(name).current_state  # known here only
+            await audit_append(conn, principal.tenant_id, principal.key_id, "breaker.reset",
+                               {"breaker": name, "previous_state": previous,
+                                "replica": self.owner})
         self.adopting = True
         try:
             self.get(name).close()

@@ -4,7 +4,8 @@ A decision becomes a job row before its offset is committed. The row says who ru
 (``owner``, a replica that beats in ``executor_replicas``), whether it is parked (on an open
 breaker or until ``retry_at``) and how it ended. Any replica's resumer picks up parked jobs
 when they are due and jobs whose owner stopped beating, so a partition never waits for a
-downstream and a killed replica's work is finished by whoever comes next.
+downstream and a killed replica's work is finished by whoever comes next. The row keeps the
+trace context the decision arrived in, so work resumed later stays in the task's trace.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import datetime
 import asyncpg
 
 from switchyard._payloads import JOB_DECISION, PLAINTEXT, PayloadCodec
+from switchyard._telemetry import loaded_trace_context, stored_trace_context
 from switchyard.v1 import Decision
 
 RUNNING, PARKED = "running", "parked"
@@ -34,6 +36,8 @@ class Job:
     endpoint: str = ""
     blocked_by: str = ""
     reason: str = ""  # why it ended, for finished jobs ("code: detail" when escalated)
+    #: the trace the decision record arrived in: resumed work continues it
+    trace_context: dict[str, str] | None = None
 
     @property
     def decision_id(self) -> str:
@@ -56,7 +60,8 @@ class JobStore:
         decision = Decision.FromString(
             self.codec.open(row["decision_id"], row["decision"], JOB_DECISION))
         return Job(decision, row["deadline"], row["parks"], row["state"], row["endpoint"],
-                   row["blocked_by"], row.get("reason", ""))
+                   row["blocked_by"], row.get("reason", ""),
+                   loaded_trace_context(row["trace_context"]))
 
     async def heartbeat(self) -> None:
         await self.pool.execute(
@@ -73,24 +78,25 @@ class JobStore:
         row = await self.pool.fetchrow(
             f"""
             INSERT INTO executor_jobs AS j (decision_id, task_id, tenant_id, decision, state,
-                                            deadline, owner)
-            VALUES ($1, $2, $3, $4, 'running', $5, $6)
+                                            deadline, owner, trace_context)
+            VALUES ($1, $2, $3, $4, 'running', $5, $6, $8::jsonb)
             ON CONFLICT (decision_id) DO UPDATE SET owner = EXCLUDED.owner, updated_at = now()
              WHERE j.state = 'running'
                AND (j.owner = EXCLUDED.owner OR NOT {_LIVE_OWNER.format(col='j.owner',
                                                                         secs='$7')})
-            RETURNING decision_id, decision, deadline, parks, state, endpoint, blocked_by
+            RETURNING decision_id, decision, deadline, parks, state, endpoint, blocked_by,
+                      trace_context
             """,
             uuid.UUID(decision.decision_id), uuid.UUID(decision.task_id), decision.tenant_id,
             self.codec.seal(decision.decision_id, decision.SerializeToString(), JOB_DECISION),
-            deadline, self.owner, self.replica_timeout_s)
+            deadline, self.owner, self.replica_timeout_s, stored_trace_context())
         return self._job(row) if row is not None else None
 
     async def escalated(self, decision_id: str) -> Job | None:
         """The decision's job when it was handed to a person; None otherwise."""
         row = await self.pool.fetchrow(
-            "SELECT decision_id, decision, deadline, parks, state, endpoint, blocked_by, reason "
-            "FROM executor_jobs WHERE decision_id = $1 AND state = 'escalated'",
+            "SELECT decision_id, decision, deadline, parks, state, endpoint, blocked_by, reason, "
+            "trace_context FROM executor_jobs WHERE decision_id = $1 AND state = 'escalated'",
             uuid.UUID(decision_id))
         return self._job(row) if row is not None else None
 
@@ -117,7 +123,8 @@ class JobStore:
                  ORDER BY c.retry_at NULLS FIRST
                  LIMIT $2
                  FOR UPDATE SKIP LOCKED)
-            RETURNING decision_id, decision, deadline, parks, state, endpoint, blocked_by
+            RETURNING decision_id, decision, deadline, parks, state, endpoint, blocked_by,
+                      trace_context
             """, self.owner, limit, self.replica_timeout_s,
             [uuid.UUID(d) for d in exclude])
         return [self._job(row) for row in rows]
@@ -131,7 +138,8 @@ class JobStore:
                 SELECT decision_id FROM executor_jobs
                  WHERE state = 'parked' AND blocked_by = 'breaker' AND endpoint = $2
                  ORDER BY updated_at LIMIT 1 FOR UPDATE SKIP LOCKED)
-            RETURNING decision_id, decision, deadline, parks, state, endpoint, blocked_by
+            RETURNING decision_id, decision, deadline, parks, state, endpoint, blocked_by,
+                      trace_context
             """, self.owner, endpoint)
         return self._job(row) if row is not None else None
 
@@ -166,7 +174,8 @@ class JobStore:
                 SELECT decision_id FROM executor_jobs
                  WHERE state = 'parked' AND (deadline <= now() OR retry_at >= deadline)
                  LIMIT $2 FOR UPDATE SKIP LOCKED)
-            RETURNING decision_id, decision, deadline, parks, state, endpoint, blocked_by
+            RETURNING decision_id, decision, deadline, parks, state, endpoint, blocked_by,
+                      trace_context
             """, self.owner, limit)
         return [self._job(row) for row in rows]
 

@@ -3,8 +3,9 @@
 Once per ``executor_poll_s`` (sooner when woken) it beats (so other replicas know this one is
 alive), adopts the shared breaker state, escalates parked tasks that would pass their deadline,
 sends at most one probe per open breaker whose reset time has passed, and resumes parked tasks
-that are due plus running tasks of replicas that died. Parked tasks cost nothing while they
-wait: no retry loop spins, and the Kafka partitions they came from have long moved on.
+that are due plus running tasks of replicas that died, each in the task's own trace (stored
+with its job). Parked tasks cost nothing while they wait: no retry loop spins, and the Kafka
+partitions they came from have long moved on.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from collections.abc import Awaitable
 from prometheus_client import Gauge
 
 from services.executor.breakers import BreakerBoard
-from services.executor.jobs import JobStore
+from services.executor.jobs import Job, JobStore
 from services.executor.orchestrator import Executor
 from switchyard._streams import TRANSIENT_ERRORS
 from switchyard._supervision import Supervisor
+from switchyard._telemetry import continue_trace
 from switchyard.v1 import EscalationReason
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,7 @@ class Resumer:
         await self.jobs.heartbeat()
         await self.breakers.sync()
         for job in await self.jobs.overdue(self._room()):
-            self._spawn(self.executor.escalate(
+            self._spawn(job, "executor sla escalation", self.executor.escalate(
                 job, EscalationReason.ESCALATION_REASON_SLA_AT_RISK, "sla_at_risk",
                 f"blocked ({job.endpoint or 'retry'}) past its deadline "
                 f"{job.deadline.isoformat()}"))
@@ -68,20 +70,22 @@ class Resumer:
                 await self.breakers.release_probe(endpoint)
                 continue
             log.info("probing %s with one parked task", endpoint)
-            self._spawn(self.executor.run(job, probe=endpoint))
+            self._spawn(job, "executor probe", self.executor.run(job, probe=endpoint))
         for job in await self.jobs.claim_due(self._room(), set(self.executor.active)):
-            self._spawn(self.executor.run(job))
+            self._spawn(job, "executor resume", self.executor.run(job))
         PARKED.set(await self.jobs.parked_count())
 
     def _room(self) -> int:
         return 0 if self._stopping else max(0, self.concurrency - len(self._tasks))
 
-    def _spawn(self, work: Awaitable[None]) -> None:
+    def _spawn(self, job: Job, span: str, work: Awaitable[None]) -> None:
         async def guarded() -> None:
             # On failure the job stays claimed by us; a restart or a peer takes it over. The
-            # supervisor logs and counts the failure.
+            # supervisor logs and counts the failure. The work runs in the task's trace (the
+            # context stored with the job), not in a new one.
             try:
-                await work
+                with continue_trace(span, job.trace_context, {"task.id": job.task_id}):
+                    await work
             finally:
                 self.wakeup.set()  # a finished probe may have closed a breaker
 

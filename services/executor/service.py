@@ -29,7 +29,7 @@ from services.executor.orchestrator import Executor
 from services.executor.resumer import Resumer
 from services.executor.runner import PlanRunner, RetryConfig
 from services.executor.sla import SlaPolicy, parse_sla_overrides
-from switchyard._auth import Role
+from switchyard._auth import Role, principal_var
 from switchyard._grpc import FieldViolation, abort_invalid
 from switchyard._payloads import codec_for
 from switchyard._serde import decode
@@ -91,11 +91,12 @@ class ExecutorAdmin(ExecutorAdminServiceServicer):
         if not request.name:
             await abort_invalid(context, [FieldViolation("name", "required: a breaker name "
                                                                  "from ListBreakers")])
-        shared = await self.breakers.reset(request.name)
+        principal = principal_var.get()
+        shared = await self.breakers.reset(request.name, principal)
         if shared is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no breaker {request.name!r}")
         assert shared is not None
-        log.warning("breaker %s reset by hand", request.name)
+        log.warning("breaker %s reset by hand by %s", request.name, principal.key_id)
         return ResetBreakerResponse(breaker=breaker_state(shared, 0, self.breakers.reset_s))
 
 

@@ -10,6 +10,10 @@ Once executing, stopping means undoing finished steps, which only the executor c
 (saga compensation). Ingest records a cancellation request in PostgreSQL and publishes a
 ``CancellationRequest`` to the ``cancellations`` topic (key task_id); the caller is told
 FAILED_PRECONDITION with what happened, and the outcome arrives as a status event.
+
+Both are operator actions on the task, so each appends an audit entry (``task.cancelled`` or
+``task.cancel_requested``, actor: the caller's API key id, the reason as a hash) in the
+transaction that makes the change.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from switchyard._audit import append as audit_append
+from switchyard._audit import digest
 from switchyard._taskstore import TERMINAL, Transition, timestamp, transition
 from switchyard.v1 import CancellationRequest
 
@@ -71,6 +77,8 @@ async def cancel(conn: asyncpg.Connection, task_id: str, reason: str, requested_
             change = await transition(conn, task_id, "CANCELLED", "DONE", "ingest",
                                       "cancelled", reason)
             assert change is not None, "row is locked and not terminal"
+            await _audit(conn, row["tenant_id"], task_id, requested_by, "task.cancelled",
+                         reason, row["status"])
             return Cancelled(change)
         request_id = uuid.uuid4()
         inserted = await conn.fetchrow(
@@ -79,11 +87,22 @@ async def cancel(conn: asyncpg.Connection, task_id: str, reason: str, requested_
             "RETURNING request_id",
             request_id, uuid.UUID(task_id), row["tenant_id"], reason, requested_by,
         )
+        if inserted is not None:
+            await _audit(conn, row["tenant_id"], task_id, requested_by, "task.cancel_requested",
+                         reason, row["status"])
         stored = await conn.fetchrow(
             "SELECT request_id, task_id, tenant_id, reason, requested_by, requested_at "
             "FROM cancellation_requests WHERE task_id = $1", uuid.UUID(task_id),
         )
     return Requested(cancellation_from_row(stored), new=inserted is not None)
+
+
+async def _audit(conn: asyncpg.Connection, tenant_id: str, task_id: str, requested_by: str,
+                 action: str, reason: str, from_status: str) -> None:
+    """The caller's action in the tenant's chain; free text enters it as a hash only."""
+    await audit_append(conn, tenant_id, requested_by, action,
+                       {"from_status": from_status,
+                        "reason_sha256": digest(reason) if reason else ""}, task_id=task_id)
 
 
 __all__ = ["AlreadyFinished", "Cancelled", "EXECUTING_STAGES", "Outcome", "Requested",

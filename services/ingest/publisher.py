@@ -9,6 +9,7 @@ the broker acknowledged the envelope; the reconciler re-publishes whatever is le
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -23,6 +24,7 @@ from switchyard._payloads import codec_for
 from switchyard._settings import Settings
 from switchyard._streams import TRANSIENT_ERRORS
 from switchyard._taskstore import stage_value, status_value, timestamp
+from switchyard._telemetry import continue_trace
 from switchyard._topics import TASK_STATUS, TASKS
 from switchyard.v1 import StatusEvent, TaskEnvelope
 
@@ -106,14 +108,25 @@ class Publisher:
             await self.publish_or_defer(created)
         return list(results)
 
-    async def publish(self, items: Sequence[tuple[TaskEnvelope, StatusEvent]]) -> None:
-        """Produce envelopes and their status events, wait for every ack, then mark them."""
+    async def publish(self, items: Sequence[tuple[TaskEnvelope, StatusEvent]],
+                      traces: Sequence[dict[str, str] | None] | None = None) -> None:
+        """Produce envelopes and their status events, wait for every ack, then mark them.
+
+        ``traces`` (the reconciler's re-publish) gives each item the trace its submission
+        started, stored in ``tasks.trace_context``; without it the records carry the current
+        one (the submitting request's).
+        """
         futures = []
-        for envelope, event in items:
+        for i, (envelope, event) in enumerate(items):
             token = correlation_id_var.set(envelope.correlation_id or envelope.task_id)
             try:
-                futures.append(await self.producer.send_nowait(TASKS, envelope.task_id, envelope))
-                futures.append(await self.producer.send_nowait(TASK_STATUS, event.task_id, event))
+                with (continue_trace("ingest re-publish", traces[i],
+                                     {"task.id": envelope.task_id})
+                      if traces is not None else contextlib.nullcontext()):
+                    futures.append(
+                        await self.producer.send_nowait(TASKS, envelope.task_id, envelope))
+                    futures.append(
+                        await self.producer.send_nowait(TASK_STATUS, event.task_id, event))
             finally:
                 correlation_id_var.reset(token)
         await asyncio.gather(*futures)

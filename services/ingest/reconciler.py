@@ -4,7 +4,8 @@ A task is committed to PostgreSQL before its envelope is produced (see ``publish
 process dies in between, or the broker is down when the produce happens, the task sits with
 ``published_at IS NULL``. This loop finds such tasks once they are older than
 ``reconcile_after_s`` (so it does not race a produce still in flight) and publishes them with
-``source = TASK_SOURCE_REPLAY`` and ``attempt + 1``. Consumers downstream dedupe per task, so
+``source = TASK_SOURCE_REPLAY`` and ``attempt + 1``, in the trace its submission started
+(``tasks.trace_context``). Consumers downstream dedupe per task, so
 publishing a task twice (a produce that did land but was not yet marked) is harmless.
 Cancellation requests recorded by CancelTask but not yet published get the same treatment.
 
@@ -34,6 +35,7 @@ from switchyard._streams import TRANSIENT_ERRORS
 from switchyard._taskstore import (
     TERMINAL, publish_status, stage_value, status_value, timestamp,
 )
+from switchyard._telemetry import loaded_trace_context
 from switchyard._topics import CANCELLATIONS
 from switchyard.v1 import CancellationRequest, StatusEvent, TaskSource
 
@@ -61,8 +63,8 @@ def replay_event(row: asyncpg.Record) -> StatusEvent:
 async def reconcile_tasks(conn: asyncpg.Connection, publisher: Publisher,
                           after_s: float) -> int:
     rows = await conn.fetch(
-        "SELECT task_id, tenant_id, envelope, status, stage, reason, status_seq, updated_at "
-        "FROM tasks WHERE published_at IS NULL "
+        "SELECT task_id, tenant_id, envelope, status, stage, reason, status_seq, updated_at, "
+        "trace_context FROM tasks WHERE published_at IS NULL "
         "AND created_at < now() - make_interval(secs => $1) ORDER BY created_at LIMIT $2",
         after_s, BATCH,
     )
@@ -109,7 +111,7 @@ async def redrive_stalled(conn: asyncpg.Connection, publisher: Publisher,
             UPDATE tasks t SET redriven_at = now(), redrives = t.redrives + 1
               FROM stalled WHERE t.task_id = stalled.task_id
             RETURNING t.task_id, t.tenant_id, t.envelope, t.status, t.stage, t.reason,
-                      t.status_seq, t.updated_at""",
+                      t.status_seq, t.updated_at, t.trace_context""",
         after_s, BATCH,
     )
     replayed = await _replay(conn, publisher, rows)
@@ -171,7 +173,7 @@ class EndingMirror:
 async def _replay(conn: asyncpg.Connection, publisher: Publisher,
                   rows: list[asyncpg.Record]) -> int:
     """Publish the rows' envelopes as replays (source REPLAY, attempt + 1)."""
-    replay = []
+    replay, traces = [], []
     for row in rows:
         try:
             envelope = store.open_envelope(publisher.codec, row)
@@ -181,10 +183,11 @@ async def _replay(conn: asyncpg.Connection, publisher: Publisher,
         envelope.attempt += 1
         envelope.source = TaskSource.TASK_SOURCE_REPLAY
         replay.append((envelope, replay_event(row)))
+        traces.append(loaded_trace_context(row["trace_context"]))  # the submission's trace
     await rewrap_stale(conn, publisher.codec, TASK_ENVELOPE,
                        [(r["task_id"], r["envelope"]) for r in rows])
     if replay:
-        await publisher.publish(replay)
+        await publisher.publish(replay, traces)
     return len(replay)
 
 

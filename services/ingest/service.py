@@ -460,7 +460,8 @@ async def setup(ctx: ServiceContext) -> None:
     async def deliver_webhooks() -> None:
         await webhooks.run(ctx.pool, settings, settings.watch_poll_ms / 1000)
 
-    # Business KPIs come from the system of record; one service exports them (this one).
+    # Business KPIs come from the system of record; every replica runs the exporter, the one
+    # holding the deployment's advisory lock exports them (switchyard/_kpis.py).
     kpis = KpiExporter(settings, ctx.pool)
     for loop_name, loop in (("status-feed", feed.run), ("backlog", backlog.run),
                             ("reconciler", reconcile), ("webhooks", deliver_webhooks),

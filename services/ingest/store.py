@@ -11,6 +11,7 @@ import asyncpg
 
 from switchyard._payloads import PLAINTEXT, TASK_ENVELOPE, PayloadCodec
 from switchyard._taskstore import stage_name, status_name
+from switchyard._telemetry import stored_trace_context
 from switchyard.v1 import TaskEnvelope, TaskSource
 
 
@@ -50,8 +51,8 @@ async def accept(conn: asyncpg.Connection, envelope: TaskEnvelope, payload_sha25
         row = await conn.fetchrow(
             """
             INSERT INTO tasks (task_id, tenant_id, idempotency_key, payload_sha256, kind, source,
-                               envelope, status, stage, callback_url)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, 'QUEUED', 'INGESTED', NULLIF($8, ''))
+                               envelope, status, stage, callback_url, trace_context)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, 'QUEUED', 'INGESTED', NULLIF($8, ''), $9::jsonb)
             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
             RETURNING task_id, created_at
             """,
@@ -59,7 +60,7 @@ async def accept(conn: asyncpg.Connection, envelope: TaskEnvelope, payload_sha25
             payload_sha256, envelope.kind or envelope.document.kind_hint,
             TaskSource.Name(envelope.source),
             codec.seal(envelope.task_id, envelope.SerializeToString(), TASK_ENVELOPE),
-            callback_url,
+            callback_url, stored_trace_context(),
         )
         if row is not None:
             await conn.execute(
@@ -114,9 +115,9 @@ async def accept_many(conn: asyncpg.Connection | asyncpg.Pool, tasks: Sequence[N
                                         kind, source, envelope, callback_url, ord)),
         created AS (
             INSERT INTO tasks (task_id, tenant_id, idempotency_key, payload_sha256, kind,
-                               source, envelope, status, stage, callback_url)
+                               source, envelope, status, stage, callback_url, trace_context)
             SELECT task_id, tenant_id, idempotency_key, payload_sha256, kind, source, envelope,
-                   'QUEUED', 'INGESTED', NULLIF(callback_url, '')
+                   'QUEUED', 'INGESTED', NULLIF(callback_url, ''), $10::jsonb
               FROM input ORDER BY tenant_id, idempotency_key, ord
             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
             RETURNING task_id, created_at),
@@ -134,7 +135,7 @@ async def accept_many(conn: asyncpg.Connection | asyncpg.Pool, tasks: Sequence[N
         [codec.seal(t.envelope.task_id, t.envelope.SerializeToString(), TASK_ENVELOPE)
          for t in tasks],
         [t.callback_url for t in tasks],
-        service,
+        service, stored_trace_context(),  # one request (or intake record): one trace
     )
     created = {str(r["task_id"]): r["created_at"] for r in rows}
     results: list[Accepted | IdempotencyConflict | None] = [

@@ -5,13 +5,17 @@ model repository, and ingest and decision processes pointed at it. Two tenants: 
 (policy ``on_model_unavailable: hold``) and ``escco`` (the default: escalate). Tasks stream
 in; Triton is stopped while they do, and started again later. A task has completed the
 decision stage when its model decision is stored, published on the decisions topic and the
-task moved on to EXECUTING (the executor's work is tested elsewhere).
+task moved on to EXECUTING (the executor's work is tested elsewhere). A held task's decision
+is published in the trace its submission started (the hold keeps the trace context), and
+``switchyard_decision_held_tasks{tenant}`` reports the holds PostgreSQL has.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -21,9 +25,10 @@ from aiokafka import AIOKafkaConsumer
 from switchyard import Settings
 from switchyard._db import connect
 from switchyard._grpc import create_channel
+from switchyard._kafka import headers_to_dict
 from switchyard._launcher import service_specs
 from switchyard.stack import EmbeddedStack, TritonServer, with_free_ports
-from switchyard._topics import DECISIONS
+from switchyard._topics import DECISIONS, TASKS
 from switchyard.v1 import (
     DecideRequest,
     DecisionOutcome,
@@ -151,6 +156,16 @@ async def test_stopping_triton_holds_or_escalates_and_held_tasks_complete_after_
     assert {t.stage for t in escalated} == {TaskStage.TASK_STAGE_AWAITING_REVIEW}
     await wait_until(ingest, before["holdco"] + before["escco"],
                      lambda t: decided(t) or unavailable(t), timeout_s=60)
+    # the held-tasks gauge is the count of holds in PostgreSQL, per tenant (every
+    # task is decided or held now, so the count stays put until Triton is back)
+    conn = await connect(outage_settings)
+    try:
+        holds = dict(await conn.fetch(
+            "SELECT tenant_id, count(*) FROM decision_holds GROUP BY tenant_id"))
+    finally:
+        await conn.close()
+    assert set(holds) == {"holdco"} and holds["holdco"] >= len(during["holdco"])
+    await eventually_held(outage_settings, "holdco", holds["holdco"])
     # the sync path answers at once too: a person decides
     channel = create_channel(f"127.0.0.1:{outage_settings.decision_grpc_port}")
     try:
@@ -190,23 +205,54 @@ async def test_stopping_triton_holds_or_escalates_and_held_tasks_complete_after_
     assert decisions == sum(len(ids) for ids in submitted.values())  # one decision per task
     # escalated tasks stay visibly in review for a person
     assert all(unavailable(t) for t in await statuses(ingest, during["escco"]))
-    # and every held task's decision went out on the decisions topic
+    # and every held task's decision went out on the decisions topic, in the task's trace
     published = await published_decisions(outage_settings, set(submitted["holdco"]))
-    assert published == set(submitted["holdco"])
+    assert set(published) == set(submitted["holdco"])
+    submitted_in = await trace_ids(outage_settings, TASKS, set(during["holdco"]))
+    left = {t for t in during["holdco"] if published[t] != submitted_in[t]}
+    assert not left, f"{len(left)} held task(s) decided in another trace than their submission"
+    await eventually_held(outage_settings, "holdco", 0)
 
 
 async def published_decisions(settings: Settings, wanted: set[str], timeout_s: float = 60
-                              ) -> set[str]:
-    consumer = AIOKafkaConsumer(DECISIONS.full_name(settings),
+                              ) -> dict[str, str]:
+    """Task id -> trace id (from ``traceparent``) of each wanted task's decision record."""
+    return await trace_ids(settings, DECISIONS, wanted, timeout_s)
+
+
+async def trace_ids(settings: Settings, topic: object, wanted: set[str],
+                    timeout_s: float = 60) -> dict[str, str]:
+    """Task id (the record key) -> trace id of the last record for it on ``topic``."""
+    consumer = AIOKafkaConsumer(topic.full_name(settings),  # type: ignore[attr-defined]
                                 bootstrap_servers=settings.kafka_bootstrap_servers,
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     try:
         deadline = time.monotonic() + timeout_s
-        while not wanted <= seen and time.monotonic() < deadline:
+        while not wanted <= set(seen) and time.monotonic() < deadline:
             for records in (await consumer.getmany(timeout_ms=500)).values():
-                seen.update(r.key.decode() for r in records if r.key)
+                for r in records:
+                    if r.key and r.key.decode() in wanted:
+                        parent = headers_to_dict(r.headers).get("traceparent", "")
+                        seen[r.key.decode()] = parent.split("-")[1] if parent else ""
     finally:
         await consumer.stop()
-    return seen & wanted
+    return seen
+
+
+async def eventually_held(settings: Settings, tenant: str, count: int,
+                          timeout_s: float = 60) -> None:
+    """Wait until decision's /metrics reports ``count`` held tasks for ``tenant``."""
+    url = f"http://127.0.0.1:{settings.decision_metrics_port}/metrics"
+    pattern = re.compile(rf'^switchyard_decision_held_tasks\{{tenant="{re.escape(tenant)}"\}} '
+                         r"(\S+)$", re.M)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = urllib.request.urlopen(url, timeout=10).read().decode()
+        found = pattern.search(text)
+        if found and float(found.group(1)) == count:
+            return
+        assert time.monotonic() < deadline, \
+            f"held tasks of {tenant}: {found.group(1) if found else 'no series'}, want {count}"
+        await asyncio.sleep(0.25)

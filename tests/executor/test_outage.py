@@ -1,29 +1,43 @@
 """A downstream system fully down: its breaker opens, its tasks wait BLOCKED (parked, no
 retry loop), other systems keep flowing, a tenant with a short SLA is escalated, and after
-recovery every blocked task completes exactly once."""
+recovery every blocked task completes exactly once, still in the trace its decision arrived
+in (the job row keeps the trace context; the resumer continues it)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import grpc
 import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from switchyard import Settings
+from switchyard._db import connect
 from switchyard._grpc import create_channel, field_violations
+from switchyard._kafka import headers_to_dict
+from switchyard._topics import EXECUTIONS
 from switchyard.v1 import (
     BreakerStatus,
+    Decision,
     EscalationReason,
+    ExecutionResult,
     ExecutorAdminServiceStub,
     ListBreakersRequest,
     ResetBreakerRequest,
+    StepOutcome,
 )
 from tests.executor.harness import Harness, decision, http_step
 from tests.executor.test_saga import escalations_for
+from tests.ingest.helpers import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("executor")]
 SLA_TENANT = "hurried"
@@ -47,6 +61,43 @@ async def breakers(settings: Settings) -> dict[str, Any]:
         await channel.close()
 
 
+def trace_of(task_id: str) -> str:
+    """The trace a test task's decision is sent in: its id's 32 hex digits."""
+    return uuid.UUID(task_id).hex
+
+
+async def send_traced(harness: Harness, decisions: Iterable[Decision]) -> None:
+    """Send each decision in its own trace (a traceparent header), as decision does."""
+    for d in decisions:
+        span = NonRecordingSpan(SpanContext(
+            trace_id=int(trace_of(d.task_id), 16), span_id=random.getrandbits(63) + 1,
+            is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED)))
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            await harness.send([d])
+        finally:
+            otel_context.detach(token)
+
+
+async def execution_traces(settings: Settings, task_ids: list[str]) -> dict[str, set[str]]:
+    """Trace ids in the headers of every execution record of ``task_ids`` (read until each
+    task's succeeded step is there)."""
+    wanted = set(task_ids)
+
+    def succeeded(records: list[Any]) -> set[str]:
+        results = (ExecutionResult.FromString(record.value) for record in records)
+        return {r.task_id for r in results if r.outcome == StepOutcome.STEP_OUTCOME_SUCCEEDED}
+
+    records = await read_topic(settings, EXECUTIONS, lambda rs: wanted <= succeeded(rs))
+    traces: dict[str, set[str]] = {t: set() for t in task_ids}
+    for record in records:
+        result = ExecutionResult.FromString(record.value)
+        if result.task_id in wanted:
+            parent = headers_to_dict(record.headers).get("traceparent", "")
+            traces[result.task_id].add(parent.split("-")[1] if parent else "")
+    return traces
+
+
 def blocked_on_erp(status: str, stage: str, reason: str) -> bool:
     return status == "BLOCKED" and reason in ("breaker_open:http://erp",
                                               "retries_exhausted:http://erp")
@@ -58,8 +109,8 @@ async def test_outage_blocks_one_endpoint_and_everything_recovers(
     erp = await harness.seed(40)
     sis = await harness.seed(40)
     mixed = [d for pair in zip(erp, sis) for d in pair]
-    await harness.send(decision(t, "acme", plan("erp" if t in erp else "sis", t))
-                       for t in mixed)
+    await send_traced(harness, (decision(t, "acme", plan("erp" if t in erp else "sis", t))
+                                for t in mixed))
 
     # other endpoints keep flowing while erp's tasks wait, visibly
     done = await harness.wait(sis)
@@ -88,7 +139,7 @@ async def test_outage_blocks_one_endpoint_and_everything_recovers(
     # parked tasks cost nothing: while open, only the occasional probe reaches erp
     before = await harness.call_count("/erp/")
     more = await harness.seed(20)
-    await harness.send(decision(t, "acme", plan("erp", t)) for t in more)
+    await send_traced(harness, (decision(t, "acme", plan("erp", t)) for t in more))
     await harness.wait(more, blocked_on_erp, what="blocked on erp")
     await asyncio.sleep(3 * exec_settings.executor_breaker_reset_s)
     probes = await harness.call_count("/erp/") - before
@@ -114,6 +165,11 @@ async def test_outage_blocks_one_endpoint_and_everything_recovers(
     states = await breakers(exec_settings)
     assert states["http://erp"].status == BreakerStatus.BREAKER_STATUS_CLOSED
     assert states["http://erp"].blocked_tasks == 0
+    # one trace per task: the steps the resumer (or a probe) ran after the outage are in the
+    # trace the task's decision arrived in, like those that ran straight away
+    traces = await execution_traces(exec_settings, erp + more + sis)
+    wrong = {t: found for t, found in traces.items() if found != {trace_of(t)}}
+    assert not wrong, f"{len(wrong)} task(s) left their trace: {list(wrong.items())[:3]}"
 
 
 async def test_reset_breaker_validates_its_input(exec_settings: Settings) -> None:
@@ -131,3 +187,16 @@ async def test_reset_breaker_validates_its_input(exec_settings: Settings) -> Non
         assert reset.breaker.status == BreakerStatus.BREAKER_STATUS_CLOSED
     finally:
         await channel.close()
+    # the operator action is audited (auth is off: the dev principal, tenant '*'), and the
+    # shared row names who reset it
+    conn = await connect(exec_settings)
+    try:
+        entries = await conn.fetch("SELECT tenant_id, actor, detail FROM audit_log "
+                                   "WHERE action = 'breaker.reset'")
+        updated_by = await conn.fetchval(
+            "SELECT updated_by FROM executor_breakers WHERE name = 'http://erp'")
+    finally:
+        await conn.close()
+    assert [(e["tenant_id"], e["actor"], json.loads(e["detail"])["breaker"])
+            for e in entries] == [("*", "dev", "http://erp")]
+    assert updated_by is None or updated_by.startswith("dev (reset on ")

@@ -56,6 +56,8 @@ def pod_spec(workload: Manifest) -> dict[str, Any]:
 
 
 def pod_labels(workload: Manifest) -> dict[str, str]:
+    if workload["kind"] == "CronJob":
+        return workload["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
     return workload["spec"]["template"]["metadata"]["labels"]
 
 
@@ -288,7 +290,7 @@ def test_external_triton(render: Renderer) -> None:
 def test_every_container_has_limits_and_a_restrictive_security_context(
         manifests: list[Manifest]) -> None:
     workloads = [m for m in manifests if m["kind"] in WORKLOADS]
-    assert {w["kind"] for w in workloads} == {"Deployment", "Job"}
+    assert {w["kind"] for w in workloads} == {"Deployment", "Job", "CronJob"}
     problems = []
     for workload in workloads:
         spec = pod_spec(workload)
@@ -381,7 +383,7 @@ SECRET_ENV = {
 def test_secrets_are_referenced_never_inlined(prod_manifests: list[Manifest],
                                               render_text: Any) -> None:
     assert not by_kind(prod_manifests, "Secret"), "the chart creates no Secret"
-    for workload in (m for m in prod_manifests if m["kind"] in ("Deployment", "Job")):
+    for workload in (m for m in prod_manifests if m["kind"] in ("Deployment", "Job", "CronJob")):
         if workload["metadata"]["labels"]["app.kubernetes.io/component"] == "triton":
             continue
         spec = pod_spec(workload)
@@ -509,6 +511,52 @@ def test_topics_and_migrations_run_as_pre_install_and_pre_upgrade_hooks(
     sa_name = pod_spec(jobs["migrate"])["serviceAccountName"]
     (sa,) = [s for s in by_kind(manifests, "ServiceAccount") if s["metadata"]["name"] == sa_name]
     assert int(sa["metadata"]["annotations"]["helm.sh/hook-weight"]) < min(weights.values())
+
+
+def test_retention_purge_runs_on_a_schedule(manifests: list[Manifest]) -> None:
+    """`switchyard purge` runs as a CronJob (retention_days alone would purge nothing), one
+    run at a time, with the services' settings and secrets, reaching PostgreSQL only."""
+    cron = one(manifests, "CronJob", "purge")
+    assert cron["spec"]["schedule"] == "17 3 * * *"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    spec = pod_spec(cron)
+    (container,) = spec["containers"]
+    assert container["args"] == ["purge"]
+    assert spec["restartPolicy"] == "Never"
+    env = env_of(container)
+    assert "secretKeyRef" in env["SWITCHYARD_POSTGRES_DSN"]["valueFrom"]
+    ingest_env = env_of(pod_spec(one(manifests, "Deployment", "ingest"))["containers"][0])
+    shared = [name for name in ingest_env if name.startswith((
+        "SWITCHYARD_POSTGRES", "SWITCHYARD_ENCRYPTION", "SWITCHYARD_RETENTION",
+        "SWITCHYARD_MATCHING"))]
+    assert "SWITCHYARD_POSTGRES_SCHEMA" in shared
+    for name in shared:  # the services' database, keys and retention
+        assert env.get(name) == ingest_env[name], name
+    sa = one(manifests, "ServiceAccount", "purge")
+    assert spec["serviceAccountName"] == sa["metadata"]["name"]
+    assert "helm.sh/hook" not in (cron["metadata"].get("annotations") or {}), \
+        "an ordinary release object, not a hook (hooks are deleted after they ran)"
+    policy = one(manifests, "NetworkPolicy", "purge")
+    assert selects(policy["spec"]["podSelector"], pod_labels(cron))
+    assert policy["spec"]["ingress"] == []
+    assert 5432 in _egress_ports(policy) and 9093 not in _egress_ports(policy)
+
+
+def test_retention_purge_schedule_from_values(render: Renderer) -> None:
+    cron = one(render([PROD_VALUES], sets=["purge.schedule=0 */6 * * *",
+                                           "purge.timeZone=Europe/Paris",
+                                           "config.settings.retention_days=90"]),
+               "CronJob", "purge")
+    assert (cron["spec"]["schedule"], cron["spec"]["timeZone"]) == ("0 */6 * * *",
+                                                                    "Europe/Paris")
+    env = env_of(pod_spec(cron)["containers"][0])
+    assert env["SWITCHYARD_RETENTION_DAYS"]["value"] == "90"
+    assert env["SWITCHYARD_ENCRYPTION_KEYS"]["valueFrom"]["secretKeyRef"]["name"] == \
+        "switchyard-encryption"  # it opens sealed rows to strip them and seals what stays
+    off = render([], sets=["purge.enabled=false"])
+    assert not by_kind(off, "CronJob")
+    assert not [m for m in off if m["metadata"]["labels"].get("app.kubernetes.io/component")
+                == "purge"]
 
 
 def test_policies_are_mounted_into_decision_and_executor(prod_manifests: list[Manifest]

@@ -250,7 +250,14 @@ async def collect(stream: Any, count: int) -> list[Any]:
     return items
 
 
-async def test_cancel_queued_task_and_watch_it_end(ingest: IngestServiceStub) -> None:
+async def audit_entries(db: asyncpg.Connection, task_id: str) -> list[tuple[str, str, str]]:
+    rows = await db.fetch("SELECT tenant_id, actor, action, detail FROM audit_log "
+                          "WHERE task_id = $1 ORDER BY seq", task_id)
+    return [(r["tenant_id"], r["actor"], r["action"]) for r in rows]
+
+
+async def test_cancel_queued_task_and_watch_it_end(ingest: IngestServiceStub,
+                                                   db: asyncpg.Connection) -> None:
     created = await ingest.SubmitTask(SubmitTaskRequest(submission=submission("watchco")))
     stream = ingest.WatchTask(WatchTaskRequest(task_id=created.task_id))
     first = await asyncio.wait_for(stream.read(), 60)
@@ -268,6 +275,12 @@ async def test_cancel_queued_task_and_watch_it_end(ingest: IngestServiceStub) ->
         await ingest.CancelTask(CancelTaskRequest(task_id=created.task_id))
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "already CANCELLED" in (caught.value.details() or "")
+    # the operator action is in the tenant's audit chain (auth is off: the dev principal),
+    # once: the refused second call appends nothing; the reason only as a hash
+    assert await audit_entries(db, created.task_id) == [("watchco", "dev", "task.cancelled")]
+    detail = await db.fetchval("SELECT detail FROM audit_log WHERE task_id = $1",
+                               created.task_id)
+    assert "customer withdrew" not in detail and "reason_sha256" in detail
 
 
 async def test_cancel_executing_task_asks_the_executor(
@@ -295,6 +308,8 @@ async def test_cancel_executing_task_asks_the_executor(
     assert (request.tenant_id, request.reason) == ("execco", "stop")
     task = (await ingest.GetTask(GetTaskRequest(task_id=created.task_id))).task
     assert task.status == TaskStatus.TASK_STATUS_IN_PROGRESS  # untouched by ingest
+    assert await audit_entries(db, created.task_id) == [
+        ("execco", "dev", "task.cancel_requested")]
 
 
 async def test_watch_tenant_resumes_from_a_cursor(ingest: IngestServiceStub) -> None:

@@ -9,18 +9,23 @@ same path end to end, through a real broker restart.
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from services.ingest.publisher import Publisher
 from services.ingest.reconciler import EndingMirror, redrive_stalled
 from services.ingest.service import item_for
 from switchyard import Settings
 from switchyard._db import create_pool
-from switchyard._kafka import Producer
+from switchyard._kafka import Producer, headers_to_dict
+from switchyard._telemetry import configure_tracing
 from switchyard._topics import TASK_STATUS, TASKS
 from switchyard.v1 import StatusEvent, TaskEnvelope, TaskSource, TaskStatus
 from tests.ingest.helpers import read_topic, submission
@@ -76,6 +81,33 @@ async def test_redrives_only_tasks_nothing_owns(settings: Settings,
     records = await read_topic(settings, TASKS, lambda got: len(replays(got)) >= 2)
     assert {e.task_id for e in replays(records)} == {lost_queued, lost_executing}
     assert all(e.attempt == 2 for e in replays(records))  # accepted as attempt 1
+
+
+async def test_a_redriven_task_continues_its_submission_trace(settings: Settings,
+                                                              publisher: Publisher) -> None:
+    """The re-published record carries the trace the submission started (stored with the
+    task), so the stages it drives again land in the task's one trace."""
+    configure_tracing(settings, "ingest")  # as run_service does (exporter none: spans dropped)
+    trace_id = random.getrandbits(128) | 1
+    token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(SpanContext(
+        trace_id=trace_id, span_id=random.getrandbits(63) + 1, is_remote=False,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED)))))
+    try:  # as SubmitTask accepts it, inside the request's trace
+        task = await accepted_task(publisher, "QUEUED", "INGESTED")
+    finally:
+        otel_context.detach(token)
+    await publisher.pool.execute("UPDATE tasks SET status = 'SUCCEEDED' WHERE task_id <> $1",
+                                 uuid.UUID(task))  # only this one is in play
+    async with publisher.pool.acquire() as conn:  # no trace of its own, like the loop
+        assert await redrive_stalled(conn, publisher, AFTER_S) == 1
+
+    def replay(records: list) -> list:
+        return [r for r in records if TaskEnvelope.FromString(r.value).task_id == task
+                and TaskEnvelope.FromString(r.value).source == TaskSource.TASK_SOURCE_REPLAY]
+
+    (record,) = replay(await read_topic(settings, TASKS, lambda got: bool(replay(got))))
+    parent = headers_to_dict(record.headers).get("traceparent", "")
+    assert parent.split("-")[1:2] == [format(trace_id, "032x")], parent
 
 
 async def test_repeats_back_off_exponentially(publisher: Publisher) -> None:
