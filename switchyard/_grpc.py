@@ -27,6 +27,7 @@ from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_serv
 from switchyard._auth import ApiKeyAuthenticator, MethodPolicy, Role, principal_var
 from switchyard._ratelimit import RATE_LIMITED, TenantLimiter
 from switchyard._settings import Settings
+from switchyard._streams import TRANSIENT_ERRORS
 from switchyard._telemetry import GRPC_REQUESTS, GRPC_SECONDS
 
 _EXEMPT_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
@@ -71,6 +72,24 @@ async def abort_invalid(context: grpc.aio.ServicerContext,
         trailing_metadata=status_details(grpc.StatusCode.INVALID_ARGUMENT, message,
                                          bad_request(violations)),
     )
+
+
+#: What a client is told to wait when a dependency (PostgreSQL, the broker) is restarting.
+DEPENDENCY_RETRY_S = 1.0
+#: Trailing metadata with the wait in milliseconds, beside the ``RetryInfo`` detail.
+RETRY_AFTER_HEADER = "retry-after-ms"
+
+
+async def abort_retry_later(context: grpc.aio.ServicerContext, code: grpc.StatusCode,
+                            message: str, wait_s: float) -> None:
+    """Refuse with ``code`` and when to retry: a ``google.rpc.RetryInfo`` detail and the
+    ``retry-after-ms`` header (for clients that read no details)."""
+    retry = error_details_pb2.RetryInfo()
+    retry.retry_delay.FromNanoseconds(int(wait_s * 1e9))
+    await context.abort(code, message, trailing_metadata=(
+        *status_details(code, message, retry),
+        (RETRY_AFTER_HEADER, str(max(1, math.ceil(wait_s * 1000)))),
+    ))
 
 
 def parse_status_details(error: grpc.aio.AioRpcError | grpc.RpcError) -> status_pb2.Status | None:
@@ -195,17 +214,10 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
                                             f"rate-limit buckets unavailable: {exc}")
                     if wait_s > 0:
                         RATE_LIMITED.labels("grpc").inc()
-                        retry = error_details_pb2.RetryInfo()
-                        retry.retry_delay.FromNanoseconds(int(wait_s * 1e9))
-                        message = (f"tenant {tenant!r} is over its submission rate; "
-                                   f"retry in {wait_s:.2f}s")
-                        await context.abort(
-                            grpc.StatusCode.RESOURCE_EXHAUSTED, message,
-                            trailing_metadata=(
-                                *status_details(grpc.StatusCode.RESOURCE_EXHAUSTED, message,
-                                                retry),
-                                ("retry-after-ms", str(max(1, math.ceil(wait_s * 1000)))),
-                            ))
+                        await abort_retry_later(
+                            context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            f"tenant {tenant!r} is over its submission rate; "
+                            f"retry in {wait_s:.2f}s", wait_s)
                 return await fn(request, context)
             return limited
 
@@ -231,7 +243,10 @@ def charges(caller_tenant: str, request: Any) -> dict[str, int]:
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Counts requests by status code and records latency per method."""
+    """Counts requests by status code and records latency per method; a unary handler that
+    fails because a dependency is restarting (PostgreSQL or the broker: the stream
+    middleware's ``TRANSIENT_ERRORS``) answers UNAVAILABLE with a retry hint, so clients retry
+    with the same idempotency key instead of seeing UNKNOWN."""
 
     def __init__(self, service: str) -> None:
         self._service = service
@@ -265,6 +280,10 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 started = time.perf_counter()
                 try:
                     return await fn(request, context)
+                except TRANSIENT_ERRORS as exc:
+                    await abort_retry_later(context, grpc.StatusCode.UNAVAILABLE,
+                                            f"a dependency is unavailable ({exc!r}); retry "
+                                            "with the same request", DEPENDENCY_RETRY_S)
                 finally:
                     record(context, started)
             return unary_behaviour

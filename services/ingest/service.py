@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import grpc
-from google.protobuf.duration_pb2 import Duration
 from google.rpc import error_details_pb2
 
 from services.ingest import domain, intake, listing, reconciler, store, webhooks
@@ -22,7 +21,7 @@ from services.ingest.cancel import AlreadyFinished, Cancelled, Requested, cancel
 from services.ingest.feed import Cursor, StatusFeed
 from services.ingest.publisher import Item, Publisher
 from switchyard._auth import IntakeSigner, Role, principal_var
-from switchyard._grpc import FieldViolation, abort_invalid, status_details
+from switchyard._grpc import FieldViolation, abort_invalid, abort_retry_later, status_details
 from switchyard._kpis import KpiExporter
 from switchyard._payloads import (
     TASK_ENVELOPE,
@@ -89,7 +88,6 @@ POLICY = {
 RATE_LIMITED = frozenset({f"/{SERVICE_NAME}/SubmitTask", f"/{SERVICE_NAME}/SubmitTasks",
                           f"/{SERVICE_NAME}/RetryTask"})
 MAX_REASON_CHARS = 1000
-RETRY_AFTER_HEADER = "retry-after-ms"
 # gRPC status codes as google.rpc.Code numbers, for per-item errors of SubmitTasks.
 _INVALID_ARGUMENT, _ALREADY_EXISTS, _PERMISSION_DENIED, _RESOURCE_EXHAUSTED = 3, 6, 7, 8
 
@@ -147,13 +145,8 @@ class IngestServicer(IngestServiceServicer):
 
     async def _abort_overloaded(self, context: grpc.aio.ServicerContext,
                                 exc: Overloaded) -> None:
-        delay = Duration()
-        delay.FromMilliseconds(exc.retry_after_ms)
-        code = grpc.StatusCode.RESOURCE_EXHAUSTED
-        await context.abort(code, str(exc), trailing_metadata=(
-            (RETRY_AFTER_HEADER, str(exc.retry_after_ms)),
-            *status_details(code, str(exc), error_details_pb2.RetryInfo(retry_delay=delay)),
-        ))
+        await abort_retry_later(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc),
+                                exc.retry_after_ms / 1000)
 
     async def _tenant(self, tenant_id: str, context: grpc.aio.ServicerContext) -> str:
         """The tenant a request is about: the one named, else the caller's own."""

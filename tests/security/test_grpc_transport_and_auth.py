@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import asyncpg
 import grpc
 import pytest
+from google.rpc import error_details_pb2
 
 from switchyard import Settings
 from switchyard._auth import Role, principal_var
-from switchyard._grpc import create_channel, start_server
+from switchyard._grpc import (
+    RETRY_AFTER_HEADER,
+    create_channel,
+    parse_status_details,
+    start_server,
+)
 from switchyard.stack import free_port
 from switchyard.v1 import (
     DecideRequest,
@@ -101,3 +108,34 @@ async def test_tls_and_mutual_tls(tmp_path: Path) -> None:
         await with_cert.close()
     finally:
         await server.stop(0)  # type: ignore[attr-defined]
+
+
+class DatabaseRestarting(DecisionServiceServicer):
+    """A handler whose PostgreSQL is restarting, as during a database failover."""
+
+    async def Decide(self, request: DecideRequest,
+                     context: grpc.aio.ServicerContext) -> DecideResponse:
+        raise asyncpg.exceptions.CannotConnectNowError("the database system is starting up")
+
+
+async def test_a_restarting_dependency_answers_unavailable_with_a_retry_hint() -> None:
+    """Clients retry UNAVAILABLE with the same idempotency key; UNKNOWN says nothing."""
+    port = free_port()
+    server = await start_server(
+        Settings(), "test", port,
+        [(add_DecisionServiceServicer_to_server, DatabaseRestarting(),
+          "switchyard.v1.DecisionService")], {})
+    channel = create_channel(f"127.0.0.1:{port}")
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await DecisionServiceStub(channel).Decide(DecideRequest())
+    finally:
+        await channel.close()
+        await server.stop(0)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "starting up" in refused.value.details()
+    trailing = dict(refused.value.trailing_metadata() or ())
+    assert trailing[RETRY_AFTER_HEADER] == "1000"
+    details = parse_status_details(refused.value)
+    assert details is not None and any(
+        d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in details.details)
