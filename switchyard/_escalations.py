@@ -2,8 +2,9 @@
 
 The decision service (low confidence, policy, models unavailable) and the executor (SLA at
 risk, a compensation that failed) both call :func:`build_escalation` with the review queue
-their tenant's decision policy names (``PolicySet.review_queue``), so an escalation lands in
-the same queue, with the same SLA rule and the same id scheme, whoever raised it.
+their tenant's decision policy names (``PolicySet.review_queue``; the executor reads it from
+``Decision.review_queue``, where the decision service put it), so an escalation lands in the
+same queue, with the same SLA rule and the same id scheme, whoever raised it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from datetime import datetime, timedelta, timezone
 from switchyard._priority import LOW, URGENT, review_priority
 from switchyard._taskstore import timestamp
 from switchyard.v1 import Decision, Escalation, EscalationReason, TaskEnvelope
+
+#: The queue of a tenant whose policy names none (and of decisions made before decisions
+#: carried their queue).
+DEFAULT_REVIEW_QUEUE = "default"
 
 #: How long a person has, by priority bucket (P0..P3), unless the task's deadline is sooner.
 SLA_BY_PRIORITY = {0: timedelta(minutes=15), 1: timedelta(hours=1), 2: timedelta(hours=4),
@@ -48,4 +53,4 @@ def build_escalation(task: TaskEnvelope, decision: Decision, *, queue: str, buck
     )
 
 
-__all__ = ["SLA_BY_PRIORITY", "build_escalation", "escalation_id"]
+__all__ = ["DEFAULT_REVIEW_QUEUE", "SLA_BY_PRIORITY", "build_escalation", "escalation_id"]

@@ -97,6 +97,7 @@ def to_decision(task: TaskEnvelope, outcome: Outcome, prediction: Prediction | N
         outcome=_OUTCOMES[outcome.action], confidence=outcome.confidence, rule=outcome.rule,
         explanation=outcome.explanation, plan=build_plan(task, steps, fields),
         source=DecisionSource.DECISION_SOURCE_MODEL, decided_at=now, label=outcome.label,
+        review_queue=policy.review_queue,
     )
     if prediction is not None:
         decision.models.append(_model_output(prediction))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from google.protobuf import struct_pb2
 
 from services.decision.triton import Prediction
+from switchyard._escalations import DEFAULT_REVIEW_QUEUE
 
 if TYPE_CHECKING:
     from services.decision.invoices import InvoiceAssessment
@@ -77,7 +78,7 @@ class Policy:
     auto_execute_threshold: float = 0.80
     reject_labels: frozenset[str] = frozenset({"other"})
     reject_threshold: float = 0.90
-    review_queue: str = "default"
+    review_queue: str = DEFAULT_REVIEW_QUEUE
     plans: dict[str, tuple[PlanStep, ...]] = field(default_factory=lambda: DEFAULT_PLANS)
     label_thresholds: dict[str, float] = field(default_factory=dict)
     on_model_unavailable: str = "escalate"  # or "hold": BLOCKED until the models answer

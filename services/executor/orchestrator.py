@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
 
 import asyncpg
 
@@ -17,7 +16,7 @@ from services.executor.breakers import BreakerBoard
 from services.executor.jobs import CANCELLED, ESCALATED, FAILED, SUCCEEDED, Job, JobStore
 from services.executor.runner import PlanResult, PlanRunner
 from services.executor.sla import SlaPolicy, at_risk
-from switchyard._escalations import build_escalation
+from switchyard._escalations import DEFAULT_REVIEW_QUEUE, build_escalation
 from switchyard._kafka import Producer
 from switchyard._payloads import (
     PLAINTEXT,
@@ -59,10 +58,8 @@ def _uuid(value: str, field: str) -> uuid.UUID:
 class Executor:
     def __init__(self, pool: asyncpg.Pool, producer: Producer, runner: PlanRunner,
                  jobs: JobStore, breakers: BreakerBoard, sla: SlaPolicy,
-                 review_queue: Callable[[str], str], codec: PayloadCodec = PLAINTEXT) -> None:
+                 codec: PayloadCodec = PLAINTEXT) -> None:
         self.pool = pool
-        #: tenant -> review queue: the decision policies' routing (``PolicySet.review_queue``)
-        self.review_queue = review_queue
         self.codec = codec  # opens tasks.envelope (encryption at rest)
         self.producer = producer
         self.runner = runner
@@ -230,7 +227,7 @@ class Executor:
                 log.error("escalating without the document: %s", exc)
         urgent = reason == EscalationReason.ESCALATION_REASON_SLA_AT_RISK
         return build_escalation(
-            envelope, decision, queue=self.review_queue(decision.tenant_id),
+            envelope, decision, queue=decision.review_queue or DEFAULT_REVIEW_QUEUE,
             bucket=URGENT if urgent else HIGH, reason=reason,  # type: ignore[arg-type]
             detail=detail, service=SERVICE, code=code, sla_deadline=job.deadline)
 

@@ -17,7 +17,6 @@ from datetime import timedelta
 import asyncpg
 import grpc
 
-from services.decision.policies import load_policies
 from services.executor.breakers import BreakerBoard, SharedState
 from services.executor.connectors import Connector as StepConnector
 from services.executor.connectors import SqlConnector
@@ -134,11 +133,9 @@ async def setup(ctx: ServiceContext, opened: list[StepConnector] | None = None) 
     runner = PlanRunner(ctx.pool, Router(endpoint_map(settings)), connectors, breakers, config)
     jobs = JobStore(ctx.pool, owner, settings.executor_replica_timeout_s, codec_for(settings))
     sla = SlaPolicy(settings.executor_sla_s, parse_sla_overrides(settings.executor_sla_overrides))
-    # Escalations go to the tenant's review queue, routed exactly as the decision service
-    # routes them: the same policy directory, through the same validating loader.
-    policies = load_policies(settings.policy_dir)
+    # Escalations go to the queue the decision names (the deciding tenant's routing).
     executor = Executor(ctx.pool, ctx.producer, runner, jobs, breakers, sla,
-                        policies.review_queue, codec_for(settings))
+                        codec_for(settings))
     resumer = Resumer(executor, jobs, breakers, settings.executor_poll_s,
                       settings.executor_concurrency, ctx.supervisor)
     await jobs.heartbeat()

@@ -45,6 +45,7 @@ def verdict_decision(escalation: Escalation, verdict: ReviewVerdict) -> Decision
         task_id=escalation.task_id, tenant_id=escalation.tenant_id,
         source=DecisionSource.DECISION_SOURCE_HUMAN, reviewer_id=verdict.reviewer_id,
         decided_at=_now(), confidence=1.0, label=proposed.label,
+        review_queue=escalation.queue or proposed.review_queue,
     )
     decision.models.extend(proposed.models)
     decision.fields.extend(proposed.fields)
@@ -84,7 +85,7 @@ def policy_decision(item_id: str, escalation: Escalation, action: str, rule: str
         task_id=escalation.task_id, tenant_id=escalation.tenant_id,
         source=DecisionSource.DECISION_SOURCE_POLICY, decided_at=_now(),
         confidence=proposed.confidence, label=proposed.label, rule=rule,
-        explanation=explanation,
+        explanation=explanation, review_queue=escalation.queue or proposed.review_queue,
     )
     decision.models.extend(proposed.models)
     decision.fields.extend(proposed.fields)

@@ -203,6 +203,8 @@ async def test_a_task_cancelled_before_its_decision_never_reaches_a_reviewer(
 
     # the control task shows where a task goes that names no priority and no queue
     assert item.escalation.queue == QUEUE  # the tenant's policy, not "default"
+    # ... and the decision carries it on, for any later escalation of the task
+    assert item.escalation.proposed_decision.review_queue == QUEUE
     assert item.priority == ReviewPriority.REVIEW_PRIORITY_P2  # normal, not P0
     assert item.escalation.priority == ReviewPriority.REVIEW_PRIORITY_P2
     shown = next(i for i in await console_items(settings) if i["task_id"] == control)
@@ -310,11 +312,15 @@ async def test_an_executor_escalation_lands_in_the_tenants_queue(
                       undo="http://erp/no_such_thing/{idempotency_key}"),
             http_step("2-charge", "http://erp/payments", {"amount": -1}),
         ]
-        await harness.send([decision(task_id, "acme", plan)])
+        # the queue the decision service routed the tenant to (as the test above shows it
+        # puts on every decision) is where the executor escalates
+        routed = decision(task_id, "acme", plan)
+        routed.review_queue = QUEUE
+        await harness.send([routed])
     item = await pending_item(review, task_id)
     assert item.escalation.service == "executor"
     assert item.escalation.reason == EscalationReason.ESCALATION_REASON_COMPENSATION_FAILED
-    assert item.escalation.queue == QUEUE  # the tenant's queue, as the decision service routes
+    assert item.escalation.queue == QUEUE  # the decision's queue, not "default"
     assert item.escalation.priority == ReviewPriority.REVIEW_PRIORITY_P1
     assert [i.item_id for i in await listed(review, queue=QUEUE)
             if i.escalation.task_id == task_id] == [item.item_id]

@@ -559,16 +559,15 @@ def test_retention_purge_schedule_from_values(render: Renderer) -> None:
                 == "purge"]
 
 
-def test_policies_are_mounted_into_decision_and_executor(prod_manifests: list[Manifest]
-                                                          ) -> None:
+def test_policies_are_mounted_into_decision_only(prod_manifests: list[Manifest]) -> None:
     (config_map,) = by_kind(prod_manifests, "ConfigMap")
     assert set(config_map["data"]) == {"default.yaml", "acme-university.yaml"}
     acme = yaml.safe_load(config_map["data"]["acme-university.yaml"])
     assert acme["auto_execute_threshold"] == 0.9
     assert acme["plans"]["admission_form"] == [{"name": "create_applicant",
                                                 "target": "http://sis/applicants"}]
-    # the executor routes its escalations to the tenant's review queue from the same files
-    for service in ("decision", "executor"):
+    # only the decision service reads policies: its decisions name their review queue
+    for service in ("decision",):
         deployment = one(prod_manifests, "Deployment", service)
         spec = pod_spec(deployment)
         volumes = {v["name"]: v for v in spec["volumes"]}
@@ -577,7 +576,7 @@ def test_policies_are_mounted_into_decision_and_executor(prod_manifests: list[Ma
         mount = next(m for m in container["volumeMounts"] if m["name"] == "policies")
         assert env_of(container)["SWITCHYARD_POLICY_DIR"]["value"] == mount["mountPath"]
         assert "checksum/policies" in deployment["spec"]["template"]["metadata"]["annotations"]
-    for service in ("ingest", "review"):
+    for service in ("ingest", "executor", "review"):
         assert "policies" not in {v["name"] for v in pod_spec(
             one(prod_manifests, "Deployment", service))["volumes"]}
 

@@ -252,3 +252,15 @@ def test_the_reviewer_comes_from_the_credentials() -> None:
         reviewer_of(key, "ana")
     assert caught.value.code == "forbidden"
     assert reviewer_of(DEV_PRINCIPAL, "ana") == "ana"   # auth off: the typed name
+
+
+def test_human_and_policy_decisions_keep_the_review_queue() -> None:
+    """A task a person decided is escalated again (SLA at risk, a failed compensation) into
+    the queue it came from: the executor reads it from the decision."""
+    escalation = Escalation(task_id=str(uuid.uuid4()), tenant_id="acme", queue="acme-finance",
+                            proposed_decision=Decision(label="invoice",
+                                                       review_queue="acme-finance"))
+    approved = verdict_decision(escalation, ReviewVerdict(
+        item_id="i-1", reviewer_id="rita", verdict=Verdict.VERDICT_APPROVE))
+    defaulted = policy_decision("i-2", escalation, "approve", "review_default_approve", "why")
+    assert approved.review_queue == defaulted.review_queue == "acme-finance"

@@ -330,6 +330,7 @@ class Decision(google.protobuf.message.Message):
     FIELDS_FIELD_NUMBER: builtins.int
     LABEL_FIELD_NUMBER: builtins.int
     EXTRACTED_FIELDS_FIELD_NUMBER: builtins.int
+    REVIEW_QUEUE_FIELD_NUMBER: builtins.int
     decision_id: builtins.str
     """Unique per decision (a UUID)."""
     task_id: builtins.str
@@ -346,6 +347,11 @@ class Decision(google.protobuf.message.Message):
     """Set when source is HUMAN."""
     label: builtins.str
     """The label the decision acted on (e.g. the routed document type)."""
+    review_queue: builtins.str
+    """The review queue a person sees this task in if it needs one: the deciding tenant's policy
+    routing, carried on so every later escalation of the task (the executor's SLA or
+    compensation escalations, after a human decision too) lands in the same queue.
+    """
     @property
     def models(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___ModelOutput]:
         """The outputs of every model consulted."""
@@ -384,9 +390,10 @@ class Decision(google.protobuf.message.Message):
         fields: collections.abc.Iterable[global___FieldExtraction] | None = ...,
         label: builtins.str = ...,
         extracted_fields: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
+        review_queue: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["decided_at", b"decided_at", "plan", b"plan"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["confidence", b"confidence", "decided_at", b"decided_at", "decision_id", b"decision_id", "explanation", b"explanation", "extracted_fields", b"extracted_fields", "fields", b"fields", "label", b"label", "models", b"models", "outcome", b"outcome", "plan", b"plan", "reviewer_id", b"reviewer_id", "rule", b"rule", "source", b"source", "task_id", b"task_id", "tenant_id", b"tenant_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["confidence", b"confidence", "decided_at", b"decided_at", "decision_id", b"decision_id", "explanation", b"explanation", "extracted_fields", b"extracted_fields", "fields", b"fields", "label", b"label", "models", b"models", "outcome", b"outcome", "plan", b"plan", "review_queue", b"review_queue", "reviewer_id", b"reviewer_id", "rule", b"rule", "source", b"source", "task_id", b"task_id", "tenant_id", b"tenant_id"]) -> None: ...
 
 global___Decision = Decision
 
