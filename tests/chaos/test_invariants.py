@@ -25,6 +25,7 @@ from services.executor.downstream.store import Ledger as DownstreamLedger
 from services.executor.downstream.store import schema_for
 from switchyard import Settings
 from switchyard._db import connect
+from switchyard._taskstore import TERMINAL
 from switchyard.v1 import ActionPlan, ActionStep, Decision, DecisionOutcome, TaskEnvelope
 
 
@@ -51,7 +52,7 @@ def test_a_task_stuck_in_between_is_lost_whoever_owns_it() -> None:
     owned = Owners(review_item=True, executor_job=True, live_executor=True, hold=True)
     assert task_fate("RUNNING", "EXECUTING", owned) == "lost: stuck RUNNING/EXECUTING"
     assert task_fate("QUEUED", "INGESTED", Owners()).startswith("lost: stuck")
-    for status in ("SUCCEEDED", "FAILED", "CANCELLED"):
+    for status in sorted(TERMINAL):
         assert task_fate(status, "DONE", Owners()) == status
 
 
