@@ -91,6 +91,7 @@ class Report:
                 and self.orphan_effects == 0 and self.missing_dead_letters == 0
                 and self.append_missing == 0
                 and (self.append_unrecorded == 0 or self.executor_restarts > 0)
+                and not self.restarts_during_postgres_outage
                 and self.audit_ok)
 
     def rows(self) -> list[tuple[str, Any]]:

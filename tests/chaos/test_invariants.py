@@ -84,6 +84,15 @@ def test_the_report_fails_on_any_broken_invariant() -> None:
     assert not Report(audit_ok=False).ok
 
 
+def test_a_restart_while_postgres_was_stopped_fails_the_run() -> None:
+    # restarts after the kills are the faults themselves; a service the supervisor had to
+    # restart during the PostgreSQL stop did not ride the outage out, so `make chaos` fails
+    assert Report(audit_ok=True, restarts={"ingest": 1, "decision": 1}).ok
+    assert not Report(audit_ok=True, restarts={"ingest": 2},
+                      restarts_during_postgres_outage={"ingest": 1}).ok
+    assert not Report(audit_ok=True, restarts_during_postgres_outage={"review": 1}).to_json()["ok"]
+
+
 @pytest.mark.integration
 async def test_check_reports_work_that_nothing_will_finish(settings: Settings) -> None:
     """Three accepted tasks: one BLOCKED with nobody to resume it (lost), one parked with a
