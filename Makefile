@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test chaos bench up down status proto models docs helm-schema lint clean
+.PHONY: setup demo test chaos bench up down status proto proto-baseline models docs helm-schema lint clean
 
 # Debian tools the tests drive for real (promtool checks the alert rules; Playwright drives
 # chromium through the review console). Installed only when missing; needs root (as on CI and
@@ -71,8 +71,14 @@ docs: $(STAMP)
 helm-schema: $(STAMP)
 	$(BIN)/python -m switchyard._tools.helmschema
 
+# The released v1 contract that `buf breaking` compares against. Rebuild it only when a
+# release ships the current protos, never to make a breaking change pass.
+proto-baseline: $(STAMP)
+	$(BIN)/buf build protos -o protos/baseline/switchyard-v1.binpb
+
 lint: $(STAMP)
 	$(BIN)/buf lint protos
+	$(BIN)/buf breaking protos --against protos/baseline/switchyard-v1.binpb
 
 clean:
 	rm -rf $(VENV) .switchyard build *.egg-info

@@ -11,7 +11,7 @@ Faults, in this order, while the workload flows:
    between their two steps, and clients cancel some of them (the invoice they posted is
    reversed); then the downstream fails half of all calls, then goes fully down (clients
    cancel more of the tasks waiting for it), then recovers;
-4. PostgreSQL stops (15 s in the full run) under load and starts again: every service rides
+4. PostgreSQL stops (15 s, in both runs) under load and starts again: every service rides
    it out (retrying, never exiting for it), nothing accepted is lost;
 5. an escalation storm: escalating submissions at 10x the review admission rate;
 6. restart the broker while work waits in its topics (the executor, then the decision
@@ -101,7 +101,7 @@ class ChaosConfig:
 FULL = ChaosConfig(tasks=3000)
 QUICK = ChaosConfig(tasks=300, kill_rounds=1, kill_gap_s=3.0, triton_outage_s=8.0,
                     downstream_errors_s=4.0, downstream_outage_s=5.0, payments_refused_s=5.0,
-                    payments_down_s=4.0, postgres_outage_s=8.0, storm_tasks=120,
+                    payments_down_s=4.0, postgres_outage_s=15.0, storm_tasks=120,
                     lagging_tasks=100, cancels=5,
                     settle_timeout_s=240.0)
 

@@ -39,7 +39,7 @@ from switchyard import Settings
 from switchyard._audit import verify
 from switchyard._db import connect
 from switchyard._payloads import JOB_DECISION, codec_for
-from switchyard._taskstore import TERMINAL
+from switchyard._taskstore import TERMINAL, TERMINAL_SQL, UNSUCCESSFUL
 from switchyard._topics import INTAKE
 from switchyard.v1 import Decision
 
@@ -91,6 +91,7 @@ class Report:
                 and self.orphan_effects == 0 and self.missing_dead_letters == 0
                 and self.append_missing == 0
                 and (self.append_unrecorded == 0 or self.executor_restarts > 0)
+                and not self.restarts_during_postgres_outage
                 and self.audit_ok)
 
     def rows(self) -> list[tuple[str, Any]]:
@@ -135,8 +136,8 @@ async def unsettled(settings: Settings) -> tuple[int, int]:
     conn = await connect(settings)
     try:
         row = await conn.fetchrow(
-            "SELECT count(*) FILTER (WHERE status NOT IN ('SUCCEEDED', 'FAILED', 'CANCELLED', "
-            "'BLOCKED')) AS moving, count(*) FILTER (WHERE status = 'BLOCKED') AS waiting "
+            f"SELECT count(*) FILTER (WHERE status NOT IN {TERMINAL_SQL} AND status <> 'BLOCKED') "
+            "AS moving, count(*) FILTER (WHERE status = 'BLOCKED') AS waiting "
             "FROM tasks")
         return row["moving"], row["waiting"]
     finally:
@@ -224,7 +225,7 @@ def effect_counts(status: str, steps: list[StepEffects]) -> tuple[int, int, int]
     if status == "SUCCEEDED":
         return (sum(max(0, s.active - 1) for s in steps),
                 sum(s.active == 0 for s in steps), 0)
-    if status in ("FAILED", "CANCELLED"):
+    if status in UNSUCCESSFUL:
         return 0, 0, sum(s.active for s in steps)
     return 0, 0, 0
 
@@ -352,7 +353,7 @@ async def _check_effects(conn: asyncpg.Connection, settings: Settings,
         report.duplicates += duplicates
         report.missing_effects += missing
         report.orphan_effects += orphans
-        if status in ("FAILED", "CANCELLED") and any(e.reversed for e in have.values()):
+        if status in UNSUCCESSFUL and any(e.reversed for e in have.values()):
             report.compensated_tasks += 1
             report.cancelled_and_undone += task_id in cancelled
     calls = await conn.fetch(

@@ -21,6 +21,7 @@ from prometheus_client import Gauge
 
 from switchyard._db import connect
 from switchyard._settings import Settings
+from switchyard._taskstore import TERMINAL_SQL
 
 log = logging.getLogger(__name__)
 #: One KPI exporter per deployment: (class key, schema) for ``pg_try_advisory_lock(int, int)``.
@@ -77,7 +78,7 @@ class Economics:
         return cls(minutes_saved, cost / kpis.automated if kpis.automated else 0.0)
 
 
-_QUERY = """
+_QUERY = f"""
 WITH reviewed AS (SELECT DISTINCT task_id FROM review_items)
 SELECT t.tenant_id,
        count(*) AS tasks,
@@ -89,11 +90,11 @@ SELECT t.tenant_id,
        count(*) FILTER (WHERE t.status = 'SUCCEEDED' AND r.task_id IS NULL) AS automated,
        count(r.task_id) AS human_reviewed,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM t.updated_at - t.created_at))
-           FILTER (WHERE t.status IN ('SUCCEEDED', 'FAILED', 'CANCELLED')) AS p50,
+           FILTER (WHERE t.status IN {TERMINAL_SQL}) AS p50,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM t.updated_at - t.created_at))
-           FILTER (WHERE t.status IN ('SUCCEEDED', 'FAILED', 'CANCELLED')) AS p95,
+           FILTER (WHERE t.status IN {TERMINAL_SQL}) AS p95,
        percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM t.updated_at - t.created_at))
-           FILTER (WHERE t.status IN ('SUCCEEDED', 'FAILED', 'CANCELLED')) AS p99
+           FILTER (WHERE t.status IN {TERMINAL_SQL}) AS p99
   FROM tasks t LEFT JOIN reviewed r ON r.task_id = t.task_id
  GROUP BY t.tenant_id ORDER BY t.tenant_id
 """

@@ -3,8 +3,8 @@
 A service supplies a ``setup`` coroutine that registers its stream agents and gRPC servicers;
 this module owns everything around it: logging, tracing, the metrics endpoint, the PostgreSQL
 pool, the Kafka producer, the faust app, the gRPC server, readiness, the supervision of
-background loops (:mod:`switchyard._supervision`: a loop that dies is logged, counted and
-restarted, health is NOT_SERVING meanwhile, and a critical loop or one that keeps failing
+background loops (:mod:`switchyard._supervision`: a loop that dies, or returns, is logged, counted
+and restarted, health is NOT_SERVING meanwhile, and a critical loop or one that keeps failing
 stops the process with exit 70), and a clean shutdown on SIGTERM/SIGINT in reverse order
 (gRPC drains first, then consumers commit, then clients close).
 """
@@ -50,7 +50,7 @@ class ServiceContext:
     limiter: TenantLimiter
     registrations: list[Registration] = field(default_factory=list)
     policy: dict[str, frozenset] = field(default_factory=dict)
-    loops: list[tuple[str, LoopFactory, bool]] = field(default_factory=list)
+    loops: list[tuple[str, LoopFactory, bool, bool]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     has_agents: bool = False
     rate_limited: frozenset[str] = frozenset()
@@ -62,10 +62,12 @@ class ServiceContext:
         self.has_agents = True
 
     def run_in_background(self, name: str, loop: LoopFactory, *,
-                          critical: bool = False) -> None:
+                          critical: bool = False, one_shot: bool = False) -> None:
         """Run ``loop`` under the process's :class:`Supervisor` once the service is ready
-        (consumers joined); ``critical`` loops stop the process on their first failure."""
-        self.loops.append((name, loop, critical))
+        (consumers joined); ``critical`` loops stop the process on their first failure.
+        Loops are long-running: a return is a failure (logged, counted, restarted) unless
+        ``one_shot`` declares a job that ends when its work is done."""
+        self.loops.append((name, loop, critical, one_shot))
 
     def serve(self, registration: Registration, policy: MethodPolicy,
               rate_limited: frozenset[str] = frozenset()) -> None:
@@ -134,10 +136,12 @@ async def run_service(name: str, settings: Settings, grpc_port: int, metrics_por
         await server.set_serving(False)  # not ready until consumers joined their group
         if ctx.has_agents:
             await app.start()
-        for loop_name, loop, critical in ctx.loops:
-            supervisor.start(loop_name, loop, critical=critical)
-        # without a broker watch a lost broker would go unnoticed: critical
-        supervisor.start("broker-watch", broker_watch, critical=True)
+        for loop_name, loop, critical, one_shot in ctx.loops:
+            supervisor.start(loop_name, loop, critical=critical, one_shot=one_shot)
+        # without a broker watch a lost broker would go unnoticed: critical. It runs only
+        # when enabled (broker_check_interval_s > 0); disabled, it would return at once.
+        if settings.broker_check_interval_s > 0:
+            supervisor.start("broker-watch", broker_watch, critical=True)
         ready = True
         await server.set_serving(supervisor.healthy)
         log.info("%s ready on %s", name, server.address)

@@ -18,7 +18,12 @@ a :class:`Supervisor`, and the rule is the same everywhere:
 * Per-item helper tasks (a batch sent to Triton, a shadow comparison, a resumed job) are
   started with :meth:`Supervisor.spawn`: never restarted and never a health matter, but a
   failure is logged and counted under the helper's name instead of vanishing.
-* Cancellation (a shutdown) is not a failure; a loop that returns has simply finished.
+* A loop is long-running by contract: one that *returns* (while the process is not stopping)
+  stopped as silently as one that died, so the return is logged at warning and then handled
+  exactly like a failure (counted, NOT_SERVING, restarted with backoff, fatal at the limit or
+  when critical). A job meant to end, such as loading model metadata once Triton answers, is
+  started with ``one_shot=True``: its return means done (a failure is still restarted).
+* Cancellation (a shutdown) is not a failure, and nor is a return once the supervisor stops.
 
 Loops handle their own *transient* errors (a database restart, a broker blip) and go on; what
 reaches the supervisor is what a loop cannot handle, which is exactly what must not stay silent.
@@ -48,7 +53,8 @@ EXIT_BACKGROUND_FAILED = 70
 
 BACKGROUND_FAILURES = Counter(
     "switchyard_background_failures_total",
-    "Background loops and helper tasks that raised (each one logged with its traceback).",
+    "Background loops and helper tasks that raised (each one logged with its traceback), "
+    "and long-running loops that returned.",
     ["service", "loop"],
 )
 BACKGROUND_LOOP_UP = Gauge(
@@ -101,6 +107,7 @@ def exit_process(code: int) -> None:
 class _LoopState:
     name: str
     critical: bool
+    one_shot: bool = False
     up: bool = True
     failures: int = 0
 
@@ -131,13 +138,14 @@ class Supervisor:
         """Names of the loops that are down or backing off."""
         return [name for name, state in self._loops.items() if not state.up]
 
-    def start(self, name: str, loop: LoopFactory, *, critical: bool = False
-              ) -> asyncio.Task[None]:
+    def start(self, name: str, loop: LoopFactory, *, critical: bool = False,
+              one_shot: bool = False) -> asyncio.Task[None]:
         """Run ``loop()`` under supervision until the process stops; cancel the returned task
-        to stop it early (that is not a failure). Names are unique within a process."""
+        to stop it early (that is not a failure). Names are unique within a process.
+        ``loop()`` returning is a failure unless ``one_shot`` (a job that ends when done)."""
         if name in self._loops:
             raise ValueError(f"{self.service}: a background loop named {name!r} already runs")
-        state = _LoopState(name, critical)
+        state = _LoopState(name, critical, one_shot)
         self._loops[name] = state
         BACKGROUND_LOOP_UP.labels(self.service, name).set(1)
         task = asyncio.create_task(self._supervise(state, loop),
@@ -189,8 +197,6 @@ class Supervisor:
                                  state.name)
                         await self._set_up(state, True)
                 await run
-                log.info("%s: background loop %s finished", self.service, state.name)
-                return
             except asyncio.CancelledError:
                 run.cancel()
                 await asyncio.gather(run, return_exceptions=True)
@@ -200,20 +206,31 @@ class Supervisor:
                 BACKGROUND_FAILURES.labels(self.service, state.name).inc()
                 log.error("%s: background loop %s failed (%d in a row)", self.service,
                           state.name, state.failures, exc_info=exc)
-                await self._set_up(state, False)
-                limit = self.backoff.failure_limit
-                if state.critical or (limit and state.failures >= limit):
-                    why = "it is critical" if state.critical else \
-                        f"it failed {state.failures} times in a row"
-                    log.critical("%s: stopping the process with exit status %d: background "
-                                 "loop %s is down and %s", self.service,
-                                 EXIT_BACKGROUND_FAILED, state.name, why)
-                    self.on_fatal(EXIT_BACKGROUND_FAILED)
+            else:
+                if state.one_shot or self._stopping:
+                    log.info("%s: background loop %s finished", self.service, state.name)
+                    if not state.up:  # a restarted one-shot job that succeeded
+                        await self._set_up(state, True)
                     return
-                delay = self.backoff.delay_s(state.failures)
-                log.warning("%s: restarting background loop %s in %.1fs", self.service,
-                            state.name, delay)
-                await asyncio.sleep(delay)
+                state.failures += 1
+                BACKGROUND_FAILURES.labels(self.service, state.name).inc()
+                log.warning("%s: background loop %s returned, but it is long-running: "
+                            "handled as a failure (%d in a row)", self.service, state.name,
+                            state.failures)
+            await self._set_up(state, False)
+            limit = self.backoff.failure_limit
+            if state.critical or (limit and state.failures >= limit):
+                why = "it is critical" if state.critical else \
+                    f"it failed {state.failures} times in a row"
+                log.critical("%s: stopping the process with exit status %d: background "
+                             "loop %s is down and %s", self.service,
+                             EXIT_BACKGROUND_FAILED, state.name, why)
+                self.on_fatal(EXIT_BACKGROUND_FAILED)
+                return
+            delay = self.backoff.delay_s(state.failures)
+            log.warning("%s: restarting background loop %s in %.1fs", self.service,
+                        state.name, delay)
+            await asyncio.sleep(delay)
 
     async def _set_up(self, state: _LoopState, up: bool) -> None:
         state.up = up

@@ -24,6 +24,17 @@ from switchyard.v1 import StatusEvent, TaskStage, TaskStatus
 #: admitted to or shown in a review queue.
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 
+#: :data:`TERMINAL` as an SQL list literal, ``('CANCELLED', 'FAILED', 'SUCCEEDED')``, for
+#: ``status IN {TERMINAL_SQL}`` / ``NOT IN``. Inlined into the query text (not a bind
+#: parameter) so that PostgreSQL can prove a query's predicate implies a partial index's
+#: (``tasks_unfinished``, ``tasks_purge_candidates``): it compares constant lists element by
+#: element, so the order here need not match the migrations'. tests/unit/test_terminal.py
+#: checks those migrations' predicates name exactly :data:`TERMINAL`.
+TERMINAL_SQL = "(" + ", ".join(f"'{name}'" for name in sorted(TERMINAL)) + ")"
+
+#: Terminal, but not a success: a task that ends here keeps no downstream effect.
+UNSUCCESSFUL = TERMINAL - {"SUCCEEDED"}
+
 
 def rejected(rule: str) -> tuple[str, str, str]:
     """(status, stage, reason) of a task whose decision is REJECT, whoever decided (models,

@@ -45,7 +45,9 @@ from switchyard_client.errors import (
     from_rpc_error,
 )
 
-#: A task in one of these statuses never changes again.
+#: A task in one of these statuses never changes again. The SDK's own copy of the server's
+#: ``switchyard._taskstore.TERMINAL``: the client cannot import ``switchyard`` (it installs
+#: alone). tests/unit/test_terminal.py checks the two agree.
 TERMINAL_STATUSES = frozenset({TaskStatus.TASK_STATUS_SUCCEEDED, TaskStatus.TASK_STATUS_FAILED,
                                TaskStatus.TASK_STATUS_CANCELLED})
 #: The header the servers read the API key from (``authorization: Bearer KEY``).

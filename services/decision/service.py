@@ -286,7 +286,9 @@ async def setup(ctx: ServiceContext) -> None:
     except asyncio.TimeoutError:
         log.warning("starting without Triton: tasks escalate or hold (per policy) until it "
                     "answers")
-        ctx.run_in_background("triton-metadata", lambda: _load_metadata(*clients))
+        # one-shot: done once every model answered (a failure is still restarted)
+        ctx.run_in_background("triton-metadata", lambda: _load_metadata(*clients),
+                              one_shot=True)
     codec = codec_for(s)
     history = HistoryStore(ctx.pool, matching_key(s), codec)
     engine = DecisionEngine(

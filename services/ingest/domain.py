@@ -19,6 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 # The acceptance rules are shared with the decision service's Decide: one copy, there.
 from switchyard._priority import level_of, requested_bucket
 from switchyard._submissions import KNOWN_KINDS, MAX_JSON_DEPTH, json_problem, validate
+from switchyard._taskstore import UNSUCCESSFUL
 from switchyard.v1 import Document, Submission, TaskEnvelope, TaskSource
 
 
@@ -96,7 +97,7 @@ def build_envelope(submission: Submission, task_id: str, source: int,
 
 
 #: Statuses a task may be retried from (RetryTask); SUCCEEDED work is never redone.
-RETRYABLE_STATUSES = frozenset({"FAILED", "CANCELLED"})
+RETRYABLE_STATUSES = UNSUCCESSFUL  # terminal without success: RetryTask may start it over
 RETRY_OF_KEY = "retry_of"
 
 

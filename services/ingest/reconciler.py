@@ -33,7 +33,7 @@ from services.ingest.publisher import Publisher
 from switchyard._payloads import TASK_ENVELOPE, PayloadError, rewrap_stale
 from switchyard._streams import TRANSIENT_ERRORS
 from switchyard._taskstore import (
-    TERMINAL, publish_status, stage_value, status_value, timestamp,
+    TERMINAL, TERMINAL_SQL, publish_status, stage_value, status_value, timestamp,
 )
 from switchyard._telemetry import loaded_trace_context
 from switchyard._topics import CANCELLATIONS
@@ -98,10 +98,12 @@ async def redrive_stalled(conn: asyncpg.Connection, publisher: Publisher,
     redelivered task, so the task picks up where PostgreSQL says it stopped. Each repeat waits
     twice as long as the last, so a long but healthy backlog is not flooded with copies.
     """
+    # TERMINAL_SQL is inlined, not bound as a parameter, so that the planner can match the
+    # partial index tasks_unfinished (migration 0010, "status NOT IN" the terminal statuses).
     rows = await conn.fetch(
         f"""WITH stalled AS (
               SELECT t.task_id FROM tasks t
-               WHERE t.status NOT IN ('SUCCEEDED', 'FAILED', 'CANCELLED')
+               WHERE t.status NOT IN {TERMINAL_SQL}
                  AND t.published_at IS NOT NULL
                  AND t.updated_at < now() - make_interval(secs => $1)
                  AND (t.redriven_at IS NULL OR t.redriven_at

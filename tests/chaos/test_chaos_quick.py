@@ -2,7 +2,8 @@
 
 It restarts the broker and PostgreSQL and stops Triton, so it cannot share the session stack
 with the other tests; ``chaos.run`` starts its own. ``make chaos`` runs the full version
-(thousands of tasks, several kill rounds, a 20 s Triton outage, PostgreSQL stopped for 15 s).
+(thousands of tasks, several kill rounds, a 20 s Triton outage). Both stop PostgreSQL for
+15 s under load.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from services.executor.downstream.store import Ledger as DownstreamLedger
 from services.executor.downstream.store import schema_for
 from switchyard import Settings
 from switchyard._db import connect
+from switchyard._taskstore import TERMINAL
 from switchyard.v1 import ActionPlan, ActionStep, Decision, DecisionOutcome, TaskEnvelope
 
 
@@ -51,7 +52,7 @@ def test_a_task_stuck_in_between_is_lost_whoever_owns_it() -> None:
     owned = Owners(review_item=True, executor_job=True, live_executor=True, hold=True)
     assert task_fate("RUNNING", "EXECUTING", owned) == "lost: stuck RUNNING/EXECUTING"
     assert task_fate("QUEUED", "INGESTED", Owners()).startswith("lost: stuck")
-    for status in ("SUCCEEDED", "FAILED", "CANCELLED"):
+    for status in sorted(TERMINAL):
         assert task_fate(status, "DONE", Owners()) == status
 
 
@@ -81,6 +82,15 @@ def test_the_report_fails_on_any_broken_invariant() -> None:
     assert not Report(audit_ok=True, append_unrecorded=1).ok
     assert Report(audit_ok=True, append_unrecorded=1, executor_restarts=1).ok
     assert not Report(audit_ok=False).ok
+
+
+def test_a_restart_while_postgres_was_stopped_fails_the_run() -> None:
+    # restarts after the kills are the faults themselves; a service the supervisor had to
+    # restart during the PostgreSQL stop did not ride the outage out, so `make chaos` fails
+    assert Report(audit_ok=True, restarts={"ingest": 1, "decision": 1}).ok
+    assert not Report(audit_ok=True, restarts={"ingest": 2},
+                      restarts_during_postgres_outage={"ingest": 1}).ok
+    assert not Report(audit_ok=True, restarts_during_postgres_outage={"review": 1}).to_json()["ok"]
 
 
 @pytest.mark.integration

@@ -54,6 +54,36 @@ def test_buf(command: list[str]) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+BASELINE = ROOT / "protos" / "baseline" / "switchyard-v1.binpb"
+
+
+def _breaking(protos: Path) -> subprocess.CompletedProcess[str]:
+    """``buf breaking`` (the FILE rules in protos/buf.yaml) of ``protos`` against the committed
+    image of the released v1 contract (``make proto-baseline`` rebuilds it at a release)."""
+    return subprocess.run([_buf(), "breaking", str(protos), "--against", str(BASELINE)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_the_contract_is_compatible_with_the_released_v1() -> None:
+    assert BASELINE.is_file(), "no baseline image: run `make proto-baseline` at a release"
+    result = _breaking(ROOT / "protos")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_buf_breaking_catches_a_removed_field(tmp_path: Path) -> None:
+    copy = tmp_path / "protos"
+    shutil.copytree(ROOT / "protos", copy, ignore=shutil.ignore_patterns("baseline"))
+    task = copy / "switchyard" / "v1" / "task.proto"
+    field = "  string filename = 3;\n"
+    text = task.read_text()
+    assert field in text
+    task.write_text(text.replace(field, ""))
+    result = _breaking(copy)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert 'field "3" with name "filename" on message "Document" was deleted' in output, output
+
+
 def test_every_service_is_versioned_and_exported() -> None:
     services = {
         service.full_name

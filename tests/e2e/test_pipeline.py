@@ -45,11 +45,10 @@ from switchyard.v1 import (
     TaskStatus,
     Verdict,
 )
+from tests.terminal import TERMINAL_STATUSES
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pipeline")]
 HELDOUT = Path(__file__).resolve().parents[2] / "models" / "data" / "router_heldout.jsonl"
-TERMINAL = {TaskStatus.TASK_STATUS_SUCCEEDED, TaskStatus.TASK_STATUS_FAILED,
-            TaskStatus.TASK_STATUS_CANCELLED}
 
 
 def sample(label: str, index: int = 0) -> str:
@@ -133,7 +132,7 @@ async def learn_vendor(ingest: IngestServiceStub, review: ReviewServiceStub,
     waiting = await wait_for(ingest, first.task_id, {TaskStatus.TASK_STATUS_BLOCKED})
     assert TaskStage.Name(waiting.stage) == "TASK_STAGE_AWAITING_REVIEW", waiting.reason
     await approve(review, first.task_id)
-    done = await wait_for(ingest, first.task_id, TERMINAL)
+    done = await wait_for(ingest, first.task_id, TERMINAL_STATUSES)
     assert TaskStatus.Name(done.status) == "TASK_STATUS_SUCCEEDED", done.reason
 
 
@@ -152,7 +151,7 @@ async def test_confident_task_is_executed_once(ingest: IngestServiceStub,
     again = await ingest.SubmitTask(SubmitTaskRequest(submission=sub))
     assert (again.task_id, again.created) == (first.task_id, False)
 
-    task = await wait_for(ingest, first.task_id, TERMINAL)
+    task = await wait_for(ingest, first.task_id, TERMINAL_STATUSES)
     assert TaskStatus.Name(task.status) == "TASK_STATUS_SUCCEEDED", task.reason
 
     conn = await connect(settings)
@@ -239,9 +238,9 @@ async def test_escalated_tasks_follow_the_reviewers_verdict(
         item_id=reject_item, reviewer_id="ana", verdict=Verdict.VERDICT_REJECT,
         reason="duplicate")))
 
-    done = await wait_for(ingest, approved.task_id, TERMINAL)
+    done = await wait_for(ingest, approved.task_id, TERMINAL_STATUSES)
     assert done.status == TaskStatus.TASK_STATUS_SUCCEEDED
-    ended = await wait_for(ingest, rejected.task_id, TERMINAL)
+    ended = await wait_for(ingest, rejected.task_id, TERMINAL_STATUSES)
     # one terminal rule: a REJECT ends FAILED, whoever rejected (CANCELLED is CancelTask's)
     assert ended.status == TaskStatus.TASK_STATUS_FAILED
     assert ended.reason == "rejected:reviewer_reject"
@@ -328,7 +327,7 @@ async def test_a_refused_payment_reverses_the_posted_invoice(
             assert response.status == 200
         try:
             task_id = await run_until_executing(ingest, review, sample("invoice", 27))
-            done = await wait_for(ingest, task_id, TERMINAL)
+            done = await wait_for(ingest, task_id, TERMINAL_STATUSES)
         finally:
             async with http.delete(faults) as response:
                 assert response.status == 200
@@ -365,7 +364,7 @@ async def test_cancelling_an_executing_task_undoes_it(ingest: IngestServiceStub,
                 await ingest.CancelTask(CancelTaskRequest(task_id=task_id,
                                                           reason="sent twice"))
             assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-            done = await wait_for(ingest, task_id, TERMINAL, timeout_s=60)
+            done = await wait_for(ingest, task_id, TERMINAL_STATUSES, timeout_s=60)
         finally:
             async with http.delete(faults) as response:
                 assert response.status == 200

@@ -51,12 +51,11 @@ from switchyard.v1 import (
 )
 from tests.executor.harness import Harness, Service, decision, http_step
 from tests.polling import eventually
+from tests.terminal import TERMINAL_STATUSES
 
 pytestmark = [pytest.mark.integration]
 HELDOUT = Path(__file__).resolve().parents[2] / "models" / "data" / "router_heldout.jsonl"
 QUEUE = "acme-finance"
-TERMINAL = {TaskStatus.TASK_STATUS_SUCCEEDED, TaskStatus.TASK_STATUS_FAILED,
-            TaskStatus.TASK_STATUS_CANCELLED}
 
 
 def samples(label: str) -> list[str]:
@@ -143,7 +142,7 @@ async def task_of(ingest: IngestServiceStub, task_id: str) -> Task:
 async def finished(ingest: IngestServiceStub, task_id: str) -> Task:
     async def done() -> Task | None:
         task = await task_of(ingest, task_id)
-        return task if task.status in TERMINAL else None
+        return task if task.status in TERMINAL_STATUSES else None
     return await eventually(done, f"task {task_id} to finish", 120, 0.2)
 
 

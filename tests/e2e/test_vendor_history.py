@@ -38,6 +38,7 @@ from switchyard.v1 import (
 )
 from tests.decision.documents import invoice
 from tests.polling import eventually
+from tests.terminal import TERMINAL_STATUSES
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pipeline")]
 TENANT = "acme"
@@ -45,8 +46,6 @@ VENDOR = "Halcyon Tooling Ltd"
 LEGIT = "GB29 NWBK 6016 1331 9268 19"
 FRAUD = "DE89 3704 0044 0532 0130 00"
 RECEIVED = {"received_date": "2026-11-22"}
-TERMINAL = {TaskStatus.TASK_STATUS_SUCCEEDED, TaskStatus.TASK_STATUS_FAILED,
-            TaskStatus.TASK_STATUS_CANCELLED}
 
 
 @pytest.fixture
@@ -119,11 +118,11 @@ async def test_a_rejected_fraudulent_first_invoice_teaches_nothing(
 
     # 1. the fraudster's invoice: a vendor never paid, the fraudster's account -> a person
     fraud = await submit(ingest, invoice(vendor=VENDOR, number="HT-9001", iban=FRAUD))
-    task = await task_in(ingest, fraud, blocked | TERMINAL)
+    task = await task_in(ingest, fraud, blocked | TERMINAL_STATUSES)
     assert task.status == TaskStatus.TASK_STATUS_BLOCKED, task.reason
     assert await vendor_row(db, settings) is None  # escalated, unreviewed: nothing learned
     await verdict(review, fraud, Verdict.VERDICT_REJECT)
-    await task_in(ingest, fraud, TERMINAL)
+    await task_in(ingest, fraud, TERMINAL_STATUSES)
     # the decision service learns the rejection from the decisions topic
     async def rejected() -> bool:
         return await invoice_state(db, fraud) == "rejected"
@@ -131,7 +130,7 @@ async def test_a_rejected_fraudulent_first_invoice_teaches_nothing(
 
     # 2. the vendor's real invoice, legitimate account: not a bank change against the fraud
     real = await submit(ingest, invoice(vendor=VENDOR, number="HT-1001", iban=LEGIT))
-    task = await task_in(ingest, real, blocked | TERMINAL)
+    task = await task_in(ingest, real, blocked | TERMINAL_STATUSES)
     proposed = await model_decision(db, real)
     assert proposed["rule"] != "bank_details_changed", proposed["explanation"]
     assert "bank details changed" not in proposed["explanation"]
@@ -140,7 +139,7 @@ async def test_a_rejected_fraudulent_first_invoice_teaches_nothing(
                                                      FRAUD.replace(" ", ""))
     if task.status == TaskStatus.TASK_STATUS_BLOCKED:  # a new vendor: a person approves it
         await verdict(review, real, Verdict.VERDICT_APPROVE)
-    done = await task_in(ingest, real, TERMINAL)
+    done = await task_in(ingest, real, TERMINAL_STATUSES)
     assert done.status == TaskStatus.TASK_STATUS_SUCCEEDED, done.reason
 
     # after a person's approval and a successful execution the vendor and its account are known
@@ -152,7 +151,7 @@ async def test_a_rejected_fraudulent_first_invoice_teaches_nothing(
 
     # 3. the fraudulent account again: a bank change, which always goes to a person
     again = await submit(ingest, invoice(vendor=VENDOR, number="HT-9002", iban=FRAUD))
-    task = await task_in(ingest, again, blocked | TERMINAL)
+    task = await task_in(ingest, again, blocked | TERMINAL_STATUSES)
     assert task.status == TaskStatus.TASK_STATUS_BLOCKED
     proposed = await model_decision(db, again)
     assert proposed["rule"] == "bank_details_changed", proposed["explanation"]

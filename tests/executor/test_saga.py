@@ -22,9 +22,9 @@ from switchyard.v1 import (
     StepOutcome,
 )
 from tests.executor.harness import Harness, decision, http_step
+from tests.terminal import TERMINAL
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("executor")]
-TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 LEDGER_POST = "grpc://erp/erpsim.v1.LedgerService/Post"
 LEDGER_REVERSE = "grpc://erp/erpsim.v1.LedgerService/Reverse"
 

@@ -39,15 +39,13 @@ from switchyard.v1 import (
     SubmitTaskRequest,
     SubmitVerdictRequest,
     TaskEnvelope,
-    TaskStatus,
     Verdict,
 )
+from tests.terminal import TERMINAL_STATUSES
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pipeline")]
 ROOT = Path(__file__).resolve().parents[2]
 HELDOUT = ROOT / "models" / "data" / "router_heldout.jsonl"
-TERMINAL = {TaskStatus.TASK_STATUS_SUCCEEDED, TaskStatus.TASK_STATUS_FAILED,
-            TaskStatus.TASK_STATUS_CANCELLED}
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +89,7 @@ async def wait_terminal(ingest: IngestServiceStub, task_ids: set[str],
         assert time.monotonic() < deadline, f"{len(open_ids)} tasks never finished"
         for task_id in list(open_ids):
             task = (await ingest.GetTask(GetTaskRequest(task_id=task_id))).task
-            if task.status in TERMINAL:
+            if task.status in TERMINAL_STATUSES:
                 open_ids.discard(task_id)
         await asyncio.sleep(0.2)
 

@@ -33,11 +33,10 @@ from switchyard.v1 import (
 )
 from tests.polling import eventually
 from tests.review.helpers import artifact
+from tests.terminal import TERMINAL_STATUSES
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pipeline")]
 HELDOUT = Path(__file__).resolve().parents[2] / "models" / "data" / "router_heldout.jsonl"
-TERMINAL = {TaskStatus.TASK_STATUS_SUCCEEDED, TaskStatus.TASK_STATUS_FAILED,
-            TaskStatus.TASK_STATUS_CANCELLED}
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +86,7 @@ async def escalated_tasks(ingest: IngestServiceStub, db: asyncpg.Pool,
 async def final(ingest: IngestServiceStub, task_id: str) -> Task:
     async def done() -> Task | None:
         task = (await ingest.GetTask(GetTaskRequest(task_id=task_id))).task
-        return task if task.status in TERMINAL else None
+        return task if task.status in TERMINAL_STATUSES else None
     return await eventually(done, f"task {task_id} to finish", 120, 0.2)
 
 

@@ -67,14 +67,13 @@ from switchyard.v1 import (
     Verdict,
 )
 from tests.decision.documents import sample
+from tests.terminal import TERMINAL_STATUSES
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 K1, K2 = (base64.b64encode(os.urandom(32)).decode() for _ in range(2))
 MARKER = "QUOKKA" + uuid.uuid4().hex[:12].upper().replace("0", "Q")
 TENANT = "sealed"
-TERMINAL = {TaskStatus.TASK_STATUS_SUCCEEDED, TaskStatus.TASK_STATUS_FAILED,
-            TaskStatus.TASK_STATUS_CANCELLED}
 COLUMNS = {"tasks": ("task_id", "envelope"), "review_items": ("item_id", "escalation"),
            "decision_holds": ("task_id", "envelope"),
            "dead_letters": ("dead_letter_id", "original_value")}
@@ -198,7 +197,8 @@ async def test_payloads_are_sealed_and_the_pipeline_reads_them(
         # the invoice completes (approved if it is escalated); the ticket waits in review
         ticket_in_review = False
         deadline = time.monotonic() + 150
-        while not ticket_in_review or await status_of(ingest, ids["invoice"]) not in TERMINAL:
+        while (not ticket_in_review
+               or await status_of(ingest, ids["invoice"]) not in TERMINAL_STATUSES):
             assert time.monotonic() < deadline, await progress(ingest, ids.values())
             await approve_items(review, {ids["invoice"]})
             items = (await review.ListQueue(ListQueueRequest(page_size=100))).items
@@ -287,7 +287,7 @@ async def test_rotation_reads_old_rows_and_rewraps_them(
             assert time.monotonic() < deadline, await progress(ingest, open_ids)
             await approve_items(review, open_ids)
             for task_id in list(open_ids):
-                if await status_of(ingest, task_id) in TERMINAL:
+                if await status_of(ingest, task_id) in TERMINAL_STATUSES:
                     open_ids.discard(task_id)
             await asyncio.sleep(0.3)
         for task_id in (ids["support_ticket"], held_id):

@@ -52,10 +52,10 @@ from switchyard.v1 import (
     Submission,
     SubmitTaskRequest,
     SubmitVerdictRequest,
-    TaskStatus,
     Verdict,
 )
 from tests.decision.documents import invoice
+from tests.terminal import TERMINAL_STATUSES
 
 pytestmark = pytest.mark.integration
 
@@ -80,8 +80,6 @@ NEEDLES = sorted({
     spaced(IBAN_COMPACT), IBAN_EDITED, spaced(IBAN_EDITED),
 })
 CONTACT = f"Contact {EMAIL}, phone {PHONE}. Card on file {CARD}. Tax id {NATIONAL_ID}."
-TERMINAL = {TaskStatus.TASK_STATUS_SUCCEEDED, TaskStatus.TASK_STATUS_FAILED,
-            TaskStatus.TASK_STATUS_CANCELLED}
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +136,7 @@ async def work_the_queue(settings: Settings, review: ReviewServiceStub,
                                           verdict=kind, modified_fields=edits)))))
             for task_id in list(open_ids):
                 task = (await ingest.GetTask(GetTaskRequest(task_id=task_id))).task
-                if task.status in TERMINAL:
+                if task.status in TERMINAL_STATUSES:
                     open_ids.discard(task_id)
             await asyncio.sleep(0.3)
     return seen

@@ -152,14 +152,86 @@ async def test_cancellation_at_shutdown_is_not_a_failure() -> None:
     assert loop_up(service, "idle") is None  # a stopped loop leaves no series behind
 
 
-async def test_a_loop_that_returns_has_finished() -> None:
+async def test_a_long_running_loop_that_returns_is_a_failure_and_restarted(
+        caplog: pytest.LogCaptureFixture) -> None:
+    sup, seen, service = supervisor()
+    runs = 0
+    running_again = asyncio.Event()
+
+    async def loop() -> None:
+        nonlocal runs
+        runs += 1
+        if runs <= 2:
+            return  # a bug: the loop's `while` ended, nothing raised
+        running_again.set()
+        await asyncio.Event().wait()
+
+    with caplog.at_level(logging.WARNING, logger="switchyard._supervision"):
+        task = sup.start("quiet", loop)
+        await asyncio.wait_for(running_again.wait(), 10)
+    assert not task.done()  # restarted, not "finished"
+    assert failures(service, "quiet") == 2
+    assert seen.health and seen.health[0] is False  # NOT_SERVING while it was down
+    assert "background loop quiet returned, but it is long-running" in caplog.text
+    assert [r.levelno for r in caplog.records if "returned" in r.getMessage()] == \
+        [logging.WARNING, logging.WARNING]
+    await eventually(lambda: _ready(sup.healthy), "the loop to count as up again")
+    assert seen.health[-1] is True and seen.exits == []
+    await sup.stop()
+
+
+async def test_a_critical_loop_that_returns_stops_the_process() -> None:
+    sup, seen, service = supervisor()
+
+    async def watch() -> None:
+        return None
+
+    task = sup.start("watch", watch, critical=True)
+    await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 10)
+    assert seen.exits == [EXIT_BACKGROUND_FAILED]
+    assert failures(service, "watch") == 1
+
+
+async def test_a_one_shot_job_that_returns_has_finished() -> None:
     sup, seen, service = supervisor()
 
     async def once() -> None:
         return None
 
-    await asyncio.wait_for(sup.start("once", once), 10)
+    await asyncio.wait_for(sup.start("once", once, one_shot=True), 10)
     assert failures(service, "once") == 0 and sup.healthy and seen.exits == []
+
+
+async def test_a_one_shot_job_is_restarted_after_a_failure_and_then_finishes() -> None:
+    sup, seen, service = supervisor()
+    runs = 0
+
+    async def load() -> None:
+        nonlocal runs
+        runs += 1
+        if runs == 1:
+            raise TimeoutError("model not loaded yet")
+
+    await asyncio.wait_for(sup.start("load", load, one_shot=True), 10)
+    assert runs == 2 and failures(service, "load") == 1
+    assert sup.healthy and seen.health == [False, True] and seen.exits == []
+
+
+async def test_a_loop_that_returns_at_shutdown_is_not_a_failure() -> None:
+    sup, seen, service = supervisor()
+    stopping = asyncio.Event()
+
+    async def loop() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            stopping.set()
+            return  # swallows the cancellation, as `while not self._stopping` loops may
+
+    sup.start("polite", loop)
+    await asyncio.sleep(0)
+    await asyncio.wait_for(sup.stop(), 10)
+    assert stopping.is_set() and failures(service, "polite") == 0 and seen.exits == []
 
 
 async def test_helper_tasks_are_observed_not_restarted(caplog: pytest.LogCaptureFixture) -> None:
