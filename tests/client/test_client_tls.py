@@ -29,7 +29,11 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 def settings(settings: Settings, pki: Pki) -> Settings:
     return settings.replace(api_keys=KEYS, tls_cert_file=str(pki.server_cert),
                             tls_key_file=str(pki.server_key),
-                            tls_client_ca_file=str(pki.ca))
+                            tls_client_ca_file=str(pki.ca),
+                            # the stack refuses TLS services it could not health-check
+                            client_tls_ca_file=str(pki.ca),
+                            client_tls_cert_file=str(pki.client_cert),
+                            client_tls_key_file=str(pki.client_key))
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,6 @@ from switchyard.v1 import (
     StepOutcome,
 )
 from tests.executor.harness import Harness, decision, http_step
-from tests.terminal import TERMINAL
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("executor")]
 LEDGER_POST = "grpc://erp/erpsim.v1.LedgerService/Post"

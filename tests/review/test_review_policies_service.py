@@ -109,9 +109,10 @@ async def test_a_capped_queue_keeps_the_rest_in_the_backlog_until_an_item_closes
     channel = create_channel(f"127.0.0.1:{settings.review_grpc_port}", "rev-acme")
     try:
         review = ReviewServiceStub(channel)
-        await review.Claim(ClaimRequest(item_id=item_id, reviewer_id="ana"))
+        # with API keys the reviewer is the key: reviewer_id left empty means the caller
+        await review.Claim(ClaimRequest(item_id=item_id))
         await review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
-            item_id=item_id, reviewer_id="ana", verdict=Verdict.VERDICT_APPROVE)))
+            item_id=item_id, verdict=Verdict.VERDICT_APPROVE)))
     except grpc.aio.AioRpcError as exc:
         pytest.fail(f"the reviewer could not close the item: {exc.details()}")
     finally:
