@@ -2,13 +2,13 @@
 
 What purge does to each column follows :data:`switchyard._dataclass.STORED`: a purged task
 keeps its status, kind, metadata (with PII detected in it redacted), scores, rules and
-executions; the document body and filename (and its
-copies in review items and dead letters), the extracted fields and the plan payloads built
+executed steps (outcome, attempts); the document body and filename (and its copies in review
+items and dead letters), the extracted fields and the plan payloads built
 from them (in ``decisions``, ``executor_jobs``, ``review_items``), a reviewer's edits
 and reasons (``review_verdicts``), the explanations that quote the document (invoice number,
 amount), what was kept of downstream answers (``executions`` error and result summary,
-``executor_jobs.reason``) and the sealed fields in ``decision_invoices`` are removed. Vendor history keeps only keyed
-hashes and amounts, so it stays. The audit chain stores hashes of inputs, never the inputs,
+``executor_jobs.reason``) and the sealed fields in ``decision_invoices`` are removed. Vendor
+history keeps only keyed hashes and amounts, so it stays. The audit chain stores hashes of inputs, never the inputs,
 so purging leaves it verifiable.
 """
 
