@@ -9,7 +9,10 @@ Every value Switchyard keeps is one of three classes:
   equality is needed), removed by ``switchyard purge``;
 * ``DERIVED`` -- read out of a document but needed to judge or count it (amounts, dates,
   currency, invoice and PO numbers): shown to reviewers after the PII detectors ran over it,
-  sealed at rest when it travels with personal values, removed by ``switchyard purge``;
+  sealed at rest when it travels with personal values, removed by ``switchyard purge``.
+  Free text that may quote a document (a downstream's answer, a reviewer's reason) is
+  derived too: it is passed through the PII detectors (:func:`redact_free_text`,
+  :func:`downstream_excerpt`) *before* it is stored, published or logged;
 * ``OPERATIONAL`` -- made by Switchyard (ids, statuses, scores, rules): kept as is.
 
 :data:`EXTRACTED_FIELDS` classifies every field the extractor reads (an unknown name, e.g. a
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 from dataclasses import dataclass
 from enum import Enum
@@ -109,11 +113,20 @@ STORED: tuple[Stored, ...] = (
     Stored("decisions", "decision", DataClass.PERSONAL, AtRest.SEALED, OnPurge.STRIP,
            "extracted fields and the plan payloads built from them"),
     Stored("decisions", "explanation", DataClass.DERIVED, AtRest.PLAIN, OnPurge.STRIP,
-           "quotes the invoice number and amount, never the vendor or an account"),
+           "quotes the invoice number and amount, never the vendor or an account; a "
+           "reviewer's reason only after redact_free_text"),
     Stored("executor_jobs", "decision", DataClass.PERSONAL, AtRest.SEALED, OnPurge.STRIP,
            "the decision being carried out"),
     Stored("review_verdicts", "verdict_pb", DataClass.PERSONAL, AtRest.SEALED, OnPurge.STRIP,
-           "a reviewer's edits of extracted fields"),
+           "a reviewer's edits of extracted fields (and the reason, redacted)"),
+    Stored("review_verdicts", "reason", DataClass.DERIVED, AtRest.PLAIN, OnPurge.NULL,
+           "a reviewer's free text, stored only after redact_free_text"),
+    Stored("executions", "error", DataClass.DERIVED, AtRest.PLAIN, OnPurge.NULL,
+           "why a step failed; quotes the downstream's answer only as downstream_excerpt"),
+    Stored("executions", "result", DataClass.DERIVED, AtRest.PLAIN, OnPurge.STRIP,
+           "the step's ExecutionResult; its summary and error as downstream_excerpt"),
+    Stored("executor_jobs", "reason", DataClass.DERIVED, AtRest.PLAIN, OnPurge.NULL,
+           "why a job ended or waits; may quote a step's error (downstream_excerpt)"),
     Stored("decision_invoices", "fields", DataClass.PERSONAL, AtRest.SEALED, OnPurge.NULL,
            "every field read from the invoice"),
     Stored("decision_invoices", "vendor_hash", DataClass.PERSONAL, AtRest.HASHED, OnPurge.KEEP,
@@ -161,8 +174,10 @@ TOPICS: tuple[TopicData, ...] = (
     TopicData("escalations", DataClass.PERSONAL, "the task and the proposed decision"),
     TopicData("dead-letter", DataClass.PERSONAL, "the original bytes of a refused record"),
     TopicData("task-status", DataClass.DERIVED,
-              "statuses, rules and explanations (invoice number and amount, no personal value)"),
-    TopicData("executions", DataClass.OPERATIONAL, "step outcomes and downstream status"),
+              "statuses, rules and explanations (invoice number and amount, a reviewer's "
+              "reason and a step's error only redacted; no personal value)"),
+    TopicData("executions", DataClass.DERIVED,
+              "step outcomes, downstream status and downstream_excerpt of the answer"),
     TopicData("cancellations", DataClass.OPERATIONAL, "task ids and reasons"),
 )
 
@@ -187,6 +202,52 @@ def matching_hash(key: bytes, tenant_id: str, kind: str, value: str) -> str:
         return ""
     message = f"{tenant_id}\x00{kind}\x00{value}".encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+_DETECTORS = Redactor()
+#: How much of a downstream's answer is kept (after redaction) in a step's summary or error.
+DOWNSTREAM_EXCERPT_CHARS = 200
+
+
+def redact_free_text(text: str) -> str:
+    """Free text a person typed that may quote the document (a reviewer's verdict reason):
+    every PII detector applied, so it can be stored in plaintext, copied into an explanation
+    and published as derived data. Unconditional: ``SWITCHYARD_REVIEW_REDACT_PII`` governs
+    what reviewers see, not what is stored."""
+    return _DETECTORS.text(text) if text else text
+
+
+def downstream_excerpt(text: str, limit: int = DOWNSTREAM_EXCERPT_CHARS) -> str:
+    """What Switchyard keeps of a downstream's answer (a step's summary or error: the
+    ``executions`` and ``executor_jobs`` rows, the ``executions`` and ``task-status`` topics,
+    logs). Downstreams echo what was posted, and the plan payloads carry the extracted fields,
+    so the whole answer is redacted first: in JSON, values under a personal extracted field's
+    name (``vendor``, ``bank_account``) are withheld, every other string goes through the PII
+    detectors; other text goes through the detectors. Only then is it cut to ``limit``
+    characters, so a cut never leaves part of a value the detectors would no longer
+    recognise."""
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError):
+        parsed = None
+    if isinstance(parsed, (dict, list)):
+        cleaned = json.dumps(_withhold_personal(parsed), ensure_ascii=False)
+    else:
+        cleaned = _DETECTORS.text(" ".join(text.split()))
+    return " ".join(cleaned.split())[:limit]
+
+
+def _withhold_personal(value: object) -> object:
+    if isinstance(value, dict):
+        return {key: (f"[{key.upper()} REDACTED]" if _personal_value(key, item)
+                      else _withhold_personal(item)) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_withhold_personal(item) for item in value]
+    return _DETECTORS.text(value) if isinstance(value, str) else value
+
+
+def _personal_value(key: str, value: object) -> bool:
+    return EXTRACTED_FIELDS.get(key) is DataClass.PERSONAL and value not in ("", None)
 
 
 def _redact_struct(struct: struct_pb2.Struct, redactor: Redactor) -> None:
@@ -255,6 +316,7 @@ def redact_escalation(escalation: Escalation, redactor: Redactor) -> Escalation:
     return out
 
 
-__all__ = ["EXTRACTED_FIELDS", "STORED", "TOPICS", "AtRest", "DataClass",
-           "OnPurge", "Stored", "TopicData", "field_class", "matching_hash", "matching_key",
-           "redact_decision", "redact_escalation", "redact_field", "redact_task", "sealed_columns"]
+__all__ = ["DOWNSTREAM_EXCERPT_CHARS", "EXTRACTED_FIELDS", "STORED", "TOPICS", "AtRest",
+           "DataClass", "OnPurge", "Stored", "TopicData", "downstream_excerpt", "field_class",
+           "matching_hash", "matching_key", "redact_decision", "redact_escalation",
+           "redact_field", "redact_free_text", "redact_task", "sealed_columns"]

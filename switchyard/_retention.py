@@ -2,12 +2,13 @@
 
 What purge does to each column follows :data:`switchyard._dataclass.STORED`: a purged task
 keeps its status, kind, metadata (with PII detected in it redacted), scores, rules and
-executions; the document body and filename (and its
-copies in review items and dead letters), the extracted fields and the plan payloads built
+executed steps (outcome, attempts); the document body and filename (and its copies in review
+items and dead letters), the extracted fields and the plan payloads built
 from them (in ``decisions``, ``executor_jobs``, ``review_items``), a reviewer's edits
-(``review_verdicts``), the explanations that quote the document (invoice number, amount) and
-the sealed fields in ``decision_invoices`` are removed. Vendor history keeps only keyed
-hashes and amounts, so it stays. The audit chain stores hashes of inputs, never the inputs,
+and reasons (``review_verdicts``), the explanations that quote the document (invoice number,
+amount), what was kept of downstream answers (``executions`` error and result summary,
+``executor_jobs.reason``) and the sealed fields in ``decision_invoices`` are removed. Vendor
+history keeps only keyed hashes and amounts, so it stays. The audit chain stores hashes of inputs, never the inputs,
 so purging leaves it verifiable.
 """
 
@@ -33,7 +34,7 @@ from switchyard._payloads import (
     RowId,
 )
 from switchyard._taskstore import TERMINAL
-from switchyard.v1 import Decision, Escalation, ReviewVerdict, TaskEnvelope
+from switchyard.v1 import Decision, Escalation, ExecutionResult, ReviewVerdict, TaskEnvelope
 
 _REDACTOR = Redactor()
 
@@ -107,10 +108,28 @@ async def _strip_verdicts(conn: asyncpg.Connection, codec: PayloadCodec,
                                                       VERDICT))
         for name in list(verdict.modified_fields):
             verdict.modified_fields[name] = ""  # which fields were edited stays, not to what
+        verdict.reason = ""
         updates.append((row["item_id"], codec.seal(row["item_id"],
                                                    verdict.SerializeToString(), VERDICT)))
-    await conn.executemany("UPDATE review_verdicts SET verdict_pb = $2 WHERE item_id = $1",
-                           updates)
+    await conn.executemany("UPDATE review_verdicts SET verdict_pb = $2, reason = '' "
+                           "WHERE item_id = $1", updates)
+
+
+async def _strip_executions(conn: asyncpg.Connection, ids: list[RowId]) -> None:
+    """What a step kept of the downstream's answer: its error and result summary (the
+    outcome, attempts and idempotency key stay), and the job's reason."""
+    rows = await conn.fetch("SELECT task_id, step_id, result FROM executions "
+                            "WHERE task_id = ANY($1::uuid[])", ids)
+    updates = []
+    for row in rows:
+        result = ExecutionResult.FromString(row["result"])
+        result.response_summary = ""
+        result.error = ""
+        updates.append((row["task_id"], row["step_id"], result.SerializeToString()))
+    await conn.executemany("UPDATE executions SET error = '', result = $3 "
+                           "WHERE task_id = $1 AND step_id = $2", updates)
+    await conn.execute("UPDATE executor_jobs SET reason = '' WHERE task_id = ANY($1::uuid[])",
+                       ids)
 
 
 @dataclass(frozen=True)
@@ -165,6 +184,7 @@ async def purge(conn: asyncpg.Connection, default_days: int, per_tenant: dict[st
             decisions = await _strip_decisions(conn, codec, DECISION, ids)
             await _strip_decisions(conn, codec, JOB_DECISION, ids)
             await _strip_verdicts(conn, codec, ids)
+            await _strip_executions(conn, ids)
             await conn.execute("UPDATE decision_invoices SET fields = NULL "
                                "WHERE task_id = ANY($1::uuid[])", ids)
             await append(conn, tenant, "retention", "payloads.purged",

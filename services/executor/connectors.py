@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from switchyard._dataclass import downstream_excerpt
+
 
 class StepError(Exception):
     """A step failed; ``retryable`` says whether trying again may help.
@@ -94,7 +96,7 @@ class SqlConnector:
                 TimeoutError) as exc:
             raise retryable(f"{step.address}: {exc!r}") from None
         except asyncpg.PostgresError as exc:
-            raise permanent(f"{step.address}: {exc}") from None
+            raise permanent(f"{step.address}: {downstream_excerpt(str(exc))}") from None
         return StepOutcome(
             summary=f"recorded in {step.address}" if row else f"already in {step.address}",
             duplicate=row is None,

@@ -9,6 +9,9 @@ so a new downstream only needs a plan, not a new executor release.
 Classification: UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, INTERNAL and
 UNKNOWN are retryable; everything else (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, ...)
 is permanent, as is a payload that does not fit the request type.
+
+Of the response and of error details, only :func:`switchyard._dataclass.downstream_excerpt`
+is kept: a response may echo the extracted fields the request carried.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from grpc_reflection.v1alpha.reflection_pb2 import ServerReflectionRequest
 from grpc_reflection.v1alpha.reflection_pb2_grpc import ServerReflectionStub
 
 from services.executor.connectors import StepCall, StepOutcome, StepError, permanent, retryable
+from switchyard._dataclass import downstream_excerpt
 from switchyard._grpc import create_channel
 
 RETRYABLE_CODES = frozenset({
@@ -30,7 +34,6 @@ RETRYABLE_CODES = frozenset({
     grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED, grpc.StatusCode.INTERNAL,
     grpc.StatusCode.UNKNOWN,
 })
-SUMMARY_CHARS = 200
 
 
 def is_retryable_code(code: grpc.StatusCode) -> bool:
@@ -144,7 +147,8 @@ class GrpcConnector:
             request = json_format.ParseDict(step.payload, method.request())
         except json_format.ParseError as exc:
             raise permanent(f"{where}: payload does not fit "
-                            f"{method.request.DESCRIPTOR.full_name}: {exc}") from None
+                            f"{method.request.DESCRIPTOR.full_name}: "
+                            f"{downstream_excerpt(str(exc))}") from None
         metadata = (("idempotency-key", step.idempotency_key),
                     ("x-switchyard-task-id", step.task_id),
                     ("x-switchyard-tenant-id", step.tenant_id),
@@ -160,12 +164,12 @@ class GrpcConnector:
         except grpc.aio.AioRpcError as exc:
             raise self._classify(where, exc) from None
         replayed = any(k == "idempotent-replayed" and v == "true" for k, v in trailing)
-        text = json_format.MessageToJson(response, indent=None)[:SUMMARY_CHARS]
+        text = downstream_excerpt(json_format.MessageToJson(response, indent=None))
         return StepOutcome(summary=f"OK {text}", duplicate=replayed)
 
     @staticmethod
     def _classify(where: str, exc: grpc.aio.AioRpcError) -> StepError:
-        message = f"{where}: {exc.code().name} {exc.details() or ''}".strip()
+        message = f"{where}: {exc.code().name} {downstream_excerpt(exc.details() or '')}".strip()
         return retryable(message) if is_retryable_code(exc.code()) else permanent(message)
 
     async def close(self) -> None:

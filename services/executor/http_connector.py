@@ -8,6 +8,10 @@ operation names the HTTP method when it is one (``DELETE`` for a compensation), 
 Classification: 2xx succeeds; 408, 425, 429 and 5xx are retryable (``Retry-After`` honoured,
 in seconds or as an HTTP date); every other status is permanent; timeouts and connection
 failures are retryable.
+
+Of the answer, only :func:`switchyard._dataclass.downstream_excerpt` is kept (the status plus
+a redacted excerpt of the body): ERPs echo what was posted, and that carries the extracted
+fields.
 """
 
 from __future__ import annotations
@@ -21,10 +25,10 @@ import aiohttp
 from opentelemetry import propagate
 
 from services.executor.connectors import StepCall, StepOutcome, permanent, retryable
+from switchyard._dataclass import downstream_excerpt
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
-SUMMARY_CHARS = 200
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
@@ -92,7 +96,7 @@ class HttpConnector:
             raise permanent(f"{where}: invalid URL {exc}") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise retryable(f"{where}: {type(exc).__name__}: {exc}") from None
-        detail = " ".join(text.split())[:SUMMARY_CHARS]
+        detail = downstream_excerpt(text)
         if 200 <= status < 300:
             return StepOutcome(summary=f"HTTP {status} {detail}".strip(), duplicate=replayed)
         if is_retryable_status(status):

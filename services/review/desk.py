@@ -23,7 +23,7 @@ from services.review.queue import Filters, ReviewError, ReviewQueue, priority_va
 from services.review.resolutions import DecisionPublisher, audit, store_decision, text_digest
 from services.review.verdicts import verdict_decision
 from switchyard._auth import DEV_PRINCIPAL, Principal
-from switchyard._dataclass import redact_escalation
+from switchyard._dataclass import redact_escalation, redact_free_text
 from switchyard._payloads import VERDICT
 from switchyard._pii import Redactor
 from switchyard.v1 import (
@@ -161,10 +161,14 @@ class ReviewDesk:
             raise ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in problems), problems)
         item = await self._item(principal, verdict.item_id)
         reviewer = reviewer_of(principal, verdict.reviewer_id)
-        if reviewer != verdict.reviewer_id:  # recorded (verdict_pb too) as the credentials say
+        typed_reason = verdict.reason  # the audit keeps its hash, never the text
+        # recorded (verdict_pb too) as the credentials say, and the reason, free text that may
+        # quote the document, with PII redacted before it is stored or copied anywhere
+        if reviewer != verdict.reviewer_id or redact_free_text(typed_reason) != typed_reason:
             own = ReviewVerdict()
             own.CopyFrom(verdict)
             own.reviewer_id = reviewer
+            own.reason = redact_free_text(typed_reason)
             verdict = own
         name = Verdict.Name(verdict.verdict).removeprefix("VERDICT_").lower()
         decision = verdict_decision(item.escalation, verdict)
@@ -185,7 +189,7 @@ class ReviewDesk:
                             "override": verdict.verdict != Verdict.VERDICT_APPROVE,
                             "model_rule": proposed.rule, "model_label": proposed.label,
                             "model_confidence": round(proposed.confidence, 4),
-                            "reason_sha256": text_digest(verdict.reason),
+                            "reason_sha256": text_digest(typed_reason),
                             "modified_fields": {k: text_digest(v) for k, v in
                                                 sorted(verdict.modified_fields.items())},
                             "decision_id": decision.decision_id,

@@ -6,7 +6,10 @@ detectors normalise (an IBAN written with spaces and one without, an e-mail addr
 number, a card number, a national id) go through the four services with encryption at rest
 on: one invoice is approved and executed, one rejected, the ticket approved with a reviewer's
 edit that itself holds an account number, and a record no stage can read is dead-lettered.
-Then every value is searched for, in each written form, in
+Every verdict's free-text reason holds personal data too, and the demo ERP echoes each posted
+payload (extracted fields and metadata included) at the head of its answer, so what the
+executor keeps of a downstream's answer is searched as well. Then every value is searched
+for, in each written form, in
 
 * every column of every table of the test's schema (as text; sealed blobs are bytes that
   must not contain it either),
@@ -108,9 +111,11 @@ async def work_the_queue(settings: Settings, review: ReviewServiceStub,
     """Reviewers act on each item (approve, reject, modify with an account number); every
     response they get is returned as text."""
     seen: list[str] = []
-    verdicts = {task_ids[0]: (Verdict.VERDICT_APPROVE, {}),
-                task_ids[1]: (Verdict.VERDICT_REJECT, {}),
-                task_ids[2]: (Verdict.VERDICT_MODIFY, {"bank_account": IBAN_EDITED})}
+    verdicts = {task_ids[0]: (Verdict.VERDICT_APPROVE, {}, f"Vendor confirmed. {CONTACT}"),
+                task_ids[1]: (Verdict.VERDICT_REJECT, {},
+                              f"Account {spaced(IBAN_COMPACT)} is not theirs. {CONTACT}"),
+                task_ids[2]: (Verdict.VERDICT_MODIFY, {"bank_account": IBAN_EDITED},
+                              f"New account {IBAN_EDITED} per {EMAIL}")}
     console = f"http://127.0.0.1:{settings.review_web_port}"
     open_ids = set(task_ids)
     deadline = time.monotonic() + 180
@@ -130,10 +135,11 @@ async def work_the_queue(settings: Settings, review: ReviewServiceStub,
                     seen.append(await response.text())
                 seen.append(shown(await review.Claim(ClaimRequest(item_id=item.item_id,
                                                                   reviewer_id="rita"))))
-                kind, edits = verdicts.get(task_id, (Verdict.VERDICT_APPROVE, {}))
+                kind, edits, reason = verdicts.get(task_id, (Verdict.VERDICT_APPROVE, {}, ""))
                 seen.append(shown(await review.SubmitVerdict(SubmitVerdictRequest(
                     verdict=ReviewVerdict(item_id=item.item_id, reviewer_id="rita",
-                                          verdict=kind, modified_fields=edits)))))
+                                          verdict=kind, modified_fields=edits,
+                                          reason=reason)))))
             for task_id in list(open_ids):
                 task = (await ingest.GetTask(GetTaskRequest(task_id=task_id))).task
                 if task.status in TERMINAL_STATUSES:
@@ -251,3 +257,7 @@ async def test_planted_pii_never_escapes(settings: Settings, pipeline: EmbeddedS
     assert not leaks, "personal data escaped:\n" + "\n".join(leaks)
     # the topics documented to carry documents do carry them (the consumer read them)
     assert IBAN_SPACED in topics["tasks"] and EMAIL in topics["dead-letter"]
+    # the reasons and the downstream's echo were kept, redacted (the search is not vacuous)
+    assert "is not theirs. Contact [EMAIL REDACTED]" in tables["review_verdicts"]
+    assert "Rejected by rita: Account [IBAN REDACTED]" in topics["task-status"]
+    assert '"bank_account": "[BANK_ACCOUNT REDACTED]"' in topics["executions"]

@@ -39,6 +39,8 @@ from switchyard.v1 import (
     Escalation,
     FieldExtraction,
     ReviewVerdict,
+    ExecutionResult,
+    StepOutcome,
     Submission,
     TaskEnvelope,
     TaskSource,
@@ -49,6 +51,8 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "Card 4111 1111 1111 1111, patient Jane Roe"
 IBAN = "DE89370400440532013000"
+REASON = "New account confirmed by phone with Jane Roe"  # no detector finds a name
+ANSWER = '{"data": {"payee": "Jane Roe Consulting"}}'
 
 
 async def seed(settings: Settings) -> dict[str, str]:
@@ -115,7 +119,8 @@ def sealed_settings(settings: Settings) -> Settings:
 
 async def seed_decided_invoice(settings: Settings) -> dict[str, str]:
     """A terminal invoice task as the services leave it: model decision, executor job,
-    review item with the proposal, a reviewer's edit, the invoice's sealed fields."""
+    review item with the proposal, a reviewer's edit and reason, the step's execution with
+    what was kept of the ERP's answer, the invoice's sealed fields."""
     codec = codec_for(settings)
     pool = await create_pool(settings.replace(postgres_pool_min=1, postgres_pool_max=2))
     try:
@@ -146,13 +151,23 @@ async def seed_decided_invoice(settings: Settings) -> dict[str, str]:
             item_id = await conn.fetchval("SELECT item_id FROM review_items WHERE task_id = $1",
                                           uuid.UUID(envelope.task_id))
             verdict = ReviewVerdict(item_id=str(item_id), reviewer_id="rita",
-                                    verdict=Verdict.VERDICT_MODIFY,
+                                    verdict=Verdict.VERDICT_MODIFY, reason=REASON,
                                     modified_fields={"bank_account": IBAN})
             await conn.execute(
                 "INSERT INTO review_verdicts (item_id, task_id, reviewer_id, verdict, reason, "
-                "verdict_pb) VALUES ($1, $2, 'rita', 'MODIFY', '', $3)", item_id,
-                uuid.UUID(envelope.task_id),
+                "verdict_pb) VALUES ($1, $2, 'rita', 'MODIFY', $3, $4)", item_id,
+                uuid.UUID(envelope.task_id), verdict.reason,
                 codec.seal(item_id, verdict.SerializeToString(), VERDICT))
+            # what the executor kept of the ERP's answer (names pass the PII detectors)
+            result = ExecutionResult(task_id=envelope.task_id, step_id="1-post_invoice",
+                                     outcome=StepOutcome.STEP_OUTCOME_SUCCEEDED,
+                                     response_summary=f"HTTP 201 {ANSWER}", error=ANSWER)
+            await conn.execute(
+                "INSERT INTO executions (task_id, step_id, idempotency_key, outcome, attempts, "
+                "error, result) VALUES ($1, '1-post_invoice', 'k1', 'STEP_OUTCOME_SUCCEEDED', "
+                "1, $2, $3)", uuid.UUID(envelope.task_id), ANSWER, result.SerializeToString())
+            await conn.execute("UPDATE executor_jobs SET reason = $2 WHERE task_id = $1",
+                               uuid.UUID(envelope.task_id), f"failed: {ANSWER}")
             await conn.execute(
                 "INSERT INTO decision_invoices (task_id, tenant_id, vendor_hash, number_hash, "
                 "bank_hash, amount, currency, fields, p_auto, auto) VALUES "
@@ -187,8 +202,12 @@ def test_purge_strips_extracted_fields_from_every_column_that_holds_them(
                                       "WHERE task_id = $1", task)
             item = await conn.fetchrow("SELECT item_id, escalation FROM review_items "
                                        "WHERE task_id = $1", task)
-            verdict = await conn.fetchrow("SELECT item_id, verdict_pb FROM review_verdicts "
-                                          "WHERE task_id = $1", task)
+            verdict = await conn.fetchrow("SELECT item_id, verdict_pb, reason "
+                                          "FROM review_verdicts WHERE task_id = $1", task)
+            execution = await conn.fetchrow("SELECT error, result FROM executions "
+                                            "WHERE task_id = $1", task)
+            job_reason = await conn.fetchval("SELECT reason FROM executor_jobs "
+                                             "WHERE task_id = $1", task)
             fields = await conn.fetchval("SELECT fields FROM decision_invoices "
                                          "WHERE task_id = $1", task)
             envelope = await conn.fetchval("SELECT envelope FROM tasks WHERE task_id = $1",
@@ -204,6 +223,10 @@ def test_purge_strips_extracted_fields_from_every_column_that_holds_them(
                     item["item_id"], item["escalation"], REVIEW_ESCALATION)),
                 "verdict": ReviewVerdict.FromString(codec.open(
                     verdict["item_id"], verdict["verdict_pb"], VERDICT)),
+                "verdict_reason": verdict["reason"],
+                "execution_error": execution["error"],
+                "execution": ExecutionResult.FromString(execution["result"]),
+                "job_reason": job_reason,
                 "invoice_fields": fields,
                 "task": TaskEnvelope.FromString(codec.open(task, envelope, TASK_ENVELOPE)),
             }
@@ -219,6 +242,12 @@ def test_purge_strips_extracted_fields_from_every_column_that_holds_them(
     assert after["explanation"] == ""
     assert IBAN not in str(after["escalation"]) and IBAN not in str(after["verdict"])
     assert list(after["verdict"].modified_fields) == ["bank_account"]  # type: ignore[attr-defined]
+    # free text that may quote the document: the reviewer's reason, the downstream's answer
+    assert after["verdict"].reason == "" and after["verdict_reason"] == ""  # type: ignore[attr-defined]
+    assert after["execution_error"] == "" and after["job_reason"] == ""
+    execution = after["execution"]
+    assert execution.response_summary == "" and execution.error == ""  # type: ignore[attr-defined]
+    assert execution.outcome == StepOutcome.STEP_OUTCOME_SUCCEEDED  # type: ignore[attr-defined]
     assert after["invoice_fields"] is None
     task = after["task"]
     assert task.document.body == b""  # type: ignore[attr-defined]

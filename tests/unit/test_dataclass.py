@@ -9,15 +9,19 @@ from switchyard._dataclass import (
     TOPICS,
     AtRest,
     DataClass,
+    downstream_excerpt,
     field_class,
     matching_hash,
     redact_escalation,
+    redact_free_text,
     sealed_columns,
 )
 from switchyard._payloads import COLUMNS
 from switchyard._pii import Redactor
 from switchyard._topics import ALL_TOPICS, BROKER_MARKER
 from switchyard.v1 import Document, Escalation, FieldExtraction, TaskEnvelope
+
+import json
 
 IBAN = "DE89370400440532013000"
 
@@ -67,3 +71,37 @@ def test_reviewers_get_the_proposal_redacted_by_class() -> None:
     assert shown.proposed_decision.plan.steps[0].payload["fields"]["total"] == "10.00"
     assert "INV-7" in shown.task.document.body.decode()
     assert IBAN in str(escalation)  # the stored escalation is untouched (a verdict runs it)
+
+
+def test_free_text_columns_are_classified_derived() -> None:
+    derived = {f"{s.table}.{s.column}" for s in STORED if s.data_class is DataClass.DERIVED}
+    assert {"review_verdicts.reason", "executions.error", "executions.result",
+            "executor_jobs.reason", "decisions.explanation"} <= derived
+    classes = {t.topic: t.data_class for t in TOPICS}
+    assert classes["executions"] is DataClass.DERIVED
+
+
+def test_a_reviewers_reason_keeps_its_words_not_the_personal_data() -> None:
+    typed = f"Not theirs: account {IBAN}, ask jane.roe@example.org, invoice INV-7 USD 10.00"
+    kept = redact_free_text(typed)
+    assert IBAN not in kept and "jane.roe@example.org" not in kept
+    assert kept.startswith("Not theirs: account [IBAN REDACTED]") and "INV-7 USD 10.00" in kept
+    assert redact_free_text("") == ""
+
+
+def test_a_downstream_echo_is_redacted_wherever_the_personal_data_sits() -> None:
+    # the personal values sit past the 200 characters that are kept: redaction runs first
+    echo = {"id": 7, "note": "x" * 300,
+            "data": {"fields": {"bank_account": IBAN, "vendor": "Jane Roe Consulting",
+                                "total": "10.00"},
+                     "metadata": {"contact": "jane.roe@example.org"}}}
+    kept = downstream_excerpt(json.dumps(echo), limit=10_000)
+    assert IBAN not in kept and "Jane Roe" not in kept and "jane.roe@" not in kept
+    assert '"bank_account": "[BANK_ACCOUNT REDACTED]"' in kept and '"total": "10.00"' in kept
+    assert len(downstream_excerpt(json.dumps(echo))) == 200
+    # a cut never leaves half of an IBAN the detectors would no longer recognise
+    spaced = " ".join(IBAN[i:i + 4] for i in range(0, len(IBAN), 4))
+    for head in range(0, 30):
+        assert "DE89" not in downstream_excerpt("e" * head + f"account {spaced}", limit=30)
+    plain = downstream_excerpt("422   rejected:\n card 4111 1111 1111 1111 is blocked")
+    assert plain == "422 rejected: card [CARD REDACTED] is blocked"

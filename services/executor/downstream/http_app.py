@@ -13,6 +13,11 @@ Business API (every write needs an ``Idempotency-Key`` header):
   real APIs (notifications, event sinks) behave. It shows what the executor guarantees on
   its own: each call it repeats lands again (see docs/executor.md).
 
+Answers are JSON with sorted keys; an effect is answered with its bookkeeping (``id``,
+``idempotency_key``, ``status``, ...) and, under ``data``, the body as it was posted: an echo,
+as many real APIs give, so what the executor keeps of an answer must be redacted (see
+``switchyard._dataclass.downstream_excerpt``).
+
 Operator API: ``GET /_/health``; ``GET /_/faults``; ``PUT /_/faults/{system}[/{collection}]``
 with a fault profile (see ``faults``; system ``*`` for every system);
 ``DELETE /_/faults[/{system}[/{collection}]]``.
@@ -21,6 +26,7 @@ with a fault profile (see ``faults``; system ``*`` for every system);
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 from typing import Any
@@ -37,8 +43,14 @@ LEDGER = web.AppKey("ledger", Ledger)
 FAULTS = web.AppKey("faults", FaultBoard)
 
 
+def _json(body: Any, status: int = 200,
+          headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(body, status=status, headers=headers,
+                             dumps=functools.partial(json.dumps, sort_keys=True))
+
+
 def _error(status: int, message: str, **headers: str) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers or None)
+    return _json({"error": message}, status=status, headers=headers or None)
 
 
 def _names(request: web.Request) -> tuple[str, str] | web.Response:
@@ -100,7 +112,7 @@ async def write(request: web.Request) -> web.Response:
                      "created" if created else "replayed", faulted or status)
     if faulted:  # stored, but the caller never hears about it
         return _error(faulted, "injected failure after the write")
-    return web.json_response(effect.to_json(), status=status,
+    return _json(effect.to_json(), status=status,
                              headers=None if created else {"Idempotent-Replayed": "true"})
 
 
@@ -124,7 +136,7 @@ async def append(request: web.Request) -> web.Response:
     await ledger.log("http", request.method, request.path, key, "appended", faulted or 201)
     if faulted:
         return _error(faulted, "injected failure after the write")
-    return web.json_response({"id": row_id, "idempotency_key": key}, status=201)
+    return _json({"id": row_id, "idempotency_key": key}, status=201)
 
 
 async def reverse(request: web.Request) -> web.Response:
@@ -147,7 +159,7 @@ async def reverse(request: web.Request) -> web.Response:
                      "reversed" if reversed_now else "replayed", faulted or 200)
     if faulted:
         return _error(faulted, "injected failure after the write")
-    return web.json_response(effect.to_json(),
+    return _json(effect.to_json(),
                              headers=None if reversed_now else {"Idempotent-Replayed": "true"})
 
 
@@ -158,16 +170,16 @@ async def read(request: web.Request) -> web.Response:
     effect = await request.app[LEDGER].get(request.match_info["key"], *names)
     if effect is None:
         return _error(404, "no such effect")
-    return web.json_response(effect.to_json())
+    return _json(effect.to_json())
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return _json({"status": "ok"})
 
 
 async def list_faults(request: web.Request) -> web.Response:
     board = request.app[FAULTS]
-    return web.json_response({name: p.to_json() for name, p in board.profiles.items()})
+    return _json({name: p.to_json() for name, p in board.profiles.items()})
 
 
 async def set_fault(request: web.Request) -> web.Response:
@@ -182,7 +194,7 @@ async def set_fault(request: web.Request) -> web.Response:
     if isinstance(name, web.Response):
         return name
     request.app[FAULTS].profiles[name] = profile
-    return web.json_response({name: profile.to_json()})
+    return _json({name: profile.to_json()})
 
 
 def _fault_key(request: web.Request) -> str | web.Response:
@@ -204,7 +216,7 @@ async def clear_faults(request: web.Request) -> web.Response:
         if isinstance(name, web.Response):
             return name
         board.profiles.pop(name, None)
-    return web.json_response({name: p.to_json() for name, p in board.profiles.items()})
+    return _json({name: p.to_json() for name, p in board.profiles.items()})
 
 
 def build_app(ledger: Ledger, faults: FaultBoard) -> web.Application:
