@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import subprocess
 import sys
 import threading
@@ -111,9 +113,29 @@ def test_submit_waits_for_the_outcome_and_a_rerun_returns_the_same_tasks(
     assert events[0]["status"] == "QUEUED" and events[-1]["status"] == "SUCCEEDED"
     assert [e["sequence"] for e in events] == sorted(e["sequence"] for e in events)
 
-    human = switchyard(settings, "submit", str(ticket), "--tenant", "acme", "--kind",
-                       "support_ticket")
-    assert human.returncode == 0 and f"{ids[0]} existing" in human.stdout, human.stdout
+    # a person at a terminal: result lines on stdout, the progress bar on the terminal
+    controller, terminal = pty.openpty()
+    try:
+        human = subprocess.run(
+            [sys.executable, "-m", "switchyard", "submit", str(ticket), "--tenant", "acme",
+             "--kind", "support_ticket"], env={**os.environ, **settings.to_env(),
+                                              "TERM": "xterm"},
+            stdout=subprocess.PIPE, stderr=terminal, text=True, timeout=120, check=False)
+        os.close(terminal)
+        drawn = b""
+        while select.select([controller], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:   # the terminal side is closed and drained
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(controller)
+    assert human.returncode == 0 and human.stdout.strip() == \
+        f"{ticket}: {ids[0]} existing SUCCEEDED", human.stdout
+    assert b"submitting" in drawn, drawn
 
 
 def test_tasks_get_list_cancel_watch_and_retry(settings: Settings, ingest: IngestServiceStub,
