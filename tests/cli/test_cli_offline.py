@@ -6,6 +6,8 @@ import hashlib
 from importlib.metadata import version
 from pathlib import Path
 
+import pytest
+
 from switchyard._tasks_cli import idempotency_key
 from switchyard.stack import free_port
 from tests.cli.helpers import switchyard
@@ -53,3 +55,11 @@ def test_the_idempotency_key_is_the_prefix_and_the_content_hash() -> None:
     body = b"Ticket: printer on fire"
     assert idempotency_key("file:", body) == f"file:sha256:{hashlib.sha256(body).hexdigest()}"
     assert idempotency_key("x-", body) != idempotency_key("x-", body + b"!")
+
+
+def test_unusable_client_tls_files_are_a_usage_error(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWITCHYARD_CLIENT_TLS_CA_FILE", str(tmp_path / "missing-ca.pem"))
+    done = switchyard(None, "tasks", "get", "some-id", "--target", f"127.0.0.1:{free_port()}")
+    assert done.returncode == 2 and "client TLS" in done.stderr, done.stderr
+    assert "missing-ca.pem" in done.stderr and "Traceback" not in done.stderr

@@ -182,5 +182,14 @@ def test_tasks_get_list_cancel_watch_and_retry(settings: Settings, ingest: Inges
     again = switchyard(settings, "tasks", "retry", task_id, "--json")
     assert (json.loads(again.stdout)["task_id"], json.loads(again.stdout)["created"]) == \
         (new["task_id"], False)
+    malformed = tmp_path / "broken.json"
+    malformed.write_text('{"total": }')
+    refused = switchyard(settings, "submit", str(malformed), str(invoice), "--tenant", "acme",
+                         "--kind", "invoice", "--key-prefix", "other:", "--json")
+    assert refused.returncode == 1, refused.stderr      # one file refused, the other accepted
+    results = json.loads(refused.stdout)
+    assert results[0]["task_id"] is None and "INVALID_ARGUMENT" in results[0]["error"]
+    assert "document.body: malformed JSON" in results[0]["error"], results[0]
+    assert results[1]["created"] and results[1]["task_id"] != task_id   # another prefix
     unknown = switchyard(settings, "tasks", "get", "00000000-0000-0000-0000-000000000000")
     assert unknown.returncode == 1 and "NOT_FOUND" in unknown.stderr, unknown.stderr
