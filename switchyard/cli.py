@@ -1,4 +1,5 @@
-"""The ``switchyard`` command: run services, the embedded stack, maintenance and the demo.
+"""The ``switchyard`` command: run services, the embedded stack, maintenance, the demo and the
+clients (submit, tasks, review, breakers, health).
 
 Every subcommand reads its configuration from SWITCHYARD_* environment variables (see
 docs/settings.md); flags only cover what differs between invocations.

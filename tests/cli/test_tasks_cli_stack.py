@@ -166,6 +166,12 @@ def test_tasks_get_list_cancel_watch_and_retry(settings: Settings, ingest: Inges
     wrong_key = switchyard(settings, "tasks", "get", task_id, "--api-key", "not-a-key")
     assert wrong_key.returncode == 1 and "UNAUTHENTICATED" in wrong_key.stderr
 
+    waited = switchyard(settings, "submit", str(invoice), "--tenant", "acme", "--kind",
+                        "admission_form", "--wait", "--timeout", "2", "--json")
+    assert waited.returncode == 1, waited.stderr          # it waits for a person
+    assert "not every task was terminal after 2 s" in waited.stderr
+    assert json.loads(waited.stdout)[0]["task_id"] == task_id
+
     cancelled = switchyard(settings, "tasks", "cancel", task_id, "--reason", "sent by mistake",
                            "--json")
     assert cancelled.returncode == 0, cancelled.stderr
