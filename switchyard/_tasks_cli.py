@@ -263,12 +263,12 @@ async def _submit(args: argparse.Namespace, stub: Any, files: list[_File]) -> in
                                       filename=file.path.name))))
                 result.update(task_id=response.task_id, created=response.created,
                               status=_status(response.status), stage=_stage(response.stage),
-                              error=None)
+                              reason="", error=None)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.UNAVAILABLE:
                     raise
                 result.update(task_id=None, created=False, status=None, stage=None,
-                              error=_grpc_error(exc))
+                              reason=None, error=_grpc_error(exc))
             results.append(result)
             bar.advance(sending)
         accepted = [r for r in results if r["task_id"]]
