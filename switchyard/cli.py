@@ -1,4 +1,5 @@
-"""The ``switchyard`` command: run services, the embedded stack, maintenance and the demo.
+"""The ``switchyard`` command: run services, the embedded stack, maintenance, the demo and the
+clients (submit, tasks, review, breakers, health).
 
 Every subcommand reads its configuration from SWITCHYARD_* environment variables (see
 docs/settings.md); flags only cover what differs between invocations.
@@ -108,6 +109,28 @@ def _cmd_breakers(args: argparse.Namespace, settings: Settings) -> int:
     return run(settings, args.target, args.api_key, args.reset, args.json)
 
 
+def _cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
+    from switchyard._tasks_cli import run_submit
+
+    return run_submit(args, settings)
+
+
+def _cmd_tasks(args: argparse.Namespace, settings: Settings) -> int:
+    from switchyard._tasks_cli import run_tasks
+
+    return run_tasks(args, settings)
+
+
+def _version() -> str:
+    """The installed distribution's version (the one pyproject.toml declares)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("switchyard")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def _cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     from switchyard._db import create_pool
     from switchyard._payloads import codec_for
@@ -167,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Event-driven AI task automation. Configuration: SWITCHYARD_* env vars "
                     "(`switchyard settings`).",
     )
+    parser.add_argument("--version", action="version", version=f"switchyard {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, fn: Callable[[argparse.Namespace, Settings], int], help_: str
@@ -196,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     from services.review.cli import add_arguments as add_review_arguments
 
     add_review_arguments(p)
+    from switchyard._tasks_cli import add_submit_arguments, add_tasks_arguments
+
+    p = add("submit", _cmd_submit, "Submit files as tasks (one per file; re-running returns "
+                                   "the same tasks); --wait for their outcome.")
+    add_submit_arguments(p)
+    p = add("tasks", _cmd_tasks, "Tasks from a shell: list, get, watch, cancel, retry.")
+    add_tasks_arguments(p)
     p = add("stats", _cmd_stats, "Business KPIs, live (Ctrl-C to quit) or as JSON.")
     p.add_argument("--json", action="store_true", help="print once as JSON")
     p.add_argument("--once", action="store_true", help="print the table once")

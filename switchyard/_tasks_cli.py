@@ -1,0 +1,430 @@
+"""``switchyard submit`` and ``switchyard tasks list|get|watch|cancel|retry``: IngestService
+from a shell.
+
+These commands speak the product's own gRPC stubs (``switchyard.v1``) through
+:func:`switchyard._grpc.client_channel`, like ``switchyard review`` and ``switchyard
+breakers``: the API key (``SWITCHYARD_CLIENT_API_KEY`` or ``--api-key``) and TLS
+(``SWITCHYARD_CLIENT_TLS_*``) come from the same settings as every command-line client, and
+the ``switchyard`` package does not depend on the separately installed client SDK.
+
+Exit codes (docs/cli.md): 0 ok; 1 the server refused a call, or a waited-for task ended
+other than SUCCEEDED; 2 usage or input error; 3 cannot connect (or the service answered
+UNAVAILABLE). Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from switchyard._settings import Settings
+
+__all__ = ["CONTENT_TYPES", "EXIT_CONNECT", "EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE",
+           "add_submit_arguments", "add_tasks_arguments", "idempotency_key", "run_submit",
+           "run_tasks"]
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_CONNECT = 0, 1, 2, 3
+#: Content type of a submitted file, by its extension (the two ingest accepts).
+CONTENT_TYPES = {".txt": "text/plain", ".json": "application/json"}
+_TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
+
+
+class _Usage(Exception):
+    """Bad input found before or instead of a call: exit 2."""
+
+
+class _CannotConnect(Exception):
+    """The target did not answer (or answered UNAVAILABLE): exit 3."""
+
+
+class _Refused(Exception):
+    """Not a gRPC error, but a failure to report with exit 1 (e.g. a wait that timed out)."""
+
+
+def _add_client_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", metavar="HOST:PORT",
+                        help="IngestService address (default 127.0.0.1:"
+                             "$SWITCHYARD_INGEST_GRPC_PORT)")
+    parser.add_argument("--api-key", help="API key (default $SWITCHYARD_CLIENT_API_KEY); TLS "
+                                          "comes from $SWITCHYARD_CLIENT_TLS_*")
+    parser.add_argument("--connect-timeout", type=float, default=5.0, metavar="S",
+                        help="seconds to wait for the connection (default 5)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", metavar="FILE",
+                        help="one task per file: .txt (text/plain) or .json (application/json)")
+    parser.add_argument("--tenant", default="default", help="tenant id (default: default)")
+    parser.add_argument("--kind", default="", help="task kind (default: the router decides)")
+    parser.add_argument("--key-prefix", default="file:",
+                        help="idempotency key prefix; the key is PREFIX + sha256:<content "
+                             "hash>, so re-running the command returns the same tasks "
+                             "(default: file:)")
+    parser.add_argument("--wait", action="store_true",
+                        help="wait until every task is terminal; exit 1 unless all SUCCEEDED")
+    parser.add_argument("--timeout", type=float, default=0.0, metavar="S",
+                        help="with --wait: give up after this many seconds, exit 1 (0: never)")
+    _add_client_arguments(parser)
+
+
+def add_tasks_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="tasks_action", required=True, metavar="ACTION")
+    p = sub.add_parser("list", help="a tenant's tasks, newest first")
+    p.add_argument("--tenant", default="default", help="tenant id (default: default)")
+    p.add_argument("--status", action="append", default=[],
+                   help="queued, in_progress, blocked, succeeded, failed, cancelled "
+                        "(repeatable or comma separated)")
+    p.add_argument("--limit", type=int, default=50, help="at most this many (0: all)")
+    _add_client_arguments(p)
+    p = sub.add_parser("get", help="one task")
+    p.add_argument("task_id")
+    _add_client_arguments(p)
+    p = sub.add_parser("watch", help="status events until the task is terminal; exit 1 "
+                                     "unless it SUCCEEDED")
+    p.add_argument("task_id")
+    _add_client_arguments(p)
+    p = sub.add_parser("cancel", help="cancel a task")
+    p.add_argument("task_id")
+    p.add_argument("--reason", default="", help="recorded with the cancellation")
+    _add_client_arguments(p)
+    p = sub.add_parser("retry", help="submit a FAILED or CANCELLED task again, as a new task")
+    p.add_argument("task_id")
+    p.add_argument("--attempt", type=int, default=1,
+                   help="which retry this is (the same attempt returns the same new task)")
+    _add_client_arguments(p)
+
+
+def idempotency_key(prefix: str, body: bytes) -> str:
+    """The key a file is submitted under: its content's hash, so a re-run finds its task."""
+    return f"{prefix}sha256:{hashlib.sha256(body).hexdigest()}"
+
+
+def _name(enum_value: int, enum: Any, prefix: str) -> str:
+    return str(enum.Name(enum_value)).removeprefix(prefix)
+
+
+def _status(value: int) -> str:
+    from switchyard.v1 import TaskStatus
+
+    return _name(value, TaskStatus, "TASK_STATUS_")
+
+
+def _stage(value: int) -> str:
+    from switchyard.v1 import TaskStage
+
+    return _name(value, TaskStage, "TASK_STAGE_")
+
+
+def _task_json(task: Any) -> dict[str, Any]:
+    """A Task as JSON: the envelope's fields without the document body (it can be large)."""
+    envelope = task.envelope
+    return {
+        "task_id": envelope.task_id, "tenant_id": envelope.tenant_id,
+        "idempotency_key": envelope.idempotency_key, "kind": envelope.kind,
+        "content_type": envelope.document.content_type, "filename": envelope.document.filename,
+        "metadata": dict(envelope.metadata), "status": _status(task.status),
+        "stage": _stage(task.stage), "reason": task.reason,
+        "created_at": task.created_at.ToJsonString() if task.HasField("created_at") else None,
+        "updated_at": task.updated_at.ToJsonString() if task.HasField("updated_at") else None,
+        "sequence": task.sequence,
+    }
+
+
+def _event_json(event: Any) -> dict[str, Any]:
+    from google.protobuf.json_format import MessageToDict
+
+    out = MessageToDict(event, preserving_proto_field_name=True)
+    out["status"], out["stage"] = _status(event.status), _stage(event.stage)
+    out["sequence"] = event.sequence
+    return out
+
+
+def _grpc_error(exc: Any) -> str:
+    from switchyard._grpc import field_violations
+
+    fields = field_violations(exc)
+    detail = "".join(f"; {k}: {v}" for k, v in fields.items())
+    return f"{exc.code().name}: {exc.details()}{detail}"
+
+
+async def _connect(args: argparse.Namespace, settings: Settings) -> tuple[Any, Any]:
+    """Open the channel and wait until it is ready, so a wrong target is exit 3 at once."""
+    import grpc
+
+    from switchyard._grpc import client_channel
+    from switchyard.v1 import IngestServiceStub
+
+    if args.api_key is not None:
+        settings = settings.replace(client_api_key=args.api_key)
+    target = args.target or f"127.0.0.1:{settings.ingest_grpc_port}"
+    try:
+        channel = client_channel(settings, target)
+    except (ValueError, OSError) as exc:
+        raise _Usage(f"client TLS: {exc}") from None
+    try:
+        await asyncio.wait_for(channel.channel_ready(), timeout=args.connect_timeout)
+    except (asyncio.TimeoutError, grpc.aio.UsageError):
+        await channel.close()
+        raise _CannotConnect(f"cannot connect to {target} (no answer within "
+                             f"{args.connect_timeout:g} s)") from None
+    return channel, IngestServiceStub(channel)
+
+
+def _main(command: str, args: argparse.Namespace, settings: Settings,
+          body: Callable[[argparse.Namespace, Any], Awaitable[int]]) -> int:
+    """Run ``body`` with a connected stub; map every failure to one stderr line and a code."""
+    import grpc  # imported here so that building the parser (--help, --version) stays quick
+
+
+    async def go() -> int:
+        channel, stub = await _connect(args, settings)
+        try:
+            return await body(args, stub)
+        finally:
+            await channel.close()
+
+    try:
+        return asyncio.run(go())
+    except _Usage as exc:
+        print(f"switchyard {command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except _CannotConnect as exc:
+        print(f"switchyard {command}: {exc}", file=sys.stderr)
+        return EXIT_CONNECT
+    except _Refused as exc:
+        print(f"switchyard {command}: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except grpc.aio.AioRpcError as exc:
+        print(f"switchyard {command}: {_grpc_error(exc)}", file=sys.stderr)
+        return EXIT_CONNECT if exc.code() == grpc.StatusCode.UNAVAILABLE else EXIT_REFUSED
+
+
+# --- submit -------------------------------------------------------------------------------
+
+
+@dataclass
+class _File:
+    path: Path
+    content_type: str
+    body: bytes
+    key: str
+
+
+def _read_files(args: argparse.Namespace) -> list[_File]:
+    files = []
+    for name in args.files:
+        path = Path(name)
+        content_type = CONTENT_TYPES.get(path.suffix.lower())
+        if content_type is None:
+            raise _Usage(f"{name}: unsupported extension {path.suffix or '(none)'!r}; use "
+                         f"{' or '.join(CONTENT_TYPES)}")
+        try:
+            body = path.read_bytes()
+        except OSError as exc:
+            raise _Usage(f"{name}: {exc.strerror or exc}") from None
+        files.append(_File(path, content_type, body, idempotency_key(args.key_prefix, body)))
+    return files
+
+
+def run_submit(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        files = _read_files(args)   # every file is checked before anything is submitted
+    except _Usage as exc:
+        print(f"switchyard submit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return _main("submit", args, settings, lambda a, stub: _submit(a, stub, files))
+
+
+async def _submit(args: argparse.Namespace, stub: Any, files: list[_File]) -> int:
+    import grpc
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from switchyard.v1 import Document, Submission, SubmitTaskRequest
+
+    results: list[dict[str, Any]] = []
+    console = Console(stderr=True)
+    with Progress(console=console, disable=not console.is_terminal, transient=True) as bar:
+        sending = bar.add_task("submitting", total=len(files))
+        for file in files:
+            result: dict[str, Any] = {"file": str(file.path), "idempotency_key": file.key}
+            try:
+                response = await stub.SubmitTask(SubmitTaskRequest(submission=Submission(
+                    tenant_id=args.tenant, idempotency_key=file.key, kind=args.kind,
+                    document=Document(content_type=file.content_type, body=file.body,
+                                      filename=file.path.name))))
+                result.update(task_id=response.task_id, created=response.created,
+                              status=_status(response.status), stage=_stage(response.stage),
+                              reason="", error=None)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    raise
+                result.update(task_id=None, created=False, status=None, stage=None,
+                              reason=None, error=_grpc_error(exc))
+            results.append(result)
+            bar.advance(sending)
+        accepted = [r for r in results if r["task_id"]]
+        if args.wait and accepted:
+            waiting = bar.add_task("waiting", total=len(accepted))
+
+            async def one(result: dict[str, Any]) -> None:
+                task = await _wait(stub, result["task_id"])
+                result.update(status=_status(task.status), stage=_stage(task.stage),
+                              reason=task.reason)
+                bar.advance(waiting)
+
+            try:
+                await asyncio.wait_for(asyncio.gather(*(one(r) for r in accepted)),
+                                       timeout=args.timeout or None)
+            except asyncio.TimeoutError:
+                _print_submitted(args, results)
+                raise _Refused(f"not every task was terminal after {args.timeout:g} s") \
+                    from None
+    _print_submitted(args, results)
+    failed = any(r["error"] for r in results) or (
+        args.wait and any(r["status"] != "SUCCEEDED" for r in accepted))
+    return EXIT_REFUSED if failed else EXIT_OK
+
+
+def _print_submitted(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    for r in results:
+        if r["error"]:
+            print(f"{r['file']}: refused: {r['error']}")
+        else:
+            how = "new" if r["created"] else "existing"
+            reason = f" ({r['reason']})" if r.get("reason") else ""
+            print(f"{r['file']}: {r['task_id']} {how} {r['status']}{reason}")
+
+
+async def _wait(stub: Any, task_id: str) -> Any:
+    """Follow WatchTask until a terminal event, then read the task as the store has it."""
+    from switchyard.v1 import GetTaskRequest, WatchTaskRequest
+
+    async for item in stub.WatchTask(WatchTaskRequest(task_id=task_id)):
+        if _status(item.event.status) in _TERMINAL:
+            break
+    return (await stub.GetTask(GetTaskRequest(task_id=task_id))).task
+
+
+# --- tasks ---------------------------------------------------------------------------------
+
+
+def run_tasks(args: argparse.Namespace, settings: Settings) -> int:
+    return _main(f"tasks {args.tasks_action}", args, settings, _TASK_ACTIONS[args.tasks_action])
+
+
+def _print_task(args: argparse.Namespace, task: Any) -> None:
+    data = _task_json(task)
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return
+    for key in ("task_id", "tenant_id", "kind", "status", "stage", "reason", "idempotency_key",
+                "filename", "created_at", "updated_at"):
+        if data[key]:
+            print(f"{key + ':':<17}{data[key]}")
+    for key, value in sorted(data["metadata"].items()):
+        print(f"{'metadata:':<17}{key}={value}")
+
+
+async def _list(args: argparse.Namespace, stub: Any) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from switchyard.v1 import ListTasksRequest, TaskStatus
+
+    request = ListTasksRequest(tenant_id=args.tenant)
+    for value in args.status:
+        for name in filter(None, value.upper().split(",")):
+            try:
+                request.statuses.append(TaskStatus.Value(f"TASK_STATUS_{name.strip()}"))
+            except ValueError:
+                raise _Usage(f"unknown status {name.strip().lower()!r}") from None
+    if args.limit < 0:
+        raise _Usage("--limit must be 0 or more")
+    tasks: list[Any] = []
+    while True:   # follow the page tokens until --limit tasks (0: all of them)
+        wanted = args.limit - len(tasks) if args.limit else 500
+        request.page_size = max(1, min(wanted, 500))
+        page = await stub.ListTasks(request)
+        tasks += page.tasks
+        if not page.next_page_token or 0 < args.limit <= len(tasks):
+            break
+        request.page_token = page.next_page_token
+    rows = [_task_json(t) for t in tasks]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    table = Table(title=f"{len(rows)} task(s) of {args.tenant}", title_justify="left")
+    for column in ("task", "kind", "status", "stage", "reason", "created at"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(row["task_id"], row["kind"], row["status"], row["stage"], row["reason"],
+                      row["created_at"] or "-")
+    Console(width=200).print(table)
+    return EXIT_OK
+
+
+async def _get(args: argparse.Namespace, stub: Any) -> int:
+    from switchyard.v1 import GetTaskRequest
+
+    _print_task(args, (await stub.GetTask(GetTaskRequest(task_id=args.task_id))).task)
+    return EXIT_OK
+
+
+async def _watch(args: argparse.Namespace, stub: Any) -> int:
+    from switchyard.v1 import WatchTaskRequest
+
+    last = ""
+    async for item in stub.WatchTask(WatchTaskRequest(task_id=args.task_id)):
+        event = item.event
+        last = _status(event.status)
+        if args.json:
+            print(json.dumps(_event_json(event)), flush=True)
+        else:
+            reason = f" {event.reason}" if event.reason else ""
+            print(f"{event.sequence:>3} {last:<11} {_stage(event.stage):<16}{reason}",
+                  flush=True)
+        if last in _TERMINAL:
+            break
+    if last not in _TERMINAL:
+        raise _Refused("the stream ended before the task was terminal")
+    return EXIT_OK if last == "SUCCEEDED" else EXIT_REFUSED
+
+
+async def _cancel(args: argparse.Namespace, stub: Any) -> int:
+    from switchyard.v1 import CancelTaskRequest
+
+    response = await stub.CancelTask(CancelTaskRequest(task_id=args.task_id,
+                                                       reason=args.reason))
+    _print_task(args, response.task)
+    return EXIT_OK
+
+
+async def _retry(args: argparse.Namespace, stub: Any) -> int:
+    from switchyard.v1 import RetryTaskRequest
+
+    response = await stub.RetryTask(RetryTaskRequest(task_id=args.task_id,
+                                                     attempt=args.attempt))
+    if args.json:
+        print(json.dumps({**_task_json(response.task), "created": response.created,
+                          "retry_of": args.task_id}, indent=2))
+    else:
+        how = "new" if response.created else "existing"
+        print(f"retry of {args.task_id}: {response.task.envelope.task_id} ({how}, "
+              f"{_status(response.task.status)})")
+    return EXIT_OK
+
+
+_TASK_ACTIONS: dict[str, Callable[[argparse.Namespace, Any], Awaitable[int]]] = {
+    "list": _list, "get": _get, "watch": _watch, "cancel": _cancel, "retry": _retry}

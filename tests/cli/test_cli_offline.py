@@ -1,0 +1,65 @@
+"""The command line without a stack: --version, input errors and an unreachable target."""
+
+from __future__ import annotations
+
+import hashlib
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from switchyard._tasks_cli import idempotency_key
+from switchyard.stack import free_port
+from tests.cli.helpers import switchyard
+
+
+def test_version_is_the_installed_distributions() -> None:
+    done = switchyard(None, "--version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"switchyard {version('switchyard')}"
+
+
+def test_a_file_of_another_type_is_a_usage_error_naming_it(tmp_path: Path) -> None:
+    good = tmp_path / "ticket.txt"
+    good.write_text("Ticket: cannot log in")
+    bad = tmp_path / "scan.pdf"
+    bad.write_bytes(b"%PDF-1.7")
+    # nothing is listening there: the files are checked before any connection is tried
+    done = switchyard(None, "submit", str(good), str(bad), "--target",
+                      f"127.0.0.1:{free_port()}")
+    assert done.returncode == 2, done.stderr
+    assert str(bad) in done.stderr and "'.pdf'" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_a_missing_file_is_a_usage_error_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.json"
+    done = switchyard(None, "submit", str(missing))
+    assert done.returncode == 2 and str(missing) in done.stderr, done.stderr
+
+
+def test_an_unreachable_target_is_exit_3_without_a_traceback(tmp_path: Path) -> None:
+    ticket = tmp_path / "ticket.txt"
+    ticket.write_text("Ticket: cannot log in")
+    target = f"127.0.0.1:{free_port()}"
+    for args in (("submit", str(ticket)), ("tasks", "get", "some-id"),
+                 ("tasks", "list", "--json"), ("tasks", "watch", "some-id"),
+                 ("tasks", "cancel", "some-id"), ("tasks", "retry", "some-id")):
+        done = switchyard(None, *args, "--target", target, "--connect-timeout", "1")
+        assert done.returncode == 3, (args, done.stderr)
+        assert "Traceback" not in done.stderr and target in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_the_idempotency_key_is_the_prefix_and_the_content_hash() -> None:
+    body = b"Ticket: printer on fire"
+    assert idempotency_key("file:", body) == f"file:sha256:{hashlib.sha256(body).hexdigest()}"
+    assert idempotency_key("x-", body) != idempotency_key("x-", body + b"!")
+
+
+def test_unusable_client_tls_files_are_a_usage_error(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWITCHYARD_CLIENT_TLS_CA_FILE", str(tmp_path / "missing-ca.pem"))
+    done = switchyard(None, "tasks", "get", "some-id", "--target", f"127.0.0.1:{free_port()}")
+    assert done.returncode == 2 and "client TLS" in done.stderr, done.stderr
+    assert "missing-ca.pem" in done.stderr and "Traceback" not in done.stderr

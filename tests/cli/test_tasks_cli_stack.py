@@ -1,0 +1,201 @@
+"""`switchyard submit` and `switchyard tasks` against the real stack (the four services as
+processes, API keys on), run as subprocesses the way a person runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from switchyard import Settings
+from switchyard.v1 import (
+    GetTaskRequest,
+    IngestServiceStub,
+    Task,
+    TaskStatus,
+    Verdict,
+)
+from tests.cli.helpers import switchyard
+from tests.client.helpers import ACME_KEY, KEYS, review, sample
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pipeline")]
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
+
+
+@pytest.fixture(scope="module")
+def settings(settings: Settings) -> Settings:
+    return settings.replace(api_keys=KEYS, client_api_key=ACME_KEY)
+
+
+@pytest.fixture
+def ingest(settings: Settings) -> Iterator[IngestServiceStub]:
+    with grpc.insecure_channel(f"127.0.0.1:{settings.ingest_grpc_port}") as channel:
+        yield IngestServiceStub(channel)
+
+
+def get(ingest: IngestServiceStub, task_id: str) -> Task:
+    return ingest.GetTask(GetTaskRequest(task_id=task_id),
+                          metadata=(("authorization", f"Bearer {ACME_KEY}"),)).task
+
+
+def until(ingest: IngestServiceStub, task_id: str, statuses: set[int],
+          timeout_s: float = 120) -> Task:
+    deadline = time.monotonic() + timeout_s
+    while (task := get(ingest, task_id)).status not in statuses:
+        assert time.monotonic() < deadline, f"{task_id} stayed {task.status}"
+        time.sleep(0.2)
+    return task
+
+
+def approve_whatever_is_escalated(settings: Settings, ingest: IngestServiceStub,
+                                  task_ids: list[str]) -> None:
+    """A reviewer approves each task that waits for one, until all are terminal."""
+    done = {TaskStatus.TASK_STATUS_SUCCEEDED, TaskStatus.TASK_STATUS_FAILED,
+            TaskStatus.TASK_STATUS_CANCELLED}
+    for task_id in task_ids:
+        task = until(ingest, task_id, done | {TaskStatus.TASK_STATUS_BLOCKED})
+        if task.status == TaskStatus.TASK_STATUS_BLOCKED:
+            review(settings, task_id, Verdict.VERDICT_APPROVE)
+
+
+def test_submit_waits_for_the_outcome_and_a_rerun_returns_the_same_tasks(
+        settings: Settings, ingest: IngestServiceStub, tmp_path: Path) -> None:
+    ticket = tmp_path / "ticket.txt"
+    ticket.write_text(sample("support_ticket", 1))
+    structured = tmp_path / "ticket.json"
+    structured.write_text(json.dumps({"subject": "login", "text": sample("support_ticket", 2)}))
+
+    first = switchyard(settings, "submit", str(ticket), str(structured), "--tenant", "acme",
+                       "--kind", "support_ticket", "--json")
+    assert first.returncode == 0, first.stderr
+    submitted = json.loads(first.stdout)
+    assert [r["file"] for r in submitted] == [str(ticket), str(structured)]
+    assert all(r["created"] and r["error"] is None for r in submitted)
+    ids = [r["task_id"] for r in submitted]
+    assert len(set(ids)) == 2
+    assert get(ingest, ids[1]).envelope.document.content_type == "application/json"
+    assert get(ingest, ids[0]).envelope.document.filename == "ticket.txt"
+
+    # the same command again, waiting: the same tasks (no duplicates), followed to the end
+    command = [sys.executable, "-m", "switchyard", "submit", str(ticket), str(structured),
+               "--tenant", "acme", "--kind", "support_ticket", "--wait", "--json"]
+    with subprocess.Popen(command, env={**os.environ, **settings.to_env()},
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as waiting:
+        reviewer = threading.Thread(target=approve_whatever_is_escalated,
+                                    args=(settings, ingest, ids))
+        reviewer.start()
+        out, err = waiting.communicate(timeout=240)
+        reviewer.join(timeout=120)
+    waited = json.loads(out)
+    assert [r["task_id"] for r in waited] == ids and not any(r["created"] for r in waited)
+    for result in waited:
+        assert result["status"] in TERMINAL, result
+        assert TaskStatus.Value(f"TASK_STATUS_{result['status']}") == \
+            get(ingest, result["task_id"]).status
+    assert waited[0]["status"] == "SUCCEEDED", waited[0]
+    all_succeeded = all(r["status"] == "SUCCEEDED" for r in waited)
+    assert waiting.returncode == (0 if all_succeeded else 1), err
+
+    # watching a finished task replays its history and ends at once
+    watched = switchyard(settings, "tasks", "watch", ids[0], "--json")
+    assert watched.returncode == 0, watched.stderr
+    events = [json.loads(line) for line in watched.stdout.splitlines()]
+    assert events[0]["status"] == "QUEUED" and events[-1]["status"] == "SUCCEEDED"
+    assert [e["sequence"] for e in events] == sorted(e["sequence"] for e in events)
+
+    # a person at a terminal: result lines on stdout, the progress bar on the terminal
+    controller, terminal = pty.openpty()
+    try:
+        human = subprocess.run(
+            [sys.executable, "-m", "switchyard", "submit", str(ticket), "--tenant", "acme",
+             "--kind", "support_ticket"], env={**os.environ, **settings.to_env(),
+                                              "TERM": "xterm"},
+            stdout=subprocess.PIPE, stderr=terminal, text=True, timeout=120, check=False)
+        os.close(terminal)
+        drawn = b""
+        while select.select([controller], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:   # the terminal side is closed and drained
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(controller)
+    assert human.returncode == 0 and human.stdout.strip() == \
+        f"{ticket}: {ids[0]} existing SUCCEEDED", human.stdout
+    assert b"submitting" in drawn, drawn
+
+
+def test_tasks_get_list_cancel_watch_and_retry(settings: Settings, ingest: IngestServiceStub,
+                                               tmp_path: Path) -> None:
+    invoice = tmp_path / "invoice.txt"
+    invoice.write_text(sample("invoice", 6))   # claimed to be an admission form: escalated
+    done = switchyard(settings, "submit", str(invoice), "--tenant", "acme", "--kind",
+                      "admission_form", "--json")
+    assert done.returncode == 0, done.stderr
+    task_id = json.loads(done.stdout)[0]["task_id"]
+    until(ingest, task_id, {TaskStatus.TASK_STATUS_BLOCKED})
+
+    got = switchyard(settings, "tasks", "get", task_id, "--json")
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout)["status"] == "BLOCKED"
+    assert json.loads(got.stdout)["kind"] == "admission_form"
+    listed = switchyard(settings, "tasks", "list", "--tenant", "acme", "--status", "blocked",
+                        "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert task_id in {r["task_id"] for r in rows} and {r["status"] for r in rows} == {"BLOCKED"}
+    table = switchyard(settings, "tasks", "list", "--tenant", "acme")
+    assert table.returncode == 0 and task_id in table.stdout, table.stderr
+
+    refused = switchyard(settings, "tasks", "retry", task_id)   # not FAILED or CANCELLED
+    assert refused.returncode == 1 and "FAILED_PRECONDITION" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    wrong_key = switchyard(settings, "tasks", "get", task_id, "--api-key", "not-a-key")
+    assert wrong_key.returncode == 1 and "UNAUTHENTICATED" in wrong_key.stderr
+
+    waited = switchyard(settings, "submit", str(invoice), "--tenant", "acme", "--kind",
+                        "admission_form", "--wait", "--timeout", "2", "--json")
+    assert waited.returncode == 1, waited.stderr          # it waits for a person
+    assert "not every task was terminal after 2 s" in waited.stderr
+    assert json.loads(waited.stdout)[0]["task_id"] == task_id
+
+    cancelled = switchyard(settings, "tasks", "cancel", task_id, "--reason", "sent by mistake",
+                           "--json")
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert json.loads(cancelled.stdout)["status"] == "CANCELLED"
+    watched = switchyard(settings, "tasks", "watch", task_id)
+    assert watched.returncode == 1, watched.stderr        # it ended, but not SUCCEEDED
+    assert watched.stdout.splitlines()[-1].split()[1] == "CANCELLED", watched.stdout
+
+    retried = switchyard(settings, "tasks", "retry", task_id, "--json")
+    assert retried.returncode == 0, retried.stderr
+    new = json.loads(retried.stdout)
+    assert new["created"] and new["task_id"] != task_id
+    assert new["metadata"]["retry_of"] == task_id
+    again = switchyard(settings, "tasks", "retry", task_id, "--json")
+    assert (json.loads(again.stdout)["task_id"], json.loads(again.stdout)["created"]) == \
+        (new["task_id"], False)
+    malformed = tmp_path / "broken.json"
+    malformed.write_text('{"total": }')
+    refused = switchyard(settings, "submit", str(malformed), str(invoice), "--tenant", "acme",
+                         "--kind", "invoice", "--key-prefix", "other:", "--json")
+    assert refused.returncode == 1, refused.stderr      # one file refused, the other accepted
+    results = json.loads(refused.stdout)
+    assert results[0]["task_id"] is None and "INVALID_ARGUMENT" in results[0]["error"]
+    assert "document.body: malformed JSON" in results[0]["error"], results[0]
+    assert results[1]["created"] and results[1]["task_id"] != task_id   # another prefix
+    unknown = switchyard(settings, "tasks", "get", "00000000-0000-0000-0000-000000000000")
+    assert unknown.returncode == 1 and "NOT_FOUND" in unknown.stderr, unknown.stderr
