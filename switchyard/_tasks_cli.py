@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from switchyard._settings import Settings
+from switchyard._taskstore import TERMINAL
 
 __all__ = ["CONTENT_TYPES", "EXIT_CONNECT", "EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE",
            "add_submit_arguments", "add_tasks_arguments", "idempotency_key", "run_submit",
@@ -33,7 +34,6 @@ __all__ = ["CONTENT_TYPES", "EXIT_CONNECT", "EXIT_OK", "EXIT_REFUSED", "EXIT_USA
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_CONNECT = 0, 1, 2, 3
 #: Content type of a submitted file, by its extension (the two ingest accepts).
 CONTENT_TYPES = {".txt": "text/plain", ".json": "application/json"}
-_TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 
 
 class _Usage(Exception):
@@ -312,7 +312,7 @@ async def _wait(stub: Any, task_id: str) -> Any:
     from switchyard.v1 import GetTaskRequest, WatchTaskRequest
 
     async for item in stub.WatchTask(WatchTaskRequest(task_id=task_id)):
-        if _status(item.event.status) in _TERMINAL:
+        if _status(item.event.status) in TERMINAL:
             break
     return (await stub.GetTask(GetTaskRequest(task_id=task_id))).task
 
@@ -395,9 +395,9 @@ async def _watch(args: argparse.Namespace, stub: Any) -> int:
             reason = f" {event.reason}" if event.reason else ""
             print(f"{event.sequence:>3} {last:<11} {_stage(event.stage):<16}{reason}",
                   flush=True)
-        if last in _TERMINAL:
+        if last in TERMINAL:
             break
-    if last not in _TERMINAL:
+    if last not in TERMINAL:
         raise _Refused("the stream ended before the task was terminal")
     return EXIT_OK if last == "SUCCEEDED" else EXIT_REFUSED
 

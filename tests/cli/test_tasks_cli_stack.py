@@ -27,9 +27,9 @@ from switchyard.v1 import (
 )
 from tests.cli.helpers import switchyard
 from tests.client.helpers import ACME_KEY, KEYS, review, sample
+from tests.terminal import TERMINAL, TERMINAL_STATUSES
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pipeline")]
-TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +60,7 @@ def until(ingest: IngestServiceStub, task_id: str, statuses: set[int],
 def approve_whatever_is_escalated(settings: Settings, ingest: IngestServiceStub,
                                   task_ids: list[str]) -> None:
     """A reviewer approves each task that waits for one, until all are terminal."""
-    done = {TaskStatus.TASK_STATUS_SUCCEEDED, TaskStatus.TASK_STATUS_FAILED,
-            TaskStatus.TASK_STATUS_CANCELLED}
+    done = set(TERMINAL_STATUSES)
     for task_id in task_ids:
         task = until(ingest, task_id, done | {TaskStatus.TASK_STATUS_BLOCKED})
         if task.status == TaskStatus.TASK_STATUS_BLOCKED:
