@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import subprocess
 from pathlib import Path
 
 from switchyard._taskstore import TERMINAL, TERMINAL_SQL, UNSUCCESSFUL, is_terminal
@@ -35,11 +36,23 @@ def _triple_pattern() -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{o})" for o in orders))
 
 
+def python_sources(top: Path) -> list[Path]:
+    """``top``'s Python files that git does not ignore (so build output, such as the client
+    wheel's ``client/build/``, is not source); every file below ``top`` outside a checkout."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
+                                 "--exclude-standard", "--", "*.py"], cwd=top,
+                                capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return sorted(top.rglob("*.py"))
+    return sorted(top / name for name in listed.decode().split("\0") if name)
+
+
 def copies_in(top: Path, root: Path) -> list[str]:
     """``path:line`` of every copy of the terminal statuses in ``top``'s Python files."""
     pattern = _triple_pattern()
     found = []
-    for path in sorted(top.rglob("*.py")):
+    for path in python_sources(top):
         relative = path.relative_to(root)
         if relative in ALLOWED or path.name.endswith(("_pb2.py", "_pb2_grpc.py")):
             continue
