@@ -281,13 +281,16 @@ class BreakerBoard:
 
     async def snapshot(self) -> list[tuple[SharedState, int]]:
         """Every known breaker (shared rows, plus endpoints only this replica has called),
-        with the number of tasks parked on it."""
+        with the number of tasks blocked on its endpoint: parked until it closes or until
+        their retry time, or taken out of the park for a probe or a retry that has not ended
+        yet (a job's ``blocked_by`` is cleared only when it finishes), so a probe in flight
+        does not make a blocked task vanish from the count."""
         rows = await self.pool.fetch(
             "SELECT name, state, failure_count, opened_at, probe_owner, updated_by "
             "FROM executor_breakers")
         parked = {r["endpoint"]: r["n"] for r in await self.pool.fetch(
-            "SELECT endpoint, count(*) AS n FROM executor_jobs WHERE state = 'parked' "
-            "AND blocked_by = 'breaker' GROUP BY endpoint")}
+            "SELECT endpoint, count(*) AS n FROM executor_jobs "
+            "WHERE state IN ('parked', 'running') AND blocked_by <> '' GROUP BY endpoint")}
         states = {row["name"]: SharedState(**dict(row)) for row in rows}
         for name, breaker in self.breakers.items():
             if name not in states:

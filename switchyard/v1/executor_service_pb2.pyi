@@ -65,7 +65,9 @@ class BreakerState(google.protobuf.message.Message):
     failure_count: builtins.int
     """Consecutive failures counted toward opening."""
     blocked_tasks: builtins.int
-    """Tasks parked (BLOCKED) until this breaker closes."""
+    """Tasks BLOCKED on this endpoint: parked until this breaker closes or until their retry
+    time, or out of the park for a probe or retry that has not finished yet.
+    """
     updated_by: builtins.str
     """The executor replica that last changed the shared state."""
     @property
