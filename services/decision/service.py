@@ -26,7 +26,7 @@ from switchyard._audit import digest
 from switchyard._auth import Role, principal_var
 from switchyard._dataclass import matching_key
 from switchyard._escalations import build_escalation
-from switchyard._grpc import abort_invalid
+from switchyard._grpc import abort_invalid, abort_retry_later
 from switchyard._payloads import DECISION, PLAINTEXT, PayloadCodec, codec_for
 from switchyard._serde import decode
 from switchyard._service import ServiceContext, run_service
@@ -55,6 +55,8 @@ POLICY = {f"/{SERVICE_NAME}/Decide": frozenset({Role.SUBMITTER})}
 #: RPCs that create work (model inference): charged to the caller's tenant.
 RATE_LIMITED = frozenset({f"/{SERVICE_NAME}/Decide"})
 OVERLOAD_BACKOFF_S = 0.05
+#: What a Decide caller is told to wait when the batcher in front of Triton is full.
+OVERLOAD_RETRY_S = 0.2
 
 
 def decision_audit_detail(task: TaskEnvelope, decision: Decision,
@@ -225,8 +227,8 @@ class DecisionServicer(DecisionServiceServicer):
         try:
             decision, _ = await self.engine.decide(task)
         except Overloaded as exc:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{exc}; retry shortly",
-                                trailing_metadata=(("retry-after-ms", "200"),))
+            await abort_retry_later(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                    f"{exc}; retry shortly", OVERLOAD_RETRY_S)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             # the vendor history (PostgreSQL) is unreachable: transient, the caller retries
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"vendor history unavailable: {exc}")
