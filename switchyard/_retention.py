@@ -21,7 +21,7 @@ from datetime import timedelta
 import asyncpg
 
 from switchyard._audit import append
-from switchyard._pii import Redactor
+from switchyard._dataclass import redact_free_text
 from switchyard._payloads import (
     DECISION,
     JOB_DECISION,
@@ -33,10 +33,14 @@ from switchyard._payloads import (
     PayloadCodec,
     RowId,
 )
-from switchyard._taskstore import TERMINAL
-from switchyard.v1 import Decision, Escalation, ExecutionResult, ReviewVerdict, TaskEnvelope
-
-_REDACTOR = Redactor()
+from switchyard._taskstore import TERMINAL_SQL
+from switchyard.v1 import (
+    Decision,
+    Escalation,
+    ExecutionResult,
+    ReviewVerdict,
+    TaskEnvelope,
+)
 
 
 def parse_retention(default_days: int, overrides: str) -> tuple[int, dict[str, int]]:
@@ -60,7 +64,7 @@ def strip_envelope(blob: bytes) -> bytes:
     envelope.document.ClearField("body")
     envelope.document.filename = ""
     for key, value in list(envelope.metadata.items()):
-        envelope.metadata[key] = _REDACTOR.text(value)
+        envelope.metadata[key] = redact_free_text(value)
     return envelope.SerializeToString()
 
 
@@ -153,11 +157,11 @@ async def purge(conn: asyncpg.Connection, default_days: int, per_tenant: dict[st
     for tenant in tenants:
         cutoff = timedelta(days=per_tenant.get(tenant, default_days))
         async with conn.transaction():
-            rows = await conn.fetch(
+            rows = await conn.fetch(  # the literal list lets tasks_purge_candidates serve
                 "SELECT task_id, envelope FROM tasks WHERE tenant_id = $1 AND purged_at IS NULL "
-                "AND status = ANY($2::text[]) AND updated_at < now() - $3::interval "
-                "ORDER BY updated_at LIMIT $4 FOR UPDATE SKIP LOCKED",
-                tenant, sorted(TERMINAL), cutoff, batch)
+                f"AND status IN {TERMINAL_SQL} AND updated_at < now() - $2::interval "
+                "ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED",
+                tenant, cutoff, batch)
             if not rows or dry_run:
                 totals[0] += len(rows)
                 continue
