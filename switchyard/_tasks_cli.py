@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from switchyard._settings import Settings
-from switchyard._taskstore import TERMINAL
+from switchyard._taskstore import TERMINAL, stage_name, status_name
 
 __all__ = ["CONTENT_TYPES", "EXIT_CONNECT", "EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE",
            "add_submit_arguments", "add_tasks_arguments", "idempotency_key", "run_submit",
@@ -107,22 +107,6 @@ def idempotency_key(prefix: str, body: bytes) -> str:
     return f"{prefix}sha256:{hashlib.sha256(body).hexdigest()}"
 
 
-def _name(enum_value: int, enum: Any, prefix: str) -> str:
-    return str(enum.Name(enum_value)).removeprefix(prefix)
-
-
-def _status(value: int) -> str:
-    from switchyard.v1 import TaskStatus
-
-    return _name(value, TaskStatus, "TASK_STATUS_")
-
-
-def _stage(value: int) -> str:
-    from switchyard.v1 import TaskStage
-
-    return _name(value, TaskStage, "TASK_STAGE_")
-
-
 def _task_json(task: Any) -> dict[str, Any]:
     """A Task as JSON: the envelope's fields without the document body (it can be large)."""
     envelope = task.envelope
@@ -130,8 +114,8 @@ def _task_json(task: Any) -> dict[str, Any]:
         "task_id": envelope.task_id, "tenant_id": envelope.tenant_id,
         "idempotency_key": envelope.idempotency_key, "kind": envelope.kind,
         "content_type": envelope.document.content_type, "filename": envelope.document.filename,
-        "metadata": dict(envelope.metadata), "status": _status(task.status),
-        "stage": _stage(task.stage), "reason": task.reason,
+        "metadata": dict(envelope.metadata), "status": status_name(task.status),
+        "stage": stage_name(task.stage), "reason": task.reason,
         "created_at": task.created_at.ToJsonString() if task.HasField("created_at") else None,
         "updated_at": task.updated_at.ToJsonString() if task.HasField("updated_at") else None,
         "sequence": task.sequence,
@@ -142,7 +126,7 @@ def _event_json(event: Any) -> dict[str, Any]:
     from google.protobuf.json_format import MessageToDict
 
     out = MessageToDict(event, preserving_proto_field_name=True)
-    out["status"], out["stage"] = _status(event.status), _stage(event.stage)
+    out["status"], out["stage"] = status_name(event.status), stage_name(event.stage)
     out["sequence"] = event.sequence
     return out
 
@@ -262,7 +246,7 @@ async def _submit(args: argparse.Namespace, stub: Any, files: list[_File]) -> in
                     document=Document(content_type=file.content_type, body=file.body,
                                       filename=file.path.name))))
                 result.update(task_id=response.task_id, created=response.created,
-                              status=_status(response.status), stage=_stage(response.stage),
+                              status=status_name(response.status), stage=stage_name(response.stage),
                               reason="", error=None)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.UNAVAILABLE:
@@ -277,7 +261,7 @@ async def _submit(args: argparse.Namespace, stub: Any, files: list[_File]) -> in
 
             async def one(result: dict[str, Any]) -> None:
                 task = await _wait(stub, result["task_id"])
-                result.update(status=_status(task.status), stage=_stage(task.stage),
+                result.update(status=status_name(task.status), stage=stage_name(task.stage),
                               reason=task.reason)
                 bar.advance(waiting)
 
@@ -312,7 +296,7 @@ async def _wait(stub: Any, task_id: str) -> Any:
     from switchyard.v1 import GetTaskRequest, WatchTaskRequest
 
     async for item in stub.WatchTask(WatchTaskRequest(task_id=task_id)):
-        if _status(item.event.status) in TERMINAL:
+        if status_name(item.event.status) in TERMINAL:
             break
     return (await stub.GetTask(GetTaskRequest(task_id=task_id))).task
 
@@ -388,12 +372,12 @@ async def _watch(args: argparse.Namespace, stub: Any) -> int:
     last = ""
     async for item in stub.WatchTask(WatchTaskRequest(task_id=args.task_id)):
         event = item.event
-        last = _status(event.status)
+        last = status_name(event.status)
         if args.json:
             print(json.dumps(_event_json(event)), flush=True)
         else:
             reason = f" {event.reason}" if event.reason else ""
-            print(f"{event.sequence:>3} {last:<11} {_stage(event.stage):<16}{reason}",
+            print(f"{event.sequence:>3} {last:<11} {stage_name(event.stage):<16}{reason}",
                   flush=True)
         if last in TERMINAL:
             break
@@ -422,7 +406,7 @@ async def _retry(args: argparse.Namespace, stub: Any) -> int:
     else:
         how = "new" if response.created else "existing"
         print(f"retry of {args.task_id}: {response.task.envelope.task_id} ({how}, "
-              f"{_status(response.task.status)})")
+              f"{status_name(response.task.status)})")
     return EXIT_OK
 
 
