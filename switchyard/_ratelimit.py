@@ -132,7 +132,9 @@ class TenantLimiter:
         if limit is None:
             return 0.0
         need = float(min(max(1, cost), math.floor(limit.burst)))
-        lock = self._locks.setdefault(tenant, asyncio.Lock())
+        lock = self._locks.get(tenant)
+        if lock is None:  # not setdefault: that would build a Lock on every request
+            lock = self._locks[tenant] = asyncio.Lock()
         async with lock:  # one lease in flight per tenant and replica
             lease = self._leases.get(tenant)
             now = time.monotonic()  # before the statement: expiry and estimates err safe
