@@ -213,12 +213,15 @@ class Executor:
         if reason is None or task is None or task["status"] in TERMINAL:
             return
         await self.producer.send(ESCALATIONS, job.decision.task_id,
-                                 await self._escalation(job, reason, code, detail))
+                                 await self._escalation(job, reason, code, detail, task))
         log.warning("re-sent the escalation of a re-driven task (%s)", code)
 
-    async def _escalation(self, job: Job, reason: int, code: str, detail: str) -> Escalation:
+    async def _escalation(self, job: Job, reason: int, code: str, detail: str,
+                          task: asyncpg.Record | None = None) -> Escalation:
+        """``task``: the task's row when the caller has just read it (else read here)."""
         decision = job.decision
-        task = await self._task(decision.task_id)
+        if task is None:
+            task = await self._task(decision.task_id)
         envelope = TaskEnvelope()
         if task:
             try:
