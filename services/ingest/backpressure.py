@@ -66,11 +66,6 @@ class Backlog:
     def overloaded(self) -> Overloaded:
         return Overloaded(self.value, self.limit, self.retry_after_ms)
 
-    def check(self) -> None:
-        """Raise :class:`Overloaded` when new work must wait."""
-        if self.over:
-            raise self.overloaded()
-
     async def wait_until_below(self) -> None:
         """For the intake consumer: hold records in Kafka (the buffer) while overloaded."""
         while self.over:
