@@ -164,11 +164,12 @@ class ReviewDesk:
         typed_reason = verdict.reason  # the audit keeps its hash, never the text
         # recorded (verdict_pb too) as the credentials say, and the reason, free text that may
         # quote the document, with PII redacted before it is stored or copied anywhere
-        if reviewer != verdict.reviewer_id or redact_free_text(typed_reason) != typed_reason:
+        reason = redact_free_text(typed_reason)
+        if reviewer != verdict.reviewer_id or reason != typed_reason:
             own = ReviewVerdict()
             own.CopyFrom(verdict)
             own.reviewer_id = reviewer
-            own.reason = redact_free_text(typed_reason)
+            own.reason = reason
             verdict = own
         name = Verdict.Name(verdict.verdict).removeprefix("VERDICT_").lower()
         decision = verdict_decision(item.escalation, verdict)
