@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from switchyard._priority import LOW, URGENT, review_priority
+from switchyard._priority import clamped, review_priority
 from switchyard._taskstore import timestamp
 from switchyard.v1 import Decision, Escalation, EscalationReason, TaskEnvelope
 
@@ -41,7 +41,7 @@ def build_escalation(task: TaskEnvelope, decision: Decision, *, queue: str, buck
     when the caller has one (the executor's job deadline), else the bucket's SLA from now,
     and never later than the task's own deadline.
     """
-    bucket = max(URGENT, min(LOW, bucket))
+    bucket = clamped(bucket)
     sla = sla_deadline or datetime.now(timezone.utc) + SLA_BY_PRIORITY[bucket]
     if task.HasField("deadline"):
         sla = min(sla, task.deadline.ToDatetime(timezone.utc))

@@ -32,13 +32,19 @@ def task_bucket(task: TaskEnvelope) -> int:
     return requested_bucket(task.priority_level, task.priority)  # type: ignore[deprecated]
 
 
+def clamped(bucket: int) -> int:
+    """``bucket`` within URGENT (P0) .. LOW (P3)."""
+    return max(URGENT, min(LOW, bucket))
+
+
 def level_of(bucket: int) -> TaskPriority.ValueType:
-    return TaskPriority.ValueType(max(URGENT, min(LOW, bucket)) + 1)
+    """Bucket -> TaskPriority (TASK_PRIORITY_URGENT == 1), clamped to URGENT..LOW."""
+    return TaskPriority.ValueType(clamped(bucket) + 1)
 
 
 def review_priority(bucket: int) -> ReviewPriority.ValueType:
     """Bucket -> ReviewPriority (REVIEW_PRIORITY_P0 == 1), clamped to P0..P3."""
-    return ReviewPriority.ValueType(max(URGENT, min(LOW, bucket)) + 1)
+    return ReviewPriority.ValueType(clamped(bucket) + 1)
 
 
 def priority_problems(submission: Submission | TaskEnvelope) -> list[tuple[str, str]]:
@@ -58,5 +64,5 @@ def priority_problems(submission: Submission | TaskEnvelope) -> list[tuple[str, 
     return problems
 
 
-__all__ = ["HIGH", "LOW", "NORMAL", "URGENT", "level_of", "priority_problems",
+__all__ = ["HIGH", "LOW", "NORMAL", "URGENT", "clamped", "level_of", "priority_problems",
            "requested_bucket", "review_priority", "task_bucket"]
