@@ -102,6 +102,36 @@ CONNECTOR_GRPC: Connector.ValueType  # 2
 CONNECTOR_SQL: Connector.ValueType  # 3
 global___Connector = Connector
 
+class _StepKind:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _StepKindEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_StepKind.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    STEP_KIND_UNSPECIFIED: _StepKind.ValueType  # 0
+    """A downstream call (the same as STEP_KIND_CALL)."""
+    STEP_KIND_CALL: _StepKind.ValueType  # 1
+    STEP_KIND_APPROVAL: _StepKind.ValueType  # 2
+    """The task waits in review until a person approves (the plan resumes after the step) or
+    rejects (the finished steps are compensated and the task ends FAILED).
+    """
+    STEP_KIND_WAIT: _StepKind.ValueType  # 3
+    """The task waits, durably (surviving restarts), for a timer or a callback."""
+
+class StepKind(_StepKind, metaclass=_StepKindEnumTypeWrapper):
+    """What kind of work an ActionStep is."""
+
+STEP_KIND_UNSPECIFIED: StepKind.ValueType  # 0
+"""A downstream call (the same as STEP_KIND_CALL)."""
+STEP_KIND_CALL: StepKind.ValueType  # 1
+STEP_KIND_APPROVAL: StepKind.ValueType  # 2
+"""The task waits in review until a person approves (the plan resumes after the step) or
+rejects (the finished steps are compensated and the task ends FAILED).
+"""
+STEP_KIND_WAIT: StepKind.ValueType  # 3
+"""The task waits, durably (surviving restarts), for a timer or a callback."""
+global___StepKind = StepKind
+
 @typing.final
 class ModelOutput(google.protobuf.message.Message):
     """One model's output for a task."""
@@ -229,6 +259,13 @@ class ActionStep(google.protobuf.message.Message):
     COMPENSATION_FIELD_NUMBER: builtins.int
     TIMEOUT_FIELD_NUMBER: builtins.int
     MAX_ATTEMPTS_FIELD_NUMBER: builtins.int
+    WHEN_FIELD_NUMBER: builtins.int
+    PARALLEL_GROUP_FIELD_NUMBER: builtins.int
+    KIND_FIELD_NUMBER: builtins.int
+    APPROVAL_FIELD_NUMBER: builtins.int
+    WAIT_FIELD_NUMBER: builtins.int
+    BACKOFF_INITIAL_FIELD_NUMBER: builtins.int
+    BACKOFF_MAX_FIELD_NUMBER: builtins.int
     step_id: builtins.str
     """Unique within the plan; with task_id it forms the step's idempotency key."""
     name: builtins.str
@@ -241,6 +278,17 @@ class ActionStep(google.protobuf.message.Message):
     """
     max_attempts: builtins.int
     """0 means the executor's default."""
+    when: builtins.str
+    """A CEL condition over the step context (see ActionPlan); the executor evaluates it just
+    before the step and skips the step (STEP_OUTCOME_SKIPPED_CONDITION) when it is false.
+    Empty: always run.
+    """
+    parallel_group: builtins.str
+    """Consecutive steps with the same non-empty group run concurrently; the plan goes on when
+    all of them are done. Empty: the step runs alone.
+    """
+    kind: global___StepKind.ValueType
+    """What the step is: a downstream call (the default), a human approval or a durable wait."""
     @property
     def payload(self) -> google.protobuf.struct_pb2.Struct:
         """The request: the HTTP JSON body, the gRPC request as proto3 JSON, or the SQL record."""
@@ -252,6 +300,22 @@ class ActionStep(google.protobuf.message.Message):
     @property
     def timeout(self) -> google.protobuf.duration_pb2.Duration:
         """Limit for one attempt; unset means the executor's default."""
+
+    @property
+    def approval(self) -> global___ApprovalSpec:
+        """Set when kind is STEP_KIND_APPROVAL."""
+
+    @property
+    def wait(self) -> global___WaitSpec:
+        """Set when kind is STEP_KIND_WAIT."""
+
+    @property
+    def backoff_initial(self) -> google.protobuf.duration_pb2.Duration:
+        """First retry delay (doubled per attempt, full jitter); unset means the executor's default."""
+
+    @property
+    def backoff_max(self) -> google.protobuf.duration_pb2.Duration:
+        """Longest retry delay; unset means the executor's default."""
 
     def __init__(
         self,
@@ -265,27 +329,130 @@ class ActionStep(google.protobuf.message.Message):
         compensation: global___CompensationStep | None = ...,
         timeout: google.protobuf.duration_pb2.Duration | None = ...,
         max_attempts: builtins.int = ...,
+        when: builtins.str = ...,
+        parallel_group: builtins.str = ...,
+        kind: global___StepKind.ValueType = ...,
+        approval: global___ApprovalSpec | None = ...,
+        wait: global___WaitSpec | None = ...,
+        backoff_initial: google.protobuf.duration_pb2.Duration | None = ...,
+        backoff_max: google.protobuf.duration_pb2.Duration | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["compensation", b"compensation", "payload", b"payload", "timeout", b"timeout"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["compensation", b"compensation", "connector", b"connector", "max_attempts", b"max_attempts", "name", b"name", "operation", b"operation", "payload", b"payload", "step_id", b"step_id", "target", b"target", "timeout", b"timeout"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["approval", b"approval", "backoff_initial", b"backoff_initial", "backoff_max", b"backoff_max", "compensation", b"compensation", "payload", b"payload", "timeout", b"timeout", "wait", b"wait"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["approval", b"approval", "backoff_initial", b"backoff_initial", "backoff_max", b"backoff_max", "compensation", b"compensation", "connector", b"connector", "kind", b"kind", "max_attempts", b"max_attempts", "name", b"name", "operation", b"operation", "parallel_group", b"parallel_group", "payload", b"payload", "step_id", b"step_id", "target", b"target", "timeout", b"timeout", "wait", b"wait", "when", b"when"]) -> None: ...
 
 global___ActionStep = ActionStep
 
 @typing.final
+class ApprovalSpec(google.protobuf.message.Message):
+    """Who approves an approval step, and by when."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    QUEUE_FIELD_NUMBER: builtins.int
+    REVIEWER_GROUP_FIELD_NUMBER: builtins.int
+    FOUR_EYES_FIELD_NUMBER: builtins.int
+    SLA_FIELD_NUMBER: builtins.int
+    INSTRUCTIONS_FIELD_NUMBER: builtins.int
+    queue: builtins.str
+    """The review queue the approval waits in; empty: the decision's review_queue."""
+    reviewer_group: builtins.str
+    """Only reviewers in this group may take it; empty: any reviewer of the tenant."""
+    four_eyes: builtins.bool
+    """Two different reviewers must approve."""
+    instructions: builtins.str
+    """What the reviewer is asked, shown with the item."""
+    @property
+    def sla(self) -> google.protobuf.duration_pb2.Duration:
+        """How long the reviewers have; unset: the queue's SLA."""
+
+    def __init__(
+        self,
+        *,
+        queue: builtins.str = ...,
+        reviewer_group: builtins.str = ...,
+        four_eyes: builtins.bool = ...,
+        sla: google.protobuf.duration_pb2.Duration | None = ...,
+        instructions: builtins.str = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["sla", b"sla"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["four_eyes", b"four_eyes", "instructions", b"instructions", "queue", b"queue", "reviewer_group", b"reviewer_group", "sla", b"sla"]) -> None: ...
+
+global___ApprovalSpec = ApprovalSpec
+
+@typing.final
+class WaitSpec(google.protobuf.message.Message):
+    """A durable wait: for a duration, or for a callback (ExecutorService.CompleteWait) with a
+    timeout. Survives executor restarts: the task is parked in PostgreSQL until it is due.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    DURATION_FIELD_NUMBER: builtins.int
+    CALLBACK_FIELD_NUMBER: builtins.int
+    TIMEOUT_FIELD_NUMBER: builtins.int
+    callback: builtins.str
+    """Wait for a callback of this name (the callback token names task and step)."""
+    @property
+    def duration(self) -> google.protobuf.duration_pb2.Duration:
+        """Wait this long (timer). Ignored when callback is set."""
+
+    @property
+    def timeout(self) -> google.protobuf.duration_pb2.Duration:
+        """For a callback: how long to wait before the step fails permanently; unset: no limit."""
+
+    def __init__(
+        self,
+        *,
+        duration: google.protobuf.duration_pb2.Duration | None = ...,
+        callback: builtins.str = ...,
+        timeout: google.protobuf.duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["duration", b"duration", "timeout", b"timeout"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["callback", b"callback", "duration", b"duration", "timeout", b"timeout"]) -> None: ...
+
+global___WaitSpec = WaitSpec
+
+@typing.final
 class ActionPlan(google.protobuf.message.Message):
-    """Ordered steps to carry out a decision, run one after another."""
+    """Ordered steps to carry out a decision, run one after another (consecutive steps of one
+    parallel_group together).
+
+    String values in a step's payload (and compensation payload) may hold templates: a value
+    that is exactly "${expr}" becomes the expression's value (number, list, map, ...), and
+    "${expr}" inside a longer string is replaced by the value as text. Templates and `when`
+    conditions are CEL expressions over: fields (the decision's extracted_fields, after a
+    reviewer's edits), metadata (the task's metadata), task (task_id, tenant_id, kind),
+    params (the pack parameters below) and steps (per earlier step name: status, output). The
+    executor renders them just before the step runs.
+    """
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
     STEPS_FIELD_NUMBER: builtins.int
+    PACK_FIELD_NUMBER: builtins.int
+    PACK_VERSION_FIELD_NUMBER: builtins.int
+    PARAMETERS_FIELD_NUMBER: builtins.int
+    pack: builtins.str
+    """The pack that made the plan, and its version: a task finishes on the pack version it was
+    decided with, whatever is applied later.
+    """
+    pack_version: builtins.str
     @property
     def steps(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___ActionStep]: ...
+    @property
+    def parameters(self) -> google.protobuf.struct_pb2.Struct:
+        """The tenant's pack parameters (defaults with the tenant's overrides) at decision time."""
+
     def __init__(
         self,
         *,
         steps: collections.abc.Iterable[global___ActionStep] | None = ...,
+        pack: builtins.str = ...,
+        pack_version: builtins.str = ...,
+        parameters: google.protobuf.struct_pb2.Struct | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["steps", b"steps"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["parameters", b"parameters"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["pack", b"pack", "pack_version", b"pack_version", "parameters", b"parameters", "steps", b"steps"]) -> None: ...
 
 global___ActionPlan = ActionPlan
 
@@ -331,6 +498,12 @@ class Decision(google.protobuf.message.Message):
     LABEL_FIELD_NUMBER: builtins.int
     EXTRACTED_FIELDS_FIELD_NUMBER: builtins.int
     REVIEW_QUEUE_FIELD_NUMBER: builtins.int
+    PACK_FIELD_NUMBER: builtins.int
+    PACK_VERSION_FIELD_NUMBER: builtins.int
+    REVIEWER_GROUP_FIELD_NUMBER: builtins.int
+    FOUR_EYES_FIELD_NUMBER: builtins.int
+    REVIEW_SLA_FIELD_NUMBER: builtins.int
+    APPROVES_STEP_ID_FIELD_NUMBER: builtins.int
     decision_id: builtins.str
     """Unique per decision (a UUID)."""
     task_id: builtins.str
@@ -352,6 +525,19 @@ class Decision(google.protobuf.message.Message):
     routing, carried on so every later escalation of the task (the executor's SLA or
     compensation escalations, after a human decision too) lands in the same queue.
     """
+    pack: builtins.str
+    """The pack whose decision table decided, and its version (empty for decisions made
+    without a pack, e.g. when the models were unavailable).
+    """
+    pack_version: builtins.str
+    reviewer_group: builtins.str
+    """For an escalation: only reviewers in this group may take it (empty: any reviewer)."""
+    four_eyes: builtins.bool
+    """For an escalation: two different reviewers must approve."""
+    approves_step_id: builtins.str
+    """Set on a reviewer's (or a queue policy's) decision that answers an approval step of the
+    plan: APPROVE resumes the plan after that step; REJECT compensates the finished steps.
+    """
     @property
     def models(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___ModelOutput]:
         """The outputs of every model consulted."""
@@ -372,6 +558,10 @@ class Decision(google.protobuf.message.Message):
         callers that do not need the confidences.
         """
 
+    @property
+    def review_sla(self) -> google.protobuf.duration_pb2.Duration:
+        """For an escalation: how long the reviewers have (unset: the queue's SLA)."""
+
     def __init__(
         self,
         *,
@@ -391,9 +581,15 @@ class Decision(google.protobuf.message.Message):
         label: builtins.str = ...,
         extracted_fields: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
         review_queue: builtins.str = ...,
+        pack: builtins.str = ...,
+        pack_version: builtins.str = ...,
+        reviewer_group: builtins.str = ...,
+        four_eyes: builtins.bool = ...,
+        review_sla: google.protobuf.duration_pb2.Duration | None = ...,
+        approves_step_id: builtins.str = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["decided_at", b"decided_at", "plan", b"plan"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["confidence", b"confidence", "decided_at", b"decided_at", "decision_id", b"decision_id", "explanation", b"explanation", "extracted_fields", b"extracted_fields", "fields", b"fields", "label", b"label", "models", b"models", "outcome", b"outcome", "plan", b"plan", "review_queue", b"review_queue", "reviewer_id", b"reviewer_id", "rule", b"rule", "source", b"source", "task_id", b"task_id", "tenant_id", b"tenant_id"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["decided_at", b"decided_at", "plan", b"plan", "review_sla", b"review_sla"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["approves_step_id", b"approves_step_id", "confidence", b"confidence", "decided_at", b"decided_at", "decision_id", b"decision_id", "explanation", b"explanation", "extracted_fields", b"extracted_fields", "fields", b"fields", "four_eyes", b"four_eyes", "label", b"label", "models", b"models", "outcome", b"outcome", "pack", b"pack", "pack_version", b"pack_version", "plan", b"plan", "review_queue", b"review_queue", "review_sla", b"review_sla", "reviewer_group", b"reviewer_group", "reviewer_id", b"reviewer_id", "rule", b"rule", "source", b"source", "task_id", b"task_id", "tenant_id", b"tenant_id"]) -> None: ...
 
 global___Decision = Decision
 

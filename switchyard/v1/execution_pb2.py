@@ -12,18 +12,19 @@ from google.protobuf.internal import builder as _builder
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dswitchyard/v1/execution.proto\x12\rswitchyard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa8\x02\n\x0f\x45xecutionResult\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07step_id\x18\x02 \x01(\t\x12+\n\x07outcome\x18\x03 \x01(\x0e\x32\x1a.switchyard.v1.StepOutcome\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\x05\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x18\n\x10response_summary\x18\x06 \x01(\t\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12\x11\n\ttenant_id\x18\n \x01(\t*\xcf\x01\n\x0bStepOutcome\x12\x1c\n\x18STEP_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16STEP_OUTCOME_SUCCEEDED\x10\x01\x12!\n\x1dSTEP_OUTCOME_FAILED_RETRYABLE\x10\x02\x12!\n\x1dSTEP_OUTCOME_FAILED_PERMANENT\x10\x03\x12\x1c\n\x18STEP_OUTCOME_COMPENSATED\x10\x04\x12\"\n\x1eSTEP_OUTCOME_SKIPPED_DUPLICATE\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dswitchyard/v1/execution.proto\x12\rswitchyard.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\x02\n\x0f\x45xecutionResult\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07step_id\x18\x02 \x01(\t\x12+\n\x07outcome\x18\x03 \x01(\x0e\x32\x1a.switchyard.v1.StepOutcome\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\x05\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x18\n\x10response_summary\x18\x06 \x01(\t\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12\x11\n\ttenant_id\x18\n \x01(\t\x12\'\n\x06output\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct*\x8d\x02\n\x0bStepOutcome\x12\x1c\n\x18STEP_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16STEP_OUTCOME_SUCCEEDED\x10\x01\x12!\n\x1dSTEP_OUTCOME_FAILED_RETRYABLE\x10\x02\x12!\n\x1dSTEP_OUTCOME_FAILED_PERMANENT\x10\x03\x12\x1c\n\x18STEP_OUTCOME_COMPENSATED\x10\x04\x12\"\n\x1eSTEP_OUTCOME_SKIPPED_DUPLICATE\x10\x05\x12\"\n\x1eSTEP_OUTCOME_SKIPPED_CONDITION\x10\x06\x12\x18\n\x14STEP_OUTCOME_WAITING\x10\x07\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'switchyard.v1.execution_pb2', _globals)
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
-  _globals['_STEPOUTCOME']._serialized_start=381
-  _globals['_STEPOUTCOME']._serialized_end=588
-  _globals['_EXECUTIONRESULT']._serialized_start=82
-  _globals['_EXECUTIONRESULT']._serialized_end=378
+  _globals['_STEPOUTCOME']._serialized_start=452
+  _globals['_STEPOUTCOME']._serialized_end=721
+  _globals['_EXECUTIONRESULT']._serialized_start=112
+  _globals['_EXECUTIONRESULT']._serialized_end=449
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,7 @@ import builtins
 import google.protobuf.descriptor
 import google.protobuf.internal.enum_type_wrapper
 import google.protobuf.message
+import google.protobuf.struct_pb2
 import google.protobuf.timestamp_pb2
 import sys
 import typing
@@ -38,6 +39,10 @@ class _StepOutcomeEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._En
     it; the step's stored outcome stays as it was. A call the downstream answers as a replay
     of its idempotency key is reported SUCCEEDED.
     """
+    STEP_OUTCOME_SKIPPED_CONDITION: _StepOutcome.ValueType  # 6
+    """Not run: its `when` condition was false."""
+    STEP_OUTCOME_WAITING: _StepOutcome.ValueType  # 7
+    """A wait or approval step the task is waiting on."""
 
 class StepOutcome(_StepOutcome, metaclass=_StepOutcomeEnumTypeWrapper):
     """How one step ended."""
@@ -56,6 +61,10 @@ from a dead replica): not called again. Published on "executions" each time a ru
 it; the step's stored outcome stays as it was. A call the downstream answers as a replay
 of its idempotency key is reported SUCCEEDED.
 """
+STEP_OUTCOME_SKIPPED_CONDITION: StepOutcome.ValueType  # 6
+"""Not run: its `when` condition was false."""
+STEP_OUTCOME_WAITING: StepOutcome.ValueType  # 7
+"""A wait or approval step the task is waiting on."""
 global___StepOutcome = StepOutcome
 
 @typing.final
@@ -74,6 +83,7 @@ class ExecutionResult(google.protobuf.message.Message):
     FINISHED_AT_FIELD_NUMBER: builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: builtins.int
     TENANT_ID_FIELD_NUMBER: builtins.int
+    OUTPUT_FIELD_NUMBER: builtins.int
     task_id: builtins.str
     step_id: builtins.str
     outcome: global___StepOutcome.ValueType
@@ -90,6 +100,12 @@ class ExecutionResult(google.protobuf.message.Message):
     def started_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
     @property
     def finished_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    @property
+    def output(self) -> google.protobuf.struct_pb2.Struct:
+        """What the step produced for later steps (`steps.<name>.output` in templates): the
+        downstream's JSON answer, a callback's output, or an approver's id.
+        """
+
     def __init__(
         self,
         *,
@@ -103,8 +119,9 @@ class ExecutionResult(google.protobuf.message.Message):
         finished_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         idempotency_key: builtins.str = ...,
         tenant_id: builtins.str = ...,
+        output: google.protobuf.struct_pb2.Struct | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["finished_at", b"finished_at", "started_at", b"started_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["attempts", b"attempts", "error", b"error", "finished_at", b"finished_at", "idempotency_key", b"idempotency_key", "outcome", b"outcome", "response_summary", b"response_summary", "started_at", b"started_at", "step_id", b"step_id", "task_id", b"task_id", "tenant_id", b"tenant_id"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["finished_at", b"finished_at", "output", b"output", "started_at", b"started_at"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["attempts", b"attempts", "error", b"error", "finished_at", b"finished_at", "idempotency_key", b"idempotency_key", "outcome", b"outcome", "output", b"output", "response_summary", b"response_summary", "started_at", b"started_at", "step_id", b"step_id", "task_id", b"task_id", "tenant_id", b"tenant_id"]) -> None: ...
 
 global___ExecutionResult = ExecutionResult

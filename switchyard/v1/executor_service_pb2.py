@@ -12,28 +12,35 @@ from google.protobuf.internal import builder as _builder
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$switchyard/v1/executor_service.proto\x12\rswitchyard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x01\n\x0c\x42reakerState\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.switchyard.v1.BreakerStatus\x12\x15\n\rfailure_count\x18\x03 \x01(\x05\x12-\n\topened_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rblocked_tasks\x18\x05 \x01(\x05\x12,\n\x08probe_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nupdated_by\x18\x07 \x01(\t\"\x15\n\x13ListBreakersRequest\"E\n\x14ListBreakersResponse\x12-\n\x08\x62reakers\x18\x01 \x03(\x0b\x32\x1b.switchyard.v1.BreakerState\"#\n\x13ResetBreakerRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x14ResetBreakerResponse\x12,\n\x07\x62reaker\x18\x01 \x01(\x0b\x32\x1b.switchyard.v1.BreakerState*\x81\x01\n\rBreakerStatus\x12\x1e\n\x1a\x42REAKER_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x42REAKER_STATUS_CLOSED\x10\x01\x12\x17\n\x13\x42REAKER_STATUS_OPEN\x10\x02\x12\x1c\n\x18\x42REAKER_STATUS_HALF_OPEN\x10\x03\x32\xc8\x01\n\x14\x45xecutorAdminService\x12W\n\x0cListBreakers\x12\".switchyard.v1.ListBreakersRequest\x1a#.switchyard.v1.ListBreakersResponse\x12W\n\x0cResetBreaker\x12\".switchyard.v1.ResetBreakerRequest\x1a#.switchyard.v1.ResetBreakerResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$switchyard/v1/executor_service.proto\x12\rswitchyard.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\\\n\x13\x43ompleteWaitRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\'\n\x06output\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"8\n\x14\x43ompleteWaitResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07step_id\x18\x02 \x01(\t\"\xe9\x01\n\x0c\x42reakerState\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.switchyard.v1.BreakerStatus\x12\x15\n\rfailure_count\x18\x03 \x01(\x05\x12-\n\topened_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rblocked_tasks\x18\x05 \x01(\x05\x12,\n\x08probe_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nupdated_by\x18\x07 \x01(\t\"\x15\n\x13ListBreakersRequest\"E\n\x14ListBreakersResponse\x12-\n\x08\x62reakers\x18\x01 \x03(\x0b\x32\x1b.switchyard.v1.BreakerState\"#\n\x13ResetBreakerRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x14ResetBreakerResponse\x12,\n\x07\x62reaker\x18\x01 \x01(\x0b\x32\x1b.switchyard.v1.BreakerState*\x81\x01\n\rBreakerStatus\x12\x1e\n\x1a\x42REAKER_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x42REAKER_STATUS_CLOSED\x10\x01\x12\x17\n\x13\x42REAKER_STATUS_OPEN\x10\x02\x12\x1c\n\x18\x42REAKER_STATUS_HALF_OPEN\x10\x03\x32j\n\x0f\x45xecutorService\x12W\n\x0c\x43ompleteWait\x12\".switchyard.v1.CompleteWaitRequest\x1a#.switchyard.v1.CompleteWaitResponse2\xc8\x01\n\x14\x45xecutorAdminService\x12W\n\x0cListBreakers\x12\".switchyard.v1.ListBreakersRequest\x1a#.switchyard.v1.ListBreakersResponse\x12W\n\x0cResetBreaker\x12\".switchyard.v1.ResetBreakerRequest\x1a#.switchyard.v1.ResetBreakerResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'switchyard.v1.executor_service_pb2', _globals)
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
-  _globals['_BREAKERSTATUS']._serialized_start=526
-  _globals['_BREAKERSTATUS']._serialized_end=655
-  _globals['_BREAKERSTATE']._serialized_start=89
-  _globals['_BREAKERSTATE']._serialized_end=322
-  _globals['_LISTBREAKERSREQUEST']._serialized_start=324
-  _globals['_LISTBREAKERSREQUEST']._serialized_end=345
-  _globals['_LISTBREAKERSRESPONSE']._serialized_start=347
-  _globals['_LISTBREAKERSRESPONSE']._serialized_end=416
-  _globals['_RESETBREAKERREQUEST']._serialized_start=418
-  _globals['_RESETBREAKERREQUEST']._serialized_end=453
-  _globals['_RESETBREAKERRESPONSE']._serialized_start=455
-  _globals['_RESETBREAKERRESPONSE']._serialized_end=523
-  _globals['_EXECUTORADMINSERVICE']._serialized_start=658
-  _globals['_EXECUTORADMINSERVICE']._serialized_end=858
+  _globals['_BREAKERSTATUS']._serialized_start=708
+  _globals['_BREAKERSTATUS']._serialized_end=837
+  _globals['_COMPLETEWAITREQUEST']._serialized_start=118
+  _globals['_COMPLETEWAITREQUEST']._serialized_end=210
+  _globals['_COMPLETEWAITRESPONSE']._serialized_start=212
+  _globals['_COMPLETEWAITRESPONSE']._serialized_end=268
+  _globals['_BREAKERSTATE']._serialized_start=271
+  _globals['_BREAKERSTATE']._serialized_end=504
+  _globals['_LISTBREAKERSREQUEST']._serialized_start=506
+  _globals['_LISTBREAKERSREQUEST']._serialized_end=527
+  _globals['_LISTBREAKERSRESPONSE']._serialized_start=529
+  _globals['_LISTBREAKERSRESPONSE']._serialized_end=598
+  _globals['_RESETBREAKERREQUEST']._serialized_start=600
+  _globals['_RESETBREAKERREQUEST']._serialized_end=635
+  _globals['_RESETBREAKERRESPONSE']._serialized_start=637
+  _globals['_RESETBREAKERRESPONSE']._serialized_end=705
+  _globals['_EXECUTORSERVICE']._serialized_start=839
+  _globals['_EXECUTORSERVICE']._serialized_end=945
+  _globals['_EXECUTORADMINSERVICE']._serialized_start=948
+  _globals['_EXECUTORADMINSERVICE']._serialized_end=1148
 # @@protoc_insertion_point(module_scope)

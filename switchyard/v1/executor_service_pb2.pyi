@@ -9,6 +9,7 @@ import google.protobuf.descriptor
 import google.protobuf.internal.containers
 import google.protobuf.internal.enum_type_wrapper
 import google.protobuf.message
+import google.protobuf.struct_pb2
 import google.protobuf.timestamp_pb2
 import sys
 import typing
@@ -45,6 +46,54 @@ BREAKER_STATUS_OPEN: BreakerStatus.ValueType  # 2
 BREAKER_STATUS_HALF_OPEN: BreakerStatus.ValueType  # 3
 """One probe call is allowed through to test whether the endpoint recovered."""
 global___BreakerStatus = BreakerStatus
+
+@typing.final
+class CompleteWaitRequest(google.protobuf.message.Message):
+    """Input of ExecutorService.CompleteWait."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: builtins.int
+    OUTPUT_FIELD_NUMBER: builtins.int
+    ERROR_FIELD_NUMBER: builtins.int
+    token: builtins.str
+    error: builtins.str
+    """Set to fail the step permanently (the finished steps are compensated)."""
+    @property
+    def output(self) -> google.protobuf.struct_pb2.Struct:
+        """What the wait produced; later steps read it as steps.<name>.output."""
+
+    def __init__(
+        self,
+        *,
+        token: builtins.str = ...,
+        output: google.protobuf.struct_pb2.Struct | None = ...,
+        error: builtins.str = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["output", b"output"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["error", b"error", "output", b"output", "token", b"token"]) -> None: ...
+
+global___CompleteWaitRequest = CompleteWaitRequest
+
+@typing.final
+class CompleteWaitResponse(google.protobuf.message.Message):
+    """Output of ExecutorService.CompleteWait."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: builtins.int
+    STEP_ID_FIELD_NUMBER: builtins.int
+    task_id: builtins.str
+    step_id: builtins.str
+    def __init__(
+        self,
+        *,
+        task_id: builtins.str = ...,
+        step_id: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["step_id", b"step_id", "task_id", b"task_id"]) -> None: ...
+
+global___CompleteWaitResponse = CompleteWaitResponse
 
 @typing.final
 class BreakerState(google.protobuf.message.Message):

@@ -5,6 +5,74 @@ import grpc
 from switchyard.v1 import executor_service_pb2 as switchyard_dot_v1_dot_executor__service__pb2
 
 
+class ExecutorServiceStub(object):
+    """For the systems a plan waits on: complete a plan's wait step that waits for a callback.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CompleteWait = channel.unary_unary(
+                '/switchyard.v1.ExecutorService/CompleteWait',
+                request_serializer=switchyard_dot_v1_dot_executor__service__pb2.CompleteWaitRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_executor__service__pb2.CompleteWaitResponse.FromString,
+                )
+
+
+class ExecutorServiceServicer(object):
+    """For the systems a plan waits on: complete a plan's wait step that waits for a callback.
+    """
+
+    def CompleteWait(self, request, context):
+        """Complete (or fail) the wait step named by the token; the task's plan goes on at once.
+        The token is "<task_id>:<step_id>", sent to the downstream by an earlier step (the
+        template ${task.task_id} with the step id). NOT_FOUND: no such waiting step;
+        FAILED_PRECONDITION: the step is not waiting any more (completed, timed out or cancelled).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ExecutorServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CompleteWait': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteWait,
+                    request_deserializer=switchyard_dot_v1_dot_executor__service__pb2.CompleteWaitRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_executor__service__pb2.CompleteWaitResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'switchyard.v1.ExecutorService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ExecutorService(object):
+    """For the systems a plan waits on: complete a plan's wait step that waits for a callback.
+    """
+
+    @staticmethod
+    def CompleteWait(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/switchyard.v1.ExecutorService/CompleteWait',
+            switchyard_dot_v1_dot_executor__service__pb2.CompleteWaitRequest.SerializeToString,
+            switchyard_dot_v1_dot_executor__service__pb2.CompleteWaitResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+
 class ExecutorAdminServiceStub(object):
     """Operators' view of the executor.
     """

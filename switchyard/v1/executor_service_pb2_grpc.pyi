@@ -17,6 +17,50 @@ class _MaybeAsyncIterator(collections.abc.AsyncIterator[_T], collections.abc.Ite
 class _ServicerContext(grpc.ServicerContext, grpc.aio.ServicerContext):  # type: ignore[misc, type-arg]
     ...
 
+class ExecutorServiceStub:
+    """For the systems a plan waits on: complete a plan's wait step that waits for a callback."""
+
+    def __init__(self, channel: typing.Union[grpc.Channel, grpc.aio.Channel]) -> None: ...
+    CompleteWait: grpc.UnaryUnaryMultiCallable[
+        switchyard.v1.executor_service_pb2.CompleteWaitRequest,
+        switchyard.v1.executor_service_pb2.CompleteWaitResponse,
+    ]
+    """Complete (or fail) the wait step named by the token; the task's plan goes on at once.
+    The token is "<task_id>:<step_id>", sent to the downstream by an earlier step (the
+    template ${task.task_id} with the step id). NOT_FOUND: no such waiting step;
+    FAILED_PRECONDITION: the step is not waiting any more (completed, timed out or cancelled).
+    """
+
+class ExecutorServiceAsyncStub:
+    """For the systems a plan waits on: complete a plan's wait step that waits for a callback."""
+
+    CompleteWait: grpc.aio.UnaryUnaryMultiCallable[
+        switchyard.v1.executor_service_pb2.CompleteWaitRequest,
+        switchyard.v1.executor_service_pb2.CompleteWaitResponse,
+    ]
+    """Complete (or fail) the wait step named by the token; the task's plan goes on at once.
+    The token is "<task_id>:<step_id>", sent to the downstream by an earlier step (the
+    template ${task.task_id} with the step id). NOT_FOUND: no such waiting step;
+    FAILED_PRECONDITION: the step is not waiting any more (completed, timed out or cancelled).
+    """
+
+class ExecutorServiceServicer(metaclass=abc.ABCMeta):
+    """For the systems a plan waits on: complete a plan's wait step that waits for a callback."""
+
+    @abc.abstractmethod
+    def CompleteWait(
+        self,
+        request: switchyard.v1.executor_service_pb2.CompleteWaitRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[switchyard.v1.executor_service_pb2.CompleteWaitResponse, collections.abc.Awaitable[switchyard.v1.executor_service_pb2.CompleteWaitResponse]]:
+        """Complete (or fail) the wait step named by the token; the task's plan goes on at once.
+        The token is "<task_id>:<step_id>", sent to the downstream by an earlier step (the
+        template ${task.task_id} with the step id). NOT_FOUND: no such waiting step;
+        FAILED_PRECONDITION: the step is not waiting any more (completed, timed out or cancelled).
+        """
+
+def add_ExecutorServiceServicer_to_server(servicer: ExecutorServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...
+
 class ExecutorAdminServiceStub:
     """Operators' view of the executor."""
 

@@ -57,6 +57,8 @@ class _EscalationReasonEnumTypeWrapper(google.protobuf.internal.enum_type_wrappe
     ESCALATION_REASON_COMPENSATION_FAILED: _EscalationReason.ValueType  # 4
     ESCALATION_REASON_SLA_AT_RISK: _EscalationReason.ValueType  # 5
     ESCALATION_REASON_OTHER: _EscalationReason.ValueType  # 6
+    ESCALATION_REASON_APPROVAL_STEP: _EscalationReason.ValueType  # 7
+    """A plan's approval step: a person approves before the plan goes on."""
 
 class EscalationReason(_EscalationReason, metaclass=_EscalationReasonEnumTypeWrapper):
     """Why a person has to look."""
@@ -68,6 +70,8 @@ ESCALATION_REASON_MODEL_UNAVAILABLE: EscalationReason.ValueType  # 3
 ESCALATION_REASON_COMPENSATION_FAILED: EscalationReason.ValueType  # 4
 ESCALATION_REASON_SLA_AT_RISK: EscalationReason.ValueType  # 5
 ESCALATION_REASON_OTHER: EscalationReason.ValueType  # 6
+ESCALATION_REASON_APPROVAL_STEP: EscalationReason.ValueType  # 7
+"""A plan's approval step: a person approves before the plan goes on."""
 global___EscalationReason = EscalationReason
 
 class _ReviewState:
@@ -153,6 +157,10 @@ class Escalation(google.protobuf.message.Message):
     SLA_DEADLINE_FIELD_NUMBER: builtins.int
     TASK_FIELD_NUMBER: builtins.int
     SERVICE_FIELD_NUMBER: builtins.int
+    REVIEWER_GROUP_FIELD_NUMBER: builtins.int
+    FOUR_EYES_FIELD_NUMBER: builtins.int
+    STEP_ID_FIELD_NUMBER: builtins.int
+    INSTRUCTIONS_FIELD_NUMBER: builtins.int
     escalation_id: builtins.str
     task_id: builtins.str
     tenant_id: builtins.str
@@ -164,6 +172,14 @@ class Escalation(google.protobuf.message.Message):
     """Human-readable detail, e.g. "router confidence 0.41 below 0.80"."""
     service: builtins.str
     """The service that escalated."""
+    reviewer_group: builtins.str
+    """Only reviewers in this group may take the item; empty: any reviewer of the tenant."""
+    four_eyes: builtins.bool
+    """Two different reviewers must approve before the approval takes effect; either may reject."""
+    step_id: builtins.str
+    """Set for ESCALATION_REASON_APPROVAL_STEP: the plan step waiting for the approval."""
+    instructions: builtins.str
+    """What the reviewer is asked (an approval step's instructions)."""
     @property
     def proposed_decision(self) -> switchyard.v1.decision_pb2.Decision:
         """What the models would have done; reviewers approve, reject or modify it."""
@@ -194,9 +210,13 @@ class Escalation(google.protobuf.message.Message):
         sla_deadline: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         task: switchyard.v1.task_pb2.TaskEnvelope | None = ...,
         service: builtins.str = ...,
+        reviewer_group: builtins.str = ...,
+        four_eyes: builtins.bool = ...,
+        step_id: builtins.str = ...,
+        instructions: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["proposed_decision", b"proposed_decision", "sla_deadline", b"sla_deadline", "task", b"task"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["escalation_id", b"escalation_id", "priority", b"priority", "proposed_decision", b"proposed_decision", "queue", b"queue", "reason", b"reason", "reason_detail", b"reason_detail", "service", b"service", "sla_deadline", b"sla_deadline", "task", b"task", "task_id", b"task_id", "tenant_id", b"tenant_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["escalation_id", b"escalation_id", "four_eyes", b"four_eyes", "instructions", b"instructions", "priority", b"priority", "proposed_decision", b"proposed_decision", "queue", b"queue", "reason", b"reason", "reason_detail", b"reason_detail", "reviewer_group", b"reviewer_group", "service", b"service", "sla_deadline", b"sla_deadline", "step_id", b"step_id", "task", b"task", "task_id", b"task_id", "tenant_id", b"tenant_id"]) -> None: ...
 
 global___Escalation = Escalation
 
