@@ -102,6 +102,36 @@ CONNECTOR_GRPC: Connector.ValueType  # 2
 CONNECTOR_SQL: Connector.ValueType  # 3
 global___Connector = Connector
 
+class _DataClass:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _DataClassEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_DataClass.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    DATA_CLASS_UNSPECIFIED: _DataClass.ValueType  # 0
+    """Not declared: treated as personal."""
+    DATA_CLASS_PERSONAL: _DataClass.ValueType  # 1
+    """Names a person or reveals something about one (a name, an IBAN, a diagnosis)."""
+    DATA_CLASS_DERIVED: _DataClass.ValueType  # 2
+    """Read from the document but about no one (an invoice number, an amount)."""
+    DATA_CLASS_OPERATIONAL: _DataClass.ValueType  # 3
+    """Produced by the system (a confidence, a count)."""
+
+class DataClass(_DataClass, metaclass=_DataClassEnumTypeWrapper):
+    """How personal an extracted value is; redaction for reviewers, encryption at rest, retention
+    and logs follow it.
+    """
+
+DATA_CLASS_UNSPECIFIED: DataClass.ValueType  # 0
+"""Not declared: treated as personal."""
+DATA_CLASS_PERSONAL: DataClass.ValueType  # 1
+"""Names a person or reveals something about one (a name, an IBAN, a diagnosis)."""
+DATA_CLASS_DERIVED: DataClass.ValueType  # 2
+"""Read from the document but about no one (an invoice number, an amount)."""
+DATA_CLASS_OPERATIONAL: DataClass.ValueType  # 3
+"""Produced by the system (a confidence, a count)."""
+global___DataClass = DataClass
+
 class _StepKind:
     ValueType = typing.NewType("ValueType", builtins.int)
     V: typing_extensions.TypeAlias = ValueType
@@ -192,20 +222,28 @@ class FieldExtraction(google.protobuf.message.Message):
     NAME_FIELD_NUMBER: builtins.int
     VALUE_FIELD_NUMBER: builtins.int
     CONFIDENCE_FIELD_NUMBER: builtins.int
+    DATA_CLASS_FIELD_NUMBER: builtins.int
+    TYPE_FIELD_NUMBER: builtins.int
     name: builtins.str
     """Field name, e.g. "invoice_number", "total"."""
     value: builtins.str
     """The value as text."""
     confidence: builtins.float
     """0..1."""
+    data_class: global___DataClass.ValueType
+    """The field's class as its pack declares it."""
+    type: builtins.str
+    """The field's type as its pack declares it, e.g. "money", "date", "string"."""
     def __init__(
         self,
         *,
         name: builtins.str = ...,
         value: builtins.str = ...,
         confidence: builtins.float = ...,
+        data_class: global___DataClass.ValueType = ...,
+        type: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["confidence", b"confidence", "name", b"name", "value", b"value"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["confidence", b"confidence", "data_class", b"data_class", "name", b"name", "type", b"type", "value", b"value"]) -> None: ...
 
 global___FieldExtraction = FieldExtraction
 
