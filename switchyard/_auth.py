@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -23,14 +24,28 @@ class Role(str, Enum):
 
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated caller. ``tenant_id == '*'`` is an operator allowed on every tenant."""
+    """An authenticated caller. ``tenant_id == '*'`` is an operator allowed on every tenant.
+
+    ``groups`` are the reviewer groups the key belongs to (``key:tenant:role:group+group``):
+    review items escalated for a group are only for its members (see :meth:`in_group`).
+    """
 
     key_id: str
     tenant_id: str
     role: Role
+    groups: frozenset[str] = frozenset()
 
     def may_access(self, tenant_id: str) -> bool:
         return self.tenant_id in {"*", tenant_id}
+
+    @property
+    def sees_every_group(self) -> bool:
+        """Admins and operators (and the local operator when auth is off) are in every group."""
+        return self.role is Role.ADMIN or self.tenant_id == "*"
+
+    def in_group(self, group: str) -> bool:
+        """Whether work for reviewer group ``group`` (empty: anyone) is this caller's."""
+        return not group or self.sees_every_group or group in self.groups
 
 
 #: Used when auth is off (no API keys configured): a local operator, as in a dev stack.
@@ -45,22 +60,48 @@ class AuthConfigError(ValueError):
     pass
 
 
+#: A reviewer group's name, as keys and packs (``review.group``) spell it.
+GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+KEY_FORMAT = "'key:tenant:role' or 'key:tenant:role:group+group...'"
+
+
+def parse_groups(spec: str, where: str) -> frozenset[str]:
+    """``group+group`` -> the set of group names; a bad name is an AuthConfigError naming it."""
+    if not spec:
+        raise AuthConfigError(f"{where}: nothing after the role's ':' (leave it out, or name "
+                              "reviewer groups: key:tenant:role:finance+legal)")
+    groups = spec.split("+")
+    for group in groups:
+        if not group:
+            raise AuthConfigError(f"{where}: empty reviewer group in {spec!r} (write "
+                                  "group names separated by '+', e.g. finance+legal)")
+        if not GROUP_NAME.fullmatch(group):
+            raise AuthConfigError(f"{where}: reviewer group {group!r} must be 1-63 letters, "
+                                  "digits, '_', '.' or '-', starting with a letter or digit")
+    return frozenset(groups)
+
+
 class ApiKeyAuthenticator:
     """Validates bearer API keys from ``SWITCHYARD_API_KEYS`` ('key:tenant:role', ...).
 
-    Several keys may map to one tenant, which is how keys rotate without downtime: add the new
-    key, move clients, remove the old one.
+    An entry may name reviewer groups after the role, ``key:tenant:role:group+group``: the
+    key's reviewer sees and decides the review items escalated for those groups. Several keys
+    may map to one tenant, which is how keys rotate without downtime: add the new key, move
+    clients, remove the old one. Error messages name the entry by position, never the key.
     """
 
     def __init__(self, spec: str) -> None:
         self._keys: dict[str, Principal] = {}
         for index, entry in enumerate(filter(None, (e.strip() for e in spec.split(",")))):
             parts = entry.split(":")
-            if len(parts) != 3 or not all(parts):
+            if len(parts) not in (3, 4) or not all(parts[:3]):
                 raise AuthConfigError(
-                    f"SWITCHYARD_API_KEYS entry {index} must be 'key:tenant:role'"
+                    f"SWITCHYARD_API_KEYS entry {index} must be {KEY_FORMAT}"
                 )
-            key, tenant, role = parts
+            key, tenant, role = parts[:3]
+            groups = frozenset[str]()
+            if len(parts) == 4:
+                groups = parse_groups(parts[3], f"SWITCHYARD_API_KEYS entry {index}")
             try:
                 parsed_role = Role(role)
             except ValueError:
@@ -68,7 +109,8 @@ class ApiKeyAuthenticator:
                     f"SWITCHYARD_API_KEYS entry {index}: unknown role {role!r} "
                     f"(one of {', '.join(r.value for r in Role)})"
                 ) from None
-            self._keys[key] = Principal(key_id=f"key-{index}", tenant_id=tenant, role=parsed_role)
+            self._keys[key] = Principal(key_id=f"key-{index}", tenant_id=tenant, role=parsed_role,
+                                        groups=groups)
 
     @property
     def enabled(self) -> bool:

@@ -238,6 +238,8 @@ class ReviewItem(google.protobuf.message.Message):
     SLA_DEADLINE_FIELD_NUMBER: builtins.int
     RESOLUTION_FIELD_NUMBER: builtins.int
     EXPIRIES_FIELD_NUMBER: builtins.int
+    APPROVED_BY_FIELD_NUMBER: builtins.int
+    APPROVALS_REQUIRED_FIELD_NUMBER: builtins.int
     item_id: builtins.str
     state: global___ReviewState.ValueType
     claimed_by: builtins.str
@@ -248,6 +250,8 @@ class ReviewItem(google.protobuf.message.Message):
     """How the item ended, e.g. "verdict:approve", "storm:reject", "expired:fail"."""
     expiries: builtins.int
     """How many times the SLA ran out on this item."""
+    approvals_required: builtins.int
+    """Approvals the item needs before its decision is published: 2 with four eyes, else 1."""
     @property
     def escalation(self) -> global___Escalation: ...
     @property
@@ -266,6 +270,12 @@ class ReviewItem(google.protobuf.message.Message):
     def sla_deadline(self) -> google.protobuf.timestamp_pb2.Timestamp:
         """The SLA deadline in force (a reassignment after expiry extends it)."""
 
+    @property
+    def approved_by(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """Four eyes (Escalation.four_eyes): the reviewers whose approval is recorded but not yet in
+        force, i.e. the first of two approvals; the item is PENDING again for another reviewer.
+        """
+
     def __init__(
         self,
         *,
@@ -281,9 +291,11 @@ class ReviewItem(google.protobuf.message.Message):
         sla_deadline: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         resolution: builtins.str = ...,
         expiries: builtins.int = ...,
+        approved_by: collections.abc.Iterable[builtins.str] | None = ...,
+        approvals_required: builtins.int = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["admitted_at", b"admitted_at", "created_at", b"created_at", "escalation", b"escalation", "lease_expires_at", b"lease_expires_at", "sla_deadline", b"sla_deadline", "updated_at", b"updated_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["admitted_at", b"admitted_at", "claimed_by", b"claimed_by", "created_at", b"created_at", "escalation", b"escalation", "expiries", b"expiries", "item_id", b"item_id", "lease_expires_at", b"lease_expires_at", "priority", b"priority", "resolution", b"resolution", "sla_deadline", b"sla_deadline", "state", b"state", "updated_at", b"updated_at"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["admitted_at", b"admitted_at", "approvals_required", b"approvals_required", "approved_by", b"approved_by", "claimed_by", b"claimed_by", "created_at", b"created_at", "escalation", b"escalation", "expiries", b"expiries", "item_id", b"item_id", "lease_expires_at", b"lease_expires_at", "priority", b"priority", "resolution", b"resolution", "sla_deadline", b"sla_deadline", "state", b"state", "updated_at", b"updated_at"]) -> None: ...
 
 global___ReviewItem = ReviewItem
 
