@@ -38,11 +38,17 @@ def build_escalation(task: TaskEnvelope, decision: Decision, *, queue: str, buck
     """An escalation of ``task`` proposing ``decision`` to a person in ``queue``.
 
     ``bucket`` is the review priority 0 (P0) .. 3 (P3); the SLA deadline is ``sla_deadline``
-    when the caller has one (the executor's job deadline), else the bucket's SLA from now,
-    and never later than the task's own deadline.
+    when the caller has one (the executor's job deadline), else the decision's
+    ``review_sla`` (a pack rule's review SLA) from now, else the bucket's SLA from now, and
+    never later than the task's own deadline. Who may review (``reviewer_group``) and
+    whether two reviewers must approve (``four_eyes``) come from the decision as well.
     """
     bucket = clamped(bucket)
-    sla = sla_deadline or datetime.now(timezone.utc) + SLA_BY_PRIORITY[bucket]
+    now = datetime.now(timezone.utc)
+    review_sla = (decision.review_sla.ToTimedelta() if decision.HasField("review_sla")
+                  else timedelta(0))
+    sla = sla_deadline or now + (review_sla if review_sla > timedelta(0)
+                                 else SLA_BY_PRIORITY[bucket])
     if task.HasField("deadline"):
         sla = min(sla, task.deadline.ToDatetime(timezone.utc))
     return Escalation(
@@ -50,6 +56,7 @@ def build_escalation(task: TaskEnvelope, decision: Decision, *, queue: str, buck
         task_id=decision.task_id, tenant_id=decision.tenant_id, queue=queue,
         priority=review_priority(bucket), reason=reason, reason_detail=detail,
         proposed_decision=decision, sla_deadline=timestamp(sla), task=task, service=service,
+        reviewer_group=decision.reviewer_group, four_eyes=decision.four_eyes,
     )
 
 

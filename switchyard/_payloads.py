@@ -4,7 +4,7 @@ Every column that holds a copy of a submitted document or values read out of one
 personal columns :data:`switchyard._dataclass.STORED` marks sealed: ``tasks.envelope``,
 ``decision_holds.envelope``, ``review_items.escalation``, ``dead_letters.original_value``,
 ``decisions.decision``, ``executor_jobs.decision``, ``review_verdicts.verdict_pb``,
-``decision_invoices.fields``) goes through :class:`PayloadCodec`. With ``SWITCHYARD_ENCRYPTION_KEYS`` set, a blob is sealed with
+``review_approvals.verdict_pb``, ``decision_invoices.fields``) goes through :class:`PayloadCodec`. With ``SWITCHYARD_ENCRYPTION_KEYS`` set, a blob is sealed with
 the active key (:mod:`switchyard._crypto`) and bound to its column and row id as associated
 data, so a blob copied onto another row, or into another column, fails to open. With no keys
 it passes plaintext through. Opening accepts plaintext rows written before encryption was
@@ -51,10 +51,12 @@ DEAD_LETTER_VALUE = Column("dead_letters", "dead_letter_id", "original_value")
 DECISION = Column("decisions", "decision_id", "decision")
 JOB_DECISION = Column("executor_jobs", "decision_id", "decision")
 VERDICT = Column("review_verdicts", "item_id", "verdict_pb")
+#: The first of two approvals of a four-eyes review item (the same shape as VERDICT).
+APPROVAL = Column("review_approvals", "item_id", "verdict_pb")
 INVOICE_FIELDS = Column("decision_invoices", "task_id", "fields")
 #: Every sealed column (switchyard._dataclass.STORED says why each one is).
 COLUMNS = (TASK_ENVELOPE, HOLD_ENVELOPE, REVIEW_ESCALATION, DEAD_LETTER_VALUE, DECISION,
-           JOB_DECISION, VERDICT, INVOICE_FIELDS)
+           JOB_DECISION, VERDICT, APPROVAL, INVOICE_FIELDS)
 
 RowId = str | uuid.UUID
 
@@ -237,7 +239,7 @@ async def key_usage(conn: asyncpg.Connection, column: Column) -> dict[str, int]:
     return {row["kid"]: row["n"] for row in rows}
 
 
-__all__ = ["COLUMNS", "DEAD_LETTER_VALUE", "DECISION", "HOLD_ENVELOPE", "INVOICE_FIELDS",
+__all__ = ["APPROVAL", "COLUMNS", "DEAD_LETTER_VALUE", "DECISION", "HOLD_ENVELOPE", "INVOICE_FIELDS",
            "JOB_DECISION", "VERDICT", "PLAINTEXT", "REVIEW_ESCALATION",
            "TASK_ENVELOPE", "Column", "PayloadCodec", "PayloadError", "RewrapReport", "RowId",
            "codec_for", "key_id", "key_usage", "rewrap_column", "rewrap_stale"]

@@ -5,7 +5,7 @@ keeps its status, kind, metadata (with PII detected in it redacted), scores, rul
 executed steps (outcome, attempts); the document body and filename (and its copies in review
 items and dead letters), the extracted fields and the plan payloads built
 from them (in ``decisions``, ``executor_jobs``, ``review_items``), a reviewer's edits
-and reasons (``review_verdicts``), the explanations that quote the document (invoice number,
+and reasons (``review_verdicts``, ``review_approvals``), the explanations that quote the document (invoice number,
 amount), what was kept of downstream answers (``executions`` error and result summary,
 ``executor_jobs.reason``) and the sealed fields in ``decision_invoices`` are removed. Vendor
 history keeps only keyed hashes and amounts, so it stays. The audit chain stores hashes of inputs, never the inputs,
@@ -23,6 +23,7 @@ import asyncpg
 from switchyard._audit import append
 from switchyard._dataclass import redact_free_text
 from switchyard._payloads import (
+    APPROVAL,
     DECISION,
     JOB_DECISION,
     PLAINTEXT,
@@ -104,19 +105,21 @@ async def _strip_decisions(conn: asyncpg.Connection, codec: PayloadCodec, column
 
 async def _strip_verdicts(conn: asyncpg.Connection, codec: PayloadCodec,
                           ids: list[RowId]) -> None:
-    rows = await conn.fetch("SELECT item_id, verdict_pb FROM review_verdicts "
-                            "WHERE task_id = ANY($1::uuid[])", ids)
-    updates = []
-    for row in rows:
-        verdict = ReviewVerdict.FromString(codec.open(row["item_id"], row["verdict_pb"],
-                                                      VERDICT))
-        for name in list(verdict.modified_fields):
-            verdict.modified_fields[name] = ""  # which fields were edited stays, not to what
-        verdict.reason = ""
-        updates.append((row["item_id"], codec.seal(row["item_id"],
-                                                   verdict.SerializeToString(), VERDICT)))
-    await conn.executemany("UPDATE review_verdicts SET verdict_pb = $2, reason = '' "
-                           "WHERE item_id = $1", updates)
+    """Reviewers' edits and reasons: final verdicts and first four-eyes approvals alike."""
+    for column in (VERDICT, APPROVAL):
+        rows = await conn.fetch(f"SELECT item_id, verdict_pb FROM {column.table} "
+                                "WHERE task_id = ANY($1::uuid[])", ids)
+        updates = []
+        for row in rows:
+            verdict = ReviewVerdict.FromString(codec.open(row["item_id"], row["verdict_pb"],
+                                                          column))
+            for name in list(verdict.modified_fields):
+                verdict.modified_fields[name] = ""  # which fields were edited stays, not to what
+            verdict.reason = ""
+            updates.append((row["item_id"], codec.seal(row["item_id"],
+                                                       verdict.SerializeToString(), column)))
+        await conn.executemany(f"UPDATE {column.table} SET verdict_pb = $2, reason = '' "
+                               "WHERE item_id = $1", updates)
 
 
 async def _strip_executions(conn: asyncpg.Connection, ids: list[RowId]) -> None:

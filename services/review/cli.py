@@ -198,6 +198,10 @@ async def _verdict(args: argparse.Namespace, stub: Any) -> int:
         modified_fields=edits)))
     done = {Verdict.VERDICT_APPROVE: "approved", Verdict.VERDICT_REJECT: "rejected",
             Verdict.VERDICT_MODIFY: "approved with edits"}[verdict]
+    if not response.decision_id:  # four eyes: the first of two approvals
+        print(f"{done} {args.item_id}: {len(response.item.approved_by)} of "
+              f"{response.item.approvals_required} approvals; another reviewer must approve")
+        return 0
     print(f"{done} {args.item_id}: decision {response.decision_id} sent to the executor")
     return 0
 

@@ -80,6 +80,18 @@ def _iso(ts: Timestamp, present: bool = True) -> str | None:
     return ts.ToDatetime(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def approvals_text(item: ReviewItem) -> str | None:
+    """'1 of 2 approvals' for a four-eyes item (None for one that needs a single verdict)."""
+    required = item.approvals_required or 1
+    if required < 2:
+        return None
+    done = len(item.approved_by)
+    if item.state == ReviewState.REVIEW_STATE_RESOLVED and item.resolution in (
+            "verdict:approve", "verdict:modify"):
+        done = required
+    return f"{done} of {required} approvals"
+
+
 def item_json(item: ReviewItem, full: bool = True) -> dict[str, Any]:
     """What the console shows; document bytes become text, enums become short names."""
     esc = item.escalation
@@ -104,6 +116,12 @@ def item_json(item: ReviewItem, full: bool = True) -> dict[str, Any]:
         "sla_deadline": _iso(item.sla_deadline, item.HasField("sla_deadline")),
         "resolution": item.resolution or None, "expiries": item.expiries,
         "summary": " ".join(text.split())[:160],
+        # who may take it (empty: any reviewer of the tenant) and how many must approve
+        "reviewer_group": esc.reviewer_group or None,
+        "approvals": {"required": item.approvals_required or 1,
+                      "approved_by": list(item.approved_by),
+                      "text": approvals_text(item)},
+        "step_id": esc.step_id or None, "instructions": esc.instructions or None,
         "proposal": {
             "outcome": DecisionOutcome.Name(proposal.outcome).removeprefix("DECISION_OUTCOME_"),
             "label": proposal.label, "confidence": proposal.confidence, "rule": proposal.rule,
@@ -356,6 +374,8 @@ class Console:
         return web.json_response({
             "tenant": principal.tenant_id, "role": principal.role.value,
             "auth": self.auth.enabled,
+            # reviewer groups (None: every group, as for admins and operators)
+            "groups": None if principal.sees_every_group else sorted(principal.groups),
             # who claims and decides: the key (None with auth off: the typed name is used)
             "reviewer": principal.key_id if self.auth.enabled else None,
             "default_lease_s": self.desk.policy.default_lease.total_seconds(),
@@ -397,16 +417,21 @@ class Console:
     async def verdict(self, request: web.Request, principal: Principal) -> web.StreamResponse:
         verdict = verdict_from(request.match_info["item_id"], await _body(request))
         item, decision = await self.desk.submit_verdict(principal, verdict)
-        return web.json_response({"item": item_json(item), "decision_id": decision.decision_id})
+        return web.json_response({"item": item_json(item),
+                                  "decision_id": decision.decision_id if decision else None})
 
     async def stats(self, request: web.Request, principal: Principal) -> web.StreamResponse:
+        """Queue depths as the caller may see them: other groups' items are not counted."""
         tenant = None if principal.tenant_id == "*" else principal.tenant_id
         rows = await self.pool.fetch(
             "SELECT queue, count(*) FILTER (WHERE state = 'BACKLOGGED') AS backlog, "
             "count(*) FILTER (WHERE state IN ('PENDING', 'CLAIMED')) AS open, "
             "extract(epoch FROM now() - min(created_at) FILTER (WHERE state = 'BACKLOGGED')) "
             "AS oldest_s FROM review_items WHERE state IN ('BACKLOGGED', 'PENDING', 'CLAIMED') "
-            "AND ($1::text IS NULL OR tenant_id = $1) GROUP BY queue ORDER BY queue", tenant)
+            "AND ($1::text IS NULL OR tenant_id = $1) AND ($2::text[] IS NULL "
+            "OR reviewer_group = '' OR reviewer_group = ANY($2::text[])) "
+            "GROUP BY queue ORDER BY queue", tenant,
+            None if principal.sees_every_group else sorted(principal.groups))
         return web.json_response({"queues": [
             {"queue": r["queue"], "backlog": r["backlog"], "open": r["open"],
              "oldest_backlog_s": float(r["oldest_s"]) if r["oldest_s"] is not None else None}

@@ -4,6 +4,14 @@ Every operation takes the caller's :class:`Principal` (already authenticated and
 against the role policy by the gRPC interceptor or the console's middleware) and scopes
 itself to the principal's tenant: an item of another tenant is "not found", never "forbidden",
 so its existence does not leak. Bad input raises ``ReviewError('invalid', ..., violations)``.
+An item escalated for a reviewer group (``Escalation.reviewer_group``) is, in the same way,
+"not found" for a reviewer outside the group (:meth:`Principal.in_group`: admins and
+operators are in every group); ListQueue leaves it out.
+
+Four eyes (``Escalation.four_eyes``): the first approval (APPROVE or MODIFY) is recorded in
+``review_approvals`` and the item goes back to PENDING for a different reviewer, who may not be
+the first (PERMISSION_DENIED); the second approval publishes one decision naming both; a
+reject by either ends the item as any reject does.
 
 Every item handed out goes through :func:`switchyard._dataclass.redact_escalation` first
 (unless redaction is switched off): reviewers see the document with its personal data
@@ -19,12 +27,18 @@ import asyncpg
 
 from services.review.metrics import VERDICTS
 from services.review.policies import ReviewPolicy
-from services.review.queue import Filters, ReviewError, ReviewQueue, priority_value
+from services.review.queue import (
+    Filters,
+    ReviewError,
+    ReviewQueue,
+    item_from_row,
+    priority_value,
+)
 from services.review.resolutions import DecisionPublisher, audit, store_decision, text_digest
 from services.review.verdicts import verdict_decision
 from switchyard._auth import DEV_PRINCIPAL, Principal
 from switchyard._dataclass import redact_escalation, redact_free_text
-from switchyard._payloads import VERDICT
+from switchyard._payloads import APPROVAL, VERDICT
 from switchyard._pii import Redactor
 from switchyard.v1 import (
     ClaimRequest,
@@ -103,6 +117,7 @@ class ReviewDesk:
             raise ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in problems), problems)
         filters = Filters(
             queue=request.queue, tenant_id=tenant, states=states,
+            groups=None if principal.sees_every_group else tuple(sorted(principal.groups)),
             priorities=tuple(priority_value(p) for p in request.priorities if p),
             reasons=tuple(EscalationReason.Name(r).removeprefix("ESCALATION_REASON_")
                           for r in request.reasons if r),
@@ -117,7 +132,8 @@ class ReviewDesk:
     async def _item(self, principal: Principal, item_id: str) -> ReviewItem:
         """The stored item, unredacted (for applying a verdict, never handed out)."""
         item, tenant = await self.queue.get(item_id)
-        if not principal.may_access(tenant):
+        if not (principal.may_access(tenant)
+                and principal.in_group(item.escalation.reviewer_group)):
             raise ReviewError("not_found", f"review item {item_id!r} not found")
         return item
 
@@ -135,9 +151,12 @@ class ReviewDesk:
         reviewer = await self._check(principal, item_id, reviewer_id)
         return self._shown(await self.queue.release(item_id, reviewer))
 
-    async def submit_verdict(self, principal: Principal,
-                             verdict: ReviewVerdict) -> tuple[ReviewItem, Decision]:
-        """Close the item, store the human decision and audit it; then publish it."""
+    async def submit_verdict(self, principal: Principal, verdict: ReviewVerdict
+                             ) -> tuple[ReviewItem, Decision | None]:
+        """Close the item, store the human decision and audit it; then publish it.
+
+        The first approval of a four-eyes item decides nothing: it is recorded, the item
+        returns to the queue, and the decision is None."""
         problems = []
         if not verdict.item_id:
             problems.append(("verdict.item_id", "required"))
@@ -172,7 +191,11 @@ class ReviewDesk:
             own.reason = reason
             verdict = own
         name = Verdict.Name(verdict.verdict).removeprefix("VERDICT_").lower()
-        decision = verdict_decision(item.escalation, verdict)
+        approving = verdict.verdict != Verdict.VERDICT_REJECT
+        if approving and len(item.approved_by) + 1 < item.approvals_required:
+            return await self._first_approval(principal, item, verdict, typed_reason), None
+        first = await self._first_approval_of(item) if approving else None
+        decision = verdict_decision(item.escalation, verdict, first)
         async with self.pool.acquire() as conn, conn.transaction():
             row = await self.queue.close_claimed(conn, verdict.item_id, verdict.reviewer_id,
                                                  f"verdict:{name}", decision.decision_id)
@@ -184,22 +207,65 @@ class ReviewDesk:
                 verdict.reason,
                 self.queue.codec.seal(row["item_id"], verdict.SerializeToString(), VERDICT))
             proposed = item.escalation.proposed_decision
+            detail = {
+                "item_id": verdict.item_id, "verdict": name,
+                "override": verdict.verdict != Verdict.VERDICT_APPROVE,
+                "model_rule": proposed.rule, "model_label": proposed.label,
+                "model_confidence": round(proposed.confidence, 4),
+                "reason_sha256": text_digest(typed_reason),
+                "modified_fields": {k: text_digest(v) for k, v in
+                                    sorted(verdict.modified_fields.items())},
+                "decision_id": decision.decision_id,
+                "principal": principal.key_id,
+            }
+            if item.approved_by:
+                detail["approved_by"] = list(item.approved_by)
+            if item.escalation.step_id:
+                detail["approves_step_id"] = item.escalation.step_id
             await audit(conn, row["tenant_id"], f"reviewer:{verdict.reviewer_id}",
-                        "review.verdict", str(row["task_id"]), {
-                            "item_id": verdict.item_id, "verdict": name,
-                            "override": verdict.verdict != Verdict.VERDICT_APPROVE,
-                            "model_rule": proposed.rule, "model_label": proposed.label,
-                            "model_confidence": round(proposed.confidence, 4),
-                            "reason_sha256": text_digest(typed_reason),
-                            "modified_fields": {k: text_digest(v) for k, v in
-                                                sorted(verdict.modified_fields.items())},
-                            "decision_id": decision.decision_id,
-                            "principal": principal.key_id,
-                        })
+                        "review.verdict", str(row["task_id"]), detail)
         VERDICTS.labels(name).inc()
         await self.publisher.publish(row["item_id"], decision)
         closed, _ = await self.queue.get(verdict.item_id)
         return self._shown(closed), decision
+
+    async def _first_approval(self, principal: Principal, item: ReviewItem,
+                              verdict: ReviewVerdict, typed_reason: str) -> ReviewItem:
+        """Four eyes: record the first approval (not published) and return the item to the
+        queue for a different reviewer."""
+        name = Verdict.Name(verdict.verdict).removeprefix("VERDICT_").lower()
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await self.queue.record_first_approval(conn, verdict.item_id,
+                                                         verdict.reviewer_id)
+            await conn.execute(
+                "INSERT INTO review_approvals (item_id, task_id, reviewer_id, verdict, reason, "
+                "verdict_pb) VALUES ($1,$2,$3,$4,$5,$6)",
+                row["item_id"], row["task_id"], verdict.reviewer_id, name.upper(),
+                verdict.reason,
+                self.queue.codec.seal(row["item_id"], verdict.SerializeToString(), APPROVAL))
+            await audit(conn, row["tenant_id"], f"reviewer:{verdict.reviewer_id}",
+                        "review.approval", str(row["task_id"]), {
+                            "item_id": verdict.item_id, "verdict": name,
+                            "approvals": f"{len(row['approved_by'])} of "
+                                         f"{row['approvals_required']}",
+                            "reason_sha256": text_digest(typed_reason),
+                            "modified_fields": {k: text_digest(v) for k, v in
+                                                sorted(verdict.modified_fields.items())},
+                            "principal": principal.key_id,
+                        })
+        return self._shown(item_from_row(row, self.queue.codec))
+
+    async def _first_approval_of(self, item: ReviewItem) -> ReviewVerdict | None:
+        """The recorded first approval of a four-eyes item (None if there is none)."""
+        if not item.approved_by:
+            return None
+        row = await self.pool.fetchrow(
+            "SELECT item_id, verdict_pb FROM review_approvals WHERE item_id = $1::uuid",
+            item.item_id)
+        if row is None:
+            return None
+        return ReviewVerdict.FromString(self.queue.codec.open(row["item_id"], row["verdict_pb"],
+                                                              APPROVAL))
 
     def _lease(self, request: ClaimRequest | RenewRequest) -> timedelta:
         lease = request.lease.ToTimedelta() if request.HasField("lease") else timedelta(0)

@@ -26,7 +26,10 @@ from switchyard.v1 import Escalation, EscalationReason, ReviewItem, ReviewPriori
 
 OPEN_STATES = ("BACKLOGGED", "PENDING", "CLAIMED")
 _COLUMNS = ("item_id, escalation, state, claimed_by, lease_expires_at, created_at, updated_at, "
-            "priority, admitted_at, sla_deadline, resolution, expiries, tenant_id")
+            "priority, admitted_at, sla_deadline, resolution, expiries, tenant_id, "
+            "reviewer_group, approvals_required, approved_by")
+#: Four eyes: two different reviewers must approve.
+FOUR_EYES_APPROVALS = 2
 #: Escalations that name no priority are treated as P2 (normal), not as the most urgent.
 UNSPECIFIED_PRIORITY = 2
 
@@ -72,6 +75,7 @@ def item_from_row(row: asyncpg.Record, codec: PayloadCodec = PLAINTEXT) -> Revie
         created_at=timestamp(row["created_at"]), updated_at=timestamp(row["updated_at"]),
         priority=row["priority"] + 1,  # type: ignore[arg-type]  # REVIEW_PRIORITY_P0 == 1
         resolution=row["resolution"] or "", expiries=row["expiries"],
+        approved_by=row["approved_by"], approvals_required=row["approvals_required"],
     )
     if state == "CLAIMED" and row["lease_expires_at"]:
         item.lease_expires_at.CopyFrom(timestamp(row["lease_expires_at"]))
@@ -98,6 +102,9 @@ class Filters:
     states: tuple[str, ...] = ("PENDING", "CLAIMED")
     priorities: tuple[int, ...] = ()  # buckets 0..3
     reasons: tuple[str, ...] = ()     # EscalationReason short names
+    #: The caller's reviewer groups: items of other groups are left out. None: every group
+    #: (admins, operators, auth off).
+    groups: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -127,9 +134,9 @@ class ReviewQueue:
             row = await conn.fetchrow(
                 "INSERT INTO review_items (item_id, escalation_id, task_id, tenant_id, queue, "
                 "priority, base_priority, reason, state, sla_deadline, escalation, "
-                "trace_context, resolution, resolved_at) "
+                "trace_context, resolution, resolved_at, reviewer_group, approvals_required) "
                 "VALUES ($1,$2,$3,$4,$5,$6,$6,$7,$11,$8,$9,$10::jsonb,$12,"
-                "CASE WHEN $11 = 'WITHDRAWN' THEN now() END) "
+                "CASE WHEN $11 = 'WITHDRAWN' THEN now() END, $13, $14) "
                 "ON CONFLICT (escalation_id) DO NOTHING RETURNING item_id, queue",
                 item_id, uuid.UUID(escalation.escalation_id), task_id,
                 escalation.tenant_id, escalation.queue or "default", priority,
@@ -140,6 +147,7 @@ class ReviewQueue:
                 json.dumps(current_trace_context()),
                 "WITHDRAWN" if ended else "BACKLOGGED",
                 withdrawn_resolution(ended) if ended else None,
+                escalation.reviewer_group, FOUR_EYES_APPROVALS if escalation.four_eyes else 1,
             )
             if row is not None and ended:
                 await append(conn, escalation.tenant_id, "review", "review.withdrawn",
@@ -163,10 +171,13 @@ class ReviewQueue:
                              THEN 'PENDING' ELSE state END) = ANY($3::text[])
                    AND (cardinality($4::smallint[]) = 0 OR priority = ANY($4::smallint[]))
                    AND (cardinality($5::text[]) = 0 OR reason = ANY($5::text[]))
+                   AND ($8::text[] IS NULL OR reviewer_group = ''
+                        OR reviewer_group = ANY($8::text[]))
                  ORDER BY priority, sla_deadline NULLS LAST, created_at, item_id
                  LIMIT $6 OFFSET $7""",
             filters.queue, filters.tenant_id, list(filters.states), list(filters.priorities),
             list(filters.reasons), size + 1, offset,
+            None if filters.groups is None else list(filters.groups),
         )
         items = [item_from_row(r, self.codec) for r in rows[:size]]
         return Page(items, str(offset + size) if len(rows) > size else "")
@@ -183,14 +194,14 @@ class ReviewQueue:
             f"""UPDATE review_items
                    SET state = 'CLAIMED', claimed_by = $2,
                        lease_expires_at = now() + $3::interval, updated_at = now()
-                 WHERE item_id = $1
+                 WHERE item_id = $1 AND NOT $2 = ANY(approved_by)
                    AND (state = 'PENDING'
                         OR (state = 'CLAIMED' AND (lease_expires_at <= now() OR claimed_by = $2)))
              RETURNING {_COLUMNS}""",
             item_uuid(item_id), reviewer_id, lease,
         )
         if row is None:
-            await self._explain(item_id)
+            await self._explain(item_id, reviewer_id)
         return item_from_row(row, self.codec)
 
     async def renew(self, item_id: str, reviewer_id: str, lease: timedelta) -> ReviewItem:
@@ -234,14 +245,38 @@ class ReviewQueue:
             await self._explain(item_id, reviewer_id)
         return row
 
+    async def record_first_approval(self, conn: asyncpg.Connection, item_id: str,
+                                    reviewer_id: str) -> asyncpg.Record:
+        """Four eyes: note the first approval of an item the reviewer holds a live lease on
+        and hand the item back to the queue (PENDING, unclaimed) for a different reviewer
+        (caller's transaction). Nothing is decided yet."""
+        row = await conn.fetchrow(
+            f"""UPDATE review_items SET state = 'PENDING', claimed_by = NULL,
+                       lease_expires_at = NULL, approved_by = approved_by || $2::text,
+                       updated_at = now()
+                 WHERE item_id = $1 AND state = 'CLAIMED' AND claimed_by = $2
+                   AND lease_expires_at > now() AND NOT $2 = ANY(approved_by)
+                   AND cardinality(approved_by) + 1 < approvals_required
+             RETURNING {_COLUMNS}, task_id""",
+            item_uuid(item_id), reviewer_id,
+        )
+        if row is None:
+            await self._explain(item_id, reviewer_id)
+        return row
+
     async def _explain(self, item_id: str, reviewer_id: str | None = None) -> None:
         """Raise the specific reason a lease operation did not apply."""
         row = await self.pool.fetchrow(
-            "SELECT state, claimed_by, lease_expires_at <= now() AS expired, resolution "
-            "FROM review_items WHERE item_id = $1", item_uuid(item_id))
+            "SELECT state, claimed_by, lease_expires_at <= now() AS expired, resolution, "
+            "approved_by, approvals_required FROM review_items WHERE item_id = $1",
+            item_uuid(item_id))
         if row is None:
             raise ReviewError("not_found", f"review item {item_id!r} not found")
         state = row["state"]
+        if state in ("PENDING", "CLAIMED") and reviewer_id in row["approved_by"]:
+            raise ReviewError("forbidden", f"review item {item_id}: {reviewer_id} already gave "
+                                           f"the first of {row['approvals_required']} "
+                                           "approvals; four eyes needs a different reviewer")
         if state == "WITHDRAWN":
             raise ReviewError("conflict", f"review item {item_id} was withdrawn: its task "
                                           f"ended ({row['resolution']}) before a verdict")

@@ -104,7 +104,9 @@ class ReviewServicer(ReviewServiceServicer):
                             context: grpc.aio.ServicerContext) -> SubmitVerdictResponse:
         item, decision = await self._run(
             context, self.desk.submit_verdict(principal_var.get(), request.verdict))
-        return SubmitVerdictResponse(item=item, decision_id=decision.decision_id)
+        # the first approval of a four-eyes item decides nothing yet: no decision id
+        return SubmitVerdictResponse(item=item,
+                                     decision_id=decision.decision_id if decision else "")
 
 
 async def setup(ctx: ServiceContext) -> None:

@@ -3,6 +3,14 @@
 A reviewer's verdict becomes a decision with source=HUMAN and the reviewer's id; a default
 action taken by the storm or expiry policy becomes one with source=POLICY. Either way the
 executor runs it like any other decision: approve runs the proposed plan, reject ends the task.
+
+Two kinds of escalation shape the decision further:
+
+- four eyes: the decision follows the second approval and names both reviewers (its
+  ``reviewer_id`` is ``first,second``; the edits of both apply, the second's winning);
+- an approval step of a plan (``Escalation.step_id``): the decision answers that step
+  (``approves_step_id``) and carries the plan for reject too, so the executor can compensate
+  the steps that already ran before the task ends.
 """
 
 from __future__ import annotations
@@ -37,9 +45,44 @@ def _fill_field_map(decision: Decision, proposed: Decision) -> Decision:
     return decision
 
 
-def verdict_decision(escalation: Escalation, verdict: ReviewVerdict) -> Decision:
-    """Approve runs the proposed plan; modify runs it with the edited fields; reject ends it."""
+def _answer_step(decision: Decision, escalation: Escalation) -> None:
+    """Tie the decision to the plan it came from: the pack version, and for an approval
+    step, the step it answers; a reject then carries the plan too (for compensation)."""
     proposed = escalation.proposed_decision
+    decision.pack, decision.pack_version = proposed.pack, proposed.pack_version
+    if escalation.step_id:
+        decision.approves_step_id = escalation.step_id
+        if decision.outcome == DecisionOutcome.DECISION_OUTCOME_REJECT:
+            decision.plan.CopyFrom(proposed.plan)
+
+
+def combined_approval(first: ReviewVerdict, second: ReviewVerdict) -> ReviewVerdict:
+    """Four eyes: the verdict two approvals make together. The edits of both apply (the
+    second's win on the same field), so it is MODIFY when either edited; the reviewer is
+    ``first,second`` and the reasons are joined."""
+    out = ReviewVerdict(item_id=second.item_id, task_id=second.task_id,
+                        reviewer_id=f"{first.reviewer_id},{second.reviewer_id}",
+                        reason=" / ".join(r for r in (first.reason, second.reason) if r))
+    out.modified_fields.update(first.modified_fields)
+    out.modified_fields.update(second.modified_fields)
+    out.verdict = Verdict.VERDICT_MODIFY if out.modified_fields else Verdict.VERDICT_APPROVE
+    if second.HasField("decided_at"):
+        out.decided_at.CopyFrom(second.decided_at)
+    return out
+
+
+def verdict_decision(escalation: Escalation, verdict: ReviewVerdict,
+                     first_approval: ReviewVerdict | None = None) -> Decision:
+    """Approve runs the proposed plan; modify runs it with the edited fields; reject ends it.
+
+    ``first_approval``: the recorded first approval of a four-eyes item; an approval now is
+    the second, and the decision is both together (:func:`combined_approval`)."""
+    proposed = escalation.proposed_decision
+    approved_by = ""
+    if first_approval is not None and verdict.verdict != Verdict.VERDICT_REJECT:
+        verdict = combined_approval(first_approval, verdict)
+        approved_by = (f"{first_approval.reviewer_id} and "
+                       f"{verdict.reviewer_id.split(',', 1)[1]} (four eyes)")
     decision = Decision(
         decision_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"verdict:{verdict.item_id}")),
         task_id=escalation.task_id, tenant_id=escalation.tenant_id,
@@ -52,12 +95,17 @@ def verdict_decision(escalation: Escalation, verdict: ReviewVerdict) -> Decision
     name = Verdict.Name(verdict.verdict).removeprefix("VERDICT_").lower()
     decision.rule = f"reviewer_{name}"
     reason = f": {verdict.reason}" if verdict.reason else ""
+    approved_by = approved_by or verdict.reviewer_id
     if verdict.verdict == Verdict.VERDICT_REJECT:
         decision.outcome = DecisionOutcome.DECISION_OUTCOME_REJECT
-        decision.explanation = f"Rejected by {verdict.reviewer_id}{reason}"
+        after = (f" (after {first_approval.reviewer_id}'s approval)"
+                 if first_approval is not None else "")
+        decision.explanation = f"Rejected by {verdict.reviewer_id}{after}{reason}"
+        _answer_step(decision, escalation)
         return _fill_field_map(decision, proposed)
     decision.outcome = DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE
     decision.plan.CopyFrom(proposed.plan)
+    _answer_step(decision, escalation)
     if verdict.verdict == Verdict.VERDICT_MODIFY:
         for step in decision.plan.steps:
             step.payload.update({"modified_fields": dict(verdict.modified_fields)})
@@ -69,10 +117,10 @@ def verdict_decision(escalation: Escalation, verdict: ReviewVerdict) -> Decision
             else:
                 decision.fields.append(FieldExtraction(name=field_name, value=value,
                                                        confidence=1.0))
-        decision.explanation = (f"Approved by {verdict.reviewer_id} with edits to "
+        decision.explanation = (f"Approved by {approved_by} with edits to "
                                 f"{', '.join(sorted(verdict.modified_fields))}{reason}")
     else:
-        decision.explanation = f"Approved by {verdict.reviewer_id}{reason}"
+        decision.explanation = f"Approved by {approved_by}{reason}"
     return _fill_field_map(decision, proposed)
 
 
@@ -94,4 +142,5 @@ def policy_decision(item_id: str, escalation: Escalation, action: str, rule: str
         decision.plan.CopyFrom(proposed.plan)
     else:
         decision.outcome = DecisionOutcome.DECISION_OUTCOME_REJECT
+    _answer_step(decision, escalation)
     return _fill_field_map(decision, proposed)

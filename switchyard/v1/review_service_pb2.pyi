@@ -300,10 +300,14 @@ class SubmitVerdictResponse(google.protobuf.message.Message):
     ITEM_FIELD_NUMBER: builtins.int
     DECISION_ID_FIELD_NUMBER: builtins.int
     decision_id: builtins.str
-    """The decision published for the executor."""
+    """The decision published for the executor; empty after a four-eyes first approval
+    (nothing is decided until the second).
+    """
     @property
     def item(self) -> switchyard.v1.review_pb2.ReviewItem:
-        """The item, RESOLVED."""
+        """The item, RESOLVED; or, after the first approval of a four-eyes item, PENDING again with
+        the approval in approved_by, waiting for a different reviewer.
+        """
 
     def __init__(
         self,
