@@ -194,7 +194,7 @@ class ReviewDesk:
         approving = verdict.verdict != Verdict.VERDICT_REJECT
         if approving and len(item.approved_by) + 1 < item.approvals_required:
             return await self._first_approval(principal, item, verdict, typed_reason), None
-        first = await self._first_approval_of(item) if approving else None
+        first = await self._first_approval_of(item)  # four eyes, after the first approval
         decision = verdict_decision(item.escalation, verdict, first)
         async with self.pool.acquire() as conn, conn.transaction():
             row = await self.queue.close_claimed(conn, verdict.item_id, verdict.reviewer_id,

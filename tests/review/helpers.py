@@ -29,6 +29,7 @@ from switchyard.v1 import (
     EscalationReason,
     FieldExtraction,
     ModelOutput,
+    StepKind,
     TaskEnvelope,
 )
 
@@ -67,8 +68,11 @@ def escalation(task: TaskEnvelope, queue: str, priority: int, *,
                fields: Sequence[tuple[str, str, float]] = (),
                reason: int = EscalationReason.ESCALATION_REASON_LOW_CONFIDENCE,
                explanation: str = "Router is unsure: invoice 0.55, support_ticket 0.40.",
+               reviewer_group: str = "", four_eyes: bool = False, step_id: str = "",
+               instructions: str = "",
                ) -> Escalation:
-    """An escalation of ``task`` at priority bucket ``priority`` (0 = P0)."""
+    """An escalation of ``task`` at priority bucket ``priority`` (0 = P0); with ``step_id``
+    one of an approval step (the plan has that step too)."""
     proposed = Decision(
         decision_id=str(uuid.uuid4()), task_id=task.task_id, tenant_id=task.tenant_id,
         outcome=DecisionOutcome.DECISION_OUTCOME_ESCALATE, confidence=0.55,
@@ -81,11 +85,17 @@ def escalation(task: TaskEnvelope, queue: str, priority: int, *,
                             confidence=0.55, scores={"invoice": 0.55, "support_ticket": 0.4})],
         fields=[FieldExtraction(name=n, value=v, confidence=c) for n, v, c in fields],
     )
+    if step_id:
+        proposed.plan.steps.append(ActionStep(step_id=step_id, name=step_id.split("-", 1)[-1],
+                                              kind=StepKind.STEP_KIND_APPROVAL))
+        proposed.pack, proposed.pack_version = "expense_claim", "1.0.0"
     out = Escalation(
         escalation_id=str(uuid.uuid4()), task_id=task.task_id, tenant_id=task.tenant_id,
         queue=queue, priority=priority + 1,  # type: ignore[arg-type]
         reason=reason,  # type: ignore[arg-type]
-        reason_detail=explanation, proposed_decision=proposed, task=task, service="decision")
+        reason_detail=explanation, proposed_decision=proposed, task=task, service="decision",
+        reviewer_group=reviewer_group, four_eyes=four_eyes, step_id=step_id,
+        instructions=instructions)
     if sla is not None:
         out.sla_deadline.CopyFrom(timestamp(sla))
     return out

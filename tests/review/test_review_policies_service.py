@@ -22,7 +22,10 @@ from switchyard._kafka import Producer
 from switchyard._topics import ESCALATIONS
 from switchyard.v1 import (
     ClaimRequest,
+    Decision,
+    DecisionOutcome,
     Escalation,
+    EscalationReason,
     ReviewServiceStub,
     ReviewVerdict,
     SubmitVerdictRequest,
@@ -64,10 +67,12 @@ async def producer(settings: Settings) -> AsyncIterator[Producer]:
 
 
 async def escalate(db: asyncpg.Pool, producer: Producer, queue: str, priority: int,
-                   sla: datetime | None = None) -> Escalation:
+                   sla: datetime | None = None, step_id: str = "") -> Escalation:
     async with db.acquire() as conn:
         (task,) = await insert_tasks(conn, "acme", 1)
-    esc = escalation(task, queue, priority, sla=sla)
+    esc = escalation(task, queue, priority, sla=sla, step_id=step_id,
+                     reason=EscalationReason.ESCALATION_REASON_APPROVAL_STEP if step_id
+                     else EscalationReason.ESCALATION_REASON_LOW_CONFIDENCE)
     await producer.send(ESCALATIONS, esc.task_id, esc)
     return esc
 
@@ -156,3 +161,19 @@ async def test_an_item_past_its_sla_takes_its_tenants_default_action(
         "POLICY", "REJECT", "review_default_reject")
     assert await db.fetchval("SELECT count(*) FROM audit_log WHERE task_id = $1 "
                              "AND action = 'review.expired'", uuid.UUID(late.task_id)) == 1
+
+
+async def test_an_expired_approval_step_takes_the_default_action_for_that_step(
+        db: asyncpg.Pool, producer: Producer) -> None:
+    """The queue policy answers an approval step the way a reviewer would: the decision
+    names the step, and a reject carries the plan so the executor can compensate."""
+    late = await escalate(db, producer, "expiring", 2, step_id="2-manager_ok",
+                          sla=datetime.now(timezone.utc) - timedelta(minutes=5))
+    expired = await item(db, late, "EXPIRED")
+    assert expired["resolution"] == "expired:reject"
+    decision = Decision.FromString(await db.fetchval(
+        "SELECT decision FROM decisions WHERE decision_id = $1", expired["decision_id"]))
+    assert decision.outcome == DecisionOutcome.DECISION_OUTCOME_REJECT
+    assert decision.approves_step_id == "2-manager_ok"
+    assert [s.step_id for s in decision.plan.steps] == ["1-post_invoice", "2-manager_ok"]
+    assert (decision.pack, decision.pack_version) == ("expense_claim", "1.0.0")

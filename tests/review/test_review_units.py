@@ -30,6 +30,7 @@ from switchyard.v1 import (
     ReviewItem,
     ReviewVerdict,
     ReviewPriority,
+    ReviewState,
     TaskEnvelope,
     Verdict,
 )
@@ -264,3 +265,93 @@ def test_human_and_policy_decisions_keep_the_review_queue() -> None:
         item_id="i-1", reviewer_id="rita", verdict=Verdict.VERDICT_APPROVE))
     defaulted = policy_decision("i-2", escalation, "approve", "review_default_approve", "why")
     assert approved.review_queue == defaulted.review_queue == "acme-finance"
+
+
+def test_four_eyes_combines_both_approvals_into_one_decision() -> None:
+    proposed = Decision(label="invoice", plan=ActionPlan(steps=[ActionStep(step_id="1-post")]),
+                        fields=[FieldExtraction(name="total", value="120.00", confidence=0.4),
+                                FieldExtraction(name="tax", value="20.00", confidence=0.4)])
+    escalation = Escalation(task_id=str(uuid.uuid4()), tenant_id="acme", four_eyes=True,
+                            proposed_decision=proposed)
+    first = ReviewVerdict(item_id="i-1", reviewer_id="ann", verdict=Verdict.VERDICT_MODIFY,
+                          modified_fields={"total": "121.00", "tax": "21.00"}, reason="typo")
+    second = ReviewVerdict(item_id="i-1", reviewer_id="bob", verdict=Verdict.VERDICT_MODIFY,
+                           modified_fields={"tax": "19.00"}, reason="tax rate")
+    both = verdict_decision(escalation, second, first)
+    assert both.outcome == DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE
+    assert both.reviewer_id == "ann,bob" and both.rule == "reviewer_modify"
+    assert both.explanation == ("Approved by ann and bob (four eyes) with edits to tax, total: "
+                                "typo / tax rate")
+    assert dict(both.extracted_fields) == {"total": "121.00", "tax": "19.00"}  # second wins
+    plain = verdict_decision(escalation, ReviewVerdict(
+        item_id="i-1", reviewer_id="bob", verdict=Verdict.VERDICT_APPROVE),
+        ReviewVerdict(item_id="i-1", reviewer_id="ann", verdict=Verdict.VERDICT_APPROVE))
+    assert plain.explanation == "Approved by ann and bob (four eyes)"
+    assert plain.rule == "reviewer_approve"
+    rejected = verdict_decision(escalation, ReviewVerdict(
+        item_id="i-1", reviewer_id="bob", verdict=Verdict.VERDICT_REJECT), first)
+    assert rejected.outcome == DecisionOutcome.DECISION_OUTCOME_REJECT
+    assert rejected.reviewer_id == "bob" and not rejected.plan.steps
+    assert rejected.explanation == "Rejected by bob (after ann's approval)"
+
+
+def test_decisions_on_an_approval_step_name_it_and_carry_the_plan_even_to_reject() -> None:
+    proposed = Decision(label="expense_claim", pack="expense_claim", pack_version="1.2.0",
+                        plan=ActionPlan(steps=[ActionStep(step_id="0-create_claim"),
+                                               ActionStep(step_id="1-manager_ok")]))
+    escalation = Escalation(task_id=str(uuid.uuid4()), tenant_id="acme", step_id="1-manager_ok",
+                            proposed_decision=proposed)
+    decisions = [verdict_decision(escalation, ReviewVerdict(
+        item_id="i", reviewer_id="rita", verdict=v)) for v in (Verdict.VERDICT_APPROVE,
+                                                               Verdict.VERDICT_REJECT)]
+    decisions += [policy_decision("i", escalation, a, f"review_default_{a}", "why")
+                  for a in ("approve", "reject")]
+    for decision in decisions:
+        assert decision.approves_step_id == "1-manager_ok"
+        assert [s.step_id for s in decision.plan.steps] == ["0-create_claim", "1-manager_ok"]
+        assert (decision.pack, decision.pack_version) == ("expense_claim", "1.2.0")
+    # an escalation that is not an approval step answers no step, and a reject has no plan
+    escalation.step_id = ""
+    reject = verdict_decision(escalation, ReviewVerdict(item_id="i", reviewer_id="rita",
+                                                        verdict=Verdict.VERDICT_REJECT))
+    assert not reject.approves_step_id and not reject.plan.steps
+
+
+def test_item_json_shows_group_instructions_and_four_eyes_progress() -> None:
+    item = ReviewItem(item_id="i", state=ReviewState.REVIEW_STATE_PENDING, approvals_required=2,
+                      approved_by=["key-0"], escalation=Escalation(
+                          reviewer_group="finance", four_eyes=True, step_id="1-manager_ok",
+                          instructions="Approve the claim"))
+    view = item_json(item, full=False)
+    assert view["reviewer_group"] == "finance" and view["instructions"] == "Approve the claim"
+    assert view["step_id"] == "1-manager_ok"
+    assert view["approvals"] == {"required": 2, "approved_by": ["key-0"],
+                                 "text": "1 of 2 approvals"}
+    single = item_json(ReviewItem(item_id="j", approvals_required=1), full=False)
+    assert single["approvals"]["text"] is None and single["reviewer_group"] is None
+
+
+def test_escalations_carry_the_decisions_group_four_eyes_and_review_sla() -> None:
+    from google.protobuf.duration_pb2 import Duration
+
+    from switchyard._escalations import SLA_BY_PRIORITY, build_escalation
+    from switchyard.v1 import EscalationReason
+
+    task = TaskEnvelope(task_id=str(uuid.uuid4()), tenant_id="acme")
+    decision = Decision(decision_id=str(uuid.uuid4()), task_id=task.task_id, tenant_id="acme",
+                        reviewer_group="managers", four_eyes=True,
+                        review_sla=Duration(seconds=30 * 24 * 3600))
+    before = datetime.now(timezone.utc)
+    esc = build_escalation(task, decision, queue="finance", bucket=2,
+                           reason=EscalationReason.ESCALATION_REASON_POLICY, detail="x",
+                           service="decision")
+    assert (esc.reviewer_group, esc.four_eyes) == ("managers", True)
+    deadline = esc.sla_deadline.ToDatetime(timezone.utc)
+    assert deadline >= before + timedelta(days=30)  # the rule's SLA, not P2's 4 hours
+    # without a review SLA the priority bucket's SLA applies, as before
+    decision.ClearField("review_sla")
+    esc = build_escalation(task, decision, queue="finance", bucket=2,
+                           reason=EscalationReason.ESCALATION_REASON_POLICY, detail="x",
+                           service="decision")
+    assert esc.sla_deadline.ToDatetime(timezone.utc) <= datetime.now(timezone.utc) \
+        + SLA_BY_PRIORITY[2]

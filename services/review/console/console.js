@@ -184,8 +184,10 @@ function renderQueue() {
     const prio = el("td"); prio.append(badge);
     const sla = el("td", "", "sla");
     if (item.sla_deadline) sla.dataset.deadline = item.sla_deadline; else sla.textContent = "no SLA";
-    const stateText = item.state === "CLAIMED" ? `claimed by ${item.claimed_by}` : item.state.toLowerCase();
-    row.append(prio, sla, el("td", item.tenant_id), el("td", item.queue), el("td", item.reason.toLowerCase().replaceAll("_", " ")),
+    const stateText = (item.state === "CLAIMED" ? `claimed by ${item.claimed_by}` : item.state.toLowerCase()) +
+      (item.approvals.text ? ` · ${item.approvals.text}` : "");
+    row.append(prio, sla, el("td", item.tenant_id), el("td", item.queue), el("td", item.reviewer_group || "any"),
+      el("td", item.reason.toLowerCase().replaceAll("_", " ")),
       el("td", item.kind), el("td", item.summary), el("td", stateText, "state"));
     row.addEventListener("click", () => { state.selected = index; openItem(item.item_id); });
     body.append(row);
@@ -261,6 +263,10 @@ async function openItem(itemId, keepStatus) {
   else { delete lease.dataset.deadline; lease.textContent = ""; }
   $("i-tenant").textContent = item.tenant_id;
   $("i-queue").textContent = item.queue;
+  $("i-group").textContent = item.reviewer_group || "any reviewer";
+  $("i-approvals").textContent = approvalsText(item);
+  $("i-instructions").textContent = item.instructions || "";
+  $("i-instructions-box").hidden = !item.instructions;
   $("i-reason").textContent = `${item.reason.toLowerCase().replaceAll("_", " ")}${item.reason_detail ? ` — ${item.reason_detail}` : ""}`;
   $("i-kind").textContent = item.kind || "unknown";
   $("i-task").textContent = item.task_id;
@@ -280,6 +286,16 @@ async function openItem(itemId, keepStatus) {
   tickClocks();
   if (item.claimed_by === state.reviewer && item.state === "CLAIMED") scheduleRenew(item); else clearTimeout(state.renewTimer);
 }
+
+// "1 of 2 approvals (key-0)" for a four-eyes item; one verdict decides the others.
+function approvalsText(item) {
+  if (!item.approvals.text) return "one reviewer decides";
+  const who = item.approvals.approved_by.length ? ` (${item.approvals.approved_by.join(", ")})` : "";
+  return item.approvals.text + who;
+}
+
+// Four eyes: the reviewer who gave the first approval cannot give the second.
+function approvedByMe() { return Boolean(state.item && state.item.approvals.approved_by.includes(state.reviewer)); }
 
 function confidenceClass(c) { return c < 0.5 ? "conf-low" : c < 0.8 ? "conf-mid" : ""; }
 
@@ -325,7 +341,7 @@ function mine() { return state.item && state.item.state === "CLAIMED" && state.i
 function updateButtons() {
   const item = state.item;
   const open = item && (item.state === "PENDING" || item.state === "CLAIMED");
-  $("claim").disabled = !open || mine() || item.state === "BACKLOGGED";
+  $("claim").disabled = !open || mine() || item.state === "BACKLOGGED" || approvedByMe();
   $("release").disabled = !mine();
   for (const id of ["approve", "reject", "modify"]) $(id).disabled = !mine();
 }
@@ -379,7 +395,8 @@ async function act(action) {
       const data = await api("POST", `/api/items/${item.item_id}/verdict`, body);
       state.pending = null;
       const verb = { approve: "Approved", reject: "Rejected", modify: "Approved with edits" }[action];
-      message = `${verb}: decision ${data.decision_id} sent to the executor.`;
+      message = data.decision_id ? `${verb}: decision ${data.decision_id} sent to the executor.`
+        : `${verb}: ${data.item.approvals.text}; another reviewer must approve before anything runs.`;
     }
     // Re-read the item before saying it is done, so the next shortcut acts on fresh state.
     await openItem(item.item_id, true);

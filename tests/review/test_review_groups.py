@@ -1,0 +1,297 @@
+"""Reviewer groups, four eyes and approval steps, through the review service as it runs.
+
+Escalations arrive over the real broker; reviewers call the real ReviewService and the web
+console with API keys that name their groups (``key:tenant:role:group+group``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import aiohttp
+import asyncpg
+import grpc
+import pytest
+from playwright.async_api import expect
+
+from switchyard import Settings
+from switchyard._db import create_pool
+from switchyard._grpc import create_channel
+from switchyard._kafka import Producer
+from switchyard._topics import ESCALATIONS
+from switchyard.v1 import (
+    ClaimRequest,
+    Decision,
+    DecisionOutcome,
+    Escalation,
+    EscalationReason,
+    GetItemRequest,
+    ListQueueRequest,
+    ReviewServiceStub,
+    ReviewState,
+    ReviewVerdict,
+    SubmitVerdictRequest,
+    Verdict,
+)
+from tests.polling import eventually
+from tests.review.helpers import artifact, escalation, insert_tasks
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("review_process")]
+# key id = key-<position>: fin-ann key-0, fin-bob key-1, plain key-2, adm key-3, aud key-4
+KEYS = {"fin-ann": "acme:reviewer:finance", "fin-bob": "acme:reviewer:finance+legal",
+        "plain": "acme:reviewer", "adm": "acme:admin", "aud": "acme:auditor",
+        "fin-other": "other:reviewer:finance"}
+KEY_IDS = {name: f"key-{index}" for index, name in enumerate(KEYS)}
+
+
+@pytest.fixture(scope="module")
+def settings(settings: Settings) -> Settings:
+    return settings.replace(
+        api_keys=",".join(f"{key}:{spec}" for key, spec in KEYS.items()),
+        client_api_key="plain", review_tenant_rate=0.0,
+        review_admission_interval_ms=50.0, review_sla_interval_s=0.5)
+
+
+@pytest.fixture(scope="module")
+async def db(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(settings)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="module")
+async def producer(settings: Settings) -> AsyncIterator[Producer]:
+    producer = Producer(settings)
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+@pytest.fixture
+async def review(settings: Settings) -> AsyncIterator[dict[str, ReviewServiceStub]]:
+    """A ReviewService stub per API key."""
+    target = f"127.0.0.1:{settings.review_grpc_port}"
+    opened = {key: create_channel(target, key) for key in KEYS}
+    yield {key: ReviewServiceStub(channel) for key, channel in opened.items()}
+    for channel in opened.values():
+        await channel.close()
+
+
+async def escalate(db: asyncpg.Pool, producer: Producer, queue: str,
+                   **kwargs: object) -> tuple[Escalation, str]:
+    """An escalation through the broker; returns it and its item id once it is PENDING."""
+    async with db.acquire() as conn:
+        (task,) = await insert_tasks(conn, "acme", 1)
+    esc = escalation(task, queue, 2, **kwargs)  # type: ignore[arg-type]
+    await producer.send(ESCALATIONS, esc.task_id, esc)
+    item_id = await eventually(lambda: db.fetchval(
+        "SELECT item_id::text FROM review_items WHERE escalation_id = $1 AND state = 'PENDING'",
+        uuid.UUID(esc.escalation_id)), f"review item of {esc.task_id} pending")
+    return esc, item_id
+
+
+async def http(settings: Settings, method: str, path: str, key: str,
+               body: object = None) -> tuple[int, dict[str, object]]:
+    async with aiohttp.ClientSession() as session, session.request(
+            method, f"http://127.0.0.1:{settings.review_web_port}{path}",
+            headers={"Authorization": f"Bearer {key}"}, json=body) as response:
+        return response.status, await response.json()
+
+
+async def listed(stub: ReviewServiceStub, queue: str) -> set[str]:
+    return {i.item_id for i in (await stub.ListQueue(ListQueueRequest(queue=queue))).items}
+
+
+async def decide(stub: ReviewServiceStub, item_id: str, verdict: Verdict.ValueType,
+                 **kwargs: object) -> tuple[object, str]:
+    await stub.Claim(ClaimRequest(item_id=item_id))
+    done = await stub.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+        item_id=item_id, verdict=verdict, **kwargs)))  # type: ignore[arg-type]
+    return done.item, done.decision_id
+
+
+async def stored_decisions(db: asyncpg.Pool, esc: Escalation) -> list[Decision]:
+    return [Decision.FromString(blob) for blob in await db.fetchval(
+        "SELECT coalesce(array_agg(decision), '{}') FROM decisions WHERE task_id = $1",
+        uuid.UUID(esc.task_id))]
+
+
+# -- reviewer groups ---------------------------------------------------------------------
+
+async def test_a_group_item_is_only_seen_claimed_and_decided_by_the_group(
+        settings: Settings, db: asyncpg.Pool, producer: Producer,
+        review: dict[str, ReviewServiceStub]) -> None:
+    grouped, grouped_id = await escalate(db, producer, "groups", reviewer_group="finance")
+    _, open_id = await escalate(db, producer, "groups")
+
+    # outside the group: not listed, and "not found" like another tenant's item
+    for key in ("plain", "aud", "fin-other"):
+        assert grouped_id not in await listed(review[key], "groups"), key
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await review[key].GetItem(GetItemRequest(item_id=grouped_id))
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND, key
+    assert await listed(review["plain"], "groups") == {open_id}
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await review["plain"].Claim(ClaimRequest(item_id=grouped_id))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    # members see both; admins are in every group
+    for key in ("fin-ann", "fin-bob", "adm"):
+        assert await listed(review[key], "groups") == {grouped_id, open_id}, key
+    shown = (await review["fin-bob"].GetItem(GetItemRequest(item_id=grouped_id))).item
+    assert shown.escalation.reviewer_group == "finance"
+
+    # the console answers the same way
+    status, body = await http(settings, "GET", "/api/items?queue=groups", "plain")
+    assert status == 200 and [i["item_id"] for i in body["items"]] == [open_id]  # type: ignore
+    assert (await http(settings, "GET", f"/api/items/{grouped_id}", "plain"))[0] == 404
+    assert (await http(settings, "POST", f"/api/items/{grouped_id}/claim", "plain", {}))[0] \
+        == 404
+    _, stats = await http(settings, "GET", "/api/stats", "plain")
+    assert {q["queue"]: q["open"] for q in stats["queues"]}["groups"] == 1  # type: ignore
+    _, stats = await http(settings, "GET", "/api/stats", "fin-ann")
+    assert {q["queue"]: q["open"] for q in stats["queues"]}["groups"] == 2  # type: ignore
+    status, body = await http(settings, "GET", f"/api/items/{grouped_id}", "fin-ann")
+    assert status == 200 and body["item"]["reviewer_group"] == "finance"  # type: ignore
+
+    item, decision_id = await decide(review["fin-ann"], grouped_id, Verdict.VERDICT_APPROVE)
+    assert item.state == ReviewState.REVIEW_STATE_RESOLVED and decision_id  # type: ignore
+
+
+# -- four eyes -----------------------------------------------------------------------------
+
+async def test_four_eyes_needs_two_different_reviewers_and_publishes_one_decision(
+        settings: Settings, db: asyncpg.Pool, producer: Producer,
+        review: dict[str, ReviewServiceStub]) -> None:
+    esc, item_id = await escalate(db, producer, "four-eyes", reviewer_group="finance",
+                                  four_eyes=True, fields=[("total", "120.00", 0.4),
+                                                          ("currency", "EUR", 0.9)])
+    first, decision_id = await decide(review["fin-ann"], item_id, Verdict.VERDICT_MODIFY,
+                                      modified_fields={"total": "121.00"}, reason="total fixed")
+    # recorded, not published: the item is back in the queue for a second reviewer
+    assert decision_id == ""
+    assert first.state == ReviewState.REVIEW_STATE_PENDING  # type: ignore[attr-defined]
+    assert list(first.approved_by) == [KEY_IDS["fin-ann"]]  # type: ignore[attr-defined]
+    assert first.approvals_required == 2  # type: ignore[attr-defined]
+    assert await stored_decisions(db, esc) == []
+    listed_item = next(i for i in (await review["fin-bob"].ListQueue(
+        ListQueueRequest(queue="four-eyes"))).items if i.item_id == item_id)
+    assert list(listed_item.approved_by) == [KEY_IDS["fin-ann"]]
+    status, body = await http(settings, "GET", f"/api/items/{item_id}", "fin-bob")
+    assert body["item"]["approvals"]["text"] == "1 of 2 approvals"  # type: ignore[index]
+
+    # the same reviewer cannot approve twice
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await review["fin-ann"].Claim(ClaimRequest(item_id=item_id))
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "four eyes needs a different reviewer" in (caught.value.details() or "")
+    status, body = await http(settings, "POST", f"/api/items/{item_id}/claim", "fin-ann", {})
+    assert status == 403
+
+    second, decision_id = await decide(review["fin-bob"], item_id, Verdict.VERDICT_APPROVE,
+                                       reason="checked")
+    assert second.state == ReviewState.REVIEW_STATE_RESOLVED  # type: ignore[attr-defined]
+    assert second.resolution == "verdict:approve"  # type: ignore[attr-defined]
+    (decision,) = await stored_decisions(db, esc)
+    assert decision.decision_id == decision_id
+    assert decision.outcome == DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE
+    assert decision.reviewer_id == f"{KEY_IDS['fin-ann']},{KEY_IDS['fin-bob']}"
+    assert decision.explanation.startswith(
+        f"Approved by {KEY_IDS['fin-ann']} and {KEY_IDS['fin-bob']} (four eyes) "
+        "with edits to total")
+    assert dict(decision.extracted_fields) == {"total": "121.00", "currency": "EUR"}
+    await eventually(lambda: db.fetchval(
+        "SELECT decision_published_at IS NOT NULL FROM review_items WHERE item_id = $1::uuid",
+        item_id), "the decision published to the broker")
+    actions = [r["action"] for r in await db.fetch(
+        "SELECT action FROM audit_log WHERE task_id = $1 ORDER BY seq",
+        uuid.UUID(esc.task_id))]
+    assert actions == ["review.approval", "review.verdict"]
+
+
+async def test_four_eyes_a_reject_after_the_first_approval_ends_it(
+        db: asyncpg.Pool, producer: Producer, review: dict[str, ReviewServiceStub]) -> None:
+    esc, item_id = await escalate(db, producer, "four-eyes", four_eyes=True)
+    await decide(review["plain"], item_id, Verdict.VERDICT_APPROVE)
+    item, decision_id = await decide(review["fin-ann"], item_id, Verdict.VERDICT_REJECT,
+                                     reason="not ours")
+    assert item.resolution == "verdict:reject" and decision_id  # type: ignore[attr-defined]
+    (decision,) = await stored_decisions(db, esc)
+    assert decision.outcome == DecisionOutcome.DECISION_OUTCOME_REJECT
+    assert decision.explanation == (f"Rejected by {KEY_IDS['fin-ann']} (after "
+                                    f"{KEY_IDS['plain']}'s approval): not ours")
+
+
+# -- approval steps ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("verdict", "outcome"), [
+    (Verdict.VERDICT_APPROVE, DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE),
+    (Verdict.VERDICT_MODIFY, DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE),
+    (Verdict.VERDICT_REJECT, DecisionOutcome.DECISION_OUTCOME_REJECT),
+])
+async def test_a_verdict_on_an_approval_step_answers_that_step_with_the_plan(
+        db: asyncpg.Pool, producer: Producer, review: dict[str, ReviewServiceStub],
+        verdict: Verdict.ValueType, outcome: DecisionOutcome.ValueType) -> None:
+    esc, item_id = await escalate(
+        db, producer, "steps", step_id="2-manager_ok", instructions="Approve the claim",
+        reason=EscalationReason.ESCALATION_REASON_APPROVAL_STEP,
+        fields=[("amount", "900.00", 0.9)])
+    edits = {"amount": "850.00"} if verdict == Verdict.VERDICT_MODIFY else {}
+    _, decision_id = await decide(review["plain"], item_id, verdict, modified_fields=edits)
+    (decision,) = await stored_decisions(db, esc)
+    assert decision.decision_id == decision_id and decision.outcome == outcome
+    assert decision.approves_step_id == "2-manager_ok"
+    # reject too: the executor compensates the steps that ran, so it needs the plan
+    assert [s.step_id for s in decision.plan.steps] == ["1-post_invoice", "2-manager_ok"]
+    assert (decision.pack, decision.pack_version) == ("expense_claim", "1.0.0")
+
+
+# -- the console ---------------------------------------------------------------------------
+
+async def test_console_shows_group_instructions_and_four_eyes_progress(
+        settings: Settings, db: asyncpg.Pool, producer: Producer, browser: object) -> None:
+    _, item_id = await escalate(
+        db, producer, "console-4e", reviewer_group="finance", four_eyes=True,
+        step_id="2-manager_ok", instructions="Check the IBAN against the vendor master",
+        reason=EscalationReason.ESCALATION_REASON_APPROVAL_STEP)
+    base = f"http://127.0.0.1:{settings.review_web_port}/"
+    expect.set_options(timeout=30_000)
+
+    async def sign_in(key: str) -> object:
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore
+        await page.goto(base)
+        await page.fill("#api-key", key)
+        await page.click("#login-form button[type=submit]")
+        await page.fill("#f-queue", "console-4e")
+        return page
+
+    outsider = await sign_in("plain")
+    try:  # a reviewer outside the group does not see the item
+        await expect(outsider.locator("#empty")).to_be_visible()  # type: ignore[attr-defined]
+        await expect(outsider.locator("#queue tbody tr")).to_have_count(0)  # type: ignore
+    finally:
+        await outsider.close()  # type: ignore[attr-defined]
+
+    page = await sign_in("fin-ann")
+    try:
+        row = page.locator(f'#queue tbody tr[data-item-id="{item_id}"]')  # type: ignore
+        await expect(row).to_contain_text("finance")
+        await expect(row).to_contain_text("0 of 2 approvals")
+        await row.click()
+        await expect(page.locator("#i-group")).to_have_text("finance")  # type: ignore
+        await expect(page.locator("#i-instructions")).to_have_text(  # type: ignore
+            "Check the IBAN against the vendor master")
+        await expect(page.locator("#i-approvals")).to_have_text("0 of 2 approvals")  # type: ignore
+        await page.keyboard.press("c")  # type: ignore[attr-defined]
+        await expect(page.locator("#i-state")).to_have_text("claimed by key-0")  # type: ignore
+        await page.keyboard.press("a")  # type: ignore[attr-defined]
+        await expect(page.locator("#status")).to_contain_text(  # type: ignore
+            "1 of 2 approvals")
+        await expect(page.locator("#i-approvals")).to_have_text(  # type: ignore
+            "1 of 2 approvals (key-0)")
+        await expect(page.locator("#i-state")).to_have_text("pending")  # type: ignore
+        await expect(page.locator("#claim")).to_be_disabled()  # type: ignore
+        await page.screenshot(path=str(artifact("review-console-four-eyes.png")),  # type: ignore
+                              full_page=True)
+    finally:
+        await page.close()  # type: ignore[attr-defined]
