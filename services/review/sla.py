@@ -7,6 +7,8 @@
   way the expiry is recorded on the item and in the audit trail.
 - During an escalation storm, backlogged items at the storm priority (P3 by default) that
   waited longer than ``storm_after`` take their tenant's default action instead of waiting on.
+- A four-eyes item is never approved without two people: where the default action is
+  approve, an expired four-eyes item fails instead and the storm policy leaves it waiting.
 
 Rows are taken with ``FOR UPDATE SKIP LOCKED`` so several replicas never handle one item twice.
 """
@@ -37,6 +39,7 @@ from switchyard.v1 import Decision
 
 log = logging.getLogger(__name__)
 BATCH = 200
+FOUR_EYES_NOTE = "four eyes: a default action never approves without two reviewers"
 ACTOR = "review-policy"
 
 
@@ -87,7 +90,7 @@ class SlaKeeper:
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 "SELECT item_id, task_id, tenant_id, queue, state, claimed_by, escalation, "
-                "sla_deadline FROM review_items WHERE state IN ('BACKLOGGED', 'PENDING', "
+                "sla_deadline, approvals_required FROM review_items WHERE state IN ('BACKLOGGED', 'PENDING', "
                 "'CLAIMED') AND sla_deadline <= now() ORDER BY sla_deadline LIMIT $1 "
                 "FOR UPDATE SKIP LOCKED", BATCH)
             for row in rows:
@@ -114,6 +117,8 @@ class SlaKeeper:
                 else:
                     if action is None:  # default_action, but the tenant has none
                         action, detail["note"] = "fail", "tenant has no default action"
+                    elif action == "approve" and row["approvals_required"] > 1:
+                        action, detail["note"] = "fail", FOUR_EYES_NOTE
                     decision = self._decide(row, action, "expired")
                     await self._close(conn, row, "EXPIRED", f"expired:{action}", decision)
                     await audit(conn, row["tenant_id"], ACTOR, "review.expired",
@@ -136,8 +141,14 @@ class SlaKeeper:
                 "SELECT item_id, task_id, tenant_id, queue, state, escalation, created_at "
                 "FROM review_items WHERE state = 'BACKLOGGED' AND priority >= $1 "
                 "AND created_at <= now() - $2::interval AND ($3 OR tenant_id = ANY($4::text[])) "
+                # four eyes: only a default reject may close it
+                "AND (approvals_required = 1 OR tenant_id = ANY($6::text[]) "
+                "     OR ($7 AND NOT tenant_id = ANY($8::text[]))) "
                 "ORDER BY created_at LIMIT $5 FOR UPDATE SKIP LOCKED",
-                self.policy.storm_priority, self.policy.storm_after, everyone, tenants, BATCH)
+                self.policy.storm_priority, self.policy.storm_after, everyone, tenants, BATCH,
+                [t for t in tenants if self.policy.default_actions[t] == "reject"],
+                self.policy.default_actions.get("*") == "reject",
+                [t for t in tenants if self.policy.default_actions[t] == "approve"])
             for row in rows:
                 action = self.policy.default_action(row["tenant_id"])
                 if action is None:

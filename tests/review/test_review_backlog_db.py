@@ -245,3 +245,34 @@ async def test_unacknowledged_decisions_are_published_again(
         assert seen == 2  # published at close, and again by the sweep
     finally:
         await consumer.stop()
+
+
+async def test_a_default_approve_never_replaces_four_eyes(
+        pool: asyncpg.Pool, publisher: DecisionPublisher) -> None:
+    """Expired four-eyes items fail instead of being approved by the tenant's default; the
+    storm policy leaves them waiting for people (a default reject may still close them)."""
+    approver, rejecter = f"ap-{uuid.uuid4().hex[:6]}", f"rj-{uuid.uuid4().hex[:6]}"
+    queue = f"fe-{uuid.uuid4().hex[:6]}"
+    policy = base_policy(expiry_overrides={queue: "default_action"},
+                         queue_overrides={f"{queue}-storm": QueueLimits(Limit(0.001, 1), 0)},
+                         storm_after=timedelta(milliseconds=300),
+                         default_actions={approver: "approve", rejecter: "reject"})
+    past = datetime.now(timezone.utc) - timedelta(seconds=1)
+    expired = await enqueue(pool, approver, queue, [2], sla=past, four_eyes=True)
+    single = await enqueue(pool, approver, queue, [2], sla=past)
+    # the first item of each tenant takes the storm queue's only token; the rest wait
+    await enqueue(pool, approver, f"{queue}-storm", [1])
+    await enqueue(pool, rejecter, f"{queue}-storm", [1])
+    await Admitter(pool, policy).tick()
+    waits = await enqueue(pool, approver, f"{queue}-storm", [3], four_eyes=True)
+    stormed = await enqueue(pool, rejecter, f"{queue}-storm", [3], four_eyes=True)
+    await asyncio.sleep(0.4)  # older than storm_after
+    await SlaKeeper(pool, policy, publisher).tick()
+    rows = await states(pool, expired + single + waits + stormed)
+    assert rows[expired[0]]["resolution"] == "expired:fail"
+    assert rows[single[0]]["resolution"] == "expired:approve"
+    assert rows[waits[0]]["state"] == "BACKLOGGED"
+    assert rows[stormed[0]]["resolution"] == "storm:reject"
+    note = await pool.fetchval("SELECT detail->>'note' FROM audit_log WHERE task_id = $1 "
+                               "AND action = 'review.expired'", rows[expired[0]]["task_id"])
+    assert note and note.startswith("four eyes")
