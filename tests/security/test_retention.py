@@ -23,6 +23,7 @@ from services.review.queue import ReviewQueue
 from services.review.resolutions import store_decision
 from switchyard._db import connect, create_pool
 from switchyard._payloads import (
+    APPROVAL,
     DECISION,
     INVOICE_FIELDS,
     JOB_DECISION,
@@ -158,6 +159,12 @@ async def seed_decided_invoice(settings: Settings) -> dict[str, str]:
                 "verdict_pb) VALUES ($1, $2, 'rita', 'MODIFY', $3, $4)", item_id,
                 uuid.UUID(envelope.task_id), verdict.reason,
                 codec.seal(item_id, verdict.SerializeToString(), VERDICT))
+            # four eyes: the first approval is kept apart, shaped like the verdict
+            await conn.execute(
+                "INSERT INTO review_approvals (item_id, task_id, reviewer_id, verdict, reason, "
+                "verdict_pb) VALUES ($1, $2, 'ann', 'MODIFY', $3, $4)", item_id,
+                uuid.UUID(envelope.task_id), verdict.reason,
+                codec.seal(item_id, verdict.SerializeToString(), APPROVAL))
             # what the executor kept of the ERP's answer (names pass the PII detectors)
             result = ExecutionResult(task_id=envelope.task_id, step_id="1-post_invoice",
                                      outcome=StepOutcome.STEP_OUTCOME_SUCCEEDED,
@@ -204,6 +211,8 @@ def test_purge_strips_extracted_fields_from_every_column_that_holds_them(
                                        "WHERE task_id = $1", task)
             verdict = await conn.fetchrow("SELECT item_id, verdict_pb, reason "
                                           "FROM review_verdicts WHERE task_id = $1", task)
+            approval = await conn.fetchrow("SELECT item_id, verdict_pb, reason "
+                                           "FROM review_approvals WHERE task_id = $1", task)
             execution = await conn.fetchrow("SELECT error, result FROM executions "
                                             "WHERE task_id = $1", task)
             job_reason = await conn.fetchval("SELECT reason FROM executor_jobs "
@@ -224,6 +233,9 @@ def test_purge_strips_extracted_fields_from_every_column_that_holds_them(
                 "verdict": ReviewVerdict.FromString(codec.open(
                     verdict["item_id"], verdict["verdict_pb"], VERDICT)),
                 "verdict_reason": verdict["reason"],
+                "approval": ReviewVerdict.FromString(codec.open(
+                    approval["item_id"], approval["verdict_pb"], APPROVAL)),
+                "approval_reason": approval["reason"],
                 "execution_error": execution["error"],
                 "execution": ExecutionResult.FromString(execution["result"]),
                 "job_reason": job_reason,
@@ -244,6 +256,9 @@ def test_purge_strips_extracted_fields_from_every_column_that_holds_them(
     assert list(after["verdict"].modified_fields) == ["bank_account"]  # type: ignore[attr-defined]
     # free text that may quote the document: the reviewer's reason, the downstream's answer
     assert after["verdict"].reason == "" and after["verdict_reason"] == ""  # type: ignore[attr-defined]
+    assert IBAN not in str(after["approval"]) and after["approval_reason"] == ""
+    assert list(after["approval"].modified_fields) == ["bank_account"]  # type: ignore[attr-defined]
+    assert after["approval"].reason == ""  # type: ignore[attr-defined]
     assert after["execution_error"] == "" and after["job_reason"] == ""
     execution = after["execution"]
     assert execution.response_summary == "" and execution.error == ""  # type: ignore[attr-defined]
