@@ -6,7 +6,10 @@ escalations are the protobuf the decision service publishes.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
+import sys
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -99,3 +102,12 @@ def escalation(task: TaskEnvelope, queue: str, priority: int, *,
     if sla is not None:
         out.sla_deadline.CopyFrom(timestamp(sla))
     return out
+
+
+async def switchyard(settings: Settings, *args: str) -> tuple[int, str]:
+    """Run the real command line with the test's settings in its environment."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "switchyard", *args, env={**os.environ, **settings.to_env()},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await process.communicate()
+    return process.returncode or 0, out.decode()

@@ -7,10 +7,7 @@ on Triton disagrees and the policy escalates them to review.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -32,7 +29,7 @@ from switchyard.v1 import (
     TaskStatus,
 )
 from tests.polling import eventually
-from tests.review.helpers import artifact
+from tests.review.helpers import artifact, switchyard
 from tests.terminal import TERMINAL_STATUSES
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pipeline")]
@@ -147,15 +144,6 @@ async def test_verdicts_from_the_browser_reach_the_executor(
         [approve_task, reject_task])}
     assert verdicts == {approve_task: ("reviewer:key-1", False),
                         reject_task: ("reviewer:key-1", True)}
-
-
-async def switchyard(settings: Settings, *args: str) -> tuple[int, str]:
-    """Run the real command line with the test's settings in its environment."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "switchyard", *args, env={**os.environ, **settings.to_env()},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    out, _ = await process.communicate()
-    return process.returncode or 0, out.decode()
 
 
 async def test_the_command_line_lists_claims_approves_and_rejects(

@@ -35,7 +35,7 @@ from switchyard.v1 import (
     Verdict,
 )
 from tests.polling import eventually
-from tests.review.helpers import artifact, escalation, insert_tasks
+from tests.review.helpers import artifact, escalation, insert_tasks, switchyard
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("review_process")]
 # key id = key-<position>: fin-ann key-0, fin-bob key-1, plain key-2, adm key-3, aud key-4
@@ -220,6 +220,21 @@ async def test_four_eyes_a_reject_after_the_first_approval_ends_it(
     assert decision.outcome == DecisionOutcome.DECISION_OUTCOME_REJECT
     assert decision.explanation == (f"Rejected by {KEY_IDS['fin-ann']} (after "
                                     f"{KEY_IDS['plain']}'s approval): not ours")
+
+
+async def test_the_command_line_says_a_first_approval_waits_for_a_second(
+        settings: Settings, db: asyncpg.Pool, producer: Producer) -> None:
+    esc, item_id = await escalate(db, producer, "four-eyes-cli", four_eyes=True)
+    code, out = await switchyard(settings.replace(client_api_key="fin-ann"), "review",
+                                 "approve", item_id)
+    assert code == 0 and "1 of 2 approvals; another reviewer must approve" in out, out
+    code, out = await switchyard(settings.replace(client_api_key="fin-ann"), "review",
+                                 "approve", item_id)
+    assert code == 1 and "PERMISSION_DENIED" in out, out
+    code, out = await switchyard(settings.replace(client_api_key="fin-bob"), "review",
+                                 "approve", item_id)
+    assert code == 0 and "sent to the executor" in out, out
+    assert len(await stored_decisions(db, esc)) == 1
 
 
 # -- approval steps ------------------------------------------------------------------------
