@@ -209,7 +209,8 @@ class ReviewDesk:
             proposed = item.escalation.proposed_decision
             detail = {
                 "item_id": verdict.item_id, "verdict": name,
-                "override": verdict.verdict != Verdict.VERDICT_APPROVE,
+                # anything but a plain approval (four eyes: of either reviewer) overrides
+                "override": decision.rule != "reviewer_approve",
                 "model_rule": proposed.rule, "model_label": proposed.label,
                 "model_confidence": round(proposed.confidence, 4),
                 "reason_sha256": text_digest(typed_reason),
