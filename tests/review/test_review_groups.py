@@ -289,6 +289,7 @@ async def test_console_shows_group_instructions_and_four_eyes_progress(
 
     page = await sign_in("fin-ann")
     try:
+        await expect(page.locator("#who")).to_contain_text("groups finance")  # type: ignore
         row = page.locator(f'#queue tbody tr[data-item-id="{item_id}"]')  # type: ignore
         await expect(row).to_contain_text("finance")
         await expect(row).to_contain_text("0 of 2 approvals")

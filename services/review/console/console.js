@@ -97,7 +97,9 @@ async function signIn() {
     signOut("Auth is off: type your reviewer name.");
     return;
   }
-  $("who").textContent = `${state.reviewer} · ${state.session.role} · tenant ${state.session.tenant}`;
+  const groups = state.session.groups === null ? "every group" :
+    (state.session.groups.length ? `groups ${state.session.groups.join(", ")}` : "no group");
+  $("who").textContent = `${state.reviewer} · ${state.session.role} · tenant ${state.session.tenant} · ${groups}`;
   show("queue-view");
   await refresh();
   watch();
