@@ -98,9 +98,7 @@ def check_expression(source: str, names: Names) -> tuple[Any, list[str]]:
     try:
         program = cel.compile(source)
     except Exception as exc:  # ValueError with a caret message; anything else is still bad CEL
-        first = " ".join(str(exc).split("\n")[0].split())
-        detail = re.sub(r"^Failed to parse expression '.*?': ", "", first, flags=re.S)
-        return None, [f"not valid CEL: {detail[:200]}"]
+        return None, [f"not valid CEL: {_cel_error(str(exc))}"]
     problems: list[str] = []
     try:
         variables = set(program.variables())
@@ -131,6 +129,15 @@ def check_expression(source: str, names: Names) -> tuple[Any, list[str]]:
     if problems:
         return None, problems
     return _Program(program), problems
+
+
+def _cel_error(message: str) -> str:
+    """The parser's message, short: what is wrong and where (line, column)."""
+    found = re.search(r"<input>:(\d+):(\d+): (.*?)(?: expecting .*)?$", message, re.M)
+    if found:
+        return f"{found.group(3).strip()} at line {found.group(1)}, column {found.group(2)}"[:200]
+    first = " ".join(message.split())
+    return re.sub(r"^Failed to parse expression .*?: ", "", first)[:200]
 
 
 def compile_condition(source: str, where: str, variables: Names | Iterable[str] | None = None

@@ -189,7 +189,7 @@ def _fields(raw: Mapping[str, Any], c: _Checker) -> dict[str, FieldSpec]:
         where = ["fields", name]
         kind = spec["type"]
         if kind == "enum" and "values" not in spec:
-            c.add(where + ["values"], None, "an enum field needs values: [...]", raw=False)
+            c.add(where + ["values"], "(missing)", "an enum field needs values: [...]", raw=True)
         if kind != "enum" and "values" in spec:
             c.add(where + ["values"], spec["values"], "only an enum field has values")
         pattern = spec.get("pattern", "")
@@ -388,8 +388,10 @@ def _plan(raw: list[Any], names: Names, c: _Checker) -> tuple[StepSpec, ...]:
             has_duration, has_callback = "duration" in spec, "callback" in spec
             if has_duration == has_callback:
                 c.add(sub_where, {k: v for k, v in spec.items() if k != "when"},
-                      "a wait has either duration: (a timer) or callback: (with an optional "
-                      "timeout:), not " + ("both" if has_duration else "neither"))
+                      "a wait has duration: (a timer) or callback: (a callback), not both"
+                      if has_duration else
+                      "a wait needs duration: (a timer) or callback: (with an optional "
+                      "timeout:)")
             if "timeout" in spec and not has_callback:
                 c.add(sub_where + ["timeout"], spec["timeout"],
                       "only a callback wait has a timeout (a timer's duration is its limit)")
