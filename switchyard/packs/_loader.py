@@ -33,6 +33,7 @@ from switchyard.packs._expressions import (
 from switchyard.packs._model import (
     BUILTIN_CONNECTORS,
     NO_RULE_MATCHED,
+    RESERVED_PACK_NAMES,
     Compensation,
     FieldSpec,
     GoldenCase,
@@ -570,6 +571,9 @@ def _build(files: Mapping[str, bytes]) -> tuple[Pack | None, list[str]]:
     if problems:
         return None, problems
     c = _Checker()
+    if doc["pack"] in RESERVED_PACK_NAMES:
+        c.add(["pack"], doc["pack"], "reserved: the router's class for documents no pack "
+                                     "automates")
     fields = _fields(doc.get("fields", {}), c)
     params = _parameters(doc.get("parameters", {}), c)
     extractor = doc.get("extractor", "labels")

@@ -10,6 +10,7 @@ from switchyard.packs import (
     NO_RULE_MATCHED,
     PackError,
     builtin_packs,
+    compile_condition,
     evaluate_condition,
     load_pack,
     load_pack_files,
@@ -144,6 +145,11 @@ def test_resolve_parameters_and_its_mistakes() -> None:
     pack = load_pack_files(files_of(expense()))
     assert resolve_parameters(pack, {"max_auto_amount": 1000})["max_auto_amount"] == 1000
     assert resolve_parameters(pack)["approver_group"] == "managers"
+    # number parameters are doubles in CEL, whether the YAML wrote 500 or 500.0
+    assert isinstance(resolve_parameters(pack)["max_auto_amount"], float)
+    assert isinstance(resolve_parameters(pack, {"max_auto_amount": 7})["max_auto_amount"], float)
+    doubled = compile_condition("params.max_auto_amount * 2.0 == 1000.0", "r")
+    assert evaluate_condition(doubled, {"params": resolve_parameters(pack)})
     with pytest.raises(PackError) as caught:
         resolve_parameters(pack, {"max_auto_amount": -1, "limit": 3})
     assert caught.value.problems == [
