@@ -100,8 +100,8 @@ class ReviewSpec:
     queue: str = ""  # empty: the tenant policy's review queue
     group: str = ""
     priority: str = "normal"
-    sla: str = "8h"
-    sla_s: float = 8 * 3600.0
+    sla: str = ""  # empty: the queue's SLA
+    sla_s: float | None = None
     four_eyes: bool = False
 
     @property

@@ -231,3 +231,17 @@ def test_load_pack_reads_a_folder(tmp_path) -> None:
     with pytest.raises(PackError) as caught:
         load_pack(tmp_path / "missing")
     assert caught.value.problems[0].endswith(": (missing): not a folder")
+
+
+def test_review_defaults_leave_queue_and_sla_to_the_tenant() -> None:
+    doc = expense()
+    del doc["review"]
+    doc["decision"]["rules"][1]["review"] = {"group": "managers"}
+    pack = load_pack_files(files_of(doc))
+    assert (pack.review.queue, pack.review.sla, pack.review.sla_s, pack.review.priority) == (
+        "", "", None, "normal")
+    rule_review = pack.rules[1].review
+    assert rule_review is not None
+    assert (rule_review.group, rule_review.queue, rule_review.sla_s) == ("managers", "", None)
+    for shipped in builtin_packs().values():
+        assert shipped.review.sla_s is None and shipped.review.queue == "", shipped.name
