@@ -23,7 +23,7 @@ class PackError(ValueError):
     """
 
     def __init__(self, problems: list[str]) -> None:
-        self.problems = list(problems) or ["pack: (root): (none): invalid"]
+        self.problems = list(problems) or ["(pack): (root): (none): invalid"]
         super().__init__("\n".join(self.problems))
 
 
@@ -120,7 +120,7 @@ class RuleSpec:
     outcome: str
     reason: str = ""  # escalations only: POLICY | LOW_CONFIDENCE | OTHER
     explain: str = ""
-    explain_template: Template | None = None
+    explain_template: Template | None = field(default=None, compare=False)
     review: ReviewSpec | None = None  # escalations only (rule's review over the defaults)
 
 

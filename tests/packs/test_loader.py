@@ -245,3 +245,8 @@ def test_review_defaults_leave_queue_and_sla_to_the_tenant() -> None:
     assert (rule_review.group, rule_review.queue, rule_review.sla_s) == ("managers", "", None)
     for shipped in builtin_packs().values():
         assert shipped.review.sla_s is None and shipped.review.queue == "", shipped.name
+
+
+def test_two_loads_of_the_same_files_are_equal() -> None:
+    files = files_of(expense())
+    assert load_pack_files(files) == load_pack_files(dict(files))
