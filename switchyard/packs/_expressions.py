@@ -40,14 +40,17 @@ _MEMBERS: dict[str, frozenset[str]] = {
 }
 STEP_MEMBERS: frozenset[str] = frozenset({"status", "output"})
 MAX_EXPRESSION_CHARS = 4096
+#: Extension functions of the package's stdlib that a pack may not call: ``lists.range(n)``
+#: builds a list of any length in one call (an unbounded cost, tenant-controlled).
+_WITHHELD: frozenset[str] = frozenset({"lists.range"})
 #: The CEL extension functions (strings: join, lowerAscii, ...; math.round, ...; lists; sets)
 #: of the package's stdlib; a program that calls one is run with them in its context.
-_STDLIB_FUNCTIONS: frozenset[str] = frozenset(
-    name.rsplit(".", 1)[-1] for group in _stdlib.EXTENSIONS.values() for name in group)
+_EXTENSIONS: dict[str, Any] = {name: func for group in _stdlib.EXTENSIONS.values()
+                               for name, func in group.items() if name not in _WITHHELD}
+_STDLIB_FUNCTIONS: frozenset[str] = frozenset(name.rsplit(".", 1)[-1] for name in _EXTENSIONS)
 #: Namespaces of those functions (``math.round(x)``), which CEL reports as variables.
-_NAMESPACES: frozenset[str] = frozenset(
-    name.split(".", 1)[0] for group in _stdlib.EXTENSIONS.values() for name in group
-    if "." in name)
+_NAMESPACES: frozenset[str] = frozenset(name.split(".", 1)[0] for name in _EXTENSIONS
+                                        if "." in name)
 _MACROS = ("all", "exists", "exists_one", "map", "filter")
 _COMPREHENSION_VAR = re.compile(
     r"\.\s*(?:" + "|".join(_MACROS) + r")\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
@@ -173,7 +176,8 @@ class _Program:
         if not self.extended:
             return self.program.execute(dict(context))
         env = cel.Context()
-        _stdlib.add_stdlib_to_context(env)
+        for name, func in _EXTENSIONS.items():
+            env.add_function(name, func)
         env.update(dict(context))
         return self.program.execute(env)
 
