@@ -434,7 +434,14 @@ class PlanRunner:
                                           summary=f"approved by {approver}",
                                           output={"approved_by": approver})
                 return _StepRun(results + ([done] if done else []))
-            return _StepRun(results, approval=step)
+            try:
+                return _StepRun(results, approval=self._rendered_approval(step, context))
+            except ExpressionError as exc:
+                settled = await self._settle(decision, step.step_id,
+                                             StepOutcome.STEP_OUTCOME_FAILED_PERMANENT,
+                                             error=str(exc))
+                return _StepRun(results + ([settled] if settled else []),
+                                failure=f"step {step.step_id} failed permanently: {exc}")
         wait = step.wait
         if not wait.callback:
             due = started + wait.duration.ToTimedelta()
@@ -463,6 +470,18 @@ class PlanRunner:
             f"callback {wait.callback!r}" + (f" until {timeout_at.isoformat()}" if timeout_at
                                              else " (no time limit)"), timeout_at,
             step.step_id))
+
+    @staticmethod
+    def _rendered_approval(step: ActionStep, context: dict[str, Any]) -> ActionStep:
+        """The approval step with templates in its queue, group and instructions filled in
+        (e.g. ``"Approve ${fields.employee}'s claim"``)."""
+        rendered = ActionStep()
+        rendered.CopyFrom(step)
+        spec = rendered.approval
+        for name in ("queue", "reviewer_group", "instructions"):
+            setattr(spec, name, render_target(getattr(spec, name), context,
+                                              f"step {step.step_id} approval.{name}"))
+        return rendered
 
     async def waiting(self, task_id: str, step_id: str) -> bool:
         """Whether the step is still recorded WAITING."""

@@ -268,7 +268,8 @@ def approval_plan() -> list[ActionStep]:
         named(http_step("1-create", "http://erp/claims", {"n": 1},
                         undo="http://erp/claims/{idempotency_key}"), "create"),
         approval_step("2-manager_ok", queue="finance", reviewer_group="managers",
-                      four_eyes=True, sla=seconds(3600), instructions="Approve the claim"),
+                      four_eyes=True, sla=seconds(3600),
+                      instructions="Approve the claim of task ${task.task_id}"),
         named(http_step("3-pay", "http://erp/payments",
                         {"approved_by": "${steps.manager_ok.output.approved_by}"}), "pay"),
     ]
@@ -299,7 +300,7 @@ async def test_an_approval_step_escalates_and_an_approval_resumes_the_plan(
     assert escalation.reason == EscalationReason.ESCALATION_REASON_APPROVAL_STEP
     assert (escalation.queue, escalation.reviewer_group, escalation.four_eyes,
             escalation.step_id, escalation.instructions) == (
-        "finance", "managers", True, "2-manager_ok", "Approve the claim")
+        "finance", "managers", True, "2-manager_ok", f"Approve the claim of task {approved}")
     assert escalation.service == "executor"
     assert [s.step_id for s in escalation.proposed_decision.plan.steps] == [
         "1-create", "2-manager_ok", "3-pay"]
