@@ -129,7 +129,7 @@ class Waits:
     def _not_waiting(task_id: str, step_id: str, outcome: str, status: str,
                      cancelled: bool) -> str:
         if cancelled or status in TERMINAL:
-            return f"task {task_id} is {'being cancelled' if cancelled else status}: " \
+            return f"task {task_id} is {status if status in TERMINAL else 'being cancelled'}: " \
                    f"step {step_id!r} is not waiting any more"
         return (f"step {step_id!r} of task {task_id} is not waiting any more "
                 f"({outcome.removeprefix('STEP_OUTCOME_').lower()})")

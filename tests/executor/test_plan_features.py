@@ -40,7 +40,8 @@ from switchyard.v1 import (
     StepKind,
     WaitSpec,
 )
-from tests.executor.harness import Harness, Service, decision, http_step, struct
+from tests.executor.harness import Harness, Service, decision, http_step
+from tests.executor.test_cancellation import request_cancellation
 from tests.executor.test_saga import escalations_for
 from tests.polling import eventually
 
@@ -483,3 +484,22 @@ async def test_a_custom_connector_from_an_entry_point_carries_and_undoes_steps(
     assert outcomes(steps) == {"1-note": "COMPENSATED", "2-refused": "FAILED_PERMANENT",
                                "compensate:1-note": "SUCCEEDED"}
     assert "refused by the journal" in steps["2-refused"][2]
+
+
+async def test_cancelling_a_waiting_task_compensates_it_now(harness: Harness,
+                                                           exec_settings: Settings) -> None:
+    (task_id,) = await harness.seed(1)
+    plan = callback_plan()
+    plan[1].wait.ClearField("timeout")  # it would wait for ever
+    await harness.send([decision(task_id, "acme", plan)])
+    await harness.wait([task_id], lambda s, st, r: r == "waiting:2-bank",
+                       what="waiting for the callback")
+    await request_cancellation(harness, task_id)
+    final = await harness.wait([task_id], timeout_s=60)
+    assert final[task_id] == ("CANCELLED", "DONE", "cancelled")
+    assert outcomes(await harness.executions(task_id)) == {
+        "1-order": "COMPENSATED", "2-bank": "WAITING", "compensate:1-order": "SUCCEEDED"}
+    with pytest.raises(grpc.aio.AioRpcError) as late:
+        await complete(exec_settings, f"{task_id}:2-bank", output={"ref": "BANK-44"})
+    assert late.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "CANCELLED" in (late.value.details() or "")
