@@ -344,6 +344,11 @@ class PlanRunner:
                 continue
             cancelled = await self.cancellation(decision.task_id)
             if cancelled is not None:
+                for step in pending:  # a wait or approval it was waiting on ends here
+                    settled = await self._settle(decision, step.step_id,
+                                                 StepOutcome.STEP_OUTCOME_FAILED_PERMANENT,
+                                                 error=cancelled)
+                    results.extend([settled] if settled else [])
                 return PlanResult("needs_compensation", results, cause=cancelled)
             context = plan_context(decision, task, self._results(recorded))
             if len(pending) == 1 and pending[0].kind in PAUSES:

@@ -498,8 +498,75 @@ async def test_cancelling_a_waiting_task_compensates_it_now(harness: Harness,
     final = await harness.wait([task_id], timeout_s=60)
     assert final[task_id] == ("CANCELLED", "DONE", "cancelled")
     assert outcomes(await harness.executions(task_id)) == {
-        "1-order": "COMPENSATED", "2-bank": "WAITING", "compensate:1-order": "SUCCEEDED"}
+        "1-order": "COMPENSATED", "2-bank": "FAILED_PERMANENT",
+        "compensate:1-order": "SUCCEEDED"}
     with pytest.raises(grpc.aio.AioRpcError) as late:
         await complete(exec_settings, f"{task_id}:2-bank", output={"ref": "BANK-44"})
     assert late.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "CANCELLED" in (late.value.details() or "")
+
+
+# -- a pack's plan, as the decision service hands it over ---------------------------------------
+
+EXPENSE_PACK = b"""
+pack: expense_claim
+version: 1.0.0
+description: Expense claims, for the executor's tests
+fields:
+  employee: {type: string, required: true}
+  amount: {type: money, required: true, data_class: derived}
+parameters:
+  approver_group: {type: string, default: managers}
+decision:
+  rules:
+    - {name: straight_through, when: "true", outcome: auto_execute}
+plan:
+  - name: create_claim
+    target: http://erp/claims
+    payload: {employee: "${fields.employee}", amount: "${fields.amount}"}
+    retry: {max_attempts: 3, backoff: 10ms, max_backoff: 100ms}
+    compensate: {target: "http://erp/claims/{idempotency_key}", operation: DELETE}
+  - approval: {name: manager_ok, group: "${params.approver_group}", queue: finance,
+               instructions: "Approve the claim of ${fields.employee}"}
+  - parallel:
+      - {name: notify, target: http://sis/notices,
+         payload: {claim: "${steps.create_claim.output.id}"}}
+      - {name: book, target: http://erp/ledger, when: "fields.amount > 1000.0",
+         payload: {amount: "${fields.amount}"}}
+  - wait: {name: cooling_off, duration: 2s}
+  - name: close
+    target: http://erp/closed
+    payload: {by: "${steps.manager_ok.output.approved_by}", booked: "${steps.book.status}"}
+"""
+
+
+async def test_a_pack_plan_runs_with_mapping_approval_parallel_condition_and_timer(
+        harness: Harness, exec_settings: Settings) -> None:
+    from switchyard.packs import load_pack_files, plan_to_proto
+
+    pack = load_pack_files({"pack.yaml": EXPENSE_PACK})
+    (task_id,) = await harness.seed(1, kind="expense_claim")
+    d = decision(task_id, "acme", [])
+    d.plan.CopyFrom(plan_to_proto(pack))
+    d.pack, d.pack_version, d.rule = pack.name, pack.version, "straight_through"
+    with_fields(d, **{name: (value, pack.fields[name].type)
+                      for name, value in (("employee", "Ann Lee"), ("amount", "42.50"))})
+    await harness.send([d])
+    await harness.wait([task_id], lambda s, st, r: st == "AWAITING_REVIEW", what="in review")
+    escalation = (await escalations_for(exec_settings, {task_id}))[task_id]
+    assert (escalation.queue, escalation.reviewer_group, escalation.step_id,
+            escalation.instructions) == ("finance", "managers", "2-manager_ok",
+                                         "Approve the claim of Ann Lee")
+    approval = verdict(escalation.proposed_decision,
+                       DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE, "approved")
+    await harness.send([approval])
+    assert (await harness.wait([task_id]))[task_id] == ("SUCCEEDED", "DONE", "executed")
+    assert outcomes(await harness.executions(task_id)) == {
+        "1-create_claim": "SUCCEEDED", "2-manager_ok": "SUCCEEDED", "3-notify": "SUCCEEDED",
+        "4-book": "SKIPPED_CONDITION", "5-cooling_off": "SUCCEEDED", "6-close": "SUCCEEDED"}
+    stored = await bodies(harness, task_id)
+    claim = next(e for e in await harness.effects([task_id])
+                 if e["idempotency_key"].endswith("1-create_claim"))
+    assert stored == {"1-create_claim": {"employee": "Ann Lee", "amount": 42.5},
+                      "3-notify": {"claim": claim["id"]},
+                      "6-close": {"by": "rev-acme", "booked": "skipped_condition"}}
