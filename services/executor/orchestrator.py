@@ -281,6 +281,9 @@ class Executor:
         task = await self._task(job.decision.task_id)
         if reason is None or task is None or task["status"] in TERMINAL:
             return
+        if step is not None:  # as it was first sent: its templates rendered
+            step = await self.runner.approval(job.decision, step,
+                                              self._facts(job.decision.task_id, task))
         await self.producer.send(ESCALATIONS, job.decision.task_id,
                                  await self._escalation(job, reason, code, detail, task, step))
         log.warning("re-sent the escalation of a re-driven task (%s)", code)

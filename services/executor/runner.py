@@ -476,6 +476,17 @@ class PlanRunner:
                                              else " (no time limit)"), timeout_at,
             step.step_id))
 
+    async def approval(self, decision: Decision, step: ActionStep,
+                       task: TaskFacts) -> ActionStep:
+        """An approval step as its escalation shows it (templates rendered with the task's
+        recorded steps); as written when they cannot be rendered any more."""
+        context = plan_context(decision, task, self._results(
+            await self._recorded(decision.task_id)))
+        try:
+            return self._rendered_approval(step, context)
+        except ExpressionError:
+            return step
+
     @staticmethod
     def _rendered_approval(step: ActionStep, context: dict[str, Any]) -> ActionStep:
         """The approval step with templates in its queue, group and instructions filled in

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -18,6 +19,7 @@ from typing import Any
 
 import grpc
 import pytest
+from aiokafka import AIOKafkaConsumer
 from google.protobuf import duration_pb2
 from google.protobuf.json_format import MessageToDict
 from hypothesis import HealthCheck, given
@@ -26,6 +28,7 @@ from hypothesis import strategies as st
 
 from switchyard import Settings
 from switchyard._grpc import create_channel
+from switchyard._topics import ESCALATIONS
 from switchyard.v1 import (
     ActionStep,
     ApprovalSpec,
@@ -33,6 +36,7 @@ from switchyard.v1 import (
     Decision,
     DecisionOutcome,
     DecisionSource,
+    Escalation,
     EscalationReason,
     ExecutionResult,
     ExecutorServiceStub,
@@ -540,6 +544,25 @@ plan:
 """
 
 
+async def all_escalations(settings: Settings, task_id: str, count: int,
+                          timeout_s: float = 60) -> list[Escalation]:
+    """Every escalation of the task on the topic, once ``count`` have arrived."""
+    consumer = AIOKafkaConsumer(ESCALATIONS.full_name(settings),
+                                bootstrap_servers=settings.kafka_bootstrap_servers,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    found: list[Escalation] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while len(found) < count and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                found += [e for e in map(Escalation.FromString, (r.value for r in records))
+                          if e.task_id == task_id]
+    finally:
+        await consumer.stop()
+    return found
+
+
 async def test_a_pack_plan_runs_with_mapping_approval_parallel_condition_and_timer(
         harness: Harness, exec_settings: Settings) -> None:
     from switchyard.packs import load_pack_files, plan_to_proto
@@ -557,6 +580,11 @@ async def test_a_pack_plan_runs_with_mapping_approval_parallel_condition_and_tim
     assert (escalation.queue, escalation.reviewer_group, escalation.step_id,
             escalation.instructions) == ("finance", "managers", "2-manager_ok",
                                          "Approve the claim of Ann Lee")
+    # the decision re-driven while it waits: the same escalation again, rendered the same
+    await harness.send([d])
+    again = await all_escalations(exec_settings, task_id, 2)
+    assert [(e.escalation_id, e.instructions) for e in again] == [
+        (escalation.escalation_id, "Approve the claim of Ann Lee")] * 2
     approval = verdict(escalation.proposed_decision,
                        DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE, "approved")
     await harness.send([approval])
