@@ -7,7 +7,7 @@ the name is the URL scheme of the targets it carries: a step with target
 ``mailer://outbox/send`` goes to ``MailConnector().call(step)`` (the target, unresolved, is
 ``StepCall.address``; the alias map is not consulted), behind its own circuit breaker
 ``mailer://outbox``, with the same idempotency key, retries, backoff and compensation as any
-step. The class is instantiated once per executor process, with no arguments, and implements
+step, each call bounded by the step's timeout (:class:`GuardedConnector`). The class is instantiated once per executor process, with no arguments, and implements
 :class:`services.executor.connectors.Connector` (``async call(step) -> StepOutcome``, raising
 ``retryable(...)`` / ``permanent(...)``; ``async close()``).
 
@@ -18,10 +18,19 @@ stops the start with a message naming it, instead of failing every step that nee
 
 from __future__ import annotations
 
+import asyncio
 import re
 from importlib.metadata import entry_points
 
-from services.executor.connectors import Connector
+from services.executor.connectors import (
+    Connector,
+    StepCall,
+    StepError,
+    StepOutcome,
+    permanent,
+    retryable,
+)
+from switchyard._dataclass import downstream_excerpt
 
 GROUP = "switchyard.connectors"
 #: Schemes the built-in connectors own.
@@ -54,8 +63,39 @@ def load_custom_connectors() -> dict[str, Connector]:
                 and callable(getattr(connector, "close", None))):
             raise ConnectorLoadError(f"{where}: {type(connector).__name__} has no async "
                                      "call(step) and close() (the Connector protocol)")
-        loaded[point.name] = connector
+        loaded[point.name] = GuardedConnector(point.name, connector)
     return loaded
 
 
-__all__ = ["BUILTIN_SCHEMES", "GROUP", "ConnectorLoadError", "load_custom_connectors"]
+class GuardedConnector:
+    """A custom connector held to the executor's rules: each call is bounded by the step's
+    timeout (retryable when it runs out, like a built-in connector's), a connection error or
+    timeout it raises is retryable, and any other exception that is not a ``StepError`` is a
+    permanent failure of the step (the finished steps are compensated), never an error that
+    escapes the run."""
+
+    def __init__(self, name: str, inner: Connector) -> None:
+        self.name = name
+        self.inner = inner
+
+    async def call(self, step: StepCall) -> StepOutcome:
+        where = f"{step.target} (connector {self.name})"
+        try:
+            return await asyncio.wait_for(self.inner.call(step), timeout=step.timeout_s)
+        except StepError:
+            raise
+        except (TimeoutError, asyncio.TimeoutError):
+            raise retryable(f"{where}: no answer within {step.timeout_s:g}s") from None
+        except (ConnectionError, OSError) as exc:
+            raise retryable(f"{where}: {type(exc).__name__}: "
+                            f"{downstream_excerpt(str(exc))}") from None
+        except Exception as exc:  # a plugin's bug: the step fails, the executor does not
+            raise permanent(f"{where}: {type(exc).__name__}: "
+                            f"{downstream_excerpt(str(exc))}") from None
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+__all__ = ["BUILTIN_SCHEMES", "GROUP", "ConnectorLoadError", "GuardedConnector",
+           "load_custom_connectors"]

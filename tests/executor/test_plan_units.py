@@ -3,6 +3,7 @@ wait steps, the template context, callback tokens, step outputs and custom conne
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
@@ -11,8 +12,18 @@ from google.protobuf import duration_pb2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.executor.connectors import answer_output
-from services.executor.custom_connectors import ConnectorLoadError, load_custom_connectors
+from services.executor.connectors import StepOutcome as CallOutcome
+from services.executor.connectors import (
+    StepCall,
+    StepError,
+    answer_output,
+    permanent,
+)
+from services.executor.custom_connectors import (
+    ConnectorLoadError,
+    GuardedConnector,
+    load_custom_connectors,
+)
 from services.executor.endpoints import InvalidTarget, Router, parse_endpoint_map
 from services.executor.plan_context import (
     ExpressionError,
@@ -179,3 +190,31 @@ def test_any_token_parses_or_is_refused_as_bad_input(token: str) -> None:
         assert exc.field == "token"
     else:
         assert f"{task}:{step}" == token.lower()[:37] + token[37:]
+
+
+async def test_a_custom_connector_s_own_errors_become_step_failures() -> None:
+    class Plugin:
+        def __init__(self, fail: BaseException | None, sleep_s: float = 0) -> None:
+            self.fail, self.sleep_s = fail, sleep_s
+
+        async def call(self, step: StepCall) -> CallOutcome:
+            await asyncio.sleep(self.sleep_s)
+            if self.fail is not None:
+                raise self.fail
+            return CallOutcome("ok", False)
+
+        async def close(self) -> None:
+            return None
+
+    step = StepCall(task_id="t", tenant_id="acme", step_id="1-a", target="mailer://x/y",
+                    address="mailer://x/y", method="", operation="send", payload={},
+                    idempotency_key="t:1-a", timeout_s=0.05)
+    assert (await GuardedConnector("mailer", Plugin(None)).call(step)).summary == "ok"
+    for fail, sleep_s, is_retryable, text in (
+            (KeyError("oops"), 0, False, "KeyError"),
+            (ConnectionRefusedError("down"), 0, True, "ConnectionRefusedError"),
+            (None, 1.0, True, "no answer within 0.05s"),
+            (permanent("mailer://x/y: refused"), 0, False, "refused")):
+        with pytest.raises(StepError) as failed:
+            await GuardedConnector("mailer", Plugin(fail, sleep_s)).call(step)
+        assert failed.value.retryable is is_retryable and text in str(failed.value)
