@@ -4,8 +4,10 @@ wait steps, the template context, callback tokens, step outputs and custom conne
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from google.protobuf import duration_pb2
@@ -218,3 +220,21 @@ async def test_a_custom_connector_s_own_errors_become_step_failures() -> None:
         with pytest.raises(StepError) as failed:
             await GuardedConnector("mailer", Plugin(fail, sleep_s)).call(step)
         assert failed.value.retryable is is_retryable and text in str(failed.value)
+
+
+@pytest.mark.parametrize("entry, problem", [
+    ("broken = switchyard_no_such_module:Connector", "cannot be loaded: ModuleNotFoundError"),
+    ("http = json:JSONDecoder", "must be a URL scheme"),
+    ("notes = json:JSONDecoder", "has no async call(step) and close()"),
+])
+def test_a_connector_that_cannot_be_used_is_named_when_the_executor_loads(
+        entry: str, problem: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dist = tmp_path / "acme_connectors-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-connectors\n"
+                                   "Version: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[switchyard.connectors]\n{entry}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConnectorLoadError, match=re.escape(problem)) as refused:
+        load_custom_connectors()
+    assert f"connector {entry.split(' ')[0]!r}" in str(refused.value)
