@@ -258,7 +258,9 @@ class Executor:
         its plan, so the verdict (``approves_step_id``) resumes or compensates it."""
         decision = job.decision
         code = f"{APPROVAL_CODE}{step.step_id}"
-        detail = step.approval.instructions or f"approve step {step_name(step)}"
+        # the instructions travel in the escalation only: rendered, they may name a person,
+        # and this detail is also the task-status event's and the job's reason
+        detail = f"waiting for a person to approve step {step_name(step)}"
         if not await self._move(decision, "BLOCKED", "AWAITING_REVIEW", code, detail):
             await self.jobs.finish(job, FAILED, "task already terminal")
             return

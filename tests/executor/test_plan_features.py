@@ -580,6 +580,9 @@ async def test_a_pack_plan_runs_with_mapping_approval_parallel_condition_and_tim
     assert (escalation.queue, escalation.reviewer_group, escalation.step_id,
             escalation.instructions) == ("finance", "managers", "2-manager_ok",
                                          "Approve the claim of Ann Lee")
+    # the rendered instructions name a person: only the escalation carries them
+    assert escalation.reason_detail == "waiting for a person to approve step manager_ok"
+    assert "Ann Lee" not in (await harness.job(task_id))["reason"]
     # the decision re-driven while it waits: the same escalation again, rendered the same
     await harness.send([d])
     again = await all_escalations(exec_settings, task_id, 2)
