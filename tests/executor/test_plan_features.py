@@ -391,13 +391,15 @@ async def complete(exec_settings: Settings, token: str, tenant: str = "acme",
 
 
 async def test_a_callback_wait_is_completed_through_complete_wait(
-        harness: Harness, exec_settings: Settings) -> None:
+        harness: Harness, exec_settings: Settings, executor: Service) -> None:
     completed, failed, timed_out = await harness.seed(3)
     await harness.send([decision(completed, "acme", callback_plan()),
                         decision(failed, "acme", callback_plan()),
                         decision(timed_out, "acme", callback_plan(timeout_s=1))])
     await harness.wait([completed, failed], lambda s, st, r: r == "waiting:2-bank",
                        what="waiting for the callback")
+    executor.kill()  # the waits are in PostgreSQL: a new process answers the callbacks
+    executor.start()
 
     # someone else's task, a step that is no callback wait: NOT_FOUND, nothing changes
     for token, tenant in ((f"{completed}:2-bank", "globex"), (f"{completed}:1-order", "acme"),
