@@ -37,6 +37,7 @@ compensated like after a failure; the caller then ends the task CANCELLED.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import uuid
 from collections.abc import Sequence
@@ -172,6 +173,20 @@ def step_groups(steps: Sequence[ActionStep]) -> list[list[ActionStep]]:
     return groups
 
 
+def uses_plan_features(decision: Decision) -> bool:
+    """Whether the plan uses anything beyond plain calls (a pack's plan, a step kind, a
+    condition, a parallel group or a template)."""
+    if decision.plan.pack:
+        return True
+    for step in decision.plan.steps:
+        if step.kind or step.when or step.parallel_group or "${" in step.target:
+            return True
+        payloads = [step.payload, step.compensation.payload]
+        if any("${" in json.dumps(MessageToDict(p)) for p in payloads):
+            return True
+    return False
+
+
 def backoff_bounds(step: ActionStep, config: RetryConfig) -> tuple[float, float]:
     """(first delay, longest delay) of a step's retries: its own, else the executor's."""
     base = step.backoff_initial.ToTimedelta().total_seconds() \
@@ -248,6 +263,8 @@ class PlanRunner:
         problems: list[str] = []
         seen: set[str] = set()
         names: set[str] = set()
+        # steps.<name> must name one step; plans written before templates are not held to it
+        unique_names = uses_plan_features(decision)
         for index, step in enumerate(decision.plan.steps):
             where = f"plan.steps[{index}]"
             if not step.step_id:
@@ -256,7 +273,7 @@ class PlanRunner:
                 problems.append(f"{where}.step_id: duplicate {step.step_id!r}")
             elif step.step_id.startswith(COMPENSATION_PREFIX):
                 problems.append(f"{where}.step_id: must not start with {COMPENSATION_PREFIX!r}")
-            elif step_name(step) in names:
+            elif unique_names and step_name(step) in names:
                 problems.append(f"{where}.name: duplicate {step_name(step)!r} (steps.<name> "
                                 "must name one step)")
             seen.add(step.step_id)

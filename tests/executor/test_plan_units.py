@@ -106,6 +106,12 @@ def test_approval_and_wait_steps_are_validated_before_any_effect() -> None:
         "plan.steps[2].wait.timeout: must be > 0 when set",
         "plan.steps[3].name: duplicate 'ok' (steps.<name> must name one step)",
     ]
+    # a plan as plans were before (plain calls): same names as ever, no new problem
+    plain = decision(str(uuid.uuid4()), "acme", [http_step("1-a", "http://erp/x"),
+                                                 http_step("2-b", "http://erp/y")])
+    for step in plain.plan.steps:
+        step.name = "post"
+    assert runner.validate(plain) == []
 
 
 def test_custom_connector_targets_route_by_their_scheme() -> None:
