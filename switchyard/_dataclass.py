@@ -128,7 +128,8 @@ STORED: tuple[Stored, ...] = (
     Stored("executions", "error", DataClass.DERIVED, AtRest.PLAIN, OnPurge.NULL,
            "why a step failed; quotes the downstream's answer only as downstream_excerpt"),
     Stored("executions", "result", DataClass.DERIVED, AtRest.PLAIN, OnPurge.STRIP,
-           "the step's ExecutionResult; its summary and error as downstream_excerpt"),
+           "the step's ExecutionResult; its summary, error and output redacted as "
+           "downstream_excerpt"),
     Stored("executor_jobs", "reason", DataClass.DERIVED, AtRest.PLAIN, OnPurge.NULL,
            "why a job ended or waits; may quote a step's error (downstream_excerpt)"),
     Stored("decision_invoices", "fields", DataClass.PERSONAL, AtRest.SEALED, OnPurge.NULL,
@@ -181,7 +182,8 @@ TOPICS: tuple[TopicData, ...] = (
               "statuses, rules and explanations (invoice number and amount, a reviewer's "
               "reason and a step's error only redacted; no personal value)"),
     TopicData("executions", DataClass.DERIVED,
-              "step outcomes, downstream status and downstream_excerpt of the answer"),
+              "step outcomes, downstream status and downstream_excerpt of the answer "
+              "(and its output, redacted the same way)"),
     TopicData("cancellations", DataClass.OPERATIONAL, "task ids and reasons"),
 )
 

@@ -5,9 +5,10 @@ keeps its status, kind, metadata (with PII detected in it redacted), scores, rul
 executed steps (outcome, attempts); the document body and filename (and its copies in review
 items and dead letters), the extracted fields and the plan payloads built
 from them (in ``decisions``, ``executor_jobs``, ``review_items``), a reviewer's edits
-and reasons (``review_verdicts``, ``review_approvals``), the explanations that quote the document (invoice number,
-amount), what was kept of downstream answers (``executions`` error and result summary,
-``executor_jobs.reason``) and the sealed fields in ``decision_invoices`` are removed. Vendor
+and reasons (``review_verdicts``, ``review_approvals``), the explanations that quote the
+document (invoice number, amount), what was kept of downstream answers (``executions`` error,
+result summary and output, ``executor_jobs.reason``) and the sealed fields in
+``decision_invoices`` are removed. Vendor
 history keeps only keyed hashes and amounts, so it stays. The audit chain stores hashes of inputs, never the inputs,
 so purging leaves it verifiable.
 """
@@ -123,7 +124,7 @@ async def _strip_verdicts(conn: asyncpg.Connection, codec: PayloadCodec,
 
 
 async def _strip_executions(conn: asyncpg.Connection, ids: list[RowId]) -> None:
-    """What a step kept of the downstream's answer: its error and result summary (the
+    """What a step kept of the downstream's answer: its error, result summary and output (the
     outcome, attempts and idempotency key stay), and the job's reason."""
     rows = await conn.fetch("SELECT task_id, step_id, result FROM executions "
                             "WHERE task_id = ANY($1::uuid[])", ids)
@@ -132,6 +133,7 @@ async def _strip_executions(conn: asyncpg.Connection, ids: list[RowId]) -> None:
         result = ExecutionResult.FromString(row["result"])
         result.response_summary = ""
         result.error = ""
+        result.ClearField("output")
         updates.append((row["task_id"], row["step_id"], result.SerializeToString()))
     await conn.executemany("UPDATE executions SET error = '', result = $3 "
                            "WHERE task_id = $1 AND step_id = $2", updates)

@@ -65,9 +65,37 @@ class StepCall:
 class StepOutcome:
     summary: str
     duplicate: bool  # the downstream had already applied this idempotency key
+    #: what later steps read as ``steps.<name>.output`` (see :func:`answer_output`)
+    output: dict[str, Any] | None = None
+
+
+#: A redacted answer longer than this is not kept as a step's output.
+MAX_OUTPUT_CHARS = 16 * 1024
+
+
+def answer_output(text: str) -> dict[str, Any] | None:
+    """A downstream's JSON object answer as the step's output, redacted the way
+    :func:`~switchyard._dataclass.downstream_excerpt` redacts what is kept of an answer (values
+    of personal field names withheld, other strings through the PII detectors), because it is
+    stored in ``executions`` and published on the ``executions`` topic; None for any other
+    answer, or one longer than :data:`MAX_OUTPUT_CHARS` once redacted."""
+    if not text.lstrip().startswith("{"):
+        return None
+    cleaned = downstream_excerpt(text, limit=MAX_OUTPUT_CHARS + 1)
+    if len(cleaned) > MAX_OUTPUT_CHARS:
+        return None
+    try:
+        value = json.loads(cleaned)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 class Connector(Protocol):
+    """What carries a step to a downstream; custom ones register in the entry point group
+    ``switchyard.connectors`` (see :mod:`services.executor.custom_connectors`). ``call``
+    raises :class:`StepError` (``retryable`` or ``permanent``) when the step fails."""
+
     async def call(self, step: StepCall) -> StepOutcome: ...
 
     async def close(self) -> None: ...

@@ -9,7 +9,8 @@ name. SQL targets (``erp.invoices``) do not go through the map: they are rows in
 else Switchyard's own). The endpoint (``scheme://alias``) is also the unit of circuit breaking: one
 breaker per downstream system, so one failing system never blocks the others.
 
-A target with a URL scheme names its protocol itself. The ``connector`` field of a step must
+A target with a URL scheme names its protocol itself; a scheme that is the name of a custom
+connector (entry point group ``switchyard.connectors``) goes to that connector. The ``connector`` field of a step must
 agree with it when it says HTTP or gRPC; decision plans that leave it at SQL (the decision
 service's default) with a URL target are read as the URL says. A target without a scheme is a
 SQL system (``system.table``).
@@ -50,7 +51,7 @@ class EndpointsNotConfigured(ValueError):
 
 @dataclass(frozen=True)
 class Route:
-    connector: int          # switchyard.v1.Connector value
+    connector: int | str    # switchyard.v1.Connector value, or a custom connector's name
     endpoint: str           # breaker name: http://erp, grpc://erp, sql://erp
     address: str            # concrete: full URL (HTTP), host:port (gRPC), table (SQL)
     method: str = ""        # gRPC: /pkg.Service/Method
@@ -108,10 +109,13 @@ def _family(scheme: str) -> str:
 
 
 class Router:
-    """Resolves step targets against the endpoint map."""
+    """Resolves step targets against the endpoint map; a target whose scheme names a custom
+    connector (``custom``) goes to that connector as written."""
 
-    def __init__(self, endpoints: dict[tuple[str, str], str]) -> None:
+    def __init__(self, endpoints: dict[tuple[str, str], str],
+                 custom: frozenset[str] = frozenset()) -> None:
         self._endpoints = endpoints
+        self._custom = custom
 
     def route(self, connector: int, target: str) -> Route:
         parts = urlsplit(target)
@@ -145,6 +149,8 @@ class Router:
             base = self._base("grpc", alias, target)
             return Route(Connector.CONNECTOR_GRPC, f"grpc://{alias}", urlsplit(base).netloc,
                          f"/{match.group(1)}/{match.group(2)}")
+        if scheme in self._custom:
+            return Route(scheme, f"{scheme}://{alias}", target)
         raise InvalidTarget(f"unsupported scheme {scheme!r} in target {target!r}")
 
     def _base(self, family: str, alias: str, target: str) -> str:

@@ -25,7 +25,14 @@ from google.protobuf.message import Message
 from grpc_reflection.v1alpha.reflection_pb2 import ServerReflectionRequest
 from grpc_reflection.v1alpha.reflection_pb2_grpc import ServerReflectionStub
 
-from services.executor.connectors import StepCall, StepOutcome, StepError, permanent, retryable
+from services.executor.connectors import (
+    StepCall,
+    StepError,
+    StepOutcome,
+    answer_output,
+    permanent,
+    retryable,
+)
 from switchyard._dataclass import downstream_excerpt
 from switchyard._grpc import create_channel
 
@@ -164,8 +171,9 @@ class GrpcConnector:
         except grpc.aio.AioRpcError as exc:
             raise self._classify(where, exc) from None
         replayed = any(k == "idempotent-replayed" and v == "true" for k, v in trailing)
-        text = downstream_excerpt(json_format.MessageToJson(response, indent=None))
-        return StepOutcome(summary=f"OK {text}", duplicate=replayed)
+        answer = json_format.MessageToJson(response, indent=None)
+        return StepOutcome(summary=f"OK {downstream_excerpt(answer)}", duplicate=replayed,
+                           output=answer_output(answer))
 
     @staticmethod
     def _classify(where: str, exc: grpc.aio.AioRpcError) -> StepError:

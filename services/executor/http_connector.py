@@ -11,7 +11,8 @@ failures are retryable.
 
 Of the answer, only :func:`switchyard._dataclass.downstream_excerpt` is kept (the status plus
 a redacted excerpt of the body): ERPs echo what was posted, and that carries the extracted
-fields.
+fields. A JSON object answer also becomes the step's output for later steps, redacted the
+same way (:func:`~services.executor.connectors.answer_output`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ from email.utils import parsedate_to_datetime
 import aiohttp
 from opentelemetry import propagate
 
-from services.executor.connectors import StepCall, StepOutcome, permanent, retryable
+from services.executor.connectors import (
+    StepCall,
+    StepOutcome,
+    answer_output,
+    permanent,
+    retryable,
+)
 from switchyard._dataclass import downstream_excerpt
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
@@ -98,7 +105,8 @@ class HttpConnector:
             raise retryable(f"{where}: {type(exc).__name__}: {exc}") from None
         detail = downstream_excerpt(text)
         if 200 <= status < 300:
-            return StepOutcome(summary=f"HTTP {status} {detail}".strip(), duplicate=replayed)
+            return StepOutcome(summary=f"HTTP {status} {detail}".strip(), duplicate=replayed,
+                               output=answer_output(text))
         if is_retryable_status(status):
             raise retryable(f"{where}: HTTP {status} {detail}".strip(), hint)
         raise permanent(f"{where}: HTTP {status} {detail}".strip())

@@ -2,7 +2,9 @@
 
 A decision becomes a job row before its offset is committed. The row says who runs it
 (``owner``, a replica that beats in ``executor_replicas``), whether it is parked (on an open
-breaker or until ``retry_at``) and how it ended. Any replica's resumer picks up parked jobs
+breaker, until ``retry_at``, or on a wait step of its plan: ``blocked_by`` 'timer' until
+``retry_at``, 'callback' until CompleteWait wakes it or its timeout ``retry_at``) and how it
+ended. Any replica's resumer picks up parked jobs
 when they are due and jobs whose owner stopped beating, so a partition never waits for a
 downstream and a killed replica's work is finished by whoever comes next. The row keeps the
 trace context the decision arrived in, so work resumed later stays in the task's trace.
@@ -18,7 +20,7 @@ import asyncpg
 
 from switchyard._payloads import JOB_DECISION, PLAINTEXT, PayloadCodec
 from switchyard._telemetry import loaded_trace_context, stored_trace_context
-from switchyard.v1 import Decision
+from switchyard.v1 import ActionStep, Decision
 
 RUNNING, PARKED = "running", "parked"
 SUCCEEDED, FAILED, ESCALATED, CANCELLED = "succeeded", "failed", "escalated", "cancelled"
@@ -113,7 +115,8 @@ class JobStore:
              WHERE j.decision_id IN (
                 SELECT c.decision_id FROM executor_jobs c
                  WHERE NOT (c.decision_id = ANY($4::uuid[])) AND (
-                       (c.state = 'parked' AND c.blocked_by = 'retry' AND c.retry_at <= now())
+                       (c.state = 'parked' AND c.blocked_by IN ('retry', 'timer', 'callback')
+                        AND c.retry_at <= now())
                     OR (c.state = 'parked' AND c.blocked_by = 'breaker' AND NOT EXISTS (
                           SELECT 1 FROM executor_breakers b
                            WHERE b.name = c.endpoint AND b.state <> 'closed'))
@@ -144,7 +147,8 @@ class JobStore:
         return self._job(row) if row is not None else None
 
     async def park(self, job: Job, blocked_by: str, endpoint: str, reason: str,
-                   retry_at: datetime) -> None:
+                   retry_at: datetime | None) -> None:
+        """``retry_at`` None: until woken (a callback wait without a time limit)."""
         await self.pool.execute(
             "UPDATE executor_jobs SET state = 'parked', blocked_by = $2, endpoint = $3, "
             "reason = $4, retry_at = $5, parks = parks + 1, updated_at = now() "
@@ -166,18 +170,31 @@ class JobStore:
             uuid.UUID(job.decision_id), state, reason)
 
     async def overdue(self, limit: int) -> list[Job]:
-        """Parked jobs that cannot run again before their deadline: claimed for escalation."""
+        """Parked jobs that cannot run again before their deadline: claimed for escalation.
+        A job parked on a wait step (timer, callback) waits as long as its plan says."""
         rows = await self.pool.fetch(
             """
             UPDATE executor_jobs j SET state = 'running', owner = $1, updated_at = now()
              WHERE j.decision_id IN (
                 SELECT decision_id FROM executor_jobs
-                 WHERE state = 'parked' AND (deadline <= now() OR retry_at >= deadline)
+                 WHERE state = 'parked' AND blocked_by NOT IN ('timer', 'callback')
+                   AND (deadline <= now() OR retry_at >= deadline)
                  LIMIT $2 FOR UPDATE SKIP LOCKED)
             RETURNING decision_id, decision, deadline, parks, state, endpoint, blocked_by,
                       trace_context
             """, self.owner, limit)
         return [self._job(row) for row in rows]
+
+    async def plan_step(self, task_id: str, step_id: str) -> ActionStep | None:
+        """The step ``step_id`` of the plan the task's latest job runs (None: no such)."""
+        row = await self.pool.fetchrow(
+            "SELECT decision_id, decision FROM executor_jobs WHERE task_id = $1 "
+            "ORDER BY created_at DESC LIMIT 1", uuid.UUID(task_id))
+        if row is None:
+            return None
+        decision = Decision.FromString(
+            self.codec.open(row["decision_id"], row["decision"], JOB_DECISION))
+        return next((s for s in decision.plan.steps if s.step_id == step_id), None)
 
     async def parked_count(self) -> int:
         return int(await self.pool.fetchval(

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime, timezone
 
 import asyncpg
 
 from services.executor.breakers import BreakerBoard
 from services.executor.jobs import CANCELLED, ESCALATED, FAILED, SUCCEEDED, Job, JobStore
+from services.executor.plan_context import TaskFacts, step_name
 from services.executor.runner import PlanResult, PlanRunner
 from services.executor.sla import SlaPolicy, at_risk
 from switchyard._escalations import DEFAULT_REVIEW_QUEUE, build_escalation
@@ -26,11 +28,12 @@ from switchyard._payloads import (
     rewrap_stale,
 )
 from switchyard._streams import RejectRecord
-from switchyard._priority import HIGH, URGENT
+from switchyard._priority import HIGH, NORMAL, URGENT
 from switchyard._taskstore import TERMINAL, publish_status, rejected, transition
 from switchyard._telemetry import TASKS_TERMINAL, task_context
 from switchyard._topics import ESCALATIONS, EXECUTIONS
 from switchyard.v1 import (
+    ActionStep,
     CancellationRequest,
     Decision,
     DecisionOutcome,
@@ -46,6 +49,9 @@ ESCALATION_REASONS = {
     "sla_at_risk": EscalationReason.ESCALATION_REASON_SLA_AT_RISK,
     "compensation_failed": EscalationReason.ESCALATION_REASON_COMPENSATION_FAILED,
 }
+#: An approval step's escalation code is this plus the step id.
+APPROVAL_CODE = "approval:"
+APPROVAL_STEP = EscalationReason.ESCALATION_REASON_APPROVAL_STEP
 
 
 def _uuid(value: str, field: str) -> uuid.UUID:
@@ -73,12 +79,15 @@ class Executor:
         _uuid(decision.decision_id, "decision_id")
         _uuid(decision.task_id, "task_id")
         with task_context(decision.task_id):
-            if decision.outcome == DecisionOutcome.DECISION_OUTCOME_REJECT:
+            if decision.outcome == DecisionOutcome.DECISION_OUTCOME_REJECT and not (
+                    decision.approves_step_id and decision.plan.steps):
                 # one rule whoever rejected (a reviewer, a review queue's default action)
                 status, _, reason = rejected(decision.rule)
                 await self._finish(decision, status, reason, decision.explanation)
                 return
-            if decision.outcome != DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE:
+            # a rejected approval step is a job too: its finished steps are compensated
+            if decision.outcome not in (DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE,
+                                        DecisionOutcome.DECISION_OUTCOME_REJECT):
                 log.warning("ignoring decision %s with outcome %s", decision.decision_id,
                             DecisionOutcome.Name(decision.outcome))
                 return
@@ -145,17 +154,25 @@ class Executor:
             await self._finish(decision, "FAILED", "invalid_plan", detail)
             await self.jobs.finish(job, FAILED, f"invalid_plan: {detail}"[:500])
             return
+        facts = self._facts(decision.task_id, task)
+        if decision.outcome == DecisionOutcome.DECISION_OUTCOME_REJECT:
+            await self._rejected(job, facts, probe)
+            return
         if (task["status"], task["stage"]) != ("IN_PROGRESS", "EXECUTING"):
             await self._move(decision, "IN_PROGRESS", "EXECUTING",
                              "resumed" if job.parks else "executing")
-        result = await self.runner.run(decision, probe, job.parks)
+        result = await self.runner.run(decision, probe, job.parks, facts)
         if result.outcome == "needs_compensation":
             await self._publish(result)
             await self._move(decision, "IN_PROGRESS", "COMPENSATING", "compensating",
                              result.cause)
-            result = await self.runner.compensate(decision, result.cause, probe, job.parks)
+            result = await self.runner.compensate(decision, result.cause, probe, job.parks,
+                                                  facts)
         await self._publish(result)
-        if result.outcome == "succeeded":
+        if result.outcome == "approval":
+            assert result.approval is not None
+            await self.escalate_approval(job, result.approval)
+        elif result.outcome == "succeeded":
             await self._finish(decision, "SUCCEEDED", "executed",
                                f"{len(decision.plan.steps)} step(s) done")
             await self.jobs.finish(job, SUCCEEDED)
@@ -174,10 +191,42 @@ class Executor:
         else:
             await self._park(job, result)
 
+    async def _rejected(self, job: Job, facts: TaskFacts, probe: str) -> None:
+        """A person rejected an approval step: the step fails, the steps done before it are
+        compensated, and the task ends FAILED ``rejected:<rule>`` (the one rule for a REJECT),
+        or goes to a person when a compensation fails."""
+        decision = job.decision
+        settled = await self.runner.reject(decision)
+        if settled is not None:
+            await self.producer.send(EXECUTIONS, decision.task_id, settled)
+        cause = f"approval step {decision.approves_step_id} rejected"
+        await self._move(decision, "IN_PROGRESS", "COMPENSATING", "compensating", cause)
+        result = await self.runner.compensate(decision, cause, probe, job.parks, facts)
+        await self._publish(result)
+        if result.outcome == "failed":
+            status, _, reason = rejected(decision.rule)
+            detail = "; ".join(filter(None, (decision.explanation, result.cause)))
+            await self._finish(decision, status, reason, detail)
+            await self.jobs.finish(job, FAILED, f"{reason}: {result.cause}"[:500])
+        elif result.outcome == "compensation_failed":
+            await self.escalate(job, EscalationReason.ESCALATION_REASON_COMPENSATION_FAILED,
+                                "compensation_failed", result.cause)
+        else:
+            await self._park(job, result)
+
     async def _park(self, job: Job, result: PlanResult) -> None:
         blocked = result.blocked
         assert blocked is not None
         decision = job.decision
+        if blocked.waiting:  # a wait the plan asked for: its own clock, not the task's SLA
+            await self._move(decision, "BLOCKED", "EXECUTING", blocked.reason, blocked.detail)
+            await self.jobs.park(job, blocked.kind, "", blocked.reason, blocked.retry_at)
+            if blocked.kind == "callback" and not await self.runner.waiting(
+                    decision.task_id, blocked.step_id):
+                await self.jobs.wake(decision.task_id)  # the callback came while we parked
+            log.info("task waiting (%s)", blocked.detail)
+            return
+        assert blocked.retry_at is not None
         if at_risk(job.deadline, blocked.retry_at):
             await self.escalate(
                 job, EscalationReason.ESCALATION_REASON_SLA_AT_RISK, "sla_at_risk",
@@ -203,22 +252,49 @@ class Executor:
         await self.jobs.finish(job, ESCALATED, f"{code}: {detail}"[:2000])
         log.warning("escalated task: %s", detail)
 
+    async def escalate_approval(self, job: Job, step: ActionStep) -> None:
+        """Hand the task to a person for an approval step: the step's ApprovalSpec says the
+        queue, group, four eyes, SLA and instructions; the proposed decision is this one, with
+        its plan, so the verdict (``approves_step_id``) resumes or compensates it."""
+        decision = job.decision
+        code = f"{APPROVAL_CODE}{step.step_id}"
+        # the instructions travel in the escalation only: rendered, they may name a person,
+        # and this detail is also the task-status event's and the job's reason
+        detail = f"waiting for a person to approve step {step_name(step)}"
+        if not await self._move(decision, "BLOCKED", "AWAITING_REVIEW", code, detail):
+            await self.jobs.finish(job, FAILED, "task already terminal")
+            return
+        await self.producer.send(ESCALATIONS, decision.task_id,
+                                 await self._escalation(job, APPROVAL_STEP, code, detail,
+                                                        step=step))
+        await self.jobs.finish(job, ESCALATED, f"{code}: {detail}"[:2000])
+        log.info("task waits for approval of step %s", step.step_id)
+
     async def resend_escalation(self, job: Job) -> None:
         """The task's decision came again while its job sits with a person: the task is
         being re-driven, so the escalation's record may have been lost; send it again (the
         review service dedupes it by its id)."""
         code, _, detail = job.reason.partition(": ")
-        reason = ESCALATION_REASONS.get(code)
+        step = None
+        if code.startswith(APPROVAL_CODE):
+            step_id = code.removeprefix(APPROVAL_CODE)
+            step = next((s for s in job.decision.plan.steps if s.step_id == step_id), None)
+        reason = APPROVAL_STEP if step is not None else ESCALATION_REASONS.get(code)
         task = await self._task(job.decision.task_id)
         if reason is None or task is None or task["status"] in TERMINAL:
             return
+        if step is not None:  # as it was first sent: its templates rendered
+            step = await self.runner.approval(job.decision, step,
+                                              self._facts(job.decision.task_id, task))
         await self.producer.send(ESCALATIONS, job.decision.task_id,
-                                 await self._escalation(job, reason, code, detail, task))
+                                 await self._escalation(job, reason, code, detail, task, step))
         log.warning("re-sent the escalation of a re-driven task (%s)", code)
 
     async def _escalation(self, job: Job, reason: int, code: str, detail: str,
-                          task: asyncpg.Record | None = None) -> Escalation:
-        """``task``: the task's row when the caller has just read it (else read here)."""
+                          task: asyncpg.Record | None = None,
+                          step: ActionStep | None = None) -> Escalation:
+        """``task``: the task's row when the caller has just read it (else read here);
+        ``step``: the approval step it asks a person about."""
         decision = job.decision
         if task is None:
             task = await self._task(decision.task_id)
@@ -228,6 +304,20 @@ class Executor:
                 envelope = self._envelope(decision.task_id, task)
             except PayloadError as exc:  # a person still gets the task, without its body
                 log.error("escalating without the document: %s", exc)
+        if step is not None:
+            approval = step.approval
+            sla = approval.sla.ToTimedelta() if approval.HasField("sla") else None
+            escalation = build_escalation(
+                envelope, decision,
+                queue=approval.queue or decision.review_queue or DEFAULT_REVIEW_QUEUE,
+                bucket=NORMAL, reason=reason, detail=detail,  # type: ignore[arg-type]
+                service=SERVICE, code=code,
+                sla_deadline=datetime.now(timezone.utc) + sla if sla else None)
+            escalation.reviewer_group = approval.reviewer_group
+            escalation.four_eyes = approval.four_eyes
+            escalation.step_id = step.step_id
+            escalation.instructions = approval.instructions
+            return escalation
         urgent = reason == EscalationReason.ESCALATION_REASON_SLA_AT_RISK
         return build_escalation(
             envelope, decision, queue=decision.review_queue or DEFAULT_REVIEW_QUEUE,
@@ -235,6 +325,16 @@ class Executor:
             detail=detail, service=SERVICE, code=code, sla_deadline=job.deadline)
 
     # -- helpers ------------------------------------------------------------------------------
+    def _facts(self, task_id: str, task: asyncpg.Record) -> TaskFacts:
+        """The task's kind and metadata for the plan's templates (none when its envelope
+        cannot be opened: a template that needs them then fails the step, clearly)."""
+        try:
+            envelope = self._envelope(task_id, task)
+        except PayloadError as exc:
+            log.error("plan templates without the task's metadata: %s", exc)
+            return TaskFacts()
+        return TaskFacts(kind=envelope.kind, metadata=dict(envelope.metadata))
+
     def _envelope(self, task_id: str, task: asyncpg.Record) -> TaskEnvelope:
         return TaskEnvelope.FromString(self.codec.open(task_id, task["envelope"], TASK_ENVELOPE))
 

@@ -1,9 +1,11 @@
 """The resumer: every replica's background loop that brings parked tasks back.
 
 Once per ``executor_poll_s`` (sooner when woken) it beats (so other replicas know this one is
-alive), adopts the shared breaker state, escalates parked tasks that would pass their deadline,
-sends at most one probe per open breaker whose reset time has passed, and resumes parked tasks
-that are due plus running tasks of replicas that died, each in the task's own trace (stored
+alive), adopts the shared breaker state, escalates parked tasks that would pass their deadline
+(not those on a wait step of their plan: the plan asked for that wait), sends at most one probe
+per open breaker whose reset time has passed, and resumes parked tasks that are due (a retry
+time, a timer, a callback's timeout, or woken by CompleteWait or a cancellation) plus running
+tasks of replicas that died, each in the task's own trace (stored
 with its job). Parked tasks cost nothing while they wait: no retry loop spins, and the Kafka
 partitions they came from have long moved on.
 """
@@ -27,7 +29,8 @@ from switchyard.v1 import EscalationReason
 log = logging.getLogger(__name__)
 
 PARKED = Gauge("switchyard_executor_parked_tasks",
-               "Tasks parked in the executor (breaker open or waiting to retry).")
+               "Tasks parked in the executor (breaker open, waiting to retry, or on a "
+               "wait step of their plan).")
 
 
 class Resumer:

@@ -6,12 +6,21 @@ Effects happen once: a step's idempotency key is ``<task_id>:<step_id>`` (a comp
 finds finished steps there and skips them, and the downstream deduplicates the one call that
 may have landed without its result being recorded.
 
-A run ends in one of four ways:
+Steps run in plan order; consecutive steps of one ``parallel_group`` run together (the run
+goes on when all of them are done). Before a step runs, its ``when`` condition is evaluated
+(false: recorded ``STEP_OUTCOME_SKIPPED_CONDITION``, not called) and its payload templates are
+rendered (:mod:`services.executor.plan_context`); an expression that cannot be evaluated fails
+the step permanently. Approval and wait steps call nothing: they are recorded
+``STEP_OUTCOME_WAITING`` (with the time the wait started) until a person approves, the timer
+is due, or a callback (``ExecutorService.CompleteWait``) or its timeout settles them.
+
+A run ends in one of five ways:
 
 * ``succeeded``: every step done.
 * ``blocked``: a step met an open breaker, ran out of inline retries, or was told to come back
-  later than the inline backoff allows; the caller parks the task (nothing is retried in a
-  loop here) and a resumer runs it again later.
+  later than the inline backoff allows, or a wait step is waiting; the caller parks the task
+  (nothing is retried in a loop here) and a resumer runs it again later.
+* ``approval``: an approval step waits for a person; the caller escalates the task.
 * ``needs_compensation``: a step failed permanently; :meth:`PlanRunner.compensate` undoes the
   finished steps in reverse order (a saga) and the task ends FAILED with the cause.
 * ``compensation_failed``: a compensation failed permanently; a person has to look.
@@ -28,8 +37,10 @@ compensated like after a failure; the caller then ends the task CANCELLED.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -47,14 +58,37 @@ from services.executor.endpoints import (
     substitute,
     substitute_all,
 )
+from services.executor.plan_context import (
+    ExpressionError,
+    TaskFacts,
+    condition_holds,
+    plan_context,
+    render,
+    render_target,
+    step_name,
+)
 from switchyard._audit import append as audit_append
 from switchyard._audit import digest
 from switchyard._taskstore import timestamp
-from switchyard.v1 import ActionStep, Decision, ExecutionResult, StepOutcome
+from switchyard.v1 import (
+    ActionStep,
+    Decision,
+    DecisionOutcome,
+    DecisionSource,
+    ExecutionResult,
+    StepKind,
+    StepOutcome,
+)
 
 SUCCEEDED_NAME = StepOutcome.Name(StepOutcome.STEP_OUTCOME_SUCCEEDED)
 PERMANENT_NAME = StepOutcome.Name(StepOutcome.STEP_OUTCOME_FAILED_PERMANENT)
 COMPENSATED_NAME = StepOutcome.Name(StepOutcome.STEP_OUTCOME_COMPENSATED)
+WAITING_NAME = StepOutcome.Name(StepOutcome.STEP_OUTCOME_WAITING)
+SKIPPED_CONDITION_NAME = StepOutcome.Name(StepOutcome.STEP_OUTCOME_SKIPPED_CONDITION)
+#: A step recorded with one of these is not run again.
+DONE_NAMES = frozenset({SUCCEEDED_NAME, SKIPPED_CONDITION_NAME})
+#: Step kinds that pause the plan instead of calling a downstream.
+PAUSES = frozenset({StepKind.STEP_KIND_APPROVAL, StepKind.STEP_KIND_WAIT})
 COMPENSATION_PREFIX = "compensate:"
 MAX_PARK_DELAY_S = 600.0
 
@@ -78,22 +112,31 @@ class RetryConfig:
 @dataclass(frozen=True)
 class Blocked:
     """Why and until when a task waits: ``kind`` 'breaker' (until the endpoint's breaker
-    closes) or 'retry' (until ``retry_at``)."""
+    closes), 'retry' (until ``retry_at``), 'timer' (a wait step, until ``retry_at``) or
+    'callback' (a wait step, until CompleteWait or its timeout ``retry_at``, None: none)."""
 
     kind: str
     endpoint: str
     reason: str
     detail: str
-    retry_at: datetime
+    retry_at: datetime | None
+    step_id: str = ""  # the wait step, for 'timer' and 'callback'
+
+    @property
+    def waiting(self) -> bool:
+        """A wait the plan asked for, not a failure: no SLA escalation while it lasts."""
+        return self.kind in ("timer", "callback")
 
 
 @dataclass
 class PlanResult:
-    outcome: str  # succeeded | blocked | needs_compensation | failed | compensation_failed
+    # succeeded | blocked | approval | needs_compensation | failed | compensation_failed
+    outcome: str
     results: list[ExecutionResult] = field(default_factory=list)
     cause: str = ""
     blocked: Blocked | None = None
     compensated: list[str] = field(default_factory=list)
+    approval: ActionStep | None = None  # the approval step waiting for a person
 
 
 @dataclass(frozen=True)
@@ -103,6 +146,86 @@ class _Attempted:
     summary: str = ""
     error: str = ""
     blocked: Blocked | None = None
+    output: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class _StepRun:
+    """How one step (or a paused one) of a run went: what to publish, and why the run
+    cannot go on (``failure``: compensate; ``blocked``: park; ``approval``: escalate)."""
+
+    results: list[ExecutionResult]
+    failure: str = ""
+    blocked: Blocked | None = None
+    approval: ActionStep | None = None
+
+
+def step_groups(steps: Sequence[ActionStep]) -> list[list[ActionStep]]:
+    """The plan as the run sees it: consecutive steps of one non-empty ``parallel_group``
+    together, every other step alone."""
+    groups: list[list[ActionStep]] = []
+    for step in steps:
+        if step.parallel_group and groups and groups[-1][0].parallel_group == \
+                step.parallel_group:
+            groups[-1].append(step)
+        else:
+            groups.append([step])
+    return groups
+
+
+def uses_plan_features(decision: Decision) -> bool:
+    """Whether the plan uses anything beyond plain calls (a pack's plan, a step kind, a
+    condition, a parallel group or a template)."""
+    if decision.plan.pack:
+        return True
+    for step in decision.plan.steps:
+        if step.kind or step.when or step.parallel_group or "${" in step.target:
+            return True
+        payloads = [step.payload, step.compensation.payload]
+        if any("${" in json.dumps(MessageToDict(p)) for p in payloads):
+            return True
+    return False
+
+
+def backoff_bounds(step: ActionStep, config: RetryConfig) -> tuple[float, float]:
+    """(first delay, longest delay) of a step's retries: its own, else the executor's."""
+    base = step.backoff_initial.ToTimedelta().total_seconds() \
+        if step.HasField("backoff_initial") else 0.0
+    cap = step.backoff_max.ToTimedelta().total_seconds() if step.HasField("backoff_max") \
+        else 0.0
+    return base or config.backoff_base_s, cap or config.backoff_cap_s
+
+
+async def settle_waiting(pool: asyncpg.Pool, task_id: str, tenant_id: str, step_id: str,
+                         outcome: int, *, summary: str = "", error: str = "",
+                         output: dict[str, Any] | None = None,
+                         decision_id: str = "") -> ExecutionResult | None:
+    """Move a step from WAITING to ``outcome`` (one conditional UPDATE, so a callback and a
+    timeout, or two replicas, cannot both settle it), audited; the settled result, or None
+    when the step was not waiting."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT result FROM executions WHERE task_id = $1 AND step_id = $2 AND outcome = $3"
+            " FOR UPDATE", uuid.UUID(task_id), step_id, WAITING_NAME)
+        if row is None:
+            return None
+        result = ExecutionResult.FromString(row["result"])
+        result.outcome = outcome  # type: ignore[assignment]
+        result.error = error
+        result.response_summary = summary
+        result.finished_at.CopyFrom(timestamp(datetime.now(timezone.utc)))
+        if output:
+            result.output.update(output)
+        await conn.execute(
+            "UPDATE executions SET outcome = $3, error = $4, result = $5, finished_at = now() "
+            "WHERE task_id = $1 AND step_id = $2", uuid.UUID(task_id), step_id,
+            StepOutcome.Name(outcome), error, result.SerializeToString())  # type: ignore[arg-type]
+        await audit_append(conn, tenant_id, "executor", "step.executed", {
+            "step_id": step_id, "outcome": StepOutcome.Name(outcome), "attempts": 0,  # type: ignore[arg-type]
+            "idempotency_key": result.idempotency_key, "decision_id": decision_id,
+            "error_sha256": digest(error) if error else "",
+        }, task_id)
+    return result
 
 
 def idempotency_key(task_id: str, step_id: str) -> str:
@@ -125,7 +248,8 @@ def park_delay_s(parks: int, first_s: float) -> float:
 
 
 class PlanRunner:
-    def __init__(self, pool: asyncpg.Pool, router: Router, connectors: dict[int, Connector],
+    def __init__(self, pool: asyncpg.Pool, router: Router,
+                 connectors: dict[int | str, Connector],
                  breakers: BreakerBoard, config: RetryConfig) -> None:
         self.pool = pool
         self.router = router
@@ -138,6 +262,9 @@ class PlanRunner:
         """Problems that make the plan unrunnable as a whole (checked before any effect)."""
         problems: list[str] = []
         seen: set[str] = set()
+        names: set[str] = set()
+        # steps.<name> must name one step; plans written before templates are not held to it
+        unique_names = uses_plan_features(decision)
         for index, step in enumerate(decision.plan.steps):
             where = f"plan.steps[{index}]"
             if not step.step_id:
@@ -146,7 +273,14 @@ class PlanRunner:
                 problems.append(f"{where}.step_id: duplicate {step.step_id!r}")
             elif step.step_id.startswith(COMPENSATION_PREFIX):
                 problems.append(f"{where}.step_id: must not start with {COMPENSATION_PREFIX!r}")
+            elif unique_names and step_name(step) in names:
+                problems.append(f"{where}.name: duplicate {step_name(step)!r} (steps.<name> "
+                                "must name one step)")
             seen.add(step.step_id)
+            names.add(step_name(step))
+            if step.kind in (StepKind.STEP_KIND_APPROVAL, StepKind.STEP_KIND_WAIT):
+                problems.extend(self._validate_pause(step, where))
+                continue
             try:
                 self._route(step.connector, step.target)
             except InvalidTarget as exc:
@@ -157,6 +291,25 @@ class PlanRunner:
                                 self._compensation_target(decision, step))
                 except InvalidTarget as exc:
                     problems.append(f"{where}.compensation.target: {exc}")
+        return problems
+
+    @staticmethod
+    def _validate_pause(step: ActionStep, where: str) -> list[str]:
+        """An approval or wait step: runs alone and has nothing to call or undo."""
+        problems = []
+        kind = "approval" if step.kind == StepKind.STEP_KIND_APPROVAL else "wait"
+        if step.parallel_group:
+            problems.append(f"{where}.parallel_group: {step.parallel_group!r}: an {kind} step "
+                            "runs alone, not in a parallel group")
+        if step.HasField("compensation"):
+            problems.append(f"{where}.compensation: an {kind} step has nothing to undo")
+        if step.kind == StepKind.STEP_KIND_WAIT:
+            wait = step.wait
+            if not wait.callback and wait.duration.ToTimedelta() <= timedelta(0):
+                problems.append(f"{where}.wait: needs a duration > 0 or a callback name")
+            if wait.callback and wait.HasField("timeout") and \
+                    wait.timeout.ToTimedelta() <= timedelta(0):
+                problems.append(f"{where}.wait.timeout: must be > 0 when set")
         return problems
 
     def _route(self, connector: int, target: str) -> Route:
@@ -180,42 +333,209 @@ class PlanRunner:
             uuid.UUID(task_id))
         return {row["step_id"]: row for row in rows}
 
-    async def run(self, decision: Decision, probe: str = "", parks: int = 0) -> PlanResult:
-        """Run the steps not yet done, in order; see the module doc for the outcomes."""
+    @staticmethod
+    def _results(recorded: dict[str, asyncpg.Record]) -> dict[str, ExecutionResult]:
+        return {step_id: ExecutionResult.FromString(row["result"])
+                for step_id, row in recorded.items()}
+
+    async def run(self, decision: Decision, probe: str = "", parks: int = 0,
+                  task: TaskFacts | None = None) -> PlanResult:
+        """Run the steps not yet done, in order (a parallel group's together); see the
+        module doc for the outcomes."""
+        task = task or TaskFacts()
         recorded = await self._recorded(decision.task_id)
         cause = self._recorded_failure(decision, recorded)
         if cause:
             return PlanResult("needs_compensation", cause=cause)
         results: list[ExecutionResult] = []
-        for step in decision.plan.steps:
-            row = recorded.get(step.step_id)
-            if row is not None and row["outcome"] == SUCCEEDED_NAME:
-                results.append(self._skipped(decision, step.step_id, idempotency_key(
-                    decision.task_id, step.step_id)))
+        for group in step_groups(decision.plan.steps):
+            pending = []
+            for step in group:
+                row = recorded.get(step.step_id)
+                if row is not None and row["outcome"] in DONE_NAMES:
+                    results.append(self._skipped(decision, step.step_id, idempotency_key(
+                        decision.task_id, step.step_id)))
+                else:
+                    pending.append(step)
+            if not pending:
                 continue
             cancelled = await self.cancellation(decision.task_id)
             if cancelled is not None:
+                for step in pending:  # a wait or approval it was waiting on ends here
+                    settled = await self._settle(decision, step.step_id,
+                                                 StepOutcome.STEP_OUTCOME_FAILED_PERMANENT,
+                                                 error=cancelled)
+                    results.extend([settled] if settled else [])
                 return PlanResult("needs_compensation", results, cause=cancelled)
-            route = self._route(step.connector, step.target)
-            call = self._call(decision, step.step_id, step.name, route, step.target,
-                              step.operation, MessageToDict(step.payload),
-                              idempotency_key(decision.task_id, step.step_id), step)
-            attempted = await self._attempt(call, route, step.max_attempts, probe, parks)
-            if attempted.calls:
-                results.append(await self._record(decision, step.step_id, call, attempted))
-            if attempted.blocked is not None:
-                return PlanResult("blocked", results, blocked=attempted.blocked)
-            if attempted.outcome == StepOutcome.STEP_OUTCOME_FAILED_PERMANENT:
-                return PlanResult("needs_compensation", results,
-                                  cause=f"step {step.step_id} failed permanently: "
-                                        f"{attempted.error}")
+            context = plan_context(decision, task, self._results(recorded))
+            if len(pending) == 1 and pending[0].kind in PAUSES:
+                ran = await self._pause(decision, pending[0], recorded.get(pending[0].step_id),
+                                        context)
+                ran_all = [ran]
+            else:
+                ran_all = list(await asyncio.gather(*(
+                    self._step(decision, step, context, probe, parks) for step in pending)))
+            for ran in ran_all:
+                results.extend(ran.results)
+            failed = next((r for r in ran_all if r.failure), None)
+            if failed is not None:  # the group's finished steps are compensated with the rest
+                return PlanResult("needs_compensation", results, cause=failed.failure)
+            paused = next((r for r in ran_all if r.approval is not None), None)
+            if paused is not None:
+                return PlanResult("approval", results, approval=paused.approval)
+            blocked = next((r.blocked for r in ran_all if r.blocked is not None), None)
+            if blocked is not None:
+                return PlanResult("blocked", results, blocked=blocked)
+            recorded = await self._recorded(decision.task_id)  # outputs for the next steps
         return PlanResult("succeeded", results)
+
+    async def _step(self, decision: Decision, step: ActionStep, context: dict[str, Any],
+                    probe: str, parks: int) -> _StepRun:
+        """One call step: its condition, its payload rendered, the call with retries."""
+        key = idempotency_key(decision.task_id, step.step_id)
+        where = f"step {step.step_id}"
+        try:
+            if not condition_holds(step.when, context, f"{where} when"):
+                return _StepRun([await self._note(
+                    decision, step.step_id, key, StepOutcome.STEP_OUTCOME_SKIPPED_CONDITION,
+                    summary=f"not run: when {step.when!r} is false")])
+            payload = render(MessageToDict(step.payload), context, f"{where} payload")
+            target = render_target(step.target, context, f"{where} target")
+            route = self._route(step.connector, target)
+        except (ExpressionError, InvalidTarget) as exc:
+            error = str(exc)
+            return _StepRun([await self._note(
+                decision, step.step_id, key, StepOutcome.STEP_OUTCOME_FAILED_PERMANENT,
+                error=error)], failure=f"step {step.step_id} failed permanently: {error}")
+        call = self._call(decision, step.step_id, step.name, route, target,
+                          step.operation, payload, key, step)
+        attempted = await self._attempt(call, route, step, probe, parks)
+        results = [await self._record(decision, step.step_id, call, attempted)] \
+            if attempted.calls else []
+        if attempted.blocked is not None:
+            return _StepRun(results, blocked=attempted.blocked)
+        if attempted.outcome == StepOutcome.STEP_OUTCOME_FAILED_PERMANENT:
+            return _StepRun(results, failure=f"step {step.step_id} failed permanently: "
+                                             f"{attempted.error}")
+        return _StepRun(results)
+
+    async def _pause(self, decision: Decision, step: ActionStep, row: asyncpg.Record | None,
+                     context: dict[str, Any]) -> _StepRun:
+        """An approval or wait step: waiting (recorded WAITING), or done."""
+        key = idempotency_key(decision.task_id, step.step_id)
+        try:
+            holds = condition_holds(step.when, context, f"step {step.step_id} when")
+        except ExpressionError as exc:
+            return _StepRun([await self._note(
+                decision, step.step_id, key, StepOutcome.STEP_OUTCOME_FAILED_PERMANENT,
+                error=str(exc))], failure=f"step {step.step_id} failed permanently: {exc}")
+        if not holds and row is None:
+            return _StepRun([await self._note(
+                decision, step.step_id, key, StepOutcome.STEP_OUTCOME_SKIPPED_CONDITION,
+                summary=f"not run: when {step.when!r} is false")])
+        now = datetime.now(timezone.utc)
+        results: list[ExecutionResult] = []
+        if row is None:
+            what = (f"waiting for approval in queue {step.approval.queue or decision.review_queue!r}"
+                    if step.kind == StepKind.STEP_KIND_APPROVAL else
+                    f"waiting for callback {step.wait.callback!r}" if step.wait.callback else
+                    f"waiting {step.wait.duration.ToTimedelta()}")
+            results.append(await self._note(decision, step.step_id, key,
+                                            StepOutcome.STEP_OUTCOME_WAITING, summary=what,
+                                            started_at=now))
+            started = now
+        else:
+            started = ExecutionResult.FromString(row["result"]).started_at.ToDatetime(
+                timezone.utc)
+        if step.kind == StepKind.STEP_KIND_APPROVAL:
+            if (decision.approves_step_id == step.step_id and row is not None
+                    and decision.outcome == DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE):
+                approver = decision.reviewer_id or DecisionSource.Name(decision.source)
+                done = await self._settle(decision, step.step_id,
+                                          StepOutcome.STEP_OUTCOME_SUCCEEDED,
+                                          summary=f"approved by {approver}",
+                                          output={"approved_by": approver})
+                return _StepRun(results + ([done] if done else []))
+            try:
+                return _StepRun(results, approval=self._rendered_approval(step, context))
+            except ExpressionError as exc:
+                settled = await self._settle(decision, step.step_id,
+                                             StepOutcome.STEP_OUTCOME_FAILED_PERMANENT,
+                                             error=str(exc))
+                return _StepRun(results + ([settled] if settled else []),
+                                failure=f"step {step.step_id} failed permanently: {exc}")
+        wait = step.wait
+        if not wait.callback:
+            due = started + wait.duration.ToTimedelta()
+            if now >= due:
+                done = await self._settle(decision, step.step_id,
+                                          StepOutcome.STEP_OUTCOME_SUCCEEDED,
+                                          summary=f"waited {wait.duration.ToTimedelta()}")
+                return _StepRun(results + ([done] if done else []))
+            return _StepRun(results, blocked=Blocked(
+                "timer", "", f"waiting:{step.step_id}",
+                f"timer {wait.duration.ToTimedelta()} until {due.isoformat()}", due,
+                step.step_id))
+        timeout_at = started + wait.timeout.ToTimedelta() if wait.HasField("timeout") else None
+        if timeout_at is not None and now >= timeout_at:
+            error = f"callback {wait.callback!r} did not come within {wait.timeout.ToTimedelta()}"
+            settled = await self._settle(decision, step.step_id,
+                                         StepOutcome.STEP_OUTCOME_FAILED_PERMANENT, error=error)
+            if settled is not None:
+                return _StepRun(results + [settled],
+                                failure=f"step {step.step_id} failed permanently: {error}")
+            # completed by CompleteWait meanwhile: the next run reads how it ended
+            return _StepRun(results, blocked=Blocked("retry", "", f"waiting:{step.step_id}",
+                                                     "completed meanwhile", now))
+        return _StepRun(results, blocked=Blocked(
+            "callback", "", f"waiting:{step.step_id}",
+            f"callback {wait.callback!r}" + (f" until {timeout_at.isoformat()}" if timeout_at
+                                             else " (no time limit)"), timeout_at,
+            step.step_id))
+
+    async def approval(self, decision: Decision, step: ActionStep,
+                       task: TaskFacts) -> ActionStep:
+        """An approval step as its escalation shows it (templates rendered with the task's
+        recorded steps); as written when they cannot be rendered any more."""
+        context = plan_context(decision, task, self._results(
+            await self._recorded(decision.task_id)))
+        try:
+            return self._rendered_approval(step, context)
+        except ExpressionError:
+            return step
+
+    @staticmethod
+    def _rendered_approval(step: ActionStep, context: dict[str, Any]) -> ActionStep:
+        """The approval step with templates in its queue, group and instructions filled in
+        (e.g. ``"Approve ${fields.employee}'s claim"``)."""
+        rendered = ActionStep()
+        rendered.CopyFrom(step)
+        spec = rendered.approval
+        for name in ("queue", "reviewer_group", "instructions"):
+            setattr(spec, name, render_target(getattr(spec, name), context,
+                                              f"step {step.step_id} approval.{name}"))
+        return rendered
+
+    async def waiting(self, task_id: str, step_id: str) -> bool:
+        """Whether the step is still recorded WAITING."""
+        return await self.pool.fetchval(
+            "SELECT outcome FROM executions WHERE task_id = $1 AND step_id = $2",
+            uuid.UUID(task_id), step_id) == WAITING_NAME
 
     async def cancellation(self, task_id: str) -> str | None:
         """Why the task is to be cancelled, when someone asked; None otherwise."""
         reason = await self.pool.fetchval(
             "SELECT reason FROM cancellation_requests WHERE task_id = $1", uuid.UUID(task_id))
         return None if reason is None else f"cancelled: {reason or 'no reason given'}"
+
+    async def reject(self, decision: Decision) -> ExecutionResult | None:
+        """A reviewer rejected the approval step ``decision.approves_step_id``: it fails
+        permanently (the caller compensates the finished steps). None when it was not
+        waiting (already settled by an earlier delivery of the same verdict)."""
+        who = decision.reviewer_id or DecisionSource.Name(decision.source)
+        return await self._settle(decision, decision.approves_step_id,
+                                  StepOutcome.STEP_OUTCOME_FAILED_PERMANENT,
+                                  error=f"rejected by {who}: {decision.rule}")
 
     @staticmethod
     def _recorded_failure(decision: Decision, recorded: dict[str, asyncpg.Record]) -> str:
@@ -229,9 +549,11 @@ class PlanRunner:
 
     # -- saga ---------------------------------------------------------------------------------
     async def compensate(self, decision: Decision, cause: str, probe: str = "",
-                         parks: int = 0) -> PlanResult:
-        """Undo the finished steps in reverse order, recording each compensation."""
+                         parks: int = 0, task: TaskFacts | None = None) -> PlanResult:
+        """Undo the finished steps in reverse order, recording each compensation (its payload
+        rendered like a step's, with every step's outcome so far)."""
         recorded = await self._recorded(decision.task_id)
+        context = plan_context(decision, task or TaskFacts(), self._results(recorded))
         results: list[ExecutionResult] = []
         compensated: list[str] = []
         took_effect = [s for s in decision.plan.steps if (row := recorded.get(s.step_id))
@@ -247,14 +569,21 @@ class PlanRunner:
                 compensated.append(step.step_id)
                 continue
             comp = step.compensation
-            target = self._compensation_target(decision, step)
-            route = self._route(comp.connector, target)
-            payload = substitute_all(MessageToDict(comp.payload),
-                                     self._placeholders(decision, step))
+            try:
+                target = render_target(self._compensation_target(decision, step), context,
+                                       f"step {comp_id} target")
+                route = self._route(comp.connector, target)
+                payload = render(substitute_all(MessageToDict(comp.payload),
+                                                self._placeholders(decision, step)),
+                                 context, f"step {comp_id} payload")
+            except (ExpressionError, InvalidTarget) as exc:
+                return PlanResult(
+                    "compensation_failed", results, compensated=compensated,
+                    cause=f"{cause}; compensation of step {step.step_id} failed: {exc}")
             call = self._call(decision, comp_id, comp.name, route, target, comp.operation,
                               payload,
                               compensation_key(decision.task_id, step.step_id), step)
-            attempted = await self._attempt(call, route, step.max_attempts, probe, parks)
+            attempted = await self._attempt(call, route, step, probe, parks)
             if attempted.calls:
                 results.append(await self._record(decision, comp_id, call, attempted))
             if attempted.blocked is not None:
@@ -284,10 +613,11 @@ class PlanRunner:
                                                             self.config.default_timeout_s),
         )
 
-    async def _attempt(self, call: StepCall, route: Route, step_max_attempts: int, probe: str,
+    async def _attempt(self, call: StepCall, route: Route, step: ActionStep, probe: str,
                        parks: int) -> _Attempted:
         connector = self.connectors[route.connector]
-        max_attempts = step_max_attempts or self.config.max_attempts
+        max_attempts = step.max_attempts or self.config.max_attempts
+        base_s, cap_s = backoff_bounds(step, self.config)
         endpoint = route.endpoint
         calls = 0
         while True:
@@ -320,8 +650,8 @@ class PlanRunner:
                                           now + timedelta(seconds=park_delay_s(
                                               parks, self.config.retry_park_s))))
                 delay = exc.retry_after_s if exc.retry_after_s is not None else backoff_s(
-                    calls, self.config.backoff_base_s, self.config.backoff_cap_s)
-                if delay > self.config.backoff_cap_s:
+                    calls, base_s, cap_s)
+                if delay > cap_s:
                     return _Attempted(StepOutcome.STEP_OUTCOME_FAILED_RETRYABLE, calls,
                                       error=str(exc), blocked=Blocked(
                                           "retry", endpoint, f"rate_limited:{endpoint}",
@@ -330,7 +660,8 @@ class PlanRunner:
                 await asyncio.sleep(delay)
                 continue
             STEP_CALLS.labels(endpoint, "duplicate" if outcome.duplicate else "ok").inc()
-            return _Attempted(StepOutcome.STEP_OUTCOME_SUCCEEDED, calls, summary=outcome.summary)
+            return _Attempted(StepOutcome.STEP_OUTCOME_SUCCEEDED, calls, summary=outcome.summary,
+                              output=outcome.output)
 
     # -- records ------------------------------------------------------------------------------
     @staticmethod
@@ -355,6 +686,8 @@ class PlanRunner:
             response_summary=attempted.summary, started_at=timestamp(now),
             finished_at=timestamp(now), idempotency_key=call.idempotency_key,
         )
+        if attempted.output:
+            result.output.update(attempted.output)
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO executions (task_id, step_id, idempotency_key, outcome, attempts, "
@@ -375,6 +708,41 @@ class PlanRunner:
                 "error_sha256": digest(attempted.error) if attempted.error else "",
             }, decision.task_id)
         return result
+
+    async def _note(self, decision: Decision, step_id: str, key: str, outcome: int,
+                    summary: str = "", error: str = "",
+                    started_at: datetime | None = None) -> ExecutionResult:
+        """Record a step that made no call: skipped by its condition, waiting, or failed on
+        its own expression."""
+        now = datetime.now(timezone.utc)
+        result = ExecutionResult(
+            task_id=decision.task_id, tenant_id=decision.tenant_id, step_id=step_id,
+            outcome=outcome, attempts=0, error=error, response_summary=summary,  # type: ignore[arg-type]
+            started_at=timestamp(started_at or now), finished_at=timestamp(now),
+            idempotency_key=key)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO executions (task_id, step_id, idempotency_key, outcome, attempts, "
+                "error, result) VALUES ($1,$2,$3,$4,0,$5,$6) ON CONFLICT (task_id, step_id) DO "
+                "UPDATE SET outcome = EXCLUDED.outcome, error = EXCLUDED.error, "
+                "result = EXCLUDED.result, finished_at = now()",
+                uuid.UUID(decision.task_id), step_id, key, StepOutcome.Name(outcome),  # type: ignore[arg-type]
+                error, result.SerializeToString())
+            await audit_append(conn, decision.tenant_id, "executor", "step.executed", {
+                "step_id": step_id, "outcome": StepOutcome.Name(outcome), "attempts": 0,  # type: ignore[arg-type]
+                "idempotency_key": key, "decision_id": decision.decision_id,
+                "error_sha256": digest(error) if error else "",
+            }, decision.task_id)
+        return result
+
+    async def _settle(self, decision: Decision, step_id: str, outcome: int,
+                      summary: str = "", error: str = "",
+                      output: dict[str, Any] | None = None) -> ExecutionResult | None:
+        """End a WAITING step (approved, rejected, its timer or timeout reached); None when
+        it was not waiting any more (another run or a callback settled it first)."""
+        return await settle_waiting(self.pool, decision.task_id, decision.tenant_id, step_id,
+                                    outcome, summary=summary, error=error, output=output,
+                                    decision_id=decision.decision_id)
 
     async def _mark_compensated(self, decision: Decision, step_id: str) -> ExecutionResult:
         row = await self.pool.fetchrow(

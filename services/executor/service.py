@@ -1,4 +1,5 @@
-"""The executor process: the decisions agent, the resumer and ExecutorAdminService; glue only.
+"""The executor process: the decisions agent, the resumer, ExecutorAdminService and
+ExecutorService (CompleteWait); glue only.
 
 Domain logic lives beside this module: ``runner`` (steps, retries, sagas), ``breakers``
 (shared circuit breakers), ``jobs`` (parking and takeover in PostgreSQL), ``orchestrator``
@@ -16,10 +17,12 @@ from datetime import timedelta
 
 import asyncpg
 import grpc
+from google.protobuf.json_format import MessageToDict
 
 from services.executor.breakers import BreakerBoard, SharedState
 from services.executor.connectors import Connector as StepConnector
 from services.executor.connectors import SqlConnector
+from services.executor.custom_connectors import load_custom_connectors
 from services.executor.endpoints import Router, endpoint_map
 from services.executor.grpc_connector import GrpcConnector
 from services.executor.http_connector import HttpConnector
@@ -28,6 +31,7 @@ from services.executor.orchestrator import Executor
 from services.executor.resumer import Resumer
 from services.executor.runner import PlanRunner, RetryConfig
 from services.executor.sla import SlaPolicy, parse_sla_overrides
+from services.executor.waits import Waits, WaitNotFound, WaitNotWaiting
 from switchyard._auth import Role, principal_var
 from switchyard._grpc import FieldViolation, abort_invalid
 from switchyard._payloads import codec_for
@@ -41,21 +45,29 @@ from switchyard.v1 import (
     BreakerState,
     CancellationRequest,
     BreakerStatus,
+    CompleteWaitRequest,
+    CompleteWaitResponse,
     Connector,
     Decision,
     ExecutorAdminServiceServicer,
+    ExecutorServiceServicer,
     ListBreakersRequest,
     ListBreakersResponse,
     ResetBreakerRequest,
     ResetBreakerResponse,
     add_ExecutorAdminServiceServicer_to_server,
+    add_ExecutorServiceServicer_to_server,
 )
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "switchyard.v1.ExecutorAdminService"
+WAITS_SERVICE_NAME = "switchyard.v1.ExecutorService"
 POLICY = {
     f"/{SERVICE_NAME}/ListBreakers": frozenset({Role.ADMIN, Role.AUDITOR}),
     f"/{SERVICE_NAME}/ResetBreaker": frozenset({Role.ADMIN}),
+}
+WAITS_POLICY = {
+    f"/{WAITS_SERVICE_NAME}/CompleteWait": frozenset({Role.SUBMITTER, Role.ADMIN}),
 }
 _STATUS = {"closed": BreakerStatus.BREAKER_STATUS_CLOSED,
            "open": BreakerStatus.BREAKER_STATUS_OPEN,
@@ -99,6 +111,32 @@ class ExecutorAdmin(ExecutorAdminServiceServicer):
         return ResetBreakerResponse(breaker=breaker_state(shared, 0, self.breakers.reset_s))
 
 
+class ExecutorWaits(ExecutorServiceServicer):
+    """CompleteWait for the systems a plan waits on; the work is :class:`Waits`'."""
+
+    def __init__(self, waits: Waits) -> None:
+        self.waits = waits
+
+    async def CompleteWait(self, request: CompleteWaitRequest,
+                           context: grpc.aio.ServicerContext) -> CompleteWaitResponse:
+        principal = principal_var.get()
+        try:
+            settled = await self.waits.complete(principal.may_access, request.token,
+                                                MessageToDict(request.output), request.error)
+        except FieldViolation as exc:
+            await abort_invalid(context, [exc])
+            raise
+        except WaitNotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            raise
+        except WaitNotWaiting as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            raise
+        log.info("wait %s of task %s settled by %s", settled.step_id, settled.task_id,
+                 principal.key_id)
+        return CompleteWaitResponse(task_id=settled.task_id, step_id=settled.step_id)
+
+
 def replica_id() -> str:
     """Unique per process start: a restarted replica never mistakes the old one's jobs for
     its own running ones (they are taken over once the old heartbeat goes stale)."""
@@ -113,10 +151,12 @@ async def setup(ctx: ServiceContext, opened: list[StepConnector] | None = None) 
     if settings.executor_sql_dsn:
         sql_pool = await asyncpg.create_pool(settings.executor_sql_dsn, min_size=1,
                                              max_size=settings.postgres_pool_max)
-    connectors: dict[int, StepConnector] = {
+    custom = load_custom_connectors()
+    connectors: dict[int | str, StepConnector] = {
         Connector.CONNECTOR_HTTP: HttpConnector(),
         Connector.CONNECTOR_GRPC: GrpcConnector(),
         Connector.CONNECTOR_SQL: SqlConnector(sql_pool or ctx.pool, owns_pool=sql_pool is not None),
+        **custom,
     }
     breakers = BreakerBoard(
         ctx.pool, owner, settings.executor_breaker_fail_max, settings.executor_breaker_reset_s,
@@ -130,7 +170,8 @@ async def setup(ctx: ServiceContext, opened: list[StepConnector] | None = None) 
                   Connector.CONNECTOR_GRPC: settings.executor_grpc_timeout_s,
                   Connector.CONNECTOR_SQL: settings.executor_sql_timeout_s},
     )
-    runner = PlanRunner(ctx.pool, Router(endpoint_map(settings)), connectors, breakers, config)
+    runner = PlanRunner(ctx.pool, Router(endpoint_map(settings), frozenset(custom)), connectors,
+                        breakers, config)
     jobs = JobStore(ctx.pool, owner, settings.executor_replica_timeout_s, codec_for(settings))
     sla = SlaPolicy(settings.executor_sla_s, parse_sla_overrides(settings.executor_sla_overrides))
     # Escalations go to the queue the decision names (the deciding tenant's routing).
@@ -161,14 +202,20 @@ async def setup(ctx: ServiceContext, opened: list[StepConnector] | None = None) 
     ctx.on_stop.append(stop)
     ctx.serve((add_ExecutorAdminServiceServicer_to_server, ExecutorAdmin(breakers),
                SERVICE_NAME), POLICY)
-    log.info("executor replica %s", owner)
+    waits = Waits(ctx.pool, jobs, ctx.producer, resumer.wakeup.set)
+    ctx.serve((add_ExecutorServiceServicer_to_server, ExecutorWaits(waits), WAITS_SERVICE_NAME),
+              WAITS_POLICY)
+    log.info("executor replica %s%s", owner,
+             f" (custom connectors: {', '.join(sorted(custom))})" if custom else "")
 
 
 async def main(settings: Settings, apply_migrations: bool = False) -> None:
     try:  # before connecting anything: a misconfigured executor must not start at all
         endpoint_map(settings)
-    except ValueError as exc:  # EndpointsNotConfigured, or an entry that does not parse
-        raise SystemExit(f"switchyard run executor: {exc}") from None
+        for connector in load_custom_connectors().values():  # loads; setup makes its own
+            await connector.close()
+    except ValueError as exc:  # EndpointsNotConfigured, an entry that does not parse, or
+        raise SystemExit(f"switchyard run executor: {exc}") from None  # a broken connector
     opened: list[StepConnector] = []
 
     async def setup_process(ctx: ServiceContext) -> None:

@@ -136,7 +136,8 @@ class Harness:
         await self.pool.close()
 
     # -- tasks and decisions -----------------------------------------------------------------
-    async def seed(self, count: int, tenant: str = "acme", kind: str = "invoice") -> list[str]:
+    async def seed(self, count: int, tenant: str = "acme", kind: str = "invoice",
+                   metadata: dict[str, str] | None = None) -> list[str]:
         """Tasks as ingest leaves them for the executor (decided, IN_PROGRESS/EXECUTING)."""
         assert self.pool
         rows = []
@@ -144,7 +145,7 @@ class Harness:
             task_id = str(uuid.uuid4())
             envelope = TaskEnvelope(task_id=task_id, tenant_id=tenant, idempotency_key=task_id,
                                     kind=kind, document=Document(body=b"test"),
-                                    source=TaskSource.TASK_SOURCE_GRPC)
+                                    source=TaskSource.TASK_SOURCE_GRPC, metadata=metadata)
             rows.append((uuid.UUID(task_id), tenant, task_id, hashlib.sha256(b"test").hexdigest(),
                          kind, "TASK_SOURCE_GRPC", envelope.SerializeToString()))
         await self.pool.executemany(

@@ -285,6 +285,18 @@ def test_external_triton(render: Renderer) -> None:
     assert 8001 in egress_ports
 
 
+def test_callback_clients_may_reach_the_executor_for_complete_wait(render: Renderer) -> None:
+    bank = {"podSelector": {"matchLabels": {"app": "bank-gateway"}}}
+    ops = {"podSelector": {"matchLabels": {"app": "ops"}}}
+    docs = render(sets=["networkPolicy.callbackClients[0].podSelector.matchLabels.app="
+                        "bank-gateway"])
+    assert _ingress_ports(one(docs, "NetworkPolicy", "executor"))["grpc"] == [[bank]]
+    docs = render(sets=["networkPolicy.callbackClients[0].podSelector.matchLabels.app="
+                        "bank-gateway",
+                        "networkPolicy.adminClients[0].podSelector.matchLabels.app=ops"])
+    assert _ingress_ports(one(docs, "NetworkPolicy", "executor"))["grpc"] == [[ops, bank]]
+
+
 # -- pods: probes, resources, security -------------------------------------------------------
 
 def test_every_container_has_limits_and_a_restrictive_security_context(

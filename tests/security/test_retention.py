@@ -169,6 +169,7 @@ async def seed_decided_invoice(settings: Settings) -> dict[str, str]:
             result = ExecutionResult(task_id=envelope.task_id, step_id="1-post_invoice",
                                      outcome=StepOutcome.STEP_OUTCOME_SUCCEEDED,
                                      response_summary=f"HTTP 201 {ANSWER}", error=ANSWER)
+            result.output.update({"data": {"answer": ANSWER}})
             await conn.execute(
                 "INSERT INTO executions (task_id, step_id, idempotency_key, outcome, attempts, "
                 "error, result) VALUES ($1, '1-post_invoice', 'k1', 'STEP_OUTCOME_SUCCEEDED', "
@@ -262,6 +263,7 @@ def test_purge_strips_extracted_fields_from_every_column_that_holds_them(
     assert after["execution_error"] == "" and after["job_reason"] == ""
     execution = after["execution"]
     assert execution.response_summary == "" and execution.error == ""  # type: ignore[attr-defined]
+    assert not execution.HasField("output")  # type: ignore[attr-defined]
     assert execution.outcome == StepOutcome.STEP_OUTCOME_SUCCEEDED  # type: ignore[attr-defined]
     assert after["invoice_fields"] is None
     task = after["task"]

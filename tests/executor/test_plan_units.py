@@ -1,0 +1,246 @@
+"""Plan features without servers: step groups, per-step backoff, plan validation of approval and
+wait steps, the template context, callback tokens, step outputs and custom connector routes."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from google.protobuf import duration_pb2
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.executor.connectors import StepOutcome as CallOutcome
+from services.executor.connectors import (
+    StepCall,
+    StepError,
+    answer_output,
+    permanent,
+)
+from services.executor.custom_connectors import (
+    ConnectorLoadError,
+    GuardedConnector,
+    load_custom_connectors,
+)
+from services.executor.endpoints import InvalidTarget, Router, parse_endpoint_map
+from services.executor.plan_context import (
+    ExpressionError,
+    TaskFacts,
+    condition_holds,
+    plan_context,
+    render,
+)
+from services.executor.runner import PlanRunner, RetryConfig, backoff_bounds, step_groups
+from services.executor.waits import callback_output, parse_token
+from switchyard._grpc import FieldViolation
+from switchyard.v1 import (
+    ActionStep,
+    ApprovalSpec,
+    CompensationStep,
+    Connector,
+    Decision,
+    ExecutionResult,
+    StepKind,
+    StepOutcome,
+    WaitSpec,
+)
+from tests.executor.harness import decision, http_step
+
+ROUTER = Router(parse_endpoint_map("erp=http://127.0.0.1:8095/erp"), frozenset({"mailer"}))
+
+
+def seconds(value: float) -> duration_pb2.Duration:
+    out = duration_pb2.Duration()
+    out.FromTimedelta(timedelta(seconds=value))
+    return out
+
+
+def test_consecutive_steps_of_one_parallel_group_run_together() -> None:
+    steps = [ActionStep(step_id="1", parallel_group="a"), ActionStep(step_id="2",
+                                                                     parallel_group="a"),
+             ActionStep(step_id="3"), ActionStep(step_id="4", parallel_group="a"),
+             ActionStep(step_id="5", parallel_group="b"), ActionStep(step_id="6",
+                                                                     parallel_group="b")]
+    assert [[s.step_id for s in group] for group in step_groups(steps)] == [
+        ["1", "2"], ["3"], ["4"], ["5", "6"]]
+
+
+def test_a_step_may_set_its_own_backoff() -> None:
+    config = RetryConfig(backoff_base_s=0.2, backoff_cap_s=5.0)
+    assert backoff_bounds(ActionStep(), config) == (0.2, 5.0)
+    step = ActionStep(backoff_initial=seconds(1.5), backoff_max=seconds(30))
+    assert backoff_bounds(step, config) == (1.5, 30.0)
+
+
+def test_approval_and_wait_steps_are_validated_before_any_effect() -> None:
+    runner = PlanRunner(None, ROUTER, {Connector.CONNECTOR_HTTP: None,  # type: ignore[arg-type,dict-item]
+                                       "mailer": None}, None, RetryConfig())  # type: ignore[arg-type]
+    good = decision(str(uuid.uuid4()), "acme", [
+        http_step("1-a", "http://erp/x"),
+        ActionStep(step_id="2-ok", name="ok", kind=StepKind.STEP_KIND_APPROVAL,
+                   approval=ApprovalSpec(reviewer_group="managers")),
+        ActionStep(step_id="3-cool", name="cool", kind=StepKind.STEP_KIND_WAIT,
+                   wait=WaitSpec(duration=seconds(60))),
+        ActionStep(step_id="4-bank", name="bank", kind=StepKind.STEP_KIND_WAIT,
+                   wait=WaitSpec(callback="bank")),
+        ActionStep(step_id="5-mail", name="mail", target="mailer://outbox/send"),
+    ])
+    assert runner.validate(good) == []
+    bad = decision(str(uuid.uuid4()), "acme", [
+        ActionStep(step_id="1-ok", name="ok", kind=StepKind.STEP_KIND_APPROVAL,
+                   parallel_group="g", compensation=CompensationStep(target="http://erp/x")),
+        ActionStep(step_id="2-cool", name="cool", kind=StepKind.STEP_KIND_WAIT),
+        ActionStep(step_id="3-bank", name="bank", kind=StepKind.STEP_KIND_WAIT,
+                   wait=WaitSpec(callback="bank", timeout=duration_pb2.Duration(seconds=-1))),
+        ActionStep(step_id="4-ok", name="ok", target="http://erp/y"),
+    ])
+    assert runner.validate(bad) == [
+        "plan.steps[0].parallel_group: 'g': an approval step runs alone, not in a parallel "
+        "group",
+        "plan.steps[0].compensation: an approval step has nothing to undo",
+        "plan.steps[1].wait: needs a duration > 0 or a callback name",
+        "plan.steps[2].wait.timeout: must be > 0 when set",
+        "plan.steps[3].name: duplicate 'ok' (steps.<name> must name one step)",
+    ]
+    # a plan as plans were before (plain calls): same names as ever, no new problem
+    plain = decision(str(uuid.uuid4()), "acme", [http_step("1-a", "http://erp/x"),
+                                                 http_step("2-b", "http://erp/y")])
+    for step in plain.plan.steps:
+        step.name = "post"
+    assert runner.validate(plain) == []
+
+
+def test_custom_connector_targets_route_by_their_scheme() -> None:
+    route = ROUTER.route(Connector.CONNECTOR_UNSPECIFIED, "mailer://outbox/send?x=1")
+    assert (route.connector, route.endpoint, route.address) == (
+        "mailer", "mailer://outbox", "mailer://outbox/send?x=1")
+    with pytest.raises(InvalidTarget, match="unsupported scheme 'ftp'"):
+        ROUTER.route(Connector.CONNECTOR_UNSPECIFIED, "ftp://outbox/send")
+
+
+def test_no_custom_connectors_are_installed_with_the_project() -> None:
+    try:
+        assert load_custom_connectors() == {}
+    except ConnectorLoadError as exc:  # pragma: no cover - a broken plugin in this venv
+        pytest.fail(str(exc))
+
+
+def test_the_step_context_has_typed_fields_metadata_params_and_step_outcomes() -> None:
+    d = Decision(task_id="t-1", tenant_id="acme")
+    d.fields.add(name="amount", value="1.234,50", type="money")
+    d.fields.add(name="count", value="3", type="integer")
+    d.fields.add(name="note", value="hello", type="string")
+    d.extracted_fields.update({"amount": "1.234,50", "count": "3", "note": "hello",
+                               "extra": "x"})
+    d.plan.parameters.update({"limit": 500})
+    d.plan.steps.add(step_id="1-create", name="create")
+    d.plan.steps.add(step_id="2-notify")
+    done = ExecutionResult(step_id="1-create", outcome=StepOutcome.STEP_OUTCOME_SUCCEEDED)
+    done.output.update({"id": 7})
+    context = plan_context(d, TaskFacts("expense_claim", {"source": "mail"}),
+                           {"1-create": done})
+    assert context == {
+        "fields": {"amount": 1234.5, "count": 3, "note": "hello", "extra": "x"},
+        "metadata": {"source": "mail"},
+        "task": {"task_id": "t-1", "tenant_id": "acme", "kind": "expense_claim"},
+        "params": {"limit": 500.0},
+        "steps": {"create": {"status": "succeeded", "output": {"id": 7.0}},
+                  "2-notify": {"status": "pending", "output": {}}},
+    }
+    assert condition_holds("fields.amount > params.limit", context)
+    assert not condition_holds("steps.create.status != 'succeeded'", context)
+    assert condition_holds("", context)
+    assert render({"id": "${steps.create.output.id}", "n": "${fields.count} items",
+                   "plain": "{task_id}", "list": ["${task.kind}"]}, context, "p") == {
+        "id": 7.0, "n": "3 items", "plain": "{task_id}", "list": ["expense_claim"]}
+    with pytest.raises(ExpressionError, match="step x when: no such key 'absent'"):
+        condition_holds("metadata.absent == 'y'", context, "step x when")
+    with pytest.raises(ExpressionError, match="unknown name route"):
+        render({"a": "${route.label}"}, context, "step x payload")
+    with pytest.raises(ExpressionError, match="true or false"):
+        condition_holds("fields.amount", context, "step x when")
+
+
+def test_a_json_object_answer_becomes_a_redacted_output() -> None:
+    assert answer_output('{"id": 3, "data": {"bank_account": "DE89370400440532013000", '
+                         '"note": "mail ann@example.com"}}') == {
+        "id": 3, "data": {"bank_account": "[BANK_ACCOUNT REDACTED]",
+                          "note": answer_output('{"n": "mail ann@example.com"}')["n"]}}
+    assert "ann@example.com" not in str(answer_output('{"n": "mail ann@example.com"}'))
+    assert answer_output("[1, 2]") is None
+    assert answer_output("created") is None
+    assert answer_output("{" + '"a": "' + "x" * 20000 + '"}') is None
+
+
+def test_callback_tokens_name_a_task_and_a_step() -> None:
+    task = str(uuid.uuid4())
+    assert parse_token(f"{task}:3-bank") == (task, "3-bank")
+    assert parse_token(f"{task.upper()}:3-bank") == (task, "3-bank")
+    for token in ("", "no-colon", f"{task.replace('-', '')}:3-bank", f"{task}:",
+                  f"{task}:a b", f"{task}:3-bank\n",
+                  "x" * 201, "not-a-uuid:3-bank", f"{task}:{'s' * 129}"):
+        with pytest.raises(FieldViolation) as refused:
+            parse_token(token)
+        assert refused.value.field == "token"
+    with pytest.raises(FieldViolation, match="output"):
+        callback_output({"a": "x" * 20000})
+
+
+@given(st.text(max_size=300))
+def test_any_token_parses_or_is_refused_as_bad_input(token: str) -> None:
+    try:
+        task, step = parse_token(token)
+    except FieldViolation as exc:
+        assert exc.field == "token"
+    else:
+        assert f"{task}:{step}" == token.lower()[:37] + token[37:]
+
+
+async def test_a_custom_connector_s_own_errors_become_step_failures() -> None:
+    class Plugin:
+        def __init__(self, fail: BaseException | None, sleep_s: float = 0) -> None:
+            self.fail, self.sleep_s = fail, sleep_s
+
+        async def call(self, step: StepCall) -> CallOutcome:
+            await asyncio.sleep(self.sleep_s)
+            if self.fail is not None:
+                raise self.fail
+            return CallOutcome("ok", False)
+
+        async def close(self) -> None:
+            return None
+
+    step = StepCall(task_id="t", tenant_id="acme", step_id="1-a", target="mailer://x/y",
+                    address="mailer://x/y", method="", operation="send", payload={},
+                    idempotency_key="t:1-a", timeout_s=0.05)
+    assert (await GuardedConnector("mailer", Plugin(None)).call(step)).summary == "ok"
+    for fail, sleep_s, is_retryable, text in (
+            (KeyError("oops"), 0, False, "KeyError"),
+            (ConnectionRefusedError("down"), 0, True, "ConnectionRefusedError"),
+            (None, 1.0, True, "no answer within 0.05s"),
+            (permanent("mailer://x/y: refused"), 0, False, "refused")):
+        with pytest.raises(StepError) as failed:
+            await GuardedConnector("mailer", Plugin(fail, sleep_s)).call(step)
+        assert failed.value.retryable is is_retryable and text in str(failed.value)
+
+
+@pytest.mark.parametrize("entry, problem", [
+    ("broken = switchyard_no_such_module:Connector", "cannot be loaded: ModuleNotFoundError"),
+    ("http = json:JSONDecoder", "must be a URL scheme"),
+    ("notes = json:JSONDecoder", "has no async call(step) and close()"),
+])
+def test_a_connector_that_cannot_be_used_is_named_when_the_executor_loads(
+        entry: str, problem: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dist = tmp_path / "acme_connectors-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-connectors\n"
+                                   "Version: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[switchyard.connectors]\n{entry}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConnectorLoadError, match=re.escape(problem)) as refused:
+        load_custom_connectors()
+    assert f"connector {entry.split(' ')[0]!r}" in str(refused.value)
