@@ -27,7 +27,7 @@ import asyncpg
 import grpc
 import pytest
 
-from services.decision.extraction import vendor_key
+from switchyard_packs.invoice.extraction import vendor_key
 from switchyard import Settings
 from switchyard._dataclass import matching_hash, matching_key
 from switchyard._db import connect
