@@ -34,6 +34,7 @@ from services.decision.triton import ModelUnavailable, Prediction
 from switchyard._escalations import DEFAULT_REVIEW_QUEUE
 from switchyard._priority import task_bucket
 from switchyard.packs import (
+    NO_RULE_MATCHED,
     ExpressionError,
     Pack,
     RuleSpec,
@@ -183,6 +184,47 @@ def _explain(rule: RuleSpec, context: dict[str, Any]) -> str:
         return f"Rule '{rule.name}' matched (its explanation could not be rendered: {exc})."
 
 
+def _routing(review: Any, policy: Policy) -> dict[str, Any]:
+    # the pack's queue when it names one, else the tenant's
+    queue = review.queue if review.queue and review.queue != DEFAULT_REVIEW_QUEUE \
+        else policy.review_queue
+    return {"queue": queue, "reviewer_group": review.group, "four_eyes": review.four_eyes,
+            "review_sla_s": review.sla_s}
+
+
+def table_outcome(pack: Pack, context: dict[str, Any], policy: Policy, bucket: int = 2,
+                  note: str = "") -> Outcome:
+    """What ``pack``'s decision table decides in ``context`` (the rule context: fields,
+    params, route, scores, history, ...): outcome, rule, explanation and, for an escalation,
+    its reason, priority and review routing. ``note`` prefixes the explanation."""
+    route_confidence = float(context["route"]["confidence"])
+    confidence = min([route_confidence, *context["scores"].values()])
+    result = run_table(pack, context)
+    review = pack.review
+    if result.error:
+        assert result.rule is not None
+        return Outcome("escalate", result.rule.name,
+                       f"{note}Rule '{result.rule.name}' could not be evaluated on this "
+                       f"document ({result.error}); a person decides.", confidence,
+                       pack.name, "OTHER", priority=bucket, **_routing(review, policy))
+    if result.rule is None:
+        return Outcome("escalate", NO_RULE_MATCHED,
+                       f"{note}No rule of pack {pack.name} {pack.version} matched.",
+                       confidence, pack.name, "POLICY",
+                       priority=min(bucket, review.priority_bucket), **_routing(review, policy))
+    rule = result.rule
+    explanation = _explain(rule, context)
+    if pack.hit_policy == "collect" and len(result.matched) > 1:
+        explanation += " Also matched: " + "; ".join(
+            f"{r.name} ({r.outcome})" for r in result.matched if r is not rule) + "."
+    if rule.outcome != "escalate":
+        return Outcome(rule.outcome, rule.name, note + explanation, confidence, pack.name)
+    review = rule.review or pack.review
+    return Outcome("escalate", rule.name, note + explanation, confidence, pack.name,
+                   rule.reason or "POLICY", priority=min(bucket, review.priority_bucket),
+                   **_routing(review, policy))
+
+
 class DecisionEngine:
     def __init__(self, router: MicroBatcher[str, Prediction], policies: PolicySet | Policy,
                  catalog: PackCatalog, scorers: Scorers | None = None,
@@ -289,48 +331,10 @@ class DecisionEngine:
                            "issues": list(extraction.issues)},
             "history": history,
         }
-        outcome = self._outcome(pack, context, prediction, policy, bucket, note)
+        outcome = table_outcome(pack, context, policy, bucket, note)
         assessment = Assessment(active, extraction, raw, tuple(outputs))
         return Decided(to_decision(task, outcome, prediction, policy, assessment), outcome,
                        policy, assessment)
-
-    def _outcome(self, pack: Pack, context: dict[str, Any], prediction: Prediction,
-                 policy: Policy, bucket: int, note: str) -> Outcome:
-        confidence = min([prediction.confidence, *context["scores"].values()])
-        result = run_table(pack, context)
-        review = pack.review
-        if result.error:
-            assert result.rule is not None
-            return Outcome("escalate", result.rule.name,
-                           f"{note}Rule '{result.rule.name}' could not be evaluated on this "
-                           f"document ({result.error}); a person decides.", confidence,
-                           pack.name, "OTHER", priority=bucket,
-                           **self._routing(review, policy))
-        if result.rule is None:
-            return Outcome("escalate", "no_rule_matched",
-                           f"{note}No rule of pack {pack.name} {pack.version} matched.",
-                           confidence, pack.name, "POLICY",
-                           priority=min(bucket, review.priority_bucket),
-                           **self._routing(review, policy))
-        rule = result.rule
-        explanation = _explain(rule, context)
-        if pack.hit_policy == "collect" and len(result.matched) > 1:
-            explanation += " Also matched: " + "; ".join(
-                f"{r.name} ({r.outcome})" for r in result.matched if r is not rule) + "."
-        if rule.outcome != "escalate":
-            return Outcome(rule.outcome, rule.name, note + explanation, confidence, pack.name)
-        review = rule.review or pack.review
-        return Outcome("escalate", rule.name, note + explanation, confidence, pack.name,
-                       rule.reason or "POLICY", priority=min(bucket, review.priority_bucket),
-                       **self._routing(review, policy))
-
-    @staticmethod
-    def _routing(review: Any, policy: Policy) -> dict[str, Any]:
-        # the pack's queue when it names one, else the tenant's
-        queue = review.queue if review.queue and review.queue != DEFAULT_REVIEW_QUEUE \
-            else policy.review_queue
-        return {"queue": queue, "reviewer_group": review.group, "four_eyes": review.four_eyes,
-                "review_sla_s": review.sla_s}
 
     async def test_case(self, task: TaskEnvelope, active: ActivePack) -> Decided:
         """Decide ``task`` with ``active`` whatever the router says (PackService.TestPack):
@@ -349,4 +353,4 @@ class DecisionEngine:
 
 
 __all__ = ["PACK_ERROR_RULE", "Assessment", "Decided", "DecisionEngine", "Overloaded",
-           "TableResult", "document_text", "run_table", "to_decision"]
+           "TableResult", "document_text", "run_table", "table_outcome", "to_decision"]

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,13 +54,11 @@ class EnricherResources:
     codec: PayloadCodec = PLAINTEXT
 
 
+@functools.cache
 def features_for(name: str) -> Callable[..., Sequence[float]]:
-    """The ``switchyard.features`` entry point ``name`` (packs are checked on load, so a
-    missing one here means the installation changed: it raises LookupError)."""
-    found = entry_point(FEATURES_GROUP, name)
-    if found is None:
-        raise LookupError(f"no feature builder {name!r} in entry point group {FEATURES_GROUP}")
-    return found
+    """The ``switchyard.features`` entry point ``name``, loaded once (packs are checked on
+    load, so a missing one here means the installation changed: EntryPointError)."""
+    return entry_point(FEATURES_GROUP, name)
 
 
 @dataclass
@@ -128,10 +127,7 @@ class Enrichers:
 
     def get(self, name: str) -> Any:
         if name not in self._instances:
-            factory = entry_point(ENRICHERS_GROUP, name)
-            if factory is None:
-                raise LookupError(f"no enricher {name!r} in entry point group {ENRICHERS_GROUP}")
-            self._instances[name] = factory(self.resources)
+            self._instances[name] = entry_point(ENRICHERS_GROUP, name)(self.resources)
         return self._instances[name]
 
     def prepare(self, names: Sequence[str]) -> None:

@@ -94,6 +94,20 @@ def _names(value: Any) -> frozenset[str]:
     return frozenset(vendor_key(str(v)) for v in value)
 
 
+def history_context(extraction: InvoiceExtraction, history: VendorHistory,
+                    params: Mapping[str, Any], received: dt.date) -> dict[str, Any]:
+    """The ``history.*`` keys for an invoice: what the vendor's history says, whether the
+    vendor is on the tenant's block / allow lists, and the risk factors in words."""
+    key = vendor_key(extraction.get("vendor") or "")
+    inputs = risk_inputs(extraction, history, received)
+    return {
+        **_history_keys(history),
+        "vendor_blocked": bool(key) and key in _names(params.get("vendors_block")),
+        "vendor_allowed": bool(key) and key in _names(params.get("vendors_allow")),
+        "risk_factors": risk_factors(inputs),
+    }
+
+
 class VendorHistoryEnricher:
     """The ``vendor_history`` enricher: the tenant's history of the invoice's vendor.
 
@@ -116,14 +130,7 @@ class VendorHistoryEnricher:
                      params: Mapping[str, Any]) -> dict[str, Any]:
         """Read the vendor's history (PostgreSQL) for the rule context."""
         history = await self.store.lookup(task.tenant_id, extraction, task.task_id)
-        key = vendor_key(extraction.get("vendor") or "")
-        inputs = risk_inputs(extraction, history, _received(task))
-        return {
-            **_history_keys(history),
-            "vendor_blocked": bool(key) and key in _names(params.get("vendors_block")),
-            "vendor_allowed": bool(key) and key in _names(params.get("vendors_allow")),
-            "risk_factors": risk_factors(inputs),
-        }
+        return history_context(extraction, history, params, _received(task))
 
     async def record(self, conn: asyncpg.Connection, task: TaskEnvelope,
                      extraction: InvoiceExtraction, decision: Decision) -> None:
@@ -146,4 +153,4 @@ class VendorHistoryEnricher:
 
 
 __all__ = ["RISK_MODEL", "EnricherResources", "VendorHistoryEnricher", "extract",
-           "risk_features", "vendor_history"]
+           "history_context", "risk_features", "vendor_history"]
