@@ -111,7 +111,7 @@ QUICK = ChaosConfig(tasks=300, kill_rounds=1, kill_gap_s=3.0, triton_outage_s=8.
 CHAOS_POLICY = """\
 packs:
   classroom_event:
-    parameters: {events_target: "http://analytics/events/append"}
+    parameters: {analytics_target: "http://analytics/events/append"}
 """
 
 

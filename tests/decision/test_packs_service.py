@@ -47,6 +47,11 @@ KEYS = {"acme-admin": ("acme", "admin"), "acme-audit": ("acme", "auditor"),
         "acme-sub": ("acme", "submitter"), "globex-admin": ("globex", "admin"),
         "globex-sub": ("globex", "submitter"), "ops": ("*", "admin")}
 
+
+def key_id(name: str) -> str:
+    """How the service names a key in records (never the key itself)."""
+    return f"key-{list(KEYS).index(name)}"
+
 EXPENSE_PACK = """\
 pack: expense_claim
 version: {version}
@@ -153,7 +158,7 @@ async def test_applied_pack_decides_without_restart_and_overrides_change_it(
     applied = await acme.packs.ApplyPack(ApplyPackRequest(source=expense_pack()))
     assert applied.changed and applied.pack.tenant_id == "acme"
     assert (applied.pack.name, applied.pack.version, applied.pack.applied_by) == (
-        "expense_claim", "1.0.0", "acme-admin")
+        "expense_claim", "1.0.0", key_id("acme-admin"))
 
     # the same replica, no restart: the submitted kind routes it (the router does not know
     # the type yet) and the pack's table decides
@@ -189,7 +194,7 @@ async def test_applied_pack_decides_without_restart_and_overrides_change_it(
     assert decision.plan.parameters["max_auto_amount"] == 10
     settings = await clients["acme-audit"].packs.GetTenantSettings(GetTenantSettingsRequest())
     assert (settings.tenant_id, settings.version, settings.applied_by) == (
-        "acme", 1, "acme-admin")
+        "acme", 1, key_id("acme-admin"))
     # applying the same document again changes nothing
     again = await acme.packs.ApplyTenantSettings(ApplyTenantSettingsRequest(
         document=b"packs:\n  expense_claim:\n    parameters: {max_auto_amount: 10}\n"))
@@ -241,7 +246,7 @@ async def test_a_bad_pack_is_refused_one_violation_per_mistake(
     good = EXPENSE_PACK.format(version="1.0.0", straight_rule="straight_through")
     # three mistakes of structure ...
     bad = (good.replace("version: 1.0.0", "version: '1.0'")
-           .replace("outcome: auto_execute", "outcome: maybe")
+           .replace("outcome: auto_execute", "outcome: maybe", 1)
            .replace("target: http://erp/claims\n", "target: http://erp/claims\n    timeout: soon\n"))
     source = PackSource(files=[PackFile(path="pack.yaml", content=bad.encode())])
     with pytest.raises(grpc.aio.AioRpcError) as caught:
