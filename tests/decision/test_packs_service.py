@@ -186,6 +186,10 @@ async def test_applied_pack_decides_without_restart_and_overrides_change_it(
     assert classes["employee"] == (DataClass.DATA_CLASS_PERSONAL, "string")
     assert classes["amount"] == (DataClass.DATA_CLASS_DERIVED, "money")
     assert decision.extracted_fields["amount"] == "42.50"
+    # the currency line is missing here: declared, it travels empty with its type
+    nothing = await clients["acme-sub"].decision("Employee: Ann Lee\nTotal: 42.50")
+    assert {f.name: (f.value, f.type) for f in nothing.fields}["currency"] == ("", "enum")
+    assert "currency" not in nothing.extracted_fields
     assert (decision.plan.pack, decision.plan.pack_version) == ("expense_claim", "1.0.0")
     assert [s.step_id for s in decision.plan.steps] == ["1-create_claim"]
     assert decision.plan.steps[0].compensation.operation == "DELETE"
