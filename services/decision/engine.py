@@ -25,7 +25,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.decision.batcher import MicroBatcher, Overloaded
 from services.decision.drift import DriftMonitor
-from services.decision.extensions import Enrichers, Scorers, features_for
+from services.decision.extensions import Enrichers, Scorers, extractor_of, features_for
 from services.decision.packs import ActivePack, PackCatalog
 from services.decision.policies import PolicySet
 from services.decision.policy import Outcome, Policy, no_plan, route, unavailable
@@ -39,7 +39,6 @@ from switchyard.packs import (
     Pack,
     RuleSpec,
     evaluate_condition,
-    extractor_for,
     plan_to_proto,
     typed_fields,
 )
@@ -302,7 +301,7 @@ class DecisionEngine:
         pack, params = active.pack, active.params
         bucket = task_bucket(task)
         try:
-            extraction = extractor_for(pack)(text)
+            extraction = extractor_of(pack)(text)
             raw = {name: f.value for name, f in extraction.fields.items()}
             history = await self.enrichers.enrich(pack.enrichers, task, extraction, params)
             vectors = [(scorer, features_for(scorer.features)(extraction, history, task))
