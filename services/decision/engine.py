@@ -20,6 +20,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from typing import Any
 
+import asyncpg
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -104,7 +105,7 @@ def to_decision(task: TaskEnvelope, outcome: Outcome, prediction: Prediction | N
         source=DecisionSource.DECISION_SOURCE_MODEL, decided_at=now, label=outcome.label,
         review_queue=outcome.queue or policy.review_queue,
     )
-    if active is not None:
+    if assessment is not None:  # the pack's table decided (the plan names its pack anyway)
         decision.pack, decision.pack_version = active.pack.name, active.pack.version
     if outcome.action == "escalate":
         decision.reviewer_group = outcome.reviewer_group
@@ -306,11 +307,10 @@ class DecisionEngine:
             history = await self.enrichers.enrich(pack.enrichers, task, extraction, params)
             vectors = [(scorer, features_for(scorer.features)(extraction, history, task))
                        for scorer in pack.scorers]
-        except (ModelUnavailable, Overloaded, OSError):
-            raise
+        except (ModelUnavailable, Overloaded, OSError, asyncpg.PostgresError,
+                asyncpg.InterfaceError):
+            raise  # transient: the caller retries (Kafka path) or answers UNAVAILABLE
         except Exception as exc:  # noqa: BLE001 - a pack's Python must not stop the service
-            if type(exc).__module__.startswith("asyncpg"):
-                raise
             log.exception("pack %s %s failed on a document", pack.name, pack.version)
             outcome = Outcome("escalate", PACK_ERROR_RULE,
                               f"{note}Pack {pack.name} {pack.version} could not read this "

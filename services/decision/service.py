@@ -163,7 +163,7 @@ class TaskDecider:
                 uuid.UUID(decision.decision_id), uuid.UUID(task.task_id), task.tenant_id,
                 outcome_name, decision.confidence, decision.rule, decision.explanation,
                 self.codec.seal(decision.decision_id, decision.SerializeToString(), DECISION),
-                decision.pack,
+                decision.pack or decision.plan.pack,  # retention follows the task's pack
             )
             if release_hold:
                 await conn.execute("DELETE FROM decision_holds WHERE task_id = $1",

@@ -25,6 +25,7 @@ CREATE TABLE tenant_pack_settings (
     PRIMARY KEY (tenant_id, version)
 );
 
--- The pack that made each decision (in plain text, beside the sealed decision), so retention
--- can purge a type's tasks after its pack's `retention.days` (switchyard/_retention.py).
+-- The pack of each model decision (the pack whose table decided, or whose plan it carries), in
+-- plain text beside the sealed decision, so retention can purge a type's tasks after its pack's
+-- `retention.days` (switchyard/_retention.py).
 ALTER TABLE decisions ADD COLUMN pack text NOT NULL DEFAULT '';
