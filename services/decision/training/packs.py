@@ -1,0 +1,146 @@
+"""The router's classes and labelled examples, taken from the enabled automation packs.
+
+A pack is a document type; its name is the router's label for it and its ``examples.jsonl``
+holds labelled examples (``{"text": ...}`` per line). The router is trained on:
+
+* one class per enabled pack: the packs shipped in ``switchyard_packs/`` plus any pack folder
+  named with ``--packs DIR``, in a stable order (the shipped classes first, in their historic
+  order, then the others by name), and the class ``other`` last -- documents no pack
+  automates, which the decision service escalates;
+* each pack's examples, labelled with the pack's name;
+* the shipped seeded corpus (``models/data/router_corpus.jsonl``): its ``other`` rows, and its
+  rows of the shipped kinds when that kind's pack is enabled (a pack's own example with the
+  same text counts once). Rows of a kind whose pack is not enabled are left out.
+
+Corpus rows keep their ids (so their train/validation/test split does not move); a pack
+example's id is ``<pack>:<sha256(text)[:16]>``, so the split of an example depends on its text
+alone and retraining with one more pack leaves every other row where it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from services.decision.training import features as F
+
+__all__ = ["OTHER", "PackExamples", "RouterTrainingSet", "collect_packs", "example_id",
+           "router_classes", "router_training_set"]
+
+#: The class of documents that no enabled pack automates.
+OTHER = "other"
+
+
+class _PackLike(Protocol):
+    name: str
+    version: str
+    digest: str
+    examples: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PackExamples:
+    """What router training needs of one pack: its label, identity and example texts."""
+
+    name: str
+    version: str
+    digest: str
+    examples: tuple[str, ...]
+    #: Where it came from: "builtin" (shipped) or the folder it was loaded from.
+    source: str
+
+    @classmethod
+    def of(cls, pack: _PackLike, source: str) -> PackExamples:
+        return cls(pack.name, pack.version, pack.digest, tuple(pack.examples), source)
+
+
+@dataclass(frozen=True)
+class RouterTrainingSet:
+    """The router's classes (PROBS order) and its labelled rows (``id``, ``text``, ``label``)."""
+
+    classes: tuple[str, ...]
+    rows: tuple[Mapping[str, Any], ...]
+    packs: tuple[PackExamples, ...]
+
+    def class_examples(self) -> dict[str, int]:
+        """Rows per class, in class order (the model card lists them)."""
+        counts = {c: 0 for c in self.classes}
+        for row in self.rows:
+            counts[str(row["label"])] += 1
+        return counts
+
+    def sha256(self) -> str:
+        """Digest of every row (id, label, text) in order: a change means retraining."""
+        h = hashlib.sha256()
+        for row in self.rows:
+            h.update(json.dumps([row["id"], row["label"], row["text"]],
+                                ensure_ascii=False).encode("utf-8"))
+            h.update(b"\n")
+        return h.hexdigest()
+
+
+def example_id(label: str, text: str) -> str:
+    """The id (and so the split) of a pack example: its label and a digest of its text."""
+    return f"{label}:{hashlib.sha256(text.encode('utf-8')).hexdigest()[:16]}"
+
+
+def router_classes(pack_names: Iterable[str]) -> tuple[str, ...]:
+    """Shipped kinds in their historic order, then the other packs by name, then ``other``."""
+    names = set(pack_names)
+    if OTHER in names:
+        raise ValueError(f"a pack cannot be named {OTHER!r}: it is the router's class for "
+                         "documents no pack automates")
+    shipped = [c for c in F.ROUTER_CLASSES if c in names and c != OTHER]
+    return tuple(shipped + sorted(names - set(shipped)) + [OTHER])
+
+
+def router_training_set(packs: Sequence[PackExamples],
+                        corpus: Sequence[Mapping[str, Any]]) -> RouterTrainingSet:
+    """Classes and rows from the packs and the shipped corpus (see the module docstring)."""
+    by_name: dict[str, PackExamples] = {}
+    for pack in packs:   # a later pack of the same name (e.g. from --packs) replaces one
+        by_name[pack.name] = pack
+    classes = router_classes(by_name)
+    wanted = set(classes)
+    rows: list[Mapping[str, Any]] = []
+    seen: set[str] = set()
+    for row in corpus:
+        text = str(row["text"])
+        if row["label"] in wanted and text not in seen:
+            seen.add(text)
+            rows.append({"id": str(row["id"]), "text": text, "label": str(row["label"])})
+    for name in classes:
+        pack = by_name.get(name)
+        for text in pack.examples if pack else ():
+            if text not in seen:   # the same text under two labels: the first one counts
+                seen.add(text)
+                rows.append({"id": example_id(name, text), "text": text, "label": name})
+    return RouterTrainingSet(classes, tuple(rows), tuple(by_name[c] for c in classes
+                                                          if c in by_name))
+
+
+def collect_packs(directories: Sequence[Path] = (), *, builtin: bool = True
+                  ) -> list[PackExamples]:
+    """The shipped packs (unless ``builtin`` is false) and the packs in ``directories``.
+
+    Raises ``SystemExit`` with one line per problem when a folder is not a valid pack: a
+    router must not be trained on a pack the decision service would refuse.
+    """
+    from switchyard.packs import PackError, builtin_packs, load_pack
+
+    found: list[PackExamples] = []
+    if builtin:
+        found += [PackExamples.of(p, "builtin") for _, p in sorted(builtin_packs().items())]
+    problems: list[str] = []
+    for directory in directories:
+        try:
+            found.append(PackExamples.of(load_pack(Path(directory)), str(directory)))
+        except PackError as exc:
+            problems += [f"{directory}: {line}" for line in exc.problems]
+    if problems:
+        raise SystemExit("\n".join(problems))
+    return found
