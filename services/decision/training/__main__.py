@@ -32,6 +32,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--packs", nargs="+", type=Path, default=[], metavar="DIR",
                    help="pack folders to train the router on besides the shipped packs (each "
                         "pack is a class; its examples.jsonl its examples)")
+    p.add_argument("--no-shipped-packs", action="store_true",
+                   help="leave out the packs shipped with Switchyard (their corpus rows too): "
+                        "the router learns only the --packs types and 'other'")
+    p.add_argument("--reload", action="store_true",
+                   help="then have Triton ($SWITCHYARD_TRITON_URL) load the new models, "
+                        "without a restart; the decision service reads the new class list on "
+                        "its next prediction")
+
+
+def reload_models(triton_url: str) -> None:
+    """Ask a running Triton (model control mode explicit, as the embedded stack starts it) to
+    load the retrained models from its repository: the new weights, classes and PROBS dims."""
+    import tritonclient.grpc as triton
+    from tritonclient.utils import InferenceServerException
+
+    client = triton.InferenceServerClient(url=triton_url)
+    try:
+        for model in (train.ROUTER, train.INVOICE):
+            client.load_model(model)
+            print(f"[train] Triton at {triton_url} loaded {model}")
+    except InferenceServerException as exc:
+        raise SystemExit(f"Triton at {triton_url} did not load the models: {exc}") from None
+    finally:
+        client.close()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         datagen.write_corpora(args.data_dir, seed=args.data_seed)
         print(f"[datagen] wrote corpora (seed {args.data_seed}) to {args.data_dir} "
               f"in {time.perf_counter() - t:.1f}s")
-    packs = collect_packs(args.packs)
+    packs = collect_packs(args.packs, builtin=not args.no_shipped_packs)
     if args.if_missing and not args.regenerate_data:
         reason = train.artifacts_status(args.data_dir, args.repository, args.seed, packs)
         if reason is None:
@@ -63,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"[train] (re)training: {reason}")
     train.train_all(args.data_dir, args.repository,
                     seed=train.DEFAULT_SEED if args.seed is None else args.seed, packs=packs)
+    if args.reload:
+        from switchyard._settings import Settings
+
+        reload_models(Settings.from_env().triton_url)
     return 0
 
 
