@@ -1,0 +1,402 @@
+"""CEL conditions and payload templates: compiled once, checked against known names, evaluated
+many times. One place for the decision service (rules, explanations) and the executor (step
+``when``, payloads, targets).
+
+CEL (Google's Common Expression Language, the ``common-expression-language`` package) is
+side-effect free and terminates, so a pack can say ``fields.amount > params.max_auto_amount``
+without any Python ``eval``. Compilation catches syntax errors; the checks here add what the
+interpreter cannot know before it runs: which top-level names exist in the context (``fields``,
+``params``, ...), which fields and parameters the pack declares, which scorers and steps exist.
+
+Templates: a string that is exactly ``${expr}`` becomes the expression's value (a number stays a
+number, a map stays a map); ``${expr}`` inside a longer string is replaced by the value's text.
+Strings without ``${`` are left as they are, so ``{task_id}`` placeholders in targets keep
+working as the executor fills them in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import cel
+
+#: The names a decision rule (and its explanation) may use.
+DECISION_VARIABLES: frozenset[str] = frozenset(
+    {"fields", "metadata", "task", "params", "route", "scores", "extraction", "history"})
+#: The names a plan (step ``when``, payload and target templates) may use.
+PLAN_VARIABLES: frozenset[str] = frozenset({"fields", "metadata", "task", "params", "steps"})
+#: Members of the fixed-shape maps in the context.
+_MEMBERS: dict[str, frozenset[str]] = {
+    "task": frozenset({"task_id", "tenant_id", "kind"}),
+    "route": frozenset({"label", "confidence"}),
+    "extraction": frozenset({"confidence", "issues"}),
+}
+STEP_MEMBERS: frozenset[str] = frozenset({"status", "output"})
+MAX_EXPRESSION_CHARS = 4096
+_MACROS = ("all", "exists", "exists_one", "map", "filter")
+_COMPREHENSION_VAR = re.compile(
+    r"\.\s*(?:" + "|".join(_MACROS) + r")\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
+_STRING_LITERAL = re.compile(r"""[rRbB]?(?:'''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*")""",
+                             re.S)
+_MEMBER_ACCESS = re.compile(r"(?<![A-Za-z0-9_.])([A-Za-z_][A-Za-z0-9_]*)\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)"
+                            r"(?:\s*\.\s*([A-Za-z_][A-Za-z0-9_]*))?")
+
+
+class ExpressionError(ValueError):
+    """An expression could not be evaluated (a missing key, a type mismatch, a non-boolean
+    condition). ``where`` names the rule or step it belongs to."""
+
+    def __init__(self, where: str, message: str) -> None:
+        self.where = where
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class Names:
+    """What an expression may refer to beyond the top-level variables; None = anything."""
+
+    variables: frozenset[str] = DECISION_VARIABLES
+    fields: frozenset[str] | None = None
+    params: frozenset[str] | None = None
+    scores: frozenset[str] | None = None
+    steps: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A compiled CEL condition."""
+
+    source: str
+    where: str
+    program: Any = field(compare=False, repr=False)
+
+    def evaluate(self, context: Mapping[str, Any]) -> bool:
+        return evaluate_condition(self, context)
+
+
+def check_expression(source: str, names: Names) -> tuple[Any, list[str]]:
+    """Compile ``source`` and check the names it uses: (program or None, problems)."""
+    if len(source) > MAX_EXPRESSION_CHARS:
+        return None, [f"longer than {MAX_EXPRESSION_CHARS} characters"]
+    if not source.strip():
+        return None, ["empty expression"]
+    try:
+        program = cel.compile(source)
+    except Exception as exc:  # ValueError with a caret message; anything else is still bad CEL
+        first = " ".join(str(exc).split("\n")[0].split())
+        detail = re.sub(r"^Failed to parse expression '.*?': ", "", first, flags=re.S)
+        return None, [f"not valid CEL: {detail[:200]}"]
+    problems: list[str] = []
+    try:
+        variables = set(program.variables())
+    except Exception:  # pragma: no cover - defensive: the binding always answers
+        variables = set()
+    bound = set(_COMPREHENSION_VAR.findall(source))
+    unknown = sorted(variables - bound - names.variables)
+    if unknown:
+        problems.append(f"unknown name{'s' if len(unknown) > 1 else ''} "
+                        f"{', '.join(unknown)}; allowed: {', '.join(sorted(names.variables))}")
+    stripped = _STRING_LITERAL.sub('""', source)
+    for top, member, sub in _MEMBER_ACCESS.findall(stripped):
+        if top in bound or top not in names.variables:
+            continue
+        allowed: Iterable[str] | None
+        if top in _MEMBERS:
+            allowed = _MEMBERS[top]
+        else:
+            allowed = {"fields": names.fields, "params": names.params, "scores": names.scores,
+                       "steps": names.steps}.get(top)
+        if allowed is not None and member not in allowed:
+            what = {"fields": "field", "params": "parameter", "scores": "scorer",
+                    "steps": "earlier step"}.get(top, "member")
+            listed = ", ".join(sorted(allowed)) or "none"
+            problems.append(f"unknown {what} {top}.{member}; known: {listed}")
+        elif top == "steps" and sub and sub not in STEP_MEMBERS:
+            problems.append(f"unknown member steps.{member}.{sub}; known: output, status")
+    return (program if not problems else None), problems
+
+
+def compile_condition(source: str, where: str, variables: Names | Iterable[str] | None = None
+                      ) -> Condition:
+    """Compile a CEL condition (raises ValueError with the problems joined by '; ').
+
+    ``variables`` is a :class:`Names` (top-level names plus the declared fields/params/...) or
+    just the allowed top-level names; None allows the decision context.
+    """
+    names = variables if isinstance(variables, Names) else \
+        Names(variables=frozenset(variables) if variables is not None else DECISION_VARIABLES)
+    program, problems = check_expression(source, names)
+    if problems:
+        raise ValueError(f"{where}: " + "; ".join(problems))
+    return Condition(source=source, where=where, program=program)
+
+
+def _execute(program: Any, context: Mapping[str, Any], where: str) -> Any:
+    try:
+        return program.execute(dict(context))
+    except KeyError as exc:
+        raise ExpressionError(where, f"no such key {exc} (guard it with has(...))") from None
+    except Exception as exc:
+        raise ExpressionError(where, " ".join(str(exc).split())[:300]) from None
+
+
+def evaluate_condition(condition: Condition, context: Mapping[str, Any]) -> bool:
+    """Run a condition; anything but a boolean result is an :class:`ExpressionError`."""
+    result = _execute(condition.program, context, condition.where)
+    if not isinstance(result, bool):
+        raise ExpressionError(condition.where, f"a condition must give true or false, "
+                                               f"not {type(result).__name__} {result!r}"[:300])
+    return result
+
+
+def as_text(value: Any) -> str:
+    """How a value reads inside a longer string: numbers without a needless '.0', booleans as
+    true/false, null as empty, maps and lists as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return repr(value)
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return f"{value.total_seconds():g}s"
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(_jsonable(value), sort_keys=True, separators=(",", ":"))
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    """A CEL result as plain JSON values (timestamps/durations as text)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return as_text(value)
+
+
+def template_parts(text: str) -> list[tuple[bool, str]] | None:
+    """Split ``text`` into literal and ``${expr}`` parts: [(is_expr, text), ...].
+
+    Braces inside the expression (CEL map literals) and quoted strings are balanced, so
+    ``${ {"a": 1}["a"] }`` is one expression. None when a ``${`` is never closed.
+    """
+    parts: list[tuple[bool, str]] = []
+    i, literal = 0, []
+    while i < len(text):
+        if text.startswith("${", i):
+            j, depth, quote = i + 2, 0, ""
+            while j < len(text):
+                ch = text[j]
+                if quote:
+                    if ch == "\\":
+                        j += 1
+                    elif ch == quote:
+                        quote = ""
+                elif ch in "'\"":
+                    quote = ch
+                elif ch == "{":
+                    depth += 1
+                elif ch == "}":
+                    if depth == 0:
+                        break
+                    depth -= 1
+                j += 1
+            if j >= len(text):
+                return None
+            if literal:
+                parts.append((False, "".join(literal)))
+                literal = []
+            parts.append((True, text[i + 2:j]))
+            i = j + 1
+        else:
+            literal.append(text[i])
+            i += 1
+    if literal:
+        parts.append((False, "".join(literal)))
+    return parts
+
+
+@dataclass(frozen=True)
+class _Piece:
+    is_expr: bool
+    text: str
+    program: Any = field(default=None, compare=False, repr=False)
+
+
+class Template:
+    """A payload tree (maps, lists, strings, numbers) with ``${expr}`` strings compiled once.
+
+    ``Template(tree, where, names)`` raises ValueError listing every problem (path: problem);
+    :meth:`problems` gives them as a list instead. :meth:`render` returns a new tree.
+    """
+
+    def __init__(self, tree: Any, where: str = "template",
+                 variables: Names | Iterable[str] | None = None, *, strict: bool = True) -> None:
+        self.tree = tree
+        self.where = where
+        names = variables if isinstance(variables, Names) else \
+            Names(variables=frozenset(variables) if variables is not None else PLAN_VARIABLES)
+        self._issues: list[tuple[str, str, str]] = []
+        self._compiled = self._compile(tree, "", names)
+        if strict and self._issues:
+            raise ValueError("; ".join(f"{where}{p}: {v}: {m}" for p, v, m in self._issues))
+
+    @property
+    def problems(self) -> list[tuple[str, str]]:
+        """(path below the template's root, "value: problem") pairs."""
+        return [(path, f"{value}: {message}") for path, value, message in self._issues]
+
+    @property
+    def issues(self) -> list[tuple[str, str, str]]:
+        """(path below the template's root, the offending text, problem) triples."""
+        return list(self._issues)
+
+    @property
+    def is_static(self) -> bool:
+        """True when nothing in the tree is an expression."""
+        return not _has_expr(self._compiled)
+
+    def _compile(self, node: Any, path: str, names: Names) -> Any:
+        if isinstance(node, str):
+            if "${" not in node:
+                return node
+            parts = template_parts(node)
+            if parts is None:
+                self._issues.append((path, _short(node), "'${' without a closing '}'"))
+                return node
+            pieces = []
+            for is_expr, text in parts:
+                if not is_expr:
+                    pieces.append(_Piece(False, text))
+                    continue
+                program, problems = check_expression(text, names)
+                for problem in problems:
+                    self._issues.append((path, f"${{{_short(text, 50)}}}", problem))
+                pieces.append(_Piece(True, text, program))
+            return tuple(pieces)
+        if isinstance(node, Mapping):
+            return {k: self._compile(v, f"{path}.{k}", names) for k, v in node.items()}
+        if isinstance(node, (list, tuple)):
+            return [self._compile(v, f"{path}[{i}]", names) for i, v in enumerate(node)]
+        return node
+
+    def render(self, context: Mapping[str, Any]) -> Any:
+        """The tree with every expression evaluated against ``context``."""
+        if self._issues:
+            raise ExpressionError(self.where, "template has problems: "
+                                  + "; ".join(m for _, _, m in self._issues))
+        return self._render(self._compiled, "", dict(context))
+
+    def _render(self, node: Any, path: str, context: dict[str, Any]) -> Any:
+        if isinstance(node, tuple):
+            if len(node) == 1 and node[0].is_expr:
+                return _jsonable(_execute(node[0].program, context, f"{self.where}{path}"))
+            out = []
+            for piece in node:
+                if piece.is_expr:
+                    out.append(as_text(_execute(piece.program, context, f"{self.where}{path}")))
+                else:
+                    out.append(piece.text)
+            return "".join(out)
+        if isinstance(node, dict):
+            return {k: self._render(v, f"{path}.{k}", context) for k, v in node.items()}
+        if isinstance(node, list):
+            return [self._render(v, f"{path}[{i}]", context) for i, v in enumerate(node)]
+        return node
+
+
+def _has_expr(node: Any) -> bool:
+    if isinstance(node, tuple):
+        return any(p.is_expr for p in node)
+    if isinstance(node, dict):
+        return any(_has_expr(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_expr(v) for v in node)
+    return False
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+# -- typed field values -------------------------------------------------------------------------
+
+_NUMBER = re.compile(r"[-+]?\d(?:[\d ,.']*\d)?")
+
+
+def parse_number(text: str) -> float | None:
+    """'1.234,56' / '1,234.56' / '1 234,56' / 'EUR 42.50' / '-3' -> float; None if no number.
+
+    The last '.' or ',' followed by one or two digits is the decimal separator; every other
+    separator groups thousands (as invoices write amounts).
+    """
+    match = _NUMBER.search(text or "")
+    if match is None:
+        return None
+    num = match.group(0).replace(" ", "").replace("'", "")
+    sign = -1.0 if num.startswith("-") else 1.0
+    num = num.lstrip("+-")
+    decimal = re.search(r"[.,](\d{1,2})$", num)
+    try:
+        if decimal:
+            whole = re.sub(r"[.,]", "", num[:decimal.start()])
+            return sign * float(f"{whole or '0'}.{decimal.group(1)}")
+        if re.fullmatch(r"\d+\.\d{3,}", num):  # 3.14159: a decimal, not thousands
+            return sign * float(num)
+        return sign * float(re.sub(r"[.,]", "", num))
+    except ValueError:
+        return None
+
+
+def typed_value(raw: str | None, type_: str) -> Any:
+    """One extracted value (text) as its pack type's CEL value; None when absent/unreadable."""
+    if raw is None:
+        return None
+    text = str(raw).strip()
+    if not text:
+        return None
+    if type_ in ("money", "number"):
+        return parse_number(text)
+    if type_ == "integer":
+        number = parse_number(text)
+        return int(number) if number is not None and float(number).is_integer() else None
+    if type_ == "boolean":
+        lowered = text.lower()
+        if lowered in ("true", "yes", "y", "1", "on", "x", "checked"):
+            return True
+        if lowered in ("false", "no", "n", "0", "off", "unchecked"):
+            return False
+        return None
+    return text
+
+
+def typed_fields(raw: Mapping[str, str], types: Mapping[str, str]) -> dict[str, Any]:
+    """Extracted fields (text) -> the ``fields`` map of a rule/template context.
+
+    Every declared field is present (absent or unreadable ones as null, so ``fields.x == null``
+    works); money/number -> double, integer -> int, boolean -> bool, others stay text. Fields
+    not declared (e.g. a reviewer's additions) are passed as text.
+    """
+    out: dict[str, Any] = {name: value for name, value in raw.items() if name not in types}
+    for name, type_ in types.items():
+        out[name] = typed_value(raw.get(name), type_)
+    return out
+
+
+__all__ = ["DECISION_VARIABLES", "PLAN_VARIABLES", "Condition", "ExpressionError", "Names",
+           "Template", "as_text", "check_expression", "compile_condition", "evaluate_condition",
+           "parse_number", "template_parts", "typed_fields", "typed_value"]

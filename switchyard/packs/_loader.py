@@ -1,0 +1,685 @@
+"""Pack folder -> :class:`Pack`, or every mistake in it, one line each.
+
+Two passes. The structural pass runs the pack JSON Schema (all errors, not the first). When the
+structure is right, the semantic pass checks what a schema cannot: CEL expressions compile and
+name only known variables, declared fields and parameters, scorers and earlier steps; names are
+unique; templates are well formed; durations parse; parameter defaults fit their types and
+ranges; entry points are declared; compensation belongs to calls; waits are a timer or a
+callback; golden cases name existing rules, fields and parameters; the examples file is JSON
+Lines of texts. Nothing raises but :class:`PackError` (``load_*``) and nothing at all from
+``validate_pack_files``: a bad pack never takes a service down.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.resources
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from switchyard.packs._entrypoints import GROUPS, is_declared
+from switchyard.packs._expressions import (
+    DECISION_VARIABLES,
+    PLAN_VARIABLES,
+    Condition,
+    Names,
+    Template,
+    check_expression,
+)
+from switchyard.packs._model import (
+    BUILTIN_CONNECTORS,
+    NO_RULE_MATCHED,
+    Compensation,
+    FieldSpec,
+    GoldenCase,
+    Pack,
+    PackError,
+    ParamSpec,
+    ReviewSpec,
+    RuleSpec,
+    ScorerSpec,
+    StepApproval,
+    StepSpec,
+    StepWait,
+)
+from switchyard.packs._schema import (
+    json_path,
+    line,
+    pack_schema,
+    show,
+    structural_problems,
+    tests_file_schema,
+)
+from switchyard.packs._yaml import load_yaml
+
+PACK_FILE = "pack.yaml"
+DEFAULT_EXAMPLES = "examples.jsonl"
+DEFAULT_TESTS = "tests.yaml"
+MAX_PACK_BYTES = 4 * 1024 * 1024
+MAX_FILES = 64
+FOLDER = "(pack)"
+#: Rules the engine decides before (or instead of) a pack's table; golden cases may expect them.
+ENGINE_RULES: frozenset[str] = frozenset({
+    NO_RULE_MATCHED, "low_confidence", "kind_mismatch", "out_of_scope", "no_plan",
+    "model_unavailable"})
+_FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+MAX_DURATION_S = 366 * 86400.0
+
+
+def parse_duration(text: str) -> float | None:
+    """'30s' / '15m' / '4h' / '2d' / '200ms' / '1h30m' -> seconds; None when not a duration."""
+    if not isinstance(text, str) or not re.fullmatch(r"(?:[0-9]+(?:ms|s|m|h|d))+", text):
+        return None
+    return sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+
+
+def _digest(files: Mapping[str, bytes]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(files):
+        data = files[name]
+        h.update(name.encode("utf-8", "surrogatepass"))
+        h.update(b"\0%d\0" % len(data))
+        h.update(data)
+    return h.hexdigest()
+
+
+class _Checker:
+    """Collects problem lines while building the pack's parts."""
+
+    def __init__(self, file: str = PACK_FILE) -> None:
+        self.file = file
+        self.problems: list[str] = []
+
+    def add(self, path: list[Any] | str, value: Any, message: str, *, raw: bool = False,
+            file: str | None = None) -> None:
+        where = path if isinstance(path, str) else json_path(path)
+        self.problems.append(line(file or self.file, where, value if raw else show(value),
+                                  message))
+
+
+# -- parameters ----------------------------------------------------------------------------
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def param_value_problem(spec: ParamSpec, value: Any) -> str | None:
+    """Why ``value`` does not fit parameter ``spec`` (None when it does)."""
+    kind = spec.type
+    if kind == "number" and not _is_number(value):
+        return "must be a number"
+    if kind == "integer" and not (isinstance(value, int) and not isinstance(value, bool)):
+        return "must be an integer"
+    if kind == "string" and not isinstance(value, str):
+        return "must be a string"
+    if kind == "boolean" and not isinstance(value, bool):
+        return "must be true or false"
+    if kind == "list":
+        if not isinstance(value, list):
+            return f"must be a list of {spec.items or 'string'}s"
+        for item in value:
+            if (spec.items or "string") == "string" and not isinstance(item, str):
+                return f"must be a list of strings; {show(item)} is not a string"
+            if spec.items == "number" and not _is_number(item):
+                return f"must be a list of numbers; {show(item)} is not a number"
+        return None
+    if _is_number(value):
+        if value != value or value in (float("inf"), float("-inf")):
+            return "must be a finite number"
+        if spec.minimum is not None and value < spec.minimum:
+            return f"must be >= {_num(spec.minimum)}"
+        if spec.maximum is not None and value > spec.maximum:
+            return f"must be <= {_num(spec.maximum)}"
+    if spec.values and value not in spec.values:
+        return "must be one of: " + " | ".join(str(v) for v in spec.values)
+    return None
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _parameters(raw: Mapping[str, Any], c: _Checker) -> dict[str, ParamSpec]:
+    out: dict[str, ParamSpec] = {}
+    for name, spec in raw.items():
+        where = ["parameters", name]
+        kind = spec["type"]
+        if kind != "list" and "items" in spec:
+            c.add(where + ["items"], spec["items"], "only a list parameter has items")
+        if kind not in ("number", "integer"):
+            for key in ("minimum", "maximum"):
+                if key in spec:
+                    c.add(where + [key], spec[key], f"only number and integer parameters have "
+                                                    f"{key}")
+        if kind in ("list", "boolean") and "values" in spec:
+            c.add(where + ["values"], spec["values"], "only number, integer and string "
+                                                      "parameters have values")
+        if "minimum" in spec and "maximum" in spec and spec["minimum"] > spec["maximum"]:
+            c.add(where + ["maximum"], spec["maximum"],
+                  f"must be >= minimum ({_num(spec['minimum'])})")
+        param = ParamSpec(name=name, type=kind, default=spec["default"],
+                          items=spec.get("items", "string" if kind == "list" else ""),
+                          minimum=spec.get("minimum"), maximum=spec.get("maximum"),
+                          values=tuple(spec.get("values", ())),
+                          description=spec.get("description", ""))
+        for value in param.values:
+            problem = param_value_problem(ParamSpec(name, kind, items=param.items), value)
+            if problem:
+                c.add(where + ["values"], value, problem)
+        problem = param_value_problem(param, param.default)
+        if problem:
+            c.add(where + ["default"], param.default, problem)
+        out[name] = param
+    return out
+
+
+# -- fields ------------------------------------------------------------------------------
+
+
+def _fields(raw: Mapping[str, Any], c: _Checker) -> dict[str, FieldSpec]:
+    out: dict[str, FieldSpec] = {}
+    for name, spec in raw.items():
+        where = ["fields", name]
+        kind = spec["type"]
+        if kind == "enum" and "values" not in spec:
+            c.add(where + ["values"], None, "an enum field needs values: [...]", raw=False)
+        if kind != "enum" and "values" in spec:
+            c.add(where + ["values"], spec["values"], "only an enum field has values")
+        pattern = spec.get("pattern", "")
+        if pattern:
+            try:
+                groups = re.compile(pattern).groups
+            except (re.error, RecursionError, OverflowError) as exc:
+                c.add(where + ["pattern"], pattern, f"not a valid regex: {exc}")
+            else:
+                if groups != 1:
+                    c.add(where + ["pattern"], pattern,
+                          f"must have exactly one capture group (has {groups})")
+        out[name] = FieldSpec(name=name, type=kind, required=spec.get("required", False),
+                              data_class=spec.get("data_class", "personal"),
+                              labels=tuple(spec.get("labels", ())), pattern=pattern,
+                              values=tuple(spec.get("values", ())))
+    return out
+
+
+# -- decision table ---------------------------------------------------------------------------
+
+
+def _duration(c: _Checker, path: list[Any], text: str) -> float | None:
+    seconds = parse_duration(text)
+    if seconds is None:
+        c.add(path, text, "must be a duration such as 30s, 15m, 4h, 2d, 200ms")
+    elif seconds <= 0:
+        c.add(path, text, "must be longer than 0")
+        return None
+    elif seconds > MAX_DURATION_S:
+        c.add(path, text, "must be at most 366d")
+        return None
+    return seconds
+
+
+def _review(raw: Mapping[str, Any], base: ReviewSpec, c: _Checker, path: list[Any]
+            ) -> ReviewSpec:
+    sla = raw.get("sla", base.sla)
+    sla_s = _duration(c, path + ["sla"], sla) if "sla" in raw else base.sla_s
+    return ReviewSpec(queue=raw.get("queue", base.queue), group=raw.get("group", base.group),
+                      priority=raw.get("priority", base.priority), sla=sla,
+                      sla_s=sla_s if sla_s is not None else base.sla_s,
+                      four_eyes=raw.get("four_eyes", base.four_eyes))
+
+
+def _expression(c: _Checker, path: list[Any], source: str, names: Names) -> Any:
+    program, problems = check_expression(source, names)
+    for problem in problems:
+        c.add(path, source, problem)
+    return program
+
+
+def _template(c: _Checker, path: list[Any], tree: Any, names: Names) -> Template:
+    template = Template(tree, json_path(path), names, strict=False)
+    for sub, value, message in template.issues:
+        c.add(json_path(path) + sub, show(value), message, raw=True)
+    return template
+
+
+def _rules(raw: Mapping[str, Any], review: ReviewSpec, names: Names, c: _Checker
+           ) -> tuple[RuleSpec, ...]:
+    rules: list[RuleSpec] = []
+    seen: dict[str, int] = {}
+    for index, rule in enumerate(raw["rules"]):
+        where = ["decision", "rules", index]
+        name = rule["name"]
+        if name in seen:
+            c.add(where + ["name"], name, f"duplicate rule name (also rules[{seen[name]}])")
+        elif name in ENGINE_RULES:
+            c.add(where + ["name"], name, "reserved for the engine; choose another name")
+        seen.setdefault(name, index)
+        when = rule["when"]
+        source = ("true" if when else "false") if isinstance(when, bool) else when
+        program = _expression(c, where + ["when"], source, names)
+        outcome = rule["outcome"]
+        explain = rule.get("explain", "")
+        template = _template(c, where + ["explain"], explain, names) if explain else None
+        if outcome != "escalate":
+            for key in ("reason", "review"):
+                if key in rule:
+                    c.add(where + [key], rule[key], f"only escalating rules have a {key} "
+                                                    f"(this rule's outcome is {outcome})")
+        rule_review = _review(rule.get("review", {}), review, c, where + ["review"]) \
+            if outcome == "escalate" else None
+        rules.append(RuleSpec(
+            name=name, when=source,
+            condition=Condition(source=source, where=f"rule {name}", program=program),
+            outcome=outcome, reason=rule.get("reason", "POLICY") if outcome == "escalate" else "",
+            explain=explain, explain_template=template, review=rule_review))
+    return tuple(rules)
+
+
+# -- plan -------------------------------------------------------------------------------
+
+
+def _connector(c: _Checker, path: list[Any], name: str) -> None:
+    if name not in BUILTIN_CONNECTORS and not is_declared(GROUPS["connectors"], name):
+        c.add(path, name, "unknown connector; use http, grpc, sql or a name registered in "
+                          "entry point group switchyard.connectors")
+
+
+def _call(raw: Mapping[str, Any], path: list[Any], group: str, names: Names, c: _Checker
+          ) -> StepSpec:
+    name = raw["name"]
+    connector = raw.get("connector", "http")
+    _connector(c, path + ["connector"], connector)
+    _template(c, path + ["target"], raw["target"], names)
+    payload = raw.get("payload", {})
+    _template(c, path + ["payload"], payload, names)
+    when = raw.get("when", "")
+    if when:
+        _expression(c, path + ["when"], when, names)
+    timeout_s = _duration(c, path + ["timeout"], raw["timeout"]) if "timeout" in raw else None
+    retry = raw.get("retry", {})
+    backoff_s = _duration(c, path + ["retry", "backoff"], retry["backoff"]) \
+        if "backoff" in retry else None
+    max_backoff_s = _duration(c, path + ["retry", "max_backoff"], retry["max_backoff"]) \
+        if "max_backoff" in retry else None
+    if backoff_s is not None and max_backoff_s is not None and backoff_s > max_backoff_s:
+        c.add(path + ["retry", "max_backoff"], retry["max_backoff"],
+              f"must be at least backoff ({retry['backoff']})")
+    compensation = None
+    if "compensate" in raw:
+        undo = raw["compensate"]
+        undo_connector = undo.get("connector", connector)
+        if "connector" in undo:
+            _connector(c, path + ["compensate", "connector"], undo_connector)
+        _template(c, path + ["compensate", "target"], undo["target"], names)
+        _template(c, path + ["compensate", "payload"], undo.get("payload", {}), names)
+        compensation = Compensation(name=undo.get("name", f"undo_{name}"), target=undo["target"],
+                                    operation=undo.get("operation", "DELETE"),
+                                    connector=undo_connector, payload=undo.get("payload", {}))
+    return StepSpec(
+        name=name, kind="call", connector=connector, target=raw["target"],
+        operation=raw.get("operation", name), payload=payload, timeout=raw.get("timeout", ""),
+        timeout_s=timeout_s, max_attempts=retry.get("max_attempts", 0),
+        backoff=retry.get("backoff", ""), backoff_s=backoff_s,
+        max_backoff=retry.get("max_backoff", ""), max_backoff_s=max_backoff_s, when=when,
+        parallel_group=group, compensation=compensation)
+
+
+def _plan(raw: list[Any], names: Names, c: _Checker) -> tuple[StepSpec, ...]:
+    steps: list[StepSpec] = []
+    seen: dict[str, str] = {}
+    earlier: set[str] = set()
+
+    def claim(name: str, path: list[Any]) -> None:
+        if name in seen:
+            c.add(path, name, f"duplicate step name (also {seen[name]})")
+        seen.setdefault(name, json_path(path[:-1]))
+
+    def scoped() -> Names:
+        return Names(variables=names.variables, fields=names.fields, params=names.params,
+                     scores=names.scores, steps=frozenset(earlier))
+
+    for index, entry in enumerate(raw):
+        where: list[Any] = ["plan", index]
+        if "parallel" in entry:
+            group = f"parallel_{index + 1}"
+            block_names = []
+            for sub_index, sub in enumerate(entry["parallel"]):
+                sub_where = where + ["parallel", sub_index]
+                claim(sub["name"], sub_where + ["name"])
+                steps.append(_call(sub, sub_where, group, scoped(), c))
+                block_names.append(sub["name"])
+            earlier.update(block_names)
+        elif "approval" in entry:
+            spec = entry["approval"]
+            sub_where = where + ["approval"]
+            claim(spec["name"], sub_where + ["name"])
+            for key in ("group", "queue", "instructions"):
+                if key in spec:
+                    _template(c, sub_where + [key], spec[key], scoped())
+            when = spec.get("when", "")
+            if when:
+                _expression(c, sub_where + ["when"], when, scoped())
+            sla_s = _duration(c, sub_where + ["sla"], spec["sla"]) if "sla" in spec else None
+            steps.append(StepSpec(
+                name=spec["name"], kind="approval", connector="", operation="approval",
+                when=when, approval=StepApproval(
+                    group=spec.get("group", ""), four_eyes=spec.get("four_eyes", False),
+                    sla=spec.get("sla", ""), sla_s=sla_s, queue=spec.get("queue", ""),
+                    instructions=spec.get("instructions", ""))))
+            earlier.add(spec["name"])
+        elif "wait" in entry:
+            spec = entry["wait"]
+            sub_where = where + ["wait"]
+            claim(spec["name"], sub_where + ["name"])
+            has_duration, has_callback = "duration" in spec, "callback" in spec
+            if has_duration == has_callback:
+                c.add(sub_where, {k: v for k, v in spec.items() if k != "when"},
+                      "a wait has either duration: (a timer) or callback: (with an optional "
+                      "timeout:), not " + ("both" if has_duration else "neither"))
+            if "timeout" in spec and not has_callback:
+                c.add(sub_where + ["timeout"], spec["timeout"],
+                      "only a callback wait has a timeout (a timer's duration is its limit)")
+            when = spec.get("when", "")
+            if when:
+                _expression(c, sub_where + ["when"], when, scoped())
+            duration_s = _duration(c, sub_where + ["duration"], spec["duration"]) \
+                if has_duration else None
+            timeout_s = _duration(c, sub_where + ["timeout"], spec["timeout"]) \
+                if "timeout" in spec else None
+            steps.append(StepSpec(
+                name=spec["name"], kind="wait", connector="", operation="wait", when=when,
+                wait=StepWait(duration=spec.get("duration", ""), duration_s=duration_s,
+                              callback=spec.get("callback", ""),
+                              timeout=spec.get("timeout", ""), timeout_s=timeout_s)))
+            earlier.add(spec["name"])
+        else:
+            claim(entry["name"], where + ["name"])
+            steps.append(_call(entry, where, "", scoped(), c))
+            earlier.add(entry["name"])
+    return tuple(steps)
+
+
+# -- examples and golden cases ------------------------------------------------------------------
+
+
+def _examples(files: Mapping[str, bytes], name: str, c: _Checker) -> tuple[str, ...]:
+    data = files[name]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        c.add("(root)", f"byte at offset {exc.start}", "not UTF-8 text", raw=True, file=name)
+        return ()
+    out: list[str] = []
+    for number, row in enumerate(text.splitlines(), start=1):
+        if not row.strip():
+            continue
+        where = f"line {number}"
+        try:
+            item = json.loads(row)
+        except (ValueError, RecursionError) as exc:
+            c.add(where, row, f"not JSON: {str(exc)[:120]}", file=name)
+            continue
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+            c.add(where, item, 'must be an object with a "text" string', file=name)
+            continue
+        if not item["text"].strip():
+            c.add(where, item, "text must not be empty", file=name)
+            continue
+        out.append(item["text"])
+    if not out and not any(p.startswith(f"{name}:") for p in c.problems):
+        c.add("(root)", "(empty)", "has no examples; remove it or add lines of "
+                                   '{"text": "..."}', raw=True, file=name)
+    return tuple(out)
+
+
+def _cases(raw: list[Any], file: str, prefix: list[Any], fields: Mapping[str, FieldSpec],
+           params: Mapping[str, ParamSpec], rules: tuple[RuleSpec, ...], c: _Checker
+           ) -> tuple[GoldenCase, ...]:
+    rule_names = {r.name for r in rules} | ENGINE_RULES
+    out: list[GoldenCase] = []
+    names: dict[str, int] = {}
+    for index, case in enumerate(raw):
+        where = prefix + [index]
+        if case["name"] in names:
+            c.add(where + ["name"], case["name"],
+                  f"duplicate case name (also [{names[case['name']]}])", file=file)
+        names.setdefault(case["name"], index)
+        overrides = case.get("parameters", {})
+        for key, value in overrides.items():
+            spec = params.get(key)
+            if spec is None:
+                c.add(where + ["parameters", key], value, "unknown parameter; declared: "
+                      + (", ".join(sorted(params)) or "none"), file=file)
+                continue
+            problem = param_value_problem(spec, value)
+            if problem:
+                c.add(where + ["parameters", key], value, problem, file=file)
+        expect = case["expect"]
+        rule = expect.get("rule", "")
+        if rule and rule not in rule_names:
+            c.add(where + ["expect", "rule"], rule, "no such rule; the pack's rules: "
+                  + ", ".join(r.name for r in rules), file=file)
+        matched = next((r for r in rules if r.name == rule), None)
+        if matched is not None and expect.get("outcome") and matched.outcome != expect["outcome"]:
+            c.add(where + ["expect", "outcome"], expect["outcome"],
+                  f"rule {rule} decides {matched.outcome}, not {expect['outcome']}", file=file)
+        for key in expect.get("fields", {}):
+            if key not in fields:
+                c.add(where + ["expect", "fields", key], expect["fields"][key],
+                      "no such field; declared: " + (", ".join(sorted(fields)) or "none"),
+                      file=file)
+        document = case["document"]
+        out.append(GoldenCase(
+            name=case["name"], text=document["text"],
+            content_type=document.get("content_type", "text/plain"),
+            metadata={k: _text(v) for k, v in document.get("metadata", {}).items()},
+            parameters=dict(overrides), expect_outcome=expect.get("outcome", ""),
+            expect_rule=rule,
+            expect_fields={k: _text(v) for k, v in expect.get("fields", {}).items()}))
+    return tuple(out)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _tests(doc: Mapping[str, Any], files: Mapping[str, bytes], fields: Mapping[str, FieldSpec],
+           params: Mapping[str, ParamSpec], rules: tuple[RuleSpec, ...], c: _Checker
+           ) -> tuple[GoldenCase, ...]:
+    tests = doc.get("tests")
+    if isinstance(tests, list):
+        return _cases(tests, PACK_FILE, ["tests"], fields, params, rules, c)
+    name = tests if isinstance(tests, str) else (DEFAULT_TESTS if DEFAULT_TESTS in files else "")
+    if not name:
+        return ()
+    if name not in files:
+        c.add(["tests"], name, "no such file in the pack folder")
+        return ()
+    value, problems = load_yaml(files[name], name)
+    if problems:
+        c.problems.extend(problems)
+        return ()
+    structure = structural_problems(value, tests_file_schema(), name)
+    if structure:
+        c.problems.extend(structure)
+        return ()
+    cases, prefix = (value, []) if isinstance(value, list) else (value["tests"], ["tests"])
+    return _cases(cases, name, prefix, fields, params, rules, c)
+
+
+# -- the pack --------------------------------------------------------------------------------
+
+
+def _check_files(files: Mapping[str, bytes]) -> list[str]:
+    if not isinstance(files, Mapping):
+        return [line(FOLDER, "(root)", type(files).__name__, "must be a mapping of file name "
+                                                              "to bytes")]
+    problems = []
+    if len(files) > MAX_FILES:
+        problems.append(line(FOLDER, "(root)", f"{len(files)} files",
+                             f"a pack has at most {MAX_FILES} files"))
+    total = 0
+    for name, data in files.items():
+        if not isinstance(name, str) or not _FILE_NAME.match(name):
+            problems.append(line(FOLDER, "(root)", show(name), "not a plain file name (letters, "
+                                 "digits, _ . -; no folders)"))
+            continue
+        if not isinstance(data, (bytes, bytearray)):
+            problems.append(line(name, "(root)", type(data).__name__, "content must be bytes"))
+            continue
+        total += len(data)
+    if total > MAX_PACK_BYTES:
+        problems.append(line(FOLDER, "(root)", f"{total} bytes",
+                             f"larger than the {MAX_PACK_BYTES // (1024 * 1024)} MiB a pack "
+                             "may be"))
+    if PACK_FILE not in files:
+        problems.append(line(PACK_FILE, "(root)", "(missing)", "the pack folder has no "
+                                                               "pack.yaml"))
+    return problems
+
+
+def _build(files: Mapping[str, bytes]) -> tuple[Pack | None, list[str]]:
+    problems = _check_files(files)
+    if problems:
+        return None, problems
+    doc, problems = load_yaml(bytes(files[PACK_FILE]), PACK_FILE)
+    if problems:
+        return None, problems
+    if not isinstance(doc, dict):
+        return None, [line(PACK_FILE, "(root)", show(doc), "must be a mapping of pack keys "
+                                                           "(pack:, version:, ...)")]
+    problems = structural_problems(doc, pack_schema(), PACK_FILE)
+    if problems:
+        return None, problems
+    c = _Checker()
+    fields = _fields(doc.get("fields", {}), c)
+    params = _parameters(doc.get("parameters", {}), c)
+    extractor = doc.get("extractor", "labels")
+    if extractor != "labels" and not is_declared(GROUPS["extractors"], extractor):
+        c.add(["extractor"], extractor, "unknown extractor; use labels or a name registered in "
+                                        "entry point group switchyard.extractors")
+    models = doc.get("models", {})
+    scorers: list[ScorerSpec] = []
+    for index, scorer in enumerate(models.get("scorers", [])):
+        where = ["models", "scorers", index]
+        if any(s.name == scorer["name"] for s in scorers):
+            c.add(where + ["name"], scorer["name"], "duplicate scorer name")
+        if not is_declared(GROUPS["features"], scorer["features"]):
+            c.add(where + ["features"], scorer["features"], "unknown features; register it in "
+                                                            "entry point group switchyard.features")
+        scorers.append(ScorerSpec(name=scorer["name"], features=scorer["features"],
+                                  output_class=scorer.get("output_class", "")))
+    enrichers = tuple(doc.get("enrichers", ()))
+    for index, enricher in enumerate(enrichers):
+        if not is_declared(GROUPS["enrichers"], enricher):
+            c.add(["enrichers", index], enricher, "unknown enricher; register it in entry point "
+                                                  "group switchyard.enrichers")
+    review = _review(doc.get("review", {}), ReviewSpec(), c, ["review"])
+    decision_names = Names(variables=DECISION_VARIABLES, fields=frozenset(fields),
+                           params=frozenset(params), scores=frozenset(s.name for s in scorers))
+    rules = _rules(doc["decision"], review, decision_names, c)
+    plan_names = Names(variables=PLAN_VARIABLES, fields=frozenset(fields),
+                       params=frozenset(params), steps=frozenset())
+    plan = _plan(doc["plan"], plan_names, c)
+    examples: tuple[str, ...] = ()
+    examples_file = doc.get("examples") or (DEFAULT_EXAMPLES if DEFAULT_EXAMPLES in files else "")
+    if examples_file:
+        if examples_file in files:
+            examples = _examples(files, examples_file, c)
+        else:
+            c.add(["examples"], examples_file, "no such file in the pack folder")
+    tests = _tests(doc, files, fields, params, rules, c)
+    if c.problems:
+        return None, c.problems
+    pack = Pack(
+        name=doc["pack"], version=doc["version"], description=doc["description"],
+        content_types=tuple(doc.get("content_types", ["text/plain"])), fields=fields,
+        extractor=extractor, parameters=params,
+        router_min_confidence=models.get("router", {}).get("min_confidence"),
+        scorers=tuple(scorers), enrichers=enrichers,
+        hit_policy=doc["decision"].get("hit_policy", "first"), rules=rules, review=review,
+        plan=plan, retention_days=doc.get("retention", {}).get("days"), examples=examples,
+        tests=tests, digest=_digest(files), files={k: bytes(v) for k, v in files.items()})
+    return pack, []
+
+
+def validate_pack_files(files: Mapping[str, bytes]) -> list[str]:
+    """Every problem of a pack given as file name -> bytes (empty: valid). Never raises."""
+    try:
+        return _build(files)[1]
+    except Exception as exc:  # a bug here must not become a crash of the caller
+        return [line(PACK_FILE, "(root)", "(pack)", f"could not be checked: "
+                                                    f"{type(exc).__name__}: {exc}"[:300])]
+
+
+def load_pack_files(files: Mapping[str, bytes]) -> Pack:
+    """The pack in ``files`` (file name -> bytes); raises :class:`PackError`."""
+    try:
+        pack, problems = _build(files)
+    except Exception as exc:
+        raise PackError([line(PACK_FILE, "(root)", "(pack)", f"could not be checked: "
+                              f"{type(exc).__name__}: {exc}"[:300])]) from exc
+    if pack is None:
+        raise PackError(problems)
+    return pack
+
+
+def read_pack_folder(directory: str | Path) -> dict[str, bytes]:
+    """The files of a pack folder (top level; hidden files, caches and bytecode skipped)."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise PackError([line(FOLDER, str(root), "(missing)", "not a folder")])
+    files: dict[str, bytes] = {}
+    total = 0
+    for path in sorted(root.iterdir()):
+        if path.name.startswith(".") or path.name == "__pycache__" or path.suffix == ".pyc" \
+                or not path.is_file():
+            continue
+        total += path.stat().st_size
+        if total > MAX_PACK_BYTES:
+            raise PackError([line(FOLDER, str(root), f"more than {total} bytes",
+                                  f"larger than the {MAX_PACK_BYTES // (1024 * 1024)} MiB a "
+                                  "pack may be")])
+        files[path.name] = path.read_bytes()
+    return files
+
+
+def load_pack(directory: str | Path) -> Pack:
+    """The pack in a folder; raises :class:`PackError`."""
+    return load_pack_files(read_pack_folder(directory))
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin() -> tuple[tuple[str, Pack], ...]:
+    root = importlib.resources.files("switchyard_packs")
+    found: list[tuple[str, Pack]] = []
+    for child in sorted(root.iterdir(), key=lambda p: p.name):
+        if not child.is_dir() or not child.joinpath(PACK_FILE).is_file():
+            continue
+        files = {item.name: item.read_bytes() for item in child.iterdir()
+                 if item.is_file() and not item.name.startswith(".")
+                 and not item.name.endswith(".pyc")}
+        pack = load_pack_files(files)
+        found.append((pack.name, pack))
+    return tuple(found)
+
+
+def builtin_packs() -> dict[str, Pack]:
+    """The packs shipped with Switchyard (package ``switchyard_packs``), by name.
+
+    A shipped pack that does not load is a packaging bug: it raises :class:`PackError`.
+    """
+    return dict(_builtin())
+
+
+__all__ = ["ENGINE_RULES", "MAX_PACK_BYTES", "builtin_packs", "load_pack", "load_pack_files",
+           "param_value_problem", "parse_duration", "read_pack_folder", "validate_pack_files"]

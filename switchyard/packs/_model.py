@@ -1,0 +1,222 @@
+"""What a loaded pack is: frozen dataclasses the decision service and the executor read.
+
+A :class:`Pack` is built only by the loader (:mod:`switchyard.packs._loader`) after every check
+passed, so code holding one may rely on it: names are unique, expressions compiled, durations
+parsed, entry points declared. Durations are kept as seconds (floats) beside the text they came
+from; CEL conditions and templates are compiled once, here, and evaluated many times.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from switchyard.packs._expressions import Condition, Template
+
+
+class PackError(ValueError):
+    """A pack (or tenant settings document) is not valid.
+
+    ``problems`` holds one line per mistake, ``<file>: <path>: <value>: <what is wrong>``, so
+    a CLI prints them as they are and a gRPC handler turns each into a BadRequest violation.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems) or ["pack: (root): (none): invalid"]
+        super().__init__("\n".join(self.problems))
+
+
+#: Field types a pack may declare, and the CEL type each becomes in rule/template contexts.
+FIELD_TYPES: tuple[str, ...] = ("string", "money", "number", "integer", "date", "iban", "email",
+                                "enum", "boolean")
+#: Data classes of a field (see DataClass in decision.proto); personal is the safe default.
+DATA_CLASSES: tuple[str, ...] = ("personal", "derived", "operational")
+PARAM_TYPES: tuple[str, ...] = ("number", "integer", "string", "boolean", "list")
+OUTCOMES: tuple[str, ...] = ("auto_execute", "escalate", "reject")
+ESCALATION_REASONS: tuple[str, ...] = ("POLICY", "LOW_CONFIDENCE", "OTHER")
+PRIORITIES: tuple[str, ...] = ("urgent", "high", "normal", "low")
+#: Review priority bucket per priority name (0 = P0, most urgent; as switchyard._priority).
+PRIORITY_BUCKETS: dict[str, int] = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
+HIT_POLICIES: tuple[str, ...] = ("first", "collect")
+BUILTIN_CONNECTORS: tuple[str, ...] = ("http", "grpc", "sql")
+#: The rule a decision names when no rule of the table matched (it escalates, reason POLICY).
+NO_RULE_MATCHED = "no_rule_matched"
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """A field the extractor reports."""
+
+    name: str
+    type: str = "string"
+    required: bool = False
+    data_class: str = "personal"
+    labels: tuple[str, ...] = ()
+    pattern: str = ""  # a regex with one capture group, tried before the labels
+    values: tuple[str, ...] = ()  # enum only
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """A parameter tenants may override."""
+
+    name: str
+    type: str
+    default: Any = None
+    items: str = ""  # list only: string | number
+    minimum: float | None = None
+    maximum: float | None = None
+    values: tuple[Any, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ScorerSpec:
+    """An extra Triton model whose score is ``scores.<name>`` in rules."""
+
+    name: str
+    features: str  # entry point in group switchyard.features
+    output_class: str = ""  # empty: the top class
+
+
+@dataclass(frozen=True)
+class ReviewSpec:
+    """Where an escalation waits and who may take it."""
+
+    queue: str = ""  # empty: the tenant policy's review queue
+    group: str = ""
+    priority: str = "normal"
+    sla: str = "8h"
+    sla_s: float = 8 * 3600.0
+    four_eyes: bool = False
+
+    @property
+    def priority_bucket(self) -> int:
+        """The review priority bucket (0 = P0 .. 3 = P3) of ``priority``."""
+        return PRIORITY_BUCKETS[self.priority]
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """One row of the decision table."""
+
+    name: str
+    when: str
+    condition: Condition
+    outcome: str
+    reason: str = ""  # escalations only: POLICY | LOW_CONFIDENCE | OTHER
+    explain: str = ""
+    explain_template: Template | None = None
+    review: ReviewSpec | None = None  # escalations only (rule's review over the defaults)
+
+
+@dataclass(frozen=True)
+class Compensation:
+    """The call that undoes a finished step."""
+
+    name: str
+    target: str
+    operation: str = "DELETE"
+    connector: str = "http"
+    payload: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class StepApproval:
+    """An approval step: a person approves before the plan goes on."""
+
+    group: str = ""
+    four_eyes: bool = False
+    sla: str = ""
+    sla_s: float | None = None
+    queue: str = ""
+    instructions: str = ""
+
+
+@dataclass(frozen=True)
+class StepWait:
+    """A durable wait: a timer (``duration``) or a callback with an optional timeout."""
+
+    duration: str = ""
+    duration_s: float | None = None
+    callback: str = ""
+    timeout: str = ""
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One step of a plan, flattened: a parallel block's steps share ``parallel_group``."""
+
+    name: str
+    kind: str = "call"  # call | approval | wait
+    connector: str = "http"
+    target: str = ""
+    operation: str = ""
+    payload: dict[str, Any] = field(default_factory=dict, compare=False)
+    timeout: str = ""
+    timeout_s: float | None = None
+    max_attempts: int = 0  # 0: the executor's default
+    backoff: str = ""
+    backoff_s: float | None = None
+    max_backoff: str = ""
+    max_backoff_s: float | None = None
+    when: str = ""
+    parallel_group: str = ""
+    compensation: Compensation | None = None
+    approval: StepApproval | None = None
+    wait: StepWait | None = None
+
+
+@dataclass(frozen=True)
+class GoldenCase:
+    """A test case: a document and what the pack should decide about it."""
+
+    name: str
+    text: str
+    content_type: str = "text/plain"
+    metadata: dict[str, str] = field(default_factory=dict, compare=False)
+    parameters: dict[str, Any] = field(default_factory=dict, compare=False)
+    expect_outcome: str = ""
+    expect_rule: str = ""
+    expect_fields: dict[str, str] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Pack:
+    """A validated pack: a document type's whole automation."""
+
+    name: str
+    version: str
+    description: str
+    content_types: tuple[str, ...]
+    fields: dict[str, FieldSpec] = field(compare=False)
+    extractor: str
+    parameters: dict[str, ParamSpec] = field(compare=False)
+    router_min_confidence: float | None
+    scorers: tuple[ScorerSpec, ...]
+    enrichers: tuple[str, ...]
+    hit_policy: str
+    rules: tuple[RuleSpec, ...]
+    review: ReviewSpec
+    plan: tuple[StepSpec, ...]
+    retention_days: int | None
+    examples: tuple[str, ...] = field(compare=False)
+    tests: tuple[GoldenCase, ...] = field(compare=False)
+    digest: str = ""
+    files: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def field_types(self) -> dict[str, str]:
+        """Field name -> declared type (what :func:`typed_fields` needs)."""
+        return {name: spec.type for name, spec in self.fields.items()}
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Parameter name -> default value."""
+        return {name: spec.default for name, spec in self.parameters.items()}
+
+    def rule(self, name: str) -> RuleSpec | None:
+        """The rule called ``name``, or None."""
+        return next((r for r in self.rules if r.name == name), None)

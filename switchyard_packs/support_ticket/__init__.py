@@ -1,0 +1,1 @@
+"""The support_ticket pack (pack.yaml); a package only so its files ship with Switchyard."""
