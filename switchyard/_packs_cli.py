@@ -30,13 +30,9 @@ from switchyard._tasks_cli import (
     _Usage,
 )
 
-__all__ = ["MAX_FOLDER_BYTES", "add_packs_arguments", "read_pack_folder", "render_diff",
+__all__ = ["add_packs_arguments", "read_pack_folder", "render_diff",
            "render_test_results", "run"]
 
-#: A pack folder larger than this is refused before it is read whole or sent (the decision
-#: service refuses it too): packs are configuration, not data sets.
-MAX_FOLDER_BYTES = 4 * 1024 * 1024
-_SKIPPED = {"__pycache__", ".git", ".hg", ".svn", ".venv", "node_modules"}
 
 
 def add_packs_arguments(parser: argparse.ArgumentParser) -> None:
@@ -107,23 +103,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def read_pack_folder(directory: Path) -> dict[str, bytes]:
-    """Every file of a pack folder by its relative POSIX path (hidden and cache folders are
-    skipped). Raises ``_Usage`` when it is not a readable folder or is over the size limit."""
+    """The files of a pack folder, read as the decision service reads them
+    (``switchyard.packs.read_pack_folder``). Raises ``_Usage`` when it is not a readable
+    folder with a pack.yaml, or is over the size limit."""
+    from switchyard.packs import PackError
+    from switchyard.packs import read_pack_folder as read
+
     directory = Path(directory)
-    if not directory.is_dir():
-        raise _Usage(f"{directory}: not a folder (a pack is a folder with a pack.yaml)")
-    files: dict[str, bytes] = {}
-    total = 0
     try:
-        for path in sorted(directory.rglob("*")):
-            parts = path.relative_to(directory).parts
-            if any(p in _SKIPPED or p.startswith(".") for p in parts) or not path.is_file():
-                continue
-            total += path.stat().st_size
-            if total > MAX_FOLDER_BYTES:
-                raise _Usage(f"{directory}: the pack folder is larger than "
-                             f"{MAX_FOLDER_BYTES // (1024 * 1024)} MiB")
-            files["/".join(parts)] = path.read_bytes()
+        files = read(directory)
+    except PackError as exc:
+        raise _Usage("; ".join(exc.problems)) from None
     except OSError as exc:
         raise _Usage(f"{directory}: {exc.strerror or exc}") from None
     if "pack.yaml" not in files:
