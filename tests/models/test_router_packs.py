@@ -70,7 +70,7 @@ def test_a_new_pack_type_is_learned_listed_in_the_card_and_routed(
     claims = expense_claims(90, seed=1)
     dirs.append(write_pack(packs_dir, "expense_claim", claims))
     args = ["--data-dir", str(data), "--repository", str(repo), "--seed", "5",
-            "--no-shipped-packs", "--packs", *map(str, dirs)]
+            "--no-shipped-packs", "--no-stored-packs", "--packs", *map(str, dirs)]
 
     assert cli(args) == 0
 

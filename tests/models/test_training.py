@@ -47,7 +47,7 @@ def _tiny_packs(base: Path) -> list:
 
 
 def _tiny_pack_args(base: Path) -> list[str]:
-    return ["--no-shipped-packs", "--packs", *(str(base / "packs" / k) for k in CORPUS_KINDS)]
+    return ["--no-shipped-packs", "--no-stored-packs", "--packs", *(str(base / "packs" / k) for k in CORPUS_KINDS)]
 
 
 def _digest_tree(repo: Path) -> dict[str, str]:

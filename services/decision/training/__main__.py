@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from services.decision.training import datagen, default_paths, train
-from services.decision.training.packs import collect_packs
+from services.decision.training.packs import collect_packs, stored_packs
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-shipped-packs", action="store_true",
                    help="leave out the packs shipped with Switchyard (their corpus rows too): "
                         "the router learns only the --packs types and 'other'")
+    p.add_argument("--no-stored-packs", action="store_true",
+                   help="do not read the packs applied to the decision service from "
+                        "PostgreSQL (read by default when it is reachable)")
     p.add_argument("--reload", action="store_true",
                    help="then have Triton ($SWITCHYARD_TRITON_URL) load the new models, "
                         "without a restart; the decision service reads the new class list on "
@@ -78,7 +81,12 @@ def run(args: argparse.Namespace) -> int:
         datagen.write_corpora(args.data_dir, seed=args.data_seed)
         print(f"[datagen] wrote corpora (seed {args.data_seed}) to {args.data_dir} "
               f"in {time.perf_counter() - t:.1f}s")
-    packs = collect_packs(args.packs, builtin=not args.no_shipped_packs)
+    stored: list = []
+    if not args.no_stored_packs:
+        from switchyard._settings import Settings
+
+        stored = stored_packs(Settings.from_env())
+    packs = collect_packs(args.packs, builtin=not args.no_shipped_packs, stored=stored)
     if args.if_missing and not args.regenerate_data:
         reason = train.artifacts_status(args.data_dir, args.repository, args.seed, packs)
         if reason is None:

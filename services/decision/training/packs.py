@@ -3,8 +3,10 @@
 A pack is a document type; its name is the router's label for it and its ``examples.jsonl``
 holds labelled examples (``{"text": ...}`` per line). The router is trained on:
 
-* one class per enabled pack: the packs shipped in ``switchyard_packs/`` plus any pack folder
-  named with ``--packs DIR``, in a stable order (the shipped classes first, in their historic
+* one class per enabled pack: the packs shipped in ``switchyard_packs/``, the packs applied
+  to the decision service (table ``packs`` in PostgreSQL, when it is reachable: the newest
+  version each tenant has of each name, their examples joined) and any pack folder named with
+  ``--packs DIR``, in a stable order (the shipped classes first, in their historic
   order, then the others by name), and the class ``other`` last -- documents no pack
   automates, which the decision service escalates;
 * each pack's examples, labelled with the pack's name;
@@ -29,7 +31,7 @@ from typing import Any, Protocol
 from services.decision.training import features as F
 
 __all__ = ["OTHER", "PackExamples", "RouterTrainingSet", "collect_packs", "example_id",
-           "router_classes", "router_training_set"]
+           "router_classes", "router_training_set", "stored_packs"]
 
 #: The class of documents that no enabled pack automates.
 OTHER = "other"
@@ -123,9 +125,11 @@ def router_training_set(packs: Sequence[PackExamples],
                                                           if c in by_name))
 
 
-def collect_packs(directories: Sequence[Path] = (), *, builtin: bool = True
-                  ) -> list[PackExamples]:
-    """The shipped packs (unless ``builtin`` is false) and the packs in ``directories``.
+def collect_packs(directories: Sequence[Path] = (), *, builtin: bool = True,
+                  stored: Sequence[PackExamples] = ()) -> list[PackExamples]:
+    """The shipped packs (unless ``builtin`` is false), then ``stored`` ones (see
+    :func:`stored_packs`), then the packs in ``directories``: a later one of the same name
+    replaces an earlier one.
 
     Raises ``SystemExit`` with one line per problem when a folder is not a valid pack: a
     router must not be trained on a pack the decision service would refuse.
@@ -135,6 +139,7 @@ def collect_packs(directories: Sequence[Path] = (), *, builtin: bool = True
     found: list[PackExamples] = []
     if builtin:
         found += [PackExamples.of(p, "builtin") for _, p in sorted(builtin_packs().items())]
+    found += stored
     problems: list[str] = []
     for directory in directories:
         try:
@@ -144,3 +149,64 @@ def collect_packs(directories: Sequence[Path] = (), *, builtin: bool = True
     if problems:
         raise SystemExit("\n".join(problems))
     return found
+
+
+def _semver(version: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in version.split("."))
+    except ValueError:
+        return (-1,)
+
+
+def stored_packs(settings: Any, log: Any = print) -> list[PackExamples]:
+    """The packs applied through PackService (table ``packs``), one per name: the newest
+    version of each tenant's pack of that name, their examples joined. An unreachable
+    database (or one without the table) is reported and gives none: training works offline
+    on the shipped packs and ``--packs``."""
+    import asyncio
+    import base64
+
+    import asyncpg
+
+    from switchyard._db import connect
+    from switchyard.packs import PackError, load_pack_files
+
+    async def fetch() -> list[Mapping[str, Any]]:
+        conn = await asyncio.wait_for(connect(settings), 5)
+        try:
+            return await conn.fetch("SELECT tenant_id, name, version, files FROM packs "
+                                    "ORDER BY name, tenant_id")
+        finally:
+            await conn.close()
+
+    try:
+        rows = asyncio.run(fetch())
+    except (OSError, RuntimeError, asyncio.TimeoutError, asyncpg.PostgresError,
+            asyncpg.InterfaceError) as exc:   # RuntimeError: no PostgreSQL configured
+        log(f"[train] stored packs not read (PostgreSQL: {str(exc) or type(exc).__name__}): "
+            "training on the shipped packs and --packs only")
+        return []
+    newest: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for row in rows:
+        key = (row["name"], row["tenant_id"])
+        if key not in newest or _semver(row["version"]) > _semver(newest[key]["version"]):
+            newest[key] = row
+    merged: dict[str, list[Any]] = {}
+    for (name, tenant), row in sorted(newest.items()):
+        files = row["files"] if isinstance(row["files"], dict) else json.loads(row["files"])
+        try:
+            pack = load_pack_files({path: base64.b64decode(blob)
+                                    for path, blob in files.items()})
+        except (PackError, ValueError) as exc:
+            log(f"[train] stored pack {name} {row['version']} of tenant {tenant or '(shared)'} "
+                f"left out: {exc}")
+            continue
+        merged.setdefault(name, []).append((tenant, pack))
+    out = []
+    for name, found in merged.items():
+        texts = list(dict.fromkeys(t for _, pack in found for t in pack.examples))
+        out.append(PackExamples(
+            name, ", ".join(f"{tenant or 'shared'}:{pack.version}" for tenant, pack in found),
+            hashlib.sha256("".join(p.digest for _, p in found).encode()).hexdigest(),
+            tuple(texts), "postgresql"))
+    return out
