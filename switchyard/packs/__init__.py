@@ -25,6 +25,13 @@ from switchyard.packs._expressions import (
     typed_fields,
     typed_value,
 )
+from switchyard.packs._extract import (
+    ExtractedField,
+    Extraction,
+    Extractor,
+    extract_fields,
+    extractor_for,
+)
 from switchyard.packs._loader import (
     ENGINE_RULES,
     MAX_PACK_BYTES,
@@ -64,6 +71,7 @@ from switchyard.packs._tenant import (
 __all__ = [
     "DECISION_VARIABLES", "ENGINE_RULES", "GROUPS", "MAX_PACK_BYTES", "NO_RULE_MATCHED",
     "PLAN_VARIABLES", "Compensation", "Condition", "EntryPointError", "ExpressionError",
+    "ExtractedField", "Extraction", "Extractor", "extract_fields", "extractor_for",
     "FieldSpec", "GoldenCase", "Names", "Pack", "PackError", "ParamSpec", "ReviewSpec",
     "RuleSpec", "ScorerSpec", "StepApproval", "StepSpec", "StepWait", "Template",
     "TenantPackSettings", "TenantSettings", "builtin_packs", "compile_condition",

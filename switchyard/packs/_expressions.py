@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import cel
+import cel.stdlib as _stdlib
 
 #: The names a decision rule (and its explanation) may use.
 DECISION_VARIABLES: frozenset[str] = frozenset(
@@ -39,6 +40,14 @@ _MEMBERS: dict[str, frozenset[str]] = {
 }
 STEP_MEMBERS: frozenset[str] = frozenset({"status", "output"})
 MAX_EXPRESSION_CHARS = 4096
+#: The CEL extension functions (strings: join, lowerAscii, ...; math.round, ...; lists; sets)
+#: of the package's stdlib; a program that calls one is run with them in its context.
+_STDLIB_FUNCTIONS: frozenset[str] = frozenset(
+    name.rsplit(".", 1)[-1] for group in _stdlib.EXTENSIONS.values() for name in group)
+#: Namespaces of those functions (``math.round(x)``), which CEL reports as variables.
+_NAMESPACES: frozenset[str] = frozenset(
+    name.split(".", 1)[0] for group in _stdlib.EXTENSIONS.values() for name in group
+    if "." in name)
 _MACROS = ("all", "exists", "exists_one", "map", "filter")
 _COMPREHENSION_VAR = re.compile(
     r"\.\s*(?:" + "|".join(_MACROS) + r")\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
@@ -98,7 +107,7 @@ def check_expression(source: str, names: Names) -> tuple[Any, list[str]]:
     except Exception:  # pragma: no cover - defensive: the binding always answers
         variables = set()
     bound = set(_COMPREHENSION_VAR.findall(source))
-    unknown = sorted(variables - bound - names.variables)
+    unknown = sorted(variables - bound - names.variables - _NAMESPACES)
     if unknown:
         problems.append(f"unknown name{'s' if len(unknown) > 1 else ''} "
                         f"{', '.join(unknown)}; allowed: {', '.join(sorted(names.variables))}")
@@ -119,7 +128,9 @@ def check_expression(source: str, names: Names) -> tuple[Any, list[str]]:
             problems.append(f"unknown {what} {top}.{member}; known: {listed}")
         elif top == "steps" and sub and sub not in STEP_MEMBERS:
             problems.append(f"unknown member steps.{member}.{sub}; known: output, status")
-    return (program if not problems else None), problems
+    if problems:
+        return None, problems
+    return _Program(program), problems
 
 
 def compile_condition(source: str, where: str, variables: Names | Iterable[str] | None = None
@@ -137,9 +148,32 @@ def compile_condition(source: str, where: str, variables: Names | Iterable[str] 
     return Condition(source=source, where=where, program=program)
 
 
+class _Program:
+    """A compiled CEL program, run with the stdlib extensions only when it calls one (building
+    that context costs ~20 µs; a plain evaluation ~1 µs)."""
+
+    __slots__ = ("program", "extended", "source")
+
+    def __init__(self, program: Any) -> None:
+        self.program = program
+        self.source = program.source() if callable(getattr(program, "source", None)) else ""
+        try:
+            self.extended = bool(set(program.functions()) & _STDLIB_FUNCTIONS)
+        except Exception:  # pragma: no cover - defensive
+            self.extended = True
+
+    def execute(self, context: Mapping[str, Any]) -> Any:
+        if not self.extended:
+            return self.program.execute(dict(context))
+        env = cel.Context()
+        _stdlib.add_stdlib_to_context(env)
+        env.update(dict(context))
+        return self.program.execute(env)
+
+
 def _execute(program: Any, context: Mapping[str, Any], where: str) -> Any:
     try:
-        return program.execute(dict(context))
+        return program.execute(context)
     except KeyError as exc:
         raise ExpressionError(where, f"no such key {exc} (guard it with has(...))") from None
     except Exception as exc:

@@ -285,17 +285,22 @@ def _rules(raw: Mapping[str, Any], review: ReviewSpec, names: Names, c: _Checker
 # -- plan -------------------------------------------------------------------------------
 
 
-def _connector(c: _Checker, path: list[Any], name: str) -> None:
-    if name not in BUILTIN_CONNECTORS and not is_declared(GROUPS["connectors"], name):
-        c.add(path, name, "unknown connector; use http, grpc, sql or a name registered in "
-                          "entry point group switchyard.connectors")
+def _connector(c: _Checker, path: list[Any], name: str, target: str) -> None:
+    if name in BUILTIN_CONNECTORS:
+        return
+    if not is_declared(GROUPS["connectors"], name):
+        c.add(path + ["connector"], name, "unknown connector; use http, grpc, sql or a name "
+                                          "registered in entry point group switchyard.connectors")
+    elif not target.startswith(f"{name}://"):
+        c.add(path + ["target"], target, f"a {name} connector's target must start with "
+                                         f"{name}://")
 
 
 def _call(raw: Mapping[str, Any], path: list[Any], group: str, names: Names, c: _Checker
           ) -> StepSpec:
     name = raw["name"]
     connector = raw.get("connector", "http")
-    _connector(c, path + ["connector"], connector)
+    _connector(c, path, connector, raw["target"])
     _template(c, path + ["target"], raw["target"], names)
     payload = raw.get("payload", {})
     _template(c, path + ["payload"], payload, names)
@@ -316,7 +321,9 @@ def _call(raw: Mapping[str, Any], path: list[Any], group: str, names: Names, c: 
         undo = raw["compensate"]
         undo_connector = undo.get("connector", connector)
         if "connector" in undo:
-            _connector(c, path + ["compensate", "connector"], undo_connector)
+            _connector(c, path + ["compensate"], undo_connector, undo["target"])
+        elif connector not in BUILTIN_CONNECTORS and is_declared(GROUPS["connectors"], connector):
+            _connector(c, path + ["compensate"], connector, undo["target"])
         _template(c, path + ["compensate", "target"], undo["target"], names)
         _template(c, path + ["compensate", "payload"], undo.get("payload", {}), names)
         compensation = Compensation(name=undo.get("name", f"undo_{name}"), target=undo["target"],

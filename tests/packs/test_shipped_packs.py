@@ -1,0 +1,91 @@
+"""The packs Switchyard ships: they load, carry examples and golden cases, and the invoice
+pack keeps the invoice rules, defaults and plan Switchyard had before packs."""
+
+from __future__ import annotations
+
+import pytest
+
+from switchyard.packs import builtin_packs, load_pack, plan_to_proto, validate_pack_files
+from switchyard.v1 import Connector, StepKind
+
+SHIPPED = ("invoice", "support_ticket", "admission_form", "classroom_event")
+
+
+def test_every_shipped_pack_is_found_and_valid() -> None:
+    packs = builtin_packs()
+    assert sorted(packs) == sorted(SHIPPED)
+    for name, pack in packs.items():
+        assert pack.name == name
+        assert validate_pack_files(pack.files) == []
+        assert len(pack.examples) >= 40, name
+        assert len(pack.tests) >= 3, name
+        assert pack.plan, name
+
+
+@pytest.mark.parametrize("name", [n for n in SHIPPED if n != "invoice"])
+def test_other_packs_run_straight_through_by_default(name: str) -> None:
+    pack = builtin_packs()[name]
+    assert pack.rules[-1].name == "confident_route"
+    assert pack.rules[-1].outcome == "auto_execute" and pack.rules[-1].when == "true"
+    assert any(c.expect_rule == "confident_route" for c in pack.tests)
+    assert any(c.expect_outcome == "escalate" for c in pack.tests)
+
+
+def test_invoice_pack_keeps_the_invoice_rules_and_defaults() -> None:
+    pack = builtin_packs()["invoice"]
+    assert [r.name for r in pack.rules] == [
+        "vendor_blocked", "amount_over_reject_limit", "missing_fields", "vendor_not_allowed",
+        "currency_not_allowed", "amount_over_limit", "bank_details_changed",
+        "duplicate_invoice", "low_extraction_confidence", "invoice_risk",
+        "bank_account_unconfirmed", "straight_through_invoice"]
+    assert [r.outcome for r in pack.rules[:2]] == ["reject", "reject"]
+    assert {r.name for r in pack.rules if r.review and r.review.priority == "high"} == {
+        "amount_over_limit", "bank_details_changed", "duplicate_invoice"}
+    assert {r.name for r in pack.rules if r.reason == "LOW_CONFIDENCE"} == {
+        "low_extraction_confidence", "invoice_risk"}
+    assert pack.defaults == {
+        "min_p_auto": 0.80, "min_extraction_confidence": 0.60, "max_auto_amount": 50000,
+        "reject_amount_over": 0, "required_fields": ["vendor", "invoice_number", "total",
+                                                     "currency"],
+        "allowed_currencies": [], "escalate_duplicates": True, "vendors_allow": [],
+        "vendors_block": [], "require_allow_list": False}
+    assert (pack.extractor, pack.enrichers) == ("invoice", ("vendor_history",))
+    assert [(s.name, s.features, s.output_class) for s in pack.scorers] == [
+        ("invoice_risk", "invoice", "auto")]
+    assert {c.expect_rule for c in pack.tests} >= {
+        "straight_through_invoice", "amount_over_limit", "vendor_blocked"}
+    assert {f: s.data_class for f, s in pack.fields.items()
+            if s.data_class == "personal"} == {"vendor": "personal", "bank_account": "personal"}
+
+
+def test_invoice_plan_posts_then_pays_with_a_reversal() -> None:
+    plan = plan_to_proto(builtin_packs()["invoice"])
+    assert [(s.step_id, s.kind, s.connector, s.target, s.operation) for s in plan.steps] == [
+        ("1-post_invoice", StepKind.STEP_KIND_CALL, Connector.CONNECTOR_HTTP,
+         "http://erp/invoices", "post_invoice"),
+        ("2-schedule_payment", StepKind.STEP_KIND_CALL, Connector.CONNECTOR_HTTP,
+         "http://erp/payments", "schedule_payment")]
+    undo = plan.steps[0].compensation
+    assert (undo.name, undo.target, undo.operation) == (
+        "undo_post_invoice", "http://erp/invoices/{idempotency_key}", "DELETE")
+    assert not plan.steps[1].HasField("compensation")
+
+
+def test_default_targets_are_the_demo_downstreams() -> None:
+    targets = {name: [s.target for s in plan_to_proto(pack).steps]
+               for name, pack in builtin_packs().items()}
+    assert targets == {"invoice": ["http://erp/invoices", "http://erp/payments"],
+                       "support_ticket": ["http://helpdesk/tickets"],
+                       "admission_form": ["http://sis/applicants"],
+                       "classroom_event": ["http://analytics/events"]}
+
+
+def test_admission_forms_are_kept_at_most_30_days() -> None:
+    assert builtin_packs()["admission_form"].retention_days == 30
+
+
+def test_a_shipped_pack_folder_loads_from_disk_the_same() -> None:
+    import importlib.resources
+
+    folder = importlib.resources.files("switchyard_packs") / "support_ticket"
+    assert load_pack(str(folder)).digest == builtin_packs()["support_ticket"].digest
