@@ -82,7 +82,7 @@ from switchyard._launcher import service_specs
 from switchyard._taskstore import TERMINAL, status_name
 from switchyard._topics import INTAKE, TASK_STATUS
 from switchyard.stack import ServiceSpec
-from services.decision.extraction import extract_invoice
+from switchyard_packs.invoice.extraction import extract_invoice
 from switchyard.v1 import (
     ClaimRequest,
     ClaimResponse,

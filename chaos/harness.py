@@ -106,12 +106,12 @@ QUICK = ChaosConfig(tasks=300, kill_rounds=1, kill_gap_s=3.0, triton_outage_s=8.
                     settle_timeout_s=240.0)
 
 
-#: The run's tenants get the shipped plans, but count classroom events on the downstream's
-#: endpoint that does not deduplicate by idempotency key.
+#: The run's tenants get the shipped packs, but the classroom_event pack counts events on the
+#: downstream's endpoint that does not deduplicate by idempotency key (a pack parameter).
 CHAOS_POLICY = """\
-plans:
+packs:
   classroom_event:
-    - {name: count_event, target: "http://analytics/events/append"}
+    parameters: {analytics_target: "http://analytics/events/append"}
 """
 
 

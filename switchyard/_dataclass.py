@@ -67,7 +67,8 @@ class OnPurge(str, Enum):
     DELETE = "delete"    # the row only lives while the task is open (deleted when decided)
 
 
-#: Every field the invoice extractor reports (services/decision/extraction.py FIELD_NAMES).
+#: The classes of the invoice extractor's fields (switchyard_packs/invoice/extraction.py
+#: FIELD_NAMES), for decisions made before fields carried their pack's class.
 EXTRACTED_FIELDS: dict[str, DataClass] = {
     "vendor": DataClass.PERSONAL,          # a company or a person's name
     "bank_account": DataClass.PERSONAL,    # IBAN or account number
@@ -84,9 +85,19 @@ EXTRACTED_FIELDS: dict[str, DataClass] = {
 }
 
 
-def field_class(name: str) -> DataClass:
-    """The class of an extracted (or reviewer-edited) field; unknown names are personal."""
-    return EXTRACTED_FIELDS.get(name, DataClass.PERSONAL)
+_DECLARED = {1: DataClass.PERSONAL, 2: DataClass.DERIVED, 3: DataClass.OPERATIONAL}
+
+
+def field_class(name: str, declared: int = 0) -> DataClass:
+    """The class of an extracted (or reviewer-edited) field: ``declared`` is the class its
+    pack gave it (``FieldExtraction.data_class``); when that is unspecified (0, a decision made
+    before packs), the table above; a name in neither is personal."""
+    return _DECLARED.get(declared) or EXTRACTED_FIELDS.get(name, DataClass.PERSONAL)
+
+
+def declared_classes(decision: Decision) -> dict[str, int]:
+    """Field name -> the class its pack declared, as the decision carries it."""
+    return {f.name: f.data_class for f in decision.fields}
 
 
 @dataclass(frozen=True)
@@ -250,14 +261,15 @@ def _personal_value(key: str, value: object) -> bool:
     return EXTRACTED_FIELDS.get(key) is DataClass.PERSONAL and value not in ("", None)
 
 
-def _redact_struct(struct: struct_pb2.Struct, redactor: Redactor) -> None:
+def _redact_struct(struct: struct_pb2.Struct, redactor: Redactor,
+                   classes: dict[str, int] | None = None) -> None:
     """A plan step's payload: its ``fields``/``modified_fields`` by data class, every other
     value through the PII detectors."""
     plain = json_format.MessageToDict(struct)
     cleaned = redactor.mapping({k: v for k, v in plain.items() if k not in _FIELD_MAPS})
     for key in _FIELD_MAPS:
         if isinstance(plain.get(key), dict):
-            cleaned[key] = _redact_fields(plain[key], redactor)
+            cleaned[key] = _redact_fields(plain[key], redactor, classes or {})
     struct.Clear()
     struct.update(cleaned)
 
@@ -265,16 +277,18 @@ def _redact_struct(struct: struct_pb2.Struct, redactor: Redactor) -> None:
 _FIELD_MAPS = ("fields", "modified_fields")
 
 
-def _redact_fields(values: dict[str, object], redactor: Redactor) -> dict[str, object]:
-    return {name: redact_field(name, str(value), redactor) for name, value in values.items()}
+def _redact_fields(values: dict[str, object], redactor: Redactor,
+                   classes: dict[str, int]) -> dict[str, object]:
+    return {name: redact_field(name, str(value), redactor, classes.get(name, 0))
+            for name, value in values.items()}
 
 
-def redact_field(name: str, value: str, redactor: Redactor) -> str:
+def redact_field(name: str, value: str, redactor: Redactor, declared: int = 0) -> str:
     """What a reviewer sees of an extracted field: personal ones withheld, the rest with the
-    PII detectors applied."""
+    PII detectors applied. ``declared``: the class its pack gave it (see :func:`field_class`)."""
     if not value:
         return value
-    cls = field_class(name)
+    cls = field_class(name, declared)
     if cls is DataClass.PERSONAL:
         return f"[{name.upper()} REDACTED]"
     return redactor.text(value) if cls is DataClass.DERIVED else value
@@ -283,12 +297,15 @@ def redact_field(name: str, value: str, redactor: Redactor) -> str:
 def redact_decision(decision: Decision, redactor: Redactor) -> None:
     """Redact, in place, the document-derived values of a decision shown to a reviewer:
     extracted fields by class, plan payloads, explanation."""
+    classes = declared_classes(decision)
     for extracted in decision.fields:
-        extracted.value = redact_field(extracted.name, extracted.value, redactor)
+        extracted.value = redact_field(extracted.name, extracted.value, redactor,
+                                       extracted.data_class)
     for name, value in list(decision.extracted_fields.items()):
-        decision.extracted_fields[name] = redact_field(name, value, redactor)
+        decision.extracted_fields[name] = redact_field(name, value, redactor,
+                                                       classes.get(name, 0))
     for step in decision.plan.steps:
-        _redact_struct(step.payload, redactor)
+        _redact_struct(step.payload, redactor, classes)
     decision.explanation = redactor.text(decision.explanation)
 
 
@@ -317,6 +334,7 @@ def redact_escalation(escalation: Escalation, redactor: Redactor) -> Escalation:
 
 
 __all__ = ["DOWNSTREAM_EXCERPT_CHARS", "EXTRACTED_FIELDS", "STORED", "TOPICS", "AtRest",
-           "DataClass", "OnPurge", "Stored", "TopicData", "downstream_excerpt", "field_class",
+           "DataClass", "OnPurge", "Stored", "TopicData", "declared_classes",
+           "downstream_excerpt", "field_class",
            "matching_hash", "matching_key", "redact_decision", "redact_escalation",
            "redact_field", "redact_free_text", "redact_task", "sealed_columns"]

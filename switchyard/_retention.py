@@ -10,11 +10,18 @@ amount), what was kept of downstream answers (``executions`` error and result su
 ``executor_jobs.reason``) and the sealed fields in ``decision_invoices`` are removed. Vendor
 history keeps only keyed hashes and amounts, so it stays. The audit chain stores hashes of inputs, never the inputs,
 so purging leaves it verifiable.
+
+A pack may keep its type's data shorter than the tenant's retention (``retention.days`` in
+pack.yaml): a task decided with that pack (``decisions.pack``, else submitted as that kind) is
+purged after the smaller of the two (:func:`pack_retention_days` reads them).
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -34,6 +41,7 @@ from switchyard._payloads import (
     RowId,
 )
 from switchyard._taskstore import TERMINAL_SQL
+from switchyard.packs import PackError, builtin_packs, load_pack_files
 from switchyard.v1 import (
     Decision,
     Escalation,
@@ -41,6 +49,45 @@ from switchyard.v1 import (
     ReviewVerdict,
     TaskEnvelope,
 )
+
+log = logging.getLogger(__name__)
+
+
+def _semver(version: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in version.split("."))
+    except ValueError:
+        return (-1,)
+
+
+async def pack_retention_days(conn: asyncpg.Connection) -> dict[str, dict[str, int]]:
+    """Tenant (``''``: every tenant) -> pack name -> the pack's ``retention.days``, from the
+    shipped packs and the newest stored version of each applied pack (a tenant's own pack
+    over a shared one). Packs without a retention are left out."""
+    out: dict[str, dict[str, int]] = {"": {}}
+    for name, pack in builtin_packs().items():
+        if pack.retention_days is not None:
+            out[""][name] = pack.retention_days
+    rows = await conn.fetch("SELECT tenant_id, name, version, files FROM packs")
+    newest: dict[tuple[str, str], asyncpg.Record] = {}
+    for row in rows:
+        key = (row["tenant_id"], row["name"])
+        if key not in newest or _semver(row["version"]) > _semver(newest[key]["version"]):
+            newest[key] = row
+    for (tenant, name), row in sorted(newest.items()):
+        try:
+            files = {path: base64.b64decode(content)
+                     for path, content in json.loads(row["files"]).items()}
+            pack = load_pack_files(files)
+        except (PackError, ValueError) as exc:
+            log.warning("stored pack %s %s does not load (%s): its retention is not applied",
+                        name, row["version"], exc)
+            continue
+        if pack.retention_days is not None:
+            out.setdefault(tenant, {})[name] = pack.retention_days
+        else:
+            out.setdefault(tenant, {}).pop(name, None)
+    return out
 
 
 def parse_retention(default_days: int, overrides: str) -> tuple[int, dict[str, int]]:
@@ -146,58 +193,25 @@ class PurgeReport:
 
 async def purge(conn: asyncpg.Connection, default_days: int, per_tenant: dict[str, int],
                 dry_run: bool = False, batch: int = 500,
-                codec: PayloadCodec = PLAINTEXT) -> PurgeReport:
-    """Strip payloads of terminal tasks older than their tenant's retention.
+                codec: PayloadCodec = PLAINTEXT,
+                pack_days: Mapping[str, Mapping[str, int]] | None = None) -> PurgeReport:
+    """Strip payloads of terminal tasks older than their tenant's retention, or their pack's
+    when that is shorter (``pack_days``: :func:`pack_retention_days`).
 
     Sealed payloads are opened, stripped and sealed again with ``codec`` (encryption at rest).
     """
     tenants = [r["tenant_id"] for r in await conn.fetch(
         "SELECT DISTINCT tenant_id FROM tasks WHERE purged_at IS NULL")]
     totals = [0, 0, 0, 0]
+    pack_days = pack_days or {}
     for tenant in tenants:
-        cutoff = timedelta(days=per_tenant.get(tenant, default_days))
-        async with conn.transaction():
-            rows = await conn.fetch(  # the literal list lets tasks_purge_candidates serve
-                "SELECT task_id, envelope FROM tasks WHERE tenant_id = $1 AND purged_at IS NULL "
-                f"AND status IN {TERMINAL_SQL} AND updated_at < now() - $2::interval "
-                "ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED",
-                tenant, cutoff, batch)
-            if not rows or dry_run:
-                totals[0] += len(rows)
-                continue
-            ids = [r["task_id"] for r in rows]
-            await conn.executemany(
-                "UPDATE tasks SET envelope = $2, purged_at = now() WHERE task_id = $1",
-                [(r["task_id"], strip_stored_envelope(codec, r["task_id"], r["envelope"]))
-                 for r in rows])
-            items = await conn.fetch(
-                "SELECT item_id, escalation FROM review_items WHERE task_id = ANY($1::uuid[]) "
-                "AND purged_at IS NULL", ids)
-            for item in items:
-                escalation = Escalation.FromString(
-                    codec.open(item["item_id"], item["escalation"], REVIEW_ESCALATION))
-                escalation.task.CopyFrom(TaskEnvelope.FromString(
-                    strip_envelope(escalation.task.SerializeToString())))
-                strip_decision(escalation.proposed_decision)
-                escalation.reason_detail = ""
-                await conn.execute(
-                    "UPDATE review_items SET escalation = $2, purged_at = now() "
-                    "WHERE item_id = $1", item["item_id"],
-                    codec.seal(item["item_id"], escalation.SerializeToString(),
-                               REVIEW_ESCALATION))
-            decisions = await _strip_decisions(conn, codec, DECISION, ids)
-            await _strip_decisions(conn, codec, JOB_DECISION, ids)
-            await _strip_verdicts(conn, codec, ids)
-            await _strip_executions(conn, ids)
-            await conn.execute("UPDATE decision_invoices SET fields = NULL "
-                               "WHERE task_id = ANY($1::uuid[])", ids)
-            await append(conn, tenant, "retention", "payloads.purged",
-                         {"tasks": len(rows), "review_items": len(items),
-                          "retention_days": cutoff.days,
-                          "task_ids": json.loads(json.dumps([str(i) for i in ids]))})
-            totals[0] += len(rows)
-            totals[1] += len(items)
-            totals[3] += decisions
+        days = per_tenant.get(tenant, default_days)
+        packs = {**pack_days.get("", {}), **pack_days.get(tenant, {})}
+        passes: list[tuple[str | None, int]] = [(None, days)]
+        passes += [(name, d) for name, d in sorted(packs.items()) if d < days]
+        for pack, pass_days in passes:
+            await _purge_tenant(conn, tenant, pack, timedelta(days=pass_days), dry_run, batch,
+                                codec, totals)
     if not dry_run:
         cutoff = timedelta(days=default_days)
         status = await conn.execute(
@@ -205,3 +219,56 @@ async def purge(conn: asyncpg.Connection, default_days: int, per_tenant: dict[st
             "WHERE purged_at IS NULL AND failed_at < now() - $1::interval", cutoff)
         totals[2] = int(status.split()[-1])
     return PurgeReport(*totals)
+
+
+async def _purge_tenant(conn: asyncpg.Connection, tenant: str, pack: str | None,
+                        cutoff: timedelta, dry_run: bool, batch: int, codec: PayloadCodec,
+                        totals: list[int]) -> None:
+    """One batch of a tenant's due tasks (only those of ``pack`` when given)."""
+    of_pack = ("" if pack is None else
+               "AND (kind = $4 OR EXISTS (SELECT 1 FROM decisions d WHERE "
+               "d.task_id = tasks.task_id AND d.pack = $4)) ")
+    async with conn.transaction():
+        rows = await conn.fetch(  # the literal list lets tasks_purge_candidates serve
+            "SELECT task_id, envelope FROM tasks WHERE tenant_id = $1 AND purged_at IS NULL "
+            f"AND status IN {TERMINAL_SQL} AND updated_at < now() - $2::interval {of_pack}"
+            "ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED",
+            tenant, cutoff, batch, *(() if pack is None else (pack,)))
+        if not rows or dry_run:
+            totals[0] += len(rows)
+            return
+        ids = [r["task_id"] for r in rows]
+        await conn.executemany(
+            "UPDATE tasks SET envelope = $2, purged_at = now() WHERE task_id = $1",
+            [(r["task_id"], strip_stored_envelope(codec, r["task_id"], r["envelope"]))
+             for r in rows])
+        items = await conn.fetch(
+            "SELECT item_id, escalation FROM review_items WHERE task_id = ANY($1::uuid[]) "
+            "AND purged_at IS NULL", ids)
+        for item in items:
+            escalation = Escalation.FromString(
+                codec.open(item["item_id"], item["escalation"], REVIEW_ESCALATION))
+            escalation.task.CopyFrom(TaskEnvelope.FromString(
+                strip_envelope(escalation.task.SerializeToString())))
+            strip_decision(escalation.proposed_decision)
+            escalation.reason_detail = ""
+            await conn.execute(
+                "UPDATE review_items SET escalation = $2, purged_at = now() "
+                "WHERE item_id = $1", item["item_id"],
+                codec.seal(item["item_id"], escalation.SerializeToString(),
+                           REVIEW_ESCALATION))
+        decisions = await _strip_decisions(conn, codec, DECISION, ids)
+        await _strip_decisions(conn, codec, JOB_DECISION, ids)
+        await _strip_verdicts(conn, codec, ids)
+        await _strip_executions(conn, ids)
+        await conn.execute("UPDATE decision_invoices SET fields = NULL "
+                           "WHERE task_id = ANY($1::uuid[])", ids)
+        detail: dict[str, object] = {
+            "tasks": len(rows), "review_items": len(items), "retention_days": cutoff.days,
+            "task_ids": json.loads(json.dumps([str(i) for i in ids]))}
+        if pack is not None:
+            detail["pack"] = pack
+        await append(conn, tenant, "retention", "payloads.purged", detail)
+        totals[0] += len(rows)
+        totals[1] += len(items)
+        totals[3] += decisions

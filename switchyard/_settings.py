@@ -343,7 +343,8 @@ class Settings:
     )
     policy_dir: str = setting(
         "", "Directory of per-tenant decision policies, `<tenant>.yaml` (`default.yaml` for "
-        "other tenants); validated at start. Empty: built-in defaults.", group="decision",
+        "other tenants): routing thresholds and a `packs:` key for pack settings; validated "
+        "at start. Empty: built-in defaults.", group="decision",
     )
     router_version: str = setting(
         "1", "Triton version directory of document_router whose answers decide.",
@@ -367,6 +368,13 @@ class Settings:
     )
     hold_retry_s: float = setting(
         5.0, "How often tasks held BLOCKED for unavailable models are retried.",
+        group="decision",
+        exclusive_minimum=0,
+    )
+    pack_reload_s: float = setting(
+        10.0, "How often each decision replica re-reads applied packs and tenant pack settings "
+        "from PostgreSQL, besides reloading at once on their NOTIFY (a missed notification "
+        "is caught up within this).",
         group="decision",
         exclusive_minimum=0,
     )

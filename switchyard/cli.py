@@ -146,7 +146,7 @@ def _version() -> str:
 def _cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     from switchyard._db import create_pool
     from switchyard._payloads import codec_for
-    from switchyard._retention import parse_retention, purge
+    from switchyard._retention import pack_retention_days, parse_retention, purge
 
     try:
         default_days, per_tenant = parse_retention(settings.retention_days,
@@ -160,7 +160,8 @@ def _cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
         try:
             async with pool.acquire() as conn:
                 report = await purge(conn, default_days, per_tenant, dry_run=args.dry_run,
-                                     codec=codec_for(settings))
+                                     codec=codec_for(settings),
+                                     pack_days=await pack_retention_days(conn))
         finally:
             await pool.close()
         verb = "would purge" if args.dry_run else "purged"

@@ -1,45 +1,51 @@
-"""Turn a task into a Decision protobuf: route, assess invoices, apply the tenant's policy.
+"""Turn a task into a Decision protobuf: route, then the tenant's pack for the type decides.
 
-Shared by the Kafka path and the sync Decide RPC; both reach Triton through the same
-micro-batchers (one per model). For a document the router calls an invoice, the fields are
-extracted, the vendor's history is read and the invoice_risk model scores them; the shadow
-router (if configured) sees the document too, off the critical path.
+Shared by the Kafka path, the sync Decide RPC and PackService.TestPack; all reach Triton
+through the same micro-batchers (one per model). The router names the document type; the
+tenant's routing policy (:mod:`services.decision.policy`) may reject it, or send it to a
+person when the router is unsure or disagrees with the submitter. Otherwise the tenant's
+enabled pack for the type decides: its extractor reads the fields, its enrichers add what the
+tenant's records say (``history``), its scorer models score it (``scores``), and the first
+matching rule of its decision table (or, with hit policy ``collect``, the most severe of all
+that match) gives the outcome, the explanation and, for an escalation, the review routing. The
+decision names the pack, its version and the rule, and carries the pack's plan with the
+tenant's parameters, so the task finishes on the pack version it was decided with.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
-from dataclasses import dataclass
-from datetime import timezone
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, replace
+from typing import Any
 
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.decision.batcher import MicroBatcher, Overloaded
 from services.decision.drift import DriftMonitor
-from services.decision.extraction import extract_invoice, vendor_key
-from services.decision.invoices import (
-    UNKNOWN,
-    HistoryStore,
-    InvoiceAssessment,
-    received_date,
-    risk_inputs,
-)
+from services.decision.extensions import Enrichers, Scorers, features_for
+from services.decision.packs import ActivePack, PackCatalog
 from services.decision.policies import PolicySet
-from services.decision.policy import (
-    Outcome,
-    PlanStep,
-    Policy,
-    decide,
-    step_payload,
-    unavailable,
-)
+from services.decision.policy import Outcome, Policy, no_plan, route, unavailable
 from services.decision.shadow import ShadowRunner
 from services.decision.triton import ModelUnavailable, Prediction
+from switchyard._escalations import DEFAULT_REVIEW_QUEUE
 from switchyard._priority import task_bucket
+from switchyard.packs import (
+    NO_RULE_MATCHED,
+    ExpressionError,
+    Pack,
+    RuleSpec,
+    evaluate_condition,
+    extractor_for,
+    plan_to_proto,
+    typed_fields,
+)
 from switchyard.v1 import (
     ActionPlan,
-    CompensationStep,
-    Connector,
+    DataClass,
     Decision,
     DecisionOutcome,
     DecisionSource,
@@ -48,35 +54,25 @@ from switchyard.v1 import (
     TaskEnvelope,
 )
 
+log = logging.getLogger(__name__)
 _OUTCOMES = {
     "auto_execute": DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE,
     "escalate": DecisionOutcome.DECISION_OUTCOME_ESCALATE,
     "reject": DecisionOutcome.DECISION_OUTCOME_REJECT,
 }
+#: With hit policy ``collect``, the outcome that wins when several rules match.
+_SEVERITY = {"reject": 0, "escalate": 1, "auto_execute": 2}
+_DATA_CLASSES = {"personal": DataClass.DATA_CLASS_PERSONAL,
+                 "derived": DataClass.DATA_CLASS_DERIVED,
+                 "operational": DataClass.DATA_CLASS_OPERATIONAL}
 MAX_TEXT_CHARS = 20_000  # the router reads the head of long documents
+#: The rule named when a pack's extension (extractor, enricher, feature builder) or one of its
+#: expressions fails on a document: a person decides instead.
+PACK_ERROR_RULE = "pack_error"
 
 
 def document_text(task: TaskEnvelope) -> str:
     return task.document.body.decode("utf-8", errors="replace")[:MAX_TEXT_CHARS]
-
-
-def build_plan(task: TaskEnvelope, steps: tuple[PlanStep, ...],
-               fields: dict[str, str] | None = None) -> ActionPlan:
-    values: dict[str, object] = {"task_id": task.task_id, "kind": task.kind,
-                                 "metadata": dict(task.metadata)}
-    if fields:
-        values["fields"] = fields
-    plan = ActionPlan()
-    for index, step in enumerate(steps, start=1):
-        action = plan.steps.add(
-            step_id=f"{index}-{step.name}", name=step.name, connector=Connector.CONNECTOR_SQL,
-            target=step.target, operation=step.name, payload=step_payload(values))
-        if step.compensate:
-            action.compensation.CopyFrom(CompensationStep(
-                name=f"undo_{step.name}", connector=Connector.CONNECTOR_SQL,
-                target=step.compensate, operation="DELETE",
-                payload=step_payload({"task_id": task.task_id, "undoes": step.name})))
-    return plan
 
 
 def _model_output(p: Prediction) -> ModelOutput:
@@ -84,32 +80,55 @@ def _model_output(p: Prediction) -> ModelOutput:
                        confidence=p.confidence, scores=p.scores)
 
 
+@dataclass(frozen=True)
+class Assessment:
+    """What a pack's stage found about a document, before it became a protobuf."""
+
+    active: ActivePack
+    extraction: Any  # the extractor's result: .fields (name -> value, confidence), .confidence
+    raw_fields: dict[str, str]
+    scorer_outputs: tuple[Prediction, ...] = ()
+
+
 def to_decision(task: TaskEnvelope, outcome: Outcome, prediction: Prediction | None,
-                policy: Policy, assessment: InvoiceAssessment | None = None) -> Decision:
+                policy: Policy, assessment: Assessment | None = None,
+                active: ActivePack | None = None) -> Decision:
     now = Timestamp()
     now.GetCurrentTime()
-    # Escalations carry the plan the label would run, so an approving reviewer runs it.
-    steps = outcome.steps or policy.plans.get(outcome.label, ())
-    fields = ({name: f.value for name, f in assessment.extraction.fields.items()}
-              if assessment is not None else None)
+    active = assessment.active if assessment is not None else active
+    # Escalations and rejections carry the plan too, so an approving reviewer runs it.
+    plan = plan_to_proto(active.pack, active.params) if active is not None else ActionPlan()
     decision = Decision(
         decision_id=str(uuid.uuid4()), task_id=task.task_id, tenant_id=task.tenant_id,
         outcome=_OUTCOMES[outcome.action], confidence=outcome.confidence, rule=outcome.rule,
-        explanation=outcome.explanation, plan=build_plan(task, steps, fields),
+        explanation=outcome.explanation, plan=plan,
         source=DecisionSource.DECISION_SOURCE_MODEL, decided_at=now, label=outcome.label,
-        review_queue=policy.review_queue,
+        review_queue=outcome.queue or policy.review_queue,
     )
+    if active is not None:
+        decision.pack, decision.pack_version = active.pack.name, active.pack.version
+    if outcome.action == "escalate":
+        decision.reviewer_group = outcome.reviewer_group
+        decision.four_eyes = outcome.four_eyes
+        if outcome.review_sla_s:
+            decision.review_sla.CopyFrom(Duration(seconds=int(outcome.review_sla_s)))
     if prediction is not None:
         decision.models.append(_model_output(prediction))
     if assessment is not None:
-        decision.models.append(_model_output(assessment.risk))
-        decision.fields.extend(FieldExtraction(name=f.name, value=f.value,
-                                               confidence=f.confidence)
-                               for f in assessment.extraction.fields.values())
-        decision.fields.append(FieldExtraction(name="extraction_confidence",
-                                               value=f"{assessment.extraction.confidence:.3f}",
-                                               confidence=assessment.extraction.confidence))
-        decision.extracted_fields.update(fields or {})
+        pack = assessment.active.pack
+        decision.models.extend(_model_output(p) for p in assessment.scorer_outputs)
+        for name, found in assessment.extraction.fields.items():
+            spec = pack.fields.get(name)
+            decision.fields.append(FieldExtraction(
+                name=name, value=found.value, confidence=found.confidence,
+                data_class=_DATA_CLASSES[spec.data_class] if spec is not None
+                else DataClass.DATA_CLASS_PERSONAL,
+                type=spec.type if spec is not None else "string"))
+        overall = float(assessment.extraction.confidence)
+        decision.fields.append(FieldExtraction(
+            name="extraction_confidence", value=f"{overall:.3f}", confidence=overall,
+            data_class=DataClass.DATA_CLASS_OPERATIONAL, type="number"))
+        decision.extracted_fields.update(assessment.raw_fields)
     return decision
 
 
@@ -118,26 +137,108 @@ class Decided:
     decision: Decision
     outcome: Outcome
     policy: Policy
-    assessment: InvoiceAssessment | None = None
+    assessment: Assessment | None = None
 
     @property
     def model_unavailable(self) -> bool:
         return self.outcome.rule == "model_unavailable"
 
 
+@dataclass(frozen=True)
+class TableResult:
+    """The decision table's verdict: the deciding rule (None: none matched) and every match."""
+
+    rule: RuleSpec | None
+    matched: tuple[RuleSpec, ...]
+    error: str = ""
+
+
+def run_table(pack: Pack, context: dict[str, Any]) -> TableResult:
+    """Evaluate ``pack``'s rules in order under its hit policy. A rule whose expression fails
+    at run time (a type mismatch on this document) stops the table: a person decides."""
+    matched: list[RuleSpec] = []
+    for rule in pack.rules:
+        try:
+            hit = evaluate_condition(rule.condition, context)
+        except ExpressionError as exc:
+            return TableResult(rule, tuple(matched), str(exc))
+        if hit:
+            matched.append(rule)
+            if pack.hit_policy == "first":
+                break
+    if not matched:
+        return TableResult(None, ())
+    if pack.hit_policy == "collect":
+        best = min(_SEVERITY[r.outcome] for r in matched)
+        winner = next(r for r in matched if _SEVERITY[r.outcome] == best)
+        return TableResult(winner, tuple(matched))
+    return TableResult(matched[0], tuple(matched))
+
+
+def _explain(rule: RuleSpec, context: dict[str, Any]) -> str:
+    if rule.explain_template is None:
+        return rule.explain or f"Rule '{rule.name}' matched."
+    try:
+        return str(rule.explain_template.render(context))
+    except ExpressionError as exc:
+        return f"Rule '{rule.name}' matched (its explanation could not be rendered: {exc})."
+
+
+def _routing(review: Any, policy: Policy) -> dict[str, Any]:
+    # the pack's queue when it names one, else the tenant's
+    queue = review.queue if review.queue and review.queue != DEFAULT_REVIEW_QUEUE \
+        else policy.review_queue
+    return {"queue": queue, "reviewer_group": review.group, "four_eyes": review.four_eyes,
+            "review_sla_s": review.sla_s}
+
+
+def table_outcome(pack: Pack, context: dict[str, Any], policy: Policy, bucket: int = 2,
+                  note: str = "") -> Outcome:
+    """What ``pack``'s decision table decides in ``context`` (the rule context: fields,
+    params, route, scores, history, ...): outcome, rule, explanation and, for an escalation,
+    its reason, priority and review routing. ``note`` prefixes the explanation."""
+    route_confidence = float(context["route"]["confidence"])
+    confidence = min([route_confidence, *context["scores"].values()])
+    result = run_table(pack, context)
+    review = pack.review
+    if result.error:
+        assert result.rule is not None
+        return Outcome("escalate", result.rule.name,
+                       f"{note}Rule '{result.rule.name}' could not be evaluated on this "
+                       f"document ({result.error}); a person decides.", confidence,
+                       pack.name, "OTHER", priority=bucket, **_routing(review, policy))
+    if result.rule is None:
+        return Outcome("escalate", NO_RULE_MATCHED,
+                       f"{note}No rule of pack {pack.name} {pack.version} matched.",
+                       confidence, pack.name, "POLICY",
+                       priority=min(bucket, review.priority_bucket), **_routing(review, policy))
+    rule = result.rule
+    explanation = _explain(rule, context)
+    if pack.hit_policy == "collect" and len(result.matched) > 1:
+        explanation += " Also matched: " + "; ".join(
+            f"{r.name} ({r.outcome})" for r in result.matched if r is not rule) + "."
+    if rule.outcome != "escalate":
+        return Outcome(rule.outcome, rule.name, note + explanation, confidence, pack.name)
+    review = rule.review or pack.review
+    return Outcome("escalate", rule.name, note + explanation, confidence, pack.name,
+                   rule.reason or "POLICY", priority=min(bucket, review.priority_bucket),
+                   **_routing(review, policy))
+
+
 class DecisionEngine:
     def __init__(self, router: MicroBatcher[str, Prediction], policies: PolicySet | Policy,
-                 risk: MicroBatcher[list[float], Prediction] | None = None,
-                 history: HistoryStore | None = None, shadow: ShadowRunner | None = None,
+                 catalog: PackCatalog, scorers: Scorers | None = None,
+                 enrichers: Enrichers | None = None, shadow: ShadowRunner | None = None,
                  router_drift: DriftMonitor | None = None,
-                 risk_drift: DriftMonitor | None = None) -> None:
+                 router_classes: Callable[[], Collection[str]] = frozenset) -> None:
         self.router = router
         self.policies = policies if isinstance(policies, PolicySet) else PolicySet(policies)
-        self.risk = risk
-        self.history = history
+        self.catalog = catalog
+        self.scorers = scorers
+        self.enrichers = enrichers or Enrichers(None)
         self.shadow = shadow
         self.router_drift = router_drift
-        self.risk_drift = risk_drift
+        self.router_classes = router_classes  # the deployed router's labels
 
     @property
     def policy(self) -> Policy:
@@ -152,7 +253,9 @@ class DecisionEngine:
     async def assess(self, task: TaskEnvelope, persist: bool = False) -> Decided:
         """Decide ``task``; ``persist`` marks tasks of the system of record (Kafka path)."""
         policy = self.policies.for_tenant(task.tenant_id)
+        packs = self.catalog.for_tenant(task.tenant_id)
         text = document_text(task)
+        bucket = task_bucket(task)
         try:
             prediction = await self.router.submit(text)
         except ModelUnavailable as exc:
@@ -163,29 +266,85 @@ class DecisionEngine:
             self.router_drift.observe({"text_length_chars": len(text),
                                        "predicted_class": prediction.label,
                                        "max_prob": prediction.confidence})
-        assessment = None
-        if prediction.label == "invoice" and self.risk is not None:
-            try:
-                assessment = await self._assess_invoice(task, text)
-            except ModelUnavailable as exc:
-                return self._unavailable(task, policy, str(exc), prediction)
-        outcome = decide(task.kind, prediction, policy, task_bucket(task), invoice=assessment)
+        note = ""
+        kind_pack = packs.get(task.kind) if task.kind else None
+        if kind_pack is not None and task.kind not in self.router_classes():
+            # a type newer than the deployed router: the submitter's kind routes it
+            note = f"routed by the submitted kind: the router does not know '{task.kind}' yet. "
+            prediction = replace(prediction, label=task.kind, confidence=1.0)
+        active = packs.get(prediction.label)
+        outcome = route(task.kind, prediction, policy, bucket,
+                        active.pack.router_min_confidence if active is not None else None)
+        if outcome is None and active is None:
+            outcome = no_plan(prediction.label, prediction.confidence, bucket)
+        if outcome is not None:
+            return Decided(to_decision(task, outcome, prediction, policy, active=active),
+                           outcome, policy)
+        assert active is not None
+        try:
+            return await self.decide_with_pack(task, text, prediction, active, policy, note)
+        except ModelUnavailable as exc:
+            return self._unavailable(task, policy, str(exc), prediction)
+
+    async def decide_with_pack(self, task: TaskEnvelope, text: str, prediction: Prediction,
+                               active: ActivePack, policy: Policy, note: str = "") -> Decided:
+        """The pack's stage: extract, enrich, score, run the decision table. Raises
+        ModelUnavailable (a scorer's model away) and Overloaded (a batcher full); errors
+        reading the tenant's records (PostgreSQL) propagate, as transient."""
+        pack, params = active.pack, active.params
+        bucket = task_bucket(task)
+        try:
+            extraction = extractor_for(pack)(text)
+            raw = {name: f.value for name, f in extraction.fields.items()}
+            history = await self.enrichers.enrich(pack.enrichers, task, extraction, params)
+            vectors = [(scorer, features_for(scorer.features)(extraction, history, task))
+                       for scorer in pack.scorers]
+        except (ModelUnavailable, Overloaded, OSError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a pack's Python must not stop the service
+            if type(exc).__module__.startswith("asyncpg"):
+                raise
+            log.exception("pack %s %s failed on a document", pack.name, pack.version)
+            outcome = Outcome("escalate", PACK_ERROR_RULE,
+                              f"{note}Pack {pack.name} {pack.version} could not read this "
+                              f"document ({type(exc).__name__}); a person decides.",
+                              prediction.confidence, pack.name, "OTHER", priority=bucket)
+            return Decided(to_decision(task, outcome, prediction, policy, active=active),
+                           outcome, policy)
+        outputs = []
+        scores: dict[str, float] = {}
+        if vectors and self.scorers is None:
+            raise ModelUnavailable("no scorer models configured")
+        for scorer, vector in vectors:
+            assert self.scorers is not None
+            p = await self.scorers.score(scorer.name, scorer.output_class, vector)
+            outputs.append(p)
+            scores[scorer.name] = p.confidence
+        context = {
+            "fields": typed_fields(raw, pack.field_types),
+            "metadata": dict(task.metadata),
+            "task": {"task_id": task.task_id, "tenant_id": task.tenant_id, "kind": task.kind},
+            "params": dict(params),
+            "route": {"label": prediction.label, "confidence": prediction.confidence},
+            "scores": scores,
+            "extraction": {"confidence": float(extraction.confidence),
+                           "issues": list(extraction.issues)},
+            "history": history,
+        }
+        outcome = table_outcome(pack, context, policy, bucket, note)
+        assessment = Assessment(active, extraction, raw, tuple(outputs))
         return Decided(to_decision(task, outcome, prediction, policy, assessment), outcome,
                        policy, assessment)
 
-    async def _assess_invoice(self, task: TaskEnvelope, text: str) -> InvoiceAssessment:
-        assert self.risk is not None
-        extraction = extract_invoice(text)
-        history = (await self.history.lookup(task.tenant_id, extraction, task.task_id)
-                   if self.history is not None else UNKNOWN)
-        received = task.received_at.ToDatetime(timezone.utc) if task.HasField("received_at") \
-            else None
-        inputs = risk_inputs(extraction, history, received_date(received, task.metadata))
-        risk = await self.risk.submit(list(inputs.values()))
-        if self.risk_drift is not None:
-            self.risk_drift.observe({**inputs, "p_auto": risk.confidence})
-        return InvoiceAssessment(extraction, history, inputs, risk,
-                                 vendor_key(extraction.get("vendor") or ""))
+    async def test_case(self, task: TaskEnvelope, active: ActivePack) -> Decided:
+        """Decide ``task`` with ``active`` whatever the router says (PackService.TestPack):
+        the router still scores it, for ``route.confidence``. Nothing is stored."""
+        policy = self.policies.for_tenant(task.tenant_id)
+        text = document_text(task)
+        prediction = await self.router.submit(text)
+        confidence = prediction.scores.get(active.pack.name, 1.0)
+        routed = replace(prediction, label=active.pack.name, confidence=confidence)
+        return await self.decide_with_pack(task, text, routed, active, policy)
 
     def _unavailable(self, task: TaskEnvelope, policy: Policy, reason: str,
                      prediction: Prediction | None = None) -> Decided:
@@ -193,4 +352,5 @@ class DecisionEngine:
         return Decided(to_decision(task, outcome, prediction, policy), outcome, policy)
 
 
-__all__ = ["Decided", "DecisionEngine", "Overloaded", "build_plan", "to_decision"]
+__all__ = ["PACK_ERROR_RULE", "Assessment", "Decided", "DecisionEngine", "Overloaded",
+           "TableResult", "document_text", "run_table", "table_outcome", "to_decision"]

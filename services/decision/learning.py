@@ -1,25 +1,26 @@
-"""What the vendor history learns from: outcomes other services report as events.
+"""What packs' enrichers learn from: outcomes other services report as events.
 
-The decision service never reads another service's tables to find out how an invoice ended.
-It consumes two topics instead:
+An enricher that keeps history (the invoice pack's ``vendor_history``) learns only from
+confirmed outcomes. The decision service never reads another service's tables to find out how
+a task ended; it consumes two topics and hands each outcome to every enricher that learns
+(one with ``confirm`` / ``reject``, see :mod:`services.decision.extensions`):
 
 * ``decisions``: a decision with source HUMAN is a person's verdict -- approve or modify
-  confirms the invoice (with the fields as the person left them), reject removes it and
-  what it taught. Model and POLICY decisions (default actions taken without a person) teach
-  nothing.
-* ``task-status``: SUCCEEDED means the invoice's plan was carried out -- it confirms an
-  invoice the model ran straight through (every rule passed, its bank account included); an
-  escalated invoice is confirmed by a person only, so one executed on a review default
-  action teaches nothing.
+  confirms the task (with the fields as the person left them), reject removes it and what it
+  taught. Model and POLICY decisions (default actions taken without a person) teach nothing.
+* ``task-status``: SUCCEEDED means the task's plan was carried out -- it confirms a task the
+  model ran straight through (every rule passed); an escalated one is confirmed by a person
+  only, so one executed on a review default action teaches nothing (the enricher knows which
+  tasks the model ran itself).
 
-Both are idempotent, so redelivered or replayed events change nothing.
+Both are idempotent for the shipped enricher, so redelivered or replayed events change nothing.
 """
 
 from __future__ import annotations
 
 import logging
 
-from services.decision.invoices import HistoryStore
+from services.decision.extensions import Enrichers
 from switchyard._serde import decode
 from switchyard._streams import Record
 from switchyard._telemetry import task_context
@@ -31,8 +32,11 @@ log = logging.getLogger(__name__)
 class HistoryLearner:
     """Handlers for the ``decisions`` and ``task-status`` agents of the decision service."""
 
-    def __init__(self, history: HistoryStore) -> None:
-        self.history = history
+    def __init__(self, enrichers: Enrichers) -> None:
+        self.enrichers = enrichers
+
+    def _learners(self, method: str) -> list[object]:
+        return [e for e in self.enrichers.all() if callable(getattr(e, method, None))]
 
     async def on_decision(self, record: Record) -> None:
         decision = decode(record.value, record.headers, Decision)
@@ -40,21 +44,26 @@ class HistoryLearner:
             return
         with task_context(decision.task_id):
             if decision.outcome == DecisionOutcome.DECISION_OUTCOME_REJECT:
-                if await self.history.reject(decision.tenant_id, decision.task_id):
-                    log.info("vendor history: invoice rejected by %s, forgotten",
-                             decision.reviewer_id)
+                for enricher in self._learners("reject"):
+                    if await enricher.reject(decision.tenant_id, decision.task_id):
+                        log.info("%s: task rejected by %s, forgotten", enricher.name,
+                                 decision.reviewer_id)
             elif decision.outcome == DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE:
                 corrected = {f.name: f.value for f in decision.fields}
-                if await self.history.confirm(decision.tenant_id, decision.task_id, corrected):
-                    log.info("vendor history: invoice confirmed by %s", decision.reviewer_id)
+                for enricher in self._learners("confirm"):
+                    if await enricher.confirm(decision.tenant_id, decision.task_id, corrected,
+                                              True):
+                        log.info("%s: task confirmed by %s", enricher.name,
+                                 decision.reviewer_id)
 
     async def on_status(self, record: Record) -> None:
         event = decode(record.value, record.headers, StatusEvent)
         if event.status != TaskStatus.TASK_STATUS_SUCCEEDED or not event.task_id:
             return
         with task_context(event.task_id):
-            if await self.history.confirm(event.tenant_id, event.task_id, by_person=False):
-                log.info("vendor history: invoice confirmed by its successful execution")
+            for enricher in self._learners("confirm"):
+                if await enricher.confirm(event.tenant_id, event.task_id, {}, False):
+                    log.info("%s: task confirmed by its successful execution", enricher.name)
 
 
 __all__ = ["HistoryLearner"]

@@ -10,26 +10,17 @@ is a mapping; every key is optional and defaults to the built-in policy::
     reject_threshold: 0.90            # ... when the router is at least this sure
     review_queue: default
     on_model_unavailable: escalate    # or hold: BLOCKED until Triton answers, then decided
-    plans:                            # what an auto-executed document type runs, in order
-      invoice:                        # compensate: what undoes the step (HTTP DELETE) when a
-        - {name: post_invoice, target: "http://erp/invoices",  # later step fails or the
-           compensate: "http://erp/invoices/{idempotency_key}"}  # task is cancelled
-        - {name: schedule_payment, target: "http://erp/payments"}
-    invoice:
-      min_p_auto: 0.80                # invoice_risk P(auto) needed to go straight through
-      min_extraction_confidence: 0.60
-      max_auto_amount: 50000          # null: no limit
-      reject_amount_over: null
-      required_fields: [vendor, invoice_number, total, currency]
-      allowed_currencies: []          # empty: any
-      escalate_duplicates: true
-    vendors:
-      allow: []                       # vendor names (matched without case or legal suffix)
-      block: []
-      require_allow_list: false
+    packs:                            # the tenant's pack settings (docs/packs.md): which
+      invoice:                        # packs are enabled, a pinned version, parameter
+        enabled: true                 # overrides; settings applied through PackService
+        parameters: {max_auto_amount: 10000}  # (switchyard packs apply --tenant) win
+
+What a document the router is sure about does next is its pack's decision table, not the
+policy's: business rules, plans and their limits are pack parameters.
 
 Loading refuses the whole directory when any file is wrong (unknown keys, wrong types,
-thresholds outside [0, 1], unknown document types or fields), naming file, key path and the
+thresholds outside [0, 1], malformed document type names; a ``packs:`` key is checked against
+the packs when the service starts), naming file, key path and the
 value, so a typo never silently falls back to defaults.
 """
 
@@ -37,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import re
 import reprlib
@@ -47,19 +37,12 @@ from typing import Any
 
 import yaml
 
-from services.decision.extraction import FIELD_NAMES, vendor_key
-from services.decision.policy import (
-    DEFAULT_PLANS,
-    ON_MODEL_UNAVAILABLE,
-    InvoicePolicy,
-    PlanStep,
-    Policy,
-    VendorPolicy,
-)
-from services.decision.training.features import ROUTER_CLASSES
+from services.decision.policy import ON_MODEL_UNAVAILABLE, Policy
 
 log = logging.getLogger(__name__)
 _TENANT_FILE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]{0,127})\.ya?ml$")
+#: A document type: a pack's name (the router's label for it), or ``other``.
+LABEL = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
 class PolicyError(ValueError):
@@ -94,21 +77,6 @@ class _Reader:
             return None
         return float(value)
 
-    def amount(self, value: Any, path: str) -> float | None:
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 \
-                or math.isnan(value):
-            self.fail(path, f"must be a non-negative number or null, got {_show(value)}")
-            return None
-        return float(value)
-
-    def flag(self, value: Any, path: str) -> bool | None:
-        if not isinstance(value, bool):
-            self.fail(path, f"must be true or false, got {_show(value)}")
-            return None
-        return value
-
     def text(self, value: Any, path: str) -> str | None:
         if not isinstance(value, str) or not value.strip():
             self.fail(path, f"must be a non-empty string, got {_show(value)}")
@@ -131,11 +99,17 @@ class _Reader:
         return list(value)
 
     def label(self, value: Any, path: str) -> bool:
-        if value not in ROUTER_CLASSES:
-            self.fail(path, f"unknown document type {_show(value)} "
-                            f"(allowed: {', '.join(ROUTER_CLASSES)})")
+        if not isinstance(value, str) or not LABEL.match(value):
+            self.fail(path, f"not a document type name {_show(value)} (lower-case letters, "
+                            "digits and '_', starting with a letter)")
             return False
         return True
+
+    def labels(self, value: Any, path: str) -> list[str] | None:
+        items = self.strings(value, path)
+        if items is None:
+            return None
+        return [v for v in items if self.label(v, path)]
 
 
 _REPR = reprlib.Repr()
@@ -156,9 +130,7 @@ def _show(value: Any) -> str:
 
 
 _TOP = ("auto_execute_threshold", "label_thresholds", "reject_labels", "reject_threshold",
-        "review_queue", "on_model_unavailable", "plans", "invoice", "vendors")
-_INVOICE = tuple(f.name for f in dataclasses.fields(InvoicePolicy))
-_VENDORS = ("allow", "block", "require_allow_list")
+        "review_queue", "on_model_unavailable", "packs")
 
 
 def parse_policy(document: Any, source: str, base: Policy | None = None) -> Policy:
@@ -172,12 +144,15 @@ def parse_policy(document: Any, source: str, base: Policy | None = None) -> Poli
             changes[key] = r.fraction(top[key], key)
     if "label_thresholds" in top:
         thresholds = {}
-        for label, value in r.mapping(top["label_thresholds"], "label_thresholds",
-                                      ROUTER_CLASSES).items():
-            thresholds[label] = r.fraction(value, f"label_thresholds.{label}")
+        value = top["label_thresholds"]
+        labels = r.mapping(value, "label_thresholds", tuple(value) if isinstance(value, Mapping)
+                           else ())
+        for label, value in labels.items():
+            if r.label(label, f"label_thresholds.{_key(label)}"):
+                thresholds[label] = r.fraction(value, f"label_thresholds.{label}")
         changes["label_thresholds"] = thresholds
     if "reject_labels" in top:
-        labels = r.strings(top["reject_labels"], "reject_labels", ROUTER_CLASSES)
+        labels = r.labels(top["reject_labels"], "reject_labels")
         changes["reject_labels"] = frozenset(labels or ())
     if "review_queue" in top:
         changes["review_queue"] = r.text(top["review_queue"], "review_queue")
@@ -187,74 +162,15 @@ def parse_policy(document: Any, source: str, base: Policy | None = None) -> Poli
             r.fail("on_model_unavailable", f"must be one of {', '.join(ON_MODEL_UNAVAILABLE)}, "
                                            f"got {_show(value)}")
         changes["on_model_unavailable"] = value
-    if "plans" in top:
-        changes["plans"] = _plans(r, top["plans"])
-    if "invoice" in top:
-        changes["invoice"] = _invoice(r, top["invoice"], base.invoice)
-    if "vendors" in top:
-        changes["vendors"] = _vendors(r, top["vendors"], base.vendors)
+    if "packs" in top:
+        # checked against the packs when the service starts (services/decision/packs.py)
+        if isinstance(top["packs"], Mapping):
+            changes["packs_document"] = yaml.safe_dump({"packs": top["packs"]}).encode()
+        else:
+            r.fail("packs", f"must be a mapping of pack name -> settings, got "
+                            f"{_show(top['packs'])}")
     if r.errors:
         raise PolicyError("invalid decision policy:\n  " + "\n  ".join(r.errors))
-    return dataclasses.replace(base, **changes)
-
-
-def _plans(r: _Reader, value: Any) -> dict[str, tuple[PlanStep, ...]]:
-    plans: dict[str, tuple[PlanStep, ...]] = {}
-    for label, steps in r.mapping(value, "plans", ROUTER_CLASSES).items():
-        path = f"plans.{label}"
-        if steps is None:
-            plans[label] = ()
-            continue
-        if not isinstance(steps, list):
-            r.fail(path, f"must be a list of {{name, target}} steps, got {_show(steps)}")
-            continue
-        parsed = []
-        for i, step in enumerate(steps):
-            item = r.mapping(step, f"{path}[{i}]", ("name", "target", "compensate"))
-            name = r.text(item.get("name"), f"{path}[{i}].name")
-            target = r.text(item.get("target"), f"{path}[{i}].target")
-            compensate = (r.text(item["compensate"], f"{path}[{i}].compensate")
-                          if "compensate" in item else "")
-            if name and target and compensate is not None:
-                parsed.append(PlanStep(name, target, compensate))
-        plans[label] = tuple(parsed)
-    return {**DEFAULT_PLANS, **plans}
-
-
-def _invoice(r: _Reader, value: Any, base: InvoicePolicy) -> InvoicePolicy:
-    item = r.mapping(value, "invoice", _INVOICE)
-    changes: dict[str, Any] = {}
-    for key in ("min_p_auto", "min_extraction_confidence"):
-        if key in item:
-            changes[key] = r.fraction(item[key], f"invoice.{key}")
-    for key in ("max_auto_amount", "reject_amount_over"):
-        if key in item:
-            changes[key] = r.amount(item[key], f"invoice.{key}")
-    if "required_fields" in item:
-        changes["required_fields"] = tuple(
-            r.strings(item["required_fields"], "invoice.required_fields", FIELD_NAMES) or ())
-    if "allowed_currencies" in item:
-        codes = r.strings(item["allowed_currencies"], "invoice.allowed_currencies") or []
-        bad = [c for c in codes if not re.fullmatch(r"[A-Z]{3}", c)]
-        if bad:
-            r.fail("invoice.allowed_currencies", f"ISO 4217 codes expected (e.g. USD), got {bad}")
-        changes["allowed_currencies"] = frozenset(codes)
-    if "escalate_duplicates" in item:
-        changes["escalate_duplicates"] = r.flag(item["escalate_duplicates"],
-                                                "invoice.escalate_duplicates")
-    return dataclasses.replace(base, **changes)
-
-
-def _vendors(r: _Reader, value: Any, base: VendorPolicy) -> VendorPolicy:
-    item = r.mapping(value, "vendors", _VENDORS)
-    changes: dict[str, Any] = {}
-    for key in ("allow", "block"):
-        if key in item:
-            names = r.strings(item[key], f"vendors.{key}") or []
-            changes[key] = frozenset(vendor_key(n) for n in names)
-    if "require_allow_list" in item:
-        changes["require_allow_list"] = r.flag(item["require_allow_list"],
-                                               "vendors.require_allow_list")
     return dataclasses.replace(base, **changes)
 
 

@@ -1,10 +1,12 @@
-"""The decision process: the tasks-topic agent and the sync Decide RPC over shared batchers."""
+"""The decision process: the tasks-topic agent, the sync Decide RPC and PackService, over
+shared batchers and one pack catalog."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import asyncpg
@@ -13,13 +15,18 @@ import grpc
 from services.decision.batcher import MicroBatcher, Overloaded
 from services.decision.drift import DriftMonitor
 from services.decision.engine import Decided, DecisionEngine
+from services.decision.extensions import EnricherResources, Enrichers, Scorers
 from services.decision.holds import HoldRetrier
-from services.decision.invoices import HistoryStore
 from services.decision.learning import HistoryLearner
-from services.decision.policies import load_policies
+from services.decision.pack_service import POLICY as PACK_POLICY
+from services.decision.pack_service import RATE_LIMITED as PACK_RATE_LIMITED
+from services.decision.pack_service import SERVICE_NAME as PACK_SERVICE_NAME
+from services.decision.pack_service import PackServicer
+from services.decision.packs import PackCatalog
+from services.decision.policies import PolicyError, load_policies
 from services.decision.policy import Outcome, Policy
 from services.decision.shadow import ShadowRunner
-from services.decision.triton import InvoiceRiskClient, RouterClient, new_breaker
+from services.decision.triton import RouterClient, new_breaker
 from switchyard._audit import append as audit_append
 from switchyard._audit import digest
 from switchyard._auth import Role, principal_var
@@ -46,6 +53,7 @@ from switchyard.v1 import (
     EscalationReason,
     TaskEnvelope,
     add_DecisionServiceServicer_to_server,
+    add_PackServiceServicer_to_server,
 )
 
 log = logging.getLogger(__name__)
@@ -64,6 +72,7 @@ def decision_audit_detail(task: TaskEnvelope, decision: Decision,
     return {
         "decision_id": decision.decision_id, "outcome": outcome, "rule": decision.rule,
         "label": decision.label, "confidence": round(decision.confidence, 6),
+        "pack": decision.pack, "pack_version": decision.pack_version,
         "models": [{"name": m.model_name, "version": m.model_version, "label": m.label,
                     "confidence": round(m.confidence, 6)} for m in decision.models],
         "fields": sorted(f.name for f in decision.fields),
@@ -74,22 +83,28 @@ def decision_audit_detail(task: TaskEnvelope, decision: Decision,
 
 def escalation_for(task: TaskEnvelope, decision: Decision, outcome: Outcome,
                    queue: str) -> Escalation:
-    """The decision service's escalation, through the one builder every service uses."""
-    return build_escalation(
+    """The decision service's escalation, through the one builder every service uses; the
+    pack rule's reviewer group, four-eyes and SLA travel on it (and on the decision)."""
+    sla = None
+    if decision.HasField("review_sla") and decision.review_sla.ToTimedelta():
+        sla = datetime.now(timezone.utc) + decision.review_sla.ToTimedelta()
+    escalation = build_escalation(
         task, decision, queue=queue, bucket=outcome.priority,
         reason=EscalationReason.Value(f"ESCALATION_REASON_{outcome.escalation_reason}"),
-        detail=decision.explanation, service="decision")
+        detail=decision.explanation, service="decision", sla_deadline=sla)
+    escalation.reviewer_group = decision.reviewer_group
+    escalation.four_eyes = decision.four_eyes
+    return escalation
 
 
 class TaskDecider:
     """Kafka path: decide each task once, persist the decision, hand it on."""
 
     def __init__(self, ctx: ServiceContext, engine: DecisionEngine, holds: HoldRetrier,
-                 history: HistoryStore | None = None, codec: PayloadCodec = PLAINTEXT) -> None:
+                 codec: PayloadCodec = PLAINTEXT) -> None:
         self.ctx = ctx
         self.engine = engine
         self.holds = holds
-        self.history = history
         self.codec = codec  # decisions.decision holds the extracted fields: sealed
         holds.commit = self.commit_and_publish
 
@@ -132,8 +147,9 @@ class TaskDecider:
 
     async def commit_and_publish(self, task: TaskEnvelope, result: Decided,
                                  release_hold: bool) -> None:
-        """Store the decision (and invoice history, and the hold's release) in one
-        transaction, then publish it. A second call for the same task changes nothing."""
+        """Store the decision (and what the pack's enrichers record, and the hold's release)
+        in one transaction, then publish it. A second call for the same task changes
+        nothing."""
         decision, outcome = result.decision, result.outcome
         outcome_name = _outcome_name(decision)
         status, stage, reason = _status_for(outcome_name, decision)
@@ -141,11 +157,12 @@ class TaskDecider:
         async with self.ctx.pool.acquire() as conn, conn.transaction():
             inserted = await conn.fetchrow(
                 "INSERT INTO decisions (decision_id, task_id, tenant_id, source, outcome, "
-                "confidence, rule, explanation, decision) VALUES ($1,$2,$3,'MODEL',$4,$5,$6,"
-                "$7,$8) ON CONFLICT DO NOTHING RETURNING decision_id",
+                "confidence, rule, explanation, decision, pack) VALUES ($1,$2,$3,'MODEL',$4,$5,"
+                "$6,$7,$8,$9) ON CONFLICT DO NOTHING RETURNING decision_id",
                 uuid.UUID(decision.decision_id), uuid.UUID(task.task_id), task.tenant_id,
                 outcome_name, decision.confidence, decision.rule, decision.explanation,
                 self.codec.seal(decision.decision_id, decision.SerializeToString(), DECISION),
+                decision.pack,
             )
             if release_hold:
                 await conn.execute("DELETE FROM decision_holds WHERE task_id = $1",
@@ -154,9 +171,13 @@ class TaskDecider:
                 change = await transition(conn, task.task_id, status, stage, "decision",
                                           reason, decision.explanation)
                 if result.assessment is not None and change is not None:
-                    # only a task still open when decided teaches (pending until confirmed)
-                    await self.history.record(conn, task.tenant_id, task.task_id,
-                                              result.assessment, outcome_name == "AUTO_EXECUTE")
+                    # only a task still open when decided is recorded (pending until
+                    # confirmed: services/decision/learning.py)
+                    for name in result.assessment.active.pack.enrichers:
+                        enricher = self.engine.enrichers.get(name)
+                        if callable(getattr(enricher, "record", None)):
+                            await enricher.record(conn, task, result.assessment.extraction,
+                                                  decision)
                 await audit_append(conn, task.tenant_id, "decision", "decision.made",
                                    decision_audit_detail(task, decision, outcome_name),
                                    task.task_id)
@@ -172,7 +193,7 @@ class TaskDecider:
             log.info("task ended while being decided: decision %s not handed on",
                      decision.decision_id)
             return
-        await self._publish(task, decision, outcome, result.policy.review_queue)
+        await self._publish(task, decision, outcome, decision.review_queue or None)
         if change is not None:
             await publish_status(self.ctx.producer, change.event)
 
@@ -182,7 +203,8 @@ class TaskDecider:
         if outcome_name == "AUTO_EXECUTE":
             await self.ctx.producer.send(DECISIONS, task.task_id, decision)
         elif outcome_name == "ESCALATE":
-            queue = queue or self.engine.policies.review_queue(task.tenant_id)
+            queue = queue or decision.review_queue or \
+                self.engine.policies.review_queue(task.tenant_id)
             if outcome is None:
                 reason = "MODEL_UNAVAILABLE" if decision.rule == "model_unavailable" else "OTHER"
                 outcome = Outcome("escalate", decision.rule, decision.explanation,
@@ -230,7 +252,7 @@ class DecisionServicer(DecisionServiceServicer):
                                     f"{exc}; retry shortly", OVERLOAD_RETRY_S)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             # the vendor history (PostgreSQL) is unreachable: transient, the caller retries
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"vendor history unavailable: {exc}")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"tenant history unavailable: {exc}")
         return DecideResponse(decision=decision)
 
 
@@ -238,7 +260,7 @@ def _card(settings: Settings, model: str, version_dir: str) -> Path:
     return Path(settings.model_repository) / model / version_dir / "model_card.json"
 
 
-async def _load_metadata(*clients: RouterClient | InvoiceRiskClient) -> None:
+async def _load_metadata(*clients: RouterClient) -> None:
     """Read model configs; while Triton is away, keep trying in the background (the router
     reads its class list itself on its first prediction when this has not yet)."""
     pending = list(clients)
@@ -262,15 +284,13 @@ async def setup(ctx: ServiceContext) -> None:
     breaker = new_breaker("triton", s.breaker_fail_max, s.breaker_reset_s)
     # the class list comes from the deployed router (RouterClient.load_metadata)
     router = RouterClient(s.triton_url, s.triton_timeout_s, breaker, s.router_version)
-    risk = InvoiceRiskClient(s.triton_url, s.triton_timeout_s, breaker, s.invoice_risk_version)
-    clients: list[RouterClient | InvoiceRiskClient] = [router, risk]
+    clients: list[RouterClient] = [router]
 
     def batcher(name: str, infer):  # type: ignore[no-untyped-def]
         return MicroBatcher(name, infer, s.batch_max_size, s.batch_max_delay_ms / 1000,
                             s.batch_queue_limit, supervisor=ctx.supervisor)
 
     router_batcher = batcher("document_router", router.predict)
-    risk_batcher = batcher("invoice_risk", risk.predict)
     shadow = None
     if s.router_shadow_version and s.router_shadow_version != s.router_version:
         shadow_client = RouterClient(
@@ -290,36 +310,45 @@ async def setup(ctx: ServiceContext) -> None:
         ctx.run_in_background("triton-metadata", lambda: _load_metadata(*clients),
                               one_shot=True)
     codec = codec_for(s)
-    history = HistoryStore(ctx.pool, matching_key(s), codec)
+    catalog = PackCatalog(ctx.pool, policies, poll_s=s.pack_reload_s)
+    await catalog.load()
+    problems = catalog.check_policy_files()
+    if problems:
+        raise PolicyError("invalid decision policies:\n  " + "\n  ".join(problems))
+    enrichers = Enrichers(EnricherResources(ctx.pool, matching_key(s), codec))
+    # built now, so outcomes reach them from the first event (learning.py)
+    enrichers.prepare(sorted({name for view in (catalog.newest(""),)
+                              for stored in view.values() for name in stored.pack.enrichers}))
+    scorers = Scorers(s, breaker, ctx.supervisor)
     engine = DecisionEngine(
-        router_batcher, policies, risk=risk_batcher, history=history,
-        shadow=shadow,
+        router_batcher, policies, catalog, scorers=scorers, enrichers=enrichers, shadow=shadow,
         router_drift=DriftMonitor.from_model_card(_card(s, "document_router", s.router_version),
                                                   s.drift_window, s.drift_publish_every),
-        risk_drift=DriftMonitor.from_model_card(_card(s, "invoice_risk", s.invoice_risk_version),
-                                                s.drift_window, s.drift_publish_every),
+        router_classes=lambda: router.classes,
     )
-    for b in (router_batcher, risk_batcher):
-        await b.start()
+    await router_batcher.start()
     if shadow is not None:
         await shadow.start()
     holds = HoldRetrier(ctx.pool, ctx.producer, engine, breaker, s.hold_retry_s,
                         codec=codec)
     await holds.refresh_gauge()
-    decider = TaskDecider(ctx, engine, holds, history, codec)
+    decider = TaskDecider(ctx, engine, holds, codec)
     ctx.consume(TASKS, decider.handle, batch_size=s.batch_max_size)
-    # vendor history learns from confirmed outcomes, as events (services/decision/learning.py)
-    learner = HistoryLearner(history)
+    # enrichers (vendor history) learn from confirmed outcomes, as events (learning.py)
+    learner = HistoryLearner(enrichers)
     ctx.consume(DECISIONS, learner.on_decision)
     ctx.consume(TASK_STATUS, learner.on_status)
     ctx.serve((add_DecisionServiceServicer_to_server, DecisionServicer(engine, s), SERVICE_NAME),
               POLICY, rate_limited=RATE_LIMITED)
+    ctx.serve((add_PackServiceServicer_to_server, PackServicer(catalog, engine, ctx.pool),
+               PACK_SERVICE_NAME), PACK_POLICY, rate_limited=PACK_RATE_LIMITED)
     ctx.run_in_background("hold-retry", holds.run)
+    ctx.run_in_background("pack-catalog", catalog.run)
     # on_stop hooks run in reverse: batchers drain first, then the clients close
     for client in clients:
         ctx.on_stop.append(client.close)
-    for b in (router_batcher, risk_batcher):
-        ctx.on_stop.append(b.stop)
+    ctx.on_stop.append(scorers.stop)
+    ctx.on_stop.append(router_batcher.stop)
     if shadow is not None:
         ctx.on_stop.append(shadow.stop)
 

@@ -33,7 +33,7 @@ INFERENCE_SECONDS = Histogram(
 )
 MODEL_CONFIDENCE = Histogram(
     "switchyard_model_confidence",
-    "Confidence of each model output (router: top class probability; invoice_risk: P(auto)).",
+    "Confidence of each model output (router: top class probability; a scorer: its score).",
     ["model", "version"],
     buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0),
 )
@@ -104,6 +104,7 @@ class _ModelClient:
         self.triton_version = triton_version  # the version directory requests name
         self.version = triton_version  # the model's semantic version (its card's), once loaded
         self.parameters: dict[str, str] = {}
+        self.config: dict = {}
 
     async def load_metadata(self) -> None:
         """Read the config (fails if the model or this version is not being served)."""
@@ -113,6 +114,7 @@ class _ModelClient:
                                    "ready on Triton")
         config = await self._client.get_model_config(self.model_name, self.triton_version,
                                                      as_json=True)
+        self.config = config["config"]
         self.parameters = {k: v.get("string_value", "")
                            for k, v in config["config"].get("parameters", {}).items()}
         versions = dict(pair.split(":", 1) for pair in
@@ -199,24 +201,59 @@ class RouterClient(_ModelClient):
         return predictions
 
 
-class InvoiceRiskClient(_ModelClient):
-    """``invoice_risk``: the raw FEATURES vector in, P(processed without a person) out."""
+class ScorerClient(_ModelClient):
+    """A pack's scorer model: a float vector in (its config's first input, in the order of its
+    ``feature_names`` parameter), class probabilities out (its first output).
 
-    model_name = "invoice_risk"
+    One output column is the probability of the pack's ``output_class`` (``invoice_risk``'s
+    ``P_AUTO`` is P(auto)); several columns are the classes of the model's ``classes``
+    parameter, and the score is ``output_class``'s column (the top class when none is named).
+    """
+
+    def __init__(self, model_name: str, url: str, timeout_s: float,
+                 breaker: pybreaker.CircuitBreaker, triton_version: str = "1",
+                 output_class: str = "") -> None:
+        super().__init__(url, timeout_s, breaker, triton_version)
+        self.model_name = model_name
+        self.output_class = output_class
+        self.feature_names: list[str] = []
+        self.classes: list[str] = []
+        self.input_name = "FEATURES"
+        self.output_name = ""
 
     async def load_metadata(self) -> None:
         await super().load_metadata()
-        self.feature_names = self.parameters["feature_names"].split(",")
+        config = self.config
+        self.input_name = config["input"][0]["name"]
+        self.output_name = config["output"][0]["name"]
+        self.feature_names = [n for n in self.parameters.get("feature_names", "").split(",") if n]
+        self.classes = [c for c in self.parameters.get("classes", "").split(",") if c]
+
+    def _prediction(self, row: list[float]) -> Prediction:
+        if len(row) == 1:  # P(output_class)
+            p = row[0]
+            positive = self.output_class or "positive"
+            label = positive if p >= 0.5 else f"not_{positive}"
+            return Prediction(self.model_name, self.version, label, p,
+                              {(self.output_name or "score").lower(): p})
+        classes = self.classes or [str(i) for i in range(len(row))]
+        scores = dict(zip(classes, row))
+        top = max(scores, key=scores.__getitem__)
+        score = scores.get(self.output_class, scores[top]) if self.output_class else scores[top]
+        return Prediction(self.model_name, self.version, top, score, scores)
 
     async def predict(self, rows: Sequence[Sequence[float]]) -> list[Prediction]:
+        if not self.output_name:
+            await self.load_metadata()
         data = np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
-        inputs = [triton.InferInput("FEATURES", list(data.shape), "FP32")]
+        inputs = [triton.InferInput(self.input_name, list(data.shape), "FP32")]
         inputs[0].set_data_from_numpy(data)
-        p_auto = await self._infer(inputs, "P_AUTO", len(rows))
+        out = await self._infer(inputs, self.output_name, len(rows))
+        out = out.reshape(len(rows), -1)
         confidence = MODEL_CONFIDENCE.labels(self.model_name, self.version)
-        out = []
-        for p in p_auto.reshape(-1).tolist():
-            confidence.observe(p)
-            out.append(Prediction(self.model_name, self.version,
-                                  "auto" if p >= 0.5 else "review", p, {"p_auto": p}))
-        return out
+        predictions = []
+        for row in out.tolist():
+            prediction = self._prediction(row)
+            confidence.observe(prediction.confidence)
+            predictions.append(prediction)
+        return predictions

@@ -18,7 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 # The acceptance rules are shared with the decision service's Decide: one copy, there.
 from switchyard._priority import level_of, requested_bucket
-from switchyard._submissions import KNOWN_KINDS, MAX_JSON_DEPTH, json_problem, validate
+from switchyard._submissions import KIND, MAX_JSON_DEPTH, json_problem, validate
 from switchyard._taskstore import UNSUCCESSFUL
 from switchyard.v1 import Document, Submission, TaskEnvelope, TaskSource
 
@@ -123,6 +123,6 @@ def retry_submission(envelope: TaskEnvelope, attempt: int) -> Submission:
     return submission
 
 
-__all__ = ["KNOWN_KINDS", "MAX_JSON_DEPTH", "RETRYABLE_STATUSES", "RETRY_OF_KEY", "TaskSource",
+__all__ = ["KIND", "MAX_JSON_DEPTH", "RETRYABLE_STATUSES", "RETRY_OF_KEY", "TaskSource",
            "build_envelope", "guess_kind", "json_problem", "new_task_id", "payload_sha256",
            "retry_key", "retry_submission", "validate"]

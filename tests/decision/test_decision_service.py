@@ -1,7 +1,8 @@
 """The decision service as a real process, through the real broker, PostgreSQL and Triton.
 
-- ``Decide`` applies per-tenant YAML policies: a table of cases (routing rules, invoice
-  business rules, the invoice_risk model) gives the expected outcome and rule;
+- ``Decide`` applies per-tenant YAML policies and the invoice pack with the tenants'
+  parameters: a table of cases (routing rules, the invoice pack's rules, the invoice_risk
+  model) gives the expected outcome and rule, and the decision names the pack and version;
 - the router reaches its model card's held-out accuracy through the service's batcher;
 - the Kafka path stores decisions with extracted fields, records each invoice for duplicate
   checks without teaching the vendor history (nothing confirmed it), records the
@@ -27,7 +28,7 @@ import asyncpg
 import grpc
 import pytest
 
-from services.decision.extraction import vendor_key
+from switchyard_packs.invoice.extraction import vendor_key
 from switchyard import Settings
 from switchyard._dataclass import matching_hash, matching_key
 from switchyard._db import connect
@@ -50,20 +51,23 @@ from tests.decision.documents import MODEL_REPOSITORY, heldout, invoice, pdf, pn
 
 pytestmark = pytest.mark.integration
 
-POLICIES = {
+POLICIES = {  # the invoice pack's parameters, set through the policy files' packs key
     "acme.yaml": """
-        invoice:
-          max_auto_amount: 10000
-          allowed_currencies: [USD, EUR, GBP]
-        vendors:
-          block: [Shady Parts Ltd]
+        packs:
+          invoice:
+            parameters:
+              max_auto_amount: 10000
+              allowed_currencies: [USD, EUR, GBP]
+              vendors_block: [Shady Parts Ltd]
     """,
     "strict.yaml": """
         reject_labels: [other, support_ticket]
         label_thresholds: {admission_form: 0.999}
-        vendors:
-          allow: [Northwind Supplies Ltd]
-          require_allow_list: true
+        packs:
+          invoice:
+            parameters:
+              vendors_allow: [Northwind Supplies Ltd]
+              require_allow_list: true
     """,
 }
 RECEIVED = {"received_date": "2026-11-22"}
@@ -335,8 +339,9 @@ async def test_kafka_path_decides_records_history_shadow_and_metrics(
 
 def test_invalid_policies_stop_the_service_with_clear_errors(decision_settings: Settings,
                                                              tmp_path: Path) -> None:
-    (tmp_path / "acme.yaml").write_text("invoice:\n  min_p_auto: high\nvendorz: []\n")
-    (tmp_path / "beta.yaml").write_text("reject_labels: [spam]\n")
+    (tmp_path / "acme.yaml").write_text("packs:\n  invoice:\n    parameters: "
+                                        "{min_p_auto: high}\nvendorz: []\n")
+    (tmp_path / "beta.yaml").write_text("reject_labels: [Spam!]\n")
     bad = decision_settings.replace(policy_dir=str(tmp_path), decision_metrics_port=0,
                                     decision_grpc_port=free_port())
     env = {**os.environ, **bad.to_env()}
@@ -344,6 +349,14 @@ def test_invalid_policies_stop_the_service_with_clear_errors(decision_settings: 
                           capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     output = done.stdout + done.stderr
-    assert "acme.yaml: invoice.min_p_auto: must be a number between 0 and 1, got 'high'" in output
     assert "acme.yaml: vendorz: unknown key" in output
-    assert "beta.yaml: reject_labels: unknown value(s) 'spam'" in output
+    assert "beta.yaml: reject_labels: not a document type name 'Spam!'" in output
+    # the packs key is checked against the packs once the file itself is well formed
+    (tmp_path / "acme.yaml").write_text("packs:\n  invoice:\n    parameters: "
+                                        "{min_p_auto: high}\n")
+    (tmp_path / "beta.yaml").unlink()
+    done = subprocess.run([sys.executable, "-m", "switchyard", "run", "decision"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert "acme.yaml: packs: " in output and "min_p_auto" in output

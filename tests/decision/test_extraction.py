@@ -12,7 +12,7 @@ from collections import defaultdict
 
 import pytest
 
-from services.decision.extraction import (
+from switchyard_packs.invoice.extraction import (
     extract_invoice,
     find_date,
     find_money,

@@ -13,16 +13,16 @@ import datetime as dt
 import os
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import asyncpg
 import pytest
 
-from services.decision.extraction import extract_invoice, vendor_key
-from services.decision.invoices import HistoryStore, InvoiceAssessment, risk_inputs
-from services.decision.triton import Prediction
 from switchyard import Settings
 from switchyard._db import create_pool
 from switchyard._payloads import codec_for
+from switchyard_packs.invoice.extraction import extract_invoice
+from switchyard_packs.invoice.history import HistoryStore, VendorHistory, risk_inputs
 from tests.decision.documents import invoice
 
 pytestmark = pytest.mark.integration
@@ -39,18 +39,20 @@ async def store(settings: Settings) -> AsyncIterator[HistoryStore]:
     await pool.close()
 
 
-async def scored(store: HistoryStore, text: str, auto: bool) -> tuple[str, InvoiceAssessment]:
+@dataclass(frozen=True)
+class Scored:
+    history: VendorHistory
+    inputs: dict[str, float]
+
+
+async def scored(store: HistoryStore, text: str, auto: bool) -> tuple[str, Scored]:
     """Score an invoice the way the engine does and record it with its decision."""
     task_id = str(uuid.uuid4())
     ex = extract_invoice(text)
     history = await store.lookup(TENANT, ex, task_id)
-    assessment = InvoiceAssessment(
-        ex, history, risk_inputs(ex, history, dt.date(2026, 11, 22)),
-        Prediction("invoice_risk", "1.0.0", "auto", 0.9, {"p_auto": 0.9}),
-        vendor_key(ex.get("vendor") or ""))
     async with store.pool.acquire() as conn:
-        await store.record(conn, TENANT, task_id, assessment, auto)
-    return task_id, assessment
+        await store.record(conn, TENANT, task_id, ex, 0.9, auto)
+    return task_id, Scored(history, risk_inputs(ex, history, dt.date(2026, 11, 22)))
 
 
 async def summary(store: HistoryStore, vendor: str) -> asyncpg.Record | None:

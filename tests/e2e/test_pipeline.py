@@ -19,7 +19,7 @@ import grpc
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from services.decision.extraction import extract_invoice
+from switchyard_packs.invoice.extraction import extract_invoice
 from switchyard import Settings
 from switchyard._audit import task_story
 from switchyard._audit import verify as verify_chain

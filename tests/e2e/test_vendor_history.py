@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from services.decision.extraction import vendor_key
+from switchyard_packs.invoice.extraction import vendor_key
 from switchyard import Settings
 from switchyard._dataclass import matching_hash, matching_key
 from switchyard._db import connect

@@ -564,8 +564,7 @@ def test_policies_are_mounted_into_decision_only(prod_manifests: list[Manifest])
     assert set(config_map["data"]) == {"default.yaml", "acme-university.yaml"}
     acme = yaml.safe_load(config_map["data"]["acme-university.yaml"])
     assert acme["auto_execute_threshold"] == 0.9
-    assert acme["plans"]["admission_form"] == [{"name": "create_applicant",
-                                                "target": "http://sis/applicants"}]
+    assert acme["packs"] == {"invoice": {"enabled": False}}
     # only the decision service reads policies: its decisions name their review queue
     for service in ("decision",):
         deployment = one(prod_manifests, "Deployment", service)

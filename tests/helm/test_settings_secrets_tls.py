@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 
+from services.decision.packs import PackCatalog
 from services.decision.policies import load_policies
+from switchyard.packs import plan_to_proto
 from switchyard import Settings
 from switchyard._grpc import start_server
 from switchyard._settings import env_var
@@ -273,16 +275,20 @@ def test_production_policies_load_through_the_decision_loader(prod_manifests: li
         (tmp_path / name).write_text(text)
     policies = load_policies(tmp_path)
     acme = policies.for_tenant("acme-university")
-    (step,) = acme.plans["admission_form"]
-    assert (step.name, step.target) == ("create_applicant", "http://sis/applicants")
     assert acme.review_queue == "admissions" and acme.auto_execute_threshold == 0.9
+    # its packs key is valid for the shipped packs, and turns invoices off for it alone
+    catalog = PackCatalog(None, policies)
+    assert catalog.check_policy_files() == []
+    assert catalog.for_tenant("acme-university").get("invoice") is None
+    assert catalog.for_tenant("other").get("invoice") is not None
     assert policies.default.auto_execute_threshold == 0.85
 
 
 def test_production_settings_parse_and_name_every_plan_alias(
         prod_manifests: list[Manifest], tmp_path: Path) -> None:
     """The executor's env from the production render parses, and its endpoint map covers
-    every alias the production policies' plans name (else it would refuse or misroute)."""
+    every alias the shipped packs' plans name with the production policies' pack settings
+    (else it would refuse or misroute)."""
     from urllib.parse import urlsplit
 
     from services.executor.endpoints import endpoint_map
@@ -296,10 +302,11 @@ def test_production_settings_parse_and_name_every_plan_alias(
     for name, text in config_map["data"].items():
         (tmp_path / name).write_text(text)
     policies = load_policies(tmp_path)
-    for policy in (policies.default, *policies.tenants.values()):
-        for steps in policy.plans.values():
-            for step in steps:
-                for target in filter(None, (step.target, step.compensate)):
+    catalog = PackCatalog(None, policies)
+    for tenant in ("any-tenant", *policies.tenants):
+        for active in catalog.for_tenant(tenant).packs.values():
+            for step in plan_to_proto(active.pack, active.params).steps:
+                for target in filter(None, (step.target, step.compensation.target)):
                     parts = urlsplit(target)
                     assert (("http" if parts.scheme.startswith("http") else parts.scheme),
                             parts.netloc) in mapping, target

@@ -176,7 +176,7 @@ async def test_concurrent_overlapping_batches_make_one_task_per_key(
 
 
 @pytest.mark.parametrize(("change", "field", "words"), [
-    ({"kind": "purchase_order"}, "kind", "unknown task kind"),
+    ({"kind": "purchase order!"}, "kind", "not a task kind"),
     ({"document": Document(content_type="application/json", body=b"{oops")}, "document.body",
      "malformed JSON"),
     ({"document": Document(body=b"y" * (16 * 1024 + 1))}, "document.body", "exceeds the limit"),

@@ -2,14 +2,17 @@
 
 Decision policies are YAML files in SWITCHYARD_POLICY_DIR: Hypothesis writes random YAML-ish
 text, structured documents with wrong types, deep nesting, huge numbers, anchors that expand
-exponentially, injection strings and undecodable bytes, and loads them. Review policies come
-from settings strings and numbers (rates, bursts, durations, overrides). Either the policy
-loads, or the error is the module's ``PolicyError`` naming the file and key path (decision)
-or the environment variable (review).
+exponentially, injection strings and undecodable bytes, and loads them; a policy that loads
+has its ``packs:`` key checked against the shipped packs, as the service does at start.
+Review policies come from settings strings and numbers (rates, bursts, durations,
+overrides). Either the policy loads, or the error is the module's ``PolicyError`` naming the
+file and key path (decision; ``packs:`` problems are lines naming the file too) or the
+environment variable (review).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import tempfile
 from pathlib import Path
@@ -20,17 +23,25 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.decision.policies import _INVOICE, _TOP, _VENDORS, load_policies, parse_policy
+from services.decision.packs import PackCatalog
+from services.decision.policies import _TOP, PolicySet, load_policies, parse_policy
 from services.decision.policies import PolicyError as DecisionPolicyError
 from services.decision.policy import Policy
 from services.decision.training.features import ROUTER_CLASSES
+from switchyard.packs import Pack, builtin_packs
 from services.review.policies import PolicyError as ReviewPolicyError
 from services.review.policies import ReviewPolicy
 from switchyard import Settings
 
 INJECTIONS = ["'; DROP TABLE x; --", "<script>", "${jndi:x}", "../../etc/passwd", "\x00",
               "!!python/object/apply:os.system ['echo pwned']", "{{7*7}}", "\u202e", "🦄" * 30]
-KEYS = list(_TOP) + [f"invoice.{k}" for k in _INVOICE] + [f"vendors.{k}" for k in _VENDORS]
+#: The invoice pack's parameters, fuzzed through a policy file's packs key.
+INVOICE_PARAMETERS = ("min_p_auto", "min_extraction_confidence", "max_auto_amount",
+                      "reject_amount_over", "required_fields", "allowed_currencies",
+                      "escalate_duplicates", "vendors_allow", "vendors_block",
+                      "require_allow_list")
+KEYS = list(_TOP) + [f"packs.invoice.parameters.{k}" for k in INVOICE_PARAMETERS] + [
+    "packs.invoice.enabled", "packs.invoice.version", "packs.support_ticket.enabled"]
 FUZZ = settings(max_examples=200, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -50,16 +61,28 @@ def documents(draw: st.DrawFn) -> Any:
         return draw(values)
     doc: dict[Any, Any] = {}
     for key in draw(st.lists(st.sampled_from(KEYS), max_size=6)):
-        section, _, sub = key.partition(".")
-        if sub:
-            inner = doc.setdefault(section, {})
-            if isinstance(inner, dict):
-                inner[sub] = draw(values)
-        else:
-            doc[section] = draw(values)
+        *sections, last = key.split(".")
+        inner: Any = doc
+        for section in sections:
+            inner = inner.setdefault(section, {}) if isinstance(inner, dict) else None
+        if isinstance(inner, dict):
+            inner[last] = draw(values)
     if draw(st.booleans()):
         doc[draw(st.one_of(st.text(max_size=10), st.integers()))] = draw(values)
     return doc
+
+
+@functools.cache
+def shipped() -> dict[str, Pack]:
+    return builtin_packs()
+
+
+def assert_packs_named(policy: Policy, source: str) -> None:
+    """The packs key, checked against the shipped packs: valid, or one line per problem,
+    each naming the file."""
+    problems = PackCatalog(None, PolicySet(policy), builtin=shipped()).check_policy_files()
+    assert all(line.startswith(f"{source}: packs: ") and "\n" not in line
+               for line in problems), problems
 
 
 def assert_named(exc: Exception, source: str) -> None:
@@ -79,8 +102,7 @@ def test_parse_policy_accepts_or_names_file_and_key(document: Any) -> None:
         return
     assert isinstance(policy, Policy)
     assert all(0 <= t <= 1 for t in policy.label_thresholds.values())
-    for amount in (policy.invoice.max_auto_amount, policy.invoice.reject_amount_over):
-        assert amount is None or not math.isnan(amount)
+    assert_packs_named(policy, "acme.yaml")
 
 
 def yaml_text(document: Any) -> str:
@@ -92,7 +114,8 @@ yaml_texts = st.one_of(
     st.lists(st.sampled_from(["a:", " b: 1", "- x", "[", "]", "{", "}", ": :", "&x [1]", "*x",
                               "*nope", "!!binary AAAA", "!!python/name:os.system", "---",
                               "...", "? [a]", "\t", "'", '"', "%YAML 1.1", "<<: *x", "\\x00",
-                              "auto_execute_threshold: ", "invoice:", "  max_auto_amount: ",
+                              "auto_execute_threshold: ", "packs:", "  invoice:",
+                              "    parameters:", "      max_auto_amount: ",
                               ".nan", ".inf", "1e999", "0x" + "f" * 40, "9" * 5000]),
              max_size=25).map("\n".join),
     documents().map(yaml_text),
@@ -109,6 +132,7 @@ def load_text(content: bytes) -> None:
             assert_named(exc, str(path))
             return
         assert isinstance(policies.for_tenant("acme"), Policy)
+        assert_packs_named(policies.for_tenant("acme"), str(path))
 
 
 @FUZZ
@@ -129,7 +153,7 @@ LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
     (b"auto_execute_threshold: " + b"9" * 5000, "not valid YAML"),
     (b"review_queue: \xff\xfe", "not UTF-8"),
     ((LAUGHS + "auto_execute_threshold: *i\n").encode(), "auto_execute_threshold"),
-    (b"invoice:\n  max_auto_amount: .nan\n", "invoice.max_auto_amount"),
+    (b"label_thresholds:\n  invoice: .nan\n", "label_thresholds.invoice"),
     (b"\x00", "not valid YAML"),
 ])
 def test_hostile_policy_files_are_policy_errors(content: bytes, fragment: str) -> None:

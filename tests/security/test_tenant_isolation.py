@@ -23,6 +23,8 @@ from switchyard import Settings
 from switchyard._grpc import create_channel
 from tests.polling import eventually
 from switchyard.v1 import (
+    ApplyPackRequest,
+    ApplyTenantSettingsRequest,
     CancelTaskRequest,
     ClaimRequest,
     DecideRequest,
@@ -31,11 +33,17 @@ from switchyard.v1 import (
     Document,
     ExecutorAdminServiceStub,
     GetItemRequest,
+    GetPackRequest,
     GetTaskRequest,
+    GetTenantSettingsRequest,
     IngestServiceStub,
     ListBreakersRequest,
+    ListPacksRequest,
     ListQueueRequest,
     ListTasksRequest,
+    PackFile,
+    PackServiceStub,
+    PackSource,
     RegisterWebhookRequest,
     ReleaseRequest,
     RenewRequest,
@@ -48,12 +56,15 @@ from switchyard.v1 import (
     SubmitTasksRequest,
     SubmitVerdictRequest,
     TaskEnvelope,
+    TestPackRequest as PackTestRequest,  # not a test class
+    ValidatePackRequest,
     Verdict,
     WatchTaskRequest,
     WatchTenantRequest,
     decision_service_pb2,
     executor_service_pb2,
     ingest_service_pb2,
+    pack_service_pb2,
     review_service_pb2,
 )
 
@@ -61,7 +72,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pipeline")]
 KEYS = {
     "acme-sub": ("acme", "submitter"), "acme-rev": ("acme", "reviewer"),
     "globex-sub": ("globex", "submitter"), "globex-rev": ("globex", "reviewer"),
-    "audit": ("acme", "auditor"),
+    "audit": ("acme", "auditor"), "acme-admin": ("acme", "admin"),
+    "globex-admin": ("globex", "admin"),
 }
 
 
@@ -97,6 +109,18 @@ def submission(tenant: str, text: str) -> Submission:
                       document=Document(body=text.encode()))
 
 
+GLOBEX_PACK = PackSource(files=[PackFile(path="pack.yaml", content=b"""\
+pack: globex_memo
+version: 1.0.0
+description: Globex's internal memos
+fields:
+  subject: {type: string, labels: [Subject]}
+decision:
+  rules:
+    - {name: memo_filed, when: "true", outcome: auto_execute}
+plan:
+  - {name: file_memo, target: "http://erp/memos"}
+""")])
 INVOICE = ("INVOICE No. 4471\nBill to: Globex Ltd\nAmount due: EUR 1,250.00\nDue date: "
            "2026-12-01\nPO number: PO-7781\nRemit to IBAN on file")
 
@@ -178,7 +202,7 @@ def every_rpc() -> set[str]:
     """Every RPC the four services define, from their descriptors."""
     return {f"{service.full_name}/{method.name}"
             for module in (ingest_service_pb2, review_service_pb2, decision_service_pb2,
-                           executor_service_pb2)
+                           executor_service_pb2, pack_service_pb2)
             for service in module.DESCRIPTOR.services_by_name.values()
             for method in service.methods}
 
@@ -193,7 +217,17 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
     executor_channel = create_channel(f"127.0.0.1:{settings.executor_grpc_port}",
                                       api_key="acme-sub")
     executor = ExecutorAdminServiceStub(executor_channel)
+    packs_channel = create_channel(f"127.0.0.1:{settings.decision_grpc_port}",
+                                   api_key="acme-admin")
+    packs = PackServiceStub(packs_channel)
+    globex_packs_channel = create_channel(f"127.0.0.1:{settings.decision_grpc_port}",
+                                          api_key="globex-admin")
+    globex_packs = PackServiceStub(globex_packs_channel)
     try:
+        # globex's own pack and settings, which acme's admin must neither see nor change
+        await globex_packs.ApplyPack(ApplyPackRequest(source=GLOBEX_PACK))
+        await globex_packs.ApplyTenantSettings(ApplyTenantSettingsRequest(
+            document=b"packs:\n  globex_memo: {enabled: true}\n"))
         task_id = (await globex_ingest.SubmitTask(SubmitTaskRequest(
             submission=submission("globex", INVOICE)))).task_id
         webhook = await globex_ingest.RegisterWebhook(RegisterWebhookRequest(
@@ -243,6 +277,21 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
                 ListBreakersRequest()), grpc.StatusCode.PERMISSION_DENIED),
             "ExecutorAdminService/ResetBreaker": (lambda: executor.ResetBreaker(
                 ResetBreakerRequest(name="http://erp")), grpc.StatusCode.PERMISSION_DENIED),
+            # packs: a tenant's admin acts on its own tenant only; another's pack is absent
+            "PackService/ApplyPack": (lambda: packs.ApplyPack(ApplyPackRequest(
+                source=GLOBEX_PACK, tenant_id="globex")), grpc.StatusCode.PERMISSION_DENIED),
+            "PackService/ListPacks": (lambda: packs.ListPacks(ListPacksRequest(
+                tenant_id="globex")), grpc.StatusCode.PERMISSION_DENIED),
+            "PackService/GetPack": (lambda: packs.GetPack(GetPackRequest(
+                name="globex_memo")), grpc.StatusCode.NOT_FOUND),
+            "PackService/TestPack": (lambda: packs.TestPack(PackTestRequest(
+                name="globex_memo")), grpc.StatusCode.NOT_FOUND),
+            "PackService/ApplyTenantSettings": (lambda: packs.ApplyTenantSettings(
+                ApplyTenantSettingsRequest(tenant_id="globex", document=b"packs: {}\n")),
+                grpc.StatusCode.PERMISSION_DENIED),
+            "PackService/GetTenantSettings": (lambda: packs.GetTenantSettings(
+                GetTenantSettingsRequest(tenant_id="globex")),
+                grpc.StatusCode.PERMISSION_DENIED),
         }
         got = {rpc: await code_of(call) for rpc, (call, _) in expected.items()}
         assert got == {rpc: code for rpc, (_, code) in expected.items()}
@@ -254,8 +303,14 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
         assert not (await ingest.DeleteWebhook(DeleteWebhookRequest(
             webhook_id=webhook.webhook_id))).deleted
         assert not (await acme_reviewer.ListQueue(ListQueueRequest(tenant_id="globex"))).items
+        # validating reads nothing stored; acme's own listing and settings hold nothing of
+        # globex's
+        assert not (await packs.ValidatePack(ValidatePackRequest(source=GLOBEX_PACK))).problems
+        assert "globex_memo" not in {p.name for p in (await packs.ListPacks(
+            ListPacksRequest())).packs}
+        assert (await packs.GetTenantSettings(GetTenantSettingsRequest())).version == 0
         covered = {*expected, "IngestService/SubmitTasks", "IngestService/DeleteWebhook",
-                   "ReviewService/ListQueue"}
+                   "ReviewService/ListQueue", "PackService/ValidatePack"}
         assert every_rpc() == {f"switchyard.v1.{rpc}" for rpc in covered}, \
             "an RPC is missing from the cross-tenant table"
 
@@ -270,5 +325,5 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
             webhook_id=webhook.webhook_id))).deleted
     finally:
         for channel in (*globex_channels, *rev_channels, *acme_channels, *acme_rev_channels,
-                        executor_channel):
+                        executor_channel, packs_channel, globex_packs_channel):
             await channel.close()

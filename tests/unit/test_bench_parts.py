@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from bench._common import percentile_ms, summarise_folded
 from bench.e2e_bench import Pool, load_docs, unique_invoice, workload
-from services.decision.extraction import extract_invoice
+from switchyard_packs.invoice.extraction import extract_invoice
 
 
 def pool() -> Pool:

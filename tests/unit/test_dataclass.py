@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.decision.extraction import FIELD_NAMES
+from switchyard_packs.invoice.extraction import FIELD_NAMES
 from switchyard._dataclass import (
     EXTRACTED_FIELDS,
     STORED,

@@ -28,11 +28,17 @@ def test_valid_submission_has_no_problems() -> None:
 
 
 def test_each_problem_names_its_field() -> None:
-    problems = fields(Submission(kind="purchase_order", priority=7,
+    problems = fields(Submission(kind="purchase-order", priority=7,
                                  document=Document(content_type="image/png")))
     assert set(problems) == {"tenant_id", "idempotency_key", "kind", "document.content_type",
                              "document.body", "priority"}
-    assert "purchase_order" in problems["kind"]
+    assert "purchase-order" in problems["kind"]
+
+
+def test_any_well_formed_kind_is_accepted_the_decision_service_knows_the_packs() -> None:
+    """A document type without a shipped pack (one a tenant applied) is accepted."""
+    assert "kind" not in fields(submission(kind="expense_claim"))
+    assert "kind" in fields(submission(kind="Expense Claim"))
 
 
 def test_oversize_and_malformed_json_and_bad_utf8() -> None:

@@ -1,10 +1,10 @@
-"""Policy outcomes for a table of cases (model output x submitted kind)."""
+"""Routing outcomes for a table of cases (model output x submitted kind)."""
 
 from __future__ import annotations
 
 import pytest
 
-from services.decision.policy import Policy, decide
+from services.decision.policy import Policy, no_plan, route, unavailable
 from services.decision.triton import Prediction
 
 
@@ -15,26 +15,41 @@ def predicted(label: str, confidence: float) -> Prediction:
 @pytest.mark.parametrize(
     ("kind", "label", "confidence", "action", "rule", "reason"),
     [
-        ("invoice", "invoice", 0.97, "auto_execute", "confident_route", ""),
-        ("", "support_ticket", 0.85, "auto_execute", "confident_route", ""),
+        ("invoice", "invoice", 0.97, None, None, None),  # on to the invoice pack
+        ("", "support_ticket", 0.85, None, None, None),
         ("invoice", "invoice", 0.55, "escalate", "low_confidence", "LOW_CONFIDENCE"),
         ("invoice", "admission_form", 0.93, "escalate", "kind_mismatch", "POLICY"),
         ("", "other", 0.95, "reject", "out_of_scope", ""),
-        ("", "other", 0.85, "escalate", "no_plan", "POLICY"),
     ],
 )
-def test_policy_table(kind: str, label: str, confidence: float, action: str, rule: str,
-                      reason: str) -> None:
-    outcome = decide(kind, predicted(label, confidence), Policy())
+def test_routing_table(kind: str, label: str, confidence: float, action: str | None,
+                       rule: str | None, reason: str | None) -> None:
+    outcome = route(kind, predicted(label, confidence), Policy())
+    if action is None:
+        assert outcome is None
+        return
+    assert outcome is not None
     assert (outcome.action, outcome.rule, outcome.escalation_reason) == (action, rule, reason)
     assert outcome.explanation
-    if action == "auto_execute":
-        assert outcome.steps
+
+
+def test_thresholds_tenant_label_over_pack_over_default() -> None:
+    sure = predicted("invoice", 0.85)
+    assert route("", sure, Policy()) is None  # 0.80 by default
+    low = route("", sure, Policy(), pack_min_confidence=0.9)
+    assert low is not None and low.rule == "low_confidence" and "90%" in low.explanation
+    assert route("", sure, Policy(label_thresholds={"invoice": 0.8}),
+                 pack_min_confidence=0.9) is None
+
+
+def test_a_type_without_a_pack_goes_to_a_person() -> None:
+    outcome = no_plan("other", 0.85)
+    assert (outcome.action, outcome.rule, outcome.escalation_reason) == (
+        "escalate", "no_plan", "POLICY")
 
 
 def test_model_unavailable_escalates_with_raised_priority() -> None:
-    outcome = decide("invoice", None, Policy(), requested_priority=3,
-                     unavailable_reason="circuit open")
+    outcome = unavailable("invoice", "circuit open", requested_priority=3)
     assert (outcome.action, outcome.escalation_reason, outcome.priority) == (
         "escalate", "MODEL_UNAVAILABLE", 1)
     assert "circuit open" in outcome.explanation

@@ -1,4 +1,4 @@
-"""Invoice assessment: extracted fields + the tenant's vendor history -> invoice_risk features.
+"""The invoice pack's vendor history, and the invoice_risk features built from it.
 
 The invoice_risk model was trained on the raw vector ``features.INVOICE_FEATURES``; this
 module builds exactly that vector (through ``features.invoice_raw_features``, the code the
@@ -9,7 +9,8 @@ bank account it uses, and whether this invoice number was seen before.
 History is kept per tenant in ``decision_invoices`` / ``decision_vendors`` (migration 0011).
 A scored invoice is recorded in the same transaction as its decision, so a redelivered task
 never counts twice; it teaches the vendor's history only once a person confirmed it or it was
-executed successfully, both learned from events (:mod:`services.decision.learning`), and a
+executed successfully, both learned from events (the decision service's learner calls
+:meth:`HistoryStore.confirm` / :meth:`HistoryStore.reject`), and a
 person's rejection removes what it taught. Only keyed hashes of the vendor, invoice number
 and bank account are kept (:mod:`switchyard._dataclass`).
 """
@@ -25,11 +26,10 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from services.decision.extraction import InvoiceExtraction, find_money, vendor_key
 from services.decision.training.features import INVOICE_FEATURES, invoice_raw_features
-from services.decision.triton import Prediction
 from switchyard._dataclass import matching_hash
 from switchyard._payloads import INVOICE_FIELDS, PLAINTEXT, PayloadCodec
+from switchyard_packs.invoice.extraction import InvoiceExtraction, find_money, vendor_key
 
 
 @dataclass(frozen=True)
@@ -46,37 +46,6 @@ class VendorHistory:
 
 
 UNKNOWN = VendorHistory()
-
-
-@dataclass(frozen=True)
-class InvoiceAssessment:
-    extraction: InvoiceExtraction
-    history: VendorHistory
-    inputs: dict[str, float]  # the raw FEATURES, by name, as sent to invoice_risk
-    risk: Prediction
-    vendor_key: str
-
-    def risk_factors(self) -> str:
-        """The inputs that usually make invoices need a person, in words."""
-        x = self.inputs
-        factors = []
-        if not x["vendor_known"]:
-            factors.append("vendor not seen before")
-        elif x["vendor_mean_amount"] > 0 and not 0.5 <= x["amount"] / x["vendor_mean_amount"] <= 2:
-            factors.append("amount far from the vendor's usual")
-        if not x["has_po_number"]:
-            factors.append("no PO number")
-        if x["days_until_due"] < 0:
-            factors.append("already overdue")
-        if x["currency_mismatch"]:
-            factors.append("not the vendor's usual currency")
-        if x["line_items_total_mismatch"]:
-            factors.append("line items do not add up")
-        if x["bank_details_changed"]:
-            factors.append("bank details changed")
-        if x["duplicate_invoice_number"]:
-            factors.append("invoice number seen before")
-        return ", ".join(factors)
 
 
 def received_date(received_at: dt.datetime | None, metadata: Mapping[str, str]) -> dt.date:
@@ -112,6 +81,30 @@ def risk_inputs(ex: InvoiceExtraction, history: VendorHistory, received: dt.date
         "vendor_invoice_count": history.invoice_count,
     }
     return dict(zip(INVOICE_FEATURES, invoice_raw_features(record)))
+
+
+
+def risk_factors(x: Mapping[str, float]) -> str:
+    """The risk inputs (:func:`risk_inputs`) that usually make invoices need a person, in
+    words: what a reviewer reads in an ``invoice_risk`` escalation."""
+    factors = []
+    if not x["vendor_known"]:
+        factors.append("vendor not seen before")
+    elif x["vendor_mean_amount"] > 0 and not 0.5 <= x["amount"] / x["vendor_mean_amount"] <= 2:
+        factors.append("amount far from the vendor's usual")
+    if not x["has_po_number"]:
+        factors.append("no PO number")
+    if x["days_until_due"] < 0:
+        factors.append("already overdue")
+    if x["currency_mismatch"]:
+        factors.append("not the vendor's usual currency")
+    if x["line_items_total_mismatch"]:
+        factors.append("line items do not add up")
+    if x["bank_details_changed"]:
+        factors.append("bank details changed")
+    if x["duplicate_invoice_number"]:
+        factors.append("invoice number seen before")
+    return ", ".join(factors)
 
 
 class HistoryStore:
@@ -172,11 +165,10 @@ class HistoryStore:
         )
 
     async def record(self, conn: asyncpg.Connection, tenant_id: str, task_id: str,
-                     assessment: InvoiceAssessment, auto: bool) -> None:
-        """Remember the scored invoice as pending (duplicate checks only); ``auto`` says the
-        model decided to run it without a person. Runs in the caller's transaction, beside
-        the decision row."""
-        ex = assessment.extraction
+                     ex: InvoiceExtraction, p_auto: float, auto: bool) -> None:
+        """Remember the scored invoice as pending (duplicate checks only); ``p_auto`` is the
+        invoice_risk model's P(auto), ``auto`` says the model decided to run it without a
+        person. Runs in the caller's transaction, beside the decision row."""
         vendor, number, bank = self.hashes(tenant_id, ex)
         fields = json.dumps({name: f.value for name, f in ex.fields.items()}).encode()
         await conn.execute(
@@ -185,7 +177,7 @@ class HistoryStore:
             "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT (task_id) DO NOTHING",
             uuid.UUID(task_id), tenant_id, vendor, number, bank, ex.amount("total"),
             ex.get("currency") or "", self.codec.seal(task_id, fields, INVOICE_FIELDS),
-            assessment.risk.confidence, auto,
+            p_auto, auto,
         )
 
     async def confirm(self, tenant_id: str, task_id: str,
@@ -268,5 +260,5 @@ def _compact(account: str) -> str:
     return re.sub(r"\s+", "", account).upper()
 
 
-__all__ = ["UNKNOWN", "HistoryStore", "InvoiceAssessment", "VendorHistory", "received_date",
+__all__ = ["UNKNOWN", "HistoryStore", "VendorHistory", "received_date", "risk_factors",
            "risk_inputs"]

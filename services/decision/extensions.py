@@ -1,0 +1,152 @@
+"""A pack's models and Python extensions, as the decision service runs them.
+
+* :class:`Scorers`: one Triton client and micro-batcher per scorer model a pack names
+  (``models.scorers``), made on first use and shared by every pack and tenant that names it;
+  the score is ``scores.<name>`` in the pack's rules.
+* :class:`Enrichers`: one instance per enricher entry point (group ``switchyard.enrichers``)
+  a pack names. An enricher class is built with :class:`EnricherResources` (the decision
+  service's pool, matching key and payload codec) and offers::
+
+      async def enrich(task, extraction, params) -> Mapping[str, object]  # -> history.*
+      async def record(conn, task, extraction, decision) -> None          # optional
+      async def confirm(tenant_id, task_id, corrected, by_person) -> bool # optional
+      async def reject(tenant_id, task_id) -> bool                        # optional
+
+  ``record`` runs in the transaction that stores a Kafka-path decision; ``confirm`` and
+  ``reject`` are how the enricher learns from outcomes (a person's verdict, a successful
+  execution: :mod:`services.decision.learning`).
+* :func:`features_for`: the feature entry point (group ``switchyard.features``) a scorer names,
+  called as ``features(extraction, history, task) -> list[float]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pybreaker
+
+from services.decision.batcher import MicroBatcher
+from services.decision.drift import DriftMonitor
+from services.decision.triton import Prediction, ScorerClient
+from switchyard._payloads import PLAINTEXT, PayloadCodec
+from switchyard._settings import Settings
+from switchyard._supervision import Supervisor
+from switchyard.packs import entry_point
+
+log = logging.getLogger(__name__)
+FEATURES_GROUP = "switchyard.features"
+ENRICHERS_GROUP = "switchyard.enrichers"
+
+
+@dataclass(frozen=True)
+class EnricherResources:
+    """What an enricher is built with: the decision service's own database and keys."""
+
+    pool: asyncpg.Pool
+    matching_key: bytes
+    codec: PayloadCodec = PLAINTEXT
+
+
+@functools.cache
+def features_for(name: str) -> Callable[..., Sequence[float]]:
+    """The ``switchyard.features`` entry point ``name``, loaded once (packs are checked on
+    load, so a missing one here means the installation changed: EntryPointError)."""
+    return entry_point(FEATURES_GROUP, name)
+
+
+@dataclass
+class Scorer:
+    client: ScorerClient
+    batcher: MicroBatcher[list[float], Prediction]
+    drift: DriftMonitor | None
+
+
+class Scorers:
+    """Scorer models on Triton, each behind its own micro-batcher, all behind one breaker."""
+
+    def __init__(self, settings: Settings, breaker: pybreaker.CircuitBreaker,
+                 supervisor: Supervisor) -> None:
+        self.settings = settings
+        self.breaker = breaker
+        self.supervisor = supervisor
+        self._scorers: dict[str, Scorer] = {}
+        self._lock = asyncio.Lock()
+
+    def version_dir(self, model: str) -> str:
+        """The Triton version directory a scorer's requests name: the ``<model>_version``
+        setting when one is declared, else Triton's latest."""
+        return str(getattr(self.settings, f"{model}_version", "") or "")
+
+    async def get(self, model: str, output_class: str) -> Scorer:
+        scorer = self._scorers.get(model)
+        if scorer is not None:
+            return scorer
+        async with self._lock:
+            if model not in self._scorers:
+                s = self.settings
+                version = self.version_dir(model)
+                client = ScorerClient(model, s.triton_url, s.triton_timeout_s, self.breaker,
+                                      version, output_class)
+                batcher: MicroBatcher[list[float], Prediction] = MicroBatcher(
+                    model, client.predict, s.batch_max_size, s.batch_max_delay_ms / 1000,
+                    s.batch_queue_limit, supervisor=self.supervisor)
+                await batcher.start()
+                card = Path(s.model_repository) / model / (version or "1") / "model_card.json"
+                drift = DriftMonitor.from_model_card(card, s.drift_window, s.drift_publish_every)
+                self._scorers[model] = Scorer(client, batcher, drift)
+        return self._scorers[model]
+
+    async def score(self, model: str, output_class: str, vector: Sequence[float]) -> Prediction:
+        """Raises ModelUnavailable (Triton away) or Overloaded (batcher full)."""
+        scorer = await self.get(model, output_class)
+        prediction = await scorer.batcher.submit([float(v) for v in vector])
+        if scorer.drift is not None:
+            names = scorer.client.feature_names or [f"x{i}" for i in range(len(vector))]
+            scorer.drift.observe({**dict(zip(names, vector)), **prediction.scores})
+        return prediction
+
+    async def stop(self) -> None:
+        for scorer in self._scorers.values():
+            await scorer.batcher.stop()
+            await scorer.client.close()
+
+
+class Enrichers:
+    """One instance of every enricher a pack named, built on first use and kept."""
+
+    def __init__(self, resources: EnricherResources | None) -> None:
+        self.resources = resources
+        self._instances: dict[str, Any] = {}
+
+    def get(self, name: str) -> Any:
+        if name not in self._instances:
+            self._instances[name] = entry_point(ENRICHERS_GROUP, name)(self.resources)
+        return self._instances[name]
+
+    def prepare(self, names: Sequence[str]) -> None:
+        """Build these now (the learner hands outcomes to every enricher built)."""
+        for name in names:
+            try:
+                self.get(name)
+            except Exception:  # noqa: BLE001 - a broken extension must not stop the service
+                log.exception("enricher %s could not be built", name)
+
+    def all(self) -> list[Any]:
+        return list(self._instances.values())
+
+    async def enrich(self, names: Sequence[str], task: Any, extraction: Any,
+                     params: Mapping[str, Any]) -> dict[str, Any]:
+        history: dict[str, Any] = {}
+        for name in names:
+            history.update(await self.get(name).enrich(task, extraction, params))
+        return history
+
+
+__all__ = ["EnricherResources", "Enrichers", "Scorer", "Scorers", "features_for"]
