@@ -36,18 +36,20 @@ def test_classes_are_the_packs_in_a_stable_order_then_other() -> None:
 def test_the_training_set_joins_pack_examples_and_the_corpus() -> None:
     corpus = [{"id": "c1", "text": "an invoice", "label": "invoice"},
               {"id": "c2", "text": "a ticket", "label": "support_ticket"},
-              {"id": "c3", "text": "nothing of ours", "label": "other"}]
+              {"id": "c3", "text": "nothing of ours", "label": "other"},
+              {"id": "c4", "text": "nothing of ours", "label": "other"}]
     packs = [PackExamples("invoice", "1.0.0", "d1", ("an invoice", "a second invoice"), "x"),
              PackExamples("expense_claim", "1.0.0", "d2", ("claim one", "claim two"), "y")]
     tset = router_training_set(packs, corpus)
     assert tset.classes == ("invoice", "expense_claim", OTHER)
-    # the support ticket's pack is not enabled: its corpus row is left out; a pack example
-    # equal to a corpus row counts once and keeps the corpus id (and so its split)
+    # the support ticket's pack is not enabled: its corpus row is left out; the corpus is
+    # kept as it is (its duplicates too); a pack example equal to a corpus row is not added
     assert [(r["id"], r["label"]) for r in tset.rows] == [
-        ("c1", "invoice"), ("c3", OTHER), (example_id("invoice", "a second invoice"), "invoice"),
+        ("c1", "invoice"), ("c3", OTHER), ("c4", OTHER),
+        (example_id("invoice", "a second invoice"), "invoice"),
         (example_id("expense_claim", "claim one"), "expense_claim"),
         (example_id("expense_claim", "claim two"), "expense_claim")]
-    assert tset.class_examples() == {"invoice": 2, "expense_claim": 2, OTHER: 1}
+    assert tset.class_examples() == {"invoice": 2, "expense_claim": 2, OTHER: 2}
     assert [p.name for p in tset.packs] == ["invoice", "expense_claim"]
     again = router_training_set(packs, corpus)
     assert again.sha256() == tset.sha256()

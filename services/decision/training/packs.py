@@ -11,8 +11,8 @@ holds labelled examples (``{"text": ...}`` per line). The router is trained on:
   automates, which the decision service escalates;
 * each pack's examples, labelled with the pack's name;
 * the shipped seeded corpus (``models/data/router_corpus.jsonl``): its ``other`` rows, and its
-  rows of the shipped kinds when that kind's pack is enabled (a pack's own example with the
-  same text counts once). Rows of a kind whose pack is not enabled are left out.
+  rows of the shipped kinds when that kind's pack is enabled (a pack example with the text of
+  a corpus row, or of an earlier example, is not added again). Rows of a kind whose pack is not enabled are left out.
 
 Corpus rows keep their ids (so their train/validation/test split does not move); a pack
 example's id is ``<pack>:<sha256(text)[:16]>``, so the split of an example depends on its text
@@ -110,11 +110,11 @@ def router_training_set(packs: Sequence[PackExamples],
     wanted = set(classes)
     rows: list[Mapping[str, Any]] = []
     seen: set[str] = set()
-    for row in corpus:
-        text = str(row["text"])
-        if row["label"] in wanted and text not in seen:
-            seen.add(text)
-            rows.append({"id": str(row["id"]), "text": text, "label": str(row["label"])})
+    for row in corpus:   # every row of an enabled class, as the corpus has it
+        if row["label"] in wanted:
+            seen.add(str(row["text"]))
+            rows.append({"id": str(row["id"]), "text": str(row["text"]),
+                         "label": str(row["label"])})
     for name in classes:
         pack = by_name.get(name)
         for text in pack.examples if pack else ():
