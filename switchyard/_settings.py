@@ -355,7 +355,9 @@ class Settings:
         "agreement recorded, never acted on. Empty: no shadow.", group="decision",
     )
     invoice_risk_version: str = setting(
-        "1", "Triton version directory of invoice_risk.", group="decision"
+        "1", "Triton version directory of invoice_risk (the invoice pack's scorer; a pack's "
+        "scorer model `<name>` uses the setting `<name>_version` when one exists, else Triton's "
+        "latest).", group="decision"
     )
     breaker_fail_max: int = setting(
         5, "Consecutive failed Triton requests that open the circuit breaker.", group="decision",

@@ -36,6 +36,7 @@ from switchyard._grpc import create_channel, field_violations
 from switchyard._launcher import service_specs
 from switchyard.stack import EmbeddedStack, free_port
 from switchyard.v1 import (
+    DataClass,
     DecideRequest,
     DecisionOutcome,
     DecisionServiceStub,
@@ -208,7 +209,13 @@ async def test_policy_outcomes_match_the_table(decide: DecisionServiceStub,
         "currency": "USD", "total": "360.00"}
     assert all(0 < f.confidence <= 1 for f in straight.fields)
     assert dict(straight.extracted_fields)["total"] == "360.00"
-    assert straight.plan.steps[0].payload["fields"]["invoice_number"] == "INV-2026-00042"
+    # the invoice pack decided, with acme's parameters; the plan's payload is a template
+    # the executor renders from the decision's fields
+    assert (straight.pack, straight.pack_version) == ("invoice", "1.0.0")
+    assert (straight.plan.pack, straight.plan.parameters["max_auto_amount"]) == ("invoice", 10000)
+    assert straight.plan.steps[0].payload["fields"] == "${fields}"
+    assert {f.name: f.data_class for f in straight.fields}["vendor"] == \
+        DataClass.DATA_CLASS_PERSONAL
     risky = responses[list(cases).index(
         "unknown vendor, no PO, overdue: the risk model wants a person")].decision
     assert "vendor not seen before" in risky.explanation and "no PO number" in risky.explanation

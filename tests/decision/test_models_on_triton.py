@@ -13,7 +13,7 @@ import pytest
 
 from services.decision.training import datagen, train
 from services.decision.training.features import INVOICE_FEATURES, invoice_raw_features
-from services.decision.triton import InvoiceRiskClient, RouterClient, new_breaker
+from services.decision.triton import RouterClient, ScorerClient, new_breaker
 from switchyard.stack import EmbeddedStack
 from tests.decision.documents import MODEL_REPOSITORY, ROOT, heldout
 
@@ -45,7 +45,9 @@ async def test_router_reaches_its_cards_heldout_accuracy(stack: EmbeddedStack,
 
 
 async def test_invoice_risk_reaches_its_cards_heldout_auc(stack: EmbeddedStack) -> None:
-    client = InvoiceRiskClient(stack.settings.triton_url, 30, new_breaker("t", 5, 10), "1")
+    # the invoice pack's scorer, as the decision service runs it: P(auto)
+    client = ScorerClient("invoice_risk", stack.settings.triton_url, 30,
+                          new_breaker("t", 5, 10), "1", output_class="auto")
     await client.load_metadata()
     assert client.feature_names == list(INVOICE_FEATURES)
     rows = datagen.read_jsonl(ROOT / "models" / "data" / train.INVOICE_HELDOUT)

@@ -121,7 +121,7 @@ async def test_same_key_other_payload_is_already_exists(ingest: IngestServiceStu
 async def test_bulk_500_with_3_invalid(ingest: IngestServiceStub,
                                        db: asyncpg.Connection) -> None:
     subs = [submission("bulk500", f"b-{i}", f"Invoice {i}") for i in range(500)]
-    subs[17].kind = "purchase_order"
+    subs[17].kind = "purchase order"
     subs[250].document.CopyFrom(Document(content_type="application/json", body=b'{"total": '))
     subs[499].document.body = b"x" * (16 * 1024 + 1)
     response = await ingest.SubmitTasks(SubmitTasksRequest(submissions=subs))
@@ -130,7 +130,7 @@ async def test_bulk_500_with_3_invalid(ingest: IngestServiceStub,
     assert set(errors) == {17, 250, 499}
     assert all(e.code == grpc.StatusCode.INVALID_ARGUMENT.value[0] for e in errors.values())
     assert errors[17].field_violations[0].field == "kind"
-    assert "purchase_order" in errors[17].field_violations[0].description
+    assert "purchase order" in errors[17].field_violations[0].description
     assert errors[250].field_violations[0].description.startswith("malformed JSON")
     assert "exceeds the limit" in errors[499].field_violations[0].description
     assert len(await tenant_tasks(db, "bulk500")) == 497

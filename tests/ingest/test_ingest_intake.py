@@ -128,7 +128,7 @@ def malformed(index: int) -> tuple[bytes, list[tuple[str, bytes]], str]:
         value = json.dumps({"tenant_id": "acme", "idempotency_key": key}).encode()
         return value, signed("acme", value), "schema_violation"
     if kind == 5:
-        value = good_json(key, kind="purchase_order")
+        value = good_json(key, kind="purchase order")
         return value, signed("acme", value), "unknown_kind"
     if kind == 6:
         value = good_json(key, priority="urgent")

@@ -252,3 +252,74 @@ def test_purge_strips_extracted_fields_from_every_column_that_holds_them(
     task = after["task"]
     assert task.document.body == b""  # type: ignore[attr-defined]
     assert dict(task.metadata) == {"contact": "[EMAIL REDACTED]", "po": "PO-1"}  # type: ignore[attr-defined]
+
+
+SHORT_LIVED_PACK = b"""\
+pack: expense_claim
+version: 1.0.0
+description: Expense claims, kept one day
+fields:
+  employee: {type: string, labels: [Employee]}
+decision:
+  rules:
+    - {name: claim_ok, when: "true", outcome: auto_execute}
+plan:
+  - {name: create_claim, target: "http://erp/claims"}
+retention: {days: 1}
+"""
+
+
+def test_a_packs_shorter_retention_purges_its_tasks_first(settings: Settings) -> None:
+    """A pack's ``retention.days`` below the tenant's: its tasks (decided with it, or
+    submitted as its kind) are purged after the pack's days; the tenant's others are kept."""
+    from services.decision.packs import encode_files
+    from switchyard.packs import load_pack_files
+
+    async def seed_packs() -> dict[str, str]:
+        conn = await connect(settings)
+        ids = {}
+        try:
+            pack = load_pack_files({"pack.yaml": SHORT_LIVED_PACK})
+            await conn.execute(
+                "INSERT INTO packs (tenant_id, name, version, digest, files, applied_by) "
+                "VALUES ('', $1, $2, $3, $4::jsonb, 'test')", pack.name, pack.version,
+                pack.digest, encode_files(pack.files))
+            for name, kind in (("by_kind", "expense_claim"), ("by_decision", ""),
+                               ("other", "other")):
+                sub = Submission(tenant_id="claims", idempotency_key=uuid.uuid4().hex,
+                                 kind=kind, document=Document(body=SECRET.encode()))
+                envelope = build_envelope(sub, str(uuid.uuid4()), TaskSource.TASK_SOURCE_GRPC)
+                await accept(conn, envelope, payload_sha256(sub))
+                await conn.execute(
+                    "UPDATE tasks SET status = 'SUCCEEDED', updated_at = now() - "
+                    "interval '3 days' WHERE task_id = $1", uuid.UUID(envelope.task_id))
+                if name == "by_decision":  # routed to the pack by the router, not the kind
+                    decision = Decision(decision_id=str(uuid.uuid4()), task_id=envelope.task_id,
+                                        tenant_id="claims", pack="expense_claim",
+                                        explanation="Claim of 42.50")
+                    await conn.execute(
+                        "INSERT INTO decisions (decision_id, task_id, tenant_id, source, "
+                        "outcome, confidence, rule, explanation, decision, pack) VALUES "
+                        "($1, $2, 'claims', 'MODEL', 'AUTO_EXECUTE', 0.9, 'claim_ok', $3, $4, "
+                        "'expense_claim')", uuid.UUID(decision.decision_id),
+                        uuid.UUID(envelope.task_id), decision.explanation,
+                        decision.SerializeToString())
+                ids[name] = envelope.task_id
+        finally:
+            await conn.close()
+        return ids
+
+    ids = asyncio.run(seed_packs())
+    done = run_cli(settings, "purge")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    async def purged() -> dict[str, bool]:
+        conn = await connect(settings)
+        try:
+            return {name: await conn.fetchval(
+                "SELECT purged_at IS NOT NULL FROM tasks WHERE task_id = $1", uuid.UUID(task_id))
+                for name, task_id in ids.items()}
+        finally:
+            await conn.close()
+
+    assert asyncio.run(purged()) == {"by_kind": True, "by_decision": True, "other": False}

@@ -19,6 +19,7 @@ from switchyard._dataclass import (
 from switchyard._payloads import COLUMNS
 from switchyard._pii import Redactor
 from switchyard._topics import ALL_TOPICS, BROKER_MARKER
+from switchyard.v1 import DataClass as ProtoDataClass
 from switchyard.v1 import Document, Escalation, FieldExtraction, TaskEnvelope
 
 import json
@@ -71,6 +72,26 @@ def test_reviewers_get_the_proposal_redacted_by_class() -> None:
     assert shown.proposed_decision.plan.steps[0].payload["fields"]["total"] == "10.00"
     assert "INV-7" in shown.task.document.body.decode()
     assert IBAN in str(escalation)  # the stored escalation is untouched (a verdict runs it)
+
+
+def test_a_packs_declared_class_wins_over_the_table() -> None:
+    """Fields carry their pack's class: a pack's own field is shown or withheld as declared,
+    whatever its name; only an unspecified class falls back to the invoice table."""
+    assert field_class("ticket_id", ProtoDataClass.DATA_CLASS_DERIVED) is DataClass.DERIVED
+    assert field_class("total", ProtoDataClass.DATA_CLASS_PERSONAL) is DataClass.PERSONAL
+    assert field_class("total") is DataClass.DERIVED  # a decision made before packs
+    assert field_class("ticket_id") is DataClass.PERSONAL  # unknown and undeclared
+    escalation = Escalation()
+    proposal = escalation.proposed_decision
+    proposal.fields.extend([
+        FieldExtraction(name="ticket_id", value="SR736500",
+                        data_class=ProtoDataClass.DATA_CLASS_DERIVED),
+        FieldExtraction(name="total", value="10.00",
+                        data_class=ProtoDataClass.DATA_CLASS_PERSONAL)])
+    proposal.extracted_fields.update({"ticket_id": "SR736500", "total": "10.00"})
+    shown = redact_escalation(escalation, Redactor()).proposed_decision
+    assert dict(shown.extracted_fields) == {"ticket_id": "SR736500", "total": "[TOTAL REDACTED]"}
+    assert [f.value for f in shown.fields] == ["SR736500", "[TOTAL REDACTED]"]
 
 
 def test_free_text_columns_are_classified_derived() -> None:

@@ -116,7 +116,7 @@ def test_signatures_bind_the_tenant() -> None:
 
 
 def test_validation_problems_map_to_codes() -> None:
-    sub = intake.parse_record(record(as_json(kind="purchase_order")), 1024, OPEN)
+    sub = intake.parse_record(record(as_json(kind="purchase order")), 1024, OPEN)
     assert intake.problems_reason(domain.validate(sub, 1024))[0] == "unknown_kind"
     sub = intake.parse_record(record(as_json(document={
         "content_type": "application/json", "body": "{\"a\": "})), 1024, OPEN)
