@@ -40,14 +40,17 @@ _MEMBERS: dict[str, frozenset[str]] = {
 }
 STEP_MEMBERS: frozenset[str] = frozenset({"status", "output"})
 MAX_EXPRESSION_CHARS = 4096
+#: Extension functions of the package's stdlib that a pack may not call: ``lists.range(n)``
+#: builds a list of any length in one call (an unbounded cost, tenant-controlled).
+_WITHHELD: frozenset[str] = frozenset({"lists.range"})
 #: The CEL extension functions (strings: join, lowerAscii, ...; math.round, ...; lists; sets)
 #: of the package's stdlib; a program that calls one is run with them in its context.
-_STDLIB_FUNCTIONS: frozenset[str] = frozenset(
-    name.rsplit(".", 1)[-1] for group in _stdlib.EXTENSIONS.values() for name in group)
+_EXTENSIONS: dict[str, Any] = {name: func for group in _stdlib.EXTENSIONS.values()
+                               for name, func in group.items() if name not in _WITHHELD}
+_STDLIB_FUNCTIONS: frozenset[str] = frozenset(name.rsplit(".", 1)[-1] for name in _EXTENSIONS)
 #: Namespaces of those functions (``math.round(x)``), which CEL reports as variables.
-_NAMESPACES: frozenset[str] = frozenset(
-    name.split(".", 1)[0] for group in _stdlib.EXTENSIONS.values() for name in group
-    if "." in name)
+_NAMESPACES: frozenset[str] = frozenset(name.split(".", 1)[0] for name in _EXTENSIONS
+                                        if "." in name)
 _MACROS = ("all", "exists", "exists_one", "map", "filter")
 _COMPREHENSION_VAR = re.compile(
     r"\.\s*(?:" + "|".join(_MACROS) + r")\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,")
@@ -98,9 +101,7 @@ def check_expression(source: str, names: Names) -> tuple[Any, list[str]]:
     try:
         program = cel.compile(source)
     except Exception as exc:  # ValueError with a caret message; anything else is still bad CEL
-        first = " ".join(str(exc).split("\n")[0].split())
-        detail = re.sub(r"^Failed to parse expression '.*?': ", "", first, flags=re.S)
-        return None, [f"not valid CEL: {detail[:200]}"]
+        return None, [f"not valid CEL: {_cel_error(str(exc))}"]
     problems: list[str] = []
     try:
         variables = set(program.variables())
@@ -131,6 +132,15 @@ def check_expression(source: str, names: Names) -> tuple[Any, list[str]]:
     if problems:
         return None, problems
     return _Program(program), problems
+
+
+def _cel_error(message: str) -> str:
+    """The parser's message, short: what is wrong and where (line, column)."""
+    found = re.search(r"<input>:(\d+):(\d+): (.*?)(?: expecting .*)?$", message, re.M)
+    if found:
+        return f"{found.group(3).strip()} at line {found.group(1)}, column {found.group(2)}"[:200]
+    first = " ".join(message.split())
+    return re.sub(r"^Failed to parse expression .*?: ", "", first)[:200]
 
 
 def compile_condition(source: str, where: str, variables: Names | Iterable[str] | None = None
@@ -166,7 +176,8 @@ class _Program:
         if not self.extended:
             return self.program.execute(dict(context))
         env = cel.Context()
-        _stdlib.add_stdlib_to_context(env)
+        for name, func in _EXTENSIONS.items():
+            env.add_function(name, func)
         env.update(dict(context))
         return self.program.execute(env)
 

@@ -33,6 +33,7 @@ from switchyard.packs._expressions import (
 from switchyard.packs._model import (
     BUILTIN_CONNECTORS,
     NO_RULE_MATCHED,
+    RESERVED_PACK_NAMES,
     Compensation,
     FieldSpec,
     GoldenCase,
@@ -66,6 +67,7 @@ FOLDER = "(pack)"
 ENGINE_RULES: frozenset[str] = frozenset({
     NO_RULE_MATCHED, "low_confidence", "kind_mismatch", "out_of_scope", "no_plan",
     "model_unavailable"})
+_LOOPS = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -189,7 +191,7 @@ def _fields(raw: Mapping[str, Any], c: _Checker) -> dict[str, FieldSpec]:
         where = ["fields", name]
         kind = spec["type"]
         if kind == "enum" and "values" not in spec:
-            c.add(where + ["values"], None, "an enum field needs values: [...]", raw=False)
+            c.add(where + ["values"], "(missing)", "an enum field needs values: [...]", raw=True)
         if kind != "enum" and "values" in spec:
             c.add(where + ["values"], spec["values"], "only an enum field has values")
         pattern = spec.get("pattern", "")
@@ -236,9 +238,22 @@ def _review(raw: Mapping[str, Any], base: ReviewSpec, c: _Checker, path: list[An
 
 
 def _expression(c: _Checker, path: list[Any], source: str, names: Names) -> Any:
+    """Compile a condition; one that names nothing (a constant) is run now, so ``when: "1"``
+    or ``when: 1/0`` is a load error instead of a failure on every document."""
     program, problems = check_expression(source, names)
     for problem in problems:
         c.add(path, source, problem)
+    # only loop-free constants: a comprehension could be made to run for hours
+    if program is not None and not program.program.variables() and not program.extended \
+            and not _LOOPS.search(source):
+        try:
+            value = program.execute({})
+        except Exception as exc:  # the interpreter's own error, e.g. a division by zero
+            c.add(path, source, f"fails: {' '.join(str(exc).split())[:120]}")
+        else:
+            if not isinstance(value, bool):
+                c.add(path, source, f"a condition must give true or false, not "
+                                    f"{type(value).__name__} {show(value)}")
     return program
 
 
@@ -388,8 +403,10 @@ def _plan(raw: list[Any], names: Names, c: _Checker) -> tuple[StepSpec, ...]:
             has_duration, has_callback = "duration" in spec, "callback" in spec
             if has_duration == has_callback:
                 c.add(sub_where, {k: v for k, v in spec.items() if k != "when"},
-                      "a wait has either duration: (a timer) or callback: (with an optional "
-                      "timeout:), not " + ("both" if has_duration else "neither"))
+                      "a wait has duration: (a timer) or callback: (a callback), not both"
+                      if has_duration else
+                      "a wait needs duration: (a timer) or callback: (with an optional "
+                      "timeout:)")
             if "timeout" in spec and not has_callback:
                 c.add(sub_where + ["timeout"], spec["timeout"],
                       "only a callback wait has a timeout (a timer's duration is its limit)")
@@ -447,8 +464,8 @@ def _examples(files: Mapping[str, bytes], name: str, c: _Checker) -> tuple[str, 
 
 
 def _cases(raw: list[Any], file: str, prefix: list[Any], fields: Mapping[str, FieldSpec],
-           params: Mapping[str, ParamSpec], rules: tuple[RuleSpec, ...], c: _Checker
-           ) -> tuple[GoldenCase, ...]:
+           params: Mapping[str, ParamSpec], rules: tuple[RuleSpec, ...], c: _Checker,
+           content_types: tuple[str, ...] = ()) -> tuple[GoldenCase, ...]:
     rule_names = {r.name for r in rules} | ENGINE_RULES
     out: list[GoldenCase] = []
     names: dict[str, int] = {}
@@ -483,6 +500,10 @@ def _cases(raw: list[Any], file: str, prefix: list[Any], fields: Mapping[str, Fi
                       "no such field; declared: " + (", ".join(sorted(fields)) or "none"),
                       file=file)
         document = case["document"]
+        content_type = document.get("content_type", "text/plain")
+        if content_types and content_type not in content_types:
+            c.add(where + ["document", "content_type"], content_type,
+                  "not among the pack's content_types: " + ", ".join(content_types), file=file)
         out.append(GoldenCase(
             name=case["name"], text=document["text"],
             content_type=document.get("content_type", "text/plain"),
@@ -502,9 +523,10 @@ def _text(value: Any) -> str:
 def _tests(doc: Mapping[str, Any], files: Mapping[str, bytes], fields: Mapping[str, FieldSpec],
            params: Mapping[str, ParamSpec], rules: tuple[RuleSpec, ...], c: _Checker
            ) -> tuple[GoldenCase, ...]:
+    content_types = tuple(doc.get("content_types", ["text/plain"]))
     tests = doc.get("tests")
     if isinstance(tests, list):
-        return _cases(tests, PACK_FILE, ["tests"], fields, params, rules, c)
+        return _cases(tests, PACK_FILE, ["tests"], fields, params, rules, c, content_types)
     name = tests if isinstance(tests, str) else (DEFAULT_TESTS if DEFAULT_TESTS in files else "")
     if not name:
         return ()
@@ -520,7 +542,7 @@ def _tests(doc: Mapping[str, Any], files: Mapping[str, bytes], fields: Mapping[s
         c.problems.extend(structure)
         return ()
     cases, prefix = (value, []) if isinstance(value, list) else (value["tests"], ["tests"])
-    return _cases(cases, name, prefix, fields, params, rules, c)
+    return _cases(cases, name, prefix, fields, params, rules, c, content_types)
 
 
 # -- the pack --------------------------------------------------------------------------------
@@ -568,6 +590,9 @@ def _build(files: Mapping[str, bytes]) -> tuple[Pack | None, list[str]]:
     if problems:
         return None, problems
     c = _Checker()
+    if doc["pack"] in RESERVED_PACK_NAMES:
+        c.add(["pack"], doc["pack"], "reserved: the router's class for documents no pack "
+                                     "automates")
     fields = _fields(doc.get("fields", {}), c)
     params = _parameters(doc.get("parameters", {}), c)
     extractor = doc.get("extractor", "labels")

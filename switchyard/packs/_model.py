@@ -23,7 +23,7 @@ class PackError(ValueError):
     """
 
     def __init__(self, problems: list[str]) -> None:
-        self.problems = list(problems) or ["pack: (root): (none): invalid"]
+        self.problems = list(problems) or ["(pack): (root): (none): invalid"]
         super().__init__("\n".join(self.problems))
 
 
@@ -40,6 +40,8 @@ PRIORITIES: tuple[str, ...] = ("urgent", "high", "normal", "low")
 PRIORITY_BUCKETS: dict[str, int] = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
 HIT_POLICIES: tuple[str, ...] = ("first", "collect")
 BUILTIN_CONNECTORS: tuple[str, ...] = ("http", "grpc", "sql")
+#: The router's class for documents no pack automates: no pack may be called so.
+RESERVED_PACK_NAMES: frozenset[str] = frozenset({"other"})
 #: The rule a decision names when no rule of the table matched (it escalates, reason POLICY).
 NO_RULE_MATCHED = "no_rule_matched"
 
@@ -70,6 +72,17 @@ class ParamSpec:
     values: tuple[Any, ...] = ()
     description: str = ""
 
+    def coerce(self, value: Any) -> Any:
+        """``value`` as the rule context holds it: a number parameter (or a list of numbers)
+        as floats, so CEL sees doubles whether the YAML said 500 or 500.0 (CEL does not mix
+        int and double in arithmetic)."""
+        if self.type == "number" and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if self.type == "list" and self.items == "number" and isinstance(value, list):
+            return [float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+                    for v in value]
+        return value
+
 
 @dataclass(frozen=True)
 class ScorerSpec:
@@ -87,8 +100,8 @@ class ReviewSpec:
     queue: str = ""  # empty: the tenant policy's review queue
     group: str = ""
     priority: str = "normal"
-    sla: str = "8h"
-    sla_s: float = 8 * 3600.0
+    sla: str = ""  # empty: the queue's SLA
+    sla_s: float | None = None
     four_eyes: bool = False
 
     @property
@@ -107,7 +120,7 @@ class RuleSpec:
     outcome: str
     reason: str = ""  # escalations only: POLICY | LOW_CONFIDENCE | OTHER
     explain: str = ""
-    explain_template: Template | None = None
+    explain_template: Template | None = field(default=None, compare=False)
     review: ReviewSpec | None = None  # escalations only (rule's review over the defaults)
 
 
@@ -214,8 +227,8 @@ class Pack:
 
     @property
     def defaults(self) -> dict[str, Any]:
-        """Parameter name -> default value."""
-        return {name: spec.default for name, spec in self.parameters.items()}
+        """Parameter name -> default value (number parameters as floats: CEL doubles)."""
+        return {name: spec.coerce(spec.default) for name, spec in self.parameters.items()}
 
     def rule(self, name: str) -> RuleSpec | None:
         """The rule called ``name``, or None."""

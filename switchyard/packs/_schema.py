@@ -11,6 +11,7 @@ Lines read ``<file>: <path>: <value>: <what is wrong / allowed>``, e.g.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Iterable
@@ -369,8 +370,9 @@ def show(value: Any, limit: int = 60) -> str:
 
 
 def line(file: str, path: str, value: str, message: str) -> str:
-    """One problem line."""
-    return f"{file}: {path}: {value}: {message}"
+    """One problem line (line breaks in any part become spaces: one mistake, one line)."""
+    text = f"{file}: {path}: {value}: {message}"
+    return text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
 
 
 _TYPE_WORDS = {"object": "a mapping", "array": "a list", "string": "a string",
@@ -397,6 +399,10 @@ def _message(error: jsonschema.ValidationError) -> tuple[list[Any], str, str]:
             if isinstance(value, dict) else []
         allowed = ", ".join(sorted(schema.get("properties", {}))) or "none"
         key = extra[0] if extra else "?"
+        title = schema.get("title", "")
+        if title in STEP_FORMS and key in _call_properties():
+            return path + [key], show(value.get(key)), \
+                f"only a call step has {key}; an {title} step has only {title}:"
         return path + [key], show(value.get(key) if isinstance(value, dict) else None), \
             f"unknown key; allowed: {allowed}"
     if kind == "propertyNames":
@@ -406,6 +412,8 @@ def _message(error: jsonschema.ValidationError) -> tuple[list[Any], str, str]:
         extra = ""
         if schema.get("type") == "integer" and "minimum" in schema:
             extra = f" >= {schema['minimum']}"
+        if isinstance(value, (dt.date, dt.datetime)) and "string" in str(schema.get("type")):
+            extra += " (quote it: YAML reads this as a date)"
         return path, show(value), f"must be {wanted}{extra}"
     if kind == "enum":
         return path, show(value), "must be one of: " + " | ".join(str(v) for v in schema["enum"])

@@ -82,7 +82,8 @@ def resolve_parameters(pack: Pack, overrides: Mapping[str, Any] | None = None) -
     if problems:
         raise PackError(problems)
     resolved = pack.defaults
-    resolved.update(overrides)
+    resolved.update({name: pack.parameters[name].coerce(value)
+                     for name, value in overrides.items()})
     return resolved
 
 

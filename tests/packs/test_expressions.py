@@ -86,3 +86,14 @@ def test_typed_fields() -> None:
         "missing": None, "bad": None, "extra": "kept"}
     assert typed_fields({"amount": "42.50"}, {"amount": "money"})["amount"] == 42.5
     assert typed_fields({"amount": "1,234"}, {"amount": "money"})["amount"] == 1234.0
+
+
+def test_extension_functions_and_what_is_withheld() -> None:
+    cond = compile_condition("params.l.filter(f, fields[f] == null).join(', ') == 'a, b' && "
+                             "math.round(fields.x) == 3.0 && fields.s.lowerAscii() == 'ab'", "r")
+    assert evaluate_condition(cond, {"params": {"l": ["a", "b", "c"]},
+                                     "fields": {"a": None, "b": None, "c": 1, "x": 2.6,
+                                                "s": "AB"}})
+    # lists.range(n) would build a list of any length in one call
+    with pytest.raises(ValueError, match="unknown name lists"):
+        compile_condition("size(lists.range(100000000)) > 0", "r")

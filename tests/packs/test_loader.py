@@ -10,6 +10,7 @@ from switchyard.packs import (
     NO_RULE_MATCHED,
     PackError,
     builtin_packs,
+    compile_condition,
     evaluate_condition,
     load_pack,
     load_pack_files,
@@ -144,6 +145,11 @@ def test_resolve_parameters_and_its_mistakes() -> None:
     pack = load_pack_files(files_of(expense()))
     assert resolve_parameters(pack, {"max_auto_amount": 1000})["max_auto_amount"] == 1000
     assert resolve_parameters(pack)["approver_group"] == "managers"
+    # number parameters are doubles in CEL, whether the YAML wrote 500 or 500.0
+    assert isinstance(resolve_parameters(pack)["max_auto_amount"], float)
+    assert isinstance(resolve_parameters(pack, {"max_auto_amount": 7})["max_auto_amount"], float)
+    doubled = compile_condition("params.max_auto_amount * 2.0 == 1000.0", "r")
+    assert evaluate_condition(doubled, {"params": resolve_parameters(pack)})
     with pytest.raises(PackError) as caught:
         resolve_parameters(pack, {"max_auto_amount": -1, "limit": 3})
     assert caught.value.problems == [
@@ -225,3 +231,22 @@ def test_load_pack_reads_a_folder(tmp_path) -> None:
     with pytest.raises(PackError) as caught:
         load_pack(tmp_path / "missing")
     assert caught.value.problems[0].endswith(": (missing): not a folder")
+
+
+def test_review_defaults_leave_queue_and_sla_to_the_tenant() -> None:
+    doc = expense()
+    del doc["review"]
+    doc["decision"]["rules"][1]["review"] = {"group": "managers"}
+    pack = load_pack_files(files_of(doc))
+    assert (pack.review.queue, pack.review.sla, pack.review.sla_s, pack.review.priority) == (
+        "", "", None, "normal")
+    rule_review = pack.rules[1].review
+    assert rule_review is not None
+    assert (rule_review.group, rule_review.queue, rule_review.sla_s) == ("managers", "", None)
+    for shipped in builtin_packs().values():
+        assert shipped.review.sla_s is None and shipped.review.queue == "", shipped.name
+
+
+def test_two_loads_of_the_same_files_are_equal() -> None:
+    files = files_of(expense())
+    assert load_pack_files(files) == load_pack_files(dict(files))

@@ -1,0 +1,153 @@
+"""Fuzzing: whatever arrives as a pack or tenant settings, the answer is PackError with one
+well-formed line per problem, never another exception (a bad pack never takes a service
+down).
+
+PACK_FUZZ_EXAMPLES=2000 runs each property longer (the default keeps `make test` quick)."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from typing import Any
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from switchyard.packs import (
+    PackError,
+    load_pack_files,
+    parse_tenant_settings,
+    validate_pack_files,
+)
+from tests.packs.conftest import EXPENSE, files_of
+
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_QUOTED = r'\["(?:[^"\\]|\\.)*"\]'
+_PATH = (rf"(?:\(root\)|line \d+(?:, column \d+)?|(?:{_NAME}|\[\d+\]|{_QUOTED})"
+         rf"(?:\.{_NAME}|\[\d+\]|{_QUOTED})*)")
+#: ``<file>: <path>: <value>: <what is wrong>``
+LINE = re.compile(rf"^(?P<file>\(pack\)|[A-Za-z0-9_.-]+): (?P<path>{_PATH}): (?P<rest>.+: .+)$")
+FUZZ = settings(max_examples=int(os.environ.get("PACK_FUZZ_EXAMPLES", "150")), deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def assert_lines(problems: list[str]) -> None:
+    assert problems, "an invalid pack must say why"
+    for problem in problems:
+        assert isinstance(problem, str)
+        assert "\n" not in problem and "\r" not in problem
+        assert LINE.match(problem), problem
+
+
+def check_pack(files: dict[str, bytes]) -> None:
+    """validate never raises; load raises PackError with the same lines, or loads."""
+    problems = validate_pack_files(files)
+    assert isinstance(problems, list)
+    try:
+        load_pack_files(files)
+    except PackError as exc:
+        assert exc.problems == problems
+        assert_lines(exc.problems)
+    else:
+        assert problems == []
+
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
+                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30),
+                    st.sampled_from(["true", "${fields.amount}", "${", "fields.x >", "4h", "0s",
+                                     "http://erp/x", "escalate", "money", "1.0.0", "P"]))
+values = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)),
+    max_leaves=20)
+
+
+@FUZZ
+@given(st.binary(max_size=2000))
+def test_random_bytes_as_pack_yaml(data: bytes) -> None:
+    check_pack({"pack.yaml": data})
+
+
+@FUZZ
+@given(st.text(alphabet=st.sampled_from(list("ab:-[]{}&*!|>'\"#\n\t ,?%@`0.1$")),
+               max_size=300))
+def test_yaml_punctuation_soup(text: str) -> None:
+    check_pack({"pack.yaml": text.encode()})
+
+
+@FUZZ
+@given(values)
+def test_random_documents(doc: Any) -> None:
+    check_pack(files_of(yaml.safe_dump(doc, allow_unicode=True)))
+
+
+def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
+    out = [prefix]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            out.extend(_paths(value, prefix + (key,)))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            out.extend(_paths(value, prefix + (index,)))
+    return out
+
+
+PATHS = _paths(EXPENSE)[1:]
+
+
+def _mutate(doc: dict[str, Any], path: tuple, action: str, value: Any) -> None:
+    parent: Any = doc
+    for part in path[:-1]:
+        parent = parent[part]
+    last = path[-1]
+    if action == "replace":
+        parent[last] = value
+    elif action == "delete":
+        del parent[last]
+    elif action == "insert" and isinstance(parent, dict):
+        parent[f"{last}_x"] = value
+    elif action == "insert" and isinstance(parent, list):
+        parent.insert(last, value)
+    elif action == "duplicate" and isinstance(parent, list):
+        parent.append(copy.deepcopy(parent[last]))
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.sampled_from(PATHS),
+                          st.sampled_from(["replace", "delete", "insert", "duplicate"]),
+                          values), min_size=1, max_size=4))
+def test_mutated_valid_pack(mutations: list[tuple[tuple, str, Any]]) -> None:
+    doc = copy.deepcopy(EXPENSE)
+    for path, action, value in mutations:
+        try:
+            _mutate(doc, path, action, value)
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier mutation removed or replaced the path
+    check_pack(files_of(doc))
+
+
+@FUZZ
+@given(st.dictionaries(st.text(max_size=20), st.binary(max_size=200), max_size=5),
+       st.sampled_from([b"", b"pack: a\n", yaml.safe_dump(EXPENSE).encode()]))
+def test_random_files_beside_pack_yaml(extra: dict[str, bytes], pack_yaml: bytes) -> None:
+    check_pack({**extra, "pack.yaml": pack_yaml})
+
+
+@FUZZ
+@given(st.one_of(st.binary(max_size=500), values.map(
+    lambda v: yaml.safe_dump({"packs": {"expense_claim": v}}).encode())))
+def test_random_tenant_settings(document: bytes) -> None:
+    packs = {"expense_claim": load_pack_files(files_of(EXPENSE))}
+    try:
+        parse_tenant_settings(document, packs)
+    except PackError as exc:
+        assert_lines(exc.problems)
+
+
+def test_the_line_shape_matches_every_known_mistake() -> None:
+    from tests.packs.test_mistakes import FILES, MUTATIONS
+
+    for _, _, expected in MUTATIONS + FILES:
+        assert_lines(expected)
+    assert not LINE.match("pack.yaml: something went wrong")
