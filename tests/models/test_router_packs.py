@@ -118,3 +118,15 @@ def test_a_new_pack_type_is_learned_listed_in_the_card_and_routed(
     assert train.artifacts_status(data, repo, 5, collect_packs(dirs, builtin=False)) is None
     assert "classes" in (train.artifacts_status(data, repo, 5,
                                                 collect_packs(dirs[:-1], builtin=False)) or "")
+
+
+def test_switchyard_models_train_refuses_an_invalid_pack_folder(tmp_path: Path) -> None:
+    from tests.cli.helpers import switchyard
+
+    bad = write_pack(tmp_path, "expense_claim", ["a claim"])
+    (bad / "pack.yaml").write_text("pack: expense_claim\nversion: one\n")
+    done = switchyard(None, "models", "train", "--repository", str(tmp_path / "repository"),
+                      "--no-stored-packs", "--packs", str(bad))
+    assert done.returncode == 1, done.stderr
+    assert f"{bad}: pack.yaml: version" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "repository").exists()   # nothing trained
