@@ -30,12 +30,11 @@ from switchyard._tasks_cli import (
     _Usage,
 )
 
-__all__ = ["add_packs_arguments", "read_pack_folder", "render_diff",
-           "render_test_results", "run"]
-
+__all__ = ["add_packs_arguments", "render_diff", "render_test_results", "run"]
 
 
 def add_packs_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``switchyard packs`` actions and their options."""
     sub = parser.add_subparsers(dest="packs_action", required=True, metavar="ACTION")
 
     def client(p: argparse.ArgumentParser) -> None:
@@ -102,7 +101,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 # --- local files --------------------------------------------------------------------------
 
 
-def read_pack_folder(directory: Path) -> dict[str, bytes]:
+def _read_folder(directory: Path) -> dict[str, bytes]:
     """The files of a pack folder, read as the decision service reads them
     (``switchyard.packs.read_pack_folder``). Raises ``_Usage`` when it is not a readable
     folder with a pack.yaml, or is over the size limit."""
@@ -167,7 +166,7 @@ def _validate(args: argparse.Namespace) -> int:
         result: dict[str, Any] = {"dir": str(directory), "valid": False, "problems": [],
                                   "pack": None}
         try:
-            files = read_pack_folder(directory)
+            files = _read_folder(directory)
         except _Usage as exc:
             result["problems"] = [str(exc)]
             usage = True
@@ -323,7 +322,7 @@ def _prepare_apply(args: argparse.Namespace) -> list[tuple[Path, str, bytes | di
     for name in args.paths:
         path = Path(name)
         if path.is_dir():
-            out.append((path, "pack", read_pack_folder(path)))
+            out.append((path, "pack", _read_folder(path)))
         else:
             out.append((path, "settings", _read_file(path)))
     return out
@@ -398,7 +397,7 @@ def render_diff(stored: Mapping[str, bytes], local: Mapping[str, bytes], stored_
 def _prepare_diff(args: argparse.Namespace) -> tuple[str, Any]:
     path = Path(args.path)
     if path.is_dir():
-        files = read_pack_folder(path)
+        files = _read_folder(path)
         return "pack", (files, _pack_name(files))
     return "settings", _read_file(path)
 
@@ -474,7 +473,7 @@ def render_test_results(response: Mapping[str, Any]) -> str:
 def _prepare_test(args: argparse.Namespace) -> dict[str, bytes] | None:
     path = Path(args.pack)
     if path.is_dir():
-        return read_pack_folder(path)
+        return _read_folder(path)
     if "/" in args.pack or path.suffix:
         raise _Usage(f"{args.pack}: not a folder (give a pack folder or a stored pack's name)")
     return None   # the name of a stored pack
