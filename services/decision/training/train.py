@@ -1,7 +1,9 @@
 """Train, calibrate, evaluate and package the two Triton models, in pure numpy.
 
 document_router
-    features: ``features.router_featurize`` (hashed byte n-grams + words, 2**18 buckets);
+    classes and rows: one class per enabled pack, and ``other`` (``packs.router_training_set``);
+    the Triton config's PROBS dims, ``labels.txt`` and ``parameters.classes`` are written to
+    match; features: ``features.router_featurize`` (hashed byte n-grams + words, 2**18 buckets);
     model: multinomial logistic regression, mean cross-entropy + (l2/2)||W||^2, mini-batch
     Adam over a seeded shuffle, from zero weights; calibration: one temperature T fitted on the
     validation split by minimizing NLL (golden-section search on log T).
