@@ -164,11 +164,13 @@ class RouterClient(_ModelClient):
 
     async def load_metadata(self) -> None:
         """Read the deployed router's class list (PROBS order) from its Triton config: training
-        writes one class per enabled pack, and ``other``, into ``parameters.classes``."""
+        writes one class per pack it trained with, and ``other``, into ``parameters.classes``."""
         await super().load_metadata()
         self.classes = self.parameters["classes"].split(",")
 
     async def _reload_classes(self) -> None:
+        """Read the class list now: no list yet, or a retrained router answers with another
+        number of classes. Failing to read it is the model being unavailable."""
         try:
             await asyncio.wait_for(self.load_metadata(), self._timeout_s + 1)
         except ModelUnavailable:
