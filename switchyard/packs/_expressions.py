@@ -60,6 +60,12 @@ _MEMBER_ACCESS = re.compile(r"(?<![A-Za-z0-9_.])([A-Za-z_][A-Za-z0-9_]*)\s*\.\s*
                             r"(?:\s*\.\s*([A-Za-z_][A-Za-z0-9_]*))?")
 
 
+def _interpreter_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is the CEL interpreter failing (an error, or a Rust panic, which pyo3
+    raises as a BaseException) rather than a cancellation or an exit, which must go on."""
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
+
+
 class ExpressionError(ValueError):
     """An expression could not be evaluated (a missing key, a type mismatch, a non-boolean
     condition). ``where`` names the rule or step it belongs to."""
@@ -100,7 +106,9 @@ def check_expression(source: str, names: Names) -> tuple[Any, list[str]]:
         return None, ["empty expression"]
     try:
         program = cel.compile(source)
-    except Exception as exc:  # ValueError with a caret message; anything else is still bad CEL
+    except BaseException as exc:  # ValueError with a caret message; anything else is bad too
+        if not _interpreter_failure(exc):
+            raise
         return None, [f"not valid CEL: {_cel_error(str(exc))}"]
     problems: list[str] = []
     try:
@@ -187,7 +195,9 @@ def _execute(program: Any, context: Mapping[str, Any], where: str) -> Any:
         return program.execute(context)
     except KeyError as exc:
         raise ExpressionError(where, f"no such key {exc} (guard it with has(...))") from None
-    except Exception as exc:
+    except BaseException as exc:
+        if not _interpreter_failure(exc):
+            raise
         raise ExpressionError(where, " ".join(str(exc).split())[:300]) from None
 
 

@@ -28,6 +28,7 @@ from switchyard.packs._expressions import (
     Condition,
     Names,
     Template,
+    _interpreter_failure,
     check_expression,
 )
 from switchyard.packs._model import (
@@ -248,7 +249,9 @@ def _expression(c: _Checker, path: list[Any], source: str, names: Names) -> Any:
             and not _LOOPS.search(source):
         try:
             value = program.execute({})
-        except Exception as exc:  # the interpreter's own error, e.g. a division by zero
+        except BaseException as exc:  # the interpreter's own error, e.g. a division by zero
+            if not _interpreter_failure(exc):
+                raise
             c.add(path, source, f"fails: {' '.join(str(exc).split())[:120]}")
         else:
             if not isinstance(value, bool):

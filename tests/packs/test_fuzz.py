@@ -16,9 +16,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from switchyard.packs import (
+    PLAN_VARIABLES,
+    ExpressionError,
+    Names,
     PackError,
+    Template,
+    compile_condition,
+    evaluate_condition,
+    extract_fields,
     load_pack_files,
     parse_tenant_settings,
+    typed_fields,
     validate_pack_files,
 )
 from tests.packs.conftest import EXPENSE, files_of
@@ -151,3 +159,66 @@ def test_the_line_shape_matches_every_known_mistake() -> None:
     for _, _, expected in MUTATIONS + FILES:
         assert_lines(expected)
     assert not LINE.match("pack.yaml: something went wrong")
+
+
+cel_soup = st.lists(st.sampled_from(
+    list("fieldsparmsteqhxy.()[]{}!&|=<>+-*/%?:,'\"\\ 0123456789$") +
+    ["fields.amount", "params.max_auto_amount", "has(", ".exists(v, ", "steps.", "null",
+     "true", " in ", "size(", "math.round(", ".join(", "lists.range("]), max_size=30
+).map("".join)
+
+
+@FUZZ
+@given(cel_soup)
+def test_random_conditions_compile_or_say_why(source: str) -> None:
+    names = Names(fields=frozenset({"amount"}), params=frozenset({"max_auto_amount"}),
+                  scores=frozenset())
+    try:
+        condition = compile_condition(source, "rule r", names)
+    except ValueError as exc:
+        assert str(exc).startswith("rule r: ")
+        return
+    try:
+        evaluate_condition(condition, {"fields": {"amount": 12.5},
+                                       "params": {"max_auto_amount": 10.0}, "metadata": {},
+                                       "task": {}, "route": {}, "scores": {},
+                                       "extraction": {}, "history": {}})
+    except ExpressionError as exc:
+        assert exc.where == "rule r"
+
+
+@FUZZ
+@given(values)
+def test_random_templates_render_or_say_why(tree: Any) -> None:
+    try:
+        template = Template(tree, "step s", PLAN_VARIABLES)
+    except ValueError as exc:
+        assert str(exc).startswith("step s")
+        return
+    try:
+        template.render({"fields": {}, "metadata": {}, "task": {}, "params": {}, "steps": {}})
+    except ExpressionError as exc:
+        assert exc.where.startswith("step s")
+
+
+@FUZZ
+@given(st.text(max_size=400))
+def test_the_labels_extractor_reads_any_text(text: str) -> None:
+    pack = load_pack_files(files_of(EXPENSE))
+    extraction = extract_fields(pack, text)
+    assert 0.0 <= extraction.confidence <= 1.0
+    assert set(extraction.fields) <= set(pack.fields)
+    assert all(0.0 <= f.confidence <= 1.0 for f in extraction.fields.values())
+    typed = typed_fields(extraction.values, pack.field_types)
+    assert set(typed) == set(pack.fields)
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(["amount", "count", "paid", "day", "x"]),
+                       st.text(max_size=30)))
+def test_typed_fields_of_any_text(raw: dict[str, str]) -> None:
+    typed = typed_fields(raw, {"amount": "money", "count": "integer", "paid": "boolean",
+                               "day": "date"})
+    assert typed["amount"] is None or isinstance(typed["amount"], float)
+    assert typed["count"] is None or isinstance(typed["count"], int)
+    assert typed["paid"] in (None, True, False)

@@ -288,6 +288,13 @@ FILES: list[tuple[str, dict[str, bytes], list[str]]] = [
       "(aliases?)"]),
     ("alias cycle", files_of("a: &a [*a]\n"),
      ["pack.yaml: line 1, column 8: *a: an alias inside its own anchor (a cycle)"]),
+    ("a Python object tag (never constructed)",
+     files_of('pack: !!python/object/apply:os.system ["echo hi"]\n'),
+     ['pack.yaml: line 1, column 7: "pack: !!python/object/apply:os.system [\\"echo hi\\"]": '
+      "not valid YAML: could not determine a constructor for the tag "
+      "'tag:yaml.org,2002:python/object/apply:os.system'"]),
+    ("an alias to no anchor", files_of("pack: &a x\nversion: *b\n"),
+     ['pack.yaml: line 2, column 10: "version: *b": not valid YAML: found undefined alias']),
     ("a key that is not text", files_of("pack: x\n1: y\n"),
      ["pack.yaml: (root): 1: keys must be text (quote them)"]),
     ("a pack over 4 MiB", files_of(expense(), **{"big.bin": b"x" * (4 * 1024 * 1024 + 1)}),
