@@ -25,7 +25,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.decision.batcher import MicroBatcher, Overloaded
 from services.decision.drift import DriftMonitor
-from services.decision.extensions import Enrichers, Scorers, features_for
+from services.decision.extensions import Enrichers, Scorers, extractor_of, features_for
 from services.decision.packs import ActivePack, PackCatalog
 from services.decision.policies import PolicySet
 from services.decision.policy import Outcome, Policy, no_plan, route, unavailable
@@ -39,7 +39,6 @@ from switchyard.packs import (
     Pack,
     RuleSpec,
     evaluate_condition,
-    extractor_for,
     plan_to_proto,
     typed_fields,
 )
@@ -117,13 +116,21 @@ def to_decision(task: TaskEnvelope, outcome: Outcome, prediction: Prediction | N
     if assessment is not None:
         pack = assessment.active.pack
         decision.models.extend(_model_output(p) for p in assessment.scorer_outputs)
-        for name, found in assessment.extraction.fields.items():
+        found_fields = assessment.extraction.fields
+        for name, found in found_fields.items():
             spec = pack.fields.get(name)
             decision.fields.append(FieldExtraction(
                 name=name, value=found.value, confidence=found.confidence,
                 data_class=_DATA_CLASSES[spec.data_class] if spec is not None
                 else DataClass.DATA_CLASS_PERSONAL,
                 type=spec.type if spec is not None else "string"))
+        # every declared field travels with its type and class, those not found empty (value
+        # '', confidence 0): the executor's templates see them as null, a reviewer can fill
+        # them in
+        decision.fields.extend(
+            FieldExtraction(name=name, value="", confidence=0.0,
+                            data_class=_DATA_CLASSES[spec.data_class], type=spec.type)
+            for name, spec in pack.fields.items() if name not in found_fields)
         overall = float(assessment.extraction.confidence)
         decision.fields.append(FieldExtraction(
             name="extraction_confidence", value=f"{overall:.3f}", confidence=overall,
@@ -294,7 +301,7 @@ class DecisionEngine:
         pack, params = active.pack, active.params
         bucket = task_bucket(task)
         try:
-            extraction = extractor_for(pack)(text)
+            extraction = extractor_of(pack)(text)
             raw = {name: f.value for name, f in extraction.fields.items()}
             history = await self.enrichers.enrich(pack.enrichers, task, extraction, params)
             vectors = [(scorer, features_for(scorer.features)(extraction, history, task))

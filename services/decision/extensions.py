@@ -38,9 +38,10 @@ from services.decision.triton import Prediction, ScorerClient
 from switchyard._payloads import PLAINTEXT, PayloadCodec
 from switchyard._settings import Settings
 from switchyard._supervision import Supervisor
-from switchyard.packs import entry_point
+from switchyard.packs import Pack, entry_point, extractor_for
 
 log = logging.getLogger(__name__)
+EXTRACTORS_GROUP = "switchyard.extractors"
 FEATURES_GROUP = "switchyard.features"
 ENRICHERS_GROUP = "switchyard.enrichers"
 
@@ -52,6 +53,19 @@ class EnricherResources:
     pool: asyncpg.Pool
     matching_key: bytes
     codec: PayloadCodec = PLAINTEXT
+
+
+@functools.cache
+def _named_extractor(name: str) -> Callable[[str], Any]:
+    return entry_point(EXTRACTORS_GROUP, name)
+
+
+def extractor_of(pack: Pack) -> Callable[[str], Any]:
+    """``pack``'s extractor (``text -> extraction``); a named one is looked up once, not per
+    document (reading entry points scans every installed distribution)."""
+    if pack.extractor == "labels":
+        return extractor_for(pack)
+    return _named_extractor(pack.extractor)
 
 
 @functools.cache
@@ -149,4 +163,5 @@ class Enrichers:
         return history
 
 
-__all__ = ["EnricherResources", "Enrichers", "Scorer", "Scorers", "features_for"]
+__all__ = ["EnricherResources", "Enrichers", "Scorer", "Scorers", "extractor_of",
+           "features_for"]

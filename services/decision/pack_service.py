@@ -45,6 +45,7 @@ from services.decision.packs import (
 )
 from services.decision.triton import ModelUnavailable
 from switchyard._audit import append as audit_append
+from switchyard._audit import digest
 from switchyard._auth import Principal, Role, principal_var
 from switchyard._grpc import FieldViolation, abort_invalid, abort_retry_later
 from switchyard.packs import (
@@ -346,6 +347,7 @@ class PackServicer(PackServiceServicer):
                 "VALUES ($1, $2, $3, $4)", tenant, version, document, principal.key_id)
             await audit_append(conn, tenant, "decision", "pack.settings_applied", {
                 "version": version, "by": principal.key_id,
+                "document_sha256": digest(document),
                 "packs": json.loads(json.dumps(
                     {name: {"enabled": e.enabled, "version": e.version or "",
                             "parameters": sorted(e.parameters or {})}

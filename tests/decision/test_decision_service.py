@@ -207,7 +207,12 @@ async def test_policy_outcomes_match_the_table(decide: DecisionServiceStub,
         "vendor": "Northwind Supplies Ltd", "invoice_number": "INV-2026-00042",
         "invoice_date": "2026-11-20", "due_date": "2026-12-20", "po_number": "PO-55120",
         "currency": "USD", "total": "360.00"}
-    assert all(0 < f.confidence <= 1 for f in straight.fields)
+    assert all(0 < f.confidence <= 1 for f in straight.fields if f.value)
+    # every declared field is listed with its type (one not found would travel empty)
+    assert {f.name for f in straight.fields} == {
+        "vendor", "invoice_number", "invoice_date", "due_date", "po_number", "currency",
+        "subtotal", "tax", "total", "line_item_count", "bank_account", "extraction_confidence"}
+    assert {f.name: f.type for f in straight.fields}["total"] == "money"
     assert dict(straight.extracted_fields)["total"] == "360.00"
     # the invoice pack decided, with acme's parameters; the plan's payload is a template
     # the executor renders from the decision's fields

@@ -21,7 +21,7 @@ from switchyard import Settings
 from switchyard._db import connect
 from switchyard._grpc import create_channel, field_violations
 from switchyard._launcher import service_specs
-from switchyard.stack import EmbeddedStack
+from switchyard.stack import EmbeddedStack, free_port
 from switchyard.v1 import (
     ApplyPackRequest,
     ApplyTenantSettingsRequest,
@@ -117,6 +117,21 @@ def services(pack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
         stack.stop()
 
 
+@pytest.fixture(scope="module")
+def second_replica(pack_settings: Settings, services: EmbeddedStack,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Another decision replica on the same database and topics (its own ports)."""
+    replica = pack_settings.replace(decision_grpc_port=free_port(),
+                                    decision_metrics_port=free_port())
+    stack = EmbeddedStack(replica, tmp_path_factory.mktemp("replica"), components=(),
+                          services=service_specs(replica, ("decision",)))
+    stack.start(timeout_s=90)
+    try:
+        yield replica
+    finally:
+        stack.stop()
+
+
 class Client:
     def __init__(self, settings: Settings, key: str) -> None:
         self.channel = create_channel(f"127.0.0.1:{settings.decision_grpc_port}", api_key=key)
@@ -171,6 +186,10 @@ async def test_applied_pack_decides_without_restart_and_overrides_change_it(
     assert classes["employee"] == (DataClass.DATA_CLASS_PERSONAL, "string")
     assert classes["amount"] == (DataClass.DATA_CLASS_DERIVED, "money")
     assert decision.extracted_fields["amount"] == "42.50"
+    # the currency line is missing here: declared, it travels empty with its type
+    nothing = await clients["acme-sub"].decision("Employee: Ann Lee\nTotal: 42.50")
+    assert {f.name: (f.value, f.type) for f in nothing.fields}["currency"] == ("", "enum")
+    assert "currency" not in nothing.extracted_fields
     assert (decision.plan.pack, decision.plan.pack_version) == ("expense_claim", "1.0.0")
     assert [s.step_id for s in decision.plan.steps] == ["1-create_claim"]
     assert decision.plan.steps[0].compensation.operation == "DELETE"
@@ -327,3 +346,33 @@ async def test_test_pack_reports_each_case(clients: dict[str, Client]) -> None:
     shipped = await clients["acme-audit"].packs.TestPack(PackTestRequest(name="invoice"))
     assert shipped.cases and all(c.passed for c in shipped.cases), [
         (c.name, list(c.mismatches)) for c in shipped.cases if not c.passed]
+
+
+async def test_an_apply_reaches_every_replica_without_restart(
+        clients: dict[str, Client], second_replica: Settings) -> None:
+    """The replica that stored the pack is not the one asked: only the NOTIFY can tell it
+    (its poll is ten minutes away)."""
+    other = Client(second_replica, "acme-sub")
+    try:
+        before = await other.decision(CLAIM, kind="travel_claim")
+        assert before.pack != "travel_claim"
+        travel = EXPENSE_PACK.format(version="1.0.0", straight_rule="straight_through") \
+            .replace("pack: expense_claim", "pack: travel_claim")
+        await clients["acme-admin"].packs.ApplyPack(ApplyPackRequest(source=PackSource(
+            files=[PackFile(path="pack.yaml", content=travel.encode())])))
+
+        async def decided_with_it():  # type: ignore[no-untyped-def]
+            decision = await other.decision(CLAIM, kind="travel_claim")
+            return decision if decision.pack == "travel_claim" else None
+        decision = await eventually(decided_with_it, "the other replica to use the pack", 60)
+        assert decision.rule == "straight_through"
+        # tenant settings travel the same way
+        await clients["acme-admin"].packs.ApplyTenantSettings(ApplyTenantSettingsRequest(
+            document=b"packs:\n  travel_claim: {parameters: {max_auto_amount: 1}}\n"))
+
+        async def overridden():  # type: ignore[no-untyped-def]
+            decision = await other.decision(CLAIM, kind="travel_claim")
+            return decision if decision.rule == "amount_over_limit" else None
+        await eventually(overridden, "the other replica to use the new settings", 60)
+    finally:
+        await other.channel.close()
