@@ -54,6 +54,10 @@ def test_the_training_set_joins_pack_examples_and_the_corpus() -> None:
     again = router_training_set(packs, corpus)
     assert again.sha256() == tset.sha256()
     assert router_training_set(packs[:1], corpus).sha256() != tset.sha256()
+    # a pack without examples (and no corpus rows) gets no class the router could never answer
+    bare = router_training_set([*packs, PackExamples("purchase_order", "1.0.0", "d3", (), "z")],
+                               corpus)
+    assert bare.classes == tset.classes and bare.without_examples == ("purchase_order",)
 
 
 def test_an_invalid_pack_folder_stops_training_with_its_problems(tmp_path: Path) -> None:

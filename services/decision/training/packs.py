@@ -9,7 +9,9 @@ holds labelled examples (``{"text": ...}`` per line). The router is trained on:
   ``--packs DIR``, in a stable order (the shipped classes first, in their historic
   order, then the others by name), and the class ``other`` last -- documents no pack
   automates, which the decision service escalates;
-* each pack's examples, labelled with the pack's name;
+* each pack's examples, labelled with the pack's name (a pack with none, and no corpus rows,
+  gets no class: the router could never answer it, and while the router does not know a type
+  the decision service routes its tasks by their submitted kind);
 * the shipped seeded corpus (``models/data/router_corpus.jsonl``): its ``other`` rows, and its
   rows of the shipped kinds when that kind's pack is enabled (a pack example with the text of
   a corpus row, or of an earlier example, is not added again). Rows of a kind whose pack is not enabled are left out.
@@ -67,6 +69,9 @@ class RouterTrainingSet:
     classes: tuple[str, ...]
     rows: tuple[Mapping[str, Any], ...]
     packs: tuple[PackExamples, ...]
+    #: Packs left out for want of examples (no class the router could never predict: their
+    #: documents stay routed by the submitted kind).
+    without_examples: tuple[str, ...] = ()
 
     def class_examples(self) -> dict[str, int]:
         """Rows per class, in class order (the model card lists them)."""
@@ -121,8 +126,11 @@ def router_training_set(packs: Sequence[PackExamples],
             if text not in seen:   # the same text under two labels: the first one counts
                 seen.add(text)
                 rows.append({"id": example_id(name, text), "text": text, "label": name})
-    return RouterTrainingSet(classes, tuple(rows), tuple(by_name[c] for c in classes
-                                                          if c in by_name))
+    labelled = {str(row["label"]) for row in rows}
+    empty = tuple(c for c in classes if c != OTHER and c not in labelled)
+    classes = tuple(c for c in classes if c not in empty)
+    return RouterTrainingSet(classes, tuple(rows),
+                             tuple(by_name[c] for c in classes if c in by_name), empty)
 
 
 def collect_packs(directories: Sequence[Path] = (), *, builtin: bool = True,

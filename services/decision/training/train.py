@@ -568,6 +568,7 @@ def _router_card(res: Mapping[str, Any], data_dir: Path, tset: RouterTrainingSet
         "class_examples": tset.class_examples(),
         "packs": [{"name": p.name, "version": p.version, "digest": p.digest,
                    "examples": len(p.examples), "source": p.source} for p in tset.packs],
+        "packs_without_examples": list(tset.without_examples),
         "triton": {"name": ROUTER, "version_dir": vdir, "backend": "python",
                    **_triton_io(ROUTER, tset.classes)},
         "training_data": {**_data_info(data_dir, datagen.ROUTER_FILE), "rows": len(tset.rows),
@@ -656,6 +657,8 @@ def train_all(data_dir: Path, repository: Path, seed: int = DEFAULT_SEED,
     _write_router_config(repository, tset.classes)
     log(f"[train] {ROUTER} classes: " + ", ".join(
         f"{c} ({n})" for c, n in tset.class_examples().items()))
+    if tset.without_examples:
+        log(f"[train] no class for {', '.join(tset.without_examples)}: no examples")
 
     # invoice risk
     inv_rows = datagen.read_jsonl(data_dir / datagen.INVOICE_FILE)
