@@ -181,7 +181,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def router_predict_proba(
     texts: Sequence[str], weights: np.ndarray, bias: np.ndarray, temperature: float
 ) -> np.ndarray:
-    """Texts -> calibrated class probabilities float32 [n, classes] (the columns of ``W``)."""
+    """Texts -> calibrated class probabilities float32 [n, classes] (one per column of ``weights``)."""
     if len(texts) == 0:
         return np.zeros((0, weights.shape[1]), dtype=np.float32)
     logits = router_logits(router_featurize(texts), weights, bias)
