@@ -14,7 +14,8 @@ holds labelled examples (``{"text": ...}`` per line). The router is trained on:
   the decision service routes its tasks by their submitted kind);
 * the shipped seeded corpus (``models/data/router_corpus.jsonl``): its ``other`` rows, and its
   rows of the shipped kinds when that kind's pack is enabled (a pack example with the text of
-  a corpus row, or of an earlier example, is not added again). Rows of a kind whose pack is not enabled are left out.
+  a corpus row, or of an earlier example, is not added again). Rows of a kind whose pack is
+  not enabled are left out.
 
 Corpus rows keep their ids (so their train/validation/test split does not move); a pack
 example's id is ``<pack>:<sha256(text)[:16]>``, so the split of an example depends on its text
