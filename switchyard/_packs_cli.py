@@ -53,7 +53,10 @@ def add_packs_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("validate", help="check pack folders offline: one line per mistake; "
                                         "exit 1 when any is invalid")
     p.add_argument("dirs", nargs="+", metavar="DIR")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--remote", action="store_true",
+                   help="have the decision service check them instead (ValidatePack): for "
+                        "packs naming Python extensions installed there, not here")
+    client(p)
     p = sub.add_parser("apply", help="store a pack folder as its version (DIR), or a tenant's "
                                      "pack settings (FILE, YAML); no restart needed")
     p.add_argument("paths", nargs="+", metavar="DIR|FILE")
@@ -82,7 +85,7 @@ def add_packs_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run ``switchyard packs <action>``."""
     action = args.packs_action
-    if action == "validate":
+    if action == "validate" and not args.remote:
         return _validate(args)
     if action == "schema":
         return _schema(args)
@@ -181,21 +184,44 @@ def _validate(args: argparse.Namespace) -> int:
                 "fields": len(pack.fields), "rules": len(pack.rules), "steps": len(pack.plan),
                 "examples": len(pack.examples), "tests": len(pack.tests)})
         results.append(result)
+    code = _report_validation(args, results)
+    return EXIT_USAGE if usage else code
+
+
+def _report_validation(args: argparse.Namespace, results: list[dict[str, Any]]) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         for r in results:
             if r["valid"]:
                 p = r["pack"]
-                print(f"{r['dir']}: valid: {p['name']} {p['version']} ({p['fields']} fields, "
-                      f"{p['rules']} rules, {p['steps']} plan steps, {p['examples']} examples, "
-                      f"{p['tests']} golden cases)")
+                what = (f"{p['fields']} fields, {p['rules']} rules, {p['steps']} plan steps, "
+                        f"{p['examples']} examples, {p['tests']} golden cases"
+                        if "fields" in p else "checked by the decision service")
+                print(f"{r['dir']}: valid: {p['name']} {p['version']} ({what})")
             else:
                 for line in r["problems"]:
                     print(line, file=sys.stderr)
-    if usage:
-        return EXIT_USAGE
     return EXIT_OK if all(r["valid"] for r in results) else EXIT_REFUSED
+
+
+def _prepare_validate(args: argparse.Namespace) -> list[tuple[Path, dict[str, bytes]]]:
+    return [(Path(name), _read_folder(Path(name))) for name in args.dirs]
+
+
+async def _validate_remote(args: argparse.Namespace, stub: Any,
+                           prepared: list[tuple[Path, dict[str, bytes]]]) -> int:
+    from switchyard.v1 import ValidatePackRequest
+
+    results: list[dict[str, Any]] = []
+    for directory, files in prepared:
+        response = await stub.ValidatePack(ValidatePackRequest(source=_source(files)))
+        problems = [_locate(directory, files, line) for line in response.problems]
+        results.append({"dir": str(directory), "valid": not problems, "problems": problems,
+                        "pack": None if problems else {
+                            "name": response.pack.name, "version": response.pack.version,
+                            "digest": response.pack.digest}})
+    return _report_validation(args, results)
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -506,7 +532,7 @@ async def _test(args: argparse.Namespace, stub: Any, files: dict[str, bytes] | N
 
 
 _PREPARE: dict[str, Callable[[argparse.Namespace], Any]] = {
-    "list": _prepare_nothing, "show": _prepare_nothing, "apply": _prepare_apply,
+    "validate": _prepare_validate, "list": _prepare_nothing, "show": _prepare_nothing, "apply": _prepare_apply,
     "diff": _prepare_diff, "test": _prepare_test}
 _ACTIONS: dict[str, Callable[[argparse.Namespace, Any, Any], Awaitable[int]]] = {
-    "list": _list, "show": _show, "apply": _apply, "diff": _diff, "test": _test}
+    "validate": _validate_remote, "list": _list, "show": _show, "apply": _apply, "diff": _diff, "test": _test}

@@ -126,6 +126,22 @@ def test_an_invalid_pack_is_refused_one_line_per_mistake(settings: Settings,
         ["pack.yaml", "plan[0].retry.max_attempts"], ["pack.yaml", "plan[1].approval.sla"]]
 
 
+def test_the_decision_service_validates_remotely(settings: Settings, tmp_path: Path) -> None:
+    valid = packs(settings, "validate", "--remote", str(EXPENSES))
+    assert valid.returncode == 0, valid.stderr
+    assert valid.stdout == (f"{EXPENSES}: valid: expense_claim 1.0.0 (checked by the decision "
+                            "service)\n")
+    pack = tmp_path / "expense_claim"
+    shutil.copytree(EXPENSES, pack)
+    (pack / "pack.yaml").write_text((pack / "pack.yaml").read_text().replace(
+        "sla: 24h", "sla: soon"))
+    invalid = packs(settings, "validate", "--remote", str(pack), "--json")
+    assert invalid.returncode == 1, invalid.stderr
+    [report] = json.loads(invalid.stdout)
+    assert not report["valid"] and len(report["problems"]) == 1
+    assert report["problems"][0].startswith(f"{pack}/pack.yaml: plan[1].approval.sla: ")
+
+
 def test_a_submitter_cannot_apply(settings: Settings) -> None:
     refused = switchyard(settings.replace(client_api_key=SUBMITTER), "packs", "apply",
                          str(EXPENSES))
