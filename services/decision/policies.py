@@ -15,8 +15,9 @@ is a mapping; every key is optional and defaults to the built-in policy::
         enabled: true                 # overrides; settings applied through PackService
         parameters: {max_auto_amount: 10000}  # (switchyard packs apply --tenant) win
 
-What a document the router is sure about does next is its pack's decision table, not the
-policy's: business rules, plans and their limits are pack parameters.
+A tenant file's ``packs:`` entry for a pack replaces ``default.yaml``'s for that pack. What a
+document the router is sure about does next is its pack's decision table, not the policy's:
+business rules, plans and their limits are pack parameters.
 
 Loading refuses the whole directory when any file is wrong (unknown keys, wrong types,
 thresholds outside [0, 1], malformed document type names; a ``packs:`` key is checked against
@@ -165,7 +166,11 @@ def parse_policy(document: Any, source: str, base: Policy | None = None) -> Poli
     if "packs" in top:
         # checked against the packs when the service starts (services/decision/packs.py)
         if isinstance(top["packs"], Mapping):
-            changes["packs_document"] = yaml.safe_dump({"packs": top["packs"]}).encode()
+            # a tenant's file names its own settings per pack; default.yaml's stand for the rest
+            inherited = yaml.safe_load(base.packs_document)["packs"] if base.packs_document \
+                else {}
+            changes["packs_document"] = yaml.safe_dump(
+                {"packs": {**inherited, **top["packs"]}}).encode()
         else:
             r.fail("packs", f"must be a mapping of pack name -> settings, got "
                             f"{_show(top['packs'])}")

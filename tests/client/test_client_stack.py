@@ -114,7 +114,7 @@ def test_submit_many_with_one_bad_item(client: Client) -> None:
 
 def test_invalid_submission_carries_the_field_violations(client: Client) -> None:
     with pytest.raises(InvalidSubmission) as caught:
-        client.submit("acme", '{"total": }', kind="nonsense", content_type="application/json")
+        client.submit("acme", '{"total": }', kind="Non Sense!", content_type="application/json")
     violations = caught.value.violations()
     assert violations["document.body"].startswith("malformed JSON")
     assert "kind" in violations

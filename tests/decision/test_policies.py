@@ -34,6 +34,7 @@ def test_tenants_inherit_from_default_yaml(tmp_path: Path) -> None:
                         "packs: {invoice: {parameters: {max_auto_amount: 5000}}}\n",
         "acme.yaml": "review_queue: finance\nlabel_thresholds: {expense_claim: 0.7}\n"
                      "packs: {invoice: {parameters: {min_p_auto: 0.95}}}\n",
+        "beta2.yaml": "packs: {support_ticket: {enabled: false}}\n",
         "notes.txt": "ignored",
     })
     policies = load_policies(tmp_path)
@@ -49,7 +50,12 @@ def test_tenants_inherit_from_default_yaml(tmp_path: Path) -> None:
     assert acme_invoice is not None and beta_invoice is not None
     assert acme_invoice.params["min_p_auto"] == 0.95
     assert beta_invoice.params["max_auto_amount"] == 5000
+    # a tenant's settings for a pack replace default.yaml's for that pack, not for the others
+    assert acme_invoice.params["max_auto_amount"] == 50000
     assert beta_invoice.params["min_p_auto"] == 0.8  # the pack's default
+    beta2 = catalog.for_tenant("beta2")
+    assert beta2.get("support_ticket") is None  # its own setting ...
+    assert beta2.get("invoice").params["max_auto_amount"] == 5000  # ... default.yaml's others
 
 
 def test_a_packs_key_with_mistakes_is_named_per_line(tmp_path: Path) -> None:
