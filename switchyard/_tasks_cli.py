@@ -48,10 +48,10 @@ class _Refused(Exception):
     """Not a gRPC error, but a failure to report with exit 1 (e.g. a wait that timed out)."""
 
 
-def _add_client_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_client_arguments(parser: argparse.ArgumentParser, service: str = "IngestService",
+                          port_variable: str = "SWITCHYARD_INGEST_GRPC_PORT") -> None:
     parser.add_argument("--target", metavar="HOST:PORT",
-                        help="IngestService address (default 127.0.0.1:"
-                             "$SWITCHYARD_INGEST_GRPC_PORT)")
+                        help=f"{service} address (default 127.0.0.1:${port_variable})")
     parser.add_argument("--api-key", help="API key (default $SWITCHYARD_CLIENT_API_KEY); TLS "
                                           "comes from $SWITCHYARD_CLIENT_TLS_*")
     parser.add_argument("--connect-timeout", type=float, default=5.0, metavar="S",
@@ -139,8 +139,11 @@ def _grpc_error(exc: Any) -> str:
     return f"{exc.code().name}: {exc.details()}{detail}"
 
 
-async def _connect(args: argparse.Namespace, settings: Settings) -> tuple[Any, Any]:
-    """Open the channel and wait until it is ready, so a wrong target is exit 3 at once."""
+async def _connect(args: argparse.Namespace, settings: Settings, stub_class: Any = None,
+                   default_port: int | None = None) -> tuple[Any, Any]:
+    """Open the channel and wait until it is ready, so a wrong target is exit 3 at once.
+    ``stub_class`` / ``default_port``: another service than IngestService (``switchyard
+    packs``)."""
     import grpc
 
     from switchyard._grpc import client_channel
@@ -148,7 +151,7 @@ async def _connect(args: argparse.Namespace, settings: Settings) -> tuple[Any, A
 
     if args.api_key is not None:
         settings = settings.replace(client_api_key=args.api_key)
-    target = args.target or f"127.0.0.1:{settings.ingest_grpc_port}"
+    target = args.target or f"127.0.0.1:{default_port or settings.ingest_grpc_port}"
     try:
         channel = client_channel(settings, target)
     except (ValueError, OSError) as exc:
@@ -159,17 +162,17 @@ async def _connect(args: argparse.Namespace, settings: Settings) -> tuple[Any, A
         await channel.close()
         raise _CannotConnect(f"cannot connect to {target} (no answer within "
                              f"{args.connect_timeout:g} s)") from None
-    return channel, IngestServiceStub(channel)
+    return channel, (stub_class or IngestServiceStub)(channel)
 
 
 def _main(command: str, args: argparse.Namespace, settings: Settings,
-          body: Callable[[argparse.Namespace, Any], Awaitable[int]]) -> int:
+          body: Callable[[argparse.Namespace, Any], Awaitable[int]], stub_class: Any = None,
+          default_port: int | None = None) -> int:
     """Run ``body`` with a connected stub; map every failure to one stderr line and a code."""
     import grpc  # imported here so that building the parser (--help, --version) stays quick
 
-
     async def go() -> int:
-        channel, stub = await _connect(args, settings)
+        channel, stub = await _connect(args, settings, stub_class, default_port)
         try:
             return await body(args, stub)
         finally:

@@ -121,6 +121,18 @@ def _cmd_tasks(args: argparse.Namespace, settings: Settings) -> int:
     return run_tasks(args, settings)
 
 
+def _cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    from services.decision.training.__main__ import run
+
+    return run(args)
+
+
+def _cmd_packs(args: argparse.Namespace, settings: Settings) -> int:
+    from switchyard._packs_cli import run
+
+    return run(args, settings)
+
+
 def _version() -> str:
     """The installed distribution's version (the one pyproject.toml declares)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -228,6 +240,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_submit_arguments(p)
     p = add("tasks", _cmd_tasks, "Tasks from a shell: list, get, watch, cancel, retry.")
     add_tasks_arguments(p)
+    from switchyard._packs_cli import add_packs_arguments
+
+    p = add("packs", _cmd_packs, "Automation packs: list, show, validate, apply, diff, test, "
+                                 "schema (docs/packs.md).")
+    add_packs_arguments(p)
+    p = add("models", _cmd_models, "Train the Triton models: the router learns one class per "
+                                   "enabled pack (shipped and --packs DIR) and 'other'.")
+    models = p.add_subparsers(dest="models_action", required=True, metavar="ACTION")
+    train = models.add_parser("train", help="train the router and invoice_risk models into "
+                                            "the model repository")
+    from services.decision.training.__main__ import add_arguments as add_training_arguments
+
+    add_training_arguments(train)
     p = add("stats", _cmd_stats, "Business KPIs, live (Ctrl-C to quit) or as JSON.")
     p.add_argument("--json", action="store_true", help="print once as JSON")
     p.add_argument("--once", action="store_true", help="print the table once")

@@ -26,7 +26,6 @@ from services.decision.packs import PackCatalog
 from services.decision.policies import PolicyError, load_policies
 from services.decision.policy import Outcome, Policy
 from services.decision.shadow import ShadowRunner
-from services.decision.training.features import ROUTER_CLASSES
 from services.decision.triton import RouterClient, new_breaker
 from switchyard._audit import append as audit_append
 from switchyard._audit import digest
@@ -262,8 +261,8 @@ def _card(settings: Settings, model: str, version_dir: str) -> Path:
 
 
 async def _load_metadata(*clients: RouterClient) -> None:
-    """Read model configs; while Triton is away, keep trying in the background (the class
-    list is the contract's, so routing works from the first answer)."""
+    """Read model configs; while Triton is away, keep trying in the background (the router
+    reads its class list itself on its first prediction when this has not yet)."""
     pending = list(clients)
     delay = 2.0
     while pending:
@@ -283,8 +282,8 @@ async def setup(ctx: ServiceContext) -> None:
     s = ctx.settings
     policies = load_policies(s.policy_dir, Policy(auto_execute_threshold=s.auto_execute_threshold))
     breaker = new_breaker("triton", s.breaker_fail_max, s.breaker_reset_s)
+    # the class list comes from the deployed router (RouterClient.load_metadata)
     router = RouterClient(s.triton_url, s.triton_timeout_s, breaker, s.router_version)
-    router.classes = list(ROUTER_CLASSES)  # until the deployed model's config is read
     clients: list[RouterClient] = [router]
 
     def batcher(name: str, infer):  # type: ignore[no-untyped-def]
@@ -298,7 +297,6 @@ async def setup(ctx: ServiceContext) -> None:
             s.triton_url, s.triton_timeout_s,
             new_breaker("triton-shadow", s.breaker_fail_max, s.breaker_reset_s),
             s.router_shadow_version)
-        shadow_client.classes = list(ROUTER_CLASSES)
         clients.append(shadow_client)
         shadow = ShadowRunner(batcher("document_router_shadow", shadow_client.predict),
                               "document_router", s.router_version, s.router_shadow_version,

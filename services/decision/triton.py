@@ -163,14 +163,33 @@ class RouterClient(_ModelClient):
         self.classes: list[str] = []
 
     async def load_metadata(self) -> None:
+        """Read the deployed router's class list (PROBS order) from its Triton config: training
+        writes one class per pack it trained with, and ``other``, into ``parameters.classes``."""
         await super().load_metadata()
         self.classes = self.parameters["classes"].split(",")
 
+    async def _reload_classes(self) -> None:
+        """Read the class list now: no list yet, or a retrained router answers with another
+        number of classes. Failing to read it is the model being unavailable."""
+        try:
+            await asyncio.wait_for(self.load_metadata(), self._timeout_s + 1)
+        except ModelUnavailable:
+            raise
+        except (InferenceServerException, KeyError, asyncio.TimeoutError, OSError) as exc:
+            raise ModelUnavailable(f"{self.model_name}: no class list yet ({exc!r})") from None
+
     async def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        if not self.classes:   # Triton was away when the service started
+            await self._reload_classes()
         data = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
         inputs = [triton.InferInput("TEXT", list(data.shape), "BYTES")]
         inputs[0].set_data_from_numpy(data)
         probs = await self._infer(inputs, "PROBS", len(texts))
+        if probs.shape[1] != len(self.classes):   # a retrained router was deployed meanwhile
+            await self._reload_classes()
+            if probs.shape[1] != len(self.classes):
+                raise ModelUnavailable(f"{self.model_name}: {probs.shape[1]} outputs for "
+                                       f"{len(self.classes)} configured classes")
         best = probs.argmax(axis=1)
         confidence = MODEL_CONFIDENCE.labels(self.model_name, self.version)
         predictions = []

@@ -18,6 +18,8 @@ import pytest
 from services.decision.training import datagen, default_paths, train
 from services.decision.training import features as F
 from services.decision.training.__main__ import main as cli
+from services.decision.training.packs import collect_packs, router_classes
+from tests.models.packs import CORPUS_KINDS, write_pack
 
 ROOT = Path(__file__).resolve().parents[2]
 REPO = ROOT / "models" / "repository"
@@ -29,12 +31,23 @@ DATA = ROOT / "models" / "data"
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
-    """A small corpus trained end to end into a temporary model repository (a few seconds)."""
+    """A small corpus trained end to end into a temporary model repository (a few seconds);
+    the enabled packs are the corpus's four kinds (their rows are the corpus's)."""
     base = tmp_path_factory.mktemp("tiny")
     data, repo = base / "data", base / "repository"
     datagen.write_corpora(data, seed=11, router_n=500, invoice_n=600)
-    result = train.train_all(data, repo, seed=5, log=lambda *_: None)
+    for kind in CORPUS_KINDS:
+        write_pack(base / "packs", kind)
+    result = train.train_all(data, repo, seed=5, log=lambda *_: None, packs=_tiny_packs(base))
     return data, repo, result
+
+
+def _tiny_packs(base: Path) -> list:
+    return collect_packs([base / "packs" / kind for kind in CORPUS_KINDS], builtin=False)
+
+
+def _tiny_pack_args(base: Path) -> list[str]:
+    return ["--no-shipped-packs", "--no-stored-packs", "--packs", *(str(base / "packs" / k) for k in CORPUS_KINDS)]
 
 
 def _digest_tree(repo: Path) -> dict[str, str]:
@@ -174,7 +187,7 @@ def test_training_is_deterministic_and_seeded(tiny: tuple[Path, Path, dict], tmp
     data, repo, _ = tiny
     first = _digest_tree(repo)
     again = tmp_path / "again"
-    train.train_all(data, again, seed=5, log=lambda *_: None)
+    train.train_all(data, again, seed=5, log=lambda *_: None, packs=_tiny_packs(data.parent))
     assert _digest_tree(again) == first  # same seed -> same bytes (weights, cards)
     rows = datagen.read_jsonl(data / datagen.ROUTER_FILE)
     csr = F.router_featurize([r["text"] for r in rows[:200]])
@@ -213,22 +226,24 @@ def test_featurizer_copy_is_the_training_module(tiny: tuple[Path, Path, dict]) -
 def test_if_missing_is_a_no_op_until_something_changes(tiny: tuple[Path, Path, dict], tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     data, repo, _ = tiny
-    args = ["--data-dir", str(data), "--repository", str(repo), "--if-missing"]
-    assert train.artifacts_status(data, repo) is None
+    packs = _tiny_packs(data.parent)
+    args = ["--data-dir", str(data), "--repository", str(repo), "--if-missing",
+            *_tiny_pack_args(data.parent)]
+    assert train.artifacts_status(data, repo, packs=packs) is None
     assert cli(args) == 0
     assert "up to date" in capsys.readouterr().out
-    assert train.artifacts_status(data, repo, seed=99) is not None
+    assert train.artifacts_status(data, repo, seed=99, packs=packs) is not None
     (repo / train.ROUTER / "1" / train.FEATURIZER_FILE).write_text("# edited\n")
-    assert "differs" in (train.artifacts_status(data, repo) or "")
+    assert "differs" in (train.artifacts_status(data, repo, packs=packs) or "")
     (repo / train.ROUTER / "1" / train.FEATURIZER_FILE).write_bytes(Path(F.__file__).read_bytes())
-    assert train.artifacts_status(data, repo) is None
+    assert train.artifacts_status(data, repo, packs=packs) is None
     tampered = tmp_path / "data"
     tampered.mkdir()
     for p in data.iterdir():
         (tampered / p.name).write_bytes(p.read_bytes())
     with open(tampered / datagen.ROUTER_FILE, "ab") as fh:
         fh.write(b'{"id":"x","text":"extra","label":"other","template":"x","label_noise":0}\n')
-    assert "data changed" in (train.artifacts_status(tampered, repo) or "")
+    assert "data changed" in (train.artifacts_status(tampered, repo, packs=packs) or "")
     with pytest.raises(SystemExit, match="SHA256SUMS"):
         train.verify_data(tampered)
 
@@ -334,9 +349,12 @@ def test_model_py_refuses_a_featurizer_it_was_not_trained_with(tiny: tuple[Path,
 
 
 def test_configs_agree_with_the_code() -> None:
+    """The tracked router config is the one `make models` writes for the shipped packs."""
+    shipped = list(router_classes(p.name for p in collect_packs()))
     router = (REPO / "document_router" / "config.pbtxt").read_text()
-    assert f'string_value: "{",".join(F.ROUTER_CLASSES)}"' in router
-    assert (REPO / "document_router" / "labels.txt").read_text().split() == list(F.ROUTER_CLASSES)
+    assert f'string_value: "{",".join(shipped)}"' in router
+    assert (REPO / "document_router" / "labels.txt").read_text().split() == shipped
+    assert train._router_config(REPO, shipped).decode() == router
     assert re.search(r'name: "TEXT"\s*data_type: TYPE_STRING', router)
     assert re.search(r'name: "PROBS"\s*data_type: TYPE_FP32\s*#[^\n]*\n\s*dims: \[ 5 \]', router)
     inv = (REPO / "invoice_risk" / "config.pbtxt").read_text()
@@ -363,7 +381,7 @@ def test_built_artifacts_match_their_card_when_present() -> None:
     rows = datagen.read_jsonl(DATA / train.ROUTER_HELDOUT)
     p = train.load_params(REPO / "document_router" / "1")
     probs = F.router_predict_proba([r["text"] for r in rows], p["weights"], p["bias"], float(p["temperature"]))
-    y = np.array([F.ROUTER_CLASSES.index(r["label"]) for r in rows])
+    y = np.array([card["classes"].index(r["label"]) for r in rows])
     assert round(float((probs.argmax(axis=1) == y).mean()), 6) == card["metrics"]["test"]["accuracy"]
     # and it learned something: better than always answering the commonest label
     baseline = float(np.bincount(y).max() / len(y))
@@ -387,10 +405,12 @@ def test_candidate_router_version_is_trained_beside_the_live_one(tiny: tuple[Pat
         assert (vpath / "model.py").read_bytes() == (REPO / train.ROUTER / "1" / "model.py").read_bytes()
         assert not np.array_equal(train.load_params(vpath)["weights"],
                                   train.load_params(repo / train.ROUTER / "1")["weights"])
+    packs = _tiny_packs(repo.parent)
     (repo / train.ROUTER / "2" / "model.py").unlink()
-    assert "model.py missing" in (train.artifacts_status(repo.parent / "data", repo) or "")
+    assert "model.py missing" in (train.artifacts_status(repo.parent / "data", repo,
+                                                         packs=packs) or "")
     (repo / train.ROUTER / "2" / "model.py").write_bytes((REPO / train.ROUTER / "1" / "model.py").read_bytes())
-    assert train.artifacts_status(repo.parent / "data", repo) is None
+    assert train.artifacts_status(repo.parent / "data", repo, packs=packs) is None
 
 
 def test_router_config_serves_every_version_and_names_them() -> None:

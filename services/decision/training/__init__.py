@@ -1,12 +1,15 @@
 """Reproducible training of the decision service's Triton models, in pure numpy.
 
-``python -m services.decision.training [--if-missing] [--seed N]`` trains both models from the
-corpora shipped in ``models/data/`` (checked against ``models/data/SHA256SUMS``) and writes the
-Triton artifacts into ``models/repository/<model>/1/``:
+``python -m services.decision.training [--if-missing] [--seed N] [--packs DIR...]`` (also
+``switchyard models train``) trains both models from the corpora shipped in ``models/data/``
+(checked against ``models/data/SHA256SUMS``) and, for the router, the enabled packs' examples
+(one class per pack, and ``other``), and writes the Triton artifacts into
+``models/repository/<model>/1/``:
 
 * ``datagen``  -- the seeded generator of the shipped corpora (``--regenerate-data``);
 * ``features`` -- featurization + forward passes shared verbatim with the Triton ``model.py``
   (copied next to it as ``featurize.py``; sha256-checked at model load);
+* ``packs``    -- the router's classes and labelled rows from the packs and the corpus;
 * ``train``    -- fitting, calibration, metrics, model cards, drift baselines.
 
 Only numpy (and the standard library) is needed, for training and for inference.

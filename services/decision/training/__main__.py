@@ -1,4 +1,5 @@
-"""``python -m services.decision.training [--if-missing] [--seed N] ...`` -- see ``--help``."""
+"""``python -m services.decision.training [--if-missing] [--seed N] [--packs DIR...] ...``
+(also ``switchyard models train``) -- see ``--help``."""
 
 from __future__ import annotations
 
@@ -8,13 +9,12 @@ import time
 from pathlib import Path
 
 from services.decision.training import datagen, default_paths, train
+from services.decision.training.packs import collect_packs, stored_packs
 
 
-def main(argv: list[str] | None = None) -> int:
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``python -m services.decision.training`` and ``switchyard models train``."""
     data_default, repo_default = default_paths()
-    p = argparse.ArgumentParser(
-        prog="python -m services.decision.training",
-        description="Train the document_router and invoice_risk Triton models from models/data.")
     p.add_argument("--if-missing", action="store_true",
                    help="do nothing when the artifacts exist and match the data, featurizer and "
                         "trainer (and --seed, when given)")
@@ -29,8 +29,41 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check-data", action="store_true",
                    help="regenerate the corpora in memory and compare with the shipped sha256, then exit")
     p.add_argument("--clean", action="store_true", help="delete the generated artifacts and exit")
-    args = p.parse_args(argv)
+    p.add_argument("--packs", nargs="+", type=Path, default=[], metavar="DIR",
+                   help="pack folders to train the router on besides the shipped packs (each "
+                        "pack is a class; its examples.jsonl its examples)")
+    p.add_argument("--no-shipped-packs", action="store_true",
+                   help="leave out the packs shipped with Switchyard (their corpus rows too): "
+                        "the router learns only the --packs types and 'other'")
+    p.add_argument("--no-stored-packs", action="store_true",
+                   help="do not read the packs applied to the decision service from "
+                        "PostgreSQL (read by default when it is reachable)")
+    p.add_argument("--reload", action="store_true",
+                   help="then have Triton ($SWITCHYARD_TRITON_URL) load the new models, "
+                        "without a restart; the decision service reads the new class list on "
+                        "its next prediction")
 
+
+def reload_models(triton_url: str) -> None:
+    """Ask a running Triton (model control mode explicit, as the embedded stack starts it) to
+    load the retrained models from its repository: the new weights, classes and PROBS dims."""
+    import tritonclient.grpc as triton
+    from tritonclient.utils import InferenceServerException
+
+    client = triton.InferenceServerClient(url=triton_url)
+    try:
+        for model in (train.ROUTER, train.INVOICE):
+            client.load_model(model)
+            print(f"[train] Triton at {triton_url} loaded {model}")
+    except InferenceServerException as exc:
+        raise SystemExit(f"Triton at {triton_url} did not load the models: {exc}") from None
+    finally:
+        client.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train (or check, regenerate, clean) as ``args`` say; the router learns one class per
+    enabled pack (the shipped ones and ``--packs``) and ``other``."""
     if args.clean:
         train.clean(args.repository, args.data_dir)
         return 0
@@ -48,15 +81,34 @@ def main(argv: list[str] | None = None) -> int:
         datagen.write_corpora(args.data_dir, seed=args.data_seed)
         print(f"[datagen] wrote corpora (seed {args.data_seed}) to {args.data_dir} "
               f"in {time.perf_counter() - t:.1f}s")
+    stored: list = []
+    if not args.no_stored_packs:
+        from switchyard._settings import Settings
+
+        stored = stored_packs(Settings.from_env())
+    packs = collect_packs(args.packs, builtin=not args.no_shipped_packs, stored=stored)
     if args.if_missing and not args.regenerate_data:
-        reason = train.artifacts_status(args.data_dir, args.repository, args.seed)
+        reason = train.artifacts_status(args.data_dir, args.repository, args.seed, packs)
         if reason is None:
             print("[train] models up to date")
             return 0
         print(f"[train] (re)training: {reason}")
     train.train_all(args.data_dir, args.repository,
-                    seed=train.DEFAULT_SEED if args.seed is None else args.seed)
+                    seed=train.DEFAULT_SEED if args.seed is None else args.seed, packs=packs)
+    if args.reload:
+        from switchyard._settings import Settings
+
+        reload_models(Settings.from_env().triton_url)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m services.decision.training",
+        description="Train the document_router (one class per enabled pack, and 'other') and "
+                    "invoice_risk Triton models from the packs and models/data.")
+    add_arguments(p)
+    return run(p.parse_args(argv))
 
 
 if __name__ == "__main__":

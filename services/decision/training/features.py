@@ -16,7 +16,8 @@ document_router
     every digit -> ``0``, whitespace collapsed, at most ``MAX_CHARS`` characters) plus hashed word
     unigrams and bigrams; sublinear term frequency (1 + ln tf), each row L2-normalized, in
     ``ROUTER_DIM`` = 2**18 buckets -> multinomial logistic regression -> softmax(logits / T)
-    with T fitted on the validation split (temperature scaling). Classes: ``ROUTER_CLASSES``.
+    with T fitted on the validation split (temperature scaling). Classes: one per enabled pack,
+    and ``other`` (services/decision/training/packs.py); the weights' ``meta`` lists them.
 
 invoice_risk
     a flat invoice record -> the raw vector ``INVOICE_FEATURES`` (what Triton receives as
@@ -44,7 +45,9 @@ FEATURIZER_VERSION = "1"
 # document router
 # --------------------------------------------------------------------------------------------
 
-#: Output order of the router's PROBS vector. Never reorder: it is part of the Triton contract.
+#: The labels of the shipped corpus (models/data), in the order training gives the shipped
+#: packs' classes. The deployed router's classes (its PROBS order) are the enabled packs' and
+#: ``other``, written by training into the model's meta, card and Triton config.
 ROUTER_CLASSES: tuple[str, ...] = (
     "invoice",
     "admission_form",
@@ -178,7 +181,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def router_predict_proba(
     texts: Sequence[str], weights: np.ndarray, bias: np.ndarray, temperature: float
 ) -> np.ndarray:
-    """Texts -> calibrated class probabilities float32 [n, len(ROUTER_CLASSES)]."""
+    """Texts -> calibrated class probabilities float32 [n, classes] (one per column of ``weights``)."""
     if len(texts) == 0:
         return np.zeros((0, weights.shape[1]), dtype=np.float32)
     logits = router_logits(router_featurize(texts), weights, bias)

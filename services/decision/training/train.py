@@ -1,7 +1,9 @@
 """Train, calibrate, evaluate and package the two Triton models, in pure numpy.
 
 document_router
-    features: ``features.router_featurize`` (hashed byte n-grams + words, 2**18 buckets);
+    classes and rows: one class per enabled pack, and ``other`` (``packs.router_training_set``);
+    the Triton config's PROBS dims, ``labels.txt`` and ``parameters.classes`` are written to
+    match; features: ``features.router_featurize`` (hashed byte n-grams + words, 2**18 buckets);
     model: multinomial logistic regression, mean cross-entropy + (l2/2)||W||^2, mini-batch
     Adam over a seeded shuffle, from zero weights; calibration: one temperature T fitted on the
     validation split by minimizing NLL (golden-section search on log T).
@@ -27,6 +29,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import time
 import zipfile
@@ -38,6 +41,12 @@ import numpy as np
 
 from services.decision.training import datagen
 from services.decision.training import features as F
+from services.decision.training.packs import (
+    PackExamples,
+    RouterTrainingSet,
+    collect_packs,
+    router_training_set,
+)
 
 TRAINER_VERSION = "1"
 DEFAULT_SEED = 1234
@@ -68,6 +77,8 @@ ROUTER_CANDIDATES: dict[str, dict[str, Any]] = {
           "hyperparameters": {**ROUTER_HPARAMS, "epochs": 6, "l2": 1e-5}},
 }
 MODEL_PY = "model.py"
+CONFIG_FILE = "config.pbtxt"
+LABELS_FILE = "labels.txt"
 
 FEATURES_SOURCE = Path(F.__file__)
 
@@ -213,10 +224,11 @@ def _gather_rows(csr: tuple[np.ndarray, np.ndarray, np.ndarray], ids: np.ndarray
 
 
 def fit_router(csr: tuple[np.ndarray, np.ndarray, np.ndarray], y: np.ndarray, seed: int,
-               hp: Mapping[str, Any] = ROUTER_HPARAMS) -> tuple[np.ndarray, np.ndarray]:
+               hp: Mapping[str, Any] = ROUTER_HPARAMS, n_classes: int = len(F.ROUTER_CLASSES)
+               ) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression by mini-batch Adam. Returns float64 (W [D, C], b [C])."""
     rng = np.random.default_rng(seed)
-    n, k, d = y.size, len(F.ROUTER_CLASSES), F.ROUTER_DIM
+    n, k, d = y.size, n_classes, F.ROUTER_DIM
     W = np.zeros((d, k))
     b = np.zeros(k)
     mW, vW = np.zeros_like(W), np.zeros_like(W)
@@ -291,8 +303,10 @@ def _quantile_edges(values: np.ndarray, q: int = 10) -> list[float]:
 
 
 def train_router(rows: Sequence[Mapping[str, Any]], seed: int,
-                 hp: Mapping[str, Any] = ROUTER_HPARAMS) -> dict[str, Any]:
-    classes = list(F.ROUTER_CLASSES)
+                 hp: Mapping[str, Any] = ROUTER_HPARAMS,
+                 classes: Sequence[str] = F.ROUTER_CLASSES) -> dict[str, Any]:
+    """Fit, calibrate and evaluate the router on ``rows`` labelled with ``classes``."""
+    classes = list(classes)
     cidx = {c: i for i, c in enumerate(classes)}
     parts: dict[str, list[Mapping[str, Any]]] = {"train": [], "validation": [], "test": []}
     for r in rows:
@@ -301,7 +315,7 @@ def train_router(rows: Sequence[Mapping[str, Any]], seed: int,
     ys = {s: np.array([cidx[str(r["label"])] for r in parts[s]], dtype=np.int64) for s in parts}
     t0 = time.perf_counter()
     csr = F.router_featurize(texts["train"])
-    W64, b64 = fit_router(csr, ys["train"], seed, hp)
+    W64, b64 = fit_router(csr, ys["train"], seed, hp, n_classes=len(classes))
     W, b = W64.astype(np.float32), b64.astype(np.float32)
     fit_s = time.perf_counter() - t0
     val_logits = F.router_logits(F.router_featurize(texts["validation"]), W, b)
@@ -404,14 +418,14 @@ def train_invoice(rows: Sequence[Mapping[str, Any]], seed: int) -> dict[str, Any
 # -- packaging ---------------------------------------------------------------------------------
 
 
-def _triton_io(model: str) -> dict[str, Any]:
+def _triton_io(model: str, classes: Sequence[str] = ()) -> dict[str, Any]:
     if model == ROUTER:
         return {
             "max_batch_size": 256,
             "inputs": [{"name": "TEXT", "datatype": "BYTES", "config_type": "TYPE_STRING", "dims": [1],
                         "doc": "UTF-8 document text, one per batch row"}],
             "outputs": [
-                {"name": "PROBS", "datatype": "FP32", "dims": [len(F.ROUTER_CLASSES)],
+                {"name": "PROBS", "datatype": "FP32", "dims": [len(classes)],
                  "doc": "calibrated class probabilities in the order of 'classes'"},
                 {"name": "LABEL", "datatype": "BYTES", "config_type": "TYPE_STRING", "dims": [1],
                  "doc": "argmax class name"},
@@ -443,6 +457,11 @@ def _card_md(card: Mapping[str, Any]) -> str:
     ]
     if card["model"] == ROUTER:
         lines += [f"Classes (PROBS order): {', '.join(card['classes'])}", "",
+                  "| class | training examples (all splits) |", "|---|---|"]
+        lines += [f"| {c} | {n} |" for c, n in card["class_examples"].items()]
+        lines += ["", "Packs: " + (", ".join(f"{p['name']} {p['version']} ({p['examples']} "
+                                             f"examples, {p['source']})" for p in card["packs"])
+                                   or "none"), "",
                   "| accuracy | macro-F1 | log-loss | ECE (15 bins) | Brier |", "|---|---|---|---|---|",
                   f"| {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['log_loss']:.4f} | {m['ece']:.4f} | {m['brier']:.4f} |",
                   "", f"Temperature T = {card['calibration']['temperature']:.4f} (fitted on validation).", "",
@@ -506,15 +525,57 @@ def _router_model_py(repository: Path) -> bytes:
                      "the repository")
 
 
-def _router_card(res: Mapping[str, Any], data_dir: Path, rows: int, vdir: str, semver: str,
-                 seed: int, hp: Mapping[str, Any], common: Mapping[str, Any], feat_sha: str,
-                 split_doc: str) -> dict[str, Any]:
+def _router_config(repository: Path, classes: Sequence[str]) -> bytes:
+    """The router's ``config.pbtxt`` for ``classes``: the tracked file with the PROBS dims and
+    the ``classes`` parameter set (so the output shape follows the class count)."""
+    for candidate in (repository / ROUTER / CONFIG_FILE,
+                      Path(__file__).resolve().parents[3] / "models" / "repository" / ROUTER
+                      / CONFIG_FILE):
+        if candidate.is_file():
+            text = candidate.read_text("utf-8")
+            break
+    else:
+        raise SystemExit(f"{repository / ROUTER / CONFIG_FILE} missing: it ships with the "
+                         "repository")
+    text, dims = re.subn(r'(name: "PROBS"\n(?:[^\n]*\n)*?\s*dims: \[ )\d+( \])',
+                         rf"\g<1>{len(classes)}\g<2>", text, count=1)
+    text, params = re.subn(r'(key: "classes"\n\s*value: \{ string_value: ")[^"]*(")',
+                           rf"\g<1>{','.join(classes)}\g<2>", text, count=1)
+    if dims != 1 or params != 1:
+        raise SystemExit(f"{ROUTER}/{CONFIG_FILE}: no PROBS dims or classes parameter to set")
+    return text.encode("utf-8")
+
+
+def _write_router_config(repository: Path, classes: Sequence[str]) -> None:
+    """Write ``config.pbtxt`` and ``labels.txt`` for the trained classes (unchanged files are
+    left alone, so retraining the same classes does not touch tracked files)."""
+    (repository / ROUTER).mkdir(parents=True, exist_ok=True)
+    for name, blob in ((CONFIG_FILE, _router_config(repository, classes)),
+                       (LABELS_FILE, ("\n".join(classes) + "\n").encode("utf-8"))):
+        path = repository / ROUTER / name
+        if not path.is_file() or path.read_bytes() != blob:
+            _write_atomic(path, blob)
+
+
+def _router_card(res: Mapping[str, Any], data_dir: Path, tset: RouterTrainingSet, vdir: str,
+                 semver: str, seed: int, hp: Mapping[str, Any], common: Mapping[str, Any],
+                 feat_sha: str, split_doc: str) -> dict[str, Any]:
     card: dict[str, Any] = {
         "model": ROUTER, "version": semver, **common, "seed": seed,
-        "description": "Routes an incoming document (text) to one of five work-item classes.",
-        "classes": list(F.ROUTER_CLASSES),
-        "triton": {"name": ROUTER, "version_dir": vdir, "backend": "python", **_triton_io(ROUTER)},
-        "training_data": {**_data_info(data_dir, datagen.ROUTER_FILE), "rows": rows},
+        "description": f"Routes an incoming document (text) to one of {len(tset.classes)} "
+                       "classes: one per enabled pack, and 'other'.",
+        "classes": list(tset.classes),
+        "class_examples": tset.class_examples(),
+        "packs": [{"name": p.name, "version": p.version, "digest": p.digest,
+                   "examples": len(p.examples), "source": p.source} for p in tset.packs],
+        "packs_without_examples": list(tset.without_examples),
+        "triton": {"name": ROUTER, "version_dir": vdir, "backend": "python",
+                   **_triton_io(ROUTER, tset.classes)},
+        "training_data": {**_data_info(data_dir, datagen.ROUTER_FILE), "rows": len(tset.rows),
+                          "rows_sha256": tset.sha256(),
+                          "sources": "the enabled packs' examples.jsonl and models/data/"
+                                     f"{datagen.ROUTER_FILE} (see services/decision/"
+                                     "training/packs.py)"},
         "split": {"method": split_doc, **res["sizes"], "heldout_file": f"models/data/{ROUTER_HELDOUT}"},
         "featurizer": {"file": FEATURIZER_FILE, "sha256": feat_sha, "version": F.FEATURIZER_VERSION,
                        "description": (
@@ -530,9 +591,9 @@ def _router_card(res: Mapping[str, Any], data_dir: Path, rows: int, vdir: str, s
                         "validation_ece_after": res["metrics"]["validation"]["ece"]},
         "metrics": res["metrics"],
         "drift_baseline": res["baseline"],
-        "intended_use": "Route synthetic-like business documents (invoices, admission forms, support "
-                        "tickets, classroom analytics events) to the matching workflow; low-confidence "
-                        "routes go to human review (decision service threshold).",
+        "intended_use": "Route business documents to the pack that automates them (one class "
+                        "per enabled pack); 'other' and low-confidence routes go to human review "
+                        "(decision service threshold).",
         "limitations": "Trained on a synthetic, seeded corpus (models/data); expect lower accuracy on "
                        "real traffic, other languages and very long documents (truncated at "
                        f"{F.MAX_CHARS} chars). ~3% label noise and ambiguous templates cap accuracy.",
@@ -543,27 +604,39 @@ def _router_card(res: Mapping[str, Any], data_dir: Path, rows: int, vdir: str, s
     return card
 
 
+def router_set(data_dir: Path, packs: Sequence[PackExamples] | None = None
+               ) -> RouterTrainingSet:
+    """The router's classes and rows: the enabled packs' (None: the shipped packs) plus the
+    shipped corpus in ``data_dir`` (services/decision/training/packs.py)."""
+    if packs is None:
+        packs = collect_packs()
+    return router_training_set(packs, datagen.read_jsonl(Path(data_dir) / datagen.ROUTER_FILE))
+
+
 def train_all(data_dir: Path, repository: Path, seed: int = DEFAULT_SEED,
-              log: Any = print) -> dict[str, Any]:
+              log: Any = print, packs: Sequence[PackExamples] | None = None) -> dict[str, Any]:
+    """Train every model into ``repository``; the router's classes are the enabled ``packs``
+    (None: the shipped ones) and ``other``."""
     data_dir, repository = Path(data_dir), Path(repository)
     verify_data(data_dir)
+    tset = router_set(data_dir, packs)
     t_all = time.perf_counter()
     feat_sha = featurizer_sha256()
     split_doc = "sha256(id) mod 100: < 70 train, < 85 validation, else test"
     common = {"seed": seed, "trainer_version": TRAINER_VERSION, "framework": f"numpy {np.__version__}"}
 
     # document router: the live version, then the shadow candidates (same split, other seeds)
-    router_rows = datagen.read_jsonl(data_dir / datagen.ROUTER_FILE)
+    router_rows = list(tset.rows)
     builds: list[tuple[str, str, int, Mapping[str, Any]]] = [
         (VERSION_DIR, MODEL_VERSIONS[ROUTER], seed, ROUTER_HPARAMS)]
     builds += [(vdir, spec["version"], seed + spec["seed_offset"], spec["hyperparameters"])
                for vdir, spec in ROUTER_CANDIDATES.items()]
     card: dict[str, Any] = {}
     for vdir, semver, vseed, hp in builds:
-        res = train_router(router_rows, vseed, hp)
-        vcard = _router_card(res, data_dir, len(router_rows), vdir, semver, vseed, hp, common,
+        res = train_router(router_rows, vseed, hp, tset.classes)
+        vcard = _router_card(res, data_dir, tset, vdir, semver, vseed, hp, common,
                              feat_sha, split_doc)
-        meta = {"model": ROUTER, "version": semver, "classes": list(F.ROUTER_CLASSES),
+        meta = {"model": ROUTER, "version": semver, "classes": list(tset.classes),
                 "featurizer_sha256": feat_sha, "featurizer_version": F.FEATURIZER_VERSION,
                 "seed": vseed}
         arrays = {"weights": res["weights"], "bias": res["bias"],
@@ -575,11 +648,17 @@ def train_all(data_dir: Path, repository: Path, seed: int = DEFAULT_SEED,
             _write_atomic(data_dir / ROUTER_HELDOUT, datagen.jsonl_bytes(res["heldout"]))
         else:  # the same Triton model.py serves every version directory
             _write_atomic(repository / ROUTER / vdir / MODEL_PY, _router_model_py(repository))
-        log(f"[train] {ROUTER} {semver} (dir {vdir}): fit {res['fit_seconds']:.1f}s on "
+        log(f"[train] {ROUTER} {semver} (dir {vdir}): {len(tset.classes)} classes, fit {res['fit_seconds']:.1f}s on "
             f"{res['sizes']['train']} docs (nnz {res['nnz_train']}), "
             f"T={float(res['temperature']):.3f}, test acc "
             f"{res['metrics']['test']['accuracy']:.4f} macro-F1 {res['metrics']['test']['macro_f1']:.4f} "
             f"log-loss {res['metrics']['test']['log_loss']:.4f} ECE {res['metrics']['test']['ece']:.4f}")
+
+    _write_router_config(repository, tset.classes)
+    log(f"[train] {ROUTER} classes: " + ", ".join(
+        f"{c} ({n})" for c, n in tset.class_examples().items()))
+    if tset.without_examples:
+        log(f"[train] no class for {', '.join(tset.without_examples)}: no examples")
 
     # invoice risk
     inv_rows = datagen.read_jsonl(data_dir / datagen.INVOICE_FILE)
@@ -639,9 +718,12 @@ def _version_dirs() -> list[tuple[str, str, str, int]]:
     return dirs + [(INVOICE, VERSION_DIR, MODEL_VERSIONS[INVOICE], 0)]
 
 
-def artifacts_status(data_dir: Path, repository: Path, seed: int | None = None) -> str | None:
-    """None when every artifact exists and matches the data, featurizer, trainer (and seed)."""
+def artifacts_status(data_dir: Path, repository: Path, seed: int | None = None,
+                     packs: Sequence[PackExamples] | None = None) -> str | None:
+    """None when every artifact exists and matches the data (the corpus and the enabled
+    ``packs``; None: the shipped ones), featurizer, trainer (and seed)."""
     data_dir, repository = Path(data_dir), Path(repository)
+    tset = router_set(data_dir, packs)
     feat_sha = featurizer_sha256()
     wanted = {ROUTER: (datagen.ROUTER_FILE, ROUTER_HELDOUT), INVOICE: (datagen.INVOICE_FILE, INVOICE_HELDOUT)}
     for model, version_dir, semver, seed_offset in _version_dirs():
@@ -669,10 +751,16 @@ def artifacts_status(data_dir: Path, repository: Path, seed: int | None = None) 
             return f"{model}: trainer or model version changed"
         if card.get("weights", {}).get("sha256") != datagen.sha256_file(vdir / WEIGHTS_FILE):
             return f"{model}: weights differ from the card"
+        if model == ROUTER and (card.get("classes") != list(tset.classes) or card.get(
+                "training_data", {}).get("rows_sha256") != tset.sha256()):
+            return f"{model}: classes or pack examples changed"
         if seed is not None and card.get("seed") != seed + seed_offset:
             return f"{model}: trained with seed {card.get('seed')}, not {seed + seed_offset}"
         if version_dir != VERSION_DIR and (vdir / MODEL_PY).read_bytes() != _router_model_py(repository):
             return f"{model}: {vdir / MODEL_PY} differs from version {VERSION_DIR}'s"
+    config = repository / ROUTER / CONFIG_FILE
+    if not config.is_file() or config.read_bytes() != _router_config(repository, tset.classes):
+        return f"{config} does not match the classes {', '.join(tset.classes)}"
     return None
 
 

@@ -1,11 +1,12 @@
-"""Triton Python-backend model ``document_router``: TEXT (BYTES [1]) -> PROBS (FP32 [5]), LABEL (BYTES [1]).
+"""Triton Python-backend model ``document_router``: TEXT (BYTES [1]) -> PROBS (FP32 [classes]), LABEL (BYTES [1]).
 
 Inference is numpy. Everything the model needs sits next to this file, in the version directory:
 
 * ``featurize.py`` -- a verbatim copy of ``services/decision/training/features.py`` (the module
   training used; loaded here by file path, not through ``sys.path``);
-* ``weights.npz``  -- ``weights`` [2**18, 5], ``bias`` [5], ``temperature`` and ``meta`` (JSON with
-  the class list and the sha256 of the featurizer the weights were trained with).
+* ``weights.npz``  -- ``weights`` [2**18, classes], ``bias`` [classes], ``temperature`` and
+  ``meta`` (JSON with the class list -- one per enabled pack, and ``other`` -- and the sha256 of
+  the featurizer the weights were trained with).
 
 Both are built by ``python -m services.decision.training``. Loading fails loudly when they are
 missing, when ``featurize.py`` is not the file the weights were trained with, or when the class
@@ -63,8 +64,9 @@ class TritonPythonModel:
         if configured and configured.split(",") != self.classes:
             raise pb_utils.TritonModelException(
                 f"config classes {configured!r} != trained classes {self.classes}")
-        if list(self.f.ROUTER_CLASSES) != self.classes or self.weights.shape[1] != len(self.classes):
-            raise pb_utils.TritonModelException("weights / featurizer class lists disagree")
+        if self.weights.shape[1] != len(self.classes):
+            raise pb_utils.TritonModelException(
+                f"weights have {self.weights.shape[1]} classes, meta lists {len(self.classes)}")
         self.labels = np.array([c.encode("utf-8") for c in self.classes], dtype=np.object_)
         pb_utils.Logger.log_info(
             f"document_router {meta.get('version')} loaded: classes={self.classes} "
