@@ -27,11 +27,13 @@ from switchyard.v1 import (
     ApplyTenantSettingsRequest,
     CancelTaskRequest,
     ClaimRequest,
+    CompleteWaitRequest,
     DecideRequest,
     DecisionServiceStub,
     DeleteWebhookRequest,
     Document,
     ExecutorAdminServiceStub,
+    ExecutorServiceStub,
     GetItemRequest,
     GetPackRequest,
     GetTaskRequest,
@@ -217,6 +219,7 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
     executor_channel = create_channel(f"127.0.0.1:{settings.executor_grpc_port}",
                                       api_key="acme-sub")
     executor = ExecutorAdminServiceStub(executor_channel)
+    waits = ExecutorServiceStub(executor_channel)
     packs_channel = create_channel(f"127.0.0.1:{settings.decision_grpc_port}",
                                    api_key="acme-admin")
     packs = PackServiceStub(packs_channel)
@@ -277,6 +280,9 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
                 ListBreakersRequest()), grpc.StatusCode.PERMISSION_DENIED),
             "ExecutorAdminService/ResetBreaker": (lambda: executor.ResetBreaker(
                 ResetBreakerRequest(name="http://erp")), grpc.StatusCode.PERMISSION_DENIED),
+            # a callback token naming another tenant's task: absent, nothing completed
+            "ExecutorService/CompleteWait": (lambda: waits.CompleteWait(CompleteWaitRequest(
+                token=f"{task_id}:1-post_invoice")), grpc.StatusCode.NOT_FOUND),
             # packs: a tenant's admin acts on its own tenant only; another's pack is absent
             "PackService/ApplyPack": (lambda: packs.ApplyPack(ApplyPackRequest(
                 source=GLOBEX_PACK, tenant_id="globex")), grpc.StatusCode.PERMISSION_DENIED),
