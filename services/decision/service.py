@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
 import asyncpg
@@ -83,18 +82,12 @@ def decision_audit_detail(task: TaskEnvelope, decision: Decision,
 
 def escalation_for(task: TaskEnvelope, decision: Decision, outcome: Outcome,
                    queue: str) -> Escalation:
-    """The decision service's escalation, through the one builder every service uses; the
-    pack rule's reviewer group, four-eyes and SLA travel on it (and on the decision)."""
-    sla = None
-    if decision.HasField("review_sla") and decision.review_sla.ToTimedelta():
-        sla = datetime.now(timezone.utc) + decision.review_sla.ToTimedelta()
-    escalation = build_escalation(
+    """The decision service's escalation, through the one builder every service uses (it
+    carries the pack rule's reviewer group, four-eyes and review SLA from the decision)."""
+    return build_escalation(
         task, decision, queue=queue, bucket=outcome.priority,
         reason=EscalationReason.Value(f"ESCALATION_REASON_{outcome.escalation_reason}"),
-        detail=decision.explanation, service="decision", sla_deadline=sla)
-    escalation.reviewer_group = decision.reviewer_group
-    escalation.four_eyes = decision.four_eyes
-    return escalation
+        detail=decision.explanation, service="decision")
 
 
 class TaskDecider:

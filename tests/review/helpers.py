@@ -18,7 +18,6 @@ from pathlib import Path
 import asyncpg
 
 from switchyard import Settings
-from switchyard._db import connect
 from switchyard._taskstore import timestamp
 from switchyard.v1 import (
     ActionPlan,
