@@ -41,20 +41,6 @@ def payload_sha256(submission: Submission) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def guess_kind(text: str) -> str:
-    """A cheap hint for documents submitted without a kind; the router model decides."""
-    lowered = text[:2000].lower()
-    for kind, words in (
-        ("invoice", ("invoice", "amount due", "bill to", "remit")),
-        ("admission_form", ("admission", "applicant", "enrol", "enroll")),
-        ("support_ticket", ("ticket", "not working", "help", "error", "refund")),
-        ("classroom_event", ("classroom", "attendance", "quiz", "sensor")),
-    ):
-        if any(word in lowered for word in words):
-            return kind
-    return "other"
-
-
 def new_task_id() -> str:
     return str(uuid.uuid4())
 
@@ -68,7 +54,9 @@ def build_envelope(submission: Submission, task_id: str, source: int,
     kind = submission.kind.strip().lower()
     hint = submission.document.kind_hint.strip().lower()
     if not hint:
-        hint = kind or guess_kind(body.decode("utf-8", errors="replace"))
+        # ingest knows no document types (packs do, in the decision service): an empty hint
+        # leaves the type to the router
+        hint = kind
     bucket = requested_bucket(submission.priority_level,
                               submission.priority)  # type: ignore[deprecated]
     envelope = TaskEnvelope(
@@ -124,5 +112,5 @@ def retry_submission(envelope: TaskEnvelope, attempt: int) -> Submission:
 
 
 __all__ = ["KIND", "MAX_JSON_DEPTH", "RETRYABLE_STATUSES", "RETRY_OF_KEY", "TaskSource",
-           "build_envelope", "guess_kind", "json_problem", "new_task_id", "payload_sha256",
+           "build_envelope", "json_problem", "new_task_id", "payload_sha256",
            "retry_key", "retry_submission", "validate"]

@@ -35,6 +35,7 @@ from switchyard.packs._extract import (
 from switchyard.packs._loader import (
     ENGINE_RULES,
     MAX_PACK_BYTES,
+    PACKS_GROUP,
     builtin_packs,
     load_pack,
     load_pack_files,
@@ -70,6 +71,7 @@ from switchyard.packs._tenant import (
 
 __all__ = [
     "DECISION_VARIABLES", "ENGINE_RULES", "GROUPS", "MAX_PACK_BYTES", "NO_RULE_MATCHED",
+    "PACKS_GROUP",
     "PLAN_VARIABLES", "Compensation", "Condition", "EntryPointError", "ExpressionError",
     "ExtractedField", "Extraction", "Extractor", "extract_fields", "extractor_for",
     "FieldSpec", "GoldenCase", "Names", "Pack", "PackError", "ParamSpec", "ReviewSpec",

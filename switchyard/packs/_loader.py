@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from switchyard.packs._entrypoints import GROUPS, is_declared
+from switchyard.packs._entrypoints import GROUPS, declared, is_declared
 from switchyard.packs._expressions import (
     DECISION_VARIABLES,
     PLAN_VARIABLES,
@@ -59,6 +59,8 @@ from switchyard.packs._schema import (
 from switchyard.packs._yaml import load_yaml
 
 PACK_FILE = "pack.yaml"
+#: Entry point group of installed packs: name -> a package holding the pack's folder.
+PACKS_GROUP = "switchyard.packs"
 DEFAULT_EXAMPLES = "examples.jsonl"
 DEFAULT_TESTS = "tests.yaml"
 MAX_PACK_BYTES = 4 * 1024 * 1024
@@ -695,26 +697,40 @@ def load_pack(directory: str | Path) -> Pack:
 
 @functools.lru_cache(maxsize=1)
 def _builtin() -> tuple[tuple[str, Pack], ...]:
-    root = importlib.resources.files("switchyard_packs")
-    found: list[tuple[str, Pack]] = []
-    for child in sorted(root.iterdir(), key=lambda p: p.name):
-        if not child.is_dir() or not child.joinpath(PACK_FILE).is_file():
-            continue
-        files = {item.name: item.read_bytes() for item in child.iterdir()
+    found: dict[str, tuple[str, Pack]] = {}
+    for name, point in sorted(declared(PACKS_GROUP).items()):
+        where = f"entry point {name!r} in group {PACKS_GROUP} ({point.value})"
+        try:
+            root = importlib.resources.files(point.value)
+        except (ImportError, TypeError, ValueError) as exc:
+            raise PackError([f"{where}: {point.value}: not an importable package: {exc}"]) \
+                from None
+        if not root.joinpath(PACK_FILE).is_file():
+            raise PackError([f"{where}: {PACK_FILE}: missing: the package must hold the pack's "
+                             "folder"])
+        files = {item.name: item.read_bytes() for item in root.iterdir()
                  if item.is_file() and not item.name.startswith(".")
                  and not item.name.endswith(".pyc")}
-        pack = load_pack_files(files)
-        found.append((pack.name, pack))
-    return tuple(found)
+        try:
+            pack = load_pack_files(files)
+        except PackError as exc:
+            raise PackError([f"{point.value}/{line}" for line in exc.problems]) from None
+        if pack.name != name:
+            raise PackError([f"{where}: pack: {pack.name}: the entry point's name must be the "
+                             "pack's name"])
+        found[name] = (name, pack)
+    return tuple(found.values())
 
 
 def builtin_packs() -> dict[str, Pack]:
-    """The packs shipped with Switchyard (package ``switchyard_packs``), by name.
+    """The installed packs, by name: every package registered in the entry point group
+    ``switchyard.packs`` (the shipped ones in ``switchyard_packs`` are registered there too,
+    exactly as a pack distribution registers its own), shared by every tenant.
 
-    A shipped pack that does not load is a packaging bug: it raises :class:`PackError`.
+    An installed pack that does not load is a packaging bug: it raises :class:`PackError`.
     """
     return dict(_builtin())
 
 
-__all__ = ["ENGINE_RULES", "MAX_PACK_BYTES", "builtin_packs", "load_pack", "load_pack_files",
+__all__ = ["ENGINE_RULES", "MAX_PACK_BYTES", "PACKS_GROUP", "builtin_packs", "load_pack", "load_pack_files",
            "param_value_problem", "parse_duration", "read_pack_folder", "validate_pack_files"]

@@ -67,8 +67,9 @@ def test_envelope_is_normalised() -> None:
     assert envelope.received_at.seconds > 0
 
 
-def test_kind_hint_is_guessed_when_kind_is_missing() -> None:
+def test_ingest_guesses_no_kind_the_router_decides() -> None:
+    """Ingest knows no document types (packs live in the decision service)."""
     sub = submission(kind="", document=Document(body=b"Attendance dropped in classroom B204"))
     envelope = domain.build_envelope(sub, "task-2", TaskSource.TASK_SOURCE_GRPC)
     assert envelope.kind == ""
-    assert envelope.document.kind_hint == "classroom_event"
+    assert envelope.document.kind_hint == ""
