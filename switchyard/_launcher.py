@@ -162,10 +162,9 @@ def up(settings: Settings, detach: bool = False) -> int:
 
 
 def down(settings: Settings) -> int:
-    survivors = stack_down(Path(settings.state_dir))
-    if survivors:
-        print(f"had to kill: {', '.join(survivors)}", file=sys.stderr)
-    print("stopped")
+    # each got SIGTERM (SIGKILL only after the stop timeout, logged as a warning)
+    running = stack_down(Path(settings.state_dir))
+    print(f"stopped: {', '.join(running)}" if running else "stopped (nothing was running)")
     return 0
 
 

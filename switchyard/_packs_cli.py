@@ -278,7 +278,10 @@ async def _call(rpc: Callable[[Any], Awaitable[Any]], request: Any) -> Any:
                 detail.Unpack(bad)
                 lines += [f"{v.field}: {v.description}" if v.field else v.description
                           for v in bad.field_violations]
-        raise _Invalid(f"INVALID_ARGUMENT: {exc.details()}", lines) from None
+        # the status text joins the violations; print them once, a line each
+        header = (f"INVALID_ARGUMENT: {len(lines)} mistake(s)" if lines
+                  else f"INVALID_ARGUMENT: {exc.details()}")
+        raise _Invalid(header, lines) from None
 
 
 def _print_invalid(command: str, exc: _Invalid) -> int:
@@ -376,6 +379,8 @@ async def _apply(args: argparse.Namespace, stub: Any,
         except _Invalid as exc:
             _print_applied(args, results)
             exc.header = f"{path}: {exc.header}"
+            if kind == "settings":  # the service names the document settings.yaml
+                exc.lines = [line.replace("settings.yaml", str(path), 1) for line in exc.lines]
             return _print_invalid("packs apply", exc)
     _print_applied(args, results)
     return EXIT_OK

@@ -258,19 +258,28 @@ class DecisionEngine:
         result = await self.assess(task, persist)
         return result.decision, result.outcome
 
-    async def assess(self, task: TaskEnvelope, persist: bool = False) -> Decided:
-        """Decide ``task``; ``persist`` marks tasks of the system of record (Kafka path)."""
+    async def assess(self, task: TaskEnvelope, persist: bool = False,
+                     testing: ActivePack | None = None) -> Decided:
+        """Decide ``task``; ``persist`` marks tasks of the system of record (Kafka path).
+
+        ``testing`` (PackService.TestPack) stands in for the tenant's pack of that name, and
+        the task is not production traffic: the shadow and drift monitors do not see it.
+        """
         policy = self.policies.for_tenant(task.tenant_id)
         packs = self.catalog.for_tenant(task.tenant_id)
+        if testing is not None:
+            packs = replace(packs, packs={**packs.packs, testing.pack.name: testing})
         text = document_text(task)
         bucket = task_bucket(task)
         try:
             prediction = await self.router.submit(text)
         except ModelUnavailable as exc:
+            if testing is not None:
+                raise
             return self._unavailable(task, policy, str(exc))
-        if self.shadow is not None:
+        if testing is None and self.shadow is not None:
             self.shadow.observe(task.task_id, task.tenant_id, text, prediction, persist)
-        if self.router_drift is not None:
+        if testing is None and self.router_drift is not None:
             self.router_drift.observe({"text_length_chars": len(text),
                                        "predicted_class": prediction.label,
                                        "max_prob": prediction.confidence})
@@ -292,6 +301,8 @@ class DecisionEngine:
         try:
             return await self.decide_with_pack(task, text, prediction, active, policy, note)
         except ModelUnavailable as exc:
+            if testing is not None:
+                raise
             return self._unavailable(task, policy, str(exc), prediction)
 
     async def decide_with_pack(self, task: TaskEnvelope, text: str, prediction: Prediction,
@@ -344,14 +355,11 @@ class DecisionEngine:
                        policy, assessment)
 
     async def test_case(self, task: TaskEnvelope, active: ActivePack) -> Decided:
-        """Decide ``task`` with ``active`` whatever the router says (PackService.TestPack):
-        the router still scores it, for ``route.confidence``. Nothing is stored."""
-        policy = self.policies.for_tenant(task.tenant_id)
-        text = document_text(task)
-        prediction = await self.router.submit(text)
-        confidence = prediction.scores.get(active.pack.name, 1.0)
-        routed = replace(prediction, label=active.pack.name, confidence=confidence)
-        return await self.decide_with_pack(task, text, routed, active, policy)
+        """Decide a golden case (PackService.TestPack) the way a task submitted with the
+        pack's name as its kind is decided, with ``active`` standing in for the tenant's pack
+        of that name: the router and the tenant's routing policy first (so a case may expect
+        ``low_confidence`` or ``kind_mismatch``), then the pack. Nothing is stored."""
+        return await self.assess(task, testing=active)
 
     def _unavailable(self, task: TaskEnvelope, policy: Policy, reason: str,
                      prediction: Prediction | None = None) -> Decided:

@@ -16,11 +16,13 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import grpc
 import pytest
+import yaml
 
 from switchyard import Settings
 from switchyard._db import connect
 from switchyard._grpc import create_channel, field_violations
 from switchyard._launcher import service_specs
+from switchyard.packs import builtin_packs
 from switchyard.stack import EmbeddedStack, free_port
 from switchyard.v1 import (
     ApplyPackRequest,
@@ -92,6 +94,12 @@ tests:
     expect: {{outcome: escalate, rule: amount_over_limit}}
 """
 CLAIM = "Employee: Ann Lee\nTotal: 42.50 EUR\nCurrency: EUR"
+INVOICE_TEXT = (
+    "INVOICE\nNordwind Logistik GmbH\nInvoice number: NW-2026-0042\n"
+    "Invoice date: 2026-03-02\nDue date: 2026-04-01\nBill to: Acme Corp\n"
+    "Description                Qty   Price\nFreight Hamburg-Munich      1   1,250.00\n"
+    "Subtotal: EUR 1,250.00\nVAT 19%: EUR 237.50\nTotal amount due: EUR 1,487.50\n"
+    "IBAN: DE89 3704 0044 0532 0130 00\n")
 
 
 def expense_pack(version: str = "1.0.0", straight_rule: str = "straight_through") -> PackSource:
@@ -346,6 +354,24 @@ async def test_test_pack_reports_each_case(clients: dict[str, Client]) -> None:
     shipped = await clients["acme-audit"].packs.TestPack(PackTestRequest(name="invoice"))
     assert shipped.cases and all(c.passed for c in shipped.cases), [
         (c.name, list(c.mismatches)) for c in shipped.cases if not c.passed]
+
+
+async def test_golden_cases_are_routed_like_submitted_tasks(clients: dict[str, Client]) -> None:
+    """A case is decided as a task submitted with the pack's name as its kind: the router
+    and the tenant's routing policy come first, so a case can expect kind_mismatch."""
+    ticket = builtin_packs()["support_ticket"]
+    files = dict(ticket.files)
+    cases = yaml.safe_load(files["tests.yaml"])
+    cases = cases["tests"] if isinstance(cases, dict) else cases
+    cases.append({"name": "an invoice sent as a ticket goes to a person",
+                  "document": {"text": INVOICE_TEXT},
+                  "expect": {"outcome": "escalate", "rule": "kind_mismatch"}})
+    files["tests.yaml"] = yaml.safe_dump(cases).encode()
+    result = await clients["acme-admin"].packs.TestPack(PackTestRequest(source=PackSource(
+        files=[PackFile(path=name, content=body) for name, body in files.items()])))
+    assert all(c.passed for c in result.cases), [
+        (c.name, list(c.mismatches)) for c in result.cases if not c.passed]
+    assert result.cases[-1].actual_rule == "kind_mismatch"
 
 
 async def test_an_apply_reaches_every_replica_without_restart(

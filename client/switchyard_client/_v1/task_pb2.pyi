@@ -186,7 +186,9 @@ class Document(google.protobuf.message.Message):
     filename: builtins.str
     """Original file name, if any; informational."""
     kind_hint: builtins.str
-    """The document type the submitter or ingest believes this is; the router model decides."""
+    """The document type the submitter believes this is (ingest copies Submission.kind here
+    when it is empty; it never guesses); the router model decides.
+    """
     def __init__(
         self,
         *,
