@@ -20,9 +20,10 @@ Faults, in this order, while the workload flows:
    changed), recreate the topics and restart; ingest's reconciler re-drives every unfinished
    task that nothing durable owns from PostgreSQL.
 
-Every plan of the run's tenants is the shipped default except one: classroom events are
-counted through the demo downstream's non-deduplicating endpoint
-(``http://analytics/events/append``), which shows what the executor guarantees without the
+Every plan of the run's tenants is its shipped pack's (the invoice pack's is the two-step saga
+with a compensation above), one parameter aside: classroom events are counted, through the
+classroom_event pack's ``analytics_target`` (a tenant setting), on the demo downstream's
+non-deduplicating endpoint (``http://analytics/events/append``), which shows what the executor guarantees without the
 downstream's help (see :mod:`chaos.invariants`).
 
 Before the broker restart the harness waits until the intake records the broker acknowledged
