@@ -69,6 +69,8 @@ MAX_TEXT_CHARS = 20_000  # the router reads the head of long documents
 #: The rule named when a pack's extension (extractor, enricher, feature builder) or one of its
 #: expressions fails on a document: a person decides instead.
 PACK_ERROR_RULE = "pack_error"
+#: The rule named when a document's content type is not among its pack's ``content_types``.
+CONTENT_TYPE_RULE = "content_type_not_supported"
 
 
 def document_text(task: TaskEnvelope) -> str:
@@ -312,6 +314,15 @@ class DecisionEngine:
         reading the tenant's records (PostgreSQL) propagate, as transient."""
         pack, params = active.pack, active.params
         bucket = task_bucket(task)
+        content_type = task.document.content_type or "text/plain"
+        if content_type not in pack.content_types:
+            outcome = Outcome("escalate", CONTENT_TYPE_RULE,
+                              f"{note}Pack {pack.name} {pack.version} reads "
+                              f"{', '.join(pack.content_types)}, not {content_type}; a person "
+                              "decides.", prediction.confidence, pack.name, "OTHER",
+                              priority=bucket)
+            return Decided(to_decision(task, outcome, prediction, policy, active=active),
+                           outcome, policy)
         try:
             extraction = extractor_of(pack)(text)
             raw = {name: f.value for name, f in extraction.fields.items()}
@@ -367,5 +378,5 @@ class DecisionEngine:
         return Decided(to_decision(task, outcome, prediction, policy), outcome, policy)
 
 
-__all__ = ["PACK_ERROR_RULE", "Assessment", "Decided", "DecisionEngine", "Overloaded",
+__all__ = ["CONTENT_TYPE_RULE", "PACK_ERROR_RULE", "Assessment", "Decided", "DecisionEngine", "Overloaded",
            "TableResult", "document_text", "run_table", "table_outcome", "to_decision"]

@@ -69,7 +69,7 @@ FOLDER = "(pack)"
 #: Rules the engine decides before (or instead of) a pack's table; golden cases may expect them.
 ENGINE_RULES: frozenset[str] = frozenset({
     NO_RULE_MATCHED, "low_confidence", "kind_mismatch", "out_of_scope", "no_plan",
-    "model_unavailable"})
+    "model_unavailable", "pack_error", "content_type_not_supported"})
 _LOOPS = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d)")

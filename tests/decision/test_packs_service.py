@@ -402,3 +402,15 @@ async def test_an_apply_reaches_every_replica_without_restart(
         await eventually(overridden, "the other replica to use the new settings", 60)
     finally:
         await other.channel.close()
+
+
+async def test_a_media_type_the_pack_does_not_read_goes_to_a_person(
+        clients: dict[str, Client]) -> None:
+    admin = clients["globex-admin"]
+    await admin.packs.ApplyPack(ApplyPackRequest(source=expense_pack("3.0.0")))
+    envelope = TaskEnvelope(task_id=str(uuid.uuid4()), kind="expense_claim",
+                            document=Document(content_type="application/json",
+                                              body=b'{"Employee": "Ann Lee", "Total": 42.5}'))
+    decision = (await admin.decide.Decide(DecideRequest(task=envelope))).decision
+    assert (outcome(decision), decision.rule) == ("ESCALATE", "content_type_not_supported")
+    assert "reads text/plain, not application/json" in decision.explanation
