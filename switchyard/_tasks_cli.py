@@ -64,6 +64,8 @@ def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
                         help="one task per file: .txt (text/plain) or .json (application/json)")
     parser.add_argument("--tenant", default="default", help="tenant id (default: default)")
     parser.add_argument("--kind", default="", help="task kind (default: the router decides)")
+    parser.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE",
+                        help="task metadata (repeatable); rules and plans read it as metadata")
     parser.add_argument("--key-prefix", default="file:",
                         help="idempotency key prefix; the key is PREFIX + sha256:<content "
                              "hash>, so re-running the command returns the same tasks "
@@ -100,6 +102,13 @@ def add_tasks_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--attempt", type=int, default=1,
                    help="which retry this is (the same attempt returns the same new task)")
     _add_client_arguments(p)
+    p = sub.add_parser("complete-wait", help="complete a plan's callback wait "
+                                             "(ExecutorService.CompleteWait)")
+    p.add_argument("token", help="<task_id>:<step_id> of the waiting step")
+    p.add_argument("--output", default="{}", metavar="JSON",
+                   help="a JSON object; later steps read it as steps.<name>.output")
+    p.add_argument("--error", default="", help="fail the step instead (the plan compensates)")
+    _add_client_arguments(p, "ExecutorService", "SWITCHYARD_EXECUTOR_GRPC_PORT")
 
 
 def idempotency_key(prefix: str, body: bytes) -> str:
@@ -221,9 +230,20 @@ def _read_files(args: argparse.Namespace) -> list[_File]:
     return files
 
 
+def _metadata(pairs: list[str]) -> dict[str, str]:
+    metadata = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise _Usage(f"--metadata {pair!r}: expected KEY=VALUE")
+        metadata[key.strip()] = value
+    return metadata
+
+
 def run_submit(args: argparse.Namespace, settings: Settings) -> int:
     try:
         files = _read_files(args)   # every file is checked before anything is submitted
+        args.metadata = _metadata(args.metadata)
     except _Usage as exc:
         print(f"switchyard submit: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -246,7 +266,7 @@ async def _submit(args: argparse.Namespace, stub: Any, files: list[_File]) -> in
             try:
                 response = await stub.SubmitTask(SubmitTaskRequest(submission=Submission(
                     tenant_id=args.tenant, idempotency_key=file.key, kind=args.kind,
-                    document=Document(content_type=file.content_type, body=file.body,
+                    metadata=args.metadata, document=Document(content_type=file.content_type, body=file.body,
                                       filename=file.path.name))))
                 result.update(task_id=response.task_id, created=response.created,
                               status=status_name(response.status), stage=stage_name(response.stage),
@@ -308,6 +328,11 @@ async def _wait(stub: Any, task_id: str) -> Any:
 
 
 def run_tasks(args: argparse.Namespace, settings: Settings) -> int:
+    if args.tasks_action == "complete-wait":
+        from switchyard.v1 import ExecutorServiceStub
+
+        return _main("tasks complete-wait", args, settings, _complete_wait,
+                     ExecutorServiceStub, settings.executor_grpc_port)
     return _main(f"tasks {args.tasks_action}", args, settings, _TASK_ACTIONS[args.tasks_action])
 
 
@@ -410,6 +435,29 @@ async def _retry(args: argparse.Namespace, stub: Any) -> int:
         how = "new" if response.created else "existing"
         print(f"retry of {args.task_id}: {response.task.envelope.task_id} ({how}, "
               f"{status_name(response.task.status)})")
+    return EXIT_OK
+
+
+async def _complete_wait(args: argparse.Namespace, stub: Any) -> int:
+    from google.protobuf.struct_pb2 import Struct
+
+    from switchyard.v1 import CompleteWaitRequest
+
+    try:
+        output = json.loads(args.output)
+    except ValueError as exc:
+        raise _Usage(f"--output: not JSON: {exc}") from None
+    if not isinstance(output, dict):
+        raise _Usage("--output: must be a JSON object")
+    request = CompleteWaitRequest(token=args.token, error=args.error)
+    request.output.CopyFrom(Struct())
+    request.output.update(output)
+    response = await stub.CompleteWait(request)
+    if args.json:
+        print(json.dumps({"task_id": response.task_id, "step_id": response.step_id}))
+    else:
+        print(f"{'failed' if args.error else 'completed'}: {response.task_id} step "
+              f"{response.step_id}")
     return EXIT_OK
 
 

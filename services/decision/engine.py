@@ -225,6 +225,9 @@ def table_outcome(pack: Pack, context: dict[str, Any], policy: Policy, bucket: i
     rule = result.rule
     explanation = _explain(rule, context)
     if pack.hit_policy == "collect" and len(result.matched) > 1:
+        explanation = explanation.rstrip()
+        if not explanation.endswith((".", "!", "?")):
+            explanation += "."
         explanation += " Also matched: " + "; ".join(
             f"{r.name} ({r.outcome})" for r in result.matched if r is not rule) + "."
     if rule.outcome != "escalate":

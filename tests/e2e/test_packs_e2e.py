@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -239,8 +243,17 @@ def done(task: Task) -> bool:
     return task.status in TERMINAL_STATUSES
 
 
-async def test_a_pack_written_here_runs_every_plan_feature(stubs: Stubs,
-                                                           settings: Settings) -> None:
+def cli(settings: Settings, *args: str) -> str:
+    """``switchyard ...`` as a person runs it, against this module's services."""
+    done = subprocess.run([sys.executable, "-m", "switchyard", *args],
+                          env={**os.environ, **settings.to_env()}, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def test_a_pack_written_here_runs_every_plan_feature(stubs: Stubs, settings: Settings,
+                                                           tmp_path: Path) -> None:
     await apply(stubs)
     # the pack decides at once, with its own table: no restart, no code
     decided = (await stubs.decision.Decide(DecideRequest(task=TaskEnvelope(
@@ -256,7 +269,12 @@ async def test_a_pack_written_here_runs_every_plan_feature(stubs: Stubs,
 
     # -- a large claim: mapping, a person's approval mid-plan, parallel steps, a timer, a
     # step reading an earlier step's status, a callback
-    big = await submit(stubs, claim("Ann Lee", "250.00", "travel"), "R-1")
+    # submitted the way a person does, from a file with the CLI (metadata included)
+    claim_file = tmp_path / "claim-r1.txt"
+    claim_file.write_bytes(claim("Ann Lee", "250.00", "travel"))
+    submitted = cli(settings, "submit", str(claim_file), "--tenant", TENANT, "--kind",
+                    "expense_claim", "--metadata", "ref=R-1", "--json")
+    big = json.loads(submitted)[0]["task_id"]
     item = await review_item(stubs, big)
     assert item.escalation.reason == EscalationReason.ESCALATION_REASON_APPROVAL_STEP
     assert item.escalation.step_id == "2-manager_ok"
@@ -282,8 +300,14 @@ async def test_a_pack_written_here_runs_every_plan_feature(stubs: Stubs,
     await until(waiting_for_bank, "the callback wait")
     task = (await stubs.ingest.GetTask(GetTaskRequest(task_id=big))).task
     assert task.status not in TERMINAL_STATUSES  # durably waiting for the bank
-    await stubs.executor.CompleteWait(CompleteWaitRequest(
-        token=f"{big}:7-bank_confirmation", output=struct({"confirmation": "BANK-77"})))
+    # the bank's callback, through the CLI (ExecutorService.CompleteWait)
+    answered = json.loads(cli(settings, "tasks", "complete-wait", f"{big}:7-bank_confirmation",
+                              "--output", '{"confirmation": "BANK-77"}', "--json"))
+    assert answered == {"task_id": big, "step_id": "7-bank_confirmation"}
+    with pytest.raises(grpc.aio.AioRpcError) as late:  # the step is not waiting any more
+        await stubs.executor.CompleteWait(CompleteWaitRequest(
+            token=f"{big}:7-bank_confirmation", output=struct({"confirmation": "again"})))
+    assert late.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     task = await wait_task(stubs, big, done)
     assert TaskStatus.Name(task.status) == "TASK_STATUS_SUCCEEDED", task.reason
 
