@@ -11,6 +11,7 @@ one task are handled in order while different tasks in a batch run concurrently.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -29,7 +30,13 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from opentelemetry import trace
 from prometheus_client import Gauge
 
-from switchyard._kafka import Producer, activate_incoming, deactivate, headers_to_dict
+from switchyard._kafka import (
+    TENANT_HEADER,
+    Producer,
+    activate_incoming,
+    deactivate,
+    headers_to_dict,
+)
 from switchyard._payloads import DEAD_LETTER_VALUE, codec_for
 from switchyard._serde import SerdeError
 from switchyard._settings import Settings
@@ -223,11 +230,16 @@ class DeadLetterSink:
                 if self._pool is not None:
                     await self._pool.execute(
                         "INSERT INTO dead_letters (dead_letter_id, service, source_topic, "
-                        "reason_code, reason, original_value) VALUES ($1,$2,$3,$4,$5,$6) "
+                        "reason_code, reason, original_value, tenant_id, original_key, "
+                        "original_headers, source_partition, source_offset) "
+                        "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9::jsonb,$10,$11) "
                         "ON CONFLICT (dead_letter_id) DO NOTHING",
                         uuid.UUID(dead_letter_id), self._service, record.topic, code, reason,
                         None if record.value is None else codec_for(self._settings).seal(
                             dead_letter_id, record.value, DEAD_LETTER_VALUE),
+                        # what a replay needs to re-publish the record as it was read
+                        record.headers.get(TENANT_HEADER, "")[:200], record.key,
+                        json.dumps(record.headers), record.partition, record.offset,
                     )
                 break
             except TRANSIENT_ERRORS as exc:

@@ -8,20 +8,24 @@ webhook worker.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC
+from typing import Any
 
 import asyncpg
 import grpc
 from google.rpc import error_details_pb2
 
-from services.ingest import domain, intake, listing, reconciler, store, webhooks
+from services.ingest import dead_letters, domain, intake, listing, reconciler, store, webhooks
 from services.ingest.backpressure import Backlog, Overloaded
 from services.ingest.cancel import AlreadyFinished, Cancelled, Requested, cancel
 from services.ingest.feed import Cursor, StatusFeed
 from services.ingest.publisher import Item, Publisher
 from switchyard._auth import IntakeSigner, Role, principal_var
 from switchyard._grpc import FieldViolation, abort_invalid, abort_retry_later, status_details
+from switchyard._kafka import Producer
 from switchyard._kpis import KpiExporter
 from switchyard._payloads import (
     TASK_ENVELOPE,
@@ -40,16 +44,25 @@ from switchyard._topics import INTAKE
 from switchyard.v1 import (
     CancelTaskRequest,
     CancelTaskResponse,
+    DeadLetter,
+    DeadLetterRecord,
+    DeadLetterServiceServicer,
     DeleteWebhookRequest,
     DeleteWebhookResponse,
+    GetDeadLetterRequest,
+    GetDeadLetterResponse,
     GetTaskRequest,
     GetTaskResponse,
     IngestServiceServicer,
     ItemError,
+    ListDeadLettersRequest,
+    ListDeadLettersResponse,
     ListTasksRequest,
     ListTasksResponse,
     RegisterWebhookRequest,
     RegisterWebhookResponse,
+    ReplayDeadLetterRequest,
+    ReplayDeadLetterResponse,
     RetryTaskRequest,
     RetryTaskResponse,
     Submission,
@@ -64,6 +77,7 @@ from switchyard.v1 import (
     WatchTaskResponse,
     WatchTenantRequest,
     WatchTenantResponse,
+    add_DeadLetterServiceServicer_to_server,
     add_IngestServiceServicer_to_server,
 )
 from switchyard.v1 import FieldViolation as FieldViolationPb
@@ -83,6 +97,13 @@ POLICY = {
     f"/{SERVICE_NAME}/ListTasks": _READERS,
     f"/{SERVICE_NAME}/WatchTask": _READERS,
     f"/{SERVICE_NAME}/WatchTenant": _READERS,
+}
+DEAD_LETTER_SERVICE_NAME = "switchyard.v1.DeadLetterService"
+#: The dead-letter queue is operator work: admins read and replay, auditors read.
+DEAD_LETTER_POLICY = {
+    f"/{DEAD_LETTER_SERVICE_NAME}/ListDeadLetters": frozenset({Role.ADMIN, Role.AUDITOR}),
+    f"/{DEAD_LETTER_SERVICE_NAME}/GetDeadLetter": frozenset({Role.ADMIN, Role.AUDITOR}),
+    f"/{DEAD_LETTER_SERVICE_NAME}/ReplayDeadLetter": frozenset({Role.ADMIN}),
 }
 #: RPCs that create work: charged to the caller's tenant (one token per submission).
 RATE_LIMITED = frozenset({f"/{SERVICE_NAME}/SubmitTask", f"/{SERVICE_NAME}/SubmitTasks",
@@ -433,6 +454,95 @@ class IntakeConsumer:
                 raise RejectRecord("idempotency_conflict", str(exc)) from None
 
 
+def dead_letter_record(row: asyncpg.Record, value: bytes | None = None,
+                       key: bytes | None = None,
+                       headers: dict[str, str] | None = None) -> DeadLetterRecord:
+    """The API view of a ``dead_letters`` row (bytes only when given: GetDeadLetter)."""
+    letter = DeadLetter(
+        dead_letter_id=str(row["dead_letter_id"]), source_topic=row["source_topic"],
+        partition=row["source_partition"] or 0, offset=row["source_offset"] or 0,
+        original_key=key or b"", original_value=value or b"",
+        original_headers=headers or {}, reason_code=row["reason_code"], reason=row["reason"],
+        failed_at=timestamp(row["failed_at"]), service=row["service"])
+    record = DeadLetterRecord(letter=letter, tenant_id=row["tenant_id"],
+                              replayed_by=row["replayed_by"] or "",
+                              replay_count=row["replay_count"],
+                              purged=row["purged_at"] is not None)
+    if row["replayed_at"] is not None:
+        record.replayed_at.CopyFrom(timestamp(row["replayed_at"]))
+    return record
+
+
+class DeadLetterServicer(DeadLetterServiceServicer):
+    """DeadLetterService: glue over :mod:`services.ingest.dead_letters`."""
+
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, producer: Producer) -> None:
+        self.pool = pool
+        self.producer = producer
+        self.codec = codec_for(settings)
+
+    async def _scope(self, context: grpc.aio.ServicerContext,
+                     tenant_id: str = "") -> dead_letters.Scope:
+        try:
+            return dead_letters.scope_for(principal_var.get(), tenant_id)
+        except PermissionError as exc:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+            raise
+
+    async def ListDeadLetters(self, request: ListDeadLettersRequest,
+                              context: grpc.aio.ServicerContext) -> ListDeadLettersResponse:
+        scope = await self._scope(context, request.tenant_id)
+        try:
+            page_size = dead_letters.page_size_of(request.page_size)
+            filters = dead_letters.Filters(
+                request.source_topic.strip(), request.reason_code.strip(),
+                request.since.ToDatetime(tzinfo=UTC) if request.HasField("since") else None)
+            rows, token = await dead_letters.list_page(self.pool, scope, filters, page_size,
+                                                       request.page_token)
+        except FieldViolation as exc:
+            await abort_invalid(context, [exc])
+            raise
+        return ListDeadLettersResponse(dead_letters=[dead_letter_record(r) for r in rows],
+                                       next_page_token=token)
+
+    async def _id(self, context: grpc.aio.ServicerContext, value: str) -> Any:
+        try:
+            return dead_letters.parse_id(value)
+        except FieldViolation as exc:
+            await abort_invalid(context, [exc])
+            raise
+
+    async def GetDeadLetter(self, request: GetDeadLetterRequest,
+                            context: grpc.aio.ServicerContext) -> GetDeadLetterResponse:
+        letter_id = await self._id(context, request.dead_letter_id)
+        scope = await self._scope(context)
+        try:
+            row, value = await dead_letters.get(self.pool, scope, letter_id, self.codec)
+        except dead_letters.NotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            raise
+        return GetDeadLetterResponse(dead_letter=dead_letter_record(
+            row, value, row["original_key"], json.loads(row["original_headers"])))
+
+    async def ReplayDeadLetter(self, request: ReplayDeadLetterRequest,
+                               context: grpc.aio.ServicerContext) -> ReplayDeadLetterResponse:
+        letter_id = await self._id(context, request.dead_letter_id)
+        scope = await self._scope(context)
+        principal = principal_var.get()
+        try:
+            row = await dead_letters.replay(self.pool, self.producer, scope, letter_id,
+                                            principal, request.force, self.codec)
+        except dead_letters.NotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            raise
+        except (dead_letters.AlreadyReplayed, dead_letters.Purged) as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            raise
+        log.warning("dead letter %s replayed by %s%s", letter_id, principal.key_id,
+                    " (forced)" if request.force else "")
+        return ReplayDeadLetterResponse(dead_letter=dead_letter_record(row))
+
+
 async def setup(ctx: ServiceContext) -> None:
     settings = ctx.settings
     publisher = Publisher(settings, ctx.pool, ctx.producer)
@@ -444,6 +554,9 @@ async def setup(ctx: ServiceContext) -> None:
     servicer = IngestServicer(settings, ctx.pool, publisher, feed, backlog)
     ctx.serve((add_IngestServiceServicer_to_server, servicer, SERVICE_NAME), POLICY,
               rate_limited=RATE_LIMITED)
+    ctx.serve((add_DeadLetterServiceServicer_to_server,
+               DeadLetterServicer(settings, ctx.pool, ctx.producer), DEAD_LETTER_SERVICE_NAME),
+              DEAD_LETTER_POLICY)
     ctx.consume(INTAKE, IntakeConsumer(settings, publisher, backlog, ctx.limiter).handle)
 
     async def reconcile() -> None:

@@ -8,6 +8,20 @@ from switchyard.v1.cancellation_pb2 import (
 from switchyard.v1.dead_letter_pb2 import (
     DeadLetter,
 )
+from switchyard.v1.dead_letter_service_pb2 import (
+    DeadLetterRecord,
+    GetDeadLetterRequest,
+    GetDeadLetterResponse,
+    ListDeadLettersRequest,
+    ListDeadLettersResponse,
+    ReplayDeadLetterRequest,
+    ReplayDeadLetterResponse,
+)
+from switchyard.v1.dead_letter_service_pb2_grpc import (
+    DeadLetterServiceStub,
+    DeadLetterServiceServicer,
+    add_DeadLetterServiceServicer_to_server,
+)
 from switchyard.v1.decision_pb2 import (
     ActionPlan,
     ActionStep,
@@ -171,6 +185,9 @@ __all__ = [
     "Connector",
     "DataClass",
     "DeadLetter",
+    "DeadLetterRecord",
+    "DeadLetterServiceServicer",
+    "DeadLetterServiceStub",
     "DecideRequest",
     "DecideResponse",
     "Decision",
@@ -191,6 +208,8 @@ __all__ = [
     "ExecutorServiceStub",
     "FieldExtraction",
     "FieldViolation",
+    "GetDeadLetterRequest",
+    "GetDeadLetterResponse",
     "GetItemRequest",
     "GetItemResponse",
     "GetPackRequest",
@@ -204,6 +223,8 @@ __all__ = [
     "ItemError",
     "ListBreakersRequest",
     "ListBreakersResponse",
+    "ListDeadLettersRequest",
+    "ListDeadLettersResponse",
     "ListPacksRequest",
     "ListPacksResponse",
     "ListQueueRequest",
@@ -223,6 +244,8 @@ __all__ = [
     "ReleaseResponse",
     "RenewRequest",
     "RenewResponse",
+    "ReplayDeadLetterRequest",
+    "ReplayDeadLetterResponse",
     "ResetBreakerRequest",
     "ResetBreakerResponse",
     "RetryTaskRequest",
@@ -260,6 +283,7 @@ __all__ = [
     "WatchTaskResponse",
     "WatchTenantRequest",
     "WatchTenantResponse",
+    "add_DeadLetterServiceServicer_to_server",
     "add_DecisionServiceServicer_to_server",
     "add_ExecutorAdminServiceServicer_to_server",
     "add_ExecutorServiceServicer_to_server",

@@ -1,0 +1,13 @@
+-- Dead letters an operator can replay: what is needed to re-publish the record exactly
+-- (key, headers, partition and offset it was read at), the tenant it names (the
+-- x-tenant-id header; '' when it names none, such a letter is for operators only), and
+-- who replayed it when (replaying twice needs --force).
+ALTER TABLE dead_letters ADD COLUMN tenant_id text NOT NULL DEFAULT '';
+ALTER TABLE dead_letters ADD COLUMN original_key bytea;
+ALTER TABLE dead_letters ADD COLUMN original_headers jsonb NOT NULL DEFAULT '{}'::jsonb;
+ALTER TABLE dead_letters ADD COLUMN source_partition integer;
+ALTER TABLE dead_letters ADD COLUMN source_offset bigint;
+ALTER TABLE dead_letters ADD COLUMN replayed_at timestamptz;
+ALTER TABLE dead_letters ADD COLUMN replayed_by text;
+ALTER TABLE dead_letters ADD COLUMN replay_count integer NOT NULL DEFAULT 0;
+CREATE INDEX dead_letters_by_tenant ON dead_letters (tenant_id, failed_at DESC, dead_letter_id);
