@@ -15,7 +15,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -27,8 +27,10 @@ from switchyard._grpc import FieldViolation
 from switchyard._kafka import Producer
 from switchyard._payloads import DEAD_LETTER_VALUE, PayloadCodec
 
-__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "REPLAY_HEADER", "AlreadyReplayed", "Filters",
-           "NotFound", "Purged", "Scope", "get", "list_page", "replay", "scope_for"]
+__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "OPERATOR_CHAIN", "REPLAY_HEADER",
+           "AlreadyReplayed", "Filters", "NotFound", "Purged", "Scope", "get", "list_page",
+           "page_size_of", "page_token_of", "parse_id", "parse_page_token", "replay",
+           "scope_for", "text_filter"]
 
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 500
 #: Header added to a replayed record: the letter it replays, so the trail is followable.
@@ -92,17 +94,28 @@ def page_size_of(requested: int) -> int:
     return requested or DEFAULT_PAGE_SIZE
 
 
-def _token(row: Mapping[str, Any]) -> str:
+def page_token_of(row: Mapping[str, Any]) -> str:
     raw = json.dumps([row["failed_at"].isoformat(), str(row["dead_letter_id"])])
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 
-def _untoken(token: str) -> tuple[datetime, uuid.UUID]:
+def parse_page_token(token: str) -> tuple[datetime, uuid.UUID]:
     try:
         failed_at, letter_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return datetime.fromisoformat(failed_at), uuid.UUID(letter_id)
-    except (ValueError, TypeError, UnicodeError):
+        when = datetime.fromisoformat(failed_at)
+        if when.tzinfo is None:
+            raise ValueError("naive time")
+        return when.astimezone(UTC), uuid.UUID(letter_id)
+    except (ValueError, TypeError, AttributeError, OverflowError, RecursionError):
         raise FieldViolation("page_token", "not a token from ListDeadLetters") from None
+
+
+def text_filter(field: str, value: str) -> str:
+    """A filter compared with stored text: PostgreSQL text holds no NUL, so one is a
+    mistake of the caller's, named, rather than a database error."""
+    if "\x00" in value:
+        raise FieldViolation(field, "must not contain NUL characters")
+    return value.strip()
 
 
 async def list_page(pool: asyncpg.Pool, scope: Scope, filters: Filters, page_size: int,
@@ -123,13 +136,13 @@ async def list_page(pool: asyncpg.Pool, scope: Scope, filters: Filters, page_siz
     if filters.since is not None:
         where.append(f"failed_at >= {arg(filters.since)}")
     if page_token:
-        failed_at, letter_id = _untoken(page_token)
+        failed_at, letter_id = parse_page_token(page_token)
         where.append(f"(failed_at, dead_letter_id) < ({arg(failed_at)}, {arg(letter_id)})")
     rows = await pool.fetch(
         f"SELECT {_COLUMNS} FROM dead_letters WHERE {' AND '.join(where)} "
         f"ORDER BY failed_at DESC, dead_letter_id DESC LIMIT {arg(page_size + 1)}", *args)
     if len(rows) > page_size:
-        return list(rows[:page_size]), _token(rows[page_size - 1])
+        return list(rows[:page_size]), page_token_of(rows[page_size - 1])
     return list(rows), ""
 
 

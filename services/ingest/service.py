@@ -473,6 +473,13 @@ def dead_letter_record(row: asyncpg.Record, value: bytes | None = None,
     return record
 
 
+def _since(request: ListDeadLettersRequest) -> Any:
+    try:
+        return request.since.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise FieldViolation("since", "not a representable time") from None
+
+
 class DeadLetterServicer(DeadLetterServiceServicer):
     """DeadLetterService: glue over :mod:`services.ingest.dead_letters`."""
 
@@ -491,12 +498,18 @@ class DeadLetterServicer(DeadLetterServiceServicer):
 
     async def ListDeadLetters(self, request: ListDeadLettersRequest,
                               context: grpc.aio.ServicerContext) -> ListDeadLettersResponse:
-        scope = await self._scope(context, request.tenant_id)
         try:
+            tenant_id = dead_letters.text_filter("tenant_id", request.tenant_id)
             page_size = dead_letters.page_size_of(request.page_size)
             filters = dead_letters.Filters(
-                request.source_topic.strip(), request.reason_code.strip(),
-                request.since.ToDatetime(tzinfo=UTC) if request.HasField("since") else None)
+                dead_letters.text_filter("source_topic", request.source_topic),
+                dead_letters.text_filter("reason_code", request.reason_code),
+                _since(request) if request.HasField("since") else None)
+        except FieldViolation as exc:
+            await abort_invalid(context, [exc])
+            raise
+        scope = await self._scope(context, tenant_id)
+        try:
             rows, token = await dead_letters.list_page(self.pool, scope, filters, page_size,
                                                        request.page_token)
         except FieldViolation as exc:
