@@ -10,16 +10,16 @@ is locked so two operators cannot both replay it.
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from services.ingest import keyset
 from switchyard._audit import append as audit_append
 from switchyard._audit import digest
 from switchyard._auth import Principal
@@ -32,7 +32,7 @@ __all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "OPERATOR_CHAIN", "REPLAY_HEADE
            "page_size_of", "page_token_of", "parse_id", "parse_page_token", "replay",
            "scope_for", "text_filter"]
 
-DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 500
+DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = keyset.DEFAULT_PAGE_SIZE, keyset.MAX_PAGE_SIZE
 #: Header added to a replayed record: the letter it replays, so the trail is followable.
 REPLAY_HEADER = "x-switchyard-replay-of"
 #: Audit chain of letters whose record named no tenant (only operators see those).
@@ -88,26 +88,15 @@ def parse_id(dead_letter_id: str) -> uuid.UUID:
 
 
 def page_size_of(requested: int) -> int:
-    if requested < 0 or requested > MAX_PAGE_SIZE:
-        raise FieldViolation("page_size", f"must be 0 (default {DEFAULT_PAGE_SIZE}) to "
-                                          f"{MAX_PAGE_SIZE}")
-    return requested or DEFAULT_PAGE_SIZE
+    return keyset.page_size(requested)
 
 
 def page_token_of(row: Mapping[str, Any]) -> str:
-    raw = json.dumps([row["failed_at"].isoformat(), str(row["dead_letter_id"])])
-    return base64.urlsafe_b64encode(raw.encode()).decode()
+    return keyset.encode(row["failed_at"], row["dead_letter_id"])
 
 
 def parse_page_token(token: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        failed_at, letter_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-        when = datetime.fromisoformat(failed_at)
-        if when.tzinfo is None:
-            raise ValueError("naive time")
-        return when.astimezone(UTC), uuid.UUID(letter_id)
-    except (ValueError, TypeError, AttributeError, OverflowError, RecursionError):
-        raise FieldViolation("page_token", "not a token from ListDeadLetters") from None
+    return keyset.parse(token, "ListDeadLetters")
 
 
 def text_filter(field: str, value: str) -> str:

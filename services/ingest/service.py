@@ -18,7 +18,16 @@ import asyncpg
 import grpc
 from google.rpc import error_details_pb2
 
-from services.ingest import dead_letters, domain, intake, listing, reconciler, store, webhooks
+from services.ingest import (
+    dead_letters,
+    domain,
+    intake,
+    keyset,
+    listing,
+    reconciler,
+    store,
+    webhooks,
+)
 from services.ingest.backpressure import Backlog, Overloaded
 from services.ingest.cancel import AlreadyFinished, Cancelled, Requested, cancel
 from services.ingest.feed import Cursor, StatusFeed
@@ -56,10 +65,16 @@ from switchyard.v1 import (
     IngestServiceServicer,
     ItemError,
     ListDeadLettersRequest,
+    ListWebhookDeliveriesRequest,
+    ListWebhookDeliveriesResponse,
+    ListWebhooksRequest,
+    ListWebhooksResponse,
     ListDeadLettersResponse,
     ListTasksRequest,
     ListTasksResponse,
     RegisterWebhookRequest,
+    RedeliverWebhooksRequest,
+    RedeliverWebhooksResponse,
     RegisterWebhookResponse,
     ReplayDeadLetterRequest,
     ReplayDeadLetterResponse,
@@ -70,6 +85,7 @@ from switchyard.v1 import (
     SubmitTaskResponse,
     SubmitTasksRequest,
     SubmitTasksResponse,
+    SkippedDelivery,
     SubmitTasksResult,
     Task,
     TaskSource,
@@ -77,6 +93,8 @@ from switchyard.v1 import (
     WatchTaskResponse,
     WatchTenantRequest,
     WatchTenantResponse,
+    Webhook,
+    WebhookDelivery,
     add_DeadLetterServiceServicer_to_server,
     add_IngestServiceServicer_to_server,
 )
@@ -93,6 +111,9 @@ POLICY = {
     f"/{SERVICE_NAME}/RetryTask": _SUBMITTERS,
     f"/{SERVICE_NAME}/RegisterWebhook": _SUBMITTERS,
     f"/{SERVICE_NAME}/DeleteWebhook": _SUBMITTERS,
+    f"/{SERVICE_NAME}/RedeliverWebhooks": _SUBMITTERS,
+    f"/{SERVICE_NAME}/ListWebhooks": _READERS,
+    f"/{SERVICE_NAME}/ListWebhookDeliveries": _READERS,
     f"/{SERVICE_NAME}/GetTask": _READERS,
     f"/{SERVICE_NAME}/ListTasks": _READERS,
     f"/{SERVICE_NAME}/WatchTask": _READERS,
@@ -424,6 +445,100 @@ class IngestServicer(IngestServiceServicer):
             return DeleteWebhookResponse(deleted=False)
         return DeleteWebhookResponse(deleted=await webhooks.delete(self.pool, request.webhook_id))
 
+    async def _operator_tenant(self, tenant_id: str, context: grpc.aio.ServicerContext) -> str:
+        if "\x00" in tenant_id:
+            await abort_invalid(context, [FieldViolation("tenant_id", "must not contain NUL "
+                                                                      "characters")])
+        return await self._tenant(tenant_id, context)
+
+    async def ListWebhooks(self, request: ListWebhooksRequest,
+                           context: grpc.aio.ServicerContext) -> ListWebhooksResponse:
+        tenant = await self._operator_tenant(request.tenant_id, context)
+        return ListWebhooksResponse(webhooks=[
+            Webhook(webhook_id=str(r["webhook_id"]), tenant_id=r["tenant_id"], url=r["url"],
+                    created_at=timestamp(r["created_at"]), pending=r["pending"],
+                    delivered=r["delivered"], failed=r["failed"])
+            for r in await webhooks.list_webhooks(self.pool, tenant)])
+
+    async def ListWebhookDeliveries(self, request: ListWebhookDeliveriesRequest,
+                                    context: grpc.aio.ServicerContext
+                                    ) -> ListWebhookDeliveriesResponse:
+        tenant = await self._operator_tenant(request.tenant_id, context)
+        problems: list[FieldViolation] = []
+
+        def checked(parse: Any) -> Any:
+            try:
+                return parse()
+            except FieldViolation as exc:
+                problems.append(exc)
+                return None
+
+        webhook_id = checked(lambda: webhooks.parse_uuid("webhook_id", request.webhook_id)
+                             if request.webhook_id else None)
+        page_size = checked(lambda: keyset.page_size(request.page_size))
+        state = checked(lambda: webhooks.state_filter(request.state))
+        since = checked(lambda: _timestamp_field(request, "since"))
+        if problems:
+            await abort_invalid(context, problems)
+        try:
+            rows, token = await webhooks.list_deliveries(
+                self.pool, tenant, webhook_id, state, since, page_size, request.page_token)
+        except FieldViolation as exc:
+            await abort_invalid(context, [exc])
+            raise
+        return ListWebhookDeliveriesResponse(deliveries=[webhook_delivery(r) for r in rows],
+                                             next_page_token=token)
+
+    async def RedeliverWebhooks(self, request: RedeliverWebhooksRequest,
+                                context: grpc.aio.ServicerContext
+                                ) -> RedeliverWebhooksResponse:
+        tenant = await self._operator_tenant(request.tenant_id, context)
+        problems: list[FieldViolation] = []
+        ids = []
+        if bool(request.delivery_ids) == request.HasField("failed_since"):
+            problems.append(FieldViolation("delivery_ids", "name deliveries, or set "
+                                                           "failed_since (not both)"))
+        if len(request.delivery_ids) > webhooks.MAX_REDELIVER_IDS:
+            problems.append(FieldViolation("delivery_ids", f"at most "
+                                                           f"{webhooks.MAX_REDELIVER_IDS}"))
+        for index, value in enumerate(request.delivery_ids[:webhooks.MAX_REDELIVER_IDS]):
+            try:
+                ids.append(webhooks.parse_uuid(f"delivery_ids[{index}]", value))
+            except FieldViolation as exc:
+                problems.append(exc)
+        failed_since = None
+        if request.HasField("failed_since"):
+            try:
+                failed_since = _timestamp_field(request, "failed_since")
+            except FieldViolation as exc:
+                problems.append(exc)
+        if problems:
+            await abort_invalid(context, problems)
+        try:
+            rows, skipped = await webhooks.redeliver(self.pool, tenant, list(dict.fromkeys(ids)),
+                                                     failed_since, principal_var.get().key_id)
+        except webhooks.DeliveryNotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            raise
+        return RedeliverWebhooksResponse(
+            redelivered=[webhook_delivery(r) for r in rows],
+            skipped=[SkippedDelivery(delivery_id=i, reason=why) for i, why in skipped])
+
+
+def webhook_delivery(row: asyncpg.Record) -> WebhookDelivery:
+    """The API view of a ``webhook_deliveries`` row."""
+    delivery = WebhookDelivery(
+        delivery_id=str(row["delivery_id"]),
+        webhook_id=str(row["webhook_id"]) if row["webhook_id"] else "",
+        tenant_id=row["tenant_id"], task_id=str(row["task_id"]), sequence=row["seq"],
+        url=row["url"], state=row["state"], attempts=row["attempts"],
+        last_error=row["last_error"], created_at=timestamp(row["created_at"]))
+    if row["delivered_at"] is not None:
+        delivery.delivered_at.CopyFrom(timestamp(row["delivered_at"]))
+    if row["state"] == "pending":
+        delivery.next_attempt_at.CopyFrom(timestamp(row["next_attempt_at"]))
+    return delivery
+
 
 class IntakeConsumer:
     """The intake-topic agent: normalise each record into a task, or refuse it with a reason."""
@@ -473,11 +588,15 @@ def dead_letter_record(row: asyncpg.Record, value: bytes | None = None,
     return record
 
 
-def _since(request: ListDeadLettersRequest) -> Any:
+def _timestamp_field(request: Any, field: str) -> Any:
+    """A request's Timestamp field as an aware datetime (None when unset); one out of range
+    is a FieldViolation naming it."""
+    if not request.HasField(field):
+        return None
     try:
-        return request.since.ToDatetime(tzinfo=UTC)
+        return getattr(request, field).ToDatetime(tzinfo=UTC)
     except (ValueError, OverflowError):
-        raise FieldViolation("since", "not a representable time") from None
+        raise FieldViolation(field, "not a representable time") from None
 
 
 class DeadLetterServicer(DeadLetterServiceServicer):
@@ -504,7 +623,7 @@ class DeadLetterServicer(DeadLetterServiceServicer):
             filters = dead_letters.Filters(
                 dead_letters.text_filter("source_topic", request.source_topic),
                 dead_letters.text_filter("reason_code", request.reason_code),
-                _since(request) if request.HasField("since") else None)
+                _timestamp_field(request, "since"))
         except FieldViolation as exc:
             await abort_invalid(context, [exc])
             raise
