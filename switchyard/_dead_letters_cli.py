@@ -59,8 +59,9 @@ def add_dead_letters_arguments(parser: argparse.ArgumentParser) -> None:
     client(p)
 
 
-def parse_since(value: str, now: datetime | None = None) -> datetime:
-    """``30m`` / ``2h`` / ``7d`` ago, or an ISO 8601 time (UTC when it names no zone)."""
+def parse_since(value: str, now: datetime | None = None, option: str = "--since") -> datetime:
+    """``30m`` / ``2h`` / ``7d`` ago, or an ISO 8601 time (UTC when it names no zone);
+    anything else is a usage error naming ``option``."""
     match = _AGO.fullmatch(value.strip())
     if match:
         return (now or datetime.now(UTC)) - timedelta(
@@ -68,7 +69,7 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
     try:
         when = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise _Usage(f"--since {value!r}: use an ISO 8601 time (2026-01-31T12:00:00Z) or an "
+        raise _Usage(f"{option} {value!r}: use an ISO 8601 time (2026-01-31T12:00:00Z) or an "
                      "age like 30m, 2h, 7d") from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
