@@ -48,9 +48,12 @@ from switchyard.v1 import (
     ListPacksRequest,
     ListQueueRequest,
     ListTasksRequest,
+    ListWebhookDeliveriesRequest,
+    ListWebhooksRequest,
     PackFile,
     PackServiceStub,
     PackSource,
+    RedeliverWebhooksRequest,
     RegisterWebhookRequest,
     ReleaseRequest,
     ReplayDeadLetterRequest,
@@ -270,6 +273,13 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
             page = await globex_reviewer.ListQueue(ListQueueRequest(page_size=500))
             return next((i.item_id for i in page.items if i.escalation.task_id == task_id), "")
         item_id = await eventually(globex_item, "globex's task to reach review", 120, 0.3)
+
+        async def globex_delivery() -> str:
+            page = await globex_ingest.ListWebhookDeliveries(ListWebhookDeliveriesRequest(
+                webhook_id=webhook.webhook_id))
+            return page.deliveries[0].delivery_id if page.deliveries else ""
+        delivery_id = await eventually(globex_delivery, "a delivery to globex's webhook", 90,
+                                       0.3)
         verdict = ReviewVerdict(item_id=item_id, reviewer_id="mallory",
                                 verdict=Verdict.VERDICT_APPROVE)
 
@@ -291,6 +301,14 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
             "IngestService/RegisterWebhook": (lambda: ingest.RegisterWebhook(
                 RegisterWebhookRequest(tenant_id="globex", url="http://127.0.0.1:9/evil")),
                 grpc.StatusCode.PERMISSION_DENIED),
+            "IngestService/ListWebhooks": (lambda: ingest.ListWebhooks(ListWebhooksRequest(
+                tenant_id="globex")), grpc.StatusCode.PERMISSION_DENIED),
+            "IngestService/ListWebhookDeliveries": (lambda: ingest.ListWebhookDeliveries(
+                ListWebhookDeliveriesRequest(tenant_id="globex")),
+                grpc.StatusCode.PERMISSION_DENIED),
+            "IngestService/RedeliverWebhooks": (lambda: ingest.RedeliverWebhooks(
+                RedeliverWebhooksRequest(delivery_ids=[delivery_id])),
+                grpc.StatusCode.NOT_FOUND),
             "ReviewService/GetItem": (lambda: acme_reviewer.GetItem(GetItemRequest(
                 item_id=item_id)), grpc.StatusCode.NOT_FOUND),
             "ReviewService/Claim": (lambda: acme_reviewer.Claim(ClaimRequest(
@@ -352,6 +370,11 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
         assert "globex_memo" not in {p.name for p in (await packs.ListPacks(
             ListPacksRequest())).packs}
         assert (await packs.GetTenantSettings(GetTenantSettingsRequest())).version == 0
+        # acme's own webhook listings hold nothing of globex's
+        assert webhook.webhook_id not in {h.webhook_id for h in (
+            await ingest.ListWebhooks(ListWebhooksRequest())).webhooks}
+        assert delivery_id not in {d.delivery_id for d in (await ingest.ListWebhookDeliveries(
+            ListWebhookDeliveriesRequest(page_size=500))).deliveries}
         assert letter_id not in {r.letter.dead_letter_id for r in (
             await letters.ListDeadLetters(ListDeadLettersRequest(page_size=500))).dead_letters}
         covered = {*expected, "IngestService/SubmitTasks", "IngestService/DeleteWebhook",

@@ -1,12 +1,16 @@
-"""`switchyard dead-letters list|show|replay` against the real stack (the four services as
-processes, API keys on): records ingest could not accept are listed per tenant, shown with
-their original bytes, and replayed once to the topic they came from, audited."""
+"""The operators' commands against a real ingest process (API keys on), run as subprocesses
+the way a person runs them: `switchyard dead-letters list|show|replay` (records ingest could
+not accept are listed per tenant, shown with their original bytes, and replayed once to the
+topic they came from, audited) and `switchyard webhooks list|redeliver` (a tenant's webhooks,
+their deliveries, and delivering a failed one again)."""
 
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
 import pytest
@@ -15,21 +19,29 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from services.ingest import webhooks
 from services.ingest.dead_letters import REPLAY_HEADER
 from switchyard import Settings
 from switchyard._db import connect
 from switchyard._topics import INTAKE
+from switchyard.stack import free_port
 from switchyard.v1 import (
+    CancelTaskRequest,
     DeadLetterRecord,
     DeadLetterServiceStub,
+    Document,
     GetDeadLetterRequest,
+    IngestServiceStub,
     ListDeadLettersRequest,
+    RegisterWebhookRequest,
     ReplayDeadLetterRequest,
+    Submission,
+    SubmitTaskRequest,
 )
 from tests.cli.helpers import switchyard
 from tests.polling import eventually
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pipeline")]
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ingest_process")]
 KEYS = {"acme-admin": ("acme", "admin"), "acme-audit": ("acme", "auditor"),
         "acme-sub": ("acme", "submitter"), "globex-admin": ("globex", "admin"),
         "ops": ("*", "admin")}
@@ -37,8 +49,11 @@ KEYS = {"acme-admin": ("acme", "admin"), "acme-audit": ("acme", "auditor"),
 
 @pytest.fixture(scope="module")
 def settings(settings: Settings) -> Settings:
+    """API keys on; a webhook delivery fails for good after one attempt, so a test sees
+    failed deliveries at once."""
     return settings.replace(api_keys=",".join(f"{k}:{t}:{r}" for k, (t, r) in KEYS.items()),
-                            client_api_key="acme-admin")
+                            client_api_key="acme-admin", webhook_max_attempts=1,
+                            webhook_backoff_s=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -217,3 +232,118 @@ def test_fuzzed_dead_letter_requests_get_a_status_never_a_crash(
                     "dead_letter_id", "page_size", "page_token")), details
 
     one()
+
+
+# -- webhooks ------------------------------------------------------------------------------
+
+class Receiver(BaseHTTPRequestHandler):
+    """A loopback endpoint in its own thread (the commands run as blocking subprocesses):
+    answers 503 while ``failing``, else 204, and records the delivery ids it accepted."""
+
+    failing = True
+    accepted: list[str] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if Receiver.failing:
+            self.send_response(503)
+        else:
+            Receiver.accepted.append(self.headers[webhooks.DELIVERY_HEADER])
+            self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def webhooks_json(settings: Settings, *args: str, key: str = "acme-sub"
+                  ) -> tuple[int, object, str]:
+    done = switchyard(settings, "webhooks", *args, "--api-key", key, "--json")
+    return done.returncode, json.loads(done.stdout) if done.stdout.strip() else None, \
+        done.stderr
+
+
+async def test_webhook_deliveries_are_listed_and_failed_ones_redelivered(
+        settings: Settings, receiver: str) -> None:
+    Receiver.failing, Receiver.accepted = True, []
+    with grpc.insecure_channel(f"127.0.0.1:{settings.ingest_grpc_port}") as channel:
+        ingest = IngestServiceStub(channel)
+        hook = ingest.RegisterWebhook(RegisterWebhookRequest(url=receiver),
+                                      metadata=as_key("acme-sub"))
+        task_id = ingest.SubmitTask(SubmitTaskRequest(submission=Submission(
+            tenant_id="acme", idempotency_key=uuid.uuid4().hex,
+            document=Document(content_type="text/plain", body=b"Ticket: cannot log in"))),
+            metadata=as_key("acme-sub")).task_id
+
+        async def listed(state: str) -> list[dict]:
+            rc, out, err = webhooks_json(settings, "list", "--webhook", hook.webhook_id,
+                                         "--limit", "0")
+            assert rc == 0, err
+            return [d for d in out["deliveries"] if d["task_id"] == task_id
+                    and d["state"] == state]
+
+        failed = await eventually(lambda: listed("failed"), "the delivery to fail", 90, 0.5)
+        assert [(d["attempts"], d["last_error"], d["webhook_id"]) for d in failed] == [
+            (1, "HTTP 503", hook.webhook_id)]
+        delivery_id = failed[0]["delivery_id"]
+        rc, out, _ = webhooks_json(settings, "list")
+        assert [(h["url"], h["failed"]) for h in out["webhooks"]
+                if h["webhook_id"] == hook.webhook_id] == [(receiver, 1)]
+        text = switchyard(settings, "webhooks", "list", "--api-key", "acme-sub")
+        assert text.returncode == 0 and "HTTP 503" in text.stdout, text.stderr
+
+        # another tenant's key: the tenant is refused, the delivery absent
+        rc, _, err = webhooks_json(settings, "list", "--tenant", "acme", key="globex-admin")
+        assert rc == 1 and "PERMISSION_DENIED" in err
+        rc, _, err = webhooks_json(settings, "redeliver", delivery_id, key="globex-admin")
+        assert rc == 1 and "NOT_FOUND" in err
+        rc, _, err = webhooks_json(settings, "redeliver", "not-an-id")
+        assert rc == 1 and "delivery_ids[0]" in err
+
+        # the receiver is fixed: redeliver the one delivery, by id
+        Receiver.failing = False
+        rc, out, err = webhooks_json(settings, "redeliver", delivery_id)
+        assert rc == 0, err
+        assert [d["delivery_id"] for d in out["redelivered"]] == [delivery_id]
+        await eventually(lambda: listed("delivered"), "the redelivery", 90, 0.5)
+        assert Receiver.accepted == [delivery_id]   # the same delivery id, POSTed again
+        rc, out, _ = webhooks_json(settings, "redeliver", "--failed-since", "1h")
+        assert (rc, out) == (0, {"redelivered": [], "skipped": []})
+
+        # every failed one since T: the cancellation's delivery fails, then is redelivered
+        Receiver.failing = True
+        ingest.CancelTask(CancelTaskRequest(task_id=task_id), metadata=as_key("acme-sub"))
+
+        async def cancelled_failed() -> list[dict]:
+            return [d for d in await listed("failed") if d["sequence"] == 2]
+        second = (await eventually(cancelled_failed, "the second delivery to fail", 90,
+                                   0.5))[0]["delivery_id"]
+        Receiver.failing = False
+        rc, out, err = webhooks_json(settings, "redeliver", "--failed-since", "1h")
+        assert rc == 0 and [d["delivery_id"] for d in out["redelivered"]] == [second], err
+        async def second_delivered() -> bool:
+            return second in {d["delivery_id"] for d in await listed("delivered")}
+        await eventually(second_delivered, "the second redelivery", 90, 0.5)
+        assert second in Receiver.accepted
+
+    conn = await connect(settings)
+    try:
+        entries = await conn.fetch(
+            "SELECT detail FROM audit_log WHERE tenant_id = 'acme' "
+            "AND action = 'webhooks.redelivered' ORDER BY seq")
+    finally:
+        await conn.close()
+    assert [json.loads(e["detail"])["delivery_ids"] for e in entries] == [[delivery_id],
+                                                                           [second]]
