@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import grpc
 import pytest
 from confluent_kafka import Producer
+from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -33,6 +34,9 @@ from switchyard.v1 import (
     GetDeadLetterRequest,
     IngestServiceStub,
     ListDeadLettersRequest,
+    ListWebhookDeliveriesRequest,
+    ListWebhooksRequest,
+    RedeliverWebhooksRequest,
     RegisterWebhookRequest,
     ReplayDeadLetterRequest,
     Submission,
@@ -191,10 +195,13 @@ async def test_list_show_and_replay_once_per_tenant(settings: Settings,
     assert len({e["actor"] for e in entries}) == 1
 
 
-def test_fuzzed_dead_letter_requests_get_a_status_never_a_crash(
+def test_fuzzed_operator_requests_get_a_status_never_a_crash(
         settings: Settings, stub: DeadLetterServiceStub) -> None:
-    """Arbitrary ids, page tokens, sizes and filters: each call answers OK or a specific
-    client error (INVALID_ARGUMENT names its field), never INTERNAL or UNKNOWN."""
+    """Arbitrary ids, page tokens, sizes, states and filters on the dead-letter and webhook
+    RPCs: each call answers OK or a specific client error (INVALID_ARGUMENT names its
+    field), never INTERNAL or UNKNOWN."""
+    channel = grpc.insecure_channel(f"127.0.0.1:{settings.ingest_grpc_port}")
+    ingest = IngestServiceStub(channel)
     texts = st.one_of(st.text(max_size=200), st.sampled_from([
         "'; DROP TABLE dead_letters; --", "\x00", "../../etc/passwd", str(uuid.uuid4()),
         "eyJ4IjogMX0=", "WyIyMDI2LTAxLTAxIiwgIngiXQ==", "%s%n", "🦄" * 40]))
@@ -214,9 +221,12 @@ def test_fuzzed_dead_letter_requests_get_a_status_never_a_crash(
                                                 HealthCheck.function_scoped_fixture])
     @given(letter_id=texts, token=texts, tenant=texts, topic=texts,
            size=st.integers(-2**31, 2**31 - 1), force=st.booleans(),
-           key=st.sampled_from(["acme-admin", "ops", "acme-audit"]))
+           key=st.sampled_from(["acme-admin", "ops", "acme-audit", "acme-sub"]),
+           ids=st.lists(texts, max_size=3), seconds=st.one_of(
+               st.none(), st.integers(-2**40, 2**40)))
     def one(letter_id: str, token: str, tenant: str, topic: str, size: int, force: bool,
-            key: str) -> None:
+            key: str, ids: list[str], seconds: int | None) -> None:
+        since = None if seconds is None else Timestamp(seconds=seconds)
         for name, call in (
                 ("list", lambda: stub.ListDeadLetters(ListDeadLettersRequest(
                     tenant_id=tenant, source_topic=topic, reason_code=topic,
@@ -224,14 +234,27 @@ def test_fuzzed_dead_letter_requests_get_a_status_never_a_crash(
                 ("get", lambda: stub.GetDeadLetter(GetDeadLetterRequest(
                     dead_letter_id=letter_id), metadata=as_key(key))),
                 ("replay", lambda: stub.ReplayDeadLetter(ReplayDeadLetterRequest(
-                    dead_letter_id=letter_id, force=force), metadata=as_key(key)))):
+                    dead_letter_id=letter_id, force=force), metadata=as_key(key))),
+                ("webhooks", lambda: ingest.ListWebhooks(ListWebhooksRequest(
+                    tenant_id=tenant), metadata=as_key(key))),
+                ("deliveries", lambda: ingest.ListWebhookDeliveries(
+                    ListWebhookDeliveriesRequest(
+                        tenant_id=tenant, webhook_id=letter_id, state=topic, since=since,
+                        page_size=size, page_token=token), metadata=as_key(key))),
+                ("redeliver", lambda: ingest.RedeliverWebhooks(RedeliverWebhooksRequest(
+                    tenant_id=tenant, delivery_ids=ids, failed_since=since),
+                    metadata=as_key(key)))):
             code, details = code_of(call)
             assert code in allowed, (name, code, details)
             if code == grpc.StatusCode.INVALID_ARGUMENT:
                 assert any(field in details for field in (
-                    "dead_letter_id", "page_size", "page_token")), details
+                    "dead_letter_id", "page_size", "page_token", "tenant_id", "source_topic",
+                    "reason_code", "webhook_id", "state", "since", "delivery_ids")), details
 
-    one()
+    try:
+        one()
+    finally:
+        channel.close()
 
 
 # -- webhooks ------------------------------------------------------------------------------
