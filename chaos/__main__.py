@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from chaos.harness import FULL, QUICK, run, steps
+from chaos import FULL, QUICK, run, steps
 from switchyard._progress import stderr_progress
 
 ROOT = Path(__file__).resolve().parents[1]

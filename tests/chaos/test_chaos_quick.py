@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chaos import QUICK, run
-from chaos.harness import steps
+from chaos import QUICK, run, steps
 
 
 def test_nothing_is_lost_under_faults(tmp_path: Path) -> None:
