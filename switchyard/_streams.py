@@ -37,7 +37,12 @@ from switchyard._kafka import (
     deactivate,
     headers_to_dict,
 )
-from switchyard._payloads import DEAD_LETTER_VALUE, codec_for
+from switchyard._payloads import (
+    DEAD_LETTER_HEADERS,
+    DEAD_LETTER_KEY,
+    DEAD_LETTER_VALUE,
+    codec_for,
+)
 from switchyard._serde import SerdeError
 from switchyard._settings import Settings
 from switchyard._telemetry import DEAD_LETTERS, RECORDS_PROCESSED, STAGE_SECONDS
@@ -196,6 +201,15 @@ def to_record(event: Any) -> Record:
     )
 
 
+def letter_tenant(headers: dict[str, str]) -> str:
+    """The tenant a dead letter belongs to: its record's ``x-tenant-id`` when that is a
+    well-formed tenant id, else '' (operators only; a record may claim anything)."""
+    from switchyard._submissions import tenant_problems
+
+    tenant = headers.get(TENANT_HEADER, "").strip()
+    return tenant if tenant and not tenant_problems(tenant, TENANT_HEADER) else ""
+
+
 class DeadLetterSink:
     """Writes rejected records to the dead-letter topic (and PostgreSQL, for operators)."""
 
@@ -220,6 +234,7 @@ class DeadLetterSink:
             original_value=record.value or b"", original_headers=record.headers,
             reason_code=code, reason=reason, failed_at=failed_at, service=self._service,
         )
+        codec = codec_for(self._settings)
         # The record's offset is committed once this returns, so the letter must land:
         # retry through broker or database trouble rather than lose the bad record.
         attempt = 0
@@ -232,14 +247,18 @@ class DeadLetterSink:
                         "INSERT INTO dead_letters (dead_letter_id, service, source_topic, "
                         "reason_code, reason, original_value, tenant_id, original_key, "
                         "original_headers, source_partition, source_offset) "
-                        "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9::jsonb,$10,$11) "
+                        "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) "
                         "ON CONFLICT (dead_letter_id) DO NOTHING",
                         uuid.UUID(dead_letter_id), self._service, record.topic, code, reason,
-                        None if record.value is None else codec_for(self._settings).seal(
+                        None if record.value is None else codec.seal(
                             dead_letter_id, record.value, DEAD_LETTER_VALUE),
                         # what a replay needs to re-publish the record as it was read
-                        record.headers.get(TENANT_HEADER, "")[:200], record.key,
-                        json.dumps(record.headers), record.partition, record.offset,
+                        letter_tenant(record.headers),
+                        None if record.key is None else codec.seal(
+                            dead_letter_id, record.key, DEAD_LETTER_KEY),
+                        codec.seal(dead_letter_id, json.dumps(record.headers).encode(),
+                                   DEAD_LETTER_HEADERS),
+                        record.partition, record.offset,
                     )
                 break
             except TRANSIENT_ERRORS as exc:

@@ -25,12 +25,17 @@ from switchyard._audit import digest
 from switchyard._auth import Principal
 from switchyard._grpc import FieldViolation
 from switchyard._kafka import Producer
-from switchyard._payloads import DEAD_LETTER_VALUE, PayloadCodec
+from switchyard._payloads import (
+    DEAD_LETTER_HEADERS,
+    DEAD_LETTER_KEY,
+    DEAD_LETTER_VALUE,
+    PayloadCodec,
+)
 
 __all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "OPERATOR_CHAIN", "REPLAY_HEADER",
-           "AlreadyReplayed", "Filters", "NotFound", "Purged", "Scope", "get", "list_page",
-           "page_size_of", "page_token_of", "parse_id", "parse_page_token", "replay",
-           "scope_for", "text_filter"]
+           "AlreadyReplayed", "Filters", "NotFound", "Original", "Purged", "Scope", "get",
+           "list_page", "original", "page_size_of", "page_token_of", "parse_id",
+           "parse_page_token", "replay", "scope_for", "text_filter"]
 
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = keyset.DEFAULT_PAGE_SIZE, keyset.MAX_PAGE_SIZE
 #: Header added to a replayed record: the letter it replays, so the trail is followable.
@@ -99,6 +104,28 @@ def parse_page_token(token: str) -> tuple[datetime, uuid.UUID]:
     return keyset.parse(token, "ListDeadLetters")
 
 
+@dataclass(frozen=True)
+class Original:
+    """The record a letter keeps, opened: None/{} once purged (or from before 0017)."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, str]
+
+
+def original(row: Mapping[str, Any], codec: PayloadCodec) -> Original:
+    """Open the sealed key, value and headers of a ``dead_letters`` row."""
+    letter_id = str(row["dead_letter_id"])
+
+    def opened(column: Any) -> bytes | None:
+        blob = row[column.column]
+        return None if blob is None else codec.open(letter_id, blob, column)
+
+    headers = opened(DEAD_LETTER_HEADERS)
+    return Original(opened(DEAD_LETTER_KEY), opened(DEAD_LETTER_VALUE),
+                    json.loads(headers) if headers else {})
+
+
 def text_filter(field: str, value: str) -> str:
     """A filter compared with stored text: PostgreSQL text holds no NUL, so one is a
     mistake of the caller's, named, rather than a database error."""
@@ -146,17 +173,11 @@ async def _row(conn: asyncpg.Connection, scope: Scope, letter_id: uuid.UUID,
 
 
 async def get(pool: asyncpg.Pool, scope: Scope, letter_id: uuid.UUID,
-              codec: PayloadCodec) -> tuple[asyncpg.Record, bytes | None]:
-    """The row and its original value, opened (None once purged)."""
+              codec: PayloadCodec) -> tuple[asyncpg.Record, Original]:
+    """The row and its original record, opened."""
     async with pool.acquire() as conn:
         row = await _row(conn, scope, letter_id)
-    return row, _value(row, codec)
-
-
-def _value(row: asyncpg.Record, codec: PayloadCodec) -> bytes | None:
-    blob = row["original_value"]
-    return None if blob is None else codec.open(str(row["dead_letter_id"]), blob,
-                                                DEAD_LETTER_VALUE)
+    return row, original(row, codec)
 
 
 async def replay(pool: asyncpg.Pool, producer: Producer, scope: Scope, letter_id: uuid.UUID,
@@ -171,12 +192,12 @@ async def replay(pool: asyncpg.Pool, producer: Producer, scope: Scope, letter_id
             raise AlreadyReplayed(
                 f"dead letter {letter_id} was replayed at {row['replayed_at'].isoformat()} by "
                 f"{row['replayed_by']}; replay it again with force")
-        value = _value(row, codec)
-        if value is None:
+        record = original(row, codec)
+        if record.value is None:
             raise Purged(f"dead letter {letter_id}: its original bytes were purged by "
                          "retention; nothing to replay")
-        headers = {**json.loads(row["original_headers"]), REPLAY_HEADER: str(letter_id)}
-        await producer.send_raw(row["source_topic"], row["original_key"], value, headers)
+        headers = {**record.headers, REPLAY_HEADER: str(letter_id)}
+        await producer.send_raw(row["source_topic"], record.key, record.value, headers)
         marked = await conn.fetchrow(
             "UPDATE dead_letters SET replayed_at = now(), replayed_by = $2, "
             f"replay_count = replay_count + 1 WHERE dead_letter_id = $1 RETURNING {_COLUMNS}",
@@ -187,5 +208,5 @@ async def replay(pool: asyncpg.Pool, producer: Producer, scope: Scope, letter_id
                                "source_topic": row["source_topic"],
                                "reason_code": row["reason_code"], "forced": force,
                                "replay_count": marked["replay_count"],
-                               "value_sha256": digest(value)})
+                               "value_sha256": digest(record.value)})
     return marked

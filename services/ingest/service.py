@@ -8,7 +8,6 @@ webhook worker.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC
@@ -649,12 +648,12 @@ class DeadLetterServicer(DeadLetterServiceServicer):
         letter_id = await self._id(context, request.dead_letter_id)
         scope = await self._scope(context)
         try:
-            row, value = await dead_letters.get(self.pool, scope, letter_id, self.codec)
+            row, record = await dead_letters.get(self.pool, scope, letter_id, self.codec)
         except dead_letters.NotFound as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
             raise
         return GetDeadLetterResponse(dead_letter=dead_letter_record(
-            row, value, row["original_key"], json.loads(row["original_headers"])))
+            row, record.value, record.key, record.headers))
 
     async def ReplayDeadLetter(self, request: ReplayDeadLetterRequest,
                                context: grpc.aio.ServicerContext) -> ReplayDeadLetterResponse:
