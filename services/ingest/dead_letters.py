@@ -184,8 +184,8 @@ async def replay(pool: asyncpg.Pool, producer: Producer, scope: Scope, letter_id
                  principal: Principal, force: bool, codec: PayloadCodec) -> asyncpg.Record:
     """Re-publish the letter's record to its source topic, mark and audit it; returns the
     row as marked. The row stays locked from the check to the mark, so concurrent replays of
-    one letter publish it once; if the commit fails after the send the record was published
-    but not marked (a later replay says so only with force)."""
+    one letter publish it once; if the commit fails after the send, the record was published
+    but the letter is not marked, and a later replay publishes it again."""
     async with pool.acquire() as conn, conn.transaction():
         row = await _row(conn, scope, letter_id, lock=True)
         if row["replayed_at"] is not None and not force:
