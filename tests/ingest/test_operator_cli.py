@@ -24,6 +24,7 @@ from services.ingest import webhooks
 from services.ingest.dead_letters import REPLAY_HEADER
 from switchyard import Settings
 from switchyard._db import connect
+from switchyard._retention import purge
 from switchyard._topics import INTAKE
 from switchyard.stack import free_port
 from switchyard.v1 import (
@@ -193,6 +194,24 @@ async def test_list_show_and_replay_once_per_tenant(settings: Settings,
         await conn.close()
     assert [json.loads(e["detail"])["forced"] for e in entries] == [False, True]
     assert len({e["actor"] for e in entries}) == 1
+
+    # past retention the record's key, value and headers are purged: nothing to replay
+    conn = await connect(settings)
+    try:
+        await conn.execute("UPDATE dead_letters SET failed_at = now() - interval '400 days' "
+                           "WHERE dead_letter_id = $1", uuid.UUID(acme_id))
+        await purge(conn, 30, {})
+        stored = await conn.fetchrow(
+            "SELECT original_key, original_value, original_headers, purged_at "
+            "FROM dead_letters WHERE dead_letter_id = $1", uuid.UUID(acme_id))
+    finally:
+        await conn.close()
+    assert [stored[c] for c in ("original_key", "original_value", "original_headers")] == \
+        [None, None, None] and stored["purged_at"] is not None
+    text = switchyard(settings, "dead-letters", "show", acme_id, "--api-key", "acme-admin")
+    assert text.returncode == 0 and "purged by retention" in text.stdout, text.stderr
+    rc, results, _ = run_json(settings, "replay", acme_id, "--force")
+    assert rc == 1 and "purged" in results[0]["error"]
 
 
 def test_fuzzed_operator_requests_get_a_status_never_a_crash(
