@@ -163,7 +163,7 @@ async def test_list_show_and_replay_once_per_tenant(settings: Settings,
 
     # replay: auditors may not; admins replay once, again only with --force
     rc, results, err = run_json(settings, "replay", acme_id, key="acme-audit")
-    assert rc == 1 and "PERMISSION_DENIED" in err
+    assert rc == 1 and "PERMISSION_DENIED" in results[0]["error"], err
     rc, results, err = run_json(settings, "replay", acme_id)
     assert rc == 0, err
     assert results[0]["replay_count"] == 1 and results[0]["replayed_by"]
