@@ -25,7 +25,8 @@ $(CHROMIUM):
 $(STAMP): pyproject.toml client/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,stack]'
+	# not --quiet: the big download shows pip's own progress bars (on a terminal)
+	$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev,stack]'
 	# the client SDK (client/), a distribution of its own; editable so the tests import it
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e client
 	@touch $@

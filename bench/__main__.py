@@ -16,6 +16,7 @@ import time
 
 from bench import decision_bench, e2e_bench, ingest_bench, scaling_bench
 from bench._common import RESULTS, infrastructure, quick_mode
+from switchyard._progress import stderr_progress
 
 BENCHMARKS = ("e2e", "ingest", "decision", "scaling")
 
@@ -36,8 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {BENCHMARKS}")
     flags = ["--quick"] if quick else []
     began = time.monotonic()
-    with infrastructure() as (infra, state):
+    with infrastructure() as (infra, state), stderr_progress() as bar:   # stderr, terminal only
+        progress = bar.add_task("benchmarks", total=len(chosen))
         for name in chosen:
+            bar.update(progress, description=f"benchmark {name}")
             print(f"\n=== {name} {'(quick)' if quick else ''}", flush=True)
             if name == "e2e":
                 e2e_args = e2e_bench.parser().parse_args(flags)
@@ -56,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                 scaling_bench.run(infra, state / "scaling", scaling_args,
                                   RESULTS / "scaling.json")
             sys.stdout.flush()
+            bar.advance(progress)
     print(f"\nall benchmarks done in {time.monotonic() - began:.0f}s; results in "
           f"{RESULTS.relative_to(RESULTS.parents[1])}/")
     return 0

@@ -5,6 +5,6 @@ in CI. See :mod:`chaos.harness` for what is injected and :mod:`chaos.invariants`
 hold afterwards.
 """
 
-from chaos.harness import FULL, QUICK, ChaosConfig, run
+from chaos.harness import FULL, QUICK, ChaosConfig, run, steps
 
-__all__ = ["FULL", "QUICK", "ChaosConfig", "run"]
+__all__ = ["FULL", "QUICK", "ChaosConfig", "run", "steps"]

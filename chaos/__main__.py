@@ -11,7 +11,8 @@ import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from chaos.harness import FULL, QUICK, run
+from chaos import FULL, QUICK, run, steps
+from switchyard._progress import stderr_progress
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,12 +32,18 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, tasks=args.tasks)
     if args.seed is not None:
         config = replace(config, seed=args.seed)
-    if args.keep:
-        args.keep.mkdir(parents=True, exist_ok=True)
-        report, codes = run(config, args.keep.absolute())
-    else:
-        with tempfile.TemporaryDirectory(prefix="switchyard-chaos-") as tmp:
-            report, codes = run(config, Path(tmp))
+    with stderr_progress() as bar:   # stderr, terminal only
+        task = bar.add_task("chaos run", total=len(steps(config)))
+
+        def on_step(step: str) -> None:
+            bar.update(task, advance=1, description=f"chaos run: {step}")
+
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            report, codes = run(config, args.keep.absolute(), on_step)
+        else:
+            with tempfile.TemporaryDirectory(prefix="switchyard-chaos-") as tmp:
+                report, codes = run(config, Path(tmp), on_step)
     print("\nfaults injected:")
     for line in report.faults:
         print(f"  {line}")

@@ -327,8 +327,18 @@ async def _put(http: aiohttp.ClientSession, url: str, body: dict[str, object]) -
         response.raise_for_status()
 
 
+def steps(config: ChaosConfig) -> list[str]:
+    """The steps :func:`run` reports to its ``on_step`` as each one ends, in order (for a
+    progress bar)."""
+    return ["stack started", "services serving", "services killed", "Triton outage",
+            "downstream faults", *(["PostgreSQL outage"] if config.postgres_outage_s > 0 else []),
+            "escalation storm", *(["broker restart"] if config.broker_restart else []),
+            "work settled", "invariants checked"]
+
+
 async def drive(config: ChaosConfig, infra: EmbeddedStack, settings: Settings,
-                supervisor: Supervisor) -> Report:
+                supervisor: Supervisor,
+                on_step: Callable[[str], None] = lambda step: None) -> Report:
     chaos = Chaos(config, infra, settings, supervisor)
     items = build(config.tasks, config.seed)
     storm = [replace(i, tenant_id="storm", via_kafka=False)
@@ -346,23 +356,31 @@ async def drive(config: ChaosConfig, infra: EmbeddedStack, settings: Settings,
         async with Submitter(settings, ledger) as submitter:
             steady = asyncio.create_task(submitter.send(items, config.tasks / config.span_s()))
             await chaos.kill_services()
+            on_step("services killed")
             await chaos.triton_outage()
+            on_step("Triton outage")
             await chaos.downstream_faults()
+            on_step("downstream faults")
             if config.postgres_outage_s > 0:
                 await chaos.postgres_outage()
+                on_step("PostgreSQL outage")
             await chaos.escalation_storm(submitter, storm)
+            on_step("escalation storm")
             if config.broker_restart:
                 await chaos.broker_restart(submitter, everything, lagging)
+                on_step("broker restart")
             await steady
             chaos.note(f"all {ledger.sent} submissions sent; waiting for the work to settle")
             await settle(settings, config.settle_timeout_s)
             chaos.note("settled")
+            on_step("work settled")
     finally:
         stop_reviewer.set()
         await asyncio.gather(review_bot, return_exceptions=True)
         await supervisor.stop_watching()
     report = await check(settings, everything, ledger, chaos.cancelled,
                          executor_restarts=supervisor.restarts["executor"])
+    on_step("invariants checked")
     report.restarts = dict(supervisor.restarts)
     report.restarts_during_postgres_outage = chaos.postgres_restarts
     report.unfinished_at_broker_restart = chaos.unfinished_at_broker_restart
@@ -388,12 +406,16 @@ async def settle(settings: Settings, timeout_s: float,
         await asyncio.sleep(1.0)
 
 
-def run(config: ChaosConfig, state_dir: Path) -> tuple[Report, dict[str, int | None]]:
+def run(config: ChaosConfig, state_dir: Path,
+        on_step: Callable[[str], None] = lambda step: None
+        ) -> tuple[Report, dict[str, int | None]]:
     """The whole run on its own embedded stack; returns the report and the services' exit
-    codes at the final SIGTERM (0 each: a clean shutdown)."""
+    codes at the final SIGTERM (0 each: a clean shutdown). ``on_step`` is told as each of
+    :func:`steps` ends."""
     base = with_free_ports(Settings(model_repository=MODELS, state_dir=state_dir / "infra"))
     with EmbeddedStack(base, state_dir / "infra", postgres_port=free_port(),
                        model_repository=MODELS) as infra:
+        on_step("stack started")
         settings = chaos_settings(infra.settings, state_dir / "policies")
         asyncio.run(bootstrap(settings))
         supervisor = Supervisor(service_specs(settings), state_dir / "services",
@@ -401,7 +423,8 @@ def run(config: ChaosConfig, state_dir: Path) -> tuple[Report, dict[str, int | N
         supervisor.start_all()
         try:
             _wait_serving(settings)
-            report = asyncio.run(drive(config, infra, settings, supervisor))
+            on_step("services serving")
+            report = asyncio.run(drive(config, infra, settings, supervisor, on_step))
         finally:
             codes = supervisor.stop_all()
     return report, codes

@@ -15,6 +15,7 @@ import random
 import statistics
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from switchyard._grpc import client_channel, field_violations
+from switchyard._progress import stderr_progress
 from switchyard._settings import Settings
 from switchyard._taskstore import is_terminal
 from switchyard.v1 import (
@@ -73,7 +75,8 @@ def malformed_submissions(run: str) -> list[Submission]:
 
 
 async def submit_all(ingest: IngestServiceStub, docs: list[dict[str, str]], seed: int,
-                     tally: Tally, console: Console) -> None:
+                     tally: Tally, console: Console,
+                     on_submitted: Callable[[], None] = lambda: None) -> None:
     rng = random.Random(seed)
     run = f"demo-{int(time.time())}"
     semaphore = asyncio.Semaphore(32)
@@ -94,6 +97,7 @@ async def submit_all(ingest: IngestServiceStub, docs: list[dict[str, str]], seed
             response = await ingest.SubmitTask(SubmitTaskRequest(submission=submission))
         tally.submitted_at[response.task_id] = started
         tally.kind_of[response.task_id] = doc["label"]
+        on_submitted()
 
     await asyncio.gather(*(one(i, d) for i, d in enumerate(docs)))
     for bad in malformed_submissions(run):
@@ -127,7 +131,8 @@ async def reviewer_bot(review: ReviewServiceStub, tally: Tally, seed: int,
             await asyncio.sleep(0.2)
 
 
-async def wait_terminal(ingest: IngestServiceStub, tally: Tally, timeout_s: float) -> None:
+async def wait_terminal(ingest: IngestServiceStub, tally: Tally, timeout_s: float,
+                        on_finished: Callable[[], None] = lambda: None) -> None:
     deadline = time.monotonic() + timeout_s
     open_ids = set(tally.submitted_at)
     while open_ids and time.monotonic() < deadline:
@@ -138,6 +143,7 @@ async def wait_terminal(ingest: IngestServiceStub, tally: Tally, timeout_s: floa
                 tally.finished_at[task_id] = time.perf_counter()
                 tally.outcome_of[task_id] = TaskStatus.Name(task.status).removeprefix(
                     "TASK_STATUS_")
+                on_finished()
         if open_ids:
             await asyncio.sleep(0.25)
     if open_ids:
@@ -199,8 +205,14 @@ async def run_workload(settings: Settings, tasks: int, seed: int, console: Conso
     bot = asyncio.create_task(reviewer_bot(review, tally, seed, stop))
     try:
         started = time.perf_counter()
-        await submit_all(ingest, load_documents(tasks, seed), seed, tally, console)
-        await wait_terminal(ingest, tally, timeout_s=120 + tasks * 0.5)
+        docs = load_documents(tasks, seed)
+        with stderr_progress() as bar:   # stderr, terminal only; the summary is on stdout
+            submitted = bar.add_task("submitted", total=len(docs))
+            finished = bar.add_task("finished", total=len(docs))
+            await submit_all(ingest, docs, seed, tally, console,
+                             lambda: bar.advance(submitted))
+            await wait_terminal(ingest, tally, timeout_s=120 + tasks * 0.5,
+                                on_finished=lambda: bar.advance(finished))
         elapsed = time.perf_counter() - started
     finally:
         stop.set()
@@ -222,12 +234,12 @@ def run_demo(settings: Settings, tasks: int = 200, seed: int = 7, with_stack: bo
     if not with_stack:
         asyncio.run(run_workload(settings, tasks, seed, console))
         return 0
-    from switchyard._launcher import build_stack, print_endpoints
+    from switchyard._launcher import build_stack, print_endpoints, start_with_progress
     from switchyard.stack import StackError
 
     try:
         stack = build_stack(settings)
-        stack.start()
+        start_with_progress(stack)
     except StackError as exc:
         console.print(f"[red]could not start the embedded stack:[/red] {escape(str(exc))}")
         return 1

@@ -122,6 +122,17 @@ def print_endpoints(stack: EmbeddedStack, console: Console) -> None:
     console.print(f"[dim]started in: {timings}[/dim]")
 
 
+def start_with_progress(stack: EmbeddedStack, console: Console | None = None) -> None:
+    """``stack.start()`` with a bar of the components started so far (stderr, terminal
+    only; see :mod:`switchyard._progress`)."""
+    from switchyard._progress import stderr_progress
+
+    with stderr_progress(console) as bar:
+        task = bar.add_task("starting the stack", total=stack.start_steps)
+        stack.start(on_ready=lambda name: bar.update(task, advance=1,
+                                                     description=f"starting the stack: {name} ready"))
+
+
 def up(settings: Settings, detach: bool = False) -> int:
     console = Console(stderr=True)
     try:
@@ -137,7 +148,7 @@ def up(settings: Settings, detach: bool = False) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         try:
-            stack.start()
+            start_with_progress(stack, console)
         except StackError as exc:
             console.print(f"[red]switchyard up failed:[/red] {escape(str(exc))}")
             return 1
@@ -183,5 +194,5 @@ def status(settings: Settings, as_json: bool = False) -> int:
     return 0 if rows and all(row.healthy for row in rows) else 1
 
 
-__all__ = ["bootstrap", "build_stack", "down", "health_tls", "service_specs", "status",
+__all__ = ["bootstrap", "build_stack", "down", "health_tls", "service_specs", "start_with_progress", "status",
            "up"]

@@ -48,6 +48,9 @@ TASK_ENVELOPE = Column("tasks", "task_id", "envelope")
 HOLD_ENVELOPE = Column("decision_holds", "task_id", "envelope")
 REVIEW_ESCALATION = Column("review_items", "item_id", "escalation")
 DEAD_LETTER_VALUE = Column("dead_letters", "dead_letter_id", "original_value")
+#: The key and headers of that record (a JSON object), kept to replay it.
+DEAD_LETTER_KEY = Column("dead_letters", "dead_letter_id", "original_key")
+DEAD_LETTER_HEADERS = Column("dead_letters", "dead_letter_id", "original_headers")
 DECISION = Column("decisions", "decision_id", "decision")
 JOB_DECISION = Column("executor_jobs", "decision_id", "decision")
 VERDICT = Column("review_verdicts", "item_id", "verdict_pb")
@@ -55,8 +58,8 @@ VERDICT = Column("review_verdicts", "item_id", "verdict_pb")
 APPROVAL = Column("review_approvals", "item_id", "verdict_pb")
 INVOICE_FIELDS = Column("decision_invoices", "task_id", "fields")
 #: Every sealed column (switchyard._dataclass.STORED says why each one is).
-COLUMNS = (TASK_ENVELOPE, HOLD_ENVELOPE, REVIEW_ESCALATION, DEAD_LETTER_VALUE, DECISION,
-           JOB_DECISION, VERDICT, APPROVAL, INVOICE_FIELDS)
+COLUMNS = (TASK_ENVELOPE, HOLD_ENVELOPE, REVIEW_ESCALATION, DEAD_LETTER_VALUE, DEAD_LETTER_KEY,
+           DEAD_LETTER_HEADERS, DECISION, JOB_DECISION, VERDICT, APPROVAL, INVOICE_FIELDS)
 
 RowId = str | uuid.UUID
 
@@ -239,7 +242,7 @@ async def key_usage(conn: asyncpg.Connection, column: Column) -> dict[str, int]:
     return {row["kid"]: row["n"] for row in rows}
 
 
-__all__ = ["APPROVAL", "COLUMNS", "DEAD_LETTER_VALUE", "DECISION", "HOLD_ENVELOPE", "INVOICE_FIELDS",
+__all__ = ["APPROVAL", "COLUMNS", "DEAD_LETTER_HEADERS", "DEAD_LETTER_KEY", "DEAD_LETTER_VALUE", "DECISION", "HOLD_ENVELOPE", "INVOICE_FIELDS",
            "JOB_DECISION", "VERDICT", "PLAINTEXT", "REVIEW_ESCALATION",
            "TASK_ENVELOPE", "Column", "PayloadCodec", "PayloadError", "RewrapReport", "RowId",
            "codec_for", "key_id", "key_usage", "rewrap_column", "rewrap_stale"]

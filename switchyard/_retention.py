@@ -220,7 +220,8 @@ async def purge(conn: asyncpg.Connection, default_days: int, per_tenant: dict[st
     if not dry_run:
         cutoff = timedelta(days=default_days)
         status = await conn.execute(
-            "UPDATE dead_letters SET original_value = NULL, purged_at = now() "
+            "UPDATE dead_letters SET original_value = NULL, original_key = NULL, "
+            "original_headers = NULL, purged_at = now() "
             "WHERE purged_at IS NULL AND failed_at < now() - $1::interval", cutoff)
         totals[2] = int(status.split()[-1])
     return PurgeReport(*totals)

@@ -11,6 +11,7 @@ one task are handled in order while different tasks in a batch run concurrently.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -29,8 +30,19 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from opentelemetry import trace
 from prometheus_client import Gauge
 
-from switchyard._kafka import Producer, activate_incoming, deactivate, headers_to_dict
-from switchyard._payloads import DEAD_LETTER_VALUE, codec_for
+from switchyard._kafka import (
+    TENANT_HEADER,
+    Producer,
+    activate_incoming,
+    deactivate,
+    headers_to_dict,
+)
+from switchyard._payloads import (
+    DEAD_LETTER_HEADERS,
+    DEAD_LETTER_KEY,
+    DEAD_LETTER_VALUE,
+    codec_for,
+)
 from switchyard._serde import SerdeError
 from switchyard._settings import Settings
 from switchyard._telemetry import DEAD_LETTERS, RECORDS_PROCESSED, STAGE_SECONDS
@@ -189,6 +201,15 @@ def to_record(event: Any) -> Record:
     )
 
 
+def letter_tenant(headers: dict[str, str]) -> str:
+    """The tenant a dead letter belongs to: its record's ``x-tenant-id`` when that is a
+    well-formed tenant id, else '' (operators only; a record may claim anything)."""
+    from switchyard._submissions import tenant_problems
+
+    tenant = headers.get(TENANT_HEADER, "").strip()
+    return tenant if tenant and not tenant_problems(tenant, TENANT_HEADER) else ""
+
+
 class DeadLetterSink:
     """Writes rejected records to the dead-letter topic (and PostgreSQL, for operators)."""
 
@@ -213,6 +234,7 @@ class DeadLetterSink:
             original_value=record.value or b"", original_headers=record.headers,
             reason_code=code, reason=reason, failed_at=failed_at, service=self._service,
         )
+        codec = codec_for(self._settings)
         # The record's offset is committed once this returns, so the letter must land:
         # retry through broker or database trouble rather than lose the bad record.
         attempt = 0
@@ -223,11 +245,20 @@ class DeadLetterSink:
                 if self._pool is not None:
                     await self._pool.execute(
                         "INSERT INTO dead_letters (dead_letter_id, service, source_topic, "
-                        "reason_code, reason, original_value) VALUES ($1,$2,$3,$4,$5,$6) "
+                        "reason_code, reason, original_value, tenant_id, original_key, "
+                        "original_headers, source_partition, source_offset) "
+                        "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) "
                         "ON CONFLICT (dead_letter_id) DO NOTHING",
                         uuid.UUID(dead_letter_id), self._service, record.topic, code, reason,
-                        None if record.value is None else codec_for(self._settings).seal(
+                        None if record.value is None else codec.seal(
                             dead_letter_id, record.value, DEAD_LETTER_VALUE),
+                        # what a replay needs to re-publish the record as it was read
+                        letter_tenant(record.headers),
+                        None if record.key is None else codec.seal(
+                            dead_letter_id, record.key, DEAD_LETTER_KEY),
+                        codec.seal(dead_letter_id, json.dumps(record.headers).encode(),
+                                   DEAD_LETTER_HEADERS),
+                        record.partition, record.offset,
                     )
                 break
             except TRANSIENT_ERRORS as exc:

@@ -252,14 +252,12 @@ def run_submit(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _submit(args: argparse.Namespace, stub: Any, files: list[_File]) -> int:
     import grpc
-    from rich.console import Console
-    from rich.progress import Progress
 
+    from switchyard._progress import stderr_progress
     from switchyard.v1 import Document, Submission, SubmitTaskRequest
 
     results: list[dict[str, Any]] = []
-    console = Console(stderr=True)
-    with Progress(console=console, disable=not console.is_terminal, transient=True) as bar:
+    with stderr_progress() as bar:
         sending = bar.add_task("submitting", total=len(files))
         for file in files:
             result: dict[str, Any] = {"file": str(file.path), "idempotency_key": file.key}

@@ -181,6 +181,18 @@ def _cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     return _keys_cli.rewrap(settings, args.batch, args.dry_run)
 
 
+def _cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
+    from switchyard._dead_letters_cli import run_dead_letters
+
+    return run_dead_letters(args, settings)
+
+
+def _cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
+    from switchyard._webhooks_cli import run_webhooks
+
+    return run_webhooks(args, settings)
+
+
 def _cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     from switchyard._stats_cli import stats
 
@@ -240,6 +252,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_submit_arguments(p)
     p = add("tasks", _cmd_tasks, "Tasks from a shell: list, get, watch, cancel, retry.")
     add_tasks_arguments(p)
+    from switchyard._dead_letters_cli import add_dead_letters_arguments
+
+    p = add("dead-letters", _cmd_dead_letters, "The dead-letter queue: list, show, replay "
+                                                "(admin; auditors read).")
+    add_dead_letters_arguments(p)
+    from switchyard._webhooks_cli import add_webhooks_arguments
+
+    p = add("webhooks", _cmd_webhooks, "A tenant's webhooks and their deliveries; deliver "
+                                       "again (one, or every failed one since a time).")
+    add_webhooks_arguments(p)
     from switchyard._packs_cli import add_packs_arguments
 
     p = add("packs", _cmd_packs, "Automation packs: list, show, validate, apply, diff, test, "

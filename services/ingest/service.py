@@ -10,18 +10,30 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC
+from typing import Any
 
 import asyncpg
 import grpc
 from google.rpc import error_details_pb2
 
-from services.ingest import domain, intake, listing, reconciler, store, webhooks
+from services.ingest import (
+    dead_letters,
+    domain,
+    intake,
+    keyset,
+    listing,
+    reconciler,
+    store,
+    webhooks,
+)
 from services.ingest.backpressure import Backlog, Overloaded
 from services.ingest.cancel import AlreadyFinished, Cancelled, Requested, cancel
 from services.ingest.feed import Cursor, StatusFeed
 from services.ingest.publisher import Item, Publisher
 from switchyard._auth import IntakeSigner, Role, principal_var
 from switchyard._grpc import FieldViolation, abort_invalid, abort_retry_later, status_details
+from switchyard._kafka import Producer
 from switchyard._kpis import KpiExporter
 from switchyard._payloads import (
     TASK_ENVELOPE,
@@ -40,16 +52,31 @@ from switchyard._topics import INTAKE
 from switchyard.v1 import (
     CancelTaskRequest,
     CancelTaskResponse,
+    DeadLetter,
+    DeadLetterRecord,
+    DeadLetterServiceServicer,
     DeleteWebhookRequest,
     DeleteWebhookResponse,
+    GetDeadLetterRequest,
+    GetDeadLetterResponse,
     GetTaskRequest,
     GetTaskResponse,
     IngestServiceServicer,
     ItemError,
+    ListDeadLettersRequest,
+    ListWebhookDeliveriesRequest,
+    ListWebhookDeliveriesResponse,
+    ListWebhooksRequest,
+    ListWebhooksResponse,
+    ListDeadLettersResponse,
     ListTasksRequest,
     ListTasksResponse,
     RegisterWebhookRequest,
+    RedeliverWebhooksRequest,
+    RedeliverWebhooksResponse,
     RegisterWebhookResponse,
+    ReplayDeadLetterRequest,
+    ReplayDeadLetterResponse,
     RetryTaskRequest,
     RetryTaskResponse,
     Submission,
@@ -57,6 +84,7 @@ from switchyard.v1 import (
     SubmitTaskResponse,
     SubmitTasksRequest,
     SubmitTasksResponse,
+    SkippedDelivery,
     SubmitTasksResult,
     Task,
     TaskSource,
@@ -64,6 +92,9 @@ from switchyard.v1 import (
     WatchTaskResponse,
     WatchTenantRequest,
     WatchTenantResponse,
+    Webhook,
+    WebhookDelivery,
+    add_DeadLetterServiceServicer_to_server,
     add_IngestServiceServicer_to_server,
 )
 from switchyard.v1 import FieldViolation as FieldViolationPb
@@ -79,10 +110,20 @@ POLICY = {
     f"/{SERVICE_NAME}/RetryTask": _SUBMITTERS,
     f"/{SERVICE_NAME}/RegisterWebhook": _SUBMITTERS,
     f"/{SERVICE_NAME}/DeleteWebhook": _SUBMITTERS,
+    f"/{SERVICE_NAME}/RedeliverWebhooks": _SUBMITTERS,
+    f"/{SERVICE_NAME}/ListWebhooks": _READERS,
+    f"/{SERVICE_NAME}/ListWebhookDeliveries": _READERS,
     f"/{SERVICE_NAME}/GetTask": _READERS,
     f"/{SERVICE_NAME}/ListTasks": _READERS,
     f"/{SERVICE_NAME}/WatchTask": _READERS,
     f"/{SERVICE_NAME}/WatchTenant": _READERS,
+}
+DEAD_LETTER_SERVICE_NAME = "switchyard.v1.DeadLetterService"
+#: The dead-letter queue is operator work: admins read and replay, auditors read.
+DEAD_LETTER_POLICY = {
+    f"/{DEAD_LETTER_SERVICE_NAME}/ListDeadLetters": frozenset({Role.ADMIN, Role.AUDITOR}),
+    f"/{DEAD_LETTER_SERVICE_NAME}/GetDeadLetter": frozenset({Role.ADMIN, Role.AUDITOR}),
+    f"/{DEAD_LETTER_SERVICE_NAME}/ReplayDeadLetter": frozenset({Role.ADMIN}),
 }
 #: RPCs that create work: charged to the caller's tenant (one token per submission).
 RATE_LIMITED = frozenset({f"/{SERVICE_NAME}/SubmitTask", f"/{SERVICE_NAME}/SubmitTasks",
@@ -403,6 +444,100 @@ class IngestServicer(IngestServiceServicer):
             return DeleteWebhookResponse(deleted=False)
         return DeleteWebhookResponse(deleted=await webhooks.delete(self.pool, request.webhook_id))
 
+    async def _operator_tenant(self, tenant_id: str, context: grpc.aio.ServicerContext) -> str:
+        if "\x00" in tenant_id:
+            await abort_invalid(context, [FieldViolation("tenant_id", "must not contain NUL "
+                                                                      "characters")])
+        return await self._tenant(tenant_id, context)
+
+    async def ListWebhooks(self, request: ListWebhooksRequest,
+                           context: grpc.aio.ServicerContext) -> ListWebhooksResponse:
+        tenant = await self._operator_tenant(request.tenant_id, context)
+        return ListWebhooksResponse(webhooks=[
+            Webhook(webhook_id=str(r["webhook_id"]), tenant_id=r["tenant_id"], url=r["url"],
+                    created_at=timestamp(r["created_at"]), pending=r["pending"],
+                    delivered=r["delivered"], failed=r["failed"])
+            for r in await webhooks.list_webhooks(self.pool, tenant)])
+
+    async def ListWebhookDeliveries(self, request: ListWebhookDeliveriesRequest,
+                                    context: grpc.aio.ServicerContext
+                                    ) -> ListWebhookDeliveriesResponse:
+        tenant = await self._operator_tenant(request.tenant_id, context)
+        problems: list[FieldViolation] = []
+
+        def checked(parse: Any) -> Any:
+            try:
+                return parse()
+            except FieldViolation as exc:
+                problems.append(exc)
+                return None
+
+        webhook_id = checked(lambda: webhooks.parse_uuid("webhook_id", request.webhook_id)
+                             if request.webhook_id else None)
+        page_size = checked(lambda: keyset.page_size(request.page_size))
+        state = checked(lambda: webhooks.state_filter(request.state))
+        since = checked(lambda: _timestamp_field(request, "since"))
+        if problems:
+            await abort_invalid(context, problems)
+        try:
+            rows, token = await webhooks.list_deliveries(
+                self.pool, tenant, webhook_id, state, since, page_size, request.page_token)
+        except FieldViolation as exc:
+            await abort_invalid(context, [exc])
+            raise
+        return ListWebhookDeliveriesResponse(deliveries=[webhook_delivery(r) for r in rows],
+                                             next_page_token=token)
+
+    async def RedeliverWebhooks(self, request: RedeliverWebhooksRequest,
+                                context: grpc.aio.ServicerContext
+                                ) -> RedeliverWebhooksResponse:
+        tenant = await self._operator_tenant(request.tenant_id, context)
+        problems: list[FieldViolation] = []
+        ids = []
+        if bool(request.delivery_ids) == request.HasField("failed_since"):
+            problems.append(FieldViolation("delivery_ids", "name deliveries, or set "
+                                                           "failed_since (not both)"))
+        if len(request.delivery_ids) > webhooks.MAX_REDELIVER_IDS:
+            problems.append(FieldViolation("delivery_ids", f"at most "
+                                                           f"{webhooks.MAX_REDELIVER_IDS}"))
+        for index, value in enumerate(request.delivery_ids[:webhooks.MAX_REDELIVER_IDS]):
+            try:
+                ids.append(webhooks.parse_uuid(f"delivery_ids[{index}]", value))
+            except FieldViolation as exc:
+                problems.append(exc)
+        failed_since = None
+        if request.HasField("failed_since"):
+            try:
+                failed_since = _timestamp_field(request, "failed_since")
+            except FieldViolation as exc:
+                problems.append(exc)
+        if problems:
+            await abort_invalid(context, problems)
+        try:
+            rows, skipped = await webhooks.redeliver(self.pool, tenant, list(dict.fromkeys(ids)),
+                                                     failed_since, principal_var.get().key_id)
+        except webhooks.DeliveryNotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            raise
+        return RedeliverWebhooksResponse(
+            redelivered=[webhook_delivery(r) for r in rows],
+            skipped=[SkippedDelivery(delivery_id=i, reason=why) for i, why in skipped])
+
+
+def webhook_delivery(row: asyncpg.Record) -> WebhookDelivery:
+    """The API view of a ``webhook_deliveries`` row."""
+    delivery = WebhookDelivery(
+        delivery_id=str(row["delivery_id"]),
+        webhook_id=str(row["webhook_id"]) if row["webhook_id"] else "",
+        tenant_id=row["tenant_id"], task_id=str(row["task_id"]), sequence=row["seq"],
+        url=row["url"], state=row["state"], attempts=row["attempts"],
+        last_error=row["last_error"], created_at=timestamp(row["created_at"]))
+    if row["delivered_at"] is not None:
+        delivery.delivered_at.CopyFrom(timestamp(row["delivered_at"]))
+    if row["state"] == "pending":
+        delivery.next_attempt_at.CopyFrom(timestamp(row["next_attempt_at"]))
+    return delivery
+
 
 class IntakeConsumer:
     """The intake-topic agent: normalise each record into a task, or refuse it with a reason."""
@@ -433,6 +568,112 @@ class IntakeConsumer:
                 raise RejectRecord("idempotency_conflict", str(exc)) from None
 
 
+def dead_letter_record(row: asyncpg.Record, value: bytes | None = None,
+                       key: bytes | None = None,
+                       headers: dict[str, str] | None = None) -> DeadLetterRecord:
+    """The API view of a ``dead_letters`` row (bytes only when given: GetDeadLetter)."""
+    letter = DeadLetter(
+        dead_letter_id=str(row["dead_letter_id"]), source_topic=row["source_topic"],
+        partition=row["source_partition"] or 0, offset=row["source_offset"] or 0,
+        original_key=key or b"", original_value=value or b"",
+        original_headers=headers or {}, reason_code=row["reason_code"], reason=row["reason"],
+        failed_at=timestamp(row["failed_at"]), service=row["service"])
+    record = DeadLetterRecord(letter=letter, tenant_id=row["tenant_id"],
+                              replayed_by=row["replayed_by"] or "",
+                              replay_count=row["replay_count"],
+                              purged=row["purged_at"] is not None)
+    if row["replayed_at"] is not None:
+        record.replayed_at.CopyFrom(timestamp(row["replayed_at"]))
+    return record
+
+
+def _timestamp_field(request: Any, field: str) -> Any:
+    """A request's Timestamp field as an aware datetime (None when unset); one out of range
+    is a FieldViolation naming it."""
+    if not request.HasField(field):
+        return None
+    try:
+        return getattr(request, field).ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise FieldViolation(field, "not a representable time") from None
+
+
+class DeadLetterServicer(DeadLetterServiceServicer):
+    """DeadLetterService: glue over :mod:`services.ingest.dead_letters`."""
+
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, producer: Producer) -> None:
+        self.pool = pool
+        self.producer = producer
+        self.codec = codec_for(settings)
+
+    async def _scope(self, context: grpc.aio.ServicerContext,
+                     tenant_id: str = "") -> dead_letters.Scope:
+        try:
+            return dead_letters.scope_for(principal_var.get(), tenant_id)
+        except PermissionError as exc:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+            raise
+
+    async def ListDeadLetters(self, request: ListDeadLettersRequest,
+                              context: grpc.aio.ServicerContext) -> ListDeadLettersResponse:
+        try:
+            tenant_id = dead_letters.text_filter("tenant_id", request.tenant_id)
+            page_size = dead_letters.page_size_of(request.page_size)
+            filters = dead_letters.Filters(
+                dead_letters.text_filter("source_topic", request.source_topic),
+                dead_letters.text_filter("reason_code", request.reason_code),
+                _timestamp_field(request, "since"))
+        except FieldViolation as exc:
+            await abort_invalid(context, [exc])
+            raise
+        scope = await self._scope(context, tenant_id)
+        try:
+            rows, token = await dead_letters.list_page(self.pool, scope, filters, page_size,
+                                                       request.page_token)
+        except FieldViolation as exc:
+            await abort_invalid(context, [exc])
+            raise
+        return ListDeadLettersResponse(dead_letters=[dead_letter_record(r) for r in rows],
+                                       next_page_token=token)
+
+    async def _id(self, context: grpc.aio.ServicerContext, value: str) -> Any:
+        try:
+            return dead_letters.parse_id(value)
+        except FieldViolation as exc:
+            await abort_invalid(context, [exc])
+            raise
+
+    async def GetDeadLetter(self, request: GetDeadLetterRequest,
+                            context: grpc.aio.ServicerContext) -> GetDeadLetterResponse:
+        letter_id = await self._id(context, request.dead_letter_id)
+        scope = await self._scope(context)
+        try:
+            row, record = await dead_letters.get(self.pool, scope, letter_id, self.codec)
+        except dead_letters.NotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            raise
+        return GetDeadLetterResponse(dead_letter=dead_letter_record(
+            row, record.value, record.key, record.headers))
+
+    async def ReplayDeadLetter(self, request: ReplayDeadLetterRequest,
+                               context: grpc.aio.ServicerContext) -> ReplayDeadLetterResponse:
+        letter_id = await self._id(context, request.dead_letter_id)
+        scope = await self._scope(context)
+        principal = principal_var.get()
+        try:
+            row = await dead_letters.replay(self.pool, self.producer, scope, letter_id,
+                                            principal, request.force, self.codec)
+        except dead_letters.NotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            raise
+        except (dead_letters.AlreadyReplayed, dead_letters.Purged) as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            raise
+        log.warning("dead letter %s replayed by %s%s", letter_id, principal.key_id,
+                    " (forced)" if request.force else "")
+        return ReplayDeadLetterResponse(dead_letter=dead_letter_record(row))
+
+
 async def setup(ctx: ServiceContext) -> None:
     settings = ctx.settings
     publisher = Publisher(settings, ctx.pool, ctx.producer)
@@ -444,6 +685,9 @@ async def setup(ctx: ServiceContext) -> None:
     servicer = IngestServicer(settings, ctx.pool, publisher, feed, backlog)
     ctx.serve((add_IngestServiceServicer_to_server, servicer, SERVICE_NAME), POLICY,
               rate_limited=RATE_LIMITED)
+    ctx.serve((add_DeadLetterServiceServicer_to_server,
+               DeadLetterServicer(settings, ctx.pool, ctx.producer), DEAD_LETTER_SERVICE_NAME),
+              DEAD_LETTER_POLICY)
     ctx.consume(INTAKE, IntakeConsumer(settings, publisher, backlog, ctx.limiter).handle)
 
     async def reconcile() -> None:

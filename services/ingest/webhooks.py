@@ -29,6 +29,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -36,7 +37,9 @@ import asyncpg
 from google.protobuf import json_format
 from prometheus_client import Counter
 
+from services.ingest import keyset
 from services.ingest.feed import Cursor, event_from_row, fetch_after, horizon
+from switchyard._audit import append as audit_append
 from switchyard._grpc import FieldViolation
 from switchyard._settings import Settings
 from switchyard._streams import TRANSIENT_ERRORS
@@ -293,6 +296,121 @@ class Deliverer:
         return len(rows)
 
 
+# -- operators: what was delivered, and delivering again ----------------------------------
+
+DELIVERY_STATES = ("pending", "delivered", "failed")
+MAX_REDELIVER_IDS = 500
+#: At most this many failed deliveries are set pending by one ``failed_since`` call.
+MAX_REDELIVER_SINCE = 1000
+_DELIVERY_COLUMNS = ("delivery_id, webhook_id, tenant_id, task_id, seq, url, state, attempts, "
+                     "last_error, created_at, delivered_at, next_attempt_at")
+
+
+class DeliveryNotFound(Exception):
+    """A named delivery does not exist for the tenant (another tenant's is absent too)."""
+
+
+def parse_uuid(field: str, value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value.strip())
+    except ValueError:
+        raise FieldViolation(field, "must be an id (a UUID) as the listings return it") \
+            from None
+
+
+def state_filter(state: str) -> str:
+    state = state.strip().lower()
+    if state and state not in DELIVERY_STATES:
+        raise FieldViolation("state", f"one of {', '.join(DELIVERY_STATES)} (or empty)")
+    return state
+
+
+async def list_webhooks(pool: asyncpg.Pool, tenant_id: str) -> list[asyncpg.Record]:
+    """The tenant's registered webhooks, oldest first, with delivery counts by state."""
+    return list(await pool.fetch(
+        "SELECT w.webhook_id, w.tenant_id, w.url, w.created_at, "
+        "count(d.delivery_id) FILTER (WHERE d.state = 'pending') AS pending, "
+        "count(d.delivery_id) FILTER (WHERE d.state = 'delivered') AS delivered, "
+        "count(d.delivery_id) FILTER (WHERE d.state = 'failed') AS failed "
+        "FROM webhooks w LEFT JOIN webhook_deliveries d ON d.webhook_id = w.webhook_id "
+        "WHERE w.tenant_id = $1 AND w.deleted_at IS NULL "
+        "GROUP BY w.webhook_id ORDER BY w.created_at, w.webhook_id", tenant_id))
+
+
+async def list_deliveries(pool: asyncpg.Pool, tenant_id: str, webhook_id: uuid.UUID | None,
+                          state: str, since: datetime | None, page_size: int,
+                          page_token: str) -> tuple[list[asyncpg.Record], str]:
+    """One page of the tenant's deliveries, newest first, and the next page's token."""
+    where, args = ["tenant_id = $1"], [tenant_id]
+
+    def arg(value: object) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if webhook_id is not None:
+        where.append(f"webhook_id = {arg(webhook_id)}")
+    if state:
+        where.append(f"state = {arg(state)}")
+    if since is not None:
+        where.append(f"created_at >= {arg(since)}")
+    if page_token:
+        at, delivery_id = keyset.parse(page_token, "ListWebhookDeliveries")
+        where.append(f"(created_at, delivery_id) < ({arg(at)}, {arg(delivery_id)})")
+    rows = await pool.fetch(
+        f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE {' AND '.join(where)} "
+        f"ORDER BY created_at DESC, delivery_id DESC LIMIT {arg(page_size + 1)}", *args)
+    if len(rows) > page_size:
+        last = rows[page_size - 1]
+        return list(rows[:page_size]), keyset.encode(last["created_at"], last["delivery_id"])
+    return list(rows), ""
+
+
+async def redeliver(pool: asyncpg.Pool, tenant_id: str, delivery_ids: Sequence[uuid.UUID],
+                    failed_since: datetime | None, actor: str
+                    ) -> tuple[list[asyncpg.Record], list[tuple[str, str]]]:
+    """Set deliveries pending again (fresh attempt budget, due now): the named ones, or the
+    tenant's failed ones created since ``failed_since``. Returns the rows set pending and
+    the named ones skipped, with why; audited in the tenant's chain. A named delivery that
+    is not the tenant's raises :class:`DeliveryNotFound` and changes nothing."""
+    reset = ("UPDATE webhook_deliveries SET state = 'pending', attempts = 0, "
+             "next_attempt_at = now(), lease_until = NULL, delivered_at = NULL "
+             "WHERE delivery_id = ANY($1::uuid[]) RETURNING " + _DELIVERY_COLUMNS)
+    skipped: list[tuple[str, str]] = []
+    async with pool.acquire() as conn, conn.transaction():
+        if failed_since is None:
+            rows = await conn.fetch(
+                "SELECT d.delivery_id, d.state, d.webhook_id, w.deleted_at "
+                "FROM webhook_deliveries d LEFT JOIN webhooks w USING (webhook_id) "
+                "WHERE d.delivery_id = ANY($1::uuid[]) AND d.tenant_id = $2 "
+                "FOR UPDATE OF d", list(delivery_ids), tenant_id)
+            found = {r["delivery_id"]: r for r in rows}
+            missing = [str(i) for i in delivery_ids if i not in found]
+            if missing:
+                raise DeliveryNotFound(f"no webhook delivery {', '.join(missing)}")
+            chosen = []
+            for row in found.values():
+                if row["state"] == "pending":
+                    skipped.append((str(row["delivery_id"]), "still pending"))
+                elif row["webhook_id"] is not None and row["deleted_at"] is not None:
+                    skipped.append((str(row["delivery_id"]), "its webhook was deleted"))
+                else:
+                    chosen.append(row["delivery_id"])
+        else:
+            chosen = [r["delivery_id"] for r in await conn.fetch(
+                "SELECT d.delivery_id FROM webhook_deliveries d "
+                "LEFT JOIN webhooks w USING (webhook_id) "
+                "WHERE d.tenant_id = $1 AND d.state = 'failed' AND d.created_at >= $2 "
+                "AND (d.webhook_id IS NULL OR w.deleted_at IS NULL) "
+                "ORDER BY d.created_at LIMIT $3 FOR UPDATE OF d SKIP LOCKED",
+                tenant_id, failed_since, MAX_REDELIVER_SINCE)]
+        redelivered = list(await conn.fetch(reset, chosen)) if chosen else []
+        if redelivered:
+            await audit_append(conn, tenant_id, actor, "webhooks.redelivered", {
+                "delivery_ids": sorted(str(r["delivery_id"]) for r in redelivered),
+                "failed_since": failed_since.isoformat() if failed_since else None})
+    return redelivered, skipped
+
+
 async def run(pool: asyncpg.Pool, settings: Settings, poll_s: float) -> None:
     """Dispatcher and delivery worker in one loop: enqueue new events, deliver what is due."""
     deliverer = Deliverer(pool, settings)
@@ -309,6 +427,8 @@ async def run(pool: asyncpg.Pool, settings: Settings, poll_s: float) -> None:
                 await asyncio.sleep(poll_s)
 
 
-__all__ = ["DELIVERY_HEADER", "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "Deliverer",
-           "backoff_s", "callback_problems", "delete", "enqueue_once", "register", "run",
-           "sign", "url_problem", "verify"]
+__all__ = ["DELIVERY_HEADER", "DELIVERY_STATES", "MAX_REDELIVER_IDS", "MAX_REDELIVER_SINCE",
+           "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "Deliverer", "DeliveryNotFound",
+           "backoff_s", "callback_problems", "delete", "enqueue_once", "list_deliveries",
+           "list_webhooks", "parse_uuid", "redeliver", "register", "run", "sign",
+           "state_filter", "url_problem", "verify"]

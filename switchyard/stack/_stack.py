@@ -132,6 +132,14 @@ class _Service:
         }
 
 
+def _ready(name: str, wait_ready: Callable[[float], None], timeout_s: float,
+           on_ready: Callable[[str], None] | None) -> None:
+    """Wait for one component or service, then tell ``on_ready`` (worker thread)."""
+    wait_ready(timeout_s)
+    if on_ready is not None:
+        on_ready(name)
+
+
 def with_free_ports(settings: Settings) -> Settings:
     """``settings`` with every embedded-infrastructure port moved to a free one (for tests)."""
     grpc_port = free_port()
@@ -228,8 +236,18 @@ class EmbeddedStack:
         return env
 
     # -- lifecycle --------------------------------------------------------------------------
-    def start(self, timeout_s: float = 90.0) -> None:
-        """Infrastructure, bootstrap, services; each step must be healthy before the next."""
+    @property
+    def start_steps(self) -> int:
+        """How many times :meth:`start` calls its ``on_ready``: one per embedded server, one
+        for the bootstrap (when there is one), one per service."""
+        return (len(self.infrastructure) + (self.bootstrap is not None)
+                + len(self.services_specs))
+
+    def start(self, timeout_s: float = 90.0,
+              on_ready: Callable[[str], None] | None = None) -> None:
+        """Infrastructure, bootstrap, services; each step must be healthy before the next.
+        ``on_ready(name)`` is called (from worker threads too) as each one is ready, e.g. to
+        advance a progress bar."""
         running = running_components(self.state_dir)
         if running:
             raise StackError(
@@ -237,17 +255,20 @@ class EmbeddedStack:
                 "stop it first (switchyard down)"
             )
         try:
-            self.start_infrastructure(timeout_s)
+            self.start_infrastructure(timeout_s, on_ready)
             if self.bootstrap is not None:
                 began = time.monotonic()
                 maybe_await(self.bootstrap(self.settings))
                 self.timings["bootstrap"] = time.monotonic() - began
-            self.start_services(timeout_s)
+                if on_ready is not None:
+                    on_ready("bootstrap")
+            self.start_services(timeout_s, on_ready)
         except BaseException:
             self.stop()
             raise
 
-    def start_infrastructure(self, timeout_s: float = 90.0) -> None:
+    def start_infrastructure(self, timeout_s: float = 90.0,
+                             on_ready: Callable[[str], None] | None = None) -> None:
         """Spawn every embedded server, then wait for all of them to be healthy."""
         require_stack_packages(c.name for c in self.infrastructure)
         began = time.monotonic()
@@ -259,7 +280,8 @@ class EmbeddedStack:
             component.launch()
             self._write_state()
         with ThreadPoolExecutor(max_workers=max(1, len(self.infrastructure))) as pool:
-            futures = [pool.submit(c.wait_ready, timeout_s) for c in self.infrastructure]
+            futures = [pool.submit(_ready, c.name, c.wait_ready, timeout_s, on_ready)
+                       for c in self.infrastructure]
             errors = [f.exception() for f in futures]
         failures = [str(e) for e in errors if e is not None]
         if failures:
@@ -270,7 +292,8 @@ class EmbeddedStack:
         self.timings["infrastructure"] = time.monotonic() - began
         self._write_state()
 
-    def start_services(self, timeout_s: float = 60.0) -> None:
+    def start_services(self, timeout_s: float = 60.0,
+                       on_ready: Callable[[str], None] | None = None) -> None:
         """Spawn every service, then wait for each to answer SERVING."""
         began = time.monotonic()
         for spec in self.services_specs:
@@ -285,7 +308,8 @@ class EmbeddedStack:
             service.process.start()
             self._write_state()
         with ThreadPoolExecutor(max_workers=max(1, len(self._services))) as pool:
-            futures = [pool.submit(s.wait_ready, timeout_s) for s in self._services]
+            futures = [pool.submit(_ready, s.spec.name, s.wait_ready, timeout_s, on_ready)
+                       for s in self._services]
             errors = [f.exception() for f in futures]
         failures = [str(e) for e in errors if e is not None]
         if failures:

@@ -540,3 +540,270 @@ class DeleteWebhookResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["deleted", b"deleted"]) -> None: ...
 
 global___DeleteWebhookResponse = DeleteWebhookResponse
+
+@typing.final
+class Webhook(google.protobuf.message.Message):
+    """A registered tenant webhook; the secret is never returned after RegisterWebhook."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    WEBHOOK_ID_FIELD_NUMBER: builtins.int
+    TENANT_ID_FIELD_NUMBER: builtins.int
+    URL_FIELD_NUMBER: builtins.int
+    CREATED_AT_FIELD_NUMBER: builtins.int
+    PENDING_FIELD_NUMBER: builtins.int
+    DELIVERED_FIELD_NUMBER: builtins.int
+    FAILED_FIELD_NUMBER: builtins.int
+    webhook_id: builtins.str
+    tenant_id: builtins.str
+    url: builtins.str
+    pending: builtins.int
+    """Deliveries to it by state."""
+    delivered: builtins.int
+    failed: builtins.int
+    @property
+    def created_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        webhook_id: builtins.str = ...,
+        tenant_id: builtins.str = ...,
+        url: builtins.str = ...,
+        created_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        pending: builtins.int = ...,
+        delivered: builtins.int = ...,
+        failed: builtins.int = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["created_at", b"created_at"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "delivered", b"delivered", "failed", b"failed", "pending", b"pending", "tenant_id", b"tenant_id", "url", b"url", "webhook_id", b"webhook_id"]) -> None: ...
+
+global___Webhook = Webhook
+
+@typing.final
+class ListWebhooksRequest(google.protobuf.message.Message):
+    """Input of IngestService.ListWebhooks."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: builtins.int
+    tenant_id: builtins.str
+    """Empty: the caller's tenant."""
+    def __init__(
+        self,
+        *,
+        tenant_id: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["tenant_id", b"tenant_id"]) -> None: ...
+
+global___ListWebhooksRequest = ListWebhooksRequest
+
+@typing.final
+class ListWebhooksResponse(google.protobuf.message.Message):
+    """Output of IngestService.ListWebhooks."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    WEBHOOKS_FIELD_NUMBER: builtins.int
+    @property
+    def webhooks(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___Webhook]: ...
+    def __init__(
+        self,
+        *,
+        webhooks: collections.abc.Iterable[global___Webhook] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["webhooks", b"webhooks"]) -> None: ...
+
+global___ListWebhooksResponse = ListWebhooksResponse
+
+@typing.final
+class WebhookDelivery(google.protobuf.message.Message):
+    """One POST of one status event to one destination, and how it went."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    DELIVERY_ID_FIELD_NUMBER: builtins.int
+    WEBHOOK_ID_FIELD_NUMBER: builtins.int
+    TENANT_ID_FIELD_NUMBER: builtins.int
+    TASK_ID_FIELD_NUMBER: builtins.int
+    SEQUENCE_FIELD_NUMBER: builtins.int
+    URL_FIELD_NUMBER: builtins.int
+    STATE_FIELD_NUMBER: builtins.int
+    ATTEMPTS_FIELD_NUMBER: builtins.int
+    LAST_ERROR_FIELD_NUMBER: builtins.int
+    CREATED_AT_FIELD_NUMBER: builtins.int
+    DELIVERED_AT_FIELD_NUMBER: builtins.int
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: builtins.int
+    delivery_id: builtins.str
+    webhook_id: builtins.str
+    """Empty for a task's own callback_url."""
+    tenant_id: builtins.str
+    task_id: builtins.str
+    sequence: builtins.int
+    """The status event's sequence number within the task."""
+    url: builtins.str
+    state: builtins.str
+    """"pending", "delivered" or "failed"."""
+    attempts: builtins.int
+    last_error: builtins.str
+    @property
+    def created_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    @property
+    def delivered_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    @property
+    def next_attempt_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        delivery_id: builtins.str = ...,
+        webhook_id: builtins.str = ...,
+        tenant_id: builtins.str = ...,
+        task_id: builtins.str = ...,
+        sequence: builtins.int = ...,
+        url: builtins.str = ...,
+        state: builtins.str = ...,
+        attempts: builtins.int = ...,
+        last_error: builtins.str = ...,
+        created_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        delivered_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        next_attempt_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["created_at", b"created_at", "delivered_at", b"delivered_at", "next_attempt_at", b"next_attempt_at"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["attempts", b"attempts", "created_at", b"created_at", "delivered_at", b"delivered_at", "delivery_id", b"delivery_id", "last_error", b"last_error", "next_attempt_at", b"next_attempt_at", "sequence", b"sequence", "state", b"state", "task_id", b"task_id", "tenant_id", b"tenant_id", "url", b"url", "webhook_id", b"webhook_id"]) -> None: ...
+
+global___WebhookDelivery = WebhookDelivery
+
+@typing.final
+class ListWebhookDeliveriesRequest(google.protobuf.message.Message):
+    """Input of IngestService.ListWebhookDeliveries; every filter is optional."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: builtins.int
+    WEBHOOK_ID_FIELD_NUMBER: builtins.int
+    STATE_FIELD_NUMBER: builtins.int
+    SINCE_FIELD_NUMBER: builtins.int
+    PAGE_SIZE_FIELD_NUMBER: builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: builtins.int
+    tenant_id: builtins.str
+    """Empty: the caller's tenant."""
+    webhook_id: builtins.str
+    state: builtins.str
+    """"pending", "delivered" or "failed"."""
+    page_size: builtins.int
+    """1..500; 0 means 50."""
+    page_token: builtins.str
+    @property
+    def since(self) -> google.protobuf.timestamp_pb2.Timestamp:
+        """Only deliveries created at or after this time."""
+
+    def __init__(
+        self,
+        *,
+        tenant_id: builtins.str = ...,
+        webhook_id: builtins.str = ...,
+        state: builtins.str = ...,
+        since: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        page_size: builtins.int = ...,
+        page_token: builtins.str = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["since", b"since"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["page_size", b"page_size", "page_token", b"page_token", "since", b"since", "state", b"state", "tenant_id", b"tenant_id", "webhook_id", b"webhook_id"]) -> None: ...
+
+global___ListWebhookDeliveriesRequest = ListWebhookDeliveriesRequest
+
+@typing.final
+class ListWebhookDeliveriesResponse(google.protobuf.message.Message):
+    """Output of IngestService.ListWebhookDeliveries."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    DELIVERIES_FIELD_NUMBER: builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: builtins.int
+    next_page_token: builtins.str
+    """Empty on the last page."""
+    @property
+    def deliveries(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___WebhookDelivery]: ...
+    def __init__(
+        self,
+        *,
+        deliveries: collections.abc.Iterable[global___WebhookDelivery] | None = ...,
+        next_page_token: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["deliveries", b"deliveries", "next_page_token", b"next_page_token"]) -> None: ...
+
+global___ListWebhookDeliveriesResponse = ListWebhookDeliveriesResponse
+
+@typing.final
+class RedeliverWebhooksRequest(google.protobuf.message.Message):
+    """Input of IngestService.RedeliverWebhooks: delivery_ids, or failed_since, not both."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: builtins.int
+    DELIVERY_IDS_FIELD_NUMBER: builtins.int
+    FAILED_SINCE_FIELD_NUMBER: builtins.int
+    tenant_id: builtins.str
+    """Empty: the caller's tenant."""
+    @property
+    def delivery_ids(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
+    @property
+    def failed_since(self) -> google.protobuf.timestamp_pb2.Timestamp:
+        """Every failed delivery of the tenant created at or after this time."""
+
+    def __init__(
+        self,
+        *,
+        tenant_id: builtins.str = ...,
+        delivery_ids: collections.abc.Iterable[builtins.str] | None = ...,
+        failed_since: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["failed_since", b"failed_since"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["delivery_ids", b"delivery_ids", "failed_since", b"failed_since", "tenant_id", b"tenant_id"]) -> None: ...
+
+global___RedeliverWebhooksRequest = RedeliverWebhooksRequest
+
+@typing.final
+class RedeliverWebhooksResponse(google.protobuf.message.Message):
+    """Output of IngestService.RedeliverWebhooks."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    REDELIVERED_FIELD_NUMBER: builtins.int
+    SKIPPED_FIELD_NUMBER: builtins.int
+    @property
+    def redelivered(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___WebhookDelivery]:
+        """The deliveries set pending again."""
+
+    @property
+    def skipped(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___SkippedDelivery]:
+        """Named deliveries that were not (still pending, or their webhook was deleted), with why."""
+
+    def __init__(
+        self,
+        *,
+        redelivered: collections.abc.Iterable[global___WebhookDelivery] | None = ...,
+        skipped: collections.abc.Iterable[global___SkippedDelivery] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["redelivered", b"redelivered", "skipped", b"skipped"]) -> None: ...
+
+global___RedeliverWebhooksResponse = RedeliverWebhooksResponse
+
+@typing.final
+class SkippedDelivery(google.protobuf.message.Message):
+    """A delivery RedeliverWebhooks left as it was."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    DELIVERY_ID_FIELD_NUMBER: builtins.int
+    REASON_FIELD_NUMBER: builtins.int
+    delivery_id: builtins.str
+    reason: builtins.str
+    def __init__(
+        self,
+        *,
+        delivery_id: builtins.str = ...,
+        reason: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["delivery_id", b"delivery_id", "reason", b"reason"]) -> None: ...
+
+global___SkippedDelivery = SkippedDelivery

@@ -65,6 +65,21 @@ class IngestServiceStub(object):
                 request_serializer=switchyard_dot_v1_dot_ingest__service__pb2.DeleteWebhookRequest.SerializeToString,
                 response_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.DeleteWebhookResponse.FromString,
                 )
+        self.ListWebhooks = channel.unary_unary(
+                '/switchyard.v1.IngestService/ListWebhooks',
+                request_serializer=switchyard_dot_v1_dot_ingest__service__pb2.ListWebhooksRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.ListWebhooksResponse.FromString,
+                )
+        self.ListWebhookDeliveries = channel.unary_unary(
+                '/switchyard.v1.IngestService/ListWebhookDeliveries',
+                request_serializer=switchyard_dot_v1_dot_ingest__service__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.ListWebhookDeliveriesResponse.FromString,
+                )
+        self.RedeliverWebhooks = channel.unary_unary(
+                '/switchyard.v1.IngestService/RedeliverWebhooks',
+                request_serializer=switchyard_dot_v1_dot_ingest__service__pb2.RedeliverWebhooksRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.RedeliverWebhooksResponse.FromString,
+                )
 
 
 class IngestServiceServicer(object):
@@ -151,6 +166,31 @@ class IngestServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListWebhooks(self, request, context):
+        """A tenant's registered webhooks (without their secrets), each with its delivery counts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhookDeliveries(self, request, context):
+        """A tenant's webhook deliveries (tenant webhooks and per-task callbacks), newest first:
+        state, attempts and the last error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedeliverWebhooks(self, request, context):
+        """Deliver again: the named deliveries, or every failed one created since a time. Each is
+        set pending with a fresh attempt budget and POSTed again with its original body and
+        delivery id. A pending delivery is left as it is; one whose webhook was deleted is not
+        redelivered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -203,6 +243,21 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.DeleteWebhook,
                     request_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.DeleteWebhookRequest.FromString,
                     response_serializer=switchyard_dot_v1_dot_ingest__service__pb2.DeleteWebhookResponse.SerializeToString,
+            ),
+            'ListWebhooks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhooks,
+                    request_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.ListWebhooksRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_ingest__service__pb2.ListWebhooksResponse.SerializeToString,
+            ),
+            'ListWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeliveries,
+                    request_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.ListWebhookDeliveriesRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_ingest__service__pb2.ListWebhookDeliveriesResponse.SerializeToString,
+            ),
+            'RedeliverWebhooks': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedeliverWebhooks,
+                    request_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.RedeliverWebhooksRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_ingest__service__pb2.RedeliverWebhooksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -382,5 +437,56 @@ class IngestService(object):
         return grpc.experimental.unary_unary(request, target, '/switchyard.v1.IngestService/DeleteWebhook',
             switchyard_dot_v1_dot_ingest__service__pb2.DeleteWebhookRequest.SerializeToString,
             switchyard_dot_v1_dot_ingest__service__pb2.DeleteWebhookResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ListWebhooks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/switchyard.v1.IngestService/ListWebhooks',
+            switchyard_dot_v1_dot_ingest__service__pb2.ListWebhooksRequest.SerializeToString,
+            switchyard_dot_v1_dot_ingest__service__pb2.ListWebhooksResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ListWebhookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/switchyard.v1.IngestService/ListWebhookDeliveries',
+            switchyard_dot_v1_dot_ingest__service__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+            switchyard_dot_v1_dot_ingest__service__pb2.ListWebhookDeliveriesResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def RedeliverWebhooks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/switchyard.v1.IngestService/RedeliverWebhooks',
+            switchyard_dot_v1_dot_ingest__service__pb2.RedeliverWebhooksRequest.SerializeToString,
+            switchyard_dot_v1_dot_ingest__service__pb2.RedeliverWebhooksResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

@@ -95,6 +95,30 @@ class IngestServiceStub:
     ]
     """Stop deliveries to a registered webhook."""
 
+    ListWebhooks: grpc.UnaryUnaryMultiCallable[
+        switchyard.v1.ingest_service_pb2.ListWebhooksRequest,
+        switchyard.v1.ingest_service_pb2.ListWebhooksResponse,
+    ]
+    """A tenant's registered webhooks (without their secrets), each with its delivery counts."""
+
+    ListWebhookDeliveries: grpc.UnaryUnaryMultiCallable[
+        switchyard.v1.ingest_service_pb2.ListWebhookDeliveriesRequest,
+        switchyard.v1.ingest_service_pb2.ListWebhookDeliveriesResponse,
+    ]
+    """A tenant's webhook deliveries (tenant webhooks and per-task callbacks), newest first:
+    state, attempts and the last error.
+    """
+
+    RedeliverWebhooks: grpc.UnaryUnaryMultiCallable[
+        switchyard.v1.ingest_service_pb2.RedeliverWebhooksRequest,
+        switchyard.v1.ingest_service_pb2.RedeliverWebhooksResponse,
+    ]
+    """Deliver again: the named deliveries, or every failed one created since a time. Each is
+    set pending with a fresh attempt budget and POSTed again with its original body and
+    delivery id. A pending delivery is left as it is; one whose webhook was deleted is not
+    redelivered.
+    """
+
 class IngestServiceAsyncStub:
     """The front door for upstream systems."""
 
@@ -171,6 +195,30 @@ class IngestServiceAsyncStub:
         switchyard.v1.ingest_service_pb2.DeleteWebhookResponse,
     ]
     """Stop deliveries to a registered webhook."""
+
+    ListWebhooks: grpc.aio.UnaryUnaryMultiCallable[
+        switchyard.v1.ingest_service_pb2.ListWebhooksRequest,
+        switchyard.v1.ingest_service_pb2.ListWebhooksResponse,
+    ]
+    """A tenant's registered webhooks (without their secrets), each with its delivery counts."""
+
+    ListWebhookDeliveries: grpc.aio.UnaryUnaryMultiCallable[
+        switchyard.v1.ingest_service_pb2.ListWebhookDeliveriesRequest,
+        switchyard.v1.ingest_service_pb2.ListWebhookDeliveriesResponse,
+    ]
+    """A tenant's webhook deliveries (tenant webhooks and per-task callbacks), newest first:
+    state, attempts and the last error.
+    """
+
+    RedeliverWebhooks: grpc.aio.UnaryUnaryMultiCallable[
+        switchyard.v1.ingest_service_pb2.RedeliverWebhooksRequest,
+        switchyard.v1.ingest_service_pb2.RedeliverWebhooksResponse,
+    ]
+    """Deliver again: the named deliveries, or every failed one created since a time. Each is
+    set pending with a fresh attempt budget and POSTed again with its original body and
+    delivery id. A pending delivery is left as it is; one whose webhook was deleted is not
+    redelivered.
+    """
 
 class IngestServiceServicer(metaclass=abc.ABCMeta):
     """The front door for upstream systems."""
@@ -268,5 +316,35 @@ class IngestServiceServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[switchyard.v1.ingest_service_pb2.DeleteWebhookResponse, collections.abc.Awaitable[switchyard.v1.ingest_service_pb2.DeleteWebhookResponse]]:
         """Stop deliveries to a registered webhook."""
+
+    @abc.abstractmethod
+    def ListWebhooks(
+        self,
+        request: switchyard.v1.ingest_service_pb2.ListWebhooksRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[switchyard.v1.ingest_service_pb2.ListWebhooksResponse, collections.abc.Awaitable[switchyard.v1.ingest_service_pb2.ListWebhooksResponse]]:
+        """A tenant's registered webhooks (without their secrets), each with its delivery counts."""
+
+    @abc.abstractmethod
+    def ListWebhookDeliveries(
+        self,
+        request: switchyard.v1.ingest_service_pb2.ListWebhookDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[switchyard.v1.ingest_service_pb2.ListWebhookDeliveriesResponse, collections.abc.Awaitable[switchyard.v1.ingest_service_pb2.ListWebhookDeliveriesResponse]]:
+        """A tenant's webhook deliveries (tenant webhooks and per-task callbacks), newest first:
+        state, attempts and the last error.
+        """
+
+    @abc.abstractmethod
+    def RedeliverWebhooks(
+        self,
+        request: switchyard.v1.ingest_service_pb2.RedeliverWebhooksRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[switchyard.v1.ingest_service_pb2.RedeliverWebhooksResponse, collections.abc.Awaitable[switchyard.v1.ingest_service_pb2.RedeliverWebhooksResponse]]:
+        """Deliver again: the named deliveries, or every failed one created since a time. Each is
+        set pending with a fresh attempt budget and POSTed again with its original body and
+        delivery id. A pending delivery is left as it is; one whose webhook was deleted is not
+        redelivered.
+        """
 
 def add_IngestServiceServicer_to_server(servicer: IngestServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chaos import QUICK, run
+from chaos import QUICK, run, steps
 
 
 def test_nothing_is_lost_under_faults(tmp_path: Path) -> None:
-    report, exit_codes = run(QUICK, tmp_path)
+    done: list[str] = []
+    report, exit_codes = run(QUICK, tmp_path, on_step=done.append)
+    assert done == steps(QUICK)   # what `python -m chaos` draws its progress bar from
     summary = "\n".join(f"{name}: {value}" for name, value in report.rows())
     faults = "\n".join(report.faults)
     assert report.lost == 0, f"lost tasks: {report.lost_examples}\n{summary}\n{faults}"

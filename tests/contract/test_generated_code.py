@@ -88,14 +88,16 @@ def test_every_service_is_versioned_and_exported() -> None:
     services = {
         service.full_name
         for module in (v1.ingest_service_pb2, v1.decision_service_pb2, v1.review_service_pb2,
-                       v1.executor_service_pb2, v1.pack_service_pb2)
+                       v1.executor_service_pb2, v1.pack_service_pb2,
+                       v1.dead_letter_service_pb2)
         for service in module.DESCRIPTOR.services_by_name.values()
     }
     assert services == {"switchyard.v1.IngestService", "switchyard.v1.DecisionService",
                         "switchyard.v1.ReviewService", "switchyard.v1.ExecutorAdminService",
-                        "switchyard.v1.ExecutorService", "switchyard.v1.PackService"}
+                        "switchyard.v1.ExecutorService", "switchyard.v1.PackService",
+                        "switchyard.v1.DeadLetterService"}
     for name in ("IngestServiceStub", "add_ReviewServiceServicer_to_server", "TaskEnvelope",
-                 "TaskStatus", "DeadLetter"):
+                 "TaskStatus", "DeadLetter", "DeadLetterServiceStub"):
         assert name in v1.__all__
 
 

@@ -8,6 +8,8 @@ import hashlib
 import importlib.util
 import json
 import re
+import shutil
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -19,6 +21,7 @@ from services.decision.training import datagen, default_paths, train
 from services.decision.training import features as F
 from services.decision.training.__main__ import main as cli
 from services.decision.training.packs import collect_packs, router_classes
+from tests.cli.helpers import on_a_terminal
 from tests.models.packs import CORPUS_KINDS, write_pack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -420,3 +423,33 @@ def test_router_config_serves_every_version_and_names_them() -> None:
     expected = {"1": train.MODEL_VERSIONS["document_router"],
                 **{vdir: spec["version"] for vdir, spec in train.ROUTER_CANDIDATES.items()}}
     assert dict(pair.split(":") for pair in versions.split(",")) == expected
+
+
+def test_training_reports_each_model_version_as_a_phase(tiny: tuple[Path, Path, dict],
+                                                        tmp_path: Path) -> None:
+    data, _, _ = tiny
+    copy = tmp_path / "data"   # training writes the held-out files next to the corpus
+    shutil.copytree(data, copy)
+    phases: list[str] = []
+    train.train_all(copy, tmp_path / "repository", seed=5, log=lambda *_: None,
+                    packs=_tiny_packs(data.parent), on_phase=phases.append)
+    assert len(phases) == train.training_phases() == 3
+    assert phases[0].startswith(train.ROUTER) and phases[-1].startswith(train.INVOICE)
+
+
+def test_models_train_draws_a_progress_bar_on_a_terminal_only(
+        tiny: tuple[Path, Path, dict], tmp_path: Path) -> None:
+    data, _, _ = tiny
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    argv = [sys.executable, "-m", "switchyard", "models", "train", "--data-dir", str(copy),
+            "--repository", str(tmp_path / "repository"), *_tiny_pack_args(data.parent)]
+    code, out, drawn = on_a_terminal(argv)
+    assert code == 0, drawn[-2000:]
+    assert "[train] done" in out   # the log lines stay on stdout
+    assert b"trained " + train.ROUTER.encode() in drawn and "━".encode() in drawn
+    piped = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    assert piped.returncode == 0, piped.stderr
+    assert "━" not in piped.stderr and "\x1b[" not in piped.stderr
+    assert "[train] done" in piped.stdout
+

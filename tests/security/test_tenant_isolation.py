@@ -18,9 +18,11 @@ from typing import Any
 
 import grpc
 import pytest
+from confluent_kafka import Producer
 
 from switchyard import Settings
 from switchyard._grpc import create_channel
+from switchyard._topics import INTAKE
 from tests.polling import eventually
 from switchyard.v1 import (
     ApplyPackRequest,
@@ -28,26 +30,33 @@ from switchyard.v1 import (
     CancelTaskRequest,
     ClaimRequest,
     CompleteWaitRequest,
+    DeadLetterServiceStub,
     DecideRequest,
     DecisionServiceStub,
     DeleteWebhookRequest,
     Document,
     ExecutorAdminServiceStub,
     ExecutorServiceStub,
+    GetDeadLetterRequest,
     GetItemRequest,
     GetPackRequest,
     GetTaskRequest,
     GetTenantSettingsRequest,
     IngestServiceStub,
     ListBreakersRequest,
+    ListDeadLettersRequest,
     ListPacksRequest,
     ListQueueRequest,
     ListTasksRequest,
+    ListWebhookDeliveriesRequest,
+    ListWebhooksRequest,
     PackFile,
     PackServiceStub,
     PackSource,
+    RedeliverWebhooksRequest,
     RegisterWebhookRequest,
     ReleaseRequest,
+    ReplayDeadLetterRequest,
     RenewRequest,
     ResetBreakerRequest,
     RetryTaskRequest,
@@ -63,6 +72,7 @@ from switchyard.v1 import (
     Verdict,
     WatchTaskRequest,
     WatchTenantRequest,
+    dead_letter_service_pb2,
     decision_service_pb2,
     executor_service_pb2,
     ingest_service_pb2,
@@ -204,7 +214,7 @@ def every_rpc() -> set[str]:
     """Every RPC the four services define, from their descriptors."""
     return {f"{service.full_name}/{method.name}"
             for module in (ingest_service_pb2, review_service_pb2, decision_service_pb2,
-                           executor_service_pb2, pack_service_pb2)
+                           executor_service_pb2, pack_service_pb2, dead_letter_service_pb2)
             for service in module.DESCRIPTOR.services_by_name.values()
             for method in service.methods}
 
@@ -226,7 +236,30 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
     globex_packs_channel = create_channel(f"127.0.0.1:{settings.decision_grpc_port}",
                                           api_key="globex-admin")
     globex_packs = PackServiceStub(globex_packs_channel)
+    letters_channel = create_channel(f"127.0.0.1:{settings.ingest_grpc_port}",
+                                     api_key="acme-admin")
+    letters = DeadLetterServiceStub(letters_channel)
+    globex_letters_channel = create_channel(f"127.0.0.1:{settings.ingest_grpc_port}",
+                                            api_key="globex-admin")
+    globex_letters = DeadLetterServiceStub(globex_letters_channel)
     try:
+        # a record of globex's that ingest dead-letters, which acme's admin must not see
+        marker = uuid.uuid4().hex.encode()
+        producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
+        producer.produce(INTAKE.full_name(settings), key=b"globex-bad", value=b"\x00" + marker,
+                         headers=[("x-tenant-id", b"globex")])
+        assert producer.flush(30) == 0
+
+        async def globex_letter() -> str:
+            page = await globex_letters.ListDeadLetters(ListDeadLettersRequest(page_size=500))
+            for record in page.dead_letters:
+                got = await globex_letters.GetDeadLetter(GetDeadLetterRequest(
+                    dead_letter_id=record.letter.dead_letter_id))
+                if marker in got.dead_letter.letter.original_value:
+                    return record.letter.dead_letter_id
+            return ""
+        letter_id = await eventually(globex_letter, "globex's record to be dead-lettered",
+                                     90, 0.5)
         # globex's own pack and settings, which acme's admin must neither see nor change
         await globex_packs.ApplyPack(ApplyPackRequest(source=GLOBEX_PACK))
         await globex_packs.ApplyTenantSettings(ApplyTenantSettingsRequest(
@@ -240,6 +273,13 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
             page = await globex_reviewer.ListQueue(ListQueueRequest(page_size=500))
             return next((i.item_id for i in page.items if i.escalation.task_id == task_id), "")
         item_id = await eventually(globex_item, "globex's task to reach review", 120, 0.3)
+
+        async def globex_delivery() -> str:
+            page = await globex_ingest.ListWebhookDeliveries(ListWebhookDeliveriesRequest(
+                webhook_id=webhook.webhook_id))
+            return page.deliveries[0].delivery_id if page.deliveries else ""
+        delivery_id = await eventually(globex_delivery, "a delivery to globex's webhook", 90,
+                                       0.3)
         verdict = ReviewVerdict(item_id=item_id, reviewer_id="mallory",
                                 verdict=Verdict.VERDICT_APPROVE)
 
@@ -261,6 +301,14 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
             "IngestService/RegisterWebhook": (lambda: ingest.RegisterWebhook(
                 RegisterWebhookRequest(tenant_id="globex", url="http://127.0.0.1:9/evil")),
                 grpc.StatusCode.PERMISSION_DENIED),
+            "IngestService/ListWebhooks": (lambda: ingest.ListWebhooks(ListWebhooksRequest(
+                tenant_id="globex")), grpc.StatusCode.PERMISSION_DENIED),
+            "IngestService/ListWebhookDeliveries": (lambda: ingest.ListWebhookDeliveries(
+                ListWebhookDeliveriesRequest(tenant_id="globex")),
+                grpc.StatusCode.PERMISSION_DENIED),
+            "IngestService/RedeliverWebhooks": (lambda: ingest.RedeliverWebhooks(
+                RedeliverWebhooksRequest(delivery_ids=[delivery_id])),
+                grpc.StatusCode.NOT_FOUND),
             "ReviewService/GetItem": (lambda: acme_reviewer.GetItem(GetItemRequest(
                 item_id=item_id)), grpc.StatusCode.NOT_FOUND),
             "ReviewService/Claim": (lambda: acme_reviewer.Claim(ClaimRequest(
@@ -298,6 +346,13 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
             "PackService/GetTenantSettings": (lambda: packs.GetTenantSettings(
                 GetTenantSettingsRequest(tenant_id="globex")),
                 grpc.StatusCode.PERMISSION_DENIED),
+            # dead letters: a tenant's admin reads and replays its own tenant's only
+            "DeadLetterService/ListDeadLetters": (lambda: letters.ListDeadLetters(
+                ListDeadLettersRequest(tenant_id="globex")), grpc.StatusCode.PERMISSION_DENIED),
+            "DeadLetterService/GetDeadLetter": (lambda: letters.GetDeadLetter(
+                GetDeadLetterRequest(dead_letter_id=letter_id)), grpc.StatusCode.NOT_FOUND),
+            "DeadLetterService/ReplayDeadLetter": (lambda: letters.ReplayDeadLetter(
+                ReplayDeadLetterRequest(dead_letter_id=letter_id)), grpc.StatusCode.NOT_FOUND),
         }
         got = {rpc: await code_of(call) for rpc, (call, _) in expected.items()}
         assert got == {rpc: code for rpc, (_, code) in expected.items()}
@@ -315,6 +370,13 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
         assert "globex_memo" not in {p.name for p in (await packs.ListPacks(
             ListPacksRequest())).packs}
         assert (await packs.GetTenantSettings(GetTenantSettingsRequest())).version == 0
+        # acme's own webhook listings hold nothing of globex's
+        assert webhook.webhook_id not in {h.webhook_id for h in (
+            await ingest.ListWebhooks(ListWebhooksRequest())).webhooks}
+        assert delivery_id not in {d.delivery_id for d in (await ingest.ListWebhookDeliveries(
+            ListWebhookDeliveriesRequest(page_size=500))).deliveries}
+        assert letter_id not in {r.letter.dead_letter_id for r in (
+            await letters.ListDeadLetters(ListDeadLettersRequest(page_size=500))).dead_letters}
         covered = {*expected, "IngestService/SubmitTasks", "IngestService/DeleteWebhook",
                    "ReviewService/ListQueue", "PackService/ValidatePack"}
         assert every_rpc() == {f"switchyard.v1.{rpc}" for rpc in covered}, \
@@ -327,9 +389,12 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
         # globex's things are untouched
         assert (await globex_ingest.GetTask(GetTaskRequest(task_id=task_id))).task.status
         assert await globex_item() == item_id
+        assert (await globex_letters.GetDeadLetter(GetDeadLetterRequest(
+            dead_letter_id=letter_id))).dead_letter.replay_count == 0
         assert (await globex_ingest.DeleteWebhook(DeleteWebhookRequest(
             webhook_id=webhook.webhook_id))).deleted
     finally:
         for channel in (*globex_channels, *rev_channels, *acme_channels, *acme_rev_channels,
-                        executor_channel, packs_channel, globex_packs_channel):
+                        executor_channel, packs_channel, globex_packs_channel,
+                        letters_channel, globex_letters_channel):
             await channel.close()

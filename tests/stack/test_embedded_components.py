@@ -264,8 +264,13 @@ def test_detached_stack_status_and_down_from_another_process(
         detached=True,
         postgres_port=free_port(),
     )
-    stack.start(timeout_s=60)
+    ready: list[str] = []
+    stack.start(timeout_s=60, on_ready=ready.append)
     try:
+        # what `switchyard up` draws its progress bar from: each step once, services last
+        assert len(ready) == stack.start_steps == 5
+        assert sorted(ready[:3]) == ["kafka", "postgres", "triton"]
+        assert ready[3:] == ["bootstrap", "echo"]
         assert seen and seen[0].postgres_dsn == stack.postgres.dsn  # type: ignore[union-attr]
         assert env_file.read_text() == stack.postgres.dsn  # type: ignore[union-attr]
         rows = {row.name: row for row in stack_status(state_dir)}

@@ -93,8 +93,14 @@ def run(args: argparse.Namespace) -> int:
             print("[train] models up to date")
             return 0
         print(f"[train] (re)training: {reason}")
-    train.train_all(args.data_dir, args.repository,
-                    seed=train.DEFAULT_SEED if args.seed is None else args.seed, packs=packs)
+    from switchyard._progress import stderr_progress
+
+    with stderr_progress() as bar:   # stderr, terminal only
+        phase = bar.add_task("training", total=train.training_phases())
+        train.train_all(args.data_dir, args.repository,
+                        seed=train.DEFAULT_SEED if args.seed is None else args.seed, packs=packs,
+                        on_phase=lambda name: bar.update(phase, advance=1,
+                                                         description=f"trained {name}"))
     if args.reload:
         from switchyard._settings import Settings
 

@@ -33,7 +33,7 @@ import re
 import shutil
 import time
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -613,10 +613,18 @@ def router_set(data_dir: Path, packs: Sequence[PackExamples] | None = None
     return router_training_set(packs, datagen.read_jsonl(Path(data_dir) / datagen.ROUTER_FILE))
 
 
+def training_phases() -> int:
+    """How many phases :func:`train_all` reports to ``on_phase``: one per model version it
+    builds (the router, its shadow candidates, invoice risk)."""
+    return len(_version_dirs())
+
+
 def train_all(data_dir: Path, repository: Path, seed: int = DEFAULT_SEED,
-              log: Any = print, packs: Sequence[PackExamples] | None = None) -> dict[str, Any]:
+              log: Any = print, packs: Sequence[PackExamples] | None = None,
+              on_phase: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train every model into ``repository``; the router's classes are the enabled ``packs``
-    (None: the shipped ones) and ``other``."""
+    (None: the shipped ones) and ``other``. ``on_phase(name)`` is called as each model
+    version is written (:func:`training_phases` of them), e.g. for a progress bar."""
     data_dir, repository = Path(data_dir), Path(repository)
     verify_data(data_dir)
     tset = router_set(data_dir, packs)
@@ -653,6 +661,8 @@ def train_all(data_dir: Path, repository: Path, seed: int = DEFAULT_SEED,
             f"T={float(res['temperature']):.3f}, test acc "
             f"{res['metrics']['test']['accuracy']:.4f} macro-F1 {res['metrics']['test']['macro_f1']:.4f} "
             f"log-loss {res['metrics']['test']['log_loss']:.4f} ECE {res['metrics']['test']['ece']:.4f}")
+        if on_phase is not None:
+            on_phase(f"{ROUTER} {semver}")
 
     _write_router_config(repository, tset.classes)
     log(f"[train] {ROUTER} classes: " + ", ".join(
@@ -700,6 +710,8 @@ def train_all(data_dir: Path, repository: Path, seed: int = DEFAULT_SEED,
     m = ires["metrics"]["test"]
     log(f"[train] {INVOICE}: fit {ires['fit_seconds']:.2f}s, test AUC {m['auc']:.4f} Brier "
         f"{m['brier']:.4f} ECE {m['ece']:.4f}")
+    if on_phase is not None:
+        on_phase(f"{INVOICE} {MODEL_VERSIONS[INVOICE]}")
     total = time.perf_counter() - t_all
     log(f"[train] done in {total:.1f}s -> {repository}")
     return {"router": card, "invoice": icard, "seconds": total}
