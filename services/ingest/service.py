@@ -16,6 +16,7 @@ import grpc
 from google.rpc import error_details_pb2
 
 from services.ingest import domain, intake, listing, reconciler, store, webhooks
+from services.ingest.rest import Gateway
 from services.ingest.backpressure import Backlog, Overloaded
 from services.ingest.cancel import AlreadyFinished, Cancelled, Requested, cancel
 from services.ingest.feed import Cursor, StatusFeed
@@ -444,6 +445,10 @@ async def setup(ctx: ServiceContext) -> None:
     servicer = IngestServicer(settings, ctx.pool, publisher, feed, backlog)
     ctx.serve((add_IngestServiceServicer_to_server, servicer, SERVICE_NAME), POLICY,
               rate_limited=RATE_LIMITED)
+    if settings.ingest_rest_port:
+        gateway = Gateway(settings)
+        await gateway.start()
+        ctx.on_stop.append(gateway.stop)
     ctx.consume(INTAKE, IntakeConsumer(settings, publisher, backlog, ctx.limiter).handle)
 
     async def reconcile() -> None:
