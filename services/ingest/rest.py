@@ -27,45 +27,60 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from aiohttp import web
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2, status_pb2
 
+import asyncpg
+
+from services.ingest import signatures, sources
+from switchyard._auth import Principal, Role, principal_var
 from switchyard._grpc import (
     RETRY_AFTER_HEADER,
+    STATUS_DETAILS_KEY,
     ClientTls,
+    charge_or_abort,
     create_channel,
-    parse_status_details,
     server_ssl_context,
 )
+from switchyard._ratelimit import TenantLimiter
 from switchyard._settings import Settings
 from switchyard.v1 import (
     CancelTaskRequest,
     ClaimRequest,
     DeleteWebhookRequest,
+    DeleteWebhookSourceRequest,
     GetItemRequest,
     GetTaskRequest,
     IngestServiceStub,
     ListQueueRequest,
     ListTasksRequest,
+    ListWebhookSourcesRequest,
     RegisterWebhookRequest,
+    RegisterWebhookSourceRequest,
     RetryTaskRequest,
     ReviewServiceStub,
     SubmitTaskRequest,
     SubmitTasksRequest,
     SubmitVerdictRequest,
+    TaskSource,
     WatchTaskRequest,
     WatchTenantRequest,
 )
 
+if TYPE_CHECKING:
+    from services.ingest.service import IngestServicer
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+#: Where upstream systems POST to an inbound webhook source.
+INBOUND_PATH = "/webhooks/in/{source_id}"
 MAX_BODY_BYTES = 8 * 1024 * 1024
 #: Longest a long-poll watch may wait for events (``wait_s`` query parameter).
 MAX_WAIT_S = 60.0
@@ -146,6 +161,14 @@ ROUTES: tuple[Route, ...] = (
           summary="Register an outgoing webhook for a tenant's status changes."),
     Route("DELETE", "/v1/webhooks/{webhook_id}", "IngestService", "DeleteWebhook",
           DeleteWebhookRequest, body=None, summary="Delete an outgoing webhook."),
+    Route("POST", "/v1/webhook-sources", "IngestService", "RegisterWebhookSource",
+          RegisterWebhookSourceRequest,
+          summary="Register an inbound webhook source; its secret is shown once."),
+    Route("GET", "/v1/webhook-sources", "IngestService", "ListWebhookSources",
+          ListWebhookSourcesRequest, body=None, summary="A tenant's inbound webhook sources."),
+    Route("DELETE", "/v1/webhook-sources/{source_id}", "IngestService", "DeleteWebhookSource",
+          DeleteWebhookSourceRequest, body=None,
+          summary="Stop accepting POSTs for an inbound webhook source."),
     Route("GET", "/v1/review/items", "ReviewService", "ListQueue", ListQueueRequest, body=None,
           summary="The review queue (ReviewService)."),
     Route("GET", "/v1/review/items/{item_id}", "ReviewService", "GetItem", GetItemRequest,
@@ -252,14 +275,21 @@ def problem(status: int, title: str, detail: str, *, errors: list[dict[str, str]
                         headers=headers)
 
 
-def retry_after_s(error: grpc.aio.AioRpcError) -> int | None:
+def _status(trailing: Any) -> status_pb2.Status | None:
+    for key, value in trailing or ():
+        if key == STATUS_DETAILS_KEY:
+            return status_pb2.Status.FromString(value)
+    return None
+
+
+def retry_after_s(trailing: Any) -> int | None:
     """The server's retry hint in whole seconds (rounded up), from ``retry-after-ms`` or a
     RetryInfo detail."""
-    for key, value in error.trailing_metadata() or ():
+    for key, value in trailing or ():
         if key == RETRY_AFTER_HEADER:
             with contextlib.suppress(ValueError):
                 return max(1, math.ceil(int(value) / 1000))
-    status = parse_status_details(error)
+    status = _status(trailing)
     for detail in status.details if status else ():
         if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
             info = error_details_pb2.RetryInfo()
@@ -269,22 +299,30 @@ def retry_after_s(error: grpc.aio.AioRpcError) -> int | None:
 
 
 def problem_from_rpc(error: grpc.aio.AioRpcError) -> web.Response:
-    code = error.code()
+    return problem_for(error.code(), error.details() or "", error.trailing_metadata())
+
+
+def problem_for(code: grpc.StatusCode, message: str, trailing: Any, *,
+                invalid_status: int | None = None) -> web.Response:
+    """The problem document of a gRPC status (``trailing``: its trailing metadata, where
+    the field violations and retry hints travel)."""
     status = HTTP_STATUS.get(code, 500)
+    if code == grpc.StatusCode.INVALID_ARGUMENT and invalid_status is not None:
+        status = invalid_status
     errors: list[dict[str, str]] = []
-    details = parse_status_details(error)
+    details = _status(trailing)
     for detail in details.details if details else ():
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)
             errors += [{"field": v.field, "detail": v.description} for v in bad.field_violations]
     headers: dict[str, str] = {}
-    wait = retry_after_s(error)
+    wait = retry_after_s(trailing)
     if wait is not None and status in {429, 503}:
         headers["Retry-After"] = str(wait)
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    return problem(status, code.name, error.details() or code.name,
+    return problem(status, code.name, message or code.name,
                    errors=errors if errors or status in {400, 422} else None,
                    headers=headers, grpc_status=code.name)
 
@@ -294,8 +332,9 @@ def problem_from_rpc(error: grpc.aio.AioRpcError) -> web.Response:
 class Gateway:
     """The aiohttp application and its gRPC channels (loopback, TLS when the servers use it)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, inbound: Inbound | None = None) -> None:
         self.settings = settings
+        self.inbound = inbound
         self._channels: list[grpc.aio.Channel] = []
         self._runner: web.AppRunner | None = None
         self._openapi: dict[str, Any] | None = None
@@ -312,6 +351,8 @@ class Gateway:
                               middlewares=[self._errors])
         for route in ROUTES:
             app.router.add_route(route.method, route.path, self._handler(route))
+        if self.inbound is not None:
+            app.router.add_post(INBOUND_PATH, self.inbound.receive)
         app.router.add_get("/openapi.json", self.openapi)
         app.router.add_get("/healthz", self.healthz)
         return app
@@ -458,6 +499,80 @@ async def _long_poll(call: Any, wait_s: float) -> web.Response:
         call.cancel()
     return web.json_response({"events": events})
 
+# -- inbound webhooks --------------------------------------------------------------------
 
-__all__ = ["HTTP_STATUS", "PROBLEM_JSON", "ROUTES", "BadRequest", "Gateway", "Route",
-           "build_request", "problem", "problem_from_rpc", "to_json"]
+class RpcAbort(Exception):
+    """A servicer called in-process aborted: the status it would have sent a gRPC caller."""
+
+    def __init__(self, code: grpc.StatusCode, details: str, trailing: Any) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+        self.trailing = tuple(trailing or ())
+
+
+class LocalContext:
+    """The part of a servicer context the submit path uses, for in-process calls: ``abort``
+    raises :class:`RpcAbort` as grpc.aio's raises to end the RPC."""
+
+    async def abort(self, code: grpc.StatusCode, details: str = "",
+                    trailing_metadata: Any = ()) -> None:
+        raise RpcAbort(code, details, trailing_metadata)
+
+
+class Inbound:
+    """POST /webhooks/in/<source_id>: check the Standard Webhooks signature with the source's
+    secret, map the body to a submission and submit it through ``IngestServicer.submit`` (the
+    rules of SubmitTask) as the source's tenant, charged to its rate limit.
+
+    Answers: 202 with the task (a redelivered message gets the same task, ``created`` false),
+    401 for a bad, missing or expired signature, 400 for a body that is not JSON, does not
+    give what the mapping names, or breaks a submission rule (each with ``errors``), 404 for
+    an unknown source, and the mapped gRPC status otherwise (429 with Retry-After ...)."""
+
+    def __init__(self, pool: asyncpg.Pool, servicer: IngestServicer,
+                 limiter: TenantLimiter) -> None:
+        self.pool = pool
+        self.servicer = servicer
+        self.limiter = limiter
+
+    async def receive(self, request: web.Request) -> web.Response:
+        source = await sources.load(self.pool, request.match_info["source_id"])
+        if source is None:
+            return problem(404, "Not Found", "no such webhook source")
+        body = await request.read()
+        try:
+            signatures.verify([source.secret], request.headers.get(signatures.ID_HEADER, ""),
+                              request.headers.get(signatures.TIMESTAMP_HEADER, ""),
+                              request.headers.get(signatures.SIGNATURE_HEADER, ""), body)
+        except signatures.SignatureError as exc:
+            return problem(401, "Unauthorized", str(exc))
+        try:
+            parsed = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return problem(400, "Bad Request", f"the body is not JSON: {exc}",
+                           errors=[{"field": "", "detail": "not JSON"}])
+        message_id = request.headers[signatures.ID_HEADER]
+        try:
+            submission = sources.to_submission(source, parsed, message_id)
+        except sources.MappingError as exc:
+            return problem(400, "Bad Request", str(exc),
+                           errors=[{"field": exc.field, "detail": exc.description}])
+        context = LocalContext()
+        token = principal_var.set(Principal(key_id=f"webhook-source:{source.source_id}",
+                                            tenant_id=source.tenant_id, role=Role.SUBMITTER))
+        try:
+            local: Any = context  # stands in for a grpc.aio.ServicerContext
+            await charge_or_abort(self.limiter, source.tenant_id, 1, local, "webhook")
+            accepted = await self.servicer.submit(submission, TaskSource.TASK_SOURCE_WEBHOOK,
+                                                  local)
+        except RpcAbort as exc:
+            return problem_for(exc.code, exc.details, exc.trailing, invalid_status=400)
+        finally:
+            principal_var.reset(token)
+        return web.json_response(to_json(accepted), status=202)
+
+
+__all__ = ["HTTP_STATUS", "INBOUND_PATH", "PROBLEM_JSON", "ROUTES", "BadRequest", "Gateway",
+           "Inbound", "LocalContext", "Route", "RpcAbort", "build_request", "problem",
+           "problem_for", "problem_from_rpc", "to_json"]

@@ -15,8 +15,8 @@ import asyncpg
 import grpc
 from google.rpc import error_details_pb2
 
-from services.ingest import domain, intake, listing, reconciler, store, webhooks
-from services.ingest.rest import Gateway
+from services.ingest import domain, intake, listing, reconciler, sources, store, webhooks
+from services.ingest.rest import Gateway, Inbound
 from services.ingest.backpressure import Backlog, Overloaded
 from services.ingest.cancel import AlreadyFinished, Cancelled, Requested, cancel
 from services.ingest.feed import Cursor, StatusFeed
@@ -43,6 +43,12 @@ from switchyard.v1 import (
     CancelTaskResponse,
     DeleteWebhookRequest,
     DeleteWebhookResponse,
+    DeleteWebhookSourceRequest,
+    DeleteWebhookSourceResponse,
+    ListWebhookSourcesRequest,
+    ListWebhookSourcesResponse,
+    RegisterWebhookSourceRequest,
+    RegisterWebhookSourceResponse,
     GetTaskRequest,
     GetTaskResponse,
     IngestServiceServicer,
@@ -80,6 +86,9 @@ POLICY = {
     f"/{SERVICE_NAME}/RetryTask": _SUBMITTERS,
     f"/{SERVICE_NAME}/RegisterWebhook": _SUBMITTERS,
     f"/{SERVICE_NAME}/DeleteWebhook": _SUBMITTERS,
+    f"/{SERVICE_NAME}/RegisterWebhookSource": _SUBMITTERS,
+    f"/{SERVICE_NAME}/ListWebhookSources": _SUBMITTERS,
+    f"/{SERVICE_NAME}/DeleteWebhookSource": _SUBMITTERS,
     f"/{SERVICE_NAME}/GetTask": _READERS,
     f"/{SERVICE_NAME}/ListTasks": _READERS,
     f"/{SERVICE_NAME}/WatchTask": _READERS,
@@ -174,15 +183,18 @@ class IngestServicer(IngestServiceServicer):
 
     async def SubmitTask(self, request: SubmitTaskRequest,
                          context: grpc.aio.ServicerContext) -> SubmitTaskResponse:
-        submission = request.submission
+        return await self.submit(request.submission, TaskSource.TASK_SOURCE_GRPC, context)
+
+    async def submit(self, submission: Submission, source: int,
+                     context: grpc.aio.ServicerContext) -> SubmitTaskResponse:
+        """SubmitTask's rules for one submission from any entry (gRPC, inbound webhooks)."""
         problems = problems_of(submission, self.settings)
         if problems:
             await abort_invalid(context, problems)
         if not principal_var.get().may_access(submission.tenant_id.strip()):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                 f"credentials do not allow tenant {submission.tenant_id!r}")
-        return submit_response(
-            await self._accept(item_for(submission, TaskSource.TASK_SOURCE_GRPC), context))
+        return submit_response(await self._accept(item_for(submission, source), context))
 
     async def _accept(self, item: Item, context: grpc.aio.ServicerContext) -> store.Accepted:
         """Accept one validated item (SubmitTask, RetryTask): over the backlog limit a repeat
@@ -404,6 +416,34 @@ class IngestServicer(IngestServiceServicer):
             return DeleteWebhookResponse(deleted=False)
         return DeleteWebhookResponse(deleted=await webhooks.delete(self.pool, request.webhook_id))
 
+    # -- inbound webhook sources -----------------------------------------------------------
+
+    async def RegisterWebhookSource(self, request: RegisterWebhookSourceRequest,
+                                    context: grpc.aio.ServicerContext
+                                    ) -> RegisterWebhookSourceResponse:
+        tenant = await self._tenant(request.tenant_id, context)
+        problems = sources.registration_problems(request.name, request.mapping)
+        if problems:
+            await abort_invalid(context, problems)
+        source, secret = await sources.register(self.pool, tenant, request.name,
+                                                request.mapping)
+        return RegisterWebhookSourceResponse(source=source, secret=secret)
+
+    async def ListWebhookSources(self, request: ListWebhookSourcesRequest,
+                                 context: grpc.aio.ServicerContext
+                                 ) -> ListWebhookSourcesResponse:
+        tenant = await self._tenant(request.tenant_id, context)
+        return ListWebhookSourcesResponse(sources=await sources.list_sources(self.pool, tenant))
+
+    async def DeleteWebhookSource(self, request: DeleteWebhookSourceRequest,
+                                  context: grpc.aio.ServicerContext
+                                  ) -> DeleteWebhookSourceResponse:
+        source = await sources.load(self.pool, request.source_id)
+        if source is None or not principal_var.get().may_access(source.tenant_id):
+            return DeleteWebhookSourceResponse(deleted=False)
+        return DeleteWebhookSourceResponse(
+            deleted=await sources.delete(self.pool, source.source_id))
+
 
 class IntakeConsumer:
     """The intake-topic agent: normalise each record into a task, or refuse it with a reason."""
@@ -446,7 +486,7 @@ async def setup(ctx: ServiceContext) -> None:
     ctx.serve((add_IngestServiceServicer_to_server, servicer, SERVICE_NAME), POLICY,
               rate_limited=RATE_LIMITED)
     if settings.ingest_rest_port:
-        gateway = Gateway(settings)
+        gateway = Gateway(settings, Inbound(ctx.pool, servicer, ctx.limiter))
         await gateway.start()
         ctx.on_stop.append(gateway.stop)
     ctx.consume(INTAKE, IntakeConsumer(settings, publisher, backlog, ctx.limiter).handle)

@@ -22,7 +22,7 @@ from typing import Any
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
-from services.ingest.rest import HTTP_STATUS, PROBLEM_JSON, ROUTES, Route
+from services.ingest.rest import HTTP_STATUS, INBOUND_PATH, PROBLEM_JSON, ROUTES, Route
 
 OUTPUT = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 
@@ -164,6 +164,33 @@ def _operation(route: Route, schemas: _Schemas) -> dict[str, Any]:
     return operation
 
 
+def _inbound(schemas: _Schemas) -> dict[str, Any]:
+    """POST /webhooks/in/{source_id}: signed by Standard Webhooks headers, not an API key."""
+    header = {"in": "header", "required": True, "schema": {"type": "string"}}
+    from switchyard.v1 import SubmitTaskResponse
+
+    return {
+        "operationId": "receiveWebhook",
+        "summary": "An upstream system's webhook to an inbound webhook source.",
+        "description": "Signed in the Standard Webhooks format with the source's secret; "
+                       "the body (any JSON) becomes a task through the source's field "
+                       "mapping. A redelivered webhook-id returns the same task.",
+        "tags": ["Webhooks"],
+        "security": [],
+        "parameters": [
+            {"name": "source_id", "in": "path", "required": True, "schema": {"type": "string"}},
+            {"name": "webhook-id", **header},
+            {"name": "webhook-timestamp", **header},
+            {"name": "webhook-signature", **header}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}},
+        "responses": {
+            "202": {"description": "Accepted: the task", "content": {"application/json": {
+                "schema": schemas.message(SubmitTaskResponse.DESCRIPTOR)}}},
+            **{str(status): {"$ref": f"#/components/responses/Problem{status}"}
+               for status in (400, 401, 404, 409, 429, 503)}},
+    }
+
+
 def _services() -> list[Any]:
     from switchyard.v1 import ingest_service_pb2, review_service_pb2
 
@@ -177,6 +204,15 @@ def document() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in ROUTES:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, schemas)
+    paths[INBOUND_PATH] = {"post": _inbound(schemas)}
+    paths["/openapi.json"] = {"get": {
+        "operationId": "openapi", "summary": "This document.", "security": [],
+        "responses": {"200": {"description": "OK", "content": {"application/json": {
+            "schema": {"type": "object"}}}}}}}
+    paths["/healthz"] = {"get": {
+        "operationId": "healthz", "summary": "Whether the gateway answers.", "security": [],
+        "responses": {"200": {"description": "OK", "content": {"application/json": {
+            "schema": {"type": "object", "properties": {"status": {"type": "string"}}}}}}}}}
     problem = {
         "type": "object",
         "required": ["type", "title", "status", "detail"],
