@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -196,6 +197,17 @@ def to_json(message: Message) -> dict[str, Any]:
     return json_format.MessageToDict(message)
 
 
+def _parse_error(exc: json_format.ParseError, prefix: str = "") -> list[dict[str, str]]:
+    """json_format's message as a field error: the field is the chain of names it reports
+    ("Failed to parse submission field: Failed to parse tenantId field: ...")."""
+    text = str(exc)
+    names = re.findall(r"Failed to parse (\w+) field", text)
+    unknown = re.search(r'has no field named "([^"]+)"', text)
+    if unknown:
+        names.append(unknown.group(1))
+    return [{"field": ".".join(([prefix] if prefix else []) + names), "detail": text}]
+
+
 def _field_path(message: Message, dotted: str) -> tuple[Message, FieldDescriptor]:
     *parents, last = dotted.split(".")
     for name in parents:
@@ -227,8 +239,8 @@ def build_request(route: Route, match: Mapping[str, str], query: Mapping[str, An
         try:
             json_format.ParseDict(body, target)
         except json_format.ParseError as exc:
-            raise BadRequest([{"field": route.body if route.body != "*" else "",
-                               "detail": str(exc)}]) from None
+            raise BadRequest(_parse_error(exc, route.body if route.body != "*" else "")
+                             ) from None
     else:
         fields: dict[str, Any] = {}
         for name in set(query.keys()):
@@ -255,7 +267,7 @@ def build_request(route: Route, match: Mapping[str, str], query: Mapping[str, An
         try:
             json_format.ParseDict(fields, request)
         except json_format.ParseError as exc:
-            raise BadRequest([{"field": "", "detail": str(exc)}]) from None
+            raise BadRequest(_parse_error(exc)) from None
     for parameter, value in match.items():
         target, field = _field_path(request, route.field_for(parameter))
         setattr(target, field.name, value)
