@@ -31,6 +31,7 @@ from switchyard.v1 import (
     DecideRequest,
     DecisionServiceStub,
     DeleteWebhookRequest,
+    DeleteWebhookSourceRequest,
     Document,
     ExecutorAdminServiceStub,
     ExecutorServiceStub,
@@ -43,10 +44,12 @@ from switchyard.v1 import (
     ListPacksRequest,
     ListQueueRequest,
     ListTasksRequest,
+    ListWebhookSourcesRequest,
     PackFile,
     PackServiceStub,
     PackSource,
     RegisterWebhookRequest,
+    RegisterWebhookSourceRequest,
     ReleaseRequest,
     RenewRequest,
     ResetBreakerRequest,
@@ -61,6 +64,7 @@ from switchyard.v1 import (
     TestPackRequest as PackTestRequest,  # not a test class
     ValidatePackRequest,
     Verdict,
+    WebhookFieldMapping,
     WatchTaskRequest,
     WatchTenantRequest,
     decision_service_pb2,
@@ -235,6 +239,8 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
             submission=submission("globex", INVOICE)))).task_id
         webhook = await globex_ingest.RegisterWebhook(RegisterWebhookRequest(
             url="http://127.0.0.1:9/hook"))
+        source = (await globex_ingest.RegisterWebhookSource(RegisterWebhookSourceRequest(
+            name="globex crm", mapping=WebhookFieldMapping(default_kind="invoice")))).source
 
         async def globex_item() -> str:
             page = await globex_reviewer.ListQueue(ListQueueRequest(page_size=500))
@@ -260,6 +266,13 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
                 tenant_id="globex")), grpc.StatusCode.PERMISSION_DENIED),
             "IngestService/RegisterWebhook": (lambda: ingest.RegisterWebhook(
                 RegisterWebhookRequest(tenant_id="globex", url="http://127.0.0.1:9/evil")),
+                grpc.StatusCode.PERMISSION_DENIED),
+            "IngestService/RegisterWebhookSource": (lambda: ingest.RegisterWebhookSource(
+                RegisterWebhookSourceRequest(tenant_id="globex", name="evil", mapping=(
+                    WebhookFieldMapping(default_kind="invoice")))),
+                grpc.StatusCode.PERMISSION_DENIED),
+            "IngestService/ListWebhookSources": (lambda: ingest.ListWebhookSources(
+                ListWebhookSourcesRequest(tenant_id="globex")),
                 grpc.StatusCode.PERMISSION_DENIED),
             "ReviewService/GetItem": (lambda: acme_reviewer.GetItem(GetItemRequest(
                 item_id=item_id)), grpc.StatusCode.NOT_FOUND),
@@ -308,6 +321,8 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
         assert bulk.results[0].error.code == grpc.StatusCode.PERMISSION_DENIED.value[0]
         assert not (await ingest.DeleteWebhook(DeleteWebhookRequest(
             webhook_id=webhook.webhook_id))).deleted
+        assert not (await ingest.DeleteWebhookSource(DeleteWebhookSourceRequest(
+            source_id=source.source_id))).deleted
         assert not (await acme_reviewer.ListQueue(ListQueueRequest(tenant_id="globex"))).items
         # validating reads nothing stored; acme's own listing and settings hold nothing of
         # globex's
@@ -316,6 +331,7 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
             ListPacksRequest())).packs}
         assert (await packs.GetTenantSettings(GetTenantSettingsRequest())).version == 0
         covered = {*expected, "IngestService/SubmitTasks", "IngestService/DeleteWebhook",
+                   "IngestService/DeleteWebhookSource",
                    "ReviewService/ListQueue", "PackService/ValidatePack"}
         assert every_rpc() == {f"switchyard.v1.{rpc}" for rpc in covered}, \
             "an RPC is missing from the cross-tenant table"
@@ -329,6 +345,8 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
         assert await globex_item() == item_id
         assert (await globex_ingest.DeleteWebhook(DeleteWebhookRequest(
             webhook_id=webhook.webhook_id))).deleted
+        assert [s.source_id for s in (await globex_ingest.ListWebhookSources(
+            ListWebhookSourcesRequest())).sources] == [source.source_id]
     finally:
         for channel in (*globex_channels, *rev_channels, *acme_channels, *acme_rev_channels,
                         executor_channel, packs_channel, globex_packs_channel):
