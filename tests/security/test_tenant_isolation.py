@@ -64,9 +64,9 @@ from switchyard.v1 import (
     TestPackRequest as PackTestRequest,  # not a test class
     ValidatePackRequest,
     Verdict,
-    WebhookFieldMapping,
     WatchTaskRequest,
     WatchTenantRequest,
+    WebhookFieldMapping,
     decision_service_pb2,
     executor_service_pb2,
     ingest_service_pb2,
