@@ -42,6 +42,7 @@ import asyncpg
 from services.ingest import signatures, sources
 from switchyard._auth import Principal, Role, principal_var
 from switchyard._grpc import (
+    DEPENDENCY_RETRY_S,
     RETRY_AFTER_HEADER,
     STATUS_DETAILS_KEY,
     ClientTls,
@@ -51,6 +52,7 @@ from switchyard._grpc import (
 )
 from switchyard._ratelimit import TenantLimiter
 from switchyard._settings import Settings
+from switchyard._streams import TRANSIENT_ERRORS
 from switchyard.v1 import (
     CancelTaskRequest,
     ClaimRequest,
@@ -395,6 +397,9 @@ class Gateway:
             return await handler(request)
         except BadRequest as exc:
             return problem(400, "Bad Request", str(exc), errors=exc.errors)
+        except NotAscii:
+            return problem(401, "UNAUTHENTICATED", "invalid API key",
+                           headers={"WWW-Authenticate": "Bearer"}, grpc_status="UNAUTHENTICATED")
         except grpc.aio.AioRpcError as exc:
             return problem_from_rpc(exc)
         except web.HTTPException as exc:
@@ -442,8 +447,14 @@ class Gateway:
         return web.json_response({"status": "ok"})
 
 
+class NotAscii(Exception):
+    """An Authorization header gRPC metadata cannot carry: no key has such characters."""
+
+
 def _metadata(request: web.Request) -> tuple[tuple[str, str], ...]:
     authorization = request.headers.get("Authorization")
+    if authorization and not authorization.isascii():
+        raise NotAscii()
     return (("authorization", authorization),) if authorization else ()
 
 
@@ -580,6 +591,11 @@ class Inbound:
                                                   local)
         except RpcAbort as exc:
             return problem_for(exc.code, exc.details, exc.trailing, invalid_status=400)
+        except TRANSIENT_ERRORS as exc:  # as the gRPC server answers: retry the same POST
+            log.warning("inbound webhook not accepted yet: %r", exc)
+            return problem(503, "UNAVAILABLE", "a dependency is restarting; retry with the "
+                           "same request", headers={"Retry-After": str(
+                               math.ceil(DEPENDENCY_RETRY_S))}, grpc_status="UNAVAILABLE")
         finally:
             principal_var.reset(token)
         return web.json_response(to_json(accepted), status=202)
