@@ -188,7 +188,8 @@ class BadRequest(Exception):
     """The HTTP request is not a valid request message; carries the per-field errors."""
 
     def __init__(self, errors: list[dict[str, str]]) -> None:
-        super().__init__("; ".join(f"{e['field']}: {e['detail']}" for e in errors))
+        super().__init__("; ".join(f"{e['field']}: {e['detail']}" if e["field"] else e["detail"]
+                                   for e in errors))
         self.errors = errors
 
 
