@@ -143,8 +143,8 @@ async def test_auth_and_roles_are_the_grpc_ones(http: Any) -> None:
 
 
 async def test_bad_requests_name_their_fields(http: Any) -> None:
-    request = submission(key="")
-    request["submission"]["kind"] = ""
+    request = submission()
+    request["submission"].update(idempotencyKey="", kind="Not A Kind!")
     status, headers, body = await call(http, "POST", "/v1/tasks", ACME, json=request)
     assert_problem(status, headers, body, 422)
     assert {"idempotency_key", "kind"} <= {e["field"] for e in body["errors"]}
@@ -152,8 +152,9 @@ async def test_bad_requests_name_their_fields(http: Any) -> None:
     # not proto3 JSON for the request: 400 before any RPC
     for raw in (b"{not json", b"[1, 2]", json.dumps({"submission": {"nope": 1}}).encode(),
                 json.dumps({"submission": {"tenantId": 5}}).encode()):
-        status, headers, body = await call(http, "POST", "/v1/tasks", ACME, data=raw,
-                                           headers={**ACME, "Content-Type": "application/json"})
+        status, headers, body = await call(http, "POST", "/v1/tasks",
+                                           {**ACME, "Content-Type": "application/json"},
+                                           data=raw)
         assert_problem(status, headers, body, 400)
         assert body["errors"], raw
     status, headers, body = await call(http, "GET", "/v1/tasks?tenant_id=acme&colour=red", ACME)
@@ -292,7 +293,7 @@ async def test_inbound_webhook_good_bad_expired_and_replayed(http: Any) -> None:
         assert_problem(status, response_headers, problem, 400)
         assert problem["errors"][0]["field"] == field
     # a mapped kind that breaks SubmitTask's rules is a 400 naming the field
-    raw = json.dumps({"type": "", "data": {"customer": {"id": 1}}}).encode()
+    raw = json.dumps({"type": "Not A Kind!", "data": {"customer": {"id": 1}}}).encode()
     status, response_headers, problem = await call(http, "POST", path, signed(secret, raw),
                                                    data=raw)
     assert_problem(status, response_headers, problem, 400)
