@@ -70,7 +70,8 @@ def settings(settings: Settings) -> Settings:
 @pytest.fixture(scope="module")
 def replica_b(settings: Settings) -> Settings:
     """The second ingest replica's ports."""
-    return settings.replace(ingest_grpc_port=free_port(), ingest_metrics_port=free_port())
+    return settings.replace(ingest_grpc_port=free_port(), ingest_metrics_port=free_port(),
+                            ingest_rest_port=free_port())
 
 
 @pytest.fixture(scope="module")
