@@ -128,7 +128,7 @@ def chaos_settings(base: Settings, policy_dir: Path | None = None) -> Settings:
         executor_grpc_port=free_port(), review_grpc_port=free_port(),
         review_web_port=free_port(), downstream_http_port=free_port(),
         downstream_grpc_port=free_port(), ingest_rest_port=free_port(), ingest_metrics_port=0,
-        decision_metrics_port=0,        executor_metrics_port=0, review_metrics_port=0, log_level="INFO",
+        decision_metrics_port=0, executor_metrics_port=0, review_metrics_port=0, log_level="INFO",
         kafka_session_timeout_ms=6000, broker_check_interval_s=1.0,
         reconcile_interval_s=1.0, reconcile_after_s=3.0, redrive_after_s=10.0,
         executor_breaker_reset_s=3.0, executor_poll_s=0.5, executor_replica_timeout_s=5.0,
