@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test chaos bench up down status proto proto-baseline models docs helm-schema pack-schema lint clean
+.PHONY: setup demo test chaos bench up down status proto proto-baseline models docs helm-schema pack-schema openapi lint clean
 
 # Debian tools the tests drive for real (promtool checks the alert rules; Playwright drives
 # chromium through the review console). Installed only when missing; needs root (as on CI and
@@ -75,6 +75,10 @@ helm-schema: $(STAMP)
 # docs/pack.schema.json (editor completion for pack.yaml), generated from switchyard.packs.
 pack-schema: $(STAMP)
 	$(BIN)/python -m switchyard._tools.packschema
+
+# docs/openapi.json (the REST gateway's OpenAPI 3.1 document), generated from the protos.
+openapi: $(STAMP)
+	$(BIN)/python -m switchyard._tools.openapi
 
 # The released v1 contract that `buf breaking` compares against. Rebuild it only when a
 # release ships the current protos, never to make a breaking change pass.

@@ -36,7 +36,7 @@ RESULTS = ROOT / "bench" / "results"
 MODELS = ROOT / "models" / "repository"
 PORT_ATTRS = ("ingest_grpc_port", "decision_grpc_port", "executor_grpc_port",
               "review_grpc_port", "review_web_port", "downstream_grpc_port",
-              "downstream_http_port")
+              "downstream_http_port", "ingest_rest_port")
 
 
 def quick_mode(flag: bool = False) -> bool:

@@ -83,6 +83,9 @@ def replica_specs(settings: Settings, replicas: int) -> tuple[list[ServiceSpec],
             if service == "review":
                 mine["review_web_port"] = (settings.review_web_port if index == 1
                                            else free_port())
+            if service == "ingest":
+                mine["ingest_rest_port"] = (settings.ingest_rest_port if index == 1
+                                            else free_port())
             ports[name] = mine
             [base] = service_specs(settings, (service,))
             specs.append(ServiceSpec(

@@ -207,21 +207,27 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
         def around(fn: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
             async def limited(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 for tenant, cost in charges(principal_var.get().tenant_id, request).items():
-                    try:
-                        wait_s = await limiter.check(tenant, cost)
-                    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                        await context.abort(grpc.StatusCode.UNAVAILABLE,
-                                            f"rate-limit buckets unavailable: {exc}")
-                    if wait_s > 0:
-                        RATE_LIMITED.labels("grpc").inc()
-                        await abort_retry_later(
-                            context, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                            f"tenant {tenant!r} is over its submission rate; "
-                            f"retry in {wait_s:.2f}s", wait_s)
+                    await charge_or_abort(limiter, tenant, cost, context, "grpc")
                 return await fn(request, context)
             return limited
 
         return _wrap(handler, around)
+
+
+async def charge_or_abort(limiter: TenantLimiter, tenant: str, cost: int,
+                          context: grpc.aio.ServicerContext, entry: str) -> None:
+    """Charge ``tenant`` ``cost`` tokens, or abort with RESOURCE_EXHAUSTED and when to retry
+    (UNAVAILABLE when the buckets cannot be read). ``entry`` labels the refusal metric."""
+    try:
+        wait_s = await limiter.check(tenant, cost)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        await context.abort(grpc.StatusCode.UNAVAILABLE,
+                            f"rate-limit buckets unavailable: {exc}")
+    if wait_s > 0:
+        RATE_LIMITED.labels(entry).inc()
+        await abort_retry_later(
+            context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"tenant {tenant!r} is over its submission rate; retry in {wait_s:.2f}s", wait_s)
 
 
 def charges(caller_tenant: str, request: Any) -> dict[str, int]:

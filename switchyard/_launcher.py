@@ -111,6 +111,8 @@ def print_endpoints(stack: EmbeddedStack, console: Console) -> None:
         table.add_row(row.name, row.endpoint, str(row.pid or "-"))
     scheme = "https" if settings.tls_cert_file else "http"
     table.add_row("review console", f"{scheme}://127.0.0.1:{settings.review_web_port}", "")
+    if settings.ingest_rest_port:
+        table.add_row("REST gateway", f"{scheme}://127.0.0.1:{settings.ingest_rest_port}", "")
     table.add_row("downstream (demo ERP)", f"http://127.0.0.1:{settings.downstream_http_port}",
                   "")
     for name, (_, metrics_attr) in SERVICE_PORTS.items():

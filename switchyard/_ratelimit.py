@@ -37,7 +37,8 @@ from switchyard._settings import Settings
 RATE_LIMITED = Counter(
     "switchyard_tenant_rate_limited_total",
     "Work held to a tenant's submission limit: 'grpc' calls refused (RESOURCE_EXHAUSTED), "
-    "'console' verdicts refused (429), 'intake' records delayed until tokens came.",
+    "'console' verdicts refused (429), 'webhook' inbound webhook POSTs refused (429), "
+    "'intake' records delayed until tokens came.",
     ["path"],
 )
 

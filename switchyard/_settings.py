@@ -234,6 +234,10 @@ class Settings:
     review_web_port: int = setting(
         8080, "Review web console HTTP port.", group="services", minimum=0, maximum=65535,
     )
+    ingest_rest_port: int = setting(
+        8081, "Ingest REST/JSON gateway and inbound webhook HTTP port (0 = off).",
+        group="services", minimum=0, maximum=65535,
+    )
     ingest_metrics_port: int = setting(
         9101, "Ingest Prometheus port (0 = off).", group="services", minimum=0, maximum=65535,
     )

@@ -47,6 +47,7 @@ def _isolated(base: Settings, name: str) -> Settings:
         executor_grpc_port=free_port(),
         review_grpc_port=free_port(),
         review_web_port=free_port(),
+        ingest_rest_port=free_port(),
         ingest_metrics_port=free_port(),
         decision_metrics_port=free_port(),
         executor_metrics_port=free_port(),

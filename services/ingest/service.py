@@ -24,9 +24,11 @@ from services.ingest import (
     keyset,
     listing,
     reconciler,
+    sources,
     store,
     webhooks,
 )
+from services.ingest.rest import Gateway, Inbound
 from services.ingest.backpressure import Backlog, Overloaded
 from services.ingest.cancel import AlreadyFinished, Cancelled, Requested, cancel
 from services.ingest.feed import Cursor, StatusFeed
@@ -57,6 +59,8 @@ from switchyard.v1 import (
     DeadLetterServiceServicer,
     DeleteWebhookRequest,
     DeleteWebhookResponse,
+    DeleteWebhookSourceRequest,
+    DeleteWebhookSourceResponse,
     GetDeadLetterRequest,
     GetDeadLetterResponse,
     GetTaskRequest,
@@ -64,27 +68,31 @@ from switchyard.v1 import (
     IngestServiceServicer,
     ItemError,
     ListDeadLettersRequest,
-    ListWebhookDeliveriesRequest,
-    ListWebhookDeliveriesResponse,
-    ListWebhooksRequest,
-    ListWebhooksResponse,
     ListDeadLettersResponse,
     ListTasksRequest,
     ListTasksResponse,
-    RegisterWebhookRequest,
+    ListWebhookDeliveriesRequest,
+    ListWebhookDeliveriesResponse,
+    ListWebhookSourcesRequest,
+    ListWebhookSourcesResponse,
+    ListWebhooksRequest,
+    ListWebhooksResponse,
     RedeliverWebhooksRequest,
     RedeliverWebhooksResponse,
+    RegisterWebhookRequest,
     RegisterWebhookResponse,
+    RegisterWebhookSourceRequest,
+    RegisterWebhookSourceResponse,
     ReplayDeadLetterRequest,
     ReplayDeadLetterResponse,
     RetryTaskRequest,
     RetryTaskResponse,
+    SkippedDelivery,
     Submission,
     SubmitTaskRequest,
     SubmitTaskResponse,
     SubmitTasksRequest,
     SubmitTasksResponse,
-    SkippedDelivery,
     SubmitTasksResult,
     Task,
     TaskSource,
@@ -113,6 +121,9 @@ POLICY = {
     f"/{SERVICE_NAME}/RedeliverWebhooks": _SUBMITTERS,
     f"/{SERVICE_NAME}/ListWebhooks": _READERS,
     f"/{SERVICE_NAME}/ListWebhookDeliveries": _READERS,
+    f"/{SERVICE_NAME}/RegisterWebhookSource": _SUBMITTERS,
+    f"/{SERVICE_NAME}/ListWebhookSources": _SUBMITTERS,
+    f"/{SERVICE_NAME}/DeleteWebhookSource": _SUBMITTERS,
     f"/{SERVICE_NAME}/GetTask": _READERS,
     f"/{SERVICE_NAME}/ListTasks": _READERS,
     f"/{SERVICE_NAME}/WatchTask": _READERS,
@@ -214,15 +225,18 @@ class IngestServicer(IngestServiceServicer):
 
     async def SubmitTask(self, request: SubmitTaskRequest,
                          context: grpc.aio.ServicerContext) -> SubmitTaskResponse:
-        submission = request.submission
+        return await self.submit(request.submission, TaskSource.TASK_SOURCE_GRPC, context)
+
+    async def submit(self, submission: Submission, source: int,
+                     context: grpc.aio.ServicerContext) -> SubmitTaskResponse:
+        """SubmitTask's rules for one submission from any entry (gRPC, inbound webhooks)."""
         problems = problems_of(submission, self.settings)
         if problems:
             await abort_invalid(context, problems)
         if not principal_var.get().may_access(submission.tenant_id.strip()):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                 f"credentials do not allow tenant {submission.tenant_id!r}")
-        return submit_response(
-            await self._accept(item_for(submission, TaskSource.TASK_SOURCE_GRPC), context))
+        return submit_response(await self._accept(item_for(submission, source), context))
 
     async def _accept(self, item: Item, context: grpc.aio.ServicerContext) -> store.Accepted:
         """Accept one validated item (SubmitTask, RetryTask): over the backlog limit a repeat
@@ -537,6 +551,33 @@ def webhook_delivery(row: asyncpg.Record) -> WebhookDelivery:
     if row["state"] == "pending":
         delivery.next_attempt_at.CopyFrom(timestamp(row["next_attempt_at"]))
     return delivery
+    # -- inbound webhook sources -----------------------------------------------------------
+
+    async def RegisterWebhookSource(self, request: RegisterWebhookSourceRequest,
+                                    context: grpc.aio.ServicerContext
+                                    ) -> RegisterWebhookSourceResponse:
+        tenant = await self._tenant(request.tenant_id, context)
+        problems = sources.registration_problems(request.name, request.mapping)
+        if problems:
+            await abort_invalid(context, problems)
+        source, secret = await sources.register(self.pool, tenant, request.name,
+                                                request.mapping)
+        return RegisterWebhookSourceResponse(source=source, secret=secret)
+
+    async def ListWebhookSources(self, request: ListWebhookSourcesRequest,
+                                 context: grpc.aio.ServicerContext
+                                 ) -> ListWebhookSourcesResponse:
+        tenant = await self._tenant(request.tenant_id, context)
+        return ListWebhookSourcesResponse(sources=await sources.list_sources(self.pool, tenant))
+
+    async def DeleteWebhookSource(self, request: DeleteWebhookSourceRequest,
+                                  context: grpc.aio.ServicerContext
+                                  ) -> DeleteWebhookSourceResponse:
+        source = await sources.load(self.pool, request.source_id)
+        if source is None or not principal_var.get().may_access(source.tenant_id):
+            return DeleteWebhookSourceResponse(deleted=False)
+        return DeleteWebhookSourceResponse(
+            deleted=await sources.delete(self.pool, source.source_id))
 
 
 class IntakeConsumer:
@@ -688,6 +729,10 @@ async def setup(ctx: ServiceContext) -> None:
     ctx.serve((add_DeadLetterServiceServicer_to_server,
                DeadLetterServicer(settings, ctx.pool, ctx.producer), DEAD_LETTER_SERVICE_NAME),
               DEAD_LETTER_POLICY)
+    if settings.ingest_rest_port:
+        gateway = Gateway(settings, Inbound(ctx.pool, servicer, ctx.limiter))
+        await gateway.start()
+        ctx.on_stop.append(gateway.stop)
     ctx.consume(INTAKE, IntakeConsumer(settings, publisher, backlog, ctx.limiter).handle)
 
     async def reconcile() -> None:

@@ -6,13 +6,10 @@ that advances the cursor, writes one ``webhook_deliveries`` row per destination.
 worker claims due rows with a lease, POSTs them and records the outcome; failures are retried
 with exponential backoff until ``webhook_max_attempts``, then marked ``failed`` (kept, so
 operators can see them). A crash loses nothing and at worst repeats a POST, which receivers
-recognise by ``X-Switchyard-Delivery``.
+recognise by its ``webhook-id`` (the delivery id, the same on every attempt).
 
-Signature (documented for receivers in docs/ingest.md)::
-
-    X-Switchyard-Timestamp: <unix seconds>
-    X-Switchyard-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>." + raw body)>
-
+Deliveries carry Standard Webhooks headers (``webhook-id``, ``webhook-timestamp``,
+``webhook-signature: v1,<base64 HMAC-SHA256>``; see ``signatures`` and docs/ingest.md).
 Tenant webhooks are signed with their own secret (from RegisterWebhook); per-task
 ``callback_url`` deliveries with ``SWITCHYARD_WEBHOOK_SIGNING_KEY``.
 """
@@ -20,13 +17,10 @@ Tenant webhooks are signed with their own secret (from RegisterWebhook); per-tas
 from __future__ import annotations
 
 import asyncio
-import hmac
 import ipaddress
 import json
 import logging
 import random
-import secrets
-import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -37,7 +31,7 @@ import asyncpg
 from google.protobuf import json_format
 from prometheus_client import Counter
 
-from services.ingest import keyset
+from services.ingest import keyset, signatures
 from services.ingest.feed import Cursor, event_from_row, fetch_after, horizon
 from switchyard._audit import append as audit_append
 from switchyard._grpc import FieldViolation
@@ -46,9 +40,10 @@ from switchyard._streams import TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "X-Switchyard-Signature"
-TIMESTAMP_HEADER = "X-Switchyard-Timestamp"
-DELIVERY_HEADER = "X-Switchyard-Delivery"
+SIGNATURE_HEADER = signatures.SIGNATURE_HEADER
+TIMESTAMP_HEADER = signatures.TIMESTAMP_HEADER
+#: The delivery id: receivers dedupe on it (a delivery can repeat after a crash).
+DELIVERY_HEADER = signatures.ID_HEADER
 MAX_URL_CHARS = 2048
 MAX_BACKOFF_S = 300.0
 ENQUEUE_BATCH = 500
@@ -62,20 +57,6 @@ DELIVERIES = Counter(
 
 
 # -- pure helpers ------------------------------------------------------------------------
-
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, "sha256").hexdigest()
-    return f"v1={digest}"
-
-
-def verify(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
-    """What a receiver does (and the tests do): recompute and compare in constant time."""
-    try:
-        expected = sign(secret, int(timestamp), body)
-    except ValueError:
-        return False
-    return hmac.compare_digest(expected, signature)
-
 
 def url_problem(url: str, allowed_hosts: str) -> str | None:
     """Why ``url`` may not receive webhooks, or None.
@@ -140,7 +121,7 @@ def delivery_body(delivery_id: uuid.UUID, webhook_id: uuid.UUID | None,
 async def register(pool: asyncpg.Pool, tenant_id: str, url: str, secret: str
                    ) -> tuple[str, str]:
     webhook_id = uuid.uuid4()
-    secret = secret or secrets.token_urlsafe(32)
+    secret = secret or signatures.new_secret()
     await pool.execute(
         "INSERT INTO webhooks (webhook_id, tenant_id, url, secret) VALUES ($1, $2, $3, $4)",
         webhook_id, tenant_id, url, secret,
@@ -248,12 +229,9 @@ class Deliverer:
         secret = row["secret"] if row["webhook_id"] else self.settings.webhook_signing_key
         if not secret:
             return "webhook deleted" if row["webhook_id"] else "no webhook signing key"
-        now = int(time.time())
         body = bytes(row["body"])
-        headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: str(now),
-                   SIGNATURE_HEADER: sign(secret, now, body),
-                   DELIVERY_HEADER: str(row["delivery_id"]),
-                   "User-Agent": "switchyard-webhooks/1"}
+        headers = {"Content-Type": "application/json", "User-Agent": "switchyard-webhooks/1",
+                   **signatures.headers(secret, str(row["delivery_id"]), body)}
         try:
             async with session.post(row["url"], data=body, headers=headers,
                                     allow_redirects=False) as response:
@@ -430,5 +408,5 @@ async def run(pool: asyncpg.Pool, settings: Settings, poll_s: float) -> None:
 __all__ = ["DELIVERY_HEADER", "DELIVERY_STATES", "MAX_REDELIVER_IDS", "MAX_REDELIVER_SINCE",
            "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "Deliverer", "DeliveryNotFound",
            "backoff_s", "callback_problems", "delete", "enqueue_once", "list_deliveries",
-           "list_webhooks", "parse_uuid", "redeliver", "register", "run", "sign",
-           "state_filter", "url_problem", "verify"]
+           "list_webhooks", "parse_uuid", "redeliver", "register", "run", "state_filter",
+           "url_problem"]

@@ -471,8 +471,9 @@ class RegisterWebhookRequest(google.protobuf.message.Message):
     url: builtins.str
     """http(s) URL; its host must be allowed by SWITCHYARD_WEBHOOK_ALLOWED_HOSTS."""
     secret: builtins.str
-    """HMAC-SHA256 key for the X-Switchyard-Signature header. Empty: the server generates one
-    and returns it once in the response.
+    """HMAC-SHA256 key of the Standard Webhooks webhook-signature header (a "whsec_<base64>"
+    secret keys with the decoded bytes, any other with its UTF-8 bytes). Empty: the server
+    generates a whsec_ secret and returns it once in the response.
     """
     def __init__(
         self,
@@ -807,3 +808,213 @@ class SkippedDelivery(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["delivery_id", b"delivery_id", "reason", b"reason"]) -> None: ...
 
 global___SkippedDelivery = SkippedDelivery
+
+@typing.final
+class WebhookFieldMapping(google.protobuf.message.Message):
+    """How an inbound webhook's JSON body becomes a Submission. A path names a value in the body:
+    keys separated by dots, array positions as numbers ("data.items.0.id"); a leading "$." is
+    allowed. A path that names nothing makes the POST a 400.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    @typing.final
+    class MetadataEntry(google.protobuf.message.Message):
+        DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        value: builtins.str
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: builtins.str = ...,
+        ) -> None: ...
+        def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
+
+    KIND_FIELD_NUMBER: builtins.int
+    DEFAULT_KIND_FIELD_NUMBER: builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: builtins.int
+    DOCUMENT_FIELD_NUMBER: builtins.int
+    METADATA_FIELD_NUMBER: builtins.int
+    kind: builtins.str
+    """Path of the task kind; empty means default_kind."""
+    default_kind: builtins.str
+    """The kind when the kind path is empty (one of the two is required)."""
+    idempotency_key: builtins.str
+    """Path of the idempotency key; empty means the webhook-id header, so a redelivered
+    message maps to the same task.
+    """
+    document: builtins.str
+    """Path of the document (sent as application/json); empty means the whole body."""
+    @property
+    def metadata(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]:
+        """Task metadata: key -> path of its value (strings as they are, other values as JSON)."""
+
+    def __init__(
+        self,
+        *,
+        kind: builtins.str = ...,
+        default_kind: builtins.str = ...,
+        idempotency_key: builtins.str = ...,
+        document: builtins.str = ...,
+        metadata: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["default_kind", b"default_kind", "document", b"document", "idempotency_key", b"idempotency_key", "kind", b"kind", "metadata", b"metadata"]) -> None: ...
+
+global___WebhookFieldMapping = WebhookFieldMapping
+
+@typing.final
+class WebhookSource(google.protobuf.message.Message):
+    """An inbound webhook source (its secret is shown only by RegisterWebhookSource)."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    SOURCE_ID_FIELD_NUMBER: builtins.int
+    TENANT_ID_FIELD_NUMBER: builtins.int
+    NAME_FIELD_NUMBER: builtins.int
+    MAPPING_FIELD_NUMBER: builtins.int
+    CREATED_AT_FIELD_NUMBER: builtins.int
+    source_id: builtins.str
+    tenant_id: builtins.str
+    name: builtins.str
+    @property
+    def mapping(self) -> global___WebhookFieldMapping: ...
+    @property
+    def created_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        source_id: builtins.str = ...,
+        tenant_id: builtins.str = ...,
+        name: builtins.str = ...,
+        mapping: global___WebhookFieldMapping | None = ...,
+        created_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["created_at", b"created_at", "mapping", b"mapping"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "mapping", b"mapping", "name", b"name", "source_id", b"source_id", "tenant_id", b"tenant_id"]) -> None: ...
+
+global___WebhookSource = WebhookSource
+
+@typing.final
+class RegisterWebhookSourceRequest(google.protobuf.message.Message):
+    """Input of IngestService.RegisterWebhookSource."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: builtins.int
+    NAME_FIELD_NUMBER: builtins.int
+    MAPPING_FIELD_NUMBER: builtins.int
+    tenant_id: builtins.str
+    """Empty means the caller's tenant."""
+    name: builtins.str
+    """1 to 100 characters, for people."""
+    @property
+    def mapping(self) -> global___WebhookFieldMapping: ...
+    def __init__(
+        self,
+        *,
+        tenant_id: builtins.str = ...,
+        name: builtins.str = ...,
+        mapping: global___WebhookFieldMapping | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["mapping", b"mapping"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["mapping", b"mapping", "name", b"name", "tenant_id", b"tenant_id"]) -> None: ...
+
+global___RegisterWebhookSourceRequest = RegisterWebhookSourceRequest
+
+@typing.final
+class RegisterWebhookSourceResponse(google.protobuf.message.Message):
+    """Output of IngestService.RegisterWebhookSource."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: builtins.int
+    SECRET_FIELD_NUMBER: builtins.int
+    secret: builtins.str
+    """The generated whsec_ signing secret; shown once, never again."""
+    @property
+    def source(self) -> global___WebhookSource: ...
+    def __init__(
+        self,
+        *,
+        source: global___WebhookSource | None = ...,
+        secret: builtins.str = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["source", b"source"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["secret", b"secret", "source", b"source"]) -> None: ...
+
+global___RegisterWebhookSourceResponse = RegisterWebhookSourceResponse
+
+@typing.final
+class ListWebhookSourcesRequest(google.protobuf.message.Message):
+    """Input of IngestService.ListWebhookSources."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: builtins.int
+    tenant_id: builtins.str
+    """Empty means the caller's tenant."""
+    def __init__(
+        self,
+        *,
+        tenant_id: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["tenant_id", b"tenant_id"]) -> None: ...
+
+global___ListWebhookSourcesRequest = ListWebhookSourcesRequest
+
+@typing.final
+class ListWebhookSourcesResponse(google.protobuf.message.Message):
+    """Output of IngestService.ListWebhookSources."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    SOURCES_FIELD_NUMBER: builtins.int
+    @property
+    def sources(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___WebhookSource]: ...
+    def __init__(
+        self,
+        *,
+        sources: collections.abc.Iterable[global___WebhookSource] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["sources", b"sources"]) -> None: ...
+
+global___ListWebhookSourcesResponse = ListWebhookSourcesResponse
+
+@typing.final
+class DeleteWebhookSourceRequest(google.protobuf.message.Message):
+    """Input of IngestService.DeleteWebhookSource."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    SOURCE_ID_FIELD_NUMBER: builtins.int
+    source_id: builtins.str
+    def __init__(
+        self,
+        *,
+        source_id: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["source_id", b"source_id"]) -> None: ...
+
+global___DeleteWebhookSourceRequest = DeleteWebhookSourceRequest
+
+@typing.final
+class DeleteWebhookSourceResponse(google.protobuf.message.Message):
+    """Output of IngestService.DeleteWebhookSource."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    DELETED_FIELD_NUMBER: builtins.int
+    deleted: builtins.bool
+    """False when no such source was registered (already deleted)."""
+    def __init__(
+        self,
+        *,
+        deleted: builtins.bool = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["deleted", b"deleted"]) -> None: ...
+
+global___DeleteWebhookSourceResponse = DeleteWebhookSourceResponse

@@ -39,6 +39,7 @@ def fast(settings: Settings, **changes: object) -> Settings:
     return settings.replace(background_backoff_initial_s=0.2, background_backoff_max_s=0.5,
                             background_healthy_after_s=1.0, watch_poll_ms=100,
                             ingest_grpc_port=free_port(), ingest_metrics_port=free_port(),
+                            ingest_rest_port=free_port(),
                             **changes)
 
 

@@ -96,7 +96,7 @@ async def test_backpressure_refuses_with_a_retry_hint(
         settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> None:
     limited = settings.replace(ingest_max_backlog=20, ingest_backlog_check_s=0.1,
                                ingest_retry_after_ms=1500, ingest_grpc_port=free_port(),
-                               ingest_metrics_port=free_port())
+                               ingest_metrics_port=free_port(), ingest_rest_port=free_port())
     process = IngestProcess(limited, tmp_path_factory.mktemp("limited")).start()
     channel = create_channel(f"127.0.0.1:{limited.ingest_grpc_port}")
     stub = IngestServiceStub(channel)
@@ -163,7 +163,8 @@ async def test_intake_records_wait_in_kafka_while_the_backlog_is_over_the_limit(
     """Over the limit the intake consumer stops taking records: they stay in Kafka (not
     tasks, not dead letters) and all become tasks once the backlog drains."""
     limited = settings.replace(ingest_max_backlog=20, ingest_backlog_check_s=0.1,
-                               ingest_grpc_port=free_port(), ingest_metrics_port=free_port())
+                               ingest_grpc_port=free_port(), ingest_metrics_port=free_port(),
+                               ingest_rest_port=free_port())
     process = IngestProcess(limited, tmp_path_factory.mktemp("intake-limited")).start()
     channel = create_channel(f"127.0.0.1:{limited.ingest_grpc_port}")
     stub = IngestServiceStub(channel)

@@ -36,7 +36,8 @@ def settings(settings: Settings) -> Settings:
 @pytest.fixture(scope="module")
 def replicas(settings: Settings, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[list[IngestProcess]]:
-    second = settings.replace(ingest_grpc_port=free_port(), ingest_metrics_port=free_port())
+    second = settings.replace(ingest_grpc_port=free_port(), ingest_metrics_port=free_port(),
+                              ingest_rest_port=free_port())
     started: list[IngestProcess] = []
     try:
         for i, replica_settings in enumerate((settings, second)):

@@ -70,7 +70,8 @@ def settings(settings: Settings) -> Settings:
 @pytest.fixture(scope="module")
 def replica_b(settings: Settings) -> Settings:
     """The second ingest replica's ports."""
-    return settings.replace(ingest_grpc_port=free_port(), ingest_metrics_port=free_port())
+    return settings.replace(ingest_grpc_port=free_port(), ingest_metrics_port=free_port(),
+                            ingest_rest_port=free_port())
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,8 @@ def services(settings: Settings, replica_b: Settings,
     second = ServiceSpec(
         name="ingest-2", argv=ingest.argv, health_port=replica_b.ingest_grpc_port,
         env={"SWITCHYARD_INGEST_GRPC_PORT": str(replica_b.ingest_grpc_port),
-             "SWITCHYARD_INGEST_METRICS_PORT": str(replica_b.ingest_metrics_port)})
+             "SWITCHYARD_INGEST_METRICS_PORT": str(replica_b.ingest_metrics_port),
+             "SWITCHYARD_INGEST_REST_PORT": str(replica_b.ingest_rest_port)})
     stack = EmbeddedStack(settings, tmp_path_factory.mktemp("replicas"), components=(),
                           services=[ingest, second,
                                     *service_specs(settings, ("decision", "review"))])

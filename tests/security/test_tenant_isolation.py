@@ -34,6 +34,7 @@ from switchyard.v1 import (
     DecideRequest,
     DecisionServiceStub,
     DeleteWebhookRequest,
+    DeleteWebhookSourceRequest,
     Document,
     ExecutorAdminServiceStub,
     ExecutorServiceStub,
@@ -50,11 +51,13 @@ from switchyard.v1 import (
     ListTasksRequest,
     ListWebhookDeliveriesRequest,
     ListWebhooksRequest,
+    ListWebhookSourcesRequest,
     PackFile,
     PackServiceStub,
     PackSource,
     RedeliverWebhooksRequest,
     RegisterWebhookRequest,
+    RegisterWebhookSourceRequest,
     ReleaseRequest,
     ReplayDeadLetterRequest,
     RenewRequest,
@@ -73,6 +76,7 @@ from switchyard.v1 import (
     WatchTaskRequest,
     WatchTenantRequest,
     dead_letter_service_pb2,
+    WebhookFieldMapping,
     decision_service_pb2,
     executor_service_pb2,
     ingest_service_pb2,
@@ -268,6 +272,8 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
             submission=submission("globex", INVOICE)))).task_id
         webhook = await globex_ingest.RegisterWebhook(RegisterWebhookRequest(
             url="http://127.0.0.1:9/hook"))
+        source = (await globex_ingest.RegisterWebhookSource(RegisterWebhookSourceRequest(
+            name="globex crm", mapping=WebhookFieldMapping(default_kind="invoice")))).source
 
         async def globex_item() -> str:
             page = await globex_reviewer.ListQueue(ListQueueRequest(page_size=500))
@@ -309,6 +315,13 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
             "IngestService/RedeliverWebhooks": (lambda: ingest.RedeliverWebhooks(
                 RedeliverWebhooksRequest(delivery_ids=[delivery_id])),
                 grpc.StatusCode.NOT_FOUND),
+            "IngestService/RegisterWebhookSource": (lambda: ingest.RegisterWebhookSource(
+                RegisterWebhookSourceRequest(tenant_id="globex", name="evil", mapping=(
+                    WebhookFieldMapping(default_kind="invoice")))),
+                grpc.StatusCode.PERMISSION_DENIED),
+            "IngestService/ListWebhookSources": (lambda: ingest.ListWebhookSources(
+                ListWebhookSourcesRequest(tenant_id="globex")),
+                grpc.StatusCode.PERMISSION_DENIED),
             "ReviewService/GetItem": (lambda: acme_reviewer.GetItem(GetItemRequest(
                 item_id=item_id)), grpc.StatusCode.NOT_FOUND),
             "ReviewService/Claim": (lambda: acme_reviewer.Claim(ClaimRequest(
@@ -363,6 +376,8 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
         assert bulk.results[0].error.code == grpc.StatusCode.PERMISSION_DENIED.value[0]
         assert not (await ingest.DeleteWebhook(DeleteWebhookRequest(
             webhook_id=webhook.webhook_id))).deleted
+        assert not (await ingest.DeleteWebhookSource(DeleteWebhookSourceRequest(
+            source_id=source.source_id))).deleted
         assert not (await acme_reviewer.ListQueue(ListQueueRequest(tenant_id="globex"))).items
         # validating reads nothing stored; acme's own listing and settings hold nothing of
         # globex's
@@ -378,6 +393,7 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
         assert letter_id not in {r.letter.dead_letter_id for r in (
             await letters.ListDeadLetters(ListDeadLettersRequest(page_size=500))).dead_letters}
         covered = {*expected, "IngestService/SubmitTasks", "IngestService/DeleteWebhook",
+                   "IngestService/DeleteWebhookSource",
                    "ReviewService/ListQueue", "PackService/ValidatePack"}
         assert every_rpc() == {f"switchyard.v1.{rpc}" for rpc in covered}, \
             "an RPC is missing from the cross-tenant table"
@@ -393,6 +409,8 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
             dead_letter_id=letter_id))).dead_letter.replay_count == 0
         assert (await globex_ingest.DeleteWebhook(DeleteWebhookRequest(
             webhook_id=webhook.webhook_id))).deleted
+        assert [s.source_id for s in (await globex_ingest.ListWebhookSources(
+            ListWebhookSourcesRequest())).sources] == [source.source_id]
     finally:
         for channel in (*globex_channels, *rev_channels, *acme_channels, *acme_rev_channels,
                         executor_channel, packs_channel, globex_packs_channel,

@@ -180,7 +180,8 @@ def test_health_and_status_use_the_client_tls_settings(settings: Settings,
 def test_tls_without_client_ca(settings: Settings, pki: Pki, tmp_path: Path) -> None:
     tls_only = settings.replace(
         tls_client_ca_file="", client_tls_cert_file="", client_tls_key_file="",
-        ingest_grpc_port=free_port(), ingest_metrics_port=free_port())
+        ingest_grpc_port=free_port(), ingest_metrics_port=free_port(),
+        ingest_rest_port=free_port())
     stack = EmbeddedStack(tls_only, tmp_path, components=(),
                           services=service_specs(tls_only, ("ingest",)))
     stack.start(timeout_s=120)

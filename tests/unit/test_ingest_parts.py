@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from services.ingest import listing, webhooks
+from services.ingest import listing, signatures, webhooks
 from services.ingest.feed import Cursor
 from services.ingest.publisher import Publisher
 from switchyard import Settings
@@ -53,15 +53,38 @@ def test_list_request_problems_name_fields() -> None:
         "statuses[0]", "statuses[1]", "created_before", "page_size"}
 
 
+def test_webhook_signature_is_the_standard_webhooks_reference_vector() -> None:
+    # The example from the Standard Webhooks specification (whsec_ secret, base64 key).
+    body = b'{"test": 2432232314}'
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    assert signatures.sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body) == \
+        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
 def test_webhook_signature_verifies_and_detects_tampering() -> None:
     body = b'{"event": {}}'
-    signature = webhooks.sign("s3cret", 1700000000, body)
-    assert signature.startswith("v1=")
-    assert webhooks.verify("s3cret", "1700000000", body, signature)
-    assert not webhooks.verify("s3cret", "1700000001", body, signature)
-    assert not webhooks.verify("other", "1700000000", body, signature)
-    assert not webhooks.verify("s3cret", "1700000000", body + b" ", signature)
-    assert not webhooks.verify("s3cret", "soon", body, signature)
+    sent = signatures.headers("s3cret-not-whsec", "msg-1", body, now=1700000000)
+    signature = sent[signatures.SIGNATURE_HEADER]
+    assert signature.startswith("v1,")
+
+    def check(secret: str = "s3cret-not-whsec", message_id: str = "msg-1",
+              timestamp: str = "1700000000", sig: str = signature, data: bytes = body,
+              now: float = 1700000100) -> None:
+        signatures.verify([secret], message_id, timestamp, sig, data, now=now)
+
+    check()
+    check(sig=f"v1,bm90LXRoaXM= {signature}")  # several signatures: any v1 one may match
+    signatures.verify(["old-secret", "s3cret-not-whsec"], "msg-1", "1700000000", signature,
+                      body, now=1700000000)  # rotation: any of the secrets
+    for bad in ({"secret": "other"}, {"message_id": "msg-2"}, {"timestamp": "1700000001"},
+                {"data": body + b" "}, {"timestamp": "soon"}, {"sig": ""},
+                {"sig": signature.replace("v1,", "v2,")},
+                {"now": 1700000000 + signatures.TOLERANCE_S + 1},
+                {"now": 1700000000 - signatures.TOLERANCE_S - 1}):
+        with pytest.raises(signatures.SignatureError):
+            check(**bad)  # type: ignore[arg-type]
+    assert signatures.new_secret().startswith("whsec_")
+    assert len(signatures.secret_key(signatures.new_secret())) == 32
 
 
 @pytest.mark.parametrize(("url", "ok"), [

@@ -80,6 +80,21 @@ class IngestServiceStub(object):
                 request_serializer=switchyard_dot_v1_dot_ingest__service__pb2.RedeliverWebhooksRequest.SerializeToString,
                 response_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.RedeliverWebhooksResponse.FromString,
                 )
+        self.RegisterWebhookSource = channel.unary_unary(
+                '/switchyard.v1.IngestService/RegisterWebhookSource',
+                request_serializer=switchyard_dot_v1_dot_ingest__service__pb2.RegisterWebhookSourceRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.RegisterWebhookSourceResponse.FromString,
+                )
+        self.ListWebhookSources = channel.unary_unary(
+                '/switchyard.v1.IngestService/ListWebhookSources',
+                request_serializer=switchyard_dot_v1_dot_ingest__service__pb2.ListWebhookSourcesRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.ListWebhookSourcesResponse.FromString,
+                )
+        self.DeleteWebhookSource = channel.unary_unary(
+                '/switchyard.v1.IngestService/DeleteWebhookSource',
+                request_serializer=switchyard_dot_v1_dot_ingest__service__pb2.DeleteWebhookSourceRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.DeleteWebhookSourceResponse.FromString,
+                )
 
 
 class IngestServiceServicer(object):
@@ -191,6 +206,29 @@ class IngestServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegisterWebhookSource(self, request, context):
+        """Register an inbound webhook source: upstream systems POST to /webhooks/in/<source_id> on
+        the REST gateway, signed in the Standard Webhooks format with the secret returned once
+        here, and each accepted POST becomes a task of the tenant, built by the field mapping.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhookSources(self, request, context):
+        """A tenant's inbound webhook sources (never their secrets).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWebhookSource(self, request, context):
+        """Stop accepting POSTs for an inbound webhook source.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -258,6 +296,21 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.RedeliverWebhooks,
                     request_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.RedeliverWebhooksRequest.FromString,
                     response_serializer=switchyard_dot_v1_dot_ingest__service__pb2.RedeliverWebhooksResponse.SerializeToString,
+            ),
+            'RegisterWebhookSource': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterWebhookSource,
+                    request_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.RegisterWebhookSourceRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_ingest__service__pb2.RegisterWebhookSourceResponse.SerializeToString,
+            ),
+            'ListWebhookSources': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookSources,
+                    request_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.ListWebhookSourcesRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_ingest__service__pb2.ListWebhookSourcesResponse.SerializeToString,
+            ),
+            'DeleteWebhookSource': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWebhookSource,
+                    request_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.DeleteWebhookSourceRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_ingest__service__pb2.DeleteWebhookSourceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -488,5 +541,56 @@ class IngestService(object):
         return grpc.experimental.unary_unary(request, target, '/switchyard.v1.IngestService/RedeliverWebhooks',
             switchyard_dot_v1_dot_ingest__service__pb2.RedeliverWebhooksRequest.SerializeToString,
             switchyard_dot_v1_dot_ingest__service__pb2.RedeliverWebhooksResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def RegisterWebhookSource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/switchyard.v1.IngestService/RegisterWebhookSource',
+            switchyard_dot_v1_dot_ingest__service__pb2.RegisterWebhookSourceRequest.SerializeToString,
+            switchyard_dot_v1_dot_ingest__service__pb2.RegisterWebhookSourceResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ListWebhookSources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/switchyard.v1.IngestService/ListWebhookSources',
+            switchyard_dot_v1_dot_ingest__service__pb2.ListWebhookSourcesRequest.SerializeToString,
+            switchyard_dot_v1_dot_ingest__service__pb2.ListWebhookSourcesResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def DeleteWebhookSource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/switchyard.v1.IngestService/DeleteWebhookSource',
+            switchyard_dot_v1_dot_ingest__service__pb2.DeleteWebhookSourceRequest.SerializeToString,
+            switchyard_dot_v1_dot_ingest__service__pb2.DeleteWebhookSourceResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

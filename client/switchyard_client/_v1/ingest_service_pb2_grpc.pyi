@@ -119,6 +119,27 @@ class IngestServiceStub:
     redelivered.
     """
 
+    RegisterWebhookSource: grpc.UnaryUnaryMultiCallable[
+        switchyard_client._v1.ingest_service_pb2.RegisterWebhookSourceRequest,
+        switchyard_client._v1.ingest_service_pb2.RegisterWebhookSourceResponse,
+    ]
+    """Register an inbound webhook source: upstream systems POST to /webhooks/in/<source_id> on
+    the REST gateway, signed in the Standard Webhooks format with the secret returned once
+    here, and each accepted POST becomes a task of the tenant, built by the field mapping.
+    """
+
+    ListWebhookSources: grpc.UnaryUnaryMultiCallable[
+        switchyard_client._v1.ingest_service_pb2.ListWebhookSourcesRequest,
+        switchyard_client._v1.ingest_service_pb2.ListWebhookSourcesResponse,
+    ]
+    """A tenant's inbound webhook sources (never their secrets)."""
+
+    DeleteWebhookSource: grpc.UnaryUnaryMultiCallable[
+        switchyard_client._v1.ingest_service_pb2.DeleteWebhookSourceRequest,
+        switchyard_client._v1.ingest_service_pb2.DeleteWebhookSourceResponse,
+    ]
+    """Stop accepting POSTs for an inbound webhook source."""
+
 class IngestServiceAsyncStub:
     """The front door for upstream systems."""
 
@@ -219,6 +240,27 @@ class IngestServiceAsyncStub:
     delivery id. A pending delivery is left as it is; one whose webhook was deleted is not
     redelivered.
     """
+
+    RegisterWebhookSource: grpc.aio.UnaryUnaryMultiCallable[
+        switchyard_client._v1.ingest_service_pb2.RegisterWebhookSourceRequest,
+        switchyard_client._v1.ingest_service_pb2.RegisterWebhookSourceResponse,
+    ]
+    """Register an inbound webhook source: upstream systems POST to /webhooks/in/<source_id> on
+    the REST gateway, signed in the Standard Webhooks format with the secret returned once
+    here, and each accepted POST becomes a task of the tenant, built by the field mapping.
+    """
+
+    ListWebhookSources: grpc.aio.UnaryUnaryMultiCallable[
+        switchyard_client._v1.ingest_service_pb2.ListWebhookSourcesRequest,
+        switchyard_client._v1.ingest_service_pb2.ListWebhookSourcesResponse,
+    ]
+    """A tenant's inbound webhook sources (never their secrets)."""
+
+    DeleteWebhookSource: grpc.aio.UnaryUnaryMultiCallable[
+        switchyard_client._v1.ingest_service_pb2.DeleteWebhookSourceRequest,
+        switchyard_client._v1.ingest_service_pb2.DeleteWebhookSourceResponse,
+    ]
+    """Stop accepting POSTs for an inbound webhook source."""
 
 class IngestServiceServicer(metaclass=abc.ABCMeta):
     """The front door for upstream systems."""
@@ -346,5 +388,32 @@ class IngestServiceServicer(metaclass=abc.ABCMeta):
         delivery id. A pending delivery is left as it is; one whose webhook was deleted is not
         redelivered.
         """
+
+    @abc.abstractmethod
+    def RegisterWebhookSource(
+        self,
+        request: switchyard_client._v1.ingest_service_pb2.RegisterWebhookSourceRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[switchyard_client._v1.ingest_service_pb2.RegisterWebhookSourceResponse, collections.abc.Awaitable[switchyard_client._v1.ingest_service_pb2.RegisterWebhookSourceResponse]]:
+        """Register an inbound webhook source: upstream systems POST to /webhooks/in/<source_id> on
+        the REST gateway, signed in the Standard Webhooks format with the secret returned once
+        here, and each accepted POST becomes a task of the tenant, built by the field mapping.
+        """
+
+    @abc.abstractmethod
+    def ListWebhookSources(
+        self,
+        request: switchyard_client._v1.ingest_service_pb2.ListWebhookSourcesRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[switchyard_client._v1.ingest_service_pb2.ListWebhookSourcesResponse, collections.abc.Awaitable[switchyard_client._v1.ingest_service_pb2.ListWebhookSourcesResponse]]:
+        """A tenant's inbound webhook sources (never their secrets)."""
+
+    @abc.abstractmethod
+    def DeleteWebhookSource(
+        self,
+        request: switchyard_client._v1.ingest_service_pb2.DeleteWebhookSourceRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[switchyard_client._v1.ingest_service_pb2.DeleteWebhookSourceResponse, collections.abc.Awaitable[switchyard_client._v1.ingest_service_pb2.DeleteWebhookSourceResponse]]:
+        """Stop accepting POSTs for an inbound webhook source."""
 
 def add_IngestServiceServicer_to_server(servicer: IngestServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...

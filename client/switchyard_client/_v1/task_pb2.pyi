@@ -158,6 +158,8 @@ class _TaskSourceEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._Enu
     TASK_SOURCE_KAFKA_INTAKE: _TaskSource.ValueType  # 2
     TASK_SOURCE_REPLAY: _TaskSource.ValueType  # 3
     """Re-published from PostgreSQL by the reconciler."""
+    TASK_SOURCE_WEBHOOK: _TaskSource.ValueType  # 4
+    """POSTed to an inbound webhook source of the REST gateway."""
 
 class TaskSource(_TaskSource, metaclass=_TaskSourceEnumTypeWrapper):
     """How a task entered the system."""
@@ -167,6 +169,8 @@ TASK_SOURCE_GRPC: TaskSource.ValueType  # 1
 TASK_SOURCE_KAFKA_INTAKE: TaskSource.ValueType  # 2
 TASK_SOURCE_REPLAY: TaskSource.ValueType  # 3
 """Re-published from PostgreSQL by the reconciler."""
+TASK_SOURCE_WEBHOOK: TaskSource.ValueType  # 4
+"""POSTed to an inbound webhook source of the REST gateway."""
 global___TaskSource = TaskSource
 
 @typing.final

@@ -1,0 +1,607 @@
+"""The REST/JSON gateway: IngestService and the review verbs over HTTP, served by ingest.
+
+Every route forwards to the gRPC API on loopback (IngestService in this process, ReviewService
+in the review process), passing the caller's ``Authorization: Bearer`` header through. So the
+API-key check, the role policy, the tenant rate limit, validation and every other rule stay in
+one place, the gRPC servicers and their interceptors; this module only translates:
+
+* requests: proto3 JSON bodies (and query strings, path parameters) into request messages;
+* responses: messages into proto3 JSON (lowerCamelCase names, enums by name, 64-bit
+  integers as strings, timestamps in RFC 3339);
+* errors: gRPC status codes into HTTP statuses with an ``application/problem+json`` body whose
+  ``errors`` list carries the field violations (see :data:`HTTP_STATUS`).
+
+Watches are Server-Sent Events (``Accept: text/event-stream``) or a long poll (any other
+``Accept``: the events that arrive within ``wait_s``, then the response ends).
+
+The route table :data:`ROUTES` is also what ``switchyard._tools.openapi`` turns into the
+OpenAPI 3.1 document (served at ``/openapi.json``, written to docs/openapi.json).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from aiohttp import web
+from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
+
+import asyncpg
+
+from services.ingest import signatures, sources
+from switchyard._auth import Principal, Role, principal_var
+from switchyard._grpc import (
+    DEPENDENCY_RETRY_S,
+    RETRY_AFTER_HEADER,
+    STATUS_DETAILS_KEY,
+    ClientTls,
+    charge_or_abort,
+    create_channel,
+    server_ssl_context,
+)
+from switchyard._ratelimit import TenantLimiter
+from switchyard._settings import Settings
+from switchyard._streams import TRANSIENT_ERRORS
+from switchyard.v1 import (
+    CancelTaskRequest,
+    ClaimRequest,
+    DeleteWebhookRequest,
+    DeleteWebhookSourceRequest,
+    GetItemRequest,
+    GetTaskRequest,
+    IngestServiceStub,
+    ListQueueRequest,
+    ListTasksRequest,
+    ListWebhookSourcesRequest,
+    RegisterWebhookRequest,
+    RegisterWebhookSourceRequest,
+    RetryTaskRequest,
+    ReviewServiceStub,
+    SubmitTaskRequest,
+    SubmitTasksRequest,
+    SubmitVerdictRequest,
+    TaskSource,
+    WatchTaskRequest,
+    WatchTenantRequest,
+)
+
+if TYPE_CHECKING:
+    from services.ingest.service import IngestServicer
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+#: Where upstream systems POST to an inbound webhook source.
+INBOUND_PATH = "/webhooks/in/{source_id}"
+MAX_BODY_BYTES = 8 * 1024 * 1024
+#: Longest a long-poll watch may wait for events (``wait_s`` query parameter).
+MAX_WAIT_S = 60.0
+DEFAULT_WAIT_S = 20.0
+#: A long poll that has events answers once no further event came for this long.
+QUIET_S = 0.25
+
+#: gRPC status -> HTTP status. INVALID_ARGUMENT from a servicer (a well-formed request that
+#: breaks a rule, with field violations) is 422; a body or query that is not valid proto3 JSON
+#: for the request message never reaches gRPC and is 400.
+HTTP_STATUS: Mapping[grpc.StatusCode, int] = {
+    grpc.StatusCode.INVALID_ARGUMENT: 422,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.DATA_LOSS: 500,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNKNOWN: 500,
+}
+
+
+@dataclass(frozen=True)
+class Route:
+    """One HTTP route and the RPC it forwards to.
+
+    ``body``: the request field the JSON body fills ("*" the whole request, None no body; the
+    query string fills the request's fields instead). ``path``'s ``{name}`` parameters fill
+    request fields (``path_fields`` maps a parameter to a dotted field path when they differ).
+    """
+
+    method: str
+    path: str
+    service: str
+    rpc: str
+    request: type[Message]
+    body: str | None = "*"
+    streaming: bool = False
+    path_fields: Mapping[str, str] | None = None
+    summary: str = ""
+
+    @property
+    def full_method(self) -> str:
+        return f"/switchyard.v1.{self.service}/{self.rpc}"
+
+    def field_for(self, parameter: str) -> str:
+        return (self.path_fields or {}).get(parameter, parameter)
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("POST", "/v1/tasks", "IngestService", "SubmitTask", SubmitTaskRequest,
+          summary="Submit one task (idempotent per tenant and idempotency key)."),
+    Route("POST", "/v1/tasks/batch", "IngestService", "SubmitTasks", SubmitTasksRequest,
+          summary="Submit many tasks; each item is accepted or refused on its own."),
+    Route("GET", "/v1/tasks", "IngestService", "ListTasks", ListTasksRequest, body=None,
+          summary="List a tenant's tasks, newest first, a page at a time."),
+    Route("GET", "/v1/tasks/{task_id}", "IngestService", "GetTask", GetTaskRequest, body=None,
+          summary="One task."),
+    Route("POST", "/v1/tasks/{task_id}/cancel", "IngestService", "CancelTask",
+          CancelTaskRequest, summary="Cancel a task that has not started executing."),
+    Route("POST", "/v1/tasks/{task_id}/retry", "IngestService", "RetryTask", RetryTaskRequest,
+          summary="Resubmit a FAILED or CANCELLED task as a new task."),
+    Route("GET", "/v1/tasks/{task_id}/events", "IngestService", "WatchTask", WatchTaskRequest,
+          body=None, streaming=True,
+          summary="A task's status events: Server-Sent Events, or a long poll."),
+    Route("GET", "/v1/events", "IngestService", "WatchTenant", WatchTenantRequest, body=None,
+          streaming=True,
+          summary="A tenant's status events: Server-Sent Events, or a long poll."),
+    Route("POST", "/v1/webhooks", "IngestService", "RegisterWebhook", RegisterWebhookRequest,
+          summary="Register an outgoing webhook for a tenant's status changes."),
+    Route("DELETE", "/v1/webhooks/{webhook_id}", "IngestService", "DeleteWebhook",
+          DeleteWebhookRequest, body=None, summary="Delete an outgoing webhook."),
+    Route("POST", "/v1/webhook-sources", "IngestService", "RegisterWebhookSource",
+          RegisterWebhookSourceRequest,
+          summary="Register an inbound webhook source; its secret is shown once."),
+    Route("GET", "/v1/webhook-sources", "IngestService", "ListWebhookSources",
+          ListWebhookSourcesRequest, body=None, summary="A tenant's inbound webhook sources."),
+    Route("DELETE", "/v1/webhook-sources/{source_id}", "IngestService", "DeleteWebhookSource",
+          DeleteWebhookSourceRequest, body=None,
+          summary="Stop accepting POSTs for an inbound webhook source."),
+    Route("GET", "/v1/review/items", "ReviewService", "ListQueue", ListQueueRequest, body=None,
+          summary="The review queue (ReviewService)."),
+    Route("GET", "/v1/review/items/{item_id}", "ReviewService", "GetItem", GetItemRequest,
+          body=None, summary="One review item (ReviewService)."),
+    Route("POST", "/v1/review/items/{item_id}/claim", "ReviewService", "Claim", ClaimRequest,
+          summary="Claim a review item (ReviewService)."),
+    Route("POST", "/v1/review/items/{item_id}/verdict", "ReviewService", "SubmitVerdict",
+          SubmitVerdictRequest, body="verdict", path_fields={"item_id": "verdict.item_id"},
+          summary="Decide a claimed review item (ReviewService)."),
+)
+
+
+class BadRequest(Exception):
+    """The HTTP request is not a valid request message; carries the per-field errors."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__("; ".join(f"{e['field']}: {e['detail']}" if e["field"] else e["detail"]
+                                   for e in errors))
+        self.errors = errors
+
+
+# -- JSON <-> messages -------------------------------------------------------------------
+
+def to_json(message: Message) -> dict[str, Any]:
+    """Canonical proto3 JSON (lowerCamelCase names; fields at their default are left out)."""
+    return json_format.MessageToDict(message)
+
+
+def _parse_error(exc: json_format.ParseError, prefix: str = "") -> list[dict[str, str]]:
+    """json_format's message as a field error: the field is the chain of names it reports
+    ("Failed to parse submission field: Failed to parse tenantId field: ...")."""
+    text = str(exc)
+    names = re.findall(r"Failed to parse (\w+) field", text)
+    unknown = re.search(r'has no field named "([^"]+)"', text)
+    if unknown:
+        names.append(unknown.group(1))
+    return [{"field": ".".join(([prefix] if prefix else []) + names), "detail": text}]
+
+
+def _field_path(message: Message, dotted: str) -> tuple[Message, FieldDescriptor]:
+    *parents, last = dotted.split(".")
+    for name in parents:
+        message = getattr(message, name)
+    field = message.DESCRIPTOR.fields_by_name.get(last)
+    if field is None:
+        raise BadRequest([{"field": dotted, "detail": "no such field"}])
+    return message, field
+
+
+def _query_value(field: FieldDescriptor, text: str) -> Any:
+    """A query-string value in the JSON form ``json_format`` parses for ``field``."""
+    if field.type == FieldDescriptor.TYPE_BOOL:
+        if text.lower() not in {"true", "false", "1", "0"}:
+            raise ValueError(f"{text!r} is not a boolean (true or false)")
+        return text.lower() in {"true", "1"}
+    return text
+
+
+def build_request(route: Route, match: Mapping[str, str], query: Mapping[str, Any],
+                  body: Any) -> Message:
+    """The request message for ``route`` from path parameters, query string and JSON body."""
+    request = route.request()
+    errors: list[dict[str, str]] = []
+    if route.body is not None:
+        if not isinstance(body, dict):
+            raise BadRequest([{"field": "", "detail": "the body must be a JSON object"}])
+        target = request if route.body == "*" else getattr(request, route.body)
+        try:
+            json_format.ParseDict(body, target)
+        except json_format.ParseError as exc:
+            raise BadRequest(_parse_error(exc, route.body if route.body != "*" else "")
+                             ) from None
+    else:
+        fields: dict[str, Any] = {}
+        for name in set(query.keys()):
+            field = request.DESCRIPTOR.fields_by_name.get(name) or next(
+                (f for f in request.DESCRIPTOR.fields if f.json_name == name), None)
+            if field is None:
+                errors.append({"field": name, "detail": "unknown query parameter"})
+                continue
+            values = query.getall(name) if hasattr(query, "getall") else [query[name]]
+            try:
+                converted = [_query_value(field, v) for v in values]
+            except ValueError as exc:
+                errors.append({"field": name, "detail": str(exc)})
+                continue
+            if field.label == FieldDescriptor.LABEL_REPEATED:
+                fields[field.name] = [item for v in converted
+                                      for item in (v.split(",") if isinstance(v, str) else [v])]
+            elif len(converted) > 1:
+                errors.append({"field": name, "detail": "given more than once"})
+            else:
+                fields[field.name] = converted[0]
+        if errors:
+            raise BadRequest(errors)
+        try:
+            json_format.ParseDict(fields, request)
+        except json_format.ParseError as exc:
+            raise BadRequest(_parse_error(exc)) from None
+    for parameter, value in match.items():
+        target, field = _field_path(request, route.field_for(parameter))
+        setattr(target, field.name, value)
+    return request
+
+
+# -- errors ------------------------------------------------------------------------------
+
+def problem(status: int, title: str, detail: str, *, errors: list[dict[str, str]] | None = None,
+            headers: Mapping[str, str] | None = None, **extra: Any) -> web.Response:
+    """An RFC 9457 problem document; ``errors`` lists the offending fields."""
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status,
+                            "detail": detail, **extra}
+    if errors is not None:
+        body["errors"] = errors
+    return web.Response(status=status, text=json.dumps(body), content_type=PROBLEM_JSON,
+                        headers=headers)
+
+
+def _status(trailing: Any) -> status_pb2.Status | None:
+    for key, value in trailing or ():
+        if key == STATUS_DETAILS_KEY:
+            return status_pb2.Status.FromString(value)
+    return None
+
+
+def retry_after_s(trailing: Any) -> int | None:
+    """The server's retry hint in whole seconds (rounded up), from ``retry-after-ms`` or a
+    RetryInfo detail."""
+    for key, value in trailing or ():
+        if key == RETRY_AFTER_HEADER:
+            with contextlib.suppress(ValueError):
+                return max(1, math.ceil(int(value) / 1000))
+    status = _status(trailing)
+    for detail in status.details if status else ():
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return max(1, math.ceil(info.retry_delay.ToNanoseconds() / 1e9))
+    return None
+
+
+def problem_from_rpc(error: grpc.aio.AioRpcError) -> web.Response:
+    return problem_for(error.code(), error.details() or "", error.trailing_metadata())
+
+
+def problem_for(code: grpc.StatusCode, message: str, trailing: Any, *,
+                invalid_status: int | None = None) -> web.Response:
+    """The problem document of a gRPC status (``trailing``: its trailing metadata, where
+    the field violations and retry hints travel)."""
+    status = HTTP_STATUS.get(code, 500)
+    if code == grpc.StatusCode.INVALID_ARGUMENT and invalid_status is not None:
+        status = invalid_status
+    errors: list[dict[str, str]] = []
+    details = _status(trailing)
+    for detail in details.details if details else ():
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            errors += [{"field": v.field, "detail": v.description} for v in bad.field_violations]
+    headers: dict[str, str] = {}
+    wait = retry_after_s(trailing)
+    if wait is not None and status in {429, 503}:
+        headers["Retry-After"] = str(wait)
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return problem(status, code.name, message or code.name,
+                   errors=errors if errors or status in {400, 422} else None,
+                   headers=headers, grpc_status=code.name)
+
+
+# -- the gateway -------------------------------------------------------------------------
+
+class Gateway:
+    """The aiohttp application and its gRPC channels (loopback, TLS when the servers use it)."""
+
+    def __init__(self, settings: Settings, inbound: Inbound | None = None) -> None:
+        self.settings = settings
+        self.inbound = inbound
+        self._channels: list[grpc.aio.Channel] = []
+        self._runner: web.AppRunner | None = None
+        self._openapi: dict[str, Any] | None = None
+        self.stubs: dict[str, Any] = {}
+
+    def _channel(self, port: int) -> grpc.aio.Channel:
+        tls = ClientTls.from_settings(self.settings)
+        channel = create_channel(f"127.0.0.1:{port}", None, **(tls.as_dict() if tls else {}))
+        self._channels.append(channel)
+        return channel
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY_BYTES,
+                              middlewares=[self._errors])
+        for route in ROUTES:
+            app.router.add_route(route.method, route.path, self._handler(route))
+        if self.inbound is not None:
+            app.router.add_post(INBOUND_PATH, self.inbound.receive)
+        app.router.add_get("/openapi.json", self.openapi)
+        app.router.add_get("/healthz", self.healthz)
+        return app
+
+    async def start(self) -> None:
+        self.stubs = {
+            "IngestService": IngestServiceStub(self._channel(self.settings.ingest_grpc_port)),
+            "ReviewService": ReviewServiceStub(self._channel(self.settings.review_grpc_port)),
+        }
+        self._runner = web.AppRunner(self.app(), shutdown_timeout=2.0, access_log=None)
+        await self._runner.setup()
+        ssl_context = server_ssl_context(self.settings)
+        await web.TCPSite(self._runner, self.settings.bind_host, self.settings.ingest_rest_port,
+                          ssl_context=ssl_context).start()
+        log.info("REST gateway on %s://%s:%d/", "https" if ssl_context else "http",
+                 self.settings.bind_host, self.settings.ingest_rest_port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        for channel in self._channels:
+            await channel.close()
+
+    @web.middleware
+    async def _errors(self, request: web.Request,
+                      handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except BadRequest as exc:
+            return problem(400, "Bad Request", str(exc), errors=exc.errors)
+        except NotAscii:
+            return problem(401, "UNAUTHENTICATED", "invalid API key",
+                           headers={"WWW-Authenticate": "Bearer"}, grpc_status="UNAUTHENTICATED")
+        except grpc.aio.AioRpcError as exc:
+            return problem_from_rpc(exc)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return problem(exc.status, exc.reason, exc.text or exc.reason,
+                           headers={k: v for k, v in exc.headers.items()
+                                    if k.lower() == "allow"})
+
+    def _handler(self, route: Route) -> Callable[[web.Request], Any]:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            body: Any = None
+            if route.body is not None:
+                raw = await request.read()
+                try:
+                    body = json.loads(raw) if raw.strip() else {}
+                except (ValueError, UnicodeDecodeError) as exc:
+                    raise BadRequest([{"field": "", "detail": f"not JSON: {exc}"}]) from None
+            query = request.query.copy()
+            wait_s = None
+            if route.streaming:
+                wait_s = _pop_wait(query)
+            message = build_request(route, request.match_info, query, body)
+            metadata = _metadata(request)
+            method = getattr(self.stubs[route.service], route.rpc)
+            if not route.streaming:
+                response = await method(message, metadata=metadata)
+                return web.json_response(to_json(response))
+            call = method(message, metadata=metadata)
+            if "text/event-stream" in request.headers.get("Accept", ""):
+                return await _server_sent_events(request, call)
+            return await _long_poll(call, wait_s if wait_s is not None else DEFAULT_WAIT_S)
+
+        handle.__name__ = route.rpc
+        return handle
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        from switchyard._tools.openapi import document
+
+        if self._openapi is None:
+            self._openapi = document()
+        return web.json_response(self._openapi)
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+
+class NotAscii(Exception):
+    """An Authorization header gRPC metadata cannot carry: no key has such characters."""
+
+
+def _metadata(request: web.Request) -> tuple[tuple[str, str], ...]:
+    authorization = request.headers.get("Authorization")
+    if authorization and not authorization.isascii():
+        raise NotAscii()
+    return (("authorization", authorization),) if authorization else ()
+
+
+def _pop_wait(query: Any) -> float | None:
+    if "wait_s" not in query:
+        return None
+    text = query.pop("wait_s")
+    try:
+        wait = float(text)
+    except ValueError:
+        raise BadRequest([{"field": "wait_s", "detail": f"{text!r} is not a number"}]) from None
+    if not 0 <= wait <= MAX_WAIT_S:
+        raise BadRequest([{"field": "wait_s", "detail": f"0 to {MAX_WAIT_S:g} seconds"}])
+    return wait
+
+
+async def _server_sent_events(request: web.Request, call: Any) -> web.StreamResponse:
+    """Events as ``data:`` lines; the stream's first failure (auth, not found) is an HTTP error
+    when nothing was sent yet, else an ``event: error`` with the problem document."""
+    iterator = call.__aiter__()
+    try:
+        first = await iterator.__anext__()
+    except StopAsyncIteration:
+        first = None
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-store"})
+    await response.prepare(request)
+    try:
+        if first is not None:
+            await response.write(_sse(first))
+            async for message in iterator:
+                await response.write(_sse(message))
+    except grpc.aio.AioRpcError as exc:
+        await response.write(b"event: error\ndata: " + problem_from_rpc(exc).body + b"\n\n")
+    except (ConnectionResetError, asyncio.CancelledError):
+        call.cancel()
+        raise
+    return response
+
+
+def _sse(message: Message) -> bytes:
+    return b"data: " + json.dumps(to_json(message)).encode() + b"\n\n"
+
+
+async def _long_poll(call: Any, wait_s: float) -> web.Response:
+    """The events that arrive within ``wait_s`` (at least the first one, if any comes), as
+    ``{"events": [...]}``; resume with the last event's sequence or cursor."""
+    events: list[dict[str, Any]] = []
+    iterator = call.__aiter__()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    try:
+        while True:
+            remaining = deadline - loop.time()
+            if events:  # history and what follows at once, then answer: no need to wait on
+                remaining = min(remaining, QUIET_S)
+            if remaining <= 0:
+                break
+            try:
+                message = await asyncio.wait_for(iterator.__anext__(), remaining)
+            except (asyncio.TimeoutError, StopAsyncIteration):
+                break
+            events.append(to_json(message))
+    finally:
+        call.cancel()
+    return web.json_response({"events": events})
+
+# -- inbound webhooks --------------------------------------------------------------------
+
+class RpcAbort(Exception):
+    """A servicer called in-process aborted: the status it would have sent a gRPC caller."""
+
+    def __init__(self, code: grpc.StatusCode, details: str, trailing: Any) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+        self.trailing = tuple(trailing or ())
+
+
+class LocalContext:
+    """The part of a servicer context the submit path uses, for in-process calls: ``abort``
+    raises :class:`RpcAbort` as grpc.aio's raises to end the RPC."""
+
+    async def abort(self, code: grpc.StatusCode, details: str = "",
+                    trailing_metadata: Any = ()) -> None:
+        raise RpcAbort(code, details, trailing_metadata)
+
+
+class Inbound:
+    """POST /webhooks/in/<source_id>: check the Standard Webhooks signature with the source's
+    secret, map the body to a submission and submit it through ``IngestServicer.submit`` (the
+    rules of SubmitTask) as the source's tenant, charged to its rate limit.
+
+    Answers: 202 with the task (a redelivered message gets the same task, ``created`` false),
+    401 for a bad, missing or expired signature, 400 for a body that is not JSON, does not
+    give what the mapping names, or breaks a submission rule (each with ``errors``), 404 for
+    an unknown source, and the mapped gRPC status otherwise (429 with Retry-After ...)."""
+
+    def __init__(self, pool: asyncpg.Pool, servicer: IngestServicer,
+                 limiter: TenantLimiter) -> None:
+        self.pool = pool
+        self.servicer = servicer
+        self.limiter = limiter
+
+    async def receive(self, request: web.Request) -> web.Response:
+        source = await sources.load(self.pool, request.match_info["source_id"])
+        if source is None:
+            return problem(404, "Not Found", "no such webhook source")
+        body = await request.read()
+        try:
+            signatures.verify([source.secret], request.headers.get(signatures.ID_HEADER, ""),
+                              request.headers.get(signatures.TIMESTAMP_HEADER, ""),
+                              request.headers.get(signatures.SIGNATURE_HEADER, ""), body)
+        except signatures.SignatureError as exc:
+            return problem(401, "Unauthorized", str(exc))
+        try:
+            parsed = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return problem(400, "Bad Request", f"the body is not JSON: {exc}",
+                           errors=[{"field": "", "detail": "not JSON"}])
+        message_id = request.headers[signatures.ID_HEADER]
+        try:
+            submission = sources.to_submission(source, parsed, message_id)
+        except sources.MappingError as exc:
+            return problem(400, "Bad Request", str(exc),
+                           errors=[{"field": exc.field, "detail": exc.description}])
+        context = LocalContext()
+        token = principal_var.set(Principal(key_id=f"webhook-source:{source.source_id}",
+                                            tenant_id=source.tenant_id, role=Role.SUBMITTER))
+        try:
+            local: Any = context  # stands in for a grpc.aio.ServicerContext
+            await charge_or_abort(self.limiter, source.tenant_id, 1, local, "webhook")
+            accepted = await self.servicer.submit(submission, TaskSource.TASK_SOURCE_WEBHOOK,
+                                                  local)
+        except RpcAbort as exc:
+            return problem_for(exc.code, exc.details, exc.trailing, invalid_status=400)
+        except TRANSIENT_ERRORS as exc:  # as the gRPC server answers: retry the same POST
+            log.warning("inbound webhook not accepted yet: %r", exc)
+            return problem(503, "UNAVAILABLE", "a dependency is restarting; retry with the "
+                           "same request", headers={"Retry-After": str(
+                               math.ceil(DEPENDENCY_RETRY_S))}, grpc_status="UNAVAILABLE")
+        finally:
+            principal_var.reset(token)
+        return web.json_response(to_json(accepted), status=202)
+
+
+__all__ = ["HTTP_STATUS", "INBOUND_PATH", "PROBLEM_JSON", "ROUTES", "BadRequest", "Gateway",
+           "Inbound", "LocalContext", "Route", "RpcAbort", "build_request", "problem",
+           "problem_for", "problem_from_rpc", "to_json"]

@@ -1,0 +1,69 @@
+"""The review verbs over the REST gateway, against the four services as real processes: a
+task submitted over REST escalates, and a reviewer lists, claims and decides it over REST
+(the gateway forwards to ReviewService with the reviewer's key)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+
+from switchyard import Settings
+from tests.polling import eventually
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pipeline")]
+
+SUBMITTER = {"Authorization": "Bearer acme-sub"}
+REVIEWER = {"Authorization": "Bearer acme-rev"}
+OTHER_REVIEWER = {"Authorization": "Bearer globex-rev"}
+INVOICE = ("INVOICE No. 4471\nBill to: Acme Ltd\nAmount due: EUR 1,250.00\nDue date: "
+           "2026-12-01\nPO number: PO-7781\nRemit to IBAN on file")
+
+
+@pytest.fixture(scope="module")
+def settings(settings: Settings) -> Settings:
+    return settings.replace(api_keys="acme-sub:acme:submitter,acme-rev:acme:reviewer,"
+                                     "globex-rev:globex:reviewer")
+
+
+async def test_a_reviewer_lists_claims_and_decides_over_rest(settings: Settings) -> None:
+    base = f"http://127.0.0.1:{settings.ingest_rest_port}"
+    async with aiohttp.ClientSession() as session:
+
+        async def call(method: str, path: str, headers: dict[str, str],
+                       body: Any = None) -> tuple[int, Any]:
+            async with session.request(method, base + path, headers=headers,
+                                       json=body) as response:
+                return response.status, json.loads(await response.text() or "null")
+
+        status, created = await call("POST", "/v1/tasks", SUBMITTER, {"submission": {
+            "tenantId": "acme", "idempotencyKey": "rest-review-1", "kind": "invoice",
+            "document": {"contentType": "text/plain",
+                         "body": base64.b64encode(INVOICE.encode()).decode()}}})
+        assert status == 200, created
+        task_id = created["taskId"]
+
+        async def item_of_task() -> dict[str, Any] | None:
+            status, page = await call("GET", "/v1/review/items?page_size=500", REVIEWER)
+            assert status == 200, page
+            return next((i for i in page.get("items", [])
+                         if i["escalation"]["taskId"] == task_id), None)
+        item = await eventually(item_of_task, "the task to reach review", 180, 0.5)
+        item_id = item["itemId"]
+
+        status, problem = await call("GET", f"/v1/review/items/{item_id}", OTHER_REVIEWER)
+        assert status == 404, problem  # another tenant's item is absent
+        status, claimed = await call("POST", f"/v1/review/items/{item_id}/claim", REVIEWER, {})
+        assert status == 200, claimed
+        assert claimed["item"]["state"] == "REVIEW_STATE_CLAIMED"
+        status, decided = await call("POST", f"/v1/review/items/{item_id}/verdict", REVIEWER,
+                                     {"verdict": "VERDICT_APPROVE", "reason": "looks right"})
+        assert status == 200, decided
+        assert decided["item"]["state"] == "REVIEW_STATE_RESOLVED"
+        assert decided["decisionId"]
+        status, problem = await call("POST", f"/v1/review/items/{item_id}/verdict", REVIEWER,
+                                     {"verdict": "VERDICT_APPROVE"})
+        assert status >= 400 and problem["grpc_status"], problem

@@ -1,0 +1,398 @@
+"""The REST/JSON gateway and inbound webhooks, through a real ``switchyard run ingest``.
+
+Only ingest runs (as in the other ingest tests), with API keys on: the gateway forwards to
+the process's own gRPC API with the caller's key, so these tests see the gRPC rules (roles,
+tenants, validation, rate limits) arrive as HTTP statuses and problem documents. The review
+verbs answer 503 here, the review service being down, which is itself the UNAVAILABLE mapping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from openapi_spec_validator import validate
+
+from services.ingest.rest import Gateway, Inbound
+from switchyard import Settings
+from switchyard._tools.openapi import document
+from switchyard.stack import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ingest_process")]
+
+KEYS = ("sub-acme:acme:submitter,sub-globex:globex:submitter,aud-acme:acme:auditor,"
+        "sub-slow:slowco:submitter")
+ACME = {"Authorization": "Bearer sub-acme"}
+GLOBEX = {"Authorization": "Bearer sub-globex"}
+AUDITOR = {"Authorization": "Bearer aud-acme"}
+SLOW = {"Authorization": "Bearer sub-slow"}
+
+
+@pytest.fixture(scope="module")
+def settings(settings: Settings) -> Settings:
+    """API keys on, the gateway on its own port, and a tenant whose bucket holds one task."""
+    return settings.replace(api_keys=KEYS, ingest_rest_port=free_port(),
+                            tenant_rate_limit_overrides="slowco:0.001/1")
+
+
+@pytest.fixture
+async def http(settings: Settings) -> AsyncIterator[tuple[aiohttp.ClientSession, str]]:
+    async with aiohttp.ClientSession() as session:
+        yield session, f"http://127.0.0.1:{settings.ingest_rest_port}"
+
+
+def submission(tenant: str = "acme", key: str | None = None, text: str = "Invoice 42, "
+               "amount due $10", **extra: Any) -> dict[str, Any]:
+    """A SubmitTaskRequest in proto3 JSON (lowerCamelCase, bytes in base64)."""
+    return {"submission": {"tenantId": tenant, "idempotencyKey": key or uuid.uuid4().hex,
+                           "kind": "invoice", **extra,
+                           "document": {"contentType": "text/plain",
+                                        "body": base64.b64encode(text.encode()).decode()}}}
+
+
+async def call(http: tuple[aiohttp.ClientSession, str], method: str, path: str,
+               headers: dict[str, str] | None = None, **kwargs: Any
+               ) -> tuple[int, dict[str, Any], Any]:
+    session, base = http
+    async with session.request(method, base + path, headers=headers, **kwargs) as response:
+        text = await response.text()
+        body = json.loads(text) if text else None
+        return response.status, dict(response.headers), body
+
+
+def assert_problem(status: int, headers: dict[str, str], body: Any, expected: int) -> None:
+    assert status == expected, body
+    assert headers["Content-Type"].startswith("application/problem+json")
+    assert body["status"] == expected and body["title"] and body["detail"]
+
+
+# -- tasks -------------------------------------------------------------------------------
+
+async def test_submit_get_list_cancel_over_rest(http: Any) -> None:
+    key = uuid.uuid4().hex
+    status, _, created = await call(http, "POST", "/v1/tasks", ACME, json=submission(key=key))
+    assert status == 200, created
+    assert created["created"] is True and created["status"] == "TASK_STATUS_QUEUED"
+    task_id = created["taskId"]
+    status, _, again = await call(http, "POST", "/v1/tasks", ACME, json=submission(key=key))
+    assert (status, again["taskId"], again.get("created", False)) == (200, task_id, False)
+
+    status, _, got = await call(http, "GET", f"/v1/tasks/{task_id}", ACME)
+    assert status == 200
+    assert got["task"]["envelope"]["taskId"] == task_id
+    assert got["task"]["envelope"]["idempotencyKey"] == key
+    assert base64.b64decode(got["task"]["envelope"]["document"]["body"]) == \
+        b"Invoice 42, amount due $10"
+    assert got["task"]["sequence"] == "1"  # int64 as a string, per proto3 JSON
+
+    status, _, page = await call(http, "GET", "/v1/tasks?tenant_id=acme&statuses="
+                                 "TASK_STATUS_QUEUED&page_size=500", ACME)
+    assert status == 200
+    assert task_id in [t["envelope"]["taskId"] for t in page["tasks"]]
+
+    status, _, cancelled = await call(http, "POST", f"/v1/tasks/{task_id}/cancel", ACME,
+                                      json={"reason": "changed my mind"})
+    assert status == 200 and cancelled["task"]["status"] == "TASK_STATUS_CANCELLED"
+    status, headers, body = await call(http, "POST", f"/v1/tasks/{task_id}/cancel", ACME,
+                                       json={})
+    assert_problem(status, headers, body, 409)
+    assert body["grpc_status"] == "FAILED_PRECONDITION" and "already" in body["detail"]
+
+    status, _, retried = await call(http, "POST", f"/v1/tasks/{task_id}/retry", ACME, json={})
+    assert status == 200 and retried["created"] is True
+    assert retried["task"]["envelope"]["metadata"]["retry_of"] == task_id
+
+    status, _, batch = await call(http, "POST", "/v1/tasks/batch", ACME, json={
+        "submissions": [submission()["submission"], submission(tenant="globex")["submission"]]})
+    assert status == 200 and batch["acceptedCount"] == 1 and batch["rejectedCount"] == 1
+    assert batch["results"][1]["error"]["code"] == 7  # PERMISSION_DENIED, per item
+
+
+async def test_auth_and_roles_are_the_grpc_ones(http: Any) -> None:
+    status, _, created = await call(http, "POST", "/v1/tasks", ACME, json=submission())
+    task_id = created["taskId"]
+    for headers in (None, {"Authorization": "Bearer not-a-key"}, {"Authorization": "sub-acme"}):
+        status, response_headers, body = await call(http, "GET", f"/v1/tasks/{task_id}",
+                                                    headers)
+        assert_problem(status, response_headers, body, 401)
+        assert response_headers["WWW-Authenticate"] == "Bearer"
+    # an auditor reads but may not submit
+    assert (await call(http, "GET", f"/v1/tasks/{task_id}", AUDITOR))[0] == 200
+    status, headers, body = await call(http, "POST", "/v1/tasks", AUDITOR, json=submission())
+    assert_problem(status, headers, body, 403)
+    # another tenant's task is absent, never forbidden; submitting as another tenant is 403
+    status, headers, body = await call(http, "GET", f"/v1/tasks/{task_id}", GLOBEX)
+    assert_problem(status, headers, body, 404)
+    status, headers, body = await call(http, "POST", "/v1/tasks", GLOBEX, json=submission())
+    assert_problem(status, headers, body, 403)
+    status, headers, body = await call(http, "GET", "/v1/tasks?tenant_id=acme", GLOBEX)
+    assert_problem(status, headers, body, 403)
+
+
+async def test_bad_requests_name_their_fields(http: Any) -> None:
+    request = submission()
+    request["submission"].update(idempotencyKey="", kind="Not A Kind!")
+    status, headers, body = await call(http, "POST", "/v1/tasks", ACME, json=request)
+    assert_problem(status, headers, body, 422)
+    assert {"idempotency_key", "kind"} <= {e["field"] for e in body["errors"]}
+    assert all(e["detail"] for e in body["errors"])
+    # not proto3 JSON for the request: 400 before any RPC
+    for raw in (b"{not json", b"[1, 2]", json.dumps({"submission": {"nope": 1}}).encode(),
+                json.dumps({"submission": {"tenantId": 5}}).encode()):
+        status, headers, body = await call(http, "POST", "/v1/tasks",
+                                           {**ACME, "Content-Type": "application/json"},
+                                           data=raw)
+        assert_problem(status, headers, body, 400)
+        assert body["errors"], raw
+    status, headers, body = await call(http, "GET", "/v1/tasks?tenant_id=acme&colour=red", ACME)
+    assert_problem(status, headers, body, 400)
+    assert body["errors"] == [{"field": "colour", "detail": "unknown query parameter"}]
+    status, headers, body = await call(http, "GET", "/v1/tasks?statuses=TASK_STATUS_NOPE", ACME)
+    assert_problem(status, headers, body, 400)
+    status, headers, body = await call(http, "GET", f"/v1/tasks/{uuid.uuid4()}", ACME)
+    assert_problem(status, headers, body, 404)
+    status, headers, body = await call(http, "PUT", "/v1/tasks", ACME)
+    assert_problem(status, headers, body, 405)
+
+
+async def test_over_the_rate_limit_is_429_with_retry_after(http: Any) -> None:
+    first = await call(http, "POST", "/v1/tasks", SLOW, json=submission(tenant="slowco"))
+    assert first[0] == 200, first[2]
+    status, headers, body = await call(http, "POST", "/v1/tasks", SLOW,
+                                       json=submission(tenant="slowco"))
+    assert_problem(status, headers, body, 429)
+    assert int(headers["Retry-After"]) >= 1
+    assert body["grpc_status"] == "RESOURCE_EXHAUSTED"
+
+
+async def test_review_verbs_map_an_unavailable_review_service_to_503(http: Any) -> None:
+    status, headers, body = await call(http, "GET", "/v1/review/items", ACME)
+    assert_problem(status, headers, body, 503)
+    assert body["grpc_status"] == "UNAVAILABLE"
+
+
+async def test_watch_as_long_poll_and_server_sent_events(http: Any) -> None:
+    _, _, created = await call(http, "POST", "/v1/tasks", ACME, json=submission())
+    task_id = created["taskId"]
+    await call(http, "POST", f"/v1/tasks/{task_id}/cancel", ACME, json={})
+    status, _, polled = await call(http, "GET", f"/v1/tasks/{task_id}/events?wait_s=10", ACME)
+    assert status == 200
+    assert [e["event"]["status"] for e in polled["events"]] == \
+        ["TASK_STATUS_QUEUED", "TASK_STATUS_CANCELLED"]
+    status, _, after = await call(http, "GET", f"/v1/tasks/{task_id}/events?wait_s=10&"
+                                  "after_sequence=1", ACME)
+    assert [e["event"]["sequence"] for e in after["events"]] == ["2"]
+
+    session, base = http
+    async with session.get(f"{base}/v1/tasks/{task_id}/events",
+                           headers={**ACME, "Accept": "text/event-stream"}) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        text = await response.text()  # the watch ends once the task is terminal
+    events = [json.loads(line[len("data: "):]) for line in text.splitlines()
+              if line.startswith("data: ")]
+    assert [e["event"]["status"] for e in events] == ["TASK_STATUS_QUEUED",
+                                                      "TASK_STATUS_CANCELLED"]
+    async with session.get(f"{base}/v1/tasks/{uuid.uuid4()}/events",
+                           headers={**ACME, "Accept": "text/event-stream"}) as response:
+        assert response.status == 404
+
+
+# -- OpenAPI -----------------------------------------------------------------------------
+
+async def test_openapi_document_is_served_valid_and_covers_every_route(
+        http: Any, settings: Settings) -> None:
+    status, _, served = await call(http, "GET", "/openapi.json")
+    assert status == 200
+    assert served == json.loads(json.dumps(document()))
+    validate(served)
+    app = Gateway(settings, Inbound(None, None, None)).app()  # type: ignore[arg-type]
+    routes = {(r.method.lower(), r.resource.canonical) for r in app.router.routes()
+              if r.method != "HEAD"}
+    documented = {(method, path) for path, ops in served["paths"].items() for method in ops}
+    assert routes == documented
+
+
+# -- inbound webhooks --------------------------------------------------------------------
+
+def signed(secret: str, body: bytes, message_id: str | None = None,
+           at: int | None = None) -> dict[str, str]:
+    """Standard Webhooks headers, computed here without the server's code."""
+    message_id = message_id or f"msg_{uuid.uuid4().hex}"
+    timestamp = str(int(time.time()) if at is None else at)
+    key = base64.b64decode(secret[len("whsec_"):])
+    digest = hmac.new(key, f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256)
+    return {"webhook-id": message_id, "webhook-timestamp": timestamp,
+            "webhook-signature": "v1," + base64.b64encode(digest.digest()).decode(),
+            "Content-Type": "application/json"}
+
+
+async def register_source(http: Any) -> tuple[str, str]:
+    status, _, registered = await call(http, "POST", "/v1/webhook-sources", ACME, json={
+        "name": "crm", "mapping": {"kind": "type", "document": "data",
+                                   "metadata": {"customer": "data.customer.id"}}})
+    assert status == 200, registered
+    assert registered["secret"].startswith("whsec_")
+    return registered["source"]["sourceId"], registered["secret"]
+
+
+async def test_inbound_webhook_good_bad_expired_and_replayed(http: Any) -> None:
+    source_id, secret = await register_source(http)
+    status, _, listed = await call(http, "GET", "/v1/webhook-sources", ACME)
+    assert status == 200
+    mine = [s for s in listed["sources"] if s["sourceId"] == source_id]
+    assert mine and "secret" not in json.dumps(listed)
+    assert mine[0]["mapping"]["metadata"] == {"customer": "data.customer.id"}
+
+    path = f"/webhooks/in/{source_id}"
+    body = json.dumps({"type": "invoice", "data": {"customer": {"id": 7}, "total": 10}}).encode()
+    headers = signed(secret, body)
+    status, _, accepted = await call(http, "POST", path, headers, data=body)
+    assert status == 202, accepted
+    assert accepted["created"] is True
+    task_id = accepted["taskId"]
+    _, _, got = await call(http, "GET", f"/v1/tasks/{task_id}", ACME)
+    envelope = got["task"]["envelope"]
+    assert (envelope["tenantId"], envelope["kind"], envelope["source"]) == \
+        ("acme", "invoice", "TASK_SOURCE_WEBHOOK")
+    assert envelope["metadata"]["customer"] == "7"
+    assert json.loads(base64.b64decode(envelope["document"]["body"])) == \
+        {"customer": {"id": 7}, "total": 10}
+
+    # the same webhook-id again (a redelivery, freshly signed): the same task, nothing new
+    replay = signed(secret, body, message_id=headers["webhook-id"])
+    status, _, again = await call(http, "POST", path, replay, data=body)
+    assert (status, again["taskId"], again.get("created", False)) == (202, task_id, False)
+
+    wrong = signed("whsec_" + base64.b64encode(b"x" * 32).decode(), body)
+    tampered = {**signed(secret, body), "webhook-id": "msg_other"}
+    expired = signed(secret, body, at=int(time.time()) - 600)
+    for bad in (wrong, tampered, expired, {"Content-Type": "application/json"}):
+        status, response_headers, problem = await call(http, "POST", path, bad, data=body)
+        assert_problem(status, response_headers, problem, 401)
+    assert "expired" in (await call(http, "POST", path, expired, data=body))[2]["detail"]
+
+    for raw, field in ((b"{not json", ""), (json.dumps({"data": {}}).encode(), "kind"),
+                       (json.dumps({"type": "invoice", "data": {"customer": {}}}).encode(),
+                        "metadata[customer]")):
+        status, response_headers, problem = await call(http, "POST", path, signed(secret, raw),
+                                                       data=raw)
+        assert_problem(status, response_headers, problem, 400)
+        assert problem["errors"][0]["field"] == field
+    # a mapped kind that breaks SubmitTask's rules is a 400 naming the field
+    raw = json.dumps({"type": "Not A Kind!", "data": {"customer": {"id": 1}}}).encode()
+    status, response_headers, problem = await call(http, "POST", path, signed(secret, raw),
+                                                   data=raw)
+    assert_problem(status, response_headers, problem, 400)
+    assert "kind" in {e["field"] for e in problem["errors"]}
+
+    assert (await call(http, "DELETE", f"/v1/webhook-sources/{source_id}", GLOBEX))[2] == {}
+    status, _, deleted = await call(http, "DELETE", f"/v1/webhook-sources/{source_id}", ACME)
+    assert (status, deleted) == (200, {"deleted": True})
+    status, response_headers, problem = await call(http, "POST", path, signed(secret, body),
+                                                   data=body)
+    assert_problem(status, response_headers, problem, 404)
+
+
+async def test_registering_a_source_validates_the_mapping(http: Any) -> None:
+    status, headers, body = await call(http, "POST", "/v1/webhook-sources", ACME, json={
+        "name": "", "mapping": {"document": "a..b", "metadata": {"m": ""}}})
+    assert_problem(status, headers, body, 422)
+    assert {e["field"] for e in body["errors"]} == {
+        "name", "mapping.kind", "mapping.document", "mapping.metadata[m]"}
+    status, headers, body = await call(http, "POST", "/v1/webhook-sources", AUDITOR, json={
+        "name": "x", "mapping": {"defaultKind": "invoice"}})
+    assert_problem(status, headers, body, 403)
+
+
+# -- fuzzing -----------------------------------------------------------------------------
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=4)
+                     | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=12)
+_submission_like = st.fixed_dictionaries({}, optional={
+    "tenantId": st.sampled_from(["acme", "globex", ""]) | st.integers(),
+    "idempotencyKey": st.text(max_size=300), "kind": st.text(max_size=80) | st.none(),
+    "metadata": st.dictionaries(st.text(max_size=70), st.text(max_size=10), max_size=70),
+    "document": st.fixed_dictionaries({}, optional={
+        "contentType": st.text(max_size=30), "body": st.text(max_size=40)}),
+    "priorityLevel": st.sampled_from(["TASK_PRIORITY_URGENT", "NOPE", 2, -1])})
+_ALLOWED = {200, 400, 401, 403, 404, 409, 422, 429}
+
+
+def _post(url: str, data: bytes, headers: dict[str, str]) -> tuple[int, str, str]:
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.headers["Content-Type"], response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["Content-Type"], exc.read().decode()
+
+
+def _get(url: str, headers: dict[str, str]) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                    timeout=30) as response:
+            return response.status, response.headers["Content-Type"], response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["Content-Type"], exc.read().decode()
+
+
+def _check(status: int, content_type: str, text: str) -> None:
+    assert status in _ALLOWED, (status, text)
+    if status >= 400:
+        assert content_type.startswith("application/problem+json"), text
+        assert json.loads(text)["status"] == status
+
+
+def test_fuzz_rest_entry_points(settings: Settings) -> None:
+    base = f"http://127.0.0.1:{settings.ingest_rest_port}"
+    headers = {**ACME, "Content-Type": "application/json"}
+
+    @hypothesis_settings(max_examples=60, deadline=None,
+                         suppress_health_check=[HealthCheck.too_slow])
+    @given(body=st.one_of(_json, st.fixed_dictionaries({"submission": _submission_like})),
+           raw=st.binary(max_size=40), query=st.dictionaries(
+               st.sampled_from(["tenant_id", "statuses", "page_size", "page_token",
+                                "created_after", "x"]), st.text(max_size=12), max_size=4),
+           task_id=st.text(max_size=40))
+    def one(body: Any, raw: bytes, query: dict[str, str], task_id: str) -> None:
+        _check(*_post(f"{base}/v1/tasks", json.dumps(body).encode(), headers))
+        _check(*_post(f"{base}/v1/tasks", raw, headers))
+        _check(*_get(f"{base}/v1/tasks?" + urllib.parse.urlencode(query), ACME))
+        quoted = urllib.parse.quote(task_id, safe="") or "x"
+        _check(*_get(f"{base}/v1/tasks/{quoted}", ACME))
+        _check(*_post(f"{base}/v1/tasks/{quoted}/cancel", json.dumps(body).encode(), headers))
+
+    one()
+
+
+async def test_fuzz_inbound_webhook(http: Any, settings: Settings) -> None:
+    source_id, secret = await register_source(http)
+    url = f"http://127.0.0.1:{settings.ingest_rest_port}/webhooks/in/{source_id}"
+
+    @hypothesis_settings(max_examples=60, deadline=None,
+                         suppress_health_check=[HealthCheck.too_slow])
+    @given(body=_json, raw=st.binary(max_size=60))
+    def one(body: Any, raw: bytes) -> None:
+        for data in (json.dumps(body).encode(), raw):
+            status, content_type, text = _post(url, data, signed(secret, data))
+            assert status in {202, 400}, (status, text)
+            if status == 400:
+                assert content_type.startswith("application/problem+json")
+                assert json.loads(text)["errors"]
+
+    await asyncio.get_running_loop().run_in_executor(None, one)
