@@ -537,20 +537,6 @@ class IngestServicer(IngestServiceServicer):
             redelivered=[webhook_delivery(r) for r in rows],
             skipped=[SkippedDelivery(delivery_id=i, reason=why) for i, why in skipped])
 
-
-def webhook_delivery(row: asyncpg.Record) -> WebhookDelivery:
-    """The API view of a ``webhook_deliveries`` row."""
-    delivery = WebhookDelivery(
-        delivery_id=str(row["delivery_id"]),
-        webhook_id=str(row["webhook_id"]) if row["webhook_id"] else "",
-        tenant_id=row["tenant_id"], task_id=str(row["task_id"]), sequence=row["seq"],
-        url=row["url"], state=row["state"], attempts=row["attempts"],
-        last_error=row["last_error"], created_at=timestamp(row["created_at"]))
-    if row["delivered_at"] is not None:
-        delivery.delivered_at.CopyFrom(timestamp(row["delivered_at"]))
-    if row["state"] == "pending":
-        delivery.next_attempt_at.CopyFrom(timestamp(row["next_attempt_at"]))
-    return delivery
     # -- inbound webhook sources -----------------------------------------------------------
 
     async def RegisterWebhookSource(self, request: RegisterWebhookSourceRequest,
@@ -578,6 +564,21 @@ def webhook_delivery(row: asyncpg.Record) -> WebhookDelivery:
             return DeleteWebhookSourceResponse(deleted=False)
         return DeleteWebhookSourceResponse(
             deleted=await sources.delete(self.pool, source.source_id))
+
+
+def webhook_delivery(row: asyncpg.Record) -> WebhookDelivery:
+    """The API view of a ``webhook_deliveries`` row."""
+    delivery = WebhookDelivery(
+        delivery_id=str(row["delivery_id"]),
+        webhook_id=str(row["webhook_id"]) if row["webhook_id"] else "",
+        tenant_id=row["tenant_id"], task_id=str(row["task_id"]), sequence=row["seq"],
+        url=row["url"], state=row["state"], attempts=row["attempts"],
+        last_error=row["last_error"], created_at=timestamp(row["created_at"]))
+    if row["delivered_at"] is not None:
+        delivery.delivered_at.CopyFrom(timestamp(row["delivered_at"]))
+    if row["state"] == "pending":
+        delivery.next_attempt_at.CopyFrom(timestamp(row["next_attempt_at"]))
+    return delivery
 
 
 class IntakeConsumer:
