@@ -401,7 +401,7 @@ class ApprovalSpec(google.protobuf.message.Message):
     """What the reviewer is asked, shown with the item."""
     @property
     def sla(self) -> google.protobuf.duration_pb2.Duration:
-        """How long the reviewers have; unset: the queue's SLA."""
+        """How long the reviewers have; unset: the SLA of a normal-priority review item (4 h)."""
 
     def __init__(
         self,
@@ -598,7 +598,9 @@ class Decision(google.protobuf.message.Message):
 
     @property
     def review_sla(self) -> google.protobuf.duration_pb2.Duration:
-        """For an escalation: how long the reviewers have (unset: the queue's SLA)."""
+        """For an escalation: how long the reviewers have (unset: by the item's priority: urgent
+        15 min, high 1 h, normal 4 h, low 24 h). Never past the task's own deadline.
+        """
 
     def __init__(
         self,
