@@ -24,6 +24,7 @@ from switchyard._tasks_cli import (
     _grpc_error,
     _main,
     _Usage,
+    follow_pages,
 )
 
 __all__ = ["add_dead_letters_arguments", "parse_since", "printable", "run_dead_letters"]
@@ -133,15 +134,7 @@ async def _list(args: argparse.Namespace, stub: Any) -> int:
                                      reason_code=args.reason)
     if args.since_at is not None:
         request.since.FromDatetime(args.since_at)
-    records: list[Any] = []
-    while True:   # follow the page tokens until --limit letters (0: all of them)
-        wanted = args.limit - len(records) if args.limit else 500
-        request.page_size = max(1, min(wanted, 500))
-        page = await stub.ListDeadLetters(request)
-        records += page.dead_letters
-        if not page.next_page_token or 0 < args.limit <= len(records):
-            break
-        request.page_token = page.next_page_token
+    records = await follow_pages(stub.ListDeadLetters, request, "dead_letters", args.limit)
     rows = [_record_json(r) for r in records]
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -29,7 +29,7 @@ from switchyard._taskstore import TERMINAL, stage_name, status_name
 
 __all__ = ["CONTENT_TYPES", "EXIT_CONNECT", "EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE",
            "add_submit_arguments", "add_tasks_arguments", "idempotency_key", "run_submit",
-           "run_tasks"]
+           "follow_pages", "run_tasks"]
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_CONNECT = 0, 1, 2, 3
 #: Content type of a submitted file, by its extension (the two ingest accepts).
@@ -109,6 +109,21 @@ def add_tasks_arguments(parser: argparse.ArgumentParser) -> None:
                    help="a JSON object; later steps read it as steps.<name>.output")
     p.add_argument("--error", default="", help="fail the step instead (the plan compensates)")
     _add_client_arguments(p, "ExecutorService", "SWITCHYARD_EXECUTOR_GRPC_PORT")
+
+
+async def follow_pages(rpc: Callable[[Any], Awaitable[Any]], request: Any, field: str,
+                       limit: int, page_cap: int = 500) -> list[Any]:
+    """Call a paged List RPC, following its page tokens until ``limit`` items (0: all of
+    them); ``field`` names the repeated field of the response."""
+    items: list[Any] = []
+    while True:
+        wanted = limit - len(items) if limit else page_cap
+        request.page_size = max(1, min(wanted, page_cap))
+        page = await rpc(request)
+        items += getattr(page, field)
+        if not page.next_page_token or 0 < limit <= len(items):
+            return items
+        request.page_token = page.next_page_token
 
 
 def idempotency_key(prefix: str, body: bytes) -> str:
@@ -362,15 +377,7 @@ async def _list(args: argparse.Namespace, stub: Any) -> int:
                 raise _Usage(f"unknown status {name.strip().lower()!r}") from None
     if args.limit < 0:
         raise _Usage("--limit must be 0 or more")
-    tasks: list[Any] = []
-    while True:   # follow the page tokens until --limit tasks (0: all of them)
-        wanted = args.limit - len(tasks) if args.limit else 500
-        request.page_size = max(1, min(wanted, 500))
-        page = await stub.ListTasks(request)
-        tasks += page.tasks
-        if not page.next_page_token or 0 < args.limit <= len(tasks):
-            break
-        request.page_token = page.next_page_token
+    tasks = await follow_pages(stub.ListTasks, request, "tasks", args.limit)
     rows = [_task_json(t) for t in tasks]
     if args.json:
         print(json.dumps(rows, indent=2))

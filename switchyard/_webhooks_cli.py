@@ -15,7 +15,14 @@ from typing import Any
 
 from switchyard._dead_letters_cli import parse_since
 from switchyard._settings import Settings
-from switchyard._tasks_cli import EXIT_OK, EXIT_USAGE, _add_client_arguments, _main, _Usage
+from switchyard._tasks_cli import (
+    EXIT_OK,
+    EXIT_USAGE,
+    _add_client_arguments,
+    _main,
+    _Usage,
+    follow_pages,
+)
 
 __all__ = ["add_webhooks_arguments", "run_webhooks"]
 
@@ -83,15 +90,8 @@ async def _list(args: argparse.Namespace, stub: Any) -> int:
                                            state=args.state)
     if args.since_at is not None:
         request.since.FromDatetime(args.since_at)
-    deliveries: list[Any] = []
-    while True:   # follow the page tokens until --limit deliveries (0: all of them)
-        wanted = args.limit - len(deliveries) if args.limit else 500
-        request.page_size = max(1, min(wanted, 500))
-        page = await stub.ListWebhookDeliveries(request)
-        deliveries += page.deliveries
-        if not page.next_page_token or 0 < args.limit <= len(deliveries):
-            break
-        request.page_token = page.next_page_token
+    deliveries = await follow_pages(stub.ListWebhookDeliveries, request, "deliveries",
+                                    args.limit)
     webhooks = [{"webhook_id": h.webhook_id, "tenant_id": h.tenant_id, "url": h.url,
                  "created_at": h.created_at.ToJsonString(), "pending": h.pending,
                  "delivered": h.delivered, "failed": h.failed} for h in hooks]
