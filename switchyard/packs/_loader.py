@@ -26,10 +26,12 @@ from switchyard.packs._expressions import (
     DECISION_VARIABLES,
     PLAN_VARIABLES,
     Condition,
+    ExpressionError,
     Names,
     Template,
     _interpreter_failure,
     check_expression,
+    evaluate_condition,
 )
 from switchyard.packs._model import (
     BUILTIN_CONNECTORS,
@@ -262,6 +264,60 @@ def _expression(c: _Checker, path: list[Any], source: str, names: Names) -> Any:
     return program
 
 
+#: What a rule may read that validation can fill in with sample values of the declared types
+#: (``metadata`` and ``history`` have keys no pack declares, so rules reading them are only
+#: checked when they run).
+_SAMPLED = frozenset({"fields", "params", "route", "scores", "extraction", "task"})
+_SAMPLE_VALUES = {"money": 1.5, "number": 1.5, "integer": 1, "boolean": True,
+                  "date": "2026-01-31", "iban": "DE89370400440532013000",
+                  "email": "someone@example.org", "string": "text"}
+
+
+def _samples(fields: Mapping[str, FieldSpec], params: Mapping[str, ParamSpec],
+             scorers: list[str]) -> dict[str, Any]:
+    """A rule context with a value of its declared type for every field and the defaults of
+    the parameters, as the engine would build it for a document that has every field."""
+    def sample(spec: FieldSpec) -> Any:
+        return spec.values[0] if spec.type == "enum" and spec.values \
+            else _SAMPLE_VALUES.get(spec.type, "text")
+
+    def param(spec: ParamSpec) -> Any:
+        if spec.type == "number" and isinstance(spec.default, (int, float)) \
+                and not isinstance(spec.default, bool):
+            return float(spec.default)
+        if spec.type == "list" and spec.items == "number" and isinstance(spec.default, list):
+            return [float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+                    for v in spec.default]
+        return spec.default
+
+    return {"fields": {name: sample(spec) for name, spec in fields.items()},
+            "params": {name: param(spec) for name, spec in params.items()},
+            "route": {"label": "sample", "confidence": 0.9},
+            "scores": {name: 0.5 for name in scorers},
+            "extraction": {"confidence": 0.9, "issues": []},
+            "task": {"task_id": "00000000-0000-4000-8000-000000000000",
+                     "tenant_id": "sample", "kind": "sample"}}
+
+
+def _sample_run(c: _Checker, path: list[Any], source: str, program: Any,
+                samples: Mapping[str, Any], where: str) -> None:
+    """Run a rule's condition on sample values of the declared types, so a type mistake
+    (a number compared with a text, a condition that is not true or false) is a load error
+    instead of an escalation of every document. Only conditions that read nothing but
+    sampled variables, and no loops (a comprehension could run for long)."""
+    try:
+        variables = set(program.program.variables())
+    except Exception:  # pragma: no cover - defensive: the binding always answers
+        return
+    if not variables or not variables <= _SAMPLED or _LOOPS.search(source):
+        return
+    try:
+        evaluate_condition(Condition(source=source, where=where, program=program), samples)
+    except ExpressionError as exc:
+        message = str(exc).removeprefix(f"{exc.where}: ").split(". ", 1)[0]  # its first sentence
+        c.add(path, source, f"fails on values of the declared types: {message}"[:300])
+
+
 def _template(c: _Checker, path: list[Any], tree: Any, names: Names) -> Template:
     template = Template(tree, json_path(path), names, strict=False)
     for sub, value, message in template.issues:
@@ -269,8 +325,8 @@ def _template(c: _Checker, path: list[Any], tree: Any, names: Names) -> Template
     return template
 
 
-def _rules(raw: Mapping[str, Any], review: ReviewSpec, names: Names, c: _Checker
-           ) -> tuple[RuleSpec, ...]:
+def _rules(raw: Mapping[str, Any], review: ReviewSpec, names: Names, c: _Checker,
+           samples: Mapping[str, Any] | None = None) -> tuple[RuleSpec, ...]:
     rules: list[RuleSpec] = []
     seen: dict[str, int] = {}
     for index, rule in enumerate(raw["rules"]):
@@ -284,6 +340,8 @@ def _rules(raw: Mapping[str, Any], review: ReviewSpec, names: Names, c: _Checker
         when = rule["when"]
         source = ("true" if when else "false") if isinstance(when, bool) else when
         program = _expression(c, where + ["when"], source, names)
+        if program is not None and samples is not None:
+            _sample_run(c, where + ["when"], source, program, samples, f"rule {name}")
         outcome = rule["outcome"]
         explain = rule.get("explain", "")
         template = _template(c, where + ["explain"], explain, names) if explain else None
@@ -623,7 +681,9 @@ def _build(files: Mapping[str, bytes]) -> tuple[Pack | None, list[str]]:
     review = _review(doc.get("review", {}), ReviewSpec(), c, ["review"])
     decision_names = Names(variables=DECISION_VARIABLES, fields=frozenset(fields),
                            params=frozenset(params), scores=frozenset(s.name for s in scorers))
-    rules = _rules(doc["decision"], review, decision_names, c)
+    # sample values only when every field, parameter and scorer was declared right
+    samples = None if c.problems else _samples(fields, params, [s.name for s in scorers])
+    rules = _rules(doc["decision"], review, decision_names, c, samples)
     plan_names = Names(variables=PLAN_VARIABLES, fields=frozenset(fields),
                        params=frozenset(params), steps=frozenset())
     plan = _plan(doc["plan"], plan_names, c)
