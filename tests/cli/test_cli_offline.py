@@ -45,7 +45,7 @@ def test_an_unreachable_target_is_exit_3_without_a_traceback(tmp_path: Path) -> 
     for args in (("submit", str(ticket)), ("tasks", "get", "some-id"),
                  ("tasks", "list", "--json"), ("tasks", "watch", "some-id"),
                  ("tasks", "cancel", "some-id"), ("tasks", "retry", "some-id")):
-        done = switchyard(None, *args, "--target", target, "--connect-timeout", "1")
+        done = switchyard(None, *args, "--target", target, "--connect-timeout", "0.2")
         assert done.returncode == 3, (args, done.stderr)
         assert "Traceback" not in done.stderr and target in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr

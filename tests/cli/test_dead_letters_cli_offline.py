@@ -22,7 +22,7 @@ from tests.cli.helpers import switchyard
                                     ("replay", str(uuid.uuid4()))])
 def test_an_unreachable_target_is_exit_3_without_a_traceback(action: tuple[str, ...]) -> None:
     done = switchyard(None, "dead-letters", *action, "--target", f"127.0.0.1:{free_port()}",
-                      "--connect-timeout", "1")
+                      "--connect-timeout", "0.2")
     assert done.returncode == 3, done.stderr
     assert "cannot connect" in done.stderr and "Traceback" not in done.stderr
 

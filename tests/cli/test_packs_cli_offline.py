@@ -92,7 +92,7 @@ def test_an_unreachable_target_is_exit_3_without_a_traceback(tmp_path: Path) -> 
     for args in (("list",), ("show", "expense_claim"), ("apply", str(EXPENSES)),
                  ("apply", str(settings_file)), ("diff", str(EXPENSES)),
                  ("test", str(EXPENSES)), ("test", "expense_claim")):
-        done = switchyard(None, "packs", *args, "--target", target, "--connect-timeout", "1")
+        done = switchyard(None, "packs", *args, "--target", target, "--connect-timeout", "0.2")
         assert done.returncode == 3, (args, done.stderr)
         assert "Traceback" not in done.stderr and target in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
