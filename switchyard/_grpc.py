@@ -92,24 +92,34 @@ async def abort_retry_later(context: grpc.aio.ServicerContext, code: grpc.Status
     ))
 
 
-def parse_status_details(error: grpc.aio.AioRpcError | grpc.RpcError) -> status_pb2.Status | None:
-    """Client side: the ``google.rpc.Status`` a server attached, if any."""
-    for key, value in error.trailing_metadata() or ():  # type: ignore[union-attr]
+def read_status_details(trailing: Any) -> status_pb2.Status | None:
+    """The ``google.rpc.Status`` a server attached to a call's trailing metadata, if any."""
+    for key, value in trailing or ():
         if key == STATUS_DETAILS_KEY:
             return status_pb2.Status.FromString(value)
     return None
 
 
-def field_violations(error: grpc.RpcError) -> dict[str, str]:
-    """Client side: ``{field: description}`` from a BadRequest detail."""
-    status = parse_status_details(error)
-    out: dict[str, str] = {}
+def parse_status_details(error: grpc.aio.AioRpcError | grpc.RpcError) -> status_pb2.Status | None:
+    """Client side: the ``google.rpc.Status`` a server attached, if any."""
+    return read_status_details(error.trailing_metadata())  # type: ignore[union-attr]
+
+
+def violations_of(status: status_pb2.Status | None) -> list[tuple[str, str]]:
+    """Every ``(field, description)`` of the BadRequest details in ``status``, in order (two
+    may name the same field)."""
+    out: list[tuple[str, str]] = []
     for detail in status.details if status else ():
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             request = error_details_pb2.BadRequest()
             detail.Unpack(request)
-            out.update({v.field: v.description for v in request.field_violations})
+            out += [(v.field, v.description) for v in request.field_violations]
     return out
+
+
+def field_violations(error: grpc.RpcError) -> dict[str, str]:
+    """Client side: ``{field: description}`` from a BadRequest detail."""
+    return dict(violations_of(parse_status_details(error)))
 
 
 # -- interceptors ------------------------------------------------------------------------

@@ -261,23 +261,17 @@ class _Invalid(Exception):
 async def _call(rpc: Callable[[Any], Awaitable[Any]], request: Any) -> Any:
     """One call; INVALID_ARGUMENT becomes ``_Invalid`` with each field violation as a line."""
     import grpc
-    from google.rpc import error_details_pb2
 
-    from switchyard._grpc import parse_status_details
+    from switchyard._grpc import parse_status_details, violations_of
 
     try:
         return await rpc(request)
     except grpc.aio.AioRpcError as exc:
         if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
             raise
-        lines: list[str] = []   # every violation, in order (two may share a field)
-        status = parse_status_details(exc)
-        for detail in status.details if status else ():
-            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
-                lines += [f"{v.field}: {v.description}" if v.field else v.description
-                          for v in bad.field_violations]
+        # every violation, in order (two may share a field)
+        lines = [f"{field}: {text}" if field else text
+                 for field, text in violations_of(parse_status_details(exc))]
         # the status text joins the violations; print them once, a line each
         header = (f"INVALID_ARGUMENT: {len(lines)} mistake(s)" if lines
                   else f"INVALID_ARGUMENT: {exc.details()}")

@@ -35,7 +35,7 @@ from aiohttp import web
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
 
 import asyncpg
 
@@ -44,11 +44,12 @@ from switchyard._auth import Principal, Role, principal_var
 from switchyard._grpc import (
     DEPENDENCY_RETRY_S,
     RETRY_AFTER_HEADER,
-    STATUS_DETAILS_KEY,
     ClientTls,
     charge_or_abort,
     create_channel,
+    read_status_details,
     server_ssl_context,
+    violations_of,
 )
 from switchyard._ratelimit import TenantLimiter
 from switchyard._settings import Settings
@@ -290,13 +291,6 @@ def problem(status: int, title: str, detail: str, *, errors: list[dict[str, str]
                         headers=headers)
 
 
-def _status(trailing: Any) -> status_pb2.Status | None:
-    for key, value in trailing or ():
-        if key == STATUS_DETAILS_KEY:
-            return status_pb2.Status.FromString(value)
-    return None
-
-
 def retry_after_s(trailing: Any) -> int | None:
     """The server's retry hint in whole seconds (rounded up), from ``retry-after-ms`` or a
     RetryInfo detail."""
@@ -304,7 +298,7 @@ def retry_after_s(trailing: Any) -> int | None:
         if key == RETRY_AFTER_HEADER:
             with contextlib.suppress(ValueError):
                 return max(1, math.ceil(int(value) / 1000))
-    status = _status(trailing)
+    status = read_status_details(trailing)
     for detail in status.details if status else ():
         if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
             info = error_details_pb2.RetryInfo()
@@ -324,13 +318,8 @@ def problem_for(code: grpc.StatusCode, message: str, trailing: Any, *,
     status = HTTP_STATUS.get(code, 500)
     if code == grpc.StatusCode.INVALID_ARGUMENT and invalid_status is not None:
         status = invalid_status
-    errors: list[dict[str, str]] = []
-    details = _status(trailing)
-    for detail in details.details if details else ():
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            errors += [{"field": v.field, "detail": v.description} for v in bad.field_violations]
+    errors = [{"field": field, "detail": text}
+              for field, text in violations_of(read_status_details(trailing))]
     headers: dict[str, str] = {}
     wait = retry_after_s(trailing)
     if wait is not None and status in {429, 503}:
