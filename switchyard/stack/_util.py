@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import random
 import socket
 import threading
 import time
@@ -56,12 +57,41 @@ def require_stack_packages(components: Iterable[str]) -> None:
         )
 
 
-def free_port(host: str = LOOPBACK) -> int:
-    """A TCP port nothing listens on right now, for tests that start servers on free ports.
+#: Where :func:`free_port` picks from when the kernel's ephemeral range cannot be read.
+_FALLBACK_EPHEMERAL_LOW = 32768
+#: The lowest port :func:`free_port` hands out (below it live well-known and registered servers).
+_LOWEST_PICKED_PORT = 15000
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+_picker = random.Random()
 
-    The port is only free at the time of the call; another process could take it before the
-    server binds. That race is acceptable for tests and the dev stack.
+
+def _ephemeral_low() -> int:
+    """The first port the kernel gives to outgoing connections (Linux ip_local_port_range)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return _FALLBACK_EPHEMERAL_LOW
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port nothing listens on right now, for tests and the dev stack to start servers on.
+
+    Picked below the kernel's ephemeral range: a port taken with ``bind(0)`` is an ephemeral
+    one, and between the pick and the server's bind any outgoing connection (a Kafka or
+    PostgreSQL client) may be given it, which failed test stacks with "address already in use".
+    Ports outside that range are never given to outgoing connections, and this process never
+    hands out the same port twice, so the only remaining race is with another program choosing
+    the same port by hand.
     """
+    low, high = _LOWEST_PICKED_PORT, _ephemeral_low() - 1
+    if high - low >= 1000:
+        with _handed_out_lock:
+            for _ in range(200):
+                port = _picker.randint(low, high)
+                if port not in _handed_out and port_is_free(port, host):
+                    _handed_out.add(port)
+                    return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
