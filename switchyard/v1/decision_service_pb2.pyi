@@ -4,8 +4,12 @@ isort:skip_file
 """
 
 import builtins
+import collections.abc
 import google.protobuf.descriptor
+import google.protobuf.duration_pb2
+import google.protobuf.internal.containers
 import google.protobuf.message
+import google.protobuf.timestamp_pb2
 import switchyard.v1.decision_pb2
 import switchyard.v1.task_pb2
 import typing
@@ -53,3 +57,135 @@ class DecideResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["decision", b"decision"]) -> None: ...
 
 global___DecideResponse = DecideResponse
+
+@typing.final
+class GetModelHealthRequest(google.protobuf.message.Message):
+    """Input of DecisionService.GetModelHealth."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: builtins.int
+    WINDOW_FIELD_NUMBER: builtins.int
+    BUCKET_FIELD_NUMBER: builtins.int
+    tenant_id: builtins.str
+    """Required; the caller's credentials must allow it."""
+    @property
+    def window(self) -> google.protobuf.duration_pb2.Duration:
+        """How far back from now; unset means 24 hours; at most 30 days."""
+
+    @property
+    def bucket(self) -> google.protobuf.duration_pb2.Duration:
+        """Width of a bucket; unset means 1 hour; at least 1 minute, and at most 500 buckets in the
+        window.
+        """
+
+    def __init__(
+        self,
+        *,
+        tenant_id: builtins.str = ...,
+        window: google.protobuf.duration_pb2.Duration | None = ...,
+        bucket: google.protobuf.duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["bucket", b"bucket", "window", b"window"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["bucket", b"bucket", "tenant_id", b"tenant_id", "window", b"window"]) -> None: ...
+
+global___GetModelHealthRequest = GetModelHealthRequest
+
+@typing.final
+class GetModelHealthResponse(google.protobuf.message.Message):
+    """Output of DecisionService.GetModelHealth."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    SHADOW_FIELD_NUMBER: builtins.int
+    DRIFT_FIELD_NUMBER: builtins.int
+    @property
+    def shadow(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___ShadowAgreementPoint]:
+        """Buckets with at least one comparison, by model, then time."""
+
+    @property
+    def drift(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___DriftPoint]:
+        """Buckets with at least one drift measurement, by model, feature, then time."""
+
+    def __init__(
+        self,
+        *,
+        shadow: collections.abc.Iterable[global___ShadowAgreementPoint] | None = ...,
+        drift: collections.abc.Iterable[global___DriftPoint] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["drift", b"drift", "shadow", b"shadow"]) -> None: ...
+
+global___GetModelHealthResponse = GetModelHealthResponse
+
+@typing.final
+class ShadowAgreementPoint(google.protobuf.message.Message):
+    """Shadow comparisons of one model pair in one time bucket."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    MODEL_NAME_FIELD_NUMBER: builtins.int
+    LIVE_VERSION_FIELD_NUMBER: builtins.int
+    SHADOW_VERSION_FIELD_NUMBER: builtins.int
+    BUCKET_START_FIELD_NUMBER: builtins.int
+    COMPARED_FIELD_NUMBER: builtins.int
+    AGREED_FIELD_NUMBER: builtins.int
+    model_name: builtins.str
+    live_version: builtins.str
+    shadow_version: builtins.str
+    compared: builtins.int
+    """Tasks both versions scored in the bucket, and those on which they chose the same label."""
+    agreed: builtins.int
+    @property
+    def bucket_start(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        model_name: builtins.str = ...,
+        live_version: builtins.str = ...,
+        shadow_version: builtins.str = ...,
+        bucket_start: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        compared: builtins.int = ...,
+        agreed: builtins.int = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["bucket_start", b"bucket_start"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["agreed", b"agreed", "bucket_start", b"bucket_start", "compared", b"compared", "live_version", b"live_version", "model_name", b"model_name", "shadow_version", b"shadow_version"]) -> None: ...
+
+global___ShadowAgreementPoint = ShadowAgreementPoint
+
+@typing.final
+class DriftPoint(google.protobuf.message.Message):
+    """Input drift of one model feature in one time bucket."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    MODEL_NAME_FIELD_NUMBER: builtins.int
+    VERSION_FIELD_NUMBER: builtins.int
+    FEATURE_FIELD_NUMBER: builtins.int
+    BUCKET_START_FIELD_NUMBER: builtins.int
+    PSI_FIELD_NUMBER: builtins.int
+    SAMPLES_FIELD_NUMBER: builtins.int
+    model_name: builtins.str
+    version: builtins.str
+    feature: builtins.str
+    psi: builtins.float
+    """The highest population stability index measured in the bucket (below 0.1 the inputs look
+    like training; above 0.25 they do not).
+    """
+    samples: builtins.int
+    """How many measurements the bucket holds."""
+    @property
+    def bucket_start(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        model_name: builtins.str = ...,
+        version: builtins.str = ...,
+        feature: builtins.str = ...,
+        bucket_start: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        psi: builtins.float = ...,
+        samples: builtins.int = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["bucket_start", b"bucket_start"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["bucket_start", b"bucket_start", "feature", b"feature", "model_name", b"model_name", "psi", b"psi", "samples", b"samples", "version", b"version"]) -> None: ...
+
+global___DriftPoint = DriftPoint

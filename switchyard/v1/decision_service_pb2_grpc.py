@@ -20,6 +20,11 @@ class DecisionServiceStub(object):
                 request_serializer=switchyard_dot_v1_dot_decision__service__pb2.DecideRequest.SerializeToString,
                 response_deserializer=switchyard_dot_v1_dot_decision__service__pb2.DecideResponse.FromString,
                 )
+        self.GetModelHealth = channel.unary_unary(
+                '/switchyard.v1.DecisionService/GetModelHealth',
+                request_serializer=switchyard_dot_v1_dot_decision__service__pb2.GetModelHealthRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_decision__service__pb2.GetModelHealthResponse.FromString,
+                )
 
 
 class DecisionServiceServicer(object):
@@ -33,6 +38,16 @@ class DecisionServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetModelHealth(self, request, context):
+        """How the deployed models hold up, per time bucket: agreement of each shadow model with the
+        live one on the tenant's tasks, and input drift (population stability index against the
+        training baseline, per monitored feature; drift is measured over every tenant's inputs).
+        For admins and auditors (the operator console's plots).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DecisionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -40,6 +55,11 @@ def add_DecisionServiceServicer_to_server(servicer, server):
                     servicer.Decide,
                     request_deserializer=switchyard_dot_v1_dot_decision__service__pb2.DecideRequest.FromString,
                     response_serializer=switchyard_dot_v1_dot_decision__service__pb2.DecideResponse.SerializeToString,
+            ),
+            'GetModelHealth': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModelHealth,
+                    request_deserializer=switchyard_dot_v1_dot_decision__service__pb2.GetModelHealthRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_decision__service__pb2.GetModelHealthResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -66,5 +86,22 @@ class DecisionService(object):
         return grpc.experimental.unary_unary(request, target, '/switchyard.v1.DecisionService/Decide',
             switchyard_dot_v1_dot_decision__service__pb2.DecideRequest.SerializeToString,
             switchyard_dot_v1_dot_decision__service__pb2.DecideResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def GetModelHealth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/switchyard.v1.DecisionService/GetModelHealth',
+            switchyard_dot_v1_dot_decision__service__pb2.GetModelHealthRequest.SerializeToString,
+            switchyard_dot_v1_dot_decision__service__pb2.GetModelHealthResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

@@ -27,6 +27,16 @@ class DecisionServiceStub:
     ]
     """Decide one task now. Nothing is persisted or executed; use IngestService for that."""
 
+    GetModelHealth: grpc.UnaryUnaryMultiCallable[
+        switchyard.v1.decision_service_pb2.GetModelHealthRequest,
+        switchyard.v1.decision_service_pb2.GetModelHealthResponse,
+    ]
+    """How the deployed models hold up, per time bucket: agreement of each shadow model with the
+    live one on the tenant's tasks, and input drift (population stability index against the
+    training baseline, per monitored feature; drift is measured over every tenant's inputs).
+    For admins and auditors (the operator console's plots).
+    """
+
 class DecisionServiceAsyncStub:
     """Low-latency synchronous decisions; shares the micro-batcher with the Kafka path."""
 
@@ -35,6 +45,16 @@ class DecisionServiceAsyncStub:
         switchyard.v1.decision_service_pb2.DecideResponse,
     ]
     """Decide one task now. Nothing is persisted or executed; use IngestService for that."""
+
+    GetModelHealth: grpc.aio.UnaryUnaryMultiCallable[
+        switchyard.v1.decision_service_pb2.GetModelHealthRequest,
+        switchyard.v1.decision_service_pb2.GetModelHealthResponse,
+    ]
+    """How the deployed models hold up, per time bucket: agreement of each shadow model with the
+    live one on the tenant's tasks, and input drift (population stability index against the
+    training baseline, per monitored feature; drift is measured over every tenant's inputs).
+    For admins and auditors (the operator console's plots).
+    """
 
 class DecisionServiceServicer(metaclass=abc.ABCMeta):
     """Low-latency synchronous decisions; shares the micro-batcher with the Kafka path."""
@@ -46,5 +66,17 @@ class DecisionServiceServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[switchyard.v1.decision_service_pb2.DecideResponse, collections.abc.Awaitable[switchyard.v1.decision_service_pb2.DecideResponse]]:
         """Decide one task now. Nothing is persisted or executed; use IngestService for that."""
+
+    @abc.abstractmethod
+    def GetModelHealth(
+        self,
+        request: switchyard.v1.decision_service_pb2.GetModelHealthRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[switchyard.v1.decision_service_pb2.GetModelHealthResponse, collections.abc.Awaitable[switchyard.v1.decision_service_pb2.GetModelHealthResponse]]:
+        """How the deployed models hold up, per time bucket: agreement of each shadow model with the
+        live one on the tenant's tasks, and input drift (population stability index against the
+        training baseline, per monitored feature; drift is measured over every tenant's inputs).
+        For admins and auditors (the operator console's plots).
+        """
 
 def add_DecisionServiceServicer_to_server(servicer: DecisionServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...

@@ -7,12 +7,42 @@ import builtins
 import collections.abc
 import google.protobuf.descriptor
 import google.protobuf.internal.containers
+import google.protobuf.internal.enum_type_wrapper
 import google.protobuf.message
+import google.protobuf.struct_pb2
 import google.protobuf.timestamp_pb2
 import switchyard_client._v1.task_pb2
+import sys
 import typing
 
+if sys.version_info >= (3, 10):
+    import typing as typing_extensions
+else:
+    import typing_extensions
+
 DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
+
+class _TimelineSource:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _TimelineSourceEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_TimelineSource.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    TIMELINE_SOURCE_UNSPECIFIED: _TimelineSource.ValueType  # 0
+    TIMELINE_SOURCE_STATUS: _TimelineSource.ValueType  # 1
+    """A status change (the task's status history, kept by ingest)."""
+    TIMELINE_SOURCE_AUDIT: _TimelineSource.ValueType  # 2
+    """An entry of the hash-chained audit trail."""
+
+class TimelineSource(_TimelineSource, metaclass=_TimelineSourceEnumTypeWrapper):
+    """Where a timeline entry comes from."""
+
+TIMELINE_SOURCE_UNSPECIFIED: TimelineSource.ValueType  # 0
+TIMELINE_SOURCE_STATUS: TimelineSource.ValueType  # 1
+"""A status change (the task's status history, kept by ingest)."""
+TIMELINE_SOURCE_AUDIT: TimelineSource.ValueType  # 2
+"""An entry of the hash-chained audit trail."""
+global___TimelineSource = TimelineSource
 
 @typing.final
 class SubmitTaskRequest(google.protobuf.message.Message):
@@ -220,12 +250,30 @@ class ListTasksRequest(google.protobuf.message.Message):
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
+    @typing.final
+    class MetadataEntry(google.protobuf.message.Message):
+        DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        value: builtins.str
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: builtins.str = ...,
+        ) -> None: ...
+        def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
+
     TENANT_ID_FIELD_NUMBER: builtins.int
     STATUSES_FIELD_NUMBER: builtins.int
     CREATED_AFTER_FIELD_NUMBER: builtins.int
     CREATED_BEFORE_FIELD_NUMBER: builtins.int
     PAGE_SIZE_FIELD_NUMBER: builtins.int
     PAGE_TOKEN_FIELD_NUMBER: builtins.int
+    KINDS_FIELD_NUMBER: builtins.int
+    METADATA_FIELD_NUMBER: builtins.int
     tenant_id: builtins.str
     """Required; the caller's credentials must allow it."""
     page_size: builtins.int
@@ -244,6 +292,14 @@ class ListTasksRequest(google.protobuf.message.Message):
     def created_before(self) -> google.protobuf.timestamp_pb2.Timestamp:
         """Only tasks created before this instant, when set."""
 
+    @property
+    def kinds(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """Only tasks of one of these kinds, when set."""
+
+    @property
+    def metadata(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]:
+        """Only tasks whose metadata holds every one of these key/value pairs (exact match)."""
+
     def __init__(
         self,
         *,
@@ -253,9 +309,11 @@ class ListTasksRequest(google.protobuf.message.Message):
         created_before: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         page_size: builtins.int = ...,
         page_token: builtins.str = ...,
+        kinds: collections.abc.Iterable[builtins.str] | None = ...,
+        metadata: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["created_after", b"created_after", "created_before", b"created_before"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["created_after", b"created_after", "created_before", b"created_before", "page_size", b"page_size", "page_token", b"page_token", "statuses", b"statuses", "tenant_id", b"tenant_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["created_after", b"created_after", "created_before", b"created_before", "kinds", b"kinds", "metadata", b"metadata", "page_size", b"page_size", "page_token", b"page_token", "statuses", b"statuses", "tenant_id", b"tenant_id"]) -> None: ...
 
 global___ListTasksRequest = ListTasksRequest
 
@@ -1018,3 +1076,144 @@ class DeleteWebhookSourceResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["deleted", b"deleted"]) -> None: ...
 
 global___DeleteWebhookSourceResponse = DeleteWebhookSourceResponse
+
+@typing.final
+class GetTaskTimelineRequest(google.protobuf.message.Message):
+    """Input of IngestService.GetTaskTimeline."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: builtins.int
+    task_id: builtins.str
+    def __init__(
+        self,
+        *,
+        task_id: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["task_id", b"task_id"]) -> None: ...
+
+global___GetTaskTimelineRequest = GetTaskTimelineRequest
+
+@typing.final
+class GetTaskTimelineResponse(google.protobuf.message.Message):
+    """Output of IngestService.GetTaskTimeline."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: builtins.int
+    ENTRIES_FIELD_NUMBER: builtins.int
+    @property
+    def task(self) -> switchyard_client._v1.task_pb2.Task:
+        """The task as GetTask returns it."""
+
+    @property
+    def entries(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___TimelineEntry]:
+        """Status changes and audit entries merged in time order, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        task: switchyard_client._v1.task_pb2.Task | None = ...,
+        entries: collections.abc.Iterable[global___TimelineEntry] | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["task", b"task"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["entries", b"entries", "task", b"task"]) -> None: ...
+
+global___GetTaskTimelineResponse = GetTaskTimelineResponse
+
+@typing.final
+class TimelineEntry(google.protobuf.message.Message):
+    """One event of a task's story."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    OCCURRED_AT_FIELD_NUMBER: builtins.int
+    SOURCE_FIELD_NUMBER: builtins.int
+    STATUS_FIELD_NUMBER: builtins.int
+    STAGE_FIELD_NUMBER: builtins.int
+    REASON_FIELD_NUMBER: builtins.int
+    ACTOR_FIELD_NUMBER: builtins.int
+    ACTION_FIELD_NUMBER: builtins.int
+    DETAIL_FIELD_NUMBER: builtins.int
+    ENTRY_HASH_FIELD_NUMBER: builtins.int
+    source: global___TimelineSource.ValueType
+    status: switchyard_client._v1.task_pb2.TaskStatus.ValueType
+    """Status changes: the status and stage the task moved to, and the machine-readable reason."""
+    stage: switchyard_client._v1.task_pb2.TaskStage.ValueType
+    reason: builtins.str
+    actor: builtins.str
+    """Status changes: the service that recorded it. Audit entries: the service, or the API key
+    id of the person or system that acted.
+    """
+    action: builtins.str
+    """Audit entries: what happened ("decision.made", "step.executed", "step.compensated",
+    "review.approved", "task.cancelled", "task.redriven", ...); "status.changed" for a status
+    change.
+    """
+    entry_hash: builtins.str
+    """Audit entries: the entry's hash in its tenant's chain (`switchyard audit verify`)."""
+    @property
+    def occurred_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    @property
+    def detail(self) -> google.protobuf.struct_pb2.Struct:
+        """Audit entries: the entry's detail as recorded (personal data already redacted there)."""
+
+    def __init__(
+        self,
+        *,
+        occurred_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        source: global___TimelineSource.ValueType = ...,
+        status: switchyard_client._v1.task_pb2.TaskStatus.ValueType = ...,
+        stage: switchyard_client._v1.task_pb2.TaskStage.ValueType = ...,
+        reason: builtins.str = ...,
+        actor: builtins.str = ...,
+        action: builtins.str = ...,
+        detail: google.protobuf.struct_pb2.Struct | None = ...,
+        entry_hash: builtins.str = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["detail", b"detail", "occurred_at", b"occurred_at"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["action", b"action", "actor", b"actor", "detail", b"detail", "entry_hash", b"entry_hash", "occurred_at", b"occurred_at", "reason", b"reason", "source", b"source", "stage", b"stage", "status", b"status"]) -> None: ...
+
+global___TimelineEntry = TimelineEntry
+
+@typing.final
+class RedriveTaskRequest(google.protobuf.message.Message):
+    """Input of IngestService.RedriveTask."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: builtins.int
+    REASON_FIELD_NUMBER: builtins.int
+    task_id: builtins.str
+    reason: builtins.str
+    """Free text (at most 1000 characters), recorded in the audit entry."""
+    def __init__(
+        self,
+        *,
+        task_id: builtins.str = ...,
+        reason: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["reason", b"reason", "task_id", b"task_id"]) -> None: ...
+
+global___RedriveTaskRequest = RedriveTaskRequest
+
+@typing.final
+class RedriveTaskResponse(google.protobuf.message.Message):
+    """Output of IngestService.RedriveTask."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: builtins.int
+    @property
+    def task(self) -> switchyard_client._v1.task_pb2.Task:
+        """The task after the re-drive was recorded."""
+
+    def __init__(
+        self,
+        *,
+        task: switchyard_client._v1.task_pb2.Task | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["task", b"task"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["task", b"task"]) -> None: ...
+
+global___RedriveTaskResponse = RedriveTaskResponse

@@ -45,6 +45,16 @@ class IngestServiceStub(object):
                 request_serializer=switchyard_dot_v1_dot_ingest__service__pb2.RetryTaskRequest.SerializeToString,
                 response_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.RetryTaskResponse.FromString,
                 )
+        self.GetTaskTimeline = channel.unary_unary(
+                '/switchyard.v1.IngestService/GetTaskTimeline',
+                request_serializer=switchyard_dot_v1_dot_ingest__service__pb2.GetTaskTimelineRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.GetTaskTimelineResponse.FromString,
+                )
+        self.RedriveTask = channel.unary_unary(
+                '/switchyard.v1.IngestService/RedriveTask',
+                request_serializer=switchyard_dot_v1_dot_ingest__service__pb2.RedriveTaskRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.RedriveTaskResponse.FromString,
+                )
         self.WatchTask = channel.unary_stream(
                 '/switchyard.v1.IngestService/WatchTask',
                 request_serializer=switchyard_dot_v1_dot_ingest__service__pb2.WatchTaskRequest.SerializeToString,
@@ -146,6 +156,26 @@ class IngestServiceServicer(object):
         "retry:<old task id>:<attempt>". Repeating the call with the same attempt returns the
         same new task (created = false), never a second one. Any other status fails with
         FAILED_PRECONDITION. Authorised and rate-limited as SubmitTask.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTaskTimeline(self, request, context):
+        """A task's story, oldest first: every status change ingest recorded and every entry of the
+        task in the audit trail (decisions with their models, pack and rule; executed and
+        compensated steps; review actions; operator actions such as a cancellation, a retry or a
+        re-drive). For admins and auditors of the task's tenant (the operator console's timeline).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedriveTask(self, request, context):
+        """Publish an unfinished task again now, as the reconciler's re-drive does after
+        SWITCHYARD_REDRIVE_AFTER_S without progress: every stage dedupes what it already did and
+        carries the task on from where it stopped. Admins only; audited ("task.redriven"). A
+        terminal task fails with FAILED_PRECONDITION (use RetryTask for a FAILED one).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -261,6 +291,16 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.RetryTask,
                     request_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.RetryTaskRequest.FromString,
                     response_serializer=switchyard_dot_v1_dot_ingest__service__pb2.RetryTaskResponse.SerializeToString,
+            ),
+            'GetTaskTimeline': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTaskTimeline,
+                    request_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.GetTaskTimelineRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_ingest__service__pb2.GetTaskTimelineResponse.SerializeToString,
+            ),
+            'RedriveTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedriveTask,
+                    request_deserializer=switchyard_dot_v1_dot_ingest__service__pb2.RedriveTaskRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_ingest__service__pb2.RedriveTaskResponse.SerializeToString,
             ),
             'WatchTask': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchTask,
@@ -422,6 +462,40 @@ class IngestService(object):
         return grpc.experimental.unary_unary(request, target, '/switchyard.v1.IngestService/RetryTask',
             switchyard_dot_v1_dot_ingest__service__pb2.RetryTaskRequest.SerializeToString,
             switchyard_dot_v1_dot_ingest__service__pb2.RetryTaskResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def GetTaskTimeline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/switchyard.v1.IngestService/GetTaskTimeline',
+            switchyard_dot_v1_dot_ingest__service__pb2.GetTaskTimelineRequest.SerializeToString,
+            switchyard_dot_v1_dot_ingest__service__pb2.GetTaskTimelineResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def RedriveTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/switchyard.v1.IngestService/RedriveTask',
+            switchyard_dot_v1_dot_ingest__service__pb2.RedriveTaskRequest.SerializeToString,
+            switchyard_dot_v1_dot_ingest__service__pb2.RedriveTaskResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 

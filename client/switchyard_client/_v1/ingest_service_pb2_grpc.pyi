@@ -68,6 +68,26 @@ class IngestServiceStub:
     FAILED_PRECONDITION. Authorised and rate-limited as SubmitTask.
     """
 
+    GetTaskTimeline: grpc.UnaryUnaryMultiCallable[
+        switchyard_client._v1.ingest_service_pb2.GetTaskTimelineRequest,
+        switchyard_client._v1.ingest_service_pb2.GetTaskTimelineResponse,
+    ]
+    """A task's story, oldest first: every status change ingest recorded and every entry of the
+    task in the audit trail (decisions with their models, pack and rule; executed and
+    compensated steps; review actions; operator actions such as a cancellation, a retry or a
+    re-drive). For admins and auditors of the task's tenant (the operator console's timeline).
+    """
+
+    RedriveTask: grpc.UnaryUnaryMultiCallable[
+        switchyard_client._v1.ingest_service_pb2.RedriveTaskRequest,
+        switchyard_client._v1.ingest_service_pb2.RedriveTaskResponse,
+    ]
+    """Publish an unfinished task again now, as the reconciler's re-drive does after
+    SWITCHYARD_REDRIVE_AFTER_S without progress: every stage dedupes what it already did and
+    carries the task on from where it stopped. Admins only; audited ("task.redriven"). A
+    terminal task fails with FAILED_PRECONDITION (use RetryTask for a FAILED one).
+    """
+
     WatchTask: grpc.UnaryStreamMultiCallable[
         switchyard_client._v1.ingest_service_pb2.WatchTaskRequest,
         switchyard_client._v1.ingest_service_pb2.WatchTaskResponse,
@@ -188,6 +208,26 @@ class IngestServiceAsyncStub:
     "retry:<old task id>:<attempt>". Repeating the call with the same attempt returns the
     same new task (created = false), never a second one. Any other status fails with
     FAILED_PRECONDITION. Authorised and rate-limited as SubmitTask.
+    """
+
+    GetTaskTimeline: grpc.aio.UnaryUnaryMultiCallable[
+        switchyard_client._v1.ingest_service_pb2.GetTaskTimelineRequest,
+        switchyard_client._v1.ingest_service_pb2.GetTaskTimelineResponse,
+    ]
+    """A task's story, oldest first: every status change ingest recorded and every entry of the
+    task in the audit trail (decisions with their models, pack and rule; executed and
+    compensated steps; review actions; operator actions such as a cancellation, a retry or a
+    re-drive). For admins and auditors of the task's tenant (the operator console's timeline).
+    """
+
+    RedriveTask: grpc.aio.UnaryUnaryMultiCallable[
+        switchyard_client._v1.ingest_service_pb2.RedriveTaskRequest,
+        switchyard_client._v1.ingest_service_pb2.RedriveTaskResponse,
+    ]
+    """Publish an unfinished task again now, as the reconciler's re-drive does after
+    SWITCHYARD_REDRIVE_AFTER_S without progress: every stage dedupes what it already did and
+    carries the task on from where it stopped. Admins only; audited ("task.redriven"). A
+    terminal task fails with FAILED_PRECONDITION (use RetryTask for a FAILED one).
     """
 
     WatchTask: grpc.aio.UnaryStreamMultiCallable[
@@ -322,6 +362,30 @@ class IngestServiceServicer(metaclass=abc.ABCMeta):
         "retry:<old task id>:<attempt>". Repeating the call with the same attempt returns the
         same new task (created = false), never a second one. Any other status fails with
         FAILED_PRECONDITION. Authorised and rate-limited as SubmitTask.
+        """
+
+    @abc.abstractmethod
+    def GetTaskTimeline(
+        self,
+        request: switchyard_client._v1.ingest_service_pb2.GetTaskTimelineRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[switchyard_client._v1.ingest_service_pb2.GetTaskTimelineResponse, collections.abc.Awaitable[switchyard_client._v1.ingest_service_pb2.GetTaskTimelineResponse]]:
+        """A task's story, oldest first: every status change ingest recorded and every entry of the
+        task in the audit trail (decisions with their models, pack and rule; executed and
+        compensated steps; review actions; operator actions such as a cancellation, a retry or a
+        re-drive). For admins and auditors of the task's tenant (the operator console's timeline).
+        """
+
+    @abc.abstractmethod
+    def RedriveTask(
+        self,
+        request: switchyard_client._v1.ingest_service_pb2.RedriveTaskRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[switchyard_client._v1.ingest_service_pb2.RedriveTaskResponse, collections.abc.Awaitable[switchyard_client._v1.ingest_service_pb2.RedriveTaskResponse]]:
+        """Publish an unfinished task again now, as the reconciler's re-drive does after
+        SWITCHYARD_REDRIVE_AFTER_S without progress: every stage dedupes what it already did and
+        carries the task on from where it stopped. Admins only; audited ("task.redriven"). A
+        terminal task fails with FAILED_PRECONDITION (use RetryTask for a FAILED one).
         """
 
     @abc.abstractmethod
