@@ -63,7 +63,7 @@ CHART_MANAGED: dict[str, str] = {
     "executor_grpc_port": "fixed by the chart (probes and Services use it)",
     "review_grpc_port": "fixed by the chart (probes and Services use it)",
     "review_web_port": "fixed by the chart (the console Service uses it)",
-    "ingest_rest_port": "default kept: no chart Service exposes the REST gateway yet",
+    "ingest_rest_port": "fixed by the chart (the ingest Service's `http` port uses it)",
     "ingest_metrics_port": "fixed by the chart (scraping uses it)",
     "decision_metrics_port": "fixed by the chart (scraping uses it)",
     "executor_metrics_port": "fixed by the chart (scraping uses it)",

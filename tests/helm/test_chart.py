@@ -467,9 +467,13 @@ def test_network_policies_allow_only_the_needed_flows(prod_manifests: list[Manif
     pods = {c: pod_labels(one(m, "Deployment", c)) for c in COMPONENTS}
     policy = {c: one(m, "NetworkPolicy", c) for c in COMPONENTS}
 
-    # clients -> ingest / review (gRPC, console); metrics only from Prometheus
-    assert set(_ingress_ports(policy["ingest"])) == {"grpc", "metrics"}
+    # clients -> ingest / review (gRPC; ingest's REST gateway, review's console) from the
+    # same peers; metrics only from Prometheus
+    assert set(_ingress_ports(policy["ingest"])) == {"grpc", "http", "metrics"}
     assert set(_ingress_ports(policy["review"])) == {"grpc", "http", "metrics"}
+    for component in ("ingest", "review"):
+        assert _ingress_ports(policy[component])["http"] == \
+            _ingress_ports(policy[component])["grpc"]
     for component in COMPONENTS:
         (metrics_from,) = _ingress_ports(policy[component])["metrics"]
         assert metrics_from and all("monitoring" in json.dumps(p) for p in metrics_from)
@@ -590,6 +594,47 @@ def test_policies_are_mounted_into_decision_only(prod_manifests: list[Manifest])
     for service in ("ingest", "executor", "review"):
         assert "policies" not in {v["name"] for v in pod_spec(
             one(prod_manifests, "Deployment", service))["volumes"]}
+
+
+def test_ingest_serves_the_rest_gateway_on_its_service(manifests: list[Manifest]) -> None:
+    """The REST/JSON gateway and inbound webhooks (SWITCHYARD_INGEST_REST_PORT) are a named
+    container port and a Service port of ingest, the port the process is told to bind."""
+    rest_port = Settings().ingest_rest_port
+    for component, port in (("ingest", rest_port), ("review", Settings().review_web_port)):
+        (container,) = pod_spec(one(manifests, "Deployment", component))["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["http"] == port, component
+        service_ports = {p["name"]: p for p in one(manifests, "Service", component)["spec"]["ports"]}
+        assert (service_ports["http"]["port"], service_ports["http"]["targetPort"]) == (
+            port, "http"), component
+    (ingest,) = pod_spec(one(manifests, "Deployment", "ingest"))["containers"]
+    assert env_of(ingest)["SWITCHYARD_INGEST_REST_PORT"]["value"] == str(rest_port)
+    for component in ("decision", "executor"):
+        (container,) = pod_spec(one(manifests, "Deployment", component))["containers"]
+        assert "http" not in {p["name"] for p in container["ports"]}
+        assert "http" not in {p["name"] for p in one(manifests, "Service", component)["spec"][
+            "ports"]}
+
+
+def test_rest_gateway_verifies_tls_on_its_loopback_calls(
+        default_manifests: list[Manifest], prod_manifests: list[Manifest]) -> None:
+    """With `tls`, the gateway's forwarded calls to IngestService use the same CA, server name
+    (and, mutual, client pair) as the ingest probes; plaintext without `tls`."""
+    (ingest,) = pod_spec(one(prod_manifests, "Deployment", "ingest"))["containers"]
+    env = {name: e["value"] for name, e in env_of(ingest).items() if "value" in e}
+    probe = ingest["readinessProbe"]["exec"]["command"]
+    flags = dict(zip(probe[3::2], probe[4::2], strict=True))
+    assert env["SWITCHYARD_CLIENT_TLS_CA_FILE"] == flags["--ca"]
+    assert env["SWITCHYARD_CLIENT_TLS_SERVER_NAME"] == flags["--server-name"]
+    assert env["SWITCHYARD_CLIENT_TLS_CERT_FILE"] == flags["--cert"]
+    assert env["SWITCHYARD_CLIENT_TLS_KEY_FILE"] == flags["--key"]
+    assert flags["--server-name"].startswith(
+        one(prod_manifests, "Service", "ingest")["metadata"]["name"] + ".")
+    for component in ("decision", "executor", "review"):
+        (container,) = pod_spec(one(prod_manifests, "Deployment", component))["containers"]
+        assert not [n for n in env_of(container) if n.startswith("SWITCHYARD_CLIENT_TLS_")]
+    (plain,) = pod_spec(one(default_manifests, "Deployment", "ingest"))["containers"]
+    assert not [n for n in env_of(plain) if n.startswith("SWITCHYARD_CLIENT_TLS_")]
 
 
 def test_review_console_ingress(prod_manifests: list[Manifest]) -> None:

@@ -329,3 +329,7 @@ def test_install_notes_point_at_helm_test_and_missing_endpoints(helm: Path) -> N
     assert "executor_endpoints is empty" not in notes(
         "config.settings.executor_endpoints=erp=https://erp.internal/api")
     assert "executor_endpoints is empty" not in notes("services.executor.enabled=false")
+    # the REST gateway and inbound webhooks: a port-forward to the ingest Service's `http`
+    assert "port-forward svc/sy-switchyard-ingest 8081:http" in bare
+    assert "http://127.0.0.1:8081/openapi.json" in bare
+    assert "svc/sy-switchyard-ingest" not in notes("services.ingest.enabled=false")

@@ -10,7 +10,7 @@ Fixed ports (defaults of switchyard/_settings.py; the chart sets every one expli
 probes, Services and processes always agree).
 */}}
 {{- define "switchyard.portsYaml" -}}
-ingest:   {grpc: 50051, metrics: 9101}
+ingest:   {grpc: 50051, metrics: 9101, http: 8081}
 decision: {grpc: 50052, metrics: 9102}
 executor: {grpc: 50053, metrics: 9103}
 review:   {grpc: 50054, metrics: 9104, http: 8080}
@@ -206,6 +206,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 - name: SWITCHYARD_REVIEW_WEB_PORT
   value: {{ $ports.review.http | int64 | quote }}
+- name: SWITCHYARD_INGEST_REST_PORT
+  value: {{ $ports.ingest.http | int64 | quote }}
 - name: SWITCHYARD_OTEL_EXPORTER
   value: {{ .Values.telemetry.otelExporter | quote }}
 - name: SWITCHYARD_OTEL_ENDPOINT
