@@ -50,7 +50,8 @@ chaos: setup
 bench: setup
 	$(BIN)/python -m bench $(if $(filter-out 0,$(BENCH_QUICK)),--quick) $(if $(filter-out 0,$(BENCH_PROFILE)),--profile)
 
-up: setup
+# Like the demo, the stack needs neither promtool nor chromium.
+up: $(STAMP) models
 	$(BIN)/switchyard up
 
 down:

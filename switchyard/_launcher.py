@@ -122,6 +122,19 @@ def print_endpoints(stack: EmbeddedStack, console: Console) -> None:
     console.print(table)
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in stack.timings.items())
     console.print(f"[dim]started in: {timings}[/dim]")
+    console.print(auth_summary(settings))
+
+
+def auth_summary(settings: Settings) -> str:
+    """One line saying how callers authenticate, so a stack never runs without API keys
+    unannounced: with ``SWITCHYARD_API_KEYS`` empty every caller on this machine is an admin."""
+    from switchyard._auth import ApiKeyAuthenticator
+
+    if not ApiKeyAuthenticator(settings.api_keys).enabled:
+        return ("auth: off (SWITCHYARD_API_KEYS is empty): every local caller is an admin of "
+                "every tenant; in the consoles leave the API key empty and type a reviewer name")
+    return ("auth: API keys from SWITCHYARD_API_KEYS; the consoles ask for one, the "
+            "command-line clients send SWITCHYARD_CLIENT_API_KEY")
 
 
 def start_with_progress(stack: EmbeddedStack, console: Console | None = None) -> None:
@@ -196,5 +209,5 @@ def status(settings: Settings, as_json: bool = False) -> int:
     return 0 if rows and all(row.healthy for row in rows) else 1
 
 
-__all__ = ["bootstrap", "build_stack", "down", "health_tls", "service_specs", "start_with_progress", "status",
+__all__ = ["auth_summary", "bootstrap", "build_stack", "down", "health_tls", "service_specs", "start_with_progress", "status",
            "up"]
