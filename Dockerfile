@@ -6,8 +6,13 @@
 #   docker run --rm --read-only --tmpfs /tmp switchyard:0.1.0 run ingest
 #
 # Stage 1 installs the package into a virtualenv and trains the models (the weights are built
-# here, not downloaded); stage 2 is python:3.11-slim with that virtualenv and the model
-# repository, running as uid 10001 with nothing to write outside /tmp.
+# here, not downloaded); the last stage (`runtime`, what a plain `docker build` gives) is
+# python:3.11-slim with that virtualenv and the model repository, running as uid 10001 with
+# nothing to write outside /tmp.
+#
+# `--target dev` is the embedded stack in one container for laptops (compose.yaml builds it):
+# the same package plus the `stack` extra (the broker, PostgreSQL and Triton wheels), running
+# `switchyard up`. Not for production: it carries its own broker and database.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -20,8 +25,11 @@ ENV PIP_NO_CACHE_DIR=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
 
+# setuptools stays at the venv's own (65.x): the OpenTelemetry gRPC instrumentation imports
+# pkg_resources, which newer setuptools no longer ship (the package builds in an isolated
+# environment with its own setuptools anyway).
 RUN python -m venv /opt/venv \
- && pip install --upgrade pip setuptools wheel
+ && pip install --upgrade pip wheel
 
 WORKDIR /src
 # The package without extras: no `stack` (the embedded broker, PostgreSQL and Triton wheels;
@@ -30,8 +38,10 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY switchyard ./switchyard
 COPY services ./services
+COPY switchyard_packs ./switchyard_packs
 RUN pip install . \
- && python -m compileall -q /opt/venv/lib
+ && python -m compileall -q /opt/venv/lib \
+ && switchyard --version && python -c "import switchyard._grpc"
 
 # Train the document_router and invoice_risk models into the Triton model repository.
 COPY models ./models
@@ -39,6 +49,47 @@ RUN python -m services.decision.training --data-dir models/data --repository mod
  && find models/repository -name __pycache__ -type d -prune -exec rm -rf {} + \
  && test -f models/repository/document_router/1/weights.npz \
  && test -f models/repository/invoice_risk/1/weights.npz
+
+# ---------------------------------------------------------------------------------------------
+# The dev image's virtualenv: the builder's plus the embedded stack's wheels.
+FROM builder AS dev-builder
+RUN pip install '.[stack]' \
+ && python -m compileall -q /opt/venv/lib \
+ && python -c "import switchyard._grpc, switchyard.stack"
+
+# ---------------------------------------------------------------------------------------------
+# `docker build --target dev`: `switchyard up` in one container (compose.yaml). Its state
+# (PostgreSQL's data, logs, pid files) lives in /var/lib/switchyard, a volume in compose.
+FROM ${PYTHON_IMAGE} AS dev
+
+RUN groupadd --system --gid 10001 switchyard \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /tmp --no-create-home \
+      --shell /usr/sbin/nologin switchyard \
+ && mkdir -p /var/lib/switchyard && chown 10001:10001 /var/lib/switchyard
+
+COPY --from=dev-builder /opt/venv /opt/venv
+COPY --from=builder /src/models/repository /opt/switchyard/models/repository
+
+# The services listen on every interface of the container (compose publishes their ports on
+# the host's 127.0.0.1 only); the broker, PostgreSQL and Triton stay on the container's
+# loopback, reached only by the services beside them.
+ENV PATH=/opt/venv/bin:$PATH \
+    VIRTUAL_ENV=/opt/venv \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/tmp \
+    SWITCHYARD_BIND_HOST=0.0.0.0 \
+    SWITCHYARD_STATE_DIR=/var/lib/switchyard \
+    SWITCHYARD_MODEL_REPOSITORY=/opt/switchyard/models/repository
+
+WORKDIR /tmp
+USER 10001:10001
+
+# gRPC ingest/decision/executor/review, the consoles (review, /operator), the REST gateway.
+EXPOSE 50051 50052 50053 50054 8080 8081
+
+ENTRYPOINT ["switchyard"]
+CMD ["up"]
 
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

