@@ -187,7 +187,7 @@ def test_readme_path_up_submit_review_watch_down(tmp_path: Path) -> None:
                                {"reviewer_id": "newcomer"})
         assert claimed["item"]["state"] == "CLAIMED"
         decided = console_call(console, "POST", f"/api/items/{item['item_id']}/verdict",
-                               {"verdict": "approve", "reviewer_id": "newcomer"})
+                               {"reviewer_id": "newcomer", "verdict": "approve", "reason": ""})
         assert decided["item"]["state"] == "RESOLVED"
 
         watched = run_readme_line(watch_line, env, task_id)
