@@ -617,7 +617,8 @@ def test_ingest_serves_the_rest_gateway_on_its_service(manifests: list[Manifest]
 
 
 def test_rest_gateway_verifies_tls_on_its_loopback_calls(
-        default_manifests: list[Manifest], prod_manifests: list[Manifest]) -> None:
+        default_manifests: list[Manifest], prod_manifests: list[Manifest],
+        render: Renderer) -> None:
     """With `tls`, the gateway's forwarded calls to IngestService use the same CA, server name
     (and, mutual, client pair) as the ingest probes; plaintext without `tls`."""
     (ingest,) = pod_spec(one(prod_manifests, "Deployment", "ingest"))["containers"]
@@ -635,6 +636,15 @@ def test_rest_gateway_verifies_tls_on_its_loopback_calls(
         assert not [n for n in env_of(container) if n.startswith("SWITCHYARD_CLIENT_TLS_")]
     (plain,) = pod_spec(one(default_manifests, "Deployment", "ingest"))["containers"]
     assert not [n for n in env_of(plain) if n.startswith("SWITCHYARD_CLIENT_TLS_")]
+    # a client CA of the operator's own (config.settings) wins, and is set once
+    (own,) = pod_spec(one(render([PROD_VALUES], sets=[
+        "config.settings.client_tls_ca_file=/etc/own/ca.pem",
+        "config.settings.client_tls_server_name=ingest.internal"]),
+        "Deployment", "ingest"))["containers"]
+    names = [e["name"] for e in own["env"]]
+    assert names.count("SWITCHYARD_CLIENT_TLS_CA_FILE") == 1
+    assert names.count("SWITCHYARD_CLIENT_TLS_SERVER_NAME") == 1
+    assert env_of(own)["SWITCHYARD_CLIENT_TLS_CA_FILE"]["value"] == "/etc/own/ca.pem"
 
 
 def test_review_console_ingress(prod_manifests: list[Manifest]) -> None:
