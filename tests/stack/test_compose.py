@@ -63,6 +63,9 @@ def the_service() -> dict[str, Any]:
 def test_compose_builds_the_dev_target_and_a_plain_build_stays_production() -> None:
     service = the_service()
     assert service["build"] == {"context": ".", "target": "dev"}
+    # pgserver (the stack extra's PostgreSQL) publishes x86-64 Linux wheels only: on an arm64
+    # host the image must be built for amd64, or pip would try to compile PostgreSQL
+    assert service["platform"] == "linux/amd64"
     stages = dockerfile_stages()
     assert "dev" in stages
     # `docker build .` (the chart's image) builds the last stage: the production runtime,
