@@ -1,6 +1,7 @@
 """compose.yaml (the embedded stack in one container, for macOS and Windows) read offline:
 what it builds exists in the Dockerfile, what it runs exists in the CLI, the settings it
-names are real, and it publishes only on the host's loopback, at the default ports.
+names are real, and it publishes only on the host's loopback, at the default ports. Also the
+make target of the same stack on Linux, which must need no more than `make demo` installed.
 
 Whether the image builds and the stack in it answers is checked by building and running it
 (see the README's Docker Compose section); these checks need no container engine.
@@ -141,3 +142,11 @@ def test_the_readme_compose_path_names_files_the_container_sees() -> None:
         for path in getattr(args, "files", []) or []:
             assert path.startswith("/examples/"), path
             assert (examples / path.removeprefix("/examples/")).is_file(), path
+
+
+def test_make_up_needs_only_what_make_demo_installs() -> None:
+    """`make up` starts the stack the README's first screen uses: like `make demo` it needs
+    the virtualenv and the models, never `setup`'s Debian tools (apt, root)."""
+    makefile = (ROOT / "Makefile").read_text()
+    rules = dict(re.findall(r"^(demo|up):[ \t]*(.*)$", makefile, flags=re.M))
+    assert rules["up"].split() == rules["demo"].split() == ["$(STAMP)", "models"]
