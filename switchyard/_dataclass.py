@@ -115,6 +115,9 @@ class Stored:
 STORED: tuple[Stored, ...] = (
     Stored("tasks", "envelope", DataClass.PERSONAL, AtRest.SEALED, OnPurge.STRIP,
            "the submitted document (purge drops body and filename, redacts metadata)"),
+    Stored("tasks", "metadata_hashes", DataClass.PERSONAL, AtRest.HASHED, OnPurge.KEEP,
+           "finds tasks by a metadata key/value pair (ListTasks); the pairs stay sealed in "
+           "the envelope"),
     Stored("decision_holds", "envelope", DataClass.PERSONAL, AtRest.SEALED, OnPurge.DELETE,
            "a copy of the task while the models are away"),
     Stored("review_items", "escalation", DataClass.PERSONAL, AtRest.SEALED, OnPurge.STRIP,

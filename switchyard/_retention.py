@@ -53,6 +53,9 @@ from switchyard.v1 import (
 )
 
 log = logging.getLogger(__name__)
+#: How long the decision service's drift samples (``decision_drift_samples``: model, feature,
+#: PSI; no task data) are kept: the longest window DecisionService.GetModelHealth answers.
+DRIFT_SAMPLE_DAYS = 30
 
 
 def _semver(version: str) -> tuple[int, ...]:
@@ -194,6 +197,7 @@ class PurgeReport:
     review_items: int
     dead_letters: int
     decisions: int = 0
+    drift_samples: int = 0
 
 
 async def purge(conn: asyncpg.Connection, default_days: int, per_tenant: dict[str, int],
@@ -224,6 +228,10 @@ async def purge(conn: asyncpg.Connection, default_days: int, per_tenant: dict[st
             "original_headers = NULL, purged_at = now() "
             "WHERE purged_at IS NULL AND failed_at < now() - $1::interval", cutoff)
         totals[2] = int(status.split()[-1])
+        status = await conn.execute(
+            "DELETE FROM decision_drift_samples "
+            "WHERE measured_at < now() - make_interval(days => $1)", DRIFT_SAMPLE_DAYS)
+        return PurgeReport(*totals, drift_samples=int(status.split()[-1]))
     return PurgeReport(*totals)
 
 

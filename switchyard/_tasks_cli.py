@@ -1,5 +1,6 @@
-"""``switchyard submit`` and ``switchyard tasks list|get|watch|cancel|retry``: IngestService
-from a shell.
+"""``switchyard submit``, ``switchyard tasks list|get|watch|cancel|retry|timeline|redrive``
+and ``switchyard models health``: IngestService (and DecisionService.GetModelHealth) from a
+shell.
 
 These commands speak the product's own gRPC stubs (``switchyard.v1``) through
 :func:`switchyard._grpc.client_channel`, like ``switchyard review`` and ``switchyard
@@ -28,8 +29,8 @@ from switchyard._settings import Settings
 from switchyard._taskstore import TERMINAL, stage_name, status_name
 
 __all__ = ["CONTENT_TYPES", "EXIT_CONNECT", "EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE",
-           "add_submit_arguments", "add_tasks_arguments", "idempotency_key", "run_submit",
-           "follow_pages", "run_tasks"]
+           "add_model_health_arguments", "add_submit_arguments", "add_tasks_arguments",
+           "idempotency_key", "run_model_health", "run_submit", "follow_pages", "run_tasks"]
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_CONNECT = 0, 1, 2, 3
 #: Content type of a submitted file, by its extension (the two ingest accepts).
@@ -84,6 +85,10 @@ def add_tasks_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--status", action="append", default=[],
                    help="queued, in_progress, blocked, succeeded, failed, cancelled "
                         "(repeatable or comma separated)")
+    p.add_argument("--kind", action="append", default=[], metavar="K",
+                   help="only tasks of this kind (repeatable: any of them)")
+    p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
+                   help="only tasks with this metadata pair (repeatable: all of them)")
     p.add_argument("--limit", type=int, default=50, help="at most this many (0: all)")
     _add_client_arguments(p)
     p = sub.add_parser("get", help="one task")
@@ -101,6 +106,14 @@ def add_tasks_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("task_id")
     p.add_argument("--attempt", type=int, default=1,
                    help="which retry this is (the same attempt returns the same new task)")
+    _add_client_arguments(p)
+    p = sub.add_parser("timeline", help="a task's status changes and audit entries, oldest "
+                                        "first (admins and auditors)")
+    p.add_argument("task_id")
+    _add_client_arguments(p)
+    p = sub.add_parser("redrive", help="publish an unfinished task again now (admins)")
+    p.add_argument("task_id")
+    p.add_argument("--reason", default="", help="recorded (as a hash) in the audit entry")
     _add_client_arguments(p)
     p = sub.add_parser("complete-wait", help="complete a plan's callback wait "
                                              "(ExecutorService.CompleteWait)")
@@ -375,6 +388,12 @@ async def _list(args: argparse.Namespace, stub: Any) -> int:
                 request.statuses.append(TaskStatus.Value(f"TASK_STATUS_{name.strip()}"))
             except ValueError:
                 raise _Usage(f"unknown status {name.strip().lower()!r}") from None
+    request.kinds.extend(k.strip() for k in args.kind)
+    for pair in args.meta:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise _Usage(f"--meta {pair!r}: expected KEY=VALUE")
+        request.metadata[key.strip()] = value
     if args.limit < 0:
         raise _Usage("--limit must be 0 or more")
     tasks = await follow_pages(stub.ListTasks, request, "tasks", args.limit)
@@ -443,6 +462,64 @@ async def _retry(args: argparse.Namespace, stub: Any) -> int:
     return EXIT_OK
 
 
+def _timeline_json(entry: Any) -> dict[str, Any]:
+    from google.protobuf.json_format import MessageToDict
+
+    from switchyard.v1 import TimelineSource
+
+    status = entry.source == TimelineSource.TIMELINE_SOURCE_STATUS
+    return {
+        "occurred_at": entry.occurred_at.ToJsonString(),
+        "source": TimelineSource.Name(entry.source).removeprefix("TIMELINE_SOURCE_").lower(),
+        "actor": entry.actor, "action": entry.action,
+        "status": status_name(entry.status) if status else None,
+        "stage": stage_name(entry.stage) if status else None,
+        "reason": entry.reason if status else None,
+        "detail": MessageToDict(entry.detail) if entry.HasField("detail") else None,
+        "entry_hash": entry.entry_hash or None,
+    }
+
+
+async def _timeline(args: argparse.Namespace, stub: Any) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from switchyard.v1 import GetTaskTimelineRequest
+
+    response = await stub.GetTaskTimeline(GetTaskTimelineRequest(task_id=args.task_id))
+    entries = [_timeline_json(e) for e in response.entries]
+    if args.json:
+        print(json.dumps({"task": _task_json(response.task), "entries": entries}, indent=2))
+        return EXIT_OK
+    table = Table(title=f"timeline of task {args.task_id} "
+                        f"({status_name(response.task.status)})", title_justify="left")
+    for column in ("when (UTC)", "actor", "action", "what", "hash"):
+        table.add_column(column, overflow="fold")
+    for entry in entries:
+        if entry["source"] == "status":
+            what = f"{entry['status']} {entry['stage']}" + (
+                f" ({entry['reason']})" if entry["reason"] else "")
+        else:
+            what = json.dumps(entry["detail"] or {}, sort_keys=True)[:400]
+        table.add_row(entry["occurred_at"], entry["actor"], entry["action"], what,
+                      (entry["entry_hash"] or "")[:12])
+    Console(width=200).print(table)
+    return EXIT_OK
+
+
+async def _redrive(args: argparse.Namespace, stub: Any) -> int:
+    from switchyard.v1 import RedriveTaskRequest
+
+    response = await stub.RedriveTask(RedriveTaskRequest(task_id=args.task_id,
+                                                         reason=args.reason))
+    if args.json:
+        print(json.dumps(_task_json(response.task), indent=2))
+    else:
+        print(f"re-driven: {args.task_id} ({status_name(response.task.status)} "
+              f"{stage_name(response.task.stage)})")
+    return EXIT_OK
+
+
 async def _complete_wait(args: argparse.Namespace, stub: Any) -> int:
     from google.protobuf.struct_pb2 import Struct
 
@@ -467,4 +544,69 @@ async def _complete_wait(args: argparse.Namespace, stub: Any) -> int:
 
 
 _TASK_ACTIONS: dict[str, Callable[[argparse.Namespace, Any], Awaitable[int]]] = {
-    "list": _list, "get": _get, "watch": _watch, "cancel": _cancel, "retry": _retry}
+    "list": _list, "get": _get, "watch": _watch, "cancel": _cancel, "retry": _retry,
+    "timeline": _timeline, "redrive": _redrive}
+
+
+# --- models health -------------------------------------------------------------------------
+
+
+def add_model_health_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tenant", required=True,
+                        help="whose shadow comparisons ('*' with an operator key: every "
+                             "tenant's); drift covers every tenant's inputs")
+    parser.add_argument("--window", type=float, default=24.0, metavar="HOURS",
+                        help="how far back (default 24; at most 720)")
+    parser.add_argument("--bucket", type=float, default=60.0, metavar="MINUTES",
+                        help="bucket width (default 60; at least 1, at most 500 buckets)")
+    _add_client_arguments(parser, "DecisionService", "SWITCHYARD_DECISION_GRPC_PORT")
+
+
+def run_model_health(args: argparse.Namespace, settings: Settings) -> int:
+    from switchyard.v1 import DecisionServiceStub
+
+    return _main("models health", args, settings, _model_health, DecisionServiceStub,
+                 settings.decision_grpc_port)
+
+
+async def _model_health(args: argparse.Namespace, stub: Any) -> int:
+    from datetime import timedelta
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from switchyard.v1 import GetModelHealthRequest
+
+    request = GetModelHealthRequest(tenant_id=args.tenant)
+    try:
+        request.window.FromTimedelta(timedelta(hours=args.window))
+        request.bucket.FromTimedelta(timedelta(minutes=args.bucket))
+    except (OverflowError, ValueError) as exc:
+        raise _Usage(f"--window/--bucket: {exc}") from None
+    response = await stub.GetModelHealth(request)
+    shadow = [{"model": p.model_name, "live_version": p.live_version,
+               "shadow_version": p.shadow_version, "bucket_start": p.bucket_start.ToJsonString(),
+               "compared": p.compared, "agreed": p.agreed} for p in response.shadow]
+    drift = [{"model": p.model_name, "version": p.version, "feature": p.feature,
+              "bucket_start": p.bucket_start.ToJsonString(), "psi": p.psi,
+              "samples": p.samples} for p in response.drift]
+    if args.json:
+        print(json.dumps({"shadow": shadow, "drift": drift}, indent=2))
+        return EXIT_OK
+    console = Console(width=200)
+    table = Table(title="shadow agreement", title_justify="left")
+    for column in ("model", "live", "shadow", "bucket start (UTC)", "compared", "agreed"):
+        table.add_column(column)
+    for p in shadow:
+        share = f"{p['agreed']} ({p['agreed'] / p['compared']:.0%})" if p["compared"] else "0"
+        table.add_row(p["model"], p["live_version"], p["shadow_version"], p["bucket_start"],
+                      str(p["compared"]), share)
+    console.print(table)
+    table = Table(title="input drift (PSI: <0.1 stable, >0.25 drifted)", title_justify="left")
+    for column in ("model", "version", "feature", "bucket start (UTC)", "max psi", "samples"):
+        table.add_column(column)
+    for p in drift:
+        table.add_row(p["model"], p["version"], p["feature"], p["bucket_start"],
+                      f"{p['psi']:.3f}", str(p["samples"]))
+    console.print(table)
+    return EXIT_OK

@@ -122,6 +122,10 @@ def _cmd_tasks(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    if args.models_action == "health":
+        from switchyard._tasks_cli import run_model_health
+
+        return run_model_health(args, settings)
     from services.decision.training.__main__ import run
 
     return run(args)
@@ -146,7 +150,12 @@ def _version() -> str:
 def _cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     from switchyard._db import create_pool
     from switchyard._payloads import codec_for
-    from switchyard._retention import pack_retention_days, parse_retention, purge
+    from switchyard._retention import (
+        DRIFT_SAMPLE_DAYS,
+        pack_retention_days,
+        parse_retention,
+        purge,
+    )
 
     try:
         default_days, per_tenant = parse_retention(settings.retention_days,
@@ -167,7 +176,8 @@ def _cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
         verb = "would purge" if args.dry_run else "purged"
         print(f"{verb} payloads of {report.tasks} task(s), {report.review_items} review "
               f"item(s), {report.dead_letters} dead letter(s), {report.decisions} "
-              "decision(s)")
+              f"decision(s); deleted {report.drift_samples} drift sample(s) older than "
+              f"{DRIFT_SAMPLE_DAYS} days")
 
     asyncio.run(run())
     return 0
@@ -250,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("submit", _cmd_submit, "Submit files as tasks (one per file; re-running returns "
                                    "the same tasks); --wait for their outcome.")
     add_submit_arguments(p)
-    p = add("tasks", _cmd_tasks, "Tasks from a shell: list, get, watch, cancel, retry.")
+    p = add("tasks", _cmd_tasks, "Tasks from a shell: list, get, watch, cancel, retry, "
+                                 "timeline, redrive.")
     add_tasks_arguments(p)
     from switchyard._dead_letters_cli import add_dead_letters_arguments
 
@@ -275,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     from services.decision.training.__main__ import add_arguments as add_training_arguments
 
     add_training_arguments(train)
+    from switchyard._tasks_cli import add_model_health_arguments
+
+    add_model_health_arguments(models.add_parser(
+        "health", help="shadow agreement and input drift per time bucket "
+                       "(DecisionService.GetModelHealth; admins and auditors)"))
     p = add("stats", _cmd_stats, "Business KPIs, live (Ctrl-C to quit) or as JSON.")
     p.add_argument("--json", action="store_true", help="print once as JSON")
     p.add_argument("--once", action="store_true", help="print the table once")

@@ -5,7 +5,9 @@ the fraction of training (or held-out) rows per bin. :class:`DriftMonitor` keeps
 ``window`` live values per feature, bins them with the same code (``features.bin_counts``) and
 publishes ``features.population_stability_index`` as a gauge every ``every`` observations:
 below 0.1 the inputs look like training, above 0.25 they do not and the model's metrics no
-longer vouch for it.
+longer vouch for it. Each publish is also handed to ``sink`` when one is given (the decision
+service's :class:`services.decision.health.DriftRecorder`, which keeps the history behind
+GetModelHealth); the sink only buffers, so observing stays cheap.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +53,18 @@ class _Feature:
         return population_stability_index(self.fractions, counts)
 
 
+#: Receives each publish: model, version, feature -> PSI.
+DriftSink = Callable[[str, str, dict[str, float]], None]
+
+
 class DriftMonitor:
     """PSI gauges for one model version, fed one observation (a feature -> value map) at a time."""
 
     def __init__(self, model: str, version: str, baseline: Mapping[str, Any],
-                 window: int = 2000, every: int = 200) -> None:
+                 window: int = 2000, every: int = 200, sink: DriftSink | None = None) -> None:
         self.model, self.version = model, version
         self.every = max(1, every)
+        self.sink = sink
         self._seen = 0
         self.features: dict[str, _Feature] = {}
         for name, spec in _flatten(baseline):
@@ -67,15 +74,16 @@ class DriftMonitor:
                                            spec.get("classes"), window)
 
     @classmethod
-    def from_model_card(cls, card_path: Path, window: int = 2000, every: int = 200
-                        ) -> DriftMonitor | None:
+    def from_model_card(cls, card_path: Path, window: int = 2000, every: int = 200,
+                        sink: DriftSink | None = None) -> DriftMonitor | None:
         """A monitor from a model card's ``drift_baseline``; None when there is no card."""
         try:
             card = json.loads(Path(card_path).read_text())
         except (OSError, ValueError) as exc:
             log.warning("no drift baseline for %s: %s", card_path, exc)
             return None
-        return cls(card["model"], card["version"], card.get("drift_baseline", {}), window, every)
+        return cls(card["model"], card["version"], card.get("drift_baseline", {}), window, every,
+                   sink)
 
     def observe(self, values: Mapping[str, Any]) -> None:
         for name, value in values.items():
@@ -92,6 +100,11 @@ class DriftMonitor:
             if feature.values:
                 out[name] = feature.psi()
                 INPUT_DRIFT.labels(self.model, self.version, name).set(out[name])
+        if out and self.sink is not None:
+            try:
+                self.sink(self.model, self.version, out)
+            except Exception:  # noqa: BLE001 - the history must never stop a decision
+                log.exception("drift samples not recorded")
         return out
 
 
@@ -108,4 +121,4 @@ def _flatten(baseline: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]
     return out
 
 
-__all__ = ["INPUT_DRIFT", "DriftMonitor"]
+__all__ = ["INPUT_DRIFT", "DriftMonitor", "DriftSink"]

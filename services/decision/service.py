@@ -13,6 +13,7 @@ import grpc
 
 from services.decision.batcher import MicroBatcher, Overloaded
 from services.decision.drift import DriftMonitor
+from services.decision import health
 from services.decision.engine import Decided, DecisionEngine
 from services.decision.extensions import EnricherResources, Enrichers, Scorers
 from services.decision.holds import HoldRetrier
@@ -31,7 +32,7 @@ from switchyard._audit import digest
 from switchyard._auth import Role, principal_var
 from switchyard._dataclass import matching_key
 from switchyard._escalations import build_escalation
-from switchyard._grpc import abort_invalid, abort_retry_later
+from switchyard._grpc import FieldViolation, abort_invalid, abort_retry_later
 from switchyard._payloads import DECISION, PLAINTEXT, PayloadCodec, codec_for
 from switchyard._serde import decode
 from switchyard._service import ServiceContext, run_service
@@ -50,6 +51,8 @@ from switchyard.v1 import (
     DecisionServiceServicer,
     Escalation,
     EscalationReason,
+    GetModelHealthRequest,
+    GetModelHealthResponse,
     TaskEnvelope,
     add_DecisionServiceServicer_to_server,
     add_PackServiceServicer_to_server,
@@ -57,7 +60,9 @@ from switchyard.v1 import (
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "switchyard.v1.DecisionService"
-POLICY = {f"/{SERVICE_NAME}/Decide": frozenset({Role.SUBMITTER})}
+POLICY = {f"/{SERVICE_NAME}/Decide": frozenset({Role.SUBMITTER}),
+          # the operator console's model plots
+          f"/{SERVICE_NAME}/GetModelHealth": frozenset({Role.ADMIN, Role.AUDITOR})}
 #: RPCs that create work (model inference): charged to the caller's tenant.
 RATE_LIMITED = frozenset({f"/{SERVICE_NAME}/Decide"})
 OVERLOAD_BACKOFF_S = 0.05
@@ -219,9 +224,29 @@ def _status_for(outcome_name: str, decision: Decision) -> tuple[str, str, str]:
 
 
 class DecisionServicer(DecisionServiceServicer):
-    def __init__(self, engine: DecisionEngine, settings: Settings) -> None:
+    def __init__(self, engine: DecisionEngine, settings: Settings,
+                 pool: asyncpg.Pool | None = None) -> None:
         self.engine = engine
         self.settings = settings
+        self.pool = pool
+
+    async def GetModelHealth(self, request: GetModelHealthRequest,
+                             context: grpc.aio.ServicerContext) -> GetModelHealthResponse:
+        # tenant_id is required; "*" (every tenant) only for an operator key (tenant "*")
+        tenant = request.tenant_id.strip()
+        problems = [] if tenant else [FieldViolation("tenant_id", "required")]
+        window = health.parse_window(request)
+        if isinstance(window, list):
+            problems += window
+        if problems:
+            await abort_invalid(context, problems)
+        assert not isinstance(window, list)
+        if not principal_var.get().may_access(tenant):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"credentials do not allow tenant {tenant!r}")
+        assert self.pool is not None, "GetModelHealth needs the service's pool"
+        return GetModelHealthResponse(shadow=await health.shadow_points(self.pool, tenant, window),
+                                      drift=await health.drift_points(self.pool, window))
 
     async def Decide(self, request: DecideRequest,
                      context: grpc.aio.ServicerContext) -> DecideResponse:
@@ -313,10 +338,12 @@ async def setup(ctx: ServiceContext) -> None:
     enrichers.prepare(sorted({name for view in (catalog.newest(""),)
                               for stored in view.values() for name in stored.pack.enrichers}))
     scorers = Scorers(s, breaker, ctx.supervisor)
+    drift_samples = health.DriftRecorder(ctx.pool)  # GetModelHealth's drift history
     engine = DecisionEngine(
         router_batcher, policies, catalog, scorers=scorers, enrichers=enrichers, shadow=shadow,
         router_drift=DriftMonitor.from_model_card(_card(s, "document_router", s.router_version),
-                                                  s.drift_window, s.drift_publish_every),
+                                                  s.drift_window, s.drift_publish_every,
+                                                  drift_samples.record),
         router_classes=lambda: router.classes,
     )
     await router_batcher.start()
@@ -331,12 +358,14 @@ async def setup(ctx: ServiceContext) -> None:
     learner = HistoryLearner(enrichers)
     ctx.consume(DECISIONS, learner.on_decision)
     ctx.consume(TASK_STATUS, learner.on_status)
-    ctx.serve((add_DecisionServiceServicer_to_server, DecisionServicer(engine, s), SERVICE_NAME),
-              POLICY, rate_limited=RATE_LIMITED)
+    ctx.serve((add_DecisionServiceServicer_to_server, DecisionServicer(engine, s, ctx.pool),
+               SERVICE_NAME), POLICY, rate_limited=RATE_LIMITED)
     ctx.serve((add_PackServiceServicer_to_server, PackServicer(catalog, engine, ctx.pool),
                PACK_SERVICE_NAME), PACK_POLICY, rate_limited=PACK_RATE_LIMITED)
     ctx.run_in_background("hold-retry", holds.run)
     ctx.run_in_background("pack-catalog", catalog.run)
+    ctx.run_in_background("drift-samples", drift_samples.run)
+    ctx.on_stop.append(drift_samples.close)
     # on_stop hooks run in reverse: batchers drain first, then the clients close
     for client in clients:
         ctx.on_stop.append(client.close)

@@ -4,6 +4,11 @@ Keyset (``(created_at, task_id) < last seen``) rather than OFFSET: pages stay ch
 large tenant and do not shift when new tasks arrive while a client pages. The page token
 binds the filters it was issued for, so a token replayed with other filters is refused
 instead of silently returning a mixed listing.
+
+Kind and metadata filters: ``kind`` is a plain column; metadata lives only in the sealed
+envelope, so each key/value pair is also stored as a keyed hash (:func:`metadata_hashes`, the
+``tasks.metadata_hashes`` column, GIN-indexed) and a filter matches with ``@>`` (every
+pair present). Keys and values are trimmed as submissions are, then matched exactly.
 """
 
 from __future__ import annotations
@@ -13,17 +18,36 @@ import binascii
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import asyncpg
 
+from switchyard._dataclass import matching_hash
 from switchyard._grpc import FieldViolation
+from switchyard._submissions import KIND
 from switchyard._taskstore import status_name
 from switchyard.v1 import ListTasksRequest
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+#: Limits of the kind and metadata filters (a listing is one indexed query, not a search).
+MAX_KINDS = 32
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY_CHARS = 128
+MAX_METADATA_VALUE_CHARS = 1024
+#: The ``kind`` of :func:`switchyard._dataclass.matching_hash` for a metadata pair.
+_METADATA_HASH_KIND = "task_metadata"
+
+
+def metadata_hashes(key: bytes, tenant_id: str, pairs: Iterable[tuple[str, str]]
+                    ) -> list[str]:
+    """The keyed hash of each (trimmed) key/value pair, as ``tasks.metadata_hashes`` keeps
+    them: equality only, never the value (the metadata itself stays sealed in the envelope)."""
+    return sorted({matching_hash(key, tenant_id, _METADATA_HASH_KIND,
+                                 f"{name.strip()}\x00{value.strip()}")
+                   for name, value in pairs})
 
 
 @dataclass(frozen=True)
@@ -34,16 +58,23 @@ class Query:
     created_before: datetime | None
     page_size: int
     after: tuple[datetime, uuid.UUID] | None
+    kinds: tuple[str, ...] = ()
+    #: The wanted metadata pairs (trimmed); matched through ``metadata_hashes``.
+    metadata: tuple[tuple[str, str], ...] = field(default=())
 
     def fingerprint(self) -> str:
         return _fingerprint(self.tenant_id, self.statuses, self.created_after,
-                            self.created_before)
+                            self.created_before, self.kinds, self.metadata)
 
 
 def _fingerprint(tenant_id: str, statuses: tuple[str, ...], after: datetime | None,
-                 before: datetime | None) -> str:
-    canonical = json.dumps([tenant_id, sorted(statuses), after and after.isoformat(),
-                            before and before.isoformat()])
+                 before: datetime | None, kinds: tuple[str, ...] = (),
+                 metadata: tuple[tuple[str, str], ...] = ()) -> str:
+    filters: list[object] = [tenant_id, sorted(statuses), after and after.isoformat(),
+                             before and before.isoformat()]
+    if kinds or metadata:  # tokens issued before these filters existed stay valid
+        filters += [sorted(set(kinds)), sorted(metadata)]
+    canonical = json.dumps(filters)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -70,13 +101,15 @@ def parse(request: ListTasksRequest, tenant_id: str) -> Query | list[FieldViolat
               if request.HasField("created_before") else None)
     if after and before and after >= before:
         problems.append(FieldViolation("created_before", "must be later than created_after"))
+    kinds = _kinds(request, problems)
+    metadata = _metadata(request, problems)
     size = request.page_size or DEFAULT_PAGE_SIZE
     if not 1 <= size <= MAX_PAGE_SIZE:
         problems.append(FieldViolation("page_size", f"must be 1 to {MAX_PAGE_SIZE} "
                                                     f"(0 means {DEFAULT_PAGE_SIZE})"))
     keyset = None
     if request.page_token:
-        fingerprint = _fingerprint(tenant_id, tuple(statuses), after, before)
+        fingerprint = _fingerprint(tenant_id, tuple(statuses), after, before, kinds, metadata)
         try:
             padded = request.page_token + "=" * (-len(request.page_token) % 4)
             data = json.loads(base64.urlsafe_b64decode(padded))
@@ -89,17 +122,66 @@ def parse(request: ListTasksRequest, tenant_id: str) -> Query | list[FieldViolat
             problems.append(FieldViolation("page_token", "not a token returned by ListTasks"))
     if problems:
         return problems
-    return Query(tenant_id, tuple(statuses), after, before, size, keyset)
+    return Query(tenant_id, tuple(statuses), after, before, size, keyset, kinds, metadata)
 
 
-async def fetch_page(conn: asyncpg.Connection | asyncpg.Pool, query: Query
-                     ) -> tuple[list[asyncpg.Record], str]:
-    """One page of task rows and the token for the next one ('' on the last page)."""
+def _kinds(request: ListTasksRequest, problems: list[FieldViolation]) -> tuple[str, ...]:
+    """The kinds filter, lower-cased as submissions are; each must be a kind name."""
+    if len(request.kinds) > MAX_KINDS:
+        problems.append(FieldViolation("kinds", f"at most {MAX_KINDS} kinds"))
+    kinds: list[str] = []
+    for index, value in enumerate(request.kinds[:MAX_KINDS]):
+        kind = value.strip().lower()
+        if not kind:
+            problems.append(FieldViolation(f"kinds[{index}]", "must not be empty"))
+        elif not KIND.match(kind):
+            problems.append(FieldViolation(f"kinds[{index}]", f"not a task kind "
+                                           f"{value[:80]!r}: 1-63 of a-z, 0-9 and _, "
+                                           "starting with a letter"))
+        kinds.append(kind)
+    return tuple(sorted(set(kinds)))
+
+
+def _metadata(request: ListTasksRequest, problems: list[FieldViolation]
+              ) -> tuple[tuple[str, str], ...]:
+    """The metadata filter, trimmed as submissions are; sizes bounded."""
+    if len(request.metadata) > MAX_METADATA_PAIRS:
+        problems.append(FieldViolation("metadata", f"at most {MAX_METADATA_PAIRS} pairs"))
+        return ()
+    pairs: list[tuple[str, str]] = []
+    for name, value in sorted(request.metadata.items()):
+        key = name.strip()
+        where = f"metadata[{name[:MAX_METADATA_KEY_CHARS]!r}]"
+        if not key:
+            problems.append(FieldViolation(where, "the key must not be empty"))
+        elif len(key) > MAX_METADATA_KEY_CHARS:
+            problems.append(FieldViolation(where, f"keys are at most {MAX_METADATA_KEY_CHARS}"
+                                                  " characters"))
+        elif len(value.strip()) > MAX_METADATA_VALUE_CHARS:
+            problems.append(FieldViolation(where, f"values are at most "
+                                                  f"{MAX_METADATA_VALUE_CHARS} characters"))
+        elif "\x00" in key or "\x00" in value:
+            problems.append(FieldViolation(where, "must not contain NUL characters"))
+        pairs.append((key, value.strip()))
+    return tuple(sorted(set(pairs)))
+
+
+async def fetch_page(conn: asyncpg.Connection | asyncpg.Pool, query: Query,
+                     hash_key: bytes = b"") -> tuple[list[asyncpg.Record], str]:
+    """One page of task rows and the token for the next one ('' on the last page).
+
+    ``hash_key`` is the key of :func:`metadata_hashes` (needed with a metadata filter)."""
     params: list[object] = [query.tenant_id]
     where = ["tenant_id = $1"]
     if query.statuses:
         params.append(list(query.statuses))
         where.append(f"status = ANY(${len(params)}::text[])")
+    if query.kinds:
+        params.append(list(query.kinds))
+        where.append(f"kind = ANY(${len(params)}::text[])")
+    if query.metadata:
+        params.append(metadata_hashes(hash_key, query.tenant_id, query.metadata))
+        where.append(f"metadata_hashes @> ${len(params)}::text[]")
     if query.created_after:
         params.append(query.created_after)
         where.append(f"created_at >= ${len(params)}")
@@ -123,4 +205,6 @@ async def fetch_page(conn: asyncpg.Connection | asyncpg.Pool, query: Query
     return page, encode_token(query, last["created_at"], last["task_id"])
 
 
-__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "Query", "fetch_page", "parse"]
+__all__ = ["DEFAULT_PAGE_SIZE", "MAX_KINDS", "MAX_METADATA_KEY_CHARS", "MAX_METADATA_PAIRS",
+           "MAX_METADATA_VALUE_CHARS", "MAX_PAGE_SIZE", "Query", "fetch_page",
+           "metadata_hashes", "parse"]

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from services.ingest import store
+from services.ingest import listing, store
+from switchyard._dataclass import matching_key
 from switchyard._kafka import Producer, correlation_id_var
 from switchyard._payloads import codec_for
 from switchyard._settings import Settings
@@ -69,6 +70,7 @@ class Publisher:
         self.pool = pool
         self.producer = producer
         self.codec = codec_for(settings)  # seals tasks.envelope at rest
+        self.hash_key = matching_key(settings)  # tasks.metadata_hashes (ListTasks' filter)
         # Bulk submissions run their inserts concurrently, but never more than the pool holds.
         self._db_slots = asyncio.Semaphore(max(1, settings.postgres_pool_max - 1))
 
@@ -98,8 +100,7 @@ class Publisher:
         transaction per item."""
         async with self._db_slots, self.pool.acquire() as conn:
             results = await store.accept_many(
-                conn, [store.NewTask(i.envelope, i.payload_sha256, i.callback_url)
-                       for i in items], codec=self.codec)
+                conn, [self._new_task(i) for i in items], codec=self.codec)
         created = [(item.envelope, first_event(item.envelope, result))
                    for item, result in zip(items, results)
                    if isinstance(result, store.Accepted) and result.created]
@@ -144,12 +145,15 @@ class Publisher:
     async def _insert(self, item: Item) -> store.Accepted:
         """``store.accept`` for one item, in one statement (see :func:`store.accept_many`)."""
         async with self._db_slots, self.pool.acquire() as conn:
-            [result] = await store.accept_many(
-                conn, [store.NewTask(item.envelope, item.payload_sha256, item.callback_url)],
-                codec=self.codec)
+            [result] = await store.accept_many(conn, [self._new_task(item)], codec=self.codec)
         if isinstance(result, store.IdempotencyConflict):
             raise result
         return result
+
+    def _new_task(self, item: Item) -> store.NewTask:
+        return store.NewTask(item.envelope, item.payload_sha256, item.callback_url,
+                             listing.metadata_hashes(self.hash_key, item.envelope.tenant_id,
+                                                     item.envelope.metadata.items()))
 
     def _crash_point(self) -> None:
         """Fault injection between the PostgreSQL commit and the Kafka produce."""

@@ -10,7 +10,8 @@ publishing a task twice (a produce that did land but was not yet marked) is harm
 Cancellation requests recorded by CancelTask but not yet published get the same treatment.
 
 It also re-drives published tasks whose records were lost afterwards (a broker that lost its
-state): see :func:`redrive_stalled`; and it mirrors again the terminal status of ended tasks
+state): see :func:`redrive_stalled`, which shares its bookkeeping and publishing with the
+operator's RedriveTask (:func:`redrive_one`); and it mirrors again the terminal status of ended tasks
 that still have an open review item, because their one status event was lost: see
 :class:`EndingMirror`.
 
@@ -30,6 +31,8 @@ from prometheus_client import Counter
 from services.ingest import store
 from services.ingest.cancel import cancellation_from_row
 from services.ingest.publisher import Publisher
+from switchyard._audit import append as audit_append
+from switchyard._audit import digest
 from switchyard._payloads import TASK_ENVELOPE, PayloadError, rewrap_stale
 from switchyard._streams import TRANSIENT_ERRORS
 from switchyard._taskstore import (
@@ -89,6 +92,59 @@ _DURABLE_OWNER = """
 """
 
 
+#: The re-drive's bookkeeping (when, how often: the backoff reads them), one statement with
+#: the row it returns for :func:`_replay`.
+_MARK_REDRIVEN = "UPDATE tasks t SET redriven_at = now(), redrives = t.redrives + 1"
+_REPLAY_COLUMNS = ("t.task_id, t.tenant_id, t.envelope, t.status, t.stage, t.reason, "
+                   "t.status_seq, t.updated_at, t.trace_context")
+
+
+class AlreadyFinished(Exception):
+    """The task to re-drive is terminal: nothing downstream may see it again."""
+
+    def __init__(self, task_id: str, status: str) -> None:
+        hint = " (use RetryTask to run a FAILED task again)" if status == "FAILED" else ""
+        super().__init__(f"task {task_id} is {status}; only unfinished tasks can be "
+                         f"re-driven{hint}")
+        self.status = status
+
+
+async def redrive_one(conn: asyncpg.Connection, publisher: Publisher, task_id: str,
+                      actor: str, reason: str) -> bool:
+    """RedriveTask: what :func:`redrive_stalled` does for one task, now, at an operator's
+    request; False when no such task exists. Raises :class:`AlreadyFinished` for a terminal
+    task.
+
+    The bookkeeping (``redriven_at``, ``redrives``) and the ``task.redriven`` audit entry
+    (actor: the caller's key id; the reason as a hash, as for a cancellation) commit in one
+    transaction, under the task's row lock; the envelope is published afterwards by the same
+    code as the reconciler's re-drive (a broker error then reaches the caller, who may call
+    again: every stage dedupes a redelivered task).
+    """
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            f"""WITH locked AS (SELECT task_id, status FROM tasks WHERE task_id = $1
+                                FOR UPDATE),
+                marked AS ({_MARK_REDRIVEN} FROM locked
+                           WHERE t.task_id = locked.task_id
+                             AND locked.status NOT IN {TERMINAL_SQL}
+                           RETURNING {_REPLAY_COLUMNS}, t.redrives)
+                SELECT locked.status AS current_status, marked.*
+                  FROM locked LEFT JOIN marked USING (task_id)""",
+            uuid.UUID(task_id))
+        if row is None:
+            return False
+        if row["current_status"] in TERMINAL:
+            raise AlreadyFinished(task_id, row["current_status"])
+        await audit_append(conn, row["tenant_id"], actor, "task.redriven", {
+            "status": row["status"], "stage": row["stage"], "redrives": row["redrives"],
+            "reason_sha256": digest(reason) if reason else ""}, task_id=task_id)
+    await _replay(conn, publisher, [row], raise_unreadable=True)
+    REPUBLISHED.labels("redrive").inc()
+    log.warning("task %s re-driven by %s", task_id, actor)
+    return True
+
+
 async def redrive_stalled(conn: asyncpg.Connection, publisher: Publisher,
                           after_s: float) -> int:
     """Publish again published, unfinished tasks that nothing owns and that made no progress.
@@ -110,10 +166,8 @@ async def redrive_stalled(conn: asyncpg.Connection, publisher: Publisher,
                       < now() - make_interval(secs => $1 * 2 ^ least(t.redrives, 6)))
                  AND NOT ({_DURABLE_OWNER})
                ORDER BY t.updated_at LIMIT $2 FOR UPDATE OF t SKIP LOCKED)
-            UPDATE tasks t SET redriven_at = now(), redrives = t.redrives + 1
-              FROM stalled WHERE t.task_id = stalled.task_id
-            RETURNING t.task_id, t.tenant_id, t.envelope, t.status, t.stage, t.reason,
-                      t.status_seq, t.updated_at, t.trace_context""",
+            {_MARK_REDRIVEN} FROM stalled WHERE t.task_id = stalled.task_id
+            RETURNING {_REPLAY_COLUMNS}""",
         after_s, BATCH,
     )
     replayed = await _replay(conn, publisher, rows)
@@ -173,14 +227,19 @@ class EndingMirror:
 
 
 async def _replay(conn: asyncpg.Connection, publisher: Publisher,
-                  rows: list[asyncpg.Record]) -> int:
-    """Publish the rows' envelopes as replays (source REPLAY, attempt + 1)."""
+                  rows: list[asyncpg.Record], raise_unreadable: bool = False) -> int:
+    """Publish the rows' envelopes as replays (source REPLAY, attempt + 1).
+
+    An envelope that cannot be opened is logged and skipped (``raise_unreadable``: raised,
+    for a caller waiting for this one task)."""
     replay, traces = [], []
     for row in rows:
         try:
             envelope = store.open_envelope(publisher.codec, row)
         except PayloadError as exc:  # stays unpublished and visible; never sent as garbage
             log.error("reconciler cannot re-publish: %s", exc)
+            if raise_unreadable:
+                raise
             continue
         envelope.attempt += 1
         envelope.source = TaskSource.TASK_SOURCE_REPLAY
@@ -247,5 +306,5 @@ async def run(publisher: Publisher, interval_s: float, after_s: float,
             await asyncio.sleep(interval_s)
 
 
-__all__ = ["REPUBLISHED", "EndingMirror", "publish_cancellation", "reconcile_once",
-           "redrive_stalled", "run"]
+__all__ = ["REPUBLISHED", "AlreadyFinished", "EndingMirror", "publish_cancellation",
+           "reconcile_once", "redrive_one", "redrive_stalled", "run"]

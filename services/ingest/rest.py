@@ -61,11 +61,13 @@ from switchyard.v1 import (
     DeleteWebhookSourceRequest,
     GetItemRequest,
     GetTaskRequest,
+    GetTaskTimelineRequest,
     IngestServiceStub,
     ListQueueRequest,
     ListTasksRequest,
     ListWebhookSourcesRequest,
     RegisterWebhookRequest,
+    RedriveTaskRequest,
     RegisterWebhookSourceRequest,
     RetryTaskRequest,
     ReviewServiceStub,
@@ -151,6 +153,12 @@ ROUTES: tuple[Route, ...] = (
           summary="List a tenant's tasks, newest first, a page at a time."),
     Route("GET", "/v1/tasks/{task_id}", "IngestService", "GetTask", GetTaskRequest, body=None,
           summary="One task."),
+    Route("GET", "/v1/tasks/{task_id}/timeline", "IngestService", "GetTaskTimeline",
+          GetTaskTimelineRequest, body=None,
+          summary="A task's status changes and audit entries, oldest first (admins, "
+                  "auditors)."),
+    Route("POST", "/v1/tasks/{task_id}/redrive", "IngestService", "RedriveTask",
+          RedriveTaskRequest, summary="Publish an unfinished task again now (admins)."),
     Route("POST", "/v1/tasks/{task_id}/cancel", "IngestService", "CancelTask",
           CancelTaskRequest, summary="Cancel a task that has not started executing."),
     Route("POST", "/v1/tasks/{task_id}/retry", "IngestService", "RetryTask", RetryTaskRequest,
@@ -231,6 +239,33 @@ def _query_value(field: FieldDescriptor, text: str) -> Any:
     return text
 
 
+#: A map field's entry in a query string, OpenAPI's deepObject style: ``metadata[po]=17``.
+_MAP_ENTRY = re.compile(r"(\w+)\[([^\]]*)\]")
+
+
+def _field_named(request: Message, name: str) -> FieldDescriptor | None:
+    """The request field a query parameter names (proto or JSON name)."""
+    return request.DESCRIPTOR.fields_by_name.get(name) or next(
+        (f for f in request.DESCRIPTOR.fields if f.json_name == name), None)
+
+
+def _is_map(field: FieldDescriptor | None) -> bool:
+    return field is not None and field.message_type is not None and \
+        field.message_type.GetOptions().map_entry
+
+
+def _map_entry(request: Message, base: str, key: str, query: Mapping[str, Any], name: str,
+               fields: dict[str, Any], errors: list[dict[str, str]]) -> None:
+    """``base[key]=value`` from the query string into the map field ``base``."""
+    field = _field_named(request, base)
+    assert field is not None
+    values = query.getall(name) if hasattr(query, "getall") else [query[name]]
+    if len(values) > 1:
+        errors.append({"field": name, "detail": "given more than once"})
+        return
+    fields.setdefault(field.name, {})[key] = values[0]
+
+
 def build_request(route: Route, match: Mapping[str, str], query: Mapping[str, Any],
                   body: Any) -> Message:
     """The request message for ``route`` from path parameters, query string and JSON body."""
@@ -248,10 +283,17 @@ def build_request(route: Route, match: Mapping[str, str], query: Mapping[str, An
     else:
         fields: dict[str, Any] = {}
         for name in set(query.keys()):
-            field = request.DESCRIPTOR.fields_by_name.get(name) or next(
-                (f for f in request.DESCRIPTOR.fields if f.json_name == name), None)
+            entry = _MAP_ENTRY.fullmatch(name)
+            if entry is not None and _is_map(_field_named(request, entry.group(1))):
+                _map_entry(request, entry.group(1), entry.group(2), query, name, fields,
+                           errors)
+                continue
+            field = _field_named(request, name)
             if field is None:
                 errors.append({"field": name, "detail": "unknown query parameter"})
+                continue
+            if _is_map(field):
+                errors.append({"field": name, "detail": f"give each entry as {name}[KEY]=VALUE"})
                 continue
             values = query.getall(name) if hasattr(query, "getall") else [query[name]]
             try:

@@ -26,6 +26,7 @@ from services.ingest import (
     reconciler,
     sources,
     store,
+    timeline,
     webhooks,
 )
 from services.ingest.rest import Gateway, Inbound
@@ -65,6 +66,8 @@ from switchyard.v1 import (
     GetDeadLetterResponse,
     GetTaskRequest,
     GetTaskResponse,
+    GetTaskTimelineRequest,
+    GetTaskTimelineResponse,
     IngestServiceServicer,
     ItemError,
     ListDeadLettersRequest,
@@ -79,6 +82,8 @@ from switchyard.v1 import (
     ListWebhooksResponse,
     RedeliverWebhooksRequest,
     RedeliverWebhooksResponse,
+    RedriveTaskRequest,
+    RedriveTaskResponse,
     RegisterWebhookRequest,
     RegisterWebhookResponse,
     RegisterWebhookSourceRequest,
@@ -111,6 +116,9 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = "switchyard.v1.IngestService"
 _SUBMITTERS = frozenset({Role.SUBMITTER})
 _READERS = frozenset({Role.SUBMITTER, Role.REVIEWER, Role.AUDITOR})
+#: The operator console's reads and actions on one task.
+_OPERATORS = frozenset({Role.ADMIN, Role.AUDITOR})
+_ADMINS = frozenset({Role.ADMIN})
 POLICY = {
     f"/{SERVICE_NAME}/SubmitTask": _SUBMITTERS,
     f"/{SERVICE_NAME}/SubmitTasks": _SUBMITTERS,
@@ -128,6 +136,8 @@ POLICY = {
     f"/{SERVICE_NAME}/ListTasks": _READERS,
     f"/{SERVICE_NAME}/WatchTask": _READERS,
     f"/{SERVICE_NAME}/WatchTenant": _READERS,
+    f"/{SERVICE_NAME}/GetTaskTimeline": _OPERATORS,
+    f"/{SERVICE_NAME}/RedriveTask": _ADMINS,
 }
 DEAD_LETTER_SERVICE_NAME = "switchyard.v1.DeadLetterService"
 #: The dead-letter queue is operator work: admins read and replay, auditors read.
@@ -360,8 +370,43 @@ class IngestServicer(IngestServiceServicer):
         query = listing.parse(request, tenant)
         if isinstance(query, list):
             await abort_invalid(context, query)
-        rows, token = await listing.fetch_page(self.pool, query)  # type: ignore[arg-type]
+        rows, token = await listing.fetch_page(self.pool, query,  # type: ignore[arg-type]
+                                               self.publisher.hash_key)
         return ListTasksResponse(tasks=await self._tasks(rows, context), next_page_token=token)
+
+    async def GetTaskTimeline(self, request: GetTaskTimelineRequest,
+                              context: grpc.aio.ServicerContext) -> GetTaskTimelineResponse:
+        row = await self._visible_task(request.task_id, context)
+        task = (await self._tasks([row], context))[0]
+        async with self.pool.acquire() as conn:
+            entries = await timeline.entries(conn, str(row["task_id"]))
+        return GetTaskTimelineResponse(task=task, entries=entries)
+
+    async def RedriveTask(self, request: RedriveTaskRequest,
+                          context: grpc.aio.ServicerContext) -> RedriveTaskResponse:
+        if len(request.reason) > MAX_REASON_CHARS:
+            await abort_invalid(context, [FieldViolation(
+                "reason", f"at most {MAX_REASON_CHARS} characters")])
+        row = await self._visible_task(request.task_id, context)
+        task_id = str(row["task_id"])
+        try:
+            async with self.pool.acquire() as conn:
+                found = await reconciler.redrive_one(conn, self.publisher, task_id,
+                                                     principal_var.get().key_id,
+                                                     request.reason.strip())
+        except reconciler.AlreadyFinished as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except PayloadError as exc:
+            log.error("%s", exc)
+            await context.abort(grpc.StatusCode.DATA_LOSS, str(exc))
+        except TRANSIENT_ERRORS as exc:  # recorded, not published: the caller may repeat
+            await abort_retry_later(context, grpc.StatusCode.UNAVAILABLE,
+                                    f"task {task_id}: the re-drive was recorded but the broker "
+                                    f"did not take it ({exc!r}); call again", 1.0)
+        if not found:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"task {task_id!r} not found")
+        row = await store.load_task(self.pool, task_id)
+        return RedriveTaskResponse(task=(await self._tasks([row], context))[0])
 
     # -- cancel ----------------------------------------------------------------------------
 

@@ -38,10 +38,13 @@ class Accepted:
 
 async def accept(conn: asyncpg.Connection, envelope: TaskEnvelope, payload_sha256: str,
                  service: str = "ingest", callback_url: str = "",
-                 codec: PayloadCodec = PLAINTEXT) -> Accepted:
+                 codec: PayloadCodec = PLAINTEXT,
+                 metadata_hashes: Sequence[str] = ()) -> Accepted:
     """Insert the task or return the one that owns its idempotency key.
 
-    The envelope is stored sealed by ``codec`` (encryption at rest when keys are configured).
+    The envelope is stored sealed by ``codec`` (encryption at rest when keys are configured);
+    ``metadata_hashes`` (``listing.metadata_hashes``) are what ListTasks' metadata filter
+    matches.
 
     Concurrent duplicates are safe: the unique (tenant_id, idempotency_key) constraint makes
     the second INSERT wait for the first and then do nothing, and the follow-up SELECT sees
@@ -51,8 +54,10 @@ async def accept(conn: asyncpg.Connection, envelope: TaskEnvelope, payload_sha25
         row = await conn.fetchrow(
             """
             INSERT INTO tasks (task_id, tenant_id, idempotency_key, payload_sha256, kind, source,
-                               envelope, status, stage, callback_url, trace_context)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, 'QUEUED', 'INGESTED', NULLIF($8, ''), $9::jsonb)
+                               envelope, status, stage, callback_url, trace_context,
+                               metadata_hashes)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, 'QUEUED', 'INGESTED', NULLIF($8, ''), $9::jsonb,
+                    $10::text[])
             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
             RETURNING task_id, created_at
             """,
@@ -60,7 +65,7 @@ async def accept(conn: asyncpg.Connection, envelope: TaskEnvelope, payload_sha25
             payload_sha256, envelope.kind or envelope.document.kind_hint,
             TaskSource.Name(envelope.source),
             codec.seal(envelope.task_id, envelope.SerializeToString(), TASK_ENVELOPE),
-            callback_url, stored_trace_context(),
+            callback_url, stored_trace_context(), list(metadata_hashes),
         )
         if row is not None:
             await conn.execute(
@@ -90,6 +95,8 @@ class NewTask:
     envelope: TaskEnvelope
     payload_sha256: str
     callback_url: str = ""
+    #: ``listing.metadata_hashes`` of the envelope's metadata (ListTasks' metadata filter).
+    metadata_hashes: Sequence[str] = ()
 
 
 async def accept_many(conn: asyncpg.Connection | asyncpg.Pool, tasks: Sequence[NewTask],
@@ -110,14 +117,17 @@ async def accept_many(conn: asyncpg.Connection | asyncpg.Pool, tasks: Sequence[N
         """
         WITH input AS (
             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                 $6::text[], $7::bytea[], $8::text[])
+                                 $6::text[], $7::bytea[], $8::text[], $11::text[])
                    WITH ORDINALITY AS i(task_id, tenant_id, idempotency_key, payload_sha256,
-                                        kind, source, envelope, callback_url, ord)),
+                                        kind, source, envelope, callback_url, metadata_hashes,
+                                        ord)),
         created AS (
             INSERT INTO tasks (task_id, tenant_id, idempotency_key, payload_sha256, kind,
-                               source, envelope, status, stage, callback_url, trace_context)
+                               source, envelope, status, stage, callback_url, trace_context,
+                               metadata_hashes)
             SELECT task_id, tenant_id, idempotency_key, payload_sha256, kind, source, envelope,
-                   'QUEUED', 'INGESTED', NULLIF(callback_url, ''), $10::jsonb
+                   'QUEUED', 'INGESTED', NULLIF(callback_url, ''), $10::jsonb,
+                   string_to_array(metadata_hashes, ' ')
               FROM input ORDER BY tenant_id, idempotency_key, ord
             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
             RETURNING task_id, created_at),
@@ -136,6 +146,8 @@ async def accept_many(conn: asyncpg.Connection | asyncpg.Pool, tasks: Sequence[N
          for t in tasks],
         [t.callback_url for t in tasks],
         service, stored_trace_context(),  # one request (or intake record): one trace
+        # one text per task (unnest cannot take an array per row): hex hashes, space-joined
+        [" ".join(t.metadata_hashes) for t in tasks],
     )
     created = {str(r["task_id"]): r["created_at"] for r in rows}
     results: list[Accepted | IdempotencyConflict | None] = [

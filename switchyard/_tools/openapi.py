@@ -122,6 +122,12 @@ def _operation(route: Route, schemas: _Schemas) -> dict[str, Any]:
         for name in path_parameters]
     if route.body is None:
         for field in route.request.DESCRIPTOR.fields:
+            if field.message_type is not None and field.message_type.GetOptions().map_entry:
+                parameters.append({"name": field.name, "in": "query", "required": False,
+                                   "style": "deepObject", "explode": True,
+                                   "schema": schemas.field(field),
+                                   "description": f"{field.name}[KEY]=VALUE, repeatable"})
+                continue
             if field.name in path_parameters or field.type == FieldDescriptor.TYPE_MESSAGE \
                     and field.message_type.full_name not in _WELL_KNOWN:
                 continue

@@ -26,7 +26,7 @@ from switchyard.v1 import (
     Verdict,
 )
 from tests.cli.helpers import switchyard
-from tests.client.helpers import ACME_KEY, KEYS, review, sample
+from tests.client.helpers import ACME_KEY, KEYS, OPS_KEY, review, sample
 from tests.terminal import TERMINAL, TERMINAL_STATUSES
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pipeline")]
@@ -198,3 +198,134 @@ def test_tasks_get_list_cancel_watch_and_retry(settings: Settings, ingest: Inges
     assert results[1]["created"] and results[1]["task_id"] != task_id   # another prefix
     unknown = switchyard(settings, "tasks", "get", "00000000-0000-0000-0000-000000000000")
     assert unknown.returncode == 1 and "NOT_FOUND" in unknown.stderr, unknown.stderr
+
+
+def lose_a_record(settings: Settings, text: str) -> str:
+    """A task accepted and marked published whose record never reached the broker (a broker
+    that lost it): nothing downstream will ever see it unless it is re-driven."""
+    import asyncio
+    import hashlib
+    import uuid
+
+    from services.ingest.store import accept
+    from switchyard._db import connect
+    from switchyard._payloads import codec_for
+    from switchyard.v1 import Document, TaskEnvelope, TaskSource
+
+    envelope = TaskEnvelope(task_id=str(uuid.uuid4()), tenant_id="acme",
+                            idempotency_key=uuid.uuid4().hex, kind="support_ticket",
+                            source=TaskSource.TASK_SOURCE_GRPC,
+                            document=Document(content_type="text/plain", body=text.encode()))
+
+    async def go() -> None:
+        conn = await connect(settings)
+        try:
+            await accept(conn, envelope, hashlib.sha256(text.encode()).hexdigest(),
+                         codec=codec_for(settings))
+            await conn.execute("UPDATE tasks SET published_at = now() WHERE task_id = $1",
+                               uuid.UUID(envelope.task_id))
+        finally:
+            await conn.close()
+    asyncio.run(go())
+    return envelope.task_id
+
+
+def test_timeline_redrive_and_filters_through_the_pipeline(
+        settings: Settings, ingest: IngestServiceStub, tmp_path: Path) -> None:
+    """The operator's commands on tasks that went through decision, execution and review:
+    the timeline shows each status change and the audit entries (the decision's models,
+    pack and rule; executed steps; the reviewer's verdict); a task whose record was lost moves
+    on once re-driven, and the re-drive is in its timeline; filters find tasks by kind and
+    metadata."""
+    ops = ("--api-key", OPS_KEY)
+    ticket = tmp_path / "ticket.txt"
+    ticket.write_text(sample("support_ticket", 3))
+    invoice = tmp_path / "invoice.txt"
+    invoice.write_text(sample("invoice", 7))   # claimed to be an admission form: escalated
+    done = switchyard(settings, "submit", str(ticket), "--tenant", "acme", "--kind",
+                      "support_ticket", "--metadata", "channel=console-test", "--json")
+    assert done.returncode == 0, done.stderr
+    auto_id = json.loads(done.stdout)[0]["task_id"]
+    done = switchyard(settings, "submit", str(invoice), "--tenant", "acme", "--kind",
+                      "admission_form", "--metadata", "channel=console-test", "--json")
+    assert done.returncode == 0, done.stderr
+    reviewed_id = json.loads(done.stdout)[0]["task_id"]
+    assert until(ingest, auto_id, set(TERMINAL_STATUSES)).status == \
+        TaskStatus.TASK_STATUS_SUCCEEDED
+    until(ingest, reviewed_id, {TaskStatus.TASK_STATUS_BLOCKED})
+    review(settings, reviewed_id, Verdict.VERDICT_APPROVE)
+    until(ingest, reviewed_id, set(TERMINAL_STATUSES))
+
+    shown = switchyard(settings, "tasks", "timeline", auto_id, "--json", *ops)
+    assert shown.returncode == 0, shown.stderr
+    story = json.loads(shown.stdout)
+    assert story["task"]["task_id"] == auto_id
+    entries = story["entries"]
+    assert [e["occurred_at"] for e in entries] == sorted(e["occurred_at"] for e in entries)
+    statuses = [e["status"] for e in entries if e["source"] == "status"]
+    assert statuses[0] == "QUEUED" and statuses[-1] == "SUCCEEDED", statuses
+    assert {e["actor"] for e in entries if e["source"] == "status"} >= {"ingest", "decision"}
+    (decided,) = [e for e in entries if e["action"] == "decision.made"]
+    detail = decided["detail"]
+    assert decided["actor"] == "decision" and decided["entry_hash"]
+    assert detail["pack"] == "support_ticket" and detail["pack_version"] and detail["rule"]
+    assert {(m["name"], m["version"]) for m in detail["models"]} >= {
+        ("document_router", "1.0.0")}
+    assert any(e["action"] == "step.executed" and e["actor"] == "executor" for e in entries)
+    table = switchyard(settings, "tasks", "timeline", auto_id, *ops)
+    assert table.returncode == 0 and "decision.made" in table.stdout, table.stderr
+
+    reviewed = json.loads(switchyard(settings, "tasks", "timeline", reviewed_id, "--json",
+                                     *ops).stdout)["entries"]
+    verdicts = [e for e in reviewed if e["action"] == "review.verdict"]
+    assert verdicts and verdicts[0]["actor"].startswith("reviewer:")
+    moves = [e["status"] for e in reviewed if e["source"] == "status"]
+    assert moves[:2] == ["QUEUED", "BLOCKED"] and moves[-1] in TERMINAL, moves
+    assert [e["action"] for e in reviewed].index("review.verdict") > \
+        [e["status"] for e in reviewed].index("BLOCKED")
+
+    # a submitter's key may not read the timeline (admins and auditors)
+    refused = switchyard(settings, "tasks", "timeline", auto_id)
+    assert refused.returncode == 1 and "PERMISSION_DENIED" in refused.stderr, refused.stderr
+
+    # filters: by kind and metadata
+    listed = switchyard(settings, "tasks", "list", "--tenant", "acme", "--kind",
+                        "admission_form", "--meta", "channel=console-test", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [r["task_id"] for r in json.loads(listed.stdout)] == [reviewed_id]
+    both = switchyard(settings, "tasks", "list", "--tenant", "acme", "--kind", "support_ticket",
+                      "--kind", "admission_form", "--meta", "channel=console-test", "--json")
+    assert {r["task_id"] for r in json.loads(both.stdout)} == {auto_id, reviewed_id}
+    bad = switchyard(settings, "tasks", "list", "--tenant", "acme", "--meta", "novalue")
+    assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr, bad.stderr
+
+    # a lost record: the task sits QUEUED until an admin re-drives it, then it moves on
+    lost_id = lose_a_record(settings, sample("support_ticket", 4))
+    assert get(ingest, lost_id).status == TaskStatus.TASK_STATUS_QUEUED
+    refused = switchyard(settings, "tasks", "redrive", lost_id, "--reason", "lost")
+    assert refused.returncode == 1 and "PERMISSION_DENIED" in refused.stderr, refused.stderr
+    redriven = switchyard(settings, "tasks", "redrive", lost_id, "--reason",
+                          "record lost in the broker outage", "--json", *ops)
+    assert redriven.returncode == 0, redriven.stderr
+    assert json.loads(redriven.stdout)["task_id"] == lost_id
+    assert until(ingest, lost_id, set(TERMINAL_STATUSES)).status == \
+        TaskStatus.TASK_STATUS_SUCCEEDED
+    story = json.loads(switchyard(settings, "tasks", "timeline", lost_id, "--json",
+                                  *ops).stdout)["entries"]
+    actions = [e["action"] for e in story]
+    assert "task.redriven" in actions and "decision.made" in actions
+    assert actions.index("task.redriven") < actions.index("decision.made")
+    (entry,) = [e for e in story if e["action"] == "task.redriven"]
+    assert entry["actor"] == "key-2"   # the ops key's id (third in SWITCHYARD_API_KEYS)
+    assert "broker outage" not in json.dumps(entry)   # the reason is kept as a hash
+    again = switchyard(settings, "tasks", "redrive", lost_id, *ops)
+    assert again.returncode == 1 and "FAILED_PRECONDITION" in again.stderr, again.stderr
+
+    health = switchyard(settings, "models", "health", "--tenant", "acme", "--json", *ops)
+    assert health.returncode == 0, health.stderr
+    assert json.loads(health.stdout)["shadow"], health.stdout   # the router's shadow ran
+    human = switchyard(settings, "models", "health", "--tenant", "acme", *ops)
+    assert human.returncode == 0 and "shadow agreement" in human.stdout, human.stderr
+    too_fine = switchyard(settings, "models", "health", "--tenant", "acme", "--bucket", "0.5",
+                          *ops)
+    assert too_fine.returncode == 1 and "bucket" in too_fine.stderr, too_fine.stderr

@@ -22,6 +22,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -41,6 +42,8 @@ from switchyard.v1 import (
     DecisionOutcome,
     DecisionServiceStub,
     Document,
+    GetModelHealthRequest,
+    GetModelHealthResponse,
     GetTaskRequest,
     IngestServiceStub,
     Submission,
@@ -49,6 +52,7 @@ from switchyard.v1 import (
     TaskStatus,
 )
 from tests.decision.documents import MODEL_REPOSITORY, heldout, invoice, pdf, png, sample
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -347,6 +351,75 @@ async def test_kafka_path_decides_records_history_shadow_and_metrics(
              and 'model="document_router"' in line and 'version="1.0.0"' in line]
     assert drift, "no drift gauge for document_router 1.0.0"
     assert all(float(line.rsplit(" ", 1)[1]) >= 0 for line in drift)
+
+
+async def test_model_health_buckets_shadow_agreement_and_drift(
+        decision_settings: Settings, services: EmbeddedStack, decide: DecisionServiceStub,
+        db: asyncpg.Connection) -> None:
+    """Tasks decided on the Kafka path with the shadow router on: GetModelHealth counts the
+    tenant's comparisons per bucket, and the drift monitor's publishes (every DRIFT_EVERY
+    inputs) come back as drift points from decision_drift_samples."""
+    channel = create_channel(f"127.0.0.1:{decision_settings.ingest_grpc_port}")
+    try:
+        ingest = IngestServiceStub(channel)
+        ids = [(await ingest.SubmitTask(SubmitTaskRequest(submission=Submission(
+            tenant_id="healthco", idempotency_key=uuid.uuid4().hex,
+            document=Document(content_type="text/plain", body=r["text"].encode()))))).task_id
+            for r in heldout()[40:40 + DRIFT_EVERY]]
+    finally:
+        await channel.close()
+    assert len(await wait_decided(db, ids)) == len(ids)
+    request = GetModelHealthRequest(tenant_id="healthco")
+    request.window.FromTimedelta(timedelta(hours=2))
+    request.bucket.FromTimedelta(timedelta(minutes=1))
+
+    async def health() -> tuple[GetModelHealthResponse] | None:
+        got = await decide.GetModelHealth(request)
+        compared = sum(p.compared for p in got.shadow)
+        return (got,) if compared == len(ids) and got.drift else None
+    (got,) = await eventually(health, "healthco's comparisons and a drift sample", 60, 0.3)
+    assert {(p.model_name, p.live_version, p.shadow_version) for p in got.shadow} == \
+        {("document_router", "1.0.0", "1.1.0")}
+    assert all(0 <= p.agreed <= p.compared for p in got.shadow)
+    assert all(p.bucket_start.seconds % 60 == 0 for p in got.shadow)  # whole minutes
+    features = {(p.model_name, p.version, p.feature) for p in got.drift}
+    assert ("document_router", "1.0.0", "text_length_chars") in features
+    assert all(p.samples >= 1 and p.psi >= 0 for p in got.drift)
+    stored = await db.fetchval("SELECT count(*) FROM decision_drift_samples "
+                               "WHERE model = 'document_router' AND version = '1.0.0'")
+    assert stored >= len({p.feature for p in got.drift})
+    # another tenant's comparisons are not counted; drift is every tenant's inputs
+    other = await decide.GetModelHealth(GetModelHealthRequest(tenant_id="nobody"))
+    assert not other.shadow and other.drift
+    # the operator key (auth off: the local operator) may ask for every tenant at once
+    every = await decide.GetModelHealth(GetModelHealthRequest(tenant_id="*"))
+    assert sum(p.compared for p in every.shadow) >= len(ids)
+
+
+def _durations(window: timedelta | None, bucket: timedelta | None) -> GetModelHealthRequest:
+    request = GetModelHealthRequest(tenant_id="healthco")
+    if window is not None:
+        request.window.FromTimedelta(window)
+    if bucket is not None:
+        request.bucket.FromTimedelta(bucket)
+    return request
+
+
+@pytest.mark.parametrize(("request_", "fields"), [
+    (_durations(timedelta(days=31), None), {"window"}),
+    (_durations(timedelta(0), None), {"window"}),
+    (_durations(timedelta(hours=-1), None), {"window"}),
+    (_durations(None, timedelta(seconds=59)), {"bucket"}),
+    (_durations(None, timedelta(minutes=2)), {"bucket"}),      # 720 buckets in 24 hours
+    (_durations(timedelta(days=31), timedelta(0)), {"window", "bucket"}),
+    (GetModelHealthRequest(), {"tenant_id"}),
+])
+async def test_model_health_refuses_bad_windows_with_field_violations(
+        decide: DecisionServiceStub, request_: GetModelHealthRequest, fields: set[str]) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await decide.GetModelHealth(request_)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(field_violations(caught.value)) == fields, field_violations(caught.value)
 
 
 def test_invalid_policies_stop_the_service_with_clear_errors(decision_settings: Settings,

@@ -34,13 +34,17 @@ from switchyard.v1 import (
     DeleteWebhookRequest,
     Document,
     GetTaskRequest,
+    GetTaskTimelineRequest,
     IngestServiceStub,
     ListTasksRequest,
+    RedriveTaskRequest,
     RegisterWebhookRequest,
     SubmitTaskRequest,
     SubmitTasksRequest,
     TaskEnvelope,
+    TaskSource,
     TaskStatus,
+    TimelineSource,
     WatchTaskRequest,
     WatchTenantRequest,
 )
@@ -233,6 +237,141 @@ async def test_list_tasks_filters_and_pages(ingest: IngestServiceStub) -> None:
             tenant_id="listco", page_size=2, page_token=page.next_page_token,
             statuses=[TaskStatus.TASK_STATUS_QUEUED]))
     assert "page_token" in field_violations(caught.value)
+
+
+async def test_list_tasks_by_kind_and_metadata_with_status_and_paging(
+        ingest: IngestServiceStub, db: asyncpg.Connection) -> None:
+    """kinds: any of them; metadata: every pair, exact (keys and values trimmed as submitted);
+    combined with statuses and followed over pages."""
+    def sub(kind: str, **metadata: str) -> Any:
+        return SubmitTaskRequest(submission=submission("filterco", kind=kind,
+                                                       metadata=metadata))
+    plan = [("invoice", {"po": "17", "region": "eu"}), ("invoice", {"po": "17"}),
+            ("receipt", {"po": "17", "region": "eu"}), ("invoice", {"po": "18", "region": "eu"}),
+            ("contract", {"po": "17", "region": "eu"}), ("invoice", {"po": "17", "region": "eu"})]
+    ids = [(await ingest.SubmitTask(sub(kind, **meta))).task_id for kind, meta in plan]
+    await ingest.CancelTask(CancelTaskRequest(task_id=ids[5]))
+
+    async def listed(page_size: int = 0, **filters: Any) -> list[str]:
+        request = ListTasksRequest(tenant_id="filterco", page_size=page_size, **filters)
+        seen: list[str] = []
+        while True:
+            page = await ingest.ListTasks(request)
+            seen += [t.envelope.task_id for t in page.tasks]
+            if not page.next_page_token:
+                return seen
+            request.page_token = page.next_page_token
+
+    newest_first = list(reversed(ids))
+    assert await listed(kinds=["invoice"]) == [i for i in newest_first
+                                              if i in {ids[0], ids[1], ids[3], ids[5]}]
+    assert await listed(kinds=["receipt", " Contract "]) == [ids[4], ids[2]]
+    assert await listed(metadata={"po": "17", "region": "eu"}) == [ids[5], ids[4], ids[2],
+                                                                   ids[0]]
+    assert await listed(metadata={" po ": " 18 "}) == [ids[3]]
+    assert await listed(metadata={"po": "1"}) == []            # exact, not a prefix
+    both = {"kinds": ["invoice"], "metadata": {"po": "17", "region": "eu"}}
+    assert await listed(**both) == [ids[5], ids[0]]
+    assert await listed(page_size=1, **both) == [ids[5], ids[0]]   # paged one by one
+    assert await listed(statuses=[TaskStatus.TASK_STATUS_QUEUED], **both) == [ids[0]]
+    # a token is bound to its filters: other kinds or metadata with it are refused
+    first = await ingest.ListTasks(ListTasksRequest(tenant_id="filterco", page_size=1, **both))
+    for other in ({"kinds": ["receipt"], "metadata": both["metadata"]},
+                  {"kinds": ["invoice"], "metadata": {"po": "17"}}):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await ingest.ListTasks(ListTasksRequest(tenant_id="filterco", page_size=1,
+                                                    page_token=first.next_page_token, **other))
+        assert "page_token" in field_violations(caught.value)
+    # the metadata is matched through keyed hashes; no value is stored in plaintext
+    stored = await db.fetch("SELECT metadata_hashes FROM tasks WHERE task_id = ANY($1::uuid[])",
+                            [uuid.UUID(i) for i in ids])
+    assert all(len(r["metadata_hashes"]) in (1, 2) for r in stored)
+    assert not any(v in h for r in stored for h in r["metadata_hashes"] for v in ("17", "eu"))
+
+
+@pytest.mark.parametrize(("filters", "field", "words"), [
+    ({"kinds": [""]}, "kinds[0]", "empty"),
+    ({"kinds": ["invoice", "Not A Kind!"]}, "kinds[1]", "not a task kind"),
+    ({"kinds": ["invoice"] * 33}, "kinds", "at most 32"),
+    ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata", "at most 16"),
+    ({"metadata": {" ": "v"}}, "metadata[' ']", "must not be empty"),
+    ({"metadata": {"k" * 129: "v"}}, f"metadata[{'k' * 128!r}]", "at most 128"),
+    ({"metadata": {"po": "x" * 1025}}, "metadata['po']", "at most 1024"),
+])
+async def test_list_tasks_filter_errors_name_the_field(ingest: IngestServiceStub,
+                                                       filters: dict, field: str,
+                                                       words: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await ingest.ListTasks(ListTasksRequest(tenant_id="filterco", **filters))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert words in field_violations(caught.value)[field], field_violations(caught.value)
+
+
+async def test_redrive_publishes_an_unfinished_task_again_and_audits_it(
+        settings: Settings, ingest: IngestServiceStub, db: asyncpg.Connection) -> None:
+    """Ingest alone: the task stays QUEUED, as if its record had been lost; RedriveTask
+    publishes it again (source REPLAY, attempt 2) through the reconciler's code, records the
+    bookkeeping and a task.redriven entry; a terminal task is refused."""
+    task_id = (await ingest.SubmitTask(SubmitTaskRequest(submission=submission("redriveco")))
+               ).task_id
+    response = await ingest.RedriveTask(RedriveTaskRequest(task_id=task_id,
+                                                           reason="record lost in the outage"))
+    assert response.task.envelope.task_id == task_id
+    assert response.task.status == TaskStatus.TASK_STATUS_QUEUED
+
+    def replays(records: list) -> list[TaskEnvelope]:
+        return [e for e in (TaskEnvelope.FromString(r.value) for r in records)
+                if e.task_id == task_id and e.source == TaskSource.TASK_SOURCE_REPLAY]
+    (replayed,) = replays(await read_topic(settings, TASKS, lambda got: bool(replays(got))))
+    assert replayed.attempt == 2
+    row = await db.fetchrow("SELECT redrives, redriven_at FROM tasks WHERE task_id = $1",
+                            uuid.UUID(task_id))
+    assert row["redrives"] == 1 and row["redriven_at"] is not None
+    entry = await db.fetchrow("SELECT actor, action, detail FROM audit_log WHERE task_id = $1 "
+                              "AND action = 'task.redriven'", uuid.UUID(task_id))
+    assert entry["actor"] == "dev"  # the caller's key id (auth off: the local operator)
+    detail = json.loads(entry["detail"])
+    assert detail["reason_sha256"] == hashlib.sha256(b"record lost in the outage").hexdigest()
+    assert detail["redrives"] == 1 and "outage" not in entry["detail"]
+
+    timeline = await ingest.GetTaskTimeline(GetTaskTimelineRequest(task_id=task_id))
+    assert timeline.task.envelope.task_id == task_id
+    assert [(e.source, e.action) for e in timeline.entries] == [
+        (TimelineSource.TIMELINE_SOURCE_STATUS, "status.changed"),
+        (TimelineSource.TIMELINE_SOURCE_AUDIT, "task.redriven")]
+    assert timeline.entries[0].status == TaskStatus.TASK_STATUS_QUEUED
+    assert timeline.entries[0].actor == "ingest"
+    assert timeline.entries[1].actor == "dev" and timeline.entries[1].entry_hash
+    assert timeline.entries[1].detail["reason_sha256"] == detail["reason_sha256"]
+
+    await ingest.CancelTask(CancelTaskRequest(task_id=task_id, reason="done with it"))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await ingest.RedriveTask(RedriveTaskRequest(task_id=task_id))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "CANCELLED" in caught.value.details()
+    await db.execute("UPDATE tasks SET status = 'FAILED' WHERE task_id = $1", uuid.UUID(task_id))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await ingest.RedriveTask(RedriveTaskRequest(task_id=task_id))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "RetryTask" in caught.value.details()
+    assert (await db.fetchval("SELECT redrives FROM tasks WHERE task_id = $1",
+                              uuid.UUID(task_id))) == 1
+    # the timeline now ends with the cancellation: its status change and its audit entry
+    later = await ingest.GetTaskTimeline(GetTaskTimelineRequest(task_id=task_id))
+    assert [e.action for e in later.entries][-2:] == ["status.changed", "task.cancelled"]
+    assert later.entries[-2].status == TaskStatus.TASK_STATUS_CANCELLED
+    assert [e.occurred_at.ToDatetime() for e in later.entries] == sorted(
+        e.occurred_at.ToDatetime() for e in later.entries)
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await ingest.RedriveTask(RedriveTaskRequest(task_id=task_id, reason="x" * 1001))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "at most 1000" in field_violations(caught.value)["reason"]
+    for call in (lambda: ingest.RedriveTask(RedriveTaskRequest(task_id=str(uuid.uuid4()))),
+                 lambda: ingest.GetTaskTimeline(GetTaskTimelineRequest(task_id="not-a-uuid"))):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call()
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 async def test_get_task_unknown_is_not_found(ingest: IngestServiceStub) -> None:

@@ -34,11 +34,12 @@ from switchyard.stack import free_port
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ingest_process")]
 
 KEYS = ("sub-acme:acme:submitter,sub-globex:globex:submitter,aud-acme:acme:auditor,"
-        "sub-slow:slowco:submitter")
+        "sub-slow:slowco:submitter,adm-acme:acme:admin")
 ACME = {"Authorization": "Bearer sub-acme"}
 GLOBEX = {"Authorization": "Bearer sub-globex"}
 AUDITOR = {"Authorization": "Bearer aud-acme"}
 SLOW = {"Authorization": "Bearer sub-slow"}
+ADMIN = {"Authorization": "Bearer adm-acme"}
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +120,65 @@ async def test_submit_get_list_cancel_over_rest(http: Any) -> None:
         "submissions": [submission()["submission"], submission(tenant="globex")["submission"]]})
     assert status == 200 and batch["acceptedCount"] == 1 and batch["rejectedCount"] == 1
     assert batch["results"][1]["error"]["code"] == 7  # PERMISSION_DENIED, per item
+
+
+async def test_filters_timeline_and_redrive_over_rest(http: Any) -> None:
+    """ListTasks' kinds (repeatable) and metadata[KEY]=VALUE query parameters; the timeline
+    for auditors and admins; the re-drive for admins only, a terminal task is 409."""
+    marker = uuid.uuid4().hex[:8]
+    ids = []
+    for kind, po in (("invoice", "17"), ("receipt", "17"), ("invoice", "18")):
+        status, _, created = await call(http, "POST", "/v1/tasks", ACME, json=submission(
+            kind=kind, metadata={"po": po, "batch": marker}))
+        assert status == 200, created
+        ids.append(created["taskId"])
+    query = urllib.parse.urlencode([("tenant_id", "acme"), ("kinds", "invoice"),
+                                    ("kinds", "receipt"), ("metadata[po]", "17"),
+                                    ("metadata[batch]", marker)])
+    status, _, page = await call(http, "GET", f"/v1/tasks?{query}", ACME)
+    assert status == 200, page
+    assert [t["envelope"]["taskId"] for t in page["tasks"]] == [ids[1], ids[0]]
+    status, _, page = await call(http, "GET", "/v1/tasks?kinds=invoice&metadata%5Bbatch%5D="
+                                 f"{marker}", ACME)
+    assert [t["envelope"]["taskId"] for t in page["tasks"]] == [ids[2], ids[0]]
+    status, headers, body = await call(http, "GET", "/v1/tasks?kinds=Not%20A%20Kind", ACME)
+    assert_problem(status, headers, body, 422)
+    assert body["errors"][0]["field"] == "kinds[0]"
+    status, headers, body = await call(http, "GET", "/v1/tasks?metadata%5Bpo%5D=1&"
+                                       "metadata%5Bpo%5D=2", ACME)
+    assert_problem(status, headers, body, 400)
+    status, headers, body = await call(http, "GET", "/v1/tasks?metadata=po&metadata%5Bpo%5D=1",
+                                       ACME)
+    assert_problem(status, headers, body, 400)
+    assert body["errors"] == [{"field": "metadata",
+                               "detail": "give each entry as metadata[KEY]=VALUE"}]
+
+    status, headers, body = await call(http, "GET", f"/v1/tasks/{ids[0]}/timeline", ACME)
+    assert_problem(status, headers, body, 403)    # submitters do not read timelines
+    status, _, story = await call(http, "GET", f"/v1/tasks/{ids[0]}/timeline", AUDITOR)
+    assert status == 200 and story["task"]["envelope"]["taskId"] == ids[0]
+    assert [(e["source"], e["action"], e["status"]) for e in story["entries"]] == [
+        ("TIMELINE_SOURCE_STATUS", "status.changed", "TASK_STATUS_QUEUED")]
+
+    status, headers, body = await call(http, "POST", f"/v1/tasks/{ids[0]}/redrive", AUDITOR,
+                                       json={"reason": "stuck"})
+    assert_problem(status, headers, body, 403)    # re-driving is for admins
+    status, _, redriven = await call(http, "POST", f"/v1/tasks/{ids[0]}/redrive", ADMIN,
+                                     json={"reason": "stuck"})
+    assert status == 200 and redriven["task"]["envelope"]["taskId"] == ids[0]
+    status, _, story = await call(http, "GET", f"/v1/tasks/{ids[0]}/timeline", ADMIN)
+    assert story["entries"][-1]["action"] == "task.redriven"
+    assert story["entries"][-1]["actor"] == "key-4" and story["entries"][-1]["entryHash"]
+    status, headers, body = await call(http, "POST", f"/v1/tasks/{ids[0]}/redrive", ADMIN,
+                                       json={"reason": "x" * 1001})
+    assert_problem(status, headers, body, 422)
+    assert body["errors"][0]["field"] == "reason"
+    await call(http, "POST", f"/v1/tasks/{ids[2]}/cancel", ACME, json={})
+    status, headers, body = await call(http, "POST", f"/v1/tasks/{ids[2]}/redrive", ADMIN,
+                                       json={})
+    assert_problem(status, headers, body, 409)
+    status, headers, body = await call(http, "GET", f"/v1/tasks/{uuid.uuid4()}/timeline", ADMIN)
+    assert_problem(status, headers, body, 404)
 
 
 async def test_auth_and_roles_are_the_grpc_ones(http: Any) -> None:
@@ -367,7 +427,8 @@ def test_fuzz_rest_entry_points(settings: Settings) -> None:
     @given(body=st.one_of(_json, st.fixed_dictionaries({"submission": _submission_like})),
            raw=st.binary(max_size=40), query=st.dictionaries(
                st.sampled_from(["tenant_id", "statuses", "page_size", "page_token",
-                                "created_after", "x"]), st.text(max_size=12), max_size=4),
+                                "created_after", "x", "kinds", "metadata[po]", "metadata[]",
+                                "metadata[", "metadata"]), st.text(max_size=12), max_size=4),
            task_id=st.text(max_size=40))
     def one(body: Any, raw: bytes, query: dict[str, str], task_id: str) -> None:
         _check(*_post(f"{base}/v1/tasks", json.dumps(body).encode(), headers))
@@ -376,6 +437,9 @@ def test_fuzz_rest_entry_points(settings: Settings) -> None:
         quoted = urllib.parse.quote(task_id, safe="") or "x"
         _check(*_get(f"{base}/v1/tasks/{quoted}", ACME))
         _check(*_post(f"{base}/v1/tasks/{quoted}/cancel", json.dumps(body).encode(), headers))
+        _check(*_get(f"{base}/v1/tasks/{quoted}/timeline", ADMIN))
+        _check(*_post(f"{base}/v1/tasks/{quoted}/redrive", json.dumps(body).encode(),
+                      {**ADMIN, "Content-Type": "application/json"}))
 
     one()
 

@@ -2,18 +2,27 @@
 
 Hypothesis throws oversize fields, invalid UTF-8, deeply nested JSON, wrong shapes and
 injection strings at the domain functions the gRPC handler and the intake agent both use; none
-may raise, and every refusal must name a field.
+may raise, and every refusal must name a field. The operator console's requests (ListTasks'
+kind and metadata filters, GetModelHealth's window) get the same treatment.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.ingest import domain
-from switchyard.v1 import Document, Submission, TaskSource
+from services.decision import health
+from services.ingest import domain, listing
+from switchyard.v1 import (
+    Document,
+    GetModelHealthRequest,
+    ListTasksRequest,
+    Submission,
+    TaskSource,
+)
 
 INJECTIONS = ["'; DROP TABLE tasks; --", "<script>alert(1)</script>", "${jndi:ldap://x}",
               "../../etc/passwd", "\x00", "%s%s%n", "{{7*7}}", "\u202e", "🦄" * 50]
@@ -65,3 +74,50 @@ def test_deep_json_is_refused_before_parsing() -> None:
     problems = domain.validate(submission, max_payload_bytes=1_000_000)
     assert [(p.field, p.description) for p in problems] == [
         ("document.body", "JSON nested deeper than 64 levels")]
+
+
+# -- the operator console's requests --------------------------------------------------------
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kinds=st.lists(texts, max_size=40), metadata=st.dictionaries(texts, texts, max_size=20),
+       statuses=st.lists(st.integers(-5, 10), max_size=3), page_size=st.integers(-10, 600),
+       token=st.one_of(texts, st.binary(max_size=60).map(
+           lambda b: base64.urlsafe_b64encode(b).decode())))
+def test_list_filters_never_raise_and_name_fields(kinds: list[str], metadata: dict[str, str],
+                                                  statuses: list[int], page_size: int,
+                                                  token: str) -> None:
+    """ListTasks' kinds and metadata filters (with the other fields): a query, or problems
+    that each name a field of the request."""
+    request = ListTasksRequest(kinds=kinds, metadata=metadata, statuses=statuses,
+                               page_size=page_size, page_token=token)
+    query = listing.parse(request, "acme")
+    if isinstance(query, list):
+        assert query and all(p.description for p in query)
+        assert {p.field.split("[")[0] for p in query} <= {
+            "kinds", "metadata", "statuses", "page_size", "page_token", "created_before"}
+    else:
+        assert len(query.kinds) <= listing.MAX_KINDS
+        assert len(query.metadata) <= listing.MAX_METADATA_PAIRS
+        hashes = listing.metadata_hashes(b"k", "acme", query.metadata)
+        assert all(len(h) == 64 for h in hashes)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(window=st.one_of(st.none(), st.tuples(st.integers(-2**62, 2**62),
+                                             st.integers(-2**31, 2**31 - 1))),
+       bucket=st.one_of(st.none(), st.tuples(st.integers(-2**62, 2**62),
+                                             st.integers(-2**31, 2**31 - 1))))
+def test_model_health_windows_never_raise(window: tuple[int, int] | None,
+                                          bucket: tuple[int, int] | None) -> None:
+    """GetModelHealth's window and bucket, any Duration values: a window of at most 500
+    buckets, or field violations on window and bucket only."""
+    request = GetModelHealthRequest(tenant_id="acme")
+    if window is not None:
+        request.window.seconds, request.window.nanos = window
+    if bucket is not None:
+        request.bucket.seconds, request.bucket.nanos = bucket
+    parsed = health.parse_window(request)
+    if isinstance(parsed, list):
+        assert parsed and {p.field for p in parsed} <= {"window", "bucket"}
+    else:
+        assert parsed.bucket >= health.MIN_BUCKET

@@ -40,8 +40,10 @@ from switchyard.v1 import (
     ExecutorServiceStub,
     GetDeadLetterRequest,
     GetItemRequest,
+    GetModelHealthRequest,
     GetPackRequest,
     GetTaskRequest,
+    GetTaskTimelineRequest,
     GetTenantSettingsRequest,
     IngestServiceStub,
     ListBreakersRequest,
@@ -60,6 +62,7 @@ from switchyard.v1 import (
     RegisterWebhookSourceRequest,
     ReleaseRequest,
     ReplayDeadLetterRequest,
+    RedriveTaskRequest,
     RenewRequest,
     ResetBreakerRequest,
     RetryTaskRequest,
@@ -243,6 +246,8 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
     letters_channel = create_channel(f"127.0.0.1:{settings.ingest_grpc_port}",
                                      api_key="acme-admin")
     letters = DeadLetterServiceStub(letters_channel)
+    operator = IngestServiceStub(letters_channel)   # acme's admin on IngestService
+    acme_health = DecisionServiceStub(packs_channel)  # acme's admin on DecisionService
     globex_letters_channel = create_channel(f"127.0.0.1:{settings.ingest_grpc_port}",
                                             api_key="globex-admin")
     globex_letters = DeadLetterServiceStub(globex_letters_channel)
@@ -302,6 +307,13 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
                 task_id=task_id)), grpc.StatusCode.NOT_FOUND),
             "IngestService/WatchTask": (lambda: ingest.WatchTask(WatchTaskRequest(
                 task_id=task_id)), grpc.StatusCode.NOT_FOUND),
+            # the operator console's task RPCs: acme's admin finds no task of globex's
+            "IngestService/GetTaskTimeline": (lambda: operator.GetTaskTimeline(
+                GetTaskTimelineRequest(task_id=task_id)), grpc.StatusCode.NOT_FOUND),
+            "IngestService/RedriveTask": (lambda: operator.RedriveTask(RedriveTaskRequest(
+                task_id=task_id, reason="not mine")), grpc.StatusCode.NOT_FOUND),
+            "DecisionService/GetModelHealth": (lambda: acme_health.GetModelHealth(
+                GetModelHealthRequest(tenant_id="globex")), grpc.StatusCode.PERMISSION_DENIED),
             "IngestService/WatchTenant": (lambda: ingest.WatchTenant(WatchTenantRequest(
                 tenant_id="globex")), grpc.StatusCode.PERMISSION_DENIED),
             "IngestService/RegisterWebhook": (lambda: ingest.RegisterWebhook(
@@ -369,6 +381,30 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
         }
         got = {rpc: await code_of(call) for rpc, (call, _) in expected.items()}
         assert got == {rpc: code for rpc, (_, code) in expected.items()}
+        # nor every tenant at once: "*" is for operator keys only
+        assert await code_of(lambda: acme_health.GetModelHealth(GetModelHealthRequest(
+            tenant_id="*"))) == grpc.StatusCode.PERMISSION_DENIED
+        # least privilege: a submitter may not read timelines nor re-drive; an auditor reads
+        own_task = (await ingest.SubmitTask(SubmitTaskRequest(
+            submission=submission("acme", "Support ticket: printer jam")))).task_id
+        assert await code_of(lambda: ingest.GetTaskTimeline(GetTaskTimelineRequest(
+            task_id=own_task))) == grpc.StatusCode.PERMISSION_DENIED
+        assert await code_of(lambda: ingest.RedriveTask(RedriveTaskRequest(
+            task_id=own_task))) == grpc.StatusCode.PERMISSION_DENIED
+        assert await code_of(lambda: acme_health.GetModelHealth(GetModelHealthRequest(
+            tenant_id="acme"))) == grpc.StatusCode.OK
+        audit_channel = create_channel(f"127.0.0.1:{settings.ingest_grpc_port}",
+                                       api_key="audit")
+        try:
+            auditor = IngestServiceStub(audit_channel)
+            story = await auditor.GetTaskTimeline(GetTaskTimelineRequest(task_id=own_task))
+            assert story.task.envelope.task_id == own_task and story.entries
+            assert await code_of(lambda: auditor.RedriveTask(RedriveTaskRequest(
+                task_id=own_task))) == grpc.StatusCode.PERMISSION_DENIED
+            assert await code_of(lambda: auditor.GetTaskTimeline(GetTaskTimelineRequest(
+                task_id=task_id))) == grpc.StatusCode.NOT_FOUND
+        finally:
+            await audit_channel.close()
 
         # RPCs that answer rather than refuse: the answer holds nothing of globex's
         bulk = await ingest.SubmitTasks(SubmitTasksRequest(submissions=[
