@@ -20,7 +20,7 @@ function utc(ms) {
 }
 
 // series: [{name, points: [{t: epoch ms, y: number or null}]}]; options: {format(y) -> text,
-// yMax: fixed top of the axis (e.g. 1 for rates)}.
+// yMax: fixed top of the axis (e.g. 1 for rates), tMin/tMax: the time axis (epoch ms)}.
 function lineChart(title, series, options) {
   const opts = options || {};
   const format = opts.format || ((v) => String(v));
@@ -34,7 +34,9 @@ function lineChart(title, series, options) {
   const W = 640, H = 220, L = 70, R = 16, T = 12, B = 34;
   const values = series.flatMap((s) => s.points).filter((p) => p.y !== null && p.y !== undefined);
   const times = [...new Set(series.flatMap((s) => s.points.map((p) => p.t)))].sort((a, b) => a - b);
-  const tMin = times.length ? times[0] : 0, tMax = times.length ? times[times.length - 1] : 1;
+  // the time axis spans the window asked for (opts.tMin/tMax) or else the data
+  const tMin = opts.tMin !== undefined ? opts.tMin : (times.length ? times[0] : 0);
+  const tMax = opts.tMax !== undefined ? opts.tMax : (times.length ? times[times.length - 1] : 1);
   const yMax = opts.yMax || Math.max(0, ...values.map((p) => p.y)) || 1;
   const x = (t) => L + (tMax > tMin ? (t - tMin) / (tMax - tMin) : 0.5) * (W - L - R);
   const y = (v) => T + (1 - v / yMax) * (H - T - B);
@@ -49,7 +51,7 @@ function lineChart(title, series, options) {
     label.textContent = format(v);
     axis.append(label);
   }
-  if (times.length) {
+  if (times.length || opts.tMin !== undefined) {
     const first = svgEl("text", { x: L, y: H - 10, "text-anchor": "start" });
     first.textContent = utc(tMin);
     const last = svgEl("text", { x: W - R, y: H - 10, "text-anchor": "end" });

@@ -355,11 +355,15 @@ async function loadModelHealth() {
       }
       return [...series].map(([name, points]) => ({ name, points }));
     };
+    // only buckets with measurements come back: the time axis shows the whole window
+    const axis = { tMax: Date.now(), tMin: Date.now() - Number($("m-window").value) * 3600000 };
     $("model-charts").replaceChildren(
       lineChart("Shadow agreement with the live model",
-        bySeries(data.shadow, (r) => `${r.model} v${r.live_version} vs v${r.shadow_version}`, (r) => r.agreement), { yMax: 1, format: percent }),
+        bySeries(data.shadow, (r) => `${r.model} v${r.live_version} vs v${r.shadow_version}`, (r) => r.agreement),
+        { yMax: 1, format: percent, ...axis }),
       lineChart("Input drift (population stability index; above 0.25: inputs unlike training)",
-        bySeries(data.drift, (r) => `${r.model} v${r.version} ${r.feature}`, (r) => r.psi), { format: (v) => v.toFixed(3) }),
+        bySeries(data.drift, (r) => `${r.model} v${r.version} ${r.feature}`, (r) => r.psi),
+        { format: (v) => v.toFixed(3), ...axis }),
     );
     setLine("model-status", `${data.shadow.length} shadow and ${data.drift.length} drift buckets for tenant ${data.tenant}.`);
   } catch (err) {
