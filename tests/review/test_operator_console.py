@@ -42,7 +42,7 @@ from switchyard.v1 import (
 )
 from tests.client.helpers import OPS_KEY, review, sample
 from tests.polling import eventually
-from tests.review.helpers import artifact
+from tests.review.helpers import artifact, switchyard
 from tests.terminal import TERMINAL_STATUSES
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pipeline")]
@@ -437,3 +437,18 @@ async def test_the_review_console_passes_wcag_aa(settings: Settings, tasks: Task
     finally:
         await page.close()
 
+
+
+async def test_stats_trend_prints_the_console_figures(settings: Settings, tasks: Tasks) -> None:
+    """`switchyard stats --trend` reads the same per-bucket KPIs the console charts."""
+    code, out = await switchyard(settings, "stats", "--trend", "--tenant", "acme", "--json",
+                                 "--window-h", "1", "--bucket-m", "5")
+    assert code == 0, out
+    points = json.loads(out)
+    assert len(points) == 12
+    assert sum(p["tasks"] for p in points) >= 2  # the executed and the failed task at least
+    assert any(p["automation_rate"] is not None for p in points)
+    assert any(p["escalations_per_hour"] for p in points)
+    code, out = await switchyard(settings, "stats", "--trend", "--tenant", "acme",
+                                 "--bucket-m", "0.5")
+    assert code == 2 and "bucket: at least 60 seconds" in out, out
