@@ -322,6 +322,10 @@ class OperatorApi:
                 return problem(401, "UNAUTHENTICATED", "invalid API key")
             except grpc.aio.AioRpcError as exc:
                 return problem_from_rpc(exc)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                # the KPI charts' PostgreSQL is restarting or unreachable
+                return problem(503, "UNAVAILABLE", f"PostgreSQL unavailable: {exc}",
+                               headers={"Retry-After": "1"})
         return guarded
 
     # -- handlers ------------------------------------------------------------------------------

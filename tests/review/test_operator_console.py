@@ -279,7 +279,7 @@ async def test_dead_letters_breakers_and_charts(settings: Settings, tasks: Tasks
             return None
         letter_id = await eventually(listed, "the bad record's dead letter", WAIT_S, 0.5)
         await check_wcag(page, "dead letters")
-        await page.locator(f'tr[data-dead-letter-id="{letter_id}"] button').focus()
+        await tab_to(page, f'tr[data-dead-letter-id="{letter_id}"] button')
         await page.keyboard.press("Enter")
         await expect(page.locator("#dl-id")).to_have_text(letter_id)
         await expect(page.locator("#dl-headers")).to_contain_text("x-tenant-id: acme")
@@ -390,6 +390,7 @@ async def test_auditors_read_only_and_reviewers_are_refused(settings: Settings, 
         await page.press("#api-key", "Enter")
         await expect(page.locator("#login-error")).to_contain_text(
             "may not use the operator console")
+        await check_wcag(page, "operator sign-in")
     finally:
         await page.close()
 
