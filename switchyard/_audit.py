@@ -1,8 +1,8 @@
 """The audit trail: append-only entries in PostgreSQL, hash-chained per tenant.
 
 Every decision, executed step, compensation, human verdict (and review expiry, default action
-or withdrawal), operator action (a cancellation, a breaker reset) and retention purge is
-appended with :func:`append` inside the transaction that makes the change, so the trail and
+or withdrawal), operator action (a cancellation, a re-drive, a breaker reset) and retention
+purge is appended with :func:`append` inside the transaction that makes the change, so the trail and
 the system of record cannot disagree. Configuration is not audited here: it comes from
 settings and the policy file, which change with a deployment. :func:`verify` recomputes every chain and names the first
 entry whose content or link no longer matches.
@@ -129,6 +129,7 @@ async def verify(conn: asyncpg.Connection, tenant_id: str | None = None) -> Veri
 
 
 async def task_story(conn: asyncpg.Connection, task_id: str) -> list[asyncpg.Record]:
+    """The task's entries, oldest first (``switchyard audit show``, GetTaskTimeline)."""
     return await conn.fetch(
         "SELECT entry_id, seq, occurred_at, actor, action, detail, entry_hash FROM audit_log "
         "WHERE task_id = $1 ORDER BY occurred_at, entry_id", uuid.UUID(task_id))

@@ -13,8 +13,12 @@ from switchyard_client._client import (
     Client,
     RetryPolicy,
     Submitted,
+    TaskPage,
+    Timeline,
+    list_request,
     new_submission,
 )
+from switchyard_client._v1.ingest_service_pb2 import TimelineEntry, TimelineSource
 from switchyard_client._status import FieldViolation
 from switchyard_client._v1.task_pb2 import (
     Document,
@@ -42,6 +46,7 @@ __all__ = [
     "AUTH_HEADER", "NO_RETRIES", "TERMINAL_STATUSES", "AsyncClient", "BatchItem", "Client",
     "Conflict", "Document", "FailedPrecondition", "FieldViolation", "InvalidSubmission",
     "NotFound", "PermissionDenied", "RateLimited", "RetryPolicy", "StatusEvent", "Submission",
-    "Submitted", "SwitchyardError", "Task", "TaskPriority", "TaskStage", "TaskStatus",
-    "Unauthenticated", "Unavailable", "WaitTimeout", "new_submission",
+    "Submitted", "SwitchyardError", "Task", "TaskPage", "TaskPriority", "TaskStage",
+    "TaskStatus", "Timeline", "TimelineEntry", "TimelineSource", "Unauthenticated",
+    "Unavailable", "WaitTimeout", "list_request", "new_submission",
 ]

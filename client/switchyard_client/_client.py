@@ -22,6 +22,10 @@ from switchyard_client._status import FieldViolation
 from switchyard_client._v1.ingest_service_pb2 import (
     CancelTaskRequest,
     GetTaskRequest,
+    GetTaskTimelineRequest,
+    ListTasksRequest,
+    ListTasksResponse,
+    RedriveTaskRequest,
     RetryTaskRequest,
     SubmitTaskRequest,
     SubmitTaskResponse,
@@ -30,6 +34,7 @@ from switchyard_client._v1.ingest_service_pb2 import (
     WatchTaskRequest,
 )
 from switchyard_client._v1.ingest_service_pb2_grpc import IngestServiceStub
+from switchyard_client._v1.ingest_service_pb2 import TimelineEntry
 from switchyard_client._v1.task_pb2 import (
     Document,
     StatusEvent,
@@ -159,6 +164,36 @@ def _batch(submissions: Sequence[Submission], response: SubmitTasksResponse
     return items
 
 
+@dataclass(frozen=True)
+class TaskPage:
+    """One page of :meth:`Client.list_tasks`: newest first; ``next_page_token`` is empty on
+    the last page (pass it back, with the same filters, for the next one)."""
+
+    tasks: list[Task]
+    next_page_token: str
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """A task and its story, oldest first (:meth:`Client.timeline`)."""
+
+    task: Task
+    entries: list[TimelineEntry]
+
+
+def list_request(tenant_id: str = "", *, statuses: Sequence[int] = (),
+                 kinds: Sequence[str] = (), metadata: Mapping[str, str] | None = None,
+                 page_size: int = 0, page_token: str = "") -> ListTasksRequest:
+    """A ListTasks request: statuses and kinds match any of theirs, metadata every pair."""
+    return ListTasksRequest(tenant_id=tenant_id, statuses=list(statuses), kinds=list(kinds),
+                            metadata=dict(metadata or {}), page_size=page_size,
+                            page_token=page_token)
+
+
+def _page(response: ListTasksResponse) -> TaskPage:
+    return TaskPage(tasks=list(response.tasks), next_page_token=response.next_page_token)
+
+
 def _read(path: str | Path | None) -> bytes | None:
     return Path(path).read_bytes() if path else None
 
@@ -282,6 +317,25 @@ class Client(_Base):
                          idempotency_key=response.task.envelope.idempotency_key,
                          status=response.task.status, created=response.created)
 
+    def list_tasks(self, tenant_id: str = "", **filters: Any) -> TaskPage:
+        """One page of a tenant's tasks (the caller's own when ``tenant_id`` is empty),
+        newest first; ``filters`` as :func:`list_request` (statuses, kinds, metadata,
+        page_size, page_token)."""
+        return _page(self._call(self._stub.ListTasks, list_request(tenant_id, **filters)))
+
+    def timeline(self, task_id: str) -> Timeline:
+        """The task's status changes and audit entries, oldest first (admin and auditor
+        keys)."""
+        response = self._call(self._stub.GetTaskTimeline,
+                              GetTaskTimelineRequest(task_id=task_id))
+        return Timeline(task=response.task, entries=list(response.entries))
+
+    def redrive(self, task_id: str, reason: str = "") -> Task:
+        """Publish an unfinished task again now (admin keys); a terminal one raises
+        :class:`FailedPrecondition`. Not retried: each call is one audited re-drive."""
+        return self._call(self._stub.RedriveTask,
+                          RedriveTaskRequest(task_id=task_id, reason=reason), NO_RETRIES).task
+
     def watch(self, task_id: str, *, after_sequence: int = 0,
               timeout_s: float | None = None) -> Iterator[StatusEvent]:
         """The task's status events after ``after_sequence`` (0: its whole history), ending
@@ -384,6 +438,20 @@ class AsyncClient(_Base):
                          idempotency_key=response.task.envelope.idempotency_key,
                          status=response.task.status, created=response.created)
 
+    async def list_tasks(self, tenant_id: str = "", **filters: Any) -> TaskPage:
+        return _page(await self._call(self._stub.ListTasks,
+                                      list_request(tenant_id, **filters)))
+
+    async def timeline(self, task_id: str) -> Timeline:
+        response = await self._call(self._stub.GetTaskTimeline,
+                                    GetTaskTimelineRequest(task_id=task_id))
+        return Timeline(task=response.task, entries=list(response.entries))
+
+    async def redrive(self, task_id: str, reason: str = "") -> Task:
+        return (await self._call(self._stub.RedriveTask,
+                                 RedriveTaskRequest(task_id=task_id, reason=reason),
+                                 NO_RETRIES)).task
+
     async def watch(self, task_id: str, *, after_sequence: int = 0,
                     timeout_s: float | None = None) -> AsyncIterator[StatusEvent]:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -420,4 +488,5 @@ class AsyncClient(_Base):
 
 
 __all__ = ["AUTH_HEADER", "NO_RETRIES", "TERMINAL_STATUSES", "AsyncClient", "BatchItem",
-           "Client", "RetryPolicy", "Submitted", "new_submission"]
+           "Client", "RetryPolicy", "Submitted", "TaskPage", "Timeline", "list_request",
+           "new_submission"]

@@ -19,7 +19,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import asyncpg
@@ -60,7 +60,7 @@ class Query:
     after: tuple[datetime, uuid.UUID] | None
     kinds: tuple[str, ...] = ()
     #: The wanted metadata pairs (trimmed); matched through ``metadata_hashes``.
-    metadata: tuple[tuple[str, str], ...] = field(default=())
+    metadata: tuple[tuple[str, str], ...] = ()
 
     def fingerprint(self) -> str:
         return _fingerprint(self.tenant_id, self.statuses, self.created_after,

@@ -44,7 +44,10 @@ def test_an_unreachable_target_is_exit_3_without_a_traceback(tmp_path: Path) -> 
     target = f"127.0.0.1:{free_port()}"
     for args in (("submit", str(ticket)), ("tasks", "get", "some-id"),
                  ("tasks", "list", "--json"), ("tasks", "watch", "some-id"),
-                 ("tasks", "cancel", "some-id"), ("tasks", "retry", "some-id")):
+                 ("tasks", "cancel", "some-id"), ("tasks", "retry", "some-id"),
+                 ("tasks", "timeline", "some-id"), ("tasks", "redrive", "some-id"),
+                 ("tasks", "list", "--kind", "invoice", "--meta", "po=17"),
+                 ("models", "health", "--tenant", "acme")):
         done = switchyard(None, *args, "--target", target, "--connect-timeout", "0.2")
         assert done.returncode == 3, (args, done.stderr)
         assert "Traceback" not in done.stderr and target in done.stderr, done.stderr

@@ -1,8 +1,9 @@
 """The client SDK against the real stack (the four services as processes, auth on).
 
 Submit and wait (sync and asyncio), bulk submit, typed errors with field violations, API-key
-auth, the per-tenant rate limit retried with the same idempotency key, cancel, and RetryTask
-of a rejected (FAILED) and of a CANCELLED task.
+auth, the per-tenant rate limit retried with the same idempotency key, cancel, RetryTask
+of a rejected (FAILED) and of a CANCELLED task, and the operator calls (filtered listing,
+timeline, re-drive).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from switchyard_client import (
     RetryPolicy,
     SwitchyardError,
     TaskStatus,
+    TimelineSource,
     Unauthenticated,
     WaitTimeout,
     new_submission,
@@ -37,7 +39,7 @@ from switchyard_client import (
 
 from switchyard import Settings
 from switchyard.v1 import Verdict
-from tests.client.helpers import ACME_KEY, KEYS, SLOW_KEY, review, sample
+from tests.client.helpers import ACME_KEY, KEYS, OPS_KEY, SLOW_KEY, review, sample
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pipeline")]
 README = Path(__file__).resolve().parents[2] / "client" / "README.md"
@@ -248,3 +250,57 @@ def test_the_readme_examples_run(target: str) -> None:
     assert outputs[0].startswith("task ") and "TASK_STATUS_SUCCEEDED" in outputs[0]
     assert "'document.body': 'malformed JSON" in outputs[1]
     assert "retried as" in outputs[2] or "SUCCEEDED" in outputs[2]
+
+
+def test_list_by_kind_and_metadata_timeline_and_redrive(client: Client, target: str,
+                                                        settings: Settings) -> None:
+    """The SDK's operator calls: list_tasks with kind and metadata filters (paged), the
+    timeline (admin key), and redrive (admin key; a terminal task raises)."""
+    marker = uuid.uuid4().hex[:8]
+    ticket = client.submit("acme", sample("support_ticket", 5), kind="support_ticket",
+                           metadata={"batch": marker})
+    misfiled = client.submit("acme", sample("invoice", 8), kind="admission_form",
+                             metadata={"batch": marker})
+    first = client.list_tasks("acme", kinds=["support_ticket", "admission_form"],
+                              metadata={"batch": marker}, page_size=1)
+    rest = client.list_tasks("acme", kinds=["support_ticket", "admission_form"],
+                             metadata={"batch": marker}, page_size=1,
+                             page_token=first.next_page_token)
+    assert [t.envelope.task_id for t in first.tasks + rest.tasks] == [misfiled.task_id,
+                                                                      ticket.task_id]
+    assert not rest.next_page_token
+    only = client.list_tasks(kinds=["admission_form"], metadata={"batch": marker})
+    assert [t.envelope.task_id for t in only.tasks] == [misfiled.task_id]
+    with pytest.raises(InvalidSubmission) as caught:
+        client.list_tasks(kinds=[""])
+    assert "kinds[0]" in caught.value.violations()
+    with pytest.raises(PermissionDenied):            # a submitter's key
+        client.timeline(ticket.task_id)
+
+    blocked(client, misfiled.task_id)
+    with Client(target, api_key=OPS_KEY) as ops:
+        story = ops.timeline(misfiled.task_id)
+        assert story.task.envelope.task_id == misfiled.task_id
+        assert [e.action for e in story.entries][0] == "status.changed"
+        assert "decision.made" in [e.action for e in story.entries]
+        assert {e.source for e in story.entries} == {TimelineSource.TIMELINE_SOURCE_STATUS,
+                                                     TimelineSource.TIMELINE_SOURCE_AUDIT}
+        redriven = ops.redrive(misfiled.task_id, reason="operator check")
+        assert redriven.status == TaskStatus.TASK_STATUS_BLOCKED   # still with its reviewer
+        assert ops.timeline(misfiled.task_id).entries[-1].action == "task.redriven"
+        client.cancel(misfiled.task_id)
+        with pytest.raises(FailedPrecondition):
+            ops.redrive(misfiled.task_id)
+        with pytest.raises(NotFound):
+            ops.redrive(str(uuid.uuid4()))
+
+    async def from_asyncio() -> None:
+        async with AsyncClient(target, api_key=OPS_KEY) as ops:
+            page = await ops.list_tasks("acme", metadata={"batch": marker})
+            assert {t.envelope.task_id for t in page.tasks} == {ticket.task_id,
+                                                               misfiled.task_id}
+            story = await ops.timeline(misfiled.task_id)
+            assert "task.cancelled" in [e.action for e in story.entries]
+            with pytest.raises(FailedPrecondition):
+                await ops.redrive(misfiled.task_id)
+    asyncio.run(from_asyncio())

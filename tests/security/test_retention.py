@@ -340,3 +340,35 @@ def test_a_packs_shorter_retention_purges_its_tasks_first(settings: Settings) ->
             await conn.close()
 
     assert asyncio.run(purged()) == {"by_kind": True, "by_decision": True, "other": False}
+
+
+def test_purge_deletes_drift_samples_older_than_30_days(settings: Settings) -> None:
+    """GetModelHealth answers at most 30 days back; older drift samples are deleted, newer
+    ones kept (a dry run deletes nothing)."""
+    async def seed_samples() -> None:
+        conn = await connect(settings)
+        try:
+            await conn.executemany(
+                "INSERT INTO decision_drift_samples (model, version, feature, psi, measured_at) "
+                "VALUES ('document_router', '1.0.0', $1, 0.05, now() - $2::interval)",
+                [("old", timedelta(days=31)), ("older", timedelta(days=90)),
+                 ("recent", timedelta(days=29))])
+        finally:
+            await conn.close()
+
+    async def features() -> set[str]:
+        conn = await connect(settings)
+        try:
+            return {r["feature"] for r in await conn.fetch(
+                "SELECT feature FROM decision_drift_samples")}
+        finally:
+            await conn.close()
+
+    asyncio.run(seed_samples())
+    dry = run_cli(settings, "purge", "--dry-run")
+    assert dry.returncode == 0 and asyncio.run(features()) >= {"old", "older", "recent"}
+    done = run_cli(settings, "purge")
+    assert done.returncode == 0, done.stderr
+    assert "deleted 2 drift sample(s) older than 30 days" in done.stdout, done.stdout
+    left = asyncio.run(features())
+    assert "recent" in left and not {"old", "older"} & left
