@@ -7,13 +7,20 @@ time exports through: the one holding a PostgreSQL advisory lock (per schema, i.
 deployment). The others export no KPI series, so a dashboard that sums over pods counts each
 figure once; when the exporting replica dies its session ends, the lock is released and
 another replica takes over within ``SWITCHYARD_KPI_REFRESH_S``.
+
+:func:`kpi_trend` computes the same figures per time bucket for one tenant: the operator
+console's KPI charts (the one console view that reads PostgreSQL directly, as
+``switchyard stats`` does) and ``switchyard stats --trend``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import asyncpg
@@ -22,6 +29,11 @@ from prometheus_client import Gauge
 from switchyard._db import connect
 from switchyard._settings import Settings
 from switchyard._taskstore import TERMINAL_SQL
+
+__all__ = ["EXPORTING", "Economics", "KpiExporter", "KpiPoint", "MAX_TREND_BUCKETS",
+           "MAX_TREND_WINDOW", "MIN_TREND_BUCKET", "TenantKpis", "as_dict", "kpi_trend",
+           "point_dict", "reason_name", "tenant_kpis", "total_cost", "trend_buckets",
+           "trend_points"]
 
 log = logging.getLogger(__name__)
 #: One KPI exporter per deployment: (class key, schema) for ``pg_try_advisory_lock(int, int)``.
@@ -70,17 +82,23 @@ class Economics:
 
     @classmethod
     def of(cls, kpis: TenantKpis, settings: Settings) -> Economics:
-        review_minutes = kpis.human_reviewed * settings.kpi_review_minutes_per_item
         minutes_saved = kpis.automated * settings.kpi_minutes_per_manual_task
-        cost = (kpis.tasks * settings.kpi_inference_cost
-                + kpis.tasks * settings.kpi_compute_cost
-                + review_minutes * settings.kpi_review_minute_cost)
+        cost = total_cost(kpis.tasks, kpis.human_reviewed, settings)
         return cls(minutes_saved, cost / kpis.automated if kpis.automated else 0.0)
 
 
-_QUERY = f"""
-WITH reviewed AS (SELECT DISTINCT task_id FROM review_items)
-SELECT t.tenant_id,
+def total_cost(tasks: int, human_reviewed: int, settings: Settings) -> float:
+    """What ``tasks`` tasks cost, ``human_reviewed`` of them reviewed by a person: inference
+    and compute per task plus the reviewers' minutes (the ``kpi_*`` unit-cost settings). The
+    one cost formula, for ``switchyard stats`` and the operator console's trend alike."""
+    review_minutes = human_reviewed * settings.kpi_review_minutes_per_item
+    return (tasks * settings.kpi_inference_cost + tasks * settings.kpi_compute_cost
+            + review_minutes * settings.kpi_review_minute_cost)
+
+
+#: The figures of a group of tasks (``t``: tasks, ``r``: the reviewed ones), shared by the
+#: per-tenant totals and the per-bucket trend so both count the same way.
+_AGGREGATES = f"""
        count(*) AS tasks,
        count(*) FILTER (WHERE t.status IN ('QUEUED', 'IN_PROGRESS')) AS open,
        count(*) FILTER (WHERE t.status = 'SUCCEEDED') AS succeeded,
@@ -94,7 +112,11 @@ SELECT t.tenant_id,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM t.updated_at - t.created_at))
            FILTER (WHERE t.status IN {TERMINAL_SQL}) AS p95,
        percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM t.updated_at - t.created_at))
-           FILTER (WHERE t.status IN {TERMINAL_SQL}) AS p99
+           FILTER (WHERE t.status IN {TERMINAL_SQL}) AS p99"""
+
+_QUERY = f"""
+WITH reviewed AS (SELECT DISTINCT task_id FROM review_items)
+SELECT t.tenant_id, {_AGGREGATES}
   FROM tasks t LEFT JOIN reviewed r ON r.task_id = t.task_id
  GROUP BY t.tenant_id ORDER BY t.tenant_id
 """
@@ -128,6 +150,109 @@ def as_dict(kpis: TenantKpis, economics: Economics) -> dict[str, Any]:
     out.update(automation_rate=kpis.automation_rate, intervention_rate=kpis.intervention_rate,
                error_rate=kpis.error_rate, minutes_saved=economics.minutes_saved,
                cost_per_automated=economics.cost_per_automated)
+    return out
+
+
+# -- trends (the operator console's charts) -------------------------------------------------
+
+#: Limits of a trend request, the same as DecisionService.GetModelHealth's.
+MAX_TREND_WINDOW = timedelta(days=30)
+MIN_TREND_BUCKET = timedelta(minutes=1)
+MAX_TREND_BUCKETS = 500
+
+# Tasks are bucketed by when they were created ($2: the first bucket's start, $3: the bucket
+# width in seconds, $4: the end), review items by when they were escalated.
+_TREND_QUERY = f"""
+WITH reviewed AS (SELECT DISTINCT task_id FROM review_items WHERE tenant_id = $1)
+SELECT floor(extract(epoch FROM t.created_at - $2::timestamptz) / $3)::int AS bucket,
+       {_AGGREGATES}
+  FROM tasks t LEFT JOIN reviewed r ON r.task_id = t.task_id
+ WHERE t.tenant_id = $1 AND t.created_at >= $2 AND t.created_at < $4
+ GROUP BY 1 ORDER BY 1
+"""
+_TREND_REASONS = """
+SELECT floor(extract(epoch FROM created_at - $2::timestamptz) / $3)::int AS bucket, reason,
+       count(*) AS n
+  FROM review_items
+ WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $4
+ GROUP BY 1, 2
+"""
+
+
+@dataclass(frozen=True)
+class KpiPoint:
+    """The KPIs of the tasks a tenant created in one time bucket."""
+
+    start: datetime
+    tasks: int
+    terminal: int
+    automated: int
+    human_reviewed: int
+    automation_rate: float | None      # None: no task of the bucket has finished yet
+    p95_seconds: float | None          # end-to-end, of the bucket's finished tasks
+    cost_per_task: float | None        # total_cost / tasks; None without tasks
+    escalations_per_hour: dict[str, float] = field(default_factory=dict)  # by reason
+
+
+def trend_buckets(end: datetime, window: timedelta, bucket: timedelta) -> list[datetime]:
+    """The starts of the buckets covering ``window`` up to ``end`` (the last one ends at
+    ``end``); a ValueError names the limit a request breaks."""
+    if bucket < MIN_TREND_BUCKET:
+        raise ValueError(f"bucket: at least {MIN_TREND_BUCKET.total_seconds():.0f} seconds")
+    if window <= timedelta(0) or window > MAX_TREND_WINDOW:
+        raise ValueError(f"window: more than 0 and at most {MAX_TREND_WINDOW.days} days")
+    count = math.ceil(window / bucket)
+    if count > MAX_TREND_BUCKETS:
+        raise ValueError(f"window / bucket: at most {MAX_TREND_BUCKETS} buckets "
+                         f"(asked for {count})")
+    first = end - count * bucket
+    return [first + i * bucket for i in range(count)]
+
+
+def trend_points(starts: list[datetime], bucket: timedelta, rows: Iterable[Mapping[str, Any]],
+                 reason_rows: Iterable[Mapping[str, Any]], settings: Settings
+                 ) -> list[KpiPoint]:
+    """One point per bucket (empty buckets too, so a chart's time axis has no gaps) from the
+    rows of the trend queries, keyed by bucket index."""
+    by_bucket = {row["bucket"]: row for row in rows}
+    hours = bucket.total_seconds() / 3600
+    reasons: dict[int, dict[str, float]] = {}
+    for row in reason_rows:
+        reasons.setdefault(row["bucket"], {})[reason_name(row["reason"])] = row["n"] / hours
+    points = []
+    for index, start in enumerate(starts):
+        row = by_bucket.get(index)
+        tasks = row["tasks"] if row else 0
+        terminal = (row["succeeded"] + row["failed"] + row["cancelled"]) if row else 0
+        automated = row["automated"] if row else 0
+        reviewed = row["human_reviewed"] if row else 0
+        points.append(KpiPoint(
+            start=start, tasks=tasks, terminal=terminal, automated=automated,
+            human_reviewed=reviewed,
+            automation_rate=automated / terminal if terminal else None,
+            p95_seconds=row["p95"] if row else None,
+            cost_per_task=total_cost(tasks, reviewed, settings) / tasks if tasks else None,
+            escalations_per_hour=reasons.get(index, {})))
+    return points
+
+
+async def kpi_trend(conn: asyncpg.Connection | asyncpg.Pool, settings: Settings,
+                    tenant_id: str, window: timedelta, bucket: timedelta,
+                    end: datetime | None = None) -> list[KpiPoint]:
+    """A tenant's KPIs per ``bucket`` over the last ``window`` (automation rate, P95
+    end-to-end latency, escalations per hour by reason, cost per task), from PostgreSQL with
+    the same aggregates and cost formula as :func:`tenant_kpis` and :class:`Economics`."""
+    end = end or datetime.now(timezone.utc)
+    starts = trend_buckets(end, window, bucket)
+    args = (tenant_id, starts[0], bucket.total_seconds(), end)
+    rows = await conn.fetch(_TREND_QUERY, *args)
+    reason_rows = await conn.fetch(_TREND_REASONS, *args)
+    return trend_points(starts, bucket, rows, reason_rows, settings)
+
+
+def point_dict(point: KpiPoint) -> dict[str, Any]:
+    out = asdict(point)
+    out["start"] = point.start.isoformat().replace("+00:00", "Z")
     return out
 
 

@@ -88,6 +88,12 @@ def service_specs(settings: Settings,
             from services.executor.endpoints import embedded_endpoints
 
             env[env_var("executor_endpoints")] = embedded_endpoints(settings)
+        if name == "review":
+            # the operator console (in the review process) calls these services' RPCs
+            for other in ("ingest", "decision", "executor"):
+                if not getattr(settings, f"{other}_address"):
+                    port = getattr(settings, SERVICE_PORTS[other][0])
+                    env[env_var(f"{other}_address")] = f"127.0.0.1:{port}"
         specs.append(ServiceSpec(
             name=name, argv=[sys.executable, "-m", "switchyard", "run", name],
             env=env, health_port=getattr(settings, grpc_attr), health_tls=tls,
@@ -111,6 +117,8 @@ def print_endpoints(stack: EmbeddedStack, console: Console) -> None:
         table.add_row(row.name, row.endpoint, str(row.pid or "-"))
     scheme = "https" if settings.tls_cert_file else "http"
     table.add_row("review console", f"{scheme}://127.0.0.1:{settings.review_web_port}", "")
+    table.add_row("operator console",
+                  f"{scheme}://127.0.0.1:{settings.review_web_port}/operator", "")
     if settings.ingest_rest_port:
         table.add_row("REST gateway", f"{scheme}://127.0.0.1:{settings.ingest_rest_port}", "")
     table.add_row("downstream (demo ERP)", f"http://127.0.0.1:{settings.downstream_http_port}",

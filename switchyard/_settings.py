@@ -234,6 +234,21 @@ class Settings:
     review_web_port: int = setting(
         8080, "Review web console HTTP port.", group="services", minimum=0, maximum=65535,
     )
+    ingest_address: str = setting(
+        "", "Where other processes reach IngestService (host:port); empty means "
+        "127.0.0.1:<ingest_grpc_port>. The review process's operator console calls it.",
+        group="services",
+    )
+    decision_address: str = setting(
+        "", "Where other processes reach DecisionService (host:port); empty means "
+        "127.0.0.1:<decision_grpc_port>. The review process's operator console calls it.",
+        group="services",
+    )
+    executor_address: str = setting(
+        "", "Where other processes reach the executor's admin gRPC API (host:port); empty "
+        "means 127.0.0.1:<executor_grpc_port>. The review process's operator console calls "
+        "it.", group="services",
+    )
     ingest_rest_port: int = setting(
         8081, "Ingest REST/JSON gateway and inbound webhook HTTP port (0 = off).",
         group="services", minimum=0, maximum=65535,

@@ -1,17 +1,29 @@
-"""``switchyard stats``: the business KPIs as a live terminal view, or JSON for scripts."""
+"""``switchyard stats``: the business KPIs as a live terminal view, or JSON for scripts;
+``--trend``: one tenant's KPIs per time bucket (the operator console's charts)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
+from datetime import datetime, timedelta, timezone
 
+import asyncpg
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from switchyard._db import create_pool
-from switchyard._kpis import Economics, TenantKpis, as_dict, tenant_kpis
+from switchyard._kpis import (
+    Economics,
+    KpiPoint,
+    TenantKpis,
+    as_dict,
+    kpi_trend,
+    point_dict,
+    tenant_kpis,
+    trend_buckets,
+)
 from switchyard._settings import Settings
 
 
@@ -67,3 +79,50 @@ def stats(settings: Settings, as_json: bool, once: bool, interval_s: float,
                 asyncio.run(asyncio.sleep(interval_s))
         except KeyboardInterrupt:
             return 0
+
+
+async def _collect_trend(settings: Settings, tenant: str, window: timedelta,
+                         bucket: timedelta) -> list[KpiPoint]:
+    pool = await create_pool(settings.replace(postgres_pool_min=1, postgres_pool_max=1))
+    try:
+        return await kpi_trend(pool, settings, tenant, window, bucket)
+    finally:
+        await pool.close()
+
+
+def trend(settings: Settings, tenant: str | None, window_h: float, bucket_m: float,
+          as_json: bool) -> int:
+    """Print the tenant's per-bucket KPIs; exit 2 on a bad request (no tenant, bad window)."""
+    if not tenant:
+        print("switchyard stats --trend: --tenant is required", file=sys.stderr)
+        return 2
+    window, bucket = timedelta(hours=window_h), timedelta(minutes=bucket_m)
+    try:
+        trend_buckets(datetime.now(timezone.utc), window, bucket)  # the limits, before connecting
+    except ValueError as exc:
+        print(f"switchyard stats --trend: {exc}", file=sys.stderr)
+        return 2
+    try:
+        points = asyncio.run(_collect_trend(settings, tenant, window, bucket))
+    except (OSError, RuntimeError, asyncpg.PostgresError) as exc:
+        print(f"switchyard stats --trend: cannot read PostgreSQL: {exc}", file=sys.stderr)
+        return 1
+    if as_json:
+        json.dump([point_dict(p) for p in points], sys.stdout, indent=2)
+        print()
+        return 0
+    table = Table(title=f"KPIs of {tenant} per {bucket_m:g} min (from the system of record)",
+                  title_justify="left")
+    for column in ("bucket start (UTC)", "tasks", "automation", "p95", "cost/task",
+                   "escalations/h by reason"):
+        table.add_column(column, justify="left" if column.startswith(("bucket", "esc"))
+                         else "right")
+    for p in points:
+        table.add_row(
+            p.start.strftime("%Y-%m-%d %H:%M"), str(p.tasks),
+            "-" if p.automation_rate is None else f"{p.automation_rate:.0%}",
+            _seconds(p.p95_seconds),
+            "-" if p.cost_per_task is None else f"{p.cost_per_task:.4f}",
+            ", ".join(f"{r}={n:.1f}" for r, n in sorted(p.escalations_per_hour.items())) or "-")
+    Console().print(table)
+    return 0

@@ -206,6 +206,11 @@ def _cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     from switchyard._stats_cli import stats
 
+    if args.trend:
+        from switchyard._stats_cli import trend
+
+        return trend(settings, tenant=args.tenant, window_h=args.window_h,
+                     bucket_m=args.bucket_m, as_json=args.json)
     return stats(settings, as_json=args.json, once=args.once, interval_s=args.interval,
                  tenant=args.tenant)
 
@@ -296,6 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="print the table once")
     p.add_argument("--interval", type=float, default=2.0, help="refresh seconds (live view)")
     p.add_argument("--tenant", help="only this tenant")
+    p.add_argument("--trend", action="store_true",
+                   help="the tenant's KPIs per time bucket (needs --tenant), as the operator "
+                        "console charts them")
+    p.add_argument("--window-h", type=float, default=24.0, help="trend: hours back from now")
+    p.add_argument("--bucket-m", type=float, default=60.0, help="trend: minutes a bucket")
     p = add("purge", _cmd_purge, "Strip raw payloads past each tenant's retention.")
     p.add_argument("--dry-run", action="store_true", help="count, change nothing")
     p = add("keys", _cmd_keys, "Encryption at rest: rows per key id (status), or re-wrap "

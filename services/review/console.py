@@ -8,6 +8,9 @@ key is checked by the same :class:`ApiKeyAuthenticator`, and each route is allow
 the ReviewService policy gives the RPC it mirrors. Keys travel in a header, never a cookie,
 so other sites cannot ride on a reviewer's session (no CSRF), and the pages are served with
 a strict Content-Security-Policy and render all item content as text.
+
+The same server serves the operator console (``/operator``, routes under ``/api/operator/``,
+:mod:`services.review.operator`) with the same keys and headers.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from datetime import timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from aiohttp import web
@@ -47,6 +50,9 @@ from switchyard.v1 import (
     TaskPriority,
     Verdict,
 )
+
+if TYPE_CHECKING:
+    from services.review.operator import OperatorApi
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "console"
@@ -245,8 +251,11 @@ class Console:
                  policy: MethodPolicy, host: str, port: int, *, supervisor: Supervisor,
                  limiter: TenantLimiter | None = None,
                  rate_limited: frozenset[str] = frozenset(),
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None,
+                 operator: OperatorApi | None = None) -> None:
         self.desk = desk
+        # the operator console's routes (services/review/operator.py), on the same server
+        self.operator = operator
         self.supervisor = supervisor
         self.pool = pool
         self.auth = ApiKeyAuthenticator(api_keys)
@@ -280,6 +289,9 @@ class Console:
         for method, path, rpc, handler in api:
             app.router.add_route(method, path, self._guarded(SERVICE + rpc, handler))
         app.router.add_get("/", self.index)
+        if self.operator is not None:
+            self.operator.add_routes(app)
+            app.router.add_get("/operator", self.operator_page)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_static("/static/", STATIC, show_index=False)
         return app
@@ -303,6 +315,8 @@ class Console:
                 await self._watcher
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.operator is not None:
+            await self.operator.close()
 
     # -- middleware ------------------------------------------------------------------------
     @web.middleware
@@ -365,6 +379,9 @@ class Console:
     # -- pages -----------------------------------------------------------------------------
     async def index(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "index.html")
+
+    async def operator_page(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / "operator.html")
 
     async def healthz(self, request: web.Request) -> web.StreamResponse:
         return web.Response(text="ok")

@@ -13,12 +13,13 @@ from services.review.admission import Admitter
 from services.review.console import Console
 from services.review.desk import ReviewDesk
 from services.review.endings import TaskEndings
+from services.review.operator import OperatorApi
 from services.review.intake import EscalationIntake
 from services.review.policies import ReviewPolicy
 from services.review.queue import ReviewError, ReviewQueue
 from services.review.resolutions import DecisionPublisher
 from services.review.sla import SlaKeeper
-from switchyard._auth import Role, principal_var
+from switchyard._auth import ApiKeyAuthenticator, Role, principal_var
 from switchyard._grpc import FieldViolation, abort_invalid, server_ssl_context
 from switchyard._payloads import codec_for
 from switchyard._pii import Redactor
@@ -131,7 +132,9 @@ async def setup(ctx: ServiceContext) -> None:
     console = Console(desk, ctx.pool, settings.api_keys, POLICY, settings.bind_host,
                       settings.review_web_port, supervisor=ctx.supervisor,
                       limiter=ctx.limiter, rate_limited=RATE_LIMITED,
-                      ssl_context=server_ssl_context(settings))
+                      ssl_context=server_ssl_context(settings),
+                      operator=OperatorApi(settings, ctx.pool,
+                                           ApiKeyAuthenticator(settings.api_keys)))
     await console.start()
     ctx.on_stop.append(console.stop)
 

@@ -290,11 +290,14 @@ def test_callback_clients_may_reach_the_executor_for_complete_wait(render: Rende
     ops = {"podSelector": {"matchLabels": {"app": "ops"}}}
     docs = render(sets=["networkPolicy.callbackClients[0].podSelector.matchLabels.app="
                         "bank-gateway"])
-    assert _ingress_ports(one(docs, "NetworkPolicy", "executor"))["grpc"] == [[bank]]
+    review = pod_labels(one(docs, "Deployment", "review"))
+    (peers,) = _ingress_ports(one(docs, "NetworkPolicy", "executor"))["grpc"]
+    assert peer_selects(peers[0], review) and peers[1:] == [bank]  # the operator console too
     docs = render(sets=["networkPolicy.callbackClients[0].podSelector.matchLabels.app="
                         "bank-gateway",
                         "networkPolicy.adminClients[0].podSelector.matchLabels.app=ops"])
-    assert _ingress_ports(one(docs, "NetworkPolicy", "executor"))["grpc"] == [[ops, bank]]
+    (peers,) = _ingress_ports(one(docs, "NetworkPolicy", "executor"))["grpc"]
+    assert peers[1:] == [ops, bank]
 
 
 # -- pods: probes, resources, security -------------------------------------------------------
@@ -477,12 +480,25 @@ def test_network_policies_allow_only_the_needed_flows(prod_manifests: list[Manif
     for component in COMPONENTS:
         (metrics_from,) = _ingress_ports(policy[component])["metrics"]
         assert metrics_from and all("monitoring" in json.dumps(p) for p in metrics_from)
-    # decision's gRPC: from ingest (and configured clients), never from anywhere
+    # decision's gRPC: from ingest and review's operator console (and configured clients),
+    # never from anywhere
     (decision_from,) = _ingress_ports(policy["decision"])["grpc"]
     assert decision_from and any(peer_selects(p, pods["ingest"])
                                  for p in decision_from)
-    # executor: nothing but Prometheus may connect
-    assert set(_ingress_ports(policy["executor"])) == {"metrics"}
+    assert any(peer_selects(p, pods["review"]) for p in decision_from)
+    # ingest's gRPC also from review (the operator console), whatever the clients are
+    assert [peers for peers in _ingress_ports(policy["ingest"])["grpc"] if peers and all(
+        peer_selects(p, pods["review"]) for p in peers)]
+    # executor: its admin gRPC only from review's operator console, and Prometheus
+    (executor_from,) = _ingress_ports(policy["executor"])["grpc"]
+    assert executor_from and all(peer_selects(p, pods["review"]) for p in executor_from)
+    assert set(_ingress_ports(policy["executor"])) == {"grpc", "metrics"}
+    # review -> the three services' gRPC ports, to their pods only
+    review_to = {(c, p["port"]) for r in policy["review"]["spec"]["egress"]
+                 for c in ("ingest", "decision", "executor")
+                 if any(peer_selects(t, pods[c]) for t in r.get("to", []))
+                 for p in r["ports"]}
+    assert {c for c, _ in review_to} == {"ingest", "decision", "executor"}
     # Triton: inference from decision only; Triton itself calls nothing
     triton_in = _ingress_ports(policy["triton"])
     assert set(triton_in) == {"grpc", "http", "metrics"}
@@ -504,6 +520,20 @@ def test_network_policies_allow_only_the_needed_flows(prod_manifests: list[Manif
                        for r in policy[service]["spec"]["egress"] for p in r.get("to", []))
     assert 443 in _egress_ports(policy["executor"]), "downstream systems"
     assert 443 not in _egress_ports(policy["ingest"])
+
+
+def test_the_operator_console_reaches_the_services_by_their_names(
+        prod_manifests: list[Manifest]) -> None:
+    review = pod_spec(one(prod_manifests, "Deployment", "review"))["containers"][0]
+    env = env_of(review)
+    for service in ("ingest", "decision", "executor"):
+        svc = one(prod_manifests, "Service", service)
+        port = next(p["port"] for p in svc["spec"]["ports"] if p["name"] == "grpc")
+        host, _, rendered_port = env[f"SWITCHYARD_{service.upper()}_ADDRESS"]["value"] \
+            .rpartition(":")
+        # <Service>.<namespace>.svc: the name the services' TLS certificate carries
+        assert host.startswith(svc["metadata"]["name"] + ".") and host.endswith(".svc")
+        assert int(rendered_port) == port
 
 
 # -- hooks, policies, console ----------------------------------------------------------------

@@ -165,6 +165,12 @@ def test_tls_material_is_mounted_and_the_settings_point_at_it(render: Renderer,
             assert env["SWITCHYARD_TLS_CLIENT_CA_FILE"]["value"] == "/etc/switchyard/tls/ca.crt"
         else:
             assert "SWITCHYARD_TLS_CLIENT_CA_FILE" not in env
+        # the review pod's operator console calls the other services over the same TLS
+        if service == "review":
+            assert env["SWITCHYARD_CLIENT_TLS_CA_FILE"]["value"] == "/etc/switchyard/tls/ca.crt"
+            assert ("SWITCHYARD_CLIENT_TLS_CERT_FILE" in env) is mutual
+        else:
+            assert "SWITCHYARD_CLIENT_TLS_CA_FILE" not in env
         # the kubelet's gRPC probe cannot speak TLS: the probes ask `switchyard health`
         command = container["readinessProbe"]["exec"]["command"]
         assert command[:3] == ["switchyard", "health", f"127.0.0.1:{_grpc_port(container)}"]

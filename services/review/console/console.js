@@ -4,7 +4,7 @@
 "use strict";
 
 const state = {
-  key: sessionStorage.getItem("sy.key") || "",
+  key: storedKey(),
   reviewer: sessionStorage.getItem("sy.reviewer") || "",
   session: null,
   items: [],
@@ -17,33 +17,14 @@ const state = {
   renewTimer: null,
 };
 
-const $ = (id) => document.getElementById(id);
-
-function el(tag, text, cls) {
-  const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = String(text);
-  if (cls) node.className = cls;
-  return node;
-}
-
-class ApiError extends Error {
-  constructor(status, body) {
-    super(body && body.error ? body.error : `HTTP ${status}`);
-    this.status = status;
-    this.body = body || {};
-  }
-}
-
+// $, el, ApiError and apiCall come from common.js (shared with the operator console).
 async function api(method, path, body) {
-  const headers = { "Accept": "application/json" };
-  if (state.key) headers["Authorization"] = `Bearer ${state.key}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  let data = null;
-  try { data = await resp.json(); } catch (_) { data = null; }
-  if (resp.status === 401) { signOut("Your API key was refused."); }
-  if (!resp.ok) throw new ApiError(resp.status, data);
-  return data;
+  try {
+    return await apiCall(method, path, body, state.key);
+  } catch (err) {
+    if (err.status === 401) signOut("Your API key was refused.");
+    throw err;
+  }
 }
 
 // -- time ------------------------------------------------------------------------------------

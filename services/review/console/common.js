@@ -1,0 +1,37 @@
+// Shared by the review console (console.js) and the operator console (operator.js): DOM
+// helpers and the JSON API client. Every call carries "Authorization: Bearer <API key>";
+// content from the server is only ever rendered as text (textContent, never innerHTML).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, text, cls) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (cls) node.className = cls;
+  return node;
+}
+
+// A refused call: the review API answers {"error": ...}, the operator API problem documents
+// ({"detail": ..., "errors": [{field, detail}]}).
+class ApiError extends Error {
+  constructor(status, body) {
+    super(body && (body.error || body.detail) ? (body.error || body.detail) : `HTTP ${status}`);
+    this.status = status;
+    this.body = body || {};
+  }
+}
+
+async function apiCall(method, path, body, key) {
+  const headers = { "Accept": "application/json" };
+  if (key) headers["Authorization"] = `Bearer ${key}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  let data = null;
+  try { data = await resp.json(); } catch (_) { data = null; }
+  if (!resp.ok) throw new ApiError(resp.status, data);
+  return data;
+}
+
+// The API key both consoles keep for this browser tab (sessionStorage, never a cookie).
+const storedKey = () => sessionStorage.getItem("sy.key") || "";
