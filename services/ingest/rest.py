@@ -21,7 +21,6 @@ OpenAPI 3.1 document (served at ``/openapi.json``, written to docs/openapi.json)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
@@ -30,26 +29,28 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import grpc
 from aiohttp import web
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
-from google.rpc import error_details_pb2
-
-import asyncpg
 
 from services.ingest import signatures, sources
 from switchyard._auth import Principal, Role, principal_var
 from switchyard._grpc import (
     DEPENDENCY_RETRY_S,
-    RETRY_AFTER_HEADER,
     ClientTls,
     charge_or_abort,
     create_channel,
-    read_status_details,
     server_ssl_context,
-    violations_of,
+)
+from switchyard._http import (
+    NotAscii,
+    forwarded_metadata,
+    problem,
+    problem_for,
+    problem_from_rpc,
 )
 from switchyard._ratelimit import TenantLimiter
 from switchyard._settings import Settings
@@ -66,8 +67,8 @@ from switchyard.v1 import (
     ListQueueRequest,
     ListTasksRequest,
     ListWebhookSourcesRequest,
-    RegisterWebhookRequest,
     RedriveTaskRequest,
+    RegisterWebhookRequest,
     RegisterWebhookSourceRequest,
     RetryTaskRequest,
     ReviewServiceStub,
@@ -84,7 +85,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PROBLEM_JSON = "application/problem+json"
 #: Where upstream systems POST to an inbound webhook source.
 INBOUND_PATH = "/webhooks/in/{source_id}"
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -93,29 +93,6 @@ MAX_WAIT_S = 60.0
 DEFAULT_WAIT_S = 20.0
 #: A long poll that has events answers once no further event came for this long.
 QUIET_S = 0.25
-
-#: gRPC status -> HTTP status. INVALID_ARGUMENT from a servicer (a well-formed request that
-#: breaks a rule, with field violations) is 422; a body or query that is not valid proto3 JSON
-#: for the request message never reaches gRPC and is 400.
-HTTP_STATUS: Mapping[grpc.StatusCode, int] = {
-    grpc.StatusCode.INVALID_ARGUMENT: 422,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.FAILED_PRECONDITION: 409,
-    grpc.StatusCode.ABORTED: 409,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-    grpc.StatusCode.UNIMPLEMENTED: 501,
-    grpc.StatusCode.CANCELLED: 499,
-    grpc.StatusCode.DATA_LOSS: 500,
-    grpc.StatusCode.INTERNAL: 500,
-    grpc.StatusCode.UNKNOWN: 500,
-}
-
 
 @dataclass(frozen=True)
 class Route:
@@ -322,57 +299,6 @@ def build_request(route: Route, match: Mapping[str, str], query: Mapping[str, An
 
 # -- errors ------------------------------------------------------------------------------
 
-def problem(status: int, title: str, detail: str, *, errors: list[dict[str, str]] | None = None,
-            headers: Mapping[str, str] | None = None, **extra: Any) -> web.Response:
-    """An RFC 9457 problem document; ``errors`` lists the offending fields."""
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status,
-                            "detail": detail, **extra}
-    if errors is not None:
-        body["errors"] = errors
-    return web.Response(status=status, text=json.dumps(body), content_type=PROBLEM_JSON,
-                        headers=headers)
-
-
-def retry_after_s(trailing: Any) -> int | None:
-    """The server's retry hint in whole seconds (rounded up), from ``retry-after-ms`` or a
-    RetryInfo detail."""
-    for key, value in trailing or ():
-        if key == RETRY_AFTER_HEADER:
-            with contextlib.suppress(ValueError):
-                return max(1, math.ceil(int(value) / 1000))
-    status = read_status_details(trailing)
-    for detail in status.details if status else ():
-        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            info = error_details_pb2.RetryInfo()
-            detail.Unpack(info)
-            return max(1, math.ceil(info.retry_delay.ToNanoseconds() / 1e9))
-    return None
-
-
-def problem_from_rpc(error: grpc.aio.AioRpcError) -> web.Response:
-    return problem_for(error.code(), error.details() or "", error.trailing_metadata())
-
-
-def problem_for(code: grpc.StatusCode, message: str, trailing: Any, *,
-                invalid_status: int | None = None) -> web.Response:
-    """The problem document of a gRPC status (``trailing``: its trailing metadata, where
-    the field violations and retry hints travel)."""
-    status = HTTP_STATUS.get(code, 500)
-    if code == grpc.StatusCode.INVALID_ARGUMENT and invalid_status is not None:
-        status = invalid_status
-    errors = [{"field": field, "detail": text}
-              for field, text in violations_of(read_status_details(trailing))]
-    headers: dict[str, str] = {}
-    wait = retry_after_s(trailing)
-    if wait is not None and status in {429, 503}:
-        headers["Retry-After"] = str(wait)
-    if status == 401:
-        headers["WWW-Authenticate"] = "Bearer"
-    return problem(status, code.name, message or code.name,
-                   errors=errors if errors or status in {400, 422} else None,
-                   headers=headers, grpc_status=code.name)
-
-
 # -- the gateway -------------------------------------------------------------------------
 
 class Gateway:
@@ -455,7 +381,7 @@ class Gateway:
             if route.streaming:
                 wait_s = _pop_wait(query)
             message = build_request(route, request.match_info, query, body)
-            metadata = _metadata(request)
+            metadata = forwarded_metadata(request)
             method = getattr(self.stubs[route.service], route.rpc)
             if not route.streaming:
                 response = await method(message, metadata=metadata)
@@ -477,17 +403,6 @@ class Gateway:
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
-
-
-class NotAscii(Exception):
-    """An Authorization header gRPC metadata cannot carry: no key has such characters."""
-
-
-def _metadata(request: web.Request) -> tuple[tuple[str, str], ...]:
-    authorization = request.headers.get("Authorization")
-    if authorization and not authorization.isascii():
-        raise NotAscii()
-    return (("authorization", authorization),) if authorization else ()
 
 
 def _pop_wait(query: Any) -> float | None:
@@ -547,7 +462,7 @@ async def _long_poll(call: Any, wait_s: float) -> web.Response:
                 break
             try:
                 message = await asyncio.wait_for(iterator.__anext__(), remaining)
-            except (asyncio.TimeoutError, StopAsyncIteration):
+            except (TimeoutError, StopAsyncIteration):
                 break
             events.append(to_json(message))
     finally:
@@ -633,6 +548,5 @@ class Inbound:
         return web.json_response(to_json(accepted), status=202)
 
 
-__all__ = ["HTTP_STATUS", "INBOUND_PATH", "PROBLEM_JSON", "ROUTES", "BadRequest", "Gateway",
-           "Inbound", "LocalContext", "Route", "RpcAbort", "build_request", "problem",
-           "problem_for", "problem_from_rpc", "to_json"]
+__all__ = ["INBOUND_PATH", "ROUTES", "BadRequest", "Gateway", "Inbound", "LocalContext", "Route",
+           "RpcAbort", "build_request", "to_json"]

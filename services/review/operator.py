@@ -7,7 +7,7 @@ drift and shadow-agreement charts. Every view except the KPIs calls the RPC of t
 that owns the data (IngestService, DeadLetterService, DecisionService, ExecutorAdminService)
 with the caller's own ``Authorization`` header forwarded as gRPC metadata, so those services
 enforce roles and tenancy exactly as for any other client; their refusals come back as the
-REST gateway's problem documents (:func:`services.ingest.rest.problem_from_rpc`). The console
+REST gateway's problem documents (:func:`switchyard._http.problem_from_rpc`). The console
 never reads another service's tables.
 
 The KPI charts are the exception: like ``switchyard stats`` they read PostgreSQL directly
@@ -23,7 +23,7 @@ import json
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import timedelta, timezone
+from datetime import UTC, timedelta
 from typing import Any
 
 import asyncpg
@@ -33,9 +33,9 @@ from google.protobuf import json_format
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.ingest.rest import NotAscii, problem, problem_from_rpc
 from switchyard._auth import ApiKeyAuthenticator, Principal, Role
 from switchyard._grpc import ClientTls, create_channel
+from switchyard._http import NotAscii, forwarded_metadata, problem, problem_from_rpc
 from switchyard._kpis import kpi_trend, point_dict
 from switchyard._settings import Settings
 from switchyard.v1 import (
@@ -64,9 +64,19 @@ from switchyard.v1 import (
     TimelineSource,
 )
 
-__all__ = ["OPERATOR_ROLES", "OperatorApi", "RequestError", "breaker_json", "dead_letter_json",
-           "model_health_json", "service_address", "search_request", "task_json",
-           "timeline_json", "window_of"]
+__all__ = [
+    "OPERATOR_ROLES",
+    "OperatorApi",
+    "RequestError",
+    "breaker_json",
+    "dead_letter_json",
+    "model_health_json",
+    "search_request",
+    "service_address",
+    "task_json",
+    "timeline_json",
+    "window_of",
+]
 
 log = logging.getLogger(__name__)
 #: Who may open the operator console; only admins act (the RPCs refuse auditors anyway).
@@ -164,7 +174,7 @@ def window_of(query: Mapping[str, str]) -> tuple[timedelta, timedelta]:
 def _iso(ts: Timestamp) -> str | None:
     if ts.seconds == 0 and ts.nanos == 0:
         return None
-    return ts.ToDatetime(timezone.utc).isoformat().replace("+00:00", "Z")
+    return ts.ToDatetime(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _short(enum: Any, value: int, prefix: str) -> str:
@@ -299,11 +309,12 @@ class OperatorApi:
 
     def _guarded(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def guarded(request: web.Request) -> web.StreamResponse:
-            authorization = request.headers.get("Authorization", "")
-            if authorization and not authorization.isascii():
+            try:
+                metadata = forwarded_metadata(request)
+            except NotAscii:
                 return problem(401, "UNAUTHENTICATED", "invalid API key",
                                headers={"WWW-Authenticate": "Bearer"})
-            principal = self.auth.authenticate({"authorization": authorization})
+            principal = self.auth.authenticate(dict(metadata))
             if principal is None:
                 return problem(401, "UNAUTHENTICATED",
                                "missing or invalid API key (authorization: Bearer KEY)",
@@ -312,14 +323,11 @@ class OperatorApi:
                 return problem(403, "PERMISSION_DENIED",
                                f"role {principal.role.value!r} may not use the operator "
                                "console (admins and auditors may)")
-            metadata = (("authorization", authorization),) if authorization else ()
             try:
                 return await handler(request, principal, metadata)
             except RequestError as exc:
                 return problem(400, "Bad Request", str(exc),
                                errors=[{"field": f, "detail": d} for f, d in exc.errors])
-            except NotAscii:
-                return problem(401, "UNAUTHENTICATED", "invalid API key")
             except grpc.aio.AioRpcError as exc:
                 return problem_from_rpc(exc)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

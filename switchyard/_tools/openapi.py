@@ -22,7 +22,8 @@ from typing import Any
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
-from services.ingest.rest import HTTP_STATUS, INBOUND_PATH, PROBLEM_JSON, ROUTES, Route
+from services.ingest.rest import INBOUND_PATH, ROUTES, Route
+from switchyard._http import HTTP_STATUS, PROBLEM_JSON
 
 OUTPUT = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 

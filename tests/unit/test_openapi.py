@@ -10,6 +10,7 @@ from openapi_spec_validator import validate
 
 from services.ingest import rest
 from switchyard._grpc import status_details
+from switchyard._http import PROBLEM_JSON, problem_for
 from switchyard._tools import openapi
 
 
@@ -35,9 +36,9 @@ def test_document_is_valid_openapi_3_1_with_every_rpc_route() -> None:
     (grpc.StatusCode.UNAVAILABLE, 503)])
 def test_grpc_statuses_map_to_http(code: grpc.StatusCode, http: int) -> None:
     trailing = (*status_details(code, "why"), ("retry-after-ms", "1500"))
-    response = rest.problem_for(code, "why", trailing)
+    response = problem_for(code, "why", trailing)
     body = json.loads(response.text)
     assert (response.status, body["status"], body["grpc_status"]) == (http, http, code.name)
-    assert response.content_type == rest.PROBLEM_JSON
+    assert response.content_type == PROBLEM_JSON
     if http in {429, 503}:
         assert response.headers["Retry-After"] == "2"

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import grpc
 import pytest
 
-from services.ingest.rest import problem_from_rpc
+from switchyard._http import problem_from_rpc
 from services.review.operator import (
     RequestError,
     search_request,
