@@ -195,6 +195,18 @@ def test_readme_path_up_submit_review_watch_down(tmp_path: Path) -> None:
         statuses = [line.split()[1] for line in watched.stdout.splitlines()]
         assert statuses[0] == "QUEUED" and "BLOCKED" in statuses, watched.stdout
         assert statuses[-1] == "SUCCEEDED", watched.stdout
+
+        # the operator console step: the page, then the task found and its story
+        with urllib.request.urlopen(console + "/operator", timeout=10) as page:
+            assert page.status == 200
+        story = console_call(console, "GET", f"/api/operator/tasks/{task_id}/timeline")
+        tenant = story["task"]["tenant_id"]
+        found = console_call(console, "GET", f"/api/operator/tasks?tenant={tenant}&kind=invoice")
+        assert task_id in [task["task_id"] for task in found["tasks"]], found
+        entries = {entry["action"]: entry for entry in story["entries"]}
+        assert entries["decision.made"]["detail"]["rule"] == "amount_over_limit", entries
+        assert entries["review.verdict"]["actor"] == "reviewer:newcomer", entries
+        assert "step.executed" in entries and "status.changed" in entries, sorted(entries)
     finally:
         down = run_readme_line(down_line, env)
     assert down.returncode == 0, down.stderr
