@@ -126,6 +126,14 @@ from switchyard.v1.ingest_service_pb2_grpc import (
     IngestServiceServicer,
     add_IngestServiceServicer_to_server,
 )
+from switchyard.v1.layout_pb2 import (
+    BoundingBox,
+    DocumentLayout,
+    LayoutPage,
+    LayoutSource,
+    LayoutWord,
+    Provenance,
+)
 from switchyard.v1.pack_service_pb2 import (
     ApplyPackRequest,
     ApplyPackResponse,
@@ -180,6 +188,7 @@ from switchyard.v1.review_service_pb2_grpc import (
     add_ReviewServiceServicer_to_server,
 )
 from switchyard.v1.task_pb2 import (
+    BlobRef,
     Document,
     StatusEvent,
     Submission,
@@ -199,6 +208,8 @@ __all__ = [
     "ApplyTenantSettingsRequest",
     "ApplyTenantSettingsResponse",
     "ApprovalSpec",
+    "BlobRef",
+    "BoundingBox",
     "BreakerState",
     "BreakerStatus",
     "CancelTaskRequest",
@@ -228,6 +239,7 @@ __all__ = [
     "DeleteWebhookSourceRequest",
     "DeleteWebhookSourceResponse",
     "Document",
+    "DocumentLayout",
     "DriftPoint",
     "Escalation",
     "EscalationReason",
@@ -255,6 +267,9 @@ __all__ = [
     "IngestServiceServicer",
     "IngestServiceStub",
     "ItemError",
+    "LayoutPage",
+    "LayoutSource",
+    "LayoutWord",
     "ListBreakersRequest",
     "ListBreakersResponse",
     "ListDeadLettersRequest",
@@ -278,6 +293,7 @@ __all__ = [
     "PackServiceStub",
     "PackSource",
     "PackSummary",
+    "Provenance",
     "RedeliverWebhooksRequest",
     "RedeliverWebhooksResponse",
     "RedriveTaskRequest",

@@ -15,9 +15,10 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from switchyard.v1 import decision_pb2 as switchyard_dot_v1_dot_decision__pb2
 from switchyard.v1 import task_pb2 as switchyard_dot_v1_dot_task__pb2
+from switchyard.v1 import layout_pb2 as switchyard_dot_v1_dot_layout__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aswitchyard/v1/review.proto\x12\rswitchyard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cswitchyard/v1/decision.proto\x1a\x18switchyard/v1/task.proto\"\xc3\x03\n\nEscalation\x12\x15\n\rescalation_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x11\n\ttenant_id\x18\x03 \x01(\t\x12\r\n\x05queue\x18\x04 \x01(\t\x12/\n\x08priority\x18\x05 \x01(\x0e\x32\x1d.switchyard.v1.ReviewPriority\x12/\n\x06reason\x18\x06 \x01(\x0e\x32\x1f.switchyard.v1.EscalationReason\x12\x15\n\rreason_detail\x18\x07 \x01(\t\x12\x32\n\x11proposed_decision\x18\x08 \x01(\x0b\x32\x17.switchyard.v1.Decision\x12\x30\n\x0csla_deadline\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x04task\x18\n \x01(\x0b\x32\x1b.switchyard.v1.TaskEnvelope\x12\x0f\n\x07service\x18\x0b \x01(\t\x12\x16\n\x0ereviewer_group\x18\x0c \x01(\t\x12\x11\n\tfour_eyes\x18\r \x01(\x08\x12\x0f\n\x07step_id\x18\x0e \x01(\t\x12\x14\n\x0cinstructions\x18\x0f \x01(\t\"\x8c\x04\n\nReviewItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12-\n\nescalation\x18\x02 \x01(\x0b\x32\x19.switchyard.v1.Escalation\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.switchyard.v1.ReviewState\x12\x12\n\nclaimed_by\x18\x04 \x01(\t\x12\x34\n\x10lease_expires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x08priority\x18\x08 \x01(\x0e\x32\x1d.switchyard.v1.ReviewPriority\x12/\n\x0b\x61\x64mitted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0csla_deadline\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nresolution\x18\x0b \x01(\t\x12\x10\n\x08\x65xpiries\x18\x0c \x01(\x05\x12\x13\n\x0b\x61pproved_by\x18\r \x03(\t\x12\x1a\n\x12\x61pprovals_required\x18\x0e \x01(\x05\"\xb1\x02\n\rReviewVerdict\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x13\n\x0breviewer_id\x18\x03 \x01(\t\x12\'\n\x07verdict\x18\x04 \x01(\x0e\x32\x16.switchyard.v1.Verdict\x12I\n\x0fmodified_fields\x18\x05 \x03(\x0b\x32\x30.switchyard.v1.ReviewVerdict.ModifiedFieldsEntry\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12.\n\ndecided_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x35\n\x13ModifiedFieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\x91\x01\n\x0eReviewPriority\x12\x1f\n\x1bREVIEW_PRIORITY_UNSPECIFIED\x10\x00\x12\x16\n\x12REVIEW_PRIORITY_P0\x10\x01\x12\x16\n\x12REVIEW_PRIORITY_P1\x10\x02\x12\x16\n\x12REVIEW_PRIORITY_P2\x10\x03\x12\x16\n\x12REVIEW_PRIORITY_P3\x10\x04*\xb2\x02\n\x10\x45scalationReason\x12!\n\x1d\x45SCALATION_REASON_UNSPECIFIED\x10\x00\x12$\n ESCALATION_REASON_LOW_CONFIDENCE\x10\x01\x12\x1c\n\x18\x45SCALATION_REASON_POLICY\x10\x02\x12\'\n#ESCALATION_REASON_MODEL_UNAVAILABLE\x10\x03\x12)\n%ESCALATION_REASON_COMPENSATION_FAILED\x10\x04\x12!\n\x1d\x45SCALATION_REASON_SLA_AT_RISK\x10\x05\x12\x1b\n\x17\x45SCALATION_REASON_OTHER\x10\x06\x12#\n\x1f\x45SCALATION_REASON_APPROVAL_STEP\x10\x07*\xcd\x01\n\x0bReviewState\x12\x1c\n\x18REVIEW_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14REVIEW_STATE_PENDING\x10\x01\x12\x18\n\x14REVIEW_STATE_CLAIMED\x10\x02\x12\x19\n\x15REVIEW_STATE_RESOLVED\x10\x03\x12\x18\n\x14REVIEW_STATE_EXPIRED\x10\x04\x12\x1b\n\x17REVIEW_STATE_BACKLOGGED\x10\x05\x12\x1a\n\x16REVIEW_STATE_WITHDRAWN\x10\x06*_\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x13\n\x0fVERDICT_APPROVE\x10\x01\x12\x12\n\x0eVERDICT_REJECT\x10\x02\x12\x12\n\x0eVERDICT_MODIFY\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aswitchyard/v1/review.proto\x12\rswitchyard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cswitchyard/v1/decision.proto\x1a\x18switchyard/v1/task.proto\x1a\x1aswitchyard/v1/layout.proto\"\xf2\x03\n\nEscalation\x12\x15\n\rescalation_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x11\n\ttenant_id\x18\x03 \x01(\t\x12\r\n\x05queue\x18\x04 \x01(\t\x12/\n\x08priority\x18\x05 \x01(\x0e\x32\x1d.switchyard.v1.ReviewPriority\x12/\n\x06reason\x18\x06 \x01(\x0e\x32\x1f.switchyard.v1.EscalationReason\x12\x15\n\rreason_detail\x18\x07 \x01(\t\x12\x32\n\x11proposed_decision\x18\x08 \x01(\x0b\x32\x17.switchyard.v1.Decision\x12\x30\n\x0csla_deadline\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x04task\x18\n \x01(\x0b\x32\x1b.switchyard.v1.TaskEnvelope\x12\x0f\n\x07service\x18\x0b \x01(\t\x12\x16\n\x0ereviewer_group\x18\x0c \x01(\t\x12\x11\n\tfour_eyes\x18\r \x01(\x08\x12\x0f\n\x07step_id\x18\x0e \x01(\t\x12\x14\n\x0cinstructions\x18\x0f \x01(\t\x12-\n\x06layout\x18\x10 \x01(\x0b\x32\x1d.switchyard.v1.DocumentLayout\"\x8c\x04\n\nReviewItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12-\n\nescalation\x18\x02 \x01(\x0b\x32\x19.switchyard.v1.Escalation\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.switchyard.v1.ReviewState\x12\x12\n\nclaimed_by\x18\x04 \x01(\t\x12\x34\n\x10lease_expires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x08priority\x18\x08 \x01(\x0e\x32\x1d.switchyard.v1.ReviewPriority\x12/\n\x0b\x61\x64mitted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0csla_deadline\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nresolution\x18\x0b \x01(\t\x12\x10\n\x08\x65xpiries\x18\x0c \x01(\x05\x12\x13\n\x0b\x61pproved_by\x18\r \x03(\t\x12\x1a\n\x12\x61pprovals_required\x18\x0e \x01(\x05\"\xb1\x02\n\rReviewVerdict\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x13\n\x0breviewer_id\x18\x03 \x01(\t\x12\'\n\x07verdict\x18\x04 \x01(\x0e\x32\x16.switchyard.v1.Verdict\x12I\n\x0fmodified_fields\x18\x05 \x03(\x0b\x32\x30.switchyard.v1.ReviewVerdict.ModifiedFieldsEntry\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12.\n\ndecided_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x35\n\x13ModifiedFieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\x91\x01\n\x0eReviewPriority\x12\x1f\n\x1bREVIEW_PRIORITY_UNSPECIFIED\x10\x00\x12\x16\n\x12REVIEW_PRIORITY_P0\x10\x01\x12\x16\n\x12REVIEW_PRIORITY_P1\x10\x02\x12\x16\n\x12REVIEW_PRIORITY_P2\x10\x03\x12\x16\n\x12REVIEW_PRIORITY_P3\x10\x04*\xb2\x02\n\x10\x45scalationReason\x12!\n\x1d\x45SCALATION_REASON_UNSPECIFIED\x10\x00\x12$\n ESCALATION_REASON_LOW_CONFIDENCE\x10\x01\x12\x1c\n\x18\x45SCALATION_REASON_POLICY\x10\x02\x12\'\n#ESCALATION_REASON_MODEL_UNAVAILABLE\x10\x03\x12)\n%ESCALATION_REASON_COMPENSATION_FAILED\x10\x04\x12!\n\x1d\x45SCALATION_REASON_SLA_AT_RISK\x10\x05\x12\x1b\n\x17\x45SCALATION_REASON_OTHER\x10\x06\x12#\n\x1f\x45SCALATION_REASON_APPROVAL_STEP\x10\x07*\xcd\x01\n\x0bReviewState\x12\x1c\n\x18REVIEW_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14REVIEW_STATE_PENDING\x10\x01\x12\x18\n\x14REVIEW_STATE_CLAIMED\x10\x02\x12\x19\n\x15REVIEW_STATE_RESOLVED\x10\x03\x12\x18\n\x14REVIEW_STATE_EXPIRED\x10\x04\x12\x1b\n\x17REVIEW_STATE_BACKLOGGED\x10\x05\x12\x1a\n\x16REVIEW_STATE_WITHDRAWN\x10\x06*_\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x13\n\x0fVERDICT_APPROVE\x10\x01\x12\x12\n\x0eVERDICT_REJECT\x10\x02\x12\x12\n\x0eVERDICT_MODIFY\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -26,20 +27,20 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
   _globals['_REVIEWVERDICT_MODIFIEDFIELDSENTRY']._options = None
   _globals['_REVIEWVERDICT_MODIFIEDFIELDSENTRY']._serialized_options = b'8\001'
-  _globals['_REVIEWPRIORITY']._serialized_start=1424
-  _globals['_REVIEWPRIORITY']._serialized_end=1569
-  _globals['_ESCALATIONREASON']._serialized_start=1572
-  _globals['_ESCALATIONREASON']._serialized_end=1878
-  _globals['_REVIEWSTATE']._serialized_start=1881
-  _globals['_REVIEWSTATE']._serialized_end=2086
-  _globals['_VERDICT']._serialized_start=2088
-  _globals['_VERDICT']._serialized_end=2183
-  _globals['_ESCALATION']._serialized_start=135
-  _globals['_ESCALATION']._serialized_end=586
-  _globals['_REVIEWITEM']._serialized_start=589
-  _globals['_REVIEWITEM']._serialized_end=1113
-  _globals['_REVIEWVERDICT']._serialized_start=1116
-  _globals['_REVIEWVERDICT']._serialized_end=1421
-  _globals['_REVIEWVERDICT_MODIFIEDFIELDSENTRY']._serialized_start=1368
-  _globals['_REVIEWVERDICT_MODIFIEDFIELDSENTRY']._serialized_end=1421
+  _globals['_REVIEWPRIORITY']._serialized_start=1499
+  _globals['_REVIEWPRIORITY']._serialized_end=1644
+  _globals['_ESCALATIONREASON']._serialized_start=1647
+  _globals['_ESCALATIONREASON']._serialized_end=1953
+  _globals['_REVIEWSTATE']._serialized_start=1956
+  _globals['_REVIEWSTATE']._serialized_end=2161
+  _globals['_VERDICT']._serialized_start=2163
+  _globals['_VERDICT']._serialized_end=2258
+  _globals['_ESCALATION']._serialized_start=163
+  _globals['_ESCALATION']._serialized_end=661
+  _globals['_REVIEWITEM']._serialized_start=664
+  _globals['_REVIEWITEM']._serialized_end=1188
+  _globals['_REVIEWVERDICT']._serialized_start=1191
+  _globals['_REVIEWVERDICT']._serialized_end=1496
+  _globals['_REVIEWVERDICT_MODIFIEDFIELDSENTRY']._serialized_start=1443
+  _globals['_REVIEWVERDICT_MODIFIEDFIELDSENTRY']._serialized_end=1496
 # @@protoc_insertion_point(module_scope)

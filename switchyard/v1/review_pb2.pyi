@@ -11,6 +11,7 @@ import google.protobuf.internal.enum_type_wrapper
 import google.protobuf.message
 import google.protobuf.timestamp_pb2
 import switchyard.v1.decision_pb2
+import switchyard.v1.layout_pb2
 import switchyard.v1.task_pb2
 import sys
 import typing
@@ -161,6 +162,7 @@ class Escalation(google.protobuf.message.Message):
     FOUR_EYES_FIELD_NUMBER: builtins.int
     STEP_ID_FIELD_NUMBER: builtins.int
     INSTRUCTIONS_FIELD_NUMBER: builtins.int
+    LAYOUT_FIELD_NUMBER: builtins.int
     escalation_id: builtins.str
     task_id: builtins.str
     tenant_id: builtins.str
@@ -196,6 +198,13 @@ class Escalation(google.protobuf.message.Message):
         whatever its role.
         """
 
+    @property
+    def layout(self) -> switchyard.v1.layout_pb2.DocumentLayout:
+        """The words the extractor read, with their boxes, for PDFs and images: the console draws
+        the extracted fields over the page images and lets a reviewer correct a value by
+        clicking words. Personal data in it is redacted with the rest of the item.
+        """
+
     def __init__(
         self,
         *,
@@ -214,9 +223,10 @@ class Escalation(google.protobuf.message.Message):
         four_eyes: builtins.bool = ...,
         step_id: builtins.str = ...,
         instructions: builtins.str = ...,
+        layout: switchyard.v1.layout_pb2.DocumentLayout | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["proposed_decision", b"proposed_decision", "sla_deadline", b"sla_deadline", "task", b"task"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["escalation_id", b"escalation_id", "four_eyes", b"four_eyes", "instructions", b"instructions", "priority", b"priority", "proposed_decision", b"proposed_decision", "queue", b"queue", "reason", b"reason", "reason_detail", b"reason_detail", "reviewer_group", b"reviewer_group", "service", b"service", "sla_deadline", b"sla_deadline", "step_id", b"step_id", "task", b"task", "task_id", b"task_id", "tenant_id", b"tenant_id"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["layout", b"layout", "proposed_decision", b"proposed_decision", "sla_deadline", b"sla_deadline", "task", b"task"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["escalation_id", b"escalation_id", "four_eyes", b"four_eyes", "instructions", b"instructions", "layout", b"layout", "priority", b"priority", "proposed_decision", b"proposed_decision", "queue", b"queue", "reason", b"reason", "reason_detail", b"reason_detail", "reviewer_group", b"reviewer_group", "service", b"service", "sla_deadline", b"sla_deadline", "step_id", b"step_id", "task", b"task", "task_id", b"task_id", "tenant_id", b"tenant_id"]) -> None: ...
 
 global___Escalation = Escalation
 

@@ -183,16 +183,31 @@ class Document(google.protobuf.message.Message):
     BODY_FIELD_NUMBER: builtins.int
     FILENAME_FIELD_NUMBER: builtins.int
     KIND_HINT_FIELD_NUMBER: builtins.int
+    BLOB_FIELD_NUMBER: builtins.int
+    PAGE_COUNT_FIELD_NUMBER: builtins.int
     content_type: builtins.str
-    """"text/plain" or "application/json"."""
+    """"text/plain", "application/json", "application/pdf", "image/png", "image/jpeg" or
+    "image/tiff" (multi-page). Ingest checks the bytes are what the type says.
+    """
     body: builtins.bytes
-    """The document itself, UTF-8."""
+    """The document itself: UTF-8 for text and JSON, the file's bytes otherwise. Empty on an
+    accepted task whose bytes are in the blob store (see blob).
+    """
     filename: builtins.str
     """Original file name, if any; informational."""
     kind_hint: builtins.str
     """The document type the submitter believes this is (ingest copies Submission.kind here
     when it is empty; it never guesses); the router model decides.
     """
+    page_count: builtins.int
+    """Set by ingest: pages of a PDF or TIFF, 1 for another image, 0 for text and JSON."""
+    @property
+    def blob(self) -> global___BlobRef:
+        """Set by ingest instead of body when the document is larger than
+        SWITCHYARD_BLOB_THRESHOLD_BYTES: the bytes are stored once in the blob store and records
+        carry this reference (claim check). A submission that sets it is refused.
+        """
+
     def __init__(
         self,
         *,
@@ -200,10 +215,38 @@ class Document(google.protobuf.message.Message):
         body: builtins.bytes = ...,
         filename: builtins.str = ...,
         kind_hint: builtins.str = ...,
+        blob: global___BlobRef | None = ...,
+        page_count: builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["body", b"body", "content_type", b"content_type", "filename", b"filename", "kind_hint", b"kind_hint"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["blob", b"blob"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["blob", b"blob", "body", b"body", "content_type", b"content_type", "filename", b"filename", "kind_hint", b"kind_hint", "page_count", b"page_count"]) -> None: ...
 
 global___Document = Document
+
+@typing.final
+class BlobRef(google.protobuf.message.Message):
+    """A document's bytes in the deployment's blob store."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    URI_FIELD_NUMBER: builtins.int
+    SHA256_FIELD_NUMBER: builtins.int
+    SIZE_BYTES_FIELD_NUMBER: builtins.int
+    uri: builtins.str
+    """Where: "pg:<blob id>" (PostgreSQL, the embedded default) or "s3://<bucket>/<key>"."""
+    sha256: builtins.str
+    """SHA-256 of the bytes, hex; every reader checks it and fails on a mismatch."""
+    size_bytes: builtins.int
+    def __init__(
+        self,
+        *,
+        uri: builtins.str = ...,
+        sha256: builtins.str = ...,
+        size_bytes: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["sha256", b"sha256", "size_bytes", b"size_bytes", "uri", b"uri"]) -> None: ...
+
+global___BlobRef = BlobRef
 
 @typing.final
 class Submission(google.protobuf.message.Message):

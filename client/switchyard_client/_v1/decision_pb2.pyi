@@ -12,6 +12,7 @@ import google.protobuf.internal.enum_type_wrapper
 import google.protobuf.message
 import google.protobuf.struct_pb2
 import google.protobuf.timestamp_pb2
+import switchyard_client._v1.layout_pb2
 import sys
 import typing
 
@@ -224,6 +225,7 @@ class FieldExtraction(google.protobuf.message.Message):
     CONFIDENCE_FIELD_NUMBER: builtins.int
     DATA_CLASS_FIELD_NUMBER: builtins.int
     TYPE_FIELD_NUMBER: builtins.int
+    PROVENANCE_FIELD_NUMBER: builtins.int
     name: builtins.str
     """Field name, e.g. "invoice_number", "total"."""
     value: builtins.str
@@ -234,6 +236,12 @@ class FieldExtraction(google.protobuf.message.Message):
     """The field's class as its pack declares it."""
     type: builtins.str
     """The field's type as its pack declares it, e.g. "money", "date", "string"."""
+    @property
+    def provenance(self) -> switchyard_client._v1.layout_pb2.Provenance:
+        """Where the value was read, for documents with a layout (PDFs and images); the
+        confidence above accounts for it (OCR confidence, distance from the label).
+        """
+
     def __init__(
         self,
         *,
@@ -242,8 +250,10 @@ class FieldExtraction(google.protobuf.message.Message):
         confidence: builtins.float = ...,
         data_class: global___DataClass.ValueType = ...,
         type: builtins.str = ...,
+        provenance: switchyard_client._v1.layout_pb2.Provenance | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["confidence", b"confidence", "data_class", b"data_class", "name", b"name", "type", b"type", "value", b"value"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["provenance", b"provenance"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["confidence", b"confidence", "data_class", b"data_class", "name", b"name", "provenance", b"provenance", "type", b"type", "value", b"value"]) -> None: ...
 
 global___FieldExtraction = FieldExtraction
 

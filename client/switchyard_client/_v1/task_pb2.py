@@ -16,7 +16,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from switchyard_client._v1 import decision_pb2 as switchyard_dot_v1_dot_decision__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18switchyard/v1/task.proto\x12\rswitchyard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cswitchyard/v1/decision.proto\"S\n\x08\x44ocument\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\x12\x11\n\tkind_hint\x18\x04 \x01(\t\"\xec\x02\n\nSubmission\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12)\n\x08\x64ocument\x18\x04 \x01(\x0b\x32\x17.switchyard.v1.Document\x12\x39\n\x08metadata\x18\x05 \x03(\x0b\x32\'.switchyard.v1.Submission.MetadataEntry\x12\x14\n\x08priority\x18\x06 \x01(\x05\x42\x02\x18\x01\x12,\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63\x61llback_url\x18\x08 \x01(\t\x12\x33\n\x0epriority_level\x18\t \x01(\x0e\x32\x1b.switchyard.v1.TaskPriority\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf0\x03\n\x0cTaskEnvelope\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12)\n\x08\x64ocument\x18\x05 \x01(\x0b\x32\x17.switchyard.v1.Document\x12;\n\x08metadata\x18\x06 \x03(\x0b\x32).switchyard.v1.TaskEnvelope.MetadataEntry\x12\x14\n\x08priority\x18\x07 \x01(\x05\x42\x02\x18\x01\x12/\n\x0breceived_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x63orrelation_id\x18\n \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x0b \x01(\x05\x12)\n\x06source\x18\x0c \x01(\x0e\x32\x19.switchyard.v1.TaskSource\x12\x33\n\x0epriority_level\x18\r \x01(\x0e\x32\x1b.switchyard.v1.TaskPriority\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf9\x01\n\x0bStatusEvent\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12)\n\x06status\x18\x03 \x01(\x0e\x32\x19.switchyard.v1.TaskStatus\x12\'\n\x05stage\x18\x04 \x01(\x0e\x32\x18.switchyard.v1.TaskStage\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t\x12/\n\x0boccurred_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08sequence\x18\x08 \x01(\x03\x12\x0f\n\x07service\x18\t \x01(\t\"\xc8\x02\n\x04Task\x12-\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x1b.switchyard.v1.TaskEnvelope\x12)\n\x06status\x18\x02 \x01(\x0e\x32\x19.switchyard.v1.TaskStatus\x12\'\n\x05stage\x18\x03 \x01(\x0e\x32\x18.switchyard.v1.TaskStage\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08sequence\x18\x07 \x01(\x03\x12;\n\x0flatest_decision\x18\x08 \x01(\x0b\x32\x1e.switchyard.v1.DecisionSummaryB\x02\x18\x01*\xc5\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATUS_QUEUED\x10\x01\x12\x1b\n\x17TASK_STATUS_IN_PROGRESS\x10\x02\x12\x17\n\x13TASK_STATUS_BLOCKED\x10\x03\x12\x19\n\x15TASK_STATUS_SUCCEEDED\x10\x04\x12\x16\n\x12TASK_STATUS_FAILED\x10\x05\x12\x19\n\x15TASK_STATUS_CANCELLED\x10\x06*\xc5\x01\n\tTaskStage\x12\x1a\n\x16TASK_STAGE_UNSPECIFIED\x10\x00\x12\x17\n\x13TASK_STAGE_INGESTED\x10\x01\x12\x17\n\x13TASK_STAGE_DECIDING\x10\x02\x12\x18\n\x14TASK_STAGE_EXECUTING\x10\x03\x12\x1e\n\x1aTASK_STAGE_AWAITING_REVIEW\x10\x04\x12\x1b\n\x17TASK_STAGE_COMPENSATING\x10\x05\x12\x13\n\x0fTASK_STAGE_DONE\x10\x06*\x90\x01\n\x0cTaskPriority\x12\x1d\n\x19TASK_PRIORITY_UNSPECIFIED\x10\x00\x12\x18\n\x14TASK_PRIORITY_URGENT\x10\x01\x12\x16\n\x12TASK_PRIORITY_HIGH\x10\x02\x12\x18\n\x14TASK_PRIORITY_NORMAL\x10\x03\x12\x15\n\x11TASK_PRIORITY_LOW\x10\x04*\x8e\x01\n\nTaskSource\x12\x1b\n\x17TASK_SOURCE_UNSPECIFIED\x10\x00\x12\x14\n\x10TASK_SOURCE_GRPC\x10\x01\x12\x1c\n\x18TASK_SOURCE_KAFKA_INTAKE\x10\x02\x12\x16\n\x12TASK_SOURCE_REPLAY\x10\x03\x12\x17\n\x13TASK_SOURCE_WEBHOOK\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18switchyard/v1/task.proto\x12\rswitchyard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cswitchyard/v1/decision.proto\"\x8d\x01\n\x08\x44ocument\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\x12\x11\n\tkind_hint\x18\x04 \x01(\t\x12$\n\x04\x62lob\x18\x05 \x01(\x0b\x32\x16.switchyard.v1.BlobRef\x12\x12\n\npage_count\x18\x06 \x01(\x05\":\n\x07\x42lobRef\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\"\xec\x02\n\nSubmission\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12)\n\x08\x64ocument\x18\x04 \x01(\x0b\x32\x17.switchyard.v1.Document\x12\x39\n\x08metadata\x18\x05 \x03(\x0b\x32\'.switchyard.v1.Submission.MetadataEntry\x12\x14\n\x08priority\x18\x06 \x01(\x05\x42\x02\x18\x01\x12,\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63\x61llback_url\x18\x08 \x01(\t\x12\x33\n\x0epriority_level\x18\t \x01(\x0e\x32\x1b.switchyard.v1.TaskPriority\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf0\x03\n\x0cTaskEnvelope\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12)\n\x08\x64ocument\x18\x05 \x01(\x0b\x32\x17.switchyard.v1.Document\x12;\n\x08metadata\x18\x06 \x03(\x0b\x32).switchyard.v1.TaskEnvelope.MetadataEntry\x12\x14\n\x08priority\x18\x07 \x01(\x05\x42\x02\x18\x01\x12/\n\x0breceived_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x63orrelation_id\x18\n \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x0b \x01(\x05\x12)\n\x06source\x18\x0c \x01(\x0e\x32\x19.switchyard.v1.TaskSource\x12\x33\n\x0epriority_level\x18\r \x01(\x0e\x32\x1b.switchyard.v1.TaskPriority\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf9\x01\n\x0bStatusEvent\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12)\n\x06status\x18\x03 \x01(\x0e\x32\x19.switchyard.v1.TaskStatus\x12\'\n\x05stage\x18\x04 \x01(\x0e\x32\x18.switchyard.v1.TaskStage\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t\x12/\n\x0boccurred_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08sequence\x18\x08 \x01(\x03\x12\x0f\n\x07service\x18\t \x01(\t\"\xc8\x02\n\x04Task\x12-\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x1b.switchyard.v1.TaskEnvelope\x12)\n\x06status\x18\x02 \x01(\x0e\x32\x19.switchyard.v1.TaskStatus\x12\'\n\x05stage\x18\x03 \x01(\x0e\x32\x18.switchyard.v1.TaskStage\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08sequence\x18\x07 \x01(\x03\x12;\n\x0flatest_decision\x18\x08 \x01(\x0b\x32\x1e.switchyard.v1.DecisionSummaryB\x02\x18\x01*\xc5\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATUS_QUEUED\x10\x01\x12\x1b\n\x17TASK_STATUS_IN_PROGRESS\x10\x02\x12\x17\n\x13TASK_STATUS_BLOCKED\x10\x03\x12\x19\n\x15TASK_STATUS_SUCCEEDED\x10\x04\x12\x16\n\x12TASK_STATUS_FAILED\x10\x05\x12\x19\n\x15TASK_STATUS_CANCELLED\x10\x06*\xc5\x01\n\tTaskStage\x12\x1a\n\x16TASK_STAGE_UNSPECIFIED\x10\x00\x12\x17\n\x13TASK_STAGE_INGESTED\x10\x01\x12\x17\n\x13TASK_STAGE_DECIDING\x10\x02\x12\x18\n\x14TASK_STAGE_EXECUTING\x10\x03\x12\x1e\n\x1aTASK_STAGE_AWAITING_REVIEW\x10\x04\x12\x1b\n\x17TASK_STAGE_COMPENSATING\x10\x05\x12\x13\n\x0fTASK_STAGE_DONE\x10\x06*\x90\x01\n\x0cTaskPriority\x12\x1d\n\x19TASK_PRIORITY_UNSPECIFIED\x10\x00\x12\x18\n\x14TASK_PRIORITY_URGENT\x10\x01\x12\x16\n\x12TASK_PRIORITY_HIGH\x10\x02\x12\x18\n\x14TASK_PRIORITY_NORMAL\x10\x03\x12\x15\n\x11TASK_PRIORITY_LOW\x10\x04*\x8e\x01\n\nTaskSource\x12\x1b\n\x17TASK_SOURCE_UNSPECIFIED\x10\x00\x12\x14\n\x10TASK_SOURCE_GRPC\x10\x01\x12\x1c\n\x18TASK_SOURCE_KAFKA_INTAKE\x10\x02\x12\x16\n\x12TASK_SOURCE_REPLAY\x10\x03\x12\x17\n\x13TASK_SOURCE_WEBHOOK\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,26 +33,28 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_TASKENVELOPE'].fields_by_name['priority']._serialized_options = b'\030\001'
   _globals['_TASK'].fields_by_name['latest_decision']._options = None
   _globals['_TASK'].fields_by_name['latest_decision']._serialized_options = b'\030\001'
-  _globals['_TASKSTATUS']._serialized_start=1641
-  _globals['_TASKSTATUS']._serialized_end=1838
-  _globals['_TASKSTAGE']._serialized_start=1841
-  _globals['_TASKSTAGE']._serialized_end=2038
-  _globals['_TASKPRIORITY']._serialized_start=2041
-  _globals['_TASKPRIORITY']._serialized_end=2185
-  _globals['_TASKSOURCE']._serialized_start=2188
-  _globals['_TASKSOURCE']._serialized_end=2330
-  _globals['_DOCUMENT']._serialized_start=106
-  _globals['_DOCUMENT']._serialized_end=189
-  _globals['_SUBMISSION']._serialized_start=192
-  _globals['_SUBMISSION']._serialized_end=556
-  _globals['_SUBMISSION_METADATAENTRY']._serialized_start=509
-  _globals['_SUBMISSION_METADATAENTRY']._serialized_end=556
-  _globals['_TASKENVELOPE']._serialized_start=559
-  _globals['_TASKENVELOPE']._serialized_end=1055
-  _globals['_TASKENVELOPE_METADATAENTRY']._serialized_start=509
-  _globals['_TASKENVELOPE_METADATAENTRY']._serialized_end=556
-  _globals['_STATUSEVENT']._serialized_start=1058
-  _globals['_STATUSEVENT']._serialized_end=1307
-  _globals['_TASK']._serialized_start=1310
-  _globals['_TASK']._serialized_end=1638
+  _globals['_TASKSTATUS']._serialized_start=1760
+  _globals['_TASKSTATUS']._serialized_end=1957
+  _globals['_TASKSTAGE']._serialized_start=1960
+  _globals['_TASKSTAGE']._serialized_end=2157
+  _globals['_TASKPRIORITY']._serialized_start=2160
+  _globals['_TASKPRIORITY']._serialized_end=2304
+  _globals['_TASKSOURCE']._serialized_start=2307
+  _globals['_TASKSOURCE']._serialized_end=2449
+  _globals['_DOCUMENT']._serialized_start=107
+  _globals['_DOCUMENT']._serialized_end=248
+  _globals['_BLOBREF']._serialized_start=250
+  _globals['_BLOBREF']._serialized_end=308
+  _globals['_SUBMISSION']._serialized_start=311
+  _globals['_SUBMISSION']._serialized_end=675
+  _globals['_SUBMISSION_METADATAENTRY']._serialized_start=628
+  _globals['_SUBMISSION_METADATAENTRY']._serialized_end=675
+  _globals['_TASKENVELOPE']._serialized_start=678
+  _globals['_TASKENVELOPE']._serialized_end=1174
+  _globals['_TASKENVELOPE_METADATAENTRY']._serialized_start=628
+  _globals['_TASKENVELOPE_METADATAENTRY']._serialized_end=675
+  _globals['_STATUSEVENT']._serialized_start=1177
+  _globals['_STATUSEVENT']._serialized_end=1426
+  _globals['_TASK']._serialized_start=1429
+  _globals['_TASK']._serialized_end=1757
 # @@protoc_insertion_point(module_scope)
