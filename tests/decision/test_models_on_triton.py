@@ -60,3 +60,50 @@ async def test_invoice_risk_reaches_its_cards_heldout_auc(stack: EmbeddedStack) 
         await client.close()
     claimed = card("invoice_risk", "1")["metrics"]["test"]
     assert round(train.auc(np.array(p), np.array([r["label"] for r in rows])), 6) == claimed["auc"]
+
+
+def _page_png(lines: list[tuple[int, int, str]], size: tuple[int, int] = (900, 500)) -> bytes:
+    """A white page with ``lines`` (x, y, text) in black, as PNG bytes."""
+    import io
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    page = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.load_default(size=36)
+    for x, y, text in lines:
+        draw.text((x, y), text, fill="black", font=font)
+    out = io.BytesIO()
+    page.save(out, format="PNG")
+    return out.getvalue()
+
+
+async def test_ocr_reads_the_words_of_each_page_with_boxes(stack: EmbeddedStack) -> None:
+    # two pages in one request (as the decision service's batcher sends them): each row's
+    # words come back in its own row, with boxes where the text was drawn
+    from services.decision.triton import OcrClient
+    from switchyard.v1 import LayoutSource
+
+    client = OcrClient(stack.settings.triton_url, 120, new_breaker("t", 5, 10), "1")
+    await client.load_metadata()
+    try:
+        first, second = await client.read([
+            _page_png([(60, 60, "Invoice number: INV-2041"), (60, 300, "Total due: 1,250.00")]),
+            _page_png([(450, 200, "Receipt 77")], size=(900, 600)),
+        ])
+    finally:
+        await client.close()
+    assert client.version == "1.0.0"
+    assert first.source == second.source == LayoutSource.LAYOUT_SOURCE_OCR
+    assert (first.width, first.height, second.width, second.height) == (900, 500, 900, 600)
+    texts = [w.text for w in first.words]
+    # a label's colon ends a word even where the recogniser drops the space after it
+    assert texts == ["Invoice", "number:", "INV-2041", "Total", "due:", "1,250.00"]
+    invoice, total = first.words[0], first.words[3]
+    assert 0.04 < invoice.box.x0 < 0.1 and 0.1 < invoice.box.y0 < invoice.box.y1 < 0.25
+    assert invoice.box.x1 < first.words[1].box.x0 < first.words[1].box.x1 < \
+        first.words[2].box.x0
+    assert total.box.y0 > 0.55 and total.box.x1 < first.words[4].box.x0
+    assert all(0.5 < w.confidence <= 1 for w in first.words)
+    assert [w.text for w in second.words] == ["Receipt", "77"]
+    assert second.words[0].box.x0 == pytest.approx(450 / 900, abs=0.03)
