@@ -16,9 +16,19 @@ run on the CPU and the model logs so.
 """
 
 import json
+import os
+import sys
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+
+# The engine's wheels for the backend's Python, when the deployment ships them beside the model
+# (the Switchyard image builds document_ocr/python3.10/ for the official Triton image); the
+# embedded Triton finds them in the virtualenv instead.
+_VENDORED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         f"python{sys.version_info.major}.{sys.version_info.minor}")
+if os.path.isdir(_VENDORED) and _VENDORED not in sys.path:
+    sys.path.insert(0, _VENDORED)
 
 try:
     import cv2
