@@ -108,7 +108,7 @@ class TritonPythonModel:
         gpu = args.get("model_instance_kind") == "GPU"
         cuda = gpu and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
         self.engine = RapidOCR(det_use_cuda=cuda, cls_use_cuda=cuda, rec_use_cuda=cuda)
-        lines_per_call = int(params.get("rec_batch_num") or 32)
+        lines_per_call = int(params.get("rec_batch_num") or 6)
         self.engine.text_rec.rec_batch_num = lines_per_call
         self.engine.text_cls.cls_batch_num = lines_per_call
         if gpu and not cuda:
