@@ -14,6 +14,7 @@ from switchyard.documents._layout import (
     find_table,
     find_words,
     label_value,
+    label_values,
     layout_from_text,
     layout_text,
     lines,
@@ -24,6 +25,6 @@ from switchyard.documents._layout import (
 
 __all__ = [
     "LabelValue", "Line", "PageWord", "Table", "find_labels", "find_table", "find_words",
-    "label_value", "layout_from_text", "layout_text", "lines", "page_lines", "page_words",
+    "label_value", "label_values", "layout_from_text", "layout_text", "lines", "page_lines", "page_words",
     "provenance_of",
 ]

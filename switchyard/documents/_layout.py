@@ -10,8 +10,8 @@ from a PDF's text layer or from OCR. Pure functions here turn it into what extra
   two columns (so a table row reads ``Toner | 4 | 62.50 | 250.00``, as the plain-text
   invoices the router was trained on write it); pages are separated by a blank line;
 * :func:`find_labels` finds a label's words (matched without case or punctuation, also
-  across several words: ``Invoice No.``), :func:`label_value` the value right of the label
-  on its line, or else below it in the next line;
+  across several words: ``Invoice No.``), :func:`label_values` the values right of the label
+  on its line, then below it in the next line, the likeliest first;
 * :func:`find_table` reads a table from its header row: columns found by their labels, each
   following line a row until the table ends;
 * :func:`provenance_of` is where a value was read: page, the box around its words, each
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from switchyard.v1 import (
@@ -302,24 +302,41 @@ def _below(layout_lines: Sequence[Line], line: Line, start: int, end: int
     return None
 
 
-def label_value(layout_lines: Sequence[Line], labels: Iterable[str]) -> LabelValue | None:
-    """The value of the first of ``labels`` that has one (labels tried in the order given).
+def _starts_with_label(words: Sequence[PageWord], labels: Iterable[str]) -> bool:
+    line = Line(words[0].page, tuple(words))
+    return any(start == 0 for label in labels for _, start, _ in find_labels([line], label))
 
-    For a label, the words right of it on its line up to the next wide gap (at its first
-    occurrence in reading order that has such words, unless they end with a colon: another
-    label); else the words just below one of its occurrences, in the next line (a column
-    header's first row, a label above its value)."""
+
+def label_values(layout_lines: Sequence[Line], labels: Iterable[str],
+                 not_values: Iterable[str] = ()) -> Iterator[LabelValue]:
+    """Every value next to one of ``labels``, the likeliest first (labels in the order
+    given): for a label, the words right of it on its line up to the next wide gap, at each of
+    its occurrences in reading order; then the words just below it in the next line (a label
+    above its value, a column header above its first row). Words that end with a colon, or
+    start with one of ``not_values`` (the other fields' labels), are a label, not a value.
+    The caller takes the first value that reads as what it wants (a header row's neighbour
+    ``Invoice Date`` is no invoice number: the number below the label is)."""
+    not_values = tuple(not_values)
+
+    def is_label(words: Sequence[PageWord]) -> bool:
+        return words[-1].text.endswith(":") or _starts_with_label(words, not_values)
+
     for label in labels:
         found = find_labels(layout_lines, label)
         for line, start, end in found:
             right = _right_of(line, end)
-            if right is not None and not right[0][-1].text.endswith(":"):
-                return LabelValue(line.words[start:end], right[0], "right", right[1])
+            if right is not None and not is_label(right[0]):
+                yield LabelValue(line.words[start:end], right[0], "right", right[1])
         for line, start, end in found:
             below = _below(layout_lines, line, start, end)
-            if below is not None:
-                return LabelValue(line.words[start:end], below[0], "below", below[1])
-    return None
+            if below is not None and not is_label(below[0]):
+                yield LabelValue(line.words[start:end], below[0], "below", below[1])
+
+
+def label_value(layout_lines: Sequence[Line], labels: Iterable[str],
+                not_values: Iterable[str] = ()) -> LabelValue | None:
+    """The likeliest value next to one of ``labels``: the first of :func:`label_values`."""
+    return next(label_values(layout_lines, labels, not_values), None)
 
 
 def find_table(layout_lines: Sequence[Line], columns: Mapping[str, Sequence[str]],
@@ -477,5 +494,5 @@ def layout_from_text(text: str, *, page_width: float = 612.0, page_height: float
 
 
 __all__ = ["COLUMN_GAP_HEIGHTS", "LabelValue", "Line", "PageWord", "Table", "find_labels",
-           "find_table", "find_words", "label_value", "layout_from_text", "layout_text",
-           "lines", "page_lines", "page_words", "provenance_of"]
+           "find_table", "find_words", "label_value", "label_values", "layout_from_text",
+           "layout_text", "lines", "page_lines", "page_words", "provenance_of"]

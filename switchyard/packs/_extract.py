@@ -48,7 +48,7 @@ from switchyard.documents._layout import (
     PageWord,
     find_table,
     find_words,
-    label_value,
+    label_values,
     layout_text,
     lines,
     provenance_of,
@@ -362,10 +362,12 @@ def extract_fields(pack: Pack, text: str, layout: DocumentLayout | None = None) 
                                        find_words(layout_lines, match.group(1))))
             labels = _labels(spec)
             if layout_lines:
-                beside = label_value(layout_lines, spec.labels or (spec.name,))
-                if beside is not None:
-                    candidates.append((beside.text, FOUND_BY_LABEL * placement_factor(beside),
-                                       beside.value))
+                others = [label for other in pack.fields.values() if other is not spec
+                          for label in (other.labels or (other.name,))]
+                candidates.extend(
+                    (beside.text, FOUND_BY_LABEL * placement_factor(beside), beside.value)
+                    for beside in label_values(layout_lines, spec.labels or (spec.name,),
+                                               others))
             for key, value in json_pairs:
                 if _norm(key) in labels:
                     candidates.append((value, FOUND_BY_JSON, find_words(layout_lines, value)))

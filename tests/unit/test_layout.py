@@ -13,6 +13,7 @@ from switchyard.documents import (
     find_table,
     find_words,
     label_value,
+    label_values,
     layout_from_text,
     layout_text,
     lines,
@@ -165,3 +166,13 @@ def test_inverted_boxes_and_blank_words_are_tolerated() -> None:
     layout = ocr_layout([("  ", 0, 0, 10, 10, 1.0), ("b", 300, 126, 200, 100, 0.9),
                          ("a", 100, 100, 150, 126, 0.9)])
     assert layout_text(layout) == "a | b"
+
+
+def test_a_header_row_of_labels_gives_the_values_below_them() -> None:
+    found = lines(layout_from_text("Invoice No        Invoice Date\nINV-1             2026-11-20"))
+    # right of 'Invoice No' is another field's label, not its value
+    number = label_value(found, ["Invoice No"], not_values=["Invoice Date"])
+    assert number is not None and (number.text, number.placement) == ("INV-1", "below")
+    # every candidate, the likeliest first, for a caller that checks what it reads
+    assert [(v.text, v.placement) for v in label_values(found, ["Invoice No"])] == [
+        ("Invoice Date", "right"), ("INV-1", "below")]
