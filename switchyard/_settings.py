@@ -429,10 +429,6 @@ class Settings:
         "1", "Triton version directory of document_ocr, the OCR model that reads scanned "
         "pages and images.", group="decision",
     )
-    ocr_dpi: int = setting(
-        150, "Resolution at which a scanned PDF page is rendered for OCR (images are read at "
-        "their own size).", group="decision", minimum=50, maximum=600,
-    )
     ocr_timeout_s: float = setting(
         60.0, "Deadline of one document_ocr request (a batch of pages; OCR on CPU takes "
         "seconds per page).", group="decision", exclusive_minimum=0,

@@ -107,3 +107,117 @@ async def test_ocr_reads_the_words_of_each_page_with_boxes(stack: EmbeddedStack)
     assert all(0.5 < w.confidence <= 1 for w in first.words)
     assert [w.text for w in second.words] == ["Receipt", "77"]
     assert second.words[0].box.x0 == pytest.approx(450 / 900, abs=0.03)
+
+
+def _scan_pdf(first_page_text: tuple[str, ...], scanned_lines: list[tuple[int, int, str]]
+              ) -> bytes:
+    """A PDF whose page 1 has a text layer and page 2 is a scan (an image, no text)."""
+    import io
+
+    from PIL import Image
+    from reportlab.lib.utils import ImageReader
+    from reportlab.pdfgen import canvas
+
+    out = io.BytesIO()
+    pdf = canvas.Canvas(out, pagesize=(450, 250))
+    pdf.setFont("Helvetica", 14)
+    for row, line in enumerate(first_page_text):
+        pdf.drawString(40, 200 - row * 30, line)
+    pdf.showPage()
+    scan = Image.open(io.BytesIO(_page_png(scanned_lines)))
+    pdf.drawImage(ImageReader(scan), 0, 0, 450, 250)
+    pdf.showPage()
+    pdf.save()
+    return out.getvalue()
+
+
+def _tiff(*pages: bytes) -> bytes:
+    import io
+
+    from PIL import Image
+
+    frames = [Image.open(io.BytesIO(p)).convert("RGB") for p in pages]
+    out = io.BytesIO()
+    frames[0].save(out, format="TIFF", save_all=True, append_images=frames[1:])
+    return out.getvalue()
+
+
+def _envelope(content_type: str, body: bytes, page_count: int = 0):  # type: ignore[no-untyped-def]
+    from switchyard.v1 import Document, TaskEnvelope
+
+    return TaskEnvelope(task_id="00000000-0000-0000-0000-000000000001", tenant_id="acme",
+                        document=Document(content_type=content_type, body=body,
+                                          page_count=page_count))
+
+
+async def test_document_reader_reads_text_layers_directly_and_the_rest_by_ocr(
+        stack: EmbeddedStack) -> None:
+    # the decision service's reader over the real model, pages through a micro-batcher: a PDF
+    # with a text page and a scanned page, and a two-frame TIFF, read at the same time
+    import asyncio
+
+    from services.decision.batcher import BATCH_SIZE, MicroBatcher
+    from services.decision.reading import DocumentReader
+    from services.decision.triton import OcrClient
+    from switchyard.v1 import LayoutSource
+
+    client = OcrClient(stack.settings.triton_url, 120, new_breaker("t", 5, 10), "1")
+    batcher = MicroBatcher("reader-test", client.read, 8, 0.05, 100)
+    sent_before = BATCH_SIZE.labels("reader-test")._sum.get()  # noqa: SLF001
+    await batcher.start()
+    reader = DocumentReader(batcher.submit, None)
+    try:
+        pdf, tiff = await asyncio.gather(
+            reader.read(_envelope("application/pdf", _scan_pdf(
+                ("Invoice number: INV-7", "Total due: 99.00"),
+                [(60, 60, "Vendor: Nordic Paper"), (60, 300, "Page two")]))),
+            reader.read(_envelope("image/tiff", _tiff(
+                _page_png([(60, 60, "Receipt 11")]), _page_png([(60, 60, "Receipt 12")])))),
+        )
+        assert await reader.read(_envelope("text/plain", b"Invoice INV-7")) is None
+    finally:
+        await batcher.stop()
+        await client.close()
+    assert pdf is not None and tiff is not None
+    text_page, scanned = pdf.layout.pages
+    assert (text_page.number, text_page.source) == (1, LayoutSource.LAYOUT_SOURCE_TEXT_LAYER)
+    assert [w.text for w in text_page.words] == ["Invoice", "number:", "INV-7", "Total", "due:",
+                                                 "99.00"]
+    assert (scanned.number, scanned.source) == (2, LayoutSource.LAYOUT_SOURCE_OCR)
+    assert [w.text for w in scanned.words] == ["Vendor:", "Nordic", "Paper", "Page", "two"]
+    assert (pdf.page_count, pdf.ocr_pages, pdf.unread_pages) == (2, 1, 0)
+    assert [(p.number, p.source, [w.text for w in p.words]) for p in tiff.layout.pages] == [
+        (1, LayoutSource.LAYOUT_SOURCE_OCR, ["Receipt", "11"]),
+        (2, LayoutSource.LAYOUT_SOURCE_OCR, ["Receipt", "12"])]
+    # three scanned pages of two documents, all sent through the batcher
+    assert BATCH_SIZE.labels("reader-test")._sum.get() - sent_before == 3  # noqa: SLF001
+
+
+async def test_document_reader_limits_pages_and_names_what_it_cannot_read(
+        stack: EmbeddedStack) -> None:
+    from services.decision.reading import DocumentReader, UnreadableDocument
+    from services.decision.triton import ModelUnavailable, OcrClient
+    from switchyard.stack import free_port
+    from tests.document_samples import corrupt_pdf, text_pdf
+
+    client = OcrClient(stack.settings.triton_url, 120, new_breaker("t", 5, 10), "1")
+    try:
+        reader = DocumentReader(lambda image: client.read([image]), None, max_pages=2)
+        read = await reader.read(_envelope("application/pdf", text_pdf(
+            ("Invoice INV-1001 for paper", "Total 120.00 EUR"), pages=3), page_count=3))
+        assert read is not None
+        assert [p.number for p in read.layout.pages] == [1, 2]
+        assert (read.page_count, read.unread_pages, read.ocr_pages) == (3, 1, 0)
+        with pytest.raises(UnreadableDocument, match="PDF"):
+            await reader.read(_envelope("application/pdf", corrupt_pdf(), page_count=1))
+    finally:
+        await client.close()
+    # Triton not there: the model is unavailable (the engine's hold/escalate policy), not a
+    # document problem
+    away = OcrClient(f"127.0.0.1:{free_port()}", 2, new_breaker("away", 5, 10), "1")
+    try:
+        with pytest.raises(ModelUnavailable):
+            await DocumentReader(lambda image: away.read([image]), None).read(
+                _envelope("image/png", _page_png([(60, 60, "Receipt 11")])))
+    finally:
+        await away.close()
