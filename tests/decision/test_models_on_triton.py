@@ -221,3 +221,101 @@ async def test_document_reader_limits_pages_and_names_what_it_cannot_read(
                 _envelope("image/png", _page_png([(60, 60, "Receipt 11")])))
     finally:
         await away.close()
+
+
+TICKET = ("Ticket SR127232", "Priority: P3", "Category: General", "Customer: Julia Larsen",
+          "Description: Why did my bill go up? Nobody told us about a price change.")
+
+
+def _text_pdf(lines: tuple[str, ...]) -> bytes:
+    import io
+
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    out = io.BytesIO()
+    pdf = canvas.Canvas(out, pagesize=A4)
+    pdf.setFont("Helvetica", 12)
+    for row, line in enumerate(lines):
+        pdf.drawString(72, A4[1] - 72 - row * 24, line)
+    pdf.showPage()
+    pdf.save()
+    return out.getvalue()
+
+
+async def test_the_engine_routes_on_the_layout_extracts_with_provenance_and_escalates_with_it(
+        stack: EmbeddedStack) -> None:
+    # the decision engine as the service builds it (router and OCR batchers on the real
+    # Triton), with the shipped support_ticket pack reading PDFs and PNGs: a text PDF is
+    # routed on its words and its fields carry where they were read; a scanned ticket
+    # submitted as another kind escalates with its OCR layout on the escalation; a damaged
+    # PDF escalates as unreadable
+    import dataclasses
+
+    from services.decision.batcher import MicroBatcher
+    from services.decision.engine import UNREADABLE_RULE, DecisionEngine
+    from services.decision.packs import PackCatalog
+    from services.decision.policies import PolicySet
+    from services.decision.policy import Policy
+    from services.decision.reading import DocumentReader
+    from services.decision.service import escalation_for
+    from services.decision.triton import OcrClient
+    from switchyard.packs import builtin_packs
+    from switchyard.v1 import DecisionOutcome, LayoutSource
+    from tests.document_samples import corrupt_pdf
+
+    pack = builtin_packs()["support_ticket"]
+    pack = dataclasses.replace(pack, content_types=(*pack.content_types, "application/pdf",
+                                                    "image/png"))
+    router = RouterClient(stack.settings.triton_url, 30, new_breaker("r", 5, 10), "1")
+    ocr = OcrClient(stack.settings.triton_url, 120, new_breaker("o", 5, 10), "1")
+    await router.load_metadata()
+    router_batcher = MicroBatcher("engine-test-router", router.predict, 16, 0.005, 100)
+    ocr_batcher = MicroBatcher("engine-test-ocr", ocr.read, 8, 0.005, 100)
+    policies = PolicySet(Policy(auto_execute_threshold=0.5))
+    engine = DecisionEngine(router_batcher, policies,
+                            PackCatalog(None, policies, builtin={"support_ticket": pack}),
+                            router_classes=lambda: router.classes,
+                            reader=DocumentReader(ocr_batcher.submit, None))
+    await router_batcher.start()
+    await ocr_batcher.start()
+    try:
+        text = await engine.assess(_envelope("application/pdf", _text_pdf(TICKET)))
+        scanned_ticket = _page_png([(40, 40 + 60 * i, line) for i, line in
+                                    enumerate(TICKET[:4])], size=(900, 320))
+        scan = await engine.assess(_kind(_envelope("image/png", scanned_ticket), "invoice"))
+        broken = await engine.assess(_envelope("application/pdf", corrupt_pdf(), page_count=1))
+    finally:
+        await router_batcher.stop()
+        await ocr_batcher.stop()
+        await router.close()
+        await ocr.close()
+
+    decision = text.decision
+    assert decision.models[0].label == "support_ticket"   # routed on the layout's words
+    assert decision.outcome == DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE, \
+        decision.explanation
+    fields = {f.name: f for f in decision.fields}
+    assert fields["ticket_id"].value == "SR127232"
+    assert fields["priority"].value == "P3"
+    where = fields["priority"].provenance
+    assert (where.page, where.source) == (1, LayoutSource.LAYOUT_SOURCE_TEXT_LAYER)
+    priority_word = next(w for w in text.layout.pages[0].words if w.text == "P3")
+    assert where.box.x0 == pytest.approx(priority_word.box.x0)
+    assert where.box.y0 == pytest.approx(priority_word.box.y0)
+
+    assert scan.outcome.rule == "kind_mismatch"
+    assert scan.layout is not None
+    assert scan.layout.pages[0].source == LayoutSource.LAYOUT_SOURCE_OCR
+    escalation = escalation_for(_kind(_envelope("image/png", b""), "invoice"), scan.decision,
+                                scan.outcome, "default", scan.layout)
+    assert escalation.layout == scan.layout
+    assert "Priority:" in [w.text for w in escalation.layout.pages[0].words]
+
+    assert broken.outcome.rule == UNREADABLE_RULE
+    assert broken.decision.outcome == DecisionOutcome.DECISION_OUTCOME_ESCALATE
+
+
+def _kind(task, kind: str):  # type: ignore[no-untyped-def]
+    task.kind = kind
+    return task
