@@ -267,22 +267,24 @@ def _is_mark(word: PageWord) -> bool:
     return not _tokens(word.text)
 
 
-def _right_of(line: Line, end: int) -> tuple[tuple[PageWord, ...], float] | None:
-    rest = [w for w in line.words[end:]]
+def _right_of(line: Line, end: int) -> list[tuple[tuple[PageWord, ...], float]]:
+    """The first two cells right of a label ending at word ``end``, each with its distance
+    from the label in line heights (the second one for a label followed by a rate or a unit
+    before its value: ``VAT 20%`` then far right ``EUR 227.30``)."""
+    rest = list(line.words[end:])
     while rest and _is_mark(rest[0]):
         rest.pop(0)
-    if not rest:
-        return None
+    out: list[tuple[tuple[PageWord, ...], float]] = []
     label_end = line.words[end - 1]
-    distance = max(label_end.gap_to(rest[0]), 0.0) / line.height
-    if distance > MAX_RIGHT_HEIGHTS:
-        return None
-    value = [rest[0]]
-    for word in rest[1:]:
-        if value[-1].gap_to(word) > COLUMN_GAP_HEIGHTS * line.height:
+    while rest and len(out) < 2:
+        distance = max(label_end.gap_to(rest[0]), 0.0) / line.height
+        if distance > MAX_RIGHT_HEIGHTS:
             break
-        value.append(word)
-    return tuple(value), distance
+        value = [rest.pop(0)]
+        while rest and value[-1].gap_to(rest[0]) <= COLUMN_GAP_HEIGHTS * line.height:
+            value.append(rest.pop(0))
+        out.append((tuple(value), distance))
+    return out
 
 
 def _below(layout_lines: Sequence[Line], line: Line, start: int, end: int
@@ -324,9 +326,10 @@ def label_values(layout_lines: Sequence[Line], labels: Iterable[str],
     for label in labels:
         found = find_labels(layout_lines, label)
         for line, start, end in found:
-            right = _right_of(line, end)
-            if right is not None and not is_label(right[0]):
-                yield LabelValue(line.words[start:end], right[0], "right", right[1])
+            for cell, distance in _right_of(line, end):
+                if is_label(cell):
+                    break
+                yield LabelValue(line.words[start:end], cell, "right", distance)
         for line, start, end in found:
             below = _below(layout_lines, line, start, end)
             if below is not None and not is_label(below[0]):
@@ -345,12 +348,12 @@ def find_table(layout_lines: Sequence[Line], columns: Mapping[str, Sequence[str]
 
     The header is the first line where two or more columns' labels are found. Each cell (a
     run of close words) of a following line belongs to the column whose header it overlaps
-    most, or else to the column whose header is nearest. A line with words in
-    fewer than two columns continues the row above when it holds only text of the row's first
-    column (a description wrapped onto a second line: no word ending with a colon, not ending
-    with an amount); otherwise it, a line holding one of
-    ``end_labels``, a page break or a vertical gap wider than MAX_ROW_GAP_HEIGHTS ends the
-    table.
+    most, or else to the column whose header is nearest. A row has words in two or more
+    columns, the first (leftmost) among them, and that first cell does not end with a colon
+    (``Subtotal:`` is a label). A line with only first-column text continues the row above
+    (a description wrapped onto a second line) unless it has a word ending with a colon or
+    ends with an amount. Any other line, a line holding one of ``end_labels``, a page break
+    or a vertical gap wider than MAX_ROW_GAP_HEIGHTS line heights ends the table.
     """
     ends = {_tokens(label) for label in end_labels if _tokens(label)}
     for index, line in enumerate(layout_lines):
@@ -379,7 +382,8 @@ def find_table(layout_lines: Sequence[Line], columns: Mapping[str, Sequence[str]
             row: dict[str, list[PageWord]] = {}
             for cell in below.cells():
                 row.setdefault(_column_of(cell, header, order), []).extend(cell)
-            if len(row) >= 2:
+            first = row.get(order[0])
+            if len(row) >= 2 and first and not first[-1].text.endswith(":"):
                 rows.append(row)
             elif rows and set(row) == {order[0]} and _continues(row[order[0]]):
                 rows[-1].setdefault(order[0], []).extend(row[order[0]])
