@@ -140,8 +140,14 @@ def document_text(item: ReviewItem) -> str:
     document = item.escalation.task.document
     if not document.content_type.startswith(PAGED_TYPES):
         return document.body.decode("utf-8", errors="replace")
-    return "\n\n".join(" ".join(w.text for w in page.words)
-                        for page in item.escalation.layout.pages)
+    pages = []
+    for page in item.escalation.layout.pages:
+        words: list[str] = []
+        for word in page.words:
+            if not (words and word.text == words[-1] and word.text.endswith("REDACTED]")):
+                words.append(word.text)   # a redacted value's words: one label
+        pages.append(" ".join(words))
+    return "\n\n".join(pages)
 
 
 def item_json(item: ReviewItem, full: bool = True) -> dict[str, Any]:

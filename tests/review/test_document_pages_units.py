@@ -129,7 +129,8 @@ def test_item_json_carries_the_layout_the_provenance_and_the_words_as_text() -> 
     document = view["document"]
     assert document["page_count"] == 1 and document["content_type"] == "image/png"
     # the document's text is its words, never the file's bytes decoded as text
-    assert document["text"].startswith("Invoice INV-77 Vendor [VENDOR REDACTED]")
+    assert document["text"] == ("Invoice INV-77 Vendor [VENDOR REDACTED] Phone "
+                                "[PHONE REDACTED] Total 120.00")
     assert "PNG" not in document["text"] and "PNG" not in view["summary"]
     (page,) = document["layout"]
     assert page["number"] == 1 and page["source"] == "OCR"

@@ -379,7 +379,7 @@ def _region(image: Image.Image, box: BoundingBox) -> list[tuple[int, int, int]]:
     width, height = image.size
     crop = image.crop((math.ceil(box.x0 * width), math.ceil(box.y0 * height),
                        math.floor(box.x1 * width), math.floor(box.y1 * height)))
-    return list(crop.getdata())
+    return [crop.getpixel((x, y)) for x in range(crop.width) for y in range(crop.height)]
 
 
 async def test_console_shows_masked_pages_and_corrects_fields_by_picking_words(
