@@ -39,7 +39,15 @@ from google.protobuf import json_format, struct_pb2
 
 from switchyard._pii import Redactor
 from switchyard._settings import Settings
-from switchyard.v1 import BoundingBox, Decision, DocumentLayout, Escalation, TaskEnvelope
+from switchyard.documents import page_lines
+from switchyard.v1 import (
+    BoundingBox,
+    Decision,
+    DocumentLayout,
+    Escalation,
+    LayoutPage,
+    TaskEnvelope,
+)
 
 log = logging.getLogger(__name__)
 
@@ -371,18 +379,17 @@ class PageRedactions:
         return self.boxes.get(page_number - 1, [])
 
 
-def _lines(words: list[tuple[int, BoundingBox, str]]) -> list[list[tuple[int, BoundingBox, str]]]:
-    """Words in reading order grouped into lines: a word whose vertical centre lies within
-    the previous word's height continues its line."""
-    lines: list[list[tuple[int, BoundingBox, str]]] = []
-    for word in words:
-        box = word[1]
-        centre = (box.y0 + box.y1) / 2
-        if lines and lines[-1][-1][1].y0 <= centre <= lines[-1][-1][1].y1:
-            lines[-1].append(word)
-        else:
-            lines.append([word])
-    return lines
+def _line_word_numbers(page: LayoutPage) -> list[list[int]]:
+    """The page's lines (:func:`switchyard.documents.page_lines`, the one line grouping
+    extraction uses too) as the positions of their words in ``page.words``."""
+    positions: dict[tuple[str, float, float, float, float], list[int]] = {}
+    for number, word in enumerate(page.words):
+        b = word.box
+        key = (word.text.strip(), min(b.x0, b.x1), min(b.y0, b.y1), max(b.x0, b.x1),
+               max(b.y0, b.y1))
+        positions.setdefault(key, []).append(number)
+    return [[positions[(w.text, w.x0, w.y0, w.x1, w.y1)].pop(0) for w in line.words]
+            for line in page_lines(page)]
 
 
 def _inside(box: BoundingBox, area: BoundingBox) -> bool:
@@ -430,9 +437,10 @@ def page_redactions(layout: DocumentLayout, decision: Decision,
                 if _inside(word.box, area):
                     hidden[number] = label
                     break
-        for line in _lines([(n, w.box, w.text) for n, w in enumerate(page.words)]):
+        for line in _line_word_numbers(page):
             text, spans, at = [], [], 0
-            for number, _, word_text in line:
+            for number in line:
+                word_text = page.words[number].text.strip()
                 spans.append((number, at, at + len(word_text)))
                 text.append(word_text)
                 at += len(word_text) + 1
