@@ -71,6 +71,8 @@ STATIC = Path(__file__).resolve().parent / "console"
 SERVICE = "/switchyard.v1.ReviewService/"
 WATCH_INTERVAL_S = 0.5
 KEEPALIVE_S = 15.0
+# img-src blob:: page images are fetched with the API key in a header (never a cookie or a
+# URL) and shown from an object URL the page itself made from the response.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
                                "img-src 'self' data: blob:; connect-src 'self'; "
