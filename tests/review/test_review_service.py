@@ -453,8 +453,6 @@ async def test_console_shows_masked_pages_and_corrects_fields_by_picking_words(
         results = await Axe().run(page, options=AXE_RULES)
         assert results.violations_count == 0, results.generate_snapshot()
 
-        await page.keyboard.press("c")
-        await expect(page.locator("#i-state")).to_have_text("claimed by key-0")
         # the mouse: pick the total's words on the page
         await page.click('#i-fields tr[data-field="total"] button.pick')
         word_rects = page.locator("#page-overlay rect.word")
@@ -469,6 +467,10 @@ async def test_console_shows_masked_pages_and_corrects_fields_by_picking_words(
         await page.keyboard.press("Enter")
         await expect(page.locator("#page-overlay rect.word")).to_have_count(0)
         await expect(total_edit).to_be_focused()
+        await total_edit.press("Escape")
+        await page.keyboard.press("c")   # claiming re-reads the item; the pick stays
+        await expect(page.locator("#i-state")).to_have_text("claimed by key-0")
+        await expect(total_edit).to_have_value("1,250.00 EUR")
         # the keyboard alone: the invoice number, one line down and back up, then a word
         pick = page.locator('#i-fields tr[data-field="invoice_number"] button.pick')
         await pick.focus()

@@ -315,10 +315,18 @@ function fieldRow(name, value, confidence, editableName, provenance) {
   return row;
 }
 
+let fieldsShownFor = null;   // the item whose fields the table shows
+
 function renderFields(fields) {
   endPick(false);
+  // re-reading the same item (after a claim, a renewal) keeps the corrections typed or picked
+  const kept = fieldsShownFor === state.item.item_id ? editedFields() : {};
+  fieldsShownFor = state.item.item_id;
   const body = document.querySelector("#i-fields tbody");
   body.replaceChildren(...fields.map((f) => fieldRow(f.name, f.value, f.confidence, false, f.provenance)));
+  body.querySelectorAll("tr[data-field]").forEach((row) => {
+    if (kept[row.dataset.field] !== undefined) row.querySelector(".field-edit").value = kept[row.dataset.field];
+  });
   $("i-nofields").hidden = fields.length > 0;
 }
 
