@@ -349,10 +349,15 @@ def redact_task(task: TaskEnvelope, redactor: Redactor) -> None:
 def redact_escalation(escalation: Escalation, redactor: Redactor) -> Escalation:
     """A copy of ``escalation`` as a reviewer may see it: document body and metadata through
     the PII detectors, the proposed decision by field class, the layout's words as
-    :func:`redact_layout` says (the page images are masked to match: :func:`page_redactions`)."""
+    :func:`redact_layout` says (the page images are masked to match: :func:`page_redactions`).
+    A PDF's or image's own bytes (or its blob reference) are withheld: they cannot be
+    redacted, so a reviewer sees its pages only as the masked images."""
     out = Escalation()
     out.CopyFrom(escalation)
     redact_task(out.task, redactor)
+    if not out.task.document.content_type.startswith(_TEXT_TYPES):
+        out.task.document.ClearField("body")
+        out.task.document.ClearField("blob")
     out.reason_detail = redactor.text(out.reason_detail)
     redact_layout(out.layout, escalation.proposed_decision, redactor)
     redact_decision(out.proposed_decision, redactor)

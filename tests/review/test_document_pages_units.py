@@ -84,6 +84,9 @@ def test_personal_fields_and_detected_pii_are_redacted_in_the_layout() -> None:
     # derived values and labels stay readable, with their boxes
     assert texts[:3] == ["Invoice", "INV-77", "Vendor"] and texts[10:] == ["Total", "120.00"]
     assert "Jane" not in str(shown) and "7946" not in str(shown)
+    # the file itself cannot be redacted: withheld (its pages are shown as masked images)
+    assert shown.task.document.body == b"" and not shown.task.document.HasField("blob")
+    assert shown.task.document.page_count == 1 and shown.task.document.content_type == "image/png"
     fields = {f.name: f for f in shown.proposed_decision.fields}
     assert fields["vendor"].value == "[VENDOR REDACTED]"
     assert fields["vendor"].provenance.page == 1   # where it was read is no secret

@@ -413,6 +413,13 @@ async def test_console_shows_masked_pages_and_corrects_fields_by_picking_words(
     async with aiohttp.ClientSession(headers={"Authorization": "Bearer rev-other"}) as http:
         async with http.get(f"{base}/pages/1") as resp:
             assert resp.status == 404   # another tenant's document: not found
+    channel = create_channel(f"127.0.0.1:{settings.review_grpc_port}", "rev-acme")
+    try:   # gRPC hands out the same redacted copy, without the file's own bytes
+        got = (await ReviewServiceStub(channel).GetItem(GetItemRequest(item_id=item_id))).item
+    finally:
+        await channel.close()
+    assert got.escalation.task.document.body == b"" and got.escalation.layout.pages
+    assert "Jane" not in str(got.escalation.layout) and "7946" not in str(got.escalation)
     words = [w["text"] for w in item["document"]["layout"][0]["words"]]
     assert "Jane" not in words and "7946" not in words and "Jane" not in item["document"]["text"]
     assert words.count("[VENDOR REDACTED]") == 2 and words.count("[PHONE REDACTED]") == 4
