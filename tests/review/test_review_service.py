@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import math
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -31,6 +32,7 @@ from switchyard._db import create_pool
 from switchyard._grpc import create_channel, field_violations
 from switchyard._kafka import Producer
 from switchyard._topics import ESCALATIONS
+from switchyard.documents import find_words, lines, provenance_of, read_text_layer
 from switchyard.stack import EmbeddedStack, ManagedProcess
 from switchyard.v1 import (
     BoundingBox,
@@ -39,6 +41,7 @@ from switchyard.v1 import (
     Decision,
     DecisionSource,
     Document,
+    DocumentLayout,
     Escalation,
     GetItemRequest,
     ListQueueRequest,
@@ -504,6 +507,77 @@ async def test_console_shows_masked_pages_and_corrects_fields_by_picking_words(
         uuid.UUID(esc.task_id)))
     assert dict(decision.extracted_fields)["total"] == "1,250.00 EUR"
     assert dict(decision.extracted_fields)["invoice_number"] == "INV-4711"
+
+
+def two_page_pdf() -> bytes:
+    """An invoice whose number is on page 1 and whose total is on page 2 (a text layer)."""
+    from reportlab.pdfgen import canvas
+
+    buffer = io.BytesIO()
+    pdf = canvas.Canvas(buffer, pagesize=(360, 240))
+    for lines in (("Invoice INV-8800", "Date 2026-11-30"), ("Carried over", "Total 999.00 EUR")):
+        for row, line in enumerate(lines):
+            pdf.drawString(40, 190 - 30 * row, line)
+        pdf.showPage()
+    pdf.save()
+    return buffer.getvalue()
+
+
+async def test_console_turns_the_pages_and_picks_a_field_where_it_was_read(
+        settings: Settings, db: asyncpg.Pool, producer: Producer, browser: object) -> None:
+    body = two_page_pdf()
+    layout = DocumentLayout(pages=[p for p in read_text_layer(body) if p is not None])
+    assert len(layout.pages) == 2
+    async with db.acquire() as conn:
+        (task,) = await insert_tasks(conn, "acme", 1, document=Document(
+            content_type="application/pdf", body=body, page_count=2, filename="inv-8800.pdf"))
+    esc = escalation(task, "pages2", 1)
+    for name, value in (("invoice_number", "INV-8800"), ("total", "999.00")):
+        esc.proposed_decision.fields.add(
+            name=name, value=value, confidence=0.7,
+            provenance=provenance_of(find_words(lines(layout), value)))
+    esc.layout.CopyFrom(layout)
+    await producer.send(ESCALATIONS, esc.task_id, esc)
+    await item_of(db, esc)
+
+    page = await browser.new_page(viewport={"width": 1400, "height": 1000})  # type: ignore
+    expect.set_options(timeout=30_000)
+    image = page.locator("#page-img")
+    boxes = page.locator("#page-overlay rect.hl")
+    try:
+        await page.goto(f"http://127.0.0.1:{settings.review_web_port}/")
+        await page.fill("#api-key", "rev-acme")
+        await page.click("#login-form button[type=submit]")
+        await page.fill("#f-queue", "pages2")
+        await expect(page.locator("#queue tbody tr")).to_have_count(1)
+        await page.keyboard.press("Escape")
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#page-label")).to_have_text("Page 1 of 2")
+        await expect(image).to_have_attribute("data-key", re.compile("/1$"))
+        await expect(boxes).to_have_count(1)     # the invoice number, read on page 1
+        await expect(page.locator('#i-fields tr[data-field="total"] td.where')) \
+            .to_contain_text("p. 2")
+        await expect(page.locator("#page-prev")).to_be_disabled()
+        await page.keyboard.press("]")
+        await expect(page.locator("#page-label")).to_have_text("Page 2 of 2")
+        await expect(image).to_have_attribute("data-key", re.compile("/2$"))
+        await page.wait_for_function(
+            "() => document.getElementById('page-img').naturalWidth > 0")
+        await expect(boxes).to_have_count(1)     # now the total's
+        await page.keyboard.press("[")
+        await expect(page.locator("#page-label")).to_have_text("Page 1 of 2")
+        # picking the total (read on page 2) turns to its page
+        await page.click('#i-fields tr[data-field="total"] button.pick')
+        await expect(page.locator("#page-label")).to_have_text("Page 2 of 2")
+        words = [w.text for w in layout.pages[1].words]
+        await page.locator("#page-overlay rect.word").nth(words.index("999.00")).click()
+        await page.keyboard.press("Enter")
+        await expect(page.locator('#i-fields tr[data-field="total"] .field-edit')) \
+            .to_have_value("999.00")
+        await page.screenshot(path=str(artifact("review-console-pdf-page-2.png")),
+                              full_page=True)
+    finally:
+        await page.close()
 
 
 # -- live updates, and a clean stop with a console still listening (runs last) -------------
