@@ -32,7 +32,13 @@ from switchyard._db import create_pool
 from switchyard._grpc import create_channel, field_violations
 from switchyard._kafka import Producer
 from switchyard._topics import ESCALATIONS
-from switchyard.documents import find_words, lines, provenance_of, read_text_layer
+from switchyard.documents import (
+    blob_store_for,
+    find_words,
+    lines,
+    provenance_of,
+    read_text_layer,
+)
 from switchyard.stack import EmbeddedStack, ManagedProcess
 from switchyard.v1 import (
     BoundingBox,
@@ -530,7 +536,11 @@ async def test_console_turns_the_pages_and_picks_a_field_where_it_was_read(
     assert len(layout.pages) == 2
     async with db.acquire() as conn:
         (task,) = await insert_tasks(conn, "acme", 1, document=Document(
-            content_type="application/pdf", body=body, page_count=2, filename="inv-8800.pdf"))
+            content_type="application/pdf", page_count=2, filename="inv-8800.pdf"))
+    # the file travels by reference (claim check): the review service reads the blob store
+    store = blob_store_for(settings, db)
+    ref = await store.put(body, "acme", task.task_id)
+    task.document.blob.CopyFrom(ref)
     esc = escalation(task, "pages2", 1)
     for name, value in (("invoice_number", "INV-8800"), ("total", "999.00")):
         esc.proposed_decision.fields.add(
@@ -538,7 +548,7 @@ async def test_console_turns_the_pages_and_picks_a_field_where_it_was_read(
             provenance=provenance_of(find_words(lines(layout), value)))
     esc.layout.CopyFrom(layout)
     await producer.send(ESCALATIONS, esc.task_id, esc)
-    await item_of(db, esc)
+    item_id = await item_of(db, esc)
 
     page = await browser.new_page(viewport={"width": 1400, "height": 1000})  # type: ignore
     expect.set_options(timeout=30_000)
@@ -578,6 +588,13 @@ async def test_console_turns_the_pages_and_picks_a_field_where_it_was_read(
                               full_page=True)
     finally:
         await page.close()
+
+    # bytes purged from the blob store: a specific answer, not a broken image or a 500
+    assert await store.delete(ref)
+    async with aiohttp.ClientSession(headers={"Authorization": "Bearer rev-acme"}) as http:
+        async with http.get(f"http://127.0.0.1:{settings.review_web_port}/api/items/"
+                            f"{item_id}/pages/1") as resp:
+            assert resp.status == 410 and "blob" in (await resp.json())["error"]
 
 
 # -- live updates, and a clean stop with a console still listening (runs last) -------------
