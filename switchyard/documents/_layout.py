@@ -312,12 +312,13 @@ def _starts_with_label(words: Sequence[PageWord], labels: Iterable[str]) -> bool
 def label_values(layout_lines: Sequence[Line], labels: Iterable[str],
                  not_values: Iterable[str] = ()) -> Iterator[LabelValue]:
     """Every value next to one of ``labels``, the likeliest first (labels in the order
-    given): for a label, the words right of it on its line up to the next wide gap, at each of
-    its occurrences in reading order; then the words just below it in the next line (a label
+    given): for a label, the words right of it on its line up to the next wide gap and the
+    cell after those, at each of its occurrences in reading order; then the words just below it in the next line (a label
     above its value, a column header above its first row). Words that end with a colon, or
     start with one of ``not_values`` (the other fields' labels), are a label, not a value.
-    The caller takes the first value that reads as what it wants (a header row's neighbour
-    ``Invoice Date`` is no invoice number: the number below the label is)."""
+    A label in a header row (:func:`_header_row`) gives the value under it first. The caller
+    takes the first value that reads as what it wants (``20%`` right of ``VAT`` is no amount:
+    the next cell may be)."""
     not_values = tuple(not_values)
 
     def is_label(words: Sequence[PageWord]) -> bool:
@@ -325,15 +326,34 @@ def label_values(layout_lines: Sequence[Line], labels: Iterable[str],
 
     for label in labels:
         found = find_labels(layout_lines, label)
+        later: list[LabelValue] = []
         for line, start, end in found:
+            words = line.words[start:end]
+            rights = []
             for cell, distance in _right_of(line, end):
                 if is_label(cell):
                     break
-                yield LabelValue(line.words[start:end], cell, "right", distance)
-        for line, start, end in found:
+                rights.append(LabelValue(words, cell, "right", distance))
             below = _below(layout_lines, line, start, end)
-            if below is not None and not is_label(below[0]):
-                yield LabelValue(line.words[start:end], below[0], "below", below[1])
+            under = None if below is None or is_label(below[0]) else \
+                LabelValue(words, below[0], "below", below[1])
+            if rights and under is not None and _header_row(rights[0], under):
+                yield under
+                later.extend(rights)
+            else:
+                yield from rights
+                if under is not None:
+                    later.append(under)
+        yield from later
+
+
+def _header_row(right: LabelValue, under: LabelValue) -> bool:
+    """Whether a label stands in a header row of labels above their values (``Invoice No``,
+    far right ``Invoice Date``; below them ``INV-1`` and ``2026-11-20``): the words right of
+    it are across a column gap and hold no digit, the words under it do."""
+    return right.distance > COLUMN_GAP_HEIGHTS \
+        and not any(ch.isdigit() for ch in right.text) \
+        and any(ch.isdigit() for ch in under.text)
 
 
 def label_value(layout_lines: Sequence[Line], labels: Iterable[str],
@@ -346,9 +366,10 @@ def find_table(layout_lines: Sequence[Line], columns: Mapping[str, Sequence[str]
                end_labels: Sequence[str] = ()) -> Table | None:
     """A table whose header row names at least two of ``columns`` (column -> its labels).
 
-    The header is the first line where two or more columns' labels are found. Each cell (a
-    run of close words) of a following line belongs to the column whose header it overlaps
-    most, or else to the column whose header is nearest. A row has words in two or more
+    The header is the first line where two or more columns' labels are found; its other
+    cells are columns too, whose cells are left out. Each cell (a run of close words) of a
+    following line belongs to the column whose header it overlaps most, or else to the
+    column whose header is nearest. A row has words in two or more
     columns, the first (leftmost) among them, and that first cell does not end with a colon
     (``Subtotal:`` is a label). A line with only first-column text continues the row above
     (a description wrapped onto a second line) unless it has a word ending with a colon or
@@ -370,6 +391,13 @@ def find_table(layout_lines: Sequence[Line], columns: Mapping[str, Sequence[str]
                     break
         if len(header) < 2:
             continue
+        # the header's other cells are columns too (``Unit price`` when the caller asked for
+        # none): their cells are left out, rather than given to a neighbouring column
+        declared = list(header)
+        for number, cell in enumerate(line.cells()):
+            indexes = {line.words.index(w) for w in cell}
+            if not indexes & taken:
+                header[f" {number}"] = cell
         order = sorted(header, key=lambda n: header[n][0].x0)
         rows: list[dict[str, list[PageWord]]] = []
         previous = line
@@ -391,8 +419,9 @@ def find_table(layout_lines: Sequence[Line], columns: Mapping[str, Sequence[str]
                 break
             previous = below
         if rows:
-            return Table(line.page, {n: header[n] for n in order},
-                         tuple({n: tuple(r[n]) for n in order if n in r} for r in rows))
+            named = [n for n in order if n in declared]
+            return Table(line.page, {n: header[n] for n in named},
+                         tuple({n: tuple(r[n]) for n in named if n in r} for r in rows))
     return None
 
 
