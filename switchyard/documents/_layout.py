@@ -311,14 +311,14 @@ def _starts_with_label(words: Sequence[PageWord], labels: Iterable[str]) -> bool
 
 def label_values(layout_lines: Sequence[Line], labels: Iterable[str],
                  not_values: Iterable[str] = ()) -> Iterator[LabelValue]:
-    """Every value next to one of ``labels``, the likeliest first (labels in the order
-    given): for a label, the words right of it on its line up to the next wide gap and the
-    cell after those, at each of its occurrences in reading order; then the words just below it in the next line (a label
-    above its value, a column header above its first row). Words that end with a colon, or
-    start with one of ``not_values`` (the other fields' labels), are a label, not a value.
-    A label in a header row (:func:`_header_row`) gives the value under it first. The caller
-    takes the first value that reads as what it wants (``20%`` right of ``VAT`` is no amount:
-    the next cell may be)."""
+    """Every value next to one of ``labels``, the likeliest first (labels in the order given): for
+    a label, the words right of it on its line up to the next wide gap and the cell after those,
+    at each of its occurrences in reading order; then the words just below it in the next line
+    (a label above its value, a column header above its first row). Words that end with a colon,
+    or start with one of ``not_values`` (the other fields' labels), are a label, not a value. A
+    label in a header row (:func:`_header_row`) gives the value under it first. The caller takes
+    the first value that reads as what it wants (``20%`` right of ``VAT`` is no amount: the next
+    cell may be)."""
     not_values = tuple(not_values)
 
     def is_label(words: Sequence[PageWord]) -> bool:
