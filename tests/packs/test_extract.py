@@ -193,6 +193,13 @@ def test_table_rows_are_lists_in_rules(itemised) -> None:
     condition = compile_condition("size(fields.items) == 2 && fields.items.all(r, r.qty > 0)",
                                   "test")
     assert evaluate_condition(condition, {"fields": fields})
+    # a rule over a table's rows loads (checked against a sample row of the declared columns)
+    doc = expense()
+    doc["fields"]["items"] = {"type": "table", "columns": {"amount": {"type": "money"}}}
+    doc["decision"]["rules"].insert(0, {
+        "name": "big_item", "when": "fields.items.exists(r, r.amount > 100.0)",
+        "outcome": "escalate", "reason": "POLICY", "explain": "${size(fields.items)} items"})
+    assert load_pack_files(files_of(doc)).rules[0].name == "big_item"
     assert typed_fields({"items": "not json"}, {"items": "table"}) == {"items": None}
     assert typed_fields({"items": '{"a": 1}'}, {"items": "table"}) == {"items": None}
 
