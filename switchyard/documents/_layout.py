@@ -47,6 +47,9 @@ MAX_BELOW_HEIGHTS = 2.5
 MAX_RIGHT_HEIGHTS = 40.0
 #: A table ends at a vertical gap wider than this many line heights between two rows.
 MAX_ROW_GAP_HEIGHTS = 2.5
+#: Text lines sloping less than this (rise over run, in page units) count as straight; more
+#: than MAX_SKEW (about 10 degrees) is taken as MAX_SKEW.
+MIN_SKEW, MAX_SKEW = 0.003, 0.18
 
 
 @dataclass(frozen=True)
@@ -180,25 +183,62 @@ def page_words(page: LayoutPage) -> list[PageWord]:
     return out
 
 
+def _skew(words: Sequence[PageWord]) -> float:
+    """The slope of the page's text lines (page-fraction y per page-fraction x; 0 for a
+    straight page): the median slope from each word to its nearest neighbour on the right
+    that shares most of its height, once enough such pairs agree (a scan fed in at an angle)."""
+    ordered = sorted(words, key=lambda w: w.middle)
+    slopes = []
+    for index, word in enumerate(ordered):
+        best: PageWord | None = None
+        for other in ordered[max(0, index - 20):index + 20]:
+            gap = word.gap_to(other)
+            overlap = min(word.y1, other.y1) - max(word.y0, other.y0)
+            if other is word or gap < -0.1 * word.height or gap > 3 * word.height \
+                    or overlap < 0.5 * min(word.y1 - word.y0, other.y1 - other.y0):
+                continue
+            if best is None or other.x0 < best.x0:
+                best = other
+        if best is not None and best.centre > word.centre:
+            slopes.append((best.middle - word.middle) / (best.centre - word.centre))
+    if len(slopes) < 5:
+        return 0.0
+    slope = statistics.median(slopes)
+    aspect = ordered[0].page_height / ordered[0].page_width  # slope in page units: * aspect
+    limit = MAX_SKEW / aspect
+    return max(-limit, min(limit, slope)) if abs(slope * aspect) > MIN_SKEW else 0.0
+
+
 def page_lines(page: LayoutPage) -> list[Line]:
     """A page's words grouped into lines, top to bottom; each line's words left to right.
 
     A word joins a line when its vertical middle lies within the line's first word's top and
     bottom, or the line's middle within the word's: so words of different heights (a bold
-    total, a slightly skewed scan) still share their line.
+    total) still share their line. On a page scanned at an angle (:func:`_skew`) heights are
+    compared along the lines' slope, so a value far right of its label stays on its line.
     """
-    words = sorted(page_words(page), key=lambda w: (w.middle, w.x0))
+    words = page_words(page)
+    slope = _skew(words)
+
+    def straight(y: float, word: PageWord) -> float:
+        return y - slope * word.centre
+
+    words.sort(key=lambda w: (straight(w.middle, w), w.x0))
     groups: list[list[PageWord]] = []
     for word in words:
+        middle = straight(word.middle, word)
         for group in reversed(groups[-3:]):  # a line started just above may still take it
             first = group[0]
-            if first.y0 <= word.middle <= first.y1 or word.y0 <= first.middle <= word.y1:
+            first_middle = straight(first.middle, first)
+            if straight(first.y0, first) <= middle <= straight(first.y1, first) \
+                    or straight(word.y0, word) <= first_middle <= straight(word.y1, word):
                 group.append(word)
                 break
         else:
             groups.append([word])
     lines = [Line(page.number, tuple(sorted(g, key=lambda w: w.x0))) for g in groups]
-    return sorted(lines, key=lambda ln: (ln.y0 + ln.y1) / 2)
+    return sorted(lines, key=lambda ln: statistics.median(straight(w.middle, w)
+                                                         for w in ln.words))
 
 
 def lines(layout: DocumentLayout) -> list[Line]:

@@ -272,3 +272,35 @@ def test_a_rendered_pdf_reads_in_order_with_its_table(font: str, bold: str) -> N
     # right-aligned at x = 540 pt of the 595 pt wide page, on the page's lowest line
     assert total.box.x1 == pytest.approx(540 / 595.2756, abs=0.002)
     assert total.box.y0 == pytest.approx(max(w.box.y0 for w in pages[0].words), abs=0.002)
+
+
+def _rotated(layout: DocumentLayout, degrees: float) -> DocumentLayout:
+    """The layout of the page scanned at an angle: each word's box turned about the page's
+    centre (in page units), then the upright box around it, as OCR reports it."""
+    import math
+
+    turned = DocumentLayout()
+    turned.CopyFrom(layout)
+    cos, sin = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    for page in turned.pages:
+        w, h = page.width, page.height
+        for word in page.words:
+            b = word.box
+            points = [((x * w - w / 2) * cos - (y * h - h / 2) * sin + w / 2,
+                       (x * w - w / 2) * sin + (y * h - h / 2) * cos + h / 2)
+                      for x, y in ((b.x0, b.y0), (b.x1, b.y0), (b.x0, b.y1), (b.x1, b.y1))]
+            word.box.CopyFrom(BoundingBox(
+                x0=min(p[0] for p in points) / w, y0=min(p[1] for p in points) / h,
+                x1=max(p[0] for p in points) / w, y1=max(p[1] for p in points) / h))
+    return turned
+
+
+@pytest.mark.parametrize("degrees", [-4.0, -1.5, 2.0, 4.0])
+def test_a_page_scanned_at_an_angle_reads_as_the_straight_one(degrees: float) -> None:
+    straight = layout_from_text(INVOICE)
+    turned = _rotated(straight, degrees)
+    assert layout_text(turned) == layout_text(straight)
+    table = find_table(lines(turned), COLUMNS)
+    assert table is not None and len(table.rows) == 2
+    total = label_value(lines(turned), ["Total"])
+    assert total is not None and total.text == "USD 360.00"
