@@ -4,7 +4,8 @@ A layout (``switchyard.v1.DocumentLayout``) is the words of a document with thei
 from a PDF's text layer or from OCR. Pure functions here turn it into what extraction needs:
 
 * :func:`lines` groups a page's words into lines (words whose vertical middles fall inside
-  each other's height), left to right, lines top to bottom;
+  each other's height, measured along the text's slope on a page scanned at an angle), left
+  to right, lines top to bottom;
 * :func:`layout_text` is the reading-order text the router model sees: one text line per
   layout line, words joined by a space, and ``" | "`` where a wide horizontal gap separates
   two columns (so a table row reads ``Toner | 4 | 62.50 | 250.00``, as the plain-text
