@@ -276,6 +276,38 @@ async def test_bad_files_are_refused_like_ingest_refuses_them(
         assert "task.document.content_type" not in violations, name
 
 
+def _scan(lines: list[str]) -> bytes:
+    """A scanned page: ``lines`` drawn on a white image, as PNG bytes (no text layer)."""
+    import io
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    page = Image.new("RGB", (900, 60 + 60 * len(lines)), "white")
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.load_default(size=32)
+    for row, line in enumerate(lines):
+        draw.text((40, 30 + 60 * row), line, fill="black", font=font)
+    out = io.BytesIO()
+    page.save(out, format="PNG")
+    return out.getvalue()
+
+
+async def test_pdfs_and_scans_are_routed_on_what_their_pages_say(
+        decide: DecisionServiceStub) -> None:
+    """The service reads a PDF's text layer and a scan by OCR on Triton before routing: the
+    router sees the words, not the file's bytes (which it would take for anything else)."""
+    text_pdf = Document(content_type="application/pdf", body=pdf(invoice()))
+    scan = Document(content_type="image/png", body=_scan([
+        "Ticket SR127232", "Priority: P3", "Category: General", "Customer: Julia Larsen"]))
+    decided = await asyncio.gather(*(
+        decide.Decide(DecideRequest(task=TaskEnvelope(
+            task_id=str(uuid.uuid4()), tenant_id="acme", metadata=RECEIVED, document=document)))
+        for document in (text_pdf, scan)))
+    labels = [(d.decision.models[0].label, d.decision.rule) for d in decided]
+    assert [label for label, _ in labels] == ["invoice", "support_ticket"], labels
+    assert all(rule != "model_unavailable" for _, rule in labels), labels
+
+
 async def wait_decided(db: asyncpg.Connection, task_ids: list[str], timeout_s: float = 90
                        ) -> list[asyncpg.Record]:
     deadline = time.monotonic() + timeout_s
