@@ -7,12 +7,10 @@ on Triton disagrees and the policy escalates them to review.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
 from pathlib import Path
 
 import aiohttp
@@ -24,9 +22,6 @@ from playwright.async_api import Page, expect
 from switchyard import Settings
 from switchyard._db import create_pool
 from switchyard._grpc import create_channel
-from switchyard._kafka import Producer
-from switchyard._taskstore import timestamp
-from switchyard._topics import TASKS
 from switchyard.v1 import (
     Document,
     GetTaskRequest,
@@ -34,9 +29,6 @@ from switchyard.v1 import (
     Submission,
     SubmitTaskRequest,
     Task,
-    TaskEnvelope,
-    TaskPriority,
-    TaskSource,
     TaskStatus,
 )
 from services.review.pages import MASK_COLOUR, PAGE_DPI
@@ -193,32 +185,18 @@ async def test_the_command_line_lists_claims_approves_and_rejects(
 
 
 async def test_a_pdf_reaches_the_reviewer_as_its_words_and_masked_pages(
-        settings: Settings, db: asyncpg.Pool) -> None:
-    # a real PDF through the services: stored and published on `tasks` as ingest does, the
-    # decision service reads its text layer (the shipped invoice pack reads text and JSON
-    # only, so a person decides) and escalates with the layout; the reviewer gets its words
-    # (the e-mail redacted) and page 1 rendered from the file, the e-mail painted over
+        settings: Settings, db: asyncpg.Pool, ingest: IngestServiceStub) -> None:
+    # a real PDF through the four services: ingest checks it over gRPC, the decision service
+    # reads its text layer (the shipped invoice pack reads text and JSON only, so a person
+    # decides) and escalates with the layout; the reviewer gets its words (the e-mail
+    # redacted) and page 1 rendered from the file, the e-mail painted over
     size = (420.0, 300.0)
     body = text_pdf(lines=("Invoice INV-5150", "Contact billing@roe-trading.example",
                            "Total 64,000.00 EUR"), size=size)
-    task_id = str(uuid.uuid4())
-    envelope = TaskEnvelope(
-        task_id=task_id, tenant_id="acme", idempotency_key=task_id, kind="invoice",
-        document=Document(content_type="application/pdf", body=body, page_count=1,
-                          filename="inv-5150.pdf"),
-        received_at=timestamp(datetime.now(timezone.utc)), attempt=1,
-        source=TaskSource.TASK_SOURCE_GRPC, priority_level=TaskPriority.TASK_PRIORITY_NORMAL)
-    await db.execute(
-        "INSERT INTO tasks (task_id, tenant_id, idempotency_key, payload_sha256, kind, source, "
-        "envelope, status, stage) VALUES ($1, 'acme', $2, $3, 'invoice', 'TASK_SOURCE_GRPC', "
-        "$4, 'QUEUED', 'INGESTED')", uuid.UUID(task_id), task_id,
-        hashlib.sha256(body).hexdigest(), envelope.SerializeToString())
-    producer = Producer(settings)
-    await producer.start()
-    try:
-        await producer.send(TASKS, task_id, envelope)
-    finally:
-        await producer.stop()
+    task_id = (await ingest.SubmitTask(SubmitTaskRequest(submission=Submission(
+        tenant_id="acme", idempotency_key=uuid.uuid4().hex, kind="invoice",
+        document=Document(content_type="application/pdf", body=body,
+                          filename="inv-5150.pdf"))))).task_id
 
     async def pending() -> str | None:
         return await db.fetchval("SELECT item_id::text FROM review_items WHERE task_id = "
