@@ -39,7 +39,15 @@ from google.protobuf import json_format, struct_pb2
 
 from switchyard._pii import Redactor
 from switchyard._settings import Settings
-from switchyard.v1 import Decision, Escalation, TaskEnvelope
+from switchyard.documents import page_lines
+from switchyard.v1 import (
+    BoundingBox,
+    Decision,
+    DocumentLayout,
+    Escalation,
+    LayoutPage,
+    TaskEnvelope,
+)
 
 log = logging.getLogger(__name__)
 
@@ -340,17 +348,129 @@ def redact_task(task: TaskEnvelope, redactor: Redactor) -> None:
 
 def redact_escalation(escalation: Escalation, redactor: Redactor) -> Escalation:
     """A copy of ``escalation`` as a reviewer may see it: document body and metadata through
-    the PII detectors, the proposed decision by field class."""
+    the PII detectors, the proposed decision by field class, the layout's words as
+    :func:`redact_layout` says (the page images are masked to match: :func:`page_redactions`).
+    A PDF's or image's own bytes (or its blob reference) are withheld: they cannot be
+    redacted, so a reviewer sees its pages only as the masked images."""
     out = Escalation()
     out.CopyFrom(escalation)
     redact_task(out.task, redactor)
+    if not out.task.document.content_type.startswith(_TEXT_TYPES):
+        out.task.document.ClearField("body")
+        out.task.document.ClearField("blob")
     out.reason_detail = redactor.text(out.reason_detail)
+    redact_layout(out.layout, escalation.proposed_decision, redactor)
     redact_decision(out.proposed_decision, redactor)
     return out
 
 
-__all__ = ["DOWNSTREAM_EXCERPT_CHARS", "EXTRACTED_FIELDS", "STORED", "TOPICS", "AtRest",
-           "DataClass", "OnPurge", "Stored", "TopicData", "declared_classes",
-           "downstream_excerpt", "field_class",
-           "matching_hash", "matching_key", "redact_decision", "redact_escalation",
-           "redact_field", "redact_free_text", "redact_task", "sealed_columns"]
+#: Added around a masked box on a page image (fraction of the page), so the anti-aliased
+#: edges of the glyphs are covered too.
+MASK_MARGIN = 0.004
+
+
+@dataclass(frozen=True)
+class PageRedactions:
+    """What a reviewer may not see of a document's pages: per page index (0-based, as in
+    ``DocumentLayout.pages``), the words to redact (word index -> the label that replaces its
+    text) and the boxes to paint over on the page image (those words' boxes and the whole
+    box of every personal field read there)."""
+
+    words: dict[int, dict[int, str]]
+    boxes: dict[int, list[BoundingBox]]
+
+    def boxes_on(self, page_number: int) -> list[BoundingBox]:
+        """The boxes to mask on 1-based ``page_number``."""
+        return self.boxes.get(page_number - 1, [])
+
+
+def _line_word_numbers(page: LayoutPage) -> list[list[int]]:
+    """The page's lines (:func:`switchyard.documents.page_lines`, the one line grouping
+    extraction uses too) as the positions of their words in ``page.words``."""
+    positions: dict[tuple[str, float, float, float, float], list[int]] = {}
+    for number, word in enumerate(page.words):
+        b = word.box
+        key = (word.text.strip(), min(b.x0, b.x1), min(b.y0, b.y1), max(b.x0, b.x1),
+               max(b.y0, b.y1))
+        positions.setdefault(key, []).append(number)
+    return [[positions[(w.text, w.x0, w.y0, w.x1, w.y1)].pop(0) for w in line.words]
+            for line in page_lines(page)]
+
+
+def _inside(box: BoundingBox, area: BoundingBox) -> bool:
+    """Whether ``box``'s centre lies in ``area`` (a word belongs to a field's box)."""
+    x, y = (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2
+    return area.x0 <= x <= area.x1 and area.y0 <= y <= area.y1
+
+
+def _padded(box: BoundingBox) -> BoundingBox:
+    return BoundingBox(x0=max(0.0, box.x0 - MASK_MARGIN), y0=max(0.0, box.y0 - MASK_MARGIN),
+                       x1=min(1.0, box.x1 + MASK_MARGIN), y1=min(1.0, box.y1 + MASK_MARGIN))
+
+
+def page_redactions(layout: DocumentLayout, decision: Decision,
+                    redactor: Redactor) -> PageRedactions:
+    """Which words of ``layout`` a reviewer may not read and where to mask its page images.
+
+    Two sources, the same as for the rest of the item: the personal extracted fields of the
+    proposed decision (by :func:`field_class`), through their ``provenance`` (every word
+    inside one of the field's word boxes, and the field's whole box on the image), and the
+    PII detectors run over each line of words (a phone number or IBAN spans several words;
+    every word a finding touches is redacted). Text on a page that is in no word (missed by
+    OCR) cannot be found, so it is not masked."""
+    words: dict[int, dict[int, str]] = {}
+    boxes: dict[int, list[BoundingBox]] = {}
+    areas: dict[int, list[tuple[BoundingBox, str]]] = {}
+    classes = declared_classes(decision)
+    for extracted in decision.fields:
+        if not extracted.HasField("provenance") or not extracted.value:
+            continue
+        if field_class(extracted.name, classes.get(extracted.name, 0)) is not DataClass.PERSONAL:
+            continue
+        provenance = extracted.provenance
+        index = provenance.page - 1
+        label = f"[{extracted.name.upper()} REDACTED]"
+        for area in [*provenance.word_boxes, provenance.box]:
+            areas.setdefault(index, []).append((area, label))
+        if provenance.HasField("box"):
+            boxes.setdefault(index, []).append(_padded(provenance.box))
+        boxes.setdefault(index, []).extend(_padded(b) for b in provenance.word_boxes)
+    for index, page in enumerate(layout.pages):
+        hidden: dict[int, str] = {}
+        for number, word in enumerate(page.words):
+            for area, label in areas.get(index, []):
+                if _inside(word.box, area):
+                    hidden[number] = label
+                    break
+        for line in _line_word_numbers(page):
+            text, spans, at = [], [], 0
+            for number in line:
+                word_text = page.words[number].text.strip()
+                spans.append((number, at, at + len(word_text)))
+                text.append(word_text)
+                at += len(word_text) + 1
+            for finding in redactor.find(" ".join(text)):
+                for number, start, end in spans:
+                    if start < finding.end and finding.start < end:
+                        hidden.setdefault(number, redactor.replacement(finding.kind))
+        if hidden:
+            words[index] = hidden
+            boxes.setdefault(index, []).extend(_padded(page.words[n].box) for n in hidden)
+    return PageRedactions(words, boxes)
+
+
+def redact_layout(layout: DocumentLayout, decision: Decision, redactor: Redactor) -> None:
+    """Redact, in place, the words of ``layout`` a reviewer may not read (see
+    :func:`page_redactions`; ``decision`` is the unredacted proposal whose fields say where
+    personal values were read): each such word's text becomes its label."""
+    for index, hidden in page_redactions(layout, decision, redactor).words.items():
+        for number, label in hidden.items():
+            layout.pages[index].words[number].text = label
+
+
+__all__ = ["DOWNSTREAM_EXCERPT_CHARS", "EXTRACTED_FIELDS", "MASK_MARGIN", "STORED", "TOPICS",
+           "AtRest", "DataClass", "OnPurge", "PageRedactions", "Stored", "TopicData",
+           "declared_classes", "downstream_excerpt", "field_class",
+           "matching_hash", "matching_key", "page_redactions", "redact_decision",
+           "redact_escalation", "redact_field", "redact_free_text", "redact_layout",
+           "redact_task", "sealed_columns"]

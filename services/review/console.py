@@ -31,17 +31,29 @@ from aiohttp import web
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.review.desk import ReviewDesk
+from services.review.desk import PAGED_TYPES, ReviewDesk
+from services.review.pages import page_png
 from services.review.queue import ReviewError
 from switchyard._auth import ApiKeyAuthenticator, MethodPolicy, Principal, Role
 from switchyard._priority import level_of, task_bucket
 from switchyard._ratelimit import RATE_LIMITED, TenantLimiter
 from switchyard._supervision import Supervisor
+from switchyard.documents import (
+    BlobError,
+    BlobNotFound,
+    BlobStore,
+    DocumentError,
+    DocumentLimits,
+)
 from switchyard.v1 import (
+    BoundingBox,
     ClaimRequest,
     DecisionOutcome,
+    DocumentLayout,
     EscalationReason,
+    LayoutSource,
     ListQueueRequest,
+    Provenance,
     RenewRequest,
     ReviewItem,
     ReviewPriority,
@@ -59,9 +71,11 @@ STATIC = Path(__file__).resolve().parent / "console"
 SERVICE = "/switchyard.v1.ReviewService/"
 WATCH_INTERVAL_S = 0.5
 KEEPALIVE_S = 15.0
+# img-src blob:: page images are fetched with the API key in a header (never a cookie or a
+# URL) and shown from an object URL the page itself made from the response.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
-                               "img-src 'self' data:; connect-src 'self'; "
+                               "img-src 'self' data: blob:; connect-src 'self'; "
                                "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -98,11 +112,51 @@ def approvals_text(item: ReviewItem) -> str | None:
     return f"{done} of {required} approvals"
 
 
+def _box(box: BoundingBox) -> list[float]:
+    return [box.x0, box.y0, box.x1, box.y1]
+
+
+def _source(source: int) -> str:
+    return LayoutSource.Name(source).removeprefix("LAYOUT_SOURCE_")  # type: ignore[arg-type]
+
+
+def provenance_json(provenance: Provenance) -> dict[str, Any]:
+    """Where a field was read: page (1-based), boxes as [x0, y0, x1, y1] page fractions."""
+    return {"page": provenance.page, "box": _box(provenance.box),
+            "word_boxes": [_box(b) for b in provenance.word_boxes],
+            "source": _source(provenance.source), "ocr_confidence": provenance.ocr_confidence}
+
+
+def layout_json(layout: DocumentLayout) -> list[dict[str, Any]]:
+    """The words the console draws over the page images (already redacted by the desk)."""
+    return [{"number": page.number or index + 1, "width": page.width, "height": page.height,
+             "source": _source(page.source),
+             "words": [{"text": w.text, "box": _box(w.box), "confidence": w.confidence}
+                       for w in page.words]}
+            for index, page in enumerate(layout.pages)]
+
+
+def document_text(item: ReviewItem) -> str:
+    """The document as text: a text or JSON body as is, a PDF or image as the words of its
+    layout, page after page (never the file's bytes decoded as text)."""
+    document = item.escalation.task.document
+    if not document.content_type.startswith(PAGED_TYPES):
+        return document.body.decode("utf-8", errors="replace")
+    pages = []
+    for page in item.escalation.layout.pages:
+        words: list[str] = []
+        for word in page.words:
+            if not (words and word.text == words[-1] and word.text.endswith("REDACTED]")):
+                words.append(word.text)   # a redacted value's words: one label
+        pages.append(" ".join(words))
+    return "\n\n".join(pages)
+
+
 def item_json(item: ReviewItem, full: bool = True) -> dict[str, Any]:
     """What the console shows; document bytes become text, enums become short names."""
     esc = item.escalation
     proposal = esc.proposed_decision
-    text = esc.task.document.body.decode("utf-8", errors="replace")
+    text = document_text(item)
     out: dict[str, Any] = {
         "item_id": item.item_id, "task_id": esc.task_id, "tenant_id": esc.tenant_id,
         "queue": esc.queue or "default",
@@ -135,14 +189,22 @@ def item_json(item: ReviewItem, full: bool = True) -> dict[str, Any]:
         },
     }
     if full:
-        out["document"] = {"content_type": esc.task.document.content_type,
-                           "filename": esc.task.document.filename, "text": text}
+        document = esc.task.document
+        paged = document.content_type.startswith(PAGED_TYPES)
+        out["document"] = {"content_type": document.content_type,
+                           "filename": document.filename, "text": text,
+                           # page images at /api/items/{id}/pages/{n}, n = 1..page_count
+                           "page_count": (document.page_count or len(esc.layout.pages) or 1)
+                           if paged else 0,
+                           "layout": layout_json(esc.layout)}
         out["metadata"] = dict(esc.task.metadata)
         out["proposal"].update(
             models=[{"name": m.model_name, "version": m.model_version, "label": m.label,
                      "confidence": m.confidence, "scores": dict(m.scores)}
                     for m in proposal.models],
-            fields=[{"name": f.name, "value": f.value, "confidence": f.confidence}
+            fields=[{"name": f.name, "value": f.value, "confidence": f.confidence,
+                     "provenance": provenance_json(f.provenance)
+                     if f.HasField("provenance") else None}
                     for f in proposal.fields],
             plan=[{"step_id": s.step_id, "name": s.name, "target": s.target,
                    "operation": s.operation} for s in proposal.plan.steps],
@@ -252,8 +314,14 @@ class Console:
                  limiter: TenantLimiter | None = None,
                  rate_limited: frozenset[str] = frozenset(),
                  ssl_context: ssl.SSLContext | None = None,
-                 operator: OperatorApi | None = None) -> None:
+                 operator: OperatorApi | None = None,
+                 blobs: BlobStore | None = None,
+                 document_limits: DocumentLimits | None = None) -> None:
         self.desk = desk
+        # where documents that travelled by reference are (None: only inline bodies), and
+        # the limits a page is rendered under (pixels), as everywhere else
+        self.blobs = blobs
+        self.document_limits = document_limits or DocumentLimits()
         # the operator console's routes (services/review/operator.py), on the same server
         self.operator = operator
         self.supervisor = supervisor
@@ -281,6 +349,7 @@ class Console:
             ("GET", "/api/stats", "ListQueue", self.stats),
             ("GET", "/api/events", "ListQueue", self.events),
             ("GET", "/api/items/{item_id}", "GetItem", self.get_item),
+            ("GET", "/api/items/{item_id}/pages/{page}", "GetItem", self.page_image),
             ("POST", "/api/items/{item_id}/claim", "Claim", self.claim),
             ("POST", "/api/items/{item_id}/renew", "Renew", self.renew),
             ("POST", "/api/items/{item_id}/release", "Release", self.release),
@@ -317,6 +386,8 @@ class Console:
             await self._runner.cleanup()
         if self.operator is not None:
             await self.operator.close()
+        if self.blobs is not None:
+            await self.blobs.close()
 
     # -- middleware ------------------------------------------------------------------------
     @web.middleware
@@ -408,6 +479,30 @@ class Console:
     async def get_item(self, request: web.Request, principal: Principal) -> web.StreamResponse:
         item = await self.desk.get_item(principal, request.match_info["item_id"])
         return web.json_response({"item": item_json(item)})
+
+    async def page_image(self, request: web.Request,
+                         principal: Principal) -> web.StreamResponse:
+        """A page of the item's document as a PNG, personal data masked (see
+        :meth:`ReviewDesk.page`): what the reviewer may see, never more."""
+        raw = request.match_info["page"]
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 6):
+            raise BadRequest([("page", "a page number from 1")])
+        number = int(raw)
+        document, boxes = await self.desk.page(principal, request.match_info["item_id"],
+                                               number)
+        try:
+            png = await page_png(document, self.blobs, number, boxes, self.document_limits)
+        except IndexError:
+            return _error(404, f"page {number} not found in the document")
+        except DocumentError as exc:
+            return _error(422, f"the page cannot be shown: {exc}", [("document", exc.code)])
+        except BlobNotFound as exc:
+            return _error(410, f"the document's bytes are gone from the blob store (purged?): "
+                               f"{exc}")
+        except BlobError as exc:  # the store unreachable, or bytes that fail their sha256
+            log.warning("page %d of item %s: %r", number, request.match_info["item_id"], exc)
+            return _error(503, f"the document's bytes cannot be read: {exc}")
+        return web.Response(body=png, content_type="image/png")
 
     async def claim(self, request: web.Request, principal: Principal) -> web.StreamResponse:
         body = await _body(request)

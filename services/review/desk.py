@@ -16,7 +16,9 @@ reject by either ends the item as any reject does.
 Every item handed out goes through :func:`switchyard._dataclass.redact_escalation` first
 (unless redaction is switched off): reviewers see the document with its personal data
 redacted and the proposed decision's fields by their data class; the verdict is applied to
-the stored, unredacted decision.
+the stored, unredacted decision. The words of the document's layout are redacted the same
+way, and :meth:`ReviewDesk.page` says which boxes of a page image to paint over, so a page
+image never shows what the text hides.
 """
 
 from __future__ import annotations
@@ -37,12 +39,14 @@ from services.review.queue import (
 from services.review.resolutions import DecisionPublisher, audit, store_decision, text_digest
 from services.review.verdicts import verdict_decision
 from switchyard._auth import DEV_PRINCIPAL, Principal
-from switchyard._dataclass import redact_escalation, redact_free_text
+from switchyard._dataclass import page_redactions, redact_escalation, redact_free_text
 from switchyard._payloads import APPROVAL, VERDICT
 from switchyard._pii import Redactor
 from switchyard.v1 import (
+    BoundingBox,
     ClaimRequest,
     Decision,
+    Document,
     EscalationReason,
     ListQueueRequest,
     ListQueueResponse,
@@ -54,6 +58,8 @@ from switchyard.v1 import (
 )
 
 MAX_LEASE = timedelta(hours=8)
+#: Documents whose pages the console shows as images (text and JSON are shown as text).
+PAGED_TYPES = ("application/pdf", "image/")
 MAX_MODIFIED_FIELDS = 64
 
 
@@ -128,6 +134,28 @@ class ReviewDesk:
 
     async def get_item(self, principal: Principal, item_id: str) -> ReviewItem:
         return self._shown(await self._item(principal, item_id))
+
+    async def page(self, principal: Principal, item_id: str,
+                   page_number: int) -> tuple[Document, list[BoundingBox]]:
+        """The item's document and what to mask on its page ``page_number`` (1-based): the
+        boxes of personal data (:func:`switchyard._dataclass.page_redactions`; none with
+        redaction off). The caller renders the page; the document may carry a blob
+        reference instead of its bytes."""
+        item = await self._item(principal, item_id)
+        document = item.escalation.task.document
+        if not document.content_type.startswith(PAGED_TYPES):
+            raise ReviewError("not_found", f"the document of item {item_id!r} is "
+                                           f"{document.content_type or 'text'}: it has no "
+                                           "page images")
+        pages = document.page_count or len(item.escalation.layout.pages) or 1
+        if not 1 <= page_number <= pages:
+            raise ReviewError("not_found", f"page {page_number} not found: the document has "
+                                           f"{pages} page{'s' if pages != 1 else ''}")
+        if self.redactor is None:
+            return document, []
+        redactions = page_redactions(item.escalation.layout,
+                                     item.escalation.proposed_decision, self.redactor)
+        return document, redactions.boxes_on(page_number)
 
     async def _item(self, principal: Principal, item_id: str) -> ReviewItem:
         """The stored item, unredacted (for applying a verdict, never handed out)."""

@@ -37,7 +37,9 @@ def check(escalation: Escalation) -> None:
 def redact(escalation: Escalation, redactor: Redactor) -> Escalation:
     """A copy whose document body and metadata values have personal data redacted before it
     is stored (the proposed decision is kept whole: an approval runs its plan; reviewers see
-    it redacted by the desk)."""
+    it redacted by the desk; so is the layout of a PDF or image, whose words say where to
+    mask the page images, which are rendered from the unredacted file: the desk redacts the
+    words and the console masks the images)."""
     out = Escalation()
     out.CopyFrom(escalation)
     redact_task(out.task, redactor)

@@ -27,6 +27,7 @@ from switchyard._service import ServiceContext, run_service
 from switchyard._settings import Settings
 from switchyard._supervision import periodic
 from switchyard._topics import ESCALATIONS, TASK_STATUS
+from switchyard.documents import DocumentLimits, blob_store_for
 from switchyard.v1 import (
     ClaimRequest,
     ClaimResponse,
@@ -134,7 +135,9 @@ async def setup(ctx: ServiceContext) -> None:
                       limiter=ctx.limiter, rate_limited=RATE_LIMITED,
                       ssl_context=server_ssl_context(settings),
                       operator=OperatorApi(settings, ctx.pool,
-                                           ApiKeyAuthenticator(settings.api_keys)))
+                                           ApiKeyAuthenticator(settings.api_keys)),
+                      blobs=blob_store_for(settings, ctx.pool),
+                      document_limits=DocumentLimits.from_settings(settings))
     await console.start()
     ctx.on_stop.append(console.stop)
 

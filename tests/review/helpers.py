@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import os
 import sys
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,15 +24,21 @@ from switchyard._taskstore import timestamp
 from switchyard.v1 import (
     ActionPlan,
     ActionStep,
+    BoundingBox,
     Connector,
     Decision,
     DecisionOutcome,
     DecisionSource,
     Document,
+    DocumentLayout,
     Escalation,
     EscalationReason,
     FieldExtraction,
+    LayoutPage,
+    LayoutSource,
+    LayoutWord,
     ModelOutput,
+    Provenance,
     StepKind,
     TaskEnvelope,
 )
@@ -45,14 +53,16 @@ def artifact(name: str) -> Path:
 
 
 async def insert_tasks(conn: asyncpg.Connection, tenant: str, count: int,
-                       text: str = "Invoice INV-1 total 10.00") -> list[TaskEnvelope]:
-    """Tasks as ingest stores them, BLOCKED awaiting review (what an escalation follows)."""
+                       text: str = "Invoice INV-1 total 10.00",
+                       document: Document | None = None) -> list[TaskEnvelope]:
+    """Tasks as ingest stores them, BLOCKED awaiting review (what an escalation follows);
+    ``document`` instead of ``text`` for a PDF or an image."""
     envelopes = []
     for _ in range(count):
         task_id = str(uuid.uuid4())
         envelope = TaskEnvelope(
             task_id=task_id, tenant_id=tenant, idempotency_key=task_id, kind="invoice",
-            document=Document(content_type="text/plain", body=text.encode()),
+            document=document or Document(content_type="text/plain", body=text.encode()),
             received_at=timestamp(datetime.now(timezone.utc)))
         envelopes.append(envelope)
     await conn.executemany(
@@ -110,3 +120,55 @@ async def switchyard(settings: Settings, *args: str) -> tuple[int, str]:
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await process.communicate()
     return process.returncode or 0, out.decode()
+
+
+@dataclass(frozen=True)
+class ScannedInvoice:
+    """A one-page invoice image and the layout OCR would read from it."""
+
+    png: bytes
+    layout: DocumentLayout
+    # field name -> (value, where it was read)
+    fields: dict[str, tuple[str, Provenance]]
+
+
+SCANNED_LINES = ["Invoice INV-4711", "Vendor Jane Roe", "Phone +44 20 7946 0958",
+                 "Total 1,250.00 EUR"]
+# field -> (line, first word, last word) in SCANNED_LINES
+SCANNED_FIELDS = {"invoice_number": (0, 1, 1), "vendor": (1, 1, 2), "total": (3, 1, 1)}
+
+
+def scanned_invoice(width: int = 850, height: int = 1100) -> ScannedInvoice:
+    """Black text on white drawn with Pillow, its words' boxes measured by Pillow: what a
+    scan and its OCR layout look like to the review service."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=28)
+    words: list[LayoutWord] = []
+    line_words: list[list[int]] = []
+    for row, line in enumerate(SCANNED_LINES):
+        x, y = 80, 120 + row * 90
+        line_words.append([])
+        for text in line.split():
+            x0, y0, x1, y1 = draw.textbbox((x, y), text, font=font)
+            draw.text((x, y), text, font=font, fill=(0, 0, 0))
+            line_words[-1].append(len(words))
+            words.append(LayoutWord(text=text, confidence=0.93, box=BoundingBox(
+                x0=x0 / width, y0=y0 / height, x1=x1 / width, y1=y1 / height)))
+            x = x1 + 18
+    fields = {}
+    for name, (row, first, last) in SCANNED_FIELDS.items():
+        chosen = [words[i] for i in line_words[row][first:last + 1]]
+        box = BoundingBox(x0=min(w.box.x0 for w in chosen), y0=min(w.box.y0 for w in chosen),
+                          x1=max(w.box.x1 for w in chosen), y1=max(w.box.y1 for w in chosen))
+        fields[name] = (" ".join(w.text for w in chosen), Provenance(
+            page=1, box=box, word_boxes=[w.box for w in chosen],
+            source=LayoutSource.LAYOUT_SOURCE_OCR, ocr_confidence=0.93))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    layout = DocumentLayout(pages=[LayoutPage(number=1, width=width, height=height,
+                                              source=LayoutSource.LAYOUT_SOURCE_OCR,
+                                              words=words)])
+    return ScannedInvoice(buffer.getvalue(), layout, fields)

@@ -7,13 +7,16 @@ on Triton disagrees and the policy escalates them to review.
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
+from PIL import Image
 from playwright.async_api import Page, expect
 
 from switchyard import Settings
@@ -28,6 +31,8 @@ from switchyard.v1 import (
     Task,
     TaskStatus,
 )
+from services.review.pages import MASK_COLOUR, PAGE_DPI
+from tests.document_samples import text_pdf
 from tests.polling import eventually
 from tests.review.helpers import artifact, switchyard
 from tests.terminal import TERMINAL_STATUSES
@@ -177,3 +182,51 @@ async def test_the_command_line_lists_claims_approves_and_rejects(
     assert (await final(ingest, reject_task)).status == TaskStatus.TASK_STATUS_FAILED
     code, out = await switchyard(settings.replace(client_api_key="wrong"), "review", "list")
     assert code == 1 and "UNAUTHENTICATED" in out, out
+
+
+async def test_a_pdf_reaches_the_reviewer_as_its_words_and_masked_pages(
+        settings: Settings, db: asyncpg.Pool, ingest: IngestServiceStub) -> None:
+    # a real PDF through the four services: ingest checks it over gRPC, the decision service
+    # reads its text layer (the shipped invoice pack reads text and JSON only, so a person
+    # decides) and escalates with the layout; the reviewer gets its words (the e-mail
+    # redacted) and page 1 rendered from the file, the e-mail painted over
+    size = (420.0, 300.0)
+    body = text_pdf(lines=("Invoice INV-5150", "Contact billing@roe-trading.example",
+                           "Total 64,000.00 EUR"), size=size)
+    task_id = (await ingest.SubmitTask(SubmitTaskRequest(submission=Submission(
+        tenant_id="acme", idempotency_key=uuid.uuid4().hex, kind="invoice",
+        document=Document(content_type="application/pdf", body=body,
+                          filename="inv-5150.pdf"))))).task_id
+
+    async def pending() -> str | None:
+        return await db.fetchval("SELECT item_id::text FROM review_items WHERE task_id = "
+                                 "$1::uuid AND state = 'PENDING'", task_id)
+    item_id = await eventually(pending, "a review item for the PDF", 120, 0.2)
+    base = f"http://127.0.0.1:{settings.review_web_port}/api/items/{item_id}"
+    async with aiohttp.ClientSession(headers={"Authorization": "Bearer rev"}) as http:
+        async with http.get(base) as resp:
+            assert resp.status == 200
+            item = (await resp.json())["item"]
+        async with http.get(f"{base}/pages/1") as resp:
+            assert resp.status == 200 and resp.content_type == "image/png"
+            png = await resp.read()
+
+    document = item["document"]
+    assert (document["content_type"], document["page_count"]) == ("application/pdf", 1)
+    (page,) = document["layout"]
+    assert page["source"] == "TEXT_LAYER"
+    words = {w["text"]: w["box"] for w in page["words"]}
+    assert "INV-5150" in words and "[EMAIL REDACTED]" in words
+    assert "roe-trading" not in json.dumps(item)
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    for pixels, points in zip(image.size, size):   # rendered at the console's resolution
+        assert abs(pixels - points * PAGE_DPI / 72) <= 1
+
+    def region(box: list[float]) -> set[tuple[int, int, int]]:
+        crop = image.crop((round(box[0] * image.width) + 1, round(box[1] * image.height) + 1,
+                           round(box[2] * image.width) - 1, round(box[3] * image.height) - 1))
+        return {crop.getpixel((x, y)) for x in range(crop.width) for y in range(crop.height)}
+    assert region(words["[EMAIL REDACTED]"]) == {MASK_COLOUR}
+    number = region(words["INV-5150"])
+    assert (255, 255, 255) in number and len(number) > 2   # the invoice number is legible

@@ -9,6 +9,9 @@ the console's item view driven in a real browser.
 from __future__ import annotations
 
 import asyncio
+import io
+import math
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,20 +21,33 @@ import aiohttp
 import asyncpg
 import grpc
 import pytest
+from axe_playwright_python.async_playwright import Axe
 from google.protobuf.duration_pb2 import Duration
+from PIL import Image
 from playwright.async_api import expect
 
+from services.review.pages import MASK_COLOUR
 from switchyard import Settings
 from switchyard._db import create_pool
 from switchyard._grpc import create_channel, field_violations
 from switchyard._kafka import Producer
 from switchyard._topics import ESCALATIONS
+from switchyard.documents import (
+    blob_store_for,
+    find_words,
+    lines,
+    provenance_of,
+    read_text_layer,
+)
 from switchyard.stack import EmbeddedStack, ManagedProcess
 from switchyard.v1 import (
+    BoundingBox,
     ClaimRequest,
     ClaimResponse,
     Decision,
     DecisionSource,
+    Document,
+    DocumentLayout,
     Escalation,
     GetItemRequest,
     ListQueueRequest,
@@ -43,7 +59,7 @@ from switchyard.v1 import (
     Verdict,
 )
 from tests.polling import eventually
-from tests.review.helpers import artifact, escalation, insert_tasks
+from tests.review.helpers import artifact, escalation, insert_tasks, scanned_invoice
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("review_process")]
 # The reviewer is the key (its id, key-<position>): rev-acme is key-0, rev-late key-4, and
@@ -56,6 +72,7 @@ KEYS = ",".join(f"{name}:{_NOT_ACME_REVIEWERS.get(name, 'acme:reviewer')}"
                 for name in KEY_NAMES)
 KEY_IDS = {name: f"key-{index}" for index, name in enumerate(KEY_NAMES)}
 STORM_RATE, STORM_BURST = 5.0, 10
+AXE_RULES = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa"]}}
 
 
 @pytest.fixture(scope="module")
@@ -363,6 +380,221 @@ async def test_console_shows_the_item_and_modifies_it_from_the_keyboard(
     fields = {f.name: (f.value, f.confidence) for f in decision.fields}
     assert fields == {"invoice_number": ("INV-77", 0.97), "total": ("121.00", 1.0)}
     assert dict(decision.extracted_fields) == {"invoice_number": "INV-77", "total": "121.00"}
+
+
+# -- documents: page images masked on the server, fields drawn where read, picked words -----
+
+def _region(image: Image.Image, box: BoundingBox) -> list[tuple[int, int, int]]:
+    width, height = image.size
+    crop = image.crop((math.ceil(box.x0 * width), math.ceil(box.y0 * height),
+                       math.floor(box.x1 * width), math.floor(box.y1 * height)))
+    return [crop.getpixel((x, y)) for x in range(crop.width) for y in range(crop.height)]
+
+
+async def test_console_shows_masked_pages_and_corrects_fields_by_picking_words(
+        settings: Settings, db: asyncpg.Pool, producer: Producer, browser: object) -> None:
+    scan = scanned_invoice()
+    document = Document(content_type="image/png", body=scan.png, page_count=1,
+                        filename="scan-4711.png")
+    async with db.acquire() as conn:
+        (task,) = await insert_tasks(conn, "acme", 1, document=document)
+    esc = escalation(task, "pages", 1)
+    for name, (value, where) in scan.fields.items():
+        esc.proposed_decision.fields.add(name=name, value=value, provenance=where,
+                                         confidence=0.55 if name == "total" else 0.95)
+    esc.layout.CopyFrom(scan.layout)
+    await producer.send(ESCALATIONS, esc.task_id, esc)
+    item_id = await item_of(db, esc)
+
+    # the API: the layout's personal words redacted, the page image masked where they are
+    base = f"http://127.0.0.1:{settings.review_web_port}/api/items/{item_id}"
+    async with aiohttp.ClientSession(headers={"Authorization": "Bearer rev-acme"}) as http:
+        async with http.get(base) as resp:
+            assert resp.status == 200
+            item = (await resp.json())["item"]
+        async with http.get(f"{base}/pages/1") as resp:
+            assert resp.status == 200 and resp.content_type == "image/png"
+            png = await resp.read()
+        async with http.get(f"{base}/pages/2") as resp:
+            assert resp.status == 404 and "1 page" in (await resp.json())["error"]
+        async with http.get(f"{base}/pages/first") as resp:
+            assert resp.status == 400 and "page" in (await resp.json())["field_violations"]
+    async with aiohttp.ClientSession(headers={"Authorization": "Bearer rev-other"}) as http:
+        async with http.get(f"{base}/pages/1") as resp:
+            assert resp.status == 404   # another tenant's document: not found
+    channel = create_channel(f"127.0.0.1:{settings.review_grpc_port}", "rev-acme")
+    try:   # gRPC hands out the same redacted copy, without the file's own bytes
+        got = (await ReviewServiceStub(channel).GetItem(GetItemRequest(item_id=item_id))).item
+    finally:
+        await channel.close()
+    assert got.escalation.task.document.body == b"" and got.escalation.layout.pages
+    assert "Jane" not in str(got.escalation.layout) and "7946" not in str(got.escalation)
+    words = [w["text"] for w in item["document"]["layout"][0]["words"]]
+    assert "Jane" not in words and "7946" not in words and "Jane" not in item["document"]["text"]
+    assert words.count("[VENDOR REDACTED]") == 2 and words.count("[PHONE REDACTED]") == 4
+    assert "INV-4711" in words and "1,250.00" in words
+    total = next(f for f in item["proposal"]["fields"] if f["name"] == "total")
+    assert total["provenance"]["page"] == 1 and total["provenance"]["source"] == "OCR"
+
+    shown = Image.open(io.BytesIO(png)).convert("RGB")
+    original = Image.open(io.BytesIO(scan.png)).convert("RGB")
+    layout_words = scan.layout.pages[0].words
+    for masked in ("Jane", "Roe", "+44", "7946"):
+        box = next(w.box for w in layout_words if w.text == masked)
+        assert set(_region(original, box)) != {MASK_COLOUR}  # the text is there...
+        assert set(_region(shown, box)) == {MASK_COLOUR}     # ...and painted over
+    for visible in ("INV-4711", "1,250.00"):
+        region = _region(shown, next(w.box for w in layout_words if w.text == visible))
+        assert max(region) > (200, 200, 200) and min(region) < (100, 100, 100)  # still text
+
+    # the browser: page beside the fields, boxes where read, words picked by mouse and keys
+    page = await browser.new_page(viewport={"width": 1400, "height": 1000})  # type: ignore
+    expect.set_options(timeout=30_000)
+    try:
+        await page.goto(f"http://127.0.0.1:{settings.review_web_port}/")
+        await page.fill("#api-key", "rev-acme")
+        await page.click("#login-form button[type=submit]")
+        await page.fill("#f-queue", "pages")
+        await expect(page.locator("#queue tbody tr")).to_have_count(1)
+        await page.keyboard.press("Escape")
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#i-pages")).to_be_visible()
+        await expect(page.locator("#page-label")).to_have_text("Page 1 of 1")
+        await page.wait_for_function(
+            "() => document.getElementById('page-img').naturalWidth > 0")
+        await expect(page.locator("#page-overlay rect.hl")).to_have_count(3)
+        await expect(page.locator('#i-fields tr[data-field="total"] td.where')) \
+            .to_contain_text("p. 1 · OCR 93%")
+        await page.screenshot(path=str(artifact("review-console-pages.png")), full_page=True)
+        results = await Axe().run(page, options=AXE_RULES)
+        assert results.violations_count == 0, results.generate_snapshot()
+
+        # the mouse: pick the total's words on the page
+        await page.click('#i-fields tr[data-field="total"] button.pick')
+        word_rects = page.locator("#page-overlay rect.word")
+        await expect(word_rects).to_have_count(len(layout_words))
+        texts = [w.text for w in layout_words]
+        await word_rects.nth(texts.index("1,250.00")).click()
+        await word_rects.nth(texts.index("EUR")).click()
+        await word_rects.nth(texts.index("Jane")).click()   # redacted: cannot be picked
+        await expect(page.locator("#pick-status")).to_contain_text("redacted")
+        total_edit = page.locator('#i-fields tr[data-field="total"] .field-edit')
+        await expect(total_edit).to_have_value("1,250.00 EUR")
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#page-overlay rect.word")).to_have_count(0)
+        await expect(total_edit).to_be_focused()
+        await total_edit.press("Escape")
+        await page.keyboard.press("c")   # claiming re-reads the item; the pick stays
+        await expect(page.locator("#i-state")).to_have_text("claimed by key-0")
+        await expect(total_edit).to_have_value("1,250.00 EUR")
+        # the keyboard alone: the invoice number, one line down and back up, then a word
+        pick = page.locator('#i-fields tr[data-field="invoice_number"] button.pick')
+        await pick.focus()
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#page-frame")).to_be_focused()
+        await page.keyboard.press("ArrowDown")
+        await expect(page.locator("#pick-status")).to_contain_text('"Vendor"')
+        await page.keyboard.press("ArrowUp")
+        await page.keyboard.press("ArrowRight")
+        await page.keyboard.press("Space")
+        await expect(page.locator("#pick-status")).to_contain_text('"INV-4711", picked')
+        await page.keyboard.press("Enter")
+        number_edit = page.locator('#i-fields tr[data-field="invoice_number"] .field-edit')
+        await expect(number_edit).to_have_value("INV-4711")
+        await page.screenshot(path=str(artifact("review-console-pages-picked.png")),
+                              full_page=True)
+        await number_edit.press("Control+Enter")
+        await expect(page.locator("#status")).to_contain_text("Approved with edits")
+    finally:
+        await page.close()
+
+    decision = Decision.FromString(await db.fetchval(
+        "SELECT decision FROM decisions WHERE task_id = $1 AND source = 'HUMAN'",
+        uuid.UUID(esc.task_id)))
+    assert dict(decision.extracted_fields)["total"] == "1,250.00 EUR"
+    assert dict(decision.extracted_fields)["invoice_number"] == "INV-4711"
+
+
+def two_page_pdf() -> bytes:
+    """An invoice whose number is on page 1 and whose total is on page 2 (a text layer)."""
+    from reportlab.pdfgen import canvas
+
+    buffer = io.BytesIO()
+    pdf = canvas.Canvas(buffer, pagesize=(360, 240))
+    for lines in (("Invoice INV-8800", "Date 2026-11-30"), ("Carried over", "Total 999.00 EUR")):
+        for row, line in enumerate(lines):
+            pdf.drawString(40, 190 - 30 * row, line)
+        pdf.showPage()
+    pdf.save()
+    return buffer.getvalue()
+
+
+async def test_console_turns_the_pages_and_picks_a_field_where_it_was_read(
+        settings: Settings, db: asyncpg.Pool, producer: Producer, browser: object) -> None:
+    body = two_page_pdf()
+    layout = DocumentLayout(pages=[p for p in read_text_layer(body) if p is not None])
+    assert len(layout.pages) == 2
+    async with db.acquire() as conn:
+        (task,) = await insert_tasks(conn, "acme", 1, document=Document(
+            content_type="application/pdf", page_count=2, filename="inv-8800.pdf"))
+    # the file travels by reference (claim check): the review service reads the blob store
+    store = blob_store_for(settings, db)
+    ref = await store.put(body, "acme", task.task_id)
+    task.document.blob.CopyFrom(ref)
+    esc = escalation(task, "pages2", 1)
+    for name, value in (("invoice_number", "INV-8800"), ("total", "999.00")):
+        esc.proposed_decision.fields.add(
+            name=name, value=value, confidence=0.7,
+            provenance=provenance_of(find_words(lines(layout), value)))
+    esc.layout.CopyFrom(layout)
+    await producer.send(ESCALATIONS, esc.task_id, esc)
+    item_id = await item_of(db, esc)
+
+    page = await browser.new_page(viewport={"width": 1400, "height": 1000})  # type: ignore
+    expect.set_options(timeout=30_000)
+    image = page.locator("#page-img")
+    boxes = page.locator("#page-overlay rect.hl")
+    try:
+        await page.goto(f"http://127.0.0.1:{settings.review_web_port}/")
+        await page.fill("#api-key", "rev-acme")
+        await page.click("#login-form button[type=submit]")
+        await page.fill("#f-queue", "pages2")
+        await expect(page.locator("#queue tbody tr")).to_have_count(1)
+        await page.keyboard.press("Escape")
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#page-label")).to_have_text("Page 1 of 2")
+        await expect(image).to_have_attribute("data-key", re.compile("/1$"))
+        await expect(boxes).to_have_count(1)     # the invoice number, read on page 1
+        await expect(page.locator('#i-fields tr[data-field="total"] td.where')) \
+            .to_contain_text("p. 2")
+        await expect(page.locator("#page-prev")).to_be_disabled()
+        await page.keyboard.press("]")
+        await expect(page.locator("#page-label")).to_have_text("Page 2 of 2")
+        await expect(image).to_have_attribute("data-key", re.compile("/2$"))
+        await page.wait_for_function(
+            "() => document.getElementById('page-img').naturalWidth > 0")
+        await expect(boxes).to_have_count(1)     # now the total's
+        await page.keyboard.press("[")
+        await expect(page.locator("#page-label")).to_have_text("Page 1 of 2")
+        # picking the total (read on page 2) turns to its page
+        await page.click('#i-fields tr[data-field="total"] button.pick')
+        await expect(page.locator("#page-label")).to_have_text("Page 2 of 2")
+        words = [w.text for w in layout.pages[1].words]
+        await page.locator("#page-overlay rect.word").nth(words.index("999.00")).click()
+        await page.keyboard.press("Enter")
+        await expect(page.locator('#i-fields tr[data-field="total"] .field-edit')) \
+            .to_have_value("999.00")
+        await page.screenshot(path=str(artifact("review-console-pdf-page-2.png")),
+                              full_page=True)
+    finally:
+        await page.close()
+
+    # bytes purged from the blob store: a specific answer, not a broken image or a 500
+    assert await store.delete(ref)
+    async with aiohttp.ClientSession(headers={"Authorization": "Bearer rev-acme"}) as http:
+        async with http.get(f"http://127.0.0.1:{settings.review_web_port}/api/items/"
+                            f"{item_id}/pages/1") as resp:
+            assert resp.status == 410 and "blob" in (await resp.json())["error"]
 
 
 # -- live updates, and a clean stop with a console still listening (runs last) -------------

@@ -263,6 +263,7 @@ async function openItem(itemId, keepStatus) {
     return row;
   }));
   renderFields(item.proposal.fields);
+  showDocumentPages(item);
   $("i-doctype").textContent = `${item.document.content_type}${item.document.filename ? ` · ${item.document.filename}` : ""}`;
   $("i-document").textContent = item.document.text;
   updateButtons();
@@ -282,27 +283,254 @@ function approvedByMe() { return Boolean(state.item && state.item.approvals.appr
 
 function confidenceClass(c) { return c < 0.5 ? "conf-low" : c < 0.8 ? "conf-mid" : ""; }
 
-function fieldRow(name, value, confidence, editableName) {
+function fieldRow(name, value, confidence, editableName, provenance) {
   const row = el("tr");
   const nameCell = el("td");
   if (editableName) {
-    const input = el("input"); input.className = "field-name"; input.placeholder = "field name"; nameCell.append(input);
+    const input = el("input"); input.className = "field-name"; input.placeholder = "field name";
+    input.setAttribute("aria-label", "new field name"); nameCell.append(input);
   } else { nameCell.textContent = name; row.dataset.field = name; }
   const edit = el("input"); edit.className = "field-edit"; edit.placeholder = "unchanged";
   edit.setAttribute("aria-label", `corrected ${name || "value"}`);
   const editCell = el("td"); editCell.append(edit);
-  row.append(nameCell, el("td", value), el("td", confidence === null ? "" : `${(confidence * 100).toFixed(1)}%`, confidence === null ? "" : confidenceClass(confidence)), editCell);
+  // where the value was read (page, OCR confidence), and the way to pick it from the page
+  const whereCell = el("td", "", "where");
+  if (provenance) {
+    whereCell.append(el("span", `p. ${provenance.page}` + (provenance.source === "OCR" ?
+      ` · OCR ${(provenance.ocr_confidence * 100).toFixed(0)}%` : ""), "where-text"));
+    row.dataset.page = String(provenance.page);
+    row.addEventListener("mouseenter", () => highlightField(row.dataset.field || "", true));
+    row.addEventListener("mouseleave", () => highlightField(row.dataset.field || "", false));
+    row.addEventListener("focusin", () => highlightField(row.dataset.field || "", true));
+    row.addEventListener("focusout", () => highlightField(row.dataset.field || "", false));
+  }
+  if (hasPages()) {
+    const pick = el("button", "Pick words", "pick");
+    pick.type = "button";
+    pick.setAttribute("aria-label", `Pick the words of ${name || "the new field"} on the page`);
+    pick.addEventListener("click", () => startPick(row));
+    whereCell.append(pick);
+  }
+  row.append(nameCell, el("td", value), el("td", confidence === null ? "" : `${(confidence * 100).toFixed(1)}%`, confidence === null ? "" : confidenceClass(confidence)), whereCell, editCell);
   return row;
 }
 
+let fieldsShownFor = null;   // the item whose fields the table shows
+
 function renderFields(fields) {
+  endPick(false);
+  // re-reading the same item (after a claim, a renewal) keeps the corrections typed or picked
+  const kept = fieldsShownFor === state.item.item_id ? editedFields() : {};
+  fieldsShownFor = state.item.item_id;
   const body = document.querySelector("#i-fields tbody");
-  body.replaceChildren(...fields.map((f) => fieldRow(f.name, f.value, f.confidence, false)));
+  body.replaceChildren(...fields.map((f) => fieldRow(f.name, f.value, f.confidence, false, f.provenance)));
+  body.querySelectorAll("tr[data-field]").forEach((row) => {
+    if (kept[row.dataset.field] !== undefined) row.querySelector(".field-edit").value = kept[row.dataset.field];
+  });
   $("i-nofields").hidden = fields.length > 0;
 }
 
+// -- document pages: the page image (masked by the server), the fields drawn where they were
+// read, and correcting a field by picking its words ------------------------------------------
+const SVG = "http://www.w3.org/2000/svg";
+const REDACTED_WORD = /^\[[A-Z0-9_ ]+ REDACTED\]$/;
+const pages = { shownFor: null, url: null, number: 1, pick: null };
+
+function hasPages() { return Boolean(state.item && state.item.document && state.item.document.page_count > 0); }
+function pageCount() { return hasPages() ? state.item.document.page_count : 0; }
+function layoutPage(number) { return (state.item.document.layout || []).find((p) => p.number === number) || null; }
+
+function showDocumentPages(item) {
+  $("i-pages").hidden = !hasPages();
+  $("i-workspace").classList.toggle("with-pages", hasPages());
+  if (!hasPages()) { pages.shownFor = null; return; }
+  if (pages.shownFor !== item.item_id) { pages.number = 1; }
+  loadPage(pages.number);
+}
+
+async function loadPage(number) {
+  const item = state.item;
+  if (!item) return;
+  pages.number = Math.min(Math.max(1, number), pageCount());
+  $("page-label").textContent = `Page ${pages.number} of ${pageCount()}`;
+  $("page-prev").disabled = pages.number <= 1;
+  $("page-next").disabled = pages.number >= pageCount();
+  drawOverlay();
+  const key = `${item.item_id}/${pages.number}`;
+  if (pages.shownFor === item.item_id && $("page-img").dataset.key === key) return;
+  pages.shownFor = item.item_id;
+  $("page-error").textContent = "";
+  try {
+    const resp = await fetch(`/api/items/${encodeURIComponent(item.item_id)}/pages/${pages.number}`,
+      { headers: { "Authorization": `Bearer ${state.key}` } });
+    if (!resp.ok) {
+      let body = null; try { body = await resp.json(); } catch (_) { body = null; }
+      throw new ApiError(resp.status, body);
+    }
+    const blob = await resp.blob();
+    if (!state.item || state.item.item_id !== item.item_id) return;
+    if (pages.url) URL.revokeObjectURL(pages.url);
+    pages.url = URL.createObjectURL(blob);
+    const img = $("page-img");
+    img.src = pages.url;
+    img.dataset.key = key;
+    img.alt = `Page ${pages.number} of ${pageCount()} of the document${item.document.filename ? ` ${item.document.filename}` : ""}; personal data is masked where redaction applies`;
+  } catch (err) {
+    $("page-error").textContent = `The page image could not be loaded: ${err.message}`;
+  }
+}
+
+function svgRect(box, cls) {
+  const rect = document.createElementNS(SVG, "rect");
+  rect.setAttribute("x", String(box[0] * 1000)); rect.setAttribute("y", String(box[1] * 1000));
+  rect.setAttribute("width", String(Math.max(1, (box[2] - box[0]) * 1000)));
+  rect.setAttribute("height", String(Math.max(1, (box[3] - box[1]) * 1000)));
+  rect.setAttribute("vector-effect", "non-scaling-stroke");
+  rect.setAttribute("class", cls);
+  return rect;
+}
+
+// The fields read on this page as boxes; while picking, every word as a box too.
+function drawOverlay() {
+  const svg = $("page-overlay");
+  svg.replaceChildren();
+  if (!hasPages()) return;
+  for (const field of state.item.proposal.fields) {
+    const prov = field.provenance;
+    if (!prov || prov.page !== pages.number) continue;
+    const rect = svgRect(prov.box, "hl");
+    rect.dataset.field = field.name;
+    rect.addEventListener("click", () => {
+      const row = document.querySelector(`#i-fields tr[data-field="${CSS.escape(field.name)}"]`);
+      if (row) startPick(row);
+    });
+    svg.append(rect);
+  }
+  const pick = pages.pick;
+  const page = layoutPage(pages.number);
+  if (!pick || !page) return;
+  page.words.forEach((word, index) => {
+    const masked = REDACTED_WORD.test(word.text);
+    const cls = ["word", masked ? "masked" : "", pick.selected.has(index) ? "sel" : "", pick.cursor === index ? "cur" : ""].join(" ").trim();
+    const rect = svgRect(word.box, cls);
+    rect.addEventListener("click", (event) => { event.stopPropagation(); pages.pick.cursor = index; toggleWord(index); });
+    svg.append(rect);
+  });
+}
+
+function highlightField(name, on) {
+  document.querySelectorAll("#page-overlay rect.hl").forEach((r) => {
+    if (r.dataset.field === name) r.classList.toggle("active", on);
+  });
+}
+
+function fieldNameOf(row) {
+  const named = row.querySelector(".field-name");
+  return named ? named.value.trim() || "the new field" : row.dataset.field;
+}
+
+// Picking: the chosen words, in reading order, become the field's corrected value.
+function startPick(row) {
+  if (!hasPages()) return;
+  endPick(false);
+  const page = row.dataset.page ? Number(row.dataset.page) : pages.number;
+  const input = row.querySelector(".field-edit");
+  pages.pick = { row, input, before: input.value, selected: new Set(), cursor: 0 };
+  row.classList.add("picking");
+  if (page !== pages.number) loadPage(page); else drawOverlay();
+  const frame = $("page-frame");
+  frame.tabIndex = 0;
+  frame.classList.add("picking");
+  frame.focus();
+  announce(`Picking the words of ${fieldNameOf(row)}: click words or use the arrow keys and Space; Enter to finish, Esc to cancel.`);
+}
+
+function endPick(keep) {
+  const pick = pages.pick;
+  if (!pick) return;
+  pages.pick = null;
+  if (!keep) pick.input.value = pick.before;
+  pick.row.classList.remove("picking");
+  const frame = $("page-frame");
+  frame.classList.remove("picking");
+  frame.tabIndex = -1;
+  drawOverlay();
+  announce(keep ? `${fieldNameOf(pick.row)} corrected to "${pick.input.value}".` : "Picking cancelled.");
+  if (document.body.contains(pick.input)) pick.input.focus();
+}
+
+function pickedText() {
+  const page = layoutPage(pages.number);
+  if (!page || !pages.pick) return "";
+  return [...pages.pick.selected].sort((a, b) => a - b).map((i) => page.words[i].text).join(" ");
+}
+
+function toggleWord(index) {
+  const pick = pages.pick;
+  const page = layoutPage(pages.number);
+  if (!pick || !page || !page.words[index]) return;
+  if (REDACTED_WORD.test(page.words[index].text)) {
+    announce("That word is personal data and redacted: it cannot be picked."); drawOverlay(); return;
+  }
+  if (pick.selected.has(index)) pick.selected.delete(index); else pick.selected.add(index);
+  pick.input.value = pickedText();
+  drawOverlay();
+  describeCursor();
+}
+
+function describeCursor() {
+  const page = layoutPage(pages.number);
+  const pick = pages.pick;
+  if (!page || !pick || !page.words.length) return;
+  const word = page.words[pick.cursor];
+  announce(`Word ${pick.cursor + 1} of ${page.words.length}: "${word.text}"${pick.selected.has(pick.cursor) ? ", picked" : ""}. ${fieldNameOf(pick.row)}: "${pick.input.value}"`);
+}
+
+function announce(text) { $("pick-status").textContent = text; }
+
+// Arrow keys: left/right the previous/next word in reading order; up/down the nearest word
+// on the line above/below.
+function moveCursor(key) {
+  const page = layoutPage(pages.number);
+  const pick = pages.pick;
+  if (!page || !pick || !page.words.length) return;
+  const n = page.words.length;
+  if (key === "ArrowRight") pick.cursor = Math.min(n - 1, pick.cursor + 1);
+  else if (key === "ArrowLeft") pick.cursor = Math.max(0, pick.cursor - 1);
+  else {
+    const cur = page.words[pick.cursor].box;
+    const cx = (cur[0] + cur[2]) / 2, cy = (cur[1] + cur[3]) / 2;
+    const down = key === "ArrowDown";
+    const others = page.words.map((w, i) => ({ i, cx: (w.box[0] + w.box[2]) / 2, cy: (w.box[1] + w.box[3]) / 2 }))
+      .filter((w) => (down ? w.cy > cur[3] : w.cy < cur[1]));
+    if (others.length) {
+      const lineY = down ? Math.min(...others.map((w) => w.cy)) : Math.max(...others.map((w) => w.cy));
+      const height = cur[3] - cur[1];
+      const line = others.filter((w) => Math.abs(w.cy - lineY) <= height / 2);
+      line.sort((a, b) => Math.abs(a.cx - cx) - Math.abs(b.cx - cx));
+      pick.cursor = line[0].i;
+    }
+  }
+  drawOverlay();
+  describeCursor();
+}
+
+$("page-frame").addEventListener("keydown", (event) => {
+  if (!pages.pick) return;
+  const key = event.key;
+  if (key === "Tab") return;
+  event.preventDefault();
+  event.stopPropagation();   // the console's shortcuts (a, r, ...) do not apply while picking
+  if (key.startsWith("Arrow")) moveCursor(key);
+  else if (key === " " || key === "Spacebar") toggleWord(pages.pick.cursor);
+  else if (key === "Enter") endPick(true);
+  else if (key === "Escape") endPick(false);
+});
+$("page-prev").addEventListener("click", () => { endPick(false); loadPage(pages.number - 1); });
+$("page-next").addEventListener("click", () => { endPick(false); loadPage(pages.number + 1); });
+
 $("add-field").addEventListener("click", () => {
-  const row = fieldRow("", "", null, true);
+  const row = fieldRow("", "", null, true, null);
   document.querySelector("#i-fields tbody").append(row);
   $("i-nofields").hidden = true;
   row.querySelector(".field-name").focus();
@@ -397,6 +625,7 @@ $("back").addEventListener("click", backToQueue);
 
 function backToQueue() {
   clearTimeout(state.renewTimer);
+  endPick(false);
   state.item = null;
   show("queue-view");
   refresh();
@@ -422,7 +651,9 @@ document.addEventListener("keydown", (event) => {
   // a focused button (e.g. "Show more") takes Enter and Space itself
   if (target instanceof HTMLButtonElement && (event.key === "Enter" || event.key === " ")) return;
   const keys = inItem
-    ? { c: () => act("claim"), u: () => act("release"), a: () => act("approve"), r: () => act("reject"), m: () => act("modify") }
+    ? { c: () => act("claim"), u: () => act("release"), a: () => act("approve"), r: () => act("reject"), m: () => act("modify"),
+        "[": () => { if (hasPages()) { endPick(false); loadPage(pages.number - 1); } },
+        "]": () => { if (hasPages()) { endPick(false); loadPage(pages.number + 1); } } }
     : { j: () => moveSelection(1), k: () => moveSelection(-1), ArrowDown: () => moveSelection(1), ArrowUp: () => moveSelection(-1),
         Enter: () => { const item = state.items[state.selected]; if (item) openItem(item.item_id); },
         "/": () => $("f-queue").focus() };
