@@ -125,8 +125,9 @@ _DATE_PATTERNS = (
     ("iso", re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")),
     ("dots", re.compile(r"\b(\d{1,2})\.(\d{1,2})\.(\d{4})\b")),
     ("slash", re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b")),
-    ("month_first", re.compile(r"\b([A-Za-z]{3,9})\.? (\d{1,2}),? (\d{4})\b")),
-    ("day_first", re.compile(r"\b(\d{1,2}) ([A-Za-z]{3,9})\.? (\d{4})\b")),
+    # OCR drops spaces: "June 5,2026", "5Jun2026"
+    ("month_first", re.compile(r"\b([A-Za-z]{3,9})\.? (\d{1,2}),? ?(\d{4})\b")),
+    ("day_first", re.compile(r"\b(\d{1,2}) ?([A-Za-z]{3,9})\.? ?(\d{4})\b")),
     ("compact", re.compile(r"\b((?:19|20)\d{2})(\d{2})(\d{2})\b")),
 )
 
@@ -543,7 +544,7 @@ def _bank_account(text: str, b: _Builder) -> None:
     if m:
         b.offer("bank_account", re.sub(r"\s+", "", m.group(1)), 0.9, m.group(0), "iban")
         return
-    m = re.search(r"\b(?:Bank account|Account|Acct)\.?\s*(?:no\.?|number)?[:\s]+" + iban, text,
+    m = re.search(r"\b(?:Bank ?account|Account|Acct)\.?\s*(?:no\.?|number)?[:\s]+" + iban, text,
                   re.IGNORECASE)
     if m and m.group(1)[:2].isupper():
         b.offer("bank_account", re.sub(r"\s+", "", m.group(1)), 0.88, m.group(0), "iban")

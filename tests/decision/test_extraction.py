@@ -271,3 +271,12 @@ def test_ibans_after_account_labels_rates_with_decimals_and_your_order() -> None
     assert [m.amount for m in find_money("VAT 7.7% | USD 60.00")] == [60.0]
     assert extract_invoice(text.replace("Account:", "IBAN:")).get("bank_account") == \
         "GB29NWBK60161331926819"
+
+
+def test_dates_and_labels_ocr_ran_together() -> None:
+    assert find_date("Date: 5Jun2026") == ([dt.date(2026, 6, 5)], "5Jun2026")
+    assert find_date("Payby: 7Feb 2026")[0] == [dt.date(2026, 2, 7)]  # type: ignore[index]
+    assert find_date("June 5,2026")[0] == [dt.date(2026, 6, 5)]  # type: ignore[index]
+    text = invoice().replace("IBAN GB29 NWBK 6016 1331 9268 19",
+                             "Bankaccount: GB29NWBK60161331926819")
+    assert extract_invoice(text).get("bank_account") == "GB29NWBK60161331926819"
