@@ -25,10 +25,10 @@ $(CHROMIUM):
 $(STAMP): pyproject.toml client/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	# not --quiet: the big download shows pip's own progress bars (on a terminal)
-	$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev,stack]'
-	# the client SDK (client/), a distribution of its own; editable so the tests import it
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e client
+	# not --quiet: the big download shows pip's own progress bars (on a terminal). With the
+	# client SDK (client/), a distribution of its own, editable so the tests import it: one
+	# install, so pip resolves (and checks what is installed) once, not twice.
+	$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev,stack]' -e client
 	@touch $@
 
 # The demo needs neither promtool nor chromium (only the tests drive them).

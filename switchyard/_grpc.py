@@ -27,7 +27,7 @@ from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_serv
 from switchyard._auth import ApiKeyAuthenticator, MethodPolicy, Role, principal_var
 from switchyard._ratelimit import RATE_LIMITED, TenantLimiter
 from switchyard._settings import Settings
-from switchyard._streams import TRANSIENT_ERRORS
+from switchyard._transient import TRANSIENT_ERRORS
 from switchyard._telemetry import GRPC_REQUESTS, GRPC_SECONDS
 
 _EXEMPT_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")

@@ -25,7 +25,6 @@ from typing import Any
 
 import asyncpg
 import faust
-from aiokafka.errors import KafkaError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from opentelemetry import trace
 from prometheus_client import Gauge
@@ -47,21 +46,11 @@ from switchyard._serde import SerdeError
 from switchyard._settings import Settings
 from switchyard._telemetry import DEAD_LETTERS, RECORDS_PROCESSED, STAGE_SECONDS
 from switchyard._topics import DEAD_LETTER, Topic
+from switchyard._transient import TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("switchyard.streams")
 
-#: Failures that say "try again later", never "this record is bad". A PostgreSQL restart
-#: shows as refused connections (OSError) while it is down, and around that as "the database
-#: system is shutting down / starting up" (CannotConnectNowError) and "terminating connection
-#: due to administrator command" (AdminShutdownError) on connections it closes.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError, asyncio.TimeoutError, KafkaError, asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.InterfaceError, asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.SerializationError, asyncpg.exceptions.DeadlockDetectedError,
-    asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CrashShutdownError,
-)
 MAX_HANDLER_ATTEMPTS = 5
 
 

@@ -8,7 +8,9 @@ processes and only see ``<state_dir>/stack.json`` plus the pid files, hence
 Start order: the infrastructure servers are all spawned first (Kafka, Triton, then
 PostgreSQL whose initdb overlaps Triton's start) from the calling thread, then waited for in
 parallel; then bootstrap (topics, migrations); then the services, again spawned together and
-waited for together. Stop order is the reverse. A failed start stops what it started.
+waited for together. Stop order is the reverse: the services together, then the
+infrastructure together (one slow stop, Triton unloading its models, no longer adds to every
+other). A failed start stops what it started.
 """
 
 from __future__ import annotations
@@ -130,6 +132,24 @@ class _Service:
             "log": str(self.process.log_path),
             "probe": probe,
         }
+
+
+def _together(stops: Sequence[tuple[str, Callable[[], object]]]) -> list[tuple[str, object]]:
+    """Run each named stop in a thread of its own and wait for all; a stop that raises is
+    logged and the rest still run (never leave processes behind). Returns (name, result)
+    for the stops that returned, in the given order."""
+    if not stops:
+        return []
+    with ThreadPoolExecutor(max_workers=len(stops)) as pool:
+        futures = [(name, pool.submit(stop)) for name, stop in stops]
+    done = []
+    for name, future in futures:
+        error = future.exception()
+        if error is not None:
+            _log.error("stopping %s failed", name, exc_info=error)
+        else:
+            done.append((name, future.result()))
+    return done
 
 
 def _ready(name: str, wait_ready: Callable[[float], None], timeout_s: float,
@@ -318,15 +338,17 @@ class EmbeddedStack:
         self._write_state()
 
     def stop(self, timeout_s: float | None = None) -> None:
-        """Stop services, then infrastructure, in reverse start order; forget the state file."""
-        for item in reversed(self._started):
-            try:
-                if isinstance(item, _Service):
-                    item.process.stop(10.0 if timeout_s is None else timeout_s)
-                else:
-                    item.stop(timeout_s)
-            except Exception:  # keep stopping the rest; never leave processes behind
-                _log.exception("stopping %s failed", item.name)
+        """Stop the services, then the infrastructure (each group together, as it started);
+        forget the state file."""
+        def stopper(item: Component | _Service) -> Callable[[], object]:
+            if isinstance(item, _Service):
+                return lambda: item.process.stop(10.0 if timeout_s is None else timeout_s)
+            return lambda: item.stop(timeout_s)
+
+        started = list(reversed(self._started))
+        for wave in ([i for i in started if isinstance(i, _Service)],
+                     [i for i in started if not isinstance(i, _Service)]):
+            _together([(item.name, stopper(item)) for item in wave])
         self._started.clear()
         self._services.clear()
         if self._wrote_state:  # never delete the record of another launcher's stack
@@ -422,7 +444,8 @@ def stack_status(state_dir: Path) -> list[ComponentStatus]:
 
 
 def stack_down(state_dir: Path, timeout_s: float = 15.0) -> list[str]:
-    """Stop everything recorded in ``state_dir`` (reverse start order); names that were alive.
+    """Stop everything recorded in ``state_dir`` (services, then infrastructure); names that
+    were alive.
 
     Also stops processes that have pid files but are missing from stack.json (a launcher that
     died mid-start), then removes Triton's leftover shared memory and the state file.
@@ -433,11 +456,22 @@ def stack_down(state_dir: Path, timeout_s: float = 15.0) -> list[str]:
     pid_dir = state_dir / "pids"
     recorded = sorted(p.stem for p in pid_dir.glob("*.json")) if pid_dir.is_dir() else []
     strays = [n for n in recorded if not n.startswith(".") and n not in ordered]
+
+    def stopper(name: str) -> Callable[[], bool]:
+        def stop() -> bool:
+            try:
+                return ManagedProcess.stop_from_pidfile(state_dir, name, timeout_s)
+            finally:
+                remove_pid_files(state_dir, name)
+        return stop
+
+    # as EmbeddedStack.stop: the services (and strays) together, then the infrastructure
+    names = strays + list(reversed(ordered))
     stopped = []
-    for name in strays + list(reversed(ordered)):
-        if ManagedProcess.stop_from_pidfile(state_dir, name, timeout_s):
-            stopped.append(name)
-        remove_pid_files(state_dir, name)
+    for wave in ([n for n in names if n not in INFRASTRUCTURE],
+                 [n for n in names if n in INFRASTRUCTURE]):
+        stopped += [name for name, alive in _together([(n, stopper(n)) for n in wave])
+                    if alive]
     cleanup_shm(state_dir)
     with contextlib.suppress(FileNotFoundError):
         (state_dir / STATE_FILE).unlink()

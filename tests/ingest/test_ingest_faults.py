@@ -38,10 +38,9 @@ pytestmark = pytest.mark.integration
 async def test_crash_between_commit_and_produce_is_reconciled(
         settings: Settings, db: asyncpg.Connection,
         tmp_path_factory: pytest.TempPathFactory) -> None:
-    # A short session: the restarted process's consumer group waits for the dead member's
-    # session to expire before it can join.
-    faulty = IngestProcess(settings.replace(fault_inject="crash_after_commit",
-                                            kafka_session_timeout_ms=6000),
+    # The restarted process's consumer group waits for the dead member's session to expire
+    # before it can join: the module's settings keep that session short (tests/conftest.py).
+    faulty = IngestProcess(settings.replace(fault_inject="crash_after_commit"),
                            tmp_path_factory.mktemp("faulty")).start()
     try:
         channel = create_channel(f"127.0.0.1:{settings.ingest_grpc_port}")

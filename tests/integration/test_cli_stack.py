@@ -44,6 +44,8 @@ def stack_env(state_dir: Path) -> dict[str, str]:
         "SWITCHYARD_TRITON_GRPC_PORT": str(triton_grpc),
         "SWITCHYARD_TRITON_URL": f"127.0.0.1:{triton_grpc}",
         "SWITCHYARD_MODEL_REPOSITORY": str(ROOT / "models" / "repository"),
+        # as tests/conftest.py: the broker holds each group join for half of it
+        "SWITCHYARD_KAFKA_SESSION_TIMEOUT_MS": "4000",
     })
     return env
 
