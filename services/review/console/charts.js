@@ -60,12 +60,15 @@ function lineChart(title, series, options) {
     last.textContent = utc(tMax);
     axis.append(first, last);
   }
-  for (const h of thresholds) {
+  thresholds.forEach((h, index) => {
     const line = svgEl("line", { x1: L, y1: y(h.y), x2: W - R, y2: y(h.y), class: "threshold", "data-threshold": h.y });
-    const label = svgEl("text", { x: W - R - 4, y: y(h.y) - 4, "text-anchor": "end", class: "threshold-label" });
+    // labels alternate between the right and the left end, so close lines stay readable
+    const right = index % 2 === 0;
+    const label = svgEl("text", { x: right ? W - R - 4 : L + 4, y: y(h.y) - 4,
+      "text-anchor": right ? "end" : "start", class: "threshold-label" });
     label.textContent = h.label;
     axis.append(line, label);
-  }
+  });
   svg.append(axis);
 
   series.forEach((s, index) => {
