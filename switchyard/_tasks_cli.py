@@ -81,7 +81,9 @@ def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
 def add_tasks_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="tasks_action", required=True, metavar="ACTION")
     p = sub.add_parser("list", help="a tenant's tasks, newest first")
-    p.add_argument("--tenant", default="default", help="tenant id (default: default)")
+    p.add_argument("--tenant", default="",
+                   help="tenant id (default: the API key's own tenant; with an operator key "
+                        "or auth off: default)")
     p.add_argument("--status", action="append", default=[],
                    help="queued, in_progress, blocked, succeeded, failed, cancelled "
                         "(repeatable or comma separated)")
@@ -166,6 +168,20 @@ def _event_json(event: Any) -> dict[str, Any]:
     out["status"], out["stage"] = status_name(event.status), stage_name(event.stage)
     out["sequence"] = event.sequence
     return out
+
+
+#: The tenant of the README path: ``tasks list`` asks for it when the key names no tenant.
+DEFAULT_TENANT = "default"
+
+
+def _tenant_required(exc: Any) -> bool:
+    """ListTasks refused an empty tenant: the caller's key is bound to no single tenant."""
+    import grpc
+
+    from switchyard._grpc import field_violations
+
+    return (exc.code() == grpc.StatusCode.INVALID_ARGUMENT
+            and "tenant_id" in field_violations(exc))
 
 
 def _grpc_error(exc: Any) -> str:
@@ -376,6 +392,7 @@ def _print_task(args: argparse.Namespace, task: Any) -> None:
 
 
 async def _list(args: argparse.Namespace, stub: Any) -> int:
+    import grpc
     from rich.console import Console
     from rich.table import Table
 
@@ -396,12 +413,21 @@ async def _list(args: argparse.Namespace, stub: Any) -> int:
         request.metadata[key.strip()] = value
     if args.limit < 0:
         raise _Usage("--limit must be 0 or more")
-    tasks = await follow_pages(stub.ListTasks, request, "tasks", args.limit)
+    try:
+        tasks = await follow_pages(stub.ListTasks, request, "tasks", args.limit)
+    except grpc.aio.AioRpcError as exc:
+        # An empty tenant is the key's own (ListTasksRequest.tenant_id); a key bound to no
+        # single tenant (an operator key, auth off) gets the README's tenant instead.
+        if args.tenant or not _tenant_required(exc):
+            raise
+        request.tenant_id = DEFAULT_TENANT
+        tasks = await follow_pages(stub.ListTasks, request, "tasks", args.limit)
     rows = [_task_json(t) for t in tasks]
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
-    table = Table(title=f"{len(rows)} task(s) of {args.tenant}", title_justify="left")
+    tenant = request.tenant_id or (rows[0]["tenant_id"] if rows else "your key's tenant")
+    table = Table(title=f"{len(rows)} task(s) of {tenant}", title_justify="left")
     for column in ("task", "kind", "status", "stage", "reason", "created at"):
         table.add_column(column, overflow="fold")
     for row in rows:
@@ -475,9 +501,23 @@ def _timeline_json(entry: Any) -> dict[str, Any]:
         "status": status_name(entry.status) if status else None,
         "stage": stage_name(entry.stage) if status else None,
         "reason": entry.reason if status else None,
-        "detail": MessageToDict(entry.detail) if entry.HasField("detail") else None,
+        "detail": _whole_numbers(MessageToDict(entry.detail))
+        if entry.HasField("detail") else None,
         "entry_hash": entry.entry_hash or None,
+        "summary": entry.summary,
     }
+
+
+def _whole_numbers(value: Any) -> Any:
+    """A Struct's numbers come back as floats; whole ones are shown as the integers they were
+    recorded as ("attempts": 1, not 1.0)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(item) for item in value]
+    return value
 
 
 async def _timeline(args: argparse.Namespace, stub: Any) -> int:
@@ -493,16 +533,18 @@ async def _timeline(args: argparse.Namespace, stub: Any) -> int:
         return EXIT_OK
     table = Table(title=f"timeline of task {args.task_id} "
                         f"({status_name(response.task.status)})", title_justify="left")
-    for column in ("when (UTC)", "actor", "action", "what", "hash"):
+    # "what" last: a long summary wraps onto lines of its own
+    for column in ("when (UTC)", "actor", "action", "hash", "what"):
         table.add_column(column, overflow="fold")
     for entry in entries:
-        if entry["source"] == "status":
+        what = entry["summary"]  # ingest's one-line summary; --json has the full detail
+        if not what and entry["source"] == "status":  # an ingest older than the summary
             what = f"{entry['status']} {entry['stage']}" + (
                 f" ({entry['reason']})" if entry["reason"] else "")
-        else:
-            what = json.dumps(entry["detail"] or {}, sort_keys=True)[:400]
-        table.add_row(entry["occurred_at"], entry["actor"], entry["action"], what,
-                      (entry["entry_hash"] or "")[:12])
+        elif not what:
+            what = json.dumps(entry["detail"] or {}, sort_keys=True)
+        table.add_row(entry["occurred_at"], entry["actor"], entry["action"],
+                      (entry["entry_hash"] or "")[:12], what)
     Console(width=200).print(table)
     return EXIT_OK
 

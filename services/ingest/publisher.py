@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -42,6 +42,10 @@ def check_fault_setting(settings: Settings) -> None:
     if settings.fault_inject not in FAULTS:
         raise ValueError(f"SWITCHYARD_FAULT_INJECT={settings.fault_inject!r}: expected one of "
                          f"{', '.join(repr(f) for f in FAULTS)}")
+
+
+#: Work done in the transaction that inserts a new task (:meth:`Publisher.accept`).
+OnCreated = Callable[[asyncpg.Connection, store.Accepted], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -77,16 +81,19 @@ class Publisher:
         # Bulk submissions run their inserts concurrently, but never more than the pool holds.
         self._db_slots = asyncio.Semaphore(max(1, settings.postgres_pool_max - 1))
 
-    async def accept(self, item: Item, republish_unpublished: bool = False) -> store.Accepted:
+    async def accept(self, item: Item, republish_unpublished: bool = False,
+                     on_created: OnCreated | None = None) -> store.Accepted:
         """Accept one submission; raises :class:`store.IdempotencyConflict`.
 
         ``republish_unpublished`` is for redelivered intake records: when the task exists but
         its envelope never reached the broker (a crash after the commit), publish it now
-        rather than wait for the reconciler.
+        rather than wait for the reconciler. ``on_created`` runs in the transaction that
+        inserts the task, only when it is new (RetryTask's audit entries), so what it writes
+        commits exactly when the task does.
         """
         refs = await self._check_in([item])
         try:
-            accepted = await self._insert(item)
+            accepted = await self._insert(item, on_created)
         except BaseException:
             await self._release(refs)
             raise
@@ -182,10 +189,19 @@ class Publisher:
             log.warning("publishing %d accepted task(s) failed, left to the reconciler: %r",
                         len(items), exc)
 
-    async def _insert(self, item: Item) -> store.Accepted:
-        """``store.accept`` for one item, in one statement (see :func:`store.accept_many`)."""
+    async def _insert(self, item: Item, on_created: OnCreated | None = None) -> store.Accepted:
+        """``store.accept`` for one item, in one statement (see :func:`store.accept_many`),
+        plus ``on_created`` in the same transaction when the task is new."""
         async with self._db_slots, self.pool.acquire() as conn:
-            [result] = await store.accept_many(conn, [self._new_task(item)], codec=self.codec)
+            if on_created is None:
+                [result] = await store.accept_many(conn, [self._new_task(item)],
+                                                   codec=self.codec)
+            else:
+                async with conn.transaction():
+                    [result] = await store.accept_many(conn, [self._new_task(item)],
+                                                       codec=self.codec)
+                    if isinstance(result, store.Accepted) and result.created:
+                        await on_created(conn, result)
         if isinstance(result, store.IdempotencyConflict):
             raise result
         return result
@@ -205,5 +221,5 @@ class Publisher:
             os._exit(CRASH_EXIT_CODE)  # no cleanup at all, like a killed process
 
 
-__all__ = ["CRASH_EXIT_CODE", "FAULTS", "Item", "Publisher", "check_fault_setting",
+__all__ = ["CRASH_EXIT_CODE", "FAULTS", "Item", "OnCreated", "Publisher", "check_fault_setting",
            "first_event"]

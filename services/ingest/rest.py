@@ -190,8 +190,50 @@ class BadRequest(Exception):
 # -- JSON <-> messages -------------------------------------------------------------------
 
 def to_json(message: Message) -> dict[str, Any]:
-    """Canonical proto3 JSON (lowerCamelCase names; fields at their default are left out)."""
-    return json_format.MessageToDict(message)
+    """Canonical proto3 JSON (lowerCamelCase names; singular fields at their default are left
+    out), except that repeated and map fields are always present, ``[]`` or ``{}`` when empty:
+    an empty list answers ``{"tasks": []}``, never ``{}``. (Done here rather than with
+    json_format's own option, whose name and reach differ between protobuf 4 and 5.)"""
+    out = json_format.MessageToDict(message)
+    _with_empty_repeated(message, out)
+    return out
+
+
+def _with_empty_repeated(message: Message, out: dict[str, Any]) -> None:
+    """Add ``[]``/``{}`` for every empty repeated or map field of ``message`` (and of the
+    messages inside it) to its JSON form ``out``; well-known types keep their own form."""
+    if message.DESCRIPTOR.full_name.startswith("google.protobuf."):
+        return
+    for field in message.DESCRIPTOR.fields:
+        name = field.json_name
+        if field.label == FieldDescriptor.LABEL_REPEATED:
+            if name not in out:
+                out[name] = {} if _is_map(field) else []
+            elif _is_map(field):
+                value_field = field.message_type.fields_by_name["value"]
+                if value_field.message_type is not None:
+                    values = getattr(message, field.name)
+                    for key, item in out[name].items():
+                        if isinstance(item, dict):
+                            _with_empty_repeated(values[_map_key(value_field, key, values)],
+                                                 item)
+            elif field.message_type is not None:
+                for item, item_json in zip(getattr(message, field.name), out[name]):
+                    if isinstance(item_json, dict):
+                        _with_empty_repeated(item, item_json)
+        elif field.message_type is not None and message.HasField(field.name) \
+                and isinstance(out.get(name), dict):
+            _with_empty_repeated(getattr(message, field.name), out[name])
+
+
+def _map_key(value_field: FieldDescriptor, key: str, values: Any) -> Any:
+    """A map's key as the container holds it (JSON turns every key into a string)."""
+    key_field = value_field.containing_type.fields_by_name["key"]
+    if key_field.type == FieldDescriptor.TYPE_STRING:
+        return key
+    if key_field.type == FieldDescriptor.TYPE_BOOL:
+        return key == "true"
+    return int(key)
 
 
 def _parse_error(exc: json_format.ParseError, prefix: str = "") -> list[dict[str, str]]:
@@ -216,12 +258,40 @@ def _field_path(message: Message, dotted: str) -> tuple[Message, FieldDescriptor
 
 
 def _query_value(field: FieldDescriptor, text: str) -> Any:
-    """A query-string value in the JSON form ``json_format`` parses for ``field``."""
+    """A query-string value in the JSON form ``json_format`` parses for ``field``. An enum
+    takes its full name (``TASK_STATUS_FAILED``) or the short one the CLI uses (``FAILED``,
+    ``failed``); a repeated enum's comma-separated list is read value by value."""
     if field.type == FieldDescriptor.TYPE_BOOL:
         if text.lower() not in {"true", "false", "1", "0"}:
             raise ValueError(f"{text!r} is not a boolean (true or false)")
         return text.lower() in {"true", "1"}
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        names = enum_query_names(field.enum_type)
+        values = []
+        for part in text.split(",") if field.label == FieldDescriptor.LABEL_REPEATED else [text]:
+            full = names.get(part.strip()) or names.get(part.strip().upper())
+            if full is None:
+                shown = ", ".join(short for short, name in names.items()
+                                  if short != name) or ", ".join(names)
+                raise ValueError(f"{part.strip()!r} is not one of {shown} (the full names, "
+                                 f"e.g. {next(iter(names.values()))}, and lower case work too)")
+            values.append(full)
+        return ",".join(values)
     return text
+
+
+def enum_query_names(enum: Any) -> dict[str, str]:
+    """Every spelling a query parameter may give for ``enum``'s values, to the full name:
+    ``TASK_STATUS_FAILED`` and ``FAILED`` (lower case is matched by upper-casing). The
+    UNSPECIFIED value is not offered."""
+    prefix = re.sub(r"(?<!^)(?=[A-Z])", "_", enum.name).upper() + "_"
+    names: dict[str, str] = {}
+    for value in enum.values:
+        if value.number == 0 and value.name.endswith("UNSPECIFIED"):
+            continue
+        names[value.name] = value.name
+        names.setdefault(value.name.removeprefix(prefix), value.name)
+    return names
 
 
 #: A map field's entry in a query string, OpenAPI's deepObject style: ``metadata[po]=17``.
@@ -557,4 +627,4 @@ class Inbound:
 
 
 __all__ = ["INBOUND_PATH", "ROUTES", "BadRequest", "Gateway", "Inbound", "LocalContext", "Route",
-           "RpcAbort", "build_request", "to_json"]
+           "RpcAbort", "build_request", "enum_query_names", "to_json"]

@@ -34,7 +34,7 @@ from services.ingest.rest import Gateway, Inbound
 from services.ingest.backpressure import Backlog, Overloaded
 from services.ingest.cancel import AlreadyFinished, Cancelled, Requested, cancel
 from services.ingest.feed import Cursor, StatusFeed
-from services.ingest.publisher import Item, Publisher
+from services.ingest.publisher import Item, OnCreated, Publisher
 from switchyard._auth import IntakeSigner, Role, principal_var
 from switchyard._grpc import FieldViolation, abort_invalid, abort_retry_later, status_details
 from switchyard._kafka import Producer
@@ -270,9 +270,12 @@ class IngestServicer(IngestServiceServicer):
                                 f"credentials do not allow tenant {submission.tenant_id!r}")
         return submit_response(await self._accept(item_for(submission, source, info), context))
 
-    async def _accept(self, item: Item, context: grpc.aio.ServicerContext) -> store.Accepted:
+    async def _accept(self, item: Item, context: grpc.aio.ServicerContext,
+                      on_created: OnCreated | None = None) -> store.Accepted:
         """Accept one validated item (SubmitTask, RetryTask): over the backlog limit a repeat
-        of work already accepted still gets its answer; new work is refused with RetryInfo."""
+        of work already accepted still gets its answer; new work is refused with RetryInfo.
+        ``on_created`` runs in the transaction that inserts a new task (see
+        :meth:`Publisher.accept`)."""
         with task_context(item.envelope.task_id):
             try:
                 if self.backlog.over:
@@ -282,7 +285,7 @@ class IngestServicer(IngestServiceServicer):
                     if existing is not None:
                         return existing
                     await self._abort_overloaded(context, self.backlog.overloaded())
-                return await self.publisher.accept(item)
+                return await self.publisher.accept(item, on_created=on_created)
             except store.IdempotencyConflict as exc:
                 await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
         raise AssertionError("unreachable: context.abort raises")
@@ -312,8 +315,14 @@ class IngestServicer(IngestServiceServicer):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                 f"task {task_id} cannot be resubmitted: "
                                 + "; ".join(str(p) for p in problems))
+        attempt, principal = request.attempt or 1, principal_var.get().key_id
+
+        async def record(conn: asyncpg.Connection, new: store.Accepted) -> None:
+            await timeline.record_retry(conn, row["tenant_id"], task_id, new.task_id, attempt,
+                                        principal)
+
         accepted = await self._accept(item_for(submission, TaskSource.TASK_SOURCE_GRPC, info),
-                                      context)
+                                      context, on_created=record)
         new_row = await store.load_task(self.pool, accepted.task_id)
         return RetryTaskResponse(task=(await self._tasks([new_row], context))[0],
                                  created=accepted.created)

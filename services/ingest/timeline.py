@@ -7,23 +7,32 @@ and compensated steps; review verdicts, approvals, expiries and withdrawals; ope
 such as a cancellation or a re-drive). A status change and the audit entry written in the
 same transaction share that transaction's time or follow it (the audit entry takes the clock
 when it is appended), so the change is listed first.
+
+Each entry carries a one-line ``summary`` (:func:`summary`), the one formatter the CLI table
+and the operator console show; ``detail`` keeps the full record.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 from google.protobuf import json_format, struct_pb2
 
+from switchyard._audit import append as audit_append
 from switchyard._audit import task_story
 from switchyard._taskstore import stage_value, status_value, timestamp
 from switchyard.v1 import TimelineEntry, TimelineSource
 
 #: The action name of a status change (audit entries carry their own).
 STATUS_CHANGED = "status.changed"
+#: RetryTask's audit entries: on the old task, and on the new one (naming ``retry_of``).
+RETRIED = "task.retried"
+CREATED_AS_RETRY = "task.created_as_retry"
 
 
 async def entries(conn: asyncpg.Connection, task_id: str) -> list[TimelineEntry]:
@@ -38,16 +47,168 @@ async def entries(conn: asyncpg.Connection, task_id: str) -> list[TimelineEntry]
             occurred_at=timestamp(row["occurred_at"]),
             source=TimelineSource.TIMELINE_SOURCE_STATUS,
             status=status_value(row["status"]), stage=stage_value(row["stage"]),
-            reason=row["reason"], actor=row["service"], action=STATUS_CHANGED)))
+            reason=row["reason"], actor=row["service"], action=STATUS_CHANGED,
+            summary=status_summary(row["status"], row["stage"], row["reason"]))))
     for row in audit:
+        recorded = _as_object(row["detail"])
         detail = struct_pb2.Struct()
-        json_format.ParseDict(_as_object(row["detail"]), detail)
+        json_format.ParseDict(recorded, detail)
         merged.append((row["occurred_at"], 1, row["entry_id"], TimelineEntry(
             occurred_at=timestamp(row["occurred_at"]),
             source=TimelineSource.TIMELINE_SOURCE_AUDIT, actor=row["actor"],
-            action=row["action"], detail=detail, entry_hash=row["entry_hash"])))
+            action=row["action"], detail=detail, entry_hash=row["entry_hash"],
+            summary=summary(row["action"], row["actor"], recorded))))
     merged.sort(key=lambda item: item[:3])
     return [entry for *_, entry in merged]
+
+
+async def record_retry(conn: asyncpg.Connection, tenant_id: str, old_task_id: str,
+                       new_task_id: str, attempt: int, principal: str) -> None:
+    """RetryTask's two audit entries, in the transaction that creates the new task: the old
+    task's timeline says it was retried and as which task; the new one's says where it came
+    from (its ``retry_of``)."""
+    await audit_append(conn, tenant_id, principal, RETRIED,
+                       {"new_task_id": new_task_id, "attempt": attempt, "principal": principal},
+                       task_id=old_task_id)
+    await audit_append(conn, tenant_id, principal, CREATED_AS_RETRY,
+                       {"retry_of": old_task_id, "attempt": attempt, "principal": principal},
+                       task_id=new_task_id)
+
+
+def status_summary(status: str, stage: str, reason: str) -> str:
+    """A status change in one line: "→ BLOCKED at REVIEW (awaiting_review)"."""
+    line = f"\u2192 {status}"
+    if stage:
+        line += f" at {stage}"
+    return line + (f" ({reason})" if reason else "")
+
+
+def summary(action: str, actor: str, detail: Mapping[str, Any]) -> str:
+    """An audit entry in one line a person reads; unknown actions name their detail's keys.
+
+    Numbers are written as integers when they are whole (the detail travels as a
+    ``google.protobuf.Struct``, whose numbers are doubles)."""
+    writer = _SUMMARIES.get(action)
+    if writer is not None:
+        try:
+            return writer(detail, actor)
+        except (KeyError, TypeError, ValueError, AttributeError):  # an older detail's shape
+            pass
+    shown = ", ".join(f"{key} {_plain(value)}" for key, value in sorted(detail.items())
+                      if not isinstance(value, (dict, list)) and not key.endswith("_sha256")
+                      and value not in ("", None))
+    return f"{action}: {shown}" if shown else action
+
+
+def _plain(value: object) -> str:
+    """A scalar as a person writes it: 1 rather than 1.0, yes/no for booleans."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _count(number: object, noun: str) -> str:
+    count = int(float(number))  # type: ignore[arg-type]
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _decision(detail: Mapping[str, Any], actor: str) -> str:
+    line = str(detail.get("outcome") or "decided")
+    if detail.get("rule"):
+        line += f" by rule {detail['rule']}"
+    if detail.get("pack"):
+        line += f" (pack {detail['pack']} {detail.get('pack_version') or ''}".rstrip() + ")"
+    models = [f"{m.get('name')} {_plain(m.get('version'))} ({float(m.get('confidence', 0)):.2f})"
+              for m in detail.get("models") or [] if isinstance(m, dict)]
+    if models:
+        line += "; models " + ", ".join(models)
+    return line
+
+
+_STEP_OUTCOMES = {
+    "STEP_OUTCOME_SUCCEEDED": "succeeded", "STEP_OUTCOME_FAILED_RETRYABLE": "failed (retryable)",
+    "STEP_OUTCOME_FAILED_PERMANENT": "failed", "STEP_OUTCOME_COMPENSATED": "compensated",
+    "STEP_OUTCOME_SKIPPED_DUPLICATE": "skipped (already done)",
+    "STEP_OUTCOME_SKIPPED_CONDITION": "skipped (condition false)",
+    "STEP_OUTCOME_WAITING": "waiting",
+}
+
+
+def _step(detail: Mapping[str, Any], actor: str, noun: str = "step") -> str:
+    outcome = str(detail.get("outcome", ""))
+    line = f"{noun} {detail['step_id']} {_STEP_OUTCOMES.get(outcome, outcome.lower())}"
+    attempts = int(float(detail.get("attempts") or 0))
+    if attempts:
+        line += f" after {_count(attempts, 'attempt')}"
+    return line
+
+
+def _verdict(detail: Mapping[str, Any], actor: str) -> str:
+    verb = {"approve": "approved", "reject": "rejected", "modify": "modified"}.get(
+        str(detail.get("verdict")), str(detail.get("verdict") or "decided"))
+    line = f"{verb} by {actor.removeprefix('reviewer:')}"
+    fields = sorted(detail.get("modified_fields") or {})
+    if fields:
+        line += "; modified " + ", ".join(fields)
+    return line
+
+
+def _approval(detail: Mapping[str, Any], actor: str) -> str:
+    return (f"first approval by {actor.removeprefix('reviewer:')}"
+            + (f" ({detail['approvals']})" if detail.get("approvals") else ""))
+
+
+def _by(verb: str) -> Callable[[Mapping[str, Any], str], str]:
+    def line(detail: Mapping[str, Any], actor: str) -> str:
+        text = f"{verb} by {actor}"
+        if detail.get("from_status"):
+            text += f" (was {detail['from_status']})"
+        if detail.get("reason_sha256"):
+            text += "; reason recorded as a hash"
+        return text
+    return line
+
+
+def _redriven(detail: Mapping[str, Any], actor: str) -> str:
+    return (f"re-driven by {actor} from {detail.get('status')} {detail.get('stage')} "
+            f"(re-drive {_plain(detail.get('redrives'))})")
+
+
+def _retried(detail: Mapping[str, Any], actor: str) -> str:
+    return (f"retried by {detail.get('principal') or actor} as task {detail['new_task_id']} "
+            f"(attempt {_plain(detail.get('attempt'))})")
+
+
+def _retry_of(detail: Mapping[str, Any], actor: str) -> str:
+    return (f"created by {detail.get('principal') or actor} as a retry of task "
+            f"{detail['retry_of']} (attempt {_plain(detail.get('attempt'))})")
+
+
+def _expired(detail: Mapping[str, Any], actor: str) -> str:
+    return f"review expired: {detail.get('outcome')}"
+
+
+def _withdrawn(detail: Mapping[str, Any], actor: str) -> str:
+    return f"review withdrawn (task {detail.get('task_status')})"
+
+
+_SUMMARIES: dict[str, Callable[[Mapping[str, Any], str], str]] = {
+    "decision.made": _decision,
+    "step.executed": _step,
+    "compensation.executed": lambda d, a: _step(d, a, "compensation"),
+    "step.compensated": lambda d, a: f"step {d['step_id']} compensated",
+    "review.verdict": _verdict,
+    "review.approval": _approval,
+    "review.expired": _expired,
+    "review.withdrawn": _withdrawn,
+    "task.cancelled": _by("cancelled"),
+    "task.cancel_requested": _by("cancellation requested"),
+    "task.redriven": _redriven,
+    RETRIED: _retried,
+    CREATED_AS_RETRY: _retry_of,
+}
 
 
 def _as_object(detail: object) -> dict[str, object]:
@@ -56,4 +217,5 @@ def _as_object(detail: object) -> dict[str, object]:
     return value if isinstance(value, dict) else {"value": value}
 
 
-__all__ = ["STATUS_CHANGED", "entries"]
+__all__ = ["CREATED_AS_RETRY", "RETRIED", "STATUS_CHANGED", "entries", "record_retry", "status_summary",
+           "summary"]

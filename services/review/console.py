@@ -415,14 +415,12 @@ class Console:
 
     def _guarded(self, method: str, handler: Handler
                  ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        allowed = self.policy.get(method, frozenset({Role.ADMIN}))
-
         async def guarded(request: web.Request) -> web.StreamResponse:
             principal = self.auth.authenticate(
                 {"authorization": request.headers.get("Authorization", "")})
             if principal is None:
                 return _error(401, "missing or invalid API key (authorization: Bearer KEY)")
-            if principal.role not in allowed and principal.role is not Role.ADMIN:
+            if not self._may_call(principal, method):
                 return _error(403, f"role {principal.role.value!r} may not call {method}")
             if self.limiter is not None and method in self.rate_limited:
                 # the same shared per-tenant bucket as the gRPC RPC (429 + Retry-After here)
@@ -468,7 +466,15 @@ class Console:
             "reviewer": principal.key_id if self.auth.enabled else None,
             "default_lease_s": self.desk.policy.default_lease.total_seconds(),
             "sla_bump_s": self.desk.policy.sla_bump.total_seconds(),
+            # whether this key may claim and decide (an auditor reads only): the page hides
+            # the buttons and shortcuts it would only be refused
+            "may_act": self._may_call(principal, f"{SERVICE}SubmitVerdict"),
         })
+
+    def _may_call(self, principal: Principal, method: str) -> bool:
+        """The rule ``_guarded`` applies to ``method``, for the page to know beforehand."""
+        allowed = self.policy.get(method, frozenset({Role.ADMIN}))
+        return principal.role in allowed or principal.role is Role.ADMIN
 
     async def list_items(self, request: web.Request,
                          principal: Principal) -> web.StreamResponse:

@@ -210,6 +210,8 @@ def timeline_json(response: GetTaskTimelineResponse) -> dict[str, Any]:
             "reason": entry.reason,
             "detail": json_format.MessageToDict(entry.detail),
             "entry_hash": entry.entry_hash,
+            # ingest's one-line summary; the console shows it, with the detail on demand
+            "summary": entry.summary,
         })
     return {"task": task_json(response.task), "entries": entries}
 
@@ -444,7 +446,7 @@ class OperatorApi:
         tenant = _tenant(request.query, principal)
         if not principal.may_access(tenant):
             return problem(403, "PERMISSION_DENIED",
-                           f"this key may not read tenant {tenant!r}'s KPIs")
+                           f"this key may not read the KPIs of tenant {tenant!r}")
         try:
             points = await kpi_trend(self.pool, self.settings, tenant, window, bucket)
         except ValueError as exc:

@@ -22,7 +22,7 @@ from typing import Any
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
-from services.ingest.rest import INBOUND_PATH, ROUTES, Route
+from services.ingest.rest import INBOUND_PATH, ROUTES, Route, enum_query_names
 from switchyard._http import HTTP_STATUS, PROBLEM_JSON
 
 OUTPUT = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
@@ -133,8 +133,16 @@ def _operation(route: Route, schemas: _Schemas) -> dict[str, Any]:
                     and field.message_type.full_name not in _WELL_KNOWN:
                 continue
             schema = schemas.field(field)
+            if field.type == FieldDescriptor.TYPE_ENUM:  # the full or the short name
+                names = {"type": "string",
+                         "enum": list(enum_query_names(field.enum_type))}
+                schema = {"type": "array", "items": names} \
+                    if field.label == FieldDescriptor.LABEL_REPEATED else names
+            described = {"description": "the full name or the short one (FAILED for "
+                                        "TASK_STATUS_FAILED), in any case"} \
+                if field.type == FieldDescriptor.TYPE_ENUM else {}
             parameters.append({"name": field.name, "in": "query", "required": False,
-                               "schema": schema,
+                               "schema": schema, **described,
                                **({"explode": True, "style": "form"}
                                   if field.label == FieldDescriptor.LABEL_REPEATED else {})})
     if route.streaming:

@@ -275,7 +275,10 @@ class ListTasksRequest(google.protobuf.message.Message):
     KINDS_FIELD_NUMBER: builtins.int
     METADATA_FIELD_NUMBER: builtins.int
     tenant_id: builtins.str
-    """Required; the caller's credentials must allow it."""
+    """The caller's credentials must allow it. Empty means the caller's own tenant when its
+    credentials are bound to one tenant; otherwise (an operator key, or auth off) it is
+    required.
+    """
     page_size: builtins.int
     """At most 500; 0 means 50."""
     page_token: builtins.str
@@ -1136,6 +1139,7 @@ class TimelineEntry(google.protobuf.message.Message):
     ACTION_FIELD_NUMBER: builtins.int
     DETAIL_FIELD_NUMBER: builtins.int
     ENTRY_HASH_FIELD_NUMBER: builtins.int
+    SUMMARY_FIELD_NUMBER: builtins.int
     source: global___TimelineSource.ValueType
     status: switchyard.v1.task_pb2.TaskStatus.ValueType
     """Status changes: the status and stage the task moved to, and the machine-readable reason."""
@@ -1152,6 +1156,11 @@ class TimelineEntry(google.protobuf.message.Message):
     """
     entry_hash: builtins.str
     """Audit entries: the entry's hash in its tenant's chain (`switchyard audit verify`)."""
+    summary: builtins.str
+    """A one-line human summary of the entry, written by ingest ("ESCALATE by rule
+    amount_over_limit (pack invoice 1.0.0); models ...", "step post_invoice succeeded after 1
+    attempt", "→ BLOCKED (awaiting_review)"); `detail` keeps the full record.
+    """
     @property
     def occurred_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
     @property
@@ -1170,9 +1179,10 @@ class TimelineEntry(google.protobuf.message.Message):
         action: builtins.str = ...,
         detail: google.protobuf.struct_pb2.Struct | None = ...,
         entry_hash: builtins.str = ...,
+        summary: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["detail", b"detail", "occurred_at", b"occurred_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["action", b"action", "actor", b"actor", "detail", b"detail", "entry_hash", b"entry_hash", "occurred_at", b"occurred_at", "reason", b"reason", "source", b"source", "stage", b"stage", "status", b"status"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["action", b"action", "actor", b"actor", "detail", b"detail", "entry_hash", b"entry_hash", "occurred_at", b"occurred_at", "reason", b"reason", "source", b"source", "stage", b"stage", "status", b"status", "summary", b"summary"]) -> None: ...
 
 global___TimelineEntry = TimelineEntry
 

@@ -158,6 +158,13 @@ def test_tasks_get_list_cancel_watch_and_retry(settings: Settings, ingest: Inges
     assert task_id in {r["task_id"] for r in rows} and {r["status"] for r in rows} == {"BLOCKED"}
     table = switchyard(settings, "tasks", "list", "--tenant", "acme")
     assert table.returncode == 0 and task_id in table.stdout, table.stderr
+    # without --tenant: the key's own tenant (ingest reads an empty tenant as the caller's)
+    own = switchyard(settings, "tasks", "list", "--status", "blocked", "--json")
+    assert own.returncode == 0, own.stderr
+    assert task_id in {r["task_id"] for r in json.loads(own.stdout)}
+    # an operator key is bound to no tenant: the README's tenant, default
+    ops = switchyard(settings, "tasks", "list", "--api-key", OPS_KEY)
+    assert ops.returncode == 0 and "task(s) of default" in ops.stdout, ops.stderr
 
     refused = switchyard(settings, "tasks", "retry", task_id)   # not FAILED or CANCELLED
     assert refused.returncode == 1 and "FAILED_PRECONDITION" in refused.stderr, refused.stderr
@@ -187,6 +194,19 @@ def test_tasks_get_list_cancel_watch_and_retry(settings: Settings, ingest: Inges
     again = switchyard(settings, "tasks", "retry", task_id, "--json")
     assert (json.loads(again.stdout)["task_id"], json.loads(again.stdout)["created"]) == \
         (new["task_id"], False)
+    # the retry is in the old task's timeline (once), and the new one says where it came from
+    story = json.loads(switchyard(settings, "tasks", "timeline", task_id, "--json",
+                                  "--api-key", OPS_KEY).stdout)["entries"]
+    (retried_entry,) = [e for e in story if e["action"] == "task.retried"]
+    assert retried_entry["detail"] == {"new_task_id": new["task_id"], "attempt": 1,
+                                       "principal": "key-0"}
+    table = switchyard(settings, "tasks", "timeline", task_id, "--api-key", OPS_KEY)
+    assert f"retried by key-0 as task {new['task_id']} (attempt 1)" in \
+        " ".join(table.stdout.split()), table.stdout
+    story = json.loads(switchyard(settings, "tasks", "timeline", new["task_id"], "--json",
+                                  "--api-key", OPS_KEY).stdout)["entries"]
+    assert [e["detail"]["retry_of"] for e in story
+            if e["action"] == "task.created_as_retry"] == [task_id]
     malformed = tmp_path / "broken.json"
     malformed.write_text('{"total": }')
     refused = switchyard(settings, "submit", str(malformed), str(invoice), "--tenant", "acme",
@@ -272,8 +292,18 @@ def test_timeline_redrive_and_filters_through_the_pipeline(
     assert {(m["name"], m["version"]) for m in detail["models"]} >= {
         ("document_router", "1.0.0")}
     assert any(e["action"] == "step.executed" and e["actor"] == "executor" for e in entries)
+    # Struct numbers come back as floats: whole ones are shown as the integers recorded
+    steps = [e for e in entries if e["action"] == "step.executed"]
+    assert all(type(e["detail"]["attempts"]) is int for e in steps), steps
     table = switchyard(settings, "tasks", "timeline", auto_id, *ops)
     assert table.returncode == 0 and "decision.made" in table.stdout, table.stderr
+    # the table shows ingest's one-line summary: outcome, rule, pack and models are visible
+    flat = " ".join(table.stdout.replace("│", " ").split())
+    assert f"by rule {detail['rule']} (pack support_ticket {detail['pack_version']})" in flat, \
+        table.stdout
+    assert "models document_router 1.0.0 (" in flat, table.stdout
+    assert "succeeded after" in flat or "skipped" in flat, table.stdout
+    assert "\u2192 SUCCEEDED" in flat, table.stdout
 
     reviewed = json.loads(switchyard(settings, "tasks", "timeline", reviewed_id, "--json",
                                      *ops).stdout)["entries"]

@@ -116,6 +116,33 @@ async def test_submit_get_list_cancel_over_rest(http: Any) -> None:
     status, _, retried = await call(http, "POST", f"/v1/tasks/{task_id}/retry", ACME, json={})
     assert status == 200 and retried["created"] is True
     assert retried["task"]["envelope"]["metadata"]["retry_of"] == task_id
+    # the retry is in both timelines: the old task names the new one, the new one its origin
+    new_id = retried["task"]["envelope"]["taskId"]
+    status, _, story = await call(http, "GET", f"/v1/tasks/{task_id}/timeline", ADMIN)
+    assert status == 200, story
+    (entry,) = [e for e in story["entries"] if e["action"] == "task.retried"]
+    assert entry["detail"]["new_task_id"] == new_id and entry["detail"]["attempt"] == 1
+    assert entry["detail"]["principal"] == "key-0" and entry["entryHash"]
+    assert entry["summary"] == f"retried by key-0 as task {new_id} (attempt 1)"
+    status, _, story = await call(http, "GET", f"/v1/tasks/{new_id}/timeline", ADMIN)
+    (entry,) = [e for e in story["entries"] if e["action"] == "task.created_as_retry"]
+    assert entry["detail"]["retry_of"] == task_id and task_id in entry["summary"]
+    assert story["entries"][0]["summary"] == "\u2192 QUEUED at INGESTED"
+    # a repeated retry finds the same new task and records nothing more
+    status, _, again = await call(http, "POST", f"/v1/tasks/{task_id}/retry", ACME, json={})
+    assert again["task"]["envelope"]["taskId"] == new_id and not again.get("created")
+    status, _, story = await call(http, "GET", f"/v1/tasks/{task_id}/timeline", ADMIN)
+    assert [e["action"] for e in story["entries"]].count("task.retried") == 1
+
+    # enum query parameters take the CLI's short names too; repeated fields are always there
+    for spelling in ("FAILED", "failed", "TASK_STATUS_FAILED", "cancelled,failed"):
+        status, _, page = await call(http, "GET", "/v1/tasks?tenant_id=acme&page_size=500&"
+                                     f"statuses={spelling}", ACME)
+        assert status == 200, (spelling, page)
+    assert task_id in [t["envelope"]["taskId"] for t in page["tasks"]]
+    status, _, page = await call(http, "GET", "/v1/tasks?tenant_id=acme&kinds=no_such_kind",
+                                 ACME)
+    assert (status, page) == (200, {"tasks": []})
 
     status, _, batch = await call(http, "POST", "/v1/tasks/batch", ACME, json={
         "submissions": [submission()["submission"], submission(tenant="globex")["submission"]]})
@@ -223,6 +250,9 @@ async def test_bad_requests_name_their_fields(http: Any) -> None:
     assert body["errors"] == [{"field": "colour", "detail": "unknown query parameter"}]
     status, headers, body = await call(http, "GET", "/v1/tasks?statuses=TASK_STATUS_NOPE", ACME)
     assert_problem(status, headers, body, 400)
+    assert body["errors"][0]["field"] == "statuses"
+    assert "QUEUED, IN_PROGRESS, BLOCKED, SUCCEEDED, FAILED, CANCELLED" in \
+        body["errors"][0]["detail"], body
     status, headers, body = await call(http, "GET", f"/v1/tasks/{uuid.uuid4()}", ACME)
     assert_problem(status, headers, body, 404)
     status, headers, body = await call(http, "PUT", "/v1/tasks", ACME)

@@ -146,8 +146,11 @@ async def test_search_timeline_retry_and_redrive(settings: Settings, tasks: Task
     try:
         await sign_in(page, settings, OPS_KEY)
         await expect(page.locator("#who")).to_contain_text("admin")
+        # an operator key is bound to no tenant: the search starts at the README's tenant
+        await expect(page.locator("#s-tenant")).to_have_value("default")
         # -- keyboard only: tenant, status (type-ahead in the select), metadata, Enter
         await tab_to(page, "#s-tenant")
+        await page.keyboard.press("Control+A")
         await page.keyboard.type("acme")
         await tab_to(page, "#s-status")
         await page.keyboard.type("failed")
@@ -164,57 +167,89 @@ async def test_search_timeline_retry_and_redrive(settings: Settings, tasks: Task
         await tab_to(page, f'tr[data-task-id="{tasks.failed.envelope.task_id}"] button')
         await page.keyboard.press("Enter")
         await expect(page.locator("#t-id")).to_have_text(tasks.failed.envelope.task_id)
+        # the focus moves to the task's heading, so Retry is the next Tab stop
+        await expect(page.locator("#h-timeline")).to_be_focused()
         timeline = page.locator("#timeline tbody")
         decision = timeline.locator('tr[data-action="decision.made"]').first
-        await expect(decision).to_contain_text("by rule")
-        await expect(decision).to_contain_text("models: ")
-        await expect(decision).not_to_contain_text("models: none")
+        # ingest's summary: outcome, rule, pack and models in one line; the detail on demand
+        await expect(decision.locator(".summary")).to_contain_text(" by rule ")
+        await expect(decision.locator(".summary")).to_contain_text("; models document_router")
+        await expect(decision.locator("details summary")).to_have_text("details")
         await expect(timeline.locator('tr[data-source="STATUS"]').last
-                     ).to_contain_text("→ failed")
+                     ).to_contain_text("→ FAILED")
         await expect(timeline.locator('tr[data-action^="review."]').first).to_be_visible()
+        # a FAILED task can be retried, not re-driven
+        await expect(page.locator("#retry")).to_be_visible()
+        await expect(page.locator("#redrive")).to_be_hidden()
         await check_wcag(page, "task timeline")
         await page.screenshot(path=str(artifact("operator-timeline-failed.png")),
                               full_page=True)
 
         # -- retry with the keyboard: a new task
-        await tab_to(page, "#retry")
+        await page.keyboard.press("Tab")
+        await expect(page.locator("#retry")).to_be_focused()
         await page.keyboard.press("Enter")
         await expect(page.locator("#t-status-line")).to_contain_text("Retried: new task")
         retried_id = (await page.locator("#open-retried").text_content() or "").split()[-1]
         assert retried_id and retried_id != tasks.failed.envelope.task_id
         await page.click("#open-retried")
         await expect(page.locator("#t-id")).to_have_text(retried_id)
+        # the new task's timeline says where it came from
+        await expect(timeline.locator('tr[data-action="task.created_as_retry"]')
+                     ).to_contain_text(f"retry of task {tasks.failed.envelope.task_id}")
+        # an unfinished task can be re-driven, not retried
+        await expect(page.locator("#redrive")).to_be_visible()
+        await expect(page.locator("#retry")).to_be_hidden()
 
-        # -- re-drive the new (unfinished) task: audited in its timeline
+        # -- re-drive the new (unfinished) task with Enter in its reason: audited
         await page.fill("#redrive-reason", "operator console test")
-        await page.click("#redrive")
+        await page.press("#redrive-reason", "Enter")
         await expect(page.locator("#t-status-line")).to_contain_text("Re-driven")
         await expect(page.locator('#timeline tr[data-action="task.redriven"]')).to_be_visible()
         await page.screenshot(path=str(artifact("operator-redriven.png")), full_page=True)
-        # a second retry of the FAILED task finds the same new task
+        # a second retry of the FAILED task finds the same new task; the old task's
+        # timeline has the retry (once)
         await page.select_option("#s-status", "FAILED")
         await page.click("#s-go")
+        await expect(page.locator("#t-status-line")).to_have_text("")  # old results go
         await page.click(f'tr[data-task-id="{tasks.failed.envelope.task_id}"] button')
         await page.click("#retry")
         await expect(page.locator("#t-status-line")).to_contain_text(
             f"Already retried: new task {retried_id}")
+        await expect(timeline.locator('tr[data-action="task.retried"]')).to_have_count(1)
+        await expect(timeline.locator('tr[data-action="task.retried"]')).to_contain_text(
+            f"as task {retried_id} (attempt 1)")
 
         # -- by kind and metadata: the executed invoice, with its steps
         await page.select_option("#s-status", "")
         await page.fill("#s-kind", "invoice")
         await page.fill("#s-metadata", f"po={tasks.marker}")
         await page.click("#s-go")
+        await expect(page.locator("#t-status-line")).to_have_text("")
         await expect(rows(page, "tasks")).to_have_count(1)
         await page.click(f'tr[data-task-id="{tasks.executed.envelope.task_id}"] button')
         await expect(page.locator("#t-id")).to_have_text(tasks.executed.envelope.task_id)
-        await expect(timeline.locator('tr[data-action="decision.made"]').first
-                     ).to_contain_text("by rule")
-        await expect(timeline.locator('tr[data-action="step.executed"]').first
-                     ).to_contain_text("SUCCEEDED")
+        await expect(timeline.locator('tr[data-action="decision.made"] .summary').first
+                     ).to_contain_text("(pack invoice ")
+        await expect(timeline.locator('tr[data-action="step.executed"] .summary').first
+                     ).to_contain_text("succeeded")
         await expect(timeline.locator('tr[data-source="STATUS"]').last
-                     ).to_contain_text("→ succeeded")
+                     ).to_contain_text("→ SUCCEEDED")
+        # a SUCCEEDED task offers neither action
+        await expect(page.locator("#t-actions")).to_be_hidden()
         await page.screenshot(path=str(artifact("operator-timeline-executed.png")),
                               full_page=True)
+        # 800 pixels wide: the page does not scroll sideways (wide tables scroll in a box)
+        await page.set_viewport_size({"width": 800, "height": 1000})
+        assert await page.evaluate("document.scrollingElement.scrollWidth") <= 800
+        await check_wcag(page, "task timeline, 800 px")
+        await page.screenshot(path=str(artifact("operator-timeline-800px.png")), full_page=True)
+        await page.set_viewport_size({"width": 1400, "height": 1000})
+
+        # -- a task opened by its id, without a search
+        await page.fill("#o-task", tasks.failed.envelope.task_id)
+        await page.press("#o-task", "Enter")
+        await expect(page.locator("#t-id")).to_have_text(tasks.failed.envelope.task_id)
 
         # -- by tenant: the same metadata in another tenant finds only that tenant's task
         await page.fill("#s-tenant", "globex")
@@ -223,10 +258,11 @@ async def test_search_timeline_retry_and_redrive(settings: Settings, tasks: Task
         await page.click("#s-go")
         await expect(rows(page, "tasks")).to_have_count(1)
         await expect(page.locator(f'tr[data-task-id="{tasks.globex}"]')).to_be_visible()
-        # a mistake in the form is named, not a crash
+        # a mistake in the form is named (once), not a crash
         await page.fill("#s-metadata", "no-equals-sign")
         await page.click("#s-go")
-        await expect(page.locator("#search-status")).to_contain_text("metadata")
+        await expect(page.locator("#search-status")).to_have_text(
+            "HTTP 400: metadata: 'no-equals-sign' is not key=value")
     finally:
         await page.close()
 
@@ -309,7 +345,15 @@ async def test_dead_letters_breakers_and_charts(settings: Settings, tasks: Tasks
 
         # -- KPI trend charts, with the tasks of this module in them
         await page.click('.tabs button[data-view="kpis"]')
+        await expect(page.locator("#br-status")).to_have_text("")  # old results go
         await page.fill("#k-tenant", "acme")
+        # the Bucket menu offers only what the window allows (at most 500 buckets)
+        await page.select_option("#k-window", "1")
+        await page.select_option("#k-bucket", "1")
+        await page.select_option("#k-window", "24")
+        await expect(page.locator("#k-bucket")).to_have_value("5")
+        await expect(page.locator('#k-bucket option[value="1"]')).to_be_disabled()
+        await expect(page.locator("#kpi-status")).to_contain_text("using 5 minutes buckets")
         await page.select_option("#k-window", "1")
         await page.select_option("#k-bucket", "5")
         await page.click("#kpi-form button[type=submit]")
@@ -325,6 +369,8 @@ async def test_dead_letters_breakers_and_charts(settings: Settings, tasks: Tasks
         # the module's escalations are counted by their reason
         await expect(charts.filter(has_text="Escalations").locator("li").first
                      ).not_to_have_text("escalations")
+        await expect(charts.filter(has_text="Cost per task").locator("figcaption")
+                     ).to_contain_text("SWITCHYARD_KPI_*_COST")
         await check_wcag(page, "KPIs")
         await page.screenshot(path=str(artifact("operator-kpis.png")), full_page=True)
 
@@ -343,6 +389,19 @@ async def test_dead_letters_breakers_and_charts(settings: Settings, tasks: Tasks
         await eventually(plotted, "drift and shadow points", WAIT_S, 1.0)
         await expect(model_charts.first).to_contain_text("Shadow agreement")
         await expect(model_charts.nth(1)).to_contain_text("population stability index")
+        # the drift thresholds are drawn (inside the y range), and the line counts what is
+        drift = model_charts.nth(1)
+        await expect(drift.locator("line.threshold")).to_have_count(2)
+        assert await drift.locator("line.threshold").evaluate_all(
+            "lines => lines.every(l => Number(l.getAttribute('y1')) >= 12)")
+        status = await page.locator("#model-status").text_content() or ""
+        shadow_points = await model_charts.first.locator("circle").count()
+        drift_points = await drift.locator("circle").count()
+        assert f"{shadow_points} shadow agreement point" in status, status
+        assert f"{drift_points} drift point" in status, status
+        await page.set_viewport_size({"width": 800, "height": 1000})
+        assert await page.evaluate("document.scrollingElement.scrollWidth") <= 800
+        await page.set_viewport_size({"width": 1400, "height": 1000})
         await check_wcag(page, "models")
         await page.screenshot(path=str(artifact("operator-models.png")), full_page=True)
     finally:
@@ -384,13 +443,35 @@ async def test_auditors_read_only_and_reviewers_are_refused(settings: Settings, 
         await expect(page.locator("#dl-detail")).to_be_visible()
         await expect(page.locator("#replay")).to_be_hidden()
 
-        # a reviewer's key opens no operator view
+        # an empty key while API keys are on is answered
         await page.click("#logout")
+        await page.fill("#api-key", "")
+        await page.press("#api-key", "Enter")
+        await expect(page.locator("#login-error")).to_contain_text("An API key is required")
+        # a reviewer's key opens no operator view
         await page.fill("#api-key", "rev")
         await page.press("#api-key", "Enter")
         await expect(page.locator("#login-error")).to_contain_text(
             "may not use the operator console")
         await check_wcag(page, "operator sign-in")
+
+        # the review console shows an auditor no action it would only be refused: no Claim,
+        # Approve or Reject button, and their shortcuts do nothing (the retried admission
+        # form of the first test waits for review)
+        await page.goto(f"http://127.0.0.1:{settings.review_web_port}/")
+        await page.fill("#api-key", "aud")
+        await page.click("#login-form button[type=submit]")
+        await expect(page.locator("#who")).to_contain_text("auditor (read-only)")
+        await page.locator("#queue tbody tr").first.click()
+        await expect(page.locator("#i-task")).not_to_be_empty()
+        for button in ("#claim", "#approve", "#reject", "#modify"):
+            await expect(page.locator(button)).to_be_hidden()
+        await expect(page.locator("#read-only-note")).to_be_visible()
+        await page.locator("body").press("c")
+        await page.locator("body").press("a")
+        await expect(page.locator("#status")).to_have_text("")
+        await expect(page.locator("#i-state")).not_to_contain_text("claimed by")
+        await check_wcag(page, "review item, auditor")
     finally:
         await page.close()
 
@@ -413,6 +494,7 @@ async def test_auditors_read_only_and_reviewers_are_refused(settings: Settings, 
     # a tenant's auditor reads only its own tenant's KPIs (read from PostgreSQL here)
     status, _, body = await call(settings, "GET", "/api/operator/kpis?tenant=globex", "aud")
     assert status == 403, body
+    assert body["detail"] == "this key may not read the KPIs of tenant 'globex'", body
     status, _, body = await call(settings, "GET", "/api/operator/kpis?bucket_m=0.5", "aud")
     assert status == 400 and body["errors"][0]["field"] == "bucket", body
 

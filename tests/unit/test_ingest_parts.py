@@ -121,3 +121,68 @@ def test_backoff_doubles_and_is_capped() -> None:
 def test_unknown_fault_is_refused_at_start() -> None:
     with pytest.raises(ValueError, match="SWITCHYARD_FAULT_INJECT"):
         Publisher(Settings(fault_inject="crash_sometimes"), None, None)  # type: ignore[arg-type]
+
+
+def test_timeline_summaries_are_one_readable_line_with_whole_numbers() -> None:
+    from services.ingest.timeline import status_summary, summary
+
+    decided = summary("decision.made", "decision", {
+        "outcome": "ESCALATE", "rule": "amount_over_limit", "pack": "invoice",
+        "pack_version": "1.0.0", "label": "invoice", "input_sha256": "ab" * 32,
+        "models": [{"name": "document_router", "version": 3.0, "confidence": 0.971},
+                   {"name": "invoice_extractor", "version": "1.0.0", "confidence": 0.5}]})
+    assert decided == ("ESCALATE by rule amount_over_limit (pack invoice 1.0.0); models "
+                       "document_router 3 (0.97), invoice_extractor 1.0.0 (0.50)")
+    assert summary("step.executed", "executor", {
+        "step_id": "post_invoice", "outcome": "STEP_OUTCOME_SUCCEEDED", "attempts": 1.0}) == \
+        "step post_invoice succeeded after 1 attempt"
+    assert summary("step.executed", "executor", {
+        "step_id": "post", "outcome": "STEP_OUTCOME_FAILED_PERMANENT", "attempts": 3.0}) == \
+        "step post failed after 3 attempts"
+    assert summary("review.verdict", "reviewer:key-2", {
+        "verdict": "modify", "modified_fields": {"total": "ab", "po": "cd"}}) == \
+        "modified by key-2; modified po, total"
+    assert summary("review.verdict", "reviewer:key-2", {"verdict": "approve",
+                                                        "modified_fields": {}}) == \
+        "approved by key-2"
+    assert summary("task.cancelled", "key-1", {"from_status": "BLOCKED",
+                                               "reason_sha256": ""}) == \
+        "cancelled by key-1 (was BLOCKED)"
+    assert summary("task.redriven", "key-0", {"status": "QUEUED", "stage": "INGESTED",
+                                              "redrives": 2.0}) == \
+        "re-driven by key-0 from QUEUED INGESTED (re-drive 2)"
+    assert summary("task.retried", "key-0", {"new_task_id": "t2", "attempt": 1.0,
+                                             "principal": "key-0"}) == \
+        "retried by key-0 as task t2 (attempt 1)"
+    assert "retry of task t1" in summary("task.created_as_retry", "key-0",
+                                         {"retry_of": "t1", "attempt": 2})
+    # an action without a writer of its own names its scalar details, never hashes
+    assert summary("breaker.reset", "key-0", {"name": "erp", "count": 2.0,
+                                              "reason_sha256": "ff"}) == \
+        "breaker.reset: count 2, name erp"
+    # a detail of an unexpected shape still gets a line
+    assert summary("step.executed", "executor", {"outcome": "x"}) == "step.executed: outcome x"
+    assert status_summary("BLOCKED", "REVIEW", "awaiting_review") == \
+        "\u2192 BLOCKED at REVIEW (awaiting_review)"
+    assert status_summary("QUEUED", "INGESTED", "") == "\u2192 QUEUED at INGESTED"
+
+
+def test_rest_json_keeps_empty_repeated_fields_and_reads_short_enum_names() -> None:
+    from services.ingest.rest import ROUTES, BadRequest, build_request, to_json
+    from switchyard.v1 import GetTaskTimelineResponse, ListTasksResponse, Task, TimelineEntry
+
+    assert to_json(ListTasksResponse()) == {"tasks": []}
+    nested = to_json(GetTaskTimelineResponse(task=Task(), entries=[TimelineEntry(action="a")]))
+    assert nested["entries"] == [{"action": "a"}]
+    route = next(r for r in ROUTES if r.rpc == "ListTasks")
+    for spelling in ("FAILED", "failed", "TASK_STATUS_FAILED"):
+        request = build_request(route, {}, {"statuses": spelling}, None)
+        assert list(request.statuses) == [TaskStatus.TASK_STATUS_FAILED]
+    both = build_request(route, {}, {"statuses": "queued,BLOCKED"}, None)
+    assert list(both.statuses) == [TaskStatus.TASK_STATUS_QUEUED, TaskStatus.TASK_STATUS_BLOCKED]
+    with pytest.raises(BadRequest) as refused:
+        build_request(route, {}, {"statuses": "done"}, None)
+    assert refused.value.errors[0]["field"] == "statuses"
+    assert "'done' is not one of QUEUED, IN_PROGRESS" in refused.value.errors[0]["detail"]
+    with pytest.raises(BadRequest):  # UNSPECIFIED is no status to filter by
+        build_request(route, {}, {"statuses": "UNSPECIFIED"}, None)

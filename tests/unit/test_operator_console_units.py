@@ -153,3 +153,19 @@ def test_field_violations_travel_into_the_problem_document() -> None:
     body = json.loads(problem_from_rpc(error).text)
     assert body["status"] == 422
     assert body["errors"] == [{"field": "window", "detail": "at most 30 days"}]
+
+
+def test_the_timeline_carries_ingest_summary_and_the_detail() -> None:
+    from google.protobuf import struct_pb2
+
+    from services.review.operator import timeline_json
+    from switchyard.v1 import GetTaskTimelineResponse, TimelineEntry, TimelineSource
+
+    detail = struct_pb2.Struct()
+    detail.update({"step_id": "post", "attempts": 1})
+    shown = timeline_json(GetTaskTimelineResponse(entries=[TimelineEntry(
+        source=TimelineSource.TIMELINE_SOURCE_AUDIT, action="step.executed", detail=detail,
+        summary="step post succeeded after 1 attempt")]))
+    (entry,) = shown["entries"]
+    assert entry["summary"] == "step post succeeded after 1 attempt"
+    assert entry["detail"]["step_id"] == "post"

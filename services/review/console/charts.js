@@ -20,7 +20,8 @@ function utc(ms) {
 }
 
 // series: [{name, points: [{t: epoch ms, y: number or null}]}]; options: {format(y) -> text,
-// yMax: fixed top of the axis (e.g. 1 for rates), tMin/tMax: the time axis (epoch ms)}.
+// yMax: fixed top of the axis (e.g. 1 for rates), tMin/tMax: the time axis (epoch ms),
+// thresholds: [{y, label}] drawn as dashed lines, always inside the y range}.
 function lineChart(title, series, options) {
   const opts = options || {};
   const format = opts.format || ((v) => String(v));
@@ -37,7 +38,8 @@ function lineChart(title, series, options) {
   // the time axis spans the window asked for (opts.tMin/tMax) or else the data
   const tMin = opts.tMin !== undefined ? opts.tMin : (times.length ? times[0] : 0);
   const tMax = opts.tMax !== undefined ? opts.tMax : (times.length ? times[times.length - 1] : 1);
-  const yMax = opts.yMax || Math.max(0, ...values.map((p) => p.y)) || 1;
+  const thresholds = opts.thresholds || [];
+  const yMax = opts.yMax || Math.max(0, ...values.map((p) => p.y), ...thresholds.map((h) => h.y * 1.1)) || 1;
   const x = (t) => L + (tMax > tMin ? (t - tMin) / (tMax - tMin) : 0.5) * (W - L - R);
   const y = (v) => T + (1 - v / yMax) * (H - T - B);
 
@@ -58,6 +60,15 @@ function lineChart(title, series, options) {
     last.textContent = utc(tMax);
     axis.append(first, last);
   }
+  thresholds.forEach((h, index) => {
+    const line = svgEl("line", { x1: L, y1: y(h.y), x2: W - R, y2: y(h.y), class: "threshold", "data-threshold": h.y });
+    // labels alternate between the right and the left end, so close lines stay readable
+    const right = index % 2 === 0;
+    const label = svgEl("text", { x: right ? W - R - 4 : L + 4, y: y(h.y) - 4,
+      "text-anchor": right ? "end" : "start", class: "threshold-label" });
+    label.textContent = h.label;
+    axis.append(line, label);
+  });
   svg.append(axis);
 
   series.forEach((s, index) => {

@@ -80,7 +80,11 @@ async function signIn() {
   }
   const groups = state.session.groups === null ? "every group" :
     (state.session.groups.length ? `groups ${state.session.groups.join(", ")}` : "no group");
-  $("who").textContent = `${state.reviewer} · ${state.session.role} · tenant ${state.session.tenant} · ${groups}`;
+  const mayAct = mayDecide();
+  $("who").textContent = `${state.reviewer} · ${state.session.role}${mayAct ? "" : " (read-only)"} · tenant ${state.session.tenant} · ${groups}`;
+  // an auditor reads: no button or shortcut that the server would only refuse
+  for (const id of ["act-buttons", "reason-label", "add-field"]) $(id).hidden = !mayAct;
+  $("read-only-note").hidden = mayAct;
   show("queue-view");
   await refresh();
   watch();
@@ -547,6 +551,9 @@ function editedFields() {
   return out;
 }
 
+// may this key claim and decide items? (false for an auditor; older servers: assume yes)
+function mayDecide() { return Boolean(state.session) && state.session.may_act !== false; }
+
 function mine() { return state.item && state.item.state === "CLAIMED" && state.item.claimed_by === state.reviewer; }
 
 function updateButtons() {
@@ -651,7 +658,7 @@ document.addEventListener("keydown", (event) => {
   // a focused button (e.g. "Show more") takes Enter and Space itself
   if (target instanceof HTMLButtonElement && (event.key === "Enter" || event.key === " ")) return;
   const keys = inItem
-    ? { c: () => act("claim"), u: () => act("release"), a: () => act("approve"), r: () => act("reject"), m: () => act("modify"),
+    ? { ...(mayDecide() ? { c: () => act("claim"), u: () => act("release"), a: () => act("approve"), r: () => act("reject"), m: () => act("modify") } : {}),
         "[": () => { if (hasPages()) { endPick(false); loadPage(pages.number - 1); } },
         "]": () => { if (hasPages()) { endPick(false); loadPage(pages.number + 1); } } }
     : { j: () => moveSelection(1), k: () => moveSelection(-1), ArrowDown: () => moveSelection(1), ArrowUp: () => moveSelection(-1),

@@ -12,27 +12,50 @@ const op = {
   tasksToken: "",
   task: null,          // the task whose timeline is open
   letter: null,        // the dead letter open
+  tried: false,        // the sign-in form was sent (an empty key then gets an answer)
 };
+
+//: The tenant of the README's path: the search and charts start there when the key is bound
+//: to no single tenant (an operator key, or auth off).
+const DEFAULT_TENANT = "default";
+//: The services answer at most this many buckets for a window (switchyard/_kpis.py,
+//: services/decision/health.py).
+const MAX_BUCKETS = 500;
+//: Statuses a task can be retried from, and those a re-drive applies to (the server checks).
+const RETRYABLE = new Set(["FAILED", "CANCELLED"]);
+const UNFINISHED = new Set(["QUEUED", "IN_PROGRESS", "BLOCKED"]);
 
 async function opApi(method, path, body) {
   try {
     return await apiCall(method, path, body, op.key);
   } catch (err) {
-    if (err.status === 401) opSignOut(op.key ? "Your API key was refused." : "");
+    if (err.status === 401) {
+      opSignOut(op.key ? "Your API key was refused."
+        : (op.tried ? "An API key is required: this server has API keys on." : ""));
+    }
     throw err;
   }
 }
 
-// "message (field: detail; ...)" of a refusal, as the services worded it
+// "message (field: detail; ...)" of a refusal, as the services worded it; a field error the
+// message already says is not said twice
 function problemText(err) {
   const errors = err.body && Array.isArray(err.body.errors) ? err.body.errors : [];
-  const fields = errors.map((e) => (e.field ? `${e.field}: ${e.detail}` : e.detail)).join("; ");
-  return `${err.status ? `HTTP ${err.status}: ` : ""}${err.message}${fields ? ` (${fields})` : ""}`;
+  const message = err.message || "";
+  const fields = errors.map((e) => (e.field ? `${e.field}: ${e.detail}` : e.detail))
+    .filter((text) => text && !message.includes(text) && !message.includes(text.replace(/^[^:]*: /, "")))
+    .join("; ");
+  return `${err.status ? `HTTP ${err.status}: ` : ""}${message}${fields ? ` (${fields})` : ""}`;
 }
 
 function setLine(id, text, error) {
   $(id).textContent = text;
   $(id).classList.toggle("error", Boolean(error));
+}
+
+// A new action starts: the result lines of earlier ones go (each action then writes its own).
+function clearLines() {
+  for (const line of document.querySelectorAll("#op-view .status")) setLine(line.id, "");
 }
 
 function when(iso) {
@@ -66,9 +89,10 @@ async function opSignIn() {
   const s = op.session;
   $("who").textContent = `${s.key_id} · ${s.role}${s.may_act ? "" : " (read-only)"} · tenant ${s.tenant}`;
   document.body.classList.toggle("read-only", !s.may_act);
-  if (s.tenant !== "*") {
-    for (const id of ["s-tenant", "dl-tenant", "k-tenant", "m-tenant"]) $(id).value = s.tenant;
-  }
+  // the key's own tenant, or (operator key, auth off) the README's
+  const tenant = s.tenant !== "*" ? s.tenant : DEFAULT_TENANT;
+  for (const id of ["s-tenant", "k-tenant", "m-tenant"]) if (!$(id).value) $(id).value = tenant;
+  if (s.tenant !== "*") $("dl-tenant").value = s.tenant;
   opShow(true);
   showView(op.view);
 }
@@ -76,6 +100,7 @@ async function opSignIn() {
 $("login-form").addEventListener("submit", (event) => {
   event.preventDefault();
   op.key = $("api-key").value.trim();
+  op.tried = true;
   sessionStorage.setItem("sy.key", op.key);
   opSignIn();
 });
@@ -84,6 +109,7 @@ $("logout").addEventListener("click", () => opSignOut(""));
 // -- views -----------------------------------------------------------------------------------
 function showView(name) {
   op.view = name;
+  clearLines();
   for (const button of document.querySelectorAll(".tabs button")) {
     button.setAttribute("aria-pressed", String(button.dataset.view === name));
   }
@@ -106,6 +132,7 @@ function searchParams() {
 }
 
 async function searchTasks(more) {
+  clearLines();
   const params = searchParams();
   if (more && op.tasksToken) params.set("page_token", op.tasksToken);
   try {
@@ -138,29 +165,40 @@ function renderTasks() {
 }
 
 $("search").addEventListener("submit", (event) => { event.preventDefault(); searchTasks(false); });
+$("open-task").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const id = $("o-task").value.trim();
+  clearLines();
+  if (!id) { setLine("search-status", "Type a task id to open it.", true); return; }
+  openTimeline(id);
+});
 $("tasks-more").addEventListener("click", () => searchTasks(true));
 
-// What an audit entry says, in a line (decisions: outcome, rule, pack, models).
-function detailText(entry) {
-  const d = entry.detail || {};
-  if (entry.source === "STATUS") return [entry.stage ? `stage ${entry.stage.toLowerCase()}` : "", entry.reason].filter(Boolean).join(" · ");
-  if (entry.action === "decision.made") {
-    const models = (d.models || []).map((m) => `${m.name} v${m.version} → ${m.label} (${(Number(m.confidence) * 100).toFixed(1)}%)`).join("; ");
-    return `${d.outcome || "?"} by rule ${d.rule || "?"}${d.pack ? ` (pack ${d.pack} v${d.pack_version})` : ""}; label ${d.label || "?"}; models: ${models || "none"}`;
+// An entry's cell: ingest's one-line summary, and the recorded detail behind a disclosure.
+function whatCell(entry) {
+  const cell = el("td");
+  cell.append(el("span", entry.summary || entry.action, "summary"));
+  const detail = entry.detail || {};
+  if (Object.keys(detail).length) {
+    const more = el("details", null, "entry-detail");
+    more.append(el("summary", "details"), el("pre", JSON.stringify(detail, null, 2)));
+    cell.append(more);
   }
-  if (entry.action && entry.action.startsWith("step.")) {
-    return `step ${d.step_id || "?"}: ${d.outcome || ""}${d.attempts !== undefined ? ` after ${d.attempts} attempt(s)` : ""}`;
-  }
-  return Object.entries(d).map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ");
+  return cell;
 }
 
 async function openTimeline(taskId, keepStatus) {
+  if (!keepStatus) clearLines();
   let data;
   try {
     data = await opApi("GET", `/api/operator/tasks/${encodeURIComponent(taskId)}/timeline`);
   } catch (err) {
-    $("timeline-view").hidden = false;
-    setLine("t-status-line", problemText(err), true);
+    if (op.task) {
+      $("timeline-view").hidden = false;
+      setLine("t-status-line", problemText(err), true);
+    } else {
+      setLine("search-status", problemText(err), true);
+    }
     return;
   }
   const task = data.task;
@@ -173,24 +211,29 @@ async function openTimeline(taskId, keepStatus) {
   $("t-reason").textContent = task.reason || "–";
   $("t-created").textContent = when(task.created_at);
   $("t-attempt").textContent = String(task.attempt);
-  $("t-actions").hidden = !(op.session && op.session.may_act);
-  if (!keepStatus) setLine("t-status-line", "");
+  // only what the task's status allows (the services refuse the rest anyway)
+  const mayAct = Boolean(op.session && op.session.may_act);
+  $("retry-box").hidden = !RETRYABLE.has(task.status);
+  $("redrive-box").hidden = !UNFINISHED.has(task.status);
+  $("t-actions").hidden = !mayAct || ($("retry-box").hidden && $("redrive-box").hidden);
   const body = document.querySelector("#timeline tbody");
   body.replaceChildren(...data.entries.map((entry) => {
     const row = el("tr");
     row.dataset.source = entry.source;
     row.dataset.action = entry.action;
-    const what = entry.source === "STATUS" ? `→ ${entry.status.toLowerCase()}` : entry.action;
-    row.append(el("td", when(entry.occurred_at)), el("td", entry.source.toLowerCase()), el("td", what),
-      el("td", entry.actor), el("td", detailText(entry)));
+    row.append(el("td", when(entry.occurred_at)), el("td", entry.source.toLowerCase()), el("td", entry.action),
+      el("td", entry.actor), whatCell(entry));
     return row;
   }));
   $("timeline-view").scrollIntoView({ block: "nearest" });
+  // keyboard users land on the task (Tab goes on to its actions)
+  if (!keepStatus) $("h-timeline").focus();
 }
 
 async function taskAction(action) {
   const task = op.task;
   if (!task) return;
+  clearLines();
   try {
     if (action === "retry") {
       const data = await opApi("POST", `/api/operator/tasks/${encodeURIComponent(task.task_id)}/retry`);
@@ -214,9 +257,13 @@ async function taskAction(action) {
 
 $("retry").addEventListener("click", () => taskAction("retry"));
 $("redrive").addEventListener("click", () => taskAction("redrive"));
+$("redrive-reason").addEventListener("keydown", (event) => {
+  if (event.key === "Enter") { event.preventDefault(); taskAction("redrive"); }
+});
 
 // -- dead letters ------------------------------------------------------------------------------
-async function loadDeadLetters() {
+async function loadDeadLetters(keepStatus) {
+  if (keepStatus !== true) clearLines();
   const params = new URLSearchParams({ tenant: $("dl-tenant").value.trim(), page_size: "100" });
   try {
     const data = await opApi("GET", `/api/operator/dead-letters?${params}`);
@@ -241,6 +288,7 @@ async function loadDeadLetters() {
 }
 
 async function openLetter(id, keepStatus) {
+  if (!keepStatus) clearLines();
   try {
     const data = await opApi("GET", `/api/operator/dead-letters/${encodeURIComponent(id)}`);
     const letter = data.dead_letter;
@@ -261,19 +309,21 @@ $("dl-filter").addEventListener("submit", (event) => { event.preventDefault(); l
 $("replay").addEventListener("click", async () => {
   const letter = op.letter;
   if (!letter) return;
+  clearLines();
   try {
     const data = await opApi("POST", `/api/operator/dead-letters/${encodeURIComponent(letter.dead_letter_id)}/replay`,
       { force: $("dl-force").checked });
     await openLetter(letter.dead_letter_id, true);
     setLine("dl-action-status", `Replayed to ${data.dead_letter.source_topic} (${data.dead_letter.replay_count}× in all, by ${data.dead_letter.replayed_by}).`);
-    loadDeadLetters();
+    loadDeadLetters(true);
   } catch (err) {
     setLine("dl-action-status", `Replay refused: ${problemText(err)}`, true);
   }
 });
 
 // -- breakers --------------------------------------------------------------------------------
-async function loadBreakers() {
+async function loadBreakers(keepStatus) {
+  if (keepStatus !== true) clearLines();
   try {
     const data = await opApi("GET", "/api/operator/breakers");
     const body = document.querySelector("#breakers tbody");
@@ -300,16 +350,17 @@ async function loadBreakers() {
 }
 
 async function resetBreaker(name) {
+  clearLines();
   try {
     const data = await opApi("POST", "/api/operator/breakers/reset", { name });
     setLine("br-status", `Breaker ${data.breaker.name} is ${data.breaker.status.toLowerCase()}.`);
-    await loadBreakers();
+    await loadBreakers(true);
   } catch (err) {
     setLine("br-status", `Reset refused: ${problemText(err)}`, true);
   }
 }
 
-$("breakers-refresh").addEventListener("click", loadBreakers);
+$("breakers-refresh").addEventListener("click", () => loadBreakers());
 
 // -- charts ----------------------------------------------------------------------------------
 const percent = (v) => `${(v * 100).toFixed(0)}%`;
@@ -317,12 +368,36 @@ const seconds = (v) => (v < 1 ? `${(v * 1000).toFixed(0)} ms` : `${v.toFixed(1)}
 const perHour = (v) => `${v.toFixed(1)}/h`;
 const money = (v) => v.toFixed(4);
 
+// Offer only the buckets the services accept for the window chosen (at most MAX_BUCKETS of
+// them): the others are disabled, and a choice the window no longer allows moves to the
+// finest allowed one, saying so.
+function fitBuckets(prefix) {
+  const hours = Number($(`${prefix}-window`).value);
+  const select = $(`${prefix}-bucket`);
+  const fits = (option) => Math.ceil((hours * 60) / Number(option.value)) <= MAX_BUCKETS;
+  for (const option of select.options) option.disabled = !fits(option);
+  if (select.selectedOptions[0] && !select.selectedOptions[0].disabled) return "";
+  const before = select.selectedOptions[0] ? select.selectedOptions[0].textContent : "";
+  const first = [...select.options].find(fits);
+  select.value = first.value;
+  return `${before} buckets would be more than ${MAX_BUCKETS} in ${$(`${prefix}-window`).selectedOptions[0].textContent}: using ${first.textContent} buckets.`;
+}
+
+for (const prefix of ["k", "m"]) {
+  fitBuckets(prefix);
+  $(`${prefix}-window`).addEventListener("change", () => {
+    const note = fitBuckets(prefix);
+    setLine(prefix === "k" ? "kpi-status" : "model-status", note);
+  });
+}
+
 function windowParams(prefix) {
   return new URLSearchParams({ tenant: $(`${prefix}-tenant`).value.trim(),
     window_h: $(`${prefix}-window`).value, bucket_m: $(`${prefix}-bucket`).value });
 }
 
 async function loadKpis() {
+  clearLines();
   try {
     const data = await opApi("GET", `/api/operator/kpis?${windowParams("k")}`);
     const points = data.points.map((p) => ({ ...p, t: Date.parse(p.start) }));
@@ -334,7 +409,7 @@ async function loadKpis() {
       lineChart("Escalations per hour by reason",
         reasons.length ? reasons.map((r) => ({ name: r.replaceAll("_", " "), points: points.map((p) => ({ t: p.t, y: p.escalations_per_hour[r] || 0 })) }))
           : [{ name: "escalations", points: points.map((p) => ({ t: p.t, y: 0 })) }], { format: perHour }),
-      lineChart("Cost per task", one("cost per task", "cost_per_task"), { format: money }),
+      lineChart("Cost per task (in the unit of the SWITCHYARD_KPI_*_COST settings)", one("cost per task", "cost_per_task"), { format: money }),
     );
     const tasks = points.reduce((n, p) => n + p.tasks, 0);
     setLine("kpi-status", `${tasks} task${tasks === 1 ? "" : "s"} of tenant ${data.tenant} in ${points.length} buckets.`);
@@ -344,6 +419,7 @@ async function loadKpis() {
 }
 
 async function loadModelHealth() {
+  clearLines();
   try {
     const data = await opApi("GET", `/api/operator/model-health?${windowParams("m")}`);
     const bySeries = (rows, nameOf, valueOf) => {
@@ -357,15 +433,18 @@ async function loadModelHealth() {
     };
     // only buckets with measurements come back: the time axis shows the whole window
     const axis = { tMax: Date.now(), tMin: Date.now() - Number($("m-window").value) * 3600000 };
+    const shadow = bySeries(data.shadow, (r) => `${r.model} v${r.live_version} vs v${r.shadow_version}`, (r) => r.agreement);
+    const drift = bySeries(data.drift, (r) => `${r.model} v${r.version} ${r.feature}`, (r) => r.psi);
     $("model-charts").replaceChildren(
-      lineChart("Shadow agreement with the live model",
-        bySeries(data.shadow, (r) => `${r.model} v${r.live_version} vs v${r.shadow_version}`, (r) => r.agreement),
-        { yMax: 1, format: percent, ...axis }),
-      lineChart("Input drift (population stability index; above 0.25: inputs unlike training)",
-        bySeries(data.drift, (r) => `${r.model} v${r.version} ${r.feature}`, (r) => r.psi),
-        { format: (v) => v.toFixed(3), ...axis }),
+      lineChart("Shadow agreement with the live model", shadow, { yMax: 1, format: percent, ...axis }),
+      lineChart("Input drift (population stability index; above 0.25: inputs unlike training)", drift,
+        { format: (v) => v.toFixed(3), ...axis,
+          thresholds: [{ y: 0.1, label: "0.1 some drift" }, { y: 0.25, label: "0.25 inputs unlike training" }] }),
     );
-    setLine("model-status", `${data.shadow.length} shadow and ${data.drift.length} drift buckets for tenant ${data.tenant}.`);
+    // what is drawn: one point per series and bucket with a measurement
+    const drawn = (series) => series.reduce((n, one) => n + one.points.filter((p) => p.y !== null && p.y !== undefined).length, 0);
+    const lines = (n, noun) => `${n} ${noun}${n === 1 ? "" : "s"}`;
+    setLine("model-status", `Drawn for tenant ${data.tenant}: ${lines(drawn(shadow), "shadow agreement point")} in ${lines(shadow.length, "line")}, ${lines(drawn(drift), "drift point")} in ${lines(drift.length, "line")}.`);
   } catch (err) {
     setLine("model-status", problemText(err), true);
   }
