@@ -27,6 +27,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from bench._common import (
     RESULTS, Pipeline, isolated, percentile_ms, print_table, quick_mode, standalone, write_json)
 from bench.evalset import CATEGORIES, SCORED_FIELDS, EvalDocument, generate, load_set, score, \
@@ -89,8 +91,8 @@ async def decide_all(settings: Settings, documents: list[EvalDocument], concurre
             try:
                 decision = (await stub.Decide(DecideRequest(task=envelope),
                                               timeout=timeout_s)).decision
-            except Exception as error:  # noqa: BLE001 - a failed document is a result too
-                return {"document": document, "error": f"{type(error).__name__}: {error}",
+            except grpc.aio.AioRpcError as error:   # a refused or failed document counts
+                return {"document": document, "error": f"{error.code().name}: {error.details()}",
                         "seconds": time.monotonic() - began, "fields": {}, "located": {}}
             seconds = time.monotonic() - began
         fields = {f.name: f.value for f in decision.fields}
@@ -194,6 +196,8 @@ def print_summary(summary: dict[str, Any]) -> None:
     located = summary["provenance"]
     print(f"\nextracted fields with a provenance: {located['located']}/{located['extracted']}"
           f"; documents that failed: {summary['errors']}")
+    for document in [d for d in summary["documents"] if d["error"]][:5]:
+        print(f"  {document['id']} ({document['content_type']}): {document['error'][:300]}")
 
 
 def run(infra: Settings, state: Path, args: argparse.Namespace, json_path: Path) -> dict:
