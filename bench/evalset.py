@@ -328,9 +328,11 @@ def _pdf_font(name: str) -> tuple[str, str]:
     return name, bold
 
 
-def render_reportlab(block: Block, style: Style) -> bytes:
-    """A one-page A4 text PDF drawn with reportlab in one of three layouts."""
+def render_reportlab(block: Block, style: Style, logo: Any = None) -> bytes:
+    """A one-page A4 text PDF drawn with reportlab in one of three layouts; ``logo`` (a PIL
+    image) is drawn small at the top right, stored at its own resolution."""
     from reportlab.lib.pagesizes import A4
+    from reportlab.lib.utils import ImageReader
     from reportlab.pdfgen import canvas
 
     regular, bold = _pdf_font(style.font)
@@ -341,6 +343,8 @@ def render_reportlab(block: Block, style: Style) -> bytes:
     left, right = 50.0, width - 50.0
     y = height - 60
 
+    if logo is not None:
+        page.drawImage(ImageReader(logo), right - 40, height - 50, width=40, height=40)
     page.setFont(bold, 17)
     page.drawString(left, y, block.letterhead)
     page.setFont(regular, 9.5)
