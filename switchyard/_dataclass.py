@@ -64,7 +64,7 @@ class OnPurge(str, Enum):
     STRIP = "strip"      # personal and derived parts removed, operational parts kept
     NULL = "null"        # the value removed
     KEEP = "keep"        # pseudonymous (hashes) or aggregate values, kept for history
-    DELETE = "delete"    # the row only lives while the task is open (deleted when decided)
+    DELETE = "delete"    # the row is deleted (holds: when decided; blobs: by the purge)
 
 
 #: The classes of the invoice extractor's fields (switchyard_packs/invoice/extraction.py
@@ -150,6 +150,9 @@ STORED: tuple[Stored, ...] = (
            "downstream_excerpt"),
     Stored("executor_jobs", "reason", DataClass.DERIVED, AtRest.PLAIN, OnPurge.NULL,
            "why a job ended or waits; may quote a step's error (downstream_excerpt)"),
+    Stored("blobs", "body", DataClass.PERSONAL, AtRest.SEALED, OnPurge.DELETE,
+           "a document's bytes above the claim-check threshold (S3 objects are sealed the "
+           "same way); purge deletes the blob with its task's payload"),
     Stored("decision_invoices", "fields", DataClass.PERSONAL, AtRest.SEALED, OnPurge.NULL,
            "every field read from the invoice"),
     Stored("decision_invoices", "vendor_hash", DataClass.PERSONAL, AtRest.HASHED, OnPurge.KEEP,

@@ -272,8 +272,55 @@ class Settings:
         minimum=1,
     )
     max_payload_bytes: int = setting(
-        256 * 1024, "Largest task document accepted at ingest.", group="services",
+        256 * 1024, "Largest text or JSON document accepted at ingest (files: "
+        "document_max_bytes).", group="services",
         minimum=1,
+    )
+
+    # -- documents (PDFs, scans and photos; docs/documents.md) -----------------------------
+    document_max_bytes: int = setting(
+        20 * 1024 * 1024, "Largest PDF, PNG, JPEG or TIFF accepted at ingest. gRPC servers "
+        "accept messages this large (plus 64 KiB) whatever grpc_max_message_bytes says.",
+        group="documents", minimum=1, maximum=512 * 1024 * 1024,
+    )
+    document_max_pages: int = setting(
+        30, "Most pages of a PDF or frames of a TIFF accepted at ingest.", group="documents",
+        minimum=1, maximum=10_000,
+    )
+    document_max_pixels: int = setting(
+        40_000_000, "Most pixels of one page: an image as stored, a PDF page rendered at "
+        "document_render_dpi. Larger (a decompression bomb) is refused at ingest.",
+        group="documents", minimum=1, maximum=1_000_000_000,
+    )
+    document_render_dpi: int = setting(
+        200, "Resolution PDF pages are checked against document_max_pixels at (the "
+        "resolution OCR renders scanned pages at).", group="documents",
+        minimum=36, maximum=1200,
+    )
+    blob_threshold_bytes: int = setting(
+        512 * 1024, "Documents larger than this are stored once in the blob store and "
+        "records carry a reference with its sha256 (claim check); keep it below the broker's "
+        "largest message.", group="documents", minimum=1,
+    )
+    blob_store: str = setting(
+        "postgres", "Where claim-checked documents live: 'postgres' (table blobs) or 's3' "
+        "(an S3-compatible bucket, the s3_* settings). Sealed with the payload codec either "
+        "way.", group="documents", choices=("postgres", "s3"),
+    )
+    s3_endpoint_url: str = setting(
+        "", "S3-compatible endpoint, e.g. https://s3.eu-west-1.amazonaws.com or a MinIO URL. "
+        "Empty: AWS's default for s3_region.", group="documents",
+    )
+    s3_bucket: str = setting(
+        "", "Bucket of the s3 blob store (it must exist).", group="documents",
+    )
+    s3_region: str = setting("", "Region of the s3 blob store.", group="documents")
+    s3_access_key_id: str = setting(
+        "", "Access key id of the s3 blob store; empty: the default AWS credential chain.",
+        group="documents", secret=True,
+    )
+    s3_secret_access_key: str = setting(
+        "", "Secret access key of the s3 blob store.", group="documents", secret=True,
     )
 
     # -- ingest ----------------------------------------------------------------------------

@@ -1,0 +1,47 @@
+"""Documents: what a submitted file is, where its bytes live, and what its pages say.
+
+Imports no service. Each module's public names are re-exported here:
+
+* ``_files`` -- :func:`inspect` (the gate every entry point passes a document through: type,
+  limits, whether it opens), :func:`render_page` (a page as an image, for OCR and the review
+  console), :class:`DocumentError` with its specific codes, :class:`DocumentLimits`;
+* ``_blobs`` -- the claim check: :class:`BlobStore` (PostgreSQL or S3, sealed with the
+  payload codec), :func:`blob_store_for`, and :func:`load_body`, how every reader gets a
+  document's bytes.
+"""
+
+from switchyard.documents._blobs import (
+    STORES,
+    BlobError,
+    BlobIntegrityError,
+    BlobNotFound,
+    BlobStore,
+    PostgresBlobStore,
+    S3BlobStore,
+    blob_store_for,
+    check_in,
+    load_body,
+)
+from switchyard.documents._files import (
+    CONTENT_TYPES,
+    ERROR_CODES,
+    FILE_TYPES,
+    TEXT_TYPES,
+    DocumentError,
+    DocumentInfo,
+    DocumentLimits,
+    inspect,
+    normalise_content_type,
+    render_page,
+    sniff,
+)
+
+__all__ = [
+    # _files
+    "CONTENT_TYPES", "ERROR_CODES", "FILE_TYPES", "TEXT_TYPES", "DocumentError",
+    "DocumentInfo", "DocumentLimits", "inspect", "normalise_content_type", "render_page",
+    "sniff",
+    # _blobs
+    "STORES", "BlobError", "BlobIntegrityError", "BlobNotFound", "BlobStore",
+    "PostgresBlobStore", "S3BlobStore", "blob_store_for", "check_in", "load_body",
+]

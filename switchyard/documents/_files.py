@@ -1,0 +1,369 @@
+"""What a submitted file is, checked before anything trusts it; its pages as images.
+
+:func:`inspect` is the one gate every entry point (gRPC, REST, the Kafka intake, the decision
+service's ``Decide``) passes a document through: it checks the bytes are what the declared
+content type says (magic bytes), applies the deployment's limits (bytes, pages, pixels) and
+opens the file the way a reader later will, so a decompression bomb, a truncated image or a
+corrupt or password-protected PDF is refused at the door with a :class:`DocumentError` whose
+``code`` says which, instead of failing (or exhausting memory) in a later stage. Nothing else
+escapes it: any failure of the parsers is reported as ``corrupt``.
+
+:func:`render_page` turns one page into a :class:`PIL.Image.Image`: PDF pages through PDFium
+(pypdfium2), images through Pillow (TIFF frames as pages, JPEG EXIF orientation applied). OCR
+and the review console both render through it, under the same pixel limit.
+
+PDFium is not thread-safe, so every call into it holds one process-wide lock; callers may run
+these functions in worker threads (they are CPU-bound and synchronous).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image, ImageOps
+
+if TYPE_CHECKING:
+    from switchyard._settings import Settings
+
+PDF = "application/pdf"
+PNG = "image/png"
+JPEG = "image/jpeg"
+TIFF = "image/tiff"
+TEXT = "text/plain"
+JSON = "application/json"
+#: Content types whose body is UTF-8 text (their size limit is ``max_payload_bytes``).
+TEXT_TYPES = (TEXT, JSON)
+#: Content types whose body is a file with pages (their limits are the ``document_*`` ones).
+FILE_TYPES = (PDF, PNG, JPEG, TIFF)
+CONTENT_TYPES = TEXT_TYPES + FILE_TYPES
+MAX_JSON_DEPTH = 64
+
+#: The codes of :class:`DocumentError`, each one specific kind of refusal.
+ERROR_CODES = ("type_mismatch", "unsupported_type", "too_large", "too_many_pages",
+               "too_many_pixels", "corrupt", "encrypted", "empty")
+
+_PILLOW_FORMAT = {PNG: "PNG", JPEG: "JPEG", TIFF: "TIFF"}
+_NAMES = {PDF: "a PDF", PNG: "a PNG image", JPEG: "a JPEG image", TIFF: "a TIFF image"}
+# PDFium's FPDF_GetLastError() value for "password required or incorrect".
+_FPDF_ERR_PASSWORD = 4
+_PDFIUM = threading.Lock()
+
+
+class DocumentError(ValueError):
+    """A document refused, with a machine-readable ``code`` (one of :data:`ERROR_CODES`) and
+    the field of ``Document`` that is wrong (``content_type`` or ``body``)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        assert code in ERROR_CODES, code
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @property
+    def field(self) -> str:
+        """``content_type`` when the declared type is the problem, else ``body``."""
+        return "content_type" if self.code == "unsupported_type" else "body"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class DocumentLimits:
+    """The deployment's limits on submitted documents (settings ``max_payload_bytes`` for
+    text, ``document_max_*`` for files; see docs/settings.md)."""
+
+    max_text_bytes: int = 256 * 1024
+    max_bytes: int = 20 * 1024 * 1024
+    max_pages: int = 30
+    #: Per page, at ``render_dpi`` for PDFs (what OCR renders) and as stored for images.
+    max_pixels: int = 40_000_000
+    render_dpi: int = 200
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DocumentLimits:
+        return cls(max_text_bytes=settings.max_payload_bytes,
+                   max_bytes=settings.document_max_bytes,
+                   max_pages=settings.document_max_pages,
+                   max_pixels=settings.document_max_pixels,
+                   render_dpi=settings.document_render_dpi)
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """What :func:`inspect` found: the normalised content type and the number of pages (0 for
+    text and JSON, 1 for a PNG or JPEG, the pages of a PDF or frames of a TIFF)."""
+
+    content_type: str
+    page_count: int
+    size_bytes: int
+
+
+def normalise_content_type(content_type: str) -> str:
+    """The content type as stored on envelopes: trimmed, lower case, empty -> text/plain."""
+    return content_type.strip().lower() or TEXT
+
+
+def sniff(body: bytes) -> str | None:
+    """The file type the bytes' signature says, or None when it is none of :data:`FILE_TYPES`."""
+    if body.startswith(b"%PDF-"):
+        return PDF
+    if body.startswith(b"\x89PNG\r\n\x1a\n"):
+        return PNG
+    if body.startswith(b"\xff\xd8\xff"):
+        return JPEG
+    if body.startswith((b"II*\x00", b"MM\x00*")):
+        return TIFF
+    return None
+
+
+def inspect(content_type: str, body: bytes, limits: DocumentLimits) -> DocumentInfo:
+    """Check a submitted document; its :class:`DocumentInfo`, or :class:`DocumentError`.
+
+    Never raises anything else, whatever the bytes: parser failures become ``corrupt``.
+    """
+    declared = normalise_content_type(content_type)
+    if declared not in CONTENT_TYPES:
+        raise DocumentError("unsupported_type", f"unsupported {content_type[:80]!r}; one of "
+                                                f"{', '.join(CONTENT_TYPES)}")
+    if not body:
+        raise DocumentError("empty", "required (empty document)")
+    if declared in TEXT_TYPES:
+        return _inspect_text(declared, body, limits)
+    if len(body) > limits.max_bytes:
+        raise DocumentError("too_large", f"{len(body)} bytes exceeds the limit of "
+                                         f"{limits.max_bytes} bytes")
+    actual = sniff(body)
+    if actual != declared:
+        found = f"the bytes are {_NAMES[actual]}" if actual else "the bytes are not"
+        raise DocumentError("type_mismatch", f"declared {declared} but {found}"
+                                             + ("" if actual else f" {_NAMES[declared]}"))
+    try:
+        if declared == PDF:
+            pages = _inspect_pdf(body, limits)
+        else:
+            pages = _inspect_image(declared, body, limits)
+    except DocumentError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the contract: hostile bytes give a code
+        raise DocumentError("corrupt", f"not a readable {declared} file "
+                                       f"({type(exc).__name__}: {str(exc)[:200]})") from None
+    return DocumentInfo(declared, pages, len(body))
+
+
+def _inspect_text(declared: str, body: bytes, limits: DocumentLimits) -> DocumentInfo:
+    if len(body) > limits.max_text_bytes:
+        raise DocumentError("too_large", f"{len(body)} bytes exceeds the limit of "
+                                         f"{limits.max_text_bytes} bytes")
+    actual = sniff(body)
+    if actual is not None:
+        raise DocumentError("type_mismatch", f"declared {declared} but the bytes are "
+                                             f"{_NAMES[actual]}; send it as {actual}")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DocumentError("corrupt", f"not valid UTF-8 ({exc.reason} at byte {exc.start})"
+                            ) from None
+    if declared == JSON:
+        problem = json_problem(text)
+        if problem:
+            raise DocumentError("corrupt", problem)
+    return DocumentInfo(declared, 0, len(body))
+
+
+def json_problem(text: str) -> str | None:
+    """Why ``text`` is not acceptable JSON, or None. Depth is checked before parsing so a
+    hostile document cannot exhaust the parser's recursion."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                return f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        elif char in "]}":
+            depth -= 1
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    except ValueError as exc:  # e.g. an integer literal longer than Python converts
+        return f"malformed JSON: {exc}"
+    return None
+
+
+# -- PDF --------------------------------------------------------------------------------------
+
+@contextmanager
+def _open_pdf(body: bytes) -> Iterator[Any]:
+    """A PDFium document over ``body`` (held under the PDFium lock), or DocumentError
+    ``encrypted``/``corrupt``."""
+    import pypdfium2 as pdfium
+
+    with _PDFIUM:
+        try:
+            pdf = pdfium.PdfDocument(body)
+        except pdfium.PdfiumError as exc:
+            if getattr(exc, "err_code", None) == _FPDF_ERR_PASSWORD:
+                raise DocumentError("encrypted", "the PDF is password-protected; submit it "
+                                                 "without a password") from None
+            raise DocumentError("corrupt", f"not a readable PDF ({exc})") from None
+        try:
+            yield pdf
+        finally:
+            pdf.close()
+
+
+def _pixels(width_pt: float, height_pt: float, dpi: float) -> int:
+    return int(width_pt * dpi / 72) * int(height_pt * dpi / 72)
+
+
+def _inspect_pdf(body: bytes, limits: DocumentLimits) -> int:
+    with _open_pdf(body) as pdf:
+        pages = len(pdf)
+        if pages == 0:
+            raise DocumentError("empty", "the PDF has no pages")
+        if pages > limits.max_pages:
+            raise DocumentError("too_many_pages", f"{pages} pages exceeds the limit of "
+                                                  f"{limits.max_pages} pages")
+        for index in range(pages):
+            width, height = pdf.get_page_size(index)
+            pixels = _pixels(width, height, limits.render_dpi)
+            if pixels > limits.max_pixels:
+                raise DocumentError(
+                    "too_many_pixels", f"page {index + 1} is {width:.0f}x{height:.0f} pt, "
+                    f"{pixels} pixels at {limits.render_dpi} dpi; the limit is "
+                    f"{limits.max_pixels} pixels per page")
+            page = pdf[index]  # a page whose objects do not parse fails here
+            page.close()
+        return pages
+
+
+# -- images -----------------------------------------------------------------------------------
+
+@contextmanager
+def _open_image(content_type: str, body: bytes, limits: DocumentLimits) -> Iterator[Any]:
+    """Pillow's image over ``body``, only as the declared format; the pixel limit is checked
+    against the header before any pixel is decoded."""
+    with warnings.catch_warnings():
+        # the limit below is ours; Pillow's own bomb guard stays on as a second line
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(body), formats=[_PILLOW_FORMAT[content_type]])
+        except Image.DecompressionBombError as exc:
+            raise DocumentError("too_many_pixels", f"the image is a decompression bomb "
+                                                   f"({exc})") from None
+        with image:
+            yield image
+
+
+def _check_frame(image: Any, frame: int, limits: DocumentLimits) -> None:
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise DocumentError("corrupt", f"page {frame} has no pixels ({width}x{height})")
+    if width * height > limits.max_pixels:
+        raise DocumentError("too_many_pixels", f"page {frame} is {width}x{height} = "
+                                               f"{width * height} pixels; the limit is "
+                                               f"{limits.max_pixels} pixels per page")
+
+
+def _inspect_image(content_type: str, body: bytes, limits: DocumentLimits) -> int:
+    with _open_image(content_type, body, limits) as image:
+        frames = getattr(image, "n_frames", 1) if content_type == TIFF else 1
+        if frames > limits.max_pages:
+            raise DocumentError("too_many_pages", f"{frames} pages exceeds the limit of "
+                                                  f"{limits.max_pages} pages")
+        for frame in range(frames):
+            if frame:
+                image.seek(frame)
+            _check_frame(image, frame + 1, limits)
+            image.load()  # decodes every pixel: a truncated file fails here, not in OCR
+        return frames
+
+
+# -- rendering --------------------------------------------------------------------------------
+
+def render_page(content_type: str, body: bytes, page_number: int, dpi: int = 200,
+                limits: DocumentLimits | None = None) -> Image.Image:
+    """Page ``page_number`` (1-based) of a file document as an RGB image.
+
+    PDF pages are rendered at ``dpi``; image pages come at their own resolution (``dpi`` does
+    not apply), TIFF frames as pages, rotated as their EXIF orientation says. Raises
+    :class:`DocumentError` (``too_many_pixels`` above ``limits.max_pixels``, ``corrupt``,
+    ``unsupported_type`` for text) and IndexError for a page the document does not have.
+    """
+    limits = limits or DocumentLimits()
+    declared = normalise_content_type(content_type)
+    if declared not in FILE_TYPES:
+        raise DocumentError("unsupported_type", f"{declared} has no pages to render")
+    if not 0 < dpi <= 1200:
+        raise ValueError(f"dpi {dpi} outside 1..1200")
+    try:
+        if declared == PDF:
+            return _render_pdf(body, page_number, dpi, limits)
+        return _render_image(declared, body, page_number, limits)
+    except (DocumentError, IndexError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - as inspect: a code, never a parser's error
+        raise DocumentError("corrupt", f"cannot render page {page_number} of the "
+                                       f"{declared} ({type(exc).__name__}: "
+                                       f"{str(exc)[:200]})") from None
+
+
+def _render_pdf(body: bytes, page_number: int, dpi: int, limits: DocumentLimits
+                ) -> Image.Image:
+    with _open_pdf(body) as pdf:
+        if not 1 <= page_number <= len(pdf):
+            raise IndexError(f"page {page_number} of a {len(pdf)}-page PDF")
+        width, height = pdf.get_page_size(page_number - 1)
+        pixels = _pixels(width, height, dpi)
+        if pixels > limits.max_pixels:
+            raise DocumentError("too_many_pixels", f"page {page_number} at {dpi} dpi is "
+                                                   f"{pixels} pixels; the limit is "
+                                                   f"{limits.max_pixels}")
+        page = pdf[page_number - 1]
+        try:
+            bitmap = page.render(scale=dpi / 72, rotation=0)
+            try:
+                return bitmap.to_pil().convert("RGB")
+            finally:
+                bitmap.close()
+        finally:
+            page.close()
+
+
+def _render_image(content_type: str, body: bytes, page_number: int, limits: DocumentLimits
+                  ) -> Image.Image:
+    with _open_image(content_type, body, limits) as image:
+        frames = getattr(image, "n_frames", 1) if content_type == TIFF else 1
+        if not 1 <= page_number <= frames:
+            raise IndexError(f"page {page_number} of a {frames}-page image")
+        if page_number > 1:
+            image.seek(page_number - 1)
+        _check_frame(image, page_number, limits)
+        image.load()
+        upright = ImageOps.exif_transpose(image)
+        return (upright or image).convert("RGB")
+
+
+__all__ = ["CONTENT_TYPES", "ERROR_CODES", "FILE_TYPES", "JPEG", "JSON", "MAX_JSON_DEPTH", "PDF",
+           "PNG", "TEXT", "TEXT_TYPES", "TIFF", "DocumentError", "DocumentInfo",
+           "DocumentLimits", "inspect", "json_problem", "normalise_content_type",
+           "render_page", "sniff"]

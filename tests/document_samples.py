@@ -1,0 +1,84 @@
+"""Small real documents for tests: PDFs rendered with reportlab, images written with Pillow,
+and the hostile ones ingest must refuse (encrypted, corrupt, a decompression bomb)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+from PIL import Image
+
+
+def text_pdf(lines: tuple[str, ...] = ("Invoice INV-1001", "Total 120.00 EUR"),
+             pages: int = 1, size: tuple[float, float] = (300, 200),
+             password: str | None = None) -> bytes:
+    """A PDF with a text layer: ``lines`` on each of ``pages`` pages, a black square at the
+    top left corner (so rendering can be checked)."""
+    from reportlab.pdfgen import canvas
+
+    buffer = io.BytesIO()
+    pdf = canvas.Canvas(buffer, pagesize=size, encrypt=password)
+    for number in range(pages):
+        pdf.rect(0, size[1] - 20, 20, 20, stroke=0, fill=1)
+        y = size[1] - 40
+        for line in lines:
+            pdf.drawString(30, y, f"{line}")
+            y -= 16
+        pdf.drawString(30, 20, f"page {number + 1}")
+        pdf.showPage()
+    pdf.save()
+    return buffer.getvalue()
+
+
+def image(fmt: str = "PNG", size: tuple[int, int] = (60, 40), colour: str = "white",
+          **save: object) -> bytes:
+    buffer = io.BytesIO()
+    picture = Image.new("RGB", size, colour)
+    picture.paste((0, 0, 0), (0, 0, 10, 10))  # a black mark at the top left
+    picture.save(buffer, fmt, **save)
+    return buffer.getvalue()
+
+
+def tiff(colours: tuple[str, ...] = ("red", "green", "blue"), size: tuple[int, int] = (30, 20)
+         ) -> bytes:
+    frames = [Image.new("RGB", size, c) for c in colours]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "TIFF", save_all=True, append_images=frames[1:])
+    return buffer.getvalue()
+
+
+def rotated_jpeg(size: tuple[int, int] = (40, 20), orientation: int = 6) -> bytes:
+    """A JPEG stored ``size`` wide whose EXIF says to rotate it (6: 90 degrees clockwise)."""
+    picture = Image.new("RGB", size, "white")
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return (struct.pack(">I", len(data)) + kind + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+
+def png_bomb(side: int = 8000) -> bytes:
+    """A valid greyscale PNG of side x side pixels, all black, a few dozen KiB compressed:
+    decoding it would take side**2 bytes of memory."""
+    compressor = zlib.compressobj(9)
+    row = b"\x00" * (side + 1)  # filter byte + pixels
+    parts = [compressor.compress(row) for _ in range(side)]
+    parts.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", b"".join(parts))
+            + _chunk(b"IEND", b""))
+
+
+def corrupt_pdf() -> bytes:
+    """Starts like a PDF, is not one."""
+    return b"%PDF-1.7\n" + bytes(range(256)) * 8
+
+
+def truncated(body: bytes, keep: float = 0.5) -> bytes:
+    return body[: int(len(body) * keep)]
