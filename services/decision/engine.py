@@ -126,7 +126,9 @@ def to_decision(task: TaskEnvelope, outcome: Outcome, prediction: Prediction | N
                 name=name, value=found.value, confidence=found.confidence,
                 data_class=_DATA_CLASSES[spec.data_class] if spec is not None
                 else DataClass.DATA_CLASS_PERSONAL,
-                type=spec.type if spec is not None else "string"))
+                type=spec.type if spec is not None else "string",
+                # where a document's layout had it (an extractor's ExtractedField.provenance)
+                provenance=getattr(found, "provenance", None)))
         # every declared field travels with its type and class, those not found empty (value
         # '', confidence 0): the executor's templates see them as null, a reviewer can fill
         # them in

@@ -7,7 +7,10 @@ Imports no service. Each module's public names are re-exported here:
   console), :class:`DocumentError` with its specific codes, :class:`DocumentLimits`;
 * ``_blobs`` -- the claim check: :class:`BlobStore` (PostgreSQL or S3, sealed with the
   payload codec), :func:`blob_store_for`, and :func:`load_body`, how every reader gets a
-  document's bytes.
+  document's bytes;
+* ``_layout`` -- reading a DocumentLayout (words with boxes, from a PDF's text layer or OCR):
+  lines, the reading-order text the router sees, labels and the values next to them, tables,
+  and the provenance of an extracted value.
 """
 
 from switchyard.documents._blobs import (
@@ -35,6 +38,23 @@ from switchyard.documents._files import (
     render_page,
     sniff,
 )
+from switchyard.documents._layout import (
+    LabelValue,
+    Line,
+    PageWord,
+    Table,
+    find_labels,
+    find_table,
+    find_words,
+    label_value,
+    label_values,
+    layout_from_text,
+    layout_text,
+    lines,
+    page_lines,
+    page_words,
+    provenance_of,
+)
 
 __all__ = [
     # _files
@@ -44,4 +64,8 @@ __all__ = [
     # _blobs
     "STORES", "BlobError", "BlobIntegrityError", "BlobNotFound", "BlobStore",
     "PostgresBlobStore", "S3BlobStore", "blob_store_for", "check_in", "load_body",
+    # _layout
+    "LabelValue", "Line", "PageWord", "Table", "find_labels", "find_table", "find_words",
+    "label_value", "label_values", "layout_from_text", "layout_text", "lines", "page_lines",
+    "page_words", "provenance_of",
 ]

@@ -6,7 +6,8 @@ hit or collect), a plan (templated calls with retries, compensation, conditions,
 blocks, human approvals and durable waits), review routing and retention. This package loads
 and validates packs (one line per mistake), parses tenant settings, compiles and evaluates the
 expressions (shared by the decision service and the executor), extracts fields with the
-built-in ``labels`` extractor, and turns a plan into the ActionPlan protobuf. It imports no
+built-in ``labels`` extractor (from text, or from a document's layout with each value's
+provenance), and turns a plan into the ActionPlan protobuf. It imports no
 service. The packs Switchyard ships live in the ``switchyard_packs`` package. See
 docs/packs.md.
 """
@@ -29,8 +30,11 @@ from switchyard.packs._extract import (
     ExtractedField,
     Extraction,
     Extractor,
+    accepts_layout,
     extract_fields,
     extractor_for,
+    placement_factor,
+    run_extractor,
 )
 from switchyard.packs._loader import (
     ENGINE_RULES,
@@ -73,7 +77,8 @@ __all__ = [
     "DECISION_VARIABLES", "ENGINE_RULES", "GROUPS", "MAX_PACK_BYTES", "NO_RULE_MATCHED",
     "PACKS_GROUP",
     "PLAN_VARIABLES", "Compensation", "Condition", "EntryPointError", "ExpressionError",
-    "ExtractedField", "Extraction", "Extractor", "extract_fields", "extractor_for",
+    "ExtractedField", "Extraction", "Extractor", "accepts_layout", "extract_fields",
+    "extractor_for", "placement_factor", "run_extractor",
     "FieldSpec", "GoldenCase", "Names", "Pack", "PackError", "ParamSpec", "ReviewSpec",
     "RuleSpec", "ScorerSpec", "StepApproval", "StepSpec", "StepWait", "Template",
     "TenantPackSettings", "TenantSettings", "builtin_packs", "compile_condition",

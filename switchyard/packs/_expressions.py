@@ -436,6 +436,14 @@ def typed_value(raw: str | None, type_: str) -> Any:
         if lowered in ("false", "no", "n", "0", "off", "unchecked"):
             return False
         return None
+    if type_ == "table":  # the rows as JSON: a list of column -> cell value
+        try:
+            rows = json.loads(text)
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            return None
+        return rows
     return text
 
 
@@ -443,7 +451,8 @@ def typed_fields(raw: Mapping[str, str], types: Mapping[str, str]) -> dict[str, 
     """Extracted fields (text) -> the ``fields`` map of a rule/template context.
 
     Every declared field is present (absent or unreadable ones as null, so ``fields.x == null``
-    works); money/number -> double, integer -> int, boolean -> bool, others stay text. Fields
+    works); money/number -> double, integer -> int, boolean -> bool, table -> a list of rows
+    (column -> value, as the extractor wrote them), others stay text. Fields
     not declared (e.g. a reviewer's additions) are passed as text.
     """
     out: dict[str, Any] = {name: value for name, value in raw.items() if name not in types}

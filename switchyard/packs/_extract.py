@@ -8,40 +8,74 @@ reads them from the shapes documents usually have:
   ``Label  value`` (two spaces) lines, also several on one line split by ``|`` or ``;``;
 * a field's ``pattern`` (a regex with one capture group), tried before the labels.
 
+A document with a layout (``switchyard.v1.DocumentLayout``: a PDF's text layer or OCR words
+with boxes) is read on the layout first: a field's value is right of its label on the same
+line or, when nothing follows the label there, just below it; a ``table`` field's rows are
+read under its header row, column by column. Such a value keeps its
+:class:`~switchyard.v1.Provenance` (page, boxes, OCR confidence), and its confidence is
+multiplied by the lowest OCR confidence of its words and lowered with its distance from the
+label. The text (the layout's reading-order text for a document) is searched for what the
+layout did not give; a value found there is looked up among the layout's words for its
+provenance.
+
 Each value is parsed by its type (money and numbers with either decimal separator, dates in
 the common orders as YYYY-MM-DD, IBANs checked with their mod-97 digits, e-mail addresses,
 enum values matched without case). A value found by a pattern or label but unreadable as its
 type is an issue, not a value. ``Extraction.confidence`` is the mean confidence of the required
 fields (a missing one counts 0), or of the fields found when none is required. A document type
 whose layout needs code registers its own extractor (entry point group
-``switchyard.extractors``, a callable ``text -> Extraction``) and names it in ``extractor:``.
+``switchyard.extractors``, a callable ``text -> Extraction``, or ``(text, layout=...) ->
+Extraction`` to get the layout too: :func:`run_extractor` passes it to extractors whose
+signature accepts ``layout``) and names it in ``extractor:``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import inspect
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from switchyard.packs._entrypoints import GROUPS, EntryPointError, entry_point
 from switchyard.packs._expressions import as_text, parse_number
+from switchyard.documents._layout import (
+    LabelValue,
+    Line,
+    PageWord,
+    find_table,
+    find_words,
+    label_values,
+    layout_text,
+    lines,
+    provenance_of,
+)
 from switchyard.packs._model import FieldSpec, Pack
+from switchyard.v1 import BoundingBox, DocumentLayout, Provenance
 
 MAX_TEXT_CHARS = 100_000
 MAX_VALUE_CHARS = 500
 #: How sure a value is, by how it was found.
 FOUND_BY_JSON, FOUND_BY_PATTERN, FOUND_BY_LABEL = 0.95, 0.9, 0.85
+#: A value below its label instead of right of it is a little less sure.
+BELOW_FACTOR = 0.95
+#: Label distance (in line heights) up to which a value right of its label loses nothing,
+#: and how much each further line height costs (down to DISTANCE_FLOOR).
+NEAR_HEIGHTS, PER_HEIGHT, DISTANCE_FLOOR = 4.0, 0.01, 0.7
 
 
 @dataclass(frozen=True)
 class ExtractedField:
-    """One field's value (as text, normalised by type) and how sure the extractor is (0..1)."""
+    """One field's value (as text, normalised by type), how sure the extractor is (0..1) and,
+    for a document with a layout, where the value was read (the decision's
+    ``FieldExtraction.provenance``; None for plain text)."""
 
     value: str
     confidence: float
+    provenance: Provenance | None = None
 
 
 @dataclass(frozen=True)
@@ -58,7 +92,8 @@ class Extraction:
         return {name: f.value for name, f in self.fields.items()}
 
 
-Extractor = Callable[[str], Extraction]
+#: ``text -> Extraction``, or ``(text, layout=None) -> Extraction`` for one that reads layouts.
+Extractor = Callable[..., Extraction]
 
 
 def _norm(label: str) -> str:
@@ -209,40 +244,149 @@ def _labels(spec: FieldSpec) -> list[str]:
     return [_norm(label) for label in (spec.labels or (spec.name,))] + [_norm(spec.name)]
 
 
-def extract_fields(pack: Pack, text: str) -> Extraction:
-    """Read ``pack``'s fields from ``text`` with the built-in labels extractor."""
+def placement_factor(found: LabelValue) -> float:
+    """How sure a value is by where it was next to its label: right of it and near (within
+    NEAR_HEIGHTS line heights) 1; farther away a little less for every line height; below the
+    label BELOW_FACTOR."""
+    factor = max(DISTANCE_FLOOR, 1.0 - PER_HEIGHT * max(0.0, found.distance - NEAR_HEIGHTS))
+    return factor * (BELOW_FACTOR if found.placement == "below" else 1.0)
+
+
+def _provenance(words: Sequence[PageWord]) -> Provenance | None:
+    return provenance_of(words) if words else None
+
+
+def _ocr_factor(provenance: Provenance | None) -> float:
+    return provenance.ocr_confidence if provenance is not None else 1.0
+
+
+_JSON_TYPES = {"money": float, "number": float, "integer": int}
+
+
+def _cell(spec: FieldSpec, raw: str) -> tuple[Any, bool]:
+    """A table cell as its JSON value (numbers for money/number/integer, true/false for a
+    boolean, text otherwise) and whether it was readable (unreadable: null)."""
+    parsed = parse_value(spec, raw)
+    if isinstance(parsed, str):
+        return None, False
+    value = parsed[0]
+    if spec.type in _JSON_TYPES:
+        return _JSON_TYPES[spec.type](float(value)), True
+    if spec.type == "boolean":
+        return value == "true", True
+    return value, True
+
+
+_TEXT_CELLS = re.compile(r"\s*\|\s*|\t+|\s{2,}")
+
+
+def _text_table_layout(text: str) -> DocumentLayout:
+    """Plain text whose table cells are separated by ``|``, tabs or wide spaces, as a layout
+    with one word per cell and the n-th cell of every line in the n-th of evenly spaced
+    columns: the header's cells stand over the rows' cells as on a page, so plain-text tables
+    are read by the same code as laid-out ones."""
+    layout = DocumentLayout()
+    page = layout.pages.add(number=1, width=1000.0, height=1000.0)
+    for row, line in enumerate(text.splitlines()[:2000]):
+        cells = [c.strip() for c in _TEXT_CELLS.split(line.strip().strip("|")) if c.strip()]
+        for n, cell in enumerate(cells[:40]):
+            page.words.add(text=cell, confidence=1.0,
+                           box=BoundingBox(x0=n * 0.025, x1=n * 0.025 + 0.02,
+                                           y0=row * 0.0005, y1=row * 0.0005 + 0.0004))
+    return layout
+
+
+def _table(spec: FieldSpec, layout_lines: list[Line], with_provenance: bool
+           ) -> ExtractedField | str | None:
+    """A table field from lines: its rows as JSON (a list of column -> value), or an issue
+    text when rows were found but none had a readable cell, or None when no header."""
+    columns = {c.name: (c.labels or (c.name,)) for c in spec.columns}
+    table = find_table(layout_lines, columns, spec.end)
+    if table is None:
+        return None
+    rows, readable = [], 0
+    for row in table.rows:
+        out: dict[str, Any] = {}
+        for column in spec.columns:
+            cell = row.get(column.name)
+            value, ok = _cell(column, " ".join(w.text for w in cell)) if cell else (None, False)
+            out[column.name] = value
+            readable += ok
+        rows.append(out)
+    if not readable:
+        return f"{spec.name}: no readable cell in {len(rows)} rows"
+    provenance = _provenance(table.words()) if with_provenance else None
+    confidence = FOUND_BY_LABEL * readable / (len(rows) * len(spec.columns))
+    return ExtractedField(value=json.dumps(rows, separators=(",", ":"), ensure_ascii=False),
+                          confidence=round(confidence * _ocr_factor(provenance), 3),
+                          provenance=provenance)
+
+
+def extract_fields(pack: Pack, text: str, layout: DocumentLayout | None = None) -> Extraction:
+    """Read ``pack``'s fields from a document with the built-in labels extractor: from its
+    ``layout`` when it has one (values with their provenance), else, and for what the layout
+    does not give, from ``text`` (for a document with a layout and no text: the layout's
+    reading-order text)."""
+    has_layout = layout is not None and any(page.words for page in layout.pages)
+    layout_lines = lines(layout) if has_layout and layout is not None else []
+    if has_layout and layout is not None and not text:
+        text = layout_text(layout)
     text = text[:MAX_TEXT_CHARS]
     json_pairs = _json_pairs(text)
     line_pairs = [] if json_pairs else _line_pairs(text)
+    text_table_lines: list[Line] | None = None
     found: dict[str, ExtractedField] = {}
     issues: list[str] = []
     for name, spec in pack.fields.items():
-        candidates: list[tuple[str, float]] = []
-        if spec.pattern:
-            try:
-                match = re.search(spec.pattern, text)
-            except re.error:  # checked at load time; defensive for hand-built packs
-                match = None
-            if match and match.group(1):
-                candidates.append((match.group(1), FOUND_BY_PATTERN))
-        labels = _labels(spec)
-        for key, value in json_pairs:
-            if _norm(key) in labels:
-                candidates.append((value, FOUND_BY_JSON))
-                break
-        for key, value in line_pairs:
-            if _norm(key) in labels:
-                candidates.append((value, FOUND_BY_LABEL))
-                break
         problem = ""
-        for raw, how in candidates:
-            parsed = parse_value(spec, raw)
-            if isinstance(parsed, str):
-                problem = problem or f"{name}: {parsed}"
-                continue
-            value, factor = parsed
-            found[name] = ExtractedField(value=value, confidence=round(how * factor, 3))
-            break
+        if spec.type == "table":
+            table = _table(spec, layout_lines, True) if layout_lines else None
+            if table is None:
+                if text_table_lines is None:
+                    text_table_lines = lines(_text_table_layout(text))
+                table = _table(spec, text_table_lines, False)
+            if isinstance(table, ExtractedField):
+                found[name] = table
+            elif isinstance(table, str):
+                problem = table
+        else:
+            # (raw value, how sure by how found, the value's words in the layout)
+            candidates: list[tuple[str, float, Sequence[PageWord]]] = []
+            if spec.pattern:
+                try:
+                    match = re.search(spec.pattern, text)
+                except re.error:  # checked at load time; defensive for hand-built packs
+                    match = None
+                if match and match.group(1):
+                    candidates.append((match.group(1), FOUND_BY_PATTERN,
+                                       find_words(layout_lines, match.group(1))))
+            labels = _labels(spec)
+            if layout_lines:
+                others = [label for other in pack.fields.values() if other is not spec
+                          for label in (other.labels or (other.name,))]
+                candidates.extend(
+                    (beside.text, FOUND_BY_LABEL * placement_factor(beside), beside.value)
+                    for beside in label_values(layout_lines, spec.labels or (spec.name,),
+                                               others))
+            for key, value in json_pairs:
+                if _norm(key) in labels:
+                    candidates.append((value, FOUND_BY_JSON, find_words(layout_lines, value)))
+                    break
+            for key, value in line_pairs:
+                if _norm(key) in labels:
+                    candidates.append((value, FOUND_BY_LABEL, find_words(layout_lines, value)))
+                    break
+            for raw, how, words in candidates:
+                parsed = parse_value(spec, raw)
+                if isinstance(parsed, str):
+                    problem = problem or f"{name}: {parsed}"
+                    continue
+                value, factor = parsed
+                provenance = _provenance(words)
+                found[name] = ExtractedField(
+                    value=value, confidence=round(how * factor * _ocr_factor(provenance), 3),
+                    provenance=provenance)
+                break
         if name not in found:
             if problem:
                 issues.append(problem)
@@ -259,12 +403,35 @@ def extract_fields(pack: Pack, text: str) -> Extraction:
     return Extraction(fields=found, confidence=round(confidence, 3), issues=issues)
 
 
+@functools.lru_cache(maxsize=256)
+def accepts_layout(extractor: Callable[..., Any]) -> bool:
+    """Whether ``extractor`` takes the document's layout: a parameter named ``layout`` (or
+    ``**kwargs``) in its signature. Extractors written for text alone (``text ->
+    Extraction``) keep being called with the text only."""
+    try:
+        parameters = inspect.signature(extractor).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: text only
+        return False
+    return any(p.name == "layout" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+               or p.kind is p.VAR_KEYWORD for p in parameters)
+
+
+def run_extractor(extractor: Callable[..., Any], text: str,
+                  layout: DocumentLayout | None = None) -> Any:
+    """Call a pack's extractor on a document: with ``layout=`` when the document has a layout
+    and the extractor accepts one (:func:`accepts_layout`), else with the text alone."""
+    if layout is not None and accepts_layout(extractor):
+        return extractor(text, layout=layout)
+    return extractor(text)
+
+
 def extractor_for(pack: Pack) -> Extractor:
-    """The extractor ``pack`` names: the built-in labels extractor, or the callable
-    (``text -> Extraction``) registered under its name in entry point group
-    switchyard.extractors. Raises EntryPointError when that is missing or fails to import."""
+    """The extractor ``pack`` names: the built-in labels extractor (``(text, layout=None) ->
+    Extraction``), or the callable registered under its name in entry point group
+    switchyard.extractors (call it through :func:`run_extractor`). Raises EntryPointError
+    when that is missing or fails to import."""
     if pack.extractor == "labels":
-        return lambda text: extract_fields(pack, text)
+        return functools.partial(extract_fields, pack)
     loaded = entry_point(GROUPS["extractors"], pack.extractor)
     if not callable(loaded):
         raise EntryPointError(f"entry point {pack.extractor!r} in group "
@@ -272,5 +439,6 @@ def extractor_for(pack: Pack) -> Extractor:
     return loaded  # type: ignore[no-any-return]
 
 
-__all__ = ["ExtractedField", "Extraction", "Extractor", "extract_fields", "extractor_for",
-           "iban_valid", "parse_date", "parse_value"]
+__all__ = ["ExtractedField", "Extraction", "Extractor", "accepts_layout", "extract_fields",
+           "extractor_for", "iban_valid", "parse_date", "parse_value", "placement_factor",
+           "run_extractor"]

@@ -190,30 +190,41 @@ def _parameters(raw: Mapping[str, Any], c: _Checker) -> dict[str, ParamSpec]:
 # -- fields ------------------------------------------------------------------------------
 
 
+def _field(name: str, spec: Mapping[str, Any], where: list[Any], c: _Checker) -> FieldSpec:
+    kind = spec["type"]
+    if kind == "enum" and "values" not in spec:
+        c.add(where + ["values"], "(missing)", "an enum field needs values: [...]", raw=True)
+    if kind != "enum" and "values" in spec:
+        c.add(where + ["values"], spec["values"], "only an enum field has values")
+    if kind == "table" and "columns" not in spec:
+        c.add(where + ["columns"], "(missing)", "a table field needs columns: {name: {type, "
+                                                "labels}}", raw=True)
+    for key in ("columns", "end"):
+        if kind != "table" and key in spec:
+            c.add(where + [key], spec[key], f"only a table field has {key}")
+    if kind == "table" and "pattern" in spec:
+        c.add(where + ["pattern"], spec["pattern"], "a table field has no pattern")
+    pattern = spec.get("pattern", "")
+    if pattern:
+        try:
+            groups = re.compile(pattern).groups
+        except (re.error, RecursionError, OverflowError) as exc:
+            c.add(where + ["pattern"], pattern, f"not a valid regex: {exc}")
+        else:
+            if groups != 1:
+                c.add(where + ["pattern"], pattern,
+                      f"must have exactly one capture group (has {groups})")
+    columns = tuple(_field(column, column_spec, where + ["columns", column], c)
+                    for column, column_spec in spec.get("columns", {}).items())
+    return FieldSpec(name=name, type=kind, required=spec.get("required", False),
+                     data_class=spec.get("data_class", "personal"),
+                     labels=tuple(spec.get("labels", ())), pattern=pattern,
+                     values=tuple(spec.get("values", ())), columns=columns,
+                     end=tuple(spec.get("end", ())))
+
+
 def _fields(raw: Mapping[str, Any], c: _Checker) -> dict[str, FieldSpec]:
-    out: dict[str, FieldSpec] = {}
-    for name, spec in raw.items():
-        where = ["fields", name]
-        kind = spec["type"]
-        if kind == "enum" and "values" not in spec:
-            c.add(where + ["values"], "(missing)", "an enum field needs values: [...]", raw=True)
-        if kind != "enum" and "values" in spec:
-            c.add(where + ["values"], spec["values"], "only an enum field has values")
-        pattern = spec.get("pattern", "")
-        if pattern:
-            try:
-                groups = re.compile(pattern).groups
-            except (re.error, RecursionError, OverflowError) as exc:
-                c.add(where + ["pattern"], pattern, f"not a valid regex: {exc}")
-            else:
-                if groups != 1:
-                    c.add(where + ["pattern"], pattern,
-                          f"must have exactly one capture group (has {groups})")
-        out[name] = FieldSpec(name=name, type=kind, required=spec.get("required", False),
-                              data_class=spec.get("data_class", "personal"),
-                              labels=tuple(spec.get("labels", ())), pattern=pattern,
-                              values=tuple(spec.get("values", ())))
-    return out
+    return {name: _field(name, spec, ["fields", name], c) for name, spec in raw.items()}
 
 
 # -- decision table ---------------------------------------------------------------------------
@@ -278,6 +289,8 @@ def _samples(fields: Mapping[str, FieldSpec], params: Mapping[str, ParamSpec],
     """A rule context with a value of its declared type for every field and the defaults of
     the parameters, as the engine would build it for a document that has every field."""
     def sample(spec: FieldSpec) -> Any:
+        if spec.type == "table":
+            return [{column.name: sample(column) for column in spec.columns}]
         return spec.values[0] if spec.type == "enum" and spec.values \
             else _SAMPLE_VALUES.get(spec.type, "text")
 

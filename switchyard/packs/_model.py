@@ -29,7 +29,9 @@ class PackError(ValueError):
 
 #: Field types a pack may declare, and the CEL type each becomes in rule/template contexts.
 FIELD_TYPES: tuple[str, ...] = ("string", "money", "number", "integer", "date", "iban", "email",
-                                "enum", "boolean")
+                                "enum", "boolean", "table")
+#: Types a table's column may have (every field type but table).
+COLUMN_TYPES: tuple[str, ...] = FIELD_TYPES[:-1]
 #: Data classes of a field (see DataClass in decision.proto); personal is the safe default.
 DATA_CLASSES: tuple[str, ...] = ("personal", "derived", "operational")
 PARAM_TYPES: tuple[str, ...] = ("number", "integer", "string", "boolean", "list")
@@ -57,6 +59,10 @@ class FieldSpec:
     labels: tuple[str, ...] = ()
     pattern: str = ""  # a regex with one capture group, tried before the labels
     values: tuple[str, ...] = ()  # enum only
+    #: table only: its columns (name, type and the labels of its header), in declared order
+    columns: tuple[FieldSpec, ...] = ()
+    #: table only: labels of a line that ends the table (``Subtotal``)
+    end: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

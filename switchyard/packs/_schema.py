@@ -20,6 +20,7 @@ from typing import Any
 import jsonschema
 
 from switchyard.packs._model import (
+    COLUMN_TYPES,
     DATA_CLASSES,
     ESCALATION_REASONS,
     FIELD_TYPES,
@@ -165,6 +166,20 @@ STEP_FORMS: tuple[str, ...] = ("approval", "wait", "parallel")
 
 def pack_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of pack.yaml."""
+    labels = {"type": "array", "minItems": 1, "maxItems": 32,
+              "items": {"type": "string", "minLength": 1, "maxLength": 64}}
+    values = {"type": "array", "minItems": 1, "maxItems": 256, "uniqueItems": True,
+              "items": {"type": "string", "minLength": 1},
+              "description": "enum only: the allowed values."}
+    column_spec = {
+        "type": "object", "additionalProperties": False, "required": ["type"],
+        "properties": {
+            "type": _str("Value type of the column's cells.", enum=list(COLUMN_TYPES)),
+            "labels": {**labels, "description": "Labels of the column in the table's header "
+                                                "row; default: the column name."},
+            "values": values,
+        },
+    }
     field_spec = {
         "type": "object", "additionalProperties": False, "required": ["type"],
         "properties": {
@@ -172,15 +187,20 @@ def pack_schema() -> dict[str, Any]:
             "required": {"type": "boolean", "description": "Missing: an extraction issue."},
             "data_class": _str("Drives redaction, encryption and retention; default personal.",
                                enum=list(DATA_CLASSES)),
-            "labels": {"type": "array", "minItems": 1, "maxItems": 32,
-                       "items": {"type": "string", "minLength": 1, "maxLength": 64},
-                       "description": "Labels the value follows in the document; default: "
-                                      "the field name."},
+            "labels": {**labels, "description": "Labels the value follows in the document "
+                                                "(right of them or below); default: the "
+                                                "field name."},
             "pattern": _str("A regex with one capture group, tried before the labels.",
                             minLength=1, maxLength=1000),
-            "values": {"type": "array", "minItems": 1, "maxItems": 256, "uniqueItems": True,
-                       "items": {"type": "string", "minLength": 1},
-                       "description": "enum only: the allowed values."},
+            "values": values,
+            "columns": {"type": "object", "minProperties": 1, "maxProperties": 32,
+                        "propertyNames": {"pattern": IDENTIFIER},
+                        "additionalProperties": column_spec,
+                        "description": "table only: the columns, each found by its labels in "
+                                       "the header row; the value is the rows, a list of "
+                                       "column -> cell value."},
+            "end": {**labels, "description": "table only: labels of a line that ends the "
+                                             "table (e.g. Subtotal)."},
         },
     }
     scalar = {"type": ["number", "string", "boolean"]}

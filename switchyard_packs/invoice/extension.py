@@ -2,8 +2,9 @@
 
 * ``switchyard.extractors: invoice`` -> :func:`extract`: the invoice field extractor
   (:mod:`switchyard_packs.invoice.extraction`); its result has ``fields`` (name ->
-  ``ExtractedField(value, confidence)``), ``confidence`` and ``issues`` like every extractor's,
-  plus the line items the risk features need.
+  ``ExtractedField(value, confidence, provenance)``), ``confidence`` and ``issues`` like every
+  extractor's, plus the line items the risk features need; it takes the document's layout
+  (``layout=``) when the document has one.
 * ``switchyard.features: invoice`` -> :func:`risk_features`: the ``invoice_risk`` model's input
   vector, built from the extraction and what the ``vendor_history`` enricher found.
 * ``switchyard.enrichers: vendor_history`` -> :class:`VendorHistoryEnricher`: the tenant's
@@ -24,7 +25,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from switchyard._payloads import PLAINTEXT, PayloadCodec
-from switchyard.v1 import Decision, DecisionOutcome, TaskEnvelope
+from switchyard.v1 import Decision, DecisionOutcome, DocumentLayout, TaskEnvelope
 from switchyard_packs.invoice.extraction import InvoiceExtraction, extract_invoice, vendor_key
 from switchyard_packs.invoice.history import (
     HistoryStore,
@@ -47,9 +48,10 @@ class EnricherResources(Protocol):
     codec: PayloadCodec
 
 
-def extract(text: str) -> InvoiceExtraction:
-    """The ``invoice`` extractor: fields of an invoice document, each with a confidence."""
-    return extract_invoice(text)
+def extract(text: str, layout: DocumentLayout | None = None) -> InvoiceExtraction:
+    """The ``invoice`` extractor: fields of an invoice document, each with a confidence, and
+    for a document with a ``layout`` (a PDF or an image) each value's provenance."""
+    return extract_invoice(text, layout)
 
 
 def _received(task: TaskEnvelope) -> dt.date:

@@ -16,6 +16,12 @@ line items vs subtotal), a due date before the invoice date, several currencies 
 document. Consistency raises it: line items that add up to the subtotal confirm the amounts.
 ``InvoiceExtraction.confidence`` folds the key fields into one number, the
 ``extraction_confidence`` feature the invoice_risk model was trained with.
+
+A PDF or an image comes with its layout (words with boxes): the extractor reads the layout's
+reading-order text as above, and then the layout itself for what the text does not show (a
+value below its label instead of beside it). Each value is looked up among the layout's words
+(after its label when it followed one) for its provenance, and its confidence is multiplied
+by the lowest OCR confidence of those words.
 """
 
 from __future__ import annotations
@@ -23,7 +29,21 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from switchyard.documents import (
+    Line,
+    PageWord,
+    find_labels,
+    find_words,
+    label_values,
+    layout_text,
+    lines,
+    provenance_of,
+)
+from switchyard.packs import placement_factor
+from switchyard.v1 import DocumentLayout, Provenance
 
 #: Fields the extractor reports, in the order Decision.fields lists them.
 FIELD_NAMES: tuple[str, ...] = (
@@ -221,6 +241,8 @@ class ExtractedField:
     value: str  # normalized: ISO dates, amounts with two decimals, ISO currency codes
     confidence: float
     raw: str = ""
+    #: where the value was read, for a document with a layout (None for plain text)
+    provenance: Provenance | None = None
 
 
 @dataclass
@@ -529,8 +551,43 @@ def _render(name: str, value: object) -> str:
     return str(value)
 
 
-def extract_invoice(text: str) -> InvoiceExtraction:
-    """Fields of an invoice document, each with a confidence in [0, 1]."""
+def _from_layout(layout_lines: list[Line], b: _Builder) -> None:
+    """Labelled values the text did not give: right of the label, or below it (a label above
+    its value reads as an empty value in the text)."""
+    for name in ("invoice_number", "invoice_date", "due_date", "po_number", "subtotal", "tax",
+                 "total", "vendor", "currency"):
+        if name in b.found:
+            continue
+        others = [label for label, field_name in _LABEL_FIELD.items() if field_name != name]
+        for found in label_values(layout_lines, LABELS[name], others):
+            label = " ".join(w.text for w in found.label).lower().rstrip(":")
+            _from_pairs([(name, label, found.text)], b, 0.95 * placement_factor(found))
+            if name in b.found:  # else not readable as the field: the next candidate
+                break
+
+
+def _locate(layout_lines: list[Line], cand: _Candidate) -> Sequence[PageWord]:
+    """The words a value was read from: after its label when it followed one (on the label's
+    line, else the next two lines), else its first occurrence in the document."""
+    raw = cand.raw.strip()
+    if not raw:
+        return ()
+    if cand.source.startswith("label:"):
+        for line, _start, end in find_labels(layout_lines, cand.source[len("label:"):]):
+            index = layout_lines.index(line)
+            after = [Line(line.page, line.words[end:])] + list(layout_lines[index + 1:index + 3])
+            words = find_words([ln for ln in after if ln.words], raw)
+            if words:
+                return words
+    return find_words(layout_lines, raw)
+
+
+def extract_invoice(text: str, layout: DocumentLayout | None = None) -> InvoiceExtraction:
+    """Fields of an invoice document, each with a confidence in [0, 1]; with the document's
+    ``layout``, also values below their labels, and each value's provenance."""
+    layout_lines = lines(layout) if layout is not None else []
+    if layout_lines and not text.strip():
+        text = layout_text(layout)  # type: ignore[arg-type]
     b = _Builder()
     structured = _structured(text)
     if structured is not None:
@@ -538,6 +595,8 @@ def extract_invoice(text: str) -> InvoiceExtraction:
         _from_pairs(pairs, b, 0.98)
     else:
         _from_pairs(_labeled_values(text), b, 0.95)
+        if layout_lines:
+            _from_layout(layout_lines, b)
         _from_prose(text, b)
         _vendor(text, b)
         _bank_account(text, b)
@@ -548,7 +607,7 @@ def extract_invoice(text: str) -> InvoiceExtraction:
     if money_currencies:
         source = b.found.get("total") or b.found.get("subtotal")
         b.offer("currency", money_currencies[0], min(0.95, source.confidence + 0.02)  # type: ignore[union-attr]
-                if len(set(money_currencies)) == 1 else 0.6, money_currencies[0], "amount")
+                if len(set(money_currencies)) == 1 else 0.6, money_currencies[0], source.source)  # type: ignore[union-attr]
     elif "currency" not in b.found:
         codes = [m.currency for m in find_money(text) if m.currency]
         if codes:
@@ -567,8 +626,12 @@ def extract_invoice(text: str) -> InvoiceExtraction:
         cand = b.found.get(name)
         if cand is None:
             continue
-        conf = round(min(1.0, max(0.0, cand.confidence * damp)), 3)
-        fields[name] = ExtractedField(name, _render(name, cand.value), conf, cand.raw)
+        words = _locate(layout_lines, cand) if layout_lines else ()
+        provenance = provenance_of(words) if words else None
+        ocr = provenance.ocr_confidence if provenance is not None else 1.0
+        conf = round(min(1.0, max(0.0, cand.confidence * damp * ocr)), 3)
+        fields[name] = ExtractedField(name, _render(name, cand.value), conf, cand.raw,
+                                      provenance)
     if items:
         fields.setdefault("line_item_count", ExtractedField("line_item_count", str(len(items)),
                                                             round(0.8 * damp, 3)))

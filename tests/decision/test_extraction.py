@@ -140,3 +140,84 @@ def test_dates_and_numbers() -> None:
     assert vendor_key("Northwind Supplies Ltd.") == vendor_key("NORTHWIND SUPPLIES") \
         == "northwind supplies"
     assert noise_level(invoice()) == 0 and noise_level("lnvoice 2O24 supp1ies 5ales") > 0.5
+
+
+# -- invoices with a layout (a PDF's text layer, OCR) ------------------------------------------
+
+BLOCK_INVOICE = """\
+Granite Engineering GmbH
+12 Market Rd, London
+
+INVOICE
+
+Invoice No                Invoice Date             Due Date
+INV-2026-88001            2026-11-20               2026-12-20
+
+Item | Qty | Rate | Total
+1. Server rack installation | 1 | 1000.00 | 1000.00
+
+Subtotal: EUR 1,000.00
+VAT 20%: EUR 200.00
+TOTAL: EUR 1,200.00"""
+
+
+def test_an_invoice_layout_gives_values_below_labels_and_provenance() -> None:
+    from switchyard.documents import layout_from_text, layout_text
+
+    layout = layout_from_text(BLOCK_INVOICE)
+    # the text alone cannot pair labels with the values under them
+    assert extract_invoice(layout_text(layout)).get("invoice_number") is None
+    ex = extract_invoice(layout_text(layout), layout)
+    assert {n: ex.get(n) for n in ("invoice_number", "invoice_date", "due_date", "total",
+                                   "currency", "vendor")} == {
+        "invoice_number": "INV-2026-88001", "invoice_date": "2026-11-20",
+        "due_date": "2026-12-20", "total": "1200.00", "currency": "EUR",
+        "vendor": "Granite Engineering GmbH"}
+    number = ex.fields["invoice_number"].provenance
+    assert number is not None and number.page == 1
+    assert (number.box.x0, number.box.y0) == pytest.approx((0.0, 6.2 / 60))
+    total = ex.fields["total"].provenance
+    assert total is not None and [round(b.x0, 2) for b in total.word_boxes] == [0.07, 0.11]
+    assert ex.fields["vendor"].provenance is not None
+    # with no text given, the extractor reads the layout's own text
+    assert extract_invoice("", layout).get("total") == "1200.00"
+    # plain text: no provenance
+    assert all(f.provenance is None for f in extract_invoice(invoice()).fields.values())
+
+
+def test_ocr_confidence_lowers_an_invoice_fields_confidence() -> None:
+    from switchyard.documents import layout_from_text, layout_text
+
+    sure = layout_from_text(invoice())
+    unsure = layout_from_text(invoice())
+    for word in unsure.pages[0].words:
+        if word.text == "360.00":
+            word.confidence = 0.5
+    clean = extract_invoice(layout_text(sure), sure)
+    doubtful = extract_invoice(layout_text(unsure), unsure)
+    assert clean.get("total") == doubtful.get("total") == "360.00"
+    assert doubtful.fields["total"].provenance.ocr_confidence == 0.5  # type: ignore[union-attr]
+    assert doubtful.fields["total"].confidence == pytest.approx(
+        clean.fields["total"].confidence * 0.5, abs=1e-3)
+    assert doubtful.confidence < clean.confidence
+
+
+def test_the_decision_carries_each_fields_provenance() -> None:
+    from services.decision.engine import Assessment, to_decision
+    from services.decision.packs import ActivePack
+    from services.decision.policy import Outcome, Policy
+    from switchyard.documents import layout_from_text, layout_text
+    from switchyard.packs import builtin_packs
+    from switchyard.v1 import TaskEnvelope
+
+    layout = layout_from_text(invoice())
+    ex = extract_invoice(layout_text(layout), layout)
+    pack = builtin_packs()["invoice"]
+    decision = to_decision(
+        TaskEnvelope(task_id="t1", tenant_id="acme"),
+        Outcome("escalate", "r", "why", 0.5, "invoice"), None, Policy(),
+        Assessment(ActivePack(pack, {}), ex, {}))
+    fields = {f.name: f for f in decision.fields}
+    assert fields["total"].provenance == ex.fields["total"].provenance
+    assert fields["total"].provenance.page == 1
+    assert not fields["extraction_confidence"].HasField("provenance")

@@ -1,17 +1,26 @@
-"""The built-in labels extractor: JSON keys, label lines, patterns, types and confidence."""
+"""The built-in labels extractor: JSON keys, label lines, patterns, types and confidence;
+on a document's layout: values beside or below labels, tables, provenance."""
 
 from __future__ import annotations
 
 import pytest
 
+from switchyard.documents import layout_from_text, layout_text
 from switchyard.packs import (
     EntryPointError,
+    Extraction,
+    accepts_layout,
     builtin_packs,
+    compile_condition,
+    evaluate_condition,
     extract_fields,
     extractor_for,
     load_pack_files,
+    run_extractor,
+    typed_fields,
 )
 from switchyard.packs._extract import iban_valid, parse_date
+from switchyard.v1 import DocumentLayout, LayoutSource
 from tests.packs.conftest import expense, files_of
 
 
@@ -86,3 +95,130 @@ def test_extractor_for_labels_and_entry_points(claim) -> None:
     with pytest.raises(EntryPointError, match="no entry point 'nope' in group "
                                               "switchyard.extractors"):
         extractor_for(replace(claim, extractor="nope"))
+
+
+# -- documents with a layout (PDF text layer, OCR) ----------------------------------------------
+
+CLAIM_PAGE = """\
+Expense claim EXP-1234
+Employee:      Ann Lee                 Date
+Nights:        3                       31/01/2025
+
+Item                     Qty       Amount
+Hotel night              2         240.00
+Taxi to the airport      1         35,50
+Subtotal: 275.50
+Total:                             EUR 275.50"""
+
+
+def _ocr(layout: DocumentLayout, confidences: dict[str, float]) -> DocumentLayout:
+    """The layout as OCR would give it: source OCR, some words read less surely."""
+    for page in layout.pages:
+        page.source = LayoutSource.LAYOUT_SOURCE_OCR
+        for word in page.words:
+            word.confidence = confidences.get(word.text, 0.99)
+    return layout
+
+
+@pytest.fixture(scope="module")
+def itemised():
+    doc = expense()
+    doc["fields"]["ref"] = {"type": "string", "data_class": "derived",
+                            "pattern": r"\b(EXP-[0-9]{4})\b"}
+    doc["fields"]["items"] = {
+        "type": "table", "data_class": "derived", "end": ["Subtotal"],
+        "columns": {"what": {"type": "string", "labels": ["Item", "Description"]},
+                    "qty": {"type": "integer", "labels": ["Qty"]},
+                    "amount": {"type": "money", "labels": ["Amount"]}}}
+    return load_pack_files(files_of(doc))
+
+
+def test_layout_values_right_of_and_below_labels_with_provenance(itemised) -> None:
+    layout = _ocr(layout_from_text(CLAIM_PAGE), {"Lee": 0.8, "275.50": 0.9})
+    got = extract_fields(itemised, "", layout)
+    assert got.values == {"employee": "Ann Lee", "amount": "275.50", "claim_date": "2025-01-31",
+                          "nights": "3", "ref": "EXP-1234",
+                          "items": '[{"what":"Hotel night","qty":2,"amount":240.0},'
+                                   '{"what":"Taxi to the airport","qty":1,"amount":35.5}]'}
+    employee = got.fields["employee"].provenance
+    assert employee is not None and employee.page == 1
+    assert employee.source == LayoutSource.LAYOUT_SOURCE_OCR
+    assert [b.x0 for b in employee.word_boxes] == pytest.approx([0.15, 0.19])
+    assert employee.box.x1 == pytest.approx(0.22) and employee.ocr_confidence == 0.8
+    # the lowest OCR confidence of the value's words lowers the field's confidence
+    assert got.fields["employee"].confidence == pytest.approx(0.85 * 0.8, abs=1e-3)
+    # a value below its label, and one far right of it, are a little less sure
+    assert got.fields["claim_date"].confidence == pytest.approx(0.85 * 0.95 * 0.99, abs=1e-3)
+    amount = got.fields["amount"]
+    assert amount.confidence < 0.85 * 0.9 and amount.provenance is not None
+    assert amount.provenance.box.y0 > employee.box.y0
+    # a pattern's match is found among the words too
+    assert got.fields["ref"].provenance is not None
+    assert got.fields["ref"].provenance.box.x0 == pytest.approx(0.14)
+    # the table: every row's words, on its page
+    items = got.fields["items"].provenance
+    assert items is not None and len(items.word_boxes) == 10
+    assert got.fields["items"].confidence == pytest.approx(0.85 * 0.99, abs=1e-3)
+
+
+def test_plain_text_has_no_provenance_and_reads_pipe_tables(itemised) -> None:
+    got = extract_fields(itemised, "Employee: Bo\nItem | Qty | Amount\nTaxi | 1 | 3.00\n"
+                                   "Bus | two | 4.00\nSubtotal: 7.00\nTotal: 7")
+    assert got.values["items"] == ('[{"what":"Taxi","qty":1,"amount":3.0},'
+                                   '{"what":"Bus","qty":null,"amount":4.0}]')
+    assert got.fields["items"].confidence == pytest.approx(0.85 * 5 / 6, abs=1e-3)
+    assert all(f.provenance is None for f in got.fields.values())
+    # rows without one readable cell are an issue
+    bad = extract_fields(itemised, "Qty | Amount\nx | y\nz | w")
+    assert "items: no readable cell in 2 rows" in bad.issues
+    assert "items" not in bad.values
+
+
+def test_a_text_value_is_looked_up_in_the_layout_for_its_provenance(claim) -> None:
+    # 'Nights=3' is one word: no label among the layout's words, but the text reads it, and
+    # the word that holds the value is its provenance
+    layout = layout_from_text("Employee: Ann\n\n    Nights=3")
+    got = extract_fields(claim, layout_text(layout), layout)
+    assert got.values["nights"] == "3" and got.fields["nights"].confidence == 0.85
+    nights = got.fields["nights"].provenance
+    assert nights is not None and nights.box.x0 == pytest.approx(0.04)
+    assert nights.box.y0 > got.fields["employee"].provenance.box.y1  # type: ignore[union-attr]
+
+
+def test_table_rows_are_lists_in_rules(itemised) -> None:
+    layout = layout_from_text(CLAIM_PAGE)
+    raw = extract_fields(itemised, "", layout).values
+    fields = typed_fields(raw, itemised.field_types)
+    assert fields["items"][1] == {"what": "Taxi to the airport", "qty": 1, "amount": 35.5}
+    condition = compile_condition("size(fields.items) == 2 && fields.items.all(r, r.qty > 0)",
+                                  "test")
+    assert evaluate_condition(condition, {"fields": fields})
+    assert typed_fields({"items": "not json"}, {"items": "table"}) == {"items": None}
+    assert typed_fields({"items": '{"a": 1}'}, {"items": "table"}) == {"items": None}
+
+
+def test_extractors_get_the_layout_only_when_they_take_it(claim) -> None:
+    layout = layout_from_text("Employee:    Ann\nTotal:   5")
+    seen: list[tuple[str, object]] = []
+
+    def text_only(text: str) -> Extraction:
+        seen.append((text, None))
+        return Extraction()
+
+    def with_layout(text: str, layout: DocumentLayout | None = None) -> Extraction:
+        seen.append((text, layout))
+        return Extraction()
+
+    def with_kwargs(text: str, **options: object) -> Extraction:
+        seen.append((text, options.get("layout")))
+        return Extraction()
+
+    for extractor in (text_only, with_layout, with_kwargs):
+        run_extractor(extractor, "t", layout)
+    run_extractor(with_layout, "t")
+    assert seen == [("t", None), ("t", layout), ("t", layout), ("t", None)]
+    assert not accepts_layout(text_only) and not accepts_layout(len)
+    assert accepts_layout(extractor_for(claim))
+    assert run_extractor(extractor_for(claim), "", layout).fields["employee"].provenance
+    invoice = extractor_for(builtin_packs()["invoice"])
+    assert accepts_layout(invoice)

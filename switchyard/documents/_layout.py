@@ -1,0 +1,498 @@
+"""Reading a DocumentLayout: lines, reading-order text, labels, values next to them, tables.
+
+A layout (``switchyard.v1.DocumentLayout``) is the words of a document with their boxes,
+from a PDF's text layer or from OCR. Pure functions here turn it into what extraction needs:
+
+* :func:`lines` groups a page's words into lines (words whose vertical middles fall inside
+  each other's height), left to right, lines top to bottom;
+* :func:`layout_text` is the reading-order text the router model sees: one text line per
+  layout line, words joined by a space, and ``" | "`` where a wide horizontal gap separates
+  two columns (so a table row reads ``Toner | 4 | 62.50 | 250.00``, as the plain-text
+  invoices the router was trained on write it); pages are separated by a blank line;
+* :func:`find_labels` finds a label's words (matched without case or punctuation, also
+  across several words: ``Invoice No.``), :func:`label_values` the values right of the label
+  on its line, then below it in the next line, the likeliest first;
+* :func:`find_table` reads a table from its header row: columns found by their labels, each
+  following line a row until the table ends;
+* :func:`provenance_of` is where a value was read: page, the box around its words, each
+  word's box, the layout source and the lowest OCR confidence among the words.
+
+Distances are measured in line heights (the height of the words involved), so they mean the
+same for a text layer in PDF points and for OCR in pixels. Boxes are fractions of the page
+(0..1, origin top left) as the contract says; the page's width and height turn them into
+page units where a horizontal gap is compared with a height.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from switchyard.v1 import (
+    BoundingBox,
+    DocumentLayout,
+    LayoutPage,
+    LayoutSource,
+    LayoutWord,
+    Provenance,
+)
+
+#: A horizontal gap wider than this many line heights separates two columns.
+COLUMN_GAP_HEIGHTS = 1.0
+#: A value below its label is looked for at most this many line heights under it.
+MAX_BELOW_HEIGHTS = 2.5
+#: A value right of its label is looked for at most this many line heights away.
+MAX_RIGHT_HEIGHTS = 40.0
+#: A table ends at a vertical gap wider than this many line heights between two rows.
+MAX_ROW_GAP_HEIGHTS = 2.5
+
+
+@dataclass(frozen=True)
+class PageWord:
+    """A word with its page: what the helpers here pass around (boxes in page fractions)."""
+
+    page: int
+    text: str
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    confidence: float
+    source: int  # LayoutSource
+    #: The page's size in its own units (points or pixels), for gaps measured in heights.
+    page_width: float = 1.0
+    page_height: float = 1.0
+
+    @property
+    def height(self) -> float:
+        """The word's height in page units."""
+        return max(self.y1 - self.y0, 0.0) * self.page_height
+
+    @property
+    def middle(self) -> float:
+        """The vertical middle, as a page fraction."""
+        return (self.y0 + self.y1) / 2
+
+    @property
+    def centre(self) -> float:
+        """The horizontal centre, as a page fraction."""
+        return (self.x0 + self.x1) / 2
+
+    def gap_to(self, other: PageWord) -> float:
+        """Horizontal distance from this word's right edge to ``other``'s left edge, in page
+        units (negative when they overlap)."""
+        return (other.x0 - self.x1) * self.page_width
+
+
+@dataclass(frozen=True)
+class Line:
+    """Words on one line of a page, left to right."""
+
+    page: int
+    words: tuple[PageWord, ...]
+
+    @property
+    def height(self) -> float:
+        """The median height of the line's words, in page units (at least a tiny positive)."""
+        return max(statistics.median(w.height for w in self.words), 1e-9)
+
+    @property
+    def y0(self) -> float:
+        return min(w.y0 for w in self.words)
+
+    @property
+    def y1(self) -> float:
+        return max(w.y1 for w in self.words)
+
+    @property
+    def text(self) -> str:
+        """The words joined by a space (no column marks)."""
+        return " ".join(w.text for w in self.words)
+
+    def cells(self) -> list[tuple[PageWord, ...]]:
+        """The line cut at wide gaps: runs of words close to each other (columns, fields)."""
+        out: list[list[PageWord]] = []
+        for word in self.words:
+            if out and out[-1][-1].gap_to(word) <= COLUMN_GAP_HEIGHTS * self.height:
+                out[-1].append(word)
+            else:
+                out.append([word])
+        return [tuple(cell) for cell in out]
+
+
+@dataclass(frozen=True)
+class LabelValue:
+    """A value found next to its label: the words of each, where the value was (``right`` of
+    the label on its line, or ``below`` it) and how far from the label, in line heights."""
+
+    label: tuple[PageWord, ...]
+    value: tuple[PageWord, ...]
+    placement: str
+    distance: float
+
+    @property
+    def text(self) -> str:
+        """The value's words joined by a space."""
+        return " ".join(w.text for w in self.value)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table read from a layout: its header's words per column and its rows (column name ->
+    the words of that cell; a column the row leaves empty is absent)."""
+
+    page: int
+    header: Mapping[str, tuple[PageWord, ...]]
+    rows: tuple[Mapping[str, tuple[PageWord, ...]], ...]
+
+    def words(self) -> list[PageWord]:
+        """Every word of the table's rows (not the header), for its provenance."""
+        return [w for row in self.rows for cell in row.values() for w in cell]
+
+    def texts(self) -> list[dict[str, str]]:
+        """The rows as column name -> cell text."""
+        return [{name: " ".join(w.text for w in cell) for name, cell in row.items()}
+                for row in self.rows]
+
+
+def _page_size(page: LayoutPage) -> tuple[float, float]:
+    if page.width > 0 and page.height > 0:
+        return page.width, page.height
+    return 1.0, 1.0
+
+
+def page_words(page: LayoutPage) -> list[PageWord]:
+    """A page's non-empty words as :class:`PageWord` (boxes put in order: x0 <= x1, y0 <= y1)."""
+    width, height = _page_size(page)
+    out = []
+    for word in page.words:
+        text = word.text.strip()
+        if not text:
+            continue
+        box = word.box
+        out.append(PageWord(page=page.number, text=text,
+                            x0=min(box.x0, box.x1), y0=min(box.y0, box.y1),
+                            x1=max(box.x0, box.x1), y1=max(box.y0, box.y1),
+                            confidence=word.confidence, source=page.source,
+                            page_width=width, page_height=height))
+    return out
+
+
+def page_lines(page: LayoutPage) -> list[Line]:
+    """A page's words grouped into lines, top to bottom; each line's words left to right.
+
+    A word joins a line when its vertical middle lies within the line's first word's top and
+    bottom, or the line's middle within the word's: so words of different heights (a bold
+    total, a slightly skewed scan) still share their line.
+    """
+    words = sorted(page_words(page), key=lambda w: (w.middle, w.x0))
+    groups: list[list[PageWord]] = []
+    for word in words:
+        for group in reversed(groups[-3:]):  # a line started just above may still take it
+            first = group[0]
+            if first.y0 <= word.middle <= first.y1 or word.y0 <= first.middle <= word.y1:
+                group.append(word)
+                break
+        else:
+            groups.append([word])
+    lines = [Line(page.number, tuple(sorted(g, key=lambda w: w.x0))) for g in groups]
+    return sorted(lines, key=lambda ln: (ln.y0 + ln.y1) / 2)
+
+
+def lines(layout: DocumentLayout) -> list[Line]:
+    """Every line of every page, in reading order (pages in order of their number)."""
+    return [line for page in sorted(layout.pages, key=lambda p: p.number)
+            for line in page_lines(page)]
+
+
+def layout_text(layout: DocumentLayout) -> str:
+    """The document's text in reading order: what the router model sees.
+
+    One text line per layout line; words of one cell joined by a space, cells (runs of words
+    separated by a wide gap) by ``" | "``, except right after a word that ends with a colon
+    (``Total:`` then far to the right ``360.00`` reads ``Total: 360.00``); pages separated by a
+    blank line.
+    """
+    pages = []
+    for page in sorted(layout.pages, key=lambda p: p.number):
+        out = []
+        for line in page_lines(page):
+            parts: list[str] = []
+            for cell in line.cells():
+                text = " ".join(w.text for w in cell)
+                if parts and not parts[-1].endswith(":"):
+                    parts.append(" | ")
+                elif parts:
+                    parts.append(" ")
+                parts.append(text)
+            out.append("".join(parts))
+        pages.append("\n".join(out))
+    return "\n\n".join(p for p in pages if p)
+
+
+def _tokens(text: str) -> str:
+    """A label or word compared without case, punctuation or spaces."""
+    return re.sub(r"[^0-9a-zà-ÿ]+", "", text.lower())
+
+
+def find_labels(layout_lines: Sequence[Line], label: str) -> list[tuple[Line, int, int]]:
+    """Where ``label`` is written: (line, index of its first word, index after its last).
+
+    The label is matched without case, punctuation or spaces against one or more consecutive
+    words of a line (``Invoice No.`` matches ``INVOICE`` ``NO:`` and ``InvoiceNo``); the label
+    must be whole words (``Total`` does not match ``Subtotal``).
+    """
+    wanted = _tokens(label)
+    if not wanted:
+        return []
+    found = []
+    for line in layout_lines:
+        words = line.words
+        for start in range(len(words)):
+            joined = ""
+            for end in range(start, len(words)):
+                joined += _tokens(words[end].text)
+                if joined == wanted:
+                    found.append((line, start, end + 1))
+                    break
+                if not wanted.startswith(joined):
+                    break
+    return found
+
+
+def _is_mark(word: PageWord) -> bool:
+    """A word that is only punctuation (a lone ':' or '-' between label and value)."""
+    return not _tokens(word.text)
+
+
+def _right_of(line: Line, end: int) -> tuple[tuple[PageWord, ...], float] | None:
+    rest = [w for w in line.words[end:]]
+    while rest and _is_mark(rest[0]):
+        rest.pop(0)
+    if not rest:
+        return None
+    label_end = line.words[end - 1]
+    distance = max(label_end.gap_to(rest[0]), 0.0) / line.height
+    if distance > MAX_RIGHT_HEIGHTS:
+        return None
+    value = [rest[0]]
+    for word in rest[1:]:
+        if value[-1].gap_to(word) > COLUMN_GAP_HEIGHTS * line.height:
+            break
+        value.append(word)
+    return tuple(value), distance
+
+
+def _below(layout_lines: Sequence[Line], line: Line, start: int, end: int
+           ) -> tuple[tuple[PageWord, ...], float] | None:
+    label = line.words[start:end]
+    left, right = label[0].x0, label[-1].x1
+    index = layout_lines.index(line)
+    for below in layout_lines[index + 1:index + 3]:
+        if below.page != line.page:
+            return None
+        distance = max(below.y0 - line.y1, 0.0) * label[0].page_height / line.height
+        if distance > MAX_BELOW_HEIGHTS:
+            return None
+        for cell in below.cells():
+            if cell[0].x0 <= right and cell[-1].x1 >= left:  # under the label
+                return cell, distance
+    return None
+
+
+def _starts_with_label(words: Sequence[PageWord], labels: Iterable[str]) -> bool:
+    line = Line(words[0].page, tuple(words))
+    return any(start == 0 for label in labels for _, start, _ in find_labels([line], label))
+
+
+def label_values(layout_lines: Sequence[Line], labels: Iterable[str],
+                 not_values: Iterable[str] = ()) -> Iterator[LabelValue]:
+    """Every value next to one of ``labels``, the likeliest first (labels in the order
+    given): for a label, the words right of it on its line up to the next wide gap, at each of
+    its occurrences in reading order; then the words just below it in the next line (a label
+    above its value, a column header above its first row). Words that end with a colon, or
+    start with one of ``not_values`` (the other fields' labels), are a label, not a value.
+    The caller takes the first value that reads as what it wants (a header row's neighbour
+    ``Invoice Date`` is no invoice number: the number below the label is)."""
+    not_values = tuple(not_values)
+
+    def is_label(words: Sequence[PageWord]) -> bool:
+        return words[-1].text.endswith(":") or _starts_with_label(words, not_values)
+
+    for label in labels:
+        found = find_labels(layout_lines, label)
+        for line, start, end in found:
+            right = _right_of(line, end)
+            if right is not None and not is_label(right[0]):
+                yield LabelValue(line.words[start:end], right[0], "right", right[1])
+        for line, start, end in found:
+            below = _below(layout_lines, line, start, end)
+            if below is not None and not is_label(below[0]):
+                yield LabelValue(line.words[start:end], below[0], "below", below[1])
+
+
+def label_value(layout_lines: Sequence[Line], labels: Iterable[str],
+                not_values: Iterable[str] = ()) -> LabelValue | None:
+    """The likeliest value next to one of ``labels``: the first of :func:`label_values`."""
+    return next(label_values(layout_lines, labels, not_values), None)
+
+
+def find_table(layout_lines: Sequence[Line], columns: Mapping[str, Sequence[str]],
+               end_labels: Sequence[str] = ()) -> Table | None:
+    """A table whose header row names at least two of ``columns`` (column -> its labels).
+
+    The header is the first line where two or more columns' labels are found. Each cell (a
+    run of close words) of a following line belongs to the column whose header it overlaps
+    most, or else to the column whose header is nearest. A line with words in
+    fewer than two columns continues the row above when it holds only text of the row's first
+    column (a description wrapped onto a second line: no word ending with a colon, not ending
+    with an amount); otherwise it, a line holding one of
+    ``end_labels``, a page break or a vertical gap wider than MAX_ROW_GAP_HEIGHTS ends the
+    table.
+    """
+    ends = {_tokens(label) for label in end_labels if _tokens(label)}
+    for index, line in enumerate(layout_lines):
+        header: dict[str, tuple[PageWord, ...]] = {}
+        taken: set[int] = set()
+        for name, labels in columns.items():
+            for label in sorted(labels, key=len, reverse=True):
+                spots = [(s, e) for ln, s, e in find_labels([line], label)
+                         if not taken & set(range(s, e))]
+                if spots:
+                    s, e = spots[0]
+                    taken.update(range(s, e))
+                    header[name] = line.words[s:e]
+                    break
+        if len(header) < 2:
+            continue
+        order = sorted(header, key=lambda n: header[n][0].x0)
+        rows: list[dict[str, list[PageWord]]] = []
+        previous = line
+        for below in layout_lines[index + 1:]:
+            gap = max(below.y0 - previous.y1, 0.0) * below.words[0].page_height / below.height
+            if below.page != line.page or gap > MAX_ROW_GAP_HEIGHTS:
+                break
+            if ends and any(find_labels([below], label) for label in end_labels):
+                break
+            row: dict[str, list[PageWord]] = {}
+            for cell in below.cells():
+                row.setdefault(_column_of(cell, header, order), []).extend(cell)
+            if len(row) >= 2:
+                rows.append(row)
+            elif rows and set(row) == {order[0]} and _continues(row[order[0]]):
+                rows[-1].setdefault(order[0], []).extend(row[order[0]])
+            else:
+                break
+            previous = below
+        if rows:
+            return Table(line.page, {n: header[n] for n in order},
+                         tuple({n: tuple(r[n]) for n in order if n in r} for r in rows))
+    return None
+
+
+_AMOUNT = re.compile(r"[^\w\s]{0,3}\d[\d.,']*[^\w\s]{0,3}")
+
+
+def _continues(words: Sequence[PageWord]) -> bool:
+    """Whether a line holding only first-column text continues the row above (a wrapped
+    description) rather than ending the table (``Subtotal: 300.00``): no label (a word ending
+    with a colon), and it does not end with an amount."""
+    tokens = " ".join(w.text for w in words).split()
+    return not any(t.endswith(":") for t in tokens) and not _AMOUNT.fullmatch(tokens[-1])
+
+
+def _column_of(cell: Sequence[PageWord], header: Mapping[str, Sequence[PageWord]],
+               order: Sequence[str]) -> str:
+    """The column a cell (a run of close words) belongs to: the one whose header it overlaps
+    most, else the one whose header is nearest (a left-aligned description runs far right of
+    its header, a right-aligned amount ends under its header's right edge)."""
+    left, right = cell[0].x0, cell[-1].x1
+
+    def overlap(name: str) -> float:
+        return min(right, header[name][-1].x1) - max(left, header[name][0].x0)
+
+    best = max(order, key=overlap)
+    if overlap(best) > 0:
+        return best
+    return min(order, key=lambda name: -overlap(name))
+
+
+def _box(x0: float, y0: float, x1: float, y1: float) -> BoundingBox:
+    return BoundingBox(x0=x0, y0=y0, x1=x1, y1=y1)
+
+
+def provenance_of(words: Sequence[PageWord]) -> Provenance:
+    """Where a value was read: its page, the box around its words, each word's box, the
+    layout source and the lowest OCR confidence among its words (1 for a text layer).
+
+    The words are a value's, on one page; words of other pages than the first word's are left
+    out (a value does not span pages). No words: an empty Provenance.
+    """
+    if not words:
+        return Provenance()
+    page = words[0].page
+    on_page = [w for w in words if w.page == page]
+    return Provenance(
+        page=page,
+        box=_box(min(w.x0 for w in on_page), min(w.y0 for w in on_page),
+                 max(w.x1 for w in on_page), max(w.y1 for w in on_page)),
+        word_boxes=[_box(w.x0, w.y0, w.x1, w.y1) for w in on_page],
+        source=on_page[0].source,
+        ocr_confidence=min(w.confidence for w in on_page))
+
+
+def find_words(layout_lines: Sequence[Line], text: str) -> tuple[PageWord, ...]:
+    """The first run of consecutive words on one line that reads ``text`` (compared without
+    case, punctuation or spaces; the run may start or end inside a word: ``USD 360.00``
+    found in ``TOTAL: USD 360.00``); empty when nowhere."""
+    wanted = _tokens(text)
+    if not wanted:
+        return ()
+    for line in layout_lines:
+        tokens = [_tokens(w.text) for w in line.words]
+        for start in range(len(tokens)):
+            joined = ""
+            for end in range(start, len(tokens)):
+                joined += tokens[end]
+                if wanted in joined:
+                    while start < end and wanted in "".join(tokens[start + 1:end + 1]):
+                        start += 1
+                    return line.words[start:end + 1]
+                if len(joined) > len(wanted) + len(tokens[start]):
+                    break
+    return ()
+
+
+def layout_from_text(text: str, *, page_width: float = 612.0, page_height: float = 792.0,
+                     chars_per_line: int = 100, lines_per_page: int = 60,
+                     source: int = LayoutSource.LAYOUT_SOURCE_UNSPECIFIED) -> DocumentLayout:
+    """Typeset plain text in a fixed-width font into a layout (each character one cell,
+    each text line one layout line, a form feed or every ``lines_per_page`` lines a new page).
+
+    For tests and tools that need a layout with known positions without a PDF: spaces keep
+    their width, so text aligned in columns gives words aligned in columns.
+    """
+    char_w, line_h = 1.0 / chars_per_line, 1.0 / lines_per_page
+    layout = DocumentLayout()
+    page: LayoutPage | None = None
+    row = 0
+    for raw_line in text.split("\n"):
+        if page is None or row >= lines_per_page or raw_line.startswith("\f"):
+            page = layout.pages.add(number=len(layout.pages) + 1, width=page_width,
+                                    height=page_height, source=source)
+            row = 0
+            raw_line = raw_line.lstrip("\f")
+        for match in re.finditer(r"\S+", raw_line[:chars_per_line]):
+            page.words.append(LayoutWord(
+                text=match.group(0), confidence=1.0,
+                box=_box(match.start() * char_w, row * line_h + 0.2 * line_h,
+                         match.end() * char_w, row * line_h + 0.9 * line_h)))
+        row += 1
+    return layout
+
+
+__all__ = ["COLUMN_GAP_HEIGHTS", "LabelValue", "Line", "PageWord", "Table", "find_labels",
+           "find_table", "find_words", "label_value", "label_values", "layout_from_text",
+           "layout_text", "lines", "page_lines", "page_words", "provenance_of"]
