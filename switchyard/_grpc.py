@@ -64,6 +64,18 @@ def bad_request(violations: Iterable[FieldViolation]) -> error_details_pb2.BadRe
     )
 
 
+#: Room for the rest of a submission (and of a batch) around the largest document.
+ENVELOPE_ALLOWANCE_BYTES = 64 * 1024
+
+
+def max_receive_bytes(settings: Any) -> int:
+    """The largest message a server accepts: ``grpc_max_message_bytes``, raised to admit a
+    document of ``document_max_bytes`` (so the limit a client meets is the documented one,
+    with its specific error, not a transport error)."""
+    return max(settings.grpc_max_message_bytes,
+               settings.document_max_bytes + ENVELOPE_ALLOWANCE_BYTES)
+
+
 async def abort_invalid(context: grpc.aio.ServicerContext,
                         violations: Sequence[FieldViolation]) -> None:
     message = "; ".join(str(v) for v in violations)
@@ -355,7 +367,7 @@ async def start_server(settings: Settings, service: str, port: int,
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[
-            ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
+            ("grpc.max_receive_message_length", max_receive_bytes(settings)),
             ("grpc.so_reuseport", 0),
         ],
     )

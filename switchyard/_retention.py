@@ -3,7 +3,7 @@
 What purge does to each column follows :data:`switchyard._dataclass.STORED`: a purged task
 keeps its status, kind, metadata (with PII detected in it redacted), scores, rules and
 executed steps (outcome, attempts); the document body and filename (and its copies in review
-items and dead letters), the extracted fields and the plan payloads built
+items and dead letters; a claim-checked document's blob is deleted from the blob store), the extracted fields and the plan payloads built
 from them (in ``decisions``, ``executor_jobs``, ``review_items``), a reviewer's edits
 and reasons (``review_verdicts``, ``review_approvals``), the explanations that quote the
 document (invoice number, amount), what was kept of downstream answers (``executions`` error,
@@ -44,7 +44,9 @@ from switchyard._payloads import (
 )
 from switchyard._taskstore import TERMINAL_SQL
 from switchyard.packs import PackError, builtin_packs, load_pack_files
+from switchyard.documents import BlobStore, PostgresBlobStore
 from switchyard.v1 import (
+    BlobRef,
     Decision,
     Escalation,
     ExecutionResult,
@@ -114,10 +116,17 @@ def strip_envelope(blob: bytes) -> bytes:
     through the PII detectors (plaintext in, out)."""
     envelope = TaskEnvelope.FromString(blob)
     envelope.document.ClearField("body")
+    envelope.document.ClearField("blob")  # the blob itself is deleted with the payload
     envelope.document.filename = ""
     for key, value in list(envelope.metadata.items()):
         envelope.metadata[key] = redact_free_text(value)
     return envelope.SerializeToString()
+
+
+def blob_ref_of(codec: PayloadCodec, task_id: RowId, blob: bytes) -> BlobRef | None:
+    """The claim-check reference a stored envelope carries, None when its body is inline."""
+    document = TaskEnvelope.FromString(codec.open(task_id, blob, TASK_ENVELOPE)).document
+    return document.blob if document.HasField("blob") and document.blob.uri else None
 
 
 def strip_stored_envelope(codec: PayloadCodec, task_id: RowId, blob: bytes) -> bytes:
@@ -198,20 +207,25 @@ class PurgeReport:
     dead_letters: int
     decisions: int = 0
     drift_samples: int = 0
+    blobs: int = 0
 
 
 async def purge(conn: asyncpg.Connection, default_days: int, per_tenant: dict[str, int],
                 dry_run: bool = False, batch: int = 500,
                 codec: PayloadCodec = PLAINTEXT,
-                pack_days: Mapping[str, Mapping[str, int]] | None = None) -> PurgeReport:
+                pack_days: Mapping[str, Mapping[str, int]] | None = None,
+                blobs: BlobStore | None = None) -> PurgeReport:
     """Strip payloads of terminal tasks older than their tenant's retention, or their pack's
     when that is shorter (``pack_days``: :func:`pack_retention_days`).
 
     Sealed payloads are opened, stripped and sealed again with ``codec`` (encryption at rest).
+    A purged task's claim-checked document is deleted from ``blobs`` (the deployment's blob
+    store; default: PostgreSQL's ``blobs`` table over ``conn``) once its batch committed.
     """
     tenants = [r["tenant_id"] for r in await conn.fetch(
         "SELECT DISTINCT tenant_id FROM tasks WHERE purged_at IS NULL")]
-    totals = [0, 0, 0, 0]
+    totals = [0, 0, 0, 0, 0]
+    blobs = blobs or PostgresBlobStore(conn, codec)
     pack_days = pack_days or {}
     for tenant in tenants:
         days = per_tenant.get(tenant, default_days)
@@ -220,7 +234,7 @@ async def purge(conn: asyncpg.Connection, default_days: int, per_tenant: dict[st
         passes += [(name, d) for name, d in sorted(packs.items()) if d < days]
         for pack, pass_days in passes:
             await _purge_tenant(conn, tenant, pack, timedelta(days=pass_days), dry_run, batch,
-                                codec, totals)
+                                codec, totals, blobs)
     if not dry_run:
         cutoff = timedelta(days=default_days)
         status = await conn.execute(
@@ -231,14 +245,16 @@ async def purge(conn: asyncpg.Connection, default_days: int, per_tenant: dict[st
         status = await conn.execute(
             "DELETE FROM decision_drift_samples "
             "WHERE measured_at < now() - make_interval(days => $1)", DRIFT_SAMPLE_DAYS)
-        return PurgeReport(*totals, drift_samples=int(status.split()[-1]))
-    return PurgeReport(*totals)
+        return PurgeReport(*totals[:4], drift_samples=int(status.split()[-1]),
+                           blobs=totals[4])
+    return PurgeReport(*totals[:4])
 
 
 async def _purge_tenant(conn: asyncpg.Connection, tenant: str, pack: str | None,
                         cutoff: timedelta, dry_run: bool, batch: int, codec: PayloadCodec,
-                        totals: list[int]) -> None:
+                        totals: list[int], blobs: BlobStore) -> None:
     """One batch of a tenant's due tasks (only those of ``pack`` when given)."""
+    refs: list[BlobRef] = []
     of_pack = ("" if pack is None else
                "AND (kind = $4 OR EXISTS (SELECT 1 FROM decisions d WHERE "
                "d.task_id = tasks.task_id AND d.pack = $4)) ")
@@ -252,6 +268,8 @@ async def _purge_tenant(conn: asyncpg.Connection, tenant: str, pack: str | None,
             totals[0] += len(rows)
             return
         ids = [r["task_id"] for r in rows]
+        refs = [ref for r in rows
+                if (ref := blob_ref_of(codec, r["task_id"], r["envelope"])) is not None]
         await conn.executemany(
             "UPDATE tasks SET envelope = $2, purged_at = now() WHERE task_id = $1",
             [(r["task_id"], strip_stored_envelope(codec, r["task_id"], r["envelope"]))
@@ -286,3 +304,9 @@ async def _purge_tenant(conn: asyncpg.Connection, tenant: str, pack: str | None,
         totals[0] += len(rows)
         totals[1] += len(items)
         totals[3] += decisions
+    # after the commit: a blob is never gone while a task that is not purged still names it
+    for ref in refs:
+        try:
+            totals[4] += await blobs.delete(ref)
+        except Exception as exc:  # noqa: BLE001 - reported; the next purge cannot find it
+            log.error("purge: could not delete blob %s: %r", ref.uri, exc)

@@ -2,51 +2,87 @@
 
 Ingest (gRPC and the Kafka intake) checks a ``Submission`` with :func:`validate`; the
 decision service's ``Decide`` checks the ``TaskEnvelope`` it is given with
-:func:`validate_task`, so a document ingest would refuse (a PNG, a PDF, bytes that are not
-UTF-8 text) is refused there too, with the same field violations, instead of being decoded
-as text and routed. Pure functions, no I/O.
+:func:`validate_task`, so a document ingest would refuse (bytes that are not UTF-8 text, a
+PDF that is not one, a decompression bomb) is refused there too, with the same violations.
+The document itself is checked by :func:`switchyard.documents.inspect` (type, limits, whether
+it opens). Pure functions, no I/O.
 """
 
 from __future__ import annotations
 
-import json
 import re
 
 from switchyard._grpc import FieldViolation
 from switchyard._priority import priority_problems
+from switchyard.documents._files import (
+    MAX_JSON_DEPTH,
+    TEXT_TYPES,
+    DocumentError,
+    DocumentInfo,
+    DocumentLimits,
+    inspect,
+    json_problem,
+    normalise_content_type,
+)
 from switchyard.v1 import Document, Submission, TaskEnvelope
 
 #: A task kind: a document type's name, as packs name them (``switchyard.packs``). Which kinds
 #: are automated is the decision service's business (the tenant's packs), not ingest's: an
 #: unknown one is escalated there, never refused here.
 KIND = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-TEXT_TYPES = ("text/plain", "application/json")
-MAX_JSON_DEPTH = 64
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _MAX_KEY_CHARS = 128
 _MAX_METADATA_ENTRIES = 64
 
 
-def validate(submission: Submission, max_payload_bytes: int) -> list[FieldViolation]:
+Limits = DocumentLimits | int
+
+
+def _limits(limits: Limits) -> DocumentLimits:
+    """``limits``; a bare int is one byte limit for every document, the other limits at
+    their defaults."""
+    if isinstance(limits, int):
+        return DocumentLimits(max_text_bytes=limits, max_bytes=limits)
+    return limits
+
+
+class DocumentViolation(FieldViolation):
+    """A violation :func:`switchyard.documents.inspect` found in a file document; ``code`` is
+    the :class:`~switchyard.documents.DocumentError` code (the Kafka intake's dead-letter
+    reason)."""
+
+    def __init__(self, field: str, code: str, description: str) -> None:
+        super().__init__(field, description)
+        self.code = code
+
+
+def validate(submission: Submission, limits: Limits) -> list[FieldViolation]:
     """Every problem with a submission at once, each naming its field."""
+    return check(submission, limits)[0]
+
+
+def check(submission: Submission, limits: Limits
+          ) -> tuple[list[FieldViolation], DocumentInfo | None]:
+    """:func:`validate`, and what :func:`~switchyard.documents.inspect` found in the document
+    (None when it was refused)."""
     problems = tenant_problems(submission.tenant_id, "tenant_id")
     key = submission.idempotency_key.strip()
     if not key:
         problems.append(FieldViolation("idempotency_key", "required"))
     elif len(key) > _MAX_KEY_CHARS:
         problems.append(FieldViolation("idempotency_key", f"at most {_MAX_KEY_CHARS} characters"))
-    problems += _content_problems(submission.kind, submission.document, submission.metadata,
-                                  submission, max_payload_bytes, "")
-    return problems
+    more, info = _content_problems(submission.kind, submission.document, submission.metadata,
+                                   submission, _limits(limits), "")
+    return problems + more, info
 
 
-def validate_task(task: TaskEnvelope, max_payload_bytes: int,
+def validate_task(task: TaskEnvelope, limits: Limits,
                   prefix: str = "task.") -> list[FieldViolation]:
     """The same rules for a task handed over whole (``Decide``); fields named ``prefix`` +
     the envelope's field. Ids a task gets at ingest (task_id, idempotency key) are optional."""
     problems = tenant_problems(task.tenant_id, f"{prefix}tenant_id")
     problems += _content_problems(task.kind, task.document, task.metadata, task,
-                                  max_payload_bytes, prefix)
+                                  _limits(limits), prefix)[0]
     return problems
 
 
@@ -61,75 +97,37 @@ def tenant_problems(tenant_id: str, field: str) -> list[FieldViolation]:
 
 
 def _content_problems(kind_value: str, document: Document, metadata: object,
-                      prioritised: Submission | TaskEnvelope, max_payload_bytes: int,
-                      prefix: str) -> list[FieldViolation]:
+                      prioritised: Submission | TaskEnvelope, limits: DocumentLimits,
+                      prefix: str) -> tuple[list[FieldViolation], DocumentInfo | None]:
     problems: list[FieldViolation] = []
     kind = kind_value.strip().lower()
     if kind and not KIND.match(kind):
         problems.append(FieldViolation(
             f"{prefix}kind", f"not a task kind {kind_value[:80]!r}: a document type name is 1-63 "
                              "lower-case letters, digits or '_', starting with a letter"))
-    content_type = document.content_type.strip().lower() or "text/plain"
-    if content_type not in TEXT_TYPES:
+    info = None
+    if document.HasField("blob"):
+        # the claim check is ingest's: a reference from outside names bytes nobody checked
         problems.append(FieldViolation(
-            f"{prefix}document.content_type", f"unsupported {document.content_type!r}; one of "
-            f"{', '.join(TEXT_TYPES)}"))
-    body_field = f"{prefix}document.body"
-    if not document.body:
-        problems.append(FieldViolation(body_field, "required (empty document)"))
-    elif len(document.body) > max_payload_bytes:
-        problems.append(FieldViolation(
-            body_field, f"{len(document.body)} bytes exceeds the limit of "
-            f"{max_payload_bytes} bytes"))
+            f"{prefix}document.blob", "set by ingest only (claim check); send the document's "
+                                      "bytes in body"))
     else:
         try:
-            text = document.body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            problems.append(FieldViolation(body_field, f"not valid UTF-8 ({exc.reason} "
-                                                       f"at byte {exc.start})"))
-        else:
-            if content_type == "application/json":
-                problem = json_problem(text)
-                if problem:
-                    problems.append(FieldViolation(body_field, problem))
+            info = inspect(document.content_type, document.body, limits)
+        except DocumentError as exc:
+            field = f"{prefix}document.{exc.field}"
+            text = normalise_content_type(document.content_type) in TEXT_TYPES
+            if exc.code == "unsupported_type" or (text and exc.code != "type_mismatch"):
+                problems.append(FieldViolation(field, exc.message))  # as before files came
+            else:  # a file's refusal names its code: a client can tell a bomb from a typo
+                problems.append(DocumentViolation(field, exc.code, f"{exc.code}: {exc.message}"))
     if len(metadata) > _MAX_METADATA_ENTRIES:  # type: ignore[arg-type]
         problems.append(FieldViolation(f"{prefix}metadata",
                                        f"at most {_MAX_METADATA_ENTRIES} entries"))
     problems.extend(FieldViolation(f"{prefix}{name}", why)
                     for name, why in priority_problems(prioritised))
-    return problems
+    return problems, info
 
 
-def json_problem(text: str) -> str | None:
-    """Why ``text`` is not acceptable JSON, or None. Depth is checked before parsing so a
-    hostile document cannot exhaust the parser's recursion."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-            if deepest > MAX_JSON_DEPTH:
-                return f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
-        elif char in "]}":
-            depth -= 1
-    try:
-        json.loads(text)
-    except json.JSONDecodeError as exc:
-        return f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-    except ValueError as exc:  # e.g. an integer literal longer than Python converts
-        return f"malformed JSON: {exc}"
-    return None
-
-
-__all__ = ["KIND", "MAX_JSON_DEPTH", "TEXT_TYPES", "json_problem", "tenant_problems",
-           "validate", "validate_task"]
+__all__ = ["KIND", "MAX_JSON_DEPTH", "TEXT_TYPES", "DocumentViolation", "Limits", "check",
+           "json_problem", "tenant_problems", "validate", "validate_task"]

@@ -150,6 +150,7 @@ def _version() -> str:
 def _cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     from switchyard._db import create_pool
     from switchyard._payloads import codec_for
+    from switchyard.documents import blob_store_for
     from switchyard._retention import (
         DRIFT_SAMPLE_DAYS,
         pack_retention_days,
@@ -168,16 +169,21 @@ def _cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
         pool = await create_pool(settings.replace(postgres_pool_min=1, postgres_pool_max=1))
         try:
             async with pool.acquire() as conn:
-                report = await purge(conn, default_days, per_tenant, dry_run=args.dry_run,
-                                     codec=codec_for(settings),
-                                     pack_days=await pack_retention_days(conn))
+                blobs = blob_store_for(settings, conn)
+                try:
+                    report = await purge(conn, default_days, per_tenant, dry_run=args.dry_run,
+                                         codec=codec_for(settings),
+                                         pack_days=await pack_retention_days(conn),
+                                         blobs=blobs)
+                finally:
+                    await blobs.close()
         finally:
             await pool.close()
         verb = "would purge" if args.dry_run else "purged"
         print(f"{verb} payloads of {report.tasks} task(s), {report.review_items} review "
               f"item(s), {report.dead_letters} dead letter(s), {report.decisions} "
-              f"decision(s); deleted {report.drift_samples} drift sample(s) older than "
-              f"{DRIFT_SAMPLE_DAYS} days")
+              f"decision(s), {report.blobs} document blob(s); deleted "
+              f"{report.drift_samples} drift sample(s) older than {DRIFT_SAMPLE_DAYS} days")
 
     asyncio.run(run())
     return 0

@@ -40,6 +40,15 @@ def image(fmt: str = "PNG", size: tuple[int, int] = (60, 40), colour: str = "whi
     return buffer.getvalue()
 
 
+def noise_png(width: int, height: int) -> bytes:
+    """A PNG of random pixels: it does not compress, so it is about 3 bytes per pixel."""
+    import os
+
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (width, height), os.urandom(width * height * 3)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 def tiff(colours: tuple[str, ...] = ("red", "green", "blue"), size: tuple[int, int] = (30, 20)
          ) -> bytes:
     frames = [Image.new("RGB", size, c) for c in colours]

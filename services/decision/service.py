@@ -39,6 +39,7 @@ from switchyard._service import ServiceContext, run_service
 from switchyard._settings import Settings
 from switchyard._streams import Record
 from switchyard._submissions import validate_task
+from switchyard.documents import DocumentLimits
 from switchyard._priority import task_bucket
 from switchyard._taskstore import TERMINAL, publish_status, rejected, transition
 from switchyard._telemetry import task_context
@@ -257,7 +258,7 @@ class DecisionServicer(DecisionServiceServicer):
         task.CopyFrom(request.task)
         task.tenant_id = task.tenant_id.strip() or (
             "" if principal.tenant_id == "*" else principal.tenant_id)
-        problems = validate_task(task, self.settings.max_payload_bytes)
+        problems = validate_task(task, DocumentLimits.from_settings(self.settings))
         if problems:
             await abort_invalid(context, problems)
         if not principal.may_access(task.tenant_id):

@@ -18,7 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 # The acceptance rules are shared with the decision service's Decide: one copy, there.
 from switchyard._priority import level_of, requested_bucket
-from switchyard._submissions import KIND, MAX_JSON_DEPTH, json_problem, validate
+from switchyard._submissions import KIND, MAX_JSON_DEPTH, check, json_problem, validate
 from switchyard._taskstore import UNSUCCESSFUL
 from switchyard.v1 import Document, Submission, TaskEnvelope, TaskSource
 
@@ -46,8 +46,9 @@ def new_task_id() -> str:
 
 
 def build_envelope(submission: Submission, task_id: str, source: int,
-                   received_at: datetime | None = None) -> TaskEnvelope:
-    """Normalise a valid submission into the envelope every later stage reads."""
+                   received_at: datetime | None = None, page_count: int = 0) -> TaskEnvelope:
+    """Normalise a valid submission into the envelope every later stage reads;
+    ``page_count`` is what ``inspect`` counted (0 for text)."""
     received = Timestamp()
     received.FromDatetime(received_at or datetime.now(timezone.utc))
     body = submission.document.body
@@ -69,6 +70,7 @@ def build_envelope(submission: Submission, task_id: str, source: int,
             body=body,
             filename=submission.document.filename.strip(),
             kind_hint=hint,
+            page_count=page_count,
         ),
         metadata={k.strip(): v.strip() for k, v in submission.metadata.items()},
         # resolved once here (unset -> normal); the deprecated int carries the same urgency
@@ -112,5 +114,5 @@ def retry_submission(envelope: TaskEnvelope, attempt: int) -> Submission:
 
 
 __all__ = ["KIND", "MAX_JSON_DEPTH", "RETRYABLE_STATUSES", "RETRY_OF_KEY", "TaskSource",
-           "build_envelope", "json_problem", "new_task_id", "payload_sha256",
+           "build_envelope", "check", "json_problem", "new_task_id", "payload_sha256",
            "retry_key", "retry_submission", "validate"]

@@ -10,11 +10,18 @@ Where the tenant and key come from, in order: the payload's ``tenant_id`` /
 ``idempotency_key``; the ``x-tenant-id`` / ``x-idempotency-key`` headers; for the key, the
 record key. A payload and a header that disagree are refused rather than guessed between.
 
+A PDF or image travels in the JSON form base64-encoded (``document.body``, as proto3 JSON
+encodes bytes) with its ``content_type``; a refused file is dead-lettered with reason
+``document_<code>`` (``document_encrypted``, ``document_too_many_pixels``, ...: the codes of
+:class:`switchyard.documents.DocumentError`).
+
 Pure functions: unit tests drive them without a broker.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from datetime import datetime
 from typing import Any
@@ -32,6 +39,8 @@ from switchyard._serde import (
     parse_content_type,
 )
 from switchyard._streams import Record, RejectRecord
+from switchyard._submissions import DocumentViolation
+from switchyard.documents import FILE_TYPES, TEXT_TYPES, DocumentLimits, normalise_content_type
 from switchyard.v1 import Submission, TaskPriority
 
 KEY_HEADER = "x-idempotency-key"
@@ -95,10 +104,22 @@ def submission_from_json(value: bytes) -> Submission:
                                                f"{', '.join(unknown)}")
     body = document.get("body")
     content_type = document.get("content_type")
+    if "blob" in document:
+        raise RejectRecord("schema_violation", "document.blob: set by ingest only (claim "
+                                               "check); send the document's bytes in body")
     if isinstance(body, (dict, list)):
         # A structured body is carried as the JSON text it is.
         submission.document.body = json.dumps(body, ensure_ascii=False).encode()
         content_type = content_type or JSON_MEDIA_TYPE
+    elif isinstance(body, str) and isinstance(content_type, str) and \
+            normalise_content_type(content_type) in FILE_TYPES:
+        # a file's bytes, base64-encoded as proto3 JSON encodes bytes
+        try:
+            submission.document.body = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise RejectRecord("schema_violation", f"document.body: a {content_type.strip()} "
+                                                   "body must be base64 (standard alphabet, "
+                                                   "padded)") from None
     elif isinstance(body, str):
         submission.document.body = body.encode()
     elif body is not None:
@@ -159,14 +180,22 @@ def _priority_level(value: Any) -> TaskPriority.ValueType:
     return TaskPriority.Value(f"TASK_PRIORITY_{name}")
 
 
-def parse_record(record: Record, max_payload_bytes: int, signer: IntakeSigner) -> Submission:
-    """The submission an intake record carries, tenant and key resolved and authenticated."""
+def parse_record(record: Record, limits: DocumentLimits | int, signer: IntakeSigner
+                 ) -> Submission:
+    """The submission an intake record carries, tenant and key resolved and authenticated.
+
+    ``limits``: the document limits (an int: one byte limit for any document). Only sizes
+    are checked here (a record cannot be larger than the largest document, base64-encoded in
+    JSON, plus its wrapper); ``domain.validate`` checks the document itself afterwards."""
+    if isinstance(limits, int):
+        limits = DocumentLimits(max_text_bytes=limits, max_bytes=limits)
     value = record.value
     if not value:
         raise RejectRecord("empty_record", "record has no value")
-    if len(value) > max_payload_bytes + WRAPPER_ALLOWANCE_BYTES:
+    largest = max(limits.max_text_bytes, limits.max_bytes)
+    if len(value) > largest * 4 // 3 + WRAPPER_ALLOWANCE_BYTES:
         raise RejectRecord("too_large", f"record of {len(value)} bytes exceeds the limit of "
-                                        f"{max_payload_bytes} bytes for a document")
+                                        f"{largest} bytes for a document")
     media, _ = parse_content_type(record.headers.get(CONTENT_TYPE_HEADER) or JSON_MEDIA_TYPE)
     if media == JSON_MEDIA_TYPE:
         submission = submission_from_json(value)
@@ -180,9 +209,12 @@ def parse_record(record: Record, max_payload_bytes: int, signer: IntakeSigner) -
     if not submission.tenant_id.strip():
         raise RejectRecord("schema_violation", "tenant_id: required (payload field or "
                                                f"{TENANT_HEADER} header)")
-    if len(submission.document.body) > max_payload_bytes:
+    limit = (limits.max_text_bytes
+             if normalise_content_type(submission.document.content_type) in TEXT_TYPES
+             else limits.max_bytes)
+    if len(submission.document.body) > limit:
         raise RejectRecord("too_large", f"document of {len(submission.document.body)} bytes "
-                                        f"exceeds the limit of {max_payload_bytes} bytes")
+                                        f"exceeds the limit of {limit} bytes")
     reason = signer.check(submission.tenant_id.strip(), value,
                           record.headers.get(SIGNATURE_HEADER))
     if reason is not None:
@@ -208,6 +240,9 @@ def problems_reason(problems: list[Any]) -> tuple[str, str]:
     """Reason code and text for a submission that failed ``domain.validate``."""
     text = "; ".join(f"{p.field}: {p.description}" for p in problems)
     fields = {p.field for p in problems}
+    for problem in problems:
+        if isinstance(problem, DocumentViolation):  # a file refused: its own code
+            return f"document_{problem.code}", text
     if fields == {"kind"}:
         return "unknown_kind", text
     if any("malformed JSON" in p.description or "nested deeper" in p.description

@@ -27,7 +27,8 @@ from switchyard._streams import TRANSIENT_ERRORS
 from switchyard._taskstore import stage_value, status_value, timestamp
 from switchyard._telemetry import continue_trace
 from switchyard._topics import TASK_STATUS, TASKS
-from switchyard.v1 import StatusEvent, TaskEnvelope
+from switchyard.documents import blob_store_for, check_in
+from switchyard.v1 import BlobRef, StatusEvent, TaskEnvelope
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ class Publisher:
         self.producer = producer
         self.codec = codec_for(settings)  # seals tasks.envelope at rest
         self.hash_key = matching_key(settings)  # tasks.metadata_hashes (ListTasks' filter)
+        # the claim check: bodies above the threshold are stored once, envelopes carry a ref
+        self.blobs = blob_store_for(settings, pool)
         # Bulk submissions run their inserts concurrently, but never more than the pool holds.
         self._db_slots = asyncio.Semaphore(max(1, settings.postgres_pool_max - 1))
 
@@ -81,7 +84,14 @@ class Publisher:
         its envelope never reached the broker (a crash after the commit), publish it now
         rather than wait for the reconciler.
         """
-        accepted = await self._insert(item)
+        refs = await self._check_in([item])
+        try:
+            accepted = await self._insert(item)
+        except BaseException:
+            await self._release(refs)
+            raise
+        if not accepted.created:
+            await self._release(refs)  # a repeat: the task keeps the blob it was accepted with
         if accepted.created:
             self._crash_point()
             await self.publish_or_defer([(item.envelope, first_event(item.envelope, accepted))])
@@ -98,9 +108,16 @@ class Publisher:
 
         The batch goes to PostgreSQL as one insert (see :func:`store.accept_many`), not one
         transaction per item."""
-        async with self._db_slots, self.pool.acquire() as conn:
-            results = await store.accept_many(
-                conn, [self._new_task(i) for i in items], codec=self.codec)
+        refs = await self._check_in(items)
+        try:
+            async with self._db_slots, self.pool.acquire() as conn:
+                results = await store.accept_many(
+                    conn, [self._new_task(i) for i in items], codec=self.codec)
+        except BaseException:
+            await self._release(refs)
+            raise
+        await self._release([ref for ref, result in zip(refs, results)
+                             if not (isinstance(result, store.Accepted) and result.created)])
         created = [(item.envelope, first_event(item.envelope, result))
                    for item, result in zip(items, results)
                    if isinstance(result, store.Accepted) and result.created]
@@ -108,6 +125,29 @@ class Publisher:
             self._crash_point()
             await self.publish_or_defer(created)
         return list(results)
+
+    async def _check_in(self, items: Sequence[Item]) -> list[BlobRef | None]:
+        """The claim check of each item's document (see :func:`check_in`), before its task
+        is inserted; on a failure the blobs already stored are removed again."""
+        refs: list[BlobRef | None] = []
+        try:
+            for item in items:
+                refs.append(await check_in(item.envelope, self.blobs,
+                                           self.settings.blob_threshold_bytes))
+        except BaseException:
+            await self._release(refs)
+            raise
+        return refs
+
+    async def _release(self, refs: Sequence[BlobRef | None]) -> None:
+        """Delete blobs no accepted task refers to (the task was a repeat, or not stored)."""
+        for ref in refs:
+            if ref is None:
+                continue
+            try:
+                await self.blobs.delete(ref)
+            except Exception as exc:  # noqa: BLE001 - an orphan blob must not fail the call
+                log.warning("could not delete unused blob %s: %r", ref.uri, exc)
 
     async def publish(self, items: Sequence[tuple[TaskEnvelope, StatusEvent]],
                       traces: Sequence[dict[str, str] | None] | None = None) -> None:

@@ -87,7 +87,15 @@ log = logging.getLogger(__name__)
 
 #: Where upstream systems POST to an inbound webhook source.
 INBOUND_PATH = "/webhooks/in/{source_id}"
+#: The smallest request body the gateway accepts; raised to admit the largest document
+#: base64-encoded in JSON (:func:`max_body_bytes`).
 MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+def max_body_bytes(settings: Settings) -> int:
+    """Largest request body: a document of ``document_max_bytes`` as base64 (4/3 of its size,
+    as proto3 JSON carries ``bytes``) in a submission."""
+    return max(MAX_BODY_BYTES, settings.document_max_bytes * 4 // 3 + 64 * 1024)
 #: Longest a long-poll watch may wait for events (``wait_s`` query parameter).
 MAX_WAIT_S = 60.0
 DEFAULT_WAIT_S = 20.0
@@ -319,7 +327,7 @@ class Gateway:
         return channel
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY_BYTES,
+        app = web.Application(client_max_size=max_body_bytes(self.settings),
                               middlewares=[self._errors])
         for route in ROUTES:
             app.router.add_route(route.method, route.path, self._handler(route))

@@ -8,6 +8,7 @@ webhook worker.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC
@@ -52,6 +53,14 @@ from switchyard._streams import TRANSIENT_ERRORS, Record, RejectRecord
 from switchyard._taskstore import publish_status, stage_value, status_value, timestamp
 from switchyard._telemetry import task_context
 from switchyard._topics import INTAKE
+from switchyard.documents import (
+    TEXT_TYPES,
+    BlobNotFound,
+    DocumentInfo,
+    DocumentLimits,
+    load_body,
+    normalise_content_type,
+)
 from switchyard.v1 import (
     CancelTaskRequest,
     CancelTaskResponse,
@@ -169,14 +178,27 @@ def submit_response(accepted: store.Accepted) -> SubmitTaskResponse:
                               stage=stage_value(accepted.stage), created=accepted.created)
 
 
-def problems_of(submission: Submission, settings: Settings) -> list[FieldViolation]:
-    return (domain.validate(submission, settings.max_payload_bytes)
-            + webhooks.callback_problems(submission.callback_url, settings))
+def checked(submission: Submission, settings: Settings
+            ) -> tuple[list[FieldViolation], DocumentInfo | None]:
+    """Every problem of a submission, and what ``inspect`` found in its document. CPU-bound
+    for files (it opens them): handlers run it through :func:`check_off_loop`."""
+    problems, info = domain.check(submission, DocumentLimits.from_settings(settings))
+    return problems + webhooks.callback_problems(submission.callback_url, settings), info
 
 
-def item_for(submission: Submission, source: int) -> Item:
+async def check_off_loop(submission: Submission, settings: Settings
+                         ) -> tuple[list[FieldViolation], DocumentInfo | None]:
+    """:func:`checked` in a worker thread when the document is a file, so opening a large PDF
+    or image never stalls the other requests on the event loop."""
+    if normalise_content_type(submission.document.content_type) in TEXT_TYPES:
+        return checked(submission, settings)
+    return await asyncio.to_thread(checked, submission, settings)
+
+
+def item_for(submission: Submission, source: int, info: DocumentInfo | None = None) -> Item:
     """A validated submission, normalised into the envelope with a fresh task id."""
-    envelope = domain.build_envelope(submission, domain.new_task_id(), source)
+    envelope = domain.build_envelope(submission, domain.new_task_id(), source,
+                                     page_count=info.page_count if info else 0)
     return Item(envelope, domain.payload_sha256(submission), submission.callback_url.strip())
 
 
@@ -240,13 +262,13 @@ class IngestServicer(IngestServiceServicer):
     async def submit(self, submission: Submission, source: int,
                      context: grpc.aio.ServicerContext) -> SubmitTaskResponse:
         """SubmitTask's rules for one submission from any entry (gRPC, inbound webhooks)."""
-        problems = problems_of(submission, self.settings)
+        problems, info = await check_off_loop(submission, self.settings)
         if problems:
             await abort_invalid(context, problems)
         if not principal_var.get().may_access(submission.tenant_id.strip()):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                 f"credentials do not allow tenant {submission.tenant_id!r}")
-        return submit_response(await self._accept(item_for(submission, source), context))
+        return submit_response(await self._accept(item_for(submission, source, info), context))
 
     async def _accept(self, item: Item, context: grpc.aio.ServicerContext) -> store.Accepted:
         """Accept one validated item (SubmitTask, RetryTask): over the backlog limit a repeat
@@ -277,12 +299,20 @@ class IngestServicer(IngestServiceServicer):
                                 "tasks can be retried")
         old = (await self._tasks([row], context))[0]
         submission = domain.retry_submission(old.envelope, request.attempt or 1)
-        problems = problems_of(submission, self.settings)
+        if submission.document.HasField("blob"):  # resubmitted with its bytes, checked again
+            try:
+                submission.document.body = await load_body(submission.document,
+                                                            self.publisher.blobs)
+            except BlobNotFound as exc:
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                    f"task {task_id} cannot be resubmitted: {exc}")
+            submission.document.ClearField("blob")
+        problems, info = await check_off_loop(submission, self.settings)
         if problems:  # e.g. the old task already had the most metadata entries allowed
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                 f"task {task_id} cannot be resubmitted: "
                                 + "; ".join(str(p) for p in problems))
-        accepted = await self._accept(item_for(submission, TaskSource.TASK_SOURCE_GRPC),
+        accepted = await self._accept(item_for(submission, TaskSource.TASK_SOURCE_GRPC, info),
                                       context)
         new_row = await store.load_task(self.pool, accepted.task_id)
         return RetryTaskResponse(task=(await self._tasks([new_row], context))[0],
@@ -300,7 +330,7 @@ class IngestServicer(IngestServiceServicer):
         items: list[Item] = []
         positions: list[int] = []
         for index, submission in enumerate(request.submissions):
-            problems = problems_of(submission, self.settings)
+            problems, info = await check_off_loop(submission, self.settings)
             if problems:
                 results[index].error.CopyFrom(ItemError(
                     code=_INVALID_ARGUMENT, message="; ".join(str(p) for p in problems),
@@ -311,7 +341,7 @@ class IngestServicer(IngestServiceServicer):
                     code=_PERMISSION_DENIED,
                     message=f"credentials do not allow tenant {submission.tenant_id!r}"))
             else:
-                items.append(item_for(submission, TaskSource.TASK_SOURCE_GRPC))
+                items.append(item_for(submission, TaskSource.TASK_SOURCE_GRPC, info))
                 positions.append(index)
         if self.backlog.over:
             items, positions = await self._answer_retries(items, positions, results, context)
@@ -640,14 +670,15 @@ class IntakeConsumer:
     async def handle(self, record: Record) -> None:
         # Over the backlog limit the records wait in Kafka, the buffer built for it.
         await self.backlog.wait_until_below()
-        submission = intake.parse_record(record, self.settings.max_payload_bytes, self.signer)
-        problems = problems_of(submission, self.settings)
+        submission = intake.parse_record(record, DocumentLimits.from_settings(self.settings),
+                                         self.signer)
+        problems, info = await check_off_loop(submission, self.settings)
         if problems:
             raise RejectRecord(*intake.problems_reason(problems))
         # A tenant over its rate is slowed here, never refused: the record waits for tokens
         # from the same shared bucket its gRPC calls draw on (later records wait in Kafka).
         await self.limiter.wait(submission.tenant_id.strip())
-        item = item_for(submission, TaskSource.TASK_SOURCE_KAFKA_INTAKE)
+        item = item_for(submission, TaskSource.TASK_SOURCE_KAFKA_INTAKE, info)
         with task_context(item.envelope.task_id):
             try:
                 await self.publisher.accept(item, republish_unpublished=True)
@@ -764,6 +795,7 @@ class DeadLetterServicer(DeadLetterServiceServicer):
 async def setup(ctx: ServiceContext) -> None:
     settings = ctx.settings
     publisher = Publisher(settings, ctx.pool, ctx.producer)
+    ctx.on_stop.append(publisher.blobs.close)
     feed = StatusFeed(ctx.pool, settings.watch_poll_ms / 1000)
     await feed.start()
     backlog = Backlog(ctx.pool, settings.ingest_max_backlog, settings.ingest_backlog_check_s,

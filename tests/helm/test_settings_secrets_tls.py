@@ -142,6 +142,37 @@ def test_secret_settings_come_from_secret_references(render: Renderer,
     assert not by_kind(docs, "Secret")
 
 
+def test_s3_blob_store_settings_secrets_and_egress(render: Renderer) -> None:
+    """The production blob store: bucket and endpoint as settings, credentials only from a
+    Secret, and egress to the store opened for the services that read or write documents."""
+    sets = ["config.settings.blob_store=s3", "config.settings.s3_bucket=docs",
+            "config.settings.s3_endpoint_url=https://minio.storage.svc:9000",
+            "config.secrets.s3_access_key_id.existingSecret=sy-s3",
+            "config.secrets.s3_access_key_id.key=id",
+            "config.secrets.s3_secret_access_key.existingSecret=sy-s3",
+            "config.secrets.s3_secret_access_key.key=secret",
+            "networkPolicy.blobStore.ports={9000}"]
+    docs = render(sets=sets)
+    for service in SERVICES:
+        env = env_of(pod_spec(one(docs, "Deployment", service))["containers"][0])
+        assert env["SWITCHYARD_BLOB_STORE"]["value"] == "s3"
+        assert env["SWITCHYARD_S3_BUCKET"]["value"] == "docs"
+        assert env["SWITCHYARD_S3_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {
+            "name": "sy-s3", "key": "secret"}
+        egress_ports = {port["port"] for rule in one(docs, "NetworkPolicy", service)["spec"]
+                        ["egress"] for port in rule.get("ports", [])}
+        assert (9000 in egress_ports) == (service in ("ingest", "decision", "review")), service
+    purge = pod_spec(one(docs, "CronJob", "purge"))["containers"][0]
+    assert env_of(purge)["SWITCHYARD_S3_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {
+        "name": "sy-s3", "key": "id"}
+    assert not by_kind(docs, "Secret")
+    # without s3, no egress to it
+    default = render()
+    assert all(9000 not in {port["port"] for rule in m["spec"]["egress"]
+                            for port in rule.get("ports", [])}
+               for m in by_kind(default, "NetworkPolicy"))
+
+
 # -- TLS material from a Secret ----------------------------------------------------------------
 
 @pytest.mark.parametrize("mutual", [False, True], ids=["tls", "mutual-tls"])

@@ -26,6 +26,7 @@ from google.rpc import error_details_pb2
 from switchyard import Settings
 from switchyard._grpc import field_violations, parse_status_details
 from switchyard._payloads import PayloadError, codec_for
+from switchyard._retention import purge
 from switchyard._taskstore import transition
 from switchyard._topics import CANCELLATIONS, TASKS
 from switchyard.documents import (
@@ -52,6 +53,7 @@ from switchyard.v1 import (
     RegisterWebhookRequest,
     SubmitTaskRequest,
     SubmitTasksRequest,
+    Submission,
     TaskEnvelope,
     TaskSource,
     TaskStatus,
@@ -59,12 +61,14 @@ from switchyard.v1 import (
     WatchTaskRequest,
     WatchTenantRequest,
 )
-from tests.document_samples import text_pdf
+from tests.document_samples import corrupt_pdf, noise_png, png_bomb, text_pdf
 from tests.ingest.helpers import read_topic, submission
 from tests.polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ingest_process")]
 SIGNING_KEY = "per-task-callback-key-0123456789"
+#: Documents above this travel by reference (text is at most 16 KiB here: always inline).
+BLOB_THRESHOLD = 20_000
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +76,7 @@ def settings(settings: Settings) -> Settings:
     """The module's settings plus a callback signing key, quick webhook retries and a small
     document limit."""
     return settings.replace(webhook_signing_key=SIGNING_KEY, webhook_backoff_s=0.2,
-                            max_payload_bytes=16 * 1024)
+                            max_payload_bytes=16 * 1024, blob_threshold_bytes=BLOB_THRESHOLD)
 
 
 async def tenant_tasks(db: asyncpg.Connection, tenant: str) -> list[asyncpg.Record]:
@@ -656,3 +660,99 @@ async def test_s3_blob_store_seals_client_side_and_verifies(s3_endpoint: str) ->
             assert b"%PDF" not in stored and b"DE89" not in stored  # sealed before upload
         finally:
             await store.close()
+
+
+def document_submission(key: str, content_type: str, body: bytes, tenant: str = "docsco"
+                        ) -> Submission:
+    return Submission(tenant_id=tenant, idempotency_key=key, kind="invoice",
+                      document=Document(content_type=content_type, body=body,
+                                        filename="scan"))
+
+
+async def test_files_are_accepted_and_large_ones_travel_by_reference(
+        ingest: IngestServiceStub, db: asyncpg.Connection, settings: Settings) -> None:
+    run = uuid.uuid4().hex[:6]
+    small = text_pdf(pages=2)
+    large = noise_png(200, 200)  # ~120 KB of incompressible pixels
+    assert len(small) < BLOB_THRESHOLD < len(large)
+    inline = await ingest.SubmitTask(SubmitTaskRequest(
+        submission=document_submission(f"{run}-pdf", "application/pdf", small)))
+    task = (await ingest.GetTask(GetTaskRequest(task_id=inline.task_id))).task
+    assert task.envelope.document.body == small
+    assert task.envelope.document.page_count == 2
+    assert not task.envelope.document.HasField("blob")
+
+    submitted = document_submission(f"{run}-png", "IMAGE/PNG", large)
+    first = await ingest.SubmitTask(SubmitTaskRequest(submission=submitted))
+    task = (await ingest.GetTask(GetTaskRequest(task_id=first.task_id))).task
+    document = task.envelope.document
+    assert (document.body, document.content_type, document.page_count) == (b"", "image/png", 1)
+    assert document.blob.uri.startswith("pg:")
+    assert (document.blob.sha256, document.blob.size_bytes) == (
+        hashlib.sha256(large).hexdigest(), len(large))
+    store = PostgresBlobStore(db, codec_for(settings))
+    assert await load_body(document, store) == large
+    # the Kafka record carries the reference, not the bytes
+    records = await read_topic(settings, TASKS, lambda rs: any(
+        TaskEnvelope.FromString(r.value).task_id == first.task_id for r in rs))
+    [record] = [r for r in records if TaskEnvelope.FromString(r.value).task_id == first.task_id]
+    assert len(record.value) < BLOB_THRESHOLD
+    assert TaskEnvelope.FromString(record.value).document.blob == document.blob
+    # a repeat is the same task and leaves no second blob behind
+    again = await ingest.SubmitTask(SubmitTaskRequest(submission=submitted))
+    assert (again.task_id, again.created) == (first.task_id, False)
+    assert await db.fetchval("SELECT count(*) FROM blobs WHERE task_id = $1",
+                             uuid.UUID(first.task_id)) == 1
+    # SubmitTasks: the same claim check per item
+    batch = await ingest.SubmitTasks(SubmitTasksRequest(submissions=[
+        document_submission(f"{run}-batch-{i}", "image/png", noise_png(200, 200))
+        for i in range(2)]))
+    assert batch.accepted_count == 2
+    for result in batch.results:
+        task = (await ingest.GetTask(GetTaskRequest(task_id=result.accepted.task_id))).task
+        assert task.envelope.document.blob.uri.startswith("pg:")
+
+
+async def test_bad_documents_each_get_their_specific_error(ingest: IngestServiceStub) -> None:
+    run = uuid.uuid4().hex[:6]
+    cases = {
+        "forty pages": ("application/pdf", text_pdf(pages=40), "document.body",
+                        "too_many_pages: 40 pages exceeds the limit of 30 pages"),
+        "decompression bomb": ("image/png", png_bomb(), "document.body",
+                               "too_many_pixels: page 1 is 8000x8000"),
+        "corrupt": ("application/pdf", corrupt_pdf(), "document.body", "corrupt: "),
+        "encrypted": ("application/pdf", text_pdf(password="secret"), "document.body",
+                      "encrypted: the PDF is password-protected"),
+        "wrong type": ("application/pdf", noise_png(20, 20), "document.body",
+                       "type_mismatch: declared application/pdf but the bytes are a PNG"),
+        "truncated": ("image/png", noise_png(200, 200)[:30_000], "document.body", "corrupt: "),
+        "unsupported": ("image/gif", b"GIF89a", "document.content_type", "unsupported "),
+    }
+    for name, (content_type, body, field, start) in cases.items():
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await ingest.SubmitTask(SubmitTaskRequest(
+                submission=document_submission(f"{run}-{name}", content_type, body)))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
+        assert field_violations(caught.value)[field].startswith(start), (
+            name, field_violations(caught.value))
+    claimed = document_submission(f"{run}-blob", "application/pdf", b"")
+    claimed.document.blob.CopyFrom(BlobRef(uri="pg:" + str(uuid.uuid4()), sha256="0" * 64))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await ingest.SubmitTask(SubmitTaskRequest(submission=claimed))
+    assert "set by ingest only" in field_violations(caught.value)["document.blob"]
+
+
+async def test_purge_deletes_a_task_blob_with_its_payload(
+        ingest: IngestServiceStub, db: asyncpg.Connection, settings: Settings) -> None:
+    tenant = f"purge{uuid.uuid4().hex[:6]}"
+    accepted = await ingest.SubmitTask(SubmitTaskRequest(submission=document_submission(
+        "big", "image/png", noise_png(200, 200), tenant=tenant)))
+    task_id = uuid.UUID(accepted.task_id)
+    assert await db.fetchval("SELECT count(*) FROM blobs WHERE task_id = $1", task_id) == 1
+    await transition(db, accepted.task_id, "SUCCEEDED", "DONE", "executor", "executed")
+    report = await purge(db, 10_000, {tenant: 0}, codec=codec_for(settings))
+    assert (report.tasks, report.blobs) == (1, 1)
+    assert await db.fetchval("SELECT count(*) FROM blobs WHERE task_id = $1", task_id) == 0
+    task = (await ingest.GetTask(GetTaskRequest(task_id=accepted.task_id))).task
+    assert not task.envelope.document.HasField("blob") and not task.envelope.document.body
+    assert task.envelope.document.page_count == 1  # what it was stays; the bytes are gone

@@ -29,9 +29,11 @@ def test_valid_submission_has_no_problems() -> None:
 
 def test_each_problem_names_its_field() -> None:
     problems = fields(Submission(kind="purchase-order", priority=7,
-                                 document=Document(content_type="image/png")))
+                                 document=Document(content_type="image/gif")))
     assert set(problems) == {"tenant_id", "idempotency_key", "kind", "document.content_type",
-                             "document.body", "priority"}
+                             "priority"}
+    empty = fields(submission(document=Document(content_type="image/png")))
+    assert empty == {"document.body": "empty: required (empty document)"}
     assert "purchase-order" in problems["kind"]
 
 
