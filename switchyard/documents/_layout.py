@@ -267,22 +267,24 @@ def _is_mark(word: PageWord) -> bool:
     return not _tokens(word.text)
 
 
-def _right_of(line: Line, end: int) -> tuple[tuple[PageWord, ...], float] | None:
-    rest = [w for w in line.words[end:]]
+def _right_of(line: Line, end: int) -> list[tuple[tuple[PageWord, ...], float]]:
+    """The first two cells right of a label ending at word ``end``, each with its distance
+    from the label in line heights (the second one for a label followed by a rate or a unit
+    before its value: ``VAT 20%`` then far right ``EUR 227.30``)."""
+    rest = list(line.words[end:])
     while rest and _is_mark(rest[0]):
         rest.pop(0)
-    if not rest:
-        return None
+    out: list[tuple[tuple[PageWord, ...], float]] = []
     label_end = line.words[end - 1]
-    distance = max(label_end.gap_to(rest[0]), 0.0) / line.height
-    if distance > MAX_RIGHT_HEIGHTS:
-        return None
-    value = [rest[0]]
-    for word in rest[1:]:
-        if value[-1].gap_to(word) > COLUMN_GAP_HEIGHTS * line.height:
+    while rest and len(out) < 2:
+        distance = max(label_end.gap_to(rest[0]), 0.0) / line.height
+        if distance > MAX_RIGHT_HEIGHTS:
             break
-        value.append(word)
-    return tuple(value), distance
+        value = [rest.pop(0)]
+        while rest and value[-1].gap_to(rest[0]) <= COLUMN_GAP_HEIGHTS * line.height:
+            value.append(rest.pop(0))
+        out.append((tuple(value), distance))
+    return out
 
 
 def _below(layout_lines: Sequence[Line], line: Line, start: int, end: int
@@ -324,9 +326,10 @@ def label_values(layout_lines: Sequence[Line], labels: Iterable[str],
     for label in labels:
         found = find_labels(layout_lines, label)
         for line, start, end in found:
-            right = _right_of(line, end)
-            if right is not None and not is_label(right[0]):
-                yield LabelValue(line.words[start:end], right[0], "right", right[1])
+            for cell, distance in _right_of(line, end):
+                if is_label(cell):
+                    break
+                yield LabelValue(line.words[start:end], cell, "right", distance)
         for line, start, end in found:
             below = _below(layout_lines, line, start, end)
             if below is not None and not is_label(below[0]):

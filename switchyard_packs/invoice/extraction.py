@@ -76,7 +76,7 @@ _SYM = "|".join(re.escape(s) for s, _ in CURRENCY_SYMBOLS)
 _CODE = "|".join(sorted(CURRENCY_CODES))
 _NUM = r"\d{1,3}(?:[ ,.]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?"
 _MONEY = re.compile(
-    rf"(?P<pre>{_SYM}|\b(?:{_CODE})\b)?[ \t]?(?P<num>{_NUM})(?![\d])(?:[ \t]?(?P<post>\b(?:{_CODE})\b|{_SYM}))?")
+    rf"(?P<pre>{_SYM}|\b(?:{_CODE})\b)?[ \t]?(?P<num>{_NUM})(?![\d]|[ \t]?%)(?:[ \t]?(?P<post>\b(?:{_CODE})\b|{_SYM}))?")
 
 
 @dataclass(frozen=True)
@@ -404,7 +404,9 @@ _TITLE = re.compile(
 
 
 def _company(line: str) -> str | None:
-    """A company name at the start of ``line`` (title words and addresses stripped)."""
+    """A company name at the start of ``line`` (title words and addresses stripped; a laid-out
+    line's first column only)."""
+    line = line.split(" | ")[0]
     line = re.sub(r"\s+", " ", _TITLE.sub("", line.strip())).strip()
     line = re.split(r"\s\d{1,4}\s+\w|,|\s(?=(?:INVOICE|Invoice|FACTURE|Factura|Rechnung)\b)",
                     line)[0].strip()

@@ -221,3 +221,17 @@ def test_the_decision_carries_each_fields_provenance() -> None:
     assert fields["total"].provenance == ex.fields["total"].provenance
     assert fields["total"].provenance.page == 1
     assert not fields["extraction_confidence"].HasField("provenance")
+
+
+def test_a_rate_is_no_amount_and_a_letterhead_is_its_first_column() -> None:
+    from switchyard.documents import layout_from_text, layout_text
+
+    assert [m.amount for m in find_money("VAT 20 % of EUR 227.30")] == [227.30]
+    layout = layout_from_text("Granite Engineering GmbH          INVOICE\n\n"
+                              "Subtotal                  EUR 1,136.50\n"
+                              "VAT 20%                   EUR 227.30\n"
+                              "Total due                 EUR 1,363.80")
+    ex = extract_invoice(layout_text(layout), layout)
+    assert (ex.get("vendor"), ex.get("tax"), ex.get("total")) == (
+        "Granite Engineering GmbH", "227.30", "1363.80")
+    assert ex.issues == []

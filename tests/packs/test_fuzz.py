@@ -7,6 +7,7 @@ PACK_FUZZ_EXAMPLES=2000 runs each property longer (the default keeps `make test`
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import re
 from typing import Any
@@ -222,3 +223,46 @@ def test_typed_fields_of_any_text(raw: dict[str, str]) -> None:
     assert typed["amount"] is None or isinstance(typed["amount"], float)
     assert typed["count"] is None or isinstance(typed["count"], int)
     assert typed["paid"] in (None, True, False)
+
+
+_WORDS = st.sampled_from(["Total", "Total:", "Amount", "Employee", "Name:", "Qty", "Item",
+                          "Date", "3", "4.50", "1.234,50", "EUR", "|", ":", "-", "Ann",
+                          "31/01/2025", "Subtotal", "", "  ", "IBAN", "x"])
+_UNIT = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
+
+
+@functools.cache
+def _itemised() -> Any:
+    doc = copy.deepcopy(EXPENSE)
+    doc["fields"]["items"] = {"type": "table", "end": ["Subtotal"], "columns": {
+        "item": {"type": "string", "labels": ["Item"]}, "qty": {"type": "number"},
+        "amount": {"type": "money", "labels": ["Amount", "Total"]}}}
+    return load_pack_files(files_of(doc))
+
+
+@FUZZ
+@given(st.lists(st.lists(st.tuples(_WORDS, _UNIT, _UNIT, _UNIT, _UNIT, _UNIT), max_size=40),
+                min_size=1, max_size=3),
+       st.sampled_from([(0.0, 0.0), (612.0, 792.0), (1000.0, 50.0)]))
+def test_the_labels_extractor_reads_any_layout(pages: list[list[tuple]],
+                                               size: tuple[float, float]) -> None:
+    """Words anywhere, boxes upside down or empty, no page size: values with provenance
+    inside the page, confidences in 0..1, never an exception."""
+    from switchyard.v1 import BoundingBox, DocumentLayout, LayoutWord
+
+    pack = _itemised()
+    layout = DocumentLayout()
+    for number, words in enumerate(pages, start=1):
+        page = layout.pages.add(number=number, width=size[0], height=size[1])
+        for text, x0, y0, x1, y1, confidence in words:
+            page.words.append(LayoutWord(text=text, confidence=confidence,
+                                         box=BoundingBox(x0=x0, y0=y0, x1=x1, y1=y1)))
+    extraction = extract_fields(pack, "", layout)
+    assert 0.0 <= extraction.confidence <= 1.0
+    for found in extraction.fields.values():
+        assert 0.0 <= found.confidence <= 1.0
+        if found.provenance is not None:
+            box = found.provenance.box
+            assert 0.0 <= box.x0 <= box.x1 <= 1.0 and 0.0 <= box.y0 <= box.y1 <= 1.0
+            assert 1 <= found.provenance.page <= len(pages)
+    assert set(typed_fields(extraction.values, pack.field_types)) == set(pack.fields)

@@ -176,3 +176,9 @@ def test_a_header_row_of_labels_gives_the_values_below_them() -> None:
     # every candidate, the likeliest first, for a caller that checks what it reads
     assert [(v.text, v.placement) for v in label_values(found, ["Invoice No"])] == [
         ("Invoice Date", "right"), ("INV-1", "below")]
+
+
+def test_a_rate_between_label_and_value_leaves_the_value_as_the_next_candidate() -> None:
+    found = lines(layout_from_text("VAT 20%            EUR 227.30\nTotal due          EUR 1.00"))
+    assert [(v.text, v.placement) for v in label_values(found, ["VAT"], ["Total due"])] == [
+        ("20%", "right"), ("EUR 227.30", "right")]
