@@ -50,6 +50,22 @@ RUN python -m services.decision.training --data-dir models/data --repository mod
  && test -f models/repository/document_router/1/weights.npz \
  && test -f models/repository/invoice_risk/1/weights.npz
 
+# The OCR engine for the chart's Triton: the official image (Python 3.10) has no rapidocr, so
+# its wheels for that Python are installed into the model's own folder,
+# document_ocr/python3.10/, which 1/model.py puts on sys.path when the backend's Python is
+# 3.10 (the embedded Triton, on this image's Python 3.11, uses the virtualenv instead). The
+# GPU build of onnxruntime and OpenCV without GUI libraries; numpy is the Triton image's own.
+ARG TRITON_PYTHON=3.10
+RUN pip install --no-deps --only-binary=:all: --implementation cp \
+      --python-version ${TRITON_PYTHON} --platform manylinux_2_28_x86_64 \
+      --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+      --target models/repository/document_ocr/python${TRITON_PYTHON} \
+      "rapidocr-onnxruntime>=1.4.4,<1.5" "onnxruntime-gpu>=1.19,<1.21" \
+      "opencv-python-headless>=4.8,<4.12" "pyclipper>=1.2" "shapely>=2.0.5,<3" "six" \
+      "pyyaml>=6" "pillow>=10.3,<12" "tqdm" "coloredlogs" "humanfriendly" "flatbuffers" \
+      "packaging" "protobuf>=4.25,<5" "sympy" "mpmath" \
+ && rm -rf models/repository/document_ocr/python${TRITON_PYTHON}/bin
+
 # ---------------------------------------------------------------------------------------------
 # The dev image's virtualenv: the builder's plus the embedded stack's wheels.
 FROM builder AS dev-builder

@@ -1,12 +1,12 @@
 """``python -m bench`` (``make bench``): every benchmark in sequence on one embedded stack.
 
 Runs end to end (vs the pass-through baseline), ingest (vs a bare gRPC server), decision
-(batching vs raw Triton), scaling (1 vs 2 replicas) and documents (per-field accuracy on
-text PDFs, clean and degraded scans; bench/documents_bench.py); each prints its table and
-writes ``bench/results/<name>.json``. ``--quick`` (or ``BENCH_QUICK=1``) is a short smoke run
-of the same code paths; ``--profile`` (or ``BENCH_PROFILE=1``) adds py-spy profiles of the
-services to the end-to-end run; ``--only e2e,ingest`` (or naming them: ``python -m bench
-documents``) picks benchmarks.
+(batching vs raw Triton), scaling (1 vs 2 replicas), OCR (pages/s, batched vs one page per
+request) and documents (per-field accuracy on text PDFs, clean and degraded scans;
+bench/documents_bench.py); each prints its table and writes ``bench/results/<name>.json``.
+``--quick`` (or ``BENCH_QUICK=1``) is a short smoke run of the same code paths; ``--profile``
+(or ``BENCH_PROFILE=1``) adds py-spy profiles of the services to the end-to-end run; ``--only
+e2e,ingest`` (or naming them: ``python -m bench documents``) picks benchmarks.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import os
 import sys
 import time
 
-from bench import decision_bench, documents_bench, e2e_bench, ingest_bench, scaling_bench
+from bench import (
+    decision_bench, documents_bench, e2e_bench, ingest_bench, ocr_bench, scaling_bench)
 from bench._common import RESULTS, infrastructure, quick_mode
 from switchyard._progress import stderr_progress
 
-BENCHMARKS = ("e2e", "ingest", "decision", "scaling", "documents")
+BENCHMARKS = ("e2e", "ingest", "decision", "scaling", "ocr", "documents")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
                     decision_bench.parser().parse_args(flags))
                 decision_bench.run(infra, state / "decision", decision_args,
                                    RESULTS / "decision.json")
+            elif name == "ocr":
+                ocr_args = ocr_bench.configure(ocr_bench.parser().parse_args(flags))
+                ocr_bench.run(infra, state / "ocr", ocr_args, RESULTS / "ocr.json")
             elif name == "documents":
                 documents_args = documents_bench.configure(
                     documents_bench.parser().parse_args(flags))

@@ -425,6 +425,22 @@ class Settings:
         "scorer model `<name>` uses the setting `<name>_version` when one exists, else Triton's "
         "latest).", group="decision"
     )
+    ocr_version: str = setting(
+        "1", "Triton version directory of document_ocr, the OCR model that reads scanned "
+        "pages and images.", group="decision",
+    )
+    ocr_timeout_s: float = setting(
+        60.0, "Deadline of one document_ocr request (a batch of pages; OCR on CPU takes "
+        "seconds per page).", group="decision", exclusive_minimum=0,
+    )
+    ocr_batch_max_pages: int = setting(
+        8, "Most pages in one document_ocr request (pages of many tasks share it).",
+        group="decision", minimum=1, maximum=16,
+    )
+    ocr_max_pages: int = setting(
+        20, "Pages of a document the decision service reads (text layer or OCR); later pages "
+        "are not read and the decision's explanation says so.", group="decision", minimum=1,
+    )
     breaker_fail_max: int = setting(
         5, "Consecutive failed Triton requests that open the circuit breaker.", group="decision",
         minimum=1,

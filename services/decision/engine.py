@@ -30,10 +30,12 @@ from services.decision.extensions import Enrichers, Scorers, extractor_of, featu
 from services.decision.packs import ActivePack, PackCatalog
 from services.decision.policies import PolicySet
 from services.decision.policy import Outcome, Policy, no_plan, route, unavailable
+from services.decision.reading import DocumentReader, ReadDocument, UnreadableDocument
 from services.decision.shadow import ShadowRunner
 from services.decision.triton import ModelUnavailable, Prediction
 from switchyard._escalations import DEFAULT_REVIEW_QUEUE
 from switchyard._priority import task_bucket
+from switchyard.documents import layout_text
 from switchyard.packs import (
     NO_RULE_MATCHED,
     ExpressionError,
@@ -41,6 +43,7 @@ from switchyard.packs import (
     RuleSpec,
     evaluate_condition,
     plan_to_proto,
+    run_extractor,
     typed_fields,
 )
 from switchyard.v1 import (
@@ -49,6 +52,7 @@ from switchyard.v1 import (
     Decision,
     DecisionOutcome,
     DecisionSource,
+    DocumentLayout,
     FieldExtraction,
     ModelOutput,
     TaskEnvelope,
@@ -71,9 +75,15 @@ MAX_TEXT_CHARS = 20_000  # the router reads the head of long documents
 PACK_ERROR_RULE = "pack_error"
 #: The rule named when a document's content type is not among its pack's ``content_types``.
 CONTENT_TYPE_RULE = "content_type_not_supported"
+#: The rule named when a PDF or image cannot be read (damaged, its blob's checksum wrong).
+UNREADABLE_RULE = "document_unreadable"
 
 
-def document_text(task: TaskEnvelope) -> str:
+def document_text(task: TaskEnvelope, read: ReadDocument | None = None) -> str:
+    """What the router reads: the layout's words in reading order for a PDF or an image
+    (``read``), else the body as UTF-8; the head of long documents."""
+    if read is not None:
+        return layout_text(read.layout)[:MAX_TEXT_CHARS]
     return task.document.body.decode("utf-8", errors="replace")[:MAX_TEXT_CHARS]
 
 
@@ -150,6 +160,8 @@ class Decided:
     outcome: Outcome
     policy: Policy
     assessment: Assessment | None = None
+    #: the document's layout (PDFs and images): escalations carry it to the reviewer
+    layout: DocumentLayout | None = None
 
     @property
     def model_unavailable(self) -> bool:
@@ -245,8 +257,10 @@ class DecisionEngine:
                  catalog: PackCatalog, scorers: Scorers | None = None,
                  enrichers: Enrichers | None = None, shadow: ShadowRunner | None = None,
                  router_drift: DriftMonitor | None = None,
-                 router_classes: Callable[[], Collection[str]] = frozenset) -> None:
+                 router_classes: Callable[[], Collection[str]] = frozenset,
+                 reader: DocumentReader | None = None) -> None:
         self.router = router
+        self.reader = reader  # PDFs and images -> layouts (text layer, OCR on Triton)
         self.policies = policies if isinstance(policies, PolicySet) else PolicySet(policies)
         self.catalog = catalog
         self.scorers = scorers
@@ -276,14 +290,28 @@ class DecisionEngine:
         packs = self.catalog.for_tenant(task.tenant_id)
         if testing is not None:
             packs = replace(packs, packs={**packs.packs, testing.pack.name: testing})
-        text = document_text(task)
         bucket = task_bucket(task)
+        read = None
+        if self.reader is not None:
+            try:
+                read = await self.reader.read(task)
+            except ModelUnavailable as exc:
+                if testing is not None:
+                    raise
+                return self._unavailable(task, policy, str(exc))
+            except UnreadableDocument as exc:
+                outcome = Outcome("escalate", UNREADABLE_RULE,
+                                  f"The document cannot be read ({exc}); a person decides.",
+                                  0.0, "", "OTHER", priority=bucket)
+                return Decided(to_decision(task, outcome, None, policy), outcome, policy)
+        layout = read.layout if read is not None else None
+        text = document_text(task, read)
         try:
             prediction = await self.router.submit(text)
         except ModelUnavailable as exc:
             if testing is not None:
                 raise
-            return self._unavailable(task, policy, str(exc))
+            return self._unavailable(task, policy, str(exc), layout=layout)
         if testing is None and self.shadow is not None:
             self.shadow.observe(task.task_id, task.tenant_id, text, prediction, persist)
         if testing is None and self.router_drift is not None:
@@ -291,10 +319,13 @@ class DecisionEngine:
                                        "predicted_class": prediction.label,
                                        "max_prob": prediction.confidence})
         note = ""
+        if read is not None and read.unread_pages:
+            note = (f"Only the first {len(read.layout.pages)} of {read.page_count} pages were "
+                    "read. ")
         kind_pack = packs.get(task.kind) if task.kind else None
         if kind_pack is not None and task.kind not in self.router_classes():
             # a type newer than the deployed router: the submitter's kind routes it
-            note = f"routed by the submitted kind: the router does not know '{task.kind}' yet. "
+            note += f"routed by the submitted kind: the router does not know '{task.kind}' yet. "
             prediction = replace(prediction, label=task.kind, confidence=1.0)
         active = packs.get(prediction.label)
         outcome = route(task.kind, prediction, policy, bucket,
@@ -303,18 +334,21 @@ class DecisionEngine:
             outcome = no_plan(prediction.label, prediction.confidence, bucket)
         if outcome is not None:
             return Decided(to_decision(task, outcome, prediction, policy, active=active),
-                           outcome, policy)
+                           outcome, policy, layout=layout)
         assert active is not None
         try:
-            return await self.decide_with_pack(task, text, prediction, active, policy, note)
+            return await self.decide_with_pack(task, text, prediction, active, policy, note,
+                                               layout)
         except ModelUnavailable as exc:
             if testing is not None:
                 raise
-            return self._unavailable(task, policy, str(exc), prediction)
+            return self._unavailable(task, policy, str(exc), prediction, layout)
 
     async def decide_with_pack(self, task: TaskEnvelope, text: str, prediction: Prediction,
-                               active: ActivePack, policy: Policy, note: str = "") -> Decided:
-        """The pack's stage: extract, enrich, score, run the decision table. Raises
+                               active: ActivePack, policy: Policy, note: str = "",
+                               layout: DocumentLayout | None = None) -> Decided:
+        """The pack's stage: extract (on ``layout`` too, for a PDF or an image), enrich, score,
+        run the decision table. Raises
         ModelUnavailable (a scorer's model away) and Overloaded (a batcher full); errors
         reading the tenant's records (PostgreSQL) propagate, as transient."""
         pack, params = active.pack, active.params
@@ -327,9 +361,10 @@ class DecisionEngine:
                               "decides.", prediction.confidence, pack.name, "OTHER",
                               priority=bucket)
             return Decided(to_decision(task, outcome, prediction, policy, active=active),
-                           outcome, policy)
+                           outcome, policy, layout=layout)
         try:
-            extraction = extractor_of(pack)(text)
+            # with layout= when the extractor takes it (text-only extractors keep working)
+            extraction = run_extractor(extractor_of(pack), text, layout)
             raw = {name: f.value for name, f in extraction.fields.items()}
             history = await self.enrichers.enrich(pack.enrichers, task, extraction, params)
             vectors = [(scorer, features_for(scorer.features)(extraction, history, task))
@@ -344,7 +379,7 @@ class DecisionEngine:
                               f"document ({type(exc).__name__}); a person decides.",
                               prediction.confidence, pack.name, "OTHER", priority=bucket)
             return Decided(to_decision(task, outcome, prediction, policy, active=active),
-                           outcome, policy)
+                           outcome, policy, layout=layout)
         outputs = []
         scores: dict[str, float] = {}
         if vectors and self.scorers is None:
@@ -368,7 +403,7 @@ class DecisionEngine:
         outcome = table_outcome(pack, context, policy, bucket, note)
         assessment = Assessment(active, extraction, raw, tuple(outputs))
         return Decided(to_decision(task, outcome, prediction, policy, assessment), outcome,
-                       policy, assessment)
+                       policy, assessment, layout)
 
     async def test_case(self, task: TaskEnvelope, active: ActivePack) -> Decided:
         """Decide a golden case (PackService.TestPack) the way a task submitted with the
@@ -378,10 +413,13 @@ class DecisionEngine:
         return await self.assess(task, testing=active)
 
     def _unavailable(self, task: TaskEnvelope, policy: Policy, reason: str,
-                     prediction: Prediction | None = None) -> Decided:
+                     prediction: Prediction | None = None,
+                     layout: DocumentLayout | None = None) -> Decided:
         outcome = unavailable(task.kind, reason, task_bucket(task))
-        return Decided(to_decision(task, outcome, prediction, policy), outcome, policy)
+        return Decided(to_decision(task, outcome, prediction, policy), outcome, policy,
+                       layout=layout)
 
 
-__all__ = ["CONTENT_TYPE_RULE", "PACK_ERROR_RULE", "Assessment", "Decided", "DecisionEngine", "Overloaded",
-           "TableResult", "document_text", "run_table", "table_outcome", "to_decision"]
+__all__ = ["CONTENT_TYPE_RULE", "PACK_ERROR_RULE", "UNREADABLE_RULE", "Assessment", "Decided", "DecisionEngine", "Overloaded",
+           "TableResult", "document_text", "run_table", "table_outcome",
+           "to_decision"]

@@ -26,12 +26,19 @@ from services.decision.packs import PackCatalog
 from services.decision.policies import PolicyError, load_policies
 from services.decision.policy import Outcome, Policy
 from services.decision.shadow import ShadowRunner
-from services.decision.triton import RouterClient, new_breaker
+from services.decision.reading import LAYOUT_CONTENT_TYPES, DocumentReader, UnreadableDocument
+from services.decision.triton import (
+    ModelUnavailable,
+    OcrClient,
+    RouterClient,
+    new_breaker,
+)
 from switchyard._audit import append as audit_append
 from switchyard._audit import digest
 from switchyard._auth import Role, principal_var
 from switchyard._dataclass import matching_key
 from switchyard._escalations import build_escalation
+from switchyard.documents import DocumentLimits, blob_store_for
 from switchyard._grpc import FieldViolation, abort_invalid, abort_retry_later
 from switchyard._payloads import DECISION, PLAINTEXT, PayloadCodec, codec_for
 from switchyard._serde import decode
@@ -50,6 +57,7 @@ from switchyard.v1 import (
     Decision,
     DecisionOutcome,
     DecisionServiceServicer,
+    DocumentLayout,
     Escalation,
     EscalationReason,
     GetModelHealthRequest,
@@ -87,13 +95,17 @@ def decision_audit_detail(task: TaskEnvelope, decision: Decision,
 
 
 def escalation_for(task: TaskEnvelope, decision: Decision, outcome: Outcome,
-                   queue: str) -> Escalation:
+                   queue: str, layout: DocumentLayout | None = None) -> Escalation:
     """The decision service's escalation, through the one builder every service uses (it
-    carries the pack rule's reviewer group, four-eyes and review SLA from the decision)."""
-    return build_escalation(
+    carries the pack rule's reviewer group, four-eyes and review SLA from the decision), with
+    the document's layout when it has one (the console draws it over the page images)."""
+    escalation = build_escalation(
         task, decision, queue=queue, bucket=outcome.priority,
         reason=EscalationReason.Value(f"ESCALATION_REASON_{outcome.escalation_reason}"),
         detail=decision.explanation, service="decision")
+    if layout is not None:
+        escalation.layout.CopyFrom(layout)
+    return escalation
 
 
 class TaskDecider:
@@ -128,8 +140,10 @@ class TaskDecider:
             if row["decision"] is not None:
                 # Redelivered after the decision was stored: re-send it (consumers dedupe),
                 # never decide twice.
-                await self._publish(task, self._open(row["decision_id"], row["decision"]),
-                                    None)
+                stored = self._open(row["decision_id"], row["decision"])
+                layout = (await self._layout_again(task)
+                          if _outcome_name(stored) == "ESCALATE" else None)
+                await self._publish(task, stored, None, layout=layout)
                 return
             if row["held"]:
                 return  # waiting for the models; the hold retrier owns it now
@@ -192,12 +206,26 @@ class TaskDecider:
             log.info("task ended while being decided: decision %s not handed on",
                      decision.decision_id)
             return
-        await self._publish(task, decision, outcome, decision.review_queue or None)
+        await self._publish(task, decision, outcome, decision.review_queue or None,
+                            result.layout)
         if change is not None:
             await publish_status(self.ctx.producer, change.event)
 
+    async def _layout_again(self, task: TaskEnvelope) -> DocumentLayout | None:
+        """The layout of a redelivered task's document, for re-sending its escalation (the
+        stored decision does not keep it); None when it cannot be read now."""
+        reader = self.engine.reader
+        if reader is None or task.document.content_type not in LAYOUT_CONTENT_TYPES:
+            return None
+        try:
+            read = await reader.read(task)
+        except (ModelUnavailable, UnreadableDocument, Overloaded) as exc:
+            log.warning("re-sending an escalation without its layout: %s", exc)
+            return None
+        return read.layout if read is not None else None
+
     async def _publish(self, task: TaskEnvelope, decision: Decision, outcome: Outcome | None,
-                       queue: str | None = None) -> None:
+                       queue: str | None = None, layout: DocumentLayout | None = None) -> None:
         outcome_name = _outcome_name(decision)
         if outcome_name == "AUTO_EXECUTE":
             await self.ctx.producer.send(DECISIONS, task.task_id, decision)
@@ -209,7 +237,7 @@ class TaskDecider:
                 outcome = Outcome("escalate", decision.rule, decision.explanation,
                                   decision.confidence, decision.label, reason, task_bucket(task))
             await self.ctx.producer.send(ESCALATIONS, task.task_id,
-                                         escalation_for(task, decision, outcome, queue))
+                                         escalation_for(task, decision, outcome, queue, layout))
 
 
 def _outcome_name(decision: Decision) -> str:
@@ -279,7 +307,7 @@ def _card(settings: Settings, model: str, version_dir: str) -> Path:
     return Path(settings.model_repository) / model / version_dir / "model_card.json"
 
 
-async def _load_metadata(*clients: RouterClient) -> None:
+async def _load_metadata(*clients: RouterClient | OcrClient) -> None:
     """Read model configs; while Triton is away, keep trying in the background (the router
     reads its class list itself on its first prediction when this has not yet)."""
     pending = list(clients)
@@ -310,6 +338,14 @@ async def setup(ctx: ServiceContext) -> None:
                             s.batch_queue_limit, supervisor=ctx.supervisor)
 
     router_batcher = batcher("document_router", router.predict)
+    # OCR: pages of many tasks in one request; its own breaker (a slow OCR batch must not
+    # open the router's), its own longer deadline
+    ocr = OcrClient(s.triton_url, s.ocr_timeout_s,
+                    new_breaker("triton-ocr", s.breaker_fail_max, s.breaker_reset_s),
+                    s.ocr_version)
+    ocr_batcher = MicroBatcher("document_ocr", ocr.read, s.ocr_batch_max_pages,
+                               s.batch_max_delay_ms / 1000, s.batch_queue_limit,
+                               supervisor=ctx.supervisor)
     shadow = None
     if s.router_shadow_version and s.router_shadow_version != s.router_version:
         shadow_client = RouterClient(
@@ -339,6 +375,8 @@ async def setup(ctx: ServiceContext) -> None:
     enrichers.prepare(sorted({name for view in (catalog.newest(""),)
                               for stored in view.values() for name in stored.pack.enrichers}))
     scorers = Scorers(s, breaker, ctx.supervisor)
+    blobs = blob_store_for(s, ctx.pool)  # documents sent by reference (claim check)
+    ctx.on_stop.append(blobs.close)
     drift_samples = health.DriftRecorder(ctx.pool)  # GetModelHealth's drift history
     engine = DecisionEngine(
         router_batcher, policies, catalog, scorers=scorers, enrichers=enrichers, shadow=shadow,
@@ -346,8 +384,15 @@ async def setup(ctx: ServiceContext) -> None:
                                                   s.drift_window, s.drift_publish_every,
                                                   drift_samples.record),
         router_classes=lambda: router.classes,
+        reader=DocumentReader(ocr_batcher.submit, blobs,
+                              DocumentLimits.from_settings(s), max_pages=s.ocr_max_pages),
     )
     await router_batcher.start()
+    await ocr_batcher.start()
+    # not waited for at start: the router decides text tasks while OCR loads; until OCR
+    # answers, documents that need it meet the unavailable policy like any model's tasks
+    ctx.run_in_background("ocr-metadata", lambda: _load_metadata(ocr), one_shot=True)
+    ctx.on_stop.append(ocr.close)
     if shadow is not None:
         await shadow.start()
     holds = HoldRetrier(ctx.pool, ctx.producer, engine, breaker, s.hold_retry_s,
@@ -372,6 +417,7 @@ async def setup(ctx: ServiceContext) -> None:
         ctx.on_stop.append(client.close)
     ctx.on_stop.append(scorers.stop)
     ctx.on_stop.append(router_batcher.stop)
+    ctx.on_stop.append(ocr_batcher.stop)
     if shadow is not None:
         ctx.on_stop.append(shadow.stop)
 

@@ -11,6 +11,7 @@ several versions at once (the live one and a shadow candidate), so "latest" woul
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -23,6 +24,9 @@ import tritonclient.grpc.aio as triton
 from opentelemetry import trace
 from prometheus_client import Histogram
 from tritonclient.utils import InferenceServerException
+
+from switchyard.documents._text_layer import reading_order
+from switchyard.v1 import BoundingBox, LayoutPage, LayoutSource, LayoutWord
 
 tracer = trace.get_tracer("switchyard.decision.triton")
 log = logging.getLogger(__name__)
@@ -259,3 +263,49 @@ class ScorerClient(_ModelClient):
             confidence.observe(prediction.confidence)
             predictions.append(prediction)
         return predictions
+
+
+class OcrClient(_ModelClient):
+    """``document_ocr``: page images (PNG or JPEG bytes) in, each page's words out.
+
+    Returns one ``LayoutPage`` per image with source OCR, its size in pixels and its words'
+    boxes as fractions of the page; ``number`` is left 0 for the caller (which knows which page
+    of which document each image is). Confidence metrics observe each word's confidence.
+    """
+
+    model_name = "document_ocr"
+
+    async def read(self, images: Sequence[bytes]) -> list[LayoutPage]:
+        data = np.array([[image] for image in images], dtype=np.object_)
+        inputs = [triton.InferInput("IMAGE", list(data.shape), "BYTES")]
+        inputs[0].set_data_from_numpy(data)
+        out = await self._infer(inputs, "WORDS", len(images))
+        rows = out.reshape(-1)
+        if len(rows) != len(images):
+            raise ModelUnavailable(f"{self.model_name}: {len(rows)} pages read for "
+                                   f"{len(images)} sent")
+        confidence = MODEL_CONFIDENCE.labels(self.model_name, self.version)
+        pages = []
+        for row in rows:
+            page = json.loads(row.decode("utf-8") if isinstance(row, bytes) else str(row))
+            pages.append(ocr_page(page))
+            for word in pages[-1].words:
+                confidence.observe(word.confidence)
+        return pages
+
+
+def ocr_page(page: dict) -> LayoutPage:
+    """``document_ocr``'s JSON for one page as a ``LayoutPage`` (boxes normalised to 0..1)."""
+    width, height = float(page["width"]), float(page["height"])
+
+    def clamp(value: float) -> float:
+        return min(1.0, max(0.0, value))
+
+    words = [LayoutWord(text=str(w["text"]), confidence=clamp(float(w["confidence"])),
+                        box=BoundingBox(x0=clamp(w["box"][0] / width),
+                                        y0=clamp(w["box"][1] / height),
+                                        x1=clamp(w["box"][2] / width),
+                                        y1=clamp(w["box"][3] / height)))
+             for w in page["words"]]
+    return LayoutPage(width=width, height=height, source=LayoutSource.LAYOUT_SOURCE_OCR,
+                      words=reading_order(words))

@@ -8,6 +8,8 @@ Imports no service. Each module's public names are re-exported here:
 * ``_blobs`` -- the claim check: :class:`BlobStore` (PostgreSQL or S3, sealed with the
   payload codec), :func:`blob_store_for`, and :func:`load_body`, how every reader gets a
   document's bytes;
+* ``_text_layer`` -- :func:`read_text_layer` (a PDF's words with positions, ``None`` for a
+  scanned page) and :func:`reading_order`;
 * ``_layout`` -- reading a DocumentLayout (words with boxes, from a PDF's text layer or OCR):
   lines, the reading-order text the router sees, labels and the values next to them, tables,
   and the provenance of an extracted value.
@@ -55,6 +57,7 @@ from switchyard.documents._layout import (
     page_words,
     provenance_of,
 )
+from switchyard.documents._text_layer import MIN_TEXT_LAYER_CHARS, read_text_layer, reading_order
 
 __all__ = [
     # _files
@@ -64,6 +67,8 @@ __all__ = [
     # _blobs
     "STORES", "BlobError", "BlobIntegrityError", "BlobNotFound", "BlobStore",
     "PostgresBlobStore", "S3BlobStore", "blob_store_for", "check_in", "load_body",
+    # _text_layer
+    "MIN_TEXT_LAYER_CHARS", "read_text_layer", "reading_order",
     # _layout
     "LabelValue", "Line", "PageWord", "Table", "find_labels", "find_table", "find_words",
     "label_value", "label_values", "layout_from_text", "layout_text", "lines", "page_lines",

@@ -60,3 +60,262 @@ async def test_invoice_risk_reaches_its_cards_heldout_auc(stack: EmbeddedStack) 
         await client.close()
     claimed = card("invoice_risk", "1")["metrics"]["test"]
     assert round(train.auc(np.array(p), np.array([r["label"] for r in rows])), 6) == claimed["auc"]
+
+
+def _page_png(lines: list[tuple[int, int, str]], size: tuple[int, int] = (900, 500)) -> bytes:
+    """A white page with ``lines`` (x, y, text) in black, as PNG bytes."""
+    import io
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    page = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.load_default(size=36)
+    for x, y, text in lines:
+        draw.text((x, y), text, fill="black", font=font)
+    out = io.BytesIO()
+    page.save(out, format="PNG")
+    return out.getvalue()
+
+
+async def test_ocr_reads_the_words_of_each_page_with_boxes(stack: EmbeddedStack) -> None:
+    # two pages in one request (as the decision service's batcher sends them): each row's
+    # words come back in its own row, with boxes where the text was drawn
+    from services.decision.triton import OcrClient
+    from switchyard.v1 import LayoutSource
+
+    client = OcrClient(stack.settings.triton_url, 120, new_breaker("t", 5, 10), "1")
+    await client.load_metadata()
+    try:
+        first, second = await client.read([
+            _page_png([(60, 60, "Invoice number: INV-2041"), (60, 300, "Total due: 1,250.00")]),
+            _page_png([(450, 200, "Receipt 77")], size=(900, 600)),
+        ])
+    finally:
+        await client.close()
+    assert client.version == "1.0.0"
+    assert first.source == second.source == LayoutSource.LAYOUT_SOURCE_OCR
+    assert (first.width, first.height, second.width, second.height) == (900, 500, 900, 600)
+    texts = [w.text for w in first.words]
+    # a label's colon ends a word even where the recogniser drops the space after it
+    assert texts == ["Invoice", "number:", "INV-2041", "Total", "due:", "1,250.00"]
+    invoice, total = first.words[0], first.words[3]
+    assert 0.04 < invoice.box.x0 < 0.1 and 0.1 < invoice.box.y0 < invoice.box.y1 < 0.25
+    assert invoice.box.x1 < first.words[1].box.x0 < first.words[1].box.x1 < \
+        first.words[2].box.x0
+    assert total.box.y0 > 0.55 and total.box.x1 < first.words[4].box.x0
+    assert all(0.5 < w.confidence <= 1 for w in first.words)
+    assert [w.text for w in second.words] == ["Receipt", "77"]
+    assert second.words[0].box.x0 == pytest.approx(450 / 900, abs=0.03)
+
+
+def _scan_pdf(first_page_text: tuple[str, ...], scanned_lines: list[tuple[int, int, str]]
+              ) -> bytes:
+    """A PDF whose page 1 has a text layer and page 2 is a scan (an image, no text)."""
+    import io
+
+    from PIL import Image
+    from reportlab.lib.utils import ImageReader
+    from reportlab.pdfgen import canvas
+
+    out = io.BytesIO()
+    pdf = canvas.Canvas(out, pagesize=(450, 250))
+    pdf.setFont("Helvetica", 14)
+    for row, line in enumerate(first_page_text):
+        pdf.drawString(40, 200 - row * 30, line)
+    pdf.showPage()
+    scan = Image.open(io.BytesIO(_page_png(scanned_lines)))
+    pdf.drawImage(ImageReader(scan), 0, 0, 450, 250)
+    pdf.showPage()
+    pdf.save()
+    return out.getvalue()
+
+
+def _tiff(*pages: bytes) -> bytes:
+    import io
+
+    from PIL import Image
+
+    frames = [Image.open(io.BytesIO(p)).convert("RGB") for p in pages]
+    out = io.BytesIO()
+    frames[0].save(out, format="TIFF", save_all=True, append_images=frames[1:])
+    return out.getvalue()
+
+
+def _envelope(content_type: str, body: bytes, page_count: int = 0):  # type: ignore[no-untyped-def]
+    from switchyard.v1 import Document, TaskEnvelope
+
+    return TaskEnvelope(task_id="00000000-0000-0000-0000-000000000001", tenant_id="acme",
+                        document=Document(content_type=content_type, body=body,
+                                          page_count=page_count))
+
+
+async def test_document_reader_reads_text_layers_directly_and_the_rest_by_ocr(
+        stack: EmbeddedStack) -> None:
+    # the decision service's reader over the real model, pages through a micro-batcher: a PDF
+    # with a text page and a scanned page, and a two-frame TIFF, read at the same time
+    import asyncio
+
+    from services.decision.batcher import BATCH_SIZE, MicroBatcher
+    from services.decision.reading import DocumentReader
+    from services.decision.triton import OcrClient
+    from switchyard.v1 import LayoutSource
+
+    client = OcrClient(stack.settings.triton_url, 120, new_breaker("t", 5, 10), "1")
+    batcher = MicroBatcher("reader-test", client.read, 8, 0.05, 100)
+    sent_before = BATCH_SIZE.labels("reader-test")._sum.get()  # noqa: SLF001
+    await batcher.start()
+    reader = DocumentReader(batcher.submit, None)
+    try:
+        pdf, tiff = await asyncio.gather(
+            reader.read(_envelope("application/pdf", _scan_pdf(
+                ("Invoice number: INV-7", "Total due: 99.00"),
+                [(60, 60, "Vendor: Nordic Paper"), (60, 300, "Page two")]))),
+            reader.read(_envelope("image/tiff", _tiff(
+                _page_png([(60, 60, "Receipt 11")]), _page_png([(60, 60, "Receipt 12")])))),
+        )
+        assert await reader.read(_envelope("text/plain", b"Invoice INV-7")) is None
+    finally:
+        await batcher.stop()
+        await client.close()
+    assert pdf is not None and tiff is not None
+    text_page, scanned = pdf.layout.pages
+    assert (text_page.number, text_page.source) == (1, LayoutSource.LAYOUT_SOURCE_TEXT_LAYER)
+    assert [w.text for w in text_page.words] == ["Invoice", "number:", "INV-7", "Total", "due:",
+                                                 "99.00"]
+    assert (scanned.number, scanned.source) == (2, LayoutSource.LAYOUT_SOURCE_OCR)
+    assert [w.text for w in scanned.words] == ["Vendor:", "Nordic", "Paper", "Page", "two"]
+    assert (pdf.page_count, pdf.ocr_pages, pdf.unread_pages) == (2, 1, 0)
+    assert [(p.number, p.source, [w.text for w in p.words]) for p in tiff.layout.pages] == [
+        (1, LayoutSource.LAYOUT_SOURCE_OCR, ["Receipt", "11"]),
+        (2, LayoutSource.LAYOUT_SOURCE_OCR, ["Receipt", "12"])]
+    # three scanned pages of two documents, all sent through the batcher
+    assert BATCH_SIZE.labels("reader-test")._sum.get() - sent_before == 3  # noqa: SLF001
+
+
+async def test_document_reader_limits_pages_and_names_what_it_cannot_read(
+        stack: EmbeddedStack) -> None:
+    from services.decision.reading import DocumentReader, UnreadableDocument
+    from services.decision.triton import ModelUnavailable, OcrClient
+    from switchyard.stack import free_port
+    from tests.document_samples import corrupt_pdf, text_pdf
+
+    client = OcrClient(stack.settings.triton_url, 120, new_breaker("t", 5, 10), "1")
+    try:
+        reader = DocumentReader(lambda image: client.read([image]), None, max_pages=2)
+        read = await reader.read(_envelope("application/pdf", text_pdf(
+            ("Invoice INV-1001 for paper", "Total 120.00 EUR"), pages=3), page_count=3))
+        assert read is not None
+        assert [p.number for p in read.layout.pages] == [1, 2]
+        assert (read.page_count, read.unread_pages, read.ocr_pages) == (3, 1, 0)
+        with pytest.raises(UnreadableDocument, match="PDF"):
+            await reader.read(_envelope("application/pdf", corrupt_pdf(), page_count=1))
+    finally:
+        await client.close()
+    # Triton not there: the model is unavailable (the engine's hold/escalate policy), not a
+    # document problem
+    away = OcrClient(f"127.0.0.1:{free_port()}", 2, new_breaker("away", 5, 10), "1")
+    try:
+        with pytest.raises(ModelUnavailable):
+            await DocumentReader(lambda image: away.read([image]), None).read(
+                _envelope("image/png", _page_png([(60, 60, "Receipt 11")])))
+    finally:
+        await away.close()
+
+
+TICKET = ("Ticket SR127232", "Priority: P3", "Category: General", "Customer: Julia Larsen",
+          "Description: Why did my bill go up? Nobody told us about a price change.")
+
+
+def _text_pdf(lines: tuple[str, ...]) -> bytes:
+    import io
+
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    out = io.BytesIO()
+    pdf = canvas.Canvas(out, pagesize=A4)
+    pdf.setFont("Helvetica", 12)
+    for row, line in enumerate(lines):
+        pdf.drawString(72, A4[1] - 72 - row * 24, line)
+    pdf.showPage()
+    pdf.save()
+    return out.getvalue()
+
+
+async def test_the_engine_routes_on_the_layout_extracts_with_provenance_and_escalates_with_it(
+        stack: EmbeddedStack) -> None:
+    # the decision engine as the service builds it (router and OCR batchers on the real
+    # Triton), with the shipped support_ticket pack reading PDFs and PNGs: a text PDF is
+    # routed on its words and its fields carry where they were read; a scanned ticket
+    # submitted as another kind escalates with its OCR layout on the escalation; a damaged
+    # PDF escalates as unreadable
+    import dataclasses
+
+    from services.decision.batcher import MicroBatcher
+    from services.decision.engine import UNREADABLE_RULE, DecisionEngine
+    from services.decision.packs import PackCatalog
+    from services.decision.policies import PolicySet
+    from services.decision.policy import Policy
+    from services.decision.reading import DocumentReader
+    from services.decision.service import escalation_for
+    from services.decision.triton import OcrClient
+    from switchyard.packs import builtin_packs
+    from switchyard.v1 import DecisionOutcome, LayoutSource
+    from tests.document_samples import corrupt_pdf
+
+    pack = builtin_packs()["support_ticket"]
+    pack = dataclasses.replace(pack, content_types=(*pack.content_types, "application/pdf",
+                                                    "image/png"))
+    router = RouterClient(stack.settings.triton_url, 30, new_breaker("r", 5, 10), "1")
+    ocr = OcrClient(stack.settings.triton_url, 120, new_breaker("o", 5, 10), "1")
+    await router.load_metadata()
+    router_batcher = MicroBatcher("engine-test-router", router.predict, 16, 0.005, 100)
+    ocr_batcher = MicroBatcher("engine-test-ocr", ocr.read, 8, 0.005, 100)
+    policies = PolicySet(Policy(auto_execute_threshold=0.5))
+    engine = DecisionEngine(router_batcher, policies,
+                            PackCatalog(None, policies, builtin={"support_ticket": pack}),
+                            router_classes=lambda: router.classes,
+                            reader=DocumentReader(ocr_batcher.submit, None))
+    await router_batcher.start()
+    await ocr_batcher.start()
+    try:
+        text = await engine.assess(_envelope("application/pdf", _text_pdf(TICKET)))
+        scanned_ticket = _page_png([(40, 40 + 60 * i, line) for i, line in
+                                    enumerate(TICKET[:4])], size=(900, 320))
+        scan = await engine.assess(_kind(_envelope("image/png", scanned_ticket), "invoice"))
+        broken = await engine.assess(_envelope("application/pdf", corrupt_pdf(), page_count=1))
+    finally:
+        await router_batcher.stop()
+        await ocr_batcher.stop()
+        await router.close()
+        await ocr.close()
+
+    decision = text.decision
+    assert decision.models[0].label == "support_ticket"   # routed on the layout's words
+    assert decision.outcome == DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE, \
+        decision.explanation
+    fields = {f.name: f for f in decision.fields}
+    assert fields["ticket_id"].value == "SR127232"
+    assert fields["priority"].value == "P3"
+    where = fields["priority"].provenance
+    assert (where.page, where.source) == (1, LayoutSource.LAYOUT_SOURCE_TEXT_LAYER)
+    priority_word = next(w for w in text.layout.pages[0].words if w.text == "P3")
+    assert where.box.x0 == pytest.approx(priority_word.box.x0)
+    assert where.box.y0 == pytest.approx(priority_word.box.y0)
+
+    assert scan.outcome.rule == "kind_mismatch"
+    assert scan.layout is not None
+    assert scan.layout.pages[0].source == LayoutSource.LAYOUT_SOURCE_OCR
+    escalation = escalation_for(_kind(_envelope("image/png", b""), "invoice"), scan.decision,
+                                scan.outcome, "default", scan.layout)
+    assert escalation.layout == scan.layout
+    assert "Priority:" in [w.text for w in escalation.layout.pages[0].words]
+
+    assert broken.outcome.rule == UNREADABLE_RULE
+    assert broken.decision.outcome == DecisionOutcome.DECISION_OUTCOME_ESCALATE
+
+
+def _kind(task, kind: str):  # type: ignore[no-untyped-def]
+    task.kind = kind
+    return task

@@ -251,7 +251,7 @@ def test_init_container_rewrites_the_instance_kind(default_manifests: list[Manif
                           timeout=30)
     assert proc.returncode == 0, proc.stderr
     configs = sorted(target.glob("*/config.pbtxt"))
-    assert {c.parent.name for c in configs} >= {"document_router", "invoice_risk"}
+    assert {c.parent.name for c in configs} >= {"document_router", "invoice_risk", "document_ocr"}
     for config in configs:
         text = config.read_text()
         assert "kind: KIND_GPU" in text and "KIND_CPU" not in text, config

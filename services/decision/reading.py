@@ -1,0 +1,139 @@
+"""Read a task's document into a ``DocumentLayout``: the words of each page and where they are.
+
+Text and JSON have no layout (``None``). A PDF's text layer is read directly (exact, fast);
+the pages without one (scans), and every page of an image (PNG, JPEG, TIFF frames), are
+rendered and read by the ``document_ocr`` model on Triton through the decision service's
+micro-batcher, one page per item, so pages of many tasks travel in one request.
+
+Failures keep their meaning for the engine: Triton away is ``ModelUnavailable`` (the tenant's
+hold/unavailable policy applies, as for the other models), a full batcher is ``Overloaded``
+(the caller retries), the blob store or database unreachable stays an ``OSError`` or asyncpg
+error (transient), and a document that cannot be read at all is :class:`UnreadableDocument`
+(a person decides).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from switchyard.documents import (
+    BlobIntegrityError,
+    BlobNotFound,
+    BlobStore,
+    DocumentError,
+    DocumentLimits,
+    inspect,
+    load_body,
+    read_text_layer,
+    render_page,
+)
+from switchyard.v1 import DocumentLayout, LayoutPage, TaskEnvelope
+
+__all__ = ["LAYOUT_CONTENT_TYPES", "DocumentReader", "ReadDocument", "UnreadableDocument",
+           "page_image"]
+
+log = logging.getLogger(__name__)
+PDF = "application/pdf"
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/tiff"})
+#: The content types that have pages (and so a layout).
+LAYOUT_CONTENT_TYPES = frozenset({PDF, *IMAGE_TYPES})
+#: The OCR engine shrinks larger pages to this longest side itself: sending more pixels
+#: would only cost transfer.
+OCR_MAX_SIDE_PX = 2000
+
+
+class UnreadableDocument(Exception):
+    """The document's bytes cannot be read (damaged beyond what ingest checks, a blob whose
+    checksum does not match): no retry will help, a person decides."""
+
+
+@dataclass(frozen=True)
+class ReadDocument:
+    """A document's layout and how much of it was read."""
+
+    layout: DocumentLayout
+    page_count: int          # pages the document has
+    ocr_pages: int = 0       # pages read by OCR (the rest from the text layer)
+
+    @property
+    def unread_pages(self) -> int:
+        """Pages past the reading limit (``SWITCHYARD_OCR_MAX_PAGES``)."""
+        return max(0, self.page_count - len(self.layout.pages))
+
+
+def page_image(content_type: str, body: bytes, number: int, limits: DocumentLimits) -> bytes:
+    """Page ``number`` (1-based) rendered as PNG bytes for the OCR model (a PDF page at
+    ``limits.render_dpi``), its longest side at most :data:`OCR_MAX_SIDE_PX`."""
+    image = render_page(content_type, body, number, limits.render_dpi, limits)
+    if image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    if max(image.size) > OCR_MAX_SIDE_PX:
+        image.thumbnail((OCR_MAX_SIDE_PX, OCR_MAX_SIDE_PX))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+class DocumentReader:
+    """Turns a task's document into a layout: text layer first, OCR for the pages without.
+
+    ``ocr`` reads one page image (PNG bytes) into a ``LayoutPage``: the decision service's
+    micro-batcher in front of ``document_ocr`` (its ``submit``). ``blobs`` is the blob store
+    documents sent by reference are read from; ``limits`` the deployment's document limits
+    (render resolution, pixels per page); ``max_pages`` the pages read.
+    """
+
+    def __init__(self, ocr: Callable[[bytes], Awaitable[LayoutPage]], blobs: BlobStore | None,
+                 limits: DocumentLimits | None = None, max_pages: int = 20) -> None:
+        self._ocr = ocr
+        self._blobs = blobs
+        self.limits = limits or DocumentLimits()
+        self.max_pages = max_pages
+
+    async def read(self, task: TaskEnvelope) -> ReadDocument | None:
+        """The layout of ``task``'s document, or None for text and JSON."""
+        content_type = task.document.content_type
+        if content_type not in LAYOUT_CONTENT_TYPES:
+            return None
+        try:
+            body = await load_body(task.document, self._blobs)
+        except (BlobIntegrityError, BlobNotFound) as exc:
+            raise UnreadableDocument(f"the document's bytes cannot be loaded: {exc}") from exc
+        page_count = task.document.page_count
+        if not page_count:  # the Decide RPC takes documents ingest did not count
+            try:
+                page_count = (await asyncio.to_thread(inspect, content_type, body,
+                                                      self.limits)).page_count
+            except DocumentError as exc:
+                raise UnreadableDocument(f"{exc.code}: {exc}") from exc
+        try:
+            if content_type == PDF:
+                found = await asyncio.to_thread(read_text_layer, body, self.max_pages)
+            else:
+                found = [None] * min(page_count, self.max_pages)
+        except Exception as exc:  # noqa: BLE001 - pdfminer's many error types
+            raise UnreadableDocument(f"the PDF cannot be read: {type(exc).__name__}: {exc}") \
+                from exc
+        missing = [number for number, page in enumerate(found, start=1) if page is None]
+        scanned = await asyncio.gather(*(self._ocr_page(content_type, body, number)
+                                         for number in missing))
+        for number, page in zip(missing, scanned):
+            found[number - 1] = page
+        pages = [page for page in found if page is not None]
+        return ReadDocument(DocumentLayout(pages=pages), page_count, len(missing))
+
+    async def _ocr_page(self, content_type: str, body: bytes, number: int) -> LayoutPage:
+        try:
+            image = await asyncio.to_thread(page_image, content_type, body, number, self.limits)
+        except Exception as exc:  # noqa: BLE001 - DocumentError, PDFium's and Pillow's errors
+            raise UnreadableDocument(f"page {number} cannot be rendered: "
+                                     f"{type(exc).__name__}: {exc}") from exc
+        page = await self._ocr(image)
+        read = LayoutPage()
+        read.CopyFrom(page)
+        read.number = number
+        return read
