@@ -46,7 +46,6 @@ from switchyard._service import ServiceContext, run_service
 from switchyard._settings import Settings
 from switchyard._streams import Record
 from switchyard._submissions import validate_task
-from switchyard.documents import DocumentLimits
 from switchyard._priority import task_bucket
 from switchyard._taskstore import TERMINAL, publish_status, rejected, transition
 from switchyard._telemetry import task_context

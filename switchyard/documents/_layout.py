@@ -348,12 +348,12 @@ def find_table(layout_lines: Sequence[Line], columns: Mapping[str, Sequence[str]
 
     The header is the first line where two or more columns' labels are found. Each cell (a
     run of close words) of a following line belongs to the column whose header it overlaps
-    most, or else to the column whose header is nearest. A line with words in
-    fewer than two columns continues the row above when it holds only text of the row's first
-    column (a description wrapped onto a second line: no word ending with a colon, not ending
-    with an amount); otherwise it, a line holding one of
-    ``end_labels``, a page break or a vertical gap wider than MAX_ROW_GAP_HEIGHTS ends the
-    table.
+    most, or else to the column whose header is nearest. A row has words in two or more
+    columns, the first (leftmost) among them, and that first cell does not end with a colon
+    (``Subtotal:`` is a label). A line with only first-column text continues the row above
+    (a description wrapped onto a second line) unless it has a word ending with a colon or
+    ends with an amount. Any other line, a line holding one of ``end_labels``, a page break
+    or a vertical gap wider than MAX_ROW_GAP_HEIGHTS line heights ends the table.
     """
     ends = {_tokens(label) for label in end_labels if _tokens(label)}
     for index, line in enumerate(layout_lines):
@@ -382,7 +382,8 @@ def find_table(layout_lines: Sequence[Line], columns: Mapping[str, Sequence[str]
             row: dict[str, list[PageWord]] = {}
             for cell in below.cells():
                 row.setdefault(_column_of(cell, header, order), []).extend(cell)
-            if len(row) >= 2:
+            first = row.get(order[0])
+            if len(row) >= 2 and first and not first[-1].text.endswith(":"):
                 rows.append(row)
             elif rows and set(row) == {order[0]} and _continues(row[order[0]]):
                 rows[-1].setdefault(order[0], []).extend(row[order[0]])

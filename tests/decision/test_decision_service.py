@@ -254,27 +254,58 @@ async def test_empty_document_is_invalid(decide: DecisionServiceStub) -> None:
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_png_and_pdf_are_refused_like_ingest_refuses_them(
+async def test_bad_files_are_refused_like_ingest_refuses_them(
         decide: DecisionServiceStub) -> None:
-    """Decide runs ingest's validation: an image or a PDF (here an invoice as a PDF) is
-    INVALID_ARGUMENT with field violations, never decoded as text and routed as an invoice."""
+    """Decide runs ingest's validation: a file that is not what its content type says (an
+    invoice PDF labelled as text, a PNG labelled as a PDF) or does not open is
+    INVALID_ARGUMENT with the body's field violation and its code, never decoded as text and
+    routed as an invoice."""
     cases = {
-        "png": (png(), "image/png"),
-        "pdf": (pdf(invoice()), "application/pdf"),
-        "pdf labelled as text": (pdf(invoice()), "text/plain"),
+        "pdf labelled as text": (pdf(invoice()), "text/plain", "type_mismatch: "),
+        "png labelled as pdf": (png(), "application/pdf", "type_mismatch: "),
+        "corrupt pdf": (b"%PDF-1.4\n" + b"\x00" * 64, "application/pdf", "corrupt: "),
     }
-    for name, (body, content_type) in cases.items():
+    for name, (body, content_type, start) in cases.items():
         envelope = TaskEnvelope(task_id=str(uuid.uuid4()), tenant_id="acme", kind="invoice",
                                 document=Document(content_type=content_type, body=body))
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await decide.Decide(DecideRequest(task=envelope))
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
         violations = field_violations(caught.value)
-        assert "not valid UTF-8" in violations["task.document.body"], name
-        if content_type != "text/plain":
-            assert content_type in violations["task.document.content_type"], name
-        else:
-            assert "task.document.content_type" not in violations, name
+        assert violations["task.document.body"].startswith(start), name
+        assert "task.document.content_type" not in violations, name
+
+
+def _scan(lines: list[str]) -> bytes:
+    """A scanned page: ``lines`` drawn on a white image, as PNG bytes (no text layer)."""
+    import io
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    page = Image.new("RGB", (900, 60 + 60 * len(lines)), "white")
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.load_default(size=32)
+    for row, line in enumerate(lines):
+        draw.text((40, 30 + 60 * row), line, fill="black", font=font)
+    out = io.BytesIO()
+    page.save(out, format="PNG")
+    return out.getvalue()
+
+
+async def test_pdfs_and_scans_are_routed_on_what_their_pages_say(
+        decide: DecisionServiceStub) -> None:
+    """The service reads a PDF's text layer and a scan by OCR on Triton before routing: the
+    router sees the words, not the file's bytes (which it would take for anything else)."""
+    text_pdf = Document(content_type="application/pdf", body=pdf(invoice()))
+    scan = Document(content_type="image/png", body=_scan([
+        "Ticket SR127232", "Priority: P3", "Category: General", "Customer: Julia Larsen"]))
+    decided = await asyncio.gather(*(
+        decide.Decide(DecideRequest(task=TaskEnvelope(
+            task_id=str(uuid.uuid4()), tenant_id="acme", metadata=RECEIVED, document=document)))
+        for document in (text_pdf, scan)))
+    labels = [(d.decision.models[0].label, d.decision.rule) for d in decided]
+    assert [label for label, _ in labels] == ["invoice", "support_ticket"], labels
+    assert all(rule != "model_unavailable" for _, rule in labels), labels
 
 
 async def wait_decided(db: asyncpg.Connection, task_ids: list[str], timeout_s: float = 90

@@ -261,6 +261,7 @@ async def test_the_engine_routes_on_the_layout_extracts_with_provenance_and_esca
     from services.decision.service import escalation_for
     from services.decision.triton import OcrClient
     from switchyard.packs import builtin_packs
+    from switchyard.stack import free_port
     from switchyard.v1 import DecisionOutcome, LayoutSource
     from tests.document_samples import corrupt_pdf
 
@@ -285,6 +286,13 @@ async def test_the_engine_routes_on_the_layout_extracts_with_provenance_and_esca
                                     enumerate(TICKET[:4])], size=(900, 320))
         scan = await engine.assess(_kind(_envelope("image/png", scanned_ticket), "invoice"))
         broken = await engine.assess(_envelope("application/pdf", corrupt_pdf(), page_count=1))
+        # OCR away (nothing listens there): the scan meets the models' unavailable policy,
+        # while a text PDF, which needs no OCR, is still decided
+        away = OcrClient(f"127.0.0.1:{free_port()}", 2, new_breaker("away", 5, 10), "1")
+        engine.reader = DocumentReader(lambda image: away.read([image]), None)
+        unavailable = await engine.assess(_envelope("image/png", scanned_ticket))
+        still_decided = await engine.assess(_envelope("application/pdf", _text_pdf(TICKET)))
+        await away.close()
     finally:
         await router_batcher.stop()
         await ocr_batcher.stop()
@@ -314,6 +322,9 @@ async def test_the_engine_routes_on_the_layout_extracts_with_provenance_and_esca
 
     assert broken.outcome.rule == UNREADABLE_RULE
     assert broken.decision.outcome == DecisionOutcome.DECISION_OUTCOME_ESCALATE
+
+    assert unavailable.model_unavailable
+    assert still_decided.decision.outcome == DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE
 
 
 def _kind(task, kind: str):  # type: ignore[no-untyped-def]

@@ -5,6 +5,7 @@ never stops the good records around it."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import uuid
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from switchyard.v1 import (
     TaskStatus,
     WatchTaskRequest,
 )
+from tests.document_samples import png_bomb, text_pdf, tiff
 from tests.ingest.helpers import read_topic
 from tests.polling import eventually
 
@@ -222,3 +224,60 @@ async def test_1000_malformed_records_are_dead_lettered_good_ones_processed(
     mirrored = await db.fetchval(
         "SELECT count(*) FROM dead_letters WHERE service = 'ingest' AND reason_code <> ''")
     assert mirrored >= 1001
+
+
+async def test_files_on_the_intake_base64_in_json_or_protobuf(
+        producer: Producer, settings: Settings, db: asyncpg.Connection,
+        ingest: IngestServiceStub) -> None:
+    """A PDF base64-encoded in JSON (as proto3 JSON carries bytes) and a TIFF as protobuf
+    become tasks with their page counts; bad files are dead-lettered with their document
+    code and the original bytes."""
+    run = uuid.uuid4().hex[:6]
+    topic = INTAKE.full_name(settings)
+
+    def as_json(key: str, content_type: str, body: bytes) -> bytes:
+        return json.dumps({"tenant_id": "acme", "idempotency_key": f"{run}-{key}", "document": {
+            "content_type": content_type, "body": base64.b64encode(body).decode()}}).encode()
+
+    good_pdf = as_json("pdf", "application/pdf", text_pdf(pages=2))
+    producer.produce(topic, key=b"pdf", value=good_pdf, headers=signed("acme", good_pdf))
+    good_tiff, tiff_headers = encode(Submission(
+        tenant_id="acme", idempotency_key=f"{run}-tiff",
+        document=Document(content_type="image/tiff", body=tiff())))
+    producer.produce(topic, key=b"tiff", value=good_tiff,
+                     headers=signed("acme", good_tiff, tiff_headers["content-type"]))
+    bad = {
+        f"{run}-encrypted": (as_json("encrypted", "application/pdf",
+                                     text_pdf(password="secret")), "document_encrypted"),
+        f"{run}-bomb": (as_json("bomb", "image/png", png_bomb()), "document_too_many_pixels"),
+        f"{run}-mismatch": (as_json("mismatch", "image/jpeg", text_pdf()),
+                            "document_type_mismatch"),
+        f"{run}-not-base64": (json.dumps({"tenant_id": "acme", "idempotency_key": "x",
+                                          "document": {"content_type": "application/pdf",
+                                                       "body": "%PDF-1.4 raw"}}).encode(),
+                              "schema_violation"),
+    }
+    for key, (value, _) in bad.items():
+        producer.produce(topic, key=key.encode(), value=value, headers=signed("acme", value))
+    assert producer.flush(60) == 0
+
+    def letters_of(records: list) -> dict[str, DeadLetter]:
+        letters = (DeadLetter.FromString(r.value) for r in records)
+        return {letter.original_key.decode(): letter for letter in letters
+                if letter.original_key.decode() in bad}
+
+    records = await read_topic(settings, DEAD_LETTER, lambda rs: len(letters_of(rs)) == len(bad))
+    for key, letter in letters_of(records).items():
+        assert (letter.reason_code, letter.original_value) == (bad[key][1], bad[key][0]), key
+
+    async def pages() -> dict[str, int]:
+        rows = await db.fetch("SELECT idempotency_key, task_id FROM tasks WHERE tenant_id = "
+                              "'acme' AND idempotency_key = ANY($1)", [f"{run}-pdf",
+                                                                        f"{run}-tiff"])
+        return {r["idempotency_key"]: r["task_id"] for r in rows} if len(rows) == 2 else {}
+
+    found = await eventually(pages, "both files accepted", 60)
+    for key, count in ((f"{run}-pdf", 2), (f"{run}-tiff", 3)):
+        envelope = (await ingest.GetTask(GetTaskRequest(task_id=str(found[key])))).task.envelope
+        assert envelope.document.page_count == count
+        assert envelope.source == TaskSource.TASK_SOURCE_KAFKA_INTAKE

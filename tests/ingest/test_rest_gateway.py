@@ -30,6 +30,7 @@ from services.ingest.rest import Gateway, Inbound
 from switchyard import Settings
 from switchyard._tools.openapi import document
 from switchyard.stack import free_port
+from tests.document_samples import noise_png
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ingest_process")]
 
@@ -460,3 +461,38 @@ async def test_fuzz_inbound_webhook(http: Any, settings: Settings) -> None:
                 assert json.loads(text)["errors"]
 
     await asyncio.get_running_loop().run_in_executor(None, one)
+
+
+async def test_a_large_image_over_rest_is_accepted_by_reference_and_retried(
+        http: Any) -> None:
+    """A 6.75 MB PNG, base64 in proto3 JSON (9 MB, over the old 8 MiB body and 4 MiB gRPC
+    limits): accepted, stored by reference; a retry resubmits the blob's bytes. A bad file
+    is a 422 problem naming document.body with its code."""
+    picture = noise_png(1500, 1500)
+    request = submission()
+    request["submission"]["document"] = {"contentType": "image/png",
+                                         "body": base64.b64encode(picture).decode()}
+    status, _, created = await call(http, "POST", "/v1/tasks", ACME, json=request)
+    assert status == 200, created
+    status, _, got = await call(http, "GET", f"/v1/tasks/{created['taskId']}", ACME)
+    document = got["task"]["envelope"]["document"]
+    assert "body" not in document and document["pageCount"] == 1
+    assert document["blob"]["sha256"] == hashlib.sha256(picture).hexdigest()
+    status, _, _ = await call(http, "POST", f"/v1/tasks/{created['taskId']}/cancel", ACME,
+                              json={})
+    assert status == 200
+    status, _, retried = await call(http, "POST", f"/v1/tasks/{created['taskId']}/retry", ACME,
+                                    json={})
+    assert status == 200 and retried["created"] is True, retried
+    again = retried["task"]["envelope"]["document"]
+    assert again["blob"]["sha256"] == document["blob"]["sha256"]
+    assert again["blob"]["uri"] != document["blob"]["uri"]  # the new task's own blob
+
+    request["submission"]["document"] = {"contentType": "application/pdf",
+                                         "body": base64.b64encode(picture[:5000]).decode()}
+    status, headers, body = await call(http, "POST", "/v1/tasks", ACME, json=request)
+    assert_problem(status, headers, body, 422)
+    [error] = body["errors"]
+    assert error["field"] == "document.body"
+    assert error["detail"].startswith("type_mismatch: declared application/pdf but the bytes "
+                                      "are a PNG image")

@@ -1,7 +1,7 @@
 """Fuzzing ingest's validation: whatever arrives, the answer is a list of field problems.
 
-Hypothesis throws oversize fields, invalid UTF-8, deeply nested JSON, wrong shapes and
-injection strings at the domain functions the gRPC handler and the intake agent both use; none
+Hypothesis throws oversize fields, invalid UTF-8, deeply nested JSON, wrong shapes, mangled
+PDFs and images and injection strings at the domain functions the gRPC handler and the intake agent both use; none
 may raise, and every refusal must name a field. The operator console's requests (ListTasks'
 kind and metadata filters, GetModelHealth's window) get the same treatment.
 """
@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from services.decision import health
 from services.ingest import domain, listing
+from switchyard.documents import DocumentLimits
 from switchyard.v1 import (
     Document,
     GetModelHealthRequest,
@@ -23,6 +24,7 @@ from switchyard.v1 import (
     Submission,
     TaskSource,
 )
+from tests.document_samples import image, text_pdf, tiff
 
 INJECTIONS = ["'; DROP TABLE tasks; --", "<script>alert(1)</script>", "${jndi:ldap://x}",
               "../../etc/passwd", "\x00", "%s%s%n", "{{7*7}}", "\u202e", "🦄" * 50]
@@ -34,8 +36,27 @@ def nested(depth: int) -> bytes:
     return b"[" * depth + b"]" * depth
 
 
+SAMPLES = [text_pdf(), image("PNG"), image("JPEG"), tiff()]
+
+
+@st.composite
+def mangled_files(draw: st.DrawFn) -> bytes:
+    """A real PDF or image, cut or with bytes flipped, or random bytes behind a file's
+    magic number: what a broken scanner or a hostile client sends."""
+    if draw(st.booleans()):
+        magic = draw(st.sampled_from([b"%PDF-", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff",
+                                      b"II*\x00", b"MM\x00*"]))
+        return magic + draw(st.binary(max_size=512))
+    body = bytearray(draw(st.sampled_from(SAMPLES)))
+    for _ in range(draw(st.integers(0, 4))):
+        at = draw(st.integers(0, len(body) - 1))
+        body[at] ^= draw(st.integers(1, 255))
+    return bytes(body[:draw(st.integers(1, len(body)))])
+
+
 bodies = st.one_of(
     st.binary(max_size=4096),
+    mangled_files(),
     st.text(max_size=2048).map(str.encode),
     st.integers(1, 5000).map(nested),
     st.sampled_from(INJECTIONS).map(str.encode),
@@ -49,7 +70,8 @@ texts = st.one_of(st.text(max_size=300), st.sampled_from(INJECTIONS))
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tenant=texts, key=texts, kind=texts, content_type=st.sampled_from(
-    ["", "text/plain", "application/json", "image/png", "TEXT/PLAIN", "application/xml"]),
+    ["", "text/plain", "application/json", "image/png", "TEXT/PLAIN", "application/xml",
+     "application/pdf", "image/jpeg", "image/tiff", " Image/TIFF "]),
     body=bodies, priority=st.integers(-2**31, 2**31 - 1),
     metadata=st.dictionaries(texts, texts, max_size=70))
 def test_validation_never_raises_and_names_fields(tenant: str, key: str, kind: str,
@@ -58,11 +80,14 @@ def test_validation_never_raises_and_names_fields(tenant: str, key: str, kind: s
     submission = Submission(tenant_id=tenant, idempotency_key=key, kind=kind,
                             document=Document(content_type=content_type, body=body),
                             priority=priority, metadata=metadata)
-    problems = domain.validate(submission, max_payload_bytes=2048)
+    problems, info = domain.check(submission, DocumentLimits(max_text_bytes=2048,
+                                                             max_bytes=64 * 1024))
     assert {p.field for p in problems} <= FIELDS
     assert all(p.description for p in problems)
     if not problems:
-        envelope = domain.build_envelope(submission, "t-1", TaskSource.TASK_SOURCE_GRPC)
+        assert info is not None
+        envelope = domain.build_envelope(submission, "t-1", TaskSource.TASK_SOURCE_GRPC,
+                                         page_count=info.page_count)
         assert envelope.tenant_id == tenant.strip()
         assert len(domain.payload_sha256(submission)) == 64
 
@@ -71,7 +96,7 @@ def test_deep_json_is_refused_before_parsing() -> None:
     submission = Submission(tenant_id="acme", idempotency_key="k",
                             document=Document(content_type="application/json",
                                               body=nested(100_000)))
-    problems = domain.validate(submission, max_payload_bytes=1_000_000)
+    problems = domain.validate(submission, 1_000_000)
     assert [(p.field, p.description) for p in problems] == [
         ("document.body", "JSON nested deeper than 64 levels")]
 

@@ -1,7 +1,8 @@
 """Fuzzing the Kafka intake: whatever a producer writes, ingest refuses it with a reason code.
 
 Hypothesis generates record values (invalid UTF-8, 100k-deep JSON, wrong types, oversize
-fields, lone surrogate escapes, out-of-range deadlines, injection strings, protobuf garbage),
+fields, lone surrogate escapes, out-of-range deadlines, injection strings, protobuf garbage,
+cut and bit-flipped PDFs and images in base64),
 headers (content types, tenants, good, forged and non-ASCII signatures) and keys. The domain
 functions the intake agent runs (``parse_record``, ``domain.validate``, ``problems_reason``)
 must either accept a record or refuse it with one of the documented reason codes; nothing
@@ -12,6 +13,7 @@ topic and table with its reason and original bytes, and good records around them
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections import Counter
@@ -24,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.ingest import domain, intake
-from services.ingest.service import problems_of
+from services.ingest.service import checked
 from switchyard import Settings
 from switchyard._auth import SIGNATURE_HEADER, IntakeSigner
 from switchyard._db import connect
@@ -32,7 +34,9 @@ from switchyard._kafka import TENANT_HEADER, headers_to_dict
 from switchyard._serde import encode
 from switchyard._streams import Record, RejectRecord
 from switchyard._topics import DEAD_LETTER, INTAKE
+from switchyard.documents import ERROR_CODES
 from switchyard.v1 import DeadLetter, Document, Submission
+from tests.document_samples import image, text_pdf, tiff
 from tests.ingest.helpers import IngestProcess, read_topic
 from tests.polling import eventually
 
@@ -42,7 +46,9 @@ SIGNER = IntakeSigner(SPEC)
 LIMIT = 4096
 CODES = {"empty_record", "too_large", "malformed_json", "schema_violation", "unknown_kind",
          "malformed_document_json", "unsupported_content_type", "wrong_message_type",
-         "malformed_protobuf", "missing_content_type", "unknown_tenant", "bad_signature"}
+         "malformed_protobuf", "missing_content_type", "unknown_tenant", "bad_signature",
+         # a PDF or image refused by switchyard.documents.inspect: document_<its code>
+         *(f"document_{code}" for code in ERROR_CODES)}
 INJECTIONS = ["'; DROP TABLE tasks; --", "<script>alert(1)</script>", "${jndi:ldap://x/a}",
               "../../etc/passwd", "\x00", "%s%n", "{{7*7}}", "\u202e", "🦄" * 40,
               "\r\nX-Injected: 1", "\\ud800"]
@@ -69,6 +75,14 @@ NASTY = {
     "metadata": st.dictionaries(st.text(max_size=5), st.one_of(st.text(max_size=5),
                                 st.integers()), max_size=5),
     "kind": st.sampled_from(["invoice", "INVOICE ", "purchase_order", "", SURROGATE]),
+    "document.content_type": st.sampled_from(["application/pdf", "image/png", "image/jpeg",
+                                              "image/tiff", "IMAGE/PNG "]),
+    "document.body": st.builds(
+        lambda sample, cut, flip: base64.b64encode(
+            bytes(b ^ (flip if i == cut // 2 else 0) for i, b in enumerate(sample[:cut]))
+        ).decode(),
+        st.sampled_from([text_pdf(), image("PNG"), image("JPEG"), tiff()]),
+        st.integers(1, 4000), st.integers(0, 255)),
     "callback_url": st.sampled_from(["http://127.0.0.1:1/x", "javascript:alert(1)",
                                      "http://[::1", "ftp://x", "http://" + "a" * 3000]),
 }
@@ -176,7 +190,8 @@ def outcome(record: Record, limit: int = LIMIT) -> str:
     except RejectRecord as exc:
         assert exc.reason, exc.code
         return exc.code
-    problems = problems_of(submission, Settings(max_payload_bytes=limit))
+    problems, _ = checked(submission, Settings(max_payload_bytes=limit,
+                                               document_max_bytes=limit))
     if problems:
         code, reason = intake.problems_reason(problems)
         assert reason
@@ -248,7 +263,8 @@ def sample_bad_records(count: int) -> list[Record]:
 
 @pytest.fixture(scope="module")
 def fuzz_settings(settings: Settings) -> Settings:
-    return settings.replace(intake_signing_keys=SPEC, max_payload_bytes=LIMIT)
+    return settings.replace(intake_signing_keys=SPEC, max_payload_bytes=LIMIT,
+                            document_max_bytes=LIMIT)
 
 
 @pytest.fixture(scope="module")

@@ -182,3 +182,12 @@ def test_a_rate_between_label_and_value_leaves_the_value_as_the_next_candidate()
     found = lines(layout_from_text("VAT 20%            EUR 227.30\nTotal due          EUR 1.00"))
     assert [(v.text, v.placement) for v in label_values(found, ["VAT"], ["Total due"])] == [
         ("20%", "right"), ("EUR 227.30", "right")]
+
+
+def test_totals_under_the_table_are_no_rows() -> None:
+    head = ("Item          Qty     Rate      Amount\n"
+            "Tea           1       2.00      2.00\n")
+    for tail in ("                      Subtotal  2.00",   # nothing in the first column
+                 "Tax:                            0.40"):  # a label in the first column
+        table = find_table(lines(layout_from_text(head + tail)), COLUMNS)
+        assert table is not None and [row["item"] for row in table.texts()] == ["Tea"]
