@@ -21,7 +21,6 @@ from __future__ import annotations
 import io
 import json
 import threading
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -262,16 +261,15 @@ def _inspect_pdf(body: bytes, limits: DocumentLimits) -> int:
 def _open_image(content_type: str, body: bytes, limits: DocumentLimits) -> Iterator[Any]:
     """Pillow's image over ``body``, only as the declared format; the pixel limit is checked
     against the header before any pixel is decoded."""
-    with warnings.catch_warnings():
-        # the limit below is ours; Pillow's own bomb guard stays on as a second line
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(body), formats=[_PILLOW_FORMAT[content_type]])
-        except Image.DecompressionBombError as exc:
-            raise DocumentError("too_many_pixels", f"the image is a decompression bomb "
-                                                   f"({exc})") from None
-        with image:
-            yield image
+    # Our limit is checked by the callers; Pillow's own bomb guard stays on as a second line
+    # (warnings are left alone: catch_warnings is not thread-safe, and these run in threads).
+    try:
+        image = Image.open(io.BytesIO(body), formats=[_PILLOW_FORMAT[content_type]])
+    except Image.DecompressionBombError as exc:
+        raise DocumentError("too_many_pixels", f"the image is a decompression bomb "
+                            f"({exc})") from None
+    with image:
+        yield image
 
 
 def _check_frame(image: Any, frame: int, limits: DocumentLimits) -> None:
