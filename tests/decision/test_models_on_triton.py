@@ -330,3 +330,33 @@ async def test_the_engine_routes_on_the_layout_extracts_with_provenance_and_esca
 def _kind(task, kind: str):  # type: ignore[no-untyped-def]
     task.kind = kind
     return task
+
+
+async def test_document_reader_reads_a_claim_checked_document_and_refuses_a_tampered_one(
+        settings) -> None:  # type: ignore[no-untyped-def]
+    # a document ingest stored in the blob store (PostgreSQL, sealed): the envelope carries
+    # only the reference; a reference whose sha256 is not the stored bytes' is unreadable
+    from services.decision.reading import DocumentReader, UnreadableDocument
+    from switchyard._db import connect
+    from switchyard._payloads import codec_for
+    from switchyard.documents import PostgresBlobStore
+
+    body = _text_pdf(TICKET)
+    conn = await connect(settings)
+    try:
+        store = PostgresBlobStore(conn, codec_for(settings))
+        task = _envelope("application/pdf", b"", page_count=1)
+        task.document.blob.CopyFrom(await store.put(body, "acme", task.task_id))
+        reader = DocumentReader(_no_ocr, store)
+        read = await reader.read(task)
+        assert read is not None and read.ocr_pages == 0
+        assert [w.text for w in read.layout.pages[0].words][:2] == ["Ticket", "SR127232"]
+        task.document.blob.sha256 = "0" * 64
+        with pytest.raises(UnreadableDocument, match="loaded"):
+            await reader.read(task)
+    finally:
+        await conn.close()
+
+
+async def _no_ocr(image: bytes):  # type: ignore[no-untyped-def]
+    raise AssertionError("a text PDF needs no OCR")
