@@ -75,7 +75,8 @@ async def decide_all(settings: Settings, documents: list[EvalDocument], concurre
     """Decide every document through the decision service; one outcome row per document."""
     from switchyard._grpc import create_channel
     from switchyard.v1 import (
-        DecideRequest, DecisionServiceStub, Document, LayoutSource, TaskEnvelope)
+        DecideRequest, DecisionOutcome, DecisionServiceStub, Document, LayoutSource,
+        TaskEnvelope)
 
     channel = create_channel(f"127.0.0.1:{settings.decision_grpc_port}")
     stub = DecisionServiceStub(channel)
@@ -102,7 +103,8 @@ async def decide_all(settings: Settings, documents: list[EvalDocument], concurre
                    if f.HasField("provenance")}
         return {"document": document, "error": "", "seconds": seconds, "fields": fields,
                 "located": located, "sources": sources, "label": decision.label,
-                "pack": decision.pack}
+                "pack": decision.pack, "rule": decision.rule,
+                "outcome": DecisionOutcome.Name(decision.outcome)}
 
     try:
         return list(await asyncio.gather(*(one(d) for d in documents)))
@@ -121,6 +123,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     groups: dict[str, dict[str, list[int]]] = collections.defaultdict(
         lambda: collections.defaultdict(lambda: [0, 0]))
     whole = collections.defaultdict(lambda: [0, 0])
+    unread: collections.Counter[str] = collections.Counter()   # the pack never ran: by rule
     located = [0, 0]
     documents = []
     for row in rows:
@@ -141,6 +144,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             for key in keys:
                 groups[f"{category} {key}"]["fields"][0] += right
                 groups[f"{category} {key}"]["fields"][1] += 1
+        if not row["error"] and not row.get("pack"):
+            unread[f"{category}: {row.get('rule') or '?'}"] += 1
         whole[category][0] += all(marks.values()) and not row["error"]
         whole[category][1] += 1
         for name, value in row["fields"].items():
@@ -151,6 +156,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "id": document.doc_id, "category": category, "content_type": document.content_type,
             "made": document.made, "error": row["error"], "seconds": round(row["seconds"], 2),
             "label": row.get("label", ""), "pack": row.get("pack", ""),
+            "rule": row.get("rule", ""), "outcome": row.get("outcome", ""),
             "read_by": sorted(set(row.get("sources", {}).values())),
             "wrong": {name: {"expected": document.expected[name],
                              "got": row["fields"].get(name)}
@@ -168,6 +174,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "provenance": {"located": located[0], "extracted": located[1],
                        "share": _rate(*located)},
         "errors": sum(1 for row in rows if row["error"]),
+        "not_extracted": dict(sorted(unread.items())),
         "documents": documents,
     }
 
@@ -196,6 +203,8 @@ def print_summary(summary: dict[str, Any]) -> None:
     located = summary["provenance"]
     print(f"\nextracted fields with a provenance: {located['located']}/{located['extracted']}"
           f"; documents that failed: {summary['errors']}")
+    for what, count in summary["not_extracted"].items():
+        print(f"  decided before the pack read fields ({what}): {count}")
     for document in [d for d in summary["documents"] if d["error"]][:5]:
         print(f"  {document['id']} ({document['content_type']}): {document['error'][:300]}")
 

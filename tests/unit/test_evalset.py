@@ -153,16 +153,20 @@ def test_summary_counts_fields_documents_and_provenance() -> None:
     rows = [
         {"document": doc("a", "text_pdf", {"renderer": "chromium"}), "error": "", "seconds": 1.0,
          "fields": {"total": "10.00", "vendor": "A Ltd"}, "located": {"total": True,
-                                                                       "vendor": True}},
+                                                                       "vendor": True},
+         "pack": "invoice"},
         {"document": doc("b", "degraded_scan", {"renderer": "reportlab",
                                                 "degradations": ["blur:1.0", "jpeg:20"]}),
-         "error": "", "seconds": 2.0, "fields": {"total": "1.00"}, "located": {"total": False}},
+         "error": "", "seconds": 2.0, "fields": {"total": "1.00"}, "located": {"total": False},
+         "pack": "invoice"},
         {"document": doc("c", "degraded_scan", {}), "error": "DEADLINE_EXCEEDED",
          "seconds": 9.0, "fields": {}, "located": {}},
+        {"document": doc("d", "text_pdf", {}), "error": "", "seconds": 1.0, "fields": {},
+         "located": {}, "pack": "", "rule": "low_confidence"},
     ]
     summary = summarise(rows)
     assert summary["accuracy"]["text_pdf"]["(all fields)"] == {
-        "right": 2, "shown": 2, "accuracy": 1.0}
+        "right": 2, "shown": 4, "accuracy": 0.5}
     assert summary["accuracy"]["degraded_scan"]["total"] == {
         "right": 0, "shown": 2, "accuracy": 0.0}
     assert summary["documents_fully_right"]["degraded_scan"] == {
@@ -170,6 +174,8 @@ def test_summary_counts_fields_documents_and_provenance() -> None:
     assert summary["by_group"]["degraded_scan degradation=blur"]["shown"] == 2
     assert summary["provenance"] == {"located": 2, "extracted": 3, "share": 0.667}
     assert summary["errors"] == 1
+    assert summary["not_extracted"] == {"text_pdf: low_confidence": 1}
+    assert summary["documents_fully_right"]["text_pdf"] == {"right": 1, "of": 2, "share": 0.5}
     wrong = {d["id"]: d["wrong"] for d in summary["documents"]}
     assert wrong["b"]["total"] == {"expected": "10.00", "got": "1.00"}
 
