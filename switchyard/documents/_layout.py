@@ -4,7 +4,8 @@ A layout (``switchyard.v1.DocumentLayout``) is the words of a document with thei
 from a PDF's text layer or from OCR. Pure functions here turn it into what extraction needs:
 
 * :func:`lines` groups a page's words into lines (words whose vertical middles fall inside
-  each other's height), left to right, lines top to bottom;
+  each other's height, measured along the text's slope on a page scanned at an angle), left
+  to right, lines top to bottom;
 * :func:`layout_text` is the reading-order text the router model sees: one text line per
   layout line, words joined by a space, and ``" | "`` where a wide horizontal gap separates
   two columns (so a table row reads ``Toner | 4 | 62.50 | 250.00``, as the plain-text
@@ -47,6 +48,9 @@ MAX_BELOW_HEIGHTS = 2.5
 MAX_RIGHT_HEIGHTS = 40.0
 #: A table ends at a vertical gap wider than this many line heights between two rows.
 MAX_ROW_GAP_HEIGHTS = 2.5
+#: Text lines sloping less than this (rise over run, in page units) count as straight; more
+#: than MAX_SKEW (about 10 degrees) is taken as MAX_SKEW.
+MIN_SKEW, MAX_SKEW = 0.003, 0.18
 
 
 @dataclass(frozen=True)
@@ -180,25 +184,62 @@ def page_words(page: LayoutPage) -> list[PageWord]:
     return out
 
 
+def _skew(words: Sequence[PageWord]) -> float:
+    """The slope of the page's text lines (page-fraction y per page-fraction x; 0 for a
+    straight page): the median slope from each word to its nearest neighbour on the right
+    that shares most of its height, once enough such pairs agree (a scan fed in at an angle)."""
+    ordered = sorted(words, key=lambda w: w.middle)
+    slopes = []
+    for index, word in enumerate(ordered):
+        best: PageWord | None = None
+        for other in ordered[max(0, index - 20):index + 20]:
+            gap = word.gap_to(other)
+            overlap = min(word.y1, other.y1) - max(word.y0, other.y0)
+            if other is word or gap < -0.1 * word.height or gap > 3 * word.height \
+                    or overlap < 0.5 * min(word.y1 - word.y0, other.y1 - other.y0):
+                continue
+            if best is None or other.x0 < best.x0:
+                best = other
+        if best is not None and best.centre > word.centre:
+            slopes.append((best.middle - word.middle) / (best.centre - word.centre))
+    if len(slopes) < 5:
+        return 0.0
+    slope = statistics.median(slopes)
+    aspect = ordered[0].page_height / ordered[0].page_width  # slope in page units: * aspect
+    limit = MAX_SKEW / aspect
+    return max(-limit, min(limit, slope)) if abs(slope * aspect) > MIN_SKEW else 0.0
+
+
 def page_lines(page: LayoutPage) -> list[Line]:
     """A page's words grouped into lines, top to bottom; each line's words left to right.
 
     A word joins a line when its vertical middle lies within the line's first word's top and
     bottom, or the line's middle within the word's: so words of different heights (a bold
-    total, a slightly skewed scan) still share their line.
+    total) still share their line. On a page scanned at an angle (:func:`_skew`) heights are
+    compared along the lines' slope, so a value far right of its label stays on its line.
     """
-    words = sorted(page_words(page), key=lambda w: (w.middle, w.x0))
+    words = page_words(page)
+    slope = _skew(words)
+
+    def straight(y: float, word: PageWord) -> float:
+        return y - slope * word.centre
+
+    words.sort(key=lambda w: (straight(w.middle, w), w.x0))
     groups: list[list[PageWord]] = []
     for word in words:
+        middle = straight(word.middle, word)
         for group in reversed(groups[-3:]):  # a line started just above may still take it
             first = group[0]
-            if first.y0 <= word.middle <= first.y1 or word.y0 <= first.middle <= word.y1:
+            first_middle = straight(first.middle, first)
+            if straight(first.y0, first) <= middle <= straight(first.y1, first) \
+                    or straight(word.y0, word) <= first_middle <= straight(word.y1, word):
                 group.append(word)
                 break
         else:
             groups.append([word])
     lines = [Line(page.number, tuple(sorted(g, key=lambda w: w.x0))) for g in groups]
-    return sorted(lines, key=lambda ln: (ln.y0 + ln.y1) / 2)
+    return sorted(lines, key=lambda ln: statistics.median(straight(w.middle, w)
+                                                         for w in ln.words))
 
 
 def lines(layout: DocumentLayout) -> list[Line]:
@@ -311,13 +352,14 @@ def _starts_with_label(words: Sequence[PageWord], labels: Iterable[str]) -> bool
 
 def label_values(layout_lines: Sequence[Line], labels: Iterable[str],
                  not_values: Iterable[str] = ()) -> Iterator[LabelValue]:
-    """Every value next to one of ``labels``, the likeliest first (labels in the order
-    given): for a label, the words right of it on its line up to the next wide gap, at each of
-    its occurrences in reading order; then the words just below it in the next line (a label
-    above its value, a column header above its first row). Words that end with a colon, or
-    start with one of ``not_values`` (the other fields' labels), are a label, not a value.
-    The caller takes the first value that reads as what it wants (a header row's neighbour
-    ``Invoice Date`` is no invoice number: the number below the label is)."""
+    """Every value next to one of ``labels``, the likeliest first (labels in the order given): for
+    a label, the words right of it on its line up to the next wide gap and the cell after those,
+    at each of its occurrences in reading order; then the words just below it in the next line
+    (a label above its value, a column header above its first row). Words that end with a colon,
+    or start with one of ``not_values`` (the other fields' labels), are a label, not a value. A
+    label in a header row (:func:`_header_row`) gives the value under it first. The caller takes
+    the first value that reads as what it wants (``20%`` right of ``VAT`` is no amount: the next
+    cell may be)."""
     not_values = tuple(not_values)
 
     def is_label(words: Sequence[PageWord]) -> bool:
@@ -325,15 +367,34 @@ def label_values(layout_lines: Sequence[Line], labels: Iterable[str],
 
     for label in labels:
         found = find_labels(layout_lines, label)
+        later: list[LabelValue] = []
         for line, start, end in found:
+            words = line.words[start:end]
+            rights = []
             for cell, distance in _right_of(line, end):
                 if is_label(cell):
                     break
-                yield LabelValue(line.words[start:end], cell, "right", distance)
-        for line, start, end in found:
+                rights.append(LabelValue(words, cell, "right", distance))
             below = _below(layout_lines, line, start, end)
-            if below is not None and not is_label(below[0]):
-                yield LabelValue(line.words[start:end], below[0], "below", below[1])
+            under = None if below is None or is_label(below[0]) else \
+                LabelValue(words, below[0], "below", below[1])
+            if rights and under is not None and _header_row(rights[0], under):
+                yield under
+                later.extend(rights)
+            else:
+                yield from rights
+                if under is not None:
+                    later.append(under)
+        yield from later
+
+
+def _header_row(right: LabelValue, under: LabelValue) -> bool:
+    """Whether a label stands in a header row of labels above their values (``Invoice No``,
+    far right ``Invoice Date``; below them ``INV-1`` and ``2026-11-20``): the words right of
+    it are across a column gap and hold no digit, the words under it do."""
+    return right.distance > COLUMN_GAP_HEIGHTS \
+        and not any(ch.isdigit() for ch in right.text) \
+        and any(ch.isdigit() for ch in under.text)
 
 
 def label_value(layout_lines: Sequence[Line], labels: Iterable[str],
@@ -346,9 +407,10 @@ def find_table(layout_lines: Sequence[Line], columns: Mapping[str, Sequence[str]
                end_labels: Sequence[str] = ()) -> Table | None:
     """A table whose header row names at least two of ``columns`` (column -> its labels).
 
-    The header is the first line where two or more columns' labels are found. Each cell (a
-    run of close words) of a following line belongs to the column whose header it overlaps
-    most, or else to the column whose header is nearest. A row has words in two or more
+    The header is the first line where two or more columns' labels are found; its other
+    cells are columns too, whose cells are left out. Each cell (a run of close words) of a
+    following line belongs to the column whose header it overlaps most, or else to the
+    column whose header is nearest. A row has words in two or more
     columns, the first (leftmost) among them, and that first cell does not end with a colon
     (``Subtotal:`` is a label). A line with only first-column text continues the row above
     (a description wrapped onto a second line) unless it has a word ending with a colon or
@@ -370,6 +432,13 @@ def find_table(layout_lines: Sequence[Line], columns: Mapping[str, Sequence[str]
                     break
         if len(header) < 2:
             continue
+        # the header's other cells are columns too (``Unit price`` when the caller asked for
+        # none): their cells are left out, rather than given to a neighbouring column
+        declared = list(header)
+        for number, cell in enumerate(line.cells()):
+            indexes = {line.words.index(w) for w in cell}
+            if not indexes & taken:
+                header[f" {number}"] = cell
         order = sorted(header, key=lambda n: header[n][0].x0)
         rows: list[dict[str, list[PageWord]]] = []
         previous = line
@@ -391,8 +460,9 @@ def find_table(layout_lines: Sequence[Line], columns: Mapping[str, Sequence[str]
                 break
             previous = below
         if rows:
-            return Table(line.page, {n: header[n] for n in order},
-                         tuple({n: tuple(r[n]) for n in order if n in r} for r in rows))
+            named = [n for n in order if n in declared]
+            return Table(line.page, {n: header[n] for n in named},
+                         tuple({n: tuple(r[n]) for n in named if n in r} for r in rows))
     return None
 
 

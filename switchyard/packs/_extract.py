@@ -104,6 +104,7 @@ _SEGMENT_SPLIT = re.compile(r"\n|\r| \| |;")
 _KEY_VALUE = re.compile(r"^\s*([^:=\t]{1,60}?)\s*(?::|=|\t|\s+-\s+|\s{2,})\s*(\S.*?)\s*$")
 _MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
            "september", "october", "november", "december")
+_PERCENTAGE = re.compile(r"\(?[0-9]+(?:[.,][0-9]+)?\s?%\)?")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _IBAN = re.compile(r"\b([A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]{1,4}){3,8})\b")
 
@@ -165,6 +166,8 @@ def parse_value(spec: FieldSpec, raw: str) -> tuple[str, float] | str:
     kind = spec.type
     if not text:
         return "empty"
+    if kind == "money" and _PERCENTAGE.fullmatch(text):
+        return f"a percentage, not an amount: {text[:40]!r}"
     if kind in ("money", "number"):
         number = parse_number(text)
         if number is None:

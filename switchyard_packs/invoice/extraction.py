@@ -609,7 +609,8 @@ def extract_invoice(text: str, layout: DocumentLayout | None = None) -> InvoiceE
     if money_currencies:
         source = b.found.get("total") or b.found.get("subtotal")
         b.offer("currency", money_currencies[0], min(0.95, source.confidence + 0.02)  # type: ignore[union-attr]
-                if len(set(money_currencies)) == 1 else 0.6, money_currencies[0], source.source)  # type: ignore[union-attr]
+                if len(set(money_currencies)) == 1 else 0.6, money_currencies[0],
+                source.source)  # type: ignore[union-attr]
     elif "currency" not in b.found:
         codes = [m.currency for m in find_money(text) if m.currency]
         if codes:

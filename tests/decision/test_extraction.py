@@ -235,3 +235,26 @@ def test_a_rate_is_no_amount_and_a_letterhead_is_its_first_column() -> None:
     assert (ex.get("vendor"), ex.get("tax"), ex.get("total")) == (
         "Granite Engineering GmbH", "227.30", "1363.80")
     assert ex.issues == []
+
+
+def test_an_invoice_pdf_is_read_from_its_text_layer_with_provenance() -> None:
+    from switchyard.documents import layout_text, read_text_layer
+    from switchyard.v1 import DocumentLayout, LayoutSource
+    from switchyard_packs.invoice.extension import extract
+    from tests.unit.test_layout import invoice_pdf
+
+    layout = DocumentLayout(pages=[p for p in read_text_layer(
+        invoice_pdf("Helvetica", "Helvetica-Bold")) if p is not None])
+    ex = extract(layout_text(layout), layout=layout)
+    assert {n: f.value for n, f in ex.fields.items()} == {
+        "vendor": "Granite Engineering GmbH", "invoice_number": "INV-2026-88001",
+        "invoice_date": "2026-11-20", "due_date": "2026-12-20", "currency": "EUR",
+        "subtotal": "1136.50", "tax": "227.30", "total": "1363.80", "line_item_count": "2"}
+    assert ex.issues == [] and ex.line_items == [1000.0, 136.5]
+    for name in ("vendor", "invoice_number", "due_date", "total", "tax"):
+        provenance = ex.fields[name].provenance
+        assert provenance is not None and provenance.page == 1, name
+        assert provenance.source == LayoutSource.LAYOUT_SOURCE_TEXT_LAYER
+    # the number was read under its label: its box is below the label's line
+    number = ex.fields["invoice_number"].provenance
+    assert number is not None and 130 / 842 < number.box.y0 < 145 / 842

@@ -193,6 +193,13 @@ def test_table_rows_are_lists_in_rules(itemised) -> None:
     condition = compile_condition("size(fields.items) == 2 && fields.items.all(r, r.qty > 0)",
                                   "test")
     assert evaluate_condition(condition, {"fields": fields})
+    # a rule over a table's rows loads (checked against a sample row of the declared columns)
+    doc = expense()
+    doc["fields"]["items"] = {"type": "table", "columns": {"amount": {"type": "money"}}}
+    doc["decision"]["rules"].insert(0, {
+        "name": "big_item", "when": "fields.items.exists(r, r.amount > 100.0)",
+        "outcome": "escalate", "reason": "POLICY", "explain": "${size(fields.items)} items"})
+    assert load_pack_files(files_of(doc)).rules[0].name == "big_item"
     assert typed_fields({"items": "not json"}, {"items": "table"}) == {"items": None}
     assert typed_fields({"items": '{"a": 1}'}, {"items": "table"}) == {"items": None}
 
@@ -222,3 +229,32 @@ def test_extractors_get_the_layout_only_when_they_take_it(claim) -> None:
     assert run_extractor(extractor_for(claim), "", layout).fields["employee"].provenance
     invoice = extractor_for(builtin_packs()["invoice"])
     assert accepts_layout(invoice)
+
+
+def test_a_pack_reads_a_rendered_pdf_with_a_table() -> None:
+    from switchyard.documents import read_text_layer
+    from tests.unit.test_layout import invoice_pdf
+
+    doc = expense()
+    doc["fields"].update({
+        "number": {"type": "string", "required": True, "labels": ["Invoice No"]},
+        "due": {"type": "date", "labels": ["Due Date"]},
+        "tax": {"type": "money", "labels": ["VAT"]},
+        "items": {"type": "table", "columns": {
+            "what": {"type": "string", "labels": ["Description"]},
+            "qty": {"type": "integer", "labels": ["Qty"]},
+            "amount": {"type": "money", "labels": ["Amount"]}}}})
+    doc["fields"]["amount"]["labels"] = ["Total due", "Total"]
+    pack = load_pack_files(files_of(doc))
+    pages = read_text_layer(invoice_pdf("Times-Roman", "Times-Bold"))
+    layout = DocumentLayout(pages=[p for p in pages if p is not None])
+    got = extract_fields(pack, layout_text(layout), layout)
+    assert got.values == {
+        "number": "INV-2026-88001", "due": "2026-12-20", "tax": "227.30", "amount": "1363.80",
+        "claim_date": "2026-11-20",  # its label 'Date' is the last word of 'Invoice Date'
+        "items": '[{"what":"Server rack installation","qty":1,"amount":1000.0},'
+                 '{"what":"Patch cables, CAT6 (pack of 10)","qty":3,"amount":136.5}]'}
+    assert got.issues == ["employee: not found"]
+    assert all(f.provenance is not None and f.provenance.page == 1
+               for f in got.fields.values())
+    assert got.fields["number"].confidence == pytest.approx(0.85 * 0.95, abs=1e-3)  # below

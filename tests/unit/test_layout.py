@@ -173,9 +173,13 @@ def test_a_header_row_of_labels_gives_the_values_below_them() -> None:
     # right of 'Invoice No' is another field's label, not its value
     number = label_value(found, ["Invoice No"], not_values=["Invoice Date"])
     assert number is not None and (number.text, number.placement) == ("INV-1", "below")
-    # every candidate, the likeliest first, for a caller that checks what it reads
+    # every candidate, the likeliest first: in a header row of labels (the neighbour across
+    # a gap has no digit, the words under the label have) the value under it comes first
     assert [(v.text, v.placement) for v in label_values(found, ["Invoice No"])] == [
-        ("Invoice Date", "right"), ("INV-1", "below")]
+        ("INV-1", "below"), ("Invoice Date", "right")]
+    totals = lines(layout_from_text("Subtotal        EUR 10.00\nVAT 20%         EUR 2.00"))
+    assert [(v.text, v.placement) for v in label_values(totals, ["Subtotal"])] == [
+        ("EUR 10.00", "right"), ("VAT 20%", "below")]
 
 
 def test_a_rate_between_label_and_value_leaves_the_value_as_the_next_candidate() -> None:
@@ -191,3 +195,112 @@ def test_totals_under_the_table_are_no_rows() -> None:
                  "Tax:                            0.40"):  # a label in the first column
         table = find_table(lines(layout_from_text(head + tail)), COLUMNS)
         assert table is not None and [row["item"] for row in table.texts()] == ["Tea"]
+
+
+# -- real PDFs: rendered with reportlab, read by the text-layer reader ---------------------------
+
+def invoice_pdf(font: str, bold: str) -> bytes:
+    """A one-page invoice as a designer lays it out: letterhead, a row of labels above their
+    values, a table with right-aligned numbers, totals right-aligned under it."""
+    import io
+
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    buffer = io.BytesIO()
+    pdf = canvas.Canvas(buffer, pagesize=A4)
+    _, height = A4
+    pdf.setFont(bold, 16)
+    pdf.drawString(50, height - 60, "Granite Engineering GmbH")
+    pdf.drawString(420, height - 60, "INVOICE")
+    for x, label, value in ((50, "Invoice No", "INV-2026-88001"),
+                            (220, "Invoice Date", "20.11.2026"), (390, "Due Date", "20.12.2026")):
+        pdf.setFont(bold, 9)
+        pdf.drawString(x, height - 130, label)
+        pdf.setFont(font, 10)
+        pdf.drawString(x, height - 145, value)
+    y = height - 200
+    pdf.setFont(bold, 10)
+    pdf.drawString(50, y, "Description")
+    for x, text in ((360, "Qty"), (450, "Unit price"), (540, "Amount")):
+        pdf.drawRightString(x, y, text)
+    pdf.setFont(font, 10)
+    for description, qty, unit in (("Server rack installation", 1, 1000.0),
+                                   ("Patch cables, CAT6 (pack of 10)", 3, 45.5)):
+        y -= 16
+        pdf.drawString(50, y, description)
+        for x, text in ((360, str(qty)), (450, f"{unit:,.2f}"), (540, f"{qty * unit:,.2f}")):
+            pdf.drawRightString(x, y, text)
+    for label, amount in (("Subtotal", "EUR 1,136.50"), ("VAT 20%", "EUR 227.30"),
+                          ("Total due", "EUR 1,363.80")):
+        y -= 20
+        pdf.drawRightString(450, y, label)
+        pdf.drawRightString(540, y, amount)
+    pdf.showPage()
+    pdf.save()
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("font", "bold"), [("Helvetica", "Helvetica-Bold"),
+                                            ("Times-Roman", "Times-Bold")])
+def test_a_rendered_pdf_reads_in_order_with_its_table(font: str, bold: str) -> None:
+    from switchyard.documents import read_text_layer
+
+    pages = read_text_layer(invoice_pdf(font, bold))
+    assert len(pages) == 1 and pages[0] is not None
+    layout = DocumentLayout(pages=[pages[0]])
+    assert layout_text(layout).splitlines() == [
+        "Granite Engineering GmbH | INVOICE",
+        "Invoice No | Invoice Date | Due Date",
+        "INV-2026-88001 | 20.11.2026 | 20.12.2026",
+        "Description | Qty | Unit price | Amount",
+        "Server rack installation | 1 | 1,000.00 | 1,000.00",
+        "Patch cables, CAT6 (pack of 10) | 3 | 45.50 | 136.50",
+        "Subtotal | EUR 1,136.50", "VAT 20% | EUR 227.30", "Total due | EUR 1,363.80"]
+    found = lines(layout)
+    due = label_value(found, ["Due Date"])
+    assert due is not None and (due.text, due.placement) == ("20.12.2026", "below")
+    table = find_table(found, {"what": ["Description"], "qty": ["Qty"],
+                               "unit": ["Unit price"], "amount": ["Amount"]})
+    assert table is not None and table.texts() == [
+        {"what": "Server rack installation", "qty": "1", "unit": "1,000.00",
+         "amount": "1,000.00"},
+        {"what": "Patch cables, CAT6 (pack of 10)", "qty": "3", "unit": "45.50",
+         "amount": "136.50"}]
+    total = provenance_of(find_words(found, "EUR 1,363.80"))
+    assert total.source == LayoutSource.LAYOUT_SOURCE_TEXT_LAYER and total.ocr_confidence == 1
+    # right-aligned at x = 540 pt of the 595 pt wide page, on the page's lowest line
+    assert total.box.x1 == pytest.approx(540 / 595.2756, abs=0.002)
+    assert total.box.y0 == pytest.approx(max(w.box.y0 for w in pages[0].words), abs=0.002)
+
+
+def _rotated(layout: DocumentLayout, degrees: float) -> DocumentLayout:
+    """The layout of the page scanned at an angle: each word's box turned about the page's
+    centre (in page units), then the upright box around it, as OCR reports it."""
+    import math
+
+    turned = DocumentLayout()
+    turned.CopyFrom(layout)
+    cos, sin = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    for page in turned.pages:
+        w, h = page.width, page.height
+        for word in page.words:
+            b = word.box
+            points = [((x * w - w / 2) * cos - (y * h - h / 2) * sin + w / 2,
+                       (x * w - w / 2) * sin + (y * h - h / 2) * cos + h / 2)
+                      for x, y in ((b.x0, b.y0), (b.x1, b.y0), (b.x0, b.y1), (b.x1, b.y1))]
+            word.box.CopyFrom(BoundingBox(
+                x0=min(p[0] for p in points) / w, y0=min(p[1] for p in points) / h,
+                x1=max(p[0] for p in points) / w, y1=max(p[1] for p in points) / h))
+    return turned
+
+
+@pytest.mark.parametrize("degrees", [-4.0, -1.5, 2.0, 4.0])
+def test_a_page_scanned_at_an_angle_reads_as_the_straight_one(degrees: float) -> None:
+    straight = layout_from_text(INVOICE)
+    turned = _rotated(straight, degrees)
+    assert layout_text(turned) == layout_text(straight)
+    table = find_table(lines(turned), COLUMNS)
+    assert table is not None and len(table.rows) == 2
+    total = label_value(lines(turned), ["Total"])
+    assert total is not None and total.text == "USD 360.00"
