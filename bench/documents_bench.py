@@ -124,6 +124,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         lambda: collections.defaultdict(lambda: [0, 0]))
     whole = collections.defaultdict(lambda: [0, 0])
     unread: collections.Counter[str] = collections.Counter()   # the pack never ran: by rule
+    misread = collections.defaultdict(lambda: [0, 0])   # a value given, and not the true one
     located = [0, 0]
     documents = []
     for row in rows:
@@ -146,6 +147,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 groups[f"{category} {key}"]["fields"][1] += 1
         if not row["error"] and not row.get("pack"):
             unread[f"{category}: {row.get('rule') or '?'}"] += 1
+        for name, right in marks.items():
+            misread[category][0] += not right and bool(row["fields"].get(name))
+            misread[category][1] += 1
         whole[category][0] += all(marks.values()) and not row["error"]
         whole[category][1] += 1
         for name, value in row["fields"].items():
@@ -169,6 +173,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
                      for c in categories},
         "documents_fully_right": {c: {"right": r, "of": n, "share": _rate(r, n)}
                                   for c, (r, n) in whole.items()},
+        "read_wrong": {c: {"wrong": w, "shown": n, "share": _rate(w, n)}
+                       for c, (w, n) in misread.items()},
         "by_group": {g: {"right": v["fields"][0], "shown": v["fields"][1],
                          "accuracy": _rate(*v["fields"])} for g, v in sorted(groups.items())},
         "provenance": {"located": located[0], "extracted": located[1],
@@ -195,6 +201,9 @@ def print_summary(summary: dict[str, Any]) -> None:
         f"{summary['documents_fully_right'][c]['share']:.0%} "
         f"({summary['documents_fully_right'][c]['right']}/"
         f"{summary['documents_fully_right'][c]['of']})" for c in categories)])
+    rows.append(["fields read wrong (not missing)", *(
+        f"{summary['read_wrong'][c]['share']:.0%} ({summary['read_wrong'][c]['wrong']}/"
+        f"{summary['read_wrong'][c]['shown']})" for c in categories)])
     print_table("per-field accuracy", ["field", *categories], rows)
     print_table("accuracy by renderer, layout, scan format and degradation",
                 ["group", "fields right", "accuracy"],

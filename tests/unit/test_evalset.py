@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.documents_bench import summarise
+from bench.documents_bench import print_summary, summarise
 from bench.evalset import (
     EvalDocument, block_of, degrade, encode_scan, field_correct, format_amount, generate,
     iban, iban_valid, load_set, random_invoice, random_style, rasterise, render_reportlab,
@@ -145,7 +145,8 @@ def test_scoring_tells_right_values_from_wrong_ones() -> None:
     assert score(expected, {"total": "10", "vendor": "B Ltd"}) == {"total": True, "vendor": False}
 
 
-def test_summary_counts_fields_documents_and_provenance() -> None:
+def test_summary_counts_fields_documents_and_provenance(
+        capsys: pytest.CaptureFixture[str]) -> None:
     def doc(doc_id: str, category: str, made: dict) -> EvalDocument:
         return EvalDocument(doc_id, category, "application/pdf", f"{doc_id}.pdf", b"",
                             {"total": "10.00", "vendor": "A Ltd", "po_number": None}, made)
@@ -173,9 +174,13 @@ def test_summary_counts_fields_documents_and_provenance() -> None:
         "right": 0, "of": 2, "share": 0.0}
     assert summary["by_group"]["degraded_scan degradation=blur"]["shown"] == 2
     assert summary["provenance"] == {"located": 2, "extracted": 3, "share": 0.667}
+    assert summary["read_wrong"]["degraded_scan"] == {"wrong": 1, "shown": 4, "share": 0.25}
     assert summary["errors"] == 1
     assert summary["not_extracted"] == {"text_pdf: low_confidence": 1}
     assert summary["documents_fully_right"]["text_pdf"] == {"right": 1, "of": 2, "share": 0.5}
+    print_summary(summary)
+    printed = capsys.readouterr().out
+    assert "fields read wrong (not missing)" in printed and "25% (1/4)" in printed
     wrong = {d["id"]: d["wrong"] for d in summary["documents"]}
     assert wrong["b"]["total"] == {"expected": "10.00", "got": "1.00"}
 
