@@ -283,7 +283,8 @@ def find_labels(layout_lines: Sequence[Line], label: str) -> list[tuple[Line, in
 
     The label is matched without case, punctuation or spaces against one or more consecutive
     words of a line (``Invoice No.`` matches ``INVOICE`` ``NO:`` and ``InvoiceNo``); the label
-    must be whole words (``Total`` does not match ``Subtotal``).
+    must be whole words (``Total`` does not match ``Subtotal``), except for a rate OCR ran into
+    its last word (``VAT`` matches ``VAT20%``: the rate is read as part of the label).
     """
     wanted = _tokens(label)
     if not wanted:
@@ -295,7 +296,9 @@ def find_labels(layout_lines: Sequence[Line], label: str) -> list[tuple[Line, in
             joined = ""
             for end in range(start, len(words)):
                 joined += _tokens(words[end].text)
-                if joined == wanted:
+                if joined == wanted or (joined.startswith(wanted) and wanted[-1].isalpha()
+                                        and joined[len(wanted):].isdigit()
+                                        and words[end].text.rstrip(":)").endswith("%")):
                     found.append((line, start, end + 1))
                     break
                 if not wanted.startswith(joined):

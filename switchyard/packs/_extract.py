@@ -133,11 +133,13 @@ def parse_date(text: str) -> tuple[str, float] | None:
             candidates.append((year, a, b, 1.0))
         else:
             candidates.append((year, b, a, 0.6))  # ambiguous: day first, as most of the world
-    elif m := re.search(r"\b([A-Za-z]{3,9})\.? (\d{1,2}),? (\d{4})\b", text):
+    elif m := re.search(r"\b([A-Za-z]{3,9})\.? (\d{1,2}),? ?(\d{4})\b", text):
         month = _month(m[1])
         if month:
             candidates.append((int(m[3]), month, int(m[2]), 1.0))
-    if not candidates and (m := re.search(r"\b(\d{1,2}) ([A-Za-z]{3,9})\.?,? (\d{4})\b", text)):
+    # OCR drops spaces: "5Jun2026"
+    if not candidates and (m := re.search(r"\b(\d{1,2}) ?([A-Za-z]{3,9})\.?,? ?(\d{4})\b",
+                                          text)):
         month = _month(m[2])
         if month:
             candidates.append((int(m[3]), month, int(m[1]), 1.0))

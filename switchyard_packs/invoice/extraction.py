@@ -76,7 +76,7 @@ _SYM = "|".join(re.escape(s) for s, _ in CURRENCY_SYMBOLS)
 _CODE = "|".join(sorted(CURRENCY_CODES))
 _NUM = r"\d{1,3}(?:[ ,.]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?"
 _MONEY = re.compile(
-    rf"(?P<pre>{_SYM}|\b(?:{_CODE})\b)?[ \t]?(?P<num>{_NUM})(?![\d]|[ \t]?%)(?:[ \t]?(?P<post>\b(?:{_CODE})\b|{_SYM}))?")
+    rf"(?P<pre>{_SYM}|\b(?:{_CODE})\b)?[ \t]?(?P<num>{_NUM})(?![\d]|[.,]\d|[ \t]?%)(?:[ \t]?(?P<post>\b(?:{_CODE})\b|{_SYM}))?")
 
 
 @dataclass(frozen=True)
@@ -125,8 +125,9 @@ _DATE_PATTERNS = (
     ("iso", re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")),
     ("dots", re.compile(r"\b(\d{1,2})\.(\d{1,2})\.(\d{4})\b")),
     ("slash", re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b")),
-    ("month_first", re.compile(r"\b([A-Za-z]{3,9})\.? (\d{1,2}),? (\d{4})\b")),
-    ("day_first", re.compile(r"\b(\d{1,2}) ([A-Za-z]{3,9})\.? (\d{4})\b")),
+    # OCR drops spaces: "June 5,2026", "5Jun2026"
+    ("month_first", re.compile(r"\b([A-Za-z]{3,9})\.? (\d{1,2}),? ?(\d{4})\b")),
+    ("day_first", re.compile(r"\b(\d{1,2}) ?([A-Za-z]{3,9})\.? ?(\d{4})\b")),
     ("compact", re.compile(r"\b((?:19|20)\d{2})(\d{2})(\d{2})\b")),
 )
 
@@ -205,7 +206,7 @@ LABELS: dict[str, tuple[str, ...]] = {
     "due_date": ("due date", "payment due", "pay by", "fällig am", "due", "due_date",
                  "zahlbar bis", "échéance"),
     "po_number": ("po number", "purchase order", "p.o. #", "p.o. no", "your ref", "order ref",
-                  "po", "po_number", "bestellnummer"),
+                  "your order", "order no", "order number", "po", "po_number", "bestellnummer"),
     "buyer": ("bill to", "customer", "sold to", "client", "kunde", "ship to"),
     "tax_id": ("vat id", "tax id", "gstin", "ust-idnr", "ein", "vat no"),
     "subtotal": ("subtotal", "sub-total", "net amount", "zwischensumme", "net total"),
@@ -536,9 +537,17 @@ def _check_amounts(b: _Builder, items: list[float]) -> None:
 
 
 def _bank_account(text: str, b: _Builder) -> None:
-    m = re.search(r"\bIBAN[:\s]+([A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){2,7}(?:\s?[A-Z0-9]{1,4})?)", text)
+    # an IBAN's groups are separated by single spaces, never a line break (the next line's
+    # first letter is no part of it)
+    iban = r"([A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?)\b"
+    m = re.search(r"\bIBAN[:\s]+" + iban, text)
     if m:
         b.offer("bank_account", re.sub(r"\s+", "", m.group(1)), 0.9, m.group(0), "iban")
+        return
+    m = re.search(r"\b(?:Bank ?account|Account|Acct)\.?\s*(?:no\.?|number)?[:\s]+" + iban, text,
+                  re.IGNORECASE)
+    if m and m.group(1)[:2].isupper():
+        b.offer("bank_account", re.sub(r"\s+", "", m.group(1)), 0.88, m.group(0), "iban")
         return
     m = re.search(r"\b(?:Account|Acct)\.?\s*(?:no\.?|number)?[:\s]+(\d{6,12})", text, re.IGNORECASE)
     if m:

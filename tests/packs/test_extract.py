@@ -258,3 +258,8 @@ def test_a_pack_reads_a_rendered_pdf_with_a_table() -> None:
     assert all(f.provenance is not None and f.provenance.page == 1
                for f in got.fields.values())
     assert got.fields["number"].confidence == pytest.approx(0.85 * 0.95, abs=1e-3)  # below
+
+
+def test_dates_ocr_ran_together() -> None:
+    assert parse_date("5Jun2026") == ("2026-06-05", 1.0)
+    assert parse_date("June 5,2026") == ("2026-06-05", 1.0)

@@ -304,3 +304,12 @@ def test_a_page_scanned_at_an_angle_reads_as_the_straight_one(degrees: float) ->
     assert table is not None and len(table.rows) == 2
     total = label_value(lines(turned), ["Total"])
     assert total is not None and total.text == "USD 360.00"
+
+
+def test_a_rate_run_into_its_label_by_ocr_still_finds_the_label() -> None:
+    found = lines(layout_from_text("VAT20%             EUR 227.30\nTotal2x 5\nSubtotal7% 1\n"
+                                   "Total360.00"))
+    vat = label_value(found, ["VAT"])
+    assert vat is not None and vat.text == "EUR 227.30"
+    # another word, a longer label, a value run into the label: not the label 'Total'
+    assert find_labels(found, "Total") == []
