@@ -137,7 +137,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             per_category[category]["(all fields)"][0] += right
             per_category[category]["(all fields)"][1] += 1
             keys = [f"renderer={document.made.get('renderer', '?')}",
-                    f"layout={document.made.get('layout', '?')}"]
+                    f"layout={document.made.get('layout', '?')}",
+                    f"vocabulary={document.made.get('vocabulary', '?')}"]
             keys += [f"degradation={kind.split(':')[0]}"
                      for kind in document.made.get("degradations", [])]
             if document.made.get("format"):

@@ -17,7 +17,7 @@ import pytest
 
 from bench.documents_bench import print_summary, summarise
 from bench.evalset import (
-    EvalDocument, block_of, degrade, encode_scan, field_correct, format_amount, generate,
+    HELD_OUT_LABELS, EvalDocument, block_of, degrade, encode_scan, field_correct, format_amount, generate,
     iban, iban_valid, load_set, random_invoice, random_style, rasterise, render_reportlab,
     score, write_set)
 
@@ -200,3 +200,10 @@ def test_the_same_seed_gives_the_same_set() -> None:
     first = generate(text_pdfs=2, clean_scans=0, degraded_scans=1, seed=11, html_share=0)
     second = generate(text_pdfs=2, clean_scans=0, degraded_scans=1, seed=11, html_share=0)
     assert [(d.expected, d.made) for d in first] == [(d.expected, d.made) for d in second]
+
+
+def test_a_quarter_of_the_set_uses_held_out_label_wordings() -> None:
+    documents = generate(text_pdfs=4, clean_scans=0, degraded_scans=0, seed=2, html_share=0)
+    assert [d.made["vocabulary"] for d in documents] == ["common"] * 3 + ["held_out"]
+    text = shown(pdf_text(documents[3].body))
+    assert any(label in text for label in HELD_OUT_LABELS["total"])
