@@ -433,13 +433,17 @@ def _vendor(text: str, b: _Builder) -> None:
         elif m:
             b.offer("vendor", m.group(1).strip(), 0.8, subject, "subject")
         return
-    for line in lines[:3]:
-        name = _company(line)
-        if name is None or _LABELED.search(line):
-            continue
-        suffix = COMPANY_SUFFIX.search(name) is not None
-        b.offer("vendor", name, 0.92 if suffix else 0.75, line, "letterhead")
-        return
+    for index, line in enumerate(lines[:5]):
+        for column, cell in enumerate(line.split(" | ")):  # a laid-out page's columns
+            name = _company(cell)
+            label = cell.strip().lower().rstrip(":#. ")
+            if name is None or _LABELED.search(cell) or label in _LABEL_FIELD:
+                continue  # a label ("INVOICE NO" above its value in a laid-out page) is no vendor
+            suffix = COMPANY_SUFFIX.search(name) is not None
+            if (index >= 3 or column > 0) and not suffix:
+                continue  # beside or below a sidebar of labels: only a company's name
+            b.offer("vendor", name, 0.92 if suffix else 0.75, cell, "letterhead")
+            return
 
 
 _ITEM_PATTERNS = (

@@ -280,3 +280,20 @@ def test_dates_and_labels_ocr_ran_together() -> None:
     text = invoice().replace("IBAN GB29 NWBK 6016 1331 9268 19",
                              "Bankaccount: GB29NWBK60161331926819")
     assert extract_invoice(text).get("bank_account") == "GB29NWBK60161331926819"
+
+
+def test_a_letterhead_beside_a_sidebar_of_labels_is_the_vendor() -> None:
+    from switchyard.documents import layout_from_text, layout_text
+
+    layout = layout_from_text(
+        "INVOICE NO                             INVOICE\n"
+        "B610/24                                Vantage Consulting Ltd\n"
+        "DATE OF ISSUE                          234 Station Road, Rotterdam\n"
+        "March 10, 2026\n"
+        "DUE DATE                               Customer: Acme Health Inc.\n"
+        "April 24, 2026\n\n"
+        "Total:                                 GBP 10.00")
+    ex = extract_invoice(layout_text(layout), layout)
+    assert (ex.get("vendor"), ex.get("invoice_number"), ex.get("due_date")) == (
+        "Vantage Consulting Ltd", "B610/24", "2026-04-24")
+    assert ex.fields["vendor"].provenance is not None
