@@ -17,9 +17,9 @@ import pytest
 
 from bench.documents_bench import print_summary, summarise
 from bench.evalset import (
-    HELD_OUT_LABELS, EvalDocument, block_of, degrade, encode_scan, field_correct, format_amount, generate,
-    iban, iban_valid, load_set, random_invoice, random_style, rasterise, render_reportlab,
-    score, write_set)
+    HELD_OUT_LABELS, EvalDocument, block_of, degrade, encode_scan, field_correct,
+    format_amount, generate, iban, iban_valid, load_set, random_invoice, random_style,
+    rasterise, render_reportlab, score, write_set)
 
 
 def pdf_text(body: bytes) -> str:
