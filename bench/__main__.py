@@ -1,11 +1,12 @@
 """``python -m bench`` (``make bench``): every benchmark in sequence on one embedded stack.
 
 Runs end to end (vs the pass-through baseline), ingest (vs a bare gRPC server), decision
-(batching vs raw Triton), scaling (1 vs 2 replicas) and OCR (pages/s, batched vs one page
-per request); each prints its table and writes
-``bench/results/<name>.json``. ``--quick`` (or ``BENCH_QUICK=1``) is a short smoke run of
-the same code paths; ``--profile`` (or ``BENCH_PROFILE=1``) adds py-spy profiles of the
-services to the end-to-end run; ``--only e2e,ingest`` picks benchmarks.
+(batching vs raw Triton), scaling (1 vs 2 replicas), OCR (pages/s, batched vs one page per
+request) and documents (per-field accuracy on text PDFs, clean and degraded scans;
+bench/documents_bench.py); each prints its table and writes ``bench/results/<name>.json``.
+``--quick`` (or ``BENCH_QUICK=1``) is a short smoke run of the same code paths; ``--profile``
+(or ``BENCH_PROFILE=1``) adds py-spy profiles of the services to the end-to-end run; ``--only
+e2e,ingest`` (or naming them: ``python -m bench documents``) picks benchmarks.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import os
 import sys
 import time
 
-from bench import decision_bench, e2e_bench, ingest_bench, ocr_bench, scaling_bench
+from bench import (
+    decision_bench, documents_bench, e2e_bench, ingest_bench, ocr_bench, scaling_bench)
 from bench._common import RESULTS, infrastructure, quick_mode
 from switchyard._progress import stderr_progress
 
-BENCHMARKS = ("e2e", "ingest", "decision", "scaling", "ocr")
+BENCHMARKS = ("e2e", "ingest", "decision", "scaling", "ocr", "documents")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,10 +31,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="py-spy the services during the end-to-end run (BENCH_PROFILE=1)")
     parser.add_argument("--only", default=os.environ.get("BENCH_ONLY", ""),
                         help=f"comma-separated subset of {', '.join(BENCHMARKS)}")
+    parser.add_argument("names", nargs="*", metavar="BENCHMARK",
+                        help="benchmarks to run, as --only (default: all)")
     args = parser.parse_args(argv)
     quick = quick_mode(args.quick)
     profile = args.profile or os.environ.get("BENCH_PROFILE", "") not in ("", "0")
-    chosen = [b.strip() for b in args.only.split(",") if b.strip()] or list(BENCHMARKS)
+    chosen = [b.strip() for b in [*args.only.split(","), *args.names] if b.strip()] \
+        or list(BENCHMARKS)
     unknown = set(chosen) - set(BENCHMARKS)
     if unknown:
         parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {BENCHMARKS}")
@@ -58,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
             elif name == "ocr":
                 ocr_args = ocr_bench.configure(ocr_bench.parser().parse_args(flags))
                 ocr_bench.run(infra, state / "ocr", ocr_args, RESULTS / "ocr.json")
+            elif name == "documents":
+                documents_args = documents_bench.configure(
+                    documents_bench.parser().parse_args(flags))
+                documents_bench.run(infra, state, documents_args, RESULTS / "documents.json")
             else:
                 scaling_args = scaling_bench.configure(scaling_bench.parser().parse_args(flags))
                 scaling_bench.run(infra, state / "scaling", scaling_args,

@@ -2,6 +2,9 @@
 
 Tasks are submitted over gRPC and followed to a terminal state; escalations are worked through
 the ReviewService; a record no stage can read goes to the dead-letter topic with its bytes.
+Documents: a text PDF, a scan and a phone photo are decided with fields that say where on the
+page they were read; a large PDF travels by blob reference; hostile files (40 pages, a
+decompression bomb, corrupt, encrypted, a PNG called a PDF) each get their specific error.
 """
 
 from __future__ import annotations
@@ -9,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import date
 from pathlib import Path
 
 import aiohttp
@@ -19,6 +24,9 @@ import grpc
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from bench.evalset import (
+    InvoiceFacts, LineItem, Style, block_of, degrade, encode_scan, field_correct, rasterise,
+    render_reportlab)
 from switchyard_packs.invoice.extraction import extract_invoice
 from switchyard import Settings
 from switchyard._audit import task_story
@@ -26,15 +34,20 @@ from switchyard._audit import verify as verify_chain
 from switchyard._db import connect
 from switchyard._grpc import create_channel, field_violations
 from switchyard._kafka import headers_to_dict
+from switchyard._payloads import DECISION, codec_for
 from switchyard._topics import DEAD_LETTER, TASKS
 from switchyard.v1 import (
     CancelTaskRequest,
     ClaimRequest,
     DeadLetter,
+    Decision,
     Document,
+    FieldExtraction,
     GetTaskRequest,
     IngestServiceStub,
+    LayoutSource,
     ListQueueRequest,
+    ReviewItem,
     ReviewServiceStub,
     ReviewVerdict,
     Submission,
@@ -45,6 +58,8 @@ from switchyard.v1 import (
     TaskStatus,
     Verdict,
 )
+from tests import document_samples
+from tests.polling import eventually
 from tests.terminal import TERMINAL_STATUSES
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pipeline")]
@@ -374,3 +389,164 @@ async def test_cancelling_an_executing_task_undoes_it(ingest: IngestServiceStub,
     assert {c for c in calls[1:-1]} == {("POST", "/erp/payments", "fault")}
     assert calls[-1] == ("DELETE", f"/erp/invoices/{task_id}:1-post_invoice", "reversed")
     assert effects == {f"{task_id}:1-post_invoice": "reversed"}
+
+
+# -- documents: a text PDF, a scan and a photo; one by blob reference; hostile files -------
+
+INVOICE_STYLE = Style(
+    renderer="reportlab", layout="columns", font="Helvetica", date_style="iso",
+    money_style="en", currency_mark="code_before",
+    labels={"invoice_number": "Invoice No", "invoice_date": "Invoice Date",
+            "due_date": "Due Date", "po_number": "PO Number", "subtotal": "Subtotal",
+            "tax": "VAT {rate}", "total": "Total", "bank_account": "IBAN"},
+    vendor_label=False, currency_line=False)
+
+
+def invoice_facts(number: str) -> InvoiceFacts:
+    return InvoiceFacts(
+        vendor="Larkspur Catering Ltd", vendor_address="149 Market Rd, Leeds",
+        customer="Acme Health Inc.", invoice_number=number,
+        invoice_date=date(2026, 11, 20), due_date=date(2026, 12, 20), po_number="PO-55120",
+        currency="EUR", items=(LineItem("Printer toner cartridges", 4, 62.5),
+                               LineItem("A4 copy paper, 80gsm", 10, 5.0)),
+        tax_rate=0.2, bank_account="GB29 NWBK 6016 1331 9268 19")
+
+
+def invoice_pdf(facts: InvoiceFacts) -> bytes:
+    return render_reportlab(block_of(facts, INVOICE_STYLE), INVOICE_STYLE)
+
+
+def document_submission(content_type: str, body: bytes, facts: InvoiceFacts | None = None
+                        ) -> Submission:
+    metadata = {"received_date": facts.invoice_date.isoformat()} if facts else {}
+    return Submission(tenant_id="acme", idempotency_key=uuid.uuid4().hex, kind="invoice",
+                      metadata=metadata,
+                      document=Document(content_type=content_type, body=body))
+
+
+async def model_decision(settings: Settings, task_id: str) -> Decision:
+    """The decision service's stored decision for a task (opened with the payload codec)."""
+    conn = await connect(settings)
+    try:
+        row = await eventually(lambda: conn.fetchrow(
+            "SELECT decision_id, decision FROM decisions WHERE task_id = $1 AND "
+            "source = 'MODEL'", uuid.UUID(task_id)), f"the decision of {task_id}",
+            timeout_s=180)
+    finally:
+        await conn.close()
+    plain = codec_for(settings).open(str(row["decision_id"]), row["decision"], DECISION)
+    return Decision.FromString(plain)
+
+
+def read_right(decision: Decision, facts: InvoiceFacts, names: tuple[str, ...]
+               ) -> dict[str, FieldExtraction]:
+    fields = {f.name: f for f in decision.fields}
+    expected = facts.expected()
+    wrong = {n: (expected[n], fields[n].value if n in fields else None) for n in names
+             if not field_correct(n, expected[n], fields[n].value if n in fields else None)}
+    assert not wrong, wrong
+    return fields
+
+
+async def test_a_text_pdf_a_scan_and_a_photo_are_decided_with_provenance(
+        ingest: IngestServiceStub, review: ReviewServiceStub, settings: Settings) -> None:
+    """The text PDF is read from its text layer; the scan (PNG, 150 dpi) and the phone photo
+    (JPEG stored sideways with an EXIF orientation, uneven light) go through the OCR model on
+    Triton. Each decision's fields carry where they were read; the escalation (a vendor the
+    tenant never paid goes to a person) carries the layout the console draws."""
+    cases = {}
+    for name in ("pdf", "scan", "photo"):
+        facts = invoice_facts(f"DOC-{name.upper()}-{uuid.uuid4().hex[:6].upper()}")
+        pdf = invoice_pdf(facts)
+        if name == "pdf":
+            content_type, body = "application/pdf", pdf
+        else:
+            page = rasterise(pdf, 150)
+            if name == "photo":
+                page, _ = degrade(page, ["photo"], random.Random(4))
+            content_type, _, body = encode_scan(page, "png" if name == "scan" else "jpeg",
+                                                exif_rotated=name == "photo")
+        accepted = await ingest.SubmitTask(SubmitTaskRequest(
+            submission=document_submission(content_type, body, facts)))
+        cases[name] = (facts, accepted.task_id)
+
+    for name, (facts, task_id) in cases.items():
+        decision = await model_decision(settings, task_id)
+        fields = read_right(decision, facts, ("invoice_number", "total", "currency",
+                                              "invoice_date"))
+        source = LayoutSource.LAYOUT_SOURCE_TEXT_LAYER if name == "pdf" \
+            else LayoutSource.LAYOUT_SOURCE_OCR
+        for field_name in ("invoice_number", "total"):
+            where = fields[field_name].provenance
+            assert where.page == 1 and where.source == source, (name, where)
+            assert 0 <= where.box.x0 < where.box.x1 <= 1 and 0 <= where.box.y0 < where.box.y1 <= 1
+            if source == LayoutSource.LAYOUT_SOURCE_OCR:
+                assert 0 < where.ocr_confidence <= 1
+            assert 0 < fields[field_name].confidence <= 1
+        task = (await ingest.GetTask(GetTaskRequest(task_id=task_id))).task
+        assert task.envelope.document.page_count == 1
+        item = await review_item(review, task_id)
+        assert item.escalation.layout.pages[0].source == source
+        assert any(w.text for w in item.escalation.layout.pages[0].words)
+
+
+async def review_item(review: ReviewServiceStub, task_id: str) -> ReviewItem:
+    item_id = await item_for(review, task_id)
+    page = await review.ListQueue(ListQueueRequest(page_size=500))
+    return next(i for i in page.items if i.item_id == item_id)
+
+
+async def test_a_large_document_travels_by_blob_reference(
+        ingest: IngestServiceStub, settings: Settings) -> None:
+    """Above blob_threshold_bytes the bytes are stored once and the task carries a BlobRef
+    with their sha256; the decision service reads the document through it."""
+    facts = invoice_facts(f"DOC-LARGE-{uuid.uuid4().hex[:6].upper()}")
+    body = padded_pdf(facts, settings.blob_threshold_bytes + 64 * 1024)
+    accepted = await ingest.SubmitTask(SubmitTaskRequest(
+        submission=document_submission("application/pdf", body, facts)))
+    envelope = (await ingest.GetTask(GetTaskRequest(task_id=accepted.task_id))).task.envelope
+    assert envelope.document.body == b""
+    assert envelope.document.blob.uri.startswith("pg:")
+    assert envelope.document.blob.sha256 == hashlib.sha256(body).hexdigest()
+    assert envelope.document.blob.size_bytes == len(body)
+    decision = await model_decision(settings, accepted.task_id)
+    read_right(decision, facts, ("invoice_number", "total"))
+
+
+def padded_pdf(facts: InvoiceFacts, at_least: int) -> bytes:
+    """The invoice with a logo of random pixels (which do not compress) large enough."""
+    from PIL import Image
+
+    side = int((at_least / 3) ** 0.5) + 1
+    logo = Image.frombytes("RGB", (side, side), random.Random(2).randbytes(side * side * 3))
+    body = render_reportlab(block_of(facts, INVOICE_STYLE), INVOICE_STYLE, logo=logo)
+    assert len(body) > at_least
+    return body
+
+
+@pytest.mark.parametrize(("name", "content_type", "code"), [
+    ("forty_pages", "application/pdf", "too_many_pages"),
+    ("decompression_bomb", "image/png", "too_many_pixels"),
+    ("corrupt", "application/pdf", "corrupt"),
+    ("encrypted", "application/pdf", "encrypted"),
+    ("png_called_pdf", "application/pdf", "type_mismatch"),
+])
+async def test_hostile_documents_get_their_specific_error(
+        ingest: IngestServiceStub, name: str, content_type: str, code: str) -> None:
+    body = {
+        "forty_pages": lambda: document_samples.text_pdf(pages=40),
+        "decompression_bomb": lambda: document_samples.png_bomb(8000),
+        "corrupt": document_samples.corrupt_pdf,
+        "encrypted": lambda: document_samples.text_pdf(password="secret"),
+        "png_called_pdf": lambda: document_samples.image("PNG"),
+    }[name]()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await ingest.SubmitTask(SubmitTaskRequest(
+            submission=document_submission(content_type, body)))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    problem = field_violations(caught.value)["document.body"]
+    assert problem.startswith(f"{code}: "), problem
+    # and the service is still there for the next document
+    fine = await ingest.SubmitTask(SubmitTaskRequest(submission=document_submission(
+        "application/pdf", invoice_pdf(invoice_facts(f"DOC-AFTER-{name}")))))
+    assert fine.created
