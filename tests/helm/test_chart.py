@@ -474,9 +474,14 @@ def test_network_policies_allow_only_the_needed_flows(prod_manifests: list[Manif
     # same peers; metrics only from Prometheus
     assert set(_ingress_ports(policy["ingest"])) == {"grpc", "http", "metrics"}
     assert set(_ingress_ports(policy["review"])) == {"grpc", "http", "metrics"}
-    for component in ("ingest", "review"):
-        assert _ingress_ports(policy[component])["http"] == \
-            _ingress_ports(policy[component])["grpc"]
+    assert _ingress_ports(policy["review"])["http"] == _ingress_ports(policy["review"])["grpc"]
+    # ingest's REST gateway: the same client peers as its gRPC, which the review pod's
+    # operator console also reaches
+    ingest_http, ingest_grpc = (_ingress_ports(policy["ingest"])[p] for p in ("http", "grpc"))
+    assert all(peer in ingest_grpc for peer in ingest_http)
+    (review_peer,) = [peer for peer in ingest_grpc if peer not in ingest_http]
+    assert [p["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+            for p in review_peer] == ["review"]
     for component in COMPONENTS:
         (metrics_from,) = _ingress_ports(policy[component])["metrics"]
         assert metrics_from and all("monitoring" in json.dumps(p) for p in metrics_from)
@@ -661,7 +666,9 @@ def test_rest_gateway_verifies_tls_on_its_loopback_calls(
     assert env["SWITCHYARD_CLIENT_TLS_KEY_FILE"] == flags["--key"]
     assert flags["--server-name"].startswith(
         one(prod_manifests, "Service", "ingest")["metadata"]["name"] + ".")
-    for component in ("decision", "executor", "review"):
+    # decision and executor call no TLS service of their own (review's console does: tested
+    # with the TLS material)
+    for component in ("decision", "executor"):
         (container,) = pod_spec(one(prod_manifests, "Deployment", component))["containers"]
         assert not [n for n in env_of(container) if n.startswith("SWITCHYARD_CLIENT_TLS_")]
     (plain,) = pod_spec(one(default_manifests, "Deployment", "ingest"))["containers"]

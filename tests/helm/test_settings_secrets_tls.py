@@ -196,8 +196,9 @@ def test_tls_material_is_mounted_and_the_settings_point_at_it(render: Renderer,
             assert env["SWITCHYARD_TLS_CLIENT_CA_FILE"]["value"] == "/etc/switchyard/tls/ca.crt"
         else:
             assert "SWITCHYARD_TLS_CLIENT_CA_FILE" not in env
-        # the review pod's operator console calls the other services over the same TLS
-        if service == "review":
+        # the review pod's operator console calls the other services, and ingest's REST
+        # gateway its own IngestService, over the same TLS
+        if service in ("review", "ingest"):
             assert env["SWITCHYARD_CLIENT_TLS_CA_FILE"]["value"] == "/etc/switchyard/tls/ca.crt"
             assert ("SWITCHYARD_CLIENT_TLS_CERT_FILE" in env) is mutual
         else:
