@@ -36,3 +36,10 @@ def test_declared_name_fields_are_redacted_wholesale() -> None:
 def test_bad_configuration_is_refused_clearly() -> None:
     with pytest.raises(ValueError, match="unknown PII detectors"):
         Redactor(kinds=["email", "dna"])
+
+
+def test_an_iban_glued_to_its_label_is_found() -> None:
+    """OCR often drops the space after a label: "IBANGB33BUKB20201555555555"."""
+    for text in ("IBANGB33BUKB20201555555555", "IBANGB33 BUKB 20201555555555"):
+        redacted = Redactor().text(text)
+        assert "GB33" not in redacted and "[IBAN REDACTED]" in redacted, redacted
