@@ -163,6 +163,8 @@ class Escalation(google.protobuf.message.Message):
     STEP_ID_FIELD_NUMBER: builtins.int
     INSTRUCTIONS_FIELD_NUMBER: builtins.int
     LAYOUT_FIELD_NUMBER: builtins.int
+    DISCREPANCIES_FIELD_NUMBER: builtins.int
+    REVEALED_FIELDS_FIELD_NUMBER: builtins.int
     escalation_id: builtins.str
     task_id: builtins.str
     tenant_id: builtins.str
@@ -205,6 +207,18 @@ class Escalation(google.protobuf.message.Message):
         clicking words. Personal data in it is redacted with the rest of the item.
         """
 
+    @property
+    def discrepancies(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[switchyard.v1.decision_pb2.Discrepancy]:
+        """For an approval step that checks the document against another system: each field that
+        disagrees, with both values (those of fields not revealed are withheld like the field).
+        """
+
+    @property
+    def revealed_fields(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """Personal and health fields this item's reviewers see in clear (the approval step's
+        reveal, else the decision's revealed_fields); every other one is withheld.
+        """
+
     def __init__(
         self,
         *,
@@ -224,9 +238,11 @@ class Escalation(google.protobuf.message.Message):
         step_id: builtins.str = ...,
         instructions: builtins.str = ...,
         layout: switchyard.v1.layout_pb2.DocumentLayout | None = ...,
+        discrepancies: collections.abc.Iterable[switchyard.v1.decision_pb2.Discrepancy] | None = ...,
+        revealed_fields: collections.abc.Iterable[builtins.str] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["layout", b"layout", "proposed_decision", b"proposed_decision", "sla_deadline", b"sla_deadline", "task", b"task"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["escalation_id", b"escalation_id", "four_eyes", b"four_eyes", "instructions", b"instructions", "layout", b"layout", "priority", b"priority", "proposed_decision", b"proposed_decision", "queue", b"queue", "reason", b"reason", "reason_detail", b"reason_detail", "reviewer_group", b"reviewer_group", "service", b"service", "sla_deadline", b"sla_deadline", "step_id", b"step_id", "task", b"task", "task_id", b"task_id", "tenant_id", b"tenant_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["discrepancies", b"discrepancies", "escalation_id", b"escalation_id", "four_eyes", b"four_eyes", "instructions", b"instructions", "layout", b"layout", "priority", b"priority", "proposed_decision", b"proposed_decision", "queue", b"queue", "reason", b"reason", "reason_detail", b"reason_detail", "revealed_fields", b"revealed_fields", "reviewer_group", b"reviewer_group", "service", b"service", "sla_deadline", b"sla_deadline", "step_id", b"step_id", "task", b"task", "task_id", b"task_id", "tenant_id", b"tenant_id"]) -> None: ...
 
 global___Escalation = Escalation
 

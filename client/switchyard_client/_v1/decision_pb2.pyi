@@ -117,6 +117,12 @@ class _DataClassEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._Enum
     """Read from the document but about no one (an invoice number, an amount)."""
     DATA_CLASS_OPERATIONAL: _DataClass.ValueType  # 3
     """Produced by the system (a confidence, a count)."""
+    DATA_CLASS_HEALTH: _DataClass.ValueType  # 4
+    """Health data about a person (a diagnosis, a chief complaint, allergies): the most
+    sensitive class. Withheld from reviewers unless the item reveals the field (see
+    Escalation.revealed_fields), masked in the document text shown to them, sealed at rest,
+    never in logs, spans or metrics.
+    """
 
 class DataClass(_DataClass, metaclass=_DataClassEnumTypeWrapper):
     """How personal an extracted value is; redaction for reviewers, encryption at rest, retention
@@ -131,6 +137,12 @@ DATA_CLASS_DERIVED: DataClass.ValueType  # 2
 """Read from the document but about no one (an invoice number, an amount)."""
 DATA_CLASS_OPERATIONAL: DataClass.ValueType  # 3
 """Produced by the system (a confidence, a count)."""
+DATA_CLASS_HEALTH: DataClass.ValueType  # 4
+"""Health data about a person (a diagnosis, a chief complaint, allergies): the most
+sensitive class. Withheld from reviewers unless the item reveals the field (see
+Escalation.revealed_fields), masked in the document text shown to them, sealed at rest,
+never in logs, spans or metrics.
+"""
 global___DataClass = DataClass
 
 class _StepKind:
@@ -314,6 +326,7 @@ class ActionStep(google.protobuf.message.Message):
     WAIT_FIELD_NUMBER: builtins.int
     BACKOFF_INITIAL_FIELD_NUMBER: builtins.int
     BACKOFF_MAX_FIELD_NUMBER: builtins.int
+    RETRY_LATER_FIELD_NUMBER: builtins.int
     step_id: builtins.str
     """Unique within the plan; with task_id it forms the step's idempotency key."""
     name: builtins.str
@@ -365,6 +378,12 @@ class ActionStep(google.protobuf.message.Message):
     def backoff_max(self) -> google.protobuf.duration_pb2.Duration:
         """Longest retry delay; unset means the executor's default."""
 
+    @property
+    def retry_later(self) -> global___RetryLater:
+        """For a call step: when the downstream's answer says "not now" (e.g. no bed free), the
+        task waits durably and the step is called again later, with the same idempotency key.
+        """
+
     def __init__(
         self,
         *,
@@ -384,11 +403,80 @@ class ActionStep(google.protobuf.message.Message):
         wait: global___WaitSpec | None = ...,
         backoff_initial: google.protobuf.duration_pb2.Duration | None = ...,
         backoff_max: google.protobuf.duration_pb2.Duration | None = ...,
+        retry_later: global___RetryLater | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["approval", b"approval", "backoff_initial", b"backoff_initial", "backoff_max", b"backoff_max", "compensation", b"compensation", "payload", b"payload", "timeout", b"timeout", "wait", b"wait"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["approval", b"approval", "backoff_initial", b"backoff_initial", "backoff_max", b"backoff_max", "compensation", b"compensation", "connector", b"connector", "kind", b"kind", "max_attempts", b"max_attempts", "name", b"name", "operation", b"operation", "parallel_group", b"parallel_group", "payload", b"payload", "step_id", b"step_id", "target", b"target", "timeout", b"timeout", "wait", b"wait", "when", b"when"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["approval", b"approval", "backoff_initial", b"backoff_initial", "backoff_max", b"backoff_max", "compensation", b"compensation", "payload", b"payload", "retry_later", b"retry_later", "timeout", b"timeout", "wait", b"wait"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["approval", b"approval", "backoff_initial", b"backoff_initial", "backoff_max", b"backoff_max", "compensation", b"compensation", "connector", b"connector", "kind", b"kind", "max_attempts", b"max_attempts", "name", b"name", "operation", b"operation", "parallel_group", b"parallel_group", "payload", b"payload", "retry_later", b"retry_later", "step_id", b"step_id", "target", b"target", "timeout", b"timeout", "wait", b"wait", "when", b"when"]) -> None: ...
 
 global___ActionStep = ActionStep
+
+@typing.final
+class RetryLater(google.protobuf.message.Message):
+    """A business-level "try again later" (as a Step Functions Retry on a named error): the
+    downstream answered, so the endpoint's breaker does not count it, but the step is not done.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    WHEN_FIELD_NUMBER: builtins.int
+    EVERY_FIELD_NUMBER: builtins.int
+    when: builtins.str
+    """A CEL condition over `answer`: `answer.status` (the HTTP status, or the gRPC status code
+    as a number) and `answer.body` (the answer's JSON object, {} when it had none), with the
+    step context (fields, params, ...). True: the job is parked (task BLOCKED, reason
+    "retry_later:<step_id>") and the step is called again after `every`. A parked task whose
+    next try is past its deadline is escalated SLA_AT_RISK, as any parked task is.
+    """
+    @property
+    def every(self) -> google.protobuf.duration_pb2.Duration:
+        """How long to wait before the next try; required (at least 1 s)."""
+
+    def __init__(
+        self,
+        *,
+        when: builtins.str = ...,
+        every: google.protobuf.duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["every", b"every"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["every", b"every", "when", b"when"]) -> None: ...
+
+global___RetryLater = RetryLater
+
+@typing.final
+class Discrepancy(google.protobuf.message.Message):
+    """One field a downstream check disagrees on: what the document said, what the other system
+    holds. Shown to the reviewer of an approval step (Escalation.discrepancies).
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: builtins.int
+    SUBMITTED_FIELD_NUMBER: builtins.int
+    FOUND_FIELD_NUMBER: builtins.int
+    SOURCE_FIELD_NUMBER: builtins.int
+    NOTE_FIELD_NUMBER: builtins.int
+    field: builtins.str
+    """The field (a pack field name where there is one, e.g. "date_of_birth")."""
+    submitted: builtins.str
+    """The value on the document (as read, or as a reviewer corrected it)."""
+    found: builtins.str
+    """The value the other system holds; empty when it holds none."""
+    source: builtins.str
+    """Which system said so, e.g. "payer"."""
+    note: builtins.str
+    """Why it matters, e.g. "coverage inactive since 2026-01-31"."""
+    def __init__(
+        self,
+        *,
+        field: builtins.str = ...,
+        submitted: builtins.str = ...,
+        found: builtins.str = ...,
+        source: builtins.str = ...,
+        note: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["field", b"field", "found", b"found", "note", b"note", "source", b"source", "submitted", b"submitted"]) -> None: ...
+
+global___Discrepancy = Discrepancy
 
 @typing.final
 class ApprovalSpec(google.protobuf.message.Message):
@@ -401,6 +489,8 @@ class ApprovalSpec(google.protobuf.message.Message):
     FOUR_EYES_FIELD_NUMBER: builtins.int
     SLA_FIELD_NUMBER: builtins.int
     INSTRUCTIONS_FIELD_NUMBER: builtins.int
+    DISCREPANCIES_FIELD_NUMBER: builtins.int
+    REVEAL_FIELD_NUMBER: builtins.int
     queue: builtins.str
     """The review queue the approval waits in; empty: the decision's review_queue."""
     reviewer_group: builtins.str
@@ -409,9 +499,19 @@ class ApprovalSpec(google.protobuf.message.Message):
     """Two different reviewers must approve."""
     instructions: builtins.str
     """What the reviewer is asked, shown with the item."""
+    discrepancies: builtins.str
+    """A CEL expression giving a list of maps with keys field, submitted, found, source and
+    note (e.g. from an earlier step's output); rendered into Escalation.discrepancies.
+    """
     @property
     def sla(self) -> google.protobuf.duration_pb2.Duration:
         """How long the reviewers have; unset: the SLA of a normal-priority review item (4 h)."""
+
+    @property
+    def reveal(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """Field names this approval's reviewers see in clear, whatever their class (minimum
+        necessary: only what the check needs); empty: the decision's revealed_fields.
+        """
 
     def __init__(
         self,
@@ -421,9 +521,11 @@ class ApprovalSpec(google.protobuf.message.Message):
         four_eyes: builtins.bool = ...,
         sla: google.protobuf.duration_pb2.Duration | None = ...,
         instructions: builtins.str = ...,
+        discrepancies: builtins.str = ...,
+        reveal: collections.abc.Iterable[builtins.str] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["sla", b"sla"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["four_eyes", b"four_eyes", "instructions", b"instructions", "queue", b"queue", "reviewer_group", b"reviewer_group", "sla", b"sla"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["discrepancies", b"discrepancies", "four_eyes", b"four_eyes", "instructions", b"instructions", "queue", b"queue", "reveal", b"reveal", "reviewer_group", b"reviewer_group", "sla", b"sla"]) -> None: ...
 
 global___ApprovalSpec = ApprovalSpec
 
@@ -552,6 +654,7 @@ class Decision(google.protobuf.message.Message):
     FOUR_EYES_FIELD_NUMBER: builtins.int
     REVIEW_SLA_FIELD_NUMBER: builtins.int
     APPROVES_STEP_ID_FIELD_NUMBER: builtins.int
+    REVEALED_FIELDS_FIELD_NUMBER: builtins.int
     decision_id: builtins.str
     """Unique per decision (a UUID)."""
     task_id: builtins.str
@@ -612,6 +715,12 @@ class Decision(google.protobuf.message.Message):
         15 min, high 1 h, normal 4 h, low 24 h). Never past the task's own deadline.
         """
 
+    @property
+    def revealed_fields(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """Personal and health fields the reviewers of this task's escalations see in clear (the
+        pack's review.reveal); every other personal or health field is withheld from them.
+        """
+
     def __init__(
         self,
         *,
@@ -637,9 +746,10 @@ class Decision(google.protobuf.message.Message):
         four_eyes: builtins.bool = ...,
         review_sla: google.protobuf.duration_pb2.Duration | None = ...,
         approves_step_id: builtins.str = ...,
+        revealed_fields: collections.abc.Iterable[builtins.str] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["decided_at", b"decided_at", "plan", b"plan", "review_sla", b"review_sla"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["approves_step_id", b"approves_step_id", "confidence", b"confidence", "decided_at", b"decided_at", "decision_id", b"decision_id", "explanation", b"explanation", "extracted_fields", b"extracted_fields", "fields", b"fields", "four_eyes", b"four_eyes", "label", b"label", "models", b"models", "outcome", b"outcome", "pack", b"pack", "pack_version", b"pack_version", "plan", b"plan", "review_queue", b"review_queue", "review_sla", b"review_sla", "reviewer_group", b"reviewer_group", "reviewer_id", b"reviewer_id", "rule", b"rule", "source", b"source", "task_id", b"task_id", "tenant_id", b"tenant_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["approves_step_id", b"approves_step_id", "confidence", b"confidence", "decided_at", b"decided_at", "decision_id", b"decision_id", "explanation", b"explanation", "extracted_fields", b"extracted_fields", "fields", b"fields", "four_eyes", b"four_eyes", "label", b"label", "models", b"models", "outcome", b"outcome", "pack", b"pack", "pack_version", b"pack_version", "plan", b"plan", "revealed_fields", b"revealed_fields", "review_queue", b"review_queue", "review_sla", b"review_sla", "reviewer_group", b"reviewer_group", "reviewer_id", b"reviewer_id", "rule", b"rule", "source", b"source", "task_id", b"task_id", "tenant_id", b"tenant_id"]) -> None: ...
 
 global___Decision = Decision
 
