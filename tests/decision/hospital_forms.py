@@ -4,8 +4,8 @@ Two families, written apart on purpose:
 
 * :func:`examples` -- the pack's labelled router examples (``switchyard_packs/hospital_admission/
   examples.jsonl`` was written with ``python -m tests.decision.hospital_forms examples``): a
-  typed form, a two-column form, a free-text transfer letter, an ADT system's JSON and OCR-like
-  noisy text, each with label variants drawn at random;
+  typed form, a two-column form, a free-text transfer letter, an ADT system's JSON, OCR-like
+  noisy text and an admission request by e-mail, each with label variants drawn at random;
 * :func:`unseen` -- forms in styles the examples do not have (a registration sheet with ``=``
   and tabs, a nurse's hand-over e-mail, another system's JSON, a fax cover with a table-like
   block), other names, payers and wording: what the router's and the extractor's figures are
@@ -344,11 +344,34 @@ def ocr(rng: random.Random, p: Patient) -> tuple[str, dict[str, str]]:
     return "\n".join(lines), truth
 
 
+def email(rng: random.Random, p: Patient) -> tuple[str, dict[str, str]]:
+    """An admission request by e-mail from a clinic or the ED: a few sentences, then details."""
+    sender = rng.choice(["ED triage", "Dr. Okafor's clinic", "Pre-admission clinic",
+                         "Bed management", "Outpatient surgery scheduling"])
+    opening = rng.choice([
+        f"please admit the patient below ({p.admission_type}); a bed on "
+        f"{_w(rng, UNIT_WORDS, p.unit)} is needed.",
+        f"requesting an inpatient bed for a {p.admission_type} admission today.",
+        "could you find a bed for this patient? Paperwork follows by fax.",
+        f"patient seen this morning, needs admission under {p.physician}."])
+    triples, truth = _triples(rng, p)
+    keep = [t for t in triples if t[2] not in ("subscriber", "secondary_payer",
+                                               "secondary_member_id", "secondary_group_number")]
+    for _, _, name in triples:
+        if name not in {t[2] for t in keep}:
+            truth.pop(name, None)
+    body = "\n".join(f"{label}: {value}" for label, value, _ in keep)
+    text = (f"From: {sender}\nSubject: {rng.choice(['Admission request', 'Bed request', 'Admit - ' + p.admission_type])}"
+            f"\n\nHello admitting,\n{opening}\n\n{body}\n\nThanks,\n{sender}")
+    return text, truth
+
+
 LAYOUTS = {"typed": typed, "two_column": two_column, "letter": letter, "adt_json": adt_json,
-           "ocr": ocr}
+           "ocr": ocr,
+           "email": email}
 
 
-def examples(n: int = 180, seed: int = 17) -> list[tuple[str, str, dict[str, str]]]:
+def examples(n: int = 210, seed: int = 17) -> list[tuple[str, str, dict[str, str]]]:
     """(layout, text, truth) for the pack's router examples, the layouts in turn."""
     rng = random.Random(seed)
     names = list(LAYOUTS)
@@ -495,3 +518,56 @@ def extraction_figures(pack: Any, forms: list[tuple[str, str, dict[str, str]]]
             right[1] += 1
             right[0] += read.get(name) == want
     return {name: (r, n) for name, (r, n) in sorted(figures.items())}
+
+
+def ascii_pdf(lines: tuple[str, ...], title: str = "Hospital Admission Form") -> str:
+    """A one-page PDF with a text layer, as ASCII text (so a golden case in YAML can hold it):
+    ``Label: value`` lines, the label at the left and the value in a column to its right."""
+    def esc(text: str) -> str:
+        return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+
+    ops = ["BT", "/F1 14 Tf", f"1 0 0 1 50 780 Tm ({esc(title)}) Tj", "/F1 10 Tf"]
+    y = 750
+    for line in lines:
+        label, _, value = line.partition(":")
+        ops.append(f"1 0 0 1 50 {y} Tm ({esc(label + ':')}) Tj")
+        ops.append(f"1 0 0 1 230 {y} Tm ({esc(value.strip())}) Tj")
+        y -= 18
+    ops.append("ET")
+    content = "\n".join(ops)
+    objects = ["<< /Type /Catalog /Pages 2 0 R >>",
+               "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] "
+               "/Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
+               "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+               f"<< /Length {len(content)} >>\nstream\n{content}\nendstream"]
+    out, offsets = "%PDF-1.4\n", []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n{body}\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n"
+    out += "".join(f"{offset:010d} 00000 n \n" for offset in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n"
+    return out
+
+
+def routing_figures(version_dir: Any, forms: list[str], threshold: float = 0.8
+                    ) -> dict[str, Any]:
+    """How the trained router (``models/repository/document_router/<n>``) labels ``forms``:
+    label -> count, and how many were labelled ``hospital_admission`` at or above
+    ``threshold`` (the default auto-execute threshold)."""
+    import collections
+
+    from services.decision.training import features as F
+    from services.decision.training import train
+
+    params = train.load_params(version_dir)
+    classes = json.loads(str(params["meta"].reshape(-1)[0]))["classes"]
+    probs = F.router_predict_proba(forms, params["weights"], params["bias"],
+                                   float(params["temperature"]))
+    labels = [classes[i] for i in probs.argmax(axis=1)]
+    sure = sum(1 for i, label in enumerate(labels) if label == "hospital_admission"
+               and probs[i].max() >= threshold)
+    return {"labels": dict(collections.Counter(labels)), "sure": sure, "n": len(forms),
+            "min_confidence": round(float(probs.max(axis=1).min()), 3)}
