@@ -4,6 +4,7 @@ wait steps, the template context, callback tokens, step outputs and custom conne
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import uuid
 from datetime import timedelta
@@ -34,16 +35,25 @@ from services.executor.plan_context import (
     plan_context,
     render,
 )
-from services.executor.runner import PlanRunner, RetryConfig, backoff_bounds, step_groups
+from services.executor.runner import (
+    PlanRunner,
+    RetryConfig,
+    backoff_bounds,
+    kept_output,
+    step_groups,
+)
 from services.executor.waits import callback_output, parse_token
+from switchyard._dataclass import Withheld, downstream_excerpt, withheld_of, withhold_answer
 from switchyard._grpc import FieldViolation
 from switchyard.v1 import (
     ActionStep,
     ApprovalSpec,
     CompensationStep,
     Connector,
+    DataClass,
     Decision,
     ExecutionResult,
+    FieldExtraction,
     StepKind,
     StepOutcome,
     WaitSpec,
@@ -165,15 +175,67 @@ def test_the_step_context_has_typed_fields_metadata_params_and_step_outcomes() -
         condition_holds("fields.amount", context, "step x when")
 
 
-def test_a_json_object_answer_becomes_a_redacted_output() -> None:
-    assert answer_output('{"id": 3, "data": {"bank_account": "DE89370400440532013000", '
-                         '"note": "mail ann@example.com"}}') == {
-        "id": 3, "data": {"bank_account": "[BANK_ACCOUNT REDACTED]",
-                          "note": answer_output('{"n": "mail ann@example.com"}')["n"]}}
-    assert "ann@example.com" not in str(answer_output('{"n": "mail ann@example.com"}'))
+def test_a_json_object_answer_becomes_the_output_kept_whole_and_stored_redacted() -> None:
+    answer = ('{"id": 3, "data": {"bank_account": "DE89370400440532013000", '
+              '"note": "mail ann@example.com"}}')
+    full = answer_output(answer)
+    assert full == {"id": 3, "data": {"bank_account": "DE89370400440532013000",
+                                      "note": "mail ann@example.com"}}
+    kept = kept_output(full, Withheld())
+    assert kept == {"id": 3, "data": {"bank_account": "[BANK_ACCOUNT REDACTED]",
+                                      "note": kept_output({"n": "mail ann@example.com"},
+                                                          Withheld())["n"]}}
+    assert "ann@example.com" not in str(kept)
     assert answer_output("[1, 2]") is None
     assert answer_output("created") is None
     assert answer_output("{" + '"a": "' + "x" * 20000 + '"}') is None
+    assert kept_output(None, Withheld()) is None
+
+
+def admission_decision() -> Decision:
+    """A hospital admission's decision: personal and health fields declared by the pack."""
+    fields = [("patient_name", "Maria Elena Garcia", DataClass.DATA_CLASS_PERSONAL),
+              ("date_of_birth", "1984-03-02", DataClass.DATA_CLASS_PERSONAL),
+              ("diagnosis", "community acquired pneumonia", DataClass.DATA_CLASS_HEALTH),
+              ("allergies", "none", DataClass.DATA_CLASS_HEALTH),
+              ("member_id", "XK-4471902", DataClass.DATA_CLASS_PERSONAL),
+              ("requested_unit", "medical", DataClass.DATA_CLASS_DERIVED)]
+    return Decision(fields=[FieldExtraction(name=n, value=v, data_class=c)
+                            for n, v, c in fields],
+                    extracted_fields={n: v for n, v, _ in fields})
+
+
+def test_answers_withhold_the_decisions_personal_and_health_values_wherever_they_are() -> None:
+    withheld = withheld_of(admission_decision())
+    assert withheld.names == {"patient_name", "date_of_birth", "diagnosis", "allergies",
+                              "member_id"}
+    fhir = {"id": "pat-17", "matched": False, "resource": {
+        "resourceType": "Patient", "name": [{"text": "GARCIA, Maria Elena"}],
+        "birthDate": "1984-03-02", "gender": "female",
+        "identifier": [{"system": "urn:switchyard:member:acme", "value": "XK-4471902"}]},
+        "reasonCode": [{"text": "Community-acquired pneumonia, right lower lobe"}],
+        "discrepancies": [{"field": "date_of_birth", "submitted": "1984-03-02",
+                           "found": "1948-03-02", "source": "payer", "note": "differs"}],
+        "diagnosis": "something else entirely", "unit": "medical", "allergies": "none"}
+    kept = withhold_answer(fhir, withheld)
+    text = json.dumps(kept)
+    for value in ("Garcia", "GARCIA", "1984-03-02", "1948-03-02", "XK-4471902", "pneumonia",
+                  "something else"):
+        assert value not in text, value
+    assert kept["id"] == "pat-17" and kept["unit"] == "medical"  # derived and ours: kept
+    assert kept["resource"]["resourceType"] == "Patient"
+    assert kept["discrepancies"][0]["field"] == "date_of_birth"
+    assert kept["discrepancies"][0]["source"] == "payer"
+    assert kept["diagnosis"] == "[DIAGNOSIS REDACTED]"  # a health field's name: withheld
+    excerpt = downstream_excerpt(json.dumps(fhir), withheld=withheld)
+    assert "Garcia" not in excerpt and "1984" not in excerpt and "pat-17" in excerpt
+    # free text (an error message) carrying a value is withheld as a whole
+    assert downstream_excerpt("no patient Maria Elena Garcia here", withheld=withheld) == \
+        "[WITHHELD]"
+    assert downstream_excerpt("no bed free in medical", withheld=withheld) == \
+        "no bed free in medical"
+    # without the decision, only the invoice names and the detectors apply (as before)
+    assert "GARCIA, Maria Elena" in downstream_excerpt(json.dumps(fhir))
 
 
 def test_callback_tokens_name_a_task_and_a_step() -> None:
