@@ -349,6 +349,8 @@ class PlanRunner:
                             "runs alone, not in a parallel group")
         if step.HasField("compensation"):
             problems.append(f"{where}.compensation: an {kind} step has nothing to undo")
+        if step.HasField("retry_later"):
+            problems.append(f"{where}.retry_later: {kind} steps call nothing to retry")
         if step.kind == StepKind.STEP_KIND_WAIT:
             wait = step.wait
             if not wait.callback and wait.duration.ToTimedelta() <= timedelta(0):

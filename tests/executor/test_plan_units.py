@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from services.executor.connectors import StepOutcome as CallOutcome
 from services.executor.connectors import (
+    Answer,
     StepCall,
     StepError,
     answer_output,
@@ -32,8 +33,10 @@ from services.executor.plan_context import (
     ExpressionError,
     TaskFacts,
     condition_holds,
+    discrepancies,
     plan_context,
     render,
+    retry_later_holds,
 )
 from services.executor.runner import (
     PlanRunner,
@@ -54,6 +57,7 @@ from switchyard.v1 import (
     Decision,
     ExecutionResult,
     FieldExtraction,
+    RetryLater,
     StepKind,
     StepOutcome,
     WaitSpec,
@@ -77,6 +81,59 @@ def test_consecutive_steps_of_one_parallel_group_run_together() -> None:
                                                                      parallel_group="b")]
     assert [[s.step_id for s in group] for group in step_groups(steps)] == [
         ["1", "2"], ["3"], ["4"], ["5", "6"]]
+
+
+def test_retry_later_is_validated_before_any_effect() -> None:
+    runner = PlanRunner(None, ROUTER, {Connector.CONNECTOR_HTTP: None},  # type: ignore[arg-type,dict-item]
+                        None, RetryConfig())  # type: ignore[arg-type]
+
+    def book(when: str, every_s: float, **extra: object) -> ActionStep:
+        step = http_step("1-book", "http://erp/beds")
+        step.retry_later.CopyFrom(RetryLater(when=when, every=seconds(every_s)))
+        for key, value in extra.items():
+            setattr(step, key, value)
+        return step
+
+    ok = decision(str(uuid.uuid4()), "acme", [
+        book("answer.status == 409 && answer.body.error == 'no_bed' && fields.x == 'y'", 1)])
+    assert runner.validate(ok) == []
+    problems = [runner.validate(decision(str(uuid.uuid4()), "acme", [step]))
+                for step in (book("answr.status == 409", 5), book("answer.status ==", 5),
+                             book("answer.status == 409", 0.5), book("", 5))]
+    assert "unknown name answr" in problems[0][0]
+    assert "not valid CEL" in problems[1][0]
+    assert problems[2] == ["plan.steps[0].retry_later.every: must be at least 1s"]
+    assert problems[3] == ["plan.steps[0].retry_later.when: required"]
+    wait = ActionStep(step_id="1-cool", name="cool", kind=StepKind.STEP_KIND_WAIT,
+                      wait=WaitSpec(duration=seconds(60)),
+                      retry_later=RetryLater(when="true", every=seconds(5)))
+    assert runner.validate(decision(str(uuid.uuid4()), "acme", [wait])) == [
+        "plan.steps[0].retry_later: wait steps call nothing to retry"]
+
+
+def test_retry_later_reads_the_answer_and_discrepancies_render_to_a_list() -> None:
+    context = {"fields": {"unit": "icu"}, "metadata": {}, "task": {}, "params": {},
+               "steps": {"check": {"status": "succeeded", "output": {"found": [
+                   {"field": "date_of_birth", "submitted": "1984-03-02", "found": "1948-03-02",
+                    "source": "payer", "note": "differs"},
+                   {"field": "member_id", "found": 12.0}]}}}}
+    when = "answer.status == 409 && answer.body.error == 'no_bed' && fields.unit == 'icu'"
+    assert retry_later_holds(when, context, Answer(409, {"error": "no_bed"}), "w")
+    assert not retry_later_holds(when, context, Answer(201, {"id": 1}), "w")
+    with pytest.raises(ExpressionError, match="no such key"):
+        retry_later_holds("answer.body.error == 'x'", context, Answer(409), "w")
+    rendered = discrepancies("steps.check.output.found", context, "d")
+    assert [(d.field, d.submitted, d.found, d.source, d.note) for d in rendered] == [
+        ("date_of_birth", "1984-03-02", "1948-03-02", "payer", "differs"),
+        ("member_id", "", "12", "", "")]
+    assert discrepancies("", context, "d") == []
+    assert discrepancies("[]", context, "d") == []
+    for source, message in (("steps.check.output", "must give a list of maps"),
+                            ("[1]", "item 0 is int, not a map"),
+                            ("[{'field': 'x', 'why': 'y'}]", "unknown key\\(s\\) why"),
+                            ("steps.nope.output", "no such key")):
+        with pytest.raises(ExpressionError, match=message):
+            discrepancies(source, context, "d")
 
 
 def test_a_step_may_set_its_own_backoff() -> None:
@@ -306,3 +363,40 @@ def test_a_connector_that_cannot_be_used_is_named_when_the_executor_loads(
     with pytest.raises(ConnectorLoadError, match=re.escape(problem)) as refused:
         load_custom_connectors()
     assert f"connector {entry.split(' ')[0]!r}" in str(refused.value)
+
+
+def test_a_pack_declares_retry_later_and_approval_discrepancies_and_reveal() -> None:
+    from switchyard.packs import load_pack_files, plan_to_proto, validate_pack_files
+    from tests.executor.test_plan_features import EXPENSE_PACK
+
+    text = EXPENSE_PACK.decode().replace(
+        "parameters:\n", "parameters:\n  retry_every: {type: string, default: 2m}\n").replace(
+        '    compensate: {target: "http://erp/claims/{idempotency_key}", operation: DELETE}\n'
+        "  - approval: {name: manager_ok,",
+        '    compensate: {target: "http://erp/claims/{idempotency_key}", operation: DELETE}\n'
+        '    retry_later: {when: "answer.status == 409", every: "${params.retry_every}"}\n'
+        '  - approval: {name: manager_ok, discrepancies: "steps.create_claim.output.found", '
+        "reveal: [employee],")
+    pack = load_pack_files({"pack.yaml": text.encode()})
+    plan = plan_to_proto(pack)
+    assert (plan.steps[0].retry_later.when, plan.steps[0].retry_later.every.seconds) == (
+        "answer.status == 409", 120)
+    assert plan_to_proto(pack, {**pack.defaults, "retry_every": "30s"}
+                         ).steps[0].retry_later.every.seconds == 30
+    assert plan_to_proto(pack, {**pack.defaults, "retry_every": "soon"}  # not a duration
+                         ).steps[0].retry_later.every.seconds == 120
+    approval = plan.steps[1].approval
+    assert (approval.discrepancies, list(approval.reveal)) == (
+        "steps.create_claim.output.found", ["employee"])
+    literal = text.replace('"${params.retry_every}"', "5m")
+    assert plan_to_proto(load_pack_files({"pack.yaml": literal.encode()})
+                         ).steps[0].retry_later.every.seconds == 300
+    bad = text.replace('"${params.retry_every}"', "500ms").replace(
+        "reveal: [employee]", "reveal: [nobody]").replace(
+        '"steps.create_claim.output.found"', '"steps.create_claim.output +"').replace(
+        "answer.status == 409", "answr.status == 409")
+    assert [line.split(": ", 2)[1] for line in validate_pack_files({"pack.yaml": bad.encode()})
+            ] == ["plan[0].retry_later.when", "plan[0].retry_later.every",
+                  "plan[1].approval.discrepancies", "plan[1].approval.reveal[0]"]
+    unknown = text.replace("${params.retry_every}", "${params.nope}")
+    assert "unknown parameter nope" in validate_pack_files({"pack.yaml": unknown.encode()})[0]
