@@ -307,6 +307,9 @@ def test_callback_tokens_name_a_task_and_a_step() -> None:
         assert refused.value.field == "token"
     with pytest.raises(FieldViolation, match="output"):
         callback_output({"a": "x" * 20000})
+    # a callback's output is stored and published: redacted like a downstream's answer
+    kept = callback_output({"vendor": "Ann Lee", "ref": "pay to DE89370400440532013000"})
+    assert kept["vendor"] == "[VENDOR REDACTED]" and "DE89" not in kept["ref"]
 
 
 @given(st.text(max_size=300))
