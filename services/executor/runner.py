@@ -740,6 +740,7 @@ class PlanRunner:
         base_s, cap_s = backoff_bounds(step, self.config)
         endpoint = route.endpoint
         calls = 0
+        scrub = (call.withheld or Withheld()).scrub  # a custom connector's own words too
         while True:
             try:
                 self.breakers.check(endpoint, probe=probe == endpoint)
@@ -752,30 +753,30 @@ class PlanRunner:
             except BreakerOpen as exc:
                 STEP_CALLS.labels(endpoint, "breaker_open").inc()
                 return _Attempted(StepOutcome.STEP_OUTCOME_FAILED_RETRYABLE, calls,
-                                  error=str(exc), blocked=Blocked(
+                                  error=scrub(str(exc)), blocked=Blocked(
                                       "breaker", endpoint, f"breaker_open:{endpoint}", str(exc),
                                       exc.retry_at))
             except StepError as exc:
                 if not exc.retryable:
                     STEP_CALLS.labels(endpoint, "permanent").inc()
                     return _Attempted(StepOutcome.STEP_OUTCOME_FAILED_PERMANENT, calls,
-                                      error=str(exc), answer=exc.answer)
+                                      error=scrub(str(exc)), answer=exc.answer)
                 STEP_CALLS.labels(endpoint, "retryable").inc()
                 now = datetime.now(timezone.utc)
                 if calls >= max_attempts:
                     return _Attempted(StepOutcome.STEP_OUTCOME_FAILED_RETRYABLE, calls,
-                                      error=str(exc), blocked=Blocked(
+                                      error=scrub(str(exc)), blocked=Blocked(
                                           "retry", endpoint, f"retries_exhausted:{endpoint}",
-                                          f"{calls} attempt(s), last: {exc}",
+                                          f"{calls} attempt(s), last: {scrub(str(exc))}",
                                           now + timedelta(seconds=park_delay_s(
                                               parks, self.config.retry_park_s))))
                 delay = exc.retry_after_s if exc.retry_after_s is not None else backoff_s(
                     calls, base_s, cap_s)
                 if delay > cap_s:
                     return _Attempted(StepOutcome.STEP_OUTCOME_FAILED_RETRYABLE, calls,
-                                      error=str(exc), blocked=Blocked(
+                                      error=scrub(str(exc)), blocked=Blocked(
                                           "retry", endpoint, f"rate_limited:{endpoint}",
-                                          f"asked to retry after {delay:.0f}s: {exc}",
+                                          f"asked to retry after {delay:.0f}s: {scrub(str(exc))}",
                                           now + timedelta(seconds=delay)))
                 await asyncio.sleep(delay)
                 continue
