@@ -257,14 +257,14 @@ def redact_free_text(text: str) -> str:
 
 
 def downstream_excerpt(text: str, limit: int = DOWNSTREAM_EXCERPT_CHARS,
-                       withheld: Withheld | None = None) -> str:
+                       withheld: WithheldFields | None = None) -> str:
     """What Switchyard keeps of a downstream's answer (a step's summary or error: the
     ``executions`` and ``executor_jobs`` rows, the ``executions`` and ``task-status`` topics,
     logs). Downstreams echo what was posted, and the plan payloads carry the extracted fields,
     so the whole answer is redacted first (:func:`withhold_answer`): in JSON, values under a
     personal or health field's name are withheld, every other string goes through the PII
     detectors; other text goes through the detectors. ``withheld`` (the decision being run,
-    :func:`withheld_of`) adds that decision's personal and health field names and values: a
+    :func:`withheld_fields`) adds that decision's personal and health field names and values: a
     FHIR answer echoes a patient's name, birth date and diagnosis under keys of its own. Only
     then is it cut to ``limit`` characters, so a cut never leaves part of a value the
     detectors would no longer recognise."""
@@ -297,7 +297,7 @@ def _norm(text: str) -> str:
 
 
 @dataclass(frozen=True)
-class Withheld:
+class WithheldFields:
     """A decision's personal and health fields, as what a downstream's answer to its plan
     must not carry into storage, topics or logs: values under those ``names`` are withheld,
     and so is any string equal to one of the ``values`` or containing it (or one of its words
@@ -330,7 +330,7 @@ def _sensitive(cls: DataClass) -> bool:
     return cls.value in ("personal", "health")
 
 
-def withheld_of(decision: Decision) -> Withheld:
+def withheld_fields(decision: Decision) -> WithheldFields:
     """What of ``decision``'s fields its plan's downstream answers must not reveal: every
     field its pack declared personal or health (``Decision.fields[].data_class``; a field
     without a declared class by :func:`field_class`), with the values it was read (or
@@ -349,19 +349,19 @@ def withheld_of(decision: Decision) -> Withheld:
         whole.add(norm)
         words.update(w for w in norm.split() if len(w) >= MIN_CONTAINED_CHARS
                      and w not in _EMPTY_WORDS)
-    return Withheld(frozenset(names), frozenset(whole), frozenset(words))
+    return WithheldFields(frozenset(names), frozenset(whole), frozenset(words))
 
 
-def withhold_answer(value: object, withheld: Withheld | None = None) -> object:
+def withhold_answer(value: object, withheld: WithheldFields | None = None) -> object:
     """A downstream's JSON answer (or a step's output) as it may be kept: values under a
     personal field name (the invoice extractor's, and ``withheld``'s names) replaced by
     ``[NAME REDACTED]``, the values of a map whose ``field`` names such a field too, strings
     carrying one of ``withheld``'s values replaced by ``[WITHHELD]``, every other string
     through the PII detectors."""
-    return _withhold_personal(value, withheld or Withheld())
+    return _withhold_personal(value, withheld or WithheldFields())
 
 
-def _withhold_personal(value: object, withheld: Withheld) -> object:
+def _withhold_personal(value: object, withheld: WithheldFields) -> object:
     if isinstance(value, dict):
         about = value.get("field")
         named = isinstance(about, str) and (
@@ -378,7 +378,7 @@ def _withhold_personal(value: object, withheld: Withheld) -> object:
     return value
 
 
-def _personal_value(key: str, value: object, withheld: Withheld) -> bool:
+def _personal_value(key: str, value: object, withheld: WithheldFields) -> bool:
     return (key in withheld.names or EXTRACTED_FIELDS.get(key) is DataClass.PERSONAL) \
         and value not in ("", None)
 
@@ -569,6 +569,6 @@ def redact_layout(layout: DocumentLayout, decision: Decision, redactor: Redactor
 __all__ = ["DOWNSTREAM_EXCERPT_CHARS", "EXTRACTED_FIELDS", "MASK_MARGIN", "STORED", "TOPICS",
            "AtRest", "DataClass", "OnPurge", "PageRedactions", "Stored", "TopicData",
            "declared_classes", "downstream_excerpt", "field_class",
-           "Withheld", "matching_hash", "matching_key", "page_redactions", "redact_decision",
+           "WithheldFields", "matching_hash", "matching_key", "page_redactions", "redact_decision",
            "redact_escalation", "redact_field", "redact_free_text", "redact_layout",
-           "redact_task", "sealed_columns", "withheld_of", "withhold_answer"]
+           "redact_task", "sealed_columns", "withheld_fields", "withhold_answer"]

@@ -79,7 +79,7 @@ from services.executor.plan_context import (
 )
 from switchyard._audit import append as audit_append
 from switchyard._audit import digest
-from switchyard._dataclass import Withheld, withheld_of, withhold_answer
+from switchyard._dataclass import WithheldFields, withheld_fields, withhold_answer
 from switchyard._payloads import EXECUTION_OUTPUT, PLAINTEXT, PayloadCodec, PayloadError
 from switchyard._taskstore import timestamp
 from switchyard.v1 import (
@@ -188,7 +188,7 @@ def output_id(task_id: str, step_id: str) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"execution-output:{task_id}:{step_id}")
 
 
-def kept_output(output: dict[str, Any] | None, withheld: Withheld) -> dict[str, Any] | None:
+def kept_output(output: dict[str, Any] | None, withheld: WithheldFields) -> dict[str, Any] | None:
     """What of a step's full output is stored in plain ``executions.result`` and published on
     the ``executions`` topic: redacted like every answer kept (the decision's personal and
     health values withheld, other strings through the PII detectors); None when nothing is,
@@ -730,7 +730,7 @@ class PlanRunner:
             operation=operation or name, payload=payload, idempotency_key=key,
             timeout_s=timeout_s or self.config.timeouts.get(route.connector,
                                                             self.config.default_timeout_s),
-            withheld=withheld_of(decision),
+            withheld=withheld_fields(decision),
         )
 
     async def _attempt(self, call: StepCall, route: Route, step: ActionStep, probe: str,
@@ -740,7 +740,7 @@ class PlanRunner:
         base_s, cap_s = backoff_bounds(step, self.config)
         endpoint = route.endpoint
         calls = 0
-        scrub = (call.withheld or Withheld()).scrub  # a custom connector's own words too
+        scrub = (call.withheld or WithheldFields()).scrub  # a custom connector's own words too
         while True:
             try:
                 self.breakers.check(endpoint, probe=probe == endpoint)
@@ -802,7 +802,7 @@ class PlanRunner:
     async def _record(self, decision: Decision, step_id: str, call: StepCall,
                       attempted: _Attempted) -> ExecutionResult:
         now = datetime.now(timezone.utc)
-        withheld = call.withheld or Withheld()
+        withheld = call.withheld or WithheldFields()
         error = withheld.scrub(attempted.error)  # a custom connector's own text too
         result = ExecutionResult(
             task_id=decision.task_id, tenant_id=decision.tenant_id, step_id=step_id,
