@@ -141,7 +141,8 @@ STORED: tuple[Stored, ...] = (
     Stored("decision_holds", "envelope", DataClass.PERSONAL, AtRest.SEALED, OnPurge.DELETE,
            "a copy of the task while the models are away"),
     Stored("review_items", "escalation", DataClass.PERSONAL, AtRest.SEALED, OnPurge.STRIP,
-           "the task and the proposed decision a reviewer decides on"),
+           "the task and the proposed decision a reviewer decides on, with the document's "
+           "layout, the discrepancies and the instructions"),
     Stored("dead_letters", "original_value", DataClass.PERSONAL, AtRest.SEALED, OnPurge.NULL,
            "the bytes of a record no stage could accept"),
     Stored("dead_letters", "original_key", DataClass.PERSONAL, AtRest.SEALED, OnPurge.NULL,
