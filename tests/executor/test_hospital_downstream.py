@@ -131,6 +131,27 @@ async def test_coverage_encounter_and_their_reversal(harness: Harness) -> None:
         admit)
     assert [e["status"] for e in effects] == ["reversed"]
 
+    # coverages: searched by beneficiary, reversed by the key that wrote them, read by id
+    status, covered, _ = await call(harness, "GET", f"/ehr/Coverage?beneficiary={reference}")
+    assert (status, covered["total"]) == (200, 1)
+    status, undone, _ = await call(harness, "DELETE", f"/ehr/Coverage/{missing}",
+                                   idempotency_key=key())
+    assert (status, undone["reversed"], undone["resource"]["status"]) == (200, True, "cancelled")
+    status, read, _ = await call(harness, "GET", f"/ehr/Coverage/{first['id']}")
+    assert (status, read["status"]) == (200, "cancelled")
+    status, read, _ = await call(harness, "GET", f"/ehr/Patient/{person['id']}")
+    assert (status, read["name"]) == (200, [{"text": "Cy Morrow"}])
+    assert (await call(harness, "GET", "/ehr/Patient/999999999"))[0] == 404
+
+    # a fault on one collection leaves the others alone
+    await harness.faults("ehr/patient", outage=True)
+    try:
+        assert (await call(harness, "POST", "/ehr/Patient", patient(
+            "Cy Morrow", "1970-07-07", (MRN, "MRN-3001")), key()))[0] == 503
+        assert (await call(harness, "POST", "/ehr/Encounter", encounter, key()))[0] == 201
+    finally:
+        await harness.clear_faults()
+
 
 MEMBERS = {
     "NWH-100": {"payer": "Northwind Health", "plan": "Gold PPO", "status": "active",
@@ -223,7 +244,9 @@ async def units(harness: Harness) -> dict[str, Any]:
 
 async def test_beds_no_bed_then_booking_after_discharge_and_release(harness: Harness) -> None:
     board = await units(harness)   # the default hospital
-    assert board["icu"]["icu"]["capacity"] > 0 and "telemetry" in board["cardiology"]
+    assert board["icu"]["icu"]["capacity"] == 4
+    assert board["cardiology"]["telemetry"]["capacity"] == 4
+    assert board["medical"]["isolation"]["capacity"] == 2
     assert {"emergency", "medical", "surgical", "icu", "maternity", "pediatrics",
             "cardiology"} <= set(board)
 
