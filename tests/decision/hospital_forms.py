@@ -9,7 +9,7 @@ Two families, written apart on purpose:
 * :func:`unseen` -- forms in styles the examples do not have (a registration sheet with ``=``
   and tabs, a nurse's hand-over e-mail, another system's JSON, a fax cover with a table-like
   block), other names, payers and wording: what the router's and the extractor's figures are
-  measured on (``python -m tests.decision.hospital_forms measure``).
+  measured on (tests/decision/test_hospital_admission.py prints the figures).
 
 Each form comes with ``truth``: field -> the value the pack should read (as the extractor
 reports it: dates ``YYYY-MM-DD``, enums by their value, ``true``/``false``).
