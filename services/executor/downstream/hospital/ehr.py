@@ -179,9 +179,12 @@ async def record_coverage(conn: asyncpg.Connection, body: Any,
     payor_name = text(payor[0].get("display")) if isinstance(payor, list) and payor \
         and isinstance(payor[0], dict) else ""
     order = resource.get("order", 1)
+    if isinstance(order, float) and order.is_integer():
+        order = int(order)   # a plan's payload numbers travel as doubles (protobuf Struct)
     if isinstance(order, bool) or not isinstance(order, int) or order < 1:
         raise invalid("order must be a whole number >= 1 (1 primary, 2 secondary)")
     resource = {k: v for k, v in resource.items() if k not in ("id", "meta")}
+    resource["order"] = order
     resource.setdefault("status", "active")
     row = await conn.fetchrow(
         "INSERT INTO ehr_coverages (beneficiary, payor_key, subscriber_id, resource) "

@@ -1,0 +1,398 @@
+"""Hospital admissions end to end on the real stack: the shipped ``hospital_admission`` pack
+decides admission forms submitted over gRPC, and the executor runs its plan against the demo
+downstream's payer, EHR and bed board (real broker, PostgreSQL, Triton, services as
+processes).
+
+* a clean form is admitted without a person: Patient, Coverage and Encounter in the EHR, a bed
+  booked; the same patient admitted again is matched by identifier, not duplicated;
+* an insurance mismatch opens a review ticket whose escalation names the fields that disagree
+  (on the form, at the payer), reveals the insurance fields and withholds the diagnosis;
+  approving it finishes the admission;
+* a payer outage opens the payer's breaker, the admissions wait BLOCKED and are admitted once
+  the payer is back;
+* a unit without a free bed: the admission waits (BLOCKED, ``retry_later``) and is admitted
+  after a discharge frees a bed;
+* a cancellation after the bed was booked releases the bed and leaves no open encounter; the
+  task ends CANCELLED.
+
+Every person and number here is made up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import grpc
+import pytest
+from google.protobuf.json_format import MessageToDict
+
+from switchyard import Settings
+from switchyard._db import connect
+from switchyard._grpc import create_channel
+from switchyard.v1 import (
+    ApplyTenantSettingsRequest,
+    BreakerStatus,
+    CancelTaskRequest,
+    ClaimRequest,
+    DecideRequest,
+    DecisionServiceStub,
+    Document,
+    EscalationReason,
+    ExecutorAdminServiceStub,
+    GetTaskRequest,
+    IngestServiceStub,
+    ListBreakersRequest,
+    ListQueueRequest,
+    PackServiceStub,
+    ReviewServiceStub,
+    ReviewVerdict,
+    Submission,
+    SubmitTaskRequest,
+    SubmitVerdictRequest,
+    Task,
+    TaskEnvelope,
+    TaskStatus,
+    Verdict,
+)
+from tests.executor.harness import FAST
+from tests.terminal import TERMINAL_STATUSES
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pipeline")]
+TENANT = "stmary"
+KIND = "hospital_admission"
+INSURANCE_REVEAL = ["patient_name", "date_of_birth", "insurance_payer", "member_id",
+                    "group_number", "subscriber", "admission_type"]
+
+
+@pytest.fixture(scope="module")
+def settings(settings: Settings) -> Settings:
+    """The executor's quick test timings (breaker, parking) on this module's stack."""
+    return settings.replace(**FAST)
+
+
+def form(name: str, dob: str, member_id: str, unit: str, *, mrn: str = "",
+         admission_type: str = "Emergency", bed_type: str = "Standard",
+         payer: str = "Harborview Mutual", group: str = "41120",
+         diagnosis: str = "Community-acquired pneumonia") -> bytes:
+    lines = ["HOSPITAL ADMISSION FORM", f"Patient Name: {name}", f"Date of Birth: {dob}",
+             "Sex: F"]
+    if mrn:
+        lines.append(f"MRN: {mrn}")
+    lines += [f"Admission Type: {admission_type}", f"Requested Unit: {unit}",
+              f"Bed Type: {bed_type}", "Admitting Physician: Dr. K. Osei",
+              f"Admitting Diagnosis: {diagnosis}", f"Primary Insurance: {payer}",
+              f"Member ID: {member_id}", f"Group #: {group}",
+              "Emergency Contact: Paolo Rossi (son) +1 555 310 2287",
+              "Allergies: Penicillin (rash)", "Consent signed: Yes"]
+    return "\n".join(lines).encode()
+
+
+class Stack:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.channels = {name: create_channel(f"127.0.0.1:{port}") for name, port in {
+            "ingest": settings.ingest_grpc_port, "decision": settings.decision_grpc_port,
+            "executor": settings.executor_grpc_port, "review": settings.review_grpc_port,
+        }.items()}
+        self.ingest = IngestServiceStub(self.channels["ingest"])
+        self.packs = PackServiceStub(self.channels["decision"])
+        self.decision = DecisionServiceStub(self.channels["decision"])
+        self.admin = ExecutorAdminServiceStub(self.channels["executor"])
+        self.review = ReviewServiceStub(self.channels["review"])
+        self.http = aiohttp.ClientSession(
+            f"http://127.0.0.1:{settings.downstream_http_port}")
+
+    async def close(self) -> None:
+        await self.http.close()
+        for channel in self.channels.values():
+            await channel.close()
+
+    async def call(self, method: str, path: str, body: Any = None) -> Any:
+        async with self.http.request(method, path, json=body) as reply:
+            assert reply.status < 300, (method, path, reply.status, await reply.text())
+            return await reply.json()
+
+    async def member(self, member_id: str, name: str, dob: str, **record: Any) -> None:
+        await self.call("PUT", f"/_/payer/members/{member_id}", {
+            "payer": "Harborview Mutual", "plan": "Gold PPO", "status": "active",
+            "patient_name": name, "date_of_birth": dob, "group_number": "41120",
+            "covers": ["emergency", "elective", "transfer"], **record})
+
+    async def unit(self, unit: str, beds: dict[str, int],
+                   occupied: dict[str, int] | None = None) -> None:
+        await self.call("PUT", f"/_/beds/units/{unit}",
+                        {"beds": beds, "occupied": occupied or {}})
+
+    async def board(self, unit: str, bed_type: str = "standard") -> dict[str, int]:
+        return (await self.call("GET", "/_/beds/units"))["units"][unit][bed_type]
+
+    async def submit(self, body: bytes) -> str:
+        reply = await self.ingest.SubmitTask(SubmitTaskRequest(submission=Submission(
+            tenant_id=TENANT, idempotency_key=uuid.uuid4().hex, kind=KIND,
+            document=Document(content_type="text/plain", body=body))))
+        return reply.task_id
+
+    async def task(self, task_id: str) -> Task:
+        return (await self.ingest.GetTask(GetTaskRequest(task_id=task_id))).task
+
+    async def wait(self, task_id: str, predicate: Any, what: str, timeout_s: float = 120
+                   ) -> Task:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            task = await self.task(task_id)
+            if predicate(task):
+                return task
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{task_id} never {what}: {TaskStatus.Name(task.status)} "
+                                     f"{task.reason}")
+            await asyncio.sleep(0.25)
+
+    async def done(self, task_id: str, timeout_s: float = 120) -> Task:
+        return await self.wait(task_id, lambda t: t.status in TERMINAL_STATUSES, "finished",
+                               timeout_s)
+
+    async def steps(self, task_id: str) -> dict[str, str]:
+        conn = await connect(self.settings)
+        try:
+            rows = await conn.fetch("SELECT step_id, outcome FROM executions WHERE task_id = $1",
+                                    uuid.UUID(task_id))
+        finally:
+            await conn.close()
+        return {r["step_id"]: r["outcome"].removeprefix("STEP_OUTCOME_") for r in rows}
+
+    async def why(self, task_id: str) -> str:
+        """The task's steps with their errors (for a failure message)."""
+        conn = await connect(self.settings)
+        try:
+            rows = await conn.fetch("SELECT step_id, outcome, error FROM executions "
+                                    "WHERE task_id = $1 ORDER BY step_id", uuid.UUID(task_id))
+        finally:
+            await conn.close()
+        return "; ".join(f"{r['step_id']} {r['outcome']} {r['error']}" for r in rows)
+
+    async def patients(self, system: str, value: str) -> list[dict[str, Any]]:
+        async with self.http.get("/ehr/Patient", params={"identifier": f"{system}|{value}"}
+                                 ) as reply:
+            assert reply.status == 200, await reply.text()
+            return [e["resource"] for e in (await reply.json()).get("entry", [])]
+
+    async def encounters(self, patient_id: str) -> list[dict[str, Any]]:
+        async with self.http.get("/ehr/Encounter", params={"subject": f"Patient/{patient_id}"}
+                                 ) as reply:
+            assert reply.status == 200, await reply.text()
+            return [e["resource"] for e in (await reply.json()).get("entry", [])]
+
+    async def coverages(self, patient_id: str) -> list[dict[str, Any]]:
+        async with self.http.get("/ehr/Coverage",
+                                 params={"beneficiary": f"Patient/{patient_id}"}) as reply:
+            assert reply.status == 200, await reply.text()
+            return [e["resource"] for e in (await reply.json()).get("entry", [])]
+
+    async def item(self, task_id: str) -> Any:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            page = await self.review.ListQueue(ListQueueRequest(page_size=500, tenant_id=TENANT))
+            found = next((i for i in page.items if i.escalation.task_id == task_id), None)
+            if found is not None:
+                return found
+            await asyncio.sleep(0.25)
+        raise AssertionError(f"no review item for {task_id}")
+
+    async def fault(self, path: str, profile: dict[str, Any] | None) -> None:
+        method = "DELETE" if profile is None else "PUT"
+        async with self.http.request(method, f"/_/faults/{path}", json=profile) as reply:
+            assert reply.status < 300, await reply.text()
+
+    async def breakers(self) -> dict[str, Any]:
+        return {b.name: b for b in (await self.admin.ListBreakers(ListBreakersRequest())).breakers}
+
+
+@pytest.fixture(scope="module")
+async def hospital(settings: Settings) -> AsyncIterator[Stack]:
+    s = Stack(settings)
+    # this hospital asks a full unit for a bed every 2 s (the pack's default is 5 minutes)
+    await s.packs.ApplyTenantSettings(ApplyTenantSettingsRequest(
+        tenant_id=TENANT,
+        document=b"packs:\n  hospital_admission:\n    parameters: {bed_retry_every: 2s}\n"))
+
+    async def applied() -> bool:
+        decided = await s.decision.Decide(DecideRequest(task=TaskEnvelope(
+            task_id=str(uuid.uuid4()), tenant_id=TENANT, kind=KIND, document=Document(
+                content_type="text/plain", body=form("Ann Lee", "1980-01-02", "W1", "Medical")))))
+        book = next(st for st in decided.decision.plan.steps if st.step_id == "6-book_bed")
+        return book.retry_later.every.seconds == 2
+    deadline = time.monotonic() + 60
+    while not await applied():
+        assert time.monotonic() < deadline, "the tenant's bed_retry_every never applied"
+        await asyncio.sleep(0.5)
+    yield s
+    await s.close()
+
+
+def status(task: Task) -> str:
+    return TaskStatus.Name(task.status).removeprefix("TASK_STATUS_")
+
+
+async def test_a_clean_form_is_admitted_without_a_person_and_a_readmission_is_matched(
+        hospital: Stack) -> None:
+    await hospital.unit("medical", {"standard": 4, "isolation": 1})
+    await hospital.member("W220418873", "Greta Marchetti", "1958-02-11")
+    first = await hospital.submit(form("Marchetti, Greta", "1958-02-11", "W220418873", "Medicine",
+                                    mrn="MRN3318840"))
+    task = await hospital.done(first)
+    assert status(task) == "SUCCEEDED", (task.reason, await hospital.why(task.envelope.task_id))
+    assert await hospital.steps(first) == {
+        "1-check_insurance": "SUCCEEDED", "2-insurance_review": "SKIPPED_CONDITION",
+        "3-register_patient": "SUCCEEDED", "4-record_coverage": "SUCCEEDED",
+        "5-record_secondary_coverage": "SKIPPED_CONDITION", "6-book_bed": "SUCCEEDED",
+        "7-admit": "SUCCEEDED"}
+    (patient,) = await hospital.patients("urn:switchyard:mrn", "MRN3318840")
+    assert patient["birthDate"] == "1958-02-11" and patient["gender"] == "female"
+    assert {"system": "urn:switchyard:member:Harborview Mutual", "value": "W220418873"} in \
+        patient["identifier"]
+    (coverage,) = await hospital.coverages(patient["id"])
+    assert coverage["subscriberId"] == "W220418873" and coverage["order"] == 1
+    (encounter,) = await hospital.encounters(patient["id"])
+    assert encounter["status"] == "in-progress" and encounter["class"]["code"] == "EMER"
+    assert encounter["reasonCode"] == [{"text": "Community-acquired pneumonia"}]
+    bed = encounter["location"][0]["location"]["display"]
+    assert bed.startswith("MEDICAL-")
+    assert (await hospital.board("medical"))["occupied"] == 1
+
+    # the same patient again (found by the MRN): matched, not a second patient
+    again = await hospital.submit(form("Marchetti, Greta", "1958-02-11", "W220418873", "Medical",
+                                    mrn="MRN3318840", admission_type="Elective",
+                                    diagnosis="Cellulitis of the left lower leg"))
+    task = await hospital.done(again)
+    assert status(task) == "SUCCEEDED", (task.reason, await hospital.why(task.envelope.task_id))
+    (same,) = await hospital.patients("urn:switchyard:mrn", "MRN3318840")
+    assert same["id"] == patient["id"]
+    assert len(await hospital.patients("urn:switchyard:member:Harborview Mutual",
+                                    "W220418873")) == 1
+    assert len(await hospital.coverages(patient["id"])) == 1   # the same coverage, updated
+    stays = await hospital.encounters(patient["id"])
+    assert len(stays) == 2 and {e["class"]["code"] for e in stays} == {"EMER", "IMP"}
+    assert (await hospital.board("medical"))["occupied"] == 2
+
+
+async def test_an_insurance_mismatch_goes_to_a_person_who_sees_only_what_disagrees(
+        hospital: Stack) -> None:
+    await hospital.unit("surgical", {"standard": 3})
+    await hospital.member("Y903311458", "Hamza Okonkwo", "1971-07-23")   # the payer's record
+    task_id = await hospital.submit(form("Okonkwo, Hamza", "1971-03-07", "Y903311458", "Surgery",
+                                      admission_type="Elective",
+                                      diagnosis="Laparoscopic cholecystectomy"))
+    task = await hospital.wait(task_id, lambda t: status(t) == "BLOCKED" and
+                            t.reason == "approval:2-insurance_review", "in review")
+    item = await hospital.item(task_id)
+    escalation = item.escalation
+    assert escalation.reason == EscalationReason.ESCALATION_REASON_APPROVAL_STEP
+    assert escalation.reviewer_group == "admissions-insurance"
+    assert [MessageToDict(d, preserving_proto_field_name=True)
+            for d in escalation.discrepancies] == [
+        {"field": "date_of_birth", "submitted": "1971-03-07", "found": "1971-07-23",
+         "source": "payer", "note": "the member's date of birth on file differs"}]
+    assert list(escalation.revealed_fields) == INSURANCE_REVEAL
+    assert "date_of_birth" in escalation.instructions
+    shown = {f.name: f.value for f in escalation.proposed_decision.fields}
+    assert shown["member_id"] == "Y903311458" and shown["date_of_birth"] == "1971-03-07"
+    assert shown["diagnosis"] == "[DIAGNOSIS REDACTED]"
+    assert shown["allergies"] == "[ALLERGIES REDACTED]"
+    assert "cholecystectomy" not in json.dumps(MessageToDict(escalation.proposed_decision))
+    # nothing was registered or booked before the person decided
+    assert set(await hospital.steps(task_id)) <= {"1-check_insurance", "2-insurance_review"}
+    assert (await hospital.board("surgical"))["occupied"] == 0
+
+    await hospital.review.Claim(ClaimRequest(item_id=item.item_id, reviewer_id="ines"))
+    await hospital.review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+        item_id=item.item_id, reviewer_id="ines", verdict=Verdict.VERDICT_APPROVE,
+        reason="payer has a typo in the date of birth; confirmed with the patient")))
+    task = await hospital.done(task_id)
+    assert status(task) == "SUCCEEDED", (task.reason, await hospital.why(task.envelope.task_id))
+    steps = await hospital.steps(task_id)
+    assert steps["2-insurance_review"] == "SUCCEEDED" and steps["7-admit"] == "SUCCEEDED"
+    assert (await hospital.board("surgical"))["occupied"] == 1
+
+
+async def test_a_payer_outage_blocks_admissions_until_the_payer_is_back(hospital: Stack) -> None:
+    await hospital.unit("cardiology", {"standard": 2, "telemetry": 4})
+    members = [(f"Z5500{n}", f"Patient{n} Thorne", f"1960-0{n}-1{n}") for n in range(1, 4)]
+    for member_id, name, dob in members:
+        await hospital.member(member_id, name, dob)
+    await hospital.fault("payer", {"outage": True})
+    try:
+        tasks = [await hospital.submit(form(name, dob, member_id, "Cardiology",
+                                         bed_type="Telemetry", diagnosis="Chest pain"))
+                 for member_id, name, dob in members]
+        for task_id in tasks:
+            task = await hospital.wait(task_id, lambda t: status(t) == "BLOCKED" and t.reason in (
+                "breaker_open:http://payer", "retries_exhausted:http://payer"), "blocked")
+        breakers = await hospital.breakers()
+        assert breakers["http://payer"].status in (BreakerStatus.BREAKER_STATUS_OPEN,
+                                                   BreakerStatus.BREAKER_STATUS_HALF_OPEN)
+        assert (await hospital.board("cardiology", "telemetry"))["occupied"] == 0
+    finally:
+        await hospital.fault("payer", None)
+    for task_id in tasks:
+        task = await hospital.done(task_id)
+        assert status(task) == "SUCCEEDED", (task.reason, await hospital.why(task.envelope.task_id))
+    assert (await hospital.board("cardiology", "telemetry"))["occupied"] == 3
+    assert (await hospital.breakers())["http://payer"].status == \
+        BreakerStatus.BREAKER_STATUS_CLOSED
+
+
+async def test_no_free_bed_waits_and_a_discharge_admits(hospital: Stack) -> None:
+    await hospital.unit("maternity", {"standard": 1}, occupied={"standard": 1})
+    await hospital.member("X604417730", "Celeste Ibarra", "1995-12-01")
+    task_id = await hospital.submit(form("Ibarra, Celeste", "1995-12-01", "X604417730",
+                                      "Labor and Delivery", diagnosis="Labour, 39 weeks"))
+    task = await hospital.wait(task_id, lambda t: status(t) == "BLOCKED" and
+                            t.reason == "retry_later:6-book_bed", "waiting for a bed")
+    steps = await hospital.steps(task_id)
+    assert steps["6-book_bed"] == "WAITING" and "7-admit" not in steps
+    await asyncio.sleep(3)   # it asks again (every 2 s) and keeps waiting
+    assert (await hospital.task(task_id)).reason == "retry_later:6-book_bed"
+    await hospital.call("POST", "/_/beds/units/maternity/discharge",
+                     {"bed_type": "standard", "count": 1})
+    task = await hospital.done(task_id, timeout_s=60)
+    assert status(task) == "SUCCEEDED", (task.reason, await hospital.why(task.envelope.task_id))
+    (patient,) = await hospital.patients("urn:switchyard:member:Harborview Mutual", "X604417730")
+    (encounter,) = await hospital.encounters(patient["id"])
+    assert encounter["location"][0]["location"]["display"] == "MATERNITY-1"
+    assert (await hospital.board("maternity"))["free"] == 0
+
+
+async def test_a_cancellation_after_the_bed_was_booked_releases_it(hospital: Stack) -> None:
+    await hospital.unit("pediatrics", {"standard": 2})
+    await hospital.member("W118220934", "Bruno Yarrow", "2025-03-04")
+    await hospital.fault("ehr/encounter", {"outage": True})   # the admission cannot be opened
+    try:
+        task_id = await hospital.submit(form("Yarrow, Bruno", "2025-03-04", "W118220934",
+                                          "Peds", diagnosis="Bronchiolitis"))
+        await hospital.wait(task_id, lambda t: status(t) == "BLOCKED"
+                         and t.reason.endswith("http://ehr"), "blocked at the admit step")
+        steps = await hospital.steps(task_id)
+        assert steps["6-book_bed"] == "SUCCEEDED", steps
+        assert (await hospital.board("pediatrics"))["occupied"] == 1
+        # an executing task is not cancelled outright: the executor is asked to undo it
+        with pytest.raises(grpc.aio.AioRpcError) as asked:
+            await hospital.ingest.CancelTask(CancelTaskRequest(task_id=task_id,
+                                                            reason="patient went elsewhere"))
+        assert asked.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        task = await hospital.done(task_id, timeout_s=60)
+    finally:
+        await hospital.fault("ehr/encounter", None)
+    assert status(task) == "CANCELLED", task.reason
+    steps = await hospital.steps(task_id)
+    assert steps["6-book_bed"] == "COMPENSATED" and \
+        steps["compensate:6-book_bed"] == "SUCCEEDED", steps
+    assert (await hospital.board("pediatrics"))["occupied"] == 0   # the bed is free again
+    (patient,) = await hospital.patients("urn:switchyard:member:Harborview Mutual", "W118220934")
+    assert [e for e in await hospital.encounters(patient["id"])
+            if e["status"] != "cancelled"] == []   # no open encounter is left
