@@ -5,6 +5,8 @@ processes).
 
 * a clean form is admitted without a person: Patient, Coverage and Encounter in the EHR, a bed
   booked; the same patient admitted again is matched by identifier, not duplicated;
+* a form without a consent is an intake ticket: the patient's identity and insurance shown, the
+  diagnosis, allergies and emergency contact withheld;
 * an insurance mismatch opens a review ticket whose escalation names the fields that disagree
   (on the form, at the payer), reveals the insurance fields and withholds the diagnosis;
   approving it finishes the admission;
@@ -396,3 +398,27 @@ async def test_a_cancellation_after_the_bed_was_booked_releases_it(hospital: Sta
     (patient,) = await hospital.patients("urn:switchyard:member:Harborview Mutual", "W118220934")
     assert [e for e in await hospital.encounters(patient["id"])
             if e["status"] != "cancelled"] == []   # no open encounter is left
+
+
+async def test_a_form_without_consent_is_an_intake_ticket_without_the_clinical_fields(
+        hospital: Stack) -> None:
+    body = form("Dunmore, Viktor", "1966-08-09", "Z330981102", "Surgical",
+                diagnosis="Laparoscopic cholecystectomy").replace(b"\nConsent signed: Yes", b"")
+    assert b"Consent" not in body
+    task_id = await hospital.submit(body)
+    item = await hospital.item(task_id)
+    escalation = item.escalation
+    assert escalation.proposed_decision.rule == "consent_missing"
+    assert escalation.reason == EscalationReason.ESCALATION_REASON_POLICY
+    assert escalation.reviewer_group == "admissions-intake"
+    assert list(escalation.revealed_fields) == [
+        "patient_name", "date_of_birth", "sex", "mrn", "admitting_physician", "insurance_payer",
+        "member_id", "group_number", "subscriber", "secondary_payer", "secondary_member_id",
+        "secondary_group_number", "secondary_subscriber"]
+    shown = {f.name: f.value for f in escalation.proposed_decision.fields}
+    assert shown["patient_name"] == "Dunmore, Viktor" and shown["member_id"] == "Z330981102"
+    assert shown["diagnosis"] == "[DIAGNOSIS REDACTED]"
+    assert shown["allergies"] == "[ALLERGIES REDACTED]"
+    assert shown["emergency_contact"] == "[EMERGENCY_CONTACT REDACTED]"
+    assert "not found on the form" in escalation.proposed_decision.explanation
+    assert await hospital.steps(task_id) == {}   # nothing ran
