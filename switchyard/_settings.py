@@ -480,7 +480,7 @@ class Settings:
         "`switchyard run executor` exit 1, and a plan naming an alias missing here fails "
         "(invalid_plan) without calling it; the alias is never used as a host name. "
         "`switchyard up` fills it in with its demo "
-        "downstream (erp, sis, helpdesk, analytics).", group="executor",
+        "downstream (erp, sis, helpdesk, analytics, ehr, payer, beds).", group="executor",
     )
     executor_max_attempts: int = setting(
         4, "Calls of a step before it is parked for a later retry (a step's max_attempts wins).",

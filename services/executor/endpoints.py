@@ -27,7 +27,7 @@ from switchyard._settings import Settings
 from switchyard.v1 import Connector
 
 #: Aliases the embedded stack's demo downstream answers to (see :func:`embedded_endpoints`).
-DEMO_SYSTEMS = ("erp", "sis", "helpdesk", "analytics")
+DEMO_SYSTEMS = ("erp", "sis", "helpdesk", "analytics", "ehr", "payer", "beds")
 _SQL_TARGET = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$")
 _GRPC_METHOD = re.compile(r"^/?([A-Za-z_][\w.]*)/([A-Za-z_]\w*)$")
 _HTTP_SCHEMES = ("http", "https")

@@ -251,7 +251,8 @@ def _review(raw: Mapping[str, Any], base: ReviewSpec, c: _Checker, path: list[An
     return ReviewSpec(queue=raw.get("queue", base.queue), group=raw.get("group", base.group),
                       priority=raw.get("priority", base.priority), sla=sla,
                       sla_s=sla_s if sla_s is not None else base.sla_s,
-                      four_eyes=raw.get("four_eyes", base.four_eyes))
+                      four_eyes=raw.get("four_eyes", base.four_eyes),
+                      reveal=tuple(raw.get("reveal", base.reveal)))
 
 
 def _expression(c: _Checker, path: list[Any], source: str, names: Names) -> Any:
@@ -744,6 +745,9 @@ def _build(files: Mapping[str, bytes]) -> tuple[Pack | None, list[str]]:
             c.add(["enrichers", index], enricher, "unknown enricher; register it in entry point "
                                                   "group switchyard.enrichers")
     review = _review(doc.get("review", {}), ReviewSpec(), c, ["review"])
+    for index, name in enumerate(review.reveal):
+        if name not in fields:
+            c.add(["review", "reveal", index], name, "not a declared field")
     decision_names = Names(variables=DECISION_VARIABLES, fields=frozenset(fields),
                            params=frozenset(params), scores=frozenset(s.name for s in scorers))
     # sample values only when every field, parameter and scorer was declared right

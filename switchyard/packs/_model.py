@@ -33,7 +33,7 @@ FIELD_TYPES: tuple[str, ...] = ("string", "money", "number", "integer", "date", 
 #: Types a table's column may have (every field type but table).
 COLUMN_TYPES: tuple[str, ...] = FIELD_TYPES[:-1]
 #: Data classes of a field (see DataClass in decision.proto); personal is the safe default.
-DATA_CLASSES: tuple[str, ...] = ("personal", "derived", "operational")
+DATA_CLASSES: tuple[str, ...] = ("personal", "derived", "operational", "health")
 PARAM_TYPES: tuple[str, ...] = ("number", "integer", "string", "boolean", "list")
 OUTCOMES: tuple[str, ...] = ("auto_execute", "escalate", "reject")
 ESCALATION_REASONS: tuple[str, ...] = ("POLICY", "LOW_CONFIDENCE", "OTHER")
@@ -109,6 +109,9 @@ class ReviewSpec:
     sla: str = ""  # empty: the queue's SLA
     sla_s: float | None = None
     four_eyes: bool = False
+    #: pack level only: personal and health fields its reviewers see in clear
+    #: (``Decision.revealed_fields``); every other one is withheld from them
+    reveal: tuple[str, ...] = ()
 
     @property
     def priority_bucket(self) -> int:

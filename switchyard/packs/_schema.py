@@ -50,10 +50,18 @@ def _duration(description: str) -> dict[str, Any]:
                 pattern=DURATION)
 
 
-def _review(description: str) -> dict[str, Any]:
+def _review(description: str, reveal: bool = False) -> dict[str, Any]:
+    extra = {"reveal": {
+        "type": "array", "maxItems": 256, "uniqueItems": True,
+        "items": _str("A declared field.", pattern=IDENTIFIER),
+        "description": "Personal and health fields the pack's reviewers see in clear "
+                       "(minimum necessary: only what they check); every other one is "
+                       "withheld from them. An approval step's own reveal wins for its "
+                       "items."}} if reveal else {}
     return {
         "type": "object", "description": description, "additionalProperties": False,
         "properties": {
+            **extra,
             "queue": _str("The review queue the task waits in.", minLength=1, maxLength=128),
             "group": _str("Only reviewers in this group may take it; empty: any reviewer.",
                           maxLength=128),
@@ -212,7 +220,9 @@ def pack_schema() -> dict[str, Any]:
         "properties": {
             "type": _str("Value type.", enum=list(FIELD_TYPES)),
             "required": {"type": "boolean", "description": "Missing: an extraction issue."},
-            "data_class": _str("Drives redaction, encryption and retention; default personal.",
+            "data_class": _str("Drives redaction, encryption and retention; default personal. "
+                               "health (a diagnosis, allergies): the most sensitive, withheld "
+                               "from reviewers like personal unless review.reveal names it.",
                                enum=list(DATA_CLASSES)),
             "labels": {**labels, "description": "Labels the value follows in the document "
                                                 "(right of them or below); default: the "
@@ -341,7 +351,7 @@ def pack_schema() -> dict[str, Any]:
                     "rules": {"type": "array", "minItems": 1, "maxItems": 500, "items": rule},
                 },
             },
-            "review": _review("Defaults for escalations."),
+            "review": _review("Defaults for escalations.", reveal=True),
             "plan": {"type": "array", "maxItems": 100, "description": "Steps, in order.",
                      "items": {"oneOf": [_call_step(), _approval_step(), _wait_step(),
                                          _parallel_step()]}},

@@ -6,7 +6,9 @@ PostgreSQL schema (``store``). It honours idempotency keys (a repeated key is a 
 second effect), reverses effects for compensations, logs every call, and takes fault injection
 through its own API (``faults``: outage, error rate, lost responses, throttling, latency, slow
 calls). ``switchyard up`` starts it; the demo's plans post to it (targets ``http://erp/...``,
-``http://sis/...``, ``http://helpdesk/...``, ``http://analytics/...``).
+``http://sis/...``, ``http://helpdesk/...``, ``http://analytics/...``), and the hospital
+admission pack's to its hospital (``http://ehr/...``, ``http://payer/...``, ``http://beds/...``:
+:mod:`.hospital`).
 
     curl -X PUT localhost:8095/_/faults/erp -d '{"error_rate": 0.3}'
     curl -X PUT localhost:8095/_/faults/erp -d '{"outage": true}'

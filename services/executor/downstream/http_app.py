@@ -18,6 +18,9 @@ Answers are JSON with sorted keys; an effect is answered with its bookkeeping (`
 as many real APIs give, so what the executor keeps of an answer must be redacted (see
 ``switchyard._dataclass.downstream_excerpt``).
 
+The hospital's systems (EHR, payer, beds: :mod:`.hospital`) have routes of their own, mounted
+before these generic ones.
+
 Operator API: ``GET /_/health``; ``GET /_/faults``; ``PUT /_/faults/{system}[/{collection}]``
 with a fault profile (see ``faults``; system ``*`` for every system);
 ``DELETE /_/faults[/{system}[/{collection}]]``.
@@ -33,6 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
+from services.executor.downstream import hospital
 from services.executor.downstream.faults import FaultBoard, FaultError, FaultProfile
 from services.executor.downstream.store import KeyReused, Ledger, validate_body
 
@@ -230,6 +234,7 @@ def build_app(ledger: Ledger, faults: FaultBoard) -> web.Application:
     app.router.add_delete("/_/faults/{system}", clear_faults)
     app.router.add_put("/_/faults/{system}/{collection}", set_fault)
     app.router.add_delete("/_/faults/{system}/{collection}", clear_faults)
+    hospital.add_routes(app, ledger, faults)
     app.router.add_post("/{system}/{collection}/append", append)
     app.router.add_post("/{system}/{collection}", write)
     app.router.add_put("/{system}/{collection}", write)

@@ -1,6 +1,8 @@
 """The demo downstream's ledger in PostgreSQL: effects keyed by idempotency key, appends (the
 one endpoint that does not deduplicate), and a log of every call (so tests and operators can
-see retries, replays and compensation order).
+see retries, replays and compensation order). The hospital's systems (:mod:`.hospital`) keep
+their state in tables of their own in the same schema, created here too, and record their
+writes as effects.
 
 The downstream owns its schema (``SWITCHYARD_DOWNSTREAM_SCHEMA``, by default
 ``<postgres_schema>_downstream``) and creates it on start, like any third-party system would;
@@ -44,6 +46,8 @@ CREATE TABLE IF NOT EXISTS effects (
     reversed_at      timestamptz,
     reversed_by      text
 );
+-- the first answer of a hospital write, replayed for a repeat of its key
+ALTER TABLE effects ADD COLUMN IF NOT EXISTS answer jsonb;
 CREATE TABLE IF NOT EXISTS appends (         -- the non-deduplicating endpoint: a row a call
     id               bigserial PRIMARY KEY,
     at               timestamptz NOT NULL DEFAULT clock_timestamp(),
@@ -105,6 +109,8 @@ class Ledger:
             await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             await conn.execute(f'SET search_path TO "{schema}"')
             await conn.execute(DDL)
+            from services.executor.downstream import hospital
+            await hospital.prepare(conn)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK)
 
