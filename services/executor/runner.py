@@ -18,7 +18,9 @@ A run ends in one of five ways:
 
 * ``succeeded``: every step done.
 * ``blocked``: a step met an open breaker, ran out of inline retries, or was told to come back
-  later than the inline backoff allows, or a wait step is waiting; the caller parks the task
+  later than the inline backoff allows, a call step's ``retry_later`` held for the answer it
+  got (recorded WAITING, called again after ``every``), or a wait step is waiting; the caller
+  parks the task
   (nothing is retried in a loop here) and a resumer runs it again later.
 * ``approval``: an approval step waits for a person; the caller escalates the task.
 * ``needs_compensation``: a step failed permanently; :meth:`PlanRunner.compensate` undoes the
@@ -28,6 +30,11 @@ A run ends in one of five ways:
 A step found already done is not called again; the run publishes an ``ExecutionResult`` with
 ``STEP_OUTCOME_SKIPPED_DUPLICATE`` for it (each time the decision runs again), so consumers
 of the ``executions`` topic see every run's view of every step.
+
+A step's output (a downstream's JSON answer) is kept whole only sealed, in
+``executions.output`` (the payload codec), where later steps' templates read it, also after a
+park and resume; ``executions.result`` and the ``executions`` topic get it redacted by the
+decision's personal and health fields (:func:`kept_output`), like the summary and the error.
 
 A cancellation requested for the task (``cancellation_requests``, written by ingest's
 CancelTask) is checked before each step: no further step runs, and the finished ones are
