@@ -1,12 +1,17 @@
 """Data classes: the one place that says which stored values come from documents, and how
 each is protected.
 
-Every value Switchyard keeps is one of three classes:
+Every value Switchyard keeps is one of four classes:
 
 * ``PERSONAL`` -- identifies a person or their money (the document itself, names, bank
-  accounts, anything a PII detector finds): never shown to reviewers, never stored in
-  plaintext (sealed with :mod:`switchyard._payloads`, or replaced by a keyed hash where only
-  equality is needed), removed by ``switchyard purge``;
+  accounts, anything a PII detector finds): never shown to reviewers (unless the item
+  reveals the field: ``Escalation.revealed_fields``), never stored in plaintext (sealed with
+  :mod:`switchyard._payloads`, or replaced by a keyed hash where only equality is needed),
+  removed by ``switchyard purge``;
+* ``HEALTH`` -- health data about a person (a diagnosis, a chief complaint, allergies): the
+  most sensitive class, protected like personal data and never logged; withheld from
+  reviewers unless the item reveals the field, and its value masked wherever it appears in
+  the document text, the layout's words and the page images shown to them;
 * ``DERIVED`` -- read out of a document but needed to judge or count it (amounts, dates,
   currency, invoice and PO numbers): shown to reviewers after the PII detectors ran over it,
   sealed at rest when it travels with personal values, removed by ``switchyard purge``.
@@ -32,8 +37,11 @@ import hashlib
 import hmac
 import json
 import logging
+import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from google.protobuf import json_format, struct_pb2
 
@@ -54,6 +62,7 @@ log = logging.getLogger(__name__)
 
 class DataClass(str, Enum):
     PERSONAL = "personal"
+    HEALTH = "health"
     DERIVED = "derived"
     OPERATIONAL = "operational"
 
@@ -93,7 +102,10 @@ EXTRACTED_FIELDS: dict[str, DataClass] = {
 }
 
 
-_DECLARED = {1: DataClass.PERSONAL, 2: DataClass.DERIVED, 3: DataClass.OPERATIONAL}
+_DECLARED = {1: DataClass.PERSONAL, 2: DataClass.DERIVED, 3: DataClass.OPERATIONAL,
+             4: DataClass.HEALTH}
+#: The classes whose values reviewers never see unless the item reveals the field.
+WITHHELD_CLASSES: frozenset[DataClass] = frozenset({DataClass.PERSONAL, DataClass.HEALTH})
 
 
 def field_class(name: str, declared: int = 0) -> DataClass:
@@ -129,7 +141,8 @@ STORED: tuple[Stored, ...] = (
     Stored("decision_holds", "envelope", DataClass.PERSONAL, AtRest.SEALED, OnPurge.DELETE,
            "a copy of the task while the models are away"),
     Stored("review_items", "escalation", DataClass.PERSONAL, AtRest.SEALED, OnPurge.STRIP,
-           "the task and the proposed decision a reviewer decides on"),
+           "the task and the proposed decision a reviewer decides on, with the document's "
+           "layout, the discrepancies and the instructions"),
     Stored("dead_letters", "original_value", DataClass.PERSONAL, AtRest.SEALED, OnPurge.NULL,
            "the bytes of a record no stage could accept"),
     Stored("dead_letters", "original_key", DataClass.PERSONAL, AtRest.SEALED, OnPurge.NULL,
@@ -156,6 +169,9 @@ STORED: tuple[Stored, ...] = (
     Stored("executions", "result", DataClass.DERIVED, AtRest.PLAIN, OnPurge.STRIP,
            "the step's ExecutionResult; its summary, error and output redacted as "
            "downstream_excerpt"),
+    Stored("executions", "output", DataClass.PERSONAL, AtRest.SEALED, OnPurge.NULL,
+           "a step's full output (the downstream's answer as it came, e.g. a patient's "
+           "record): what later steps' templates read after a resume"),
     Stored("executor_jobs", "reason", DataClass.DERIVED, AtRest.PLAIN, OnPurge.NULL,
            "why a job ended or waits; may quote a step's error (downstream_excerpt)"),
     Stored("blobs", "body", DataClass.PERSONAL, AtRest.SEALED, OnPurge.DELETE,
@@ -252,48 +268,141 @@ def redact_free_text(text: str) -> str:
     return _DETECTORS.text(text) if text else text
 
 
-def downstream_excerpt(text: str, limit: int = DOWNSTREAM_EXCERPT_CHARS) -> str:
+def downstream_excerpt(text: str, limit: int = DOWNSTREAM_EXCERPT_CHARS,
+                       withheld: Withheld | None = None) -> str:
     """What Switchyard keeps of a downstream's answer (a step's summary or error: the
     ``executions`` and ``executor_jobs`` rows, the ``executions`` and ``task-status`` topics,
     logs). Downstreams echo what was posted, and the plan payloads carry the extracted fields,
-    so the whole answer is redacted first: in JSON, values under a personal extracted field's
-    name (``vendor``, ``bank_account``) are withheld, every other string goes through the PII
-    detectors; other text goes through the detectors. Only then is it cut to ``limit``
-    characters, so a cut never leaves part of a value the detectors would no longer
-    recognise."""
+    so the whole answer is redacted first (:func:`withhold_answer`): in JSON, values under a
+    personal or health field's name are withheld, every other string goes through the PII
+    detectors; other text goes through the detectors. ``withheld`` (the decision being run,
+    :func:`withheld_of`) adds that decision's personal and health field names and values: a
+    FHIR answer echoes a patient's name, birth date and diagnosis under keys of its own. Only
+    then is it cut to ``limit`` characters, so a cut never leaves part of a value the
+    detectors would no longer recognise."""
     try:
         parsed = json.loads(text)
     except (ValueError, RecursionError):
         parsed = None
     if isinstance(parsed, (dict, list)):
-        cleaned = json.dumps(_withhold_personal(parsed), ensure_ascii=False)
+        cleaned = json.dumps(withhold_answer(parsed, withheld), ensure_ascii=False)
     else:
         cleaned = _DETECTORS.text(" ".join(text.split()))
+        if withheld is not None:
+            cleaned = withheld.scrub(cleaned)
     return " ".join(cleaned.split())[:limit]
 
 
-def _withhold_personal(value: object) -> object:
+#: A value shorter than this (after normalising) is withheld only where a string equals it:
+#: "F" or "12" inside longer text says nothing and would withhold everything.
+MIN_CONTAINED_CHARS = 4
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+#: Keys of a discrepancy-like map ({"field": <name>, "submitted": .., "found": ..}) whose
+#: values are the named field's values.
+_VALUE_KEYS = ("submitted", "found", "value", "expected", "actual")
+#: Words that say nothing about a person ("allergies: none", "sex: unknown").
+_EMPTY_WORDS = frozenset({"none", "null", "true", "false", "unknown", "other", "nkda"})
+
+
+def _norm(text: str) -> str:
+    return " ".join(_WORD.findall(text.casefold()))
+
+
+@dataclass(frozen=True)
+class Withheld:
+    """A decision's personal and health fields, as what a downstream's answer to its plan
+    must not carry into storage, topics or logs: values under those ``names`` are withheld,
+    and so is any string equal to one of the ``values`` or containing it (or one of its words
+    of :data:`MIN_CONTAINED_CHARS` or more), compared case- and punctuation-insensitively."""
+
+    names: frozenset[str] = frozenset()
+    values: frozenset[str] = frozenset()   # normalised whole values
+    words: frozenset[str] = frozenset()    # normalised words of those values
+
+    def matches(self, text: str) -> bool:
+        """Whether ``text`` is or contains a withheld value."""
+        norm = _norm(text)
+        if not norm:
+            return False
+        if norm in self.values:
+            return True
+        padded = f" {norm} "
+        if any(len(v) >= MIN_CONTAINED_CHARS and f" {v} " in padded for v in self.values):
+            return True
+        return any(word in self.words for word in norm.split())
+
+    def scrub(self, text: str) -> str:
+        """Free text (an error message) with the whole of it withheld when it carries a
+        withheld value: where the value ends inside it cannot be told reliably."""
+        return "[WITHHELD]" if text and self.matches(text) else text
+
+
+def withheld_of(decision: Decision) -> Withheld:
+    """What of ``decision``'s fields its plan's downstream answers must not reveal: every
+    field its pack declared personal or health (``Decision.fields[].data_class``; a field
+    without a declared class by :func:`field_class`), with the values it was read (or
+    corrected) as."""
+    classes = declared_classes(decision)
+    values = {f.name: f.value for f in decision.fields}
+    values.update(decision.extracted_fields)
+    names = {name for name in set(values) | set(classes)
+             if field_class(name, classes.get(name, 0)) in WITHHELD_CLASSES}
+    whole: set[str] = set()
+    words: set[str] = set()
+    for name in names:
+        norm = _norm(values.get(name, ""))
+        if not norm or norm in _EMPTY_WORDS:
+            continue
+        whole.add(norm)
+        words.update(w for w in norm.split() if len(w) >= MIN_CONTAINED_CHARS
+                     and w not in _EMPTY_WORDS)
+    return Withheld(frozenset(names), frozenset(whole), frozenset(words))
+
+
+def withhold_answer(value: object, withheld: Withheld | None = None) -> object:
+    """A downstream's JSON answer (or a step's output) as it may be kept: values under a
+    personal field name (the invoice extractor's, and ``withheld``'s names) replaced by
+    ``[NAME REDACTED]``, the values of a map whose ``field`` names such a field too, strings
+    carrying one of ``withheld``'s values replaced by ``[WITHHELD]``, every other string
+    through the PII detectors."""
+    return _withhold_personal(value, withheld or Withheld())
+
+
+def _withhold_personal(value: object, withheld: Withheld) -> object:
     if isinstance(value, dict):
-        return {key: (f"[{key.upper()} REDACTED]" if _personal_value(key, item)
-                      else _withhold_personal(item)) for key, item in value.items()}
+        about = value.get("field")
+        named = isinstance(about, str) and (
+            about in withheld.names or EXTRACTED_FIELDS.get(about) is DataClass.PERSONAL)
+        return {key: (f"[{key.upper()} REDACTED]" if _personal_value(key, item, withheld)
+                      or (named and key in _VALUE_KEYS and item not in ("", None))
+                      else _withhold_personal(item, withheld)) for key, item in value.items()}
     if isinstance(value, list):
-        return [_withhold_personal(item) for item in value]
-    return _DETECTORS.text(value) if isinstance(value, str) else value
+        return [_withhold_personal(item, withheld) for item in value]
+    if isinstance(value, str):
+        return "[WITHHELD]" if withheld.matches(value) else _DETECTORS.text(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and withheld.values:
+        return "[WITHHELD]" if withheld.matches(str(value)) else value
+    return value
 
 
-def _personal_value(key: str, value: object) -> bool:
-    return EXTRACTED_FIELDS.get(key) is DataClass.PERSONAL and value not in ("", None)
+def _personal_value(key: str, value: object, withheld: Withheld) -> bool:
+    return (key in withheld.names or EXTRACTED_FIELDS.get(key) is DataClass.PERSONAL) \
+        and value not in ("", None)
 
 
 def _redact_struct(struct: struct_pb2.Struct, redactor: Redactor,
-                   classes: dict[str, int] | None = None) -> None:
+                   classes: dict[str, int] | None = None,
+                   revealed: Collection[str] = (),
+                   withheld: WithheldValues | None = None) -> None:
     """A plan step's payload: its ``fields``/``modified_fields`` by data class, every other
-    value through the PII detectors."""
+    value through the PII detectors (and the withheld fields' values masked)."""
     plain = json_format.MessageToDict(struct)
     cleaned = redactor.mapping({k: v for k, v in plain.items() if k not in _FIELD_MAPS})
+    if withheld is not None:
+        cleaned = withheld.mapping(cleaned)
     for key in _FIELD_MAPS:
         if isinstance(plain.get(key), dict):
-            cleaned[key] = _redact_fields(plain[key], redactor, classes or {})
+            cleaned[key] = _redact_fields(plain[key], redactor, classes or {}, revealed)
     struct.Clear()
     struct.update(cleaned)
 
@@ -302,35 +411,47 @@ _FIELD_MAPS = ("fields", "modified_fields")
 
 
 def _redact_fields(values: dict[str, object], redactor: Redactor,
-                   classes: dict[str, int]) -> dict[str, object]:
-    return {name: redact_field(name, str(value), redactor, classes.get(name, 0))
+                   classes: dict[str, int], revealed: Collection[str] = ()
+                   ) -> dict[str, object]:
+    return {name: redact_field(name, str(value), redactor, classes.get(name, 0), revealed)
             for name, value in values.items()}
 
 
-def redact_field(name: str, value: str, redactor: Redactor, declared: int = 0) -> str:
-    """What a reviewer sees of an extracted field: personal ones withheld, the rest with the
-    PII detectors applied. ``declared``: the class its pack gave it (see :func:`field_class`)."""
+def _label(name: str) -> str:
+    return f"[{name.upper()} REDACTED]"
+
+
+def redact_field(name: str, value: str, redactor: Redactor, declared: int = 0,
+                 revealed: Collection[str] = ()) -> str:
+    """What a reviewer sees of an extracted field: personal and health ones withheld unless
+    ``revealed`` names the field (then shown as read: the item's reviewers need it), the rest
+    with the PII detectors applied. ``declared``: the class its pack gave it (see
+    :func:`field_class`)."""
     if not value:
         return value
     cls = field_class(name, declared)
-    if cls is DataClass.PERSONAL:
-        return f"[{name.upper()} REDACTED]"
+    if cls in WITHHELD_CLASSES:
+        return value if name in revealed else _label(name)
     return redactor.text(value) if cls is DataClass.DERIVED else value
 
 
-def redact_decision(decision: Decision, redactor: Redactor) -> None:
+def redact_decision(decision: Decision, redactor: Redactor, revealed: Collection[str] = (),
+                    withheld: WithheldValues | None = None) -> None:
     """Redact, in place, the document-derived values of a decision shown to a reviewer:
-    extracted fields by class, plan payloads, explanation."""
+    extracted fields by class (``revealed`` ones shown as read), plan payloads, explanation
+    (with the withheld fields' values masked where a template quoted them)."""
     classes = declared_classes(decision)
+    withheld = withheld if withheld is not None else \
+        withheld_values(decision, redactor, revealed)
     for extracted in decision.fields:
         extracted.value = redact_field(extracted.name, extracted.value, redactor,
-                                       extracted.data_class)
+                                       extracted.data_class, revealed)
     for name, value in list(decision.extracted_fields.items()):
         decision.extracted_fields[name] = redact_field(name, value, redactor,
-                                                       classes.get(name, 0))
+                                                       classes.get(name, 0), revealed)
     for step in decision.plan.steps:
-        _redact_struct(step.payload, redactor, classes)
-    decision.explanation = redactor.text(decision.explanation)
+        _redact_struct(step.payload, redactor, classes, revealed, withheld)
+    decision.explanation = withheld.text(redactor.text(decision.explanation))
 
 
 _TEXT_TYPES = ("text/", "application/json")
@@ -346,21 +467,159 @@ def redact_task(task: TaskEnvelope, redactor: Redactor) -> None:
         task.metadata[key] = redactor.text(value)
 
 
+#: Notations a date may be written in (those :func:`switchyard.packs.parse_date` reads),
+#: found in text and compared by the date they mean with a withheld date field's value.
+_DATE_NOTATIONS = re.compile(
+    r"\b\d{4}-\d{1,2}-\d{1,2}\b|\b\d{1,2}[./]\d{1,2}[./]\d{4}\b"
+    r"|\b[A-Za-z]{3,9}\.? \d{1,2},? ?\d{4}\b|\b\d{1,2} ?[A-Za-z]{3,9}\.?,? ?\d{4}\b"
+    r"|\b(?:19|20)\d{6}\b")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+@dataclass(frozen=True)
+class WithheldSpan:
+    """A span of text that shows a withheld field's value, and the label replacing it."""
+
+    start: int
+    end: int
+    label: str
+
+
+class WithheldValues:
+    """The values of an item's withheld (personal and health, not revealed) fields, to be
+    masked wherever they appear in free text shown to a reviewer: the document's text, its
+    layout's words, metadata, explanations, discrepancy notes. A value is found as read by the
+    extractor (spacing and case aside), also as the PII detectors left it in a stored body
+    (an emergency contact's phone already a label), and a date in any notation the extractor
+    reads that means the same day. A value the document writes otherwise than it was read
+    (an enum's ``F`` read as ``female``) is not found: those are withheld in the fields."""
+
+    def __init__(self, values: dict[str, tuple[str, str]], redactor: Redactor) -> None:
+        self.dates: dict[str, str] = {}
+        alternatives: list[tuple[str, str]] = []
+        for name, (value, kind) in values.items():
+            if kind == "date" and _ISO_DATE.fullmatch(value):
+                self.dates.setdefault(value, _label(name))
+            for variant in {value, redactor.text(value)}:
+                words = variant.split()
+                if words:
+                    alternatives.append((r"\s+".join(re.escape(w) for w in words), name))
+        alternatives.sort(key=lambda a: -len(a[0]))
+        self.labels = [_label(name) for _, name in alternatives]
+        self.pattern = re.compile(
+            "|".join(f"(?<!\\w)({p})(?!\\w)" for p, _ in alternatives),
+            re.IGNORECASE) if alternatives else None
+
+    def __bool__(self) -> bool:
+        return self.pattern is not None or bool(self.dates)
+
+    def find(self, text: str) -> list[WithheldSpan]:
+        """Non-overlapping spans of ``text`` showing a withheld value, in order."""
+        found: list[WithheldSpan] = []
+        if self.pattern is not None:
+            found.extend(WithheldSpan(m.start(), m.end(), self.labels[m.lastindex - 1])
+                         for m in self.pattern.finditer(text) if m.lastindex)
+        if self.dates:
+            from switchyard.packs._extract import parse_date  # the extractor's notations
+            for m in _DATE_NOTATIONS.finditer(text):
+                parsed = parse_date(m.group())
+                label = self.dates.get(parsed[0]) if parsed else None
+                if label and not any(f.start < m.end() and m.start() < f.end for f in found):
+                    found.append(WithheldSpan(m.start(), m.end(), label))
+        return sorted(found, key=lambda f: f.start)
+
+    def text(self, text: str) -> str:
+        """``text`` with every withheld value replaced by its field's label."""
+        if not text or not self:
+            return text
+        out, last = [], 0
+        for span in self.find(text):
+            out.extend((text[last:span.start], span.label))
+            last = span.end
+        out.append(text[last:])
+        return "".join(out)
+
+    def mapping(self, value: Any) -> Any:
+        """Every string inside a JSON-like structure through :meth:`text`."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {k: self.mapping(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.mapping(v) for v in value]
+        return value
+
+
+def withheld_values(decision: Decision, redactor: Redactor,
+                    revealed: Collection[str] = ()) -> WithheldValues:
+    """The values of ``decision``'s personal and health fields a reviewer does not see
+    (``revealed`` aside). A value equal to a revealed field's (the subscriber is the patient)
+    is not masked: the reviewer reads it in that field anyway. Tables are withheld as fields
+    only (their cells are not searched for)."""
+    classes = declared_classes(decision)
+    kinds = {f.name: f.type for f in decision.fields}
+    values = {f.name: f.value for f in decision.fields}
+    for name, value in decision.extracted_fields.items():
+        values.setdefault(name, value)
+    shown: set[str] = set()
+    hidden: dict[str, tuple[str, str]] = {}
+    for name, value in values.items():
+        if not value or field_class(name, classes.get(name, 0)) not in WITHHELD_CLASSES:
+            continue
+        if name in revealed:
+            shown.add(" ".join(value.split()).lower())
+        elif kinds.get(name) != "table":
+            hidden[name] = (value, kinds.get(name, ""))
+    return WithheldValues({name: (value, kind) for name, (value, kind) in hidden.items()
+                           if " ".join(value.split()).lower() not in shown}, redactor)
+
+
+def _discrepancy_class(name: str, classes: dict[str, int]) -> DataClass:
+    """A discrepancy's field: a field of the decision has its class; a name the pack does not
+    declare (``coverage_status``: what the other system says about itself, not a document
+    value) is derived; without pack fields (an older decision), as :func:`field_class`."""
+    if name in classes or not classes:
+        return field_class(name, classes.get(name, 0))
+    return DataClass.DERIVED
+
+
 def redact_escalation(escalation: Escalation, redactor: Redactor) -> Escalation:
     """A copy of ``escalation`` as a reviewer may see it: document body and metadata through
     the PII detectors, the proposed decision by field class, the layout's words as
     :func:`redact_layout` says (the page images are masked to match: :func:`page_redactions`).
-    A PDF's or image's own bytes (or its blob reference) are withheld: they cannot be
-    redacted, so a reviewer sees its pages only as the masked images."""
+    Personal and health fields are withheld unless ``escalation.revealed_fields`` names them;
+    the values of withheld ones are masked in the document's text, metadata, explanations and
+    discrepancies too (:func:`withheld_values`), and a discrepancy on a withheld field shows
+    neither value. A PDF's or image's own bytes (or its blob reference) are withheld: they
+    cannot be redacted, so a reviewer sees its pages only as the masked images."""
     out = Escalation()
     out.CopyFrom(escalation)
+    revealed = frozenset(escalation.revealed_fields)
+    withheld = withheld_values(escalation.proposed_decision, redactor, revealed)
     redact_task(out.task, redactor)
-    if not out.task.document.content_type.startswith(_TEXT_TYPES):
-        out.task.document.ClearField("body")
-        out.task.document.ClearField("blob")
-    out.reason_detail = redactor.text(out.reason_detail)
-    redact_layout(out.layout, escalation.proposed_decision, redactor)
-    redact_decision(out.proposed_decision, redactor)
+    document = out.task.document
+    if not document.content_type.startswith(_TEXT_TYPES):
+        document.ClearField("body")
+        document.ClearField("blob")
+    elif document.body and withheld:
+        document.body = withheld.text(document.body.decode("utf-8", errors="replace")).encode()
+    for key, value in list(out.task.metadata.items()):
+        out.task.metadata[key] = withheld.text(value)
+    out.reason_detail = withheld.text(redactor.text(out.reason_detail))
+    out.instructions = withheld.text(out.instructions)
+    redact_layout(out.layout, escalation.proposed_decision, redactor, revealed)
+    redact_decision(out.proposed_decision, redactor, revealed, withheld)
+    classes = declared_classes(escalation.proposed_decision)
+    for item in out.discrepancies:
+        if item.field in revealed:
+            pass  # both values shown as read: the check is about them
+        elif _discrepancy_class(item.field, classes) in WITHHELD_CLASSES:
+            item.submitted = _label(item.field) if item.submitted else ""
+            item.found = _label(item.field) if item.found else ""
+        else:
+            item.submitted = withheld.text(redactor.text(item.submitted))
+            item.found = withheld.text(redactor.text(item.found))
+        item.note = withheld.text(redactor.text(item.note))
     return out
 
 
@@ -374,7 +633,7 @@ class PageRedactions:
     """What a reviewer may not see of a document's pages: per page index (0-based, as in
     ``DocumentLayout.pages``), the words to redact (word index -> the label that replaces its
     text) and the boxes to paint over on the page image (those words' boxes and the whole
-    box of every personal field read there)."""
+    box of every withheld personal or health field read there)."""
 
     words: dict[int, dict[int, str]]
     boxes: dict[int, list[BoundingBox]]
@@ -408,24 +667,28 @@ def _padded(box: BoundingBox) -> BoundingBox:
                        x1=min(1.0, box.x1 + MASK_MARGIN), y1=min(1.0, box.y1 + MASK_MARGIN))
 
 
-def page_redactions(layout: DocumentLayout, decision: Decision,
-                    redactor: Redactor) -> PageRedactions:
+def page_redactions(layout: DocumentLayout, decision: Decision, redactor: Redactor,
+                    revealed: Collection[str] = ()) -> PageRedactions:
     """Which words of ``layout`` a reviewer may not read and where to mask its page images.
 
-    Two sources, the same as for the rest of the item: the personal extracted fields of the
-    proposed decision (by :func:`field_class`), through their ``provenance`` (every word
-    inside one of the field's word boxes, and the field's whole box on the image), and the
-    PII detectors run over each line of words (a phone number or IBAN spans several words;
-    every word a finding touches is redacted). Text on a page that is in no word (missed by
-    OCR) cannot be found, so it is not masked."""
+    Three sources, the same as for the rest of the item: the personal and health extracted
+    fields of the proposed decision (by :func:`field_class`; not those ``revealed``), through
+    their ``provenance`` (every word inside one of the field's word boxes, and the field's
+    whole box on the image); the same fields' values wherever else a line of words shows them
+    (:func:`withheld_values`: a patient's name repeated in a page header); and the PII
+    detectors run over each line of words (a phone number or IBAN spans several words; every
+    word a finding touches is redacted). Text on a page that is in no word (missed by OCR)
+    cannot be found, so it is not masked."""
     words: dict[int, dict[int, str]] = {}
     boxes: dict[int, list[BoundingBox]] = {}
     areas: dict[int, list[tuple[BoundingBox, str]]] = {}
     classes = declared_classes(decision)
+    withheld = withheld_values(decision, redactor, revealed)
     for extracted in decision.fields:
         if not extracted.HasField("provenance") or not extracted.value:
             continue
-        if field_class(extracted.name, classes.get(extracted.name, 0)) is not DataClass.PERSONAL:
+        if field_class(extracted.name, classes.get(extracted.name, 0)) \
+                not in WITHHELD_CLASSES or extracted.name in revealed:
             continue
         provenance = extracted.provenance
         index = provenance.page - 1
@@ -449,7 +712,12 @@ def page_redactions(layout: DocumentLayout, decision: Decision,
                 spans.append((number, at, at + len(word_text)))
                 text.append(word_text)
                 at += len(word_text) + 1
-            for finding in redactor.find(" ".join(text)):
+            line_text = " ".join(text)
+            for span in withheld.find(line_text):
+                for number, start, end in spans:
+                    if start < span.end and span.start < end:
+                        hidden.setdefault(number, span.label)
+            for finding in redactor.find(line_text):
                 for number, start, end in spans:
                     if start < finding.end and finding.start < end:
                         hidden.setdefault(number, redactor.replacement(finding.kind))
@@ -459,18 +727,20 @@ def page_redactions(layout: DocumentLayout, decision: Decision,
     return PageRedactions(words, boxes)
 
 
-def redact_layout(layout: DocumentLayout, decision: Decision, redactor: Redactor) -> None:
+def redact_layout(layout: DocumentLayout, decision: Decision, redactor: Redactor,
+                  revealed: Collection[str] = ()) -> None:
     """Redact, in place, the words of ``layout`` a reviewer may not read (see
     :func:`page_redactions`; ``decision`` is the unredacted proposal whose fields say where
-    personal values were read): each such word's text becomes its label."""
-    for index, hidden in page_redactions(layout, decision, redactor).words.items():
+    personal and health values were read): each such word's text becomes its label."""
+    for index, hidden in page_redactions(layout, decision, redactor, revealed).words.items():
         for number, label in hidden.items():
             layout.pages[index].words[number].text = label
 
 
 __all__ = ["DOWNSTREAM_EXCERPT_CHARS", "EXTRACTED_FIELDS", "MASK_MARGIN", "STORED", "TOPICS",
-           "AtRest", "DataClass", "OnPurge", "PageRedactions", "Stored", "TopicData",
-           "declared_classes", "downstream_excerpt", "field_class",
-           "matching_hash", "matching_key", "page_redactions", "redact_decision",
-           "redact_escalation", "redact_field", "redact_free_text", "redact_layout",
-           "redact_task", "sealed_columns"]
+           "WITHHELD_CLASSES", "AtRest", "DataClass", "OnPurge", "PageRedactions", "Stored",
+           "TopicData", "Withheld", "WithheldSpan", "WithheldValues", "declared_classes",
+           "downstream_excerpt", "field_class", "matching_hash", "matching_key",
+           "page_redactions", "redact_decision", "redact_escalation", "redact_field",
+           "redact_free_text", "redact_layout", "redact_task", "sealed_columns",
+           "withheld_of", "withheld_values", "withhold_answer"]

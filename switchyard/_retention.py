@@ -13,8 +13,10 @@ history keeps only keyed hashes and amounts, so it stays. The audit chain stores
 so purging leaves it verifiable.
 
 A pack may keep its type's data shorter than the tenant's retention (``retention.days`` in
-pack.yaml): a task decided with that pack (``decisions.pack``, else submitted as that kind) is
-purged after the smaller of the two (:func:`pack_retention_days` reads them).
+pack.yaml; a tenant's own version of the pack may set its own): a task decided with that pack
+(``decisions.pack``, else submitted as that kind) is purged after the smaller of the two
+(:func:`pack_retention_days` reads them), in every table above. Dead letters (records no
+stage could accept, before any pack) follow their tenant's retention.
 """
 
 from __future__ import annotations
@@ -146,6 +148,17 @@ def strip_decision(decision: Decision) -> None:
     decision.explanation = ""
 
 
+def strip_escalation_extras(escalation: Escalation) -> None:
+    """Remove, in place, what a review item holds of the document beside its task and
+    proposal: the reason detail and the instructions (rendered from templates, they may name
+    the person), the layout (a PDF's or scan's words: the document's text) and the
+    discrepancies (both systems' values of a field)."""
+    escalation.reason_detail = ""
+    escalation.instructions = ""
+    escalation.ClearField("layout")
+    escalation.ClearField("discrepancies")
+
+
 async def _strip_decisions(conn: asyncpg.Connection, codec: PayloadCodec, column: Column,
                            ids: list[RowId]) -> int:
     rows = await conn.fetch(
@@ -183,8 +196,9 @@ async def _strip_verdicts(conn: asyncpg.Connection, codec: PayloadCodec,
 
 
 async def _strip_executions(conn: asyncpg.Connection, ids: list[RowId]) -> None:
-    """What a step kept of the downstream's answer: its error, result summary and output (the
-    outcome, attempts and idempotency key stay), and the job's reason."""
+    """What a step kept of the downstream's answer: its error, result summary and output, its
+    sealed full output (the outcome, attempts and idempotency key stay), and the job's
+    reason."""
     rows = await conn.fetch("SELECT task_id, step_id, result FROM executions "
                             "WHERE task_id = ANY($1::uuid[])", ids)
     updates = []
@@ -194,7 +208,7 @@ async def _strip_executions(conn: asyncpg.Connection, ids: list[RowId]) -> None:
         result.error = ""
         result.ClearField("output")
         updates.append((row["task_id"], row["step_id"], result.SerializeToString()))
-    await conn.executemany("UPDATE executions SET error = '', result = $3 "
+    await conn.executemany("UPDATE executions SET error = '', result = $3, output = NULL "
                            "WHERE task_id = $1 AND step_id = $2", updates)
     await conn.execute("UPDATE executor_jobs SET reason = '' WHERE task_id = ANY($1::uuid[])",
                        ids)
@@ -236,18 +250,29 @@ async def purge(conn: asyncpg.Connection, default_days: int, per_tenant: dict[st
             await _purge_tenant(conn, tenant, pack, timedelta(days=pass_days), dry_run, batch,
                                 codec, totals, blobs)
     if not dry_run:
-        cutoff = timedelta(days=default_days)
+        # a refused record has no pack yet: its tenant's retention (the default for records
+        # whose tenant is unknown or has no override)
+        for tenant, tenant_days in sorted(per_tenant.items()):
+            status = await conn.execute(
+                _PURGE_DEAD_LETTERS + "AND tenant_id = $2", timedelta(days=tenant_days),
+                tenant)
+            totals[2] += int(status.split()[-1])
         status = await conn.execute(
-            "UPDATE dead_letters SET original_value = NULL, original_key = NULL, "
-            "original_headers = NULL, purged_at = now() "
-            "WHERE purged_at IS NULL AND failed_at < now() - $1::interval", cutoff)
-        totals[2] = int(status.split()[-1])
+            _PURGE_DEAD_LETTERS + "AND tenant_id <> ALL($2::text[])",
+            timedelta(days=default_days), sorted(per_tenant))
+        totals[2] += int(status.split()[-1])
         status = await conn.execute(
             "DELETE FROM decision_drift_samples "
             "WHERE measured_at < now() - make_interval(days => $1)", DRIFT_SAMPLE_DAYS)
         return PurgeReport(*totals[:4], drift_samples=int(status.split()[-1]),
                            blobs=totals[4])
     return PurgeReport(*totals[:4])
+
+
+_PURGE_DEAD_LETTERS = (
+    "UPDATE dead_letters SET original_value = NULL, original_key = NULL, "
+    "original_headers = NULL, purged_at = now() "
+    "WHERE purged_at IS NULL AND failed_at < now() - $1::interval ")
 
 
 async def _purge_tenant(conn: asyncpg.Connection, tenant: str, pack: str | None,
@@ -283,7 +308,7 @@ async def _purge_tenant(conn: asyncpg.Connection, tenant: str, pack: str | None,
             escalation.task.CopyFrom(TaskEnvelope.FromString(
                 strip_envelope(escalation.task.SerializeToString())))
             strip_decision(escalation.proposed_decision)
-            escalation.reason_detail = ""
+            strip_escalation_extras(escalation)
             await conn.execute(
                 "UPDATE review_items SET escalation = $2, purged_at = now() "
                 "WHERE item_id = $1", item["item_id"],

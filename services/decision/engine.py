@@ -68,7 +68,8 @@ _OUTCOMES = {
 _SEVERITY = {"reject": 0, "escalate": 1, "auto_execute": 2}
 _DATA_CLASSES = {"personal": DataClass.DATA_CLASS_PERSONAL,
                  "derived": DataClass.DATA_CLASS_DERIVED,
-                 "operational": DataClass.DATA_CLASS_OPERATIONAL}
+                 "operational": DataClass.DATA_CLASS_OPERATIONAL,
+                 "health": DataClass.DATA_CLASS_HEALTH}
 MAX_TEXT_CHARS = 20_000  # the router reads the head of long documents
 #: The rule named when a pack's extension (extractor, enricher, feature builder) or one of its
 #: expressions fails on a document: a person decides instead.
@@ -119,6 +120,10 @@ def to_decision(task: TaskEnvelope, outcome: Outcome, prediction: Prediction | N
     )
     if assessment is not None:  # the pack's table decided (the plan names its pack anyway)
         decision.pack, decision.pack_version = active.pack.name, active.pack.version
+    if active is not None:
+        # minimum necessary: what the pack's reviewers see in clear, on every decision of
+        # the pack (an approval step's escalation falls back to it)
+        decision.revealed_fields.extend(active.pack.review.reveal)
     if outcome.action == "escalate":
         decision.reviewer_group = outcome.reviewer_group
         decision.four_eyes = outcome.four_eyes

@@ -152,6 +152,12 @@ def document_text(item: ReviewItem) -> str:
     return "\n\n".join(pages)
 
 
+def withheld(name: str, value: str) -> bool:
+    """Whether the desk withheld this value of field ``name`` from the reviewer (it is the
+    field's label: :func:`switchyard._dataclass.redact_field`), so the console can say so."""
+    return value == f"[{name.upper()} REDACTED]"
+
+
 def item_json(item: ReviewItem, full: bool = True) -> dict[str, Any]:
     """What the console shows; document bytes become text, enums become short names."""
     esc = item.escalation
@@ -182,6 +188,13 @@ def item_json(item: ReviewItem, full: bool = True) -> dict[str, Any]:
                       "approved_by": list(item.approved_by),
                       "text": approvals_text(item)},
         "step_id": esc.step_id or None, "instructions": esc.instructions or None,
+        # where another system disagrees with the document (an approval step's check)
+        "discrepancies": [{"field": d.field, "submitted": d.submitted, "found": d.found,
+                           "source": d.source, "note": d.note,
+                           "withheld": withheld(d.field, d.submitted)
+                           or withheld(d.field, d.found)}
+                          for d in esc.discrepancies],
+        "revealed_fields": list(esc.revealed_fields),
         "proposal": {
             "outcome": DecisionOutcome.Name(proposal.outcome).removeprefix("DECISION_OUTCOME_"),
             "label": proposal.label, "confidence": proposal.confidence, "rule": proposal.rule,
@@ -203,6 +216,7 @@ def item_json(item: ReviewItem, full: bool = True) -> dict[str, Any]:
                      "confidence": m.confidence, "scores": dict(m.scores)}
                     for m in proposal.models],
             fields=[{"name": f.name, "value": f.value, "confidence": f.confidence,
+                     "withheld": withheld(f.name, f.value),
                      "provenance": provenance_json(f.provenance)
                      if f.HasField("provenance") else None}
                     for f in proposal.fields],

@@ -138,7 +138,8 @@ class ReviewDesk:
     async def page(self, principal: Principal, item_id: str,
                    page_number: int) -> tuple[Document, list[BoundingBox]]:
         """The item's document and what to mask on its page ``page_number`` (1-based): the
-        boxes of personal data (:func:`switchyard._dataclass.page_redactions`; none with
+        boxes of withheld personal and health data
+        (:func:`switchyard._dataclass.page_redactions`; none with
         redaction off). The caller renders the page; the document may carry a blob
         reference instead of its bytes."""
         item = await self._item(principal, item_id)
@@ -154,7 +155,8 @@ class ReviewDesk:
         if self.redactor is None:
             return document, []
         redactions = page_redactions(item.escalation.layout,
-                                     item.escalation.proposed_decision, self.redactor)
+                                     item.escalation.proposed_decision, self.redactor,
+                                     item.escalation.revealed_fields)
         return document, redactions.boxes_on(page_number)
 
     async def _item(self, principal: Principal, item_id: str) -> ReviewItem:

@@ -47,9 +47,11 @@ def _fill_field_map(decision: Decision, proposed: Decision) -> Decision:
 
 def _answer_step(decision: Decision, escalation: Escalation) -> None:
     """Tie the decision to the plan it came from: the pack version, and for an approval
-    step, the step it answers; a reject then carries the plan too (for compensation)."""
+    step, the step it answers; a reject then carries the plan too (for compensation). The
+    pack's revealed fields go on with it: a later approval step's reviewers see the same."""
     proposed = escalation.proposed_decision
     decision.pack, decision.pack_version = proposed.pack, proposed.pack_version
+    decision.revealed_fields[:] = proposed.revealed_fields
     if escalation.step_id:
         decision.approves_step_id = escalation.step_id
         if decision.outcome == DecisionOutcome.DECISION_OUTCOME_REJECT:

@@ -33,7 +33,7 @@ FIELD_TYPES: tuple[str, ...] = ("string", "money", "number", "integer", "date", 
 #: Types a table's column may have (every field type but table).
 COLUMN_TYPES: tuple[str, ...] = FIELD_TYPES[:-1]
 #: Data classes of a field (see DataClass in decision.proto); personal is the safe default.
-DATA_CLASSES: tuple[str, ...] = ("personal", "derived", "operational")
+DATA_CLASSES: tuple[str, ...] = ("personal", "derived", "operational", "health")
 PARAM_TYPES: tuple[str, ...] = ("number", "integer", "string", "boolean", "list")
 OUTCOMES: tuple[str, ...] = ("auto_execute", "escalate", "reject")
 ESCALATION_REASONS: tuple[str, ...] = ("POLICY", "LOW_CONFIDENCE", "OTHER")
@@ -109,6 +109,9 @@ class ReviewSpec:
     sla: str = ""  # empty: the queue's SLA
     sla_s: float | None = None
     four_eyes: bool = False
+    #: pack level only: personal and health fields its reviewers see in clear
+    #: (``Decision.revealed_fields``); every other one is withheld from them
+    reveal: tuple[str, ...] = ()
 
     @property
     def priority_bucket(self) -> int:
@@ -151,6 +154,19 @@ class StepApproval:
     sla_s: float | None = None
     queue: str = ""
     instructions: str = ""
+    discrepancies: str = ""  # CEL: a list of {field, submitted, found, source, note}
+    reveal: tuple[str, ...] = ()  # fields its reviewers see in clear
+
+
+@dataclass(frozen=True)
+class RetryLaterSpec:
+    """A call step's business-level "not now": ``when`` (CEL over ``answer`` and the step
+    context) holds -> the step is called again after ``every`` (a duration, or
+    ``${params.<name>}`` resolved when the plan is built)."""
+
+    when: str
+    every: str
+    every_s: float | None = None  # None: from a parameter
 
 
 @dataclass(frozen=True)
@@ -184,6 +200,7 @@ class StepSpec:
     when: str = ""
     parallel_group: str = ""
     compensation: Compensation | None = None
+    retry_later: RetryLaterSpec | None = None
     approval: StepApproval | None = None
     wait: StepWait | None = None
 

@@ -36,6 +36,8 @@ IDENTIFIER = r"^[a-z][a-z0-9_]{0,62}$"
 SEMVER = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$"
 #: 30s, 15m, 4h, 2d, 200ms, or combined: 1h30m.
 DURATION = r"^([0-9]+(ms|s|m|h|d))+$"
+#: ${params.<name>}: a value taken from the tenant's pack parameters when the plan is built.
+PARAM_TEMPLATE = r"^\$\{params\.[a-z][a-z0-9_]{0,62}\}$"
 CONTENT_TYPE = r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$"
 
 
@@ -48,10 +50,18 @@ def _duration(description: str) -> dict[str, Any]:
                 pattern=DURATION)
 
 
-def _review(description: str) -> dict[str, Any]:
+def _review(description: str, reveal: bool = False) -> dict[str, Any]:
+    extra = {"reveal": {
+        "type": "array", "maxItems": 256, "uniqueItems": True,
+        "items": _str("A declared field.", pattern=IDENTIFIER),
+        "description": "Personal and health fields the pack's reviewers see in clear "
+                       "(minimum necessary: only what they check); every other one is "
+                       "withheld from them. An approval step's own reveal wins for its "
+                       "items."}} if reveal else {}
     return {
         "type": "object", "description": description, "additionalProperties": False,
         "properties": {
+            **extra,
             "queue": _str("The review queue the task waits in.", minLength=1, maxLength=128),
             "group": _str("Only reviewers in this group may take it; empty: any reviewer.",
                           maxLength=128),
@@ -91,6 +101,22 @@ def _call_properties() -> dict[str, Any]:
             },
         },
         "when": _str("A CEL condition; false: the step is skipped.", minLength=1),
+        "retry_later": {
+            "type": "object", "additionalProperties": False, "required": ["when", "every"],
+            "description": "A business-level 'not now' (e.g. no bed free): when `when` holds "
+                           "for the downstream's answer, the task waits durably and the step "
+                           "is called again after `every`, with the same idempotency key.",
+            "properties": {
+                "when": _str("A CEL condition over answer.status (HTTP status, gRPC code "
+                             "number) and answer.body (the JSON answer), with fields, params, "
+                             "steps, ...", minLength=1),
+                "every": {"type": "string", "pattern": f"{DURATION}|{PARAM_TEMPLATE}",
+                          "description": "How long to wait before the next try, at least 1s: "
+                                         "a duration (30s, 5m, 1h30m) or ${params.<name>} "
+                                         "(a string parameter holding a duration, or a "
+                                         "number of seconds)."},
+            },
+        },
         "compensate": {
             "type": "object", "additionalProperties": False, "required": ["target"],
             "description": "The call that undoes this step when a later one fails for good.",
@@ -128,6 +154,15 @@ def _approval_step() -> dict[str, Any]:
                 "queue": _str("Review queue; default: the decision's.", maxLength=256),
                 "instructions": _str("What the reviewer is asked.", maxLength=4000),
                 "when": _str("A CEL condition; false: the approval is skipped.", minLength=1),
+                "discrepancies": _str(
+                    "A CEL expression giving a list of maps with keys field, submitted, "
+                    "found, source, note (e.g. steps.check.output.discrepancies): shown to "
+                    "the reviewer as the fields that disagree.", minLength=1),
+                "reveal": {"type": "array", "maxItems": 64, "uniqueItems": True,
+                           "items": _str("A declared field.", pattern=IDENTIFIER),
+                           "description": "Fields this approval's reviewers see in clear, "
+                                          "whatever their class; default: the pack's "
+                                          "review.reveal."},
             },
         }},
     }
@@ -185,7 +220,9 @@ def pack_schema() -> dict[str, Any]:
         "properties": {
             "type": _str("Value type.", enum=list(FIELD_TYPES)),
             "required": {"type": "boolean", "description": "Missing: an extraction issue."},
-            "data_class": _str("Drives redaction, encryption and retention; default personal.",
+            "data_class": _str("Drives redaction, encryption and retention; default personal. "
+                               "health (a diagnosis, allergies): the most sensitive, withheld "
+                               "from reviewers like personal unless review.reveal names it.",
                                enum=list(DATA_CLASSES)),
             "labels": {**labels, "description": "Labels the value follows in the document "
                                                 "(right of them or below); default: the "
@@ -314,7 +351,7 @@ def pack_schema() -> dict[str, Any]:
                     "rules": {"type": "array", "minItems": 1, "maxItems": 500, "items": rule},
                 },
             },
-            "review": _review("Defaults for escalations."),
+            "review": _review("Defaults for escalations.", reveal=True),
             "plan": {"type": "array", "maxItems": 100, "description": "Steps, in order.",
                      "items": {"oneOf": [_call_step(), _approval_step(), _wait_step(),
                                          _parallel_step()]}},

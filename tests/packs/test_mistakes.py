@@ -55,7 +55,7 @@ MUTATIONS: list[tuple[str, Callable[[dict[str, Any]], Any], list[str]]] = [
      ['pack.yaml: fields.amount.values: ["1"]: only an enum field has values']),
     ('unknown data class',
      lambda d: d["fields"]["amount"].update(data_class="secret"),
-     ['pack.yaml: fields.amount.data_class: "secret": must be one of: personal | derived | operational']),
+     ['pack.yaml: fields.amount.data_class: "secret": must be one of: personal | derived | operational | health']),
     ('pattern without a capture group',
      lambda d: d["fields"]["amount"].update(pattern=r"\d+"),
      ['pack.yaml: fields.amount.pattern: "\\\\d+": must have exactly one capture group (has 0)']),

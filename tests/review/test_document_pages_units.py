@@ -115,12 +115,23 @@ def test_the_page_image_is_masked_where_the_words_are_redacted() -> None:
     assert image.getpixel((260, 110)) == (255, 255, 255)  # "INV-77" stays visible
 
 
-def test_a_field_without_provenance_or_not_personal_masks_nothing() -> None:
+def test_a_field_without_provenance_is_found_by_its_value_and_a_revealed_one_is_not_masked(
+        ) -> None:
     esc = invoice_escalation()
     for field in esc.proposed_decision.fields:
         if field.name == "vendor":
             field.ClearField("provenance")
     esc.layout.pages[0].words[7].text = "x"   # no phone number any more
+    redactions = page_redactions(esc.layout, esc.proposed_decision, Redactor())
+    # the withheld value is still found where a line of words shows it
+    assert redactions.words == {0: {3: "[VENDOR REDACTED]", 4: "[VENDOR REDACTED]"}}
+    assert len(redactions.boxes_on(1)) == 2
+    # a field the item reveals is shown (and its words not masked), whatever its class
+    revealed = page_redactions(esc.layout, esc.proposed_decision, Redactor(), ["vendor"])
+    assert revealed.words == {} and revealed.boxes_on(1) == []
+    for field in esc.proposed_decision.fields:
+        if field.name == "vendor":
+            field.value = "Someone Else"   # the value is not on the page: nothing to mask
     redactions = page_redactions(esc.layout, esc.proposed_decision, Redactor())
     assert redactions.words == {} and redactions.boxes_on(1) == []
 

@@ -22,10 +22,13 @@ from switchyard._kafka import Producer
 from switchyard._topics import ESCALATIONS
 from switchyard.v1 import (
     ClaimRequest,
+    DataClass,
     Decision,
     DecisionOutcome,
+    Discrepancy,
     Escalation,
     EscalationReason,
+    FieldExtraction,
     GetItemRequest,
     ListQueueRequest,
     ReviewServiceStub,
@@ -311,3 +314,134 @@ async def test_console_shows_group_instructions_and_four_eyes_progress(
                               full_page=True)
     finally:
         await page.close()  # type: ignore[attr-defined]
+
+
+# -- minimum necessary: discrepancies, revealed and withheld fields -------------------------
+
+ADMISSION = ("Patient: Maria Lopez\nDate of birth: 1962-03-14\nMember ID: XJH-4471\n"
+             "Diagnosis: Community acquired pneumonia\nAllergies: penicillin\nUnit: medical")
+
+
+async def escalate_admission(db: asyncpg.Pool, producer: Producer, queue: str
+                             ) -> tuple[Escalation, str]:
+    """An insurance approval step's escalation: the payer disagrees on the date of birth and
+    the coverage; the item reveals the name and member id, not the date of birth (for the
+    test) nor the health fields."""
+    async with db.acquire() as conn:
+        (task,) = await insert_tasks(conn, "acme", 1, text=ADMISSION)
+    esc = escalation(task, queue, 2, step_id="2-insurance_review",
+                     instructions="Check the insurance of Maria Lopez",
+                     reason=EscalationReason.ESCALATION_REASON_APPROVAL_STEP)
+    classes = {"patient_name": DataClass.DATA_CLASS_PERSONAL,
+               "date_of_birth": DataClass.DATA_CLASS_PERSONAL,
+               "member_id": DataClass.DATA_CLASS_PERSONAL,
+               "diagnosis": DataClass.DATA_CLASS_HEALTH,
+               "allergies": DataClass.DATA_CLASS_HEALTH,
+               "requested_unit": DataClass.DATA_CLASS_DERIVED}
+    values = {"patient_name": "Maria Lopez", "date_of_birth": "1962-03-14",
+              "member_id": "XJH-4471", "diagnosis": "Community acquired pneumonia",
+              "allergies": "penicillin", "requested_unit": "medical"}
+    esc.proposed_decision.fields.extend(
+        FieldExtraction(name=name, value=values[name], confidence=0.9, data_class=cls)
+        for name, cls in classes.items())
+    esc.proposed_decision.revealed_fields.extend(["patient_name", "member_id"])
+    esc.revealed_fields.extend(["patient_name", "member_id"])
+    esc.discrepancies.extend([
+        Discrepancy(field="date_of_birth", submitted="1962-03-14", found="1962-04-03",
+                    source="payer", note="date of birth differs"),
+        Discrepancy(field="member_id", submitted="XJH-4471", found="XJH-4417",
+                    source="payer", note="member id on file differs"),
+        Discrepancy(field="coverage_status", submitted="active", found="inactive",
+                    source="payer", note="coverage ended 2026-01-31")])
+    await producer.send(ESCALATIONS, esc.task_id, esc)
+    item_id = await eventually(lambda: db.fetchval(
+        "SELECT item_id::text FROM review_items WHERE escalation_id = $1 AND state = 'PENDING'",
+        uuid.UUID(esc.escalation_id)), f"review item of {esc.task_id} pending")
+    return esc, item_id
+
+
+HIDDEN = ("Community acquired pneumonia", "penicillin", "1962-03-14", "1962-04-03")
+
+
+async def test_reviewers_get_discrepancies_and_only_the_revealed_fields_everywhere(
+        settings: Settings, db: asyncpg.Pool, producer: Producer,
+        review: dict[str, ReviewServiceStub]) -> None:
+    """gRPC GetItem, ListQueue and Claim and the console's REST API all hand out the item
+    redacted: the health fields and the unrevealed date of birth withheld (in the fields, the
+    document, the instructions and the discrepancies), the revealed name and member id as
+    read, the other system's own status shown."""
+    _, item_id = await escalate_admission(db, producer, "minimum-necessary")
+    stub = review["plain"]
+    got = await stub.GetItem(GetItemRequest(item_id=item_id))
+    (listed_item,) = [i for i in (await stub.ListQueue(
+        ListQueueRequest(queue="minimum-necessary"))).items if i.item_id == item_id]
+    claimed = await stub.Claim(ClaimRequest(item_id=item_id))
+    for shown in (got.item.escalation, listed_item.escalation, claimed.item.escalation):
+        text = str(shown) + shown.task.document.body.decode()
+        for secret in HIDDEN:
+            assert secret not in text, secret
+        fields = {f.name: f.value for f in shown.proposed_decision.fields}
+        assert fields["diagnosis"] == "[DIAGNOSIS REDACTED]"
+        assert fields["allergies"] == "[ALLERGIES REDACTED]"
+        assert fields["date_of_birth"] == "[DATE_OF_BIRTH REDACTED]"
+        assert (fields["patient_name"], fields["member_id"]) == ("Maria Lopez", "XJH-4471")
+        body = shown.task.document.body.decode()
+        assert "Diagnosis: [DIAGNOSIS REDACTED]" in body and "Patient: Maria Lopez" in body
+        assert shown.instructions == "Check the insurance of Maria Lopez"
+        assert [(d.field, d.submitted, d.found) for d in shown.discrepancies] == [
+            ("date_of_birth", "[DATE_OF_BIRTH REDACTED]", "[DATE_OF_BIRTH REDACTED]"),
+            ("member_id", "XJH-4471", "XJH-4417"), ("coverage_status", "active", "inactive")]
+    status, data = await http(settings, "GET", f"/api/items/{item_id}", "plain")
+    assert status == 200
+    item = data["item"]
+    assert not any(secret in str(item) for secret in HIDDEN)
+    assert item["discrepancies"][0] == {  # type: ignore[index]
+        "field": "date_of_birth", "submitted": "[DATE_OF_BIRTH REDACTED]",
+        "found": "[DATE_OF_BIRTH REDACTED]", "source": "payer",
+        "note": "date of birth differs", "withheld": True}
+    assert item["revealed_fields"] == ["patient_name", "member_id"]  # type: ignore[index]
+    withheld = {f["name"]: f["withheld"] for f in item["proposal"]["fields"]}  # type: ignore
+    assert withheld["diagnosis"] and withheld["date_of_birth"]
+    assert not withheld["patient_name"] and not withheld["requested_unit"]
+
+
+async def test_console_shows_the_discrepancy_table_and_marks_withheld_fields(
+        settings: Settings, db: asyncpg.Pool, producer: Producer, browser: object) -> None:
+    _, item_id = await escalate_admission(db, producer, "console-discrepancies")
+    expect.set_options(timeout=30_000)
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore
+    try:
+        await page.goto(f"http://127.0.0.1:{settings.review_web_port}/")
+        await page.fill("#api-key", "plain")
+        await page.click("#login-form button[type=submit]")
+        await page.fill("#f-queue", "console-discrepancies")
+        await page.locator(f'#queue tbody tr[data-item-id="{item_id}"]').click()
+        table = page.locator("#i-discrepancies")
+        await expect(page.locator("#i-discrepancies-box")).to_be_visible()
+        await expect(table.locator("thead th")).to_have_text(
+            ["Field", "On the document", "Found", "Source", "Note"])
+        rows = table.locator("tbody tr")
+        await expect(rows).to_have_count(3)
+        await expect(rows.nth(0).locator("td")).to_have_text(
+            ["date_of_birth", "[DATE_OF_BIRTH REDACTED] withheld",
+             "[DATE_OF_BIRTH REDACTED] withheld", "payer", "date of birth differs"])
+        await expect(rows.nth(0).locator("td.withheld")).to_have_count(2)
+        await expect(rows.nth(1).locator("td")).to_have_text(
+            ["member_id", "XJH-4471", "XJH-4417", "payer", "member id on file differs"])
+        await expect(rows.nth(1).locator("td.withheld")).to_have_count(0)
+        await expect(rows.nth(2).locator("td")).to_have_text(
+            ["coverage_status", "active", "inactive", "payer", "coverage ended 2026-01-31"])
+        diagnosis = page.locator('#i-fields tr[data-field="diagnosis"] td').nth(1)
+        await expect(diagnosis).to_have_text("[DIAGNOSIS REDACTED] withheld")
+        await expect(diagnosis).to_have_class("withheld")
+        name = page.locator('#i-fields tr[data-field="patient_name"] td').nth(1)
+        await expect(name).to_have_text("Maria Lopez")
+        await expect(page.locator("#i-document")).to_contain_text(
+            "Diagnosis: [DIAGNOSIS REDACTED]")
+        html = await page.content()
+        for secret in HIDDEN:
+            assert secret not in html, secret
+        await page.screenshot(path=str(artifact("review-console-discrepancies.png")),
+                              full_page=True)
+    finally:
+        await page.close()

@@ -19,12 +19,14 @@ from services.ingest.store import accept
 from switchyard import Settings
 from switchyard._audit import append, digest
 from services.executor.jobs import JobStore
+from services.executor.runner import output_id
 from services.review.queue import ReviewQueue
 from services.review.resolutions import store_decision
 from switchyard._db import connect, create_pool
 from switchyard._payloads import (
     APPROVAL,
     DECISION,
+    EXECUTION_OUTPUT,
     INVOICE_FIELDS,
     JOB_DECISION,
     REVIEW_ESCALATION,
@@ -170,10 +172,15 @@ async def seed_decided_invoice(settings: Settings) -> dict[str, str]:
                                      outcome=StepOutcome.STEP_OUTCOME_SUCCEEDED,
                                      response_summary=f"HTTP 201 {ANSWER}", error=ANSWER)
             result.output.update({"data": {"answer": ANSWER}})
+            # ... and the whole answer, sealed, for later steps' templates
+            full_id = output_id(envelope.task_id, "1-post_invoice")
             await conn.execute(
                 "INSERT INTO executions (task_id, step_id, idempotency_key, outcome, attempts, "
-                "error, result) VALUES ($1, '1-post_invoice', 'k1', 'STEP_OUTCOME_SUCCEEDED', "
-                "1, $2, $3)", uuid.UUID(envelope.task_id), ANSWER, result.SerializeToString())
+                "error, result, output_id, output) VALUES ($1, '1-post_invoice', 'k1', "
+                "'STEP_OUTCOME_SUCCEEDED', 1, $2, $3, $4, $5)", uuid.UUID(envelope.task_id),
+                ANSWER, result.SerializeToString(), full_id,
+                codec.seal(full_id, json.dumps({"bank_account": IBAN}).encode(),
+                           EXECUTION_OUTPUT))
             await conn.execute("UPDATE executor_jobs SET reason = $2 WHERE task_id = $1",
                                uuid.UUID(envelope.task_id), f"failed: {ANSWER}")
             await conn.execute(
@@ -214,7 +221,7 @@ def test_purge_strips_extracted_fields_from_every_column_that_holds_them(
                                           "FROM review_verdicts WHERE task_id = $1", task)
             approval = await conn.fetchrow("SELECT item_id, verdict_pb, reason "
                                            "FROM review_approvals WHERE task_id = $1", task)
-            execution = await conn.fetchrow("SELECT error, result FROM executions "
+            execution = await conn.fetchrow("SELECT error, result, output FROM executions "
                                             "WHERE task_id = $1", task)
             job_reason = await conn.fetchval("SELECT reason FROM executor_jobs "
                                              "WHERE task_id = $1", task)
@@ -239,6 +246,7 @@ def test_purge_strips_extracted_fields_from_every_column_that_holds_them(
                 "approval_reason": approval["reason"],
                 "execution_error": execution["error"],
                 "execution": ExecutionResult.FromString(execution["result"]),
+                "execution_output": execution["output"],
                 "job_reason": job_reason,
                 "invoice_fields": fields,
                 "task": TaskEnvelope.FromString(codec.open(task, envelope, TASK_ENVELOPE)),
@@ -261,6 +269,7 @@ def test_purge_strips_extracted_fields_from_every_column_that_holds_them(
     assert list(after["approval"].modified_fields) == ["bank_account"]  # type: ignore[attr-defined]
     assert after["approval"].reason == ""  # type: ignore[attr-defined]
     assert after["execution_error"] == "" and after["job_reason"] == ""
+    assert after["execution_output"] is None  # the sealed full answer: gone
     execution = after["execution"]
     assert execution.response_summary == "" and execution.error == ""  # type: ignore[attr-defined]
     assert not execution.HasField("output")  # type: ignore[attr-defined]
@@ -372,3 +381,220 @@ def test_purge_deletes_drift_samples_older_than_30_days(settings: Settings) -> N
     assert "deleted 2 drift sample(s) older than 30 days" in done.stdout, done.stdout
     left = asyncio.run(features())
     assert "recent" in left and not {"old", "older"} & left
+
+
+WARD_PACK = b"""\
+pack: ward_notes
+version: 1.0.0
+description: Ward notes of one tenant, kept two days (health data)
+fields:
+  patient: {type: string, data_class: personal, labels: [Patient]}
+  diagnosis: {type: string, data_class: health, labels: [Diagnosis]}
+decision:
+  rules:
+    - {name: note_ok, when: "true", outcome: auto_execute}
+review: {reveal: [patient]}
+plan:
+  - {name: file_note, target: "http://erp/notes"}
+retention: {days: 2}
+"""
+DIAGNOSIS = "Acute lymphoblastic leukaemia"
+
+
+async def seed_ward_task(settings: Settings, kind: str) -> str:
+    """A terminal task of tenant ``ward`` as the services leave it, the diagnosis in every
+    table that holds a task's data: the document (claim-checked into ``blobs``), the decision,
+    the executor job and its reason, the step's execution, a review item (proposal, layout,
+    discrepancies, instructions), a reviewer's verdict and a first approval."""
+    from switchyard.documents import PostgresBlobStore
+    from switchyard.v1 import BoundingBox, DocumentLayout, LayoutPage, LayoutWord
+
+    codec = codec_for(settings)
+    pool = await create_pool(settings.replace(postgres_pool_min=1, postgres_pool_max=2))
+    try:
+        async with pool.acquire() as conn:
+            note = f"Patient: Ann Lee\nDiagnosis: {DIAGNOSIS}".encode()
+            task_id = str(uuid.uuid4())
+            sub = Submission(tenant_id="ward", idempotency_key=uuid.uuid4().hex, kind=kind,
+                             document=Document(content_type="text/plain", body=note))
+            envelope = build_envelope(sub, task_id, TaskSource.TASK_SOURCE_GRPC)
+            ref = await PostgresBlobStore(conn, codec).put(note, "ward", task_id)
+            envelope.document.ClearField("body")
+            envelope.document.blob.CopyFrom(ref)
+            await accept(conn, envelope, payload_sha256(sub), codec=codec)
+            decision = Decision(
+                decision_id=str(uuid.uuid4()), task_id=task_id, tenant_id="ward",
+                outcome=DecisionOutcome.DECISION_OUTCOME_ESCALATE, rule="note_ok",
+                pack=kind, explanation=f"Note about {DIAGNOSIS}",
+                fields=[FieldExtraction(name="diagnosis", value=DIAGNOSIS, data_class=4)],
+                extracted_fields={"diagnosis": DIAGNOSIS}, revealed_fields=["patient"])
+            decision.plan.steps.add(step_id="1-file_note", name="file_note").payload.update(
+                {"fields": {"diagnosis": DIAGNOSIS}})
+            await store_decision(conn, decision, codec)
+            await JobStore(pool, "retention-test", 30, codec).start(
+                decision, datetime.now(timezone.utc) + timedelta(hours=1))
+            escalation = Escalation(escalation_id=str(uuid.uuid4()), task_id=task_id,
+                                    tenant_id="ward", queue="default", task=envelope,
+                                    reason_detail=decision.explanation,
+                                    instructions=f"Check the {DIAGNOSIS} cover")
+            escalation.proposed_decision.CopyFrom(decision)
+            escalation.layout.CopyFrom(DocumentLayout(pages=[LayoutPage(number=1, words=[
+                LayoutWord(text=DIAGNOSIS, box=BoundingBox(x0=.1, y0=.1, x1=.5, y1=.12))])]))
+            escalation.discrepancies.add(field="diagnosis", submitted=DIAGNOSIS,
+                                         found="", source="payer", note="not covered")
+            await ReviewQueue(pool, codec).enqueue(escalation)
+            item_id = await conn.fetchval("SELECT item_id FROM review_items WHERE task_id = $1",
+                                          uuid.UUID(task_id))
+            verdict = ReviewVerdict(item_id=str(item_id), reviewer_id="rita",
+                                    verdict=Verdict.VERDICT_MODIFY, reason=f"is {DIAGNOSIS}",
+                                    modified_fields={"diagnosis": DIAGNOSIS})
+            for table, column in (("review_verdicts", VERDICT), ("review_approvals", APPROVAL)):
+                await conn.execute(
+                    f"INSERT INTO {table} (item_id, task_id, reviewer_id, verdict, reason, "
+                    "verdict_pb) VALUES ($1, $2, 'rita', 'MODIFY', $3, $4)", item_id,
+                    uuid.UUID(task_id), verdict.reason,
+                    codec.seal(item_id, verdict.SerializeToString(), column))
+            answer = json.dumps({"note": DIAGNOSIS})
+            result = ExecutionResult(task_id=task_id, step_id="1-file_note",
+                                     outcome=StepOutcome.STEP_OUTCOME_SUCCEEDED,
+                                     response_summary=f"HTTP 201 {answer}", error=answer)
+            result.output.update({"note": DIAGNOSIS})
+            await conn.execute(
+                "INSERT INTO executions (task_id, step_id, idempotency_key, outcome, attempts, "
+                "error, result) VALUES ($1, '1-file_note', $2, 'STEP_OUTCOME_SUCCEEDED', "
+                "1, $3, $4)", uuid.UUID(task_id), f"k-{task_id}", answer,
+                result.SerializeToString())
+            await conn.execute("UPDATE executor_jobs SET reason = $2 WHERE task_id = $1",
+                               uuid.UUID(task_id), f"failed: {answer}")
+            await conn.execute("UPDATE tasks SET status = 'SUCCEEDED', updated_at = now() - "
+                               "interval '3 days' WHERE task_id = $1", uuid.UUID(task_id))
+            return task_id
+    finally:
+        await pool.close()
+
+
+async def columns_holding(settings: Settings, task_id: str, value: str) -> set[str]:
+    """Every ``table.column`` of the data-class registry (sealed ones opened) whose rows of
+    ``task_id`` hold ``value``."""
+    from switchyard._dataclass import STORED
+    from switchyard._payloads import COLUMNS
+
+    codec = codec_for(settings)
+    sealed = {c.name: c for c in COLUMNS}
+    conn = await connect(settings)
+    try:
+        found = set()
+        for stored in STORED:
+            name = f"{stored.table}.{stored.column}"
+            has_task = await conn.fetchval(
+                "SELECT count(*) FROM information_schema.columns WHERE table_name = $1 "
+                "AND column_name = 'task_id'", stored.table)
+            if not has_task:
+                continue
+            column = sealed.get(name)
+            id_column = column.id_column if column is not None else "task_id"
+            for row in await conn.fetch(
+                    f"SELECT {id_column} AS id, {stored.column} AS value FROM {stored.table} "
+                    "WHERE task_id = $1", uuid.UUID(task_id)):
+                data = row["value"]
+                if data is None:
+                    continue
+                if column is not None:
+                    data = codec.open(row["id"], data, column)
+                text = data.decode("utf-8", "replace") if isinstance(data, bytes) \
+                    else str(data)
+                if value in text:
+                    found.add(name)
+        return found
+    finally:
+        await conn.close()
+
+
+def test_a_tenants_short_lived_health_pack_is_purged_from_every_table(
+        settings: Settings) -> None:
+    """Retention of a type is its own setting: tenant ``ward``'s own pack keeps its tasks two
+    days (the tenant keeps others thirty). Three days on, purge removes the diagnosis from
+    every table that held it (the blob of the document is deleted), while a task of the same
+    tenant and age of another type keeps its document."""
+    from services.decision.packs import encode_files
+    from switchyard.packs import load_pack_files
+
+    sealed = sealed_settings(settings)
+
+    async def seed() -> tuple[str, str]:
+        conn = await connect(sealed)
+        try:
+            pack = load_pack_files({"pack.yaml": WARD_PACK})
+            await conn.execute(
+                "INSERT INTO packs (tenant_id, name, version, digest, files, applied_by) "
+                "VALUES ('ward', $1, $2, $3, $4::jsonb, 'test')", pack.name, pack.version,
+                pack.digest, encode_files(pack.files))
+        finally:
+            await conn.close()
+        return (await seed_ward_task(sealed, "ward_notes"),
+                await seed_ward_task(sealed, "other"))
+
+    ward, other = asyncio.run(seed())
+    before = asyncio.run(columns_holding(sealed, ward, DIAGNOSIS))
+    assert before >= {"blobs.body", "decisions.decision",
+                      "decisions.explanation", "executor_jobs.decision", "executor_jobs.reason",
+                      "review_items.escalation", "review_verdicts.verdict_pb",
+                      "review_verdicts.reason", "review_approvals.verdict_pb",
+                      "review_approvals.reason", "executions.error", "executions.result"}, before
+    done = run_cli(sealed, "purge")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert asyncio.run(columns_holding(sealed, ward, DIAGNOSIS)) == set()
+    kept = asyncio.run(columns_holding(sealed, other, DIAGNOSIS))
+    assert {"blobs.body", "review_items.escalation", "decisions.decision"} <= kept, kept
+
+    async def blobs_and_items() -> tuple[int, Escalation]:
+        conn = await connect(sealed)
+        try:
+            count = await conn.fetchval("SELECT count(*) FROM blobs WHERE task_id = $1",
+                                        uuid.UUID(ward))
+            row = await conn.fetchrow("SELECT item_id, escalation FROM review_items "
+                                      "WHERE task_id = $1", uuid.UUID(ward))
+            return count, Escalation.FromString(codec_for(sealed).open(
+                row["item_id"], row["escalation"], REVIEW_ESCALATION))
+        finally:
+            await conn.close()
+
+    blob_count, item = asyncio.run(blobs_and_items())
+    assert blob_count == 0
+    assert not item.layout.pages and not item.discrepancies and item.instructions == ""
+    assert item.proposed_decision.rule == "note_ok"  # what was decided stays
+
+
+def test_dead_letters_follow_their_tenants_retention(settings: Settings) -> None:
+    """A refused record has no pack yet: it is purged after its tenant's retention
+    (``short``: 1 day), others after the default (30 days)."""
+    async def seed() -> dict[str, uuid.UUID]:
+        conn = await connect(settings)
+        try:
+            ids = {}
+            for tenant in ("short", "elsewhere"):
+                ids[tenant] = uuid.uuid4()
+                await conn.execute(
+                    "INSERT INTO dead_letters (dead_letter_id, service, source_topic, "
+                    "reason_code, reason, original_value, tenant_id, failed_at) VALUES "
+                    "($1, 'decision', 'tasks', 'invalid', 'test', $2, $3, "
+                    "now() - interval '3 days')", ids[tenant], SECRET.encode(), tenant)
+            return ids
+        finally:
+            await conn.close()
+
+    ids = asyncio.run(seed())
+    done = run_cli(settings, "purge")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    async def kept() -> dict[str, bool]:
+        conn = await connect(settings)
+        try:
+            return {tenant: await conn.fetchval(
+                "SELECT original_value IS NOT NULL FROM dead_letters "
+                "WHERE dead_letter_id = $1", dead_letter_id)
+                for tenant, dead_letter_id in ids.items()}
+        finally:
+            await conn.close()
+
+    assert asyncio.run(kept()) == {"short": False, "elsewhere": True}

@@ -266,6 +266,7 @@ async function openItem(itemId, keepStatus) {
     row.append(el("td", `${m.name} v${m.version}`), el("td", m.label), el("td", `${(m.confidence * 100).toFixed(1)}%`));
     return row;
   }));
+  renderDiscrepancies(item.discrepancies || []);
   renderFields(item.proposal.fields);
   showDocumentPages(item);
   $("i-doctype").textContent = `${item.document.content_type}${item.document.filename ? ` · ${item.document.filename}` : ""}`;
@@ -287,7 +288,7 @@ function approvedByMe() { return Boolean(state.item && state.item.approvals.appr
 
 function confidenceClass(c) { return c < 0.5 ? "conf-low" : c < 0.8 ? "conf-mid" : ""; }
 
-function fieldRow(name, value, confidence, editableName, provenance) {
+function fieldRow(name, value, confidence, editableName, provenance, isWithheld) {
   const row = el("tr");
   const nameCell = el("td");
   if (editableName) {
@@ -315,8 +316,32 @@ function fieldRow(name, value, confidence, editableName, provenance) {
     pick.addEventListener("click", () => startPick(row));
     whereCell.append(pick);
   }
-  row.append(nameCell, el("td", value), el("td", confidence === null ? "" : `${(confidence * 100).toFixed(1)}%`, confidence === null ? "" : confidenceClass(confidence)), whereCell, editCell);
+  row.append(nameCell, valueCell(value, Boolean(isWithheld)), el("td", confidence === null ? "" : `${(confidence * 100).toFixed(1)}%`, confidence === null ? "" : confidenceClass(confidence)), whereCell, editCell);
   return row;
+}
+
+// A value the desk withheld (personal or health data this item does not reveal) is shown as
+// its label, marked, with the reason in its title: the reviewer knows it exists but not what.
+function valueCell(value, isWithheld) {
+  const cell = el("td", value, isWithheld ? "withheld" : "");
+  if (isWithheld) {
+    cell.title = "withheld: personal or health data this review does not need";
+    cell.append(" ", el("span", "withheld", "withheld-tag"));
+  }
+  return cell;
+}
+
+// Each field another system disagrees on: the document's value, the other system's, why.
+function renderDiscrepancies(items) {
+  const body = document.querySelector("#i-discrepancies tbody");
+  body.replaceChildren(...items.map((d) => {
+    const row = el("tr");
+    row.dataset.field = d.field;
+    row.append(el("td", d.field), valueCell(d.submitted, d.withheld && Boolean(d.submitted)),
+      valueCell(d.found || "(none)", d.withheld && Boolean(d.found)), el("td", d.source), el("td", d.note));
+    return row;
+  }));
+  $("i-discrepancies-box").hidden = items.length === 0;
 }
 
 let fieldsShownFor = null;   // the item whose fields the table shows
@@ -327,7 +352,7 @@ function renderFields(fields) {
   const kept = fieldsShownFor === state.item.item_id ? editedFields() : {};
   fieldsShownFor = state.item.item_id;
   const body = document.querySelector("#i-fields tbody");
-  body.replaceChildren(...fields.map((f) => fieldRow(f.name, f.value, f.confidence, false, f.provenance)));
+  body.replaceChildren(...fields.map((f) => fieldRow(f.name, f.value, f.confidence, false, f.provenance, f.withheld)));
   body.querySelectorAll("tr[data-field]").forEach((row) => {
     if (kept[row.dataset.field] !== undefined) row.querySelector(".field-edit").value = kept[row.dataset.field];
   });

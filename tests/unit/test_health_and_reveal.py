@@ -1,0 +1,244 @@
+"""Health data and revealed fields: a pack declares ``data_class: health`` and
+``review.reveal``; every decision of the pack carries the revealed fields; a reviewer sees a
+personal or health field only when the item reveals it, never a withheld value in the
+document text, the metadata, the explanation, the discrepancies or the layout's words."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.decision.engine import to_decision
+from services.decision.packs import ActivePack
+from services.decision.policy import Outcome, Policy
+from services.review.verdicts import verdict_decision
+from switchyard._dataclass import (
+    DataClass,
+    field_class,
+    page_redactions,
+    redact_escalation,
+    withheld_values,
+)
+from switchyard._pii import Redactor
+from switchyard.packs import PackError, load_pack_files
+from switchyard.v1 import DataClass as ProtoDataClass
+from switchyard.v1 import (
+    BoundingBox,
+    Document,
+    DocumentLayout,
+    Escalation,
+    FieldExtraction,
+    LayoutPage,
+    LayoutWord,
+    Provenance,
+    ReviewVerdict,
+    TaskEnvelope,
+    Verdict,
+)
+
+PACK = """\
+pack: ward_intake
+version: 1.0.0
+description: a pack with health fields
+fields:
+  patient_name: {type: string, data_class: personal, labels: [Patient]}
+  member_id: {type: string, data_class: personal, labels: [Member]}
+  diagnosis: {type: string, data_class: health, labels: [Diagnosis]}
+  ward: {type: string, data_class: derived, labels: [Ward]}
+decision:
+  rules:
+    - {name: always, when: "true", outcome: escalate, reason: POLICY}
+review: {queue: wards, reveal: REVEAL}
+plan:
+  - {name: book, target: "http://erp/wards"}
+"""
+
+DIAGNOSIS = "Type 2 diabetes mellitus"
+NAME = "Maria Lopez"
+
+
+def load(reveal: str = "[patient_name]", extra: str = ""):
+    return load_pack_files({"pack.yaml": (PACK.replace("REVEAL", reveal) + extra).encode()})
+
+
+def test_health_is_its_own_class_withheld_like_personal() -> None:
+    assert field_class("diagnosis", ProtoDataClass.DATA_CLASS_HEALTH) is DataClass.HEALTH
+    pack = load()
+    assert pack.fields["diagnosis"].data_class == "health"
+    assert pack.review.reveal == ("patient_name",)
+
+
+def test_reveal_must_name_declared_fields_and_belongs_to_the_pack_review() -> None:
+    with pytest.raises(PackError) as caught:
+        load("[patient_name, blood_type]")
+    assert any("review.reveal[1]" in p and "not a declared field" in p
+               for p in caught.value.problems), caught.value.problems
+    with pytest.raises(PackError):  # a rule's review has no reveal (the schema refuses it)
+        load_pack_files({"pack.yaml": PACK.replace("REVEAL", "[]").replace(
+            "reason: POLICY}", "reason: POLICY, review: {reveal: [diagnosis]}}").encode()})
+    with pytest.raises(PackError):
+        load_pack_files({"pack.yaml": PACK.replace("REVEAL", "[]").replace(
+            "data_class: health", "data_class: medical").encode()})
+
+
+def test_every_decision_of_the_pack_carries_its_revealed_fields() -> None:
+    pack = load("[patient_name, member_id]")
+    task = TaskEnvelope(task_id="t", tenant_id="acme", kind="ward_intake")
+    for action in ("escalate", "auto_execute", "reject"):
+        outcome = Outcome(action, "always", "x", 0.9, "ward_intake", "POLICY")
+        decision = to_decision(task, outcome, None, Policy(),
+                               active=ActivePack(pack, pack.defaults))
+        assert list(decision.revealed_fields) == ["patient_name", "member_id"], action
+    # a decision without a pack (the router rejected the type) reveals nothing
+    outcome = Outcome("escalate", "other", "x", 0.9, "other", "POLICY")
+    assert list(to_decision(task, outcome, None, Policy()).revealed_fields) == []
+
+
+def escalation(revealed: tuple[str, ...] = ()) -> Escalation:
+    body = (f"Patient: {NAME}\nDate of birth: 14/03/1962\nMember: XJH-4471\n"
+            f"Diagnosis: {DIAGNOSIS.upper()}\nWard: medical\nNotes: known {DIAGNOSIS}, "
+            f"born March 14, 1962").encode()
+    esc = Escalation(
+        task_id="t", tenant_id="acme", revealed_fields=list(revealed),
+        reason_detail=f"Check {NAME}", instructions=f"Confirm {DIAGNOSIS} is covered",
+        task=TaskEnvelope(task_id="t", tenant_id="acme",
+                          document=Document(content_type="text/plain", body=body),
+                          metadata={"referral": f"GP letter: {DIAGNOSIS}"}))
+    proposal = esc.proposed_decision
+    proposal.fields.extend([
+        FieldExtraction(name="patient_name", value=NAME,
+                        data_class=ProtoDataClass.DATA_CLASS_PERSONAL),
+        FieldExtraction(name="date_of_birth", value="1962-03-14", type="date",
+                        data_class=ProtoDataClass.DATA_CLASS_PERSONAL),
+        FieldExtraction(name="member_id", value="XJH-4471",
+                        data_class=ProtoDataClass.DATA_CLASS_PERSONAL),
+        FieldExtraction(name="diagnosis", value=DIAGNOSIS,
+                        data_class=ProtoDataClass.DATA_CLASS_HEALTH),
+        FieldExtraction(name="ward", value="medical",
+                        data_class=ProtoDataClass.DATA_CLASS_DERIVED)])
+    proposal.extracted_fields.update({f.name: f.value for f in proposal.fields})
+    proposal.explanation = f"Escalated: {DIAGNOSIS}"
+    step = proposal.plan.steps.add(step_id="1-book")
+    step.payload.update({"fields": {"diagnosis": DIAGNOSIS, "ward": "medical"},
+                         "note": f"for {NAME}"})
+    esc.discrepancies.add(field="date_of_birth", submitted="1962-03-14", found="1962-04-03",
+                          source="payer", note="date of birth differs")
+    esc.discrepancies.add(field="member_id", submitted="XJH-4471", found="",
+                          source="payer", note=f"no member {NAME} on file")
+    esc.discrepancies.add(field="coverage_status", submitted="active", found="inactive",
+                          source="payer", note="coverage ended 2026-01-31")
+    esc.discrepancies.add(field="diagnosis", submitted=DIAGNOSIS, found="",
+                          source="payer", note="not covered")
+    return esc
+
+
+def test_a_reviewer_never_reads_a_withheld_health_or_personal_value() -> None:
+    shown = redact_escalation(escalation(), Redactor())
+    text = str(shown)
+    for secret in (DIAGNOSIS, DIAGNOSIS.upper(), NAME, "XJH-4471", "14/03/1962",
+                   "March 14, 1962", "1962-03-14", "1962-04-03"):
+        assert secret not in text, secret
+    body = shown.task.document.body.decode()
+    assert "Diagnosis: [DIAGNOSIS REDACTED]" in body
+    assert "Patient: [PATIENT_NAME REDACTED]" in body
+    assert "Date of birth: [DATE_OF_BIRTH REDACTED]" in body
+    assert "born [DATE_OF_BIRTH REDACTED]" in body and "Ward: medical" in body
+    assert shown.task.metadata["referral"] == "GP letter: [DIAGNOSIS REDACTED]"
+    assert shown.instructions == "Confirm [DIAGNOSIS REDACTED] is covered"
+    assert shown.proposed_decision.explanation == "Escalated: [DIAGNOSIS REDACTED]"
+    fields = {f.name: f.value for f in shown.proposed_decision.fields}
+    assert fields == {"patient_name": "[PATIENT_NAME REDACTED]",
+                      "date_of_birth": "[DATE_OF_BIRTH REDACTED]",
+                      "member_id": "[MEMBER_ID REDACTED]",
+                      "diagnosis": "[DIAGNOSIS REDACTED]", "ward": "medical"}
+    by_field = {d.field: d for d in shown.discrepancies}
+    assert (by_field["date_of_birth"].submitted, by_field["date_of_birth"].found) == (
+        "[DATE_OF_BIRTH REDACTED]", "[DATE_OF_BIRTH REDACTED]")
+    assert (by_field["member_id"].submitted, by_field["member_id"].found) == (
+        "[MEMBER_ID REDACTED]", "")
+    assert by_field["member_id"].note == "no member [PATIENT_NAME REDACTED] on file"
+    # what the other system says about itself is no document value: shown
+    assert (by_field["coverage_status"].submitted, by_field["coverage_status"].found,
+            by_field["coverage_status"].note) == ("active", "inactive",
+                                                  "coverage ended 2026-01-31")
+    assert by_field["diagnosis"].submitted == "[DIAGNOSIS REDACTED]"
+    payload = shown.proposed_decision.plan.steps[0].payload
+    assert payload["fields"]["diagnosis"] == "[DIAGNOSIS REDACTED]"
+    assert payload["note"] == "for [PATIENT_NAME REDACTED]"
+
+
+def test_revealed_fields_are_shown_as_read_and_only_they() -> None:
+    shown = redact_escalation(escalation(("patient_name", "member_id", "date_of_birth")),
+                              Redactor())
+    fields = {f.name: f.value for f in shown.proposed_decision.fields}
+    assert fields["patient_name"] == NAME and fields["member_id"] == "XJH-4471"
+    assert fields["diagnosis"] == "[DIAGNOSIS REDACTED]"
+    body = shown.task.document.body.decode()
+    assert f"Patient: {NAME}" in body and "14/03/1962" in body
+    assert DIAGNOSIS not in str(shown) and DIAGNOSIS.upper() not in str(shown)
+    by_field = {d.field: d for d in shown.discrepancies}
+    assert (by_field["date_of_birth"].submitted, by_field["date_of_birth"].found) == (
+        "1962-03-14", "1962-04-03")
+    assert by_field["member_id"].submitted == "XJH-4471"
+    assert by_field["diagnosis"].submitted == "[DIAGNOSIS REDACTED]"
+    # revealing the diagnosis (an approval that checks it) shows it
+    shown = redact_escalation(escalation(("diagnosis",)), Redactor())
+    assert {f.name: f.value for f in shown.proposed_decision.fields}["diagnosis"] == DIAGNOSIS
+    assert f"Diagnosis: {DIAGNOSIS.upper()}" in shown.task.document.body.decode()
+
+
+def test_a_value_equal_to_a_revealed_one_stays_readable() -> None:
+    esc = escalation(("patient_name",))
+    esc.proposed_decision.fields.add(name="subscriber", value=NAME,
+                                     data_class=ProtoDataClass.DATA_CLASS_PERSONAL)
+    withheld = withheld_values(esc.proposed_decision, Redactor(), esc.revealed_fields)
+    assert withheld.text(f"Subscriber {NAME}") == f"Subscriber {NAME}"
+    assert withheld.text(f"Dx {DIAGNOSIS}") == "Dx [DIAGNOSIS REDACTED]"
+
+
+def _word(text: str, x0: float, y0: float) -> LayoutWord:
+    return LayoutWord(text=text, box=BoundingBox(x0=x0, y0=y0, x1=x0 + .08, y1=y0 + .02),
+                      confidence=1.0)
+
+
+def test_health_fields_are_masked_on_the_page_like_personal_ones() -> None:
+    words = [_word("Diagnosis", .1, .1), _word("Asthma", .2, .1),
+             _word("Ward", .1, .2), _word("medical", .2, .2),
+             _word("History:", .1, .3), _word("asthma", .2, .3)]
+    esc = Escalation(layout=DocumentLayout(pages=[LayoutPage(number=1, words=words)]))
+    esc.proposed_decision.fields.extend([
+        FieldExtraction(name="diagnosis", value="Asthma",
+                        data_class=ProtoDataClass.DATA_CLASS_HEALTH,
+                        provenance=Provenance(page=1, box=words[1].box,
+                                              word_boxes=[words[1].box])),
+        FieldExtraction(name="ward", value="medical",
+                        data_class=ProtoDataClass.DATA_CLASS_DERIVED,
+                        provenance=Provenance(page=1, box=words[3].box,
+                                              word_boxes=[words[3].box]))])
+    redactions = page_redactions(esc.layout, esc.proposed_decision, Redactor())
+    # by its provenance (word 1) and where the value shows again (word 5); the ward stays
+    assert redactions.words == {0: {1: "[DIAGNOSIS REDACTED]", 5: "[DIAGNOSIS REDACTED]"}}
+    masked = redactions.boxes_on(1)
+    for index in (1, 5):
+        box = words[index].box
+        assert any(m.x0 <= box.x0 and box.x1 <= m.x1 and m.y0 <= box.y0 and box.y1 <= m.y1
+                   for m in masked)
+    assert not any(m.y0 <= .21 <= m.y1 for m in masked)   # the ward's line is not masked
+    shown = redact_escalation(esc, Redactor())
+    assert "sthma" not in str(shown)
+    esc.revealed_fields.append("diagnosis")
+    assert page_redactions(esc.layout, esc.proposed_decision, Redactor()).words != {}
+    assert page_redactions(esc.layout, esc.proposed_decision, Redactor(),
+                           esc.revealed_fields).words == {}
+
+
+def test_a_reviewers_decision_keeps_the_packs_revealed_fields() -> None:
+    esc = escalation()
+    esc.escalation_id = "e"
+    esc.proposed_decision.revealed_fields.extend(["patient_name", "member_id"])
+    for verdict in (Verdict.VERDICT_APPROVE, Verdict.VERDICT_REJECT, Verdict.VERDICT_MODIFY):
+        decision = verdict_decision(esc, ReviewVerdict(item_id="i", task_id="t",
+                                                       reviewer_id="r", verdict=verdict,
+                                                       modified_fields={"ward": "icu"}
+                                                       if verdict == Verdict.VERDICT_MODIFY
+                                                       else {}))
+        assert list(decision.revealed_fields) == ["patient_name", "member_id"]
