@@ -5,6 +5,16 @@ support tickets, classroom events, other), some with the kind given, some left t
 plus a few malformed submissions that ingest must refuse. A reviewer bot works the review
 queue like a person would (claim, then approve most and reject some), and the demo waits until
 every accepted task is terminal before printing what happened.
+
+Hospital admissions come along (one in ten tasks unless ``--admissions`` says otherwise):
+synthetic admission forms (``switchyard_packs.hospital_admission.samples``) submitted by the
+hospital's tenant as ``hospital_admission``, after the demo downstream's payer got the member
+records and its bed board the capacity those forms need (through the downstream's operator
+API). Some forms disagree with the payer (an insurance ticket names the fields), some lack a
+signed consent, some ask for a bed type whose unit is full: the demo discharges a patient for
+each admission it sees waiting for a bed, so it books on its next try (the tenant's
+``bed_retry_every`` is set to a few seconds for the demo). The summary says how many were
+admitted without a person and which tickets were opened, and why.
 """
 
 from __future__ import annotations
@@ -18,8 +28,11 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import grpc
+import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -29,11 +42,16 @@ from switchyard._progress import stderr_progress
 from switchyard._settings import Settings
 from switchyard._taskstore import is_terminal
 from switchyard.v1 import (
+    ApplyTenantSettingsRequest,
     ClaimRequest,
     Document,
+    Escalation,
+    EscalationReason,
     GetTaskRequest,
+    GetTenantSettingsRequest,
     IngestServiceStub,
     ListQueueRequest,
+    PackServiceStub,
     ReviewServiceStub,
     ReviewVerdict,
     Submission,
@@ -46,6 +64,20 @@ from switchyard.v1 import (
 
 HELDOUT = Path(__file__).resolve().parents[1] / "models" / "data" / "router_heldout.jsonl"
 TENANTS = ("acme-health", "northwind-edu", "bluepeak-retail")
+#: The tenant that submits the hospital admissions, and its pack settings for the demo: a
+#: full unit is asked again for a bed every few seconds instead of every five minutes.
+HOSPITAL_TENANT = "acme-health"
+HOSPITAL_PACK = "hospital_admission"
+BED_RETRY_EVERY = "3s"
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """One review item the bot answered: the task, why it was opened, the verdict."""
+
+    task_id: str
+    why: str
+    verdict: str
 
 
 @dataclass
@@ -56,6 +88,23 @@ class Tally:
     outcome_of: dict[str, str] = field(default_factory=dict)
     reviewed: dict[str, str] = field(default_factory=dict)
     refused: list[str] = field(default_factory=list)
+    tickets: list[Ticket] = field(default_factory=list)
+    admissions: dict[str, str] = field(default_factory=dict)  # task id -> scenario
+    waited_for_bed: set[str] = field(default_factory=set)
+    admissions_skipped: str = ""   # why no admissions were submitted, if so
+
+
+def ticket_reason(escalation: Escalation) -> str:
+    """Why a review item was opened, in a few words: an approval step by its id (and, when a
+    downstream check disagreed, the fields it disagreed on), else the escalation reason and
+    the rule that raised it."""
+    if escalation.reason == EscalationReason.ESCALATION_REASON_APPROVAL_STEP:
+        why = f"approval {escalation.step_id or '(step)'}"
+        fields = sorted({d.field for d in escalation.discrepancies})
+        return f"{why}: {', '.join(fields)} disagreed" if fields else why
+    reason = EscalationReason.Name(escalation.reason).removeprefix("ESCALATION_REASON_")
+    rule = escalation.proposed_decision.rule
+    return f"{reason} ({rule})" if rule else reason
 
 
 def load_documents(count: int, seed: int) -> list[dict[str, str]]:
@@ -109,6 +158,86 @@ async def submit_all(ingest: IngestServiceStub, docs: list[dict[str, str]], seed
     console.print(f"submitted {len(docs)} tasks and {len(tally.refused)} malformed ones")
 
 
+# -- hospital admissions ---------------------------------------------------------------------
+
+def downstream_url(settings: Settings) -> str:
+    """The demo downstream's operator API (the embedded stack's, on this machine)."""
+    return f"http://127.0.0.1:{settings.downstream_http_port}"
+
+
+async def seed_hospital(http: aiohttp.ClientSession, load: Any) -> None:
+    """Give the demo downstream what the forms need: the payer's member records, and each unit
+    its capacity after discharging whoever an earlier run left in a bed."""
+    for member_id, record in load.members.items():
+        async with http.put(f"/_/payer/members/{member_id}", json=record) as response:
+            response.raise_for_status()
+    async with http.get("/_/beds/units") as response:
+        response.raise_for_status()
+        board = (await response.json())["units"]
+    for unit, spec in load.units.items():
+        for bed_type, counts in board.get(unit, {}).items():
+            if counts["occupied"]:
+                async with http.post(f"/_/beds/units/{unit}/discharge", json={
+                        "bed_type": bed_type, "count": counts["occupied"]}) as response:
+                    response.raise_for_status()
+        async with http.put(f"/_/beds/units/{unit}", json=spec) as response:
+            response.raise_for_status()
+
+
+async def shorten_bed_retries(settings: Settings) -> None:
+    """The hospital tenant's ``bed_retry_every``: a few seconds, so the demo need not wait the
+    default five minutes for a discharged bed (the tenant's other settings are kept)."""
+    channel = client_channel(settings, f"127.0.0.1:{settings.decision_grpc_port}")
+    try:
+        packs = PackServiceStub(channel)
+        current = await packs.GetTenantSettings(GetTenantSettingsRequest(
+            tenant_id=HOSPITAL_TENANT), timeout=10)
+        document = yaml.safe_load(current.document or b"") or {}
+        pack = document.setdefault("packs", {}).setdefault(HOSPITAL_PACK, {})
+        pack.setdefault("parameters", {})["bed_retry_every"] = BED_RETRY_EVERY
+        await packs.ApplyTenantSettings(ApplyTenantSettingsRequest(
+            tenant_id=HOSPITAL_TENANT, document=yaml.safe_dump(document).encode()), timeout=10)
+    finally:
+        await channel.close()
+
+
+async def submit_admissions(ingest: IngestServiceStub, load: Any, tally: Tally, run: str,
+                            on_submitted: Callable[[], None] = lambda: None) -> None:
+    semaphore = asyncio.Semaphore(16)
+
+    async def one(admission: Any) -> None:
+        submission = Submission(
+            tenant_id=HOSPITAL_TENANT, idempotency_key=f"{run}-{admission.key}",
+            kind=HOSPITAL_PACK, document=Document(content_type=admission.content_type,
+                                                  body=admission.text.encode()),
+            priority_level=TaskPriority.TASK_PRIORITY_HIGH,
+            metadata={"source": "demo", "layout": admission.layout})
+        async with semaphore:
+            started = time.perf_counter()
+            response = await ingest.SubmitTask(SubmitTaskRequest(submission=submission))
+        tally.submitted_at[response.task_id] = started
+        tally.kind_of[response.task_id] = HOSPITAL_PACK
+        tally.admissions[response.task_id] = admission.scenario
+        on_submitted()
+
+    await asyncio.gather(*(one(a) for a in load.admissions))
+
+
+async def discharge_for_waiting(http: aiohttp.ClientSession, unit: str, bed_type: str,
+                                tally: Tally, stop: asyncio.Event) -> int:
+    """A patient goes home for each admission seen waiting for a bed (one at a time): the
+    waiting admission books the freed bed on its next try."""
+    discharged = 0
+    while not stop.is_set():
+        if len(tally.waited_for_bed) > discharged:
+            async with http.post(f"/_/beds/units/{unit}/discharge",
+                                 json={"bed_type": bed_type, "count": 1}) as response:
+                response.raise_for_status()
+            discharged += 1
+        await asyncio.sleep(0.5)
+    return discharged
+
+
 async def reviewer_bot(review: ReviewServiceStub, tally: Tally, seed: int,
                        stop: asyncio.Event) -> None:
     """Claims and decides review items as they appear: approve 4 in 5, reject the rest."""
@@ -127,6 +256,9 @@ async def reviewer_bot(review: ReviewServiceStub, tally: Tally, seed: int,
                 reason="looks right" if verdict == Verdict.VERDICT_APPROVE else "not ours")))
             tally.reviewed[item.escalation.task_id] = Verdict.Name(verdict).removeprefix(
                 "VERDICT_").lower()
+            tally.tickets.append(Ticket(item.escalation.task_id,
+                                        ticket_reason(item.escalation),
+                                        tally.reviewed[item.escalation.task_id]))
         if not pending:
             await asyncio.sleep(0.2)
 
@@ -138,6 +270,9 @@ async def wait_terminal(ingest: IngestServiceStub, tally: Tally, timeout_s: floa
     while open_ids and time.monotonic() < deadline:
         for task_id in list(open_ids):
             task = (await ingest.GetTask(GetTaskRequest(task_id=task_id))).task
+            if task.status == TaskStatus.TASK_STATUS_BLOCKED \
+                    and task.reason.startswith("retry_later") and task_id in tally.admissions:
+                tally.waited_for_bed.add(task_id)
             if is_terminal(task.status):
                 open_ids.discard(task_id)
                 tally.finished_at[task_id] = time.perf_counter()
@@ -195,44 +330,124 @@ def summary_table(tally: Tally, elapsed_s: float) -> Table:
     return table
 
 
-async def run_workload(settings: Settings, tasks: int, seed: int, console: Console) -> Tally:
+async def prepare_admissions(settings: Settings, http: aiohttp.ClientSession, count: int,
+                             seed: int, tally: Tally) -> Any:
+    """The admission forms, once the downstream and the tenant are ready for them; None (and
+    why, in the tally) when this stack cannot take them (no demo downstream here, or no
+    ``hospital_admission`` pack)."""
+    from switchyard_packs.hospital_admission.samples import workload
+
+    load = workload(count, seed)
+    try:
+        await seed_hospital(http, load)
+    except (aiohttp.ClientError, OSError) as exc:
+        tally.admissions_skipped = f"no demo downstream at {downstream_url(settings)} ({exc})"
+        return None
+    try:
+        await shorten_bed_retries(settings)
+    except grpc.aio.AioRpcError as exc:
+        tally.admissions_skipped = f"the {HOSPITAL_PACK} pack's settings were refused " \
+                                   f"({exc.code().name}: {exc.details()})"
+        return None
+    return load
+
+
+def admissions_table(tally: Tally) -> Table:
+    """The hospital admissions: admitted without a person, and every ticket by why it was
+    opened (insurance tickets by the fields the payer disagreed on)."""
+    admitted = {t for t in tally.admissions if tally.outcome_of.get(t) == "SUCCEEDED"}
+    tickets = [t for t in tally.tickets if t.task_id in tally.admissions]
+    with_ticket = {t.task_id for t in tickets}
+    table = Table(title="Hospital admissions: tickets opened, and why", title_justify="left")
+    for column in ("why the ticket was opened", "tickets", "approved", "rejected"):
+        table.add_column(column, justify="left" if column.startswith("why") else "right")
+    by_why: dict[str, Counter[str]] = defaultdict(Counter)
+    for ticket in tickets:
+        by_why[ticket.why]["tickets"] += 1
+        by_why[ticket.why][ticket.verdict] += 1
+    for why in sorted(by_why, key=lambda w: (-by_why[w]["tickets"], w)):
+        row = by_why[why]
+        table.add_row(escape(why), str(row["tickets"]), str(row["approve"]),
+                      str(row["reject"]))
+    table.add_row("[bold]all[/bold]", f"[bold]{len(tickets)}[/bold]",
+                  f"[bold]{sum(t.verdict == 'approve' for t in tickets)}[/bold]",
+                  f"[bold]{sum(t.verdict == 'reject' for t in tickets)}[/bold]")
+    outcomes = Counter(tally.outcome_of.get(t, "OPEN") for t in tally.admissions)
+    table.caption = (
+        f"{len(tally.admissions)} admission forms: {len(admitted - with_ticket)} admitted "
+        f"without a person ({len(tally.waited_for_bed & (admitted - with_ticket))} of them "
+        f"after waiting for a bed), {len(admitted & with_ticket)} admitted after a ticket, "
+        f"{len(tally.admissions) - len(admitted)} not admitted "
+        f"({', '.join(f'{k.lower()} {v}' for k, v in sorted(outcomes.items()) if k != 'SUCCEEDED') or 'none'}); "
+        f"{len(tickets)} tickets opened for {len(with_ticket)} admissions"
+    )
+    return table
+
+
+async def run_workload(settings: Settings, tasks: int, seed: int, console: Console,
+                       admissions: int | None = None) -> Tally:
     tally = Tally()
+    admissions = tasks // 10 if admissions is None else admissions
     ingest_channel = client_channel(settings, f"127.0.0.1:{settings.ingest_grpc_port}")
     review_channel = client_channel(settings, f"127.0.0.1:{settings.review_grpc_port}")
     ingest = IngestServiceStub(ingest_channel)
     review = ReviewServiceStub(review_channel)
+    http = aiohttp.ClientSession(downstream_url(settings),
+                                 timeout=aiohttp.ClientTimeout(total=30))
     stop = asyncio.Event()
     bot = asyncio.create_task(reviewer_bot(review, tally, seed, stop))
+    helpers = [bot]
     try:
         started = time.perf_counter()
         docs = load_documents(tasks, seed)
+        load = await prepare_admissions(settings, http, admissions, seed, tally) \
+            if admissions > 0 else None
+        if load is not None:
+            from switchyard_packs.hospital_admission.samples import FULL_UNIT
+            helpers.append(asyncio.create_task(discharge_for_waiting(http, *FULL_UNIT, tally,
+                                                                     stop)))
+        total = len(docs) + (len(load.admissions) if load is not None else 0)
         with stderr_progress() as bar:   # stderr, terminal only; the summary is on stdout
-            submitted = bar.add_task("submitted", total=len(docs))
-            finished = bar.add_task("finished", total=len(docs))
+            submitted = bar.add_task("submitted", total=total)
+            finished = bar.add_task("finished", total=total)
             await submit_all(ingest, docs, seed, tally, console,
                              lambda: bar.advance(submitted))
-            await wait_terminal(ingest, tally, timeout_s=120 + tasks * 0.5,
+            if load is not None:
+                try:
+                    await submit_admissions(ingest, load, tally, f"demo-{int(time.time())}",
+                                            lambda: bar.advance(submitted))
+                except grpc.aio.AioRpcError as exc:   # e.g. a stack without the pack
+                    tally.admissions_skipped = f"ingest refused them ({exc.code().name}: " \
+                                               f"{exc.details()})"
+                else:
+                    console.print(f"submitted {len(load.admissions)} hospital admission forms")
+            await wait_terminal(ingest, tally, timeout_s=120 + total * 0.5,
                                 on_finished=lambda: bar.advance(finished))
         elapsed = time.perf_counter() - started
     finally:
         stop.set()
-        await asyncio.gather(bot, return_exceptions=True)
+        await asyncio.gather(*helpers, return_exceptions=True)
+        await http.close()
         await ingest_channel.close()
         await review_channel.close()
     console.print(summary_table(tally, elapsed))
     for refusal in tally.refused:
         console.print(f"  refused at ingest: {refusal}")
+    if tally.admissions:
+        console.print(admissions_table(tally))
+    elif tally.admissions_skipped:
+        console.print(f"hospital admissions left out: {escape(tally.admissions_skipped)}")
     return tally
 
 
-def run_demo(settings: Settings, tasks: int = 200, seed: int = 7, with_stack: bool = False
-             ) -> int:
+def run_demo(settings: Settings, tasks: int = 200, seed: int = 7, with_stack: bool = False,
+             admissions: int | None = None) -> int:
     console = Console(width=120)
     if not HELDOUT.exists():
         console.print(f"[red]{HELDOUT} is missing: run `make models` first[/red]")
         return 1
     if not with_stack:
-        asyncio.run(run_workload(settings, tasks, seed, console))
+        asyncio.run(run_workload(settings, tasks, seed, console, admissions))
         return 0
     from switchyard._launcher import build_stack, print_endpoints, start_with_progress
     from switchyard.stack import StackError
@@ -245,7 +460,7 @@ def run_demo(settings: Settings, tasks: int = 200, seed: int = 7, with_stack: bo
         return 1
     try:
         print_endpoints(stack, console)
-        asyncio.run(run_workload(stack.settings, tasks, seed, console))
+        asyncio.run(run_workload(stack.settings, tasks, seed, console, admissions))
     finally:
         console.print("stopping the embedded stack ...")
         stack.stop()

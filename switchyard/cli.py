@@ -83,7 +83,8 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from switchyard._demo import run_demo
 
-    return run_demo(settings, tasks=args.tasks, seed=args.seed, with_stack=args.with_stack)
+    return run_demo(settings, tasks=args.tasks, seed=args.seed, with_stack=args.with_stack,
+                    admissions=args.admissions)
 
 
 def _cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
@@ -343,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", _cmd_demo, "Push a mixed demo workload through the pipeline; print a summary.")
     p.add_argument("--tasks", type=int, default=200, help="number of tasks to submit")
     p.add_argument("--seed", type=int, default=7, help="workload seed")
+    p.add_argument("--admissions", type=int, default=None,
+                   help="hospital admission forms among them (default: one per ten tasks)")
     p.add_argument("--with-stack", action="store_true",
                    help="start the embedded stack first and stop it afterwards")
     return parser

@@ -3,7 +3,8 @@
 Generic on purpose: a pack names its fields, their types and the labels they follow, and this
 reads them from the shapes documents usually have:
 
-* a JSON object: keys matching a field's labels (or name), top level or one level down;
+* a JSON object: keys matching a field's labels (or name), top level or one level down
+  (``member_id`` and ``memberId`` both match the label ``Member ID``);
 * ``Label: value``, ``Label = value``, ``Label - value``, ``Label<TAB>value`` and
   ``Label  value`` (two spaces) lines, also several on one line split by ``|`` or ``;``;
 * a field's ``pattern`` (a regex with one capture group), tried before the labels.
@@ -194,11 +195,14 @@ def parse_value(spec: FieldSpec, raw: str) -> tuple[str, float] | str:
         return (match.group(0), 1.0) if match else f"no e-mail address in {text[:40]!r}"
     if kind == "enum":
         wanted = _norm(text)
-        for value in spec.values:
-            if _norm(value) == wanted:
+        # the values themselves, then their aliases (F for female): each as the whole text,
+        # then inside a longer text ("EUR (euro)", "Emergency via ED")
+        spellings = [(value, value) for value in spec.values] + list(spec.aliases)
+        for written, value in spellings:
+            if _norm(written) == wanted:
                 return value, 1.0
-        for value in spec.values:  # the value inside a longer text: "EUR (euro)"
-            if re.search(rf"(?<![0-9A-Za-z]){re.escape(value)}(?![0-9A-Za-z])", text,
+        for written, value in spellings:
+            if re.search(rf"(?<![0-9A-Za-z]){re.escape(written)}(?![0-9A-Za-z])", text,
                          re.IGNORECASE):
                 return value, 0.8
         return f"{text[:40]!r} is not one of {', '.join(spec.values)}"
@@ -225,11 +229,19 @@ def _json_pairs(text: str) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     for key, item in value.items():
         if isinstance(item, dict):
-            pairs.extend((str(k), _scalar(v)) for k, v in item.items()
+            pairs.extend((_words(str(k)), _scalar(v)) for k, v in item.items()
                          if not isinstance(v, (dict, list)))
         elif not isinstance(item, list):
-            pairs.append((str(key), _scalar(item)))
+            pairs.append((_words(str(key)), _scalar(item)))
     return pairs
+
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def _words(key: str) -> str:
+    """A JSON key's words: camelCase split (``memberId`` is the label ``Member ID``)."""
+    return _CAMEL.sub(" ", key)
 
 
 def _scalar(value: Any) -> str:

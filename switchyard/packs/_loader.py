@@ -197,6 +197,12 @@ def _field(name: str, spec: Mapping[str, Any], where: list[Any], c: _Checker) ->
         c.add(where + ["values"], "(missing)", "an enum field needs values: [...]", raw=True)
     if kind != "enum" and "values" in spec:
         c.add(where + ["values"], spec["values"], "only an enum field has values")
+    if kind != "enum" and "aliases" in spec:
+        c.add(where + ["aliases"], spec["aliases"], "only an enum field has aliases")
+    for alias, value in spec.get("aliases", {}).items():
+        if value not in spec.get("values", ()):
+            c.add(where + ["aliases", alias], value, "not one of the field's values: "
+                  + ", ".join(str(v) for v in spec.get("values", ())))
     if kind == "table" and "columns" not in spec:
         c.add(where + ["columns"], "(missing)", "a table field needs columns: {name: {type, "
                                                 "labels}}", raw=True)
@@ -221,6 +227,7 @@ def _field(name: str, spec: Mapping[str, Any], where: list[Any], c: _Checker) ->
                      data_class=spec.get("data_class", "personal"),
                      labels=tuple(spec.get("labels", ())), pattern=pattern,
                      values=tuple(spec.get("values", ())), columns=columns,
+                     aliases=tuple((str(a), str(v)) for a, v in spec.get("aliases", {}).items()),
                      end=tuple(spec.get("end", ())))
 
 

@@ -59,6 +59,8 @@ class FieldSpec:
     labels: tuple[str, ...] = ()
     pattern: str = ""  # a regex with one capture group, tried before the labels
     values: tuple[str, ...] = ()  # enum only
+    #: enum only: other ways documents write a value (``F`` for ``female``), alias -> value
+    aliases: tuple[tuple[str, str], ...] = ()
     #: table only: its columns (name, type and the labels of its header), in declared order
     columns: tuple[FieldSpec, ...] = ()
     #: table only: labels of a line that ends the table (``Subtotal``)

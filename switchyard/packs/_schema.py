@@ -230,6 +230,11 @@ def pack_schema() -> dict[str, Any]:
             "pattern": _str("A regex with one capture group, tried before the labels.",
                             minLength=1, maxLength=1000),
             "values": values,
+            "aliases": {"type": "object", "maxProperties": 256,
+                        "propertyNames": {"minLength": 1, "maxLength": 64},
+                        "additionalProperties": {"type": "string", "minLength": 1},
+                        "description": "enum only: other ways documents write a value, "
+                                       "alias -> value (F: female); matched without case."},
             "columns": {"type": "object", "minProperties": 1, "maxProperties": 32,
                         "propertyNames": {"pattern": IDENTIFIER},
                         "additionalProperties": column_spec,

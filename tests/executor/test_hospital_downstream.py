@@ -325,3 +325,44 @@ async def test_state_survives_a_downstream_restart(harness: Harness,
     # the default hospital is not put back over what the operator changed
     assert (await units(harness))["pediatrics"]["standard"]["capacity"] == 2
     assert (await call(harness, "POST", "/beds/bookings", {"unit": "restart"}, key()))[0] == 409
+
+
+async def test_the_demo_seeds_what_its_forms_need(harness: Harness) -> None:
+    """``switchyard demo``'s seeding (over the operator API, twice: a second run finds the beds
+    of the first taken) makes the payer answer each form as its scenario says, leaves a bed for
+    every form but the full unit's, and a discharge lets a waiting one book."""
+    from switchyard._demo import seed_hospital
+    from switchyard_packs.hospital_admission.samples import FULL_UNIT, workload
+
+    load = workload(32, 5)
+    assert harness.http is not None
+    await seed_hospital(harness.http, load)
+    for admission in load.admissions:
+        f = admission.fields
+        status, answer, _ = await call(harness, "POST", "/payer/eligibility", {
+            "payer": f["insurance_payer"], "member_id": f["member_id"],
+            "group_number": f["group_number"], "patient_name": f["patient_name"],
+            "date_of_birth": f["date_of_birth"], "admission_type": f["admission_type"]})
+        assert status == 200
+        assert tuple(d["field"] for d in answer["discrepancies"]) == \
+            admission.expected_discrepancies, (admission.scenario, answer)
+    for run in range(2):
+        if run:
+            await seed_hospital(harness.http, load)   # a second demo run on the same stack
+        waiting = []
+        for admission in load.admissions:
+            f = admission.fields
+            booking_key = key()
+            status, _, _ = await call(harness, "POST", "/beds/bookings", {
+                "unit": f["requested_unit"], "bed_type": f["bed_type"]}, booking_key)
+            if (f["requested_unit"], f["bed_type"]) == FULL_UNIT:
+                assert status == 409
+                waiting.append(booking_key)
+            else:
+                assert status == 201, admission
+        assert waiting
+        unit, bed_type = FULL_UNIT
+        await call(harness, "POST", f"/_/beds/units/{unit}/discharge",
+                   {"bed_type": bed_type, "count": 1})
+        assert (await call(harness, "POST", "/beds/bookings",
+                           {"unit": unit, "bed_type": bed_type}, waiting[0]))[0] == 201

@@ -286,8 +286,10 @@ def _load_model(path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no
     return module
 
 
-def _config_json(model: str) -> str:
-    text = (REPO / model / "config.pbtxt").read_text()
+def _config_json(model: str, repo: Path = REPO) -> str:
+    """The Triton model config as the backend gets it, from ``repo`` (a trained router's
+    config names the classes it was trained with: the tiny one's are the corpus kinds)."""
+    text = (repo / model / "config.pbtxt").read_text()
     params = dict(re.findall(r'key: "(\w+)"\s*value: \{ string_value: "([^"]*)" \}', text))
     return json.dumps({"name": model, "parameters": {k: {"string_value": v} for k, v in params.items()}})
 
@@ -303,7 +305,7 @@ def test_router_model_py_matches_training_path(tiny: tuple[Path, Path, dict],
     data, repo, _ = tiny
     mod = _load_model(_install_model_py(repo, train.ROUTER), monkeypatch)
     model = mod.TritonPythonModel()
-    model.initialize({"model_config": _config_json(train.ROUTER), "model_repository": str(repo / train.ROUTER),
+    model.initialize({"model_config": _config_json(train.ROUTER, repo), "model_repository": str(repo / train.ROUTER),
                       "model_version": "1"})
     rows = datagen.read_jsonl(data / train.ROUTER_HELDOUT)[:20]
     reqs = [{"TEXT": np.array([[r["text"].encode()] for r in rows[:7]], dtype=object)},
@@ -359,7 +361,8 @@ def test_configs_agree_with_the_code() -> None:
     assert (REPO / "document_router" / "labels.txt").read_text().split() == shipped
     assert train._router_config(REPO, shipped).decode() == router
     assert re.search(r'name: "TEXT"\s*data_type: TYPE_STRING', router)
-    assert re.search(r'name: "PROBS"\s*data_type: TYPE_FP32\s*#[^\n]*\n\s*dims: \[ 5 \]', router)
+    assert re.search(r'name: "PROBS"\s*data_type: TYPE_FP32\s*#[^\n]*\n\s*dims: \[ '
+                     + str(len(shipped)) + r' \]', router)
     inv = (REPO / "invoice_risk" / "config.pbtxt").read_text()
     assert f'string_value: "{",".join(F.INVOICE_FEATURES)}"' in inv
     assert f"dims: [ {F.INVOICE_DIM} ]" in inv

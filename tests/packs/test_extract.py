@@ -8,6 +8,7 @@ import pytest
 from switchyard.documents import layout_from_text, layout_text
 from switchyard.packs import (
     EntryPointError,
+    PackError,
     Extraction,
     accepts_layout,
     builtin_packs,
@@ -263,3 +264,27 @@ def test_a_pack_reads_a_rendered_pdf_with_a_table() -> None:
 def test_dates_ocr_ran_together() -> None:
     assert parse_date("5Jun2026") == ("2026-06-05", 1.0)
     assert parse_date("June 5,2026") == ("2026-06-05", 1.0)
+
+
+def test_enum_aliases_and_camel_case_json_keys() -> None:
+    doc = expense()
+    doc["fields"]["sex"] = {"type": "enum", "values": ["female", "male", "other", "unknown"],
+                            "aliases": {"F": "female", "M": "male", "X": "other"},
+                            "labels": ["Sex", "Gender"]}
+    doc["fields"]["member_id"] = {"type": "string", "labels": ["Member ID"]}
+    pack = load_pack_files(files_of(doc))
+    assert extract_fields(pack, "Employee: Ann Lee\nSex: F").values["sex"] == "female"
+    assert extract_fields(pack, "Employee: Ann Lee\nGender: male").values["sex"] == "male"
+    inside = extract_fields(pack, "Employee: Ann Lee\nSex: X (diverse)").fields["sex"]
+    assert (inside.value, inside.confidence) == ("other", 0.68)  # 0.85 * 0.8: inside a text
+    unknown = extract_fields(pack, "Employee: Ann Lee\nSex: Q")
+    assert "sex" not in unknown.values
+    assert "sex: 'Q' is not one of female, male, other, unknown" in unknown.issues
+    camel = extract_fields(pack, '{"employee": "Bo Chen", "insurance": {"memberId": "W123"}}')
+    assert camel.values["member_id"] == "W123"
+    # an alias must name one of the values
+    doc["fields"]["sex"]["aliases"]["W"] = "woman"
+    with pytest.raises(PackError) as refused:
+        load_pack_files(files_of(doc))
+    assert any("fields.sex.aliases.W" in line and "not one of the field's values" in line
+               for line in refused.value.problems), refused.value.problems

@@ -8,7 +8,7 @@ import pytest
 from switchyard.packs import builtin_packs, load_pack, plan_to_proto, validate_pack_files
 from switchyard.v1 import Connector, StepKind
 
-SHIPPED = ("invoice", "support_ticket", "admission_form", "classroom_event")
+SHIPPED = ("invoice", "support_ticket", "admission_form", "classroom_event", "hospital_admission")
 
 
 def test_every_shipped_pack_is_found_and_valid() -> None:
@@ -22,7 +22,7 @@ def test_every_shipped_pack_is_found_and_valid() -> None:
         assert pack.plan, name
 
 
-@pytest.mark.parametrize("name", [n for n in SHIPPED if n != "invoice"])
+@pytest.mark.parametrize("name", [n for n in SHIPPED if n not in ("invoice", "hospital_admission")])
 def test_other_packs_run_straight_through_by_default(name: str) -> None:
     pack = builtin_packs()[name]
     assert pack.rules[-1].name == "confident_route"
@@ -78,7 +78,11 @@ def test_default_targets_are_the_demo_downstreams() -> None:
     assert targets == {"invoice": ["http://erp/invoices", "http://erp/payments"],
                        "support_ticket": ["http://helpdesk/tickets"],
                        "admission_form": ["http://sis/applicants"],
-                       "classroom_event": ["http://analytics/events"]}
+                       "classroom_event": ["http://analytics/events"],
+                       "hospital_admission": [
+                           "http://payer/eligibility", "", "http://ehr/Patient",
+                           "http://ehr/Coverage", "http://ehr/Coverage", "http://beds/bookings",
+                           "http://ehr/Encounter"]}
 
 
 def test_admission_forms_are_kept_at_most_30_days() -> None:
@@ -90,3 +94,33 @@ def test_a_shipped_pack_folder_loads_from_disk_the_same() -> None:
 
     folder = importlib.resources.files("switchyard_packs") / "support_ticket"
     assert load_pack(str(folder)).digest == builtin_packs()["support_ticket"].digest
+
+
+def test_hospital_admissions_read_every_field_of_the_form_with_its_class() -> None:
+    pack = builtin_packs()["hospital_admission"]
+    classes = {name: spec.data_class for name, spec in pack.fields.items()}
+    assert {n for n, c in classes.items() if c == "health"} == {"diagnosis", "allergies"}
+    assert {n for n, c in classes.items() if c == "derived"} == {
+        "admission_type", "requested_unit", "bed_type", "consent_signed"}
+    assert set(classes) - {"diagnosis", "allergies", "admission_type", "requested_unit",
+                           "bed_type", "consent_signed"} == {
+        "patient_name", "date_of_birth", "sex", "mrn", "admitting_physician", "insurance_payer",
+        "member_id", "group_number", "subscriber", "secondary_payer", "secondary_member_id",
+        "secondary_group_number", "secondary_subscriber", "emergency_contact"}
+    assert {n for n, s in pack.fields.items() if s.required} == {
+        "patient_name", "date_of_birth", "admission_type"}
+    assert [r.name for r in pack.rules] == [
+        "consent_missing", "missing_fields", "low_extraction_confidence", "admit"]
+    assert [(s.name, s.kind) for s in pack.plan] == [
+        ("check_insurance", "call"), ("insurance_review", "approval"),
+        ("register_patient", "call"), ("record_coverage", "call"),
+        ("record_secondary_coverage", "call"), ("book_bed", "call"), ("admit", "call")]
+    by_name = {s.name: s for s in pack.plan}
+    assert by_name["record_coverage"].parallel_group == \
+        by_name["record_secondary_coverage"].parallel_group != ""
+    assert {s.name: s.compensation.target for s in pack.plan if s.compensation} == {
+        "book_bed": "http://beds/bookings/{idempotency_key}",
+        "admit": "http://ehr/Encounter/{idempotency_key}"}
+    assert pack.retention_days == 30
+    assert len(pack.examples) >= 200 and len(pack.tests) >= 10
+    assert "application/pdf" in pack.content_types and "image/png" in pack.content_types
