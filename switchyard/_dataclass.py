@@ -169,6 +169,9 @@ STORED: tuple[Stored, ...] = (
     Stored("executions", "result", DataClass.DERIVED, AtRest.PLAIN, OnPurge.STRIP,
            "the step's ExecutionResult; its summary, error and output redacted as "
            "downstream_excerpt"),
+    Stored("executions", "output", DataClass.PERSONAL, AtRest.SEALED, OnPurge.NULL,
+           "a step's full output (the downstream's answer as it came, e.g. a patient's "
+           "record): what later steps' templates read after a resume"),
     Stored("executor_jobs", "reason", DataClass.DERIVED, AtRest.PLAIN, OnPurge.NULL,
            "why a job ended or waits; may quote a step's error (downstream_excerpt)"),
     Stored("blobs", "body", DataClass.PERSONAL, AtRest.SEALED, OnPurge.DELETE,
@@ -265,37 +268,131 @@ def redact_free_text(text: str) -> str:
     return _DETECTORS.text(text) if text else text
 
 
-def downstream_excerpt(text: str, limit: int = DOWNSTREAM_EXCERPT_CHARS) -> str:
+def downstream_excerpt(text: str, limit: int = DOWNSTREAM_EXCERPT_CHARS,
+                       withheld: Withheld | None = None) -> str:
     """What Switchyard keeps of a downstream's answer (a step's summary or error: the
     ``executions`` and ``executor_jobs`` rows, the ``executions`` and ``task-status`` topics,
     logs). Downstreams echo what was posted, and the plan payloads carry the extracted fields,
-    so the whole answer is redacted first: in JSON, values under a personal extracted field's
-    name (``vendor``, ``bank_account``) are withheld, every other string goes through the PII
-    detectors; other text goes through the detectors. Only then is it cut to ``limit``
-    characters, so a cut never leaves part of a value the detectors would no longer
-    recognise."""
+    so the whole answer is redacted first (:func:`withhold_answer`): in JSON, values under a
+    personal or health field's name are withheld, every other string goes through the PII
+    detectors; other text goes through the detectors. ``withheld`` (the decision being run,
+    :func:`withheld_of`) adds that decision's personal and health field names and values: a
+    FHIR answer echoes a patient's name, birth date and diagnosis under keys of its own. Only
+    then is it cut to ``limit`` characters, so a cut never leaves part of a value the
+    detectors would no longer recognise."""
     try:
         parsed = json.loads(text)
     except (ValueError, RecursionError):
         parsed = None
     if isinstance(parsed, (dict, list)):
-        cleaned = json.dumps(_withhold_personal(parsed), ensure_ascii=False)
+        cleaned = json.dumps(withhold_answer(parsed, withheld), ensure_ascii=False)
     else:
         cleaned = _DETECTORS.text(" ".join(text.split()))
+        if withheld is not None:
+            cleaned = withheld.scrub(cleaned)
     return " ".join(cleaned.split())[:limit]
 
 
-def _withhold_personal(value: object) -> object:
+#: A value shorter than this (after normalising) is withheld only where a string equals it:
+#: "F" or "12" inside longer text says nothing and would withhold everything.
+MIN_CONTAINED_CHARS = 4
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+#: Keys of a discrepancy-like map ({"field": <name>, "submitted": .., "found": ..}) whose
+#: values are the named field's values.
+_VALUE_KEYS = ("submitted", "found", "value", "expected", "actual")
+#: Words that say nothing about a person ("allergies: none", "sex: unknown").
+_EMPTY_WORDS = frozenset({"none", "null", "true", "false", "unknown", "other", "nkda"})
+
+
+def _norm(text: str) -> str:
+    return " ".join(_WORD.findall(text.casefold()))
+
+
+@dataclass(frozen=True)
+class Withheld:
+    """A decision's personal and health fields, as what a downstream's answer to its plan
+    must not carry into storage, topics or logs: values under those ``names`` are withheld,
+    and so is any string equal to one of the ``values`` or containing it (or one of its words
+    of :data:`MIN_CONTAINED_CHARS` or more), compared case- and punctuation-insensitively."""
+
+    names: frozenset[str] = frozenset()
+    values: frozenset[str] = frozenset()   # normalised whole values
+    words: frozenset[str] = frozenset()    # normalised words of those values
+
+    def matches(self, text: str) -> bool:
+        """Whether ``text`` is or contains a withheld value."""
+        norm = _norm(text)
+        if not norm:
+            return False
+        if norm in self.values:
+            return True
+        padded = f" {norm} "
+        if any(len(v) >= MIN_CONTAINED_CHARS and f" {v} " in padded for v in self.values):
+            return True
+        return any(word in self.words for word in norm.split())
+
+    def scrub(self, text: str) -> str:
+        """Free text (an error message) with the whole of it withheld when it carries a
+        withheld value: where the value ends inside it cannot be told reliably."""
+        return "[WITHHELD]" if text and self.matches(text) else text
+
+
+def _sensitive(cls: DataClass) -> bool:
+    """Personal, or health (the most sensitive class; see :func:`field_class`)."""
+    return cls.value in ("personal", "health")
+
+
+def withheld_of(decision: Decision) -> Withheld:
+    """What of ``decision``'s fields its plan's downstream answers must not reveal: every
+    field its pack declared personal or health (``Decision.fields[].data_class``; a field
+    without a declared class by :func:`field_class`), with the values it was read (or
+    corrected) as."""
+    classes = declared_classes(decision)
+    values = {f.name: f.value for f in decision.fields}
+    values.update(decision.extracted_fields)
+    names = {name for name in set(values) | set(classes)
+             if _sensitive(field_class(name, classes.get(name, 0)))}
+    whole: set[str] = set()
+    words: set[str] = set()
+    for name in names:
+        norm = _norm(values.get(name, ""))
+        if not norm or norm in _EMPTY_WORDS:
+            continue
+        whole.add(norm)
+        words.update(w for w in norm.split() if len(w) >= MIN_CONTAINED_CHARS
+                     and w not in _EMPTY_WORDS)
+    return Withheld(frozenset(names), frozenset(whole), frozenset(words))
+
+
+def withhold_answer(value: object, withheld: Withheld | None = None) -> object:
+    """A downstream's JSON answer (or a step's output) as it may be kept: values under a
+    personal field name (the invoice extractor's, and ``withheld``'s names) replaced by
+    ``[NAME REDACTED]``, the values of a map whose ``field`` names such a field too, strings
+    carrying one of ``withheld``'s values replaced by ``[WITHHELD]``, every other string
+    through the PII detectors."""
+    return _withhold_personal(value, withheld or Withheld())
+
+
+def _withhold_personal(value: object, withheld: Withheld) -> object:
     if isinstance(value, dict):
-        return {key: (f"[{key.upper()} REDACTED]" if _personal_value(key, item)
-                      else _withhold_personal(item)) for key, item in value.items()}
+        about = value.get("field")
+        named = isinstance(about, str) and (
+            about in withheld.names or EXTRACTED_FIELDS.get(about) is DataClass.PERSONAL)
+        return {key: (f"[{key.upper()} REDACTED]" if _personal_value(key, item, withheld)
+                      or (named and key in _VALUE_KEYS and item not in ("", None))
+                      else _withhold_personal(item, withheld)) for key, item in value.items()}
     if isinstance(value, list):
-        return [_withhold_personal(item) for item in value]
-    return _DETECTORS.text(value) if isinstance(value, str) else value
+        return [_withhold_personal(item, withheld) for item in value]
+    if isinstance(value, str):
+        return "[WITHHELD]" if withheld.matches(value) else _DETECTORS.text(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and withheld.values:
+        return "[WITHHELD]" if withheld.matches(str(value)) else value
+    return value
 
 
-def _personal_value(key: str, value: object) -> bool:
-    return EXTRACTED_FIELDS.get(key) is DataClass.PERSONAL and value not in ("", None)
+def _personal_value(key: str, value: object, withheld: Withheld) -> bool:
+    return (key in withheld.names or EXTRACTED_FIELDS.get(key) is DataClass.PERSONAL) \
+        and value not in ("", None)
 
 
 def _redact_struct(struct: struct_pb2.Struct, redactor: Redactor,
@@ -385,7 +482,7 @@ _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 @dataclass(frozen=True)
-class Withheld:
+class WithheldSpan:
     """A span of text that shows a withheld field's value, and the label replacing it."""
 
     start: int
@@ -421,11 +518,11 @@ class WithheldValues:
     def __bool__(self) -> bool:
         return self.pattern is not None or bool(self.dates)
 
-    def find(self, text: str) -> list[Withheld]:
+    def find(self, text: str) -> list[WithheldSpan]:
         """Non-overlapping spans of ``text`` showing a withheld value, in order."""
-        found: list[Withheld] = []
+        found: list[WithheldSpan] = []
         if self.pattern is not None:
-            found.extend(Withheld(m.start(), m.end(), self.labels[m.lastindex - 1])
+            found.extend(WithheldSpan(m.start(), m.end(), self.labels[m.lastindex - 1])
                          for m in self.pattern.finditer(text) if m.lastindex)
         if self.dates:
             from switchyard.packs._extract import parse_date  # the extractor's notations
@@ -433,7 +530,7 @@ class WithheldValues:
                 parsed = parse_date(m.group())
                 label = self.dates.get(parsed[0]) if parsed else None
                 if label and not any(f.start < m.end() and m.start() < f.end for f in found):
-                    found.append(Withheld(m.start(), m.end(), label))
+                    found.append(WithheldSpan(m.start(), m.end(), label))
         return sorted(found, key=lambda f: f.start)
 
     def text(self, text: str) -> str:
@@ -647,7 +744,8 @@ def redact_layout(layout: DocumentLayout, decision: Decision, redactor: Redactor
 
 __all__ = ["DOWNSTREAM_EXCERPT_CHARS", "EXTRACTED_FIELDS", "MASK_MARGIN", "STORED", "TOPICS",
            "WITHHELD_CLASSES", "AtRest", "DataClass", "OnPurge", "PageRedactions", "Stored",
-           "TopicData", "Withheld", "WithheldValues", "declared_classes", "downstream_excerpt", "field_class",
-           "matching_hash", "matching_key", "page_redactions", "redact_decision",
-           "redact_escalation", "redact_field", "redact_free_text", "redact_layout",
-           "redact_task", "sealed_columns", "withheld_values"]
+           "TopicData", "Withheld", "WithheldSpan", "WithheldValues", "declared_classes",
+           "downstream_excerpt", "field_class", "matching_hash", "matching_key",
+           "page_redactions", "redact_decision", "redact_escalation", "redact_field",
+           "redact_free_text", "redact_layout", "redact_task", "sealed_columns",
+           "withheld_of", "withheld_values", "withhold_answer"]

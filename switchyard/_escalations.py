@@ -40,8 +40,11 @@ def build_escalation(task: TaskEnvelope, decision: Decision, *, queue: str, buck
     ``bucket`` is the review priority 0 (P0) .. 3 (P3); the SLA deadline is ``sla_deadline``
     when the caller has one (the executor's job deadline), else the decision's
     ``review_sla`` (a pack rule's review SLA) from now, else the bucket's SLA from now, and
-    never later than the task's own deadline. Who may review (``reviewer_group``) and
-    whether two reviewers must approve (``four_eyes``) come from the decision as well.
+    never later than the task's own deadline. Who may review (``reviewer_group``), whether
+    two reviewers must approve (``four_eyes``) and which personal and health fields they see
+    in clear (``revealed_fields``, the pack's ``review.reveal``; an approval step's own
+    ``reveal`` replaces them where the executor builds its escalation) come from the
+    decision as well.
     """
     bucket = clamped(bucket)
     now = datetime.now(timezone.utc)
@@ -57,6 +60,7 @@ def build_escalation(task: TaskEnvelope, decision: Decision, *, queue: str, buck
         priority=review_priority(bucket), reason=reason, reason_detail=detail,
         proposed_decision=decision, sla_deadline=timestamp(sla), task=task, service=service,
         reviewer_group=decision.reviewer_group, four_eyes=decision.four_eyes,
+        revealed_fields=list(decision.revealed_fields),
     )
 
 

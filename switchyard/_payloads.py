@@ -4,7 +4,8 @@ Every column that holds a copy of a submitted document or values read out of one
 personal columns :data:`switchyard._dataclass.STORED` marks sealed: ``tasks.envelope``,
 ``decision_holds.envelope``, ``review_items.escalation``, ``dead_letters.original_value``,
 ``decisions.decision``, ``executor_jobs.decision``, ``review_verdicts.verdict_pb``,
-``review_approvals.verdict_pb``, ``decision_invoices.fields``, ``blobs.body``) goes through :class:`PayloadCodec`. With ``SWITCHYARD_ENCRYPTION_KEYS`` set, a blob is sealed with
+``review_approvals.verdict_pb``, ``decision_invoices.fields``, ``blobs.body``,
+``executions.output``) goes through :class:`PayloadCodec`. With ``SWITCHYARD_ENCRYPTION_KEYS`` set, a blob is sealed with
 the active key (:mod:`switchyard._crypto`) and bound to its column and row id as associated
 data, so a blob copied onto another row, or into another column, fails to open. With no keys
 it passes plaintext through. Opening accepts plaintext rows written before encryption was
@@ -57,13 +58,16 @@ VERDICT = Column("review_verdicts", "item_id", "verdict_pb")
 #: The first of two approvals of a four-eyes review item (the same shape as VERDICT).
 APPROVAL = Column("review_approvals", "item_id", "verdict_pb")
 INVOICE_FIELDS = Column("decision_invoices", "task_id", "fields")
+#: A plan step's full output (its result in ``executions.result`` keeps it redacted), bound
+#: to ``output_id`` (uuid5 of task and step id: the row's key is two columns).
+EXECUTION_OUTPUT = Column("executions", "output_id", "output")
 #: A document's bytes above the claim-check threshold (switchyard.documents._blobs): the
 #: ``blobs`` table, and objects in an S3 store sealed with the same context.
 BLOB_BODY = Column("blobs", "blob_id", "body")
 #: Every sealed column (switchyard._dataclass.STORED says why each one is).
 COLUMNS = (TASK_ENVELOPE, HOLD_ENVELOPE, REVIEW_ESCALATION, DEAD_LETTER_VALUE, DEAD_LETTER_KEY,
            DEAD_LETTER_HEADERS, DECISION, JOB_DECISION, VERDICT, APPROVAL, INVOICE_FIELDS,
-           BLOB_BODY)
+           BLOB_BODY, EXECUTION_OUTPUT)
 
 RowId = str | uuid.UUID
 
@@ -246,7 +250,7 @@ async def key_usage(conn: asyncpg.Connection, column: Column) -> dict[str, int]:
     return {row["kid"]: row["n"] for row in rows}
 
 
-__all__ = ["APPROVAL", "BLOB_BODY", "COLUMNS", "DEAD_LETTER_HEADERS", "DEAD_LETTER_KEY", "DEAD_LETTER_VALUE", "DECISION", "HOLD_ENVELOPE", "INVOICE_FIELDS",
+__all__ = ["APPROVAL", "BLOB_BODY", "COLUMNS", "DEAD_LETTER_HEADERS", "DEAD_LETTER_KEY", "DEAD_LETTER_VALUE", "DECISION", "EXECUTION_OUTPUT", "HOLD_ENVELOPE", "INVOICE_FIELDS",
            "JOB_DECISION", "VERDICT", "PLAINTEXT", "REVIEW_ESCALATION",
            "TASK_ENVELOPE", "Column", "PayloadCodec", "PayloadError", "RewrapReport", "RowId",
            "codec_for", "key_id", "key_usage", "rewrap_column", "rewrap_stale"]

@@ -196,8 +196,9 @@ async def _strip_verdicts(conn: asyncpg.Connection, codec: PayloadCodec,
 
 
 async def _strip_executions(conn: asyncpg.Connection, ids: list[RowId]) -> None:
-    """What a step kept of the downstream's answer: its error, result summary and output (the
-    outcome, attempts and idempotency key stay), and the job's reason."""
+    """What a step kept of the downstream's answer: its error, result summary and output, its
+    sealed full output (the outcome, attempts and idempotency key stay), and the job's
+    reason."""
     rows = await conn.fetch("SELECT task_id, step_id, result FROM executions "
                             "WHERE task_id = ANY($1::uuid[])", ids)
     updates = []
@@ -207,7 +208,7 @@ async def _strip_executions(conn: asyncpg.Connection, ids: list[RowId]) -> None:
         result.error = ""
         result.ClearField("output")
         updates.append((row["task_id"], row["step_id"], result.SerializeToString()))
-    await conn.executemany("UPDATE executions SET error = '', result = $3 "
+    await conn.executemany("UPDATE executions SET error = '', result = $3, output = NULL "
                            "WHERE task_id = $1 AND step_id = $2", updates)
     await conn.execute("UPDATE executor_jobs SET reason = '' WHERE task_id = ANY($1::uuid[])",
                        ids)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import asyncpg
 
-from switchyard._dataclass import downstream_excerpt
+from switchyard._dataclass import Withheld, downstream_excerpt
 
 
 class StepError(Exception):
@@ -25,26 +25,43 @@ class StepError(Exception):
     instead of the computed backoff when present.
     """
 
-    def __init__(self, message: str, retryable: bool, retry_after_s: float | None = None) -> None:
+    def __init__(self, message: str, retryable: bool, retry_after_s: float | None = None,
+                 answer: Answer | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after_s = retry_after_s
+        #: the downstream's answer when it gave one (a step's ``retry_later`` reads it)
+        self.answer = answer
 
 
 class PermanentStepError(StepError):
     """Raised for permanent failures so circuit breakers can exclude them by type: a 4xx says
     the request was wrong, not that the endpoint is unhealthy."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=False)
+    def __init__(self, message: str, answer: Answer | None = None) -> None:
+        super().__init__(message, retryable=False, answer=answer)
 
 
-def permanent(message: str) -> PermanentStepError:
-    return PermanentStepError(message)
+def permanent(message: str, answer: Answer | None = None) -> PermanentStepError:
+    return PermanentStepError(message, answer)
 
 
 def retryable(message: str, retry_after_s: float | None = None) -> StepError:
     return StepError(message, retryable=True, retry_after_s=retry_after_s)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a downstream answered, as a step's ``retry_later`` condition reads it
+    (``answer.status``, ``answer.body``): the HTTP status or the gRPC status code's number,
+    and the answer's JSON object ({} when it had none). Unredacted: it is only evaluated,
+    never stored."""
+
+    status: int
+    body: dict[str, Any] = field(default_factory=dict)
+
+    def as_context(self) -> dict[str, Any]:
+        return {"status": self.status, "body": dict(self.body)}
 
 
 @dataclass(frozen=True)
@@ -59,33 +76,34 @@ class StepCall:
     payload: dict[str, Any]
     idempotency_key: str
     timeout_s: float
+    #: the decision's personal and health fields: what is kept of the answer withholds them
+    withheld: Withheld | None = None
 
 
 @dataclass(frozen=True)
 class StepOutcome:
     summary: str
     duplicate: bool  # the downstream had already applied this idempotency key
-    #: what later steps read as ``steps.<name>.output`` (see :func:`answer_output`)
+    #: what later steps read as ``steps.<name>.output`` (see :func:`answer_output`): the
+    #: full answer; the runner keeps it sealed and stores and publishes it only redacted
     output: dict[str, Any] | None = None
+    #: the status the downstream answered with (``retry_later``); None: not told
+    answer: Answer | None = None
 
 
-#: A redacted answer longer than this is not kept as a step's output.
+#: An answer longer than this is not kept as a step's output.
 MAX_OUTPUT_CHARS = 16 * 1024
 
 
 def answer_output(text: str) -> dict[str, Any] | None:
-    """A downstream's JSON object answer as the step's output, redacted the way
-    :func:`~switchyard._dataclass.downstream_excerpt` redacts what is kept of an answer (values
-    of personal field names withheld, other strings through the PII detectors), because it is
-    stored in ``executions`` and published on the ``executions`` topic; None for any other
-    answer, or one longer than :data:`MAX_OUTPUT_CHARS` once redacted."""
-    if not text.lstrip().startswith("{"):
-        return None
-    cleaned = downstream_excerpt(text, limit=MAX_OUTPUT_CHARS + 1)
-    if len(cleaned) > MAX_OUTPUT_CHARS:
+    """A downstream's JSON object answer as the step's output, as it came: the runner keeps
+    it sealed for the plan's templates and stores and publishes it only redacted
+    (:func:`~switchyard._dataclass.withhold_answer`); None for any other answer, or one longer
+    than :data:`MAX_OUTPUT_CHARS`."""
+    if not text.lstrip().startswith("{") or len(text) > MAX_OUTPUT_CHARS:
         return None
     try:
-        value = json.loads(cleaned)
+        value = json.loads(text)
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
@@ -124,7 +142,8 @@ class SqlConnector:
                 TimeoutError) as exc:
             raise retryable(f"{step.address}: {exc!r}") from None
         except asyncpg.PostgresError as exc:
-            raise permanent(f"{step.address}: {downstream_excerpt(str(exc))}") from None
+            raise permanent(f"{step.address}: "
+                            f"{downstream_excerpt(str(exc), withheld=step.withheld)}") from None
         return StepOutcome(
             summary=f"recorded in {step.address}" if row else f"already in {step.address}",
             duplicate=row is None,

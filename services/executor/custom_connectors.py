@@ -88,10 +88,10 @@ class GuardedConnector:
             raise retryable(f"{where}: no answer within {step.timeout_s:g}s") from None
         except (ConnectionError, OSError) as exc:
             raise retryable(f"{where}: {type(exc).__name__}: "
-                            f"{downstream_excerpt(str(exc))}") from None
+                            f"{downstream_excerpt(str(exc), withheld=step.withheld)}") from None
         except Exception as exc:  # a plugin's bug: the step fails, the executor does not
             raise permanent(f"{where}: {type(exc).__name__}: "
-                            f"{downstream_excerpt(str(exc))}") from None
+                            f"{downstream_excerpt(str(exc), withheld=step.withheld)}") from None
 
     async def close(self) -> None:
         await self.inner.close()

@@ -26,6 +26,7 @@ from grpc_reflection.v1alpha.reflection_pb2 import ServerReflectionRequest
 from grpc_reflection.v1alpha.reflection_pb2_grpc import ServerReflectionStub
 
 from services.executor.connectors import (
+    Answer,
     StepCall,
     StepError,
     StepOutcome,
@@ -149,13 +150,13 @@ class GrpcConnector:
         except StepError:
             raise
         except grpc.aio.AioRpcError as exc:
-            raise self._classify(where + " (reflection)", exc) from None
+            raise self._classify(where + " (reflection)", exc, step) from None
         try:
             request = json_format.ParseDict(step.payload, method.request())
         except json_format.ParseError as exc:
             raise permanent(f"{where}: payload does not fit "
                             f"{method.request.DESCRIPTOR.full_name}: "
-                            f"{downstream_excerpt(str(exc))}") from None
+                            f"{downstream_excerpt(str(exc), withheld=step.withheld)}") from None
         metadata = (("idempotency-key", step.idempotency_key),
                     ("x-switchyard-task-id", step.task_id),
                     ("x-switchyard-tenant-id", step.tenant_id),
@@ -169,16 +170,21 @@ class GrpcConnector:
             response: Any = await call
             trailing = await call.trailing_metadata() or ()
         except grpc.aio.AioRpcError as exc:
-            raise self._classify(where, exc) from None
+            raise self._classify(where, exc, step) from None
         replayed = any(k == "idempotent-replayed" and v == "true" for k, v in trailing)
         answer = json_format.MessageToJson(response, indent=None)
-        return StepOutcome(summary=f"OK {downstream_excerpt(answer)}", duplicate=replayed,
-                           output=answer_output(answer))
+        output = answer_output(answer)
+        return StepOutcome(summary=f"OK {downstream_excerpt(answer, withheld=step.withheld)}",
+                           duplicate=replayed, output=output,
+                           answer=Answer(grpc.StatusCode.OK.value[0], output or {}))
 
     @staticmethod
-    def _classify(where: str, exc: grpc.aio.AioRpcError) -> StepError:
-        message = f"{where}: {exc.code().name} {downstream_excerpt(exc.details() or '')}".strip()
-        return retryable(message) if is_retryable_code(exc.code()) else permanent(message)
+    def _classify(where: str, exc: grpc.aio.AioRpcError, step: StepCall) -> StepError:
+        details = downstream_excerpt(exc.details() or "", withheld=step.withheld)
+        message = f"{where}: {exc.code().name} {details}".strip()
+        if is_retryable_code(exc.code()):
+            return retryable(message)
+        return permanent(message, Answer(exc.code().value[0]))
 
     async def close(self) -> None:
         for server in self._servers.values():

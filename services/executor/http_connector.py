@@ -9,10 +9,13 @@ Classification: 2xx succeeds; 408, 425, 429 and 5xx are retryable (``Retry-After
 in seconds or as an HTTP date); every other status is permanent; timeouts and connection
 failures are retryable.
 
-Of the answer, only :func:`switchyard._dataclass.downstream_excerpt` is kept (the status plus
-a redacted excerpt of the body): ERPs echo what was posted, and that carries the extracted
-fields. A JSON object answer also becomes the step's output for later steps, redacted the
-same way (:func:`~services.executor.connectors.answer_output`).
+Of the answer, only :func:`switchyard._dataclass.downstream_excerpt` is kept in plain storage
+(the status plus a redacted excerpt of the body, the decision's personal and health values
+withheld): ERPs echo what was posted, and that carries the extracted
+fields. A JSON object answer also becomes the step's output for later steps
+(:func:`~services.executor.connectors.answer_output`; kept sealed, stored and published
+redacted the same way), and the status and that object are what a step's ``retry_later``
+condition reads, for a success or a permanent failure.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import aiohttp
 from opentelemetry import propagate
 
 from services.executor.connectors import (
+    Answer,
     StepCall,
     StepOutcome,
     answer_output,
@@ -103,13 +107,15 @@ class HttpConnector:
             raise permanent(f"{where}: invalid URL {exc}") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise retryable(f"{where}: {type(exc).__name__}: {exc}") from None
-        detail = downstream_excerpt(text)
+        detail = downstream_excerpt(text, withheld=step.withheld)
+        body = answer_output(text)
+        answer = Answer(status, body or {})
         if 200 <= status < 300:
             return StepOutcome(summary=f"HTTP {status} {detail}".strip(), duplicate=replayed,
-                               output=answer_output(text))
+                               output=body, answer=answer)
         if is_retryable_status(status):
             raise retryable(f"{where}: HTTP {status} {detail}".strip(), hint)
-        raise permanent(f"{where}: HTTP {status} {detail}".strip())
+        raise permanent(f"{where}: HTTP {status} {detail}".strip(), answer)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -2,9 +2,10 @@
 
 A decision becomes a job row before its offset is committed. The row says who runs it
 (``owner``, a replica that beats in ``executor_replicas``), whether it is parked (on an open
-breaker, until ``retry_at``, or on a wait step of its plan: ``blocked_by`` 'timer' until
-``retry_at``, 'callback' until CompleteWait wakes it or its timeout ``retry_at``) and how it
-ended. Any replica's resumer picks up parked jobs
+breaker, until ``retry_at``, on a call step's ``retry_later``: ``blocked_by`` 'later' until
+``retry_at``, or on a wait step of its plan: 'timer' until ``retry_at``, 'callback' until
+CompleteWait wakes it or its timeout ``retry_at``) and how it ended. Any replica's resumer
+picks up parked jobs
 when they are due and jobs whose owner stopped beating, so a partition never waits for a
 downstream and a killed replica's work is finished by whoever comes next. The row keeps the
 trace context the decision arrived in, so work resumed later stays in the task's trace.
@@ -115,7 +116,8 @@ class JobStore:
              WHERE j.decision_id IN (
                 SELECT c.decision_id FROM executor_jobs c
                  WHERE NOT (c.decision_id = ANY($4::uuid[])) AND (
-                       (c.state = 'parked' AND c.blocked_by IN ('retry', 'timer', 'callback')
+                       (c.state = 'parked'
+                        AND c.blocked_by IN ('retry', 'later', 'timer', 'callback')
                         AND c.retry_at <= now())
                     OR (c.state = 'parked' AND c.blocked_by = 'breaker' AND NOT EXISTS (
                           SELECT 1 FROM executor_breakers b

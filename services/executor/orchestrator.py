@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timezone
 
 import asyncpg
@@ -37,6 +38,7 @@ from switchyard.v1 import (
     CancellationRequest,
     Decision,
     DecisionOutcome,
+    Discrepancy,
     Escalation,
     EscalationReason,
     TaskEnvelope,
@@ -171,7 +173,7 @@ class Executor:
         await self._publish(result)
         if result.outcome == "approval":
             assert result.approval is not None
-            await self.escalate_approval(job, result.approval)
+            await self.escalate_approval(job, result.approval, result.discrepancies)
         elif result.outcome == "succeeded":
             await self._finish(decision, "SUCCEEDED", "executed",
                                f"{len(decision.plan.steps)} step(s) done")
@@ -252,10 +254,13 @@ class Executor:
         await self.jobs.finish(job, ESCALATED, f"{code}: {detail}"[:2000])
         log.warning("escalated task: %s", detail)
 
-    async def escalate_approval(self, job: Job, step: ActionStep) -> None:
+    async def escalate_approval(self, job: Job, step: ActionStep,
+                                discrepancies: Sequence[Discrepancy] = ()) -> None:
         """Hand the task to a person for an approval step: the step's ApprovalSpec says the
-        queue, group, four eyes, SLA and instructions; the proposed decision is this one, with
-        its plan, so the verdict (``approves_step_id``) resumes or compensates it."""
+        queue, group, four eyes, SLA, instructions, the fields its reviewers see
+        (``reveal``) and, rendered, the discrepancies they check; the proposed decision is
+        this one, with its plan, so the verdict (``approves_step_id``) resumes or compensates
+        it."""
         decision = job.decision
         code = f"{APPROVAL_CODE}{step.step_id}"
         # the instructions travel in the escalation only: rendered, they may name a person,
@@ -266,7 +271,8 @@ class Executor:
             return
         await self.producer.send(ESCALATIONS, decision.task_id,
                                  await self._escalation(job, APPROVAL_STEP, code, detail,
-                                                        step=step))
+                                                        step=step,
+                                                        discrepancies=discrepancies))
         await self.jobs.finish(job, ESCALATED, f"{code}: {detail}"[:2000])
         log.info("task waits for approval of step %s", step.step_id)
 
@@ -276,6 +282,7 @@ class Executor:
         review service dedupes it by its id)."""
         code, _, detail = job.reason.partition(": ")
         step = None
+        discrepancies: list[Discrepancy] = []
         if code.startswith(APPROVAL_CODE):
             step_id = code.removeprefix(APPROVAL_CODE)
             step = next((s for s in job.decision.plan.steps if s.step_id == step_id), None)
@@ -284,17 +291,22 @@ class Executor:
         if reason is None or task is None or task["status"] in TERMINAL:
             return
         if step is not None:  # as it was first sent: its templates rendered
-            step = await self.runner.approval(job.decision, step,
-                                              self._facts(job.decision.task_id, task))
+            step, discrepancies = await self.runner.approval(
+                job.decision, step, self._facts(job.decision.task_id, task))
         await self.producer.send(ESCALATIONS, job.decision.task_id,
-                                 await self._escalation(job, reason, code, detail, task, step))
+                                 await self._escalation(job, reason, code, detail, task, step,
+                                                        discrepancies))
         log.warning("re-sent the escalation of a re-driven task (%s)", code)
 
     async def _escalation(self, job: Job, reason: int, code: str, detail: str,
                           task: asyncpg.Record | None = None,
-                          step: ActionStep | None = None) -> Escalation:
+                          step: ActionStep | None = None,
+                          discrepancies: Sequence[Discrepancy] = ()) -> Escalation:
         """``task``: the task's row when the caller has just read it (else read here);
-        ``step``: the approval step it asks a person about."""
+        ``step``: the approval step it asks a person about, ``discrepancies`` what its
+        ``discrepancies`` expression gave. Every escalation reveals the decision's
+        ``revealed_fields`` (:func:`build_escalation`); an approval step's ``reveal``, when it
+        names any, replaces them (minimum necessary: what that check needs)."""
         decision = job.decision
         if task is None:
             task = await self._task(decision.task_id)
@@ -317,6 +329,10 @@ class Executor:
             escalation.four_eyes = approval.four_eyes
             escalation.step_id = step.step_id
             escalation.instructions = approval.instructions
+            escalation.discrepancies.extend(discrepancies)
+            if approval.reveal:
+                del escalation.revealed_fields[:]
+                escalation.revealed_fields.extend(approval.reveal)
             return escalation
         urgent = reason == EscalationReason.ESCALATION_REASON_SLA_AT_RISK
         return build_escalation(

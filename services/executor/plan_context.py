@@ -36,9 +36,14 @@ from switchyard.packs import (
     evaluate_condition,
     typed_fields,
 )
-from switchyard.v1 import Decision, ExecutionResult, StepOutcome
+from switchyard.packs._expressions import as_text
+from switchyard.v1 import Decision, Discrepancy, ExecutionResult, StepOutcome
 
 PENDING = "pending"
+#: What a call step's ``retry_later.when`` sees beyond the plan's context: the answer.
+RETRY_LATER_VARIABLES = PLAN_VARIABLES | frozenset({"answer"})
+#: The keys of one discrepancy (``ApprovalSpec.discrepancies`` gives a list of such maps).
+DISCREPANCY_KEYS = ("field", "submitted", "found", "source", "note")
 
 
 class ExpressionError(ValueError):
@@ -85,8 +90,8 @@ def plan_context(decision: Decision, task: TaskFacts,
 
 
 @functools.lru_cache(maxsize=1024)
-def _condition(source: str, where: str) -> Any:
-    return compile_condition(source, where, PLAN_VARIABLES)
+def _condition(source: str, where: str, variables: frozenset[str] = PLAN_VARIABLES) -> Any:
+    return compile_condition(source, where, variables)
 
 
 def condition_holds(source: str, context: Mapping[str, Any], where: str = "when") -> bool:
@@ -97,6 +102,50 @@ def condition_holds(source: str, context: Mapping[str, Any], where: str = "when"
         return evaluate_condition(_condition(source, where), dict(context))
     except ValueError as exc:  # does not compile, or cannot be evaluated on this context
         raise ExpressionError(" ".join(str(exc).split())) from None
+
+
+def check_retry_later(source: str, where: str) -> None:
+    """Compile a ``retry_later.when`` (raises :class:`ExpressionError` when it cannot)."""
+    try:
+        _condition(source, where, RETRY_LATER_VARIABLES)
+    except ValueError as exc:
+        raise ExpressionError(" ".join(str(exc).split())) from None
+
+
+def retry_later_holds(source: str, context: Mapping[str, Any], answer: Any,
+                      where: str) -> bool:
+    """Whether a call step's ``retry_later.when`` holds for the downstream's ``answer`` (an
+    :class:`~services.executor.connectors.Answer`: ``answer.status``, ``answer.body``), with
+    the step's context (fields, params, steps, ...) besides."""
+    try:
+        condition = _condition(source, where, RETRY_LATER_VARIABLES)
+        return evaluate_condition(condition, {**context, "answer": answer.as_context()})
+    except ValueError as exc:
+        raise ExpressionError(" ".join(str(exc).split())) from None
+
+
+def discrepancies(source: str, context: Mapping[str, Any], where: str) -> list[Discrepancy]:
+    """An approval's ``discrepancies`` expression evaluated: a list of maps with the keys
+    :data:`DISCREPANCY_KEYS` (each value as text; a missing key is empty). Empty source:
+    none. Anything else (not a list, an item that is not a map, a key not listed) is an
+    :class:`ExpressionError`, so the step fails with it."""
+    if not source.strip():
+        return []
+    value = render("${" + source + "}", context, where)
+    if not isinstance(value, list):
+        raise ExpressionError(f"{where}: must give a list of maps with keys "
+                              f"{', '.join(DISCREPANCY_KEYS)}, not {type(value).__name__}")
+    out = []
+    for index, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            raise ExpressionError(f"{where}: item {index} is {type(item).__name__}, not a "
+                                  "map")
+        unknown = sorted(set(map(str, item)) - set(DISCREPANCY_KEYS))
+        if unknown:
+            raise ExpressionError(f"{where}: item {index} has unknown key(s) "
+                                  f"{', '.join(unknown)}; known: {', '.join(DISCREPANCY_KEYS)}")
+        out.append(Discrepancy(**{key: as_text(item.get(key)) for key in DISCREPANCY_KEYS}))
+    return out
 
 
 def _has_template(value: Any) -> bool:
@@ -128,5 +177,6 @@ def render_target(target: str, context: Mapping[str, Any], where: str) -> str:
     return rendered
 
 
-__all__ = ["ExpressionError", "TaskFacts", "condition_holds", "plan_context", "render",
-           "render_target", "step_name", "step_status"]
+__all__ = ["DISCREPANCY_KEYS", "RETRY_LATER_VARIABLES", "ExpressionError", "TaskFacts",
+           "check_retry_later", "condition_holds", "discrepancies", "plan_context", "render",
+           "render_target", "retry_later_holds", "step_name", "step_status"]

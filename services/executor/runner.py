@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import uuid
 from collections.abc import Sequence
@@ -50,7 +51,13 @@ from google.protobuf.json_format import MessageToDict
 from prometheus_client import Counter
 
 from services.executor.breakers import BreakerBoard, BreakerOpen
-from services.executor.connectors import Connector, StepCall, StepError
+from services.executor.connectors import (
+    MAX_OUTPUT_CHARS,
+    Answer,
+    Connector,
+    StepCall,
+    StepError,
+)
 from services.executor.endpoints import (
     InvalidTarget,
     Route,
@@ -61,7 +68,10 @@ from services.executor.endpoints import (
 from services.executor.plan_context import (
     ExpressionError,
     TaskFacts,
+    check_retry_later,
     condition_holds,
+    discrepancies,
+    retry_later_holds,
     plan_context,
     render,
     render_target,
@@ -69,12 +79,15 @@ from services.executor.plan_context import (
 )
 from switchyard._audit import append as audit_append
 from switchyard._audit import digest
+from switchyard._dataclass import Withheld, withheld_of, withhold_answer
+from switchyard._payloads import EXECUTION_OUTPUT, PLAINTEXT, PayloadCodec, PayloadError
 from switchyard._taskstore import timestamp
 from switchyard.v1 import (
     ActionStep,
     Decision,
     DecisionOutcome,
     DecisionSource,
+    Discrepancy,
     ExecutionResult,
     StepKind,
     StepOutcome,
@@ -91,6 +104,10 @@ DONE_NAMES = frozenset({SUCCEEDED_NAME, SKIPPED_CONDITION_NAME})
 PAUSES = frozenset({StepKind.STEP_KIND_APPROVAL, StepKind.STEP_KIND_WAIT})
 COMPENSATION_PREFIX = "compensate:"
 MAX_PARK_DELAY_S = 600.0
+#: The shortest ``retry_later.every`` a plan may ask for.
+MIN_RETRY_LATER_S = 1.0
+
+log = logging.getLogger(__name__)
 
 STEP_CALLS = Counter(
     "switchyard_executor_step_calls_total",
@@ -112,8 +129,9 @@ class RetryConfig:
 @dataclass(frozen=True)
 class Blocked:
     """Why and until when a task waits: ``kind`` 'breaker' (until the endpoint's breaker
-    closes), 'retry' (until ``retry_at``), 'timer' (a wait step, until ``retry_at``) or
-    'callback' (a wait step, until CompleteWait or its timeout ``retry_at``, None: none)."""
+    closes), 'retry' (until ``retry_at``), 'later' (a call step's ``retry_later`` said "not
+    now": until ``retry_at``), 'timer' (a wait step, until ``retry_at``) or 'callback' (a wait
+    step, until CompleteWait or its timeout ``retry_at``, None: none)."""
 
     kind: str
     endpoint: str
@@ -137,6 +155,8 @@ class PlanResult:
     blocked: Blocked | None = None
     compensated: list[str] = field(default_factory=list)
     approval: ActionStep | None = None  # the approval step waiting for a person
+    #: what the approval step's ``discrepancies`` rendered to, for its escalation
+    discrepancies: list[Discrepancy] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -146,7 +166,8 @@ class _Attempted:
     summary: str = ""
     error: str = ""
     blocked: Blocked | None = None
-    output: dict[str, Any] | None = None
+    output: dict[str, Any] | None = None  # the full output (sealed when stored)
+    answer: Answer | None = None  # what the downstream answered, when it did
 
 
 @dataclass(frozen=True)
@@ -158,6 +179,26 @@ class _StepRun:
     failure: str = ""
     blocked: Blocked | None = None
     approval: ActionStep | None = None
+    discrepancies: list[Discrepancy] = field(default_factory=list)
+
+
+def output_id(task_id: str, step_id: str) -> uuid.UUID:
+    """The id ``executions.output`` is sealed to (one column, as the payload codec binds a
+    blob to its row): derived from the row's key, task and step id."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"execution-output:{task_id}:{step_id}")
+
+
+def kept_output(output: dict[str, Any] | None, withheld: Withheld) -> dict[str, Any] | None:
+    """What of a step's full output is stored in plain ``executions.result`` and published on
+    the ``executions`` topic: redacted like every answer kept (the decision's personal and
+    health values withheld, other strings through the PII detectors); None when nothing is,
+    or when it is longer than :data:`MAX_OUTPUT_CHARS` once redacted."""
+    if not output:
+        return None
+    cleaned = withhold_answer(output, withheld)
+    if not isinstance(cleaned, dict) or len(json.dumps(cleaned)) > MAX_OUTPUT_CHARS:
+        return None
+    return cleaned
 
 
 def step_groups(steps: Sequence[ActionStep]) -> list[list[ActionStep]]:
@@ -179,7 +220,8 @@ def uses_plan_features(decision: Decision) -> bool:
     if decision.plan.pack:
         return True
     for step in decision.plan.steps:
-        if step.kind or step.when or step.parallel_group or "${" in step.target:
+        if step.kind or step.when or step.parallel_group or "${" in step.target \
+                or step.HasField("retry_later"):
             return True
         payloads = [step.payload, step.compensation.payload]
         if any("${" in json.dumps(MessageToDict(p)) for p in payloads):
@@ -250,12 +292,14 @@ def park_delay_s(parks: int, first_s: float) -> float:
 class PlanRunner:
     def __init__(self, pool: asyncpg.Pool, router: Router,
                  connectors: dict[int | str, Connector],
-                 breakers: BreakerBoard, config: RetryConfig) -> None:
+                 breakers: BreakerBoard, config: RetryConfig,
+                 codec: PayloadCodec = PLAINTEXT) -> None:
         self.pool = pool
         self.router = router
         self.connectors = connectors
         self.breakers = breakers
         self.config = config
+        self.codec = codec  # seals and opens steps' full outputs (executions.output)
 
     # -- validation ---------------------------------------------------------------------------
     def validate(self, decision: Decision) -> list[str]:
@@ -285,6 +329,8 @@ class PlanRunner:
                 self._route(step.connector, step.target)
             except InvalidTarget as exc:
                 problems.append(f"{where}.target: {exc}")
+            if step.HasField("retry_later"):
+                problems.extend(self._validate_retry_later(step, where))
             if step.HasField("compensation") and step.compensation.target:
                 try:
                     self._route(step.compensation.connector,
@@ -303,6 +349,8 @@ class PlanRunner:
                             "runs alone, not in a parallel group")
         if step.HasField("compensation"):
             problems.append(f"{where}.compensation: an {kind} step has nothing to undo")
+        if step.HasField("retry_later"):
+            problems.append(f"{where}.retry_later: {kind} steps call nothing to retry")
         if step.kind == StepKind.STEP_KIND_WAIT:
             wait = step.wait
             if not wait.callback and wait.duration.ToTimedelta() <= timedelta(0):
@@ -310,6 +358,24 @@ class PlanRunner:
             if wait.callback and wait.HasField("timeout") and \
                     wait.timeout.ToTimedelta() <= timedelta(0):
                 problems.append(f"{where}.wait.timeout: must be > 0 when set")
+        return problems
+
+    @staticmethod
+    def _validate_retry_later(step: ActionStep, where: str) -> list[str]:
+        """A call step's ``retry_later``: a condition that compiles, and a wait of at least
+        :data:`MIN_RETRY_LATER_S` between tries."""
+        problems = []
+        later = step.retry_later
+        if not later.when.strip():
+            problems.append(f"{where}.retry_later.when: required")
+        else:
+            try:
+                check_retry_later(later.when, "retry_later.when")
+            except ExpressionError as exc:
+                problems.append(f"{where}.retry_later.when: {exc}")
+        if later.every.ToTimedelta().total_seconds() < MIN_RETRY_LATER_S:
+            problems.append(f"{where}.retry_later.every: must be at least "
+                            f"{MIN_RETRY_LATER_S:g}s")
         return problems
 
     def _route(self, connector: int, target: str) -> Route:
@@ -329,14 +395,29 @@ class PlanRunner:
     # -- forward ------------------------------------------------------------------------------
     async def _recorded(self, task_id: str) -> dict[str, asyncpg.Record]:
         rows = await self.pool.fetch(
-            "SELECT step_id, outcome, error, result FROM executions WHERE task_id = $1",
-            uuid.UUID(task_id))
+            "SELECT step_id, outcome, error, result, output_id, output FROM executions "
+            "WHERE task_id = $1", uuid.UUID(task_id))
         return {row["step_id"]: row for row in rows}
 
-    @staticmethod
-    def _results(recorded: dict[str, asyncpg.Record]) -> dict[str, ExecutionResult]:
-        return {step_id: ExecutionResult.FromString(row["result"])
-                for step_id, row in recorded.items()}
+    def _results(self, recorded: dict[str, asyncpg.Record]) -> dict[str, ExecutionResult]:
+        """The recorded results as the plan's templates see them: each step's full output
+        (opened from ``executions.output``) instead of the redacted one it was stored and
+        published with, so a later step posts the real patient id or bed, also after a
+        resume."""
+        results = {}
+        for step_id, row in recorded.items():
+            result = ExecutionResult.FromString(row["result"])
+            if row["output"] is not None:
+                try:
+                    full = json.loads(self.codec.open(row["output_id"], row["output"],
+                                                      EXECUTION_OUTPUT))
+                except (PayloadError, ValueError) as exc:  # the redacted one, then
+                    log.error("step %s: full output unreadable: %s", step_id, exc)
+                else:
+                    result.output.Clear()
+                    result.output.update(full)
+            results[step_id] = result
+        return results
 
     async def run(self, decision: Decision, probe: str = "", parks: int = 0,
                   task: TaskFacts | None = None) -> PlanResult:
@@ -382,7 +463,8 @@ class PlanRunner:
                 return PlanResult("needs_compensation", results, cause=failed.failure)
             paused = next((r for r in ran_all if r.approval is not None), None)
             if paused is not None:
-                return PlanResult("approval", results, approval=paused.approval)
+                return PlanResult("approval", results, approval=paused.approval,
+                                  discrepancies=paused.discrepancies)
             blocked = next((r.blocked for r in ran_all if r.blocked is not None), None)
             if blocked is not None:
                 return PlanResult("blocked", results, blocked=blocked)
@@ -410,6 +492,18 @@ class PlanRunner:
         call = self._call(decision, step.step_id, step.name, route, target,
                           step.operation, payload, key, step)
         attempted = await self._attempt(call, route, step, probe, parks)
+        if attempted.blocked is None and step.HasField("retry_later") \
+                and attempted.answer is not None:
+            try:
+                later = retry_later_holds(step.retry_later.when, context, attempted.answer,
+                                          f"{where} retry_later.when")
+            except ExpressionError as exc:
+                error = str(exc)
+                attempted = _Attempted(StepOutcome.STEP_OUTCOME_FAILED_PERMANENT,
+                                       attempted.calls, error=error)
+            else:
+                if later:
+                    return await self._retry_later(decision, step, call, attempted)
         results = [await self._record(decision, step.step_id, call, attempted)] \
             if attempted.calls else []
         if attempted.blocked is not None:
@@ -418,6 +512,25 @@ class PlanRunner:
             return _StepRun(results, failure=f"step {step.step_id} failed permanently: "
                                              f"{attempted.error}")
         return _StepRun(results)
+
+    async def _retry_later(self, decision: Decision, step: ActionStep, call: StepCall,
+                           attempted: _Attempted) -> _StepRun:
+        """The downstream answered "not now" (the step's ``retry_later.when`` holds): the step
+        is recorded WAITING with what it answered, and the task parks until
+        ``retry_later.every`` from now, when the step is called again with the same
+        idempotency key. The endpoint answered, so its breaker counts nothing; the SLA
+        escalates the task when that next try is past its deadline."""
+        every = step.retry_later.every.ToTimedelta()
+        due = datetime.now(timezone.utc) + every
+        said = attempted.summary or attempted.error
+        waiting = _Attempted(StepOutcome.STEP_OUTCOME_WAITING, attempted.calls,
+                             summary=f"retry later ({step.retry_later.when}): {said}"[:500],
+                             output=attempted.output)
+        result = await self._record(decision, step.step_id, call, waiting)
+        return _StepRun([result], blocked=Blocked(
+            "later", "", f"retry_later:{step.step_id}",
+            f"step {step_name(step)} tries again at {due.isoformat()} (every {every})", due,
+            step.step_id))
 
     async def _pause(self, decision: Decision, step: ActionStep, row: asyncpg.Record | None,
                      context: dict[str, Any]) -> _StepRun:
@@ -457,7 +570,10 @@ class PlanRunner:
                                           output={"approved_by": approver})
                 return _StepRun(results + ([done] if done else []))
             try:
-                return _StepRun(results, approval=self._rendered_approval(step, context))
+                return _StepRun(results, approval=self._rendered_approval(step, context),
+                                discrepancies=discrepancies(
+                                    step.approval.discrepancies, context,
+                                    f"step {step.step_id} approval.discrepancies"))
             except ExpressionError as exc:
                 settled = await self._settle(decision, step.step_id,
                                              StepOutcome.STEP_OUTCOME_FAILED_PERMANENT,
@@ -494,15 +610,18 @@ class PlanRunner:
             step.step_id))
 
     async def approval(self, decision: Decision, step: ActionStep,
-                       task: TaskFacts) -> ActionStep:
+                       task: TaskFacts) -> tuple[ActionStep, list[Discrepancy]]:
         """An approval step as its escalation shows it (templates rendered with the task's
-        recorded steps); as written when they cannot be rendered any more."""
+        recorded steps) and its discrepancies; as written (and none) when they cannot be
+        rendered any more."""
         context = plan_context(decision, task, self._results(
             await self._recorded(decision.task_id)))
         try:
-            return self._rendered_approval(step, context)
+            return self._rendered_approval(step, context), discrepancies(
+                step.approval.discrepancies, context,
+                f"step {step.step_id} approval.discrepancies")
         except ExpressionError:
-            return step
+            return step, []
 
     @staticmethod
     def _rendered_approval(step: ActionStep, context: dict[str, Any]) -> ActionStep:
@@ -611,6 +730,7 @@ class PlanRunner:
             operation=operation or name, payload=payload, idempotency_key=key,
             timeout_s=timeout_s or self.config.timeouts.get(route.connector,
                                                             self.config.default_timeout_s),
+            withheld=withheld_of(decision),
         )
 
     async def _attempt(self, call: StepCall, route: Route, step: ActionStep, probe: str,
@@ -620,6 +740,7 @@ class PlanRunner:
         base_s, cap_s = backoff_bounds(step, self.config)
         endpoint = route.endpoint
         calls = 0
+        scrub = (call.withheld or Withheld()).scrub  # a custom connector's own words too
         while True:
             try:
                 self.breakers.check(endpoint, probe=probe == endpoint)
@@ -632,36 +753,37 @@ class PlanRunner:
             except BreakerOpen as exc:
                 STEP_CALLS.labels(endpoint, "breaker_open").inc()
                 return _Attempted(StepOutcome.STEP_OUTCOME_FAILED_RETRYABLE, calls,
-                                  error=str(exc), blocked=Blocked(
+                                  error=scrub(str(exc)), blocked=Blocked(
                                       "breaker", endpoint, f"breaker_open:{endpoint}", str(exc),
                                       exc.retry_at))
             except StepError as exc:
                 if not exc.retryable:
                     STEP_CALLS.labels(endpoint, "permanent").inc()
                     return _Attempted(StepOutcome.STEP_OUTCOME_FAILED_PERMANENT, calls,
-                                      error=str(exc))
+                                      error=scrub(str(exc)), answer=exc.answer)
                 STEP_CALLS.labels(endpoint, "retryable").inc()
                 now = datetime.now(timezone.utc)
                 if calls >= max_attempts:
                     return _Attempted(StepOutcome.STEP_OUTCOME_FAILED_RETRYABLE, calls,
-                                      error=str(exc), blocked=Blocked(
+                                      error=scrub(str(exc)), blocked=Blocked(
                                           "retry", endpoint, f"retries_exhausted:{endpoint}",
-                                          f"{calls} attempt(s), last: {exc}",
+                                          f"{calls} attempt(s), last: {scrub(str(exc))}",
                                           now + timedelta(seconds=park_delay_s(
                                               parks, self.config.retry_park_s))))
                 delay = exc.retry_after_s if exc.retry_after_s is not None else backoff_s(
                     calls, base_s, cap_s)
                 if delay > cap_s:
                     return _Attempted(StepOutcome.STEP_OUTCOME_FAILED_RETRYABLE, calls,
-                                      error=str(exc), blocked=Blocked(
+                                      error=scrub(str(exc)), blocked=Blocked(
                                           "retry", endpoint, f"rate_limited:{endpoint}",
-                                          f"asked to retry after {delay:.0f}s: {exc}",
+                                          f"asked to retry after {delay:.0f}s: {scrub(str(exc))}",
                                           now + timedelta(seconds=delay)))
                 await asyncio.sleep(delay)
                 continue
             STEP_CALLS.labels(endpoint, "duplicate" if outcome.duplicate else "ok").inc()
             return _Attempted(StepOutcome.STEP_OUTCOME_SUCCEEDED, calls, summary=outcome.summary,
-                              output=outcome.output)
+                              output=outcome.output,
+                              answer=outcome.answer or Answer(0, outcome.output or {}))
 
     # -- records ------------------------------------------------------------------------------
     @staticmethod
@@ -680,24 +802,31 @@ class PlanRunner:
     async def _record(self, decision: Decision, step_id: str, call: StepCall,
                       attempted: _Attempted) -> ExecutionResult:
         now = datetime.now(timezone.utc)
+        withheld = call.withheld or Withheld()
+        error = withheld.scrub(attempted.error)  # a custom connector's own text too
         result = ExecutionResult(
             task_id=decision.task_id, tenant_id=decision.tenant_id, step_id=step_id,
-            outcome=attempted.outcome, attempts=attempted.calls, error=attempted.error,  # type: ignore[arg-type]
-            response_summary=attempted.summary, started_at=timestamp(now),
+            outcome=attempted.outcome, attempts=attempted.calls, error=error,  # type: ignore[arg-type]
+            response_summary=withheld.scrub(attempted.summary), started_at=timestamp(now),
             finished_at=timestamp(now), idempotency_key=call.idempotency_key,
         )
-        if attempted.output:
-            result.output.update(attempted.output)
+        kept = kept_output(attempted.output, withheld)
+        if kept:
+            result.output.update(kept)
+        sealed_id = output_id(decision.task_id, step_id)
+        sealed = self.codec.seal(sealed_id, json.dumps(attempted.output).encode(),
+                                 EXECUTION_OUTPUT) if attempted.output else None
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO executions (task_id, step_id, idempotency_key, outcome, attempts, "
-                "error, result) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (task_id, step_id) DO "
+                "error, result, output_id, output) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) "
+                "ON CONFLICT (task_id, step_id) DO "
                 "UPDATE SET outcome = EXCLUDED.outcome, attempts = executions.attempts + "
                 "EXCLUDED.attempts, error = EXCLUDED.error, result = EXCLUDED.result, "
-                "finished_at = now()",
+                "output_id = EXCLUDED.output_id, output = EXCLUDED.output, finished_at = now()",
                 uuid.UUID(decision.task_id), step_id, call.idempotency_key,
-                StepOutcome.Name(attempted.outcome), attempted.calls, attempted.error,
-                result.SerializeToString(),
+                StepOutcome.Name(attempted.outcome), attempted.calls, error,
+                result.SerializeToString(), sealed_id, sealed,
             )
             action = ("compensation.executed" if step_id.startswith(COMPENSATION_PREFIX)
                       else "step.executed")
@@ -725,7 +854,7 @@ class PlanRunner:
                 "INSERT INTO executions (task_id, step_id, idempotency_key, outcome, attempts, "
                 "error, result) VALUES ($1,$2,$3,$4,0,$5,$6) ON CONFLICT (task_id, step_id) DO "
                 "UPDATE SET outcome = EXCLUDED.outcome, error = EXCLUDED.error, "
-                "result = EXCLUDED.result, finished_at = now()",
+                "result = EXCLUDED.result, output = NULL, finished_at = now()",
                 uuid.UUID(decision.task_id), step_id, key, StepOutcome.Name(outcome),  # type: ignore[arg-type]
                 error, result.SerializeToString())
             await audit_append(conn, decision.tenant_id, "executor", "step.executed", {

@@ -171,7 +171,7 @@ async def setup(ctx: ServiceContext, opened: list[StepConnector] | None = None) 
                   Connector.CONNECTOR_SQL: settings.executor_sql_timeout_s},
     )
     runner = PlanRunner(ctx.pool, Router(endpoint_map(settings), frozenset(custom)), connectors,
-                        breakers, config)
+                        breakers, config, codec_for(settings))
     jobs = JobStore(ctx.pool, owner, settings.executor_replica_timeout_s, codec_for(settings))
     sla = SlaPolicy(settings.executor_sla_s, parse_sla_overrides(settings.executor_sla_overrides))
     # Escalations go to the queue the decision names (the deciding tenant's routing).

@@ -24,8 +24,8 @@ import asyncpg
 
 from services.executor.connectors import MAX_OUTPUT_CHARS, answer_output
 from services.executor.jobs import JobStore
-from services.executor.runner import WAITING_NAME, settle_waiting
-from switchyard._dataclass import downstream_excerpt
+from services.executor.runner import WAITING_NAME, kept_output, settle_waiting
+from switchyard._dataclass import Withheld, downstream_excerpt
 from switchyard._grpc import FieldViolation
 from switchyard._kafka import Producer
 from switchyard._taskstore import TERMINAL
@@ -71,7 +71,8 @@ def callback_output(output: dict[str, Any]) -> dict[str, Any]:
     in ``executions`` and published on the ``executions`` topic)."""
     if not output:
         return {}
-    kept = answer_output(json.dumps(output, ensure_ascii=False))
+    parsed = answer_output(json.dumps(output, ensure_ascii=False))
+    kept = kept_output(parsed, Withheld()) if parsed is not None else None
     if kept is None:
         raise FieldViolation("output", f"larger than {MAX_OUTPUT_CHARS} characters as JSON")
     return kept

@@ -44,6 +44,7 @@ from switchyard.packs._model import (
     PackError,
     ParamSpec,
     ReviewSpec,
+    RetryLaterSpec,
     RuleSpec,
     ScorerSpec,
     StepApproval,
@@ -388,8 +389,47 @@ def _connector(c: _Checker, path: list[Any], name: str, target: str) -> None:
                                          f"{name}://")
 
 
-def _call(raw: Mapping[str, Any], path: list[Any], group: str, names: Names, c: _Checker
-          ) -> StepSpec:
+#: The shortest wait between a ``retry_later`` step's tries.
+MIN_RETRY_LATER_S = 1.0
+_PARAM_REF = re.compile(r"^\$\{params\.([a-z][a-z0-9_]*)\}$")
+
+
+def retry_every_seconds(value: Any) -> float | None:
+    """A ``retry_later.every`` value as seconds: a duration text or a number of seconds;
+    None when it is neither, or shorter than :data:`MIN_RETRY_LATER_S`."""
+    if isinstance(value, bool):
+        return None
+    seconds = float(value) if isinstance(value, (int, float)) else \
+        parse_duration(value) if isinstance(value, str) else None
+    return seconds if seconds is not None and seconds >= MIN_RETRY_LATER_S else None
+
+
+def _retry_later(raw: Mapping[str, Any], path: list[Any], names: Names,
+                 params: Mapping[str, ParamSpec], c: _Checker) -> RetryLaterSpec:
+    when, every = raw["when"], raw["every"]
+    _expression(c, path + ["when"], when, Names(
+        variables=names.variables | {"answer"}, fields=names.fields, params=names.params,
+        scores=names.scores, steps=names.steps))
+    reference = _PARAM_REF.match(every)
+    if reference is None:
+        every_s = _duration(c, path + ["every"], every)
+        if every_s is not None and every_s < MIN_RETRY_LATER_S:
+            c.add(path + ["every"], every, f"must be at least {MIN_RETRY_LATER_S:g}s")
+        return RetryLaterSpec(when=when, every=every, every_s=every_s)
+    param = params.get(reference.group(1))
+    if param is None:
+        c.add(path + ["every"], every, f"unknown parameter {reference.group(1)}; known: "
+                                       f"{', '.join(sorted(params)) or 'none'}")
+    elif param.type not in ("string", "number", "integer") or \
+            retry_every_seconds(param.default) is None:
+        c.add(path + ["every"], every, f"parameter {param.name} must be a string holding a "
+                                       "duration (5m) or a number of seconds, at least "
+                                       f"{MIN_RETRY_LATER_S:g}s")
+    return RetryLaterSpec(when=when, every=every)
+
+
+def _call(raw: Mapping[str, Any], path: list[Any], group: str, names: Names, c: _Checker,
+          params: Mapping[str, ParamSpec] | None = None) -> StepSpec:
     name = raw["name"]
     connector = raw.get("connector", "http")
     _connector(c, path, connector, raw["target"])
@@ -427,10 +467,13 @@ def _call(raw: Mapping[str, Any], path: list[Any], group: str, names: Names, c: 
         timeout_s=timeout_s, max_attempts=retry.get("max_attempts", 0),
         backoff=retry.get("backoff", ""), backoff_s=backoff_s,
         max_backoff=retry.get("max_backoff", ""), max_backoff_s=max_backoff_s, when=when,
-        parallel_group=group, compensation=compensation)
+        parallel_group=group, compensation=compensation,
+        retry_later=_retry_later(raw["retry_later"], path + ["retry_later"], names,
+                                 params or {}, c) if "retry_later" in raw else None)
 
 
-def _plan(raw: list[Any], names: Names, c: _Checker) -> tuple[StepSpec, ...]:
+def _plan(raw: list[Any], names: Names, c: _Checker,
+          params: Mapping[str, ParamSpec] | None = None) -> tuple[StepSpec, ...]:
     steps: list[StepSpec] = []
     seen: dict[str, str] = {}
     earlier: set[str] = set()
@@ -452,7 +495,7 @@ def _plan(raw: list[Any], names: Names, c: _Checker) -> tuple[StepSpec, ...]:
             for sub_index, sub in enumerate(entry["parallel"]):
                 sub_where = where + ["parallel", sub_index]
                 claim(sub["name"], sub_where + ["name"])
-                steps.append(_call(sub, sub_where, group, scoped(), c))
+                steps.append(_call(sub, sub_where, group, scoped(), c, params))
                 block_names.append(sub["name"])
             earlier.update(block_names)
         elif "approval" in entry:
@@ -465,13 +508,22 @@ def _plan(raw: list[Any], names: Names, c: _Checker) -> tuple[StepSpec, ...]:
             when = spec.get("when", "")
             if when:
                 _expression(c, sub_where + ["when"], when, scoped())
+            if "discrepancies" in spec:
+                for problem in check_expression(spec["discrepancies"], scoped())[1]:
+                    c.add(sub_where + ["discrepancies"], spec["discrepancies"], problem)
+            for reveal_index, name in enumerate(spec.get("reveal", ())):
+                if names.fields is not None and name not in names.fields:
+                    c.add(sub_where + ["reveal", reveal_index], name,
+                          f"unknown field; known: {', '.join(sorted(names.fields)) or 'none'}")
             sla_s = _duration(c, sub_where + ["sla"], spec["sla"]) if "sla" in spec else None
             steps.append(StepSpec(
                 name=spec["name"], kind="approval", connector="", operation="approval",
                 when=when, approval=StepApproval(
                     group=spec.get("group", ""), four_eyes=spec.get("four_eyes", False),
                     sla=spec.get("sla", ""), sla_s=sla_s, queue=spec.get("queue", ""),
-                    instructions=spec.get("instructions", ""))))
+                    instructions=spec.get("instructions", ""),
+                    discrepancies=spec.get("discrepancies", ""),
+                    reveal=tuple(spec.get("reveal", ())))))
             earlier.add(spec["name"])
         elif "wait" in entry:
             spec = entry["wait"]
@@ -502,7 +554,7 @@ def _plan(raw: list[Any], names: Names, c: _Checker) -> tuple[StepSpec, ...]:
             earlier.add(spec["name"])
         else:
             claim(entry["name"], where + ["name"])
-            steps.append(_call(entry, where, "", scoped(), c))
+            steps.append(_call(entry, where, "", scoped(), c, params))
             earlier.add(entry["name"])
     return tuple(steps)
 
@@ -703,7 +755,7 @@ def _build(files: Mapping[str, bytes]) -> tuple[Pack | None, list[str]]:
     rules = _rules(doc["decision"], review, decision_names, c, samples)
     plan_names = Names(variables=PLAN_VARIABLES, fields=frozenset(fields),
                        params=frozenset(params), steps=frozenset())
-    plan = _plan(doc["plan"], plan_names, c)
+    plan = _plan(doc["plan"], plan_names, c, params)
     examples: tuple[str, ...] = ()
     examples_file = doc.get("examples") or (DEFAULT_EXAMPLES if DEFAULT_EXAMPLES in files else "")
     if examples_file:
@@ -809,5 +861,6 @@ def builtin_packs() -> dict[str, Pack]:
     return dict(_builtin())
 
 
-__all__ = ["ENGINE_RULES", "MAX_PACK_BYTES", "PACKS_GROUP", "builtin_packs", "load_pack", "load_pack_files",
-           "param_value_problem", "parse_duration", "read_pack_folder", "validate_pack_files"]
+__all__ = ["ENGINE_RULES", "MAX_PACK_BYTES", "MIN_RETRY_LATER_S", "PACKS_GROUP", "builtin_packs",
+           "load_pack", "load_pack_files", "param_value_problem", "parse_duration",
+           "read_pack_folder", "retry_every_seconds", "validate_pack_files"]

@@ -154,6 +154,19 @@ class StepApproval:
     sla_s: float | None = None
     queue: str = ""
     instructions: str = ""
+    discrepancies: str = ""  # CEL: a list of {field, submitted, found, source, note}
+    reveal: tuple[str, ...] = ()  # fields its reviewers see in clear
+
+
+@dataclass(frozen=True)
+class RetryLaterSpec:
+    """A call step's business-level "not now": ``when`` (CEL over ``answer`` and the step
+    context) holds -> the step is called again after ``every`` (a duration, or
+    ``${params.<name>}`` resolved when the plan is built)."""
+
+    when: str
+    every: str
+    every_s: float | None = None  # None: from a parameter
 
 
 @dataclass(frozen=True)
@@ -187,6 +200,7 @@ class StepSpec:
     when: str = ""
     parallel_group: str = ""
     compensation: Compensation | None = None
+    retry_later: RetryLaterSpec | None = None
     approval: StepApproval | None = None
     wait: StepWait | None = None
 

@@ -3,8 +3,10 @@
 Payload, target and ``when`` templates stay templates: the executor renders them just before
 each step, with the fields as they are then (after a reviewer's edits) and the outputs of the
 steps before. Only what the executor needs as plain values before the step runs is filled in
-here, from the tenant's parameters: targets (of steps and compensations) and an approval
-step's reviewer group, queue and instructions, when they use nothing but ``params``. The plan records the pack, its version and the resolved
+here, from the tenant's parameters: targets (of steps and compensations), an approval
+step's reviewer group, queue and instructions, when they use nothing but ``params``, and a
+``retry_later.every`` that names a parameter. An approval's ``discrepancies`` expression and a
+``retry_later.when`` stay expressions (the executor evaluates them). The plan records the pack, its version and the resolved
 parameters, so a task finishes on the pack version it was decided with.
 """
 
@@ -16,6 +18,7 @@ from typing import Any
 from google.protobuf import duration_pb2, struct_pb2
 
 from switchyard.packs._expressions import Names, Template, as_text
+from switchyard.packs._loader import MIN_RETRY_LATER_S, retry_every_seconds
 from switchyard.packs._model import Pack, StepSpec
 from switchyard.v1 import (
     ActionPlan,
@@ -23,6 +26,7 @@ from switchyard.v1 import (
     ApprovalSpec,
     CompensationStep,
     Connector,
+    RetryLater,
     StepKind,
     WaitSpec,
 )
@@ -72,7 +76,24 @@ def _with_params(text: str, params: Mapping[str, Any]) -> str:
         return text
 
 
-def _step(index: int, spec: StepSpec, params: Mapping[str, Any]) -> ActionStep:
+def _every_s(spec: StepSpec, params: Mapping[str, Any], defaults: Mapping[str, Any]) -> float:
+    """A ``retry_later.every`` as seconds: as written, else the parameter it names (the
+    tenant's value, or the pack's default when that one is no duration), at least
+    :data:`~switchyard.packs._loader.MIN_RETRY_LATER_S`."""
+    later = spec.retry_later
+    assert later is not None
+    if later.every_s is not None:
+        return later.every_s
+    name = later.every.removeprefix("${params.").removesuffix("}")
+    for value in (params.get(name), defaults.get(name)):
+        seconds = retry_every_seconds(value)
+        if seconds is not None:
+            return seconds
+    return MIN_RETRY_LATER_S
+
+
+def _step(index: int, spec: StepSpec, params: Mapping[str, Any],
+          defaults: Mapping[str, Any] | None = None) -> ActionStep:
     step = ActionStep(step_id=step_id(index, spec.name), name=spec.name,
                       kind=_KINDS[spec.kind], when=spec.when,
                       parallel_group=spec.parallel_group)
@@ -87,6 +108,9 @@ def _step(index: int, spec: StepSpec, params: Mapping[str, Any]) -> ActionStep:
             value = _duration(seconds)
             if value is not None:
                 getattr(step, name).CopyFrom(value)
+        if spec.retry_later is not None:
+            every = _duration(_every_s(spec, params, defaults or {}))
+            step.retry_later.CopyFrom(RetryLater(when=spec.retry_later.when, every=every))
         undo = spec.compensation
         if undo is not None:
             step.compensation.CopyFrom(CompensationStep(
@@ -100,7 +124,8 @@ def _step(index: int, spec: StepSpec, params: Mapping[str, Any]) -> ActionStep:
             queue=_with_params(approval.queue, params),
             reviewer_group=_with_params(approval.group, params),
             four_eyes=approval.four_eyes,
-            instructions=_with_params(approval.instructions, params)))
+            instructions=_with_params(approval.instructions, params),
+            discrepancies=approval.discrepancies, reveal=list(approval.reveal)))
         sla = _duration(approval.sla_s)
         if sla is not None:
             step.approval.sla.CopyFrom(sla)
@@ -122,7 +147,7 @@ def plan_to_proto(pack: Pack, params: Mapping[str, Any] | None = None) -> Action
     plan = ActionPlan(pack=pack.name, pack_version=pack.version)
     plan.parameters.update(resolved)
     for index, spec in enumerate(pack.plan, start=1):
-        plan.steps.append(_step(index, spec, resolved))
+        plan.steps.append(_step(index, spec, resolved, pack.defaults))
     return plan
 
 

@@ -36,6 +36,8 @@ IDENTIFIER = r"^[a-z][a-z0-9_]{0,62}$"
 SEMVER = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$"
 #: 30s, 15m, 4h, 2d, 200ms, or combined: 1h30m.
 DURATION = r"^([0-9]+(ms|s|m|h|d))+$"
+#: ${params.<name>}: a value taken from the tenant's pack parameters when the plan is built.
+PARAM_TEMPLATE = r"^\$\{params\.[a-z][a-z0-9_]{0,62}\}$"
 CONTENT_TYPE = r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$"
 
 
@@ -99,6 +101,22 @@ def _call_properties() -> dict[str, Any]:
             },
         },
         "when": _str("A CEL condition; false: the step is skipped.", minLength=1),
+        "retry_later": {
+            "type": "object", "additionalProperties": False, "required": ["when", "every"],
+            "description": "A business-level 'not now' (e.g. no bed free): when `when` holds "
+                           "for the downstream's answer, the task waits durably and the step "
+                           "is called again after `every`, with the same idempotency key.",
+            "properties": {
+                "when": _str("A CEL condition over answer.status (HTTP status, gRPC code "
+                             "number) and answer.body (the JSON answer), with fields, params, "
+                             "steps, ...", minLength=1),
+                "every": {"type": "string", "pattern": f"{DURATION}|{PARAM_TEMPLATE}",
+                          "description": "How long to wait before the next try, at least 1s: "
+                                         "a duration (30s, 5m, 1h30m) or ${params.<name>} "
+                                         "(a string parameter holding a duration, or a "
+                                         "number of seconds)."},
+            },
+        },
         "compensate": {
             "type": "object", "additionalProperties": False, "required": ["target"],
             "description": "The call that undoes this step when a later one fails for good.",
@@ -136,6 +154,15 @@ def _approval_step() -> dict[str, Any]:
                 "queue": _str("Review queue; default: the decision's.", maxLength=256),
                 "instructions": _str("What the reviewer is asked.", maxLength=4000),
                 "when": _str("A CEL condition; false: the approval is skipped.", minLength=1),
+                "discrepancies": _str(
+                    "A CEL expression giving a list of maps with keys field, submitted, "
+                    "found, source, note (e.g. steps.check.output.discrepancies): shown to "
+                    "the reviewer as the fields that disagree.", minLength=1),
+                "reveal": {"type": "array", "maxItems": 64, "uniqueItems": True,
+                           "items": _str("A declared field.", pattern=IDENTIFIER),
+                           "description": "Fields this approval's reviewers see in clear, "
+                                          "whatever their class; default: the pack's "
+                                          "review.reveal."},
             },
         }},
     }

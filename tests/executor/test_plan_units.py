@@ -4,6 +4,7 @@ wait steps, the template context, callback tokens, step outputs and custom conne
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import uuid
 from datetime import timedelta
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from services.executor.connectors import StepOutcome as CallOutcome
 from services.executor.connectors import (
+    Answer,
     StepCall,
     StepError,
     answer_output,
@@ -31,19 +33,31 @@ from services.executor.plan_context import (
     ExpressionError,
     TaskFacts,
     condition_holds,
+    discrepancies,
     plan_context,
     render,
+    retry_later_holds,
 )
-from services.executor.runner import PlanRunner, RetryConfig, backoff_bounds, step_groups
+from services.executor.runner import (
+    PlanRunner,
+    RetryConfig,
+    backoff_bounds,
+    kept_output,
+    step_groups,
+)
 from services.executor.waits import callback_output, parse_token
+from switchyard._dataclass import Withheld, downstream_excerpt, withheld_of, withhold_answer
 from switchyard._grpc import FieldViolation
 from switchyard.v1 import (
     ActionStep,
     ApprovalSpec,
     CompensationStep,
     Connector,
+    DataClass,
     Decision,
     ExecutionResult,
+    FieldExtraction,
+    RetryLater,
     StepKind,
     StepOutcome,
     WaitSpec,
@@ -67,6 +81,59 @@ def test_consecutive_steps_of_one_parallel_group_run_together() -> None:
                                                                      parallel_group="b")]
     assert [[s.step_id for s in group] for group in step_groups(steps)] == [
         ["1", "2"], ["3"], ["4"], ["5", "6"]]
+
+
+def test_retry_later_is_validated_before_any_effect() -> None:
+    runner = PlanRunner(None, ROUTER, {Connector.CONNECTOR_HTTP: None},  # type: ignore[arg-type,dict-item]
+                        None, RetryConfig())  # type: ignore[arg-type]
+
+    def book(when: str, every_s: float, **extra: object) -> ActionStep:
+        step = http_step("1-book", "http://erp/beds")
+        step.retry_later.CopyFrom(RetryLater(when=when, every=seconds(every_s)))
+        for key, value in extra.items():
+            setattr(step, key, value)
+        return step
+
+    ok = decision(str(uuid.uuid4()), "acme", [
+        book("answer.status == 409 && answer.body.error == 'no_bed' && fields.x == 'y'", 1)])
+    assert runner.validate(ok) == []
+    problems = [runner.validate(decision(str(uuid.uuid4()), "acme", [step]))
+                for step in (book("answr.status == 409", 5), book("answer.status ==", 5),
+                             book("answer.status == 409", 0.5), book("", 5))]
+    assert "unknown name answr" in problems[0][0]
+    assert "not valid CEL" in problems[1][0]
+    assert problems[2] == ["plan.steps[0].retry_later.every: must be at least 1s"]
+    assert problems[3] == ["plan.steps[0].retry_later.when: required"]
+    wait = ActionStep(step_id="1-cool", name="cool", kind=StepKind.STEP_KIND_WAIT,
+                      wait=WaitSpec(duration=seconds(60)),
+                      retry_later=RetryLater(when="true", every=seconds(5)))
+    assert runner.validate(decision(str(uuid.uuid4()), "acme", [wait])) == [
+        "plan.steps[0].retry_later: wait steps call nothing to retry"]
+
+
+def test_retry_later_reads_the_answer_and_discrepancies_render_to_a_list() -> None:
+    context = {"fields": {"unit": "icu"}, "metadata": {}, "task": {}, "params": {},
+               "steps": {"check": {"status": "succeeded", "output": {"found": [
+                   {"field": "date_of_birth", "submitted": "1984-03-02", "found": "1948-03-02",
+                    "source": "payer", "note": "differs"},
+                   {"field": "member_id", "found": 12.0}]}}}}
+    when = "answer.status == 409 && answer.body.error == 'no_bed' && fields.unit == 'icu'"
+    assert retry_later_holds(when, context, Answer(409, {"error": "no_bed"}), "w")
+    assert not retry_later_holds(when, context, Answer(201, {"id": 1}), "w")
+    with pytest.raises(ExpressionError, match="no such key"):
+        retry_later_holds("answer.body.error == 'x'", context, Answer(409), "w")
+    rendered = discrepancies("steps.check.output.found", context, "d")
+    assert [(d.field, d.submitted, d.found, d.source, d.note) for d in rendered] == [
+        ("date_of_birth", "1984-03-02", "1948-03-02", "payer", "differs"),
+        ("member_id", "", "12", "", "")]
+    assert discrepancies("", context, "d") == []
+    assert discrepancies("[]", context, "d") == []
+    for source, message in (("steps.check.output", "must give a list of maps"),
+                            ("[1]", "item 0 is int, not a map"),
+                            ("[{'field': 'x', 'why': 'y'}]", "unknown key\\(s\\) why"),
+                            ("steps.nope.output", "no such key")):
+        with pytest.raises(ExpressionError, match=message):
+            discrepancies(source, context, "d")
 
 
 def test_a_step_may_set_its_own_backoff() -> None:
@@ -165,15 +232,67 @@ def test_the_step_context_has_typed_fields_metadata_params_and_step_outcomes() -
         condition_holds("fields.amount", context, "step x when")
 
 
-def test_a_json_object_answer_becomes_a_redacted_output() -> None:
-    assert answer_output('{"id": 3, "data": {"bank_account": "DE89370400440532013000", '
-                         '"note": "mail ann@example.com"}}') == {
-        "id": 3, "data": {"bank_account": "[BANK_ACCOUNT REDACTED]",
-                          "note": answer_output('{"n": "mail ann@example.com"}')["n"]}}
-    assert "ann@example.com" not in str(answer_output('{"n": "mail ann@example.com"}'))
+def test_a_json_object_answer_becomes_the_output_kept_whole_and_stored_redacted() -> None:
+    answer = ('{"id": 3, "data": {"bank_account": "DE89370400440532013000", '
+              '"note": "mail ann@example.com"}}')
+    full = answer_output(answer)
+    assert full == {"id": 3, "data": {"bank_account": "DE89370400440532013000",
+                                      "note": "mail ann@example.com"}}
+    kept = kept_output(full, Withheld())
+    assert kept == {"id": 3, "data": {"bank_account": "[BANK_ACCOUNT REDACTED]",
+                                      "note": kept_output({"n": "mail ann@example.com"},
+                                                          Withheld())["n"]}}
+    assert "ann@example.com" not in str(kept)
     assert answer_output("[1, 2]") is None
     assert answer_output("created") is None
     assert answer_output("{" + '"a": "' + "x" * 20000 + '"}') is None
+    assert kept_output(None, Withheld()) is None
+
+
+def admission_decision() -> Decision:
+    """A hospital admission's decision: personal and health fields declared by the pack."""
+    fields = [("patient_name", "Maria Elena Garcia", DataClass.DATA_CLASS_PERSONAL),
+              ("date_of_birth", "1984-03-02", DataClass.DATA_CLASS_PERSONAL),
+              ("diagnosis", "community acquired pneumonia", DataClass.DATA_CLASS_HEALTH),
+              ("allergies", "none", DataClass.DATA_CLASS_HEALTH),
+              ("member_id", "XK-4471902", DataClass.DATA_CLASS_PERSONAL),
+              ("requested_unit", "medical", DataClass.DATA_CLASS_DERIVED)]
+    return Decision(fields=[FieldExtraction(name=n, value=v, data_class=c)
+                            for n, v, c in fields],
+                    extracted_fields={n: v for n, v, _ in fields})
+
+
+def test_answers_withhold_the_decisions_personal_and_health_values_wherever_they_are() -> None:
+    withheld = withheld_of(admission_decision())
+    assert withheld.names == {"patient_name", "date_of_birth", "diagnosis", "allergies",
+                              "member_id"}
+    fhir = {"id": "pat-17", "matched": False, "resource": {
+        "resourceType": "Patient", "name": [{"text": "GARCIA, Maria Elena"}],
+        "birthDate": "1984-03-02", "gender": "female",
+        "identifier": [{"system": "urn:switchyard:member:acme", "value": "XK-4471902"}]},
+        "reasonCode": [{"text": "Community-acquired pneumonia, right lower lobe"}],
+        "discrepancies": [{"field": "date_of_birth", "submitted": "1984-03-02",
+                           "found": "1948-03-02", "source": "payer", "note": "differs"}],
+        "diagnosis": "something else entirely", "unit": "medical", "allergies": "none"}
+    kept = withhold_answer(fhir, withheld)
+    text = json.dumps(kept)
+    for value in ("Garcia", "GARCIA", "1984-03-02", "1948-03-02", "XK-4471902", "pneumonia",
+                  "something else"):
+        assert value not in text, value
+    assert kept["id"] == "pat-17" and kept["unit"] == "medical"  # derived and ours: kept
+    assert kept["resource"]["resourceType"] == "Patient"
+    assert kept["discrepancies"][0]["field"] == "date_of_birth"
+    assert kept["discrepancies"][0]["source"] == "payer"
+    assert kept["diagnosis"] == "[DIAGNOSIS REDACTED]"  # a health field's name: withheld
+    excerpt = downstream_excerpt(json.dumps(fhir), withheld=withheld)
+    assert "Garcia" not in excerpt and "1984" not in excerpt and "pat-17" in excerpt
+    # free text (an error message) carrying a value is withheld as a whole
+    assert downstream_excerpt("no patient Maria Elena Garcia here", withheld=withheld) == \
+        "[WITHHELD]"
+    assert downstream_excerpt("no bed free in medical", withheld=withheld) == \
+        "no bed free in medical"
+    # without the decision, only the invoice names and the detectors apply (as before)
+    assert "GARCIA, Maria Elena" in downstream_excerpt(json.dumps(fhir))
 
 
 def test_callback_tokens_name_a_task_and_a_step() -> None:
@@ -188,6 +307,9 @@ def test_callback_tokens_name_a_task_and_a_step() -> None:
         assert refused.value.field == "token"
     with pytest.raises(FieldViolation, match="output"):
         callback_output({"a": "x" * 20000})
+    # a callback's output is stored and published: redacted like a downstream's answer
+    kept = callback_output({"vendor": "Ann Lee", "ref": "pay to DE89370400440532013000"})
+    assert kept["vendor"] == "[VENDOR REDACTED]" and "DE89" not in kept["ref"]
 
 
 @given(st.text(max_size=300))
@@ -244,3 +366,40 @@ def test_a_connector_that_cannot_be_used_is_named_when_the_executor_loads(
     with pytest.raises(ConnectorLoadError, match=re.escape(problem)) as refused:
         load_custom_connectors()
     assert f"connector {entry.split(' ')[0]!r}" in str(refused.value)
+
+
+def test_a_pack_declares_retry_later_and_approval_discrepancies_and_reveal() -> None:
+    from switchyard.packs import load_pack_files, plan_to_proto, validate_pack_files
+    from tests.executor.test_plan_features import EXPENSE_PACK
+
+    text = EXPENSE_PACK.decode().replace(
+        "parameters:\n", "parameters:\n  retry_every: {type: string, default: 2m}\n").replace(
+        '    compensate: {target: "http://erp/claims/{idempotency_key}", operation: DELETE}\n'
+        "  - approval: {name: manager_ok,",
+        '    compensate: {target: "http://erp/claims/{idempotency_key}", operation: DELETE}\n'
+        '    retry_later: {when: "answer.status == 409", every: "${params.retry_every}"}\n'
+        '  - approval: {name: manager_ok, discrepancies: "steps.create_claim.output.found", '
+        "reveal: [employee],")
+    pack = load_pack_files({"pack.yaml": text.encode()})
+    plan = plan_to_proto(pack)
+    assert (plan.steps[0].retry_later.when, plan.steps[0].retry_later.every.seconds) == (
+        "answer.status == 409", 120)
+    assert plan_to_proto(pack, {**pack.defaults, "retry_every": "30s"}
+                         ).steps[0].retry_later.every.seconds == 30
+    assert plan_to_proto(pack, {**pack.defaults, "retry_every": "soon"}  # not a duration
+                         ).steps[0].retry_later.every.seconds == 120
+    approval = plan.steps[1].approval
+    assert (approval.discrepancies, list(approval.reveal)) == (
+        "steps.create_claim.output.found", ["employee"])
+    literal = text.replace('"${params.retry_every}"', "5m")
+    assert plan_to_proto(load_pack_files({"pack.yaml": literal.encode()})
+                         ).steps[0].retry_later.every.seconds == 300
+    bad = text.replace('"${params.retry_every}"', "500ms").replace(
+        "reveal: [employee]", "reveal: [nobody]").replace(
+        '"steps.create_claim.output.found"', '"steps.create_claim.output +"').replace(
+        "answer.status == 409", "answr.status == 409")
+    assert [line.split(": ", 2)[1] for line in validate_pack_files({"pack.yaml": bad.encode()})
+            ] == ["plan[0].retry_later.when", "plan[0].retry_later.every",
+                  "plan[1].approval.discrepancies", "plan[1].approval.reveal[0]"]
+    unknown = text.replace("${params.retry_every}", "${params.nope}")
+    assert "unknown parameter nope" in validate_pack_files({"pack.yaml": unknown.encode()})[0]

@@ -19,12 +19,14 @@ from services.ingest.store import accept
 from switchyard import Settings
 from switchyard._audit import append, digest
 from services.executor.jobs import JobStore
+from services.executor.runner import output_id
 from services.review.queue import ReviewQueue
 from services.review.resolutions import store_decision
 from switchyard._db import connect, create_pool
 from switchyard._payloads import (
     APPROVAL,
     DECISION,
+    EXECUTION_OUTPUT,
     INVOICE_FIELDS,
     JOB_DECISION,
     REVIEW_ESCALATION,
@@ -170,10 +172,15 @@ async def seed_decided_invoice(settings: Settings) -> dict[str, str]:
                                      outcome=StepOutcome.STEP_OUTCOME_SUCCEEDED,
                                      response_summary=f"HTTP 201 {ANSWER}", error=ANSWER)
             result.output.update({"data": {"answer": ANSWER}})
+            # ... and the whole answer, sealed, for later steps' templates
+            full_id = output_id(envelope.task_id, "1-post_invoice")
             await conn.execute(
                 "INSERT INTO executions (task_id, step_id, idempotency_key, outcome, attempts, "
-                "error, result) VALUES ($1, '1-post_invoice', 'k1', 'STEP_OUTCOME_SUCCEEDED', "
-                "1, $2, $3)", uuid.UUID(envelope.task_id), ANSWER, result.SerializeToString())
+                "error, result, output_id, output) VALUES ($1, '1-post_invoice', 'k1', "
+                "'STEP_OUTCOME_SUCCEEDED', 1, $2, $3, $4, $5)", uuid.UUID(envelope.task_id),
+                ANSWER, result.SerializeToString(), full_id,
+                codec.seal(full_id, json.dumps({"bank_account": IBAN}).encode(),
+                           EXECUTION_OUTPUT))
             await conn.execute("UPDATE executor_jobs SET reason = $2 WHERE task_id = $1",
                                uuid.UUID(envelope.task_id), f"failed: {ANSWER}")
             await conn.execute(
@@ -214,7 +221,7 @@ def test_purge_strips_extracted_fields_from_every_column_that_holds_them(
                                           "FROM review_verdicts WHERE task_id = $1", task)
             approval = await conn.fetchrow("SELECT item_id, verdict_pb, reason "
                                            "FROM review_approvals WHERE task_id = $1", task)
-            execution = await conn.fetchrow("SELECT error, result FROM executions "
+            execution = await conn.fetchrow("SELECT error, result, output FROM executions "
                                             "WHERE task_id = $1", task)
             job_reason = await conn.fetchval("SELECT reason FROM executor_jobs "
                                              "WHERE task_id = $1", task)
@@ -239,6 +246,7 @@ def test_purge_strips_extracted_fields_from_every_column_that_holds_them(
                 "approval_reason": approval["reason"],
                 "execution_error": execution["error"],
                 "execution": ExecutionResult.FromString(execution["result"]),
+                "execution_output": execution["output"],
                 "job_reason": job_reason,
                 "invoice_fields": fields,
                 "task": TaskEnvelope.FromString(codec.open(task, envelope, TASK_ENVELOPE)),
@@ -261,6 +269,7 @@ def test_purge_strips_extracted_fields_from_every_column_that_holds_them(
     assert list(after["approval"].modified_fields) == ["bank_account"]  # type: ignore[attr-defined]
     assert after["approval"].reason == ""  # type: ignore[attr-defined]
     assert after["execution_error"] == "" and after["job_reason"] == ""
+    assert after["execution_output"] is None  # the sealed full answer: gone
     execution = after["execution"]
     assert execution.response_summary == "" and execution.error == ""  # type: ignore[attr-defined]
     assert not execution.HasField("output")  # type: ignore[attr-defined]
