@@ -143,7 +143,11 @@ class Pool:
 
 
 def load_docs() -> list[dict[str, str]]:
-    return [json.loads(line) for line in HELDOUT.read_text().splitlines()]
+    """The held-out documents of the types the bench's mix is made of (``MISMATCH``'s keys):
+    a hospital admission's plan waits on the payer and bed board, which this workload does not
+    seed, so admissions are measured by the demo and chaos runs instead."""
+    docs = (json.loads(line) for line in HELDOUT.read_text().splitlines())
+    return [doc for doc in docs if doc["label"] in MISMATCH]
 
 
 def unique_invoice(text: str, index: int) -> str:

@@ -20,6 +20,12 @@ Faults, in this order, while the workload flows:
    changed), recreate the topics and restart; ingest's reconciler re-drives every unfinished
    task that nothing durable owns from PostgreSQL.
 
+Hospital admissions are part of the steady workload (the ``hospital_admission`` pack's sample
+forms; the payer's records and the bed capacity they need are put into the downstream first):
+some disagree with the payer (an approval the reviewer bot answers), some lack a consent, and
+some ask for a bed in a full unit, so their plan waits (``retry_later``, every 2 s for the
+run's tenants) until the harness discharges a patient for them.
+
 Every plan of the run's tenants is its shipped pack's (the invoice pack's is the two-step saga
 with a compensation above), one parameter aside: classroom events are counted, through the
 classroom_event pack's ``analytics_target`` (a tenant setting), on the demo downstream's
@@ -45,6 +51,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import grpc
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -57,9 +64,19 @@ from chaos.invariants import (
     unsettled,
 )
 from chaos.supervisor import Supervisor
-from chaos.workload import Item, Ledger, Submitter, build, reviewer
+from chaos.workload import (
+    Item,
+    Ledger,
+    Submitter,
+    admissions,
+    build,
+    interleave,
+    reviewer,
+)
 from switchyard import Settings
 from switchyard._brokerwatch import broker_generation
+from switchyard._db import connect
+from switchyard._demo import seed_hospital
 from switchyard._grpc import create_channel
 from switchyard._kafka import client_options
 from switchyard._launcher import bootstrap, service_specs
@@ -90,6 +107,7 @@ class ChaosConfig:
     cancels: int = 20               # tasks blocked on the downstream that clients cancel
     broker_restart: bool = True
     settle_timeout_s: float = 300.0
+    admissions: int = 300           # hospital admission forms among the steady workload
 
     def span_s(self) -> float:
         """How long the faults take: the steady workload is spread over all of it."""
@@ -103,7 +121,7 @@ FULL = ChaosConfig(tasks=3000)
 QUICK = ChaosConfig(tasks=300, kill_rounds=1, kill_gap_s=3.0, triton_outage_s=8.0,
                     downstream_errors_s=4.0, downstream_outage_s=5.0, payments_refused_s=5.0,
                     payments_down_s=4.0, postgres_outage_s=15.0, storm_tasks=120,
-                    lagging_tasks=100, cancels=5,
+                    lagging_tasks=100, cancels=5, admissions=32,
                     settle_timeout_s=240.0)
 
 
@@ -113,6 +131,8 @@ CHAOS_POLICY = """\
 packs:
   classroom_event:
     parameters: {analytics_target: "http://analytics/events/append"}
+  hospital_admission:
+    parameters: {bed_retry_every: "2s"}
 """
 
 
@@ -303,6 +323,37 @@ class Chaos:
         self.note("intake not drained before the broker restart; its records may be lost")
 
 
+async def discharge_for_waiting(settings: Settings, unit: str, bed_type: str,
+                                stop: asyncio.Event) -> int:
+    """While admissions wait for a bed (parked, ``retry_later``) and the unit has none free, a
+    patient goes home (one a second); returns how many. Rides out the faults: a failed look or
+    discharge is tried again a second later."""
+    discharged = 0
+    url = f"http://127.0.0.1:{settings.downstream_http_port}/_/beds/units"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        while not stop.is_set():
+            try:
+                conn = await connect(settings)
+                try:
+                    waiting = await conn.fetchval(
+                        "SELECT count(*) FROM tasks WHERE status = 'BLOCKED' "
+                        "AND reason LIKE 'retry_later%'")
+                finally:
+                    await conn.close()
+                async with http.get(url) as response:
+                    response.raise_for_status()
+                    free = (await response.json())["units"][unit][bed_type]["free"]
+                if waiting and not free:
+                    async with http.post(f"{url}/{unit}/discharge",
+                                         json={"bed_type": bed_type, "count": 1}) as response:
+                        response.raise_for_status()
+                    discharged += 1
+            except (OSError, aiohttp.ClientError, asyncpg.PostgresError, KeyError):
+                pass   # PostgreSQL or the downstream is down for a while: next second
+            await asyncio.sleep(1.0)
+    return discharged
+
+
 async def cancel_some_blocked(settings: Settings, count: int) -> list[str]:
     """CancelTask, as a client would, on tasks that wait for the downstream (executing, so
     ingest answers FAILED_PRECONDITION and the executor must compensate and cancel)."""
@@ -340,7 +391,12 @@ async def drive(config: ChaosConfig, infra: EmbeddedStack, settings: Settings,
                 supervisor: Supervisor,
                 on_step: Callable[[str], None] = lambda step: None) -> Report:
     chaos = Chaos(config, infra, settings, supervisor)
-    items = build(config.tasks, config.seed)
+    admitted, hospital = admissions(config.admissions, config.seed)
+    items = interleave(build(config.tasks, config.seed), admitted)
+    async with aiohttp.ClientSession(
+            f"http://127.0.0.1:{settings.downstream_http_port}") as http:
+        await seed_hospital(http, hospital)   # the payer's members, the units' beds
+    from switchyard_packs.hospital_admission.samples import FULL_UNIT
     storm = [replace(i, tenant_id="storm", via_kafka=False)
              for i in build(config.storm_tasks, config.seed + 1, escalate_share=1.0,
                             invalid_share=0.0, kafka_share=0.0, prefix="storm")]
@@ -352,9 +408,10 @@ async def drive(config: ChaosConfig, infra: EmbeddedStack, settings: Settings,
     stop_reviewer = asyncio.Event()
     await supervisor.start_watching()
     review_bot = asyncio.create_task(reviewer(settings, stop_reviewer))
+    discharger = asyncio.create_task(discharge_for_waiting(settings, *FULL_UNIT, stop_reviewer))
     try:
         async with Submitter(settings, ledger) as submitter:
-            steady = asyncio.create_task(submitter.send(items, config.tasks / config.span_s()))
+            steady = asyncio.create_task(submitter.send(items, len(items) / config.span_s()))
             await chaos.kill_services()
             on_step("services killed")
             await chaos.triton_outage()
@@ -376,7 +433,7 @@ async def drive(config: ChaosConfig, infra: EmbeddedStack, settings: Settings,
             on_step("work settled")
     finally:
         stop_reviewer.set()
-        await asyncio.gather(review_bot, return_exceptions=True)
+        await asyncio.gather(review_bot, discharger, return_exceptions=True)
         await supervisor.stop_watching()
     report = await check(settings, everything, ledger, chaos.cancelled,
                          executor_restarts=supervisor.restarts["executor"])

@@ -7,8 +7,12 @@
   parked jobs and jobs whose owner died), or a decision hold. A BLOCKED or awaiting-review
   task with none of these is lost: nothing will ever touch it again;
 - effects: a SUCCEEDED task holds exactly one active downstream effect per deduplicated step
-  of the plan it ran (more is a duplicate, fewer is missing); a FAILED or CANCELLED task holds
-  none (its steps were compensated). This part is the demo ERP's unique key at work, so the
+  of the plan it ran that makes one (more is a duplicate, fewer is missing): a call step that
+  ran, not an approval or a wait, not one its ``when`` skipped, not an inquiry (the payer's
+  eligibility check stores nothing); an effect under any other step's key is a duplicate. A
+  FAILED or CANCELLED task holds none of a step with a compensation (those were undone);
+  the effects of steps that have none stay, by the plan's design (a patient registered in the
+  EHR is not unregistered when the admission stops). This part is the demo ERP's unique key at work, so the
   report also counts the *calls* behind it: how many the downstream answered as replays (a
   repeat the executor made with the same key) and how many steps were called more than once;
 - what the executor guarantees on its own, measured on the one endpoint that does not
@@ -34,14 +38,15 @@ from typing import Any
 
 import asyncpg
 
-from chaos.workload import Item, Ledger
+from chaos.workload import ADMISSION_KIND, Item, Ledger
+from services.executor.downstream.hospital.payer import INQUIRY_PATHS
 from switchyard import Settings
 from switchyard._audit import verify
 from switchyard._db import connect
 from switchyard._payloads import JOB_DECISION, codec_for
 from switchyard._taskstore import TERMINAL, TERMINAL_SQL, UNSUCCESSFUL
 from switchyard._topics import INTAKE
-from switchyard.v1 import Decision
+from switchyard.v1 import ActionPlan, ActionStep, Decision, StepKind
 
 
 @dataclass
@@ -67,6 +72,8 @@ class Report:
     orphan_effects: int = 0
     compensated_tasks: int = 0     # FAILED/CANCELLED tasks whose earlier steps were reversed
     cancelled_and_undone: int = 0  # of the cancels asked for: CANCELLED with a step reversed
+    admissions: int = 0            # hospital admission forms accepted
+    admissions_admitted: int = 0   # of them SUCCEEDED (the patient has a bed and an encounter)
     downstream_calls: int = 0      # writes that reached the ledger for the run's tasks
     replayed_calls: int = 0        # of them answered as a replay (same key, deduplicated)
     steps_called_again: int = 0    # deduplicated steps the executor called more than once
@@ -110,6 +117,8 @@ class Report:
             ("missing effects", self.missing_effects),
             ("effects of failed/cancelled tasks", self.orphan_effects),
             ("failed/cancelled tasks with steps reversed", self.compensated_tasks),
+            ("hospital admissions accepted", self.admissions),
+            ("  of which admitted", self.admissions_admitted),
             ("  of which cancelled by a client", self.cancelled_and_undone),
             ("downstream writes (calls that stored or replayed)", self.downstream_calls),
             ("  answered as replays (deduplicated)", self.replayed_calls),
@@ -292,6 +301,11 @@ async def check(settings: Settings, items: list[Item], ledger: Ledger,
                     or row["stage"] == "AWAITING_REVIEW"
                 report.lost_examples.append(f"{key}: {task_id} {fate}")
         report.terminal = dict(terminal)
+        admission_tasks = [task_id for key, task_id in accepted.items()
+                           if key in by_key and by_key[key].kind == ADMISSION_KIND]
+        report.admissions = len(admission_tasks)
+        report.admissions_admitted = sum(
+            found[t]["status"] == "SUCCEEDED" for t in admission_tasks if t in found)
         report.cancelled_as_asked = sum(found[t]["status"] == "CANCELLED" for t in cancelled
                                         if t in found)
         report.redriven = await conn.fetchval("SELECT count(*) FROM tasks WHERE redrives > 0")
@@ -308,6 +322,23 @@ async def check(settings: Settings, items: list[Item], ledger: Ledger,
 
 #: Plan steps whose target is this path suffix go to the non-deduplicating endpoint.
 APPEND_SUFFIX = "/append"
+SKIPPED_CONDITION = "STEP_OUTCOME_SKIPPED_CONDITION"
+
+
+def makes_effect(step: ActionStep, outcome: str) -> bool:
+    """Whether a step of a SUCCEEDED task leaves one effect in the deduplicating ledger: a call
+    that ran (``outcome``: its executions row), not on the append endpoint, not an inquiry."""
+    return (step.kind in (StepKind.STEP_KIND_UNSPECIFIED, StepKind.STEP_KIND_CALL)
+            and outcome != SKIPPED_CONDITION and not step.target.endswith(APPEND_SUFFIX)
+            and not step.target.endswith(INQUIRY_PATHS))
+
+
+def undone_steps(plan: ActionPlan | None) -> set[str] | None:
+    """The steps a failed or cancelled task's compensation undoes (None: every step, when the
+    plan is not known)."""
+    if plan is None:
+        return None
+    return {s.step_id for s in plan.steps if s.HasField("compensation")}
 
 
 async def _check_effects(conn: asyncpg.Connection, settings: Settings,
@@ -325,10 +356,13 @@ async def _check_effects(conn: asyncpg.Connection, settings: Settings,
     codec = codec_for(settings)  # the job's decision is sealed when encryption is on
     plans = {str(r["task_id"]): Decision.FromString(
                  codec.open(r["decision_id"], r["decision"], JOB_DECISION)).plan
-             for r in await conn.fetch("SELECT decision_id, task_id, decision FROM executor_jobs "
-                                       "WHERE state = 'succeeded'")}
-    attempts = {(str(r["task_id"]), r["step_id"]): r["attempts"] for r in await conn.fetch(
-        "SELECT task_id, step_id, attempts FROM executions")}
+             for r in await conn.fetch(
+                 "SELECT DISTINCT ON (task_id) decision_id, task_id, decision, state "
+                 "FROM executor_jobs ORDER BY task_id, (state = 'succeeded') DESC, "
+                 "created_at DESC")}
+    executed = await conn.fetch("SELECT task_id, step_id, attempts, outcome FROM executions")
+    attempts = {(str(r["task_id"]), r["step_id"]): r["attempts"] for r in executed}
+    outcomes = {(str(r["task_id"]), r["step_id"]): r["outcome"] for r in executed}
     appended = {r["idempotency_key"]: r["n"] for r in await conn.fetch(
         f"SELECT idempotency_key, count(*) AS n FROM {downstream}.appends "
         "GROUP BY idempotency_key")}
@@ -337,10 +371,11 @@ async def _check_effects(conn: asyncpg.Connection, settings: Settings,
         status = row["status"]
         if status == "SUCCEEDED":
             plan = plans.get(task_id)
-            steps = [] if plan is None else [s for s in plan.steps
-                                              if not s.target.endswith(APPEND_SUFFIX)]
+            steps = [] if plan is None else [
+                s for s in plan.steps
+                if makes_effect(s, outcomes.get((task_id, s.step_id), ""))]
             checked = [have.get(s.step_id, StepEffects()) for s in steps]
-            # an effect under a key no step of the plan has is one too many
+            # an effect under a key of no step that makes one is one too many
             report.duplicates += sum(e.active for sid, e in have.items()
                                      if sid not in {s.step_id for s in steps})
             for step in [] if plan is None else plan.steps:
@@ -348,7 +383,8 @@ async def _check_effects(conn: asyncpg.Connection, settings: Settings,
                     _count_append(report, appended.get(f"{task_id}:{step.step_id}", 0),
                                   attempts.get((task_id, step.step_id), 0))
         else:
-            checked = list(have.values())
+            undone = undone_steps(plans.get(task_id))
+            checked = [e for sid, e in have.items() if undone is None or sid in undone]
         duplicates, missing, orphans = effect_counts(status, checked)
         report.duplicates += duplicates
         report.missing_effects += missing

@@ -1,6 +1,8 @@
 """The seeded workload: who submits what, how, and what the harness expects of each item.
 
-Documents come from the router's held-out corpus. A share is escalated on purpose (submitted
+Documents come from the router's held-out corpus, and hospital admission forms from the
+``hospital_admission`` pack's samples (with the payer records and bed capacity they need:
+:func:`admissions`). A share is escalated on purpose (submitted
 under a kind the router disagrees with, so a person must look), a share is invalid (refused at
 the gRPC door, or dead-lettered when it comes through the Kafka intake topic), and a share
 travels through Kafka instead of gRPC. Clients behave like good upstream systems: a gRPC
@@ -23,6 +25,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from switchyard import Settings
+from switchyard_packs.hospital_admission.samples import Workload, workload
 from switchyard._grpc import create_channel
 from switchyard._kafka import client_options
 from switchyard._topics import INTAKE
@@ -65,9 +68,10 @@ class Item:
     via_kafka: bool
     escalate: bool
     invalid: bool
+    content_type: str = "text/plain"
 
     def submission(self) -> Submission:
-        content_type = "application/json" if self.invalid else "text/plain"
+        content_type = "application/json" if self.invalid else self.content_type
         return Submission(tenant_id=self.tenant_id, idempotency_key=self.key, kind=self.kind,
                           document=Document(content_type=content_type, body=self.body))
 
@@ -77,7 +81,7 @@ class Item:
                    f'"document": {{"body": '.encode()
         return json.dumps({"tenant_id": self.tenant_id, "idempotency_key": self.key,
                            "kind": self.kind, "document": {
-                               "content_type": "text/plain",
+                               "content_type": self.content_type,
                                "body": self.body.decode()}}).encode()
 
 
@@ -95,6 +99,31 @@ def build(count: int, seed: int, *, escalate_share: float = 0.2, invalid_share: 
         items.append(Item(index, TENANTS[index % len(TENANTS)], f"{prefix}-{seed}-{index}",
                           kind, body, rng.random() < kafka_share, escalate, invalid))
     return items
+
+
+ADMISSION_KIND = "hospital_admission"
+
+
+def admissions(count: int, seed: int, *, kafka_share: float = 0.2, prefix: str = "chaos-adm"
+               ) -> tuple[list[Item], Workload]:
+    """``count`` hospital admission forms as items (each tenant's share; some through Kafka),
+    and the workload they come from (its payer records and bed capacity must be in the
+    downstream first: ``switchyard._demo.seed_hospital``)."""
+    rng = random.Random(seed)
+    load = workload(count, seed, prefix=prefix)
+    items = [Item(index, TENANTS[index % len(TENANTS)], admission.key, ADMISSION_KIND,
+                  admission.text.encode(), rng.random() < kafka_share, False, False,
+                  admission.content_type)
+             for index, admission in enumerate(load.admissions)]
+    return items, load
+
+
+def interleave(items: list[Item], more: list[Item]) -> list[Item]:
+    """``more`` spread evenly through ``items`` (so a steady send mixes them)."""
+    out = list(items)
+    for n, item in enumerate(more):
+        out.insert(round((n + 0.5) * len(items) / max(1, len(more))) + n, item)
+    return out
 
 
 @dataclass

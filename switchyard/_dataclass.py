@@ -269,14 +269,14 @@ def redact_free_text(text: str) -> str:
 
 
 def downstream_excerpt(text: str, limit: int = DOWNSTREAM_EXCERPT_CHARS,
-                       withheld: WithheldFields | None = None) -> str:
+                       withheld: Withheld | None = None) -> str:
     """What Switchyard keeps of a downstream's answer (a step's summary or error: the
     ``executions`` and ``executor_jobs`` rows, the ``executions`` and ``task-status`` topics,
     logs). Downstreams echo what was posted, and the plan payloads carry the extracted fields,
     so the whole answer is redacted first (:func:`withhold_answer`): in JSON, values under a
     personal or health field's name are withheld, every other string goes through the PII
     detectors; other text goes through the detectors. ``withheld`` (the decision being run,
-    :func:`withheld_fields`) adds that decision's personal and health field names and values: a
+    :func:`withheld_of`) adds that decision's personal and health field names and values: a
     FHIR answer echoes a patient's name, birth date and diagnosis under keys of its own. Only
     then is it cut to ``limit`` characters, so a cut never leaves part of a value the
     detectors would no longer recognise."""
@@ -309,7 +309,7 @@ def _norm(text: str) -> str:
 
 
 @dataclass(frozen=True)
-class WithheldFields:
+class Withheld:
     """A decision's personal and health fields, as what a downstream's answer to its plan
     must not carry into storage, topics or logs: values under those ``names`` are withheld,
     and so is any string equal to one of the ``values`` or containing it (or one of its words
@@ -337,7 +337,7 @@ class WithheldFields:
         return "[WITHHELD]" if text and self.matches(text) else text
 
 
-def withheld_fields(decision: Decision) -> WithheldFields:
+def withheld_of(decision: Decision) -> Withheld:
     """What of ``decision``'s fields its plan's downstream answers must not reveal: every
     field its pack declared personal or health (``Decision.fields[].data_class``; a field
     without a declared class by :func:`field_class`), with the values it was read (or
@@ -356,19 +356,19 @@ def withheld_fields(decision: Decision) -> WithheldFields:
         whole.add(norm)
         words.update(w for w in norm.split() if len(w) >= MIN_CONTAINED_CHARS
                      and w not in _EMPTY_WORDS)
-    return WithheldFields(frozenset(names), frozenset(whole), frozenset(words))
+    return Withheld(frozenset(names), frozenset(whole), frozenset(words))
 
 
-def withhold_answer(value: object, withheld: WithheldFields | None = None) -> object:
+def withhold_answer(value: object, withheld: Withheld | None = None) -> object:
     """A downstream's JSON answer (or a step's output) as it may be kept: values under a
     personal field name (the invoice extractor's, and ``withheld``'s names) replaced by
     ``[NAME REDACTED]``, the values of a map whose ``field`` names such a field too, strings
     carrying one of ``withheld``'s values replaced by ``[WITHHELD]``, every other string
     through the PII detectors."""
-    return _withhold_personal(value, withheld or WithheldFields())
+    return _withhold_personal(value, withheld or Withheld())
 
 
-def _withhold_personal(value: object, withheld: WithheldFields) -> object:
+def _withhold_personal(value: object, withheld: Withheld) -> object:
     if isinstance(value, dict):
         about = value.get("field")
         named = isinstance(about, str) and (
@@ -385,7 +385,7 @@ def _withhold_personal(value: object, withheld: WithheldFields) -> object:
     return value
 
 
-def _personal_value(key: str, value: object, withheld: WithheldFields) -> bool:
+def _personal_value(key: str, value: object, withheld: Withheld) -> bool:
     return (key in withheld.names or EXTRACTED_FIELDS.get(key) is DataClass.PERSONAL) \
         and value not in ("", None)
 
@@ -477,7 +477,7 @@ _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 @dataclass(frozen=True)
-class Withheld:
+class WithheldSpan:
     """A span of text that shows a withheld field's value, and the label replacing it."""
 
     start: int
@@ -513,11 +513,11 @@ class WithheldValues:
     def __bool__(self) -> bool:
         return self.pattern is not None or bool(self.dates)
 
-    def find(self, text: str) -> list[Withheld]:
+    def find(self, text: str) -> list[WithheldSpan]:
         """Non-overlapping spans of ``text`` showing a withheld value, in order."""
-        found: list[Withheld] = []
+        found: list[WithheldSpan] = []
         if self.pattern is not None:
-            found.extend(Withheld(m.start(), m.end(), self.labels[m.lastindex - 1])
+            found.extend(WithheldSpan(m.start(), m.end(), self.labels[m.lastindex - 1])
                          for m in self.pattern.finditer(text) if m.lastindex)
         if self.dates:
             from switchyard.packs._extract import parse_date  # the extractor's notations
@@ -525,7 +525,7 @@ class WithheldValues:
                 parsed = parse_date(m.group())
                 label = self.dates.get(parsed[0]) if parsed else None
                 if label and not any(f.start < m.end() and m.start() < f.end for f in found):
-                    found.append(Withheld(m.start(), m.end(), label))
+                    found.append(WithheldSpan(m.start(), m.end(), label))
         return sorted(found, key=lambda f: f.start)
 
     def text(self, text: str) -> str:
@@ -739,8 +739,8 @@ def redact_layout(layout: DocumentLayout, decision: Decision, redactor: Redactor
 
 __all__ = ["DOWNSTREAM_EXCERPT_CHARS", "EXTRACTED_FIELDS", "MASK_MARGIN", "STORED", "TOPICS",
            "WITHHELD_CLASSES", "AtRest", "DataClass", "OnPurge", "PageRedactions", "Stored",
-           "TopicData", "Withheld", "WithheldFields", "WithheldValues", "declared_classes",
+           "TopicData", "Withheld", "WithheldSpan", "WithheldValues", "declared_classes",
            "downstream_excerpt", "field_class", "matching_hash", "matching_key",
            "page_redactions", "redact_decision", "redact_escalation", "redact_field",
            "redact_free_text", "redact_layout", "redact_task", "sealed_columns",
-           "withheld_fields", "withheld_values", "withhold_answer"]
+           "withheld_of", "withheld_values", "withhold_answer"]

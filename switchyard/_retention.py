@@ -13,7 +13,8 @@ history keeps only keyed hashes and amounts, so it stays. The audit chain stores
 so purging leaves it verifiable.
 
 A pack may keep its type's data shorter than the tenant's retention (``retention.days`` in
-pack.yaml; a tenant's own version of the pack may set its own): a task decided with that pack
+pack.yaml; a tenant's own version of the pack, or ``retention_days`` for the pack in the
+tenant's settings document, sets the tenant's own): a task decided with that pack
 (``decisions.pack``, else submitted as that kind) is purged after the smaller of the two
 (:func:`pack_retention_days` reads them), in every table above. Dead letters (records no
 stage could accept, before any pack) follow their tenant's retention.
@@ -46,6 +47,7 @@ from switchyard._payloads import (
 )
 from switchyard._taskstore import TERMINAL_SQL
 from switchyard.packs import PackError, builtin_packs, load_pack_files
+from switchyard.packs._yaml import load_yaml
 from switchyard.documents import BlobStore, PostgresBlobStore
 from switchyard.v1 import (
     BlobRef,
@@ -72,7 +74,9 @@ def _semver(version: str) -> tuple[int, ...]:
 async def pack_retention_days(conn: asyncpg.Connection) -> dict[str, dict[str, int]]:
     """Tenant (``''``: every tenant) -> pack name -> the pack's ``retention.days``, from the
     shipped packs and the newest stored version of each applied pack (a tenant's own pack
-    over a shared one). Packs without a retention are left out."""
+    over a shared one), then a tenant's ``retention_days`` for a pack in its newest settings
+    document (``switchyard packs apply --tenant``) over both. Packs without a retention are
+    left out."""
     out: dict[str, dict[str, int]] = {"": {}}
     for name, pack in builtin_packs().items():
         if pack.retention_days is not None:
@@ -96,6 +100,21 @@ async def pack_retention_days(conn: asyncpg.Connection) -> dict[str, dict[str, i
             out.setdefault(tenant, {})[name] = pack.retention_days
         else:
             out.setdefault(tenant, {}).pop(name, None)
+    # a tenant's settings document (its newest version) may set its own retention of a pack
+    for row in await conn.fetch(
+            "SELECT DISTINCT ON (tenant_id) tenant_id, version, document "
+            "FROM tenant_pack_settings ORDER BY tenant_id, version DESC"):
+        document, problems = load_yaml(bytes(row["document"]), "settings.yaml")
+        packs = document.get("packs") if isinstance(document, dict) else None
+        if problems or not isinstance(packs, dict):
+            if problems:
+                log.warning("tenant %s pack settings v%d do not load: their retention is not "
+                            "applied", row["tenant_id"], row["version"])
+            continue
+        for name, spec in packs.items():
+            days = spec.get("retention_days") if isinstance(spec, dict) else None
+            if isinstance(days, int) and not isinstance(days, bool) and days >= 1:
+                out.setdefault(row["tenant_id"], {})[name] = days
     return out
 
 

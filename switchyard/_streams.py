@@ -15,7 +15,6 @@ import json
 import logging
 import random
 import time
-import traceback
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -44,7 +43,12 @@ from switchyard._payloads import (
 )
 from switchyard._serde import SerdeError
 from switchyard._settings import Settings
-from switchyard._telemetry import DEAD_LETTERS, RECORDS_PROCESSED, STAGE_SECONDS
+from switchyard._telemetry import (
+    DEAD_LETTERS,
+    RECORDS_PROCESSED,
+    STAGE_SECONDS,
+    exception_outline,
+)
 from switchyard._topics import DEAD_LETTER, Topic
 from switchyard._transient import TRANSIENT_ERRORS
 
@@ -269,6 +273,8 @@ async def _handle_one(record: Record, handler: Handler, dead_letters: DeadLetter
         while True:
             attempt += 1
             try:
+                # a failure is recorded by its type only (no message, no stack: they may
+                # quote the record's document; see exception_outline)
                 with tracer.start_as_current_span(
                     f"{service} process {record.topic}",
                     kind=trace.SpanKind.CONSUMER,
@@ -276,8 +282,15 @@ async def _handle_one(record: Record, handler: Handler, dead_letters: DeadLetter
                                 "messaging.destination.name": record.topic,
                                 "messaging.kafka.partition": record.partition,
                                 "messaging.kafka.offset": record.offset},
-                ):
-                    await handler(record)
+                    record_exception=False, set_status_on_exception=False,
+                ) as span:
+                    try:
+                        await handler(record)
+                    except BaseException as exc:
+                        span.set_status(trace.Status(trace.StatusCode.ERROR,
+                                                     type(exc).__name__))
+                        span.set_attribute("exception.type", type(exc).__name__)
+                        raise
                 RECORDS_PROCESSED.labels(service, record.topic, "ok").inc()
                 break
             except (RejectRecord, SerdeError) as exc:
@@ -294,10 +307,7 @@ async def _handle_one(record: Record, handler: Handler, dead_letters: DeadLetter
             except Exception as exc:  # a bug or poison record: bounded retries, then park it
                 if attempt >= MAX_HANDLER_ATTEMPTS:
                     await dead_letters.send(
-                        record, "processing_failed",
-                        f"{type(exc).__name__}: {exc}\n"
-                        + "".join(traceback.format_exception(exc, limit=-3)),
-                    )
+                        record, "processing_failed", exception_outline(exc))
                     RECORDS_PROCESSED.labels(service, record.topic, "dead_lettered").inc()
                     break
                 log.exception("handler failed (attempt %d)", attempt)

@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,34 @@ def continue_trace(name: str, carrier: dict[str, str] | None,
         yield
 
 
+def exception_outline(exc: BaseException) -> str:
+    """A failure as logs, spans and dead letters may keep it: each exception of the chain by
+    its type and the frames it passed (file, line, function, source line), its message
+    withheld. Messages may quote a document (a pack's extractor failing on a value, an
+    expression's error, a value that did not parse), and nothing of a personal or health
+    value may leave through them (README, Privacy)."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        frames = "".join(traceback.format_list(traceback.extract_tb(current.__traceback__)))
+        kind = type(current)
+        name = kind.__qualname__ if kind.__module__ == "builtins" \
+            else f"{kind.__module__}.{kind.__qualname__}"
+        parts.append(f"Traceback (most recent call last):\n{frames}{name} (message withheld)")
+        current = current.__cause__ or current.__context__
+    return "\n\nDuring handling of the above exception, another exception occurred:\n\n" \
+        .join(reversed(parts))
+
+
+class _OutlineFormatter(logging.Formatter):
+    """The text log format, exceptions as :func:`exception_outline` gives them."""
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        return exception_outline(ei[1]) if ei and ei[1] is not None else ""
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object a line; ``environment`` (``SWITCHYARD_ENVIRONMENT``) tells which
     deployment wrote it when several ship logs to one store."""
@@ -109,8 +138,8 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 entry[key] = value
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+        if record.exc_info and record.exc_info[1] is not None:
+            entry["exc"] = exception_outline(record.exc_info[1])
         return json.dumps(entry, default=str)
 
 
@@ -120,7 +149,7 @@ def configure_logging(settings: Settings, service: str) -> None:
         handler.setFormatter(JsonFormatter(service, settings.environment))
     else:
         handler.setFormatter(
-            logging.Formatter(f"%(asctime)s %(levelname)s {settings.environment} {service} "
+            _OutlineFormatter(f"%(asctime)s %(levelname)s {settings.environment} {service} "
                               "%(name)s: %(message)s")
         )
     root = logging.getLogger()

@@ -15,6 +15,8 @@ tenant's parameters, so the task finishes on the pack version it was decided wit
 from __future__ import annotations
 
 import logging
+import os
+import traceback
 import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
@@ -33,7 +35,9 @@ from services.decision.policy import Outcome, Policy, no_plan, route, unavailabl
 from services.decision.reading import DocumentReader, ReadDocument, UnreadableDocument
 from services.decision.shadow import ShadowRunner
 from services.decision.triton import ModelUnavailable, Prediction
+from switchyard._dataclass import withheld_values
 from switchyard._escalations import DEFAULT_REVIEW_QUEUE
+from switchyard._pii import Redactor
 from switchyard._priority import task_bucket
 from switchyard.documents import layout_text
 from switchyard.packs import (
@@ -70,6 +74,7 @@ _DATA_CLASSES = {"personal": DataClass.DATA_CLASS_PERSONAL,
                  "derived": DataClass.DATA_CLASS_DERIVED,
                  "operational": DataClass.DATA_CLASS_OPERATIONAL,
                  "health": DataClass.DATA_CLASS_HEALTH}
+_DETECTORS = Redactor()
 MAX_TEXT_CHARS = 20_000  # the router reads the head of long documents
 #: The rule named when a pack's extension (extractor, enricher, feature builder) or one of its
 #: expressions fails on a document: a person decides instead.
@@ -78,6 +83,16 @@ PACK_ERROR_RULE = "pack_error"
 CONTENT_TYPE_RULE = "content_type_not_supported"
 #: The rule named when a PDF or image cannot be read (damaged, its blob's checksum wrong).
 UNREADABLE_RULE = "document_unreadable"
+
+
+def raised_at(exc: BaseException) -> str:
+    """Where ``exc`` was raised (``file:line in function``), to log instead of its message,
+    which may quote the document's values."""
+    tb = traceback.extract_tb(exc.__traceback__)
+    if not tb:
+        return "?"
+    frame = tb[-1]
+    return f"{os.path.basename(frame.filename)}:{frame.lineno} in {frame.name}"
 
 
 def document_text(task: TaskEnvelope, read: ReadDocument | None = None) -> str:
@@ -156,6 +171,10 @@ def to_decision(task: TaskEnvelope, outcome: Outcome, prediction: Prediction | N
             name="extraction_confidence", value=f"{overall:.3f}", confidence=overall,
             data_class=DataClass.DATA_CLASS_OPERATIONAL, type="number"))
         decision.extracted_fields.update(assessment.raw_fields)
+        # the explanation is stored in plaintext and published on task-status: a rule's
+        # template (or a failing expression's message) quoting a personal or health value
+        # leaves its label instead
+        decision.explanation = withheld_values(decision, _DETECTORS).text(decision.explanation)
     return decision
 
 
@@ -378,7 +397,9 @@ class DecisionEngine:
                 asyncpg.InterfaceError):
             raise  # transient: the caller retries (Kafka path) or answers UNAVAILABLE
         except Exception as exc:  # noqa: BLE001 - a pack's Python must not stop the service
-            log.exception("pack %s %s failed on a document", pack.name, pack.version)
+            # the type and where, not the message: a pack's error may quote the document
+            log.error("pack %s %s failed on a document: %s at %s", pack.name, pack.version,
+                      type(exc).__name__, raised_at(exc))
             outcome = Outcome("escalate", PACK_ERROR_RULE,
                               f"{note}Pack {pack.name} {pack.version} could not read this "
                               f"document ({type(exc).__name__}); a person decides.",

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from switchyard._dataclass import WithheldFields, downstream_excerpt
+from switchyard._dataclass import Withheld, downstream_excerpt
 
 
 class StepError(Exception):
@@ -77,7 +77,7 @@ class StepCall:
     idempotency_key: str
     timeout_s: float
     #: the decision's personal and health fields: what is kept of the answer withholds them
-    withheld: WithheldFields | None = None
+    withheld: Withheld | None = None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,9 @@ A run ends in one of five ways:
 
 * ``succeeded``: every step done.
 * ``blocked``: a step met an open breaker, ran out of inline retries, or was told to come back
-  later than the inline backoff allows, or a wait step is waiting; the caller parks the task
+  later than the inline backoff allows, a call step's ``retry_later`` held for the answer it
+  got (recorded WAITING, called again after ``every``), or a wait step is waiting; the caller
+  parks the task
   (nothing is retried in a loop here) and a resumer runs it again later.
 * ``approval``: an approval step waits for a person; the caller escalates the task.
 * ``needs_compensation``: a step failed permanently; :meth:`PlanRunner.compensate` undoes the
@@ -28,6 +30,11 @@ A run ends in one of five ways:
 A step found already done is not called again; the run publishes an ``ExecutionResult`` with
 ``STEP_OUTCOME_SKIPPED_DUPLICATE`` for it (each time the decision runs again), so consumers
 of the ``executions`` topic see every run's view of every step.
+
+A step's output (a downstream's JSON answer) is kept whole only sealed, in
+``executions.output`` (the payload codec), where later steps' templates read it, also after a
+park and resume; ``executions.result`` and the ``executions`` topic get it redacted by the
+decision's personal and health fields (:func:`kept_output`), like the summary and the error.
 
 A cancellation requested for the task (``cancellation_requests``, written by ingest's
 CancelTask) is checked before each step: no further step runs, and the finished ones are
@@ -79,7 +86,7 @@ from services.executor.plan_context import (
 )
 from switchyard._audit import append as audit_append
 from switchyard._audit import digest
-from switchyard._dataclass import WithheldFields, withheld_fields, withhold_answer
+from switchyard._dataclass import Withheld, withheld_of, withhold_answer
 from switchyard._payloads import EXECUTION_OUTPUT, PLAINTEXT, PayloadCodec, PayloadError
 from switchyard._taskstore import timestamp
 from switchyard.v1 import (
@@ -188,7 +195,7 @@ def output_id(task_id: str, step_id: str) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"execution-output:{task_id}:{step_id}")
 
 
-def kept_output(output: dict[str, Any] | None, withheld: WithheldFields) -> dict[str, Any] | None:
+def kept_output(output: dict[str, Any] | None, withheld: Withheld) -> dict[str, Any] | None:
     """What of a step's full output is stored in plain ``executions.result`` and published on
     the ``executions`` topic: redacted like every answer kept (the decision's personal and
     health values withheld, other strings through the PII detectors); None when nothing is,
@@ -730,7 +737,7 @@ class PlanRunner:
             operation=operation or name, payload=payload, idempotency_key=key,
             timeout_s=timeout_s or self.config.timeouts.get(route.connector,
                                                             self.config.default_timeout_s),
-            withheld=withheld_fields(decision),
+            withheld=withheld_of(decision),
         )
 
     async def _attempt(self, call: StepCall, route: Route, step: ActionStep, probe: str,
@@ -740,7 +747,7 @@ class PlanRunner:
         base_s, cap_s = backoff_bounds(step, self.config)
         endpoint = route.endpoint
         calls = 0
-        scrub = (call.withheld or WithheldFields()).scrub  # a custom connector's own words too
+        scrub = (call.withheld or Withheld()).scrub  # a custom connector's own words too
         while True:
             try:
                 self.breakers.check(endpoint, probe=probe == endpoint)
@@ -802,7 +809,7 @@ class PlanRunner:
     async def _record(self, decision: Decision, step_id: str, call: StepCall,
                       attempted: _Attempted) -> ExecutionResult:
         now = datetime.now(timezone.utc)
-        withheld = call.withheld or WithheldFields()
+        withheld = call.withheld or Withheld()
         error = withheld.scrub(attempted.error)  # a custom connector's own text too
         result = ExecutionResult(
             task_id=decision.task_id, tenant_id=decision.tenant_id, step_id=step_id,

@@ -25,7 +25,7 @@ import asyncpg
 from services.executor.connectors import MAX_OUTPUT_CHARS, answer_output
 from services.executor.jobs import JobStore
 from services.executor.runner import WAITING_NAME, kept_output, settle_waiting
-from switchyard._dataclass import WithheldFields, downstream_excerpt
+from switchyard._dataclass import Withheld, downstream_excerpt
 from switchyard._grpc import FieldViolation
 from switchyard._kafka import Producer
 from switchyard._taskstore import TERMINAL
@@ -72,7 +72,7 @@ def callback_output(output: dict[str, Any]) -> dict[str, Any]:
     if not output:
         return {}
     parsed = answer_output(json.dumps(output, ensure_ascii=False))
-    kept = kept_output(parsed, WithheldFields()) if parsed is not None else None
+    kept = kept_output(parsed, Withheld()) if parsed is not None else None
     if kept is None:
         raise FieldViolation("output", f"larger than {MAX_OUTPUT_CHARS} characters as JSON")
     return kept

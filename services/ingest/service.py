@@ -421,18 +421,25 @@ class IngestServicer(IngestServiceServicer):
             entries = await timeline.entries(conn, str(row["task_id"]))
         return GetTaskTimelineResponse(task=task, entries=entries)
 
-    async def RedriveTask(self, request: RedriveTaskRequest,
-                          context: grpc.aio.ServicerContext) -> RedriveTaskResponse:
-        if len(request.reason) > MAX_REASON_CHARS:
+    async def _task_with_reason(self, task_id: str, reason: str,
+                                context: grpc.aio.ServicerContext) -> tuple[str, str]:
+        """The id of a task the caller may act on, and the stripped reason it gave (cancel and
+        re-drive both take one, audited with the action); aborts on a reason too long or a
+        task the caller cannot see."""
+        if len(reason) > MAX_REASON_CHARS:
             await abort_invalid(context, [FieldViolation(
                 "reason", f"at most {MAX_REASON_CHARS} characters")])
-        row = await self._visible_task(request.task_id, context)
-        task_id = str(row["task_id"])
+        row = await self._visible_task(task_id, context)
+        return str(row["task_id"]), reason.strip()
+
+    async def RedriveTask(self, request: RedriveTaskRequest,
+                          context: grpc.aio.ServicerContext) -> RedriveTaskResponse:
+        task_id, reason = await self._task_with_reason(request.task_id, request.reason,
+                                                       context)
         try:
             async with self.pool.acquire() as conn:
                 found = await reconciler.redrive_one(conn, self.publisher, task_id,
-                                                     principal_var.get().key_id,
-                                                     request.reason.strip())
+                                                     principal_var.get().key_id, reason)
         except reconciler.AlreadyFinished as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         except PayloadError as exc:
@@ -451,14 +458,10 @@ class IngestServicer(IngestServiceServicer):
 
     async def CancelTask(self, request: CancelTaskRequest,
                          context: grpc.aio.ServicerContext) -> CancelTaskResponse:
-        if len(request.reason) > MAX_REASON_CHARS:
-            await abort_invalid(context, [FieldViolation(
-                "reason", f"at most {MAX_REASON_CHARS} characters")])
-        row = await self._visible_task(request.task_id, context)
-        task_id = str(row["task_id"])
+        task_id, reason = await self._task_with_reason(request.task_id, request.reason,
+                                                       context)
         async with self.pool.acquire() as conn:
-            outcome = await cancel(conn, task_id, request.reason.strip(),
-                                   principal_var.get().key_id)
+            outcome = await cancel(conn, task_id, reason, principal_var.get().key_id)
         if outcome is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"task {task_id!r} not found")
         if isinstance(outcome, AlreadyFinished):

@@ -292,6 +292,18 @@ class _Piece:
     program: Any = field(default=None, compare=False, repr=False)
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _member(path: str, key: Any) -> str:
+    """``path`` followed by a map key, written as the pack's problem lines write paths
+    (``.name``, or ``["any key"]`` for a key that is not a name, e.g. an empty one)."""
+    text = str(key)
+    if _IDENTIFIER.fullmatch(text):
+        return f"{path}.{text}"
+    return f"{path}[{json.dumps(text, ensure_ascii=False)}]"
+
+
 class Template:
     """A payload tree (maps, lists, strings, numbers) with ``${expr}`` strings compiled once.
 
@@ -344,7 +356,7 @@ class Template:
                 pieces.append(_Piece(True, text, program))
             return tuple(pieces)
         if isinstance(node, Mapping):
-            return {k: self._compile(v, f"{path}.{k}", names) for k, v in node.items()}
+            return {k: self._compile(v, _member(path, k), names) for k, v in node.items()}
         if isinstance(node, (list, tuple)):
             return [self._compile(v, f"{path}[{i}]", names) for i, v in enumerate(node)]
         return node

@@ -397,6 +397,12 @@ def tenant_settings_schema() -> dict[str, Any]:
                     "version": _str("Pin this pack version.", pattern=SEMVER),
                     "parameters": {"type": "object",
                                    "propertyNames": {"pattern": IDENTIFIER}},
+                    "retention_days": {
+                        "type": "integer", "minimum": 1, "maximum": 36500,
+                        "description": "This tenant's tasks of the pack are purged after "
+                                       "these days (or after the tenant's retention when "
+                                       "that is shorter); replaces the pack's "
+                                       "retention.days for the tenant."},
                 },
             },
         }},

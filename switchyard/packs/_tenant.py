@@ -6,6 +6,7 @@ A settings document reads::
     packs:
       invoice: {enabled: true, version: "1.0.0", parameters: {max_auto_amount: 1000}}
       classroom_event: {enabled: false}
+      hospital_admission: {retention_days: 30}
 
 Packs it does not name keep their defaults (enabled, the newest version, default parameters).
 Every mistake is one line (``settings.yaml: packs.invoice.parameters.max_auto_amount: -1:
@@ -34,6 +35,8 @@ class TenantPackSettings:
     enabled: bool = True
     version: str = ""  # empty: the newest applied version
     parameters: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: this tenant's retention of the pack's tasks (None: the pack's ``retention.days``)
+    retention_days: int | None = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,8 @@ def tenant_settings_from_object(value: Any, packs: Mapping[str, Pack],
         problems.extend(parameter_problems(pack, overrides, file, here + ["parameters"]))
         settings[name] = TenantPackSettings(enabled=spec.get("enabled", True),
                                             version=spec.get("version", ""),
-                                            parameters=dict(overrides))
+                                            parameters=dict(overrides),
+                                            retention_days=spec.get("retention_days"))
     if problems:
         raise PackError(problems)
     return TenantSettings(packs=settings)

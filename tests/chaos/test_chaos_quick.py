@@ -49,6 +49,9 @@ def test_nothing_is_lost_under_faults(tmp_path: Path) -> None:
                                                                "executor", "review")), faults
     assert report.dead_lettered > 0 and report.refused_at_door > 0, summary
     assert report.terminal.get("SUCCEEDED", 0) > 0, summary
+    # hospital admissions went through it all too (the same invariants cover their EHR, payer
+    # and bed calls): patients were admitted
+    assert report.admissions > 0 and report.admissions_admitted > 0, summary
     # clients cancelled tasks blocked on the downstream: compensated and CANCELLED (a task
     # that finished first may stay finished, so not necessarily all of them)
     assert report.cancel_requests > 0 and report.cancelled_as_asked > 0, summary

@@ -135,3 +135,24 @@ async def test_check_reports_work_that_nothing_will_finish(settings: Settings) -
     assert lost in report.lost_examples[0] and "nothing owns it" in report.lost_examples[0]
     assert report.missing_effects == 1
     assert not report.ok
+
+
+def test_which_steps_leave_an_effect_and_which_are_undone() -> None:
+    from chaos.invariants import makes_effect, undone_steps
+    from switchyard.v1 import ApprovalSpec, CompensationStep, StepKind
+
+    call = ActionStep(step_id="book_bed", target="http://beds/bookings",
+                      compensation=CompensationStep(target="http://beds/bookings/{key}"))
+    assert makes_effect(call, "STEP_OUTCOME_SUCCEEDED")
+    assert not makes_effect(call, "STEP_OUTCOME_SKIPPED_CONDITION")   # its `when` was false
+    assert not makes_effect(ActionStep(step_id="check_insurance",
+                                       target="http://payer/eligibility"), "")  # an inquiry
+    assert not makes_effect(ActionStep(step_id="review", kind=StepKind.STEP_KIND_APPROVAL,
+                                       approval=ApprovalSpec()), "STEP_OUTCOME_SUCCEEDED")
+    assert not makes_effect(ActionStep(step_id="count", target="http://analytics/e/append"),
+                            "STEP_OUTCOME_SUCCEEDED")
+    plan = ActionPlan(steps=[ActionStep(step_id="register_patient", target="http://ehr/Patient"),
+                             call])
+    # a stopped admission keeps its patient (no compensation) but must release its bed
+    assert undone_steps(plan) == {"book_bed"}
+    assert undone_steps(None) is None

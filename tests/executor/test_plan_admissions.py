@@ -228,3 +228,46 @@ async def test_an_approval_shows_its_discrepancies_and_reveals_its_fields(
     assert outcomes(steps) == {"1-check": "COMPENSATED", "2-insurance_review": "FAILED_PERMANENT",
                                "compensate:1-check": "SUCCEEDED"}
     assert "must give a list of maps" in steps["2-insurance_review"][2]
+
+
+async def test_no_bed_free_waits_until_a_discharge_frees_one(harness: Harness) -> None:
+    """The demo bed board's own "no bed" (409 no_bed, the key not consumed): the booking
+    waits on retry_later until a patient is discharged, then books that bed, and the next step
+    posts the bed it got."""
+    assert harness.http is not None
+    unit = f"ward{uuid.uuid4().hex[:6]}"  # a unit of this test's own: one bed, taken
+    async with harness.http.put(f"/_/beds/units/{unit}",
+                                json={"beds": {"standard": 1}}) as response:
+        assert response.status == 200, await response.text()
+    async with harness.http.post("/beds/bookings", json={"unit": unit, "bed_type": "standard"},
+                                 headers={"Idempotency-Key": f"other-{unit}"}) as response:
+        assert response.status == 201, await response.text()
+    (task_id,) = await harness.seed(1, kind="hospital_admission")
+    plan = [
+        named(later(http_step("1-book_bed", "http://beds/bookings",
+                              {"unit": unit, "bed_type": "standard",
+                               "patient": "Patient/p-1", "admission_type": "emergency"},
+                              undo="http://beds/bookings/{idempotency_key}"), 1,
+                    when="answer.status == 409 && answer.body.error == 'no_bed'"), "book_bed"),
+        named(http_step("2-admit", "http://erp/encounters",
+                        {"bed": "${steps.book_bed.output.bed}"}), "admit"),
+    ]
+    await harness.send([admission(task_id, "acme", plan)])
+    await eventually(lambda: parked_later(harness, task_id), timeout_s=60)
+
+    async def tried_twice() -> bool:
+        return len(await harness.calls(f"{task_id}:1-book_bed")) >= 2
+
+    await eventually(tried_twice, timeout_s=60)
+    assert (await harness.statuses([task_id]))[task_id][0] == "BLOCKED"
+    async with harness.http.post(f"/_/beds/units/{unit}/discharge",
+                                 json={"bed_type": "standard", "count": 1}) as response:
+        assert response.status == 200, await response.text()
+    final = await harness.wait([task_id], timeout_s=90)
+    assert final[task_id] == ("SUCCEEDED", "DONE", "executed")
+    booked = MessageToDict((await result(harness, task_id, "1-book_bed")).output)
+    assert booked["unit"] == unit and booked["bed"]
+    assert (await bodies(harness, task_id))["2-admit"] == {"bed": booked["bed"]}
+    tries = await harness.calls(f"{task_id}:1-book_bed")
+    assert [c["status"] for c in tries][-1] == 201
+    assert {c["status"] for c in tries[:-1]} == {409}

@@ -46,7 +46,7 @@ from services.executor.runner import (
     step_groups,
 )
 from services.executor.waits import callback_output, parse_token
-from switchyard._dataclass import WithheldFields, downstream_excerpt, withheld_fields, withhold_answer
+from switchyard._dataclass import Withheld, downstream_excerpt, withheld_of, withhold_answer
 from switchyard._grpc import FieldViolation
 from switchyard.v1 import (
     ActionStep,
@@ -238,15 +238,15 @@ def test_a_json_object_answer_becomes_the_output_kept_whole_and_stored_redacted(
     full = answer_output(answer)
     assert full == {"id": 3, "data": {"bank_account": "DE89370400440532013000",
                                       "note": "mail ann@example.com"}}
-    kept = kept_output(full, WithheldFields())
+    kept = kept_output(full, Withheld())
     assert kept == {"id": 3, "data": {"bank_account": "[BANK_ACCOUNT REDACTED]",
                                       "note": kept_output({"n": "mail ann@example.com"},
-                                                          WithheldFields())["n"]}}
+                                                          Withheld())["n"]}}
     assert "ann@example.com" not in str(kept)
     assert answer_output("[1, 2]") is None
     assert answer_output("created") is None
     assert answer_output("{" + '"a": "' + "x" * 20000 + '"}') is None
-    assert kept_output(None, WithheldFields()) is None
+    assert kept_output(None, Withheld()) is None
 
 
 def admission_decision() -> Decision:
@@ -263,7 +263,7 @@ def admission_decision() -> Decision:
 
 
 def test_answers_withhold_the_decisions_personal_and_health_values_wherever_they_are() -> None:
-    withheld = withheld_fields(admission_decision())
+    withheld = withheld_of(admission_decision())
     assert withheld.names == {"patient_name", "date_of_birth", "diagnosis", "allergies",
                               "member_id"}
     fhir = {"id": "pat-17", "matched": False, "resource": {

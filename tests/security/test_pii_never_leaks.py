@@ -8,14 +8,18 @@ on: one invoice is approved and executed, one rejected, the ticket approved with
 edit that itself holds an account number, and a record no stage can read is dead-lettered.
 Every verdict's free-text reason holds personal data too, and the demo ERP echoes each posted
 payload (extracted fields and metadata included) at the head of its answer, so what the
-executor keeps of a downstream's answer is searched as well. Then every value is searched
-for, in each written form, in
+executor keeps of a downstream's answer is searched as well. A ward admission of the test's
+own pack carries health data (a diagnosis and an allergy, ``data_class: health``) and a
+patient's name that its reviewers are shown (``review.reveal``): the rule's explanation
+quotes the diagnosis and the plan posts it to the demo ERP, which echoes it. Then every
+value is searched for, in each written form, in
 
 * every column of every table of the test's schema (as text; sealed blobs are bytes that
   must not contain it either),
 * every response a reviewer got: ReviewService ListQueue / GetItem / Claim / SubmitVerdict
   and the web console's JSON,
-* every service log line and every exported span,
+* every service log line (at DEBUG), every exported span and every service's Prometheus
+  metrics text,
 * every topic, read back with a consumer: the topics :data:`switchyard._dataclass.TOPICS`
   classifies personal (they carry the document or the plan payloads; README, "Privacy")
   are read too and must carry it (so the search is not vacuous); all others must not.
@@ -44,12 +48,16 @@ from switchyard._grpc import create_channel
 from switchyard._topics import ALL_TOPICS, BROKER_MARKER, INTAKE
 from switchyard.stack import EmbeddedStack
 from switchyard.v1 import (
+    ApplyPackRequest,
     ClaimRequest,
     Document,
     GetItemRequest,
     GetTaskRequest,
     IngestServiceStub,
     ListQueueRequest,
+    PackFile,
+    PackServiceStub,
+    PackSource,
     ReviewServiceStub,
     ReviewVerdict,
     Submission,
@@ -83,6 +91,42 @@ NEEDLES = sorted({
     spaced(IBAN_COMPACT), IBAN_EDITED, spaced(IBAN_EDITED),
 })
 CONTACT = f"Contact {EMAIL}, phone {PHONE}. Card on file {CARD}. Tax id {NATIONAL_ID}."
+
+#: Health data (a pack's ``data_class: health`` fields) and a patient's name: no detector
+#: finds them, so only their class keeps them out. The name is revealed to the ward's
+#: reviewers (``review.reveal``); the diagnosis and the allergy never are.
+DIAGNOSIS = "Cystic fibrosis exacerbation"
+ALLERGY = "Sulfamethoxazole"
+PATIENT = "Ingrid Halvorsen"
+HEALTH_NEEDLES = [DIAGNOSIS, "fibrosis", ALLERGY]
+WARD_PACK = """\
+pack: ward_intake
+version: 1.0.0
+description: Ward admissions carrying health data (the privacy test's own pack)
+fields:
+  patient_name: {type: string, required: true, data_class: personal, labels: [Patient]}
+  diagnosis: {type: string, required: true, data_class: health, labels: [Diagnosis]}
+  allergies: {type: string, data_class: health, labels: [Allergies]}
+  unit: {type: string, data_class: derived, labels: [Unit]}
+decision:
+  rules:
+    - name: ward_check
+      when: "true"
+      outcome: escalate
+      reason: POLICY
+      explain: "Admission to ${fields.unit} for ${fields.diagnosis} (allergies: ${fields.allergies})."
+review: {queue: wards, reveal: [patient_name]}
+plan:
+  - name: record_admission
+    target: http://erp/admissions
+    payload:
+      patient: ${fields.patient_name}
+      diagnosis: ${fields.diagnosis}
+      allergies: ${fields.allergies}
+      note: "admitted to ${fields.unit} for ${fields.diagnosis}"
+"""
+WARD_NOTE = (f"Ward admission\nPatient: {PATIENT}\nDiagnosis: {DIAGNOSIS}\n"
+             f"Allergies: {ALLERGY}\nUnit: respiratory\n")
 
 
 @pytest.fixture(scope="module")
@@ -211,16 +255,33 @@ async def every_topic(settings: Settings) -> dict[str, str]:
     return {name: "\n".join(found) for name, found in chunks.items()}
 
 
+async def every_metrics_text(settings: Settings) -> dict[str, str]:
+    """The Prometheus text of every service (labels are where a value could leak)."""
+    ports = {"ingest": settings.ingest_metrics_port, "decision": settings.decision_metrics_port,
+             "executor": settings.executor_metrics_port, "review": settings.review_metrics_port}
+    out = {}
+    async with aiohttp.ClientSession() as http:
+        for name, port in ports.items():
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+                assert response.status == 200, name
+                out[name] = await response.text()
+    return out
+
+
 async def test_planted_pii_never_escapes(settings: Settings, pipeline: EmbeddedStack) -> None:
     ingest_channel = create_channel(f"127.0.0.1:{settings.ingest_grpc_port}")
     review_channel = create_channel(f"127.0.0.1:{settings.review_grpc_port}")
     ingest, review = IngestServiceStub(ingest_channel), ReviewServiceStub(review_channel)
     try:
+        async with create_channel(f"127.0.0.1:{settings.decision_grpc_port}") as decision:
+            await PackServiceStub(decision).ApplyPack(ApplyPackRequest(
+                tenant_id="privacy", source=PackSource(files=[PackFile(
+                    path="pack.yaml", content=WARD_PACK.encode())])))
         ids = [(await ingest.SubmitTask(SubmitTaskRequest(submission=Submission(
             tenant_id="privacy", idempotency_key=uuid.uuid4().hex, kind=kind,
             metadata={"received_date": "2026-11-22", "contact": EMAIL},
             document=Document(content_type="text/plain", body=text.encode()))))).task_id
-            for text, kind in documents()]
+            for text, kind in [*documents(), (WARD_NOTE, "ward_intake")]]
         # a record no stage can read, full of personal data: dead-lettered with its bytes
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
         await producer.start()
@@ -235,6 +296,7 @@ async def test_planted_pii_never_escapes(settings: Settings, pipeline: EmbeddedS
         await review_channel.close()
 
     await asyncio.sleep(1.5)  # span batches flush every 200 ms
+    metrics = await every_metrics_text(settings)
     assert not await registered_columns_exist(settings)
     tables = await every_column(settings)
     # the search is not vacuous: the columns that would hold the values have rows
@@ -255,8 +317,14 @@ async def test_planted_pii_never_escapes(settings: Settings, pipeline: EmbeddedS
     places |= {f"topic {name}": text for name, text in topics.items()
                if classes[name] is not DataClass.PERSONAL}
     places |= {"logs": logs, "spans": spans, "reviewer responses": reviewer}
+    places |= {f"metrics of {name}": text for name, text in metrics.items()}
     leaks = [f"{value!r} in {where}" for where, text in places.items() for value in NEEDLES
              if value in text]
+    # health values nowhere (case aside), the patient's name nowhere but where it is revealed
+    leaks += [f"{value!r} in {where}" for where, text in places.items()
+              for value in HEALTH_NEEDLES if value.lower() in text.lower()]
+    leaks += [f"{PATIENT!r} in {where}" for where, text in places.items()
+              if where != "reviewer responses" and PATIENT.lower() in text.lower()]
     assert not leaks, "personal data escaped:\n" + "\n".join(leaks)
     # the topics documented to carry documents do carry them (the consumer read them)
     assert IBAN_SPACED in topics["tasks"] and EMAIL in topics["dead-letter"]
@@ -264,3 +332,12 @@ async def test_planted_pii_never_escapes(settings: Settings, pipeline: EmbeddedS
     assert "is not theirs. Contact [EMAIL REDACTED]" in tables["review_verdicts"]
     assert "Rejected by rita: Account [IBAN REDACTED]" in topics["task-status"]
     assert '"bank_account": "[BANK_ACCOUNT REDACTED]"' in topics["executions"]
+    # the health pack's task went the whole way: the document travelled (tasks topic), the
+    # reviewer read the name it reveals and the diagnosis masked in the document, the
+    # admission was recorded downstream and its echo kept withheld
+    assert DIAGNOSIS in topics["tasks"] and ALLERGY in topics["tasks"]
+    assert f"Patient: {PATIENT}" in reviewer and "Diagnosis: [DIAGNOSIS REDACTED]" in reviewer
+    assert "record_admission" in topics["executions"]
+    assert "[DIAGNOSIS REDACTED]" in tables["decisions"] or \
+        "[DIAGNOSIS REDACTED]" in topics["task-status"]
+    assert all(metrics.values()), "a service's metrics were empty"

@@ -598,3 +598,54 @@ def test_dead_letters_follow_their_tenants_retention(settings: Settings) -> None
             await conn.close()
 
     assert asyncio.run(kept()) == {"short": False, "elsewhere": True}
+
+
+def test_a_tenants_settings_set_its_own_retention_of_a_pack(settings: Settings) -> None:
+    """``retention_days`` for a pack in a tenant's settings document: that tenant's tasks of
+    the pack are purged after those days; the same pack's tasks of another tenant, and the
+    tenant's tasks of other types, keep the tenant retention (30 days)."""
+    from switchyard._retention import pack_retention_days
+    from switchyard.packs import builtin_packs, parse_tenant_settings
+
+    document = b"packs:\n  support_ticket: {retention_days: 2}\n"
+    parsed = parse_tenant_settings(document, builtin_packs())
+    assert parsed.for_pack("support_ticket").retention_days == 2
+
+    async def seed() -> dict[str, str]:
+        conn = await connect(settings)
+        try:
+            await conn.execute(
+                "INSERT INTO tenant_pack_settings (tenant_id, version, document, applied_by) "
+                "VALUES ('clinic', 1, $1, 'test')", document)
+            ids = {}
+            for name, tenant, kind in (("clinic_ticket", "clinic", "support_ticket"),
+                                       ("clinic_invoice", "clinic", "invoice"),
+                                       ("other_ticket", "elsewhere", "support_ticket")):
+                sub = Submission(tenant_id=tenant, idempotency_key=uuid.uuid4().hex,
+                                 kind=kind, document=Document(body=SECRET.encode()))
+                envelope = build_envelope(sub, str(uuid.uuid4()), TaskSource.TASK_SOURCE_GRPC)
+                await accept(conn, envelope, payload_sha256(sub))
+                await conn.execute(
+                    "UPDATE tasks SET status = 'SUCCEEDED', updated_at = now() - "
+                    "interval '3 days' WHERE task_id = $1", uuid.UUID(envelope.task_id))
+                ids[name] = envelope.task_id
+            assert (await pack_retention_days(conn))["clinic"]["support_ticket"] == 2
+            return ids
+        finally:
+            await conn.close()
+
+    ids = asyncio.run(seed())
+    done = run_cli(settings, "purge")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    async def purged() -> dict[str, bool]:
+        conn = await connect(settings)
+        try:
+            return {name: await conn.fetchval(
+                "SELECT purged_at IS NOT NULL FROM tasks WHERE task_id = $1", uuid.UUID(task_id))
+                for name, task_id in ids.items()}
+        finally:
+            await conn.close()
+
+    assert asyncio.run(purged()) == {"clinic_ticket": True, "clinic_invoice": False,
+                                     "other_ticket": False}

@@ -242,3 +242,50 @@ def test_a_reviewers_decision_keeps_the_packs_revealed_fields() -> None:
                                                        if verdict == Verdict.VERDICT_MODIFY
                                                        else {}))
         assert list(decision.revealed_fields) == ["patient_name", "member_id"]
+
+
+def test_an_explanation_quoting_a_withheld_field_keeps_its_label() -> None:
+    """The explanation is stored in plaintext and published on task-status: a rule template
+    quoting a personal or health value leaves the label (derived values stay)."""
+    from types import SimpleNamespace
+
+    from services.decision.engine import Assessment
+
+    pack = load()
+    found = {"patient_name": NAME, "diagnosis": DIAGNOSIS, "ward": "medical"}
+    extraction = SimpleNamespace(
+        fields={k: SimpleNamespace(value=v, confidence=0.9) for k, v in found.items()},
+        confidence=0.9)
+    outcome = Outcome("escalate", "always", f"{NAME} admitted to medical for {DIAGNOSIS}",
+                      0.9, "ward_intake", "POLICY")
+    decision = to_decision(TaskEnvelope(task_id="t", tenant_id="acme"), outcome, None,
+                           Policy(), Assessment(ActivePack(pack, pack.defaults), extraction,
+                                                found))
+    assert decision.explanation == \
+        "[PATIENT_NAME REDACTED] admitted to medical for [DIAGNOSIS REDACTED]"
+
+
+def test_a_logged_exception_keeps_its_type_and_frames_not_its_message() -> None:
+    import json
+    import logging
+
+    from switchyard._telemetry import JsonFormatter, exception_outline
+
+    def parse() -> int:
+        return int(DIAGNOSIS)
+
+    try:
+        try:
+            parse()
+        except ValueError as exc:
+            raise RuntimeError(f"could not read {NAME}") from exc
+    except RuntimeError as exc:
+        outline = exception_outline(exc)
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", None,
+                                   (type(exc), exc, exc.__traceback__))
+        line = JsonFormatter("decision").format(record)
+    assert DIAGNOSIS not in outline and NAME not in outline
+    assert "ValueError (message withheld)" in outline and "in parse" in outline
+    assert "RuntimeError (message withheld)" in outline
+    entry = json.loads(line)
+    assert entry["exc"] == outline and DIAGNOSIS not in line and NAME not in line

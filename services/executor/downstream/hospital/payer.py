@@ -33,6 +33,8 @@ from services.executor.downstream.hospital._common import (
 )
 
 SYSTEM = "payer"
+#: Paths of calls that are inquiries, not effects: they store nothing (see chaos.invariants).
+INQUIRY_PATHS = ("/payer/eligibility",)
 ADMISSION_TYPES = ("emergency", "elective", "transfer")
 DDL = """
 CREATE TABLE IF NOT EXISTS payer_members (
@@ -176,4 +178,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_delete("/_/payer/members", delete_members)
 
 
-__all__ = ["ADMISSION_TYPES", "DDL", "add_routes", "eligibility", "member_key", "member_record"]
+__all__ = ["ADMISSION_TYPES", "DDL", "INQUIRY_PATHS", "add_routes", "eligibility", "member_key", "member_record"]
