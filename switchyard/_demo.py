@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import statistics
 import time
 from collections import Counter, defaultdict
@@ -86,6 +87,7 @@ class Tally:
     finished_at: dict[str, float] = field(default_factory=dict)
     kind_of: dict[str, str] = field(default_factory=dict)
     outcome_of: dict[str, str] = field(default_factory=dict)
+    reason_of: dict[str, str] = field(default_factory=dict)   # the task's final reason
     reviewed: dict[str, str] = field(default_factory=dict)
     refused: list[str] = field(default_factory=list)
     tickets: list[Ticket] = field(default_factory=list)
@@ -99,7 +101,8 @@ def ticket_reason(escalation: Escalation) -> str:
     downstream check disagreed, the fields it disagreed on), else the escalation reason and
     the rule that raised it."""
     if escalation.reason == EscalationReason.ESCALATION_REASON_APPROVAL_STEP:
-        why = f"approval {escalation.step_id or '(step)'}"
+        step = re.sub(r"^\d+-", "", escalation.step_id)   # "2-insurance_review": its name
+        why = f"approval {step or '(step)'}"
         fields = sorted({d.field for d in escalation.discrepancies})
         return f"{why}: {', '.join(fields)} disagreed" if fields else why
     reason = EscalationReason.Name(escalation.reason).removeprefix("ESCALATION_REASON_")
@@ -278,6 +281,7 @@ async def wait_terminal(ingest: IngestServiceStub, tally: Tally, timeout_s: floa
                 tally.finished_at[task_id] = time.perf_counter()
                 tally.outcome_of[task_id] = TaskStatus.Name(task.status).removeprefix(
                     "TASK_STATUS_")
+                tally.reason_of[task_id] = task.reason
                 on_finished()
         if open_ids:
             await asyncio.sleep(0.25)
@@ -372,13 +376,15 @@ def admissions_table(tally: Tally) -> Table:
     table.add_row("[bold]all[/bold]", f"[bold]{len(tickets)}[/bold]",
                   f"[bold]{sum(t.verdict == 'approve' for t in tickets)}[/bold]",
                   f"[bold]{sum(t.verdict == 'reject' for t in tickets)}[/bold]")
-    outcomes = Counter(tally.outcome_of.get(t, "OPEN") for t in tally.admissions)
+    outcomes = Counter(f"{tally.outcome_of.get(t, 'OPEN').lower()}"
+                       + (f" {tally.reason_of[t]}" if tally.reason_of.get(t) else "")
+                       for t in tally.admissions if tally.outcome_of.get(t) != "SUCCEEDED")
     table.caption = (
         f"{len(tally.admissions)} admission forms: {len(admitted - with_ticket)} admitted "
         f"without a person ({len(tally.waited_for_bed & (admitted - with_ticket))} of them "
         f"after waiting for a bed), {len(admitted & with_ticket)} admitted after a ticket, "
         f"{len(tally.admissions) - len(admitted)} not admitted "
-        f"({', '.join(f'{k.lower()} {v}' for k, v in sorted(outcomes.items()) if k != 'SUCCEEDED') or 'none'}); "
+        f"({', '.join(f'{k}: {v}' for k, v in sorted(outcomes.items())) or 'none'}); "
         f"{len(tickets)} tickets opened for {len(with_ticket)} admissions"
     )
     return table

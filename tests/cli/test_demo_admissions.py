@@ -12,7 +12,7 @@ from switchyard.v1 import Decision, Discrepancy, Escalation, EscalationReason
 
 def test_ticket_reasons() -> None:
     insurance = Escalation(reason=EscalationReason.ESCALATION_REASON_APPROVAL_STEP,
-                           step_id="insurance_review", discrepancies=[
+                           step_id="2-insurance_review", discrepancies=[
                                Discrepancy(field="date_of_birth", submitted="1980-01-02",
                                            found="1980-02-01", source="payer"),
                                Discrepancy(field="coverage_status", source="payer")])
@@ -34,6 +34,7 @@ def test_summary_counts_admitted_without_a_person_and_tickets_by_why() -> None:
     tally.outcome_of = {"a": "SUCCEEDED", "b": "SUCCEEDED", "c": "SUCCEEDED",
                         "d": "SUCCEEDED", "e": "FAILED", "x": "SUCCEEDED", "other": "FAILED"}
     tally.waited_for_bed = {"b"}
+    tally.reason_of = {"e": "rejected:insurance_review"}
     tally.tickets = [
         Ticket("c", "approval insurance_review: date_of_birth disagreed", "approve"),
         Ticket("d", "POLICY (consent_missing)", "approve"),
@@ -43,7 +44,8 @@ def test_summary_counts_admitted_without_a_person_and_tickets_by_why() -> None:
     console.print(admissions_table(tally))
     text = console.export_text()
     assert "6 admission forms: 3 admitted without a person (1 of them after waiting for a " \
-           "bed), 2 admitted after a ticket, 1 not admitted (failed 1); 3 tickets opened for " \
+           "bed), 2 admitted after a ticket, 1 not admitted (failed rejected:insurance_review: 1); " \
+           "3 tickets opened for " \
            "3 admissions" in " ".join(text.split())
     assert "approval insurance_review: coverage_status disagreed" in text
     assert "POLICY (consent_missing)" in text and "LOW_CONFIDENCE" not in text

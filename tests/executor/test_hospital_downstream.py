@@ -87,10 +87,13 @@ async def test_coverage_encounter_and_their_reversal(harness: Harness) -> None:
     reference = f"Patient/{person['id']}"
     coverage = {"resourceType": "Coverage", "beneficiary": {"reference": reference},
                 "payor": [{"display": "Northwind Health"}], "subscriberId": "NWH555",
-                "class": [{"type": {"text": "group"}, "value": "G-77"}], "order": 1,
+                "class": [{"type": {"text": "group"}, "value": "G-77"}], "order": 1.0,
                 "subscriber": {"display": "Cy Morrow"}}
     status, first, _ = await call(harness, "POST", "/ehr/Coverage", coverage, key())
     assert status == 201 and first["resource"]["subscriberId"] == "NWH555"
+    assert first["resource"]["order"] == 1   # a plan's numbers arrive as 1.0
+    assert (await call(harness, "POST", "/ehr/Coverage", {**coverage, "order": 1.5},
+                       key()))[0] == 422
     # one coverage per (beneficiary, payor, subscriberId): another admission updates it
     status, second, _ = await call(harness, "POST", "/ehr/Coverage",
                                    {**coverage, "class": [{"type": {"text": "group"},

@@ -178,13 +178,12 @@ async def record_coverage(conn: asyncpg.Connection, body: Any,
     payor = resource.get("payor") or []
     payor_name = text(payor[0].get("display")) if isinstance(payor, list) and payor \
         and isinstance(payor[0], dict) else ""
-    order = resource.get("order", 1)
-    if isinstance(order, float) and order.is_integer():
-        order = int(order)   # a plan's payload numbers travel as doubles (protobuf Struct)
-    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
+    order = resource.get("order", 1)   # 1.0 counts: a plan's payload numbers are floats
+    if isinstance(order, bool) or not isinstance(order, (int, float)) or order < 1 \
+            or order != int(order):
         raise invalid("order must be a whole number >= 1 (1 primary, 2 secondary)")
+    resource["order"] = int(order)
     resource = {k: v for k, v in resource.items() if k not in ("id", "meta")}
-    resource["order"] = order
     resource.setdefault("status", "active")
     row = await conn.fetchrow(
         "INSERT INTO ehr_coverages (beneficiary, payor_key, subscriber_id, resource) "
