@@ -52,6 +52,7 @@ from switchyard.v1 import (
     ListBreakersRequest,
     ListQueueRequest,
     PackServiceStub,
+    ReviewPriority,
     ReviewServiceStub,
     ReviewVerdict,
     Submission,
@@ -411,6 +412,7 @@ async def test_a_form_without_consent_is_an_intake_ticket_without_the_clinical_f
     assert escalation.proposed_decision.rule == "consent_missing"
     assert escalation.reason == EscalationReason.ESCALATION_REASON_POLICY
     assert escalation.reviewer_group == "admissions-intake"
+    assert escalation.priority == ReviewPriority.REVIEW_PRIORITY_P1   # the pack's "high"
     assert list(escalation.revealed_fields) == [
         "patient_name", "date_of_birth", "sex", "mrn", "admitting_physician", "insurance_payer",
         "member_id", "group_number", "subscriber", "secondary_payer", "secondary_member_id",
