@@ -24,7 +24,7 @@ Hospital admissions are part of the steady workload (the ``hospital_admission`` 
 forms; the payer's records and the bed capacity they need are put into the downstream first):
 some disagree with the payer (an approval the reviewer bot answers), some lack a consent, and
 some ask for a bed in a full unit, so their plan waits (``retry_later``, every 2 s for the
-run's tenants) until the harness discharges a patient for them.
+run's tenants) until the harness discharges a patient from each full unit.
 
 Every plan of the run's tenants is its shipped pack's (the invoice pack's is the two-step saga
 with a compensation above), one parameter aside: classroom events are counted, through the
@@ -76,7 +76,7 @@ from chaos.workload import (
 from switchyard import Settings
 from switchyard._brokerwatch import broker_generation
 from switchyard._db import connect
-from switchyard._demo import seed_hospital
+from switchyard._demo import discharge_full_units, seed_hospital
 from switchyard._grpc import create_channel
 from switchyard._kafka import client_options
 from switchyard._launcher import bootstrap, service_specs
@@ -323,14 +323,13 @@ class Chaos:
         self.note("intake not drained before the broker restart; its records may be lost")
 
 
-async def discharge_for_waiting(settings: Settings, unit: str, bed_type: str,
-                                stop: asyncio.Event) -> int:
-    """While admissions wait for a bed (parked, ``retry_later``) and the unit has none free, a
-    patient goes home (one a second); returns how many. Rides out the faults: a failed look or
+async def discharge_for_waiting(settings: Settings, stop: asyncio.Event) -> int:
+    """While admissions wait for a bed (parked, ``retry_later``), a patient goes home from
+    each full unit once a second; returns how many. Rides out the faults: a failed look or
     discharge is tried again a second later."""
     discharged = 0
-    url = f"http://127.0.0.1:{settings.downstream_http_port}/_/beds/units"
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{settings.downstream_http_port}",
+                                     timeout=aiohttp.ClientTimeout(total=5)) as http:
         while not stop.is_set():
             try:
                 conn = await connect(settings)
@@ -340,15 +339,9 @@ async def discharge_for_waiting(settings: Settings, unit: str, bed_type: str,
                         "AND reason LIKE 'retry_later%'")
                 finally:
                     await conn.close()
-                async with http.get(url) as response:
-                    response.raise_for_status()
-                    free = (await response.json())["units"][unit][bed_type]["free"]
-                if waiting and not free:
-                    async with http.post(f"{url}/{unit}/discharge",
-                                         json={"bed_type": bed_type, "count": 1}) as response:
-                        response.raise_for_status()
-                    discharged += 1
-            except (OSError, aiohttp.ClientError, asyncpg.PostgresError, KeyError):
+                if waiting:
+                    discharged += await discharge_full_units(http)
+            except (OSError, aiohttp.ClientError, asyncpg.PostgresError):
                 pass   # PostgreSQL or the downstream is down for a while: next second
             await asyncio.sleep(1.0)
     return discharged
@@ -396,7 +389,6 @@ async def drive(config: ChaosConfig, infra: EmbeddedStack, settings: Settings,
     async with aiohttp.ClientSession(
             f"http://127.0.0.1:{settings.downstream_http_port}") as http:
         await seed_hospital(http, hospital)   # the payer's members, the units' beds
-    from switchyard_packs.hospital_admission.samples import FULL_UNIT
     storm = [replace(i, tenant_id="storm", via_kafka=False)
              for i in build(config.storm_tasks, config.seed + 1, escalate_share=1.0,
                             invalid_share=0.0, kafka_share=0.0, prefix="storm")]
@@ -408,7 +400,7 @@ async def drive(config: ChaosConfig, infra: EmbeddedStack, settings: Settings,
     stop_reviewer = asyncio.Event()
     await supervisor.start_watching()
     review_bot = asyncio.create_task(reviewer(settings, stop_reviewer))
-    discharger = asyncio.create_task(discharge_for_waiting(settings, *FULL_UNIT, stop_reviewer))
+    discharger = asyncio.create_task(discharge_for_waiting(settings, stop_reviewer))
     try:
         async with Submitter(settings, ledger) as submitter:
             steady = asyncio.create_task(submitter.send(items, len(items) / config.span_s()))

@@ -48,7 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 HELDOUT = ROOT / "models" / "data" / "router_heldout.jsonl"
 #: A kind the router will disagree with, so the task is escalated to a person.
 MISMATCH = {"invoice": "support_ticket", "admission_form": "invoice",
-            "support_ticket": "invoice", "classroom_event": "invoice", "other": "invoice"}
+            "support_ticket": "invoice", "classroom_event": "invoice", "other": "invoice",
+            "hospital_admission": "invoice"}
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED,
              grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.INTERNAL,
              grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED}

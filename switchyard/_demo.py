@@ -11,8 +11,8 @@ synthetic admission forms (``switchyard_packs.hospital_admission.samples``) subm
 hospital's tenant as ``hospital_admission``, after the demo downstream's payer got the member
 records and its bed board the capacity those forms need (through the downstream's operator
 API). Some forms disagree with the payer (an insurance ticket names the fields), some lack a
-signed consent, some ask for a bed type whose unit is full: the demo discharges a patient for
-each admission it sees waiting for a bed, so it books on its next try (the tenant's
+signed consent, some ask for a bed type whose unit is full: while it sees an admission waiting
+for a bed, the demo discharges a patient from each full unit, so it books on its next try (the tenant's
 ``bed_retry_every`` is set to a few seconds for the demo). The summary says how many were
 admitted without a person and which tickets were opened, and why.
 """
@@ -92,7 +92,8 @@ class Tally:
     refused: list[str] = field(default_factory=list)
     tickets: list[Ticket] = field(default_factory=list)
     admissions: dict[str, str] = field(default_factory=dict)  # task id -> scenario
-    waited_for_bed: set[str] = field(default_factory=set)
+    waited_for_bed: set[str] = field(default_factory=set)      # admissions that waited
+    waiting_for_bed: set[str] = field(default_factory=set)     # any task waiting right now
     admissions_skipped: str = ""   # why no admissions were submitted, if so
 
 
@@ -226,17 +227,30 @@ async def submit_admissions(ingest: IngestServiceStub, load: Any, tally: Tally, 
     await asyncio.gather(*(one(a) for a in load.admissions))
 
 
-async def discharge_for_waiting(http: aiohttp.ClientSession, unit: str, bed_type: str,
-                                tally: Tally, stop: asyncio.Event) -> int:
-    """A patient goes home for each admission seen waiting for a bed (one at a time): the
-    waiting admission books the freed bed on its next try."""
+async def discharge_full_units(http: aiohttp.ClientSession) -> int:
+    """A patient goes home from every unit and bed type that has no bed free; returns how
+    many."""
+    async with http.get("/_/beds/units") as response:
+        response.raise_for_status()
+        board = (await response.json())["units"]
+    full = [(unit, bed_type) for unit, types in board.items()
+            for bed_type, counts in types.items() if counts["capacity"] and not counts["free"]]
+    for unit, bed_type in full:
+        async with http.post(f"/_/beds/units/{unit}/discharge",
+                             json={"bed_type": bed_type, "count": 1}) as response:
+            response.raise_for_status()
+    return len(full)
+
+
+async def discharge_for_waiting(http: aiohttp.ClientSession, tally: Tally,
+                                stop: asyncio.Event) -> int:
+    """While some task waits for a bed (its plan parked by ``retry_later``), a patient goes
+    home from each full unit every second: the waiting admission books on its next try."""
     discharged = 0
     while not stop.is_set():
-        if len(tally.waited_for_bed) > discharged:
-            async with http.post(f"/_/beds/units/{unit}/discharge",
-                                 json={"bed_type": bed_type, "count": 1}) as response:
-                response.raise_for_status()
-            discharged += 1
+        if tally.waiting_for_bed:
+            discharged += await discharge_full_units(http)
+            await asyncio.sleep(1.0)
         await asyncio.sleep(0.5)
     return discharged
 
@@ -274,8 +288,12 @@ async def wait_terminal(ingest: IngestServiceStub, tally: Tally, timeout_s: floa
         for task_id in list(open_ids):
             task = (await ingest.GetTask(GetTaskRequest(task_id=task_id))).task
             if task.status == TaskStatus.TASK_STATUS_BLOCKED \
-                    and task.reason.startswith("retry_later") and task_id in tally.admissions:
-                tally.waited_for_bed.add(task_id)
+                    and task.reason.startswith("retry_later"):
+                tally.waiting_for_bed.add(task_id)
+                if task_id in tally.admissions:
+                    tally.waited_for_bed.add(task_id)
+            else:
+                tally.waiting_for_bed.discard(task_id)
             if is_terminal(task.status):
                 open_ids.discard(task_id)
                 tally.finished_at[task_id] = time.perf_counter()
@@ -409,9 +427,7 @@ async def run_workload(settings: Settings, tasks: int, seed: int, console: Conso
         load = await prepare_admissions(settings, http, admissions, seed, tally) \
             if admissions > 0 else None
         if load is not None:
-            from switchyard_packs.hospital_admission.samples import FULL_UNIT
-            helpers.append(asyncio.create_task(discharge_for_waiting(http, *FULL_UNIT, tally,
-                                                                     stop)))
+            helpers.append(asyncio.create_task(discharge_for_waiting(http, tally, stop)))
         total = len(docs) + (len(load.admissions) if load is not None else 0)
         with stderr_progress() as bar:   # stderr, terminal only; the summary is on stdout
             submitted = bar.add_task("submitted", total=total)
