@@ -256,21 +256,28 @@ async def discharge_for_waiting(http: aiohttp.ClientSession, tally: Tally,
 
 
 async def reviewer_bot(review: ReviewServiceStub, tally: Tally, seed: int,
-                       stop: asyncio.Event) -> None:
-    """Claims and decides review items as they appear: approve 4 in 5, reject the rest."""
+                       stop: asyncio.Event, reviewer_id: str = "demo-bot") -> None:
+    """Claims and decides review items as they appear, of every queue and reviewer group
+    (insurance approvals of admissions too): approve 4 in 5, reject the rest. With API keys
+    the reviewer is the caller's key: ``reviewer_id`` must then be empty."""
     rng = random.Random(seed + 1)
     while not stop.is_set():
-        page = await review.ListQueue(ListQueueRequest(page_size=100))
+        try:
+            page = await review.ListQueue(ListQueueRequest(page_size=100))
+        except grpc.aio.AioRpcError:   # the review service restarting: look again shortly
+            await asyncio.sleep(0.5)
+            continue
         pending = [i for i in page.items if not i.claimed_by]
         for item in pending:
-            try:
-                await review.Claim(ClaimRequest(item_id=item.item_id, reviewer_id="demo-bot"))
-            except grpc.aio.AioRpcError:
-                continue
             verdict = Verdict.VERDICT_APPROVE if rng.random() < 0.8 else Verdict.VERDICT_REJECT
-            await review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
-                item_id=item.item_id, reviewer_id="demo-bot", verdict=verdict,
-                reason="looks right" if verdict == Verdict.VERDICT_APPROVE else "not ours")))
+            try:
+                await review.Claim(ClaimRequest(item_id=item.item_id, reviewer_id=reviewer_id))
+                await review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+                    item_id=item.item_id, reviewer_id=reviewer_id, verdict=verdict,
+                    reason="looks right" if verdict == Verdict.VERDICT_APPROVE
+                    else "not ours")))
+            except grpc.aio.AioRpcError:   # raced another reviewer or a lease: next item
+                continue
             tally.reviewed[item.escalation.task_id] = Verdict.Name(verdict).removeprefix(
                 "VERDICT_").lower()
             tally.tickets.append(Ticket(item.escalation.task_id,
@@ -419,7 +426,8 @@ async def run_workload(settings: Settings, tasks: int, seed: int, console: Conso
     http = aiohttp.ClientSession(downstream_url(settings),
                                  timeout=aiohttp.ClientTimeout(total=30))
     stop = asyncio.Event()
-    bot = asyncio.create_task(reviewer_bot(review, tally, seed, stop))
+    bot = asyncio.create_task(reviewer_bot(review, tally, seed, stop,
+                                           "" if settings.client_api_key else "demo-bot"))
     helpers = [bot]
     try:
         started = time.perf_counter()
