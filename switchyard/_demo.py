@@ -121,8 +121,9 @@ def malformed_submissions(run: str) -> list[Submission]:
         Submission(tenant_id="acme-health", idempotency_key=f"{run}-bad-json",
                    kind="invoice", document=Document(content_type="application/json",
                                                      body=b'{"invoice": 12,')),
-        Submission(tenant_id="acme-health", idempotency_key=f"{run}-unknown-kind",
-                   kind="purchase_order", document=Document(body=b"PO 4471 for 3 chairs")),
+        Submission(tenant_id="acme-health", idempotency_key=f"{run}-gif",
+                   kind="invoice", document=Document(content_type="image/gif",
+                                                     body=b"GIF89a\x01\x00\x01\x00")),
         Submission(tenant_id="", idempotency_key="", document=Document(body=b"")),
     ]
 

@@ -157,7 +157,9 @@ def test_demo_runs_over_mutual_tls(settings: Settings) -> None:
     the client TLS settings; it exits 0 only when every accepted task ended."""
     demo = cli(settings, "demo", "--tasks", "6", "--seed", "3")
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    assert "submitted 6 tasks" in demo.stdout and "what happened" in demo.stdout, demo.stdout
+    assert "submitted 6 tasks and 3 malformed ones" in demo.stdout, demo.stdout
+    assert "what happened" in demo.stdout, demo.stdout
+    assert "unsupported 'image/gif'" in demo.stdout, demo.stdout   # each refusal says why
 
 
 def test_health_and_status_use_the_client_tls_settings(settings: Settings,
