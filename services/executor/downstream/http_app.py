@@ -28,8 +28,6 @@ with a fault profile (see ``faults``; system ``*`` for every system);
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import json
 import re
 from typing import Any
@@ -37,24 +35,17 @@ from typing import Any
 from aiohttp import web
 
 from services.executor.downstream import hospital
+from services.executor.downstream._web import FAULTS, LEDGER, apply_faults, json_response
 from services.executor.downstream.faults import FaultBoard, FaultError, FaultProfile
 from services.executor.downstream.store import KeyReused, Ledger, validate_body
 
 MAX_BODY_BYTES = 64 * 1024
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
-LEDGER = web.AppKey("ledger", Ledger)
-FAULTS = web.AppKey("faults", FaultBoard)
-
-
-def _json(body: Any, status: int = 200,
-          headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(body, status=status, headers=headers,
-                             dumps=functools.partial(json.dumps, sort_keys=True))
 
 
 def _error(status: int, message: str, **headers: str) -> web.Response:
-    return _json({"error": message}, status=status, headers=headers or None)
+    return json_response({"error": message}, status=status, headers=headers or None)
 
 
 def _names(request: web.Request) -> tuple[str, str] | web.Response:
@@ -66,19 +57,8 @@ def _names(request: web.Request) -> tuple[str, str] | web.Response:
 
 
 async def _faulted(request: web.Request, system: str, key: str) -> web.Response | int:
-    """Apply the fault profile of the call's system (or collection); a Response when the call
-    fails before storing, else the status to fail with after storing (0: none)."""
-    fate = request.app[FAULTS].fate(system, request.match_info.get("collection", ""))
-    if fate.delay_s:
-        await asyncio.sleep(fate.delay_s)
-    if fate.fail_before:
-        await request.app[LEDGER].log("http", request.method, request.path, key, "fault",
-                                      fate.fail_before)
-        if fate.fail_before == 429:
-            return _error(429, "throttled (injected)",
-                          **{"Retry-After": str(max(1, round(fate.retry_after_s)))})
-        return _error(fate.fail_before, "injected failure")
-    return fate.fail_after
+    """The fault board applied to a call of the ERP-like routes (see :func:`apply_faults`)."""
+    return await apply_faults(request, system, request.match_info.get("collection", ""), key)
 
 
 async def write(request: web.Request) -> web.Response:
@@ -116,7 +96,7 @@ async def write(request: web.Request) -> web.Response:
                      "created" if created else "replayed", faulted or status)
     if faulted:  # stored, but the caller never hears about it
         return _error(faulted, "injected failure after the write")
-    return _json(effect.to_json(), status=status,
+    return json_response(effect.to_json(), status=status,
                              headers=None if created else {"Idempotent-Replayed": "true"})
 
 
@@ -140,7 +120,7 @@ async def append(request: web.Request) -> web.Response:
     await ledger.log("http", request.method, request.path, key, "appended", faulted or 201)
     if faulted:
         return _error(faulted, "injected failure after the write")
-    return _json({"id": row_id, "idempotency_key": key}, status=201)
+    return json_response({"id": row_id, "idempotency_key": key}, status=201)
 
 
 async def reverse(request: web.Request) -> web.Response:
@@ -163,7 +143,7 @@ async def reverse(request: web.Request) -> web.Response:
                      "reversed" if reversed_now else "replayed", faulted or 200)
     if faulted:
         return _error(faulted, "injected failure after the write")
-    return _json(effect.to_json(),
+    return json_response(effect.to_json(),
                              headers=None if reversed_now else {"Idempotent-Replayed": "true"})
 
 
@@ -174,16 +154,16 @@ async def read(request: web.Request) -> web.Response:
     effect = await request.app[LEDGER].get(request.match_info["key"], *names)
     if effect is None:
         return _error(404, "no such effect")
-    return _json(effect.to_json())
+    return json_response(effect.to_json())
 
 
 async def health(request: web.Request) -> web.Response:
-    return _json({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def list_faults(request: web.Request) -> web.Response:
     board = request.app[FAULTS]
-    return _json({name: p.to_json() for name, p in board.profiles.items()})
+    return json_response({name: p.to_json() for name, p in board.profiles.items()})
 
 
 async def set_fault(request: web.Request) -> web.Response:
@@ -198,7 +178,7 @@ async def set_fault(request: web.Request) -> web.Response:
     if isinstance(name, web.Response):
         return name
     request.app[FAULTS].profiles[name] = profile
-    return _json({name: profile.to_json()})
+    return json_response({name: profile.to_json()})
 
 
 def _fault_key(request: web.Request) -> str | web.Response:
@@ -220,7 +200,7 @@ async def clear_faults(request: web.Request) -> web.Response:
         if isinstance(name, web.Response):
             return name
         board.profiles.pop(name, None)
-    return _json({name: p.to_json() for name, p in board.profiles.items()})
+    return json_response({name: p.to_json() for name, p in board.profiles.items()})
 
 
 def build_app(ledger: Ledger, faults: FaultBoard) -> web.Application:

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from services.executor.downstream.faults import FaultBoard
 from services.executor.downstream.hospital import beds, ehr, payer
-from services.executor.downstream.hospital._common import FAULTS, LEDGER
+from services.executor.downstream._web import FAULTS, LEDGER
 from services.executor.downstream.store import Ledger
 
 SYSTEMS = ("ehr", "payer", "beds")
@@ -31,7 +31,7 @@ async def prepare(conn: asyncpg.Connection) -> None:
 
 def add_routes(app: web.Application, ledger: Ledger, faults: FaultBoard) -> None:
     """Mount the three systems (before the ERP's generic routes, which would take them)."""
-    app[LEDGER] = ledger
+    app[LEDGER] = ledger   # the ERP's routes share them (the same keys)
     app[FAULTS] = faults
     ehr.add_routes(app)
     payer.add_routes(app)

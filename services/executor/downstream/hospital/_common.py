@@ -12,7 +12,6 @@ consumed and may succeed later. Fault injection (``faults``) applies per system 
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 from collections.abc import Awaitable, Callable
@@ -22,11 +21,9 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from services.executor.downstream.faults import FaultBoard
-from services.executor.downstream.store import Ledger, body_hash
+from services.executor.downstream._web import FAULTS, LEDGER, apply_faults, json_response
+from services.executor.downstream.store import body_hash
 
-LEDGER = web.AppKey("hospital_ledger", Ledger)
-FAULTS = web.AppKey("hospital_faults", FaultBoard)
 MAX_BODY_BYTES = 64 * 1024
 
 
@@ -44,12 +41,6 @@ def invalid(message: str) -> Refused:
     return Refused(422, {"error": message})
 
 
-def json_response(body: Any, status: int = 200,
-                  headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(body, status=status, headers=headers,
-                             dumps=functools.partial(json.dumps, sort_keys=True, default=str))
-
-
 def error(status: int, message: str, **extra: Any) -> web.Response:
     return json_response({"error": message, **extra}, status=status)
 
@@ -62,21 +53,6 @@ async def read_json(request: web.Request) -> Any:
         raise Refused(400, {"error": f"body is not JSON: {exc}"}) from exc
 
 
-async def _fate(request: web.Request, system: str, collection: str,
-                key: str) -> web.Response | int:
-    """Apply the fault board: a Response when the call fails before anything happens, else the
-    status to fail with after the work is done (0: none)."""
-    fate = request.app[FAULTS].fate(system, collection)
-    if fate.delay_s:
-        await asyncio.sleep(fate.delay_s)
-    if fate.fail_before:
-        await request.app[LEDGER].log("http", request.method, request.path, key, "fault",
-                                      fate.fail_before)
-        if fate.fail_before == 429:
-            return json_response({"error": "throttled (injected)"}, status=429, headers={
-                "Retry-After": str(max(1, round(fate.retry_after_s)))})
-        return error(fate.fail_before, "injected failure")
-    return fate.fail_after
 
 
 Apply = Callable[[asyncpg.Connection, Any, str], Awaitable[tuple[int, dict[str, Any]]]]
@@ -89,7 +65,7 @@ async def keyed_write(request: web.Request, system: str, collection: str,
     key = request.headers.get("Idempotency-Key", "")
     if not key or len(key) > 255:
         return error(400, "Idempotency-Key header required (1-255 characters)")
-    faulted = await _fate(request, system, collection, key)
+    faulted = await apply_faults(request, system, collection, key)
     if isinstance(faulted, web.Response):
         return faulted
     ledger = request.app[LEDGER]
@@ -143,7 +119,7 @@ async def keyed_reverse(request: web.Request, system: str, collection: str,
     ``"reversed": false``: the compensation of a step that never landed must not fail."""
     target = request.match_info["key"]
     by = request.headers.get("Idempotency-Key", "")
-    faulted = await _fate(request, system, collection, by)
+    faulted = await apply_faults(request, system, collection, by)
     if isinstance(faulted, web.Response):
         return faulted
     ledger = request.app[LEDGER]
@@ -178,7 +154,7 @@ async def inquiry(request: web.Request, system: str, collection: str,
     """A read that is not an effect (an eligibility inquiry): faults apply, nothing is stored
     but the call log."""
     key = request.headers.get("Idempotency-Key", "")
-    faulted = await _fate(request, system, collection, key)
+    faulted = await apply_faults(request, system, collection, key)
     if isinstance(faulted, web.Response):
         return faulted
     ledger = request.app[LEDGER]
