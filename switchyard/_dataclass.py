@@ -38,7 +38,7 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -337,26 +337,41 @@ class Withheld:
         return "[WITHHELD]" if text and self.matches(text) else text
 
 
+def sensitive_fields(decision: Decision) -> dict[str, tuple[str, list[str]]]:
+    """Every personal or health field of ``decision`` (its pack's declared class, else
+    :func:`field_class`): name -> (its type, the values it was read as and corrected to,
+    empty ones left out). The one list both kinds of withholding start from: downstream
+    answers (:func:`withheld_of`) and what reviewers see (:func:`withheld_values`)."""
+    classes = declared_classes(decision)
+    kinds = {f.name: f.type for f in decision.fields}
+    values: dict[str, list[str]] = {}
+    for name, value in [(f.name, f.value) for f in decision.fields] + list(
+            decision.extracted_fields.items()):
+        seen = values.setdefault(name, [])
+        if value and value not in seen:
+            seen.append(value)
+    for name in classes:
+        values.setdefault(name, [])
+    return {name: (kinds.get(name, ""), found) for name, found in values.items()
+            if field_class(name, classes.get(name, 0)) in WITHHELD_CLASSES}
+
+
 def withheld_of(decision: Decision) -> Withheld:
     """What of ``decision``'s fields its plan's downstream answers must not reveal: every
-    field its pack declared personal or health (``Decision.fields[].data_class``; a field
-    without a declared class by :func:`field_class`), with the values it was read (or
+    personal or health field (:func:`sensitive_fields`), with the values it was read (or
     corrected) as."""
-    classes = declared_classes(decision)
-    values = {f.name: f.value for f in decision.fields}
-    values.update(decision.extracted_fields)
-    names = {name for name in set(values) | set(classes)
-             if field_class(name, classes.get(name, 0)) in WITHHELD_CLASSES}
+    fields = sensitive_fields(decision)
     whole: set[str] = set()
     words: set[str] = set()
-    for name in names:
-        norm = _norm(values.get(name, ""))
-        if not norm or norm in _EMPTY_WORDS:
-            continue
-        whole.add(norm)
-        words.update(w for w in norm.split() if len(w) >= MIN_CONTAINED_CHARS
-                     and w not in _EMPTY_WORDS)
-    return Withheld(frozenset(names), frozenset(whole), frozenset(words))
+    for _, found in fields.values():
+        for value in found:
+            norm = _norm(value)
+            if not norm or norm in _EMPTY_WORDS:
+                continue
+            whole.add(norm)
+            words.update(w for w in norm.split() if len(w) >= MIN_CONTAINED_CHARS
+                         and w not in _EMPTY_WORDS)
+    return Withheld(frozenset(fields), frozenset(whole), frozenset(words))
 
 
 def withhold_answer(value: object, withheld: Withheld | None = None) -> object:
@@ -494,10 +509,11 @@ class WithheldValues:
     reads that means the same day. A value the document writes otherwise than it was read
     (an enum's ``F`` read as ``female``) is not found: those are withheld in the fields."""
 
-    def __init__(self, values: dict[str, tuple[str, str]], redactor: Redactor) -> None:
+    def __init__(self, values: Iterable[tuple[str, str, str]], redactor: Redactor) -> None:
+        """``values``: (field name, value, field type) of each value to mask."""
         self.dates: dict[str, str] = {}
         alternatives: list[tuple[str, str]] = []
-        for name, (value, kind) in values.items():
+        for name, value, kind in values:
             if kind == "date" and _ISO_DATE.fullmatch(value):
                 self.dates.setdefault(value, _label(name))
             for variant in {value, redactor.text(value)}:
@@ -552,26 +568,16 @@ class WithheldValues:
 
 def withheld_values(decision: Decision, redactor: Redactor,
                     revealed: Collection[str] = ()) -> WithheldValues:
-    """The values of ``decision``'s personal and health fields a reviewer does not see
-    (``revealed`` aside). A value equal to a revealed field's (the subscriber is the patient)
-    is not masked: the reviewer reads it in that field anyway. Tables are withheld as fields
-    only (their cells are not searched for)."""
-    classes = declared_classes(decision)
-    kinds = {f.name: f.type for f in decision.fields}
-    values = {f.name: f.value for f in decision.fields}
-    for name, value in decision.extracted_fields.items():
-        values.setdefault(name, value)
-    shown: set[str] = set()
-    hidden: dict[str, tuple[str, str]] = {}
-    for name, value in values.items():
-        if not value or field_class(name, classes.get(name, 0)) not in WITHHELD_CLASSES:
-            continue
-        if name in revealed:
-            shown.add(" ".join(value.split()).lower())
-        elif kinds.get(name) != "table":
-            hidden[name] = (value, kinds.get(name, ""))
-    return WithheldValues({name: (value, kind) for name, (value, kind) in hidden.items()
-                           if " ".join(value.split()).lower() not in shown}, redactor)
+    """The values of ``decision``'s personal and health fields (:func:`sensitive_fields`) a
+    reviewer does not see (``revealed`` aside). A value equal to a revealed field's (the
+    subscriber is the patient) is not masked: the reviewer reads it in that field anyway.
+    Tables are withheld as fields only (their cells are not searched for)."""
+    fields = sensitive_fields(decision)
+    shown = {" ".join(value.split()).lower()
+             for name in revealed if name in fields for value in fields[name][1]}
+    return WithheldValues([(name, value, kind) for name, (kind, found) in fields.items()
+                           if name not in revealed and kind != "table" for value in found
+                           if " ".join(value.split()).lower() not in shown], redactor)
 
 
 def _discrepancy_class(name: str, classes: dict[str, int]) -> DataClass:
@@ -743,4 +749,4 @@ __all__ = ["DOWNSTREAM_EXCERPT_CHARS", "EXTRACTED_FIELDS", "MASK_MARGIN", "STORE
            "downstream_excerpt", "field_class", "matching_hash", "matching_key",
            "page_redactions", "redact_decision", "redact_escalation", "redact_field",
            "redact_free_text", "redact_layout", "redact_task", "sealed_columns",
-           "withheld_of", "withheld_values", "withhold_answer"]
+           "sensitive_fields", "withheld_of", "withheld_values", "withhold_answer"]
