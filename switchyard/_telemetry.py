@@ -143,6 +143,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+#: Libraries that read documents and quote what they read in their debug output (pdfminer
+#: logs every token of a PDF: names, diagnoses): kept at WARNING even when Switchyard's own
+#: logs are at DEBUG, since a document's content never goes into logs.
+DOCUMENT_READER_LOGGERS = ("pdfminer", "pdfplumber", "pypdfium2", "PIL", "rapidocr",
+                           "RapidOCR", "onnxruntime")
+
+
 def configure_logging(settings: Settings, service: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_format == "json":
@@ -157,6 +164,9 @@ def configure_logging(settings: Settings, service: str) -> None:
     root.setLevel(settings.log_level.upper())
     for noisy in ("aiokafka", "faust", "mode", "kafka"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    for reader in DOCUMENT_READER_LOGGERS:  # never below WARNING, whatever the log level
+        logging.getLogger(reader).setLevel(max(logging.WARNING, root.level))
+
 
 
 def configure_tracing(settings: Settings, service: str) -> None:
