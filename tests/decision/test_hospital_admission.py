@@ -89,7 +89,7 @@ async def test_a_pdf_form_and_its_scan_are_read_with_provenance_and_admitted(
         "member_id": "X480221573", "group_number": "33190", "consent_signed": "true"}
     located = {f.name: f.provenance for f in read.fields if f.HasField("provenance")}
     assert located["member_id"].page == 1 and located["diagnosis"].page == 1
-    assert read.explanation.startswith("A elective admission to surgical")
+    assert read.explanation.startswith("Admission (elective) to surgical")
     assert "Whitcombe" not in read.explanation and "hip" not in read.explanation
 
     # the same form scanned: no text layer, read by the OCR model on Triton
@@ -181,3 +181,30 @@ async def test_the_demo_forms_are_routed_and_read(decide: DecisionServiceStub) -
           f"right: {right}/{total} ({absent} forms without a consent line)")
     assert routed == len(admissions)
     assert right >= 0.98 * total
+
+
+def test_the_coverage_is_recorded_with_the_status_the_payer_reported() -> None:
+    """A reviewer may admit on a coverage the payer did not confirm (inactive, unknown
+    member): the EHR's Coverage must not say active then."""
+    from google.protobuf.json_format import MessageToDict
+
+    from services.executor.plan_context import render
+    from switchyard.packs import load_pack, plan_to_proto
+
+    pack = load_pack(Path(__file__).resolve().parents[2] / "switchyard_packs"
+                     / "hospital_admission")
+    plan = plan_to_proto(pack)
+    (coverage,) = [s for s in plan.steps if s.name == "record_coverage"]
+    payload = MessageToDict(coverage.payload)
+    fields = {"insurance_payer": "Harborview Mutual", "member_id": "W1", "group_number": None,
+              "subscriber": None, "patient_name": "Greta Marchetti"}
+    for reported, recorded in (("active", "active"), ("inactive", "cancelled"),
+                               ("not_found", "draft")):
+        context = {"fields": fields, "params": {}, "metadata": {}, "task": {},
+                   "steps": {"check_insurance": {"status": "succeeded",
+                                                 "output": {"status": reported}},
+                             "register_patient": {"status": "succeeded",
+                                                  "output": {"id": "7"}}}}
+        rendered = render(payload, context, "record_coverage payload")
+        assert rendered["status"] == recorded, reported
+        assert rendered["beneficiary"] == {"reference": "Patient/7"}

@@ -261,6 +261,7 @@ async def test_a_clean_form_is_admitted_without_a_person_and_a_readmission_is_ma
         patient["identifier"]
     (coverage,) = await hospital.coverages(patient["id"])
     assert coverage["subscriberId"] == "W220418873" and coverage["order"] == 1
+    assert coverage["status"] == "active"   # as the payer reported it
     (encounter,) = await hospital.encounters(patient["id"])
     assert encounter["status"] == "in-progress" and encounter["class"]["code"] == "EMER"
     assert encounter["reasonCode"] == [{"text": "Community-acquired pneumonia"}]

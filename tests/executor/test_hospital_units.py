@@ -62,3 +62,22 @@ def test_each_discrepancy_kind_and_only_it() -> None:
     unknown = eligibility(None, {"member_id": "M9"}, "2026-01-01")
     assert (unknown["status"], unknown["discrepancies"][0]["field"],
             unknown["discrepancies"][0]["found"]) == ("not_found", "member_id", "")
+
+
+def test_a_group_the_payer_does_not_hold_is_said_so() -> None:
+    no_group = eligibility({**RECORD, "group_number": ""}, {
+        "member_id": "M1", "patient_name": "Ann Lee", "date_of_birth": "1990-02-01",
+        "group_number": "G7"}, "2026-01-01")
+    assert [(d["field"], d["found"], d["note"]) for d in no_group["discrepancies"]] == [
+        ("group_number", "", "the payer has no group on file for this member")]
+    other = ask(group_number="G2")["discrepancies"][0]
+    assert other["note"] == "the member is enrolled under another group"
+
+
+def test_an_identifier_is_one_however_it_is_typed() -> None:
+    from services.executor.downstream.hospital.ehr import identifier_key
+
+    mrn = "urn:switchyard:mrn"
+    assert identifier_key(mrn, "SB 0071234") == identifier_key(mrn, "sb-0071234") \
+        == identifier_key(" URN:switchyard:MRN ", "SB0071234")
+    assert identifier_key(mrn, "SB0071234") != identifier_key(mrn, "SB0071235")

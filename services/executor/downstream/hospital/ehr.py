@@ -68,9 +68,15 @@ _REFERENCE = re.compile(r"^Patient/(\d{1,18})$")
 
 
 def identifier_key(system: str, value: str) -> tuple[str, str]:
-    """How identifiers are compared: the system without case or extra spaces, the value
-    without spaces (``"00 123 456"`` is ``"00123456"``) and without case."""
-    return " ".join(system.lower().split()), "".join(value.split()).upper()
+    """How identifiers are compared: the system without case or extra spaces, the value by
+    its letters and digits only, without case (``"SB 0071234"``, ``"sb-0071234"`` and
+    ``"SB0071234"`` are one MRN, as a registration clerk types it either way)."""
+    return " ".join(system.lower().split()), value_key(value)
+
+
+def value_key(value: str) -> str:
+    """An identifier's value as compared: letters and digits, upper case."""
+    return re.sub(r"[\W_]+", "", value).upper()
 
 
 def _identifiers(resource: dict[str, Any]) -> list[dict[str, str]]:
@@ -191,7 +197,7 @@ async def record_coverage(conn: asyncpg.Connection, body: Any,
         "DO UPDATE SET resource = EXCLUDED.resource, updated_at = now() "
         "RETURNING id, (xmax = 0) AS inserted",
         beneficiary, " ".join(payor_name.lower().split()),
-        "".join(text(resource.get("subscriberId")).split()).upper(), json.dumps(resource))
+        value_key(text(resource.get("subscriberId"))), json.dumps(resource))
     return (201 if row["inserted"] else 200), {
         "id": str(row["id"]), "resource": {**resource, "id": str(row["id"])}}
 

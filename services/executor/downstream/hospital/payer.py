@@ -113,7 +113,9 @@ def eligibility(record: dict[str, Any] | None, inquiry_body: dict[str, Any],
     if submitted["group_number"] and member_key(submitted["group_number"]) != member_key(
             record["group_number"]):
         found.append(discrepancy("group_number", record["group_number"],
-                                 "the member is enrolled under another group"))
+                                 "the member is enrolled under another group"
+                                 if record["group_number"] else
+                                 "the payer has no group on file for this member"))
     ended = _inactive_since(record, today)
     status = "active" if ended is None else "inactive"
     if ended is not None:
