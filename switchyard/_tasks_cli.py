@@ -33,8 +33,11 @@ __all__ = ["CONTENT_TYPES", "EXIT_CONNECT", "EXIT_OK", "EXIT_REFUSED", "EXIT_USA
            "idempotency_key", "run_model_health", "run_submit", "follow_pages", "run_tasks"]
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_CONNECT = 0, 1, 2, 3
-#: Content type of a submitted file, by its extension (the two ingest accepts).
-CONTENT_TYPES = {".txt": "text/plain", ".json": "application/json"}
+#: Content type of a submitted file, by its extension (every type ingest accepts: text, JSON,
+#: PDFs and page images; ingest checks the bytes against the type).
+CONTENT_TYPES = {".txt": "text/plain", ".json": "application/json", ".pdf": "application/pdf",
+                 ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+                 ".tif": "image/tiff", ".tiff": "image/tiff"}
 
 
 class _Usage(Exception):
@@ -265,7 +268,7 @@ def _read_files(args: argparse.Namespace) -> list[_File]:
         content_type = CONTENT_TYPES.get(path.suffix.lower())
         if content_type is None:
             raise _Usage(f"{name}: unsupported extension {path.suffix or '(none)'!r}; use "
-                         f"{' or '.join(CONTENT_TYPES)}")
+                         f"{', '.join(CONTENT_TYPES)}")
         try:
             body = path.read_bytes()
         except OSError as exc:

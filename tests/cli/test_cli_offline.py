@@ -22,13 +22,13 @@ def test_version_is_the_installed_distributions() -> None:
 def test_a_file_of_another_type_is_a_usage_error_naming_it(tmp_path: Path) -> None:
     good = tmp_path / "ticket.txt"
     good.write_text("Ticket: cannot log in")
-    bad = tmp_path / "scan.pdf"
-    bad.write_bytes(b"%PDF-1.7")
+    bad = tmp_path / "scan.gif"
+    bad.write_bytes(b"GIF89a")
     # nothing is listening there: the files are checked before any connection is tried
     done = switchyard(None, "submit", str(good), str(bad), "--target",
                       f"127.0.0.1:{free_port()}")
     assert done.returncode == 2, done.stderr
-    assert str(bad) in done.stderr and "'.pdf'" in done.stderr
+    assert str(bad) in done.stderr and "'.gif'" in done.stderr and ".pdf" in done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
 
 

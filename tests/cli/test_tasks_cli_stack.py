@@ -26,6 +26,7 @@ from switchyard.v1 import (
     Verdict,
 )
 from tests.cli.helpers import switchyard
+from tests.document_samples import text_pdf
 from tests.client.helpers import ACME_KEY, KEYS, OPS_KEY, review, sample
 from tests.terminal import TERMINAL, TERMINAL_STATUSES
 
@@ -84,6 +85,14 @@ def test_submit_waits_for_the_outcome_and_a_rerun_returns_the_same_tasks(
     assert len(set(ids)) == 2
     assert get(ingest, ids[1]).envelope.document.content_type == "application/json"
     assert get(ingest, ids[0]).envelope.document.filename == "ticket.txt"
+
+    # a PDF goes as a PDF (the extension names the type; ingest checked the bytes)
+    scan = tmp_path / "ticket.pdf"
+    scan.write_bytes(text_pdf(("Support ticket: cannot log in", "Since this morning")))
+    sent = switchyard(settings, "submit", str(scan), "--tenant", "acme", "--json")
+    assert sent.returncode == 0, sent.stderr
+    (pdf_task,) = json.loads(sent.stdout)
+    assert get(ingest, pdf_task["task_id"]).envelope.document.content_type == "application/pdf"
 
     # the same command again, waiting: the same tasks (no duplicates), followed to the end
     command = [sys.executable, "-m", "switchyard", "submit", str(ticket), str(structured),
