@@ -43,3 +43,12 @@ def test_an_iban_glued_to_its_label_is_found() -> None:
     for text in ("IBANGB33BUKB20201555555555", "IBANGB33 BUKB 20201555555555"):
         redacted = Redactor().text(text)
         assert "GB33" not in redacted and "[IBAN REDACTED]" in redacted, redacted
+
+
+def test_a_timestamp_is_not_a_phone_number() -> None:
+    """A form's "Printed 2026-12-02 08:14" was shown to a reviewer as a redacted phone."""
+    redactor = Redactor()
+    for kept in ("Printed 2026-12-02 08:14", "at 2026-12-02 08:14:33 UTC"):
+        assert redactor.text(kept) == kept
+    for phone in ("Tel 555-123-4567: ask for Bob", "Phone: 0049 30 1234 5678."):
+        assert "[PHONE REDACTED]" in redactor.text(phone)
