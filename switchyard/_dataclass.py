@@ -506,7 +506,7 @@ class WithheldValues:
     layout's words, metadata, explanations, discrepancy notes. A value is found as read by the
     extractor (spacing and case aside), also as the PII detectors left it in a stored body
     (an emergency contact's phone already a label), and a date in any notation the extractor
-    reads that means the same day. A value the document writes otherwise than it was read
+    reads that means the same day (a date with day and month in doubt in either order). A value the document writes otherwise than it was read
     (an enum's ``F`` read as ``female``) is not found: those are withheld in the fields."""
 
     def __init__(self, values: Iterable[tuple[str, str, str]], redactor: Redactor) -> None:
@@ -538,8 +538,10 @@ class WithheldValues:
         if self.dates:
             from switchyard.packs._extract import parse_date  # the extractor's notations
             for m in _DATE_NOTATIONS.finditer(text):
-                parsed = parse_date(m.group())
-                label = self.dates.get(parsed[0]) if parsed else None
+                # either order: a field may read 03/07/1962 month first (its date_order)
+                meant = {parsed[0] for order in ("day_first", "month_first")
+                         if (parsed := parse_date(m.group(), order))}
+                label = next((self.dates[d] for d in sorted(meant) if d in self.dates), None)
                 if label and not any(f.start < m.end() and m.start() < f.end for f in found):
                     found.append(WithheldSpan(m.start(), m.end(), label))
         return sorted(found, key=lambda f: f.start)

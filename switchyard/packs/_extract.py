@@ -6,7 +6,9 @@ reads them from the shapes documents usually have:
 * a JSON object: keys matching a field's labels (or name), top level or one level down
   (``member_id`` and ``memberId`` both match the label ``Member ID``);
 * ``Label: value``, ``Label = value``, ``Label - value``, ``Label<TAB>value`` and
-  ``Label  value`` (two spaces) lines, also several on one line split by ``|`` or ``;``;
+  ``Label  value`` (two spaces) lines, also several on one line split by ``|`` or ``;``, or
+  by a wide gap (two or more spaces, or a tab) before another field's label and its ``:``,
+  ``=`` or `` - `` (``DOB: 03/07/1962   Sex: F``);
 * a field's ``pattern`` (a regex with one capture group), tried before the labels.
 
 A document with a layout (``switchyard.v1.DocumentLayout``: a PDF's text layer or OCR words
@@ -20,7 +22,8 @@ layout did not give; a value found there is looked up among the layout's words f
 provenance.
 
 Each value is parsed by its type (money and numbers with either decimal separator, dates in
-the common orders as YYYY-MM-DD, IBANs checked with their mod-97 digits, e-mail addresses,
+the common orders as YYYY-MM-DD, a date with day and month in doubt in the field's
+``date_order``, IBANs checked with their mod-97 digits, e-mail addresses,
 enum values matched without case). A value found by a pattern or label but unreadable as its
 type is an issue, not a value. ``Extraction.confidence`` is the mean confidence of the required
 fields (a missing one counts 0), or of the fields found when none is required. A document type
@@ -117,9 +120,20 @@ def _month(name: str) -> int | None:
     return next((i for i, m in enumerate(_MONTHS, start=1) if m.startswith(name)), None)
 
 
-def parse_date(text: str) -> tuple[str, float] | None:
-    """A date in a common notation -> (YYYY-MM-DD, confidence); day/month order that cannot be
-    told apart lowers the confidence."""
+#: The confidence factor of a numeric date whose day and month cannot be told apart when the
+#: field declares no ``date_order``: read day first, as a guess.
+GUESSED_ORDER = 0.6
+
+
+def parse_date(text: str, order: str = "") -> tuple[str, float] | None:
+    """A date in a common notation -> (YYYY-MM-DD, confidence).
+
+    ``order`` says how ``DD/MM/YYYY`` or ``MM/DD/YYYY`` is read when both numbers are 12 or
+    less (``03/07/1962``): ``day_first`` (3 July) or ``month_first`` (March 7), as the pack
+    declared for the field, so at full confidence; empty (not declared): day first, as most of
+    the world writes it, with the confidence lowered to GUESSED_ORDER. A number above 12 tells
+    the order whatever ``order`` says; dates with dots (``03.07.1962``) are day first, the
+    order of the countries that write them; ISO dates and month names are never in doubt."""
     text = text.strip()
     candidates: list[tuple[int, int, int, float]] = []
     if m := re.search(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b", text):
@@ -132,8 +146,10 @@ def parse_date(text: str) -> tuple[str, float] | None:
             candidates.append((year, b, a, 1.0))
         elif b > 12:
             candidates.append((year, a, b, 1.0))
-        else:
-            candidates.append((year, b, a, 0.6))  # ambiguous: day first, as most of the world
+        elif order == "month_first":
+            candidates.append((year, a, b, 1.0))
+        else:  # day first: declared, or a guess
+            candidates.append((year, b, a, 1.0 if order == "day_first" else GUESSED_ORDER))
     elif m := re.search(r"\b([A-Za-z]{3,9})\.? (\d{1,2}),? ?(\d{4})\b", text):
         month = _month(m[1])
         if month:
@@ -182,7 +198,7 @@ def parse_value(spec: FieldSpec, raw: str) -> tuple[str, float] | str:
             return f"no whole number in {text[:40]!r}"
         return str(int(number)), 1.0
     if kind == "date":
-        parsed = parse_date(text)
+        parsed = parse_date(text, spec.date_order)
         return parsed if parsed else f"no date in {text[:40]!r}"
     if kind == "iban":
         match = _IBAN.search(text.upper())
@@ -248,12 +264,39 @@ def _scalar(value: Any) -> str:
     return as_text(value) if not isinstance(value, str) else value
 
 
-def _line_pairs(text: str) -> list[tuple[str, str]]:
+#: A wide gap inside a line (two or more spaces, or tabs), after which another label may start.
+_WIDE_GAP = re.compile(r"[ \t]*\t[ \t]*| {2,}")
+#: What may follow a wide gap to start another ``Label: value`` (label, then ``:``, ``=`` or
+#: `` - ``): the label is then checked against the pack's.
+_NEXT_LABEL = re.compile(r"([^:=\t]{1,60}?)\s*(?::|=|\s-\s)")
+
+
+def _split_at_labels(segment: str, labels: frozenset[str]) -> list[str]:
+    """``segment`` cut where, after a wide gap (two or more spaces, or a tab), one of
+    ``labels`` (normalised) starts, followed by ``:``, ``=`` or `` - ``: ``DOB: 03/07/1962
+    Sex: F   MR #: SB-0071234`` is three pairs, not a date of birth running to the line's end.
+    A wide gap with no such label after it stays in the value, and a label followed only by
+    spaces (``Label  value``) does not cut: that is the first pair's own separator."""
+    if not labels:
+        return [segment]
+    cuts = [0]
+    for gap in _WIDE_GAP.finditer(segment):
+        if gap.start() == 0:
+            continue
+        key = _NEXT_LABEL.match(segment, gap.end())
+        if key and _norm(key.group(1)) in labels:
+            cuts.append(gap.end())
+    cuts.append(len(segment))
+    return [segment[a:b] for a, b in zip(cuts, cuts[1:])]
+
+
+def _line_pairs(text: str, labels: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
     pairs = []
     for segment in _SEGMENT_SPLIT.split(text):
-        match = _KEY_VALUE.match(segment)
-        if match:
-            pairs.append((match.group(1), match.group(2)))
+        for part in _split_at_labels(segment, labels):
+            match = _KEY_VALUE.match(part)
+            if match:
+                pairs.append((match.group(1), match.group(2)))
     return pairs
 
 
@@ -350,7 +393,9 @@ def extract_fields(pack: Pack, text: str, layout: DocumentLayout | None = None) 
         text = layout_text(layout)
     text = text[:MAX_TEXT_CHARS]
     json_pairs = _json_pairs(text)
-    line_pairs = [] if json_pairs else _line_pairs(text)
+    declared = frozenset(label for spec in pack.fields.values() if spec.type != "table"
+                         for label in _labels(spec))
+    line_pairs = [] if json_pairs else _line_pairs(text, declared)
     text_table_lines: list[Line] | None = None
     found: dict[str, ExtractedField] = {}
     issues: list[str] = []

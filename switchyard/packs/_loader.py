@@ -209,6 +209,8 @@ def _field(name: str, spec: Mapping[str, Any], where: list[Any], c: _Checker) ->
     for key in ("columns", "end"):
         if kind != "table" and key in spec:
             c.add(where + [key], spec[key], f"only a table field has {key}")
+    if kind != "date" and "date_order" in spec:
+        c.add(where + ["date_order"], spec["date_order"], "only a date field has date_order")
     if kind == "table" and "pattern" in spec:
         c.add(where + ["pattern"], spec["pattern"], "a table field has no pattern")
     pattern = spec.get("pattern", "")
@@ -228,7 +230,8 @@ def _field(name: str, spec: Mapping[str, Any], where: list[Any], c: _Checker) ->
                      labels=tuple(spec.get("labels", ())), pattern=pattern,
                      values=tuple(spec.get("values", ())), columns=columns,
                      aliases=tuple((str(a), str(v)) for a, v in spec.get("aliases", {}).items()),
-                     end=tuple(spec.get("end", ())))
+                     end=tuple(spec.get("end", ())),
+                     date_order=spec.get("date_order", "") if kind == "date" else "")
 
 
 def _fields(raw: Mapping[str, Any], c: _Checker) -> dict[str, FieldSpec]:

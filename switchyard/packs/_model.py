@@ -32,6 +32,9 @@ FIELD_TYPES: tuple[str, ...] = ("string", "money", "number", "integer", "date", 
                                 "enum", "boolean", "table")
 #: Types a table's column may have (every field type but table).
 COLUMN_TYPES: tuple[str, ...] = FIELD_TYPES[:-1]
+#: How a date field reads a numeric date whose day and month cannot be told apart (03/07/1962):
+#: ``day_first`` 3 July, ``month_first`` March 7. Not declared: day first, as a guess.
+DATE_ORDERS: tuple[str, ...] = ("day_first", "month_first")
 #: Data classes of a field (see DataClass in decision.proto); personal is the safe default.
 DATA_CLASSES: tuple[str, ...] = ("personal", "derived", "operational", "health")
 PARAM_TYPES: tuple[str, ...] = ("number", "integer", "string", "boolean", "list")
@@ -65,6 +68,9 @@ class FieldSpec:
     columns: tuple[FieldSpec, ...] = ()
     #: table only: labels of a line that ends the table (``Subtotal``)
     end: tuple[str, ...] = ()
+    #: date only: ``day_first`` or ``month_first`` for ``03/07/1962``; empty: not declared
+    #: (read day first, its confidence lowered as a guess)
+    date_order: str = ""
 
 
 @dataclass(frozen=True)

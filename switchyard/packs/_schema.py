@@ -22,6 +22,7 @@ import jsonschema
 from switchyard.packs._model import (
     COLUMN_TYPES,
     DATA_CLASSES,
+    DATE_ORDERS,
     ESCALATION_REASONS,
     FIELD_TYPES,
     HIT_POLICIES,
@@ -206,6 +207,11 @@ def pack_schema() -> dict[str, Any]:
     values = {"type": "array", "minItems": 1, "maxItems": 256, "uniqueItems": True,
               "items": {"type": "string", "minLength": 1},
               "description": "enum only: the allowed values."}
+    date_order = _str("date only: how a date with day and month in doubt (03/07/1962) is "
+                      "read: day_first (3 July) or month_first (March 7). Not declared: day "
+                      "first, with a lowered confidence. Dates written with dots are always "
+                      "day first; ISO dates, month names and a day above 12 read the same "
+                      "either way.", enum=list(DATE_ORDERS))
     column_spec = {
         "type": "object", "additionalProperties": False, "required": ["type"],
         "properties": {
@@ -213,6 +219,7 @@ def pack_schema() -> dict[str, Any]:
             "labels": {**labels, "description": "Labels of the column in the table's header "
                                                 "row; default: the column name."},
             "values": values,
+            "date_order": date_order,
         },
     }
     field_spec = {
@@ -243,6 +250,7 @@ def pack_schema() -> dict[str, Any]:
                                        "column -> cell value."},
             "end": {**labels, "description": "table only: labels of a line that ends the "
                                              "table (e.g. Subtotal)."},
+            "date_order": date_order,
         },
     }
     scalar = {"type": ["number", "string", "boolean"]}

@@ -8,6 +8,7 @@ import pytest
 from switchyard.documents import layout_from_text, layout_text
 from switchyard.packs import (
     EntryPointError,
+    Pack,
     PackError,
     Extraction,
     accepts_layout,
@@ -288,3 +289,104 @@ def test_enum_aliases_and_camel_case_json_keys() -> None:
         load_pack_files(files_of(doc))
     assert any("fields.sex.aliases.W" in line and "not one of the field's values" in line
                for line in refused.value.problems), refused.value.problems
+
+
+# -- ambiguous numeric dates: a date field's date_order -------------------------------------
+
+
+def test_a_date_with_day_and_month_in_doubt_is_read_in_the_declared_order() -> None:
+    # not declared: day first, as a guess (its confidence lowered)
+    assert parse_date("03/07/1962") == ("1962-07-03", 0.6)
+    assert parse_date("03/07/1962", "day_first") == ("1962-07-03", 1.0)
+    assert parse_date("03/07/1962", "month_first") == ("1962-03-07", 1.0)
+    # a day above 12, ISO, month names, dots and compact digits read the same in every order
+    for order in ("", "day_first", "month_first"):
+        assert parse_date("13/07/1962", order) == ("1962-07-13", 1.0)
+        assert parse_date("07/13/1962", order) == ("1962-07-13", 1.0)
+        assert parse_date("1962-03-07", order) == ("1962-03-07", 1.0)
+        assert parse_date("March 7, 1962", order) == ("1962-03-07", 1.0)
+        assert parse_date("7 Mar 1962", order) == ("1962-03-07", 1.0)
+        assert parse_date("03.07.1962", order) == ("1962-07-03", 1.0)  # dots: day first
+        assert parse_date("19620307", order) == ("1962-03-07", 0.9)
+        assert parse_date("02/30/1962", order) is None
+
+
+def _dated(order: str | None) -> Pack:
+    doc = expense()
+    if order is not None:
+        doc["fields"]["claim_date"]["date_order"] = order
+    doc["fields"]["items"] = {
+        "type": "table", "data_class": "derived",
+        "columns": {"what": {"type": "string", "labels": ["Item"]},
+                    "day": {"type": "date", "labels": ["Day"],
+                            **({"date_order": order} if order is not None else {})},
+                    "amount": {"type": "money", "labels": ["Amount"]}}}
+    return load_pack_files(files_of(doc))
+
+
+def test_date_order_is_read_from_text_json_layout_and_table_cells() -> None:
+    us, undeclared = _dated("month_first"), _dated(None)
+    assert us.fields["claim_date"].date_order == "month_first"
+    assert undeclared.fields["claim_date"].date_order == ""
+    text = ("Employee: Ann Lee\nTotal: 12.00\nDate: 03/07/2025\n\n"
+            "Item          Day           Amount\nTaxi          04/08/2025    12.00")
+    got = extract_fields(us, text)
+    assert got.values["claim_date"] == "2025-03-07"
+    assert got.fields["claim_date"].confidence == 0.85  # declared: not penalised as a guess
+    assert got.values["items"] == '[{"what":"Taxi","day":"2025-04-08","amount":12.0}]'
+    guessed = extract_fields(undeclared, text)
+    assert guessed.values["claim_date"] == "2025-07-03"
+    assert guessed.fields["claim_date"].confidence == pytest.approx(0.85 * 0.6)
+    assert guessed.values["items"] == '[{"what":"Taxi","day":"2025-08-04","amount":12.0}]'
+    as_json = extract_fields(us, '{"employee": "Ann Lee", "total": 12, "date": "03/07/2025"}')
+    assert as_json.values["claim_date"] == "2025-03-07"
+    assert as_json.fields["claim_date"].confidence == 0.95
+    on_layout = extract_fields(us, "", layout_from_text(text))
+    assert on_layout.values["claim_date"] == "2025-03-07"
+    assert on_layout.fields["claim_date"].provenance is not None
+    assert on_layout.values["items"] == '[{"what":"Taxi","day":"2025-04-08","amount":12.0}]'
+    assert extract_fields(undeclared, "", layout_from_text(text)).values["claim_date"] \
+        == "2025-07-03"
+
+
+def test_the_hospital_pack_reads_us_dates_month_first_and_dotted_ones_day_first() -> None:
+    hospital = builtin_packs()["hospital_admission"]
+    assert hospital.fields["date_of_birth"].date_order == "month_first"
+    us = extract_fields(hospital, "Patient Name: Brandt, Sofia\nDOB: 03/07/1962")
+    assert us.values["date_of_birth"] == "1962-03-07"
+    assert us.fields["date_of_birth"].confidence == 0.85
+    for written in ("07.03.1962", "1962-03-07", "March 7, 1962", "7 March 1962",
+                    "03/07/1962"):
+        got = extract_fields(hospital, f"Date of Birth: {written}").values
+        assert got["date_of_birth"] == "1962-03-07", written
+
+
+# -- several labels on one line, wide spaces between ----------------------------------------
+
+
+def test_several_labels_on_a_line_separated_by_wide_spaces() -> None:
+    hospital = builtin_packs()["hospital_admission"]
+    got = extract_fields(hospital, "Carrier: Lakeshore Health Plan   Member #: LHP77120034   "
+                                   "Group #: 5521\nDOB: 03/07/1962   Sex: F   MR #: SB-0071234")
+    assert got.values == {"insurance_payer": "Lakeshore Health Plan",
+                          "member_id": "LHP77120034", "group_number": "5521",
+                          "date_of_birth": "1962-03-07", "sex": "female", "mrn": "SB-0071234"}
+    # a tab is a wide gap too, and "=" or " - " a label's separator
+    tabbed = extract_fields(hospital, "Carrier = Lakeshore Health Plan\tMember # - LHP77120034")
+    assert tabbed.values == {"insurance_payer": "Lakeshore Health Plan",
+                             "member_id": "LHP77120034"}
+
+
+def test_wide_spaces_cut_a_value_only_before_a_declared_label_and_its_separator(claim) -> None:
+    got = extract_fields(claim, "Employee: Ann  van Lee   Total: 12.00   Date: 31/01/2025\n"
+                                "Nights  3    IBAN: GB29 NWBK 6016 1331 9268 19")
+    assert got.values == {"employee": "Ann  van Lee", "amount": "12.00",
+                          "claim_date": "2025-01-31", "nights": "3",
+                          "iban": "GB29NWBK60161331926819"}
+    # a label that is not the pack's, or a label with no separator after it, stays in the value
+    kept = extract_fields(claim, "Employee: Ann Lee   Dept: Sales\nEmployee  Ann Lee   Total 12")
+    assert kept.values["employee"] == "Ann Lee   Dept: Sales"
+    aligned = extract_fields(claim, "Employee     Ann Lee\nTotal        12.00\n"
+                                    "Date         31/01/2025")
+    assert aligned.values == {"employee": "Ann Lee", "amount": "12.00",
+                              "claim_date": "2025-01-31"}

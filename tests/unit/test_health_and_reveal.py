@@ -289,3 +289,18 @@ def test_a_logged_exception_keeps_its_type_and_frames_not_its_message() -> None:
     assert "RuntimeError (message withheld)" in outline
     entry = json.loads(line)
     assert entry["exc"] == outline and DIAGNOSIS not in line and NAME not in line
+
+
+def test_a_date_of_birth_read_month_first_is_masked_in_every_notation() -> None:
+    """A pack may read 03/07/1962 month first (its field's date_order): the document still
+    shows that date as written, and it is masked as the same day."""
+    esc = escalation(())
+    del esc.proposed_decision.fields[:]
+    esc.proposed_decision.fields.add(name="date_of_birth", value="1962-03-07", type="date",
+                                     data_class=ProtoDataClass.DATA_CLASS_PERSONAL)
+    withheld = withheld_values(esc.proposed_decision, Redactor(), ())
+    assert withheld.text("DOB: 03/07/1962   Sex: F") == \
+        "DOB: [DATE_OF_BIRTH REDACTED]   Sex: F"
+    assert withheld.text("born 7 March 1962, 1962-03-07, 07.03.1962") == \
+        "born [DATE_OF_BIRTH REDACTED], [DATE_OF_BIRTH REDACTED], [DATE_OF_BIRTH REDACTED]"
+    assert withheld.text("seen 04/07/1962") == "seen 04/07/1962"
