@@ -481,6 +481,7 @@ class DecisionEngine:
                        layout=layout)
 
 
-__all__ = ["CONTENT_TYPE_RULE", "GUESSING_RULES", "PACK_ERROR_RULE", "UNREADABLE_RULE", "Assessment", "Decided", "DecisionEngine", "Overloaded",
+__all__ = ["CONTENT_TYPE_RULE", "GUESSING_RULES", "PACK_ERROR_RULE", "UNREADABLE_RULE",
+           "Assessment", "Decided", "DecisionEngine", "Overloaded",
            "TableResult", "document_text", "run_table", "table_outcome",
            "to_decision"]
