@@ -83,6 +83,9 @@ PACK_ERROR_RULE = "pack_error"
 CONTENT_TYPE_RULE = "content_type_not_supported"
 #: The rule named when a PDF or image cannot be read (damaged, its blob's checksum wrong).
 UNREADABLE_RULE = "document_unreadable"
+#: Routing rules that escalate with a best guess of the type: the proposal carries the fields
+#: that type's pack reads (:meth:`DecisionEngine.best_guess`).
+GUESSING_RULES = frozenset({"low_confidence", "kind_mismatch"})
 
 
 def raised_at(exc: BaseException) -> str:
@@ -357,7 +360,12 @@ class DecisionEngine:
         if outcome is None and active is None:
             outcome = no_plan(prediction.label, prediction.confidence, bucket)
         if outcome is not None:
-            return Decided(to_decision(task, outcome, prediction, policy, active=active),
+            guess = None
+            if outcome.rule in GUESSING_RULES and active is not None:
+                outcome, guess = self.best_guess(task, text, active, policy, outcome, layout)
+            # ``guess`` shapes the proposal only: the Decided carries no assessment, so no
+            # enricher records this document (nothing learns from a guess)
+            return Decided(to_decision(task, outcome, prediction, policy, guess, active=active),
                            outcome, policy, layout=layout)
         assert active is not None
         try:
@@ -367,6 +375,33 @@ class DecisionEngine:
             if testing is not None:
                 raise
             return self._unavailable(task, policy, str(exc), prediction, layout)
+
+    def best_guess(self, task: TaskEnvelope, text: str, active: ActivePack, policy: Policy,
+                   outcome: Outcome, layout: DocumentLayout | None = None
+                   ) -> tuple[Outcome, Assessment | None]:
+        """A routing rule escalated (``low_confidence``, ``kind_mismatch``) and the label the
+        proposal acts on has a pack: read the document with that pack's extractor (as
+        :meth:`decide_with_pack` does, on the layout too; no enrichers, scorers or table), so
+        the reviewer gets the fields to check and correct, the withheld ones are masked in the
+        document they see, and an approval runs the plan with every declared field. The
+        escalation keeps its rule, reason and explanation and takes the pack's review routing
+        (reviewer group, priority, SLA, four eyes; its queue, else the tenant's). A document
+        the pack does not read (content type) or cannot read (its extractor fails) is
+        proposed as before, without fields."""
+        pack = active.pack
+        if (task.document.content_type or "text/plain") not in pack.content_types:
+            return outcome, None
+        try:
+            extraction = run_extractor(extractor_of(pack), text, layout)
+            raw = {name: f.value for name, f in extraction.fields.items()}
+        except Exception as exc:  # noqa: BLE001 - a pack's Python must not stop the service
+            log.error("pack %s %s failed on a document it was guessed for: %s at %s",
+                      pack.name, pack.version, type(exc).__name__, raised_at(exc))
+            return outcome, None
+        review = pack.review
+        routed = replace(outcome, priority=min(outcome.priority, review.priority_bucket),
+                         **_routing(review, policy))
+        return routed, Assessment(active, extraction, raw)
 
     async def decide_with_pack(self, task: TaskEnvelope, text: str, prediction: Prediction,
                                active: ActivePack, policy: Policy, note: str = "",
@@ -446,6 +481,7 @@ class DecisionEngine:
                        layout=layout)
 
 
-__all__ = ["CONTENT_TYPE_RULE", "PACK_ERROR_RULE", "UNREADABLE_RULE", "Assessment", "Decided", "DecisionEngine", "Overloaded",
+__all__ = ["CONTENT_TYPE_RULE", "GUESSING_RULES", "PACK_ERROR_RULE", "UNREADABLE_RULE",
+           "Assessment", "Decided", "DecisionEngine", "Overloaded",
            "TableResult", "document_text", "run_table", "table_outcome",
            "to_decision"]

@@ -86,7 +86,7 @@ from services.executor.plan_context import (
 )
 from switchyard._audit import append as audit_append
 from switchyard._audit import digest
-from switchyard._dataclass import Withheld, withheld_of, withhold_answer
+from switchyard._dataclass import Withheld, redact_free_text, withheld_of, withhold_answer
 from switchyard._payloads import EXECUTION_OUTPUT, PLAINTEXT, PayloadCodec, PayloadError
 from switchyard._taskstore import timestamp
 from switchyard.v1 import (
@@ -248,10 +248,13 @@ def backoff_bounds(step: ActionStep, config: RetryConfig) -> tuple[float, float]
 async def settle_waiting(pool: asyncpg.Pool, task_id: str, tenant_id: str, step_id: str,
                          outcome: int, *, summary: str = "", error: str = "",
                          output: dict[str, Any] | None = None,
-                         decision_id: str = "") -> ExecutionResult | None:
+                         decision_id: str = "", readable: bool = False
+                         ) -> ExecutionResult | None:
     """Move a step from WAITING to ``outcome`` (one conditional UPDATE, so a callback and a
     timeout, or two replicas, cannot both settle it), audited; the settled result, or None
-    when the step was not waiting."""
+    when the step was not waiting. ``readable``: ``error`` is a :func:`plan_error`, kept in
+    the audit entry as written (other errors only as a hash: a cancellation's reason is a
+    person's words)."""
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             "SELECT result FROM executions WHERE task_id = $1 AND step_id = $2 AND outcome = $3"
@@ -273,8 +276,18 @@ async def settle_waiting(pool: asyncpg.Pool, task_id: str, tenant_id: str, step_
             "step_id": step_id, "outcome": StepOutcome.Name(outcome), "attempts": 0,  # type: ignore[arg-type]
             "idempotency_key": result.idempotency_key, "decision_id": decision_id,
             "error_sha256": digest(error) if error else "",
+            **({"error": error} if readable and error else {}),
         }, task_id)
     return result
+
+
+def plan_error(decision: Decision, exc: BaseException) -> str:
+    """A step that failed on the plan's own template, condition or target (``no such key
+    'member_id'``), as operators may read it (the step's record, its audit entry and so the
+    task's timeline, the task's status detail): such a message names steps and keys, not the
+    document's values, but an interpreter's may quote one, so it passes the PII detectors and
+    is withheld whole when it carries a personal or health value of ``decision``."""
+    return withheld_of(decision).scrub(redact_free_text(str(exc)))
 
 
 def idempotency_key(task_id: str, step_id: str) -> str:
@@ -492,7 +505,7 @@ class PlanRunner:
             target = render_target(step.target, context, f"{where} target")
             route = self._route(step.connector, target)
         except (ExpressionError, InvalidTarget) as exc:
-            error = str(exc)
+            error = plan_error(decision, exc)
             return _StepRun([await self._note(
                 decision, step.step_id, key, StepOutcome.STEP_OUTCOME_FAILED_PERMANENT,
                 error=error)], failure=f"step {step.step_id} failed permanently: {error}")
@@ -546,9 +559,10 @@ class PlanRunner:
         try:
             holds = condition_holds(step.when, context, f"step {step.step_id} when")
         except ExpressionError as exc:
+            error = plan_error(decision, exc)
             return _StepRun([await self._note(
                 decision, step.step_id, key, StepOutcome.STEP_OUTCOME_FAILED_PERMANENT,
-                error=str(exc))], failure=f"step {step.step_id} failed permanently: {exc}")
+                error=error)], failure=f"step {step.step_id} failed permanently: {error}")
         if not holds and row is None:
             return _StepRun([await self._note(
                 decision, step.step_id, key, StepOutcome.STEP_OUTCOME_SKIPPED_CONDITION,
@@ -582,11 +596,12 @@ class PlanRunner:
                                     step.approval.discrepancies, context,
                                     f"step {step.step_id} approval.discrepancies"))
             except ExpressionError as exc:
+                error = plan_error(decision, exc)
                 settled = await self._settle(decision, step.step_id,
                                              StepOutcome.STEP_OUTCOME_FAILED_PERMANENT,
-                                             error=str(exc))
+                                             error=error, readable=True)
                 return _StepRun(results + ([settled] if settled else []),
-                                failure=f"step {step.step_id} failed permanently: {exc}")
+                                failure=f"step {step.step_id} failed permanently: {error}")
         wait = step.wait
         if not wait.callback:
             due = started + wait.duration.ToTimedelta()
@@ -849,7 +864,8 @@ class PlanRunner:
                     summary: str = "", error: str = "",
                     started_at: datetime | None = None) -> ExecutionResult:
         """Record a step that made no call: skipped by its condition, waiting, or failed on
-        its own expression."""
+        its own expression (``error``, a :func:`plan_error`: kept readable in the audit entry
+        too, so the task's timeline says why)."""
         now = datetime.now(timezone.utc)
         result = ExecutionResult(
             task_id=decision.task_id, tenant_id=decision.tenant_id, step_id=step_id,
@@ -868,17 +884,19 @@ class PlanRunner:
                 "step_id": step_id, "outcome": StepOutcome.Name(outcome), "attempts": 0,  # type: ignore[arg-type]
                 "idempotency_key": key, "decision_id": decision.decision_id,
                 "error_sha256": digest(error) if error else "",
+                **({"error": error} if error else {}),
             }, decision.task_id)
         return result
 
     async def _settle(self, decision: Decision, step_id: str, outcome: int,
                       summary: str = "", error: str = "",
-                      output: dict[str, Any] | None = None) -> ExecutionResult | None:
+                      output: dict[str, Any] | None = None,
+                      readable: bool = False) -> ExecutionResult | None:
         """End a WAITING step (approved, rejected, its timer or timeout reached); None when
         it was not waiting any more (another run or a callback settled it first)."""
         return await settle_waiting(self.pool, decision.task_id, decision.tenant_id, step_id,
                                     outcome, summary=summary, error=error, output=output,
-                                    decision_id=decision.decision_id)
+                                    decision_id=decision.decision_id, readable=readable)
 
     async def _mark_compensated(self, decision: Decision, step_id: str) -> ExecutionResult:
         row = await self.pool.fetchrow(

@@ -142,6 +142,8 @@ def _step(detail: Mapping[str, Any], actor: str, noun: str = "step") -> str:
     attempts = int(float(detail.get("attempts") or 0))
     if attempts:
         line += f" after {_count(attempts, 'attempt')}"
+    if detail.get("error"):  # the plan's own failure (a template's missing key), as recorded
+        line += f": {detail['error']}"
     return line
 
 

@@ -16,12 +16,17 @@ from typing import Any
 import pytest
 
 from switchyard import Settings
+from services.decision.policy import Outcome
+from services.decision.service import escalation_for
+from switchyard._dataclass import redact_escalation
 from switchyard._grpc import create_channel
+from switchyard._pii import Redactor
 from switchyard._launcher import service_specs
 from switchyard.documents import DocumentLimits, render_page
 from switchyard.packs import builtin_packs
 from switchyard.stack import EmbeddedStack
 from switchyard.v1 import (
+    DataClass,
     DecideRequest,
     Decision,
     DecisionOutcome,
@@ -208,3 +213,48 @@ def test_the_coverage_is_recorded_with_the_status_the_payer_reported() -> None:
         rendered = render(payload, context, "record_coverage payload")
         assert rendered["status"] == recorded, reported
         assert rendered["beneficiary"] == {"reference": "Patient/7"}
+
+
+async def test_a_form_the_router_is_unsure_of_is_proposed_with_the_fields_its_pack_reads(
+        decide: DecisionServiceStub) -> None:
+    """A nurse's hand-over e-mail submitted as a hospital admission: the router's best guess
+    is the type but below the threshold, so it escalates ``low_confidence`` as before, now
+    with the pack's fields (read as written), its plan and its review routing; the document a
+    reviewer gets masks the diagnosis and allergies."""
+    pack = builtin_packs()[KIND]
+    unsure = None
+    for layout, text, truth in forms.unseen():
+        if layout != "handover":
+            continue
+        d = await decision(decide, text.encode())
+        if d.rule == "low_confidence":
+            unsure = (text, truth, d)
+            break
+    assert unsure is not None, "every hand-over e-mail was routed sure enough"
+    text, truth, d = unsure
+    assert outcome(d) == "escalate" and d.label == KIND
+    assert d.explanation.startswith(f"The router's best guess is '{KIND}' at ")
+    assert (d.pack, d.pack_version) == (KIND, pack.version)
+    assert {name: d.extracted_fields.get(name) for name in truth} == truth
+    declared = {f.name: f for f in d.fields if f.name != "extraction_confidence"}
+    assert set(declared) == set(pack.fields)   # every declared field, those not read empty
+    assert declared["diagnosis"].data_class == DataClass.DATA_CLASS_HEALTH
+    assert declared["date_of_birth"].type == "date" and declared["mrn"].value == ""
+    assert [s.step_id for s in d.plan.steps][0] == "1-check_insurance"
+    assert d.reviewer_group == "admissions-intake"
+    assert list(d.revealed_fields) == list(pack.review.reveal)
+    for name in ("patient_name", "diagnosis", "allergies", "member_id"):
+        assert truth[name] not in d.explanation
+
+    task = TaskEnvelope(task_id=d.task_id, tenant_id="acme", kind=KIND,
+                        document=Document(content_type="text/plain", body=text.encode()))
+    escalation = escalation_for(task, d, Outcome("escalate", d.rule, d.explanation,
+                                                 d.confidence, d.label, "LOW_CONFIDENCE", 1),
+                                "default")
+    shown = redact_escalation(escalation, Redactor())
+    body = shown.task.document.body.decode()
+    assert truth["diagnosis"] not in body and "[DIAGNOSIS REDACTED]" in body
+    assert truth["allergies"] not in body
+    fields = {f.name: f.value for f in shown.proposed_decision.fields}
+    assert fields["patient_name"] == truth["patient_name"]   # revealed to intake reviewers
+    assert fields["diagnosis"] == "[DIAGNOSIS REDACTED]"

@@ -73,10 +73,18 @@ INSURANCE_REVEAL = ["patient_name", "date_of_birth", "insurance_payer", "member_
                     "group_number", "subscriber", "admission_type"]
 
 
+#: A ward whose routing policy asks the router to be all but certain of an admission, so its
+#: forms escalate ``low_confidence`` whatever the router says.
+WARD = "stmary-ward7"
+
+
 @pytest.fixture(scope="module")
-def settings(settings: Settings) -> Settings:
-    """The executor's quick test timings (breaker, parking) on this module's stack."""
-    return settings.replace(**FAST)
+def settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The executor's quick test timings (breaker, parking) on this module's stack, and the
+    ward's routing policy file."""
+    policies = tmp_path_factory.mktemp("policies")
+    (policies / f"{WARD}.yaml").write_text("label_thresholds: {hospital_admission: 0.9999}\n")
+    return settings.replace(policy_dir=str(policies), **FAST)
 
 
 def form(name: str, dob: str, member_id: str, unit: str, *, mrn: str = "",
@@ -135,9 +143,9 @@ class Stack:
     async def board(self, unit: str, bed_type: str = "standard") -> dict[str, int]:
         return (await self.call("GET", "/_/beds/units"))["units"][unit][bed_type]
 
-    async def submit(self, body: bytes) -> str:
+    async def submit(self, body: bytes, tenant: str = TENANT) -> str:
         reply = await self.ingest.SubmitTask(SubmitTaskRequest(submission=Submission(
-            tenant_id=TENANT, idempotency_key=uuid.uuid4().hex, kind=KIND,
+            tenant_id=tenant, idempotency_key=uuid.uuid4().hex, kind=KIND,
             document=Document(content_type="text/plain", body=body))))
         return reply.task_id
 
@@ -197,10 +205,10 @@ class Stack:
             assert reply.status == 200, await reply.text()
             return [e["resource"] for e in (await reply.json()).get("entry", [])]
 
-    async def item(self, task_id: str) -> Any:
+    async def item(self, task_id: str, tenant: str = TENANT) -> Any:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            page = await self.review.ListQueue(ListQueueRequest(page_size=500, tenant_id=TENANT))
+            page = await self.review.ListQueue(ListQueueRequest(page_size=500, tenant_id=tenant))
             found = next((i for i in page.items if i.escalation.task_id == task_id), None)
             if found is not None:
                 return found
@@ -425,3 +433,54 @@ async def test_a_form_without_consent_is_an_intake_ticket_without_the_clinical_f
     assert shown["emergency_contact"] == "[EMERGENCY_CONTACT REDACTED]"
     assert "not found on the form" in escalation.proposed_decision.explanation
     assert await hospital.steps(task_id) == {}   # nothing ran
+
+
+async def test_a_form_the_router_is_unsure_of_is_read_for_the_reviewer_and_admitted_on_approval(
+        hospital: Stack) -> None:
+    """A nurse's hand-over e-mail on a ward whose policy wants the router all but certain: it
+    escalates ``low_confidence``, but the item carries what the pack read (the intake
+    reviewers' fields shown, the diagnosis and allergies withheld, also in the e-mail's text);
+    the reviewer corrects the unit and approves, and the patient is admitted there."""
+    await hospital.unit("maternity", {"standard": 3})
+    occupied = (await hospital.board("maternity"))["occupied"]   # an earlier test's stay
+    await hospital.member("M771203398", "Ingrid Halvorsen", "1991-05-30")
+    body = ("Subject: bed needed - emergency admission\n\nHi team,\n\nED has a placental "
+            "abruption who needs a bed today. Details below.\n\n"
+            "Patient: Halvorsen, Ingrid\nBorn: May 30, 1991\nGender: female\n"
+            "Admit to: Medicine\nAdmission: emergency\nAttending: Dr. P. Nakamura\n"
+            "Chief complaint: Placental abruption\nCarrier: Harborview Mutual\n"
+            "Member #: M771203398\nGroup: 41120\nAllergy: Latex\n"
+            "Consent on file: yes\n\nThanks,\nCharge nurse, ED").encode()
+    task_id = await hospital.submit(body, tenant=WARD)
+    item = await hospital.item(task_id, tenant=WARD)
+    escalation = item.escalation   # as a reviewer gets it
+    proposed = escalation.proposed_decision
+    assert proposed.rule == "low_confidence"
+    assert escalation.reason == EscalationReason.ESCALATION_REASON_LOW_CONFIDENCE
+    assert proposed.explanation.startswith(f"The router's best guess is '{KIND}' at ")
+    assert (proposed.pack, escalation.reviewer_group) == (KIND, "admissions-intake")
+    assert escalation.priority == ReviewPriority.REVIEW_PRIORITY_P1   # the pack's "high"
+    assert "patient_name" in escalation.revealed_fields
+    shown = {f.name: f.value for f in proposed.fields}
+    assert shown["patient_name"] == "Halvorsen, Ingrid" and shown["member_id"] == "M771203398"
+    assert shown["date_of_birth"] == "1991-05-30" and shown["requested_unit"] == "medical"
+    assert shown["diagnosis"] == "[DIAGNOSIS REDACTED]"
+    text = escalation.task.document.body.decode()
+    assert "Placental abruption" not in text and "placental abruption" not in text
+    assert "Chief complaint: [DIAGNOSIS REDACTED]" in text
+    assert "Member #: M771203398" in text   # revealed: the reviewer checks it
+
+    await hospital.review.Claim(ClaimRequest(item_id=item.item_id, reviewer_id="ines"))
+    await hospital.review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+        item_id=item.item_id, reviewer_id="ines", verdict=Verdict.VERDICT_MODIFY,
+        modified_fields={"requested_unit": "maternity"}, reason="obstetric: L&D")))
+    task = await hospital.done(task_id)
+    assert status(task) == "SUCCEEDED", (task.reason, await hospital.why(task_id))
+    assert (await hospital.steps(task_id))["7-admit"] == "SUCCEEDED"
+    (patient,) = await hospital.patients("urn:switchyard:member:Harborview Mutual",
+                                         "M771203398")
+    assert patient["birthDate"] == "1991-05-30"
+    (encounter,) = await hospital.encounters(patient["id"])
+    assert encounter["location"][0]["location"]["display"].startswith("MATERNITY-")
+    assert encounter["reasonCode"] == [{"text": "Placental abruption"}]
+    assert (await hospital.board("maternity"))["occupied"] == occupied + 1

@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from services.ingest.timeline import entries as timeline_entries
 from switchyard import Settings
 from switchyard._grpc import create_channel
 from switchyard._topics import ESCALATIONS
@@ -204,6 +205,12 @@ async def test_when_false_skips_a_step_and_a_broken_condition_fails_the_task(
     assert outcomes(steps) == {"1-first": "COMPENSATED", "2-odd": "FAILED_PERMANENT",
                                "compensate:1-first": "SUCCEEDED"}
     assert "absent" in steps["2-odd"][2] and "has(" in steps["2-odd"][2]
+    # the operator reads why in the task's timeline (the message names the key, no value)
+    assert harness.pool is not None
+    async with harness.pool.acquire() as conn:
+        story = [e.summary for e in await timeline_entries(conn, broken)]
+    assert "step 2-odd failed: step 2-odd when: no such key 'absent' (guard it with has(...))" \
+        in story, story
 
 
 async def test_parallel_steps_all_run_and_a_permanent_failure_compensates_the_others(

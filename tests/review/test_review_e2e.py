@@ -187,7 +187,7 @@ async def test_the_command_line_lists_claims_approves_and_rejects(
 async def test_a_pdf_reaches_the_reviewer_as_its_words_and_masked_pages(
         settings: Settings, db: asyncpg.Pool, ingest: IngestServiceStub) -> None:
     # a real PDF through the four services: ingest checks it over gRPC, the decision service
-    # reads its text layer (the shipped invoice pack reads text and JSON only, so a person
+    # reads its text layer (the router is not sure of so short an invoice, so a person
     # decides) and escalates with the layout; the reviewer gets its words (the e-mail
     # redacted) and page 1 rendered from the file, the e-mail painted over
     size = (420.0, 300.0)
@@ -216,7 +216,10 @@ async def test_a_pdf_reaches_the_reviewer_as_its_words_and_masked_pages(
     (page,) = document["layout"]
     assert page["source"] == "TEXT_LAYER"
     words = {w["text"]: w["box"] for w in page["words"]}
-    assert "INV-5150" in words and "[EMAIL REDACTED]" in words
+    # the e-mail is masked: by the detectors, or (the router unsure, the invoice pack's
+    # fields read for the reviewer) as the field it was read into
+    masked = [text for text in words if text.startswith("[") and text.endswith(" REDACTED]")]
+    assert "INV-5150" in words and masked, words
     assert "roe-trading" not in json.dumps(item)
 
     image = Image.open(io.BytesIO(png)).convert("RGB")
@@ -227,6 +230,6 @@ async def test_a_pdf_reaches_the_reviewer_as_its_words_and_masked_pages(
         crop = image.crop((round(box[0] * image.width) + 1, round(box[1] * image.height) + 1,
                            round(box[2] * image.width) - 1, round(box[3] * image.height) - 1))
         return {crop.getpixel((x, y)) for x in range(crop.width) for y in range(crop.height)}
-    assert region(words["[EMAIL REDACTED]"]) == {MASK_COLOUR}
+    assert region(words[masked[-1]]) == {MASK_COLOUR}
     number = region(words["INV-5150"])
     assert (255, 255, 255) in number and len(number) > 2   # the invoice number is legible
