@@ -48,6 +48,7 @@ from google.protobuf import json_format, struct_pb2
 from switchyard._pii import Redactor
 from switchyard._settings import Settings
 from switchyard.documents import page_lines
+from switchyard.packs import parse_date
 from switchyard.v1 import (
     BoundingBox,
     Decision,
@@ -336,6 +337,11 @@ class Withheld:
         withheld value: where the value ends inside it cannot be told reliably."""
         return "[WITHHELD]" if text and self.matches(text) else text
 
+    def covers(self, name: str) -> bool:
+        """Whether values under the key ``name`` are withheld: one of these fields, or a
+        personal field of the invoice extractor's (:data:`EXTRACTED_FIELDS`)."""
+        return name in self.names or EXTRACTED_FIELDS.get(name) is DataClass.PERSONAL
+
 
 def sensitive_fields(decision: Decision) -> dict[str, tuple[str, list[str]]]:
     """Every personal or health field of ``decision`` (its pack's declared class, else
@@ -386,10 +392,9 @@ def withhold_answer(value: object, withheld: Withheld | None = None) -> object:
 def _withhold_personal(value: object, withheld: Withheld) -> object:
     if isinstance(value, dict):
         about = value.get("field")
-        named = isinstance(about, str) and (
-            about in withheld.names or EXTRACTED_FIELDS.get(about) is DataClass.PERSONAL)
-        return {key: (f"[{key.upper()} REDACTED]" if _personal_value(key, item, withheld)
-                      or (named and key in _VALUE_KEYS and item not in ("", None))
+        named = isinstance(about, str) and withheld.covers(about)
+        return {key: (_label(key) if item not in ("", None) and (
+                          withheld.covers(key) or (named and key in _VALUE_KEYS))
                       else _withhold_personal(item, withheld)) for key, item in value.items()}
     if isinstance(value, list):
         return [_withhold_personal(item, withheld) for item in value]
@@ -398,11 +403,6 @@ def _withhold_personal(value: object, withheld: Withheld) -> object:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and withheld.values:
         return "[WITHHELD]" if withheld.matches(str(value)) else value
     return value
-
-
-def _personal_value(key: str, value: object, withheld: Withheld) -> bool:
-    return (key in withheld.names or EXTRACTED_FIELDS.get(key) is DataClass.PERSONAL) \
-        and value not in ("", None)
 
 
 def _redact_struct(struct: struct_pb2.Struct, redactor: Redactor,
@@ -536,7 +536,6 @@ class WithheldValues:
             found.extend(WithheldSpan(m.start(), m.end(), self.labels[m.lastindex - 1])
                          for m in self.pattern.finditer(text) if m.lastindex)
         if self.dates:
-            from switchyard.packs._extract import parse_date  # the extractor's notations
             for m in _DATE_NOTATIONS.finditer(text):
                 # either order: a field may read 03/07/1962 month first (its date_order)
                 meant = {parsed[0] for order in ("day_first", "month_first")
@@ -615,7 +614,7 @@ def redact_escalation(escalation: Escalation, redactor: Redactor) -> Escalation:
         out.task.metadata[key] = withheld.text(value)
     out.reason_detail = withheld.text(redactor.text(out.reason_detail))
     out.instructions = withheld.text(out.instructions)
-    redact_layout(out.layout, escalation.proposed_decision, redactor, revealed)
+    redact_layout(out.layout, escalation.proposed_decision, redactor, revealed, withheld)
     redact_decision(out.proposed_decision, redactor, revealed, withheld)
     classes = declared_classes(escalation.proposed_decision)
     for item in out.discrepancies:
@@ -676,7 +675,8 @@ def _padded(box: BoundingBox) -> BoundingBox:
 
 
 def page_redactions(layout: DocumentLayout, decision: Decision, redactor: Redactor,
-                    revealed: Collection[str] = ()) -> PageRedactions:
+                    revealed: Collection[str] = (),
+                    withheld: WithheldValues | None = None) -> PageRedactions:
     """Which words of ``layout`` a reviewer may not read and where to mask its page images.
 
     Three sources, the same as for the rest of the item: the personal and health extracted
@@ -686,12 +686,14 @@ def page_redactions(layout: DocumentLayout, decision: Decision, redactor: Redact
     (:func:`withheld_values`: a patient's name repeated in a page header); and the PII
     detectors run over each line of words (a phone number or IBAN spans several words; every
     word a finding touches is redacted). Text on a page that is in no word (missed by OCR)
-    cannot be found, so it is not masked."""
+    cannot be found, so it is not masked. ``withheld``: those values, when the caller has
+    them already (:func:`withheld_values` of ``decision`` and ``revealed``)."""
     words: dict[int, dict[int, str]] = {}
     boxes: dict[int, list[BoundingBox]] = {}
     areas: dict[int, list[tuple[BoundingBox, str]]] = {}
     classes = declared_classes(decision)
-    withheld = withheld_values(decision, redactor, revealed)
+    if withheld is None:
+        withheld = withheld_values(decision, redactor, revealed)
     for extracted in decision.fields:
         if not extracted.HasField("provenance") or not extracted.value:
             continue
@@ -700,7 +702,7 @@ def page_redactions(layout: DocumentLayout, decision: Decision, redactor: Redact
             continue
         provenance = extracted.provenance
         index = provenance.page - 1
-        label = f"[{extracted.name.upper()} REDACTED]"
+        label = _label(extracted.name)
         for area in [*provenance.word_boxes, provenance.box]:
             areas.setdefault(index, []).append((area, label))
         if provenance.HasField("box"):
@@ -721,14 +723,13 @@ def page_redactions(layout: DocumentLayout, decision: Decision, redactor: Redact
                 text.append(word_text)
                 at += len(word_text) + 1
             line_text = " ".join(text)
-            for span in withheld.find(line_text):
+            found = [(f.start, f.end, f.label) for f in withheld.find(line_text)] + [
+                (f.start, f.end, redactor.replacement(f.kind))
+                for f in redactor.find(line_text)]   # withheld values' labels win
+            for found_start, found_end, label in found:
                 for number, start, end in spans:
-                    if start < span.end and span.start < end:
-                        hidden.setdefault(number, span.label)
-            for finding in redactor.find(line_text):
-                for number, start, end in spans:
-                    if start < finding.end and finding.start < end:
-                        hidden.setdefault(number, redactor.replacement(finding.kind))
+                    if start < found_end and found_start < end:
+                        hidden.setdefault(number, label)
         if hidden:
             words[index] = hidden
             boxes.setdefault(index, []).extend(_padded(page.words[n].box) for n in hidden)
@@ -736,11 +737,13 @@ def page_redactions(layout: DocumentLayout, decision: Decision, redactor: Redact
 
 
 def redact_layout(layout: DocumentLayout, decision: Decision, redactor: Redactor,
-                  revealed: Collection[str] = ()) -> None:
+                  revealed: Collection[str] = (),
+                  withheld: WithheldValues | None = None) -> None:
     """Redact, in place, the words of ``layout`` a reviewer may not read (see
     :func:`page_redactions`; ``decision`` is the unredacted proposal whose fields say where
     personal and health values were read): each such word's text becomes its label."""
-    for index, hidden in page_redactions(layout, decision, redactor, revealed).words.items():
+    redactions = page_redactions(layout, decision, redactor, revealed, withheld)
+    for index, hidden in redactions.words.items():
         for number, label in hidden.items():
             layout.pages[index].words[number].text = label
 

@@ -32,11 +32,11 @@ from google.protobuf.json_format import MessageToDict
 from switchyard.packs import (
     PLAN_VARIABLES,
     Template,
+    as_text,
     compile_condition,
     evaluate_condition,
     typed_fields,
 )
-from switchyard.packs._expressions import as_text
 from switchyard.v1 import Decision, Discrepancy, ExecutionResult, StepOutcome
 
 PENDING = "pending"
@@ -94,14 +94,17 @@ def _condition(source: str, where: str, variables: frozenset[str] = PLAN_VARIABL
     return compile_condition(source, where, variables)
 
 
-def condition_holds(source: str, context: Mapping[str, Any], where: str = "when") -> bool:
-    """Whether a step's ``when`` is true; empty means always."""
-    if not source.strip():
-        return True
+def _holds(source: str, context: Mapping[str, Any], where: str,
+           variables: frozenset[str] = PLAN_VARIABLES) -> bool:
     try:
-        return evaluate_condition(_condition(source, where), dict(context))
+        return evaluate_condition(_condition(source, where, variables), dict(context))
     except ValueError as exc:  # does not compile, or cannot be evaluated on this context
         raise ExpressionError(" ".join(str(exc).split())) from None
+
+
+def condition_holds(source: str, context: Mapping[str, Any], where: str = "when") -> bool:
+    """Whether a step's ``when`` is true; empty means always."""
+    return _holds(source, context, where) if source.strip() else True
 
 
 def check_retry_later(source: str, where: str) -> None:
@@ -117,11 +120,8 @@ def retry_later_holds(source: str, context: Mapping[str, Any], answer: Any,
     """Whether a call step's ``retry_later.when`` holds for the downstream's ``answer`` (an
     :class:`~services.executor.connectors.Answer`: ``answer.status``, ``answer.body``), with
     the step's context (fields, params, steps, ...) besides."""
-    try:
-        condition = _condition(source, where, RETRY_LATER_VARIABLES)
-        return evaluate_condition(condition, {**context, "answer": answer.as_context()})
-    except ValueError as exc:
-        raise ExpressionError(" ".join(str(exc).split())) from None
+    return _holds(source, {**context, "answer": answer.as_context()}, where,
+                  RETRY_LATER_VARIABLES)
 
 
 def discrepancies(source: str, context: Mapping[str, Any], where: str) -> list[Discrepancy]:

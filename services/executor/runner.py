@@ -89,6 +89,7 @@ from switchyard._audit import digest
 from switchyard._dataclass import Withheld, redact_free_text, withheld_of, withhold_answer
 from switchyard._payloads import EXECUTION_OUTPUT, PLAINTEXT, PayloadCodec, PayloadError
 from switchyard._taskstore import timestamp
+from switchyard.packs import MIN_RETRY_LATER_S
 from switchyard.v1 import (
     ActionStep,
     Decision,
@@ -111,8 +112,6 @@ DONE_NAMES = frozenset({SUCCEEDED_NAME, SKIPPED_CONDITION_NAME})
 PAUSES = frozenset({StepKind.STEP_KIND_APPROVAL, StepKind.STEP_KIND_WAIT})
 COMPENSATION_PREFIX = "compensate:"
 MAX_PARK_DELAY_S = 600.0
-#: The shortest ``retry_later.every`` a plan may ask for.
-MIN_RETRY_LATER_S = 1.0
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from switchyard.packs._expressions import (
     ExpressionError,
     Names,
     Template,
+    as_text,
     compile_condition,
     evaluate_condition,
     typed_fields,
@@ -32,6 +33,7 @@ from switchyard.packs._extract import (
     Extractor,
     accepts_layout,
     extract_fields,
+    parse_date,
     extractor_for,
     placement_factor,
     run_extractor,
@@ -39,6 +41,7 @@ from switchyard.packs._extract import (
 from switchyard.packs._loader import (
     ENGINE_RULES,
     MAX_PACK_BYTES,
+    MIN_RETRY_LATER_S,
     PACKS_GROUP,
     builtin_packs,
     load_pack,
@@ -74,11 +77,11 @@ from switchyard.packs._tenant import (
 )
 
 __all__ = [
-    "DECISION_VARIABLES", "ENGINE_RULES", "GROUPS", "MAX_PACK_BYTES", "NO_RULE_MATCHED",
-    "PACKS_GROUP",
+    "DECISION_VARIABLES", "ENGINE_RULES", "GROUPS", "MAX_PACK_BYTES", "MIN_RETRY_LATER_S",
+    "NO_RULE_MATCHED", "PACKS_GROUP",
     "PLAN_VARIABLES", "Compensation", "Condition", "EntryPointError", "ExpressionError",
-    "ExtractedField", "Extraction", "Extractor", "accepts_layout", "extract_fields",
-    "extractor_for", "placement_factor", "run_extractor",
+    "ExtractedField", "Extraction", "Extractor", "accepts_layout", "as_text", "extract_fields",
+    "extractor_for", "parse_date", "placement_factor", "run_extractor",
     "FieldSpec", "GoldenCase", "Names", "Pack", "PackError", "ParamSpec", "ReviewSpec",
     "RuleSpec", "ScorerSpec", "StepApproval", "StepSpec", "StepWait", "Template",
     "TenantPackSettings", "TenantSettings", "builtin_packs", "compile_condition",

@@ -97,7 +97,7 @@ async def write(request: web.Request) -> web.Response:
     if faulted:  # stored, but the caller never hears about it
         return _error(faulted, "injected failure after the write")
     return json_response(effect.to_json(), status=status,
-                             headers=None if created else {"Idempotent-Replayed": "true"})
+                         headers=None if created else {"Idempotent-Replayed": "true"})
 
 
 async def append(request: web.Request) -> web.Response:
@@ -144,7 +144,7 @@ async def reverse(request: web.Request) -> web.Response:
     if faulted:
         return _error(faulted, "injected failure after the write")
     return json_response(effect.to_json(),
-                             headers=None if reversed_now else {"Idempotent-Replayed": "true"})
+                         headers=None if reversed_now else {"Idempotent-Replayed": "true"})
 
 
 async def read(request: web.Request) -> web.Response:
