@@ -162,10 +162,9 @@ def configure_logging(settings: Settings, service: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
-    for noisy in ("aiokafka", "faust", "mode", "kafka"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-    for reader in DOCUMENT_READER_LOGGERS:  # never below WARNING, whatever the log level
-        logging.getLogger(reader).setLevel(max(logging.WARNING, root.level))
+    # chatty clients, and the document readers (never below WARNING, whatever the level)
+    for name in ("aiokafka", "faust", "mode", "kafka", *DOCUMENT_READER_LOGGERS):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
 

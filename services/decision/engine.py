@@ -15,8 +15,6 @@ tenant's parameters, so the task finishes on the pack version it was decided wit
 from __future__ import annotations
 
 import logging
-import os
-import traceback
 import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
@@ -86,16 +84,6 @@ UNREADABLE_RULE = "document_unreadable"
 #: Routing rules that escalate with a best guess of the type: the proposal carries the fields
 #: that type's pack reads (:meth:`DecisionEngine.best_guess`).
 GUESSING_RULES = frozenset({"low_confidence", "kind_mismatch"})
-
-
-def raised_at(exc: BaseException) -> str:
-    """Where ``exc`` was raised (``file:line in function``), to log instead of its message,
-    which may quote the document's values."""
-    tb = traceback.extract_tb(exc.__traceback__)
-    if not tb:
-        return "?"
-    frame = tb[-1]
-    return f"{os.path.basename(frame.filename)}:{frame.lineno} in {frame.name}"
 
 
 def document_text(task: TaskEnvelope, read: ReadDocument | None = None) -> str:
@@ -394,9 +382,11 @@ class DecisionEngine:
         try:
             extraction = run_extractor(extractor_of(pack), text, layout)
             raw = {name: f.value for name, f in extraction.fields.items()}
-        except Exception as exc:  # noqa: BLE001 - a pack's Python must not stop the service
-            log.error("pack %s %s failed on a document it was guessed for: %s at %s",
-                      pack.name, pack.version, type(exc).__name__, raised_at(exc))
+        except Exception:  # noqa: BLE001 - a pack's Python must not stop the service
+            # logged as every exception is: its type and frames, never its message
+            # (switchyard._telemetry.exception_outline), which may quote the document
+            log.exception("pack %s %s failed on a document it was guessed for", pack.name,
+                          pack.version)
             return outcome, None
         review = pack.review
         routed = replace(outcome, priority=min(outcome.priority, review.priority_bucket),
@@ -432,9 +422,9 @@ class DecisionEngine:
                 asyncpg.InterfaceError):
             raise  # transient: the caller retries (Kafka path) or answers UNAVAILABLE
         except Exception as exc:  # noqa: BLE001 - a pack's Python must not stop the service
-            # the type and where, not the message: a pack's error may quote the document
-            log.error("pack %s %s failed on a document: %s at %s", pack.name, pack.version,
-                      type(exc).__name__, raised_at(exc))
+            # logged as every exception is: its type and frames, never its message
+            # (switchyard._telemetry.exception_outline), which may quote the document
+            log.exception("pack %s %s failed on a document", pack.name, pack.version)
             outcome = Outcome("escalate", PACK_ERROR_RULE,
                               f"{note}Pack {pack.name} {pack.version} could not read this "
                               f"document ({type(exc).__name__}); a person decides.",

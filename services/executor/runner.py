@@ -590,10 +590,8 @@ class PlanRunner:
                                           output={"approved_by": approver})
                 return _StepRun(results + ([done] if done else []))
             try:
-                return _StepRun(results, approval=self._rendered_approval(step, context),
-                                discrepancies=discrepancies(
-                                    step.approval.discrepancies, context,
-                                    f"step {step.step_id} approval.discrepancies"))
+                rendered, found = self._rendered_approval(step, context)
+                return _StepRun(results, approval=rendered, discrepancies=found)
             except ExpressionError as exc:
                 error = plan_error(decision, exc)
                 settled = await self._settle(decision, step.step_id,
@@ -638,23 +636,24 @@ class PlanRunner:
         context = plan_context(decision, task, self._results(
             await self._recorded(decision.task_id)))
         try:
-            return self._rendered_approval(step, context), discrepancies(
-                step.approval.discrepancies, context,
-                f"step {step.step_id} approval.discrepancies")
+            return self._rendered_approval(step, context)
         except ExpressionError:
             return step, []
 
     @staticmethod
-    def _rendered_approval(step: ActionStep, context: dict[str, Any]) -> ActionStep:
+    def _rendered_approval(step: ActionStep, context: dict[str, Any]
+                           ) -> tuple[ActionStep, list[Discrepancy]]:
         """The approval step with templates in its queue, group and instructions filled in
-        (e.g. ``"Approve ${fields.employee}'s claim"``)."""
+        (e.g. ``"Approve ${fields.employee}'s claim"``), and what its ``discrepancies``
+        expression gives."""
         rendered = ActionStep()
         rendered.CopyFrom(step)
         spec = rendered.approval
         for name in ("queue", "reviewer_group", "instructions"):
             setattr(spec, name, render_target(getattr(spec, name), context,
                                               f"step {step.step_id} approval.{name}"))
-        return rendered
+        return rendered, discrepancies(spec.discrepancies, context,
+                                       f"step {step.step_id} approval.discrepancies")
 
     async def waiting(self, task_id: str, step_id: str) -> bool:
         """Whether the step is still recorded WAITING."""
