@@ -393,7 +393,7 @@ def _withhold_personal(value: object, withheld: Withheld) -> object:
     if isinstance(value, dict):
         about = value.get("field")
         named = isinstance(about, str) and withheld.covers(about)
-        return {key: (_label(key) if item not in ("", None) and (
+        return {key: (withheld_label(key) if item not in ("", None) and (
                           withheld.covers(key) or (named and key in _VALUE_KEYS))
                       else _withhold_personal(item, withheld)) for key, item in value.items()}
     if isinstance(value, list):
@@ -432,7 +432,8 @@ def _redact_fields(values: dict[str, object], redactor: Redactor,
             for name, value in values.items()}
 
 
-def _label(name: str) -> str:
+def withheld_label(name: str) -> str:
+    """What a reviewer sees instead of a withheld value of field ``name``."""
     return f"[{name.upper()} REDACTED]"
 
 
@@ -446,7 +447,7 @@ def redact_field(name: str, value: str, redactor: Redactor, declared: int = 0,
         return value
     cls = field_class(name, declared)
     if cls in WITHHELD_CLASSES:
-        return value if name in revealed else _label(name)
+        return value if name in revealed else withheld_label(name)
     return redactor.text(value) if cls is DataClass.DERIVED else value
 
 
@@ -515,13 +516,13 @@ class WithheldValues:
         alternatives: list[tuple[str, str]] = []
         for name, value, kind in values:
             if kind == "date" and _ISO_DATE.fullmatch(value):
-                self.dates.setdefault(value, _label(name))
+                self.dates.setdefault(value, withheld_label(name))
             for variant in {value, redactor.text(value)}:
                 words = variant.split()
                 if words:
                     alternatives.append((r"\s+".join(re.escape(w) for w in words), name))
         alternatives.sort(key=lambda a: -len(a[0]))
-        self.labels = [_label(name) for _, name in alternatives]
+        self.labels = [withheld_label(name) for _, name in alternatives]
         self.pattern = re.compile(
             "|".join(f"(?<!\\w)({p})(?!\\w)" for p, _ in alternatives),
             re.IGNORECASE) if alternatives else None
@@ -621,8 +622,8 @@ def redact_escalation(escalation: Escalation, redactor: Redactor) -> Escalation:
         if item.field in revealed:
             pass  # both values shown as read: the check is about them
         elif _discrepancy_class(item.field, classes) in WITHHELD_CLASSES:
-            item.submitted = _label(item.field) if item.submitted else ""
-            item.found = _label(item.field) if item.found else ""
+            item.submitted = withheld_label(item.field) if item.submitted else ""
+            item.found = withheld_label(item.field) if item.found else ""
         else:
             item.submitted = withheld.text(redactor.text(item.submitted))
             item.found = withheld.text(redactor.text(item.found))
@@ -702,7 +703,7 @@ def page_redactions(layout: DocumentLayout, decision: Decision, redactor: Redact
             continue
         provenance = extracted.provenance
         index = provenance.page - 1
-        label = _label(extracted.name)
+        label = withheld_label(extracted.name)
         for area in [*provenance.word_boxes, provenance.box]:
             areas.setdefault(index, []).append((area, label))
         if provenance.HasField("box"):
@@ -754,4 +755,5 @@ __all__ = ["DOWNSTREAM_EXCERPT_CHARS", "EXTRACTED_FIELDS", "MASK_MARGIN", "STORE
            "downstream_excerpt", "field_class", "matching_hash", "matching_key",
            "page_redactions", "redact_decision", "redact_escalation", "redact_field",
            "redact_free_text", "redact_layout", "redact_task", "sealed_columns",
-           "sensitive_fields", "withheld_of", "withheld_values", "withhold_answer"]
+           "sensitive_fields", "withheld_label", "withheld_of", "withheld_values",
+           "withhold_answer"]

@@ -35,6 +35,7 @@ from services.review.desk import PAGED_TYPES, ReviewDesk
 from services.review.pages import page_png
 from services.review.queue import ReviewError
 from switchyard._auth import ApiKeyAuthenticator, MethodPolicy, Principal, Role
+from switchyard._dataclass import withheld_label
 from switchyard._priority import level_of, task_bucket
 from switchyard._ratelimit import RATE_LIMITED, TenantLimiter
 from switchyard._supervision import Supervisor
@@ -155,7 +156,7 @@ def document_text(item: ReviewItem) -> str:
 def withheld(name: str, value: str) -> bool:
     """Whether the desk withheld this value of field ``name`` from the reviewer (it is the
     field's label: :func:`switchyard._dataclass.redact_field`), so the console can say so."""
-    return value == f"[{name.upper()} REDACTED]"
+    return value == withheld_label(name)
 
 
 def item_json(item: ReviewItem, full: bool = True) -> dict[str, Any]:
