@@ -231,6 +231,16 @@ TOPICS: tuple[TopicData, ...] = (
               "step outcomes, downstream status and downstream_excerpt of the answer "
               "(and its output, redacted the same way)"),
     TopicData("cancellations", DataClass.OPERATIONAL, "task ids and reasons"),
+    TopicData("classroom-signals", DataClass.PERSONAL,
+              "raw per-second observations naming students by the school's reference; "
+              "one hour retention"),
+    TopicData("classroom-signals-admitted", DataClass.DERIVED,
+              "consenting students' observations under per-term pseudonyms; one hour "
+              "retention"),
+    TopicData("engagement-windows", DataClass.DERIVED,
+              "class-level, k-anonymous window aggregates; no student is named"),
+    TopicData("subject-erasures", DataClass.DERIVED,
+              "the pseudonyms of a student whose derived data is being erased"),
 )
 
 _DEV_MATCHING_KEY = b"switchyard-development-matching-key"

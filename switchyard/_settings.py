@@ -565,6 +565,78 @@ class Settings:
         group="executor",
     )
 
+    # -- classroom signals -----------------------------------------------------------------
+    signal_batch_size: int = setting(
+        2000, "Frames a signal stream processor takes at once (ingest and the engagement "
+        "windows).", group="signals", minimum=1, maximum=100000,
+    )
+    signal_batch_window_ms: float = setting(
+        20.0, "How long a signal processor waits to fill a batch.", group="signals",
+        exclusive_minimum=0,
+    )
+    signal_max_future_s: float = setting(
+        300.0, "How far in the future (device clock) a frame may claim to be; later ones are "
+        "dead-lettered.", group="signals", minimum=0,
+    )
+    signal_consent_refresh_s: float = setting(
+        1.0, "How often ingest reloads consent changes (a withdrawal takes effect within "
+        "this).", group="signals", exclusive_minimum=0,
+    )
+    signal_term_starts: str = setting(
+        "01-01,09-01", "Month-day dates a school term starts, comma separated; the "
+        "pseudonymisation key rotates at each.", group="signals",
+    )
+    signal_window_s: float = setting(
+        60.0, "Tumbling window size (seconds): the engagement timeline's step.",
+        group="signals", exclusive_minimum=0,
+    )
+    signal_hopping_window_s: float = setting(
+        300.0, "Hopping window size (seconds), for sustained disengagement.", group="signals",
+        exclusive_minimum=0,
+    )
+    signal_hopping_step_s: float = setting(
+        60.0, "Hopping window step (seconds).", group="signals", exclusive_minimum=0,
+    )
+    signal_allowed_lateness_s: float = setting(
+        10.0, "How long after a window's end (event time) late signals are still counted in "
+        "it; later ones are counted as late and dropped.", group="signals", minimum=0,
+    )
+    signal_idle_close_s: float = setting(
+        30.0, "A classroom silent this long (wall clock) has its open windows closed.",
+        group="signals", exclusive_minimum=0,
+    )
+    signal_k_anonymity: int = setting(
+        5, "Smallest group of students a class-level or per-group figure may describe; "
+        "smaller groups are withheld.", group="signals", minimum=2, maximum=1000,
+    )
+    signal_disengaged_below: float = setting(
+        0.35, "A student window whose probability of engagement is below this is disengaged.",
+        group="signals", minimum=0, maximum=1,
+    )
+    signal_disengaged_windows: int = setting(
+        3, "Consecutive disengaged hopping windows that make a sustained-disengagement alert.",
+        group="signals", minimum=1,
+    )
+    signal_attendance_below: float = setting(
+        0.7, "Attendance rate (of expected students) below which a session raises an "
+        "attendance-anomaly alert.", group="signals", minimum=0, maximum=1,
+    )
+    signal_alerts_per_class_per_hour: int = setting(
+        4, "Alerts one classroom may raise per hour; the rest are counted and held back.",
+        group="signals", minimum=1,
+    )
+    signal_subject_retention_days: int = setting(
+        30, "Days per-student derived signals are kept.", group="signals", minimum=1,
+    )
+    signal_class_retention_days: int = setting(
+        365, "Days class-level engagement windows and attendance are kept.", group="signals",
+        minimum=1,
+    )
+    engagement_max_parity_difference: float = setting(
+        0.1, "Largest demographic parity difference (alert rates across groups) an engagement "
+        "model may show to be promoted.", group="signals", minimum=0, maximum=1,
+    )
+
     # -- review ----------------------------------------------------------------------------
     review_tenant_rate: float = setting(
         5.0, "Review items admitted per second per tenant (token bucket refill; 0: no limit).",

@@ -75,6 +75,29 @@ DEAD_LETTER = Topic(
     "Records no stage could accept, with the reason and the original bytes.", 4 * _WEEK_MS,
 )
 
+_HOUR_MS = 3600 * 1000
+
+CLASSROOM_SIGNALS = Topic(
+    "classroom-signals", "switchyard.v1.SignalFrame or JSON", "classroom_id", Cleanup.DELETE,
+    "Edge devices write one frame per classroom-second here (raw signals: short retention).",
+    _HOUR_MS,
+)
+SIGNALS_ADMITTED = Topic(
+    "classroom-signals-admitted", "switchyard.v1.AdmittedFrame", "classroom_id",
+    Cleanup.DELETE,
+    "Frames after consent and pseudonymisation, for the engagement windows (short retention).",
+    _HOUR_MS,
+)
+ENGAGEMENT_WINDOWS = Topic(
+    "engagement-windows", "switchyard.v1.EngagementWindow",
+    "tenant/classroom/session/kind/window start", Cleanup.COMPACT,
+    "Class-level engagement per window (derived, k-anonymous; latest per window).",
+)
+SUBJECT_ERASURES = Topic(
+    "subject-erasures", "switchyard.v1.SubjectErasure", "tenant_id", Cleanup.DELETE,
+    "Right-to-erasure requests: every service removes a student's derived data.", 4 * _WEEK_MS,
+)
+
 BROKER_MARKER = Topic(
     "broker-marker", "(none)", "(none)", Cleanup.DELETE,
     "Never written or read. Its retention.ms carries a random generation chosen when it was "
@@ -83,7 +106,7 @@ BROKER_MARKER = Topic(
 
 ALL_TOPICS: tuple[Topic, ...] = (
     INTAKE, TASKS, TASK_STATUS, DECISIONS, ESCALATIONS, EXECUTIONS, CANCELLATIONS, DEAD_LETTER,
-    BROKER_MARKER,
+    CLASSROOM_SIGNALS, SIGNALS_ADMITTED, ENGAGEMENT_WINDOWS, SUBJECT_ERASURES, BROKER_MARKER,
 )
 
 

@@ -1,0 +1,5 @@
+"""Classroom engagement: windows over admitted signal frames, scored by the engagement model.
+
+Only derived signals leave this package: class-level (k-anonymous) windows, per-student
+windows where consent covers them, and alerts. See docs/classroom.md.
+"""
