@@ -132,6 +132,12 @@ def _cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     return run(args)
 
 
+def _cmd_signals(args: argparse.Namespace, settings: Settings) -> int:
+    from switchyard._signals_cli import run_signals
+
+    return run_signals(args, settings)
+
+
 def _cmd_packs(args: argparse.Namespace, settings: Settings) -> int:
     from switchyard._packs_cli import run
 
@@ -290,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("packs", _cmd_packs, "Automation packs: list, show, validate, apply, diff, test, "
                                  "schema (docs/packs.md).")
     add_packs_arguments(p)
+    from switchyard._signals_cli import add_signals_arguments
+
+    p = add("signals", _cmd_signals, "Classroom signals: simulate classrooms sending "
+                                     "SignalFrames (docs/cli.md).")
+    add_signals_arguments(p)
     p = add("models", _cmd_models, "Train the Triton models: the router learns one class per "
                                    "enabled pack (shipped and --packs DIR) and 'other'.")
     models = p.add_subparsers(dest="models_action", required=True, metavar="ACTION")

@@ -130,6 +130,8 @@ class SignalProducer:
             future = await self._producer.send(self.topic, value=item.value, key=item.key,
                                                headers=item.headers)
             in_flight.append((item, future))
+            if index % 200 == 199:   # let the loop's other work (a consumer, a timer) run
+                await asyncio.sleep(0)
             while len(in_flight) > self.max_in_flight or (in_flight and in_flight[0][1].done()):
                 await settle(*in_flight.popleft())
         while in_flight:
