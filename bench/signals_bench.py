@@ -31,11 +31,12 @@ The engagement processor closes a classroom's windows that saw no frame for
 classroom, which no later frame closes, does not hold the end of the run for half a minute
 (recorded under ``settings_changed``).
 
-The soak (``--soak-s``, default 600; 20 in ``--quick``) then runs the real pipeline in real
-time, enough classrooms sending one frame a second each for 70% of the sustained rate
-measured (at most 20,000 signals/s), and samples the resident memory of the ingest and
-decision processes; it reports their growth from the first to the last fifth of the soak
-and the slope over its second half.
+The soak (``--soak-s``, default 600; 20 in ``--quick``) then feeds the real pipeline at 70%
+of the sustained rate measured (at most 20,000 signals/s) from the same classrooms and
+students (new sessions, earlier, their device clocks running as fast as the rate needs), and
+samples the resident memory of the ingest and decision processes; it reports their growth
+from the first to the last fifth of the soak, the slope over its second half, and whether the
+pipeline kept up (every signal of the soak accounted for in a window).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ import os
 import statistics
 import sys
 import time
-from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -332,14 +333,28 @@ def rss_growth(samples: list[tuple[float, float]]) -> dict[str, float]:
 
 
 async def soak(settings: Settings, pids: dict[str, int], seconds: float,
-               signals_per_s: float, interval_s: float) -> dict[str, Any]:
-    """The real pipeline in real time for ``seconds``, RSS of ingest and decision sampled."""
-    per_frame = 5 * SEATS + 1
-    classrooms = max(1, math.ceil(signals_per_s / per_frame))
-    config = bench_config(classrooms, int(seconds), "bench-soak", 29,
-                          start=datetime.now(timezone.utc) + timedelta(seconds=1))
-    await grant_consents(settings, consent_plan(config))
-    await asyncio.sleep(2 * settings.signal_consent_refresh_s)
+               signals_per_s: float, interval_s: float, classrooms: int, seed: int,
+               before: datetime) -> dict[str, Any]:
+    """The real pipeline fed at ``signals_per_s`` for ``seconds``, RSS of ingest and
+    decision sampled every ``interval_s``.
+
+    The load phase's classrooms and students (their consents are granted) in new sessions
+    that end 10 minutes before ``before`` (the load phase's start), their device clocks
+    running as fast as needed for the rate."""
+    frames_per_s = signals_per_s / (5 * SEATS + 1)
+    event_seconds = max(1, math.ceil(frames_per_s * seconds / classrooms))
+    config = bench_config(classrooms, event_seconds, "bench-load", seed,
+                          before - timedelta(seconds=event_seconds + 600))
+    ledger = Ledger(config.tenant_id)
+
+    def frames() -> Iterator[PreparedFrame]:
+        for emission in simulate(config):
+            item = prepare(emission)
+            frame = emission.frame
+            ledger.add(frame.classroom_id, frame.session_id, frame.observed_at.seconds,
+                       item.signals)
+            yield item
+
     procs = {n: psutil.Process(pids[n]) for n in ("ingest", "decision") if n in pids}
     samples: dict[str, list[tuple[float, float]]] = {n: [] for n in procs}
     stop = asyncio.Event()
@@ -355,17 +370,27 @@ async def soak(settings: Settings, pids: dict[str, int], seconds: float,
             except asyncio.TimeoutError:
                 pass
 
+    sink = WindowSink(settings)
+    await sink.start()
+    sink.follow(ledger)
     sampler = asyncio.create_task(sample())
     try:
         async with SignalProducer(settings) as producer:
-            report = await producer.produce(simulate(config), realtime=True)
+            report = await producer.produce(frames(), rate=frames_per_s)
+        stop.set()
+        await sampler
+        await wait_accounted(sink, ledger.signals, stall_s=STALL_S)
     finally:
         stop.set()
         await sampler
+        await sink.stop()
     return {"seconds": seconds, "classrooms": classrooms, "seats": SEATS,
+            "event_seconds": event_seconds,
             "offered_signals_per_s": round(report.signals_per_s),
             "offered_frames_per_s": round(report.frames_per_s, 1),
             "frames": report.frames, "signals": report.signals, "errors": report.errors,
+            "signals_accounted": sink.signals,
+            "kept_up": sink.signals == ledger.signals,
             "interval_s": interval_s,
             "rss": {name: rss_growth(values) for name, values in samples.items()},
             "samples": {name: [(round(t, 1), round(v, 1)) for t, v in values]
@@ -381,10 +406,15 @@ def passthrough_specs(settings: Settings) -> list[ServiceSpec]:
             for role in ("ingest", "decision")]
 
 
+def load_start(args: argparse.Namespace) -> datetime:
+    """The load phase's first second: its device clocks end about two minutes ago."""
+    return datetime.now(timezone.utc).replace(microsecond=0) \
+        - timedelta(seconds=args.load_seconds + 120)
+
+
 def measure(name: str, pipeline: Pipeline, infra: Settings, args: argparse.Namespace,
-            consent: bool) -> Phase:
+            consent: bool, past: datetime) -> Phase:
     settings = pipeline.settings
-    past = datetime.now(timezone.utc) - timedelta(seconds=args.load_seconds + 120)
     warm_frames, warm_ledger = workload(4, 60, "bench-warmup", args.seed + 1, past)
     frames, ledger = workload(args.classrooms, args.load_seconds, "bench-load", args.seed,
                               past)
@@ -420,17 +450,20 @@ def run(infra: Settings, state: Path, args: argparse.Namespace, json_path: Path
     base_settings = isolated(infra, "sigbase")
     with Pipeline(base_settings, state / "signals-baseline",
                   passthrough_specs(base_settings)) as pipeline:
-        phases.append(measure("pass-through", pipeline, infra, args, consent=False))
+        phases.append(measure("pass-through", pipeline, infra, args, consent=False,
+                              past=load_start(args)))
     real_settings = isolated(infra, "signals", **FAST_IDLE_CLOSE)
     soaked: dict[str, Any] = {}
     with Pipeline(real_settings, state / "signals",
                   service_specs(real_settings, ("ingest", "decision"))) as pipeline:
-        phases.append(measure("switchyard", pipeline, infra, args, consent=True))
+        past = load_start(args)
+        phases.append(measure("switchyard", pipeline, infra, args, consent=True, past=past))
         if args.soak_s > 0:
             rate = min(GOAL_SIGNALS_PER_S, 0.7 * phases[-1].sustained_signals_per_s) \
                 or GOAL_SIGNALS_PER_S / 4
             soaked = asyncio.run(soak(real_settings, pipeline.pids(), args.soak_s, rate,
-                                      max(1.0, args.soak_s / 120)))
+                                      max(1.0, args.soak_s / 120), args.classrooms,
+                                      args.seed + 2, past))
     base, real = phases
     ratio = round(real.sustained_signals_per_s / base.sustained_signals_per_s, 3) \
         if base.sustained_signals_per_s else 0.0
@@ -456,8 +489,11 @@ def run(infra: Settings, state: Path, args: argparse.Namespace, json_path: Path
           f"{real.sustained_frames_per_s} frames/s sustained on {cores} cores)")
     if soaked:
         print(f"memory soak: {soaked['seconds']:.0f}s at {soaked['offered_signals_per_s']:,} "
-              f"signals/s ({soaked['offered_frames_per_s']} frames/s, "
-              f"{soaked['classrooms']} classrooms in real time)")
+              f"signals/s ({soaked['offered_frames_per_s']} frames/s from "
+              f"{soaked['classrooms']} classrooms); the pipeline "
+              + ("kept up" if soaked["kept_up"] else
+                 f"accounted for {soaked['signals_accounted']:,} of {soaked['signals']:,} "
+                 "signals")) 
         for name, growth in soaked["rss"].items():
             if growth:
                 print(f"  {name} RSS: {growth['first_mb']} MB -> {growth['last_mb']} MB "

@@ -73,8 +73,8 @@ class ClassroomResult:
     config: SimulationConfig | None = None
 
 
-def demo_config(classrooms: int, seed: int) -> SimulationConfig:
-    seconds = CLASS_MINUTES * 60
+def demo_config(classrooms: int, seed: int, minutes: int = CLASS_MINUTES) -> SimulationConfig:
+    seconds = minutes * 60
     start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=seconds + 60)
     return SimulationConfig(
         classrooms=classrooms, seats=SEATS, seconds=seconds, tenant_id=CLASS_TENANT,
@@ -106,8 +106,9 @@ async def wait_for_windows(analytics: AnalyticsServiceStub, sessions: set[str],
 
 
 async def run_classrooms(settings: Settings, classrooms: int, seed: int,
-                         progress: Console | None = None) -> ClassroomResult:
-    config = demo_config(classrooms, seed)
+                         progress: Console | None = None, minutes: int = CLASS_MINUTES,
+                         replay_s: float = REPLAY_S) -> ClassroomResult:
+    config = demo_config(classrooms, seed, minutes)
     result = ClassroomResult(config=config)
     simulator = ClassroomSimulator(config)
     grants = consent_plan(config, class_analytics=0.9)
@@ -124,11 +125,11 @@ async def run_classrooms(settings: Settings, classrooms: int, seed: int,
     await asyncio.sleep(2 * settings.signal_consent_refresh_s)   # ingest reloads consents
     frames = [prepare(e) for e in simulator.emissions()]
     if progress is not None:
-        progress.print(f"classrooms: sending {CLASS_MINUTES} minutes of class from "
+        progress.print(f"classrooms: sending {minutes} minutes of class from "
                        f"{classrooms} classrooms ({len(frames)} frames) in about "
-                       f"{REPLAY_S:.0f}s ...")
+                       f"{replay_s:.0f}s ...")
     async with SignalProducer(settings) as producer:
-        report = await producer.produce(frames, rate=len(frames) / REPLAY_S)
+        report = await producer.produce(frames, rate=len(frames) / replay_s)
     result.frames, result.signals, result.send_s = report.frames, report.signals, report.seconds
     result.duplicates, result.late, result.flood = report.duplicates, report.late, report.flood
     sessions = {room.session_id for room in simulator.classrooms}
