@@ -26,10 +26,11 @@ observations, each check-in, the audio level): a 30-seat frame with a microphone
 signals, so frames/s is printed next to signals/s. The goal is 20,000 signals/s sustained on
 2 cores.
 
-The engagement processor closes a classroom's windows that saw no frame for
-``signal_idle_close_s``; the benchmark sets it to 5 s (from 30) so the last window of each
-classroom, which no later frame closes, does not hold the end of the run for half a minute
-(recorded under ``settings_changed``).
+The classrooms' classes start a second or two apart (``stagger_s``), so their windows close
+at different moments and progress is seen smoothly. After its last frame each classroom sends
+one closing frame a window and the allowed lateness later (not counted): it moves the
+session's watermark past the workload's last window, which then closes on event time instead
+of after ``signal_idle_close_s`` (30 s) of quiet. No setting is changed for the benchmark.
 
 The soak (``--soak-s``, default 600; 20 in ``--quick``) then feeds the real pipeline at 70%
 of the sustained rate measured (at most 20,000 signals/s) from the same classrooms and
@@ -81,15 +82,14 @@ from switchyard.signals import (
     SimulationConfig,
     consent_plan,
     grant_consents,
+    Emission,
     prepare,
     simulate,
 )
 from switchyard.stack import ServiceSpec
-from switchyard.v1 import EngagementWindow, WindowKind
+from switchyard.v1 import EngagementWindow, SignalFrame, WindowKind
 
 GOAL_SIGNALS_PER_S = 20_000
-#: The real pipeline's settings changed for the benchmark (see the module doc).
-FAST_IDLE_CLOSE = {"signal_idle_close_s": 5.0}
 #: Stop waiting when nothing more was accounted for this long (the rest counts as missing).
 STALL_S = 30.0
 SEATS = 30
@@ -134,28 +134,56 @@ class Ledger:
         return counts[hi - 1][0] - before[0], counts[hi - 1][1] - before[1]
 
 
-def workload(classrooms: int, seconds: int, tenant_id: str, seed: int,
-             start: datetime | None = None) -> tuple[list[PreparedFrame], Ledger]:
-    """The frames of a seeded simulation, serialised, each with its signal count in the
-    ``x-bench-signals`` header (which the real services ignore), and their ledger."""
-    config = SimulationConfig(classrooms=classrooms, seats=SEATS, seconds=seconds,
-                              tenant_id=tenant_id, seed=seed, start=start)
-    ledger = Ledger(tenant_id)
-    frames = []
-    for emission in simulate(config):
-        item = prepare(emission)
-        item.headers.append((SIGNALS_HEADER, str(item.signals).encode()))
-        frame = emission.frame
-        ledger.add(frame.classroom_id, frame.session_id, frame.observed_at.seconds,
-                   item.signals)
-        frames.append(item)
-    return frames, ledger
-
-
 def bench_config(classrooms: int, seconds: int, tenant_id: str, seed: int,
                  start: datetime | None = None) -> SimulationConfig:
+    """Classrooms whose classes start a few seconds apart, so their windows do not all
+    close at the same moment (progress is seen smoothly, not in one lump a minute)."""
     return SimulationConfig(classrooms=classrooms, seats=SEATS, seconds=seconds,
-                            tenant_id=tenant_id, seed=seed, start=start)
+                            tenant_id=tenant_id, seed=seed, start=start, stagger_s=60)
+
+
+def counted(emission: Emission, ledger: Ledger) -> PreparedFrame:
+    """An emission serialised with its signal count in the ``x-bench-signals`` header (the
+    real services ignore it), entered in the ledger."""
+    item = prepare(emission)
+    item.headers.append((SIGNALS_HEADER, str(item.signals).encode()))
+    frame = emission.frame
+    ledger.add(frame.classroom_id, frame.session_id, frame.observed_at.seconds, item.signals)
+    return item
+
+
+def closing_frames(last: dict[str, SignalFrame], after_s: float) -> list[PreparedFrame]:
+    """One frame per classroom ``after_s`` past its last second: it moves the session's
+    watermark past every window of the workload, so they close on event time instead of
+    waiting ``signal_idle_close_s`` of quiet. Not in the ledger, worth 0 in the header."""
+    frames = []
+    for frame in last.values():
+        closing = SignalFrame()
+        closing.CopyFrom(frame)
+        closing.observed_at.FromSeconds(frame.observed_at.seconds + math.ceil(after_s))
+        item = prepare(Emission(0, closing.classroom_id, closing, "closing"))
+        item.headers.append((SIGNALS_HEADER, b"0"))
+        frames.append(item)
+    return frames
+
+
+def workload(classrooms: int, seconds: int, tenant_id: str, seed: int,
+             start: datetime | None = None, close_after_s: float = 71.0
+             ) -> tuple[list[PreparedFrame], Ledger]:
+    """The frames of a seeded simulation, serialised, their ledger, and a closing frame per
+    classroom ``close_after_s`` (a window and the allowed lateness) after its last."""
+    ledger = Ledger(tenant_id)
+    frames = []
+    last: dict[str, SignalFrame] = {}
+    for emission in simulate(bench_config(classrooms, seconds, tenant_id, seed, start)):
+        frames.append(counted(emission, ledger))
+        last[emission.key] = emission.frame
+    return frames + closing_frames(last, close_after_s), ledger
+
+
+def close_after(settings: Settings) -> float:
+    """How far past a classroom's last second a frame closes all its tumbling windows."""
+    return settings.signal_window_s + settings.signal_allowed_lateness_s + 1
 
 
 # -- the end of the pipeline ---------------------------------------------------------------
@@ -214,6 +242,8 @@ class WindowSink:
         self._seen.add(record.key)
         frames, signals = ledger.window(window.classroom_id, window.session_id,
                                         window.start.seconds, window.end.seconds)
+        if not frames:   # a closing frame's window
+            return
         self.windows += 1
         self.accounted_by_pipeline += window.signals + window.dropped_no_consent
         self._add(now, frames, signals)
@@ -298,8 +328,10 @@ async def run_phase(name: str, settings: Settings, sink: WindowSink,
         meter.stop()
     rate, frame_rate = sustained(sink.points, ledger.signals)
     span = max(1e-6, max((p[0] for p in sink.points), default=began) - began)
+    if report.errors:
+        print(f"  {name}: {report.errors} frames not acknowledged by the broker", file=sys.stderr)
     phase = Phase(
-        name, report.frames, report.signals, round(report.seconds, 2), sink.frames,
+        name, ledger.frames, ledger.signals, round(report.seconds, 2), sink.frames,
         sink.signals, ledger.signals - sink.signals, sink.windows, sink.accounted_by_pipeline,
         round(rate), round(frame_rate, 1), round(sink.signals / span),
         round(sink.frames / span, 1))
@@ -348,12 +380,11 @@ async def soak(settings: Settings, pids: dict[str, int], seconds: float,
     ledger = Ledger(config.tenant_id)
 
     def frames() -> Iterator[PreparedFrame]:
+        last: dict[str, SignalFrame] = {}
         for emission in simulate(config):
-            item = prepare(emission)
-            frame = emission.frame
-            ledger.add(frame.classroom_id, frame.session_id, frame.observed_at.seconds,
-                       item.signals)
-            yield item
+            yield counted(emission, ledger)
+            last[emission.key] = emission.frame
+        yield from closing_frames(last, close_after(settings))
 
     procs = {n: psutil.Process(pids[n]) for n in ("ingest", "decision") if n in pids}
     samples: dict[str, list[tuple[float, float]]] = {n: [] for n in procs}
@@ -388,7 +419,7 @@ async def soak(settings: Settings, pids: dict[str, int], seconds: float,
             "event_seconds": event_seconds,
             "offered_signals_per_s": round(report.signals_per_s),
             "offered_frames_per_s": round(report.frames_per_s, 1),
-            "frames": report.frames, "signals": report.signals, "errors": report.errors,
+            "frames": ledger.frames, "signals": ledger.signals, "errors": report.errors,
             "signals_accounted": sink.signals,
             "kept_up": sink.signals == ledger.signals,
             "interval_s": interval_s,
@@ -415,9 +446,10 @@ def load_start(args: argparse.Namespace) -> datetime:
 def measure(name: str, pipeline: Pipeline, infra: Settings, args: argparse.Namespace,
             consent: bool, past: datetime) -> Phase:
     settings = pipeline.settings
-    warm_frames, warm_ledger = workload(4, 60, "bench-warmup", args.seed + 1, past)
+    after = close_after(settings)
+    warm_frames, warm_ledger = workload(4, 60, "bench-warmup", args.seed + 1, past, after)
     frames, ledger = workload(args.classrooms, args.load_seconds, "bench-load", args.seed,
-                              past)
+                              past, after)
 
     async def go() -> Phase:
         if consent:
@@ -452,7 +484,7 @@ def run(infra: Settings, state: Path, args: argparse.Namespace, json_path: Path
                   passthrough_specs(base_settings)) as pipeline:
         phases.append(measure("pass-through", pipeline, infra, args, consent=False,
                               past=load_start(args)))
-    real_settings = isolated(infra, "signals", **FAST_IDLE_CLOSE)
+    real_settings = isolated(infra, "signals")
     soaked: dict[str, Any] = {}
     with Pipeline(real_settings, state / "signals",
                   service_specs(real_settings, ("ingest", "decision"))) as pipeline:
@@ -506,7 +538,7 @@ def run(infra: Settings, state: Path, args: argparse.Namespace, json_path: Path
                      "sustained_frames_per_s": real.sustained_frames_per_s},
             "workload": {"classrooms": args.classrooms, "seats": SEATS,
                          "seconds": args.load_seconds, "seed": args.seed},
-            "soak": soaked, "settings_changed": {"switchyard": FAST_IDLE_CLOSE}}
+            "soak": soaked}
     write_json(json_path, data)
     return data
 

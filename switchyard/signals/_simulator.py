@@ -85,6 +85,9 @@ class SimulationConfig:
     #: second, each with noise for readings.
     flooding_classrooms: int = 0
     flood_factor: int = 20
+    #: Classroom i's class starts ``i * stagger_s // classrooms`` seconds after ``start``
+    #: (sessions that do not all start on the same second).
+    stagger_s: int = 0
 
     def __post_init__(self) -> None:
         if self.classrooms < 1 or self.seats < 1 or self.seconds < 1:
@@ -96,6 +99,8 @@ class SimulationConfig:
                 raise ValueError(f"{name} must be between 0 and 1")
         if self.flood_factor < 1:
             raise ValueError("flood_factor must be at least 1")
+        if self.stagger_s < 0:
+            raise ValueError("stagger_s must be 0 or more")
 
     def first_second(self) -> datetime:
         if self.start is not None:
@@ -144,6 +149,7 @@ class Classroom:
         self.index = index
         self.config = config
         self.id = classroom_id(index)
+        start += timedelta(seconds=index * config.stagger_s // config.classrooms)
         self.session_id = f"{self.id}-{start:%Y%m%dT%H%M}"
         self.device_id = f"{self.id}-edge"
         self.start_s = int(start.timestamp())

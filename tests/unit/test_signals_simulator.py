@@ -71,6 +71,18 @@ def test_one_frame_per_classroom_second_in_time_order() -> None:
     assert len({(e.key, e.frame.session_id) for e in emissions}) == cfg.classrooms
 
 
+def test_staggered_classrooms_start_at_different_seconds() -> None:
+    emissions = list(simulate(config(classrooms=4, stagger_s=60)))
+    first = {}
+    for e in emissions:
+        first.setdefault(e.key, e.frame.observed_at.seconds - int(START.timestamp()))
+    assert first == {classroom_id(0): 0, classroom_id(1): 15, classroom_id(2): 30,
+                     classroom_id(3): 45}
+    # the observations do not depend on the clock
+    plain = [e.frame.seats[3].SerializeToString() for e in simulate(config(classrooms=4))]
+    assert [e.frame.seats[3].SerializeToString() for e in emissions] == plain
+
+
 def test_signals_are_counted_as_the_proto_counts_them() -> None:
     cfg = config()
     for e in simulate(cfg):
@@ -203,6 +215,6 @@ def test_the_default_start_is_in_the_past_and_bad_configs_are_refused() -> None:
     now = datetime.now(timezone.utc)
     assert now - timedelta(seconds=125) < first <= now - timedelta(seconds=119)
     for bad in ({"classrooms": 0}, {"seats": 501}, {"absence_rate": 1.5},
-                {"flood_factor": 0}, {"seconds": 0}):
+                {"flood_factor": 0}, {"seconds": 0}, {"stagger_s": -1}):
         with pytest.raises(ValueError):
             SimulationConfig(**bad)  # type: ignore[arg-type]
