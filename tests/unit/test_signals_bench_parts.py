@@ -27,12 +27,27 @@ def test_the_ledger_sums_what_was_sent_for_a_window() -> None:
 
 
 def test_the_workload_carries_its_signal_count_and_matches_its_ledger() -> None:
-    frames, ledger = workload(3, 20, "bench-load", seed=5)
-    assert len(frames) == ledger.frames == 60
-    assert sum(f.signals for f in frames) == ledger.signals
-    for item in frames:
+    frames, ledger = workload(3, 20, "bench-load", seed=5, close_after_s=71)
+    counted, closing = frames[:60], frames[60:]
+    assert len(counted) == ledger.frames == 60
+    assert sum(f.signals for f in counted) == ledger.signals
+    for item in counted:
         assert dict(item.headers)[SIGNALS_HEADER] == str(item.signals).encode()
         assert count_signals(SignalFrame.FromString(item.value)) == item.signals
+    # one closing frame per classroom, a window and the lateness after its last second,
+    # worth nothing to the pass-through's count and outside the ledger
+    assert len(closing) == 3 and all(item.kind == "closing" for item in closing)
+    last = {}
+    for item in counted:
+        frame = SignalFrame.FromString(item.value)
+        last[frame.classroom_id] = frame.observed_at.seconds
+    for item in closing:
+        frame = SignalFrame.FromString(item.value)
+        assert frame.observed_at.seconds == last[frame.classroom_id] + 71
+        assert dict(item.headers)[SIGNALS_HEADER] == b"0"
+        assert ledger.window(frame.classroom_id, frame.session_id, 0, 10**10)[0] == 20
+    # the classes start a few seconds apart
+    assert len(set(last.values())) == 3
 
 
 def test_sustained_is_taken_between_a_tenth_and_nine_tenths() -> None:
