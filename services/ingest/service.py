@@ -20,6 +20,7 @@ from google.rpc import error_details_pb2
 
 from services.ingest import (
     dead_letters,
+    signals,
     domain,
     intake,
     keyset,
@@ -824,6 +825,8 @@ async def setup(ctx: ServiceContext) -> None:
         await gateway.start()
         ctx.on_stop.append(gateway.stop)
     ctx.consume(INTAKE, IntakeConsumer(settings, publisher, backlog, ctx.limiter).handle)
+    # classroom signals: ConsentService, the classroom-signals batch agent, the consent view
+    await signals.register(ctx, publisher.blobs)
 
     async def reconcile() -> None:
         await reconciler.run(publisher, settings.reconcile_interval_s,
