@@ -5,7 +5,8 @@ personal columns :data:`switchyard._dataclass.STORED` marks sealed: ``tasks.enve
 ``decision_holds.envelope``, ``review_items.escalation``, ``dead_letters.original_value``,
 ``decisions.decision``, ``executor_jobs.decision``, ``review_verdicts.verdict_pb``,
 ``review_approvals.verdict_pb``, ``decision_invoices.fields``, ``blobs.body``,
-``executions.output``) goes through :class:`PayloadCodec`. With ``SWITCHYARD_ENCRYPTION_KEYS`` set, a blob is sealed with
+``executions.output``, and the consent registry's ``signal_consents.subject_ref``,
+``guardian_ref``, ``group_label`` and ``signal_term_keys.key``) goes through :class:`PayloadCodec`. With ``SWITCHYARD_ENCRYPTION_KEYS`` set, a blob is sealed with
 the active key (:mod:`switchyard._crypto`) and bound to its column and row id as associated
 data, so a blob copied onto another row, or into another column, fails to open. With no keys
 it passes plaintext through. Opening accepts plaintext rows written before encryption was

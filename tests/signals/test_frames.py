@@ -161,3 +161,12 @@ def test_pseudonyms_and_terms_follow_the_documented_formula() -> None:
     for bad in ("", "13-01", "02-29", "9/1"):
         with pytest.raises(ValueError):
             parse_term_starts(bad)
+
+
+def test_the_documentation_lists_every_reason_code() -> None:
+    from pathlib import Path
+
+    from services.ingest.signals import REASON_CODES
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "signals.md").read_text()
+    assert all(f"`{code}`" in doc for code in REASON_CODES + ("processing_failed",))

@@ -411,3 +411,23 @@ async def test_invalid_requests_name_their_fields(consent: Any) -> None:
         await consent.ListConsents(ListConsentsRequest(page_size=501, page_token="nope"),
                                    metadata=as_key("acme-audit"))
     assert set(field_violations(caught.value)) == {"page_size", "page_token"}
+
+
+async def test_frames_wait_while_the_consent_view_cannot_be_vouched_for(
+        settings: Settings) -> None:
+    """A view never loaded (or not refreshed for ten intervals plus 5 s) holds frames back
+    until a refresh succeeds."""
+    from services.ingest.signals import ConsentView
+    from switchyard._db import create_pool
+
+    pool = await create_pool(settings)
+    try:
+        view = ConsentView(pool, codec_for(settings), refresh_s=0.05)
+        waiting = asyncio.create_task(view.wait_fresh())
+        await asyncio.sleep(0.5)
+        assert not waiting.done()
+        await view.refresh()
+        await asyncio.wait_for(waiting, 5)
+        assert view.age_s() < view.stale_after_s
+    finally:
+        await pool.close()

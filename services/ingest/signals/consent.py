@@ -53,7 +53,7 @@ CONSENT_COLUMNS = ("consent_id, tenant_id, subject_hash, subject_ref, purpose, g
 CONSENT_AGE = Gauge(
     "switchyard_signals_consent_age_seconds",
     "Seconds since ingest's consent view last refreshed from signal_consents (a withdrawal "
-    "takes effect within signal_consent_refresh_s while this stays below it).", [])
+    "takes effect within signal_consent_refresh_s while this stays below it).")
 
 
 class Purpose(str, Enum):
@@ -153,6 +153,7 @@ class ConsentView:
         self._fresh = asyncio.Event()
         #: A late commit's updated_at may be earlier than the last refresh's read.
         self.overlap = timedelta(seconds=max(5.0, 2 * refresh_s))
+        CONSENT_AGE.set_function(self.age_s)
 
     def of(self, tenant_id: str, subject_ref: str) -> StudentConsent | None:
         entry = self._students.get((tenant_id, subject_ref))
@@ -202,7 +203,6 @@ class ConsentView:
             self.forget(erasure["tenant_id"], erasure["subject_hash"], erasure["requested_at"])
         self._last = now
         self._refreshed = time.monotonic()
-        CONSENT_AGE.set(0)
         self._fresh.set()
         return len(rows)
 
@@ -231,7 +231,6 @@ class ConsentView:
         while True:
             await asyncio.sleep(self.refresh_s)
             await self.refresh()
-            CONSENT_AGE.set(self.age_s())
 
 
 async def set_consent(conn: asyncpg.Connection, codec: PayloadCodec, hash_key: bytes,
