@@ -3,7 +3,8 @@
 Glue only: handlers validate with ``domain``, accept through ``publisher`` (PostgreSQL first,
 then Kafka), and read through ``store``, ``listing`` and ``feed``. Background loops: the
 status feed behind the watches, the backlog count behind backpressure, the reconciler and the
-webhook worker.
+webhook worker. Classroom signals (ConsentService, the ``classroom-signals`` batch agent and
+the consent view's refresh loop) are registered by :mod:`services.ingest.signals`.
 """
 
 from __future__ import annotations

@@ -431,3 +431,26 @@ async def test_frames_wait_while_the_consent_view_cannot_be_vouched_for(
         assert view.age_s() < view.stale_after_s
     finally:
         await pool.close()
+
+
+async def test_list_consents_pages_through_every_consent_once(consent: Any) -> None:
+    for i in range(5):
+        await grant(consent, f"stu-pg-{i}", CA)
+    whole = await consent.ListConsents(ListConsentsRequest(), metadata=as_key("acme-audit"))
+    assert len(whole.consents) >= 5 and whole.next_page_token == ""  # 0 means 100
+    seen: list[tuple[str, int]] = []
+    request = ListConsentsRequest(page_size=2)
+    while True:
+        page = await consent.ListConsents(request, metadata=as_key("acme-audit"))
+        assert len(page.consents) <= 2
+        seen += [(c.subject_ref, c.purpose) for c in page.consents]
+        if not page.next_page_token:
+            break
+        request.page_token = page.next_page_token
+    assert seen == [(c.subject_ref, c.purpose) for c in whole.consents]
+    assert len(set(seen)) == len(seen)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await consent.SetConsent(SetConsentRequest(subject_ref="stu-1", purpose=CA,
+                                                   granted=True, guardian_ref="a\nb"),
+                                 metadata=as_key("acme-admin"))
+    assert set(field_violations(caught.value)) == {"guardian_ref"}

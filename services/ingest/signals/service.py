@@ -42,6 +42,8 @@ __all__ = ["CONSENT_POLICY", "CONSENT_SERVICE_NAME", "ConsentServicer", "registe
 
 log = logging.getLogger(__name__)
 CONSENT_SERVICE_NAME = "switchyard.v1.ConsentService"
+#: ListConsents' page when page_size is 0.
+DEFAULT_PAGE_SIZE = 100
 #: Admins of a tenant manage its consents; auditors read them.
 CONSENT_POLICY = {
     f"/{CONSENT_SERVICE_NAME}/SetConsent": frozenset({Role.ADMIN}),
@@ -109,7 +111,8 @@ class ConsentServicer(ConsentServiceServicer):
             problems += consent.subject_problems(request.subject_ref)
         page_size = after = None
         try:
-            page_size = keyset.page_size(request.page_size)
+            # the proto's default page is 100 (keyset's listings default to 50)
+            page_size = keyset.page_size(request.page_size or DEFAULT_PAGE_SIZE)
         except FieldViolation as exc:
             problems.append(exc)
         if request.page_token:
