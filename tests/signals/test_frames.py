@@ -170,3 +170,24 @@ def test_the_documentation_lists_every_reason_code() -> None:
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "signals.md").read_text()
     assert all(f"`{code}`" in doc for code in REASON_CODES + ("processing_failed",))
+
+
+def test_proto3_json_as_json_format_writes_it_is_accepted() -> None:
+    """lowerCamelCase names, full enum names and nanosecond times: what a device using the
+    protobuf library's JSON printer sends."""
+    from google.protobuf import json_format
+
+    original = SignalFrame(tenant_id="acme", classroom_id="room-12", session_id="s-1",
+                           device_id="cam-1", audio_level=0.25, expected_students=3,
+                           seats=[SeatSignal(seat_id="A1", subject_ref="stu-1", occupied=True,
+                                             posture=Posture.POSTURE_LEANING_FORWARD,
+                                             hand_raised=True)],
+                           check_ins=[CheckIn(subject_ref="stu-1", source=2)])
+    original.observed_at.FromDatetime(NOW)
+    text = json_format.MessageToJson(original)
+    assert "classroomId" in text and "POSTURE_LEANING_FORWARD" in text
+    assert parse_frame(record(text.encode()), NOW, 300) == original
+    twice = json.dumps({**frame_json(), "classroomId": "room-13"}).encode()
+    assert refused(twice).code == "schema_violation"
+    numbered = json.dumps(frame_json(seats=[{"seat_id": "A1", "posture": 2}])).encode()
+    assert parse_frame(record(numbered), NOW, 300).seats[0].posture == Posture.POSTURE_SLOUCHED

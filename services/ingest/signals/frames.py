@@ -82,12 +82,32 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _reject_unknown(data: dict[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(data) - allowed)
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _fields(data: dict[str, Any], allowed: set[str], where: str) -> dict[str, Any]:
+    """``data`` by field name: each field as named in the proto (``classroom_id``) or in
+    lowerCamelCase (``classroomId``), as proto3 JSON parsers accept (what
+    ``json_format.MessageToJson`` writes); a name the schema does not have is refused."""
+    aliases = {_camel(name): name for name in allowed}
+    out: dict[str, Any] = {}
+    unknown = []
+    for name, value in data.items():
+        field = name if name in allowed else aliases.get(name)
+        if field is None:
+            unknown.append(name)
+        elif field in out:
+            raise RejectRecord("schema_violation", f"{where}: {field} given twice (as "
+                                                   f"{field} and {_camel(field)})")
+        else:
+            out[field] = value
     if unknown:
-        names = ", ".join(_shown(name) for name in unknown[:8])
+        names = ", ".join(_shown(name) for name in sorted(unknown)[:8])
         raise RejectRecord("unknown_field", f"{where}: unknown field(s) {names}; allowed: "
                                             f"{', '.join(sorted(allowed))}")
+    return out
 
 
 def _string(data: dict[str, Any], field: str, where: str) -> str:
@@ -111,11 +131,14 @@ def _bool(data: dict[str, Any], field: str, where: str) -> bool:
 
 
 def _enum(data: dict[str, Any], field: str, where: str, enum: Any, prefix: str) -> int:
-    """An enum given by name, short (``upright``) or full (``POSTURE_UPRIGHT``), any case."""
+    """An enum given by name, short (``upright``) or full (``POSTURE_UPRIGHT``), any case,
+    or by number (as proto3 JSON allows)."""
     value = data.get(field)
     if value is None:
         return 0
     allowed = {name.removeprefix(prefix).lower(): number for name, number in enum.items()}
+    if isinstance(value, int) and not isinstance(value, bool) and value in allowed.values():
+        return value
     if isinstance(value, str):
         name = value.strip().lower().removeprefix(prefix.lower())
         if name in allowed:
@@ -188,16 +211,14 @@ def frame_from_json(value: bytes) -> SignalFrame:
         raise RejectRecord("malformed_json", "a string holds an unpaired UTF-16 surrogate "
                                              "escape (\\ud800-\\udfff), which is not Unicode "
                                              "text") from None
-    data = _object(data, "frame")
-    _reject_unknown(data, _FRAME_FIELDS, "frame")
+    data = _fields(_object(data, "frame"), _FRAME_FIELDS, "frame")
     frame = SignalFrame()
     for field in ("tenant_id", "classroom_id", "session_id", "device_id"):
         setattr(frame, field, _string(data, field, ""))
     frame.observed_at.CopyFrom(_observed_at(data.get("observed_at")))
     for index, raw in enumerate(_list(data, "seats", MAX_SEATS, "too_many_seats")):
         where = f"seats[{index}]"
-        seat = _object(raw, where)
-        _reject_unknown(seat, _SEAT_FIELDS, where)
+        seat = _fields(_object(raw, where), _SEAT_FIELDS, where)
         frame.seats.append(SeatSignal(
             seat_id=_string(seat, "seat_id", where + "."),
             subject_ref=_string(seat, "subject_ref", where + "."),
@@ -208,8 +229,7 @@ def frame_from_json(value: bytes) -> SignalFrame:
             posture=_enum(seat, "posture", where + ".", Posture, "POSTURE_")))
     for index, raw in enumerate(_list(data, "check_ins", MAX_CHECK_INS, "too_many_check_ins")):
         where = f"check_ins[{index}]"
-        check_in = _object(raw, where)
-        _reject_unknown(check_in, _CHECK_IN_FIELDS, where)
+        check_in = _fields(_object(raw, where), _CHECK_IN_FIELDS, where)
         frame.check_ins.append(CheckIn(
             subject_ref=_string(check_in, "subject_ref", where + "."),
             source=_enum(check_in, "source", where + ".", CheckInSource,
