@@ -198,6 +198,21 @@ STORED: tuple[Stored, ...] = (
            "aggregate of confirmed invoices"),
     Stored("decision_vendors", "currency", DataClass.DERIVED, AtRest.PLAIN, OnPurge.KEEP,
            "the vendor's usual currency"),
+    Stored("signal_consents", "subject_ref", DataClass.PERSONAL, AtRest.SEALED, OnPurge.KEEP,
+           "the school's reference of a student with a consent (ingest pseudonymises signals "
+           "with it); removed by ConsentService.EraseSubject, not by purge"),
+    Stored("signal_consents", "subject_hash", DataClass.PERSONAL, AtRest.HASHED, OnPurge.KEEP,
+           "finds a student's consents by reference (equality only)"),
+    Stored("signal_consents", "guardian_ref", DataClass.PERSONAL, AtRest.SEALED, OnPurge.KEEP,
+           "who gave or withdrew the consent"),
+    Stored("signal_consents", "group_label", DataClass.PERSONAL, AtRest.SEALED, OnPurge.KEEP,
+           "the group attribute given under fairness-monitoring consent"),
+    Stored("signal_term_keys", "key", DataClass.OPERATIONAL, AtRest.SEALED, OnPurge.KEEP,
+           "a (tenant, term) pseudonymisation key: with a list of students it re-identifies "
+           "pseudonyms, so it is sealed like personal data"),
+    Stored("signal_erasures", "subject_hash", DataClass.PERSONAL, AtRest.HASHED, OnPurge.KEEP,
+           "which student an erasure was for (equality only), so every consent view forgets "
+           "the student"),
 )
 
 

@@ -210,6 +210,12 @@ def _cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     return run_dead_letters(args, settings)
 
 
+def _cmd_consent(args: argparse.Namespace, settings: Settings) -> int:
+    from switchyard._consent_cli import run_consent
+
+    return run_consent(args, settings)
+
+
 def _cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
     from switchyard._webhooks_cli import run_webhooks
 
@@ -286,6 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("dead-letters", _cmd_dead_letters, "The dead-letter queue: list, show, replay "
                                                 "(admin; auditors read).")
     add_dead_letters_arguments(p)
+    from switchyard._consent_cli import add_consent_arguments
+
+    p = add("consent", _cmd_consent, "Classroom signals' consent registry: grant, revoke, "
+                                     "list, erase (admin; auditors list).")
+    add_consent_arguments(p)
     from switchyard._webhooks_cli import add_webhooks_arguments
 
     p = add("webhooks", _cmd_webhooks, "A tenant's webhooks and their deliveries; deliver "
