@@ -435,7 +435,7 @@ def _setup_engagement(ctx: ServiceContext) -> None:
     s = ctx.settings
     scorer = ScorerClient("engagement", s.triton_url, s.triton_timeout_s,
                           new_breaker("triton-engagement", s.breaker_fail_max, s.breaker_reset_s),
-                          output_class="engaged")
+                          triton_version="", output_class="engaged")  # "": the newest
     ctx.on_stop.append(scorer.close)
     processor = EngagementProcessor(s, ctx.pool, ctx.producer, scorer)
     ctx.run_in_background("engagement-windows", processor.run)

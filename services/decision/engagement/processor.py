@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import time
+from pathlib import Path
 from collections import defaultdict
 from typing import Any
 
@@ -80,27 +81,42 @@ def shapes(settings: Settings) -> list[WindowShape]:
             WindowShape.hopping(settings.signal_hopping_window_s, settings.signal_hopping_step_s)]
 
 
-def _floats(text: str) -> list[float] | None:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        return None
-    return values if len(values) == len(FEATURE_NAMES) else None
+class DriverWeights:
+    """The engagement model's logistic weights (its ``weights.npz``: ``mean``, ``scale``,
+    ``coef``), for the drivers: contribution_i = coef_i * (value_i - mean_i) / scale_i, the
+    feature's share of the log-odds against the training mean (Platt scaling keeps the sign
+    and order)."""
 
+    def __init__(self, coef: list[float] | None = None, mean: list[float] | None = None,
+                 scale: list[float] | None = None) -> None:
+        self.coef, self.mean, self.scale = coef, mean, scale
 
-def drivers(vector: list[float], parameters: dict[str, str]) -> list[dict[str, Any]]:
-    """The features that moved a score most: contribution = coefficient * (value - training
-    mean) from the model's ``coefficients`` / ``feature_means`` parameters; without them the
-    values with contribution 0, in FEATURE_NAMES order."""
-    coefficients = _floats(parameters.get("coefficients", ""))
-    means = _floats(parameters.get("feature_means", "")) or [0.0] * len(FEATURE_NAMES)
-    out = [{"feature": name, "value": round(value, 6),
-            "contribution": round((coefficients[i] * (value - means[i])) if coefficients
-                                  else 0.0, 6)}
-           for i, (name, value) in enumerate(zip(FEATURE_NAMES, vector))]
-    if coefficients:
-        out.sort(key=lambda d: -abs(d["contribution"]))
-    return out[:DRIVERS_SHOWN]
+    @classmethod
+    def from_repository(cls, repository: str | Path) -> DriverWeights:
+        """The newest version directory of ``engagement`` with weights; none: no weights
+        (drivers then carry values with contribution 0)."""
+        root = Path(repository) / "engagement"
+        versions = sorted((p for p in root.glob("[0-9]*") if (p / "weights.npz").is_file()),
+                          key=lambda p: int(p.name) if p.name.isdigit() else -1)
+        if not versions:
+            return cls()
+        import numpy as np  # noqa: PLC0415
+
+        with np.load(versions[-1] / "weights.npz") as w:
+            return cls([float(v) for v in w["coef"]], [float(v) for v in w["mean"]],
+                       [float(v) or 1.0 for v in w["scale"]])
+
+    def drivers(self, vector: list[float]) -> list[dict[str, Any]]:
+        """The features that moved a score most, largest contribution first."""
+        out = []
+        for i, (name, value) in enumerate(zip(FEATURE_NAMES, vector)):
+            contribution = (self.coef[i] * (value - self.mean[i]) / self.scale[i]
+                            if self.coef and self.mean and self.scale else 0.0)
+            out.append({"feature": name, "value": round(value, 6),
+                        "contribution": round(contribution, 6)})
+        if self.coef:
+            out.sort(key=lambda d: -abs(d["contribution"]))
+        return out[:DRIVERS_SHOWN]
 
 
 def mean_vector(vectors: list[list[float]]) -> list[float]:
@@ -120,8 +136,9 @@ class Scored:
 
 class EngagementProcessor:
     def __init__(self, settings: Settings, pool: asyncpg.Pool, producer: Producer,
-                 scorer: ScorerClient) -> None:
+                 scorer: ScorerClient, weights: DriverWeights | None = None) -> None:
         self.settings = settings
+        self.weights = weights or DriverWeights.from_repository(settings.model_repository)
         self.pool = pool
         self.producer = producer
         self.scorer = scorer
@@ -249,7 +266,7 @@ class EngagementProcessor:
         if suppressed or not scored.probabilities:
             return suppressed, None, []
         engagement = sum(scored.probabilities) / len(scored.probabilities)
-        return False, engagement, drivers(mean_vector(scored.vectors), self.scorer.parameters)
+        return False, engagement, self.weights.drivers(mean_vector(scored.vectors))
 
     def window_message(self, scored: Scored) -> EngagementWindow:
         window = scored.window
@@ -304,7 +321,7 @@ class EngagementProcessor:
                 if w.kind == HOPPING:
                     hopping.append(HoppingScore(tenant, classroom, session, subject,
                                                 sw.seat_id, w.start, w.end, p,
-                                                drivers(vector, self.scorer.parameters)))
+                                                self.weights.drivers(vector)))
             if w.kind == TUMBLING:
                 alert = attendance_alert(tenant, classroom, session, w.start, w.end,
                                          len(w.present), w.expected, s.signal_attendance_below,
@@ -469,4 +486,4 @@ async def load_marks(pool: asyncpg.Pool, keys: list[SessionKey]
     return out
 
 
-__all__ = ["EngagementProcessor", "drivers", "group_id", "shapes"]
+__all__ = ["DriverWeights", "EngagementProcessor", "group_id", "shapes"]
