@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -199,6 +203,15 @@ async def test_closed_windows_are_scored_stored_published_and_served(
     assert all(g.windows == 10 and g.HasField("rate") for g in model.groups)
     assert model.HasField("parity_difference")
     assert model.limit == engagement_settings.engagement_max_parity_difference
+    # the same fairness figures as Prometheus gauges
+    url = f"http://127.0.0.1:{engagement_settings.decision_metrics_port}/metrics"
+    metrics = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read())
+    text = metrics.decode()
+    for group in model.groups:
+        assert (f'switchyard_engagement_alert_rate{{group="{group.group}",'
+                f'model_version="1.0.0"}} {float(group.rate)}') in text
+    assert (f'switchyard_engagement_parity_difference{{model_version="1.0.0"}} '
+            f'{float(model.parity_difference)}') in text
 
 
 @pytest.mark.parametrize("students", [K - 1, K])
@@ -356,3 +369,26 @@ async def test_retention_deletes_per_student_then_class_rows(db: asyncpg.Connect
     assert await db.fetchval("SELECT count(*) FROM engagement_windows "
                              "WHERE session_id = 'mon-1'") == 0
 
+
+
+def test_switchyard_purge_applies_the_engagement_retention(engagement_settings: Settings
+                                                           ) -> None:
+    async def age_and_count(age: bool) -> int:
+        conn = await connect(engagement_settings)
+        try:
+            if age:
+                await conn.execute("UPDATE engagement_subject_windows SET created_at = now() - "
+                                   "interval '31 days' WHERE session_id = 'tue-1'")
+            return await conn.fetchval("SELECT count(*) FROM engagement_subject_windows "
+                                       "WHERE session_id = 'tue-1'")
+        finally:
+            await conn.close()
+
+    aged = asyncio.run(age_and_count(True))
+    assert aged > 0
+    done = subprocess.run([sys.executable, "-m", "switchyard", "purge"],
+                          env={**os.environ, **engagement_settings.to_env()},
+                          capture_output=True, text=True, timeout=120)
+    assert f"deleted {aged} per-student engagement window(s)" in done.stdout, \
+        done.stdout + done.stderr
+    assert asyncio.run(age_and_count(False)) == 0
