@@ -65,3 +65,20 @@ def test_attendance_anomaly_below_the_rate_only() -> None:
     assert alert is not None and alert.document()["attendance_rate"] == pytest.approx(0.6)
     again = attendance_alert("t", "r", "s", T0 + 60, T0 + 120, 5, 10, 0.7, "1")
     assert again is not None and again.alert_id == alert.alert_id  # once per session
+
+
+def test_drivers_are_the_largest_contributions_to_the_log_odds() -> None:
+    from services.decision.engagement.features import FEATURE_NAMES
+    from services.decision.engagement.processor import DriverWeights
+
+    coef = [0.0] * 8
+    coef[1], coef[3], coef[7] = 2.0, -1.0, 0.5
+    weights = DriverWeights(coef, [0.5] * 8, [0.25] * 8)
+    vector = [0.5, 0.0, 0.5, 1.0, 0.5, 0.5, 0.5, 1.0]
+    drivers = weights.drivers(vector)
+    assert [d["feature"] for d in drivers] == [FEATURE_NAMES[1], FEATURE_NAMES[3],
+                                               FEATURE_NAMES[7]]
+    assert [d["contribution"] for d in drivers] == [-4.0, -2.0, 1.0]
+    assert drivers[0]["value"] == 0.0
+    # without weights: values in FEATURE_NAMES order, contribution 0
+    assert [d["contribution"] for d in DriverWeights().drivers(vector)] == [0.0] * 3
