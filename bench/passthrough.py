@@ -190,20 +190,6 @@ BatchHandler = Callable[[list[Record]], Awaitable[list[Record]]]
 
 def consume_batches(ctx: ServiceContext, topic: Topic, handler: BatchHandler) -> None:
     """The batch agent the real signal processors use, with their batch settings."""
-    if not hasattr(ctx, "consume_batches"):   # SHIM until h-signals is merged
-        from switchyard._streams import faust_topic, to_record
-
-        size, within = ctx.settings.signal_batch_size, ctx.settings.signal_batch_window_ms / 1000
-
-        async def agent(stream):  # type: ignore[no-untyped-def]
-            async for events in stream.take_events(size, within=within):
-                await handler([to_record(e) for e in events])
-
-        name = f"{ctx.name}_{topic.name.replace('-', '_')}"
-        agent.__name__ = agent.__qualname__ = name
-        ctx.app.agent(faust_topic(ctx.app, ctx.settings, topic), name=name)(agent)
-        ctx.has_agents = True
-        return
     ctx.consume_batches(topic, handler, ctx.settings.signal_batch_size,
                         ctx.settings.signal_batch_window_ms / 1000)
 
