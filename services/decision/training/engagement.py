@@ -196,7 +196,7 @@ def fit(rows: Sequence[Mapping[str, Any]], threshold: float = DEFAULT_THRESHOLD
 
 def _data_info(path: Path, rows: int) -> dict[str, Any]:
     shipped = path.resolve() == (datagen_dir() / D.DATA_FILE).resolve()
-    return {"path": f"models/data/{D.DATA_FILE}" if shipped else str(path),
+    return {"path": f"models/data/{D.DATA_FILE}" if shipped else path.name,
             "sha256": datagen.sha256_file(path), "rows": rows,
             "generator": "services.decision.training.engagement_data.simulate_windows",
             "generator_version": D.GENERATOR_VERSION}
@@ -220,7 +220,7 @@ def card_for(res: Mapping[str, Any], data: Path, rows: int, version: str, versio
         "features": "services.decision.engagement.features.SubjectWindow.vector "
                     "(the serving code path)",
         "triton": {"name": MODEL, "version_dir": version_dir, "backend": "python",
-                   "max_batch_size": 1024,
+                   "max_batch_size": 4096,
                    "inputs": [{"name": "FEATURES", "datatype": "FP32", "dims": [len(FEATURE_NAMES)]}],
                    "outputs": [{"name": "P_ENGAGED", "datatype": "FP32", "dims": [1]}]},
         "training_data": _data_info(data, rows),
