@@ -56,6 +56,11 @@ def add_models_arguments(models: Any) -> None:
     t.add_argument("--data", type=Path, default=data_dir / "engagement_windows.jsonl",
                    metavar="FILE", help="labelled windows (default: the shipped ones)")
     t.add_argument("--version", default="1.1.0", help="the candidate's semantic version")
+    t.add_argument("--penalty", type=float, default=None,
+                   help="the parity penalty's weight (default: searched, as for version 1)")
+    t.add_argument("--exclude", nargs="*", default=None, metavar="FEATURE",
+                   help="features given no weight (default: slouched_share; none: --exclude "
+                        "with no name)")
     p = models.add_parser("promote", help="install a candidate as the next served version if "
                                           "its card passes the fairness gate")
     p.add_argument("model", choices=("engagement",))
@@ -133,7 +138,13 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
     if data.resolve() == (default_paths()[0] / data.name).resolve():
         train.verify_data(data.parent)  # the shipped windows: checked against SHA256SUMS
     rows = datagen.read_jsonl(data)
-    res = engagement.fit(rows, settings.signal_disengaged_below)
+    from services.decision.engagement.features import FEATURE_NAMES
+
+    unknown = sorted(set(args.exclude or ()) - set(FEATURE_NAMES))
+    if unknown:
+        raise _Invalid(f"no such feature: {', '.join(unknown)} (features: {', '.join(FEATURE_NAMES)})")
+    res = engagement.fit(rows, settings.signal_disengaged_below, excluded=args.exclude,
+                         penalty=args.penalty)
     card = engagement.write_version(args.out, res, data, len(rows), version=args.version,
                                     threshold=settings.signal_disengaged_below)
     print(engagement.summary(card))
