@@ -132,6 +132,9 @@ async def test_the_gate_refuses_an_unfair_candidate_and_promotes_a_fair_one(
     err = capsys.readouterr().err
     assert code == 1
     assert f"demographic parity difference {parity:.4f} exceeds engagement_max_parity_difference 0.1" in err
+    example = (ROOT / "docs" / "engagement-model.md").read_text().split(
+        "switchyard models promote: refused DIR: ")[1].split("\n")[0]
+    assert err.strip() == f"switchyard models promote: refused {unfair}: {example}"
     assert sorted(p.name for p in (repo / "engagement").iterdir()) == ["1", "config.pbtxt"]
 
     assert switchyard(["models", "promote", "engagement", "--candidate", str(fair),
@@ -171,3 +174,30 @@ async def test_the_gate_refuses_an_unfair_candidate_and_promotes_a_fair_one(
     assert switchyard(["models", "promote", "engagement", "--candidate", str(unfair),
                        "--repository", str(repo), "--no-load"]) == 0
     assert (repo / "engagement" / "3" / "weights.npz").is_file()
+
+
+async def test_a_candidate_triton_cannot_load_is_taken_out_again(
+        served: tuple[EmbeddedStack, Path, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    stack, repo, _ = served
+    monkeypatch.setenv("SWITCHYARD_TRITON_URL", stack.settings.triton_url)
+    broken = tmp_path / "broken"
+    assert switchyard(["models", "train-engagement", "--out", str(broken)]) == 0
+    (broken / "weights.npz").write_bytes(b"not a zip")   # and a card that vouches for it
+    card = json.loads((broken / "model_card.json").read_text())
+    card["weights"]["sha256"] = datagen.sha256_file(broken / "weights.npz")
+    (broken / "model_card.json").write_text(json.dumps(card))
+    config = (repo / "engagement" / "config.pbtxt").read_text()
+    versions = sorted(p.name for p in (repo / "engagement").iterdir())
+    capsys.readouterr()
+    assert switchyard(["models", "promote", "engagement", "--candidate", str(broken),
+                       "--repository", str(repo)]) == 1
+    assert "did not load engagement" in capsys.readouterr().err
+    assert sorted(p.name for p in (repo / "engagement").iterdir()) == versions
+    assert (repo / "engagement" / "config.pbtxt").read_text() == config
+    control = triton.InferenceServerClient(stack.settings.triton_url)
+    try:
+        newest = max(int(v) for v in versions if v.isdigit())
+        assert control.is_model_ready("engagement", str(newest))
+    finally:
+        control.close()

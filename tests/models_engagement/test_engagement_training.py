@@ -127,3 +127,39 @@ def test_if_missing_builds_the_engagement_model_alone(tmp_path: Path,
     assert "engagement/1/weights.npz missing" in again
     assert "document_router" not in again   # the router was up to date: not retrained
     assert engagement.status(data, repo) is None
+
+
+def test_the_docs_figures_are_the_ones_training_prints(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("SHA256SUMS", "manifest.json", engagement_data.DATA_FILE):
+        shutil.copyfile(DATA / name, data / name)
+    printed: list[str] = []
+    card = engagement.train(data, tmp_path / "repository", 0.35, log=printed.append)
+    doc = (ROOT / "docs" / "engagement-model.md").read_text()
+    block = doc.split("<!-- card:start -->")[1].split("<!-- card:end -->")[0]
+    assert printed == [engagement.summary(card)]
+    assert f"```\n{printed[0]}\n```" in block
+    card_lines = set(engagement.card_md(card).splitlines())
+    table_rows = [line for line in block.splitlines() if line.startswith("|")]
+    assert len(table_rows) >= 20
+    assert [row for row in table_rows if row not in card_lines] == []
+    assert f"{card['split']['test']} windows" in doc
+    assert f"{len(engagement_data.EDGE_CASES)} hand-written" in doc
+
+
+def test_promote_and_status_exit_codes_without_a_candidate_or_triton(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from switchyard.cli import main as switchyard
+    from switchyard.stack import free_port
+
+    monkeypatch.setenv("SWITCHYARD_TRITON_URL", f"127.0.0.1:{free_port()}")
+    repo = tmp_path / "repository"
+    engagement.ensure_model_files(repo)
+    (tmp_path / "empty").mkdir()
+    assert switchyard(["models", "promote", "engagement", "--candidate", str(tmp_path / "empty"),
+                       "--repository", str(repo)]) == 2
+    assert "weights.npz missing" in capsys.readouterr().err
+    assert switchyard(["models", "status", "--repository", str(repo)]) == 3
+    out = capsys.readouterr().out
+    assert "unreachable" in out and out.splitlines()[-1].split() == ["engagement", "?", "1", "-"]

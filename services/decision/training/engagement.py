@@ -263,7 +263,8 @@ def _ablation(rows: Sequence[Mapping[str, Any]], threshold: float) -> dict[str, 
     """The same fit with every feature: its holdout metrics and fairness."""
     res = fit(rows, threshold, excluded=[], penalty=0.0, ablation=False)
     return {"excluded_features": [], "parity_penalty": 0.0,
-            "metrics": {"test": res["metrics"]["test"], "episodes": res["metrics"]["episodes"]},
+            "metrics": {"test": res["metrics"]["test"], "episodes": res["metrics"]["episodes"],
+                        "edge_cases": res["metrics"]["edge_cases"]},
             "fairness": {"test": res["fairness"]["test"]},
             "coefficients": {n: _r(c) for n, c in zip(FEATURE_NAMES, res["params"]["coef"])}}
 
@@ -348,9 +349,15 @@ def card_md(card: Mapping[str, Any]) -> str:
               f"{m['log_loss']:.4f} | {m['ece']:.4f} |" for name, m in rows]
     e = card["metrics"]["edge_cases"]
     lines += ["", f"Hand-written edge cases: {sum(c['correct'] for c in e['cases'])}/{e['n']} right.", ""]
-    lines += ["| case | rubric label | P_ENGAGED |", "|---|---|---|"]
-    lines += [f"| {c['case']} | {'engaged' if c['label'] else 'disengaged'} | {c['p_engaged']:.4f} |"
-              for c in e["cases"]]
+    plain = (card.get("ablation") or {}).get("metrics", {}).get("edge_cases", {}).get("cases")
+    if plain:
+        lines += ["| case | rubric label | P_ENGAGED | every feature, no penalty |", "|---|---|---|---|"]
+        lines += [f"| {c['case']} | {'engaged' if c['label'] else 'disengaged'} | {c['p_engaged']:.4f} | "
+                  f"{u['p_engaged']:.4f} |" for c, u in zip(e["cases"], plain)]
+    else:
+        lines += ["| case | rubric label | P_ENGAGED |", "|---|---|---|"]
+        lines += [f"| {c['case']} | {'engaged' if c['label'] else 'disengaged'} | {c['p_engaged']:.4f} |"
+                  for c in e["cases"]]
     c = card["calibration"]
     lines += ["", "## Calibration", "",
               f"Platt scaling a = {c['a']}, b = {c['b']} (validation ECE before: "
