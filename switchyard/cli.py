@@ -158,6 +158,7 @@ def _version() -> str:
 
 
 def _cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
+    from services.decision.engagement.erasure import purge_engagement
     from switchyard._db import create_pool
     from switchyard._payloads import codec_for
     from switchyard.documents import blob_store_for
@@ -187,6 +188,10 @@ def _cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
                                          blobs=blobs)
                 finally:
                     await blobs.close()
+                if not args.dry_run:  # classroom engagement: its own retention settings
+                    engagement = await purge_engagement(
+                        conn, settings.signal_subject_retention_days,
+                        settings.signal_class_retention_days)
         finally:
             await pool.close()
         verb = "would purge" if args.dry_run else "purged"
@@ -194,6 +199,11 @@ def _cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
               f"item(s), {report.dead_letters} dead letter(s), {report.decisions} "
               f"decision(s), {report.blobs} document blob(s); deleted "
               f"{report.drift_samples} drift sample(s) older than {DRIFT_SAMPLE_DAYS} days")
+        if not args.dry_run:
+            print(f"deleted {engagement.subject_windows} per-student engagement window(s) and "
+                  f"{engagement.alerts} engagement alert(s) older than "
+                  f"{settings.signal_subject_retention_days} days, {engagement.windows} class "
+                  f"engagement window(s) older than {settings.signal_class_retention_days} days")
 
     asyncio.run(run())
     return 0
