@@ -33,12 +33,14 @@ from google.protobuf import json_format
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.review.analytics import AnalyticsApi, RequestProblem
 from switchyard._auth import ApiKeyAuthenticator, Principal, Role
 from switchyard._grpc import ClientTls, create_channel
 from switchyard._http import NotAscii, forwarded_metadata, problem, problem_from_rpc
 from switchyard._kpis import kpi_trend, point_dict
 from switchyard._settings import Settings
 from switchyard.v1 import (
+    AnalyticsServiceStub,
     BreakerState,
     BreakerStatus,
     DeadLetterRecord,
@@ -286,6 +288,8 @@ class OperatorApi:
         self.dead_letters = DeadLetterServiceStub(self._channels["ingest"])
         self.decision = DecisionServiceStub(self._channels["decision"])
         self.executor = ExecutorAdminServiceStub(self._channels["executor"])
+        # the classroom analytics page's routes: decision's AnalyticsService, same guard
+        self.analytics = AnalyticsApi(AnalyticsServiceStub(self._channels["decision"]))
 
     def add_routes(self, app: web.Application) -> None:
         routes: list[tuple[str, str, Handler]] = [
@@ -302,6 +306,7 @@ class OperatorApi:
             ("GET", "/api/operator/kpis", self.kpis),
             ("GET", "/api/operator/model-health", self.model_health),
         ]
+        routes.extend(self.analytics.routes())
         for method, path, handler in routes:
             app.router.add_route(method, path, self._guarded(handler))
 
@@ -327,7 +332,7 @@ class OperatorApi:
                                "console (admins and auditors may)")
             try:
                 return await handler(request, principal, metadata)
-            except RequestError as exc:
+            except (RequestError, RequestProblem) as exc:
                 return problem(400, "Bad Request", str(exc),
                                errors=[{"field": f, "detail": d} for f, d in exc.errors])
             except grpc.aio.AioRpcError as exc:
