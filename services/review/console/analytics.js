@@ -210,7 +210,7 @@ async function loadFairness() {
             m.over_limit ? "over-limit" : "")
           : el("td", "");
         row.append(el("td", index === 0 ? m.model_version : ""), el("td", g.group), el("td", String(g.windows)),
-          el("td", String(g.flagged)), g.rate === null ? el("td", "withheld: fewer than k", "withheld") : el("td", pct(g.rate)), parity);
+          el("td", String(g.flagged)), g.rate === null ? el("td", "withheld: fewer than k windows", "withheld") : el("td", pct(g.rate)), parity);
         rows.push(row);
       });
     }
