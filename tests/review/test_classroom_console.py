@@ -292,18 +292,26 @@ async def test_the_sessions_alerts_wait_for_a_check_in(settings: Settings,
               for a in derived.alerts if not a["suppressed"]}
     assert len(wanted) == 2
     try:
-        async def queued() -> dict[str, tuple[str, str]] | None:
+        async def queued() -> dict[str, Any] | None:
             items = (await review.ListQueue(ListQueueRequest(page_size=500))).items
-            found = {i.escalation.task.idempotency_key: (i.escalation.queue,
-                                                         i.escalation.proposed_decision.rule)
+            found = {i.escalation.task.idempotency_key: i.escalation
                      for i in items if i.escalation.task.idempotency_key in wanted}
             return found if len(found) == len(wanted) else None
         found = await eventually(queued, "the alerts' review items", WAIT_S, 0.5)
     finally:
         await channel.close()
-    assert found == {alert_id: (queue, "sustained_disengagement" if queue == "counsellors"
-                                else "attendance_anomaly")
-                     for alert_id, queue in wanted.items()}
+    assert {alert_id: (esc.queue, esc.proposed_decision.rule)
+            for alert_id, esc in found.items()} == {
+        alert_id: (queue, "sustained_disengagement" if queue == "counsellors"
+                   else "attendance_anomaly") for alert_id, queue in wanted.items()}
+    for esc in found.values():
+        explanation = esc.proposed_decision.explanation
+        assert not any(name in explanation for name in STUDENTS), explanation
+        assert "Drivers (feature, value, contribution): [" in explanation, explanation
+        if esc.queue == "counsellors":
+            assert explanation.startswith(
+                f"Check in with the student in seat r1c1 of class {CLASSROOM} (session mon-1"
+            ), explanation
 
 
 async def call(settings: Settings, path: str, key: str) -> tuple[int, dict[str, Any]]:
