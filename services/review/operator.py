@@ -13,6 +13,9 @@ never reads another service's tables.
 The KPI charts are the exception: like ``switchyard stats`` they read PostgreSQL directly
 (:func:`switchyard._kpis.kpi_trend`), so the tenant check for them is made here.
 
+The classroom analytics page's routes (``/api/analytics/``, :mod:`services.review.analytics`)
+are registered here too, over decision's AnalyticsService with the same guard.
+
 Before any of that, a key must belong to an admin or an auditor (a reviewer or submitter is
 refused with HTTP 403 here, whatever the RPC would say).
 """

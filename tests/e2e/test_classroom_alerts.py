@@ -10,7 +10,6 @@ never the student; rejected, nothing is recorded.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -26,7 +25,6 @@ from switchyard._kafka import Producer
 from switchyard._topics import INTAKE
 from switchyard.v1 import (
     ClaimRequest,
-    Document,
     GetTaskRequest,
     IngestServiceStub,
     ListQueueRequest,
@@ -34,7 +32,6 @@ from switchyard.v1 import (
     ReviewPriority,
     ReviewServiceStub,
     ReviewVerdict,
-    Submission,
     SubmitVerdictRequest,
     Task,
     TaskStatus,
@@ -191,4 +188,3 @@ async def test_alerts_become_check_ins_in_the_right_queue(settings: Settings) ->
     finally:
         await review_channel.close()
         await ingest_channel.close()
-        await asyncio.sleep(0)
