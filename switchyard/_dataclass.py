@@ -239,7 +239,6 @@ STORED: tuple[Stored, ...] = (
 )
 
 
-
 def sealed_columns() -> set[str]:
     """``table.column`` of every column this registry says is sealed; the codec's
     ``switchyard._payloads.COLUMNS`` (what key rotation walks) must be exactly these."""

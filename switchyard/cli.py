@@ -84,7 +84,7 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from switchyard._demo import run_demo
 
     return run_demo(settings, tasks=args.tasks, seed=args.seed, with_stack=args.with_stack,
-                    admissions=args.admissions)
+                    admissions=args.admissions, classrooms=args.classrooms)
 
 
 def _cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
@@ -139,6 +139,12 @@ def _cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     from services.decision.training.__main__ import run
 
     return run(args)
+
+
+def _cmd_signals(args: argparse.Namespace, settings: Settings) -> int:
+    from switchyard._signals_cli import run_signals
+
+    return run_signals(args, settings)
 
 
 def _cmd_packs(args: argparse.Namespace, settings: Settings) -> int:
@@ -320,6 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("packs", _cmd_packs, "Automation packs: list, show, validate, apply, diff, test, "
                                  "schema (docs/packs.md).")
     add_packs_arguments(p)
+    from switchyard._signals_cli import add_signals_arguments
+
+    p = add("signals", _cmd_signals, "Classroom signals: simulate classrooms sending "
+                                     "SignalFrames (docs/cli.md).")
+    add_signals_arguments(p)
     p = add("models", _cmd_models, "Train the Triton models: the router learns one class per "
                                    "enabled pack (shipped and --packs DIR) and 'other'.")
     models = p.add_subparsers(dest="models_action", required=True, metavar="ACTION")
@@ -379,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7, help="workload seed")
     p.add_argument("--admissions", type=int, default=None,
                    help="hospital admission forms among them (default: one per ten tasks)")
+    p.add_argument("--classrooms", type=int, default=4,
+                   help="simulated classrooms whose signals go through the engagement "
+                        "pipeline afterwards (0: none)")
     p.add_argument("--with-stack", action="store_true",
                    help="start the embedded stack first and stop it afterwards")
     return parser
