@@ -122,11 +122,20 @@ def _cmd_tasks(args: argparse.Namespace, settings: Settings) -> int:
     return run_tasks(args, settings)
 
 
+#: ``switchyard models`` actions of services/decision/training/models_cli.py (engagement candidates,
+#: the fairness gate, serving status)
+MODELS_ACTIONS = ("train-engagement", "promote", "status")
+
+
 def _cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     if args.models_action == "health":
         from switchyard._tasks_cli import run_model_health
 
         return run_model_health(args, settings)
+    if args.models_action in MODELS_ACTIONS:
+        from services.decision.training.models_cli import run as run_models
+
+        return run_models(args, settings)
     from services.decision.training.__main__ import run
 
     return run(args)
@@ -335,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_health_arguments(models.add_parser(
         "health", help="shadow agreement and input drift per time bucket "
                        "(DecisionService.GetModelHealth; admins and auditors)"))
+    from services.decision.training.models_cli import add_models_arguments
+
+    add_models_arguments(models)
     p = add("stats", _cmd_stats, "Business KPIs, live (Ctrl-C to quit) or as JSON.")
     p.add_argument("--json", action="store_true", help="print once as JSON")
     p.add_argument("--once", action="store_true", help="print the table once")

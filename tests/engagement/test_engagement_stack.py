@@ -453,7 +453,15 @@ async def test_analytics_is_for_admins_and_auditors_of_the_tenant(
 
 
 async def test_sessions_are_paged_and_anomalies_show_in_the_trend(
-        analytics: AnalyticsServiceStub) -> None:
+        analytics: AnalyticsServiceStub, db: asyncpg.Connection) -> None:
+    raised = {r["alert_id"] for r in await db.fetch(
+        "SELECT alert_id FROM engagement_alerts WHERE session_id = 'wed-1' AND NOT suppressed")}
+    assert raised
+    session = await analytics.GetSessionEngagement(GetSessionEngagementRequest(
+        tenant_id=TENANT, classroom_id="room-f", session_id="wed-1"))
+    assert {a.alert_id for a in session.alerts} == raised  # held-back ones are not shown
+    assert session.session.alerts == len(raised)
+    assert all(a.detail and a.model_version == "1.0.0" for a in session.alerts)
     first = await analytics.ListSessions(ListSessionsRequest(tenant_id=TENANT, page_size=2))
     assert len(first.sessions) == 2 and first.next_page_token
     rest = await analytics.ListSessions(ListSessionsRequest(
