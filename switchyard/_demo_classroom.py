@@ -9,7 +9,9 @@ minutes, one classroom has an attendance problem and, with three classrooms or m
 one has a faulty camera flooding the stream with noise (its alerts are rate-limited). A few
 frames arrive twice or late, as they do from real devices. The section then waits for the
 engagement windows to close and prints, per class session, what the analytics service keeps:
-windows, mean engagement, attendance, and the alerts raised and held back.
+windows, mean engagement, attendance, and the alerts raised; and how many alerts the
+per-class rate limit held back (from the decision service's metrics: the AnalyticsService
+shows raised alerts only).
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ class ClassroomResult:
         field(default_factory=list)
     skipped: str = ""
     config: SimulationConfig | None = None
+    #: Alerts the per-class rate limit held back during the section (from the decision
+    #: service's metrics); None when they could not be read.
+    held_back: int | None = None
+    alerts_per_hour: int = 0
 
 
 def demo_config(classrooms: int, seed: int, minutes: int = CLASS_MINUTES) -> SimulationConfig:
@@ -81,6 +87,29 @@ def demo_config(classrooms: int, seed: int, minutes: int = CLASS_MINUTES) -> Sim
         seed=seed, start=start, anomalous_classrooms=1,
         flooding_classrooms=1 if classrooms >= 3 else 0, flood_factor=4,
         duplicate_rate=0.02, late_rate=0.01, late_by_s=(5, 40), disengage_per_hour=2.0)
+
+
+async def alerts_held_back(settings: Settings) -> float | None:
+    """The decision service's count of alerts the per-class rate limit held back
+    (``switchyard_engagement_alerts_total{suppressed="true"}``), or None without metrics.
+
+    The AnalyticsService shows raised alerts only (a held-back one is known to the next
+    raised alert of its classroom, which may come an hour later), so the section counts
+    them here, before and after."""
+    import aiohttp
+
+    if not settings.decision_metrics_port:
+        return None
+    url = f"http://127.0.0.1:{settings.decision_metrics_port}/metrics"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            async with http.get(url) as response:
+                text = await response.text()
+    except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+        return None
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("switchyard_engagement_alerts_total{")
+               and 'suppressed="true"' in line)
 
 
 async def wait_for_windows(analytics: AnalyticsServiceStub, sessions: set[str],
@@ -109,7 +138,8 @@ async def run_classrooms(settings: Settings, classrooms: int, seed: int,
                          progress: Console | None = None, minutes: int = CLASS_MINUTES,
                          replay_s: float = REPLAY_S) -> ClassroomResult:
     config = demo_config(classrooms, seed, minutes)
-    result = ClassroomResult(config=config)
+    result = ClassroomResult(config=config,
+                             alerts_per_hour=settings.signal_alerts_per_class_per_hour)
     simulator = ClassroomSimulator(config)
     grants = consent_plan(config, class_analytics=0.9)
     result.students = classrooms * SEATS
@@ -123,6 +153,7 @@ async def run_classrooms(settings: Settings, classrooms: int, seed: int,
         result.skipped = f"ingest refused the consents ({exc.code().name}: {exc.details()})"
         return result
     await asyncio.sleep(2 * settings.signal_consent_refresh_s)   # ingest reloads consents
+    held_before = await alerts_held_back(settings)
     frames = [prepare(e) for e in simulator.emissions()]
     if progress is not None:
         progress.print(f"classrooms: sending {minutes} minutes of class from "
@@ -152,6 +183,9 @@ async def run_classrooms(settings: Settings, classrooms: int, seed: int,
             result.sessions.append((summary, detail))
     finally:
         await channel.close()
+    held_after = await alerts_held_back(settings)
+    if held_before is not None and held_after is not None and held_after >= held_before:
+        result.held_back = int(held_after - held_before)
     if not result.sessions:
         result.skipped = "no engagement windows came back from the decision service"
     return result
@@ -162,18 +196,15 @@ def classroom_table(result: ClassroomResult) -> Table:
     table = Table(title="Classrooms: engagement per class session (derived data only)",
                   title_justify="left")
     for column in ("classroom", "windows", "engagement", "attendance",
-                   "disengagement alerts", "attendance alerts", "held back"):
+                   "disengagement alerts", "attendance alerts"):
         table.add_column(column, justify="left" if column == "classroom" else "right")
     flooding = {f"room-{i + 1:03d}" for i in range(config.classrooms
                                                   - config.flooding_classrooms,
                                                   config.classrooms)}
     raised: Counter[int] = Counter()
-    held = 0
     for summary, detail in result.sessions:
         kinds = Counter(a.kind for a in detail.alerts)
         raised.update(kinds)
-        held_here = sum(a.suppressed_before for a in detail.alerts)
-        held += held_here
         note = " (attendance problem)" if summary.classroom_id == "room-001" else \
             " (flooding camera)" if summary.classroom_id in flooding else ""
         table.add_row(
@@ -181,7 +212,9 @@ def classroom_table(result: ClassroomResult) -> Table:
             f"{summary.engagement:.0%}" if summary.HasField("engagement") else "withheld",
             f"{summary.attendance}/{summary.expected_students}",
             str(kinds[AlertKind.ALERT_KIND_SUSTAINED_DISENGAGEMENT]),
-            str(kinds[AlertKind.ALERT_KIND_ATTENDANCE_ANOMALY]), str(held_here))
+            str(kinds[AlertKind.ALERT_KIND_ATTENDANCE_ANOMALY]))
+    held = "an unknown number of others (no decision metrics endpoint)" \
+        if result.held_back is None else f"{result.held_back} more"
     table.caption = (
         f"{result.frames} frames ({result.signals:,} signals; {result.duplicates} sent twice, "
         f"{result.late} late, {result.flood} from the flooding camera) sent in "
@@ -189,7 +222,8 @@ def classroom_table(result: ClassroomResult) -> Table:
         f"{result.students} students, individual support {result.individual}. Alerts raised: "
         f"{raised[AlertKind.ALERT_KIND_SUSTAINED_DISENGAGEMENT]} sustained disengagement, "
         f"{raised[AlertKind.ALERT_KIND_ATTENDANCE_ANOMALY]} attendance anomaly; {held} held "
-        f"back by the per-class rate limit before them"
+        f"back by the per-class rate limit (at most {result.alerts_per_hour} an hour per "
+        f"classroom, counted across runs)"
     )
     return table
 

@@ -39,3 +39,5 @@ def test_the_classroom_section_prints_what_analytics_kept(settings: Settings) ->
     text = " ".join(console.export_text().split())
     assert "room-001 (attendance problem)" in text and "room-003 (flooding camera)" in text
     assert f"{result.frames} frames" in text and "Alerts raised:" in text
+    # the rate limit's count comes from the decision service's metrics
+    assert result.held_back is not None and f"{result.held_back} more held back" in text
