@@ -5,7 +5,8 @@ personal columns :data:`switchyard._dataclass.STORED` marks sealed: ``tasks.enve
 ``decision_holds.envelope``, ``review_items.escalation``, ``dead_letters.original_value``,
 ``decisions.decision``, ``executor_jobs.decision``, ``review_verdicts.verdict_pb``,
 ``review_approvals.verdict_pb``, ``decision_invoices.fields``, ``blobs.body``,
-``executions.output``) goes through :class:`PayloadCodec`. With ``SWITCHYARD_ENCRYPTION_KEYS`` set, a blob is sealed with
+``executions.output``, and the consent registry's ``signal_consents.subject_ref``,
+``guardian_ref``, ``group_label`` and ``signal_term_keys.key``) goes through :class:`PayloadCodec`. With ``SWITCHYARD_ENCRYPTION_KEYS`` set, a blob is sealed with
 the active key (:mod:`switchyard._crypto`) and bound to its column and row id as associated
 data, so a blob copied onto another row, or into another column, fails to open. With no keys
 it passes plaintext through. Opening accepts plaintext rows written before encryption was
@@ -64,10 +65,18 @@ EXECUTION_OUTPUT = Column("executions", "output_id", "output")
 #: A document's bytes above the claim-check threshold (switchyard.documents._blobs): the
 #: ``blobs`` table, and objects in an S3 store sealed with the same context.
 BLOB_BODY = Column("blobs", "blob_id", "body")
+#: The consent registry's personal values (services/ingest/signals/consent.py): the school's
+#: reference of the student, the guardian's, and the fairness-monitoring group.
+CONSENT_SUBJECT = Column("signal_consents", "consent_id", "subject_ref")
+CONSENT_GUARDIAN = Column("signal_consents", "consent_id", "guardian_ref")
+CONSENT_GROUP = Column("signal_consents", "consent_id", "group_label")
+#: The pseudonymisation key of one (tenant, term) (services/ingest/signals/pseudonyms.py).
+TERM_KEY = Column("signal_term_keys", "key_id", "key")
 #: Every sealed column (switchyard._dataclass.STORED says why each one is).
 COLUMNS = (TASK_ENVELOPE, HOLD_ENVELOPE, REVIEW_ESCALATION, DEAD_LETTER_VALUE, DEAD_LETTER_KEY,
            DEAD_LETTER_HEADERS, DECISION, JOB_DECISION, VERDICT, APPROVAL, INVOICE_FIELDS,
-           BLOB_BODY, EXECUTION_OUTPUT)
+           BLOB_BODY, EXECUTION_OUTPUT, CONSENT_SUBJECT, CONSENT_GUARDIAN, CONSENT_GROUP,
+           TERM_KEY)
 
 RowId = str | uuid.UUID
 
@@ -250,7 +259,8 @@ async def key_usage(conn: asyncpg.Connection, column: Column) -> dict[str, int]:
     return {row["kid"]: row["n"] for row in rows}
 
 
-__all__ = ["APPROVAL", "BLOB_BODY", "COLUMNS", "DEAD_LETTER_HEADERS", "DEAD_LETTER_KEY", "DEAD_LETTER_VALUE", "DECISION", "EXECUTION_OUTPUT", "HOLD_ENVELOPE", "INVOICE_FIELDS",
+__all__ = ["APPROVAL", "BLOB_BODY", "COLUMNS", "CONSENT_GROUP", "CONSENT_GUARDIAN",
+           "CONSENT_SUBJECT", "TERM_KEY", "DEAD_LETTER_HEADERS", "DEAD_LETTER_KEY", "DEAD_LETTER_VALUE", "DECISION", "EXECUTION_OUTPUT", "HOLD_ENVELOPE", "INVOICE_FIELDS",
            "JOB_DECISION", "VERDICT", "PLAINTEXT", "REVIEW_ESCALATION",
            "TASK_ENVELOPE", "Column", "PayloadCodec", "PayloadError", "RewrapReport", "RowId",
            "codec_for", "key_id", "key_usage", "rewrap_column", "rewrap_stale"]

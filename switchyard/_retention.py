@@ -294,6 +294,75 @@ _PURGE_DEAD_LETTERS = (
     "WHERE purged_at IS NULL AND failed_at < now() - $1::interval ")
 
 
+@dataclass(frozen=True)
+class Stripped:
+    """What stripping some tasks did; ``blobs`` are deleted once the transaction committed."""
+
+    tasks: int
+    review_items: int
+    decisions: int
+    blobs: list[BlobRef]
+
+
+async def _strip_rows(conn: asyncpg.Connection, codec: PayloadCodec,
+                      rows: list[asyncpg.Record]) -> Stripped:
+    """Strip the payloads of these ``tasks`` rows (task_id, envelope; locked by the caller)
+    everywhere they were copied, and mark them purged."""
+    ids = [r["task_id"] for r in rows]
+    refs = [ref for r in rows
+            if (ref := blob_ref_of(codec, r["task_id"], r["envelope"])) is not None]
+    await conn.executemany(
+        "UPDATE tasks SET envelope = $2, purged_at = now() WHERE task_id = $1",
+        [(r["task_id"], strip_stored_envelope(codec, r["task_id"], r["envelope"]))
+         for r in rows])
+    items = await conn.fetch(
+        "SELECT item_id, escalation FROM review_items WHERE task_id = ANY($1::uuid[]) "
+        "AND purged_at IS NULL", ids)
+    for item in items:
+        escalation = Escalation.FromString(
+            codec.open(item["item_id"], item["escalation"], REVIEW_ESCALATION))
+        escalation.task.CopyFrom(TaskEnvelope.FromString(
+            strip_envelope(escalation.task.SerializeToString())))
+        strip_decision(escalation.proposed_decision)
+        strip_escalation_extras(escalation)
+        await conn.execute(
+            "UPDATE review_items SET escalation = $2, purged_at = now() "
+            "WHERE item_id = $1", item["item_id"],
+            codec.seal(item["item_id"], escalation.SerializeToString(),
+                       REVIEW_ESCALATION))
+    decisions = await _strip_decisions(conn, codec, DECISION, ids)
+    await _strip_decisions(conn, codec, JOB_DECISION, ids)
+    await _strip_verdicts(conn, codec, ids)
+    await _strip_executions(conn, ids)
+    await conn.execute("UPDATE decision_invoices SET fields = NULL "
+                       "WHERE task_id = ANY($1::uuid[])", ids)
+    return Stripped(len(rows), len(items), decisions, refs)
+
+
+async def strip_tasks(conn: asyncpg.Connection, codec: PayloadCodec, tenant_id: str,
+                      task_ids: list[RowId]) -> Stripped:
+    """Purge these tasks of a tenant now, whatever their age or status, exactly as retention
+    does (in the caller's transaction, which audits why): a right-to-erasure request. The
+    caller deletes ``blobs`` after its commit (:func:`delete_blobs`)."""
+    rows = await conn.fetch(
+        "SELECT task_id, envelope FROM tasks WHERE tenant_id = $1 AND purged_at IS NULL "
+        "AND task_id = ANY($2::uuid[]) ORDER BY task_id FOR UPDATE", tenant_id, task_ids)
+    if not rows:
+        return Stripped(0, 0, 0, [])
+    return await _strip_rows(conn, codec, list(rows))
+
+
+async def delete_blobs(blobs: BlobStore, refs: list[BlobRef]) -> int:
+    """Delete purged tasks' claim-checked documents (after the purge committed)."""
+    deleted = 0
+    for ref in refs:
+        try:
+            deleted += await blobs.delete(ref)
+        except Exception as exc:  # noqa: BLE001 - reported; the next purge cannot find it
+            log.error("purge: could not delete blob %s: %r", ref.uri, exc)
+    return deleted
+
+
 async def _purge_tenant(conn: asyncpg.Connection, tenant: str, pack: str | None,
                         cutoff: timedelta, dry_run: bool, batch: int, codec: PayloadCodec,
                         totals: list[int], blobs: BlobStore) -> None:
@@ -312,45 +381,16 @@ async def _purge_tenant(conn: asyncpg.Connection, tenant: str, pack: str | None,
             totals[0] += len(rows)
             return
         ids = [r["task_id"] for r in rows]
-        refs = [ref for r in rows
-                if (ref := blob_ref_of(codec, r["task_id"], r["envelope"])) is not None]
-        await conn.executemany(
-            "UPDATE tasks SET envelope = $2, purged_at = now() WHERE task_id = $1",
-            [(r["task_id"], strip_stored_envelope(codec, r["task_id"], r["envelope"]))
-             for r in rows])
-        items = await conn.fetch(
-            "SELECT item_id, escalation FROM review_items WHERE task_id = ANY($1::uuid[]) "
-            "AND purged_at IS NULL", ids)
-        for item in items:
-            escalation = Escalation.FromString(
-                codec.open(item["item_id"], item["escalation"], REVIEW_ESCALATION))
-            escalation.task.CopyFrom(TaskEnvelope.FromString(
-                strip_envelope(escalation.task.SerializeToString())))
-            strip_decision(escalation.proposed_decision)
-            strip_escalation_extras(escalation)
-            await conn.execute(
-                "UPDATE review_items SET escalation = $2, purged_at = now() "
-                "WHERE item_id = $1", item["item_id"],
-                codec.seal(item["item_id"], escalation.SerializeToString(),
-                           REVIEW_ESCALATION))
-        decisions = await _strip_decisions(conn, codec, DECISION, ids)
-        await _strip_decisions(conn, codec, JOB_DECISION, ids)
-        await _strip_verdicts(conn, codec, ids)
-        await _strip_executions(conn, ids)
-        await conn.execute("UPDATE decision_invoices SET fields = NULL "
-                           "WHERE task_id = ANY($1::uuid[])", ids)
+        stripped = await _strip_rows(conn, codec, list(rows))
+        refs, items, decisions = stripped.blobs, stripped.review_items, stripped.decisions
         detail: dict[str, object] = {
-            "tasks": len(rows), "review_items": len(items), "retention_days": cutoff.days,
+            "tasks": len(rows), "review_items": items, "retention_days": cutoff.days,
             "task_ids": json.loads(json.dumps([str(i) for i in ids]))}
         if pack is not None:
             detail["pack"] = pack
         await append(conn, tenant, "retention", "payloads.purged", detail)
         totals[0] += len(rows)
-        totals[1] += len(items)
+        totals[1] += items
         totals[3] += decisions
     # after the commit: a blob is never gone while a task that is not purged still names it
-    for ref in refs:
-        try:
-            totals[4] += await blobs.delete(ref)
-        except Exception as exc:  # noqa: BLE001 - reported; the next purge cannot find it
-            log.error("purge: could not delete blob %s: %r", ref.uri, exc)
+    totals[4] += await delete_blobs(blobs, refs)

@@ -28,7 +28,14 @@ from switchyard._grpc import GrpcServer, Registration, start_server
 from switchyard._kafka import Producer
 from switchyard._ratelimit import TenantLimiter, limiter_for
 from switchyard._settings import Settings
-from switchyard._streams import DeadLetterSink, Handler, attach_agent, create_app
+from switchyard._streams import (
+    BatchHandler,
+    DeadLetterSink,
+    Handler,
+    attach_agent,
+    attach_batch_agent,
+    create_app,
+)
 from switchyard._supervision import Backoff, LoopFactory, Supervisor
 from switchyard._telemetry import configure_logging, configure_tracing, start_metrics_endpoint
 from switchyard._topics import Topic
@@ -59,6 +66,15 @@ class ServiceContext:
                 batch_window_s: float = 0.01) -> None:
         attach_agent(self.app, self.settings, topic, handler, lambda: self.dead_letters,
                      self.name, batch_size, batch_window_s)
+        self.has_agents = True
+
+    def consume_batches(self, topic: Topic, handler: BatchHandler, batch_size: int,
+                        window_s: float) -> None:
+        """Feed ``topic`` to ``handler`` a whole batch at a time (up to ``batch_size`` records,
+        waiting at most ``window_s`` to fill one): for high-rate streams where a call per
+        record costs too much. See :func:`switchyard._streams.process_record_batch`."""
+        attach_batch_agent(self.app, self.settings, topic, handler, lambda: self.dead_letters,
+                           self.name, batch_size, window_s)
         self.has_agents = True
 
     def run_in_background(self, name: str, loop: LoopFactory, *,

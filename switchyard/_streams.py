@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import faust
@@ -79,6 +79,9 @@ class Record:
 
 
 Handler = Callable[[Record], Awaitable[None]]
+#: A batch handler takes a whole batch and returns the records it refused, each with why;
+#: the rest of the batch counts as processed.
+BatchHandler = Callable[[list[Record]], Awaitable[list[tuple[Record, RejectRecord]]]]
 
 ASSIGNED_PARTITIONS = Gauge(
     "switchyard_consumer_assigned_partitions",
@@ -329,6 +332,107 @@ async def process_batch(records: Sequence[Record], handler: Handler,
             await _handle_one(record, handler, dead_letters, service)
 
     await asyncio.gather(*(run_in_order(group) for group in by_key.values()))
+
+
+class LetterSink(Protocol):
+    """Where refused records go (:class:`DeadLetterSink` in a service)."""
+
+    async def send(self, record: Record, code: str, reason: str) -> None: ...
+
+
+async def process_record_batch(records: Sequence[Record], handler: BatchHandler,
+                               dead_letters: LetterSink, service: str,
+                               max_attempts: int = MAX_HANDLER_ATTEMPTS,
+                               sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+                               ) -> None:
+    """Hand a whole batch to ``handler`` (a high-rate stream: one call per batch, not per
+    record); returns when every record was processed or dead-lettered.
+
+    * the records ``handler`` returns as refused go to the dead-letter sink with their reason
+      and original bytes; the others count as processed;
+    * a transient failure (database or broker unavailable) retries the same batch with
+      backoff, never dead-letters anything;
+    * any other exception says one record may be poison: the batch is split in halves and
+      each half handled on its own, down to single records; a single record that keeps
+      failing (``max_attempts``) is dead-lettered as ``processing_failed``, and every other
+      record of the batch is still processed. A half handled again may repeat side effects
+      of the failed call (at least once: consumers downstream dedupe).
+    """
+    if records:
+        await _batch(list(records), handler, dead_letters, service, max_attempts, sleep)
+
+
+async def _batch(records: list[Record], handler: BatchHandler, dead_letters: LetterSink,
+                 service: str, max_attempts: int,
+                 sleep: Callable[[float], Awaitable[None]]) -> None:
+    topic = records[0].topic
+    started = time.perf_counter()
+    transient = failures = 0
+    while True:
+        try:
+            with tracer.start_as_current_span(
+                f"{service} process {topic} batch", kind=trace.SpanKind.CONSUMER,
+                attributes={"messaging.system": "kafka", "messaging.destination.name": topic,
+                            "messaging.batch.message_count": len(records)},
+                record_exception=False, set_status_on_exception=False,
+            ) as span:
+                try:
+                    rejected = await handler(records)
+                except BaseException as exc:
+                    span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
+                    span.set_attribute("exception.type", type(exc).__name__)
+                    raise
+        except TRANSIENT_ERRORS as exc:
+            transient += 1
+            delay = min(30.0, 0.2 * 2 ** min(transient, 8)) * random.uniform(0.5, 1.0)
+            log.warning("transient failure of a batch of %d, retrying in %.1fs: %r",
+                        len(records), delay, exc)
+            await sleep(delay)
+            continue
+        except Exception as exc:  # a bug or a poison record: isolate it
+            if len(records) > 1:
+                log.warning("batch of %d failed (%s); splitting it to isolate the record",
+                            len(records), type(exc).__name__)
+                middle = len(records) // 2
+                await _batch(records[:middle], handler, dead_letters, service, max_attempts,
+                             sleep)
+                await _batch(records[middle:], handler, dead_letters, service, max_attempts,
+                             sleep)
+                return
+            failures += 1
+            if failures >= max_attempts:
+                await dead_letters.send(records[0], "processing_failed",
+                                        exception_outline(exc))
+                RECORDS_PROCESSED.labels(service, topic, "dead_lettered").inc()
+                return
+            log.warning("handler failed on one record (attempt %d): %s", failures,
+                        exception_outline(exc))
+            await sleep(0.05 * failures)
+            continue
+        for record, reject in rejected:
+            await dead_letters.send(record, reject.code, reject.reason)
+        if rejected:
+            RECORDS_PROCESSED.labels(service, topic, "dead_lettered").inc(len(rejected))
+        if len(records) > len(rejected):
+            RECORDS_PROCESSED.labels(service, topic, "ok").inc(len(records) - len(rejected))
+        STAGE_SECONDS.labels(service, topic).observe(time.perf_counter() - started)
+        return
+
+
+def attach_batch_agent(app: faust.App, settings: Settings, topic: Topic,
+                       handler: BatchHandler, dead_letters: Callable[[], DeadLetterSink],
+                       service: str, batch_size: int, batch_window_s: float) -> None:
+    """Register a faust agent that feeds whole batches of ``topic`` to ``handler``
+    (:func:`process_record_batch`); offsets are committed once a batch returned."""
+
+    async def agent(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(batch_size, within=batch_window_s):
+            await process_record_batch([to_record(e) for e in events], handler,
+                                       dead_letters(), service)
+
+    agent.__name__ = f"{service}_{topic.name.replace('-', '_')}_batches"
+    agent.__qualname__ = agent.__name__
+    app.agent(faust_topic(app, settings, topic), name=agent.__name__)(agent)
 
 
 def attach_agent(app: faust.App, settings: Settings, topic: Topic, handler: Handler,

@@ -3,7 +3,8 @@
 Glue only: handlers validate with ``domain``, accept through ``publisher`` (PostgreSQL first,
 then Kafka), and read through ``store``, ``listing`` and ``feed``. Background loops: the
 status feed behind the watches, the backlog count behind backpressure, the reconciler and the
-webhook worker.
+webhook worker. Classroom signals (ConsentService, the ``classroom-signals`` batch agent and
+the consent view's refresh loop) are registered by :mod:`services.ingest.signals`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from google.rpc import error_details_pb2
 
 from services.ingest import (
     dead_letters,
+    signals,
     domain,
     intake,
     keyset,
@@ -824,6 +826,8 @@ async def setup(ctx: ServiceContext) -> None:
         await gateway.start()
         ctx.on_stop.append(gateway.stop)
     ctx.consume(INTAKE, IntakeConsumer(settings, publisher, backlog, ctx.limiter).handle)
+    # classroom signals: ConsentService, the classroom-signals batch agent, the consent view
+    await signals.register(ctx, publisher.blobs)
 
     async def reconcile() -> None:
         await reconciler.run(publisher, settings.reconcile_interval_s,

@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
+import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import asyncpg
+import grpc
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from services.decision.engagement.alerts import utc
 from services.decision.engagement.erasure import purge_engagement
 from services.decision.engagement.windows import SEAT_SIGNALS
 from switchyard import Settings
@@ -46,6 +52,7 @@ WINDOW_S = 2
 K = 3
 ALERTS_PER_HOUR = 2
 TENANT = "school"
+KEYS = "ops:*:admin,aud:school:auditor,adm:school:admin,rev:school:reviewer,oth:elsewhere:admin"
 #: event time of the tests' sessions: a whole number of hopping windows in the past
 T0 = (int(time.time()) // 4) * 4 - 3600
 
@@ -57,7 +64,7 @@ def engagement_settings(settings: Settings) -> Settings:
         signal_allowed_lateness_s=1, signal_idle_close_s=3, signal_k_anonymity=K,
         signal_disengaged_below=0.35, signal_disengaged_windows=2,
         signal_attendance_below=0.5, signal_alerts_per_class_per_hour=ALERTS_PER_HOUR,
-        signal_batch_window_ms=20, log_format="text")
+        signal_batch_window_ms=20, log_format="text", api_keys=KEYS)
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +97,23 @@ async def producer(engagement_settings: Settings) -> AsyncIterator[Producer]:
 @pytest.fixture
 async def analytics(engagement_settings: Settings, decision: Service
                     ) -> AsyncIterator[AnalyticsServiceStub]:
-    channel = create_channel(f"127.0.0.1:{engagement_settings.decision_grpc_port}")
+    channel = create_channel(f"127.0.0.1:{engagement_settings.decision_grpc_port}", "aud")
     yield AnalyticsServiceStub(channel)
     await channel.close()
+
+
+@pytest.fixture
+async def stub_for(engagement_settings: Settings, decision: Service
+                   ) -> AsyncIterator[Callable[[str], AnalyticsServiceStub]]:
+    channels: list[grpc.aio.Channel] = []
+
+    def make(key: str) -> AnalyticsServiceStub:
+        channels.append(create_channel(f"127.0.0.1:{engagement_settings.decision_grpc_port}",
+                                       key))
+        return AnalyticsServiceStub(channels[-1])
+    yield make
+    for channel in channels:
+        await channel.close()
 
 
 def frame(classroom: str, session: str, second: int, students: dict[str, tuple[bool, str]],
@@ -199,6 +220,15 @@ async def test_closed_windows_are_scored_stored_published_and_served(
     assert all(g.windows == 10 and g.HasField("rate") for g in model.groups)
     assert model.HasField("parity_difference")
     assert model.limit == engagement_settings.engagement_max_parity_difference
+    # the same fairness figures as Prometheus gauges
+    url = f"http://127.0.0.1:{engagement_settings.decision_metrics_port}/metrics"
+    metrics = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read())
+    text = metrics.decode()
+    for group in model.groups:
+        assert (f'switchyard_engagement_alert_rate{{group="{group.group}",'
+                f'model_version="1.0.0"}} {float(group.rate)}') in text
+    assert (f'switchyard_engagement_parity_difference{{model_version="1.0.0"}} '
+            f'{float(model.parity_difference)}') in text
 
 
 @pytest.mark.parametrize("students", [K - 1, K])
@@ -223,6 +253,15 @@ async def test_a_restart_mid_window_neither_double_counts_nor_loses(
     await send(producer, [frame("room-r", "tue-1", s, three) for s in range(7)])
     await tumbling_rows(db, "room-r", "tue-1", 2)
     decision.kill()  # SIGKILL mid-window
+    # as if the killed process had stored a window but not published it yet
+    await db.execute("UPDATE engagement_windows SET published_at = NULL WHERE session_id = "
+                     "'tue-1' AND kind = 1 AND window_start = $1", utc(T0))
+    # a per-student row past its retention: the retention loop deletes it when it starts
+    await db.execute(
+        "INSERT INTO engagement_subject_windows (tenant_id, classroom_id, session_id, kind, "
+        "window_start, window_end, subject, p_engaged, features, created_at) VALUES ($1, "
+        "'room-old', 'old-1', 1, $2, $3, 's_old', 0.5, '{}', now() - interval '40 days')",
+        TENANT, utc(T0), utc(T0 + 2))
     await send(producer, [frame("room-r", "tue-1", s, three) for s in range(7, 14)])
     decision.start()
     rows = await tumbling_rows(db, "room-r", "tue-1", 7)
@@ -243,6 +282,9 @@ async def test_a_restart_mid_window_neither_double_counts_nor_loses(
         "AND kind = 1")
     assert len(present) == 14  # 7 windows x the 2 individual students
     assert all(json.loads(r["features"])["present"] == WINDOW_S for r in present)
+    assert all(r["published_at"] is not None for r in rows)  # re-sent by the new process
+    assert await db.fetchval("SELECT count(*) FROM engagement_subject_windows "
+                             "WHERE session_id = 'old-1'") == 0
 
 
 async def test_a_flooding_sensor_counts_each_second_once_and_alerts_stay_limited(
@@ -334,6 +376,8 @@ async def test_erasure_removes_a_students_rows_and_alerts(
     # others' rows and the class-level windows stay
     assert await db.fetchval("SELECT count(*) FROM engagement_subject_windows "
                              "WHERE subject = 's_b'") > 0
+    assert await db.fetchval("SELECT count(*) FROM engagement_windows "
+                             "WHERE session_id = 'wed-1'") > 0
 
 
 async def test_retention_deletes_per_student_then_class_rows(db: asyncpg.Connection) -> None:
@@ -351,8 +395,81 @@ async def test_retention_deletes_per_student_then_class_rows(db: asyncpg.Connect
                              "WHERE session_id = 'tue-1'") > 0
     await db.execute("UPDATE engagement_windows SET created_at = now() - interval '366 days' "
                      "WHERE session_id = 'mon-1'")
+    await db.execute("UPDATE engagement_marks SET updated_at = now() - interval '366 days' "
+                     "WHERE session_id = 'mon-1'")
     report = await purge_engagement(db, subject_days=30, class_days=365)
-    assert report.windows > 0
+    assert report.windows > 0 and report.marks == 2  # tumbling and hopping
     assert await db.fetchval("SELECT count(*) FROM engagement_windows "
                              "WHERE session_id = 'mon-1'") == 0
 
+
+
+def test_switchyard_purge_applies_the_engagement_retention(engagement_settings: Settings
+                                                           ) -> None:
+    async def age_and_count(age: bool) -> int:
+        conn = await connect(engagement_settings)
+        try:
+            if age:
+                await conn.execute("UPDATE engagement_subject_windows SET created_at = now() - "
+                                   "interval '31 days' WHERE session_id = 'tue-1'")
+            return await conn.fetchval("SELECT count(*) FROM engagement_subject_windows "
+                                       "WHERE session_id = 'tue-1'")
+        finally:
+            await conn.close()
+
+    aged = asyncio.run(age_and_count(True))
+    assert aged > 0
+    done = subprocess.run([sys.executable, "-m", "switchyard", "purge"],
+                          env={**os.environ, **engagement_settings.to_env()},
+                          capture_output=True, text=True, timeout=120)
+    assert f"deleted {aged} per-student engagement window(s)" in done.stdout, \
+        done.stdout + done.stderr
+    assert asyncio.run(age_and_count(False)) == 0
+
+
+async def test_analytics_is_for_admins_and_auditors_of_the_tenant(
+        db: asyncpg.Connection, stub_for: Callable[[str], AnalyticsServiceStub]) -> None:
+    request = ListSessionsRequest(tenant_id=TENANT)
+    assert (await stub_for("adm").ListSessions(request)).sessions
+    for key, code in (("rev", grpc.StatusCode.PERMISSION_DENIED),
+                      ("oth", grpc.StatusCode.PERMISSION_DENIED)):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub_for(key).ListSessions(request)
+        assert refused.value.code() == code, key
+    # another tenant's admin sees its own (empty) analytics, not this school's
+    assert not (await stub_for("oth").ListSessions(ListSessionsRequest())).sessions
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub_for("aud").GetFairnessReport(GetFairnessReportRequest(tenant_id="*"))
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # operators may ask for every tenant; a group under k scored windows is withheld
+    await db.execute("INSERT INTO engagement_group_counts VALUES ('elsewhere', '1.0.0', "
+                     "'g3', $1, 0)", K - 1)
+    every = await stub_for("ops").GetFairnessReport(GetFairnessReportRequest(tenant_id="*"))
+    (model,) = every.models
+    g3 = next(g for g in model.groups if g.group == "g3")
+    assert g3.windows == K - 1 and not g3.HasField("rate")
+    shown = [g.rate for g in model.groups if g.HasField("rate")]
+    assert model.parity_difference == pytest.approx(max(shown) - min(shown))
+
+
+async def test_sessions_are_paged_and_anomalies_show_in_the_trend(
+        analytics: AnalyticsServiceStub, db: asyncpg.Connection) -> None:
+    raised = {r["alert_id"] for r in await db.fetch(
+        "SELECT alert_id FROM engagement_alerts WHERE session_id = 'wed-1' AND NOT suppressed")}
+    assert raised
+    session = await analytics.GetSessionEngagement(GetSessionEngagementRequest(
+        tenant_id=TENANT, classroom_id="room-f", session_id="wed-1"))
+    assert {a.alert_id for a in session.alerts} == raised  # held-back ones are not shown
+    assert session.session.alerts == len(raised)
+    assert all(a.detail and a.model_version == "1.0.0" for a in session.alerts)
+    first = await analytics.ListSessions(ListSessionsRequest(tenant_id=TENANT, page_size=2))
+    assert len(first.sessions) == 2 and first.next_page_token
+    rest = await analytics.ListSessions(ListSessionsRequest(
+        tenant_id=TENANT, page_size=500, page_token=first.next_page_token))
+    ids = [s.session_id for s in (*first.sessions, *rest.sessions)]
+    assert len(ids) == len(set(ids)) and {"tue-1", "wed-1"} <= set(ids)
+    assert not rest.next_page_token
+    trend = await analytics.GetAttendanceTrend(GetAttendanceTrendRequest(
+        tenant_id=TENANT, classroom_id="room-f"))
+    (point,) = [p for p in trend.points if p.session_id == "wed-1"]
+    assert point.anomaly and point.rate == pytest.approx(0.4)

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import asyncpg
+from prometheus_client import Counter
 
 from switchyard._auth import SIGNATURE_HEADER, IntakeSigner
 from switchyard._kafka import TENANT_HEADER
@@ -32,6 +33,8 @@ from switchyard.v1 import AlertKind
 SUSTAINED = AlertKind.ALERT_KIND_SUSTAINED_DISENGAGEMENT
 ATTENDANCE = AlertKind.ALERT_KIND_ATTENDANCE_ANOMALY
 EVENT_NAMES = {SUSTAINED: "sustained_disengagement", ATTENDANCE: "attendance_anomaly"}
+ALERTS = Counter("switchyard_engagement_alerts_total", "Engagement alerts stored, by kind and "
+                 "whether the per-class rate limit held them back.", ["kind", "suppressed"])
 #: The submission kind a raised alert is filed as (the classroom_event pack reviews it).
 INTAKE_KIND = "classroom_event"
 
@@ -215,6 +218,7 @@ async def store_alerts(conn: asyncpg.Connection, candidates: list[Alert],
             alert.windows, alert.score, alert.model_version, json.dumps(alert.drivers),
             alert.detail, alert.suppressed, alert.suppressed_before,
             None if alert.suppressed else json.dumps(alert.document()))
+        ALERTS.labels(EVENT_NAMES[alert.kind], str(alert.suppressed).lower()).inc()
     return raised
 
 

@@ -58,8 +58,6 @@ WINDOWS_CLOSED = Counter("switchyard_engagement_windows_closed_total",
 FRAMES = Counter("switchyard_engagement_frames_total", "Admitted frames counted into windows.")
 BAD_FRAMES = Counter("switchyard_engagement_bad_frames_total",
                      "Records on the admitted topic that are no AdmittedFrame (skipped).")
-ALERTS = Counter("switchyard_engagement_alerts_total", "Engagement alerts, by kind and "
-                 "whether the per-class rate limit held them back.", ["kind", "suppressed"])
 ALERT_RATE = Gauge("switchyard_engagement_alert_rate",
                    "Per-student windows flagged disengaged / scored, per model version and "
                    "group (fairness on live data; groups under k withheld).",
@@ -366,8 +364,6 @@ class EngagementProcessor:
                     "processed_offset = EXCLUDED.processed_offset, updated_at = now()",
                     [(*key, kind, _finite(m.closed_until), _finite(m.max_observed),
                       m.late_pending, m.processed_offset) for key, kind, m in marks])
-        for alert in candidates:
-            ALERTS.labels(str(alert.kind), str(alert.suppressed).lower()).inc()
         for item in scored:
             WINDOWS_CLOSED.labels(str(item.window.kind),
                                   str(item.window.students < s.signal_k_anonymity).lower()).inc()

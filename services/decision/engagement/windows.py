@@ -20,6 +20,7 @@ rebuild exactly the open windows, without counting any closed window again.
 from __future__ import annotations
 
 import math
+from functools import cached_property
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -53,6 +54,7 @@ class WindowShape:
     def hopping(cls, size_s: float, step_s: float) -> WindowShape:
         return cls(HOPPING, size_s, step_s)
 
+    @cached_property
     def _faust(self) -> faust.Window:
         if self.kind == TUMBLING:
             return faust.TumblingWindow(self.size_s)
@@ -62,7 +64,7 @@ class WindowShape:
         """The [start, end) windows second ``t`` falls in (faust gives the starts; its ends
         are ``start + size - 0.1``, so the end is recomputed exactly)."""
         return [(round(start, 6), round(start + self.size_s, 6))
-                for start, _ in self._faust().ranges(t)]
+                for start, _ in self._faust.ranges(t)]
 
 
 @dataclass
@@ -73,6 +75,30 @@ class Mark:
     max_observed: float = -math.inf
     late_pending: int = 0
     processed_offset: int = -1
+
+
+class FrameView:
+    """What the windows need of one frame, read out of the protobuf once (a frame is counted
+    into several windows: one tumbling, size/step hopping)."""
+
+    __slots__ = ("device", "second", "admitted", "dropped", "expected", "occupancy", "audio",
+                 "seated", "checked_in")
+
+    def __init__(self, frame: AdmittedFrame, second: int) -> None:
+        self.device = frame.device_id
+        self.second = second
+        self.admitted = max(frame.signals - frame.dropped_no_consent, 0)
+        self.dropped = frame.dropped_no_consent
+        self.expected = frame.expected_students
+        seats = [(s.seat, s.individual, s.group) for s in frame.seats]
+        self.occupancy = (sum(seat.occupied for seat, _, _ in seats) / len(seats)
+                          if seats else None)
+        self.audio = frame.audio_level if frame.HasField("audio_level") else None
+        self.seated = [(seat.subject_ref, seat.seat_id, seat.face_forward, seat.hand_raised,
+                        seat.posture, seat.head_down, individual, group)
+                       for seat, individual, group in seats
+                       if seat.occupied and seat.subject_ref]
+        self.checked_in = list(frame.checked_in)
 
 
 @dataclass
@@ -113,42 +139,43 @@ class ClassWindow:
     def audio_level(self) -> float | None:
         return self.audio_sum / self.audio_n if self.audio_n else None
 
-    def add(self, frame: AdmittedFrame, second: int, offset: int) -> None:
+    def add(self, frame: FrameView, offset: int) -> None:
         if self.min_offset < 0 or offset < self.min_offset:
             self.min_offset = offset
-        admitted = max(frame.signals - frame.dropped_no_consent, 0)
-        if (frame.device_id, second) in self.frames:  # the same device's second again
-            self.duplicates += admitted
+        if (frame.device, frame.second) in self.frames:  # the same device's second again
+            self.duplicates += frame.admitted
             return
-        self.frames.add((frame.device_id, second))
-        self.signals += admitted
-        self.dropped_no_consent += frame.dropped_no_consent
-        self.expected = max(self.expected, frame.expected_students)
-        if frame.seats:
-            self.occupancy_sum += sum(s.seat.occupied for s in frame.seats) / len(frame.seats)
+        self.frames.add((frame.device, frame.second))
+        self.signals += frame.admitted
+        self.dropped_no_consent += frame.dropped
+        self.expected = max(self.expected, frame.expected)
+        if frame.occupancy is not None:
+            self.occupancy_sum += frame.occupancy
             self.occupancy_n += 1
-        if frame.HasField("audio_level"):
-            self.audio_sum += frame.audio_level
+        if frame.audio is not None:
+            self.audio_sum += frame.audio
             self.audio_n += 1
         seconds = max(int(round(self.end - self.start)), 1)
-        for admitted_seat in frame.seats:
-            seat = admitted_seat.seat
-            if not (seat.occupied and seat.subject_ref):
-                continue
-            subject = self.subjects.setdefault(seat.subject_ref, SubjectWindow(seconds))
-            subject.seat_id = seat.seat_id
-            if not subject.add(second, seat.face_forward, seat.hand_raised, seat.posture,
-                               seat.head_down):
+        subjects, present = self.subjects, self.present
+        for subject_ref, seat_id, face, hand, posture, head, individual, group in frame.seated:
+            subject = subjects.get(subject_ref)
+            if subject is None:
+                subject = subjects[subject_ref] = SubjectWindow(seconds)
+            subject.seat_id = seat_id
+            if not subject.add(frame.second, face, hand, posture, head):
                 # another device saw the same student in the same second: counted once
                 self.signals -= SEAT_SIGNALS
                 self.duplicates += SEAT_SIGNALS
-            self.present.add(seat.subject_ref)
-            self.individual[seat.subject_ref] = admitted_seat.individual
-            if admitted_seat.group:
-                self.groups[seat.subject_ref] = admitted_seat.group
+            present.add(subject_ref)
+            self.individual[subject_ref] = individual
+            if group:
+                self.groups[subject_ref] = group
         for pseudonym in frame.checked_in:
-            self.subjects.setdefault(pseudonym, SubjectWindow(seconds)).checked_in = True
-            self.present.add(pseudonym)
+            subject = subjects.get(pseudonym)
+            if subject is None:
+                subject = subjects[pseudonym] = SubjectWindow(seconds)
+            subject.checked_in = True
+            present.add(pseudonym)
 
     def scored_subjects(self) -> list[tuple[str, SubjectWindow]]:
         """The students the model scores, in a stable order."""
@@ -197,8 +224,8 @@ class SessionWindows:
         state = self.sessions[self.key_of(frame)]
         state.partition = partition
         t = frame.observed_at.seconds + frame.observed_at.nanos / 1e9
-        second = int(math.floor(t))
-        admitted = max(frame.signals - frame.dropped_no_consent, 0)
+        view = FrameView(frame, int(math.floor(t)))
+        admitted = view.admitted
         for shape in self.shapes:
             mark = state.marks[shape.kind]
             # a record already persisted: counted before (in a window now closed, or as late)
@@ -213,7 +240,7 @@ class SessionWindows:
                 if window is None:
                     window = state.windows[(shape.kind, start)] = ClassWindow(
                         state.key, shape.kind, start, end, partition)
-                window.add(frame, second, offset)
+                window.add(view, offset)
             if late and not replayed:
                 mark.late_pending += admitted
             mark.max_observed = max(mark.max_observed, t)
@@ -282,5 +309,5 @@ class SessionWindows:
             del self.sessions[key]
 
 
-__all__ = ["HOPPING", "SEAT_SIGNALS", "TUMBLING", "ClassWindow", "Mark", "SessionKey",
+__all__ = ["HOPPING", "SEAT_SIGNALS", "TUMBLING", "ClassWindow", "FrameView", "Mark", "SessionKey",
            "SessionState", "SessionWindows", "WindowShape"]

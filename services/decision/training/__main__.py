@@ -112,8 +112,9 @@ def run(args: argparse.Namespace) -> int:
             train.train_all(args.data_dir, args.repository,
                             seed=train.DEFAULT_SEED if args.seed is None else args.seed, packs=packs,
                             on_phase=lambda name: bar.update(phase, advance=1,
-                                                             description=f"trained {name}"))
-    if eng_reason is not None:
+                                                             description=f"trained {name}"),
+                            engagement_threshold=threshold)
+    elif eng_reason is not None:   # the router and invoice_risk are up to date
         train.verify_data(args.data_dir)
         engagement.train(args.data_dir, args.repository, threshold)
     if args.reload:

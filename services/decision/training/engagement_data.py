@@ -155,8 +155,8 @@ def simulate_windows(n: int = DATA_N, seed: int = 0) -> list[dict[str, Any]]:
                 r = g.random()
                 posture = SLOUCHED if r < 0.45 else (LEANING if r < 0.5 else UPRIGHT)
                 on_task = False
-            if group == "b" and g.random() < 0.55:
-                posture = SLOUCHED  # a posture habit, nothing to do with attention
+            if group == "b" and posture == UPRIGHT and g.random() < 0.7:
+                posture = SLOUCHED  # a habit: sits back slouched, whatever it attends to
             seen["present"] += 1
             seen["on_task"] += on_task
             seen["hand_raised"] += hand
@@ -220,7 +220,7 @@ def episode_windows(n: int = EPISODE_N, seed: int = EPISODE_SEED) -> list[dict[s
                 if name == "out":
                     continue
                 posture = g.choices((UPRIGHT, SLOUCHED, LEANING), weights=posture_w)[0]
-                if group == "b" and g.random() < 0.5:
+                if group == "b" and posture == UPRIGHT and g.random() < 0.7:
                     posture = SLOUCHED
                 hand = g.random() < hand_p
                 seen["present"] += 1
