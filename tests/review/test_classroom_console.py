@@ -312,10 +312,12 @@ async def test_the_page_plots_the_sessions_derived_data(settings: Settings, deri
         await page.close()
 
 
-async def test_the_sessions_alerts_wait_for_a_check_in(settings: Settings,
-                                                       derived: Derived) -> None:
+async def test_the_sessions_alerts_wait_for_a_check_in(settings: Settings, derived: Derived,
+                                                       browser: object) -> None:
     """Raised by the engagement processor, submitted to intake, decided by the pack: each
-    alert is a review item in its queue."""
+    alert is a review item in its queue. A counsellor opens the disengagement alert in the
+    review console (the pseudonym withheld), checks in and approves: the check-in is recorded
+    in the analytics system."""
     channel = create_channel(f"127.0.0.1:{settings.review_grpc_port}", OPS_KEY)
     review = ReviewServiceStub(channel)
     wanted = {a["alert_id"]: ("counsellors" if a["subject"] else "teachers")
@@ -343,6 +345,46 @@ async def test_the_sessions_alerts_wait_for_a_check_in(settings: Settings,
             assert explanation.startswith(
                 f"Check in with the student in seat r1c1 of class {CLASSROOM} (session mon-1"
             ), explanation
+    checkin = next(esc for esc in found.values() if esc.queue == "counsellors")
+
+    page = await browser.new_page(viewport={"width": 1280, "height": 1000})  # type: ignore
+    expect.set_options(timeout=30_000)
+    try:
+        await page.goto(f"http://127.0.0.1:{settings.review_web_port}/")
+        await page.fill("#api-key", "rev")
+        await page.click("#login-form button[type=submit]")
+        await expect(page.locator("#who")).to_contain_text("key-2")
+        await page.fill("#f-queue", "counsellors")
+        await page.press("#f-queue", "Enter")
+        row = page.locator(f'#queue tr[data-task-id="{checkin.task_id}"]')
+        await row.click()
+        await expect(page.locator("#i-task")).to_have_text(checkin.task_id)
+        await expect(page.locator("#i-queue")).to_have_text("counsellors")
+        await expect(page.locator("#i-explanation")).to_contain_text(
+            "Check in with the student in seat r1c1")
+        await expect(page.locator('#i-fields tr[data-field="seat"]')).to_contain_text("r1c1")
+        html = await page.content()
+        assert not any(name in html for name in [*STUDENTS, *derived.pseudonyms])
+        await page.screenshot(path=str(artifact("analytics-checkin-review.png")),
+                              full_page=True)
+        await page.keyboard.press("c")
+        await expect(page.locator("#status")).to_have_text("Claimed by key-2.")
+        await page.keyboard.press("a")
+        await expect(page.locator("#status")).to_contain_text("Approved: decision")
+    finally:
+        await page.close()
+
+    conn = await connect(settings)
+    try:
+        effect = await eventually(lambda: conn.fetchrow(
+            f'SELECT system, collection, body FROM "{settings.postgres_schema}_downstream".'
+            "effects WHERE task_id = $1", checkin.task_id), "the recorded check-in", WAIT_S, 0.5)
+    finally:
+        await conn.close()
+    body = json.loads(effect["body"]) if isinstance(effect["body"], str) else effect["body"]
+    assert (effect["system"], effect["collection"]) == ("analytics", "checkins")
+    assert body["alert_id"] == checkin.task.idempotency_key and body["checked_in"] is True
+    assert not any(name in json.dumps(body) for name in [*STUDENTS, *derived.pseudonyms])
 
 
 async def call(settings: Settings, path: str, key: str) -> tuple[int, dict[str, Any]]:
