@@ -179,6 +179,20 @@ def pct(value: float) -> str:
     return f"{value * 100:.1f}%"
 
 
+async def tab_to(page: Page, selector: str, presses: int = 60) -> None:
+    """Press Tab until ``selector`` has the focus (keyboard only); the focus must be visible."""
+    target = page.locator(selector)
+    for _ in range(presses):
+        await page.keyboard.press("Tab")
+        if await target.evaluate("node => node === document.activeElement"):
+            outline = await target.evaluate(
+                "node => { const s = getComputedStyle(node); "
+                "return [s.outlineStyle, parseFloat(s.outlineWidth)]; }")
+            assert outline[0] != "none" and outline[1] >= 2, f"no visible focus: {outline}"
+            return
+    raise AssertionError(f"Tab never reached {selector}")
+
+
 async def check_wcag(page: Page, view: str) -> None:
     results = await Axe().run(page, options=AXE_RULES)
     assert results.violations_count == 0, f"{view}:\n{results.generate_snapshot()}\n" + \
@@ -218,7 +232,9 @@ async def test_the_page_plots_the_sessions_derived_data(settings: Settings, deri
         await check_wcag(page, "sessions")
         await page.screenshot(path=str(artifact("analytics-sessions.png")), full_page=True)
 
-        await page.click('#sessions tr[data-session="mon-1"] button')
+        # keyboard only: Tab to the session's Show button, Enter
+        await tab_to(page, '#sessions tr[data-session="mon-1"] button')
+        await page.keyboard.press("Enter")
         await expect(page.locator("#se-id")).to_have_text("mon-1")
         await expect(page.locator("#h-session")).to_be_focused()
         await expect(page.locator("#se-k")).to_have_text(f"{K} students")
