@@ -473,3 +473,25 @@ async def test_sessions_are_paged_and_anomalies_show_in_the_trend(
         tenant_id=TENANT, classroom_id="room-f"))
     (point,) = [p for p in trend.points if p.session_id == "wed-1"]
     assert point.anomaly and point.rate == pytest.approx(0.4)
+
+
+async def test_more_rows_than_the_models_batch_limit_are_scored_in_chunks(
+        engagement_settings: Settings, decision: Service) -> None:
+    from services.decision.engagement.processor import EngagementProcessor
+    from services.decision.triton import ScorerClient, new_breaker
+
+    scorer = ScorerClient("engagement", engagement_settings.triton_url, 30,
+                          new_breaker("test-engagement", 5, 5), triton_version="",
+                          output_class="engaged")
+    try:
+        processor = EngagementProcessor(engagement_settings, None, None, scorer)  # type: ignore[arg-type]
+        await processor._refresh_model()
+        limit = scorer.config["max_batch_size"]
+        engaged, disengaged = [1, 1, 0, 0, 0, 0, 1, 0.5], [1, 0, 0, 1, 1, 0, 0, 0.5]
+        rows = [engaged if i % 2 else disengaged for i in range(limit + 7)]
+        probabilities = await processor._predict(rows)
+        assert len(probabilities) == limit + 7
+        assert all((p > 0.5) is bool(i % 2) for i, p in enumerate(probabilities))
+        assert processor.model_version == "1.0.0"
+    finally:
+        await scorer.close()
