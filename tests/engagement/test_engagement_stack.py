@@ -248,7 +248,7 @@ async def test_k_anonymity_at_the_boundary(db: asyncpg.Connection, producer: Pro
 
 async def test_a_restart_mid_window_neither_double_counts_nor_loses(
         db: asyncpg.Connection, producer: Producer, decision: Service) -> None:
-    three = {"s_r1": (True, ""), "s_r2": (True, ""), "s_r3": (False, "")}
+    three = {"s_r1": (True, "g-restart"), "s_r2": (True, "g-restart"), "s_r3": (False, "")}
     # 7 seconds: [0,2) and [2,4) close, [4,6) too once second 7 arrives; [6,8) is open
     await send(producer, [frame("room-r", "tue-1", s, three) for s in range(7)])
     await tumbling_rows(db, "room-r", "tue-1", 2)
@@ -283,6 +283,9 @@ async def test_a_restart_mid_window_neither_double_counts_nor_loses(
     assert len(present) == 14  # 7 windows x the 2 individual students
     assert all(json.loads(r["features"])["present"] == WINDOW_S for r in present)
     assert all(r["published_at"] is not None for r in rows)  # re-sent by the new process
+    # fairness counts are added, not upserted: a window closed twice would count twice
+    assert await db.fetchval("SELECT windows FROM engagement_group_counts "
+                             "WHERE group_name = 'g-restart'") == 14
     assert await db.fetchval("SELECT count(*) FROM engagement_subject_windows "
                              "WHERE session_id = 'old-1'") == 0
 
@@ -473,3 +476,25 @@ async def test_sessions_are_paged_and_anomalies_show_in_the_trend(
         tenant_id=TENANT, classroom_id="room-f"))
     (point,) = [p for p in trend.points if p.session_id == "wed-1"]
     assert point.anomaly and point.rate == pytest.approx(0.4)
+
+
+async def test_more_rows_than_the_models_batch_limit_are_scored_in_chunks(
+        engagement_settings: Settings, decision: Service) -> None:
+    from services.decision.engagement.processor import EngagementProcessor
+    from services.decision.triton import ScorerClient, new_breaker
+
+    scorer = ScorerClient("engagement", engagement_settings.triton_url, 30,
+                          new_breaker("test-engagement", 5, 5), triton_version="",
+                          output_class="engaged")
+    try:
+        processor = EngagementProcessor(engagement_settings, None, None, scorer)  # type: ignore[arg-type]
+        await processor._refresh_model()
+        limit = scorer.config["max_batch_size"]
+        engaged, disengaged = [1, 1, 0, 0, 0, 0, 1, 0.5], [1, 0, 0, 1, 1, 0, 0, 0.5]
+        rows = [engaged if i % 2 else disengaged for i in range(limit + 7)]
+        probabilities = await processor._predict(rows)
+        assert len(probabilities) == limit + 7
+        assert all((p > 0.5) is bool(i % 2) for i, p in enumerate(probabilities))
+        assert processor.model_version == "1.0.0"
+    finally:
+        await scorer.close()

@@ -172,3 +172,17 @@ def test_lowest_offsets_follow_the_oldest_open_window_per_partition() -> None:
     feed(w, [frame(T0 + 1), frame(T0 + 12)], partition=0, start_offset=7)
     feed(w, [frame(T0 + 1, session="s2")], partition=3, start_offset=40)
     assert w.lowest_offsets() == {0: 7, 3: 40}
+
+
+def test_a_window_reaching_before_the_lesson_scores_presence_over_the_observed_seconds() -> None:
+    w = engine(lateness=0)
+    # the lesson starts at T0: the hopping window [T0-10, T0+10) saw only its last 10 seconds
+    feed(w, [frame(T0 + s, {"a": True}) for s in range(10)])
+    feed(w, [frame(T0 + s, {}) for s in range(10, 31)], start_offset=10)
+    closed = {(c.kind, c.start): c for c in w.close_due(0)}
+    first = closed[(HOPPING, T0 - 10)]
+    ((_, student),) = first.scored_subjects()
+    assert first.observed_seconds == 10 and student.vector(0.0)[0] == 1.0
+    # a student there for half of a fully observed window: present half the time
+    ((_, half),) = closed[(HOPPING, T0)].scored_subjects()
+    assert half.vector(0.0)[0] == 0.5

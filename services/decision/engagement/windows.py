@@ -177,8 +177,18 @@ class ClassWindow:
             subject.checked_in = True
             present.add(pseudonym)
 
+    @property
+    def observed_seconds(self) -> int:
+        """Distinct seconds the class was observed in this window (by any device)."""
+        return len({second for _, second in self.frames})
+
     def scored_subjects(self) -> list[tuple[str, SubjectWindow]]:
-        """The students the model scores, in a stable order."""
+        """The students the model scores, in a stable order. Their window length becomes the
+        seconds the class was observed: a window reaching before the lesson began (a hopping
+        window at its start) or past its end does not make every student look absent."""
+        observed = self.observed_seconds
+        for subject in self.subjects.values():
+            subject.window_seconds = max(observed, 1)
         return sorted(self.subjects.items())
 
 
