@@ -27,7 +27,7 @@ from confluent_kafka import Producer
 from services.ingest.signals import pseudonym
 from switchyard import Settings
 from switchyard._grpc import create_channel, field_violations
-from switchyard._payloads import TERM_KEY, codec_for
+from switchyard._payloads import TASK_ENVELOPE, TERM_KEY, codec_for
 from switchyard._serde import encode
 from switchyard._topics import CLASSROOM_SIGNALS, DEAD_LETTER, INTAKE, SIGNALS_ADMITTED, \
     SUBJECT_ERASURES
@@ -38,10 +38,12 @@ from switchyard.v1 import (
     DeadLetter,
     EraseSubjectRequest,
     ListConsentsRequest,
+    ListTasksRequest,
     SeatSignal,
     SetConsentRequest,
     SignalFrame,
     SubjectErasure,
+    TaskEnvelope,
 )
 from tests.cli.helpers import switchyard
 from tests.ingest.helpers import read_topic
@@ -276,7 +278,8 @@ async def test_bad_frames_are_dead_lettered_and_the_rest_of_the_batch_admitted(
 
 
 async def test_erasure_publishes_the_event_removes_consents_and_alert_tasks(
-        producer: Producer, settings: Settings, consent: Any, db: asyncpg.Connection) -> None:
+        producer: Producer, settings: Settings, consent: Any, db: asyncpg.Connection,
+        ingest: Any) -> None:
     await grant(consent, "stu-9001", CA, IS)
     await asyncio.sleep(REFRESH_S * 3)
     session = f"erase-{uuid.uuid4().hex[:6]}"
@@ -328,6 +331,16 @@ async def test_erasure_publishes_the_event_removes_consents_and_alert_tasks(
     assert rows is not None
     assert rows[alerts["ours"]]["purged_at"] is not None
     assert rows[alerts["other"]]["purged_at"] is None
+    # the purged task keeps no trace of the pseudonym: not in its metadata, not findable
+    envelope = TaskEnvelope.FromString(codec_for(settings).open(
+        rows[alerts["ours"]]["task_id"], await db.fetchval(
+            "SELECT envelope FROM tasks WHERE task_id = $1", rows[alerts["ours"]]["task_id"]),
+        TASK_ENVELOPE))
+    assert "subject" not in envelope.metadata and envelope.metadata["classroom"] == "room-7"
+    assert envelope.document.body == b""
+    found = await ingest.ListTasks(ListTasksRequest(metadata={"subject": pseudonyms[0]}),
+                                   metadata=as_key("acme-audit"))
+    assert list(found.tasks) == []
     entry = await db.fetchrow("SELECT actor, detail FROM audit_log WHERE tenant_id = 'acme' "
                               "AND action = 'subject.erased' ORDER BY seq DESC LIMIT 1")
     detail = json.loads(entry["detail"])
