@@ -2,8 +2,10 @@
 
 Runs end to end (vs the pass-through baseline), ingest (vs a bare gRPC server), decision
 (batching vs raw Triton), scaling (1 vs 2 replicas), OCR (pages/s, batched vs one page per
-request) and documents (per-field accuracy on text PDFs, clean and degraded scans;
-bench/documents_bench.py); each prints its table and writes ``bench/results/<name>.json``.
+request), documents (per-field accuracy on text PDFs, clean and degraded scans;
+bench/documents_bench.py) and classroom signals (signals/s end to end vs a pass-through of the
+same topics, then a memory soak of ``--soak-s`` seconds; bench/signals_bench.py); each prints
+its table and writes ``bench/results/<name>.json``.
 ``--quick`` (or ``BENCH_QUICK=1``) is a short smoke run of the same code paths; ``--profile``
 (or ``BENCH_PROFILE=1``) adds py-spy profiles of the services to the end-to-end run; ``--only
 e2e,ingest`` (or naming them: ``python -m bench documents``) picks benchmarks.
@@ -17,11 +19,12 @@ import sys
 import time
 
 from bench import (
-    decision_bench, documents_bench, e2e_bench, ingest_bench, ocr_bench, scaling_bench)
+    decision_bench, documents_bench, e2e_bench, ingest_bench, ocr_bench, scaling_bench,
+    signals_bench)
 from bench._common import RESULTS, infrastructure, quick_mode
 from switchyard._progress import stderr_progress
 
-BENCHMARKS = ("e2e", "ingest", "decision", "scaling", "ocr", "documents")
+BENCHMARKS = ("e2e", "ingest", "decision", "scaling", "ocr", "documents", "signals")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="py-spy the services during the end-to-end run (BENCH_PROFILE=1)")
     parser.add_argument("--only", default=os.environ.get("BENCH_ONLY", ""),
                         help=f"comma-separated subset of {', '.join(BENCHMARKS)}")
+    parser.add_argument("--soak-s", type=float,
+                        default=float(os.environ["BENCH_SOAK_S"])
+                        if os.environ.get("BENCH_SOAK_S") else None,
+                        help="signals: memory soak seconds (600; quick 20; 0: none; "
+                             "BENCH_SOAK_S)")
     parser.add_argument("names", nargs="*", metavar="BENCHMARK",
                         help="benchmarks to run, as --only (default: all)")
     args = parser.parse_args(argv)
@@ -63,6 +71,13 @@ def main(argv: list[str] | None = None) -> int:
             elif name == "ocr":
                 ocr_args = ocr_bench.configure(ocr_bench.parser().parse_args(flags))
                 ocr_bench.run(infra, state / "ocr", ocr_args, RESULTS / "ocr.json")
+            elif name == "signals":
+                signals_flags = flags + ([f"--soak-s={args.soak_s}"]
+                                         if args.soak_s is not None else [])
+                signals_args = signals_bench.configure(
+                    signals_bench.parser().parse_args(signals_flags))
+                signals_bench.run(infra, state / "signals", signals_args,
+                                  RESULTS / "signals.json")
             elif name == "documents":
                 documents_args = documents_bench.configure(
                     documents_bench.parser().parse_args(flags))

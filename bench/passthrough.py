@@ -1,6 +1,7 @@
 """The pass-through baseline: the same processes, topics, framework and hops, with no work.
 
-``python -m bench.passthrough ingest|decision|review|executor`` runs a stand-in for a service
+``python -m bench.passthrough ingest|decision|review|executor|signals-ingest|signals-decision``
+runs a stand-in for a service
 that forwards each record to the next topic without a model, a database or a downstream call,
 through the same service plumbing (``run_service``, the faust agents and their per-record
 middleware, the producer). The end-to-end benchmark runs the workload through these first, so
@@ -12,6 +13,14 @@ Hops, as in the real pipeline: ingest (gRPC ``SubmitTasks`` and the Kafka intake
 the workload marks with ``metadata["bench_route"] = "review"``: the baseline has no model to
 disagree with the submitter) + a status event; review -> ``decisions`` (no reviewer: approved
 on arrival); executor -> one ``executions`` record + the terminal status event.
+
+Classroom signals (``bench.signals_bench``): signals-ingest consumes ``classroom-signals`` in
+batches (the same batch agent and batch settings as the real signal processor) and writes
+each record's bytes and headers unchanged to ``classroom-signals-admitted``; signals-decision
+consumes that in batches and, where the real engagement processor publishes its windows on
+``engagement-windows``, writes one small JSON record per batch saying how many frames and
+signals it took (the signals a frame carries come from the load generator's
+``x-bench-signals`` header, so nothing is parsed).
 """
 
 from __future__ import annotations
@@ -20,15 +29,29 @@ import asyncio
 import json
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
 
 import grpc
+from aiokafka import AIOKafkaProducer
 
-from switchyard._serde import decode
+from switchyard._kafka import headers_to_kafka, producer_options
+from switchyard._serde import JSON_MEDIA_TYPE, decode
 from switchyard._service import ServiceContext, run_service
 from switchyard._settings import Settings
 from switchyard._streams import Record
 from switchyard._taskstore import stage_value, status_value
-from switchyard._topics import DECISIONS, ESCALATIONS, EXECUTIONS, INTAKE, TASK_STATUS, TASKS
+from switchyard._topics import (
+    CLASSROOM_SIGNALS,
+    DECISIONS,
+    ENGAGEMENT_WINDOWS,
+    ESCALATIONS,
+    EXECUTIONS,
+    INTAKE,
+    SIGNALS_ADMITTED,
+    TASK_STATUS,
+    TASKS,
+    Topic,
+)
 from switchyard.v1 import (
     Decision,
     DecisionOutcome,
@@ -49,6 +72,8 @@ from switchyard.v1 import (
 )
 
 ROUTE_KEY = "bench_route"
+#: The raw signals a frame carries, as the signals benchmark's load generator counted them.
+SIGNALS_HEADER = "x-bench-signals"
 
 
 def task_id_for(tenant_id: str, idempotency_key: str) -> str:
@@ -160,11 +185,57 @@ async def setup_executor(ctx: ServiceContext) -> None:
     ctx.consume(DECISIONS, finish)
 
 
+BatchHandler = Callable[[list[Record]], Awaitable[list[Record]]]
+
+
+def consume_batches(ctx: ServiceContext, topic: Topic, handler: BatchHandler) -> None:
+    """The batch agent the real signal processors use, with their batch settings."""
+    ctx.consume_batches(topic, handler, ctx.settings.signal_batch_size,
+                        ctx.settings.signal_batch_window_ms / 1000)
+
+
+async def started_producer(ctx: ServiceContext) -> AIOKafkaProducer:
+    """A producer with the services' options (acks=all, linger, batch size), for raw bytes."""
+    producer = AIOKafkaProducer(**producer_options(ctx.settings))
+    await producer.start()
+    ctx.on_stop.append(producer.stop)
+    return producer
+
+
+async def setup_signals_ingest(ctx: ServiceContext) -> None:
+    producer = await started_producer(ctx)
+    admitted = SIGNALS_ADMITTED.full_name(ctx.settings)
+
+    async def forward(records: list[Record]) -> list[Record]:
+        sends = [await producer.send(admitted, key=r.key, value=r.value,
+                                     headers=headers_to_kafka(r.headers)) for r in records]
+        await asyncio.gather(*sends)
+        return []
+
+    consume_batches(ctx, CLASSROOM_SIGNALS, forward)
+
+
+async def setup_signals_decision(ctx: ServiceContext) -> None:
+    producer = await started_producer(ctx)
+    windows = ENGAGEMENT_WINDOWS.full_name(ctx.settings)
+
+    async def absorb(records: list[Record]) -> list[Record]:
+        signals = sum(int(r.headers.get(SIGNALS_HEADER) or 0) for r in records)
+        await producer.send_and_wait(windows, key=b"passthrough", value=json.dumps(
+            {"frames": len(records), "signals": signals}).encode(),
+            headers=[("content-type", JSON_MEDIA_TYPE.encode())])
+        return []
+
+    consume_batches(ctx, SIGNALS_ADMITTED, absorb)
+
+
 ROLES = {
     "ingest": (setup_ingest, "ingest_grpc_port"),
     "decision": (setup_decision, "decision_grpc_port"),
     "review": (setup_review, "review_grpc_port"),
     "executor": (setup_executor, "executor_grpc_port"),
+    "signals-ingest": (setup_signals_ingest, "ingest_grpc_port"),
+    "signals-decision": (setup_signals_decision, "decision_grpc_port"),
 }
 
 

@@ -213,8 +213,30 @@ STORED: tuple[Stored, ...] = (
     Stored("signal_erasures", "subject_hash", DataClass.PERSONAL, AtRest.HASHED, OnPurge.KEEP,
            "which student an erasure was for (equality only), so every consent view forgets "
            "the student"),
+    # classroom engagement (decision: services/decision/engagement/, docs/engagement.md);
+    # "purge" here is the engagement retention (signal_*_retention_days) and erasure
+    Stored("engagement_subject_windows", "subject", DataClass.PERSONAL, AtRest.HASHED,
+           OnPurge.DELETE, "the student's pseudonym (keyed hash with the term's key); rows "
+           "only with individual-support consent, deleted on erasure and after "
+           "signal_subject_retention_days"),
+    Stored("engagement_subject_windows", "features", DataClass.DERIVED, AtRest.PLAIN,
+           OnPurge.DELETE, "the student's window counts (seconds present, facing forward...)"),
+    Stored("engagement_subject_windows", "p_engaged", DataClass.DERIVED, AtRest.PLAIN,
+           OnPurge.DELETE, "the model's probability of engagement for the student's window"),
+    Stored("engagement_alerts", "subject", DataClass.PERSONAL, AtRest.HASHED, OnPurge.DELETE,
+           "the pseudonym a sustained-disengagement alert is about (deleted on erasure)"),
+    Stored("engagement_alerts", "document", DataClass.DERIVED, AtRest.PLAIN, OnPurge.DELETE,
+           "the alert as filed on intake (scores, drivers, the pseudonym: no raw signal)"),
+    Stored("engagement_alerts", "score", DataClass.DERIVED, AtRest.PLAIN, OnPurge.DELETE,
+           "probability of engagement or attendance rate that raised the alert"),
+    Stored("engagement_windows", "engagement", DataClass.DERIVED, AtRest.PLAIN,
+           OnPurge.DELETE, "class-mean engagement of a window (NULL under k students); "
+           "deleted after signal_class_retention_days"),
+    Stored("engagement_windows", "attendance", DataClass.DERIVED, AtRest.PLAIN,
+           OnPurge.DELETE, "distinct students present in a window (a count)"),
+    Stored("engagement_group_counts", "flagged", DataClass.DERIVED, AtRest.PLAIN,
+           OnPurge.KEEP, "per group and model version: student windows flagged (aggregate)"),
 )
-
 
 
 def sealed_columns() -> set[str]:

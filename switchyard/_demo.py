@@ -15,6 +15,11 @@ signed consent, some ask for a bed type whose unit is full: while it sees an adm
 for a bed, the demo discharges a patient from each full unit, so it books on its next try (the tenant's
 ``bed_retry_every`` is set to a few seconds for the demo). The summary says how many were
 admitted without a person and which tickets were opened, and why.
+
+Then the classroom section (``--classrooms``, default 4; ``switchyard/_demo_classroom.py``):
+twenty minutes of simulated classes, consent granted for most students, replayed through the
+signals pipeline in about half a minute, and an engagement summary per class session read
+back from the AnalyticsService (windows, engagement, attendance, alerts raised and held back).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from switchyard._demo_classroom import classroom_section
 from switchyard._grpc import client_channel, field_violations
 from switchyard._progress import stderr_progress
 from switchyard._settings import Settings
@@ -472,13 +478,15 @@ async def run_workload(settings: Settings, tasks: int, seed: int, console: Conso
 
 
 def run_demo(settings: Settings, tasks: int = 200, seed: int = 7, with_stack: bool = False,
-             admissions: int | None = None) -> int:
+             admissions: int | None = None, classrooms: int = 4) -> int:
     console = Console(width=120)
     if not HELDOUT.exists():
         console.print(f"[red]{HELDOUT} is missing: run `make models` first[/red]")
         return 1
     if not with_stack:
         asyncio.run(run_workload(settings, tasks, seed, console, admissions))
+        if classrooms > 0:
+            classroom_section(settings, console, classrooms, seed)
         return 0
     from switchyard._launcher import build_stack, print_endpoints, start_with_progress
     from switchyard.stack import StackError
@@ -492,6 +500,8 @@ def run_demo(settings: Settings, tasks: int = 200, seed: int = 7, with_stack: bo
     try:
         print_endpoints(stack, console)
         asyncio.run(run_workload(stack.settings, tasks, seed, console, admissions))
+        if classrooms > 0:
+            classroom_section(stack.settings, console, classrooms, seed)
     finally:
         console.print("stopping the embedded stack ...")
         stack.stop()

@@ -84,7 +84,7 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from switchyard._demo import run_demo
 
     return run_demo(settings, tasks=args.tasks, seed=args.seed, with_stack=args.with_stack,
-                    admissions=args.admissions)
+                    admissions=args.admissions, classrooms=args.classrooms)
 
 
 def _cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
@@ -122,14 +122,29 @@ def _cmd_tasks(args: argparse.Namespace, settings: Settings) -> int:
     return run_tasks(args, settings)
 
 
+#: ``switchyard models`` actions of services/decision/training/models_cli.py (engagement candidates,
+#: the fairness gate, serving status)
+MODELS_ACTIONS = ("train-engagement", "promote", "status")
+
+
 def _cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     if args.models_action == "health":
         from switchyard._tasks_cli import run_model_health
 
         return run_model_health(args, settings)
+    if args.models_action in MODELS_ACTIONS:
+        from services.decision.training.models_cli import run as run_models
+
+        return run_models(args, settings)
     from services.decision.training.__main__ import run
 
     return run(args)
+
+
+def _cmd_signals(args: argparse.Namespace, settings: Settings) -> int:
+    from switchyard._signals_cli import run_signals
+
+    return run_signals(args, settings)
 
 
 def _cmd_packs(args: argparse.Namespace, settings: Settings) -> int:
@@ -149,6 +164,7 @@ def _version() -> str:
 
 
 def _cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
+    from services.decision.engagement.erasure import purge_engagement
     from switchyard._db import create_pool
     from switchyard._payloads import codec_for
     from switchyard.documents import blob_store_for
@@ -178,6 +194,10 @@ def _cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
                                          blobs=blobs)
                 finally:
                     await blobs.close()
+                if not args.dry_run:  # classroom engagement: its own retention settings
+                    engagement = await purge_engagement(
+                        conn, settings.signal_subject_retention_days,
+                        settings.signal_class_retention_days)
         finally:
             await pool.close()
         verb = "would purge" if args.dry_run else "purged"
@@ -185,6 +205,11 @@ def _cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
               f"item(s), {report.dead_letters} dead letter(s), {report.decisions} "
               f"decision(s), {report.blobs} document blob(s); deleted "
               f"{report.drift_samples} drift sample(s) older than {DRIFT_SAMPLE_DAYS} days")
+        if not args.dry_run:
+            print(f"deleted {engagement.subject_windows} per-student engagement window(s) and "
+                  f"{engagement.alerts} engagement alert(s) older than "
+                  f"{settings.signal_subject_retention_days} days, {engagement.windows} class "
+                  f"engagement window(s) older than {settings.signal_class_retention_days} days")
 
     asyncio.run(run())
     return 0
@@ -301,6 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("packs", _cmd_packs, "Automation packs: list, show, validate, apply, diff, test, "
                                  "schema (docs/packs.md).")
     add_packs_arguments(p)
+    from switchyard._signals_cli import add_signals_arguments
+
+    p = add("signals", _cmd_signals, "Classroom signals: simulate classrooms sending "
+                                     "SignalFrames (docs/cli.md).")
+    add_signals_arguments(p)
     p = add("models", _cmd_models, "Train the Triton models: the router learns one class per "
                                    "enabled pack (shipped and --packs DIR) and 'other'.")
     models = p.add_subparsers(dest="models_action", required=True, metavar="ACTION")
@@ -314,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_health_arguments(models.add_parser(
         "health", help="shadow agreement and input drift per time bucket "
                        "(DecisionService.GetModelHealth; admins and auditors)"))
+    from services.decision.training.models_cli import add_models_arguments
+
+    add_models_arguments(models)
     p = add("stats", _cmd_stats, "Business KPIs, live (Ctrl-C to quit) or as JSON.")
     p.add_argument("--json", action="store_true", help="print once as JSON")
     p.add_argument("--once", action="store_true", help="print the table once")
@@ -357,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7, help="workload seed")
     p.add_argument("--admissions", type=int, default=None,
                    help="hospital admission forms among them (default: one per ten tasks)")
+    p.add_argument("--classrooms", type=int, default=4,
+                   help="simulated classrooms whose signals go through the engagement "
+                        "pipeline afterwards (0: none)")
     p.add_argument("--with-stack", action="store_true",
                    help="start the embedded stack first and stop it afterwards")
     return parser

@@ -14,6 +14,11 @@ import grpc
 from services.decision.batcher import MicroBatcher, Overloaded
 from services.decision.drift import DriftMonitor
 from services.decision import health
+from services.decision.engagement.analytics import POLICY as ANALYTICS_POLICY
+from services.decision.engagement.analytics import SERVICE_NAME as ANALYTICS_SERVICE_NAME
+from services.decision.engagement.analytics import AnalyticsServicer
+from services.decision.engagement.erasure import ErasureConsumer, retention_loop
+from services.decision.engagement.processor import EngagementProcessor
 from services.decision.engine import Decided, DecisionEngine
 from services.decision.extensions import EnricherResources, Enrichers, Scorers
 from services.decision.holds import HoldRetrier
@@ -31,6 +36,7 @@ from services.decision.triton import (
     ModelUnavailable,
     OcrClient,
     RouterClient,
+    ScorerClient,
     new_breaker,
 )
 from switchyard._audit import append as audit_append
@@ -49,7 +55,7 @@ from switchyard._submissions import validate_task
 from switchyard._priority import task_bucket
 from switchyard._taskstore import TERMINAL, publish_status, rejected, transition
 from switchyard._telemetry import task_context
-from switchyard._topics import DECISIONS, ESCALATIONS, TASK_STATUS, TASKS
+from switchyard._topics import DECISIONS, ESCALATIONS, SUBJECT_ERASURES, TASK_STATUS, TASKS
 from switchyard.v1 import (
     DecideRequest,
     DecideResponse,
@@ -62,6 +68,7 @@ from switchyard.v1 import (
     GetModelHealthRequest,
     GetModelHealthResponse,
     TaskEnvelope,
+    add_AnalyticsServiceServicer_to_server,
     add_DecisionServiceServicer_to_server,
     add_PackServiceServicer_to_server,
 )
@@ -408,6 +415,7 @@ async def setup(ctx: ServiceContext) -> None:
     ctx.serve((add_PackServiceServicer_to_server, PackServicer(catalog, engine, ctx.pool),
                PACK_SERVICE_NAME), PACK_POLICY, rate_limited=PACK_RATE_LIMITED)
     ctx.run_in_background("hold-retry", holds.run)
+    _setup_engagement(ctx)
     ctx.run_in_background("pack-catalog", catalog.run)
     ctx.run_in_background("drift-samples", drift_samples.run)
     ctx.on_stop.append(drift_samples.close)
@@ -419,6 +427,23 @@ async def setup(ctx: ServiceContext) -> None:
     ctx.on_stop.append(ocr_batcher.stop)
     if shadow is not None:
         ctx.on_stop.append(shadow.stop)
+
+
+def _setup_engagement(ctx: ServiceContext) -> None:
+    """Classroom engagement (services/decision/engagement/): the windows processor, the
+    analytics API, erasure and retention of its tables."""
+    s = ctx.settings
+    scorer = ScorerClient("engagement", s.triton_url, s.triton_timeout_s,
+                          new_breaker("triton-engagement", s.breaker_fail_max, s.breaker_reset_s),
+                          triton_version="", output_class="engaged")  # "": the newest
+    ctx.on_stop.append(scorer.close)
+    processor = EngagementProcessor(s, ctx.pool, ctx.producer, scorer)
+    ctx.run_in_background("engagement-windows", processor.run)
+    ctx.consume(SUBJECT_ERASURES, ErasureConsumer(ctx.pool).handle)
+    ctx.run_in_background("engagement-retention", lambda: retention_loop(
+        ctx.pool, s.signal_subject_retention_days, s.signal_class_retention_days))
+    ctx.serve((add_AnalyticsServiceServicer_to_server, AnalyticsServicer(ctx.pool, s),
+               ANALYTICS_SERVICE_NAME), ANALYTICS_POLICY)
 
 
 async def main(settings: Settings, apply_migrations: bool = False) -> None:

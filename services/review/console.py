@@ -10,7 +10,8 @@ so other sites cannot ride on a reviewer's session (no CSRF), and the pages are 
 a strict Content-Security-Policy and render all item content as text.
 
 The same server serves the operator console (``/operator``, routes under ``/api/operator/``,
-:mod:`services.review.operator`) with the same keys and headers.
+:mod:`services.review.operator`) and the classroom analytics page (``/analytics``, routes
+under ``/api/analytics/``, :mod:`services.review.analytics`) with the same keys and headers.
 """
 
 from __future__ import annotations
@@ -376,6 +377,7 @@ class Console:
         if self.operator is not None:
             self.operator.add_routes(app)
             app.router.add_get("/operator", self.operator_page)
+            app.router.add_get("/analytics", self.analytics_page)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_static("/static/", STATIC, show_index=False)
         return app
@@ -466,6 +468,9 @@ class Console:
 
     async def operator_page(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "operator.html")
+
+    async def analytics_page(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / "analytics.html")
 
     async def healthz(self, request: web.Request) -> web.StreamResponse:
         return web.Response(text="ok")

@@ -13,6 +13,9 @@ never reads another service's tables.
 The KPI charts are the exception: like ``switchyard stats`` they read PostgreSQL directly
 (:func:`switchyard._kpis.kpi_trend`), so the tenant check for them is made here.
 
+The classroom analytics page's routes (``/api/analytics/``, :mod:`services.review.analytics`)
+are registered here too, over decision's AnalyticsService with the same guard.
+
 Before any of that, a key must belong to an admin or an auditor (a reviewer or submitter is
 refused with HTTP 403 here, whatever the RPC would say).
 """
@@ -33,12 +36,14 @@ from google.protobuf import json_format
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.review.analytics import AnalyticsApi, RequestProblem
 from switchyard._auth import ApiKeyAuthenticator, Principal, Role
 from switchyard._grpc import ClientTls, create_channel
 from switchyard._http import NotAscii, forwarded_metadata, problem, problem_from_rpc
 from switchyard._kpis import kpi_trend, point_dict
 from switchyard._settings import Settings
 from switchyard.v1 import (
+    AnalyticsServiceStub,
     BreakerState,
     BreakerStatus,
     DeadLetterRecord,
@@ -286,6 +291,8 @@ class OperatorApi:
         self.dead_letters = DeadLetterServiceStub(self._channels["ingest"])
         self.decision = DecisionServiceStub(self._channels["decision"])
         self.executor = ExecutorAdminServiceStub(self._channels["executor"])
+        # the classroom analytics page's routes: decision's AnalyticsService, same guard
+        self.analytics = AnalyticsApi(AnalyticsServiceStub(self._channels["decision"]))
 
     def add_routes(self, app: web.Application) -> None:
         routes: list[tuple[str, str, Handler]] = [
@@ -302,6 +309,7 @@ class OperatorApi:
             ("GET", "/api/operator/kpis", self.kpis),
             ("GET", "/api/operator/model-health", self.model_health),
         ]
+        routes.extend(self.analytics.routes())
         for method, path, handler in routes:
             app.router.add_route(method, path, self._guarded(handler))
 
@@ -327,7 +335,7 @@ class OperatorApi:
                                "console (admins and auditors may)")
             try:
                 return await handler(request, principal, metadata)
-            except RequestError as exc:
+            except (RequestError, RequestProblem) as exc:
                 return problem(400, "Bad Request", str(exc),
                                errors=[{"field": f, "detail": d} for f, d in exc.errors])
             except grpc.aio.AioRpcError as exc:

@@ -436,8 +436,9 @@ def test_training_reports_each_model_version_as_a_phase(tiny: tuple[Path, Path, 
     phases: list[str] = []
     train.train_all(copy, tmp_path / "repository", seed=5, log=lambda *_: None,
                     packs=_tiny_packs(data.parent), on_phase=phases.append)
-    assert len(phases) == train.training_phases() == 3
-    assert phases[0].startswith(train.ROUTER) and phases[-1].startswith(train.INVOICE)
+    assert len(phases) == train.training_phases() == 4
+    assert phases[0].startswith(train.ROUTER) and phases[-2].startswith(train.INVOICE)
+    assert phases[-1].startswith("engagement")
 
 
 def test_models_train_draws_a_progress_bar_on_a_terminal_only(

@@ -78,7 +78,8 @@ def test_default_targets_are_the_demo_downstreams() -> None:
     assert targets == {"invoice": ["http://erp/invoices", "http://erp/payments"],
                        "support_ticket": ["http://helpdesk/tickets"],
                        "admission_form": ["http://sis/applicants"],
-                       "classroom_event": ["http://analytics/events"],
+                       "classroom_event": ["http://analytics/events",
+                                           "http://analytics/checkins"],
                        "hospital_admission": [
                            "http://payer/eligibility", "", "http://ehr/Patient",
                            "http://ehr/Coverage", "http://ehr/Coverage", "http://beds/bookings",

@@ -27,6 +27,11 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 
 
+# plain ints: a protobuf enum attribute lookup per second per student is the hot path's cost
+_SLOUCHED = int(Posture.POSTURE_SLOUCHED)
+_LEANING_FORWARD = int(Posture.POSTURE_LEANING_FORWARD)
+
+
 @dataclass
 class SubjectWindow:
     """One student in one window: counts of seconds, each second counted once."""
@@ -53,8 +58,8 @@ class SubjectWindow:
         self.face_forward += face_forward
         self.hand_raised += hand_raised
         self.head_down += head_down
-        self.slouched += posture == Posture.POSTURE_SLOUCHED
-        self.leaning_forward += posture == Posture.POSTURE_LEANING_FORWARD
+        self.slouched += posture == _SLOUCHED
+        self.leaning_forward += posture == _LEANING_FORWARD
         return True
 
     def vector(self, audio_level: float) -> list[float]:

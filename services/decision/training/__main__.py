@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from services.decision.training import datagen, default_paths, train
+from services.decision.training import datagen, default_paths, engagement, engagement_data, train
 from services.decision.training.packs import collect_packs, stored_packs
 
 
@@ -52,7 +52,7 @@ def reload_models(triton_url: str) -> None:
 
     client = triton.InferenceServerClient(url=triton_url)
     try:
-        for model in (train.ROUTER, train.INVOICE):
+        for model in (train.ROUTER, train.INVOICE, engagement.MODEL):
             client.load_model(model)
             print(f"[train] Triton at {triton_url} loaded {model}")
     except InferenceServerException as exc:
@@ -66,11 +66,14 @@ def run(args: argparse.Namespace) -> int:
     enabled pack (the shipped ones and ``--packs``) and ``other``."""
     if args.clean:
         train.clean(args.repository, args.data_dir)
+        engagement.clean(args.repository, args.data_dir)
         return 0
     if args.check_data:
         ok = True
         blobs = {datagen.ROUTER_FILE: datagen.jsonl_bytes(datagen.generate_router_corpus(seed=args.data_seed)),
-                 datagen.INVOICE_FILE: datagen.jsonl_bytes(datagen.generate_invoice_corpus(seed=args.data_seed))}
+                 datagen.INVOICE_FILE: datagen.jsonl_bytes(datagen.generate_invoice_corpus(seed=args.data_seed)),
+                 engagement_data.DATA_FILE: datagen.jsonl_bytes(engagement_data.simulate_windows(
+                     seed=args.data_seed + engagement_data.SEED_OFFSET))}
         for name, blob in blobs.items():
             same = train.sha256_bytes(blob) == datagen.sha256_file(args.data_dir / name)
             ok &= same
@@ -87,20 +90,33 @@ def run(args: argparse.Namespace) -> int:
 
         stored = stored_packs(Settings.from_env())
     packs = collect_packs(args.packs, builtin=not args.no_shipped_packs, stored=stored)
+    from switchyard._settings import Settings
+
+    threshold = Settings.from_env().signal_disengaged_below
     if args.if_missing and not args.regenerate_data:
         reason = train.artifacts_status(args.data_dir, args.repository, args.seed, packs)
-        if reason is None:
+        eng_reason = engagement.status(args.data_dir, args.repository, threshold)
+        if reason is None and eng_reason is None:
             print("[train] models up to date")
             return 0
-        print(f"[train] (re)training: {reason}")
+        for why in (reason, eng_reason):
+            if why is not None:
+                print(f"[train] (re)training: {why}")
+    else:
+        reason = eng_reason = "asked to"
     from switchyard._progress import stderr_progress
 
-    with stderr_progress() as bar:   # stderr, terminal only
-        phase = bar.add_task("training", total=train.training_phases())
-        train.train_all(args.data_dir, args.repository,
-                        seed=train.DEFAULT_SEED if args.seed is None else args.seed, packs=packs,
-                        on_phase=lambda name: bar.update(phase, advance=1,
-                                                         description=f"trained {name}"))
+    if reason is not None:
+        with stderr_progress() as bar:   # stderr, terminal only
+            phase = bar.add_task("training", total=train.training_phases())
+            train.train_all(args.data_dir, args.repository,
+                            seed=train.DEFAULT_SEED if args.seed is None else args.seed, packs=packs,
+                            on_phase=lambda name: bar.update(phase, advance=1,
+                                                             description=f"trained {name}"),
+                            engagement_threshold=threshold)
+    elif eng_reason is not None:   # the router and invoice_risk are up to date
+        train.verify_data(args.data_dir)
+        engagement.train(args.data_dir, args.repository, threshold)
     if args.reload:
         from switchyard._settings import Settings
 
@@ -111,8 +127,8 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m services.decision.training",
-        description="Train the document_router (one class per enabled pack, and 'other') and "
-                    "invoice_risk Triton models from the packs and models/data.")
+        description="Train the document_router (one class per enabled pack, and 'other'), "
+                    "invoice_risk and engagement Triton models from the packs and models/data.")
     add_arguments(p)
     return run(p.parse_args(argv))
 

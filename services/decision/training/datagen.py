@@ -1019,13 +1019,20 @@ def sha256_file(path: Path) -> str:
 
 
 def write_corpora(data_dir: Path, seed: int = DEFAULT_DATA_SEED, router_n: int = ROUTER_N,
-                  invoice_n: int = INVOICE_N) -> dict[str, object]:
-    """Generate both corpora into ``data_dir`` with ``SHA256SUMS`` and ``manifest.json``."""
+                  invoice_n: int = INVOICE_N, engagement_n: int | None = None) -> dict[str, object]:
+    """Generate the corpora (router, invoices, engagement windows) into ``data_dir`` with
+    ``SHA256SUMS`` and ``manifest.json``."""
+    from services.decision.training import engagement_data
+
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     router = generate_router_corpus(router_n, seed)
     invoices = generate_invoice_corpus(invoice_n, seed)
-    files = {ROUTER_FILE: jsonl_bytes(router), INVOICE_FILE: jsonl_bytes(invoices)}
+    windows = engagement_data.simulate_windows(
+        engagement_data.DATA_N if engagement_n is None else engagement_n,
+        seed + engagement_data.SEED_OFFSET)
+    files = {ROUTER_FILE: jsonl_bytes(router), INVOICE_FILE: jsonl_bytes(invoices),
+             engagement_data.DATA_FILE: jsonl_bytes(windows)}
     sums = {}
     for name, blob in files.items():
         (data_dir / name).write_bytes(blob)
@@ -1042,6 +1049,14 @@ def write_corpora(data_dir: Path, seed: int = DEFAULT_DATA_SEED, router_n: int =
             INVOICE_FILE: {"sha256": sums[INVOICE_FILE], "rows": len(invoices),
                            "positive_rate": round(sum(int(r["label"]) for r in invoices) / max(1, len(invoices)), 4),  # type: ignore[call-overload]
                            "label_noise_rate": INVOICE_LABEL_NOISE},
+            engagement_data.DATA_FILE: {
+                "sha256": sums[engagement_data.DATA_FILE], "rows": len(windows),
+                "generator": "services.decision.training.engagement_data.simulate_windows",
+                "generator_version": engagement_data.GENERATOR_VERSION,
+                "seed": seed + engagement_data.SEED_OFFSET,
+                "engaged_rate": round(sum(int(r["label"]) for r in windows) / max(1, len(windows)), 4),
+                "group_counts": dict(sorted(Counter(str(r["group"]) for r in windows).items())),
+                "observer_flip_rate": engagement_data.OBSERVER_FLIP},
         },
         "regenerate": f"python -m services.decision.training --regenerate-data --data-seed {seed}",
     }

@@ -615,16 +615,21 @@ def router_set(data_dir: Path, packs: Sequence[PackExamples] | None = None
 
 def training_phases() -> int:
     """How many phases :func:`train_all` reports to ``on_phase``: one per model version it
-    builds (the router, its shadow candidates, invoice risk)."""
-    return len(_version_dirs())
+    builds (the router, its shadow candidates, invoice risk, engagement)."""
+    return len(_version_dirs()) + 1
 
 
 def train_all(data_dir: Path, repository: Path, seed: int = DEFAULT_SEED,
               log: Any = print, packs: Sequence[PackExamples] | None = None,
-              on_phase: Callable[[str], None] | None = None) -> dict[str, Any]:
+              on_phase: Callable[[str], None] | None = None,
+              engagement_threshold: float | None = None) -> dict[str, Any]:
     """Train every model into ``repository``; the router's classes are the enabled ``packs``
-    (None: the shipped ones) and ``other``. ``on_phase(name)`` is called as each model
-    version is written (:func:`training_phases` of them), e.g. for a progress bar."""
+    (None: the shipped ones) and ``other``; the engagement model's fairness is measured at
+    ``engagement_threshold`` (None: signal_disengaged_below's default). ``on_phase(name)`` is
+    called as each model version is written (:func:`training_phases` of them), e.g. for a
+    progress bar."""
+    from services.decision.training import engagement
+
     data_dir, repository = Path(data_dir), Path(repository)
     verify_data(data_dir)
     tset = router_set(data_dir, packs)
@@ -712,9 +717,13 @@ def train_all(data_dir: Path, repository: Path, seed: int = DEFAULT_SEED,
         f"{m['brier']:.4f} ECE {m['ece']:.4f}")
     if on_phase is not None:
         on_phase(f"{INVOICE} {MODEL_VERSIONS[INVOICE]}")
+    ecard = engagement.train(data_dir, repository, engagement.DEFAULT_THRESHOLD
+                             if engagement_threshold is None else engagement_threshold, log=log)
+    if on_phase is not None:
+        on_phase(f"{engagement.MODEL} {engagement.MODEL_VERSION}")
     total = time.perf_counter() - t_all
     log(f"[train] done in {total:.1f}s -> {repository}")
-    return {"router": card, "invoice": icard, "seconds": total}
+    return {"router": card, "invoice": icard, "engagement": ecard, "seconds": total}
 
 
 def load_params(version_dir: Path) -> dict[str, np.ndarray]:

@@ -21,7 +21,9 @@ function utc(ms) {
 
 // series: [{name, points: [{t: epoch ms, y: number or null}]}]; options: {format(y) -> text,
 // yMax: fixed top of the axis (e.g. 1 for rates), tMin/tMax: the time axis (epoch ms),
-// thresholds: [{y, label}] drawn as dashed lines, always inside the y range}.
+// thresholds: [{y, label}] drawn as dashed lines, always inside the y range,
+// gaps: [{t0, t1, label}] time ranges drawn as hatched bands, each saying why it has no
+// value (the lines break there: give those points y null)}.
 function lineChart(title, series, options) {
   const opts = options || {};
   const format = opts.format || ((v) => String(v));
@@ -70,6 +72,14 @@ function lineChart(title, series, options) {
     axis.append(line, label);
   });
   svg.append(axis);
+  for (const gap of opts.gaps || []) {
+    const band = svgEl("rect", { x: x(gap.t0).toFixed(1), y: T, width: Math.max(2, x(gap.t1) - x(gap.t0)).toFixed(1),
+      height: H - T - B, class: "gap-band", "data-gap": gap.label });
+    const tip = svgEl("title");
+    tip.textContent = `${utc(gap.t0)} to ${utc(gap.t1)}: ${gap.label}`;
+    band.append(tip);
+    svg.append(band);
+  }
 
   series.forEach((s, index) => {
     const color = PALETTE[index % PALETTE.length];
