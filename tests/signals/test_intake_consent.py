@@ -139,7 +139,8 @@ async def term_key(db: asyncpg.Connection, settings: Settings, term: str) -> byt
 def metric(settings: Settings, name: str, labels: str) -> float:
     text = urllib.request.urlopen(
         f"http://127.0.0.1:{settings.ingest_metrics_port}/metrics", timeout=10).read().decode()
-    match = re.search(rf"^{name}\{{{labels}\}} (\S+)$", text, re.M)
+    series = f"{name}{{{labels}}}" if labels else name
+    match = re.search(rf"^{re.escape(series)} (\S+)$", text, re.M)
     return float(match.group(1)) if match else 0.0
 
 
@@ -233,6 +234,9 @@ async def test_bad_frames_are_dead_lettered_and_the_rest_of_the_batch_admitted(
     await asyncio.sleep(REFRESH_S * 3)
     session = f"mixed-{uuid.uuid4().hex[:6]}"
     at = datetime(2026, 9, 20, 10, tzinfo=UTC)
+    refused_before = metric(settings, "switchyard_signals_frames_total",
+                            'outcome="dead_lettered"')
+    admitted_before = metric(settings, "switchyard_signals_frames_total", 'outcome="admitted"')
     good = [frame(session, at + timedelta(seconds=i), [("D1", "stu-4001")]) for i in range(4)]
     duplicate = frame(session, at, [("D1", "stu-4001"), ("D1", "stu-4001")])
     future = frame(session, datetime.now(UTC) + timedelta(hours=1), [("D1", "stu-4001")])
@@ -275,6 +279,18 @@ async def test_bad_frames_are_dead_lettered_and_the_rest_of_the_batch_admitted(
         assert found[code].service == "ingest" and found[code].reason
     assert "session_id" in found["missing_field"].reason
     assert "video" in found["unknown_field"].reason
+
+    async def counted() -> bool:
+        return (metric(settings, "switchyard_signals_frames_total", 'outcome="dead_lettered"')
+                == refused_before + len(expected) and
+                metric(settings, "switchyard_signals_frames_total", 'outcome="admitted"')
+                == admitted_before + 4)
+
+    await eventually(counted, "the frames counted by outcome", timeout_s=20)
+    assert metric(settings, "switchyard_dead_letters_total",
+                  f'reason_code="duplicate_seat_id",service="ingest",'
+                  f'source_topic="{CLASSROOM_SIGNALS.full_name(settings)}"') >= 1
+    assert metric(settings, "switchyard_signals_consent_age_seconds", "") < REFRESH_S * 10
 
 
 async def test_erasure_publishes_the_event_removes_consents_and_alert_tasks(
