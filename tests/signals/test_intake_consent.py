@@ -26,6 +26,7 @@ from confluent_kafka import Producer
 
 from services.ingest.signals import pseudonym
 from switchyard import Settings
+from switchyard._crypto import is_encrypted
 from switchyard._grpc import create_channel, field_violations
 from switchyard._payloads import TASK_ENVELOPE, TERM_KEY, codec_for
 from switchyard._serde import encode
@@ -132,7 +133,7 @@ async def term_key(db: asyncpg.Connection, settings: Settings, term: str) -> byt
     row = await db.fetchrow("SELECT key_id, key FROM signal_term_keys WHERE tenant_id = 'acme' "
                             "AND term = $1", term)
     assert row is not None, f"no key for term {term}"
-    assert b"signals" not in bytes(row["key"])[:4]  # sealed, not the raw key
+    assert is_encrypted(bytes(row["key"]))  # sealed, never the raw key
     return codec_for(settings).open(row["key_id"], row["key"], TERM_KEY)
 
 
@@ -357,6 +358,10 @@ async def test_erasure_publishes_the_event_removes_consents_and_alert_tasks(
     found = await ingest.ListTasks(ListTasksRequest(metadata={"subject": pseudonyms[0]}),
                                    metadata=as_key("acme-audit"))
     assert list(found.tasks) == []
+    recorded = await db.fetchrow("SELECT * FROM signal_erasures WHERE erasure_id = $1",
+                                 uuid.UUID(erased["erasure_id"]))
+    assert (recorded["tenant_id"], recorded["consents_removed"], recorded["tasks_purged"],
+            recorded["pseudonyms"]) == ("acme", 2, 1, len(keys))
     entry = await db.fetchrow("SELECT actor, detail FROM audit_log WHERE tenant_id = 'acme' "
                               "AND action = 'subject.erased' ORDER BY seq DESC LIMIT 1")
     detail = json.loads(entry["detail"])
@@ -395,7 +400,8 @@ async def test_consent_commands_round_trip_with_roles_and_tenants(
     assert rows["class_analytics"]["updated_by"] == key_id("acme-admin")
     # sealed at rest: the reference is in no column as plaintext
     raw = await db.fetch("SELECT subject_ref, subject_hash, guardian_ref FROM signal_consents")
-    assert raw and all(b"stu-5001" not in bytes(r["subject_ref"]) and
+    assert raw and all(is_encrypted(bytes(r["subject_ref"])) and
+                       b"stu-5001" not in bytes(r["subject_ref"]) and
                        "stu-5001" not in r["subject_hash"] for r in raw)
     revoked = switchyard(settings, "consent", "revoke", "stu-5001", "class_analytics",
                          "--api-key", "acme-admin")
