@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.decision.engagement.windows import SEAT_SIGNALS
+from switchyard.signals import SIGNALS_PER_SEAT
 from switchyard import Settings
 from switchyard._db import connect
 from switchyard._grpc import create_channel
@@ -156,7 +156,7 @@ async def test_withdrawal_mid_session_and_erasure_reach_every_service(
     assert len(after) == 4
     for w in after:  # the withdrawn student's seat is dropped and counted, every second
         assert w["students"] == len(SEATS) - 1
-        assert w["dropped_no_consent"] == WINDOW_S * SEAT_SIGNALS
+        assert w["dropped_no_consent"] == WINDOW_S * SIGNALS_PER_SEAT
     rows = await db.fetch("SELECT window_start, kind FROM engagement_subject_windows WHERE "
                           "subject = $1", withdrawn)
     assert rows, "the student was counted before the withdrawal"

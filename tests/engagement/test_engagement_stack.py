@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer
 
 from services.decision.engagement.alerts import utc
 from services.decision.engagement.erasure import purge_engagement
-from services.decision.engagement.windows import SEAT_SIGNALS
+from switchyard.signals import SIGNALS_PER_SEAT
 from switchyard import Settings
 from switchyard._db import connect
 from switchyard._grpc import create_channel
@@ -129,7 +129,7 @@ def frame(classroom: str, session: str, second: int, students: dict[str, tuple[b
     f = AdmittedFrame(tenant_id=TENANT, classroom_id=classroom, session_id=session,
                       device_id="cam-1", seats=seats, expected_students=expected,
                       checked_in=list(checked_in), term="2026-09-01", audio_level=0.4,
-                      signals=SEAT_SIGNALS * len(seats) + len(checked_in))
+                      signals=SIGNALS_PER_SEAT * len(seats) + len(checked_in))
     f.observed_at.FromSeconds(T0 + second)
     return f
 
@@ -165,7 +165,7 @@ async def test_closed_windows_are_scored_stored_published_and_served(
     assert len(rows) == 5  # closed by the watermark, then the last by the idle close
     for row in rows:
         assert row["students"] == 4 and not row["suppressed"]
-        assert row["signals"] == WINDOW_S * 4 * SEAT_SIGNALS and row["duplicate_signals"] == 0
+        assert row["signals"] == WINDOW_S * 4 * SIGNALS_PER_SEAT and row["duplicate_signals"] == 0
         assert row["engagement"] > 0.5 and row["model_version"] == "1.0.0"
         assert json.loads(row["drivers"])  # the class-mean features that moved the score
         assert (row["window_end"] - row["window_start"]).total_seconds() == WINDOW_S
@@ -271,7 +271,7 @@ async def test_a_restart_mid_window_neither_double_counts_nor_loses(
     tumbling = [r for r in rows if r["kind"] == 1]
     assert [int(r["window_start"].timestamp()) - T0 for r in tumbling] == list(range(0, 14, 2))
     for row in tumbling:  # each window: 2 s x 3 students, once
-        assert row["signals"] == WINDOW_S * 3 * SEAT_SIGNALS, dict(row)
+        assert row["signals"] == WINDOW_S * 3 * SIGNALS_PER_SEAT, dict(row)
         assert row["students"] == 3 and row["late_signals"] == 0
         assert row["duplicate_signals"] == 0
     hopping = [r for r in rows if r["kind"] == 2]
@@ -299,8 +299,8 @@ async def test_a_flooding_sensor_counts_each_second_once_and_alerts_stay_limited
     await send(producer, frames, copies=15)
     rows = await tumbling_rows(db, "room-f", "wed-1", 6)
     for row in rows:
-        assert row["signals"] == WINDOW_S * 4 * SEAT_SIGNALS
-        assert row["duplicate_signals"] == 14 * WINDOW_S * 4 * SEAT_SIGNALS
+        assert row["signals"] == WINDOW_S * 4 * SIGNALS_PER_SEAT
+        assert row["duplicate_signals"] == 14 * WINDOW_S * 4 * SIGNALS_PER_SEAT
         assert row["engagement"] < 0.35
 
     async def alerts() -> list[asyncpg.Record] | None:

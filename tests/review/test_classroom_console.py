@@ -30,7 +30,7 @@ import pytest
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Page, expect
 
-from services.decision.engagement.windows import SEAT_SIGNALS
+from switchyard.signals import SIGNALS_PER_SEAT
 from switchyard import Settings
 from switchyard._db import connect
 from switchyard._grpc import create_channel
@@ -104,7 +104,7 @@ FIRST = [(s, NAMES[:4] + ["stu-7"], frozenset()) for s in range(4)] + \
 #: the consenting students present in each 2 s tumbling window of the first session
 PRESENT = [4, 4, 2, 2, 4, 4, 4, 4]
 #: the signals dropped for want of consent in each window: stu-7's seat, 2 seconds
-DROPPED = [2 * SEAT_SIGNALS, 2 * SEAT_SIGNALS, 0, 0, 0, 0, 0, 0]
+DROPPED = [2 * SIGNALS_PER_SEAT, 2 * SIGNALS_PER_SEAT, 0, 0, 0, 0, 0, 0]
 
 
 @dataclass(frozen=True)
@@ -268,7 +268,7 @@ async def test_the_page_plots_the_sessions_derived_data(settings: Settings, deri
                 f"{stored['attendance']} of {stored['expected_students']}",
                 str(stored["signals"]), str(stored["late_signals"]),
                 str(stored["duplicate_signals"]), str(stored["dropped_no_consent"])], cells
-            assert stored["signals"] == WINDOW_S * stored["students"] * SEAT_SIGNALS
+            assert stored["signals"] == WINDOW_S * stored["students"] * SIGNALS_PER_SEAT
             if stored["suppressed"]:
                 assert cells[9] == ""  # no drivers for a withheld window
             else:
