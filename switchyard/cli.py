@@ -334,8 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("models", _cmd_models, "Train the Triton models: the router learns one class per "
                                    "enabled pack (shipped and --packs DIR) and 'other'.")
     models = p.add_subparsers(dest="models_action", required=True, metavar="ACTION")
-    train = models.add_parser("train", help="train the router and invoice_risk models into "
-                                            "the model repository")
+    train = models.add_parser("train", help="train the router, invoice_risk and engagement "
+                                            "models into the model repository")
     from services.decision.training.__main__ import add_arguments as add_training_arguments
 
     add_training_arguments(train)

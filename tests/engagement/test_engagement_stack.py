@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer
 
 from services.decision.engagement.alerts import utc
 from services.decision.engagement.erasure import purge_engagement
-from services.decision.engagement.windows import SEAT_SIGNALS
+from switchyard.signals import SIGNALS_PER_SEAT
 from switchyard import Settings
 from switchyard._db import connect
 from switchyard._grpc import create_channel
@@ -129,7 +129,7 @@ def frame(classroom: str, session: str, second: int, students: dict[str, tuple[b
     f = AdmittedFrame(tenant_id=TENANT, classroom_id=classroom, session_id=session,
                       device_id="cam-1", seats=seats, expected_students=expected,
                       checked_in=list(checked_in), term="2026-09-01", audio_level=0.4,
-                      signals=SEAT_SIGNALS * len(seats) + len(checked_in))
+                      signals=SIGNALS_PER_SEAT * len(seats) + len(checked_in))
     f.observed_at.FromSeconds(T0 + second)
     return f
 
@@ -165,7 +165,7 @@ async def test_closed_windows_are_scored_stored_published_and_served(
     assert len(rows) == 5  # closed by the watermark, then the last by the idle close
     for row in rows:
         assert row["students"] == 4 and not row["suppressed"]
-        assert row["signals"] == WINDOW_S * 4 * SEAT_SIGNALS and row["duplicate_signals"] == 0
+        assert row["signals"] == WINDOW_S * 4 * SIGNALS_PER_SEAT and row["duplicate_signals"] == 0
         assert row["engagement"] > 0.5 and row["model_version"] == "1.0.0"
         assert json.loads(row["drivers"])  # the class-mean features that moved the score
         assert (row["window_end"] - row["window_start"]).total_seconds() == WINDOW_S
@@ -248,7 +248,7 @@ async def test_k_anonymity_at_the_boundary(db: asyncpg.Connection, producer: Pro
 
 async def test_a_restart_mid_window_neither_double_counts_nor_loses(
         db: asyncpg.Connection, producer: Producer, decision: Service) -> None:
-    three = {"s_r1": (True, ""), "s_r2": (True, ""), "s_r3": (False, "")}
+    three = {"s_r1": (True, "g-restart"), "s_r2": (True, "g-restart"), "s_r3": (False, "")}
     # 7 seconds: [0,2) and [2,4) close, [4,6) too once second 7 arrives; [6,8) is open
     await send(producer, [frame("room-r", "tue-1", s, three) for s in range(7)])
     await tumbling_rows(db, "room-r", "tue-1", 2)
@@ -271,7 +271,7 @@ async def test_a_restart_mid_window_neither_double_counts_nor_loses(
     tumbling = [r for r in rows if r["kind"] == 1]
     assert [int(r["window_start"].timestamp()) - T0 for r in tumbling] == list(range(0, 14, 2))
     for row in tumbling:  # each window: 2 s x 3 students, once
-        assert row["signals"] == WINDOW_S * 3 * SEAT_SIGNALS, dict(row)
+        assert row["signals"] == WINDOW_S * 3 * SIGNALS_PER_SEAT, dict(row)
         assert row["students"] == 3 and row["late_signals"] == 0
         assert row["duplicate_signals"] == 0
     hopping = [r for r in rows if r["kind"] == 2]
@@ -283,6 +283,9 @@ async def test_a_restart_mid_window_neither_double_counts_nor_loses(
     assert len(present) == 14  # 7 windows x the 2 individual students
     assert all(json.loads(r["features"])["present"] == WINDOW_S for r in present)
     assert all(r["published_at"] is not None for r in rows)  # re-sent by the new process
+    # fairness counts are added, not upserted: a window closed twice would count twice
+    assert await db.fetchval("SELECT windows FROM engagement_group_counts "
+                             "WHERE group_name = 'g-restart'") == 14
     assert await db.fetchval("SELECT count(*) FROM engagement_subject_windows "
                              "WHERE session_id = 'old-1'") == 0
 
@@ -296,8 +299,8 @@ async def test_a_flooding_sensor_counts_each_second_once_and_alerts_stay_limited
     await send(producer, frames, copies=15)
     rows = await tumbling_rows(db, "room-f", "wed-1", 6)
     for row in rows:
-        assert row["signals"] == WINDOW_S * 4 * SEAT_SIGNALS
-        assert row["duplicate_signals"] == 14 * WINDOW_S * 4 * SEAT_SIGNALS
+        assert row["signals"] == WINDOW_S * 4 * SIGNALS_PER_SEAT
+        assert row["duplicate_signals"] == 14 * WINDOW_S * 4 * SIGNALS_PER_SEAT
         assert row["engagement"] < 0.35
 
     async def alerts() -> list[asyncpg.Record] | None:
@@ -473,3 +476,25 @@ async def test_sessions_are_paged_and_anomalies_show_in_the_trend(
         tenant_id=TENANT, classroom_id="room-f"))
     (point,) = [p for p in trend.points if p.session_id == "wed-1"]
     assert point.anomaly and point.rate == pytest.approx(0.4)
+
+
+async def test_more_rows_than_the_models_batch_limit_are_scored_in_chunks(
+        engagement_settings: Settings, decision: Service) -> None:
+    from services.decision.engagement.processor import EngagementProcessor
+    from services.decision.triton import ScorerClient, new_breaker
+
+    scorer = ScorerClient("engagement", engagement_settings.triton_url, 30,
+                          new_breaker("test-engagement", 5, 5), triton_version="",
+                          output_class="engaged")
+    try:
+        processor = EngagementProcessor(engagement_settings, None, None, scorer)  # type: ignore[arg-type]
+        await processor._refresh_model()
+        limit = scorer.config["max_batch_size"]
+        engaged, disengaged = [1, 1, 0, 0, 0, 0, 1, 0.5], [1, 0, 0, 1, 1, 0, 0, 0.5]
+        rows = [engaged if i % 2 else disengaged for i in range(limit + 7)]
+        probabilities = await processor._predict(rows)
+        assert len(probabilities) == limit + 7
+        assert all((p > 0.5) is bool(i % 2) for i, p in enumerate(probabilities))
+        assert processor.model_version == "1.0.0"
+    finally:
+        await scorer.close()

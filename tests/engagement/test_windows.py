@@ -6,13 +6,13 @@ import pytest
 
 from services.decision.engagement.windows import (
     HOPPING,
-    SEAT_SIGNALS,
     TUMBLING,
     ClassWindow,
     Mark,
     SessionWindows,
     WindowShape,
 )
+from switchyard.signals import SIGNALS_PER_SEAT
 from switchyard.v1 import AdmittedFrame, AdmittedSeat, Posture, SeatSignal
 
 T0 = 1_800_000_000  # a multiple of 10 and 60
@@ -30,7 +30,7 @@ def frame(t: float, students: dict[str, bool] | None = None, device: str = "cam"
     f = AdmittedFrame(tenant_id="acme", classroom_id="room-1", session_id=session,
                       device_id=device, seats=seats, checked_in=list(checked_in),
                       expected_students=expected, dropped_no_consent=dropped,
-                      signals=SEAT_SIGNALS * len(seats) + dropped + len(checked_in))
+                      signals=SIGNALS_PER_SEAT * len(seats) + dropped + len(checked_in))
     f.observed_at.FromSeconds(int(t))
     f.observed_at.nanos = int((t - int(t)) * 1e9)
     if audio is not None:
@@ -70,7 +70,7 @@ def test_a_window_closes_when_the_watermark_passes_its_end() -> None:
     closed = tumbling(w.close_due(0))
     assert [(c.start, c.end) for c in closed] == [(T0, T0 + 10)]
     window = closed[0]
-    assert window.students == 2 and window.signals == 10 * 2 * SEAT_SIGNALS
+    assert window.students == 2 and window.signals == 10 * 2 * SIGNALS_PER_SEAT
     assert window.subjects["a"].present == 10 and window.occupancy == 1.0
     assert window.audio_level == pytest.approx(0.5)
 
@@ -88,14 +88,14 @@ def test_late_within_the_lateness_is_counted_beyond_it_dropped_and_counted_late(
     feed(w, [frame(T0 + 30, {"a": True})], start_offset=7)
     closed = tumbling(w.close_due(0))
     assert [c.start for c in closed] == [T0 + 10]
-    assert closed[0].late == 2 * SEAT_SIGNALS and closed[0].subjects["a"].present == 2
+    assert closed[0].late == 2 * SIGNALS_PER_SEAT and closed[0].subjects["a"].present == 2
 
 
 def test_a_frame_beyond_the_lateness_of_a_window_never_opened_is_late() -> None:
     w = engine(lateness=5)
     feed(w, [frame(T0 + 40, {"a": True}), frame(T0 + 3, {"a": True})])
     mark = w.sessions[("acme", "room-1", "s1")].marks[TUMBLING]
-    assert mark.late_pending == SEAT_SIGNALS
+    assert mark.late_pending == SIGNALS_PER_SEAT
     assert all(window.start >= T0 + 20 for window in w.sessions[("acme", "room-1", "s1")]
                .windows.values())
 
@@ -107,8 +107,8 @@ def test_duplicates_count_each_student_second_once() -> None:
     feed(w, [*same, other, frame(T0 + 30)])
     window = tumbling(w.close_due(0))[0]
     assert window.subjects["a"].present == 1 and window.subjects["b"].present == 1
-    assert window.signals == 2 * SEAT_SIGNALS
-    assert window.duplicates == 49 * 2 * SEAT_SIGNALS + SEAT_SIGNALS
+    assert window.signals == 2 * SIGNALS_PER_SEAT
+    assert window.duplicates == 49 * 2 * SIGNALS_PER_SEAT + SIGNALS_PER_SEAT
 
 
 def test_attendance_counts_distinct_students_seated_or_checked_in() -> None:
@@ -172,3 +172,17 @@ def test_lowest_offsets_follow_the_oldest_open_window_per_partition() -> None:
     feed(w, [frame(T0 + 1), frame(T0 + 12)], partition=0, start_offset=7)
     feed(w, [frame(T0 + 1, session="s2")], partition=3, start_offset=40)
     assert w.lowest_offsets() == {0: 7, 3: 40}
+
+
+def test_a_window_reaching_before_the_lesson_scores_presence_over_the_observed_seconds() -> None:
+    w = engine(lateness=0)
+    # the lesson starts at T0: the hopping window [T0-10, T0+10) saw only its last 10 seconds
+    feed(w, [frame(T0 + s, {"a": True}) for s in range(10)])
+    feed(w, [frame(T0 + s, {}) for s in range(10, 31)], start_offset=10)
+    closed = {(c.kind, c.start): c for c in w.close_due(0)}
+    first = closed[(HOPPING, T0 - 10)]
+    ((_, student),) = first.scored_subjects()
+    assert first.observed_seconds == 10 and student.vector(0.0)[0] == 1.0
+    # a student there for half of a fully observed window: present half the time
+    ((_, half),) = closed[(HOPPING, T0)].scored_subjects()
+    assert half.vector(0.0)[0] == 0.5

@@ -1,17 +1,18 @@
 """The classroom analytics page in headless chromium, on derived data the real pipeline made.
 
 The four services run as real processes on the real broker, PostgreSQL and Triton (the
-``engagement`` model scores the windows). AdmittedFrames are written to
-``classroom-signals-admitted`` as ingest's signal processor writes them, with short windows
-(2 s tumbling, 4 s hopping every 2 s, k = 3): a session whose middle windows have only two
-students (withheld: fewer than k), one student disengaged at the end, and a second session of
-the same classroom. The decision service windows, scores and stores them and raises the
-session's alerts, which become review items in the counsellors' and teachers' queues through
-ingest, decision and review. In the browser an admin picks the session and reads the
-engagement plot (the withheld windows as gaps with their reason), the windows table, the
-classroom's attendance per session, the session's alerts and the model's fairness table; every
-number is checked against what the decision service stored. No student pseudonym reaches the
-page. Screenshots land in test-artifacts/.
+``engagement`` model scores the windows). Guardians' consents are recorded through ingest's
+ConsentService, and devices' SignalFrames are written to ``classroom-signals``: ingest drops
+the signals of the student without consent, pseudonymises the others and admits the frames;
+the decision service windows them (2 s tumbling, 4 s hopping every 2 s, k = 3), scores,
+stores and raises the session's alerts, which become review items in the counsellors' and
+teachers' queues through ingest, decision and review. The first session's middle windows have
+only two consenting students (withheld: fewer than k) and one student is disengaged at the
+end; a second session of the same classroom follows. In the browser an admin picks the
+session and reads the engagement plot (the withheld windows as gaps with their reason), the
+windows table, the classroom's attendance per session, the session's alerts and the model's
+fairness table; every number is checked against what the decision service stored. Neither a
+student's reference nor a pseudonym reaches the page. Screenshots land in test-artifacts/.
 """
 
 from __future__ import annotations
@@ -29,19 +30,21 @@ import pytest
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Page, expect
 
-from services.decision.engagement.windows import SEAT_SIGNALS
+from switchyard.signals import SIGNALS_PER_SEAT
 from switchyard import Settings
 from switchyard._db import connect
 from switchyard._grpc import create_channel
 from switchyard._kafka import Producer
-from switchyard._topics import SIGNALS_ADMITTED
+from switchyard._topics import CLASSROOM_SIGNALS
 from switchyard.v1 import (
-    AdmittedFrame,
-    AdmittedSeat,
+    ConsentPurpose,
+    ConsentServiceStub,
     ListQueueRequest,
     Posture,
     ReviewServiceStub,
     SeatSignal,
+    SetConsentRequest,
+    SignalFrame,
 )
 from tests.polling import eventually
 from tests.review.helpers import artifact
@@ -57,10 +60,14 @@ WINDOW_S = 2
 WAIT_S = 120
 #: event time of the sessions: a whole number of hopping windows, an hour in the past
 T0 = (int(time.time()) // 4) * 4 - 3600
-#: pseudonym -> (seat, individual-support consent, group)
-STUDENTS = {"s_" + "a1" * 16: ("r1c1", True, "g1"), "s_" + "b2" * 16: ("r1c2", True, "g2"),
-            "s_" + "c3" * 16: ("r2c1", False, "g1"), "s_" + "d4" * 16: ("r2c2", False, "g2"),
-            "s_" + "e5" * 16: ("r3c1", False, "g1"), "s_" + "f6" * 16: ("r3c2", False, "g2")}
+CA, IS, FM = (ConsentPurpose.CONSENT_PURPOSE_CLASS_ANALYTICS,
+              ConsentPurpose.CONSENT_PURPOSE_INDIVIDUAL_SUPPORT,
+              ConsentPurpose.CONSENT_PURPOSE_FAIRNESS_MONITORING)
+#: the school's student reference -> (seat, consents, group)
+STUDENTS = {"stu-1": ("r1c1", (CA, IS, FM), "g1"), "stu-2": ("r1c2", (CA, IS, FM), "g2"),
+            "stu-3": ("r2c1", (CA, FM), "g1"), "stu-4": ("r2c2", (CA, FM), "g2"),
+            "stu-5": ("r3c1", (CA, FM), "g1"), "stu-6": ("r3c2", (CA, FM), "g2"),
+            "stu-7": ("r4c1", (), "")}  # no consent: dropped at ingest
 NAMES = list(STUDENTS)
 
 
@@ -73,31 +80,31 @@ def settings(settings: Settings) -> Settings:
         signal_attendance_below=0.5, signal_alerts_per_class_per_hour=4)
 
 
-def frame(session: str, second: int, present: list[str], disengaged: frozenset[str] = frozenset(),
-          expected: int = 8) -> AdmittedFrame:
-    """One classroom-second as ingest admits it (pseudonyms, consent marks)."""
+def frame(session: str, second: int, present: list[str],
+          disengaged: frozenset[str] = frozenset(), expected: int = 8) -> SignalFrame:
+    """One classroom-second as the room camera reports it."""
     seats = []
     for name in present:
-        seat, individual, group = STUDENTS[name]
         engaged = name not in disengaged
-        seats.append(AdmittedSeat(seat=SeatSignal(
-            seat_id=seat, occupied=True, subject_ref=name, face_forward=engaged,
+        seats.append(SeatSignal(
+            seat_id=STUDENTS[name][0], occupied=True, subject_ref=name, face_forward=engaged,
             head_down=not engaged, hand_raised=engaged and second % 3 == 0,
-            posture=Posture.POSTURE_UPRIGHT if engaged else Posture.POSTURE_SLOUCHED),
-            individual=individual, group=group))
-    f = AdmittedFrame(tenant_id=TENANT, classroom_id=CLASSROOM, session_id=session,
-                      device_id="cam-1", seats=seats, expected_students=expected,
-                      term="2026-09-01", audio_level=0.3, signals=SEAT_SIGNALS * len(seats))
+            posture=Posture.POSTURE_UPRIGHT if engaged else Posture.POSTURE_SLOUCHED))
+    f = SignalFrame(tenant_id=TENANT, classroom_id=CLASSROOM, session_id=session,
+                    device_id="cam-1", seats=seats, expected_students=expected)
     f.observed_at.FromSeconds(T0 + second)
     return f
 
 
-#: seconds -> who is there: 4 students, then 2 (below k), then 4 with the first disengaged
-FIRST = [(s, NAMES[:4], frozenset()) for s in range(4)] + \
+#: seconds -> who is there: 4 consenting students and the one without consent, then 2
+#: (below k), then the 4 with the first one disengaged
+FIRST = [(s, NAMES[:4] + ["stu-7"], frozenset()) for s in range(4)] + \
     [(s, NAMES[2:4], frozenset()) for s in range(4, 8)] + \
     [(s, NAMES[:4], frozenset(NAMES[:1])) for s in range(8, 16)]
-#: the students present in each 2 s tumbling window of the first session
+#: the consenting students present in each 2 s tumbling window of the first session
 PRESENT = [4, 4, 2, 2, 4, 4, 4, 4]
+#: the signals dropped for want of consent in each window: stu-7's seat, 2 seconds
+DROPPED = [2 * SIGNALS_PER_SEAT, 2 * SIGNALS_PER_SEAT, 0, 0, 0, 0, 0, 0]
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,7 @@ class Derived:
     windows: list[asyncpg.Record]      # the first session's tumbling windows, as stored
     alerts: list[asyncpg.Record]       # its alerts
     groups: list[asyncpg.Record]       # fairness counts per model version and group
+    pseudonyms: set[str]               # every pseudonym the decision service stored
 
 
 async def _rows(conn: asyncpg.Connection, sql: str, *args: Any, count: int
@@ -113,16 +121,32 @@ async def _rows(conn: asyncpg.Connection, sql: str, *args: Any, count: int
     return rows if len(rows) >= count else None
 
 
+async def give_consents(settings: Settings) -> None:
+    channel = create_channel(f"127.0.0.1:{settings.ingest_grpc_port}", OPS_KEY)
+    consent = ConsentServiceStub(channel)
+    try:
+        for name, (_, purposes, group) in STUDENTS.items():
+            for purpose in purposes:
+                await consent.SetConsent(SetConsentRequest(
+                    tenant_id=TENANT, subject_ref=name, purpose=purpose, granted=True,
+                    guardian_ref=f"guardian-of-{name}", group=group if purpose == FM else ""))
+    finally:
+        await channel.close()
+    # every ingest replica reloads consents every signal_consent_refresh_s
+    await asyncio.sleep(3 * settings.signal_consent_refresh_s + 1)
+
+
 @pytest.fixture(scope="module")
 async def derived(settings: Settings) -> AsyncIterator[Derived]:
+    await give_consents(settings)
     producer = Producer(settings)
     await producer.start()
     try:
         frames = [frame("mon-1", s, present, off) for s, present, off in FIRST]
         # the second session, a minute later: 6 of 8 students, engaged
-        frames += [frame("mon-2", 60 + s, NAMES) for s in range(6)]
+        frames += [frame("mon-2", 60 + s, NAMES[:6]) for s in range(6)]
         for f in frames:
-            await producer.send(SIGNALS_ADMITTED, f.classroom_id, f)
+            await producer.send(CLASSROOM_SIGNALS, f.classroom_id, f)
     finally:
         await producer.stop()
     conn = await connect(settings)
@@ -142,7 +166,10 @@ async def derived(settings: Settings) -> AsyncIterator[Derived]:
         await asyncio.sleep(2)  # nothing more comes (the sessions are closed by now)
         groups = await conn.fetch("SELECT * FROM engagement_group_counts WHERE tenant_id = $1 "
                                   "ORDER BY model_version, group_name", TENANT)
-        yield Derived(windows, alerts, groups)
+        pseudonyms = {r["subject"] for r in await conn.fetch(
+            "SELECT subject FROM engagement_subject_windows WHERE tenant_id = $1 UNION "
+            "SELECT subject FROM engagement_alerts WHERE tenant_id = $1", TENANT) if r["subject"]}
+        yield Derived(windows, alerts, groups, pseudonyms)
     finally:
         await conn.close()
 
@@ -150,6 +177,20 @@ async def derived(settings: Settings) -> AsyncIterator[Derived]:
 def pct(value: float) -> str:
     """As the page writes a share (analytics.js: one decimal)."""
     return f"{value * 100:.1f}%"
+
+
+async def tab_to(page: Page, selector: str, presses: int = 60) -> None:
+    """Press Tab until ``selector`` has the focus (keyboard only); the focus must be visible."""
+    target = page.locator(selector)
+    for _ in range(presses):
+        await page.keyboard.press("Tab")
+        if await target.evaluate("node => node === document.activeElement"):
+            outline = await target.evaluate(
+                "node => { const s = getComputedStyle(node); "
+                "return [s.outlineStyle, parseFloat(s.outlineWidth)]; }")
+            assert outline[0] != "none" and outline[1] >= 2, f"no visible focus: {outline}"
+            return
+    raise AssertionError(f"Tab never reached {selector}")
 
 
 async def check_wcag(page: Page, view: str) -> None:
@@ -164,6 +205,9 @@ async def test_the_page_plots_the_sessions_derived_data(settings: Settings, deri
     windows = derived.windows
     assert [w["students"] for w in windows] == PRESENT  # the data is what was sent
     assert [w["suppressed"] for w in windows] == [n < K for n in PRESENT]
+    assert [w["dropped_no_consent"] for w in windows] == DROPPED
+    # per-student rows of the two students with individual-support consent only
+    assert len(derived.pseudonyms) == 2
     page = await browser.new_page(viewport={"width": 1400, "height": 1000})  # type: ignore
     expect.set_options(timeout=30_000)
     try:
@@ -188,7 +232,9 @@ async def test_the_page_plots_the_sessions_derived_data(settings: Settings, deri
         await check_wcag(page, "sessions")
         await page.screenshot(path=str(artifact("analytics-sessions.png")), full_page=True)
 
-        await page.click('#sessions tr[data-session="mon-1"] button')
+        # keyboard only: Tab to the session's Show button, Enter
+        await tab_to(page, '#sessions tr[data-session="mon-1"] button')
+        await page.keyboard.press("Enter")
         await expect(page.locator("#se-id")).to_have_text("mon-1")
         await expect(page.locator("#h-session")).to_be_focused()
         await expect(page.locator("#se-k")).to_have_text(f"{K} students")
@@ -222,7 +268,7 @@ async def test_the_page_plots_the_sessions_derived_data(settings: Settings, deri
                 f"{stored['attendance']} of {stored['expected_students']}",
                 str(stored["signals"]), str(stored["late_signals"]),
                 str(stored["duplicate_signals"]), str(stored["dropped_no_consent"])], cells
-            assert stored["signals"] == WINDOW_S * stored["students"] * SEAT_SIGNALS
+            assert stored["signals"] == WINDOW_S * stored["students"] * SIGNALS_PER_SEAT
             if stored["suppressed"]:
                 assert cells[9] == ""  # no drivers for a withheld window
             else:
@@ -249,7 +295,7 @@ async def test_the_page_plots_the_sessions_derived_data(settings: Settings, deri
         await expect(page.locator('#alerts tr[data-kind="ATTENDANCE_ANOMALY"] td').nth(3)
                      ).to_have_text(pct(2 / 8))
         html = await page.content()
-        assert not any(name in html for name in STUDENTS)
+        assert not any(name in html for name in [*STUDENTS, *derived.pseudonyms])
         await check_wcag(page, "session")
         await page.screenshot(path=str(artifact("analytics-session.png")), full_page=True)
 
@@ -282,10 +328,12 @@ async def test_the_page_plots_the_sessions_derived_data(settings: Settings, deri
         await page.close()
 
 
-async def test_the_sessions_alerts_wait_for_a_check_in(settings: Settings,
-                                                       derived: Derived) -> None:
+async def test_the_sessions_alerts_wait_for_a_check_in(settings: Settings, derived: Derived,
+                                                       browser: object) -> None:
     """Raised by the engagement processor, submitted to intake, decided by the pack: each
-    alert is a review item in its queue."""
+    alert is a review item in its queue. A counsellor opens the disengagement alert in the
+    review console (the pseudonym withheld), checks in and approves: the check-in is recorded
+    in the analytics system."""
     channel = create_channel(f"127.0.0.1:{settings.review_grpc_port}", OPS_KEY)
     review = ReviewServiceStub(channel)
     wanted = {a["alert_id"]: ("counsellors" if a["subject"] else "teachers")
@@ -306,12 +354,53 @@ async def test_the_sessions_alerts_wait_for_a_check_in(settings: Settings,
                    else "attendance_anomaly") for alert_id, queue in wanted.items()}
     for esc in found.values():
         explanation = esc.proposed_decision.explanation
-        assert not any(name in explanation for name in STUDENTS), explanation
+        assert not any(name in explanation for name in [*STUDENTS, *derived.pseudonyms]), \
+            explanation
         assert "Drivers (feature, value, contribution): [" in explanation, explanation
         if esc.queue == "counsellors":
             assert explanation.startswith(
                 f"Check in with the student in seat r1c1 of class {CLASSROOM} (session mon-1"
             ), explanation
+    checkin = next(esc for esc in found.values() if esc.queue == "counsellors")
+
+    page = await browser.new_page(viewport={"width": 1280, "height": 1000})  # type: ignore
+    expect.set_options(timeout=30_000)
+    try:
+        await page.goto(f"http://127.0.0.1:{settings.review_web_port}/")
+        await page.fill("#api-key", "rev")
+        await page.click("#login-form button[type=submit]")
+        await expect(page.locator("#who")).to_contain_text("key-2")
+        await page.fill("#f-queue", "counsellors")
+        await page.press("#f-queue", "Enter")
+        row = page.locator(f'#queue tr[data-task-id="{checkin.task_id}"]')
+        await row.click()
+        await expect(page.locator("#i-task")).to_have_text(checkin.task_id)
+        await expect(page.locator("#i-queue")).to_have_text("counsellors")
+        await expect(page.locator("#i-explanation")).to_contain_text(
+            "Check in with the student in seat r1c1")
+        await expect(page.locator('#i-fields tr[data-field="seat"]')).to_contain_text("r1c1")
+        html = await page.content()
+        assert not any(name in html for name in [*STUDENTS, *derived.pseudonyms])
+        await page.screenshot(path=str(artifact("analytics-checkin-review.png")),
+                              full_page=True)
+        await page.keyboard.press("c")
+        await expect(page.locator("#status")).to_have_text("Claimed by key-2.")
+        await page.keyboard.press("a")
+        await expect(page.locator("#status")).to_contain_text("Approved: decision")
+    finally:
+        await page.close()
+
+    conn = await connect(settings)
+    try:
+        effect = await eventually(lambda: conn.fetchrow(
+            f'SELECT system, collection, body FROM "{settings.postgres_schema}_downstream".'
+            "effects WHERE task_id = $1", checkin.task_id), "the recorded check-in", WAIT_S, 0.5)
+    finally:
+        await conn.close()
+    body = json.loads(effect["body"]) if isinstance(effect["body"], str) else effect["body"]
+    assert (effect["system"], effect["collection"]) == ("analytics", "checkins")
+    assert body["alert_id"] == checkin.task.idempotency_key and body["checked_in"] is True
+    assert not any(name in json.dumps(body) for name in [*STUDENTS, *derived.pseudonyms])
 
 
 async def call(settings: Settings, path: str, key: str) -> tuple[int, dict[str, Any]]:
@@ -328,7 +417,8 @@ async def test_auditors_read_and_reviewers_are_refused(settings: Settings,
     status, body = await call(
         settings, f"/api/analytics/engagement?classroom={CLASSROOM}&session=mon-1", "aud")
     assert status == 200 and len(body["windows"]) == len(PRESENT)
-    assert not any(name in json.dumps(body) for name in STUDENTS)  # no pseudonym
+    # neither a student's reference nor a pseudonym
+    assert not any(name in json.dumps(body) for name in [*STUDENTS, *derived.pseudonyms])
     status, body = await call(settings, "/api/analytics/sessions", "rev")
     assert status == 403 and "reviewer" in body["detail"], body
     status, body = await call(settings, "/api/analytics/engagement?classroom=x", "aud")

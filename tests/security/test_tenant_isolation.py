@@ -30,12 +30,15 @@ from switchyard.v1 import (
     CancelTaskRequest,
     ClaimRequest,
     CompleteWaitRequest,
+    ConsentPurpose,
+    ConsentServiceStub,
     DeadLetterServiceStub,
     DecideRequest,
     DecisionServiceStub,
     DeleteWebhookRequest,
     DeleteWebhookSourceRequest,
     Document,
+    EraseSubjectRequest,
     ExecutorAdminServiceStub,
     ExecutorServiceStub,
     GetDeadLetterRequest,
@@ -47,6 +50,7 @@ from switchyard.v1 import (
     GetTenantSettingsRequest,
     IngestServiceStub,
     ListBreakersRequest,
+    ListConsentsRequest,
     ListDeadLettersRequest,
     ListPacksRequest,
     ListQueueRequest,
@@ -69,6 +73,7 @@ from switchyard.v1 import (
     ReviewServiceStub,
     ReviewVerdict,
     Submission,
+    SetConsentRequest,
     SubmitTaskRequest,
     SubmitTasksRequest,
     SubmitVerdictRequest,
@@ -78,6 +83,7 @@ from switchyard.v1 import (
     Verdict,
     WatchTaskRequest,
     WatchTenantRequest,
+    consent_service_pb2,
     dead_letter_service_pb2,
     WebhookFieldMapping,
     decision_service_pb2,
@@ -221,7 +227,8 @@ def every_rpc() -> set[str]:
     """Every RPC the four services define, from their descriptors."""
     return {f"{service.full_name}/{method.name}"
             for module in (ingest_service_pb2, review_service_pb2, decision_service_pb2,
-                           executor_service_pb2, pack_service_pb2, dead_letter_service_pb2)
+                           executor_service_pb2, pack_service_pb2, dead_letter_service_pb2,
+                           consent_service_pb2)
             for service in module.DESCRIPTOR.services_by_name.values()
             for method in service.methods}
 
@@ -251,7 +258,13 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
     globex_letters_channel = create_channel(f"127.0.0.1:{settings.ingest_grpc_port}",
                                             api_key="globex-admin")
     globex_letters = DeadLetterServiceStub(globex_letters_channel)
+    consents = ConsentServiceStub(letters_channel)   # acme's admin on ConsentService
+    globex_consents = ConsentServiceStub(globex_letters_channel)
     try:
+        # a consent of globex's, which acme's admin must neither see, change nor erase
+        await globex_consents.SetConsent(SetConsentRequest(
+            subject_ref="globex-student-1", granted=True,
+            purpose=ConsentPurpose.CONSENT_PURPOSE_CLASS_ANALYTICS))
         # a record of globex's that ingest dead-letters, which acme's admin must not see
         marker = uuid.uuid4().hex.encode()
         producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
@@ -378,6 +391,16 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
                 GetDeadLetterRequest(dead_letter_id=letter_id)), grpc.StatusCode.NOT_FOUND),
             "DeadLetterService/ReplayDeadLetter": (lambda: letters.ReplayDeadLetter(
                 ReplayDeadLetterRequest(dead_letter_id=letter_id)), grpc.StatusCode.NOT_FOUND),
+            # consents: a tenant's admin manages its own tenant's only
+            "ConsentService/SetConsent": (lambda: consents.SetConsent(SetConsentRequest(
+                tenant_id="globex", subject_ref="globex-student-1", granted=False,
+                purpose=ConsentPurpose.CONSENT_PURPOSE_CLASS_ANALYTICS)),
+                grpc.StatusCode.PERMISSION_DENIED),
+            "ConsentService/ListConsents": (lambda: consents.ListConsents(ListConsentsRequest(
+                tenant_id="globex")), grpc.StatusCode.PERMISSION_DENIED),
+            "ConsentService/EraseSubject": (lambda: consents.EraseSubject(EraseSubjectRequest(
+                tenant_id="globex", subject_ref="globex-student-1")),
+                grpc.StatusCode.PERMISSION_DENIED),
         }
         got = {rpc: await code_of(call) for rpc, (call, _) in expected.items()}
         assert got == {rpc: code for rpc, (_, code) in expected.items()}
@@ -428,6 +451,11 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
             ListWebhookDeliveriesRequest(page_size=500))).deliveries}
         assert letter_id not in {r.letter.dead_letter_id for r in (
             await letters.ListDeadLetters(ListDeadLettersRequest(page_size=500))).dead_letters}
+        # acme's own consents hold nothing of globex's, and globex's consent is unchanged
+        assert "globex-student-1" not in {c.subject_ref for c in (
+            await consents.ListConsents(ListConsentsRequest(page_size=500))).consents}
+        assert [c.granted for c in (await globex_consents.ListConsents(ListConsentsRequest(
+            subject_ref="globex-student-1"))).consents] == [True]
         covered = {*expected, "IngestService/SubmitTasks", "IngestService/DeleteWebhook",
                    "IngestService/DeleteWebhookSource",
                    "ReviewService/ListQueue", "PackService/ValidatePack"}

@@ -26,8 +26,9 @@ from confluent_kafka import Producer
 
 from services.ingest.signals import pseudonym
 from switchyard import Settings
+from switchyard._crypto import is_encrypted
 from switchyard._grpc import create_channel, field_violations
-from switchyard._payloads import TERM_KEY, codec_for
+from switchyard._payloads import TASK_ENVELOPE, TERM_KEY, codec_for
 from switchyard._serde import encode
 from switchyard._topics import CLASSROOM_SIGNALS, DEAD_LETTER, INTAKE, SIGNALS_ADMITTED, \
     SUBJECT_ERASURES
@@ -38,10 +39,12 @@ from switchyard.v1 import (
     DeadLetter,
     EraseSubjectRequest,
     ListConsentsRequest,
+    ListTasksRequest,
     SeatSignal,
     SetConsentRequest,
     SignalFrame,
     SubjectErasure,
+    TaskEnvelope,
 )
 from tests.cli.helpers import switchyard
 from tests.ingest.helpers import read_topic
@@ -130,14 +133,15 @@ async def term_key(db: asyncpg.Connection, settings: Settings, term: str) -> byt
     row = await db.fetchrow("SELECT key_id, key FROM signal_term_keys WHERE tenant_id = 'acme' "
                             "AND term = $1", term)
     assert row is not None, f"no key for term {term}"
-    assert b"signals" not in bytes(row["key"])[:4]  # sealed, not the raw key
+    assert is_encrypted(bytes(row["key"]))  # sealed, never the raw key
     return codec_for(settings).open(row["key_id"], row["key"], TERM_KEY)
 
 
 def metric(settings: Settings, name: str, labels: str) -> float:
     text = urllib.request.urlopen(
         f"http://127.0.0.1:{settings.ingest_metrics_port}/metrics", timeout=10).read().decode()
-    match = re.search(rf"^{name}\{{{labels}\}} (\S+)$", text, re.M)
+    series = f"{name}{{{labels}}}" if labels else name
+    match = re.search(rf"^{re.escape(series)} (\S+)$", text, re.M)
     return float(match.group(1)) if match else 0.0
 
 
@@ -231,6 +235,9 @@ async def test_bad_frames_are_dead_lettered_and_the_rest_of_the_batch_admitted(
     await asyncio.sleep(REFRESH_S * 3)
     session = f"mixed-{uuid.uuid4().hex[:6]}"
     at = datetime(2026, 9, 20, 10, tzinfo=UTC)
+    refused_before = metric(settings, "switchyard_signals_frames_total",
+                            'outcome="dead_lettered"')
+    admitted_before = metric(settings, "switchyard_signals_frames_total", 'outcome="admitted"')
     good = [frame(session, at + timedelta(seconds=i), [("D1", "stu-4001")]) for i in range(4)]
     duplicate = frame(session, at, [("D1", "stu-4001"), ("D1", "stu-4001")])
     future = frame(session, datetime.now(UTC) + timedelta(hours=1), [("D1", "stu-4001")])
@@ -274,9 +281,22 @@ async def test_bad_frames_are_dead_lettered_and_the_rest_of_the_batch_admitted(
     assert "session_id" in found["missing_field"].reason
     assert "video" in found["unknown_field"].reason
 
+    async def counted() -> bool:
+        return (metric(settings, "switchyard_signals_frames_total", 'outcome="dead_lettered"')
+                == refused_before + len(expected) and
+                metric(settings, "switchyard_signals_frames_total", 'outcome="admitted"')
+                == admitted_before + 4)
+
+    await eventually(counted, "the frames counted by outcome", timeout_s=20)
+    assert metric(settings, "switchyard_dead_letters_total",
+                  f'reason_code="duplicate_seat_id",service="ingest",'
+                  f'source_topic="{CLASSROOM_SIGNALS.full_name(settings)}"') >= 1
+    assert metric(settings, "switchyard_signals_consent_age_seconds", "") < REFRESH_S * 10
+
 
 async def test_erasure_publishes_the_event_removes_consents_and_alert_tasks(
-        producer: Producer, settings: Settings, consent: Any, db: asyncpg.Connection) -> None:
+        producer: Producer, settings: Settings, consent: Any, db: asyncpg.Connection,
+        ingest: Any) -> None:
     await grant(consent, "stu-9001", CA, IS)
     await asyncio.sleep(REFRESH_S * 3)
     session = f"erase-{uuid.uuid4().hex[:6]}"
@@ -328,6 +348,20 @@ async def test_erasure_publishes_the_event_removes_consents_and_alert_tasks(
     assert rows is not None
     assert rows[alerts["ours"]]["purged_at"] is not None
     assert rows[alerts["other"]]["purged_at"] is None
+    # the purged task keeps no trace of the pseudonym: not in its metadata, not findable
+    envelope = TaskEnvelope.FromString(codec_for(settings).open(
+        rows[alerts["ours"]]["task_id"], await db.fetchval(
+            "SELECT envelope FROM tasks WHERE task_id = $1", rows[alerts["ours"]]["task_id"]),
+        TASK_ENVELOPE))
+    assert "subject" not in envelope.metadata and envelope.metadata["classroom"] == "room-7"
+    assert envelope.document.body == b""
+    found = await ingest.ListTasks(ListTasksRequest(metadata={"subject": pseudonyms[0]}),
+                                   metadata=as_key("acme-audit"))
+    assert list(found.tasks) == []
+    recorded = await db.fetchrow("SELECT * FROM signal_erasures WHERE erasure_id = $1",
+                                 uuid.UUID(erased["erasure_id"]))
+    assert (recorded["tenant_id"], recorded["consents_removed"], recorded["tasks_purged"],
+            recorded["pseudonyms"]) == ("acme", 2, 1, len(keys))
     entry = await db.fetchrow("SELECT actor, detail FROM audit_log WHERE tenant_id = 'acme' "
                               "AND action = 'subject.erased' ORDER BY seq DESC LIMIT 1")
     detail = json.loads(entry["detail"])
@@ -366,7 +400,8 @@ async def test_consent_commands_round_trip_with_roles_and_tenants(
     assert rows["class_analytics"]["updated_by"] == key_id("acme-admin")
     # sealed at rest: the reference is in no column as plaintext
     raw = await db.fetch("SELECT subject_ref, subject_hash, guardian_ref FROM signal_consents")
-    assert raw and all(b"stu-5001" not in bytes(r["subject_ref"]) and
+    assert raw and all(is_encrypted(bytes(r["subject_ref"])) and
+                       b"stu-5001" not in bytes(r["subject_ref"]) and
                        "stu-5001" not in r["subject_hash"] for r in raw)
     revoked = switchyard(settings, "consent", "revoke", "stu-5001", "class_analytics",
                          "--api-key", "acme-admin")

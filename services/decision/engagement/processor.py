@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from prometheus_client import Counter, Gauge
+from tritonclient.utils import InferenceServerException
 
 from services.decision.engagement.alerts import (
     Alert,
@@ -67,6 +68,8 @@ PARITY = Gauge("switchyard_engagement_parity_difference",
                ["model_version"])
 #: How long to wait before asking Triton again when the engagement model cannot answer.
 SCORE_RETRY_S = 2.0
+#: How often the served engagement model's config (its version) is read again.
+MODEL_REFRESH_S = 60.0
 DRIVERS_SHOWN = 3
 
 
@@ -137,6 +140,7 @@ class EngagementProcessor:
                  scorer: ScorerClient, weights: DriverWeights | None = None) -> None:
         self.settings = settings
         self.weights = weights or DriverWeights.from_repository(settings.model_repository)
+        self._metadata_at = 0.0
         self.pool = pool
         self.producer = producer
         self.scorer = scorer
@@ -240,7 +244,8 @@ class EngagementProcessor:
         probabilities: list[float] = []
         while rows:
             try:
-                probabilities = [p.confidence for p in await self.scorer.predict(rows)]
+                await self._refresh_model()
+                probabilities = await self._predict(rows)
                 break
             except ModelUnavailable as exc:
                 log.warning("engagement model unavailable (%s); %d windows wait", exc,
@@ -252,6 +257,31 @@ class EngagementProcessor:
                               probabilities[at:at + len(vectors)]))
             at += len(vectors)
         return out
+
+    async def _predict(self, rows: list[list[float]]) -> list[float]:
+        """One request, or (above the model's max_batch_size) one request per chunk, sent
+        together."""
+        limit = int(self.scorer.config.get("max_batch_size") or 0) or len(rows)
+        chunks = [rows[i:i + limit] for i in range(0, len(rows), limit)]
+        answers = await asyncio.gather(*(self.scorer.predict(chunk) for chunk in chunks))
+        return [p.confidence for answer in answers for p in answer]
+
+    async def _refresh_model(self) -> None:
+        """Re-read the served model's config now and then: a promoted version (Triton serves
+        the newest) brings its own model_version and weights (the drivers)."""
+        now = time.monotonic()
+        if self._metadata_at and now - self._metadata_at < MODEL_REFRESH_S:
+            return
+        before = self.scorer.version if self._metadata_at else None
+        try:
+            await asyncio.wait_for(self.scorer.load_metadata(),
+                                   self.settings.triton_timeout_s + 1)
+        except (InferenceServerException, asyncio.TimeoutError, OSError, KeyError) as exc:
+            raise ModelUnavailable(f"engagement: no config ({exc!r})") from None
+        self._metadata_at = now
+        if before is not None and self.scorer.version != before:
+            log.info("engagement model %s -> %s", before, self.scorer.version)
+            self.weights = DriverWeights.from_repository(self.settings.model_repository)
 
     @property
     def model_version(self) -> str:

@@ -27,13 +27,11 @@ from dataclasses import dataclass, field
 import faust
 
 from services.decision.engagement.features import SubjectWindow
+from switchyard.signals import SIGNALS_PER_SEAT
 from switchyard.v1 import AdmittedFrame, WindowKind
 
 TUMBLING = WindowKind.WINDOW_KIND_TUMBLING
 HOPPING = WindowKind.WINDOW_KIND_HOPPING
-#: Signals one seated second of one student carries (occupied, face_forward, hand_raised,
-#: posture, head_down): what a duplicate second of a student is counted as.
-SEAT_SIGNALS = 5
 
 SessionKey = tuple[str, str, str]  # tenant, classroom, session
 
@@ -164,8 +162,8 @@ class ClassWindow:
             subject.seat_id = seat_id
             if not subject.add(frame.second, face, hand, posture, head):
                 # another device saw the same student in the same second: counted once
-                self.signals -= SEAT_SIGNALS
-                self.duplicates += SEAT_SIGNALS
+                self.signals -= SIGNALS_PER_SEAT
+                self.duplicates += SIGNALS_PER_SEAT
             present.add(subject_ref)
             self.individual[subject_ref] = individual
             if group:
@@ -177,8 +175,18 @@ class ClassWindow:
             subject.checked_in = True
             present.add(pseudonym)
 
+    @property
+    def observed_seconds(self) -> int:
+        """Distinct seconds the class was observed in this window (by any device)."""
+        return len({second for _, second in self.frames})
+
     def scored_subjects(self) -> list[tuple[str, SubjectWindow]]:
-        """The students the model scores, in a stable order."""
+        """The students the model scores, in a stable order. Their window length becomes the
+        seconds the class was observed: a window reaching before the lesson began (a hopping
+        window at its start) or past its end does not make every student look absent."""
+        observed = self.observed_seconds
+        for subject in self.subjects.values():
+            subject.window_seconds = max(observed, 1)
         return sorted(self.subjects.items())
 
 
@@ -309,5 +317,5 @@ class SessionWindows:
             del self.sessions[key]
 
 
-__all__ = ["HOPPING", "SEAT_SIGNALS", "TUMBLING", "ClassWindow", "FrameView", "Mark", "SessionKey",
+__all__ = ["HOPPING", "TUMBLING", "ClassWindow", "FrameView", "Mark", "SessionKey",
            "SessionState", "SessionWindows", "WindowShape"]

@@ -3,7 +3,9 @@ cases, fairness per group) and package it for Triton, in numpy.
 
 Features: :meth:`SubjectWindow.from_counts(row["counts"]).vector(row["audio_level"])` -- the
 same code the engagement processor scores with (``FEATURE_NAMES`` order). Model: L2 logistic
-regression (Newton/IRLS) on standardized features, Platt-scaled on the validation split;
+regression (Newton/IRLS) on standardized features, ``slouched_share`` given no weight and a
+demographic-parity penalty on the training logits (the group is a training input only; see
+:func:`fit`), Platt-scaled on the validation split;
 ``P_ENGAGED = sigmoid(a * ((x - mean) / scale . coef + intercept) + b)``, computed by
 :func:`p_engaged` here and by the same expression in ``models/repository/engagement/1/model.py``
 (``tests/models_engagement`` holds them to 1e-5 apart through a real Triton).

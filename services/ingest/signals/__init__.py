@@ -28,7 +28,6 @@ from services.ingest.signals.frames import (
     check_frame,
     frame_from_json,
     parse_frame,
-    signal_count,
 )
 from services.ingest.signals.processor import SignalProcessor
 from services.ingest.signals.pseudonyms import (
@@ -51,4 +50,4 @@ __all__ = ["ALERT_SUBJECT_KEY", "CONSENT_POLICY", "CONSENT_SERVICE_NAME", "MAX_C
            "StudentConsent", "TermKeys", "admit", "check_frame", "erase_subject",
            "frame_from_json", "list_consents", "parse_frame", "parse_term_starts",
            "pseudonym", "pseudonymiser", "register", "set_consent", "set_consent_problems",
-           "signal_count", "subject_hash", "term_of"]
+           "subject_hash", "term_of"]

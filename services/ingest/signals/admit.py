@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from services.ingest.signals.consent import StudentConsent
-from services.ingest.signals.frames import SIGNALS_PER_SEAT, signal_count
+from switchyard.signals import SIGNALS_PER_SEAT, count_signals
 from switchyard.v1 import AdmittedFrame, AdmittedSeat, SignalFrame
 
 __all__ = ["Admission", "ConsentLookup", "admit"]
@@ -44,7 +44,7 @@ def admit(frame: SignalFrame, consents: ConsentLookup, pseudonymise: Callable[[s
     out = AdmittedFrame(tenant_id=tenant, classroom_id=frame.classroom_id,
                         session_id=frame.session_id, device_id=frame.device_id,
                         expected_students=frame.expected_students, term=term,
-                        signals=signal_count(frame))
+                        signals=count_signals(frame))
     out.observed_at.CopyFrom(frame.observed_at)
     if frame.HasField("audio_level"):
         out.audio_level = frame.audio_level

@@ -4,7 +4,7 @@ One transaction: the student's pseudonym under every term key the tenant has, th
 student's consents deleted, the tenant's alert tasks about one of those pseudonyms purged
 (tasks the decision service submits on the intake topic carry ``metadata.subject`` = the
 pseudonym; they are found through ListTasks' keyed metadata hashes and stripped the way
-``switchyard purge`` strips a task), a ``signal_erasures`` row, an audit entry (counts and a
+``switchyard purge`` strips a task, and lose the ``subject`` entry and its hash as well), a ``signal_erasures`` row, an audit entry (counts and a
 keyed hash of the reference, never the reference), and a :class:`SubjectErasure` on
 ``subject-erasures`` so the other services remove what they hold. The event is published
 before the commit: if the commit then fails the request fails, and repeating it publishes
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -24,11 +25,11 @@ from services.ingest.signals.consent import subject_hash
 from services.ingest.signals.pseudonyms import TermKeys, pseudonym
 from switchyard._audit import append as audit_append
 from switchyard._kafka import TENANT_HEADER, Producer
-from switchyard._payloads import PayloadCodec
+from switchyard._payloads import TASK_ENVELOPE, PayloadCodec
 from switchyard._retention import delete_blobs, strip_tasks
 from switchyard._topics import SUBJECT_ERASURES
 from switchyard.documents import BlobStore
-from switchyard.v1 import SubjectErasure
+from switchyard.v1 import SubjectErasure, TaskEnvelope
 
 __all__ = ["ALERT_SUBJECT_KEY", "Erased", "erase_subject"]
 
@@ -42,6 +43,25 @@ class Erased:
     pseudonyms: list[str]
     consents_removed: int
     tasks_purged: int
+
+
+async def _forget_subject(conn: asyncpg.Connection, codec: PayloadCodec, task_ids: list[Any],
+                          hashes: list[str]) -> None:
+    """Purge keeps a task's metadata (redacted) and its keyed hashes; an erasure also removes
+    the pseudonym: the ``subject`` entry of the envelope and its hash."""
+    rows = await conn.fetch("SELECT task_id, envelope FROM tasks WHERE task_id = ANY($1::uuid[])",
+                            task_ids)
+    updates = []
+    for row in rows:
+        envelope = TaskEnvelope.FromString(codec.open(row["task_id"], row["envelope"],
+                                                      TASK_ENVELOPE))
+        envelope.metadata.pop(ALERT_SUBJECT_KEY, None)
+        updates.append((row["task_id"], codec.seal(row["task_id"],
+                                                   envelope.SerializeToString(), TASK_ENVELOPE)))
+    await conn.executemany("UPDATE tasks SET envelope = $2 WHERE task_id = $1", updates)
+    await conn.execute(
+        "UPDATE tasks SET metadata_hashes = ARRAY(SELECT h FROM unnest(metadata_hashes) h "
+        "WHERE h <> ALL($2::text[])) WHERE task_id = ANY($1::uuid[])", task_ids, hashes)
 
 
 async def erase_subject(pool: asyncpg.Pool, producer: Producer, codec: PayloadCodec,
@@ -65,6 +85,7 @@ async def erase_subject(pool: asyncpg.Pool, producer: Producer, codec: PayloadCo
             "SELECT task_id FROM tasks WHERE tenant_id = $1 AND metadata_hashes && $2::text[]",
             tenant_id, wanted)] if wanted else []
         stripped = await strip_tasks(conn, codec, tenant_id, task_ids)
+        await _forget_subject(conn, codec, task_ids, wanted)
         await conn.execute(
             "INSERT INTO signal_erasures (erasure_id, tenant_id, subject_hash, pseudonyms, "
             "consents_removed, tasks_purged, requested_by) VALUES ($1,$2,$3,$4,$5,$6,$7)",

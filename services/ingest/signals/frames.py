@@ -35,8 +35,7 @@ from switchyard._submissions import tenant_problems
 from switchyard.v1 import CheckIn, CheckInSource, Posture, SeatSignal, SignalFrame
 
 __all__ = ["MAX_FRAME_BYTES", "MAX_ID_CHARS", "MAX_SEATS", "MAX_CHECK_INS", "REASON_CODES",
-           "SIGNALS_PER_SEAT", "check_frame", "frame_from_json", "parse_frame",
-           "signal_count"]
+           "check_frame", "frame_from_json", "parse_frame"]
 
 #: A frame of 500 seats in JSON is about 100 KiB; anything past this is not a frame.
 MAX_FRAME_BYTES = 1024 * 1024
@@ -44,8 +43,6 @@ MAX_SEATS = 500
 MAX_CHECK_INS = 500
 #: Longest id (classroom, session, device, seat) and student reference.
 MAX_ID_CHARS = 128
-#: occupied, face_forward, hand_raised, posture, head_down.
-SIGNALS_PER_SEAT = 5
 
 #: Every reason code a frame may be refused with (docs/signals.md lists them).
 REASON_CODES = (
@@ -66,12 +63,6 @@ _REQUIRED_IDS = ("classroom_id", "session_id", "device_id")
 # Timestamp's range (0001-01-01 .. 9999-12-31), in seconds since the epoch.
 _MIN_SECONDS, _MAX_SECONDS = -62135596800, 253402300799
 
-
-def signal_count(frame: SignalFrame) -> int:
-    """The signals a frame carries: five per seat, one per check-in, one for the audio
-    level when the room has a microphone."""
-    return (SIGNALS_PER_SEAT * len(frame.seats) + len(frame.check_ins)
-            + (1 if frame.HasField("audio_level") else 0))
 
 
 def _shown(value: str) -> str:
