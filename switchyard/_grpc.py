@@ -86,6 +86,28 @@ async def abort_invalid(context: grpc.aio.ServicerContext,
     )
 
 
+async def request_tenant(requested: str, context: grpc.aio.ServicerContext, *,
+                         allow_all: bool = False) -> str:
+    """The tenant a request is about: the one it names, else the caller's own (an operator
+    key, tenant ``*``, must name one). ``*`` (every tenant) is accepted only where
+    ``allow_all`` and only from an operator. A malformed name is INVALID_ARGUMENT with the
+    field; another tenant than the caller's is PERMISSION_DENIED. The one tenant check every
+    servicer makes."""
+    from switchyard._submissions import tenant_problems  # noqa: PLC0415 - it imports us
+
+    principal = principal_var.get()
+    tenant = requested.strip() or ("" if principal.tenant_id == "*" else principal.tenant_id)
+    problems = [] if tenant == "*" else tenant_problems(tenant, "tenant_id")
+    if problems:
+        await abort_invalid(context, problems)
+    if not principal.may_access(tenant):
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                            f"credentials do not allow tenant {tenant!r}")
+    if tenant == "*" and not allow_all:
+        await abort_invalid(context, [FieldViolation("tenant_id", "one tenant, not '*'")])
+    return tenant
+
+
 #: What a client is told to wait when a dependency (PostgreSQL, the broker) is restarting.
 DEPENDENCY_RETRY_S = 1.0
 #: Trailing metadata with the wait in milliseconds, beside the ``RetryInfo`` detail.

@@ -38,7 +38,13 @@ from services.ingest.cancel import AlreadyFinished, Cancelled, Requested, cancel
 from services.ingest.feed import Cursor, StatusFeed
 from services.ingest.publisher import Item, OnCreated, Publisher
 from switchyard._auth import IntakeSigner, Role, principal_var
-from switchyard._grpc import FieldViolation, abort_invalid, abort_retry_later, status_details
+from switchyard._grpc import (
+    FieldViolation,
+    abort_invalid,
+    abort_retry_later,
+    request_tenant,
+    status_details,
+)
 from switchyard._kafka import Producer
 from switchyard._kpis import KpiExporter
 from switchyard._payloads import (
@@ -234,17 +240,6 @@ class IngestServicer(IngestServiceServicer):
         await abort_retry_later(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc),
                                 exc.retry_after_ms / 1000)
 
-    async def _tenant(self, tenant_id: str, context: grpc.aio.ServicerContext) -> str:
-        """The tenant a request is about: the one named, else the caller's own."""
-        principal = principal_var.get()
-        tenant = tenant_id.strip() or ("" if principal.tenant_id == "*" else principal.tenant_id)
-        if not tenant:
-            await abort_invalid(context, [FieldViolation("tenant_id", "required")])
-        if not principal.may_access(tenant):
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                f"credentials do not allow tenant {tenant!r}")
-        return tenant
-
     async def _visible_task(self, task_id: str, context: grpc.aio.ServicerContext
                             ) -> asyncpg.Record:
         if not task_id.strip():
@@ -407,7 +402,7 @@ class IngestServicer(IngestServiceServicer):
 
     async def ListTasks(self, request: ListTasksRequest,
                         context: grpc.aio.ServicerContext) -> ListTasksResponse:
-        tenant = await self._tenant(request.tenant_id, context)
+        tenant = await request_tenant(request.tenant_id, context)
         query = listing.parse(request, tenant)
         if isinstance(query, list):
             await abort_invalid(context, query)
@@ -510,7 +505,7 @@ class IngestServicer(IngestServiceServicer):
 
     async def WatchTenant(self, request: WatchTenantRequest, context: grpc.aio.ServicerContext
                           ) -> AsyncIterator[WatchTenantResponse]:
-        tenant = await self._tenant(request.tenant_id, context)
+        tenant = await request_tenant(request.tenant_id, context)
         after = None
         if request.cursor:
             try:
@@ -524,7 +519,7 @@ class IngestServicer(IngestServiceServicer):
 
     async def RegisterWebhook(self, request: RegisterWebhookRequest,
                               context: grpc.aio.ServicerContext) -> RegisterWebhookResponse:
-        tenant = await self._tenant(request.tenant_id, context)
+        tenant = await request_tenant(request.tenant_id, context)
         problems = []
         problem = webhooks.url_problem(request.url.strip(), self.settings.webhook_allowed_hosts)
         if not request.url.strip():
@@ -547,15 +542,9 @@ class IngestServicer(IngestServiceServicer):
             return DeleteWebhookResponse(deleted=False)
         return DeleteWebhookResponse(deleted=await webhooks.delete(self.pool, request.webhook_id))
 
-    async def _operator_tenant(self, tenant_id: str, context: grpc.aio.ServicerContext) -> str:
-        if "\x00" in tenant_id:
-            await abort_invalid(context, [FieldViolation("tenant_id", "must not contain NUL "
-                                                                      "characters")])
-        return await self._tenant(tenant_id, context)
-
     async def ListWebhooks(self, request: ListWebhooksRequest,
                            context: grpc.aio.ServicerContext) -> ListWebhooksResponse:
-        tenant = await self._operator_tenant(request.tenant_id, context)
+        tenant = await request_tenant(request.tenant_id, context)
         return ListWebhooksResponse(webhooks=[
             Webhook(webhook_id=str(r["webhook_id"]), tenant_id=r["tenant_id"], url=r["url"],
                     created_at=timestamp(r["created_at"]), pending=r["pending"],
@@ -565,7 +554,7 @@ class IngestServicer(IngestServiceServicer):
     async def ListWebhookDeliveries(self, request: ListWebhookDeliveriesRequest,
                                     context: grpc.aio.ServicerContext
                                     ) -> ListWebhookDeliveriesResponse:
-        tenant = await self._operator_tenant(request.tenant_id, context)
+        tenant = await request_tenant(request.tenant_id, context)
         problems: list[FieldViolation] = []
 
         def checked(parse: Any) -> Any:
@@ -594,7 +583,7 @@ class IngestServicer(IngestServiceServicer):
     async def RedeliverWebhooks(self, request: RedeliverWebhooksRequest,
                                 context: grpc.aio.ServicerContext
                                 ) -> RedeliverWebhooksResponse:
-        tenant = await self._operator_tenant(request.tenant_id, context)
+        tenant = await request_tenant(request.tenant_id, context)
         problems: list[FieldViolation] = []
         ids = []
         if bool(request.delivery_ids) == request.HasField("failed_since"):
@@ -631,7 +620,7 @@ class IngestServicer(IngestServiceServicer):
     async def RegisterWebhookSource(self, request: RegisterWebhookSourceRequest,
                                     context: grpc.aio.ServicerContext
                                     ) -> RegisterWebhookSourceResponse:
-        tenant = await self._tenant(request.tenant_id, context)
+        tenant = await request_tenant(request.tenant_id, context)
         problems = sources.registration_problems(request.name, request.mapping)
         if problems:
             await abort_invalid(context, problems)
@@ -642,7 +631,7 @@ class IngestServicer(IngestServiceServicer):
     async def ListWebhookSources(self, request: ListWebhookSourcesRequest,
                                  context: grpc.aio.ServicerContext
                                  ) -> ListWebhookSourcesResponse:
-        tenant = await self._tenant(request.tenant_id, context)
+        tenant = await request_tenant(request.tenant_id, context)
         return ListWebhookSourcesResponse(sources=await sources.list_sources(self.pool, tenant))
 
     async def DeleteWebhookSource(self, request: DeleteWebhookSourceRequest,

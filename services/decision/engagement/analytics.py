@@ -14,8 +14,8 @@ from typing import Any
 import asyncpg
 import grpc
 
-from switchyard._auth import Role, principal_var
-from switchyard._grpc import FieldViolation, abort_invalid
+from switchyard._auth import Role
+from switchyard._grpc import FieldViolation, abort_invalid, request_tenant
 from switchyard._settings import Settings
 from switchyard.v1 import (
     AnalyticsServiceServicer,
@@ -101,22 +101,9 @@ class AnalyticsServicer(AnalyticsServiceServicer):
         self.pool = pool
         self.settings = settings
 
-    async def _tenant(self, requested: str, context: grpc.aio.ServicerContext,
-                      allow_all: bool = False) -> str:
-        principal = principal_var.get()
-        tenant = requested.strip() or ("" if principal.tenant_id == "*" else principal.tenant_id)
-        if not tenant:
-            await abort_invalid(context, [FieldViolation("tenant_id", "required")])
-        if tenant == "*" and not allow_all:
-            await abort_invalid(context, [FieldViolation("tenant_id", "one tenant, not '*'")])
-        if not principal.may_access(tenant):
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                f"credentials do not allow tenant {tenant!r}")
-        return tenant
-
     async def ListSessions(self, request: ListSessionsRequest,
                            context: grpc.aio.ServicerContext) -> ListSessionsResponse:
-        tenant = await self._tenant(request.tenant_id, context)
+        tenant = await request_tenant(request.tenant_id, context)
         size = request.page_size or DEFAULT_PAGE
         if not 1 <= size <= 500:
             await abort_invalid(context, [FieldViolation("page_size", "1..500")])
@@ -140,7 +127,7 @@ class AnalyticsServicer(AnalyticsServiceServicer):
     async def GetSessionEngagement(self, request: GetSessionEngagementRequest,
                                    context: grpc.aio.ServicerContext
                                    ) -> GetSessionEngagementResponse:
-        tenant = await self._tenant(request.tenant_id, context)
+        tenant = await request_tenant(request.tenant_id, context)
         problems = [FieldViolation(f, "required") for f in ("classroom_id", "session_id")
                     if not getattr(request, f).strip()]
         if problems:
@@ -177,7 +164,7 @@ class AnalyticsServicer(AnalyticsServiceServicer):
     async def GetAttendanceTrend(self, request: GetAttendanceTrendRequest,
                                  context: grpc.aio.ServicerContext
                                  ) -> GetAttendanceTrendResponse:
-        tenant = await self._tenant(request.tenant_id, context)
+        tenant = await request_tenant(request.tenant_id, context)
         if not request.classroom_id.strip():
             await abort_invalid(context, [FieldViolation("classroom_id", "required")])
         now = datetime.now(timezone.utc)
@@ -207,7 +194,7 @@ class AnalyticsServicer(AnalyticsServiceServicer):
 
     async def GetFairnessReport(self, request: GetFairnessReportRequest,
                                 context: grpc.aio.ServicerContext) -> GetFairnessReportResponse:
-        tenant = await self._tenant(request.tenant_id, context, allow_all=True)
+        tenant = await request_tenant(request.tenant_id, context, allow_all=True)
         async with self.pool.acquire() as conn:
             report = await fairness(conn, None if tenant == "*" else tenant,
                                     self.settings.signal_k_anonymity)

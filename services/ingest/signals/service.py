@@ -18,11 +18,10 @@ from services.ingest.signals.pseudonyms import TermKeys, parse_term_starts
 from switchyard._audit import append as audit_append
 from switchyard._auth import Role, principal_var
 from switchyard._dataclass import matching_key
-from switchyard._grpc import FieldViolation, abort_invalid
+from switchyard._grpc import FieldViolation, abort_invalid, request_tenant
 from switchyard._kafka import Producer
 from switchyard._payloads import PayloadCodec, codec_for
 from switchyard._service import ServiceContext
-from switchyard._submissions import tenant_problems
 from switchyard._taskstore import timestamp
 from switchyard._topics import CLASSROOM_SIGNALS
 from switchyard.documents import BlobStore
@@ -69,19 +68,6 @@ class ConsentServicer(ConsentServiceServicer):
         self.keys = keys
         self.blobs = blobs
 
-    async def _tenant(self, tenant_id: str, context: grpc.aio.ServicerContext) -> str:
-        """The tenant a request is about: the one named, else the caller's own (an operator
-        key must name one)."""
-        principal = principal_var.get()
-        tenant = tenant_id.strip() or ("" if principal.tenant_id == "*" else principal.tenant_id)
-        problems = tenant_problems(tenant, "tenant_id")
-        if problems:
-            await abort_invalid(context, problems)
-        if not principal.may_access(tenant):
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                f"credentials do not allow tenant {tenant!r}")
-        return tenant
-
     async def SetConsent(self, request: SetConsentRequest,
                          context: grpc.aio.ServicerContext) -> SetConsentResponse:
         problems = consent.set_consent_problems(request.subject_ref, request.purpose,
@@ -89,7 +75,7 @@ class ConsentServicer(ConsentServiceServicer):
                                                 request.group)
         if problems:
             await abort_invalid(context, problems)
-        tenant = await self._tenant(request.tenant_id, context)
+        tenant = await request_tenant(request.tenant_id, context)
         actor = principal_var.get().key_id
         purpose = consent.purpose_of(request.purpose)
         async with self.pool.acquire() as conn, conn.transaction():
@@ -122,7 +108,7 @@ class ConsentServicer(ConsentServiceServicer):
                 problems.append(exc)
         if problems:
             await abort_invalid(context, problems)
-        tenant = await self._tenant(request.tenant_id, context)
+        tenant = await request_tenant(request.tenant_id, context)
         changes, more = await consent.list_consents(
             self.pool, self.codec, self.hash_key, tenant, request.subject_ref.strip(),
             page_size, after)
@@ -136,7 +122,7 @@ class ConsentServicer(ConsentServiceServicer):
         problems = consent.subject_problems(request.subject_ref)
         if problems:
             await abort_invalid(context, problems)
-        tenant = await self._tenant(request.tenant_id, context)
+        tenant = await request_tenant(request.tenant_id, context)
         erased = await erasure.erase_subject(
             self.pool, self.producer, self.codec, self.keys, self.hash_key, self.blobs,
             tenant, request.subject_ref.strip(), principal_var.get().key_id)
