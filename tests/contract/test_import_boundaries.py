@@ -22,8 +22,19 @@ COMPOSITION_ROOTS = {
 }
 
 
+def _parse(path: Path) -> ast.Module:
+    """``ast.parse``, once more after CPython 3.11's "AST constructor recursion depth
+    mismatch": its parser shares a depth counter between threads, and another thread of the
+    test session (a fixture starting the stack) may be compiling at the same moment."""
+    source = path.read_text()
+    try:
+        return ast.parse(source, filename=str(path))
+    except SystemError:
+        return ast.parse(source, filename=str(path))
+
+
 def _imported_modules(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = _parse(path)
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
