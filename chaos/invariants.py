@@ -379,7 +379,10 @@ async def _check_effects(conn: asyncpg.Connection, settings: Settings,
             report.duplicates += sum(e.active for sid, e in have.items()
                                      if sid not in {s.step_id for s in steps})
             for step in [] if plan is None else plan.steps:
-                if step.target.endswith(APPEND_SUFFIX):
+                # a step its condition skipped (a classroom alert records a check-in, not
+                # the event) was never meant to land
+                if step.target.endswith(APPEND_SUFFIX) and \
+                        outcomes.get((task_id, step.step_id), "") != SKIPPED_CONDITION:
                     _count_append(report, appended.get(f"{task_id}:{step.step_id}", 0),
                                   attempts.get((task_id, step.step_id), 0))
         else:

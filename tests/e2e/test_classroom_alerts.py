@@ -188,3 +188,34 @@ async def test_alerts_become_check_ins_in_the_right_queue(settings: Settings) ->
     finally:
         await review_channel.close()
         await ingest_channel.close()
+
+
+async def test_an_ordinary_classroom_event_is_still_recorded(settings: Settings) -> None:
+    """Events that are no alert (no ``alert_kind`` read) run ``record_event`` and skip the
+    check-in step: the plan's conditions hold on a document without the alert's fields."""
+    marker = uuid.uuid4().hex[:10]
+    channel = create_channel(f"127.0.0.1:{settings.ingest_grpc_port}", OPS_KEY)
+    ingest = IngestServiceStub(channel)
+    body = "Grade 8: 4 students were marked absent for 3 consecutive days. Counsellor notified."
+    try:
+        from switchyard.v1 import Document, SubmitTaskRequest, Submission  # noqa: PLC0415
+        task_id = (await ingest.SubmitTask(SubmitTaskRequest(submission=Submission(
+            tenant_id="acme", idempotency_key=f"event-{marker}", kind="classroom_event",
+            document=Document(content_type="text/plain", body=body.encode()))))
+        ).task_id
+
+        async def ended() -> Task | None:
+            task = (await ingest.GetTask(GetTaskRequest(task_id=task_id))).task
+            return task if task.status in TERMINAL_STATUSES else None
+        done = await eventually(ended, "the event to be recorded", WAIT_S, 0.3)
+        assert done.status == TaskStatus.TASK_STATUS_SUCCEEDED, done.reason
+        conn = await connect(settings)
+        try:
+            effects = await conn.fetch(
+                f'SELECT system, collection FROM "{settings.postgres_schema}_downstream".'
+                'effects WHERE task_id = $1', task_id)
+        finally:
+            await conn.close()
+        assert [(r["system"], r["collection"]) for r in effects] == [("analytics", "events")]
+    finally:
+        await channel.close()
