@@ -20,10 +20,11 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 import faust
+from google.protobuf.message import Message
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from opentelemetry import trace
 from prometheus_client import Gauge
@@ -41,7 +42,13 @@ from switchyard._payloads import (
     DEAD_LETTER_VALUE,
     codec_for,
 )
-from switchyard._serde import SerdeError
+from switchyard._serde import (
+    CONTENT_TYPE_HEADER,
+    JSON_MEDIA_TYPE,
+    SerdeError,
+    decode,
+    parse_content_type,
+)
 from switchyard._settings import Settings
 from switchyard._telemetry import (
     DEAD_LETTERS,
@@ -76,6 +83,24 @@ class Record:
     value: bytes | None
     headers: dict[str, str]
     timestamp: float
+
+
+M = TypeVar("M", bound=Message)
+
+
+def decode_record(record: Record, message_type: type[M], from_json: Callable[[bytes], M]
+                  ) -> M:
+    """The message an intake-style record carries, in the form its ``content-type`` names:
+    ``application/json`` (or no header) through ``from_json`` (which raises
+    :class:`RejectRecord` with its own reasons), anything else as protobuf through the serde,
+    whose error (wrong or unsupported type, malformed bytes) becomes the record's reason."""
+    media, _ = parse_content_type(record.headers.get(CONTENT_TYPE_HEADER) or JSON_MEDIA_TYPE)
+    if media == JSON_MEDIA_TYPE:
+        return from_json(record.value or b"")
+    try:
+        return decode(record.value or b"", record.headers, message_type)
+    except SerdeError as exc:
+        raise RejectRecord(exc.code, exc.reason) from None
 
 
 Handler = Callable[[Record], Awaitable[None]]

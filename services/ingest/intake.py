@@ -31,14 +31,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from services.ingest import domain
 from switchyard._auth import SIGNATURE_HEADER, IntakeSigner
 from switchyard._kafka import TENANT_HEADER
-from switchyard._serde import (
-    CONTENT_TYPE_HEADER,
-    JSON_MEDIA_TYPE,
-    SerdeError,
-    decode,
-    parse_content_type,
-)
-from switchyard._streams import Record, RejectRecord
+from switchyard._serde import JSON_MEDIA_TYPE
+from switchyard._streams import Record, RejectRecord, decode_record
 from switchyard._submissions import DocumentViolation
 from switchyard.documents import FILE_TYPES, TEXT_TYPES, DocumentLimits, normalise_content_type
 from switchyard.v1 import Submission, TaskPriority
@@ -196,15 +190,7 @@ def parse_record(record: Record, limits: DocumentLimits | int, signer: IntakeSig
     if len(value) > largest * 4 // 3 + WRAPPER_ALLOWANCE_BYTES:
         raise RejectRecord("too_large", f"record of {len(value)} bytes exceeds the limit of "
                                         f"{largest} bytes for a document")
-    media, _ = parse_content_type(record.headers.get(CONTENT_TYPE_HEADER) or JSON_MEDIA_TYPE)
-    if media == JSON_MEDIA_TYPE:
-        submission = submission_from_json(value)
-    else:
-        # Protobuf (or an unsupported type): the serde names the problem precisely.
-        try:
-            submission = decode(value, record.headers, Submission)
-        except SerdeError as exc:
-            raise RejectRecord(exc.code, exc.reason) from None
+    submission = decode_record(record, Submission, submission_from_json)
     _resolve_identity(submission, record)
     if not submission.tenant_id.strip():
         raise RejectRecord("schema_violation", "tenant_id: required (payload field or "

@@ -23,14 +23,7 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from switchyard._kafka import TENANT_HEADER
-from switchyard._serde import (
-    CONTENT_TYPE_HEADER,
-    JSON_MEDIA_TYPE,
-    SerdeError,
-    decode,
-    parse_content_type,
-)
-from switchyard._streams import Record, RejectRecord
+from switchyard._streams import Record, RejectRecord, decode_record
 from switchyard._submissions import tenant_problems
 from switchyard.v1 import CheckIn, CheckInSource, Posture, SeatSignal, SignalFrame
 
@@ -329,12 +322,5 @@ def parse_frame(record: Record, now: datetime, max_future_s: float) -> SignalFra
     if len(value) > MAX_FRAME_BYTES:
         raise RejectRecord("too_large", f"record of {len(value)} bytes, a frame is at most "
                                         f"{MAX_FRAME_BYTES}")
-    media, _ = parse_content_type(record.headers.get(CONTENT_TYPE_HEADER) or JSON_MEDIA_TYPE)
-    if media == JSON_MEDIA_TYPE:
-        frame = frame_from_json(value)
-    else:
-        try:
-            frame = decode(value, record.headers, SignalFrame)
-        except SerdeError as exc:
-            raise RejectRecord(exc.code, exc.reason) from None
+    frame = decode_record(record, SignalFrame, frame_from_json)
     return check_frame(frame, record.headers, now, max_future_s)
