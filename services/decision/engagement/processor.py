@@ -18,6 +18,7 @@ import math
 import time
 from pathlib import Path
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -26,6 +27,8 @@ from prometheus_client import Counter, Gauge
 from tritonclient.utils import InferenceServerException
 
 from services.decision.engagement.alerts import (
+    ATTENDANCE,
+    SUSTAINED,
     Alert,
     HoppingScore,
     attendance_alert,
@@ -486,9 +489,6 @@ def stored_window(row: asyncpg.Record) -> EngagementWindow:
 
 
 def alert_from_document(tenant: str, doc: dict[str, Any]) -> Alert:
-    from datetime import datetime  # noqa: PLC0415
-
-    from services.decision.engagement.alerts import ATTENDANCE, SUSTAINED  # noqa: PLC0415
     kind = SUSTAINED if doc["event"] == "sustained_disengagement" else ATTENDANCE
     return Alert(doc["alert_id"], tenant, doc["class_id"], doc["session"], kind,
                  datetime.fromisoformat(doc["window_start"]).timestamp(),
