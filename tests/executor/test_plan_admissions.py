@@ -259,7 +259,11 @@ async def test_no_bed_free_waits_until_a_discharge_frees_one(harness: Harness) -
         return len(await harness.calls(f"{task_id}:1-book_bed")) >= 2
 
     await eventually(tried_twice, timeout_s=60)
-    assert (await harness.statuses([task_id]))[task_id][0] == "BLOCKED"
+
+    async def blocked_again() -> bool:  # the second 409 parks it again (after its call)
+        return (await harness.statuses([task_id]))[task_id][0] == "BLOCKED"
+
+    await eventually(blocked_again, timeout_s=30)
     async with harness.http.post(f"/_/beds/units/{unit}/discharge",
                                  json={"bed_type": "standard", "count": 1}) as response:
         assert response.status == 200, await response.text()
