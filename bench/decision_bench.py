@@ -10,7 +10,9 @@ documents as the workload (every document type, invoices included):
    many concurrent single-item RPCs; each decision includes routing, invoice extraction,
    vendor-history lookups and invoice_risk scoring for invoices, and the policy;
 3. ``Decide`` with batching disabled: the same service with ``batch_max_size=1``;
-4. the Kafka path: N tasks accepted by ingest first, then a decision service consuming the
+4. ``DecideBatch``: the batching service again, under a few concurrent calls of 64 tasks
+   each (a caller with many documents);
+5. the Kafka path: N tasks accepted by ingest first, then a decision service consuming the
    tasks topic; rate from the first to the last stored decision (PostgreSQL timestamps), so
    consumer-group start-up is not counted.
 
@@ -52,6 +54,8 @@ from switchyard._grpc import create_channel
 from switchyard._launcher import bootstrap, service_specs
 from switchyard.stack import EmbeddedStack
 from switchyard.v1 import (
+    DecideBatchRequest,
+    DecideBatchResponse,
     DecideRequest,
     DecideResponse,
     Document,
@@ -64,6 +68,7 @@ from switchyard.v1 import (
 ROOT = Path(__file__).resolve().parents[1]
 HELDOUT = ROOT / "models" / "data" / "router_heldout.jsonl"
 DECIDE = "/switchyard.v1.DecisionService/Decide"
+DECIDE_BATCH = "/switchyard.v1.DecisionService/DecideBatch"
 
 
 def texts() -> list[str]:
@@ -141,6 +146,50 @@ async def decide_load(port: int, docs: list[str], seconds: float, in_flight: int
     await channel.close()
     if errors:
         print(f"  ({errors} Decide calls failed)", file=sys.stderr)
+    return count / elapsed
+
+
+async def decide_batch_load(port: int, docs: list[str], seconds: float, batch: int = 64,
+                            in_flight: int = 4, meter: CpuMeter | None = None) -> float:
+    """Decisions/s through DecideBatch: ``in_flight`` concurrent calls of ``batch`` tasks,
+    serialized up front like :func:`decide_load`'s."""
+    def envelope(text: str) -> TaskEnvelope:
+        return TaskEnvelope(task_id=str(uuid.uuid4()), tenant_id="bench",
+                            metadata={"received_date": "2025-06-01"},
+                            document=Document(content_type="text/plain", body=text.encode()))
+
+    bodies = [DecideBatchRequest(tasks=[envelope(docs[(start + j) % len(docs)])
+                                        for j in range(batch)]).SerializeToString()
+              for start in range(0, len(docs), batch)]
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    call = channel.unary_unary(DECIDE_BATCH)
+    count, errors = 0, 0
+
+    async def worker(k: int, until: float) -> None:
+        nonlocal count, errors
+        i = k
+        while time.perf_counter() < until:
+            try:
+                reply = DecideBatchResponse.FromString(
+                    await call(bodies[i % len(bodies)], timeout=60))
+                count += sum(bool(r.decision.rule) for r in reply.results)
+                errors += reply.refused_count
+            except grpc.aio.AioRpcError:
+                errors += batch
+            i += in_flight
+
+    await asyncio.gather(*(worker(k, time.perf_counter() + 2) for k in range(in_flight)))
+    count = errors = 0
+    if meter is not None:
+        meter.start()
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(k, started + seconds) for k in range(in_flight)))
+    elapsed = time.perf_counter() - started
+    if meter is not None:
+        meter.stop()
+    await channel.close()
+    if errors:
+        print(f"  ({errors} DecideBatch tasks refused or failed)", file=sys.stderr)
     return count / elapsed
 
 
@@ -229,16 +278,22 @@ def run(s: Settings, state: Path, args: argparse.Namespace, json_path: Path) -> 
         raw_triton(s.triton_url, docs, args.seconds, meter=meter))
     cpu["raw_triton_batch64"] = {k: round(1000 * v / (raw * args.seconds), 3)
                                  for k, v in meter.used.items()}
-    for name, size in (("decide_batched", 64), ("decide_unbatched", 1)):
-        print(f"Decide, batch_max_size={size} ...", file=sys.stderr)
+    for name, size in (("decide_batched", 64), ("decide_unbatched", 1),
+                       ("decide_batch_rpc", 64)):
+        print(f"{'DecideBatch' if name == 'decide_batch_rpc' else 'Decide'}, "
+              f"batch_max_size={size} ...", file=sys.stderr)
         settings = isolated(s, name, batch_max_size=size)
         asyncio.run(bootstrap(settings))
 
         def load(pids: dict[str, int], st: Settings = settings, name: str = name) -> float:
             meter = CpuMeter({"decision service": pids["decision"],
                               "triton": triton_pid, "load client": os.getpid()})
-            rate = asyncio.run(decide_load(st.decision_grpc_port, docs, args.seconds,
-                                           args.in_flight, meter))
+            if name == "decide_batch_rpc":
+                rate = asyncio.run(decide_batch_load(st.decision_grpc_port, docs,
+                                                     args.seconds, meter=meter))
+            else:
+                rate = asyncio.run(decide_load(st.decision_grpc_port, docs, args.seconds,
+                                               args.in_flight, meter))
             decided = rate * args.seconds
             cpu[name] = {k: round(1000 * v / decided, 3) for k, v in meter.used.items()}
             return rate
@@ -257,12 +312,16 @@ def run(s: Settings, state: Path, args: argparse.Namespace, json_path: Path) -> 
         "kafka_path_vs_raw": results["kafka_path"] / raw,
         "decide_batched_vs_unbatched": results["decide_batched"] / results["decide_unbatched"],
         "decide_unbatched_vs_raw": results["decide_unbatched"] / raw,
+        "decide_batch_rpc_vs_raw": results["decide_batch_rpc"] / raw,
     }
-    print_table("Decision: items/s, Decide (batched, unbatched) and the Kafka path vs raw Triton",
+    print_table("Decision: items/s, Decide (batched, unbatched), DecideBatch and the Kafka path "
+                "vs raw Triton",
                 ["measurement", "items/s", "vs raw Triton"],
                 [[name, value, f"{value / raw:.0%}"] for name, value in results.items()])
     print(f"batched / unbatched Decide: {ratios['decide_batched_vs_unbatched']:.1f}x  "
           f"(goals: batched >= 60% of raw, >= 5x unbatched)")
+    print(f"DecideBatch: {ratios['decide_batch_rpc_vs_raw']:.0%} of raw Triton "
+          f"(goal >= 60%: {'met' if ratios['decide_batch_rpc_vs_raw'] >= 0.6 else 'not met'})")
     for name, per_process in cpu.items():
         print(f"CPU ms per item, {name}: " +
               ", ".join(f"{k} {v:.2f}" for k, v in per_process.items()))

@@ -29,6 +29,8 @@ from switchyard._ratelimit import RATE_LIMITED, TenantLimiter
 from switchyard._settings import Settings
 from switchyard._transient import TRANSIENT_ERRORS
 from switchyard._telemetry import GRPC_REQUESTS, GRPC_SECONDS
+from switchyard.v1 import FieldViolation as ItemFieldViolation
+from switchyard.v1 import ItemError
 
 _EXEMPT_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
@@ -84,6 +86,22 @@ async def abort_invalid(context: grpc.aio.ServicerContext,
         trailing_metadata=status_details(grpc.StatusCode.INVALID_ARGUMENT, message,
                                          bad_request(violations)),
     )
+
+
+def item_error(code: grpc.StatusCode, message: str,
+               violations: Sequence[FieldViolation] = ()) -> ItemError:
+    """One refused item of a bulk call (SubmitTasks, DecideBatch): the status the single-item
+    RPC would have answered, as a google.rpc.Code number with its text and field violations,
+    so the rest of the call goes on."""
+    return ItemError(code=code.value[0], message=message,
+                     field_violations=[ItemFieldViolation(field=v.field, description=v.description)
+                                       for v in violations])
+
+
+def invalid_item(violations: Sequence[FieldViolation]) -> ItemError:
+    """:func:`item_error` for an item that breaks the acceptance rules (INVALID_ARGUMENT)."""
+    return item_error(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(str(v) for v in violations),
+                      violations)
 
 
 async def request_tenant(requested: str, context: grpc.aio.ServicerContext, *,
@@ -276,9 +294,10 @@ async def charge_or_abort(limiter: TenantLimiter, tenant: str, cost: int,
 
 def charges(caller_tenant: str, request: Any) -> dict[str, int]:
     """Tokens a work-creating request costs, by tenant: one per item (a submission, a
-    task, a verdict); a caller bound to a tenant pays for all of it, an operator key
-    ('*') per tenant its items name ('*' for items naming none)."""
-    items = list(getattr(request, "submissions", ()))
+    task, a verdict, each of a bulk call's submissions or tasks); a caller bound to a tenant
+    pays for all of it, an operator key ('*') per tenant its items name ('*' for items
+    naming none)."""
+    items = list(getattr(request, "submissions", ())) or list(getattr(request, "tasks", ()))
     fields = request.DESCRIPTOR.fields_by_name
     for name in ("submission", "task", "verdict"):
         if not items and name in fields and request.HasField(name):

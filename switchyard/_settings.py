@@ -394,6 +394,10 @@ class Settings:
     batch_max_size: int = setting(
         64, "Most items in one Triton request.", group="decision", minimum=1,
     )
+    decide_batch_max_items: int = setting(
+        256, "Most tasks one DecideBatch call may carry (they share the micro-batcher).",
+        group="decision", minimum=1, maximum=10_000,
+    )
     batch_max_delay_ms: float = setting(
         5.0, "Longest an item waits for its batch to fill.", group="decision",
         minimum=0,

@@ -45,7 +45,13 @@ from switchyard._auth import Role, principal_var
 from switchyard._dataclass import matching_key
 from switchyard._escalations import build_escalation
 from switchyard.documents import DocumentLimits, blob_store_for
-from switchyard._grpc import FieldViolation, abort_invalid, abort_retry_later
+from switchyard._grpc import (
+    FieldViolation,
+    abort_invalid,
+    abort_retry_later,
+    invalid_item,
+    item_error,
+)
 from switchyard._payloads import DECISION, PLAINTEXT, PayloadCodec, codec_for
 from switchyard._serde import decode
 from switchyard._service import ServiceContext, run_service
@@ -57,6 +63,9 @@ from switchyard._taskstore import TERMINAL, publish_status, rejected, transition
 from switchyard._telemetry import task_context
 from switchyard._topics import DECISIONS, ESCALATIONS, SUBJECT_ERASURES, TASK_STATUS, TASKS
 from switchyard.v1 import (
+    DecideBatchRequest,
+    DecideBatchResponse,
+    DecideBatchResult,
     DecideRequest,
     DecideResponse,
     Decision,
@@ -76,13 +85,16 @@ from switchyard.v1 import (
 log = logging.getLogger(__name__)
 SERVICE_NAME = "switchyard.v1.DecisionService"
 POLICY = {f"/{SERVICE_NAME}/Decide": frozenset({Role.SUBMITTER}),
+          f"/{SERVICE_NAME}/DecideBatch": frozenset({Role.SUBMITTER}),
           # the operator console's model plots
           f"/{SERVICE_NAME}/GetModelHealth": frozenset({Role.ADMIN, Role.AUDITOR})}
 #: RPCs that create work (model inference): charged to the caller's tenant.
-RATE_LIMITED = frozenset({f"/{SERVICE_NAME}/Decide"})
+RATE_LIMITED = frozenset({f"/{SERVICE_NAME}/Decide", f"/{SERVICE_NAME}/DecideBatch"})
 OVERLOAD_BACKOFF_S = 0.05
 #: What a Decide caller is told to wait when the batcher in front of Triton is full.
 OVERLOAD_RETRY_S = 0.2
+#: The tenant's history (PostgreSQL) could not be read: a caller retries the task.
+HISTORY_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def decision_audit_detail(task: TaskEnvelope, decision: Decision,
@@ -285,28 +297,75 @@ class DecisionServicer(DecisionServiceServicer):
 
     async def Decide(self, request: DecideRequest,
                      context: grpc.aio.ServicerContext) -> DecideResponse:
-        # The tenant is the caller's: empty means the caller's own, another one is refused.
-        # Then ingest's acceptance rules, so nothing ingest would refuse gets decided here.
-        principal = principal_var.get()
-        task = TaskEnvelope()
-        task.CopyFrom(request.task)
-        task.tenant_id = task.tenant_id.strip() or (
-            "" if principal.tenant_id == "*" else principal.tenant_id)
-        problems = validate_task(task, DocumentLimits.from_settings(self.settings))
+        task, problems, denied = self._admitted(request.task)
         if problems:
             await abort_invalid(context, problems)
-        if not principal.may_access(task.tenant_id):
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                f"credentials do not allow tenant {task.tenant_id!r}")
+        if denied:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, denied)
         try:
             decision, _ = await self.engine.decide(task)
         except Overloaded as exc:
             await abort_retry_later(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
                                     f"{exc}; retry shortly", OVERLOAD_RETRY_S)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except HISTORY_ERRORS as exc:
             # the vendor history (PostgreSQL) is unreachable: transient, the caller retries
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"tenant history unavailable: {exc}")
         return DecideResponse(decision=decision)
+
+    async def DecideBatch(self, request: DecideBatchRequest,
+                          context: grpc.aio.ServicerContext) -> DecideBatchResponse:
+        count = len(request.tasks)
+        limit = self.settings.decide_batch_max_items
+        if not 1 <= count <= limit:
+            await abort_invalid(context, [FieldViolation(
+                "tasks", f"{count} task(s); a call carries 1 to {limit}")])
+        # the acceptance rules open files (PDFs, images): off the event loop, as ingest does
+        admitted = await asyncio.to_thread(
+            lambda: [self._admitted(task, prefix="") for task in request.tasks])
+        results = [DecideBatchResult() for _ in range(count)]
+        pending: list[tuple[int, TaskEnvelope]] = []
+        for index, (task, problems, denied) in enumerate(admitted):
+            if problems:
+                results[index].error.CopyFrom(invalid_item(problems))
+            elif denied:
+                results[index].error.CopyFrom(item_error(grpc.StatusCode.PERMISSION_DENIED,
+                                                         denied))
+            else:
+                pending.append((index, task))
+        # all at once: the micro-batcher puts the call's documents into shared Triton requests
+        outcomes = await asyncio.gather(*(self.engine.decide(task) for _, task in pending),
+                                        return_exceptions=True)
+        for (index, _), outcome in zip(pending, outcomes):
+            if isinstance(outcome, Overloaded):
+                results[index].error.CopyFrom(item_error(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED, f"{outcome}; retry this task shortly"))
+            elif isinstance(outcome, HISTORY_ERRORS):
+                results[index].error.CopyFrom(item_error(
+                    grpc.StatusCode.UNAVAILABLE, f"tenant history unavailable: {outcome}"))
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                results[index].decision.CopyFrom(outcome[0])
+        decided = sum(1 for r in results if r.HasField("decision"))
+        return DecideBatchResponse(results=results, decided_count=decided,
+                                   refused_count=count - decided)
+
+    def _admitted(self, requested: TaskEnvelope, prefix: str = "task."
+                  ) -> tuple[TaskEnvelope, list[FieldViolation], str | None]:
+        """A task handed to Decide or DecideBatch, as the engine takes it: the tenant is the
+        caller's (empty means the caller's own), then ingest's acceptance rules, so nothing
+        ingest would refuse gets decided here (the problems, their fields named ``prefix`` +
+        the envelope's field), then whether the caller may decide for that tenant (the
+        refusal's text, or None)."""
+        principal = principal_var.get()
+        task = TaskEnvelope()
+        task.CopyFrom(requested)
+        task.tenant_id = task.tenant_id.strip() or (
+            "" if principal.tenant_id == "*" else principal.tenant_id)
+        problems = validate_task(task, DocumentLimits.from_settings(self.settings), prefix)
+        denied = None if principal.may_access(task.tenant_id) else (
+            f"credentials do not allow tenant {task.tenant_id!r}")
+        return task, problems, denied
 
 
 def _card(settings: Settings, model: str, version_dir: str) -> Path:

@@ -42,6 +42,8 @@ from switchyard._grpc import (
     FieldViolation,
     abort_invalid,
     abort_retry_later,
+    invalid_item,
+    item_error,
     request_tenant,
     status_details,
 )
@@ -86,7 +88,6 @@ from switchyard.v1 import (
     GetTaskTimelineRequest,
     GetTaskTimelineResponse,
     IngestServiceServicer,
-    ItemError,
     ListDeadLettersRequest,
     ListDeadLettersResponse,
     ListTasksRequest,
@@ -127,7 +128,6 @@ from switchyard.v1 import (
     add_DeadLetterServiceServicer_to_server,
     add_IngestServiceServicer_to_server,
 )
-from switchyard.v1 import FieldViolation as FieldViolationPb
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "switchyard.v1.IngestService"
@@ -167,8 +167,6 @@ DEAD_LETTER_POLICY = {
 RATE_LIMITED = frozenset({f"/{SERVICE_NAME}/SubmitTask", f"/{SERVICE_NAME}/SubmitTasks",
                           f"/{SERVICE_NAME}/RetryTask"})
 MAX_REASON_CHARS = 1000
-# gRPC status codes as google.rpc.Code numbers, for per-item errors of SubmitTasks.
-_INVALID_ARGUMENT, _ALREADY_EXISTS, _PERMISSION_DENIED, _RESOURCE_EXHAUSTED = 3, 6, 7, 8
 
 
 def task_from_row(row: asyncpg.Record, codec: PayloadCodec) -> Task:
@@ -338,14 +336,11 @@ class IngestServicer(IngestServiceServicer):
         for index, submission in enumerate(request.submissions):
             problems, info = await check_off_loop(submission, self.settings)
             if problems:
-                results[index].error.CopyFrom(ItemError(
-                    code=_INVALID_ARGUMENT, message="; ".join(str(p) for p in problems),
-                    field_violations=[FieldViolationPb(field=p.field, description=p.description)
-                                      for p in problems]))
+                results[index].error.CopyFrom(invalid_item(problems))
             elif not principal.may_access(submission.tenant_id.strip()):
-                results[index].error.CopyFrom(ItemError(
-                    code=_PERMISSION_DENIED,
-                    message=f"credentials do not allow tenant {submission.tenant_id!r}"))
+                results[index].error.CopyFrom(item_error(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"credentials do not allow tenant {submission.tenant_id!r}"))
             else:
                 items.append(item_for(submission, TaskSource.TASK_SOURCE_GRPC, info))
                 positions.append(index)
@@ -354,8 +349,8 @@ class IngestServicer(IngestServiceServicer):
         outcomes = await self.publisher.accept_many(items)
         for index, outcome in zip(positions, outcomes):
             if isinstance(outcome, store.IdempotencyConflict):
-                results[index].error.CopyFrom(ItemError(code=_ALREADY_EXISTS,
-                                                        message=str(outcome)))
+                results[index].error.CopyFrom(item_error(grpc.StatusCode.ALREADY_EXISTS,
+                                                         str(outcome)))
             else:
                 results[index].accepted.CopyFrom(submit_response(outcome))
         accepted = sum(1 for r in results if r.HasField("accepted"))
@@ -379,8 +374,8 @@ class IngestServicer(IngestServiceServicer):
                     self.pool, item.envelope.tenant_id, item.envelope.idempotency_key,
                     item.payload_sha256)
             except store.IdempotencyConflict as exc:
-                results[index].error.CopyFrom(ItemError(code=_ALREADY_EXISTS,
-                                                        message=str(exc)))
+                results[index].error.CopyFrom(item_error(grpc.StatusCode.ALREADY_EXISTS,
+                                                         str(exc)))
                 continue
             if existing is None:
                 fresh.append(index)
@@ -389,8 +384,8 @@ class IngestServicer(IngestServiceServicer):
         if fresh and not any(r.HasField("accepted") for r in results):
             await self._abort_overloaded(context, overloaded)
         for index in fresh:
-            results[index].error.CopyFrom(ItemError(code=_RESOURCE_EXHAUSTED,
-                                                    message=str(overloaded)))
+            results[index].error.CopyFrom(item_error(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                                     str(overloaded)))
         return [], []
 
     # -- read ------------------------------------------------------------------------------

@@ -75,6 +75,9 @@ from switchyard.v1.decision_pb2 import (
     WaitSpec,
 )
 from switchyard.v1.decision_service_pb2 import (
+    DecideBatchRequest,
+    DecideBatchResponse,
+    DecideBatchResult,
     DecideRequest,
     DecideResponse,
     DriftPoint,
@@ -289,6 +292,9 @@ __all__ = [
     "DeadLetterRecord",
     "DeadLetterServiceServicer",
     "DeadLetterServiceStub",
+    "DecideBatchRequest",
+    "DecideBatchResponse",
+    "DecideBatchResult",
     "DecideRequest",
     "DecideResponse",
     "Decision",

@@ -15,28 +15,35 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from switchyard.v1 import decision_pb2 as switchyard_dot_v1_dot_decision__pb2
+from switchyard.v1 import ingest_service_pb2 as switchyard_dot_v1_dot_ingest__service__pb2
 from switchyard.v1 import task_pb2 as switchyard_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$switchyard/v1/decision_service.proto\x12\rswitchyard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cswitchyard/v1/decision.proto\x1a\x18switchyard/v1/task.proto\":\n\rDecideRequest\x12)\n\x04task\x18\x01 \x01(\x0b\x32\x1b.switchyard.v1.TaskEnvelope\";\n\x0e\x44\x65\x63ideResponse\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x17.switchyard.v1.Decision\"\x80\x01\n\x15GetModelHealthRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12)\n\x06window\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06\x62ucket\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"w\n\x16GetModelHealthResponse\x12\x33\n\x06shadow\x18\x01 \x03(\x0b\x32#.switchyard.v1.ShadowAgreementPoint\x12(\n\x05\x64rift\x18\x02 \x03(\x0b\x32\x19.switchyard.v1.DriftPoint\"\xac\x01\n\x14ShadowAgreementPoint\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x14\n\x0clive_version\x18\x02 \x01(\t\x12\x16\n\x0eshadow_version\x18\x03 \x01(\t\x12\x30\n\x0c\x62ucket_start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63ompared\x18\x05 \x01(\x03\x12\x0e\n\x06\x61greed\x18\x06 \x01(\x03\"\x92\x01\n\nDriftPoint\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x66\x65\x61ture\x18\x03 \x01(\t\x12\x30\n\x0c\x62ucket_start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03psi\x18\x05 \x01(\x01\x12\x0f\n\x07samples\x18\x06 \x01(\x03\x32\xb7\x01\n\x0f\x44\x65\x63isionService\x12\x45\n\x06\x44\x65\x63ide\x12\x1c.switchyard.v1.DecideRequest\x1a\x1d.switchyard.v1.DecideResponse\x12]\n\x0eGetModelHealth\x12$.switchyard.v1.GetModelHealthRequest\x1a%.switchyard.v1.GetModelHealthResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$switchyard/v1/decision_service.proto\x12\rswitchyard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cswitchyard/v1/decision.proto\x1a\"switchyard/v1/ingest_service.proto\x1a\x18switchyard/v1/task.proto\":\n\rDecideRequest\x12)\n\x04task\x18\x01 \x01(\x0b\x32\x1b.switchyard.v1.TaskEnvelope\";\n\x0e\x44\x65\x63ideResponse\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x17.switchyard.v1.Decision\"@\n\x12\x44\x65\x63ideBatchRequest\x12*\n\x05tasks\x18\x01 \x03(\x0b\x32\x1b.switchyard.v1.TaskEnvelope\"g\n\x11\x44\x65\x63ideBatchResult\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x17.switchyard.v1.Decision\x12\'\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x18.switchyard.v1.ItemError\"v\n\x13\x44\x65\x63ideBatchResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .switchyard.v1.DecideBatchResult\x12\x15\n\rdecided_count\x18\x02 \x01(\x05\x12\x15\n\rrefused_count\x18\x03 \x01(\x05\"\x80\x01\n\x15GetModelHealthRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12)\n\x06window\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06\x62ucket\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"w\n\x16GetModelHealthResponse\x12\x33\n\x06shadow\x18\x01 \x03(\x0b\x32#.switchyard.v1.ShadowAgreementPoint\x12(\n\x05\x64rift\x18\x02 \x03(\x0b\x32\x19.switchyard.v1.DriftPoint\"\xac\x01\n\x14ShadowAgreementPoint\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x14\n\x0clive_version\x18\x02 \x01(\t\x12\x16\n\x0eshadow_version\x18\x03 \x01(\t\x12\x30\n\x0c\x62ucket_start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63ompared\x18\x05 \x01(\x03\x12\x0e\n\x06\x61greed\x18\x06 \x01(\x03\"\x92\x01\n\nDriftPoint\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x66\x65\x61ture\x18\x03 \x01(\t\x12\x30\n\x0c\x62ucket_start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03psi\x18\x05 \x01(\x01\x12\x0f\n\x07samples\x18\x06 \x01(\x03\x32\x8d\x02\n\x0f\x44\x65\x63isionService\x12\x45\n\x06\x44\x65\x63ide\x12\x1c.switchyard.v1.DecideRequest\x1a\x1d.switchyard.v1.DecideResponse\x12T\n\x0b\x44\x65\x63ideBatch\x12!.switchyard.v1.DecideBatchRequest\x1a\".switchyard.v1.DecideBatchResponse\x12]\n\x0eGetModelHealth\x12$.switchyard.v1.GetModelHealthRequest\x1a%.switchyard.v1.GetModelHealthResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'switchyard.v1.decision_service_pb2', _globals)
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
-  _globals['_DECIDEREQUEST']._serialized_start=176
-  _globals['_DECIDEREQUEST']._serialized_end=234
-  _globals['_DECIDERESPONSE']._serialized_start=236
-  _globals['_DECIDERESPONSE']._serialized_end=295
-  _globals['_GETMODELHEALTHREQUEST']._serialized_start=298
-  _globals['_GETMODELHEALTHREQUEST']._serialized_end=426
-  _globals['_GETMODELHEALTHRESPONSE']._serialized_start=428
-  _globals['_GETMODELHEALTHRESPONSE']._serialized_end=547
-  _globals['_SHADOWAGREEMENTPOINT']._serialized_start=550
-  _globals['_SHADOWAGREEMENTPOINT']._serialized_end=722
-  _globals['_DRIFTPOINT']._serialized_start=725
-  _globals['_DRIFTPOINT']._serialized_end=871
-  _globals['_DECISIONSERVICE']._serialized_start=874
-  _globals['_DECISIONSERVICE']._serialized_end=1057
+  _globals['_DECIDEREQUEST']._serialized_start=212
+  _globals['_DECIDEREQUEST']._serialized_end=270
+  _globals['_DECIDERESPONSE']._serialized_start=272
+  _globals['_DECIDERESPONSE']._serialized_end=331
+  _globals['_DECIDEBATCHREQUEST']._serialized_start=333
+  _globals['_DECIDEBATCHREQUEST']._serialized_end=397
+  _globals['_DECIDEBATCHRESULT']._serialized_start=399
+  _globals['_DECIDEBATCHRESULT']._serialized_end=502
+  _globals['_DECIDEBATCHRESPONSE']._serialized_start=504
+  _globals['_DECIDEBATCHRESPONSE']._serialized_end=622
+  _globals['_GETMODELHEALTHREQUEST']._serialized_start=625
+  _globals['_GETMODELHEALTHREQUEST']._serialized_end=753
+  _globals['_GETMODELHEALTHRESPONSE']._serialized_start=755
+  _globals['_GETMODELHEALTHRESPONSE']._serialized_end=874
+  _globals['_SHADOWAGREEMENTPOINT']._serialized_start=877
+  _globals['_SHADOWAGREEMENTPOINT']._serialized_end=1049
+  _globals['_DRIFTPOINT']._serialized_start=1052
+  _globals['_DRIFTPOINT']._serialized_end=1198
+  _globals['_DECISIONSERVICE']._serialized_start=1201
+  _globals['_DECISIONSERVICE']._serialized_end=1470
 # @@protoc_insertion_point(module_scope)

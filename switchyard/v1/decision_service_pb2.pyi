@@ -11,6 +11,7 @@ import google.protobuf.internal.containers
 import google.protobuf.message
 import google.protobuf.timestamp_pb2
 import switchyard.v1.decision_pb2
+import switchyard.v1.ingest_service_pb2
 import switchyard.v1.task_pb2
 import typing
 
@@ -57,6 +58,82 @@ class DecideResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["decision", b"decision"]) -> None: ...
 
 global___DecideResponse = DecideResponse
+
+@typing.final
+class DecideBatchRequest(google.protobuf.message.Message):
+    """Input of DecisionService.DecideBatch."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    TASKS_FIELD_NUMBER: builtins.int
+    @property
+    def tasks(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[switchyard.v1.task_pb2.TaskEnvelope]:
+        """The tasks to decide; each task_id and tenant_id is echoed in its decision."""
+
+    def __init__(
+        self,
+        *,
+        tasks: collections.abc.Iterable[switchyard.v1.task_pb2.TaskEnvelope] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["tasks", b"tasks"]) -> None: ...
+
+global___DecideBatchRequest = DecideBatchRequest
+
+@typing.final
+class DecideBatchResult(google.protobuf.message.Message):
+    """Result for the task at the same index. Exactly one of decision and error is set."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    DECISION_FIELD_NUMBER: builtins.int
+    ERROR_FIELD_NUMBER: builtins.int
+    @property
+    def decision(self) -> switchyard.v1.decision_pb2.Decision:
+        """Set when decided: what Decide would have answered."""
+
+    @property
+    def error(self) -> switchyard.v1.ingest_service_pb2.ItemError:
+        """Set when refused: INVALID_ARGUMENT (3) with the field violations, PERMISSION_DENIED (7)
+        for another tenant's task, RESOURCE_EXHAUSTED (8) when the models' queue is full (retry
+        that task shortly), UNAVAILABLE (14) when the tenant's history cannot be read.
+        """
+
+    def __init__(
+        self,
+        *,
+        decision: switchyard.v1.decision_pb2.Decision | None = ...,
+        error: switchyard.v1.ingest_service_pb2.ItemError | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["decision", b"decision", "error", b"error"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["decision", b"decision", "error", b"error"]) -> None: ...
+
+global___DecideBatchResult = DecideBatchResult
+
+@typing.final
+class DecideBatchResponse(google.protobuf.message.Message):
+    """Output of DecisionService.DecideBatch."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: builtins.int
+    DECIDED_COUNT_FIELD_NUMBER: builtins.int
+    REFUSED_COUNT_FIELD_NUMBER: builtins.int
+    decided_count: builtins.int
+    refused_count: builtins.int
+    @property
+    def results(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___DecideBatchResult]:
+        """One per task, in request order."""
+
+    def __init__(
+        self,
+        *,
+        results: collections.abc.Iterable[global___DecideBatchResult] | None = ...,
+        decided_count: builtins.int = ...,
+        refused_count: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["decided_count", b"decided_count", "refused_count", b"refused_count", "results", b"results"]) -> None: ...
+
+global___DecideBatchResponse = DecideBatchResponse
 
 @typing.final
 class GetModelHealthRequest(google.protobuf.message.Message):

@@ -20,6 +20,11 @@ class DecisionServiceStub(object):
                 request_serializer=switchyard_dot_v1_dot_decision__service__pb2.DecideRequest.SerializeToString,
                 response_deserializer=switchyard_dot_v1_dot_decision__service__pb2.DecideResponse.FromString,
                 )
+        self.DecideBatch = channel.unary_unary(
+                '/switchyard.v1.DecisionService/DecideBatch',
+                request_serializer=switchyard_dot_v1_dot_decision__service__pb2.DecideBatchRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_decision__service__pb2.DecideBatchResponse.FromString,
+                )
         self.GetModelHealth = channel.unary_unary(
                 '/switchyard.v1.DecisionService/GetModelHealth',
                 request_serializer=switchyard_dot_v1_dot_decision__service__pb2.GetModelHealthRequest.SerializeToString,
@@ -33,6 +38,17 @@ class DecisionServiceServicer(object):
 
     def Decide(self, request, context):
         """Decide one task now. Nothing is persisted or executed; use IngestService for that.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecideBatch(self, request, context):
+        """Decide many tasks in one call (1 to SWITCHYARD_DECIDE_BATCH_MAX_ITEMS), for callers with
+        many documents: each task is checked and decided as Decide would, and one refused task
+        does not fail the others (its result carries the error Decide would have answered). The
+        call's documents reach the models together, through the same micro-batcher. Nothing is
+        persisted or executed. Authorised as Decide; the rate limit charges one token per task.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -55,6 +71,11 @@ def add_DecisionServiceServicer_to_server(servicer, server):
                     servicer.Decide,
                     request_deserializer=switchyard_dot_v1_dot_decision__service__pb2.DecideRequest.FromString,
                     response_serializer=switchyard_dot_v1_dot_decision__service__pb2.DecideResponse.SerializeToString,
+            ),
+            'DecideBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecideBatch,
+                    request_deserializer=switchyard_dot_v1_dot_decision__service__pb2.DecideBatchRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_decision__service__pb2.DecideBatchResponse.SerializeToString,
             ),
             'GetModelHealth': grpc.unary_unary_rpc_method_handler(
                     servicer.GetModelHealth,
@@ -86,6 +107,23 @@ class DecisionService(object):
         return grpc.experimental.unary_unary(request, target, '/switchyard.v1.DecisionService/Decide',
             switchyard_dot_v1_dot_decision__service__pb2.DecideRequest.SerializeToString,
             switchyard_dot_v1_dot_decision__service__pb2.DecideResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def DecideBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/switchyard.v1.DecisionService/DecideBatch',
+            switchyard_dot_v1_dot_decision__service__pb2.DecideBatchRequest.SerializeToString,
+            switchyard_dot_v1_dot_decision__service__pb2.DecideBatchResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 

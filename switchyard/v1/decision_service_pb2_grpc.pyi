@@ -27,6 +27,17 @@ class DecisionServiceStub:
     ]
     """Decide one task now. Nothing is persisted or executed; use IngestService for that."""
 
+    DecideBatch: grpc.UnaryUnaryMultiCallable[
+        switchyard.v1.decision_service_pb2.DecideBatchRequest,
+        switchyard.v1.decision_service_pb2.DecideBatchResponse,
+    ]
+    """Decide many tasks in one call (1 to SWITCHYARD_DECIDE_BATCH_MAX_ITEMS), for callers with
+    many documents: each task is checked and decided as Decide would, and one refused task
+    does not fail the others (its result carries the error Decide would have answered). The
+    call's documents reach the models together, through the same micro-batcher. Nothing is
+    persisted or executed. Authorised as Decide; the rate limit charges one token per task.
+    """
+
     GetModelHealth: grpc.UnaryUnaryMultiCallable[
         switchyard.v1.decision_service_pb2.GetModelHealthRequest,
         switchyard.v1.decision_service_pb2.GetModelHealthResponse,
@@ -45,6 +56,17 @@ class DecisionServiceAsyncStub:
         switchyard.v1.decision_service_pb2.DecideResponse,
     ]
     """Decide one task now. Nothing is persisted or executed; use IngestService for that."""
+
+    DecideBatch: grpc.aio.UnaryUnaryMultiCallable[
+        switchyard.v1.decision_service_pb2.DecideBatchRequest,
+        switchyard.v1.decision_service_pb2.DecideBatchResponse,
+    ]
+    """Decide many tasks in one call (1 to SWITCHYARD_DECIDE_BATCH_MAX_ITEMS), for callers with
+    many documents: each task is checked and decided as Decide would, and one refused task
+    does not fail the others (its result carries the error Decide would have answered). The
+    call's documents reach the models together, through the same micro-batcher. Nothing is
+    persisted or executed. Authorised as Decide; the rate limit charges one token per task.
+    """
 
     GetModelHealth: grpc.aio.UnaryUnaryMultiCallable[
         switchyard.v1.decision_service_pb2.GetModelHealthRequest,
@@ -66,6 +88,19 @@ class DecisionServiceServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[switchyard.v1.decision_service_pb2.DecideResponse, collections.abc.Awaitable[switchyard.v1.decision_service_pb2.DecideResponse]]:
         """Decide one task now. Nothing is persisted or executed; use IngestService for that."""
+
+    @abc.abstractmethod
+    def DecideBatch(
+        self,
+        request: switchyard.v1.decision_service_pb2.DecideBatchRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[switchyard.v1.decision_service_pb2.DecideBatchResponse, collections.abc.Awaitable[switchyard.v1.decision_service_pb2.DecideBatchResponse]]:
+        """Decide many tasks in one call (1 to SWITCHYARD_DECIDE_BATCH_MAX_ITEMS), for callers with
+        many documents: each task is checked and decided as Decide would, and one refused task
+        does not fail the others (its result carries the error Decide would have answered). The
+        call's documents reach the models together, through the same micro-batcher. Nothing is
+        persisted or executed. Authorised as Decide; the rate limit charges one token per task.
+        """
 
     @abc.abstractmethod
     def GetModelHealth(

@@ -4,6 +4,8 @@
   parameters: a table of cases (routing rules, the invoice pack's rules, the invoice_risk
   model) gives the expected outcome and rule, and the decision names the pack and version;
 - the router reaches its model card's held-out accuracy through the service's batcher;
+- ``DecideBatch`` decides each task as ``Decide`` does, its documents sharing Triton
+  requests, and refuses a bad task on its own;
 - the Kafka path stores decisions with extracted fields, records each invoice for duplicate
   checks without teaching the vendor history (nothing confirmed it), records the
   shadow model's outputs and agreement, and exposes the model metrics (confidence histograms,
@@ -28,6 +30,9 @@ from pathlib import Path
 import asyncpg
 import grpc
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from switchyard_packs.invoice.extraction import vendor_key
 from switchyard import Settings
@@ -38,6 +43,7 @@ from switchyard._launcher import service_specs
 from switchyard.stack import EmbeddedStack, free_port
 from switchyard.v1 import (
     DataClass,
+    DecideBatchRequest,
     DecideRequest,
     DecisionOutcome,
     DecisionServiceStub,
@@ -53,6 +59,7 @@ from switchyard.v1 import (
 )
 from tests.decision.documents import MODEL_REPOSITORY, heldout, invoice, pdf, png, sample
 from tests.polling import eventually
+from tests.security import test_fuzz_ingest_validation as fuzz
 
 pytestmark = pytest.mark.integration
 
@@ -246,6 +253,91 @@ async def test_router_reaches_its_card_accuracy_through_decide(
     labels = await asyncio.gather(*(route(r["text"]) for r in rows))
     accuracy = sum(label == r["label"] for label, r in zip(labels, rows)) / len(rows)
     assert round(accuracy, 6) >= card["metrics"]["test"]["accuracy"]
+
+
+def _router_batches(settings: Settings) -> tuple[float, float]:
+    """(requests, documents) the router's micro-batcher has sent to Triton so far."""
+    text = urllib.request.urlopen(
+        f"http://127.0.0.1:{settings.decision_metrics_port}/metrics", timeout=10).read().decode()
+    values = {line.split("{", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line.startswith("switchyard_batch_size_")
+              and 'model="document_router"' in line and "_bucket" not in line}
+    # (absent until the router's first request)
+    return values.get("switchyard_batch_size_count", 0), values.get("switchyard_batch_size_sum", 0)
+
+
+async def test_decide_batch_answers_each_task_as_decide_does(
+        decide: DecisionServiceStub, decision_settings: Settings) -> None:
+    """DecideBatch decides each task as Decide would (outcome, rule, label, fields), in
+    request order; its documents reach the router together (fewer Triton requests than
+    documents); a task Decide would refuse is refused on its own, with its field violation
+    and the other tasks decided; a call carries 1 to decide_batch_max_items tasks."""
+    cases = {**INVOICE_CASES, **ROUTING_CASES}
+    tasks = [task(text, tenant, kind, RECEIVED) for tenant, text, kind, _, _ in cases.values()]
+    tasks += [task(row["text"], "acme") for row in heldout()[:40]]
+    mislabelled = TaskEnvelope(task_id=str(uuid.uuid4()), tenant_id="acme", kind="invoice",
+                               document=Document(content_type="application/pdf", body=png()))
+    sent = [*tasks[:3], mislabelled, *tasks[3:], task("")]
+    requests_before, documents_before = _router_batches(decision_settings)
+    batch = await decide.DecideBatch(DecideBatchRequest(tasks=sent))
+    requests_after, documents_after = _router_batches(decision_settings)
+
+    assert len(batch.results) == len(sent)
+    assert (batch.decided_count, batch.refused_count) == (len(tasks), 2)
+    refused = {i: r.error for i, r in enumerate(batch.results) if r.HasField("error")}
+    assert set(refused) == {3, len(sent) - 1}
+    assert all(e.code == grpc.StatusCode.INVALID_ARGUMENT.value[0] for e in refused.values())
+    assert refused[3].field_violations[0].field == "document.body"
+    assert refused[3].field_violations[0].description.startswith("type_mismatch: ")
+    assert [v.field for v in refused[len(sent) - 1].field_violations] == ["document.body"]
+    # the same answers as one Decide call each
+    singles = await asyncio.gather(*(decide.Decide(DecideRequest(task=t)) for t in tasks))
+    batched = [r.decision for r in batch.results if r.HasField("decision")]
+    for one, many, sent_task in zip(singles, batched, tasks):
+        assert many.task_id == sent_task.task_id and many.tenant_id == sent_task.tenant_id
+        assert (many.outcome, many.rule, many.label) == (
+            one.decision.outcome, one.decision.rule, one.decision.label)
+        assert many.confidence == pytest.approx(one.decision.confidence, abs=1e-6)
+        assert {f.name: f.value for f in many.fields} == {
+            f.name: f.value for f in one.decision.fields}
+    # every document went to the router, and they shared requests
+    assert documents_after - documents_before >= len(tasks)
+    assert requests_after - requests_before < len(tasks)
+
+    for size in (0, decision_settings.decide_batch_max_items + 1):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await decide.DecideBatch(DecideBatchRequest(tasks=[task("hello")] * size))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert set(field_violations(caught.value)) == {"tasks"}
+
+
+@hyp_settings(max_examples=60, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(st.builds(
+    lambda tenant, kind, content_type, body, metadata: TaskEnvelope(
+        task_id=str(uuid.uuid4()), tenant_id=tenant, kind=kind, metadata=metadata,
+        document=Document(content_type=content_type, body=body)),
+    st.one_of(st.sampled_from(["acme", "", " acme "]), fuzz.texts),
+    st.one_of(st.sampled_from(["", "invoice", "support_ticket"]), fuzz.texts),
+    st.sampled_from(["", "text/plain", "application/json", "application/pdf", "image/png"]),
+    fuzz.bodies, st.dictionaries(fuzz.texts, fuzz.texts, max_size=5)), min_size=1, max_size=6))
+def test_decide_batch_answers_every_task_of_any_batch(
+        batch: list[TaskEnvelope], decision_settings: Settings, services: EmbeddedStack) -> None:
+    """Whatever a batch holds, every task gets exactly one answer, in order: a decision, or
+    an error with a code Decide would answer (field violations naming the field when
+    invalid); nothing fails the whole call."""
+    with grpc.insecure_channel(f"127.0.0.1:{decision_settings.decision_grpc_port}") as channel:
+        response = DecisionServiceStub(channel).DecideBatch(
+            DecideBatchRequest(tasks=batch), timeout=60)
+    assert len(response.results) == len(batch)
+    assert response.decided_count + response.refused_count == len(batch)
+    for sent, result in zip(batch, response.results):
+        assert result.HasField("decision") != result.HasField("error")
+        if result.HasField("decision"):
+            assert result.decision.task_id == sent.task_id
+        else:
+            assert result.error.code in {3, 7, 8, 14}, result.error
+            assert result.error.code != 3 or result.error.field_violations, result.error
 
 
 async def test_empty_document_is_invalid(decide: DecisionServiceStub) -> None:

@@ -4,9 +4,9 @@ The stack's ingest runs twice (its own gRPC and metrics ports each, one consumer
 bench/scaling_bench.py runs replicas, plus the decision service. A tenant's accepted work over
 a burst sent through both replicas stays within its one configured limit (a per-replica bucket
 would let twice as much through), another tenant is unaffected, a bulk call is charged per
-item, refusals carry RetryInfo and retry-after-ms, Decide and verdicts (gRPC and the review
-console, one bucket) are limited the same way, and intake records over the rate are slowed,
-all accepted, none dead-lettered.
+item, refusals carry RetryInfo and retry-after-ms, Decide (and DecideBatch, one token per
+task) and verdicts (gRPC and the review console, one bucket) are limited the same way, and
+intake records over the rate are slowed, all accepted, none dead-lettered.
 
 Counts, not timings: the bound ``burst + rate * (elapsed + lease)`` only grows with the time
 the burst took, so a slow machine loosens it and never makes the test flaky.
@@ -35,6 +35,7 @@ from switchyard._launcher import service_specs
 from switchyard._topics import INTAKE
 from switchyard.stack import EmbeddedStack, ServiceSpec, free_port
 from switchyard.v1 import (
+    DecideBatchRequest,
     DecideRequest,
     DecisionServiceStub,
     Document,
@@ -55,7 +56,8 @@ RATE, BURST = 0.2, 10          # every tenant: 10 at once, then one per 5 s
 INTAKE_RATE, INTAKE_BURST = 1.0, 2
 LEASE_S = 0.25
 KEYS = {"acme-sub": ("acme", "submitter"), "globex-sub": ("globex", "submitter"),
-        "hooli-sub": ("hooli", "submitter"), "umbrella-rev": ("umbrella", "reviewer")}
+        "hooli-sub": ("hooli", "submitter"), "umbrella-rev": ("umbrella", "reviewer"),
+        "wayne-sub": ("wayne", "submitter")}
 
 
 @pytest.fixture(scope="module")
@@ -209,6 +211,28 @@ async def test_decide_is_limited_per_tenant(settings: Settings) -> None:
         elapsed = time.monotonic() - started
         assert BURST - 1 <= outcomes.count("accepted") <= bound(elapsed)
         assert outcomes.count("refused") >= 1
+    finally:
+        await channel.close()
+
+
+@pytest.mark.usefixtures("services")
+async def test_decide_batch_costs_one_token_per_task(settings: Settings) -> None:
+    """A DecideBatch call draws one token per task from the tenant's bucket: BURST - 1 tasks
+    in one call go through; three more right after are refused, with when to retry."""
+    def tasks(count: int) -> list[TaskEnvelope]:
+        return [TaskEnvelope(task_id=str(uuid.uuid4()), kind="support_ticket",
+                             document=Document(body=b"Support ticket: refund please"))
+                for _ in range(count)]
+
+    channel = create_channel(f"127.0.0.1:{settings.decision_grpc_port}", api_key="wayne-sub")
+    try:
+        stub = DecisionServiceStub(channel)
+        first = await stub.DecideBatch(DecideBatchRequest(tasks=tasks(BURST - 1)))
+        assert first.decided_count == BURST - 1
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.DecideBatch(DecideBatchRequest(tasks=tasks(3)))
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert retry_after_s(caught.value) > 0
     finally:
         await channel.close()
 

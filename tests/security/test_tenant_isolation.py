@@ -33,6 +33,7 @@ from switchyard.v1 import (
     ConsentPurpose,
     ConsentServiceStub,
     DeadLetterServiceStub,
+    DecideBatchRequest,
     DecideRequest,
     DecisionServiceStub,
     DeleteWebhookRequest,
@@ -433,6 +434,13 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
         bulk = await ingest.SubmitTasks(SubmitTasksRequest(submissions=[
             submission("globex", "x")]))
         assert bulk.results[0].error.code == grpc.StatusCode.PERMISSION_DENIED.value[0]
+        # a batch of decisions: globex's task refused on its own, acme's own decided
+        decided = await decision.DecideBatch(DecideBatchRequest(tasks=[
+            TaskEnvelope(tenant_id="globex", document=Document(body=INVOICE.encode())),
+            TaskEnvelope(document=Document(body=INVOICE.encode()))]))
+        assert decided.results[0].error.code == grpc.StatusCode.PERMISSION_DENIED.value[0]
+        assert not decided.results[0].HasField("decision")
+        assert decided.results[1].decision.tenant_id == "acme"
         assert not (await ingest.DeleteWebhook(DeleteWebhookRequest(
             webhook_id=webhook.webhook_id))).deleted
         assert not (await ingest.DeleteWebhookSource(DeleteWebhookSourceRequest(
@@ -457,6 +465,7 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
         assert [c.granted for c in (await globex_consents.ListConsents(ListConsentsRequest(
             subject_ref="globex-student-1"))).consents] == [True]
         covered = {*expected, "IngestService/SubmitTasks", "IngestService/DeleteWebhook",
+                   "DecisionService/DecideBatch",
                    "IngestService/DeleteWebhookSource",
                    "ReviewService/ListQueue", "PackService/ValidatePack"}
         assert every_rpc() == {f"switchyard.v1.{rpc}" for rpc in covered}, \

@@ -11,6 +11,7 @@ import pytest
 from switchyard._grpc import charges
 from switchyard._ratelimit import Limit, TenantLimiter, parse_limits
 from switchyard.v1 import (
+    DecideBatchRequest,
     DecideRequest,
     ReviewVerdict,
     Submission,
@@ -68,3 +69,5 @@ def test_a_request_costs_one_token_per_item_charged_to_the_callers_tenant() -> N
     verdict = SubmitVerdictRequest(verdict=ReviewVerdict(item_id="i"))
     assert charges("acme", verdict) == {"acme": 1} and charges("*", verdict) == {"*": 1}
     assert charges("*", DecideRequest()) == {"*": 1}
+    batch = DecideBatchRequest(tasks=[TaskEnvelope(tenant_id="acme"), TaskEnvelope()])
+    assert charges("acme", batch) == {"acme": 2} and charges("*", batch) == {"acme": 1, "*": 1}
