@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -40,6 +40,7 @@ from switchyard._priority import task_bucket
 from switchyard.documents import layout_text
 from switchyard.packs import (
     NO_RULE_MATCHED,
+    Activation,
     ExpressionError,
     Pack,
     RuleSpec,
@@ -192,7 +193,7 @@ class TableResult:
     error: str = ""
 
 
-def run_table(pack: Pack, context: dict[str, Any]) -> TableResult:
+def run_table(pack: Pack, context: Mapping[str, Any]) -> TableResult:
     """Evaluate ``pack``'s rules in order under its hit policy. A rule whose expression fails
     at run time (a type mismatch on this document) stops the table: a person decides."""
     matched: list[RuleSpec] = []
@@ -214,7 +215,7 @@ def run_table(pack: Pack, context: dict[str, Any]) -> TableResult:
     return TableResult(matched[0], tuple(matched))
 
 
-def _explain(rule: RuleSpec, context: dict[str, Any]) -> str:
+def _explain(rule: RuleSpec, context: Mapping[str, Any]) -> str:
     if rule.explain_template is None:
         return rule.explain or f"Rule '{rule.name}' matched."
     try:
@@ -231,11 +232,12 @@ def _routing(review: Any, policy: Policy) -> dict[str, Any]:
             "review_sla_s": review.sla_s}
 
 
-def table_outcome(pack: Pack, context: dict[str, Any], policy: Policy, bucket: int = 2,
+def table_outcome(pack: Pack, context: Mapping[str, Any], policy: Policy, bucket: int = 2,
                   note: str = "") -> Outcome:
     """What ``pack``'s decision table decides in ``context`` (the rule context: fields,
     params, route, scores, history, ...): outcome, rule, explanation and, for an escalation,
     its reason, priority and review routing. ``note`` prefixes the explanation."""
+    context = Activation(context)  # every rule and the explanation: converted for CEL once
     route_confidence = float(context["route"]["confidence"])
     confidence = min([route_confidence, *context["scores"].values()])
     result = run_table(pack, context)

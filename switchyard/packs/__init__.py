@@ -17,6 +17,7 @@ from switchyard.packs._entrypoints import GROUPS, EntryPointError, entry_point, 
 from switchyard.packs._expressions import (
     DECISION_VARIABLES,
     PLAN_VARIABLES,
+    Activation,
     Condition,
     ExpressionError,
     Names,
@@ -79,7 +80,7 @@ from switchyard.packs._tenant import (
 __all__ = [
     "DECISION_VARIABLES", "ENGINE_RULES", "GROUPS", "MAX_PACK_BYTES", "MIN_RETRY_LATER_S",
     "NO_RULE_MATCHED", "PACKS_GROUP",
-    "PLAN_VARIABLES", "Compensation", "Condition", "EntryPointError", "ExpressionError",
+    "PLAN_VARIABLES", "Activation", "Compensation", "Condition", "EntryPointError", "ExpressionError",
     "ExtractedField", "Extraction", "Extractor", "accepts_layout", "as_text", "extract_fields",
     "extractor_for", "parse_date", "placement_factor", "run_extractor",
     "FieldSpec", "GoldenCase", "Names", "Pack", "PackError", "ParamSpec", "ReviewSpec",

@@ -20,7 +20,7 @@ import datetime as dt
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,13 +181,51 @@ class _Program:
             self.extended = True
 
     def execute(self, context: Mapping[str, Any]) -> Any:
+        if isinstance(context, Activation):
+            return self.program.execute(context.cel_context())
         if not self.extended:
             return self.program.execute(dict(context))
-        env = cel.Context()
-        for name, func in _EXTENSIONS.items():
-            env.add_function(name, func)
-        env.update(dict(context))
-        return self.program.execute(env)
+        return self.program.execute(_cel_context(context))
+
+
+def _cel_context(context: Mapping[str, Any]) -> Any:
+    """``context`` converted for CEL, with the stdlib extensions."""
+    env = cel.Context()
+    for name, func in _EXTENSIONS.items():
+        env.add_function(name, func)
+    env.update(dict(context))
+    return env
+
+
+class Activation(Mapping[str, Any]):
+    """A rule context converted for CEL once, for the many expressions evaluated against it.
+
+    Converting a context (a decision's fields, parameters, scores, history) into CEL values is
+    what an evaluation costs: ~100-200 µs, against ~1 µs to run a compiled program on a context
+    already converted. A decision table runs every rule's condition, then an explanation
+    template, on the same context, so the engine wraps it once. It reads as the mapping it
+    wraps; that mapping must not change while the activation is in use.
+    """
+
+    __slots__ = ("_mapping", "_cel")
+
+    def __init__(self, mapping: Mapping[str, Any]) -> None:
+        self._mapping = mapping
+        self._cel: Any = None
+
+    def cel_context(self) -> Any:
+        if self._cel is None:
+            self._cel = _cel_context(self._mapping)
+        return self._cel
+
+    def __getitem__(self, key: str) -> Any:
+        return self._mapping[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._mapping)
+
+    def __len__(self) -> int:
+        return len(self._mapping)
 
 
 def _execute(program: Any, context: Mapping[str, Any], where: str) -> Any:
@@ -366,9 +404,10 @@ class Template:
         if self._issues:
             raise ExpressionError(self.where, "template has problems: "
                                   + "; ".join(m for _, _, m in self._issues))
-        return self._render(self._compiled, "", dict(context))
+        return self._render(self._compiled, "", context if isinstance(context, Activation)
+                            else dict(context))
 
-    def _render(self, node: Any, path: str, context: dict[str, Any]) -> Any:
+    def _render(self, node: Any, path: str, context: Mapping[str, Any]) -> Any:
         if isinstance(node, tuple):
             if len(node) == 1 and node[0].is_expr:
                 return _jsonable(_execute(node[0].program, context, f"{self.where}{path}"))
@@ -473,6 +512,7 @@ def typed_fields(raw: Mapping[str, str], types: Mapping[str, str]) -> dict[str, 
     return out
 
 
-__all__ = ["DECISION_VARIABLES", "PLAN_VARIABLES", "Condition", "ExpressionError", "Names",
+__all__ = ["DECISION_VARIABLES", "PLAN_VARIABLES", "Activation", "Condition", "ExpressionError",
+           "Names",
            "Template", "as_text", "check_expression", "compile_condition", "evaluate_condition",
            "parse_number", "template_parts", "typed_fields", "typed_value"]
