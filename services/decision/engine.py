@@ -45,7 +45,6 @@ from switchyard.packs import (
     Pack,
     RuleSpec,
     evaluate_condition,
-    plan_to_proto,
     run_extractor,
     typed_fields,
 )
@@ -117,7 +116,7 @@ def to_decision(task: TaskEnvelope, outcome: Outcome, prediction: Prediction | N
     now.GetCurrentTime()
     active = assessment.active if assessment is not None else active
     # Escalations and rejections carry the plan too, so an approving reviewer runs it.
-    plan = plan_to_proto(active.pack, active.params) if active is not None else ActionPlan()
+    plan = active.plan if active is not None else ActionPlan()
     decision = Decision(
         decision_id=str(uuid.uuid4()), task_id=task.task_id, tenant_id=task.tenant_id,
         outcome=_OUTCOMES[outcome.action], confidence=outcome.confidence, rule=outcome.rule,

@@ -24,6 +24,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from typing import Any
 
@@ -37,8 +38,10 @@ from switchyard.packs import (
     builtin_packs,
     load_pack_files,
     parse_tenant_settings,
+    plan_to_proto,
     resolve_parameters,
 )
+from switchyard.v1 import ActionPlan
 
 log = logging.getLogger(__name__)
 CHANNEL = "switchyard_packs"
@@ -70,6 +73,12 @@ class ActivePack:
 
     pack: Pack
     params: Mapping[str, Any]
+
+    @cached_property
+    def plan(self) -> ActionPlan:
+        """The pack's action plan for these parameters: the same for every decision this
+        tenant gets from the pack, so built once (a decision carries a copy)."""
+        return plan_to_proto(self.pack, self.params)
 
 
 @dataclass(frozen=True)
