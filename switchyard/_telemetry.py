@@ -169,16 +169,32 @@ def configure_logging(settings: Settings, service: str) -> None:
 
 
 def configure_tracing(settings: Settings, service: str) -> None:
-    """Install a tracer provider with the configured exporter ('none' keeps spans in-process)."""
+    """Install :func:`tracer_provider` as the process's tracer provider."""
+    trace.set_tracer_provider(tracer_provider(settings, service))
+
+
+def tracer_provider(settings: Settings, service: str) -> Any:
+    """A tracer provider with the configured exporter.
+
+    With 'none' nothing would read a span, so none is recorded (the sampler drops them all:
+    no attributes, events or timings gathered per request). Trace ids are still made and
+    carried — in log lines, Kafka headers and stored trace contexts — so one task's log lines
+    still share a trace id. They travel marked unsampled; a process with an exporter records
+    its spans of such a trace all the same (a remote parent's "unsampled" is ignored), so a
+    task submitted by a command-line client without an exporter is traced by the services.
+    """
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 
     provider = TracerProvider(
         resource=Resource.create(
             {"service.name": f"switchyard-{service}",
              "deployment.environment": settings.environment}
-        )
+        ),
+        sampler=ALWAYS_OFF if settings.otel_exporter == "none" else ParentBased(
+            ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON),
     )
     if settings.otel_exporter == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
@@ -196,7 +212,7 @@ def configure_tracing(settings: Settings, service: str) -> None:
     elif settings.otel_exporter != "none":
         raise ValueError(f"SWITCHYARD_OTEL_EXPORTER must be none, console, otlp or jsonl, "
                          f"not {settings.otel_exporter!r}")
-    trace.set_tracer_provider(provider)
+    return provider
 
 
 class JsonlSpanExporter:
