@@ -424,6 +424,12 @@ class Settings:
         "2", "document_router version run as a shadow beside the live one: outputs and "
         "agreement recorded, never acted on. Empty: no shadow.", group="decision",
     )
+    router_shadow_sample: float = setting(
+        1.0, "Share of routed documents the shadow also scores, chosen by task id (a task "
+        "delivered again is chosen again or not at all); 0.1 spends a tenth of the shadow's "
+        "Triton work and still measures agreement.", group="decision", minimum=0.0,
+        maximum=1.0,
+    )
     invoice_risk_version: str = setting(
         "1", "Triton version directory of invoice_risk (the invoice pack's scorer; a pack's "
         "scorer model `<name>` uses the setting `<name>_version` when one exists, else Triton's "

@@ -420,7 +420,7 @@ async def setup(ctx: ServiceContext) -> None:
         clients.append(shadow_client)
         shadow = ShadowRunner(batcher("document_router_shadow", shadow_client.predict),
                               "document_router", s.router_version, s.router_shadow_version,
-                              ctx.pool)
+                              ctx.pool, sample=s.router_shadow_sample)
     try:
         await asyncio.wait_for(_load_metadata(*clients), 15)
     except asyncio.TimeoutError:

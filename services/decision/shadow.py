@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+import zlib
 from collections import deque
 
 import asyncpg
@@ -21,6 +22,7 @@ from services.decision.batcher import MicroBatcher, Overloaded
 from services.decision.triton import ModelUnavailable, Prediction
 
 log = logging.getLogger(__name__)
+_SAMPLE_BUCKETS = 10_000
 
 SHADOW_COMPARISONS = Counter(
     "switchyard_shadow_comparisons_total",
@@ -39,11 +41,18 @@ SHADOW_AGREEMENT = Gauge(
 )
 
 
+def shadow_sampled(task_id: str, share: float) -> bool:
+    """Whether the shadow scores this task: ``share`` of task ids, chosen by their hash, so
+    the choice is the same on every replica and every delivery of the task."""
+    return zlib.crc32(task_id.encode()) % _SAMPLE_BUCKETS < round(share * _SAMPLE_BUCKETS)
+
+
 class ShadowRunner:
     def __init__(self, batcher: MicroBatcher[str, Prediction], model: str, live_version: str,
                  shadow_version: str, pool: asyncpg.Pool | None, flush_rows: int = 256,
-                 flush_s: float = 0.5) -> None:
+                 flush_s: float = 0.5, sample: float = 1.0) -> None:
         self.batcher = batcher
+        self.sample = sample
         self.model, self.live_version, self.shadow_version = model, live_version, shadow_version
         self.pool = pool
         self._recent: deque[bool] = deque(maxlen=1000)
@@ -68,7 +77,10 @@ class ShadowRunner:
 
     def observe(self, task_id: str, tenant_id: str, text: str, live: Prediction,
                 persist: bool) -> None:
-        """Score ``text`` with the shadow in the background and compare with ``live``."""
+        """Score ``text`` with the shadow in the background and compare with ``live`` (when
+        the task is :func:`shadow_sampled`)."""
+        if not shadow_sampled(task_id, self.sample):
+            return
         task = self.supervisor.spawn("shadow-compare",
                                      self._compare(task_id, tenant_id, text, live, persist))
         self._tasks.add(task)

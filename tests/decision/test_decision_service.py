@@ -39,7 +39,7 @@ from switchyard import Settings
 from switchyard._dataclass import matching_hash, matching_key
 from switchyard._db import connect
 from switchyard._grpc import create_channel, field_violations
-from switchyard._launcher import service_specs
+from switchyard._launcher import bootstrap, service_specs
 from switchyard.stack import EmbeddedStack, free_port
 from switchyard.v1 import (
     DataClass,
@@ -57,6 +57,7 @@ from switchyard.v1 import (
     TaskEnvelope,
     TaskStatus,
 )
+from services.decision.shadow import shadow_sampled
 from tests.decision.documents import MODEL_REPOSITORY, heldout, invoice, pdf, png, sample
 from tests.polling import eventually
 from tests.security import test_fuzz_ingest_validation as fuzz
@@ -338,6 +339,44 @@ def test_decide_batch_answers_every_task_of_any_batch(
         else:
             assert result.error.code in {3, 7, 8, 14}, result.error
             assert result.error.code != 3 or result.error.field_violations, result.error
+
+
+def _shadow_compared(port: int) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("switchyard_shadow_comparisons_total{"))
+
+
+async def test_the_shadow_scores_only_its_sample_of_tasks(
+        decision_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """With SWITCHYARD_ROUTER_SHADOW_SAMPLE=0.5 a decision process compares the shadow on
+    exactly the tasks whose ids are in the sample, and on no other."""
+    sampled = decision_settings.replace(
+        router_shadow_sample=0.5, kafka_topic_prefix=f"shadow-{uuid.uuid4().hex[:6]}.",
+        decision_grpc_port=free_port(), decision_metrics_port=free_port())
+    await bootstrap(sampled)
+    process = EmbeddedStack(sampled, tmp_path_factory.mktemp("sampled"), components=(),
+                            services=service_specs(sampled, ("decision",)))
+    await asyncio.to_thread(process.start, 90)
+    channel = create_channel(f"127.0.0.1:{sampled.decision_grpc_port}")
+    try:
+        tasks = [task(row["text"], "acme") for row in heldout()[:40]]
+        await asyncio.gather(*(DecisionServiceStub(channel).Decide(DecideRequest(task=t))
+                               for t in tasks))
+        expected = sum(shadow_sampled(t.task_id, 0.5) for t in tasks)
+        assert 0 < expected < len(tasks)
+        await eventually(lambda: _async_value(
+            _shadow_compared(sampled.decision_metrics_port) >= expected),
+            "the sampled tasks' comparisons", timeout_s=60)
+        await asyncio.sleep(1.0)  # an unsampled task compared late would show now
+        assert _shadow_compared(sampled.decision_metrics_port) == expected
+    finally:
+        await channel.close()
+        await asyncio.to_thread(process.stop)
+
+
+async def _async_value(value: bool) -> bool:
+    return value
 
 
 async def test_empty_document_is_invalid(decide: DecisionServiceStub) -> None:
