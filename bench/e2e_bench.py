@@ -112,7 +112,11 @@ LIST_QUEUE = "/switchyard.v1.ReviewService/ListQueue"
 CLAIM = "/switchyard.v1.ReviewService/Claim"
 SUBMIT_VERDICT = "/switchyard.v1.ReviewService/SubmitVerdict"
 #: The bench's reviewer is a machine: no admission throttle protects it (see the module doc).
-REVIEW_UNTHROTTLED = {"review_tenant_rate": 0.0, "review_queue_rate": 0.0}
+#: What the end-to-end and scaling runs change (recorded in their JSON): the review throttle
+#: off (above), and the shadow router scoring a 10% sample of the documents, as a deployment
+#: measuring agreement without paying for a second model on every task would run it.
+PIPELINE_BENCH_SETTINGS = {"review_tenant_rate": 0.0, "review_queue_rate": 0.0,
+                      "router_shadow_sample": 0.1}
 CHUNK = 50
 #: Stop waiting for stragglers when nothing finished for this long (they count as missing).
 STALL_S = 30.0
@@ -643,7 +647,7 @@ def run(infra: Settings, state: Path, plan: Plan, json_path: Path,
     profile_dir = json_path.parent / "profile" if profile else None
     saturation_profile.clear()
     phases: list[Phase] = []
-    real_settings = isolated(infra, "switchyard", **REVIEW_UNTHROTTLED)
+    real_settings = isolated(infra, "switchyard", **PIPELINE_BENCH_SETTINGS)
     with switchyard_pipeline(real_settings, state / "switchyard") as pipeline:
         pool = asyncio.run(calibrate(real_settings, load_docs()))
         print(f"workload: {len(pool.automated)} of {len(pool.docs)} held-out documents are "
@@ -681,7 +685,7 @@ def run(infra: Settings, state: Path, plan: Plan, json_path: Path,
         print_profile(saturation_profile)
     result: dict[str, Any] = {
         "phases": [asdict(p) for p in phases], "throughput_ratio": ratios, "plan": asdict(plan),
-        "settings_changed": {"switchyard": REVIEW_UNTHROTTLED},
+        "settings_changed": {"switchyard": PIPELINE_BENCH_SETTINGS},
         "workload": {"documents": len(pool.docs), "automated_pool": len(pool.automated)},
         "goals": goals(real_sat, real_lat, ratios)}
     if profile:

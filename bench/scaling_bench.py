@@ -43,7 +43,7 @@ from bench._common import (
     write_json,
 )
 from bench.e2e_bench import (
-    REVIEW_UNTHROTTLED,
+    PIPELINE_BENCH_SETTINGS,
     Phase,
     Pool,
     StatusWatch,
@@ -122,7 +122,7 @@ def replica_view(settings: Settings, ports: dict[str, dict[str, int]]) -> dict[s
 
 def measure(infra: Settings, state: Path, replicas: int, items_for: Any, plan: argparse.Namespace,
             pool_holder: dict[str, Pool]) -> tuple[Phase, dict[str, Any]]:
-    settings = isolated(infra, f"scale{replicas}", **REVIEW_UNTHROTTLED)
+    settings = isolated(infra, f"scale{replicas}", **PIPELINE_BENCH_SETTINGS)
     specs, ports = replica_specs(settings, replicas)
     with Pipeline(settings, state / f"replicas-{replicas}", specs) as pipeline:
         if "pool" not in pool_holder:
@@ -184,7 +184,7 @@ def run(infra: Settings, state: Path, plan: argparse.Namespace, json_path: Path
     data = {"phases": {str(r): asdict(p) for r, p in phases.items()},
             "replicas": {str(r): v for r, v in views.items()},
             "two_vs_one": ratio, "tasks": plan.tasks, "offered_rate": plan.rate,
-            "settings_changed": REVIEW_UNTHROTTLED}
+            "settings_changed": PIPELINE_BENCH_SETTINGS}
     write_json(json_path, data)
     return data
 
