@@ -107,20 +107,22 @@ async def raw_triton(url: str, docs: list[str], seconds: float, batch: int = 64,
     return count / elapsed
 
 
-async def decide_load(port: int, docs: list[str], seconds: float, in_flight: int,
-                      meter: CpuMeter | None = None) -> float:
-    """Decisions/s through Decide: ``in_flight`` concurrent single-item calls.
+def _envelope(text: str) -> TaskEnvelope:
+    return TaskEnvelope(task_id=str(uuid.uuid4()), tenant_id="bench",
+                        metadata={"received_date": "2025-06-01"},
+                        document=Document(content_type="text/plain", body=text.encode()))
 
-    Requests are serialized up front and sent as bytes, so the client spends its (shared)
-    CPU on the RPCs, not on protobuf.
-    """
-    bodies = [DecideRequest(task=TaskEnvelope(
-        task_id=str(uuid.uuid4()), tenant_id="bench", metadata={"received_date": "2025-06-01"},
-        document=Document(content_type="text/plain", body=d.encode()))).SerializeToString()
-        for d in docs]
+
+async def rpc_load(port: int, method: str, bodies: list[bytes],
+                   decided: Callable[[bytes], tuple[int, int]], seconds: float, in_flight: int,
+                   meter: CpuMeter | None = None) -> float:
+    """Decisions/s through ``method``: ``in_flight`` concurrent calls cycling through
+    ``bodies`` (serialized up front, so the client spends its shared CPU on the RPCs, not on
+    protobuf) for 2 s of warm-up, then ``seconds`` measured. ``decided(reply)`` says how many
+    decisions a reply holds, and how many of its tasks failed."""
     # a bare channel: the load generator shares the CPUs, so it carries no interceptors
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    call = channel.unary_unary(DECIDE)
+    call = channel.unary_unary(method)
     count, errors = 0, 0
 
     async def worker(k: int, until: float) -> None:
@@ -128,8 +130,8 @@ async def decide_load(port: int, docs: list[str], seconds: float, in_flight: int
         i = k
         while time.perf_counter() < until:
             try:
-                reply = await call(bodies[i % len(bodies)], timeout=30)
-                count += bool(DecideResponse.FromString(reply).decision.rule)
+                ok, failed = decided(await call(bodies[i % len(bodies)], timeout=60))
+                count, errors = count + ok, errors + failed
             except grpc.aio.AioRpcError:
                 errors += 1
             i += in_flight
@@ -145,52 +147,34 @@ async def decide_load(port: int, docs: list[str], seconds: float, in_flight: int
         meter.stop()
     await channel.close()
     if errors:
-        print(f"  ({errors} Decide calls failed)", file=sys.stderr)
+        print(f"  ({errors} {method.rsplit('/', 1)[-1]} calls or tasks failed)",
+              file=sys.stderr)
     return count / elapsed
+
+
+async def decide_load(port: int, docs: list[str], seconds: float, in_flight: int,
+                      meter: CpuMeter | None = None) -> float:
+    """Decisions/s through Decide: ``in_flight`` concurrent single-item calls."""
+    bodies = [DecideRequest(task=_envelope(d)).SerializeToString() for d in docs]
+
+    def decided(reply: bytes) -> tuple[int, int]:
+        return bool(DecideResponse.FromString(reply).decision.rule), 0
+
+    return await rpc_load(port, DECIDE, bodies, decided, seconds, in_flight, meter)
 
 
 async def decide_batch_load(port: int, docs: list[str], seconds: float, batch: int = 64,
                             in_flight: int = 4, meter: CpuMeter | None = None) -> float:
-    """Decisions/s through DecideBatch: ``in_flight`` concurrent calls of ``batch`` tasks,
-    serialized up front like :func:`decide_load`'s."""
-    def envelope(text: str) -> TaskEnvelope:
-        return TaskEnvelope(task_id=str(uuid.uuid4()), tenant_id="bench",
-                            metadata={"received_date": "2025-06-01"},
-                            document=Document(content_type="text/plain", body=text.encode()))
-
-    bodies = [DecideBatchRequest(tasks=[envelope(docs[(start + j) % len(docs)])
+    """Decisions/s through DecideBatch: ``in_flight`` concurrent calls of ``batch`` tasks."""
+    bodies = [DecideBatchRequest(tasks=[_envelope(docs[(start + j) % len(docs)])
                                         for j in range(batch)]).SerializeToString()
               for start in range(0, len(docs), batch)]
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    call = channel.unary_unary(DECIDE_BATCH)
-    count, errors = 0, 0
 
-    async def worker(k: int, until: float) -> None:
-        nonlocal count, errors
-        i = k
-        while time.perf_counter() < until:
-            try:
-                reply = DecideBatchResponse.FromString(
-                    await call(bodies[i % len(bodies)], timeout=60))
-                count += sum(bool(r.decision.rule) for r in reply.results)
-                errors += reply.refused_count
-            except grpc.aio.AioRpcError:
-                errors += batch
-            i += in_flight
+    def decided(reply: bytes) -> tuple[int, int]:
+        response = DecideBatchResponse.FromString(reply)
+        return sum(bool(r.decision.rule) for r in response.results), response.refused_count
 
-    await asyncio.gather(*(worker(k, time.perf_counter() + 2) for k in range(in_flight)))
-    count = errors = 0
-    if meter is not None:
-        meter.start()
-    started = time.perf_counter()
-    await asyncio.gather(*(worker(k, started + seconds) for k in range(in_flight)))
-    elapsed = time.perf_counter() - started
-    if meter is not None:
-        meter.stop()
-    await channel.close()
-    if errors:
-        print(f"  ({errors} DecideBatch tasks refused or failed)", file=sys.stderr)
-    return count / elapsed
+    return await rpc_load(port, DECIDE_BATCH, bodies, decided, seconds, in_flight, meter)
 
 
 def with_service(settings: Settings, state: Path, names: tuple[str, ...],

@@ -88,6 +88,15 @@ async def abort_invalid(context: grpc.aio.ServicerContext,
     )
 
 
+async def abort_unless_batch_size(context: grpc.aio.ServicerContext, field: str, count: int,
+                                  limit: int) -> None:
+    """A bulk call (SubmitTasks, DecideBatch) carries 1 to ``limit`` items in ``field``;
+    otherwise the whole call is INVALID_ARGUMENT on that field."""
+    if not 1 <= count <= limit:
+        await abort_invalid(context, [FieldViolation(
+            field, f"{count} item(s); a call carries 1 to {limit}")])
+
+
 def item_error(code: grpc.StatusCode, message: str,
                violations: Sequence[FieldViolation] = ()) -> ItemError:
     """One refused item of a bulk call (SubmitTasks, DecideBatch): the status the single-item

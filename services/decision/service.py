@@ -49,6 +49,7 @@ from switchyard._grpc import (
     FieldViolation,
     abort_invalid,
     abort_retry_later,
+    abort_unless_batch_size,
     invalid_item,
     item_error,
 )
@@ -315,10 +316,8 @@ class DecisionServicer(DecisionServiceServicer):
     async def DecideBatch(self, request: DecideBatchRequest,
                           context: grpc.aio.ServicerContext) -> DecideBatchResponse:
         count = len(request.tasks)
-        limit = self.settings.decide_batch_max_items
-        if not 1 <= count <= limit:
-            await abort_invalid(context, [FieldViolation(
-                "tasks", f"{count} task(s); a call carries 1 to {limit}")])
+        await abort_unless_batch_size(context, "tasks", count,
+                                      self.settings.decide_batch_max_items)
         # the acceptance rules open files (PDFs, images): off the event loop, as ingest does
         admitted = await asyncio.to_thread(
             lambda: [self._admitted(task, prefix="") for task in request.tasks])

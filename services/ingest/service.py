@@ -42,6 +42,7 @@ from switchyard._grpc import (
     FieldViolation,
     abort_invalid,
     abort_retry_later,
+    abort_unless_batch_size,
     invalid_item,
     item_error,
     request_tenant,
@@ -325,10 +326,8 @@ class IngestServicer(IngestServiceServicer):
     async def SubmitTasks(self, request: SubmitTasksRequest,
                           context: grpc.aio.ServicerContext) -> SubmitTasksResponse:
         count = len(request.submissions)
-        limit = self.settings.ingest_max_batch_items
-        if not 1 <= count <= limit:
-            await abort_invalid(context, [FieldViolation(
-                "submissions", f"{count} item(s); a call carries 1 to {limit}")])
+        await abort_unless_batch_size(context, "submissions", count,
+                                      self.settings.ingest_max_batch_items)
         principal = principal_var.get()
         results = [SubmitTasksResult() for _ in range(count)]
         items: list[Item] = []
