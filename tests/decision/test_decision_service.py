@@ -341,6 +341,33 @@ def test_decide_batch_answers_every_task_of_any_batch(
             assert result.error.code != 3 or result.error.field_violations, result.error
 
 
+async def test_a_full_model_queue_refuses_the_tasks_it_cannot_take_not_the_call(
+        decision_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """With at most 4 documents waiting for the router (SWITCHYARD_BATCH_QUEUE_LIMIT=4), a
+    DecideBatch of 64 is answered task by task: those the queue took are decided, the others
+    are RESOURCE_EXHAUSTED (8) with a retry hint in their text; the call itself succeeds."""
+    narrow = decision_settings.replace(
+        batch_queue_limit=4, kafka_topic_prefix=f"narrow-{uuid.uuid4().hex[:6]}.",
+        decision_grpc_port=free_port(), decision_metrics_port=free_port())
+    await bootstrap(narrow)
+    process = EmbeddedStack(narrow, tmp_path_factory.mktemp("narrow"), components=(),
+                            services=service_specs(narrow, ("decision",)))
+    await asyncio.to_thread(process.start, 90)
+    channel = create_channel(f"127.0.0.1:{narrow.decision_grpc_port}")
+    try:
+        tasks = [task(row["text"], "acme") for row in heldout()[:64]]
+        batch = await DecisionServiceStub(channel).DecideBatch(DecideBatchRequest(tasks=tasks))
+    finally:
+        await channel.close()
+        await asyncio.to_thread(process.stop)
+    assert len(batch.results) == 64
+    refused = [r.error for r in batch.results if r.HasField("error")]
+    assert 0 < batch.decided_count and refused
+    assert all(e.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0] for e in refused)
+    assert all("retry this task shortly" in e.message for e in refused)
+    assert batch.decided_count + len(refused) == 64
+
+
 def _shadow_compared(port: int) -> float:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
