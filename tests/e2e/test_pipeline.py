@@ -456,7 +456,10 @@ async def test_a_text_pdf_a_scan_and_a_photo_are_decided_with_provenance(
     tenant never paid goes to a person) carries the layout the console draws."""
     cases = {}
     for name in ("pdf", "scan", "photo"):
-        facts = invoice_facts(f"DOC-{name.upper()}-{uuid.uuid4().hex[:6].upper()}")
+        # digits (as the large-document test's): this test is about where fields were read,
+        # and an OCR misreading a random letter (O/0, B/8) of the number once in a while
+        # is the documents benchmark's subject, not a reason for this test to fail
+        facts = invoice_facts(f"DOC-{name.upper()}-{uuid.uuid4().int % 10**8:08d}")
         pdf = invoice_pdf(facts)
         if name == "pdf":
             content_type, body = "application/pdf", pdf
