@@ -30,7 +30,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -262,22 +262,24 @@ def run(s: Settings, state: Path, args: argparse.Namespace, json_path: Path) -> 
         raw_triton(s.triton_url, docs, args.seconds, meter=meter))
     cpu["raw_triton_batch64"] = {k: round(1000 * v / (raw * args.seconds), 3)
                                  for k, v in meter.used.items()}
-    for name, size in (("decide_batched", 64), ("decide_unbatched", 1),
-                       ("decide_batch_rpc", 64)):
-        print(f"{'DecideBatch' if name == 'decide_batch_rpc' else 'Decide'}, "
-              f"batch_max_size={size} ...", file=sys.stderr)
+    def single(port: int, meter: CpuMeter) -> Awaitable[float]:
+        return decide_load(port, docs, args.seconds, args.in_flight, meter)
+
+    def batched(port: int, meter: CpuMeter) -> Awaitable[float]:
+        return decide_batch_load(port, docs, args.seconds, meter=meter)
+
+    for name, rpc, size, measure in (("decide_batched", "Decide", 64, single),
+                                     ("decide_unbatched", "Decide", 1, single),
+                                     ("decide_batch_rpc", "DecideBatch", 64, batched)):
+        print(f"{rpc}, batch_max_size={size} ...", file=sys.stderr)
         settings = isolated(s, name, batch_max_size=size)
         asyncio.run(bootstrap(settings))
 
-        def load(pids: dict[str, int], st: Settings = settings, name: str = name) -> float:
+        def load(pids: dict[str, int], st: Settings = settings, name: str = name,
+                 measure: Callable[[int, CpuMeter], Awaitable[float]] = measure) -> float:
             meter = CpuMeter({"decision service": pids["decision"],
                               "triton": triton_pid, "load client": os.getpid()})
-            if name == "decide_batch_rpc":
-                rate = asyncio.run(decide_batch_load(st.decision_grpc_port, docs,
-                                                     args.seconds, meter=meter))
-            else:
-                rate = asyncio.run(decide_load(st.decision_grpc_port, docs, args.seconds,
-                                               args.in_flight, meter))
+            rate = asyncio.run(measure(st.decision_grpc_port, meter))
             decided = rate * args.seconds
             cpu[name] = {k: round(1000 * v / decided, 3) for k, v in meter.used.items()}
             return rate

@@ -277,6 +277,7 @@ class DecisionServicer(DecisionServiceServicer):
         self.engine = engine
         self.settings = settings
         self.pool = pool
+        self.limits = DocumentLimits.from_settings(settings)  # checked on every task
 
     async def GetModelHealth(self, request: GetModelHealthRequest,
                              context: grpc.aio.ServicerContext) -> GetModelHealthResponse:
@@ -361,7 +362,7 @@ class DecisionServicer(DecisionServiceServicer):
         task.CopyFrom(requested)
         task.tenant_id = task.tenant_id.strip() or (
             "" if principal.tenant_id == "*" else principal.tenant_id)
-        problems = validate_task(task, DocumentLimits.from_settings(self.settings), prefix)
+        problems = validate_task(task, self.limits, prefix)
         denied = None if principal.may_access(task.tenant_id) else (
             f"credentials do not allow tenant {task.tenant_id!r}")
         return task, problems, denied

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -26,6 +27,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
@@ -256,15 +258,40 @@ async def test_router_reaches_its_card_accuracy_through_decide(
     assert round(accuracy, 6) >= card["metrics"]["test"]["accuracy"]
 
 
+def _metric_sum(port: int, name: str, label: str = "") -> float:
+    """The sum of the series of ``name`` (those whose labels hold ``label``) that a service's
+    metrics endpoint shows; 0 while none exists yet."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") and label in line)
+
+
 def _router_batches(settings: Settings) -> tuple[float, float]:
     """(requests, documents) the router's micro-batcher has sent to Triton so far."""
-    text = urllib.request.urlopen(
-        f"http://127.0.0.1:{settings.decision_metrics_port}/metrics", timeout=10).read().decode()
-    values = {line.split("{", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-              if line.startswith("switchyard_batch_size_")
-              and 'model="document_router"' in line and "_bucket" not in line}
-    # (absent until the router's first request)
-    return values.get("switchyard_batch_size_count", 0), values.get("switchyard_batch_size_sum", 0)
+    port, router = settings.decision_metrics_port, 'model="document_router"'
+    return (_metric_sum(port, "switchyard_batch_size_count", router),
+            _metric_sum(port, "switchyard_batch_size_sum", router))
+
+
+@contextlib.asynccontextmanager
+async def _decision_process(base: Settings, tmp_path_factory: pytest.TempPathFactory,
+                            name: str, **changes: Any
+                            ) -> AsyncIterator[tuple[Settings, DecisionServiceStub]]:
+    """A decision process of its own, with ``changes`` to the module's settings (its own
+    topics and ports), and a client of it."""
+    own = base.replace(kafka_topic_prefix=f"{name}-{uuid.uuid4().hex[:6]}.",
+                       decision_grpc_port=free_port(), decision_metrics_port=free_port(),
+                       **changes)
+    await bootstrap(own)
+    process = EmbeddedStack(own, tmp_path_factory.mktemp(name), components=(),
+                            services=service_specs(own, ("decision",)))
+    await asyncio.to_thread(process.start, 90)
+    channel = create_channel(f"127.0.0.1:{own.decision_grpc_port}")
+    try:
+        yield own, DecisionServiceStub(channel)
+    finally:
+        await channel.close()
+        await asyncio.to_thread(process.stop)
 
 
 async def test_decide_batch_answers_each_task_as_decide_does(
@@ -346,20 +373,10 @@ async def test_a_full_model_queue_refuses_the_tasks_it_cannot_take_not_the_call(
     """With at most 4 documents waiting for the router (SWITCHYARD_BATCH_QUEUE_LIMIT=4), a
     DecideBatch of 64 is answered task by task: those the queue took are decided, the others
     are RESOURCE_EXHAUSTED (8) with a retry hint in their text; the call itself succeeds."""
-    narrow = decision_settings.replace(
-        batch_queue_limit=4, kafka_topic_prefix=f"narrow-{uuid.uuid4().hex[:6]}.",
-        decision_grpc_port=free_port(), decision_metrics_port=free_port())
-    await bootstrap(narrow)
-    process = EmbeddedStack(narrow, tmp_path_factory.mktemp("narrow"), components=(),
-                            services=service_specs(narrow, ("decision",)))
-    await asyncio.to_thread(process.start, 90)
-    channel = create_channel(f"127.0.0.1:{narrow.decision_grpc_port}")
-    try:
-        tasks = [task(row["text"], "acme") for row in heldout()[:64]]
-        batch = await DecisionServiceStub(channel).DecideBatch(DecideBatchRequest(tasks=tasks))
-    finally:
-        await channel.close()
-        await asyncio.to_thread(process.stop)
+    tasks = [task(row["text"], "acme") for row in heldout()[:64]]
+    async with _decision_process(decision_settings, tmp_path_factory, "narrow",
+                                 batch_queue_limit=4) as (_, narrow):
+        batch = await narrow.DecideBatch(DecideBatchRequest(tasks=tasks))
     assert len(batch.results) == 64
     refused = [r.error for r in batch.results if r.HasField("error")]
     assert 0 < batch.decided_count and refused
@@ -368,42 +385,27 @@ async def test_a_full_model_queue_refuses_the_tasks_it_cannot_take_not_the_call(
     assert batch.decided_count + len(refused) == 64
 
 
-def _shadow_compared(port: int) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("switchyard_shadow_comparisons_total{"))
-
-
 async def test_the_shadow_scores_only_its_sample_of_tasks(
         decision_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> None:
     """With SWITCHYARD_ROUTER_SHADOW_SAMPLE=0.5 a decision process compares the shadow on
     exactly the tasks whose ids are in the sample, and on no other."""
-    sampled = decision_settings.replace(
-        router_shadow_sample=0.5, kafka_topic_prefix=f"shadow-{uuid.uuid4().hex[:6]}.",
-        decision_grpc_port=free_port(), decision_metrics_port=free_port())
-    await bootstrap(sampled)
-    process = EmbeddedStack(sampled, tmp_path_factory.mktemp("sampled"), components=(),
-                            services=service_specs(sampled, ("decision",)))
-    await asyncio.to_thread(process.start, 90)
-    channel = create_channel(f"127.0.0.1:{sampled.decision_grpc_port}")
-    try:
-        tasks = [task(row["text"], "acme") for row in heldout()[:40]]
-        await asyncio.gather(*(DecisionServiceStub(channel).Decide(DecideRequest(task=t))
-                               for t in tasks))
-        expected = sum(shadow_sampled(t.task_id, 0.5) for t in tasks)
-        assert 0 < expected < len(tasks)
-        await eventually(lambda: _async_value(
-            _shadow_compared(sampled.decision_metrics_port) >= expected),
-            "the sampled tasks' comparisons", timeout_s=60)
+    tasks = [task(row["text"], "acme") for row in heldout()[:40]]
+    expected = sum(shadow_sampled(t.task_id, 0.5) for t in tasks)
+    assert 0 < expected < len(tasks)
+    async with _decision_process(decision_settings, tmp_path_factory, "sampled",
+                                 router_shadow_sample=0.5) as (sampled, stub):
+        await asyncio.gather(*(stub.Decide(DecideRequest(task=t)) for t in tasks))
+
+        def compared() -> float:
+            return _metric_sum(sampled.decision_metrics_port,
+                               "switchyard_shadow_comparisons_total")
+
+        async def all_sampled_compared() -> bool:
+            return compared() >= expected
+
+        await eventually(all_sampled_compared, "the sampled tasks' comparisons", timeout_s=60)
         await asyncio.sleep(1.0)  # an unsampled task compared late would show now
-        assert _shadow_compared(sampled.decision_metrics_port) == expected
-    finally:
-        await channel.close()
-        await asyncio.to_thread(process.stop)
-
-
-async def _async_value(value: bool) -> bool:
-    return value
+        assert compared() == expected
 
 
 async def test_empty_document_is_invalid(decide: DecisionServiceStub) -> None:
