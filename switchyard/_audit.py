@@ -2,10 +2,11 @@
 
 Every decision, executed step, compensation, human verdict (and review expiry, default action
 or withdrawal), operator action (a cancellation, a re-drive, a breaker reset) and retention
-purge is appended with :func:`append` inside the transaction that makes the change, so the trail and
-the system of record cannot disagree. Configuration is not audited here: it comes from
-settings and the policy file, which change with a deployment. :func:`verify` recomputes every chain and names the first
-entry whose content or link no longer matches.
+purge is appended with :func:`append` (a stream processor's whole batch with
+:func:`append_many`) inside the transaction that makes the change, so the trail and the system
+of record cannot disagree. Configuration is not audited here: it comes from settings and the
+policy file, which change with a deployment. :func:`verify` recomputes every chain and names
+the first entry whose content or link no longer matches.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -42,42 +43,82 @@ def digest(data: bytes | str) -> str:
     return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One entry for :func:`append_many`."""
+
+    tenant_id: str
+    actor: str
+    action: str
+    detail: Mapping[str, Any]
+    task_id: str | None = None
+
+
 async def append(conn: asyncpg.Connection, tenant_id: str, actor: str, action: str,
                  detail: Mapping[str, Any], task_id: str | None = None) -> str:
-    """Append one entry to the tenant's chain (caller's transaction); returns its hash.
+    """Append one entry to the tenant's chain (caller's transaction); returns its hash."""
+    return (await append_many(conn, [Entry(tenant_id, actor, action, detail, task_id)]))[0]
 
-    Inside the caller's transaction it adds no savepoint of its own (a failure aborts that
-    transaction anyway); called outside one, it opens its own.
+
+async def append_many(conn: asyncpg.Connection, entries: Sequence[Entry]) -> list[str]:
+    """Append ``entries`` in their order, each to its tenant's chain, in three statements
+    whatever their number: lock the tenants' chains, read their heads, insert every entry.
+    Returns the entries' hashes in the same order.
+
+    A stream processor appends a whole batch's entries at once, so a tenant's chain is locked
+    once per batch, not once per task. The locks are per tenant (other tenants append in
+    parallel), taken in tenant order (two batches cannot deadlock on them) and held to the end
+    of the caller's transaction: append last, just before it commits. Inside the caller's
+    transaction no savepoint is added (a failure aborts that transaction anyway); called
+    outside one, it opens its own.
     """
+    if not entries:
+        return []
     if not conn.is_in_transaction():
         async with conn.transaction():
-            return await _append(conn, tenant_id, actor, action, detail, task_id)
-    return await _append(conn, tenant_id, actor, action, detail, task_id)
+            return await _append_many(conn, entries)
+    return await _append_many(conn, entries)
 
 
-async def _append(conn: asyncpg.Connection, tenant_id: str, actor: str, action: str,
-                  detail: Mapping[str, Any], task_id: str | None) -> str:
-    # One writer per tenant chain at a time; other tenants append in parallel. The lock is a
-    # statement of its own: the read below needs a snapshot taken after the lock is held.
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('audit:' || $1))", tenant_id)
-    last = await conn.fetchrow(
-        "SELECT l.seq, l.entry_hash, date_trunc('microseconds', clock_timestamp()) AS now "
-        "FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT seq, entry_hash FROM audit_log "
-        "WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1) l ON true", tenant_id)
-    seq = (last["seq"] + 1) if last["seq"] is not None else 1
-    prev_hash = last["entry_hash"] if last["seq"] is not None else GENESIS
-    occurred_at = last["now"]
-    detail_json = json.loads(json.dumps(dict(detail), default=str))
-    entry_hash = chain_hash(prev_hash, canonical(
-        tenant_id, seq, occurred_at, actor, action, task_id, detail_json))
+async def _append_many(conn: asyncpg.Connection, entries: Sequence[Entry]) -> list[str]:
+    tenants = sorted({e.tenant_id for e in entries})
+    # The lock is a statement of its own: the read below needs a snapshot taken after every
+    # lock is held. unnest yields the sorted array in order, so the locks follow it.
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('audit:' || t)) FROM unnest($1::text[]) t",
+        tenants)
+    heads = {row["tenant_id"]: row for row in await conn.fetch(
+        "SELECT t.tenant_id, l.seq, l.entry_hash, "
+        "date_trunc('microseconds', clock_timestamp()) AS now "
+        "FROM unnest($1::text[]) t(tenant_id) LEFT JOIN LATERAL (SELECT seq, entry_hash "
+        "FROM audit_log WHERE tenant_id = t.tenant_id ORDER BY seq DESC LIMIT 1) l ON true",
+        tenants)}
+    chain = {tenant: ((row["seq"] or 0), row["entry_hash"] or GENESIS)
+             for tenant, row in heads.items()}
+    columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [], [])
+    hashes: list[str] = []
+    for entry in entries:
+        head_seq, prev_hash = chain[entry.tenant_id]
+        seq, occurred_at = head_seq + 1, heads[entry.tenant_id]["now"]
+        detail_json = json.loads(json.dumps(dict(entry.detail), default=str))
+        entry_hash = chain_hash(prev_hash, canonical(
+            entry.tenant_id, seq, occurred_at, entry.actor, entry.action, entry.task_id,
+            detail_json))
+        chain[entry.tenant_id] = (seq, entry_hash)
+        hashes.append(entry_hash)
+        for column, value in zip(columns, (
+                entry.tenant_id, seq, occurred_at, entry.actor, entry.action,
+                uuid.UUID(entry.task_id) if entry.task_id else None, json.dumps(detail_json),
+                prev_hash, entry_hash)):
+            column.append(value)
     await conn.execute(
         "INSERT INTO audit_log (tenant_id, seq, occurred_at, actor, action, task_id, detail, "
-        "prev_hash, entry_hash) VALUES ($1,$2,$3,$4,$5,$6,$7::jsonb,$8,$9)",
-        tenant_id, seq, occurred_at, actor, action,
-        uuid.UUID(task_id) if task_id else None, json.dumps(detail_json), prev_hash,
-        entry_hash,
-    )
-    return entry_hash
+        "prev_hash, entry_hash) SELECT tenant_id, seq, occurred_at, actor, action, task_id, "
+        "detail::jsonb, prev_hash, entry_hash FROM unnest($1::text[], $2::bigint[], "
+        "$3::timestamptz[], $4::text[], $5::text[], $6::uuid[], $7::text[], $8::text[], "
+        "$9::text[]) AS e(tenant_id, seq, occurred_at, actor, action, task_id, detail, "
+        "prev_hash, entry_hash)", *columns)
+    return hashes
 
 
 @dataclass(frozen=True)

@@ -68,13 +68,17 @@ class ServiceContext:
                      self.name, batch_size, batch_window_s)
         self.has_agents = True
 
-    def consume_batches(self, topic: Topic, handler: BatchHandler, batch_size: int,
-                        window_s: float) -> None:
+    def consume_batches(self, topic: Topic, handler: BatchHandler,
+                        batch_size: int | None = None, window_s: float | None = None) -> None:
         """Feed ``topic`` to ``handler`` a whole batch at a time (up to ``batch_size`` records,
-        waiting at most ``window_s`` to fill one): for high-rate streams where a call per
-        record costs too much. See :func:`switchyard._streams.process_record_batch`."""
-        attach_batch_agent(self.app, self.settings, topic, handler, lambda: self.dead_letters,
-                           self.name, batch_size, window_s)
+        waiting at most ``window_s`` to fill one; by default the ``stream_batch_*`` settings):
+        one call, one transaction, per batch instead of per record. See
+        :func:`switchyard._streams.process_record_batch`."""
+        s = self.settings
+        attach_batch_agent(
+            self.app, s, topic, handler, lambda: self.dead_letters, self.name,
+            s.stream_batch_max_records if batch_size is None else batch_size,
+            s.stream_batch_window_ms / 1000 if window_s is None else window_s)
         self.has_agents = True
 
     def run_in_background(self, name: str, loop: LoopFactory, *,

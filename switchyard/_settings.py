@@ -161,6 +161,15 @@ class Settings:
         8000, "Consumer group session timeout; a join takes about half of it.", group="kafka",
         minimum=1,
     )
+    stream_batch_max_records: int = setting(
+        256, "Most records a stream processor takes in one batch (decided, stored in one "
+        "transaction and sent together; the tasks, decisions and escalations topics).",
+        group="kafka", minimum=1, maximum=10_000,
+    )
+    stream_batch_window_ms: float = setting(
+        10.0, "Longest a stream processor waits to fill a batch once a record has arrived.",
+        group="kafka", exclusive_minimum=0, maximum=10_000,
+    )
     kafka_fetch_max_wait_ms: int = setting(
         100, "Longest a stream consumer's fetch waits at the broker for new records (faust "
         "fixes 1500). Tansu holds a fetch on a quiet partition for up to this long, so it "

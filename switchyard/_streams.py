@@ -11,13 +11,14 @@ one task are handled in order while different tasks in a batch run concurrently.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import random
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -54,7 +55,9 @@ from switchyard._telemetry import (
     DEAD_LETTERS,
     RECORDS_PROCESSED,
     STAGE_SECONDS,
+    STREAM_BATCH_RECORDS,
     exception_outline,
+    task_id_var,
 )
 from switchyard._topics import DEAD_LETTER, Topic
 from switchyard._transient import TRANSIENT_ERRORS
@@ -86,6 +89,7 @@ class Record:
 
 
 M = TypeVar("M", bound=Message)
+T = TypeVar("T")
 
 
 def decode_record(record: Record, message_type: type[M], from_json: Callable[[bytes], M]
@@ -384,6 +388,7 @@ async def process_record_batch(records: Sequence[Record], handler: BatchHandler,
       of the failed call (at least once: consumers downstream dedupe).
     """
     if records:
+        STREAM_BATCH_RECORDS.labels(service, records[0].topic).observe(len(records))
         await _batch(list(records), handler, dead_letters, service, max_attempts, sleep)
 
 
@@ -442,6 +447,34 @@ async def _batch(records: list[Record], handler: BatchHandler, dead_letters: Let
             RECORDS_PROCESSED.labels(service, topic, "ok").inc(len(records) - len(rejected))
         STAGE_SECONDS.labels(service, topic).observe(time.perf_counter() - started)
         return
+
+
+def record_context(record: Record, task_id: str | None = None) -> contextvars.Context:
+    """A copy of the current context that has adopted ``record``'s trace context and
+    correlation id (and tags log lines with ``task_id``): a batch handler runs each record's
+    own work in it (:func:`run_each`), so what that work logs and sends belongs to the
+    record's trace, as it does when records are handled one at a time."""
+    context = contextvars.copy_context()
+    context.run(activate_incoming, record.headers)
+    if task_id:
+        context.run(task_id_var.set, task_id)
+    return context
+
+
+async def run_each(work: Iterable[tuple[contextvars.Context, Awaitable[T]]]) -> list[T]:
+    """Run each awaitable concurrently in its own context (:func:`record_context`); their
+    results in order. The first failure is raised once all have ended (none is left running
+    behind the batch), so :func:`process_record_batch` retries or splits the batch."""
+    tasks = [asyncio.create_task(_awaited(aw), context=context) for context, aw in work]
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results  # type: ignore[return-value]
+
+
+async def _awaited(aw: Awaitable[T]) -> T:
+    return await aw
 
 
 def attach_batch_agent(app: faust.App, settings: Settings, topic: Topic,

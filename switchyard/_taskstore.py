@@ -1,7 +1,8 @@
 """Task status in the system of record, and its mirror on the compacted status topic.
 
-Every stage moves a task through :func:`transition`: one row update plus one history row in
-PostgreSQL, in the caller's transaction, yielding the ``StatusEvent`` to publish afterwards.
+Every stage moves a task through :func:`transition` (or a batch of tasks through
+:func:`transition_many`): one row update plus one history row in PostgreSQL, in the caller's
+transaction, yielding the ``StatusEvent`` to publish afterwards.
 Terminal tasks never move again, so a late or redelivered record cannot resurrect a task.
 Consumers dedupe in the tables their effects live in (one model decision per task, one
 execution row per step, one review item per escalation), so redelivery is harmless.
@@ -10,6 +11,7 @@ execution row per step, one review item per escalation), so redelivery is harmle
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -77,38 +79,71 @@ class Transition:
     previous_status: str
 
 
+@dataclass(frozen=True)
+class Move:
+    """One task's status change in a :func:`transition_many` batch."""
+
+    task_id: str
+    status: str
+    stage: str
+    reason: str = ""
+    detail: str = ""
+
+
 async def transition(conn: asyncpg.Connection, task_id: str, status: str, stage: str,
                      service: str, reason: str = "", detail: str = "") -> Transition | None:
-    """Move a task to ``status``/``stage``; None if it is terminal already (or unknown).
+    """Move a task to ``status``/``stage``; None if it is terminal already (or unknown)."""
+    moved = await transition_many(conn, [Move(task_id, status, stage, reason, detail)], service)
+    return moved.get(task_id)
 
-    The row update and its history row are one statement (one round trip).
-    """
-    row = await conn.fetchrow(
+
+async def transition_many(conn: asyncpg.Connection, moves: Sequence[Move],
+                          service: str) -> dict[str, Transition]:
+    """Move many tasks in one statement (one round trip for a whole batch): every row update
+    and its history row. Returns the transitions that happened, by task id; a task that is
+    terminal already (or unknown) is absent. Rows are locked in task id order, so two batches
+    over the same tasks cannot deadlock. A task may appear once in ``moves``."""
+    if not moves:
+        return {}
+    ids = [uuid.UUID(m.task_id) for m in moves]
+    if len(set(ids)) != len(ids):
+        raise ValueError("a task may move once per batch")
+    rows = await conn.fetch(
         """
-        WITH prev AS (SELECT status FROM tasks WHERE task_id = $1 FOR UPDATE),
+        WITH wanted AS (
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+                AS w(task_id, status, stage, reason)),
+        prev AS (SELECT t.task_id, t.status FROM tasks t
+                  WHERE t.task_id = ANY($1::uuid[]) ORDER BY t.task_id FOR UPDATE),
         moved AS (
             UPDATE tasks t
-               SET status = $2, stage = $3, reason = $4, status_seq = t.status_seq + 1,
-                   updated_at = now()
-              FROM prev
-             WHERE t.task_id = $1 AND NOT (prev.status = ANY($5::text[]))
-            RETURNING t.tenant_id, t.status_seq, t.updated_at, prev.status AS previous),
+               SET status = w.status, stage = w.stage, reason = w.reason,
+                   status_seq = t.status_seq + 1, updated_at = now()
+              FROM wanted w JOIN prev p ON p.task_id = w.task_id
+             WHERE t.task_id = w.task_id AND NOT (p.status = ANY($5::text[]))
+            RETURNING t.task_id, t.tenant_id, t.status_seq, t.updated_at, w.status, w.stage,
+                      w.reason, p.status AS previous),
         history AS (
             INSERT INTO task_status_history (task_id, seq, status, stage, reason, service,
                                              occurred_at)
-            SELECT $1, status_seq, $2, $3, $4, $6, updated_at FROM moved)
-        SELECT tenant_id, status_seq, updated_at, previous FROM moved
+            SELECT task_id, status_seq, status, stage, reason, $6, updated_at FROM moved)
+        SELECT task_id, tenant_id, status_seq, updated_at, previous FROM moved
         """,
-        uuid.UUID(task_id), status, stage, reason, list(TERMINAL), service,
+        ids, [m.status for m in moves], [m.stage for m in moves], [m.reason for m in moves],
+        list(TERMINAL), service,
     )
-    if row is None:
-        return None
-    event = StatusEvent(
-        task_id=task_id, tenant_id=row["tenant_id"], status=status_value(status),
-        stage=stage_value(stage), reason=reason, detail=detail,
-        occurred_at=timestamp(row["updated_at"]), sequence=row["status_seq"], service=service,
-    )
-    return Transition(event=event, previous_status=row["previous"])
+    by_id = dict(zip(ids, moves))
+    moved: dict[str, Transition] = {}
+    for row in rows:
+        move = by_id[row["task_id"]]
+        event = StatusEvent(
+            task_id=move.task_id, tenant_id=row["tenant_id"], status=status_value(move.status),
+            stage=stage_value(move.stage), reason=move.reason, detail=move.detail,
+            occurred_at=timestamp(row["updated_at"]), sequence=row["status_seq"],
+            service=service,
+        )
+        moved[move.task_id] = Transition(event=event, previous_status=row["previous"])
+    return moved
 
 
 async def publish_status(producer: Producer, event: StatusEvent) -> None:

@@ -278,9 +278,16 @@ DEAD_LETTERS = Counter(
 )
 STAGE_SECONDS = Histogram(
     "switchyard_stage_seconds",
-    "Time a stage spent on one task.",
+    "Time a stage spent on one record (one batch, for a stream processor that handles "
+    "whole batches).",
     ["service", "stage"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+STREAM_BATCH_RECORDS = Histogram(
+    "switchyard_stream_batch_records",
+    "Records a stream processor took in one batch (one handler call, one transaction).",
+    ["service", "topic"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
 )
 TASKS_TERMINAL = Counter(
     "switchyard_tasks_terminal_total",

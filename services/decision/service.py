@@ -4,8 +4,11 @@ shared batchers and one pack catalog."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -39,7 +42,8 @@ from services.decision.triton import (
     ScorerClient,
     new_breaker,
 )
-from switchyard._audit import append as audit_append
+from switchyard._audit import Entry as AuditEntry
+from switchyard._audit import append_many as audit_append_many
 from switchyard._audit import digest
 from switchyard._auth import Role, principal_var
 from switchyard._dataclass import matching_key
@@ -54,14 +58,13 @@ from switchyard._grpc import (
     item_error,
 )
 from switchyard._payloads import DECISION, PLAINTEXT, PayloadCodec, codec_for
-from switchyard._serde import decode
+from switchyard._serde import SerdeError, decode
 from switchyard._service import ServiceContext, run_service
 from switchyard._settings import Settings
-from switchyard._streams import Record
+from switchyard._streams import Record, RejectRecord, record_context, run_each
 from switchyard._submissions import validate_task
 from switchyard._priority import task_bucket
-from switchyard._taskstore import TERMINAL, publish_status, rejected, transition
-from switchyard._telemetry import task_context
+from switchyard._taskstore import TERMINAL, Move, Transition, rejected, transition_many
 from switchyard._topics import DECISIONS, ESCALATIONS, SUBJECT_ERASURES, TASK_STATUS, TASKS
 from switchyard.v1 import (
     DecideBatchRequest,
@@ -127,8 +130,26 @@ def escalation_for(task: TaskEnvelope, decision: Decision, outcome: Outcome,
     return escalation
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """A decided task on its way to the system of record (:meth:`TaskDecider.commit_many`):
+    ``release_hold`` for a task the hold retrier decided at last; ``context`` the task's record
+    context, that what is sent for it carries its trace (None: the caller's context)."""
+
+    task: TaskEnvelope
+    result: Decided
+    release_hold: bool = False
+    context: contextvars.Context | None = None
+
+
 class TaskDecider:
-    """Kafka path: decide each task once, persist the decision, hand it on."""
+    """Kafka path: decide each task once, persist the decisions, hand them on.
+
+    A whole batch of the tasks topic at a time: one read finds which tasks are decided, held
+    or finished already; the others are decided concurrently (the model batchers see them
+    together); one transaction stores every decision, status change and audit entry; then
+    every record is sent before any acknowledgement is awaited, and the offsets are committed
+    after (:func:`switchyard._streams.process_record_batch`)."""
 
     def __init__(self, ctx: ServiceContext, engine: DecisionEngine, holds: HoldRetrier,
                  codec: PayloadCodec = PLAINTEXT) -> None:
@@ -141,94 +162,156 @@ class TaskDecider:
     def _open(self, decision_id: uuid.UUID, blob: bytes) -> Decision:
         return Decision.FromString(self.codec.open(decision_id, blob, DECISION))
 
-    async def handle(self, record: Record) -> None:
-        task = decode(record.value, record.headers, TaskEnvelope)
-        with task_context(task.task_id):
-            row = await self.ctx.pool.fetchrow(
-                "SELECT d.decision_id, d.decision, EXISTS (SELECT 1 FROM decision_holds "
-                "WHERE task_id = $1) AS held, (SELECT status FROM tasks WHERE task_id = $1) "
-                "AS status FROM (SELECT 1) one LEFT JOIN decisions d "
-                "ON d.task_id = $1 AND d.source = 'MODEL'",
-                uuid.UUID(task.task_id),
-            )
-            if row["status"] in TERMINAL:
+    async def handle_batch(self, records: list[Record]) -> list[tuple[Record, RejectRecord]]:
+        rejected: list[tuple[Record, RejectRecord]] = []
+        tasks: dict[uuid.UUID, tuple[TaskEnvelope, contextvars.Context]] = {}
+        for record in records:
+            try:
+                task = decode(record.value, record.headers, TaskEnvelope)
+                task_id = uuid.UUID(task.task_id)
+            except SerdeError as exc:
+                rejected.append((record, RejectRecord(exc.code, exc.reason)))
+                continue
+            except ValueError:
+                rejected.append((record, RejectRecord("invalid_task_id",
+                                                      "task_id is not a UUID")))
+                continue
+            # a task twice in one batch (a redelivery) is handled once
+            tasks.setdefault(task_id, (task, record_context(record, task.task_id)))
+        if not tasks:
+            return rejected
+        states = {row["task_id"]: row for row in await self.ctx.pool.fetch(
+            "SELECT w.task_id, d.decision_id, d.decision, t.status, EXISTS (SELECT 1 FROM "
+            "decision_holds h WHERE h.task_id = w.task_id) AS held FROM unnest($1::uuid[]) "
+            "w(task_id) LEFT JOIN decisions d ON d.task_id = w.task_id AND d.source = 'MODEL' "
+            "LEFT JOIN tasks t ON t.task_id = w.task_id", list(tasks))}
+        fresh: list[tuple[TaskEnvelope, contextvars.Context]] = []
+        resends = []
+        for task_id, (task, context) in tasks.items():
+            state = states[task_id]
+            if state["status"] is None:
+                rejected.extend((r, RejectRecord("unknown_task", "no task with this id"))
+                                for r in records if _is_task(r, task.task_id))
+            elif state["status"] in TERMINAL:
                 # Cancelled (or otherwise finished) before it was decided, or a redelivery
                 # of a finished task: nothing may reach a reviewer or the executor.
-                log.info("task is %s: not deciding or handing it on", row["status"])
-                return
-            if row["decision"] is not None:
+                log.info("task %s is %s: not deciding or handing it on", task.task_id,
+                         state["status"])
+            elif state["decision"] is not None:
                 # Redelivered after the decision was stored: re-send it (consumers dedupe),
                 # never decide twice.
-                stored = self._open(row["decision_id"], row["decision"])
-                layout = (await self._layout_again(task)
-                          if _outcome_name(stored) == "ESCALATE" else None)
-                await self._publish(task, stored, None, layout=layout)
-                return
-            if row["held"]:
-                return  # waiting for the models; the hold retrier owns it now
-            while True:
-                try:
-                    result = await self.engine.assess(task, persist=True)
-                    break
-                except Overloaded:  # the Decide path filled the batcher: wait our turn
-                    await asyncio.sleep(OVERLOAD_BACKOFF_S)
+                resends.append((context, self._resend(
+                    task, self._open(state["decision_id"], state["decision"]))))
+            elif not state["held"]:  # a held task: the hold retrier owns it now
+                fresh.append((task, context))
+        results = await run_each((context, self._assess(task)) for task, context in fresh)
+        verdicts, holds = [], []
+        for (task, context), result in zip(fresh, results):
             if result.model_unavailable and result.policy.on_model_unavailable == "hold":
-                await self.holds.hold(task, result.outcome.explanation)
-                return
-            await self.commit_and_publish(task, result, False)
+                # in the task's context: the hold keeps its trace for the decision to come
+                holds.append((context, self.holds.hold(task, result.outcome.explanation)))
+            else:
+                verdicts.append(Verdict(task, result, context=context))
+        await run_each(holds)
+        await self.commit_many(verdicts)
+        await run_each(resends)
+        return rejected
+
+    async def _assess(self, task: TaskEnvelope) -> Decided:
+        while True:
+            try:
+                return await self.engine.assess(task, persist=True)
+            except Overloaded:  # the Decide path filled the batcher: wait our turn
+                await asyncio.sleep(OVERLOAD_BACKOFF_S)
+
+    async def _resend(self, task: TaskEnvelope, stored: Decision) -> None:
+        layout = await self._layout_again(task) if _outcome_name(stored) == "ESCALATE" else None
+        await asyncio.gather(*await self._queue(task, stored, None, layout=layout))
 
     async def commit_and_publish(self, task: TaskEnvelope, result: Decided,
                                  release_hold: bool) -> None:
-        """Store the decision (and what the pack's enrichers record, and the hold's release)
-        in one transaction, then publish it. A second call for the same task changes
-        nothing."""
-        decision, outcome = result.decision, result.outcome
-        outcome_name = _outcome_name(decision)
-        status, stage, reason = _status_for(outcome_name, decision)
-        change = None
+        """:meth:`commit_many` for one task (the hold retrier's)."""
+        await self.commit_many([Verdict(task, result, release_hold)])
+
+    async def commit_many(self, verdicts: Sequence[Verdict]) -> None:
+        """Store the decisions (and what the packs' enrichers record, and the holds' release)
+        in one transaction, then publish them. A second call for the same tasks changes
+        nothing: a task whose model decision was stored first by someone else has that one
+        handed on."""
+        if not verdicts:
+            return
+        by_id = {uuid.UUID(v.task.task_id): v for v in verdicts}
+        moves, entries = [], []
+        stored: dict[uuid.UUID, Decision] = {}
         async with self.ctx.pool.acquire() as conn, conn.transaction():
-            inserted = await conn.fetchrow(
+            inserted = {row["task_id"] for row in await conn.fetch(
                 "INSERT INTO decisions (decision_id, task_id, tenant_id, source, outcome, "
-                "confidence, rule, explanation, decision, pack) VALUES ($1,$2,$3,'MODEL',$4,$5,"
-                "$6,$7,$8,$9) ON CONFLICT DO NOTHING RETURNING decision_id",
-                uuid.UUID(decision.decision_id), uuid.UUID(task.task_id), task.tenant_id,
-                outcome_name, decision.confidence, decision.rule, decision.explanation,
-                self.codec.seal(decision.decision_id, decision.SerializeToString(), DECISION),
-                decision.pack or decision.plan.pack,  # retention follows the task's pack
-            )
-            if release_hold:
-                await conn.execute("DELETE FROM decision_holds WHERE task_id = $1",
-                                   uuid.UUID(task.task_id))
-            if inserted is not None:
-                change = await transition(conn, task.task_id, status, stage, "decision",
-                                          reason, decision.explanation)
-                if result.assessment is not None and change is not None:
+                "confidence, rule, explanation, decision, pack) SELECT decision_id, task_id, "
+                "tenant_id, 'MODEL', outcome, confidence, rule, explanation, decision, pack "
+                "FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::real[], "
+                "$6::text[], $7::text[], $8::bytea[], $9::text[]) AS d(decision_id, task_id, "
+                "tenant_id, outcome, confidence, rule, explanation, decision, pack) "
+                "ORDER BY task_id ON CONFLICT DO NOTHING RETURNING task_id",
+                *_decision_columns(verdicts, self.codec))}
+            released = [task_id for task_id, v in by_id.items() if v.release_hold]
+            if released:
+                await conn.execute("DELETE FROM decision_holds WHERE task_id = ANY($1::uuid[])",
+                                   released)
+            for task_id in inserted:
+                decision = by_id[task_id].result.decision
+                status, stage, reason = _status_for(_outcome_name(decision), decision)
+                moves.append(Move(str(task_id), status, stage, reason, decision.explanation))
+            changes = await transition_many(conn, moves, "decision")
+            for task_id, verdict in by_id.items():
+                task, result = verdict.task, verdict.result
+                if task_id not in inserted:
+                    continue
+                if result.assessment is not None and task.task_id in changes:
                     # only a task still open when decided is recorded (pending until
                     # confirmed: services/decision/learning.py)
                     for name in result.assessment.active.pack.enrichers:
                         enricher = self.engine.enrichers.get(name)
                         if callable(getattr(enricher, "record", None)):
                             await enricher.record(conn, task, result.assessment.extraction,
-                                                  decision)
-                await audit_append(conn, task.tenant_id, "decision", "decision.made",
-                                   decision_audit_detail(task, decision, outcome_name),
-                                   task.task_id)
-            else:  # someone stored the model decision first: hand on that one
-                stored = await conn.fetchrow(
-                    "SELECT decision_id, decision FROM decisions WHERE task_id = $1 "
-                    "AND source = 'MODEL'", uuid.UUID(task.task_id))
-                decision, outcome = self._open(stored["decision_id"], stored["decision"]), None
-        if inserted is not None and change is None:
-            # The task ended while it was being decided (a client cancelled it): its status
-            # change was refused, so the decision is kept for the record but handed to
-            # nobody, neither a reviewer nor the executor.
-            log.info("task ended while being decided: decision %s not handed on",
-                     decision.decision_id)
-            return
-        await self._publish(task, decision, outcome, decision.review_queue or None,
-                            result.layout)
+                                                  result.decision)
+                entries.append(AuditEntry(
+                    task.tenant_id, "decision", "decision.made", decision_audit_detail(
+                        task, result.decision, _outcome_name(result.decision)),
+                    task.task_id))
+            if len(inserted) < len(by_id):  # someone stored these model decisions first
+                stored = {row["task_id"]: self._open(row["decision_id"], row["decision"])
+                          for row in await conn.fetch(
+                              "SELECT task_id, decision_id, decision FROM decisions WHERE "
+                              "task_id = ANY($1::uuid[]) AND source = 'MODEL'",
+                              [task_id for task_id in by_id if task_id not in inserted])}
+            await audit_append_many(conn, entries)  # last: the chain's lock is held to commit
+        sends = []
+        for task_id, verdict in by_id.items():
+            task, result = verdict.task, verdict.result
+            if task_id in inserted and task.task_id not in changes:
+                # The task ended while it was being decided (a client cancelled it): its
+                # status change was refused, so the decision is kept for the record but
+                # handed to nobody, neither a reviewer nor the executor.
+                log.info("task %s ended while being decided: decision %s not handed on",
+                         task.task_id, result.decision.decision_id)
+                continue
+            sends.append((verdict.context or contextvars.copy_context(),
+                          self._hand_on(verdict, stored.get(task_id), changes.get(task.task_id))))
+        await asyncio.gather(*[f for futures in await run_each(sends) for f in futures])
+
+    async def _hand_on(self, verdict: Verdict, stored: Decision | None,
+                       change: Transition | None) -> list[asyncio.Future[object]]:
+        """Queue a task's decision (or the one stored first) and its status change."""
+        task, result = verdict.task, verdict.result
+        if stored is not None:
+            futures = await self._queue(task, stored, None)
+        else:
+            futures = await self._queue(task, result.decision, result.outcome,
+                                        result.decision.review_queue or None, result.layout)
         if change is not None:
-            await publish_status(self.ctx.producer, change.event)
+            futures.append(await self.ctx.producer.send_nowait(
+                TASK_STATUS, task.task_id, change.event))
+        return futures
 
     async def _layout_again(self, task: TaskEnvelope) -> DocumentLayout | None:
         """The layout of a redelivered task's document, for re-sending its escalation (the
@@ -243,20 +326,46 @@ class TaskDecider:
             return None
         return read.layout if read is not None else None
 
-    async def _publish(self, task: TaskEnvelope, decision: Decision, outcome: Outcome | None,
-                       queue: str | None = None, layout: DocumentLayout | None = None) -> None:
+    async def _queue(self, task: TaskEnvelope, decision: Decision, outcome: Outcome | None,
+                     queue: str | None = None, layout: DocumentLayout | None = None
+                     ) -> list[asyncio.Future[object]]:
+        """Queue the decision for the executor or the escalation for review; returns the
+        delivery futures (a REJECT hands nothing on)."""
         outcome_name = _outcome_name(decision)
         if outcome_name == "AUTO_EXECUTE":
-            await self.ctx.producer.send(DECISIONS, task.task_id, decision)
-        elif outcome_name == "ESCALATE":
+            return [await self.ctx.producer.send_nowait(DECISIONS, task.task_id, decision)]
+        if outcome_name == "ESCALATE":
             queue = queue or decision.review_queue or \
                 self.engine.policies.review_queue(task.tenant_id)
             if outcome is None:
                 reason = "MODEL_UNAVAILABLE" if decision.rule == "model_unavailable" else "OTHER"
                 outcome = Outcome("escalate", decision.rule, decision.explanation,
                                   decision.confidence, decision.label, reason, task_bucket(task))
-            await self.ctx.producer.send(ESCALATIONS, task.task_id,
-                                         escalation_for(task, decision, outcome, queue, layout))
+            return [await self.ctx.producer.send_nowait(
+                ESCALATIONS, task.task_id, escalation_for(task, decision, outcome, queue, layout))]
+        return []
+
+
+def _is_task(record: Record, task_id: str) -> bool:
+    try:
+        return decode(record.value, record.headers, TaskEnvelope).task_id == task_id
+    except SerdeError:
+        return False
+
+
+def _decision_columns(verdicts: Sequence[Verdict], codec: PayloadCodec) -> list[list[object]]:
+    """The ``decisions`` rows of a batch, as the column arrays of one multi-row insert."""
+    rows = []
+    for verdict in verdicts:
+        decision = verdict.result.decision
+        rows.append((
+            uuid.UUID(decision.decision_id), uuid.UUID(verdict.task.task_id),
+            verdict.task.tenant_id, _outcome_name(decision), decision.confidence, decision.rule,
+            decision.explanation,
+            codec.seal(decision.decision_id, decision.SerializeToString(), DECISION),
+            decision.pack or decision.plan.pack,  # retention follows the task's pack
+        ))
+    return [list(column) for column in zip(*rows)]
 
 
 def _outcome_name(decision: Decision) -> str:
@@ -464,7 +573,7 @@ async def setup(ctx: ServiceContext) -> None:
                         codec=codec)
     await holds.refresh_gauge()
     decider = TaskDecider(ctx, engine, holds, codec)
-    ctx.consume(TASKS, decider.handle, batch_size=s.batch_max_size)
+    ctx.consume_batches(TASKS, decider.handle_batch)
     # enrichers (vendor history) learn from confirmed outcomes, as events (learning.py)
     learner = HistoryLearner(enrichers)
     ctx.consume(DECISIONS, learner.on_decision)
