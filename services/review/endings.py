@@ -23,9 +23,9 @@ from datetime import timezone
 import asyncpg
 
 from services.review.metrics import WITHDRAWN
-from services.review.resolutions import audit
-from switchyard._serde import decode
-from switchyard._streams import Record
+from switchyard._audit import Entry, append_many
+from switchyard._serde import SerdeError, decode
+from switchyard._streams import Record, RejectRecord
 from switchyard._taskstore import TERMINAL, status_name
 from switchyard._telemetry import task_context
 from switchyard.v1 import StatusEvent
@@ -35,58 +35,86 @@ log = logging.getLogger(__name__)
 
 async def lock_task(conn: asyncpg.Connection, task_id: uuid.UUID) -> None:
     """Serialise the review service's view of one task (its ending vs. its escalations)."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('switchyard-review-task:' || $1::text))",
-                       str(task_id))
+    await lock_tasks(conn, [task_id])
+
+
+async def lock_tasks(conn: asyncpg.Connection, task_ids: list[uuid.UUID]) -> None:
+    """:func:`lock_task` for many tasks, in task id order (two batches cannot deadlock)."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('switchyard-review-task:' || t::text)) "
+        "FROM unnest($1::uuid[]) t", sorted(task_ids))
 
 
 def withdrawn_resolution(status: str) -> str:
     return f"withdrawn:{status.lower()}"
 
 
-async def withdraw(conn: asyncpg.Connection, task_id: uuid.UUID, tenant_id: str, status: str
+async def withdraw(conn: asyncpg.Connection, endings: list[StatusEvent]
                    ) -> list[asyncpg.Record]:
-    """Close the task's open items (caller's transaction, task lock held), each with an
-    audit record; returns the items closed (item_id, queue)."""
+    """Close the open items of the tasks these terminal events end (caller's transaction,
+    the tasks' locks held), each with an audit record; returns the items closed (item_id,
+    queue). One task appears once in ``endings``."""
     rows = await conn.fetch(
-        "UPDATE review_items SET state = 'WITHDRAWN', resolution = $2, resolved_at = now(), "
-        "updated_at = now(), claimed_by = NULL, lease_expires_at = NULL "
-        "WHERE task_id = $1 AND state IN ('BACKLOGGED', 'PENDING', 'CLAIMED') "
-        "RETURNING item_id, queue", task_id, withdrawn_resolution(status))
-    for row in rows:
-        await audit(conn, tenant_id, "review", "review.withdrawn", str(task_id),
-                    {"item_id": str(row["item_id"]), "task_status": status})
+        "UPDATE review_items i SET state = 'WITHDRAWN', resolution = e.resolution, "
+        "resolved_at = now(), updated_at = now(), claimed_by = NULL, lease_expires_at = NULL "
+        "FROM unnest($1::uuid[], $2::text[]) e(task_id, resolution) "
+        "WHERE i.task_id = e.task_id AND i.state IN ('BACKLOGGED', 'PENDING', 'CLAIMED') "
+        "RETURNING i.item_id, i.queue, i.task_id",
+        [uuid.UUID(e.task_id) for e in endings],
+        [withdrawn_resolution(status_name(e.status)) for e in endings])
+    by_task = {e.task_id: e for e in endings}
+    await append_many(conn, [
+        Entry(by_task[str(row["task_id"])].tenant_id, "review", "review.withdrawn",
+              {"item_id": str(row["item_id"]),
+               "task_status": status_name(by_task[str(row["task_id"])].status)},
+              str(row["task_id"]))
+        for row in sorted(rows, key=lambda r: (str(r["task_id"]), str(r["item_id"])))])
     return list(rows)
 
 
 class TaskEndings:
-    """The task-status agent of the review service."""
+    """The task-status agent of the review service: a whole batch of status events at a
+    time, one transaction for every task of the batch that ended."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def handle(self, record: Record) -> None:
-        event = decode(record.value, record.headers, StatusEvent)
-        status = status_name(event.status) if event.status else ""
-        if status not in TERMINAL:
-            return
-        try:
-            task_id = uuid.UUID(event.task_id)
-        except ValueError:
-            log.warning("status event with a task id that is not a UUID: %r", event.task_id)
-            return
-        with task_context(event.task_id):
-            async with self.pool.acquire() as conn, conn.transaction():
-                await lock_task(conn, task_id)
-                await conn.execute(
-                    "INSERT INTO review_ended_tasks (task_id, tenant_id, status, ended_at) "
-                    "VALUES ($1, $2, $3, $4) ON CONFLICT (task_id) DO NOTHING",
-                    task_id, event.tenant_id, status,
-                    event.occurred_at.ToDatetime(timezone.utc))
-                closed = await withdraw(conn, task_id, event.tenant_id, status)
-            for row in closed:
-                WITHDRAWN.labels(row["queue"]).inc()
-            if closed:
-                log.info("task %s: %d open review item(s) withdrawn", status, len(closed))
+    async def handle_batch(self, records: list[Record]) -> list[tuple[Record, RejectRecord]]:
+        rejected: list[tuple[Record, RejectRecord]] = []
+        endings: dict[uuid.UUID, StatusEvent] = {}
+        for record in records:
+            try:
+                event = decode(record.value, record.headers, StatusEvent)
+            except SerdeError as exc:
+                rejected.append((record, RejectRecord(exc.code, exc.reason)))
+                continue
+            if (status_name(event.status) if event.status else "") not in TERMINAL:
+                continue
+            try:
+                task_id = uuid.UUID(event.task_id)
+            except ValueError:
+                log.warning("status event with a task id that is not a UUID: %r",
+                            event.task_id)
+                continue
+            endings.setdefault(task_id, event)  # a task ends once: its first ending counts
+        if not endings:
+            return rejected
+        events = [endings[task_id] for task_id in sorted(endings)]
+        async with self.pool.acquire() as conn, conn.transaction():
+            await lock_tasks(conn, list(endings))
+            await conn.execute(
+                "INSERT INTO review_ended_tasks (task_id, tenant_id, status, ended_at) "
+                "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) "
+                "ON CONFLICT (task_id) DO NOTHING",
+                [uuid.UUID(e.task_id) for e in events], [e.tenant_id for e in events],
+                [status_name(e.status) for e in events],
+                [e.occurred_at.ToDatetime(timezone.utc) for e in events])
+            closed = await withdraw(conn, events)
+        for row in closed:
+            WITHDRAWN.labels(row["queue"]).inc()
+            with task_context(str(row["task_id"])):
+                log.info("task ended: open review item withdrawn from %s", row["queue"])
+        return rejected
 
 
-__all__ = ["TaskEndings", "lock_task", "withdraw", "withdrawn_resolution"]
+__all__ = ["TaskEndings", "lock_task", "lock_tasks", "withdraw", "withdrawn_resolution"]

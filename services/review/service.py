@@ -121,7 +121,7 @@ async def setup(ctx: ServiceContext) -> None:
     desk = ReviewDesk(ctx.pool, queue, publisher, policy, redactor)
     ctx.consume(ESCALATIONS, EscalationIntake(queue, redactor, publisher).handle)
     # tasks that end (cancelled, or otherwise terminal) leave the review queues
-    ctx.consume(TASK_STATUS, TaskEndings(ctx.pool).handle)
+    ctx.consume_batches(TASK_STATUS, TaskEndings(ctx.pool).handle_batch)
     ctx.serve((add_ReviewServiceServicer_to_server, ReviewServicer(desk), SERVICE_NAME), POLICY,
               rate_limited=RATE_LIMITED)
     ctx.run_in_background("admission", periodic(
