@@ -7,6 +7,7 @@ PostgreSQL before the call returns, so the Kafka offset can be committed right a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -28,7 +29,8 @@ from switchyard._payloads import (
     PayloadError,
     rewrap_stale,
 )
-from switchyard._streams import RejectRecord
+from switchyard._serde import SerdeError, decode
+from switchyard._streams import Record, RejectRecord, record_context, run_each
 from switchyard._priority import HIGH, NORMAL, URGENT
 from switchyard._taskstore import TERMINAL, publish_status, rejected, transition
 from switchyard._telemetry import TASKS_TERMINAL, task_context
@@ -77,7 +79,51 @@ class Executor:
         self.active: set[str] = set()  # decision ids running in this process
 
     # -- entry: the decisions topic -----------------------------------------------------------
-    async def on_decision(self, decision: Decision) -> None:
+    async def on_decisions(self, records: list[Record]) -> list[tuple[Record, RejectRecord]]:
+        """A batch of the decisions topic: the tasks it names are read in one statement, then
+        each task's decisions run in order, different tasks' concurrently (the steps they
+        record go to PostgreSQL together: ``PlanRunner.records``). Returns the records refused
+        (not a decision, an unknown task, a task that cannot be opened); the rest of the batch
+        runs."""
+        rejected: list[tuple[Record, RejectRecord]] = []
+        by_task: dict[str, list[tuple[Record, Decision]]] = {}
+        for record in records:
+            try:
+                decision = decode(record.value, record.headers, Decision)
+                _uuid(decision.decision_id, "decision_id")
+                _uuid(decision.task_id, "task_id")
+            except SerdeError as exc:
+                rejected.append((record, RejectRecord(exc.code, exc.reason)))
+                continue
+            except RejectRecord as exc:
+                rejected.append((record, exc))
+                continue
+            by_task.setdefault(decision.task_id, []).append((record, decision))
+        rows = {str(row["task_id"]): row for row in await self.pool.fetch(
+            "SELECT task_id, status, stage, created_at, envelope FROM tasks "
+            "WHERE task_id = ANY($1::uuid[])", [uuid.UUID(t) for t in by_task])}
+
+        async def in_order(task_id: str, decisions: list[tuple[Record, Decision]]
+                           ) -> list[tuple[Record, RejectRecord]]:
+            refused = []
+            task = rows.get(task_id)
+            for record, decision in decisions:
+                try:
+                    await self.on_decision(decision, task)
+                except RejectRecord as exc:
+                    refused.append((record, exc))
+                task = None  # a task's later decision in the batch reads it afresh
+            return refused
+
+        for refused in await run_each(
+                (record_context(decisions[0][0], task_id), in_order(task_id, decisions))
+                for task_id, decisions in by_task.items()):
+            rejected.extend(refused)
+        return rejected
+
+    async def on_decision(self, decision: Decision, task: asyncpg.Record | None = None
+                          ) -> None:
+        """Act on one decision; ``task`` is its task's row when the caller read it already."""
         _uuid(decision.decision_id, "decision_id")
         _uuid(decision.task_id, "task_id")
         with task_context(decision.task_id):
@@ -93,7 +139,7 @@ class Executor:
                 log.warning("ignoring decision %s with outcome %s", decision.decision_id,
                             DecisionOutcome.Name(decision.outcome))
                 return
-            task = await self._task(decision.task_id)
+            task = task or await self._task(decision.task_id)
             if task is None:
                 raise RejectRecord("unknown_task", f"no task {decision.task_id} in the system "
                                                    "of record")
@@ -112,7 +158,7 @@ class Executor:
                 if escalated is not None:
                     await self.resend_escalation(escalated)
                 return
-            await self.run(job)
+            await self.run(job, task=task)
 
     # -- entry: the cancellations topic -------------------------------------------------------
     async def on_cancellation(self, request: CancellationRequest) -> None:
@@ -127,15 +173,17 @@ class Executor:
                      request.requested_by or "?", woken)
 
     # -- entry: the resumer -------------------------------------------------------------------
-    async def run(self, job: Job, probe: str = "") -> None:
-        """Run (or resume) a job this replica holds."""
+    async def run(self, job: Job, probe: str = "", task: asyncpg.Record | None = None
+                  ) -> None:
+        """Run (or resume) a job this replica holds; ``task`` is its task's row when the
+        caller has just read it (it is read here otherwise)."""
         decision = job.decision
         if job.decision_id in self.active:
             return  # already running in this process (a redelivery raced the resumer)
         self.active.add(job.decision_id)
         try:
             with task_context(decision.task_id):
-                await self._run(job, probe)
+                await self._run(job, probe, task)
         finally:
             self.active.discard(job.decision_id)
             if probe:
@@ -143,9 +191,9 @@ class Executor:
                 await self.breakers.flush()
                 await self.breakers.release_probe(probe)
 
-    async def _run(self, job: Job, probe: str) -> None:
+    async def _run(self, job: Job, probe: str, task: asyncpg.Record | None) -> None:
         decision = job.decision
-        task = await self._task(decision.task_id)
+        task = task or await self._task(decision.task_id)
         if task is None or task["status"] in TERMINAL:
             await self.jobs.finish(job, SUCCEEDED if task and task["status"] == "SUCCEEDED"
                                    else FAILED, "task already terminal")
@@ -360,8 +408,10 @@ class Executor:
             uuid.UUID(task_id))
 
     async def _publish(self, result: PlanResult) -> None:
-        for execution in result.results:
-            await self.producer.send(EXECUTIONS, execution.task_id, execution)
+        """Send the run's results, every record before any acknowledgement is awaited."""
+        await asyncio.gather(*[
+            await self.producer.send_nowait(EXECUTIONS, execution.task_id, execution)
+            for execution in result.results])
         result.results = []
 
     async def _move(self, decision: Decision, status: str, stage: str, reason: str,

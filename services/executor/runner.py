@@ -84,8 +84,9 @@ from services.executor.plan_context import (
     render_target,
     step_name,
 )
+from switchyard._audit import Entry, append_many, digest
 from switchyard._audit import append as audit_append
-from switchyard._audit import digest
+from switchyard._groupcommit import GroupCommit
 from switchyard._dataclass import Withheld, redact_free_text, withheld_of, withhold_answer
 from switchyard._payloads import EXECUTION_OUTPUT, PLAINTEXT, PayloadCodec, PayloadError
 from switchyard._taskstore import timestamp
@@ -207,6 +208,10 @@ def kept_output(output: dict[str, Any] | None, withheld: Withheld) -> dict[str, 
     return cleaned
 
 
+def _cancelled(reason: str) -> str:
+    return f"cancelled: {reason or 'no reason given'}"
+
+
 def step_groups(steps: Sequence[ActionStep]) -> list[list[ActionStep]]:
     """The plan as the run sees it: consecutive steps of one non-empty ``parallel_group``
     together, every other step alone."""
@@ -308,6 +313,41 @@ def park_delay_s(parks: int, first_s: float) -> float:
     return min(MAX_PARK_DELAY_S, first_s * 2 ** min(parks, 16)) * random.uniform(0.5, 1.0)
 
 
+@dataclass(frozen=True)
+class StepRecord:
+    """One ``executions`` row (a step's outcome) and its audit entry."""
+
+    task_id: uuid.UUID
+    step_id: str
+    idempotency_key: str
+    outcome: str
+    attempts: int
+    error: str
+    result: bytes
+    output_id: uuid.UUID | None  # None: a step that made no call keeps the row's own
+    output: bytes | None
+    audit: Entry
+
+
+async def write_step_records(conn: asyncpg.Connection, records: list[StepRecord]
+                             ) -> list[None]:
+    """Upsert the steps' rows (a step run again adds its attempts to the first run's) and
+    append their audit entries: one statement each for the whole group."""
+    await conn.execute(
+        "INSERT INTO executions (task_id, step_id, idempotency_key, outcome, attempts, error, "
+        "result, output_id, output) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], "
+        "$4::text[], $5::int[], $6::text[], $7::bytea[], $8::uuid[], $9::bytea[]) "
+        "ON CONFLICT (task_id, step_id) DO UPDATE SET outcome = EXCLUDED.outcome, "
+        "attempts = executions.attempts + EXCLUDED.attempts, error = EXCLUDED.error, "
+        "result = EXCLUDED.result, output_id = COALESCE(EXCLUDED.output_id, "
+        "executions.output_id), output = EXCLUDED.output, finished_at = now()",
+        *(list(column) for column in zip(*(
+            (r.task_id, r.step_id, r.idempotency_key, r.outcome, r.attempts, r.error, r.result,
+             r.output_id, r.output) for r in records))))
+    await append_many(conn, [r.audit for r in records])
+    return [None] * len(records)
+
+
 class PlanRunner:
     def __init__(self, pool: asyncpg.Pool, router: Router,
                  connectors: dict[int | str, Connector],
@@ -319,6 +359,9 @@ class PlanRunner:
         self.breakers = breakers
         self.config = config
         self.codec = codec  # seals and opens steps' full outputs (executions.output)
+        # the steps that concurrent runs record go to PostgreSQL together
+        self.records: GroupCommit[StepRecord, None] = GroupCommit(
+            "executions", pool, write_step_records, key=lambda r: (r.task_id, r.step_id))
 
     # -- validation ---------------------------------------------------------------------------
     def validate(self, decision: Decision) -> list[str]:
@@ -418,6 +461,18 @@ class PlanRunner:
             "WHERE task_id = $1", uuid.UUID(task_id))
         return {row["step_id"]: row for row in rows}
 
+    async def _progress(self, task_id: str) -> tuple[dict[str, asyncpg.Record], str | None]:
+        """The task's recorded steps and, in the same round trip, its cancellation (see
+        :meth:`cancellation`): what a run reads before each group of steps."""
+        rows = await self.pool.fetch(
+            "SELECT e.step_id, e.outcome, e.error, e.result, e.output_id, e.output, c.reason "
+            "AS cancelled FROM (SELECT $1::uuid AS task_id) t LEFT JOIN executions e "
+            "ON e.task_id = t.task_id LEFT JOIN cancellation_requests c ON c.task_id = t.task_id",
+            uuid.UUID(task_id))
+        reason = rows[0]["cancelled"] if rows else None
+        return ({row["step_id"]: row for row in rows if row["step_id"] is not None},
+                None if reason is None else _cancelled(reason))
+
     def _results(self, recorded: dict[str, asyncpg.Record]) -> dict[str, ExecutionResult]:
         """The recorded results as the plan's templates see them: each step's full output
         (opened from ``executions.output``) instead of the redacted one it was stored and
@@ -443,12 +498,16 @@ class PlanRunner:
         """Run the steps not yet done, in order (a parallel group's together); see the
         module doc for the outcomes."""
         task = task or TaskFacts()
-        recorded = await self._recorded(decision.task_id)
+        recorded, cancelled = await self._progress(decision.task_id)
         cause = self._recorded_failure(decision, recorded)
         if cause:
             return PlanResult("needs_compensation", cause=cause)
         results: list[ExecutionResult] = []
+        stale = False  # whether a group ran since ``recorded`` and ``cancelled`` were read
         for group in step_groups(decision.plan.steps):
+            if stale:  # the outputs of the steps just run, for this group's templates
+                recorded, cancelled = await self._progress(decision.task_id)
+                stale = False
             pending = []
             for step in group:
                 row = recorded.get(step.step_id)
@@ -459,7 +518,6 @@ class PlanRunner:
                     pending.append(step)
             if not pending:
                 continue
-            cancelled = await self.cancellation(decision.task_id)
             if cancelled is not None:
                 for step in pending:  # a wait or approval it was waiting on ends here
                     settled = await self._settle(decision, step.step_id,
@@ -475,6 +533,7 @@ class PlanRunner:
             else:
                 ran_all = list(await asyncio.gather(*(
                     self._step(decision, step, context, probe, parks) for step in pending)))
+            stale = True
             for ran in ran_all:
                 results.extend(ran.results)
             failed = next((r for r in ran_all if r.failure), None)
@@ -487,7 +546,6 @@ class PlanRunner:
             blocked = next((r.blocked for r in ran_all if r.blocked is not None), None)
             if blocked is not None:
                 return PlanResult("blocked", results, blocked=blocked)
-            recorded = await self._recorded(decision.task_id)  # outputs for the next steps
         return PlanResult("succeeded", results)
 
     async def _step(self, decision: Decision, step: ActionStep, context: dict[str, Any],
@@ -665,7 +723,7 @@ class PlanRunner:
         """Why the task is to be cancelled, when someone asked; None otherwise."""
         reason = await self.pool.fetchval(
             "SELECT reason FROM cancellation_requests WHERE task_id = $1", uuid.UUID(task_id))
-        return None if reason is None else f"cancelled: {reason or 'no reason given'}"
+        return None if reason is None else _cancelled(reason)
 
     async def reject(self, decision: Decision) -> ExecutionResult | None:
         """A reviewer rejected the approval step ``decision.approves_step_id``: it fails
@@ -836,26 +894,18 @@ class PlanRunner:
         sealed_id = output_id(decision.task_id, step_id)
         sealed = self.codec.seal(sealed_id, json.dumps(attempted.output).encode(),
                                  EXECUTION_OUTPUT) if attempted.output else None
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO executions (task_id, step_id, idempotency_key, outcome, attempts, "
-                "error, result, output_id, output) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) "
-                "ON CONFLICT (task_id, step_id) DO "
-                "UPDATE SET outcome = EXCLUDED.outcome, attempts = executions.attempts + "
-                "EXCLUDED.attempts, error = EXCLUDED.error, result = EXCLUDED.result, "
-                "output_id = EXCLUDED.output_id, output = EXCLUDED.output, finished_at = now()",
-                uuid.UUID(decision.task_id), step_id, call.idempotency_key,
-                StepOutcome.Name(attempted.outcome), attempted.calls, error,
-                result.SerializeToString(), sealed_id, sealed,
-            )
-            action = ("compensation.executed" if step_id.startswith(COMPENSATION_PREFIX)
-                      else "step.executed")
-            await audit_append(conn, decision.tenant_id, "executor", action, {
+        action = ("compensation.executed" if step_id.startswith(COMPENSATION_PREFIX)
+                  else "step.executed")
+        await self.records.submit(StepRecord(
+            uuid.UUID(decision.task_id), step_id, call.idempotency_key,
+            StepOutcome.Name(attempted.outcome), attempted.calls, error,
+            result.SerializeToString(), sealed_id, sealed,
+            Entry(decision.tenant_id, "executor", action, {
                 "step_id": step_id, "target": call.target, "operation": call.operation,
                 "outcome": StepOutcome.Name(attempted.outcome), "attempts": attempted.calls,
                 "idempotency_key": call.idempotency_key, "decision_id": decision.decision_id,
                 "error_sha256": digest(attempted.error) if attempted.error else "",
-            }, decision.task_id)
+            }, decision.task_id)))
         return result
 
     async def _note(self, decision: Decision, step_id: str, key: str, outcome: int,
@@ -870,20 +920,15 @@ class PlanRunner:
             outcome=outcome, attempts=0, error=error, response_summary=summary,  # type: ignore[arg-type]
             started_at=timestamp(started_at or now), finished_at=timestamp(now),
             idempotency_key=key)
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO executions (task_id, step_id, idempotency_key, outcome, attempts, "
-                "error, result) VALUES ($1,$2,$3,$4,0,$5,$6) ON CONFLICT (task_id, step_id) DO "
-                "UPDATE SET outcome = EXCLUDED.outcome, error = EXCLUDED.error, "
-                "result = EXCLUDED.result, output = NULL, finished_at = now()",
-                uuid.UUID(decision.task_id), step_id, key, StepOutcome.Name(outcome),  # type: ignore[arg-type]
-                error, result.SerializeToString())
-            await audit_append(conn, decision.tenant_id, "executor", "step.executed", {
+        await self.records.submit(StepRecord(
+            uuid.UUID(decision.task_id), step_id, key, StepOutcome.Name(outcome),  # type: ignore[arg-type]
+            0, error, result.SerializeToString(), None, None,
+            Entry(decision.tenant_id, "executor", "step.executed", {
                 "step_id": step_id, "outcome": StepOutcome.Name(outcome), "attempts": 0,  # type: ignore[arg-type]
                 "idempotency_key": key, "decision_id": decision.decision_id,
                 "error_sha256": digest(error) if error else "",
                 **({"error": error} if error else {}),
-            }, decision.task_id)
+            }, decision.task_id)))
         return result
 
     async def _settle(self, decision: Decision, step_id: str, outcome: int,

@@ -48,7 +48,6 @@ from switchyard.v1 import (
     CompleteWaitRequest,
     CompleteWaitResponse,
     Connector,
-    Decision,
     ExecutorAdminServiceServicer,
     ExecutorServiceServicer,
     ListBreakersRequest,
@@ -182,9 +181,6 @@ async def setup(ctx: ServiceContext, opened: list[StepConnector] | None = None) 
     await jobs.heartbeat()
     await breakers.sync()
 
-    async def handle(record: Record) -> None:
-        await executor.on_decision(decode(record.value, record.headers, Decision))
-
     async def cancel(record: Record) -> None:
         await executor.on_cancellation(decode(record.value, record.headers,
                                               CancellationRequest))
@@ -196,7 +192,7 @@ async def setup(ctx: ServiceContext, opened: list[StepConnector] | None = None) 
     if opened is not None:
         opened.extend(connectors.values())
 
-    ctx.consume(DECISIONS, handle)
+    ctx.consume_batches(DECISIONS, executor.on_decisions)
     ctx.consume(CANCELLATIONS, cancel)
     ctx.run_in_background("resumer", resumer.loop)
     ctx.on_stop.append(stop)

@@ -4,6 +4,8 @@ downstream holds exactly one effect per step (no duplicates, nothing lost)."""
 from __future__ import annotations
 
 import asyncio
+import urllib.request
+from typing import Any
 
 import pytest
 
@@ -11,6 +13,14 @@ from tests.executor.harness import Harness, Service, decision, http_step
 
 pytestmark = [pytest.mark.integration]
 TASKS = 300
+
+
+@pytest.fixture(scope="module")
+def executor_overrides() -> dict[str, Any]:
+    """Small batches: the kill must find decisions the executor never took yet (the whole
+    backlog fits in two batches of the default size, and parked jobs leave their batch at
+    once)."""
+    return {"stream_batch_max_records": 8}
 
 
 async def test_sigkill_mid_run_loses_nothing_and_duplicates_nothing(
@@ -56,3 +66,14 @@ async def test_sigkill_mid_run_loses_nothing_and_duplicates_nothing(
         "SELECT state, count(*) FROM executor_jobs WHERE task_id = ANY($1::uuid[]) "
         "GROUP BY state", task_ids))
     assert jobs == {"succeeded": TASKS}
+    # the steps that concurrent runs recorded went to PostgreSQL in groups
+    port = harness.settings.executor_metrics_port
+    groups = metric(port, 'switchyard_group_commit_items_count{writes="executions"}')
+    steps = metric(port, 'switchyard_group_commit_items_sum{writes="executions"}')
+    assert 0 < groups < steps
+
+
+def metric(port: int, series: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(series))
