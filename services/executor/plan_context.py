@@ -23,6 +23,7 @@ A plan without templates or conditions (every plan written before packs) is not 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ from google.protobuf.json_format import MessageToDict
 
 from switchyard.packs import (
     PLAN_VARIABLES,
+    Activation,
     Template,
     as_text,
     compile_condition,
@@ -68,8 +70,9 @@ def step_name(step: Any) -> str:
 
 
 def plan_context(decision: Decision, task: TaskFacts,
-                 recorded: Mapping[str, ExecutionResult]) -> dict[str, Any]:
-    """The CEL context of the decision's plan, given the results recorded so far."""
+                 recorded: Mapping[str, ExecutionResult]) -> Activation:
+    """The CEL context of the decision's plan, given the results recorded so far: converted
+    for CEL once, for every condition and template of the steps run on it."""
     types = {f.name: f.type for f in decision.fields if f.type}
     steps: dict[str, Any] = {}
     for step in decision.plan.steps:
@@ -79,14 +82,14 @@ def plan_context(decision: Decision, task: TaskFacts,
         else:
             steps[step_name(step)] = {"status": step_status(result.outcome),
                                       "output": MessageToDict(result.output)}
-    return {
+    return Activation({
         "fields": typed_fields(dict(decision.extracted_fields), types),
         "metadata": dict(task.metadata),
         "task": {"task_id": decision.task_id, "tenant_id": decision.tenant_id,
                  "kind": task.kind},
         "params": MessageToDict(decision.plan.parameters),
         "steps": steps,
-    }
+    })
 
 
 @functools.lru_cache(maxsize=1024)
@@ -97,7 +100,8 @@ def _condition(source: str, where: str, variables: frozenset[str] = PLAN_VARIABL
 def _holds(source: str, context: Mapping[str, Any], where: str,
            variables: frozenset[str] = PLAN_VARIABLES) -> bool:
     try:
-        return evaluate_condition(_condition(source, where, variables), dict(context))
+        return evaluate_condition(_condition(source, where, variables),
+                                  context if isinstance(context, Activation) else dict(context))
     except ValueError as exc:  # does not compile, or cannot be evaluated on this context
         raise ExpressionError(" ".join(str(exc).split())) from None
 
@@ -148,6 +152,12 @@ def discrepancies(source: str, context: Mapping[str, Any], where: str) -> list[D
     return out
 
 
+@functools.lru_cache(maxsize=1024)
+def _template(payload_json: str, where: str) -> Template:
+    """A plan's payload compiled once (the same steps run for every task of a pack)."""
+    return Template(json.loads(payload_json), where, PLAN_VARIABLES)
+
+
 def _has_template(value: Any) -> bool:
     if isinstance(value, str):
         return "${" in value
@@ -164,7 +174,7 @@ def render(payload: Any, context: Mapping[str, Any], where: str) -> Any:
     if not _has_template(payload):
         return payload
     try:
-        return Template(payload, where, PLAN_VARIABLES).render(dict(context))
+        return _template(json.dumps(payload), where).render(context)
     except ValueError as exc:
         raise ExpressionError(" ".join(str(exc).split())) from None
 

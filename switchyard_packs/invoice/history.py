@@ -190,6 +190,13 @@ class HistoryStore:
         (a MODIFY verdict), which replace what the extractor read. A rejected invoice stays
         rejected. Returns whether anything changed."""
         corrected = corrected or {}
+        # most tasks that succeed are no invoice of this store, or taught already: one round
+        # trip says so, without a transaction
+        if not await self.pool.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM decision_invoices WHERE task_id = $1 AND "
+                "tenant_id = $2 AND state = 'pending' AND ($3 OR auto))",
+                uuid.UUID(task_id), tenant_id, by_person):
+            return False
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT vendor_hash, state, auto FROM decision_invoices WHERE task_id = $1 "
