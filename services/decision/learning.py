@@ -21,16 +21,17 @@ from __future__ import annotations
 import logging
 
 from services.decision.extensions import Enrichers
-from switchyard._serde import decode
-from switchyard._streams import Record
-from switchyard._telemetry import task_context
+from switchyard._serde import SerdeError, decode
+from switchyard._streams import Record, RejectRecord, record_context, run_each
 from switchyard.v1 import Decision, DecisionOutcome, DecisionSource, StatusEvent, TaskStatus
 
 log = logging.getLogger(__name__)
 
 
 class HistoryLearner:
-    """Handlers for the ``decisions`` and ``task-status`` agents of the decision service."""
+    """Handlers for the ``decisions`` and ``task-status`` agents of the decision service,
+    each a whole batch at a time: every record is read, and only the few that teach (a
+    person's verdict, a success) reach the enrichers, each in its record's context."""
 
     def __init__(self, enrichers: Enrichers) -> None:
         self.enrichers = enrichers
@@ -38,32 +39,60 @@ class HistoryLearner:
     def _learners(self, method: str) -> list[object]:
         return [e for e in self.enrichers.all() if callable(getattr(e, method, None))]
 
-    async def on_decision(self, record: Record) -> None:
-        decision = decode(record.value, record.headers, Decision)
-        if decision.source != DecisionSource.DECISION_SOURCE_HUMAN or not decision.task_id:
-            return
-        with task_context(decision.task_id):
-            if decision.outcome == DecisionOutcome.DECISION_OUTCOME_REJECT:
-                for enricher in self._learners("reject"):
-                    if await enricher.reject(decision.tenant_id, decision.task_id):
-                        log.info("%s: task rejected by %s, forgotten", enricher.name,
-                                 decision.reviewer_id)
-            elif decision.outcome == DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE:
-                corrected = {f.name: f.value for f in decision.fields}
-                for enricher in self._learners("confirm"):
-                    if await enricher.confirm(decision.tenant_id, decision.task_id, corrected,
-                                              True):
-                        log.info("%s: task confirmed by %s", enricher.name,
-                                 decision.reviewer_id)
+    async def on_decisions(self, records: list[Record]) -> list[tuple[Record, RejectRecord]]:
+        rejected: list[tuple[Record, RejectRecord]] = []
+        verdicts: dict[str, list[Decision]] = {}
+        contexts = {}
+        for record in records:
+            try:
+                decision = decode(record.value, record.headers, Decision)
+            except SerdeError as exc:
+                rejected.append((record, RejectRecord(exc.code, exc.reason)))
+                continue
+            if decision.source == DecisionSource.DECISION_SOURCE_HUMAN and decision.task_id:
+                verdicts.setdefault(decision.task_id, []).append(decision)
+                contexts.setdefault(decision.task_id, record_context(record, decision.task_id))
 
-    async def on_status(self, record: Record) -> None:
-        event = decode(record.value, record.headers, StatusEvent)
-        if event.status != TaskStatus.TASK_STATUS_SUCCEEDED or not event.task_id:
-            return
-        with task_context(event.task_id):
+        async def in_order(decisions: list[Decision]) -> None:
+            for decision in decisions:  # a task's verdicts in the order they were given
+                await self._verdict(decision)
+
+        await run_each((contexts[task_id], in_order(decisions))
+                       for task_id, decisions in verdicts.items())
+        return rejected
+
+    async def _verdict(self, decision: Decision) -> None:
+        if decision.outcome == DecisionOutcome.DECISION_OUTCOME_REJECT:
+            for enricher in self._learners("reject"):
+                if await enricher.reject(decision.tenant_id, decision.task_id):
+                    log.info("%s: task rejected by %s, forgotten", enricher.name,
+                             decision.reviewer_id)
+        elif decision.outcome == DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE:
+            corrected = {f.name: f.value for f in decision.fields}
             for enricher in self._learners("confirm"):
-                if await enricher.confirm(event.tenant_id, event.task_id, {}, False):
-                    log.info("%s: task confirmed by its successful execution", enricher.name)
+                if await enricher.confirm(decision.tenant_id, decision.task_id, corrected,
+                                          True):
+                    log.info("%s: task confirmed by %s", enricher.name, decision.reviewer_id)
+
+    async def on_statuses(self, records: list[Record]) -> list[tuple[Record, RejectRecord]]:
+        rejected: list[tuple[Record, RejectRecord]] = []
+        succeeded: dict[str, tuple[StatusEvent, Record]] = {}
+        for record in records:
+            try:
+                event = decode(record.value, record.headers, StatusEvent)
+            except SerdeError as exc:
+                rejected.append((record, RejectRecord(exc.code, exc.reason)))
+                continue
+            if event.status == TaskStatus.TASK_STATUS_SUCCEEDED and event.task_id:
+                succeeded.setdefault(event.task_id, (event, record))
+        await run_each((record_context(record, event.task_id), self._succeeded(event))
+                       for event, record in succeeded.values())
+        return rejected
+
+    async def _succeeded(self, event: StatusEvent) -> None:
+        for enricher in self._learners("confirm"):
+            if await enricher.confirm(event.tenant_id, event.task_id, {}, False):
+                log.info("%s: task confirmed by its successful execution", enricher.name)
 
 
 __all__ = ["HistoryLearner"]

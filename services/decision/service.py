@@ -576,8 +576,8 @@ async def setup(ctx: ServiceContext) -> None:
     ctx.consume_batches(TASKS, decider.handle_batch)
     # enrichers (vendor history) learn from confirmed outcomes, as events (learning.py)
     learner = HistoryLearner(enrichers)
-    ctx.consume(DECISIONS, learner.on_decision)
-    ctx.consume(TASK_STATUS, learner.on_status)
+    ctx.consume_batches(DECISIONS, learner.on_decisions)
+    ctx.consume_batches(TASK_STATUS, learner.on_statuses)
     ctx.serve((add_DecisionServiceServicer_to_server, DecisionServicer(engine, s, ctx.pool),
                SERVICE_NAME), POLICY, rate_limited=RATE_LIMITED)
     ctx.serve((add_PackServiceServicer_to_server, PackServicer(catalog, engine, ctx.pool),
