@@ -11,13 +11,13 @@ import uuid
 
 import asyncpg
 
-from services.review.queue import ReviewQueue
+from services.review.queue import Arrival, ReviewQueue
 from services.review.resolutions import DecisionPublisher
 from switchyard._dataclass import redact_task
 from switchyard._pii import Redactor
-from switchyard._serde import decode
-from switchyard._streams import Record, RejectRecord
-from switchyard._telemetry import task_context
+from switchyard._serde import SerdeError, decode
+from switchyard._streams import Record, RejectRecord, record_context, run_each
+from switchyard._telemetry import current_trace_context
 from switchyard.v1 import Escalation
 
 
@@ -47,23 +47,54 @@ def redact(escalation: Escalation, redactor: Redactor) -> Escalation:
 
 
 class EscalationIntake:
+    """The escalations agent: a whole batch enqueued in one transaction."""
+
     def __init__(self, queue: ReviewQueue, redactor: Redactor | None,
                  publisher: DecisionPublisher | None = None) -> None:
         self.queue = queue
         self.redactor = redactor
         self.publisher = publisher
 
-    async def handle(self, record: Record) -> None:
-        escalation = decode(record.value, record.headers, Escalation)
-        check(escalation)
-        with task_context(escalation.task_id):
+    async def handle_batch(self, records: list[Record]) -> list[tuple[Record, RejectRecord]]:
+        rejected: list[tuple[Record, RejectRecord]] = []
+        arrivals: dict[str, tuple[Record, Arrival]] = {}
+        for record in records:
+            try:
+                escalation = decode(record.value, record.headers, Escalation)
+                check(escalation)
+            except SerdeError as exc:
+                rejected.append((record, RejectRecord(exc.code, exc.reason)))
+                continue
+            except RejectRecord as exc:
+                rejected.append((record, exc))
+                continue
             if self.redactor is not None:
                 escalation = redact(escalation, self.redactor)
-            try:
-                added = await self.queue.enqueue(escalation)
-            except asyncpg.ForeignKeyViolationError:
-                raise RejectRecord("unknown_task", f"task {escalation.task_id} does not exist "
-                                                   "in the system of record") from None
-            if not added and self.publisher is not None:
-                # a redelivery; if a person already decided, the task is being re-driven
-                await self.publisher.republish_resolved(escalation.escalation_id)
+            # the item keeps the trace its escalation arrived in
+            trace = record_context(record).run(current_trace_context)
+            arrivals.setdefault(escalation.escalation_id,
+                                (record, Arrival(escalation, trace)))  # a redelivery: once
+        if not arrivals:
+            return rejected
+        batch = list(arrivals.values())
+        try:
+            added = await self.queue.enqueue_many([arrival for _, arrival in batch])
+        except asyncpg.ForeignKeyViolationError:
+            # an escalation names a task the system of record does not have: find it
+            added = []
+            for record, arrival in batch:
+                try:
+                    (new,) = await self.queue.enqueue_many([arrival])
+                except asyncpg.ForeignKeyViolationError:
+                    rejected.append((record, RejectRecord(
+                        "unknown_task", f"task {arrival.escalation.task_id} does not exist "
+                                        "in the system of record")))
+                    new = True  # nothing stored, nothing to send again
+                added.append(new)
+        if self.publisher is not None:
+            # a redelivery; if a person already decided, the task is being re-driven
+            await run_each(
+                (record_context(record, arrival.escalation.task_id),
+                 self.publisher.republish_resolved(arrival.escalation.escalation_id))
+                for (record, arrival), new in zip(batch, added) if not new)
+        return rejected

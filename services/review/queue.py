@@ -11,14 +11,15 @@ from __future__ import annotations
 import json
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import asyncpg
 
-from services.review.endings import lock_task, withdrawn_resolution
+from services.review.endings import lock_tasks, withdrawn_resolution
 from services.review.metrics import WITHDRAWN
-from switchyard._audit import append
+from switchyard._audit import Entry, append_many
 from switchyard._payloads import PLAINTEXT, REVIEW_ESCALATION, PayloadCodec
 from switchyard._taskstore import timestamp
 from switchyard._telemetry import current_trace_context
@@ -113,49 +114,83 @@ class Page:
     next_token: str
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """An escalation to enqueue, with the trace context its record arrived in (the item keeps
+    it: the verdict's decision continues the task's trace)."""
+
+    escalation: Escalation
+    trace_context: dict[str, str]
+
+
 class ReviewQueue:
     def __init__(self, pool: asyncpg.Pool, codec: PayloadCodec = PLAINTEXT) -> None:
         self.pool = pool
         self.codec = codec
 
     async def enqueue(self, escalation: Escalation) -> bool:
-        """Add an escalation to the admission backlog; False if it was already there.
+        """Add an escalation to the admission backlog; False if it was already there."""
+        return (await self.enqueue_many([Arrival(escalation, current_trace_context())]))[0]
+
+    async def enqueue_many(self, arrivals: Sequence[Arrival]) -> list[bool]:
+        """Add escalations to the admission backlog in one transaction; for each, False if it
+        was already there.
 
         If its task already ended (``review_ended_tasks``, fed by the task-status topic) the
-        item is stored WITHDRAWN instead, for the record, and is never admitted. The task
-        lock orders this against the ending's own withdrawal (see ``endings``)."""
-        priority = priority_value(escalation.priority)
-        item_id = uuid.uuid4()
-        task_id = uuid.UUID(escalation.task_id)
+        item is stored WITHDRAWN instead, for the record, and is never admitted. The tasks'
+        locks order this against the endings' own withdrawal (see ``endings``). Raises
+        ``asyncpg.ForeignKeyViolationError`` when one names no task (nothing is stored)."""
+        task_ids = [uuid.UUID(a.escalation.task_id) for a in arrivals]
+        item_ids = [uuid.uuid4() for _ in arrivals]
         async with self.pool.acquire() as conn, conn.transaction():
-            await lock_task(conn, task_id)
-            ended = await conn.fetchval(
-                "SELECT status FROM review_ended_tasks WHERE task_id = $1", task_id)
-            row = await conn.fetchrow(
+            await lock_tasks(conn, task_ids)
+            ended = {row["task_id"]: row["status"] for row in await conn.fetch(
+                "SELECT task_id, status FROM review_ended_tasks WHERE task_id = ANY($1::uuid[])",
+                task_ids)}
+            rows = [(item_id, task_id, ended.get(task_id), arrival)
+                    for item_id, task_id, arrival in zip(item_ids, task_ids, arrivals)]
+            added = {row["item_id"]: row["queue"] for row in await conn.fetch(
                 "INSERT INTO review_items (item_id, escalation_id, task_id, tenant_id, queue, "
                 "priority, base_priority, reason, state, sla_deadline, escalation, "
                 "trace_context, resolution, resolved_at, reviewer_group, approvals_required) "
-                "VALUES ($1,$2,$3,$4,$5,$6,$6,$7,$11,$8,$9,$10::jsonb,$12,"
-                "CASE WHEN $11 = 'WITHDRAWN' THEN now() END, $13, $14) "
+                "SELECT item_id, escalation_id, task_id, tenant_id, queue, priority, priority, "
+                "reason, state, sla_deadline, escalation, trace_context::jsonb, resolution, "
+                "CASE WHEN state = 'WITHDRAWN' THEN now() END, reviewer_group, approvals "
+                "FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], "
+                "$6::smallint[], $7::text[], $8::text[], $9::timestamptz[], $10::bytea[], "
+                "$11::text[], $12::text[], $13::text[], $14::int[]) AS e(item_id, "
+                "escalation_id, task_id, tenant_id, queue, priority, reason, state, "
+                "sla_deadline, escalation, trace_context, resolution, reviewer_group, approvals) "
                 "ON CONFLICT (escalation_id) DO NOTHING RETURNING item_id, queue",
-                item_id, uuid.UUID(escalation.escalation_id), task_id,
-                escalation.tenant_id, escalation.queue or "default", priority,
-                reason_name(escalation.reason),
+                *self._columns(rows))}
+            await append_many(conn, [
+                Entry(arrival.escalation.tenant_id, "review", "review.withdrawn",
+                      {"item_id": str(item_id), "task_status": status, "never_admitted": True},
+                      arrival.escalation.task_id)
+                for item_id, _, status, arrival in rows if status and item_id in added])
+        for item_id, _, status, _ in rows:
+            if status and item_id in added:
+                WITHDRAWN.labels(added[item_id]).inc()
+        return [item_id in added for item_id in item_ids]
+
+    def _columns(self, rows: list[tuple[uuid.UUID, uuid.UUID, str | None, Arrival]]
+                 ) -> list[list[object]]:
+        """The ``review_items`` rows of :meth:`enqueue_many`, as column arrays."""
+        values = []
+        for item_id, task_id, ended, arrival in rows:
+            escalation = arrival.escalation
+            values.append((
+                item_id, uuid.UUID(escalation.escalation_id), task_id, escalation.tenant_id,
+                escalation.queue or "default", priority_value(escalation.priority),
+                reason_name(escalation.reason), "WITHDRAWN" if ended else "BACKLOGGED",
                 escalation.sla_deadline.ToDatetime(timezone.utc)
                 if escalation.HasField("sla_deadline") else None,
                 self.codec.seal(item_id, escalation.SerializeToString(), REVIEW_ESCALATION),
-                json.dumps(current_trace_context()),
-                "WITHDRAWN" if ended else "BACKLOGGED",
+                json.dumps(arrival.trace_context),
                 withdrawn_resolution(ended) if ended else None,
                 escalation.reviewer_group, FOUR_EYES_APPROVALS if escalation.four_eyes else 1,
-            )
-            if row is not None and ended:
-                await append(conn, escalation.tenant_id, "review", "review.withdrawn",
-                             {"item_id": str(item_id), "task_status": ended,
-                              "never_admitted": True}, task_id=escalation.task_id)
-        if row is not None and ended:
-            WITHDRAWN.labels(row["queue"]).inc()
-        return row is not None
+            ))
+        return [list(column) for column in zip(*values)]
 
     async def list(self, filters: Filters, page_size: int, page_token: str) -> Page:
         size = min(max(page_size or 50, 1), 500)

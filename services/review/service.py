@@ -119,7 +119,7 @@ async def setup(ctx: ServiceContext) -> None:
     publisher = DecisionPublisher(ctx.pool, ctx.producer, codec)
     redactor = Redactor() if settings.review_redact_pii else None
     desk = ReviewDesk(ctx.pool, queue, publisher, policy, redactor)
-    ctx.consume(ESCALATIONS, EscalationIntake(queue, redactor, publisher).handle)
+    ctx.consume_batches(ESCALATIONS, EscalationIntake(queue, redactor, publisher).handle_batch)
     # tasks that end (cancelled, or otherwise terminal) leave the review queues
     ctx.consume_batches(TASK_STATUS, TaskEndings(ctx.pool).handle_batch)
     ctx.serve((add_ReviewServiceServicer_to_server, ReviewServicer(desk), SERVICE_NAME), POLICY,

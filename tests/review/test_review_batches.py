@@ -1,10 +1,12 @@
-"""The review service takes the task-status topic a batch at a time, on a real process.
+"""The review service takes the task-status and escalations topics a batch at a time, on a
+real process.
 
 Twelve tasks wait for reviewers; then their endings arrive together on the task-status topic,
 mixed with non-terminal events, a second ending of one task and a record that is not a status
 event. In one batch the review service closes every open item (``withdrawn:<status>``, one
 audit entry each, the chain intact), remembers each ending once, dead-letters the bad record
-and lets the rest through.
+and lets the rest through. Escalations arriving together are stored in one transaction, each
+once; one that names no task and one that is no escalation go to the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ from switchyard._kafka import Producer
 from switchyard._launcher import service_specs
 from switchyard._topics import DEAD_LETTER, ESCALATIONS, TASK_STATUS
 from switchyard.stack import EmbeddedStack
-from switchyard.v1 import DeadLetter, StatusEvent, TaskStage, TaskStatus
+from switchyard.v1 import (
+    DeadLetter,
+    Escalation,
+    StatusEvent,
+    TaskEnvelope,
+    TaskStage,
+    TaskStatus,
+)
 from tests.polling import eventually
 from tests.review.helpers import escalation, insert_tasks
 
@@ -144,3 +153,47 @@ async def test_endings_in_one_batch_withdraw_every_item_once(
     batches = metric(port, "switchyard_stream_batch_records_count", topic)
     records = metric(port, "switchyard_stream_batch_records_sum", topic)
     assert 0 < batches < records  # taken in batches, not one call per record
+
+
+async def test_escalations_in_one_batch_are_stored_once_and_bad_ones_set_aside(
+        settings: Settings, services: EmbeddedStack, db: asyncpg.Pool) -> None:
+    tenant = f"intake-{uuid.uuid4().hex[:8]}"
+    async with db.acquire() as conn:
+        tasks = await insert_tasks(conn, tenant, TASKS)
+    escalations = [escalation(task, "default", 2) for task in tasks]
+    ghost = escalation(TaskEnvelope(task_id=str(uuid.uuid4()), tenant_id=tenant),
+                       "default", 2)  # a task the system of record does not have
+    producer = Producer(settings)
+    await producer.start()
+    try:
+        futures = [await producer.send_nowait(ESCALATIONS, e.task_id, e)
+                   for e in [*escalations, ghost, escalations[0]]]  # the first one twice
+        await producer.send_raw(ESCALATIONS.full_name(settings), b"not-an-escalation",
+                                b"\x00junk", {"content-type": "application/json"})
+        for future in futures:
+            await future
+    finally:
+        await producer.stop()
+
+    ids = [uuid.UUID(e.escalation_id) for e in escalations]
+
+    async def all_stored() -> bool:
+        return await db.fetchval(
+            "SELECT count(*) FROM review_items WHERE escalation_id = ANY($1::uuid[])",
+            ids) == TASKS
+    await eventually(all_stored, "every escalation stored", 60)
+    unknown = await dead_letter(settings, ghost.task_id.encode())
+    assert (unknown.reason_code, unknown.service) == ("unknown_task", "review")
+    assert Escalation.FromString(unknown.original_value) == ghost
+    junk = await dead_letter(settings, b"not-an-escalation")
+    assert junk.reason_code == "unsupported_content_type"
+    rows = await db.fetch(
+        "SELECT escalation_id, count(*) AS n FROM review_items WHERE tenant_id = $1 "
+        "GROUP BY escalation_id", tenant)
+    assert sorted(r["escalation_id"] for r in rows) == sorted(ids)
+    assert all(r["n"] == 1 for r in rows)
+    topic = f'topic="{ESCALATIONS.full_name(settings)}"'
+    port = settings.review_metrics_port
+    batches = metric(port, "switchyard_stream_batch_records_count", topic)
+    records = metric(port, "switchyard_stream_batch_records_sum", topic)
+    assert 0 < batches < records
