@@ -162,8 +162,8 @@ class Settings:
         minimum=1,
     )
     stream_batch_max_records: int = setting(
-        256, "Most records a stream processor takes in one batch (decided, stored in one "
-        "transaction and sent together; the tasks, decisions and escalations topics).",
+        256, "Most records a stream processor on the task path takes in one batch (handled "
+        "together, stored in one transaction; docs/architecture.md#batches).",
         group="kafka", minimum=1, maximum=10_000,
     )
     stream_batch_window_ms: float = setting(
