@@ -14,6 +14,7 @@ trace context the decision arrived in, so work resumed later stays in the task's
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -166,10 +167,18 @@ class JobStore:
         return int(status.split()[-1])
 
     async def finish(self, job: Job, state: str, reason: str = "") -> None:
-        await self.pool.execute(
-            "UPDATE executor_jobs SET state = $2, reason = $3, blocked_by = '', retry_at = NULL, "
-            "updated_at = now() WHERE decision_id = $1",
-            uuid.UUID(job.decision_id), state, reason)
+        async with self.pool.acquire() as conn:
+            await self.finish_all(conn, [(job.decision_id, state, reason)])
+
+    @staticmethod
+    async def finish_all(conn: asyncpg.Connection, jobs: Sequence[tuple[str, str, str]]
+                         ) -> None:
+        """Set the final state (and reason) of jobs given as (decision id, state, reason)."""
+        await conn.execute(
+            "UPDATE executor_jobs j SET state = f.state, reason = f.reason, blocked_by = '', "
+            "retry_at = NULL, updated_at = now() FROM unnest($1::uuid[], $2::text[], "
+            "$3::text[]) f(decision_id, state, reason) WHERE j.decision_id = f.decision_id",
+            [uuid.UUID(d) for d, _, _ in jobs], [s for _, s, _ in jobs], [r for _, _, r in jobs])
 
     async def overdue(self, limit: int) -> list[Job]:
         """Parked jobs that cannot run again before their deadline: claimed for escalation.

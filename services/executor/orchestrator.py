@@ -11,6 +11,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import asyncpg
@@ -32,7 +33,16 @@ from switchyard._payloads import (
 from switchyard._serde import SerdeError, decode
 from switchyard._streams import Record, RejectRecord, record_context, run_each
 from switchyard._priority import HIGH, NORMAL, URGENT
-from switchyard._taskstore import TERMINAL, publish_status, rejected, transition
+from switchyard._groupcommit import GroupCommit
+from switchyard._taskstore import (
+    TERMINAL,
+    Move,
+    Transition,
+    publish_status,
+    rejected,
+    transition,
+    transition_many,
+)
 from switchyard._telemetry import TASKS_TERMINAL, task_context
 from switchyard._topics import ESCALATIONS, EXECUTIONS
 from switchyard.v1 import (
@@ -65,6 +75,16 @@ def _uuid(value: str, field: str) -> uuid.UUID:
         raise RejectRecord("invalid_decision", f"{field} is not a UUID: {value!r}") from None
 
 
+@dataclass(frozen=True)
+class Ending:
+    """A run's end: the task's last status change and its job's final state."""
+
+    move: Move
+    decision_id: str
+    job_state: str
+    job_reason: str
+
+
 class Executor:
     def __init__(self, pool: asyncpg.Pool, producer: Producer, runner: PlanRunner,
                  jobs: JobStore, breakers: BreakerBoard, sla: SlaPolicy,
@@ -77,6 +97,9 @@ class Executor:
         self.breakers = breakers
         self.sla = sla
         self.active: set[str] = set()  # decision ids running in this process
+        # the runs that end at the same time end in one transaction
+        self.endings: GroupCommit[Ending, Transition | None] = GroupCommit(
+            "task_endings", pool, self._write_endings, key=lambda e: e.move.task_id)
 
     # -- entry: the decisions topic -----------------------------------------------------------
     async def on_decisions(self, records: list[Record]) -> list[tuple[Record, RejectRecord]]:
@@ -201,8 +224,8 @@ class Executor:
         problems = self.runner.validate(decision)
         if problems:  # e.g. an alias SWITCHYARD_EXECUTOR_ENDPOINTS lacks: nothing is called
             detail = "; ".join(problems)
-            await self._finish(decision, "FAILED", "invalid_plan", detail)
-            await self.jobs.finish(job, FAILED, f"invalid_plan: {detail}"[:500])
+            await self._end(job, "FAILED", "invalid_plan", detail, FAILED,
+                            f"invalid_plan: {detail}"[:500])
             return
         facts = self._facts(decision.task_id, task)
         if decision.outcome == DecisionOutcome.DECISION_OUTCOME_REJECT:
@@ -223,18 +246,17 @@ class Executor:
             assert result.approval is not None
             await self.escalate_approval(job, result.approval, result.discrepancies)
         elif result.outcome == "succeeded":
-            await self._finish(decision, "SUCCEEDED", "executed",
-                               f"{len(decision.plan.steps)} step(s) done")
-            await self.jobs.finish(job, SUCCEEDED)
+            await self._end(job, "SUCCEEDED", "executed",
+                            f"{len(decision.plan.steps)} step(s) done", SUCCEEDED)
         elif result.outcome == "failed":
             # compensated; a cancellation (asked now or before a resumed saga) ends it as such
             cancelled = await self.runner.cancellation(decision.task_id)
             if cancelled is not None:
-                await self._finish(decision, "CANCELLED", "cancelled", result.cause)
-                await self.jobs.finish(job, CANCELLED, cancelled[:500])
+                await self._end(job, "CANCELLED", "cancelled", result.cause, CANCELLED,
+                                cancelled[:500])
             else:
-                await self._finish(decision, "FAILED", "execution_failed", result.cause)
-                await self.jobs.finish(job, FAILED, result.cause[:500])
+                await self._end(job, "FAILED", "execution_failed", result.cause, FAILED,
+                                result.cause[:500])
         elif result.outcome == "compensation_failed":
             await self.escalate(job, EscalationReason.ESCALATION_REASON_COMPENSATION_FAILED,
                                 "compensation_failed", result.cause)
@@ -256,8 +278,8 @@ class Executor:
         if result.outcome == "failed":
             status, _, reason = rejected(decision.rule)
             detail = "; ".join(filter(None, (decision.explanation, result.cause)))
-            await self._finish(decision, status, reason, detail)
-            await self.jobs.finish(job, FAILED, f"{reason}: {result.cause}"[:500])
+            await self._end(job, status, reason, detail, FAILED,
+                            f"{reason}: {result.cause}"[:500])
         elif result.outcome == "compensation_failed":
             await self.escalate(job, EscalationReason.ESCALATION_REASON_COMPENSATION_FAILED,
                                 "compensation_failed", result.cause)
@@ -426,4 +448,22 @@ class Executor:
     async def _finish(self, decision: Decision, status: str, reason: str, detail: str) -> None:
         if await self._move(decision, status, "DONE", reason, detail):
             TASKS_TERMINAL.labels(SERVICE, status).inc()
+
+    async def _end(self, job: Job, status: str, reason: str, detail: str, job_state: str,
+                   job_reason: str = "") -> None:
+        """End the task (``status``, stage DONE) and its job in one transaction, shared with
+        the other runs ending now (``self.endings``), then publish the status change."""
+        change = await self.endings.submit(Ending(
+            Move(job.task_id, status, "DONE", reason[:200], detail[:2000]), job.decision_id,
+            job_state, job_reason))
+        if change is not None:
+            TASKS_TERMINAL.labels(SERVICE, status).inc()
+            await publish_status(self.producer, change.event)
+
+    async def _write_endings(self, conn: asyncpg.Connection, endings: list[Ending]
+                             ) -> list[Transition | None]:
+        changes = await transition_many(conn, [e.move for e in endings], SERVICE)
+        await self.jobs.finish_all(conn, [(e.decision_id, e.job_state, e.job_reason)
+                                          for e in endings])
+        return [changes.get(e.move.task_id) for e in endings]
 

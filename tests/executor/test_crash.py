@@ -71,6 +71,9 @@ async def test_sigkill_mid_run_loses_nothing_and_duplicates_nothing(
     groups = metric(port, 'switchyard_group_commit_items_count{writes="executions"}')
     steps = metric(port, 'switchyard_group_commit_items_sum{writes="executions"}')
     assert 0 < groups < steps
+    # and the runs ended (task status and job) through the shared transaction as well
+    ended = metric(port, 'switchyard_group_commit_items_sum{writes="task_endings"}')
+    assert 0 < ended <= TASKS
 
 
 def metric(port: int, series: str) -> float:
