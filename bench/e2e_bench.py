@@ -37,6 +37,12 @@ people, is switched off for this benchmark (``review_tenant_rate=0``, ``review_q
 the JSON records it under ``settings_changed``. With the defaults the escalated 20% would
 drain at 10/s and the benchmark would measure the throttle, not the pipeline.
 
+After the real pipeline's phases, with its services idle, the parts of the composite ceiling
+T* are measured on the same machine and infrastructure (``bench/ceiling.py``: Triton rows/s, the
+rows an automated task writes replayed in batches through asyncpg, the downstream's calls/s,
+and the baseline's hops); the pipeline's sustained rate is reported as a share of T*, with the
+Triton rows and downstream calls a task took in the saturation phase.
+
 ``--profile`` records every service with py-spy during the saturation phase and writes the
 collapsed stacks and a per-service summary next to the JSON.
 """

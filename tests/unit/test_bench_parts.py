@@ -4,6 +4,7 @@ py-spy summary (the benchmarks themselves run with `make bench`, not in the suit
 from __future__ import annotations
 
 from bench._common import percentile_ms, summarise_folded
+from bench.ceiling import Ceiling
 from bench.e2e_bench import Pool, load_docs, unique_invoice, workload
 from switchyard_packs.invoice.extraction import extract_invoice
 
@@ -75,3 +76,15 @@ def test_summarise_folded_ranks_self_and_inclusive_time() -> None:
     inclusive = dict(summary["inclusive_pct"])
     assert inclusive["main (app.py)"] == 100.0
     assert inclusive["handle (svc.py)"] == 90.0  # two lines of one function, merged
+
+
+def test_the_ceiling_adds_up_each_parts_share_of_a_task() -> None:
+    ceiling = Ceiling(triton_rows_per_s=5000, db_tasks_per_s=2000,
+                      downstream_calls_per_s=1000, hops_tasks_per_s=1000,
+                      rows_per_task=1.0, calls_per_task=2.0)
+    # 0.2 ms + 0.5 ms + 2 ms + 1 ms a task
+    assert ceiling.seconds_per_task == {"inference": 0.0002, "database": 0.0005,
+                                        "downstream": 0.002, "hops": 0.001}
+    assert ceiling.tasks_per_s == round(1 / 0.0037, 1)
+    without_hops = Ceiling(5000, 2000, 1000, 0.0, 1.0, 2.0)
+    assert without_hops.tasks_per_s == round(1 / 0.0027, 1)
