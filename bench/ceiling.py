@@ -39,6 +39,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+from aiokafka import AIOKafkaConsumer
 import tritonclient.grpc.aio as triton
 
 from bench.decision_bench import raw_triton
@@ -49,6 +50,15 @@ from switchyard._audit import Entry, append_many
 from switchyard._db import create_pool, resolve_dsn
 from switchyard._settings import Settings
 from switchyard._taskstore import Move, transition_many
+from switchyard._topics import (
+    DEAD_LETTER,
+    DECISIONS,
+    ESCALATIONS,
+    EXECUTIONS,
+    INTAKE,
+    TASK_STATUS,
+    TASKS,
+)
 from switchyard.v1 import Document, TaskEnvelope, TaskSource
 
 BATCH = 64
@@ -116,6 +126,31 @@ class Units:
     async def stop(self) -> None:
         rows, calls = await self._snapshot()
         self.rows, self.calls = rows - self._before[0], calls - self._before[1]
+
+
+async def kafka_bytes(settings: Settings, quiet_s: float = 2.0) -> dict[str, int]:
+    """Bytes (key, value and headers) on each of the pipeline's task-path topics, read from
+    the beginning until nothing new arrives for ``quiet_s`` (the broker's end offsets are
+    not trusted: see docs/architecture.md)."""
+    names = {t.full_name(settings): t.name for t in (INTAKE, TASKS, TASK_STATUS, DECISIONS,
+                                                      ESCALATIONS, EXECUTIONS, DEAD_LETTER)}
+    consumer = AIOKafkaConsumer(*names, bootstrap_servers=settings.kafka_bootstrap_servers,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    totals = dict.fromkeys(names.values(), 0)
+    await consumer.start()
+    try:
+        last = time.monotonic()
+        while time.monotonic() - last < quiet_s:
+            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for records in batch.values():
+                for record in records:
+                    totals[names[record.topic]] += (
+                        len(record.key or b"") + len(record.value or b"")
+                        + sum(len(k) + len(v or b"") for k, v in record.headers))
+                    last = time.monotonic()
+    finally:
+        await consumer.stop()
+    return totals
 
 
 def _envelope(index: int) -> TaskEnvelope:
@@ -222,4 +257,5 @@ async def measure_parts(settings: Settings, texts: list[str], seconds: float = 5
             "downstream_calls_per_s": round(calls, 1)}
 
 
-__all__ = ["Ceiling", "Units", "db_tasks_per_s", "downstream_calls_per_s", "measure_parts"]
+__all__ = ["Ceiling", "Units", "db_tasks_per_s", "downstream_calls_per_s", "kafka_bytes",
+           "measure_parts"]

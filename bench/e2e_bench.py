@@ -81,7 +81,7 @@ from bench._common import (
     quick_mode,
     write_json,
 )
-from bench.ceiling import Ceiling, Units, measure_parts
+from bench.ceiling import Ceiling, Units, kafka_bytes, measure_parts
 from bench.passthrough import ROUTE_KEY, task_id_for
 from switchyard import Settings
 from switchyard._db import connect, resolve_dsn
@@ -673,6 +673,11 @@ def run(infra: Settings, state: Path, plan: Plan, json_path: Path,
               "decided without a person under their own kind", file=sys.stderr)
         phases += measure(switchyard_target(real_settings), pipeline, plan, infra, pool,
                           profile_dir)
+        # what every task of the run put on the broker, per task (capacity planning)
+        topic_bytes = asyncio.run(kafka_bytes(real_settings))
+        finished = sum(p.completed for p in phases) + plan.warmup
+        kafka = {"bytes_per_task": round(sum(topic_bytes.values()) / finished),
+                 "by_topic": {k: round(v / finished) for k, v in topic_bytes.items()}}
         # T*'s parts, on the same machine and infrastructure, the pipeline idle
         parts = asyncio.run(measure_parts(real_settings, [d["text"] for d in pool.docs],
                                           plan.ceiling_s))
@@ -692,13 +697,14 @@ def run(infra: Settings, state: Path, plan: Plan, json_path: Path,
     if switchyard_only:  # a development aid: no baseline, no ratio
         report(phases, "End to end, switchyard only")
         print_ceiling(ceiling, share)
+        print(f"Kafka bytes per task (all topics): {kafka['bytes_per_task']} {kafka['by_topic']}")
         print_cpu(phases)
         print_database(phases)
         if profile:
             print_profile(saturation_profile)
         write_json(json_path, {"phases": [asdict(p) for p in phases], "plan": asdict(plan),
                                "ceiling": ceiling.as_dict(), "share_of_ceiling": share,
-                               "profile": saturation_profile})
+                               "kafka": kafka, "profile": saturation_profile})
         return {}
     real_sat, real_lat, base_sat, _ = phases
     ratios = {
@@ -711,6 +717,7 @@ def run(infra: Settings, state: Path, plan: Plan, json_path: Path,
     print(f"switchyard / baseline throughput: sustained {ratios['sustained']:.2f}, "
           f"whole workload {ratios['whole']:.2f}")
     print_ceiling(ceiling, share)
+    print(f"Kafka bytes per task (all topics): {kafka['bytes_per_task']} {kafka['by_topic']}")
     print_cpu(phases)
     print_database(phases)
     if profile:
@@ -719,7 +726,7 @@ def run(infra: Settings, state: Path, plan: Plan, json_path: Path,
         "phases": [asdict(p) for p in phases], "throughput_ratio": ratios, "plan": asdict(plan),
         "settings_changed": {"switchyard": PIPELINE_BENCH_SETTINGS},
         "workload": {"documents": len(pool.docs), "automated_pool": len(pool.automated)},
-        "ceiling": ceiling.as_dict(), "share_of_ceiling": share,
+        "ceiling": ceiling.as_dict(), "share_of_ceiling": share, "kafka": kafka,
         "goals": goals(real_sat, real_lat, ratios, share)}
     if profile:
         result["profile"] = saturation_profile
