@@ -449,6 +449,29 @@ async def _batch(records: list[Record], handler: BatchHandler, dead_letters: Let
         return
 
 
+def decode_batch(records: Sequence[Record], message_type: type[M],
+                 check: Callable[[M], object] | None = None
+                 ) -> tuple[list[tuple[Record, M]], list[tuple[Record, RejectRecord]]]:
+    """A batch handler's first step: each record decoded as ``message_type`` (and passed to
+    ``check``, which raises :class:`RejectRecord` for a message that can never be
+    processed); returns the (record, message) pairs and the refused records with their
+    reason, for the handler to return."""
+    decoded: list[tuple[Record, M]] = []
+    refused: list[tuple[Record, RejectRecord]] = []
+    for record in records:
+        try:
+            message = decode(record.value, record.headers, message_type)
+            if check is not None:
+                check(message)
+        except SerdeError as exc:
+            refused.append((record, RejectRecord(exc.code, exc.reason)))
+        except RejectRecord as exc:
+            refused.append((record, exc))
+        else:
+            decoded.append((record, message))
+    return decoded, refused
+
+
 def record_context(record: Record, task_id: str | None = None) -> contextvars.Context:
     """A copy of the current context that has adopted ``record``'s trace context and
     correlation id (and tags log lines with ``task_id``): a batch handler runs each record's

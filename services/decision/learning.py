@@ -21,8 +21,7 @@ from __future__ import annotations
 import logging
 
 from services.decision.extensions import Enrichers
-from switchyard._serde import SerdeError, decode
-from switchyard._streams import Record, RejectRecord, record_context, run_each
+from switchyard._streams import Record, RejectRecord, decode_batch, record_context, run_each
 from switchyard.v1 import Decision, DecisionOutcome, DecisionSource, StatusEvent, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -40,15 +39,10 @@ class HistoryLearner:
         return [e for e in self.enrichers.all() if callable(getattr(e, method, None))]
 
     async def on_decisions(self, records: list[Record]) -> list[tuple[Record, RejectRecord]]:
-        rejected: list[tuple[Record, RejectRecord]] = []
+        decoded, rejected = decode_batch(records, Decision)
         verdicts: dict[str, list[Decision]] = {}
         contexts = {}
-        for record in records:
-            try:
-                decision = decode(record.value, record.headers, Decision)
-            except SerdeError as exc:
-                rejected.append((record, RejectRecord(exc.code, exc.reason)))
-                continue
+        for record, decision in decoded:
             if decision.source == DecisionSource.DECISION_SOURCE_HUMAN and decision.task_id:
                 verdicts.setdefault(decision.task_id, []).append(decision)
                 contexts.setdefault(decision.task_id, record_context(record, decision.task_id))
@@ -75,14 +69,9 @@ class HistoryLearner:
                     log.info("%s: task confirmed by %s", enricher.name, decision.reviewer_id)
 
     async def on_statuses(self, records: list[Record]) -> list[tuple[Record, RejectRecord]]:
-        rejected: list[tuple[Record, RejectRecord]] = []
+        decoded, rejected = decode_batch(records, StatusEvent)
         succeeded: dict[str, tuple[StatusEvent, Record]] = {}
-        for record in records:
-            try:
-                event = decode(record.value, record.headers, StatusEvent)
-            except SerdeError as exc:
-                rejected.append((record, RejectRecord(exc.code, exc.reason)))
-                continue
+        for record, event in decoded:
             if event.status == TaskStatus.TASK_STATUS_SUCCEEDED and event.task_id:
                 succeeded.setdefault(event.task_id, (event, record))
         await run_each((record_context(record, event.task_id), self._succeeded(event))

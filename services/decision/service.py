@@ -58,10 +58,9 @@ from switchyard._grpc import (
     item_error,
 )
 from switchyard._payloads import DECISION, PLAINTEXT, PayloadCodec, codec_for
-from switchyard._serde import SerdeError, decode
 from switchyard._service import ServiceContext, run_service
 from switchyard._settings import Settings
-from switchyard._streams import Record, RejectRecord, record_context, run_each
+from switchyard._streams import Record, RejectRecord, decode_batch, record_context, run_each
 from switchyard._submissions import validate_task
 from switchyard._priority import task_bucket
 from switchyard._taskstore import TERMINAL, Move, Transition, rejected, transition_many
@@ -163,21 +162,12 @@ class TaskDecider:
         return Decision.FromString(self.codec.open(decision_id, blob, DECISION))
 
     async def handle_batch(self, records: list[Record]) -> list[tuple[Record, RejectRecord]]:
-        rejected: list[tuple[Record, RejectRecord]] = []
+        decoded, rejected = decode_batch(records, TaskEnvelope, _task_id)
         tasks: dict[uuid.UUID, tuple[TaskEnvelope, contextvars.Context]] = {}
-        for record in records:
-            try:
-                task = decode(record.value, record.headers, TaskEnvelope)
-                task_id = uuid.UUID(task.task_id)
-            except SerdeError as exc:
-                rejected.append((record, RejectRecord(exc.code, exc.reason)))
-                continue
-            except ValueError:
-                rejected.append((record, RejectRecord("invalid_task_id",
-                                                      "task_id is not a UUID")))
-                continue
+        for record, task in decoded:
             # a task twice in one batch (a redelivery) is handled once
-            tasks.setdefault(task_id, (task, record_context(record, task.task_id)))
+            tasks.setdefault(uuid.UUID(task.task_id),
+                             (task, record_context(record, task.task_id)))
         if not tasks:
             return rejected
         states = {row["task_id"]: row for row in await self.ctx.pool.fetch(
@@ -191,7 +181,7 @@ class TaskDecider:
             state = states[task_id]
             if state["status"] is None:
                 rejected.extend((r, RejectRecord("unknown_task", "no task with this id"))
-                                for r in records if _is_task(r, task.task_id))
+                                for r, t in decoded if t.task_id == task.task_id)
             elif state["status"] in TERMINAL:
                 # Cancelled (or otherwise finished) before it was decided, or a redelivery
                 # of a finished task: nothing may reach a reviewer or the executor.
@@ -346,11 +336,11 @@ class TaskDecider:
         return []
 
 
-def _is_task(record: Record, task_id: str) -> bool:
+def _task_id(task: TaskEnvelope) -> None:
     try:
-        return decode(record.value, record.headers, TaskEnvelope).task_id == task_id
-    except SerdeError:
-        return False
+        uuid.UUID(task.task_id)
+    except ValueError:
+        raise RejectRecord("invalid_task_id", "task_id is not a UUID") from None
 
 
 def _decision_columns(verdicts: Sequence[Verdict], codec: PayloadCodec) -> list[list[object]]:

@@ -30,8 +30,7 @@ from switchyard._payloads import (
     PayloadError,
     rewrap_stale,
 )
-from switchyard._serde import SerdeError, decode
-from switchyard._streams import Record, RejectRecord, record_context, run_each
+from switchyard._streams import Record, RejectRecord, decode_batch, record_context, run_each
 from switchyard._priority import HIGH, NORMAL, URGENT
 from switchyard._groupcommit import GroupCommit
 from switchyard._taskstore import (
@@ -66,6 +65,12 @@ ESCALATION_REASONS = {
 #: An approval step's escalation code is this plus the step id.
 APPROVAL_CODE = "approval:"
 APPROVAL_STEP = EscalationReason.ESCALATION_REASON_APPROVAL_STEP
+
+
+def _ids(decision: Decision) -> None:
+    """A decision whose ids are no UUIDs can never be carried out (RejectRecord)."""
+    _uuid(decision.decision_id, "decision_id")
+    _uuid(decision.task_id, "task_id")
 
 
 def _uuid(value: str, field: str) -> uuid.UUID:
@@ -108,19 +113,9 @@ class Executor:
         record go to PostgreSQL together: ``PlanRunner.records``). Returns the records refused
         (not a decision, an unknown task, a task that cannot be opened); the rest of the batch
         runs."""
-        rejected: list[tuple[Record, RejectRecord]] = []
+        decoded, rejected = decode_batch(records, Decision, _ids)
         by_task: dict[str, list[tuple[Record, Decision]]] = {}
-        for record in records:
-            try:
-                decision = decode(record.value, record.headers, Decision)
-                _uuid(decision.decision_id, "decision_id")
-                _uuid(decision.task_id, "task_id")
-            except SerdeError as exc:
-                rejected.append((record, RejectRecord(exc.code, exc.reason)))
-                continue
-            except RejectRecord as exc:
-                rejected.append((record, exc))
-                continue
+        for record, decision in decoded:
             by_task.setdefault(decision.task_id, []).append((record, decision))
         rows = {str(row["task_id"]): row for row in await self.pool.fetch(
             "SELECT task_id, status, stage, created_at, envelope FROM tasks "
@@ -147,8 +142,7 @@ class Executor:
     async def on_decision(self, decision: Decision, task: asyncpg.Record | None = None
                           ) -> None:
         """Act on one decision; ``task`` is its task's row when the caller read it already."""
-        _uuid(decision.decision_id, "decision_id")
-        _uuid(decision.task_id, "task_id")
+        _ids(decision)
         with task_context(decision.task_id):
             if decision.outcome == DecisionOutcome.DECISION_OUTCOME_REJECT and not (
                     decision.approves_step_id and decision.plan.steps):

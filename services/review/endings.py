@@ -24,8 +24,7 @@ import asyncpg
 
 from services.review.metrics import WITHDRAWN
 from switchyard._audit import Entry, append_many
-from switchyard._serde import SerdeError, decode
-from switchyard._streams import Record, RejectRecord
+from switchyard._streams import Record, RejectRecord, decode_batch
 from switchyard._taskstore import TERMINAL, status_name
 from switchyard._telemetry import task_context
 from switchyard.v1 import StatusEvent
@@ -80,14 +79,9 @@ class TaskEndings:
         self.pool = pool
 
     async def handle_batch(self, records: list[Record]) -> list[tuple[Record, RejectRecord]]:
-        rejected: list[tuple[Record, RejectRecord]] = []
+        decoded, rejected = decode_batch(records, StatusEvent)
         endings: dict[uuid.UUID, StatusEvent] = {}
-        for record in records:
-            try:
-                event = decode(record.value, record.headers, StatusEvent)
-            except SerdeError as exc:
-                rejected.append((record, RejectRecord(exc.code, exc.reason)))
-                continue
+        for _, event in decoded:
             if (status_name(event.status) if event.status else "") not in TERMINAL:
                 continue
             try:

@@ -15,8 +15,7 @@ from services.review.queue import Arrival, ReviewQueue
 from services.review.resolutions import DecisionPublisher
 from switchyard._dataclass import redact_task
 from switchyard._pii import Redactor
-from switchyard._serde import SerdeError, decode
-from switchyard._streams import Record, RejectRecord, record_context, run_each
+from switchyard._streams import Record, RejectRecord, decode_batch, record_context, run_each
 from switchyard._telemetry import current_trace_context
 from switchyard.v1 import Escalation
 
@@ -56,18 +55,9 @@ class EscalationIntake:
         self.publisher = publisher
 
     async def handle_batch(self, records: list[Record]) -> list[tuple[Record, RejectRecord]]:
-        rejected: list[tuple[Record, RejectRecord]] = []
+        decoded, rejected = decode_batch(records, Escalation, check)
         arrivals: dict[str, tuple[Record, Arrival]] = {}
-        for record in records:
-            try:
-                escalation = decode(record.value, record.headers, Escalation)
-                check(escalation)
-            except SerdeError as exc:
-                rejected.append((record, RejectRecord(exc.code, exc.reason)))
-                continue
-            except RejectRecord as exc:
-                rejected.append((record, exc))
-                continue
+        for record, escalation in decoded:
             if self.redactor is not None:
                 escalation = redact(escalation, self.redactor)
             # the item keeps the trace its escalation arrived in

@@ -61,6 +61,7 @@ from switchyard.v1 import (
 )
 from services.decision.shadow import shadow_sampled
 from tests.decision.documents import MODEL_REPOSITORY, heldout, invoice, pdf, png, sample
+from tests.observed import metric_sum
 from tests.polling import eventually
 from tests.security import test_fuzz_ingest_validation as fuzz
 
@@ -258,19 +259,11 @@ async def test_router_reaches_its_card_accuracy_through_decide(
     assert round(accuracy, 6) >= card["metrics"]["test"]["accuracy"]
 
 
-def _metric_sum(port: int, name: str, label: str = "") -> float:
-    """The sum of the series of ``name`` (those whose labels hold ``label``) that a service's
-    metrics endpoint shows; 0 while none exists yet."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{") and label in line)
-
-
 def _router_batches(settings: Settings) -> tuple[float, float]:
     """(requests, documents) the router's micro-batcher has sent to Triton so far."""
     port, router = settings.decision_metrics_port, 'model="document_router"'
-    return (_metric_sum(port, "switchyard_batch_size_count", router),
-            _metric_sum(port, "switchyard_batch_size_sum", router))
+    return (metric_sum(port, "switchyard_batch_size_count", router),
+            metric_sum(port, "switchyard_batch_size_sum", router))
 
 
 @contextlib.asynccontextmanager
@@ -397,7 +390,7 @@ async def test_the_shadow_scores_only_its_sample_of_tasks(
         await asyncio.gather(*(stub.Decide(DecideRequest(task=t)) for t in tasks))
 
         def compared() -> float:
-            return _metric_sum(sampled.decision_metrics_port,
+            return metric_sum(sampled.decision_metrics_port,
                                "switchyard_shadow_comparisons_total")
 
         async def all_sampled_compared() -> bool:

@@ -11,26 +11,21 @@ audit chain (appended once per tenant per batch) still verifies.
 from __future__ import annotations
 
 import json
-import time
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer
-
 from switchyard import Settings
 from switchyard._audit import Entry, append, append_many, verify
 from switchyard._db import create_pool
 from switchyard._grpc import create_channel
 from switchyard._kafka import Producer
 from switchyard._launcher import service_specs
-from switchyard._topics import DEAD_LETTER, TASKS
+from switchyard._topics import TASKS
 from switchyard.stack import EmbeddedStack
 from switchyard.v1 import (
-    DeadLetter,
     Document,
     IngestServiceStub,
     Submission,
@@ -38,6 +33,7 @@ from switchyard.v1 import (
     TaskEnvelope,
 )
 from tests.executor.harness import Service
+from tests.observed import dead_letters, metric_sum
 from tests.polling import eventually
 
 pytestmark = [pytest.mark.integration]
@@ -84,33 +80,6 @@ async def db(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 def documents() -> list[bytes]:
     rows = [json.loads(line) for line in HELDOUT.read_text().splitlines()]
     return [r["text"].encode() for r in rows if len(r["text"]) > 200][:BACKLOG]
-
-
-def metric_series(port: int, name: str, label: str) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name) and label in line)
-
-
-async def dead_letters(settings: Settings, keys: set[bytes], timeout_s: float = 60
-                       ) -> dict[bytes, DeadLetter]:
-    """The dead letters of the records with these keys, read from the dead-letter topic."""
-    consumer = AIOKafkaConsumer(DEAD_LETTER.full_name(settings),
-                                bootstrap_servers=settings.kafka_bootstrap_servers,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    found: dict[bytes, DeadLetter] = {}
-    try:
-        deadline = time.monotonic() + timeout_s
-        while keys - found.keys() and time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for record in records:
-                    letter = DeadLetter.FromString(record.value)
-                    if letter.original_key in keys:
-                        found[letter.original_key] = letter
-    finally:
-        await consumer.stop()
-    return found
 
 
 async def test_a_backlog_is_decided_in_batches_and_bad_records_are_set_aside(
@@ -169,8 +138,8 @@ async def test_a_backlog_is_decided_in_batches_and_bad_records_are_set_aside(
 
     # the backlog went through in batches: fewer handler calls than records
     port, topic = settings.decision_metrics_port, f'topic="{TASKS.full_name(settings)}"'
-    records = metric_series(port, "switchyard_stream_batch_records_sum", topic)
-    batches = metric_series(port, "switchyard_stream_batch_records_count", topic)
+    records = metric_sum(port, "switchyard_stream_batch_records_sum", topic)
+    batches = metric_sum(port, "switchyard_stream_batch_records_count", topic)
     assert records >= BACKLOG + 3
     assert 0 < batches < records
 

@@ -4,11 +4,11 @@ downstream holds exactly one effect per step (no duplicates, nothing lost)."""
 from __future__ import annotations
 
 import asyncio
-import urllib.request
 from typing import Any
 
 import pytest
 
+from tests.observed import metric_sum
 from tests.executor.harness import Harness, Service, decision, http_step
 
 pytestmark = [pytest.mark.integration]
@@ -68,15 +68,10 @@ async def test_sigkill_mid_run_loses_nothing_and_duplicates_nothing(
     assert jobs == {"succeeded": TASKS}
     # the steps that concurrent runs recorded went to PostgreSQL in groups
     port = harness.settings.executor_metrics_port
-    groups = metric(port, 'switchyard_group_commit_items_count{writes="executions"}')
-    steps = metric(port, 'switchyard_group_commit_items_sum{writes="executions"}')
+    groups = metric_sum(port, "switchyard_group_commit_items_count", 'writes="executions"')
+    steps = metric_sum(port, "switchyard_group_commit_items_sum", 'writes="executions"')
     assert 0 < groups < steps
     # and the runs ended (task status and job) through the shared transaction as well
-    ended = metric(port, 'switchyard_group_commit_items_sum{writes="task_endings"}')
+    ended = metric_sum(port, "switchyard_group_commit_items_sum", 'writes="task_endings"')
     assert 0 < ended <= TASKS
 
-
-def metric(port: int, series: str) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(series))

@@ -11,30 +11,26 @@ once; one that names no task and one that is no escalation go to the dead-letter
 
 from __future__ import annotations
 
-import time
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer
-
 from switchyard import Settings
 from switchyard._audit import verify
 from switchyard._db import create_pool
 from switchyard._kafka import Producer
 from switchyard._launcher import service_specs
-from switchyard._topics import DEAD_LETTER, ESCALATIONS, TASK_STATUS
+from switchyard._topics import ESCALATIONS, TASK_STATUS
 from switchyard.stack import EmbeddedStack
 from switchyard.v1 import (
-    DeadLetter,
     Escalation,
     StatusEvent,
     TaskEnvelope,
     TaskStage,
     TaskStatus,
 )
+from tests.observed import dead_letters, metric_sum
 from tests.polling import eventually
 from tests.review.helpers import escalation, insert_tasks
 
@@ -64,30 +60,6 @@ async def db(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 def status(task_id: str, tenant: str, value: int, sequence: int) -> StatusEvent:
     return StatusEvent(task_id=task_id, tenant_id=tenant, status=value,
                        stage=TaskStage.TASK_STAGE_DONE, sequence=sequence, service="test")
-
-
-def metric(port: int, name: str, label: str) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name) and label in line)
-
-
-async def dead_letter(settings: Settings, key: bytes, timeout_s: float = 60) -> DeadLetter:
-    consumer = AIOKafkaConsumer(DEAD_LETTER.full_name(settings),
-                                bootstrap_servers=settings.kafka_bootstrap_servers,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    try:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for record in records:
-                    letter = DeadLetter.FromString(record.value)
-                    if letter.original_key == key:
-                        return letter
-    finally:
-        await consumer.stop()
-    raise AssertionError(f"no dead letter for {key!r}")
 
 
 async def test_endings_in_one_batch_withdraw_every_item_once(
@@ -138,7 +110,7 @@ async def test_endings_in_one_batch_withdraw_every_item_once(
     remembered = await db.fetch(
         "SELECT task_id, status FROM review_ended_tasks WHERE task_id = ANY($1::uuid[])", ids)
     assert len(remembered) == TASKS
-    letter = await dead_letter(settings, b"not-a-status")
+    letter = (await dead_letters(settings, {b"not-a-status"}))[b"not-a-status"]
     assert (letter.reason_code, letter.service) == ("unsupported_content_type", "review")
 
     async with db.acquire() as conn:
@@ -150,8 +122,8 @@ async def test_endings_in_one_batch_withdraw_every_item_once(
     assert checked.broken is None
     topic = f'topic="{TASK_STATUS.full_name(settings)}"'
     port = settings.review_metrics_port
-    batches = metric(port, "switchyard_stream_batch_records_count", topic)
-    records = metric(port, "switchyard_stream_batch_records_sum", topic)
+    batches = metric_sum(port, "switchyard_stream_batch_records_count", topic)
+    records = metric_sum(port, "switchyard_stream_batch_records_sum", topic)
     assert 0 < batches < records  # taken in batches, not one call per record
 
 
@@ -182,10 +154,11 @@ async def test_escalations_in_one_batch_are_stored_once_and_bad_ones_set_aside(
             "SELECT count(*) FROM review_items WHERE escalation_id = ANY($1::uuid[])",
             ids) == TASKS
     await eventually(all_stored, "every escalation stored", 60)
-    unknown = await dead_letter(settings, ghost.task_id.encode())
+    letters = await dead_letters(settings, {ghost.task_id.encode(), b"not-an-escalation"})
+    unknown = letters[ghost.task_id.encode()]
     assert (unknown.reason_code, unknown.service) == ("unknown_task", "review")
     assert Escalation.FromString(unknown.original_value) == ghost
-    junk = await dead_letter(settings, b"not-an-escalation")
+    junk = letters[b"not-an-escalation"]
     assert junk.reason_code == "unsupported_content_type"
     rows = await db.fetch(
         "SELECT escalation_id, count(*) AS n FROM review_items WHERE tenant_id = $1 "
@@ -194,6 +167,6 @@ async def test_escalations_in_one_batch_are_stored_once_and_bad_ones_set_aside(
     assert all(r["n"] == 1 for r in rows)
     topic = f'topic="{ESCALATIONS.full_name(settings)}"'
     port = settings.review_metrics_port
-    batches = metric(port, "switchyard_stream_batch_records_count", topic)
-    records = metric(port, "switchyard_stream_batch_records_sum", topic)
+    batches = metric_sum(port, "switchyard_stream_batch_records_count", topic)
+    records = metric_sum(port, "switchyard_stream_batch_records_sum", topic)
     assert 0 < batches < records
