@@ -5,6 +5,8 @@ in CI. See :mod:`chaos.harness` for what is injected and :mod:`chaos.invariants`
 hold afterwards.
 """
 
-from chaos.harness import FULL, QUICK, ChaosConfig, run, steps
+import switchyard  # noqa: F401 - first: it turns gRPC's fork handlers off before gRPC loads
+
+from chaos.harness import FULL, QUICK, ChaosConfig, run, steps  # noqa: E402
 
 __all__ = ["FULL", "QUICK", "ChaosConfig", "run", "steps"]

@@ -242,7 +242,7 @@ class TaskDecider:
                 "$6::text[], $7::text[], $8::bytea[], $9::text[]) AS d(decision_id, task_id, "
                 "tenant_id, outcome, confidence, rule, explanation, decision, pack) "
                 "ORDER BY task_id ON CONFLICT DO NOTHING RETURNING task_id",
-                *_decision_columns(verdicts, self.codec))}
+                *_decision_columns(list(by_id.values()), self.codec))}
             released = [task_id for task_id, v in by_id.items() if v.release_hold]
             if released:
                 await conn.execute("DELETE FROM decision_holds WHERE task_id = ANY($1::uuid[])",

@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 _CHILD = r"""
 import os, subprocess, threading, time
 import switchyard  # first, as every Switchyard entry point does
@@ -59,3 +61,31 @@ def test_an_operators_explicit_fork_setting_is_kept() -> None:
     result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
                             text=True, timeout=60, check=True)
     assert result.stdout.strip() == "true"
+
+
+_PROBE = r"""
+import os, sys
+
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "grpc" and "SEEN" not in os.environ:
+            os.environ["SEEN"] = "1"
+            print("grpc loads with GRPC_ENABLE_FORK_SUPPORT =",
+                  os.environ.get("GRPC_ENABLE_FORK_SUPPORT"))
+        return None
+
+sys.meta_path.insert(0, Watch())
+import {module}
+import grpc  # if the entry point itself loads gRPC later, on first use
+"""
+
+
+@pytest.mark.parametrize("module", ["switchyard.cli", "chaos", "bench.e2e_bench",
+                                    "bench.decision_bench"])
+def test_every_entry_point_loads_grpc_with_fork_handlers_off(module: str) -> None:
+    """``python -m chaos`` and the benchmarks fork PostgreSQL and the services too: their
+    packages import switchyard before anything imports gRPC."""
+    env = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"}
+    out = subprocess.run([sys.executable, "-c", _PROBE.replace("{module}", module)],
+                         capture_output=True, text=True, env=env, timeout=120, check=True)
+    assert "grpc loads with GRPC_ENABLE_FORK_SUPPORT = false" in out.stdout, out.stdout
