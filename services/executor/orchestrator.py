@@ -126,14 +126,15 @@ class Executor:
             refused = []
             task = rows.get(task_id)
             for record, decision in decisions:
-                try:
-                    await self.on_decision(decision, task)
+                try:  # each in its own record's trace
+                    await asyncio.create_task(self.on_decision(decision, task),
+                                              context=record_context(record, task_id))
                 except RejectRecord as exc:
                     refused.append((record, exc))
                 task = None  # a task's later decision in the batch reads it afresh
             return refused
 
-        for refused in await run_each(
+        for refused in await run_each(  # every task's run ended before the batch returns
                 (record_context(decisions[0][0], task_id), in_order(task_id, decisions))
                 for task_id, decisions in by_task.items()):
             rejected.extend(refused)
