@@ -472,23 +472,36 @@ def decode_batch(records: Sequence[Record], message_type: type[M],
     return decoded, refused
 
 
+#: The record whose work runs in a :func:`record_context` (its span's subject).
+_current_record: contextvars.ContextVar[Record | None] = contextvars.ContextVar(
+    "switchyard_record", default=None)
+
+
 def record_context(record: Record, task_id: str | None = None) -> contextvars.Context:
     """A copy of the current context that has adopted ``record``'s trace context and
     correlation id (and tags log lines with ``task_id``): a batch handler runs each record's
-    own work in it (:func:`run_each`), so what that work logs and sends belongs to the
-    record's trace, as it does when records are handled one at a time."""
+    own work in it (:func:`run_in`, :func:`run_each`), so what that work logs and sends
+    belongs to the record's trace, inside a consumer span of its own, as it does when records
+    are handled one at a time."""
     context = contextvars.copy_context()
     context.run(activate_incoming, record.headers)
+    context.run(_current_record.set, record)
     if task_id:
         context.run(task_id_var.set, task_id)
     return context
+
+
+def run_in(context: contextvars.Context, aw: Awaitable[T]) -> asyncio.Task[T]:
+    """Run ``aw`` as a task in ``context`` (a :func:`record_context`: within the record's
+    consumer span)."""
+    return asyncio.create_task(_awaited(aw), context=context)
 
 
 async def run_each(work: Iterable[tuple[contextvars.Context, Awaitable[T]]]) -> list[T]:
     """Run each awaitable concurrently in its own context (:func:`record_context`); their
     results in order. The first failure is raised once all have ended (none is left running
     behind the batch), so :func:`process_record_batch` retries or splits the batch."""
-    tasks = [asyncio.create_task(_awaited(aw), context=context) for context, aw in work]
+    tasks = [run_in(context, aw) for context, aw in work]
     results = await asyncio.gather(*tasks, return_exceptions=True)
     for result in results:
         if isinstance(result, BaseException):
@@ -497,7 +510,29 @@ async def run_each(work: Iterable[tuple[contextvars.Context, Awaitable[T]]]) -> 
 
 
 async def _awaited(aw: Awaitable[T]) -> T:
-    return await aw
+    record = _current_record.get()
+    if record is None:
+        return await aw
+    # a failure is recorded by its type only (no message: it may quote the document)
+    with tracer.start_as_current_span(
+        f"{_service_name()} process {record.topic}", kind=trace.SpanKind.CONSUMER,
+        attributes={"messaging.system": "kafka", "messaging.destination.name": record.topic,
+                    "messaging.kafka.partition": record.partition,
+                    "messaging.kafka.offset": record.offset},
+        record_exception=False, set_status_on_exception=False,
+    ) as span:
+        try:
+            return await aw
+        except BaseException as exc:
+            span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
+            span.set_attribute("exception.type", type(exc).__name__)
+            raise
+
+
+def _service_name() -> str:
+    resource = getattr(trace.get_tracer_provider(), "resource", None)
+    name = resource.attributes.get("service.name", "") if resource is not None else ""
+    return str(name).removeprefix("switchyard-") or "switchyard"
 
 
 def attach_batch_agent(app: faust.App, settings: Settings, topic: Topic,

@@ -30,7 +30,14 @@ from switchyard._payloads import (
     PayloadError,
     rewrap_stale,
 )
-from switchyard._streams import Record, RejectRecord, decode_batch, record_context, run_each
+from switchyard._streams import (
+    Record,
+    RejectRecord,
+    decode_batch,
+    record_context,
+    run_each,
+    run_in,
+)
 from switchyard._priority import HIGH, NORMAL, URGENT
 from switchyard._groupcommit import GroupCommit
 from switchyard._taskstore import (
@@ -127,8 +134,8 @@ class Executor:
             task = rows.get(task_id)
             for record, decision in decisions:
                 try:  # each in its own record's trace
-                    await asyncio.create_task(self.on_decision(decision, task),
-                                              context=record_context(record, task_id))
+                    await run_in(record_context(record, task_id),
+                                 self.on_decision(decision, task))
                 except RejectRecord as exc:
                     refused.append((record, exc))
                 task = None  # a task's later decision in the batch reads it afresh
