@@ -22,8 +22,9 @@ arrive through the Kafka intake topic as JSON instead of gRPC ``SubmitTasks``. E
 runs three phases:
 
 1. warm-up (not reported);
-2. saturation: the workload offered faster than the pipeline can go (``--rate``); the
-   *sustained* rate is the completion rate between the 10th and 90th percentile completion
+2. saturation: the workload offered faster than the pipeline can go (``--rate``), with at
+   most ``--max-backlog`` (1,000) sent tasks unfinished at once, so the queues stay bounded
+   and its latency is what a task waits behind that backlog; the *sustained* rate is the completion rate between the 10th and 90th percentile completion
    (steady state, without the start-up ramp and the review tail), and *whole* is every
    completion over the span from the first submission to the last completion;
 3. latency: a second workload offered at half the sustained rate, with end-to-end latency
@@ -396,8 +397,12 @@ def lifecycle_stats(items: list[Item], sent_at: dict[str, float], ids: dict[str,
 
 async def run_phase(target: Target, watch: StatusWatch, items: list[Item], rate: float,
                     phase: str, timeout_s: float, meter: CpuMeter | None = None,
-                    profiler: Profiler | None = None) -> Phase:
-    """Offer ``items`` at ``rate`` tasks/s, wait for every accepted task to finish."""
+                    profiler: Profiler | None = None, max_backlog: int = 0) -> Phase:
+    """Offer ``items`` at ``rate`` tasks/s, wait for every accepted task to finish.
+
+    ``max_backlog`` (0: none) holds the offer back while that many sent tasks are unfinished,
+    so that at saturation the queues stay bounded and latency says what a task waits for
+    behind that backlog, not how long the run was."""
     settings = target.settings
     channels = [grpc.aio.insecure_channel(f"127.0.0.1:{p}") for p in target.ingest_ports]
     submits = [c.unary_unary(SUBMIT_TASKS, lambda b: b, SubmitTasksResponse.FromString)
@@ -449,10 +454,13 @@ async def run_phase(target: Target, watch: StatusWatch, items: list[Item], rate:
     if profiler is not None:
         profiler.start()
     begin = time.perf_counter()
+    finished_before = len(watch.done)
     for index, (chunk, body) in enumerate(zip(chunks, bodies)):
         target_at = begin + index * CHUNK / rate
         if (delay := target_at - time.perf_counter()) > 0:
             await asyncio.sleep(delay)
+        while max_backlog and len(sent_at) - (len(watch.done) - finished_before) > max_backlog:
+            await asyncio.sleep(0.02)
         for item in chunk:
             if item.via_kafka:
                 await producer.send(intake, key=item.key.encode(), value=item.intake_json,
@@ -585,6 +593,7 @@ class Plan:
     seed: int
     latency_rate: float = 0.0  # 0: half the measured sustained rate
     ceiling_s: float = 5.0  # how long each part of T* is measured
+    max_backlog: int = 1000  # saturation: most sent tasks unfinished at once (0: unbounded)
 
 
 def measure(target: Target, pipeline: Pipeline, plan: Plan, infra: Settings, pool: Pool,
@@ -605,7 +614,7 @@ def measure(target: Target, pipeline: Pipeline, plan: Plan, infra: Settings, poo
             if profile_dir is not None:
                 profiler = Profiler(pipeline.pids(), profile_dir / target.name)
             saturation = await run_phase(target, watch, items, plan.rate, "saturation",
-                                         plan.timeout_s, meter, profiler)
+                                         plan.timeout_s, meter, profiler, plan.max_backlog)
             rate = plan.latency_rate or max(5.0, round(saturation.sustained_tasks_per_s / 2))
             count = max(50, int(rate * plan.latency_s))
             latency = await run_phase(target, watch,
@@ -765,7 +774,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
     return Plan(tasks=args.tasks or (600 if quick else 6000), rate=args.rate,
                 warmup=100 if quick else 300, latency_s=5.0 if quick else 20.0,
                 timeout_s=args.timeout, seed=args.seed, latency_rate=args.latency_rate,
-                ceiling_s=2.0 if quick else 5.0)
+                ceiling_s=2.0 if quick else 5.0, max_backlog=args.max_backlog)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -774,6 +783,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=4000.0, help="offered tasks/s, saturation")
     p.add_argument("--latency-rate", type=float, default=0.0,
                    help="offered tasks/s in the latency phase (default: half the sustained)")
+    p.add_argument("--max-backlog", type=int, default=1000,
+                   help="saturation: most sent tasks unfinished at once (0: unbounded)")
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--timeout", type=float, default=300.0)
     p.add_argument("--quick", action="store_true", help="short smoke run (or BENCH_QUICK=1)")
