@@ -287,12 +287,14 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
         await globex_packs.ApplyPack(ApplyPackRequest(source=GLOBEX_PACK))
         await globex_packs.ApplyTenantSettings(ApplyTenantSettingsRequest(
             document=b"packs:\n  globex_memo: {enabled: true}\n"))
-        task_id = (await globex_ingest.SubmitTask(SubmitTaskRequest(
-            submission=submission("globex", INVOICE)))).task_id
+        # the webhook first: it is sent the status changes that happen after it exists, and
+        # the task below may be decided within milliseconds of its submission
         webhook = await globex_ingest.RegisterWebhook(RegisterWebhookRequest(
             url="http://127.0.0.1:9/hook"))
         source = (await globex_ingest.RegisterWebhookSource(RegisterWebhookSourceRequest(
             name="globex crm", mapping=WebhookFieldMapping(default_kind="invoice")))).source
+        task_id = (await globex_ingest.SubmitTask(SubmitTaskRequest(
+            submission=submission("globex", INVOICE)))).task_id
 
         async def globex_item() -> str:
             page = await globex_reviewer.ListQueue(ListQueueRequest(page_size=500))
