@@ -1,13 +1,15 @@
 """gRPC server and client factories: every cross-cutting concern is put in place here, once.
 
 A Switchyard server always has: the standard health service, server reflection, OpenTelemetry
-tracing, API-key auth with a per-RPC role policy, Prometheus metrics, and structured errors
+tracing (its server span when an exporter is configured; the caller's trace id carried in any
+case), API-key auth with a per-RPC role policy, Prometheus metrics, and structured errors
 (``google.rpc.Status`` details such as ``BadRequest`` field violations). Handlers contain
 only their domain logic.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import ssl
 import time
@@ -22,6 +24,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 
 from switchyard._auth import ApiKeyAuthenticator, MethodPolicy, Role, principal_var
@@ -33,6 +36,7 @@ from switchyard.v1 import FieldViolation as ItemFieldViolation
 from switchyard.v1 import ItemError
 
 _EXEMPT_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+_tracer = trace.get_tracer("switchyard.grpc")
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
@@ -205,84 +209,128 @@ def _wrap(handler: grpc.RpcMethodHandler,
         handler.response_serializer)
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Authenticates the caller and enforces the per-RPC role policy (least privilege)."""
+class CallInterceptor(grpc.aio.ServerInterceptor):
+    """Every cross-cutting step of a call, in one interceptor, in this order: the caller's
+    trace continued (when no exporter is configured: see below), the call counted and timed,
+    the caller authenticated and held to the per-RPC role policy (least privilege), the
+    caller's tenant charged for methods that create work, and a failure because a dependency
+    is restarting (PostgreSQL or the broker: the stream middleware's ``TRANSIENT_ERRORS``)
+    answered UNAVAILABLE with a retry hint, so clients retry with the same idempotency key
+    instead of seeing UNKNOWN.
 
-    def __init__(self, authenticator: ApiKeyAuthenticator, policy: MethodPolicy) -> None:
-        self._auth = authenticator
-        self._policy = policy
+    One interceptor, not one per concern, and each method's wrapped handler built once and
+    kept: grpc.aio awaits every interceptor of the chain on every call, and each one
+    rebuilding the method handler cost more than the checks themselves.
 
-    async def intercept_service(self, continuation: Callable[..., Awaitable[Any]],
-                                details: grpc.HandlerCallDetails) -> Any:
-        handler = await continuation(details)
-        method = details.method
-        if handler is None or method.startswith(_EXEMPT_PREFIXES):
-            return handler
-        metadata = {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
-        principal = self._auth.authenticate(metadata)
-        allowed = self._policy.get(method, frozenset({Role.ADMIN}))
+    With ``SWITCHYARD_OTEL_EXPORTER=none`` nothing would read a span, so OpenTelemetry's
+    server interceptor is not installed (:func:`start_server`); this one only continues the
+    caller's ``traceparent`` (or starts a trace id) in a span that records nothing, so the
+    call's log lines and the records it produces still carry one trace id. With an exporter,
+    OpenTelemetry's interceptor runs first and records the server span.
 
-        def around(fn: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
-            async def check(context: grpc.aio.ServicerContext) -> None:
-                if principal is None:
-                    await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                        "missing or invalid API key (authorization: Bearer KEY)")
-                elif principal.role not in allowed and principal.role is not Role.ADMIN:
-                    await context.abort(
-                        grpc.StatusCode.PERMISSION_DENIED,
-                        f"role {principal.role.value!r} may not call {method}",
-                    )
-
-            if streaming:
-                async def stream_behaviour(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                    await check(context)
-                    token = principal_var.set(principal)  # type: ignore[arg-type]
-                    try:
-                        async for item in fn(request, context):
-                            yield item
-                    finally:
-                        principal_var.reset(token)
-                return stream_behaviour
-
-            async def unary_behaviour(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                await check(context)
-                token = principal_var.set(principal)  # type: ignore[arg-type]
-                try:
-                    return await fn(request, context)
-                finally:
-                    principal_var.reset(token)
-            return unary_behaviour
-
-        return _wrap(handler, around)
-
-
-class RateLimitInterceptor(grpc.aio.ServerInterceptor):
-    """Per-tenant limits on the methods that create work (RESOURCE_EXHAUSTED + RetryInfo).
-
-    Runs after auth, so the tenant is the caller's; an operator key (tenant '*') is charged
-    to the tenants its request names. A bulk request costs one token per item. The buckets
-    are shared by every replica (see ``_ratelimit``).
+    A tenant limit applies to ``rate_limited`` methods when ``limiter`` is enabled: an
+    operator key (tenant '*') is charged for the tenants its request names, a bulk request
+    one token per item; the buckets are shared by every replica (see ``_ratelimit``).
     """
 
-    def __init__(self, limiter: TenantLimiter, methods: frozenset[str]) -> None:
-        self._limiter = limiter
-        self._methods = methods
+    def __init__(self, service: str, authenticator: ApiKeyAuthenticator, policy: MethodPolicy,
+                 limiter: TenantLimiter | None = None,
+                 rate_limited: frozenset[str] = frozenset(),
+                 continue_traces: bool = True) -> None:
+        self._service = service
+        self._auth = authenticator
+        self._policy = policy
+        self._limiter = limiter if limiter is not None and limiter.enabled else None
+        self._rate_limited = rate_limited
+        self._continue_traces = continue_traces
+        self._handlers: dict[str, grpc.RpcMethodHandler | None] = {}
 
     async def intercept_service(self, continuation: Callable[..., Awaitable[Any]],
                                 details: grpc.HandlerCallDetails) -> Any:
+        method = details.method
+        try:
+            return self._handlers[method]
+        except KeyError:
+            pass
         handler = await continuation(details)
-        if handler is None or details.method not in self._methods:
-            return handler
-        limiter = self._limiter
+        if handler is not None and not method.startswith(_EXEMPT_PREFIXES):
+            handler = _wrap(handler, lambda fn, streaming: self._around(method, fn, streaming))
+        self._handlers[method] = handler
+        return handler
 
-        def around(fn: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
-            async def limited(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                for tenant, cost in charges(principal_var.get().tenant_id, request).items():
+    def _around(self, method: str, fn: Callable[..., Any], streaming: bool
+                ) -> Callable[..., Any]:
+        """The behaviour that runs ``fn`` with every step of the class docstring."""
+        allowed = self._policy.get(method, frozenset({Role.ADMIN}))
+        limiter = self._limiter if method in self._rate_limited else None
+        timer = GRPC_SECONDS.labels(self._service, method)
+        service = self._service
+
+        def record(context: grpc.aio.ServicerContext, started: float) -> None:
+            code = context.code() if hasattr(context, "code") else None
+            name = code.name if isinstance(code, grpc.StatusCode) else "OK"
+            GRPC_REQUESTS.labels(service, method, name).inc()
+            timer.observe(time.perf_counter() - started)
+
+        async def admit(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            """The caller, once authenticated, allowed and charged (aborts otherwise)."""
+            metadata = {k: v for k, v in (context.invocation_metadata() or ())
+                        if isinstance(v, str)}
+            principal = self._auth.authenticate(metadata)
+            if principal is None:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                    "missing or invalid API key (authorization: Bearer KEY)")
+            elif principal.role not in allowed and principal.role is not Role.ADMIN:
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                    f"role {principal.role.value!r} may not call {method}")
+            if limiter is not None:
+                for tenant, cost in charges(principal.tenant_id, request).items():
                     await charge_or_abort(limiter, tenant, cost, context, "grpc")
-                return await fn(request, context)
-            return limited
+            return principal, metadata
 
-        return _wrap(handler, around)
+        def traced(metadata: dict[str, str]) -> Any:
+            """The caller's trace as the current one (its span, which records nothing
+            here); a new trace id when the caller sent none."""
+            if not self._continue_traces:
+                return contextlib.nullcontext()
+            caller = trace.get_current_span(propagate.extract(metadata))
+            if caller.get_span_context().is_valid:
+                return trace.use_span(caller)
+            return _tracer.start_as_current_span(method, kind=trace.SpanKind.SERVER)
+
+        if streaming:
+            async def stream_behaviour(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                started = time.perf_counter()
+                try:
+                    principal, metadata = await admit(request, context)
+                    token = principal_var.set(principal)
+                    try:
+                        with traced(metadata):
+                            async for item in fn(request, context):
+                                yield item
+                    finally:
+                        principal_var.reset(token)
+                finally:
+                    record(context, started)
+            return stream_behaviour
+
+        async def unary_behaviour(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            try:
+                principal, metadata = await admit(request, context)
+                token = principal_var.set(principal)
+                try:
+                    with traced(metadata):
+                        return await fn(request, context)
+                finally:
+                    principal_var.reset(token)
+            except TRANSIENT_ERRORS as exc:
+                await abort_retry_later(context, grpc.StatusCode.UNAVAILABLE,
+                                        f"a dependency is unavailable ({exc!r}); retry "
+                                        "with the same request", DEPENDENCY_RETRY_S)
+            finally:
+                record(context, started)
+        return unary_behaviour
 
 
 async def charge_or_abort(limiter: TenantLimiter, tenant: str, cost: int,
@@ -320,55 +368,6 @@ def charges(caller_tenant: str, request: Any) -> dict[str, int]:
     return out
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Counts requests by status code and records latency per method; a unary handler that
-    fails because a dependency is restarting (PostgreSQL or the broker: the stream
-    middleware's ``TRANSIENT_ERRORS``) answers UNAVAILABLE with a retry hint, so clients retry
-    with the same idempotency key instead of seeing UNKNOWN."""
-
-    def __init__(self, service: str) -> None:
-        self._service = service
-
-    async def intercept_service(self, continuation: Callable[..., Awaitable[Any]],
-                                details: grpc.HandlerCallDetails) -> Any:
-        handler = await continuation(details)
-        if handler is None or details.method.startswith(_EXEMPT_PREFIXES):
-            return handler
-        method = details.method
-        service = self._service
-
-        def record(context: grpc.aio.ServicerContext, started: float) -> None:
-            code = context.code() if hasattr(context, "code") else None
-            name = code.name if isinstance(code, grpc.StatusCode) else "OK"
-            GRPC_REQUESTS.labels(service, method, name).inc()
-            GRPC_SECONDS.labels(service, method).observe(time.perf_counter() - started)
-
-        def around(fn: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
-            if streaming:
-                async def stream_behaviour(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                    started = time.perf_counter()
-                    try:
-                        async for item in fn(request, context):
-                            yield item
-                    finally:
-                        record(context, started)
-                return stream_behaviour
-
-            async def unary_behaviour(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                started = time.perf_counter()
-                try:
-                    return await fn(request, context)
-                except TRANSIENT_ERRORS as exc:
-                    await abort_retry_later(context, grpc.StatusCode.UNAVAILABLE,
-                                            f"a dependency is unavailable ({exc!r}); retry "
-                                            "with the same request", DEPENDENCY_RETRY_S)
-                finally:
-                    record(context, started)
-            return unary_behaviour
-
-        return _wrap(handler, around)
-
-
 # -- factories ---------------------------------------------------------------------------
 
 Registration = tuple[Callable[[Any, grpc.aio.Server], None], Any, str]
@@ -379,8 +378,10 @@ class GrpcServer:
     """A started aio server plus its health servicer, so callers can flip serving status."""
 
     def __init__(self, server: grpc.aio.Server, health_servicer: health.aio.HealthServicer,
-                 services: list[str], address: str) -> None:
+                 services: list[str], address: str,
+                 interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> None:
         self.server = server
+        self.interceptors = tuple(interceptors)
         self.health = health_servicer
         self.services = services
         self.address = address
@@ -401,19 +402,15 @@ async def start_server(settings: Settings, service: str, port: int,
                        policy: MethodPolicy,
                        rate_limited: frozenset[str] = frozenset(),
                        limiter: TenantLimiter | None = None) -> GrpcServer:
-    """Build, bind (``bind_host:port``) and start a server with every standard interceptor.
-
-    Order matters: tracing sees everything, metrics count refusals too, auth decides who is
-    calling, and the rate limit then charges that caller's tenant (``rate_limited`` methods,
-    through ``limiter``; both are needed for a limit to apply).
+    """Build, bind (``bind_host:port``) and start a server with :class:`CallInterceptor`
+    (the tenant limit on ``rate_limited`` methods, through ``limiter``: both are needed for a
+    limit to apply), behind OpenTelemetry's server interceptor when an exporter is configured
+    (it records the server span: tracing sees everything, refusals included).
     """
-    interceptors: list[grpc.aio.ServerInterceptor] = [
-        aio_server_interceptor(),
-        MetricsInterceptor(service),
-        AuthInterceptor(ApiKeyAuthenticator(settings.api_keys), policy),
-    ]
-    if limiter is not None and limiter.enabled and rate_limited:
-        interceptors.append(RateLimitInterceptor(limiter, rate_limited))
+    tracing = settings.otel_exporter != "none"
+    interceptors: list[grpc.aio.ServerInterceptor] = [aio_server_interceptor()] if tracing else []
+    interceptors.append(CallInterceptor(service, ApiKeyAuthenticator(settings.api_keys), policy,
+                                        limiter, rate_limited, continue_traces=not tracing))
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[
@@ -437,7 +434,7 @@ async def start_server(settings: Settings, service: str, port: int,
     if bound == 0:
         raise RuntimeError(f"{service}: cannot bind gRPC port {address}")
     await server.start()
-    grpc_server = GrpcServer(server, health_servicer, names, address)
+    grpc_server = GrpcServer(server, health_servicer, names, address, interceptors)
     await grpc_server.set_serving(True)
     return grpc_server
 

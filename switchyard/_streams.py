@@ -57,6 +57,7 @@ from switchyard._telemetry import (
     STAGE_SECONDS,
     STREAM_BATCH_RECORDS,
     exception_outline,
+    spans_recorded,
     task_id_var,
 )
 from switchyard._topics import DEAD_LETTER, Topic
@@ -481,8 +482,9 @@ def record_context(record: Record, task_id: str | None = None) -> contextvars.Co
     """A copy of the current context that has adopted ``record``'s trace context and
     correlation id (and tags log lines with ``task_id``): a batch handler runs each record's
     own work in it (:func:`run_in`, :func:`run_each`), so what that work logs and sends
-    belongs to the record's trace, inside a consumer span of its own, as it does when records
-    are handled one at a time."""
+    belongs to the record's trace, inside a consumer span of its own when spans are recorded
+    (:func:`~switchyard._telemetry.spans_recorded`), as it does when records are handled one
+    at a time."""
     context = contextvars.copy_context()
     context.run(activate_incoming, record.headers)
     context.run(_current_record.set, record)
@@ -492,8 +494,8 @@ def record_context(record: Record, task_id: str | None = None) -> contextvars.Co
 
 
 def run_in(context: contextvars.Context, aw: Awaitable[T]) -> asyncio.Task[T]:
-    """Run ``aw`` as a task in ``context`` (a :func:`record_context`: within the record's
-    consumer span)."""
+    """Run ``aw`` as a task in ``context`` (a :func:`record_context`: in the record's trace,
+    within a consumer span of its own when spans are recorded)."""
     return asyncio.create_task(_awaited(aw), context=context)
 
 
@@ -511,7 +513,7 @@ async def run_each(work: Iterable[tuple[contextvars.Context, Awaitable[T]]]) -> 
 
 async def _awaited(aw: Awaitable[T]) -> T:
     record = _current_record.get()
-    if record is None:
+    if record is None or not spans_recorded():
         return await aw
     # a failure is recorded by its type only (no message: it may quote the document)
     with tracer.start_as_current_span(

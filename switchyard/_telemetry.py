@@ -168,9 +168,24 @@ def configure_logging(settings: Settings, service: str) -> None:
 
 
 
+_spans_recorded = False
+
+
 def configure_tracing(settings: Settings, service: str) -> None:
     """Install :func:`tracer_provider` as the process's tracer provider."""
+    global _spans_recorded
     trace.set_tracer_provider(tracer_provider(settings, service))
+    _spans_recorded = settings.otel_exporter != "none"
+
+
+def spans_recorded() -> bool:
+    """Whether this process records spans (an exporter is configured).
+
+    Spans made per item (one per record of a consumed batch, one per model request) are
+    skipped when it does not: nothing would read them, they cost more than some of the work
+    they would time, and the trace id they would carry is already the current one.
+    """
+    return _spans_recorded
 
 
 def tracer_provider(settings: Settings, service: str) -> Any:

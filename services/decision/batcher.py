@@ -18,6 +18,7 @@ from opentelemetry import trace
 from prometheus_client import Histogram
 
 from switchyard._supervision import Supervisor
+from switchyard._telemetry import spans_recorded
 
 I = TypeVar("I")
 O = TypeVar("O")
@@ -73,6 +74,8 @@ class MicroBatcher(Generic[I, O]):
     async def submit(self, item: I) -> O:
         # The batch itself runs in the runner's context, shared by many tasks; this span puts
         # the wait and the Triton call into the calling task's own trace.
+        if not spans_recorded():
+            return await self._submit(item)
         with _tracer.start_as_current_span(
                 "triton request", kind=trace.SpanKind.CLIENT,
                 attributes={"model.name": self.name, "batcher.queue_depth": self.depth}):

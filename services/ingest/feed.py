@@ -16,7 +16,9 @@ anywhere in the database holds the horizon back and delays (never loses) events.
 
 One :class:`StatusFeed` per process polls the global feed and fans events out to the open
 watches; a watch that falls behind (or resumes from an old cursor) reads its backlog from
-PostgreSQL directly and then joins the live fan-out.
+PostgreSQL directly and then joins the live fan-out. With no watch open the feed does not
+poll at all (every status change of every task would be read for nobody); the first watch
+brings its position up to the horizon before it joins.
 """
 
 from __future__ import annotations
@@ -169,15 +171,23 @@ class StatusFeed:
         self.poll_interval_s = poll_interval_s
         self.position: Cursor | None = None
         self._subs: set[Subscription] = set()
+        self._listened = asyncio.Event()
 
     async def start(self) -> None:
         self.position = Cursor.before_txid(await horizon(self.pool))
 
-    def subscribe(self, tenant_id: str | None = None, task_id: str | None = None
-                  ) -> Subscription:
+    async def subscribe(self, tenant_id: str | None = None, task_id: str | None = None
+                        ) -> Subscription:
+        """A live watch from the feed's position. The first watch after an idle spell (the
+        feed polls only while someone watches) first moves the position up to the horizon,
+        so it is not handed the changes made while nobody listened: those are its backlog,
+        which a watch reads from PostgreSQL."""
         assert self.position is not None, "StatusFeed.start() first"
+        if not self._subs:
+            self.position = max(self.position, Cursor.before_txid(await horizon(self.pool)))
         sub = Subscription(tenant_id=tenant_id, task_id=task_id, start=self.position)
         self._subs.add(sub)
+        self._listened.set()
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -196,7 +206,11 @@ class StatusFeed:
         return len(rows)
 
     async def run(self) -> None:
+        """Poll while at least one watch is open; wait for one otherwise."""
         while True:
+            if not self._subs:
+                self._listened.clear()
+                await self._listened.wait()
             try:
                 full = await self.poll_once() == FEED_BATCH
             except TRANSIENT_ERRORS as exc:
@@ -212,7 +226,7 @@ class StatusFeed:
         """Events of a tenant's tasks after ``after`` (None: from now), forever."""
         last = after
         while True:
-            sub = self.subscribe(tenant_id=tenant_id)
+            sub = await self.subscribe(tenant_id=tenant_id)
             assert sub.start is not None
             try:
                 if last is None:
@@ -248,7 +262,7 @@ class StatusFeed:
     async def watch_task(self, task_id: str, after_seq: int, recheck_s: float = 5.0
                          ) -> AsyncIterator[StatusEvent]:
         """One task's events after ``after_seq``, ending after its terminal event."""
-        sub = self.subscribe(task_id=task_id)
+        sub = await self.subscribe(task_id=task_id)
         try:
             last = after_seq
             while True:

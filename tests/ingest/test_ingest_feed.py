@@ -97,3 +97,35 @@ async def test_resume_from_a_cursor_replays_from_postgres(pool: asyncpg.Pool) ->
     got = [(await asyncio.wait_for(stream.__anext__(), 30)).event.task_id for _ in range(3)]
     await stream.aclose()
     assert sorted(got) == sorted(ids)
+
+
+async def test_the_feed_polls_only_while_someone_watches(pool: asyncpg.Pool) -> None:
+    """Nobody watching: the feed reads nothing (its position stays put while tasks change).
+    The first watch moves it up to now, receives what changes afterwards, and nothing made
+    while nobody listened arrives through the live fan-out."""
+    tenant = f"feed{uuid.uuid4().hex[:6]}"
+    feed = StatusFeed(pool, poll_interval_s=0.02)
+    await feed.start()
+    origin = feed.position
+    runner = asyncio.create_task(feed.run())
+    try:
+        unheard = await new_task(pool, tenant)
+        await asyncio.sleep(0.5)  # 25 poll intervals
+        assert feed.position == origin, "the feed polled with no watch open"
+
+        watch = feed.watch_tenant(tenant, None)
+        first = asyncio.ensure_future(watch.__anext__())
+
+        async def moved() -> bool:
+            return feed.position is not None and origin is not None and feed.position > origin
+        await eventually(moved, "the first watch to move the feed", 30)
+        heard = await new_task(pool, tenant)
+        async with pool.acquire() as conn:
+            await transition(conn, heard, "IN_PROGRESS", "DECIDING", "decision")
+        item = await asyncio.wait_for(first, 30)
+        assert item.event.task_id == heard  # not `unheard`, accepted while nobody listened
+        await watch.aclose()
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+    assert unheard != heard

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import asyncpg
 import grpc
 import pytest
 from google.rpc import error_details_pb2
+from opentelemetry import trace
 
 from switchyard import Settings
-from switchyard._auth import Role, principal_var
+from switchyard._auth import ApiKeyAuthenticator, Role, principal_var
 from switchyard._grpc import (
     RETRY_AFTER_HEADER,
+    CallInterceptor,
     create_channel,
     parse_status_details,
     start_server,
@@ -139,3 +142,50 @@ async def test_a_restarting_dependency_answers_unavailable_with_a_retry_hint() -
     details = parse_status_details(refused.value)
     assert details is not None and any(
         d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in details.details)
+
+
+class EchoTrace(DecisionServiceServicer):
+    """Answers with the trace id its handler runs in."""
+
+    async def Decide(self, request: DecideRequest,
+                     context: grpc.aio.ServicerContext) -> DecideResponse:
+        trace_id = trace.get_current_span().get_span_context().trace_id
+        return DecideResponse(decision=Decision(rule=format(trace_id, "032x")))
+
+
+async def test_without_an_exporter_the_callers_trace_is_carried_by_one_interceptor() -> None:
+    """With no exporter no OpenTelemetry interceptor runs; the one interceptor still
+    continues the caller's ``traceparent``, and builds each method's handler once."""
+    settings = Settings(otel_exporter="none")
+    port = free_port()
+    server = await start_server(
+        settings, "test", port,
+        [(add_DecisionServiceServicer_to_server, EchoTrace(), "switchyard.v1.DecisionService")],
+        {METHOD: frozenset({Role.SUBMITTER})})
+    assert [type(i) for i in server.interceptors] == [CallInterceptor]
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        decide = channel.unary_unary(METHOD, DecideRequest.SerializeToString,
+                                     DecideResponse.FromString)
+        trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+        for _ in range(2):
+            reply = await decide(DecideRequest(), metadata=(
+                ("traceparent", f"00-{trace_id}-00f067aa0ba902b7-00"),))
+            assert reply.decision.rule == trace_id
+    finally:
+        await channel.close()
+        await server.stop(0)
+
+
+async def test_the_interceptor_builds_each_methods_handler_once() -> None:
+    interceptor = CallInterceptor("test", ApiKeyAuthenticator(""), {})
+    looked_up: list[str] = []
+
+    async def continuation(details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        looked_up.append(details.method)
+        return grpc.unary_unary_rpc_method_handler(lambda request, context: request)
+
+    details = SimpleNamespace(method=METHOD, invocation_metadata=())
+    first = await interceptor.intercept_service(continuation, details)
+    assert await interceptor.intercept_service(continuation, details) is first
+    assert looked_up == [METHOD]
