@@ -9,7 +9,8 @@ groups the WAL flushes of concurrent commits. An idle service writes each item a
 timer to wait for); a busy one writes one transaction per round of callers.
 
 A group that fails is written again one item per transaction, so an item's error reaches its
-own caller only and never fails the others.
+own caller only and never fails the others. Reads group the same way (``transactional=False``:
+one statement for what many coroutines ask at once, outside a transaction).
 """
 
 from __future__ import annotations
@@ -43,15 +44,18 @@ class GroupCommit(Generic[I, R]):
     """Items written together, one transaction per group (see the module doc).
 
     ``key`` names what an item writes (a row's primary key): two items with the same key never
-    go in one group, so a multi-row upsert never meets its own row twice."""
+    go in one group, so a multi-row upsert never meets its own row twice. ``transactional``
+    False runs ``write`` outside a transaction (a read: no BEGIN and COMMIT round trips)."""
 
     def __init__(self, name: str, pool: asyncpg.Pool, write: Writer[I, R],
-                 key: Callable[[I], Hashable], max_items: int = 256) -> None:
+                 key: Callable[[I], Hashable], max_items: int = 256,
+                 transactional: bool = True) -> None:
         self.name = name  # what the items are, for the metric: "executions"
         self.pool = pool
         self.write = write
         self.key = key
         self.max_items = max_items
+        self.transactional = transactional
         self._pending: list[tuple[I, asyncio.Future[R]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -110,8 +114,12 @@ class GroupCommit(Generic[I, R]):
             _settle(future, result)
 
     async def _write(self, items: list[I]) -> list[R]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            results = await self.write(conn, items)
+        async with self.pool.acquire() as conn:
+            if self.transactional:
+                async with conn.transaction():
+                    results = await self.write(conn, items)
+            else:
+                results = await self.write(conn, items)
         GROUP_ITEMS.labels(self.name).observe(len(items))
         return results
 

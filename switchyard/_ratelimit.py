@@ -15,7 +15,7 @@ least one) in one statement and spends it locally; leased tokens it has not spen
 A refusal costs no statement while the bucket's last known level plus its refill since cannot
 cover the request (an upper bound: other replicas only take from it).
 
-gRPC answers RESOURCE_EXHAUSTED with RetryInfo (see ``_grpc.RateLimitInterceptor``); the Kafka
+gRPC answers RESOURCE_EXHAUSTED with RetryInfo (see ``_grpc.CallInterceptor``); the Kafka
 intake waits for tokens instead (:meth:`TenantLimiter.wait`), so a tenant over its rate is
 slowed there, never refused.
 """

@@ -511,6 +511,37 @@ async def run_each(work: Iterable[tuple[contextvars.Context, Awaitable[T]]]) -> 
     return results  # type: ignore[return-value]
 
 
+async def run_by_key(work: Iterable[tuple[str, Record, Callable[[], Awaitable[object]]]]
+                     ) -> list[tuple[Record, RejectRecord]]:
+    """Run each record's work (``work()``, a factory, called when its turn comes) in the
+    record's context (:func:`record_context`, log lines tagged with the key): the records of
+    one key one after another in the order given, different keys concurrently. A task's
+    decisions or verdicts must not overtake one another; other tasks need not wait for them.
+
+    A :class:`RejectRecord` refuses only its record (returned, to be dead-lettered) and the
+    key's later records still run; any other failure is raised once every key's run has ended
+    (as :func:`run_each`), so :func:`process_record_batch` retries or splits the batch.
+    """
+    by_key: dict[str, list[tuple[Record, Callable[[], Awaitable[object]]]]] = {}
+    for key, record, make in work:
+        by_key.setdefault(key, []).append((record, make))
+
+    async def in_order(key: str, entries: list[tuple[Record, Callable[[], Awaitable[object]]]]
+                       ) -> list[tuple[Record, RejectRecord]]:
+        refused = []
+        for record, make in entries:
+            try:
+                await run_in(record_context(record, key), make())
+            except RejectRecord as exc:
+                refused.append((record, exc))
+        return refused
+
+    # the keys' runs in plain copies of the context: each record's span is its own
+    runs = await run_each((contextvars.copy_context(), in_order(key, entries))
+                          for key, entries in by_key.items())
+    return [refused for run in runs for refused in run]
+
+
 async def _awaited(aw: Awaitable[T]) -> T:
     record = _current_record.get()
     if record is None or not spans_recorded():

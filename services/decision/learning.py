@@ -21,7 +21,14 @@ from __future__ import annotations
 import logging
 
 from services.decision.extensions import Enrichers
-from switchyard._streams import Record, RejectRecord, decode_batch, record_context, run_each
+from switchyard._streams import (
+    Record,
+    RejectRecord,
+    decode_batch,
+    record_context,
+    run_by_key,
+    run_each,
+)
 from switchyard.v1 import Decision, DecisionOutcome, DecisionSource, StatusEvent, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -40,19 +47,11 @@ class HistoryLearner:
 
     async def on_decisions(self, records: list[Record]) -> list[tuple[Record, RejectRecord]]:
         decoded, rejected = decode_batch(records, Decision)
-        verdicts: dict[str, list[Decision]] = {}
-        contexts = {}
-        for record, decision in decoded:
-            if decision.source == DecisionSource.DECISION_SOURCE_HUMAN and decision.task_id:
-                verdicts.setdefault(decision.task_id, []).append(decision)
-                contexts.setdefault(decision.task_id, record_context(record, decision.task_id))
-
-        async def in_order(decisions: list[Decision]) -> None:
-            for decision in decisions:  # a task's verdicts in the order they were given
-                await self._verdict(decision)
-
-        await run_each((contexts[task_id], in_order(decisions))
-                       for task_id, decisions in verdicts.items())
+        # a task's verdicts in the order they were given, different tasks' concurrently
+        rejected += await run_by_key(
+            (decision.task_id, record, lambda d=decision: self._verdict(d))
+            for record, decision in decoded
+            if decision.source == DecisionSource.DECISION_SOURCE_HUMAN and decision.task_id)
         return rejected
 
     async def _verdict(self, decision: Decision) -> None:

@@ -20,6 +20,7 @@ from datetime import datetime
 
 import asyncpg
 
+from switchyard._groupcommit import GroupCommit
 from switchyard._payloads import JOB_DECISION, PLAINTEXT, PayloadCodec
 from switchyard._telemetry import loaded_trace_context, stored_trace_context
 from switchyard.v1 import ActionStep, Decision
@@ -52,6 +53,16 @@ class Job:
         return self.decision.task_id
 
 
+@dataclass(frozen=True)
+class _Start:
+    """A job to start (see :meth:`JobStore.start`)."""
+
+    decision: Decision
+    deadline: datetime
+    sealed: bytes  # the decision, sealed for executor_jobs.decision
+    trace_context: str  # stored_trace_context() of the run that starts it
+
+
 class JobStore:
     def __init__(self, pool: asyncpg.Pool, owner: str, replica_timeout_s: float,
                  codec: PayloadCodec = PLAINTEXT) -> None:
@@ -59,6 +70,8 @@ class JobStore:
         self.owner = owner
         self.replica_timeout_s = replica_timeout_s
         self.codec = codec  # executor_jobs.decision carries the extracted fields: sealed
+        self._starts: GroupCommit[_Start, Job | None] = GroupCommit(
+            "job_starts", pool, self._write_starts, key=lambda s: s.decision.decision_id)
 
     def _job(self, row: asyncpg.Record) -> Job:
         decision = Decision.FromString(
@@ -78,23 +91,45 @@ class JobStore:
 
     async def start(self, decision: Decision, deadline: datetime) -> Job | None:
         """Record the decision's job as running here; None when it is not ours to run (already
-        parked, finished, handed to a person, or running on a live replica)."""
-        row = await self.pool.fetchrow(
+        parked, finished, handed to a person, or running on a live replica). The starts of
+        concurrent runs (a batch's tasks) go to PostgreSQL in one statement."""
+        return await self._starts.submit(_Start(
+            decision, deadline,
+            self.codec.seal(decision.decision_id, decision.SerializeToString(), JOB_DECISION),
+            stored_trace_context()))  # the caller's: the record's trace
+
+    async def _write_starts(self, conn: asyncpg.Connection, starts: list[_Start]
+                            ) -> list[Job | None]:
+        rows = await conn.fetch(
             f"""
             INSERT INTO executor_jobs AS j (decision_id, task_id, tenant_id, decision, state,
                                             deadline, owner, trace_context)
-            VALUES ($1, $2, $3, $4, 'running', $5, $6, $8::jsonb)
+            SELECT s.decision_id, s.task_id, s.tenant_id, s.decision, 'running', s.deadline,
+                   $6, s.trace_context::jsonb
+              FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bytea[], $5::timestamptz[],
+                          $8::text[])
+                   AS s(decision_id, task_id, tenant_id, decision, deadline, trace_context)
+             ORDER BY s.decision_id
             ON CONFLICT (decision_id) DO UPDATE SET owner = EXCLUDED.owner, updated_at = now()
              WHERE j.state = 'running'
                AND (j.owner = EXCLUDED.owner OR NOT {_LIVE_OWNER.format(col='j.owner',
                                                                         secs='$7')})
-            RETURNING decision_id, decision, deadline, parks, state, endpoint, blocked_by,
-                      trace_context
+            RETURNING decision_id, deadline, parks, state, endpoint, blocked_by, trace_context
             """,
-            uuid.UUID(decision.decision_id), uuid.UUID(decision.task_id), decision.tenant_id,
-            self.codec.seal(decision.decision_id, decision.SerializeToString(), JOB_DECISION),
-            deadline, self.owner, self.replica_timeout_s, stored_trace_context())
-        return self._job(row) if row is not None else None
+            [uuid.UUID(s.decision.decision_id) for s in starts],
+            [uuid.UUID(s.decision.task_id) for s in starts],
+            [s.decision.tenant_id for s in starts], [s.sealed for s in starts],
+            [s.deadline for s in starts], self.owner, self.replica_timeout_s,
+            [s.trace_context for s in starts])
+        started = {str(row["decision_id"]): row for row in rows}
+        jobs: list[Job | None] = []
+        for start in starts:
+            row = started.get(start.decision.decision_id)
+            # the decision in hand is the one stored under its id: not opened again
+            jobs.append(None if row is None else Job(
+                start.decision, row["deadline"], row["parks"], row["state"], row["endpoint"],
+                row["blocked_by"], "", loaded_trace_context(row["trace_context"])))
+        return jobs
 
     async def escalated(self, decision_id: str) -> Job | None:
         """The decision's job when it was handed to a person; None otherwise."""

@@ -34,9 +34,7 @@ from switchyard._streams import (
     Record,
     RejectRecord,
     decode_batch,
-    record_context,
-    run_each,
-    run_in,
+    run_by_key,
 )
 from switchyard._priority import HIGH, NORMAL, URGENT
 from switchyard._groupcommit import GroupCommit
@@ -121,30 +119,16 @@ class Executor:
         (not a decision, an unknown task, a task that cannot be opened); the rest of the batch
         runs."""
         decoded, rejected = decode_batch(records, Decision, _ids)
-        by_task: dict[str, list[tuple[Record, Decision]]] = {}
-        for record, decision in decoded:
-            by_task.setdefault(decision.task_id, []).append((record, decision))
         rows = {str(row["task_id"]): row for row in await self.pool.fetch(
             "SELECT task_id, status, stage, created_at, envelope FROM tasks "
-            "WHERE task_id = ANY($1::uuid[])", [uuid.UUID(t) for t in by_task])}
-
-        async def in_order(task_id: str, decisions: list[tuple[Record, Decision]]
-                           ) -> list[tuple[Record, RejectRecord]]:
-            refused = []
-            task = rows.get(task_id)
-            for record, decision in decisions:
-                try:  # each in its own record's trace
-                    await run_in(record_context(record, task_id),
-                                 self.on_decision(decision, task))
-                except RejectRecord as exc:
-                    refused.append((record, exc))
-                task = None  # a task's later decision in the batch reads it afresh
-            return refused
-
-        for refused in await run_each(  # every task's run ended before the batch returns
-                (record_context(decisions[0][0], task_id), in_order(task_id, decisions))
-                for task_id, decisions in by_task.items()):
-            rejected.extend(refused)
+            "WHERE task_id = ANY($1::uuid[])",
+            list({uuid.UUID(decision.task_id) for _, decision in decoded}))}
+        # a task's first decision in the batch gets the row just read; a later one reads it
+        # afresh (the first changed it)
+        rejected += await run_by_key(
+            (decision.task_id, record,
+             lambda d=decision: self.on_decision(d, rows.pop(d.task_id, None)))
+            for record, decision in decoded)
         return rejected
 
     async def on_decision(self, decision: Decision, task: asyncpg.Record | None = None

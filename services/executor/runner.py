@@ -348,6 +348,28 @@ async def write_step_records(conn: asyncpg.Connection, records: list[StepRecord]
     return [None] * len(records)
 
 
+#: A task's recorded steps by step id, and why it is to be cancelled (None: it is not).
+Progress = tuple[dict[str, asyncpg.Record], str | None]
+
+
+async def read_progress(conn: asyncpg.Connection, task_ids: list[str]) -> list[Progress]:
+    """:meth:`PlanRunner._progress` of several tasks in one statement."""
+    rows = await conn.fetch(
+        "SELECT t.task_id, e.step_id, e.outcome, e.error, e.result, e.output_id, e.output, "
+        "c.reason AS cancelled FROM unnest($1::uuid[]) AS t(task_id) LEFT JOIN executions e "
+        "ON e.task_id = t.task_id LEFT JOIN cancellation_requests c ON c.task_id = t.task_id",
+        [uuid.UUID(t) for t in task_ids])
+    steps: dict[str, dict[str, asyncpg.Record]] = {t: {} for t in task_ids}
+    cancelled: dict[str, str | None] = {}
+    for row in rows:
+        task_id = str(row["task_id"])
+        if row["step_id"] is not None:
+            steps[task_id][row["step_id"]] = row
+        reason = row["cancelled"]
+        cancelled[task_id] = None if reason is None else _cancelled(reason)
+    return [(steps[t], cancelled.get(t)) for t in task_ids]
+
+
 class PlanRunner:
     def __init__(self, pool: asyncpg.Pool, router: Router,
                  connectors: dict[int | str, Connector],
@@ -362,6 +384,10 @@ class PlanRunner:
         # the steps that concurrent runs record go to PostgreSQL together
         self.records: GroupCommit[StepRecord, None] = GroupCommit(
             "executions", pool, write_step_records, key=lambda r: (r.task_id, r.step_id))
+        # and what they read before each group of steps, in one statement
+        self.progress: GroupCommit[str, Progress] = GroupCommit(
+            "progress_reads", pool, read_progress, key=lambda task_id: task_id,
+            transactional=False)
 
     # -- validation ---------------------------------------------------------------------------
     def validate(self, decision: Decision) -> list[str]:
@@ -463,15 +489,9 @@ class PlanRunner:
 
     async def _progress(self, task_id: str) -> tuple[dict[str, asyncpg.Record], str | None]:
         """The task's recorded steps and, in the same round trip, its cancellation (see
-        :meth:`cancellation`): what a run reads before each group of steps."""
-        rows = await self.pool.fetch(
-            "SELECT e.step_id, e.outcome, e.error, e.result, e.output_id, e.output, c.reason "
-            "AS cancelled FROM (SELECT $1::uuid AS task_id) t LEFT JOIN executions e "
-            "ON e.task_id = t.task_id LEFT JOIN cancellation_requests c ON c.task_id = t.task_id",
-            uuid.UUID(task_id))
-        reason = rows[0]["cancelled"] if rows else None
-        return ({row["step_id"]: row for row in rows if row["step_id"] is not None},
-                None if reason is None else _cancelled(reason))
+        :meth:`cancellation`): what a run reads before each group of steps. Concurrent runs'
+        reads go in one statement (``self.progress``)."""
+        return await self.progress.submit(task_id)
 
     def _results(self, recorded: dict[str, asyncpg.Record]) -> dict[str, ExecutionResult]:
         """The recorded results as the plan's templates see them: each step's full output
