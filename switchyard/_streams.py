@@ -493,17 +493,22 @@ def record_context(record: Record, task_id: str | None = None) -> contextvars.Co
     return context
 
 
-def run_in(context: contextvars.Context, aw: Awaitable[T]) -> asyncio.Task[T]:
+def run_in(context: contextvars.Context, aw: Awaitable[T], span: bool = True
+           ) -> asyncio.Task[T]:
     """Run ``aw`` as a task in ``context`` (a :func:`record_context`: in the record's trace,
-    within a consumer span of its own when spans are recorded)."""
-    return asyncio.create_task(_awaited(aw), context=context)
+    within a consumer span of its own when spans are recorded and ``span``; a later part of
+    a record's work passes False, so the record has one span, not one per part)."""
+    work = _awaited(aw) if span else aw
+    return asyncio.create_task(work, context=context)  # type: ignore[arg-type]
 
 
-async def run_each(work: Iterable[tuple[contextvars.Context, Awaitable[T]]]) -> list[T]:
-    """Run each awaitable concurrently in its own context (:func:`record_context`); their
-    results in order. The first failure is raised once all have ended (none is left running
-    behind the batch), so :func:`process_record_batch` retries or splits the batch."""
-    tasks = [run_in(context, aw) for context, aw in work]
+async def run_each(work: Iterable[tuple[contextvars.Context, Awaitable[T]]],
+                   span: bool = True) -> list[T]:
+    """Run each awaitable concurrently in its own context (:func:`record_context`; ``span``
+    as :func:`run_in`); their results in order. The first failure is raised once all have
+    ended (none is left running behind the batch), so :func:`process_record_batch` retries or
+    splits the batch."""
+    tasks = [run_in(context, aw, span) for context, aw in work]
     results = await asyncio.gather(*tasks, return_exceptions=True)
     for result in results:
         if isinstance(result, BaseException):

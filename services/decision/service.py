@@ -287,7 +287,10 @@ class TaskDecider:
                 continue
             sends.append((verdict.context or contextvars.copy_context(),
                           self._hand_on(verdict, stored.get(task_id), changes.get(task.task_id))))
-        await asyncio.gather(*[f for futures in await run_each(sends) for f in futures])
+        # in each record's trace, not in a second consumer span of its own (it had one to be
+        # decided in)
+        await asyncio.gather(*[f for futures in await run_each(sends, span=False)
+                               for f in futures])
 
     async def _hand_on(self, verdict: Verdict, stored: Decision | None,
                        change: Transition | None) -> list[asyncio.Future[object]]:

@@ -100,5 +100,6 @@ def test_the_scan_sees_sql_as_the_services_write_it() -> None:
     sample = ('"SELECT e.step_id FROM unnest($1::uuid[]) AS t(task_id) LEFT JOIN executions e '
               'ON true LEFT JOIN cancellation_requests c" "INSERT INTO decisions (a) VALUES"')
     assert set(SQL_TABLE.findall(sample)) >= {"executions", "cancellation_requests", "decisions"}
-    assert MOVES_TASKS.search("from switchyard._taskstore import (\n    TERMINAL,\n    transition,\n)")
+    assert MOVES_TASKS.search(
+        "from switchyard._taskstore import (\n    TERMINAL,\n    transition,\n)")
     assert not MOVES_TASKS.search("from switchyard._taskstore import TERMINAL, status_name")
