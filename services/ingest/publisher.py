@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import asyncpg
 
@@ -103,35 +104,60 @@ class Publisher:
             self._crash_point()
             await self.publish_or_defer([(item.envelope, first_event(item.envelope, accepted))])
         elif republish_unpublished and not accepted.published:
-            row = await store.load_task(self.pool, accepted.task_id)
-            if row is not None and row["status"] == "QUEUED":
-                envelope = store.open_envelope(self.codec, row)
-                await self.publish_or_defer([(envelope, first_event(envelope, accepted))])
+            await self._republish_unpublished([(accepted, None)])
         return accepted
 
-    async def accept_many(self, items: Sequence[Item]
+    async def accept_many(self, items: Sequence[Item],
+                          traces: Sequence[dict[str, str]] | None = None,
+                          republish_unpublished: bool = False
                           ) -> list[store.Accepted | store.IdempotencyConflict]:
         """Accept a batch: one result per item, conflicts returned rather than raised.
 
         The batch goes to PostgreSQL as one insert (see :func:`store.accept_many`), not one
-        transaction per item."""
+        transaction per item. ``traces`` gives each item the trace it arrived in (a batch of
+        intake records; without it, the current one is every item's), stored with its task
+        and carried by its records. ``republish_unpublished`` as :meth:`accept`, for each
+        item."""
         refs = await self._check_in(items)
+        new_tasks = [self._new_task(i) for i in items]
+        if traces is not None:
+            new_tasks = [replace(t, trace_context=json.dumps(trace))
+                         for t, trace in zip(new_tasks, traces)]
         try:
             async with self._db_slots, self.pool.acquire() as conn:
-                results = await store.accept_many(
-                    conn, [self._new_task(i) for i in items], codec=self.codec)
+                results = await store.accept_many(conn, new_tasks, codec=self.codec)
         except BaseException:
             await self._release(refs)
             raise
         await self._release([ref for ref, result in zip(refs, results)
                              if not (isinstance(result, store.Accepted) and result.created)])
-        created = [(item.envelope, first_event(item.envelope, result))
-                   for item, result in zip(items, results)
+        created = [(i, (item.envelope, first_event(item.envelope, result)))
+                   for i, (item, result) in enumerate(zip(items, results))
                    if isinstance(result, store.Accepted) and result.created]
         if created:
             self._crash_point()
-            await self.publish_or_defer(created)
+            await self.publish_or_defer([c for _, c in created],
+                                        None if traces is None else [traces[i] for i, _ in created])
+        if republish_unpublished:
+            await self._republish_unpublished(
+                [(result, None if traces is None else traces[i])
+                 for i, result in enumerate(results) if isinstance(result, store.Accepted)
+                 and not result.created and not result.published])
         return list(results)
+
+    async def _republish_unpublished(
+            self, accepted: Sequence[tuple[store.Accepted, dict[str, str] | None]]) -> None:
+        """Tasks accepted before whose envelopes never reached the broker (a crash after the
+        commit), still QUEUED: published now rather than by the reconciler later."""
+        again, traces = [], []
+        for result, trace in accepted:
+            row = await store.load_task(self.pool, result.task_id)
+            if row is not None and row["status"] == "QUEUED":
+                envelope = store.open_envelope(self.codec, row)
+                again.append((envelope, first_event(envelope, result)))
+                traces.append(trace)
+        if again:
+            await self.publish_or_defer(again, traces if any(traces) else None)
 
     async def _check_in(self, items: Sequence[Item]) -> list[BlobRef | None]:
         """The claim check of each item's document (see :func:`check_in`), before its task
@@ -157,18 +183,20 @@ class Publisher:
                 log.warning("could not delete unused blob %s: %r", ref.uri, exc)
 
     async def publish(self, items: Sequence[tuple[TaskEnvelope, StatusEvent]],
-                      traces: Sequence[dict[str, str] | None] | None = None) -> None:
+                      traces: Sequence[dict[str, str] | None] | None = None,
+                      span: str = "ingest re-publish") -> None:
         """Produce envelopes and their status events, wait for every ack, then mark them.
 
-        ``traces`` (the reconciler's re-publish) gives each item the trace its submission
-        started, stored in ``tasks.trace_context``; without it the records carry the current
-        one (the submitting request's).
+        ``traces`` (the reconciler's re-publish, a batch of intake records) gives each item
+        the trace its submission started, stored in ``tasks.trace_context``, continued in a
+        span named ``span``; without it the records carry the current one (the submitting
+        request's).
         """
         futures = []
         for i, (envelope, event) in enumerate(items):
             token = correlation_id_var.set(envelope.correlation_id or envelope.task_id)
             try:
-                with (continue_trace("ingest re-publish", traces[i],
+                with (continue_trace(span, traces[i],
                                      {"task.id": envelope.task_id})
                       if traces is not None else contextlib.nullcontext()):
                     futures.append(
@@ -180,11 +208,13 @@ class Publisher:
         await asyncio.gather(*futures)
         await store.mark_published(self.pool, [envelope.task_id for envelope, _ in items])
 
-    async def publish_or_defer(self, items: Sequence[tuple[TaskEnvelope, StatusEvent]]) -> None:
-        """Publish now; if the broker fails, the tasks stay accepted (they are committed) and
-        the reconciler publishes them later, so the caller still gets its answer."""
+    async def publish_or_defer(self, items: Sequence[tuple[TaskEnvelope, StatusEvent]],
+                               traces: Sequence[dict[str, str] | None] | None = None) -> None:
+        """Publish now (each item in its own trace when ``traces`` says); if the broker
+        fails, the tasks stay accepted (they are committed) and the reconciler publishes them
+        later, so the caller still gets its answer."""
         try:
-            await self.publish(items)
+            await self.publish(items, traces, "ingest intake")
         except TRANSIENT_ERRORS as exc:
             log.warning("publishing %d accepted task(s) failed, left to the reconciler: %r",
                         len(items), exc)

@@ -60,9 +60,9 @@ from switchyard._payloads import (
 from switchyard._ratelimit import TenantLimiter
 from switchyard._service import ServiceContext, run_service
 from switchyard._settings import Settings
-from switchyard._streams import TRANSIENT_ERRORS, Record, RejectRecord
+from switchyard._streams import TRANSIENT_ERRORS, Record, RejectRecord, record_context
 from switchyard._taskstore import publish_status, stage_value, status_value, timestamp
-from switchyard._telemetry import task_context
+from switchyard._telemetry import current_trace_context, task_context
 from switchyard._topics import INTAKE
 from switchyard.documents import (
     TEXT_TYPES,
@@ -664,23 +664,39 @@ class IntakeConsumer:
         self.limiter = limiter
         self.signer = IntakeSigner(settings.intake_signing_keys)
 
-    async def handle(self, record: Record) -> None:
+    async def handle_batch(self, records: list[Record]) -> list[tuple[Record, RejectRecord]]:
+        """A batch of intake records: each parsed and checked (a bad one is refused with its
+        reason, the rest go on), the good ones accepted in one insert and published, each
+        task in the trace its record arrived in; returns the records refused."""
         # Over the backlog limit the records wait in Kafka, the buffer built for it.
         await self.backlog.wait_until_below()
-        submission = intake.parse_record(record, DocumentLimits.from_settings(self.settings),
-                                         self.signer)
-        problems, info = await check_off_loop(submission, self.settings)
-        if problems:
-            raise RejectRecord(*intake.problems_reason(problems))
-        # A tenant over its rate is slowed here, never refused: the record waits for tokens
-        # from the same shared bucket its gRPC calls draw on (later records wait in Kafka).
-        await self.limiter.wait(submission.tenant_id.strip())
-        item = item_for(submission, TaskSource.TASK_SOURCE_KAFKA_INTAKE, info)
-        with task_context(item.envelope.task_id):
+        limits = DocumentLimits.from_settings(self.settings)
+        refused: list[tuple[Record, RejectRecord]] = []
+        ready: list[tuple[Record, Item]] = []
+        for record in records:
             try:
-                await self.publisher.accept(item, republish_unpublished=True)
-            except store.IdempotencyConflict as exc:
-                raise RejectRecord("idempotency_conflict", str(exc)) from None
+                submission = intake.parse_record(record, limits, self.signer)
+                problems, info = await check_off_loop(submission, self.settings)
+                if problems:
+                    raise RejectRecord(*intake.problems_reason(problems))
+            except RejectRecord as exc:
+                refused.append((record, exc))
+                continue
+            # A tenant over its rate is slowed here, never refused: the record waits for
+            # tokens from the same shared bucket its gRPC calls draw on (later records wait
+            # in Kafka).
+            await self.limiter.wait(submission.tenant_id.strip())
+            ready.append((record, item_for(submission, TaskSource.TASK_SOURCE_KAFKA_INTAKE,
+                                           info)))
+        if not ready:
+            return refused
+        traces = [record_context(record).run(current_trace_context) for record, _ in ready]
+        outcomes = await self.publisher.accept_many([item for _, item in ready], traces,
+                                                    republish_unpublished=True)
+        for (record, _), outcome in zip(ready, outcomes):
+            if isinstance(outcome, store.IdempotencyConflict):
+                refused.append((record, RejectRecord("idempotency_conflict", str(outcome))))
+        return refused
 
 
 def dead_letter_record(row: asyncpg.Record, value: bytes | None = None,
@@ -808,7 +824,8 @@ async def setup(ctx: ServiceContext) -> None:
         gateway = Gateway(settings, Inbound(ctx.pool, servicer, ctx.limiter))
         await gateway.start()
         ctx.on_stop.append(gateway.stop)
-    ctx.consume(INTAKE, IntakeConsumer(settings, publisher, backlog, ctx.limiter).handle)
+    ctx.consume_batches(INTAKE, IntakeConsumer(settings, publisher, backlog,
+                                               ctx.limiter).handle_batch)
     # classroom signals: ConsentService, the classroom-signals batch agent, the consent view
     await signals.register(ctx, publisher.blobs)
 

@@ -97,6 +97,9 @@ class NewTask:
     callback_url: str = ""
     #: ``listing.metadata_hashes`` of the envelope's metadata (ListTasks' metadata filter).
     metadata_hashes: Sequence[str] = ()
+    #: The trace the submission arrived in, as ``stored_trace_context`` gives it (a batch of
+    #: intake records: each its own); empty: the caller's current one.
+    trace_context: str = ""
 
 
 async def accept_many(conn: asyncpg.Connection | asyncpg.Pool, tasks: Sequence[NewTask],
@@ -117,16 +120,17 @@ async def accept_many(conn: asyncpg.Connection | asyncpg.Pool, tasks: Sequence[N
         """
         WITH input AS (
             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                 $6::text[], $7::bytea[], $8::text[], $11::text[])
+                                 $6::text[], $7::bytea[], $8::text[], $11::text[], $12::text[])
                    WITH ORDINALITY AS i(task_id, tenant_id, idempotency_key, payload_sha256,
                                         kind, source, envelope, callback_url, metadata_hashes,
-                                        ord)),
+                                        trace_context, ord)),
         created AS (
             INSERT INTO tasks (task_id, tenant_id, idempotency_key, payload_sha256, kind,
                                source, envelope, status, stage, callback_url, trace_context,
                                metadata_hashes)
             SELECT task_id, tenant_id, idempotency_key, payload_sha256, kind, source, envelope,
-                   'QUEUED', 'INGESTED', NULLIF(callback_url, ''), $10::jsonb,
+                   'QUEUED', 'INGESTED', NULLIF(callback_url, ''),
+                   COALESCE(NULLIF(trace_context, ''), $10)::jsonb,
                    string_to_array(metadata_hashes, ' ')
               FROM input ORDER BY tenant_id, idempotency_key, ord
             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
@@ -145,9 +149,10 @@ async def accept_many(conn: asyncpg.Connection | asyncpg.Pool, tasks: Sequence[N
         [codec.seal(t.envelope.task_id, t.envelope.SerializeToString(), TASK_ENVELOPE)
          for t in tasks],
         [t.callback_url for t in tasks],
-        service, stored_trace_context(),  # one request (or intake record): one trace
+        service, stored_trace_context(),  # one request: one trace (unless a task has its own)
         # one text per task (unnest cannot take an array per row): hex hashes, space-joined
         [" ".join(t.metadata_hashes) for t in tasks],
+        [t.trace_context for t in tasks],
     )
     created = {str(r["task_id"]): r["created_at"] for r in rows}
     results: list[Accepted | IdempotencyConflict | None] = [

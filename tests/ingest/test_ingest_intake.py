@@ -281,3 +281,37 @@ async def test_files_on_the_intake_base64_in_json_or_protobuf(
         envelope = (await ingest.GetTask(GetTaskRequest(task_id=str(found[key])))).task.envelope
         assert envelope.document.page_count == count
         assert envelope.source == TaskSource.TASK_SOURCE_KAFKA_INTAKE
+
+
+async def test_each_intake_record_keeps_its_own_trace(
+        producer: Producer, ingest: IngestServiceStub, settings: Settings) -> None:
+    """Records taken in one batch are accepted together, yet each task goes on in the trace
+    its record arrived in (its ``traceparent``), not in one shared by the batch."""
+    traces = {f"trace-{uuid.uuid4().hex[:8]}": uuid.uuid4().hex for _ in range(3)}
+    for key, trace_id in traces.items():
+        value = good_json(key)
+        producer.produce(INTAKE.full_name(settings), key=key.encode(), value=value, headers=[
+            *signed("acme", value), ("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01".encode())])
+    assert producer.flush(30) == 0
+
+    async def all_three() -> dict[str, str]:
+        page = await ingest.ListTasks(ListTasksRequest(tenant_id="acme", page_size=500))
+        found = {t.envelope.idempotency_key: t.envelope.task_id for t in page.tasks
+                 if t.envelope.idempotency_key in traces}
+        return found if len(found) == len(traces) else {}
+
+    task_ids = await eventually(all_three, "the three tasks", 90)
+    wanted = {task_id: traces[key] for key, task_id in task_ids.items()}
+
+    def carried(records: list) -> dict[str, str]:
+        seen = {}
+        for r in records:
+            event = StatusEvent.FromString(r.value)
+            headers = {k: v.decode() for k, v in (r.headers or ())}
+            if event.task_id in wanted and "traceparent" in headers:
+                seen[event.task_id] = headers["traceparent"].split("-")[1]
+        return seen
+
+    statuses = await read_topic(settings, TASK_STATUS,
+                                lambda rs: set(carried(rs)) >= set(wanted))
+    assert {t: carried(statuses)[t] for t in wanted} == wanted

@@ -184,7 +184,7 @@ def records(draw: st.DrawFn, plausible: bool = False) -> Record:
 
 def outcome(record: Record, limit: int = LIMIT) -> str:
     """What the intake agent does with ``record`` short of the database: 'accepted' or the
-    reason code of its refusal (exactly the steps of ``IntakeConsumer.handle``)."""
+    reason code of its refusal (the steps ``IntakeConsumer.handle_batch`` takes per record)."""
     try:
         submission = intake.parse_record(record, limit, SIGNER)
     except RejectRecord as exc:
