@@ -210,13 +210,13 @@ def _wrap(handler: grpc.RpcMethodHandler,
 
 
 class CallInterceptor(grpc.aio.ServerInterceptor):
-    """Every cross-cutting step of a call, in one interceptor, in this order: the caller's
-    trace continued (when no exporter is configured: see below), the call counted and timed,
-    the caller authenticated and held to the per-RPC role policy (least privilege), the
-    caller's tenant charged for methods that create work, and a failure because a dependency
-    is restarting (PostgreSQL or the broker: the stream middleware's ``TRANSIENT_ERRORS``)
-    answered UNAVAILABLE with a retry hint, so clients retry with the same idempotency key
-    instead of seeing UNKNOWN.
+    """Every cross-cutting step of a call, in one interceptor, in this order: the call
+    counted and timed, the caller authenticated and held to the per-RPC role policy (least
+    privilege), the caller's tenant charged for methods that create work, the handler run in
+    the caller's trace (when no exporter is configured: see below), and a failure because a
+    dependency is restarting (PostgreSQL or the broker: the stream middleware's
+    ``TRANSIENT_ERRORS``) answered UNAVAILABLE with a retry hint, so clients retry with the
+    same idempotency key instead of seeing UNKNOWN.
 
     One interceptor, not one per concern, and each method's wrapped handler built once and
     kept: grpc.aio awaits every interceptor of the chain on every call, and each one

@@ -14,23 +14,15 @@ from pathlib import Path
 from switchyard._payloads import COLUMNS
 from switchyard._topics import ALL_TOPICS
 from switchyard.v1 import TaskStage, TaskStatus
+from tests.schema import migrated_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "architecture.md"
 
 
-def _tables() -> set[str]:
-    created: set[str] = set()
-    for migration in sorted((ROOT / "switchyard" / "migrations").glob("*.sql")):
-        sql = migration.read_text()
-        created |= set(re.findall(r"CREATE TABLE (\w+)", sql))
-        created -= set(re.findall(r"DROP TABLE (?:IF EXISTS )?(\w+)", sql))
-    return created
-
-
 def test_every_table_topic_status_and_stage_is_described() -> None:
     text = DOC.read_text()
-    tables = _tables()
+    tables = migrated_tables()
     assert {"tasks", "executor_jobs", "review_items", "audit_log"} <= tables
     missing = sorted(t for t in tables if f"`{t}`" not in text)
     assert not missing, f"tables missing from docs/architecture.md: {missing}"

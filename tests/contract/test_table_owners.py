@@ -13,20 +13,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from tests.schema import migrated_tables
+
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "architecture.md"
 SERVICES = ("ingest", "decision", "executor", "review")
 SQL_TABLE = re.compile(r"\b(?:FROM|JOIN|INTO|UPDATE|TABLE)\s+([a-z_]+)\b")
 MOVES_TASKS = re.compile(r"from switchyard\._taskstore import \(?[^)]*\btransition(?:_many)?\b")
-
-
-def _tables() -> set[str]:
-    created: set[str] = set()
-    for migration in sorted((ROOT / "switchyard" / "migrations").glob("*.sql")):
-        sql = migration.read_text()
-        created |= set(re.findall(r"CREATE TABLE (\w+)", sql))
-        created -= set(re.findall(r"DROP TABLE (?:IF EXISTS )?(\w+)", sql))
-    return created
 
 
 def _section(title: str) -> list[str]:
@@ -61,7 +54,7 @@ def declared_crossings() -> set[tuple[str, str]]:
 
 def crossings_in_code(owner_of: dict[str, str]) -> dict[tuple[str, str], set[str]]:
     """(service, table) -> the files that cross, for tables the service does not own."""
-    tables = _tables()
+    tables = migrated_tables()
     found: dict[tuple[str, str], set[str]] = {}
     for service in SERVICES:
         for path in (ROOT / "services" / service).rglob("*.py"):
@@ -80,7 +73,7 @@ def crossings_in_code(owner_of: dict[str, str]) -> dict[tuple[str, str], set[str
 
 def test_every_table_has_an_owner_that_is_a_service_or_every() -> None:
     owner_of = owners()
-    assert _tables() <= set(owner_of), sorted(_tables() - set(owner_of))
+    assert migrated_tables() <= set(owner_of), sorted(migrated_tables() - set(owner_of))
     assert set(owner_of.values()) <= {*SERVICES, "every"}, owner_of
     assert owner_of["tasks"] == "ingest" and owner_of["executor_jobs"] == "executor"
 
