@@ -196,10 +196,18 @@ class JobStore:
     async def wake(self, task_id: str) -> int:
         """Make the task's parked job due now (a cancellation must not wait for the retry
         time or for the breaker to close); returns how many jobs were woken."""
-        status = await self.pool.execute(
+        return (await self.wake_many([task_id])).get(task_id, 0)
+
+    async def wake_many(self, task_ids: Sequence[str]) -> dict[str, int]:
+        """:meth:`wake` for several tasks in one statement: task id -> jobs woken."""
+        rows = await self.pool.fetch(
             "UPDATE executor_jobs SET blocked_by = 'retry', retry_at = now(), updated_at = now()"
-            " WHERE task_id = $1 AND state = 'parked'", uuid.UUID(task_id))
-        return int(status.split()[-1])
+            " WHERE task_id = ANY($1::uuid[]) AND state = 'parked' RETURNING task_id",
+            [uuid.UUID(t) for t in task_ids])
+        woken: dict[str, int] = {}
+        for row in rows:
+            woken[str(row["task_id"])] = woken.get(str(row["task_id"]), 0) + 1
+        return woken
 
     async def finish(self, job: Job, state: str, reason: str = "") -> None:
         async with self.pool.acquire() as conn:

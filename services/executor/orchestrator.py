@@ -170,16 +170,22 @@ class Executor:
             await self.run(job, task=task)
 
     # -- entry: the cancellations topic -------------------------------------------------------
-    async def on_cancellation(self, request: CancellationRequest) -> None:
-        """Ingest recorded a cancellation for an executing task (the request itself lives in
-        PostgreSQL, which the runner checks before every step): wake the task's parked job so
-        it is compensated and cancelled now, not when its endpoint recovers. A running job
-        sees the request before its next step; a finished one is past cancelling."""
-        _uuid(request.task_id, "task_id")
-        with task_context(request.task_id):
-            woken = await self.jobs.wake(request.task_id)
-            log.info("cancellation requested by %s (%d parked job(s) woken)",
-                     request.requested_by or "?", woken)
+    async def on_cancellations(self, records: list[Record]
+                               ) -> list[tuple[Record, RejectRecord]]:
+        """A batch of the cancellations topic. Ingest recorded these cancellations of
+        executing tasks (the requests themselves live in PostgreSQL, which the runner checks
+        before every group of steps): their parked jobs are made due now, in one statement, so
+        they are compensated and cancelled now, not when their endpoints recover. A running
+        job sees its request before its next group of steps; a finished one is past
+        cancelling. Returns the records refused (not a cancellation, no task id)."""
+        decoded, rejected = decode_batch(records, CancellationRequest,
+                                         lambda request: _uuid(request.task_id, "task_id"))
+        woken = await self.jobs.wake_many([request.task_id for _, request in decoded])
+        for _, request in decoded:
+            with task_context(request.task_id):
+                log.info("cancellation requested by %s (%d parked job(s) woken)",
+                         request.requested_by or "?", woken.get(request.task_id, 0))
+        return rejected
 
     # -- entry: the resumer -------------------------------------------------------------------
     async def run(self, job: Job, probe: str = "", task: asyncpg.Record | None = None

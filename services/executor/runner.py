@@ -37,8 +37,8 @@ park and resume; ``executions.result`` and the ``executions`` topic get it redac
 decision's personal and health fields (:func:`kept_output`), like the summary and the error.
 
 A cancellation requested for the task (``cancellation_requests``, written by ingest's
-CancelTask) is checked before each step: no further step runs, and the finished ones are
-compensated like after a failure; the caller then ends the task CANCELLED.
+CancelTask) is checked before each group of steps: no further step runs, and the finished
+ones are compensated like after a failure; the caller then ends the task CANCELLED.
 """
 
 from __future__ import annotations

@@ -35,15 +35,12 @@ from services.executor.waits import Waits, WaitNotFound, WaitNotWaiting
 from switchyard._auth import Role, principal_var
 from switchyard._grpc import FieldViolation, abort_invalid
 from switchyard._payloads import codec_for
-from switchyard._serde import decode
 from switchyard._service import ServiceContext, run_service
 from switchyard._settings import Settings
-from switchyard._streams import Record
 from switchyard._taskstore import timestamp
 from switchyard._topics import CANCELLATIONS, DECISIONS
 from switchyard.v1 import (
     BreakerState,
-    CancellationRequest,
     BreakerStatus,
     CompleteWaitRequest,
     CompleteWaitResponse,
@@ -181,10 +178,6 @@ async def setup(ctx: ServiceContext, opened: list[StepConnector] | None = None) 
     await jobs.heartbeat()
     await breakers.sync()
 
-    async def cancel(record: Record) -> None:
-        await executor.on_cancellation(decode(record.value, record.headers,
-                                              CancellationRequest))
-
     async def stop() -> None:
         await resumer.stop()
         await jobs.retire()  # peers may take over what is still running here right away
@@ -193,7 +186,7 @@ async def setup(ctx: ServiceContext, opened: list[StepConnector] | None = None) 
         opened.extend(connectors.values())
 
     ctx.consume_batches(DECISIONS, executor.on_decisions)
-    ctx.consume(CANCELLATIONS, cancel)
+    ctx.consume_batches(CANCELLATIONS, executor.on_cancellations)
     ctx.run_in_background("resumer", resumer.loop)
     ctx.on_stop.append(stop)
     ctx.serve((add_ExecutorAdminServiceServicer_to_server, ExecutorAdmin(breakers),
