@@ -179,7 +179,7 @@ async def _one_batch(pool: asyncpg.Pool, index: int) -> None:
             await transition_many(conn, [Move(i, "IN_PROGRESS", "EXECUTING", "confident_route")
                                          for i in ids], "decision")
             await append_many(conn, [Entry(TENANT, "decision", "decision.made", {"n": i}, i)
-                                     for i in ids])
+                                     for i in ids], writer="decision")
         decision_ids = [uuid.uuid4() for _ in ids]
         await conn.execute(  # executor: the jobs
             "INSERT INTO executor_jobs (decision_id, task_id, tenant_id, decision, state, "

@@ -44,11 +44,12 @@ async def _verify(settings: Settings, tenant: str | None) -> int:
     finally:
         await pool.close()
     if result.broken is None:
-        print(f"audit chain intact: {result.entries} entries in {result.tenants} tenant chain(s)")
+        print(f"audit chain intact: {result.entries} entries in {result.chains} chain(s) of "
+              f"{result.tenants} tenant(s)")
         return 0
     broken = result.broken
     print(f"audit chain BROKEN at entry {broken.entry_id} (tenant {broken.tenant_id}, "
-          f"seq {broken.seq}): {broken.problem}")
+          f"writer {broken.writer or '(before writers)'}, seq {broken.seq}): {broken.problem}")
     return 1
 
 

@@ -388,7 +388,7 @@ async def _purge_tenant(conn: asyncpg.Connection, tenant: str, pack: str | None,
             "task_ids": json.loads(json.dumps([str(i) for i in ids]))}
         if pack is not None:
             detail["pack"] = pack
-        await append(conn, tenant, "retention", "payloads.purged", detail)
+        await append(conn, tenant, "retention", "payloads.purged", detail, writer="retention")
         totals[0] += len(rows)
         totals[1] += items
         totals[3] += decisions

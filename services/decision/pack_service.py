@@ -235,7 +235,7 @@ class PackServicer(PackServiceServicer):
                     pack.description, principal.key_id)
                 await audit_append(conn, tenant, "decision", "pack.applied", {
                     "pack": pack.name, "version": pack.version, "digest": pack.digest,
-                    "shared": tenant == SHARED, "by": principal.key_id})
+                    "shared": tenant == SHARED, "by": principal.key_id}, writer="decision")
                 await announce(conn)
             else:
                 row = existing
@@ -351,7 +351,7 @@ class PackServicer(PackServiceServicer):
                 "packs": json.loads(json.dumps(
                     {name: {"enabled": e.enabled, "version": e.version or "",
                             "parameters": sorted(e.parameters or {})}
-                     for name, e in settings.packs.items()}))})
+                     for name, e in settings.packs.items()}))}, writer="decision")
             await announce(conn)
         await self.catalog.load()
         return ApplyTenantSettingsResponse(version=version, changed=True)

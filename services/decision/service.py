@@ -274,7 +274,7 @@ class TaskDecider:
                               "SELECT task_id, decision_id, decision FROM decisions WHERE "
                               "task_id = ANY($1::uuid[]) AND source = 'MODEL'",
                               [task_id for task_id in by_id if task_id not in inserted])}
-            await audit_append_many(conn, entries)  # last: the chain's lock is held to commit
+            await audit_append_many(conn, entries, writer="decision")  # last: lock held to commit
         sends = []
         for task_id, verdict in by_id.items():
             task, result = verdict.task, verdict.result

@@ -250,8 +250,9 @@ class BreakerBoard:
         """Close a breaker by hand, for every replica; None if no such breaker is known.
 
         An operator action: the shared row names who reset it, and an audit entry
-        (``breaker.reset``, in the operator's tenant chain) is appended in the same
-        transaction, so the trail shows every manual override of the executor's protection.
+        (``breaker.reset``, in the executor chain of the operator's tenant) is appended in the
+        same transaction, so the trail shows every manual override of the executor's
+        protection.
         """
         async with self.pool.acquire() as conn, conn.transaction():
             previous = await conn.fetchval(
@@ -267,7 +268,7 @@ class BreakerBoard:
             previous = previous or self.get(name).current_state  # known here only
             await audit_append(conn, principal.tenant_id, principal.key_id, "breaker.reset",
                                {"breaker": name, "previous_state": previous,
-                                "replica": self.owner})
+                                "replica": self.owner}, writer="executor")
         self.adopting = True
         try:
             self.get(name).close()

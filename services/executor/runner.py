@@ -281,7 +281,7 @@ async def settle_waiting(pool: asyncpg.Pool, task_id: str, tenant_id: str, step_
             "idempotency_key": result.idempotency_key, "decision_id": decision_id,
             "error_sha256": digest(error) if error else "",
             **({"error": error} if readable and error else {}),
-        }, task_id)
+        }, task_id, writer="executor")
     return result
 
 
@@ -344,7 +344,7 @@ async def write_step_records(conn: asyncpg.Connection, records: list[StepRecord]
         *(list(column) for column in zip(*(
             (r.task_id, r.step_id, r.idempotency_key, r.outcome, r.attempts, r.error, r.result,
              r.output_id, r.output) for r in records))))
-    await append_many(conn, [r.audit for r in records])
+    await append_many(conn, [r.audit for r in records], writer="executor")
     return [None] * len(records)
 
 
@@ -977,5 +977,5 @@ class PlanRunner:
                 result.SerializeToString())
             await audit_append(conn, decision.tenant_id, "executor", "step.compensated",
                                {"step_id": step_id, "decision_id": decision.decision_id},
-                               decision.task_id)
+                               decision.task_id, writer="executor")
         return result

@@ -102,7 +102,8 @@ async def _audit(conn: asyncpg.Connection, tenant_id: str, task_id: str, request
     """The caller's action in the tenant's chain; free text enters it as a hash only."""
     await audit_append(conn, tenant_id, requested_by, action,
                        {"from_status": from_status,
-                        "reason_sha256": digest(reason) if reason else ""}, task_id=task_id)
+                        "reason_sha256": digest(reason) if reason else ""},
+                       task_id=task_id, writer="ingest")
 
 
 __all__ = ["AlreadyFinished", "Cancelled", "EXECUTING_STAGES", "Outcome", "Requested",

@@ -208,5 +208,5 @@ async def replay(pool: asyncpg.Pool, producer: Producer, scope: Scope, letter_id
                                "source_topic": row["source_topic"],
                                "reason_code": row["reason_code"], "forced": force,
                                "replay_count": marked["replay_count"],
-                               "value_sha256": digest(record.value)})
+                               "value_sha256": digest(record.value)}, writer="ingest")
     return marked

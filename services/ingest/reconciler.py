@@ -138,7 +138,7 @@ async def redrive_one(conn: asyncpg.Connection, publisher: Publisher, task_id: s
             raise AlreadyFinished(task_id, row["current_status"])
         await audit_append(conn, row["tenant_id"], actor, "task.redriven", {
             "status": row["status"], "stage": row["stage"], "redrives": row["redrives"],
-            "reason_sha256": digest(reason) if reason else ""}, task_id=task_id)
+            "reason_sha256": digest(reason) if reason else ""}, task_id=task_id, writer="ingest")
     await _replay(conn, publisher, [row], raise_unreadable=True)
     REPUBLISHED.labels("redrive").inc()
     log.warning("task %s re-driven by %s", task_id, actor)

@@ -69,10 +69,10 @@ async def record_retry(conn: asyncpg.Connection, tenant_id: str, old_task_id: st
     from (its ``retry_of``)."""
     await audit_append(conn, tenant_id, principal, RETRIED,
                        {"new_task_id": new_task_id, "attempt": attempt, "principal": principal},
-                       task_id=old_task_id)
+                       task_id=old_task_id, writer="ingest")
     await audit_append(conn, tenant_id, principal, CREATED_AS_RETRY,
                        {"retry_of": old_task_id, "attempt": attempt, "principal": principal},
-                       task_id=new_task_id)
+                       task_id=new_task_id, writer="ingest")
 
 
 def status_summary(status: str, stage: str, reason: str) -> str:

@@ -385,7 +385,8 @@ async def redeliver(pool: asyncpg.Pool, tenant_id: str, delivery_ids: Sequence[u
         if redelivered:
             await audit_append(conn, tenant_id, actor, "webhooks.redelivered", {
                 "delivery_ids": sorted(str(r["delivery_id"]) for r in redelivered),
-                "failed_since": failed_since.isoformat() if failed_since else None})
+                "failed_since": failed_since.isoformat() if failed_since else None},
+                writer="ingest")
     return redelivered, skipped
 
 

@@ -67,7 +67,8 @@ async def withdraw(conn: asyncpg.Connection, endings: list[StatusEvent]
               {"item_id": str(row["item_id"]),
                "task_status": status_name(by_task[str(row["task_id"])].status)},
               str(row["task_id"]))
-        for row in sorted(rows, key=lambda r: (str(r["task_id"]), str(r["item_id"])))])
+        for row in sorted(rows, key=lambda r: (str(r["task_id"]), str(r["item_id"])))],
+        writer="review")
     return list(rows)
 
 

@@ -167,7 +167,8 @@ class ReviewQueue:
                 Entry(arrival.escalation.tenant_id, "review", "review.withdrawn",
                       {"item_id": str(item_id), "task_status": status, "never_admitted": True},
                       arrival.escalation.task_id)
-                for item_id, _, status, arrival in rows if status and item_id in added])
+                for item_id, _, status, arrival in rows if status and item_id in added],
+                writer="review")
         for item_id, _, status, _ in rows:
             if status and item_id in added:
                 WITHDRAWN.labels(added[item_id]).inc()

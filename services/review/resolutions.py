@@ -48,7 +48,7 @@ async def store_decision(conn: asyncpg.Connection, decision: Decision,
 async def audit(conn: asyncpg.Connection, tenant_id: str, actor: str, action: str,
                 task_id: str, detail: Mapping[str, Any]) -> None:
     """Append to the tenant's hash-chained audit trail (inside the caller's transaction)."""
-    await append(conn, tenant_id, actor, action, detail, task_id=task_id)
+    await append(conn, tenant_id, actor, action, detail, task_id=task_id, writer="review")
 
 
 def text_digest(text: str) -> str:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from switchyard import Settings
-from switchyard._audit import append, verify
+from switchyard._audit import GENESIS, append, canonical, chain_hash, verify
 from switchyard._db import connect
 
 pytestmark = pytest.mark.integration
@@ -21,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 async def fill(settings: Settings) -> tuple[str, list[str]]:
-    """Two tenants' chains, interleaved; returns a task id and the hashes of tenant acme."""
+    """Three chains of two tenants, interleaved (acme's decision and executor chains, globex's
+    executor chain); returns a task id and the hashes of acme's decision chain."""
     task_id = str(uuid.uuid4())
     conn = await connect(settings)
     try:
@@ -29,8 +32,13 @@ async def fill(settings: Settings) -> tuple[str, list[str]]:
         for step in range(5):
             hashes.append(await append(conn, "acme", "decision", "decision.made",
                                        {"rule": "confident_route", "step": step,
-                                        "input_sha256": "ab" * 32}, task_id))
-            await append(conn, "globex", "executor", "step.executed", {"step": step})
+                                        "input_sha256": "ab" * 32}, task_id,
+                                       writer="decision"))
+            if step % 2 == 0:
+                await append(conn, "acme", "executor", "step.executed", {"step": step},
+                             task_id, writer="executor")
+            await append(conn, "globex", "executor", "step.executed", {"step": step},
+                         writer="executor")
         return task_id, hashes
     finally:
         await conn.close()
@@ -50,7 +58,8 @@ def test_chain_verifies_and_the_database_refuses_edits(settings: Settings) -> No
         conn = await connect(settings)
         try:
             result = await verify(conn)
-            assert (result.entries, result.tenants, result.broken) == (10, 2, None)
+            assert (result.entries, result.tenants, result.chains, result.broken) == (
+                13, 2, 3, None)
             for statement in ("UPDATE audit_log SET actor = 'x'", "DELETE FROM audit_log",
                               "TRUNCATE audit_log"):
                 with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
@@ -60,9 +69,11 @@ def test_chain_verifies_and_the_database_refuses_edits(settings: Settings) -> No
 
     asyncio.run(checks())
     verified = cli(settings, "verify")
-    assert verified.returncode == 0 and "10 entries in 2 tenant chain(s)" in verified.stdout
+    assert verified.returncode == 0
+    assert "13 entries in 3 chain(s) of 2 tenant(s)" in verified.stdout
     shown = cli(settings, "show", task_id)
     assert shown.returncode == 0 and shown.stdout.count("decision.made") == 5
+    assert shown.stdout.count("step.executed") == 3
 
 
 def test_superuser_edit_behind_the_applications_back_is_named(settings: Settings) -> None:
@@ -77,14 +88,15 @@ def test_superuser_edit_behind_the_applications_back_is_named(settings: Settings
             await conn.execute("SET session_replication_role = replica")
             return await conn.fetchval(
                 "UPDATE audit_log SET detail = jsonb_set(detail, '{rule}', '\"waived\"') "
-                "WHERE tenant_id = 'acme' AND seq = 3 RETURNING entry_id")
+                "WHERE tenant_id = 'acme' AND writer = 'decision' AND seq = 3 "
+                "RETURNING entry_id")
         finally:
             await conn.close()
 
     entry_id = asyncio.run(tamper())
     result = cli(tampered, "verify")
     assert result.returncode == 1
-    assert f"BROKEN at entry {entry_id} (tenant acme, seq 3)" in result.stdout
+    assert f"BROKEN at entry {entry_id} (tenant acme, writer decision, seq 3)" in result.stdout
     assert "content changed" in result.stdout
 
 
@@ -92,3 +104,95 @@ async def _migrate(settings: Settings) -> None:
     from switchyard._db import migrate
 
     await migrate(settings)
+
+
+def test_an_entry_moved_to_another_writers_chain_is_named(settings: Settings) -> None:
+    """The writer is covered by the hash: the only entry of acme's retention chain relabelled
+    as the review service's (its link and sequence still fit a chain of one) is found."""
+    moved = settings.replace(postgres_schema=f"{settings.postgres_schema}_m")
+    asyncio.run(_migrate(moved))
+    asyncio.run(fill(moved))
+
+    async def relabel() -> int:
+        conn = await connect(moved)
+        try:
+            await append(conn, "acme", "retention", "payloads.purged", {"tasks": 1},
+                         writer="retention")
+            assert (await verify(conn, "acme")).broken is None
+            await conn.execute("SET session_replication_role = replica")
+            return await conn.fetchval(
+                "UPDATE audit_log SET writer = 'review' WHERE tenant_id = 'acme' "
+                "AND writer = 'retention' RETURNING entry_id")
+        finally:
+            await conn.close()
+
+    entry_id = asyncio.run(relabel())
+    result = cli(moved, "verify", "--tenant", "acme")
+    assert result.returncode == 1
+    assert f"BROKEN at entry {entry_id} (tenant acme, writer review, seq 1)" in result.stdout
+    assert "content changed" in result.stdout
+
+
+def test_chains_written_before_writers_still_verify(settings: Settings) -> None:
+    """Entries from before migration 0024 (writer '', hashes without a writer) verify beside
+    the writers' chains, and a change to one of them is still named."""
+    legacy = settings.replace(postgres_schema=f"{settings.postgres_schema}_l")
+    asyncio.run(_migrate(legacy))
+
+    async def write_legacy_then_new() -> int:
+        conn = await connect(legacy)
+        try:
+            prev, now = GENESIS, datetime(2026, 1, 5, 12, 0, tzinfo=timezone.utc)
+            for seq in (1, 2):
+                entry_hash = chain_hash(prev, canonical("acme", seq, now, "decision",
+                                                        "decision.made", None, {"n": seq}))
+                await conn.execute(
+                    "INSERT INTO audit_log (tenant_id, seq, occurred_at, actor, action, "
+                    "detail, prev_hash, entry_hash) VALUES ('acme', $1, $2, 'decision', "
+                    "'decision.made', $3::jsonb, $4, $5)", seq, now, json.dumps({"n": seq}),
+                    prev, entry_hash)
+                prev = entry_hash
+            await append(conn, "acme", "decision", "decision.made", {"n": 3}, writer="decision")
+            result = await verify(conn)
+            assert (result.entries, result.chains, result.broken) == (3, 2, None)
+            await conn.execute("SET session_replication_role = replica")
+            return await conn.fetchval(
+                "UPDATE audit_log SET detail = '{\"n\": 9}' WHERE writer = '' AND seq = 2 "
+                "RETURNING entry_id")
+        finally:
+            await conn.close()
+
+    entry_id = asyncio.run(write_legacy_then_new())
+    result = cli(legacy, "verify")
+    assert result.returncode == 1
+    assert f"BROKEN at entry {entry_id} (tenant acme, writer (before writers), seq 2)" in (
+        result.stdout)
+
+
+async def test_services_do_not_queue_on_each_others_chain(settings: Settings) -> None:
+    """A decision batch holding acme's decision chain until it commits does not hold back the
+    executor's append for acme; a second decision append for acme waits for it."""
+    holder, other = await connect(settings), await connect(settings)
+    try:
+        async with holder.transaction():
+            await append(holder, "acme", "decision", "decision.made", {"held": True},
+                         writer="decision")
+            await other.execute("SET lock_timeout = '2s'")
+            await append(other, "acme", "executor", "step.executed", {"queued": False},
+                         writer="executor")
+            with pytest.raises(asyncpg.LockNotAvailableError):
+                await append(other, "acme", "decision", "decision.made", {"queued": True},
+                             writer="decision")
+        assert (await verify(other, "acme")).broken is None
+    finally:
+        await holder.close()
+        await other.close()
+
+
+async def test_an_unknown_writer_is_refused(settings: Settings) -> None:
+    conn = await connect(settings)
+    try:
+        with pytest.raises(ValueError, match="unknown audit writer 'billing'"):
+            await append(conn, "acme", "billing", "invoice.sent", {}, writer="billing")
+    finally:
+        await conn.close()

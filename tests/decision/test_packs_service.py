@@ -239,7 +239,7 @@ async def test_applied_pack_decides_without_restart_and_overrides_change_it(
     # every change is in the tenant's audit trail
     actions = [r["action"] for r in await db.fetch(
         "SELECT action FROM audit_log WHERE tenant_id = 'acme' AND action LIKE 'pack.%' "
-        "ORDER BY seq")]
+        "ORDER BY entry_id")]
     assert actions == ["pack.applied", "pack.settings_applied", "pack.settings_applied"]
 
 

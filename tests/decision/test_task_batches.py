@@ -155,11 +155,11 @@ async def test_a_backlog_is_decided_in_batches_and_bad_records_are_set_aside(
 async def test_one_append_of_many_entries_keeps_every_tenants_chain(db: asyncpg.Pool) -> None:
     tenants = [f"chain-{uuid.uuid4().hex[:8]}" for _ in range(3)]
     async with db.acquire() as conn:
-        await append(conn, tenants[0], "test", "before", {"n": 0})
+        await append(conn, tenants[0], "test", "before", {"n": 0}, writer="decision")
         entries = [Entry(tenants[i % 3], "test", "batched", {"n": i}) for i in range(10)]
         async with conn.transaction():
-            hashes = await append_many(conn, entries)
-        await append(conn, tenants[0], "test", "after", {"n": 11})
+            hashes = await append_many(conn, entries, writer="decision")
+        await append(conn, tenants[0], "test", "after", {"n": 11}, writer="decision")
         rows = await conn.fetch(
             "SELECT tenant_id, seq, entry_hash, detail FROM audit_log "
             "WHERE tenant_id = ANY($1::text[]) ORDER BY entry_id", tenants)

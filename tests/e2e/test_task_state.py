@@ -243,7 +243,7 @@ async def test_cancelling_a_task_awaiting_review_withdraws_its_item(
     assert "withdrawn" in (caught.value.details() or "")
     # recorded as such in the tenant's audit trail
     actions = [r["action"] for r in await db.fetch(
-        "SELECT action FROM audit_log WHERE task_id = $1 ORDER BY seq", uuid.UUID(task_id))]
+        "SELECT action FROM audit_log WHERE task_id = $1 ORDER BY entry_id", uuid.UUID(task_id))]
     assert "review.withdrawn" in actions
     assert (await task_of(ingest, task_id)).status == TaskStatus.TASK_STATUS_CANCELLED
 

@@ -272,7 +272,7 @@ async def test_per_step_retries_and_backoff(harness: Harness) -> None:
     # the limited step's first run made its two calls, then parked
     detail = await harness.pool.fetchval(
         "SELECT detail FROM audit_log WHERE task_id = $1 AND action = 'step.executed' "
-        "ORDER BY seq LIMIT 1", uuid.UUID(limited))
+        "ORDER BY entry_id LIMIT 1", uuid.UUID(limited))
     assert (json.loads(detail)["outcome"], json.loads(detail)["attempts"]) == (
         "STEP_OUTCOME_FAILED_RETRYABLE", 2)
     await harness.clear_faults()

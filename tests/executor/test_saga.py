@@ -95,7 +95,7 @@ async def test_third_step_fails_permanently_two_compensations_run_in_reverse(
 
     # every action and compensation is in the tenant's audit chain, which verifies
     trail = [(r["action"], json.loads(r["detail"])["step_id"]) for r in await harness.pool.fetch(
-        "SELECT action, detail FROM audit_log WHERE task_id = $1 ORDER BY seq",
+        "SELECT action, detail FROM audit_log WHERE task_id = $1 ORDER BY entry_id",
         uuid.UUID(task_id))]
     assert trail == [
         ("step.executed", "1-book"), ("step.executed", "2-reserve"),

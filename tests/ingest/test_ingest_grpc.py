@@ -410,7 +410,7 @@ async def collect(stream: Any, count: int) -> list[Any]:
 
 async def audit_entries(db: asyncpg.Connection, task_id: str) -> list[tuple[str, str, str]]:
     rows = await db.fetch("SELECT tenant_id, actor, action, detail FROM audit_log "
-                          "WHERE task_id = $1 ORDER BY seq", task_id)
+                          "WHERE task_id = $1 ORDER BY entry_id", task_id)
     return [(r["tenant_id"], r["actor"], r["action"]) for r in rows]
 
 

@@ -189,7 +189,8 @@ async def test_list_show_and_replay_once_per_tenant(settings: Settings,
     try:
         entries = await conn.fetch(
             "SELECT actor, detail FROM audit_log WHERE tenant_id = 'acme' AND action = "
-            "'dead_letter.replayed' AND detail->>'dead_letter_id' = $1 ORDER BY seq", acme_id)
+            "'dead_letter.replayed' AND detail->>'dead_letter_id' = $1 ORDER BY entry_id",
+            acme_id)
     finally:
         await conn.close()
     assert [json.loads(e["detail"])["forced"] for e in entries] == [False, True]
@@ -384,7 +385,7 @@ async def test_webhook_deliveries_are_listed_and_failed_ones_redelivered(
     try:
         entries = await conn.fetch(
             "SELECT detail FROM audit_log WHERE tenant_id = 'acme' "
-            "AND action = 'webhooks.redelivered' ORDER BY seq")
+            "AND action = 'webhooks.redelivered' ORDER BY entry_id")
     finally:
         await conn.close()
     assert [json.loads(e["detail"])["delivery_ids"] for e in entries] == [[delivery_id],

@@ -207,7 +207,7 @@ async def test_four_eyes_needs_two_different_reviewers_and_publishes_one_decisio
         "SELECT decision_published_at IS NOT NULL FROM review_items WHERE item_id = $1::uuid",
         item_id), "the decision published to the broker")
     actions = [r["action"] for r in await db.fetch(
-        "SELECT action FROM audit_log WHERE task_id = $1 ORDER BY seq",
+        "SELECT action FROM audit_log WHERE task_id = $1 ORDER BY entry_id",
         uuid.UUID(esc.task_id))]
     assert actions == ["review.approval", "review.verdict"]
 

@@ -73,7 +73,7 @@ async def seed(settings: Settings) -> dict[str, str]:
                 "WHERE task_id = $1", uuid.UUID(envelope.task_id), status,
                 timedelta(days=age_days))
             await append(conn, tenant, "ingest", "task.accepted",
-                         {"input_sha256": digest(SECRET)}, envelope.task_id)
+                         {"input_sha256": digest(SECRET)}, envelope.task_id, writer="ingest")
             ids[f"{tenant}-{status}"] = envelope.task_id
     finally:
         await conn.close()

@@ -363,7 +363,7 @@ async def test_erasure_publishes_the_event_removes_consents_and_alert_tasks(
     assert (recorded["tenant_id"], recorded["consents_removed"], recorded["tasks_purged"],
             recorded["pseudonyms"]) == ("acme", 2, 1, len(keys))
     entry = await db.fetchrow("SELECT actor, detail FROM audit_log WHERE tenant_id = 'acme' "
-                              "AND action = 'subject.erased' ORDER BY seq DESC LIMIT 1")
+                              "AND action = 'subject.erased' ORDER BY entry_id DESC LIMIT 1")
     detail = json.loads(entry["detail"])
     assert entry["actor"] == key_id("acme-admin") and detail["erasure_id"] == erased["erasure_id"]
     assert detail["tasks_purged"] == 1 and detail["consents_removed"] == 2

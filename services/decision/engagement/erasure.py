@@ -44,7 +44,7 @@ async def erase_subjects(conn: asyncpg.Connection, erasure: SubjectErasure) -> d
                   "alerts": int(alerts.split()[-1])}
         await audit_append(conn, erasure.tenant_id, "decision", "engagement.erased",
                            {"erasure_id": erasure.erasure_id, "pseudonyms": len(pseudonyms),
-                            **counts})
+                            **counts}, writer="decision")
     return counts
 
 

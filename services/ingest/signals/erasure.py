@@ -94,7 +94,7 @@ async def erase_subject(pool: asyncpg.Pool, producer: Producer, codec: PayloadCo
             "erasure_id": str(erasure_id), "subject_hash": hashed,
             "terms": sorted(term_keys), "pseudonyms": len(pseudonyms),
             "consents_removed": removed, "tasks_purged": stripped.tasks,
-            "task_ids": [str(t) for t in task_ids]})
+            "task_ids": [str(t) for t in task_ids]}, writer="ingest")
         requested_at = Timestamp()
         requested_at.GetCurrentTime()
         await producer.send(SUBJECT_ERASURES, tenant_id, SubjectErasure(

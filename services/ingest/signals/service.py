@@ -87,7 +87,7 @@ class ConsentServicer(ConsentServiceServicer):
                                {"subject_hash": change.subject_hash,
                                 "purpose": purpose.value, "consent_id": str(change.consent_id),
                                 "guardian": bool(change.guardian_ref),
-                                "group": bool(change.group)})
+                                "group": bool(change.group)}, writer="ingest")
         return SetConsentResponse(consent=consent_message(change))
 
     async def ListConsents(self, request: ListConsentsRequest,
