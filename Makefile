@@ -79,7 +79,7 @@ pack-schema: $(STAMP)
 
 # docs/openapi.json (the REST gateway's OpenAPI 3.1 document), generated from the protos.
 openapi: $(STAMP)
-	$(BIN)/python -m switchyard._tools.openapi
+	$(BIN)/python -m services.ingest.openapi
 
 # The released v1 contract that `buf breaking` compares against. Rebuild it only when a
 # release ships the current protos, never to make a breaking change pass.

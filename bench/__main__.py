@@ -22,7 +22,7 @@ from bench import (
     decision_bench, documents_bench, e2e_bench, ingest_bench, ocr_bench, scaling_bench,
     signals_bench)
 from bench._common import RESULTS, infrastructure, quick_mode
-from switchyard._progress import stderr_progress
+from switchyard.runtime import stderr_progress
 
 BENCHMARKS = ("e2e", "ingest", "decision", "scaling", "ocr", "documents", "signals")
 

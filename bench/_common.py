@@ -28,7 +28,7 @@ from typing import Any
 import psutil
 
 from switchyard import Settings
-from switchyard._launcher import bootstrap
+from switchyard.runtime import bootstrap
 from switchyard.stack import EmbeddedStack, ServiceSpec, free_port, with_free_ports
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ import uuid
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from switchyard._taskstore import stage_value, status_value
+from switchyard.tasks import stage_value, status_value
 from switchyard.v1 import (
     IngestServiceServicer,
     SubmitTaskRequest,

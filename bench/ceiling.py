@@ -46,11 +46,9 @@ from bench.decision_bench import raw_triton
 from services.executor.jobs import JobStore
 from services.executor.runner import StepRecord, write_step_records
 from services.ingest import store
-from switchyard._audit import Entry, append_many
-from switchyard._db import create_pool, resolve_dsn
-from switchyard._settings import Settings
-from switchyard._taskstore import Move, transition_many
-from switchyard._topics import (
+from switchyard import Settings
+from switchyard.audit import Entry, append_many
+from switchyard.messaging import (
     DEAD_LETTER,
     DECISIONS,
     ESCALATIONS,
@@ -59,6 +57,8 @@ from switchyard._topics import (
     TASK_STATUS,
     TASKS,
 )
+from switchyard.storage import create_pool, resolve_dsn
+from switchyard.tasks import Move, transition_many
 from switchyard.v1 import Document, TaskEnvelope, TaskSource
 
 BATCH = 64

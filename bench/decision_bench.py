@@ -49,10 +49,10 @@ from bench._common import (
 )
 from bench._common import isolated as common_isolated
 from switchyard import Settings
-from switchyard._db import connect
-from switchyard._grpc import create_channel
-from switchyard._launcher import bootstrap, service_specs
+from switchyard.rpc import create_channel
+from switchyard.runtime import bootstrap, service_specs
 from switchyard.stack import EmbeddedStack
+from switchyard.storage import connect
 from switchyard.v1 import (
     DecideBatchRequest,
     DecideBatchResponse,

@@ -73,7 +73,7 @@ def documents_for(args: argparse.Namespace) -> list[EvalDocument]:
 async def decide_all(settings: Settings, documents: list[EvalDocument], concurrency: int,
                      timeout_s: float) -> list[dict[str, Any]]:
     """Decide every document through the decision service; one outcome row per document."""
-    from switchyard._grpc import create_channel
+    from switchyard.rpc import create_channel
     from switchyard.v1 import (
         DecideRequest, DecisionOutcome, DecisionServiceStub, Document, LayoutSource,
         TaskEnvelope)
@@ -220,7 +220,7 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 
 def run(infra: Settings, state: Path, args: argparse.Namespace, json_path: Path) -> dict:
-    from switchyard._launcher import service_specs
+    from switchyard.runtime import service_specs
 
     began = time.monotonic()
     documents = documents_for(args)

@@ -85,11 +85,11 @@ from bench._common import (
 from bench.ceiling import Ceiling, Units, kafka_bytes, measure_parts
 from bench.passthrough import ROUTE_KEY, task_id_for
 from switchyard import Settings
-from switchyard._db import connect, resolve_dsn
-from switchyard._launcher import service_specs
-from switchyard._taskstore import TERMINAL, status_name
-from switchyard._topics import INTAKE, TASK_STATUS
+from switchyard.messaging import INTAKE, TASK_STATUS
+from switchyard.runtime import service_specs
 from switchyard.stack import ServiceSpec
+from switchyard.storage import connect, resolve_dsn
+from switchyard.tasks import TERMINAL, status_name
 from switchyard_packs.invoice.extraction import extract_invoice
 from switchyard.v1 import (
     ClaimRequest,

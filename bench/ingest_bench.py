@@ -47,7 +47,7 @@ from bench._common import (
 )
 from bench.e2e_bench import load_docs
 from switchyard import Settings
-from switchyard._launcher import service_specs
+from switchyard.runtime import service_specs
 from switchyard.stack import ServiceSpec
 from switchyard.v1 import (
     Document,

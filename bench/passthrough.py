@@ -34,24 +34,26 @@ from collections.abc import Awaitable, Callable
 import grpc
 from aiokafka import AIOKafkaProducer
 
-from switchyard._kafka import headers_to_kafka, producer_options
-from switchyard._serde import JSON_MEDIA_TYPE, decode
-from switchyard._service import ServiceContext, run_service
-from switchyard._settings import Settings
-from switchyard._streams import Record
-from switchyard._taskstore import stage_value, status_value
-from switchyard._topics import (
+from switchyard import Settings
+from switchyard.messaging import (
     CLASSROOM_SIGNALS,
     DECISIONS,
     ENGAGEMENT_WINDOWS,
     ESCALATIONS,
     EXECUTIONS,
     INTAKE,
+    JSON_MEDIA_TYPE,
     SIGNALS_ADMITTED,
     TASK_STATUS,
     TASKS,
+    Record,
     Topic,
+    decode,
+    headers_to_kafka,
+    producer_options,
 )
+from switchyard.runtime import ServiceContext, run_service
+from switchyard.tasks import stage_value, status_value
 from switchyard.v1 import (
     Decision,
     DecisionOutcome,

@@ -54,7 +54,7 @@ from bench.e2e_bench import (
     workload,
 )
 from switchyard import Settings
-from switchyard._launcher import DOWNSTREAM, SERVICE_PORTS, service_specs
+from switchyard.runtime import DOWNSTREAM, SERVICE_PORTS, service_specs
 from switchyard.stack import ServiceSpec, free_port
 
 PROCESSORS = ("ingest", "decision", "executor", "review")

@@ -73,16 +73,15 @@ from bench._common import (
 )
 from bench.passthrough import SIGNALS_HEADER
 from switchyard import Settings
-from switchyard._launcher import service_specs
-from switchyard._serde import CONTENT_TYPE_HEADER, JSON_MEDIA_TYPE
-from switchyard._topics import ENGAGEMENT_WINDOWS
+from switchyard.messaging import CONTENT_TYPE_HEADER, ENGAGEMENT_WINDOWS, JSON_MEDIA_TYPE
+from switchyard.runtime import service_specs
 from switchyard.signals import (
+    Emission,
     PreparedFrame,
     SignalProducer,
     SimulationConfig,
     consent_plan,
     grant_consents,
-    Emission,
     prepare,
     simulate,
 )

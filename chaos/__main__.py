@@ -12,7 +12,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from chaos import FULL, QUICK, run, steps
-from switchyard._progress import stderr_progress
+from switchyard.runtime import stderr_progress
 
 ROOT = Path(__file__).resolve().parents[1]
 

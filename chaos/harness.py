@@ -74,14 +74,12 @@ from chaos.workload import (
     reviewer,
 )
 from switchyard import Settings
-from switchyard._brokerwatch import broker_generation
-from switchyard._db import connect
-from switchyard._demo import discharge_full_units, seed_hospital
-from switchyard._grpc import create_channel
-from switchyard._kafka import client_options
-from switchyard._launcher import bootstrap, service_specs
-from switchyard.stack import EmbeddedStack, free_port, with_free_ports
-from switchyard.stack._util import grpc_serving, wait_until
+from switchyard.demo import discharge_full_units, seed_hospital
+from switchyard.messaging import client_options
+from switchyard.rpc import create_channel
+from switchyard.runtime import bootstrap, broker_generation, service_specs
+from switchyard.stack import EmbeddedStack, free_port, grpc_serving, wait_until, with_free_ports
+from switchyard.storage import connect
 from switchyard.v1 import CancelTaskRequest, IngestServiceStub
 
 log = logging.getLogger("chaos")

@@ -41,11 +41,10 @@ import asyncpg
 from chaos.workload import ADMISSION_KIND, Item, Ledger
 from services.executor.downstream.hospital.payer import INQUIRY_PATHS
 from switchyard import Settings
-from switchyard._audit import verify
-from switchyard._db import connect
-from switchyard._payloads import JOB_DECISION, codec_for
-from switchyard._taskstore import TERMINAL, TERMINAL_SQL, UNSUCCESSFUL
-from switchyard._topics import INTAKE
+from switchyard.audit import verify
+from switchyard.messaging import INTAKE
+from switchyard.storage import JOB_DECISION, codec_for, connect
+from switchyard.tasks import TERMINAL, TERMINAL_SQL, UNSUCCESSFUL
 from switchyard.v1 import ActionPlan, ActionStep, Decision, StepKind
 
 

@@ -26,9 +26,8 @@ from aiokafka.errors import KafkaError
 
 from switchyard import Settings
 from switchyard_packs.hospital_admission.samples import Workload, workload
-from switchyard._grpc import create_channel
-from switchyard._kafka import client_options
-from switchyard._topics import INTAKE
+from switchyard.messaging import INTAKE, client_options
+from switchyard.rpc import create_channel
 from switchyard.v1 import (
     ClaimRequest,
     Document,

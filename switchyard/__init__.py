@@ -1,6 +1,21 @@
 """Switchyard's shared package: the plumbing every service uses, and the generated contract.
 
-Public names are re-exported here from private modules; import from ``switchyard``.
+It imports no service. Code outside the package imports the public modules, each re-exporting
+names from private ``_modules`` with an explicit ``__all__``:
+
+* ``switchyard`` -- :class:`Settings` (every setting, declared once);
+* ``switchyard.runtime`` -- the service lifecycle, supervised loops, the stack launcher;
+* ``switchyard.telemetry`` -- logs, traces, business KPIs;
+* ``switchyard.storage`` -- PostgreSQL: pool, migrations, group commit, sealed payloads, retention;
+* ``switchyard.tasks`` -- submissions, priority, status moves, escalations;
+* ``switchyard.audit`` -- the hash-chained audit trail;
+* ``switchyard.messaging`` -- topics, the producer, serde, stream-processing helpers;
+* ``switchyard.rpc`` -- gRPC servers and channels, errors, HTTP problem documents;
+* ``switchyard.access`` -- API keys and roles, signed intake, tenant rate limits;
+* ``switchyard.privacy`` -- data classes, withholding and redaction of personal data;
+* ``switchyard.documents``, ``switchyard.packs``, ``switchyard.signals`` -- documents, automation
+  packs, classroom signals; ``switchyard.demo`` -- the demo's workloads; ``switchyard.v1`` --
+  the generated contract.
 """
 
 import os as _os

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from switchyard import Settings
-from switchyard._launcher import bootstrap, service_specs
+from switchyard.runtime import bootstrap, service_specs
 from switchyard.stack import EmbeddedStack, free_port, with_free_ports
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import urllib.request
 from aiokafka import AIOKafkaConsumer
 
 from switchyard import Settings
-from switchyard._topics import DEAD_LETTER
+from switchyard.messaging import DEAD_LETTER
 from switchyard.v1 import DeadLetter
 
 

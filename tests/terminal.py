@@ -7,7 +7,7 @@ reappears.
 
 from __future__ import annotations
 
-from switchyard._taskstore import TERMINAL, status_value
+from switchyard.tasks import TERMINAL, status_value
 
 #: :data:`switchyard._taskstore.TERMINAL` as ``TaskStatus`` enum values.
 TERMINAL_STATUSES: frozenset[int] = frozenset(status_value(name) for name in TERMINAL)

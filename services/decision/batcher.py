@@ -17,8 +17,8 @@ from typing import Generic, TypeVar
 from opentelemetry import trace
 from prometheus_client import Histogram
 
-from switchyard._supervision import Supervisor
-from switchyard._telemetry import spans_recorded
+from switchyard.runtime import Supervisor
+from switchyard.telemetry import spans_recorded
 
 I = TypeVar("I")
 O = TypeVar("O")

@@ -33,10 +33,6 @@ from services.decision.policy import Outcome, Policy, no_plan, route, unavailabl
 from services.decision.reading import DocumentReader, ReadDocument, UnreadableDocument
 from services.decision.shadow import ShadowRunner
 from services.decision.triton import ModelUnavailable, Prediction
-from switchyard._dataclass import withheld_values
-from switchyard._escalations import DEFAULT_REVIEW_QUEUE
-from switchyard._pii import Redactor
-from switchyard._priority import task_bucket
 from switchyard.documents import layout_text
 from switchyard.packs import (
     NO_RULE_MATCHED,
@@ -48,6 +44,8 @@ from switchyard.packs import (
     run_extractor,
     typed_fields,
 )
+from switchyard.privacy import Redactor, withheld_values
+from switchyard.tasks import DEFAULT_REVIEW_QUEUE, task_bucket
 from switchyard.v1 import (
     ActionPlan,
     DataClass,

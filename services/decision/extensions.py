@@ -35,10 +35,10 @@ import pybreaker
 from services.decision.batcher import MicroBatcher
 from services.decision.drift import DriftMonitor
 from services.decision.triton import Prediction, ScorerClient
-from switchyard._payloads import PLAINTEXT, PayloadCodec
-from switchyard._settings import Settings
-from switchyard._supervision import Supervisor
+from switchyard import Settings
 from switchyard.packs import Pack, entry_point, extractor_for
+from switchyard.runtime import Supervisor
+from switchyard.storage import PLAINTEXT, PayloadCodec
 
 log = logging.getLogger(__name__)
 EXTRACTORS_GROUP = "switchyard.extractors"

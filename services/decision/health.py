@@ -24,8 +24,8 @@ from datetime import datetime, timedelta, timezone
 
 import asyncpg
 
-from switchyard._grpc import FieldViolation
-from switchyard._taskstore import timestamp
+from switchyard.rpc import FieldViolation
+from switchyard.tasks import timestamp
 from switchyard.v1 import DriftPoint, GetModelHealthRequest, ShadowAgreementPoint
 
 log = logging.getLogger(__name__)

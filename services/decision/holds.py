@@ -27,11 +27,10 @@ from prometheus_client import Counter, Gauge
 from services.decision.batcher import Overloaded
 from services.decision.engine import Decided, DecisionEngine
 from services.decision.triton import breaker_open
-from switchyard._kafka import Producer
-from switchyard._payloads import HOLD_ENVELOPE, PLAINTEXT, PayloadCodec
-from switchyard._streams import TRANSIENT_ERRORS
-from switchyard._taskstore import publish_status, transition
-from switchyard._telemetry import (
+from switchyard.messaging import TRANSIENT_ERRORS, Producer
+from switchyard.storage import HOLD_ENVELOPE, PLAINTEXT, PayloadCodec
+from switchyard.tasks import publish_status, transition
+from switchyard.telemetry import (
     continue_trace,
     loaded_trace_context,
     stored_trace_context,

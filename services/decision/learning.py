@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 
 from services.decision.extensions import Enrichers
-from switchyard._streams import (
+from switchyard.messaging import (
     Record,
     RejectRecord,
     decode_batch,

@@ -44,10 +44,8 @@ from services.decision.packs import (
     semver_key,
 )
 from services.decision.triton import ModelUnavailable
-from switchyard._audit import append as audit_append
-from switchyard._audit import digest
-from switchyard._auth import Principal, Role, principal_var
-from switchyard._grpc import FieldViolation, abort_invalid, abort_retry_later
+from switchyard.access import Principal, Role, principal_var
+from switchyard.audit import append as audit_append, digest
 from switchyard.packs import (
     GoldenCase,
     Pack,
@@ -57,6 +55,7 @@ from switchyard.packs import (
     resolve_parameters,
     validate_pack_files,
 )
+from switchyard.rpc import FieldViolation, abort_invalid, abort_retry_later
 from switchyard.v1 import (
     ApplyPackRequest,
     ApplyPackResponse,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from services.decision.triton import Prediction
-from switchyard._escalations import DEFAULT_REVIEW_QUEUE
+from switchyard.tasks import DEFAULT_REVIEW_QUEUE
 
 ON_MODEL_UNAVAILABLE = ("escalate", "hold")
 

@@ -42,14 +42,24 @@ from services.decision.triton import (
     ScorerClient,
     new_breaker,
 )
-from switchyard._audit import Entry as AuditEntry
-from switchyard._audit import append_many as audit_append_many
-from switchyard._audit import digest
-from switchyard._auth import Role, principal_var
-from switchyard._dataclass import matching_key
-from switchyard._escalations import build_escalation
+from switchyard import Settings
+from switchyard.access import Role, principal_var
+from switchyard.audit import Entry as AuditEntry, append_many as audit_append_many, digest
 from switchyard.documents import DocumentLimits, blob_store_for
-from switchyard._grpc import (
+from switchyard.messaging import (
+    DECISIONS,
+    ESCALATIONS,
+    SUBJECT_ERASURES,
+    TASK_STATUS,
+    TASKS,
+    Record,
+    RejectRecord,
+    decode_batch,
+    record_context,
+    run_each,
+)
+from switchyard.privacy import matching_key
+from switchyard.rpc import (
     FieldViolation,
     abort_invalid,
     abort_retry_later,
@@ -57,14 +67,18 @@ from switchyard._grpc import (
     invalid_item,
     item_error,
 )
-from switchyard._payloads import DECISION, PLAINTEXT, PayloadCodec, codec_for
-from switchyard._service import ServiceContext, run_service
-from switchyard._settings import Settings
-from switchyard._streams import Record, RejectRecord, decode_batch, record_context, run_each
-from switchyard._submissions import validate_task
-from switchyard._priority import task_bucket
-from switchyard._taskstore import TERMINAL, Move, Transition, rejected, transition_many
-from switchyard._topics import DECISIONS, ESCALATIONS, SUBJECT_ERASURES, TASK_STATUS, TASKS
+from switchyard.runtime import ServiceContext, run_service
+from switchyard.storage import DECISION, PLAINTEXT, PayloadCodec, codec_for
+from switchyard.tasks import (
+    TERMINAL,
+    Move,
+    Transition,
+    build_escalation,
+    rejected,
+    task_bucket,
+    transition_many,
+    validate_task,
+)
 from switchyard.v1 import (
     DecideBatchRequest,
     DecideBatchResponse,

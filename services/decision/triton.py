@@ -25,7 +25,7 @@ from opentelemetry import trace
 from prometheus_client import Histogram
 from tritonclient.utils import InferenceServerException
 
-from switchyard.documents._text_layer import reading_order
+from switchyard.documents import reading_order
 from switchyard.v1 import BoundingBox, LayoutPage, LayoutSource, LayoutWord
 
 tracer = trace.get_tracer("switchyard.decision.triton")

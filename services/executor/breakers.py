@@ -33,8 +33,8 @@ import pybreaker
 from prometheus_client import Counter, Gauge
 
 from services.executor.connectors import StepError
-from switchyard._audit import append as audit_append
-from switchyard._auth import Principal
+from switchyard.access import Principal
+from switchyard.audit import append as audit_append
 
 log = logging.getLogger(__name__)
 

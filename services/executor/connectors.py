@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from switchyard._dataclass import Withheld, downstream_excerpt
+from switchyard.privacy import Withheld, downstream_excerpt
 
 
 class StepError(Exception):

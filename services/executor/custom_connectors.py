@@ -30,7 +30,7 @@ from services.executor.connectors import (
     permanent,
     retryable,
 )
-from switchyard._dataclass import downstream_excerpt
+from switchyard.privacy import downstream_excerpt
 
 GROUP = "switchyard.connectors"
 #: Schemes the built-in connectors own.

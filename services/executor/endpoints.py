@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from switchyard._settings import Settings
+from switchyard import Settings
 from switchyard.v1 import Connector
 
 #: Aliases the embedded stack's demo downstream answers to (see :func:`embedded_endpoints`).

@@ -34,8 +34,8 @@ from services.executor.connectors import (
     permanent,
     retryable,
 )
-from switchyard._dataclass import downstream_excerpt
-from switchyard._grpc import create_channel
+from switchyard.privacy import downstream_excerpt
+from switchyard.rpc import create_channel
 
 RETRYABLE_CODES = frozenset({
     grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,

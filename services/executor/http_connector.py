@@ -36,7 +36,7 @@ from services.executor.connectors import (
     permanent,
     retryable,
 )
-from switchyard._dataclass import downstream_excerpt
+from switchyard.privacy import downstream_excerpt
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 RETRYABLE_STATUSES = frozenset({408, 425, 429})

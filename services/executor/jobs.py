@@ -20,9 +20,8 @@ from datetime import datetime
 
 import asyncpg
 
-from switchyard._groupcommit import GroupCommit
-from switchyard._payloads import JOB_DECISION, PLAINTEXT, PayloadCodec
-from switchyard._telemetry import loaded_trace_context, stored_trace_context
+from switchyard.storage import JOB_DECISION, PLAINTEXT, GroupCommit, PayloadCodec
+from switchyard.telemetry import loaded_trace_context, stored_trace_context
 from switchyard.v1 import ActionStep, Decision
 
 RUNNING, PARKED = "running", "parked"

@@ -21,34 +21,38 @@ from services.executor.jobs import CANCELLED, ESCALATED, FAILED, SUCCEEDED, Job,
 from services.executor.plan_context import TaskFacts, step_name
 from services.executor.runner import PlanResult, PlanRunner
 from services.executor.sla import SlaPolicy, at_risk
-from switchyard._escalations import DEFAULT_REVIEW_QUEUE, build_escalation
-from switchyard._kafka import Producer
-from switchyard._payloads import (
-    PLAINTEXT,
-    TASK_ENVELOPE,
-    PayloadCodec,
-    PayloadError,
-    rewrap_stale,
-)
-from switchyard._streams import (
+from switchyard.messaging import (
+    ESCALATIONS,
+    EXECUTIONS,
+    Producer,
     Record,
     RejectRecord,
     decode_batch,
     run_by_key,
 )
-from switchyard._priority import HIGH, NORMAL, URGENT
-from switchyard._groupcommit import GroupCommit
-from switchyard._taskstore import (
+from switchyard.storage import (
+    PLAINTEXT,
+    TASK_ENVELOPE,
+    GroupCommit,
+    PayloadCodec,
+    PayloadError,
+    rewrap_stale,
+)
+from switchyard.tasks import (
+    DEFAULT_REVIEW_QUEUE,
+    HIGH,
+    NORMAL,
     TERMINAL,
+    URGENT,
     Move,
     Transition,
+    build_escalation,
     publish_status,
     rejected,
     transition,
     transition_many,
 )
-from switchyard._telemetry import TASKS_TERMINAL, task_context
-from switchyard._topics import ESCALATIONS, EXECUTIONS
+from switchyard.telemetry import TASKS_TERMINAL, task_context
 from switchyard.v1 import (
     ActionStep,
     CancellationRequest,

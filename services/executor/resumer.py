@@ -21,9 +21,9 @@ from prometheus_client import Gauge
 from services.executor.breakers import BreakerBoard
 from services.executor.jobs import Job, JobStore
 from services.executor.orchestrator import Executor
-from switchyard._streams import TRANSIENT_ERRORS
-from switchyard._supervision import Supervisor
-from switchyard._telemetry import continue_trace
+from switchyard.messaging import TRANSIENT_ERRORS
+from switchyard.runtime import Supervisor
+from switchyard.telemetry import continue_trace
 from switchyard.v1 import EscalationReason
 
 log = logging.getLogger(__name__)

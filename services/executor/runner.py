@@ -84,13 +84,11 @@ from services.executor.plan_context import (
     render_target,
     step_name,
 )
-from switchyard._audit import Entry, append_many, digest
-from switchyard._audit import append as audit_append
-from switchyard._groupcommit import GroupCommit
-from switchyard._dataclass import Withheld, redact_free_text, withheld_of, withhold_answer
-from switchyard._payloads import EXECUTION_OUTPUT, PLAINTEXT, PayloadCodec, PayloadError
-from switchyard._taskstore import timestamp
+from switchyard.audit import Entry, append as audit_append, append_many, digest
 from switchyard.packs import MIN_RETRY_LATER_S
+from switchyard.privacy import Withheld, redact_free_text, withheld_of, withhold_answer
+from switchyard.storage import EXECUTION_OUTPUT, PLAINTEXT, GroupCommit, PayloadCodec, PayloadError
+from switchyard.tasks import timestamp
 from switchyard.v1 import (
     ActionStep,
     Decision,

@@ -32,13 +32,13 @@ from services.executor.resumer import Resumer
 from services.executor.runner import PlanRunner, RetryConfig
 from services.executor.sla import SlaPolicy, parse_sla_overrides
 from services.executor.waits import Waits, WaitNotFound, WaitNotWaiting
-from switchyard._auth import Role, principal_var
-from switchyard._grpc import FieldViolation, abort_invalid
-from switchyard._payloads import codec_for
-from switchyard._service import ServiceContext, run_service
-from switchyard._settings import Settings
-from switchyard._taskstore import timestamp
-from switchyard._topics import CANCELLATIONS, DECISIONS
+from switchyard import Settings
+from switchyard.access import Role, principal_var
+from switchyard.messaging import CANCELLATIONS, DECISIONS
+from switchyard.rpc import FieldViolation, abort_invalid
+from switchyard.runtime import ServiceContext, run_service
+from switchyard.storage import codec_for
+from switchyard.tasks import timestamp
 from switchyard.v1 import (
     BreakerState,
     BreakerStatus,

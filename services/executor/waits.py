@@ -25,11 +25,10 @@ import asyncpg
 from services.executor.connectors import MAX_OUTPUT_CHARS, answer_output
 from services.executor.jobs import JobStore
 from services.executor.runner import WAITING_NAME, kept_output, settle_waiting
-from switchyard._dataclass import Withheld, downstream_excerpt
-from switchyard._grpc import FieldViolation
-from switchyard._kafka import Producer
-from switchyard._taskstore import TERMINAL
-from switchyard._topics import EXECUTIONS
+from switchyard.messaging import EXECUTIONS, Producer
+from switchyard.privacy import Withheld, downstream_excerpt
+from switchyard.rpc import FieldViolation
+from switchyard.tasks import TERMINAL
 from switchyard.v1 import ExecutionResult, StepKind, StepOutcome
 
 MAX_TOKEN_CHARS = 200

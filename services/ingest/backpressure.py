@@ -19,7 +19,7 @@ import logging
 import asyncpg
 from prometheus_client import Gauge
 
-from switchyard._streams import TRANSIENT_ERRORS
+from switchyard.messaging import TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)
 

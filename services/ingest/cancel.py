@@ -23,9 +23,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from switchyard._audit import append as audit_append
-from switchyard._audit import digest
-from switchyard._taskstore import TERMINAL, Transition, timestamp, transition
+from switchyard.audit import append as audit_append, digest
+from switchyard.tasks import TERMINAL, Transition, timestamp, transition
 from switchyard.v1 import CancellationRequest
 
 #: Stages in which downstream effects may already exist.

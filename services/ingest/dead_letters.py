@@ -20,17 +20,11 @@ from typing import Any
 import asyncpg
 
 from services.ingest import keyset
-from switchyard._audit import append as audit_append
-from switchyard._audit import digest
-from switchyard._auth import Principal
-from switchyard._grpc import FieldViolation
-from switchyard._kafka import Producer
-from switchyard._payloads import (
-    DEAD_LETTER_HEADERS,
-    DEAD_LETTER_KEY,
-    DEAD_LETTER_VALUE,
-    PayloadCodec,
-)
+from switchyard.access import Principal
+from switchyard.audit import append as audit_append, digest
+from switchyard.messaging import Producer
+from switchyard.rpc import FieldViolation
+from switchyard.storage import DEAD_LETTER_HEADERS, DEAD_LETTER_KEY, DEAD_LETTER_VALUE, PayloadCodec
 
 __all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "OPERATOR_CHAIN", "REPLAY_HEADER",
            "AlreadyReplayed", "Filters", "NotFound", "Original", "Purged", "Scope", "get",

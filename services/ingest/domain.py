@@ -17,9 +17,16 @@ from datetime import datetime, timezone
 from google.protobuf.timestamp_pb2 import Timestamp
 
 # The acceptance rules are shared with the decision service's Decide: one copy, there.
-from switchyard._priority import level_of, requested_bucket
-from switchyard._submissions import KIND, MAX_JSON_DEPTH, check, json_problem, validate
-from switchyard._taskstore import UNSUCCESSFUL
+from switchyard.tasks import (
+    KIND,
+    MAX_JSON_DEPTH,
+    UNSUCCESSFUL,
+    check,
+    json_problem,
+    level_of,
+    requested_bucket,
+    validate,
+)
 from switchyard.v1 import Document, Submission, TaskEnvelope, TaskSource
 
 

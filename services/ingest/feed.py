@@ -35,8 +35,8 @@ from typing import NamedTuple
 
 import asyncpg
 
-from switchyard._streams import TRANSIENT_ERRORS
-from switchyard._taskstore import TERMINAL, stage_value, status_value, timestamp
+from switchyard.messaging import TRANSIENT_ERRORS
+from switchyard.tasks import TERMINAL, stage_value, status_value, timestamp
 from switchyard.v1 import StatusEvent
 
 log = logging.getLogger(__name__)

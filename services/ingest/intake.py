@@ -29,12 +29,10 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.ingest import domain
-from switchyard._auth import SIGNATURE_HEADER, IntakeSigner
-from switchyard._kafka import TENANT_HEADER
-from switchyard._serde import JSON_MEDIA_TYPE
-from switchyard._streams import Record, RejectRecord, decode_record
-from switchyard._submissions import DocumentViolation
+from switchyard.access import SIGNATURE_HEADER, IntakeSigner
 from switchyard.documents import FILE_TYPES, TEXT_TYPES, DocumentLimits, normalise_content_type
+from switchyard.messaging import JSON_MEDIA_TYPE, TENANT_HEADER, Record, RejectRecord, decode_record
+from switchyard.tasks import DocumentViolation
 from switchyard.v1 import Submission, TaskPriority
 
 KEY_HEADER = "x-idempotency-key"

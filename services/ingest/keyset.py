@@ -8,7 +8,7 @@ import json
 import uuid
 from datetime import UTC, datetime
 
-from switchyard._grpc import FieldViolation
+from switchyard.rpc import FieldViolation
 
 __all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "encode", "page_size", "parse"]
 

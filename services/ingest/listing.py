@@ -24,10 +24,9 @@ from datetime import datetime, timezone
 
 import asyncpg
 
-from switchyard._dataclass import matching_hash
-from switchyard._grpc import FieldViolation
-from switchyard._submissions import KIND
-from switchyard._taskstore import status_name
+from switchyard.privacy import matching_hash
+from switchyard.rpc import FieldViolation
+from switchyard.tasks import KIND, status_name
 from switchyard.v1 import ListTasksRequest
 
 DEFAULT_PAGE_SIZE = 50

@@ -20,15 +20,13 @@ from dataclasses import dataclass, replace
 import asyncpg
 
 from services.ingest import listing, store
-from switchyard._dataclass import matching_key
-from switchyard._kafka import Producer, correlation_id_var
-from switchyard._payloads import codec_for
-from switchyard._settings import Settings
-from switchyard._streams import TRANSIENT_ERRORS
-from switchyard._taskstore import stage_value, status_value, timestamp
-from switchyard._telemetry import continue_trace
-from switchyard._topics import TASK_STATUS, TASKS
+from switchyard import Settings
 from switchyard.documents import blob_store_for, check_in
+from switchyard.messaging import TASK_STATUS, TASKS, TRANSIENT_ERRORS, Producer, correlation_id_var
+from switchyard.privacy import matching_key
+from switchyard.storage import codec_for
+from switchyard.tasks import stage_value, status_value, timestamp
+from switchyard.telemetry import continue_trace
 from switchyard.v1 import BlobRef, StatusEvent, TaskEnvelope
 
 log = logging.getLogger(__name__)

@@ -31,15 +31,18 @@ from prometheus_client import Counter
 from services.ingest import store
 from services.ingest.cancel import cancellation_from_row
 from services.ingest.publisher import Publisher
-from switchyard._audit import append as audit_append
-from switchyard._audit import digest
-from switchyard._payloads import TASK_ENVELOPE, PayloadError, rewrap_stale
-from switchyard._streams import TRANSIENT_ERRORS
-from switchyard._taskstore import (
-    TERMINAL, TERMINAL_SQL, publish_status, stage_value, status_value, timestamp,
+from switchyard.audit import append as audit_append, digest
+from switchyard.messaging import CANCELLATIONS, TRANSIENT_ERRORS
+from switchyard.storage import TASK_ENVELOPE, PayloadError, rewrap_stale
+from switchyard.tasks import (
+    TERMINAL,
+    TERMINAL_SQL,
+    publish_status,
+    stage_value,
+    status_value,
+    timestamp,
 )
-from switchyard._telemetry import loaded_trace_context
-from switchyard._topics import CANCELLATIONS
+from switchyard.telemetry import loaded_trace_context
 from switchyard.v1 import CancellationRequest, StatusEvent, TaskSource
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ one place, the gRPC servicers and their interceptors; this module only translate
 Watches are Server-Sent Events (``Accept: text/event-stream``) or a long poll (any other
 ``Accept``: the events that arrive within ``wait_s``, then the response ends).
 
-The route table :data:`ROUTES` is also what ``switchyard._tools.openapi`` turns into the
+The route table :data:`ROUTES` is also what ``services.ingest.openapi`` turns into the
 OpenAPI 3.1 document (served at ``/openapi.json``, written to docs/openapi.json).
 """
 
@@ -37,24 +37,21 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from services.ingest import signatures, sources
-from switchyard._auth import Principal, Role, principal_var
-from switchyard._grpc import (
+from switchyard import Settings
+from switchyard.access import Principal, Role, TenantLimiter, principal_var
+from switchyard.messaging import TRANSIENT_ERRORS
+from switchyard.rpc import (
     DEPENDENCY_RETRY_S,
     ClientTls,
+    NotAscii,
     charge_or_abort,
     create_channel,
-    server_ssl_context,
-)
-from switchyard._http import (
-    NotAscii,
     forwarded_metadata,
     problem,
     problem_for,
     problem_from_rpc,
+    server_ssl_context,
 )
-from switchyard._ratelimit import TenantLimiter
-from switchyard._settings import Settings
-from switchyard._streams import TRANSIENT_ERRORS
 from switchyard.v1 import (
     CancelTaskRequest,
     ClaimRequest,
@@ -473,7 +470,7 @@ class Gateway:
         return handle
 
     async def openapi(self, request: web.Request) -> web.Response:
-        from switchyard._tools.openapi import document
+        from services.ingest.openapi import document  # imports this module: here, not at the top
 
         if self._openapi is None:
             self._openapi = document()

@@ -37,8 +37,25 @@ from services.ingest.backpressure import Backlog, Overloaded
 from services.ingest.cancel import AlreadyFinished, Cancelled, Requested, cancel
 from services.ingest.feed import Cursor, StatusFeed
 from services.ingest.publisher import Item, OnCreated, Publisher
-from switchyard._auth import IntakeSigner, Role, principal_var
-from switchyard._grpc import (
+from switchyard import Settings
+from switchyard.access import IntakeSigner, Role, TenantLimiter, principal_var
+from switchyard.documents import (
+    TEXT_TYPES,
+    BlobNotFound,
+    DocumentInfo,
+    DocumentLimits,
+    load_body,
+    normalise_content_type,
+)
+from switchyard.messaging import (
+    INTAKE,
+    TRANSIENT_ERRORS,
+    Producer,
+    Record,
+    RejectRecord,
+    record_context,
+)
+from switchyard.rpc import (
     FieldViolation,
     abort_invalid,
     abort_retry_later,
@@ -48,30 +65,10 @@ from switchyard._grpc import (
     request_tenant,
     status_details,
 )
-from switchyard._kafka import Producer
-from switchyard._kpis import KpiExporter
-from switchyard._payloads import (
-    TASK_ENVELOPE,
-    PayloadCodec,
-    PayloadError,
-    codec_for,
-    rewrap_stale,
-)
-from switchyard._ratelimit import TenantLimiter
-from switchyard._service import ServiceContext, run_service
-from switchyard._settings import Settings
-from switchyard._streams import TRANSIENT_ERRORS, Record, RejectRecord, record_context
-from switchyard._taskstore import publish_status, stage_value, status_value, timestamp
-from switchyard._telemetry import current_trace_context, task_context
-from switchyard._topics import INTAKE
-from switchyard.documents import (
-    TEXT_TYPES,
-    BlobNotFound,
-    DocumentInfo,
-    DocumentLimits,
-    load_body,
-    normalise_content_type,
-)
+from switchyard.runtime import ServiceContext, run_service
+from switchyard.storage import TASK_ENVELOPE, PayloadCodec, PayloadError, codec_for, rewrap_stale
+from switchyard.tasks import publish_status, stage_value, status_value, timestamp
+from switchyard.telemetry import KpiExporter, current_trace_context, task_context
 from switchyard.v1 import (
     CancelTaskRequest,
     CancelTaskResponse,

@@ -19,8 +19,8 @@ import asyncpg
 from google.protobuf import json_format
 
 from services.ingest import signatures
-from switchyard._grpc import FieldViolation
-from switchyard._taskstore import timestamp
+from switchyard.rpc import FieldViolation
+from switchyard.tasks import timestamp
 from switchyard.v1 import Document, Submission, WebhookFieldMapping, WebhookSource
 
 MAX_NAME_CHARS = 100

@@ -9,9 +9,9 @@ from datetime import datetime
 
 import asyncpg
 
-from switchyard._payloads import PLAINTEXT, TASK_ENVELOPE, PayloadCodec
-from switchyard._taskstore import stage_name, status_name
-from switchyard._telemetry import stored_trace_context
+from switchyard.storage import PLAINTEXT, TASK_ENVELOPE, PayloadCodec
+from switchyard.tasks import stage_name, status_name
+from switchyard.telemetry import stored_trace_context
 from switchyard.v1 import TaskEnvelope, TaskSource
 
 

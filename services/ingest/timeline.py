@@ -23,9 +23,8 @@ from typing import Any
 import asyncpg
 from google.protobuf import json_format, struct_pb2
 
-from switchyard._audit import append as audit_append
-from switchyard._audit import task_story
-from switchyard._taskstore import stage_value, status_value, timestamp
+from switchyard.audit import append as audit_append, task_story
+from switchyard.tasks import stage_value, status_value, timestamp
 from switchyard.v1 import TimelineEntry, TimelineSource
 
 #: The action name of a status change (audit entries carry their own).

@@ -33,10 +33,10 @@ from prometheus_client import Counter
 
 from services.ingest import keyset, signatures
 from services.ingest.feed import Cursor, event_from_row, fetch_after, horizon
-from switchyard._audit import append as audit_append
-from switchyard._grpc import FieldViolation
-from switchyard._settings import Settings
-from switchyard._streams import TRANSIENT_ERRORS
+from switchyard import Settings
+from switchyard.audit import append as audit_append
+from switchyard.messaging import TRANSIENT_ERRORS
+from switchyard.rpc import FieldViolation
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from switchyard._auth import Principal
+from switchyard.access import Principal
 from switchyard.v1 import (
     AlertKind,
     AnalyticsServiceStub,

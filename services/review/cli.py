@@ -18,7 +18,7 @@ import json
 import sys
 from typing import Any
 
-from switchyard._settings import Settings
+from switchyard import Settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
     import grpc
 
-    from switchyard._grpc import client_channel, field_violations
+    from switchyard.rpc import client_channel, field_violations
 
     target = args.target or f"127.0.0.1:{settings.review_grpc_port}"
     try:

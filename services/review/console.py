@@ -35,18 +35,18 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from services.review.desk import PAGED_TYPES, ReviewDesk
 from services.review.pages import page_png
 from services.review.queue import ReviewError
-from switchyard._auth import ApiKeyAuthenticator, MethodPolicy, Principal, Role
-from switchyard._dataclass import withheld_label
-from switchyard._priority import level_of, task_bucket
-from switchyard._ratelimit import RATE_LIMITED, TenantLimiter
-from switchyard._supervision import Supervisor
-from switchyard.documents import (
-    BlobError,
-    BlobNotFound,
-    BlobStore,
-    DocumentError,
-    DocumentLimits,
+from switchyard.access import (
+    RATE_LIMITED,
+    ApiKeyAuthenticator,
+    MethodPolicy,
+    Principal,
+    Role,
+    TenantLimiter,
 )
+from switchyard.documents import BlobError, BlobNotFound, BlobStore, DocumentError, DocumentLimits
+from switchyard.privacy import withheld_label
+from switchyard.runtime import Supervisor
+from switchyard.tasks import level_of, task_bucket
 from switchyard.v1 import (
     BoundingBox,
     ClaimRequest,

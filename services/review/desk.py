@@ -38,10 +38,9 @@ from services.review.queue import (
 )
 from services.review.resolutions import DecisionPublisher, audit, store_decision, text_digest
 from services.review.verdicts import verdict_decision
-from switchyard._auth import DEV_PRINCIPAL, Principal
-from switchyard._dataclass import page_redactions, redact_escalation, redact_free_text
-from switchyard._payloads import APPROVAL, VERDICT
-from switchyard._pii import Redactor
+from switchyard.access import DEV_PRINCIPAL, Principal
+from switchyard.privacy import Redactor, page_redactions, redact_escalation, redact_free_text
+from switchyard.storage import APPROVAL, VERDICT
 from switchyard.v1 import (
     BoundingBox,
     ClaimRequest,

@@ -23,10 +23,10 @@ from datetime import timezone
 import asyncpg
 
 from services.review.metrics import WITHDRAWN
-from switchyard._audit import Entry, append_many
-from switchyard._streams import Record, RejectRecord, decode_batch
-from switchyard._taskstore import TERMINAL, status_name
-from switchyard._telemetry import task_context
+from switchyard.audit import Entry, append_many
+from switchyard.messaging import Record, RejectRecord, decode_batch
+from switchyard.tasks import TERMINAL, status_name
+from switchyard.telemetry import task_context
 from switchyard.v1 import StatusEvent
 
 log = logging.getLogger(__name__)

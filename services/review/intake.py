@@ -13,10 +13,9 @@ import asyncpg
 
 from services.review.queue import Arrival, ReviewQueue
 from services.review.resolutions import DecisionPublisher
-from switchyard._dataclass import redact_task
-from switchyard._pii import Redactor
-from switchyard._streams import Record, RejectRecord, decode_batch, record_context, run_each
-from switchyard._telemetry import current_trace_context
+from switchyard.messaging import Record, RejectRecord, decode_batch, record_context, run_each
+from switchyard.privacy import Redactor, redact_task
+from switchyard.telemetry import current_trace_context
 from switchyard.v1 import Escalation
 
 

@@ -37,11 +37,17 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.review.analytics import AnalyticsApi, RequestProblem
-from switchyard._auth import ApiKeyAuthenticator, Principal, Role
-from switchyard._grpc import ClientTls, create_channel
-from switchyard._http import NotAscii, forwarded_metadata, problem, problem_from_rpc
-from switchyard._kpis import kpi_trend, point_dict
-from switchyard._settings import Settings
+from switchyard import Settings
+from switchyard.access import ApiKeyAuthenticator, Principal, Role
+from switchyard.rpc import (
+    ClientTls,
+    NotAscii,
+    create_channel,
+    forwarded_metadata,
+    problem,
+    problem_from_rpc,
+)
+from switchyard.telemetry import kpi_trend, point_dict
 from switchyard.v1 import (
     AnalyticsServiceStub,
     BreakerState,

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from switchyard._settings import Settings
+from switchyard import Settings
 
 EXPIRY_POLICIES = ("reassign", "default_action", "fail")
 DEFAULT_ACTIONS = ("approve", "reject")

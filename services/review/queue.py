@@ -19,10 +19,10 @@ import asyncpg
 
 from services.review.endings import lock_tasks, withdrawn_resolution
 from services.review.metrics import WITHDRAWN
-from switchyard._audit import Entry, append_many
-from switchyard._payloads import PLAINTEXT, REVIEW_ESCALATION, PayloadCodec
-from switchyard._taskstore import timestamp
-from switchyard._telemetry import current_trace_context
+from switchyard.audit import Entry, append_many
+from switchyard.storage import PLAINTEXT, REVIEW_ESCALATION, PayloadCodec
+from switchyard.tasks import timestamp
+from switchyard.telemetry import current_trace_context
 from switchyard.v1 import Escalation, EscalationReason, ReviewItem, ReviewPriority, ReviewState
 
 OPEN_STATES = ("BACKLOGGED", "PENDING", "CLAIMED")

@@ -19,12 +19,10 @@ from typing import Any
 
 import asyncpg
 
-from switchyard._audit import append, digest
-from switchyard._telemetry import continue_trace
-from switchyard._kafka import Producer
-from switchyard._payloads import DECISION, PLAINTEXT, PayloadCodec
-from switchyard._telemetry import task_context
-from switchyard._topics import DECISIONS
+from switchyard.audit import append, digest
+from switchyard.messaging import DECISIONS, Producer
+from switchyard.storage import DECISION, PLAINTEXT, PayloadCodec
+from switchyard.telemetry import continue_trace, task_context
 from switchyard.v1 import Decision, DecisionOutcome, DecisionSource
 
 log = logging.getLogger(__name__)

@@ -19,15 +19,14 @@ from services.review.policies import ReviewPolicy
 from services.review.queue import ReviewError, ReviewQueue
 from services.review.resolutions import DecisionPublisher
 from services.review.sla import SlaKeeper
-from switchyard._auth import ApiKeyAuthenticator, Role, principal_var
-from switchyard._grpc import FieldViolation, abort_invalid, server_ssl_context
-from switchyard._payloads import codec_for
-from switchyard._pii import Redactor
-from switchyard._service import ServiceContext, run_service
-from switchyard._settings import Settings
-from switchyard._supervision import periodic
-from switchyard._topics import ESCALATIONS, TASK_STATUS
+from switchyard import Settings
+from switchyard.access import ApiKeyAuthenticator, Role, principal_var
 from switchyard.documents import DocumentLimits, blob_store_for
+from switchyard.messaging import ESCALATIONS, TASK_STATUS
+from switchyard.privacy import Redactor
+from switchyard.rpc import FieldViolation, abort_invalid, server_ssl_context
+from switchyard.runtime import ServiceContext, periodic, run_service
+from switchyard.storage import codec_for
 from switchyard.v1 import (
     ClaimRequest,
     ClaimResponse,

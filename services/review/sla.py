@@ -34,7 +34,7 @@ from services.review.policies import ReviewPolicy
 from services.review.queue import open_escalation
 from services.review.resolutions import DecisionPublisher, audit, store_decision
 from services.review.verdicts import policy_decision
-from switchyard._payloads import PLAINTEXT, PayloadCodec
+from switchyard.storage import PLAINTEXT, PayloadCodec
 from switchyard.v1 import Decision
 
 log = logging.getLogger(__name__)

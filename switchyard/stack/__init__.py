@@ -22,7 +22,7 @@ from switchyard.stack._stack import (
     with_free_ports,
 )
 from switchyard.stack._triton import TritonServer
-from switchyard.stack._util import StackError, free_port
+from switchyard.stack._util import StackError, free_port, grpc_serving, wait_until
 
 __all__ = [
     "INFRASTRUCTURE",
@@ -37,10 +37,12 @@ __all__ = [
     "TritonServer",
     "component_log_tail",
     "free_port",
+    "grpc_serving",
     "read_dsn",
     "read_state",
     "running_components",
     "stack_down",
     "stack_status",
+    "wait_until",
     "with_free_ports",
 ]

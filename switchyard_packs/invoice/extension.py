@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from switchyard._payloads import PLAINTEXT, PayloadCodec
+from switchyard.storage import PLAINTEXT, PayloadCodec
 from switchyard.v1 import Decision, DecisionOutcome, DocumentLayout, TaskEnvelope
 from switchyard_packs.invoice.extraction import InvoiceExtraction, extract_invoice, vendor_key
 from switchyard_packs.invoice.history import (

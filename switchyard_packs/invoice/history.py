@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import asyncpg
 
 from services.decision.training.features import INVOICE_FEATURES, invoice_raw_features
-from switchyard._dataclass import matching_hash
-from switchyard._payloads import INVOICE_FIELDS, PLAINTEXT, PayloadCodec
+from switchyard.privacy import matching_hash
+from switchyard.storage import INVOICE_FIELDS, PLAINTEXT, PayloadCodec
 from switchyard_packs.invoice.extraction import InvoiceExtraction, find_money, vendor_key
 
 

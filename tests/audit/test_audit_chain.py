@@ -15,8 +15,8 @@ import asyncpg
 import pytest
 
 from switchyard import Settings
-from switchyard._audit import GENESIS, append, canonical, chain_hash, verify
-from switchyard._db import connect
+from switchyard.audit import GENESIS, append, canonical, chain_hash, verify
+from switchyard.storage import connect
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,7 +101,7 @@ def test_superuser_edit_behind_the_applications_back_is_named(settings: Settings
 
 
 async def _migrate(settings: Settings) -> None:
-    from switchyard._db import migrate
+    from switchyard.storage import migrate
 
     await migrate(settings)
 

@@ -24,8 +24,8 @@ from chaos.workload import Item, Ledger
 from services.executor.downstream.store import Ledger as DownstreamLedger
 from services.executor.downstream.store import schema_for
 from switchyard import Settings
-from switchyard._db import connect
-from switchyard._taskstore import TERMINAL
+from switchyard.storage import connect
+from switchyard.tasks import TERMINAL
 from switchyard.v1 import ActionPlan, ActionStep, Decision, DecisionOutcome, TaskEnvelope
 
 

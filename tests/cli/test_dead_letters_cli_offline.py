@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.ingest import dead_letters
-from switchyard._auth import Principal, Role
 from switchyard._dead_letters_cli import parse_since, printable
-from switchyard._grpc import FieldViolation
+from switchyard.access import Principal, Role
+from switchyard.rpc import FieldViolation
 from switchyard.stack import free_port
 from tests.cli.helpers import switchyard
 

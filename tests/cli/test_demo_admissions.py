@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from switchyard._demo import Tally, Ticket, admissions_table, ticket_reason
+from switchyard.demo import Tally, Ticket, admissions_table, ticket_reason
 from switchyard.v1 import Decision, Discrepancy, Escalation, EscalationReason
 
 

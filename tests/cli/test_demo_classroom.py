@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from switchyard import Settings
-from switchyard._demo_classroom import classroom_table, run_classrooms
+from switchyard.demo import classroom_table, run_classrooms
 from switchyard.v1 import AlertKind
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pipeline")]

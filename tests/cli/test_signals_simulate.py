@@ -12,8 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from switchyard import Settings
-from switchyard._serde import decode
-from switchyard._topics import CLASSROOM_SIGNALS
+from switchyard.messaging import CLASSROOM_SIGNALS, decode
 from switchyard.signals import frame_from_json
 from switchyard.v1 import SignalFrame
 from tests.cli.helpers import switchyard

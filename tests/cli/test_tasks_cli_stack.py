@@ -18,13 +18,7 @@ import grpc
 import pytest
 
 from switchyard import Settings
-from switchyard.v1 import (
-    GetTaskRequest,
-    IngestServiceStub,
-    Task,
-    TaskStatus,
-    Verdict,
-)
+from switchyard.v1 import GetTaskRequest, IngestServiceStub, Task, TaskStatus, Verdict
 from tests.cli.helpers import switchyard
 from tests.document_samples import text_pdf
 from tests.client.helpers import ACME_KEY, KEYS, OPS_KEY, review, sample
@@ -237,8 +231,8 @@ def lose_a_record(settings: Settings, text: str) -> str:
     import uuid
 
     from services.ingest.store import accept
-    from switchyard._db import connect
-    from switchyard._payloads import codec_for
+    from switchyard.storage import connect
+    from switchyard.storage import codec_for
     from switchyard.v1 import Document, TaskEnvelope, TaskSource
 
     envelope = TaskEnvelope(task_id=str(uuid.uuid4()), tenant_id="acme",

@@ -12,7 +12,7 @@ import pytest
 from switchyard_client import NO_RETRIES, Client, NotFound, TaskStatus, Unavailable
 
 from switchyard import Settings
-from switchyard._launcher import service_specs
+from switchyard.runtime import service_specs
 from switchyard.stack import EmbeddedStack
 from tests.client.helpers import ACME_KEY, KEYS
 from tests.security.certs import Pki, make_pki

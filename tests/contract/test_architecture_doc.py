@@ -11,8 +11,8 @@ import re
 import subprocess
 from pathlib import Path
 
-from switchyard._payloads import COLUMNS
-from switchyard._topics import ALL_TOPICS
+from switchyard.messaging import ALL_TOPICS
+from switchyard.storage import COLUMNS
 from switchyard.v1 import TaskStage, TaskStatus
 from tests.schema import migrated_tables
 

@@ -3,8 +3,7 @@
 Services learn about each other through topics and RPCs; a service importing another's module
 couples their releases and lets one reach into the other's tables. Shared helpers belong in
 the ``switchyard`` package. The composition roots that start services by name (the CLI, the
-launcher) and the generators of documents about a service are the only shared modules that
-may name one, and only those listed here.
+launcher) are the only shared modules that may name one, and only those listed here.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ SERVICES = ("ingest", "decision", "executor", "review")
 COMPOSITION_ROOTS = {
     "switchyard/cli.py": "dispatches `switchyard run SERVICE` and the service CLIs",
     "switchyard/_launcher.py": "starts the embedded stack's services and demo downstream",
-    "switchyard/_tools/openapi.py": "generates docs/openapi.json from the REST gateway's routes",
 }
 
 

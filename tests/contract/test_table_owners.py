@@ -4,7 +4,7 @@ docs/architecture.md names each table's owner (the first service its row names; 
 for the platform tables every service writes through one module) and lists, under
 "Crossings still to remove", each place a service still reads or writes a table another
 service owns. This test reads the services' SQL (the tables after FROM, JOIN, INTO, UPDATE)
-and their use of ``switchyard._taskstore``'s ``transition``: a crossing that is not listed
+and their use of ``switchyard.tasks``' ``transition``: a crossing that is not listed
 fails, and so does a listed one that is gone (the list only shrinks when the code does).
 """
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "architecture.md"
 SERVICES = ("ingest", "decision", "executor", "review")
 SQL_TABLE = re.compile(r"\b(?:FROM|JOIN|INTO|UPDATE|TABLE)\s+([a-z_]+)\b")
-MOVES_TASKS = re.compile(r"from switchyard\._taskstore import \(?[^)]*\btransition(?:_many)?\b")
+MOVES_TASKS = re.compile(r"from switchyard\.tasks import \(?[^)]*\btransition(?:_many)?\b")
 
 
 def _section(title: str) -> list[str]:
@@ -63,7 +63,7 @@ def crossings_in_code(owner_of: dict[str, str]) -> dict[tuple[str, str], set[str
             source = path.read_text()
             named = {t for t in SQL_TABLE.findall(source) if t in tables}
             if MOVES_TASKS.search(source):
-                named.add("tasks")  # statuses through _taskstore.transition(_many)
+                named.add("tasks")  # statuses through switchyard.tasks.transition(_many)
             for table in named:
                 if owner_of[table] not in (service, "every"):
                     found.setdefault((service, table), set()).add(
@@ -94,5 +94,5 @@ def test_the_scan_sees_sql_as_the_services_write_it() -> None:
               'ON true LEFT JOIN cancellation_requests c" "INSERT INTO decisions (a) VALUES"')
     assert set(SQL_TABLE.findall(sample)) >= {"executions", "cancellation_requests", "decisions"}
     assert MOVES_TASKS.search(
-        "from switchyard._taskstore import (\n    TERMINAL,\n    transition,\n)")
-    assert not MOVES_TASKS.search("from switchyard._taskstore import TERMINAL, status_name")
+        "from switchyard.tasks import (\n    TERMINAL,\n    transition,\n)")
+    assert not MOVES_TASKS.search("from switchyard.tasks import TERMINAL, status_name")

@@ -4,8 +4,8 @@ docs/architecture.md's Topics table names who writes each topic; the first servi
 its owner (a topic whose first writer is outside Switchyard, such as ``intake``, has no owning
 service). "Topics written by more than their owner" lists every other service that still
 produces to one, with what for. This test reads what the services send (``send``,
-``send_nowait``, ``send_raw`` of a topic from ``switchyard._topics``, and status events through
-``switchyard._taskstore.publish_status``): a writer the Topics table does not name fails, a
+``send_nowait``, ``send_raw`` of a topic from ``switchyard.messaging``, and status events
+through ``switchyard.tasks.publish_status``): a writer the Topics table does not name fails, a
 named one that no longer writes fails, and so does a second writer that is not listed (or a
 listed one that is gone).
 """
@@ -15,15 +15,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from switchyard import _topics
+from switchyard import messaging
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "architecture.md"
 SERVICES = ("ingest", "decision", "executor", "review")
 SENDS = re.compile(r"\.send(?:_nowait|_raw)?\(\s*([A-Z_]+)\b")
 PUBLISHES_STATUS = re.compile(r"\bpublish_status\(")
-CONSTANTS = {name: topic.name for name, topic in vars(_topics).items()
-             if isinstance(topic, _topics.Topic)}
+CONSTANTS = {name: topic.name for name, topic in vars(messaging).items()
+             if isinstance(topic, messaging.Topic)}
 # Written by the shared stream plumbing or created empty, not by a service's code.
 PLUMBING = {"dead-letter", "broker-marker"}
 
@@ -75,7 +75,7 @@ def writers_in_code() -> dict[str, dict[str, set[str]]]:
             source = path.read_text()
             topics = {CONSTANTS[c] for c in SENDS.findall(source) if c in CONSTANTS}
             if PUBLISHES_STATUS.search(source):
-                topics.add(_topics.TASK_STATUS.name)
+                topics.add(messaging.TASK_STATUS.name)
             for topic in topics:
                 found.setdefault(topic, {}).setdefault(service, set()).add(
                     str(path.relative_to(ROOT)))

@@ -38,11 +38,11 @@ from hypothesis import strategies as st
 
 from switchyard_packs.invoice.extraction import vendor_key
 from switchyard import Settings
-from switchyard._dataclass import matching_hash, matching_key
-from switchyard._db import connect
-from switchyard._grpc import create_channel, field_violations
-from switchyard._launcher import bootstrap, service_specs
+from switchyard.privacy import matching_hash, matching_key
+from switchyard.rpc import create_channel, field_violations
+from switchyard.runtime import bootstrap, service_specs
 from switchyard.stack import EmbeddedStack, free_port
+from switchyard.storage import connect
 from switchyard.v1 import (
     DataClass,
     DecideBatchRequest,

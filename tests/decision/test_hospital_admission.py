@@ -18,12 +18,11 @@ import pytest
 from switchyard import Settings
 from services.decision.policy import Outcome
 from services.decision.service import escalation_for
-from switchyard._dataclass import redact_escalation
-from switchyard._grpc import create_channel
-from switchyard._pii import Redactor
-from switchyard._launcher import service_specs
 from switchyard.documents import DocumentLimits, render_page
 from switchyard.packs import builtin_packs
+from switchyard.privacy import Redactor, redact_escalation
+from switchyard.rpc import create_channel
+from switchyard.runtime import service_specs
 from switchyard.stack import EmbeddedStack
 from switchyard.v1 import (
     DataClass,

@@ -337,8 +337,8 @@ async def test_document_reader_reads_a_claim_checked_document_and_refuses_a_tamp
     # a document ingest stored in the blob store (PostgreSQL, sealed): the envelope carries
     # only the reference; a reference whose sha256 is not the stored bytes' is unreadable
     from services.decision.reading import DocumentReader, UnreadableDocument
-    from switchyard._db import connect
-    from switchyard._payloads import codec_for
+    from switchyard.storage import connect
+    from switchyard.storage import codec_for
     from switchyard.documents import PostgresBlobStore
 
     body = _text_pdf(TICKET)

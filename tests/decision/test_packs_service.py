@@ -19,9 +19,9 @@ import pytest
 import yaml
 
 from switchyard import Settings
-from switchyard._db import connect
-from switchyard._grpc import create_channel, field_violations
-from switchyard._launcher import service_specs
+from switchyard.storage import connect
+from switchyard.rpc import create_channel, field_violations
+from switchyard.runtime import service_specs
 from switchyard.packs import builtin_packs
 from switchyard.stack import EmbeddedStack, free_port
 from switchyard.v1 import (

@@ -18,20 +18,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 from switchyard import Settings
-from switchyard._audit import Entry, append, append_many, verify
-from switchyard._db import create_pool
-from switchyard._grpc import create_channel
-from switchyard._kafka import Producer
-from switchyard._launcher import service_specs
-from switchyard._topics import TASKS
+from switchyard.audit import Entry, append, append_many, verify
+from switchyard.messaging import TASKS, Producer
+from switchyard.rpc import create_channel
+from switchyard.runtime import service_specs
 from switchyard.stack import EmbeddedStack
-from switchyard.v1 import (
-    Document,
-    IngestServiceStub,
-    Submission,
-    SubmitTasksRequest,
-    TaskEnvelope,
-)
+from switchyard.storage import create_pool
+from switchyard.v1 import Document, IngestServiceStub, Submission, SubmitTasksRequest, TaskEnvelope
 from tests.executor.harness import Service
 from tests.observed import dead_letters, metric_sum
 from tests.polling import eventually

@@ -23,12 +23,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from switchyard import Settings
-from switchyard._db import connect
-from switchyard._grpc import create_channel
-from switchyard._kafka import headers_to_dict
-from switchyard._launcher import service_specs
+from switchyard.messaging import DECISIONS, TASKS, headers_to_dict
+from switchyard.rpc import create_channel
+from switchyard.runtime import service_specs
 from switchyard.stack import EmbeddedStack, TritonServer, with_free_ports
-from switchyard._topics import DECISIONS, TASKS
+from switchyard.storage import connect
 from switchyard.v1 import (
     DecideRequest,
     DecisionOutcome,
@@ -39,8 +38,8 @@ from switchyard.v1 import (
     Submission,
     SubmitTaskRequest,
     Task,
-    TaskStage,
     TaskEnvelope,
+    TaskStage,
     TaskStatus,
 )
 from tests.decision.documents import MODEL_REPOSITORY, sample

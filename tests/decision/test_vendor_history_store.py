@@ -19,8 +19,7 @@ import asyncpg
 import pytest
 
 from switchyard import Settings
-from switchyard._db import create_pool
-from switchyard._payloads import codec_for
+from switchyard.storage import codec_for, create_pool
 from switchyard_packs.invoice.extraction import extract_invoice
 from switchyard_packs.invoice.history import HistoryStore, VendorHistory, risk_inputs
 from tests.decision.documents import invoice

@@ -35,8 +35,8 @@ import pytest
 from google.protobuf.json_format import MessageToDict
 
 from switchyard import Settings
-from switchyard._db import connect
-from switchyard._grpc import create_channel
+from switchyard.rpc import create_channel
+from switchyard.storage import connect
 from switchyard.v1 import (
     ApplyTenantSettingsRequest,
     BreakerStatus,

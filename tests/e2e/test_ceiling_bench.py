@@ -9,7 +9,7 @@ import pytest
 
 from bench.ceiling import TENANT, db_tasks_per_s
 from switchyard import Settings
-from switchyard._db import connect
+from switchyard.storage import connect
 
 pytestmark = [pytest.mark.integration]
 

@@ -18,11 +18,10 @@ from typing import Any
 import pytest
 
 from switchyard import Settings
-from switchyard._dataclass import withheld_label
-from switchyard._db import connect
-from switchyard._grpc import create_channel
-from switchyard._kafka import Producer
-from switchyard._topics import INTAKE
+from switchyard.messaging import INTAKE, Producer
+from switchyard.privacy import withheld_label
+from switchyard.rpc import create_channel
+from switchyard.storage import connect
 from switchyard.v1 import (
     ClaimRequest,
     GetTaskRequest,

@@ -23,12 +23,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from switchyard.signals import SIGNALS_PER_SEAT
 from switchyard import Settings
-from switchyard._db import connect
-from switchyard._grpc import create_channel
-from switchyard._kafka import Producer
-from switchyard._topics import CLASSROOM_SIGNALS
+from switchyard.messaging import CLASSROOM_SIGNALS, Producer
+from switchyard.rpc import create_channel
+from switchyard.signals import SIGNALS_PER_SEAT
+from switchyard.storage import connect
 from switchyard.v1 import (
     ConsentPurpose,
     ConsentServiceStub,

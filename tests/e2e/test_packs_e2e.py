@@ -27,8 +27,8 @@ import pytest
 from google.protobuf.struct_pb2 import Struct
 
 from switchyard import Settings
-from switchyard._db import connect
-from switchyard._grpc import create_channel, field_violations
+from switchyard.rpc import create_channel, field_violations
+from switchyard.storage import connect
 from switchyard.v1 import (
     ApplyPackRequest,
     ApplyTenantSettingsRequest,

@@ -29,13 +29,10 @@ from bench.evalset import (
     render_reportlab)
 from switchyard_packs.invoice.extraction import extract_invoice
 from switchyard import Settings
-from switchyard._audit import task_story
-from switchyard._audit import verify as verify_chain
-from switchyard._db import connect
-from switchyard._grpc import create_channel, field_violations
-from switchyard._kafka import headers_to_dict
-from switchyard._payloads import DECISION, codec_for
-from switchyard._topics import DEAD_LETTER, TASKS
+from switchyard.audit import task_story, verify as verify_chain
+from switchyard.messaging import DEAD_LETTER, TASKS, headers_to_dict
+from switchyard.rpc import create_channel, field_violations
+from switchyard.storage import DECISION, codec_for, connect
 from switchyard.v1 import (
     CancelTaskRequest,
     ClaimRequest,

@@ -18,9 +18,9 @@ import pytest
 
 from switchyard_packs.invoice.extraction import vendor_key
 from switchyard import Settings
-from switchyard._dataclass import matching_hash, matching_key
-from switchyard._db import connect
-from switchyard._grpc import create_channel
+from switchyard.privacy import matching_hash, matching_key
+from switchyard.rpc import create_channel
+from switchyard.storage import connect
 from switchyard.v1 import (
     ClaimRequest,
     Document,

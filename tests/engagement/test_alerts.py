@@ -13,8 +13,8 @@ from services.decision.engagement.alerts import (
     intake_headers,
 )
 from services.ingest.intake import parse_record
-from switchyard._auth import IntakeSigner
-from switchyard._streams import Record, RejectRecord
+from switchyard.access import IntakeSigner
+from switchyard.messaging import Record, RejectRecord
 
 T0 = 1_800_000_000
 

@@ -25,12 +25,17 @@ from aiokafka import AIOKafkaConsumer
 
 from services.decision.engagement.alerts import utc
 from services.decision.engagement.erasure import purge_engagement
-from switchyard.signals import SIGNALS_PER_SEAT
 from switchyard import Settings
-from switchyard._db import connect
-from switchyard._grpc import create_channel
-from switchyard._kafka import Producer
-from switchyard._topics import ENGAGEMENT_WINDOWS, INTAKE, SIGNALS_ADMITTED, SUBJECT_ERASURES
+from switchyard.messaging import (
+    ENGAGEMENT_WINDOWS,
+    INTAKE,
+    SIGNALS_ADMITTED,
+    SUBJECT_ERASURES,
+    Producer,
+)
+from switchyard.rpc import create_channel
+from switchyard.signals import SIGNALS_PER_SEAT
+from switchyard.storage import connect
 from switchyard.v1 import (
     AdmittedFrame,
     AdmittedSeat,

@@ -21,13 +21,11 @@ import asyncpg
 from google.protobuf import struct_pb2
 
 from switchyard import Settings
-from switchyard._db import resolve_dsn
-from switchyard._kafka import Producer
-from switchyard._launcher import service_specs
-from switchyard._taskstore import TERMINAL
-from switchyard._topics import DECISIONS
-from switchyard.stack import ManagedProcess
-from switchyard.stack._util import grpc_serving, wait_until
+from switchyard.messaging import DECISIONS, Producer
+from switchyard.runtime import service_specs
+from switchyard.stack import ManagedProcess, grpc_serving, wait_until
+from switchyard.storage import resolve_dsn
+from switchyard.tasks import TERMINAL
 from switchyard.v1 import (
     ActionPlan,
     ActionStep,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from services.ingest.cancel import Requested, cancel
-from switchyard._topics import CANCELLATIONS
+from switchyard.messaging import CANCELLATIONS
 from tests.executor.harness import Harness, decision, http_step
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("executor")]

@@ -23,7 +23,7 @@ from services.executor.endpoints import (
     parse_endpoint_map,
 )
 from switchyard import Settings
-from switchyard._launcher import service_specs
+from switchyard.runtime import service_specs
 
 pytestmark = pytest.mark.integration
 

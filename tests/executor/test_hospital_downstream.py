@@ -334,7 +334,7 @@ async def test_the_demo_seeds_what_its_forms_need(harness: Harness) -> None:
     """``switchyard demo``'s seeding (over the operator API, twice: a second run finds the beds
     of the first taken) makes the payer answer each form as its scenario says, leaves a bed for
     every form but the full unit's, and a discharge lets a waiting one book."""
-    from switchyard._demo import seed_hospital
+    from switchyard.demo import seed_hospital
     from switchyard_packs.hospital_admission.samples import FULL_UNIT, workload
 
     load = workload(32, 5)

@@ -21,10 +21,9 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from switchyard import Settings
-from switchyard._db import connect
-from switchyard._grpc import create_channel, field_violations
-from switchyard._kafka import headers_to_dict
-from switchyard._topics import EXECUTIONS
+from switchyard.messaging import EXECUTIONS, headers_to_dict
+from switchyard.rpc import create_channel, field_violations
+from switchyard.storage import connect
 from switchyard.v1 import (
     BreakerStatus,
     Decision,

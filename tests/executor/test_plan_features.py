@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 
 from services.ingest.timeline import entries as timeline_entries
 from switchyard import Settings
-from switchyard._grpc import create_channel
-from switchyard._topics import ESCALATIONS
+from switchyard.messaging import ESCALATIONS
+from switchyard.rpc import create_channel
 from switchyard.v1 import (
     ActionStep,
     ApprovalSpec,

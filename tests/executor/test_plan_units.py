@@ -46,8 +46,8 @@ from services.executor.runner import (
     step_groups,
 )
 from services.executor.waits import callback_output, parse_token
-from switchyard._dataclass import Withheld, downstream_excerpt, withheld_of, withhold_answer
-from switchyard._grpc import FieldViolation
+from switchyard.privacy import Withheld, downstream_excerpt, withheld_of, withhold_answer
+from switchyard.rpc import FieldViolation
 from switchyard.v1 import (
     ActionStep,
     ApprovalSpec,

@@ -11,16 +11,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from switchyard import Settings
-from switchyard._audit import verify
-from switchyard._kafka import headers_to_dict
-from switchyard._topics import ESCALATIONS, EXECUTIONS
-from switchyard.v1 import (
-    Connector,
-    Escalation,
-    EscalationReason,
-    ExecutionResult,
-    StepOutcome,
-)
+from switchyard.audit import verify
+from switchyard.messaging import ESCALATIONS, EXECUTIONS, headers_to_dict
+from switchyard.v1 import Connector, Escalation, EscalationReason, ExecutionResult, StepOutcome
 from tests.executor.harness import Harness, decision, http_step
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("executor")]

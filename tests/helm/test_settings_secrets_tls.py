@@ -20,11 +20,11 @@ import pytest
 
 from services.decision.packs import PackCatalog
 from services.decision.policies import load_policies
-from switchyard.packs import plan_to_proto
 from switchyard import Settings
-from switchyard._grpc import start_server
 from switchyard._settings import env_var
 from switchyard._tools import helmschema
+from switchyard.packs import plan_to_proto
+from switchyard.rpc import start_server
 from switchyard.stack import free_port
 from tests.security.certs import make_pki
 

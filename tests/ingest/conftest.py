@@ -13,8 +13,8 @@ import asyncpg
 import pytest
 
 from switchyard import Settings
-from switchyard._db import connect
-from switchyard._grpc import create_channel
+from switchyard.rpc import create_channel
+from switchyard.storage import connect
 from switchyard.v1 import IngestServiceStub
 from tests.ingest.helpers import IngestProcess
 

@@ -14,9 +14,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from switchyard import Settings
-from switchyard._topics import Topic
-from switchyard.stack import ManagedProcess
-from switchyard.stack._util import grpc_serving, wait_until
+from switchyard.messaging import Topic
+from switchyard.stack import ManagedProcess, grpc_serving, wait_until
 from switchyard.v1 import Document, Submission
 
 

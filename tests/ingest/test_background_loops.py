@@ -19,8 +19,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from switchyard import Settings
-from switchyard._grpc import create_channel
-from switchyard._supervision import EXIT_BACKGROUND_FAILED
+from switchyard.rpc import create_channel
+from switchyard.runtime import EXIT_BACKGROUND_FAILED
 from switchyard.stack import free_port
 from switchyard.v1 import IngestServiceStub, SubmitTaskRequest
 from tests.ingest.helpers import IngestProcess, submission

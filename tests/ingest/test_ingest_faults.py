@@ -15,8 +15,8 @@ from google.rpc import error_details_pb2
 
 from services.ingest.publisher import CRASH_EXIT_CODE
 from switchyard import Settings
-from switchyard._grpc import create_channel, parse_status_details
-from switchyard._topics import INTAKE, TASK_STATUS, TASKS
+from switchyard.messaging import INTAKE, TASK_STATUS, TASKS
+from switchyard.rpc import create_channel, parse_status_details
 from switchyard.stack import free_port
 from switchyard.v1 import (
     CancelTaskRequest,

@@ -17,8 +17,8 @@ import pytest
 from services.ingest import domain, store
 from services.ingest.feed import StatusFeed
 from switchyard import Settings
-from switchyard._db import create_pool
-from switchyard._taskstore import transition
+from switchyard.storage import create_pool
+from switchyard.tasks import transition
 from switchyard.v1 import TaskSource
 from tests.ingest.helpers import submission
 from tests.polling import eventually

@@ -24,11 +24,6 @@ from aiohttp import web
 from google.rpc import error_details_pb2
 
 from switchyard import Settings
-from switchyard._grpc import field_violations, parse_status_details
-from switchyard._payloads import PayloadError, codec_for
-from switchyard._retention import purge
-from switchyard._taskstore import transition
-from switchyard._topics import CANCELLATIONS, TASKS
 from switchyard.documents import (
     BlobIntegrityError,
     BlobNotFound,
@@ -38,7 +33,11 @@ from switchyard.documents import (
     blob_store_for,
     load_body,
 )
+from switchyard.messaging import CANCELLATIONS, TASKS
+from switchyard.rpc import field_violations, parse_status_details
 from switchyard.stack import free_port
+from switchyard.storage import PayloadError, codec_for, purge
+from switchyard.tasks import transition
 from switchyard.v1 import (
     BlobRef,
     CancellationRequest,
@@ -51,9 +50,9 @@ from switchyard.v1 import (
     ListTasksRequest,
     RedriveTaskRequest,
     RegisterWebhookRequest,
+    Submission,
     SubmitTaskRequest,
     SubmitTasksRequest,
-    Submission,
     TaskEnvelope,
     TaskSource,
     TaskStatus,

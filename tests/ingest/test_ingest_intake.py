@@ -15,9 +15,8 @@ import pytest
 from confluent_kafka import Producer
 
 from switchyard import Settings
-from switchyard._auth import IntakeSigner
-from switchyard._serde import encode
-from switchyard._topics import DEAD_LETTER, INTAKE, TASK_STATUS
+from switchyard.access import IntakeSigner
+from switchyard.messaging import DEAD_LETTER, INTAKE, TASK_STATUS, encode
 from switchyard.v1 import (
     DeadLetter,
     Document,

@@ -23,10 +23,9 @@ from hypothesis import strategies as st
 from services.ingest import webhooks
 from services.ingest.dead_letters import REPLAY_HEADER
 from switchyard import Settings
-from switchyard._db import connect
-from switchyard._retention import purge
-from switchyard._topics import INTAKE
+from switchyard.messaging import INTAKE
 from switchyard.stack import free_port
+from switchyard.storage import connect, purge
 from switchyard.v1 import (
     CancelTaskRequest,
     DeadLetterRecord,

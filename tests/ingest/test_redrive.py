@@ -23,10 +23,9 @@ from services.ingest.publisher import Publisher
 from services.ingest.reconciler import EndingMirror, redrive_stalled
 from services.ingest.service import item_for
 from switchyard import Settings
-from switchyard._db import create_pool
-from switchyard._kafka import Producer, headers_to_dict
-from switchyard._telemetry import configure_tracing
-from switchyard._topics import TASK_STATUS, TASKS
+from switchyard.messaging import TASK_STATUS, TASKS, Producer, headers_to_dict
+from switchyard.storage import create_pool
+from switchyard.telemetry import configure_tracing
 from switchyard.v1 import StatusEvent, TaskEnvelope, TaskSource, TaskStatus
 from tests.ingest.helpers import read_topic, submission
 

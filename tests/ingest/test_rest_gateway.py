@@ -28,7 +28,7 @@ from openapi_spec_validator import validate
 
 from services.ingest.rest import Gateway, Inbound
 from switchyard import Settings
-from switchyard._tools.openapi import document
+from switchyard.rpc import openapi_document as document
 from switchyard.stack import free_port
 from tests.document_samples import noise_png
 

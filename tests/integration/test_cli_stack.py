@@ -20,7 +20,7 @@ from typing import Any
 import psutil
 import pytest
 
-from switchyard._settings import Settings
+from switchyard import Settings
 from switchyard.stack import free_port
 from tests.polling import eventually
 

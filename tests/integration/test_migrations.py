@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from switchyard import Settings
-from switchyard._db import Migration, MigrationError, load_migrations, migrate, resolve_dsn
+from switchyard.storage import Migration, MigrationError, load_migrations, migrate, resolve_dsn
 
 pytestmark = pytest.mark.integration
 

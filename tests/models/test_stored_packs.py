@@ -12,9 +12,9 @@ import pytest
 
 from services.decision.training.packs import collect_packs, router_training_set, stored_packs
 from switchyard import Settings
-from switchyard._db import connect
 from switchyard.packs import read_pack_folder
 from switchyard.stack import free_port
+from switchyard.storage import connect
 from tests.models.packs import expense_claims, write_pack
 
 

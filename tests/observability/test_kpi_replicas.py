@@ -17,9 +17,9 @@ from collections.abc import Iterator
 import pytest
 
 from switchyard import Settings
-from switchyard._db import connect
-from switchyard._grpc import create_channel
+from switchyard.rpc import create_channel
 from switchyard.stack import free_port
+from switchyard.storage import connect
 from switchyard.v1 import IngestServiceStub, SubmitTaskRequest
 from tests.ingest.helpers import IngestProcess, submission
 from tests.polling import eventually

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from switchyard import Settings
-from switchyard._grpc import create_channel
+from switchyard.rpc import create_channel
 from switchyard.v1 import (
     ClaimRequest,
     DecideRequest,

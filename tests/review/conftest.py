@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from switchyard import Settings
-from switchyard._launcher import service_specs
+from switchyard.runtime import service_specs
 from switchyard.stack import EmbeddedStack
 
 CHROMIUM = Path("/usr/bin/chromium")

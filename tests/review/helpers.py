@@ -20,7 +20,7 @@ from pathlib import Path
 import asyncpg
 
 from switchyard import Settings
-from switchyard._taskstore import timestamp
+from switchyard.tasks import timestamp
 from switchyard.v1 import (
     ActionPlan,
     ActionStep,

@@ -30,12 +30,11 @@ import pytest
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Page, expect
 
-from switchyard.signals import SIGNALS_PER_SEAT
 from switchyard import Settings
-from switchyard._db import connect
-from switchyard._grpc import create_channel
-from switchyard._kafka import Producer
-from switchyard._topics import CLASSROOM_SIGNALS
+from switchyard.messaging import CLASSROOM_SIGNALS, Producer
+from switchyard.rpc import create_channel
+from switchyard.signals import SIGNALS_PER_SEAT
+from switchyard.storage import connect
 from switchyard.v1 import (
     ConsentPurpose,
     ConsentServiceStub,

@@ -9,8 +9,7 @@ from PIL import Image
 
 from services.review.console import item_json
 from services.review.pages import MASK_COLOUR, mask
-from switchyard._dataclass import page_redactions, redact_escalation
-from switchyard._pii import Redactor
+from switchyard.privacy import Redactor, page_redactions, redact_escalation
 from switchyard.v1 import (
     BoundingBox,
     Decision,

@@ -27,9 +27,9 @@ from confluent_kafka import Producer
 from playwright.async_api import Page, expect
 
 from switchyard import Settings
-from switchyard._db import connect
-from switchyard._grpc import create_channel
-from switchyard._topics import INTAKE
+from switchyard.messaging import INTAKE
+from switchyard.rpc import create_channel
+from switchyard.storage import connect
 from switchyard.v1 import (
     Document,
     GetTaskRequest,

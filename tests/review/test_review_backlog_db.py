@@ -24,10 +24,9 @@ from services.review.queue import ReviewError, ReviewQueue
 from services.review.resolutions import DecisionPublisher
 from services.review.sla import SlaKeeper
 from switchyard import Settings
-from switchyard._auth import DEV_PRINCIPAL
-from switchyard._db import create_pool
-from switchyard._kafka import Producer
-from switchyard._topics import DECISIONS
+from switchyard.access import DEV_PRINCIPAL
+from switchyard.messaging import DECISIONS, Producer
+from switchyard.storage import create_pool
 from switchyard.v1 import (
     ClaimRequest,
     Decision,

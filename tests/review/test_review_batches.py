@@ -17,19 +17,12 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 from switchyard import Settings
-from switchyard._audit import verify
-from switchyard._db import create_pool
-from switchyard._kafka import Producer
-from switchyard._launcher import service_specs
-from switchyard._topics import ESCALATIONS, TASK_STATUS
+from switchyard.audit import verify
+from switchyard.messaging import ESCALATIONS, TASK_STATUS, Producer
+from switchyard.runtime import service_specs
 from switchyard.stack import EmbeddedStack
-from switchyard.v1 import (
-    Escalation,
-    StatusEvent,
-    TaskEnvelope,
-    TaskStage,
-    TaskStatus,
-)
+from switchyard.storage import create_pool
+from switchyard.v1 import Escalation, StatusEvent, TaskEnvelope, TaskStage, TaskStatus
 from tests.observed import dead_letters, metric_sum
 from tests.polling import eventually
 from tests.review.helpers import escalation, insert_tasks

@@ -20,8 +20,8 @@ from PIL import Image
 from playwright.async_api import Page, expect
 
 from switchyard import Settings
-from switchyard._db import create_pool
-from switchyard._grpc import create_channel
+from switchyard.rpc import create_channel
+from switchyard.storage import create_pool
 from switchyard.v1 import (
     Document,
     GetTaskRequest,

@@ -17,12 +17,11 @@ import asyncpg
 import pytest
 
 from switchyard import Settings
-from switchyard._db import create_pool
-from switchyard._grpc import create_channel
-from switchyard._kafka import Producer
-from switchyard._launcher import service_specs
-from switchyard._topics import ESCALATIONS
+from switchyard.messaging import ESCALATIONS, Producer
+from switchyard.rpc import create_channel
+from switchyard.runtime import service_specs
 from switchyard.stack import EmbeddedStack, ManagedProcess
+from switchyard.storage import create_pool
 from switchyard.v1 import CancelTaskRequest, IngestServiceStub, TaskStatus
 from tests.polling import eventually
 from tests.review.helpers import escalation, insert_tasks

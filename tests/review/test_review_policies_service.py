@@ -16,10 +16,9 @@ import grpc
 import pytest
 
 from switchyard import Settings
-from switchyard._db import create_pool
-from switchyard._grpc import create_channel
-from switchyard._kafka import Producer
-from switchyard._topics import ESCALATIONS
+from switchyard.messaging import ESCALATIONS, Producer
+from switchyard.rpc import create_channel
+from switchyard.storage import create_pool
 from switchyard.v1 import (
     ClaimRequest,
     Decision,

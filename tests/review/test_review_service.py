@@ -28,18 +28,11 @@ from playwright.async_api import expect
 
 from services.review.pages import MASK_COLOUR
 from switchyard import Settings
-from switchyard._db import create_pool
-from switchyard._grpc import create_channel, field_violations
-from switchyard._kafka import Producer
-from switchyard._topics import ESCALATIONS
-from switchyard.documents import (
-    blob_store_for,
-    find_words,
-    lines,
-    provenance_of,
-    read_text_layer,
-)
+from switchyard.documents import blob_store_for, find_words, lines, provenance_of, read_text_layer
+from switchyard.messaging import ESCALATIONS, Producer
+from switchyard.rpc import create_channel, field_violations
 from switchyard.stack import EmbeddedStack, ManagedProcess
+from switchyard.storage import create_pool
 from switchyard.v1 import (
     BoundingBox,
     ClaimRequest,

@@ -16,8 +16,8 @@ from services.review.policies import Limit, PolicyError, QueueLimits, ReviewPoli
 from services.review.queue import priority_value
 from services.review.verdicts import policy_decision, verdict_decision
 from switchyard import Settings
-from switchyard._pii import Redactor
-from switchyard._streams import RejectRecord
+from switchyard.messaging import RejectRecord
+from switchyard.privacy import Redactor
 from switchyard.v1 import (
     ActionPlan,
     ActionStep,
@@ -28,9 +28,9 @@ from switchyard.v1 import (
     Escalation,
     FieldExtraction,
     ReviewItem,
-    ReviewVerdict,
     ReviewPriority,
     ReviewState,
+    ReviewVerdict,
     TaskEnvelope,
     Verdict,
 )
@@ -245,7 +245,7 @@ def test_item_json_shows_the_document_as_text() -> None:
 def test_the_reviewer_comes_from_the_credentials() -> None:
     from services.review.desk import reviewer_of
     from services.review.queue import ReviewError
-    from switchyard._auth import DEV_PRINCIPAL, Principal, Role
+    from switchyard.access import DEV_PRINCIPAL, Principal, Role
 
     key = Principal(key_id="key-3", tenant_id="acme", role=Role.REVIEWER)
     assert reviewer_of(key, "") == reviewer_of(key, "key-3") == "key-3"
@@ -334,7 +334,7 @@ def test_item_json_shows_group_instructions_and_four_eyes_progress() -> None:
 def test_escalations_carry_the_decisions_group_four_eyes_and_review_sla() -> None:
     from google.protobuf.duration_pb2 import Duration
 
-    from switchyard._escalations import SLA_BY_PRIORITY, build_escalation
+    from switchyard.tasks import SLA_BY_PRIORITY, build_escalation
     from switchyard.v1 import EscalationReason
 
     task = TaskEnvelope(task_id=str(uuid.uuid4()), tenant_id="acme")

@@ -34,20 +34,21 @@ from services.decision.holds import HoldRetrier
 from services.ingest.domain import build_envelope, payload_sha256
 from services.ingest.store import accept
 from switchyard import Settings
-from switchyard._crypto import MAGIC, key_id
-from switchyard._db import connect, create_pool
-from switchyard._grpc import create_channel
-from switchyard._kafka import Producer
-from switchyard._launcher import service_specs
-from switchyard._payloads import (
+from switchyard.messaging import INTAKE, Producer
+from switchyard.rpc import create_channel
+from switchyard.runtime import service_specs
+from switchyard.stack import EmbeddedStack
+from switchyard.storage import (
     DEAD_LETTER_VALUE,
+    MAGIC,
     PLAINTEXT,
     REVIEW_ESCALATION,
     TASK_ENVELOPE,
     codec_for,
+    connect,
+    create_pool,
+    key_id,
 )
-from switchyard._topics import INTAKE
-from switchyard.stack import EmbeddedStack
 from switchyard.v1 import (
     ClaimRequest,
     Document,

@@ -28,13 +28,18 @@ from hypothesis import strategies as st
 from services.ingest import domain, intake
 from services.ingest.service import checked
 from switchyard import Settings
-from switchyard._auth import SIGNATURE_HEADER, IntakeSigner
-from switchyard._db import connect
-from switchyard._kafka import TENANT_HEADER, headers_to_dict
-from switchyard._serde import encode
-from switchyard._streams import Record, RejectRecord
-from switchyard._topics import DEAD_LETTER, INTAKE
+from switchyard.access import SIGNATURE_HEADER, IntakeSigner
 from switchyard.documents import ERROR_CODES
+from switchyard.messaging import (
+    DEAD_LETTER,
+    INTAKE,
+    TENANT_HEADER,
+    Record,
+    RejectRecord,
+    encode,
+    headers_to_dict,
+)
+from switchyard.storage import connect
 from switchyard.v1 import DeadLetter, Document, Submission
 from tests.document_samples import image, text_pdf, tiff
 from tests.ingest.helpers import IngestProcess, read_topic

@@ -24,11 +24,10 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from switchyard import Settings
-from switchyard._db import create_pool
-from switchyard._kafka import Producer
-from switchyard._launcher import service_specs
-from switchyard._topics import ESCALATIONS
+from switchyard.messaging import ESCALATIONS, Producer
+from switchyard.runtime import service_specs
 from switchyard.stack import EmbeddedStack
+from switchyard.storage import create_pool
 from tests.polling import eventually
 from tests.review.helpers import escalation, insert_tasks
 

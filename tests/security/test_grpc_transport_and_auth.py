@@ -12,8 +12,8 @@ from google.rpc import error_details_pb2
 from opentelemetry import trace
 
 from switchyard import Settings
-from switchyard._auth import ApiKeyAuthenticator, Role, principal_var
-from switchyard._grpc import (
+from switchyard.access import ApiKeyAuthenticator, Role, principal_var
+from switchyard.rpc import (
     RETRY_AFTER_HEADER,
     CallInterceptor,
     create_channel,

@@ -42,11 +42,11 @@ from google.protobuf import text_format
 from google.protobuf.message import Message
 
 from switchyard import Settings
-from switchyard._dataclass import STORED, TOPICS, DataClass
-from switchyard._db import connect
-from switchyard._grpc import create_channel
-from switchyard._topics import ALL_TOPICS, BROKER_MARKER, INTAKE
+from switchyard.messaging import ALL_TOPICS, BROKER_MARKER, INTAKE
+from switchyard.privacy import STORED, TOPICS, DataClass
+from switchyard.rpc import create_channel
 from switchyard.stack import EmbeddedStack
+from switchyard.storage import connect
 from switchyard.v1 import (
     ApplyPackRequest,
     ClaimRequest,

@@ -29,11 +29,11 @@ from confluent_kafka import Producer
 from google.rpc import error_details_pb2
 
 from switchyard import Settings
-from switchyard._db import connect
-from switchyard._grpc import create_channel, parse_status_details
-from switchyard._launcher import service_specs
-from switchyard._topics import INTAKE
+from switchyard.messaging import INTAKE
+from switchyard.rpc import create_channel, parse_status_details
+from switchyard.runtime import service_specs
 from switchyard.stack import EmbeddedStack, ServiceSpec, free_port
+from switchyard.storage import connect
 from switchyard.v1 import (
     DecideBatchRequest,
     DecideRequest,

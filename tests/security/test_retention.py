@@ -17,13 +17,12 @@ import pytest
 from services.ingest.domain import build_envelope, payload_sha256
 from services.ingest.store import accept
 from switchyard import Settings
-from switchyard._audit import append, digest
+from switchyard.audit import append, digest
 from services.executor.jobs import JobStore
 from services.executor.runner import output_id
 from services.review.queue import ReviewQueue
 from services.review.resolutions import store_decision
-from switchyard._db import connect, create_pool
-from switchyard._payloads import (
+from switchyard.storage import (
     APPROVAL,
     DECISION,
     EXECUTION_OUTPUT,
@@ -33,16 +32,18 @@ from switchyard._payloads import (
     TASK_ENVELOPE,
     VERDICT,
     codec_for,
+    connect,
+    create_pool,
+    purge,
 )
-from switchyard._retention import purge
 from switchyard.v1 import (
     Decision,
     DecisionOutcome,
     Document,
     Escalation,
+    ExecutionResult,
     FieldExtraction,
     ReviewVerdict,
-    ExecutionResult,
     StepOutcome,
     Submission,
     TaskEnvelope,
@@ -476,8 +477,8 @@ async def seed_ward_task(settings: Settings, kind: str) -> str:
 async def columns_holding(settings: Settings, task_id: str, value: str) -> set[str]:
     """Every ``table.column`` of the data-class registry (sealed ones opened) whose rows of
     ``task_id`` hold ``value``."""
-    from switchyard._dataclass import STORED
-    from switchyard._payloads import COLUMNS
+    from switchyard.privacy import STORED
+    from switchyard.storage import COLUMNS
 
     codec = codec_for(settings)
     sealed = {c.name: c for c in COLUMNS}
@@ -604,7 +605,7 @@ def test_a_tenants_settings_set_its_own_retention_of_a_pack(settings: Settings) 
     """``retention_days`` for a pack in a tenant's settings document: that tenant's tasks of
     the pack are purged after those days; the same pack's tasks of another tenant, and the
     tenant's tasks of other types, keep the tenant retention (30 days)."""
-    from switchyard._retention import pack_retention_days
+    from switchyard.storage import pack_retention_days
     from switchyard.packs import builtin_packs, parse_tenant_settings
 
     document = b"packs:\n  support_ticket: {retention_days: 2}\n"

@@ -21,8 +21,8 @@ import pytest
 from confluent_kafka import Producer
 
 from switchyard import Settings
-from switchyard._grpc import create_channel
-from switchyard._topics import INTAKE
+from switchyard.messaging import INTAKE
+from switchyard.rpc import create_channel
 from tests.polling import eventually
 from switchyard.v1 import (
     ApplyPackRequest,

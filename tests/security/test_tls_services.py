@@ -26,8 +26,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from switchyard import Settings
-from switchyard._grpc import ClientTls, ServerTls, create_channel
-from switchyard._launcher import service_specs, up
+from switchyard.rpc import ClientTls, ServerTls, create_channel
+from switchyard.runtime import service_specs, up
 from switchyard.stack import EmbeddedStack, StackError, free_port
 from switchyard.v1 import IngestServiceStub, SubmitTaskRequest
 from tests.ingest.helpers import submission

@@ -20,8 +20,7 @@ from services.ingest.signals import (
     pseudonymiser,
     term_of,
 )
-from switchyard._serde import encode
-from switchyard._streams import Record, RejectRecord
+from switchyard.messaging import Record, RejectRecord, encode
 from switchyard.v1 import CheckIn, Posture, SeatSignal, SignalFrame
 
 NOW = datetime(2026, 9, 14, 9, 0, 0, tzinfo=UTC)

@@ -15,8 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.ingest.signals import MAX_SEATS, REASON_CODES, parse_frame
-from switchyard._serde import encode
-from switchyard._streams import Record, RejectRecord
+from switchyard.messaging import Record, RejectRecord, encode
 from switchyard.v1 import SignalFrame
 
 FUZZ = settings(max_examples=int(os.environ.get("SIGNAL_FUZZ_EXAMPLES", "200")), deadline=None,

@@ -26,12 +26,16 @@ from confluent_kafka import Producer
 
 from services.ingest.signals import pseudonym
 from switchyard import Settings
-from switchyard._crypto import is_encrypted
-from switchyard._grpc import create_channel, field_violations
-from switchyard._payloads import TASK_ENVELOPE, TERM_KEY, codec_for
-from switchyard._serde import encode
-from switchyard._topics import CLASSROOM_SIGNALS, DEAD_LETTER, INTAKE, SIGNALS_ADMITTED, \
-    SUBJECT_ERASURES
+from switchyard.messaging import (
+    CLASSROOM_SIGNALS,
+    DEAD_LETTER,
+    INTAKE,
+    SIGNALS_ADMITTED,
+    SUBJECT_ERASURES,
+    encode,
+)
+from switchyard.rpc import create_channel, field_violations
+from switchyard.storage import TASK_ENVELOPE, TERM_KEY, codec_for, is_encrypted
 from switchyard.v1 import (
     AdmittedFrame,
     ConsentPurpose,
@@ -453,7 +457,7 @@ async def test_frames_wait_while_the_consent_view_cannot_be_vouched_for(
     """A view never loaded (or not refreshed for ten intervals plus 5 s) holds frames back
     until a refresh succeeds."""
     from services.ingest.signals import ConsentView
-    from switchyard._db import create_pool
+    from switchyard.storage import create_pool
 
     pool = await create_pool(settings)
     try:

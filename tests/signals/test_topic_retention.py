@@ -9,8 +9,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from switchyard import Settings
-from switchyard._kafka import client_options
-from switchyard._topics import CLASSROOM_SIGNALS, ENGAGEMENT_WINDOWS, SIGNALS_ADMITTED
+from switchyard.messaging import (
+    CLASSROOM_SIGNALS,
+    ENGAGEMENT_WINDOWS,
+    SIGNALS_ADMITTED,
+    client_options,
+)
 
 pytestmark = pytest.mark.integration
 HOUR_MS = str(3600 * 1000)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from switchyard._auth import (
+from switchyard.access import (
     DEV_PRINCIPAL,
     ApiKeyAuthenticator,
     AuthConfigError,

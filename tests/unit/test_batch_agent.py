@@ -9,7 +9,7 @@ import asyncio
 
 import asyncpg
 
-from switchyard._streams import MAX_HANDLER_ATTEMPTS, Record, RejectRecord, process_record_batch
+from switchyard.messaging import MAX_HANDLER_ATTEMPTS, Record, RejectRecord, process_record_batch
 
 
 def records(n: int) -> list[Record]:

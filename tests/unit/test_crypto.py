@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from switchyard._crypto import CryptoError, Keyring, is_encrypted
+from switchyard.storage import CryptoError, Keyring, is_encrypted
 
 
 def keyring(active: str = "k1") -> Keyring:

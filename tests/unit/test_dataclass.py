@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from switchyard_packs.invoice.extraction import FIELD_NAMES
-from switchyard._dataclass import (
+from switchyard.messaging import ALL_TOPICS, BROKER_MARKER
+from switchyard.privacy import (
     EXTRACTED_FIELDS,
     STORED,
     TOPICS,
     AtRest,
     DataClass,
+    Redactor,
     downstream_excerpt,
     field_class,
     matching_hash,
@@ -16,11 +18,14 @@ from switchyard._dataclass import (
     redact_free_text,
     sealed_columns,
 )
-from switchyard._payloads import COLUMNS
-from switchyard._pii import Redactor
-from switchyard._topics import ALL_TOPICS, BROKER_MARKER
-from switchyard.v1 import DataClass as ProtoDataClass
-from switchyard.v1 import Document, Escalation, FieldExtraction, TaskEnvelope
+from switchyard.storage import COLUMNS
+from switchyard.v1 import (
+    DataClass as ProtoDataClass,
+    Document,
+    Escalation,
+    FieldExtraction,
+    TaskEnvelope,
+)
 
 import json
 

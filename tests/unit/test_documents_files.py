@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from switchyard._settings import Settings
+from switchyard import Settings
 from switchyard.documents import (
     ERROR_CODES,
     DocumentError,

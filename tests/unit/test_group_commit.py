@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from switchyard._groupcommit import GroupCommit
+from switchyard.storage import GroupCommit
 
 
 class Transactions:

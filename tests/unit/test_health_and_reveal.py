@@ -11,18 +11,18 @@ from services.decision.engine import to_decision
 from services.decision.packs import ActivePack
 from services.decision.policy import Outcome, Policy
 from services.review.verdicts import verdict_decision
-from switchyard._dataclass import (
+from switchyard.packs import PackError, load_pack_files
+from switchyard.privacy import (
     DataClass,
+    Redactor,
     field_class,
     page_redactions,
     redact_escalation,
     withheld_values,
 )
-from switchyard._pii import Redactor
-from switchyard.packs import PackError, load_pack_files
-from switchyard.v1 import DataClass as ProtoDataClass
 from switchyard.v1 import (
     BoundingBox,
+    DataClass as ProtoDataClass,
     Document,
     DocumentLayout,
     Escalation,
@@ -269,7 +269,7 @@ def test_a_logged_exception_keeps_its_type_and_frames_not_its_message() -> None:
     import json
     import logging
 
-    from switchyard._telemetry import JsonFormatter, exception_outline
+    from switchyard.telemetry import JsonFormatter, exception_outline
 
     def parse() -> int:
         return int(DIAGNOSIS)

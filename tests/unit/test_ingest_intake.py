@@ -7,9 +7,8 @@ import json
 import pytest
 
 from services.ingest import domain, intake
-from switchyard._auth import SIGNATURE_HEADER, IntakeSigner
-from switchyard._serde import encode
-from switchyard._streams import Record, RejectRecord
+from switchyard.access import SIGNATURE_HEADER, IntakeSigner
+from switchyard.messaging import Record, RejectRecord, encode
 from switchyard.v1 import Document, Submission
 
 OPEN = IntakeSigner("")

@@ -9,9 +9,8 @@ import pytest
 from openapi_spec_validator import validate
 
 from services.ingest import rest
-from switchyard._grpc import status_details
-from switchyard._http import PROBLEM_JSON, problem_for
-from switchyard._tools import openapi
+from services.ingest import openapi
+from switchyard.rpc import PROBLEM_JSON, problem_for, status_details
 
 
 def test_committed_document_is_what_the_protos_give() -> None:

@@ -9,7 +9,6 @@ from datetime import datetime, timedelta, timezone
 import grpc
 import pytest
 
-from switchyard._http import problem_from_rpc
 from services.review.operator import (
     RequestError,
     search_request,
@@ -17,9 +16,9 @@ from services.review.operator import (
     window_of,
 )
 from switchyard import Settings
-from switchyard._auth import Principal, Role
-from switchyard._grpc import FieldViolation, bad_request, status_details
-from switchyard._kpis import (
+from switchyard.access import Principal, Role
+from switchyard.rpc import FieldViolation, bad_request, problem_from_rpc, status_details
+from switchyard.telemetry import (
     MAX_TREND_BUCKETS,
     Economics,
     TenantKpis,

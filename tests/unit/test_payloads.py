@@ -9,13 +9,15 @@ import uuid
 import pytest
 
 from switchyard import Settings
-from switchyard._crypto import MAGIC, CryptoError, key_id
-from switchyard._payloads import (
+from switchyard.storage import (
     DEAD_LETTER_VALUE,
+    MAGIC,
     PLAINTEXT,
     REVIEW_ESCALATION,
+    CryptoError,
     PayloadError,
     codec_for,
+    key_id,
 )
 
 K1, K2 = (base64.b64encode(os.urandom(32)).decode() for _ in range(2))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from switchyard._pii import Redactor, iban_ok, luhn_ok
+from switchyard.privacy import Redactor, iban_ok, luhn_ok
 
 
 def test_validity_checks() -> None:

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from services.ingest import domain, intake
-from switchyard._auth import IntakeSigner
-from switchyard._priority import HIGH, LOW, NORMAL, URGENT, requested_bucket, task_bucket
-from switchyard._streams import Record, RejectRecord
+from switchyard.access import IntakeSigner
+from switchyard.messaging import Record, RejectRecord
+from switchyard.tasks import HIGH, LOW, NORMAL, URGENT, requested_bucket, task_bucket
 from switchyard.v1 import Document, Submission, TaskEnvelope, TaskPriority, TaskSource
 
 P = TaskPriority

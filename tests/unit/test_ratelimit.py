@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from switchyard._grpc import charges
-from switchyard._ratelimit import Limit, TenantLimiter, parse_limits
+from switchyard.access import Limit, TenantLimiter, parse_limits
+from switchyard.rpc import charges
 from switchyard.v1 import (
     DecideBatchRequest,
     DecideRequest,

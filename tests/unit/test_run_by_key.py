@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from switchyard._streams import Record, RejectRecord, run_by_key
-from switchyard._telemetry import task_id_var
+from switchyard.messaging import Record, RejectRecord, run_by_key
+from switchyard.telemetry import task_id_var
 
 
 def record(offset: int) -> Record:

@@ -8,8 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from switchyard._kafka import TENANT_HEADER
-from switchyard._serde import CONTENT_TYPE_HEADER, decode
+from switchyard.messaging import CONTENT_TYPE_HEADER, TENANT_HEADER, decode
 from switchyard.signals import (
     SIGNALS_PER_SEAT,
     ClassroomSimulator,

@@ -10,7 +10,7 @@ from faust.types import TP
 from prometheus_client import REGISTRY
 
 from switchyard import Settings
-from switchyard._streams import create_app
+from switchyard.messaging import create_app
 
 
 def test_consumer_fetch_wait_comes_from_the_settings() -> None:

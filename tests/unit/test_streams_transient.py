@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from switchyard._streams import TRANSIENT_ERRORS
+from switchyard.messaging import TRANSIENT_ERRORS
 
 
 @pytest.mark.parametrize("error", [

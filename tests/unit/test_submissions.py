@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from switchyard._submissions import DocumentViolation, validate, validate_task
+from switchyard.tasks import DocumentViolation, validate, validate_task
 from switchyard.v1 import BlobRef, Document, Submission, TaskEnvelope
 from tests.decision.documents import invoice, pdf, png
 

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from switchyard import Settings
-from switchyard._supervision import EXIT_BACKGROUND_FAILED, Backoff, Supervisor, periodic
+from switchyard.runtime import EXIT_BACKGROUND_FAILED, Backoff, Supervisor, periodic
 from tests.polling import eventually
 
 FAST = Backoff(initial_s=0.01, max_s=0.02, failure_limit=0, healthy_after_s=0.05)

@@ -12,7 +12,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from switchyard._taskstore import TERMINAL, TERMINAL_SQL, UNSUCCESSFUL, is_terminal
+from switchyard.tasks import TERMINAL, TERMINAL_SQL, UNSUCCESSFUL, is_terminal
 from switchyard.v1 import TaskStatus
 from tests.terminal import TERMINAL_STATUSES
 

@@ -11,7 +11,7 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from switchyard import Settings
-from switchyard._telemetry import JsonFormatter, tracer_provider
+from switchyard.telemetry import JsonFormatter, tracer_provider
 
 
 def test_without_an_exporter_no_span_is_recorded_but_trace_ids_are_made() -> None:

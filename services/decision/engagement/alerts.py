@@ -25,9 +25,8 @@ from typing import Any
 import asyncpg
 from prometheus_client import Counter
 
-from switchyard._auth import SIGNATURE_HEADER, IntakeSigner
-from switchyard._kafka import TENANT_HEADER
-from switchyard._serde import CONTENT_TYPE_HEADER, JSON_MEDIA_TYPE
+from switchyard.access import SIGNATURE_HEADER, IntakeSigner
+from switchyard.messaging import CONTENT_TYPE_HEADER, JSON_MEDIA_TYPE, TENANT_HEADER
 from switchyard.v1 import AlertKind
 
 SUSTAINED = AlertKind.ALERT_KIND_SUSTAINED_DISENGAGEMENT

@@ -14,9 +14,9 @@ from typing import Any
 import asyncpg
 import grpc
 
-from switchyard._auth import Role
-from switchyard._grpc import FieldViolation, abort_invalid, request_tenant
-from switchyard._settings import Settings
+from switchyard import Settings
+from switchyard.access import Role
+from switchyard.rpc import FieldViolation, abort_invalid, request_tenant
 from switchyard.v1 import (
     AnalyticsServiceServicer,
     AttendancePoint,

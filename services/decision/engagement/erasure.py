@@ -20,9 +20,8 @@ from datetime import timedelta
 
 import asyncpg
 
-from switchyard._audit import append as audit_append
-from switchyard._serde import decode
-from switchyard._streams import Record
+from switchyard.audit import append as audit_append
+from switchyard.messaging import Record, decode
 from switchyard.v1 import SubjectErasure
 
 log = logging.getLogger(__name__)

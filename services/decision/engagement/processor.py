@@ -48,10 +48,16 @@ from services.decision.engagement.windows import (
     WindowShape,
 )
 from services.decision.triton import ModelUnavailable, ScorerClient
-from switchyard._kafka import Producer, client_options
-from switchyard._serde import SerdeError, decode
-from switchyard._settings import Settings
-from switchyard._topics import ENGAGEMENT_WINDOWS, INTAKE, SIGNALS_ADMITTED
+from switchyard import Settings
+from switchyard.messaging import (
+    ENGAGEMENT_WINDOWS,
+    INTAKE,
+    SIGNALS_ADMITTED,
+    Producer,
+    SerdeError,
+    client_options,
+    decode,
+)
 from switchyard.v1 import AdmittedFrame, Driver, EngagementWindow
 
 log = logging.getLogger(__name__)

@@ -86,11 +86,11 @@ def run(args: argparse.Namespace) -> int:
               f"in {time.perf_counter() - t:.1f}s")
     stored: list = []
     if not args.no_stored_packs:
-        from switchyard._settings import Settings
+        from switchyard import Settings
 
         stored = stored_packs(Settings.from_env())
     packs = collect_packs(args.packs, builtin=not args.no_shipped_packs, stored=stored)
-    from switchyard._settings import Settings
+    from switchyard import Settings
 
     threshold = Settings.from_env().signal_disengaged_below
     if args.if_missing and not args.regenerate_data:
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"[train] (re)training: {why}")
     else:
         reason = eng_reason = "asked to"
-    from switchyard._progress import stderr_progress
+    from switchyard.runtime import stderr_progress
 
     if reason is not None:
         with stderr_progress() as bar:   # stderr, terminal only
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         train.verify_data(args.data_dir)
         engagement.train(args.data_dir, args.repository, threshold)
     if args.reload:
-        from switchyard._settings import Settings
+        from switchyard import Settings
 
         reload_models(Settings.from_env().triton_url)
     return 0

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from switchyard._settings import Settings
+from switchyard import Settings
 
 __all__ = ["EXIT_CONNECT", "EXIT_INVALID", "EXIT_OK", "EXIT_REFUSED", "GateRefusal",
            "add_models_arguments", "check_gate", "run"]

@@ -177,7 +177,7 @@ def stored_packs(settings: Any, log: Any = print) -> list[PackExamples]:
 
     import asyncpg
 
-    from switchyard._db import connect
+    from switchyard.storage import connect
     from switchyard.packs import PackError, load_pack_files
 
     async def fetch() -> list[Mapping[str, Any]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from services.executor.downstream.server import serve
-from switchyard._settings import Settings
+from switchyard import Settings
 
 if __name__ == "__main__":
     asyncio.run(serve(Settings.from_env()))

@@ -14,9 +14,9 @@ from services.executor.downstream.faults import FaultBoard
 from services.executor.downstream.grpc_app import start_grpc
 from services.executor.downstream.http_app import build_app
 from services.executor.downstream.store import Ledger, schema_for
-from switchyard._db import resolve_dsn
-from switchyard._settings import Settings
-from switchyard._telemetry import configure_logging
+from switchyard import Settings
+from switchyard.storage import resolve_dsn
+from switchyard.telemetry import configure_logging
 
 log = logging.getLogger(__name__)
 

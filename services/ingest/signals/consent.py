@@ -30,9 +30,9 @@ from typing import Any
 import asyncpg
 from prometheus_client import Gauge
 
-from switchyard._dataclass import matching_hash
-from switchyard._grpc import FieldViolation
-from switchyard._payloads import CONSENT_GROUP, CONSENT_GUARDIAN, CONSENT_SUBJECT, PayloadCodec
+from switchyard.privacy import matching_hash
+from switchyard.rpc import FieldViolation
+from switchyard.storage import CONSENT_GROUP, CONSENT_GUARDIAN, CONSENT_SUBJECT, PayloadCodec
 from switchyard.v1 import ConsentPurpose
 
 __all__ = ["CONSENT_COLUMNS", "MAX_GROUP_CHARS", "MAX_GUARDIAN_CHARS", "MAX_SUBJECT_CHARS",

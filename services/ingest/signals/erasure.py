@@ -23,12 +23,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from services.ingest.listing import metadata_hashes
 from services.ingest.signals.consent import subject_hash
 from services.ingest.signals.pseudonyms import TermKeys, pseudonym
-from switchyard._audit import append as audit_append
-from switchyard._kafka import TENANT_HEADER, Producer
-from switchyard._payloads import TASK_ENVELOPE, PayloadCodec
-from switchyard._retention import delete_blobs, strip_tasks
-from switchyard._topics import SUBJECT_ERASURES
+from switchyard.audit import append as audit_append
 from switchyard.documents import BlobStore
+from switchyard.messaging import SUBJECT_ERASURES, TENANT_HEADER, Producer
+from switchyard.storage import TASK_ENVELOPE, PayloadCodec, delete_blobs, strip_tasks
 from switchyard.v1 import SubjectErasure, TaskEnvelope
 
 __all__ = ["ALERT_SUBJECT_KEY", "Erased", "erase_subject"]

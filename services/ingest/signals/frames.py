@@ -22,9 +22,8 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from switchyard._kafka import TENANT_HEADER
-from switchyard._streams import Record, RejectRecord, decode_record
-from switchyard._submissions import tenant_problems
+from switchyard.messaging import TENANT_HEADER, Record, RejectRecord, decode_record
+from switchyard.tasks import tenant_problems
 from switchyard.v1 import CheckIn, CheckInSource, Posture, SeatSignal, SignalFrame
 
 __all__ = ["MAX_FRAME_BYTES", "MAX_ID_CHARS", "MAX_SEATS", "MAX_CHECK_INS", "REASON_CODES",

@@ -20,9 +20,7 @@ from services.ingest.signals.admit import admit
 from services.ingest.signals.consent import ConsentView
 from services.ingest.signals.frames import parse_frame
 from services.ingest.signals.pseudonyms import TermKeys, pseudonymiser, term_of
-from switchyard._kafka import TENANT_HEADER, Producer
-from switchyard._streams import Record, RejectRecord
-from switchyard._topics import SIGNALS_ADMITTED
+from switchyard.messaging import SIGNALS_ADMITTED, TENANT_HEADER, Producer, Record, RejectRecord
 from switchyard.v1 import SignalFrame
 
 __all__ = ["FRAMES", "SIGNALS", "SignalProcessor"]

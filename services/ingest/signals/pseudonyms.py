@@ -23,7 +23,7 @@ from datetime import date, datetime
 
 import asyncpg
 
-from switchyard._payloads import TERM_KEY, PayloadCodec
+from switchyard.storage import TERM_KEY, PayloadCodec
 
 __all__ = ["TermKeys", "parse_term_starts", "pseudonym", "pseudonymiser", "term_of"]
 

@@ -15,16 +15,15 @@ from services.ingest.signals import consent, erasure
 from services.ingest.signals.consent import ConsentChange, ConsentView
 from services.ingest.signals.processor import SignalProcessor
 from services.ingest.signals.pseudonyms import TermKeys, parse_term_starts
-from switchyard._audit import append as audit_append
-from switchyard._auth import Role, principal_var
-from switchyard._dataclass import matching_key
-from switchyard._grpc import FieldViolation, abort_invalid, request_tenant
-from switchyard._kafka import Producer
-from switchyard._payloads import PayloadCodec, codec_for
-from switchyard._service import ServiceContext
-from switchyard._taskstore import timestamp
-from switchyard._topics import CLASSROOM_SIGNALS
+from switchyard.access import Role, principal_var
+from switchyard.audit import append as audit_append
 from switchyard.documents import BlobStore
+from switchyard.messaging import CLASSROOM_SIGNALS, Producer
+from switchyard.privacy import matching_key
+from switchyard.rpc import FieldViolation, abort_invalid, request_tenant
+from switchyard.runtime import ServiceContext
+from switchyard.storage import PayloadCodec, codec_for
+from switchyard.tasks import timestamp
 from switchyard.v1 import (
     Consent,
     ConsentServiceServicer,

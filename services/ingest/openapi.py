@@ -6,7 +6,7 @@ message's descriptor with the proto3 JSON mapping (lowerCamelCase names, 64-bit 
 strings, enums by name, bytes as base64, well-known types in their JSON form). The gateway
 serves the same document at ``/openapi.json``.
 
-``python -m switchyard._tools.openapi`` rewrites docs/openapi.json; ``--check`` exits 1 when
+``python -m services.ingest.openapi`` rewrites docs/openapi.json; ``--check`` exits 1 when
 the committed file differs from what the code gives (a test runs it).
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
 from services.ingest.rest import INBOUND_PATH, ROUTES, Route, enum_query_names
-from switchyard._http import HTTP_STATUS, PROBLEM_JSON
+from switchyard.rpc import HTTP_STATUS, PROBLEM_JSON
 
 OUTPUT = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 
@@ -258,7 +258,7 @@ def document() -> dict[str, Any]:
         "info": {"title": "Switchyard REST gateway", "version": "v1",
                  "description": "IngestService and the review verbs over HTTP/JSON "
                                 "(proto3 JSON mapping); generated from the proto "
-                                "descriptors by switchyard._tools.openapi. See docs/rest.md."},
+                                "descriptors by services.ingest.openapi. See docs/rest.md."},
         "servers": [{"url": "http://127.0.0.1:8081"}],
         "security": [{"apiKey": []}],
         "paths": paths,

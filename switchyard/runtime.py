@@ -1,0 +1,49 @@
+"""How a Switchyard process lives: the service lifecycle, supervised background loops, and
+the launcher that starts the embedded stack and the services.
+
+Re-exported from ``_service`` (:func:`run_service`, :class:`ServiceContext`), ``_supervision``
+(:class:`Supervisor`, :func:`periodic`), ``_launcher`` (:func:`bootstrap`, :func:`service_specs`,
+:func:`up`), ``_brokerwatch`` and ``_progress``.
+"""
+
+from __future__ import annotations
+
+from switchyard._service import (
+    ServiceContext,
+    run_service,
+)
+from switchyard._supervision import (
+    Backoff,
+    EXIT_BACKGROUND_FAILED,
+    Supervisor,
+    periodic,
+)
+from switchyard._launcher import (
+    DOWNSTREAM,
+    SERVICE_PORTS,
+    bootstrap,
+    service_specs,
+    up,
+)
+from switchyard._brokerwatch import (
+    broker_generation,
+)
+from switchyard._progress import (
+    stderr_progress,
+)
+
+__all__ = [
+    "Backoff",
+    "DOWNSTREAM",
+    "EXIT_BACKGROUND_FAILED",
+    "SERVICE_PORTS",
+    "ServiceContext",
+    "Supervisor",
+    "bootstrap",
+    "broker_generation",
+    "periodic",
+    "run_service",
+    "service_specs",
+    "stderr_progress",
+    "up",
+]
