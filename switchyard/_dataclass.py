@@ -155,6 +155,11 @@ STORED: tuple[Stored, ...] = (
     Stored("decisions", "explanation", DataClass.DERIVED, AtRest.PLAIN, OnPurge.STRIP,
            "quotes the invoice number and amount, never the vendor or an account; a "
            "reviewer's reason only after redact_free_text"),
+    Stored("review_decisions", "decision", DataClass.PERSONAL, AtRest.SEALED, OnPurge.STRIP,
+           "a person's (or a review policy's) decision: the fields as the reviewer left them "
+           "and the plan payloads built from them"),
+    Stored("review_decisions", "explanation", DataClass.DERIVED, AtRest.PLAIN, OnPurge.STRIP,
+           "a reviewer's reason only after redact_free_text, or the policy that decided"),
     Stored("executor_jobs", "decision", DataClass.PERSONAL, AtRest.SEALED, OnPurge.STRIP,
            "the decision being carried out"),
     Stored("review_verdicts", "verdict_pb", DataClass.PERSONAL, AtRest.SEALED, OnPurge.STRIP,

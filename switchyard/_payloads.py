@@ -35,11 +35,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Column:
-    """A payload column and the row id its blobs are bound to."""
+    """A payload column and the row id its blobs are bound to.
+
+    A blob is sealed with the column's name and its row id as context, so it opens only
+    there; ``sealed_as`` names another context for a column whose rows moved from the column
+    they were sealed in (REVIEW_DECISION)."""
 
     table: str
     id_column: str
     column: str
+    sealed_as: str = ""
 
     @property
     def name(self) -> str:
@@ -54,6 +59,10 @@ DEAD_LETTER_VALUE = Column("dead_letters", "dead_letter_id", "original_value")
 DEAD_LETTER_KEY = Column("dead_letters", "dead_letter_id", "original_key")
 DEAD_LETTER_HEADERS = Column("dead_letters", "dead_letter_id", "original_headers")
 DECISION = Column("decisions", "decision_id", "decision")
+#: A person's (or a review policy's) decision, the review service's record. Migration 0025
+#: moved these rows from ``decisions``; they keep that column's context so they still open.
+REVIEW_DECISION = Column("review_decisions", "decision_id", "decision",
+                         sealed_as="decisions.decision")
 JOB_DECISION = Column("executor_jobs", "decision_id", "decision")
 VERDICT = Column("review_verdicts", "item_id", "verdict_pb")
 #: The first of two approvals of a four-eyes review item (the same shape as VERDICT).
@@ -74,9 +83,9 @@ CONSENT_GROUP = Column("signal_consents", "consent_id", "group_label")
 TERM_KEY = Column("signal_term_keys", "key_id", "key")
 #: Every sealed column (switchyard._dataclass.STORED says why each one is).
 COLUMNS = (TASK_ENVELOPE, HOLD_ENVELOPE, REVIEW_ESCALATION, DEAD_LETTER_VALUE, DEAD_LETTER_KEY,
-           DEAD_LETTER_HEADERS, DECISION, JOB_DECISION, VERDICT, APPROVAL, INVOICE_FIELDS,
-           BLOB_BODY, EXECUTION_OUTPUT, CONSENT_SUBJECT, CONSENT_GUARDIAN, CONSENT_GROUP,
-           TERM_KEY)
+           DEAD_LETTER_HEADERS, DECISION, REVIEW_DECISION, JOB_DECISION, VERDICT, APPROVAL,
+           INVOICE_FIELDS, BLOB_BODY, EXECUTION_OUTPUT, CONSENT_SUBJECT, CONSENT_GUARDIAN,
+           CONSENT_GROUP, TERM_KEY)
 
 RowId = str | uuid.UUID
 
@@ -95,7 +104,7 @@ def _canonical(row_id: RowId) -> str:
 
 
 def _context(column: Column, row_id: RowId) -> bytes:
-    return f"{column.name}:{_canonical(row_id)}".encode()
+    return f"{column.sealed_as or column.name}:{_canonical(row_id)}".encode()
 
 
 @dataclass(frozen=True)
@@ -260,7 +269,8 @@ async def key_usage(conn: asyncpg.Connection, column: Column) -> dict[str, int]:
 
 
 __all__ = ["APPROVAL", "BLOB_BODY", "COLUMNS", "CONSENT_GROUP", "CONSENT_GUARDIAN",
-           "CONSENT_SUBJECT", "TERM_KEY", "DEAD_LETTER_HEADERS", "DEAD_LETTER_KEY", "DEAD_LETTER_VALUE", "DECISION", "EXECUTION_OUTPUT", "HOLD_ENVELOPE", "INVOICE_FIELDS",
-           "JOB_DECISION", "VERDICT", "PLAINTEXT", "REVIEW_ESCALATION",
-           "TASK_ENVELOPE", "Column", "PayloadCodec", "PayloadError", "RewrapReport", "RowId",
+           "CONSENT_SUBJECT", "DEAD_LETTER_HEADERS", "DEAD_LETTER_KEY", "DEAD_LETTER_VALUE",
+           "DECISION", "EXECUTION_OUTPUT", "HOLD_ENVELOPE", "INVOICE_FIELDS", "JOB_DECISION",
+           "PLAINTEXT", "REVIEW_DECISION", "REVIEW_ESCALATION", "TASK_ENVELOPE", "TERM_KEY",
+           "VERDICT", "Column", "PayloadCodec", "PayloadError", "RewrapReport", "RowId",
            "codec_for", "key_id", "key_usage", "rewrap_column", "rewrap_stale"]

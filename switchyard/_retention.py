@@ -3,14 +3,14 @@
 What purge does to each column follows :data:`switchyard._dataclass.STORED`: a purged task
 keeps its status, kind, metadata (with PII detected in it redacted), scores, rules and
 executed steps (outcome, attempts); the document body and filename (and its copies in review
-items and dead letters; a claim-checked document's blob is deleted from the blob store), the extracted fields and the plan payloads built
-from them (in ``decisions``, ``executor_jobs``, ``review_items``), a reviewer's edits
-and reasons (``review_verdicts``, ``review_approvals``), the explanations that quote the
-document (invoice number, amount), what was kept of downstream answers (``executions`` error,
-result summary and output, ``executor_jobs.reason``) and the sealed fields in
-``decision_invoices`` are removed. Vendor
-history keeps only keyed hashes and amounts, so it stays. The audit chain stores hashes of inputs, never the inputs,
-so purging leaves it verifiable.
+items and dead letters; a claim-checked document's blob is deleted from the blob store), the
+extracted fields and the plan payloads built from them (in ``decisions``,
+``review_decisions``, ``executor_jobs``, ``review_items``), a reviewer's edits and reasons
+(``review_verdicts``, ``review_approvals``), the explanations that quote the document
+(invoice number, amount), what was kept of downstream answers (``executions`` error, result
+summary and output, ``executor_jobs.reason``) and the sealed fields in ``decision_invoices``
+are removed. Vendor history keeps only keyed hashes and amounts, so it stays. The audit
+chain stores hashes of inputs, never the inputs, so purging leaves it verifiable.
 
 A pack may keep its type's data shorter than the tenant's retention (``retention.days`` in
 pack.yaml; a tenant's own version of the pack, or ``retention_days`` for the pack in the
@@ -38,6 +38,7 @@ from switchyard._payloads import (
     DECISION,
     JOB_DECISION,
     PLAINTEXT,
+    REVIEW_DECISION,
     REVIEW_ESCALATION,
     TASK_ENVELOPE,
     VERDICT,
@@ -188,7 +189,7 @@ async def _strip_decisions(conn: asyncpg.Connection, codec: PayloadCodec, column
         decision = Decision.FromString(codec.open(row["id"], row["blob"], column))
         strip_decision(decision)
         updates.append((row["id"], codec.seal(row["id"], decision.SerializeToString(), column)))
-    extra = ", explanation = ''" if column is DECISION else ""
+    extra = ", explanation = ''" if column in (DECISION, REVIEW_DECISION) else ""
     await conn.executemany(
         f"UPDATE {column.table} SET {column.column} = $2{extra} "
         f"WHERE {column.id_column} = $1", updates)
@@ -331,6 +332,7 @@ async def _strip_rows(conn: asyncpg.Connection, codec: PayloadCodec,
             codec.seal(item["item_id"], escalation.SerializeToString(),
                        REVIEW_ESCALATION))
     decisions = await _strip_decisions(conn, codec, DECISION, ids)
+    decisions += await _strip_decisions(conn, codec, REVIEW_DECISION, ids)
     await _strip_decisions(conn, codec, JOB_DECISION, ids)
     await _strip_verdicts(conn, codec, ids)
     await _strip_executions(conn, ids)

@@ -228,7 +228,7 @@ class ReviewDesk:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await self.queue.close_claimed(conn, verdict.item_id, verdict.reviewer_id,
                                                  f"verdict:{name}", decision.decision_id)
-            await store_decision(conn, decision, self.queue.codec)
+            await store_decision(conn, row["item_id"], decision, self.queue.codec)
             await conn.execute(
                 "INSERT INTO review_verdicts (item_id, task_id, reviewer_id, verdict, reason, "
                 "verdict_pb) VALUES ($1,$2,$3,$4,$5,$6)",

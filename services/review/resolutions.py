@@ -1,5 +1,7 @@
-"""How a review item ends: the decision is stored, the item closed and the audit trail
-appended in one transaction; the decision is published to Kafka only after that commit.
+"""How a review item ends: the decision is stored (``review_decisions``, the review
+service's own record of what people and review policies decided), the item closed and the
+audit trail appended in one transaction; the decision is published to Kafka only after that
+commit.
 
 If the process dies between the commit and the broker's acknowledgement, the item keeps
 ``decision_published_at`` unset and :meth:`DecisionPublisher.sweep` publishes it again later,
@@ -21,25 +23,26 @@ import asyncpg
 
 from switchyard.audit import append, digest
 from switchyard.messaging import DECISIONS, Producer
-from switchyard.storage import DECISION, PLAINTEXT, PayloadCodec
+from switchyard.storage import PLAINTEXT, REVIEW_DECISION, PayloadCodec
 from switchyard.telemetry import continue_trace, task_context
 from switchyard.v1 import Decision, DecisionOutcome, DecisionSource
 
 log = logging.getLogger(__name__)
 
 
-async def store_decision(conn: asyncpg.Connection, decision: Decision,
+async def store_decision(conn: asyncpg.Connection, item_id: uuid.UUID, decision: Decision,
                          codec: PayloadCodec = PLAINTEXT) -> None:
-    """The decision row in the system of record (idempotent per decision id); the decision
-    carries the extracted fields, so it is sealed at rest."""
+    """The decision an item ended with (idempotent per decision id); it carries the extracted
+    fields, so it is sealed at rest."""
     await conn.execute(
-        "INSERT INTO decisions (decision_id, task_id, tenant_id, source, outcome, confidence, "
-        "rule, explanation, decision) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT DO NOTHING",
-        uuid.UUID(decision.decision_id), uuid.UUID(decision.task_id), decision.tenant_id,
-        DecisionSource.Name(decision.source).removeprefix("DECISION_SOURCE_"),
+        "INSERT INTO review_decisions (decision_id, item_id, task_id, tenant_id, source, "
+        "outcome, rule, explanation, decision) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) "
+        "ON CONFLICT DO NOTHING",
+        uuid.UUID(decision.decision_id), item_id, uuid.UUID(decision.task_id),
+        decision.tenant_id, DecisionSource.Name(decision.source).removeprefix("DECISION_SOURCE_"),
         DecisionOutcome.Name(decision.outcome).removeprefix("DECISION_OUTCOME_"),
-        decision.confidence, decision.rule, decision.explanation,
-        codec.seal(decision.decision_id, decision.SerializeToString(), DECISION),
+        decision.rule, decision.explanation,
+        codec.seal(decision.decision_id, decision.SerializeToString(), REVIEW_DECISION),
     )
 
 
@@ -62,7 +65,8 @@ class DecisionPublisher:
         self.codec = codec
 
     def _open(self, row: asyncpg.Record) -> Decision:
-        return Decision.FromString(self.codec.open(row["decision_id"], row["decision"], DECISION))
+        return Decision.FromString(self.codec.open(row["decision_id"], row["decision"],
+                                                   REVIEW_DECISION))
 
     async def publish(self, item_id: uuid.UUID, decision: Decision) -> None:
         """Publish in the task's own trace, linked to the reviewer's request, so one trace
@@ -81,8 +85,9 @@ class DecisionPublisher:
         """An escalation arrived again for an item already decided: the task is being
         re-driven because the decision's record was lost, so send the decision again."""
         row = await self.pool.fetchrow(
-            "SELECT r.item_id, d.decision_id, d.decision FROM review_items r JOIN decisions d "
-            "ON d.decision_id = r.decision_id WHERE r.escalation_id = $1",
+            "SELECT r.item_id, d.decision_id, d.decision FROM review_items r "
+            "JOIN review_decisions d ON d.decision_id = r.decision_id "
+            "WHERE r.escalation_id = $1",
             uuid.UUID(escalation_id))
         if row is None:
             return False
@@ -92,8 +97,9 @@ class DecisionPublisher:
     async def sweep(self, older_than: timedelta = timedelta(seconds=10)) -> int:
         """Publish decisions whose item closed a while ago without a broker acknowledgement."""
         rows = await self.pool.fetch(
-            "SELECT r.item_id, d.decision_id, d.decision FROM review_items r JOIN decisions d "
-            "ON d.decision_id = r.decision_id WHERE r.decision_id IS NOT NULL "
+            "SELECT r.item_id, d.decision_id, d.decision FROM review_items r "
+            "JOIN review_decisions d ON d.decision_id = r.decision_id "
+            "WHERE r.decision_id IS NOT NULL "
             "AND r.decision_published_at IS NULL AND r.resolved_at < now() - $1::interval "
             "ORDER BY r.resolved_at LIMIT 500", older_than)
         for row in rows:

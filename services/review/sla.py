@@ -180,7 +180,7 @@ class SlaKeeper:
 
     async def _close(self, conn: asyncpg.Connection, row: asyncpg.Record, state: str,
                      resolution: str, decision: Decision) -> None:
-        await store_decision(conn, decision, self.codec)
+        await store_decision(conn, row["item_id"], decision, self.codec)
         await conn.execute(
             "UPDATE review_items SET state = $2, resolution = $3, decision_id = $4, "
             "claimed_by = NULL, lease_expires_at = NULL, resolved_at = now(), "

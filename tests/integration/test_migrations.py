@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import uuid
 
 import asyncpg
 import pytest
 
 from switchyard import Settings
-from switchyard.storage import Migration, MigrationError, load_migrations, migrate, resolve_dsn
+from switchyard.storage import (
+    DECISION,
+    REVIEW_DECISION,
+    Migration,
+    MigrationError,
+    codec_for,
+    load_migrations,
+    migrate,
+    resolve_dsn,
+)
+from switchyard.v1 import Decision, DecisionSource
 
 pytestmark = pytest.mark.integration
 
@@ -97,3 +109,65 @@ def test_0012_moves_items_that_were_p0_only_by_the_old_default(stack) -> None:  
 
     after = asyncio.run(seed_upgrade_and_read())
     assert after == {reason: expected for reason, (_, _, expected) in cases.items()}
+
+
+def test_0025_moves_peoples_decisions_to_the_review_service_and_they_still_open(
+        stack) -> None:  # type: ignore[no-untyped-def]
+    """A person's decision stored (sealed) in ``decisions`` before 0025 moves to
+    ``review_decisions``, opens there with the review service's column, and the item's
+    outbox finds it; the model's decision stays where it was."""
+    key = base64.b64encode(os.urandom(32)).decode()
+    settings = fresh(stack.settings).replace(encryption_keys=f"k1:{key}",
+                                             encryption_active_key="k1")
+    codec = codec_for(settings)
+    everything = load_migrations()
+    asyncio.run(migrate(settings, [m for m in everything if m.version < 25]))
+    task_id, item_id = uuid.uuid4(), uuid.uuid4()
+    model = Decision(decision_id=str(uuid.uuid4()), task_id=str(task_id), tenant_id="acme",
+                     source=DecisionSource.DECISION_SOURCE_MODEL, rule="invoice_risk")
+    human = Decision(decision_id=str(uuid.uuid4()), task_id=str(task_id), tenant_id="acme",
+                     source=DecisionSource.DECISION_SOURCE_HUMAN, rule="reviewer_verdict",
+                     reviewer_id="rita", explanation="approved by rita")
+
+    async def seed_upgrade_and_read() -> tuple[list[str], Decision, int]:
+        conn = await asyncpg.connect(resolve_dsn(settings),
+                                     server_settings={"search_path": settings.postgres_schema})
+        try:
+            await conn.execute(
+                "INSERT INTO tasks (task_id, tenant_id, idempotency_key, payload_sha256, kind, "
+                "source, envelope, status, stage) VALUES ($1, 'acme', $2, '', 'invoice', "
+                "'TASK_SOURCE_GRPC', '', 'SUCCEEDED', 'DONE')", task_id, str(task_id))
+            for decision, source in ((model, "MODEL"), (human, "HUMAN")):
+                await conn.execute(
+                    "INSERT INTO decisions (decision_id, task_id, tenant_id, source, outcome, "
+                    "confidence, rule, explanation, decision) VALUES ($1, $2, 'acme', $3, "
+                    "'AUTO_EXECUTE', 1, $4, $5, $6)", uuid.UUID(decision.decision_id),
+                    task_id, source, decision.rule, decision.explanation,
+                    codec.seal(decision.decision_id, decision.SerializeToString(), DECISION))
+            await conn.execute(
+                "INSERT INTO review_items (item_id, escalation_id, task_id, tenant_id, queue, "
+                "priority, base_priority, reason, state, escalation, decision_id, resolved_at) "
+                "VALUES ($1, $2, $3, 'acme', 'default', 2, 2, 'LOW_CONFIDENCE', 'RESOLVED', '', "
+                "$4, now() - interval '1 hour')",
+                item_id, uuid.uuid4(), task_id, uuid.UUID(human.decision_id))
+            assert await migrate(settings) == [m.version for m in everything
+                                               if m.version >= 25]
+            left = [r["source"] for r in await conn.fetch(
+                "SELECT source FROM decisions WHERE task_id = $1", task_id)]
+            row = await conn.fetchrow(
+                "SELECT decision_id, item_id, source, explanation, decision "
+                "FROM review_decisions WHERE task_id = $1", task_id)
+            assert (row["item_id"], row["source"], row["explanation"]) == (
+                item_id, "HUMAN", "approved by rita")
+            moved = Decision.FromString(codec.open(row["decision_id"], row["decision"],
+                                                   REVIEW_DECISION))
+            outbox = await conn.fetchval(
+                "SELECT count(*) FROM review_items r JOIN review_decisions d "
+                "ON d.decision_id = r.decision_id WHERE r.item_id = $1", item_id)
+            return left, moved, outbox
+        finally:
+            await conn.close()
+
+    left, moved, outbox = asyncio.run(seed_upgrade_and_read())
+    assert left == ["MODEL"]
+    assert moved == human and outbox == 1

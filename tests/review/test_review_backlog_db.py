@@ -156,7 +156,8 @@ async def test_storm_policy_gives_old_p3_backlog_the_tenants_default_action(
         assert (rows[item]["state"], rows[item]["resolution"]) == ("RESOLVED", "storm:reject")
         assert rows[item]["decision_published_at"] is not None
         decision = Decision.FromString(await pool.fetchval(
-            "SELECT decision FROM decisions WHERE decision_id = $1", rows[item]["decision_id"]))
+            "SELECT decision FROM review_decisions WHERE decision_id = $1",
+            rows[item]["decision_id"]))
         assert decision.source == DecisionSource.DECISION_SOURCE_POLICY
         assert decision.outcome == DecisionOutcome.DECISION_OUTCOME_REJECT
         assert "escalation storm" in decision.explanation
@@ -205,7 +206,8 @@ async def test_sla_bump_then_expiry_policies(pool: asyncpg.Pool,
     for item, (resolution, outcome) in expected.items():
         assert (rows[item]["state"], rows[item]["resolution"]) == ("EXPIRED", resolution)
         decision = Decision.FromString(await pool.fetchval(
-            "SELECT decision FROM decisions WHERE decision_id = $1", rows[item]["decision_id"]))
+            "SELECT decision FROM review_decisions WHERE decision_id = $1",
+            rows[item]["decision_id"]))
         assert decision.outcome == outcome
         assert bool(decision.plan.steps) == (outcome ==
                                              DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE)

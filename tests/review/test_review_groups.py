@@ -115,7 +115,7 @@ async def decide(stub: ReviewServiceStub, item_id: str, verdict: Verdict.ValueTy
 
 async def stored_decisions(db: asyncpg.Pool, esc: Escalation) -> list[Decision]:
     return [Decision.FromString(blob) for blob in await db.fetchval(
-        "SELECT coalesce(array_agg(decision), '{}') FROM decisions WHERE task_id = $1",
+        "SELECT coalesce(array_agg(decision), '{}') FROM review_decisions WHERE task_id = $1",
         uuid.UUID(esc.task_id))]
 
 

@@ -91,7 +91,7 @@ async def item(db: asyncpg.Pool, esc: Escalation, state: str) -> asyncpg.Record:
 
 
 async def policy_decision(db: asyncpg.Pool, decision_id: uuid.UUID) -> asyncpg.Record:
-    row = await db.fetchrow("SELECT source, outcome, rule FROM decisions "
+    row = await db.fetchrow("SELECT source, outcome, rule FROM review_decisions "
                             "WHERE decision_id = $1", decision_id)
     assert row is not None, "the default action's decision was not stored"
     return row
@@ -171,7 +171,7 @@ async def test_an_expired_approval_step_takes_the_default_action_for_that_step(
     expired = await item(db, late, "EXPIRED")
     assert expired["resolution"] == "expired:reject"
     decision = Decision.FromString(await db.fetchval(
-        "SELECT decision FROM decisions WHERE decision_id = $1", expired["decision_id"]))
+        "SELECT decision FROM review_decisions WHERE decision_id = $1", expired["decision_id"]))
     assert decision.outcome == DecisionOutcome.DECISION_OUTCOME_REJECT
     assert decision.approves_step_id == "2-manager_ok"
     assert [s.step_id for s in decision.plan.steps] == ["1-post_invoice", "2-manager_ok"]

@@ -235,7 +235,8 @@ async def test_concurrent_claims_have_one_winner_and_an_expired_lease_returns(
     assert done.item.state == ReviewState.REVIEW_STATE_RESOLVED
     assert done.item.resolution == "verdict:reject"
     decision = Decision.FromString(await db.fetchval(
-        "SELECT decision FROM decisions WHERE decision_id = $1", uuid.UUID(done.decision_id)))
+        "SELECT decision FROM review_decisions WHERE decision_id = $1",
+        uuid.UUID(done.decision_id)))
     assert (decision.source, decision.reviewer_id) == (DecisionSource.DECISION_SOURCE_HUMAN,
                                                         KEY_IDS["rev-late"])
     audit = await db.fetchval("SELECT detail::text FROM audit_log WHERE task_id = $1 AND "
@@ -368,7 +369,7 @@ async def test_console_shows_the_item_and_modifies_it_from_the_keyboard(
                                 "WHERE item_id = $1::uuid", item_id)
     assert dict(verdict) == {"reviewer_id": "key-0", "verdict": "MODIFY"}
     decision = Decision.FromString(await db.fetchval(
-        "SELECT decision FROM decisions WHERE task_id = $1 AND source = 'HUMAN'",
+        "SELECT decision FROM review_decisions WHERE task_id = $1 AND source = 'HUMAN'",
         uuid.UUID(esc.task_id)))
     fields = {f.name: (f.value, f.confidence) for f in decision.fields}
     assert fields == {"invoice_number": ("INV-77", 0.97), "total": ("121.00", 1.0)}
@@ -502,7 +503,7 @@ async def test_console_shows_masked_pages_and_corrects_fields_by_picking_words(
         await page.close()
 
     decision = Decision.FromString(await db.fetchval(
-        "SELECT decision FROM decisions WHERE task_id = $1 AND source = 'HUMAN'",
+        "SELECT decision FROM review_decisions WHERE task_id = $1 AND source = 'HUMAN'",
         uuid.UUID(esc.task_id)))
     assert dict(decision.extracted_fields)["total"] == "1,250.00 EUR"
     assert dict(decision.extracted_fields)["invoice_number"] == "INV-4711"

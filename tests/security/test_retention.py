@@ -12,25 +12,28 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import asyncpg
 import pytest
 
-from services.ingest.domain import build_envelope, payload_sha256
-from services.ingest.store import accept
-from switchyard import Settings
-from switchyard.audit import append, digest
 from services.executor.jobs import JobStore
 from services.executor.runner import output_id
+from services.ingest.domain import build_envelope, payload_sha256
+from services.ingest.store import accept
 from services.review.queue import ReviewQueue
 from services.review.resolutions import store_decision
+from switchyard import Settings
+from switchyard.audit import append, digest
 from switchyard.storage import (
     APPROVAL,
     DECISION,
     EXECUTION_OUTPUT,
     INVOICE_FIELDS,
     JOB_DECISION,
+    REVIEW_DECISION,
     REVIEW_ESCALATION,
     TASK_ENVELOPE,
     VERDICT,
+    PayloadCodec,
     codec_for,
     connect,
     create_pool,
@@ -39,6 +42,7 @@ from switchyard.storage import (
 from switchyard.v1 import (
     Decision,
     DecisionOutcome,
+    DecisionSource,
     Document,
     Escalation,
     ExecutionResult,
@@ -121,6 +125,17 @@ def sealed_settings(settings: Settings) -> Settings:
     return settings.replace(encryption_keys=f"r1:{key}", encryption_active_key="r1")
 
 
+async def store_model_decision(conn: asyncpg.Connection, decision: Decision,
+                               codec: PayloadCodec) -> None:
+    """The decision service's row for a model decision, as it stores one."""
+    await conn.execute(
+        "INSERT INTO decisions (decision_id, task_id, tenant_id, source, outcome, confidence, "
+        "rule, explanation, decision, pack) VALUES ($1, $2, $3, 'MODEL', 'ESCALATE', 0.5, $4, "
+        "$5, $6, $7)", uuid.UUID(decision.decision_id), uuid.UUID(decision.task_id),
+        decision.tenant_id, decision.rule, decision.explanation,
+        codec.seal(decision.decision_id, decision.SerializeToString(), DECISION), decision.pack)
+
+
 async def seed_decided_invoice(settings: Settings) -> dict[str, str]:
     """A terminal invoice task as the services leave it: model decision, executor job,
     review item with the proposal, a reviewer's edit and reason, the step's execution with
@@ -143,7 +158,7 @@ async def seed_decided_invoice(settings: Settings) -> dict[str, str]:
                 extracted_fields={"bank_account": IBAN})
             decision.plan.steps.add(step_id="1-post_invoice", name="post_invoice").payload.update(
                 {"fields": {"bank_account": IBAN}})
-            await store_decision(conn, decision, codec)
+            await store_model_decision(conn, decision, codec)
             jobs = JobStore(pool, "retention-test", 30, codec)
             await jobs.start(decision, datetime.now(timezone.utc) + timedelta(hours=1))
             escalation = Escalation(escalation_id=str(uuid.uuid4()), task_id=envelope.task_id,
@@ -162,6 +177,13 @@ async def seed_decided_invoice(settings: Settings) -> dict[str, str]:
                 "verdict_pb) VALUES ($1, $2, 'rita', 'MODIFY', $3, $4)", item_id,
                 uuid.UUID(envelope.task_id), verdict.reason,
                 codec.seal(item_id, verdict.SerializeToString(), VERDICT))
+            # the decision the reviewer's edit became: the review service's own record
+            human = Decision()
+            human.CopyFrom(decision)
+            human.decision_id, human.reviewer_id = str(uuid.uuid4()), "rita"
+            human.source = DecisionSource.DECISION_SOURCE_HUMAN
+            human.explanation = f"Reviewer rita: {decision.explanation}"
+            await store_decision(conn, item_id, human, codec)
             # four eyes: the first approval is kept apart, shaped like the verdict
             await conn.execute(
                 "INSERT INTO review_approvals (item_id, task_id, reviewer_id, verdict, reason, "
@@ -214,6 +236,8 @@ def test_purge_strips_extracted_fields_from_every_column_that_holds_them(
             decision_row = await conn.fetchrow(
                 "SELECT decision_id, decision, explanation FROM decisions WHERE task_id = $1",
                 task)
+            human = await conn.fetchrow("SELECT decision_id, decision, explanation "
+                                        "FROM review_decisions WHERE task_id = $1", task)
             job = await conn.fetchrow("SELECT decision_id, decision FROM executor_jobs "
                                       "WHERE task_id = $1", task)
             item = await conn.fetchrow("SELECT item_id, escalation FROM review_items "
@@ -235,6 +259,9 @@ def test_purge_strips_extracted_fields_from_every_column_that_holds_them(
                 "decision": Decision.FromString(codec.open(
                     decision_row["decision_id"], decision_row["decision"], DECISION)),
                 "explanation": decision_row["explanation"],
+                "human": Decision.FromString(codec.open(
+                    human["decision_id"], human["decision"], REVIEW_DECISION)),
+                "human_explanation": human["explanation"],
                 "job": Decision.FromString(codec.open(job["decision_id"], job["decision"],
                                                       JOB_DECISION)),
                 "escalation": Escalation.FromString(codec.open(
@@ -256,12 +283,13 @@ def test_purge_strips_extracted_fields_from_every_column_that_holds_them(
             await conn.close()
 
     after = asyncio.run(purge_and_read())
-    assert after["report"].decisions >= 1  # type: ignore[attr-defined]
-    for name in ("decision", "job"):
+    assert after["report"].decisions >= 2  # type: ignore[attr-defined]
+    for name in ("decision", "human", "job"):
         decision = after[name]
         assert IBAN not in str(decision), name
         assert decision.rule == "invoice_risk" and decision.plan.steps[0].name == "post_invoice"  # type: ignore[attr-defined]
-    assert after["explanation"] == ""
+    assert after["explanation"] == "" and after["human_explanation"] == ""
+    assert after["human"].explanation == ""  # type: ignore[attr-defined]
     assert IBAN not in str(after["escalation"]) and IBAN not in str(after["verdict"])
     assert list(after["verdict"].modified_fields) == ["bank_account"]  # type: ignore[attr-defined]
     # free text that may quote the document: the reviewer's reason, the downstream's answer
@@ -431,7 +459,7 @@ async def seed_ward_task(settings: Settings, kind: str) -> str:
                 extracted_fields={"diagnosis": DIAGNOSIS}, revealed_fields=["patient"])
             decision.plan.steps.add(step_id="1-file_note", name="file_note").payload.update(
                 {"fields": {"diagnosis": DIAGNOSIS}})
-            await store_decision(conn, decision, codec)
+            await store_model_decision(conn, decision, codec)
             await JobStore(pool, "retention-test", 30, codec).start(
                 decision, datetime.now(timezone.utc) + timedelta(hours=1))
             escalation = Escalation(escalation_id=str(uuid.uuid4()), task_id=task_id,
