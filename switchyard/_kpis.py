@@ -6,7 +6,9 @@ exported as gauges by :class:`KpiExporter`, which every ingest replica runs but 
 time exports through: the one holding a PostgreSQL advisory lock (per schema, i.e. per
 deployment). The others export no KPI series, so a dashboard that sums over pods counts each
 figure once; when the exporting replica dies its session ends, the lock is released and
-another replica takes over within ``SWITCHYARD_KPI_REFRESH_S``.
+another replica takes over within ``SWITCHYARD_KPI_REFRESH_S``. The exporting replica queries
+only while someone scrapes it: after ``SWITCHYARD_KPI_IDLE_AFTER_S`` without a scrape of its
+metrics endpoint it clears the series and waits, and the next scrape wakes it.
 
 :func:`kpi_trend` computes the same figures per time bucket for one tenant: the operator
 console's KPI charts (the one console view that reads PostgreSQL directly, as
@@ -18,22 +20,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import asyncpg
-from prometheus_client import Gauge
+from prometheus_client import REGISTRY, Counter, Gauge
 
 from switchyard._db import connect
 from switchyard._settings import Settings
 from switchyard._taskstore import TERMINAL_SQL
 
-__all__ = ["EXPORTING", "Economics", "KpiExporter", "KpiPoint", "MAX_TREND_BUCKETS",
-           "MAX_TREND_WINDOW", "MIN_TREND_BUCKET", "TenantKpis", "as_dict", "kpi_trend",
-           "point_dict", "reason_name", "tenant_kpis", "total_cost", "trend_buckets",
-           "trend_points"]
+__all__ = ["EXPORTING", "REFRESHES", "SCRAPES", "Economics", "KpiExporter", "ScrapeWatch",
+           "KpiPoint", "MAX_TREND_BUCKETS", "MAX_TREND_WINDOW", "MIN_TREND_BUCKET", "TenantKpis",
+           "as_dict", "kpi_trend", "point_dict", "reason_name", "tenant_kpis", "total_cost",
+           "trend_buckets", "trend_points"]
 
 log = logging.getLogger(__name__)
 #: One KPI exporter per deployment: (class key, schema) for ``pg_try_advisory_lock(int, int)``.
@@ -288,6 +291,7 @@ class KpiExporter:
         self.settings = settings
         self.pool = pool
         self.interval_s = settings.kpi_refresh_s
+        self.idle_after_s = settings.kpi_idle_after_s
         self.gauges = _gauges()
         self.exporting = False
 
@@ -316,10 +320,13 @@ class KpiExporter:
 
     def clear(self) -> None:
         """Export no KPI series (another replica exports them)."""
-        for gauge in self.gauges.values():
-            gauge.clear()
+        self.clear_series()
         EXPORTING.set(0)
         self.exporting = False
+
+    def clear_series(self) -> None:
+        for gauge in self.gauges.values():
+            gauge.clear()
 
     async def run(self) -> None:
         """Try to become the deployment's exporter every ``interval_s``; export while it is."""
@@ -343,11 +350,65 @@ class KpiExporter:
             log.info("exporting the business KPIs for this deployment")
             self.exporting = True
             EXPORTING.set(1)
-            while True:
-                await self.refresh(conn)
-                await asyncio.sleep(self.interval_s)
+            await self._refresh_while_scraped(conn)
         finally:
             await conn.close()
+
+    async def _refresh_while_scraped(self, conn: asyncpg.Connection) -> None:
+        """Every ``interval_s`` while the metrics endpoint was scraped in the last
+        ``idle_after_s``; otherwise no series and no query until the next scrape."""
+        loop, woken = asyncio.get_running_loop(), asyncio.Event()
+        SCRAPES.on_scrape(lambda: loop.call_soon_threadsafe(woken.set))
+        try:
+            refreshing = False
+            while True:
+                if SCRAPES.seen_within(self.idle_after_s):
+                    refreshing = True
+                    await self.refresh(conn)
+                    REFRESHES.inc()
+                    await asyncio.sleep(self.interval_s)
+                    continue
+                if refreshing:
+                    log.info("no scrape of the KPIs for %.0f s: not refreshing them until the "
+                             "next one", self.idle_after_s)
+                    self.clear_series()
+                    refreshing = False
+                woken.clear()
+                await woken.wait()
+        finally:
+            SCRAPES.on_scrape(None)
+
+
+class ScrapeWatch:
+    """A collector that exports nothing and notes each scrape of this process's registry:
+    how the KPI exporter knows whether anyone reads its gauges. ``collect`` runs on the
+    metrics server's thread; the callback hands the news to the event loop."""
+
+    def __init__(self) -> None:
+        self.last: float | None = None
+        self._callback: Callable[[], object] | None = None
+
+    def describe(self) -> list[Any]:
+        return []  # so registering it is not taken for a scrape
+
+    def collect(self) -> list[Any]:
+        self.last = time.monotonic()
+        if (callback := self._callback) is not None:
+            callback()
+        return []
+
+    def on_scrape(self, callback: Callable[[], object] | None) -> None:
+        self._callback = callback
+
+    def seen_within(self, seconds: float) -> bool:
+        return self.last is not None and time.monotonic() - self.last <= seconds
+
+
+SCRAPES = ScrapeWatch()
+REGISTRY.register(SCRAPES)
+REFRESHES = Counter("switchyard_kpi_exporter_refreshes",
+                    "KPI refreshes from PostgreSQL by this replica's exporter (only while its "
+                    "metrics are scraped).")
 
 
 EXPORTING = Gauge("switchyard_kpi_exporter_active",

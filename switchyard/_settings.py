@@ -745,6 +745,13 @@ class Settings:
         group="kpis",
         exclusive_minimum=0,
     )
+    kpi_idle_after_s: float = setting(
+        300.0, "The KPI exporter stops querying PostgreSQL when its metrics endpoint has not "
+        "been scraped for this long (and exports no KPI series); the next scrape wakes it, and "
+        "the series are back from the scrape after. Keep it above the scrape interval.",
+        group="kpis",
+        exclusive_minimum=0,
+    )
     kpi_inference_cost: float = setting(
         0.0004, "Inference cost per task.", group="kpis", minimum=0,
     )

@@ -58,7 +58,7 @@ def scrape(process: IngestProcess) -> str:
 def kpi_series(text: str) -> dict[str, float]:
     """Every ``switchyard_kpi_*`` sample of one scrape (the exporter flag excluded)."""
     return {m.group(1): float(m.group(3)) for m in re.finditer(
-        r"^(switchyard_kpi_(?!exporter_active)\w+(\{[^}]*\})?) (\S+)$", text, re.M)}
+        r"^(switchyard_kpi_(?!exporter_)\w+(\{[^}]*\})?) (\S+)$", text, re.M)}
 
 
 def summed(scrapes: list[str], series: str) -> float:
