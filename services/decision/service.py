@@ -614,7 +614,7 @@ def _setup_engagement(ctx: ServiceContext) -> None:
     ctx.on_stop.append(scorer.close)
     processor = EngagementProcessor(s, ctx.pool, ctx.producer, scorer)
     ctx.run_in_background("engagement-windows", processor.run)
-    ctx.consume(SUBJECT_ERASURES, ErasureConsumer(ctx.pool).handle)
+    ctx.consume_batches(SUBJECT_ERASURES, ErasureConsumer(ctx.pool).handle_batch)
     ctx.run_in_background("engagement-retention", lambda: retention_loop(
         ctx.pool, s.signal_subject_retention_days, s.signal_class_retention_days))
     ctx.serve((add_AnalyticsServiceServicer_to_server, AnalyticsServicer(ctx.pool, s),

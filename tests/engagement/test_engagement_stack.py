@@ -51,6 +51,7 @@ from switchyard.v1 import (
     WindowKind,
 )
 from tests.executor.harness import Service
+from tests.observed import dead_letters, metric_sum
 from tests.polling import eventually
 
 WINDOW_S = 2
@@ -367,7 +368,13 @@ async def test_erasure_removes_a_students_rows_and_alerts(
     assert before > 0
     erasure = SubjectErasure(erasure_id=uuid.uuid4().hex, tenant_id=TENANT,
                              pseudonyms=["s_f0", "s_a"])
+    # the same student again, and a record that is no erasure, right behind it: the batch
+    # erases once, audits both, and dead-letters the bad record alone
+    again = SubjectErasure(erasure_id=uuid.uuid4().hex, tenant_id=TENANT, pseudonyms=["s_f0"])
     await producer.send(SUBJECT_ERASURES, TENANT, erasure)
+    await producer.send_raw(SUBJECT_ERASURES.full_name(engagement_settings), b"not-an-erasure",
+                            b"\xff\x00garbage", {})
+    await producer.send(SUBJECT_ERASURES, TENANT, again)
 
     async def gone() -> bool:
         left = await db.fetchval(
@@ -376,11 +383,24 @@ async def test_erasure_removes_a_students_rows_and_alerts(
             ["s_f0", "s_a"])
         return left == 0
     await eventually(gone, "the erased students' rows gone", 60, 0.3)
-    entry = await eventually(lambda: db.fetchrow(
-        "SELECT * FROM audit_log WHERE action = 'engagement.erased'"), "the audit entry", 30)
-    detail = json.loads(entry["detail"]) if isinstance(entry["detail"], str) else entry["detail"]
-    assert detail["erasure_id"] == erasure.erasure_id and detail["subject_windows"] > 0
-    assert "s_f0" not in json.dumps(detail)
+
+    async def audited() -> list[dict[str, object]] | None:
+        rows = await db.fetch("SELECT detail FROM audit_log WHERE action = 'engagement.erased' "
+                              "ORDER BY entry_id")
+        details = [json.loads(r["detail"]) if isinstance(r["detail"], str) else r["detail"]
+                   for r in rows]
+        return details if len(details) == 2 else None
+
+    first, second = await eventually(audited, "an audit entry per erasure", 30)
+    assert first["erasure_id"] == erasure.erasure_id and first["subject_windows"] > 0
+    assert (second["erasure_id"], second["subject_windows"], second["alerts"]) == (
+        again.erasure_id, 0, 0)  # erased already: nothing left to delete
+    assert "s_f0" not in json.dumps([first, second])
+    letter = (await dead_letters(engagement_settings, {b"not-an-erasure"}))[b"not-an-erasure"]
+    assert letter.service == "decision" and letter.reason_code
+    assert metric_sum(engagement_settings.decision_metrics_port,
+                      "switchyard_stream_batch_records_count",
+                      f'topic="{SUBJECT_ERASURES.full_name(engagement_settings)}"') >= 1
     # others' rows and the class-level windows stay
     assert await db.fetchval("SELECT count(*) FROM engagement_subject_windows "
                              "WHERE subject = 's_b'") > 0

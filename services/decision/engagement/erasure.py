@@ -1,9 +1,10 @@
 """Right to erasure and retention of the engagement tables.
 
 Erasure: a ``SubjectErasure`` on ``subject-erasures`` names a student's pseudonyms (one per
-term); their per-student windows and their alerts are deleted in one transaction with an
-audit entry (counts only: the audit trail does not keep the pseudonyms). Class-level windows
-never name a student and stay.
+term); their per-student windows and their alerts are deleted with an audit entry per erasure
+(counts only: the audit trail does not keep the pseudonyms), a batch of erasures in one
+transaction of two deletes and one audit append. Class-level windows never name a student and
+stay.
 
 Retention: per-student windows and alerts are deleted after ``signal_subject_retention_days``;
 class-level windows (and the marks of sessions that old) after
@@ -15,13 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 import asyncpg
 
-from switchyard.audit import append as audit_append
-from switchyard.messaging import Record, decode
+from switchyard.audit import Entry, append_many
+from switchyard.messaging import Record, RejectRecord, decode_batch
 from switchyard.v1 import SubjectErasure
 
 log = logging.getLogger(__name__)
@@ -29,35 +32,50 @@ log = logging.getLogger(__name__)
 RETENTION_INTERVAL_S = 3600.0
 
 
-async def erase_subjects(conn: asyncpg.Connection, erasure: SubjectErasure) -> dict[str, int]:
-    """Delete the pseudonyms' per-student rows and alerts; audited. Idempotent."""
-    pseudonyms = sorted(set(erasure.pseudonyms))
+async def erase_subjects(conn: asyncpg.Connection, erasures: Sequence[SubjectErasure]
+                         ) -> list[dict[str, int]]:
+    """Delete the erasures' per-student rows and alerts, in one transaction; each erasure
+    audited with what it deleted (a pseudonym named twice counts for its first erasure).
+    Idempotent. Returns each erasure's counts, in order."""
+    pairs = sorted({(e.tenant_id, p) for e in erasures for p in e.pseudonyms})
+    tenants, subjects = [t for t, _ in pairs], [s for _, s in pairs]
+    deleted: dict[str, Counter[tuple[str, str]]] = {}
     async with conn.transaction():
-        windows = await conn.execute(
-            "DELETE FROM engagement_subject_windows WHERE tenant_id = $1 "
-            "AND subject = ANY($2::text[])", erasure.tenant_id, pseudonyms)
-        alerts = await conn.execute(
-            "DELETE FROM engagement_alerts WHERE tenant_id = $1 AND subject = ANY($2::text[])",
-            erasure.tenant_id, pseudonyms)
-        counts = {"subject_windows": int(windows.split()[-1]),
-                  "alerts": int(alerts.split()[-1])}
-        await audit_append(conn, erasure.tenant_id, "decision", "engagement.erased",
-                           {"erasure_id": erasure.erasure_id, "pseudonyms": len(pseudonyms),
-                            **counts}, writer="decision")
-    return counts
+        for table, key in (("engagement_subject_windows", "subject_windows"),
+                           ("engagement_alerts", "alerts")):
+            deleted[key] = Counter((r["tenant_id"], r["subject"]) for r in await conn.fetch(
+                f"DELETE FROM {table} d USING unnest($1::text[], $2::text[]) AS x(t, s) "
+                "WHERE d.tenant_id = x.t AND d.subject = x.s RETURNING d.tenant_id, d.subject",
+                tenants, subjects))
+        counted: set[tuple[str, str]] = set()
+        all_counts = []
+        for erasure in erasures:
+            own = {(erasure.tenant_id, p) for p in erasure.pseudonyms} - counted
+            counted |= own
+            all_counts.append({key: sum(rows[pair] for pair in own)
+                               for key, rows in deleted.items()})
+        await append_many(conn, [
+            Entry(e.tenant_id, "decision", "engagement.erased",
+                  {"erasure_id": e.erasure_id, "pseudonyms": len(set(e.pseudonyms)), **counts})
+            for e, counts in zip(erasures, all_counts)], writer="decision")
+    return all_counts
 
 
 class ErasureConsumer:
-    """The ``subject-erasures`` agent of the decision service."""
+    """The ``subject-erasures`` agent of the decision service: a batch at a time."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def handle(self, record: Record) -> None:
-        erasure = decode(record.value, record.headers, SubjectErasure)
-        async with self.pool.acquire() as conn:
-            counts = await erase_subjects(conn, erasure)
-        log.info("erasure %s: %s", erasure.erasure_id, counts)
+    async def handle_batch(self, records: list[Record]) -> list[tuple[Record, RejectRecord]]:
+        decoded, rejected = decode_batch(records, SubjectErasure)
+        if decoded:
+            erasures = [erasure for _, erasure in decoded]
+            async with self.pool.acquire() as conn:
+                counts = await erase_subjects(conn, erasures)
+            for erasure, erased in zip(erasures, counts):
+                log.info("erasure %s: %s", erasure.erasure_id, erased)
+        return rejected
 
 
 @dataclass(frozen=True)
