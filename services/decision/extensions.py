@@ -11,10 +11,13 @@
       async def record(conn, task, extraction, decision) -> None          # optional
       async def confirm(tenant_id, task_id, corrected, by_person) -> bool # optional
       async def reject(tenant_id, task_id) -> bool                        # optional
+      async def pending(tasks, by_person) -> set[str]                     # optional
 
   ``record`` runs in the transaction that stores a Kafka-path decision; ``confirm`` and
   ``reject`` are how the enricher learns from outcomes (a person's verdict, a successful
-  execution: :mod:`services.decision.learning`).
+  execution: :mod:`services.decision.learning`); ``pending`` narrows a batch of successes,
+  given as (tenant, task id) pairs, to the task ids ``confirm`` could change, so the others
+  cost the enricher no call.
 * :func:`features_for`: the feature entry point (group ``switchyard.features``) a scorer names,
   called as ``features(extraction, history, task) -> list[float]``.
 """

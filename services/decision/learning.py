@@ -19,6 +19,7 @@ Both are idempotent for the shipped enricher, so redelivered or replayed events 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from services.decision.extensions import Enrichers
 from switchyard.messaging import (
@@ -73,14 +74,22 @@ class HistoryLearner:
         for record, event in decoded:
             if event.status == TaskStatus.TASK_STATUS_SUCCEEDED and event.task_id:
                 succeeded.setdefault(event.task_id, (event, record))
-        await run_each((record_context(record, event.task_id), self._succeeded(event))
-                       for event, record in succeeded.values())
+        for enricher in self._learners("confirm"):
+            outcomes = list(succeeded.values())
+            if outcomes and callable(getattr(enricher, "pending", None)):
+                # one question for the batch: most successes are nothing this enricher keeps
+                teach = await enricher.pending(
+                    [(event.tenant_id, event.task_id) for event, _ in outcomes], False)
+                outcomes = [(event, record) for event, record in outcomes
+                            if event.task_id in teach]
+            await run_each((record_context(record, event.task_id),
+                            self._succeeded(enricher, event)) for event, record in outcomes)
         return rejected
 
-    async def _succeeded(self, event: StatusEvent) -> None:
-        for enricher in self._learners("confirm"):
-            if await enricher.confirm(event.tenant_id, event.task_id, {}, False):
-                log.info("%s: task confirmed by its successful execution", enricher.name)
+    @staticmethod
+    async def _succeeded(enricher: Any, event: StatusEvent) -> None:
+        if await enricher.confirm(event.tenant_id, event.task_id, {}, False):
+            log.info("%s: task confirmed by its successful execution", enricher.name)
 
 
 __all__ = ["HistoryLearner"]

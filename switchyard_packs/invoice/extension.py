@@ -18,7 +18,7 @@ The decision service calls these; nothing here knows about gRPC or Kafka.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timezone
 from typing import Any, Protocol
 
@@ -142,6 +142,11 @@ class VendorHistoryEnricher:
                       0.0)
         await self.store.record(conn, task.tenant_id, task.task_id, extraction, p_auto,
                                 decision.outcome == DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE)
+
+    async def pending(self, tasks: Sequence[tuple[str, str]], by_person: bool) -> set[str]:
+        """Which of these (tenant, task id) outcomes could teach: the learner asks once per
+        batch and calls :meth:`confirm` for those only."""
+        return await self.store.pending(tasks, by_person)
 
     async def confirm(self, tenant_id: str, task_id: str, corrected: Mapping[str, str],
                       by_person: bool) -> bool:

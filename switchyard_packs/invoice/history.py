@@ -21,7 +21,7 @@ import datetime as dt
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -179,6 +179,17 @@ class HistoryStore:
             ex.get("currency") or "", self.codec.seal(task_id, fields, INVOICE_FIELDS),
             p_auto, auto,
         )
+
+    async def pending(self, tasks: Sequence[tuple[str, str]], by_person: bool) -> set[str]:
+        """Of these (tenant, task id) pairs, the tasks a :meth:`confirm` could change (an
+        invoice of this store still pending, and straight through unless ``by_person``): one
+        statement for a whole batch of outcomes, most of which are no invoice at all."""
+        rows = await self.pool.fetch(
+            "SELECT d.task_id FROM decision_invoices d JOIN unnest($1::text[], $2::uuid[]) "
+            "AS x(tenant_id, task_id) ON d.tenant_id = x.tenant_id AND d.task_id = x.task_id "
+            "WHERE d.state = 'pending' AND ($3 OR d.auto)",
+            [tenant for tenant, _ in tasks], [uuid.UUID(task) for _, task in tasks], by_person)
+        return {str(row["task_id"]) for row in rows}
 
     async def confirm(self, tenant_id: str, task_id: str,
                       corrected: Mapping[str, str] | None = None,

@@ -93,3 +93,20 @@ async def test_only_confirmed_outcomes_teach_and_rejections_undo(store: HistoryS
     text = str([dict(r) for r in await store.pool.fetch(
         "SELECT * FROM decision_invoices WHERE tenant_id = $1", TENANT)])
     assert "Larkspur" not in text and "L-1" not in text and "NWBK" not in text
+
+
+async def test_pending_names_only_the_outcomes_a_confirm_could_change(
+        store: HistoryStore) -> None:
+    """The learner asks once per batch of successes; only invoices still pending (and, for a
+    success, ones the model ran straight through) are worth a confirm."""
+    vendor = "Quillon Parts GmbH"
+    auto, _ = await scored(store, invoice(vendor=vendor, number="Q-1", iban=LEGIT), True)
+    escalated, _ = await scored(store, invoice(vendor=vendor, number="Q-2", iban=LEGIT), False)
+    taught, _ = await scored(store, invoice(vendor=vendor, number="Q-3", iban=LEGIT), True)
+    assert await store.confirm(TENANT, taught, by_person=False)
+    no_invoice = str(uuid.uuid4())
+    asked = [(TENANT, t) for t in (auto, escalated, taught, no_invoice)]
+    asked.append(("another-tenant", auto))  # the same task id under another tenant: not its
+    assert await store.pending(asked, by_person=False) == {auto}
+    assert await store.pending(asked, by_person=True) == {auto, escalated}
+    assert await store.pending([], by_person=True) == set()
