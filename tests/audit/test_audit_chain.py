@@ -50,6 +50,20 @@ def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 
+async def edit_behind_the_applications_back(conn: asyncpg.Connection, sql: str) -> int:
+    """``sql`` (an UPDATE ... RETURNING entry_id) as a superuser who switched the triggers off
+    for the session: what the chain must still tell."""
+    await conn.execute("SET session_replication_role = replica")
+    return await conn.fetchval(sql)
+
+
+def broken_verification(settings: Settings, *args: str) -> str:
+    """``switchyard audit verify`` that must fail; its output."""
+    result = cli(settings, "verify", *args)
+    assert result.returncode == 1, result.stdout
+    return result.stdout
+
+
 def test_chain_verifies_and_the_database_refuses_edits(settings: Settings) -> None:
     task_id, hashes = asyncio.run(fill(settings))
     assert len(set(hashes)) == 5
@@ -84,20 +98,17 @@ def test_superuser_edit_behind_the_applications_back_is_named(settings: Settings
     async def tamper() -> int:
         conn = await connect(tampered)
         try:
-            # A superuser can switch triggers off for the session; the chain still tells.
-            await conn.execute("SET session_replication_role = replica")
-            return await conn.fetchval(
-                "UPDATE audit_log SET detail = jsonb_set(detail, '{rule}', '\"waived\"') "
+            return await edit_behind_the_applications_back(
+                conn, "UPDATE audit_log SET detail = jsonb_set(detail, '{rule}', '\"waived\"') "
                 "WHERE tenant_id = 'acme' AND writer = 'decision' AND seq = 3 "
                 "RETURNING entry_id")
         finally:
             await conn.close()
 
     entry_id = asyncio.run(tamper())
-    result = cli(tampered, "verify")
-    assert result.returncode == 1
-    assert f"BROKEN at entry {entry_id} (tenant acme, writer decision, seq 3)" in result.stdout
-    assert "content changed" in result.stdout
+    output = broken_verification(tampered)
+    assert f"BROKEN at entry {entry_id} (tenant acme, writer decision, seq 3)" in output
+    assert "content changed" in output
 
 
 async def _migrate(settings: Settings) -> None:
@@ -119,18 +130,16 @@ def test_an_entry_moved_to_another_writers_chain_is_named(settings: Settings) ->
             await append(conn, "acme", "retention", "payloads.purged", {"tasks": 1},
                          writer="retention")
             assert (await verify(conn, "acme")).broken is None
-            await conn.execute("SET session_replication_role = replica")
-            return await conn.fetchval(
-                "UPDATE audit_log SET writer = 'review' WHERE tenant_id = 'acme' "
+            return await edit_behind_the_applications_back(
+                conn, "UPDATE audit_log SET writer = 'review' WHERE tenant_id = 'acme' "
                 "AND writer = 'retention' RETURNING entry_id")
         finally:
             await conn.close()
 
     entry_id = asyncio.run(relabel())
-    result = cli(moved, "verify", "--tenant", "acme")
-    assert result.returncode == 1
-    assert f"BROKEN at entry {entry_id} (tenant acme, writer review, seq 1)" in result.stdout
-    assert "content changed" in result.stdout
+    output = broken_verification(moved, "--tenant", "acme")
+    assert f"BROKEN at entry {entry_id} (tenant acme, writer review, seq 1)" in output
+    assert "content changed" in output
 
 
 def test_chains_written_before_writers_still_verify(settings: Settings) -> None:
@@ -155,18 +164,15 @@ def test_chains_written_before_writers_still_verify(settings: Settings) -> None:
             await append(conn, "acme", "decision", "decision.made", {"n": 3}, writer="decision")
             result = await verify(conn)
             assert (result.entries, result.chains, result.broken) == (3, 2, None)
-            await conn.execute("SET session_replication_role = replica")
-            return await conn.fetchval(
-                "UPDATE audit_log SET detail = '{\"n\": 9}' WHERE writer = '' AND seq = 2 "
-                "RETURNING entry_id")
+            return await edit_behind_the_applications_back(
+                conn, "UPDATE audit_log SET detail = '{\"n\": 9}' WHERE writer = '' "
+                "AND seq = 2 RETURNING entry_id")
         finally:
             await conn.close()
 
     entry_id = asyncio.run(write_legacy_then_new())
-    result = cli(legacy, "verify")
-    assert result.returncode == 1
     assert f"BROKEN at entry {entry_id} (tenant acme, writer (before writers), seq 2)" in (
-        result.stdout)
+        broken_verification(legacy))
 
 
 async def test_services_do_not_queue_on_each_others_chain(settings: Settings) -> None:

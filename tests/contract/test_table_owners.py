@@ -13,43 +13,32 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from tests.architecture_doc import table_rows
 from tests.schema import migrated_tables
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC = ROOT / "docs" / "architecture.md"
 SERVICES = ("ingest", "decision", "executor", "review")
 SQL_TABLE = re.compile(r"\b(?:FROM|JOIN|INTO|UPDATE|TABLE)\s+([a-z_]+)\b")
 MOVES_TASKS = re.compile(r"from switchyard\.tasks import \(?[^)]*\btransition(?:_many)?\b")
 
 
-def _section(title: str) -> list[str]:
-    text = DOC.read_text()
-    start = text.index(title)
-    end = text.find("\n#", start + len(title))
-    return text[start:end].splitlines()
-
-
 def owners() -> dict[str, str]:
     """Table -> owning service (or 'every'), from the Tables section's rows."""
     found: dict[str, str] = {}
-    for line in _section("## Tables"):
-        cells = [c.strip() for c in line.split("|")[1:-1]]
-        if len(cells) != 3 or not cells[0].startswith("`"):
+    for cells in table_rows("## Tables", 3):
+        if not cells[0].startswith("`"):
             continue
         owner = re.match(r"[a-z]+", cells[1])
-        assert owner, f"no owner in {line!r}"
+        assert owner, f"no owner in {cells!r}"
         for table in re.findall(r"`(\w+)`", cells[0]):
             found[table] = owner.group(0)
     return found
 
 
 def declared_crossings() -> set[tuple[str, str]]:
-    rows = set()
-    for line in _section("### Crossings still to remove"):
-        cells = [c.strip() for c in line.split("|")[1:-1]]
-        if len(cells) == 4 and cells[1].startswith("`"):
-            rows.add((cells[0], cells[1].strip("`")))
-    return rows
+    return {(cells[0], cells[1].strip("`"))
+            for cells in table_rows("### Crossings still to remove", 4)
+            if cells[1].startswith("`")}
 
 
 def crossings_in_code(owner_of: dict[str, str]) -> dict[tuple[str, str], set[str]]:

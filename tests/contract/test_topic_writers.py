@@ -16,9 +16,9 @@ import re
 from pathlib import Path
 
 from switchyard import messaging
+from tests.architecture_doc import table_rows
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC = ROOT / "docs" / "architecture.md"
 SERVICES = ("ingest", "decision", "executor", "review")
 SENDS = re.compile(r"\.send(?:_nowait|_raw)?\(\s*([A-Z_]+)\b")
 PUBLISHES_STATUS = re.compile(r"\bpublish_status\(")
@@ -28,21 +28,10 @@ CONSTANTS = {name: topic.name for name, topic in vars(messaging).items()
 PLUMBING = {"dead-letter", "broker-marker"}
 
 
-def _section(title: str) -> list[str]:
-    text = DOC.read_text()
-    start = text.index(title)
-    end = text.find("\n#", start + len(title))
-    return text[start:end].splitlines()
-
-
 def _rows() -> dict[str, str]:
     """Topic -> its 'written by' cell."""
-    rows = {}
-    for line in _section("## Topics"):
-        cells = [c.strip() for c in line.split("|")[1:-1]]
-        if len(cells) == 4 and cells[0].startswith("`"):
-            rows[cells[0].split("`")[1]] = cells[2]
-    return rows
+    return {cells[0].split("`")[1]: cells[2] for cells in table_rows("## Topics", 4)
+            if cells[0].startswith("`")}
 
 
 def documented_writers() -> dict[str, list[str]]:
@@ -57,12 +46,9 @@ def outside_first(topic: str) -> bool:
 
 
 def declared_second_writers() -> set[tuple[str, str]]:
-    rows = set()
-    for line in _section("### Topics written by more than their owner"):
-        cells = [c.strip() for c in line.split("|")[1:-1]]
-        if len(cells) == 4 and cells[1].startswith("`"):
-            rows.add((cells[0], cells[1].strip("`")))
-    return rows
+    return {(cells[0], cells[1].strip("`"))
+            for cells in table_rows("### Topics written by more than their owner", 4)
+            if cells[1].startswith("`")}
 
 
 def writers_in_code() -> dict[str, dict[str, set[str]]]:
