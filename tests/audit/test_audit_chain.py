@@ -90,10 +90,16 @@ def test_chain_verifies_and_the_database_refuses_edits(settings: Settings) -> No
     assert shown.stdout.count("step.executed") == 3
 
 
+def filled_schema(settings: Settings, suffix: str) -> Settings:
+    """A schema of its own, migrated and filled (:func:`fill`), for a test that tampers."""
+    own = settings.replace(postgres_schema=f"{settings.postgres_schema}_{suffix}")
+    asyncio.run(_migrate(own))
+    asyncio.run(fill(own))
+    return own
+
+
 def test_superuser_edit_behind_the_applications_back_is_named(settings: Settings) -> None:
-    tampered = settings.replace(postgres_schema=f"{settings.postgres_schema}_t")
-    asyncio.run(_migrate(tampered))
-    asyncio.run(fill(tampered))
+    tampered = filled_schema(settings, "t")
 
     async def tamper() -> int:
         conn = await connect(tampered)
@@ -120,9 +126,7 @@ async def _migrate(settings: Settings) -> None:
 def test_an_entry_moved_to_another_writers_chain_is_named(settings: Settings) -> None:
     """The writer is covered by the hash: the only entry of acme's retention chain relabelled
     as the review service's (its link and sequence still fit a chain of one) is found."""
-    moved = settings.replace(postgres_schema=f"{settings.postgres_schema}_m")
-    asyncio.run(_migrate(moved))
-    asyncio.run(fill(moved))
+    moved = filled_schema(settings, "m")
 
     async def relabel() -> int:
         conn = await connect(moved)
