@@ -18,8 +18,12 @@ from dataclasses import dataclass
 import asyncpg
 import pytest
 
+from services.decision.extensions import EnricherResources, Enrichers
+from services.decision.learning import HistoryLearner
 from switchyard import Settings
+from switchyard.messaging import Record, encode
 from switchyard.storage import codec_for, create_pool
+from switchyard.v1 import StatusEvent, TaskStatus
 from switchyard_packs.invoice.extraction import extract_invoice
 from switchyard_packs.invoice.history import HistoryStore, VendorHistory, risk_inputs
 from tests.decision.documents import invoice
@@ -110,3 +114,26 @@ async def test_pending_names_only_the_outcomes_a_confirm_could_change(
     assert await store.pending(asked, by_person=False) == {auto}
     assert await store.pending(asked, by_person=True) == {auto, escalated}
     assert await store.pending([], by_person=True) == set()
+
+
+async def test_successes_teach_through_the_learner_only_what_ran_straight_through(
+        store: HistoryStore) -> None:
+    """The decision service's learner on a batch of task-status records, with the invoice
+    pack's enricher on this database: the straight-through invoice's success confirms it, the
+    escalated one's does not, and neither does a success of a task that is no invoice."""
+    enrichers = Enrichers(EnricherResources(store.pool, store.key, store.codec))
+    enrichers.prepare(["vendor_history"])
+    vendor = "Ormond Fixtures Ltd"
+    auto, _ = await scored(store, invoice(vendor=vendor, number="O-1", iban=LEGIT), True)
+    escalated, _ = await scored(store, invoice(vendor=vendor, number="O-2", iban=LEGIT), False)
+    records = []
+    for offset, task_id in enumerate((auto, escalated, str(uuid.uuid4()))):
+        value, headers = encode(StatusEvent(task_id=task_id, tenant_id=TENANT,
+                                            status=TaskStatus.TASK_STATUS_SUCCEEDED))
+        records.append(Record("task-status", 0, offset, task_id.encode(), value, headers, 0.0))
+    assert await HistoryLearner(enrichers).on_statuses(records) == []
+    states = {str(r["task_id"]): r["state"] for r in await store.pool.fetch(
+        "SELECT task_id, state FROM decision_invoices WHERE task_id = ANY($1::uuid[])",
+        [uuid.UUID(auto), uuid.UUID(escalated)])}
+    assert states == {auto: "confirmed", escalated: "pending"}
+    assert (await summary(store, vendor))["invoice_count"] == 1
