@@ -26,9 +26,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 from openapi_spec_validator import validate
 
+from services.ingest.openapi import document
 from services.ingest.rest import Gateway, Inbound
 from switchyard import Settings
-from switchyard.rpc import openapi_document as document
 from switchyard.stack import free_port
 from tests.document_samples import noise_png
 
