@@ -1,7 +1,8 @@
 """Switchyard's shared package: the plumbing every service uses, and the generated contract.
 
-It imports no service. Code outside the package imports the public modules, each re-exporting
-names from private ``_modules`` with an explicit ``__all__``:
+It imports no service, except where it starts them (``cli`` and the launcher behind
+``switchyard.runtime.up``). Code outside the package imports the public modules, each
+re-exporting names from private ``_modules`` with an explicit ``__all__``:
 
 * ``switchyard`` -- :class:`Settings` (every setting, declared once);
 * ``switchyard.runtime`` -- the service lifecycle, supervised loops, the stack launcher;

@@ -394,7 +394,10 @@ class ScrapeWatch:
     def collect(self) -> list[Any]:
         self.last = time.monotonic()
         if (callback := self._callback) is not None:
-            callback()
+            try:
+                callback()
+            except RuntimeError:  # the exporter's loop closed under a late scrape
+                pass
         return []
 
     def on_scrape(self, callback: Callable[[], object] | None) -> None:
