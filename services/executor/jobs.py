@@ -14,6 +14,7 @@ trace context the decision arrived in, so work resumed later stays in the task's
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -203,10 +204,7 @@ class JobStore:
             "UPDATE executor_jobs SET blocked_by = 'retry', retry_at = now(), updated_at = now()"
             " WHERE task_id = ANY($1::uuid[]) AND state = 'parked' RETURNING task_id",
             [uuid.UUID(t) for t in task_ids])
-        woken: dict[str, int] = {}
-        for row in rows:
-            woken[str(row["task_id"])] = woken.get(str(row["task_id"]), 0) + 1
-        return woken
+        return Counter(str(row["task_id"]) for row in rows)
 
     async def finish(self, job: Job, state: str, reason: str = "") -> None:
         async with self.pool.acquire() as conn:
