@@ -12,8 +12,9 @@ hospital's tenant as ``hospital_admission``, after the demo downstream's payer g
 records and its bed board the capacity those forms need (through the downstream's operator
 API). Some forms disagree with the payer (an insurance ticket names the fields), some lack a
 signed consent, some ask for a bed type whose unit is full: while it sees an admission waiting
-for a bed, the demo discharges a patient from each full unit, so it books on its next try (the tenant's
-``bed_retry_every`` is set to a few seconds for the demo). The summary says how many were
+for a bed, the demo discharges a patient from each full unit, so it books on its next try (every demo
+tenant's ``bed_retry_every`` is set to a few seconds for the demo: admission forms of the held-out
+corpus, submitted by all three, book beds too). The summary says how many were
 admitted without a person and which tickets were opened, and why.
 
 Then the classroom section (``--classrooms``, default 4; ``switchyard/_demo_classroom.py``):
@@ -71,8 +72,8 @@ from switchyard.v1 import (
 
 HELDOUT = Path(__file__).resolve().parents[1] / "models" / "data" / "router_heldout.jsonl"
 TENANTS = ("acme-health", "northwind-edu", "bluepeak-retail")
-#: The tenant that submits the hospital admissions, and its pack settings for the demo: a
-#: full unit is asked again for a bed every few seconds instead of every five minutes.
+#: The tenant that submits the hospital admissions. Every demo tenant's pack settings: a full
+#: unit is asked again for a bed every few seconds instead of every five minutes.
 HOSPITAL_TENANT = "acme-health"
 HOSPITAL_PACK = "hospital_admission"
 BED_RETRY_EVERY = "3s"
@@ -196,18 +197,21 @@ async def seed_hospital(http: aiohttp.ClientSession, load: Any) -> None:
 
 
 async def shorten_bed_retries(settings: Settings) -> None:
-    """The hospital tenant's ``bed_retry_every``: a few seconds, so the demo need not wait the
-    default five minutes for a discharged bed (the tenant's other settings are kept)."""
+    """Every demo tenant's ``bed_retry_every``: a few seconds, so the demo need not wait the
+    default five minutes for a discharged bed (each tenant's other settings are kept). Not
+    the hospital's alone: the held-out corpus has admission forms too, submitted by every
+    tenant and routed to the same pack, and one of them may meet a full unit."""
     channel = client_channel(settings, f"127.0.0.1:{settings.decision_grpc_port}")
     try:
         packs = PackServiceStub(channel)
-        current = await packs.GetTenantSettings(GetTenantSettingsRequest(
-            tenant_id=HOSPITAL_TENANT), timeout=10)
-        document = yaml.safe_load(current.document or b"") or {}
-        pack = document.setdefault("packs", {}).setdefault(HOSPITAL_PACK, {})
-        pack.setdefault("parameters", {})["bed_retry_every"] = BED_RETRY_EVERY
-        await packs.ApplyTenantSettings(ApplyTenantSettingsRequest(
-            tenant_id=HOSPITAL_TENANT, document=yaml.safe_dump(document).encode()), timeout=10)
+        for tenant in TENANTS:
+            current = await packs.GetTenantSettings(GetTenantSettingsRequest(
+                tenant_id=tenant), timeout=10)
+            document = yaml.safe_load(current.document or b"") or {}
+            pack = document.setdefault("packs", {}).setdefault(HOSPITAL_PACK, {})
+            pack.setdefault("parameters", {})["bed_retry_every"] = BED_RETRY_EVERY
+            await packs.ApplyTenantSettings(ApplyTenantSettingsRequest(
+                tenant_id=tenant, document=yaml.safe_dump(document).encode()), timeout=10)
     finally:
         await channel.close()
 
@@ -298,9 +302,12 @@ async def wait_terminal(ingest: IngestServiceStub, tally: Tally, timeout_s: floa
                         on_finished: Callable[[], None] = lambda: None) -> None:
     deadline = time.monotonic() + timeout_s
     open_ids = set(tally.submitted_at)
+    last_seen: dict[str, str] = {}   # what an open task was doing, for the timeout's message
     while open_ids and time.monotonic() < deadline:
         for task_id in list(open_ids):
             task = (await ingest.GetTask(GetTaskRequest(task_id=task_id))).task
+            last_seen[task_id] = f"{TaskStatus.Name(task.status).removeprefix('TASK_STATUS_')}" \
+                                 f"{f' ({task.reason})' if task.reason else ''}"
             if task.status == TaskStatus.TASK_STATUS_BLOCKED \
                     and task.reason.startswith("retry_later"):
                 tally.waiting_for_bed.add(task_id)
@@ -318,8 +325,9 @@ async def wait_terminal(ingest: IngestServiceStub, tally: Tally, timeout_s: floa
         if open_ids:
             await asyncio.sleep(0.25)
     if open_ids:
-        raise TimeoutError(f"{len(open_ids)} tasks not terminal after {timeout_s:.0f}s: "
-                           f"{sorted(open_ids)[:5]}")
+        raise TimeoutError(f"{len(open_ids)} tasks not terminal after {timeout_s:.0f}s: " +
+                           ", ".join(f"{task_id} {last_seen.get(task_id, '?')}"
+                                     for task_id in sorted(open_ids)[:5]))
 
 
 def summary_table(tally: Tally, elapsed_s: float) -> Table:

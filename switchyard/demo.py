@@ -6,11 +6,14 @@ Re-exported from ``_demo`` and ``_demo_classroom``.
 from __future__ import annotations
 
 from switchyard._demo import (
+    BED_RETRY_EVERY,
+    TENANTS,
     Tally,
     Ticket,
     admissions_table,
     discharge_full_units,
     seed_hospital,
+    shorten_bed_retries,
     ticket_reason,
 )
 from switchyard._demo_classroom import (
@@ -19,6 +22,8 @@ from switchyard._demo_classroom import (
 )
 
 __all__ = [
+    "BED_RETRY_EVERY",
+    "TENANTS",
     "Tally",
     "Ticket",
     "admissions_table",
@@ -26,5 +31,6 @@ __all__ = [
     "discharge_full_units",
     "run_classrooms",
     "seed_hospital",
+    "shorten_bed_retries",
     "ticket_reason",
 ]
