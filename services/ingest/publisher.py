@@ -146,11 +146,15 @@ class Publisher:
     async def _republish_unpublished(
             self, accepted: Sequence[tuple[store.Accepted, dict[str, str] | None]]) -> None:
         """Tasks accepted before whose envelopes never reached the broker (a crash after the
-        commit), still QUEUED: published now rather than by the reconciler later."""
+        commit), still QUEUED: published now rather than by the reconciler later. Their rows
+        are read in one statement."""
+        if not accepted:
+            return
+        queued = await store.load_queued(self.pool, [result.task_id for result, _ in accepted])
         again, traces = [], []
         for result, trace in accepted:
-            row = await store.load_task(self.pool, result.task_id)
-            if row is not None and row["status"] == "QUEUED":
+            row = queued.get(result.task_id)
+            if row is not None:
                 envelope = store.open_envelope(self.codec, row)
                 again.append((envelope, first_event(envelope, result)))
                 traces.append(trace)

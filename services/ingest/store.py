@@ -220,11 +220,22 @@ async def load_task(conn: asyncpg.Connection | asyncpg.Pool, task_id: str) -> as
     )
 
 
+async def load_queued(conn: asyncpg.Connection | asyncpg.Pool, task_ids: Sequence[str]
+                      ) -> dict[str, asyncpg.Record]:
+    """The rows of those of ``task_ids`` still QUEUED, by task id, in one statement (what
+    :func:`load_task` reads of each); ``envelope`` as stored (sealed)."""
+    rows = await conn.fetch(
+        "SELECT task_id, tenant_id, envelope, status, stage, reason, status_seq, created_at, "
+        "updated_at FROM tasks WHERE task_id = ANY($1::uuid[]) AND status = 'QUEUED'",
+        [uuid.UUID(t) for t in task_ids])
+    return {str(row["task_id"]): row for row in rows}
+
+
 def open_envelope(codec: PayloadCodec, row: asyncpg.Record) -> TaskEnvelope:
     """The task envelope of a ``tasks`` row (with ``task_id`` and ``envelope`` columns)."""
     return TaskEnvelope.FromString(codec.open(row["task_id"], row["envelope"], TASK_ENVELOPE))
 
 
 __all__ = ["Accepted", "IdempotencyConflict", "NewTask", "accept", "accept_many",
-           "find_by_key", "load_task",
+           "find_by_key", "load_queued", "load_task",
            "mark_published", "open_envelope", "stage_name", "status_name"]

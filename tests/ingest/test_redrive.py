@@ -186,3 +186,33 @@ async def own(pool: asyncpg.Pool, in_review: str, executing: str, held: str) -> 
     await pool.execute(
         "INSERT INTO decision_holds (task_id, tenant_id, envelope, reason) "
         "VALUES ($1, 'acme', '', 'models unavailable')", uuid.UUID(held))
+
+
+async def test_a_repeated_batch_publishes_again_only_its_queued_unpublished_tasks(
+        settings: Settings, publisher: Publisher) -> None:
+    """An intake batch redelivered after a crash between commit and produce: its tasks are
+    repeats now, and those still QUEUED and never published are published again at once
+    (read in one statement); one published already, or one that moved on, is not."""
+    items = [item_for(submission(), TaskSource.TASK_SOURCE_KAFKA_INTAKE) for _ in range(3)]
+    first = await publisher.accept_many(items)
+    stranded, moved_on, published = (r.task_id for r in first)
+    await publisher.pool.execute(
+        "UPDATE tasks SET published_at = NULL WHERE task_id = ANY($1::uuid[])",
+        [uuid.UUID(stranded), uuid.UUID(moved_on)])
+    await publisher.pool.execute(
+        "UPDATE tasks SET status = 'IN_PROGRESS', stage = 'EXECUTING' WHERE task_id = $1",
+        uuid.UUID(moved_on))
+
+    again = await publisher.accept_many(items, republish_unpublished=True)
+    assert [r.task_id for r in again] == [stranded, moved_on, published]
+    assert not any(r.created for r in again)
+    published_at = {str(r["task_id"]): r["published_at"] for r in await publisher.pool.fetch(
+        "SELECT task_id, published_at FROM tasks WHERE task_id = ANY($1::uuid[])",
+        [uuid.UUID(r.task_id) for r in first])}
+    assert published_at[stranded] is not None and published_at[moved_on] is None
+
+    records = await read_topic(settings, TASKS, lambda got: sum(
+        TaskEnvelope.FromString(r.value).task_id == stranded for r in got) >= 2)
+    sent = [TaskEnvelope.FromString(r.value).task_id for r in records]
+    assert sent.count(stranded) == 2   # accepted, then again
+    assert sent.count(published) == 1 and sent.count(moved_on) == 1
