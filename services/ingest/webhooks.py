@@ -54,6 +54,11 @@ DELIVERIES = Counter(
     "Webhook POST attempts, by outcome (delivered, retry, failed).",
     ["outcome"],
 )
+PASSED_UNHEARD = Counter(
+    "switchyard_ingest_webhook_feed_passes_unheard_total",
+    "Dispatcher passes that moved the feed cursor past the finished status events without "
+    "reading them: no webhook registered and no task with a callback.",
+)
 
 
 # -- pure helpers ------------------------------------------------------------------------
@@ -118,14 +123,28 @@ def delivery_body(delivery_id: uuid.UUID, webhook_id: uuid.UUID | None,
 
 # -- registrations -----------------------------------------------------------------------
 
+async def _lock_cursor(conn: asyncpg.Connection) -> asyncpg.Record:
+    """The dispatcher's cursor row, locked until the transaction ends (made when missing)."""
+    await conn.execute("INSERT INTO webhook_feed_cursor (txid, task_id, seq) "
+                       "VALUES (0, '00000000-0000-0000-0000-000000000000', 0) "
+                       "ON CONFLICT DO NOTHING")
+    # The row lock serialises replicas: only one enqueues a given stretch of the feed.
+    return await conn.fetchrow("SELECT txid, task_id, seq FROM webhook_feed_cursor FOR UPDATE")
+
+
 async def register(pool: asyncpg.Pool, tenant_id: str, url: str, secret: str
                    ) -> tuple[str, str]:
+    """A new webhook of ``tenant_id``, owed the tenant's status events from now on. It is
+    created under the dispatcher's cursor lock and stamped with the time it got the lock, so
+    a dispatcher pass that found nobody listening (and skipped the events before it) is
+    over before that time: every event it skipped is older than the webhook."""
     webhook_id = uuid.uuid4()
     secret = secret or signatures.new_secret()
-    await pool.execute(
-        "INSERT INTO webhooks (webhook_id, tenant_id, url, secret) VALUES ($1, $2, $3, $4)",
-        webhook_id, tenant_id, url, secret,
-    )
+    async with pool.acquire() as conn, conn.transaction():
+        await _lock_cursor(conn)
+        await conn.execute(
+            "INSERT INTO webhooks (webhook_id, tenant_id, url, secret, created_at) "
+            "VALUES ($1, $2, $3, $4, clock_timestamp())", webhook_id, tenant_id, url, secret)
     return str(webhook_id), secret
 
 
@@ -149,8 +168,29 @@ async def delete(pool: asyncpg.Pool, webhook_id: str) -> bool:
 
 # -- dispatcher: feed -> deliveries ------------------------------------------------------
 
+#: Past the end of any transaction's events: a cursor at (txid, _LAST_TASK_ID, _MAX_SEQ) is
+#: after every event of transaction ``txid``.
+_LAST_TASK_ID = uuid.UUID(int=(1 << 128) - 1)
+_MAX_SEQ = (1 << 63) - 1
+
+
+async def anyone_listens(conn: asyncpg.Connection) -> bool:
+    """Whether a status event can have a destination: a registered webhook, or a task
+    submitted with a ``callback_url`` (two index probes)."""
+    return bool(await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM webhooks WHERE deleted_at IS NULL) "
+        "OR EXISTS (SELECT 1 FROM tasks WHERE callback_url IS NOT NULL)"))
+
+
 async def enqueue_once(pool: asyncpg.Pool) -> int:
-    """Turn the next status events into delivery rows; returns how many events were read."""
+    """Turn the next status events into delivery rows; returns how many events were read.
+
+    While nobody listens (no webhook registered, no task with a callback) the events are
+    not read: the cursor moves past every finished one instead. That is safe because the
+    horizon is taken before the question is asked (an event of a task submitted with a
+    callback meanwhile is past the horizon, or its task is seen), and a webhook is
+    registered under the cursor's lock with the time it got it (:func:`register`), so it
+    is owed only events after this pass."""
     async with pool.acquire() as conn:
         # A read-only peek first, so an idle feed costs no write transaction.
         row = await conn.fetchrow("SELECT txid, task_id, seq FROM webhook_feed_cursor")
@@ -158,14 +198,15 @@ async def enqueue_once(pool: asyncpg.Pool) -> int:
                 conn, Cursor(row["txid"], row["task_id"], row["seq"]), await horizon(conn), 1):
             return 0
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("INSERT INTO webhook_feed_cursor (txid, task_id, seq) "
-                           "VALUES (0, '00000000-0000-0000-0000-000000000000', 0) "
-                           "ON CONFLICT DO NOTHING")
-        # The row lock serialises replicas: only one enqueues a given stretch of the feed.
-        row = await conn.fetchrow("SELECT txid, task_id, seq FROM webhook_feed_cursor "
-                                  "FOR UPDATE")
+        row = await _lock_cursor(conn)
         cursor = Cursor(row["txid"], row["task_id"], row["seq"])
-        events = await fetch_after(conn, cursor, await horizon(conn), ENQUEUE_BATCH)
+        below = await horizon(conn)  # first: see the docstring
+        if not await anyone_listens(conn):
+            PASSED_UNHEARD.inc()
+            await conn.execute("UPDATE webhook_feed_cursor SET txid = $1, task_id = $2, "
+                               "seq = $3", max(below - 1, cursor.txid), _LAST_TASK_ID, _MAX_SEQ)
+            return 0
+        events = await fetch_after(conn, cursor, below, ENQUEUE_BATCH)
         if not events:
             return 0
         task_ids = list({r["task_id"] for r in events})
