@@ -206,6 +206,21 @@ class JobStore:
             [uuid.UUID(t) for t in task_ids])
         return Counter(str(row["task_id"]) for row in rows)
 
+    async def wake_for_cancellation(self, task_ids: Sequence[str]) -> dict[str, int]:
+        """:meth:`wake_many`, and a task's newest job that handed it to a person (an approval
+        step, or an escalation after steps ran) is made due again too: the steps before the
+        hand-over may have taken effect, and only a run of the job undoes them (it meets the
+        cancellation before its next group of steps, settles the step it waited on and
+        compensates). Task id -> jobs made due."""
+        rows = await self.pool.fetch(
+            "UPDATE executor_jobs j SET state = 'parked', blocked_by = 'retry', "
+            "retry_at = now(), updated_at = now() WHERE j.task_id = ANY($1::uuid[]) AND "
+            "(j.state = 'parked' OR (j.state = 'escalated' AND NOT EXISTS (SELECT 1 FROM "
+            "executor_jobs n WHERE n.task_id = j.task_id AND n.created_at > j.created_at))) "
+            "RETURNING task_id",
+            [uuid.UUID(t) for t in task_ids])
+        return Counter(str(row["task_id"]) for row in rows)
+
     async def finish(self, job: Job, state: str, reason: str = "") -> None:
         async with self.pool.acquire() as conn:
             await self.finish_all(conn, [(job.decision_id, state, reason)])

@@ -179,15 +179,18 @@ class Executor:
         """A batch of the cancellations topic. Ingest recorded these cancellations of
         executing tasks (the requests themselves live in PostgreSQL, which the runner checks
         before every group of steps): their parked jobs are made due now, in one statement, so
-        they are compensated and cancelled now, not when their endpoints recover. A running
-        job sees its request before its next group of steps; a finished one is past
-        cancelling. Returns the records refused (not a cancellation, no task id)."""
+        they are compensated and cancelled now, not when their endpoints recover; so is a job
+        that handed its task to a person after steps ran (an approval step), which a reviewer
+        would otherwise have to answer first. A running job sees its request before its next
+        group of steps; a finished one is past cancelling. Returns the records refused (not
+        a cancellation, no task id)."""
         decoded, rejected = decode_batch(records, CancellationRequest,
                                          lambda request: _uuid(request.task_id, "task_id"))
-        woken = await self.jobs.wake_many([request.task_id for _, request in decoded])
+        woken = await self.jobs.wake_for_cancellation(
+            [request.task_id for _, request in decoded])
         for _, request in decoded:
             with task_context(request.task_id):
-                log.info("cancellation requested by %s (%d parked job(s) woken)",
+                log.info("cancellation requested by %s (%d job(s) made due)",
                          request.requested_by or "?", woken.get(request.task_id, 0))
         return rejected
 

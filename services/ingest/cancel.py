@@ -1,7 +1,10 @@
 """CancelTask: cancel outright while nothing has been executed; otherwise ask the executor.
 
 A task may be cancelled by ingest itself only while no downstream effect can have happened:
-it is queued, being decided, or waiting for a reviewer. The check and the status change
+it is queued, being decided, or waiting for a reviewer the decision service asked for. A task
+the executor handed to a person (an approval step of its plan, or an escalation after steps
+ran) may have effects already, so it is the executor's to stop, like an executing one. The
+check and the status change
 happen under the task's row lock, so a concurrent move to EXECUTING either happens before
 (and the cancel becomes a request) or waits and then finds the task CANCELLED (``transition``
 refuses to move a terminal task, so the executor sees no change and must not run it).
@@ -72,7 +75,7 @@ async def cancel(conn: asyncpg.Connection, task_id: str, reason: str, requested_
             return None
         if row["status"] in TERMINAL:
             return AlreadyFinished(row["status"])
-        if row["stage"] not in EXECUTING_STAGES:
+        if row["stage"] not in EXECUTING_STAGES and not await _with_the_executor(conn, task_id):
             change = await transition(conn, task_id, "CANCELLED", "DONE", "ingest",
                                       "cancelled", reason)
             assert change is not None, "row is locked and not terminal"
@@ -94,6 +97,14 @@ async def cancel(conn: asyncpg.Connection, task_id: str, reason: str, requested_
             "FROM cancellation_requests WHERE task_id = $1", uuid.UUID(task_id),
         )
     return Requested(cancellation_from_row(stored), new=inserted is not None)
+
+
+async def _with_the_executor(conn: asyncpg.Connection, task_id: str) -> bool:
+    """Whether the executor made the task's last status change (so it ran the plan up to a
+    person's hand-over; the caller holds the task's row lock, so that change is the last)."""
+    return await conn.fetchval(
+        "SELECT service = 'executor' FROM task_status_history WHERE task_id = $1 "
+        "ORDER BY seq DESC LIMIT 1", uuid.UUID(task_id)) is True
 
 
 async def _audit(conn: asyncpg.Connection, tenant_id: str, task_id: str, requested_by: str,

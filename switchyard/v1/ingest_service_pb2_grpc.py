@@ -141,10 +141,11 @@ class IngestServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def CancelTask(self, request, context):
-        """Cancel a task. One that has not started executing is CANCELLED at once; an executing one
-        gets a CancellationRequest (the executor compensates finished steps) and the call fails
-        with FAILED_PRECONDITION saying so: the outcome arrives as a status event. A terminal
-        task fails with FAILED_PRECONDITION.
+        """Cancel a task. One that has not started executing is CANCELLED at once; an executing one,
+        or one the executor handed to a person after steps ran (an approval step), gets a
+        CancellationRequest (the executor compensates finished steps) and the call fails with
+        FAILED_PRECONDITION saying so: the outcome arrives as a status event. A terminal task
+        fails with FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -51,10 +51,11 @@ class IngestServiceStub:
         switchyard.v1.ingest_service_pb2.CancelTaskRequest,
         switchyard.v1.ingest_service_pb2.CancelTaskResponse,
     ]
-    """Cancel a task. One that has not started executing is CANCELLED at once; an executing one
-    gets a CancellationRequest (the executor compensates finished steps) and the call fails
-    with FAILED_PRECONDITION saying so: the outcome arrives as a status event. A terminal
-    task fails with FAILED_PRECONDITION.
+    """Cancel a task. One that has not started executing is CANCELLED at once; an executing one,
+    or one the executor handed to a person after steps ran (an approval step), gets a
+    CancellationRequest (the executor compensates finished steps) and the call fails with
+    FAILED_PRECONDITION saying so: the outcome arrives as a status event. A terminal task
+    fails with FAILED_PRECONDITION.
     """
 
     RetryTask: grpc.UnaryUnaryMultiCallable[
@@ -193,10 +194,11 @@ class IngestServiceAsyncStub:
         switchyard.v1.ingest_service_pb2.CancelTaskRequest,
         switchyard.v1.ingest_service_pb2.CancelTaskResponse,
     ]
-    """Cancel a task. One that has not started executing is CANCELLED at once; an executing one
-    gets a CancellationRequest (the executor compensates finished steps) and the call fails
-    with FAILED_PRECONDITION saying so: the outcome arrives as a status event. A terminal
-    task fails with FAILED_PRECONDITION.
+    """Cancel a task. One that has not started executing is CANCELLED at once; an executing one,
+    or one the executor handed to a person after steps ran (an approval step), gets a
+    CancellationRequest (the executor compensates finished steps) and the call fails with
+    FAILED_PRECONDITION saying so: the outcome arrives as a status event. A terminal task
+    fails with FAILED_PRECONDITION.
     """
 
     RetryTask: grpc.aio.UnaryUnaryMultiCallable[
@@ -345,10 +347,11 @@ class IngestServiceServicer(metaclass=abc.ABCMeta):
         request: switchyard.v1.ingest_service_pb2.CancelTaskRequest,
         context: _ServicerContext,
     ) -> typing.Union[switchyard.v1.ingest_service_pb2.CancelTaskResponse, collections.abc.Awaitable[switchyard.v1.ingest_service_pb2.CancelTaskResponse]]:
-        """Cancel a task. One that has not started executing is CANCELLED at once; an executing one
-        gets a CancellationRequest (the executor compensates finished steps) and the call fails
-        with FAILED_PRECONDITION saying so: the outcome arrives as a status event. A terminal
-        task fails with FAILED_PRECONDITION.
+        """Cancel a task. One that has not started executing is CANCELLED at once; an executing one,
+        or one the executor handed to a person after steps ran (an approval step), gets a
+        CancellationRequest (the executor compensates finished steps) and the call fails with
+        FAILED_PRECONDITION saying so: the outcome arrives as a status event. A terminal task
+        fails with FAILED_PRECONDITION.
         """
 
     @abc.abstractmethod

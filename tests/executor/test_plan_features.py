@@ -347,6 +347,25 @@ async def test_an_approval_step_escalates_and_an_approval_resumes_the_plan(
         f"{rejected}:1-create": "reversed"}
 
 
+async def test_cancelling_a_task_at_an_approval_step_undoes_what_ran_before_it(
+        harness: Harness) -> None:
+    """The executor handed the task to a person after ``1-create`` took effect: CancelTask
+    asks the executor (ingest does not end it outright, as it would a task the decision
+    service escalated), which settles the approval, compensates ``1-create`` at once, with
+    no verdict, and ends the task CANCELLED."""
+    (task_id,) = await harness.seed(1)
+    await harness.send([decision(task_id, "acme", approval_plan())])
+    await harness.wait([task_id], lambda s, st, r: st == "AWAITING_REVIEW", what="in review")
+    await request_cancellation(harness, task_id)   # asserts: a request, not cancelled outright
+    final = await harness.wait([task_id], timeout_s=60)
+    assert final[task_id] == ("CANCELLED", "DONE", "cancelled"), final
+    assert outcomes(await harness.executions(task_id)) == {
+        "1-create": "COMPENSATED", "2-manager_ok": "FAILED_PERMANENT",
+        "compensate:1-create": "SUCCEEDED"}
+    assert {e["idempotency_key"]: e["status"] for e in await harness.effects([task_id])} == {
+        f"{task_id}:1-create": "reversed"}
+
+
 # -- durable waits -----------------------------------------------------------------------------
 
 async def test_a_timer_wait_survives_an_executor_restart(harness: Harness,
