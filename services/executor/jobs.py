@@ -206,6 +206,20 @@ class JobStore:
             [uuid.UUID(t) for t in task_ids])
         return Counter(str(row["task_id"]) for row in rows)
 
+    async def handed_over(self, task_id: str) -> Job | None:
+        """The task's newest job when it handed the task to a person while steps of its plan
+        may be in effect (an escalation, such as a deadline at risk while it waited); None
+        otherwise, and for a hand-over after a compensation failed (the person took that
+        over: a reject there ends it, nothing is tried again)."""
+        row = await self.pool.fetchrow(
+            "SELECT decision_id, decision, deadline, parks, state, endpoint, blocked_by, reason, "
+            "trace_context FROM executor_jobs WHERE task_id = $1 ORDER BY created_at DESC "
+            "LIMIT 1", uuid.UUID(task_id))
+        if row is None or row["state"] != ESCALATED \
+                or row["reason"].startswith("compensation_failed"):
+            return None
+        return self._job(row)
+
     async def wake_for_cancellation(self, task_ids: Sequence[str]) -> dict[str, int]:
         """:meth:`wake_many`, and a task's newest job that handed it to a person (an approval
         step, or an escalation after steps ran) is made due again too: the steps before the

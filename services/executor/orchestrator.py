@@ -58,6 +58,7 @@ from switchyard.v1 import (
     CancellationRequest,
     Decision,
     DecisionOutcome,
+    DecisionSource,
     Discrepancy,
     Escalation,
     EscalationReason,
@@ -142,10 +143,17 @@ class Executor:
         with task_context(decision.task_id):
             if decision.outcome == DecisionOutcome.DECISION_OUTCOME_REJECT and not (
                     decision.approves_step_id and decision.plan.steps):
-                # one rule whoever rejected (a reviewer, a review queue's default action)
-                status, _, reason = rejected(decision.rule)
-                await self._finish(decision, status, reason, decision.explanation)
-                return
+                handed = None
+                if decision.source != DecisionSource.DECISION_SOURCE_MODEL:
+                    # a person rejected what this service handed over after steps ran: they
+                    # are undone (the plan is the handed-over job's) before the task ends
+                    handed = await self.jobs.handed_over(decision.task_id)
+                if handed is None:
+                    # one rule whoever rejected (a reviewer, a review queue's default action)
+                    status, _, reason = rejected(decision.rule)
+                    await self._finish(decision, status, reason, decision.explanation)
+                    return
+                decision.plan.CopyFrom(handed.decision.plan)
             # a rejected approval step is a job too: its finished steps are compensated
             if decision.outcome not in (DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE,
                                         DecisionOutcome.DECISION_OUTCOME_REJECT):
@@ -263,14 +271,18 @@ class Executor:
             await self._park(job, result)
 
     async def _rejected(self, job: Job, facts: TaskFacts, probe: str) -> None:
-        """A person rejected an approval step: the step fails, the steps done before it are
-        compensated, and the task ends FAILED ``rejected:<rule>`` (the one rule for a REJECT),
-        or goes to a person when a compensation fails."""
+        """A person rejected an approval step (the step fails) or a task this service handed
+        over after steps ran: the steps done are compensated, and the task ends FAILED
+        ``rejected:<rule>`` (the one rule for a REJECT), or goes to a person when a
+        compensation fails."""
         decision = job.decision
-        settled = await self.runner.reject(decision)
-        if settled is not None:
-            await self.producer.send(EXECUTIONS, decision.task_id, settled)
-        cause = f"approval step {decision.approves_step_id} rejected"
+        if decision.approves_step_id:
+            settled = await self.runner.reject(decision)
+            if settled is not None:
+                await self.producer.send(EXECUTIONS, decision.task_id, settled)
+            cause = f"approval step {decision.approves_step_id} rejected"
+        else:
+            cause = f"rejected by {decision.reviewer_id or 'policy'}: {decision.rule}"
         await self._move(decision, "IN_PROGRESS", "COMPENSATING", "compensating", cause)
         result = await self.runner.compensate(decision, cause, probe, job.parks, facts)
         await self._publish(result)

@@ -27,6 +27,8 @@ from switchyard.storage import connect
 from switchyard.v1 import (
     BreakerStatus,
     Decision,
+    DecisionOutcome,
+    DecisionSource,
     EscalationReason,
     ExecutionResult,
     ExecutorAdminServiceStub,
@@ -199,3 +201,38 @@ async def test_reset_breaker_validates_its_input(exec_settings: Settings) -> Non
     assert [(e["tenant_id"], e["actor"], json.loads(e["detail"])["breaker"])
             for e in entries] == [("*", "dev", "http://erp")]
     assert updated_by is None or updated_by.startswith("dev (reset on ")
+
+
+async def test_a_reviewer_rejecting_a_task_escalated_after_a_step_ran_undoes_that_step(
+        harness: Harness, exec_settings: Settings) -> None:
+    """The hurried tenant's task booked a seat (``1-reserve``), then waited for the ERP past
+    its deadline and went to a person. The reviewer rejects it (a decision without a plan,
+    as the review service sends for an escalation that was no approval step): the executor
+    compensates the reservation before the task ends FAILED ``rejected:<rule>``; it used to
+    end the task with the seat still booked."""
+    await harness.faults("erp", outage=True)
+    try:
+        (task_id,) = await harness.seed(1, tenant=SLA_TENANT)
+        await harness.send([decision(task_id, SLA_TENANT, [
+            http_step("1-reserve", "http://sis/reservations", {"seats": 1},
+                      undo="http://sis/reservations/{idempotency_key}"),
+            http_step("2-book", "http://erp/bookings", {"amount": 40})])])
+        escalated = await harness.wait([task_id], lambda s, st, r: st == "AWAITING_REVIEW",
+                                       what="escalated")
+        assert escalated[task_id] == ("BLOCKED", "AWAITING_REVIEW", "sla_at_risk")
+        await escalations_for(exec_settings, {task_id})
+        await harness.send([Decision(
+            decision_id=str(uuid.uuid4()), task_id=task_id, tenant_id=SLA_TENANT,
+            outcome=DecisionOutcome.DECISION_OUTCOME_REJECT,
+            source=DecisionSource.DECISION_SOURCE_HUMAN, reviewer_id="rev-1",
+            rule="reviewer_reject", explanation="Rejected by rev-1: not ours")])
+        final = await harness.wait([task_id], timeout_s=60)
+    finally:
+        await harness.clear_faults()
+    assert final[task_id][:3] == ("FAILED", "DONE", "rejected:reviewer_reject"), final
+    steps = await harness.executions(task_id)
+    assert steps["1-reserve"][0] == "COMPENSATED", steps
+    assert steps["compensate:1-reserve"][0] == "SUCCEEDED", steps
+    assert "2-book" not in steps or steps["2-book"][0] != "SUCCEEDED", steps
+    assert [(e["collection"], e["status"]) for e in await harness.effects([task_id])] == [
+        ("reservations", "reversed")]
