@@ -7,14 +7,17 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from services.ingest.publisher import Publisher
 from switchyard import Settings
-from switchyard.messaging import Topic
+from switchyard.messaging import Producer, Topic
+from switchyard.storage import create_pool
 from switchyard.stack import ManagedProcess, grpc_serving, wait_until
 from switchyard.v1 import Document, Submission
 
@@ -78,3 +81,16 @@ async def read_topic(settings: Settings, topic: Topic, done: Callable[[list[Any]
         return records
     finally:
         await consumer.stop()
+
+
+@asynccontextmanager
+async def running_publisher(settings: Settings) -> AsyncIterator[Publisher]:
+    """Ingest's publisher in this process, on ``settings``' PostgreSQL and broker."""
+    pool = await create_pool(settings)
+    producer = Producer(settings)
+    await producer.start()
+    try:
+        yield Publisher(settings, pool, producer)
+    finally:
+        await producer.stop()
+        await pool.close()

@@ -23,23 +23,18 @@ from services.ingest.publisher import Publisher
 from services.ingest.reconciler import EndingMirror, redrive_stalled
 from services.ingest.service import item_for
 from switchyard import Settings
-from switchyard.messaging import TASK_STATUS, TASKS, Producer, headers_to_dict
-from switchyard.storage import create_pool
+from switchyard.messaging import TASK_STATUS, TASKS, headers_to_dict
 from switchyard.telemetry import configure_tracing
 from switchyard.v1 import StatusEvent, TaskEnvelope, TaskSource, TaskStatus
-from tests.ingest.helpers import read_topic, submission
+from tests.ingest.helpers import read_topic, running_publisher, submission
 
 AFTER_S = 60.0
 
 
 @pytest.fixture
 async def publisher(settings: Settings) -> AsyncIterator[Publisher]:
-    pool = await create_pool(settings)
-    producer = Producer(settings)
-    await producer.start()
-    yield Publisher(settings, pool, producer)
-    await producer.stop()
-    await pool.close()
+    async with running_publisher(settings) as publisher:
+        yield publisher
 
 
 async def accepted_task(publisher: Publisher, status: str, stage: str) -> str:

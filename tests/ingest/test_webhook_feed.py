@@ -23,10 +23,9 @@ from services.ingest.feed import Cursor, fetch_after, horizon
 from services.ingest.publisher import Publisher
 from services.ingest.service import item_for
 from switchyard import Settings
-from switchyard.messaging import Producer
-from switchyard.storage import create_pool, migrate
+from switchyard.storage import migrate
 from switchyard.v1 import TaskSource
-from tests.ingest.helpers import submission
+from tests.ingest.helpers import running_publisher, submission
 from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
@@ -37,12 +36,8 @@ async def publisher(settings: Settings) -> AsyncIterator[Publisher]:
     """A publisher on a schema of this test's own (the module's topics)."""
     own = settings.replace(postgres_schema=f"feed_{uuid.uuid4().hex[:8]}")
     await migrate(own)
-    pool = await create_pool(own)
-    producer = Producer(own)
-    await producer.start()
-    yield Publisher(own, pool, producer)
-    await producer.stop()
-    await pool.close()
+    async with running_publisher(own) as publisher:
+        yield publisher
 
 
 async def submit(publisher: Publisher, tenant: str, **fields: str) -> str:
