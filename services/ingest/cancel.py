@@ -4,10 +4,10 @@ A task may be cancelled by ingest itself only while no downstream effect can hav
 it is queued, being decided, or waiting for a reviewer the decision service asked for. A task
 the executor handed to a person (an approval step of its plan, or an escalation after steps
 ran) may have effects already, so it is the executor's to stop, like an executing one. The
-check and the status change
-happen under the task's row lock, so a concurrent move to EXECUTING either happens before
-(and the cancel becomes a request) or waits and then finds the task CANCELLED (``transition``
-refuses to move a terminal task, so the executor sees no change and must not run it).
+check and the status change happen under the task's row lock, so a concurrent move to
+EXECUTING either happens before (and the cancel becomes a request) or waits and then finds
+the task CANCELLED (``transition`` refuses to move a terminal task, so the executor sees no
+change and must not run it).
 
 Once executing, stopping means undoing finished steps, which only the executor can do
 (saga compensation). Ingest records a cancellation request in PostgreSQL and publishes a
