@@ -7,6 +7,8 @@ are the decision service's own (same batching, same breaker).
 from __future__ import annotations
 
 import json
+import urllib.request
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +16,8 @@ import pytest
 from services.decision.training import datagen, train
 from services.decision.training.features import INVOICE_FEATURES, invoice_raw_features
 from services.decision.triton import RouterClient, ScorerClient, new_breaker
-from switchyard.stack import EmbeddedStack
+from switchyard import Settings
+from switchyard.stack import EmbeddedStack, TritonServer, free_port
 from tests.decision.documents import MODEL_REPOSITORY, ROOT, heldout
 
 pytestmark = pytest.mark.integration
@@ -360,3 +363,33 @@ async def test_document_reader_reads_a_claim_checked_document_and_refuses_a_tamp
 
 async def _no_ocr(image: bytes):  # type: ignore[no-untyped-def]
     raise AssertionError("a text PDF needs no OCR")
+
+
+def test_every_model_is_warm_before_triton_reports_ready(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A Triton of its own on the project's repository, asked nothing: when it reports ready
+    (strict readiness, as the stack and the chart's probes use it), every version of every
+    model has already run its warm-up sample (``model_warmup`` in its config; Triton counts
+    those runs in the model's statistics), and each run succeeded: the OCR model read a real
+    page, the numpy models zeros."""
+    state = tmp_path_factory.mktemp("warm")
+    settings = Settings(triton_http_port=free_port(), triton_grpc_port=free_port(),
+                        triton_metrics_port=free_port(), state_dir=state)
+    server = TritonServer(settings, state, model_repository=MODEL_REPOSITORY)
+    server.start()
+    try:
+        def get(path: str, body: bytes | None = None) -> Any:
+            request = urllib.request.Request(f"{server.http_url}{path}", data=body)
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read())
+        loaded = [(m["name"], m["version"]) for m in get("/v2/repository/index", b"{}")
+                  if m.get("state") == "READY"]
+        assert {name for name, _ in loaded} >= {
+            "document_router", "document_ocr", "invoice_risk", "engagement"}
+        for name, version in loaded:
+            stats = get(f"/v2/models/{name}/versions/{version}/stats")["model_stats"][0]
+            assert stats["execution_count"] >= 1, (name, version, stats)
+            assert stats["inference_stats"]["success"]["count"] >= 1, (name, version)
+            assert stats["inference_stats"]["fail"]["count"] == 0, (name, version)
+    finally:
+        server.stop()
