@@ -3,7 +3,12 @@ escalation that arrives later is never admitted.
 
 The review service does not read ingest's tables to find out whether a task is still alive:
 every status change is produced to the compacted ``task-status`` topic after its commit, and
-this agent keeps the terminal ones in ``review_ended_tasks``. An event lost between the commit
+this agent keeps the cancellations in ``review_ended_tasks``. Only a cancelled task can have
+an escalation still to come: an escalation is sent after its task moved to awaiting review
+(a move refused once the task ended), and from there a task ends either through a decision
+on the escalation's own item (admitted already: a redelivery of it is the same escalation
+and is dropped) or by a client's cancellation. So the tasks that succeed or fail, nearly
+all of them, cost no row here. An event lost between the commit
 and the produce (a crash, a broker error) is produced again by ingest's reconciler while the
 task still has an open item here (``services/ingest/reconciler.py:EndingMirror``), so
 an item never waits for good on a task that ended; duplicates change nothing. A terminal event closes every open item of its
@@ -97,13 +102,15 @@ class TaskEndings:
         events = [endings[task_id] for task_id in sorted(endings)]
         async with self.pool.acquire() as conn, conn.transaction():
             await lock_tasks(conn, list(endings))
-            await conn.execute(
-                "INSERT INTO review_ended_tasks (task_id, tenant_id, status, ended_at) "
-                "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) "
-                "ON CONFLICT (task_id) DO NOTHING",
-                [uuid.UUID(e.task_id) for e in events], [e.tenant_id for e in events],
-                [status_name(e.status) for e in events],
-                [e.occurred_at.ToDatetime(timezone.utc) for e in events])
+            cancelled = [e for e in events if status_name(e.status) == "CANCELLED"]
+            if cancelled:
+                await conn.execute(
+                    "INSERT INTO review_ended_tasks (task_id, tenant_id, status, ended_at) "
+                    "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], "
+                    "$4::timestamptz[]) ON CONFLICT (task_id) DO NOTHING",
+                    [uuid.UUID(e.task_id) for e in cancelled], [e.tenant_id for e in cancelled],
+                    [status_name(e.status) for e in cancelled],
+                    [e.occurred_at.ToDatetime(timezone.utc) for e in cancelled])
             closed = await withdraw(conn, events)
         for row in closed:
             WITHDRAWN.labels(row["queue"]).inc()
