@@ -4,8 +4,8 @@ with before it reports the model ready (``model_warmup`` in its ``config.pbtxt``
 A warm-up sample must exercise what a first request would: onnxruntime builds and sizes its
 detection, classification and recognition sessions on their first run, so the sample is a
 real page with printed text, not zeros (which the model would refuse as an undecodable
-image). The file holds one element of a TYPE_STRING tensor as Triton serialises it: a 4-byte
-little-endian length, then the PNG's bytes.
+image). The file holds one element of a TYPE_STRING tensor as Triton serialises it
+(tritonclient's ``serialize_byte_tensor``: a 4-byte little-endian length, then the PNG).
 
 Run ``python -m switchyard._tools.ocrwarmup`` after changing the page; the file is tracked.
 """
@@ -13,10 +13,11 @@ Run ``python -m switchyard._tools.ocrwarmup`` after changing the page; the file 
 from __future__ import annotations
 
 import io
-import struct
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+from tritonclient.utils import serialize_byte_tensor
 
 TARGET = Path(__file__).resolve().parents[2] / "models" / "repository" / "document_ocr" \
     / "warmup" / "page"
@@ -37,7 +38,7 @@ def page_png() -> bytes:
 
 def string_tensor_element(blob: bytes) -> bytes:
     """``blob`` as one serialised TYPE_STRING element (what ``input_data_file`` holds)."""
-    return struct.pack("<I", len(blob)) + blob
+    return bytes(serialize_byte_tensor(np.array([blob], dtype=np.object_)).item())
 
 
 def main() -> None:
