@@ -207,6 +207,11 @@ async def find_by_key(pool: asyncpg.Pool, tenant_id: str, idempotency_key: str,
                     row["published_at"] is not None, row["created_at"])
 
 
+#: What :func:`load_task` and :func:`load_queued` read of a task.
+_TASK_ROW = ("SELECT task_id, tenant_id, envelope, status, stage, reason, status_seq, "
+             "created_at, updated_at FROM tasks")
+
+
 async def load_task(conn: asyncpg.Connection | asyncpg.Pool, task_id: str) -> asyncpg.Record | None:
     """The task's row; ``envelope`` is as stored (sealed): open it with
     :func:`open_envelope`."""
@@ -214,20 +219,15 @@ async def load_task(conn: asyncpg.Connection | asyncpg.Pool, task_id: str) -> as
         key = uuid.UUID(task_id)
     except ValueError:
         return None
-    return await conn.fetchrow(
-        "SELECT task_id, tenant_id, envelope, status, stage, reason, status_seq, created_at, "
-        "updated_at FROM tasks WHERE task_id = $1", key,
-    )
+    return await conn.fetchrow(f"{_TASK_ROW} WHERE task_id = $1", key)
 
 
 async def load_queued(conn: asyncpg.Connection | asyncpg.Pool, task_ids: Sequence[str]
                       ) -> dict[str, asyncpg.Record]:
     """The rows of those of ``task_ids`` still QUEUED, by task id, in one statement (what
     :func:`load_task` reads of each); ``envelope`` as stored (sealed)."""
-    rows = await conn.fetch(
-        "SELECT task_id, tenant_id, envelope, status, stage, reason, status_seq, created_at, "
-        "updated_at FROM tasks WHERE task_id = ANY($1::uuid[]) AND status = 'QUEUED'",
-        [uuid.UUID(t) for t in task_ids])
+    rows = await conn.fetch(f"{_TASK_ROW} WHERE task_id = ANY($1::uuid[]) AND status = 'QUEUED'",
+                            [uuid.UUID(t) for t in task_ids])
     return {str(row["task_id"]): row for row in rows}
 
 
