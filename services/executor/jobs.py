@@ -32,6 +32,12 @@ _LIVE_OWNER = ("EXISTS (SELECT 1 FROM executor_replicas r WHERE r.owner = {col} 
                "AND r.heartbeat_at > now() - make_interval(secs => {secs}))")
 
 
+#: A job ``j`` that handed its task to a person and is the task's newest job (nothing ran the
+#: task since: no verdict's job, no later decision).
+_HANDED_OVER = ("(j.state = 'escalated' AND NOT EXISTS (SELECT 1 FROM executor_jobs n "
+                "WHERE n.task_id = j.task_id AND n.created_at > j.created_at))")
+
+
 @dataclass(frozen=True)
 class Job:
     decision: Decision
@@ -213,12 +219,9 @@ class JobStore:
         over: a reject there ends it, nothing is tried again)."""
         row = await self.pool.fetchrow(
             "SELECT decision_id, decision, deadline, parks, state, endpoint, blocked_by, reason, "
-            "trace_context FROM executor_jobs WHERE task_id = $1 ORDER BY created_at DESC "
-            "LIMIT 1", uuid.UUID(task_id))
-        if row is None or row["state"] != ESCALATED \
-                or row["reason"].startswith("compensation_failed"):
-            return None
-        return self._job(row)
+            f"trace_context FROM executor_jobs j WHERE j.task_id = $1 AND {_HANDED_OVER} "
+            "AND j.reason NOT LIKE 'compensation_failed%'", uuid.UUID(task_id))
+        return self._job(row) if row is not None else None
 
     async def wake_for_cancellation(self, task_ids: Sequence[str]) -> dict[str, int]:
         """:meth:`wake_many`, and a task's newest job that handed it to a person (an approval
@@ -229,9 +232,7 @@ class JobStore:
         rows = await self.pool.fetch(
             "UPDATE executor_jobs j SET state = 'parked', blocked_by = 'retry', "
             "retry_at = now(), updated_at = now() WHERE j.task_id = ANY($1::uuid[]) AND "
-            "(j.state = 'parked' OR (j.state = 'escalated' AND NOT EXISTS (SELECT 1 FROM "
-            "executor_jobs n WHERE n.task_id = j.task_id AND n.created_at > j.created_at))) "
-            "RETURNING task_id",
+            f"(j.state = 'parked' OR {_HANDED_OVER}) RETURNING task_id",
             [uuid.UUID(t) for t in task_ids])
         return Counter(str(row["task_id"]) for row in rows)
 
