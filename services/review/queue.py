@@ -137,8 +137,9 @@ class ReviewQueue:
         was already there.
 
         If its task was cancelled already (``review_ended_tasks``, fed by the task-status
-        topic: see ``endings`` for why only cancellations) the item is stored WITHDRAWN instead, for the record, and is never admitted. The tasks'
-        locks order this against the endings' own withdrawal (see ``endings``). Raises
+        topic: see ``endings`` for why only cancellations) the item is stored WITHDRAWN
+        instead, for the record, and is never admitted. The tasks' locks order this against
+        the endings' own withdrawal (see ``endings``). Raises
         ``asyncpg.ForeignKeyViolationError`` when one names no task (nothing is stored)."""
         task_ids = [uuid.UUID(a.escalation.task_id) for a in arrivals]
         item_ids = [uuid.uuid4() for _ in arrivals]
