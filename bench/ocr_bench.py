@@ -33,7 +33,8 @@ from typing import Any
 
 from bench._common import RESULTS, print_table, quick_mode, write_json
 from services.decision.batcher import MicroBatcher
-from services.decision.triton import OcrClient, new_breaker
+from services.decision.pools import new_breaker
+from services.decision.triton import OcrClient
 from switchyard import Settings
 from switchyard.stack import EmbeddedStack, with_free_ports
 

@@ -117,7 +117,7 @@ class Settings:
     stack_components: str = setting(
         "kafka,postgres,triton",
         "Infrastructure `switchyard up` runs embedded; leave one out to use the external server "
-        "its settings name.",
+        "its settings name; add `triton-spill` for a second (spill-over) Triton pool.",
         group="stack",
     )
 
@@ -219,6 +219,41 @@ class Settings:
     )
     triton_metrics_port: int = setting(
         8002, "Embedded Triton metrics port.", group="triton", minimum=0, maximum=65535,
+    )
+    triton_spill_url: str = setting(
+        "", "Spill-over Triton gRPC endpoint (CPU capacity beside the primary `triton_url`): "
+        "while the primary's queue delay is over `triton_spill_after_ms`, a share of batches "
+        "goes here; a pool that fails is skipped. Empty: one pool.", group="triton",
+    )
+    triton_spill_after_ms: float = setting(
+        50.0, "The primary's mean queue delay (Triton's statistics, over the last poll) above "
+        "which batches spill over; spilling stops once it has stayed at or below half of it "
+        "for `triton_spill_cooldown_s`.", group="triton", exclusive_minimum=0,
+    )
+    triton_spill_cooldown_s: float = setting(
+        5.0, "How long the primary's queue delay must stay low before spilling stops (a "
+        "spike comes in bursts; one quiet poll between them is not its end).", group="triton",
+        minimum=0,
+    )
+    triton_spill_share: float = setting(
+        0.5, "Share of batches sent to the spill-over pool while spilling.", group="triton",
+        exclusive_minimum=0, maximum=1,
+    )
+    triton_pool_poll_ms: float = setting(
+        1000.0, "How often the decision service reads each pool's queue statistics (only "
+        "when there is a spill-over pool).", group="triton", minimum=50,
+    )
+    triton_spill_http_port: int = setting(
+        8010, "Embedded spill-over Triton HTTP port (stack component `triton-spill`).",
+        group="triton", minimum=0, maximum=65535,
+    )
+    triton_spill_grpc_port: int = setting(
+        8011, "Embedded spill-over Triton gRPC port.", group="triton", minimum=0,
+        maximum=65535,
+    )
+    triton_spill_metrics_port: int = setting(
+        8012, "Embedded spill-over Triton metrics port.", group="triton", minimum=0,
+        maximum=65535,
     )
     triton_timeout_s: float = setting(
         5.0, "Deadline of one Triton request.", group="triton", exclusive_minimum=0,
@@ -876,6 +911,12 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def triton_urls(self) -> list[str]:
+        """Every Triton pool's gRPC endpoint, the primary first (a model loaded into one must
+        be loaded into all: they serve the same versions)."""
+        return [self.triton_url, *([self.triton_spill_url] if self.triton_spill_url else [])]
 
     def to_env(self) -> dict[str, str]:
         """The environment that reproduces these settings in a child process."""

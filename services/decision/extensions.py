@@ -37,6 +37,7 @@ import pybreaker
 
 from services.decision.batcher import MicroBatcher
 from services.decision.drift import DriftMonitor
+from services.decision.pools import TritonPools
 from services.decision.triton import Prediction, ScorerClient
 from switchyard import Settings
 from switchyard.packs import Pack, entry_point, extractor_for
@@ -88,9 +89,10 @@ class Scorer:
 class Scorers:
     """Scorer models on Triton, each behind its own micro-batcher, all behind one breaker."""
 
-    def __init__(self, settings: Settings, breaker: pybreaker.CircuitBreaker,
-                 supervisor: Supervisor) -> None:
+    def __init__(self, settings: Settings, pools: TritonPools,
+                 breaker: pybreaker.CircuitBreaker, supervisor: Supervisor) -> None:
         self.settings = settings
+        self.pools = pools
         self.breaker = breaker
         self.supervisor = supervisor
         self._scorers: dict[str, Scorer] = {}
@@ -109,7 +111,7 @@ class Scorers:
             if model not in self._scorers:
                 s = self.settings
                 version = self.version_dir(model)
-                client = ScorerClient(model, s.triton_url, s.triton_timeout_s, self.breaker,
+                client = ScorerClient(model, self.pools, s.triton_timeout_s, self.breaker,
                                       version, output_class)
                 batcher: MicroBatcher[list[float], Prediction] = MicroBatcher(
                     model, client.predict, s.batch_max_size, s.batch_max_delay_ms / 1000,

@@ -4,8 +4,8 @@ A tenant whose policy says ``on_model_unavailable: hold`` does not want a person
 what a model could: its tasks go BLOCKED (stage DECIDING, reason ``model_unavailable``) and
 wait in ``decision_holds`` -- PostgreSQL, not memory, so a restart loses nothing and the
 Kafka offset can move on. :class:`HoldRetrier` claims due holds with a lease
-(``FOR UPDATE SKIP LOCKED``, so replicas share the work), re-decides them when the circuit
-breaker lets calls through, and releases each hold in the transaction that stores its
+(``FOR UPDATE SKIP LOCKED``, so replicas share the work), re-decides them when a Triton pool's
+circuit breaker lets calls through, and releases each hold in the transaction that stores its
 decision.
 
 ``switchyard_decision_held_tasks`` is a count of ``decision_holds`` per tenant, re-read from
@@ -21,12 +21,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import asyncpg
-import pybreaker
 from prometheus_client import Counter, Gauge
 
 from services.decision.batcher import Overloaded
 from services.decision.engine import Decided, DecisionEngine
-from services.decision.triton import breaker_open
 from switchyard.messaging import TRANSIENT_ERRORS, Producer
 from switchyard.storage import HOLD_ENVELOPE, PLAINTEXT, PayloadCodec
 from switchyard.tasks import publish_status, transition
@@ -53,9 +51,10 @@ Commit = Callable[[TaskEnvelope, Decided, bool], Awaitable[None]]
 
 class HoldRetrier:
     def __init__(self, pool: asyncpg.Pool, producer: Producer, engine: DecisionEngine,
-                 breaker: pybreaker.CircuitBreaker, interval_s: float, lease_s: float = 30.0,
+                 models_away: Callable[[], bool], interval_s: float, lease_s: float = 30.0,
                  batch: int = 256, codec: PayloadCodec = PLAINTEXT) -> None:
-        self.pool, self.producer, self.engine, self.breaker = pool, producer, engine, breaker
+        self.pool, self.producer, self.engine = pool, producer, engine
+        self.models_away = models_away  # true while no Triton pool would take a call
         self.codec = codec  # decision_holds.envelope is a copy of the document: sealed
         self.interval_s, self.lease_s, self.batch = interval_s, lease_s, batch
         self.commit: Commit | None = None  # set by the decider: stores and publishes a decision
@@ -88,12 +87,12 @@ class HoldRetrier:
             await publish_status(self.producer, change.event)
 
     async def run(self) -> None:
-        """Background loop: retry due holds whenever the breaker is not open."""
+        """Background loop: retry due holds whenever some pool's breaker is not open."""
         while True:
             await asyncio.sleep(self.interval_s)
             try:
                 await self.refresh_gauge()
-                if breaker_open(self.breaker):
+                if self.models_away():
                     continue
                 if await self.retry_due():
                     await self.refresh_gauge()

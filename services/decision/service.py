@@ -35,13 +35,8 @@ from services.decision.policies import PolicyError, load_policies
 from services.decision.policy import Outcome, Policy
 from services.decision.shadow import ShadowRunner
 from services.decision.reading import LAYOUT_CONTENT_TYPES, DocumentReader, UnreadableDocument
-from services.decision.triton import (
-    ModelUnavailable,
-    OcrClient,
-    RouterClient,
-    ScorerClient,
-    new_breaker,
-)
+from services.decision.pools import TritonPools, new_breaker
+from services.decision.triton import ModelUnavailable, OcrClient, RouterClient, ScorerClient
 from switchyard import Settings
 from switchyard.access import Role, principal_var
 from switchyard.audit import Entry as AuditEntry, append_many as audit_append_many, digest
@@ -510,8 +505,13 @@ async def setup(ctx: ServiceContext) -> None:
     s = ctx.settings
     policies = load_policies(s.policy_dir, Policy(auto_execute_threshold=s.auto_execute_threshold))
     breaker = new_breaker("triton", s.breaker_fail_max, s.breaker_reset_s)
+    # the primary Triton and, when configured, the spill-over (pools.py); every client below
+    # sends to both
+    pools = TritonPools.from_settings(s)
+    if pools.spill is not None:
+        ctx.run_in_background("triton-pools", pools.watch)
     # the class list comes from the deployed router (RouterClient.load_metadata)
-    router = RouterClient(s.triton_url, s.triton_timeout_s, breaker, s.router_version)
+    router = RouterClient(pools, s.triton_timeout_s, breaker, s.router_version)
     clients: list[RouterClient] = [router]
 
     def batcher(name: str, infer):  # type: ignore[no-untyped-def]
@@ -521,7 +521,7 @@ async def setup(ctx: ServiceContext) -> None:
     router_batcher = batcher("document_router", router.predict)
     # OCR: pages of many tasks in one request; its own breaker (a slow OCR batch must not
     # open the router's), its own longer deadline
-    ocr = OcrClient(s.triton_url, s.ocr_timeout_s,
+    ocr = OcrClient(pools, s.ocr_timeout_s,
                     new_breaker("triton-ocr", s.breaker_fail_max, s.breaker_reset_s),
                     s.ocr_version)
     ocr_batcher = MicroBatcher("document_ocr", ocr.read, s.ocr_batch_max_pages,
@@ -530,7 +530,7 @@ async def setup(ctx: ServiceContext) -> None:
     shadow = None
     if s.router_shadow_version and s.router_shadow_version != s.router_version:
         shadow_client = RouterClient(
-            s.triton_url, s.triton_timeout_s,
+            pools, s.triton_timeout_s,
             new_breaker("triton-shadow", s.breaker_fail_max, s.breaker_reset_s),
             s.router_shadow_version)
         clients.append(shadow_client)
@@ -555,7 +555,7 @@ async def setup(ctx: ServiceContext) -> None:
     # built now, so outcomes reach them from the first event (learning.py)
     enrichers.prepare(sorted({name for view in (catalog.newest(""),)
                               for stored in view.values() for name in stored.pack.enrichers}))
-    scorers = Scorers(s, breaker, ctx.supervisor)
+    scorers = Scorers(s, pools, breaker, ctx.supervisor)
     blobs = blob_store_for(s, ctx.pool)  # documents sent by reference (claim check)
     ctx.on_stop.append(blobs.close)
     drift_samples = health.DriftRecorder(ctx.pool)  # GetModelHealth's drift history
@@ -576,8 +576,8 @@ async def setup(ctx: ServiceContext) -> None:
     ctx.on_stop.append(ocr.close)
     if shadow is not None:
         await shadow.start()
-    holds = HoldRetrier(ctx.pool, ctx.producer, engine, breaker, s.hold_retry_s,
-                        codec=codec)
+    holds = HoldRetrier(ctx.pool, ctx.producer, engine, lambda: pools.away(breaker),
+                        s.hold_retry_s, codec=codec)
     await holds.refresh_gauge()
     decider = TaskDecider(ctx, engine, holds, codec)
     ctx.consume_batches(TASKS, decider.handle_batch)
@@ -590,7 +590,7 @@ async def setup(ctx: ServiceContext) -> None:
     ctx.serve((add_PackServiceServicer_to_server, PackServicer(catalog, engine, ctx.pool),
                PACK_SERVICE_NAME), PACK_POLICY, rate_limited=PACK_RATE_LIMITED)
     ctx.run_in_background("hold-retry", holds.run)
-    _setup_engagement(ctx)
+    _setup_engagement(ctx, pools)
     ctx.run_in_background("pack-catalog", catalog.run)
     ctx.run_in_background("drift-samples", drift_samples.run)
     ctx.on_stop.append(drift_samples.close)
@@ -604,11 +604,11 @@ async def setup(ctx: ServiceContext) -> None:
         ctx.on_stop.append(shadow.stop)
 
 
-def _setup_engagement(ctx: ServiceContext) -> None:
+def _setup_engagement(ctx: ServiceContext, pools: TritonPools) -> None:
     """Classroom engagement (services/decision/engagement/): the windows processor, the
     analytics API, erasure and retention of its tables."""
     s = ctx.settings
-    scorer = ScorerClient("engagement", s.triton_url, s.triton_timeout_s,
+    scorer = ScorerClient("engagement", pools, s.triton_timeout_s,
                           new_breaker("triton-engagement", s.breaker_fail_max, s.breaker_reset_s),
                           triton_version="", output_class="engaged")  # "": the newest
     ctx.on_stop.append(scorer.close)

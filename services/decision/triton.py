@@ -1,8 +1,9 @@
-"""The model clients: batched calls to Triton over gRPC, behind a circuit breaker.
+"""The model clients: batched calls to Triton over gRPC, behind circuit breakers.
 
-The breaker (pybreaker) opens after consecutive failures so a down or slow Triton costs one
-fast failure per item instead of a timeout each; callers turn ``ModelUnavailable`` into an
-escalation (or a BLOCKED hold) so no task is dropped while the models are away.
+A client sends each batch to a Triton pool (services/decision/pools.py: the primary, or the
+spill-over while the primary is queueing) behind that pool's breaker, and to the other pool
+when the first fails; callers turn ``ModelUnavailable`` (no pool answered) into an escalation
+(or a BLOCKED hold) so no task is dropped while the models are away.
 
 Every client names the Triton *version directory* it calls: the router's repository serves
 several versions at once (the live one and a shadow candidate), so "latest" would be a guess.
@@ -15,7 +16,6 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +25,13 @@ from opentelemetry import trace
 from prometheus_client import Histogram
 from tritonclient.utils import InferenceServerException
 
+from services.decision.pools import (
+    POOL_BATCHES,
+    POOL_FAILURES,
+    POOL_ROWS,
+    Pool,
+    TritonPools,
+)
 from switchyard.documents import reading_order
 from switchyard.v1 import BoundingBox, LayoutPage, LayoutSource, LayoutWord
 
@@ -66,43 +73,22 @@ class Prediction:
     scores: dict[str, float] = field(default_factory=dict)
 
 
-class _LogStateChanges(pybreaker.CircuitBreakerListener):
-    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: object,
-                     new_state: pybreaker.CircuitBreakerState) -> None:
-        level = logging.WARNING if new_state.name == pybreaker.STATE_OPEN else logging.INFO
-        log.log(level, "circuit breaker %s: %s -> %s", cb.name,
-                getattr(old_state, "name", old_state), new_state.name)
-
-
-def new_breaker(name: str, fail_max: int, reset_s: float) -> pybreaker.CircuitBreaker:
-    return pybreaker.CircuitBreaker(fail_max=fail_max, reset_timeout=reset_s, name=name,
-                                    listeners=[_LogStateChanges()])
-
-
-def breaker_open(breaker: pybreaker.CircuitBreaker) -> bool:
-    """True while the breaker refuses calls: open and its reset timeout not over yet.
-
-    pybreaker leaves the state "open" until the next call finds the timeout elapsed and turns
-    it half-open, so the state alone would keep a caller that waits for "not open" waiting
-    forever.
-    """
-    if breaker.current_state != pybreaker.STATE_OPEN:
-        return False
-    opened_at = breaker._state_storage.opened_at  # noqa: SLF001 - no public accessor
-    if opened_at is None:
-        return True
-    elapsed = (datetime.now(timezone.utc) - opened_at).total_seconds()
-    return elapsed < breaker.reset_timeout
-
-
 class _ModelClient:
-    """One Triton model at one version directory; shared breaker, latency and confidence metrics."""
+    """One Triton model at one version directory, on every pool; breakers per pool, latency,
+    confidence and per-pool metrics.
+
+    ``pools`` is the decision service's :class:`TritonPools`, or one Triton's URL (a single
+    pool: tests, benchmarks and tools talk to one server).
+    """
 
     model_name = ""
 
-    def __init__(self, url: str, timeout_s: float, breaker: pybreaker.CircuitBreaker,
-                 triton_version: str = "1") -> None:
-        self._client = triton.InferenceServerClient(url=url, channel_args=CHANNEL_ARGS)
+    def __init__(self, pools: TritonPools | str, timeout_s: float,
+                 breaker: pybreaker.CircuitBreaker, triton_version: str = "1") -> None:
+        self._pools = TritonPools(pools) if isinstance(pools, str) else pools
+        self._clients = {pool.name: triton.InferenceServerClient(url=pool.url,
+                                                                 channel_args=CHANNEL_ARGS)
+                         for pool in self._pools.pools}
         self._timeout_s = timeout_s
         self._breaker = breaker
         self.triton_version = triton_version  # the version directory requests name
@@ -111,13 +97,26 @@ class _ModelClient:
         self.config: dict = {}
 
     async def load_metadata(self) -> None:
-        """Read the config (fails if the model or this version is not being served)."""
-        ready = await self._client.is_model_ready(self.model_name, self.triton_version)
+        """Read the config from the first pool that serves this version (fails if none
+        does: the model or this version is not being served)."""
+        failures = []
+        for pool in self._pools.pools:
+            try:
+                await self._load_metadata_from(self._clients[pool.name])
+                return
+            except (ModelUnavailable, InferenceServerException, OSError) as exc:
+                if len(self._clients) == 1:
+                    raise
+                failures.append(f"{pool.name}: {exc}")
+        raise ModelUnavailable("; ".join(failures))
+
+    async def _load_metadata_from(self, client: triton.InferenceServerClient) -> None:
+        ready = await client.is_model_ready(self.model_name, self.triton_version)
         if not ready:
             raise ModelUnavailable(f"{self.model_name} version {self.triton_version} is not "
                                    "ready on Triton")
-        config = await self._client.get_model_config(self.model_name, self.triton_version,
-                                                     as_json=True)
+        config = await client.get_model_config(self.model_name, self.triton_version,
+                                               as_json=True)
         self.config = config["config"]
         self.parameters = {k: v.get("string_value", "")
                            for k, v in config["config"].get("parameters", {}).items()}
@@ -127,24 +126,40 @@ class _ModelClient:
             "model_version", self.triton_version)
 
     async def close(self) -> None:
-        await self._client.close()
+        await asyncio.gather(*(client.close() for client in self._clients.values()))
 
     async def _infer(self, inputs: list[triton.InferInput], output: str, rows: int) -> np.ndarray:
+        """One batch, on the pool :meth:`TritonPools.order` puts first, else on the next."""
+        failures = []
+        for pool in self._pools.order():
+            try:
+                result = await self._infer_on(pool, inputs, output, rows)
+            except ModelUnavailable as exc:
+                POOL_FAILURES.labels(self.model_name, pool.name).inc()
+                failures.append(str(exc) if len(self._clients) == 1 else f"{pool.name}: {exc}")
+                continue
+            POOL_BATCHES.labels(self.model_name, pool.name).inc()
+            POOL_ROWS.labels(self.model_name, pool.name).inc(rows)
+            return result
+        raise ModelUnavailable("; ".join(failures))
+
+    async def _infer_on(self, pool: Pool, inputs: list[triton.InferInput], output: str,
+                        rows: int) -> np.ndarray:
         try:
             # pybreaker's call_async needs tornado; its context manager records the outcome
             # of an awaited block just as well (one event loop thread, no lock held across).
-            with self._breaker.calling():
+            with pool.breaker(self._breaker).calling():
                 started = time.perf_counter()
                 with tracer.start_as_current_span(
                     "triton infer", kind=trace.SpanKind.CLIENT,
                     attributes={"model.name": self.model_name, "model.version": self.version,
-                                "batch.size": rows},
+                                "batch.size": rows, "triton.pool": pool.name},
                 ):
                     result = await asyncio.wait_for(
-                        self._client.infer(self.model_name, inputs,
-                                           model_version=self.triton_version,
-                                           outputs=[triton.InferRequestedOutput(output)],
-                                           client_timeout=self._timeout_s),
+                        self._clients[pool.name].infer(
+                            self.model_name, inputs, model_version=self.triton_version,
+                            outputs=[triton.InferRequestedOutput(output)],
+                            client_timeout=self._timeout_s),
                         self._timeout_s + 1,
                     )
                 INFERENCE_SECONDS.labels(self.model_name, self.version).observe(
@@ -161,9 +176,9 @@ class RouterClient(_ModelClient):
 
     model_name = "document_router"
 
-    def __init__(self, url: str, timeout_s: float, breaker: pybreaker.CircuitBreaker,
-                 triton_version: str = "1") -> None:
-        super().__init__(url, timeout_s, breaker, triton_version)
+    def __init__(self, pools: TritonPools | str, timeout_s: float,
+                 breaker: pybreaker.CircuitBreaker, triton_version: str = "1") -> None:
+        super().__init__(pools, timeout_s, breaker, triton_version)
         self.classes: list[str] = []
 
     async def load_metadata(self) -> None:
@@ -216,10 +231,10 @@ class ScorerClient(_ModelClient):
     parameter, and the score is ``output_class``'s column (the top class when none is named).
     """
 
-    def __init__(self, model_name: str, url: str, timeout_s: float,
+    def __init__(self, model_name: str, pools: TritonPools | str, timeout_s: float,
                  breaker: pybreaker.CircuitBreaker, triton_version: str = "1",
                  output_class: str = "") -> None:
-        super().__init__(url, timeout_s, breaker, triton_version)
+        super().__init__(pools, timeout_s, breaker, triton_version)
         self.model_name = model_name
         self.output_class = output_class
         self.feature_names: list[str] = []

@@ -21,7 +21,7 @@ from switchyard.stack._stack import (
     stack_status,
     with_free_ports,
 )
-from switchyard.stack._triton import TritonServer
+from switchyard.stack._triton import TritonServer, TritonSpillServer
 from switchyard.stack._util import StackError, free_port, grpc_serving, wait_until
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "ServiceSpec",
     "StackError",
     "TritonServer",
+    "TritonSpillServer",
     "component_log_tail",
     "free_port",
     "grpc_serving",

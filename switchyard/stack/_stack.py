@@ -31,7 +31,7 @@ from switchyard.stack._component import Component
 from switchyard.stack._kafka import KafkaBroker
 from switchyard.stack._postgres import PostgresServer
 from switchyard.stack._process import ManagedProcess, remove_pid_files
-from switchyard.stack._triton import TritonServer, cleanup_shm
+from switchyard.stack._triton import TritonServer, TritonSpillServer, cleanup_shm
 from switchyard.stack._util import (
     LOOPBACK,
     StackError,
@@ -50,7 +50,7 @@ from switchyard.stack._util import (
 _log = logging.getLogger("switchyard.stack")
 
 STATE_FILE = "stack.json"
-INFRASTRUCTURE = ("kafka", "postgres", "triton")
+INFRASTRUCTURE = ("kafka", "postgres", "triton", "triton-spill")
 
 Bootstrap = Callable[[Settings], "None | Awaitable[None]"]
 
@@ -169,6 +169,9 @@ def with_free_ports(settings: Settings) -> Settings:
         triton_grpc_port=grpc_port,
         triton_metrics_port=free_port(),
         triton_url=f"{LOOPBACK}:{grpc_port}",
+        triton_spill_http_port=free_port(),
+        triton_spill_grpc_port=free_port(),
+        triton_spill_metrics_port=free_port(),
     )
 
 
@@ -226,6 +229,13 @@ class EmbeddedStack:
             if "triton" in wanted
             else None
         )
+        self.triton_spill = (
+            TritonSpillServer(
+                settings, self.state_dir, model_repository=model_repository, detached=detached
+            )
+            if "triton-spill" in wanted
+            else None
+        )
         self._services: list[_Service] = []
         self._started: list[Component | _Service] = []
         self.timings: dict[str, float] = {}
@@ -235,7 +245,8 @@ class EmbeddedStack:
     @property
     def infrastructure(self) -> list[Component]:
         """Embedded servers in start order (broker, database, inference)."""
-        return [c for c in (self.kafka, self.postgres, self.triton) if c is not None]
+        return [c for c in (self.kafka, self.postgres, self.triton, self.triton_spill)
+                if c is not None]
 
     @property
     def settings(self) -> Settings:
@@ -246,6 +257,8 @@ class EmbeddedStack:
             settings = settings.replace(postgres_dsn=self.postgres.dsn)
         if self.triton is not None:
             settings = settings.replace(triton_url=self.triton.grpc_url)
+        if self.triton_spill is not None:
+            settings = settings.replace(triton_spill_url=self.triton_spill.grpc_url)
         return settings
 
     def service_env(self, spec: ServiceSpec) -> dict[str, str]:
@@ -294,7 +307,8 @@ class EmbeddedStack:
         began = time.monotonic()
         # spawn order: broker, Triton (slowest to become ready), then PostgreSQL whose initdb
         # runs while the others boot
-        spawn_order = [c for c in (self.kafka, self.triton, self.postgres) if c is not None]
+        spawn_order = [c for c in (self.kafka, self.triton, self.triton_spill, self.postgres)
+                       if c is not None]
         for component in spawn_order:
             self._started.append(component)
             component.launch()

@@ -54,8 +54,9 @@ def shm_prefix(state_dir: Path) -> str:
     return f"switchyard-{digest}-"
 
 
-def cleanup_shm(state_dir: Path) -> None:
-    for leftover in glob.glob(f"/dev/shm/{shm_prefix(state_dir)}*"):
+def cleanup_shm(state_dir: Path, tag: str = "") -> None:
+    """Remove the shared-memory regions of the stack's Tritons (``tag``: of one of them)."""
+    for leftover in glob.glob(f"/dev/shm/{shm_prefix(state_dir)}{tag}*"):
         try:
             os.unlink(leftover)
         except OSError:
@@ -82,6 +83,11 @@ class TritonServer(Component):
 
     name = "triton"
     stop_timeout_s = 15.0
+    #: which settings hold the ports, and the shared-memory name tag (two Tritons of one
+    #: stack must not share, or remove, each other's regions)
+    port_settings: tuple[str, str, str] = (
+        "triton_http_port", "triton_grpc_port", "triton_metrics_port")
+    shm_tag = "main-"
 
     def __init__(
         self,
@@ -97,10 +103,9 @@ class TritonServer(Component):
             raise ValueError("model_control_mode must be 'none' or 'explicit'")
         self.model_repository = Path(model_repository or settings.model_repository).absolute()
         self.model_control_mode = model_control_mode
-        self.http_port = settings.triton_http_port
-        self.grpc_port = settings.triton_grpc_port
-        self.metrics_port = settings.triton_metrics_port
-        self.backends_dir = self.state_dir / "triton" / "backends"
+        self.http_port, self.grpc_port, self.metrics_port = (
+            int(getattr(settings, name)) for name in self.port_settings)
+        self.backends_dir = self.state_dir / self.name / "backends"
 
     @property
     def grpc_url(self) -> str:
@@ -138,7 +143,7 @@ class TritonServer(Component):
         ):
             _copy_if_changed(src, python_dir / src.name)
         (python_dir / stub.name).chmod(0o755)
-        cleanup_shm(self.state_dir)
+        cleanup_shm(self.state_dir, self.shm_tag)
 
     def _argv(self) -> Sequence[str]:
         dist, _libs = pytriton_dirs()
@@ -147,7 +152,8 @@ class TritonServer(Component):
             f"--model-repository={self.model_repository}",
             f"--backend-directory={self.backends_dir}",
             f"--cache-directory={dist / 'caches'}",
-            f"--backend-config=python,shm-region-prefix-name={shm_prefix(self.state_dir)}",
+            f"--backend-config=python,shm-region-prefix-name="
+            f"{shm_prefix(self.state_dir)}{self.shm_tag}",
             f"--model-control-mode={self.model_control_mode}",
             "--exit-on-error=true",
             "--strict-readiness=true",
@@ -182,4 +188,15 @@ class TritonServer(Component):
 
     def stop(self, timeout_s: float | None = None) -> None:
         super().stop(timeout_s)
-        cleanup_shm(self.state_dir)
+        cleanup_shm(self.state_dir, self.shm_tag)
+
+
+class TritonSpillServer(TritonServer):
+    """A second Triton on the same model repository: the spill-over pool
+    (``SWITCHYARD_TRITON_SPILL_URL``; services/decision/pools.py). Locally both pools run on
+    CPU; in the chart the primary runs on GPUs and this one on CPU nodes."""
+
+    name = "triton-spill"
+    port_settings = ("triton_spill_http_port", "triton_spill_grpc_port",
+                     "triton_spill_metrics_port")
+    shm_tag = "spill-"

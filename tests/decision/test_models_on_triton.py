@@ -15,7 +15,8 @@ import pytest
 
 from services.decision.training import datagen, train
 from services.decision.training.features import INVOICE_FEATURES, invoice_raw_features
-from services.decision.triton import RouterClient, ScorerClient, new_breaker
+from services.decision.pools import new_breaker
+from services.decision.triton import RouterClient, ScorerClient
 from switchyard import Settings
 from switchyard.stack import EmbeddedStack, TritonServer, free_port
 from tests.decision.documents import MODEL_REPOSITORY, ROOT, heldout

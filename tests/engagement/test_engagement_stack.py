@@ -506,7 +506,8 @@ async def test_sessions_are_paged_and_anomalies_show_in_the_trend(
 async def test_more_rows_than_the_models_batch_limit_are_scored_in_chunks(
         engagement_settings: Settings, decision: Service) -> None:
     from services.decision.engagement.processor import EngagementProcessor
-    from services.decision.triton import ScorerClient, new_breaker
+    from services.decision.pools import new_breaker
+    from services.decision.triton import ScorerClient
 
     scorer = ScorerClient("engagement", engagement_settings.triton_url, 30,
                           new_breaker("test-engagement", 5, 5), triton_version="",

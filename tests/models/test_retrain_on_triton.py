@@ -13,7 +13,8 @@ import pytest
 from services.decision.training import datagen, train
 from services.decision.training.__main__ import main as cli
 from services.decision.training.packs import collect_packs
-from services.decision.triton import RouterClient, new_breaker
+from services.decision.pools import new_breaker
+from services.decision.triton import RouterClient
 from switchyard import Settings
 from switchyard.stack import EmbeddedStack, with_free_ports
 from tests.models.packs import CORPUS_KINDS, expense_claims, write_pack

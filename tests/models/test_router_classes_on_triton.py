@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from services.decision.triton import RouterClient, new_breaker
+from services.decision.pools import new_breaker
+from services.decision.triton import RouterClient
 from switchyard.stack import EmbeddedStack
 from tests.decision.documents import MODEL_REPOSITORY, heldout
 

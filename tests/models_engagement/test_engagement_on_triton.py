@@ -16,7 +16,8 @@ import pytest
 import tritonclient.grpc as triton
 
 from services.decision.training import datagen, engagement, engagement_data
-from services.decision.triton import ScorerClient, new_breaker
+from services.decision.pools import new_breaker
+from services.decision.triton import ScorerClient
 from switchyard import Settings
 from switchyard.cli import main as switchyard
 from switchyard.stack import EmbeddedStack, with_free_ports

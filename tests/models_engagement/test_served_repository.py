@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from services.decision.training import datagen, engagement
-from services.decision.triton import ScorerClient, new_breaker
+from services.decision.pools import new_breaker
+from services.decision.triton import ScorerClient
 from switchyard.stack import EmbeddedStack
 from tests.conftest import MODEL_REPOSITORY, ROOT
 

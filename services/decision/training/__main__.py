@@ -39,7 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not read the packs applied to the decision service from "
                         "PostgreSQL (read by default when it is reachable)")
     p.add_argument("--reload", action="store_true",
-                   help="then have Triton ($SWITCHYARD_TRITON_URL) load the new models, "
+                   help="then have Triton ($SWITCHYARD_TRITON_URL, and the spill-over pool "
+                        "$SWITCHYARD_TRITON_SPILL_URL when set) load the new models, "
                         "without a restart; the decision service reads the new class list on "
                         "its next prediction")
 
@@ -120,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
     if args.reload:
         from switchyard import Settings
 
-        reload_models(Settings.from_env().triton_url)
+        for url in Settings.from_env().triton_urls:  # every pool serves the same models
+            reload_models(url)
     return 0
 
 

@@ -185,26 +185,41 @@ def _promote(args: argparse.Namespace, settings: Settings) -> int:
           f"{settings.engagement_max_parity_difference})")
     if args.no_load:
         return EXIT_OK
-    client = _triton(settings)
+    loaded = []  # every pool serves the same versions (services/decision/pools.py)
     try:
-        client.load_model(engagement.MODEL)
-        if not client.is_model_ready(engagement.MODEL, str(version)):
-            raise InferenceServerException(f"version {version} not ready after the load")
+        for url in settings.triton_urls:
+            loaded.append(url)
+            _load(url, engagement.MODEL, str(version))
     except InferenceServerException as exc:
         shutil.rmtree(model_dir / str(version), ignore_errors=True)
         config.write_text(before, "utf-8")
-        print(f"switchyard models promote: Triton at {settings.triton_url} did not load "
+        print(f"switchyard models promote: Triton at {loaded[-1]} did not load "
               f"{engagement.MODEL} version {version} ({exc}); taken out again", file=sys.stderr)
-        try:
-            client.load_model(engagement.MODEL)  # back to the previous newest version
-        except InferenceServerException:
-            pass
+        for url in loaded:  # back to the previous newest version
+            try:
+                _load(url, engagement.MODEL)
+            except InferenceServerException:
+                pass
         unavailable = "UNAVAILABLE" in str(exc.status() or "")
         return EXIT_CONNECT if unavailable else EXIT_REFUSED
+    for url in loaded:
+        print(f"Triton at {url} serves {engagement.MODEL} version {version}")
+    return EXIT_OK
+
+
+def _load(url: str, model: str, version: str = "") -> None:
+    """Have the Triton at ``url`` (re)load ``model`` from its repository; with ``version``,
+    fail unless that version is ready afterwards."""
+    import tritonclient.grpc as triton
+    from tritonclient.utils import InferenceServerException
+
+    client = triton.InferenceServerClient(url=url)
+    try:
+        client.load_model(model)
+        if version and not client.is_model_ready(model, version):
+            raise InferenceServerException(f"version {version} not ready after the load")
     finally:
         client.close()
-    print(f"Triton at {settings.triton_url} serves {engagement.MODEL} version {version}")
-    return EXIT_OK
 
 
 def model_status(repository: Path, settings: Settings) -> dict[str, Any]:
@@ -223,6 +238,7 @@ def model_status(repository: Path, settings: Settings) -> dict[str, Any]:
             client.close()
     except InferenceServerException:
         serving = None
+    # the primary's: a spill-over pool is loaded alongside it (_promote, train --reload)
     out: dict[str, Any] = {"triton_url": settings.triton_url, "triton_reachable": serving is not None,
                            "models": {}}
     for model_dir in sorted(p for p in Path(repository).iterdir() if (p / "config.pbtxt").is_file()):

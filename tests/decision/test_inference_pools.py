@@ -1,0 +1,177 @@
+"""Two Triton pools: a spike spills batches to the spill-over pool, and a pool that is down is
+skipped.
+
+The primary pool is the session's Triton; the spill-over is a second Triton this module starts
+the way ``switchyard up`` does with ``SWITCHYARD_STACK_COMPONENTS=...,triton-spill`` (the
+embedded stack's ``triton-spill`` component). The decision service runs as its own process
+with ``SWITCHYARD_TRITON_SPILL_URL`` pointing at it, a low spill threshold (4 ms of queue
+delay: a burst of DecideBatch calls on one CPU Triton passes it, single calls do not), a fast
+poll and a short cool-down; what it did is read from its metrics endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from services.decision.pools import TritonPools, new_breaker
+from services.decision.triton import RouterClient
+from switchyard import Settings
+from switchyard.rpc import create_channel
+from switchyard.runtime import service_specs
+from switchyard.stack import EmbeddedStack, free_port
+from switchyard.v1 import (
+    DecideBatchRequest,
+    DecideRequest,
+    DecisionServiceStub,
+    Document,
+    TaskEnvelope,
+)
+from tests.decision.documents import MODEL_REPOSITORY, sample
+from tests.observed import metric_sum
+from tests.polling import eventually
+
+pytestmark = pytest.mark.integration
+LABELS = ("invoice", "admission_form", "support_ticket")
+
+
+@pytest.fixture(scope="module")
+def spill_pool(settings: Settings, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[EmbeddedStack]:
+    """The spill-over Triton, as the embedded stack starts it."""
+    state = tmp_path_factory.mktemp("spill-pool")
+    pool = EmbeddedStack(settings.replace(triton_spill_http_port=free_port(),
+                                          triton_spill_grpc_port=free_port(),
+                                          triton_spill_metrics_port=free_port()),
+                         state, components=("triton-spill",), model_repository=MODEL_REPOSITORY)
+    pool.start(timeout_s=120)
+    try:
+        yield pool
+    finally:
+        pool.stop()
+
+
+@pytest.fixture(scope="module")
+def pool_settings(settings: Settings, spill_pool: EmbeddedStack) -> Settings:
+    return settings.replace(
+        triton_spill_url=spill_pool.settings.triton_spill_url, triton_spill_after_ms=4.0,
+        triton_spill_share=0.5, triton_pool_poll_ms=200, triton_spill_cooldown_s=3.0,
+        router_shadow_version="",
+        breaker_fail_max=2, breaker_reset_s=1.0, triton_timeout_s=5.0)
+
+
+@pytest.fixture(scope="module")
+def decision(pool_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[EmbeddedStack]:
+    stack = EmbeddedStack(pool_settings, tmp_path_factory.mktemp("pools"), components=(),
+                          services=service_specs(pool_settings, ("decision",)))
+    stack.start(timeout_s=90)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+async def decide(pool_settings: Settings, decision: EmbeddedStack
+                 ) -> AsyncIterator[DecisionServiceStub]:
+    channel = create_channel(f"127.0.0.1:{pool_settings.decision_grpc_port}")
+    yield DecisionServiceStub(channel)
+    await channel.close()
+
+
+def task(index: int) -> TaskEnvelope:
+    text = sample(LABELS[index % len(LABELS)], index % 7)
+    return TaskEnvelope(task_id=str(uuid.uuid4()), tenant_id="acme",
+                        document=Document(content_type="text/plain", body=text.encode()))
+
+
+def served(settings: Settings, pool: str) -> float:
+    return metric_sum(settings.decision_metrics_port, "switchyard_inference_pool_batches_total",
+                      f'model="document_router",pool="{pool}"')
+
+
+def spilling(settings: Settings) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{settings.decision_metrics_port}/metrics",
+                                  timeout=10).read().decode()
+    return next(float(line.split()[1]) for line in text.splitlines()
+                if line.startswith("switchyard_triton_spilling "))
+
+
+async def spike(decide: DecisionServiceStub, until: object, timeout_s: float = 120) -> int:
+    """Eight callers sending DecideBatch calls back to back until ``until()`` holds; every task
+    must be decided by a model (none meets the unavailable policy). Returns how many were."""
+    decided = 0
+    deadline = asyncio.get_running_loop().time() + timeout_s
+
+    async def caller() -> None:
+        nonlocal decided
+        while not until():  # type: ignore[operator]
+            assert asyncio.get_running_loop().time() < deadline, "the spike never got there"
+            reply = await decide.DecideBatch(
+                DecideBatchRequest(tasks=[task(i) for i in range(64)]), timeout=60)
+            assert reply.refused_count == 0, [r.error for r in reply.results if r.error.code]
+            rules = {r.decision.rule for r in reply.results}
+            assert "model_unavailable" not in rules, rules
+            decided += reply.decided_count
+
+    await asyncio.gather(*(caller() for _ in range(8)))
+    return decided
+
+
+async def test_a_spike_spills_batches_to_the_spill_over_pool_and_they_return_as_it_drains(
+        decide: DecisionServiceStub, pool_settings: Settings) -> None:
+    primary_before = served(pool_settings, "primary")
+    assert served(pool_settings, "spill") == 0 and spilling(pool_settings) == 0
+
+    await spike(decide, lambda: served(pool_settings, "spill") >= 4)
+    # a share, not all: the primary kept taking batches while the spill-over helped
+    assert served(pool_settings, "primary") > primary_before
+
+    async def drained() -> bool:
+        return spilling(pool_settings) == 0
+    await eventually(drained, "spilling to stop once the spike is over", timeout_s=30)
+    spilled = served(pool_settings, "spill")
+    primary = served(pool_settings, "primary")
+    for i in range(10):  # one at a time: no queue on the primary, nothing spills
+        reply = await decide.Decide(DecideRequest(task=task(i)), timeout=30)
+        assert reply.decision.rule != "model_unavailable"
+    assert served(pool_settings, "spill") == spilled
+    assert served(pool_settings, "primary") >= primary + 10
+
+
+async def test_a_primary_that_is_down_is_skipped_and_the_spill_over_answers(
+        spill_pool: EmbeddedStack) -> None:
+    # the decision service's client with its pools, the primary on a port nobody serves
+    pools = TritonPools(f"127.0.0.1:{free_port()}", spill_pool.settings.triton_spill_url)
+    family = new_breaker("pools-test", 2, 60)
+    router = RouterClient(pools, 5, family, "1")
+    try:
+        await router.load_metadata()  # read from the spill-over: the primary does not answer
+        texts = [sample(label, 1) for label in LABELS]
+        for _ in range(4):
+            predictions = await router.predict(texts)
+            assert [p.label for p in predictions] == list(LABELS)
+        # two failures opened the primary's breaker: it is no longer even tried
+        assert pools.primary.breaker(family).current_state == "open"
+        assert pools.spill is not None and pools.spill.breaker(family).current_state == "closed"
+        assert not pools.away(family)
+    finally:
+        await router.close()
+
+
+async def test_a_spill_over_pool_that_is_down_is_skipped(
+        decide: DecisionServiceStub, pool_settings: Settings, spill_pool: EmbeddedStack) -> None:
+    spill_pool.stop()
+    failures_before = metric_sum(pool_settings.decision_metrics_port,
+                                 "switchyard_inference_pool_failures_total", 'pool="spill"')
+    # the primary alone is overloaded again, so batches are sent to the spill-over first,
+    # which fails (then its breaker refuses them): each is answered by the primary instead
+    decided = await spike(decide, lambda: metric_sum(
+        pool_settings.decision_metrics_port, "switchyard_inference_pool_failures_total",
+        'pool="spill"') >= failures_before + 4)
+    assert decided >= 512
