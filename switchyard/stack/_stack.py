@@ -50,7 +50,10 @@ from switchyard.stack._util import (
 _log = logging.getLogger("switchyard.stack")
 
 STATE_FILE = "stack.json"
+#: Every embedded server the stack knows, and those it runs unless told otherwise (the
+#: spill-over Triton is opt-in: a second Triton costs a CPU core and a few hundred MB).
 INFRASTRUCTURE = ("kafka", "postgres", "triton", "triton-spill")
+DEFAULT_COMPONENTS = ("kafka", "postgres", "triton")
 
 Bootstrap = Callable[[Settings], "None | Awaitable[None]"]
 
@@ -178,7 +181,8 @@ def with_free_ports(settings: Settings) -> Settings:
 class EmbeddedStack:
     """Kafka + PostgreSQL + Triton (+ bootstrap + services) as local child processes.
 
-    ``components`` picks which infrastructure runs embedded (leave one out to use an external
+    ``components`` picks which infrastructure runs embedded (default :data:`DEFAULT_COMPONENTS`;
+    ``triton-spill`` adds a spill-over Triton; leave one out to use an external
     server configured in ``settings``). :attr:`settings` is what the bootstrap and services
     get: the input settings with ``state_dir`` set and, when PostgreSQL is embedded and
     ``postgres_dsn`` is empty, the embedded server's DSN.
@@ -194,7 +198,7 @@ class EmbeddedStack:
         *,
         services: Sequence[ServiceSpec] = (),
         bootstrap: Bootstrap | None = None,
-        components: Iterable[str] = INFRASTRUCTURE,
+        components: Iterable[str] = DEFAULT_COMPONENTS,
         detached: bool = False,
         postgres_port: int | None = None,
         model_repository: Path | None = None,

@@ -1,6 +1,7 @@
 """The engagement model in a real Triton: it gives the probabilities training computed (1e-5)
 for the same windows built by SubjectWindow, answers concurrent requests in dynamic batches, and
-the promotion gate refuses an unfair candidate and installs and loads a fair one."""
+the promotion gate refuses an unfair candidate and installs and loads a fair one, into both
+Triton pools (the primary and the spill-over serve the same versions)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ DATA = ROOT / "models" / "data"
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedStack, Path, Path]]:
     """Triton on a repository holding only the engagement model, version 1 trained from the
-    shipped windows (as `python -m services.decision.training` does)."""
+    shipped windows (as `python -m services.decision.training` does), and a spill-over Triton
+    on the same repository (the stack's `triton-spill`)."""
     tmp = tmp_path_factory.mktemp("engagement")
     data, repo = tmp / "data", tmp / "repository"
     data.mkdir()
@@ -39,7 +41,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedS
         shutil.copyfile(DATA / name, data / name)
     engagement.train(data, repo, 0.35, log=lambda *_: None)
     settings = with_free_ports(Settings(state_dir=tmp / "state"))
-    with EmbeddedStack(settings, tmp / "state", components=("triton",), model_repository=repo) as stack:
+    with EmbeddedStack(settings, tmp / "state", components=("triton", "triton-spill"),
+                       model_repository=repo) as stack:
         yield stack, repo, data
 
 
@@ -114,6 +117,7 @@ async def test_the_gate_refuses_an_unfair_candidate_and_promotes_a_fair_one(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     stack, repo, _ = served
     monkeypatch.setenv("SWITCHYARD_TRITON_URL", stack.settings.triton_url)
+    monkeypatch.setenv("SWITCHYARD_TRITON_SPILL_URL", stack.settings.triton_spill_url)
     monkeypatch.delenv("SWITCHYARD_ENGAGEMENT_MAX_PARITY_DIFFERENCE", raising=False)
     monkeypatch.delenv("SWITCHYARD_SIGNAL_DISENGAGED_BELOW", raising=False)
     biased_data = tmp_path / "biased.jsonl"
@@ -141,13 +145,14 @@ async def test_the_gate_refuses_an_unfair_candidate_and_promotes_a_fair_one(
     assert switchyard(["models", "promote", "engagement", "--candidate", str(fair),
                        "--repository", str(repo)]) == 0
     out = capsys.readouterr().out
-    assert "serves engagement version 2" in out
-    control = triton.InferenceServerClient(stack.settings.triton_url)
-    try:
-        assert control.is_model_ready("engagement", "2")
-        assert not control.is_model_ready("engagement", "1")   # the newest version only
-    finally:
-        control.close()
+    for url in (stack.settings.triton_url, stack.settings.triton_spill_url):
+        assert f"Triton at {url} serves engagement version 2" in out
+        control = triton.InferenceServerClient(url)
+        try:
+            assert control.is_model_ready("engagement", "2")
+            assert not control.is_model_ready("engagement", "1")   # the newest version only
+        finally:
+            control.close()
     latest = _client(stack, "")   # no version: whichever Triton serves
     try:
         await latest.load_metadata()
