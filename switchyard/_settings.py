@@ -375,7 +375,8 @@ class Settings:
     ingest_max_backlog: int = setting(
         10_000,
         "QUEUED tasks (accepted, not yet decided; counted in PostgreSQL) at which submissions "
-        "get RESOURCE_EXHAUSTED and intake consumption pauses. 0: no limit.",
+        "get RESOURCE_EXHAUSTED and intake consumption pauses; a tenant holding its share of "
+        "it (`tenant_weights`) is refused before. 0: no limit.",
         group="ingest",
         minimum=0,
     )
@@ -855,6 +856,11 @@ class Settings:
     )
     tenant_rate_limit_overrides: str = setting(
         "", "Per-tenant limits, 'tenant:rate/burst' comma separated.", group="auth"
+    )
+    tenant_weights: str = setting(
+        "", "Tenants' weights, 'tenant:weight' comma separated (a tenant not named weighs 1): "
+        "a tenant's share of ingest's backlog limit is the limit split by weight among the "
+        "tenants with work waiting.", group="ingest",
     )
     tenant_rate_lease_s: float = setting(
         0.25, "Seconds of a tenant's rate a replica leases from the shared bucket at once "

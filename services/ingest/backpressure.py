@@ -6,15 +6,27 @@ counted from the system of record. Kafka's own lag (end offset minus committed o
 used because Tansu reports wrong end offsets (docs/architecture.md); a count in PostgreSQL is
 exact on any broker.
 
-The count is bounded (``LIMIT max_backlog``), so it costs at most the limit's worth of index
-entries however large the backlog grows, and it is refreshed in the background every
+The count is bounded (``LIMIT max_backlog``), so it costs at most the limit's worth of rows
+however large the backlog grows, and it is refreshed in the background every
 ``ingest_backlog_check_s`` so submissions never wait on it.
+
+Per tenant as well as global: a noisy neighbour must not fill the backlog that everyone's
+tasks wait behind. The count is kept per tenant, and a tenant holding its *share* of the
+limit is refused even while the whole backlog is under it. A tenant's share is the limit
+split by weight (``tenant_weights``; 1 unless set) among the tenants that have work waiting,
+itself included: a tenant alone may fill the whole limit, two equal tenants half each, and a
+tenant that arrives while another fills the backlog gets its share at once, while the other
+is refused until it has drained to its own. The whole limit still refuses everyone. The
+intake topic's consumer pauses on the whole limit only (its records share partitions across
+tenants; holding one tenant's would hold everyone's).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+from collections.abc import Mapping
 
 import asyncpg
 from prometheus_client import Gauge
@@ -27,44 +39,102 @@ BACKLOG = Gauge(
     "switchyard_ingest_backlog",
     "QUEUED tasks (accepted, not yet decided), counted up to the backpressure limit.",
 )
+TENANT_BACKLOG = Gauge(
+    "switchyard_ingest_tenant_backlog",
+    "A tenant's QUEUED tasks (of those counted for the backpressure limit).", ["tenant"],
+)
 
 
 class Overloaded(Exception):
-    """The backlog is over the limit; ``retry_after_ms`` is the hint for the caller."""
+    """The backlog (or a tenant's share of it) is full; ``retry_after_ms`` is the hint for the
+    caller."""
 
-    def __init__(self, backlog: int, limit: int, retry_after_ms: int) -> None:
-        super().__init__(
-            f"ingest is applying backpressure: {backlog} tasks are waiting for a decision "
-            f"(limit {limit}); retry after {retry_after_ms} ms"
-        )
+    def __init__(self, message: str, retry_after_ms: int) -> None:
+        super().__init__(f"{message}; retry after {retry_after_ms} ms")
         self.retry_after_ms = retry_after_ms
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """``tenant:weight`` entries, comma separated (the ``tenant_weights`` setting)."""
+    weights: dict[str, float] = {}
+    for entry in filter(None, (e.strip() for e in text.split(","))):
+        tenant, _, weight = entry.rpartition(":")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = -1.0
+        if not tenant.strip() or not value > 0 or math.isinf(value):
+            raise ValueError(f"tenant_weights: {entry!r} is not 'tenant:weight' with a weight "
+                             "> 0")
+        weights[tenant.strip()] = value
+    return weights
 
 
 class Backlog:
     def __init__(self, pool: asyncpg.Pool, limit: int, interval_s: float,
-                 retry_after_ms: int) -> None:
+                 retry_after_ms: int, weights: Mapping[str, float] | None = None) -> None:
         self.pool = pool
         self.limit = limit
         self.interval_s = interval_s
         self.retry_after_ms = retry_after_ms
+        self.weights = dict(weights or {})
         self.value = 0
+        self.by_tenant: dict[str, int] = {}
 
     async def refresh(self) -> int:
         if self.limit <= 0:
             return 0
-        self.value = int(await self.pool.fetchval(
-            "SELECT count(*) FROM (SELECT 1 FROM tasks WHERE status = 'QUEUED' LIMIT $1) q",
-            self.limit,
-        ))
+        rows = await self.pool.fetch(
+            "SELECT tenant_id, count(*) AS waiting FROM (SELECT tenant_id FROM tasks "
+            "WHERE status = 'QUEUED' LIMIT $1) q GROUP BY tenant_id", self.limit)
+        counted = {row["tenant_id"]: int(row["waiting"]) for row in rows}
+        for gone in set(self.by_tenant) - set(counted):
+            TENANT_BACKLOG.labels(gone).set(0)
+        self.by_tenant = counted
+        self.value = sum(counted.values())
         BACKLOG.set(self.value)
+        for tenant, waiting in counted.items():
+            TENANT_BACKLOG.labels(tenant).set(waiting)
         return self.value
 
     @property
     def over(self) -> bool:
+        """The whole backlog is at the limit."""
         return self.limit > 0 and self.value >= self.limit
 
-    def overloaded(self) -> Overloaded:
-        return Overloaded(self.value, self.limit, self.retry_after_ms)
+    def share(self, tenant: str) -> int:
+        """``tenant``'s share of the limit: split by weight among the tenants with work
+        waiting, itself included."""
+        weight = self.weights.get(tenant, 1.0)
+        active = sum(self.weights.get(t, 1.0) for t in self.by_tenant.keys() - {tenant})
+        return max(1, math.ceil(self.limit * weight / (weight + active)))
+
+    def refusal(self, tenant: str) -> Overloaded | None:
+        """Why new work of ``tenant`` is refused now (the whole backlog at the limit, or the
+        tenant at its share of it), or None when it is not."""
+        if self.over:
+            return Overloaded(f"ingest is applying backpressure: {self.value} tasks are "
+                              f"waiting for a decision (limit {self.limit})",
+                              self.retry_after_ms)
+        if self.limit <= 0:
+            return None
+        waiting, share = self.by_tenant.get(tenant, 0), self.share(tenant)
+        if waiting < share:
+            return None
+        tenants = len(self.by_tenant.keys() | {tenant})
+        return Overloaded(f"ingest is applying backpressure to tenant {tenant!r}: {waiting} of "
+                          f"its tasks are waiting for a decision, its share of the backlog "
+                          f"limit ({share} of {self.limit}, split by weight among the {tenants} "
+                          "tenants with work waiting)", self.retry_after_ms)
+
+    def accepted(self, tenant: str, created: int) -> None:
+        """Count tasks just created until the next refresh recounts, so a burst cannot pass
+        its share by a whole refresh interval's worth."""
+        if created and self.limit > 0:
+            self.by_tenant[tenant] = self.by_tenant.get(tenant, 0) + created
+            self.value += created
+            BACKLOG.set(self.value)
+            TENANT_BACKLOG.labels(tenant).set(self.by_tenant[tenant])
 
     async def wait_until_below(self) -> None:
         """For the intake consumer: hold records in Kafka (the buffer) while overloaded."""
@@ -80,4 +150,4 @@ class Backlog:
             await asyncio.sleep(self.interval_s)
 
 
-__all__ = ["BACKLOG", "Backlog", "Overloaded"]
+__all__ = ["BACKLOG", "TENANT_BACKLOG", "Backlog", "Overloaded", "parse_weights"]

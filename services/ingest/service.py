@@ -33,7 +33,7 @@ from services.ingest import (
     webhooks,
 )
 from services.ingest.rest import Gateway, Inbound
-from services.ingest.backpressure import Backlog, Overloaded
+from services.ingest.backpressure import Backlog, Overloaded, parse_weights
 from services.ingest.cancel import AlreadyFinished, Cancelled, Requested, cancel
 from services.ingest.feed import Cursor, StatusFeed
 from services.ingest.publisher import Item, OnCreated, Publisher
@@ -265,20 +265,24 @@ class IngestServicer(IngestServiceServicer):
 
     async def _accept(self, item: Item, context: grpc.aio.ServicerContext,
                       on_created: OnCreated | None = None) -> store.Accepted:
-        """Accept one validated item (SubmitTask, RetryTask): over the backlog limit a repeat
-        of work already accepted still gets its answer; new work is refused with RetryInfo.
+        """Accept one validated item (SubmitTask, RetryTask): over the backlog limit (or the
+        tenant's share of it) a repeat of work already accepted still gets its answer; new
+        work is refused with RetryInfo.
         ``on_created`` runs in the transaction that inserts a new task (see
         :meth:`Publisher.accept`)."""
         with task_context(item.envelope.task_id):
             try:
-                if self.backlog.over:
+                tenant = item.envelope.tenant_id
+                refusal = self.backlog.refusal(tenant)
+                if refusal is not None:
                     existing = await store.find_by_key(
-                        self.pool, item.envelope.tenant_id, item.envelope.idempotency_key,
-                        item.payload_sha256)
+                        self.pool, tenant, item.envelope.idempotency_key, item.payload_sha256)
                     if existing is not None:
                         return existing
-                    await self._abort_overloaded(context, self.backlog.overloaded())
-                return await self.publisher.accept(item, on_created=on_created)
+                    await self._abort_overloaded(context, refusal)
+                accepted = await self.publisher.accept(item, on_created=on_created)
+                self.backlog.accepted(tenant, int(accepted.created))
+                return accepted
             except store.IdempotencyConflict as exc:
                 await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
         raise AssertionError("unreachable: context.abort raises")
@@ -340,31 +344,39 @@ class IngestServicer(IngestServiceServicer):
             else:
                 items.append(item_for(submission, TaskSource.TASK_SOURCE_GRPC, info))
                 positions.append(index)
-        if self.backlog.over:
-            items, positions = await self._answer_retries(items, positions, results, context)
+        refusals = {index: refusal for item, index in zip(items, positions)
+                    if (refusal := self.backlog.refusal(item.envelope.tenant_id)) is not None}
+        if refusals:
+            kept = [(item, index) for item, index in zip(items, positions)
+                    if index not in refusals]
+            await self._answer_retries(
+                [(item, index) for item, index in zip(items, positions) if index in refusals],
+                refusals, results, context, alone=not kept)
+            items, positions = [item for item, _ in kept], [index for _, index in kept]
         outcomes = await self.publisher.accept_many(items)
-        for index, outcome in zip(positions, outcomes):
+        for index, item, outcome in zip(positions, items, outcomes):
             if isinstance(outcome, store.IdempotencyConflict):
                 results[index].error.CopyFrom(item_error(grpc.StatusCode.ALREADY_EXISTS,
                                                          str(outcome)))
             else:
                 results[index].accepted.CopyFrom(submit_response(outcome))
+                self.backlog.accepted(item.envelope.tenant_id, int(outcome.created))
         accepted = sum(1 for r in results if r.HasField("accepted"))
         return SubmitTasksResponse(results=results, accepted_count=accepted,
                                    rejected_count=count - accepted)
 
-    async def _answer_retries(self, items: list[Item], positions: list[int],
+    async def _answer_retries(self, refused: list[tuple[Item, int]],
+                              refusals: dict[int, Overloaded],
                               results: list[SubmitTasksResult],
-                              context: grpc.aio.ServicerContext
-                              ) -> tuple[list[Item], list[int]]:
-        """Under backpressure: items already accepted get their task back (a client retrying
-        a batch whose response it lost); new items are refused. When nothing in the batch
-        was accepted before, the whole call gets RESOURCE_EXHAUSTED with the retry hint, as
-        SubmitTask does; otherwise each new item gets a per-item code 8 with the same text.
-        Nothing new is accepted: the returned lists are empty."""
-        overloaded = self.backlog.overloaded()
+                              context: grpc.aio.ServicerContext, alone: bool) -> None:
+        """Under backpressure (the whole backlog, or these items' tenants at their share):
+        items already accepted get their task back (a client retrying a batch whose response
+        it lost); new ones are refused, each with its refusal as a per-item code 8. When
+        they are ``alone`` (no other item of the call is accepted) and none was accepted
+        before, the whole call gets RESOURCE_EXHAUSTED with the retry hint instead, as
+        SubmitTask does."""
         fresh: list[int] = []
-        for item, index in zip(items, positions):
+        for item, index in refused:
             try:
                 existing = await store.find_by_key(
                     self.pool, item.envelope.tenant_id, item.envelope.idempotency_key,
@@ -377,12 +389,11 @@ class IngestServicer(IngestServiceServicer):
                 fresh.append(index)
             else:
                 results[index].accepted.CopyFrom(submit_response(existing))
-        if fresh and not any(r.HasField("accepted") for r in results):
-            await self._abort_overloaded(context, overloaded)
+        if fresh and alone and not any(r.HasField("accepted") for r in results):
+            await self._abort_overloaded(context, refusals[fresh[0]])
         for index in fresh:
             results[index].error.CopyFrom(item_error(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                                     str(overloaded)))
-        return [], []
+                                                     str(refusals[index])))
 
     # -- read ------------------------------------------------------------------------------
 
@@ -809,7 +820,7 @@ async def setup(ctx: ServiceContext) -> None:
     feed = StatusFeed(ctx.pool, settings.watch_poll_ms / 1000)
     await feed.start()
     backlog = Backlog(ctx.pool, settings.ingest_max_backlog, settings.ingest_backlog_check_s,
-                      settings.ingest_retry_after_ms)
+                      settings.ingest_retry_after_ms, parse_weights(settings.tenant_weights))
     await backlog.refresh()
     servicer = IngestServicer(settings, ctx.pool, publisher, feed, backlog)
     ctx.serve((add_IngestServiceServicer_to_server, servicer, SERVICE_NAME), POLICY,
