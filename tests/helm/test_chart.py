@@ -27,6 +27,7 @@ Manifest = dict[str, Any]
 
 SERVICES = ("ingest", "decision", "executor", "review")
 COMPONENTS = (*SERVICES, "triton")
+TRITON_POOLS = ("triton", "triton-spill")
 GRPC_PORTS = {"ingest": 50051, "decision": 50052, "executor": 50053, "review": 50054}
 METRICS_PORTS = {"ingest": 9101, "decision": 9102, "executor": 9103, "review": 9104,
                  "triton": 8002}
@@ -117,11 +118,20 @@ def _merge(base: Any, overlay: Any) -> Any:
     return overlay
 
 
+#: A spill-over pool and queue-time HPAs on both pools over the defaults, with a CPU primary.
+SPILL_OVER_SETS = ("triton.gpu.enabled=false", "triton.instanceKind=KIND_CPU",
+                   "triton.autoscaling.enabled=true", "triton.autoscaling.queueTime.enabled=true",
+                   "tritonSpill.enabled=true", "tritonSpill.autoscaling.enabled=true",
+                   "tritonSpill.autoscaling.queueTime.enabled=true")
+
+
 @pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
-@pytest.mark.parametrize("values", [[], [PROD_VALUES]], ids=["default", "production"])
+@pytest.mark.parametrize(("values", "sets"), [([], ()), ([PROD_VALUES], ()),
+                                              ([], SPILL_OVER_SETS)],
+                         ids=["default", "production", "spill-over"])
 def test_rendered_manifests_validate_strictly(render: Renderer, values: list[Path],
-                                             kube_version: str) -> None:
-    docs = render(values, kube_version=kube_version)
+                                             sets: tuple[str, ...], kube_version: str) -> None:
+    docs = render(values, sets, kube_version=kube_version)
     assert docs, "nothing rendered"
     failures = []
     checked = 0
@@ -185,7 +195,8 @@ def test_monitoring_objects_have_the_expected_shape(prod_manifests: list[Manifes
                if selects(selector, s["metadata"]["labels"])]
     scraped_components = {s["metadata"]["labels"]["app.kubernetes.io/component"]
                           for s in scraped}
-    assert scraped_components == set(COMPONENTS), "every service and Triton are scraped"
+    assert scraped_components == {*COMPONENTS, "triton-spill"}, \
+        "every service and both Triton pools are scraped"
     for svc in scraped:
         assert "metrics" in {p["name"] for p in svc["spec"]["ports"]}
     triton_metrics = {p["name"]: p["port"]
@@ -399,7 +410,7 @@ def test_secrets_are_referenced_never_inlined(prod_manifests: list[Manifest],
                                               render_text: Any) -> None:
     assert not by_kind(prod_manifests, "Secret"), "the chart creates no Secret"
     for workload in (m for m in prod_manifests if m["kind"] in ("Deployment", "Job", "CronJob")):
-        if workload["metadata"]["labels"]["app.kubernetes.io/component"] == "triton":
+        if workload["metadata"]["labels"]["app.kubernetes.io/component"] in TRITON_POOLS:
             continue
         spec = pod_spec(workload)
         for _, container in all_containers(workload):
@@ -717,6 +728,12 @@ BAD_VALUES = {
                                          "saslMechanism": "SCRAM-SHA-512"}},
                               "/kafka/sasl/existingSecret': minLength: got 0, want 1"),
     "bad instance kind": ({"triton": {"instanceKind": "KIND_TPU"}}, "/triton/instanceKind"),
+    "bad spill-over instance kind": ({"tritonSpill": {"instanceKind": "KIND_TPU"}},
+                                     "/tritonSpill/instanceKind"),
+    "spill-over image of its own": ({"tritonSpill": {"image": {"repository": "triton"}}},
+                                    "additional properties 'image' not allowed"),
+    "queue-time target not a quantity": ({"tritonSpill": {"autoscaling": {"queueTime": {
+        "averageValue": "fifty"}}}}, "/tritonSpill/autoscaling/queueTime/averageValue"),
     "missing DSN secret": ({"postgres": {"dsnSecret": {"name": ""}}},
                            "/postgres/dsnSecret/name': minLength: got 0, want 1"),
 }
@@ -739,6 +756,11 @@ TEMPLATE_CHECKS = {
     "external Triton without a URL": (["triton.enabled=false"], "/triton/externalUrl"),
     "PVC without a claim": (["triton.modelRepository.source=pvc"],
                             "/triton/modelRepository/pvc/claimName"),
+    "spill-over GPU kind without a GPU": (
+        ["tritonSpill.enabled=true", "tritonSpill.instanceKind=KIND_GPU"],
+        "tritonSpill.instanceKind KIND_GPU needs tritonSpill.gpu.enabled"),
+    "spill-over PVC without a claim": (["tritonSpill.modelRepository.source=pvc"],
+                                       "/tritonSpill/modelRepository/pvc/claimName"),
 }
 
 

@@ -129,7 +129,8 @@ def test_secret_settings_come_from_secret_references(render: Renderer,
             "config.secrets.intake_signing_keys.key=hmac"]
     docs = render(sets=sets)
     workloads = [m for m in docs if m["kind"] in ("Deployment", "Job")
-                 and m["metadata"]["labels"]["app.kubernetes.io/component"] != "triton"]
+                 and m["metadata"]["labels"]["app.kubernetes.io/component"]
+                 not in ("triton", "triton-spill")]
     assert len(workloads) >= len(SERVICES) + 2  # four services, two hook Jobs
     for workload in workloads:
         for _, container in all_containers(workload):

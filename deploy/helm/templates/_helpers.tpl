@@ -14,7 +14,7 @@ ingest:   {grpc: 50051, metrics: 9101, http: 8081}
 decision: {grpc: 50052, metrics: 9102}
 executor: {grpc: 50053, metrics: 9103}
 review:   {grpc: 50054, metrics: 9104, http: 8080}
-triton:   {http: 8000, grpc: 8001, metrics: 8002}
+triton:   {http: 8000, grpc: 8001, metrics: 8002}   # both Triton pools (triton, triton-spill)
 {{- end -}}
 
 {{- define "switchyard.ports" -}}
@@ -116,6 +116,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
+{{/*
+The spill-over Triton (SWITCHYARD_TRITON_SPILL_URL): the chart's own pool when
+tritonSpill.enabled, else tritonSpill.externalUrl; empty: no spill-over (one pool).
+*/}}
+{{- define "switchyard.tritonSpillUrl" -}}
+{{- if .Values.tritonSpill.enabled -}}
+{{- printf "%s:8001" (include "switchyard.componentName" (list . "triton-spill")) -}}
+{{- else -}}
+{{- .Values.tritonSpill.externalUrl -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Consumer group of a service (switchyard/_streams.py: "<prefix>switchyard-<service>"). */}}
 {{- define "switchyard.consumerGroup" -}}
 {{- $root := index . 0 -}}{{- $service := index . 1 -}}
@@ -133,11 +145,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- fail (printf "kafka.saslMechanism is required when kafka.securityProtocol is %s" $k.securityProtocol) -}}
 {{- end -}}
 {{- end -}}
-{{- if and .Values.triton.enabled (not .Values.triton.gpu.enabled) (eq .Values.triton.instanceKind "KIND_GPU") -}}
-{{- fail "triton.instanceKind KIND_GPU needs triton.gpu.enabled: set instanceKind to KIND_CPU (or \"\") to run Triton without a GPU" -}}
+{{- range $key := list "triton" "tritonSpill" -}}
+{{- $t := index $.Values $key -}}
+{{- if and $t.enabled (not $t.gpu.enabled) (eq $t.instanceKind "KIND_GPU") -}}
+{{- fail (printf "%s.instanceKind KIND_GPU needs %s.gpu.enabled: set instanceKind to KIND_CPU (or \"\") to run Triton without a GPU" $key $key) -}}
 {{- end -}}
-{{- if and (eq .Values.triton.modelRepository.source "pvc") (not .Values.triton.modelRepository.pvc.claimName) -}}
-{{- fail "triton.modelRepository.pvc.claimName is required when triton.modelRepository.source is pvc" -}}
+{{- if and (eq $t.modelRepository.source "pvc") (not $t.modelRepository.pvc.claimName) -}}
+{{- fail (printf "%s.modelRepository.pvc.claimName is required when %s.modelRepository.source is pvc" $key $key) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
@@ -198,6 +213,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   value: {{ .Values.postgres.poolMax | int64 | quote }}
 - name: SWITCHYARD_TRITON_URL
   value: {{ include "switchyard.tritonUrl" . | quote }}
+{{- with include "switchyard.tritonSpillUrl" . }}
+- name: SWITCHYARD_TRITON_SPILL_URL
+  value: {{ . | quote }}
+{{- end }}
 {{- range $service := splitList " " (include "switchyard.serviceNames" .) }}
 - name: {{ printf "SWITCHYARD_%s_GRPC_PORT" (upper $service) }}
   value: {{ (index $ports $service).grpc | int64 | quote }}
