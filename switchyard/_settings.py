@@ -243,6 +243,11 @@ class Settings:
         1000.0, "How often the decision service reads each pool's queue statistics (only "
         "when there is a spill-over pool).", group="triton", minimum=50,
     )
+    triton_reconnect_s: float = setting(
+        60.0, "How often the decision service replaces its channel to each Triton pool, so "
+        "pods added to a pool behind one DNS name (a headless Service) get requests; 0: never.",
+        group="triton", minimum=0,
+    )
     triton_spill_http_port: int = setting(
         8010, "Embedded spill-over Triton HTTP port (stack component `triton-spill`).",
         group="triton", minimum=0, maximum=65535,

@@ -133,8 +133,7 @@ class Scorers:
 
     async def stop(self) -> None:
         for scorer in self._scorers.values():
-            await scorer.batcher.stop()
-            await scorer.client.close()
+            await scorer.batcher.stop()  # the clients' channels are the pools' (service.py)
 
 
 class Enrichers:

@@ -16,6 +16,13 @@ so while either pool answers no task meets the "model unavailable" policy.
 
 The breakers are pybreaker's: one opens after consecutive failures so a down or slow pool
 costs one fast failure per batch instead of a timeout each.
+
+A pool is one address that may stand for several Triton pods (a headless Kubernetes
+Service: one DNS record per ready pod). Every model client shares the pool's one gRPC
+channel, which spreads requests over the pool's addresses (``round_robin``) rather than
+sending all of them down the first connection, and which is replaced every
+``triton_reconnect_s`` so that pods added since (an autoscaler scaling the pool out) are
+resolved and used; a replaced channel is closed one interval later, after its calls.
 """
 
 from __future__ import annotations
@@ -34,6 +41,19 @@ from tritonclient.utils import InferenceServerException
 from switchyard import Settings
 
 log = logging.getLogger(__name__)
+
+#: One connection per address, requests spread over them; reconnect quickly once Triton is
+#: back (gRPC's default backoff grows to two minutes).
+CHANNEL_ARGS = [
+    ("grpc.max_send_message_length", 2**31 - 1),
+    ("grpc.max_receive_message_length", 2**31 - 1),
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.lb_policy_name", "round_robin"),
+]
 
 PRIMARY = "primary"
 SPILL = "spill"
@@ -94,16 +114,54 @@ def breaker_open(breaker: pybreaker.CircuitBreaker) -> bool:
 
 
 class Pool:
-    """One Triton deployment: its address, its last measured queue delay, its breakers."""
+    """One Triton deployment: its address and channel, its last measured queue delay, its
+    breakers."""
 
-    def __init__(self, name: str, url: str) -> None:
+    def __init__(self, name: str, url: str, reconnect_s: float = 0.0) -> None:
         self.name = name
         self.url = url
+        self.reconnect_s = reconnect_s  # 0: keep the first channel
+        self._client: triton.InferenceServerClient | None = None
+        self._opened_at = 0.0
+        self._retired: triton.InferenceServerClient | None = None
+        self._closing: set[asyncio.Task[None]] = set()
         #: mean queue delay per request over the last poll; None until measured or while
         #: the pool does not answer
         self.queue_delay_s: float | None = None
         self._breakers: dict[str, pybreaker.CircuitBreaker] = {}
         self._totals: tuple[int, int] | None = None  # Triton's cumulative (queue ns, count)
+
+    def client(self) -> triton.InferenceServerClient:
+        """The pool's channel for inference, renewed every ``reconnect_s`` (call from the
+        event loop: a replaced channel is closed by a task)."""
+        now = time.monotonic()
+        if self._client is None or (self.reconnect_s and
+                                    now - self._opened_at >= self.reconnect_s):
+            if self._client is not None:
+                self._retire(self._client)
+            self._client = triton.InferenceServerClient(self.url, channel_args=CHANNEL_ARGS)
+            self._opened_at = now
+        return self._client
+
+    def _retire(self, replaced: triton.InferenceServerClient) -> None:
+        # the channel replaced the time before has had a whole interval to finish its calls
+        previous, self._retired = self._retired, replaced
+        if previous is not None:
+            task = asyncio.get_running_loop().create_task(previous.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closed)
+
+    def _closed(self, task: asyncio.Task[None]) -> None:
+        self._closing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("closing a replaced channel to Triton pool %s failed: %r", self.name,
+                        task.exception())
+
+    async def close(self) -> None:
+        clients = [c for c in (self._client, self._retired) if c is not None]
+        self._client = self._retired = None
+        await asyncio.gather(*(c.close() for c in clients), *self._closing,
+                             return_exceptions=True)
 
     def breaker(self, family: pybreaker.CircuitBreaker) -> pybreaker.CircuitBreaker:
         """This pool's breaker of ``family``: the family's own for the primary (so callers
@@ -143,9 +201,9 @@ class TritonPools:
 
     def __init__(self, primary_url: str, spill_url: str = "", *, spill_after_s: float = 0.05,
                  spill_share: float = 0.5, poll_s: float = 1.0, cooldown_s: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.primary = Pool(PRIMARY, primary_url)
-        self.spill = Pool(SPILL, spill_url) if spill_url else None
+                 reconnect_s: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.primary = Pool(PRIMARY, primary_url, reconnect_s)
+        self.spill = Pool(SPILL, spill_url, reconnect_s) if spill_url else None
         self.spill_after_s = spill_after_s
         self.spill_share = spill_share
         self.poll_s = poll_s
@@ -162,7 +220,8 @@ class TritonPools:
                    spill_after_s=settings.triton_spill_after_ms / 1000,
                    spill_share=settings.triton_spill_share,
                    poll_s=settings.triton_pool_poll_ms / 1000,
-                   cooldown_s=settings.triton_spill_cooldown_s)
+                   cooldown_s=settings.triton_spill_cooldown_s,
+                   reconnect_s=settings.triton_reconnect_s)
 
     @property
     def pools(self) -> list[Pool]:
@@ -178,6 +237,9 @@ class TritonPools:
                 self._credit -= 1.0
                 return (self.spill, self.primary)
         return (self.primary, self.spill)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(pool.close() for pool in self.pools))
 
     def away(self, family: pybreaker.CircuitBreaker) -> bool:
         """True while every pool's breaker of ``family`` refuses calls (no pool to try)."""
@@ -207,7 +269,11 @@ class TritonPools:
 
     async def watch(self) -> None:
         """Background loop (supervised): poll each pool's statistics every ``poll_s`` and
-        decide. Runs only when there is a spill-over to decide about."""
+        decide. Runs only when there is a spill-over to decide about.
+
+        Each poll reads one Triton of a pool (a channel of its own, on its first address):
+        the inference channels spread requests evenly over the pool's pods, so one pod's
+        queue stands for the pool's."""
         clients = {pool.name: triton.InferenceServerClient(pool.url) for pool in self.pools}
         try:
             while True:
@@ -237,5 +303,5 @@ class TritonPools:
             QUEUE_DELAY.labels(pool.name).set(pool.queue_delay_s)
 
 
-__all__ = ["POOL_BATCHES", "POOL_FAILURES", "POOL_ROWS", "PRIMARY", "SPILL", "Pool",
+__all__ = ["CHANNEL_ARGS", "POOL_BATCHES", "POOL_FAILURES", "POOL_ROWS", "PRIMARY", "SPILL", "Pool",
            "TritonPools", "breaker_open", "new_breaker"]

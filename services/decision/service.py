@@ -573,7 +573,6 @@ async def setup(ctx: ServiceContext) -> None:
     # not waited for at start: the router decides text tasks while OCR loads; until OCR
     # answers, documents that need it meet the unavailable policy like any model's tasks
     ctx.run_in_background("ocr-metadata", lambda: _load_metadata(ocr), one_shot=True)
-    ctx.on_stop.append(ocr.close)
     if shadow is not None:
         await shadow.start()
     holds = HoldRetrier(ctx.pool, ctx.producer, engine, lambda: pools.away(breaker),
@@ -594,9 +593,8 @@ async def setup(ctx: ServiceContext) -> None:
     ctx.run_in_background("pack-catalog", catalog.run)
     ctx.run_in_background("drift-samples", drift_samples.run)
     ctx.on_stop.append(drift_samples.close)
-    # on_stop hooks run in reverse: batchers drain first, then the clients close
-    for client in clients:
-        ctx.on_stop.append(client.close)
+    # on_stop hooks run in reverse: batchers drain first, then the pools' channels close
+    ctx.on_stop.append(pools.close)
     ctx.on_stop.append(scorers.stop)
     ctx.on_stop.append(router_batcher.stop)
     ctx.on_stop.append(ocr_batcher.stop)
@@ -611,7 +609,6 @@ def _setup_engagement(ctx: ServiceContext, pools: TritonPools) -> None:
     scorer = ScorerClient("engagement", pools, s.triton_timeout_s,
                           new_breaker("triton-engagement", s.breaker_fail_max, s.breaker_reset_s),
                           triton_version="", output_class="engaged")  # "": the newest
-    ctx.on_stop.append(scorer.close)
     processor = EngagementProcessor(s, ctx.pool, ctx.producer, scorer)
     ctx.run_in_background("engagement-windows", processor.run)
     ctx.consume_batches(SUBJECT_ERASURES, ErasureConsumer(ctx.pool).handle_batch)

@@ -48,18 +48,6 @@ MODEL_CONFIDENCE = Histogram(
     ["model", "version"],
     buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0),
 )
-#: Reconnect quickly once Triton is back (gRPC's default backoff grows to two minutes).
-CHANNEL_ARGS = [
-    ("grpc.max_send_message_length", 2**31 - 1),
-    ("grpc.max_receive_message_length", 2**31 - 1),
-    ("grpc.initial_reconnect_backoff_ms", 250),
-    ("grpc.min_reconnect_backoff_ms", 250),
-    ("grpc.max_reconnect_backoff_ms", 2000),
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-]
-
-
 class ModelUnavailable(Exception):
     """Triton cannot answer now (down, overloaded, breaker open)."""
 
@@ -85,10 +73,8 @@ class _ModelClient:
 
     def __init__(self, pools: TritonPools | str, timeout_s: float,
                  breaker: pybreaker.CircuitBreaker, triton_version: str = "1") -> None:
+        self._owns_pools = isinstance(pools, str)  # else the service's, closed by it
         self._pools = TritonPools(pools) if isinstance(pools, str) else pools
-        self._clients = {pool.name: triton.InferenceServerClient(url=pool.url,
-                                                                 channel_args=CHANNEL_ARGS)
-                         for pool in self._pools.pools}
         self._timeout_s = timeout_s
         self._breaker = breaker
         self.triton_version = triton_version  # the version directory requests name
@@ -102,10 +88,10 @@ class _ModelClient:
         failures = []
         for pool in self._pools.pools:
             try:
-                await self._load_metadata_from(self._clients[pool.name])
+                await self._load_metadata_from(pool.client())
                 return
             except (ModelUnavailable, InferenceServerException, OSError) as exc:
-                if len(self._clients) == 1:
+                if self._pools.spill is None:
                     raise
                 failures.append(f"{pool.name}: {exc}")
         raise ModelUnavailable("; ".join(failures))
@@ -126,7 +112,8 @@ class _ModelClient:
             "model_version", self.triton_version)
 
     async def close(self) -> None:
-        await asyncio.gather(*(client.close() for client in self._clients.values()))
+        if self._owns_pools:
+            await self._pools.close()
 
     async def _infer(self, inputs: list[triton.InferInput], output: str, rows: int) -> np.ndarray:
         """One batch, on the pool :meth:`TritonPools.order` puts first, else on the next."""
@@ -136,7 +123,7 @@ class _ModelClient:
                 result = await self._infer_on(pool, inputs, output, rows)
             except ModelUnavailable as exc:
                 POOL_FAILURES.labels(self.model_name, pool.name).inc()
-                failures.append(str(exc) if len(self._clients) == 1 else f"{pool.name}: {exc}")
+                failures.append(f"{pool.name}: {exc}" if self._pools.spill else str(exc))
                 continue
             POOL_BATCHES.labels(self.model_name, pool.name).inc()
             POOL_ROWS.labels(self.model_name, pool.name).inc(rows)
@@ -156,7 +143,7 @@ class _ModelClient:
                                 "batch.size": rows, "triton.pool": pool.name},
                 ):
                     result = await asyncio.wait_for(
-                        self._clients[pool.name].infer(
+                        pool.client().infer(
                             self.model_name, inputs, model_version=self.triton_version,
                             outputs=[triton.InferRequestedOutput(output)],
                             client_timeout=self._timeout_s),

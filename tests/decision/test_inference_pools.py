@@ -17,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import tritonclient.grpc as triton
 
 from services.decision.pools import TritonPools, new_breaker
 from services.decision.triton import RouterClient
@@ -160,6 +161,47 @@ async def test_a_primary_that_is_down_is_skipped_and_the_spill_over_answers(
         assert pools.primary.breaker(family).current_state == "open"
         assert pools.spill is not None and pools.spill.breaker(family).current_state == "closed"
         assert not pools.away(family)
+    finally:
+        await router.close()
+
+
+def router_requests(url: str) -> int:
+    """How many requests a Triton answered for document_router version 1."""
+    control = triton.InferenceServerClient(url)
+    try:
+        stats = control.get_inference_statistics("document_router", "1")
+    finally:
+        control.close()
+    return sum(m.inference_stats.success.count for m in stats.model_stats)
+
+
+async def test_a_pool_spreads_requests_over_its_addresses_and_reconnects(
+        stack: EmbeddedStack, spill_pool: EmbeddedStack) -> None:
+    # one pool with two Tritons behind it, as a headless Service's DNS name resolves to its
+    # pods (here the two loopback servers, as gRPC's ipv4: target names them)
+    servers = [stack.settings.triton_url, spill_pool.settings.triton_spill_url]
+    ports = [url.rsplit(":", 1)[1] for url in servers]
+    pools = TritonPools("ipv4:" + ",".join(f"127.0.0.1:{p}" for p in ports), reconnect_s=0.5)
+    router = RouterClient(pools, 10, new_breaker("spread", 5, 10), "1")
+    before = [router_requests(url) for url in servers]
+    try:
+        await router.load_metadata()
+        first = pools.primary.client()
+        for _ in range(20):
+            await router.predict([sample("invoice", 1)])
+        served = [router_requests(url) - b for url, b in zip(servers, before)]
+        assert sum(served) == 20 and min(served) >= 5, served  # both took their turns
+        await asyncio.sleep(0.6)
+        await router.predict([sample("invoice", 2)])
+        second = pools.primary.client()
+        assert second is not first  # replaced: pods added since would be resolved now
+        await asyncio.sleep(0.6)
+        await router.predict([sample("invoice", 3)])  # a third channel: the first is closed
+        assert pools.primary.client() not in (first, second)
+        await asyncio.gather(*pools.primary._closing)  # noqa: SLF001 - the close task
+        with pytest.raises(Exception, match="closed"):
+            await first.is_server_live()
+        assert await second.is_server_live()  # kept one more interval for its calls
     finally:
         await router.close()
 

@@ -105,6 +105,17 @@ def test_spill_over_pool_runs_on_cpu_beside_the_primary(render: Renderer) -> Non
         f"{one(docs, 'Service', 'triton')['metadata']['name']}:8001"
 
 
+def test_pool_services_are_headless_so_requests_spread_over_the_pods(render: Renderer) -> None:
+    docs = render(sets=SPILL_ON)
+    for pool in ("triton", SPILL):  # the name resolves to every ready pod (pools.py spreads)
+        service = one(docs, "Service", pool)
+        assert (service["spec"]["type"], service["spec"]["clusterIP"]) == ("ClusterIP", "None")
+    plain = render(sets=("triton.service.headless=false",))
+    assert "clusterIP" not in one(plain, "Service", "triton")["spec"]
+    balanced = render(sets=("triton.service.type=LoadBalancer",))  # headless is ClusterIP only
+    assert "clusterIP" not in one(balanced, "Service", "triton")["spec"]
+
+
 def test_spill_over_network_policies(render: Renderer) -> None:
     docs = render(sets=SPILL_ON)
     decision = pod_labels(one(docs, "Deployment", "decision"))
