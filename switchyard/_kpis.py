@@ -33,10 +33,11 @@ from switchyard._db import connect
 from switchyard._settings import Settings
 from switchyard._taskstore import TERMINAL_SQL
 
-__all__ = ["EXPORTING", "REFRESHES", "SCRAPES", "Economics", "KpiExporter", "ScrapeWatch",
-           "KpiPoint", "MAX_TREND_BUCKETS", "MAX_TREND_WINDOW", "MIN_TREND_BUCKET", "TenantKpis",
-           "as_dict", "kpi_trend", "point_dict", "reason_name", "tenant_kpis", "total_cost",
-           "trend_buckets", "trend_points"]
+__all__ = ["EXPORTING", "POOLS", "REFRESHES", "SCRAPES", "Economics", "KpiExporter",
+           "ScrapeWatch", "KpiPoint", "MAX_TREND_BUCKETS", "MAX_TREND_WINDOW", "MIN_TREND_BUCKET",
+           "TenantKpis", "as_dict", "inference_by_pool", "kpi_trend", "point_dict",
+           "pool_prices", "reason_name", "tenant_kpis", "total_cost", "trend_buckets",
+           "trend_points"]
 
 log = logging.getLogger(__name__)
 #: One KPI exporter per deployment: (class key, schema) for ``pg_try_advisory_lock(int, int)``.
@@ -55,6 +56,9 @@ class TenantKpis:
     automated: int            # succeeded without a person
     human_reviewed: int       # tasks that had at least one review item
     escalations_by_reason: dict[str, int] = field(default_factory=dict)
+    #: tasks whose document the spill-over Triton pool routed (decisions.pool); the rest are
+    #: priced at the primary's price
+    spilled: int = 0
     p50_seconds: float | None = None
     p95_seconds: float | None = None
     p99_seconds: float | None = None
@@ -86,16 +90,40 @@ class Economics:
     @classmethod
     def of(cls, kpis: TenantKpis, settings: Settings) -> Economics:
         minutes_saved = kpis.automated * settings.kpi_minutes_per_manual_task
-        cost = total_cost(kpis.tasks, kpis.human_reviewed, settings)
+        cost = total_cost(kpis.tasks, kpis.human_reviewed, settings, kpis.spilled)
         return cls(minutes_saved, cost / kpis.automated if kpis.automated else 0.0)
 
 
-def total_cost(tasks: int, human_reviewed: int, settings: Settings) -> float:
-    """What ``tasks`` tasks cost, ``human_reviewed`` of them reviewed by a person: inference
-    and compute per task plus the reviewers' minutes (the ``kpi_*`` unit-cost settings). The
-    one cost formula, for ``switchyard stats`` and the operator console's trend alike."""
+#: The Triton pools a task's inference is priced by (services/decision/pools.py's names).
+POOLS = ("primary", "spill")
+
+
+def pool_prices(settings: Settings) -> dict[str, float]:
+    """Inference price per task on each Triton pool (the ``kpi_*inference_cost`` settings)."""
+    return {"primary": settings.kpi_inference_cost, "spill": settings.kpi_spill_inference_cost}
+
+
+def inference_by_pool(kpis: TenantKpis, settings: Settings) -> dict[str, dict[str, float]]:
+    """Per Triton pool: the tenant's tasks it routed, its price per task, their inference
+    cost, and that cost per automated task (0 with none automated)."""
+    prices = pool_prices(settings)
+    tasks = {"primary": kpis.tasks - kpis.spilled, "spill": kpis.spilled}
+    return {pool: {"tasks": tasks[pool], "price_per_task": prices[pool],
+                   "cost": tasks[pool] * prices[pool],
+                   "cost_per_automated": (tasks[pool] * prices[pool] / kpis.automated
+                                          if kpis.automated else 0.0)}
+            for pool in POOLS}
+
+
+def total_cost(tasks: int, human_reviewed: int, settings: Settings, spilled: int = 0) -> float:
+    """What ``tasks`` tasks cost, ``human_reviewed`` of them reviewed by a person and
+    ``spilled`` of them routed by the spill-over Triton pool: inference per task at its pool's
+    price, compute per task, plus the reviewers' minutes (the ``kpi_*`` unit-cost settings).
+    The one cost formula, for ``switchyard stats`` and the operator console's trend alike."""
     review_minutes = human_reviewed * settings.kpi_review_minutes_per_item
-    return (tasks * settings.kpi_inference_cost + tasks * settings.kpi_compute_cost
+    inference = ((tasks - spilled) * settings.kpi_inference_cost
+                 + spilled * settings.kpi_spill_inference_cost)
+    return (inference + tasks * settings.kpi_compute_cost
             + review_minutes * settings.kpi_review_minute_cost)
 
 
@@ -110,6 +138,7 @@ _AGGREGATES = f"""
        count(*) FILTER (WHERE t.status = 'BLOCKED') AS blocked,
        count(*) FILTER (WHERE t.status = 'SUCCEEDED' AND r.task_id IS NULL) AS automated,
        count(r.task_id) AS human_reviewed,
+       count(*) FILTER (WHERE d.pool = 'spill') AS spilled,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM t.updated_at - t.created_at))
            FILTER (WHERE t.status IN {TERMINAL_SQL}) AS p50,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM t.updated_at - t.created_at))
@@ -121,6 +150,7 @@ _QUERY = f"""
 WITH reviewed AS (SELECT DISTINCT task_id FROM review_items)
 SELECT t.tenant_id, {_AGGREGATES}
   FROM tasks t LEFT JOIN reviewed r ON r.task_id = t.task_id
+       LEFT JOIN decisions d ON d.task_id = t.task_id AND d.source = 'MODEL'
  GROUP BY t.tenant_id ORDER BY t.tenant_id
 """
 
@@ -135,7 +165,7 @@ async def tenant_kpis(conn: asyncpg.Connection | asyncpg.Pool) -> list[TenantKpi
             tenant_id=row["tenant_id"], tasks=row["tasks"], open=row["open"],
             succeeded=row["succeeded"], failed=row["failed"], cancelled=row["cancelled"],
             blocked=row["blocked"], automated=row["automated"],
-            human_reviewed=row["human_reviewed"],
+            human_reviewed=row["human_reviewed"], spilled=row["spilled"],
             escalations_by_reason=reasons.get(row["tenant_id"], {}),
             p50_seconds=row["p50"], p95_seconds=row["p95"], p99_seconds=row["p99"],
         )
@@ -170,6 +200,7 @@ WITH reviewed AS (SELECT DISTINCT task_id FROM review_items WHERE tenant_id = $1
 SELECT floor(extract(epoch FROM t.created_at - $2::timestamptz) / $3)::int AS bucket,
        {_AGGREGATES}
   FROM tasks t LEFT JOIN reviewed r ON r.task_id = t.task_id
+       LEFT JOIN decisions d ON d.task_id = t.task_id AND d.source = 'MODEL'
  WHERE t.tenant_id = $1 AND t.created_at >= $2 AND t.created_at < $4
  GROUP BY 1 ORDER BY 1
 """
@@ -229,12 +260,14 @@ def trend_points(starts: list[datetime], bucket: timedelta, rows: Iterable[Mappi
         terminal = (row["succeeded"] + row["failed"] + row["cancelled"]) if row else 0
         automated = row["automated"] if row else 0
         reviewed = row["human_reviewed"] if row else 0
+        spilled = row["spilled"] if row else 0
         points.append(KpiPoint(
             start=start, tasks=tasks, terminal=terminal, automated=automated,
             human_reviewed=reviewed,
             automation_rate=automated / terminal if terminal else None,
             p95_seconds=row["p95"] if row else None,
-            cost_per_task=total_cost(tasks, reviewed, settings) / tasks if tasks else None,
+            cost_per_task=(total_cost(tasks, reviewed, settings, spilled) / tasks
+                           if tasks else None),
             escalations_per_hour=reasons.get(index, {})))
     return points
 

@@ -794,7 +794,12 @@ class Settings:
         exclusive_minimum=0,
     )
     kpi_inference_cost: float = setting(
-        0.0004, "Inference cost per task.", group="kpis", minimum=0,
+        0.0004, "Inference cost per task on the primary Triton pool (GPUs in production).",
+        group="kpis", minimum=0,
+    )
+    kpi_spill_inference_cost: float = setting(
+        0.0002, "Inference cost per task the spill-over Triton pool (CPUs) routed "
+        "(`triton_spill_url`).", group="kpis", minimum=0,
     )
     kpi_compute_cost: float = setting(
         0.0002, "Compute cost per task.", group="kpis", minimum=0,

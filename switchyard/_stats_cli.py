@@ -9,7 +9,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 
 import asyncpg
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
@@ -19,6 +19,7 @@ from switchyard._kpis import (
     KpiPoint,
     TenantKpis,
     as_dict,
+    inference_by_pool,
     kpi_trend,
     point_dict,
     tenant_kpis,
@@ -52,6 +53,25 @@ def render(all_kpis: list[TenantKpis], settings: Settings) -> Table:
     return table
 
 
+def render_pools(all_kpis: list[TenantKpis], settings: Settings) -> Table:
+    """Inference cost by Triton pool: the tasks each pool routed (the primary, or the
+    spill-over while the primary queued), at that pool's configured price per task."""
+    table = Table(title="Inference by Triton pool (tasks routed x the pool's price per task)",
+                  title_justify="left")
+    for column in ("tenant", "pool", "tasks", "price/task", "cost", "cost/automated"):
+        table.add_column(column, justify="left" if column in ("tenant", "pool") else "right")
+    for k in all_kpis:
+        for pool, figures in inference_by_pool(k, settings).items():
+            table.add_row(k.tenant_id, pool, str(figures["tasks"]),
+                          f"{figures['price_per_task']:.4f}", f"{figures['cost']:.4f}",
+                          f"{figures['cost_per_automated']:.4f}")
+    return table
+
+
+def _views(all_kpis: list[TenantKpis], settings: Settings) -> Group:
+    return Group(render(all_kpis, settings), render_pools(all_kpis, settings))
+
+
 async def _collect(settings: Settings, tenant: str | None) -> list[TenantKpis]:
     pool = await create_pool(settings.replace(postgres_pool_min=1, postgres_pool_max=1))
     try:
@@ -65,17 +85,19 @@ def stats(settings: Settings, as_json: bool, once: bool, interval_s: float,
           tenant: str | None) -> int:
     if as_json:
         kpis = asyncio.run(_collect(settings, tenant))
-        json.dump([as_dict(k, Economics.of(k, settings)) for k in kpis], sys.stdout, indent=2)
+        json.dump([{**as_dict(k, Economics.of(k, settings)),
+                    "inference_by_pool": inference_by_pool(k, settings)} for k in kpis],
+                  sys.stdout, indent=2)
         print()
         return 0
     console = Console()
     if once:
-        console.print(render(asyncio.run(_collect(settings, tenant)), settings))
+        console.print(_views(asyncio.run(_collect(settings, tenant)), settings))
         return 0
-    with Live(render([], settings), console=console, refresh_per_second=2) as live:
+    with Live(_views([], settings), console=console, refresh_per_second=2) as live:
         try:
             while True:
-                live.update(render(asyncio.run(_collect(settings, tenant)), settings))
+                live.update(_views(asyncio.run(_collect(settings, tenant)), settings))
                 asyncio.run(asyncio.sleep(interval_s))
         except KeyboardInterrupt:
             return 0

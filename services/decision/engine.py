@@ -94,7 +94,7 @@ def document_text(task: TaskEnvelope, read: ReadDocument | None = None) -> str:
 
 def _model_output(p: Prediction) -> ModelOutput:
     return ModelOutput(model_name=p.model_name, model_version=p.model_version, label=p.label,
-                       confidence=p.confidence, scores=p.scores)
+                       confidence=p.confidence, scores=p.scores, pool=p.pool)
 
 
 @dataclass(frozen=True)

@@ -245,12 +245,12 @@ class TaskDecider:
         async with self.ctx.pool.acquire() as conn, conn.transaction():
             inserted = {row["task_id"] for row in await conn.fetch(
                 "INSERT INTO decisions (decision_id, task_id, tenant_id, source, outcome, "
-                "confidence, rule, explanation, decision, pack) SELECT decision_id, task_id, "
-                "tenant_id, 'MODEL', outcome, confidence, rule, explanation, decision, pack "
-                "FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::real[], "
-                "$6::text[], $7::text[], $8::bytea[], $9::text[]) AS d(decision_id, task_id, "
-                "tenant_id, outcome, confidence, rule, explanation, decision, pack) "
-                "ORDER BY task_id ON CONFLICT DO NOTHING RETURNING task_id",
+                "confidence, rule, explanation, decision, pack, pool) SELECT decision_id, "
+                "task_id, tenant_id, 'MODEL', outcome, confidence, rule, explanation, decision, "
+                "pack, pool FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], "
+                "$5::real[], $6::text[], $7::text[], $8::bytea[], $9::text[], $10::text[]) AS "
+                "d(decision_id, task_id, tenant_id, outcome, confidence, rule, explanation, "
+                "decision, pack, pool) ORDER BY task_id ON CONFLICT DO NOTHING RETURNING task_id",
                 *_decision_columns(list(by_id.values()), self.codec))}
             released = [task_id for task_id, v in by_id.items() if v.release_hold]
             if released:
@@ -366,8 +366,15 @@ def _decision_columns(verdicts: Sequence[Verdict], codec: PayloadCodec) -> list[
             decision.explanation,
             codec.seal(decision.decision_id, decision.SerializeToString(), DECISION),
             decision.pack or decision.plan.pack,  # retention follows the task's pack
+            _routed_on(decision),
         ))
     return [list(column) for column in zip(*rows)]
+
+
+def _routed_on(decision: Decision) -> str | None:
+    """The Triton pool that answered the router for ``decision`` (None: no model did)."""
+    return next((m.pool or None for m in decision.models
+                 if m.model_name == RouterClient.model_name), None)
 
 
 def _outcome_name(decision: Decision) -> str:

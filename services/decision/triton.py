@@ -29,6 +29,7 @@ from services.decision.pools import (
     POOL_BATCHES,
     POOL_FAILURES,
     POOL_ROWS,
+    PRIMARY,
     Pool,
     TritonPools,
 )
@@ -59,6 +60,8 @@ class Prediction:
     label: str
     confidence: float
     scores: dict[str, float] = field(default_factory=dict)
+    #: the Triton pool that answered (pools.py: "primary" or "spill")
+    pool: str = PRIMARY
 
 
 class _ModelClient:
@@ -115,8 +118,10 @@ class _ModelClient:
         if self._owns_pools:
             await self._pools.close()
 
-    async def _infer(self, inputs: list[triton.InferInput], output: str, rows: int) -> np.ndarray:
-        """One batch, on the pool :meth:`TritonPools.order` puts first, else on the next."""
+    async def _infer(self, inputs: list[triton.InferInput], output: str, rows: int
+                     ) -> tuple[np.ndarray, str]:
+        """One batch, on the pool :meth:`TritonPools.order` puts first, else on the next;
+        the output and the name of the pool that answered."""
         failures = []
         for pool in self._pools.order():
             try:
@@ -127,7 +132,7 @@ class _ModelClient:
                 continue
             POOL_BATCHES.labels(self.model_name, pool.name).inc()
             POOL_ROWS.labels(self.model_name, pool.name).inc(rows)
-            return result
+            return result, pool.name
         raise ModelUnavailable("; ".join(failures))
 
     async def _infer_on(self, pool: Pool, inputs: list[triton.InferInput], output: str,
@@ -190,7 +195,7 @@ class RouterClient(_ModelClient):
         data = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
         inputs = [triton.InferInput("TEXT", list(data.shape), "BYTES")]
         inputs[0].set_data_from_numpy(data)
-        probs = await self._infer(inputs, "PROBS", len(texts))
+        probs, pool = await self._infer(inputs, "PROBS", len(texts))
         if probs.shape[1] != len(self.classes):   # a retrained router was deployed meanwhile
             await self._reload_classes()
             if probs.shape[1] != len(self.classes):
@@ -204,7 +209,7 @@ class RouterClient(_ModelClient):
             predictions.append(Prediction(
                 model_name=self.model_name, model_version=self.version,
                 label=self.classes[index], confidence=row[index],
-                scores=dict(zip(self.classes, row)),
+                scores=dict(zip(self.classes, row)), pool=pool,
             ))
         return predictions
 
@@ -237,18 +242,18 @@ class ScorerClient(_ModelClient):
         self.feature_names = [n for n in self.parameters.get("feature_names", "").split(",") if n]
         self.classes = [c for c in self.parameters.get("classes", "").split(",") if c]
 
-    def _prediction(self, row: list[float]) -> Prediction:
+    def _prediction(self, row: list[float], pool: str = PRIMARY) -> Prediction:
         if len(row) == 1:  # P(output_class)
             p = row[0]
             positive = self.output_class or "positive"
             label = positive if p >= 0.5 else f"not_{positive}"
             return Prediction(self.model_name, self.version, label, p,
-                              {(self.output_name or "score").lower(): p})
+                              {(self.output_name or "score").lower(): p}, pool)
         classes = self.classes or [str(i) for i in range(len(row))]
         scores = dict(zip(classes, row))
         top = max(scores, key=scores.__getitem__)
         score = scores.get(self.output_class, scores[top]) if self.output_class else scores[top]
-        return Prediction(self.model_name, self.version, top, score, scores)
+        return Prediction(self.model_name, self.version, top, score, scores, pool)
 
     async def predict(self, rows: Sequence[Sequence[float]]) -> list[Prediction]:
         if not self.output_name:
@@ -256,12 +261,12 @@ class ScorerClient(_ModelClient):
         data = np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
         inputs = [triton.InferInput(self.input_name, list(data.shape), "FP32")]
         inputs[0].set_data_from_numpy(data)
-        out = await self._infer(inputs, self.output_name, len(rows))
+        out, pool = await self._infer(inputs, self.output_name, len(rows))
         out = out.reshape(len(rows), -1)
         confidence = MODEL_CONFIDENCE.labels(self.model_name, self.version)
         predictions = []
         for row in out.tolist():
-            prediction = self._prediction(row)
+            prediction = self._prediction(row, pool)
             confidence.observe(prediction.confidence)
             predictions.append(prediction)
         return predictions
@@ -281,7 +286,7 @@ class OcrClient(_ModelClient):
         data = np.array([[image] for image in images], dtype=np.object_)
         inputs = [triton.InferInput("IMAGE", list(data.shape), "BYTES")]
         inputs[0].set_data_from_numpy(data)
-        out = await self._infer(inputs, "WORDS", len(images))
+        out, _ = await self._infer(inputs, "WORDS", len(images))
         rows = out.reshape(-1)
         if len(rows) != len(images):
             raise ModelUnavailable(f"{self.model_name}: {len(rows)} pages read for "

@@ -202,6 +202,7 @@ class ModelOutput(google.protobuf.message.Message):
     LABEL_FIELD_NUMBER: builtins.int
     CONFIDENCE_FIELD_NUMBER: builtins.int
     SCORES_FIELD_NUMBER: builtins.int
+    POOL_FIELD_NUMBER: builtins.int
     model_name: builtins.str
     """Model name in the Triton model repository, e.g. "document_router"."""
     model_version: builtins.str
@@ -209,6 +210,10 @@ class ModelOutput(google.protobuf.message.Message):
     """The top class."""
     confidence: builtins.float
     """Calibrated probability of label (0..1)."""
+    pool: builtins.str
+    """The Triton pool that answered: "primary", or "spill" when the primary was queueing and
+    this batch spilled over to the spill-over pool (or the primary was down).
+    """
     @property
     def scores(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.float]:
         """Probability or score per class / output name."""
@@ -221,8 +226,9 @@ class ModelOutput(google.protobuf.message.Message):
         label: builtins.str = ...,
         confidence: builtins.float = ...,
         scores: collections.abc.Mapping[builtins.str, builtins.float] | None = ...,
+        pool: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["confidence", b"confidence", "label", b"label", "model_name", b"model_name", "model_version", b"model_version", "scores", b"scores"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["confidence", b"confidence", "label", b"label", "model_name", b"model_name", "model_version", b"model_version", "pool", b"pool", "scores", b"scores"]) -> None: ...
 
 global___ModelOutput = ModelOutput
 

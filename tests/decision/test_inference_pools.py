@@ -12,6 +12,10 @@ poll and a short cool-down; what it did is read from its metrics endpoint.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -25,11 +29,15 @@ from switchyard import Settings
 from switchyard.rpc import create_channel
 from switchyard.runtime import service_specs
 from switchyard.stack import EmbeddedStack, free_port
+from switchyard.storage import connect
 from switchyard.v1 import (
     DecideBatchRequest,
     DecideRequest,
     DecisionServiceStub,
     Document,
+    IngestServiceStub,
+    Submission,
+    SubmitTasksRequest,
     TaskEnvelope,
 )
 from tests.decision.documents import MODEL_REPOSITORY, sample
@@ -69,7 +77,7 @@ def pool_settings(settings: Settings, spill_pool: EmbeddedStack) -> Settings:
 def decision(pool_settings: Settings, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[EmbeddedStack]:
     stack = EmbeddedStack(pool_settings, tmp_path_factory.mktemp("pools"), components=(),
-                          services=service_specs(pool_settings, ("decision",)))
+                          services=service_specs(pool_settings, ("ingest", "decision")))
     stack.start(timeout_s=90)
     try:
         yield stack
@@ -103,9 +111,11 @@ def spilling(settings: Settings) -> float:
                 if line.startswith("switchyard_triton_spilling "))
 
 
-async def spike(decide: DecisionServiceStub, until: object, timeout_s: float = 120) -> int:
+async def spike(decide: DecisionServiceStub, until: object, timeout_s: float = 120,
+                pools: set[str] | None = None) -> int:
     """Eight callers sending DecideBatch calls back to back until ``until()`` holds; every task
-    must be decided by a model (none meets the unavailable policy). Returns how many were."""
+    must be decided by a model (none meets the unavailable policy). Returns how many were;
+    ``pools`` collects the pools the decisions say routed them."""
     decided = 0
     deadline = asyncio.get_running_loop().time() + timeout_s
 
@@ -119,6 +129,8 @@ async def spike(decide: DecisionServiceStub, until: object, timeout_s: float = 1
             rules = {r.decision.rule for r in reply.results}
             assert "model_unavailable" not in rules, rules
             decided += reply.decided_count
+            if pools is not None:
+                pools.update(r.decision.models[0].pool for r in reply.results)
 
     await asyncio.gather(*(caller() for _ in range(8)))
     return decided
@@ -129,7 +141,9 @@ async def test_a_spike_spills_batches_to_the_spill_over_pool_and_they_return_as_
     primary_before = served(pool_settings, "primary")
     assert served(pool_settings, "spill") == 0 and spilling(pool_settings) == 0
 
-    await spike(decide, lambda: served(pool_settings, "spill") >= 4)
+    routed_by: set[str] = set()
+    await spike(decide, lambda: served(pool_settings, "spill") >= 4, pools=routed_by)
+    assert routed_by == {"primary", "spill"}  # each decision names the pool that routed it
     # a share, not all: the primary kept taking batches while the spill-over helped
     assert served(pool_settings, "primary") > primary_before
 
@@ -141,8 +155,65 @@ async def test_a_spike_spills_batches_to_the_spill_over_pool_and_they_return_as_
     for i in range(10):  # one at a time: no queue on the primary, nothing spills
         reply = await decide.Decide(DecideRequest(task=task(i)), timeout=30)
         assert reply.decision.rule != "model_unavailable"
+        assert reply.decision.models[0].pool == "primary"
     assert served(pool_settings, "spill") == spilled
     assert served(pool_settings, "primary") >= primary + 10
+
+
+async def test_tasks_keep_the_pool_that_routed_them_and_stats_prices_each_pool(
+        decide: DecisionServiceStub, pool_settings: Settings) -> None:
+    channel = create_channel(f"127.0.0.1:{pool_settings.ingest_grpc_port}")
+    ingest = IngestServiceStub(channel)
+    conn = await connect(pool_settings)
+    submitted: list[str] = []
+    mixed = False
+
+    async def submit_until_both_pools_routed() -> None:
+        nonlocal mixed
+        while not mixed:
+            reply = await ingest.SubmitTasks(SubmitTasksRequest(submissions=[Submission(
+                tenant_id="pooled", idempotency_key=uuid.uuid4().hex,
+                document=task(i).document) for i in range(16)]))
+            submitted.extend(r.accepted.task_id for r in reply.results)
+            pools = {row["pool"] for row in await conn.fetch(
+                "SELECT DISTINCT pool FROM decisions WHERE tenant_id = 'pooled'")}
+            mixed = {"primary", "spill"} <= pools
+            await asyncio.sleep(0.2)
+    try:
+        # tasks through Kafka while a spike of DecideBatch calls makes the primary queue
+        await asyncio.gather(spike(decide, lambda: mixed),
+                             submit_until_both_pools_routed())
+
+        async def all_decided() -> bool:
+            return await conn.fetchval(
+                "SELECT count(*) FROM decisions WHERE tenant_id = 'pooled'") == len(submitted)
+        await eventually(all_decided, "every submitted task decided", timeout_s=120)
+        routed = dict(await conn.fetch("SELECT pool, count(*) FROM decisions "
+                                       "WHERE tenant_id = 'pooled' GROUP BY pool"))
+    finally:
+        await conn.close()
+        await channel.close()
+    assert set(routed) == {"primary", "spill"}  # every model decision names its pool
+
+    prices = {"primary": 0.004, "spill": 0.001}
+    env = {**os.environ, **pool_settings.to_env(),
+           "SWITCHYARD_KPI_INFERENCE_COST": "0.004", "SWITCHYARD_KPI_SPILL_INFERENCE_COST": "0.001"}
+    result = subprocess.run([sys.executable, "-m", "switchyard", "stats", "--json",
+                             "--tenant", "pooled"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    (kpis,) = json.loads(result.stdout)
+    assert kpis["tasks"] == len(submitted) and kpis["spilled"] == routed["spill"]
+    for pool, figures in kpis["inference_by_pool"].items():
+        assert figures["tasks"] == routed[pool]
+        assert figures["price_per_task"] == prices[pool]
+        assert figures["cost"] == pytest.approx(routed[pool] * prices[pool])
+        assert figures["cost_per_automated"] == 0  # nothing executes here: none automated
+    table = subprocess.run([sys.executable, "-m", "switchyard", "stats", "--once",
+                            "--tenant", "pooled"], env=env, capture_output=True, text=True,
+                           timeout=60)
+    assert table.returncode == 0, table.stderr
+    assert "Inference by Triton pool" in table.stdout and "spill" in table.stdout
 
 
 async def test_a_primary_that_is_down_is_skipped_and_the_spill_over_answers(

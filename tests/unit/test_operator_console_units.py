@@ -22,6 +22,7 @@ from switchyard.telemetry import (
     MAX_TREND_BUCKETS,
     Economics,
     TenantKpis,
+    inference_by_pool,
     total_cost,
     trend_buckets,
     trend_points,
@@ -36,7 +37,7 @@ ACME_AUDITOR = Principal("key-1", "acme", Role.AUDITOR)
 def row(bucket: int, **counts: float | None) -> dict[str, float | int | None]:
     base: dict[str, float | int | None] = dict(
         bucket=bucket, tasks=0, open=0, succeeded=0, failed=0, cancelled=0, blocked=0,
-        automated=0, human_reviewed=0, p50=None, p95=None, p99=None)
+        automated=0, human_reviewed=0, spilled=0, p50=None, p95=None, p99=None)
     base.update(counts)
     return base
 
@@ -168,3 +169,22 @@ def test_the_timeline_carries_ingest_summary_and_the_detail() -> None:
     (entry,) = shown["entries"]
     assert entry["summary"] == "step post succeeded after 1 attempt"
     assert entry["detail"]["step_id"] == "post"
+
+
+def test_inference_is_priced_by_the_pool_that_routed_each_task() -> None:
+    settings = Settings(kpi_inference_cost=0.004, kpi_spill_inference_cost=0.001,
+                        kpi_compute_cost=0.0, kpi_review_minutes_per_item=0.0)
+    kpis = TenantKpis("acme", tasks=10, open=0, succeeded=10, failed=0, cancelled=0,
+                      blocked=0, automated=4, human_reviewed=6, spilled=3)
+    by_pool = inference_by_pool(kpis, settings)
+    assert by_pool["primary"] == {"tasks": 7, "price_per_task": 0.004, "cost": 7 * 0.004,
+                                  "cost_per_automated": 7 * 0.004 / 4}
+    assert by_pool["spill"]["tasks"] == 3 and by_pool["spill"]["cost"] == 3 * 0.001
+    # the totals, the trend and the pool view price the same way
+    assert total_cost(10, 6, settings, spilled=3) == pytest.approx(7 * 0.004 + 3 * 0.001)
+    assert Economics.of(kpis, settings).cost_per_automated == pytest.approx(
+        sum(p["cost_per_automated"] for p in by_pool.values()))
+    starts = trend_buckets(END, timedelta(hours=1), timedelta(hours=1))
+    (point,) = trend_points(starts, timedelta(hours=1), [row(0, tasks=10, spilled=3)], [],
+                            settings)
+    assert point.cost_per_task == pytest.approx(total_cost(10, 0, settings, 3) / 10)

@@ -18,7 +18,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from switchyard_client._v1 import layout_pb2 as switchyard_dot_v1_dot_layout__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cswitchyard/v1/decision.proto\x12\rswitchyard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aswitchyard/v1/layout.proto\"\xc2\x01\n\x0bModelOutput\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x12\n\nconfidence\x18\x04 \x01(\x01\x12\x36\n\x06scores\x18\x05 \x03(\x0b\x32&.switchyard.v1.ModelOutput.ScoresEntry\x1a-\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xad\x01\n\x0f\x46ieldExtraction\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x12\n\nconfidence\x18\x03 \x01(\x01\x12,\n\ndata_class\x18\x04 \x01(\x0e\x32\x18.switchyard.v1.DataClass\x12\x0c\n\x04type\x18\x05 \x01(\t\x12-\n\nprovenance\x18\x06 \x01(\x0b\x32\x19.switchyard.v1.Provenance\"\x9a\x01\n\x10\x43ompensationStep\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\tconnector\x18\x02 \x01(\x0e\x32\x18.switchyard.v1.Connector\x12\x0e\n\x06target\x18\x03 \x01(\t\x12\x11\n\toperation\x18\x04 \x01(\t\x12(\n\x07payload\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xd5\x04\n\nActionStep\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12+\n\tconnector\x18\x03 \x01(\x0e\x32\x18.switchyard.v1.Connector\x12\x0e\n\x06target\x18\x04 \x01(\t\x12\x11\n\toperation\x18\x05 \x01(\t\x12(\n\x07payload\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x35\n\x0c\x63ompensation\x18\x07 \x01(\x0b\x32\x1f.switchyard.v1.CompensationStep\x12*\n\x07timeout\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cmax_attempts\x18\t \x01(\x05\x12\x0c\n\x04when\x18\n \x01(\t\x12\x16\n\x0eparallel_group\x18\x0b \x01(\t\x12%\n\x04kind\x18\x0c \x01(\x0e\x32\x17.switchyard.v1.StepKind\x12-\n\x08\x61pproval\x18\r \x01(\x0b\x32\x1b.switchyard.v1.ApprovalSpec\x12%\n\x04wait\x18\x0e \x01(\x0b\x32\x17.switchyard.v1.WaitSpec\x12\x32\n\x0f\x62\x61\x63koff_initial\x18\x0f \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0b\x62\x61\x63koff_max\x18\x10 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bretry_later\x18\x11 \x01(\x0b\x32\x19.switchyard.v1.RetryLater\"D\n\nRetryLater\x12\x0c\n\x04when\x18\x01 \x01(\t\x12(\n\x05\x65very\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\\\n\x0b\x44iscrepancy\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x11\n\tsubmitted\x18\x02 \x01(\t\x12\r\n\x05\x66ound\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0c\n\x04note\x18\x05 \x01(\t\"\xad\x01\n\x0c\x41pprovalSpec\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x16\n\x0ereviewer_group\x18\x02 \x01(\t\x12\x11\n\tfour_eyes\x18\x03 \x01(\x08\x12&\n\x03sla\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cinstructions\x18\x05 \x01(\t\x12\x15\n\rdiscrepancies\x18\x06 \x01(\t\x12\x0e\n\x06reveal\x18\x07 \x03(\t\"u\n\x08WaitSpec\x12+\n\x08\x64uration\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x63\x61llback\x18\x02 \x01(\t\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x87\x01\n\nActionPlan\x12(\n\x05steps\x18\x01 \x03(\x0b\x32\x19.switchyard.v1.ActionStep\x12\x0c\n\x04pack\x18\x02 \x01(\t\x12\x14\n\x0cpack_version\x18\x03 \x01(\t\x12+\n\nparameters\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xfa\x05\n\x08\x44\x65\x63ision\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x11\n\ttenant_id\x18\x03 \x01(\t\x12/\n\x07outcome\x18\x04 \x01(\x0e\x32\x1e.switchyard.v1.DecisionOutcome\x12*\n\x06models\x18\x05 \x03(\x0b\x32\x1a.switchyard.v1.ModelOutput\x12\x12\n\nconfidence\x18\x06 \x01(\x01\x12\x0c\n\x04rule\x18\x07 \x01(\t\x12\x13\n\x0b\x65xplanation\x18\x08 \x01(\t\x12\'\n\x04plan\x18\t \x01(\x0b\x32\x19.switchyard.v1.ActionPlan\x12-\n\x06source\x18\n \x01(\x0e\x32\x1d.switchyard.v1.DecisionSource\x12\x13\n\x0breviewer_id\x18\x0b \x01(\t\x12.\n\ndecided_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x06\x66ields\x18\r \x03(\x0b\x32\x1e.switchyard.v1.FieldExtraction\x12\r\n\x05label\x18\x0e \x01(\t\x12\x46\n\x10\x65xtracted_fields\x18\x0f \x03(\x0b\x32,.switchyard.v1.Decision.ExtractedFieldsEntry\x12\x14\n\x0creview_queue\x18\x10 \x01(\t\x12\x0c\n\x04pack\x18\x11 \x01(\t\x12\x14\n\x0cpack_version\x18\x12 \x01(\t\x12\x16\n\x0ereviewer_group\x18\x13 \x01(\t\x12\x11\n\tfour_eyes\x18\x14 \x01(\x08\x12-\n\nreview_sla\x18\x15 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x18\n\x10\x61pproves_step_id\x18\x16 \x01(\t\x12\x17\n\x0frevealed_fields\x18\x17 \x03(\t\x1a\x36\n\x14\x45xtractedFieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x91\x02\n\x0f\x44\x65\x63isionSummary\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12/\n\x07outcome\x18\x02 \x01(\x0e\x32\x1e.switchyard.v1.DecisionOutcome\x12-\n\x06source\x18\x03 \x01(\x0e\x32\x1d.switchyard.v1.DecisionSource\x12\x0c\n\x04rule\x18\x04 \x01(\t\x12\r\n\x05label\x18\x05 \x01(\t\x12\x12\n\nconfidence\x18\x06 \x01(\x01\x12\x13\n\x0b\x65xplanation\x18\x07 \x01(\t\x12\x13\n\x0breviewer_id\x18\x08 \x01(\t\x12.\n\ndecided_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x92\x01\n\x0f\x44\x65\x63isionOutcome\x12 \n\x1c\x44\x45\x43ISION_OUTCOME_UNSPECIFIED\x10\x00\x12!\n\x1d\x44\x45\x43ISION_OUTCOME_AUTO_EXECUTE\x10\x01\x12\x1d\n\x19\x44\x45\x43ISION_OUTCOME_ESCALATE\x10\x02\x12\x1b\n\x17\x44\x45\x43ISION_OUTCOME_REJECT\x10\x03*\x83\x01\n\x0e\x44\x65\x63isionSource\x12\x1f\n\x1b\x44\x45\x43ISION_SOURCE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x45\x43ISION_SOURCE_MODEL\x10\x01\x12\x19\n\x15\x44\x45\x43ISION_SOURCE_HUMAN\x10\x02\x12\x1a\n\x16\x44\x45\x43ISION_SOURCE_POLICY\x10\x03*a\n\tConnector\x12\x19\n\x15\x43ONNECTOR_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43ONNECTOR_HTTP\x10\x01\x12\x12\n\x0e\x43ONNECTOR_GRPC\x10\x02\x12\x11\n\rCONNECTOR_SQL\x10\x03*\x8b\x01\n\tDataClass\x12\x1a\n\x16\x44\x41TA_CLASS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44\x41TA_CLASS_PERSONAL\x10\x01\x12\x16\n\x12\x44\x41TA_CLASS_DERIVED\x10\x02\x12\x1a\n\x16\x44\x41TA_CLASS_OPERATIONAL\x10\x03\x12\x15\n\x11\x44\x41TA_CLASS_HEALTH\x10\x04*e\n\x08StepKind\x12\x19\n\x15STEP_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTEP_KIND_CALL\x10\x01\x12\x16\n\x12STEP_KIND_APPROVAL\x10\x02\x12\x12\n\x0eSTEP_KIND_WAIT\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cswitchyard/v1/decision.proto\x12\rswitchyard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aswitchyard/v1/layout.proto\"\xd0\x01\n\x0bModelOutput\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x12\n\nconfidence\x18\x04 \x01(\x01\x12\x36\n\x06scores\x18\x05 \x03(\x0b\x32&.switchyard.v1.ModelOutput.ScoresEntry\x12\x0c\n\x04pool\x18\x06 \x01(\t\x1a-\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xad\x01\n\x0f\x46ieldExtraction\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x12\n\nconfidence\x18\x03 \x01(\x01\x12,\n\ndata_class\x18\x04 \x01(\x0e\x32\x18.switchyard.v1.DataClass\x12\x0c\n\x04type\x18\x05 \x01(\t\x12-\n\nprovenance\x18\x06 \x01(\x0b\x32\x19.switchyard.v1.Provenance\"\x9a\x01\n\x10\x43ompensationStep\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\tconnector\x18\x02 \x01(\x0e\x32\x18.switchyard.v1.Connector\x12\x0e\n\x06target\x18\x03 \x01(\t\x12\x11\n\toperation\x18\x04 \x01(\t\x12(\n\x07payload\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xd5\x04\n\nActionStep\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12+\n\tconnector\x18\x03 \x01(\x0e\x32\x18.switchyard.v1.Connector\x12\x0e\n\x06target\x18\x04 \x01(\t\x12\x11\n\toperation\x18\x05 \x01(\t\x12(\n\x07payload\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x35\n\x0c\x63ompensation\x18\x07 \x01(\x0b\x32\x1f.switchyard.v1.CompensationStep\x12*\n\x07timeout\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cmax_attempts\x18\t \x01(\x05\x12\x0c\n\x04when\x18\n \x01(\t\x12\x16\n\x0eparallel_group\x18\x0b \x01(\t\x12%\n\x04kind\x18\x0c \x01(\x0e\x32\x17.switchyard.v1.StepKind\x12-\n\x08\x61pproval\x18\r \x01(\x0b\x32\x1b.switchyard.v1.ApprovalSpec\x12%\n\x04wait\x18\x0e \x01(\x0b\x32\x17.switchyard.v1.WaitSpec\x12\x32\n\x0f\x62\x61\x63koff_initial\x18\x0f \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0b\x62\x61\x63koff_max\x18\x10 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bretry_later\x18\x11 \x01(\x0b\x32\x19.switchyard.v1.RetryLater\"D\n\nRetryLater\x12\x0c\n\x04when\x18\x01 \x01(\t\x12(\n\x05\x65very\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\\\n\x0b\x44iscrepancy\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x11\n\tsubmitted\x18\x02 \x01(\t\x12\r\n\x05\x66ound\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0c\n\x04note\x18\x05 \x01(\t\"\xad\x01\n\x0c\x41pprovalSpec\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x16\n\x0ereviewer_group\x18\x02 \x01(\t\x12\x11\n\tfour_eyes\x18\x03 \x01(\x08\x12&\n\x03sla\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cinstructions\x18\x05 \x01(\t\x12\x15\n\rdiscrepancies\x18\x06 \x01(\t\x12\x0e\n\x06reveal\x18\x07 \x03(\t\"u\n\x08WaitSpec\x12+\n\x08\x64uration\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x63\x61llback\x18\x02 \x01(\t\x12*\n\x07timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x87\x01\n\nActionPlan\x12(\n\x05steps\x18\x01 \x03(\x0b\x32\x19.switchyard.v1.ActionStep\x12\x0c\n\x04pack\x18\x02 \x01(\t\x12\x14\n\x0cpack_version\x18\x03 \x01(\t\x12+\n\nparameters\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xfa\x05\n\x08\x44\x65\x63ision\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x11\n\ttenant_id\x18\x03 \x01(\t\x12/\n\x07outcome\x18\x04 \x01(\x0e\x32\x1e.switchyard.v1.DecisionOutcome\x12*\n\x06models\x18\x05 \x03(\x0b\x32\x1a.switchyard.v1.ModelOutput\x12\x12\n\nconfidence\x18\x06 \x01(\x01\x12\x0c\n\x04rule\x18\x07 \x01(\t\x12\x13\n\x0b\x65xplanation\x18\x08 \x01(\t\x12\'\n\x04plan\x18\t \x01(\x0b\x32\x19.switchyard.v1.ActionPlan\x12-\n\x06source\x18\n \x01(\x0e\x32\x1d.switchyard.v1.DecisionSource\x12\x13\n\x0breviewer_id\x18\x0b \x01(\t\x12.\n\ndecided_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x06\x66ields\x18\r \x03(\x0b\x32\x1e.switchyard.v1.FieldExtraction\x12\r\n\x05label\x18\x0e \x01(\t\x12\x46\n\x10\x65xtracted_fields\x18\x0f \x03(\x0b\x32,.switchyard.v1.Decision.ExtractedFieldsEntry\x12\x14\n\x0creview_queue\x18\x10 \x01(\t\x12\x0c\n\x04pack\x18\x11 \x01(\t\x12\x14\n\x0cpack_version\x18\x12 \x01(\t\x12\x16\n\x0ereviewer_group\x18\x13 \x01(\t\x12\x11\n\tfour_eyes\x18\x14 \x01(\x08\x12-\n\nreview_sla\x18\x15 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x18\n\x10\x61pproves_step_id\x18\x16 \x01(\t\x12\x17\n\x0frevealed_fields\x18\x17 \x03(\t\x1a\x36\n\x14\x45xtractedFieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x91\x02\n\x0f\x44\x65\x63isionSummary\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12/\n\x07outcome\x18\x02 \x01(\x0e\x32\x1e.switchyard.v1.DecisionOutcome\x12-\n\x06source\x18\x03 \x01(\x0e\x32\x1d.switchyard.v1.DecisionSource\x12\x0c\n\x04rule\x18\x04 \x01(\t\x12\r\n\x05label\x18\x05 \x01(\t\x12\x12\n\nconfidence\x18\x06 \x01(\x01\x12\x13\n\x0b\x65xplanation\x18\x07 \x01(\t\x12\x13\n\x0breviewer_id\x18\x08 \x01(\t\x12.\n\ndecided_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x92\x01\n\x0f\x44\x65\x63isionOutcome\x12 \n\x1c\x44\x45\x43ISION_OUTCOME_UNSPECIFIED\x10\x00\x12!\n\x1d\x44\x45\x43ISION_OUTCOME_AUTO_EXECUTE\x10\x01\x12\x1d\n\x19\x44\x45\x43ISION_OUTCOME_ESCALATE\x10\x02\x12\x1b\n\x17\x44\x45\x43ISION_OUTCOME_REJECT\x10\x03*\x83\x01\n\x0e\x44\x65\x63isionSource\x12\x1f\n\x1b\x44\x45\x43ISION_SOURCE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x45\x43ISION_SOURCE_MODEL\x10\x01\x12\x19\n\x15\x44\x45\x43ISION_SOURCE_HUMAN\x10\x02\x12\x1a\n\x16\x44\x45\x43ISION_SOURCE_POLICY\x10\x03*a\n\tConnector\x12\x19\n\x15\x43ONNECTOR_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43ONNECTOR_HTTP\x10\x01\x12\x12\n\x0e\x43ONNECTOR_GRPC\x10\x02\x12\x11\n\rCONNECTOR_SQL\x10\x03*\x8b\x01\n\tDataClass\x12\x1a\n\x16\x44\x41TA_CLASS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44\x41TA_CLASS_PERSONAL\x10\x01\x12\x16\n\x12\x44\x41TA_CLASS_DERIVED\x10\x02\x12\x1a\n\x16\x44\x41TA_CLASS_OPERATIONAL\x10\x03\x12\x15\n\x11\x44\x41TA_CLASS_HEALTH\x10\x04*e\n\x08StepKind\x12\x19\n\x15STEP_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTEP_KIND_CALL\x10\x01\x12\x16\n\x12STEP_KIND_APPROVAL\x10\x02\x12\x12\n\x0eSTEP_KIND_WAIT\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -29,40 +29,40 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_MODELOUTPUT_SCORESENTRY']._serialized_options = b'8\001'
   _globals['_DECISION_EXTRACTEDFIELDSENTRY']._options = None
   _globals['_DECISION_EXTRACTEDFIELDSENTRY']._serialized_options = b'8\001'
-  _globals['_DECISIONOUTCOME']._serialized_start=2939
-  _globals['_DECISIONOUTCOME']._serialized_end=3085
-  _globals['_DECISIONSOURCE']._serialized_start=3088
-  _globals['_DECISIONSOURCE']._serialized_end=3219
-  _globals['_CONNECTOR']._serialized_start=3221
-  _globals['_CONNECTOR']._serialized_end=3318
-  _globals['_DATACLASS']._serialized_start=3321
-  _globals['_DATACLASS']._serialized_end=3460
-  _globals['_STEPKIND']._serialized_start=3462
-  _globals['_STEPKIND']._serialized_end=3563
+  _globals['_DECISIONOUTCOME']._serialized_start=2953
+  _globals['_DECISIONOUTCOME']._serialized_end=3099
+  _globals['_DECISIONSOURCE']._serialized_start=3102
+  _globals['_DECISIONSOURCE']._serialized_end=3233
+  _globals['_CONNECTOR']._serialized_start=3235
+  _globals['_CONNECTOR']._serialized_end=3332
+  _globals['_DATACLASS']._serialized_start=3335
+  _globals['_DATACLASS']._serialized_end=3474
+  _globals['_STEPKIND']._serialized_start=3476
+  _globals['_STEPKIND']._serialized_end=3577
   _globals['_MODELOUTPUT']._serialized_start=171
-  _globals['_MODELOUTPUT']._serialized_end=365
-  _globals['_MODELOUTPUT_SCORESENTRY']._serialized_start=320
-  _globals['_MODELOUTPUT_SCORESENTRY']._serialized_end=365
-  _globals['_FIELDEXTRACTION']._serialized_start=368
-  _globals['_FIELDEXTRACTION']._serialized_end=541
-  _globals['_COMPENSATIONSTEP']._serialized_start=544
-  _globals['_COMPENSATIONSTEP']._serialized_end=698
-  _globals['_ACTIONSTEP']._serialized_start=701
-  _globals['_ACTIONSTEP']._serialized_end=1298
-  _globals['_RETRYLATER']._serialized_start=1300
-  _globals['_RETRYLATER']._serialized_end=1368
-  _globals['_DISCREPANCY']._serialized_start=1370
-  _globals['_DISCREPANCY']._serialized_end=1462
-  _globals['_APPROVALSPEC']._serialized_start=1465
-  _globals['_APPROVALSPEC']._serialized_end=1638
-  _globals['_WAITSPEC']._serialized_start=1640
-  _globals['_WAITSPEC']._serialized_end=1757
-  _globals['_ACTIONPLAN']._serialized_start=1760
-  _globals['_ACTIONPLAN']._serialized_end=1895
-  _globals['_DECISION']._serialized_start=1898
-  _globals['_DECISION']._serialized_end=2660
-  _globals['_DECISION_EXTRACTEDFIELDSENTRY']._serialized_start=2606
-  _globals['_DECISION_EXTRACTEDFIELDSENTRY']._serialized_end=2660
-  _globals['_DECISIONSUMMARY']._serialized_start=2663
-  _globals['_DECISIONSUMMARY']._serialized_end=2936
+  _globals['_MODELOUTPUT']._serialized_end=379
+  _globals['_MODELOUTPUT_SCORESENTRY']._serialized_start=334
+  _globals['_MODELOUTPUT_SCORESENTRY']._serialized_end=379
+  _globals['_FIELDEXTRACTION']._serialized_start=382
+  _globals['_FIELDEXTRACTION']._serialized_end=555
+  _globals['_COMPENSATIONSTEP']._serialized_start=558
+  _globals['_COMPENSATIONSTEP']._serialized_end=712
+  _globals['_ACTIONSTEP']._serialized_start=715
+  _globals['_ACTIONSTEP']._serialized_end=1312
+  _globals['_RETRYLATER']._serialized_start=1314
+  _globals['_RETRYLATER']._serialized_end=1382
+  _globals['_DISCREPANCY']._serialized_start=1384
+  _globals['_DISCREPANCY']._serialized_end=1476
+  _globals['_APPROVALSPEC']._serialized_start=1479
+  _globals['_APPROVALSPEC']._serialized_end=1652
+  _globals['_WAITSPEC']._serialized_start=1654
+  _globals['_WAITSPEC']._serialized_end=1771
+  _globals['_ACTIONPLAN']._serialized_start=1774
+  _globals['_ACTIONPLAN']._serialized_end=1909
+  _globals['_DECISION']._serialized_start=1912
+  _globals['_DECISION']._serialized_end=2674
+  _globals['_DECISION_EXTRACTEDFIELDSENTRY']._serialized_start=2620
+  _globals['_DECISION_EXTRACTEDFIELDSENTRY']._serialized_end=2674
+  _globals['_DECISIONSUMMARY']._serialized_start=2677
+  _globals['_DECISIONSUMMARY']._serialized_end=2950
 # @@protoc_insertion_point(module_scope)
