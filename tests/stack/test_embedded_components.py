@@ -385,3 +385,25 @@ def test_second_stack_on_same_state_dir_or_port_is_refused(
     finally:
         first.stop()
     assert stack_status(tmp_path / "a") == []
+
+
+def test_the_spill_over_triton_is_opt_in_and_the_services_are_pointed_at_it(
+        tmp_path: Path) -> None:
+    # what `switchyard up` builds from SWITCHYARD_STACK_COMPONENTS (nothing is started here;
+    # tests/decision/test_inference_pools.py starts the component and uses it)
+    from switchyard._launcher import build_stack
+
+    settings = with_free_ports(Settings(state_dir=tmp_path))
+    default = build_stack(settings)
+    assert default.triton_spill is None and default.settings.triton_spill_url == ""
+    both = build_stack(settings.replace(
+        stack_components="kafka,postgres,triton,triton-spill"))
+    assert both.triton_spill is not None
+    assert [c.name for c in both.infrastructure] == [
+        "kafka", "postgres", "triton", "triton-spill"]
+    assert both.triton_spill.grpc_url == f"127.0.0.1:{settings.triton_spill_grpc_port}"
+    assert both.triton_spill.grpc_port != both.triton.grpc_port  # type: ignore[union-attr]
+    decision = next(s for s in both.services_specs if s.name == "decision")
+    env = both.service_env(decision)
+    assert env["SWITCHYARD_TRITON_SPILL_URL"] == both.triton_spill.grpc_url
+    assert env["SWITCHYARD_TRITON_URL"] == both.triton.grpc_url  # type: ignore[union-attr]
