@@ -869,8 +869,10 @@ class Settings:
     )
     tenant_weights: str = setting(
         "", "Tenants' weights, 'tenant:weight' comma separated (a tenant not named weighs 1): "
-        "a tenant's share of ingest's backlog limit is the limit split by weight among the "
-        "tenants with work waiting.", group="ingest",
+        "a tenant's share of ingest's backlog limit, and of each decision micro-batcher's "
+        "queue, is the limit split by weight among the tenants with work waiting, and the "
+        "micro-batchers serve waiting tenants in proportion to their weights.",
+        group="auth",
     )
     tenant_rate_lease_s: float = setting(
         0.25, "Seconds of a tenant's rate a replica leases from the shared bucket at once "

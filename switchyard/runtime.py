@@ -3,7 +3,9 @@ the launcher that starts the embedded stack and the services.
 
 Re-exported from ``_service`` (:func:`run_service`, :class:`ServiceContext`), ``_supervision``
 (:class:`Supervisor`, :func:`periodic`), ``_launcher`` (:func:`bootstrap`, :func:`service_specs`,
-:func:`up`), ``_brokerwatch`` and ``_progress``.
+:func:`up`), ``_fairness`` (:class:`FairQueue`, :func:`parse_weights`,
+:func:`weighted_share`: serving tenants fairly wherever work queues), ``_brokerwatch`` and
+``_progress``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ from switchyard._launcher import (
 from switchyard._brokerwatch import (
     broker_generation,
 )
+from switchyard._fairness import (
+    FairQueue,
+    parse_weights,
+    weighted_share,
+)
 from switchyard._progress import (
     stderr_progress,
 )
@@ -36,14 +43,17 @@ __all__ = [
     "Backoff",
     "DOWNSTREAM",
     "EXIT_BACKGROUND_FAILED",
+    "FairQueue",
     "SERVICE_PORTS",
     "ServiceContext",
     "Supervisor",
     "bootstrap",
     "broker_generation",
+    "parse_weights",
     "periodic",
     "run_service",
     "service_specs",
     "stderr_progress",
     "up",
+    "weighted_share",
 ]

@@ -321,7 +321,7 @@ class DecisionEngine:
         layout = read.layout if read is not None else None
         text = document_text(task, read)
         try:
-            prediction = await self.router.submit(text)
+            prediction = await self.router.submit(text, task.tenant_id, bucket)
         except ModelUnavailable as exc:
             if testing is not None:
                 raise
@@ -436,7 +436,8 @@ class DecisionEngine:
             raise ModelUnavailable("no scorer models configured")
         for scorer, vector in vectors:
             assert self.scorers is not None
-            p = await self.scorers.score(scorer.name, scorer.output_class, vector)
+            p = await self.scorers.score(scorer.name, scorer.output_class, vector,
+                                         task.tenant_id, bucket)
             outputs.append(p)
             scores[scorer.name] = p.confidence
         context = {

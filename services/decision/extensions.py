@@ -41,7 +41,7 @@ from services.decision.pools import TritonPools
 from services.decision.triton import Prediction, ScorerClient
 from switchyard import Settings
 from switchyard.packs import Pack, entry_point, extractor_for
-from switchyard.runtime import Supervisor
+from switchyard.runtime import Supervisor, parse_weights
 from switchyard.storage import PLAINTEXT, PayloadCodec
 
 log = logging.getLogger(__name__)
@@ -115,17 +115,20 @@ class Scorers:
                                       version, output_class)
                 batcher: MicroBatcher[list[float], Prediction] = MicroBatcher(
                     model, client.predict, s.batch_max_size, s.batch_max_delay_ms / 1000,
-                    s.batch_queue_limit, supervisor=self.supervisor)
+                    s.batch_queue_limit, supervisor=self.supervisor,
+                    weights=parse_weights(s.tenant_weights))
                 await batcher.start()
                 card = Path(s.model_repository) / model / (version or "1") / "model_card.json"
                 drift = DriftMonitor.from_model_card(card, s.drift_window, s.drift_publish_every)
                 self._scorers[model] = Scorer(client, batcher, drift)
         return self._scorers[model]
 
-    async def score(self, model: str, output_class: str, vector: Sequence[float]) -> Prediction:
-        """Raises ModelUnavailable (Triton away) or Overloaded (batcher full)."""
+    async def score(self, model: str, output_class: str, vector: Sequence[float],
+                    tenant: str = "", priority: int = 2) -> Prediction:
+        """Raises ModelUnavailable (Triton away) or Overloaded (batcher full, or the tenant
+        at its share of it)."""
         scorer = await self.get(model, output_class)
-        prediction = await scorer.batcher.submit([float(v) for v in vector])
+        prediction = await scorer.batcher.submit([float(v) for v in vector], tenant, priority)
         if scorer.drift is not None:
             names = scorer.client.feature_names or [f"x{i}" for i in range(len(vector))]
             scorer.drift.observe({**dict(zip(names, vector)), **prediction.scores})

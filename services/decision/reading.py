@@ -31,6 +31,7 @@ from switchyard.documents import (
     read_text_layer,
     render_page,
 )
+from switchyard.tasks import task_bucket
 from switchyard.v1 import DocumentLayout, LayoutPage, TaskEnvelope
 
 __all__ = ["LAYOUT_CONTENT_TYPES", "DocumentReader", "ReadDocument", "UnreadableDocument",
@@ -82,12 +83,14 @@ class DocumentReader:
     """Turns a task's document into a layout: text layer first, OCR for the pages without.
 
     ``ocr`` reads one page image (PNG bytes) into a ``LayoutPage``: the decision service's
-    micro-batcher in front of ``document_ocr`` (its ``submit``). ``blobs`` is the blob store
+    micro-batcher in front of ``document_ocr`` (its ``submit``, which also takes the task's
+    tenant and priority, for its fair queue). ``blobs`` is the blob store
     documents sent by reference are read from; ``limits`` the deployment's document limits
     (render resolution, pixels per page); ``max_pages`` the pages read.
     """
 
-    def __init__(self, ocr: Callable[[bytes], Awaitable[LayoutPage]], blobs: BlobStore | None,
+    def __init__(self, ocr: Callable[[bytes, str, int], Awaitable[LayoutPage]],
+                 blobs: BlobStore | None,
                  limits: DocumentLimits | None = None, max_pages: int = 20) -> None:
         self._ocr = ocr
         self._blobs = blobs
@@ -119,20 +122,21 @@ class DocumentReader:
             raise UnreadableDocument(f"the PDF cannot be read: {type(exc).__name__}: {exc}") \
                 from exc
         missing = [number for number, page in enumerate(found, start=1) if page is None]
-        scanned = await asyncio.gather(*(self._ocr_page(content_type, body, number)
+        scanned = await asyncio.gather(*(self._ocr_page(task, body, number)
                                          for number in missing))
         for number, page in zip(missing, scanned):
             found[number - 1] = page
         pages = [page for page in found if page is not None]
         return ReadDocument(DocumentLayout(pages=pages), page_count, len(missing))
 
-    async def _ocr_page(self, content_type: str, body: bytes, number: int) -> LayoutPage:
+    async def _ocr_page(self, task: TaskEnvelope, body: bytes, number: int) -> LayoutPage:
         try:
-            image = await asyncio.to_thread(page_image, content_type, body, number, self.limits)
+            image = await asyncio.to_thread(page_image, task.document.content_type, body, number,
+                                            self.limits)
         except Exception as exc:  # noqa: BLE001 - DocumentError, PDFium's and Pillow's errors
             raise UnreadableDocument(f"page {number} cannot be rendered: "
                                      f"{type(exc).__name__}: {exc}") from exc
-        page = await self._ocr(image)
+        page = await self._ocr(image, task.tenant_id, task_bucket(task))
         read = LayoutPage()
         read.CopyFrom(page)
         read.number = number

@@ -62,7 +62,7 @@ from switchyard.rpc import (
     invalid_item,
     item_error,
 )
-from switchyard.runtime import ServiceContext, run_service
+from switchyard.runtime import ServiceContext, parse_weights, run_service
 from switchyard.storage import DECISION, PLAINTEXT, PayloadCodec, codec_for
 from switchyard.tasks import (
     TERMINAL,
@@ -512,6 +512,7 @@ async def setup(ctx: ServiceContext) -> None:
     s = ctx.settings
     policies = load_policies(s.policy_dir, Policy(auto_execute_threshold=s.auto_execute_threshold))
     breaker = new_breaker("triton", s.breaker_fail_max, s.breaker_reset_s)
+    weights = parse_weights(s.tenant_weights)  # the batchers' fair queues (batcher.py)
     # the primary Triton and, when configured, the spill-over (pools.py); every client below
     # sends to both
     pools = TritonPools.from_settings(s)
@@ -523,7 +524,7 @@ async def setup(ctx: ServiceContext) -> None:
 
     def batcher(name: str, infer):  # type: ignore[no-untyped-def]
         return MicroBatcher(name, infer, s.batch_max_size, s.batch_max_delay_ms / 1000,
-                            s.batch_queue_limit, supervisor=ctx.supervisor)
+                            s.batch_queue_limit, supervisor=ctx.supervisor, weights=weights)
 
     router_batcher = batcher("document_router", router.predict)
     # OCR: pages of many tasks in one request; its own breaker (a slow OCR batch must not
@@ -533,7 +534,7 @@ async def setup(ctx: ServiceContext) -> None:
                     s.ocr_version)
     ocr_batcher = MicroBatcher("document_ocr", ocr.read, s.ocr_batch_max_pages,
                                s.batch_max_delay_ms / 1000, s.batch_queue_limit,
-                               supervisor=ctx.supervisor)
+                               supervisor=ctx.supervisor, weights=weights)
     shadow = None
     if s.router_shadow_version and s.router_shadow_version != s.router_version:
         shadow_client = RouterClient(

@@ -89,7 +89,7 @@ class ShadowRunner:
     async def _compare(self, task_id: str, tenant_id: str, text: str, live: Prediction,
                        persist: bool) -> None:
         try:
-            shadow = await self.batcher.submit(text)
+            shadow = await self.batcher.submit(text, tenant_id)
         except Overloaded:
             SHADOW_SKIPPED.labels(self.model, self.shadow_version, "overloaded").inc()
             return

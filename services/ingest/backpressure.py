@@ -14,7 +14,8 @@ Per tenant as well as global: a noisy neighbour must not fill the backlog that e
 tasks wait behind. The count is kept per tenant, and a tenant holding its *share* of the
 limit is refused even while the whole backlog is under it. A tenant's share is the limit
 split by weight (``tenant_weights``; 1 unless set) among the tenants that have work waiting,
-itself included: a tenant alone may fill the whole limit, two equal tenants half each, and a
+itself included (``switchyard.runtime.weighted_share``, as the decision service's
+micro-batchers share their queues): a tenant alone may fill the whole limit, two equal tenants half each, and a
 tenant that arrives while another fills the backlog gets its share at once, while the other
 is refused until it has drained to its own. The whole limit still refuses everyone. The
 intake topic's consumer pauses on the whole limit only (its records share partitions across
@@ -25,13 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Mapping
 
 import asyncpg
 from prometheus_client import Gauge
 
 from switchyard.messaging import TRANSIENT_ERRORS
+from switchyard.runtime import weighted_share
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +53,6 @@ class Overloaded(Exception):
     def __init__(self, message: str, retry_after_ms: int) -> None:
         super().__init__(f"{message}; retry after {retry_after_ms} ms")
         self.retry_after_ms = retry_after_ms
-
-
-def parse_weights(text: str) -> dict[str, float]:
-    """``tenant:weight`` entries, comma separated (the ``tenant_weights`` setting)."""
-    weights: dict[str, float] = {}
-    for entry in filter(None, (e.strip() for e in text.split(","))):
-        tenant, _, weight = entry.rpartition(":")
-        try:
-            value = float(weight)
-        except ValueError:
-            value = -1.0
-        if not tenant.strip() or not value > 0 or math.isinf(value):
-            raise ValueError(f"tenant_weights: {entry!r} is not 'tenant:weight' with a weight "
-                             "> 0")
-        weights[tenant.strip()] = value
-    return weights
 
 
 class Backlog:
@@ -105,9 +90,7 @@ class Backlog:
     def share(self, tenant: str) -> int:
         """``tenant``'s share of the limit: split by weight among the tenants with work
         waiting, itself included."""
-        weight = self.weights.get(tenant, 1.0)
-        active = sum(self.weights.get(t, 1.0) for t in self.by_tenant.keys() - {tenant})
-        return max(1, math.ceil(self.limit * weight / (weight + active)))
+        return weighted_share(self.limit, tenant, self.weights, self.by_tenant)
 
     def refusal(self, tenant: str) -> Overloaded | None:
         """Why new work of ``tenant`` is refused now (the whole backlog at the limit, or the
@@ -150,4 +133,4 @@ class Backlog:
             await asyncio.sleep(self.interval_s)
 
 
-__all__ = ["BACKLOG", "TENANT_BACKLOG", "Backlog", "Overloaded", "parse_weights"]
+__all__ = ["BACKLOG", "TENANT_BACKLOG", "Backlog", "Overloaded"]

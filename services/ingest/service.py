@@ -33,7 +33,7 @@ from services.ingest import (
     webhooks,
 )
 from services.ingest.rest import Gateway, Inbound
-from services.ingest.backpressure import Backlog, Overloaded, parse_weights
+from services.ingest.backpressure import Backlog, Overloaded
 from services.ingest.cancel import AlreadyFinished, Cancelled, Requested, cancel
 from services.ingest.feed import Cursor, StatusFeed
 from services.ingest.publisher import Item, OnCreated, Publisher
@@ -65,7 +65,7 @@ from switchyard.rpc import (
     request_tenant,
     status_details,
 )
-from switchyard.runtime import ServiceContext, run_service
+from switchyard.runtime import ServiceContext, parse_weights, run_service
 from switchyard.storage import TASK_ENVELOPE, PayloadCodec, PayloadError, codec_for, rewrap_stale
 from switchyard.tasks import publish_status, stage_value, status_value, timestamp
 from switchyard.telemetry import KpiExporter, current_trace_context, task_context

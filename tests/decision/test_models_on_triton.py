@@ -206,7 +206,7 @@ async def test_document_reader_limits_pages_and_names_what_it_cannot_read(
 
     client = OcrClient(stack.settings.triton_url, 120, new_breaker("t", 5, 10), "1")
     try:
-        reader = DocumentReader(lambda image: client.read([image]), None, max_pages=2)
+        reader = DocumentReader(lambda image, *_: client.read([image]), None, max_pages=2)
         read = await reader.read(_envelope("application/pdf", text_pdf(
             ("Invoice INV-1001 for paper", "Total 120.00 EUR"), pages=3), page_count=3))
         assert read is not None
@@ -221,7 +221,7 @@ async def test_document_reader_limits_pages_and_names_what_it_cannot_read(
     away = OcrClient(f"127.0.0.1:{free_port()}", 2, new_breaker("away", 5, 10), "1")
     try:
         with pytest.raises(ModelUnavailable):
-            await DocumentReader(lambda image: away.read([image]), None).read(
+            await DocumentReader(lambda image, *_: away.read([image]), None).read(
                 _envelope("image/png", _page_png([(60, 60, "Receipt 11")])))
     finally:
         await away.close()
@@ -293,7 +293,7 @@ async def test_the_engine_routes_on_the_layout_extracts_with_provenance_and_esca
         # OCR away (nothing listens there): the scan meets the models' unavailable policy,
         # while a text PDF, which needs no OCR, is still decided
         away = OcrClient(f"127.0.0.1:{free_port()}", 2, new_breaker("away", 5, 10), "1")
-        engine.reader = DocumentReader(lambda image: away.read([image]), None)
+        engine.reader = DocumentReader(lambda image, *_: away.read([image]), None)
         unavailable = await engine.assess(_envelope("image/png", scanned_ticket))
         still_decided = await engine.assess(_envelope("application/pdf", _text_pdf(TICKET)))
         await away.close()
@@ -362,7 +362,7 @@ async def test_document_reader_reads_a_claim_checked_document_and_refuses_a_tamp
         await conn.close()
 
 
-async def _no_ocr(image: bytes):  # type: ignore[no-untyped-def]
+async def _no_ocr(image: bytes, *_: object):  # type: ignore[no-untyped-def]
     raise AssertionError("a text PDF needs no OCR")
 
 

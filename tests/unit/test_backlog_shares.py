@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.ingest.backpressure import Backlog, parse_weights
+from services.ingest.backpressure import Backlog
+from switchyard.runtime import parse_weights
 
 
 def backlog(limit: int, weights: str = "", **waiting: int) -> Backlog:
