@@ -33,11 +33,10 @@ from switchyard._db import connect
 from switchyard._settings import Settings
 from switchyard._taskstore import TERMINAL_SQL
 
-__all__ = ["EXPORTING", "POOLS", "REFRESHES", "SCRAPES", "Economics", "KpiExporter",
-           "ScrapeWatch", "KpiPoint", "MAX_TREND_BUCKETS", "MAX_TREND_WINDOW", "MIN_TREND_BUCKET",
-           "TenantKpis", "as_dict", "inference_by_pool", "kpi_trend", "point_dict",
-           "pool_prices", "reason_name", "tenant_kpis", "total_cost", "trend_buckets",
-           "trend_points"]
+__all__ = ["EXPORTING", "REFRESHES", "SCRAPES", "Economics", "KpiExporter", "ScrapeWatch",
+           "KpiPoint", "MAX_TREND_BUCKETS", "MAX_TREND_WINDOW", "MIN_TREND_BUCKET", "TenantKpis",
+           "as_dict", "inference_by_pool", "kpi_trend", "point_dict", "reason_name",
+           "tenant_kpis", "total_cost", "trend_buckets", "trend_points"]
 
 log = logging.getLogger(__name__)
 #: One KPI exporter per deployment: (class key, schema) for ``pg_try_advisory_lock(int, int)``.
@@ -94,11 +93,13 @@ class Economics:
         return cls(minutes_saved, cost / kpis.automated if kpis.automated else 0.0)
 
 
-#: The Triton pools a task's inference is priced by (services/decision/pools.py's names).
-POOLS = ("primary", "spill")
+def _routed(tasks: int, spilled: int) -> dict[str, int]:
+    """Tasks per Triton pool (services/decision/pools.py's names): the spilled ones on the
+    spill-over, every other one priced as the primary's."""
+    return {"primary": tasks - spilled, "spill": spilled}
 
 
-def pool_prices(settings: Settings) -> dict[str, float]:
+def _pool_prices(settings: Settings) -> dict[str, float]:
     """Inference price per task on each Triton pool (the ``kpi_*inference_cost`` settings)."""
     return {"primary": settings.kpi_inference_cost, "spill": settings.kpi_spill_inference_cost}
 
@@ -106,13 +107,12 @@ def pool_prices(settings: Settings) -> dict[str, float]:
 def inference_by_pool(kpis: TenantKpis, settings: Settings) -> dict[str, dict[str, float]]:
     """Per Triton pool: the tenant's tasks it routed, its price per task, their inference
     cost, and that cost per automated task (0 with none automated)."""
-    prices = pool_prices(settings)
-    tasks = {"primary": kpis.tasks - kpis.spilled, "spill": kpis.spilled}
-    return {pool: {"tasks": tasks[pool], "price_per_task": prices[pool],
-                   "cost": tasks[pool] * prices[pool],
-                   "cost_per_automated": (tasks[pool] * prices[pool] / kpis.automated
+    prices = _pool_prices(settings)
+    return {pool: {"tasks": tasks, "price_per_task": prices[pool],
+                   "cost": tasks * prices[pool],
+                   "cost_per_automated": (tasks * prices[pool] / kpis.automated
                                           if kpis.automated else 0.0)}
-            for pool in POOLS}
+            for pool, tasks in _routed(kpis.tasks, kpis.spilled).items()}
 
 
 def total_cost(tasks: int, human_reviewed: int, settings: Settings, spilled: int = 0) -> float:
@@ -120,9 +120,9 @@ def total_cost(tasks: int, human_reviewed: int, settings: Settings, spilled: int
     ``spilled`` of them routed by the spill-over Triton pool: inference per task at its pool's
     price, compute per task, plus the reviewers' minutes (the ``kpi_*`` unit-cost settings).
     The one cost formula, for ``switchyard stats`` and the operator console's trend alike."""
+    prices = _pool_prices(settings)
+    inference = sum(n * prices[pool] for pool, n in _routed(tasks, spilled).items())
     review_minutes = human_reviewed * settings.kpi_review_minutes_per_item
-    inference = ((tasks - spilled) * settings.kpi_inference_cost
-                 + spilled * settings.kpi_spill_inference_cost)
     return (inference + tasks * settings.kpi_compute_cost
             + review_minutes * settings.kpi_review_minute_cost)
 

@@ -41,7 +41,7 @@ from services.decision.pools import TritonPools
 from services.decision.triton import Prediction, ScorerClient
 from switchyard import Settings
 from switchyard.packs import Pack, entry_point, extractor_for
-from switchyard.runtime import Supervisor, parse_weights
+from switchyard.runtime import Supervisor
 from switchyard.storage import PLAINTEXT, PayloadCodec
 
 log = logging.getLogger(__name__)
@@ -90,9 +90,11 @@ class Scorers:
     """Scorer models on Triton, each behind its own micro-batcher, all behind one breaker."""
 
     def __init__(self, settings: Settings, pools: TritonPools,
-                 breaker: pybreaker.CircuitBreaker, supervisor: Supervisor) -> None:
+                 breaker: pybreaker.CircuitBreaker, supervisor: Supervisor,
+                 weights: Mapping[str, float]) -> None:
         self.settings = settings
         self.pools = pools
+        self.weights = weights  # tenant weights of the batchers' fair queues
         self.breaker = breaker
         self.supervisor = supervisor
         self._scorers: dict[str, Scorer] = {}
@@ -116,7 +118,7 @@ class Scorers:
                 batcher: MicroBatcher[list[float], Prediction] = MicroBatcher(
                     model, client.predict, s.batch_max_size, s.batch_max_delay_ms / 1000,
                     s.batch_queue_limit, supervisor=self.supervisor,
-                    weights=parse_weights(s.tenant_weights))
+                    weights=self.weights)
                 await batcher.start()
                 card = Path(s.model_repository) / model / (version or "1") / "model_card.json"
                 drift = DriftMonitor.from_model_card(card, s.drift_window, s.drift_publish_every)

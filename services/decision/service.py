@@ -563,7 +563,7 @@ async def setup(ctx: ServiceContext) -> None:
     # built now, so outcomes reach them from the first event (learning.py)
     enrichers.prepare(sorted({name for view in (catalog.newest(""),)
                               for stored in view.values() for name in stored.pack.enrichers}))
-    scorers = Scorers(s, pools, breaker, ctx.supervisor)
+    scorers = Scorers(s, pools, breaker, ctx.supervisor, weights)
     blobs = blob_store_for(s, ctx.pool)  # documents sent by reference (claim check)
     ctx.on_stop.append(blobs.close)
     drift_samples = health.DriftRecorder(ctx.pool)  # GetModelHealth's drift history

@@ -49,6 +49,8 @@ MODEL_CONFIDENCE = Histogram(
     ["model", "version"],
     buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0),
 )
+
+
 class ModelUnavailable(Exception):
     """Triton cannot answer now (down, overloaded, breaker open)."""
 

@@ -15,9 +15,9 @@ tasks wait behind. The count is kept per tenant, and a tenant holding its *share
 limit is refused even while the whole backlog is under it. A tenant's share is the limit
 split by weight (``tenant_weights``; 1 unless set) among the tenants that have work waiting,
 itself included (``switchyard.runtime.weighted_share``, as the decision service's
-micro-batchers share their queues): a tenant alone may fill the whole limit, two equal tenants half each, and a
-tenant that arrives while another fills the backlog gets its share at once, while the other
-is refused until it has drained to its own. The whole limit still refuses everyone. The
+micro-batchers share their queues): a tenant alone may fill the whole limit, two equal
+tenants half each, and a tenant that arrives while another fills the backlog gets its share
+at once, while the other is refused until it has drained to its own. The whole limit still refuses everyone. The
 intake topic's consumer pauses on the whole limit only (its records share partitions across
 tenants; holding one tenant's would hold everyone's).
 """
