@@ -63,6 +63,7 @@ from services.decision.shadow import shadow_sampled
 from tests.decision.documents import MODEL_REPOSITORY, heldout, invoice, pdf, png, sample
 from tests.observed import metric_sum
 from tests.polling import eventually
+from tests.services import running
 from tests.security import test_fuzz_ingest_validation as fuzz
 
 pytestmark = pytest.mark.integration
@@ -102,13 +103,8 @@ def decision_settings(settings: Settings, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="module")
 def services(decision_settings: Settings, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[EmbeddedStack]:
-    stack = EmbeddedStack(decision_settings, tmp_path_factory.mktemp("decision"), components=(),
-                          services=service_specs(decision_settings, ("ingest", "decision")))
-    stack.start(timeout_s=90)
-    try:
+    with running(decision_settings, tmp_path_factory.mktemp("decision"), ("ingest", "decision")) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ import pytest
 
 from switchyard import Settings
 from switchyard.rpc import create_channel
-from switchyard.runtime import service_specs
 from switchyard.stack import EmbeddedStack
 from switchyard.v1 import (
     DecideBatchRequest,
@@ -30,6 +29,7 @@ from switchyard.v1 import (
 from tests.decision.documents import sample
 from tests.observed import metric_sum
 from tests.polling import eventually
+from tests.services import running
 
 pytestmark = pytest.mark.integration
 NOISY = 600
@@ -44,13 +44,8 @@ def fair_settings(settings: Settings) -> Settings:
 @pytest.fixture(scope="module")
 def decision(fair_settings: Settings, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[EmbeddedStack]:
-    stack = EmbeddedStack(fair_settings, tmp_path_factory.mktemp("fair"), components=(),
-                          services=service_specs(fair_settings, ("decision",)))
-    stack.start(timeout_s=90)
-    try:
+    with running(fair_settings, tmp_path_factory.mktemp("fair"), ("decision",)) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture

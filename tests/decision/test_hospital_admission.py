@@ -22,7 +22,6 @@ from switchyard.documents import DocumentLimits, render_page
 from switchyard.packs import builtin_packs
 from switchyard.privacy import Redactor, redact_escalation
 from switchyard.rpc import create_channel
-from switchyard.runtime import service_specs
 from switchyard.stack import EmbeddedStack
 from switchyard.v1 import (
     DataClass,
@@ -35,6 +34,7 @@ from switchyard.v1 import (
     TaskEnvelope,
 )
 from tests.decision import hospital_forms as forms
+from tests.services import running
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,13 +52,8 @@ FORM = ("Patient Name (Last, First): Whitcombe, Rosalind", "Date of Birth: 1962-
 @pytest.fixture(scope="module")
 def services(settings: Settings, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[EmbeddedStack]:
-    stack = EmbeddedStack(settings, tmp_path_factory.mktemp("admissions"), components=(),
-                          services=service_specs(settings, ("decision",)))
-    stack.start(timeout_s=90)
-    try:
+    with running(settings, tmp_path_factory.mktemp("admissions"), ("decision",)) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture

@@ -27,7 +27,6 @@ from services.decision.pools import TritonPools, new_breaker
 from services.decision.triton import RouterClient
 from switchyard import Settings
 from switchyard.rpc import create_channel
-from switchyard.runtime import service_specs
 from switchyard.stack import EmbeddedStack, free_port
 from switchyard.storage import connect
 from switchyard.v1 import (
@@ -43,6 +42,7 @@ from switchyard.v1 import (
 from tests.decision.documents import MODEL_REPOSITORY, sample
 from tests.observed import metric_sum
 from tests.polling import eventually
+from tests.services import running
 
 pytestmark = pytest.mark.integration
 LABELS = ("invoice", "admission_form", "support_ticket")
@@ -76,13 +76,8 @@ def pool_settings(settings: Settings, spill_pool: EmbeddedStack) -> Settings:
 @pytest.fixture(scope="module")
 def decision(pool_settings: Settings, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[EmbeddedStack]:
-    stack = EmbeddedStack(pool_settings, tmp_path_factory.mktemp("pools"), components=(),
-                          services=service_specs(pool_settings, ("ingest", "decision")))
-    stack.start(timeout_s=90)
-    try:
+    with running(pool_settings, tmp_path_factory.mktemp("pools"), ("ingest", "decision")) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from aiokafka import AIOKafkaConsumer
 from switchyard import Settings
 from switchyard.messaging import DECISIONS, TASKS, headers_to_dict
 from switchyard.rpc import create_channel
-from switchyard.runtime import service_specs
 from switchyard.stack import EmbeddedStack, TritonServer, with_free_ports
 from switchyard.storage import connect
 from switchyard.v1 import (
@@ -43,6 +42,7 @@ from switchyard.v1 import (
     TaskStatus,
 )
 from tests.decision.documents import MODEL_REPOSITORY, sample
+from tests.services import running
 
 pytestmark = pytest.mark.integration
 DOCS = [sample("admission_form", i) for i in range(4)] + [sample("support_ticket", 0)]
@@ -75,13 +75,8 @@ def outage_settings(settings: Settings, own_triton: TritonServer,
 @pytest.fixture(scope="module")
 def services(outage_settings: Settings, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[EmbeddedStack]:
-    stack = EmbeddedStack(outage_settings, tmp_path_factory.mktemp("outage"), components=(),
-                          services=service_specs(outage_settings, ("ingest", "decision")))
-    stack.start(timeout_s=90)
-    try:
+    with running(outage_settings, tmp_path_factory.mktemp("outage"), ("ingest", "decision")) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture
