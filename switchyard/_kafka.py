@@ -3,6 +3,9 @@
 The middleware is the one place that decides what travels in record headers besides the
 payload's content type: the W3C trace context (so one trace follows a task across every
 stream processor) and the correlation id (so logs of one request line up across services).
+Records of a task on the task path (the tasks and decisions topics) also say whose task it is
+and how urgent (:func:`scheduling_headers`), so a consumer can serve tenants fairly before it
+decodes anything (``switchyard._dispatch``).
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ from google.protobuf.message import Message
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
 
+from switchyard._priority import NORMAL, clamped
 from switchyard._serde import encode
 from switchyard._settings import Settings
 from switchyard._topics import Topic
 
 CORRELATION_HEADER = "x-correlation-id"
 TENANT_HEADER = "x-tenant-id"
+#: The task's priority bucket, URGENT (0) .. LOW (3) of ``switchyard._priority``.
+PRIORITY_HEADER = "x-priority"
 
 correlation_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "switchyard_correlation_id", default=None
@@ -65,6 +71,23 @@ def outgoing_headers(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     if extra:
         headers.update(extra)
     return headers
+
+
+def scheduling_headers(tenant_id: str, priority: int) -> dict[str, str]:
+    """Headers that let a consumer schedule a task's record fairly: its tenant and priority
+    bucket (see :func:`scheduling_keys`)."""
+    return {TENANT_HEADER: tenant_id, PRIORITY_HEADER: str(priority)}
+
+
+def scheduling_keys(headers: Mapping[str, str]) -> tuple[str, int]:
+    """(tenant, priority bucket) of a record from its :func:`scheduling_headers`: a record
+    without them (an older producer, an outside one) is tenant '' at normal priority; they
+    only order work, never authorise it."""
+    try:
+        priority = clamped(int(headers.get(PRIORITY_HEADER, NORMAL)))
+    except ValueError:
+        priority = NORMAL
+    return headers.get(TENANT_HEADER, ""), priority
 
 
 def headers_to_dict(raw: Iterable[tuple[str, bytes | None]] | Mapping[str, Any] | None) -> dict[str, str]:

@@ -34,6 +34,7 @@ from switchyard._streams import (
     Handler,
     attach_agent,
     attach_batch_agent,
+    attach_fair_agent,
     create_app,
 )
 from switchyard._supervision import Backoff, LoopFactory, Supervisor
@@ -79,6 +80,15 @@ class ServiceContext:
             self.app, s, topic, handler, lambda: self.dead_letters, self.name,
             s.stream_batch_max_records if batch_size is None else batch_size,
             s.stream_batch_window_ms / 1000 if window_s is None else window_s)
+        self.has_agents = True
+
+    def consume_fairly(self, topic: Topic, handler: BatchHandler) -> None:
+        """Feed ``topic`` to ``handler`` in batches chosen fairly across tenants (weights,
+        then priority) from records read ahead, several batches at a time, each task's
+        records in order (:func:`switchyard._streams.attach_fair_agent`): for the task path,
+        where one tenant's burst must not hold up the others."""
+        attach_fair_agent(self.app, self.settings, topic, handler, lambda: self.dead_letters,
+                          self.name)
         self.has_agents = True
 
     def run_in_background(self, name: str, loop: LoopFactory, *,

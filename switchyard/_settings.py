@@ -170,6 +170,18 @@ class Settings:
         10.0, "Longest a stream processor waits to fill a batch once a record has arrived.",
         group="kafka", exclusive_minimum=0, maximum=10_000,
     )
+    stream_fair_window: int = setting(
+        4096, "Records a fair stream processor (the decision service's tasks, the executor's "
+        "decisions) reads ahead of the oldest one not finished, to serve tenants by "
+        "tenant_weights instead of in log order; a steady tenant's record waits behind a "
+        "burst only when the burst is longer than this (docs/architecture.md#fairness).",
+        group="kafka", minimum=1, maximum=100_000,
+    )
+    stream_fair_batches: int = setting(
+        4, "Batches a fair stream processor runs at a time (each up to "
+        "stream_batch_max_records, chosen in weighted fair order).",
+        group="kafka", minimum=1, maximum=64,
+    )
     kafka_fetch_max_wait_ms: int = setting(
         100, "Longest a stream consumer's fetch waits at the broker for new records (faust "
         "fixes 1500). Tansu holds a fetch on a quiet partition for up to this long, so it "

@@ -30,12 +30,15 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from opentelemetry import trace
 from prometheus_client import Gauge
 
+from switchyard._dispatch import FairDispatcher
+from switchyard._fairness import parse_weights
 from switchyard._kafka import (
     TENANT_HEADER,
     Producer,
     activate_incoming,
     deactivate,
     headers_to_dict,
+    scheduling_keys,
 )
 from switchyard._payloads import (
     DEAD_LETTER_HEADERS,
@@ -112,6 +115,13 @@ Handler = Callable[[Record], Awaitable[None]]
 #: A batch handler takes a whole batch and returns the records it refused, each with why;
 #: the rest of the batch counts as processed.
 BatchHandler = Callable[[list[Record]], Awaitable[list[tuple[Record, RejectRecord]]]]
+
+STREAM_IN_HAND = Gauge(
+    "switchyard_stream_records_in_hand",
+    "Records a fair stream processor has read and not finished (waiting for a batch slot, "
+    "held behind their task's earlier records, or running); at stream_fair_window it stops "
+    "reading.", ["service", "topic"],
+)
 
 ASSIGNED_PARTITIONS = Gauge(
     "switchyard_consumer_assigned_partitions",
@@ -587,6 +597,43 @@ def attach_batch_agent(app: faust.App, settings: Settings, topic: Topic,
     agent.__name__ = f"{service}_{topic.name.replace('-', '_')}_batches"
     agent.__qualname__ = agent.__name__
     app.agent(faust_topic(app, settings, topic), name=agent.__name__)(agent)
+
+
+def attach_fair_agent(app: faust.App, settings: Settings, topic: Topic,
+                      handler: BatchHandler, dead_letters: Callable[[], DeadLetterSink],
+                      service: str) -> None:
+    """Register a faust agent that feeds ``topic`` to ``handler`` in micro-batches chosen by
+    :class:`~switchyard._dispatch.FairDispatcher`: up to ``stream_fair_window`` records read
+    ahead, ``stream_fair_batches`` batches of up to ``stream_batch_max_records`` at a time,
+    tenants served by ``tenant_weights`` and priority (:func:`scheduling_keys` of each
+    record's headers), a key's records in log order. Each record is acknowledged when its
+    batch returned; offsets are committed up to the first record not yet done."""
+    name = f"{service}_{topic.name.replace('-', '_')}_fair"
+    weights = parse_weights(settings.tenant_weights)
+
+    async def agent(stream: faust.StreamT) -> None:
+        async def work(events: list[tuple[Any, Record]]) -> None:
+            await process_record_batch([record for _, record in events], handler,
+                                       dead_letters(), service)
+            for event, _ in events:
+                await stream.ack(event)
+
+        dispatcher: FairDispatcher[tuple[Any, Record]] = FairDispatcher(
+            work, window=settings.stream_fair_window,
+            batch_size=settings.stream_batch_max_records,
+            concurrency=settings.stream_fair_batches, weights=weights)
+        STREAM_IN_HAND.labels(service, topic.name).set_function(lambda: dispatcher.in_hand)
+        stream.enable_acks = False  # acknowledged by ``work``, once the record's batch is done
+        async with asyncio.TaskGroup() as group:
+            group.create_task(dispatcher.run(), name=f"{name} dispatch")
+            async for event in stream.events():
+                record = to_record(event)
+                tenant, priority = scheduling_keys(record.headers)
+                await dispatcher.submit((event, record), tenant=tenant, priority=priority,
+                                        key=record.key)
+
+    agent.__name__ = agent.__qualname__ = name
+    app.agent(faust_topic(app, settings, topic), name=name)(agent)
 
 
 def attach_agent(app: faust.App, settings: Settings, topic: Topic, handler: Handler,

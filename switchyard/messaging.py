@@ -24,6 +24,7 @@ from switchyard._topics import (
     Topic,
 )
 from switchyard._kafka import (
+    PRIORITY_HEADER,
     Producer,
     TENANT_HEADER,
     client_options,
@@ -31,6 +32,8 @@ from switchyard._kafka import (
     headers_to_dict,
     headers_to_kafka,
     producer_options,
+    scheduling_headers,
+    scheduling_keys,
 )
 from switchyard._serde import (
     CONTENT_TYPE_HEADER,
@@ -67,6 +70,7 @@ __all__ = [
     "INTAKE",
     "JSON_MEDIA_TYPE",
     "MAX_HANDLER_ATTEMPTS",
+    "PRIORITY_HEADER",
     "Producer",
     "Record",
     "RejectRecord",
@@ -92,4 +96,6 @@ __all__ = [
     "record_context",
     "run_by_key",
     "run_each",
+    "scheduling_headers",
+    "scheduling_keys",
 ]

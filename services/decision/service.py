@@ -52,6 +52,7 @@ from switchyard.messaging import (
     decode_batch,
     record_context,
     run_each,
+    scheduling_headers,
 )
 from switchyard.privacy import matching_key
 from switchyard.rpc import (
@@ -335,7 +336,9 @@ class TaskDecider:
         delivery futures (a REJECT hands nothing on)."""
         outcome_name = _outcome_name(decision)
         if outcome_name == "AUTO_EXECUTE":
-            return [await self.ctx.producer.send_nowait(DECISIONS, task.task_id, decision)]
+            return [await self.ctx.producer.send_nowait(
+                DECISIONS, task.task_id, decision,
+                scheduling_headers(task.tenant_id, task_bucket(task)))]
         if outcome_name == "ESCALATE":
             queue = queue or decision.review_queue or \
                 self.engine.policies.review_queue(task.tenant_id)
@@ -587,7 +590,7 @@ async def setup(ctx: ServiceContext) -> None:
                         s.hold_retry_s, codec=codec)
     await holds.refresh_gauge()
     decider = TaskDecider(ctx, engine, holds, codec)
-    ctx.consume_batches(TASKS, decider.handle_batch)
+    ctx.consume_fairly(TASKS, decider.handle_batch)
     # enrichers (vendor history) learn from confirmed outcomes, as events (learning.py)
     learner = HistoryLearner(enrichers)
     ctx.consume_batches(DECISIONS, learner.on_decisions)

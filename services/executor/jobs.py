@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
 from switchyard.storage import JOB_DECISION, PLAINTEXT, GroupCommit, PayloadCodec
+from switchyard.tasks import NORMAL
 from switchyard.telemetry import loaded_trace_context, stored_trace_context
 from switchyard.v1 import ActionStep, Decision
 
@@ -67,14 +68,30 @@ class _Start:
     deadline: datetime
     sealed: bytes  # the decision, sealed for executor_jobs.decision
     trace_context: str  # stored_trace_context() of the run that starts it
+    priority: int  # the task's priority bucket: claim_due's order within its tenant
 
 
 class JobStore:
+    #: What makes a job ``{alias}`` due for :meth:`claim_due` ($1 this replica, $3 the replica
+    #: timeout, $4 the decision ids this process is running).
+    _DUE = ("NOT ({alias}.decision_id = ANY($4::uuid[])) AND ("
+            "({alias}.state = 'parked' "
+            "AND {alias}.blocked_by IN ('retry', 'later', 'timer', 'callback') "
+            "AND {alias}.retry_at <= now()) "
+            "OR ({alias}.state = 'parked' AND {alias}.blocked_by = 'breaker' AND NOT EXISTS ("
+            "SELECT 1 FROM executor_breakers b WHERE b.name = {alias}.endpoint "
+            "AND b.state <> 'closed')) "
+            "OR ({alias}.state = 'running' AND {alias}.owner <> $1 AND NOT "
+            + _LIVE_OWNER.format(col='{alias}.owner', secs='$3') + ") "
+            "OR ({alias}.state = 'running' AND {alias}.owner = $1))")
+
     def __init__(self, pool: asyncpg.Pool, owner: str, replica_timeout_s: float,
-                 codec: PayloadCodec = PLAINTEXT) -> None:
+                 codec: PayloadCodec = PLAINTEXT,
+                 weights: Mapping[str, float] | None = None) -> None:
         self.pool = pool
         self.owner = owner
         self.replica_timeout_s = replica_timeout_s
+        self.weights = dict(weights or {})  # tenant_weights: the order of claim_due
         self.codec = codec  # executor_jobs.decision carries the extracted fields: sealed
         self._starts: GroupCommit[_Start, Job | None] = GroupCommit(
             "job_starts", pool, self._write_starts, key=lambda s: s.decision.decision_id)
@@ -95,26 +112,28 @@ class JobStore:
         """Clean shutdown: hand this replica's jobs over at once instead of after a timeout."""
         await self.pool.execute("DELETE FROM executor_replicas WHERE owner = $1", self.owner)
 
-    async def start(self, decision: Decision, deadline: datetime) -> Job | None:
+    async def start(self, decision: Decision, deadline: datetime, priority: int = NORMAL
+                    ) -> Job | None:
         """Record the decision's job as running here; None when it is not ours to run (already
         parked, finished, handed to a person, or running on a live replica). The starts of
         concurrent runs (a batch's tasks) go to PostgreSQL in one statement."""
         return await self._starts.submit(_Start(
             decision, deadline,
             self.codec.seal(decision.decision_id, decision.SerializeToString(), JOB_DECISION),
-            stored_trace_context()))  # the caller's: the record's trace
+            stored_trace_context(), priority))  # the caller's trace: the record's
 
     async def _write_starts(self, conn: asyncpg.Connection, starts: list[_Start]
                             ) -> list[Job | None]:
         rows = await conn.fetch(
             f"""
             INSERT INTO executor_jobs AS j (decision_id, task_id, tenant_id, decision, state,
-                                            deadline, owner, trace_context)
+                                            deadline, owner, trace_context, priority)
             SELECT s.decision_id, s.task_id, s.tenant_id, s.decision, 'running', s.deadline,
-                   $6, s.trace_context::jsonb
+                   $6, s.trace_context::jsonb, s.priority
               FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bytea[], $5::timestamptz[],
-                          $8::text[])
-                   AS s(decision_id, task_id, tenant_id, decision, deadline, trace_context)
+                          $8::text[], $9::smallint[])
+                   AS s(decision_id, task_id, tenant_id, decision, deadline, trace_context,
+                        priority)
              ORDER BY s.decision_id
             ON CONFLICT (decision_id) DO UPDATE SET owner = EXCLUDED.owner, updated_at = now()
              WHERE j.state = 'running'
@@ -126,7 +145,7 @@ class JobStore:
             [uuid.UUID(s.decision.task_id) for s in starts],
             [s.decision.tenant_id for s in starts], [s.sealed for s in starts],
             [s.deadline for s in starts], self.owner, self.replica_timeout_s,
-            [s.trace_context for s in starts])
+            [s.trace_context for s in starts], [s.priority for s in starts])
         started = {str(row["decision_id"]): row for row in rows}
         jobs: list[Job | None] = []
         for start in starts:
@@ -149,31 +168,37 @@ class JobStore:
         """Parked jobs that are due (retry time passed, or their breaker closed), running jobs
         whose owner is gone, and our own running jobs that nothing here runs any more (a run
         that died on an error); ``exclude`` lists the ones this process is running. Each
-        returned job is now running here."""
+        returned job is now running here.
+
+        When more are due than ``limit`` (a breaker closed on a thousand parked jobs of one
+        tenant), they are taken in weighted fair order: each tenant's due jobs are numbered
+        by priority, then due time, and the n-th counts as turn n / the tenant's weight, so a
+        tenant with three due jobs is not served after another's thousand."""
         if limit <= 0:
             return []
+        tenants, weights = zip(*self.weights.items()) if self.weights else ((), ())
         rows = await self.pool.fetch(
             f"""
+            WITH due AS (
+                SELECT c.decision_id, c.retry_at,
+                       row_number() OVER (PARTITION BY c.tenant_id
+                                          ORDER BY c.priority, c.retry_at NULLS FIRST)
+                       / COALESCE(w.weight, 1.0) AS turn
+                  FROM executor_jobs c
+                  LEFT JOIN unnest($5::text[], $6::float8[]) AS w(tenant_id, weight)
+                         ON w.tenant_id = c.tenant_id
+                 WHERE {self._DUE.format(alias='c')})
             UPDATE executor_jobs j SET state = 'running', owner = $1, updated_at = now()
              WHERE j.decision_id IN (
-                SELECT c.decision_id FROM executor_jobs c
-                 WHERE NOT (c.decision_id = ANY($4::uuid[])) AND (
-                       (c.state = 'parked'
-                        AND c.blocked_by IN ('retry', 'later', 'timer', 'callback')
-                        AND c.retry_at <= now())
-                    OR (c.state = 'parked' AND c.blocked_by = 'breaker' AND NOT EXISTS (
-                          SELECT 1 FROM executor_breakers b
-                           WHERE b.name = c.endpoint AND b.state <> 'closed'))
-                    OR (c.state = 'running' AND c.owner <> $1
-                        AND NOT {_LIVE_OWNER.format(col='c.owner', secs='$3')})
-                    OR (c.state = 'running' AND c.owner = $1))
-                 ORDER BY c.retry_at NULLS FIRST
+                SELECT c.decision_id FROM executor_jobs c JOIN due USING (decision_id)
+                 WHERE {self._DUE.format(alias='c')}
+                 ORDER BY due.turn, due.retry_at NULLS FIRST
                  LIMIT $2
-                 FOR UPDATE SKIP LOCKED)
+                 FOR UPDATE OF c SKIP LOCKED)
             RETURNING decision_id, decision, deadline, parks, state, endpoint, blocked_by,
                       trace_context
             """, self.owner, limit, self.replica_timeout_s,
-            [uuid.UUID(d) for d in exclude])
+            [uuid.UUID(d) for d in exclude], list(tenants), list(weights))
         return [self._job(row) for row in rows]
 
     async def claim_probe(self, endpoint: str) -> Job | None:

@@ -49,6 +49,7 @@ from switchyard.tasks import (
     build_escalation,
     publish_status,
     rejected,
+    task_bucket,
     transition,
     transition_many,
 )
@@ -173,7 +174,7 @@ class Executor:
             await rewrap_stale(self.pool, self.codec, TASK_ENVELOPE,
                                [(decision.task_id, task["envelope"])])
             deadline = self.sla.deadline(decision.tenant_id, task["created_at"], envelope)
-            job = await self.jobs.start(decision, deadline)
+            job = await self.jobs.start(decision, deadline, task_bucket(envelope))
             if job is None:  # parked, finished, with a person, or running on a live replica
                 escalated = await self.jobs.escalated(decision.decision_id)
                 if escalated is not None:

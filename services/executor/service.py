@@ -36,7 +36,7 @@ from switchyard import Settings
 from switchyard.access import Role, principal_var
 from switchyard.messaging import CANCELLATIONS, DECISIONS
 from switchyard.rpc import FieldViolation, abort_invalid
-from switchyard.runtime import ServiceContext, run_service
+from switchyard.runtime import ServiceContext, parse_weights, run_service
 from switchyard.storage import codec_for
 from switchyard.tasks import timestamp
 from switchyard.v1 import (
@@ -168,7 +168,8 @@ async def setup(ctx: ServiceContext, opened: list[StepConnector] | None = None) 
     )
     runner = PlanRunner(ctx.pool, Router(endpoint_map(settings), frozenset(custom)), connectors,
                         breakers, config, codec_for(settings))
-    jobs = JobStore(ctx.pool, owner, settings.executor_replica_timeout_s, codec_for(settings))
+    jobs = JobStore(ctx.pool, owner, settings.executor_replica_timeout_s, codec_for(settings),
+                    parse_weights(settings.tenant_weights))
     sla = SlaPolicy(settings.executor_sla_s, parse_sla_overrides(settings.executor_sla_overrides))
     # Escalations go to the queue the decision names (the deciding tenant's routing).
     executor = Executor(ctx.pool, ctx.producer, runner, jobs, breakers, sla,
@@ -185,7 +186,7 @@ async def setup(ctx: ServiceContext, opened: list[StepConnector] | None = None) 
     if opened is not None:
         opened.extend(connectors.values())
 
-    ctx.consume_batches(DECISIONS, executor.on_decisions)
+    ctx.consume_fairly(DECISIONS, executor.on_decisions)
     ctx.consume_batches(CANCELLATIONS, executor.on_cancellations)
     ctx.run_in_background("resumer", resumer.loop)
     ctx.on_stop.append(stop)

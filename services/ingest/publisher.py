@@ -22,10 +22,17 @@ import asyncpg
 from services.ingest import listing, store
 from switchyard import Settings
 from switchyard.documents import blob_store_for, check_in
-from switchyard.messaging import TASK_STATUS, TASKS, TRANSIENT_ERRORS, Producer, correlation_id_var
+from switchyard.messaging import (
+    TASK_STATUS,
+    TASKS,
+    TRANSIENT_ERRORS,
+    Producer,
+    correlation_id_var,
+    scheduling_headers,
+)
 from switchyard.privacy import matching_key
 from switchyard.storage import codec_for
-from switchyard.tasks import stage_value, status_value, timestamp
+from switchyard.tasks import stage_value, status_value, task_bucket, timestamp
 from switchyard.telemetry import continue_trace
 from switchyard.v1 import BlobRef, StatusEvent, TaskEnvelope
 
@@ -202,7 +209,9 @@ class Publisher:
                                      {"task.id": envelope.task_id})
                       if traces is not None else contextlib.nullcontext()):
                     futures.append(
-                        await self.producer.send_nowait(TASKS, envelope.task_id, envelope))
+                        await self.producer.send_nowait(
+                            TASKS, envelope.task_id, envelope,
+                            scheduling_headers(envelope.tenant_id, task_bucket(envelope))))
                     futures.append(
                         await self.producer.send_nowait(TASK_STATUS, event.task_id, event))
             finally:

@@ -22,8 +22,9 @@ from typing import Any
 import asyncpg
 
 from switchyard.audit import append, digest
-from switchyard.messaging import DECISIONS, Producer
+from switchyard.messaging import DECISIONS, Producer, scheduling_headers
 from switchyard.storage import PLAINTEXT, REVIEW_DECISION, PayloadCodec
+from switchyard.tasks import NORMAL
 from switchyard.telemetry import continue_trace, task_context
 from switchyard.v1 import Decision, DecisionOutcome, DecisionSource
 
@@ -71,13 +72,17 @@ class DecisionPublisher:
     async def publish(self, item_id: uuid.UUID, decision: Decision) -> None:
         """Publish in the task's own trace, linked to the reviewer's request, so one trace
         runs from submission to the terminal state with the human step in between."""
-        carrier = await self.pool.fetchval(
-            "SELECT trace_context FROM review_items WHERE item_id = $1", item_id)
+        item = await self.pool.fetchrow(
+            "SELECT trace_context, base_priority FROM review_items WHERE item_id = $1", item_id)
+        carrier = item["trace_context"] if item is not None else None
+        # the executor schedules the verdict at the item's priority (its tenant's share first)
+        priority = item["base_priority"] if item is not None else NORMAL
         with task_context(decision.task_id), continue_trace(
                 "review verdict", json.loads(carrier) if carrier else None,
                 {"task.id": decision.task_id, "review.item_id": str(item_id),
                  "review.reviewer_id": decision.reviewer_id}):
-            await self.producer.send(DECISIONS, decision.task_id, decision)
+            await self.producer.send(DECISIONS, decision.task_id, decision,
+                                     scheduling_headers(decision.tenant_id, priority))
         await self.pool.execute(
             "UPDATE review_items SET decision_published_at = now() WHERE item_id = $1", item_id)
 

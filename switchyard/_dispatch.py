@@ -1,0 +1,150 @@
+"""Fair dispatch of a stream's records: read ahead, serve tenants by weight, keep each key's
+order.
+
+A stream processor that handles its topic one batch at a time in log order makes every record
+wait behind every record ahead of it in the partition, so one tenant's burst becomes every
+tenant's wait. :class:`FairDispatcher` reads up to ``window`` records ahead of the ones that
+have finished, holds them in a :class:`~switchyard._fairness.FairQueue` by tenant and
+priority, and starts a micro-batch whenever one of its ``concurrency`` slots is free: up to
+``batch_size`` records, taken in weighted fair order. A steady tenant's record that arrives
+behind a thousand of a bursting tenant's is in the next batch, not after the thousand; the
+bursting tenant still gets every slot nobody else wants.
+
+Per key (a task id) the order of the log is kept: a record whose key has an earlier record in
+a running batch, or held, waits until those are done and then goes before anything else, so
+a task's decisions never overtake one another.
+
+The dispatcher knows nothing of Kafka: the faust glue (``switchyard._streams``) feeds it
+events and acknowledges each when its batch is done. The consumer commits the longest run of
+acknowledged offsets, so a record finished out of order is committed only once everything
+before it is, and a crash redelivers whatever had not finished, as with one batch at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Hashable, Mapping
+from typing import Generic, TypeVar
+
+from switchyard._fairness import FairQueue
+
+T = TypeVar("T")
+
+
+class FairDispatcher(Generic[T]):
+    """Runs ``work`` on micro-batches of submitted items, fairly across tenants.
+
+    ``submit`` waits while ``window`` items are in hand (queued, held or running): that is
+    the backpressure on the reader. ``run`` is the dispatch loop; it raises the first failure
+    of ``work`` (the caller's stream stops, as it would on a failed batch), after cancelling
+    the other running batches.
+    """
+
+    def __init__(self, work: Callable[[list[T]], Awaitable[None]], *, window: int,
+                 batch_size: int, concurrency: int,
+                 weights: Mapping[str, float] | None = None) -> None:
+        if min(window, batch_size, concurrency) < 1:
+            raise ValueError("window, batch_size and concurrency must be at least 1")
+        self.work = work
+        self.window = window
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        self._queue: FairQueue[tuple[Hashable, T]] = FairQueue(weights)
+        self._held: dict[Hashable, deque[T]] = {}  # key -> items behind its running ones
+        self._ready: deque[tuple[Hashable, T]] = deque()  # released from _held: go first
+        self._busy: Counter[Hashable] = Counter()  # key -> its items running or ready
+        self._in_hand = 0
+        self._running: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._failure: BaseException | None = None
+
+    @property
+    def in_hand(self) -> int:
+        """Items submitted and not yet done."""
+        return self._in_hand
+
+    def waiting(self, tenant: str) -> int:
+        """A tenant's items waiting for a slot (not those held behind their key)."""
+        return self._queue.waiting(tenant)
+
+    async def submit(self, item: T, *, tenant: str, priority: int, key: Hashable) -> None:
+        """Hand ``item`` over; waits while the window is full."""
+        while self._in_hand >= self.window:
+            self._room.clear()
+            await self._room.wait()
+        self._in_hand += 1
+        self._queue.put(tenant, priority, (key, item))
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Start batches as slots free up, until cancelled or a batch fails."""
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                if self._failure is not None:
+                    raise self._failure
+                while len(self._running) < self.concurrency:
+                    batch = self._take()
+                    if not batch:
+                        break
+                    task = asyncio.create_task(self._run_batch(batch))
+                    self._running.add(task)
+        finally:
+            for task in self._running:
+                task.cancel()
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+    def _take(self) -> list[tuple[Hashable, T]]:
+        """The next batch: released items first, then the fair queue's order; an item whose
+        key is busy in another batch (or has items held) is held behind them."""
+        batch: list[tuple[Hashable, T]] = []
+        keys: set[Hashable] = set()
+        while self._ready and len(batch) < self.batch_size:
+            key, item = self._ready.popleft()  # its key was reserved when it was released
+            batch.append((key, item))
+            keys.add(key)
+        while self._queue and len(batch) < self.batch_size:
+            key, item = self._queue.take()
+            if key in self._held or (self._busy[key] and key not in keys):
+                self._held.setdefault(key, deque()).append(item)
+                continue
+            if key not in keys:
+                self._busy[key] += 1
+                keys.add(key)
+            batch.append((key, item))
+        return batch
+
+    async def _run_batch(self, batch: list[tuple[Hashable, T]]) -> None:
+        try:
+            await self.work([item for _, item in batch])
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._failure = self._failure or exc
+            self._wake.set()
+            return
+        finally:
+            self._running.discard(asyncio.current_task())  # type: ignore[arg-type]
+        self._done(batch)
+
+    def _done(self, batch: list[tuple[Hashable, T]]) -> None:
+        for key in {key for key, _ in batch}:
+            self._busy[key] -= 1
+            if self._busy[key] <= 0:
+                del self._busy[key]
+                held = self._held.get(key)
+                if held:
+                    self._ready.append((key, held.popleft()))
+                    self._busy[key] += 1
+                    if not held:
+                        del self._held[key]
+        self._in_hand -= len(batch)
+        self._room.set()
+        self._wake.set()
+
+
+__all__ = ["FairDispatcher"]
