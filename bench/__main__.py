@@ -4,8 +4,10 @@ Runs end to end (vs the pass-through baseline), ingest (vs a bare gRPC server), 
 (batching vs raw Triton), scaling (1 vs 2 replicas), OCR (pages/s, batched vs one page per
 request), documents (per-field accuracy on text PDFs, clean and degraded scans;
 bench/documents_bench.py) and classroom signals (signals/s end to end vs a pass-through of the
-same topics, then a memory soak of ``--soak-s`` seconds; bench/signals_bench.py); each prints
-its table and writes ``bench/results/<name>.json``.
+same topics, then a memory soak of ``--soak-s`` seconds; bench/signals_bench.py) and
+isolation (three steady tenants' P99 with and without a fourth bursting at 10x its share, and
+the burst tenant's throughput against its weighted share; bench/isolation_bench.py); each
+prints its table and writes ``bench/results/<name>.json``.
 ``--quick`` (or ``BENCH_QUICK=1``) is a short smoke run of the same code paths; ``--profile``
 (or ``BENCH_PROFILE=1``) adds py-spy profiles of the services to the end-to-end run; ``--only
 e2e,ingest`` (or naming them: ``python -m bench documents``) picks benchmarks.
@@ -19,12 +21,13 @@ import sys
 import time
 
 from bench import (
-    decision_bench, documents_bench, e2e_bench, ingest_bench, ocr_bench, scaling_bench,
-    signals_bench)
+    decision_bench, documents_bench, e2e_bench, ingest_bench, isolation_bench, ocr_bench,
+    scaling_bench, signals_bench)
 from bench._common import RESULTS, infrastructure, quick_mode
 from switchyard.runtime import stderr_progress
 
-BENCHMARKS = ("e2e", "ingest", "decision", "scaling", "ocr", "documents", "signals")
+BENCHMARKS = ("e2e", "ingest", "decision", "scaling", "ocr", "documents", "signals",
+              "isolation")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
                     signals_bench.parser().parse_args(signals_flags))
                 signals_bench.run(infra, state / "signals", signals_args,
                                   RESULTS / "signals.json")
+            elif name == "isolation":
+                isolation_args = isolation_bench.configure(
+                    isolation_bench.parser().parse_args(flags))
+                isolation_bench.run(infra, state / "isolation", isolation_args,
+                                    RESULTS / "isolation.json")
             elif name == "documents":
                 documents_args = documents_bench.configure(
                     documents_bench.parser().parse_args(flags))

@@ -126,6 +126,8 @@ SUBMIT_VERDICT = "/switchyard.v1.ReviewService/SubmitVerdict"
 PIPELINE_BENCH_SETTINGS = {"review_tenant_rate": 0.0, "review_queue_rate": 0.0,
                       "router_shadow_sample": 0.1}
 CHUNK = 50
+#: The tenants a workload's items take in turn.
+TENANTS = ("tenant-0", "tenant-1", "tenant-2", "tenant-3")
 #: Stop waiting for stragglers when nothing finished for this long (they count as missing).
 STALL_S = 30.0
 #: py-spy summaries of the saturation phase, by pipeline and service (``--profile``).
@@ -175,10 +177,11 @@ def unique_invoice(text: str, index: int) -> str:
 
 
 def workload(count: int, seed: int, pool: Pool, kafka_share: float = 0.2,
-             tag: str = "") -> list[Item]:
+             tag: str = "", tenants: Sequence[str] = TENANTS) -> list[Item]:
     """A seeded mix: 20% escalated (any document under a kind the router disagrees with),
     10% invalid, 70% documents the decision service decides alone; ``kafka_share`` of the
-    valid ones arrive through the intake topic."""
+    valid ones arrive through the intake topic. Items take ``tenants`` in turn (the
+    isolation benchmark gives each tenant a workload of its own)."""
     rng = random.Random(seed)
     items = []
     for index in range(count):
@@ -188,7 +191,7 @@ def workload(count: int, seed: int, pool: Pool, kafka_share: float = 0.2,
                         else rng.randrange(len(pool.docs))]
         kind = MISMATCH[doc["label"]] if escalate else doc["label"]
         key = f"bench-{tag}{seed}-{index}"
-        tenant = f"tenant-{index % 4}"
+        tenant = tenants[index % len(tenants)]
         text = doc["text"]
         if doc["label"] == "invoice":
             text = unique_invoice(text, seed * 1_000_000 + index)
@@ -395,6 +398,28 @@ def lifecycle_stats(items: list[Item], sent_at: dict[str, float], ids: dict[str,
             for path, values in latencies.items()}
 
 
+async def await_finished(target: Target, watch: StatusWatch, ids: dict[str, str],
+                         kafka_items: Sequence[Item], timeout_s: float) -> None:
+    """Wait until every accepted task (``ids``, which gains the intake items' task ids as
+    ingest creates them) is terminal on the status topic, or ``timeout_s`` is up, or nothing
+    finished for ``STALL_S`` (what is left counts as missing)."""
+    deadline = time.monotonic() + timeout_s
+    progress = (-1, time.monotonic())
+    while time.monotonic() < deadline:
+        unresolved = [i for i in kafka_items if i.key not in ids]
+        if unresolved:
+            ids.update(await target.resolve(unresolved))
+        expected = len(ids) + len([i for i in kafka_items if i.key not in ids])
+        finished = sum(1 for t in ids.values() if t in watch.done)
+        if finished >= expected:
+            break
+        if finished != progress[0]:
+            progress = (finished, time.monotonic())
+        elif time.monotonic() - progress[1] > STALL_S:  # nothing finishes any more
+            break
+        await asyncio.sleep(0.5)
+
+
 async def run_phase(target: Target, watch: StatusWatch, items: list[Item], rate: float,
                     phase: str, timeout_s: float, meter: CpuMeter | None = None,
                     profiler: Profiler | None = None, max_backlog: int = 0) -> Phase:
@@ -475,21 +500,7 @@ async def run_phase(target: Target, watch: StatusWatch, items: list[Item], rate:
     await asyncio.gather(*in_flight)
     await producer.flush()
     kafka_items = [i for i in items if i.via_kafka]
-    deadline = time.monotonic() + timeout_s
-    progress = (-1, time.monotonic())
-    while time.monotonic() < deadline:
-        unresolved = [i for i in kafka_items if i.key not in ids]
-        if unresolved:
-            ids.update(await target.resolve(unresolved))
-        expected = len(ids) + len([i for i in kafka_items if i.key not in ids])
-        finished = sum(1 for t in ids.values() if t in watch.done)
-        if finished >= expected:
-            break
-        if finished != progress[0]:
-            progress = (finished, time.monotonic())
-        elif time.monotonic() - progress[1] > STALL_S:  # nothing finishes any more
-            break
-        await asyncio.sleep(0.5)
+    await await_finished(target, watch, ids, kafka_items, timeout_s)
     if meter is not None:
         meter.stop()
     if profiler is not None:
