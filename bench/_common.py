@@ -61,13 +61,15 @@ def infrastructure() -> Iterator[tuple[Settings, Path]]:
 
 
 def isolated(base: Settings, name: str, **changes: Any) -> Settings:
-    """Settings for one pipeline: own topics, own schema, free ports, no metrics endpoints."""
+    """Settings for one pipeline: own topics, own schema, free ports, no metrics endpoints
+    (unless ``changes`` name one, to watch a run)."""
     tag = uuid.uuid4().hex[:6]
     ports = {attr: free_port() for attr in PORT_ATTRS}
+    quiet = {f"{service}_metrics_port": 0
+             for service in ("ingest", "decision", "executor", "review")}
     return base.replace(
         kafka_topic_prefix=f"bench-{name}-{tag}.", postgres_schema=f"bench_{name}_{tag}",
-        ingest_metrics_port=0, decision_metrics_port=0, executor_metrics_port=0,
-        review_metrics_port=0, log_level="WARNING", **{**ports, **changes},
+        log_level="WARNING", **{**quiet, **ports, **changes},
     )
 
 

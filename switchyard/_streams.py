@@ -18,7 +18,7 @@ import random
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -612,21 +612,30 @@ def attach_fair_agent(app: faust.App, settings: Settings, topic: Topic,
     weights = parse_weights(settings.tenant_weights)
 
     async def agent(stream: faust.StreamT) -> None:
+        app = stream.app
+
         async def work(events: list[tuple[Any, Record]]) -> None:
             await process_record_batch([record for _, record in events], handler,
                                        dead_letters(), service)
             for event, _ in events:
-                await stream.ack(event)
+                event.ack()
 
         dispatcher: FairDispatcher[tuple[Any, Record]] = FairDispatcher(
             work, window=settings.stream_fair_window,
             batch_size=settings.stream_batch_max_records,
             concurrency=settings.stream_fair_batches, weights=weights)
         STREAM_IN_HAND.labels(service, topic.name).set_function(lambda: dispatcher.in_hand)
-        stream.enable_acks = False  # acknowledged by ``work``, once the record's batch is done
         async with asyncio.TaskGroup() as group:
             group.create_task(dispatcher.run(), name=f"{name} dispatch")
-            async for event in stream.events():
+            async for event in _drained(stream.channel.queue):
+                message = event.message
+                if (not app.flow_control.is_active()
+                        or message.generation_id != app.consumer_generation_id):
+                    event.ack()  # fetched before a rebalance: the new assignment re-reads it
+                    continue
+                if not message.tracked:
+                    message.tracked = True
+                    app.consumer.track_message(message)
                 record = to_record(event)
                 tenant, priority = scheduling_keys(record.headers)
                 await dispatcher.submit((event, record), tenant=tenant, priority=priority,
@@ -634,6 +643,22 @@ def attach_fair_agent(app: faust.App, settings: Settings, topic: Topic,
 
     agent.__name__ = agent.__qualname__ = name
     app.agent(faust_topic(app, settings, topic), name=name)(agent)
+
+
+async def _drained(queue: Any) -> AsyncIterator[Any]:
+    """Every event in a faust channel's queue, as soon as it is there.
+
+    Not ``async for event in stream``: faust's stream yields to the event loop before each
+    event (``await sleep(0)``), so a service whose loop is busy deciding reads one record per
+    turn of the loop, about as fast as it processes them, and the backlog stays in the topic
+    in log order, where no fair choice can reach it. Here one turn takes everything queued.
+    """
+    while True:
+        batch = [await queue.get()]
+        while not queue.empty():
+            batch.append(queue.get_nowait())
+        for event in batch:
+            yield event
 
 
 def attach_agent(app: faust.App, settings: Settings, topic: Topic, handler: Handler,
