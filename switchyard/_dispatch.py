@@ -6,7 +6,9 @@ wait behind every record ahead of it in the partition, so one tenant's burst bec
 tenant's wait. :class:`FairDispatcher` reads up to ``window`` records ahead of the ones that
 have finished, holds them in a :class:`~switchyard._fairness.FairQueue` by tenant and
 priority, and starts a micro-batch whenever one of its ``concurrency`` slots is free: up to
-``batch_size`` records, taken in weighted fair order. A steady tenant's record that arrives
+``batch_size`` records, taken in weighted fair order (a part batch waits up to ``linger_s``
+from its oldest record's arrival for more, as a batch a record would cost a transaction a
+record). A steady tenant's record that arrives
 behind a thousand of a bursting tenant's is in the next batch, not after the thousand; the
 bursting tenant still gets every slot nobody else wants.
 
@@ -43,13 +45,18 @@ class FairDispatcher(Generic[T]):
 
     def __init__(self, work: Callable[[list[T]], Awaitable[None]], *, window: int,
                  batch_size: int, concurrency: int,
-                 weights: Mapping[str, float] | None = None) -> None:
+                 weights: Mapping[str, float] | None = None, linger_s: float = 0.0) -> None:
         if min(window, batch_size, concurrency) < 1:
             raise ValueError("window, batch_size and concurrency must be at least 1")
         self.work = work
         self.window = window
         self.batch_size = batch_size
         self.concurrency = concurrency
+        #: how long a part batch waits for more (from its oldest item's arrival): a batch
+        #: costs a transaction, so one item a batch would cap the throughput
+        self.linger_s = linger_s
+        self._since = 0.0  # loop time the oldest item waiting for a slot arrived
+        self._timer: asyncio.TimerHandle | None = None
         self._queue: FairQueue[tuple[Hashable, T]] = FairQueue(weights)
         self._held: dict[Hashable, deque[T]] = {}  # key -> items behind its running ones
         self._ready: deque[tuple[Hashable, T]] = deque()  # released from _held: go first
@@ -76,6 +83,8 @@ class FairDispatcher(Generic[T]):
             self._room.clear()
             await self._room.wait()
         self._in_hand += 1
+        if not self._queue:
+            self._since = asyncio.get_running_loop().time()
         self._queue.put(tenant, priority, (key, item))
         self._wake.set()
 
@@ -87,16 +96,35 @@ class FairDispatcher(Generic[T]):
                 self._wake.clear()
                 if self._failure is not None:
                     raise self._failure
-                while len(self._running) < self.concurrency:
+                while len(self._running) < self.concurrency and not self._lingering():
                     batch = self._take()
                     if not batch:
                         break
                     task = asyncio.create_task(self._run_batch(batch))
                     self._running.add(task)
         finally:
+            if self._timer is not None:
+                self._timer.cancel()
             for task in self._running:
                 task.cancel()
             await asyncio.gather(*self._running, return_exceptions=True)
+
+    def _lingering(self) -> bool:
+        """Whether a part batch should wait a little longer for more items (a wake-up is
+        then set for when it has waited ``linger_s``)."""
+        if self._ready or len(self._queue) >= self.batch_size or not self._queue:
+            return False
+        loop = asyncio.get_running_loop()
+        wait = self._since + self.linger_s - loop.time()
+        if wait <= 0:
+            return False
+        timer = self._timer
+        if timer is None or timer.cancelled() or not loop.time() < timer.when() <= \
+                loop.time() + wait:
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_later(wait, self._wake.set)
+        return True
 
     def _take(self) -> list[tuple[Hashable, T]]:
         """The next batch: released items first, then the fair queue's order; an item whose

@@ -604,7 +604,8 @@ def attach_fair_agent(app: faust.App, settings: Settings, topic: Topic,
                       service: str) -> None:
     """Register a faust agent that feeds ``topic`` to ``handler`` in micro-batches chosen by
     :class:`~switchyard._dispatch.FairDispatcher`: up to ``stream_fair_window`` records read
-    ahead, ``stream_fair_batches`` batches of up to ``stream_batch_max_records`` at a time,
+    ahead, ``stream_fair_batches`` batches of up to ``stream_batch_max_records`` at a time
+    (a part batch waits up to ``stream_batch_window_ms`` for more),
     tenants served by ``tenant_weights`` and priority (:func:`scheduling_keys` of each
     record's headers), a key's records in log order. Each record is acknowledged when its
     batch returned; offsets are committed up to the first record not yet done."""
@@ -623,7 +624,8 @@ def attach_fair_agent(app: faust.App, settings: Settings, topic: Topic,
         dispatcher: FairDispatcher[tuple[Any, Record]] = FairDispatcher(
             work, window=settings.stream_fair_window,
             batch_size=settings.stream_batch_max_records,
-            concurrency=settings.stream_fair_batches, weights=weights)
+            concurrency=settings.stream_fair_batches, weights=weights,
+            linger_s=settings.stream_batch_window_ms / 1000)
         STREAM_IN_HAND.labels(service, topic.name).set_function(lambda: dispatcher.in_hand)
         async with asyncio.TaskGroup() as group:
             group.create_task(dispatcher.run(), name=f"{name} dispatch")

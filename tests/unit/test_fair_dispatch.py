@@ -144,3 +144,19 @@ def test_sizes_must_be_positive() -> None:
 
     with pytest.raises(ValueError, match="at least 1"):
         FairDispatcher(work, window=0, batch_size=1, concurrency=1)
+
+
+async def test_a_part_batch_lingers_for_more_then_goes() -> None:
+    work = Recorder()
+    dispatcher = FairDispatcher(work, window=100, batch_size=10, concurrency=1,
+                                linger_s=0.05)
+    async with dispatching(dispatcher):
+        await submit(dispatcher, "t", 2)
+        await asyncio.sleep(0.01)
+        assert work.batches == []  # two of ten: waits for more
+        await submit(dispatcher, "t", 3, start=2)
+        await asyncio.sleep(0.1)
+        assert [len(b) for b in work.batches] == [5]  # gone once the first waited 50 ms
+        await submit(dispatcher, "t", 10, start=5)
+        await settle(dispatcher)
+    assert [len(b) for b in work.batches] == [5, 10]  # a full batch goes at once
