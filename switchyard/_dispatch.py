@@ -6,11 +6,11 @@ wait behind every record ahead of it in the partition, so one tenant's burst bec
 tenant's wait. :class:`FairDispatcher` reads up to ``window`` records ahead of the ones that
 have finished, holds them in a :class:`~switchyard._fairness.FairQueue` by tenant and
 priority, and starts a micro-batch whenever one of its ``concurrency`` slots is free: up to
-``batch_size`` records, taken in weighted fair order (a part batch waits up to ``linger_s``
-from its oldest record's arrival for more, as a batch a record would cost a transaction a
-record). A steady tenant's record that arrives
-behind a thousand of a bursting tenant's is in the next batch, not after the thousand; the
-bursting tenant still gets every slot nobody else wants.
+``batch_size`` records, taken in weighted fair order. A part batch waits up to ``linger_s``
+from its oldest record's arrival for more: each batch costs its handler a transaction. A
+steady tenant's record that arrives behind a thousand of a bursting tenant's, all in hand, is
+in the next batch, not after the thousand; the bursting tenant still gets every slot nobody
+else wants.
 
 Per key (a task id) the order of the log is kept: a record whose key has an earlier record in
 a running batch, or held, waits until those are done and then goes before anything else, so
@@ -72,10 +72,6 @@ class FairDispatcher(Generic[T]):
     def in_hand(self) -> int:
         """Items submitted and not yet done."""
         return self._in_hand
-
-    def waiting(self, tenant: str) -> int:
-        """A tenant's items waiting for a slot (not those held behind their key)."""
-        return self._queue.waiting(tenant)
 
     async def submit(self, item: T, *, tenant: str, priority: int, key: Hashable) -> None:
         """Hand ``item`` over; waits while the window is full."""

@@ -84,8 +84,8 @@ class ServiceContext:
 
     def consume_fairly(self, topic: Topic, handler: BatchHandler) -> None:
         """Feed ``topic`` to ``handler`` in batches chosen fairly across tenants (weights,
-        then priority) from records read ahead, several batches at a time, each task's
-        records in order (:func:`switchyard._streams.attach_fair_agent`): for the task path,
+        then priority) from records read ahead, ``stream_fair_batches`` at a time, each
+        task's records in order (:func:`switchyard._streams.attach_fair_agent`): for the task path,
         where one tenant's burst must not hold up the others."""
         attach_fair_agent(self.app, self.settings, topic, handler, lambda: self.dead_letters,
                           self.name)

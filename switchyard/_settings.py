@@ -174,7 +174,8 @@ class Settings:
         4096, "Records a fair stream processor (the decision service's tasks, the executor's "
         "decisions) reads ahead of the oldest one not finished, to serve tenants by "
         "tenant_weights instead of in log order; a steady tenant's record waits behind a "
-        "burst only when the burst is longer than this (docs/architecture.md#fairness).",
+        "burst when the burst is longer than this, or when the processor reads no faster "
+        "than it handles records (docs/architecture.md#fairness).",
         group="kafka", minimum=1, maximum=100_000,
     )
     stream_fair_batches: int = setting(

@@ -651,9 +651,9 @@ async def _drained(queue: Any) -> AsyncIterator[Any]:
     """Every event in a faust channel's queue, as soon as it is there.
 
     Not ``async for event in stream``: faust's stream yields to the event loop before each
-    event (``await sleep(0)``), so a service whose loop is busy deciding reads one record per
-    turn of the loop, about as fast as it processes them, and the backlog stays in the topic
-    in log order, where no fair choice can reach it. Here one turn takes everything queued.
+    event (``await sleep(0)``), one turn of a busy loop per record; here one turn takes
+    everything queued. (This alone did not fill the decision service's read-ahead under the
+    isolation benchmark's burst: docs/architecture.md#fairness.)
     """
     while True:
         batch = [await queue.get()]
