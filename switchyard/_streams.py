@@ -26,12 +26,12 @@ from typing import Any, Protocol, TypeVar
 import asyncpg
 import faust
 from google.protobuf.message import Message
-from faust.transport.drivers import aiokafka as faust_aiokafka
 from opentelemetry import trace
 from prometheus_client import Gauge
 
 from switchyard._dispatch import FairDispatcher
 from switchyard._fairness import parse_weights
+from switchyard._faust_transport import transport_class
 from switchyard._kafka import (
     TENANT_HEADER,
     Producer,
@@ -131,32 +131,6 @@ ASSIGNED_PARTITIONS = Gauge(
 )
 
 
-def _transport(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transport]:
-    """faust's Kafka transport with the consumer's fetch wait set from the settings.
-
-    faust fixes ``fetch_max_wait_ms`` at 1500. Tansu holds a fetch on a quiet partition until
-    that wait runs out or its own poll finds new records, so every hop of a task could wait
-    for it: measured 340 ms a hop (median) at 1500, 13 ms at 100, while the idle broker's CPU
-    goes from 0.01 to 0.05 cores (0.13 at 25).
-    """
-
-    class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-        def _create_worker_consumer(self, transport: Any) -> Any:
-            consumer = super()._create_worker_consumer(transport)
-            consumer._fetch_max_wait_ms = fetch_max_wait_ms  # read when the fetcher starts
-            return consumer
-
-    class Consumer(faust_aiokafka.Consumer):
-        def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
-            return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-    class Transport(faust_aiokafka.Transport):
-        pass
-
-    Transport.Consumer = Consumer
-    return Transport
-
-
 def _track_assignment(app: faust.App, service: str) -> None:
     held: set[tuple[str, str, str]] = set()
 
@@ -218,7 +192,8 @@ def create_app(settings: Settings, service: str) -> faust.App:
         datadir=str(datadir / "{conf.name}-data"),
         **options,
     )
-    app.transport = _transport(settings.kafka_fetch_max_wait_ms)(app.conf.broker_consumer, app)
+    app.transport = transport_class(settings.kafka_fetch_max_wait_ms)(
+        app.conf.broker_consumer, app)
     _track_assignment(app, service)
     return app
 
