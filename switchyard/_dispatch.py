@@ -12,6 +12,13 @@ steady tenant's record that arrives behind a thousand of a bursting tenant's, al
 in the next batch, not after the thousand; the bursting tenant still gets every slot nobody
 else wants.
 
+The next batch is still a wait: under a burst every batch is full, and a light tenant's record
+that arrives just after one started waits for it to end, then for its own. So, as FQ-CoDel
+serves sparse flows first, a tenant with no more than ``sparse_limit`` records waiting is
+*sparse*: while every slot is busy, one more batch may run, made of sparse tenants' records
+only. A tenant that sends more than it is served stops being sparse, so the extra batch never
+carries a burst, and with every tenant busy it does not run at all.
+
 Per key (a task id) the order of the log is kept: a record whose key has an earlier record in
 a running batch, or held, waits until those are done and then goes before anything else, so
 a task's decisions never overtake one another.
@@ -45,7 +52,8 @@ class FairDispatcher(Generic[T]):
 
     def __init__(self, work: Callable[[list[T]], Awaitable[None]], *, window: int,
                  batch_size: int, concurrency: int,
-                 weights: Mapping[str, float] | None = None, linger_s: float = 0.0) -> None:
+                 weights: Mapping[str, float] | None = None, linger_s: float = 0.0,
+                 sparse_limit: int = 0) -> None:
         if min(window, batch_size, concurrency) < 1:
             raise ValueError("window, batch_size and concurrency must be at least 1")
         self.work = work
@@ -55,6 +63,10 @@ class FairDispatcher(Generic[T]):
         #: how long a part batch waits for more (from its oldest item's arrival): a batch
         #: costs a transaction, so one item a batch would cap the throughput
         self.linger_s = linger_s
+        #: a tenant with at most this many items waiting is sparse: while every slot is
+        #: busy, one more batch may run, of sparse tenants' items only (0: no such batch)
+        self.sparse_limit = sparse_limit
+        self._sparse_batch: asyncio.Task[None] | None = None
         self._since = 0.0  # loop time the oldest item waiting for a slot arrived
         self._timer: asyncio.TimerHandle | None = None
         self._queue: FairQueue[tuple[Hashable, T]] = FairQueue(weights)
@@ -92,12 +104,20 @@ class FairDispatcher(Generic[T]):
                 self._wake.clear()
                 if self._failure is not None:
                     raise self._failure
-                while len(self._running) < self.concurrency and not self._lingering():
-                    batch = self._take()
+                while not self._lingering():
+                    among: dict[str, int] | None = None  # any tenant's items
+                    if len(self._running) - (self._sparse_batch is not None) >= \
+                            self.concurrency:
+                        if not self.sparse_limit or self._sparse_batch is not None:
+                            break
+                        among = self._sparse_tenants()
+                    batch = self._take(among)
                     if not batch:
                         break
                     task = asyncio.create_task(self._run_batch(batch))
                     self._running.add(task)
+                    if among is not None:
+                        self._sparse_batch = task
         finally:
             if self._timer is not None:
                 self._timer.cancel()
@@ -122,17 +142,25 @@ class FairDispatcher(Generic[T]):
             self._timer = loop.call_later(wait, self._wake.set)
         return True
 
-    def _take(self) -> list[tuple[Hashable, T]]:
+    def _sparse_tenants(self) -> dict[str, int]:
+        """The tenants with items waiting but no more than ``sparse_limit``: how many each."""
+        waiting = ((tenant, self._queue.waiting(tenant)) for tenant in self._queue.tenants())
+        return {tenant: count for tenant, count in waiting if count <= self.sparse_limit}
+
+    def _take(self, among: dict[str, int] | None = None) -> list[tuple[Hashable, T]]:
         """The next batch: released items first, then the fair queue's order; an item whose
-        key is busy in another batch (or has items held) is held behind them."""
+        key is busy in another batch (or has items held) is held behind them. With
+        ``among`` (tenant -> items waiting), only those tenants' queued items."""
         batch: list[tuple[Hashable, T]] = []
         keys: set[Hashable] = set()
-        while self._ready and len(batch) < self.batch_size:
+        while among is None and self._ready and len(batch) < self.batch_size:
             key, item = self._ready.popleft()  # its key was reserved when it was released
             batch.append((key, item))
             keys.add(key)
-        while self._queue and len(batch) < self.batch_size:
-            key, item = self._queue.take()
+        left = len(self._queue) if among is None else sum(among.values())
+        while left and len(batch) < self.batch_size:
+            key, item = self._queue.take(among)
+            left -= 1
             if key in self._held or (self._busy[key] and key not in keys):
                 self._held.setdefault(key, deque()).append(item)
                 continue
@@ -153,6 +181,8 @@ class FairDispatcher(Generic[T]):
             return
         finally:
             self._running.discard(asyncio.current_task())  # type: ignore[arg-type]
+            if self._sparse_batch is asyncio.current_task():
+                self._sparse_batch = None
         self._done(batch)
 
     def _done(self, batch: list[tuple[Hashable, T]]) -> None:

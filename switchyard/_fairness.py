@@ -22,7 +22,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -88,12 +88,25 @@ class FairQueue(Generic[T]):
         heapq.heappush(items, (priority, next(self._seq), item))
         self._size += 1
 
-    def take(self) -> T:
-        start, _, tenant = heapq.heappop(self._turns)
+    def take(self, among: Container[str] | None = None) -> T:
+        """The next item in fair order; with ``among``, the next of those tenants' items (the
+        others keep their turns, and the queue's virtual time stays where the unrestricted
+        order left it). IndexError when none of them has an item waiting."""
+        skipped: list[tuple[float, int, str]] = []
+        try:
+            while True:
+                start, seq, tenant = heapq.heappop(self._turns)
+                if among is None or tenant in among:
+                    break
+                skipped.append((start, seq, tenant))
+        finally:
+            for turn in skipped:
+                heapq.heappush(self._turns, turn)
         items = self._items[tenant]
         _, _, item = heapq.heappop(items)
         self._size -= 1
-        self._now = start
+        if among is None:
+            self._now = start
         self._clock[tenant] = start + 1.0 / self.weights.get(tenant, 1.0)
         if items:
             heapq.heappush(self._turns, (self._clock[tenant], next(self._seq), tenant))

@@ -174,8 +174,7 @@ class Settings:
         4096, "Records a fair stream processor (the decision service's tasks, the executor's "
         "decisions) reads ahead of the oldest one not finished, to serve tenants by "
         "tenant_weights instead of in log order; a steady tenant's record waits behind a "
-        "burst when the burst is longer than this, or when the processor reads no faster "
-        "than it handles records (docs/architecture.md#fairness).",
+        "burst when the burst is longer than this (docs/architecture.md#fairness).",
         group="kafka", minimum=1, maximum=100_000,
     )
     stream_fair_batches: int = setting(
@@ -183,6 +182,13 @@ class Settings:
         "stream_batch_max_records, chosen in weighted fair order). More cut smaller batches "
         "under the same load: each costs a transaction.",
         group="kafka", minimum=1, maximum=64,
+    )
+    stream_fair_sparse_records: int = setting(
+        32, "A tenant with at most this many records waiting in a fair stream processor is "
+        "sparse: while all stream_fair_batches are running, one more batch may run, of "
+        "sparse tenants' records only, so a light tenant does not wait for a bursting one's "
+        "batch to end (0: no such batch; docs/architecture.md#fairness).",
+        group="kafka", minimum=0, maximum=100_000,
     )
     kafka_fetch_max_wait_ms: int = setting(
         100, "Longest a stream consumer's fetch waits at the broker for new records (faust "
@@ -393,9 +399,10 @@ class Settings:
     )
     ingest_max_backlog: int = setting(
         10_000,
-        "QUEUED tasks (accepted, not yet decided; counted in PostgreSQL) at which submissions "
-        "get RESOURCE_EXHAUSTED and intake consumption pauses; a tenant holding its share of "
-        "it (`tenant_weights`) is refused before. 0: no limit.",
+        "Tasks the machines have yet to finish (QUEUED or IN_PROGRESS: to be decided or "
+        "carried out, not BLOCKED on a person or a breaker; counted in PostgreSQL) at which "
+        "submissions get RESOURCE_EXHAUSTED and intake consumption pauses; a tenant holding "
+        "its share of it (`tenant_weights`) is refused before. 0: no limit.",
         group="ingest",
         minimum=0,
     )

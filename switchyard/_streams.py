@@ -580,7 +580,8 @@ def attach_fair_agent(app: faust.App, settings: Settings, topic: Topic,
     """Register a faust agent that feeds ``topic`` to ``handler`` in micro-batches chosen by
     :class:`~switchyard._dispatch.FairDispatcher`: up to ``stream_fair_window`` records read
     ahead, ``stream_fair_batches`` batches of up to ``stream_batch_max_records`` at a time
-    (a part batch waits up to ``stream_batch_window_ms`` for more),
+    (a part batch waits up to ``stream_batch_window_ms`` for more; one more batch of sparse
+    tenants' records, ``stream_fair_sparse_records``),
     tenants served by ``tenant_weights`` and priority (:func:`scheduling_keys` of each
     record's headers), a key's records in log order. Each record is acknowledged when its
     batch returned; offsets are committed up to the first record not yet done."""
@@ -600,7 +601,8 @@ def attach_fair_agent(app: faust.App, settings: Settings, topic: Topic,
             work, window=settings.stream_fair_window,
             batch_size=settings.stream_batch_max_records,
             concurrency=settings.stream_fair_batches, weights=weights,
-            linger_s=settings.stream_batch_window_ms / 1000)
+            linger_s=settings.stream_batch_window_ms / 1000,
+            sparse_limit=settings.stream_fair_sparse_records)
         STREAM_IN_HAND.labels(service, topic.name).set_function(lambda: dispatcher.in_hand)
         async with asyncio.TaskGroup() as group:
             group.create_task(dispatcher.run(), name=f"{name} dispatch")
@@ -627,8 +629,8 @@ async def _drained(queue: Any) -> AsyncIterator[Any]:
 
     Not ``async for event in stream``: faust's stream yields to the event loop before each
     event (``await sleep(0)``), one turn of a busy loop per record; here one turn takes
-    everything queued. (This alone did not fill the decision service's read-ahead under the
-    isolation benchmark's burst: docs/architecture.md#fairness.)
+    everything queued (the consumer puts a fetched batch there in one go:
+    switchyard/_faust_transport.py).
     """
     while True:
         batch = [await queue.get()]

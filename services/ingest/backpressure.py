@@ -1,10 +1,15 @@
 """Backpressure: refuse new work while the pipeline's backlog is over its limit.
 
-What is measured: tasks in PostgreSQL with status QUEUED, i.e. accepted but not yet picked up
-by the decision stage. That is exactly the consumer lag of the ``tasks`` topic that matters,
-counted from the system of record. Kafka's own lag (end offset minus committed offset) is not
-used because Tansu reports wrong end offsets (docs/architecture.md); a count in PostgreSQL is
-exact on any broker.
+What is measured: tasks in PostgreSQL the machines have yet to finish, status QUEUED
+(accepted, waiting for the decision service) or IN_PROGRESS (being decided, or decided and
+waiting for or in the executor). That is the consumer lag of the ``tasks`` and ``decisions``
+topics together, counted from the system of record: when the executor is the slower stage,
+decisions pile up in front of it, and a count of QUEUED tasks alone would keep admitting
+work without bound (and a burst's decisions would fill the executor's fair read-ahead,
+docs/architecture.md#fairness). Tasks BLOCKED on a person or an open circuit breaker do not
+count: a review queue or an outage downstream must not close the door. Kafka's own lag (end
+offset minus committed offset) is not used because Tansu reports wrong end offsets
+(docs/architecture.md); a count in PostgreSQL is exact on any broker.
 
 The count is bounded (``LIMIT max_backlog``), so it costs at most the limit's worth of rows
 however large the backlog grows, and it is refreshed in the background every
@@ -38,11 +43,13 @@ log = logging.getLogger(__name__)
 
 BACKLOG = Gauge(
     "switchyard_ingest_backlog",
-    "QUEUED tasks (accepted, not yet decided), counted up to the backpressure limit.",
+    "Tasks the machines have yet to finish (QUEUED or IN_PROGRESS), counted up to the "
+    "backpressure limit.",
 )
 TENANT_BACKLOG = Gauge(
     "switchyard_ingest_tenant_backlog",
-    "A tenant's QUEUED tasks (of those counted for the backpressure limit).", ["tenant"],
+    "A tenant's tasks the machines have yet to finish (of those counted for the "
+    "backpressure limit).", ["tenant"],
 )
 
 
@@ -71,7 +78,8 @@ class Backlog:
             return 0
         rows = await self.pool.fetch(
             "SELECT tenant_id, count(*) AS waiting FROM (SELECT tenant_id FROM tasks "
-            "WHERE status = 'QUEUED' LIMIT $1) q GROUP BY tenant_id", self.limit)
+            "WHERE status IN ('QUEUED', 'IN_PROGRESS') LIMIT $1) q GROUP BY tenant_id",
+            self.limit)
         counted = {row["tenant_id"]: int(row["waiting"]) for row in rows}
         for gone in set(self.by_tenant) - set(counted):
             TENANT_BACKLOG.labels(gone).set(0)
@@ -97,7 +105,7 @@ class Backlog:
         tenant at its share of it), or None when it is not."""
         if self.over:
             return Overloaded(f"ingest is applying backpressure: {self.value} tasks are "
-                              f"waiting for a decision (limit {self.limit})",
+                              f"still to be decided or carried out (limit {self.limit})",
                               self.retry_after_ms)
         if self.limit <= 0:
             return None
@@ -106,7 +114,7 @@ class Backlog:
             return None
         tenants = len(self.by_tenant.keys() | {tenant})
         return Overloaded(f"ingest is applying backpressure to tenant {tenant!r}: {waiting} of "
-                          f"its tasks are waiting for a decision, its share of the backlog "
+                          f"its tasks are still to be decided or carried out, its share of the backlog "
                           f"limit ({share} of {self.limit}, split by weight among the {tenants} "
                           "tenants with work waiting)", self.retry_after_ms)
 

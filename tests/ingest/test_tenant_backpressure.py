@@ -63,15 +63,15 @@ async def test_a_tenant_at_its_weighted_share_is_refused_while_the_others_are_ac
         assert refusal.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert dict(refusal.trailing_metadata() or ())["retry-after-ms"] == "700"
         assert refusal.details() == (
-            "ingest is applying backpressure to tenant 'noisy': 10 of its tasks are waiting "
-            f"for a decision, its share of the backlog limit (10 of {LIMIT}, split by weight "
+            "ingest is applying backpressure to tenant 'noisy': 10 of its tasks are still to "
+            f"be decided or carried out, its share of the backlog limit (10 of {LIMIT}, split by weight "
             "among the 2 tenants with work waiting); retry after 700 ms")
 
         # the whole backlog is far from the limit: the steady tenant is not held back by the
         # noisy one, up to its own share (30), where the shares add up to the whole limit
         steady, refused = await submit_until_refused(stub, "steady")
         assert 2 + steady == LIMIT * 3 // 4
-        full = f"{LIMIT} tasks are waiting for a decision (limit {LIMIT})"
+        full = f"{LIMIT} tasks are still to be decided or carried out (limit {LIMIT})"
         assert full in (refused.details() or "")
         # now everyone waits, a tenant that had nothing waiting too
         with pytest.raises(grpc.aio.AioRpcError) as caught:

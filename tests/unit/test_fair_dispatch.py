@@ -160,3 +160,41 @@ async def test_a_part_batch_lingers_for_more_then_goes() -> None:
         await submit(dispatcher, "t", 10, start=5)
         await settle(dispatcher)
     assert [len(b) for b in work.batches] == [5, 10]  # a full batch goes at once
+
+
+async def test_a_sparse_tenant_runs_beside_a_busy_slot_and_a_burst_never_does() -> None:
+    work = Recorder(hold=True)
+    dispatcher = FairDispatcher(work, window=10_000, batch_size=10, concurrency=1,
+                                sparse_limit=4)
+    async with dispatching(dispatcher):
+        await submit(dispatcher, "burst", 500)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert len(work.running) == 1  # the one slot; the burst is not sparse
+        await submit(dispatcher, "steady", 3)
+        await submit(dispatcher, "heavy", 6)  # more than sparse_limit waiting
+        for _ in range(20):
+            await asyncio.sleep(0)
+        # the extra batch: the sparse tenant's records only, while the slot is busy
+        assert [b for b in work.running if b[0][0] != "burst"] == [
+            [("steady", 0), ("steady", 1), ("steady", 2)]]
+        await submit(dispatcher, "steady", 2, start=3)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert len(work.running) == 2  # one extra batch at a time
+        work.gate.set()
+        await settle(dispatcher)
+    assert sum(len(b) for b in work.batches) == 511
+
+
+async def test_without_a_sparse_limit_no_batch_runs_beside_a_busy_slot() -> None:
+    work = Recorder(hold=True)
+    dispatcher = FairDispatcher(work, window=10_000, batch_size=10, concurrency=1)
+    async with dispatching(dispatcher):
+        await submit(dispatcher, "burst", 50)
+        await submit(dispatcher, "steady", 1)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert len(work.running) == 1
+        work.gate.set()
+        await settle(dispatcher)

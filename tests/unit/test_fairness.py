@@ -125,3 +125,14 @@ async def test_a_tenant_at_its_share_of_the_queue_is_pushed_back_alone() -> None
     finally:
         release.set()
         await batcher.stop()
+
+
+def test_taking_among_some_tenants_leaves_the_others_turns() -> None:
+    queue: FairQueue[str] = FairQueue()
+    for i in range(3):
+        queue.put("noisy", 2, f"n{i}")
+    queue.put("steady", 2, "s0")
+    assert queue.take(among={"steady"}) == "s0"
+    with pytest.raises(IndexError):
+        queue.take(among={"steady"})
+    assert drain(queue) == ["n0", "n1", "n2"]
