@@ -53,7 +53,8 @@ class FairDispatcher(Generic[T]):
     def __init__(self, work: Callable[[list[T]], Awaitable[None]], *, window: int,
                  batch_size: int, concurrency: int,
                  weights: Mapping[str, float] | None = None, linger_s: float = 0.0,
-                 sparse_limit: int = 0) -> None:
+                 sparse_limit: int = 0,
+                 on_sparse_batch: Callable[[int], object] | None = None) -> None:
         if min(window, batch_size, concurrency) < 1:
             raise ValueError("window, batch_size and concurrency must be at least 1")
         self.work = work
@@ -67,6 +68,8 @@ class FairDispatcher(Generic[T]):
         #: busy, one more batch may run, of sparse tenants' items only (0: no such batch)
         self.sparse_limit = sparse_limit
         self._sparse_batch: asyncio.Task[None] | None = None
+        #: told the size of each sparse batch started (the stream's metric)
+        self.on_sparse_batch = on_sparse_batch
         self._since = 0.0  # loop time the oldest item waiting for a slot arrived
         self._timer: asyncio.TimerHandle | None = None
         self._queue: FairQueue[tuple[Hashable, T]] = FairQueue(weights)
@@ -118,6 +121,8 @@ class FairDispatcher(Generic[T]):
                     self._running.add(task)
                     if among is not None:
                         self._sparse_batch = task
+                        if self.on_sparse_batch is not None:
+                            self.on_sparse_batch(len(batch))
         finally:
             if self._timer is not None:
                 self._timer.cancel()

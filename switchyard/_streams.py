@@ -27,7 +27,7 @@ import asyncpg
 import faust
 from google.protobuf.message import Message
 from opentelemetry import trace
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from switchyard._dispatch import FairDispatcher
 from switchyard._fairness import parse_weights
@@ -121,6 +121,12 @@ STREAM_IN_HAND = Gauge(
     "Records a fair stream processor has read and not finished (waiting for a batch slot, "
     "held behind their task's earlier records, or running); at stream_fair_window it stops "
     "reading.", ["service", "topic"],
+)
+SPARSE_RECORDS = Counter(
+    "switchyard_stream_sparse_records",
+    "Records a fair stream processor ran in its extra batch for sparse tenants (those with "
+    "at most stream_fair_sparse_records waiting) while every batch slot was busy.",
+    ["service", "topic"],
 )
 
 ASSIGNED_PARTITIONS = Gauge(
@@ -602,7 +608,8 @@ def attach_fair_agent(app: faust.App, settings: Settings, topic: Topic,
             batch_size=settings.stream_batch_max_records,
             concurrency=settings.stream_fair_batches, weights=weights,
             linger_s=settings.stream_batch_window_ms / 1000,
-            sparse_limit=settings.stream_fair_sparse_records)
+            sparse_limit=settings.stream_fair_sparse_records,
+            on_sparse_batch=SPARSE_RECORDS.labels(service, topic.name).inc)
         STREAM_IN_HAND.labels(service, topic.name).set_function(lambda: dispatcher.in_hand)
         async with asyncio.TaskGroup() as group:
             group.create_task(dispatcher.run(), name=f"{name} dispatch")

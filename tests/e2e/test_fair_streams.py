@@ -8,7 +8,8 @@ Ingest runs throughout; the consumer under test starts only once the burst and t
 tenant's records are all in its topic, so in log order the steady records would come last.
 
 - decision, ``tasks``: ingest's records carry the tenant and priority headers; the burst
-  tenant's one urgent task, sent last, goes before its normal ones too.
+  tenant's one urgent task, sent last, goes before its normal ones too. A light tenant's
+  tasks sent while a burst is being decided go in the extra batch for sparse tenants.
 - executor, ``decisions``: reviewers' rejections sent as the review service sends them (with
   the headers); the executor ends each task, and the order of those endings is the order of
   its batches.
@@ -37,6 +38,7 @@ from switchyard.v1 import (
     TaskPriority,
 )
 from tests.ingest.helpers import submission
+from tests.observed import metric_sum
 from tests.polling import eventually
 from tests.services import running
 
@@ -104,6 +106,39 @@ async def test_decision_serves_a_steady_tenant_and_urgent_work_before_a_burst(
                  "WHERE tenant_id IN ('dburst', 'dsteady')")
         assert await handled_before(conn, query, "dburst", steady) <= SLACK
         assert await handled_before(conn, query, "dburst", urgent) <= SLACK
+    finally:
+        await conn.close()
+
+
+async def test_a_light_tenant_arriving_mid_burst_runs_beside_the_bursts_batches(
+        fair_settings: Settings, ingest: EmbeddedStack,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The extra batch for sparse tenants (``stream_fair_sparse_records``, on by default):
+    a light tenant's tasks sent while the decision service works through a burst one batch
+    at a time are decided in a batch of their own beside the burst's, not after them."""
+    burst = 2 * BURST
+    await submit(fair_settings, "sburst", burst)
+    conn = await connect(fair_settings)
+    try:
+        with running(fair_settings, tmp_path_factory.mktemp("sparse"), ("decision",)):
+            async def started() -> bool:
+                return bool(await conn.fetchval(
+                    "SELECT count(*) FROM decisions WHERE tenant_id = 'sburst'"))
+            await eventually(started, "the burst's first batch decided", timeout_s=120)
+            light = await submit(fair_settings, "slight", STEADY)
+
+            async def all_decided() -> bool:
+                return await conn.fetchval(
+                    "SELECT count(*) FROM decisions WHERE tenant_id IN ('sburst', 'slight')"
+                ) == burst + STEADY
+            await eventually(all_decided, "every task decided", timeout_s=240)
+            carried = metric_sum(fair_settings.decision_metrics_port,
+                                 "switchyard_stream_sparse_records_total")
+        after = await conn.fetchval(
+            "SELECT count(*) FROM decisions WHERE tenant_id = 'sburst' AND created_at > "
+            "(SELECT max(created_at) FROM decisions WHERE task_id = ANY($1::uuid[]))", light)
+        assert carried >= STEADY  # the light tenant's tasks went in the extra batch
+        assert after >= BATCH, "the light tenant's tasks waited for the burst's end"
     finally:
         await conn.close()
 
