@@ -114,9 +114,9 @@ class Backlog:
             return None
         tenants = len(self.by_tenant.keys() | {tenant})
         return Overloaded(f"ingest is applying backpressure to tenant {tenant!r}: {waiting} of "
-                          f"its tasks are still to be decided or carried out, its share of the backlog "
-                          f"limit ({share} of {self.limit}, split by weight among the {tenants} "
-                          "tenants with work waiting)", self.retry_after_ms)
+                          "its tasks are still to be decided or carried out, its share of the "
+                          f"backlog limit ({share} of {self.limit}, split by weight among the "
+                          f"{tenants} tenants with work waiting)", self.retry_after_ms)
 
     def accepted(self, tenant: str, created: int) -> None:
         """Count tasks just created until the next refresh recounts, so a burst cannot pass

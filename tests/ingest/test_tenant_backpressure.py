@@ -64,8 +64,9 @@ async def test_a_tenant_at_its_weighted_share_is_refused_while_the_others_are_ac
         assert dict(refusal.trailing_metadata() or ())["retry-after-ms"] == "700"
         assert refusal.details() == (
             "ingest is applying backpressure to tenant 'noisy': 10 of its tasks are still to "
-            f"be decided or carried out, its share of the backlog limit (10 of {LIMIT}, split by weight "
-            "among the 2 tenants with work waiting); retry after 700 ms")
+            "be decided or carried out, its share of the backlog limit "
+            f"(10 of {LIMIT}, split by weight among the 2 tenants with work waiting); "
+            "retry after 700 ms")
 
         # the whole backlog is far from the limit: the steady tenant is not held back by the
         # noisy one, up to its own share (30), where the shares add up to the whole limit

@@ -1,4 +1,5 @@
-"""A service whose event loop is busy still reads its topic in bulk (switchyard/_faust_transport.py).
+"""A service whose event loop is busy still reads its topic in bulk
+(switchyard/_faust_transport.py).
 
 faust's own fetch loop hands each record to the streams through a ``wait_first`` of four
 tasks, several turns of the event loop per record; a loop busy deciding then read about one

@@ -33,7 +33,8 @@ def test_refusals_name_the_tenant_or_the_whole_backlog() -> None:
     assert "(50 of 100, split by weight among the 2 tenants" in str(refused)
     assert backlog(100, a=50, b=1).refusal("b") is None
     full = backlog(100, a=99, b=1).refusal("b")
-    assert full is not None and "100 tasks are still to be decided or carried out (limit 100)" in str(full)
+    assert full is not None
+    assert "100 tasks are still to be decided or carried out (limit 100)" in str(full)
     assert backlog(0, a=10**6).refusal("a") is None  # no limit
 
 
