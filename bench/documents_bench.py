@@ -11,7 +11,10 @@ give accuracy per field and category, per renderer and per degradation, and how 
 extracted fields carry a provenance (page and box).
 
 ``--corpus DIR`` evaluates documents from elsewhere instead (a ``manifest.jsonl`` beside the
-files, see :func:`bench.evalset.load_set`); ``--save DIR`` keeps the generated set for
+files, see :func:`bench.evalset.load_set`); ``bench/outside`` is such a set, of documents this
+project's generators did not make (see its README). ``--route`` submits every document
+without a kind, as an upstream system that does not know what it sent: the router names the
+type, and the report scores that against each document's ``kind``. ``--save DIR`` keeps the generated set for
 inspection or for another tool. Several documents are in flight at once (``--concurrency``),
 so the decision service's micro-batcher batches their OCR pages as it does in production.
 """
@@ -48,6 +51,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", type=Path, default=None,
                    help="evaluate the documents listed in DIR/manifest.jsonl instead")
     p.add_argument("--save", type=Path, default=None, help="write the generated set to DIR")
+    p.add_argument("--route", action="store_true",
+                   help="submit without a kind: the router names the type (routing is scored)")
     p.add_argument("--concurrency", type=int, default=4, help="documents in flight at once")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per Decide call")
     p.add_argument("--json", type=Path, default=RESULTS / "documents.json")
@@ -71,8 +76,9 @@ def documents_for(args: argparse.Namespace) -> list[EvalDocument]:
 
 
 async def decide_all(settings: Settings, documents: list[EvalDocument], concurrency: int,
-                     timeout_s: float) -> list[dict[str, Any]]:
-    """Decide every document through the decision service; one outcome row per document."""
+                     timeout_s: float, route: bool = False) -> list[dict[str, Any]]:
+    """Decide every document through the decision service; one outcome row per document.
+    ``route``: submitted without a kind (the router alone names the type), else as invoices."""
     from switchyard.rpc import create_channel
     from switchyard.v1 import (
         DecideRequest, DecisionOutcome, DecisionServiceStub, Document, LayoutSource,
@@ -83,10 +89,11 @@ async def decide_all(settings: Settings, documents: list[EvalDocument], concurre
     gate = asyncio.Semaphore(max(1, concurrency))
 
     async def one(document: EvalDocument) -> dict[str, Any]:
+        kind = "" if route else "invoice"
         envelope = TaskEnvelope(
-            task_id=str(uuid.uuid4()), tenant_id=TENANT, kind="invoice",
+            task_id=str(uuid.uuid4()), tenant_id=TENANT, kind=kind,
             document=Document(content_type=document.content_type, body=document.body,
-                              filename=document.filename, kind_hint="invoice"))
+                              filename=document.filename, kind_hint=kind))
         async with gate:
             began = time.monotonic()
             try:
@@ -103,6 +110,7 @@ async def decide_all(settings: Settings, documents: list[EvalDocument], concurre
                    if f.HasField("provenance")}
         return {"document": document, "error": "", "seconds": seconds, "fields": fields,
                 "located": located, "sources": sources, "label": decision.label,
+                "confidence": round(decision.confidence, 3),
                 "pack": decision.pack, "rule": decision.rule,
                 "outcome": DecisionOutcome.Name(decision.outcome)}
 
@@ -136,9 +144,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             per_category[category][name][1] += 1
             per_category[category]["(all fields)"][0] += right
             per_category[category]["(all fields)"][1] += 1
-            keys = [f"renderer={document.made.get('renderer', '?')}",
-                    f"layout={document.made.get('layout', '?')}",
-                    f"vocabulary={document.made.get('vocabulary', '?')}"]
+            keys = [f"{what}={document.made[what]}" for what in ("renderer", "layout",
+                                                                 "vocabulary")
+                    if what in document.made]
             keys += [f"degradation={kind.split(':')[0]}"
                      for kind in document.made.get("degradations", [])]
             if document.made.get("format"):
@@ -160,7 +168,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         documents.append({
             "id": document.doc_id, "category": category, "content_type": document.content_type,
             "made": document.made, "error": row["error"], "seconds": round(row["seconds"], 2),
-            "label": row.get("label", ""), "pack": row.get("pack", ""),
+            "kind": document.kind, "label": row.get("label", ""),
+            "confidence": row.get("confidence"), "pack": row.get("pack", ""),
             "rule": row.get("rule", ""), "outcome": row.get("outcome", ""),
             "read_by": sorted(set(row.get("sources", {}).values())),
             "wrong": {name: {"expected": document.expected[name],
@@ -182,7 +191,37 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
                        "share": _rate(*located)},
         "errors": sum(1 for row in rows if row["error"]),
         "not_extracted": dict(sorted(unread.items())),
+        "routing": routing(rows),
         "documents": documents,
+    }
+
+
+#: Rules of the tenant's routing policy: the router was unsure, or disagreed with the
+#: submitter; a person confirms the type (services.decision.policy)
+ROUTING_RULES = frozenset({"low_confidence", "kind_mismatch"})
+
+
+def routing(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per document kind (documents with one): how many the router named right, and how many
+    went to a person to confirm the type; a document counts as automated wrongly-routed when
+    the router named another type and no person was asked."""
+    counted = ("documents", "named_right", "asked_a_person", "routed_wrong_unasked")
+    per_kind: dict[str, dict[str, int]] = collections.defaultdict(dict.fromkeys(counted, 0).copy)
+    for row in rows:
+        kind = row["document"].kind
+        if kind is None or row["error"]:
+            continue
+        counts = per_kind[kind]
+        counts["documents"] += 1
+        counts["named_right"] += row.get("label") == kind
+        asked = row.get("rule") in ROUTING_RULES
+        counts["asked_a_person"] += asked
+        counts["routed_wrong_unasked"] += row.get("label") != kind and not asked
+    total = {name: sum(c[name] for c in per_kind.values()) for name in counted}
+    return {
+        "per_kind": {k: {**c, "accuracy": _rate(c["named_right"], c["documents"])}
+                     for k, c in sorted(per_kind.items())},
+        "all": {**total, "accuracy": _rate(total["named_right"], total["documents"])},
     }
 
 
@@ -215,6 +254,14 @@ def print_summary(summary: dict[str, Any]) -> None:
           f"; documents that failed: {summary['errors']}")
     for what, count in summary["not_extracted"].items():
         print(f"  decided before the pack read fields ({what}): {count}")
+    if summary["routing"]["all"].get("documents"):
+        print_table("routing (the router's type vs the document's kind)",
+                    ["kind", "documents", "named right", "asked a person",
+                     "wrong, not asked"],
+                    [[k, c["documents"], c["named_right"], c["asked_a_person"],
+                      c["routed_wrong_unasked"]]
+                     for k, c in [*summary["routing"]["per_kind"].items(),
+                                  ("(all)", summary["routing"]["all"])]])
     for document in [d for d in summary["documents"] if d["error"]][:5]:
         print(f"  {document['id']} ({document['content_type']}): {document['error'][:300]}")
 
@@ -229,7 +276,8 @@ def run(infra: Settings, state: Path, args: argparse.Namespace, json_path: Path)
     settings = isolated(infra, "docs")
     with Pipeline(settings, state / "documents", service_specs(settings, ("decision",))):
         began = time.monotonic()
-        rows = asyncio.run(decide_all(settings, documents, args.concurrency, args.timeout))
+        rows = asyncio.run(decide_all(settings, documents, args.concurrency, args.timeout,
+                                      args.route))
         wall = time.monotonic() - began
     summary = summarise(rows)
     print_summary(summary)
@@ -237,7 +285,7 @@ def run(infra: Settings, state: Path, args: argparse.Namespace, json_path: Path)
     result = {
         "benchmark": "documents", "quick": bool(args.quick),
         "set": {"corpus": str(args.corpus) if args.corpus else None,
-                "seed": None if args.corpus else args.seed,
+                "seed": None if args.corpus else args.seed, "routed": args.route,
                 "documents": len(documents),
                 "per_category": dict(collections.Counter(d.category for d in documents))},
         "decide": {"wall_s": round(wall, 1), "p50_ms": percentile_ms(seconds, 0.5),

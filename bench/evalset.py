@@ -657,10 +657,14 @@ class EvalDocument:
     body: bytes
     expected: dict[str, str | None]
     made: dict[str, Any] = field(default_factory=dict)
+    #: the document type a person would file it under (a pack's name, or ``other``); None:
+    #: routing is not scored on it
+    kind: str | None = None
 
     def manifest_line(self) -> dict[str, Any]:
         return {"file": self.filename, "content_type": self.content_type,
-                "category": self.category, "expected": self.expected, "made": self.made}
+                "category": self.category, "kind": self.kind, "expected": self.expected,
+                "made": self.made}
 
 
 def generate(text_pdfs: int = 12, clean_scans: int = 8, degraded_scans: int = 12,
@@ -697,7 +701,7 @@ def generate(text_pdfs: int = 12, clean_scans: int = 8, degraded_scans: int = 12
         doc_id = f"{category}-{index:03d}"
         if category == "text_pdf":
             documents.append(EvalDocument(doc_id, category, "application/pdf", f"{doc_id}.pdf",
-                                          pdf, facts.expected(), made))
+                                          pdf, facts.expected(), made, kind="invoice"))
             continue
         dpi = rng.choice((200, 300)) if category == "clean_scan" else rng.choice((150, 200))
         image = rasterise(pdf, dpi)
@@ -719,7 +723,7 @@ def generate(text_pdfs: int = 12, clean_scans: int = 8, degraded_scans: int = 12
         content_type, ext, body = encode_scan(image, fmt, exif_rotated)
         made["format"] = fmt
         documents.append(EvalDocument(doc_id, category, content_type, f"{doc_id}.{ext}", body,
-                                      facts.expected(), made))
+                                      facts.expected(), made, kind="invoice"))
     return documents
 
 
@@ -737,8 +741,9 @@ def write_set(documents: Iterable[EvalDocument], directory: Path) -> Path:
 
 def load_set(directory: Path) -> list[EvalDocument]:
     """Documents listed in ``directory/manifest.jsonl``: each line names a ``file`` beside it,
-    its ``content_type``, a ``category`` (any name; the report groups by it) and the
-    ``expected`` values of the fields to score (missing or null: not scored)."""
+    its ``content_type``, a ``category`` (any name; the report groups by it), the ``expected``
+    values of the fields to score (missing or null: not scored) and optionally the ``kind`` a
+    person would file it under (routing is scored against it)."""
     documents = []
     manifest = directory / "manifest.jsonl"
     for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
@@ -751,7 +756,7 @@ def load_set(directory: Path) -> list[EvalDocument]:
                 doc_id=Path(entry["file"]).stem, category=str(entry.get("category", "other")),
                 content_type=entry["content_type"], filename=entry["file"],
                 body=path.read_bytes(), expected=dict(entry.get("expected", {})),
-                made=dict(entry.get("made", {}))))
+                made=dict(entry.get("made", {})), kind=entry.get("kind")))
         except (KeyError, ValueError, OSError) as error:
             raise ValueError(f"{manifest}:{number}: {error}") from error
     return documents
