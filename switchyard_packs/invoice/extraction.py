@@ -58,7 +58,7 @@ CONFIDENCE_WEIGHTS: dict[str, float] = {
 
 CURRENCY_SYMBOLS: tuple[tuple[str, str], ...] = (  # longest first: "C$" before "$"
     ("C$", "CAD"), ("A$", "AUD"), ("CHF", "CHF"), ("zł", "PLN"), ("kr", "SEK"), ("$", "USD"),
-    ("€", "EUR"), ("£", "GBP"), ("₹", "INR"), ("¥", "JPY"),
+    ("€", "EUR"), ("£", "GBP"), ("₹", "INR"), ("Rs.", "INR"), ("Rs", "INR"), ("¥", "JPY"),
 )
 CURRENCY_CODES = frozenset({
     "USD", "EUR", "GBP", "INR", "JPY", "CHF", "CAD", "AUD", "SEK", "PLN", "NOK", "DKK", "NZD",
@@ -66,17 +66,41 @@ CURRENCY_CODES = frozenset({
 })
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
           "september", "october", "november", "december")
+#: Month names of the languages the labels cover (English, German, French, Spanish, Italian,
+#: Dutch, Polish in the genitive that dates use), each the month's number.
+MONTH_NAMES: dict[str, int] = {
+    name: number
+    for names in (
+        MONTHS,
+        ("januar", "februar", "märz", "april", "mai", "juni", "juli", "august", "september",
+         "oktober", "november", "dezember"),
+        ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre",
+         "octobre", "novembre", "décembre"),
+        ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto",
+         "septiembre", "octubre", "noviembre", "diciembre"),
+        ("gennaio", "febbraio", "marzo", "aprile", "maggio", "giugno", "luglio", "agosto",
+         "settembre", "ottobre", "novembre", "dicembre"),
+        ("januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus",
+         "september", "oktober", "november", "december"),
+        ("stycznia", "lutego", "marca", "kwietnia", "maja", "czerwca", "lipca", "sierpnia",
+         "września", "października", "listopada", "grudnia"),
+    )
+    for number, name in enumerate(names, start=1)
+}
 COMPANY_SUFFIX = re.compile(
     r"(?:\b(?:Pty Ltd|Ltd\.?|Inc\.?|LLC|GmbH|S\.A\.|B\.V\.|AG|Co\.|plc|SARL|S\.L\.|Oy|AB|"
     r"Corp\.?|Limited|Company|SE|NV|SpA|KG))\s*$")
 
 # -- values ------------------------------------------------------------------------------------
 
-_SYM = "|".join(re.escape(s) for s, _ in CURRENCY_SYMBOLS)
+# a symbol of letters starts a word ('Rs 1939', not 'Hours 32')
+_SYM = "|".join((r"\b" if s[0].isalpha() else "") + re.escape(s) for s, _ in CURRENCY_SYMBOLS)
 _CODE = "|".join(sorted(CURRENCY_CODES))
 _NUM = r"\d{1,3}(?:[ ,.]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?"
+# a number glued to a letter is part of an identifier ('TVA F63530848134'), unless the letters
+# are its currency ('EUR1234')
 _MONEY = re.compile(
-    rf"(?P<pre>{_SYM}|\b(?:{_CODE})\b)?[ \t]?(?P<num>{_NUM})(?![\d]|[.,]\d|[ \t]?%)(?:[ \t]?(?P<post>\b(?:{_CODE})\b|{_SYM}))?")
+    rf"(?:(?P<pre>{_SYM}|\b(?:{_CODE})\b)[ \t]?|(?<!\w)|(?<=\b(?:{_CODE})))(?P<num>{_NUM})(?![\d]|[.,]\d|[ \t]?%)(?:[ \t]?(?P<post>\b(?:{_CODE})\b|{_SYM}))?")
 
 
 @dataclass(frozen=True)
@@ -125,19 +149,25 @@ _DATE_PATTERNS = (
     ("iso", re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")),
     ("dots", re.compile(r"\b(\d{1,2})\.(\d{1,2})\.(\d{4})\b")),
     ("slash", re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b")),
-    # OCR drops spaces: "June 5,2026", "5Jun2026"
-    ("month_first", re.compile(r"\b([A-Za-z]{3,9})\.? (\d{1,2}),? ?(\d{4})\b")),
-    ("day_first", re.compile(r"\b(\d{1,2}) ?([A-Za-z]{3,9})\.? ?(\d{4})\b")),
+    ("dashes", re.compile(r"\b(\d{1,2})-(\d{1,2})-(\d{4})\b")),
+    # OCR drops spaces: "June 5,2026", "5Jun2026"; "August 3 , 2014", "7. Mai 2014"
+    ("month_first", re.compile(r"\b([^\W\d_]{3,10})\.? (\d{1,2})(?:st|nd|rd|th)? ?,? ?(\d{4})\b")),
+    ("day_first", re.compile(r"\b(\d{1,2})(?:\.|er|st|nd|rd|th)? ?([^\W\d_]{3,10})\.? ?(\d{4})\b")),
     ("compact", re.compile(r"\b((?:19|20)\d{2})(\d{2})(\d{2})\b")),
 )
 
 
 def _month(name: str) -> int | None:
+    """A month's number from its name or an abbreviation (at least three letters) that only
+    one month's names start with, in any language of :data:`MONTH_NAMES` ('Sept', 'déc',
+    'Okt'; not 'jui', French for both June and July)."""
     name = name.lower()
-    for index, month in enumerate(MONTHS, start=1):
-        if len(name) >= 3 and month.startswith(name):
-            return index
-    return None
+    if name in MONTH_NAMES:
+        return MONTH_NAMES[name]
+    if len(name) < 3:
+        return None
+    months = {number for full, number in MONTH_NAMES.items() if full.startswith(name)}
+    return months.pop() if len(months) == 1 else None
 
 
 def _make(year: int, month: int, day: int) -> dt.date | None:
@@ -147,39 +177,47 @@ def _make(year: int, month: int, day: int) -> dt.date | None:
         return None
 
 
+def _readings(kind: str, a: str, b: str, c: str) -> list[dt.date]:
+    """The dates a match of ``_DATE_PATTERNS`` can mean (two when day and month may swap)."""
+    readings: list[dt.date | None]
+    if kind in ("iso", "compact"):
+        readings = [_make(int(a), int(b), int(c))]
+    elif kind == "dots":
+        readings = [_make(int(c), int(b), int(a))]
+    elif kind in ("slash", "dashes"):
+        readings = [_make(int(c), int(b), int(a)), _make(int(c), int(a), int(b))]
+    elif kind == "month_first":
+        month = _month(a)
+        readings = [_make(int(c), month, int(b))] if month else []
+    else:
+        month = _month(b)
+        readings = [_make(int(c), month, int(a))] if month else []
+    return list(dict.fromkeys(d for d in readings if d is not None))
+
+
 def find_date(text: str) -> tuple[list[dt.date], str] | None:
-    """The first date in ``text``: its readings (two when day/month order is ambiguous)."""
+    """The first date in ``text``: its readings (two when day/month order is ambiguous). A
+    match that is no date ('Total 12 2026': no month called 'Total') does not hide a later
+    one."""
     best: tuple[int, list[dt.date], str] | None = None
     for kind, pattern in _DATE_PATTERNS:
-        m = pattern.search(text)
-        if m is None or (best is not None and m.start() >= best[0]):
-            continue
-        a, b, c = m.groups()
-        readings: list[dt.date | None]
-        if kind in ("iso", "compact"):
-            readings = [_make(int(a), int(b), int(c))]
-        elif kind == "dots":
-            readings = [_make(int(c), int(b), int(a))]
-        elif kind == "slash":
-            readings = [_make(int(c), int(b), int(a)), _make(int(c), int(a), int(b))]
-        elif kind == "month_first":
-            month = _month(a)
-            readings = [_make(int(c), month, int(b))] if month else []
-        else:
-            month = _month(b)
-            readings = [_make(int(c), month, int(a))] if month else []
-        dates = list(dict.fromkeys(d for d in readings if d is not None))
-        if dates:
-            best = (m.start(), dates, m.group(0))
+        for m in pattern.finditer(text):
+            if best is not None and m.start() >= best[0]:
+                break
+            dates = _readings(kind, *m.groups())
+            if dates:
+                best = (m.start(), dates, m.group(0))
+                break
     return None if best is None else (best[1], best[2])
 
 
-_ID = re.compile(r"#?[A-Za-z0-9][A-Za-z0-9./\-#]*\d[A-Za-z0-9/\-]*|#\d+")
+_ID = re.compile(r"#?[A-Za-z0-9][A-Za-z0-9./\-#_]*\d[A-Za-z0-9/\-_]*|#\d+")
 
 
 def find_identifier(text: str) -> str | None:
-    """An invoice / PO number: the first token with a digit ('INV-2024-00042', 'P.O. 7013')."""
-    text = text.strip()
+    """An invoice / PO number: the first token with a digit ('INV-2024-00042', 'P.O. 7013',
+    'BLR_WFLD2015'); a '#' before it ('# 4471') is the label's, not the number's."""
+    text = re.sub(r"^#\s+", "", text.strip())
     m = re.match(r"(P\.O\.|PO|No\.?)\s+(\d[\w/\-]*)", text)
     if m and m.group(1) == "P.O.":
         return f"P.O. {m.group(2)}"
@@ -199,22 +237,39 @@ def _doubtful_identifier(ident: str) -> bool:
 LABELS: dict[str, tuple[str, ...]] = {
     "invoice_number": ("invoice no.", "invoice no", "invoice #", "invoice number", "inv. no.",
                        "inv no", "invoice nr", "bill no", "document no", "rechnungsnummer",
-                       "n° de facture", "no. factura", "invoice_no", "invoice_number",
-                       "numéro de facture", "factura no"),
+                       "rechnungsnr.", "rechnungsnr", "rechnung nr", "n° de facture",
+                       "facture n°", "facture no", "no. factura", "invoice_no",
+                       "invoice_number", "numéro de facture", "factura no", "factura nº",
+                       "número de factura", "fattura n.", "fattura n°", "numero fattura",
+                       "factuurnummer", "factuurnr", "faktura nr", "numer faktury"),
     "invoice_date": ("invoice date", "issue date", "date of issue", "datum", "date",
-                     "invoice_date", "rechnungsdatum", "fecha"),
+                     "invoice_date", "rechnungsdatum", "fecha", "fecha de emisión",
+                     "date de facture", "date d'émission", "data fattura", "data emissione",
+                     "factuurdatum", "data wystawienia"),
     "due_date": ("due date", "payment due", "pay by", "fällig am", "due", "due_date",
-                 "zahlbar bis", "échéance"),
+                 "zahlbar bis", "zahlungsziel", "échéance", "date d'échéance",
+                 "date limite de paiement", "fecha de vencimiento", "vencimiento", "scadenza",
+                 "data scadenza", "vervaldatum", "termin płatności"),
     "po_number": ("po number", "purchase order", "p.o. #", "p.o. no", "your ref", "order ref",
-                  "your order", "order no", "order number", "po", "po_number", "bestellnummer"),
-    "buyer": ("bill to", "customer", "sold to", "client", "kunde", "ship to"),
-    "tax_id": ("vat id", "tax id", "gstin", "ust-idnr", "ein", "vat no"),
-    "subtotal": ("subtotal", "sub-total", "net amount", "zwischensumme", "net total"),
-    "tax": ("sales tax", "mwst", "vat", "tax", "gst"),
+                  "your order", "order no", "order number", "po", "po_number", "bestellnummer",
+                  "bestelnummer", "numero ordine", "bon de commande", "pedido"),
+    "buyer": ("bill to", "customer", "sold to", "client", "kunde", "ship to", "cliente",
+              "klant", "nabywca", "destinataire"),
+    "tax_id": ("vat id", "tax id", "gstin", "ust-idnr", "ein", "vat no", "p.iva", "partita iva",
+               "btw-nummer", "nip", "siret", "n° tva"),
+    "subtotal": ("subtotal", "sub-total", "net amount", "zwischensumme", "net total",
+                 "nettobetrag", "total ht", "montant ht", "imponibile", "subtotaal",
+                 "base imponible", "wartość netto"),
+    "tax": ("sales tax", "mwst", "vat", "tax", "gst", "tva", "iva", "btw", "ust",
+            "kwota vat"),
     "total": ("total due", "amount due", "balance due", "grand total", "gesamtbetrag",
-              "total ttc", "total", "amount", "invoice total"),
-    "vendor": ("vendor", "supplier", "seller"),
-    "currency": ("currency",),
+              "total ttc", "total", "amount", "invoice total", "rechnungsbetrag",
+              "montant ttc", "somme à payer", "net à payer", "total a pagar", "importe total",
+              "totale fattura", "totale", "totaal te betalen", "totaal",
+              "należność ogółem", "do zapłaty"),
+    "vendor": ("vendor", "supplier", "seller", "issuer", "sold by", "lieferant",
+               "fornitore", "proveedor", "fournisseur", "leverancier", "sprzedawca"),
+    "currency": ("currency", "währung", "devise", "moneda", "valuta", "waluta"),
     "line_item_count": ("lines", "line items"),
 }
 _LABEL_FIELD = {label: name for name, labels in LABELS.items() for label in labels}
@@ -223,6 +278,7 @@ _LABEL_ALT = "|".join(
     re.escape(label) + (_RATE if _LABEL_FIELD[label] == "tax" else "")
     for label in sorted(_LABEL_FIELD, key=len, reverse=True)
 )
+_RATE_SUFFIX = re.compile(_RATE + "$")
 _SEP = r"[ \t]*(?::|=|\t)[ \t]*|[ \t]+-[ \t]+| {2,}"
 _LABELED = re.compile(rf"(?<![\w.])(?P<label>{_LABEL_ALT})(?P<sep>{_SEP})", re.IGNORECASE)
 _BOUNDARY = re.compile(r"\n| \| |; ")
@@ -279,7 +335,8 @@ def _labeled_values(text: str) -> list[tuple[str, str, str]]:
         if cut is not None:
             value = value[:cut.start()]
         label = re.sub(r"\s+", " ", m.group("label").lower())
-        name = _LABEL_FIELD.get(label) or ("tax" if re.match(r"(vat|tax|gst)", label) else "")
+        # a tax label carries its rate ("btw 21%", "vat (20%)")
+        name = _LABEL_FIELD.get(label) or _LABEL_FIELD.get(_RATE_SUFFIX.sub("", label), "")
         if name:
             out.append((name, label, value.strip(" \t|;,")))
     return out
@@ -368,8 +425,9 @@ def _from_pairs(pairs: list[tuple[str, str, str]], b: _Builder, base: float) -> 
 
 
 _EMAIL_NUMBER = re.compile(
-    r"\b(?:invoice|rechnung|facture|factura)(?:\s+(?:no\.?|number|nr\.?|#))?\s+"
-    r"(#?[A-Za-z0-9][A-Za-z0-9/\-#]*\d[A-Za-z0-9/\-]*)", re.IGNORECASE)
+    r"\b(?:invoice|rechnung|facture|factura|fattura|factuur|faktura)"
+    r"(?:\s+(?:no\.?|number|nr\.?|#|numero|número)\s+|\s+(?:n°|nº|n\.)\s*|\s+)"
+    r"(#?[A-Za-z0-9][A-Za-z0-9/\-#_]*\d[A-Za-z0-9/\-_]*)", re.IGNORECASE)
 _EMAIL_AMOUNT = re.compile(
     r"(?:amount of|amounting to|amount:|total of|total:|for)\s+(?P<v>[^\s(].{0,24})"
     r"|\((?P<p>[^()]{1,24})\)", re.IGNORECASE)
@@ -553,9 +611,39 @@ def _bank_account(text: str, b: _Builder) -> None:
     if m and m.group(1)[:2].isupper():
         b.offer("bank_account", re.sub(r"\s+", "", m.group(1)), 0.88, m.group(0), "iban")
         return
+    for m in _IBAN_CANDIDATE.finditer(text):
+        # grouped otherwise than in fours ('FR76 10107 00245 ...') or unlabelled ('pay to NL91
+        # ABNA ...'): the ISO 13616 check digits say whether it is an IBAN at all
+        iban = _checked_iban(m.group(0))
+        if iban:
+            b.offer("bank_account", iban, 0.85, m.group(0), "iban")
+            return
     m = re.search(r"\b(?:Account|Acct)\.?\s*(?:no\.?|number)?[:\s]+(\d{6,12})", text, re.IGNORECASE)
     if m:
         b.offer("bank_account", m.group(1), 0.8, m.group(0), "account")
+
+
+_IBAN_CANDIDATE = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{1,11}){2,9}\b")
+
+
+def _checked_iban(raw: str) -> str | None:
+    """The longest run of ``raw``'s space-separated groups, from the start, that is an IBAN
+    by its mod-97 check digits (15 to 34 characters), compacted; None when none is."""
+    groups = raw.split(" ")
+    for end in range(len(groups), 0, -1):
+        iban = "".join(groups[:end])
+        if 15 <= len(iban) <= 34 and iban_checksum_valid(iban):
+            return iban
+    return None
+
+
+def iban_checksum_valid(iban: str) -> bool:
+    """ISO 13616: the country and check digits moved to the end, letters as 10..35, the
+    number leaves remainder 1 when divided by 97."""
+    moved = iban[4:] + iban[:4]
+    if not moved.isalnum() or not moved.isascii():
+        return False
+    return int("".join(str(int(ch, 36)) for ch in moved.upper())) % 97 == 1
 
 
 def _render(name: str, value: object) -> str:

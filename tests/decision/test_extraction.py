@@ -297,3 +297,59 @@ def test_a_letterhead_beside_a_sidebar_of_labels_is_the_vendor() -> None:
     assert (ex.get("vendor"), ex.get("invoice_number"), ex.get("due_date")) == (
         "Vantage Consulting Ltd", "B610/24", "2026-04-24")
     assert ex.fields["vendor"].provenance is not None
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Rechnungsdatum 7. Mai 2014", dt.date(2014, 5, 7)),
+    ("Facture du 02 Juillet 2015", dt.date(2015, 7, 2)),
+    ("Factuurdatum: 2 november 2026", dt.date(2026, 11, 2)),
+    ("Fecha: 14 de septiembre", None),                      # no year: no date
+    ("Data 3 marca 2021", dt.date(2021, 3, 3)),             # Polish genitive
+    ("TOTAL AMOUNT DUE ON August 3 , 2014", dt.date(2014, 8, 3)),
+    ("Invoice Date: 20-10-2015", dt.date(2015, 10, 20)),
+    ("Sept 9th, 2026", dt.date(2026, 9, 9)),
+    ("déc. 2026", None),
+    ("12 jui 2015", None),                                  # juin or juillet: not guessed
+    ("Total 12 2026, issued 5 June 2026", dt.date(2026, 6, 5)),  # 'Total' is no month
+])
+def test_dates_in_the_languages_the_labels_cover(text: str, expected: dt.date | None) -> None:
+    found = find_date(text)
+    assert (found[0][0] if found else None) == expected
+
+
+def test_labels_in_german_and_french_with_rates_and_attached_numbers() -> None:
+    german = ("Müller Feinmechanik GmbH\nRechnungsnr.: R-2026-0017\n"
+              "Rechnungsdatum: 3. März 2026\nZahlungsziel: 17.03.2026\n"
+              "Nettobetrag: 1.000,00 EUR\nMwSt 19%: 190,00 EUR\nRechnungsbetrag: 1.190,00 EUR\n")
+    ex = extract_invoice(german)
+    assert {n: ex.get(n) for n in ("vendor", "invoice_number", "invoice_date", "due_date",
+                                   "subtotal", "tax", "total", "currency")} == {
+        "vendor": "Müller Feinmechanik GmbH", "invoice_number": "R-2026-0017",
+        "invoice_date": "2026-03-03", "due_date": "2026-03-17", "subtotal": "1000.00",
+        "tax": "190.00", "total": "1190.00", "currency": "EUR"}
+    french = ("Boulangerie Petit SARL\nFacture n°88120 du 4 février 2026\n"
+              "Montant HT : 50,00 €\nTVA 5,5% : 2,75 €\nNet à payer : 52,75 €\n"
+              "Siret 12345678900011 - TVA FR40123456789\n")
+    ex = extract_invoice(french)
+    assert (ex.get("invoice_number"), ex.get("subtotal"), ex.get("tax"), ex.get("total")) == (
+        "88120", "50.00", "2.75", "52.75")   # not the VAT number read as an amount
+
+
+def test_an_iban_is_known_by_its_check_digits_however_it_is_grouped() -> None:
+    base = "Acme Ltd\nInvoice No: A-1\nTotal: EUR 10.00\n"
+    ex = extract_invoice(base + "IBAN : FR76 10107 00245 00617052317 39 - BIC : BREDFRPP\n")
+    assert ex.get("bank_account") == "FR7610107002450061705231739"
+    ex = extract_invoice(base + "Please pay to NL91 ABNA 0417 1643 00 by Friday.\n")
+    assert ex.get("bank_account") == "NL91ABNA0417164300"
+    # one digit changed: the check digits fail, so no unlabelled IBAN is taken
+    ex = extract_invoice(base + "Please pay to NL91 ABNA 0417 1643 01 by Friday.\n")
+    assert ex.get("bank_account") is None
+
+
+def test_rupees_and_numbers_glued_to_letters() -> None:
+    assert [(m.amount, m.currency) for m in find_money("Grand Total Rs 1939")] == [
+        (1939.0, "INR")]
+    assert [(m.amount, m.currency) for m in find_money("Rs.40.00 off")] == [(40.0, "INR")]
+    assert find_money("Hours 32")[0].currency == ""          # 'rs' ends a word: no rupees
+    assert find_money("TVA F63530848134") == []              # part of an identifier
+    assert [m.amount for m in find_money("EUR1234.50")] == [1234.5]
