@@ -327,6 +327,22 @@ def write_json(path: Path, data: Mapping[str, Any]) -> Path:
     return path
 
 
+def setting_changes(pairs: Sequence[str], base: Settings) -> dict[str, Any]:
+    """``NAME=VALUE`` pairs (a benchmark's ``--setting``) as setting changes, each of its
+    setting's type: what to try (a smaller backlog limit, other batch sizes, the router
+    cascade off) without editing code."""
+    changes: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not hasattr(base, name.strip()):
+            raise ValueError(f"--setting {pair!r}: not NAME=VALUE naming a setting")
+        current = getattr(base, name.strip())
+        kind = type(current)
+        changes[name.strip()] = text.strip().lower() in ("1", "true", "yes", "on") \
+            if kind is bool else kind(text.strip())
+    return changes
+
+
 __all__ = ["CpuMeter", "MODELS", "PgStats", "Pipeline", "Profiler", "RESULTS", "ROOT", "infra_pids",
            "infrastructure", "isolated", "machine", "percentile_ms", "print_table",
-           "quick_mode", "summarise_folded", "write_json"]
+           "quick_mode", "setting_changes", "summarise_folded", "write_json"]

@@ -33,7 +33,8 @@ from typing import Any
 import grpc
 
 from bench._common import (
-    RESULTS, Pipeline, isolated, percentile_ms, print_table, quick_mode, standalone, write_json)
+    RESULTS, Pipeline, isolated, percentile_ms, print_table, quick_mode, setting_changes,
+    standalone, write_json)
 from bench.evalset import CATEGORIES, SCORED_FIELDS, EvalDocument, generate, load_set, score, \
     write_set
 from switchyard import Settings
@@ -51,6 +52,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", type=Path, default=None,
                    help="evaluate the documents listed in DIR/manifest.jsonl instead")
     p.add_argument("--save", type=Path, default=None, help="write the generated set to DIR")
+    p.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                   help="change a setting of the decision service measured, e.g. "
+                        "router_cascade_below=0 (repeatable; recorded in the JSON)")
     p.add_argument("--route", action="store_true",
                    help="submit without a kind: the router names the type (routing is scored)")
     p.add_argument("--concurrency", type=int, default=4, help="documents in flight at once")
@@ -273,7 +277,8 @@ def run(infra: Settings, state: Path, args: argparse.Namespace, json_path: Path)
     documents = documents_for(args)
     made_s = time.monotonic() - began
     print(f"{len(documents)} documents ({made_s:.0f}s to make them)", flush=True)
-    settings = isolated(infra, "docs")
+    changes = setting_changes(args.setting, infra)
+    settings = isolated(infra, "docs", **changes)
     with Pipeline(settings, state / "documents", service_specs(settings, ("decision",))):
         began = time.monotonic()
         rows = asyncio.run(decide_all(settings, documents, args.concurrency, args.timeout,
@@ -286,6 +291,7 @@ def run(infra: Settings, state: Path, args: argparse.Namespace, json_path: Path)
         "benchmark": "documents", "quick": bool(args.quick),
         "set": {"corpus": str(args.corpus) if args.corpus else None,
                 "seed": None if args.corpus else args.seed, "routed": args.route,
+                "settings": changes,
                 "documents": len(documents),
                 "per_category": dict(collections.Counter(d.category for d in documents))},
         "decide": {"wall_s": round(wall, 1), "p50_ms": percentile_ms(seconds, 0.5),

@@ -70,6 +70,7 @@ from bench._common import (
     ROOT,
     isolated,
     percentile_ms,
+    setting_changes,
     print_table,
     quick_mode,
     standalone,
@@ -528,21 +529,6 @@ def burst_run_weights(settings: Settings) -> dict[str, float]:
     tenant_weights=...`` may change ``WEIGHT``'s)."""
     weights = parse_weights(settings.tenant_weights)
     return {role: weights.get(tenant, 1.0) for role, tenant in tenant_ids("burst").items()}
-
-
-def setting_changes(pairs: Sequence[str], base: Settings) -> dict[str, Any]:
-    """``NAME=VALUE`` pairs as setting changes, each of its setting's type: what to try
-    against a burst (a smaller backlog limit, other batch sizes) without editing code."""
-    changes: dict[str, Any] = {}
-    for pair in pairs:
-        name, sep, text = pair.partition("=")
-        if not sep or not hasattr(base, name.strip()):
-            raise ValueError(f"--setting {pair!r}: not NAME=VALUE naming a setting")
-        current = getattr(base, name.strip())
-        kind = type(current)
-        changes[name.strip()] = text.strip().lower() in ("1", "true", "yes", "on") \
-            if kind is bool else kind(text.strip())
-    return changes
 
 
 def run(infra: Settings, state: Path, plan: argparse.Namespace, json_path: Path

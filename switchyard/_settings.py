@@ -501,6 +501,20 @@ class Settings:
         "Triton work and still measures agreement.", group="decision", minimum=0.0,
         maximum=1.0,
     )
+    router_cascade_below: float = setting(
+        0.80, "Router confidence below which a document also goes to text_encoder, the "
+        "cascade's sentence-embedding model, and the two answers are pooled "
+        "(docs/decision.md#router-cascade); 0: the router alone decides.", group="decision",
+        minimum=0.0, maximum=1.0,
+    )
+    text_encoder_version: str = setting(
+        "1", "Triton version directory of text_encoder (the router cascade's second stage).",
+        group="decision",
+    )
+    text_encoder_timeout_s: float = setting(
+        30.0, "Deadline of one text_encoder request (a batch of up to 16 documents, about "
+        "50 ms of CPU each).", group="decision", exclusive_minimum=0,
+    )
     invoice_risk_version: str = setting(
         "1", "Triton version directory of invoice_risk (the invoice pack's scorer; a pack's "
         "scorer model `<name>` uses the setting `<name>_version` when one exists, else Triton's "

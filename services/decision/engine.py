@@ -25,6 +25,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.decision.batcher import MicroBatcher, Overloaded
+from services.decision.cascade import RouterCascade
 from services.decision.drift import DriftMonitor
 from services.decision.extensions import Enrichers, Scorers, extractor_of, features_for
 from services.decision.packs import ActivePack, PackCatalog
@@ -133,8 +134,8 @@ def to_decision(task: TaskEnvelope, outcome: Outcome, prediction: Prediction | N
         decision.four_eyes = outcome.four_eyes
         if outcome.review_sla_s:
             decision.review_sla.CopyFrom(Duration(seconds=int(outcome.review_sla_s)))
-    if prediction is not None:
-        decision.models.append(_model_output(prediction))
+    if prediction is not None:   # a pooled answer (the router cascade) after the ones it pooled
+        decision.models.extend(_model_output(p) for p in (*prediction.consulted, prediction))
     if assessment is not None:
         pack = assessment.active.pack
         decision.models.extend(_model_output(p) for p in assessment.scorer_outputs)
@@ -272,8 +273,10 @@ class DecisionEngine:
                  enrichers: Enrichers | None = None, shadow: ShadowRunner | None = None,
                  router_drift: DriftMonitor | None = None,
                  router_classes: Callable[[], Collection[str]] = frozenset,
-                 reader: DocumentReader | None = None) -> None:
+                 reader: DocumentReader | None = None,
+                 cascade: RouterCascade | None = None) -> None:
         self.router = router
+        self.cascade = cascade  # the router's unsure answers get a second opinion
         self.reader = reader  # PDFs and images -> layouts (text layer, OCR on Triton)
         self.policies = policies if isinstance(policies, PolicySet) else PolicySet(policies)
         self.catalog = catalog
@@ -332,6 +335,8 @@ class DecisionEngine:
             self.router_drift.observe({"text_length_chars": len(text),
                                        "predicted_class": prediction.label,
                                        "max_prob": prediction.confidence})
+        if self.cascade is not None:   # the shadow and drift monitors watch the router itself
+            prediction = await self.cascade.refine(prediction, text, task.tenant_id, bucket)
         note = ""
         if read is not None and read.unread_pages:
             note = (f"Only the first {len(read.layout.pages)} of {read.page_count} pages were "

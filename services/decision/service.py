@@ -15,6 +15,7 @@ import asyncpg
 import grpc
 
 from services.decision.batcher import MicroBatcher, Overloaded
+from services.decision.cascade import RouterCascade
 from services.decision.drift import DriftMonitor
 from services.decision import health
 from services.decision.engagement.analytics import POLICY as ANALYTICS_POLICY
@@ -36,7 +37,13 @@ from services.decision.policy import Outcome, Policy
 from services.decision.shadow import ShadowRunner
 from services.decision.reading import LAYOUT_CONTENT_TYPES, DocumentReader, UnreadableDocument
 from services.decision.pools import TritonPools, new_breaker
-from services.decision.triton import ModelUnavailable, OcrClient, RouterClient, ScorerClient
+from services.decision.triton import (
+    EncoderClient,
+    ModelUnavailable,
+    OcrClient,
+    RouterClient,
+    ScorerClient,
+)
 from switchyard import Settings
 from switchyard.access import Role, principal_var
 from switchyard.audit import Entry as AuditEntry, append_many as audit_append_many, digest
@@ -103,6 +110,9 @@ POLICY = {f"/{SERVICE_NAME}/Decide": frozenset({Role.SUBMITTER}),
           f"/{SERVICE_NAME}/GetModelHealth": frozenset({Role.ADMIN, Role.AUDITOR})}
 #: RPCs that create work (model inference): charged to the caller's tenant.
 RATE_LIMITED = frozenset({f"/{SERVICE_NAME}/Decide", f"/{SERVICE_NAME}/DecideBatch"})
+#: Documents in one text_encoder request: about 50 ms of CPU each, so a batch stays within
+#: a second or two on a busy CPU Triton.
+ENCODER_BATCH_MAX = 16
 OVERLOAD_BACKOFF_S = 0.05
 #: What a Decide caller is told to wait when the batcher in front of Triton is full.
 OVERLOAD_RETRY_S = 0.2
@@ -538,6 +548,18 @@ async def setup(ctx: ServiceContext) -> None:
     ocr_batcher = MicroBatcher("document_ocr", ocr.read, s.ocr_batch_max_pages,
                                s.batch_max_delay_ms / 1000, s.batch_queue_limit,
                                supervisor=ctx.supervisor, weights=weights)
+    # the router cascade (cascade.py): unsure answers get text_encoder's second opinion; its
+    # own breaker and deadline (a batch of it costs what hundreds of router rows do)
+    cascade = encoder = None
+    if s.router_cascade_below > 0:
+        encoder = EncoderClient(pools, s.text_encoder_timeout_s,
+                                new_breaker("triton-encoder", s.breaker_fail_max,
+                                            s.breaker_reset_s), s.text_encoder_version)
+        cascade = RouterCascade(
+            MicroBatcher("text_encoder", encoder.predict, ENCODER_BATCH_MAX,
+                         s.batch_max_delay_ms / 1000, s.batch_queue_limit,
+                         supervisor=ctx.supervisor, weights=weights),
+            s.router_cascade_below, lambda: encoder.pool_temperature)
     shadow = None
     if s.router_shadow_version and s.router_shadow_version != s.router_version:
         shadow_client = RouterClient(
@@ -578,9 +600,15 @@ async def setup(ctx: ServiceContext) -> None:
         router_classes=lambda: router.classes,
         reader=DocumentReader(ocr_batcher.submit, blobs,
                               DocumentLimits.from_settings(s), max_pages=s.ocr_max_pages),
+        cascade=cascade,
     )
     await router_batcher.start()
     await ocr_batcher.start()
+    if cascade is not None and encoder is not None:
+        await cascade.encoder.start()
+        # like OCR, not waited for: until it answers, the router's answers stand
+        ctx.run_in_background("encoder-metadata", lambda: _load_metadata(encoder),
+                              one_shot=True)
     # not waited for at start: the router decides text tasks while OCR loads; until OCR
     # answers, documents that need it meet the unavailable policy like any model's tasks
     ctx.run_in_background("ocr-metadata", lambda: _load_metadata(ocr), one_shot=True)

@@ -64,6 +64,8 @@ class Prediction:
     scores: dict[str, float] = field(default_factory=dict)
     #: the Triton pool that answered (pools.py: "primary" or "spill")
     pool: str = PRIMARY
+    #: for an answer pooled from several models (the router cascade), theirs
+    consulted: tuple[Prediction, ...] = ()
 
 
 class _ModelClient:
@@ -214,6 +216,24 @@ class RouterClient(_ModelClient):
                 scores=dict(zip(self.classes, row)), pool=pool,
             ))
         return predictions
+
+
+class EncoderClient(RouterClient):
+    """``text_encoder``, the router cascade's second stage: text in, the class probabilities
+    of a head on a sentence embedding out (the router's classes: both are trained together),
+    and the temperature its training fitted for pooling the two answers
+    (services/decision/cascade.py)."""
+
+    model_name = "text_encoder"
+
+    def __init__(self, pools: TritonPools | str, timeout_s: float,
+                 breaker: pybreaker.CircuitBreaker, triton_version: str = "1") -> None:
+        super().__init__(pools, timeout_s, breaker, triton_version)
+        self.pool_temperature = 1.0
+
+    async def load_metadata(self) -> None:
+        await super().load_metadata()
+        self.pool_temperature = float(self.parameters.get("pool_temperature") or 1.0)
 
 
 class ScorerClient(_ModelClient):

@@ -625,3 +625,31 @@ def test_invalid_policies_stop_the_service_with_clear_errors(decision_settings: 
     assert done.returncode != 0
     output = done.stdout + done.stderr
     assert "acme.yaml: packs: " in output and "min_p_auto" in output
+
+
+ED_NOTE = """ED admission note, 23:40. 61 y/o female brought in by her daughter with three days of
+fever, flank pain and vomiting. BP 92/55, HR 118. Urinalysis: nitrites positive.
+Impression: pyelonephritis with early sepsis. Plan: admit to the medical ward, IV fluids and
+ceftriaxone, blood cultures before antibiotics. Admitting hospitalist: Dr. B. Okafor."""
+
+
+async def test_an_unsure_router_gets_the_text_encoders_second_opinion(
+        decide: DecisionServiceStub, decision_settings: Settings) -> None:
+    """A document written unlike the router's training text (an emergency-department note)
+    leaves the router unsure; the service asks text_encoder and pools the two answers
+    (docs/decision.md#router-cascade): the decision lists the router's output, the encoder's
+    and the pooled one it routed on. A document the router is sure of asks nobody else."""
+    port = decision_settings.decision_metrics_port
+    before = metric_sum(port, "switchyard_router_cascade_total", 'result="pooled"')
+    decision = (await decide.Decide(DecideRequest(task=task(ED_NOTE)))).decision
+    assert [m.model_name for m in decision.models[:3]] == [
+        "document_router", "text_encoder", "router_cascade"]
+    router, encoder, pooled = decision.models[:3]
+    assert router.confidence < decision_settings.router_cascade_below
+    assert pooled.label == encoder.label == decision.label == "hospital_admission"
+    assert pooled.confidence > router.confidence
+    assert metric_sum(port, "switchyard_router_cascade_total", 'result="pooled"') == before + 1
+    sure = (await decide.Decide(DecideRequest(task=task(sample("invoice"))))).decision
+    assert sure.models[0].model_name == "document_router"
+    assert sure.models[0].confidence >= decision_settings.router_cascade_below
+    assert "text_encoder" not in [m.model_name for m in sure.models]

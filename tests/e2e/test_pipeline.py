@@ -563,8 +563,8 @@ async def test_documents_from_outside_are_routed_and_read_without_a_kind(
     """The outside set (bench/outside/README.md), submitted as an upstream system that does
     not say what it sends: no document is carried out on a type the router got wrong without
     a person confirming the type, and routing and invoice fields stay at least as good as
-    measured when the set was added (the figures are in docs/documents.md; the floors sit a
-    document or two below them, so one regression fails the test, not the noise of none)."""
+    measured when the set was added (docs/documents.md#documents-from-outside-the-project;
+    the floors sit a document or two below the figures, so a regression fails the test)."""
     documents = load_set(ROOT / "bench" / "outside")
     accepted = []
     for document in documents:
@@ -581,7 +581,10 @@ async def test_documents_from_outside_are_routed_and_read_without_a_kind(
     summary = summarise(rows)
     routing = summary["routing"]["all"]
     assert routing["routed_wrong_unasked"] == 0, summary["routing"]
-    assert routing["named_right"] >= routing["documents"] - 6, summary["routing"]
+    # with the router cascade (text_encoder's second opinion): 29 of 31 named right, 18 sent
+    # to a person to confirm the type; the router alone: 26 and 29
+    assert routing["named_right"] >= routing["documents"] - 4, summary["routing"]
+    assert routing["asked_a_person"] <= 20, summary["routing"]
     right = sum(c["(all fields)"]["right"] for c in summary["accuracy"].values())
     shown = sum(c["(all fields)"]["shown"] for c in summary["accuracy"].values())
     wrong = sum(c["wrong"] for c in summary["read_wrong"].values())

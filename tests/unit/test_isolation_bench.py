@@ -23,12 +23,12 @@ from bench.isolation_bench import (
     goals,
     loads,
     rates,
-    setting_changes,
     stage_summary,
     tenant_ids,
     weights_setting,
     window_rate,
 )
+from bench._common import setting_changes
 from switchyard import Settings
 from switchyard.runtime import parse_weights
 from switchyard.v1 import (

@@ -8,7 +8,14 @@ import sys
 import time
 from pathlib import Path
 
-from services.decision.training import datagen, default_paths, engagement, engagement_data, train
+from services.decision.training import (
+    cascade,
+    datagen,
+    default_paths,
+    engagement,
+    engagement_data,
+    train,
+)
 from services.decision.training.packs import collect_packs, stored_packs
 
 
@@ -53,7 +60,7 @@ def reload_models(triton_url: str) -> None:
 
     client = triton.InferenceServerClient(url=triton_url)
     try:
-        for model in (train.ROUTER, train.INVOICE, engagement.MODEL):
+        for model in (train.ROUTER, cascade.MODEL, train.INVOICE, engagement.MODEL):
             client.load_model(model)
             print(f"[train] Triton at {triton_url} loaded {model}")
     except InferenceServerException as exc:

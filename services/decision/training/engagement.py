@@ -37,7 +37,7 @@ from services.decision.training.train import (
     MODEL_PY,
     WEIGHTS_FILE,
     _r,
-    _write_atomic,
+    write_atomic,
     auc,
     ece,
     fit_logistic,
@@ -411,10 +411,10 @@ def write_version(version_dir: Path, res: Mapping[str, Any], data: Path, rows: i
     blob = npz_bytes({k: np.asarray(p[k], np.float64) for k in
                       ("mean", "scale", "coef", "intercept", "platt_a", "platt_b")}
                      | {"meta": np.asarray(json.dumps(meta, sort_keys=True))})
-    _write_atomic(version_dir / WEIGHTS_FILE, blob)
+    write_atomic(version_dir / WEIGHTS_FILE, blob)
     card = card_for(res, data, rows, version, version_dir.name, threshold, sha256_bytes(blob))
-    _write_atomic(version_dir / CARD_MD_FILE, card_md(card).encode("utf-8"))
-    _write_atomic(version_dir / CARD_FILE, (json.dumps(card, indent=2) + "\n").encode("utf-8"))
+    write_atomic(version_dir / CARD_MD_FILE, card_md(card).encode("utf-8"))
+    write_atomic(version_dir / CARD_FILE, (json.dumps(card, indent=2) + "\n").encode("utf-8"))
     return card
 
 
@@ -445,7 +445,7 @@ def train(data_dir: Path, repository: Path, threshold: float = DEFAULT_THRESHOLD
     ensure_model_files(repository)
     card = write_version(Path(repository) / MODEL / VERSION_DIR, res, data, len(rows),
                          threshold=threshold)
-    _write_atomic(Path(data_dir) / HELDOUT_FILE, datagen.jsonl_bytes(res["heldout"]))
+    write_atomic(Path(data_dir) / HELDOUT_FILE, datagen.jsonl_bytes(res["heldout"]))
     log(summary(card))
     return card
 

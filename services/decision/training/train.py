@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from services.decision.training import datagen
+from services.decision.training import cascade, datagen
 from services.decision.training import features as F
 from services.decision.training.packs import (
     PackExamples,
@@ -114,7 +114,7 @@ def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     return out.getvalue()
 
 
-def _write_atomic(path: Path, blob: bytes) -> None:
+def write_atomic(path: Path, blob: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(blob)
     os.replace(tmp, path)
@@ -483,12 +483,12 @@ def _card_md(card: Mapping[str, Any]) -> str:
 
 def _write_model(version_dir: Path, arrays: dict[str, np.ndarray], card: dict[str, Any]) -> None:
     version_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(version_dir / FEATURIZER_FILE, FEATURES_SOURCE.read_bytes())
+    write_atomic(version_dir / FEATURIZER_FILE, FEATURES_SOURCE.read_bytes())
     blob = npz_bytes(arrays)
-    _write_atomic(version_dir / WEIGHTS_FILE, blob)
+    write_atomic(version_dir / WEIGHTS_FILE, blob)
     card["weights"] = {"file": WEIGHTS_FILE, "sha256": sha256_bytes(blob)}
-    _write_atomic(version_dir / CARD_MD_FILE, _card_md(card).encode("utf-8"))
-    _write_atomic(version_dir / CARD_FILE, (json.dumps(card, indent=2) + "\n").encode("utf-8"))
+    write_atomic(version_dir / CARD_MD_FILE, _card_md(card).encode("utf-8"))
+    write_atomic(version_dir / CARD_FILE, (json.dumps(card, indent=2) + "\n").encode("utf-8"))
 
 
 def _data_info(data_dir: Path, name: str) -> dict[str, Any]:
@@ -554,7 +554,7 @@ def _write_router_config(repository: Path, classes: Sequence[str]) -> None:
                        (LABELS_FILE, ("\n".join(classes) + "\n").encode("utf-8"))):
         path = repository / ROUTER / name
         if not path.is_file() or path.read_bytes() != blob:
-            _write_atomic(path, blob)
+            write_atomic(path, blob)
 
 
 def _router_card(res: Mapping[str, Any], data_dir: Path, tset: RouterTrainingSet, vdir: str,
@@ -615,8 +615,9 @@ def router_set(data_dir: Path, packs: Sequence[PackExamples] | None = None
 
 def training_phases() -> int:
     """How many phases :func:`train_all` reports to ``on_phase``: one per model version it
-    builds (the router, its shadow candidates, invoice risk, engagement)."""
-    return len(_version_dirs()) + 1
+    builds (the router, its shadow candidates, the cascade's text encoder, invoice risk,
+    engagement)."""
+    return len(_version_dirs()) + 2
 
 
 def train_all(data_dir: Path, repository: Path, seed: int = DEFAULT_SEED,
@@ -658,9 +659,9 @@ def train_all(data_dir: Path, repository: Path, seed: int = DEFAULT_SEED,
         _write_model(repository / ROUTER / vdir, arrays, vcard)
         if vdir == VERSION_DIR:
             card = vcard
-            _write_atomic(data_dir / ROUTER_HELDOUT, datagen.jsonl_bytes(res["heldout"]))
+            write_atomic(data_dir / ROUTER_HELDOUT, datagen.jsonl_bytes(res["heldout"]))
         else:  # the same Triton model.py serves every version directory
-            _write_atomic(repository / ROUTER / vdir / MODEL_PY, _router_model_py(repository))
+            write_atomic(repository / ROUTER / vdir / MODEL_PY, _router_model_py(repository))
         log(f"[train] {ROUTER} {semver} (dir {vdir}): {len(tset.classes)} classes, fit {res['fit_seconds']:.1f}s on "
             f"{res['sizes']['train']} docs (nnz {res['nnz_train']}), "
             f"T={float(res['temperature']):.3f}, test acc "
@@ -670,6 +671,13 @@ def train_all(data_dir: Path, repository: Path, seed: int = DEFAULT_SEED,
             on_phase(f"{ROUTER} {semver}")
 
     _write_router_config(repository, tset.classes)
+    # the cascade's second stage, on the same rows and classes (services/decision/training/
+    # cascade.py): the router and it always know the same types
+    encoder_card = cascade.train(router_rows, tset.classes, seed, repository,
+                                 {**_data_info(data_dir, datagen.ROUTER_FILE),
+                                  "rows_sha256": tset.sha256()}, log=log)
+    if on_phase is not None:
+        on_phase(f"{cascade.MODEL} {cascade.MODEL_VERSION}")
     log(f"[train] {ROUTER} classes: " + ", ".join(
         f"{c} ({n})" for c, n in tset.class_examples().items()))
     if tset.without_examples:
@@ -711,7 +719,7 @@ def train_all(data_dir: Path, repository: Path, seed: int = DEFAULT_SEED,
                "platt_a": np.asarray(p["platt_a"], np.float64), "platt_b": np.asarray(p["platt_b"], np.float64),
                "meta": np.asarray(json.dumps(imeta, sort_keys=True))}
     _write_model(repository / INVOICE / VERSION_DIR, iarrays, icard)
-    _write_atomic(data_dir / INVOICE_HELDOUT, datagen.jsonl_bytes(ires["heldout"]))
+    write_atomic(data_dir / INVOICE_HELDOUT, datagen.jsonl_bytes(ires["heldout"]))
     m = ires["metrics"]["test"]
     log(f"[train] {INVOICE}: fit {ires['fit_seconds']:.2f}s, test AUC {m['auc']:.4f} Brier "
         f"{m['brier']:.4f} ECE {m['ece']:.4f}")
@@ -723,7 +731,8 @@ def train_all(data_dir: Path, repository: Path, seed: int = DEFAULT_SEED,
         on_phase(f"{engagement.MODEL} {engagement.MODEL_VERSION}")
     total = time.perf_counter() - t_all
     log(f"[train] done in {total:.1f}s -> {repository}")
-    return {"router": card, "invoice": icard, "engagement": ecard, "seconds": total}
+    return {"router": card, "text_encoder": encoder_card, "invoice": icard, "engagement": ecard,
+            "seconds": total}
 
 
 def load_params(version_dir: Path) -> dict[str, np.ndarray]:
@@ -782,7 +791,7 @@ def artifacts_status(data_dir: Path, repository: Path, seed: int | None = None,
     config = repository / ROUTER / CONFIG_FILE
     if not config.is_file() or config.read_bytes() != _router_config(repository, tset.classes):
         return f"{config} does not match the classes {', '.join(tset.classes)}"
-    return None
+    return cascade.artifacts_status(repository, tset.classes, tset.sha256(), seed)
 
 
 def clean(repository: Path, data_dir: Path) -> None:
@@ -796,3 +805,6 @@ def clean(repository: Path, data_dir: Path) -> None:
         shutil.rmtree(vdir / "__pycache__", ignore_errors=True)
     for f in (ROUTER_HELDOUT, INVOICE_HELDOUT):
         (Path(data_dir) / f).unlink(missing_ok=True)
+    encoder_dir = Path(repository) / cascade.MODEL / VERSION_DIR
+    for f in (cascade.HEAD_FILE, cascade.ENCODER_FILE, CARD_FILE, CARD_MD_FILE):
+        (encoder_dir / f).unlink(missing_ok=True)   # the fetched weights stay: 83 MB

@@ -1,0 +1,120 @@
+"""The router cascade's second stage: the numpy sentence encoder, its head, and the pooling.
+
+- the encoder's tokens and embeddings are those of the reference implementation
+  (``data/minilm_reference.json``: made once with transformers and torch from the same
+  weights, which the project does not install);
+- Triton serves the probabilities training computes (one code path: the model loads a copy
+  of the module training used), and the pooling temperature training fitted;
+- pooling: agreement raises the confidence, disagreement lowers it; an encoder that cannot
+  answer, or knows other classes, leaves the router's answer standing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.decision.batcher import MicroBatcher
+from services.decision.cascade import POOLED_MODEL, RouterCascade, pool
+from services.decision.pools import new_breaker
+from services.decision.training import cascade
+from services.decision.training.encoder import MAX_TOKENS, Encoder
+from services.decision.triton import EncoderClient, ModelUnavailable, Prediction
+from switchyard.stack import EmbeddedStack
+from tests.decision.documents import MODEL_REPOSITORY, heldout
+
+VERSION_DIR = MODEL_REPOSITORY / cascade.MODEL / "1"
+REFERENCE = json.loads((Path(__file__).parent / "data" / "minilm_reference.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def encoder() -> Encoder:
+    return Encoder(VERSION_DIR / cascade.ASSETS_DIR)
+
+
+def test_tokens_and_embeddings_are_the_reference_implementations(encoder: Encoder) -> None:
+    assert REFERENCE["max_length"] == MAX_TOKENS
+    for case in REFERENCE["cases"]:
+        assert encoder.tokenizer.encode(case["text"]) == case["ids"], case["text"][:40]
+        vector = encoder.encode([case["text"]])[0]
+        assert np.abs(vector - np.array(case["embedding"])).max() < 1e-4, case["text"][:40]
+        assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-5
+
+
+def test_texts_are_embedded_alike_alone_and_in_a_batch_of_other_lengths(
+        encoder: Encoder) -> None:
+    texts = [case["text"] for case in REFERENCE["cases"]]
+    together = encoder.encode(texts, batch_size=4)
+    for text, row in zip(texts, together):
+        assert np.abs(encoder.encode([text])[0] - row).max() < 1e-5   # padding is not read
+
+
+def _prediction(model: str, scores: dict[str, float]) -> Prediction:
+    label = max(scores, key=scores.__getitem__)
+    return Prediction(model, "1", label, scores[label], scores)
+
+
+def test_pooling_raises_agreement_and_lowers_disagreement() -> None:
+    router = _prediction("document_router", {"invoice": 0.6, "other": 0.3, "support_ticket": 0.1})
+    agreeing = _prediction("text_encoder", {"invoice": 0.8, "other": 0.1, "support_ticket": 0.1})
+    pooled = pool(router, agreeing, 1.0)
+    assert pooled.label == "invoice" and pooled.confidence > 0.8
+    assert pooled.model_name == POOLED_MODEL and pooled.consulted == (router, agreeing)
+    assert abs(sum(pooled.scores.values()) - 1.0) < 1e-9
+    disagreeing = _prediction("text_encoder", {"invoice": 0.3, "other": 0.6,
+                                               "support_ticket": 0.1})
+    assert pool(router, disagreeing, 1.0).confidence < min(router.confidence,
+                                                           disagreeing.confidence)
+    # a higher temperature (training fits it: the two models are not independent) tempers
+    assert pool(router, agreeing, 2.0).confidence < pooled.confidence
+
+
+async def test_the_routers_answer_stands_when_the_encoder_cannot_give_one() -> None:
+    router = _prediction("document_router", {"invoice": 0.5, "other": 0.5})
+
+    async def away(texts):  # type: ignore[no-untyped-def]
+        raise ModelUnavailable("text_encoder: circuit open")
+
+    async def other_classes(texts):  # type: ignore[no-untyped-def]
+        return [_prediction("text_encoder", {"invoice": 0.9, "support_ticket": 0.1})
+                for _ in texts]
+
+    for infer in (away, other_classes):
+        batcher: MicroBatcher[str, Prediction] = MicroBatcher("text_encoder", infer, 4, 0.001,
+                                                              16)
+        await batcher.start()
+        try:
+            assert await RouterCascade(batcher, 0.8, lambda: 1.0).refine(
+                router, "text", "acme", 2) is router
+        finally:
+            await batcher.stop()
+    sure = _prediction("document_router", {"invoice": 0.95, "other": 0.05})
+    assert await RouterCascade(MicroBatcher("unused", away, 1, 0.001, 1), 0.8,
+                               lambda: 1.0).refine(sure, "text", "acme", 2) is sure
+
+
+@pytest.mark.integration
+async def test_triton_serves_what_training_computed(stack: EmbeddedStack) -> None:
+    """Train and serve agree: the served probabilities are training's function of training's
+    embeddings (:func:`cascade.head_probabilities`), and the config carries the card's pool
+    temperature and classes."""
+    card = json.loads((VERSION_DIR / "model_card.json").read_text())
+    client = EncoderClient(stack.settings.triton_url, 60, new_breaker("t", 5, 10), "1")
+    await client.load_metadata()
+    texts = [row["text"] for row in heldout()[:24]]
+    try:
+        served = await client.predict(texts)
+    finally:
+        await client.close()
+    assert client.classes == card["classes"]
+    assert client.pool_temperature == card["calibration"]["pool_temperature"]
+    with np.load(VERSION_DIR / cascade.HEAD_FILE) as head:
+        weights, bias = head["weights"], head["bias"]
+        temperature = float(head["temperature"])
+    embeddings = Encoder(VERSION_DIR / cascade.ASSETS_DIR).encode(texts)
+    expected = cascade.head_probabilities(embeddings, weights, bias, temperature)
+    got = np.array([[p.scores[c] for c in card["classes"]] for p in served])
+    assert np.abs(got - expected).max() < 1e-5
