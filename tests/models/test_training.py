@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.decision.training import datagen, default_paths, train
+from services.decision.training import cascade, datagen, default_paths, train
 from services.decision.training import features as F
 from services.decision.training.__main__ import main as cli
 from services.decision.training.packs import collect_packs, router_classes
@@ -436,8 +436,9 @@ def test_training_reports_each_model_version_as_a_phase(tiny: tuple[Path, Path, 
     phases: list[str] = []
     train.train_all(copy, tmp_path / "repository", seed=5, log=lambda *_: None,
                     packs=_tiny_packs(data.parent), on_phase=phases.append)
-    assert len(phases) == train.training_phases() == 4
+    assert len(phases) == train.training_phases() == 5
     assert phases[0].startswith(train.ROUTER) and phases[-2].startswith(train.INVOICE)
+    assert phases[2].startswith(cascade.MODEL)   # trained right after the router's versions
     assert phases[-1].startswith("engagement")
 
 

