@@ -58,7 +58,7 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,7 @@ from bench._common import (
     percentile_ms,
     print_table,
     quick_mode,
+    setting_changes,
     write_json,
 )
 from bench.ceiling import Ceiling, Units, kafka_bytes, measure_parts
@@ -682,11 +683,15 @@ def print_profile(profiles: dict[str, dict[str, Any]], top: int = 8) -> None:
 
 
 def run(infra: Settings, state: Path, plan: Plan, json_path: Path,
-        profile: bool = False, switchyard_only: bool = False) -> dict[str, Any]:
+        profile: bool = False, switchyard_only: bool = False,
+        changes: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``changes``: settings of the pipeline measured besides PIPELINE_BENCH_SETTINGS (the
+    ``--setting`` pairs; recorded in the JSON)."""
     profile_dir = json_path.parent / "profile" if profile else None
     saturation_profile.clear()
     phases: list[Phase] = []
-    real_settings = isolated(infra, "switchyard", **PIPELINE_BENCH_SETTINGS)
+    changed = {**PIPELINE_BENCH_SETTINGS, **(changes or {})}
+    real_settings = isolated(infra, "switchyard", **changed)
     with switchyard_pipeline(real_settings, state / "switchyard") as pipeline:
         pool = asyncio.run(calibrate(real_settings, load_docs()))
         print(f"workload: {len(pool.automated)} of {len(pool.docs)} held-out documents are "
@@ -744,7 +749,7 @@ def run(infra: Settings, state: Path, plan: Plan, json_path: Path,
         print_profile(saturation_profile)
     result: dict[str, Any] = {
         "phases": [asdict(p) for p in phases], "throughput_ratio": ratios, "plan": asdict(plan),
-        "settings_changed": {"switchyard": PIPELINE_BENCH_SETTINGS},
+        "settings_changed": {"switchyard": changed},
         "workload": {"documents": len(pool.docs), "automated_pool": len(pool.automated)},
         "ceiling": ceiling.as_dict(), "share_of_ceiling": share, "kafka": kafka,
         "goals": goals(real_sat, real_lat, ratios, share)}
@@ -802,6 +807,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", action="store_true", help="py-spy every service")
     p.add_argument("--switchyard-only", action="store_true",
                    help="skip the baseline (development aid; no ratio)")
+    p.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                   help="change a setting of the pipeline measured, e.g. "
+                        "router_cascade_below=0 (repeatable; recorded in the JSON)")
     p.add_argument("--json", type=Path, default=RESULTS / "e2e.json")
     return p
 
@@ -810,7 +818,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     plan = plan_from(args)
     with infrastructure() as (infra, state):
-        run(infra, state, plan, args.json, args.profile, args.switchyard_only)
+        run(infra, state, plan, args.json, args.profile, args.switchyard_only,
+            setting_changes(args.setting, infra))
     return 0
 
 

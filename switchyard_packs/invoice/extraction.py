@@ -407,7 +407,9 @@ def _from_pairs(pairs: list[tuple[str, str, str]], b: _Builder, base: float) -> 
                 dates, raw = found
                 b.offer(name, dates, base, raw, f"label:{label}")
         elif name in ("subtotal", "tax", "total"):
-            monies = find_money(value)
+            # a date beside the amount ('due on August 3 , 2014 $4.11') holds no amount
+            dated = find_date(value)
+            monies = find_money(value.replace(dated[1], " ") if dated else value)
             if monies:
                 weak = label in ("amount", "total")  # also column headers and bare words
                 b.offer(name, monies[0], base - (0.03 if weak else 0.0), monies[0].raw,

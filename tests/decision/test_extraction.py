@@ -346,6 +346,11 @@ def test_an_iban_is_known_by_its_check_digits_however_it_is_grouped() -> None:
     assert ex.get("bank_account") is None
 
 
+def test_a_date_beside_a_total_is_not_its_amount() -> None:
+    ex = extract_invoice("Acme Ltd\nInvoice No: A-7\nAmount due: 3 Aug 2014, USD 4.11\n")
+    assert ex.get("total") == "4.11"
+
+
 def test_rupees_and_numbers_glued_to_letters() -> None:
     assert [(m.amount, m.currency) for m in find_money("Grand Total Rs 1939")] == [
         (1939.0, "INR")]
