@@ -205,11 +205,18 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 ROUTING_RULES = frozenset({"low_confidence", "kind_mismatch"})
 
 
+#: Outcomes decided without a person.
+WITHOUT_A_PERSON = frozenset({"DECISION_OUTCOME_AUTO_EXECUTE", "DECISION_OUTCOME_REJECT"})
+
+
 def routing(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per document kind (documents with one): how many the router named right, and how many
-    went to a person to confirm the type; a document counts as automated wrongly-routed when
-    the router named another type and no person was asked."""
-    counted = ("documents", "named_right", "asked_a_person", "routed_wrong_unasked")
+    """Per document kind (documents with one): how many the router named right, how many went
+    to a person to confirm the type, how many were routed wrong with no person asked; and how
+    many were decided without a person at all (carried out or refused), and of those how many
+    a person would have decided otherwise: another type, or a field read wrong (a value that
+    is not the true one)."""
+    counted = ("documents", "named_right", "asked_a_person", "routed_wrong_unasked",
+               "automated", "automated_wrongly")
     per_kind: dict[str, dict[str, int]] = collections.defaultdict(dict.fromkeys(counted, 0).copy)
     for row in rows:
         kind = row["document"].kind
@@ -221,6 +228,12 @@ def routing(rows: list[dict[str, Any]]) -> dict[str, Any]:
         asked = row.get("rule") in ROUTING_RULES
         counts["asked_a_person"] += asked
         counts["routed_wrong_unasked"] += row.get("label") != kind and not asked
+        if row.get("outcome") in WITHOUT_A_PERSON:
+            counts["automated"] += 1
+            misread = any(not right and row["fields"].get(name)
+                          for name, right in score(row["document"].expected,
+                                                   row["fields"]).items())
+            counts["automated_wrongly"] += row.get("label") != kind or misread
     total = {name: sum(c[name] for c in per_kind.values()) for name in counted}
     return {
         "per_kind": {k: {**c, "accuracy": _rate(c["named_right"], c["documents"])}
@@ -261,9 +274,9 @@ def print_summary(summary: dict[str, Any]) -> None:
     if summary["routing"]["all"].get("documents"):
         print_table("routing (the router's type vs the document's kind)",
                     ["kind", "documents", "named right", "asked a person",
-                     "wrong, not asked"],
+                     "wrong, not asked", "no person at all", "of which wrongly"],
                     [[k, c["documents"], c["named_right"], c["asked_a_person"],
-                      c["routed_wrong_unasked"]]
+                      c["routed_wrong_unasked"], c["automated"], c["automated_wrongly"]]
                      for k, c in [*summary["routing"]["per_kind"].items(),
                                   ("(all)", summary["routing"]["all"])]])
     for document in [d for d in summary["documents"] if d["error"]][:5]:

@@ -41,6 +41,7 @@ from switchyard.v1 import (
     ClaimRequest,
     DeadLetter,
     Decision,
+    DecisionOutcome,
     Document,
     FieldExtraction,
     GetTaskRequest,
@@ -577,7 +578,8 @@ async def test_documents_from_outside_are_routed_and_read_without_a_kind(
         decision = await model_decision(settings, task.task_id)
         rows.append({"document": document, "error": "", "seconds": 0.0,
                      "fields": {f.name: f.value for f in decision.fields}, "located": {},
-                     "label": decision.label, "rule": decision.rule, "pack": decision.pack})
+                     "label": decision.label, "rule": decision.rule, "pack": decision.pack,
+                     "outcome": DecisionOutcome.Name(decision.outcome)})
     summary = summarise(rows)
     routing = summary["routing"]["all"]
     assert routing["routed_wrong_unasked"] == 0, summary["routing"]
@@ -585,6 +587,8 @@ async def test_documents_from_outside_are_routed_and_read_without_a_kind(
     # to a person to confirm the type; the router alone: 26 and 29
     assert routing["named_right"] >= routing["documents"] - 4, summary["routing"]
     assert routing["asked_a_person"] <= 20, summary["routing"]
+    # nothing decided without a person that a person would have decided otherwise
+    assert routing["automated_wrongly"] == 0, summary["routing"]
     right = sum(c["(all fields)"]["right"] for c in summary["accuracy"].values())
     shown = sum(c["(all fields)"]["shown"] for c in summary["accuracy"].values())
     wrong = sum(c["wrong"] for c in summary["read_wrong"].values())

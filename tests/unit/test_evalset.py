@@ -185,6 +185,30 @@ def test_summary_counts_fields_documents_and_provenance(
     assert wrong["b"]["total"] == {"expected": "10.00", "got": "1.00"}
 
 
+def test_routing_counts_types_people_asked_and_decisions_a_person_would_change() -> None:
+    def row(kind: str | None, label: str, rule: str, outcome: str,
+            fields: dict[str, str] | None = None) -> dict:
+        document = EvalDocument(f"{kind}-{label}-{rule}", "outside", "text/plain", "x.txt", b"",
+                                {"total": "10.00"} if fields is not None else {}, {}, kind)
+        return {"document": document, "error": "", "seconds": 0.0, "fields": fields or {},
+                "located": {}, "label": label, "rule": rule,
+                "outcome": f"DECISION_OUTCOME_{outcome}"}
+
+    rows = [
+        row("invoice", "invoice", "straight_through_invoice", "AUTO_EXECUTE", {"total": "10.00"}),
+        row("invoice", "invoice", "straight_through_invoice", "AUTO_EXECUTE", {"total": "1.00"}),
+        row("invoice", "other", "low_confidence", "ESCALATE"),
+        row("other", "support_ticket", "confident_route", "AUTO_EXECUTE"),
+        row(None, "invoice", "low_confidence", "ESCALATE"),      # no kind: not scored
+    ]
+    routed = summarise(rows)["routing"]
+    assert routed["per_kind"]["invoice"] == {
+        "documents": 3, "named_right": 2, "asked_a_person": 1, "routed_wrong_unasked": 0,
+        "automated": 2, "automated_wrongly": 1, "accuracy": 0.667}
+    assert routed["all"]["routed_wrong_unasked"] == 1 and routed["all"]["automated"] == 3
+    assert routed["all"]["automated_wrongly"] == 2
+
+
 def test_sets_round_trip_through_a_manifest(tmp_path: Path,
                                             small_set: list[EvalDocument]) -> None:
     manifest = write_set(small_set[:2], tmp_path)
