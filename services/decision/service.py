@@ -637,6 +637,8 @@ async def setup(ctx: ServiceContext) -> None:
     ctx.on_stop.append(scorers.stop)
     ctx.on_stop.append(router_batcher.stop)
     ctx.on_stop.append(ocr_batcher.stop)
+    if cascade is not None:
+        ctx.on_stop.append(cascade.encoder.stop)
     if shadow is not None:
         ctx.on_stop.append(shadow.stop)
 

