@@ -255,6 +255,11 @@ LABELS: dict[str, tuple[str, ...]] = {
                   "bestelnummer", "numero ordine", "bon de commande", "pedido"),
     "buyer": ("bill to", "customer", "sold to", "client", "kunde", "ship to", "cliente",
               "klant", "nabywca", "destinataire"),
+    # dates that are not the invoice's: labelled as such, so "date" alone does not take them
+    "other_date": ("order date", "delivery date", "ship date", "shipping date", "service date",
+                   "date of service", "check in", "check out", "bestelldatum", "lieferdatum",
+                   "date de commande", "date de livraison", "fecha de pedido",
+                   "data ordine"),
     "tax_id": ("vat id", "tax id", "gstin", "ust-idnr", "ein", "vat no", "p.iva", "partita iva",
                "btw-nummer", "nip", "siret", "n° tva"),
     "subtotal": ("subtotal", "sub-total", "net amount", "zwischensumme", "net total",
@@ -430,6 +435,8 @@ _EMAIL_NUMBER = re.compile(
     r"\b(?:invoice|rechnung|facture|factura|fattura|factuur|faktura)"
     r"(?:\s+(?:no\.?|number|nr\.?|#|numero|número)\s+|\s+(?:n°|nº|n\.)\s*|\s+)"
     r"(#?[A-Za-z0-9][A-Za-z0-9/\-#_]*\d[A-Za-z0-9/\-_]*)", re.IGNORECASE)
+_NUMBER_DATED = re.compile(r"[ \t]*,?[ \t]*(?:du|dated|of|vom|del|van|z dnia)[ \t]+"
+                           r"(?P<v>[^\n]{4,30})", re.IGNORECASE)
 _EMAIL_AMOUNT = re.compile(
     r"(?:amount of|amounting to|amount:|total of|total:|for)\s+(?P<v>[^\s(].{0,24})"
     r"|\((?P<p>[^()]{1,24})\)", re.IGNORECASE)
@@ -442,6 +449,11 @@ def _from_prose(text: str, b: _Builder) -> None:
     """E-mails and letters: phrase patterns, a notch less sure than labels."""
     for m in _EMAIL_NUMBER.finditer(text):
         b.offer("invoice_number", m.group(1).rstrip(".,;:"), 0.85, m.group(0), "prose")
+        # 'Facture n°562044387 du 02 Juillet 2015', 'invoice 7731 dated 1 Nov 2026'
+        dated = _NUMBER_DATED.match(text, m.end())
+        found = find_date(dated.group("v")) if dated else None
+        if found is not None:
+            b.offer("invoice_date", found[0], 0.85, found[1], "prose")
         break
     for m in _EMAIL_AMOUNT.finditer(text):
         chunk = m.group("v") or m.group("p") or ""

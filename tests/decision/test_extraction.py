@@ -346,6 +346,15 @@ def test_an_iban_is_known_by_its_check_digits_however_it_is_grouped() -> None:
     assert ex.get("bank_account") is None
 
 
+def test_an_order_date_is_not_the_invoice_date_and_a_number_may_carry_its_date() -> None:
+    ex = extract_invoice("Acme Ltd\nOrder Date: 15-10-2025\nInvoice Date: 20-10-2025\n"
+                         "Invoice No: A-9\nTotal: EUR 12.00\n")
+    assert ex.get("invoice_date") == "2025-10-20"
+    ex = extract_invoice("Boulangerie Petit SARL\nFacture n°88120 du 4 février 2026\n"
+                         "Net à payer : 52,75 €\n")
+    assert (ex.get("invoice_number"), ex.get("invoice_date")) == ("88120", "2026-02-04")
+
+
 def test_a_date_beside_a_total_is_not_its_amount() -> None:
     ex = extract_invoice("Acme Ltd\nInvoice No: A-7\nAmount due: 3 Aug 2014, USD 4.11\n")
     assert ex.get("total") == "4.11"
