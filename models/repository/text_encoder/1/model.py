@@ -63,8 +63,8 @@ class TritonPythonModel:
         if configured and configured.split(",") != self.classes:
             raise pb_utils.TritonModelException(
                 f"config classes {configured!r} != trained classes {self.classes}")
-        self.encoder = _module(encoder_path, "switchyard_text_encoder").Encoder(
-            os.path.join(HERE, "minilm"))
+        self.module = _module(encoder_path, "switchyard_text_encoder")
+        self.encoder = self.module.Encoder(os.path.join(HERE, "minilm"))
         self.labels = np.array([c.encode("utf-8") for c in self.classes], dtype=np.object_)
         pb_utils.Logger.log_info(
             f"text_encoder {meta.get('version')} loaded: classes={self.classes} "
@@ -78,11 +78,9 @@ class TritonPythonModel:
             texts.extend(batch)
             sizes.append(len(batch))
         embeddings = self.encoder.encode(texts)
-        # the same arithmetic as cascade.head_probabilities, which the card's metrics used
-        logits = (embeddings @ self.weights + self.bias) / self.temperature
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        probs /= probs.sum(axis=1, keepdims=True)
+        # the function the card's metrics were computed with (the encoder module's)
+        probs = self.module.head_probabilities(embeddings, self.weights, self.bias,
+                                               self.temperature)
         labels = self.labels[probs.argmax(axis=1)] if texts else self.labels[:0]
         responses, start = [], 0
         for n in sizes:
@@ -96,4 +94,4 @@ class TritonPythonModel:
         return responses
 
     def finalize(self):
-        self.encoder = None
+        self.encoder = self.module = None
