@@ -157,17 +157,23 @@ _DATE_PATTERNS = (
 )
 
 
+def _month_words() -> dict[str, int]:
+    """Every month name of :data:`MONTH_NAMES`, and every abbreviation (at least three letters)
+    that only one month's names start with ('Sept', 'déc', 'Okt'; not 'jui', French for both
+    June and July), each the month's number."""
+    prefixes: dict[str, set[int]] = {}
+    for full, number in MONTH_NAMES.items():
+        for end in range(3, len(full) + 1):
+            prefixes.setdefault(full[:end], set()).add(number)
+    return {word: next(iter(numbers)) for word, numbers in prefixes.items()
+            if len(numbers) == 1 or word in MONTH_NAMES}
+
+
+_MONTH_WORDS = _month_words()
+
+
 def _month(name: str) -> int | None:
-    """A month's number from its name or an abbreviation (at least three letters) that only
-    one month's names start with, in any language of :data:`MONTH_NAMES` ('Sept', 'déc',
-    'Okt'; not 'jui', French for both June and July)."""
-    name = name.lower()
-    if name in MONTH_NAMES:
-        return MONTH_NAMES[name]
-    if len(name) < 3:
-        return None
-    months = {number for full, number in MONTH_NAMES.items() if full.startswith(name)}
-    return months.pop() if len(months) == 1 else None
+    return _MONTH_WORDS.get(name.lower())
 
 
 def _make(year: int, month: int, day: int) -> dt.date | None:
