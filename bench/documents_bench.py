@@ -14,8 +14,8 @@ extracted fields carry a provenance (page and box).
 files, see :func:`bench.evalset.load_set`); ``bench/outside`` is such a set, of documents this
 project's generators did not make (see its README). ``--route`` submits every document
 without a kind, as an upstream system that does not know what it sent: the router names the
-type, and the report scores that against each document's ``kind``. ``--save DIR`` keeps the generated set for
-inspection or for another tool. Several documents are in flight at once (``--concurrency``),
+type, and the report scores that against each document's ``kind``. ``--save DIR`` keeps the
+generated set for inspection or for another tool. Several documents are in flight at once (``--concurrency``),
 so the decision service's micro-batcher batches their OCR pages as it does in production.
 """
 
@@ -37,6 +37,7 @@ from bench._common import (
     standalone, write_json)
 from bench.evalset import CATEGORIES, SCORED_FIELDS, EvalDocument, generate, load_set, score, \
     write_set
+from services.decision.engine import GUESSING_RULES
 from switchyard import Settings
 
 TENANT = "eval"
@@ -200,11 +201,6 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-#: Rules of the tenant's routing policy: the router was unsure, or disagreed with the
-#: submitter; a person confirms the type (services.decision.policy)
-ROUTING_RULES = frozenset({"low_confidence", "kind_mismatch"})
-
-
 #: Outcomes decided without a person.
 WITHOUT_A_PERSON = frozenset({"DECISION_OUTCOME_AUTO_EXECUTE", "DECISION_OUTCOME_REJECT"})
 
@@ -225,7 +221,9 @@ def routing(rows: list[dict[str, Any]]) -> dict[str, Any]:
         counts = per_kind[kind]
         counts["documents"] += 1
         counts["named_right"] += row.get("label") == kind
-        asked = row.get("rule") in ROUTING_RULES
+        # the routing policy's escalations: the router was unsure, or disagreed with the
+        # submitter, and a person confirms the type
+        asked = row.get("rule") in GUESSING_RULES
         counts["asked_a_person"] += asked
         counts["routed_wrong_unasked"] += row.get("label") != kind and not asked
         if row.get("outcome") in WITHOUT_A_PERSON:
