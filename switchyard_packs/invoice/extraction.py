@@ -17,6 +17,11 @@ document. Consistency raises it: line items that add up to the subtotal confirm 
 ``InvoiceExtraction.confidence`` folds the key fields into one number, the
 ``extraction_confidence`` feature the invoice_risk model was trained with.
 
+Item lines give their amounts (``line_items``, which the invoice_risk features sum and count)
+and are read whole as :class:`LineItem` (description, quantity, unit price), for matching an
+invoice's lines to a purchase order's; a quantity and a unit price are kept only when they make
+the line's amount.
+
 A PDF or an image comes with its layout (words with boxes): the extractor reads the layout's
 reading-order text as above, and then the layout itself for what the text does not show (a
 value below its label instead of beside it). Each value is looked up among the layout's words
@@ -29,7 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from switchyard.documents import (
@@ -133,16 +138,20 @@ def _currency_of(token: str | None) -> str:
     return dict(CURRENCY_SYMBOLS).get(token, "")
 
 
-def find_money(text: str) -> list[Money]:
-    """Every amount in ``text``, with its currency when the amount is written with one."""
-    found = []
+def _money_matches(text: str) -> Iterator[tuple[Money, re.Match[str]]]:
+    """Every amount in ``text`` with the match that found it: where it stands, for reading an
+    item line's columns the way :func:`find_money` reads its amounts."""
     for m in _MONEY.finditer(text):
         num = m.group("num")
         if re.fullmatch(r"(19|20)\d{6}", num.replace(" ", "")):
             continue  # a YYYYMMDD date, not an amount
         currency = _currency_of(m.group("pre")) or _currency_of(m.group("post"))
-        found.append(Money(to_number(num), currency, m.group(0).strip()))
-    return found
+        yield Money(to_number(num), currency, m.group(0).strip()), m
+
+
+def find_money(text: str) -> list[Money]:
+    """Every amount in ``text``, with its currency when the amount is written with one."""
+    return [money for money, _ in _money_matches(text)]
 
 
 _DATE_PATTERNS = (
@@ -313,14 +322,35 @@ class ExtractedField:
     provenance: Provenance | None = None
 
 
+@dataclass(frozen=True)
+class LineItem:
+    """One line of an invoice's item table as read: what, how many, at what unit price, for how
+    much -- what an invoice line is matched to a purchase-order line by."""
+
+    #: the item's words, without the line number ('1.', '2)') or column separators; "" when none
+    description: str
+    #: None when the line shows no quantity
+    quantity: float | None
+    #: None when the line shows no unit price
+    unit_price: float | None
+    #: the line's amount (one of :attr:`InvoiceExtraction.line_items`)
+    amount: float
+    #: the line as it appeared (stripped)
+    raw: str = ""
+
+
 @dataclass
 class InvoiceExtraction:
-    """What the extractor found; ``confidence`` is the ``extraction_confidence`` feature."""
+    """What the extractor found; ``confidence`` is the ``extraction_confidence`` feature.
+
+    ``line_items`` are the item lines' amounts (the invoice_risk features sum and count them);
+    ``items`` are the same lines, in the same order, read whole."""
 
     fields: dict[str, ExtractedField]
     confidence: float
     issues: list[str] = field(default_factory=list)
     line_items: list[float] = field(default_factory=list)
+    items: list[LineItem] = field(default_factory=list)
 
     def get(self, name: str) -> str | None:
         found = self.fields.get(name)
@@ -524,6 +554,8 @@ def _vendor(text: str, b: _Builder) -> None:
             return
 
 
+# -- line items --------------------------------------------------------------------------------
+
 _ITEM_PATTERNS = (
     re.compile(r"=\s*(?P<v>[\d.,]+)\s*$"),                          # 2 x Item @ 4.00 = 8.00
     re.compile(r"^(?:\d+\.\s+)?[^|\n]+\|\s*\d+\s*\|[^|]*\|\s*(?P<v>[\d.,]+)\s*$"),  # a | q | u | t
@@ -535,22 +567,196 @@ _NOT_AN_ITEM = re.compile(r"\b(?:IBAN|BIC|Account|Acct|Routing|Sort code|Payment
                           re.IGNORECASE)
 
 
-def _line_items(text: str) -> list[float]:
-    items = []
+def _item_amount(line: str) -> tuple[float, int] | None:
+    """The amount of ``line`` (stripped) when it is an item line, and where the amount starts;
+    None when it is not one.
+
+    These rules decide which lines are items and what they amount to -- ``line_items`` and the
+    invoice_risk features built on them -- so reading more of a line must not change them: a
+    line ending in '= 8.00', a pipe table row 'a | q | u | t', 'item<TAB>qty<TAB>amount', else
+    a line that starts with a letter, holds a bare number and two or more amounts (the last)."""
+    if not line or _LABELED.match(line) or _NOT_AN_ITEM.search(line):
+        return None
+    for pattern in _ITEM_PATTERNS:
+        m = pattern.search(line)
+        if m:
+            return to_number(m.group("v")), m.start("v")
+    monies = list(_money_matches(line))
+    if len(monies) >= 2 and re.match(r"[A-Za-z]", line) and re.search(r"\s\d+\s", line):
+        money, match = monies[-1]
+        return money.amount, match.start()
+    return None
+
+
+def _line_items(text: str) -> list[LineItem]:
+    """The item lines of ``text``, in order, each read whole (see :func:`_read_item`)."""
+    items: list[LineItem] = []
     for line in text.splitlines():
         line = line.strip()
-        if not line or _LABELED.match(line) or _NOT_AN_ITEM.search(line):
-            continue
-        for pattern in _ITEM_PATTERNS:
-            m = pattern.search(line)
-            if m:
-                items.append(to_number(m.group("v")))
-                break
-        else:
-            monies = find_money(line)
-            if len(monies) >= 2 and re.match(r"[A-Za-z]", line) and re.search(r"\s\d+\s", line):
-                items.append(monies[-1].amount)
+        found = _item_amount(line)
+        if found is not None:
+            items.append(_read_item(line, *found))
     return items
+
+
+#: words that say a number counts something ('12 h', '3 pcs', '2x'): a quantity, not a price
+_UNIT_WORDS = (r"h|hrs?|hours?|pcs?|pieces?|units?|x|\u00d7|ea|each|kg|m|l|lots?|box(?:es)?|days?|"
+               r"weeks?|months?|stk|st")
+_UNIT = re.compile(rf"(?:{_UNIT_WORDS})\.?", re.IGNORECASE)
+_UNIT_AFTER = re.compile(rf"[ \t]*(?:{_UNIT_WORDS})\.?(?!\S)", re.IGNORECASE)
+#: what stands between or beside an item line's numbers and reads as neither words nor number:
+#: a rate ('20%'), a number not read as an amount, punctuation ('-', '=', '@')
+_FILLER = re.compile(r"\(?\d{1,2}(?:[.,]\d+)?%\)?|%|\d+(?:[.,]\d+)*|[^\w\s]+")
+_COLUMN_SEP = re.compile(r"[ \t]*[|\t][ \t]*| {2,}")
+_LINE_NUMBER = re.compile(r"^\d{1,3}[.)]\s+")          # '1. ', '2) '
+_QTY_FIRST = re.compile(rf"^(?P<q>{_NUM})[ \t]*[xX\u00d7*][ \t]+(?P<d>.+)$")  # '2 x Item'
+_QTY_LAST = re.compile(  # 'Item (2', 'Hours 3 h'
+    rf"^(?P<d>.*?\S)[\s(]+(?P<q>{_NUM})(?:[ \t]*(?:{_UNIT_WORDS})\.?)?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class _Number:
+    """A number of an item line, with what its writing says it is."""
+
+    value: float
+    quantity: bool  # written with a unit word ('12 h'): a quantity
+    price: bool     # written with a currency ('EUR 4.50'): a price
+    whole: bool     # written without decimals ('12'): more likely a quantity
+
+
+@dataclass(frozen=True)
+class _Token:
+    """A piece of an item line: a number, a filler or a word, and where it starts."""
+
+    start: int
+    number: _Number | None  # None for words and fillers
+    word: bool              # words (a description's), not a number or a filler
+
+
+def _tokens(text: str, offset: int = 0) -> list[_Token]:
+    """``text`` as numbers (an amount standing alone between spaces, with its currency and its
+    unit word: 'EUR 1 828,06', '12 h', '3x'), fillers and words, starting at ``offset``.
+    A number glued to a word is part of the word ('HP 305A', '24-port', '(box of 12)')."""
+    found: list[_Token] = []
+    taken: list[tuple[int, int]] = []
+    for money, m in _money_matches(text):
+        unit = _UNIT_AFTER.match(text, m.end())
+        stop = unit.end() if unit else m.end()
+        if (m.start() and not text[m.start() - 1].isspace()) or (
+                stop < len(text) and not text[stop].isspace()):
+            continue
+        whole = re.search(r"[.,]\d{1,2}$", m.group("num")) is None
+        number = _Number(money.amount, unit is not None, bool(money.currency), whole)
+        found.append(_Token(offset + m.start(), number, False))
+        taken.append((m.start(), stop))
+    for chunk in re.finditer(r"\S+", text):
+        if any(start <= chunk.start() < stop for start, stop in taken):
+            continue
+        word = chunk.group()
+        filler = (_UNIT.fullmatch(word) or _FILLER.fullmatch(word) or _currency_of(word)
+                  or word.upper() in CURRENCY_CODES)
+        found.append(_Token(offset + chunk.start(), None, not filler))
+    return sorted(found, key=lambda t: t.start)
+
+
+def _cells(text: str) -> list[list[_Token]]:
+    """``text``'s columns (split at pipes, tabs and runs of spaces), each as its tokens."""
+    bounds = [0]
+    for sep in _COLUMN_SEP.finditer(text):
+        bounds += [sep.start(), sep.end()]
+    bounds.append(len(text))
+    cells = [_tokens(text[a:b], a) for a, b in zip(bounds[::2], bounds[1::2], strict=True)]
+    return [cell for cell in cells if cell]
+
+
+_Reading = tuple[str, list[_Number]]  # (description, numbers)
+
+
+def _trailing_numbers(head: str, units: list[list[_Token]]) -> _Reading:
+    """``head`` split where its trailing run of numbers (and fillers) starts: the description
+    before it, the numbers in it. Fillers before the run's first number stay in the description
+    ('Storage box 2 ...': 'box' is a unit word, but here a word)."""
+    end = len(units)
+    while end and not any(t.word for t in units[end - 1]):
+        end -= 1
+    first = next((i for i in range(end, len(units))
+                  if any(t.number is not None for t in units[i])), len(units))
+    start = units[first][0].start if first < len(units) else len(head)
+    numbers = [t.number for unit in units[first:] for t in unit if t.number is not None]
+    return head[:start], numbers
+
+
+def _at_reading(head: str) -> _Reading | None:
+    """'2 x Item @ 4.00 =', 'Item (2 @ 4.00)', 'Hours: 32.5 @ $140/h =': the quantity before
+    the '@' (before or after the item's words), the unit price the first amount after it."""
+    left, _, right = head.rpartition("@")
+    price = next(iter(_money_matches(right)), None)
+    if price is None or right[:price[1].start()].strip():
+        return None  # no price right after an '@' ('info@example.com')
+    left = left.strip()
+    numbers: list[_Number] = []
+    m = _QTY_FIRST.match(left) or _QTY_LAST.match(left)
+    if m:
+        left = m.group("d")
+        numbers.append(_Number(to_number(m.group("q")), True, False, True))
+    numbers.append(_Number(price[0].amount, False, True, False))
+    return left, numbers
+
+
+def _item_readings(head: str) -> list[_Reading]:
+    """The ways to split the text before an item line's amount into description and numbers,
+    most telling first: around an '@'; by columns, when the line has some (a description may end
+    in a number: 'Copy paper 80 g  10  4.50', '... du 1er au 31 Juillet 2015 | 29.99'); word by
+    word (columns run together in a scan)."""
+    readings: list[_Reading] = []
+    at = _at_reading(head)
+    if at is not None:
+        readings.append(at)
+    if _COLUMN_SEP.search(head):
+        readings.append(_trailing_numbers(head, _cells(head)))
+    readings.append(_trailing_numbers(head, [[t] for t in _tokens(head)]))
+    return readings
+
+
+def _quantity_and_price(numbers: list[_Number], amount: float
+                        ) -> tuple[float | None, float | None, bool]:
+    """``(quantity, unit price, checked)``: the pair of ``numbers`` whose product is ``amount``
+    (within a cent or 0.5%: :func:`_close`), preferring the written order and what the writing
+    says (a unit word for the quantity, a currency for the price); else a lone number for what
+    it looks like (unchecked); else nothing -- a pair that does not make the amount is no
+    quantity and price."""
+    pairs = [(i, j) for i, q in enumerate(numbers) for j, u in enumerate(numbers)
+             if i != j and not q.price and not u.quantity and _close(q.value * u.value, amount)]
+    if pairs:
+        i, j = max(pairs, key=lambda p: (
+            p[0] < p[1], numbers[p[0]].quantity + numbers[p[1]].price + numbers[p[0]].whole,
+            p[1] - p[0] == 1, -p[0]))
+        return numbers[i].value, numbers[j].value, True
+    if len(numbers) == 1:
+        lone = numbers[0]
+        if not (lone.quantity or (lone.whole and not lone.price)):
+            return None, lone.value, False
+        if amount and lone.value * 0.01 > amount:
+            return None, None, False  # each for less than a cent: a reference number, no count
+        return lone.value, None, False
+    return None, None, False
+
+
+def _description(text: str) -> str:
+    """An item's words: separators and surrounding punctuation gone, whitespace collapsed."""
+    text = re.sub(r"[\s|]+", " ", text)
+    return re.sub(r"^[\s:;,=@*#\u2013\u2014-]+|[\s:;,=@*#(\u2013\u2014-]+$", "", text)
+
+
+def _read_item(line: str, amount: float, end: int) -> LineItem:
+    """An item ``line`` whose ``amount`` starts at ``end`` read as description, quantity and unit
+    price: the first reading of the text before the amount whose quantity times unit price is
+    the amount; else the most telling reading, with a lone quantity or price as written."""
+    head = _LINE_NUMBER.sub("", line[:end])
+    readings = [(text, _quantity_and_price(numbers, amount))
+                for text, numbers in _item_readings(head)]
+    text, (quantity, price, _) = next((r for r in readings if r[1][2]), readings[0])
+    return LineItem(_description(text), quantity, price, amount, line)
 
 
 def _close(a: float, b: float, rel: float = 0.005) -> bool:
@@ -724,6 +930,7 @@ def extract_invoice(text: str, layout: DocumentLayout | None = None) -> InvoiceE
         _vendor(text, b)
         _bank_account(text, b)
     items = _line_items(text) if structured is None else []
+    amounts = [item.amount for item in items]
     # currency: the amounts' own, else a code or symbol anywhere in the document
     money_currencies = [c.value.currency for c in (b.found.get(k) for k in ("total", "subtotal"))
                         if c is not None and c.value.currency]  # type: ignore[attr-defined]
@@ -738,7 +945,7 @@ def extract_invoice(text: str, layout: DocumentLayout | None = None) -> InvoiceE
             b.offer("currency", max(set(codes), key=codes.count), 0.6, codes[0], "document")
     _resolve_dates(b)
     if "total" in b.found:
-        _check_amounts(b, items)
+        _check_amounts(b, amounts)
     if items and "line_item_count" not in b.found:
         b.offer("line_item_count", len(items), 0.8, "", "line items")
     noise = noise_level(text)
@@ -760,7 +967,7 @@ def extract_invoice(text: str, layout: DocumentLayout | None = None) -> InvoiceE
         fields.setdefault("line_item_count", ExtractedField("line_item_count", str(len(items)),
                                                             round(0.8 * damp, 3)))
     overall = sum(w * fields[n].confidence for n, w in CONFIDENCE_WEIGHTS.items() if n in fields)
-    return InvoiceExtraction(fields, round(overall, 3), b.issues, items)
+    return InvoiceExtraction(fields, round(overall, 3), b.issues, amounts, items)
 
 
 def vendor_key(name: str) -> str:
@@ -769,5 +976,5 @@ def vendor_key(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", name.lower()).strip()
 
 
-__all__ = ["FIELD_NAMES", "ExtractedField", "InvoiceExtraction", "Money", "extract_invoice",
-           "find_date", "find_money", "noise_level", "to_number", "vendor_key"]
+__all__ = ["FIELD_NAMES", "ExtractedField", "InvoiceExtraction", "LineItem", "Money",
+           "extract_invoice", "find_date", "find_money", "noise_level", "to_number", "vendor_key"]
