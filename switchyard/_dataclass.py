@@ -203,6 +203,15 @@ STORED: tuple[Stored, ...] = (
            "aggregate of confirmed invoices"),
     Stored("decision_vendors", "currency", DataClass.DERIVED, AtRest.PLAIN, OnPurge.KEEP,
            "the vendor's usual currency"),
+    Stored("decision_purchase_orders", "body", DataClass.PERSONAL, AtRest.SEALED,
+           OnPurge.KEEP, "a purchase order as the ERP published it (the vendor, its bank "
+           "account); replaced by the ERP's next state, deleted by its tombstone"),
+    Stored("decision_purchase_orders", "vendor_hash", DataClass.PERSONAL, AtRest.HASHED,
+           OnPurge.KEEP, "finds a vendor's open orders for an invoice that quotes none"),
+    Stored("decision_purchase_orders", "amount", DataClass.DERIVED, AtRest.PLAIN,
+           OnPurge.KEEP, "what the order is worth (no identity: the vendor is a hash)"),
+    Stored("decision_invoice_matches", "quantity", DataClass.DERIVED, AtRest.PLAIN,
+           OnPurge.KEEP, "how many of an order line an invoice billed"),
     Stored("signal_consents", "subject_ref", DataClass.PERSONAL, AtRest.SEALED, OnPurge.KEEP,
            "the school's reference of a student with a consent (ingest pseudonymises signals "
            "with it); removed by ConsentService.EraseSubject, not by purge"),
@@ -281,6 +290,8 @@ TOPICS: tuple[TopicData, ...] = (
               "retention"),
     TopicData("engagement-windows", DataClass.DERIVED,
               "class-level, k-anonymous window aggregates; no student is named"),
+    TopicData("purchase-orders", DataClass.PERSONAL,
+              "purchase orders from the tenants' ERPs: the vendor and its bank account"),
     TopicData("subject-erasures", DataClass.DERIVED,
               "the pseudonyms of a student whose derived data is being erased"),
 )

@@ -98,6 +98,13 @@ SUBJECT_ERASURES = Topic(
     "Right-to-erasure requests: every service removes a student's derived data.", 4 * _WEEK_MS,
 )
 
+PURCHASE_ORDERS = Topic(
+    "purchase-orders", "switchyard.v1.PurchaseOrder or JSON", "tenant_id/po_number",
+    Cleanup.COMPACT,
+    "ERPs write the latest state of each purchase order (lines, goods receipts) here; "
+    "an empty value removes it. The invoice pack matches invoices against them.",
+)
+
 BROKER_MARKER = Topic(
     "broker-marker", "(none)", "(none)", Cleanup.DELETE,
     "Never written or read. Its retention.ms carries a random generation chosen when it was "
@@ -106,7 +113,8 @@ BROKER_MARKER = Topic(
 
 ALL_TOPICS: tuple[Topic, ...] = (
     INTAKE, TASKS, TASK_STATUS, DECISIONS, ESCALATIONS, EXECUTIONS, CANCELLATIONS, DEAD_LETTER,
-    CLASSROOM_SIGNALS, SIGNALS_ADMITTED, ENGAGEMENT_WINDOWS, SUBJECT_ERASURES, BROKER_MARKER,
+    CLASSROOM_SIGNALS, SIGNALS_ADMITTED, ENGAGEMENT_WINDOWS, SUBJECT_ERASURES, PURCHASE_ORDERS,
+    BROKER_MARKER,
 )
 
 

@@ -5,13 +5,20 @@
   the score is ``scores.<name>`` in the pack's rules.
 * :class:`Enrichers`: one instance per enricher entry point (group ``switchyard.enrichers``)
   a pack names. An enricher class is built with :class:`EnricherResources` (the decision
-  service's pool, matching key and payload codec) and offers::
+  service's pool, matching key, payload codec and the text encoder's embeddings) and offers::
 
       async def enrich(task, extraction, params) -> Mapping[str, object]  # -> history.*
       async def record(conn, task, extraction, decision) -> None          # optional
       async def confirm(tenant_id, task_id, corrected, by_person) -> bool # optional
       async def reject(tenant_id, task_id) -> bool                        # optional
       async def pending(tasks, by_person) -> set[str]                     # optional
+      topics: tuple[str, ...]                                             # optional, with:
+      async def on_records(topic, records) -> list[(record, RejectRecord)]
+
+  ``topics`` names registry topics (``switchyard._topics``) whose records the enricher keeps
+  (reference data, such as the purchase orders an ERP publishes): the service consumes each
+  one a batch at a time and hands the batch to ``on_records``, whose refusals are
+  dead-lettered (:func:`enricher_feeds`).
 
   ``record`` runs in the transaction that stores a Kafka-path decision; ``confirm`` and
   ``reject`` are how the enricher learns from outcomes (a person's verdict, a successful
@@ -27,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +48,7 @@ from services.decision.pools import TritonPools
 from services.decision.triton import Prediction, ScorerClient
 from switchyard import Settings
 from switchyard.packs import Pack, entry_point, extractor_for
+from switchyard.messaging import ALL_TOPICS, Record, RejectRecord, Topic
 from switchyard.runtime import Supervisor
 from switchyard.storage import PLAINTEXT, PayloadCodec
 
@@ -48,6 +56,8 @@ log = logging.getLogger(__name__)
 EXTRACTORS_GROUP = "switchyard.extractors"
 FEATURES_GROUP = "switchyard.features"
 ENRICHERS_GROUP = "switchyard.enrichers"
+#: A batch of a topic's records in, the records refused (each with why) out.
+FeedHandler = Callable[[list[Record]], Awaitable[list[tuple[Record, RejectRecord]]]]
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,8 @@ class EnricherResources:
     pool: asyncpg.Pool
     matching_key: bytes
     codec: PayloadCodec = PLAINTEXT
+    #: unit-length sentence embeddings of short texts, or None when the encoder cannot answer
+    embed: Callable[[Sequence[str]], Awaitable[list[list[float]] | None]] | None = None
 
 
 @functools.cache
@@ -164,6 +176,23 @@ class Enrichers:
     def all(self) -> list[Any]:
         return list(self._instances.values())
 
+    def feeds(self) -> list[tuple[Topic, FeedHandler]]:
+        """The topics the built enrichers keep, each with the handler of its batches: a
+        topic two enrichers keep is consumed once and handed to both, in turn (the first
+        refusal of a record is the one dead-lettered)."""
+        wanted: dict[str, list[Any]] = {}
+        for enricher in self.all():
+            for name in getattr(enricher, "topics", ()):
+                wanted.setdefault(name, []).append(enricher)
+        known = {topic.name: topic for topic in ALL_TOPICS}
+        feeds = []
+        for name, enrichers in wanted.items():
+            if name not in known:
+                raise ValueError(f"enricher {enrichers[0].name} keeps topic {name!r}, which "
+                                 f"is not in the topic registry ({sorted(known)})")
+            feeds.append((known[name], functools.partial(_feed, name, enrichers)))
+        return feeds
+
     async def enrich(self, names: Sequence[str], task: Any, extraction: Any,
                      params: Mapping[str, Any]) -> dict[str, Any]:
         history: dict[str, Any] = {}
@@ -172,5 +201,14 @@ class Enrichers:
         return history
 
 
-__all__ = ["EnricherResources", "Enrichers", "Scorer", "Scorers", "extractor_of",
+async def _feed(topic: str, enrichers: Sequence[Any], records: list[Record]
+                ) -> list[tuple[Record, RejectRecord]]:
+    refused: dict[int, tuple[Record, RejectRecord]] = {}
+    for enricher in enrichers:
+        for record, reason in await enricher.on_records(topic, records):
+            refused.setdefault(id(record), (record, reason))
+    return list(refused.values())
+
+
+__all__ = ["EnricherResources", "Enrichers", "FeedHandler", "Scorer", "Scorers", "extractor_of",
            "features_for"]

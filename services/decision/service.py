@@ -24,6 +24,7 @@ from services.decision.engagement.analytics import AnalyticsServicer
 from services.decision.engagement.erasure import ErasureConsumer, retention_loop
 from services.decision.engagement.processor import EngagementProcessor
 from services.decision.engine import Decided, DecisionEngine
+from services.decision.embeddings import EMBED_BATCH_MAX, Embeddings
 from services.decision.extensions import EnricherResources, Enrichers, Scorers
 from services.decision.holds import HoldRetrier
 from services.decision.learning import HistoryLearner
@@ -550,11 +551,15 @@ async def setup(ctx: ServiceContext) -> None:
                                supervisor=ctx.supervisor, weights=weights)
     # the router cascade (cascade.py): unsure answers get text_encoder's second opinion; its
     # own breaker and deadline (a batch of it costs what hundreds of router rows do)
-    cascade = encoder = None
+    encoder = EncoderClient(pools, s.text_encoder_timeout_s,
+                            new_breaker("triton-encoder", s.breaker_fail_max,
+                                        s.breaker_reset_s), s.text_encoder_version)
+    # the same encoder embeds short texts for packs' enrichers (invoice vs order lines)
+    line_batcher: MicroBatcher[str, list[float]] = MicroBatcher(
+        "text_encoder_lines", encoder.embed, EMBED_BATCH_MAX, s.batch_max_delay_ms / 1000,
+        s.batch_queue_limit, supervisor=ctx.supervisor, weights=weights)
+    cascade = None
     if s.router_cascade_below > 0:
-        encoder = EncoderClient(pools, s.text_encoder_timeout_s,
-                                new_breaker("triton-encoder", s.breaker_fail_max,
-                                            s.breaker_reset_s), s.text_encoder_version)
         cascade = RouterCascade(
             MicroBatcher("text_encoder", encoder.predict, ENCODER_BATCH_MAX,
                          s.batch_max_delay_ms / 1000, s.batch_queue_limit,
@@ -584,10 +589,14 @@ async def setup(ctx: ServiceContext) -> None:
     problems = catalog.check_policy_files()
     if problems:
         raise PolicyError("invalid decision policies:\n  " + "\n  ".join(problems))
-    enrichers = Enrichers(EnricherResources(ctx.pool, matching_key(s), codec))
-    # built now, so outcomes reach them from the first event (learning.py)
+    enrichers = Enrichers(EnricherResources(ctx.pool, matching_key(s), codec,
+                                            Embeddings(line_batcher)))
+    # built now, so outcomes reach them from the first event (learning.py), and the topics
+    # they keep are consumed from the start
     enrichers.prepare(sorted({name for view in (catalog.newest(""),)
                               for stored in view.values() for name in stored.pack.enrichers}))
+    for topic, feed in enrichers.feeds():
+        ctx.consume_batches(topic, feed)
     scorers = Scorers(s, pools, breaker, ctx.supervisor, weights)
     blobs = blob_store_for(s, ctx.pool)  # documents sent by reference (claim check)
     ctx.on_stop.append(blobs.close)
@@ -604,7 +613,8 @@ async def setup(ctx: ServiceContext) -> None:
     )
     await router_batcher.start()
     await ocr_batcher.start()
-    if cascade is not None and encoder is not None:
+    await line_batcher.start()
+    if cascade is not None:
         await cascade.encoder.start()
         # like OCR, not waited for: until it answers, the router's answers stand
         ctx.run_in_background("encoder-metadata", lambda: _load_metadata(encoder),
@@ -637,6 +647,7 @@ async def setup(ctx: ServiceContext) -> None:
     ctx.on_stop.append(scorers.stop)
     ctx.on_stop.append(router_batcher.stop)
     ctx.on_stop.append(ocr_batcher.stop)
+    ctx.on_stop.append(line_batcher.stop)
     if cascade is not None:
         ctx.on_stop.append(cascade.encoder.stop)
     if shadow is not None:

@@ -235,6 +235,15 @@ class EncoderClient(RouterClient):
         await super().load_metadata()
         self.pool_temperature = float(self.parameters.get("pool_temperature") or 1.0)
 
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """The sentence embedding of each text (unit length: a dot product is the cosine),
+        for comparing short texts such as invoice and purchase-order lines."""
+        data = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
+        inputs = [triton.InferInput("TEXT", list(data.shape), "BYTES")]
+        inputs[0].set_data_from_numpy(data)
+        embeddings, _ = await self._infer(inputs, "EMBEDDING", len(texts))
+        return [[float(v) for v in row] for row in embeddings.tolist()]
+
 
 class ScorerClient(_ModelClient):
     """A pack's scorer model: a float vector in (its config's first input, in the order of its

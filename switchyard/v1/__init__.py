@@ -198,6 +198,12 @@ from switchyard.v1.pack_service_pb2_grpc import (
     PackServiceServicer,
     add_PackServiceServicer_to_server,
 )
+from switchyard.v1.purchasing_pb2 import (
+    GoodsReceipt,
+    PurchaseOrder,
+    PurchaseOrderLine,
+    PurchaseOrderStatus,
+)
 from switchyard.v1.review_pb2 import (
     Escalation,
     EscalationReason,
@@ -345,6 +351,7 @@ __all__ = [
     "GetTaskTimelineResponse",
     "GetTenantSettingsRequest",
     "GetTenantSettingsResponse",
+    "GoodsReceipt",
     "GroupRate",
     "IngestServiceServicer",
     "IngestServiceStub",
@@ -382,6 +389,9 @@ __all__ = [
     "PackSummary",
     "Posture",
     "Provenance",
+    "PurchaseOrder",
+    "PurchaseOrderLine",
+    "PurchaseOrderStatus",
     "RedeliverWebhooksRequest",
     "RedeliverWebhooksResponse",
     "RedriveTaskRequest",

@@ -56,7 +56,7 @@ def writers_in_code() -> dict[str, dict[str, set[str]]]:
     found: dict[str, dict[str, set[str]]] = {}
     for service in SERVICES:
         for path in (ROOT / "services" / service).rglob("*.py"):
-            if "downstream" in path.parts:  # the demo downstream systems produce nothing
+            if "downstream" in path.parts:  # the demo downstream systems are outside systems
                 continue
             source = path.read_text()
             topics = {CONSTANTS[c] for c in SENDS.findall(source) if c in CONSTANTS}
