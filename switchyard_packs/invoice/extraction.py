@@ -267,7 +267,13 @@ LABELS: dict[str, tuple[str, ...]] = {
                  "data scadenza", "vervaldatum", "termin płatności"),
     "po_number": ("po number", "purchase order", "p.o. #", "p.o. no", "your ref", "order ref",
                   "your order", "order no", "order number", "po", "po_number", "bestellnummer",
-                  "bestelnummer", "numero ordine", "bon de commande", "pedido"),
+                  "bestelnummer", "numero ordine", "bon de commande", "pedido",
+                  # with their abbreviation's dot, and the buyer's order in other words
+                  "po no", "po no.", "po #", "p.o. no.", "p.o. number", "order ref.",
+                  "your order ref", "your order ref.", "your order reference", "your reference",
+                  "purchase order no", "purchase order no.", "purchase order number",
+                  "ihre bestellung", "bestell-nr", "bestell-nr.", "votre commande",
+                  "uw bestelling", "inkoopordernummer", "orden de compra", "vostro ordine"),
     "buyer": ("bill to", "customer", "sold to", "client", "kunde", "ship to", "cliente",
               "klant", "nabywca", "destinataire"),
     # dates that are not the invoice's: labelled as such, so "date" alone does not take them

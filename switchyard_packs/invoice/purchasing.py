@@ -324,6 +324,26 @@ def _header_match(ex: InvoiceExtraction, order: Order, tol: Tolerances
     return [LineMatch(-1, ln.line, 1.0, q) for ln, q in billable if q > _EPS], []
 
 
+def _adds_up(items: Sequence[LineItem], net: float) -> bool:
+    return abs(sum(item.amount for item in items) - net) <= max(0.011, abs(net) * 0.001)
+
+
+def billed_items(ex: InvoiceExtraction) -> list[int]:
+    """Which of the extraction's item lines the invoice bills (indexes into ``ex.items``):
+    all of them, unless they do not add up to the net amount and the lines that show a
+    quantity and a unit price do (a line of an address or a phone number read as an item
+    line bills nothing)."""
+    every = list(range(len(ex.items)))
+    net = _net_amount(ex)
+    if net is None or _adds_up(ex.items, net):
+        return every
+    priced = [i for i in every
+              if ex.items[i].quantity is not None and ex.items[i].unit_price is not None]
+    if priced and _adds_up([ex.items[i] for i in priced], net):
+        return priced
+    return every
+
+
 def match_order(ex: InvoiceExtraction, order: Order, similarity: Sequence[Sequence[float]],
                 tol: Tolerances, found_by: str) -> Match:
     """``ex`` against ``order``; ``similarity[i][j]`` is how alike invoice line ``i``
@@ -349,10 +369,12 @@ def match_order(ex: InvoiceExtraction, order: Order, similarity: Sequence[Sequen
             "vendor master" if order.bank_account else
             "the invoice names a bank account, and the vendor master has none on file"))
     matched: list[LineMatch] = []
-    if ex.items:
-        pairs = _pairs(similarity, tol.similarity)
-        for i, item in enumerate(ex.items):
-            number = i + 1
+    billed = billed_items(ex)
+    if billed:
+        pairs = _pairs([similarity[i] if i in billed else [] for i in range(len(ex.items))],
+                       tol.similarity)
+        for number, i in enumerate(billed, start=1):
+            item = ex.items[i]
             if i not in pairs:
                 problems.append(Discrepancy(
                     "line", _figure(item.amount), "",
@@ -393,5 +415,5 @@ def choose(candidates: Sequence[Match]) -> Match:
 
 __all__ = ["MATCHED", "MAX_LINES", "MAX_RECEIPTS", "MISMATCH", "NOT_MATCHED", "NO_ORDER",
            "Discrepancy", "LineMatch", "Match", "Order", "OrderLine", "Tolerances",
-           "check_order", "choose", "lexical_similarity", "match_order", "order_of", "po_key",
+           "billed_items", "check_order", "choose", "lexical_similarity", "match_order", "order_of", "po_key",
            "same_vendor", "unknown_order"]

@@ -461,3 +461,13 @@ def test_a_clean_invoices_items_and_the_generators_invoices_items_are_its_line_i
                     item.quantity is None and row["truth"]["currency"] == "JPY"), item
                 read += 1
     assert read > 200
+
+
+@pytest.mark.parametrize("line", [
+    "Your order ref.: PO-4711", "PO No.: PO-4711", "P.O. Number: PO-4711", "PO #: PO-4711",
+    "Your reference: PO-4711", "Purchase order number: PO-4711", "Ihre Bestellung: PO-4711",
+    "Bestell-Nr.: PO-4711", "Votre commande : PO-4711", "Uw bestelling: PO-4711",
+])
+def test_the_buyers_order_number_is_read_under_the_names_suppliers_give_it(line: str) -> None:
+    text = f"ACME Supplies Ltd\nInvoice No: A-1\n{line}\nTotal: EUR 10.00"
+    assert extract_invoice(text).get("po_number") == "PO-4711"

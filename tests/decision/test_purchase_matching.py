@@ -249,3 +249,12 @@ def test_any_bytes_are_parsed_or_refused_with_a_reason(value: bytes, key: bytes)
             parse_record(_record(value, key, headers))
         except RejectRecord as exc:
             assert exc.code and exc.reason
+
+
+def test_an_address_read_as_an_item_line_bills_nothing() -> None:
+    text = invoice_text(CLEAN).replace("Hauptstrasse 1, Berlin", "Industriestrasse 7, 69115 Heidelberg")
+    ex = extract_invoice(text)
+    assert len(ex.items) == 3   # the extractor takes the address line for an item line
+    match = matched(text, purchase_order())
+    assert match.status == MATCHED, match.discrepancies
+    assert sorted(m.item for m in match.lines) == [1, 2]
