@@ -118,3 +118,35 @@ async def test_triton_serves_what_training_computed(stack: EmbeddedStack) -> Non
     expected = cascade.head_probabilities(embeddings, weights, bias, temperature)
     got = np.array([[p.scores[c] for c in card["classes"]] for p in served])
     assert np.abs(got - expected).max() < 1e-5
+
+
+#: An invoice line and the purchase-order line it bills, in other words: the letters of some
+#: barely overlap; and lines of other goods.
+SAME_GOODS = [("Laptop docking station USB-C", "USB-C dock for notebooks"),
+              ("Ergonomic mesh desk chair", "Office chair, ergonomic, with lumbar support"),
+              ("Falcon tubes 50ml, 25/pack", "Laboratory centrifuge tubes 50 ml (pack of 25)")]
+OTHER_GOODS = [("Laptop docking station USB-C", "Toner cartridge, black, HP 305A"),
+               ("Espresso machine, dual boiler", "Office chair, ergonomic, with lumbar support"),
+               ("Falcon tubes 50ml, 25/pack", "Safety goggles, anti-fog, EN 166")]
+
+
+@pytest.mark.integration
+async def test_served_embeddings_pair_lines_that_name_the_same_goods_in_other_words(
+        stack: EmbeddedStack) -> None:
+    """``EncoderClient.embed`` (what the invoice pack's purchase-order matching pairs lines
+    with) returns unit vectors whose cosine is well above the pack's default
+    ``po_line_similarity`` (0.5) for the same goods, where the letters' overlap is below it
+    for some, and well below it for other goods."""
+    from switchyard_packs.invoice.purchasing import lexical_similarity
+
+    client = EncoderClient(stack.settings.triton_url, 60, new_breaker("t", 5, 10), "1")
+    pairs = SAME_GOODS + OTHER_GOODS
+    try:
+        vectors = np.array(await client.embed([t for pair in pairs for t in pair]))
+    finally:
+        await client.close()
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    cosine = [float(vectors[2 * i] @ vectors[2 * i + 1]) for i in range(len(pairs))]
+    same, other = cosine[:len(SAME_GOODS)], cosine[len(SAME_GOODS):]
+    assert min(same) > 0.65 and max(other) < 0.35, cosine
+    assert min(lexical_similarity(a, b) for a, b in SAME_GOODS) < 0.5
