@@ -17,6 +17,19 @@ tenant's ``bed_retry_every`` is set to a few seconds for the demo: admission for
 corpus, submitted by all three, book beds too). The summary says how many were
 admitted without a person and which tickets were opened, and why.
 
+Supplier invoices against purchase orders come along too (one in eight tasks unless
+``--purchase-orders`` says otherwise; 0 leaves them out): before anything is submitted, the
+demo downstream's ERP is given the orders and goods receipts of
+``switchyard_packs.invoice.samples`` through its operator API (the earlier orders removed
+first), which puts them on the ``purchase-orders`` topic the invoice pack matches against;
+then the suppliers' invoices are submitted by the orders' tenants, most as ``invoice``, some
+left to the router. Most bill what was ordered and received and should be paid without a
+person; the others bill a price above the order's, more than was received, an order number
+the ERP does not have, or ask to be paid into another bank account, and should reach a person
+who is told which field disagrees. The scenario stays in the demo (never in the submission),
+and its table compares, per scenario, what happened with what a careful clerk expects: paid
+without a person, sent to a person, wrongly automated, and whether the ticket named the field.
+
 Then the classroom section (``--classrooms``, default 4; ``switchyard/_demo_classroom.py``):
 twenty minutes of simulated classes, consent granted for most students, replayed through the
 signals pipeline in about half a minute, and an engagement summary per class session read
@@ -35,7 +48,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import grpc
@@ -70,6 +83,10 @@ from switchyard.v1 import (
     Verdict,
 )
 
+if TYPE_CHECKING:
+    from switchyard_packs.invoice.samples import InvoiceSample, OrderSample
+    from switchyard_packs.invoice.samples import Workload as PurchasingWorkload
+
 HELDOUT = Path(__file__).resolve().parents[1] / "models" / "data" / "router_heldout.jsonl"
 TENANTS = ("acme-health", "northwind-edu", "bluepeak-retail")
 #: The tenant that submits the hospital admissions. Every demo tenant's pack settings: a full
@@ -77,6 +94,8 @@ TENANTS = ("acme-health", "northwind-edu", "bluepeak-retail")
 HOSPITAL_TENANT = "acme-health"
 HOSPITAL_PACK = "hospital_admission"
 BED_RETRY_EVERY = "3s"
+#: Supplier invoices submitted with no kind (left to the router), one in this many.
+INVOICES_WITHOUT_KIND = 5
 
 
 @dataclass(frozen=True)
@@ -86,6 +105,9 @@ class Ticket:
     task_id: str
     why: str
     verdict: str
+    #: what else the item said about its cause (:func:`ticket_detail`): where a reader looks
+    #: for the name of the field that disagreed
+    detail: str = ""
 
 
 @dataclass
@@ -102,6 +124,9 @@ class Tally:
     waited_for_bed: set[str] = field(default_factory=set)      # admissions that waited
     waiting_for_bed: set[str] = field(default_factory=set)     # any task waiting right now
     admissions_skipped: str = ""   # why no admissions were submitted, if so
+    #: task id -> the supplier invoice it is (its scenario, what a clerk expects of it)
+    invoices: dict[str, InvoiceSample] = field(default_factory=dict)
+    purchasing_skipped: str = ""   # why no supplier invoices were submitted, if so
 
 
 def ticket_reason(escalation: Escalation) -> str:
@@ -116,6 +141,24 @@ def ticket_reason(escalation: Escalation) -> str:
     reason = EscalationReason.Name(escalation.reason).removeprefix("ESCALATION_REASON_")
     rule = escalation.proposed_decision.rule
     return f"{reason} ({rule})" if rule else reason
+
+
+def ticket_detail(escalation: Escalation) -> str:
+    """What a review item says about its cause besides :func:`ticket_reason`: the fields a
+    check disagreed on, the rule, the reason's detail and the proposed decision's
+    explanation."""
+    parts = [*(d.field for d in escalation.discrepancies), escalation.proposed_decision.rule,
+             escalation.reason_detail, escalation.proposed_decision.explanation]
+    return " | ".join(part for part in parts if part)
+
+
+def names_field(ticket: Ticket, field_name: str) -> bool:
+    """Whether the ticket names ``field_name`` (``unit_price``), as it is, in words (``unit
+    price``) or as a part of a rule's name (``unit_price_above_order``), anywhere in why it
+    was opened."""
+    words = re.escape(field_name).replace("_", "[_ ]")
+    return re.search(rf"(?<![a-z0-9]){words}(?![a-z0-9])", f"{ticket.why} {ticket.detail}",
+                     re.IGNORECASE) is not None
 
 
 def load_documents(count: int, seed: int) -> list[dict[str, str]]:
@@ -293,7 +336,8 @@ async def reviewer_bot(review: ReviewServiceStub, tally: Tally, seed: int,
                 "VERDICT_").lower()
             tally.tickets.append(Ticket(item.escalation.task_id,
                                         ticket_reason(item.escalation),
-                                        tally.reviewed[item.escalation.task_id]))
+                                        tally.reviewed[item.escalation.task_id],
+                                        ticket_detail(item.escalation)))
         if not pending:
             await asyncio.sleep(0.2)
 
@@ -430,10 +474,174 @@ def admissions_table(tally: Tally) -> Table:
     return table
 
 
+# -- purchase orders and supplier invoices -----------------------------------------------------
+
+class DownstreamRefused(Exception):
+    """The demo downstream's operator API refused a call (its status and error)."""
+
+
+async def operator_call(http: aiohttp.ClientSession, method: str, path: str,
+                        body: Any = None) -> Any:
+    """A call of the demo downstream's operator API; its JSON answer, or
+    :class:`DownstreamRefused` naming the call and what the downstream said."""
+    async with http.request(method, path, json=body) as response:
+        text = await response.text()
+        if response.status >= 400:
+            try:
+                error = json.loads(text).get("error", text)
+            except (ValueError, AttributeError):
+                error = text
+            raise DownstreamRefused(f"{method} {path}: {response.status} {error}".strip())
+        return json.loads(text) if text else None
+
+
+async def seed_purchasing(http: aiohttp.ClientSession, load: PurchasingWorkload) -> None:
+    """Give the demo ERP the orders and goods receipts the invoices bill, after removing the
+    orders an earlier run left (an invoice quoting no order is matched by vendor and amount:
+    an earlier run's order of the same amount must not be there). Each call answers once the
+    ERP's record is on the ``purchase-orders`` topic."""
+    await operator_call(http, "DELETE", "/_/erp/purchase_orders")
+    semaphore = asyncio.Semaphore(8)
+
+    async def one(order: OrderSample) -> None:
+        async with semaphore:
+            await operator_call(http, "PUT", order.path, order.body)
+            for receipt in order.receipts:
+                await operator_call(http, "POST", f"{order.path}/receipts", receipt)
+
+    results = await asyncio.gather(*(one(o) for o in load.orders), return_exceptions=True)
+    failed = next((r for r in results if isinstance(r, BaseException)), None)
+    if failed is not None:
+        raise failed
+
+
+async def prepare_purchasing(settings: Settings, http: aiohttp.ClientSession, count: int,
+                             seed: int, tally: Tally) -> PurchasingWorkload | None:
+    """The supplier invoices, once the ERP holds their orders; None (and why, in the tally)
+    when this stack cannot take them (no demo downstream, or its ERP cannot publish). Each
+    run numbers its orders and invoices afresh, so a second run on the same stack is not a
+    pile of duplicate invoices."""
+    from switchyard_packs.invoice.samples import workload
+
+    load = workload(count, seed, batch=int(time.time()), tenants=TENANTS)
+    try:
+        await seed_purchasing(http, load)
+    except (aiohttp.ClientError, OSError) as exc:
+        tally.purchasing_skipped = f"no demo downstream at {downstream_url(settings)} ({exc})"
+        return None
+    except DownstreamRefused as exc:
+        tally.purchasing_skipped = f"the demo ERP refused its orders ({exc})"
+        return None
+    return load
+
+
+async def submit_invoices(ingest: IngestServiceStub, load: PurchasingWorkload, seed: int,
+                          tally: Tally, run: str,
+                          on_submitted: Callable[[], None] = lambda: None) -> None:
+    """The suppliers' invoices, each by its order's tenant; one in
+    :data:`INVOICES_WITHOUT_KIND` without a kind (the router reads it). Each says when it
+    reached accounts payable (``received_date``: the documents' own dates are fixed, the
+    clock is not). The scenario stays here: the decision must not see what the demo expects
+    of it."""
+    rng = random.Random(seed + 2)
+    semaphore = asyncio.Semaphore(16)
+
+    async def one(invoice: InvoiceSample, kind: str) -> None:
+        submission = Submission(
+            tenant_id=invoice.tenant, idempotency_key=f"{run}-{invoice.key}", kind=kind,
+            document=Document(content_type=invoice.content_type,
+                              body=invoice.text.encode()),
+            priority_level=TaskPriority.TASK_PRIORITY_NORMAL,
+            metadata={"source": "demo", "layout": invoice.layout,
+                      "received_date": invoice.received_on.isoformat()})
+        async with semaphore:
+            started = time.perf_counter()
+            response = await ingest.SubmitTask(SubmitTaskRequest(submission=submission))
+        tally.submitted_at[response.task_id] = started
+        tally.kind_of[response.task_id] = invoice.kind
+        tally.invoices[response.task_id] = invoice
+        on_submitted()
+
+    await asyncio.gather(*[one(i, "" if rng.randrange(INVOICES_WITHOUT_KIND) == 0 else i.kind)
+                           for i in load.invoices])
+
+
+@dataclass
+class _InvoiceOutcomes:
+    """How one scenario's invoices ended, against what a careful clerk expects."""
+
+    invoices: int = 0
+    automated: int = 0            # succeeded without a review ticket
+    to_person: int = 0            # a review ticket was opened
+    neither: int = 0              # ended otherwise (refused by a rule, failed)
+    wrongly_automated: int = 0    # automated, though a person should have seen it
+    named_field: int = 0          # sent to a person whose ticket named the expected field
+
+
+def invoice_outcomes(tally: Tally) -> dict[str, _InvoiceOutcomes]:
+    """Per scenario, how its invoices ended (from the task outcomes and the tickets the
+    reviewer bot answered)."""
+    tickets: dict[str, list[Ticket]] = defaultdict(list)
+    for ticket in tally.tickets:
+        tickets[ticket.task_id].append(ticket)
+    out: dict[str, _InvoiceOutcomes] = defaultdict(_InvoiceOutcomes)
+    for task_id, invoice in tally.invoices.items():
+        row = out[invoice.scenario]
+        row.invoices += 1
+        if tickets[task_id]:
+            row.to_person += 1
+            row.named_field += bool(invoice.expected_field) and any(
+                names_field(t, invoice.expected_field) for t in tickets[task_id])
+        elif tally.outcome_of.get(task_id) == "SUCCEEDED":
+            row.automated += 1
+            row.wrongly_automated += invoice.expected == "person"
+        else:
+            row.neither += 1
+    return out
+
+
+def purchasing_table(tally: Tally) -> Table:
+    """The supplier invoices by scenario: paid without a person, sent to a person, wrongly
+    automated, and whether the person was told which field disagreed."""
+    from switchyard_packs.invoice.samples import EXPECTED_FIELD, SCENARIOS
+
+    outcomes = invoice_outcomes(tally)
+    table = Table(title="Supplier invoices against purchase orders: what a careful clerk "
+                        "expects, and what happened", title_justify="left")
+    for column in ("scenario", "expected", "invoices", "automated", "to a person",
+                   "wrongly automated", "named the field", "neither"):
+        table.add_column(column, justify="left" if column in ("scenario", "expected")
+                         else "right")
+    total = _InvoiceOutcomes()
+    for scenario in [s for s in SCENARIOS if s in outcomes]:
+        row = outcomes[scenario]
+        expected_field = EXPECTED_FIELD.get(scenario, "")
+        table.add_row(scenario, f"a person ({expected_field})" if expected_field
+                      else "automated", str(row.invoices), str(row.automated),
+                      str(row.to_person), str(row.wrongly_automated),
+                      f"{row.named_field} of {row.to_person}" if expected_field else "-",
+                      str(row.neither))
+        for name in vars(total):
+            setattr(total, name, getattr(total, name) + getattr(row, name))
+    clean = sum(outcomes[s].invoices for s in outcomes if not EXPECTED_FIELD.get(s))
+    touchless = sum(outcomes[s].automated for s in outcomes if not EXPECTED_FIELD.get(s))
+    table.caption = (
+        f"{total.invoices} supplier invoices: {total.automated} paid without a person "
+        f"({touchless} of the {clean} that match their order: "
+        f"{touchless / max(1, clean):.0%} touchless), {total.to_person} sent to a person "
+        f"({total.named_field} of the {total.invoices - clean} mismatches told which field), "
+        f"{total.wrongly_automated} automated that a person should have seen, "
+        f"{total.neither} ended otherwise"
+    )
+    return table
+
+
 async def run_workload(settings: Settings, tasks: int, seed: int, console: Console,
-                       admissions: int | None = None) -> Tally:
+                       admissions: int | None = None,
+                       purchase_orders: int | None = None) -> Tally:
     tally = Tally()
     admissions = tasks // 10 if admissions is None else admissions
+    purchase_orders = tasks // 8 if purchase_orders is None else purchase_orders
     ingest_channel = client_channel(settings, f"127.0.0.1:{settings.ingest_grpc_port}")
     review_channel = client_channel(settings, f"127.0.0.1:{settings.review_grpc_port}")
     ingest = IngestServiceStub(ingest_channel)
@@ -447,11 +655,14 @@ async def run_workload(settings: Settings, tasks: int, seed: int, console: Conso
     try:
         started = time.perf_counter()
         docs = load_documents(tasks, seed)
+        purchasing = await prepare_purchasing(settings, http, purchase_orders, seed, tally) \
+            if purchase_orders > 0 else None
         load = await prepare_admissions(settings, http, admissions, seed, tally) \
             if admissions > 0 else None
         if load is not None:
             helpers.append(asyncio.create_task(discharge_for_waiting(http, tally, stop)))
-        total = len(docs) + (len(load.admissions) if load is not None else 0)
+        total = len(docs) + (len(load.admissions) if load is not None else 0) + (
+            len(purchasing.invoices) if purchasing is not None else 0)
         with stderr_progress() as bar:   # stderr, terminal only; the summary is on stdout
             submitted = bar.add_task("submitted", total=total)
             finished = bar.add_task("finished", total=total)
@@ -466,6 +677,17 @@ async def run_workload(settings: Settings, tasks: int, seed: int, console: Conso
                                                f"{exc.details()})"
                 else:
                     console.print(f"submitted {len(load.admissions)} hospital admission forms")
+            if purchasing is not None:
+                try:
+                    await submit_invoices(ingest, purchasing, seed, tally,
+                                          f"demo-{int(time.time())}",
+                                          lambda: bar.advance(submitted))
+                except grpc.aio.AioRpcError as exc:
+                    tally.purchasing_skipped = f"ingest refused them ({exc.code().name}: " \
+                                               f"{exc.details()})"
+                else:
+                    console.print(f"submitted {len(purchasing.invoices)} supplier invoices "
+                                  f"against {len(purchasing.orders)} purchase orders")
             await wait_terminal(ingest, tally, timeout_s=120 + total * 0.5,
                                 on_finished=lambda: bar.advance(finished))
         elapsed = time.perf_counter() - started
@@ -482,17 +704,22 @@ async def run_workload(settings: Settings, tasks: int, seed: int, console: Conso
         console.print(admissions_table(tally))
     elif tally.admissions_skipped:
         console.print(f"hospital admissions left out: {escape(tally.admissions_skipped)}")
+    if tally.invoices:
+        console.print(purchasing_table(tally))
+    elif tally.purchasing_skipped:
+        console.print(f"supplier invoices left out: {escape(tally.purchasing_skipped)}")
     return tally
 
 
 def run_demo(settings: Settings, tasks: int = 200, seed: int = 7, with_stack: bool = False,
-             admissions: int | None = None, classrooms: int = 4) -> int:
+             admissions: int | None = None, classrooms: int = 4,
+             purchase_orders: int | None = None) -> int:
     console = Console(width=120)
     if not HELDOUT.exists():
         console.print(f"[red]{HELDOUT} is missing: run `make models` first[/red]")
         return 1
     if not with_stack:
-        asyncio.run(run_workload(settings, tasks, seed, console, admissions))
+        asyncio.run(run_workload(settings, tasks, seed, console, admissions, purchase_orders))
         if classrooms > 0:
             classroom_section(settings, console, classrooms, seed)
         return 0
@@ -507,7 +734,8 @@ def run_demo(settings: Settings, tasks: int = 200, seed: int = 7, with_stack: bo
         return 1
     try:
         print_endpoints(stack, console)
-        asyncio.run(run_workload(stack.settings, tasks, seed, console, admissions))
+        asyncio.run(run_workload(stack.settings, tasks, seed, console, admissions,
+                                 purchase_orders))
         if classrooms > 0:
             classroom_section(stack.settings, console, classrooms, seed)
     finally:

@@ -84,7 +84,8 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from switchyard._demo import run_demo
 
     return run_demo(settings, tasks=args.tasks, seed=args.seed, with_stack=args.with_stack,
-                    admissions=args.admissions, classrooms=args.classrooms)
+                    admissions=args.admissions, classrooms=args.classrooms,
+                    purchase_orders=args.purchase_orders)
 
 
 def _cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
@@ -390,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7, help="workload seed")
     p.add_argument("--admissions", type=int, default=None,
                    help="hospital admission forms among them (default: one per ten tasks)")
+    p.add_argument("--purchase-orders", type=int, default=None,
+                   help="supplier invoices against purchase orders the demo ERP is given "
+                        "first (default: one per eight tasks; 0: none)")
     p.add_argument("--classrooms", type=int, default=4,
                    help="simulated classrooms whose signals go through the engagement "
                         "pipeline afterwards (0: none)")

@@ -12,8 +12,13 @@ from switchyard._demo import (
     Ticket,
     admissions_table,
     discharge_full_units,
+    invoice_outcomes,
+    names_field,
+    purchasing_table,
     seed_hospital,
+    seed_purchasing,
     shorten_bed_retries,
+    ticket_detail,
     ticket_reason,
 )
 from switchyard._demo_classroom import (
@@ -29,8 +34,13 @@ __all__ = [
     "admissions_table",
     "classroom_table",
     "discharge_full_units",
+    "invoice_outcomes",
+    "names_field",
+    "purchasing_table",
     "run_classrooms",
     "seed_hospital",
+    "seed_purchasing",
     "shorten_bed_retries",
+    "ticket_detail",
     "ticket_reason",
 ]

@@ -401,7 +401,9 @@ def unknown_order(po_number: str) -> Match:
 
 def choose(candidates: Sequence[Match]) -> Match:
     """An invoice that quotes no order, against its vendor's open orders: the one it matches
-    cleanly; none of them: no order (the usual rules decide); several: a person picks."""
+    cleanly; several: a person picks; none, but some of its lines are an order's goods (billed
+    again, above the price, beyond what arrived): that order's differences, for a person;
+    none of its lines any order's: no order (the usual rules decide)."""
     clean = [m for m in candidates if m.status == MATCHED]
     if len(clean) == 1:
         return clean[0]
@@ -410,6 +412,9 @@ def choose(candidates: Sequence[Match]) -> Match:
             "po_number", "", ", ".join(m.po_number for m in clean),
             f"the invoice quotes no order and matches {len(clean)} of the supplier's open "
             f"orders ({', '.join(m.po_number for m in clean)})"),))
+    paired = [m for m in candidates if m.lines and any(ln.item >= 0 for ln in m.lines)]
+    if paired:
+        return max(paired, key=lambda m: (len(m.lines), -len(m.discrepancies)))
     return NOT_MATCHED
 
 

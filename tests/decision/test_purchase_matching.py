@@ -171,7 +171,13 @@ def test_an_invoice_quoting_no_order_is_matched_to_the_one_it_fits() -> None:
     chosen = choose(matches)
     assert (chosen.status, chosen.po_number, chosen.found_by) == (
         MATCHED, "PO-4711", "vendor_and_amount")
-    assert choose(matches[1:]).status == NO_ORDER
+    assert choose(matches[1:]).status == NO_ORDER   # none of its lines is that order's
+    # its goods on an order, billed there already: that order's difference, for a person
+    billed = match_order(ex, order_of(fits, {1: 4, 2: 10}), similarity(ex, fits),
+                         Tolerances(), "vendor_and_amount")
+    again = choose([billed, matches[1]])
+    assert (again.status, again.po_number) == (MISMATCH, "PO-4711")
+    assert {d.field for d in again.discrepancies} == {"quantity"}
     twin = purchase_order(po_number="PO-4713")
     both = choose([matches[0], match_order(ex, order_of(twin), similarity(ex, twin),
                                            Tolerances(), "vendor_and_amount")])

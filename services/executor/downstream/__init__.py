@@ -8,7 +8,9 @@ through its own API (``faults``: outage, error rate, lost responses, throttling,
 calls). ``switchyard up`` starts it; the demo's plans post to it (targets ``http://erp/...``,
 ``http://sis/...``, ``http://helpdesk/...``, ``http://analytics/...``), and the hospital
 admission pack's to its hospital (``http://ehr/...``, ``http://payer/...``, ``http://beds/...``:
-:mod:`.hospital`).
+:mod:`.hospital`). Its ERP also holds purchase orders and goods receipts, set through its
+operator API, and publishes each order's state to the ``purchase-orders`` topic for the invoice
+pack's matching (:mod:`.purchasing`).
 
     curl -X PUT localhost:8095/_/faults/erp -d '{"error_rate": 0.3}'
     curl -X PUT localhost:8095/_/faults/erp -d '{"outage": true}'

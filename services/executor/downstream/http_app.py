@@ -19,7 +19,8 @@ as many real APIs give, so what the executor keeps of an answer must be redacted
 ``switchyard._dataclass.downstream_excerpt``).
 
 The hospital's systems (EHR, payer, beds: :mod:`.hospital`) have routes of their own, mounted
-before these generic ones.
+before these generic ones; so has the ERP's purchasing (purchase orders and goods receipts,
+published to the ``purchase-orders`` topic: :mod:`.purchasing`), under ``/_/erp/``.
 
 Operator API: ``GET /_/health``; ``GET /_/faults``; ``PUT /_/faults/{system}[/{collection}]``
 with a fault profile (see ``faults``; system ``*`` for every system);
@@ -34,7 +35,7 @@ from typing import Any
 
 from aiohttp import web
 
-from services.executor.downstream import hospital
+from services.executor.downstream import hospital, purchasing
 from services.executor.downstream._web import FAULTS, LEDGER, apply_faults, json_response
 from services.executor.downstream.faults import FaultBoard, FaultError, FaultProfile
 from services.executor.downstream.store import KeyReused, Ledger, validate_body
@@ -203,7 +204,10 @@ async def clear_faults(request: web.Request) -> web.Response:
     return json_response({name: p.to_json() for name, p in board.profiles.items()})
 
 
-def build_app(ledger: Ledger, faults: FaultBoard) -> web.Application:
+def build_app(ledger: Ledger, faults: FaultBoard,
+              publisher: purchasing.OrderPublisher) -> web.Application:
+    """The downstream's HTTP API; ``publisher`` puts the ERP's purchase orders on their
+    topic."""
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[LEDGER] = ledger
     app[FAULTS] = faults
@@ -215,6 +219,7 @@ def build_app(ledger: Ledger, faults: FaultBoard) -> web.Application:
     app.router.add_put("/_/faults/{system}/{collection}", set_fault)
     app.router.add_delete("/_/faults/{system}/{collection}", clear_faults)
     hospital.add_routes(app, ledger, faults)
+    purchasing.add_routes(app, publisher)
     app.router.add_post("/{system}/{collection}/append", append)
     app.router.add_post("/{system}/{collection}", write)
     app.router.add_put("/{system}/{collection}", write)

@@ -1,5 +1,8 @@
 """Run the demo downstream: HTTP on ``downstream_http_port``, gRPC (with health) on
-``downstream_grpc_port``, both on ``bind_host``; stops cleanly on SIGTERM/SIGINT."""
+``downstream_grpc_port``, both on ``bind_host``, and the ERP's producer to the
+``purchase-orders`` topic (on the settings' broker; it connects in the background, so the
+downstream serves without a broker and only the ERP's writes wait for one); stops cleanly on
+SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from aiohttp import web
 from services.executor.downstream.faults import FaultBoard
 from services.executor.downstream.grpc_app import start_grpc
 from services.executor.downstream.http_app import build_app
+from services.executor.downstream.purchasing import OrderPublisher
 from services.executor.downstream.store import Ledger, schema_for
 from switchyard import Settings
 from switchyard.storage import resolve_dsn
@@ -39,10 +43,12 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
                                                       "application_name": "downstream"})
     assert pool is not None
     ledger, faults = Ledger(pool), FaultBoard()
-    runner = web.AppRunner(build_app(ledger, faults), access_log=None)
+    publisher = OrderPublisher(settings)
+    runner = web.AppRunner(build_app(ledger, faults, publisher), access_log=None)
     await runner.setup()
     grpc_server = None
     try:
+        await publisher.start()
         await web.TCPSite(runner, settings.bind_host, settings.downstream_http_port).start()
         grpc_server = await start_grpc(ledger, faults, settings.bind_host,
                                        settings.downstream_grpc_port)
@@ -55,5 +61,6 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         if grpc_server is not None:
             await grpc_server.stop(2.0)
         await runner.cleanup()
+        await publisher.stop()
         await pool.close()
         log.info("downstream stopped")

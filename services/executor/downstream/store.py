@@ -2,7 +2,8 @@
 one endpoint that does not deduplicate), and a log of every call (so tests and operators can
 see retries, replays and compensation order). The hospital's systems (:mod:`.hospital`) keep
 their state in tables of their own in the same schema, created here too, and record their
-writes as effects.
+writes as effects; so do the ERP's purchase orders (:mod:`.purchasing`), which are operator
+data, not effects.
 
 The downstream owns its schema (``SWITCHYARD_DOWNSTREAM_SCHEMA``, by default
 ``<postgres_schema>_downstream``) and creates it on start, like any third-party system would;
@@ -109,8 +110,9 @@ class Ledger:
             await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             await conn.execute(f'SET search_path TO "{schema}"')
             await conn.execute(DDL)
-            from services.executor.downstream import hospital
+            from services.executor.downstream import hospital, purchasing
             await hospital.prepare(conn)
+            await conn.execute(purchasing.DDL)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK)
 
