@@ -411,7 +411,10 @@ def summary_table(tally: Tally, elapsed_s: float) -> Table:
         p95 = latencies[int(0.95 * (len(latencies) - 1))]
         table.caption = (
             f"{len(tally.kind_of)} tasks in {elapsed_s:.1f}s; automated share "
-            f"{total['automated'] / max(1, total['tasks']):.0%}; end-to-end latency without "
+            f"{total['automated'] / max(1, total['tasks']):.0%} (decided without a person, "
+            f"refusals by policy too: "
+            f"{(total['automated'] + total['rejected by policy']) / max(1, total['tasks']):.0%}"
+            f"); end-to-end latency without "
             f"review p50 {statistics.median(latencies) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms; "
             f"{len(tally.refused)} malformed submissions refused at ingest"
         )
