@@ -100,7 +100,9 @@ def test_defaults_are_the_old_defaults(pack: Pack) -> None:
         "reject_amount_over": 0, "required_fields": ["vendor", "invoice_number", "total",
                                                         "currency"],
         "allowed_currencies": [], "escalate_duplicates": True, "vendors_allow": [],
-        "vendors_block": [], "require_allow_list": False}
+        "vendors_block": [], "require_allow_list": False, "po_matching": True,
+        "po_price_tolerance": 0.02, "po_goods_receipt_required": True,
+        "po_line_similarity": 0.5}
     # a tenant may let duplicates through
     quiet = table_outcome(pack, context(pack, invoice(), replace(KNOWN, duplicate=True), 0.95,
                                         {"escalate_duplicates": False}), Policy())
@@ -120,3 +122,42 @@ def test_risk_inputs_come_from_fields_and_history() -> None:
                         replace(KNOWN, bank_changed=True), RECEIVED)
     assert moved["bank_details_changed"] == 1.0 and moved["currency_mismatch"] == 1.0
     assert "bank details changed" in risk_factors(moved)
+
+
+def _with_match(ctx: dict[str, Any], match: Any) -> dict[str, Any]:
+    return {**ctx, "history": {**ctx["history"], **match.context()}}
+
+
+def test_a_purchase_order_match_decides_before_the_risk_model(pack: Pack) -> None:
+    """A matched invoice of a vendor never paid runs straight through however unsure the risk
+    model is; a mismatch goes to a person with every difference named; no order found: the
+    risk model and the rest decide as before. The checks above the match still come first."""
+    from switchyard_packs.invoice.purchasing import (
+        MATCHED,
+        NOT_MATCHED,
+        Discrepancy,
+        LineMatch,
+        Match,
+        unknown_order,
+    )
+
+    fresh = context(pack, invoice(), VendorHistory(), 0.3, {})
+    matched = Match(MATCHED, "PO-55120", "number", "three_way",
+                    (LineMatch(0, 1, 0.9, 4), LineMatch(1, 2, 0.8, 10)))
+    outcome = table_outcome(pack, _with_match(fresh, matched), Policy())
+    assert (outcome.action, outcome.rule) == ("auto_execute", "purchase_order_matched")
+    assert "matches purchase order PO-55120" in outcome.explanation
+    assert "three-way (the order and its goods receipts) on 2 line(s)" in outcome.explanation
+    price = Match("mismatch", "PO-55120", "number", "three_way", (), (
+        Discrepancy("unit_price", "69.9", "62.5", "invoice line 1 charges 69.9 a unit"),
+        Discrepancy("quantity", "12", "10", "invoice line 2 bills 12")))
+    outcome = table_outcome(pack, _with_match(fresh, price), Policy())
+    assert (outcome.action, outcome.rule) == ("escalate", "purchase_order_mismatch")
+    assert ("does not match purchase order PO-55120 (unit_price: invoice line 1 charges 69.9 "
+            "a unit; quantity: invoice line 2 bills 12)") in outcome.explanation
+    unknown = table_outcome(pack, _with_match(fresh, unknown_order("PO-1")), Policy())
+    assert "po_number: no purchase order with this number" in unknown.explanation
+    assert table_outcome(pack, _with_match(fresh, NOT_MATCHED), Policy()).rule == "invoice_risk"
+    duplicate = context(pack, invoice(), replace(VendorHistory(), duplicate=True), 0.3, {})
+    assert table_outcome(pack, _with_match(duplicate, matched), Policy()).rule == \
+        "duplicate_invoice"

@@ -37,8 +37,9 @@ def test_invoice_pack_keeps_the_invoice_rules_and_defaults() -> None:
         "vendor_blocked", "amount_over_reject_limit", "missing_fields", "amounts_do_not_add_up",
         "vendor_not_allowed",
         "currency_not_allowed", "amount_over_limit", "bank_details_changed",
-        "duplicate_invoice", "low_extraction_confidence", "invoice_risk",
-        "bank_account_unconfirmed", "straight_through_invoice"]
+        "duplicate_invoice", "low_extraction_confidence", "purchase_order_mismatch",
+        "purchase_order_matched", "invoice_risk", "bank_account_unconfirmed",
+        "straight_through_invoice"]
     assert [r.outcome for r in pack.rules[:2]] == ["reject", "reject"]
     assert {r.name for r in pack.rules if r.review and r.review.priority == "high"} == {
         "amount_over_limit", "bank_details_changed", "duplicate_invoice"}
@@ -49,8 +50,10 @@ def test_invoice_pack_keeps_the_invoice_rules_and_defaults() -> None:
         "reject_amount_over": 0, "required_fields": ["vendor", "invoice_number", "total",
                                                      "currency"],
         "allowed_currencies": [], "escalate_duplicates": True, "vendors_allow": [],
-        "vendors_block": [], "require_allow_list": False}
-    assert (pack.extractor, pack.enrichers) == ("invoice", ("vendor_history",))
+        "vendors_block": [], "require_allow_list": False, "po_matching": True,
+        "po_price_tolerance": 0.02, "po_goods_receipt_required": True,
+        "po_line_similarity": 0.5}
+    assert (pack.extractor, pack.enrichers) == ("invoice", ("vendor_history", "purchase_orders"))
     assert [(s.name, s.features, s.output_class) for s in pack.scorers] == [
         ("invoice_risk", "invoice", "auto")]
     assert {c.expect_rule for c in pack.tests} >= {
