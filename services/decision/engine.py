@@ -41,6 +41,7 @@ from switchyard.packs import (
     ExpressionError,
     Pack,
     RuleSpec,
+    discrepancy_maps,
     evaluate_condition,
     run_extractor,
     typed_fields,
@@ -53,6 +54,7 @@ from switchyard.v1 import (
     Decision,
     DecisionOutcome,
     DecisionSource,
+    Discrepancy,
     DocumentLayout,
     FieldExtraction,
     ModelOutput,
@@ -222,6 +224,20 @@ def _explain(rule: RuleSpec, context: Mapping[str, Any]) -> str:
         return f"Rule '{rule.name}' matched (its explanation could not be rendered: {exc})."
 
 
+def _discrepancies(rule: RuleSpec, context: Mapping[str, Any]) -> tuple[Discrepancy, ...]:
+    """What an escalating rule's ``discrepancies`` expression gives, for the reviewer; a
+    value that cannot be rendered gives none (the explanation still says why)."""
+    if rule.discrepancies_template is None:
+        return ()
+    where = f"rule {rule.name} discrepancies"
+    try:
+        value = rule.discrepancies_template.render(context)
+        return tuple(Discrepancy(**item) for item in discrepancy_maps(value, where))
+    except ValueError as exc:
+        log.warning("%s could not be rendered: %s", where, exc)
+        return ()
+
+
 def _routing(review: Any, policy: Policy) -> dict[str, Any]:
     # the pack's queue when it names one, else the tenant's
     queue = review.queue if review.queue and review.queue != DEFAULT_REVIEW_QUEUE \
@@ -264,7 +280,7 @@ def table_outcome(pack: Pack, context: Mapping[str, Any], policy: Policy, bucket
     review = rule.review or pack.review
     return Outcome("escalate", rule.name, note + explanation, confidence, pack.name,
                    rule.reason or "POLICY", priority=min(bucket, review.priority_bucket),
-                   **_routing(review, policy))
+                   discrepancies=_discrepancies(rule, context), **_routing(review, policy))
 
 
 class DecisionEngine:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from services.decision.triton import Prediction
 from switchyard.tasks import DEFAULT_REVIEW_QUEUE
+from switchyard.v1 import Discrepancy
 
 ON_MODEL_UNAVAILABLE = ("escalate", "hold")
 
@@ -59,6 +60,8 @@ class Outcome:
     reviewer_group: str = ""
     four_eyes: bool = False
     review_sla_s: float | None = None
+    #: what the escalating rule's ``discrepancies`` gave: each field a check disagrees on
+    discrepancies: tuple[Discrepancy, ...] = ()
 
 
 def unavailable(kind: str, reason: str, requested_priority: int = 2) -> Outcome:

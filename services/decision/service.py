@@ -145,6 +145,7 @@ def escalation_for(task: TaskEnvelope, decision: Decision, outcome: Outcome,
         task, decision, queue=queue, bucket=outcome.priority,
         reason=EscalationReason.Value(f"ESCALATION_REASON_{outcome.escalation_reason}"),
         detail=decision.explanation, service="decision")
+    escalation.discrepancies.extend(outcome.discrepancies)
     if layout is not None:
         escalation.layout.CopyFrom(layout)
     return escalation

@@ -31,11 +31,12 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict
 
 from switchyard.packs import (
+    DISCREPANCY_KEYS,
     PLAN_VARIABLES,
     Activation,
     Template,
-    as_text,
     compile_condition,
+    discrepancy_maps,
     evaluate_condition,
     typed_fields,
 )
@@ -44,8 +45,6 @@ from switchyard.v1 import Decision, Discrepancy, ExecutionResult, StepOutcome
 PENDING = "pending"
 #: What a call step's ``retry_later.when`` sees beyond the plan's context: the answer.
 RETRY_LATER_VARIABLES = PLAN_VARIABLES | frozenset({"answer"})
-#: The keys of one discrepancy (``ApprovalSpec.discrepancies`` gives a list of such maps).
-DISCREPANCY_KEYS = ("field", "submitted", "found", "source", "note")
 
 
 class ExpressionError(ValueError):
@@ -130,26 +129,15 @@ def retry_later_holds(source: str, context: Mapping[str, Any], answer: Any,
 
 def discrepancies(source: str, context: Mapping[str, Any], where: str) -> list[Discrepancy]:
     """An approval's ``discrepancies`` expression evaluated: a list of maps with the keys
-    :data:`DISCREPANCY_KEYS` (each value as text; a missing key is empty). Empty source:
-    none. Anything else (not a list, an item that is not a map, a key not listed) is an
-    :class:`ExpressionError`, so the step fails with it."""
+    :data:`DISCREPANCY_KEYS` (``switchyard.packs.discrepancy_maps``). Empty source: none.
+    Anything else is an :class:`ExpressionError`, so the step fails with it."""
     if not source.strip():
         return []
     value = render("${" + source + "}", context, where)
-    if not isinstance(value, list):
-        raise ExpressionError(f"{where}: must give a list of maps with keys "
-                              f"{', '.join(DISCREPANCY_KEYS)}, not {type(value).__name__}")
-    out = []
-    for index, item in enumerate(value):
-        if not isinstance(item, Mapping):
-            raise ExpressionError(f"{where}: item {index} is {type(item).__name__}, not a "
-                                  "map")
-        unknown = sorted(set(map(str, item)) - set(DISCREPANCY_KEYS))
-        if unknown:
-            raise ExpressionError(f"{where}: item {index} has unknown key(s) "
-                                  f"{', '.join(unknown)}; known: {', '.join(DISCREPANCY_KEYS)}")
-        out.append(Discrepancy(**{key: as_text(item.get(key)) for key in DISCREPANCY_KEYS}))
-    return out
+    try:
+        return [Discrepancy(**item) for item in discrepancy_maps(value, where)]
+    except ValueError as exc:
+        raise ExpressionError(" ".join(str(exc).split())) from None
 
 
 @functools.lru_cache(maxsize=1024)

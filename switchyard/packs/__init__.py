@@ -16,6 +16,7 @@ from switchyard.packs import _expressions as expressions
 from switchyard.packs._entrypoints import GROUPS, EntryPointError, entry_point, is_declared
 from switchyard.packs._expressions import (
     DECISION_VARIABLES,
+    DISCREPANCY_KEYS,
     PLAN_VARIABLES,
     Activation,
     Condition,
@@ -23,6 +24,7 @@ from switchyard.packs._expressions import (
     Names,
     Template,
     as_text,
+    discrepancy_maps,
     compile_condition,
     evaluate_condition,
     typed_fields,
@@ -78,11 +80,11 @@ from switchyard.packs._tenant import (
 )
 
 __all__ = [
-    "DECISION_VARIABLES", "ENGINE_RULES", "GROUPS", "MAX_PACK_BYTES", "MIN_RETRY_LATER_S",
+    "DECISION_VARIABLES", "DISCREPANCY_KEYS", "ENGINE_RULES", "GROUPS", "MAX_PACK_BYTES", "MIN_RETRY_LATER_S",
     "NO_RULE_MATCHED", "PACKS_GROUP",
     "PLAN_VARIABLES", "Activation", "Compensation", "Condition", "EntryPointError", "ExpressionError",
     "ExtractedField", "Extraction", "Extractor", "accepts_layout", "as_text", "extract_fields",
-    "extractor_for", "parse_date", "placement_factor", "run_extractor",
+    "extractor_for", "discrepancy_maps", "parse_date", "placement_factor", "run_extractor",
     "FieldSpec", "GoldenCase", "Names", "Pack", "PackError", "ParamSpec", "ReviewSpec",
     "RuleSpec", "ScorerSpec", "StepApproval", "StepSpec", "StepWait", "Template",
     "TenantPackSettings", "TenantSettings", "builtin_packs", "compile_condition",

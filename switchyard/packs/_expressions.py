@@ -512,7 +512,32 @@ def typed_fields(raw: Mapping[str, str], types: Mapping[str, str]) -> dict[str, 
     return out
 
 
-__all__ = ["DECISION_VARIABLES", "PLAN_VARIABLES", "Activation", "Condition", "ExpressionError",
-           "Names",
-           "Template", "as_text", "check_expression", "compile_condition", "evaluate_condition",
-           "parse_number", "template_parts", "typed_fields", "typed_value"]
+#: The keys of one discrepancy, a field a check disagrees on (``switchyard.v1.Discrepancy``):
+#: what a rule's or an approval step's ``discrepancies`` expression gives a list of maps with.
+DISCREPANCY_KEYS = ("field", "submitted", "found", "source", "note")
+
+
+def discrepancy_maps(value: Any, where: str) -> list[dict[str, str]]:
+    """A ``discrepancies`` expression's value as a list of maps with exactly the keys
+    :data:`DISCREPANCY_KEYS` (each value as text; a missing key is empty). Anything else (not
+    a list, an item that is not a map, a key not listed) is an :class:`ExpressionError`."""
+    if not isinstance(value, list):
+        raise ExpressionError(where, f"must give a list of maps with keys "
+                                     f"{', '.join(DISCREPANCY_KEYS)}, not {type(value).__name__}")
+    out = []
+    for index, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            raise ExpressionError(where, f"item {index} is {type(item).__name__}, not a map")
+        unknown = sorted(set(map(str, item)) - set(DISCREPANCY_KEYS))
+        if unknown:
+            raise ExpressionError(where, f"item {index} has unknown key(s) "
+                                         f"{', '.join(unknown)}; known: "
+                                         f"{', '.join(DISCREPANCY_KEYS)}")
+        out.append({key: as_text(item.get(key)) for key in DISCREPANCY_KEYS})
+    return out
+
+
+__all__ = ["DECISION_VARIABLES", "DISCREPANCY_KEYS", "PLAN_VARIABLES", "Activation", "Condition",
+           "ExpressionError", "Names",
+           "Template", "as_text", "check_expression", "compile_condition", "discrepancy_maps",
+           "evaluate_condition", "parse_number", "template_parts", "typed_fields", "typed_value"]

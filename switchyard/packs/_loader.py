@@ -370,8 +370,11 @@ def _rules(raw: Mapping[str, Any], review: ReviewSpec, names: Names, c: _Checker
         outcome = rule["outcome"]
         explain = rule.get("explain", "")
         template = _template(c, where + ["explain"], explain, names) if explain else None
+        discrepancies = rule.get("discrepancies", "") if outcome == "escalate" else ""
+        listed = _template(c, where + ["discrepancies"], "${" + discrepancies + "}", names) \
+            if discrepancies else None
         if outcome != "escalate":
-            for key in ("reason", "review"):
+            for key in ("reason", "review", "discrepancies"):
                 if key in rule:
                     c.add(where + [key], rule[key], f"only escalating rules have a {key} "
                                                     f"(this rule's outcome is {outcome})")
@@ -381,7 +384,8 @@ def _rules(raw: Mapping[str, Any], review: ReviewSpec, names: Names, c: _Checker
             name=name, when=source,
             condition=Condition(source=source, where=f"rule {name}", program=program),
             outcome=outcome, reason=rule.get("reason", "POLICY") if outcome == "escalate" else "",
-            explain=explain, explain_template=template, review=rule_review))
+            explain=explain, explain_template=template, review=rule_review,
+            discrepancies=discrepancies, discrepancies_template=listed))
     return tuple(rules)
 
 

@@ -139,6 +139,10 @@ class RuleSpec:
     explain: str = ""
     explain_template: Template | None = field(default=None, compare=False)
     review: ReviewSpec | None = None  # escalations only (rule's review over the defaults)
+    #: escalations only: CEL giving a list of {field, submitted, found, source, note} maps,
+    #: shown to the reviewer as the escalation's discrepancies (compiled once, as a template)
+    discrepancies: str = ""
+    discrepancies_template: Template | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

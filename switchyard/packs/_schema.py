@@ -279,6 +279,10 @@ def pack_schema() -> dict[str, Any]:
             "reason": _str("Escalations only.", enum=list(ESCALATION_REASONS)),
             "explain": _str("A sentence a reviewer reads; may hold ${expr}.", maxLength=4000),
             "review": _review("Escalations only: overrides the pack's review defaults."),
+            "discrepancies": _str(
+                "Escalations only: a CEL expression giving a list of maps with keys field, "
+                "submitted, found, source, note (e.g. history.po_discrepancy_list): shown to "
+                "the reviewer, field by field.", maxLength=4000),
         },
     }
     case = {

@@ -194,6 +194,12 @@ class Match:
             "po_lines_matched": len(self.lines),
             "po_discrepancies": [d.text() for d in self.discrepancies],
             "po_discrepancy_fields": sorted({d.field for d in self.discrepancies}),
+            # for the reviewer, field by field (the rule's ``discrepancies``)
+            "po_discrepancy_list": [
+                {"field": d.field, "submitted": d.submitted, "found": d.found,
+                 "source": f"purchase order {self.po_number}" if self.po_number
+                 else "purchase orders", "note": d.note}
+                for d in self.discrepancies],
         }
 
 

@@ -155,6 +155,11 @@ def test_a_purchase_order_match_decides_before_the_risk_model(pack: Pack) -> Non
     assert (outcome.action, outcome.rule) == ("escalate", "purchase_order_mismatch")
     assert ("does not match purchase order PO-55120 (unit_price: invoice line 1 charges 69.9 "
             "a unit; quantity: invoice line 2 bills 12)") in outcome.explanation
+    # the reviewer gets them field by field too (Escalation.discrepancies)
+    assert [(d.field, d.submitted, d.found, d.source) for d in outcome.discrepancies] == [
+        ("unit_price", "69.9", "62.5", "purchase order PO-55120"),
+        ("quantity", "12", "10", "purchase order PO-55120")]
+    assert outcome.discrepancies[0].note == "invoice line 1 charges 69.9 a unit"
     unknown = table_outcome(pack, _with_match(fresh, unknown_order("PO-1")), Policy())
     assert "po_number: no purchase order with this number" in unknown.explanation
     assert table_outcome(pack, _with_match(fresh, NOT_MATCHED), Policy()).rule == "invoice_risk"

@@ -33,6 +33,8 @@ from switchyard.v1 import (
     Document,
     GetTaskRequest,
     IngestServiceStub,
+    ListQueueRequest,
+    ReviewServiceStub,
     Submission,
     SubmitTaskRequest,
     Task,
@@ -93,6 +95,24 @@ async def ingest(settings: Settings) -> AsyncIterator[IngestServiceStub]:
 
 
 @pytest.fixture
+async def review(settings: Settings) -> AsyncIterator[ReviewServiceStub]:
+    channel = create_channel(f"127.0.0.1:{settings.review_grpc_port}")
+    yield ReviewServiceStub(channel)
+    await channel.close()
+
+
+async def discrepancies(review: ReviewServiceStub, task_id: str) -> list[tuple[str, str]]:
+    """(field, source) of each discrepancy the task's review item shows the reviewer."""
+    async def probe() -> list[tuple[str, str]] | None:
+        items = (await review.ListQueue(ListQueueRequest(tenant_id=TENANT,
+                                                         page_size=100))).items
+        found = next((i for i in items if i.escalation.task_id == task_id), None)
+        return None if found is None else [(d.field, d.source)
+                                           for d in found.escalation.discrepancies]
+    return await eventually(probe, timeout_s=60, what=f"review item of {task_id}")
+
+
+@pytest.fixture
 async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
     conn = await connect(settings)
     yield conn
@@ -148,8 +168,8 @@ async def rule_of(db: asyncpg.Connection, task_id: str) -> tuple[str, str]:
 
 
 async def test_invoices_are_matched_to_the_erps_purchase_orders(
-        settings: Settings, ingest: IngestServiceStub, db: asyncpg.Connection,
-        erp: aiohttp.ClientSession) -> None:
+        settings: Settings, ingest: IngestServiceStub, review: ReviewServiceStub,
+        db: asyncpg.Connection, erp: aiohttp.ClientSession) -> None:
     po, other = f"PO-{uuid.uuid4().hex[:6].upper()}", f"PO-{uuid.uuid4().hex[:6].upper()}"
     await put_order(erp, po, ORDER)
     await receive(erp, po, "GR-1", 1, 20)
@@ -191,6 +211,10 @@ async def test_invoices_are_matched_to_the_erps_purchase_orders(
                                        "purchase_order_mismatch"), (field, explanation)
         assert f"{field}:" in explanation, (field, explanation)
         assert IBAN.replace(" ", "") not in explanation and VENDOR not in explanation
+        # the reviewer sees each difference field by field, with the order it is against
+        shown = await discrepancies(review, task_id)
+        assert (field, f"purchase order {'PO-999999' if field == 'po_number' else po}") \
+            in shown, shown
 
     # goods billed already, no order quoted: the order they were billed on, for a person
     again = await submit(ingest, invoice("LLS-1006", RECEIVED_GOODS, None))
