@@ -161,10 +161,19 @@ async def settled(ingest: IngestServiceStub, task_id: str) -> Task:
     return await eventually(probe, timeout_s=120, what=f"task {task_id} settled")
 
 
-async def rule_of(db: asyncpg.Connection, task_id: str) -> tuple[str, str]:
+async def decided(ingest: IngestServiceStub, db: asyncpg.Connection, text: str
+                  ) -> tuple[str, int, str, str]:
+    """Submit an invoice; its task id, status once settled, and the rule and explanation the
+    decision service stored."""
+    task_id = await submit(ingest, text)
+    task = await settled(ingest, task_id)
     row = await db.fetchrow("SELECT rule, explanation FROM decisions WHERE task_id = $1 "
                             "AND source = 'MODEL'", uuid.UUID(task_id))
-    return row["rule"], row["explanation"]
+    return task_id, task.status, row["rule"], row["explanation"]
+
+
+PAID = TaskStatus.TASK_STATUS_SUCCEEDED
+TO_A_PERSON = TaskStatus.TASK_STATUS_BLOCKED
 
 
 async def test_invoices_are_matched_to_the_erps_purchase_orders(
@@ -183,11 +192,9 @@ async def test_invoices_are_matched_to_the_erps_purchase_orders(
                          'similarity="encoder"')
 
     # what was received, at the ordered prices, in the supplier's words: straight through
-    clean = await submit(ingest, invoice("LLS-1001", RECEIVED_GOODS, po))
-    task = await settled(ingest, clean)
-    rule, explanation = await rule_of(db, clean)
-    assert (task.status, rule) == (TaskStatus.TASK_STATUS_SUCCEEDED, "purchase_order_matched"), \
-        explanation
+    clean, status, rule, explanation = await decided(ingest, db, invoice("LLS-1001",
+                                                                        RECEIVED_GOODS, po))
+    assert (status, rule) == (PAID, "purchase_order_matched"), explanation
     assert f"matches purchase order {po}" in explanation and "three-way" in explanation
     assert VENDOR not in explanation
     async with erp.get(f"/erp/invoices/{clean}:1-post_invoice") as posted:   # it was posted
@@ -204,11 +211,8 @@ async def test_invoices_are_matched_to_the_erps_purchase_orders(
         "po_number": invoice("LLS-1004", RECEIVED_GOODS, "PO-999999"),
     }
     for field, text in cases.items():
-        task_id = await submit(ingest, text)
-        task = await settled(ingest, task_id)
-        rule, explanation = await rule_of(db, task_id)
-        assert (task.status, rule) == (TaskStatus.TASK_STATUS_BLOCKED,
-                                       "purchase_order_mismatch"), (field, explanation)
+        task_id, status, rule, explanation = await decided(ingest, db, text)
+        assert (status, rule) == (TO_A_PERSON, "purchase_order_mismatch"), (field, explanation)
         assert f"{field}:" in explanation, (field, explanation)
         assert IBAN.replace(" ", "") not in explanation and VENDOR not in explanation
         # the reviewer sees each difference field by field, with the order it is against
@@ -217,20 +221,15 @@ async def test_invoices_are_matched_to_the_erps_purchase_orders(
             in shown, shown
 
     # goods billed already, no order quoted: the order they were billed on, for a person
-    again = await submit(ingest, invoice("LLS-1006", RECEIVED_GOODS, None))
-    task = await settled(ingest, again)
-    rule, explanation = await rule_of(db, again)
-    assert (task.status, rule) == (TaskStatus.TASK_STATUS_BLOCKED, "purchase_order_mismatch"), \
-        explanation
+    _, status, rule, explanation = await decided(ingest, db, invoice("LLS-1006", RECEIVED_GOODS,
+                                                                     None))
+    assert (status, rule) == (TO_A_PERSON, "purchase_order_mismatch"), explanation
     assert f"does not match purchase order {po}" in explanation and "quantity:" in explanation
 
     # no order quoted: the vendor's open order it fits, by vendor and amount
-    unquoted = await submit(ingest, invoice(
+    _, status, rule, explanation = await decided(ingest, db, invoice(
         "LLS-1005", [("Anti-fog safety goggles (EN166)", 12, 9.25)], None))
-    task = await settled(ingest, unquoted)
-    rule, explanation = await rule_of(db, unquoted)
-    assert (task.status, rule) == (TaskStatus.TASK_STATUS_SUCCEEDED, "purchase_order_matched"), \
-        explanation
+    assert (status, rule) == (PAID, "purchase_order_matched"), explanation
     assert f"matches purchase order {other} (found by vendor and amount)" in explanation
 
 
