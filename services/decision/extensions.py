@@ -18,7 +18,7 @@
   ``topics`` names registry topics (``switchyard._topics``) whose records the enricher keeps
   (reference data, such as the purchase orders an ERP publishes): the service consumes each
   one a batch at a time and hands the batch to ``on_records``, whose refusals are
-  dead-lettered (:func:`enricher_feeds`).
+  dead-lettered (:meth:`Enrichers.feeds`).
 
   ``record`` runs in the transaction that stores a Kafka-path decision; ``confirm`` and
   ``reject`` are how the enricher learns from outcomes (a person's verdict, a successful
@@ -47,8 +47,8 @@ from services.decision.drift import DriftMonitor
 from services.decision.pools import TritonPools
 from services.decision.triton import Prediction, ScorerClient
 from switchyard import Settings
-from switchyard.packs import Pack, entry_point, extractor_for
 from switchyard.messaging import ALL_TOPICS, Record, RejectRecord, Topic
+from switchyard.packs import Pack, entry_point, extractor_for
 from switchyard.runtime import Supervisor
 from switchyard.storage import PLAINTEXT, PayloadCodec
 

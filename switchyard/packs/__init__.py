@@ -24,8 +24,8 @@ from switchyard.packs._expressions import (
     Names,
     Template,
     as_text,
-    discrepancy_maps,
     compile_condition,
+    discrepancy_maps,
     evaluate_condition,
     typed_fields,
     typed_value,
@@ -80,7 +80,8 @@ from switchyard.packs._tenant import (
 )
 
 __all__ = [
-    "DECISION_VARIABLES", "DISCREPANCY_KEYS", "ENGINE_RULES", "GROUPS", "MAX_PACK_BYTES", "MIN_RETRY_LATER_S",
+    "DECISION_VARIABLES", "DISCREPANCY_KEYS", "ENGINE_RULES", "GROUPS", "MAX_PACK_BYTES",
+    "MIN_RETRY_LATER_S",
     "NO_RULE_MATCHED", "PACKS_GROUP",
     "PLAN_VARIABLES", "Activation", "Compensation", "Condition", "EntryPointError", "ExpressionError",
     "ExtractedField", "Extraction", "Extractor", "accepts_layout", "as_text", "extract_fields",

@@ -18,7 +18,6 @@ The decision service calls these; nothing here knows about gRPC or Kafka.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timezone
@@ -27,8 +26,8 @@ from typing import Any, Protocol
 import asyncpg
 from prometheus_client import Counter
 
-from switchyard.storage import PLAINTEXT, PayloadCodec
 from switchyard.messaging import Record, RejectRecord
+from switchyard.storage import PLAINTEXT, PayloadCodec
 from switchyard.v1 import Decision, DecisionOutcome, DocumentLayout, TaskEnvelope
 from switchyard_packs.invoice.extraction import InvoiceExtraction, extract_invoice, vendor_key
 from switchyard_packs.invoice.history import (
@@ -49,8 +48,6 @@ from switchyard_packs.invoice.purchasing import (
     match_order,
     unknown_order,
 )
-
-log = logging.getLogger(__name__)
 
 #: The Triton model whose P(auto) is recorded with each scored invoice.
 RISK_MODEL = "invoice_risk"
@@ -212,7 +209,8 @@ class PurchaseOrderEnricher:
     ``history`` keys it adds: ``po_match`` (``matched``, ``mismatch``, ``none``),
     ``po_number``, ``po_found_by`` (``number``, ``vendor_and_amount``), ``po_match_kind``
     (``three_way``, ``two_way``), ``po_lines_matched``, ``po_discrepancies`` (each in words,
-    naming its field, never the vendor or an account) and ``po_discrepancy_fields``.
+    naming its field, never the vendor or an account), ``po_discrepancy_fields`` and
+    ``po_discrepancy_list`` (the same as maps for the rule's ``discrepancies``).
     """
 
     name = "purchase_orders"
