@@ -69,6 +69,7 @@ from switchyard.v1 import (
     Escalation,
     EscalationReason,
     GetTaskRequest,
+    GetTaskTimelineRequest,
     GetTenantSettingsRequest,
     IngestServiceStub,
     ListQueueRequest,
@@ -124,6 +125,9 @@ class Tally:
     waited_for_bed: set[str] = field(default_factory=set)      # admissions that waited
     waiting_for_bed: set[str] = field(default_factory=set)     # any task waiting right now
     admissions_skipped: str = ""   # why no admissions were submitted, if so
+    #: task id -> the type the decision service decided it as, for the tasks decided without
+    #: a person (:func:`read_decided_types`)
+    decided_as: dict[str, str] = field(default_factory=dict)
     #: task id -> the supplier invoice it is (its scenario, what a clerk expects of it)
     invoices: dict[str, InvoiceSample] = field(default_factory=dict)
     purchasing_skipped: str = ""   # why no supplier invoices were submitted, if so
@@ -374,6 +378,40 @@ async def wait_terminal(ingest: IngestServiceStub, tally: Tally, timeout_s: floa
                                      for task_id in sorted(open_ids)[:5]))
 
 
+def unattended(tally: Tally) -> list[str]:
+    """The tasks that ended without a person: carried out, or refused by a rule."""
+    return [task_id for task_id, outcome in tally.outcome_of.items()
+            if task_id not in tally.reviewed and outcome in ("SUCCEEDED", "FAILED")]
+
+
+async def read_decided_types(ingest: IngestServiceStub, tally: Tally) -> None:
+    """For each task that ended without a person, the type it was decided as: the label of
+    its ``decision.made`` audit entry (GetTaskTimeline)."""
+    semaphore = asyncio.Semaphore(16)
+
+    async def one(task_id: str) -> None:
+        async with semaphore:
+            timeline = await ingest.GetTaskTimeline(GetTaskTimelineRequest(task_id=task_id))
+        made = next((e for e in timeline.entries if e.action == "decision.made"), None)
+        if made is not None and "label" in made.detail.fields:
+            tally.decided_as[task_id] = made.detail.fields["label"].string_value
+
+    await asyncio.gather(*(one(task_id) for task_id in unattended(tally)))
+
+
+def decided_otherwise(tally: Tally) -> list[str]:
+    """The tasks that ended without a person where a person would have decided otherwise: taken
+    for another type than the document's, or a supplier invoice a careful clerk would have
+    checked."""
+    wrong = []
+    for task_id in unattended(tally):
+        invoice = tally.invoices.get(task_id)
+        if tally.decided_as.get(task_id, tally.kind_of.get(task_id)) != tally.kind_of.get(
+                task_id) or (invoice is not None and invoice.expected == "person"):
+            wrong.append(task_id)
+    return wrong
+
+
 def summary_table(tally: Tally, elapsed_s: float) -> Table:
     table = Table(title="Switchyard demo: what happened to each document type",
                   title_justify="left")
@@ -414,6 +452,8 @@ def summary_table(tally: Tally, elapsed_s: float) -> Table:
             f"{total['automated'] / max(1, total['tasks']):.0%} (decided without a person, "
             f"refusals by policy too: "
             f"{(total['automated'] + total['rejected by policy']) / max(1, total['tasks']):.0%}"
+            f", of them {len(decided_otherwise(tally))} a person would have decided otherwise: "
+            f"another type than the document's, or an invoice that does not match its order"
             f"); end-to-end latency without "
             f"review p50 {statistics.median(latencies) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms; "
             f"{len(tally.refused)} malformed submissions refused at ingest"
@@ -694,6 +734,7 @@ async def run_workload(settings: Settings, tasks: int, seed: int, console: Conso
             await wait_terminal(ingest, tally, timeout_s=120 + total * 0.5,
                                 on_finished=lambda: bar.advance(finished))
         elapsed = time.perf_counter() - started
+        await read_decided_types(ingest, tally)
     finally:
         stop.set()
         await asyncio.gather(*helpers, return_exceptions=True)

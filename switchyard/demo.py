@@ -11,6 +11,7 @@ from switchyard._demo import (
     Tally,
     Ticket,
     admissions_table,
+    decided_otherwise,
     discharge_full_units,
     invoice_outcomes,
     names_field,
@@ -18,6 +19,7 @@ from switchyard._demo import (
     seed_hospital,
     seed_purchasing,
     shorten_bed_retries,
+    summary_table,
     ticket_detail,
     ticket_reason,
 )
@@ -33,6 +35,7 @@ __all__ = [
     "Ticket",
     "admissions_table",
     "classroom_table",
+    "decided_otherwise",
     "discharge_full_units",
     "invoice_outcomes",
     "names_field",
@@ -41,6 +44,7 @@ __all__ = [
     "seed_hospital",
     "seed_purchasing",
     "shorten_bed_retries",
+    "summary_table",
     "ticket_detail",
     "ticket_reason",
 ]

@@ -9,9 +9,11 @@ from rich.console import Console
 from switchyard.demo import (
     Tally,
     Ticket,
+    decided_otherwise,
     invoice_outcomes,
     names_field,
     purchasing_table,
+    summary_table,
     ticket_detail,
 )
 from switchyard.v1 import Decision, Discrepancy, Escalation, EscalationReason
@@ -75,3 +77,29 @@ def test_outcomes_by_scenario_against_what_a_clerk_expects() -> None:
     touchless = len(clean) + len(no_po) - 2
     assert f"({touchless} of the {len(clean) + len(no_po)} that match their order" in text
     assert "20 supplier invoices" in text
+
+
+def test_the_summary_counts_what_a_person_would_have_decided_otherwise() -> None:
+    """Of the tasks that ended without a person: one taken for another type than the
+    document's, and a supplier invoice a clerk would have checked, are counted; reviewed
+    tasks and ones decided as what they are are not."""
+    load = workload(20, 3)
+    mismatch = next(i for i in load.invoices if i.expected == "person")
+    clean = next(i for i in load.invoices if i.expected == "automate")
+    tally = Tally()
+    tally.kind_of = {"t1": "invoice", "t2": "support_ticket", "t3": "other", "t4": "invoice",
+                     "t5": "invoice", "t6": "invoice"}
+    tally.outcome_of = {"t1": "SUCCEEDED", "t2": "SUCCEEDED", "t3": "FAILED", "t4": "SUCCEEDED",
+                        "t5": "SUCCEEDED", "t6": "SUCCEEDED"}
+    tally.reviewed = {"t6": "approve"}
+    tally.decided_as = {"t1": "invoice", "t2": "admission_form", "t3": "other",
+                        "t4": "invoice", "t5": "invoice"}
+    tally.invoices = {"t4": mismatch, "t5": clean}
+    tally.submitted_at = {t: 0.0 for t in tally.kind_of}
+    tally.finished_at = {t: 1.0 for t in tally.kind_of}
+    assert sorted(decided_otherwise(tally)) == ["t2", "t4"]
+    console = Console(width=300, record=True)
+    console.print(summary_table(tally, 1.0))
+    text = " ".join(console.export_text().split())
+    assert "decided without a person, refusals by policy too: 83%, of them 2 a person would " \
+           "have decided otherwise" in text
