@@ -18,16 +18,20 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from google.protobuf.json_format import Parse
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.executor.downstream.faults import FaultBoard
 from services.executor.downstream.http_app import build_app
-from services.executor.downstream.purchasing import OrderPublisher
+from services.executor.downstream.hospital._common import Refused
+from services.executor.downstream.purchasing import OrderPublisher, order_message, order_record
 from services.executor.downstream.store import Ledger
 from switchyard import Settings
 from switchyard.messaging import PURCHASE_ORDERS
 from switchyard.stack import free_port
 from switchyard.storage import resolve_dsn
 from switchyard.v1 import PurchaseOrder, PurchaseOrderStatus
+from switchyard_packs.invoice.purchasing import check_order
 from tests.executor.harness import Harness
 from tests.executor.test_hospital_downstream import call
 from tests.ingest.helpers import read_topic
@@ -241,3 +245,32 @@ async def test_the_demo_seeds_its_orders_and_a_second_run_replaces_them(
     await seed_purchasing(harness.http, second)
     assert (await call(harness, "GET", first.orders[0].path))[0] == 404
     assert {(await call(harness, "GET", o.path))[0] for o in second.orders} == {200}
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
+                                                               max_size=5),
+    max_leaves=20)
+_ORDERISH = st.fixed_dictionaries({}, optional={
+    "vendor": _JSON | st.text(max_size=30), "currency": _JSON | st.sampled_from(["EUR", "usd"]),
+    "vendor_bank_account": _JSON, "status": _JSON | st.sampled_from(["open", "closed"]),
+    "lines": st.lists(st.fixed_dictionaries({}, optional={
+        "line": _JSON | st.integers(-2, 3), "description": _JSON | st.text(max_size=20),
+        "quantity": _JSON | st.floats(-1, 5), "unit_price": _JSON | st.floats(-1, 5),
+        "invoiced_quantity": _JSON}), max_size=4) | _JSON})
+
+
+@given(_ORDERISH | _JSON)
+def test_any_order_body_is_stored_as_a_valid_order_or_refused_with_its_problems(
+        body: Any) -> None:
+    """Fuzz of the operator API's order body: a body either becomes an order the topic's
+    reader accepts (``switchyard_packs.invoice.purchasing.check_order``) or is refused (422)
+    naming at least one problem; nothing else escapes."""
+    try:
+        record = order_record("acme", "PO-1", body, [])
+    except Refused as refused:
+        assert refused.status == 422 and refused.answer["problems"]
+        return
+    record = {**record, "updated_at": "2026-12-01T00:00:00+00:00"}
+    assert check_order(order_message(record)) == []
