@@ -976,6 +976,12 @@ def extract_invoice(text: str, layout: DocumentLayout | None = None) -> InvoiceE
     return InvoiceExtraction(fields, round(overall, 3), b.issues, amounts, items)
 
 
+def account_key(account: str) -> str:
+    """How bank accounts are matched: without spaces or case (the extractor compacts IBANs
+    too; a person or an ERP may not)."""
+    return re.sub(r"\s+", "", account).upper()
+
+
 def vendor_key(name: str) -> str:
     """How vendors are matched across invoices: case, punctuation and legal suffix ignored."""
     name = COMPANY_SUFFIX.sub("", name.strip())
@@ -983,4 +989,4 @@ def vendor_key(name: str) -> str:
 
 
 __all__ = ["FIELD_NAMES", "ExtractedField", "InvoiceExtraction", "LineItem", "Money",
-           "extract_invoice", "find_date", "find_money", "noise_level", "to_number", "vendor_key"]
+           "account_key", "extract_invoice", "find_date", "find_money", "noise_level", "to_number", "vendor_key"]

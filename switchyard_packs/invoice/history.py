@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +28,12 @@ import asyncpg
 from services.decision.training.features import INVOICE_FEATURES, invoice_raw_features
 from switchyard.privacy import matching_hash
 from switchyard.storage import INVOICE_FIELDS, PLAINTEXT, PayloadCodec
-from switchyard_packs.invoice.extraction import InvoiceExtraction, find_money, vendor_key
+from switchyard_packs.invoice.extraction import (
+    InvoiceExtraction,
+    account_key,
+    find_money,
+    vendor_key,
+)
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,7 @@ class HistoryStore:
                 matching_hash(self.key, tenant_id, "invoice_number",
                               ex.get("invoice_number") or ""),
                 matching_hash(self.key, tenant_id, "bank_account",
-                              _compact(ex.get("bank_account") or "")))
+                              account_key(ex.get("bank_account") or "")))
 
     async def lookup(self, tenant_id: str, ex: InvoiceExtraction, task_id: str) -> VendorHistory:
         vendor, number, bank = self.hashes(tenant_id, ex)
@@ -222,7 +226,7 @@ class HistoryStore:
                 updates["currency"] = corrected["currency"].strip().upper()
             if corrected.get("bank_account"):
                 updates["bank_hash"] = matching_hash(self.key, tenant_id, "bank_account",
-                                                     _compact(corrected["bank_account"]))
+                                                     account_key(corrected["bank_account"]))
             sets = "".join(f", {name} = ${i}" for i, name in enumerate(updates, start=2))
             await conn.execute(
                 f"UPDATE decision_invoices SET state = 'confirmed', settled_at = now(){sets} "
@@ -271,11 +275,6 @@ class HistoryStore:
                 amount_sum = EXCLUDED.amount_sum, bank_hash = EXCLUDED.bank_hash,
                 updated_at = now()
             """, tenant_id, vendor)
-
-
-def _compact(account: str) -> str:
-    """Bank accounts compare without spaces or case (the extractor compacts IBANs too)."""
-    return re.sub(r"\s+", "", account).upper()
 
 
 __all__ = ["UNKNOWN", "HistoryStore", "VendorHistory", "received_date", "risk_factors",

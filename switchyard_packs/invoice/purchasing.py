@@ -26,7 +26,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from switchyard.v1 import PurchaseOrder, PurchaseOrderStatus
-from switchyard_packs.invoice.extraction import InvoiceExtraction, LineItem, vendor_key
+from switchyard_packs.invoice.extraction import (
+    InvoiceExtraction,
+    LineItem,
+    account_key,
+    vendor_key,
+)
 
 #: Limits of a published order (the proto's comments say the same).
 MAX_LINES = 500
@@ -129,7 +134,8 @@ def order_of(po: PurchaseOrder, matched: Mapping[int, float] | None = None) -> O
     for receipt in po.receipts:
         received[receipt.line] = received.get(receipt.line, 0.0) + receipt.quantity
     return Order(
-        po_number=po.po_number, vendor=po.vendor, bank_account=_compact(po.vendor_bank_account),
+        po_number=po.po_number, vendor=po.vendor,
+        bank_account=account_key(po.vendor_bank_account),
         currency=po.currency,
         is_open=po.status in (PurchaseOrderStatus.PURCHASE_ORDER_STATUS_OPEN,
                               PurchaseOrderStatus.PURCHASE_ORDER_STATUS_UNSPECIFIED),
@@ -204,10 +210,6 @@ class Match:
 
 
 NOT_MATCHED = Match(NO_ORDER)
-
-
-def _compact(account: str) -> str:
-    return re.sub(r"\s+", "", account).upper()
 
 
 def _figure(value: float) -> str:
@@ -367,7 +369,7 @@ def match_order(ex: InvoiceExtraction, order: Order, similarity: Sequence[Sequen
         problems.append(Discrepancy("currency", currency, order.currency,
                                     f"billed in {currency or '(none read)'}, ordered in "
                                     f"{order.currency}"))
-    account = _compact(ex.get("bank_account") or "")
+    account = account_key(ex.get("bank_account") or "")
     if account and account != order.bank_account:
         problems.append(Discrepancy(
             "bank_account", "", "",
