@@ -355,8 +355,11 @@ class InvoiceExtraction:
     fields: dict[str, ExtractedField]
     confidence: float
     issues: list[str] = field(default_factory=list)
-    line_items: list[float] = field(default_factory=list)
     items: list[LineItem] = field(default_factory=list)
+
+    @property
+    def line_items(self) -> list[float]:
+        return [item.amount for item in self.items]
 
     def get(self, name: str) -> str | None:
         found = self.fields.get(name)
@@ -973,7 +976,7 @@ def extract_invoice(text: str, layout: DocumentLayout | None = None) -> InvoiceE
         fields.setdefault("line_item_count", ExtractedField("line_item_count", str(len(items)),
                                                             round(0.8 * damp, 3)))
     overall = sum(w * fields[n].confidence for n, w in CONFIDENCE_WEIGHTS.items() if n in fields)
-    return InvoiceExtraction(fields, round(overall, 3), b.issues, amounts, items)
+    return InvoiceExtraction(fields, round(overall, 3), b.issues, items)
 
 
 def account_key(account: str) -> str:
