@@ -426,7 +426,7 @@ def choose(candidates: Sequence[Match]) -> Match:
     return NOT_MATCHED
 
 
-__all__ = ["MATCHED", "MAX_LINES", "MAX_RECEIPTS", "MISMATCH", "NOT_MATCHED", "NO_ORDER",
+__all__ = ["MATCHED", "MAX_LINES", "MAX_RECEIPTS", "MAX_TEXT_CHARS", "MISMATCH", "NOT_MATCHED", "NO_ORDER",
            "Discrepancy", "LineMatch", "Match", "Order", "OrderLine", "Tolerances",
            "billed_items", "check_order", "choose", "lexical_similarity", "match_order", "order_of", "po_key",
            "same_vendor", "unknown_order"]

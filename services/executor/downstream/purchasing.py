@@ -57,6 +57,8 @@ from switchyard.messaging import (
     producer_options,
 )
 from switchyard.v1 import GoodsReceipt, PurchaseOrder, PurchaseOrderLine, PurchaseOrderStatus
+# the limits of switchyard.v1.PurchaseOrder, as the decision service's reader enforces them
+from switchyard_packs.invoice.purchasing import MAX_LINES, MAX_RECEIPTS, MAX_TEXT_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +72,6 @@ CREATE TABLE IF NOT EXISTS erp_purchase_orders (
     PRIMARY KEY (tenant_id, po_number)
 );
 """
-#: The limits of ``switchyard.v1.PurchaseOrder``.
-MAX_LINES = 500
-MAX_RECEIPTS = 2000
-MAX_DESCRIPTION = 500
 #: The largest order body read (500 long lines; the app's other routes take 64 KiB).
 MAX_ORDER_BYTES = 512 * 1024
 STATUSES = ("open", "closed", "cancelled")
@@ -284,9 +282,9 @@ def _order_line(index: int, raw: Any, problems: list[str]) -> dict[str, Any] | N
     description = text(raw.get("description"))
     if line is None:
         found.append(f"{where}.line: a whole number > 0")
-    if not description or len(description) > MAX_DESCRIPTION:
+    if not description or len(description) > MAX_TEXT_CHARS:
         found.append(f"{where}.description: required (what was ordered), at most "
-                     f"{MAX_DESCRIPTION} characters")
+                     f"{MAX_TEXT_CHARS} characters")
     if quantity is None or quantity <= 0:
         found.append(f"{where}.quantity: a number > 0")
     if unit_price is None or unit_price < 0:
@@ -512,6 +510,6 @@ def add_routes(app: web.Application, publisher: OrderPublisher) -> None:
     app.router.add_delete(base, delete_orders)
 
 
-__all__ = ["DDL", "MAX_LINES", "MAX_RECEIPTS", "PUBLISHER", "STATUSES", "SYSTEM",
+__all__ = ["DDL", "PUBLISHER", "STATUSES", "SYSTEM",
            "OrderPublisher", "PublishUnavailable", "add_routes", "order_message",
            "order_record", "order_value", "receipt_record", "record_key"]
