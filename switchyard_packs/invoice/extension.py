@@ -259,11 +259,10 @@ class PurchaseOrderEnricher:
         tol = tolerances(params)
         quoted = extraction.get("po_number")
         if quoted:
-            order = await self.book.by_number(task.tenant_id, quoted, task.task_id)
+            order, publishes = await self.book.by_number(task.tenant_id, quoted, task.task_id)
             if order is None:
                 # a tenant whose ERP publishes no orders: the usual rules decide
-                known = await self.book.publishes(task.tenant_id)
-                return (unknown_order(quoted) if known else NOT_MATCHED), "none"
+                return (unknown_order(quoted) if publishes else NOT_MATCHED), "none"
             matches, how = await self._against(extraction, [order], tol, "number")
             return matches[0], how
         vendor, currency = extraction.get("vendor"), extraction.get("currency")

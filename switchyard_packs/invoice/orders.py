@@ -167,20 +167,19 @@ class OrderBook:
             orders.append(order_of(po, by_order.get(row["po_key"], {})))
         return orders
 
-    async def publishes(self, tenant_id: str) -> bool:
-        """Whether the tenant's ERP published any order: an unknown PO number is news only
-        from a tenant that does."""
-        return bool(await self.pool.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM decision_purchase_orders WHERE tenant_id = $1)",
-            tenant_id))
-
-    async def by_number(self, tenant_id: str, po_number: str, task_id: str) -> Order | None:
-        """The order an invoice quotes, with what other invoices matched of it."""
+    async def by_number(self, tenant_id: str, po_number: str, task_id: str
+                        ) -> tuple[Order | None, bool]:
+        """The order an invoice quotes, with what other invoices matched of it, and whether
+        the tenant's ERP published any order at all (an unknown number is news only from a
+        tenant that does): one round trip when the order is not there."""
         rows = await self.pool.fetch(
-            "SELECT order_id, tenant_id, po_key, body FROM decision_purchase_orders "
-            "WHERE tenant_id = $1 AND po_key = $2", tenant_id, po_key(po_number))
-        orders = await self._orders(rows, task_id)
-        return orders[0] if orders else None
+            "SELECT o.order_id, o.tenant_id, o.po_key, o.body, EXISTS (SELECT 1 FROM "
+            "decision_purchase_orders WHERE tenant_id = $1) AS publishes FROM (SELECT 1) one "
+            "LEFT JOIN decision_purchase_orders o ON o.tenant_id = $1 AND o.po_key = $2",
+            tenant_id, po_key(po_number))
+        found = [row for row in rows if row["order_id"] is not None]
+        orders = await self._orders(found, task_id)
+        return (orders[0] if orders else None), bool(rows[0]["publishes"])
 
     async def open_orders(self, tenant_id: str, vendor: str, currency: str, task_id: str,
                           limit: int = 20) -> list[Order]:
