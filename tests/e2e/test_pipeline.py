@@ -17,7 +17,6 @@ import json
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from switchyard_packs.invoice.extraction import extract_invoice
 from switchyard import Settings
 from switchyard.audit import task_story, verify as verify_chain
 from switchyard.messaging import DEAD_LETTER, TASKS, headers_to_dict
-from switchyard.rpc import create_channel, field_violations
+from switchyard.rpc import field_violations
 from switchyard.storage import DECISION, codec_for, connect
 from switchyard.v1 import (
     CancelTaskRequest,
@@ -72,20 +71,6 @@ def sample(label: str, index: int = 0) -> str:
     rows = [json.loads(line) for line in HELDOUT.read_text().splitlines()]
     texts = [r["text"] for r in rows if r["label"] == label and len(r["text"]) > 200]
     return texts[index]
-
-
-@pytest.fixture
-async def ingest(settings: Settings) -> AsyncIterator[IngestServiceStub]:
-    channel = create_channel(f"127.0.0.1:{settings.ingest_grpc_port}")
-    yield IngestServiceStub(channel)
-    await channel.close()
-
-
-@pytest.fixture
-async def review(settings: Settings) -> AsyncIterator[ReviewServiceStub]:
-    channel = create_channel(f"127.0.0.1:{settings.review_grpc_port}")
-    yield ReviewServiceStub(channel)
-    await channel.close()
 
 
 async def wait_for(ingest: IngestServiceStub, task_id: str, statuses: set[int],

@@ -27,8 +27,6 @@ from aiokafka import AIOKafkaProducer
 
 from switchyard import Settings
 from switchyard.messaging import PURCHASE_ORDERS
-from switchyard.rpc import create_channel
-from switchyard.storage import connect
 from switchyard.v1 import (
     Document,
     GetTaskRequest,
@@ -87,20 +85,6 @@ RECEIVED_GOODS = [("Examination gloves nitrile, medium (100 pcs)", 20, 7.90),
                   ("Sterile racked pipette tips, 200ul", 6, 34.00)]
 
 
-@pytest.fixture
-async def ingest(settings: Settings) -> AsyncIterator[IngestServiceStub]:
-    channel = create_channel(f"127.0.0.1:{settings.ingest_grpc_port}")
-    yield IngestServiceStub(channel)
-    await channel.close()
-
-
-@pytest.fixture
-async def review(settings: Settings) -> AsyncIterator[ReviewServiceStub]:
-    channel = create_channel(f"127.0.0.1:{settings.review_grpc_port}")
-    yield ReviewServiceStub(channel)
-    await channel.close()
-
-
 async def discrepancies(review: ReviewServiceStub, task_id: str) -> list[tuple[str, str]]:
     """(field, source) of each discrepancy the task's review item shows the reviewer."""
     async def probe() -> list[tuple[str, str]] | None:
@@ -110,13 +94,6 @@ async def discrepancies(review: ReviewServiceStub, task_id: str) -> list[tuple[s
         return None if found is None else [(d.field, d.source)
                                            for d in found.escalation.discrepancies]
     return await eventually(probe, timeout_s=60, what=f"review item of {task_id}")
-
-
-@pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await connect(settings)
-    yield conn
-    await conn.close()
 
 
 @pytest.fixture

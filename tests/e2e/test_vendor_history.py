@@ -20,7 +20,6 @@ from switchyard_packs.invoice.extraction import vendor_key
 from switchyard import Settings
 from switchyard.privacy import matching_hash, matching_key
 from switchyard.rpc import create_channel
-from switchyard.storage import connect
 from switchyard.v1 import (
     ClaimRequest,
     Document,
@@ -56,13 +55,6 @@ async def clients(settings: Settings
     yield IngestServiceStub(ingest), ReviewServiceStub(review)
     await ingest.close()
     await review.close()
-
-
-@pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await connect(settings)
-    yield conn
-    await conn.close()
 
 
 def hashed(settings: Settings, kind: str, value: str) -> str:
