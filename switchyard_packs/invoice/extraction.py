@@ -48,6 +48,7 @@ from switchyard.documents import (
     provenance_of,
 )
 from switchyard.packs import placement_factor
+from switchyard.privacy import iban_ok
 from switchyard.v1 import DocumentLayout, Provenance
 
 #: Fields the extractor reports, in the order Decision.fields lists them.
@@ -867,18 +868,9 @@ def _checked_iban(raw: str) -> str | None:
     groups = raw.split(" ")
     for end in range(len(groups), 0, -1):
         iban = "".join(groups[:end])
-        if 15 <= len(iban) <= 34 and iban_checksum_valid(iban):
+        if 15 <= len(iban) <= 34 and iban_ok(iban):
             return iban
     return None
-
-
-def iban_checksum_valid(iban: str) -> bool:
-    """ISO 13616: the country and check digits moved to the end, letters as 10..35, the
-    number leaves remainder 1 when divided by 97."""
-    moved = iban[4:] + iban[:4]
-    if not moved.isalnum() or not moved.isascii():
-        return False
-    return int("".join(str(int(ch, 36)) for ch in moved.upper())) % 97 == 1
 
 
 def _render(name: str, value: object) -> str:
