@@ -116,12 +116,11 @@ class OrderBook:
             if po is None:
                 deletes.append(row_id)
                 continue
-            order = order_of(po)
             updated = (po.updated_at.ToDatetime(dt.timezone.utc) if po.HasField("updated_at")
                        else dt.datetime.now(dt.timezone.utc))
             upserts.append((row_id, tenant, key, self.vendor_hash(tenant, po.vendor),
                             po.currency,
-                            sum(ln.quantity * ln.unit_price for ln in order.lines),
+                            sum(ln.quantity * ln.unit_price for ln in po.lines),
                             _STATUS.get(po.status, "open"),
                             self.codec.seal(row_id, po.SerializeToString(), PURCHASE_ORDER),
                             updated))

@@ -120,11 +120,6 @@ class Order:
     is_open: bool
     lines: tuple[OrderLine, ...]
 
-    @property
-    def open_amount(self) -> float:
-        """What is left to invoice: each line's unbilled quantity at its price."""
-        return sum(max(0.0, ln.quantity - ln.billed) * ln.unit_price for ln in self.lines)
-
 
 def order_of(po: PurchaseOrder, matched: Mapping[int, float] | None = None) -> Order:
     """``po`` for matching; ``matched`` is what invoices matched here already billed of each
