@@ -71,6 +71,10 @@ INVOICE_FIELDS = Column("decision_invoices", "task_id", "fields")
 #: A purchase order as an ERP published it (the invoice pack's matching), bound to its
 #: ``order_id`` (uuid5 of tenant and PO number).
 PURCHASE_ORDER = Column("decision_purchase_orders", "order_id", "body")
+#: A labelled example (services/decision/labels.py): the text the models read and the fields
+#: they proposed, and the fields a person corrected (what each was and is).
+LABEL_EXAMPLE = Column("decision_labels", "task_id", "example")
+LABEL_CORRECTIONS = Column("decision_labels", "task_id", "corrections")
 #: A plan step's full output (its result in ``executions.result`` keeps it redacted), bound
 #: to ``output_id`` (uuid5 of task and step id: the row's key is two columns).
 EXECUTION_OUTPUT = Column("executions", "output_id", "output")
@@ -87,7 +91,7 @@ TERM_KEY = Column("signal_term_keys", "key_id", "key")
 #: Every sealed column (switchyard._dataclass.STORED says why each one is).
 COLUMNS = (TASK_ENVELOPE, HOLD_ENVELOPE, REVIEW_ESCALATION, DEAD_LETTER_VALUE, DEAD_LETTER_KEY,
            DEAD_LETTER_HEADERS, DECISION, REVIEW_DECISION, JOB_DECISION, VERDICT, APPROVAL,
-           INVOICE_FIELDS, PURCHASE_ORDER, BLOB_BODY, EXECUTION_OUTPUT, CONSENT_SUBJECT, CONSENT_GUARDIAN,
+           INVOICE_FIELDS, PURCHASE_ORDER, LABEL_EXAMPLE, LABEL_CORRECTIONS, BLOB_BODY, EXECUTION_OUTPUT, CONSENT_SUBJECT, CONSENT_GUARDIAN,
            CONSENT_GROUP, TERM_KEY)
 
 RowId = str | uuid.UUID
@@ -274,6 +278,7 @@ async def key_usage(conn: asyncpg.Connection, column: Column) -> dict[str, int]:
 __all__ = ["APPROVAL", "BLOB_BODY", "COLUMNS", "CONSENT_GROUP", "CONSENT_GUARDIAN",
            "CONSENT_SUBJECT", "DEAD_LETTER_HEADERS", "DEAD_LETTER_KEY", "DEAD_LETTER_VALUE",
            "DECISION", "EXECUTION_OUTPUT", "HOLD_ENVELOPE", "INVOICE_FIELDS", "JOB_DECISION",
+           "LABEL_CORRECTIONS", "LABEL_EXAMPLE",
            "PLAINTEXT", "PURCHASE_ORDER", "REVIEW_DECISION", "REVIEW_ESCALATION",
            "TASK_ENVELOPE", "TERM_KEY", "VERDICT", "Column", "PayloadCodec", "PayloadError", "RewrapReport", "RowId",
            "codec_for", "key_id", "key_usage", "rewrap_column", "rewrap_stale"]

@@ -8,8 +8,9 @@ extracted fields and the plan payloads built from them (in ``decisions``,
 ``review_decisions``, ``executor_jobs``, ``review_items``), a reviewer's edits and reasons
 (``review_verdicts``, ``review_approvals``), the explanations that quote the document
 (invoice number, amount), what was kept of downstream answers (``executions`` error, result
-summary and output, ``executor_jobs.reason``) and the sealed fields in ``decision_invoices``
-are removed. Vendor history keeps only keyed hashes and amounts, so it stays. The audit
+summary and output, ``executor_jobs.reason``), the sealed fields in ``decision_invoices`` and
+a reviewed task's labelled example (``decision_labels``: its text, proposed and corrected
+fields; the verdict stays) are removed. Vendor history keeps only keyed hashes and amounts, so it stays. The audit
 chain stores hashes of inputs, never the inputs, so purging leaves it verifiable.
 
 A pack may keep its type's data shorter than the tenant's retention (``retention.days`` in
@@ -338,6 +339,8 @@ async def _strip_rows(conn: asyncpg.Connection, codec: PayloadCodec,
     await _strip_executions(conn, ids)
     await conn.execute("UPDATE decision_invoices SET fields = NULL "
                        "WHERE task_id = ANY($1::uuid[])", ids)
+    await conn.execute("UPDATE decision_labels SET example = NULL, corrections = NULL, "
+                       "purged_at = now() WHERE task_id = ANY($1::uuid[])", ids)
     return Stripped(len(rows), len(items), decisions, refs)
 
 

@@ -178,6 +178,9 @@ class Decided:
     assessment: Assessment | None = None
     #: the document's layout (PDFs and images): escalations carry it to the reviewer
     layout: DocumentLayout | None = None
+    #: the text the models read ('' when none did): an escalation keeps it as the example a
+    #: reviewer's verdict labels (services/decision/labels.py)
+    text: str = ""
 
     @property
     def model_unavailable(self) -> bool:
@@ -374,11 +377,11 @@ class DecisionEngine:
             # ``guess`` shapes the proposal only: the Decided carries no assessment, so no
             # enricher records this document (nothing learns from a guess)
             return Decided(to_decision(task, outcome, prediction, policy, guess, active=active),
-                           outcome, policy, layout=layout)
+                           outcome, policy, layout=layout, text=text)
         assert active is not None
         try:
-            return await self.decide_with_pack(task, text, prediction, active, policy, note,
-                                               layout)
+            return replace(await self.decide_with_pack(task, text, prediction, active, policy,
+                                                       note, layout), text=text)
         except ModelUnavailable as exc:
             if testing is not None:
                 raise

@@ -14,6 +14,8 @@ a task ended; it consumes two topics and hands each outcome to every enricher th
   tasks the model ran itself).
 
 Both are idempotent for the shipped enricher, so redelivered or replayed events change nothing.
+A person's verdict also labels the task's example for retraining (:mod:`services.decision.labels`;
+only the first verdict counts, so replays change nothing there either).
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
+
 from services.decision.extensions import Enrichers
+from services.decision.labels import record_verdicts
 from switchyard.messaging import (
     Record,
     RejectRecord,
@@ -30,6 +35,7 @@ from switchyard.messaging import (
     run_by_key,
     run_each,
 )
+from switchyard.storage import PLAINTEXT, PayloadCodec
 from switchyard.v1 import Decision, DecisionOutcome, DecisionSource, StatusEvent, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -40,14 +46,18 @@ class HistoryLearner:
     each a whole batch at a time: every record is read, and only the few that teach (a
     person's verdict, a success) reach the enrichers, each in its record's context."""
 
-    def __init__(self, enrichers: Enrichers) -> None:
+    def __init__(self, enrichers: Enrichers, pool: asyncpg.Pool | None = None,
+                 codec: PayloadCodec = PLAINTEXT) -> None:
         self.enrichers = enrichers
+        self.pool, self.codec = pool, codec
 
     def _learners(self, method: str) -> list[object]:
         return [e for e in self.enrichers.all() if callable(getattr(e, method, None))]
 
     async def on_decisions(self, records: list[Record]) -> list[tuple[Record, RejectRecord]]:
         decoded, rejected = decode_batch(records, Decision)
+        if self.pool is not None:  # one transaction for the batch's verdicts
+            await record_verdicts(self.pool, [decision for _, decision in decoded], self.codec)
         # a task's verdicts in the order they were given, different tasks' concurrently
         rejected += await run_by_key(
             (decision.task_id, record, lambda d=decision: self._verdict(d))

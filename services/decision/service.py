@@ -27,6 +27,7 @@ from services.decision.engine import Decided, DecisionEngine
 from services.decision.embeddings import EMBED_BATCH_MAX, Embeddings
 from services.decision.extensions import EnricherResources, Enrichers, Scorers
 from services.decision.holds import HoldRetrier
+from services.decision.labels import record_pending
 from services.decision.learning import HistoryLearner
 from services.decision.pack_service import POLICY as PACK_POLICY
 from services.decision.pack_service import RATE_LIMITED as PACK_RATE_LIMITED
@@ -274,6 +275,12 @@ class TaskDecider:
                 status, stage, reason = _status_for(_outcome_name(decision), decision)
                 moves.append(Move(str(task_id), status, stage, reason, decision.explanation))
             changes = await transition_many(conn, moves, "decision")
+            # an escalation of a task still open keeps what the models saw, for the
+            # reviewer's verdict to label (services/decision/labels.py)
+            await record_pending(conn, [
+                (v.result.decision, v.result.text) for task_id, v in by_id.items()
+                if task_id in inserted and v.task.task_id in changes and v.result.text
+                and _outcome_name(v.result.decision) == "ESCALATE"], self.codec)
             for task_id, verdict in by_id.items():
                 task, result = verdict.task, verdict.result
                 if task_id not in inserted:
@@ -630,8 +637,9 @@ async def setup(ctx: ServiceContext) -> None:
     await holds.refresh_gauge()
     decider = TaskDecider(ctx, engine, holds, codec)
     ctx.consume_fairly(TASKS, decider.handle_batch)
-    # enrichers (vendor history) learn from confirmed outcomes, as events (learning.py)
-    learner = HistoryLearner(enrichers)
+    # enrichers (vendor history) learn from confirmed outcomes, as events, and reviewers'
+    # verdicts label the escalated tasks' examples (learning.py, labels.py)
+    learner = HistoryLearner(enrichers, ctx.pool, codec)
     ctx.consume_batches(DECISIONS, learner.on_decisions)
     ctx.consume_batches(TASK_STATUS, learner.on_statuses)
     ctx.serve((add_DecisionServiceServicer_to_server, DecisionServicer(engine, s, ctx.pool),

@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from services.decision.labels import labelled_examples, record_pending, record_verdicts
 from services.executor.jobs import JobStore
 from services.executor.runner import output_id
 from services.ingest.domain import build_envelope, payload_sha256
@@ -184,6 +185,11 @@ async def seed_decided_invoice(settings: Settings) -> dict[str, str]:
             human.source = DecisionSource.DECISION_SOURCE_HUMAN
             human.explanation = f"Reviewer rita: {decision.explanation}"
             await store_decision(conn, item_id, human, codec)
+            # the labelled example the escalation kept, settled by the reviewer's edit
+            await record_pending(conn, [(decision, f"Invoice INV-77 IBAN {IBAN}")], codec)
+            human.rule = "reviewer_modify"
+            human.fields[0].value = IBAN.replace("0", "1")
+            assert await record_verdicts(pool, [human], codec) == 1
             # four eyes: the first approval is kept apart, shaped like the verdict
             await conn.execute(
                 "INSERT INTO review_approvals (item_id, task_id, reviewer_id, verdict, reason, "
@@ -254,7 +260,12 @@ def test_purge_strips_extracted_fields_from_every_column_that_holds_them(
                                          "WHERE task_id = $1", task)
             envelope = await conn.fetchval("SELECT envelope FROM tasks WHERE task_id = $1",
                                            task)
+            label = await conn.fetchrow("SELECT example, corrections, verdict, "
+                                        "corrected_fields, purged_at FROM decision_labels "
+                                        "WHERE task_id = $1", task)
+            examples = await labelled_examples(conn, codec)
             return {
+                "label": label, "examples": [e for e in examples if e.task_id == str(task)],
                 "report": report,
                 "decision": Decision.FromString(codec.open(
                     decision_row["decision_id"], decision_row["decision"], DECISION)),
@@ -304,6 +315,13 @@ def test_purge_strips_extracted_fields_from_every_column_that_holds_them(
     assert not execution.HasField("output")  # type: ignore[attr-defined]
     assert execution.outcome == StepOutcome.STEP_OUTCOME_SUCCEEDED  # type: ignore[attr-defined]
     assert after["invoice_fields"] is None
+    # the labelled example: text and values gone, the verdict and the field's name kept
+    label = after["label"]
+    assert label["example"] is None and label["corrections"] is None  # type: ignore[index]
+    assert label["verdict"] == "MODIFY" and label["purged_at"] is not None  # type: ignore[index]
+    assert label["corrected_fields"] == ["bank_account"]  # type: ignore[index]
+    [example] = after["examples"]  # type: ignore[misc]
+    assert example.text is None and example.corrections == {} and example.verdict == "MODIFY"
     task = after["task"]
     assert task.document.body == b""  # type: ignore[attr-defined]
     assert dict(task.metadata) == {"contact": "[EMAIL REDACTED]", "po": "PO-1"}  # type: ignore[attr-defined]
