@@ -11,7 +11,10 @@ trains candidates from :func:`labelled_examples`.
 
 * an approval or a modification confirms the proposed type (the type is what the plan acts
   on: a person who runs it agrees); a rejection labels no type -- a reviewer rejects an
-  invoice for its content as often as for its kind -- but is kept as a verdict;
+  invoice for its content as often as for its kind -- unless the person names the type the
+  document really is (``ReviewVerdict.document_type``, which becomes the decision's label);
+* each model's output (its label and confidence) is kept beside its version, so live
+  accuracy and calibration against people can be counted per model version;
 * only the first verdict on a task labels it (a redelivered or later decision, e.g. on an
   executor's escalation, changes nothing); an answer to a plan's approval step is not a
   verdict on the model and teaches nothing;
@@ -67,6 +70,8 @@ class LabelledExample:
     text: str | None
     corrections: dict[str, tuple[str, str]] = field(default_factory=dict)
     labelled_at: datetime | None = None
+    #: model name -> (its label, its confidence) on this task
+    outputs: dict[str, tuple[str, float]] = field(default_factory=dict)
 
 
 def verdict_of(decision: Decision) -> str | None:
@@ -91,6 +96,8 @@ def pending_rows(escalated: Sequence[tuple[Decision, str]], codec: PayloadCodec
                               "fields": {f.name: f.value for f in decision.fields}})
         rows.append((task_id, decision.tenant_id, decision.pack, decision.pack_version,
                      json.dumps({m.model_name: m.model_version for m in decision.models}),
+                     json.dumps({m.model_name: [m.label, round(m.confidence, 6)]
+                                 for m in decision.models}),
                      decision.rule, decision.label, float(decision.confidence),
                      codec.seal(task_id, example.encode(), LABEL_EXAMPLE)))
     return rows
@@ -103,9 +110,10 @@ async def record_pending(conn: asyncpg.Connection, escalated: Sequence[tuple[Dec
     rows = pending_rows(escalated, codec)
     if rows:
         await conn.executemany(
-            "INSERT INTO decision_labels (task_id, tenant_id, pack, pack_version, models, rule, "
-            "predicted_label, predicted_confidence, example) "
-            "VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9) ON CONFLICT DO NOTHING", rows)
+            "INSERT INTO decision_labels (task_id, tenant_id, pack, pack_version, models, "
+            "outputs, rule, predicted_label, predicted_confidence, example) "
+            "VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9, $10) "
+            "ON CONFLICT DO NOTHING", rows)
 
 
 async def record_verdicts(pool: asyncpg.Pool, decisions: Sequence[Decision],
@@ -117,7 +125,8 @@ async def record_verdicts(pool: asyncpg.Pool, decisions: Sequence[Decision],
         return 0
     async with pool.acquire() as conn, conn.transaction():
         pending = await conn.fetch(
-            "SELECT task_id, example FROM decision_labels WHERE task_id = ANY($1::uuid[]) "
+            "SELECT task_id, predicted_label, example FROM decision_labels "
+            "WHERE task_id = ANY($1::uuid[]) "
             "AND verdict IS NULL FOR UPDATE", [uuid.UUID(t) for t in verdicts])
         updates = []
         for row in pending:
@@ -130,9 +139,10 @@ async def record_verdicts(pool: asyncpg.Pool, decisions: Sequence[Decision],
                          if verdict == "MODIFY" and proposed.get(f.name) != f.value}
             sealed = (codec.seal(row["task_id"], json.dumps(corrected).encode(),
                                  LABEL_CORRECTIONS) if corrected else None)
-            updates.append((row["task_id"], verdict,
-                            None if verdict == "REJECT" else decision.label or None,
-                            sorted(corrected), sealed))
+            label = decision.label or None
+            if verdict == "REJECT" and label == row["predicted_label"]:
+                label = None  # rejected for its content: nothing said about its type
+            updates.append((row["task_id"], verdict, label, sorted(corrected), sealed))
             LABELS.labels(verdict.lower(), str(bool(corrected)).lower()).inc()
         await conn.executemany(
             "UPDATE decision_labels SET verdict = $2, label = $3, corrected_fields = $4, "
@@ -146,7 +156,7 @@ async def labelled_examples(conn: asyncpg.Connection, codec: PayloadCodec,
     """Every labelled example (since ``since``; only those decided with ``model`` consulted,
     when given), oldest verdict first."""
     rows = await conn.fetch(
-        "SELECT task_id, tenant_id, pack, pack_version, models, rule, predicted_label, "
+        "SELECT task_id, tenant_id, pack, pack_version, models, outputs, rule, predicted_label, "
         "predicted_confidence, example, verdict, label, corrections, labelled_at "
         "FROM decision_labels WHERE verdict IS NOT NULL "
         "AND ($1::timestamptz IS NULL OR labelled_at >= $1) "
@@ -163,5 +173,6 @@ async def labelled_examples(conn: asyncpg.Connection, codec: PayloadCodec,
             str(row["task_id"]), row["tenant_id"], row["pack"], row["pack_version"],
             json.loads(row["models"]), row["rule"], row["predicted_label"],
             float(row["predicted_confidence"]), row["verdict"], row["label"], text,
-            {k: (v[0], v[1]) for k, v in (corrections or {}).items()}, row["labelled_at"]))
+            {k: (v[0], v[1]) for k, v in (corrections or {}).items()}, row["labelled_at"],
+            {k: (v[0], float(v[1])) for k, v in json.loads(row["outputs"]).items()}))
     return examples

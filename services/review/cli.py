@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("reject", help="reject: the task ends FAILED (rejected:<rule>)")
     p.add_argument("item_id")
     p.add_argument("--reason", required=True)
+    p.add_argument("--type", dest="document_type", default="", metavar="TYPE",
+                   help="the document's real type when the proposed one is wrong (a pack "
+                        "name, or other): the router learns it")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -195,7 +198,7 @@ async def _verdict(args: argparse.Namespace, stub: Any) -> int:
     await stub.Claim(ClaimRequest(item_id=args.item_id, reviewer_id=reviewer))
     response = await stub.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
         item_id=args.item_id, reviewer_id=reviewer, verdict=verdict, reason=args.reason,
-        modified_fields=edits)))
+        modified_fields=edits, document_type=getattr(args, "document_type", ""))))
     done = {Verdict.VERDICT_APPROVE: "approved", Verdict.VERDICT_REJECT: "rejected",
             Verdict.VERDICT_MODIFY: "approved with edits"}[verdict]
     if not response.decision_id:  # four eyes: the first of two approvals

@@ -312,11 +312,15 @@ def verdict_from(item_id: str, body: dict[str, Any]) -> ReviewVerdict:
     if not isinstance(reason, str):
         problems.append(("reason", "text"))
         reason = ""
+    document_type = body.get("document_type", "")
+    if not isinstance(document_type, str):
+        problems.append(("document_type", "a type name"))
+        document_type = ""
     if problems:
         raise BadRequest(problems)
     return ReviewVerdict(item_id=item_id, reviewer_id=str(body.get("reviewer_id", "")).strip(),
                          verdict=verdict, reason=reason.strip(),  # type: ignore[arg-type]
-                         modified_fields=fields)
+                         modified_fields=fields, document_type=document_type.strip())
 
 
 # -- the server ----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ image never shows what the text hides.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import asyncpg
@@ -60,6 +61,8 @@ MAX_LEASE = timedelta(hours=8)
 #: Documents whose pages the console shows as images (text and JSON are shown as text).
 PAGED_TYPES = ("application/pdf", "image/")
 MAX_MODIFIED_FIELDS = 64
+#: A document type a reviewer may name on a rejection: a pack name's form, or "other".
+DOCUMENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
 def nul_problems(**fields: str | list[str]) -> list[tuple[str, str]]:
@@ -197,6 +200,11 @@ class ReviewDesk:
             problems.append(("verdict.modified_fields", "required for MODIFY"))
         if verdict.verdict != Verdict.VERDICT_MODIFY and verdict.modified_fields:
             problems.append(("verdict.modified_fields", "only allowed with MODIFY"))
+        if verdict.document_type and verdict.verdict != Verdict.VERDICT_REJECT:
+            problems.append(("verdict.document_type", "only allowed with REJECT"))
+        elif verdict.document_type and not DOCUMENT_TYPE.fullmatch(verdict.document_type):
+            problems.append(("verdict.document_type", "a type name: lower case letters, "
+                             "digits and '_', starting with a letter, at most 63 characters"))
         if len(verdict.modified_fields) > MAX_MODIFIED_FIELDS:
             problems.append(("verdict.modified_fields", f"at most {MAX_MODIFIED_FIELDS}"))
         if any(not name.strip() for name in verdict.modified_fields):
@@ -208,6 +216,11 @@ class ReviewDesk:
         if problems:
             raise ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in problems), problems)
         item = await self._item(principal, verdict.item_id)
+        if verdict.document_type and \
+                verdict.document_type == item.escalation.proposed_decision.label:
+            raise ReviewError("invalid", "verdict.document_type: the proposed type; name "
+                              "the type the document really is, or leave it empty",
+                              [("verdict.document_type", "the proposed type")])
         reviewer = reviewer_of(principal, verdict.reviewer_id)
         typed_reason = verdict.reason  # the audit keeps its hash, never the text
         # recorded (verdict_pb too) as the credentials say, and the reason, free text that may

@@ -102,7 +102,11 @@ def verdict_decision(escalation: Escalation, verdict: ReviewVerdict,
         decision.outcome = DecisionOutcome.DECISION_OUTCOME_REJECT
         after = (f" (after {first_approval.reviewer_id}'s approval)"
                  if first_approval is not None else "")
-        decision.explanation = f"Rejected by {verdict.reviewer_id}{after}{reason}"
+        retyped = ""
+        if verdict.document_type:  # the person says what the document really is
+            decision.label = verdict.document_type
+            retyped = f" as {verdict.document_type}, not {proposed.label or 'unknown'}"
+        decision.explanation = f"Rejected by {verdict.reviewer_id}{retyped}{after}{reason}"
         _answer_step(decision, escalation)
         return _fill_field_map(decision, proposed)
     decision.outcome = DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE

@@ -3,7 +3,7 @@
 -- The decision service writes one row when it escalates a task (verdict NULL: pending), with
 -- the text the models read and the fields it proposed, sealed; the person's verdict, read
 -- from the decisions topic, completes it: APPROVE / MODIFY / REJECT, the document type the
--- person confirmed (NULL on a rejection, which says nothing about the type), and the fields
+-- person confirmed (on a rejection only the type the person named, if any), and the fields
 -- the person corrected (names in clear, predicted and corrected values sealed).
 -- `switchyard models retrain` trains candidates from the labelled rows. Retention and
 -- erasure clear the sealed columns with the task's other copies (switchyard/_retention.py);
@@ -14,6 +14,7 @@ CREATE TABLE decision_labels (
     pack                 text        NOT NULL DEFAULT '',   -- the pack that decided ('' none)
     pack_version         text        NOT NULL DEFAULT '',
     models               jsonb       NOT NULL DEFAULT '{}', -- model name -> version consulted
+    outputs              jsonb       NOT NULL DEFAULT '{}', -- model name -> [label, confidence]
     rule                 text        NOT NULL,              -- why it escalated
     predicted_label      text        NOT NULL,              -- the type the decision acted on
     predicted_confidence real        NOT NULL,

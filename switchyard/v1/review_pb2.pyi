@@ -354,6 +354,7 @@ class ReviewVerdict(google.protobuf.message.Message):
     MODIFIED_FIELDS_FIELD_NUMBER: builtins.int
     REASON_FIELD_NUMBER: builtins.int
     DECIDED_AT_FIELD_NUMBER: builtins.int
+    DOCUMENT_TYPE_FIELD_NUMBER: builtins.int
     item_id: builtins.str
     task_id: builtins.str
     reviewer_id: builtins.str
@@ -365,6 +366,13 @@ class ReviewVerdict(google.protobuf.message.Message):
     """Required."""
     reason: builtins.str
     """Why, in the reviewer's words; becomes part of the decision's explanation."""
+    document_type: builtins.str
+    """VERDICT_REJECT only, optional: the document's real type when the proposed one is wrong
+    (a pack name such as "receipt", or "other"; lower case, digits and '_', at most 63
+    characters, not the proposed type). The task still ends rejected (resubmit it with that
+    kind to have it processed); the decision's label is this type, and the router retrains
+    on it as a labelled example.
+    """
     @property
     def modified_fields(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]:
         """Field name to corrected value (VERDICT_MODIFY)."""
@@ -381,8 +389,9 @@ class ReviewVerdict(google.protobuf.message.Message):
         modified_fields: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
         reason: builtins.str = ...,
         decided_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        document_type: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["decided_at", b"decided_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["decided_at", b"decided_at", "item_id", b"item_id", "modified_fields", b"modified_fields", "reason", b"reason", "reviewer_id", b"reviewer_id", "task_id", b"task_id", "verdict", b"verdict"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["decided_at", b"decided_at", "document_type", b"document_type", "item_id", b"item_id", "modified_fields", b"modified_fields", "reason", b"reason", "reviewer_id", b"reviewer_id", "task_id", b"task_id", "verdict", b"verdict"]) -> None: ...
 
 global___ReviewVerdict = ReviewVerdict

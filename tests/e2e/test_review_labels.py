@@ -3,7 +3,7 @@
 An invoice from a vendor the tenant never paid escalates; the decision service keeps what its
 models saw. A reviewer corrects a field: the example is labelled with the type the person
 confirmed, the corrected field (what the model read and what the person wrote), and the model
-and pack versions that decided. A rejection labels the verdict but no type. The vendor's next
+and pack versions that decided. A rejection labels the verdict but no type, unless the person names the document's real type. The vendor's next
 invoice, decided without a person, keeps no example.
 """
 
@@ -59,7 +59,7 @@ async def task_in(ingest: IngestServiceStub, task_id: str, statuses: set[int]) -
 
 
 async def decide(review: ReviewServiceStub, task_id: str, kind: int,
-                 fields: dict[str, str] | None = None) -> None:
+                 fields: dict[str, str] | None = None, document_type: str = "") -> None:
     async def item_id() -> str | None:
         items = (await review.ListQueue(ListQueueRequest(page_size=100))).items
         return next((i.item_id for i in items if i.escalation.task_id == task_id), None)
@@ -67,7 +67,7 @@ async def decide(review: ReviewServiceStub, task_id: str, kind: int,
     await review.Claim(ClaimRequest(item_id=found, reviewer_id="rita"))
     await review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
         item_id=found, reviewer_id="rita", verdict=kind,  # type: ignore[arg-type]
-        modified_fields=fields or {})))
+        modified_fields=fields or {}, reason="checked", document_type=document_type)))
 
 
 async def label_row(db: asyncpg.Connection, task_id: str) -> asyncpg.Record | None:
@@ -111,6 +111,17 @@ async def test_a_reviewers_verdicts_label_what_the_models_saw(
     row = await labelled(db, rejected)
     assert row["verdict"] == "REJECT" and row["label"] is None  # a rejection names no type
     assert row["corrected_fields"] == []
+
+    # a person who says what the document really is labels that type on a rejection
+    retyped = await submit(ingest, "Thanks for the quick fix on the VPN outage yesterday. "
+                           "Invoice INV-88 attached for the record.\nTotal: EUR 40.00",
+                           kind="invoice")
+    await task_in(ingest, retyped, BLOCKED | TERMINAL_STATUSES)
+    await decide(review, retyped, Verdict.VERDICT_REJECT, document_type="support_ticket")
+    row = await labelled(db, retyped)
+    assert row["verdict"] == "REJECT" and row["label"] == "support_ticket"
+    router_label, router_confidence = json.loads(row["outputs"])["document_router"]
+    assert router_label != "support_ticket" and 0 <= router_confidence <= 1  # the router erred
 
     # what retraining reads: the text the router read, the correction with both values
     examples = {e.task_id: e for e in await labelled_examples(db, codec_for(settings))}

@@ -287,6 +287,15 @@ async def test_roles_and_tenants_are_enforced_on_grpc_and_http(
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     # no reviewer_id needed: with API keys the key is the reviewer
     assert set(field_violations(caught.value)) == {"verdict.modified_fields"}
+    # a reviewer names the document's real type only when rejecting, and only as a type name
+    for verdict, document_type in ((Verdict.VERDICT_APPROVE, "receipt"),
+                                   (Verdict.VERDICT_REJECT, "Not A Type!"),
+                                   (Verdict.VERDICT_REJECT, "invoice")):  # the proposed type
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await channels["rev-acme"].SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+                item_id=item_id, verdict=verdict, reason="r", document_type=document_type)))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, document_type
+        assert set(field_violations(caught.value)) == {"verdict.document_type"}
 
     base = f"http://127.0.0.1:{settings.review_web_port}"
 
@@ -305,6 +314,9 @@ async def test_roles_and_tenants_are_enforced_on_grpc_and_http(
                        {"reviewer_id": "aud"}))[0] == 403
     status, body = await call("GET", "/api/items?queue=authz", "rev-acme")
     assert status == 200 and [i["item_id"] for i in body["items"]] == [item_id]  # type: ignore
+    status, body = await call("POST", f"/api/items/{item_id}/verdict", "rev-acme",
+                              {"verdict": "reject", "document_type": 7})
+    assert status == 400 and "document_type" in body["field_violations"]  # type: ignore
     status, body = await call("GET", "/api/items?priority=P7", "rev-acme")
     assert status == 400 and "priority" in body["field_violations"]  # type: ignore[operator]
     status, body = await call("POST", f"/api/items/{item_id}/claim", "rev-acme",

@@ -676,7 +676,9 @@ class Decision(google.protobuf.message.Message):
     reviewer_id: builtins.str
     """Set when source is HUMAN."""
     label: builtins.str
-    """The label the decision acted on (e.g. the routed document type)."""
+    """The label the decision acted on (e.g. the routed document type); on a reviewer's
+    rejection that names the document's real type (ReviewVerdict.document_type), that type.
+    """
     review_queue: builtins.str
     """The review queue a person sees this task in if it needs one: the deciding tenant's policy
     routing, carried on so every later escalation of the task (the executor's SLA or
