@@ -124,8 +124,8 @@ def _cmd_tasks(args: argparse.Namespace, settings: Settings) -> int:
 
 
 #: ``switchyard models`` actions of services/decision/training/models_cli.py (engagement candidates,
-#: the fairness gate, serving status)
-MODELS_ACTIONS = ("train-engagement", "promote", "status")
+#: the fairness gate, serving status, router candidates from reviewers' labels)
+MODELS_ACTIONS = ("train-engagement", "promote", "status", "retrain")
 
 
 def _cmd_models(args: argparse.Namespace, settings: Settings) -> int:

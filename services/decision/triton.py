@@ -113,10 +113,13 @@ class _ModelClient:
         self.config = config["config"]
         self.parameters = {k: v.get("string_value", "")
                            for k, v in config["config"].get("parameters", {}).items()}
-        versions = dict(pair.split(":", 1) for pair in
-                        self.parameters.get("versions", "").split(",") if ":" in pair)
-        self.version = versions.get(self.triton_version) or self.parameters.get(
-            "model_version", self.triton_version)
+        listed = self.parameters.get("versions", "")
+        versions = dict(pair.split(":", 1) for pair in listed.split(",") if ":" in pair)
+        # a directory the config does not list (a candidate `switchyard models retrain` added
+        # beside the others) is named by its directory: never by another version's semver
+        self.version = versions.get(self.triton_version) or (
+            self.triton_version if versions else
+            self.parameters.get("model_version", self.triton_version))
 
     async def close(self) -> None:
         if self._owns_pools:

@@ -154,6 +154,59 @@ tritonSpill.enabled, else tritonSpill.externalUrl; empty: no spill-over (one poo
 {{- fail (printf "%s.modelRepository.pvc.claimName is required when %s.modelRepository.source is pvc" $key $key) -}}
 {{- end -}}
 {{- end -}}
+{{- if and .Values.retrain.enabled (ne .Values.triton.modelRepository.source "pvc") -}}
+{{- fail "retrain.enabled needs triton.modelRepository.source pvc: the retrain CronJob writes new router versions into that PersistentVolumeClaim (ReadWriteMany, or ReadWriteOnce with every pod on one node), which the Triton pods copy from; the image's repository cannot be written" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The sidecar of a Triton pool with retrain.enabled and a PVC repository: every
+retrain.syncSeconds it copies each version directory of $SYNC_MODELS that is under /source
+but not under /models into /models (a staging directory in the model's folder, then one
+rename, so Triton's poll never sees half a version). A version is copied once it looks the
+same on two passes in a row (names, sizes, modification times), so one still being written
+is left for the next pass. It never rewrites config.pbtxt (the init container's instance-kind
+rewrite stays) and never removes a version. SYNC_ONCE=1 runs one pass and exits (tests).
+*/}}
+{{- define "switchyard.modelSyncScript" -}}
+set -u
+trap 'exit 0' TERM INT
+sync_pass() {
+  for model in $SYNC_MODELS; do
+    [ -d "$SOURCE/$model" ] && [ -d "$TARGET/$model" ] || continue
+    for src in "$SOURCE/$model"/*; do
+      version=${src##*/}
+      case "$version" in ''|*[!0-9]*) continue ;; esac
+      [ -d "$src" ] || continue
+      [ -e "$TARGET/$model/$version" ] && continue
+      signature=$(cd "$src" && find . -printf '%p %s %T@\n' | LC_ALL=C sort | cksum) || continue
+      seen="$STATE/$model.$version"
+      if [ "$(cat "$seen" 2>/dev/null)" != "$signature" ]; then
+        printf '%s\n' "$signature" > "$seen"
+        echo "model-sync: $model version $version found; copying it once it is unchanged"
+        continue
+      fi
+      staging="$TARGET/$model/.incoming-$version"
+      rm -rf "$staging"
+      if cp -R "$src" "$staging" \
+          && find "$staging" -name __pycache__ -type d -prune -exec rm -rf {} + \
+          && chmod -R a+rX "$staging" \
+          && mv "$staging" "$TARGET/$model/$version"; then
+        echo "model-sync: $model version $version copied; Triton loads it on its next poll"
+      else
+        echo "model-sync: copying $model version $version failed; retrying" >&2
+        rm -rf "$staging"
+      fi
+    done
+  done
+}
+mkdir -p "$STATE"
+while :; do
+  sync_pass
+  if [ "${SYNC_ONCE:-0}" = 1 ]; then exit 0; fi
+  sleep "$SYNC_SECONDS" &
+  wait $!
+done
 {{- end -}}
 
 {{/* Environment shared by every Switchyard container (services and hook Jobs). */}}

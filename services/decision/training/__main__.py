@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from services.decision.training import (
@@ -52,19 +53,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "its next prediction")
 
 
-def reload_models(triton_url: str) -> None:
+#: What ``--reload`` has Triton load: every model training writes.
+RELOADED = (train.ROUTER, cascade.MODEL, train.INVOICE, engagement.MODEL)
+
+
+class ReloadError(SystemExit):
+    """Triton did not load a model: a ``SystemExit`` with the message (so ``models train
+    --reload`` exits with it); ``unreachable`` when Triton could not be reached at all."""
+
+    def __init__(self, message: str, unreachable: bool) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
+
+
+def reload_models(triton_url: str, models: Sequence[str] = RELOADED, version: str = "",
+                  log: Callable[[str], None] = print) -> None:
     """Ask a running Triton (model control mode explicit, as the embedded stack starts it) to
-    load the retrained models from its repository: the new weights, classes and PROBS dims."""
+    load the retrained ``models`` from its repository: the new weights, classes and PROBS
+    dims. With ``version`` (``switchyard models retrain --load``), fail unless that version
+    directory of each model is ready afterwards."""
     import tritonclient.grpc as triton
     from tritonclient.utils import InferenceServerException
 
     client = triton.InferenceServerClient(url=triton_url)
     try:
-        for model in (train.ROUTER, cascade.MODEL, train.INVOICE, engagement.MODEL):
+        for model in models:
             client.load_model(model)
-            print(f"[train] Triton at {triton_url} loaded {model}")
+            if version and not client.is_model_ready(model, version):
+                raise InferenceServerException(f"{model} version {version} is not ready "
+                                               "after the load")
+            log(f"[train] Triton at {triton_url} loaded {model}")
     except InferenceServerException as exc:
-        raise SystemExit(f"Triton at {triton_url} did not load the models: {exc}") from None
+        raise ReloadError(f"Triton at {triton_url} did not load the models: {exc}",
+                          "UNAVAILABLE" in str(exc.status() or "")) from None
     finally:
         client.close()
 

@@ -1,5 +1,6 @@
-"""``switchyard models train-engagement | promote engagement | status``: the engagement model's
-candidates, its fairness gate and what Triton serves.
+"""``switchyard models train-engagement | promote engagement | status | retrain``: the engagement
+model's candidates, its fairness gate, what Triton serves, and router candidates trained from
+reviewers' labels.
 
 * ``train-engagement --out DIR [--data FILE]`` trains a *candidate* (weights.npz,
   model_card.json, MODEL_CARD.md) into DIR, never into the served repository;
@@ -11,10 +12,14 @@ candidates, its fairness gate and what Triton serves.
   model control) to load it -- Triton then serves the newest version only. A candidate Triton
   does not load is taken out again and the command fails;
 * ``status`` prints each model's versions on disk and those Triton serves, and the serving
-  engagement version's card fairness against the limit.
+  engagement version's card fairness against the limit;
+* ``retrain`` trains a document_router candidate from reviewers' labels (PostgreSQL
+  ``decision_labels``) into the next version directory, beside the live one, compared with it
+  (services/decision/training/retrain.py).
 
-Exit codes: 0 ok; 1 refused (the gate) or Triton failed to load; 2 a candidate that is not one
-(missing files, weights not the card's, other features); 3 Triton unreachable.
+Exit codes: 0 ok; 1 refused (the gate, or for ``retrain`` a training set of other classes) or
+Triton failed to load; 2 a candidate that is not one (missing files, weights not the card's,
+other features); 3 Triton (or, for ``retrain``, PostgreSQL) unreachable.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ __all__ = ["EXIT_CONNECT", "EXIT_INVALID", "EXIT_OK", "EXIT_REFUSED", "GateRefus
            "add_models_arguments", "check_gate", "run"]
 
 EXIT_OK, EXIT_REFUSED, EXIT_INVALID, EXIT_CONNECT = 0, 1, 2, 3
-ACTIONS = ("train-engagement", "promote", "status")
+ACTIONS = ("train-engagement", "promote", "status", "retrain")
 
 
 class GateRefusal(Exception):
@@ -45,7 +50,7 @@ class _Invalid(Exception):
 
 
 def add_models_arguments(models: Any) -> None:
-    """Register the three actions on ``switchyard models``' sub-parsers."""
+    """Register the four actions on ``switchyard models``' sub-parsers."""
     from services.decision.training import default_paths
 
     data_dir, repository = default_paths()
@@ -72,6 +77,12 @@ def add_models_arguments(models: Any) -> None:
                                          "model's fairness")
     s.add_argument("--repository", type=Path, default=repository, help="Triton model repository")
     s.add_argument("--json", action="store_true")
+    from services.decision.training import retrain
+
+    retrain.add_arguments(models.add_parser(
+        "retrain", help="train a document_router candidate from reviewers' labels into the next "
+                        "version directory (served beside the live one, not live), compared "
+                        "with the live version"))
 
 
 def check_gate(card: dict[str, Any], settings: Settings) -> dict[str, Any]:
@@ -295,6 +306,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             return _train(args, settings)
         if args.models_action == "promote":
             return _promote(args, settings)
+        if args.models_action == "retrain":
+            from services.decision.training.retrain import run as run_retrain
+
+            return run_retrain(args, settings)
         return _status(args, settings)
     except _Invalid as exc:
         print(f"switchyard models {args.models_action}: {exc}", file=sys.stderr)
