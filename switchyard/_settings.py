@@ -567,6 +567,15 @@ class Settings:
         "comes after this many).", group="decision",
         minimum=1,
     )
+    model_evaluation_days: int = setting(
+        7, "Days of reviewers' verdicts the live-accuracy gauges "
+        "(switchyard_model_human_agreement_ratio, switchyard_model_calibration_gap) count.",
+        group="decision", minimum=1, maximum=30,
+    )
+    model_evaluation_refresh_s: float = setting(
+        60.0, "Seconds between two refreshes of the live-accuracy gauges (one aggregate query "
+        "over decision_labels).", group="decision", minimum=1.0, maximum=3600.0,
+    )
 
     # -- executor --------------------------------------------------------------------------
     executor_endpoints: str = setting(

@@ -635,8 +635,12 @@ async def _model_health(args: argparse.Namespace, stub: Any) -> int:
     drift = [{"model": p.model_name, "version": p.version, "feature": p.feature,
               "bucket_start": p.bucket_start.ToJsonString(), "psi": p.psi,
               "samples": p.samples} for p in response.drift]
+    human = [{"model": p.model_name, "version": p.version,
+              "bucket_start": p.bucket_start.ToJsonString(), "judged": p.judged,
+              "agreed": p.agreed, "mean_confidence": round(p.mean_confidence, 4)}
+             for p in response.human]
     if args.json:
-        print(json.dumps({"shadow": shadow, "drift": drift}, indent=2))
+        print(json.dumps({"shadow": shadow, "drift": drift, "human": human}, indent=2))
         return EXIT_OK
     console = Console(width=200)
     table = Table(title="shadow agreement", title_justify="left")
@@ -653,5 +657,15 @@ async def _model_health(args: argparse.Namespace, stub: Any) -> int:
     for p in drift:
         table.add_row(p["model"], p["version"], p["feature"], p["bucket_start"],
                       f"{p['psi']:.3f}", str(p["samples"]))
+    console.print(table)
+    table = Table(title="agreement with reviewers (escalated tasks; calibrated: agreed ~ "
+                        "mean confidence)", title_justify="left")
+    for column in ("model", "version", "bucket start (UTC)", "judged", "agreed",
+                   "mean confidence"):
+        table.add_column(column)
+    for p in human:
+        table.add_row(p["model"], p["version"], p["bucket_start"], str(p["judged"]),
+                      f"{p['agreed']} ({p['agreed'] / p['judged']:.0%})",
+                      f"{p['mean_confidence']:.0%}")
     console.print(table)
     return EXIT_OK

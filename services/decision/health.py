@@ -1,4 +1,5 @@
-"""DecisionService.GetModelHealth: shadow agreement and input drift per time bucket.
+"""DecisionService.GetModelHealth: shadow agreement, input drift and agreement with reviewers
+per time bucket.
 
 Shadow agreement is read from ``decision_shadow_results`` (one row per task both router
 versions scored, written by :mod:`services.decision.shadow`). Drift comes from
@@ -6,6 +7,11 @@ versions scored, written by :mod:`services.decision.shadow`). Drift comes from
 :class:`~services.decision.drift.DriftMonitor` publishes, buffered in memory and written in
 batches by a background loop, so the hot path never waits for PostgreSQL; a failed write is
 logged (the samples are lost: they are evidence, not state) and decisions carry on.
+
+Agreement with reviewers comes from ``decision_labels`` (services/decision/labels.py): each
+verdict on an escalated task judges the models that decided it, as
+:data:`HumanAgreementPoint`'s comment in the proto says; :class:`HumanAgreementGauges` keeps
+the same figures over the last days as Prometheus gauges for alerting.
 
 Buckets are aligned to the Unix epoch (a 1-hour bucket starts on the hour, UTC). Drift is
 measured over every tenant's inputs (one monitor per model version), so the drift points are
@@ -23,10 +29,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import asyncpg
+from prometheus_client import Gauge
 
 from switchyard.rpc import FieldViolation
 from switchyard.tasks import timestamp
-from switchyard.v1 import DriftPoint, GetModelHealthRequest, ShadowAgreementPoint
+from switchyard.v1 import (
+    DriftPoint,
+    GetModelHealthRequest,
+    HumanAgreementPoint,
+    ShadowAgreementPoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +96,18 @@ def parse_window(request: GetModelHealthRequest,
 _BUCKET_SQL = "to_timestamp(floor(extract(epoch FROM {column}) / $2) * $2)"
 
 
+def _tenant_filter(tenant_id: str, params: list[object], column: str = "tenant_id") -> str:
+    if tenant_id == ALL_TENANTS:
+        return ""
+    params.append(tenant_id)
+    return f"AND {column} = ${len(params)}"
+
+
 async def shadow_points(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str,
                         window: Window) -> list[ShadowAgreementPoint]:
     """Comparisons per model pair and bucket (``tenant_id`` ``*``: every tenant)."""
     params: list[object] = [window.since, window.bucket.total_seconds()]
-    tenant_sql = ""
-    if tenant_id != ALL_TENANTS:
-        params.append(tenant_id)
-        tenant_sql = "AND tenant_id = $3"
+    tenant_sql = _tenant_filter(tenant_id, params)
     rows = await conn.fetch(
         f"SELECT model_name, live_version, shadow_version, "
         f"{_BUCKET_SQL.format(column='recorded_at')} AS bucket_start, count(*) AS compared, "
@@ -115,6 +131,94 @@ async def drift_points(conn: asyncpg.Connection | asyncpg.Pool, window: Window
     return [DriftPoint(model_name=r["model"], version=r["version"], feature=r["feature"],
                        bucket_start=timestamp(r["bucket_start"]), psi=r["psi"],
                        samples=r["samples"]) for r in rows]
+
+
+# One row per (labelled task, model judged): its version, whether the person agreed, and the
+# probability the model gave the answer it chose (services/decision/labels.py:output_kind).
+_JUDGEMENTS_SQL = """
+SELECT l.labelled_at, o.key AS model_name, l.models ->> o.key AS version,
+       CASE WHEN o.value ->> 2 = 'type' THEN o.value ->> 0 = l.label
+            ELSE ((o.value ->> 1)::float8 >= 0.5) = (l.verdict = 'APPROVE') END AS agreed,
+       CASE WHEN o.value ->> 2 = 'type' THEN (o.value ->> 1)::float8
+            ELSE greatest((o.value ->> 1)::float8, 1 - (o.value ->> 1)::float8) END AS confidence
+FROM decision_labels l CROSS JOIN LATERAL jsonb_each(l.outputs) AS o
+WHERE l.labelled_at >= $1 {tenant_sql}
+  AND (o.value ->> 2 = 'binary' OR (o.value ->> 2 = 'type' AND l.label IS NOT NULL))
+"""
+
+
+async def human_points(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str,
+                       window: Window) -> list[HumanAgreementPoint]:
+    """Reviewers' verdicts that judged each model version, per bucket (``tenant_id`` ``*``:
+    every tenant)."""
+    params: list[object] = [window.since, window.bucket.total_seconds()]
+    judgements = _JUDGEMENTS_SQL.format(tenant_sql=_tenant_filter(tenant_id, params,
+                                                                  "l.tenant_id"))
+    rows = await conn.fetch(
+        f"SELECT model_name, version, {_BUCKET_SQL.format(column='labelled_at')} AS "
+        "bucket_start, count(*) AS judged, count(*) FILTER (WHERE agreed) AS agreed, "
+        f"avg(confidence) AS mean_confidence FROM ({judgements}) j "
+        "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", *params)
+    return [HumanAgreementPoint(
+        model_name=r["model_name"], version=r["version"] or "",
+        bucket_start=timestamp(r["bucket_start"]), judged=r["judged"], agreed=r["agreed"],
+        mean_confidence=float(r["mean_confidence"])) for r in rows]
+
+
+HUMAN_AGREEMENT = Gauge(
+    "switchyard_model_human_agreement_ratio",
+    "Share of the reviewers' verdicts of the last SWITCHYARD_MODEL_EVALUATION_DAYS that "
+    "agreed with the model version (escalated tasks only).",
+    ["model", "version"],
+)
+HUMAN_JUDGED = Gauge(
+    "switchyard_model_human_judged",
+    "Reviewers' verdicts of the last SWITCHYARD_MODEL_EVALUATION_DAYS that judged the model "
+    "version.",
+    ["model", "version"],
+)
+CALIBRATION_GAP = Gauge(
+    "switchyard_model_calibration_gap",
+    "Mean confidence of the model version minus its agreement with reviewers over the last "
+    "SWITCHYARD_MODEL_EVALUATION_DAYS (positive: over-confident).",
+    ["model", "version"],
+)
+
+
+class HumanAgreementGauges:
+    """Keeps the live-accuracy gauges current: every ``every_s`` one aggregate query over the
+    verdicts of the last ``days`` (every tenant), so alert rules can watch each model version
+    against people. Every replica reports the same figures (aggregate with ``max``)."""
+
+    def __init__(self, pool: asyncpg.Pool, days: int, every_s: float) -> None:
+        self.pool, self.days, self.every_s = pool, days, every_s
+        self._shown: set[tuple[str, str]] = set()
+
+    async def refresh(self) -> int:
+        """Set the gauges from PostgreSQL; returns how many model versions they show."""
+        rows = await self.pool.fetch(
+            "SELECT model_name, version, count(*) AS judged, count(*) FILTER (WHERE agreed) "
+            f"AS agreed, avg(confidence) AS confidence FROM ({_JUDGEMENTS_SQL.format(tenant_sql='')}"
+            ") j GROUP BY 1, 2", datetime.now(timezone.utc) - timedelta(days=self.days))
+        shown = set()
+        for r in rows:
+            key = (r["model_name"], r["version"] or "")
+            ratio = r["agreed"] / r["judged"]
+            HUMAN_AGREEMENT.labels(*key).set(ratio)
+            HUMAN_JUDGED.labels(*key).set(r["judged"])
+            CALIBRATION_GAP.labels(*key).set(float(r["confidence"]) - ratio)
+            shown.add(key)
+        for key in self._shown - shown:  # a version no verdict judges any more
+            for gauge in (HUMAN_AGREEMENT, HUMAN_JUDGED, CALIBRATION_GAP):
+                gauge.remove(*key)
+        self._shown = shown
+        return len(shown)
+
+    async def run(self) -> None:
+        """Refresh forever (a supervised background loop of the decision service)."""
+        while True:
+            await self.refresh()
+            await asyncio.sleep(self.every_s)
 
 
 class DriftRecorder:
@@ -168,5 +272,5 @@ class DriftRecorder:
         await self.flush()
 
 
-__all__ = ["ALL_TENANTS", "DriftRecorder", "Window", "drift_points", "parse_window",
-           "shadow_points"]
+__all__ = ["ALL_TENANTS", "DriftRecorder", "HumanAgreementGauges", "Window", "drift_points",
+           "human_points", "parse_window", "shadow_points"]

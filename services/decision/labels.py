@@ -36,10 +36,10 @@ import asyncpg
 from prometheus_client import Counter
 
 from switchyard.storage import LABEL_CORRECTIONS, LABEL_EXAMPLE, PayloadCodec
-from switchyard.v1 import Decision, DecisionOutcome, DecisionSource
+from switchyard.v1 import Decision, DecisionOutcome, DecisionSource, ModelOutput
 
-__all__ = ["MAX_TEXT_CHARS", "LabelledExample", "labelled_examples", "pending_rows",
-           "record_pending", "record_verdicts", "verdict_of"]
+__all__ = ["MAX_TEXT_CHARS", "LabelledExample", "labelled_examples", "output_kind",
+           "pending_rows", "record_pending", "record_verdicts", "verdict_of"]
 
 #: The text kept per example: the router reads less than this (features.MAX_CHARS), the rest
 #: would be stored for nothing.
@@ -85,6 +85,17 @@ def verdict_of(decision: Decision) -> str | None:
     return "REJECT" if decision.outcome == DecisionOutcome.DECISION_OUTCOME_REJECT else "APPROVE"
 
 
+def output_kind(output: ModelOutput, acted_on: str) -> str:
+    """How a person's verdict judges this model output (services/decision/health.py counts
+    it): ``type`` when the model's classes include the type the decision acted on (the
+    router: the person confirms or names a type), ``binary`` for one probability (a scorer
+    such as invoice_risk: the person approving the proposal unchanged is its positive class),
+    ``""`` when the verdict says nothing about it."""
+    if len(output.scores) == 1:
+        return "binary"
+    return "type" if acted_on and acted_on in output.scores else ""
+
+
 def pending_rows(escalated: Sequence[tuple[Decision, str]], codec: PayloadCodec
                  ) -> list[tuple[Any, ...]]:
     """The ``decision_labels`` rows for model decisions that escalated, each with the text
@@ -96,7 +107,8 @@ def pending_rows(escalated: Sequence[tuple[Decision, str]], codec: PayloadCodec
                               "fields": {f.name: f.value for f in decision.fields}})
         rows.append((task_id, decision.tenant_id, decision.pack, decision.pack_version,
                      json.dumps({m.model_name: m.model_version for m in decision.models}),
-                     json.dumps({m.model_name: [m.label, round(m.confidence, 6)]
+                     json.dumps({m.model_name: [m.label, round(m.confidence, 6),
+                                                output_kind(m, decision.label)]
                                  for m in decision.models}),
                      decision.rule, decision.label, float(decision.confidence),
                      codec.seal(task_id, example.encode(), LABEL_EXAMPLE)))

@@ -435,7 +435,8 @@ class DecisionServicer(DecisionServiceServicer):
                                 f"credentials do not allow tenant {tenant!r}")
         assert self.pool is not None, "GetModelHealth needs the service's pool"
         return GetModelHealthResponse(shadow=await health.shadow_points(self.pool, tenant, window),
-                                      drift=await health.drift_points(self.pool, window))
+                                      drift=await health.drift_points(self.pool, window),
+                                      human=await health.human_points(self.pool, tenant, window))
 
     async def Decide(self, request: DecideRequest,
                      context: grpc.aio.ServicerContext) -> DecideResponse:
@@ -650,6 +651,9 @@ async def setup(ctx: ServiceContext) -> None:
     _setup_engagement(ctx, pools)
     ctx.run_in_background("pack-catalog", catalog.run)
     ctx.run_in_background("drift-samples", drift_samples.run)
+    # live accuracy and calibration against reviewers, as gauges for the alert rules
+    ctx.run_in_background("model-evaluation", health.HumanAgreementGauges(
+        ctx.pool, s.model_evaluation_days, s.model_evaluation_refresh_s).run)
     ctx.on_stop.append(drift_samples.close)
     # on_stop hooks run in reverse: batchers drain first, then the pools' channels close
     ctx.on_stop.append(pools.close)

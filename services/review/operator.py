@@ -265,6 +265,11 @@ def model_health_json(response: GetModelHealthResponse) -> dict[str, Any]:
         "drift": [{"model": p.model_name, "version": p.version, "feature": p.feature,
                    "start": _iso(p.bucket_start), "psi": p.psi, "samples": p.samples}
                   for p in response.drift],
+        "human": [{"model": p.model_name, "version": p.version, "start": _iso(p.bucket_start),
+                   "judged": p.judged, "agreed": p.agreed,
+                   "agreement": p.agreed / p.judged if p.judged else None,
+                   "mean_confidence": p.mean_confidence}
+                  for p in response.human],
     }
 
 

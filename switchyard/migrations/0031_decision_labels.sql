@@ -14,7 +14,7 @@ CREATE TABLE decision_labels (
     pack                 text        NOT NULL DEFAULT '',   -- the pack that decided ('' none)
     pack_version         text        NOT NULL DEFAULT '',
     models               jsonb       NOT NULL DEFAULT '{}', -- model name -> version consulted
-    outputs              jsonb       NOT NULL DEFAULT '{}', -- model name -> [label, confidence]
+    outputs              jsonb       NOT NULL DEFAULT '{}', -- model -> [label, confidence, kind]
     rule                 text        NOT NULL,              -- why it escalated
     predicted_label      text        NOT NULL,              -- the type the decision acted on
     predicted_confidence real        NOT NULL,

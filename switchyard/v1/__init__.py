@@ -83,6 +83,7 @@ from switchyard.v1.decision_service_pb2 import (
     DriftPoint,
     GetModelHealthRequest,
     GetModelHealthResponse,
+    HumanAgreementPoint,
     ShadowAgreementPoint,
 )
 from switchyard.v1.decision_service_pb2_grpc import (
@@ -353,6 +354,7 @@ __all__ = [
     "GetTenantSettingsResponse",
     "GoodsReceipt",
     "GroupRate",
+    "HumanAgreementPoint",
     "IngestServiceServicer",
     "IngestServiceStub",
     "ItemError",

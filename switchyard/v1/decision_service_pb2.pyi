@@ -176,6 +176,7 @@ class GetModelHealthResponse(google.protobuf.message.Message):
 
     SHADOW_FIELD_NUMBER: builtins.int
     DRIFT_FIELD_NUMBER: builtins.int
+    HUMAN_FIELD_NUMBER: builtins.int
     @property
     def shadow(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___ShadowAgreementPoint]:
         """Buckets with at least one comparison, by model, then time."""
@@ -184,15 +185,67 @@ class GetModelHealthResponse(google.protobuf.message.Message):
     def drift(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___DriftPoint]:
         """Buckets with at least one drift measurement, by model, feature, then time."""
 
+    @property
+    def human(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___HumanAgreementPoint]:
+        """Buckets with at least one reviewer's verdict that judges a model, by model, version,
+        then time: live accuracy and calibration against people.
+        """
+
     def __init__(
         self,
         *,
         shadow: collections.abc.Iterable[global___ShadowAgreementPoint] | None = ...,
         drift: collections.abc.Iterable[global___DriftPoint] | None = ...,
+        human: collections.abc.Iterable[global___HumanAgreementPoint] | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["drift", b"drift", "shadow", b"shadow"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["drift", b"drift", "human", b"human", "shadow", b"shadow"]) -> None: ...
 
 global___GetModelHealthResponse = GetModelHealthResponse
+
+@typing.final
+class HumanAgreementPoint(google.protobuf.message.Message):
+    """How one model version fared against reviewers' verdicts in one time bucket (by the time
+    of the verdict). Only escalated tasks are reviewed, so these are the documents the system
+    was unsure about, not a sample of all traffic. A model that names the document type (its
+    classes include the type the decision acted on) is judged when the reviewer confirmed or
+    named a type: it agreed when its label is that type. A binary score (one probability) is
+    judged on every verdict: it agreed when it leaned to its positive class (>= 0.5) and the
+    person approved the proposal unchanged, or leaned away and the person did not.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    MODEL_NAME_FIELD_NUMBER: builtins.int
+    VERSION_FIELD_NUMBER: builtins.int
+    BUCKET_START_FIELD_NUMBER: builtins.int
+    JUDGED_FIELD_NUMBER: builtins.int
+    AGREED_FIELD_NUMBER: builtins.int
+    MEAN_CONFIDENCE_FIELD_NUMBER: builtins.int
+    model_name: builtins.str
+    version: builtins.str
+    judged: builtins.int
+    """Verdicts that judged the model, and those that agreed with it."""
+    agreed: builtins.int
+    mean_confidence: builtins.float
+    """The mean probability the model gave the answer it chose (for a binary score, the larger
+    of p and 1 - p): well calibrated, it is close to agreed / judged.
+    """
+    @property
+    def bucket_start(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        model_name: builtins.str = ...,
+        version: builtins.str = ...,
+        bucket_start: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        judged: builtins.int = ...,
+        agreed: builtins.int = ...,
+        mean_confidence: builtins.float = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["bucket_start", b"bucket_start"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["agreed", b"agreed", "bucket_start", b"bucket_start", "judged", b"judged", "mean_confidence", b"mean_confidence", "model_name", b"model_name", "version", b"version"]) -> None: ...
+
+global___HumanAgreementPoint = HumanAgreementPoint
 
 @typing.final
 class ShadowAgreementPoint(google.protobuf.message.Message):

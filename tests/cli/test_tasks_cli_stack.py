@@ -357,8 +357,10 @@ def test_timeline_redrive_and_filters_through_the_pipeline(
     health = switchyard(settings, "models", "health", "--tenant", "acme", "--json", *ops)
     assert health.returncode == 0, health.stderr
     assert json.loads(health.stdout)["shadow"], health.stdout   # the router's shadow ran
+    assert isinstance(json.loads(health.stdout)["human"], list), health.stdout
     human = switchyard(settings, "models", "health", "--tenant", "acme", *ops)
     assert human.returncode == 0 and "shadow agreement" in human.stdout, human.stderr
+    assert "agreement with reviewers" in human.stdout, human.stdout
     too_fine = switchyard(settings, "models", "health", "--tenant", "acme", "--bucket", "0.5",
                           *ops)
     assert too_fine.returncode == 1 and "bucket" in too_fine.stderr, too_fine.stderr

@@ -30,8 +30,9 @@ def sample(label: str, index: int = 0) -> str:
 
 
 def review(settings: Settings, task_id: str, verdict: Verdict.ValueType,
-           timeout_s: float = 90) -> None:
-    """Claim the task's review item and give ``verdict``, as a reviewer would (ops key)."""
+           timeout_s: float = 90, document_type: str = "") -> None:
+    """Claim the task's review item and give ``verdict`` (a rejection may name the
+    document's real type), as a reviewer would (ops key)."""
     metadata = (("authorization", f"Bearer {OPS_KEY}"),)
     with grpc.insecure_channel(f"127.0.0.1:{settings.review_grpc_port}") as channel:
         stub = ReviewServiceStub(channel)
@@ -46,4 +47,5 @@ def review(settings: Settings, task_id: str, verdict: Verdict.ValueType,
         item_id = found[0].item_id
         stub.Claim(ClaimRequest(item_id=item_id), metadata=metadata)  # the key reviews
         stub.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
-            item_id=item_id, verdict=verdict, reason="client SDK test")), metadata=metadata)
+            item_id=item_id, verdict=verdict, reason="client SDK test",
+            document_type=document_type)), metadata=metadata)

@@ -42,13 +42,15 @@ from switchyard.privacy import matching_hash, matching_key
 from switchyard.rpc import create_channel, field_violations
 from switchyard.runtime import bootstrap, service_specs
 from switchyard.stack import EmbeddedStack, free_port
-from switchyard.storage import connect
+from switchyard.storage import PLAINTEXT, connect, create_pool
 from switchyard.v1 import (
     DataClass,
     DecideBatchRequest,
+    Decision,
     DecideRequest,
     DecisionOutcome,
     DecisionServiceStub,
+    DecisionSource,
     Document,
     GetModelHealthRequest,
     GetModelHealthResponse,
@@ -59,6 +61,7 @@ from switchyard.v1 import (
     TaskEnvelope,
     TaskStatus,
 )
+from services.decision.labels import record_pending, record_verdicts
 from services.decision.shadow import shadow_sampled
 from tests.decision.documents import MODEL_REPOSITORY, heldout, invoice, pdf, png, sample
 from tests.observed import metric_sum
@@ -97,7 +100,9 @@ def decision_settings(settings: Settings, tmp_path_factory: pytest.TempPathFacto
     for name, text in POLICIES.items():
         (policy_dir / name).write_text(text)
     # drift gauges after every 10 model inputs, so the Kafka test's 43 tasks must show them
-    return settings.replace(policy_dir=str(policy_dir), drift_publish_every=DRIFT_EVERY)
+    # the live-accuracy gauges refreshed every second, so their test need not wait a minute
+    return settings.replace(policy_dir=str(policy_dir), drift_publish_every=DRIFT_EVERY,
+                            model_evaluation_refresh_s=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -574,6 +579,71 @@ async def test_model_health_buckets_shadow_agreement_and_drift(
     # the operator key (auth off: the local operator) may ask for every tenant at once
     every = await decide.GetModelHealth(GetModelHealthRequest(tenant_id="*"))
     assert sum(p.compared for p in every.shadow) >= len(ids)
+
+
+def _judged(task_id: str, router: tuple[str, float], risk: float, human: str,
+            document_type: str = "") -> tuple[Decision, Decision]:
+    """A model decision that escalated (router and invoice_risk outputs of a test-only
+    version) and a person's decision on it, as the review service publishes one."""
+    label, confidence = router
+    model = Decision(task_id=task_id, tenant_id="judgeco", label="invoice", rule="invoice_risk",
+                     confidence=confidence, pack="invoice", pack_version="1.2.0",
+                     outcome=DecisionOutcome.DECISION_OUTCOME_ESCALATE)
+    model.models.add(model_name="document_router", model_version="9.9.9-test", label=label,
+                     confidence=confidence, scores={label: confidence, "invoice": confidence,
+                                                    "other": 1 - confidence})
+    model.models.add(model_name="invoice_risk", model_version="9.9.9-test",
+                     label="auto" if risk >= 0.5 else "not_auto", confidence=risk,
+                     scores={"p_auto": risk})
+    person = Decision(task_id=task_id, tenant_id="judgeco", rule=f"reviewer_{human}",
+                      label=document_type or "invoice",
+                      source=DecisionSource.DECISION_SOURCE_HUMAN,
+                      outcome=DecisionOutcome.DECISION_OUTCOME_REJECT if human == "reject"
+                      else DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE)
+    return model, person
+
+
+async def test_model_health_counts_agreement_with_reviewers_per_model_version(
+        decision_settings: Settings, services: EmbeddedStack, decide: DecisionServiceStub,
+        db: asyncpg.Connection) -> None:
+    """Reviewers' verdicts judge each model version: the router on the type the person
+    confirmed or named (a rejection naming none does not judge it), a binary score on
+    whether the person approved the proposal unchanged. GetModelHealth buckets them with the
+    mean confidence; the service's gauges show the same over the last days."""
+    cases = [_judged(str(uuid.uuid4()), ("invoice", 0.9), 0.3, "approve"),
+             _judged(str(uuid.uuid4()), ("invoice", 0.6), 0.2, "reject"),
+             _judged(str(uuid.uuid4()), ("invoice", 0.7), 0.8, "reject", "support_ticket")]
+    await record_pending(db, [(model, "a text the models read") for model, _ in cases],
+                         PLAINTEXT)
+    pool = await create_pool(decision_settings.replace(postgres_pool_min=1,
+                                                       postgres_pool_max=1))
+    try:
+        assert await record_verdicts(pool, [person for _, person in cases], PLAINTEXT) == 3
+    finally:
+        await pool.close()
+    request = GetModelHealthRequest(tenant_id="judgeco")
+    request.bucket.FromTimedelta(timedelta(hours=24))
+    points = {(p.model_name, p.version): p
+              for p in (await decide.GetModelHealth(request)).human}
+    router = points["document_router", "9.9.9-test"]
+    assert (router.judged, router.agreed) == (2, 1)   # the plain rejection judged nothing
+    assert router.mean_confidence == pytest.approx((0.9 + 0.7) / 2)
+    risk = points["invoice_risk", "9.9.9-test"]
+    assert (risk.judged, risk.agreed) == (3, 1)       # leaned away and was rejected: agreed
+    assert risk.mean_confidence == pytest.approx((0.7 + 0.8 + 0.8) / 3)
+    assert not (await decide.GetModelHealth(GetModelHealthRequest(tenant_id="nobody"))).human
+
+    port = decision_settings.decision_metrics_port
+    label = 'model="invoice_risk",version="9.9.9-test"'
+
+    async def gauges() -> tuple[float, float] | None:
+        judged = metric_sum(port, "switchyard_model_human_judged", label)
+        return ((metric_sum(port, "switchyard_model_human_agreement_ratio", label),
+                 metric_sum(port, "switchyard_model_calibration_gap", label))
+                if judged == 3 else None)
+    agreement, gap = await eventually(gauges, "the live-accuracy gauges", 30, 0.5)
+    assert agreement == pytest.approx(1 / 3, abs=1e-6)
+    assert gap == pytest.approx((0.7 + 0.8 + 0.8) / 3 - 1 / 3, abs=1e-6)
 
 
 def _durations(window: timedelta | None, bucket: timedelta | None) -> GetModelHealthRequest:

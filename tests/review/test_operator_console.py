@@ -5,7 +5,8 @@ escalated, approved) and executed; an invoice submitted as an admission form is 
 and rejected, so it ends FAILED. In the browser an operator searches them by status, kind,
 tenant and metadata, reads their timelines (decision with models and rule, executed steps,
 status changes, review actions), retries the FAILED one and re-drives the new task, replays
-a dead letter, resets a breaker and reads the KPI, drift and shadow charts; the search, a
+a dead letter, resets a breaker and reads the KPI, drift, shadow and reviewer-agreement
+charts; the search, a
 task row, retry and replay are operated with the keyboard alone. An auditor sees no action
 button (and the services refuse the actions anyway); a reviewer is refused the operator
 API. Every view, and the review console, passes axe-core's WCAG 2 A/AA rules. Screenshots
@@ -96,7 +97,10 @@ async def tasks(settings: Settings) -> AsyncIterator[Tasks]:
         await asyncio.to_thread(review, settings, executed_id, Verdict.VERDICT_APPROVE)
     await eventually(lambda: _status(ingest, failed_id, {TaskStatus.TASK_STATUS_BLOCKED}),
                      "the admission form to wait for review", WAIT_S, 0.3)
-    await asyncio.to_thread(review, settings, failed_id, Verdict.VERDICT_REJECT)
+    # the reviewer names a type (other) for the document the router took for an invoice:
+    # the router's version is judged against it (a point on the reviewer-agreement chart)
+    await asyncio.to_thread(review, settings, failed_id, Verdict.VERDICT_REJECT,
+                            document_type="other")
     executed = await eventually(lambda: _status(ingest, executed_id, TERMINAL_STATUSES),
                                 "the invoice to finish", WAIT_S, 0.3)
     assert executed.status == TaskStatus.TASK_STATUS_SUCCEEDED, executed.reason
@@ -383,12 +387,16 @@ async def test_dead_letters_breakers_and_charts(settings: Settings, tasks: Tasks
 
         async def plotted() -> bool:
             await page.click("#model-form button[type=submit]")
-            await expect(model_charts).to_have_count(2)
+            await expect(model_charts).to_have_count(3)
             return all([await model_charts.nth(i).locator("circle").count() > 0
-                        for i in range(2)])
-        await eventually(plotted, "drift and shadow points", WAIT_S, 1.0)
+                        for i in range(3)])
+        await eventually(plotted, "drift, shadow and reviewer agreement points", WAIT_S, 1.0)
         await expect(model_charts.first).to_contain_text("Shadow agreement")
         await expect(model_charts.nth(1)).to_contain_text("population stability index")
+        # the reviewer's verdict on the retyped document judged the router's version
+        human = model_charts.nth(2)
+        await expect(human).to_contain_text("Agreement with reviewers")
+        await expect(human).to_contain_text("document_router v")
         # the drift thresholds are drawn (inside the y range), and the line counts what is
         drift = model_charts.nth(1)
         await expect(drift.locator("line.threshold")).to_have_count(2)
@@ -399,6 +407,8 @@ async def test_dead_letters_breakers_and_charts(settings: Settings, tasks: Tasks
         drift_points = await drift.locator("circle").count()
         assert f"{shadow_points} shadow agreement point" in status, status
         assert f"{drift_points} drift point" in status, status
+        human_points = await human.locator("circle").count()
+        assert f"{human_points} reviewer agreement point" in status, status
         await page.set_viewport_size({"width": 800, "height": 1000})
         assert await page.evaluate("document.scrollingElement.scrollWidth") <= 800
         await page.set_viewport_size({"width": 1400, "height": 1000})

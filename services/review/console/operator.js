@@ -435,16 +435,23 @@ async function loadModelHealth() {
     const axis = { tMax: Date.now(), tMin: Date.now() - Number($("m-window").value) * 3600000 };
     const shadow = bySeries(data.shadow, (r) => `${r.model} v${r.live_version} vs v${r.shadow_version}`, (r) => r.agreement);
     const drift = bySeries(data.drift, (r) => `${r.model} v${r.version} ${r.feature}`, (r) => r.psi);
+    // live accuracy: each version's agreement with reviewers, and the confidence it claimed
+    const human = [
+      ...bySeries(data.human, (r) => `${r.model} v${r.version} agreed`, (r) => r.agreement),
+      ...bySeries(data.human, (r) => `${r.model} v${r.version} confidence`, (r) => r.mean_confidence),
+    ];
     $("model-charts").replaceChildren(
       lineChart("Shadow agreement with the live model", shadow, { yMax: 1, format: percent, ...axis }),
       lineChart("Input drift (population stability index; above 0.25: inputs unlike training)", drift,
         { format: (v) => v.toFixed(3), ...axis,
           thresholds: [{ y: 0.1, label: "0.1 some drift" }, { y: 0.25, label: "0.25 inputs unlike training" }] }),
+      lineChart("Agreement with reviewers and mean confidence (escalated tasks; calibrated: the two lines meet)",
+        human, { yMax: 1, format: percent, ...axis }),
     );
     // what is drawn: one point per series and bucket with a measurement
     const drawn = (series) => series.reduce((n, one) => n + one.points.filter((p) => p.y !== null && p.y !== undefined).length, 0);
     const lines = (n, noun) => `${n} ${noun}${n === 1 ? "" : "s"}`;
-    setLine("model-status", `Drawn for tenant ${data.tenant}: ${lines(drawn(shadow), "shadow agreement point")} in ${lines(shadow.length, "line")}, ${lines(drawn(drift), "drift point")} in ${lines(drift.length, "line")}.`);
+    setLine("model-status", `Drawn for tenant ${data.tenant}: ${lines(drawn(shadow), "shadow agreement point")} in ${lines(shadow.length, "line")}, ${lines(drawn(drift), "drift point")} in ${lines(drift.length, "line")}, ${lines(drawn(human), "reviewer agreement point")} in ${lines(human.length, "line")}.`);
   } catch (err) {
     setLine("model-status", problemText(err), true);
   }
