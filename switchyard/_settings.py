@@ -567,6 +567,34 @@ class Settings:
         "comes after this many).", group="decision",
         minimum=1,
     )
+    rollout_refresh_s: float = setting(
+        5.0, "Seconds between two rounds of the model-rollout loop: this replica's canary "
+        "counts are added to PostgreSQL, every rollout is read again (a change an admin or "
+        "another replica made is acted on within this), and each canary is judged.",
+        group="decision", minimum=0.5, maximum=300.0,
+    )
+    rollout_min_decisions: int = setting(
+        200, "Decisions each side of a canary (the candidate, and the live version on the "
+        "same tenants) must have made before their escalation rates are compared and the "
+        "candidate may be promoted.", group="decision", minimum=1,
+    )
+    rollout_min_verdicts: int = setting(
+        20, "Reviewers' verdicts that must have judged each side of a canary before their "
+        "agreement is compared and the candidate may be promoted.", group="decision",
+        minimum=1,
+    )
+    rollout_max_error_rate: float = setting(
+        0.02, "A canary whose share of failed requests (after 20 tries) passes this is rolled "
+        "back.", group="decision", minimum=0.0, maximum=1.0,
+    )
+    rollout_max_escalation_increase: float = setting(
+        0.05, "A canary that escalates more than this share of tasks above the live version is "
+        "rolled back.", group="decision", minimum=0.0, maximum=1.0,
+    )
+    rollout_max_agreement_drop: float = setting(
+        0.05, "A canary that agrees with reviewers less than the live version by more than "
+        "this is rolled back.", group="decision", minimum=0.0, maximum=1.0,
+    )
     model_evaluation_days: int = setting(
         7, "Days of reviewers' verdicts the live-accuracy gauges "
         "(switchyard_model_human_agreement_ratio, switchyard_model_calibration_gap) count.",

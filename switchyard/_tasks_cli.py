@@ -53,14 +53,18 @@ class _Refused(Exception):
 
 
 def _add_client_arguments(parser: argparse.ArgumentParser, service: str = "IngestService",
-                          port_variable: str = "SWITCHYARD_INGEST_GRPC_PORT") -> None:
+                          port_variable: str = "SWITCHYARD_INGEST_GRPC_PORT", *,
+                          json_flag: bool = True, connect_timeout: float = 5.0) -> None:
+    """``--target``, ``--api-key``, ``--connect-timeout`` and (unless ``json_flag`` is false,
+    for a parser that has its own) ``--json``."""
     parser.add_argument("--target", metavar="HOST:PORT",
                         help=f"{service} address (default 127.0.0.1:${port_variable})")
     parser.add_argument("--api-key", help="API key (default $SWITCHYARD_CLIENT_API_KEY); TLS "
                                           "comes from $SWITCHYARD_CLIENT_TLS_*")
-    parser.add_argument("--connect-timeout", type=float, default=5.0, metavar="S",
-                        help="seconds to wait for the connection (default 5)")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--connect-timeout", type=float, default=connect_timeout, metavar="S",
+                        help=f"seconds to wait for the connection (default {connect_timeout:g})")
+    if json_flag:
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def add_submit_arguments(parser: argparse.ArgumentParser) -> None:

@@ -124,7 +124,9 @@ def _cmd_tasks(args: argparse.Namespace, settings: Settings) -> int:
 
 
 #: ``switchyard models`` actions of services/decision/training/models_cli.py (engagement candidates,
-#: the fairness gate, serving status, router candidates from reviewers' labels)
+#: the fairness gate, serving status, router candidates from reviewers' labels; ``promote`` of
+#: another model than engagement goes on to switchyard/_rollouts_cli.py, as do shadow, canary,
+#: rollback and rollouts)
 MODELS_ACTIONS = ("train-engagement", "promote", "status", "retrain")
 
 
@@ -133,6 +135,12 @@ def _cmd_models(args: argparse.Namespace, settings: Settings) -> int:
         from switchyard._tasks_cli import run_model_health
 
         return run_model_health(args, settings)
+    from switchyard._rollouts_cli import ROLLOUT_ACTIONS
+
+    if args.models_action in ROLLOUT_ACTIONS:
+        from switchyard._rollouts_cli import run as run_rollouts
+
+        return run_rollouts(args, settings)
     if args.models_action in MODELS_ACTIONS:
         from services.decision.training.models_cli import run as run_models
 
@@ -348,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     from services.decision.training.models_cli import add_models_arguments
 
     add_models_arguments(models)
+    from switchyard._rollouts_cli import add_rollout_arguments
+
+    add_rollout_arguments(models)
     p = add("stats", _cmd_stats, "Business KPIs, live (Ctrl-C to quit) or as JSON.")
     p.add_argument("--json", action="store_true", help="print once as JSON")
     p.add_argument("--once", action="store_true", help="print the table once")

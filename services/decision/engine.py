@@ -32,8 +32,9 @@ from services.decision.packs import ActivePack, PackCatalog
 from services.decision.policies import PolicySet
 from services.decision.policy import Outcome, Policy, no_plan, route, unavailable
 from services.decision.reading import DocumentReader, ReadDocument, UnreadableDocument
-from services.decision.shadow import ShadowRunner
+from services.decision.rollouts import RolloutBook
 from services.decision.triton import ModelUnavailable, Prediction
+from services.decision.versions import DECIDING, Deciding, ModelVersions
 from switchyard.documents import layout_text
 from switchyard.packs import (
     NO_RULE_MATCHED,
@@ -287,21 +288,25 @@ def table_outcome(pack: Pack, context: Mapping[str, Any], policy: Policy, bucket
 
 
 class DecisionEngine:
-    def __init__(self, router: MicroBatcher[str, Prediction], policies: PolicySet | Policy,
+    def __init__(self, router: MicroBatcher[str, Prediction] | ModelVersions[str],
+                 policies: PolicySet | Policy,
                  catalog: PackCatalog, scorers: Scorers | None = None,
-                 enrichers: Enrichers | None = None, shadow: ShadowRunner | None = None,
+                 enrichers: Enrichers | None = None,
                  router_drift: DriftMonitor | None = None,
                  router_classes: Callable[[], Collection[str]] = frozenset,
                  reader: DocumentReader | None = None,
-                 cascade: RouterCascade | None = None) -> None:
+                 cascade: RouterCascade | None = None,
+                 rollouts: RolloutBook | None = None) -> None:
+        # the router's versions (ModelVersions: live, canary, shadow per the rollouts), or
+        # one batcher
         self.router = router
+        self.rollouts = rollouts  # counts what each side of a canary decided
         self.cascade = cascade  # the router's unsure answers get a second opinion
         self.reader = reader  # PDFs and images -> layouts (text layer, OCR on Triton)
         self.policies = policies if isinstance(policies, PolicySet) else PolicySet(policies)
         self.catalog = catalog
         self.scorers = scorers
         self.enrichers = enrichers or Enrichers(None)
-        self.shadow = shadow
         self.router_drift = router_drift
         self.router_classes = router_classes  # the deployed router's labels
 
@@ -320,8 +325,23 @@ class DecisionEngine:
         """Decide ``task``; ``persist`` marks tasks of the system of record (Kafka path).
 
         ``testing`` (PackService.TestPack) stands in for the tenant's pack of that name, and
-        the task is not production traffic: the shadow and drift monitors do not see it.
+        the task is not production traffic: the shadow and drift monitors do not see it, nor
+        does a canary (services/decision/versions.py).
         """
+        deciding = Deciding(task.task_id, persist, testing is not None)
+        token = DECIDING.set(deciding)
+        try:
+            result = await self._assess(task, persist, testing)
+        finally:
+            DECIDING.reset(token)
+        if self.rollouts is not None and not result.model_unavailable:
+            escalated = result.decision.outcome == DecisionOutcome.DECISION_OUTCOME_ESCALATE
+            for rollout, role in deciding.used:
+                self.rollouts.count(rollout, role, escalated=escalated)
+        return result
+
+    async def _assess(self, task: TaskEnvelope, persist: bool,
+                      testing: ActivePack | None) -> Decided:
         policy = self.policies.for_tenant(task.tenant_id)
         packs = self.catalog.for_tenant(task.tenant_id)
         if testing is not None:
@@ -348,8 +368,6 @@ class DecisionEngine:
             if testing is not None:
                 raise
             return self._unavailable(task, policy, str(exc), layout=layout)
-        if testing is None and self.shadow is not None:
-            self.shadow.observe(task.task_id, task.tenant_id, text, prediction, persist)
         if testing is None and self.router_drift is not None:
             self.router_drift.observe({"text_length_chars": len(text),
                                        "predicted_class": prediction.label,

@@ -45,7 +45,10 @@ import pybreaker
 from services.decision.batcher import MicroBatcher
 from services.decision.drift import DriftMonitor
 from services.decision.pools import TritonPools
+from services.decision.rollouts import Rollout, RolloutBook
+from services.decision.shadow import ShadowRunner
 from services.decision.triton import Prediction, ScorerClient
+from services.decision.versions import ModelVersions, Version
 from switchyard import Settings
 from switchyard.messaging import ALL_TOPICS, Record, RejectRecord, Topic
 from switchyard.packs import Pack, entry_point, extractor_for
@@ -93,29 +96,38 @@ def features_for(name: str) -> Callable[..., Sequence[float]]:
 
 @dataclass
 class Scorer:
-    client: ScorerClient
-    batcher: MicroBatcher[list[float], Prediction]
+    versions: ModelVersions[list[float]]
     drift: DriftMonitor | None
 
 
 class Scorers:
-    """Scorer models on Triton, each behind its own micro-batcher, all behind one breaker."""
+    """Scorer models on Triton, each version behind its own micro-batcher, all behind one
+    breaker; which version scores a task is the model's rollout's to say
+    (services/decision/rollouts.py: live, canary, shadow)."""
 
     def __init__(self, settings: Settings, pools: TritonPools,
                  breaker: pybreaker.CircuitBreaker, supervisor: Supervisor,
-                 weights: Mapping[str, float]) -> None:
+                 weights: Mapping[str, float], rollouts: RolloutBook | None = None,
+                 pool: asyncpg.Pool | None = None) -> None:
         self.settings = settings
         self.pools = pools
         self.weights = weights  # tenant weights of the batchers' fair queues
         self.breaker = breaker
         self.supervisor = supervisor
+        self.rollouts = rollouts if rollouts is not None else RolloutBook()
+        self.pool = pool  # shadow comparisons are recorded here
         self._scorers: dict[str, Scorer] = {}
         self._lock = asyncio.Lock()
 
     def version_dir(self, model: str) -> str:
-        """The Triton version directory a scorer's requests name: the ``<model>_version``
-        setting when one is declared, else Triton's latest."""
+        """The Triton version directory a scorer's requests name when no rollout says
+        otherwise: the ``<model>_version`` setting when one is declared, else Triton's
+        latest."""
         return str(getattr(self.settings, f"{model}_version", "") or "")
+
+    def versions(self) -> dict[str, ModelVersions[list[float]]]:
+        """The scorers built so far, by model name."""
+        return {name: scorer.versions for name, scorer in self._scorers.items()}
 
     async def get(self, model: str, output_class: str) -> Scorer:
         scorer = self._scorers.get(model)
@@ -124,17 +136,32 @@ class Scorers:
         async with self._lock:
             if model not in self._scorers:
                 s = self.settings
+
+                def batcher(name: str, client: ScorerClient
+                            ) -> MicroBatcher[list[float], Prediction]:
+                    return MicroBatcher(name, client.predict, s.batch_max_size,
+                                        s.batch_max_delay_ms / 1000, s.batch_queue_limit,
+                                        supervisor=self.supervisor, weights=self.weights)
+
+                async def build(version: str) -> Version[list[float]]:
+                    client = ScorerClient(model, self.pools, s.triton_timeout_s, self.breaker,
+                                          version, output_class)
+                    # the settings' version keeps the model's name (its batch metrics)
+                    name = model if version == self.version_dir(model) else f"{model}_v{version}"
+                    return Version(client, batcher(name, client))
+
+                async def shadow(rollout: Rollout, built: Version[list[float]]
+                                 ) -> ShadowRunner:
+                    return ShadowRunner(batcher(f"{model}_shadow_v{rollout.candidate}",
+                                                built.client),
+                                        model, rollout.live, rollout.candidate, self.pool,
+                                        sample=s.router_shadow_sample)
+
                 version = self.version_dir(model)
-                client = ScorerClient(model, self.pools, s.triton_timeout_s, self.breaker,
-                                      version, output_class)
-                batcher: MicroBatcher[list[float], Prediction] = MicroBatcher(
-                    model, client.predict, s.batch_max_size, s.batch_max_delay_ms / 1000,
-                    s.batch_queue_limit, supervisor=self.supervisor,
-                    weights=self.weights)
-                await batcher.start()
                 card = Path(s.model_repository) / model / (version or "1") / "model_card.json"
                 drift = DriftMonitor.from_model_card(card, s.drift_window, s.drift_publish_every)
-                self._scorers[model] = Scorer(client, batcher, drift)
+                self._scorers[model] = Scorer(
+                    ModelVersions(model, self.rollouts, version, build, shadow), drift)
         return self._scorers[model]
 
     async def score(self, model: str, output_class: str, vector: Sequence[float],
@@ -142,15 +169,16 @@ class Scorers:
         """Raises ModelUnavailable (Triton away) or Overloaded (batcher full, or the tenant
         at its share of it)."""
         scorer = await self.get(model, output_class)
-        prediction = await scorer.batcher.submit([float(v) for v in vector], tenant, priority)
+        prediction = await scorer.versions.submit([float(v) for v in vector], tenant, priority)
         if scorer.drift is not None:
-            names = scorer.client.feature_names or [f"x{i}" for i in range(len(vector))]
+            live = await scorer.versions.version(scorer.versions.rollout.live)
+            names = live.client.feature_names or [f"x{i}" for i in range(len(vector))]
             scorer.drift.observe({**dict(zip(names, vector)), **prediction.scores})
         return prediction
 
     async def stop(self) -> None:
         for scorer in self._scorers.values():
-            await scorer.batcher.stop()  # the clients' channels are the pools' (service.py)
+            await scorer.versions.stop()  # the clients' channels are the pools' (service.py)
 
 
 class Enrichers:

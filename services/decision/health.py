@@ -165,6 +165,22 @@ async def human_points(conn: asyncpg.Connection | asyncpg.Pool, tenant_id: str,
         mean_confidence=float(r["mean_confidence"])) for r in rows]
 
 
+async def agreement_since(conn: asyncpg.Connection | asyncpg.Pool, model: str,
+                          versions: list[str], since: datetime, tenants: list[str] | None = None
+                          ) -> dict[str, tuple[int, int]]:
+    """``version -> (judged, agreed)`` of ``model`` by the verdicts given since ``since`` (on
+    ``tenants``' tasks only, when named): a canary's evidence (services/decision/rollouts.py)."""
+    params: list[object] = [since, model, versions]
+    tenant_sql = "AND l.tenant_id = ANY($4::text[])" if tenants else ""
+    if tenants:
+        params.append(tenants)
+    rows = await conn.fetch(
+        "SELECT version, count(*) AS judged, count(*) FILTER (WHERE agreed) AS agreed FROM ("
+        f"{_JUDGEMENTS_SQL.format(tenant_sql=tenant_sql)}) j WHERE model_name = $2 AND "
+        "version = ANY($3::text[]) GROUP BY 1", *params)
+    return {r["version"]: (r["judged"], r["agreed"]) for r in rows}
+
+
 HUMAN_AGREEMENT = Gauge(
     "switchyard_model_human_agreement_ratio",
     "Share of the reviewers' verdicts of the last SWITCHYARD_MODEL_EVALUATION_DAYS that "
@@ -272,5 +288,6 @@ class DriftRecorder:
         await self.flush()
 
 
-__all__ = ["ALL_TENANTS", "DriftRecorder", "HumanAgreementGauges", "Window", "drift_points",
+__all__ = ["ALL_TENANTS", "DriftRecorder", "HumanAgreementGauges", "Window", "agreement_since",
+           "drift_points",
            "human_points", "parse_window", "shadow_points"]

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
@@ -29,6 +30,7 @@ from services.decision.extensions import EnricherResources, Enrichers, Scorers
 from services.decision.holds import HoldRetrier
 from services.decision.labels import record_pending
 from services.decision.learning import HistoryLearner
+from services.decision.model_admin import ROUTER, InvalidRollout, ModelRollouts
 from services.decision.pack_service import POLICY as PACK_POLICY
 from services.decision.pack_service import RATE_LIMITED as PACK_RATE_LIMITED
 from services.decision.pack_service import SERVICE_NAME as PACK_SERVICE_NAME
@@ -36,7 +38,16 @@ from services.decision.pack_service import PackServicer
 from services.decision.packs import PackCatalog
 from services.decision.policies import PolicyError, load_policies
 from services.decision.policy import Outcome, Policy
+from services.decision.rollouts import (
+    Rollout,
+    RolloutBook,
+    RolloutError,
+    RolloutJudge,
+    Thresholds,
+    with_default_shadow,
+)
 from services.decision.shadow import ShadowRunner
+from services.decision.versions import ModelVersions, Version
 from services.decision.reading import LAYOUT_CONTENT_TYPES, DocumentReader, UnreadableDocument
 from services.decision.pools import TritonPools, new_breaker
 from services.decision.triton import (
@@ -98,6 +109,15 @@ from switchyard.v1 import (
     EscalationReason,
     GetModelHealthRequest,
     GetModelHealthResponse,
+    ListRolloutsRequest,
+    ListRolloutsResponse,
+    ModelRollout,
+    PromoteModelRequest,
+    PromoteModelResponse,
+    RollbackModelRequest,
+    RollbackModelResponse,
+    StartRolloutRequest,
+    StartRolloutResponse,
     TaskEnvelope,
     add_AnalyticsServiceServicer_to_server,
     add_DecisionServiceServicer_to_server,
@@ -109,7 +129,11 @@ SERVICE_NAME = "switchyard.v1.DecisionService"
 POLICY = {f"/{SERVICE_NAME}/Decide": frozenset({Role.SUBMITTER}),
           f"/{SERVICE_NAME}/DecideBatch": frozenset({Role.SUBMITTER}),
           # the operator console's model plots
-          f"/{SERVICE_NAME}/GetModelHealth": frozenset({Role.ADMIN, Role.AUDITOR})}
+          f"/{SERVICE_NAME}/GetModelHealth": frozenset({Role.ADMIN, Role.AUDITOR}),
+          f"/{SERVICE_NAME}/ListRollouts": frozenset({Role.ADMIN, Role.AUDITOR}),
+          f"/{SERVICE_NAME}/StartRollout": frozenset({Role.ADMIN}),
+          f"/{SERVICE_NAME}/PromoteModel": frozenset({Role.ADMIN}),
+          f"/{SERVICE_NAME}/RollbackModel": frozenset({Role.ADMIN})}
 #: RPCs that create work (model inference): charged to the caller's tenant.
 RATE_LIMITED = frozenset({f"/{SERVICE_NAME}/Decide", f"/{SERVICE_NAME}/DecideBatch"})
 #: Documents in one text_encoder request: about 50 ms of CPU each, so a batch stays within
@@ -413,10 +437,12 @@ def _status_for(outcome_name: str, decision: Decision) -> tuple[str, str, str]:
 
 class DecisionServicer(DecisionServiceServicer):
     def __init__(self, engine: DecisionEngine, settings: Settings,
-                 pool: asyncpg.Pool | None = None) -> None:
+                 pool: asyncpg.Pool | None = None, models: ModelRollouts | None = None
+                 ) -> None:
         self.engine = engine
         self.settings = settings
         self.pool = pool
+        self.models = models  # the rollout RPCs (model_admin.py)
         self.limits = DocumentLimits.from_settings(settings)  # checked on every task
 
     async def GetModelHealth(self, request: GetModelHealthRequest,
@@ -437,6 +463,54 @@ class DecisionServicer(DecisionServiceServicer):
         return GetModelHealthResponse(shadow=await health.shadow_points(self.pool, tenant, window),
                                       drift=await health.drift_points(self.pool, window),
                                       human=await health.human_points(self.pool, tenant, window))
+
+    @staticmethod
+    async def _operators_only(context: grpc.aio.ServicerContext) -> None:
+        """A model serves every tenant: only an operator key (tenant ``*``) sees or changes
+        its rollout."""
+        if not principal_var.get().may_access(health.ALL_TENANTS):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                "model rollouts concern every tenant: an operator key "
+                                "(tenant *) is needed")
+
+    async def _rollouts(self, context: grpc.aio.ServicerContext, change: Any) -> ModelRollout:
+        """Run a rollout change; bad fields are INVALID_ARGUMENT, a change the state does not
+        allow FAILED_PRECONDITION."""
+        assert self.models is not None and self.pool is not None, "rollouts need the service"
+        await self._operators_only(context)
+        try:
+            return await change()
+        except InvalidRollout as exc:
+            await abort_invalid(context, exc.violations)
+        except RolloutError as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        raise AssertionError("unreachable")
+
+    async def ListRollouts(self, request: ListRolloutsRequest,
+                           context: grpc.aio.ServicerContext) -> ListRolloutsResponse:
+        assert self.models is not None and self.pool is not None, "rollouts need the service"
+        await self._operators_only(context)
+        return ListRolloutsResponse(rollouts=await self.models.listed(self.pool))
+
+    async def StartRollout(self, request: StartRolloutRequest,
+                           context: grpc.aio.ServicerContext) -> StartRolloutResponse:
+        actor = principal_var.get().key_id
+        return StartRolloutResponse(rollout=await self._rollouts(
+            context, lambda: self.models.start(self.pool, request, actor)))  # type: ignore[union-attr]
+
+    async def PromoteModel(self, request: PromoteModelRequest,
+                           context: grpc.aio.ServicerContext) -> PromoteModelResponse:
+        actor = principal_var.get().key_id
+        return PromoteModelResponse(rollout=await self._rollouts(
+            context, lambda: self.models.finish(  # type: ignore[union-attr]
+                self.pool, request.model_name, True, request.reason, actor)))
+
+    async def RollbackModel(self, request: RollbackModelRequest,
+                            context: grpc.aio.ServicerContext) -> RollbackModelResponse:
+        actor = principal_var.get().key_id
+        return RollbackModelResponse(rollout=await self._rollouts(
+            context, lambda: self.models.finish(  # type: ignore[union-attr]
+                self.pool, request.model_name, False, request.reason, actor)))
 
     async def Decide(self, request: DecideRequest,
                      context: grpc.aio.ServicerContext) -> DecideResponse:
@@ -574,16 +648,35 @@ async def setup(ctx: ServiceContext) -> None:
                          s.batch_max_delay_ms / 1000, s.batch_queue_limit,
                          supervisor=ctx.supervisor, weights=weights),
             s.router_cascade_below, lambda: encoder.pool_temperature)
+    # which version of each model decides a task, and which shadows it (rollouts.py): the
+    # settings until an admin or the judge stores a rollout
+    rollouts = RolloutBook()
+    with_default_shadow(rollouts, ROUTER, s.router_version, s.router_shadow_version)
+    await rollouts.refresh(ctx.pool)
+    shadow_breaker = new_breaker("triton-shadow", s.breaker_fail_max, s.breaker_reset_s)
+
+    async def router_version(version: str) -> Version[str]:
+        client = RouterClient(pools, s.triton_timeout_s, breaker, version)
+        return Version(client, batcher(f"document_router_v{version}", client.predict))
+
+    async def router_shadow(rollout: Rollout, built: Version[str]) -> ShadowRunner:
+        client = RouterClient(pools, s.triton_timeout_s, shadow_breaker, rollout.candidate)
+        return ShadowRunner(batcher(f"document_router_shadow_v{rollout.candidate}",
+                                    client.predict), ROUTER, rollout.live, rollout.candidate,
+                            ctx.pool, sample=s.router_shadow_sample)
+
+    routers: ModelVersions[str] = ModelVersions(ROUTER, rollouts, s.router_version,
+                                                router_version, router_shadow)
+    routers.add(s.router_version, Version(router, router_batcher))
     shadow = None
     if s.router_shadow_version and s.router_shadow_version != s.router_version:
-        shadow_client = RouterClient(
-            pools, s.triton_timeout_s,
-            new_breaker("triton-shadow", s.breaker_fail_max, s.breaker_reset_s),
-            s.router_shadow_version)
+        shadow_client = RouterClient(pools, s.triton_timeout_s, shadow_breaker,
+                                     s.router_shadow_version)
         clients.append(shadow_client)
         shadow = ShadowRunner(batcher("document_router_shadow", shadow_client.predict),
-                              "document_router", s.router_version, s.router_shadow_version,
+                              ROUTER, s.router_version, s.router_shadow_version,
                               ctx.pool, sample=s.router_shadow_sample)
+        routers.add_shadow(s.router_shadow_version, shadow)
     try:
         await asyncio.wait_for(_load_metadata(*clients), 15)
     except asyncio.TimeoutError:
@@ -606,12 +699,12 @@ async def setup(ctx: ServiceContext) -> None:
                               for stored in view.values() for name in stored.pack.enrichers}))
     for topic, feed in enrichers.feeds():
         ctx.consume_batches(topic, feed)
-    scorers = Scorers(s, pools, breaker, ctx.supervisor, weights)
+    scorers = Scorers(s, pools, breaker, ctx.supervisor, weights, rollouts, ctx.pool)
     blobs = blob_store_for(s, ctx.pool)  # documents sent by reference (claim check)
     ctx.on_stop.append(blobs.close)
     drift_samples = health.DriftRecorder(ctx.pool)  # GetModelHealth's drift history
     engine = DecisionEngine(
-        router_batcher, policies, catalog, scorers=scorers, enrichers=enrichers, shadow=shadow,
+        routers, policies, catalog, scorers=scorers, enrichers=enrichers, rollouts=rollouts,
         router_drift=DriftMonitor.from_model_card(_card(s, "document_router", s.router_version),
                                                   s.drift_window, s.drift_publish_every,
                                                   drift_samples.record),
@@ -643,14 +736,20 @@ async def setup(ctx: ServiceContext) -> None:
     learner = HistoryLearner(enrichers, ctx.pool, codec)
     ctx.consume_batches(DECISIONS, learner.on_decisions)
     ctx.consume_batches(TASK_STATUS, learner.on_statuses)
-    ctx.serve((add_DecisionServiceServicer_to_server, DecisionServicer(engine, s, ctx.pool),
-               SERVICE_NAME), POLICY, rate_limited=RATE_LIMITED)
+    models = ModelRollouts(rollouts, routers, scorers, catalog)
+    ctx.serve((add_DecisionServiceServicer_to_server,
+               DecisionServicer(engine, s, ctx.pool, models), SERVICE_NAME), POLICY,
+              rate_limited=RATE_LIMITED)
     ctx.serve((add_PackServiceServicer_to_server, PackServicer(catalog, engine, ctx.pool),
                PACK_SERVICE_NAME), PACK_POLICY, rate_limited=PACK_RATE_LIMITED)
     ctx.run_in_background("hold-retry", holds.run)
     _setup_engagement(ctx, pools)
     ctx.run_in_background("pack-catalog", catalog.run)
     ctx.run_in_background("drift-samples", drift_samples.run)
+    # canaries: counts added, rollouts read again, each judged (promote, roll back, wait)
+    ctx.run_in_background("model-rollouts", RolloutJudge(
+        ctx.pool, rollouts, Thresholds.from_settings(s), models.reported,
+        s.rollout_refresh_s).run)
     # live accuracy and calibration against reviewers, as gauges for the alert rules
     ctx.run_in_background("model-evaluation", health.HumanAgreementGauges(
         ctx.pool, s.model_evaluation_days, s.model_evaluation_refresh_s).run)
@@ -663,8 +762,7 @@ async def setup(ctx: ServiceContext) -> None:
     ctx.on_stop.append(line_batcher.stop)
     if cascade is not None:
         ctx.on_stop.append(cascade.encoder.stop)
-    if shadow is not None:
-        ctx.on_stop.append(shadow.stop)
+    ctx.on_stop.append(routers.stop)  # the versions and shadows built on first use, too
 
 
 def _setup_engagement(ctx: ServiceContext, pools: TritonPools) -> None:

@@ -8,14 +8,255 @@ import collections.abc
 import google.protobuf.descriptor
 import google.protobuf.duration_pb2
 import google.protobuf.internal.containers
+import google.protobuf.internal.enum_type_wrapper
 import google.protobuf.message
 import google.protobuf.timestamp_pb2
 import switchyard.v1.decision_pb2
 import switchyard.v1.ingest_service_pb2
 import switchyard.v1.task_pb2
+import sys
 import typing
 
+if sys.version_info >= (3, 10):
+    import typing as typing_extensions
+else:
+    import typing_extensions
+
 DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
+
+class _RolloutStage:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _RolloutStageEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_RolloutStage.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    ROLLOUT_STAGE_UNSPECIFIED: _RolloutStage.ValueType  # 0
+    ROLLOUT_STAGE_NONE: _RolloutStage.ValueType  # 1
+    """No candidate: the live version alone."""
+    ROLLOUT_STAGE_SHADOW: _RolloutStage.ValueType  # 2
+    """The candidate scores the sampled tasks after the live version; nothing it says is used."""
+    ROLLOUT_STAGE_CANARY: _RolloutStage.ValueType  # 3
+    """The candidate decides canary_share of the tenants' tasks."""
+
+class RolloutStage(_RolloutStage, metaclass=_RolloutStageEnumTypeWrapper):
+    """Where a model's rollout stands."""
+
+ROLLOUT_STAGE_UNSPECIFIED: RolloutStage.ValueType  # 0
+ROLLOUT_STAGE_NONE: RolloutStage.ValueType  # 1
+"""No candidate: the live version alone."""
+ROLLOUT_STAGE_SHADOW: RolloutStage.ValueType  # 2
+"""The candidate scores the sampled tasks after the live version; nothing it says is used."""
+ROLLOUT_STAGE_CANARY: RolloutStage.ValueType  # 3
+"""The candidate decides canary_share of the tenants' tasks."""
+global___RolloutStage = RolloutStage
+
+@typing.final
+class ModelRollout(google.protobuf.message.Message):
+    """The rollout state of one model."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    MODEL_NAME_FIELD_NUMBER: builtins.int
+    LIVE_VERSION_FIELD_NUMBER: builtins.int
+    CANDIDATE_VERSION_FIELD_NUMBER: builtins.int
+    STAGE_FIELD_NUMBER: builtins.int
+    CANARY_SHARE_FIELD_NUMBER: builtins.int
+    TENANTS_FIELD_NUMBER: builtins.int
+    STARTED_AT_FIELD_NUMBER: builtins.int
+    UPDATED_AT_FIELD_NUMBER: builtins.int
+    UPDATED_BY_FIELD_NUMBER: builtins.int
+    NOTE_FIELD_NUMBER: builtins.int
+    LIVE_FIELD_NUMBER: builtins.int
+    CANDIDATE_FIELD_NUMBER: builtins.int
+    model_name: builtins.str
+    live_version: builtins.str
+    """The Triton version directory that acts on tasks."""
+    candidate_version: builtins.str
+    """The candidate's version directory; empty when none is being rolled out."""
+    stage: global___RolloutStage.ValueType
+    canary_share: builtins.float
+    """CANARY: the share (0..1] of the tenants' tasks the candidate decides."""
+    updated_by: builtins.str
+    """Who made the last change: an API key id, or "rollout-judge" for an automatic one."""
+    note: builtins.str
+    """Why the last change was made (e.g. the figures a rollback was judged on)."""
+    @property
+    def tenants(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """The tenants whose tasks the canary may take; empty: every tenant."""
+
+    @property
+    def started_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    @property
+    def updated_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    @property
+    def live(self) -> global___RolloutEvidence:
+        """Since the rollout started: what the live version and the candidate decided."""
+
+    @property
+    def candidate(self) -> global___RolloutEvidence: ...
+    def __init__(
+        self,
+        *,
+        model_name: builtins.str = ...,
+        live_version: builtins.str = ...,
+        candidate_version: builtins.str = ...,
+        stage: global___RolloutStage.ValueType = ...,
+        canary_share: builtins.float = ...,
+        tenants: collections.abc.Iterable[builtins.str] | None = ...,
+        started_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        updated_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        updated_by: builtins.str = ...,
+        note: builtins.str = ...,
+        live: global___RolloutEvidence | None = ...,
+        candidate: global___RolloutEvidence | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["candidate", b"candidate", "live", b"live", "started_at", b"started_at", "updated_at", b"updated_at"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["canary_share", b"canary_share", "candidate", b"candidate", "candidate_version", b"candidate_version", "live", b"live", "live_version", b"live_version", "model_name", b"model_name", "note", b"note", "stage", b"stage", "started_at", b"started_at", "tenants", b"tenants", "updated_at", b"updated_at", "updated_by", b"updated_by"]) -> None: ...
+
+global___ModelRollout = ModelRollout
+
+@typing.final
+class RolloutEvidence(google.protobuf.message.Message):
+    """What one version did during a rollout."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    DECISIONS_FIELD_NUMBER: builtins.int
+    ESCALATED_FIELD_NUMBER: builtins.int
+    ERRORS_FIELD_NUMBER: builtins.int
+    JUDGED_FIELD_NUMBER: builtins.int
+    AGREED_FIELD_NUMBER: builtins.int
+    decisions: builtins.int
+    """Tasks it decided (for the live version: while the canary ran), and of those, escalated."""
+    escalated: builtins.int
+    errors: builtins.int
+    """Requests that failed (the task was then decided by the live version)."""
+    judged: builtins.int
+    """Reviewers' verdicts that judged it, and those that agreed (see HumanAgreementPoint)."""
+    agreed: builtins.int
+    def __init__(
+        self,
+        *,
+        decisions: builtins.int = ...,
+        escalated: builtins.int = ...,
+        errors: builtins.int = ...,
+        judged: builtins.int = ...,
+        agreed: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["agreed", b"agreed", "decisions", b"decisions", "errors", b"errors", "escalated", b"escalated", "judged", b"judged"]) -> None: ...
+
+global___RolloutEvidence = RolloutEvidence
+
+@typing.final
+class ListRolloutsRequest(google.protobuf.message.Message):
+    """Input of DecisionService.ListRollouts."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+
+global___ListRolloutsRequest = ListRolloutsRequest
+
+@typing.final
+class ListRolloutsResponse(google.protobuf.message.Message):
+    """Output of DecisionService.ListRollouts."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ROLLOUTS_FIELD_NUMBER: builtins.int
+    @property
+    def rollouts(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___ModelRollout]:
+        """Every model with a rollout record, by name."""
+
+    def __init__(
+        self,
+        *,
+        rollouts: collections.abc.Iterable[global___ModelRollout] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["rollouts", b"rollouts"]) -> None: ...
+
+global___ListRolloutsResponse = ListRolloutsResponse
+
+@typing.final
+class StartRolloutRequest(google.protobuf.message.Message):
+    """Input of DecisionService.StartRollout."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    MODEL_NAME_FIELD_NUMBER: builtins.int
+    CANDIDATE_VERSION_FIELD_NUMBER: builtins.int
+    STAGE_FIELD_NUMBER: builtins.int
+    CANARY_SHARE_FIELD_NUMBER: builtins.int
+    TENANTS_FIELD_NUMBER: builtins.int
+    model_name: builtins.str
+    """Required: document_router or a scorer model a pack names."""
+    candidate_version: builtins.str
+    """Required: a version directory Triton serves for the model, not the live one."""
+    stage: global___RolloutStage.ValueType
+    """Required: SHADOW or CANARY."""
+    canary_share: builtins.float
+    """CANARY: the share of the tenants' tasks, in (0, 0.5]."""
+    @property
+    def tenants(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """CANARY: the tenants it may take tasks of (empty: every tenant)."""
+
+    def __init__(
+        self,
+        *,
+        model_name: builtins.str = ...,
+        candidate_version: builtins.str = ...,
+        stage: global___RolloutStage.ValueType = ...,
+        canary_share: builtins.float = ...,
+        tenants: collections.abc.Iterable[builtins.str] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["canary_share", b"canary_share", "candidate_version", b"candidate_version", "model_name", b"model_name", "stage", b"stage", "tenants", b"tenants"]) -> None: ...
+
+global___StartRolloutRequest = StartRolloutRequest
+
+@typing.final
+class PromoteModelRequest(google.protobuf.message.Message):
+    """Input of DecisionService.PromoteModel."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    MODEL_NAME_FIELD_NUMBER: builtins.int
+    REASON_FIELD_NUMBER: builtins.int
+    model_name: builtins.str
+    """Required; the model's candidate becomes its live version."""
+    reason: builtins.str
+    """Why (kept in the audit log and the rollout's note)."""
+    def __init__(
+        self,
+        *,
+        model_name: builtins.str = ...,
+        reason: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["model_name", b"model_name", "reason", b"reason"]) -> None: ...
+
+global___PromoteModelRequest = PromoteModelRequest
+
+@typing.final
+class RollbackModelRequest(google.protobuf.message.Message):
+    """Input of DecisionService.RollbackModel."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    MODEL_NAME_FIELD_NUMBER: builtins.int
+    REASON_FIELD_NUMBER: builtins.int
+    model_name: builtins.str
+    """Required; the model's candidate is withdrawn and the live version decides alone."""
+    reason: builtins.str
+    def __init__(
+        self,
+        *,
+        model_name: builtins.str = ...,
+        reason: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["model_name", b"model_name", "reason", b"reason"]) -> None: ...
+
+global___RollbackModelRequest = RollbackModelRequest
 
 @typing.final
 class DecideRequest(google.protobuf.message.Message):
@@ -319,3 +560,60 @@ class DriftPoint(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["bucket_start", b"bucket_start", "feature", b"feature", "model_name", b"model_name", "psi", b"psi", "samples", b"samples", "version", b"version"]) -> None: ...
 
 global___DriftPoint = DriftPoint
+
+@typing.final
+class StartRolloutResponse(google.protobuf.message.Message):
+    """Output of DecisionService.StartRollout."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ROLLOUT_FIELD_NUMBER: builtins.int
+    @property
+    def rollout(self) -> global___ModelRollout: ...
+    def __init__(
+        self,
+        *,
+        rollout: global___ModelRollout | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["rollout", b"rollout"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["rollout", b"rollout"]) -> None: ...
+
+global___StartRolloutResponse = StartRolloutResponse
+
+@typing.final
+class PromoteModelResponse(google.protobuf.message.Message):
+    """Output of DecisionService.PromoteModel."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ROLLOUT_FIELD_NUMBER: builtins.int
+    @property
+    def rollout(self) -> global___ModelRollout: ...
+    def __init__(
+        self,
+        *,
+        rollout: global___ModelRollout | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["rollout", b"rollout"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["rollout", b"rollout"]) -> None: ...
+
+global___PromoteModelResponse = PromoteModelResponse
+
+@typing.final
+class RollbackModelResponse(google.protobuf.message.Message):
+    """Output of DecisionService.RollbackModel."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ROLLOUT_FIELD_NUMBER: builtins.int
+    @property
+    def rollout(self) -> global___ModelRollout: ...
+    def __init__(
+        self,
+        *,
+        rollout: global___ModelRollout | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["rollout", b"rollout"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["rollout", b"rollout"]) -> None: ...
+
+global___RollbackModelResponse = RollbackModelResponse

@@ -30,6 +30,26 @@ class DecisionServiceStub(object):
                 request_serializer=switchyard_dot_v1_dot_decision__service__pb2.GetModelHealthRequest.SerializeToString,
                 response_deserializer=switchyard_dot_v1_dot_decision__service__pb2.GetModelHealthResponse.FromString,
                 )
+        self.ListRollouts = channel.unary_unary(
+                '/switchyard.v1.DecisionService/ListRollouts',
+                request_serializer=switchyard_dot_v1_dot_decision__service__pb2.ListRolloutsRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_decision__service__pb2.ListRolloutsResponse.FromString,
+                )
+        self.StartRollout = channel.unary_unary(
+                '/switchyard.v1.DecisionService/StartRollout',
+                request_serializer=switchyard_dot_v1_dot_decision__service__pb2.StartRolloutRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_decision__service__pb2.StartRolloutResponse.FromString,
+                )
+        self.PromoteModel = channel.unary_unary(
+                '/switchyard.v1.DecisionService/PromoteModel',
+                request_serializer=switchyard_dot_v1_dot_decision__service__pb2.PromoteModelRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_decision__service__pb2.PromoteModelResponse.FromString,
+                )
+        self.RollbackModel = channel.unary_unary(
+                '/switchyard.v1.DecisionService/RollbackModel',
+                request_serializer=switchyard_dot_v1_dot_decision__service__pb2.RollbackModelRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_decision__service__pb2.RollbackModelResponse.FromString,
+                )
 
 
 class DecisionServiceServicer(object):
@@ -64,6 +84,41 @@ class DecisionServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListRollouts(self, request, context):
+        """Model rollouts: a candidate version of a model the decision service consults (the
+        document router, a pack's scorer) served beside the live version, either as a shadow
+        (scored on every sampled task and compared, never acted on) or as a canary (acts on a
+        share of the named tenants' tasks, the same tasks on every replica and delivery). A
+        canary is promoted or rolled back automatically on the SWITCHYARD_ROLLOUT_* thresholds
+        (agreement with reviewers, escalation rate, errors) or by an admin. Every step is
+        written to the audit log. Listing: admins and auditors; changes: admins.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartRollout(self, request, context):
+        """Start shadowing or canarying a candidate version (replaces a running rollout of the
+        model, which is audited as ended).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PromoteModel(self, request, context):
+        """Make the model's candidate its live version (a canary or a shadow).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackModel(self, request, context):
+        """Withdraw the model's candidate: the live version decides alone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DecisionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -81,6 +136,26 @@ def add_DecisionServiceServicer_to_server(servicer, server):
                     servicer.GetModelHealth,
                     request_deserializer=switchyard_dot_v1_dot_decision__service__pb2.GetModelHealthRequest.FromString,
                     response_serializer=switchyard_dot_v1_dot_decision__service__pb2.GetModelHealthResponse.SerializeToString,
+            ),
+            'ListRollouts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRollouts,
+                    request_deserializer=switchyard_dot_v1_dot_decision__service__pb2.ListRolloutsRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_decision__service__pb2.ListRolloutsResponse.SerializeToString,
+            ),
+            'StartRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartRollout,
+                    request_deserializer=switchyard_dot_v1_dot_decision__service__pb2.StartRolloutRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_decision__service__pb2.StartRolloutResponse.SerializeToString,
+            ),
+            'PromoteModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.PromoteModel,
+                    request_deserializer=switchyard_dot_v1_dot_decision__service__pb2.PromoteModelRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_decision__service__pb2.PromoteModelResponse.SerializeToString,
+            ),
+            'RollbackModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackModel,
+                    request_deserializer=switchyard_dot_v1_dot_decision__service__pb2.RollbackModelRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_decision__service__pb2.RollbackModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -141,5 +216,73 @@ class DecisionService(object):
         return grpc.experimental.unary_unary(request, target, '/switchyard.v1.DecisionService/GetModelHealth',
             switchyard_dot_v1_dot_decision__service__pb2.GetModelHealthRequest.SerializeToString,
             switchyard_dot_v1_dot_decision__service__pb2.GetModelHealthResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ListRollouts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/switchyard.v1.DecisionService/ListRollouts',
+            switchyard_dot_v1_dot_decision__service__pb2.ListRolloutsRequest.SerializeToString,
+            switchyard_dot_v1_dot_decision__service__pb2.ListRolloutsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def StartRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/switchyard.v1.DecisionService/StartRollout',
+            switchyard_dot_v1_dot_decision__service__pb2.StartRolloutRequest.SerializeToString,
+            switchyard_dot_v1_dot_decision__service__pb2.StartRolloutResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def PromoteModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/switchyard.v1.DecisionService/PromoteModel',
+            switchyard_dot_v1_dot_decision__service__pb2.PromoteModelRequest.SerializeToString,
+            switchyard_dot_v1_dot_decision__service__pb2.PromoteModelResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def RollbackModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/switchyard.v1.DecisionService/RollbackModel',
+            switchyard_dot_v1_dot_decision__service__pb2.RollbackModelRequest.SerializeToString,
+            switchyard_dot_v1_dot_decision__service__pb2.RollbackModelResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

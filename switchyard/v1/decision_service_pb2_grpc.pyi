@@ -48,6 +48,39 @@ class DecisionServiceStub:
     For admins and auditors (the operator console's plots).
     """
 
+    ListRollouts: grpc.UnaryUnaryMultiCallable[
+        switchyard.v1.decision_service_pb2.ListRolloutsRequest,
+        switchyard.v1.decision_service_pb2.ListRolloutsResponse,
+    ]
+    """Model rollouts: a candidate version of a model the decision service consults (the
+    document router, a pack's scorer) served beside the live version, either as a shadow
+    (scored on every sampled task and compared, never acted on) or as a canary (acts on a
+    share of the named tenants' tasks, the same tasks on every replica and delivery). A
+    canary is promoted or rolled back automatically on the SWITCHYARD_ROLLOUT_* thresholds
+    (agreement with reviewers, escalation rate, errors) or by an admin. Every step is
+    written to the audit log. Listing: admins and auditors; changes: admins.
+    """
+
+    StartRollout: grpc.UnaryUnaryMultiCallable[
+        switchyard.v1.decision_service_pb2.StartRolloutRequest,
+        switchyard.v1.decision_service_pb2.StartRolloutResponse,
+    ]
+    """Start shadowing or canarying a candidate version (replaces a running rollout of the
+    model, which is audited as ended).
+    """
+
+    PromoteModel: grpc.UnaryUnaryMultiCallable[
+        switchyard.v1.decision_service_pb2.PromoteModelRequest,
+        switchyard.v1.decision_service_pb2.PromoteModelResponse,
+    ]
+    """Make the model's candidate its live version (a canary or a shadow)."""
+
+    RollbackModel: grpc.UnaryUnaryMultiCallable[
+        switchyard.v1.decision_service_pb2.RollbackModelRequest,
+        switchyard.v1.decision_service_pb2.RollbackModelResponse,
+    ]
+    """Withdraw the model's candidate: the live version decides alone."""
+
 class DecisionServiceAsyncStub:
     """Low-latency synchronous decisions; shares the micro-batcher with the Kafka path."""
 
@@ -77,6 +110,39 @@ class DecisionServiceAsyncStub:
     training baseline, per monitored feature; drift is measured over every tenant's inputs).
     For admins and auditors (the operator console's plots).
     """
+
+    ListRollouts: grpc.aio.UnaryUnaryMultiCallable[
+        switchyard.v1.decision_service_pb2.ListRolloutsRequest,
+        switchyard.v1.decision_service_pb2.ListRolloutsResponse,
+    ]
+    """Model rollouts: a candidate version of a model the decision service consults (the
+    document router, a pack's scorer) served beside the live version, either as a shadow
+    (scored on every sampled task and compared, never acted on) or as a canary (acts on a
+    share of the named tenants' tasks, the same tasks on every replica and delivery). A
+    canary is promoted or rolled back automatically on the SWITCHYARD_ROLLOUT_* thresholds
+    (agreement with reviewers, escalation rate, errors) or by an admin. Every step is
+    written to the audit log. Listing: admins and auditors; changes: admins.
+    """
+
+    StartRollout: grpc.aio.UnaryUnaryMultiCallable[
+        switchyard.v1.decision_service_pb2.StartRolloutRequest,
+        switchyard.v1.decision_service_pb2.StartRolloutResponse,
+    ]
+    """Start shadowing or canarying a candidate version (replaces a running rollout of the
+    model, which is audited as ended).
+    """
+
+    PromoteModel: grpc.aio.UnaryUnaryMultiCallable[
+        switchyard.v1.decision_service_pb2.PromoteModelRequest,
+        switchyard.v1.decision_service_pb2.PromoteModelResponse,
+    ]
+    """Make the model's candidate its live version (a canary or a shadow)."""
+
+    RollbackModel: grpc.aio.UnaryUnaryMultiCallable[
+        switchyard.v1.decision_service_pb2.RollbackModelRequest,
+        switchyard.v1.decision_service_pb2.RollbackModelResponse,
+    ]
+    """Withdraw the model's candidate: the live version decides alone."""
 
 class DecisionServiceServicer(metaclass=abc.ABCMeta):
     """Low-latency synchronous decisions; shares the micro-batcher with the Kafka path."""
@@ -113,5 +179,46 @@ class DecisionServiceServicer(metaclass=abc.ABCMeta):
         training baseline, per monitored feature; drift is measured over every tenant's inputs).
         For admins and auditors (the operator console's plots).
         """
+
+    @abc.abstractmethod
+    def ListRollouts(
+        self,
+        request: switchyard.v1.decision_service_pb2.ListRolloutsRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[switchyard.v1.decision_service_pb2.ListRolloutsResponse, collections.abc.Awaitable[switchyard.v1.decision_service_pb2.ListRolloutsResponse]]:
+        """Model rollouts: a candidate version of a model the decision service consults (the
+        document router, a pack's scorer) served beside the live version, either as a shadow
+        (scored on every sampled task and compared, never acted on) or as a canary (acts on a
+        share of the named tenants' tasks, the same tasks on every replica and delivery). A
+        canary is promoted or rolled back automatically on the SWITCHYARD_ROLLOUT_* thresholds
+        (agreement with reviewers, escalation rate, errors) or by an admin. Every step is
+        written to the audit log. Listing: admins and auditors; changes: admins.
+        """
+
+    @abc.abstractmethod
+    def StartRollout(
+        self,
+        request: switchyard.v1.decision_service_pb2.StartRolloutRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[switchyard.v1.decision_service_pb2.StartRolloutResponse, collections.abc.Awaitable[switchyard.v1.decision_service_pb2.StartRolloutResponse]]:
+        """Start shadowing or canarying a candidate version (replaces a running rollout of the
+        model, which is audited as ended).
+        """
+
+    @abc.abstractmethod
+    def PromoteModel(
+        self,
+        request: switchyard.v1.decision_service_pb2.PromoteModelRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[switchyard.v1.decision_service_pb2.PromoteModelResponse, collections.abc.Awaitable[switchyard.v1.decision_service_pb2.PromoteModelResponse]]:
+        """Make the model's candidate its live version (a canary or a shadow)."""
+
+    @abc.abstractmethod
+    def RollbackModel(
+        self,
+        request: switchyard.v1.decision_service_pb2.RollbackModelRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[switchyard.v1.decision_service_pb2.RollbackModelResponse, collections.abc.Awaitable[switchyard.v1.decision_service_pb2.RollbackModelResponse]]:
+        """Withdraw the model's candidate: the live version decides alone."""
 
 def add_DecisionServiceServicer_to_server(servicer: DecisionServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...

@@ -19,7 +19,7 @@ OUTSIDE = ("services", "switchyard_packs", "bench", "chaos", "client")
 PUBLIC = ("switchyard", "switchyard.runtime", "switchyard.telemetry", "switchyard.storage",
           "switchyard.tasks", "switchyard.audit", "switchyard.messaging", "switchyard.rpc",
           "switchyard.access", "switchyard.privacy", "switchyard.demo", "switchyard.documents",
-          "switchyard.packs", "switchyard.signals", "switchyard.stack")
+          "switchyard.packs", "switchyard.signals", "switchyard.stack", "switchyard.clients")
 
 
 def private_imports(source: str) -> list[str]:

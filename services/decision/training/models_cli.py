@@ -11,15 +11,20 @@ reviewers' labels.
   ``<repository>/engagement``, sets the config's ``model_version`` and asks Triton (explicit
   model control) to load it -- Triton then serves the newest version only. A candidate Triton
   does not load is taken out again and the command fails;
-* ``status`` prints each model's versions on disk and those Triton serves, and the serving
-  engagement version's card fairness against the limit;
+* ``promote MODEL`` for any other model (no ``--candidate``) is DecisionService.PromoteModel:
+  the decision service's rolled-out candidate of the model becomes live (switchyard.clients);
+* ``status`` prints each model's versions on disk and those Triton serves, the serving
+  engagement version's card fairness against the limit, and the decision service's rollouts
+  (DecisionService.ListRollouts; one line instead when it cannot be asked, which does not
+  change the exit code);
 * ``retrain`` trains a document_router candidate from reviewers' labels (PostgreSQL
   ``decision_labels``) into the next version directory, beside the live one, compared with it
   (services/decision/training/retrain.py).
 
 Exit codes: 0 ok; 1 refused (the gate, or for ``retrain`` a training set of other classes) or
 Triton failed to load; 2 a candidate that is not one (missing files, weights not the card's,
-other features); 3 Triton (or, for ``retrain``, PostgreSQL) unreachable.
+other features; ``promote``: ``--candidate`` missing for engagement or given for another
+model); 3 Triton (or, for ``retrain``, PostgreSQL) unreachable.
 """
 
 from __future__ import annotations
@@ -66,17 +71,28 @@ def add_models_arguments(models: Any) -> None:
     t.add_argument("--exclude", nargs="*", default=None, metavar="FEATURE",
                    help="features given no weight (default: slouched_share; none: --exclude "
                         "with no name)")
-    p = models.add_parser("promote", help="install a candidate as the next served version if "
-                                          "its card passes the fairness gate")
-    p.add_argument("model", choices=("engagement",))
-    p.add_argument("--candidate", type=Path, required=True, metavar="DIR")
-    p.add_argument("--repository", type=Path, default=repository, help="Triton model repository")
+    from switchyard.clients import add_decision_client_arguments
+
+    p = models.add_parser("promote", help="engagement --candidate DIR: install a candidate as "
+                                          "the next served version if its card passes the "
+                                          "fairness gate; any other MODEL: make its rolled-out "
+                                          "candidate live (DecisionService.PromoteModel; admins)")
+    p.add_argument("model", help="engagement (with --candidate), or a model the decision "
+                                 "service rolls out (document_router, a pack's scorer)")
+    p.add_argument("--candidate", type=Path, metavar="DIR",
+                   help="engagement: the candidate directory (train-engagement --out)")
+    p.add_argument("--repository", type=Path, default=repository,
+                   help="engagement: Triton model repository")
     p.add_argument("--no-load", action="store_true",
-                   help="install only (Triton loads it when it next starts)")
-    s = models.add_parser("status", help="served versions per model and the engagement "
-                                         "model's fairness")
+                   help="engagement: install only (Triton loads it when it next starts)")
+    p.add_argument("--reason", default="", help="other models: kept in the audit log and the "
+                                                "rollout's note")
+    add_decision_client_arguments(p)
+    s = models.add_parser("status", help="served versions per model, the engagement model's "
+                                         "fairness and the decision service's rollouts")
     s.add_argument("--repository", type=Path, default=repository, help="Triton model repository")
     s.add_argument("--json", action="store_true")
+    add_decision_client_arguments(s, json_flag=False, connect_timeout=2.0)
     from services.decision.training import retrain
 
     retrain.add_arguments(models.add_parser(
@@ -277,12 +293,19 @@ def model_status(repository: Path, settings: Settings) -> dict[str, Any]:
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
+    from switchyard.clients import fetch_rollouts, render_rollouts
+
     state = model_status(args.repository, settings)
+    # the decision service's rollouts: None (and one line why) when it cannot be asked; the
+    # exit code stays Triton's
+    state["rollouts"], rollouts_error = fetch_rollouts(args, settings)
     if args.json:
-        print(json.dumps(state, indent=2))
+        print(json.dumps({**state, "rollouts_error": rollouts_error or None}, indent=2))
         return EXIT_OK
     if not state["triton_reachable"]:
         print(f"Triton at {state['triton_url']} unreachable: serving versions unknown")
+    if state["rollouts"] is None:
+        print(f"rollouts unknown: {rollouts_error}")
     print(f"{'model':<18} {'serving':<10} {'on disk':<10} version")
     for name, m in state["models"].items():
         serving = "?" if m["serving"] is None else (",".join(map(str, m["serving"])) or "-")
@@ -297,6 +320,10 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
                   f"({'within' if f['within_limit'] else 'ABOVE'} the limit "
                   f"{f['max_parity_difference']}); equalised odds "
                   f"{f['equalized_odds_difference']:.4f}")
+    if state["rollouts"]:
+        render_rollouts(state["rollouts"])
+    elif state["rollouts"] is not None:
+        print("rollouts: none (every model's live version decides alone)")
     return EXIT_OK if state["triton_reachable"] else EXIT_CONNECT
 
 
@@ -305,6 +332,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.models_action == "train-engagement":
             return _train(args, settings)
         if args.models_action == "promote":
+            if args.model != "engagement" and args.candidate is None:
+                from switchyard.clients import run_rollouts as run_rollout
+
+                return run_rollout(args, settings)   # DecisionService.PromoteModel
+            if args.model != "engagement":
+                raise _Invalid(f"--candidate DIR is for the engagement model only; promote "
+                               f"{args.model}'s rolled-out candidate without it")
+            if args.candidate is None:
+                raise _Invalid("promote engagement needs --candidate DIR (train one with "
+                               "`switchyard models train-engagement --out DIR`)")
             return _promote(args, settings)
         if args.models_action == "retrain":
             from services.decision.training.retrain import run as run_retrain

@@ -1,0 +1,251 @@
+"""Model rollouts through the running decision service: a canary of router version 2 decides
+its share of one tenant's tasks (the same tasks whichever replica or delivery), each side's
+decisions are counted, reviewers' verdicts judge each side, and the judge promotes it on the
+thresholds; an admin rolls a later canary back; bad requests are refused field by field;
+every step is in the audit log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import grpc
+import pytest
+
+from services.decision.labels import record_pending, record_verdicts
+from services.decision.rollouts import Rollout
+from switchyard import Settings
+from switchyard.rpc import create_channel, field_violations
+from switchyard.stack import EmbeddedStack
+from switchyard.storage import DECISION, PLAINTEXT, codec_for, connect, create_pool
+from switchyard.v1 import (
+    Decision,
+    DecisionOutcome,
+    DecisionServiceStub,
+    DecisionSource,
+    Document,
+    IngestServiceStub,
+    ListRolloutsRequest,
+    PromoteModelRequest,
+    RollbackModelRequest,
+    RolloutStage,
+    StartRolloutRequest,
+    Submission,
+    SubmitTaskRequest,
+)
+from tests.decision.documents import heldout
+from tests.polling import eventually
+from tests.services import running
+
+pytestmark = pytest.mark.integration
+ROUTER = "document_router"
+TENANT = "canaryco"
+
+
+@pytest.fixture(scope="module")
+def rollout_settings(settings: Settings) -> Settings:
+    # a judge that acts on little evidence and only on reviewers' agreement, every half second
+    return settings.replace(rollout_refresh_s=0.5, rollout_min_decisions=3,
+                            rollout_min_verdicts=2, rollout_max_escalation_increase=1.0,
+                            rollout_max_agreement_drop=0.2)
+
+
+@pytest.fixture(scope="module")
+def services(rollout_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[EmbeddedStack]:
+    with running(rollout_settings, tmp_path_factory.mktemp("rollouts"),
+                 ("ingest", "decision")) as stack:
+        yield stack
+
+
+@pytest.fixture
+async def db(rollout_settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    conn = await connect(rollout_settings)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def stubs(rollout_settings: Settings, services: EmbeddedStack
+                ) -> AsyncIterator[tuple[DecisionServiceStub, IngestServiceStub]]:
+    decide = create_channel(f"127.0.0.1:{rollout_settings.decision_grpc_port}")
+    ingest = create_channel(f"127.0.0.1:{rollout_settings.ingest_grpc_port}")
+    yield DecisionServiceStub(decide), IngestServiceStub(ingest)
+    await decide.close()
+    await ingest.close()
+
+
+def _card_version(directory: str) -> str:
+    root = Path(__file__).resolve().parents[2] / "models" / "repository" / ROUTER
+    return json.loads((root / directory / "model_card.json").read_text())["version"]
+
+
+async def _decided(settings: Settings, db: asyncpg.Connection, ingest: IngestServiceStub,
+                   tenant: str, texts: list[str]) -> dict[str, str]:
+    """Submit ``texts`` for ``tenant``; task id -> the router version its decision names."""
+    ids = [(await ingest.SubmitTask(SubmitTaskRequest(submission=Submission(
+        tenant_id=tenant, idempotency_key=uuid.uuid4().hex,
+        document=Document(content_type="text/plain", body=text.encode()))))).task_id
+        for text in texts]
+
+    async def stored() -> list[asyncpg.Record] | None:
+        rows = await db.fetch("SELECT decision_id, decision FROM decisions WHERE task_id = "
+                              "ANY($1::uuid[]) AND source = 'MODEL'", ids)
+        return rows if len(rows) == len(ids) else None
+    codec = codec_for(settings)
+    versions = {}
+    for row in await eventually(stored, f"{len(ids)} decisions", 90, 0.2):
+        decision = Decision.FromString(codec.open(row["decision_id"], row["decision"],
+                                                  DECISION))
+        versions[decision.task_id] = next(m.model_version for m in decision.models
+                                          if m.model_name == ROUTER)
+    return versions
+
+
+async def _verdicts(settings: Settings, db: asyncpg.Connection, versions: dict[str, str],
+                    agree: bool) -> None:
+    """Reviewers' verdicts on escalations of these tasks, as the decisions topic brings them
+    (the labels' own functions): the router was right, or not."""
+    model, people = [], []
+    for task_id, version in versions.items():
+        escalated = Decision(task_id=task_id, tenant_id=TENANT, label="support_ticket",
+                             rule="low_confidence", confidence=0.5,
+                             outcome=DecisionOutcome.DECISION_OUTCOME_ESCALATE)
+        escalated.models.add(model_name=ROUTER, model_version=version, label="support_ticket",
+                             confidence=0.5, scores={"support_ticket": 0.5, "other": 0.5})
+        model.append((escalated, "text"))
+        people.append(Decision(task_id=task_id, tenant_id=TENANT, rule="reviewer_approve",
+                               label="support_ticket" if agree else "other",
+                               source=DecisionSource.DECISION_SOURCE_HUMAN,
+                               outcome=DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE
+                               if agree else DecisionOutcome.DECISION_OUTCOME_REJECT))
+        people[-1].rule = "reviewer_approve" if agree else "reviewer_reject"
+    await db.execute("DELETE FROM decision_labels WHERE task_id = ANY($1::uuid[])",
+                     list(versions))
+    await record_pending(db, model, PLAINTEXT)
+    pool = await create_pool(settings.replace(postgres_pool_min=1, postgres_pool_max=1))
+    try:
+        await record_verdicts(pool, people, PLAINTEXT)
+    finally:
+        await pool.close()
+
+
+async def test_a_canary_decides_its_share_is_judged_and_promoted_then_one_is_rolled_back(
+        rollout_settings: Settings, stubs: tuple[DecisionServiceStub, IngestServiceStub],
+        db: asyncpg.Connection) -> None:
+    decide, ingest = stubs
+    v1, v2 = _card_version("1"), _card_version("2")
+    listed = {r.model_name: r for r in (await decide.ListRollouts(ListRolloutsRequest())
+                                        ).rollouts}
+    # the settings' state: version 1 live, version 2 its shadow; the invoice pack's scorer
+    assert (listed[ROUTER].live_version, listed[ROUTER].candidate_version,
+            listed[ROUTER].stage) == ("1", "2", RolloutStage.ROLLOUT_STAGE_SHADOW)
+    assert "invoice_risk" in listed
+
+    started = (await decide.StartRollout(StartRolloutRequest(
+        model_name=ROUTER, candidate_version="2", stage=RolloutStage.ROLLOUT_STAGE_CANARY,
+        canary_share=0.5, tenants=[TENANT]))).rollout
+    assert (started.stage, started.canary_share, list(started.tenants)) == (
+        RolloutStage.ROLLOUT_STAGE_CANARY, 0.5, [TENANT])
+    canary = Rollout(ROUTER, "1", "2", "CANARY", 0.5, (TENANT,))
+
+    texts = [r["text"] for r in heldout()[100:124]]
+    versions = await _decided(rollout_settings, db, ingest, TENANT, texts)
+    # the hash of the task id chose, the same way the service did
+    for task_id, version in versions.items():
+        assert version == (v2 if canary.canary_takes(TENANT, task_id) else v1), task_id
+    took = [t for t, v in versions.items() if v == v2]
+    assert 0 < len(took) < len(versions)
+    # another tenant's tasks stay with the live version
+    assert set((await _decided(rollout_settings, db, ingest, "otherco", texts[:4])).values()
+               ) == {v1}
+
+    async def counted() -> tuple[int, int] | None:
+        (router,) = [r for r in (await decide.ListRollouts(ListRolloutsRequest())).rollouts
+                     if r.model_name == ROUTER]
+        got = (router.candidate.decisions, router.live.decisions)
+        return got if got == (len(took), len(versions) - len(took)) else None
+    await eventually(counted, "each side's decisions counted", 30, 0.3)
+    still = (await decide.ListRollouts(ListRolloutsRequest())).rollouts
+    assert [r.stage for r in still if r.model_name == ROUTER] == [
+        RolloutStage.ROLLOUT_STAGE_CANARY]   # no verdicts yet: the judge waits
+
+    # reviewers agree with both sides: the judge promotes the candidate
+    await _verdicts(rollout_settings, db, versions, agree=True)
+
+    async def promoted() -> object:
+        (router,) = [r for r in (await decide.ListRollouts(ListRolloutsRequest())).rollouts
+                     if r.model_name == ROUTER]
+        return router if router.live_version == "2" else None
+    router = await eventually(promoted, "the judge to promote version 2", 30, 0.3)
+    assert router.stage == RolloutStage.ROLLOUT_STAGE_NONE and not router.candidate_version
+    assert router.updated_by == "rollout-judge" and "agreement with reviewers" in router.note
+    assert set((await _decided(rollout_settings, db, ingest, "otherco", texts[4:8])
+                ).values()) == {v2}   # every tenant now
+
+    # a canary of version 1 that reviewers disagree with: rolled back by the judge
+    await decide.StartRollout(StartRolloutRequest(
+        model_name=ROUTER, candidate_version="1", stage=RolloutStage.ROLLOUT_STAGE_CANARY,
+        canary_share=0.5, tenants=[TENANT]))
+    again = await _decided(rollout_settings, db, ingest, TENANT, texts[8:20])
+    await _verdicts(rollout_settings, db, {t: v for t, v in again.items() if v == v2}, True)
+    await _verdicts(rollout_settings, db, {t: v for t, v in again.items() if v == v1}, False)
+
+    async def rolled_back() -> object:
+        (router,) = [r for r in (await decide.ListRollouts(ListRolloutsRequest())).rollouts
+                     if r.model_name == ROUTER]
+        return router if router.stage == RolloutStage.ROLLOUT_STAGE_NONE else None
+    router = await eventually(rolled_back, "the judge to roll back version 1", 30, 0.3)
+    assert router.live_version == "2" and "agreement with reviewers" in router.note
+
+    # by hand: shadow version 1 again, and roll it back
+    await decide.StartRollout(StartRolloutRequest(
+        model_name=ROUTER, candidate_version="1", stage=RolloutStage.ROLLOUT_STAGE_SHADOW))
+    back = (await decide.RollbackModel(RollbackModelRequest(model_name=ROUTER,
+                                                            reason="not needed"))).rollout
+    assert (back.live_version, back.stage, back.note) == ("2", RolloutStage.ROLLOUT_STAGE_NONE,
+                                                         "not needed")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await decide.PromoteModel(PromoteModelRequest(model_name=ROUTER))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # no candidate
+
+    actions = [r["action"] for r in await db.fetch(
+        "SELECT action FROM audit_log WHERE action LIKE 'model.%' ORDER BY entry_id")]
+    assert actions == ["model.rollout_replaced", "model.rollout_started", "model.promoted",
+                       "model.rollout_started", "model.rolled_back", "model.rollout_started",
+                       "model.rolled_back"], actions
+    detail = await db.fetchval("SELECT detail FROM audit_log WHERE action = 'model.promoted'")
+    assert json.loads(detail)["automatic"] is True
+
+
+@pytest.mark.parametrize(("request_", "fields"), [
+    (StartRolloutRequest(model_name=ROUTER, candidate_version="2",
+                         stage=RolloutStage.ROLLOUT_STAGE_CANARY, canary_share=0.9),
+     {"canary_share"}),
+    (StartRolloutRequest(model_name=ROUTER, candidate_version="two",
+                         stage=RolloutStage.ROLLOUT_STAGE_SHADOW), {"candidate_version"}),
+    (StartRolloutRequest(model_name="no_such_model", candidate_version="2",
+                         stage=RolloutStage.ROLLOUT_STAGE_SHADOW), {"model_name"}),
+    (StartRolloutRequest(model_name=ROUTER, candidate_version="2"), {"stage"}),
+    (StartRolloutRequest(), {"model_name", "stage", "candidate_version"}),
+])
+async def test_bad_rollout_requests_are_refused_field_by_field(
+        stubs: tuple[DecisionServiceStub, IngestServiceStub], request_: StartRolloutRequest,
+        fields: set[str]) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stubs[0].StartRollout(request_)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(field_violations(caught.value)) == fields
+
+
+async def test_a_version_triton_does_not_serve_is_refused(
+        stubs: tuple[DecisionServiceStub, IngestServiceStub]) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stubs[0].StartRollout(StartRolloutRequest(
+            model_name=ROUTER, candidate_version="7", stage=RolloutStage.ROLLOUT_STAGE_SHADOW))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "not served by Triton" in (caught.value.details() or "")
