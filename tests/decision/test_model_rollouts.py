@@ -31,7 +31,6 @@ from switchyard.v1 import (
     IngestServiceStub,
     ListRolloutsRequest,
     PromoteModelRequest,
-    RollbackModelRequest,
     RolloutStage,
     StartRolloutRequest,
     Submission,
@@ -39,6 +38,7 @@ from switchyard.v1 import (
 )
 from tests.decision.documents import heldout
 from tests.polling import eventually
+from tests.review.helpers import switchyard
 from tests.services import running
 
 pytestmark = pytest.mark.integration
@@ -202,13 +202,16 @@ async def test_a_canary_decides_its_share_is_judged_and_promoted_then_one_is_rol
     router = await eventually(rolled_back, "the judge to roll back version 1", 30, 0.3)
     assert router.live_version == "2" and "agreement with reviewers" in router.note
 
-    # by hand: shadow version 1 again, and roll it back
-    await decide.StartRollout(StartRolloutRequest(
-        model_name=ROUTER, candidate_version="1", stage=RolloutStage.ROLLOUT_STAGE_SHADOW))
-    back = (await decide.RollbackModel(RollbackModelRequest(model_name=ROUTER,
-                                                            reason="not needed"))).rollout
-    assert (back.live_version, back.stage, back.note) == ("2", RolloutStage.ROLLOUT_STAGE_NONE,
-                                                         "not needed")
+    # by hand, from the command line: shadow version 1 again, and roll it back
+    code, out = await switchyard(rollout_settings, "models", "shadow", ROUTER, "--version", "1")
+    assert code == 0 and "version 1 shadows live 2" in out, out
+    code, out = await switchyard(rollout_settings, "models", "rollback", ROUTER, "--reason",
+                                 "not needed")
+    assert code == 0, out
+    code, out = await switchyard(rollout_settings, "models", "rollouts", "--json")
+    assert code == 0, out
+    (back,) = [r for r in json.loads(out)["rollouts"] if r["model"] == ROUTER]
+    assert (back["live_version"], back["stage"], back["note"]) == ("2", "NONE", "not needed")
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await decide.PromoteModel(PromoteModelRequest(model_name=ROUTER))
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # no candidate
