@@ -199,6 +199,9 @@ STORED: tuple[Stored, ...] = (
            "a reviewed task's text and proposed fields, the example a model retrains on"),
     Stored("decision_labels", "corrections", DataClass.PERSONAL, AtRest.SEALED, OnPurge.NULL,
            "each field a reviewer corrected: the value proposed and the person's"),
+    Stored("decision_fairness_samples", "group_hash", DataClass.PERSONAL, AtRest.HASHED,
+           OnPurge.KEEP, "the group of a pack's protected attribute a task belongs to (the "
+           "fairness gates compare groups' automation rates; equality only)"),
     Stored("decision_vendors", "vendor_hash", DataClass.PERSONAL, AtRest.HASHED, OnPurge.KEEP,
            "the vendor a history row is about"),
     Stored("decision_vendors", "bank_hash", DataClass.PERSONAL, AtRest.HASHED, OnPurge.KEEP,

@@ -4,8 +4,8 @@ from a shell (DecisionService.StartRollout, PromoteModel, RollbackModel, ListRol
 A candidate version of a model the decision service consults (document_router, a pack's
 scorer) is served beside the live one as a shadow (compared, never acted on) or a canary (acts
 on a share of the named tenants' tasks), then promoted or rolled back (docs/cli.md). Changes
-need an admin key; listing an admin or auditor key. ``switchyard models promote engagement
---candidate DIR`` is not this: the engagement model is file-based
+need an operator's admin key (tenant *); listing an operator's admin or auditor key.
+``switchyard models promote engagement --candidate DIR`` is not this: the engagement model is file-based
 (services/decision/training/models_cli.py).
 
 The client options, one-line errors and exit codes are those of every command-line client
@@ -58,13 +58,13 @@ def add_rollout_arguments(models: Any) -> None:
     models``' sub-parsers (``promote`` is registered with the engagement gate's options)."""
     p = models.add_parser("shadow", help="serve a candidate version beside the live one as a "
                                          "shadow: compared on sampled tasks, never acted on "
-                                         "(DecisionService.StartRollout; admins)")
+                                         "(DecisionService.StartRollout; operator admins)")
     p.add_argument("model", help="document_router or a scorer model a pack names")
     p.add_argument("--version", required=True, metavar="N",
                    help="the candidate's version directory (digits)")
     add_decision_client_arguments(p)
     p = models.add_parser("canary", help="let a candidate version decide a share of the "
-                                         "tenants' tasks (DecisionService.StartRollout; admins)")
+                                         "tenants' tasks (DecisionService.StartRollout; operator admins)")
     p.add_argument("model", help="document_router or a scorer model a pack names")
     p.add_argument("--version", required=True, metavar="N",
                    help="the candidate's version directory (digits)")
@@ -76,13 +76,13 @@ def add_rollout_arguments(models: Any) -> None:
     add_decision_client_arguments(p)
     p = models.add_parser("rollback", help="withdraw a model's candidate: the live version "
                                            "decides alone (DecisionService.RollbackModel; "
-                                           "admins)")
+                                           "operator admins)")
     p.add_argument("model")
     p.add_argument("--reason", default="", help="kept in the audit log and the rollout's note")
     add_decision_client_arguments(p)
     p = models.add_parser("rollouts", help="every model's rollout: live and candidate "
                                            "versions, stage and evidence "
-                                           "(DecisionService.ListRollouts; admins and auditors)")
+                                           "(DecisionService.ListRollouts; operator admins and auditors)")
     add_decision_client_arguments(p)
 
 

@@ -595,6 +595,11 @@ class Settings:
         0.05, "A canary that agrees with reviewers less than the live version by more than "
         "this is rolled back.", group="decision", minimum=0.0, maximum=1.0,
     )
+    fairness_min_group_samples: int = setting(
+        30, "Tasks a group of a pack's protected attribute needs before its automation rate "
+        "counts in a model version's demographic parity difference (the fairness gate and "
+        "switchyard_model_parity_difference).", group="decision", minimum=1,
+    )
     model_evaluation_days: int = setting(
         7, "Days of reviewers' verdicts the live-accuracy gauges "
         "(switchyard_model_human_agreement_ratio, switchyard_model_calibration_gap) count.",

@@ -31,6 +31,8 @@ from datetime import datetime, timedelta, timezone
 import asyncpg
 from prometheus_client import Gauge
 
+from services.decision.fairness import parity_by_version
+
 from switchyard.rpc import FieldViolation
 from switchyard.tasks import timestamp
 from switchyard.v1 import (
@@ -201,14 +203,26 @@ CALIBRATION_GAP = Gauge(
 )
 
 
+PARITY_DIFFERENCE = Gauge(
+    "switchyard_model_parity_difference",
+    "Demographic parity difference of the model version over the last "
+    "SWITCHYARD_MODEL_EVALUATION_DAYS: largest minus smallest share of tasks decided without a "
+    "person among the groups of a pack's protected attribute (services/decision/fairness.py).",
+    ["model", "version", "pack", "attribute"],
+)
+
+
 class HumanAgreementGauges:
     """Keeps the live-accuracy gauges current: every ``every_s`` one aggregate query over the
     verdicts of the last ``days`` (every tenant), so alert rules can watch each model version
     against people. Every replica reports the same figures (aggregate with ``max``)."""
 
-    def __init__(self, pool: asyncpg.Pool, days: int, every_s: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, days: int, every_s: float,
+                 min_group_samples: int = 30) -> None:
         self.pool, self.days, self.every_s = pool, days, every_s
+        self.min_group_samples = min_group_samples
         self._shown: set[tuple[str, str]] = set()
+        self._parities: set[tuple[str, str, str, str]] = set()
 
     async def refresh(self) -> int:
         """Set the gauges from PostgreSQL; returns how many model versions they show."""
@@ -228,6 +242,19 @@ class HumanAgreementGauges:
             for gauge in (HUMAN_AGREEMENT, HUMAN_JUDGED, CALIBRATION_GAP):
                 gauge.remove(*key)
         self._shown = shown
+        # fairness: each model version's parity per pack attribute (enough tasks per group)
+        parities = set()
+        for figure in await parity_by_version(
+                self.pool, datetime.now(timezone.utc) - timedelta(days=self.days),
+                self.min_group_samples):
+            if figure.difference is None:
+                continue
+            key4 = (figure.model, figure.version, figure.pack, figure.attribute)
+            PARITY_DIFFERENCE.labels(*key4).set(figure.difference)
+            parities.add(key4)
+        for key4 in self._parities - parities:
+            PARITY_DIFFERENCE.remove(*key4)
+        self._parities = parities
         return len(shown)
 
     async def run(self) -> None:
@@ -288,6 +315,7 @@ class DriftRecorder:
         await self.flush()
 
 
-__all__ = ["ALL_TENANTS", "DriftRecorder", "HumanAgreementGauges", "Window", "agreement_since",
+__all__ = ["ALL_TENANTS", "DriftRecorder", "HumanAgreementGauges", "PARITY_DIFFERENCE", "Window",
+           "agreement_since",
            "drift_points",
            "human_points", "parse_window", "shadow_points"]

@@ -5,17 +5,21 @@ side's evidence (services/decision/rollouts.py)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 from tritonclient.utils import InferenceServerException
 
+from services.decision import fairness
 from services.decision import rollouts as ro
 from services.decision.extensions import Scorers
 from services.decision.packs import PackCatalog
 from services.decision.triton import ModelUnavailable
 from services.decision.versions import ModelVersions
+from switchyard.packs import Pack
 from switchyard.rpc import FieldViolation
 from switchyard.tasks import timestamp
 from switchyard.v1 import ModelRollout, RolloutEvidence, RolloutStage, StartRolloutRequest
@@ -38,8 +42,55 @@ class ModelRollouts:
     pack names."""
 
     def __init__(self, book: ro.RolloutBook, routers: ModelVersions[str], scorers: Scorers,
-                 catalog: PackCatalog) -> None:
+                 catalog: PackCatalog, matching_key: bytes = b"",
+                 min_group_samples: int = 30, repository: Path | None = None) -> None:
         self.book, self.routers, self.scorers, self.catalog = book, routers, scorers, catalog
+        self.matching_key, self.min_group_samples = matching_key, min_group_samples
+        self.repository = repository  # the model cards (a retrained candidate's holdout figures)
+
+    def _card_breaches(self, rollout: ro.Rollout) -> list[str]:
+        """The candidate's model card's holdout figures past their pack's limit."""
+        if self.repository is None:
+            return []
+        path = self.repository / rollout.model / rollout.candidate / "model_card.json"
+        try:
+            card = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return []
+        return [f"{item['pack']}.{item['attribute']}: demographic parity difference "
+                f"{item['candidate']['demographic_parity_difference']:.3f} on the frozen "
+                f"holdout (model card) above {item['max_parity_difference']}"
+                for item in card.get("fairness", {}).get("holdout", [])
+                if (item.get("candidate") or {}).get("demographic_parity_difference")
+                is not None and item["candidate"]["demographic_parity_difference"]
+                > item["max_parity_difference"]]
+
+    def _fair_packs(self) -> dict[str, Pack]:
+        """The packs that declare protected attributes, by name."""
+        return {stored.pack.name: stored.pack for view in (self.catalog.newest(""),)
+                for stored in view.values() if stored.pack.fairness is not None}
+
+    async def fairness_breach(self, pool: asyncpg.Pool, rollout: ro.Rollout) -> str | None:
+        """Why the rollout's candidate fails a pack's fairness limit on the tasks it decided
+        since the rollout started (None: it does not, or too few tasks to say)."""
+        if not rollout.candidate:
+            return None
+        carded = self._card_breaches(rollout)
+        packs = self._fair_packs()
+        if carded or not packs or rollout.started_at is None:
+            return "; ".join(carded) or None
+        name = self.reported(rollout.model).get(rollout.candidate, rollout.candidate)
+        figures = await fairness.parity_by_version(pool, rollout.started_at,
+                                                   self.min_group_samples, rollout.model,
+                                                   [name])
+        limits = {n: p.fairness.max_parity_difference for n, p in packs.items()
+                  if p.fairness is not None}
+        bad = fairness.breaches(figures, limits)
+        if not bad:
+            return None
+        return "; ".join(
+            f"{p.described(fairness.group_names(self.matching_key, packs[p.pack], p.attribute))}"
+            f" above {limits[p.pack]}" for p in bad)
 
     def _scorer_classes(self) -> dict[str, str]:
         """Scorer model -> the output class a pack reads from it."""
@@ -149,6 +200,10 @@ class ModelRollouts:
         """Promote or roll back the model's candidate (audited)."""
         model, versions = await self._model(model_name)
         current = self.current(model, versions)
+        if promote_it:
+            breach = await self.fairness_breach(pool, current)
+            if breach:
+                raise ro.RolloutError(f"promotion refused by the fairness gate: {breach}")
         change = ro.promote if promote_it else ro.rollback
         note = reason.strip() or ("promoted" if promote_it else "rolled back") + f" by {actor}"
         async with pool.acquire() as conn, conn.transaction():

@@ -340,15 +340,18 @@ async def evidence(conn: asyncpg.Connection | asyncpg.Pool, rollout: Rollout,
 
 class RolloutJudge:
     """The decision service's loop over its canaries: every ``every_s`` it adds this
-    replica's counts, refreshes the rollouts, and promotes or rolls back each canary the
-    evidence decides (:func:`judge`); a replica that finds the change already made does
+    replica's counts, refreshes the rollouts, and rolls back each canary that fails the
+    fairness ``gate`` (services/decision/fairness.py), then promotes or rolls back each other
+    canary the evidence decides (:func:`judge`); a replica that finds the change already made does
     nothing."""
 
     def __init__(self, pool: asyncpg.Pool, book: RolloutBook, thresholds: Thresholds,
-                 reported: object, every_s: float) -> None:
+                 reported: object, every_s: float, gate: object = None) -> None:
         self.pool, self.book, self.thresholds = pool, book, thresholds
         self.reported = reported  # callable: model -> {version dir: version name}
         self.every_s = every_s
+        # async callable: (pool, rollout) -> why the candidate fails the fairness gate, or None
+        self.gate = gate
 
     async def round(self) -> list[tuple[str, str, str]]:
         """One pass; returns what was done: (model, action, why)."""
@@ -358,9 +361,14 @@ class RolloutJudge:
         for rollout in list(self.book.stored.values()):
             if rollout.stage != CANARY:
                 continue
-            live, candidate = await evidence(self.pool, rollout,
-                                             self.reported(rollout.model))  # type: ignore[operator]
-            action, why = judge(live, candidate, self.thresholds)
+            breach = (await self.gate(self.pool, rollout)  # type: ignore[operator]
+                      if self.gate is not None else None)
+            if breach:
+                action, why = "rollback", f"fairness: {breach}"
+            else:
+                live, candidate = await evidence(self.pool, rollout,
+                                                 self.reported(rollout.model))  # type: ignore[operator]
+                action, why = judge(live, candidate, self.thresholds)
             if action == "wait":
                 continue
             async with self.pool.acquire() as conn, conn.transaction():

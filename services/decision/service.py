@@ -18,7 +18,7 @@ import grpc
 from services.decision.batcher import MicroBatcher, Overloaded
 from services.decision.cascade import RouterCascade
 from services.decision.drift import DriftMonitor
-from services.decision import health
+from services.decision import fairness, health
 from services.decision.engagement.analytics import POLICY as ANALYTICS_POLICY
 from services.decision.engagement.analytics import SERVICE_NAME as ANALYTICS_SERVICE_NAME
 from services.decision.engagement.analytics import AnalyticsServicer
@@ -198,11 +198,12 @@ class TaskDecider:
     after (:func:`switchyard._streams.process_record_batch`)."""
 
     def __init__(self, ctx: ServiceContext, engine: DecisionEngine, holds: HoldRetrier,
-                 codec: PayloadCodec = PLAINTEXT) -> None:
+                 codec: PayloadCodec = PLAINTEXT, matching_key: bytes = b"") -> None:
         self.ctx = ctx
         self.engine = engine
         self.holds = holds
         self.codec = codec  # decisions.decision holds the extracted fields: sealed
+        self.matching_key = matching_key  # fairness groups are keyed hashes
         holds.commit = self.commit_and_publish
 
     def _open(self, decision_id: uuid.UUID, blob: bytes) -> Decision:
@@ -305,6 +306,12 @@ class TaskDecider:
                 (v.result.decision, v.result.text) for task_id, v in by_id.items()
                 if task_id in inserted and v.task.task_id in changes and v.result.text
                 and _outcome_name(v.result.decision) == "ESCALATE"], self.codec)
+            # the groups of packs' protected attributes, for the fairness gates (fairness.py)
+            await fairness.record(conn, fairness.sample_rows(
+                [(v.result.decision, v.result.assessment.active.pack,
+                  v.result.assessment.raw_fields) for task_id, v in by_id.items()
+                 if task_id in inserted and v.task.task_id in changes
+                 and v.result.assessment is not None], self.matching_key))
             for task_id, verdict in by_id.items():
                 task, result = verdict.task, verdict.result
                 if task_id not in inserted:
@@ -729,14 +736,15 @@ async def setup(ctx: ServiceContext) -> None:
     holds = HoldRetrier(ctx.pool, ctx.producer, engine, lambda: pools.away(breaker),
                         s.hold_retry_s, codec=codec)
     await holds.refresh_gauge()
-    decider = TaskDecider(ctx, engine, holds, codec)
+    decider = TaskDecider(ctx, engine, holds, codec, matching_key(s))
     ctx.consume_fairly(TASKS, decider.handle_batch)
     # enrichers (vendor history) learn from confirmed outcomes, as events, and reviewers'
     # verdicts label the escalated tasks' examples (learning.py, labels.py)
     learner = HistoryLearner(enrichers, ctx.pool, codec)
     ctx.consume_batches(DECISIONS, learner.on_decisions)
     ctx.consume_batches(TASK_STATUS, learner.on_statuses)
-    models = ModelRollouts(rollouts, routers, scorers, catalog)
+    models = ModelRollouts(rollouts, routers, scorers, catalog, matching_key(s),
+                           s.fairness_min_group_samples, Path(s.model_repository))
     ctx.serve((add_DecisionServiceServicer_to_server,
                DecisionServicer(engine, s, ctx.pool, models), SERVICE_NAME), POLICY,
               rate_limited=RATE_LIMITED)
@@ -749,10 +757,11 @@ async def setup(ctx: ServiceContext) -> None:
     # canaries: counts added, rollouts read again, each judged (promote, roll back, wait)
     ctx.run_in_background("model-rollouts", RolloutJudge(
         ctx.pool, rollouts, Thresholds.from_settings(s), models.reported,
-        s.rollout_refresh_s).run)
+        s.rollout_refresh_s, gate=models.fairness_breach).run)
     # live accuracy and calibration against reviewers, as gauges for the alert rules
     ctx.run_in_background("model-evaluation", health.HumanAgreementGauges(
-        ctx.pool, s.model_evaluation_days, s.model_evaluation_refresh_s).run)
+        ctx.pool, s.model_evaluation_days, s.model_evaluation_refresh_s,
+        s.fairness_min_group_samples).run)
     ctx.on_stop.append(drift_samples.close)
     # on_stop hooks run in reverse: batchers drain first, then the pools' channels close
     ctx.on_stop.append(pools.close)

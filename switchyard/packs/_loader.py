@@ -38,6 +38,7 @@ from switchyard.packs._model import (
     NO_RULE_MATCHED,
     RESERVED_PACK_NAMES,
     Compensation,
+    FairnessSpec,
     FieldSpec,
     GoldenCase,
     Pack,
@@ -778,6 +779,7 @@ def _build(files: Mapping[str, bytes]) -> tuple[Pack | None, list[str]]:
         else:
             c.add(["examples"], examples_file, "no such file in the pack folder")
     tests = _tests(doc, files, fields, params, rules, c)
+    fairness = _fairness(doc.get("fairness"), fields, c)
     if c.problems:
         return None, c.problems
     pack = Pack(
@@ -788,8 +790,37 @@ def _build(files: Mapping[str, bytes]) -> tuple[Pack | None, list[str]]:
         scorers=tuple(scorers), enrichers=enrichers,
         hit_policy=doc["decision"].get("hit_policy", "first"), rules=rules, review=review,
         plan=plan, retention_days=doc.get("retention", {}).get("days"), examples=examples,
-        tests=tests, digest=_digest(files), files={k: bytes(v) for k, v in files.items()})
+        tests=tests, digest=_digest(files), files={k: bytes(v) for k, v in files.items()},
+        fairness=fairness)
     return pack, []
+
+
+#: What a pack's fairness section allows when it does not say (services/decision/fairness.py)
+DEFAULT_MAX_PARITY_DIFFERENCE = 0.2
+
+
+def _fairness(section: Mapping[str, Any] | None, fields: Mapping[str, FieldSpec],
+              c: _Checker) -> FairnessSpec | None:
+    """The pack's protected attributes: each an enum field it declares (its values are the
+    groups whose automation rates are compared)."""
+    if not section:
+        return None
+    names, notes = [], []
+    for index, attribute in enumerate(section["attributes"]):
+        name = attribute["field"]
+        spec = fields.get(name)
+        if spec is None:
+            c.add(["fairness", "attributes", index, "field"], name, "not a declared field")
+        elif spec.type != "enum":
+            c.add(["fairness", "attributes", index, "field"], name,
+                  "must be an enum field: its values are the groups compared")
+        if name in names:
+            c.add(["fairness", "attributes", index, "field"], name, "listed twice")
+        names.append(name)
+        notes.append(attribute.get("note", ""))
+    return FairnessSpec(tuple(names), tuple(notes),
+                        float(section.get("max_parity_difference",
+                                          DEFAULT_MAX_PARITY_DIFFERENCE)))
 
 
 def validate_pack_files(files: Mapping[str, bytes]) -> list[str]:

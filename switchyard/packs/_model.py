@@ -108,6 +108,19 @@ class ScorerSpec:
 
 
 @dataclass(frozen=True)
+class FairnessSpec:
+    """Who the models could treat unequally: each attribute is an enum field the pack reads
+    (its values are the groups), with why it stands for a protected characteristic when it
+    is a proxy. Automation rates across a group's values may differ by at most
+    ``max_parity_difference``: a model version past it is not promoted
+    (services/decision/fairness.py)."""
+
+    attributes: tuple[str, ...]
+    notes: tuple[str, ...]
+    max_parity_difference: float
+
+
+@dataclass(frozen=True)
 class ReviewSpec:
     """Where an escalation waits and who may take it."""
 
@@ -254,6 +267,7 @@ class Pack:
     tests: tuple[GoldenCase, ...] = field(compare=False)
     digest: str = ""
     files: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+    fairness: FairnessSpec | None = None
 
     @property
     def field_types(self) -> dict[str, str]:

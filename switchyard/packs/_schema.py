@@ -372,6 +372,25 @@ def pack_schema() -> dict[str, Any]:
             "plan": {"type": "array", "maxItems": 100, "description": "Steps, in order.",
                      "items": {"oneOf": [_call_step(), _approval_step(), _wait_step(),
                                          _parallel_step()]}},
+            "fairness": {
+                "type": "object", "additionalProperties": False, "required": ["attributes"],
+                "description": "Who the models could treat unequally: the automation rates of "
+                               "each attribute's groups may differ by at most "
+                               "max_parity_difference, or a model version is not promoted "
+                               "(and a canary is rolled back).",
+                "properties": {
+                    "attributes": {"type": "array", "minItems": 1, "maxItems": 5, "items": {
+                        "type": "object", "additionalProperties": False,
+                        "required": ["field"],
+                        "properties": {
+                            "field": _str("An enum field of this pack; its values are the "
+                                          "groups.", pattern=r"^[a-z][a-z0-9_]{0,62}$"),
+                            "note": _str("Why it stands for a protected characteristic, when "
+                                         "it is a proxy.", maxLength=500)}}},
+                    "max_parity_difference": {
+                        "type": "number", "exclusiveMinimum": 0, "maximum": 1,
+                        "description": "Largest difference between two groups' shares of "
+                                       "tasks decided without a person (default 0.2)."}}},
             "retention": {"type": "object", "additionalProperties": False,
                           "required": ["days"],
                           "properties": {"days": {"type": "integer", "minimum": 1,

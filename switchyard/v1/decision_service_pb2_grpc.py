@@ -90,8 +90,10 @@ class DecisionServiceServicer(object):
         (scored on every sampled task and compared, never acted on) or as a canary (acts on a
         share of the named tenants' tasks, the same tasks on every replica and delivery). A
         canary is promoted or rolled back automatically on the SWITCHYARD_ROLLOUT_* thresholds
-        (agreement with reviewers, escalation rate, errors) or by an admin. Every step is
-        written to the audit log. Listing: admins and auditors; changes: admins.
+        (agreement with reviewers, escalation rate, errors, and the packs' fairness limits) or
+        by an operator. Every step is written to the audit log. A model serves every tenant, so
+        only operator keys (tenant "*") are allowed: admins and auditors to list, admins to
+        change.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -106,7 +108,9 @@ class DecisionServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def PromoteModel(self, request, context):
-        """Make the model's candidate its live version (a canary or a shadow).
+        """Make the model's candidate its live version (a canary or a shadow). Refused
+        (FAILED_PRECONDITION) when the candidate's decisions or its model card's holdout figures
+        break a pack's fairness limit (demographic parity difference).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -57,8 +57,10 @@ class DecisionServiceStub:
     (scored on every sampled task and compared, never acted on) or as a canary (acts on a
     share of the named tenants' tasks, the same tasks on every replica and delivery). A
     canary is promoted or rolled back automatically on the SWITCHYARD_ROLLOUT_* thresholds
-    (agreement with reviewers, escalation rate, errors) or by an admin. Every step is
-    written to the audit log. Listing: admins and auditors; changes: admins.
+    (agreement with reviewers, escalation rate, errors, and the packs' fairness limits) or
+    by an operator. Every step is written to the audit log. A model serves every tenant, so
+    only operator keys (tenant "*") are allowed: admins and auditors to list, admins to
+    change.
     """
 
     StartRollout: grpc.UnaryUnaryMultiCallable[
@@ -73,7 +75,10 @@ class DecisionServiceStub:
         switchyard.v1.decision_service_pb2.PromoteModelRequest,
         switchyard.v1.decision_service_pb2.PromoteModelResponse,
     ]
-    """Make the model's candidate its live version (a canary or a shadow)."""
+    """Make the model's candidate its live version (a canary or a shadow). Refused
+    (FAILED_PRECONDITION) when the candidate's decisions or its model card's holdout figures
+    break a pack's fairness limit (demographic parity difference).
+    """
 
     RollbackModel: grpc.UnaryUnaryMultiCallable[
         switchyard.v1.decision_service_pb2.RollbackModelRequest,
@@ -120,8 +125,10 @@ class DecisionServiceAsyncStub:
     (scored on every sampled task and compared, never acted on) or as a canary (acts on a
     share of the named tenants' tasks, the same tasks on every replica and delivery). A
     canary is promoted or rolled back automatically on the SWITCHYARD_ROLLOUT_* thresholds
-    (agreement with reviewers, escalation rate, errors) or by an admin. Every step is
-    written to the audit log. Listing: admins and auditors; changes: admins.
+    (agreement with reviewers, escalation rate, errors, and the packs' fairness limits) or
+    by an operator. Every step is written to the audit log. A model serves every tenant, so
+    only operator keys (tenant "*") are allowed: admins and auditors to list, admins to
+    change.
     """
 
     StartRollout: grpc.aio.UnaryUnaryMultiCallable[
@@ -136,7 +143,10 @@ class DecisionServiceAsyncStub:
         switchyard.v1.decision_service_pb2.PromoteModelRequest,
         switchyard.v1.decision_service_pb2.PromoteModelResponse,
     ]
-    """Make the model's candidate its live version (a canary or a shadow)."""
+    """Make the model's candidate its live version (a canary or a shadow). Refused
+    (FAILED_PRECONDITION) when the candidate's decisions or its model card's holdout figures
+    break a pack's fairness limit (demographic parity difference).
+    """
 
     RollbackModel: grpc.aio.UnaryUnaryMultiCallable[
         switchyard.v1.decision_service_pb2.RollbackModelRequest,
@@ -191,8 +201,10 @@ class DecisionServiceServicer(metaclass=abc.ABCMeta):
         (scored on every sampled task and compared, never acted on) or as a canary (acts on a
         share of the named tenants' tasks, the same tasks on every replica and delivery). A
         canary is promoted or rolled back automatically on the SWITCHYARD_ROLLOUT_* thresholds
-        (agreement with reviewers, escalation rate, errors) or by an admin. Every step is
-        written to the audit log. Listing: admins and auditors; changes: admins.
+        (agreement with reviewers, escalation rate, errors, and the packs' fairness limits) or
+        by an operator. Every step is written to the audit log. A model serves every tenant, so
+        only operator keys (tenant "*") are allowed: admins and auditors to list, admins to
+        change.
         """
 
     @abc.abstractmethod
@@ -211,7 +223,10 @@ class DecisionServiceServicer(metaclass=abc.ABCMeta):
         request: switchyard.v1.decision_service_pb2.PromoteModelRequest,
         context: _ServicerContext,
     ) -> typing.Union[switchyard.v1.decision_service_pb2.PromoteModelResponse, collections.abc.Awaitable[switchyard.v1.decision_service_pb2.PromoteModelResponse]]:
-        """Make the model's candidate its live version (a canary or a shadow)."""
+        """Make the model's candidate its live version (a canary or a shadow). Refused
+        (FAILED_PRECONDITION) when the candidate's decisions or its model card's holdout figures
+        break a pack's fairness limit (demographic parity difference).
+        """
 
     @abc.abstractmethod
     def RollbackModel(

@@ -2,7 +2,8 @@
 its share of one tenant's tasks (the same tasks whichever replica or delivery), each side's
 decisions are counted, reviewers' verdicts judge each side, and the judge promotes it on the
 thresholds; an admin rolls a later canary back; bad requests are refused field by field;
-every step is in the audit log."""
+every step is in the audit log. A canary that automates one group of a pack's protected
+attribute more than another is rolled back, and such a candidate is not promoted."""
 
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ import asyncpg
 import grpc
 import pytest
 
+from services.decision.fairness import group_names, record, sample_rows
 from services.decision.labels import record_pending, record_verdicts
 from services.decision.rollouts import Rollout
 from switchyard import Settings
+from switchyard.packs import builtin_packs
+from switchyard.privacy import matching_key
 from switchyard.rpc import create_channel, field_violations
 from switchyard.stack import EmbeddedStack
 from switchyard.storage import DECISION, PLAINTEXT, codec_for, connect, create_pool
@@ -252,3 +256,64 @@ async def test_a_version_triton_does_not_serve_is_refused(
             model_name=ROUTER, candidate_version="7", stage=RolloutStage.ROLLOUT_STAGE_SHADOW))
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "not served by Triton" in (caught.value.details() or "")
+
+
+async def _skewed_samples(settings: Settings, db: asyncpg.Connection, version: str) -> None:
+    """Admissions the candidate decided: every woman's without a person, no man's."""
+    pack = builtin_packs()["hospital_admission"]
+    key = matching_key(settings)
+    rows = []
+    for sex, automated in (("female", True), ("male", False)):
+        for _ in range(settings.fairness_min_group_samples):
+            decision = Decision(task_id=str(uuid.uuid4()), tenant_id=TENANT,
+                                outcome=DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE
+                                if automated else DecisionOutcome.DECISION_OUTCOME_ESCALATE)
+            decision.models.add(model_name=ROUTER, model_version=version)
+            rows += sample_rows([(decision, pack, {"sex": sex})], key)
+    await record(db, rows)
+
+
+async def test_the_fairness_gate_rolls_back_a_canary_and_refuses_a_promotion(
+        rollout_settings: Settings, stubs: tuple[DecisionServiceStub, IngestServiceStub],
+        db: asyncpg.Connection) -> None:
+    decide, ingest = stubs
+    # hospital admissions decided on the Kafka path leave their group, hashed
+    texts = [r["text"] for r in heldout() if r["label"] == "hospital_admission"][:6]
+    decided = await _decided(rollout_settings, db, ingest, "fairco", texts)
+    groups = {r["group_hash"] for r in await db.fetch(
+        "SELECT group_hash FROM decision_fairness_samples WHERE task_id = ANY($1::uuid[]) "
+        "AND pack = 'hospital_admission' AND attribute = 'sex'", list(decided))}
+    names = group_names(matching_key(rollout_settings), builtin_packs()["hospital_admission"],
+                        "sex")
+    assert groups and groups <= set(names), (groups, names)
+
+    listed = {r.model_name: r for r in (await decide.ListRollouts(ListRolloutsRequest())
+                                        ).rollouts}
+    live = listed[ROUTER].live_version
+    other = "1" if live == "2" else "2"
+    candidate_name = _card_version(other)
+    # a canary that automates one sex's admissions and not the other's: rolled back
+    await decide.StartRollout(StartRolloutRequest(
+        model_name=ROUTER, candidate_version=other, stage=RolloutStage.ROLLOUT_STAGE_CANARY,
+        canary_share=0.1, tenants=["fairco"]))
+    await _skewed_samples(rollout_settings, db, candidate_name)
+
+    async def rolled_back() -> object:
+        (router,) = [r for r in (await decide.ListRollouts(ListRolloutsRequest())).rollouts
+                     if r.model_name == ROUTER]
+        return router if router.stage == RolloutStage.ROLLOUT_STAGE_NONE else None
+    router = await eventually(rolled_back, "the fairness gate to roll the canary back", 30, 0.3)
+    assert router.live_version == live and router.note.startswith("fairness: ")
+    assert "hospital_admission.sex: demographic parity difference 1.000" in router.note
+    assert "female 100%" in router.note and "male 0%" in router.note
+
+    # the same candidate as a shadow, with the same record: an operator may not promote it
+    await decide.StartRollout(StartRolloutRequest(
+        model_name=ROUTER, candidate_version=other, stage=RolloutStage.ROLLOUT_STAGE_SHADOW))
+    await _skewed_samples(rollout_settings, db, candidate_name)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await decide.PromoteModel(PromoteModelRequest(model_name=ROUTER))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "refused by the fairness gate" in (caught.value.details() or "")
+    code, out = await switchyard(rollout_settings, "models", "rollback", ROUTER)
+    assert code == 0, out

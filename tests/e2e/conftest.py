@@ -1,7 +1,8 @@
 """Clients of the running services that the end-to-end tests share: the ingest and review
 stubs (no API key: the stack's auth is off) and a PostgreSQL connection for what the services
-stored. A test file that needs another kind (a key, a pool, a module-wide connection) defines
-its own fixture of the same name."""
+stored, and two steps many tests take: waiting for a task's status, and a reviewer's verdict on
+a task's review item. A test file that needs another kind (a key, a pool, a module-wide
+connection) defines its own fixture of the same name."""
 
 from __future__ import annotations
 
@@ -13,7 +14,17 @@ import pytest
 from switchyard import Settings
 from switchyard.rpc import create_channel
 from switchyard.storage import connect
-from switchyard.v1 import IngestServiceStub, ReviewServiceStub
+from switchyard.v1 import (
+    ClaimRequest,
+    GetTaskRequest,
+    IngestServiceStub,
+    ListQueueRequest,
+    ReviewServiceStub,
+    ReviewVerdict,
+    SubmitVerdictRequest,
+    Task,
+)
+from tests.polling import eventually
 
 
 @pytest.fixture
@@ -35,3 +46,25 @@ async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
     conn = await connect(settings)
     yield conn
     await conn.close()
+
+
+async def task_in(ingest: IngestServiceStub, task_id: str, statuses: set[int],
+                  timeout_s: float = 120) -> Task:
+    """The task once its status is one of ``statuses``."""
+    async def probe() -> Task | None:
+        task = (await ingest.GetTask(GetTaskRequest(task_id=task_id))).task
+        return task if task.status in statuses else None
+    return await eventually(probe, timeout_s=timeout_s, what=f"task {task_id} in {statuses}")
+
+
+async def give_verdict(review: ReviewServiceStub, task_id: str, kind: int,
+                       reviewer: str = "rita", **verdict: object) -> None:
+    """A reviewer finds the task's item in the queue, claims it and gives ``kind`` (more
+    ReviewVerdict fields in ``verdict``: modified_fields, reason, document_type)."""
+    async def item_id() -> str | None:
+        items = (await review.ListQueue(ListQueueRequest(page_size=100))).items
+        return next((i.item_id for i in items if i.escalation.task_id == task_id), None)
+    found = await eventually(item_id, timeout_s=60, what=f"review item of {task_id}")
+    await review.Claim(ClaimRequest(item_id=found, reviewer_id=reviewer))
+    await review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+        item_id=found, reviewer_id=reviewer, verdict=kind, **verdict)))  # type: ignore[arg-type]

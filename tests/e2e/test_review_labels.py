@@ -20,21 +20,16 @@ from services.decision.labels import labelled_examples
 from switchyard import Settings
 from switchyard.storage import codec_for
 from switchyard.v1 import (
-    ClaimRequest,
     Document,
-    GetTaskRequest,
     IngestServiceStub,
-    ListQueueRequest,
     ReviewServiceStub,
-    ReviewVerdict,
     Submission,
     SubmitTaskRequest,
-    SubmitVerdictRequest,
-    Task,
     TaskStatus,
     Verdict,
 )
 from tests.decision.documents import invoice
+from tests.e2e.conftest import give_verdict, task_in
 from tests.polling import eventually
 from tests.terminal import TERMINAL_STATUSES
 
@@ -51,23 +46,10 @@ async def submit(ingest: IngestServiceStub, text: str, kind: str = "invoice") ->
         document=Document(content_type="text/plain", body=text.encode()))))).task_id
 
 
-async def task_in(ingest: IngestServiceStub, task_id: str, statuses: set[int]) -> Task:
-    async def probe() -> Task | None:
-        task = (await ingest.GetTask(GetTaskRequest(task_id=task_id))).task
-        return task if task.status in statuses else None
-    return await eventually(probe, timeout_s=120, what=f"task {task_id} in {statuses}")
-
-
 async def decide(review: ReviewServiceStub, task_id: str, kind: int,
                  fields: dict[str, str] | None = None, document_type: str = "") -> None:
-    async def item_id() -> str | None:
-        items = (await review.ListQueue(ListQueueRequest(page_size=100))).items
-        return next((i.item_id for i in items if i.escalation.task_id == task_id), None)
-    found = await eventually(item_id, timeout_s=60, what=f"review item of {task_id}")
-    await review.Claim(ClaimRequest(item_id=found, reviewer_id="rita"))
-    await review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
-        item_id=found, reviewer_id="rita", verdict=kind,  # type: ignore[arg-type]
-        modified_fields=fields or {}, reason="checked", document_type=document_type)))
+    await give_verdict(review, task_id, kind, modified_fields=fields or {}, reason="checked",
+                       document_type=document_type)
 
 
 async def label_row(db: asyncpg.Connection, task_id: str) -> asyncpg.Record | None:
@@ -120,7 +102,8 @@ async def test_a_reviewers_verdicts_label_what_the_models_saw(
     await decide(review, retyped, Verdict.VERDICT_REJECT, document_type="support_ticket")
     row = await labelled(db, retyped)
     assert row["verdict"] == "REJECT" and row["label"] == "support_ticket"
-    router_label, router_confidence = json.loads(row["outputs"])["document_router"]
+    router_label, router_confidence, kind = json.loads(row["outputs"])["document_router"]
+    assert kind == "type"   # its classes hold the types: judged on the one the person named
     assert router_label != "support_ticket" and 0 <= router_confidence <= 1  # the router erred
 
     # what retraining reads: the text the router read, the correction with both values

@@ -21,21 +21,16 @@ from switchyard import Settings
 from switchyard.privacy import matching_hash, matching_key
 from switchyard.rpc import create_channel
 from switchyard.v1 import (
-    ClaimRequest,
     Document,
-    GetTaskRequest,
     IngestServiceStub,
-    ListQueueRequest,
     ReviewServiceStub,
-    ReviewVerdict,
     Submission,
     SubmitTaskRequest,
-    SubmitVerdictRequest,
-    Task,
     TaskStatus,
     Verdict,
 )
 from tests.decision.documents import invoice
+from tests.e2e.conftest import give_verdict, task_in
 from tests.polling import eventually
 from tests.terminal import TERMINAL_STATUSES
 
@@ -67,21 +62,8 @@ async def submit(ingest: IngestServiceStub, text: str) -> str:
         document=Document(content_type="text/plain", body=text.encode()))))).task_id
 
 
-async def task_in(ingest: IngestServiceStub, task_id: str, statuses: set[int]) -> Task:
-    async def probe() -> Task | None:
-        task = (await ingest.GetTask(GetTaskRequest(task_id=task_id))).task
-        return task if task.status in statuses else None
-    return await eventually(probe, timeout_s=120, what=f"task {task_id} in {statuses}")
-
-
 async def verdict(review: ReviewServiceStub, task_id: str, kind: int) -> None:
-    async def item_id() -> str | None:
-        items = (await review.ListQueue(ListQueueRequest(page_size=100))).items
-        return next((i.item_id for i in items if i.escalation.task_id == task_id), None)
-    found = await eventually(item_id, timeout_s=60, what=f"review item of {task_id}")
-    await review.Claim(ClaimRequest(item_id=found, reviewer_id="rita"))
-    await review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
-        item_id=found, reviewer_id="rita", verdict=kind)))  # type: ignore[arg-type]
+    await give_verdict(review, task_id, kind)
 
 
 async def vendor_row(db: asyncpg.Connection, settings: Settings,

@@ -168,6 +168,33 @@ def test_versions_digest_and_fairness_figures() -> None:
     assert fair["protected_attribute"] is None and "per tenant" in fair["note"].lower()
 
 
+def test_holdout_fairness_groups_admissions_by_the_sex_the_pack_reads() -> None:
+    """The shipped hospital pack declares sex: the card groups the holdout's admissions by it
+    and gives both versions' routed-alone shares and true-positive rates. A version that
+    routes every man's admission unsure shows the gap."""
+    from switchyard.packs import builtin_packs
+
+    rows = [json.loads(line) for line in (TRACKED.parent / "data" / train.ROUTER_HELDOUT)
+            .read_text().splitlines()]
+    classes = list(retrain.served_classes(TRACKED))
+    live = train.load_params(TRACKED / "document_router" / "1")
+    params = {k: live[k] for k in ("weights", "bias", "temperature")}
+    # the same weights, ten times less sure: nothing is routed alone any more
+    unsure = {**params, "temperature": np.float32(float(live["temperature"]) * 10)}
+    [item] = retrain.holdout_fairness(rows, classes, unsure, params, builtin_packs())
+    assert (item["pack"], item["attribute"], item["max_parity_difference"]) == (
+        "hospital_admission", "sex", 0.2)
+    assert item["documents"] == sum(r["label"] == "hospital_admission" for r in rows)
+    assert set(item["live"]["groups"]) <= {"female", "male", "other", "unknown"}
+    assert sum(g["n"] for g in item["live"]["groups"].values()) + item["unread"] == \
+        item["documents"]
+    assert all(g["routed_alone"] == 1.0 for g in item["live"]["groups"].values())
+    assert item["live"]["demographic_parity_difference"] == 0.0
+    assert all(g["routed_alone"] < 1.0 for g in item["candidate"]["groups"].values())
+    assert all(g["true_positive_rate"] == 1.0 for g in item["candidate"]["groups"].values())
+    assert item["candidate"]["equal_opportunity_gap"] == 0.0
+
+
 def test_next_version_directory(tmp_path: Path) -> None:
     for name in ("1", "2", "__pycache__", ".retrain-9", "10x"):
         (tmp_path / name).mkdir()

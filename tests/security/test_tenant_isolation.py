@@ -45,6 +45,11 @@ from switchyard.v1 import (
     GetDeadLetterRequest,
     GetItemRequest,
     GetModelHealthRequest,
+    ListRolloutsRequest,
+    PromoteModelRequest,
+    RollbackModelRequest,
+    RolloutStage,
+    StartRolloutRequest,
     GetPackRequest,
     GetTaskRequest,
     GetTaskTimelineRequest,
@@ -330,6 +335,19 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
                 task_id=task_id, reason="not mine")), grpc.StatusCode.NOT_FOUND),
             "DecisionService/GetModelHealth": (lambda: acme_health.GetModelHealth(
                 GetModelHealthRequest(tenant_id="globex")), grpc.StatusCode.PERMISSION_DENIED),
+            # a model serves every tenant: a tenant's admin neither sees nor changes rollouts
+            "DecisionService/ListRollouts": (lambda: acme_health.ListRollouts(
+                ListRolloutsRequest()), grpc.StatusCode.PERMISSION_DENIED),
+            "DecisionService/StartRollout": (lambda: acme_health.StartRollout(
+                StartRolloutRequest(model_name="document_router", candidate_version="2",
+                                    stage=RolloutStage.ROLLOUT_STAGE_CANARY, canary_share=0.5,
+                                    tenants=["acme"])), grpc.StatusCode.PERMISSION_DENIED),
+            "DecisionService/PromoteModel": (lambda: acme_health.PromoteModel(
+                PromoteModelRequest(model_name="document_router")),
+                grpc.StatusCode.PERMISSION_DENIED),
+            "DecisionService/RollbackModel": (lambda: acme_health.RollbackModel(
+                RollbackModelRequest(model_name="document_router")),
+                grpc.StatusCode.PERMISSION_DENIED),
             "IngestService/WatchTenant": (lambda: ingest.WatchTenant(WatchTenantRequest(
                 tenant_id="globex")), grpc.StatusCode.PERMISSION_DENIED),
             "IngestService/RegisterWebhook": (lambda: ingest.RegisterWebhook(

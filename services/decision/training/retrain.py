@@ -85,9 +85,10 @@ DEFAULT_LABEL_WEIGHT = 5
 ROLE = ("candidate trained from reviewers' labels: served beside the live version, not live "
         "until promoted (SWITCHYARD_ROUTER_VERSION); shadow it first with "
         "SWITCHYARD_ROUTER_SHADOW_VERSION")
-FAIRNESS_NOTE = ("Per tenant, on the recent human-labelled examples: no protected attribute is "
-                 "declared for document routing, so the groups compared are tenants. A tenant "
-                 "with few examples gives a noisy figure.")
+FAIRNESS_NOTE = ("Per tenant, on the recent human-labelled examples (a reviewer's label "
+                 "carries no protected attribute, so the groups compared here are tenants; a "
+                 "tenant with few examples gives a noisy figure). The protected attributes "
+                 "the shipped packs declare are measured on the frozen holdout below.")
 
 
 class Refused(Exception):
@@ -305,6 +306,62 @@ def per_tenant(examples: Sequence[LabelledExample], candidate: np.ndarray, live:
                             "live": gap("live_accuracy")}}
 
 
+#: The router confidence a route needs to act alone when neither the tenant nor the pack
+#: says otherwise (services/decision/policy.py: Policy.auto_execute_threshold).
+ROUTE_THRESHOLD = 0.80
+
+
+def holdout_fairness(holdout: Sequence[Mapping[str, Any]], classes: Sequence[str],
+                     candidate: Mapping[str, Any], live: Mapping[str, Any],
+                     packs: Mapping[str, Any], min_samples: int = 5) -> list[dict[str, Any]]:
+    """For each shipped pack among ``classes`` that declares protected attributes
+    (services/decision/fairness.py): its holdout documents, grouped by the attribute as the
+    pack's extractor reads it, and per group each version's share *routed alone* (to the
+    pack, at least :data:`ROUTE_THRESHOLD` sure: what the router can automate) and its
+    true-positive rate (routed to the pack at all). The demographic parity difference is the
+    spread of the first, the equal-opportunity gap (the equalised-odds gap on the positives)
+    the spread of the second, over groups with ``min_samples`` documents."""
+    from switchyard.packs import extractor_for, run_extractor
+    from services.decision.fairness import parity
+
+    out = []
+    cidx = {c: i for i, c in enumerate(classes)}
+    for name, pack in sorted(packs.items()):
+        if pack.fairness is None or name not in cidx:
+            continue
+        texts = [str(r["text"]) for r in holdout if r["label"] == name]
+        if not texts:
+            continue
+        extract = extractor_for(pack)
+        probs = {"candidate": _probs(texts, candidate), "live": _probs(texts, live)}
+        for attribute in pack.fairness.attributes:
+            values = []
+            for text in texts:
+                found = run_extractor(extract, text).fields.get(attribute)
+                values.append(str(found.value) if found is not None and found.value else "")
+            figures: dict[str, Any] = {}
+            for who, p in probs.items():
+                alone, routed = {}, {}
+                for group in sorted({v for v in values if v}):
+                    rows = [i for i, v in enumerate(values) if v == group]
+                    top = p[rows].argmax(axis=1)
+                    sure = p[rows].max(axis=1) >= ROUTE_THRESHOLD
+                    alone[group] = (len(rows), int(((top == cidx[name]) & sure).sum()))
+                    routed[group] = (len(rows), int((top == cidx[name]).sum()))
+                dp, eo = parity(alone, min_samples), parity(routed, min_samples)
+                figures[who] = {
+                    "groups": {g: {"n": n, "routed_alone": train._r(a / n),
+                                   "true_positive_rate": train._r(routed[g][1] / n)}
+                               for g, (n, a) in alone.items()},
+                    "demographic_parity_difference": None if dp is None else train._r(dp),
+                    "equal_opportunity_gap": None if eo is None else train._r(eo)}
+            out.append({"pack": name, "attribute": attribute,
+                        "max_parity_difference": pack.fairness.max_parity_difference,
+                        "documents": len(texts),
+                        "unread": sum(1 for v in values if not v), **figures})
+    return out
+
+
 def evaluate(rows: Sequence[Mapping[str, Any]], classes: Sequence[str],
              candidate: Mapping[str, Any], live: Mapping[str, Any]
              ) -> tuple[dict[str, Any] | None, dict[str, Any] | None, np.ndarray, np.ndarray]:
@@ -373,6 +430,10 @@ def build(tset: RouterTrainingSet, older: Sequence[LabelledExample],
     card["fairness"] = per_tenant(recent, pc, pl, classes) if recent else {
         "groups": "tenant", "protected_attribute": None, "note": FAIRNESS_NOTE,
         "per_tenant": {}, "largest_gap": {"candidate": None, "live": None}}
+    from switchyard.packs import builtin_packs
+
+    card["fairness"]["holdout"] = holdout_fairness(holdout, classes, cand, live.params,
+                                                   builtin_packs())
     card["limitations"] = (card["limitations"] + " Reviewers' labels are the documents the "
                            "live models were unsure about: a candidate fits them better and "
                            "may route the usual traffic differently -- shadow it before "
@@ -424,7 +485,23 @@ def card_md(card: Mapping[str, Any]) -> str:
     gap = f["largest_gap"]
     lines += ["", f"Largest gap between tenants: candidate "
                   f"{'-' if gap['candidate'] is None else format(gap['candidate'], '.4f')}, live "
-                  f"{'-' if gap['live'] is None else format(gap['live'], '.4f')}.", "", "---", ""]
+                  f"{'-' if gap['live'] is None else format(gap['live'], '.4f')}."]
+    for item in f.get("holdout", []):
+        lines += ["", f"## Protected attribute {item['pack']}.{item['attribute']} (frozen "
+                      f"holdout, {item['documents']} documents, {item['unread']} unread)", "",
+                  "| version | group | n | routed alone | true-positive rate |",
+                  "|---|---|---|---|---|"]
+        for who in ("candidate", "live"):
+            lines += [f"| {who} | {g} | {v['n']} | {v['routed_alone']:.3f} | "
+                      f"{v['true_positive_rate']:.3f} |" for g, v in item[who]["groups"].items()]
+        for who in ("candidate", "live"):
+            dp = item[who]["demographic_parity_difference"]
+            eo = item[who]["equal_opportunity_gap"]
+            lines.append(f"- {who}: demographic parity difference "
+                         f"{'-' if dp is None else format(dp, '.3f')} (pack limit "
+                         f"{item['max_parity_difference']}), equal-opportunity gap "
+                         f"{'-' if eo is None else format(eo, '.3f')}")
+    lines += ["", "---", ""]
     body = train._card_md(card).split("\n", 1)[1]   # without its title
     return "\n".join(lines) + body
 
