@@ -19,7 +19,8 @@ import pytest
 
 from services.decision.fairness import group_names, record, sample_rows
 from services.decision.labels import record_pending, record_verdicts
-from services.decision.rollouts import Rollout
+from services.decision.model_admin import ModelRollouts
+from services.decision.rollouts import Evidence, Rollout, Thresholds, judge
 from switchyard import Settings
 from switchyard.packs import builtin_packs
 from switchyard.privacy import matching_key
@@ -317,3 +318,35 @@ async def test_the_fairness_gate_rolls_back_a_canary_and_refuses_a_promotion(
     assert "refused by the fairness gate" in (caught.value.details() or "")
     code, out = await switchyard(rollout_settings, "models", "rollback", ROUTER)
     assert code == 0, out
+
+
+def test_the_judge_rolls_back_on_the_first_broken_threshold_and_promotes_on_evidence() -> None:
+    t = Thresholds(min_decisions=100, min_verdicts=10, max_error_rate=0.02,
+                   max_escalation_increase=0.05, max_agreement_drop=0.05)
+    live = Evidence(decisions=400, escalated=80, judged=40, agreed=36)
+    assert judge(live, Evidence(decisions=50, escalated=10), t)[0] == "wait"
+    assert judge(live, Evidence(decisions=15, errors=5), t) == (
+        "rollback", "error rate 25.0% above 2.0% (5 errors)")
+    worse = judge(live, Evidence(decisions=120, escalated=40, judged=10, agreed=10), t)
+    assert worse[0] == "rollback" and "escalation rate 33.3%" in worse[1]
+    wrong = judge(live, Evidence(decisions=120, escalated=24, judged=10, agreed=7), t)
+    assert wrong[0] == "rollback" and "agreement with reviewers 70.0%" in wrong[1]
+    good = judge(live, Evidence(decisions=120, escalated=25, judged=12, agreed=11), t)
+    assert good[0] == "promote" and "120 decisions" in good[1]
+
+
+def test_a_candidate_card_past_a_packs_limit_is_a_fairness_breach(tmp_path: Path) -> None:
+    card = tmp_path / ROUTER / "3" / "model_card.json"
+    card.parent.mkdir(parents=True)
+    item = {"pack": "hospital_admission", "attribute": "sex", "max_parity_difference": 0.2,
+            "candidate": {"demographic_parity_difference": 0.35}}
+    card.write_text(json.dumps({"fairness": {"holdout": [item]}}))
+    admin = ModelRollouts(None, None, None, None, repository=tmp_path)  # type: ignore[arg-type]
+    candidate = Rollout(ROUTER, "1", "3", "SHADOW")
+    assert admin._card_breaches(candidate) == [
+        "hospital_admission.sex: demographic parity difference 0.350 on the frozen holdout "
+        "(model card) above 0.2"]
+    item["candidate"]["demographic_parity_difference"] = 0.1
+    card.write_text(json.dumps({"fairness": {"holdout": [item]}}))
+    assert admin._card_breaches(candidate) == []
+    assert admin._card_breaches(Rollout(ROUTER, "1", "4", "SHADOW")) == []  # no card
