@@ -43,8 +43,8 @@ import asyncpg
 import pybreaker
 
 from services.decision.batcher import MicroBatcher
-from services.decision.drift import DriftMonitor
-from services.decision.pools import TritonPools
+from services.decision.drift import DriftMonitor, DriftSink
+from services.decision.pools import TritonPools, new_breaker
 from services.decision.rollouts import Rollout, RolloutBook
 from services.decision.shadow import ShadowRunner
 from services.decision.triton import Prediction, ScorerClient
@@ -108,7 +108,8 @@ class Scorers:
     def __init__(self, settings: Settings, pools: TritonPools,
                  breaker: pybreaker.CircuitBreaker, supervisor: Supervisor,
                  weights: Mapping[str, float], rollouts: RolloutBook | None = None,
-                 pool: asyncpg.Pool | None = None) -> None:
+                 pool: asyncpg.Pool | None = None, drift_sink: DriftSink | None = None
+                 ) -> None:
         self.settings = settings
         self.pools = pools
         self.weights = weights  # tenant weights of the batchers' fair queues
@@ -116,6 +117,7 @@ class Scorers:
         self.supervisor = supervisor
         self.rollouts = rollouts if rollouts is not None else RolloutBook()
         self.pool = pool  # shadow comparisons are recorded here
+        self.drift_sink = drift_sink  # the drift history GetModelHealth reads
         self._scorers: dict[str, Scorer] = {}
         self._lock = asyncio.Lock()
 
@@ -144,7 +146,12 @@ class Scorers:
                                         supervisor=self.supervisor, weights=self.weights)
 
                 async def build(version: str) -> Version[list[float]]:
-                    client = ScorerClient(model, self.pools, s.triton_timeout_s, self.breaker,
+                    # another version than the settings' has its own breaker: a failing
+                    # candidate must not open the live scorers'
+                    breaker = self.breaker if version == self.version_dir(model) else \
+                        new_breaker(f"triton-{model}-v{version}", s.breaker_fail_max,
+                                    s.breaker_reset_s)
+                    client = ScorerClient(model, self.pools, s.triton_timeout_s, breaker,
                                           version, output_class)
                     # the settings' version keeps the model's name (its batch metrics)
                     name = model if version == self.version_dir(model) else f"{model}_v{version}"
@@ -159,7 +166,8 @@ class Scorers:
 
                 version = self.version_dir(model)
                 card = Path(s.model_repository) / model / (version or "1") / "model_card.json"
-                drift = DriftMonitor.from_model_card(card, s.drift_window, s.drift_publish_every)
+                drift = DriftMonitor.from_model_card(card, s.drift_window, s.drift_publish_every,
+                                                     self.drift_sink)
                 self._scorers[model] = Scorer(
                     ModelVersions(model, self.rollouts, version, build, shadow), drift)
         return self._scorers[model]

@@ -663,7 +663,10 @@ async def setup(ctx: ServiceContext) -> None:
     shadow_breaker = new_breaker("triton-shadow", s.breaker_fail_max, s.breaker_reset_s)
 
     async def router_version(version: str) -> Version[str]:
-        client = RouterClient(pools, s.triton_timeout_s, breaker, version)
+        # its own breaker: a failing candidate must not open the live router's
+        client = RouterClient(pools, s.triton_timeout_s,
+                              new_breaker(f"triton-router-v{version}", s.breaker_fail_max,
+                                          s.breaker_reset_s), version)
         return Version(client, batcher(f"document_router_v{version}", client.predict))
 
     async def router_shadow(rollout: Rollout, built: Version[str]) -> ShadowRunner:
@@ -706,10 +709,11 @@ async def setup(ctx: ServiceContext) -> None:
                               for stored in view.values() for name in stored.pack.enrichers}))
     for topic, feed in enrichers.feeds():
         ctx.consume_batches(topic, feed)
-    scorers = Scorers(s, pools, breaker, ctx.supervisor, weights, rollouts, ctx.pool)
+    drift_samples = health.DriftRecorder(ctx.pool)  # GetModelHealth's drift history
+    scorers = Scorers(s, pools, breaker, ctx.supervisor, weights, rollouts, ctx.pool,
+                      drift_sink=drift_samples.record)
     blobs = blob_store_for(s, ctx.pool)  # documents sent by reference (claim check)
     ctx.on_stop.append(blobs.close)
-    drift_samples = health.DriftRecorder(ctx.pool)  # GetModelHealth's drift history
     engine = DecisionEngine(
         routers, policies, catalog, scorers=scorers, enrichers=enrichers, rollouts=rollouts,
         router_drift=DriftMonitor.from_model_card(_card(s, "document_router", s.router_version),

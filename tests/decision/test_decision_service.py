@@ -579,6 +579,8 @@ async def test_model_health_buckets_shadow_agreement_and_drift(
     # the operator key (auth off: the local operator) may ask for every tenant at once
     every = await decide.GetModelHealth(GetModelHealthRequest(tenant_id="*"))
     assert sum(p.compared for p in every.shadow) >= len(ids)
+    # the scorers' drift is kept too (this module's invoices were scored many times)
+    assert "invoice_risk" in {p.model_name for p in every.drift}, every.drift
 
 
 def _judged(task_id: str, router: tuple[str, float], risk: float, human: str,
