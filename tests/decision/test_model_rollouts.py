@@ -350,3 +350,35 @@ def test_a_candidate_card_past_a_packs_limit_is_a_fairness_breach(tmp_path: Path
     card.write_text(json.dumps({"fairness": {"holdout": [item]}}))
     assert admin._card_breaches(candidate) == []
     assert admin._card_breaches(Rollout(ROUTER, "1", "4", "SHADOW")) == []  # no card
+
+
+async def test_a_failing_canary_costs_no_task_and_is_rolled_back_on_its_errors(
+        rollout_settings: Settings, stubs: tuple[DecisionServiceStub, IngestServiceStub],
+        db: asyncpg.Connection) -> None:
+    """A canary whose version Triton does not serve (stored as a deployment gone wrong would
+    leave it, past StartRollout's check): its tasks are decided by the live version, its
+    failures counted, and the judge rolls it back on its error rate."""
+    decide, ingest = stubs
+    listed = {r.model_name: r for r in (await decide.ListRollouts(ListRolloutsRequest())
+                                        ).rollouts}
+    live = listed[ROUTER].live_version
+    await db.execute(
+        "INSERT INTO decision_model_rollouts (model_name, live_version, candidate_version, "
+        "stage, canary_share, tenants, started_at, updated_by) VALUES ($1, $2, '9', 'CANARY', "
+        "0.5, '{brokenco}', now(), 'test') ON CONFLICT (model_name) DO UPDATE SET "
+        "candidate_version = '9', stage = 'CANARY', canary_share = 0.5, "
+        "tenants = '{brokenco}', started_at = now(), updated_by = 'test', note = ''",
+        ROUTER, live)
+    await asyncio.sleep(rollout_settings.rollout_refresh_s * 3)   # every replica reads it
+    texts = [r["text"] for r in heldout()[200:260]]
+    versions = await _decided(rollout_settings, db, ingest, "brokenco", texts)
+    assert set(versions.values()) == {_card_version(live)}   # no task lost, none on "9"
+
+    async def rolled_back() -> object:
+        (router,) = [r for r in (await decide.ListRollouts(ListRolloutsRequest())).rollouts
+                     if r.model_name == ROUTER]
+        return router if router.stage == RolloutStage.ROLLOUT_STAGE_NONE else None
+    router = await eventually(rolled_back, "the judge to roll the failing canary back", 30,
+                              0.3)
+    assert router.live_version == live and router.note.startswith("error rate 100.0%"), \
+        router.note
