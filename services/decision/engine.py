@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import asyncpg
@@ -109,6 +109,8 @@ class Assessment:
     extraction: Any  # the extractor's result: .fields (name -> value, confidence), .confidence
     raw_fields: dict[str, str]
     scorer_outputs: tuple[Prediction, ...] = ()
+    #: each scorer's input vector (what a reviewer's verdict then labels for retraining)
+    scorer_inputs: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
 
 def to_decision(task: TaskEnvelope, outcome: Outcome, prediction: Prediction | None,
@@ -494,7 +496,9 @@ class DecisionEngine:
             "history": history,
         }
         outcome = table_outcome(pack, context, policy, bucket, note)
-        assessment = Assessment(active, extraction, raw, tuple(outputs))
+        assessment = Assessment(active, extraction, raw, tuple(outputs),
+                                {scorer.name: tuple(float(v) for v in vector)
+                                 for scorer, vector in vectors})
         return Decided(to_decision(task, outcome, prediction, policy, assessment), outcome,
                        policy, assessment, layout)
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -38,7 +38,7 @@ from prometheus_client import Counter
 from switchyard.storage import LABEL_CORRECTIONS, LABEL_EXAMPLE, PayloadCodec
 from switchyard.v1 import Decision, DecisionOutcome, DecisionSource, ModelOutput
 
-__all__ = ["MAX_TEXT_CHARS", "LabelledExample", "labelled_examples", "output_kind",
+__all__ = ["MAX_TEXT_CHARS", "Escalated", "LabelledExample", "labelled_examples", "output_kind",
            "pending_rows", "record_pending", "record_verdicts", "verdict_of"]
 
 #: The text kept per example: the router reads less than this (features.MAX_CHARS), the rest
@@ -51,6 +51,11 @@ LABELS = Counter(
     "one field changed).",
     ["verdict", "corrected"],
 )
+
+
+#: An escalated model decision, the text its models read and, optionally, each scorer's input
+#: vector by model name.
+Escalated = tuple[Decision, str] | tuple[Decision, str, Mapping[str, Sequence[float]]]
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,8 @@ class LabelledExample:
     labelled_at: datetime | None = None
     #: model name -> (its label, its confidence) on this task
     outputs: dict[str, tuple[str, float]] = field(default_factory=dict)
+    #: scorer model name -> its input vector on this task (None once purged)
+    inputs: dict[str, list[float]] = field(default_factory=dict)
 
 
 def verdict_of(decision: Decision) -> str | None:
@@ -96,15 +103,18 @@ def output_kind(output: ModelOutput, acted_on: str) -> str:
     return "type" if acted_on and acted_on in output.scores else ""
 
 
-def pending_rows(escalated: Sequence[tuple[Decision, str]], codec: PayloadCodec
+def pending_rows(escalated: Sequence[Escalated], codec: PayloadCodec
                  ) -> list[tuple[Any, ...]]:
     """The ``decision_labels`` rows for model decisions that escalated, each with the text
-    its models read."""
+    its models read (and, optionally, each scorer's input vector)."""
     rows = []
-    for decision, text in escalated:
+    for decision, text, *more in escalated:
         task_id = uuid.UUID(decision.task_id)
+        inputs = {name: [float(v) for v in vector]
+                  for name, vector in (more[0] if more else {}).items()}
         example = json.dumps({"text": text[:MAX_TEXT_CHARS],
-                              "fields": {f.name: f.value for f in decision.fields}})
+                              "fields": {f.name: f.value for f in decision.fields},
+                              "inputs": inputs})
         rows.append((task_id, decision.tenant_id, decision.pack, decision.pack_version,
                      json.dumps({m.model_name: m.model_version for m in decision.models}),
                      json.dumps({m.model_name: [m.label, round(m.confidence, 6),
@@ -115,7 +125,7 @@ def pending_rows(escalated: Sequence[tuple[Decision, str]], codec: PayloadCodec
     return rows
 
 
-async def record_pending(conn: asyncpg.Connection, escalated: Sequence[tuple[Decision, str]],
+async def record_pending(conn: asyncpg.Connection, escalated: Sequence[Escalated],
                          codec: PayloadCodec) -> None:
     """Keep escalated tasks' examples until a person's verdict labels them (in the caller's
     transaction: the decision and its pending example are stored together)."""
@@ -176,8 +186,10 @@ async def labelled_examples(conn: asyncpg.Connection, codec: PayloadCodec,
     examples = []
     for row in rows:
         text = corrections = None
+        inputs: dict[str, list[float]] = {}
         if row["example"] is not None:
-            text = json.loads(codec.open(row["task_id"], row["example"], LABEL_EXAMPLE))["text"]
+            example = json.loads(codec.open(row["task_id"], row["example"], LABEL_EXAMPLE))
+            text, inputs = example["text"], example.get("inputs", {})
         if row["corrections"] is not None:
             corrections = json.loads(codec.open(row["task_id"], row["corrections"],
                                                 LABEL_CORRECTIONS))
@@ -186,5 +198,6 @@ async def labelled_examples(conn: asyncpg.Connection, codec: PayloadCodec,
             json.loads(row["models"]), row["rule"], row["predicted_label"],
             float(row["predicted_confidence"]), row["verdict"], row["label"], text,
             {k: (v[0], v[1]) for k, v in (corrections or {}).items()}, row["labelled_at"],
-            {k: (v[0], float(v[1])) for k, v in json.loads(row["outputs"]).items()}))
+            {k: (v[0], float(v[1])) for k, v in json.loads(row["outputs"]).items()},
+            inputs))
     return examples

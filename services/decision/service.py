@@ -303,7 +303,9 @@ class TaskDecider:
             # an escalation of a task still open keeps what the models saw, for the
             # reviewer's verdict to label (services/decision/labels.py)
             await record_pending(conn, [
-                (v.result.decision, v.result.text) for task_id, v in by_id.items()
+                (v.result.decision, v.result.text,
+                 v.result.assessment.scorer_inputs if v.result.assessment else {})
+                for task_id, v in by_id.items()
                 if task_id in inserted and v.task.task_id in changes and v.result.text
                 and _outcome_name(v.result.decision) == "ESCALATE"], self.codec)
             # the groups of packs' protected attributes, for the fairness gates (fairness.py)

@@ -143,7 +143,7 @@ def test_triton_polls_and_the_sidecar_copies_from_the_pvc(render: Renderer) -> N
     assert not mounts["/models"].get("readOnly")
     assert "/tmp" in mounts
     env = {k: v["value"] for k, v in env_of(sidecar).items()}
-    assert env["SYNC_SECONDS"] == "30" and env["SYNC_MODELS"] == "document_router"
+    assert env["SYNC_SECONDS"] == "30" and env["SYNC_MODELS"] == "document_router invoice_risk"
     assert sidecar["securityContext"]["readOnlyRootFilesystem"] is True
     assert {"cpu", "memory"} <= set(sidecar["resources"]["limits"])
     spec = pod_spec(one(docs, "Deployment", "triton"))
@@ -228,8 +228,8 @@ def test_values_document_retrain() -> None:
     readme = (CHART / "README.md").read_text()
     section = readme[readme.index("## Retraining from reviewers' labels"):]
     section = section[:section.index("\n## ", 1)]
-    for fact in ("ReadWriteMany", "--model-control-mode=poll", "SWITCHYARD_ROUTER_VERSION",
-                 "SWITCHYARD_ROUTER_SHADOW_VERSION", "model-sync"):
+    for fact in ("ReadWriteMany", "--model-control-mode=poll", "router_version",
+                 "switchyard models shadow|canary|promote|rollback", "model-sync"):
         assert fact in section, fact
 
 

@@ -426,3 +426,103 @@ def test_reviewers_labels_teach_a_candidate_triton_serves_beside_the_live_versio
     assert p3.mean() >= p1.mean() + 0.4, (p3.mean(), p1.mean())
     assert sum(label == "support_ticket" for label in labels3) > sum(
         label == "support_ticket" for label in labels1)
+
+
+@pytest.mark.integration
+def test_reviewers_verdicts_teach_an_invoice_risk_candidate_served_beside_the_live_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A tenant's reviewers correct every first invoice of a vendor it never paid that quotes
+    no purchase order (it needs one filled in), invoices invoice_risk (trained on the
+    generator's formula) would let through: their verdicts, with the input vectors the
+    escalations kept, teach a candidate that scores such invoices lower, still ranking the
+    frozen holdout about as well; Triton serves it as version 2 beside version 1."""
+    from services.decision.training import retrain_risk
+
+    data, repo = TRACKED.parent / "data", tmp_path / "repository"
+    shutil.copytree(TRACKED / "invoice_risk", repo / "invoice_risk",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    live = train.load_params(repo / "invoice_risk" / "1")
+    rng = random.Random(7)
+    now = datetime.now(timezone.utc)
+
+    def first_invoice(i: int) -> list[float]:
+        """A vendor's first invoice (never paid before), small, no purchase order quoted."""
+        amount = round(rng.uniform(40, 400), 2)
+        return list(map(float, F.invoice_raw_features({
+            "amount": amount, "currency": "EUR", "vendor_currency": "EUR",
+            "vendor_known": False, "vendor_mean_amount": 0.0, "vendor_invoice_count": 0,
+            "po_number": None, "invoice_date": "2026-11-02", "received_date": "2026-11-03",
+            "due_date": "2026-12-02", "line_item_count": 2, "line_items_total": amount,
+            "extraction_confidence": 0.97, "bank_details_changed": False,
+            "duplicate_invoice_number": False})))
+
+    taught, held = [first_invoice(i) for i in range(60)], [first_invoice(i) for i in range(20)]
+    assert F.invoice_p_auto(np.asarray(held, np.float32), live).mean() > 0.7   # it trusts them
+
+    key = base64.b64encode(b"retrain-labels-test-key-32bytes!").decode()
+    settings = with_free_ports(Settings(state_dir=tmp_path / "state",
+                                        encryption_keys=f"k1:{key}", encryption_active_key="k1"))
+    with EmbeddedStack(settings, tmp_path / "state", components=("postgres", "triton"),
+                       postgres_port=free_port(), model_repository=repo) as stack:
+        s = stack.settings
+        asyncio.run(migrate(s))
+        for name, value in (("SWITCHYARD_POSTGRES_DSN", s.postgres_dsn),
+                            ("SWITCHYARD_POSTGRES_SCHEMA", s.postgres_schema),
+                            ("SWITCHYARD_TRITON_URL", s.triton_url),
+                            ("SWITCHYARD_TRITON_SPILL_URL", ""),
+                            ("SWITCHYARD_ENCRYPTION_KEYS", s.encryption_keys),
+                            ("SWITCHYARD_ENCRYPTION_ACTIVE_KEY", s.encryption_active_key)):
+            monkeypatch.setenv(name, value)
+
+        async def escalate_and_approve() -> None:
+            codec = codec_for(s)
+            pool = await create_pool(s.replace(postgres_pool_min=1, postgres_pool_max=2))
+            try:
+                escalated, verdicts = [], []
+                for i, vector in enumerate(taught):
+                    task_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"retrain-risk/{i}"))
+                    p = float(F.invoice_p_auto(np.asarray([vector], np.float32), live)[0])
+                    escalated.append((Decision(
+                        task_id=task_id, tenant_id="acme", rule="invoice_risk",
+                        label="invoice", confidence=p,
+                        outcome=DecisionOutcome.DECISION_OUTCOME_ESCALATE,
+                        models=[ModelOutput(model_name="invoice_risk", model_version="1.0.0",
+                                            label="auto", confidence=p,
+                                            scores={"p_auto": p})]),
+                        "an invoice", {"invoice_risk": vector}))
+                    verdicts.append(Decision(
+                        task_id=task_id, tenant_id="acme", rule="reviewer_modify",
+                        label="invoice", source=DecisionSource.DECISION_SOURCE_HUMAN,
+                        outcome=DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE))
+                async with pool.acquire() as conn, conn.transaction():
+                    await record_pending(conn, escalated, codec)
+                assert await record_verdicts(pool, verdicts, codec) == len(verdicts)
+            finally:
+                await pool.close()
+
+        asyncio.run(escalate_and_approve())
+        args = ["models", "retrain", "--model", "invoice_risk", "--data-dir", str(data),
+                "--repository", str(repo)]
+        assert cli([*args, "--min-labels", "61"]) == 0   # fewer: nothing written
+        assert "nothing to learn: 60 usable" in capsys.readouterr().out
+        assert cli([*args, "--min-labels", "20", "--load"]) == 0
+        out = capsys.readouterr().out
+        print(out)
+        client = triton_grpc.InferenceServerClient(url=s.triton_url)
+        try:
+            ready = {v: client.is_model_ready("invoice_risk", v) for v in ("1", "2")}
+        finally:
+            client.close()
+    assert ready == {"1": True, "2": True}, out
+    assert "written " + str(repo / "invoice_risk" / "2") in out
+    card = json.loads((repo / "invoice_risk" / "2" / "model_card.json").read_text())
+    assert card["version"] == "1.0.1+labels.2" and card["role"] == retrain_risk.ROLE
+    labels = card["training_data"]["labels"]
+    assert (labels["usable"], labels["trained_on"], labels["recent_held_out"]) == (60, 48, 12)
+    holdout = card["metrics"]["holdout"]
+    assert holdout["candidate"]["auc"] >= holdout["live"]["auc"] - 0.03   # still ranks well
+    candidate = train.load_params(repo / "invoice_risk" / "2")
+    before = F.invoice_p_auto(np.asarray(held, np.float32), live).mean()
+    after = F.invoice_p_auto(np.asarray(held, np.float32), candidate).mean()
+    assert after < before - 0.2, (before, after)

@@ -507,17 +507,22 @@ def card_md(card: Mapping[str, Any]) -> str:
 
 
 def write_candidate(repository: Path, version_dir: int, arrays: dict[str, np.ndarray],
-                    card: dict[str, Any]) -> Path:
-    """Write the candidate into ``<repository>/document_router/<version_dir>`` (staged beside
-    it, then renamed: Triton never sees half a version)."""
-    model_dir = Path(repository) / MODEL
+                    card: dict[str, Any], model: str = MODEL, model_py: bytes | None = None,
+                    markdown: str | None = None) -> Path:
+    """Write the candidate into ``<repository>/<model>/<version_dir>`` (staged beside it,
+    then renamed: Triton never sees half a version); ``model_py`` is the Triton model.py (the
+    router's when None), ``markdown`` the MODEL_CARD.md (:func:`card_md` when None)."""
+    model_dir = Path(repository) / model
     final = model_dir / str(version_dir)
     staging = model_dir / f".retrain-{version_dir}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
         train._write_model(staging, arrays, card)
-        train.write_atomic(staging / train.CARD_MD_FILE, card_md(card).encode("utf-8"))
-        train.write_atomic(staging / train.MODEL_PY, train._router_model_py(Path(repository)))
+        train.write_atomic(staging / train.CARD_MD_FILE,
+                           (markdown if markdown is not None else card_md(card)).encode("utf-8"))
+        train.write_atomic(staging / train.MODEL_PY,
+                           model_py if model_py is not None
+                           else train._router_model_py(Path(repository)))
         if final.exists():
             raise Refused(f"{final} appeared meanwhile (another retrain?): run it again")
         staging.rename(final)
@@ -591,6 +596,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from services.decision.training import default_paths
 
     data_dir, repository = default_paths()
+    p.add_argument("--model", choices=(MODEL, train.INVOICE), default=MODEL,
+                   help="the model to retrain: the router from the types reviewers confirmed "
+                        "or named, or invoice_risk from their verdicts (retrain_risk.py)")
     p.add_argument("--repository", type=Path, default=repository, help="Triton model repository")
     p.add_argument("--data-dir", type=Path, default=data_dir, help="corpus directory")
     p.add_argument("--since-days", type=_at_least(1), default=DEFAULT_SINCE_DAYS, metavar="DAYS",
@@ -657,14 +665,16 @@ def _print_summary(card: Mapping[str, Any], path: Path, loaded: Sequence[str]) -
           f"promote it with SWITCHYARD_ROUTER_VERSION={card['version_dir']}")
 
 
-def _load(settings: Settings, model_dir: Path, version_dir: int) -> list[str]:
-    """Have every Triton pool load the candidate; take it out again when one does not."""
+def load_candidate(settings: Settings, model_dir: Path, version_dir: int) -> list[str]:
+    """Have every Triton pool load the candidate (``model_dir``'s model); take it out again
+    when one does not."""
     from services.decision.training.__main__ import ReloadError, reload_models
 
+    model = model_dir.name
     loaded: list[str] = []
     try:
         for url in settings.triton_urls:   # every pool serves the same versions
-            reload_models(url, (MODEL,), str(version_dir), log=lambda *_: None)
+            reload_models(url, (model,), str(version_dir), log=lambda *_: None)
             loaded.append(url)
     except ReloadError as exc:
         if exc.unreachable:
@@ -673,7 +683,7 @@ def _load(settings: Settings, model_dir: Path, version_dir: int) -> list[str]:
         shutil.rmtree(model_dir / str(version_dir), ignore_errors=True)
         for url in settings.triton_urls:   # drop the failed version, keep the others
             try:
-                reload_models(url, (MODEL,), log=lambda *_: None)
+                reload_models(url, (model,), log=lambda *_: None)
             except ReloadError:
                 pass
         raise Refused(f"{exc.code}; version {version_dir} taken out again") from None
@@ -703,6 +713,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     model_dir = repository / MODEL
     since = datetime.now(timezone.utc) - timedelta(days=args.since_days)
     examples = fetch_examples(settings, since)
+    if args.model == train.INVOICE:   # the invoice pack's scorer (retrain_risk.py)
+        from services.decision.training import retrain_risk
+
+        return retrain_risk.run(args, settings, examples, since)
     classes = served_classes(repository)
     usable = usable_examples(examples, classes)
     if len(usable.examples) < args.min_labels:
@@ -736,7 +750,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                          labels=labels_info(examples, usable, older, recent, args.label_weight,
                                             since))
     path = write_candidate(repository, version_dir, arrays, card)
-    loaded = _load(settings, model_dir, version_dir) if args.load else []
+    loaded = load_candidate(settings, model_dir, version_dir) if args.load else []
     if args.json:
         print(json.dumps(summary(card, path, loaded), indent=2))
     else:

@@ -380,6 +380,14 @@ def train_invoice(rows: Sequence[Mapping[str, Any]], seed: int) -> dict[str, Any
         parts[split_of(str(r["id"]))].append(r)
     raw = {s: F.invoice_raw_matrix(parts[s]) for s in parts}
     ys = {s: np.array([float(r["label"]) for r in parts[s]]) for s in parts}
+    return {**fit_invoice(raw, ys), "sizes": {s: len(parts[s]) for s in parts},
+            "heldout": parts["test"]}
+
+
+def fit_invoice(raw: Mapping[str, np.ndarray], ys: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Fit, calibrate (Platt, on validation) and evaluate the invoice risk model on raw
+    FEATURES matrices per split (``train``, ``validation``, ``test``) and their labels
+    (1: processed without a person)."""
     t0 = time.perf_counter()
     D = F.invoice_design(raw["train"])
     mean = D.mean(axis=0)
@@ -408,10 +416,10 @@ def train_invoice(rows: Sequence[Mapping[str, Any]], seed: int) -> dict[str, Any
         edges = [0.5] if set(np.unique(col)) <= {0.0, 1.0} else _quantile_edges(col)
         baseline["features"][name] = _hist(col, edges, "train")
     return {
-        "params": params, "fit_seconds": fit_s, "sizes": {s: len(parts[s]) for s in parts},
+        "params": params, "fit_seconds": fit_s,
         "metrics": {"validation_uncalibrated": val_uncal, "validation": val_m, "test": test_m},
         "calibration": {"method": "platt", "a": _r(a), "b": _r(b)},
-        "baseline": baseline, "heldout": parts["test"],
+        "baseline": baseline,
     }
 
 
@@ -714,10 +722,7 @@ def train_all(data_dir: Path, repository: Path, seed: int = DEFAULT_SEED,
         "limitations": "Synthetic ground truth (datagen.generate_invoice_corpus) with 2% label noise; "
                        "vendor history and duplicate checks are inputs the caller must supply.",
     }
-    iarrays = {"mean": p["mean"].astype(np.float64), "scale": p["scale"].astype(np.float64),
-               "coef": p["coef"].astype(np.float64), "intercept": np.asarray(p["intercept"], np.float64),
-               "platt_a": np.asarray(p["platt_a"], np.float64), "platt_b": np.asarray(p["platt_b"], np.float64),
-               "meta": np.asarray(json.dumps(imeta, sort_keys=True))}
+    iarrays = invoice_arrays(p, imeta)
     _write_model(repository / INVOICE / VERSION_DIR, iarrays, icard)
     write_atomic(data_dir / INVOICE_HELDOUT, datagen.jsonl_bytes(ires["heldout"]))
     m = ires["metrics"]["test"]
@@ -733,6 +738,16 @@ def train_all(data_dir: Path, repository: Path, seed: int = DEFAULT_SEED,
     log(f"[train] done in {total:.1f}s -> {repository}")
     return {"router": card, "text_encoder": encoder_card, "invoice": icard, "engagement": ecard,
             "seconds": total}
+
+
+def invoice_arrays(p: Mapping[str, Any], meta: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """invoice_risk's weights.npz arrays: its fitted parameters and ``meta``."""
+    return {"mean": p["mean"].astype(np.float64), "scale": p["scale"].astype(np.float64),
+            "coef": p["coef"].astype(np.float64),
+            "intercept": np.asarray(p["intercept"], np.float64),
+            "platt_a": np.asarray(p["platt_a"], np.float64),
+            "platt_b": np.asarray(p["platt_b"], np.float64),
+            "meta": np.asarray(json.dumps(meta, sort_keys=True))}
 
 
 def load_params(version_dir: Path) -> dict[str, np.ndarray]:
