@@ -118,7 +118,7 @@ class _ModelClient:
         # a directory the config does not list (a candidate `switchyard models retrain` added
         # beside the others) is named by its directory: never by another version's semver
         self.version = versions.get(self.triton_version) or (
-            self.triton_version if versions else
+            self.triton_version if versions and self.triton_version else
             self.parameters.get("model_version", self.triton_version))
 
     async def close(self) -> None:
