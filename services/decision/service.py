@@ -672,10 +672,10 @@ async def setup(ctx: ServiceContext) -> None:
         return Version(client, batcher(f"document_router_v{version}", client.predict))
 
     async def router_shadow(rollout: Rollout, built: Version[str]) -> ShadowRunner:
-        client = RouterClient(pools, s.triton_timeout_s, shadow_breaker, rollout.candidate)
+        # the candidate's client (its own breaker), behind a batcher of the shadow's own
         return ShadowRunner(batcher(f"document_router_shadow_v{rollout.candidate}",
-                                    client.predict), ROUTER, rollout.live, rollout.candidate,
-                            ctx.pool, sample=s.router_shadow_sample)
+                                    built.client.predict), ROUTER, rollout.live,
+                            rollout.candidate, ctx.pool, sample=s.router_shadow_sample)
 
     routers: ModelVersions[str] = ModelVersions(ROUTER, rollouts, s.router_version,
                                                 router_version, router_shadow)

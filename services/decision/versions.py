@@ -12,6 +12,7 @@ error and the task goes to the live version: a canary never costs a task.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -54,7 +55,8 @@ class Version(Generic[I]):
 
 class ModelVersions(Generic[I]):
     """``model``'s versions; ``build(version)`` makes a client and batcher for a version
-    directory, ``shadow_batcher(version)`` a second batcher for a shadow runner."""
+    directory, ``shadow_runner(rollout, built)`` the runner that shadows the live version
+    with the candidate's client."""
 
     def __init__(self, model: str, book: RolloutBook, default_live: str,
                  build: Callable[[str], Awaitable[Version[I]]],
@@ -65,14 +67,12 @@ class ModelVersions(Generic[I]):
         self._versions: dict[str, Version[I]] = {}
         self._prebuilt: set[str] = set()
         self._shadows: dict[str, ShadowRunner] = {}
+        self._building = asyncio.Lock()  # one client and batcher per version, however asked
 
-    def add(self, version: str, built: Version[I], shadow: ShadowRunner | None = None
-            ) -> None:
+    def add(self, version: str, built: Version[I]) -> None:
         """A version the service built itself (started and stopped by its owner)."""
         self._versions[version] = built
         self._prebuilt.add(version)
-        if shadow is not None:
-            self._shadows[version] = shadow
 
     def add_shadow(self, version: str, runner: ShadowRunner) -> None:
         """The shadow runner of ``version`` the service built and started itself (stopped
@@ -82,9 +82,12 @@ class ModelVersions(Generic[I]):
     async def version(self, version: str) -> Version[I]:
         built = self._versions.get(version)
         if built is None:
-            built = await self._build(version)
-            await built.batcher.start()
-            self._versions[version] = built
+            async with self._building:
+                built = self._versions.get(version)
+                if built is None:
+                    built = await self._build(version)
+                    await built.batcher.start()
+                    self._versions[version] = built
         return built
 
     def reported(self) -> dict[str, str]:
@@ -124,9 +127,13 @@ class ModelVersions(Generic[I]):
     async def _shadow(self, rollout: Rollout) -> ShadowRunner | None:
         runner = self._shadows.get(rollout.candidate)
         if runner is None and self._shadow_runner is not None:
-            runner = await self._shadow_runner(rollout, await self.version(rollout.candidate))
-            await runner.start()
-            self._shadows[rollout.candidate] = runner
+            built = await self.version(rollout.candidate)
+            async with self._building:
+                runner = self._shadows.get(rollout.candidate)
+                if runner is None:
+                    runner = await self._shadow_runner(rollout, built)
+                    await runner.start()
+                    self._shadows[rollout.candidate] = runner
         return runner
 
     async def stop(self) -> None:
