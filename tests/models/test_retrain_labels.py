@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import random
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -286,6 +288,27 @@ async def _route(url: str, version: str, texts: list[str]
             predictions[0].model_version)
 
 
+@contextlib.contextmanager
+def _stack(tmp_path: Path, repo: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """PostgreSQL (migrated, payloads sealed) and Triton on ``repo``; the command line's
+    environment points at them."""
+    key = base64.b64encode(b"retrain-labels-test-key-32bytes!").decode()
+    settings = with_free_ports(Settings(state_dir=tmp_path / "state",
+                                        encryption_keys=f"k1:{key}", encryption_active_key="k1"))
+    with EmbeddedStack(settings, tmp_path / "state", components=("postgres", "triton"),
+                       postgres_port=free_port(), model_repository=repo) as stack:
+        s = stack.settings
+        asyncio.run(migrate(s))
+        for name, value in (("SWITCHYARD_POSTGRES_DSN", s.postgres_dsn),
+                            ("SWITCHYARD_POSTGRES_SCHEMA", s.postgres_schema),
+                            ("SWITCHYARD_TRITON_URL", s.triton_url),
+                            ("SWITCHYARD_TRITON_SPILL_URL", ""),
+                            ("SWITCHYARD_ENCRYPTION_KEYS", s.encryption_keys),
+                            ("SWITCHYARD_ENCRYPTION_ACTIVE_KEY", s.encryption_active_key)):
+            monkeypatch.setenv(name, value)
+        yield s
+
+
 def _versions(repo: Path) -> list[str]:
     return sorted(p.name for p in (repo / "document_router").iterdir() if p.name.isdigit())
 
@@ -320,21 +343,8 @@ def test_reviewers_labels_teach_a_candidate_triton_serves_beside_the_live_versio
 
     assert v1([t for t, _ in held]).max(axis=1).mean() < 0.5   # the live router is unsure
 
-    key = base64.b64encode(b"retrain-labels-test-key-32bytes!").decode()
-    settings = with_free_ports(Settings(state_dir=tmp_path / "state",
-                                        encryption_keys=f"k1:{key}", encryption_active_key="k1"))
-    with EmbeddedStack(settings, tmp_path / "state", components=("postgres", "triton"),
-                       postgres_port=free_port(), model_repository=repo) as stack:
-        s = stack.settings
-        asyncio.run(migrate(s))
-        for name, value in (("SWITCHYARD_POSTGRES_DSN", s.postgres_dsn),
-                            ("SWITCHYARD_POSTGRES_SCHEMA", s.postgres_schema),
-                            ("SWITCHYARD_TRITON_URL", s.triton_url),
-                            ("SWITCHYARD_TRITON_SPILL_URL", ""),
-                            ("SWITCHYARD_ENCRYPTION_KEYS", s.encryption_keys),
-                            ("SWITCHYARD_ENCRYPTION_ACTIVE_KEY", s.encryption_active_key),
-                            ("SWITCHYARD_ROUTER_VERSION", "1")):
-            monkeypatch.setenv(name, value)
+    with _stack(tmp_path, repo, monkeypatch) as s:
+        monkeypatch.setenv("SWITCHYARD_ROUTER_VERSION", "1")
 
         def retrain_cli(*extra: str, packs: list[str] = pack_args) -> int:
             return cli(["models", "retrain", "--data-dir", str(data), "--repository", str(repo),
@@ -460,20 +470,7 @@ def test_reviewers_verdicts_teach_an_invoice_risk_candidate_served_beside_the_li
     taught, held = [first_invoice(i) for i in range(60)], [first_invoice(i) for i in range(20)]
     assert F.invoice_p_auto(np.asarray(held, np.float32), live).mean() > 0.7   # it trusts them
 
-    key = base64.b64encode(b"retrain-labels-test-key-32bytes!").decode()
-    settings = with_free_ports(Settings(state_dir=tmp_path / "state",
-                                        encryption_keys=f"k1:{key}", encryption_active_key="k1"))
-    with EmbeddedStack(settings, tmp_path / "state", components=("postgres", "triton"),
-                       postgres_port=free_port(), model_repository=repo) as stack:
-        s = stack.settings
-        asyncio.run(migrate(s))
-        for name, value in (("SWITCHYARD_POSTGRES_DSN", s.postgres_dsn),
-                            ("SWITCHYARD_POSTGRES_SCHEMA", s.postgres_schema),
-                            ("SWITCHYARD_TRITON_URL", s.triton_url),
-                            ("SWITCHYARD_TRITON_SPILL_URL", ""),
-                            ("SWITCHYARD_ENCRYPTION_KEYS", s.encryption_keys),
-                            ("SWITCHYARD_ENCRYPTION_ACTIVE_KEY", s.encryption_active_key)):
-            monkeypatch.setenv(name, value)
+    with _stack(tmp_path, repo, monkeypatch) as s:
 
         async def escalate_and_approve() -> None:
             codec = codec_for(s)
