@@ -115,16 +115,13 @@ class ModelRollouts:
         versions = self.scorers.versions().get(model)
         return versions.reported() if versions is not None else {}
 
-    def current(self, model: str, versions: ModelVersions[Any]) -> ro.Rollout:
-        return self.book.get(model, versions.default_live)
-
     async def listed(self, pool: asyncpg.Pool) -> list[ModelRollout]:
         await self.book.refresh(pool)
         shown = []
         for model in self.names():
             versions = await self.versions_of(model)
             assert versions is not None
-            shown.append(await self.answer(pool, self.current(model, versions)))
+            shown.append(await self.answer(pool, versions.rollout))
         return shown
 
     async def answer(self, pool: asyncpg.Pool, rollout: ro.Rollout) -> ModelRollout:
@@ -179,7 +176,7 @@ class ModelRollouts:
             raise InvalidRollout(problems) from None
         if problems:
             raise InvalidRollout(problems)
-        current = self.current(model, versions)
+        current = versions.rollout
         if candidate == current.live:
             raise InvalidRollout([FieldViolation("candidate_version",
                                                  f"{candidate} is the live version")])
@@ -199,7 +196,7 @@ class ModelRollouts:
                      actor: str) -> ModelRollout:
         """Promote or roll back the model's candidate (audited)."""
         model, versions = await self._model(model_name)
-        current = self.current(model, versions)
+        current = versions.rollout
         if promote_it:
             breach = await self.fairness_breach(pool, current)
             if breach:

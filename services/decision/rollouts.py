@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
 
+from services.decision.health import agreement_since
 from services.decision.shadow import shadow_sampled
 from switchyard.audit import append as audit_append
 
@@ -317,8 +318,6 @@ async def evidence(conn: asyncpg.Connection | asyncpg.Pool, rollout: Rollout,
                    reported: Mapping[str, str]) -> tuple[Evidence, Evidence]:
     """The live side's and the candidate's evidence since the rollout started; ``reported``
     maps version directories to the version names decisions carry (labels count by those)."""
-    from services.decision.health import agreement_since
-
     live, candidate = Evidence(), Evidence()
     if rollout.started_at is None or not rollout.candidate:
         return live, candidate
@@ -346,12 +345,13 @@ class RolloutJudge:
     nothing."""
 
     def __init__(self, pool: asyncpg.Pool, book: RolloutBook, thresholds: Thresholds,
-                 reported: object, every_s: float, gate: object = None) -> None:
+                 reported: Callable[[str], Mapping[str, str]], every_s: float,
+                 gate: Callable[[asyncpg.Pool, Rollout], Awaitable[str | None]] | None = None
+                 ) -> None:
         self.pool, self.book, self.thresholds = pool, book, thresholds
-        self.reported = reported  # callable: model -> {version dir: version name}
+        self.reported = reported  # model -> {version dir: the version name decisions carry}
         self.every_s = every_s
-        # async callable: (pool, rollout) -> why the candidate fails the fairness gate, or None
-        self.gate = gate
+        self.gate = gate  # why a candidate fails the fairness gate, or None
 
     async def round(self) -> list[tuple[str, str, str]]:
         """One pass; returns what was done: (model, action, why)."""
@@ -361,13 +361,12 @@ class RolloutJudge:
         for rollout in list(self.book.stored.values()):
             if rollout.stage != CANARY:
                 continue
-            breach = (await self.gate(self.pool, rollout)  # type: ignore[operator]
-                      if self.gate is not None else None)
+            breach = await self.gate(self.pool, rollout) if self.gate is not None else None
             if breach:
                 action, why = "rollback", f"fairness: {breach}"
             else:
                 live, candidate = await evidence(self.pool, rollout,
-                                                 self.reported(rollout.model))  # type: ignore[operator]
+                                                 self.reported(rollout.model))
                 action, why = judge(live, candidate, self.thresholds)
             if action == "wait":
                 continue

@@ -662,7 +662,6 @@ async def setup(ctx: ServiceContext) -> None:
     rollouts = RolloutBook()
     with_default_shadow(rollouts, ROUTER, s.router_version, s.router_shadow_version)
     await rollouts.refresh(ctx.pool)
-    shadow_breaker = new_breaker("triton-shadow", s.breaker_fail_max, s.breaker_reset_s)
 
     async def router_version(version: str) -> Version[str]:
         # its own breaker: a failing candidate must not open the live router's
@@ -682,8 +681,10 @@ async def setup(ctx: ServiceContext) -> None:
     routers.add(s.router_version, Version(router, router_batcher))
     shadow = None
     if s.router_shadow_version and s.router_shadow_version != s.router_version:
-        shadow_client = RouterClient(pools, s.triton_timeout_s, shadow_breaker,
-                                     s.router_shadow_version)
+        shadow_client = RouterClient(
+            pools, s.triton_timeout_s,
+            new_breaker("triton-shadow", s.breaker_fail_max, s.breaker_reset_s),
+            s.router_shadow_version)
         clients.append(shadow_client)
         shadow = ShadowRunner(batcher("document_router_shadow", shadow_client.predict),
                               ROUTER, s.router_version, s.router_shadow_version,

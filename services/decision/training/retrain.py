@@ -50,7 +50,7 @@ import math
 import shutil
 import sys
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -74,7 +74,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_LABEL_WEIGHT", "DEFAULT_MIN_LABELS", "DEFAULT_RECENT_SHARE",
            "DEFAULT_SINCE_DAYS", "ROLE", "Refused", "add_arguments", "candidate_version",
-           "check_classes", "label_rows", "labels_info", "next_version_dir", "per_tenant",
+           "check_classes", "label_rows", "labels_info", "next_version_dir", "nothing_to_learn",
+           "per_tenant",
            "run", "served_classes", "split_recent", "usable_examples"]
 
 MODEL = train.ROUTER
@@ -159,9 +160,13 @@ def label_rows(examples: Sequence[LabelledExample], weight: int) -> list[dict[st
 
 def labels_info(all_examples: Sequence[LabelledExample], usable: Usable,
                 older: Sequence[LabelledExample], recent: Sequence[LabelledExample],
-                weight: int, since: datetime) -> dict[str, Any]:
-    """What the card says of the labels: counts and a digest, no text, no field value."""
-    listed = sorted([e.task_id, str(e.label),
+                weight: int, since: datetime,
+                target: Callable[[LabelledExample], str] = lambda e: str(e.label)
+                ) -> dict[str, Any]:
+    """What the card says of the labels: counts and a digest, no text, no field value.
+    ``target`` is what each example teaches the model (the router: the confirmed type;
+    invoice_risk: whether the person approved it unchanged)."""
+    listed = sorted([e.task_id, target(e),
                      e.labelled_at.isoformat() if e.labelled_at is not None else ""]
                     for e in usable.examples)
     return {
@@ -176,7 +181,7 @@ def labels_info(all_examples: Sequence[LabelledExample], usable: Usable,
         "sha256": hashlib.sha256(json.dumps(listed).encode("utf-8")).hexdigest(),
         "sha256_of": "sorted [task_id, label, labelled_at] of the usable examples, as JSON",
         "by_verdict": dict(sorted(Counter(e.verdict for e in usable.examples).items())),
-        "by_label": dict(sorted(Counter(str(e.label) for e in usable.examples).items())),
+        "by_label": dict(sorted(Counter(target(e) for e in usable.examples).items())),
         "tenants": len({e.tenant_id for e in usable.examples}),
         "labelled_between": [min((e.labelled_at for e in usable.examples if e.labelled_at),
                                  default=since).isoformat(),
@@ -706,6 +711,23 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_INVALID
 
 
+def nothing_to_learn(args: argparse.Namespace, usable: Usable, examples: int,
+                     since: datetime) -> bool:
+    """Say so (one line, or JSON) and return True when fewer than ``--min-labels`` examples
+    are usable: nothing is written then."""
+    found = len(usable.examples)
+    if found >= args.min_labels:
+        return False
+    if args.json:
+        print(json.dumps({"status": "nothing_to_learn", "model": args.model, "usable": found,
+                          "examples": examples, "skipped": usable.skipped,
+                          "since": since.isoformat(), "min_labels": args.min_labels}))
+    else:
+        print(f"nothing to learn: {found} usable labelled examples since "
+              f"{since.date().isoformat()} (need {args.min_labels})")
+    return True
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from services.decision.training.packs import collect_packs, stored_packs
 
@@ -719,15 +741,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return retrain_risk.run(args, settings, examples, since)
     classes = served_classes(repository)
     usable = usable_examples(examples, classes)
-    if len(usable.examples) < args.min_labels:
-        line = (f"nothing to learn: {len(usable.examples)} usable labelled examples since "
-                f"{since.date().isoformat()} (need {args.min_labels})")
-        if args.json:
-            print(json.dumps({"status": "nothing_to_learn", "usable": len(usable.examples),
-                              "examples": len(examples), "skipped": usable.skipped,
-                              "since": since.isoformat(), "min_labels": args.min_labels}))
-        else:
-            print(line)
+    if nothing_to_learn(args, usable, len(examples), since):
         return EXIT_OK
     live = load_live(repository, str(settings.router_version), classes)
     holdout_file = data_dir / train.ROUTER_HELDOUT

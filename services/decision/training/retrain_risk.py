@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,7 +41,7 @@ if TYPE_CHECKING:
     from services.decision.labels import LabelledExample
     from switchyard import Settings
 
-__all__ = ["MODEL", "build", "label_matrix", "run", "usable_examples"]
+__all__ = ["MODEL", "approved", "build", "label_matrix", "run", "usable_examples"]
 
 MODEL = train.INVOICE
 ROLE = ("candidate trained from reviewers' verdicts: served beside the live version, not live "
@@ -50,10 +49,15 @@ ROLE = ("candidate trained from reviewers' verdicts: served beside the live vers
         "invoice_risk)")
 
 
-def usable_examples(examples: Sequence[LabelledExample]) -> list[LabelledExample]:
+def usable_examples(examples: Sequence[LabelledExample]) -> retrain.Usable:
     """Verdicts on escalations invoice_risk scored, with its input vector still kept."""
-    return [e for e in examples
-            if len(e.inputs.get(MODEL, ())) == F.INVOICE_DIM and e.verdict]
+    kept = tuple(e for e in examples if len(e.inputs.get(MODEL, ())) == F.INVOICE_DIM)
+    return retrain.Usable(kept, {"no_input": len(examples) - len(kept)})
+
+
+def approved(e: LabelledExample) -> str:
+    """What a verdict teaches invoice_risk: 1 when the person approved it unchanged."""
+    return "1" if e.verdict == "APPROVE" else "0"
 
 
 def label_matrix(examples: Sequence[LabelledExample], weight: int = 1
@@ -61,7 +65,7 @@ def label_matrix(examples: Sequence[LabelledExample], weight: int = 1
     """Raw FEATURES and labels (1: a person approved it unchanged), each ``weight`` times."""
     x = np.asarray([e.inputs[MODEL] for e in examples for _ in range(weight)],
                    dtype=np.float32).reshape(-1, F.INVOICE_DIM)
-    y = np.asarray([float(e.verdict == "APPROVE") for e in examples for _ in range(weight)])
+    y = np.asarray([float(approved(e)) for e in examples for _ in range(weight)])
     return x, y
 
 
@@ -168,11 +172,7 @@ def run(args: argparse.Namespace, settings: Settings, examples: Sequence[Labelle
     repository, data_dir = Path(args.repository), Path(args.data_dir)
     model_dir = repository / MODEL
     usable = usable_examples(examples)
-    if len(usable) < args.min_labels:
-        line = (f"nothing to learn: {len(usable)} usable labelled examples since "
-                f"{since.date().isoformat()} (need {args.min_labels})")
-        print(json.dumps({"status": "nothing_to_learn", "model": MODEL,
-                          "usable": len(usable)}) if args.json else line)
+    if retrain.nothing_to_learn(args, usable, len(examples), since):
         return EXIT_OK
     live_dir = str(settings.invoice_risk_version or "1")
     live_path = model_dir / live_dir
@@ -184,16 +184,10 @@ def run(args: argparse.Namespace, settings: Settings, examples: Sequence[Labelle
         raise retrain.Refused(f"{holdout_file} missing: run `switchyard models train` first")
     live_card = json.loads((live_path / train.CARD_FILE).read_text()) \
         if (live_path / train.CARD_FILE).is_file() else {}
-    older, recent = retrain.split_recent(usable, args.recent_share)
+    older, recent = retrain.split_recent(usable.examples, args.recent_share)
     version_dir = retrain.next_version_dir(model_dir)
-    digest = train.sha256_bytes(json.dumps(sorted(
-        (e.task_id, e.verdict, e.labelled_at.isoformat() if e.labelled_at else "")
-        for e in usable)).encode())
-    labels = {"examples": len(examples), "usable": len(usable), "trained_on": len(older),
-              "recent_held_out": len(recent), "replicas": args.label_weight,
-              "by_verdict": dict(Counter(e.verdict for e in usable)),
-              "tenants": len({e.tenant_id for e in usable}), "since": since.isoformat(),
-              "sha256": digest}
+    labels = retrain.labels_info(examples, usable, older, recent, args.label_weight, since,
+                                 target=approved)
     arrays, card = build(datagen.read_jsonl(data_dir / datagen.INVOICE_FILE), older, recent,
                          datagen.read_jsonl(holdout_file), train.load_params(live_path),
                          live_card, version_dir=version_dir, live_dir=live_dir,
@@ -210,7 +204,8 @@ def run(args: argparse.Namespace, settings: Settings, examples: Sequence[Labelle
         return EXIT_OK
     auc = (lambda m: "-" if m is None or m.get("auc") is None else f"{m['auc']:.4f}")
     print(f"{MODEL} {card['version']}: {len(older)} reviewers' verdicts trained on "
-          f"(x{args.label_weight}) of {len(usable)} usable; the {len(recent)} newest held back")
+          f"(x{args.label_weight}) of {len(usable.examples)} usable; the {len(recent)} newest "
+          "held back")
     print(f"  holdout AUC candidate {auc(h['candidate'])} vs live {auc(h['live'])} (version "
           f"{live_dir}); recent verdicts AUC candidate {auc(r['candidate'])} vs live "
           f"{auc(r['live'])}")
