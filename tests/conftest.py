@@ -11,14 +11,18 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from switchyard import Settings
+from switchyard.rpc import create_channel
 from switchyard.runtime import bootstrap, service_specs
 from switchyard.stack import EmbeddedStack, free_port, with_free_ports
+from switchyard.storage import connect
+from switchyard.v1 import IngestServiceStub, ReviewServiceStub
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_REPOSITORY = ROOT / "models" / "repository"
@@ -81,3 +85,30 @@ def pipeline(settings: Settings, tmp_path_factory: pytest.TempPathFactory
         yield services
     finally:
         services.stop()
+
+
+# -- clients of the running services (e2e and ingest tests; a module may define its own) ----
+
+
+@pytest.fixture
+async def ingest(settings: Settings) -> AsyncIterator[IngestServiceStub]:
+    """An IngestService stub without an API key (the test stacks run with auth off)."""
+    channel = create_channel(f"127.0.0.1:{settings.ingest_grpc_port}")
+    yield IngestServiceStub(channel)
+    await channel.close()
+
+
+@pytest.fixture
+async def review(settings: Settings) -> AsyncIterator[ReviewServiceStub]:
+    """A ReviewService stub without an API key."""
+    channel = create_channel(f"127.0.0.1:{settings.review_grpc_port}")
+    yield ReviewServiceStub(channel)
+    await channel.close()
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    """A PostgreSQL connection on the module's schema, for what the services stored."""
+    conn = await connect(settings)
+    yield conn
+    await conn.close()

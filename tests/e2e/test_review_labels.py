@@ -29,7 +29,7 @@ from switchyard.v1 import (
     Verdict,
 )
 from tests.decision.documents import invoice
-from tests.e2e.conftest import give_verdict, task_in
+from tests.e2e.helpers import give_verdict, task_in
 from tests.polling import eventually
 from tests.terminal import TERMINAL_STATUSES
 
