@@ -1,5 +1,6 @@
 """Signals integration fixtures: the real ingest process (as tests/ingest starts it), with API
-keys on, a short consent refresh and encryption at rest, and a PostgreSQL connection."""
+keys on, a short consent refresh and encryption at rest (the ingest stub and the PostgreSQL
+connection are tests/conftest.py's)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import base64
 import pytest
 
 from switchyard import Settings
-from tests.ingest.conftest import db, ingest, ingest_process  # noqa: F401 (fixtures)
+from tests.ingest.conftest import ingest_process  # noqa: F401 (fixtures)
 
 KEYS = {"acme-admin": ("acme", "admin"), "acme-audit": ("acme", "auditor"),
         "acme-sub": ("acme", "submitter"), "globex-admin": ("globex", "admin"),
