@@ -3,7 +3,9 @@
 Text and JSON have no layout (``None``). A PDF's text layer is read directly (exact, fast);
 the pages without one (scans), and every page of an image (PNG, JPEG, TIFF frames), are
 rendered and read by the ``document_ocr`` model on Triton through the decision service's
-micro-batcher, one page per item, so pages of many tasks travel in one request.
+micro-batcher, one page per item, so pages of many tasks travel in one request. A text page
+that also carries a large picture with no text over it (a letterhead or a footer pasted in as
+an image) is OCRed too, and the words read inside the picture join its text layer.
 
 Failures keep their meaning for the engine: Triton away is ``ModelUnavailable`` (the tenant's
 hold/unavailable policy applies, as for the other models), a full batcher is ``Overloaded``
@@ -26,9 +28,11 @@ from switchyard.documents import (
     BlobStore,
     DocumentError,
     DocumentLimits,
+    PdfPage,
     inspect,
     load_body,
-    read_text_layer,
+    merge_picture_words,
+    read_pdf_pages,
     render_page,
 )
 from switchyard.tasks import task_bucket
@@ -58,7 +62,7 @@ class ReadDocument:
 
     layout: DocumentLayout
     page_count: int          # pages the document has
-    ocr_pages: int = 0       # pages read by OCR (the rest from the text layer)
+    ocr_pages: int = 0       # pages OCRed: scans, and text pages with pictures of text
 
     @property
     def unread_pages(self) -> int:
@@ -115,19 +119,24 @@ class DocumentReader:
                 raise UnreadableDocument(f"{exc.code}: {exc}") from exc
         try:
             if content_type == PDF:
-                found = await asyncio.to_thread(read_text_layer, body, self.max_pages)
+                read = await asyncio.to_thread(read_pdf_pages, body, self.max_pages)
             else:
-                found = [None] * min(page_count, self.max_pages)
+                read = [PdfPage(None)] * min(page_count, self.max_pages)
         except Exception as exc:  # noqa: BLE001 - pdfminer's many error types
             raise UnreadableDocument(f"the PDF cannot be read: {type(exc).__name__}: {exc}") \
                 from exc
-        missing = [number for number, page in enumerate(found, start=1) if page is None]
+        found: list[LayoutPage | None] = [page.layout for page in read]
+        # scans, and text pages with pictures that may hold text
+        to_ocr = [number for number, page in enumerate(read, start=1)
+                  if page.layout is None or page.pictures]
         scanned = await asyncio.gather(*(self._ocr_page(task, body, number)
-                                         for number in missing))
-        for number, page in zip(missing, scanned):
-            found[number - 1] = page
+                                         for number in to_ocr))
+        for number, ocr in zip(to_ocr, scanned):
+            page = read[number - 1]
+            found[number - 1] = ocr if page.layout is None else \
+                merge_picture_words(page.layout, ocr, page.pictures)
         pages = [page for page in found if page is not None]
-        return ReadDocument(DocumentLayout(pages=pages), page_count, len(missing))
+        return ReadDocument(DocumentLayout(pages=pages), page_count, len(to_ocr))
 
     async def _ocr_page(self, task: TaskEnvelope, body: bytes, number: int) -> LayoutPage:
         try:

@@ -9,7 +9,9 @@ Imports no service. Each module's public names are re-exported here:
   payload codec), :func:`blob_store_for`, and :func:`load_body`, how every reader gets a
   document's bytes;
 * ``_text_layer`` -- :func:`read_text_layer` (a PDF's words with positions, ``None`` for a
-  scanned page) and :func:`reading_order`;
+  scanned page), :func:`read_pdf_pages` (the same with each page's pictures that may be
+  pictures of text), :func:`merge_picture_words` (their OCR words added to the page) and
+  :func:`reading_order`;
 * ``_layout`` -- reading a DocumentLayout (words with boxes, from a PDF's text layer or OCR):
   lines, the reading-order text the router sees, labels and the values next to them, tables,
   and the provenance of an extracted value.
@@ -41,6 +43,7 @@ from switchyard.documents._files import (
     sniff,
 )
 from switchyard.documents._layout import (
+    COLUMN_GAP_HEIGHTS,
     LabelValue,
     Line,
     PageWord,
@@ -56,8 +59,17 @@ from switchyard.documents._layout import (
     page_lines,
     page_words,
     provenance_of,
+    unaccented,
 )
-from switchyard.documents._text_layer import MIN_TEXT_LAYER_CHARS, read_text_layer, reading_order
+from switchyard.documents._text_layer import (
+    MIN_PICTURE_AREA,
+    MIN_TEXT_LAYER_CHARS,
+    PdfPage,
+    merge_picture_words,
+    read_pdf_pages,
+    read_text_layer,
+    reading_order,
+)
 
 __all__ = [
     # _files
@@ -68,9 +80,10 @@ __all__ = [
     "STORES", "BlobError", "BlobIntegrityError", "BlobNotFound", "BlobStore",
     "PostgresBlobStore", "S3BlobStore", "blob_store_for", "check_in", "load_body",
     # _text_layer
-    "MIN_TEXT_LAYER_CHARS", "read_text_layer", "reading_order",
+    "MIN_PICTURE_AREA", "MIN_TEXT_LAYER_CHARS", "PdfPage", "merge_picture_words",
+    "read_pdf_pages", "read_text_layer", "reading_order",
     # _layout
-    "LabelValue", "Line", "PageWord", "Table", "find_labels", "find_table", "find_words",
+    "COLUMN_GAP_HEIGHTS", "LabelValue", "Line", "PageWord", "Table", "find_labels", "find_table", "find_words",
     "label_value", "label_values", "layout_from_text", "layout_text", "lines", "page_lines",
-    "page_words", "provenance_of",
+    "page_words", "provenance_of", "unaccented",
 ]

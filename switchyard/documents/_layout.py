@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 import statistics
+import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -44,6 +45,9 @@ from switchyard.v1 import (
 COLUMN_GAP_HEIGHTS = 1.0
 #: A value below its label is looked for at most this many line heights under it.
 MAX_BELOW_HEIGHTS = 2.5
+#: Lines in reading order looked at below a label (within MAX_BELOW_HEIGHTS): a column
+#: beside it puts its own lines in between.
+MAX_LINES_BELOW = 6
 #: A value right of its label is looked for at most this many line heights away.
 MAX_RIGHT_HEIGHTS = 40.0
 #: A table ends at a vertical gap wider than this many line heights between two rows.
@@ -179,7 +183,7 @@ def page_words(page: LayoutPage) -> list[PageWord]:
         out.append(PageWord(page=page.number, text=text,
                             x0=min(box.x0, box.x1), y0=min(box.y0, box.y1),
                             x1=max(box.x0, box.x1), y1=max(box.y0, box.y1),
-                            confidence=word.confidence, source=page.source,
+                            confidence=word.confidence, source=word.source or page.source,
                             page_width=width, page_height=height))
     return out
 
@@ -274,8 +278,16 @@ def layout_text(layout: DocumentLayout) -> str:
 
 
 def _tokens(text: str) -> str:
-    """A label or word compared without case, punctuation or spaces."""
-    return re.sub(r"[^0-9a-zà-ÿ]+", "", text.lower())
+    """A label or word compared without case, accents, punctuation or spaces (capitals often
+    drop their accents: ``NET A PAYER`` is ``Net à payer``)."""
+    return re.sub(r"[\W_]+", "", unaccented(text.lower()))
+
+
+def unaccented(text: str) -> str:
+    """``text`` without its letters' accents (``é`` -> ``e``, ``ż`` -> ``z``; ``ł`` and ``ß``
+    have none to lose)."""
+    return "".join(ch for ch in unicodedata.normalize("NFKD", text)
+                   if not unicodedata.combining(ch))
 
 
 def find_labels(layout_lines: Sequence[Line], label: str) -> list[tuple[Line, int, int]]:
@@ -322,8 +334,8 @@ def _right_of(line: Line, end: int) -> list[tuple[tuple[PageWord, ...], float]]:
     label_end = line.words[end - 1]
     while rest and len(out) < 2:
         distance = max(label_end.gap_to(rest[0]), 0.0) / line.height
-        if distance > MAX_RIGHT_HEIGHTS:
-            break
+        if distance > MAX_RIGHT_HEIGHTS and (out or not _one_cell(rest, line.height)):
+            break  # far right and more than one cell: another column's, not this label's
         value = [rest.pop(0)]
         while rest and value[-1].gap_to(rest[0]) <= COLUMN_GAP_HEIGHTS * line.height:
             value.append(rest.pop(0))
@@ -331,12 +343,19 @@ def _right_of(line: Line, end: int) -> list[tuple[tuple[PageWord, ...], float]]:
     return out
 
 
+def _one_cell(words: Sequence[PageWord], height: float) -> bool:
+    """Whether ``words`` are one cell: no gap wider than a column's between them (the only
+    thing far right of a label, as in ``Somme à payer ........ 29.99 € TTC``)."""
+    return all(a.gap_to(b) <= COLUMN_GAP_HEIGHTS * height for a, b in zip(words, words[1:]))
+
+
 def _below(layout_lines: Sequence[Line], line: Line, start: int, end: int
            ) -> tuple[tuple[PageWord, ...], float] | None:
     label = line.words[start:end]
     left, right = label[0].x0, label[-1].x1
     index = layout_lines.index(line)
-    for below in layout_lines[index + 1:index + 3]:
+    # the lines below in reading order, however many: another column's lines interleave
+    for below in layout_lines[index + 1:index + 1 + MAX_LINES_BELOW]:
         if below.page != line.page:
             return None
         distance = max(below.y0 - line.y1, 0.0) * label[0].page_height / line.height
@@ -572,4 +591,4 @@ def layout_from_text(text: str, *, page_width: float = 612.0, page_height: float
 
 __all__ = ["COLUMN_GAP_HEIGHTS", "LabelValue", "Line", "PageWord", "Table", "find_labels",
            "find_table", "find_words", "label_value", "label_values", "layout_from_text",
-           "layout_text", "lines", "page_lines", "page_words", "provenance_of"]
+           "layout_text", "lines", "page_lines", "page_words", "provenance_of", "unaccented"]

@@ -4,19 +4,38 @@ A text PDF carries its words: reading them directly is exact and fast, so OCR is
 pages that have none (scans). A page counts as having a usable text layer when its words hold
 at least ``min_chars`` letters or digits; a scanned page (an image, perhaps with a stray page
 number) gives ``None`` and goes to OCR.
+
+Some text pages also carry pictures of text: a letterhead or a footer with the supplier's
+name and bank account pasted in as an image. :func:`read_pdf_pages` reports each page's large
+pictures that hold no text-layer words, so the reader OCRs those pages too, and
+:func:`merge_picture_words` adds the OCR words that fall inside the pictures to the page.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from switchyard.v1 import BoundingBox, LayoutPage, LayoutSource, LayoutWord
 
-__all__ = ["MIN_TEXT_LAYER_CHARS", "read_text_layer", "reading_order"]
+__all__ = ["MIN_PICTURE_AREA", "MIN_TEXT_LAYER_CHARS", "PdfPage", "merge_picture_words",
+           "read_pdf_pages", "read_text_layer", "reading_order"]
 
 #: Fewer letters and digits than this on a page: no usable text layer (OCR reads the page).
 MIN_TEXT_LAYER_CHARS = 8
+#: A picture on a text page covering at least this share of the page, with no text-layer
+#: words over it, may be a picture of text: the page is OCRed for it. Logos are smaller.
+MIN_PICTURE_AREA = 0.04
+
+
+@dataclass(frozen=True)
+class PdfPage:
+    """One page of a PDF as read: its text layer (None for a scan) and the boxes of its
+    large pictures that no text-layer word lies on (pictures of text, perhaps)."""
+
+    layout: LayoutPage | None
+    pictures: tuple[BoundingBox, ...] = ()
 
 
 def _clamp(value: float) -> float:
@@ -45,9 +64,16 @@ def read_text_layer(body: bytes, max_pages: int | None = None,
     ``LayoutPage`` with source TEXT_LAYER, its size in PDF points and its words in reading
     order with boxes as fractions of the page, or ``None`` where the page has no usable text
     layer. Raises what pdfplumber raises on a PDF it cannot open (ingest refused those)."""
+    return [page.layout for page in read_pdf_pages(body, max_pages, min_chars)]
+
+
+def read_pdf_pages(body: bytes, max_pages: int | None = None,
+                   min_chars: int = MIN_TEXT_LAYER_CHARS) -> list[PdfPage]:
+    """:func:`read_text_layer`'s pages, each with the pictures of its text layer that may be
+    pictures of text (see :data:`MIN_PICTURE_AREA`)."""
     import pdfplumber  # imported here: only the decision service reads PDFs
 
-    pages: list[LayoutPage | None] = []
+    pages: list[PdfPage] = []
     with pdfplumber.open(io.BytesIO(body)) as pdf:
         for index, page in enumerate(pdf.pages):
             if max_pages is not None and index >= max_pages:
@@ -59,20 +85,52 @@ def read_text_layer(body: bytes, max_pages: int | None = None,
     return pages
 
 
-def _page(page: object, number: int, min_chars: int) -> LayoutPage | None:
+def _page(page: object, number: int, min_chars: int) -> PdfPage:
     left, top, right, bottom = page.bbox  # type: ignore[attr-defined]
     width, height = float(right - left), float(bottom - top)
     if width <= 0 or height <= 0:
-        return None
+        return PdfPage(None)
+
+    def box(x0: float, y0: float, x1: float, y1: float) -> BoundingBox:
+        return BoundingBox(x0=_clamp((x0 - left) / width), y0=_clamp((y0 - top) / height),
+                           x1=_clamp((x1 - left) / width), y1=_clamp((y1 - top) / height))
+
     raw = page.extract_words(keep_blank_chars=False, use_text_flow=False)  # type: ignore[attr-defined]
     words = [
-        LayoutWord(text=w["text"], confidence=1.0, box=BoundingBox(
-            x0=_clamp((float(w["x0"]) - left) / width), y0=_clamp((float(w["top"]) - top) / height),
-            x1=_clamp((float(w["x1"]) - left) / width),
-            y1=_clamp((float(w["bottom"]) - top) / height)))
+        LayoutWord(text=w["text"], confidence=1.0,
+                   box=box(float(w["x0"]), float(w["top"]), float(w["x1"]), float(w["bottom"])))
         for w in raw if str(w["text"]).strip()
     ]
     if sum(ch.isalnum() for w in words for ch in w.text) < min_chars:
-        return None
-    return LayoutPage(number=number, width=width, height=height,
-                      source=LayoutSource.LAYOUT_SOURCE_TEXT_LAYER, words=reading_order(words))
+        return PdfPage(None)
+    pictures = []
+    for image in page.images:  # type: ignore[attr-defined]
+        found = box(float(image["x0"]), float(image["top"]), float(image["x1"]),
+                    float(image["bottom"]))
+        area = (found.x1 - found.x0) * (found.y1 - found.y0)
+        if area >= MIN_PICTURE_AREA and not any(_inside(w.box, found) for w in words):
+            pictures.append(found)
+    return PdfPage(LayoutPage(number=number, width=width, height=height,
+                              source=LayoutSource.LAYOUT_SOURCE_TEXT_LAYER,
+                              words=reading_order(words)), tuple(pictures))
+
+
+def _inside(word: BoundingBox, area: BoundingBox) -> bool:
+    """Whether ``word``'s centre lies in ``area``."""
+    x, y = (word.x0 + word.x1) / 2, (word.y0 + word.y1) / 2
+    return area.x0 <= x <= area.x1 and area.y0 <= y <= area.y1
+
+
+def merge_picture_words(page: LayoutPage, ocr: LayoutPage,
+                        pictures: Sequence[BoundingBox]) -> LayoutPage:
+    """``page`` (a text layer) with the words ``ocr`` read inside ``pictures`` added, each
+    marked as OCR with its confidence, all in reading order. OCR words elsewhere on the page
+    are left out: the text layer has those exactly."""
+    added = [LayoutWord(text=w.text, box=w.box, confidence=w.confidence,
+                        source=LayoutSource.LAYOUT_SOURCE_OCR)
+             for w in ocr.words if any(_inside(w.box, p) for p in pictures)]
+    merged = LayoutPage()
+    merged.CopyFrom(page)
+    del merged.words[:]
+    merged.words.extend(reading_order([*page.words, *added]))
+    return merged

@@ -14,23 +14,23 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aswitchyard/v1/layout.proto\x12\rswitchyard.v1\":\n\x0e\x44ocumentLayout\x12(\n\x05pages\x18\x01 \x03(\x0b\x32\x19.switchyard.v1.LayoutPage\"\x92\x01\n\nLayoutPage\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12\r\n\x05width\x18\x02 \x01(\x01\x12\x0e\n\x06height\x18\x03 \x01(\x01\x12+\n\x06source\x18\x04 \x01(\x0e\x32\x1b.switchyard.v1.LayoutSource\x12(\n\x05words\x18\x05 \x03(\x0b\x32\x19.switchyard.v1.LayoutWord\"W\n\nLayoutWord\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\'\n\x03\x62ox\x18\x02 \x01(\x0b\x32\x1a.switchyard.v1.BoundingBox\x12\x12\n\nconfidence\x18\x03 \x01(\x01\"=\n\x0b\x42oundingBox\x12\n\n\x02x0\x18\x01 \x01(\x01\x12\n\n\x02y0\x18\x02 \x01(\x01\x12\n\n\x02x1\x18\x03 \x01(\x01\x12\n\n\x02y1\x18\x04 \x01(\x01\"\xb8\x01\n\nProvenance\x12\x0c\n\x04page\x18\x01 \x01(\x05\x12\'\n\x03\x62ox\x18\x02 \x01(\x0b\x32\x1a.switchyard.v1.BoundingBox\x12.\n\nword_boxes\x18\x03 \x03(\x0b\x32\x1a.switchyard.v1.BoundingBox\x12+\n\x06source\x18\x04 \x01(\x0e\x32\x1b.switchyard.v1.LayoutSource\x12\x16\n\x0eocr_confidence\x18\x05 \x01(\x01*b\n\x0cLayoutSource\x12\x1d\n\x19LAYOUT_SOURCE_UNSPECIFIED\x10\x00\x12\x1c\n\x18LAYOUT_SOURCE_TEXT_LAYER\x10\x01\x12\x15\n\x11LAYOUT_SOURCE_OCR\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aswitchyard/v1/layout.proto\x12\rswitchyard.v1\":\n\x0e\x44ocumentLayout\x12(\n\x05pages\x18\x01 \x03(\x0b\x32\x19.switchyard.v1.LayoutPage\"\x92\x01\n\nLayoutPage\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12\r\n\x05width\x18\x02 \x01(\x01\x12\x0e\n\x06height\x18\x03 \x01(\x01\x12+\n\x06source\x18\x04 \x01(\x0e\x32\x1b.switchyard.v1.LayoutSource\x12(\n\x05words\x18\x05 \x03(\x0b\x32\x19.switchyard.v1.LayoutWord\"\x84\x01\n\nLayoutWord\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\'\n\x03\x62ox\x18\x02 \x01(\x0b\x32\x1a.switchyard.v1.BoundingBox\x12\x12\n\nconfidence\x18\x03 \x01(\x01\x12+\n\x06source\x18\x04 \x01(\x0e\x32\x1b.switchyard.v1.LayoutSource\"=\n\x0b\x42oundingBox\x12\n\n\x02x0\x18\x01 \x01(\x01\x12\n\n\x02y0\x18\x02 \x01(\x01\x12\n\n\x02x1\x18\x03 \x01(\x01\x12\n\n\x02y1\x18\x04 \x01(\x01\"\xb8\x01\n\nProvenance\x12\x0c\n\x04page\x18\x01 \x01(\x05\x12\'\n\x03\x62ox\x18\x02 \x01(\x0b\x32\x1a.switchyard.v1.BoundingBox\x12.\n\nword_boxes\x18\x03 \x03(\x0b\x32\x1a.switchyard.v1.BoundingBox\x12+\n\x06source\x18\x04 \x01(\x0e\x32\x1b.switchyard.v1.LayoutSource\x12\x16\n\x0eocr_confidence\x18\x05 \x01(\x01*b\n\x0cLayoutSource\x12\x1d\n\x19LAYOUT_SOURCE_UNSPECIFIED\x10\x00\x12\x1c\n\x18LAYOUT_SOURCE_TEXT_LAYER\x10\x01\x12\x15\n\x11LAYOUT_SOURCE_OCR\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'switchyard.v1.layout_pb2', _globals)
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
-  _globals['_LAYOUTSOURCE']._serialized_start=593
-  _globals['_LAYOUTSOURCE']._serialized_end=691
+  _globals['_LAYOUTSOURCE']._serialized_start=639
+  _globals['_LAYOUTSOURCE']._serialized_end=737
   _globals['_DOCUMENTLAYOUT']._serialized_start=45
   _globals['_DOCUMENTLAYOUT']._serialized_end=103
   _globals['_LAYOUTPAGE']._serialized_start=106
   _globals['_LAYOUTPAGE']._serialized_end=252
-  _globals['_LAYOUTWORD']._serialized_start=254
-  _globals['_LAYOUTWORD']._serialized_end=341
-  _globals['_BOUNDINGBOX']._serialized_start=343
-  _globals['_BOUNDINGBOX']._serialized_end=404
-  _globals['_PROVENANCE']._serialized_start=407
-  _globals['_PROVENANCE']._serialized_end=591
+  _globals['_LAYOUTWORD']._serialized_start=255
+  _globals['_LAYOUTWORD']._serialized_end=387
+  _globals['_BOUNDINGBOX']._serialized_start=389
+  _globals['_BOUNDINGBOX']._serialized_end=450
+  _globals['_PROVENANCE']._serialized_start=453
+  _globals['_PROVENANCE']._serialized_end=637
 # @@protoc_insertion_point(module_scope)

@@ -29,7 +29,7 @@ class _LayoutSourceEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._E
     LAYOUT_SOURCE_TEXT_LAYER: _LayoutSource.ValueType  # 1
     """A PDF's text layer, read directly."""
     LAYOUT_SOURCE_OCR: _LayoutSource.ValueType  # 2
-    """OCR of a scanned page or an image."""
+    """OCR of a scanned page or an image, or of a picture of text on a text-layer page."""
 
 class LayoutSource(_LayoutSource, metaclass=_LayoutSourceEnumTypeWrapper):
     """How the words of a page were obtained."""
@@ -38,7 +38,7 @@ LAYOUT_SOURCE_UNSPECIFIED: LayoutSource.ValueType  # 0
 LAYOUT_SOURCE_TEXT_LAYER: LayoutSource.ValueType  # 1
 """A PDF's text layer, read directly."""
 LAYOUT_SOURCE_OCR: LayoutSource.ValueType  # 2
-"""OCR of a scanned page or an image."""
+"""OCR of a scanned page or an image, or of a picture of text on a text-layer page."""
 global___LayoutSource = LayoutSource
 
 @typing.final
@@ -105,9 +105,15 @@ class LayoutWord(google.protobuf.message.Message):
     TEXT_FIELD_NUMBER: builtins.int
     BOX_FIELD_NUMBER: builtins.int
     CONFIDENCE_FIELD_NUMBER: builtins.int
+    SOURCE_FIELD_NUMBER: builtins.int
     text: builtins.str
     confidence: builtins.float
     """The OCR engine's confidence in the word (0..1); 1 for a text layer."""
+    source: global___LayoutSource.ValueType
+    """How this word was read when not as its page says: OCR for the words of a picture of
+    text (a letterhead or a footer embedded as an image) on a text-layer page.
+    UNSPECIFIED means the page's source.
+    """
     @property
     def box(self) -> global___BoundingBox: ...
     def __init__(
@@ -116,9 +122,10 @@ class LayoutWord(google.protobuf.message.Message):
         text: builtins.str = ...,
         box: global___BoundingBox | None = ...,
         confidence: builtins.float = ...,
+        source: global___LayoutSource.ValueType = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["box", b"box"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["box", b"box", "confidence", b"confidence", "text", b"text"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["box", b"box", "confidence", b"confidence", "source", b"source", "text", b"text"]) -> None: ...
 
 global___LayoutWord = LayoutWord
 

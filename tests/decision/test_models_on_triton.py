@@ -197,6 +197,73 @@ async def test_document_reader_reads_text_layers_directly_and_the_rest_by_ocr(
     assert BATCH_SIZE.labels("reader-test")._sum.get() - sent_before == 3  # noqa: SLF001
 
 
+def _text_pdf_with_a_picture_of_text(text: tuple[str, ...], pictured: list[tuple[int, int, str]]
+                                     ) -> bytes:
+    """One page: ``text`` in its text layer at the top, and below it a footer pasted in as
+    an image with ``pictured`` drawn on it (a supplier's name and bank account), plus a small
+    logo image, which is no picture of text."""
+    import io
+
+    from PIL import Image
+    from reportlab.lib.utils import ImageReader
+    from reportlab.pdfgen import canvas
+
+    out = io.BytesIO()
+    pdf = canvas.Canvas(out, pagesize=(450, 500))
+    pdf.setFont("Helvetica", 14)
+    for row, line in enumerate(text):
+        pdf.drawString(40, 450 - row * 30, line)
+    pdf.drawImage(ImageReader(Image.new("RGB", (60, 30), "navy")), 380, 460, 40, 20)
+    footer = Image.open(io.BytesIO(_page_png(pictured)))
+    pdf.drawImage(ImageReader(footer), 0, 0, 450, 250)
+    pdf.showPage()
+    pdf.save()
+    return out.getvalue()
+
+
+async def test_document_reader_adds_the_words_of_a_picture_of_text_to_a_text_page(
+        stack: EmbeddedStack) -> None:
+    # a real supplier's PDF (bench/outside/invoice2data-later/saeco.pdf) keeps its name and
+    # IBAN only in a footer image: the page is OCRed for it, the picture's words join the
+    # text layer marked as OCR, and the extractor reads them
+    from services.decision.reading import DocumentReader
+    from services.decision.triton import OcrClient
+    from switchyard.documents import lines, provenance_of
+    from switchyard.v1 import LayoutSource
+
+    client = OcrClient(stack.settings.triton_url, 120, new_breaker("t", 5, 10), "1")
+
+    async def ocr(image: bytes, *_: object):  # type: ignore[no-untyped-def]
+        return (await client.read([image]))[0]
+
+    try:
+        reader = DocumentReader(ocr, None)
+        read = await reader.read(_envelope("application/pdf", _text_pdf_with_a_picture_of_text(
+            ("Invoice number: INV-88", "Total due: 49.99 EUR"),
+            [(60, 60, "Nordic Paper B.V."), (60, 160, "IBAN: NL91ABNA0417164300")])))
+    finally:
+        await client.close()
+    assert read is not None and (read.page_count, read.ocr_pages) == (1, 1)
+    (page,) = read.layout.pages
+    assert page.source == LayoutSource.LAYOUT_SOURCE_TEXT_LAYER
+    texts = [w.text for w in page.words]
+    assert texts[:6] == ["Invoice", "number:", "INV-88", "Total", "due:", "49.99"]
+    pictured = [w for w in page.words if w.source == LayoutSource.LAYOUT_SOURCE_OCR]
+    assert [w.text for w in pictured] == ["Nordic", "Paper", "B.V.", "IBAN:",
+                                          "NL91ABNA0417164300"]
+    assert all(w.box.y0 > 0.5 and w.confidence < 1 for w in pictured)
+    # the text layer's words stay exact, and a value read from the picture says so
+    iban = [w for w in lines(read.layout)[-1].words]
+    assert provenance_of(iban).source == LayoutSource.LAYOUT_SOURCE_OCR
+    assert provenance_of(lines(read.layout)[0].words).source == \
+        LayoutSource.LAYOUT_SOURCE_TEXT_LAYER
+    from switchyard_packs.invoice.extraction import extract_invoice
+
+    fields = extract_invoice("", read.layout)
+    assert (fields.get("vendor"), fields.get("bank_account"), fields.get("total")) == (
+        "Nordic Paper B.V.", "NL91ABNA0417164300", "49.99")
+
+
 async def test_document_reader_limits_pages_and_names_what_it_cannot_read(
         stack: EmbeddedStack) -> None:
     from services.decision.reading import DocumentReader, UnreadableDocument

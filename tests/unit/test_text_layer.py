@@ -11,8 +11,14 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.utils import ImageReader
 from reportlab.pdfgen import canvas
 
-from switchyard.documents import read_text_layer, reading_order
-from switchyard.v1 import BoundingBox, LayoutSource, LayoutWord
+from switchyard.documents import (
+    MIN_PICTURE_AREA,
+    merge_picture_words,
+    read_pdf_pages,
+    read_text_layer,
+    reading_order,
+)
+from switchyard.v1 import BoundingBox, LayoutPage, LayoutSource, LayoutWord
 
 WIDTH, HEIGHT = A4  # points
 
@@ -76,3 +82,58 @@ def test_reading_order_groups_lines_by_vertical_centre() -> None:
     words = [word("below", 0.1, 0.30, 0.34), word("right", 0.5, 0.105, 0.135),
              word("left", 0.1, 0.10, 0.13), word("taller", 0.3, 0.09, 0.15)]
     assert [w.text for w in reading_order(words)] == ["left", "taller", "right", "below"]
+
+
+def _page_with_pictures() -> bytes:
+    """A text page with a footer image (a third of the page, no text over it), a small logo,
+    and an image behind text (a watermark the text layer already covers)."""
+    out = io.BytesIO()
+    pdf = canvas.Canvas(out, pagesize=A4)
+    pdf.drawImage(ImageReader(Image.new("RGB", (40, 20), "navy")), 480, HEIGHT - 60, 60, 30)
+    pdf.drawImage(ImageReader(Image.new("RGB", (300, 100), "grey")), 0, 0, WIDTH, HEIGHT / 3)
+    pdf.drawImage(ImageReader(Image.new("RGB", (300, 100), "beige")), 60, HEIGHT / 2, 400, 200)
+    pdf.setFont("Helvetica", 12)
+    pdf.drawString(72, HEIGHT - 72, "Invoice number: INV-2041")
+    pdf.drawString(100, HEIGHT / 2 + 100, "Terms and conditions apply")
+    pdf.showPage()
+    pdf.save()
+    return out.getvalue()
+
+
+def test_large_pictures_without_text_over_them_are_reported_with_the_page() -> None:
+    (page,) = read_pdf_pages(_page_with_pictures())
+    assert page.layout is not None and [w.text for w in page.layout.words][:3] == [
+        "Invoice", "number:", "INV-2041"]
+    # the footer only: the logo is too small to hold text worth reading, the watermark has
+    # the text layer's words over it
+    (footer,) = page.pictures
+    assert (footer.x0, footer.x1) == (pytest.approx(0), pytest.approx(1))
+    assert footer.y0 == pytest.approx(2 / 3, abs=0.01) and footer.y1 == pytest.approx(1)
+    assert (footer.x1 - footer.x0) * (footer.y1 - footer.y0) >= MIN_PICTURE_AREA
+    # a scan has no text layer and reports none
+    assert read_pdf_pages(_pdf())[1].layout is None
+
+
+def _word(text: str, x0: float, y0: float, confidence: float = 1.0) -> LayoutWord:
+    return LayoutWord(text=text, confidence=confidence,
+                      box=BoundingBox(x0=x0, y0=y0, x1=x0 + 0.1, y1=y0 + 0.02))
+
+
+def test_picture_words_join_the_text_layer_in_reading_order_marked_as_ocr() -> None:
+    page = LayoutPage(number=1, width=595, height=842,
+                      source=LayoutSource.LAYOUT_SOURCE_TEXT_LAYER,
+                      words=[_word("Invoice", 0.1, 0.1), _word("Total:", 0.1, 0.5),
+                             _word("49.99", 0.5, 0.5)])
+    ocr = LayoutPage(number=1, source=LayoutSource.LAYOUT_SOURCE_OCR, words=[
+        _word("Invoice", 0.1, 0.1, 0.9),             # the text layer has it: left out
+        _word("Nordic", 0.1, 0.8, 0.93), _word("B.V.", 0.3, 0.8, 0.88),
+        _word("IBAN", 0.1, 0.9, 0.95)])
+    footer = BoundingBox(x0=0.0, y0=0.7, x1=1.0, y1=1.0)
+    merged = merge_picture_words(page, ocr, [footer])
+    assert [w.text for w in merged.words] == ["Invoice", "Total:", "49.99", "Nordic", "B.V.",
+                                              "IBAN"]
+    assert [w.source for w in merged.words] == [LayoutSource.LAYOUT_SOURCE_UNSPECIFIED] * 3 + [
+        LayoutSource.LAYOUT_SOURCE_OCR] * 3
+    assert [w.confidence for w in merged.words[3:]] == [0.93, 0.88, 0.95]
+    assert (merged.number, merged.source) == (1, LayoutSource.LAYOUT_SOURCE_TEXT_LAYER)
+    assert [w.text for w in page.words] == ["Invoice", "Total:", "49.99"]  # not changed
