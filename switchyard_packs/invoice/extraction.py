@@ -38,6 +38,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from switchyard.documents import (
+    COLUMN_GAP_HEIGHTS,
+    LabelValue,
     Line,
     PageWord,
     find_labels,
@@ -46,10 +48,13 @@ from switchyard.documents import (
     layout_text,
     lines,
     provenance_of,
+    unaccented,
 )
 from switchyard.packs import placement_factor
 from switchyard.privacy import iban_ok
 from switchyard.v1 import DocumentLayout, Provenance
+
+from .vendor import BUYER_LABELS, COMPANY_SUFFIX, company_name, find_vendor
 
 #: Fields the extractor reports, in the order Decision.fields lists them.
 FIELD_NAMES: tuple[str, ...] = (
@@ -93,10 +98,6 @@ MONTH_NAMES: dict[str, int] = {
     )
     for number, name in enumerate(names, start=1)
 }
-COMPANY_SUFFIX = re.compile(
-    r"(?:\b(?:Pty Ltd|Ltd\.?|Inc\.?|LLC|GmbH|S\.A\.|B\.V\.|AG|Co\.|plc|SARL|S\.L\.|Oy|AB|"
-    r"Corp\.?|Limited|Company|SE|NV|SpA|KG))\s*$")
-
 # -- values ------------------------------------------------------------------------------------
 
 # a symbol of letters starts a word ('Rs 1939', not 'Hours 32')
@@ -107,6 +108,9 @@ _NUM = r"\d{1,3}(?:[ ,.]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?"
 # are its currency ('EUR1234')
 _MONEY = re.compile(
     rf"(?:(?P<pre>{_SYM}|\b(?:{_CODE})\b)[ \t]?|(?<!\w)|(?<=\b(?:{_CODE})))(?P<num>{_NUM})(?![\d]|[.,]\d|[ \t]?%)(?:[ \t]?(?P<post>\b(?:{_CODE})\b|{_SYM}))?")
+
+
+_STANDALONE_CODE = re.compile(rf"(?<![\w-])({_CODE})(?![\w-])")
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,9 @@ _DATE_PATTERNS = (
     ("iso", re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")),
     ("dots", re.compile(r"\b(\d{1,2})\.(\d{1,2})\.(\d{4})\b")),
     ("slash", re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b")),
+    # a two-digit year ('21.05.14', '03/20/23'): this century
+    ("dots2", re.compile(r"\b(\d{1,2})\.(\d{1,2})\.(\d{2})\b(?![.\-/]?\d)")),
+    ("slash2", re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{2})\b(?![.\-/]?\d)")),
     ("dashes", re.compile(r"\b(\d{1,2})-(\d{1,2})-(\d{4})\b")),
     # OCR drops spaces: "June 5,2026", "5Jun2026"; "August 3 , 2014", "7. Mai 2014"
     ("month_first", re.compile(r"\b([^\W\d_]{3,10})\.? (\d{1,2})(?:st|nd|rd|th)? ?,? ?(\d{4})\b")),
@@ -200,8 +207,12 @@ def _readings(kind: str, a: str, b: str, c: str) -> list[dt.date]:
         readings = [_make(int(a), int(b), int(c))]
     elif kind == "dots":
         readings = [_make(int(c), int(b), int(a))]
+    elif kind == "dots2":
+        readings = [_make(2000 + int(c), int(b), int(a))]
     elif kind in ("slash", "dashes"):
         readings = [_make(int(c), int(b), int(a)), _make(int(c), int(a), int(b))]
+    elif kind == "slash2":
+        readings = [_make(2000 + int(c), int(b), int(a)), _make(2000 + int(c), int(a), int(b))]
     elif kind == "month_first":
         month = _month(a)
         readings = [_make(int(c), month, int(b))] if month else []
@@ -237,6 +248,10 @@ def find_identifier(text: str) -> str | None:
     m = re.match(r"(P\.O\.|PO|No\.?)\s+(\d[\w/\-]*)", text)
     if m and m.group(1) == "P.O.":
         return f"P.O. {m.group(2)}"
+    # a series' letters before the number ('F 1234K20/1234/12', 'FV 2021/07/113')
+    m = re.match(r"([A-Z]{1,3}) (\d[\w/\-]*\d)", text)
+    if m and m.group(1) not in ("NO", "NR", "N", "PO", "REF", "NUM"):
+        return f"{m.group(1)} {m.group(2)}"
     m = _ID.match(text)  # the value right after the label, not some number further on
     if m is None:
         return None
@@ -275,8 +290,7 @@ LABELS: dict[str, tuple[str, ...]] = {
                   "purchase order no", "purchase order no.", "purchase order number",
                   "ihre bestellung", "bestell-nr", "bestell-nr.", "votre commande",
                   "uw bestelling", "inkoopordernummer", "orden de compra", "vostro ordine"),
-    "buyer": ("bill to", "customer", "sold to", "client", "kunde", "ship to", "cliente",
-              "klant", "nabywca", "destinataire"),
+    "buyer": BUYER_LABELS,
     # dates that are not the invoice's: labelled as such, so "date" alone does not take them
     "other_date": ("order date", "delivery date", "ship date", "shipping date", "service date",
                    "date of service", "check in", "check out", "bestelldatum", "lieferdatum",
@@ -286,19 +300,43 @@ LABELS: dict[str, tuple[str, ...]] = {
                "btw-nummer", "nip", "siret", "n° tva"),
     "subtotal": ("subtotal", "sub-total", "net amount", "zwischensumme", "net total",
                  "nettobetrag", "total ht", "montant ht", "imponibile", "subtotaal",
-                 "base imponible", "wartość netto"),
+                 "base imponible", "wartość netto",
+                 # the amount before tax, however it is called
+                 "exclusief btw", "excl. btw", "excl btw", "totaal excl. btw", "excl. vat",
+                 "excl vat", "excluding vat", "total excl. vat", "total excluding vat",
+                 "total excluding tax", "total before tax", "amount before tax",
+                 "taxable amount", "tax base", "grondslag", "exkl. mwst", "exkl. mwst.",
+                 "nettosumme", "summe netto", "gesamt netto", "total hors taxes",
+                 "hors taxes", "montant hors taxes", "totale imponibile", "subtotale",
+                 "razem netto"),
     "tax": ("sales tax", "mwst", "vat", "tax", "gst", "tva", "iva", "btw", "ust",
-            "kwota vat"),
+            "kwota vat",
+            # the tax's amount, named as such
+            "vat amount", "tax amount", "total tax", "total vat", "btw bedrag", "bedrag btw",
+            "totaal btw", "mwst-betrag", "mwst. betrag", "umsatzsteuer", "montant tva",
+            "total tva", "importe iva", "cuota iva", "totale iva", "importo iva",
+            "razem vat"),
     "total": ("total due", "amount due", "balance due", "grand total", "gesamtbetrag",
               "total ttc", "total", "amount", "invoice total", "rechnungsbetrag",
               "montant ttc", "somme à payer", "net à payer", "total a pagar", "importe total",
               "totale fattura", "totale", "totaal te betalen", "totaal",
-              "należność ogółem", "do zapłaty"),
+              "należność ogółem", "do zapłaty",
+              # the amount to pay, however it is called
+              "factuur totaal", "factuurtotaal", "totaalbedrag", "te betalen", "amount payable",
+              "total payable", "total amount", "invoice amount", "total incl. vat",
+              "total including vat", "totaal incl. btw", "endbetrag", "zu zahlen",
+              "gesamtsumme", "summe brutto", "total à payer", "montant à payer",
+              "montant total", "totale da pagare", "importe a pagar", "razem brutto",
+              "razem", "summe", "gesamt"),
     "vendor": ("vendor", "supplier", "seller", "issuer", "sold by", "lieferant",
                "fornitore", "proveedor", "fournisseur", "leverancier", "sprzedawca"),
     "currency": ("currency", "währung", "devise", "moneda", "valuta", "waluta"),
     "line_item_count": ("lines", "line items"),
 }
+# capitals often drop their accents ('NET A PAYER', 'FECHA DE EMISION'): each label also
+# without them
+LABELS = {name: tuple(dict.fromkeys(v for label in labels for v in (label, unaccented(label))))
+          for name, labels in LABELS.items()}
 _LABEL_FIELD = {label: name for name, labels in LABELS.items() for label in labels}
 _RATE = r"(?:\s*\(?\d{1,2}(?:[.,]\d+)?\s*%\)?)?"  # "VAT 20%", "Tax (21.00%)"
 _LABEL_ALT = "|".join(
@@ -412,17 +450,35 @@ def noise_level(text: str) -> float:
 # -- the extractor -----------------------------------------------------------------------------
 
 
+#: The amounts reconciled with each other (subtotal + tax = total).
+_AMOUNTS = ("subtotal", "tax", "total")
+#: Labelled amounts kept per field for reconciling, and label occurrences looked at in a
+#: layout for them (a bare ``Total`` may head a column and label every section).
+_MAX_AMOUNT_CANDIDATES = 24
+_MAX_AMOUNT_LABELS = 40
+
+
 class _Builder:
     def __init__(self) -> None:
         self.found: dict[str, _Candidate] = {}
         self.issues: list[str] = []
+        # every labelled amount, not only the likeliest: a summary block's figures are
+        # settled together (_reconcile_amounts)
+        self.amounts: dict[str, list[_Candidate]] = {name: [] for name in _AMOUNTS}
 
     def offer(self, name: str, value: object, confidence: float, raw: str, source: str) -> None:
         if value in (None, ""):
             return
+        self.note(name, value, confidence, raw, source)
         current = self.found.get(name)
         if current is None or confidence > current.confidence:
             self.found[name] = _Candidate(value, confidence, raw, source)
+
+    def note(self, name: str, value: object, confidence: float, raw: str, source: str) -> None:
+        """Keep a labelled amount as a candidate without offering it as the field's value."""
+        kept = self.amounts.get(name)
+        if kept is not None and len(kept) < _MAX_AMOUNT_CANDIDATES:
+            kept.append(_Candidate(value, confidence, raw, source))
 
 
 def _structured(text: str) -> dict[str, str] | None:
@@ -444,6 +500,7 @@ def _structured(text: str) -> dict[str, str] | None:
 
 
 def _from_pairs(pairs: list[tuple[str, str, str]], b: _Builder, base: float) -> None:
+    """Offer each (field, label, value text) read as its field's type."""
     for name, label, value in pairs:
         if name in ("buyer", "tax_id"):
             continue
@@ -460,11 +517,16 @@ def _from_pairs(pairs: list[tuple[str, str, str]], b: _Builder, base: float) -> 
         elif name in ("subtotal", "tax", "total"):
             # a date beside the amount ('due on August 3 , 2014 $4.11') holds no amount
             dated = find_date(value)
-            monies = find_money(value.replace(dated[1], " ") if dated else value)
+            monies = [m for m in find_money(value.replace(dated[1], " ") if dated else value)
+                      if not _words_follow(value, m)]
             if monies:
                 weak = label in ("amount", "total")  # also column headers and bare words
-                b.offer(name, monies[0], base - (0.03 if weak else 0.0), monies[0].raw,
-                        f"label:{label}")
+                confidence = base - (0.03 if weak else 0.0)
+                b.offer(name, monies[0], confidence, monies[0].raw, f"label:{label}")
+                for other in monies[1:3]:  # the base a rate applies to comes first
+                    b.note(name, other, confidence - 0.1, other.raw, f"label:{label}")
+                if name == "total":
+                    _note_summary_row(monies, b, confidence - 0.05, label)
         elif name == "currency":
             code = value.strip().upper()[:3]
             if code in CURRENCY_CODES:
@@ -475,6 +537,42 @@ def _from_pairs(pairs: list[tuple[str, str, str]], b: _Builder, base: float) -> 
         elif name == "line_item_count":
             if value.strip().isdigit():
                 b.offer("line_item_count", int(value.strip()), base, value, f"label:{label}")
+
+
+def _words_follow(value: str, money: Money) -> bool:
+    """Whether a word follows an amount in a labelled value, as in an address or a period:
+    ``35 rue d'ici`` under a ``TAX`` is no tax, nor ``15 days`` (``29.99 € TTC`` and
+    ``$4,762.40 USD, payable within 15 days`` are amounts)."""
+    at = value.find(money.raw)
+    if at < 0:
+        return False
+    after = re.split(r"[,;|()]", value[at + len(money.raw):])[0].split()
+    return bool(after) and re.fullmatch(r"[^\W\d_]{2,}.*", after[0]) is not None and \
+        after[0].lower().strip(".") not in _AMOUNT_QUALIFIERS
+
+
+#: Words that may follow an amount and leave it one ('29.99 € TTC', '100.00 net').
+_AMOUNT_QUALIFIERS = frozenset({
+    "ttc", "ht", "incl", "excl", "inkl", "exkl", "net", "netto", "gross", "brutto", "only",
+    "vat", "tax", "tva", "btw", "mwst", "iva", "gst", "cr", "dr", "due", "total", "paid",
+})
+
+
+def _note_summary_row(monies: list[Money], b: _Builder, confidence: float, label: str) -> None:
+    """A total row of a tax summary (``Razem: 257,59 23 59,24 316,83``, ``Total facture |
+    24.99 | 5.00 | 29.99``): two of its amounts that add up to a later one are the net
+    amount, the tax and the total, candidates for reconciling."""
+    head = monies[:5]
+    for i, net in enumerate(head):
+        for j in range(i + 1, len(head)):
+            for gross in head[j + 1:]:
+                if net.amount > 0 and head[j].amount > 0 and \
+                        abs(net.amount + head[j].amount - gross.amount) <= 0.015:
+                    source = f"label:{label}"
+                    b.note("subtotal", net, confidence, net.raw, source)
+                    b.note("tax", head[j], confidence, head[j].raw, source)
+                    b.note("total", gross, confidence, gross.raw, source)
+                    return
 
 
 _EMAIL_NUMBER = re.compile(
@@ -489,6 +587,15 @@ _EMAIL_AMOUNT = re.compile(
 _EMAIL_DUE = re.compile(r"(?:due by|due date:?|due on|payable by)\s+(?P<v>.{4,24})",
                         re.IGNORECASE)
 _EMAIL_PO = re.compile(r"\bPO\s+(?P<v>(?:P\.O\. )?[A-Z0-9][\w/\-.]*\d)", re.IGNORECASE)
+
+
+# a date label and the date after a single space, in running text
+_DATE_AFTER_LABEL = re.compile(
+    r"(?<![\w.])(?P<label>" + "|".join(
+        re.escape(label) for label in sorted(
+            (lb for lb, f in _LABEL_FIELD.items()
+             if f in ("invoice_date", "due_date", "other_date")),  # 'Order date' is none
+            key=len, reverse=True)) + r")[ \t]+(?P<v>\d[^\n]{5,24})", re.IGNORECASE)
 
 
 def _from_prose(text: str, b: _Builder) -> None:
@@ -512,29 +619,21 @@ def _from_prose(text: str, b: _Builder) -> None:
         if found is not None:
             b.offer("due_date", found[0], 0.85, found[1], "prose")
             break
+    for m in _DATE_AFTER_LABEL.finditer(text):  # 'scadenza 14/10/2026', 'Datum 3.4.2026'
+        name = _LABEL_FIELD.get(m.group("label").lower())
+        found = find_date(m.group("v"))
+        if name in ("invoice_date", "due_date") and found is not None and \
+                m.group("v").startswith(found[1]):
+            b.offer(name, found[0], 0.85, found[1], f"label:{m.group('label').lower()}")
     for m in _EMAIL_PO.finditer(text):
         b.offer("po_number", m.group("v"), 0.85, m.group(0), "prose")
         break
 
 
-_TITLE = re.compile(
-    r"^(?:tax invoice|commercial invoice|sales invoice|invoice \(original\)|rechnung / invoice|"
-    r"invoice|facture|factura|rechnung|bill|receipt)\b[\s:]*", re.IGNORECASE)
-
-
-def _company(line: str) -> str | None:
-    """A company name at the start of ``line`` (title words and addresses stripped; a laid-out
-    line's first column only)."""
-    line = line.split(" | ")[0]
-    line = re.sub(r"\s+", " ", _TITLE.sub("", line.strip())).strip()
-    line = re.split(r"\s\d{1,4}\s+\w|,|\s(?=(?:INVOICE|Invoice|FACTURE|Factura|Rechnung)\b)",
-                    line)[0].strip()
-    words = line.split()
-    if not 1 <= len(words) <= 6 or any(ch.isdigit() for ch in line) or ":" in line:
-        return None
-    if not words[0][:1].isupper():
-        return None
-    return line
+def _is_label(cell: str) -> bool:
+    """Whether a line's cell is one of the fields' labels ('INVOICE NO' above its value)."""
+    return _LABELED.search(cell) is not None or \
+        cell.strip().lower().rstrip(":#. ") in _LABEL_FIELD
 
 
 def _vendor(text: str, b: _Builder) -> None:
@@ -544,24 +643,17 @@ def _vendor(text: str, b: _Builder) -> None:
     if lines[0].lower().startswith("subject:"):  # e-mail: signature's last line, or subject
         subject = lines[0]
         m = re.search(r"\bfrom (.+)$", subject) or re.search(r"^Subject:\s*(.+?) - invoice", subject)
-        tail = _company(lines[-1])
+        tail = company_name(lines[-1])
         if tail and COMPANY_SUFFIX.search(tail):
             agree = m is not None and m.group(1).strip() == tail
             b.offer("vendor", tail, 0.93 if agree else 0.85, lines[-1], "signature")
         elif m:
             b.offer("vendor", m.group(1).strip(), 0.8, subject, "subject")
         return
-    for index, line in enumerate(lines[:5]):
-        for column, cell in enumerate(line.split(" | ")):  # a laid-out page's columns
-            name = _company(cell)
-            label = cell.strip().lower().rstrip(":#. ")
-            if name is None or _LABELED.search(cell) or label in _LABEL_FIELD:
-                continue  # a label ("INVOICE NO" above its value in a laid-out page) is no vendor
-            suffix = COMPANY_SUFFIX.search(name) is not None
-            if (index >= 3 or column > 0) and not suffix:
-                continue  # beside or below a sidebar of labels: only a company's name
-            b.offer("vendor", name, 0.92 if suffix else 0.75, cell, "letterhead")
-            return
+    guess = find_vendor(text, _is_label)
+    if guess is not None:
+        b.offer("vendor", guess.name, guess.confidence, guess.raw,
+                "letterhead" if "letterhead" in guess.evidence else "page")
 
 
 # -- line items --------------------------------------------------------------------------------
@@ -803,6 +895,55 @@ def _resolve_dates(b: _Builder) -> None:
                 cand.confidence *= 0.6
 
 
+def _reconcile_amounts(b: _Builder) -> None:
+    """When the likeliest subtotal, tax and total do not add up, the labelled amounts that do.
+
+    A summary block's figures are read together by people: ``Subtotal`` may label a section's
+    subtotal first and the invoice's last, a tax line may quote the base before the tax
+    (``Tax 15% on $ 112.90 $ 16.94``), a ``Subtotaal`` may include the tax beside an
+    ``Exclusief BTW`` that does not, and a ``Total`` row of a table may be the net column.
+    Among the labelled candidates (a total's also stand for the net amount), the triple with
+    net + tax = total and the most label confidence wins, a triple keeping the likeliest
+    total first."""
+    total, sub, tax = (b.found.get(k) for k in ("total", "subtotal", "tax"))
+    if total is not None and sub is not None and tax is not None and \
+            abs(sub.value.amount + tax.value.amount - total.value.amount) <= 0.015:  # type: ignore[attr-defined]
+        return
+
+    def pool(name: str, factor: float = 1.0, zero: bool = False) -> list[_Candidate]:
+        best: dict[float, _Candidate] = {}
+        for c in b.amounts[name]:
+            amount = round(c.value.amount, 2)  # type: ignore[attr-defined]
+            if (amount > 0 or (zero and amount == 0)) and (
+                    amount not in best or c.confidence > best[amount].confidence):
+                best[amount] = _Candidate(c.value, c.confidence * factor, c.raw, c.source)
+        return list(best.values())
+
+    totals, taxes = pool("total"), pool("tax", zero=True)  # tax-exempt: a tax of 0.00
+    nets = pool("subtotal") + pool("total", 0.9)
+    likeliest = round(total.value.amount, 2) if total is not None else None  # type: ignore[attr-defined]
+    chosen: tuple[float, _Candidate, _Candidate, _Candidate] | None = None
+    for t in totals:
+        t_amount = t.value.amount  # type: ignore[attr-defined]
+        for n in nets:
+            n_amount = n.value.amount  # type: ignore[attr-defined]
+            if n_amount > t_amount or n is t:
+                continue
+            for x in taxes:
+                x_amount = x.value.amount  # type: ignore[attr-defined]
+                currencies = {c.value.currency for c in (t, n, x)} - {""}  # type: ignore[attr-defined]
+                if len(currencies) > 1 or abs(n_amount + x_amount - t_amount) > 0.015:
+                    continue
+                score = t.confidence + n.confidence + x.confidence + (
+                    0.5 if round(t_amount, 2) == likeliest else 0.0)
+                if chosen is None or score > chosen[0]:
+                    chosen = (score, t, n, x)
+    if chosen is None:
+        return
+    for name, cand in zip(("total", "subtotal", "tax"), chosen[1:]):
+        b.found[name] = _Candidate(cand.value, cand.confidence, cand.raw, cand.source)
+
+
 def _check_amounts(b: _Builder, items: list[float]) -> None:
     total, sub, tax = (b.found.get(k) for k in ("total", "subtotal", "tax"))
     amount = lambda c: c.value.amount  # noqa: E731
@@ -854,9 +995,11 @@ def _bank_account(text: str, b: _Builder) -> None:
         if iban:
             b.offer("bank_account", iban, 0.85, m.group(0), "iban")
             return
-    m = re.search(r"\b(?:Account|Acct)\.?\s*(?:no\.?|number)?[:\s]+(\d{6,12})", text, re.IGNORECASE)
+    # a domestic account number, perhaps in groups ('Account Number: 1123 4567 2345 8765')
+    m = re.search(r"\b(?:Account|Acct|Kto)\.?[ \t]*(?:no\.?|nr\.?|number|-Nr\.)?[ \t]*[: \t][ \t]*"
+                  r"(\d(?:[ ]?\d){5,33})(?![\w/.-])", text, re.IGNORECASE)
     if m:
-        b.offer("bank_account", m.group(1), 0.8, m.group(0), "account")
+        b.offer("bank_account", m.group(1).replace(" ", ""), 0.8, m.group(0), "account")
 
 
 _IBAN_CANDIDATE = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{1,11}){2,9}\b")
@@ -886,14 +1029,81 @@ def _from_layout(layout_lines: list[Line], b: _Builder) -> None:
     its value reads as an empty value in the text)."""
     for name in ("invoice_number", "invoice_date", "due_date", "po_number", "subtotal", "tax",
                  "total", "vendor", "currency"):
-        if name in b.found:
+        if name in b.found and name not in _AMOUNTS:
             continue
         others = [label for label, field_name in _LABEL_FIELD.items() if field_name != name]
-        for found in label_values(layout_lines, LABELS[name], others):
+        for index, found in enumerate(label_values(layout_lines, LABELS[name], others)):
             label = " ".join(w.text for w in found.label).lower().rstrip(":")
+            if _starts_a_longer_label(label, found, name) or \
+                    _ends_another_label(layout_lines, found, name):
+                continue
+            if name == "vendor" and found.placement == "right" and not found.label[-1].text \
+                    .endswith(":") and found.distance < _VENDOR_GAP_HEIGHTS:
+                continue  # 'SELLER TRADE NAME' is a heading, 'Seller:  Acme' a label
+            settled = name in b.found
+            if settled and (name not in _AMOUNTS or index >= _MAX_AMOUNT_LABELS):
+                break  # amounts: every labelled one is a candidate for reconciling
+            # an amount's every label competes on its confidence: 'Total payable' after
+            # 'Goods total'; other fields take the first value found in their labels' order
             _from_pairs([(name, label, found.text)], b, 0.95 * placement_factor(found))
-            if name in b.found:  # else not readable as the field: the next candidate
-                break
+            if name == "total" and found.placement == "right":  # a row of net, tax, gross
+                rest = _rest_of_line(layout_lines, found)
+                _note_summary_row([m for m in find_money(rest) if not _words_follow(rest, m)],
+                                  b, 0.9 * placement_factor(found), label)
+
+
+def _line_of(layout_lines: list[Line], found: LabelValue) -> Line | None:
+    first = found.label[0]
+    return next((ln for ln in layout_lines if ln.page == first.page and first in ln.words), None)
+
+
+def _rest_of_line(layout_lines: list[Line], found: LabelValue) -> str:
+    """The words right of a label to the end of its line, whatever the gaps between them."""
+    line = _line_of(layout_lines, found)
+    if line is None:
+        return ""
+    return " ".join(w.text for w in line.words[line.words.index(found.label[-1]) + 1:])
+
+
+def _ends_another_label(layout_lines: list[Line], found: LabelValue, name: str) -> bool:
+    """Whether the words just before an amount's label make it another amount's: ``VAT`` in
+    ``Total excl. VAT`` is the net amount's label, ``Total`` in ``Tax total`` the tax's."""
+    if name not in _AMOUNTS:
+        return False
+    line = _line_of(layout_lines, found)
+    if line is None:
+        return False
+    at = line.words.index(found.label[0])
+    label = " ".join(w.text.lower() for w in found.label).rstrip(":")
+    before: list[str] = []
+    for word in reversed(line.words[max(0, at - 3):at]):
+        following = line.words[line.words.index(word) + 1]
+        if word.text.endswith(":") or word.gap_to(following) > COLUMN_GAP_HEIGHTS * line.height:
+            break  # a label of its own before this one, or another cell
+        before.insert(0, word.text.lower())
+        other = _LABEL_FIELD.get(" ".join([*before, label]))
+        if other is not None and other != name:
+            return True
+    if before:  # 'Tax total': a single word that is another amount's label
+        other = _LABEL_FIELD.get(before[-1].rstrip("."), name)
+        return other in _AMOUNTS and other != name
+    return False
+
+
+#: Right of a vendor label without a colon, a name is its value only this many line heights
+#: away (a column's gap), not a word's space on.
+_VENDOR_GAP_HEIGHTS = 0.8
+
+
+def _starts_a_longer_label(label: str, found: LabelValue, name: str) -> bool:
+    """Whether the label and the words right of it are another field's longer label:
+    ``Date`` at the start of ``Date limite de paiement`` is not the invoice date's."""
+    if found.placement != "right":
+        return False
+    phrase = re.sub(r"\s+", " ", f"{label} {found.text}".lower())
+    return any(phrase.startswith(other + " ") or phrase == other
+               for other, field_name in _LABEL_FIELD.items()
+               if field_name != name and len(other) > len(label) and other.startswith(label))
 
 
 def _locate(layout_lines: list[Line], cand: _Candidate) -> Sequence[PageWord]:
@@ -944,7 +1154,13 @@ def extract_invoice(text: str, layout: DocumentLayout | None = None) -> InvoiceE
         codes = [m.currency for m in find_money(text) if m.currency]
         if codes:
             b.offer("currency", max(set(codes), key=codes.count), 0.6, codes[0], "document")
+        else:  # a code standing apart from the amounts ('TOTALE FATTURA  EUR     183,00')
+            codes = _STANDALONE_CODE.findall(text)
+            if codes:
+                b.offer("currency", max(set(codes), key=codes.count), 0.55, codes[0],
+                        "document")
     _resolve_dates(b)
+    _reconcile_amounts(b)
     if "total" in b.found:
         _check_amounts(b, amounts)
     if items and "line_item_count" not in b.found:

@@ -471,3 +471,120 @@ def test_a_clean_invoices_items_and_the_generators_invoices_items_are_its_line_i
 def test_the_buyers_order_number_is_read_under_the_names_suppliers_give_it(line: str) -> None:
     text = f"ACME Supplies Ltd\nInvoice No: A-1\n{line}\nTotal: EUR 10.00"
     assert extract_invoice(text).get("po_number") == "PO-4711"
+
+
+# -- documents nobody here generated: how real suppliers lay invoices out -------------------------
+# (texts written for these tests, after the patterns bench/outside showed; not those documents)
+
+def _laid_out(text: str) -> tuple[str, object]:
+    from switchyard.documents import layout_from_text, layout_text
+
+    layout = layout_from_text(text)
+    return layout_text(layout), layout
+
+
+@pytest.mark.parametrize(("text", "vendor"), [
+    # a tagline above the letterhead; the web domain spells the name
+    ("Trusted Since 1998\nHalvorsen Timber\nFjordgata 12, Bergen\n\nInvoice no: 8812\n"
+     "Total: NOK 1200.00\nhalvorsen-timber.no | post@halvorsen-timber.no", "Halvorsen Timber"),
+    # a window envelope: the customer's address first, the supplier in the footer as payee
+    ("MARTA OLSEN\n4 Elm Row\nDundee\n\nInvoice no: 77\nTotal: GBP 40.00\n"
+     "Account holder: QUILLWORKS\nIBAN GB29 NWBK 6016 1331 9268 19\nQUILLWORKS - Reg. 0455",
+     "QUILLWORKS"),
+    # a sender line above the address window, and a legal form after a comma
+    ("Brenner Werkzeuge GmbH - Hafenstr. 3 - 20457 Hamburg\nKlaus Weber\nBirkenweg 9\n\n"
+     "Rechnungsnr.: 4410\nGesamtbetrag: 88,10 EUR", "Brenner Werkzeuge GmbH"),
+    # the customer under its label has a legal form too; the supplier is in the footer
+    ("INVOICE\nBill to:\nPine & Oak Ltd\n\nInvoice no: 9\nTotal: USD 5.00\n"
+     "Larkspur Analytics, Inc. \u00b7 12 Main St \u00b7 larkspur.io", "Larkspur Analytics, Inc."),
+])
+def test_the_vendor_is_the_best_supported_name_not_the_first_line(text: str, vendor: str) -> None:
+    assert extract_invoice(text).get("vendor") == vendor
+
+
+def test_a_customer_under_its_label_and_a_title_are_no_vendor() -> None:
+    ex = extract_invoice("FACTUUR.\nFactuuradres\nVeldhuis Bakkerij B.V.\nDorpsstraat 2\n\n"
+                         "Factuurnummer: 31\nTotaal: EUR 12,00")
+    assert ex.get("vendor") is None
+
+
+def test_a_summary_block_is_settled_by_what_adds_up() -> None:
+    # section subtotals first, the tax line quoting its base before the tax
+    text, layout = _laid_out(
+        "Harbour Supplies Inc.\nInvoice no: HS-301\n\n"
+        "Rope, 20 m                                   $ 80.00\n"
+        "Subtotal                                     $ 80.00\n"
+        "Canvas                                       $ 120.00\n"
+        "Subtotal                                     $ 120.00\n\n"
+        "Subtotal                                     $ 200.00\n"
+        "Sales tax 8% on $ 200.00                     $ 16.00\n"
+        "Total                                        $ 216.00\n")
+    ex = extract_invoice(text, layout)
+    assert (ex.get("subtotal"), ex.get("tax"), ex.get("total")) == ("200.00", "16.00", "216.00")
+    assert "totals_do_not_add_up" not in ex.issues
+
+
+def test_a_subtotal_that_includes_the_tax_gives_way_to_the_amount_excluding_it() -> None:
+    text, layout = _laid_out(
+        "Klompmaker Elektronica B.V.\nFactuurnummer: 5521\n\n"
+        "Exclusief BTW     € 100,00     Subtotaal     € 121,00\n"
+        "BTW 21%           € 21,00\n"
+        "Totaal            € 121,00\n")
+    ex = extract_invoice(text, layout)
+    assert (ex.get("subtotal"), ex.get("tax"), ex.get("total")) == ("100.00", "21.00", "121.00")
+
+
+@pytest.mark.parametrize("row", [
+    "Razem:        410,00      23       94,30      504,30",      # net, rate, tax, gross
+    "Total facture          410.00          94.30          504.30",
+])
+def test_a_total_row_of_net_tax_and_gross_gives_all_three(row: str) -> None:
+    text, layout = _laid_out(f"Hurtownia Lipa Sp. z o.o.\nFaktura nr: FV 2025/03/7\n\n{row}\n")
+    ex = extract_invoice(text, layout)
+    assert (ex.get("subtotal"), ex.get("tax"), ex.get("total")) == ("410.00", "94.30", "504.30")
+
+
+def test_a_tax_exempt_invoice_reconciles_with_a_tax_of_zero() -> None:
+    text, layout = _laid_out(
+        "Nordlys Consulting AS\nInvoice no: 12\n\n"
+        "Net total             NOK 9 000,00\n"
+        "VAT                   NOK 0,00\n"
+        "Amount to pay         NOK 9 000,00\n")
+    ex = extract_invoice(text, layout)
+    assert (ex.get("subtotal"), ex.get("tax"), ex.get("total")) == ("9000.00", "0.00", "9000.00")
+
+
+def test_an_address_under_a_tax_label_is_no_amount() -> None:
+    text, layout = _laid_out("Tax representative\n"
+                             "14 Rue Haute, Lille\n\n"
+                             "Invoice no: 3\nTotal due: EUR 15.00\n")
+    ex = extract_invoice(text, layout)
+    assert ex.get("tax") is None and ex.get("total") == "15.00"
+
+
+def test_labels_in_capitals_without_accents_and_far_right_values() -> None:
+    text, layout = _laid_out(
+        "Atelier Morel SARL\nFACTURE N° 2031\n"
+        "DATE D'ECHEANCE : 30/04/2026\n"
+        "NET A PAYER                                                        312,00 EUR\n")
+    ex = extract_invoice(text, layout)
+    assert (ex.get("due_date"), ex.get("total"), ex.get("currency")) == (
+        "2026-04-30", "312.00", "EUR")
+
+
+def test_dates_with_two_digit_years_series_numbers_and_lone_currency_codes() -> None:
+    ex = extract_invoice("Brenner Werkzeuge GmbH\nRechnungsnr.: R 2025/118\n"
+                         "Zahlungsziel: 21.05.25\nGesamtbetrag      EUR          88,10\n")
+    assert (ex.get("invoice_number"), ex.get("due_date"), ex.get("currency")) == (
+        "R 2025/118", "2025-05-21", "EUR")
+    assert find_date("due 03/20/23")[0] == [dt.date(2023, 3, 20)]  # type: ignore[index]
+    # a label and its date after a single space, in running text; an order date is not it
+    ex = extract_invoice("Tipografia Serra S.r.l.\nFattura n. 44\nOrder date 02/03/2026\n"
+                         "Pagamento a 30 giorni, scadenza 14/04/2026\nTotale: 10,00 EUR")
+    assert (ex.get("due_date"), ex.get("invoice_date")) == ("2026-04-14", None)
+
+
+def test_an_account_number_in_groups() -> None:
+    ex = extract_invoice("Larkspur Analytics Inc.\nInvoice no: 5\nTotal: $9.00\n"
+                         "Account Number: 4410 2231 9087 1122\n")
+    assert ex.get("bank_account") == "4410223190871122"
