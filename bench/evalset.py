@@ -785,8 +785,10 @@ def _text(value: str) -> str:
 
 def field_correct(name: str, expected: str, got: str | None) -> bool:
     """Whether an extracted value is the true one: amounts to the cent, dates as the same
-    day (ISO text), IBANs and identifiers ignoring spaces and case, names ignoring case and
-    repeated spaces (a legal suffix must be there: it is part of the name)."""
+    day (ISO text), IBANs and identifiers ignoring spaces, case and a leading ``#`` (the
+    number sign is no part of a number: ``#4471`` and ``4471`` are the same invoice), names
+    ignoring case and repeated spaces (a legal suffix must be there: it is part of the
+    name)."""
     if got is None or got == "":
         return False
     if name in MONEY_FIELDS:
@@ -795,7 +797,9 @@ def field_correct(name: str, expected: str, got: str | None) -> bool:
     if name in DATE_FIELDS:
         return got.strip()[:10] == expected
     if name in ("bank_account", "invoice_number", "po_number", "currency"):
-        return re.sub(r"\s+", "", got).casefold() == re.sub(r"\s+", "", expected).casefold()
+        def key(value: str) -> str:
+            return re.sub(r"\s+", "", value).lstrip("#").casefold()
+        return key(got) == key(expected)
     return _text(got) == _text(expected)
 
 

@@ -532,8 +532,9 @@ def _from_pairs(pairs: list[tuple[str, str, str]], b: _Builder, base: float) -> 
             if code in CURRENCY_CODES:
                 b.offer("currency", code, base, value, f"label:{label}")
         elif name == "vendor":
-            if value:
-                b.offer("vendor", value.strip(), base, value, f"label:{label}")
+            if value.strip():  # the name without what follows its legal form
+                b.offer("vendor", company_name(value) or value.strip(), base, value,
+                        f"label:{label}")
         elif name == "line_item_count":
             if value.strip().isdigit():
                 b.offer("line_item_count", int(value.strip()), base, value, f"label:{label}")
@@ -1035,7 +1036,8 @@ def _from_layout(layout_lines: list[Line], b: _Builder) -> None:
         for index, found in enumerate(label_values(layout_lines, LABELS[name], others)):
             label = " ".join(w.text for w in found.label).lower().rstrip(":")
             if _starts_a_longer_label(label, found, name) or \
-                    _ends_another_label(layout_lines, found, name):
+                    _ends_another_label(layout_lines, found, name) or \
+                    (found.placement == "below" and _in_running_text(layout_lines, found)):
                 continue
             if name == "vendor" and found.placement == "right" and not found.label[-1].text \
                     .endswith(":") and found.distance < _VENDOR_GAP_HEIGHTS:
@@ -1050,6 +1052,31 @@ def _from_layout(layout_lines: list[Line], b: _Builder) -> None:
                 rest = _rest_of_line(layout_lines, found)
                 _note_summary_row([m for m in find_money(rest) if not _words_follow(rest, m)],
                                   b, 0.9 * placement_factor(found), label)
+    if "invoice_number" not in b.found:
+        _number_under_a_title_word(layout_lines, b)
+
+
+#: A document's title word heading a column ('Klant | Order | Factuur | Vervaldatum'): the
+#: invoice's number is under it.
+_TITLE_WORDS = ("invoice", "factuur", "facture", "factura", "fattura", "rechnung", "faktura")
+
+
+def _number_under_a_title_word(layout_lines: list[Line], b: _Builder) -> None:
+    """The invoice number in a column headed by the bare word 'invoice' in some language:
+    the word a cell of its own in a row of three or more headers, the value below it an
+    identifier with a digit that is no date (a title, 'Kopie factuur', heads nothing)."""
+    others = [label for label in _LABEL_FIELD if label not in _TITLE_WORDS]
+    for found in label_values(layout_lines, _TITLE_WORDS, others):
+        line = _line_of(layout_lines, found)
+        if found.placement != "below" or line is None or len(line.cells()) < 3 or \
+                not any(cell == found.label for cell in line.cells()):
+            continue
+        ident = find_identifier(found.text)
+        if ident and find_date(found.text) is None:
+            label = " ".join(w.text for w in found.label).lower()
+            b.offer("invoice_number", ident, 0.8 * placement_factor(found), found.text,
+                    f"label:{label}")
+            return
 
 
 def _line_of(layout_lines: list[Line], found: LabelValue) -> Line | None:
@@ -1063,6 +1090,21 @@ def _rest_of_line(layout_lines: list[Line], found: LabelValue) -> str:
     if line is None:
         return ""
     return " ".join(w.text for w in line.words[line.words.index(found.label[-1]) + 1:])
+
+
+def _in_running_text(layout_lines: list[Line], found: LabelValue) -> bool:
+    """Whether a label's words sit inside a sentence (``The issuer encapsulated their company
+    data below``): words close on either side. A column header or a label above its value
+    stands apart."""
+    line = _line_of(layout_lines, found)
+    if line is None:
+        return False
+    start = line.words.index(found.label[0])
+    end = line.words.index(found.label[-1]) + 1
+    gap = COLUMN_GAP_HEIGHTS * line.height
+    before = start > 0 and line.words[start - 1].gap_to(line.words[start]) <= gap
+    after = end < len(line.words) and line.words[end - 1].gap_to(line.words[end]) <= gap
+    return before and after
 
 
 def _ends_another_label(layout_lines: list[Line], found: LabelValue, name: str) -> bool:

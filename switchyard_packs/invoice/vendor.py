@@ -32,7 +32,7 @@ _LEGAL_FORMS = (r"Pty\.? Ltd\.?|Pvt\.? Ltd\.?|Private Limited|Ltd\.?|Inc\.?|LLC|
 #: A company's legal form at the end of a name.
 COMPANY_SUFFIX = re.compile(rf"(?:\b(?:{_LEGAL_FORMS}))\s*$")
 # a name followed by more on its line: 'e-Luscious Nederland B.V. iov Saeco.com'
-_SUFFIX_INSIDE = re.compile(rf"^(?P<name>.+?\b(?:{_LEGAL_FORMS}))(?=[\s,;]|$)")
+_SUFFIX_INSIDE = re.compile(rf"^(?P<name>.+?\b(?:{_LEGAL_FORMS}))(?=[\s,;]|$|(?<=\.))")
 #: Document titles that start a line (and are no one's name).
 TITLE = re.compile(
     r"^(?:(?:kopie|copy of|copie|duplicate|original)\s+)?"
@@ -83,11 +83,28 @@ def _compact(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", COMPANY_SUFFIX.sub("", name).lower())
 
 
+def _respaced(cell: str) -> str:
+    """OCR of small print drops spaces: ``AmazonWebServices,Inc.`` is ``Amazon Web Services,
+    Inc.``. A long run of letters that changes case inside itself at least twice is split
+    where it does (``WSRetailServicesPvt.Ltd.``); shorter names keep their inner capitals
+    (``iViveLabs``, ``SanDisk``)."""
+    def split(token: str) -> str:
+        if len(token) < 12 or len(_CASE_CHANGE.findall(token)) < 2:
+            return token
+        token = _CASE_CHANGE.sub(" ", token)
+        return re.sub(r"([,.])(?=[A-Z][a-z])", r"\1 ", token)
+    return " ".join(split(token) for token in cell.split(" "))
+
+
+# where a glued word's next one starts: 'nW' in 'AmazonWeb', 'SR' in 'WSRetail'
+_CASE_CHANGE = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
 def company_name(cell: str) -> str | None:
     """The company name a line (or a laid-out line's cell) starts with: title words, a sender
     line's address parts and anything after a legal form cut off; None when what is left
     does not look like a name (digits, a colon, more than six words, no capital)."""
-    cell = _PARTS.split(cell.strip())[0]
+    cell = _PARTS.split(_respaced(cell.strip()))[0]
     cell = re.sub(r"\s+", " ", TITLE.sub("", cell)).strip()
     inside = _SUFFIX_INSIDE.match(cell)
     if inside is not None:

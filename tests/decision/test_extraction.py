@@ -588,3 +588,28 @@ def test_an_account_number_in_groups() -> None:
     ex = extract_invoice("Larkspur Analytics Inc.\nInvoice no: 5\nTotal: $9.00\n"
                          "Account Number: 4410 2231 9087 1122\n")
     assert ex.get("bank_account") == "4410223190871122"
+
+
+def test_a_name_whose_spaces_ocr_dropped_is_spaced_again() -> None:
+    from switchyard_packs.invoice.vendor import company_name
+
+    assert company_name("HollowayPaperMills,Inc.") == "Holloway Paper Mills, Inc."
+    assert company_name("KLMFreightServicesPvt.Ltd.") == "KLM Freight Services Pvt. Ltd."
+    # a short name keeps its inner capitals; anything after a legal form is not the name
+    assert company_name("iViveLabs Ltd.") == "iViveLabs Ltd."
+    assert company_name("Veldhuis Bakkerij B.V.iov veldhuis.nl") == "Veldhuis Bakkerij B.V."
+
+
+def test_a_number_under_a_bare_invoice_header_and_no_label_in_a_sentence() -> None:
+    text, layout = _laid_out(
+        "Kopie factuur\n"
+        "Klant            Order            Factuur          Vervaldatum\n"
+        "K-20331          O-88120          VF2026001187     30-4-2026\n\n"
+        "The supplier printed its details in the image below:\n"
+        "Veldhuis Bakkerij B.V. iov veldhuis.nl\n"
+        "Factuur totaal EUR       12,00\n")
+    ex = extract_invoice(text, layout)
+    assert ex.get("invoice_number") == "VF2026001187"
+    # 'supplier' inside a sentence labels nothing: the name is found as a name, cut at its
+    # legal form
+    assert ex.get("vendor") == "Veldhuis Bakkerij B.V."

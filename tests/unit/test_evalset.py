@@ -139,6 +139,8 @@ def test_scoring_tells_right_values_from_wrong_ones() -> None:
     assert field_correct("invoice_date", "2026-03-14", "2026-03-14")
     assert not field_correct("invoice_date", "2026-03-14", "2026-14-03")
     assert field_correct("bank_account", "GB29NWBK60161331926819", "GB29 NWBK 6016 1331 9268 19")
+    assert field_correct("invoice_number", "BLR_WFLD2015", "#BLR_WFLD2015")
+    assert not field_correct("invoice_number", "BLR_WFLD2015", "BLR_WFLD2016")
     assert field_correct("vendor", "Granite Engineering GmbH", "granite  engineering gmbh")
     assert not field_correct("vendor", "Granite Engineering GmbH", "Granite Engineering")
     expected = {"total": "10.00", "po_number": None, "vendor": "A Ltd"}
