@@ -10,6 +10,10 @@ invoice. Three layers, because invoices arrive in three shapes:
   line break, and it is parsed by type (money, date, identifier);
 * free text (e-mails) -- phrase patterns ("invoice no. X amounting to Y, due by Z").
 
+Every labelled amount is kept, not only the likeliest: subtotal, tax and total are settled
+together as the labelled triple that adds up (``_reconcile_amounts``). The vendor is the
+best-supported name on the page (``vendor.py``).
+
 Confidence starts from how a value was found and is lowered by what makes it doubtful:
 scanner damage, ambiguous day/month order, totals that do not add up (subtotal + tax vs total,
 line items vs subtotal), a due date before the invoice date, several currencies in one
@@ -928,7 +932,7 @@ def _reconcile_amounts(b: _Builder) -> None:
         t_amount = t.value.amount  # type: ignore[attr-defined]
         for n in nets:
             n_amount = n.value.amount  # type: ignore[attr-defined]
-            if n_amount > t_amount or n is t:
+            if n_amount > t_amount:
                 continue
             for x in taxes:
                 x_amount = x.value.amount  # type: ignore[attr-defined]
@@ -1027,7 +1031,9 @@ def _render(name: str, value: object) -> str:
 
 def _from_layout(layout_lines: list[Line], b: _Builder) -> None:
     """Labelled values the text did not give: right of the label, or below it (a label above
-    its value reads as an empty value in the text)."""
+    its value reads as an empty value in the text); for the amounts, every labelled one, as
+    candidates for reconciling. A label that starts or ends another field's longer label, or
+    stands in a sentence, is not taken."""
     for name in ("invoice_number", "invoice_date", "due_date", "po_number", "subtotal", "tax",
                  "total", "vendor", "currency"):
         if name in b.found and name not in _AMOUNTS:
@@ -1080,6 +1086,7 @@ def _number_under_a_title_word(layout_lines: list[Line], b: _Builder) -> None:
 
 
 def _line_of(layout_lines: list[Line], found: LabelValue) -> Line | None:
+    """The line a found label stands on."""
     first = found.label[0]
     return next((ln for ln in layout_lines if ln.page == first.page and first in ln.words), None)
 

@@ -56,7 +56,7 @@ _PAYEE = re.compile(
 # lines that identify the supplier: its bank, tax and register numbers, its contacts
 _IDENTITY = re.compile(
     r"\b(?:IBAN|BIC|SWIFT|KvK|VAT|BTW|USt|UStId|USt-IdNr|TVA|Siret|SIREN|RCS|HRB|HRA|GSTIN|"
-    r"P\.IVA|NIP|REGON|ABN|EIN|Tel|Phone|Fax|Kvk)\b|www\.|@|https?://", re.IGNORECASE)
+    r"P\.IVA|NIP|REGON|ABN|EIN|Tel|Phone|Fax)\b|www\.|@|https?://", re.IGNORECASE)
 _DOMAIN = re.compile(r"(?:www\.|https?://(?:www\.)?|@)((?:[a-z0-9-]+\.)+)[a-z]{2,}\b",
                      re.IGNORECASE)
 # a sender line's parts ('QualityHosting AG - Uferweg 40-42 - D-63571 Gelnhausen')
