@@ -115,6 +115,8 @@ _MONEY = re.compile(
 
 
 _STANDALONE_CODE = re.compile(rf"(?<![\w-])({_CODE})(?![\w-])")
+# signs that name one currency ('$' is several countries' and stays with its amounts)
+_STANDALONE_SIGN = re.compile("([€£₹])")
 
 
 @dataclass(frozen=True)
@@ -276,8 +278,10 @@ LABELS: dict[str, tuple[str, ...]] = {
                        "facture n°", "facture no", "no. factura", "invoice_no",
                        "invoice_number", "numéro de facture", "factura no", "factura nº",
                        "número de factura", "fattura n.", "fattura n°", "numero fattura",
-                       "factuurnummer", "factuurnr", "faktura nr", "numer faktury"),
+                       "factuurnummer", "factuurnr", "faktura nr", "numer faktury",
+                       "rechnungs-nr", "rechnungs-nr.", "belegnummer", "beleg-nr", "beleg-nr."),
     "invoice_date": ("invoice date", "issue date", "date of issue", "datum", "date",
+                     "belegdatum", "beleg-datum", "rechnungs-datum",
                      "invoice_date", "rechnungsdatum", "fecha", "fecha de emisión",
                      "date de facture", "date d'émission", "data fattura", "data emissione",
                      "factuurdatum", "data wystawienia"),
@@ -293,13 +297,16 @@ LABELS: dict[str, tuple[str, ...]] = {
                   "your order ref", "your order ref.", "your order reference", "your reference",
                   "purchase order no", "purchase order no.", "purchase order number",
                   "ihre bestellung", "bestell-nr", "bestell-nr.", "votre commande",
-                  "uw bestelling", "inkoopordernummer", "orden de compra", "vostro ordine"),
+                  "uw bestelling", "inkoopordernummer", "orden de compra", "vostro ordine",
+                  "votre référence", "ihre auftragsnummer", "ihre bestellnummer",
+                  "your order number", "uw referentie", "vostro riferimento"),
     "buyer": BUYER_LABELS,
     # dates that are not the invoice's: labelled as such, so "date" alone does not take them
     "other_date": ("order date", "delivery date", "ship date", "shipping date", "service date",
                    "date of service", "check in", "check out", "bestelldatum", "lieferdatum",
                    "date de commande", "date de livraison", "fecha de pedido",
-                   "data ordine"),
+                   "data ordine", "date of delivery", "leistungsdatum", "leistungs-datum",
+                   "liefer- und leistungsdatum", "auftragsdatum", "bestell-datum"),
     "tax_id": ("vat id", "tax id", "gstin", "ust-idnr", "ein", "vat no", "p.iva", "partita iva",
                "btw-nummer", "nip", "siret", "n° tva"),
     "subtotal": ("subtotal", "sub-total", "net amount", "zwischensumme", "net total",
@@ -312,14 +319,16 @@ LABELS: dict[str, tuple[str, ...]] = {
                  "taxable amount", "tax base", "grondslag", "exkl. mwst", "exkl. mwst.",
                  "nettosumme", "summe netto", "gesamt netto", "total hors taxes",
                  "hors taxes", "montant hors taxes", "totale imponibile", "subtotale",
-                 "razem netto"),
+                 "razem netto", "rechnungssumme netto", "rechnungssumme ohne ust.",
+                 "summe ohne ust.", "nettosumme"),
     "tax": ("sales tax", "mwst", "vat", "tax", "gst", "tva", "iva", "btw", "ust",
             "kwota vat",
             # the tax's amount, named as such
             "vat amount", "tax amount", "total tax", "total vat", "btw bedrag", "bedrag btw",
             "totaal btw", "mwst-betrag", "mwst. betrag", "umsatzsteuer", "montant tva",
             "total tva", "importe iva", "cuota iva", "totale iva", "importo iva",
-            "razem vat"),
+            "razem vat", "steuerbetrag", "ust.-betrag", "ust. gesamt", "mwst. gesamt",
+            "vat total", "tax total", "taxes"),
     "total": ("total due", "amount due", "balance due", "grand total", "gesamtbetrag",
               "total ttc", "total", "amount", "invoice total", "rechnungsbetrag",
               "montant ttc", "somme à payer", "net à payer", "total a pagar", "importe total",
@@ -331,8 +340,9 @@ LABELS: dict[str, tuple[str, ...]] = {
               "total including vat", "totaal incl. btw", "endbetrag", "zu zahlen",
               "gesamtsumme", "summe brutto", "total à payer", "montant à payer",
               "montant total", "totale da pagare", "importe a pagar", "razem brutto",
-              "razem", "summe", "gesamt"),
-    "vendor": ("vendor", "supplier", "seller", "issuer", "sold by", "lieferant",
+              "razem", "rechnungssumme brutto", "rechnungssumme", "bruttosumme", "zahlbetrag",
+              "endsumme", "endbetrag", "due payable", "summe gesamt"),
+    "vendor": ("vendor", "supplier", "seller", "issuer", "sold by", "lieferant", "verkäufer",
                "fornitore", "proveedor", "fournisseur", "leverancier", "sprzedawca"),
     "currency": ("currency", "währung", "devise", "moneda", "valuta", "waluta"),
     "line_item_count": ("lines", "line items"),
@@ -349,7 +359,8 @@ _LABEL_ALT = "|".join(
 )
 _RATE_SUFFIX = re.compile(_RATE + "$")
 _SEP = r"[ \t]*(?::|=|\t)[ \t]*|[ \t]+-[ \t]+| {2,}"
-_LABELED = re.compile(rf"(?<![\w.])(?P<label>{_LABEL_ALT})(?P<sep>{_SEP})", re.IGNORECASE)
+# not the end of a longer word ('Leistungs-Datum' is no 'Datum')
+_LABELED = re.compile(rf"(?<![\w.\-])(?P<label>{_LABEL_ALT})(?P<sep>{_SEP})", re.IGNORECASE)
 _BOUNDARY = re.compile(r"\n| \| |; ")
 
 
@@ -529,8 +540,7 @@ def _from_pairs(pairs: list[tuple[str, str, str]], b: _Builder, base: float) -> 
                 b.offer(name, monies[0], confidence, monies[0].raw, f"label:{label}")
                 for other in monies[1:3]:  # the base a rate applies to comes first
                     b.note(name, other, confidence - 0.1, other.raw, f"label:{label}")
-                if name == "total":
-                    _note_summary_row(monies, b, confidence - 0.05, label)
+                _note_summary_row(monies, b, confidence - 0.05, label)
         elif name == "currency":
             code = value.strip().upper()[:3]
             if code in CURRENCY_CODES:
@@ -581,15 +591,18 @@ def _note_summary_row(monies: list[Money], b: _Builder, confidence: float, label
 
 
 _EMAIL_NUMBER = re.compile(
-    r"\b(?:invoice|rechnung|facture|factura|fattura|factuur|faktura)"
+    r"\b(?:invoice|\w*rechnung|facture|factura|fattura|factuur|faktura|credit note|avoir|"
+    r"gutschrift|creditnota)(?:[ \t]*\(\d{3}\))?"  # an e-invoice's type code: '(380)'
     r"(?:\s+(?:no\.?|number|nr\.?|#|numero|número)\s+|\s+(?:n°|nº|n\.)\s*|\s+)"
     r"(#?[A-Za-z0-9][A-Za-z0-9/\-#_]*\d[A-Za-z0-9/\-_]*)", re.IGNORECASE)
-_NUMBER_DATED = re.compile(r"[ \t]*,?[ \t]*(?:du|dated|of|vom|del|van|z dnia)[ \t]+"
+_NUMBER_DATED = re.compile(r"[ \t]*,?[ \t]*(?:du|dated|of|vom|von|del|van|z dnia|issued at|"
+                           r"issued on)[ \t]+"
                            r"(?P<v>[^\n]{4,30})", re.IGNORECASE)
 _EMAIL_AMOUNT = re.compile(
     r"(?:amount of|amounting to|amount:|total of|total:|for)\s+(?P<v>[^\s(].{0,24})"
     r"|\((?P<p>[^()]{1,24})\)", re.IGNORECASE)
-_EMAIL_DUE = re.compile(r"(?:due by|due date:?|due on|payable by)\s+(?P<v>.{4,24})",
+_EMAIL_DUE = re.compile(r"(?:due by|due date:?|due on|payable by|payable until|pay until|"
+                        r"remit until|remit by|bis zum|zahlbar bis|avant le)\s+(?P<v>.{4,24})",
                         re.IGNORECASE)
 _EMAIL_PO = re.compile(r"\bPO\s+(?P<v>(?:P\.O\. )?[A-Z0-9][\w/\-.]*\d)", re.IGNORECASE)
 
@@ -1043,7 +1056,7 @@ def _from_layout(layout_lines: list[Line], b: _Builder) -> None:
             label = " ".join(w.text for w in found.label).lower().rstrip(":")
             if _starts_a_longer_label(label, found, name) or \
                     _ends_another_label(layout_lines, found, name) or \
-                    (found.placement == "below" and _in_running_text(layout_lines, found)):
+                    (found.placement == "below" and _in_running_text(layout_lines, found, name)):
                 continue
             if name == "vendor" and found.placement == "right" and not found.label[-1].text \
                     .endswith(":") and found.distance < _VENDOR_GAP_HEIGHTS:
@@ -1054,7 +1067,7 @@ def _from_layout(layout_lines: list[Line], b: _Builder) -> None:
             # an amount's every label competes on its confidence: 'Total payable' after
             # 'Goods total'; other fields take the first value found in their labels' order
             _from_pairs([(name, label, found.text)], b, 0.95 * placement_factor(found))
-            if name == "total" and found.placement == "right":  # a row of net, tax, gross
+            if found.placement == "right":  # a row of net, tax, gross
                 rest = _rest_of_line(layout_lines, found)
                 _note_summary_row([m for m in find_money(rest) if not _words_follow(rest, m)],
                                   b, 0.9 * placement_factor(found), label)
@@ -1099,9 +1112,10 @@ def _rest_of_line(layout_lines: list[Line], found: LabelValue) -> str:
     return " ".join(w.text for w in line.words[line.words.index(found.label[-1]) + 1:])
 
 
-def _in_running_text(layout_lines: list[Line], found: LabelValue) -> bool:
+def _in_running_text(layout_lines: list[Line], found: LabelValue, name: str) -> bool:
     """Whether a label's words sit inside a sentence (``The issuer encapsulated their company
-    data below``): words close on either side. A column header or a label above its value
+    data below``): words close on either side; for the vendor, inside a name too (``Name:
+    Lieferant GmbH``): a word close after it. A column header or a label above its value
     stands apart."""
     line = _line_of(layout_lines, found)
     if line is None:
@@ -1110,15 +1124,15 @@ def _in_running_text(layout_lines: list[Line], found: LabelValue) -> bool:
     end = line.words.index(found.label[-1]) + 1
     gap = COLUMN_GAP_HEIGHTS * line.height
     before = start > 0 and line.words[start - 1].gap_to(line.words[start]) <= gap
-    after = end < len(line.words) and line.words[end - 1].gap_to(line.words[end]) <= gap
-    return before and after
+    after = end < len(line.words) and not found.label[-1].text.endswith(":") and \
+        line.words[end - 1].gap_to(line.words[end]) <= gap
+    return after and (before or name == "vendor")
 
 
 def _ends_another_label(layout_lines: list[Line], found: LabelValue, name: str) -> bool:
-    """Whether the words just before an amount's label make it another amount's: ``VAT`` in
-    ``Total excl. VAT`` is the net amount's label, ``Total`` in ``Tax total`` the tax's."""
-    if name not in _AMOUNTS:
-        return False
+    """Whether the words just before a label make it another field's: ``Date`` in ``Due
+    Date`` is the due date's, ``VAT`` in ``Total excl. VAT`` the net amount's; and for an
+    amount, a word that is another amount's label: ``Total`` in ``Tax total``."""
     line = _line_of(layout_lines, found)
     if line is None:
         return False
@@ -1133,7 +1147,7 @@ def _ends_another_label(layout_lines: list[Line], found: LabelValue, name: str) 
         other = _LABEL_FIELD.get(" ".join([*before, label]))
         if other is not None and other != name:
             return True
-    if before:  # 'Tax total': a single word that is another amount's label
+    if before and name in _AMOUNTS:  # 'Tax total': a word that is another amount's label
         other = _LABEL_FIELD.get(before[-1].rstrip("."), name)
         return other in _AMOUNTS and other != name
     return False
@@ -1203,8 +1217,10 @@ def extract_invoice(text: str, layout: DocumentLayout | None = None) -> InvoiceE
         codes = [m.currency for m in find_money(text) if m.currency]
         if codes:
             b.offer("currency", max(set(codes), key=codes.count), 0.6, codes[0], "document")
-        else:  # a code standing apart from the amounts ('TOTALE FATTURA  EUR     183,00')
-            codes = _STANDALONE_CODE.findall(text)
+        else:  # a code or sign standing apart from the amounts ('TOTALE FATTURA  EUR  183,00',
+            # 'Total € Incl. VAT')
+            codes = _STANDALONE_CODE.findall(text) or [
+                _currency_of(sign) for sign in _STANDALONE_SIGN.findall(text)]
             if codes:
                 b.offer("currency", max(set(codes), key=codes.count), 0.55, codes[0],
                         "document")

@@ -613,3 +613,46 @@ def test_a_number_under_a_bare_invoice_header_and_no_label_in_a_sentence() -> No
     # 'supplier' inside a sentence labels nothing: the name is found as a name, cut at its
     # legal form
     assert ex.get("vendor") == "Veldhuis Bakkerij B.V."
+
+
+def test_a_sender_line_names_the_supplier_and_the_address_under_it_is_the_customers() -> None:
+    # the window envelope: the small sender line, then the customer's address (with a legal
+    # form of its own), then the letterhead's block on the right
+    text, layout = _laid_out(
+        "Holmgren Papier GmbH \u00b7 Kanalweg 8 \u00b7 20457 Hamburg\n"
+        "Druckerei Weiss GmbH\nFrau Anna Weiss\nRosenstr. 4\n80331 M\u00fcnchen\n\n"
+        "Rechnungsnummer: 2026-118\nRechnungssumme netto        100,00\n"
+        "zuz\u00fcglich 19% MwSt.            19,00\nRechnungssumme brutto       119,00\n")
+    ex = extract_invoice(text, layout)
+    assert ex.get("vendor") == "Holmgren Papier GmbH"
+    assert (ex.get("subtotal"), ex.get("tax"), ex.get("total"), ex.get("currency")) == (
+        "100.00", "19.00", "119.00", None)
+
+
+def test_headers_labels_and_phrases_real_invoices_use() -> None:
+    text, layout = _laid_out(
+        "Verk\u00e4ufer\nName: Lindqvist Werkzeug GmbH\nAnschrift: Hafenweg 2\n\n"
+        "Schlussrechnung (380) Nr. 88120 vom 03.02.2026\n"
+        "Leistungs-Datum : 01.02.2026\n"
+        "Your Reference      Due Date          Payment Terms\n"
+        "                    March 5, 2026     30 days\n"
+        "Total \u20ac Incl. VAT                        1,190.00\n"
+        "Bitte \u00fcberweisen Sie bis zum 05.03.2026.\n")
+    ex = extract_invoice(text, layout)
+    assert (ex.get("vendor"), ex.get("invoice_number"), ex.get("invoice_date")) == (
+        "Lindqvist Werkzeug GmbH", "88120", "2026-02-03")
+    assert (ex.get("due_date"), ex.get("currency"), ex.get("total")) == (
+        "2026-03-05", "EUR", "1190.00")
+    ex = extract_invoice("Harbour Supplies Inc.\nInvoice # HS-2026/77 issued at 2026-04-02\n"
+                         "Please remit until 2026-05-02.\nTotal: $40.00")
+    assert (ex.get("invoice_number"), ex.get("invoice_date"), ex.get("due_date")) == (
+        "HS-2026/77", "2026-04-02", "2026-05-02")
+
+
+def test_a_tax_row_of_net_tax_and_gross_settles_all_three() -> None:
+    text, layout = _laid_out(
+        "Fjord Leasing GmbH\nRechnungsnummer: 7711\n\n"
+        "Gesamtbetr\u00e4ge                Netto EUR      MwSt. EUR     Brutto EUR\n"
+        "19,00% MwSt.:                  376,37         71,51         447,88\n")
+    ex = extract_invoice(text, layout)
+    assert (ex.get("subtotal"), ex.get("tax"), ex.get("total")) == ("376.37", "71.51", "447.88")
