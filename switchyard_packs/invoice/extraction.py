@@ -555,9 +555,12 @@ def _from_pairs(pairs: list[tuple[str, str, str]], b: _Builder, base: float) -> 
 
 
 def _words_follow(value: str, money: Money) -> bool:
-    """Whether a word follows an amount in a labelled value, as in an address or a period:
-    ``35 rue d'ici`` under a ``TAX`` is no tax, nor ``15 days`` (``29.99 € TTC`` and
-    ``$4,762.40 USD, payable within 15 days`` are amounts)."""
+    """Whether a bare whole number in a labelled value is followed by a word, as in an
+    address or a period: ``35 rue d'ici`` under a ``TAX`` is no tax, nor ``15 days``. A
+    figure with cents or a currency is an amount whatever follows it (``29.99 € TTC``,
+    ``5.102,29 PLN Account 27943968``)."""
+    if money.currency or re.search(r"[.,]\d{1,2}$", money.raw):
+        return False
     at = value.find(money.raw)
     if at < 0:
         return False

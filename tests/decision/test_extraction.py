@@ -560,6 +560,10 @@ def test_an_address_under_a_tax_label_is_no_amount() -> None:
                              "Invoice no: 3\nTotal due: EUR 15.00\n")
     ex = extract_invoice(text, layout)
     assert ex.get("tax") is None and ex.get("total") == "15.00"
+    # an amount with cents or a currency stays one, whatever follows it on the line
+    ex = extract_invoice("Lumen Systems plc\nInvoice no: 7\n"
+                         "Total due: 5.102,29 PLN Account 27943968  Sort code 55-55-43")
+    assert ex.get("total") == "5102.29"
 
 
 def test_labels_in_capitals_without_accents_and_far_right_values() -> None:
