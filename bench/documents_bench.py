@@ -225,7 +225,10 @@ def routing(rows: list[dict[str, Any]]) -> dict[str, Any]:
         # submitter, and a person confirms the type
         asked = row.get("rule") in GUESSING_RULES
         counts["asked_a_person"] += asked
-        counts["routed_wrong_unasked"] += row.get("label") != kind and not asked
+        # a decision that named no type (the models unavailable, the document unreadable)
+        # went to a person without routing anywhere
+        counts["routed_wrong_unasked"] += bool(row.get("label")) and row.get("label") != kind \
+            and not asked
         if row.get("outcome") in WITHOUT_A_PERSON:
             counts["automated"] += 1
             misread = any(not right and row["fields"].get(name)

@@ -202,6 +202,8 @@ def test_routing_counts_types_people_asked_and_decisions_a_person_would_change()
         row("invoice", "other", "low_confidence", "ESCALATE"),
         row("other", "support_ticket", "confident_route", "AUTO_EXECUTE"),
         row(None, "invoice", "low_confidence", "ESCALATE"),      # no kind: not scored
+        # the models away: escalated without naming a type, so not routed wrong either
+        row("other", "", "model_unavailable", "ESCALATE"),
     ]
     routed = summarise(rows)["routing"]
     assert routed["per_kind"]["invoice"] == {
