@@ -110,8 +110,10 @@ _CODE = "|".join(sorted(CURRENCY_CODES))
 _NUM = r"\d{1,3}(?:[ ,.]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?"
 # a number glued to a letter is part of an identifier ('TVA F63530848134'), unless the letters
 # are its currency ('EUR1234')
+# a minus sign right before the figure is the amount's (a credit note's '-218,48 €',
+# '€ -9,32'); one after a digit is a range's or a date's ('10-20', '2024-01-24')
 _MONEY = re.compile(
-    rf"(?:(?P<pre>{_SYM}|\b(?:{_CODE})\b)[ \t]?|(?<!\w)|(?<=\b(?:{_CODE})))(?P<num>{_NUM})(?![\d]|[.,]\d|[ \t]?%)(?:[ \t]?(?P<post>\b(?:{_CODE})\b|{_SYM}))?")
+    rf"(?:(?:(?<![\w-])(?P<signed>-)(?={_SYM}))?(?P<pre>{_SYM}|\b(?:{_CODE})\b)[ \t]?|(?<!\w)|(?<=\b(?:{_CODE})))(?:(?<![\w-])(?P<neg>-))?(?P<num>{_NUM})(?![\d]|[.,]\d|[ \t]?%)(?:[ \t]?(?P<post>\b(?:{_CODE})\b|{_SYM}))?")
 
 
 _STANDALONE_CODE = re.compile(rf"(?<![\w-])({_CODE})(?![\w-])")
@@ -157,7 +159,9 @@ def _money_matches(text: str) -> Iterator[tuple[Money, re.Match[str]]]:
         if re.fullmatch(r"(19|20)\d{6}", num.replace(" ", "")):
             continue  # a YYYYMMDD date, not an amount
         currency = _currency_of(m.group("pre")) or _currency_of(m.group("post"))
-        yield Money(to_number(num), currency, m.group(0).strip()), m
+        amount = to_number(num)
+        negative = m.group("neg") or m.group("signed")
+        yield Money(-amount if negative else amount, currency, m.group(0).strip()), m
 
 
 def find_money(text: str) -> list[Money]:
@@ -279,7 +283,9 @@ LABELS: dict[str, tuple[str, ...]] = {
                        "invoice_number", "numéro de facture", "factura no", "factura nº",
                        "número de factura", "fattura n.", "fattura n°", "numero fattura",
                        "factuurnummer", "factuurnr", "faktura nr", "numer faktury",
-                       "rechnungs-nr", "rechnungs-nr.", "belegnummer", "beleg-nr", "beleg-nr."),
+                       "rechnungs-nr", "rechnungs-nr.", "belegnummer", "beleg-nr", "beleg-nr.",
+                       "credit note no", "credit note number", "gutschriftsnummer",
+                       "gutschrift nr", "n° d'avoir", "avoir n°", "creditnota nummer"),
     "invoice_date": ("invoice date", "issue date", "date of issue", "datum", "date",
                      "belegdatum", "beleg-datum", "rechnungs-datum",
                      "invoice_date", "rechnungsdatum", "fecha", "fecha de emisión",

@@ -232,7 +232,7 @@ async def test_policy_outcomes_match_the_table(decide: DecisionServiceStub,
     assert dict(straight.extracted_fields)["total"] == "360.00"
     # the invoice pack decided, with acme's parameters; the plan's payload is a template
     # the executor renders from the decision's fields
-    assert (straight.pack, straight.pack_version) == ("invoice", "1.2.0")
+    assert (straight.pack, straight.pack_version) == ("invoice", "1.3.0")
     assert (straight.plan.pack, straight.plan.parameters["max_auto_amount"]) == ("invoice", 10000)
     assert straight.plan.steps[0].payload["fields"] == "${fields}"
     assert {f.name: f.data_class for f in straight.fields}["vendor"] == \
@@ -589,7 +589,7 @@ def _judged(task_id: str, router: tuple[str, float], risk: float, human: str,
     version) and a person's decision on it, as the review service publishes one."""
     label, confidence = router
     model = Decision(task_id=task_id, tenant_id="judgeco", label="invoice", rule="invoice_risk",
-                     confidence=confidence, pack="invoice", pack_version="1.2.0",
+                     confidence=confidence, pack="invoice", pack_version="1.3.0",
                      outcome=DecisionOutcome.DECISION_OUTCOME_ESCALATE)
     model.models.add(model_name="document_router", model_version="9.9.9-test", label=label,
                      confidence=confidence, scores={label: confidence, "invoice": confidence,

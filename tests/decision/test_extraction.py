@@ -660,3 +660,15 @@ def test_a_tax_row_of_net_tax_and_gross_settles_all_three() -> None:
         "19,00% MwSt.:                  376,37         71,51         447,88\n")
     ex = extract_invoice(text, layout)
     assert (ex.get("subtotal"), ex.get("tax"), ex.get("total")) == ("376.37", "71.51", "447.88")
+
+
+def test_a_credit_notes_amounts_keep_their_sign() -> None:
+    # paying a credit note as an invoice would pay the customer's refund to the supplier
+    assert [m.amount for m in find_money("-218,48 €  € -9,32  -$5.00  Rs -40.00")] == [
+        -218.48, -9.32, -5.0, -40.0]
+    # a hyphen after a digit is a range's or a date's, not a sign
+    assert [m.amount for m in find_money("10-20 units, 2024-01-24")] == [10, 20, 2024, 1, 24]
+    ex = extract_invoice("Moulin Doré SARL\nAvoir AV-2026-0007\nTotal HT : -100,00 €\n"
+                         "Total TTC : -120,00 €")
+    assert (ex.get("invoice_number"), ex.get("subtotal"), ex.get("total")) == (
+        "AV-2026-0007", "-100.00", "-120.00")

@@ -34,7 +34,8 @@ def test_other_packs_run_straight_through_by_default(name: str) -> None:
 def test_invoice_pack_keeps_the_invoice_rules_and_defaults() -> None:
     pack = builtin_packs()["invoice"]
     assert [r.name for r in pack.rules] == [
-        "vendor_blocked", "amount_over_reject_limit", "missing_fields", "amounts_do_not_add_up",
+        "vendor_blocked", "amount_over_reject_limit", "credit_note", "missing_fields",
+        "amounts_do_not_add_up",
         "vendor_not_allowed",
         "currency_not_allowed", "amount_over_limit", "bank_details_changed",
         "duplicate_invoice", "low_extraction_confidence", "purchase_order_mismatch",
@@ -57,7 +58,8 @@ def test_invoice_pack_keeps_the_invoice_rules_and_defaults() -> None:
     assert [(s.name, s.features, s.output_class) for s in pack.scorers] == [
         ("invoice_risk", "invoice", "auto")]
     assert {c.expect_rule for c in pack.tests} >= {
-        "straight_through_invoice", "amount_over_limit", "vendor_blocked", "amounts_do_not_add_up"}
+        "straight_through_invoice", "amount_over_limit", "vendor_blocked", "amounts_do_not_add_up",
+        "credit_note"}
     assert {f: s.data_class for f, s in pack.fields.items()
             if s.data_class == "personal"} == {"vendor": "personal", "bank_account": "personal"}
 
