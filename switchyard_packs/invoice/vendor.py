@@ -10,10 +10,11 @@ Each name-like line is a candidate, and evidence adds up per name:
 * the document's web or e-mail domain spelling the name (``azure-interior.com``);
 * being named as the account holder of the bank account to pay into (the payee);
 * standing beside the supplier's identifiers (IBAN, VAT, chamber of commerce, phone, web);
+* starting a window envelope's sender line (``Kraxi GmbH · Flugzeugallee 17 · 12345 ...``);
 * appearing more than once.
 
-A name under a customer's label (``Bill to``, ``Factuuradres``, ``Rechnungsadresse``) is the
-customer's and does not count. The best-supported name wins; how much evidence it has sets
+A name under a customer's label (``Bill to``, ``Factuuradres``, ``Rechnungsadresse``), or in
+the address under a sender line, is the customer's and does not count. The best-supported name wins; how much evidence it has sets
 its confidence, so a lone unlabelled first line stays doubtful.
 """
 
