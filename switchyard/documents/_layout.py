@@ -10,9 +10,10 @@ from a PDF's text layer or from OCR. Pure functions here turn it into what extra
   layout line, words joined by a space, and ``" | "`` where a wide horizontal gap separates
   two columns (so a table row reads ``Toner | 4 | 62.50 | 250.00``, as the plain-text
   invoices the router was trained on write it); pages are separated by a blank line;
-* :func:`find_labels` finds a label's words (matched without case or punctuation, also
-  across several words: ``Invoice No.``), :func:`label_values` the values right of the label
-  on its line, then below it in the next line, the likeliest first;
+* :func:`find_labels` finds a label's words (matched without case, accents or punctuation,
+  also across several words: ``Invoice No.``), :func:`label_values` the values right of the
+  label on its line, then below it (the first line under it, past another column's lines),
+  the likeliest first;
 * :func:`find_table` reads a table from its header row: columns found by their labels, each
   following line a row until the table ends;
 * :func:`provenance_of` is where a value was read: page, the box around its words, each
@@ -354,7 +355,7 @@ def _below(layout_lines: Sequence[Line], line: Line, start: int, end: int
     label = line.words[start:end]
     left, right = label[0].x0, label[-1].x1
     index = layout_lines.index(line)
-    # the lines below in reading order, however many: another column's lines interleave
+    # the next few lines in reading order, not only the next: another column's interleave
     for below in layout_lines[index + 1:index + 1 + MAX_LINES_BELOW]:
         if below.page != line.page:
             return None
@@ -376,8 +377,9 @@ def label_values(layout_lines: Sequence[Line], labels: Iterable[str],
                  not_values: Iterable[str] = ()) -> Iterator[LabelValue]:
     """Every value next to one of ``labels``, the likeliest first (labels in the order given): for
     a label, the words right of it on its line up to the next wide gap and the cell after those,
-    at each of its occurrences in reading order; then the words just below it in the next line
-    (a label above its value, a column header above its first row). Words that end with a colon,
+    at each of its occurrences in reading order (the only cell far right of it too); then the
+    words just below it, in the first line under it within MAX_BELOW_HEIGHTS (a label above
+    its value, a column header above its first row). Words that end with a colon,
     or start with one of ``not_values`` (the other fields' labels), are a label, not a value. A
     label in a header row (:func:`_header_row`) gives the value under it first. The caller takes
     the first value that reads as what it wants (``20%`` right of ``VAT`` is no amount: the next
