@@ -11,6 +11,8 @@ import datetime as dt
 from collections import defaultdict
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from switchyard_packs.invoice.extraction import (
     extract_invoice,
@@ -672,3 +674,32 @@ def test_a_credit_notes_amounts_keep_their_sign() -> None:
                          "Total TTC : -120,00 €")
     assert (ex.get("invoice_number"), ex.get("subtotal"), ex.get("total")) == (
         "AV-2026-0007", "-100.00", "-120.00")
+
+
+_PIECES = ("Total", "Subtotal", "VAT 20%", "Tax total", "€", "$", "-", "12,50", "1.234,56",
+           "-3,00", "Bill to:", "GmbH", "B.V.", "\u00b7", " | ", "\n", "  ", "Invoice", "Factuur",
+           "Date", "Due Date", "2024-01-02", "03.04.24", "IBAN", "DE89370400440532013000",
+           "Name:", "www.acme.io", "@", "Razem:", "Rechnungssumme", "Avoir", "(380)", "Nr.",
+           "von", ":", "#", "Rs", "%")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(_PIECES), st.text(max_size=12)), max_size=60),
+       st.booleans())
+def test_fuzz_any_text_gives_fields_of_their_types_never_an_exception(
+        parts: list[str], laid_out: bool) -> None:
+    from switchyard.documents import layout_from_text, layout_text
+
+    text = " ".join(parts)
+    if laid_out:
+        layout = layout_from_text(text)
+        ex = extract_invoice(layout_text(layout), layout)
+    else:
+        ex = extract_invoice(text)
+    for name in ("subtotal", "tax", "total"):
+        if ex.get(name) is not None:
+            float(ex.get(name))  # an amount, whatever the text
+    for name in ("invoice_date", "due_date"):
+        if ex.get(name) is not None:
+            dt.date.fromisoformat(ex.get(name))
+    assert 0.0 <= ex.confidence <= 1.0
