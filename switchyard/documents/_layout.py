@@ -134,12 +134,14 @@ class Line:
 @dataclass(frozen=True)
 class LabelValue:
     """A value found next to its label: the words of each, where the value was (``right`` of
-    the label on its line, or ``below`` it) and how far from the label, in line heights."""
+    the label on its line, or ``below`` it), how far from the label, in line heights, and the
+    line the label stands on (what else is on it tells a caller whether the label is one)."""
 
     label: tuple[PageWord, ...]
     value: tuple[PageWord, ...]
     placement: str
     distance: float
+    line: Line
 
     @property
     def text(self) -> str:
@@ -398,10 +400,10 @@ def label_values(layout_lines: Sequence[Line], labels: Iterable[str],
             for cell, distance in _right_of(line, end):
                 if is_label(cell):
                     break
-                rights.append(LabelValue(words, cell, "right", distance))
+                rights.append(LabelValue(words, cell, "right", distance, line))
             below = _below(layout_lines, line, start, end)
             under = None if below is None or is_label(below[0]) else \
-                LabelValue(words, below[0], "below", below[1])
+                LabelValue(words, below[0], "below", below[1], line)
             if rights and under is not None and _header_row(rights[0], under):
                 yield under
                 later.extend(rights)

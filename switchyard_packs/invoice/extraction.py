@@ -1063,9 +1063,8 @@ def _from_layout(layout_lines: list[Line], b: _Builder) -> None:
         others = [label for label, field_name in _LABEL_FIELD.items() if field_name != name]
         for index, found in enumerate(label_values(layout_lines, LABELS[name], others)):
             label = " ".join(w.text for w in found.label).lower().rstrip(":")
-            if _starts_a_longer_label(label, found, name) or \
-                    _ends_another_label(layout_lines, found, name) or \
-                    (found.placement == "below" and _in_running_text(layout_lines, found, name)):
+            if _starts_a_longer_label(label, found, name) or _ends_another_label(found, name) \
+                    or (found.placement == "below" and _in_running_text(found, name)):
                 continue
             if name == "vendor" and found.placement == "right" and not found.label[-1].text \
                     .endswith(":") and found.distance < _VENDOR_GAP_HEIGHTS:
@@ -1077,7 +1076,7 @@ def _from_layout(layout_lines: list[Line], b: _Builder) -> None:
             # 'Goods total'; other fields take the first value found in their labels' order
             _from_pairs([(name, label, found.text)], b, 0.95 * placement_factor(found))
             if found.placement == "right":  # a row of net, tax, gross
-                rest = _rest_of_line(layout_lines, found)
+                rest = _rest_of_line(found)
                 _note_summary_row([m for m in find_money(rest) if not _words_follow(rest, m)],
                                   b, 0.9 * placement_factor(found), label)
     if "invoice_number" not in b.found:
@@ -1095,9 +1094,8 @@ def _number_under_a_title_word(layout_lines: list[Line], b: _Builder) -> None:
     identifier with a digit that is no date (a title, 'Kopie factuur', heads nothing)."""
     others = [label for label in _LABEL_FIELD if label not in _TITLE_WORDS]
     for found in label_values(layout_lines, _TITLE_WORDS, others):
-        line = _line_of(layout_lines, found)
-        if found.placement != "below" or line is None or len(line.cells()) < 3 or \
-                not any(cell == found.label for cell in line.cells()):
+        cells = found.line.cells()
+        if found.placement != "below" or len(cells) < 3 or found.label not in cells:
             continue
         ident = find_identifier(found.text)
         if ident and find_date(found.text) is None:
@@ -1107,28 +1105,18 @@ def _number_under_a_title_word(layout_lines: list[Line], b: _Builder) -> None:
             return
 
 
-def _line_of(layout_lines: list[Line], found: LabelValue) -> Line | None:
-    """The line a found label stands on."""
-    first = found.label[0]
-    return next((ln for ln in layout_lines if ln.page == first.page and first in ln.words), None)
-
-
-def _rest_of_line(layout_lines: list[Line], found: LabelValue) -> str:
+def _rest_of_line(found: LabelValue) -> str:
     """The words right of a label to the end of its line, whatever the gaps between them."""
-    line = _line_of(layout_lines, found)
-    if line is None:
-        return ""
-    return " ".join(w.text for w in line.words[line.words.index(found.label[-1]) + 1:])
+    words = found.line.words
+    return " ".join(w.text for w in words[words.index(found.label[-1]) + 1:])
 
 
-def _in_running_text(layout_lines: list[Line], found: LabelValue, name: str) -> bool:
+def _in_running_text(found: LabelValue, name: str) -> bool:
     """Whether a label's words sit inside a sentence (``The issuer encapsulated their company
     data below``): words close on either side; for the vendor, inside a name too (``Name:
     Lieferant GmbH``): a word close after it. A column header or a label above its value
     stands apart."""
-    line = _line_of(layout_lines, found)
-    if line is None:
-        return False
+    line = found.line
     start = line.words.index(found.label[0])
     end = line.words.index(found.label[-1]) + 1
     gap = COLUMN_GAP_HEIGHTS * line.height
@@ -1138,19 +1126,18 @@ def _in_running_text(layout_lines: list[Line], found: LabelValue, name: str) -> 
     return after and (before or name == "vendor")
 
 
-def _ends_another_label(layout_lines: list[Line], found: LabelValue, name: str) -> bool:
+def _ends_another_label(found: LabelValue, name: str) -> bool:
     """Whether the words just before a label make it another field's: ``Date`` in ``Due
     Date`` is the due date's, ``VAT`` in ``Total excl. VAT`` the net amount's; and for an
     amount, a word that is another amount's label: ``Total`` in ``Tax total``."""
-    line = _line_of(layout_lines, found)
-    if line is None:
-        return False
+    line = found.line
     at = line.words.index(found.label[0])
     label = " ".join(w.text.lower() for w in found.label).rstrip(":")
     before: list[str] = []
-    for word in reversed(line.words[max(0, at - 3):at]):
-        following = line.words[line.words.index(word) + 1]
-        if word.text.endswith(":") or word.gap_to(following) > COLUMN_GAP_HEIGHTS * line.height:
+    for index in range(at - 1, max(0, at - 3) - 1, -1):
+        word = line.words[index]
+        if word.text.endswith(":") or \
+                word.gap_to(line.words[index + 1]) > COLUMN_GAP_HEIGHTS * line.height:
             break  # a label of its own before this one, or another cell
         before.insert(0, word.text.lower())
         other = _LABEL_FIELD.get(" ".join([*before, label]))
