@@ -62,6 +62,8 @@ _DOMAIN = re.compile(r"(?:www\.|https?://(?:www\.)?|@)((?:[a-z0-9-]+\.)+)[a-z]{2
                      re.IGNORECASE)
 # a sender line's parts ('QualityHosting AG - Uferweg 40-42 - D-63571 Gelnhausen')
 _PARTS = re.compile(r"\s+[-\u2013\u2014\u2022\u00b7|]\s+")
+# ... and a comma between them ('Alphabet, Lilienthalallee 26, 80786 München')
+_SENDER_PARTS = re.compile(_PARTS.pattern + r"|,\s+")
 # 'Name: Lieferant GmbH' under a 'Seller' heading
 _NAME_LABEL = re.compile(r"^(?:name|firma|company|raison sociale|ragione sociale|naam)\s*:\s*",
                          re.IGNORECASE)
@@ -91,8 +93,7 @@ def _sender_name(row: list[str]) -> str | None:
     Papierfeld``, ``weclapp.com | Somestreet 42 | 08155 Some city``, ``Alphabet, Lilienthal-
     allee 26, 80786 München``): three parts or more, two with a number, the first none."""
     text = " | ".join(row).strip()
-    parts = [p.strip() for p in re.split(r"\s+[-\u2013\u2014\u2022\u00b7|]\s+|,\s+", text)
-             if p.strip()]
+    parts = [p.strip() for p in _SENDER_PARTS.split(text) if p.strip()]
     if len(parts) < 3 or any(ch.isdigit() for ch in parts[0]) or _AMOUNT.search(text) or \
             sum(any(ch.isdigit() for ch in p) for p in parts[1:]) < 2 or \
             not any(_POSTCODE.search(p) for p in parts[1:]):
