@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from switchyard_packs.invoice.extraction import (
+    InvoiceExtraction,
     extract_invoice,
     find_date,
     find_money,
@@ -478,11 +479,17 @@ def test_the_buyers_order_number_is_read_under_the_names_suppliers_give_it(line:
 # -- documents nobody here generated: how real suppliers lay invoices out -------------------------
 # (texts written for these tests, after the patterns bench/outside showed; not those documents)
 
-def _laid_out(text: str) -> tuple[str, object]:
+def _read_laid_out(text: str) -> InvoiceExtraction:
+    """The extraction of ``text`` typeset into a layout (columns where its spaces put them),
+    as a PDF's text layer gives it: its reading-order text and the layout itself."""
     from switchyard.documents import layout_from_text, layout_text
 
     layout = layout_from_text(text)
-    return layout_text(layout), layout
+    return extract_invoice(layout_text(layout), layout)
+
+
+def _amounts(ex: InvoiceExtraction) -> tuple[str | None, str | None, str | None]:
+    return ex.get("subtotal"), ex.get("tax"), ex.get("total")
 
 
 @pytest.mark.parametrize(("text", "vendor"), [
@@ -512,7 +519,7 @@ def test_a_customer_under_its_label_and_a_title_are_no_vendor() -> None:
 
 def test_a_summary_block_is_settled_by_what_adds_up() -> None:
     # section subtotals first, the tax line quoting its base before the tax
-    text, layout = _laid_out(
+    ex = _read_laid_out(
         "Harbour Supplies Inc.\nInvoice no: HS-301\n\n"
         "Rope, 20 m                                   $ 80.00\n"
         "Subtotal                                     $ 80.00\n"
@@ -521,19 +528,17 @@ def test_a_summary_block_is_settled_by_what_adds_up() -> None:
         "Subtotal                                     $ 200.00\n"
         "Sales tax 8% on $ 200.00                     $ 16.00\n"
         "Total                                        $ 216.00\n")
-    ex = extract_invoice(text, layout)
-    assert (ex.get("subtotal"), ex.get("tax"), ex.get("total")) == ("200.00", "16.00", "216.00")
+    assert _amounts(ex) == ("200.00", "16.00", "216.00")
     assert "totals_do_not_add_up" not in ex.issues
 
 
 def test_a_subtotal_that_includes_the_tax_gives_way_to_the_amount_excluding_it() -> None:
-    text, layout = _laid_out(
+    ex = _read_laid_out(
         "Klompmaker Elektronica B.V.\nFactuurnummer: 5521\n\n"
         "Exclusief BTW     € 100,00     Subtotaal     € 121,00\n"
         "BTW 21%           € 21,00\n"
         "Totaal            € 121,00\n")
-    ex = extract_invoice(text, layout)
-    assert (ex.get("subtotal"), ex.get("tax"), ex.get("total")) == ("100.00", "21.00", "121.00")
+    assert _amounts(ex) == ("100.00", "21.00", "121.00")
 
 
 @pytest.mark.parametrize("row", [
@@ -541,26 +546,23 @@ def test_a_subtotal_that_includes_the_tax_gives_way_to_the_amount_excluding_it()
     "Total facture          410.00          94.30          504.30",
 ])
 def test_a_total_row_of_net_tax_and_gross_gives_all_three(row: str) -> None:
-    text, layout = _laid_out(f"Hurtownia Lipa Sp. z o.o.\nFaktura nr: FV 2025/03/7\n\n{row}\n")
-    ex = extract_invoice(text, layout)
-    assert (ex.get("subtotal"), ex.get("tax"), ex.get("total")) == ("410.00", "94.30", "504.30")
+    ex = _read_laid_out(f"Hurtownia Lipa Sp. z o.o.\nFaktura nr: FV 2025/03/7\n\n{row}\n")
+    assert _amounts(ex) == ("410.00", "94.30", "504.30")
 
 
 def test_a_tax_exempt_invoice_reconciles_with_a_tax_of_zero() -> None:
-    text, layout = _laid_out(
+    ex = _read_laid_out(
         "Nordlys Consulting AS\nInvoice no: 12\n\n"
         "Net total             NOK 9 000,00\n"
         "VAT                   NOK 0,00\n"
         "Amount to pay         NOK 9 000,00\n")
-    ex = extract_invoice(text, layout)
-    assert (ex.get("subtotal"), ex.get("tax"), ex.get("total")) == ("9000.00", "0.00", "9000.00")
+    assert _amounts(ex) == ("9000.00", "0.00", "9000.00")
 
 
 def test_an_address_under_a_tax_label_is_no_amount() -> None:
-    text, layout = _laid_out("Tax representative\n"
-                             "14 Rue Haute, Lille\n\n"
-                             "Invoice no: 3\nTotal due: EUR 15.00\n")
-    ex = extract_invoice(text, layout)
+    ex = _read_laid_out("Tax representative\n"
+                        "14 Rue Haute, Lille\n\n"
+                        "Invoice no: 3\nTotal due: EUR 15.00\n")
     assert ex.get("tax") is None and ex.get("total") == "15.00"
     # an amount with cents or a currency stays one, whatever follows it on the line
     ex = extract_invoice("Lumen Systems plc\nInvoice no: 7\n"
@@ -569,11 +571,10 @@ def test_an_address_under_a_tax_label_is_no_amount() -> None:
 
 
 def test_labels_in_capitals_without_accents_and_far_right_values() -> None:
-    text, layout = _laid_out(
+    ex = _read_laid_out(
         "Atelier Morel SARL\nFACTURE N° 2031\n"
         "DATE D'ECHEANCE : 30/04/2026\n"
         "NET A PAYER                                                        312,00 EUR\n")
-    ex = extract_invoice(text, layout)
     assert (ex.get("due_date"), ex.get("total"), ex.get("currency")) == (
         "2026-04-30", "312.00", "EUR")
 
@@ -607,14 +608,13 @@ def test_a_name_whose_spaces_ocr_dropped_is_spaced_again() -> None:
 
 
 def test_a_number_under_a_bare_invoice_header_and_no_label_in_a_sentence() -> None:
-    text, layout = _laid_out(
+    ex = _read_laid_out(
         "Kopie factuur\n"
         "Klant            Order            Factuur          Vervaldatum\n"
         "K-20331          O-88120          VF2026001187     30-4-2026\n\n"
         "The supplier printed its details in the image below:\n"
         "Veldhuis Bakkerij B.V. iov veldhuis.nl\n"
         "Factuur totaal EUR       12,00\n")
-    ex = extract_invoice(text, layout)
     assert ex.get("invoice_number") == "VF2026001187"
     # 'supplier' inside a sentence labels nothing: the name is found as a name, cut at its
     # legal form
@@ -624,19 +624,18 @@ def test_a_number_under_a_bare_invoice_header_and_no_label_in_a_sentence() -> No
 def test_a_sender_line_names_the_supplier_and_the_address_under_it_is_the_customers() -> None:
     # the window envelope: the small sender line, then the customer's address (with a legal
     # form of its own), then the letterhead's block on the right
-    text, layout = _laid_out(
+    ex = _read_laid_out(
         "Holmgren Papier GmbH \u00b7 Kanalweg 8 \u00b7 20457 Hamburg\n"
         "Druckerei Weiss GmbH\nFrau Anna Weiss\nRosenstr. 4\n80331 M\u00fcnchen\n\n"
         "Rechnungsnummer: 2026-118\nRechnungssumme netto        100,00\n"
         "zuz\u00fcglich 19% MwSt.            19,00\nRechnungssumme brutto       119,00\n")
-    ex = extract_invoice(text, layout)
     assert ex.get("vendor") == "Holmgren Papier GmbH"
     assert (ex.get("subtotal"), ex.get("tax"), ex.get("total"), ex.get("currency")) == (
         "100.00", "19.00", "119.00", None)
 
 
 def test_headers_labels_and_phrases_real_invoices_use() -> None:
-    text, layout = _laid_out(
+    ex = _read_laid_out(
         "Verk\u00e4ufer\nName: Lindqvist Werkzeug GmbH\nAnschrift: Hafenweg 2\n\n"
         "Schlussrechnung (380) Nr. 88120 vom 03.02.2026\n"
         "Leistungs-Datum : 01.02.2026\n"
@@ -644,7 +643,6 @@ def test_headers_labels_and_phrases_real_invoices_use() -> None:
         "                    March 5, 2026     30 days\n"
         "Total \u20ac Incl. VAT                        1,190.00\n"
         "Bitte \u00fcberweisen Sie bis zum 05.03.2026.\n")
-    ex = extract_invoice(text, layout)
     assert (ex.get("vendor"), ex.get("invoice_number"), ex.get("invoice_date")) == (
         "Lindqvist Werkzeug GmbH", "88120", "2026-02-03")
     assert (ex.get("due_date"), ex.get("currency"), ex.get("total")) == (
@@ -656,12 +654,11 @@ def test_headers_labels_and_phrases_real_invoices_use() -> None:
 
 
 def test_a_tax_row_of_net_tax_and_gross_settles_all_three() -> None:
-    text, layout = _laid_out(
+    ex = _read_laid_out(
         "Fjord Leasing GmbH\nRechnungsnummer: 7711\n\n"
         "Gesamtbetr\u00e4ge                Netto EUR      MwSt. EUR     Brutto EUR\n"
         "19,00% MwSt.:                  376,37         71,51         447,88\n")
-    ex = extract_invoice(text, layout)
-    assert (ex.get("subtotal"), ex.get("tax"), ex.get("total")) == ("376.37", "71.51", "447.88")
+    assert _amounts(ex) == ("376.37", "71.51", "447.88")
 
 
 def test_a_credit_notes_amounts_keep_their_sign() -> None:
@@ -688,14 +685,8 @@ _PIECES = ("Total", "Subtotal", "VAT 20%", "Tax total", "€", "$", "-", "12,50"
        st.booleans())
 def test_fuzz_any_text_gives_fields_of_their_types_never_an_exception(
         parts: list[str], laid_out: bool) -> None:
-    from switchyard.documents import layout_from_text, layout_text
-
     text = " ".join(parts)
-    if laid_out:
-        layout = layout_from_text(text)
-        ex = extract_invoice(layout_text(layout), layout)
-    else:
-        ex = extract_invoice(text)
+    ex = _read_laid_out(text) if laid_out else extract_invoice(text)
     for name in ("subtotal", "tax", "total"):
         if ex.get(name) is not None:
             float(ex.get(name))  # an amount, whatever the text
