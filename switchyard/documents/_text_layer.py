@@ -27,6 +27,11 @@ MIN_TEXT_LAYER_CHARS = 8
 #: A picture on a text page covering at least this share of the page, with no text-layer
 #: words over it, may be a picture of text: the page is OCRed for it. Logos are smaller.
 MIN_PICTURE_AREA = 0.04
+#: Two letters closer than this share of the font size belong to one word. pdfplumber's
+#: default, 3 points whatever the size, glues the words of PDFs that draw no space
+#: characters and leave a quarter of an em between words (e-invoice stylesheet renderings:
+#: ``TaxiunternehmenTXGmbH``); letters of a word touch or overlap.
+WORD_GAP_RATIO = 0.2
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,8 @@ def _page(page: object, number: int, min_chars: int) -> PdfPage:
         return BoundingBox(x0=_clamp((x0 - left) / width), y0=_clamp((y0 - top) / height),
                            x1=_clamp((x1 - left) / width), y1=_clamp((y1 - top) / height))
 
-    raw = page.extract_words(keep_blank_chars=False, use_text_flow=False)  # type: ignore[attr-defined]
+    raw = page.extract_words(  # type: ignore[attr-defined]
+        keep_blank_chars=False, use_text_flow=False, x_tolerance_ratio=WORD_GAP_RATIO)
     words = [
         LayoutWord(text=w["text"], confidence=1.0,
                    box=box(float(w["x0"]), float(w["top"]), float(w["x1"]), float(w["bottom"])))

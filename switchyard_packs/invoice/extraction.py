@@ -58,7 +58,7 @@ from switchyard.packs import placement_factor
 from switchyard.privacy import iban_ok
 from switchyard.v1 import DocumentLayout, Provenance
 
-from .vendor import BUYER_LABELS, COMPANY_SUFFIX, company_name, find_vendor
+from .vendor import BUYER_LABELS, COMPANY_SUFFIX, SELLER_LABELS, company_name, find_vendor
 
 #: Fields the extractor reports, in the order Decision.fields lists them.
 FIELD_NAMES: tuple[str, ...] = (
@@ -348,8 +348,7 @@ LABELS: dict[str, tuple[str, ...]] = {
               "montant total", "totale da pagare", "importe a pagar", "razem brutto",
               "razem", "rechnungssumme brutto", "rechnungssumme", "bruttosumme", "zahlbetrag",
               "endsumme", "endbetrag", "due payable", "summe gesamt"),
-    "vendor": ("vendor", "supplier", "seller", "issuer", "sold by", "lieferant", "verkäufer",
-               "fornitore", "proveedor", "fournisseur", "leverancier", "sprzedawca"),
+    "vendor": SELLER_LABELS,
     "currency": ("currency", "währung", "devise", "moneda", "valuta", "waluta"),
     "line_item_count": ("lines", "line items"),
 }
@@ -1069,6 +1068,9 @@ def _from_layout(layout_lines: list[Line], b: _Builder) -> None:
             if name == "vendor" and found.placement == "right" and not found.label[-1].text \
                     .endswith(":") and found.distance < _VENDOR_GAP_HEIGHTS:
                 continue  # 'SELLER TRADE NAME' is a heading, 'Seller:  Acme' a label
+            if name == "vendor" and found.placement == "below" and \
+                    _keys_a_pair(layout_lines, found):
+                continue  # 'Verkäufer:' over 'Nummer : 549910': the block's name is further
             settled = name in b.found
             if settled and (name not in _AMOUNTS or index >= _MAX_AMOUNT_LABELS):
                 break  # amounts: every labelled one is a candidate for reconciling
@@ -1103,6 +1105,19 @@ def _number_under_a_title_word(layout_lines: list[Line], b: _Builder) -> None:
             b.offer("invoice_number", ident, 0.8 * placement_factor(found), found.text,
                     f"label:{label}")
             return
+
+
+def _keys_a_pair(layout_lines: list[Line], found: LabelValue) -> bool:
+    """Whether a value read below its label is a ``key: value`` pair or the key of one on
+    its line (``Nummer: 998877``, ``Nummer : 549910`` under ``Verkäufer:``)."""
+    if any(w.text.endswith(":") for w in found.value):
+        return True
+    last = found.value[-1]
+    for line in layout_lines:
+        if last in line.words:
+            after = line.words[line.words.index(last) + 1:]
+            return bool(after) and after[0].text.startswith(":")
+    return False
 
 
 def _rest_of_line(found: LabelValue) -> str:
@@ -1156,10 +1171,12 @@ _VENDOR_GAP_HEIGHTS = 0.8
 
 def _starts_a_longer_label(label: str, found: LabelValue, name: str) -> bool:
     """Whether the label and the words right of it are another field's longer label:
-    ``Date`` at the start of ``Date limite de paiement`` is not the invoice date's."""
+    ``Date`` at the start of ``Date limite de paiement`` is not the invoice date's. The
+    words read are the label's whole line after it: the value may stand a column further
+    (``Rechnungssumme ohne USt. | 858,75``)."""
     if found.placement != "right":
         return False
-    phrase = re.sub(r"\s+", " ", f"{label} {found.text}".lower())
+    phrase = re.sub(r"\s+", " ", f"{label} {_rest_of_line(found)}".lower())
     return any(phrase.startswith(other + " ") or phrase == other
                for other, field_name in _LABEL_FIELD.items()
                if field_name != name and len(other) > len(label) and other.startswith(label))

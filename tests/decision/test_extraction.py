@@ -653,6 +653,40 @@ def test_headers_labels_and_phrases_real_invoices_use() -> None:
         "HS-2026/77", "2026-04-02", "2026-05-02")
 
 
+def test_the_name_in_a_seller_block_wins_over_the_buyers_block_and_the_blocks_fields() -> None:
+    # an e-invoice rendering: each party a heading over 'key : value' fields and a name line
+    ex = _read_laid_out(
+        "Lesbarmachung der Rechnungsdaten\n"
+        "Rechnung Nr. 5521 vom 14.02.2026\n"
+        "Verk\u00e4ufer:\n"
+        "Nummer          : 300117\n"
+        "Globale Nummer: 4012345000009 (GLN)\n"
+        "Brandt Stahlhandel GmbH & Co. KG\n"
+        "Werftstra\u00dfe 3\n\n"
+        "K\u00e4ufer/Leistungsempf\u00e4nger\n"
+        "Nummer: K-77\n"
+        "Name: Ostwind Metallbau AG Mitte\n"
+        "Anschrift: Dorfweg 1\n\n"
+        "Rechnungssumme ohne USt.          858,75\n"
+        "Steuerbetrag                      163,16\n"
+        "Bruttosumme                      1021,91\n")
+    # the legal form 'GmbH & Co. KG' whole; the buyer's block, legal form and all, is not
+    # the supplier's; 'Rechnungssumme' starts the net amount's longer label, no total
+    assert ex.get("vendor") == "Brandt Stahlhandel GmbH & Co. KG"
+    assert _amounts(ex) == ("858.75", "163.16", "1021.91")
+    # a 'Name:' field under the seller's heading holds the whole name, past its legal form
+    ex = _read_laid_out(
+        "Rechnung Nr. 71 vom 02.03.2026\n"
+        "Verk\u00e4ufer\n"
+        "Nummer: 998877\n"
+        "Name: Seebach Montage AG Nord\n"
+        "Anschrift: Am Hang 4\n\n"
+        "K\u00e4ufer\n"
+        "Name: Ulmen Bau GmbH\n\n"
+        "Gesamtbetrag EUR 500,00\n")
+    assert ex.get("vendor") == "Seebach Montage AG Nord"
+
+
 def test_a_tax_row_of_net_tax_and_gross_settles_all_three() -> None:
     ex = _read_laid_out(
         "Fjord Leasing GmbH\nRechnungsnummer: 7711\n\n"

@@ -137,3 +137,21 @@ def test_picture_words_join_the_text_layer_in_reading_order_marked_as_ocr() -> N
     assert [w.confidence for w in merged.words[3:]] == [0.93, 0.88, 0.95]
     assert (merged.number, merged.source) == (1, LayoutSource.LAYOUT_SOURCE_TEXT_LAYER)
     assert [w.text for w in page.words] == ["Invoice", "Total:", "49.99"]  # not changed
+
+
+def test_words_drawn_without_spaces_are_told_apart_by_their_gaps() -> None:
+    """Some PDF writers draw each word on its own and no space characters (e-invoice
+    stylesheet renderings): a quarter of an em between words, letters touching inside one.
+    The words come out apart, and a word's letters together."""
+    out = io.BytesIO()
+    pdf = canvas.Canvas(out, pagesize=A4)
+    size, x = 10, 72.0
+    for word in ("Taxiunternehmen", "TX", "GmbH"):
+        pdf.setFont("Helvetica", size)
+        pdf.drawString(x, HEIGHT - 100, word)
+        x += pdf.stringWidth(word, "Helvetica", size) + 0.25 * size
+    pdf.showPage()
+    pdf.save()
+    page = read_text_layer(out.getvalue())[0]
+    assert page is not None
+    assert [w.text for w in page.words] == ["Taxiunternehmen", "TX", "GmbH"]
