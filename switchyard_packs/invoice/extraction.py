@@ -107,14 +107,20 @@ MONTH_NAMES: dict[str, int] = {
 # a symbol of letters starts a word ('Rs 1939', not 'Hours 32')
 _SYM = "|".join((r"\b" if s[0].isalpha() else "") + re.escape(s) for s, _ in CURRENCY_SYMBOLS)
 _CODE = "|".join(sorted(CURRENCY_CODES))
-_NUM = r"\d{1,3}(?:[ ,.]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?"
-# a number glued to a letter is part of an identifier ('TVA F63530848134'), unless the letters
-# are its currency ('EUR1234')
+# ungrouped, at most nine digits: a longer run is a register or trade number
+# ('SIRET : 99999999800010', 'GLN 4000001123452'), not an amount
+_NUM = r"\d{1,3}(?:[ ,.]\d{3})+(?:[.,]\d{1,2})?|\d{1,9}(?:[.,]\d{1,2})?"
+# a number glued to a letter is part of an identifier ('TVA F63530848134', 'APE : 4778C'),
+# unless the letters are its currency ('EUR1234', '1234EUR')
 # a minus sign right before the figure is the amount's (a credit note's '-218,48 €',
-# '€ -9,32'); one after a digit is a range's or a date's ('10-20', '2024-01-24')
+# '€ -9,32'); one after a digit is a range's, a date's or a reference's ('10-20',
+# '2024-01-24', 'article 283-2'), and no amount ends before it
 _MONEY = re.compile(
-    rf"(?:(?:(?<![\w-])(?P<signed>-)(?={_SYM}))?(?P<pre>{_SYM}|\b(?:{_CODE})\b)[ \t]?|(?<!\w)|(?<=\b(?:{_CODE})))(?:(?<![\w-])(?P<neg>-))?(?P<num>{_NUM})(?![\d]|[.,]\d|[ \t]?%)(?:[ \t]?(?P<post>\b(?:{_CODE})\b|{_SYM}))?")
+    rf"(?:(?:(?<![\w-])(?P<signed>-)(?={_SYM}))?(?P<pre>{_SYM}|\b(?:{_CODE})\b)[ \t]?|(?<!\w)(?<!\d-)|(?<=\b(?:{_CODE})))(?:(?<![\w-])(?P<neg>-))?(?P<num>{_NUM})(?![\d]|[.,]\d|-\d|[ \t]?%|(?!(?:{_CODE})\b)[^\W\d_])(?:[ \t]?(?P<post>\b(?:{_CODE})\b|{_SYM}))?")
 
+
+#: Signs before a figure that make it a threshold ('orders > 300 €'), no amount.
+_COMPARISONS = ("<", ">", "\u2264", "\u2265")
 
 _STANDALONE_CODE = re.compile(rf"(?<![\w-])({_CODE})(?![\w-])")
 # signs that name one currency ('$' is several countries' and stays with its amounts)
@@ -158,6 +164,8 @@ def _money_matches(text: str) -> Iterator[tuple[Money, re.Match[str]]]:
         num = m.group("num")
         if re.fullmatch(r"(19|20)\d{6}", num.replace(" ", "")):
             continue  # a YYYYMMDD date, not an amount
+        if text[:m.start()].rstrip().endswith(_COMPARISONS):
+            continue  # a threshold ('free shipping (amount > 300 €)'), not an amount
         currency = _currency_of(m.group("pre")) or _currency_of(m.group("post"))
         amount = to_number(num)
         negative = m.group("neg") or m.group("signed")
@@ -334,7 +342,7 @@ LABELS: dict[str, tuple[str, ...]] = {
             "totaal btw", "mwst-betrag", "mwst. betrag", "umsatzsteuer", "montant tva",
             "total tva", "importe iva", "cuota iva", "totale iva", "importo iva",
             "razem vat", "steuerbetrag", "ust.-betrag", "ust. gesamt", "mwst. gesamt",
-            "vat total", "tax total", "taxes"),
+            "vat total", "tax total", "taxes", "total taxes"),
     "total": ("total due", "amount due", "balance due", "grand total", "gesamtbetrag",
               "total ttc", "total", "amount", "invoice total", "rechnungsbetrag",
               "montant ttc", "somme à payer", "net à payer", "total a pagar", "importe total",
@@ -535,6 +543,8 @@ def _from_pairs(pairs: list[tuple[str, str, str]], b: _Builder, base: float) -> 
                 dates, raw = found
                 b.offer(name, dates, base, raw, f"label:{label}")
         elif name in ("subtotal", "tax", "total"):
+            if _VAT_NUMBER.match(value):
+                continue  # 'TVA : FR11999999998 - SIRET ...': the tax label of a VAT number
             # a date beside the amount ('due on August 3 , 2014 $4.11') holds no amount
             dated = find_date(value)
             monies = [m for m in find_money(value.replace(dated[1], " ") if dated else value)
@@ -557,6 +567,10 @@ def _from_pairs(pairs: list[tuple[str, str, str]], b: _Builder, base: float) -> 
         elif name == "line_item_count":
             if value.strip().isdigit():
                 b.offer("line_item_count", int(value.strip()), base, value, f"label:{label}")
+
+
+#: A VAT number right after a tax label ('FR11999999998', 'FR 32 123 456 789', 'DE123456789').
+_VAT_NUMBER = re.compile(r"^[\s:.#-]*[A-Z]{2}[ ]?(?:\d[ ]?){8,}")
 
 
 def _words_follow(value: str, money: Money) -> bool:
@@ -1068,6 +1082,9 @@ def _from_layout(layout_lines: list[Line], b: _Builder) -> None:
             if name == "vendor" and found.placement == "right" and not found.label[-1].text \
                     .endswith(":") and found.distance < _VENDOR_GAP_HEIGHTS:
                 continue  # 'SELLER TRADE NAME' is a heading, 'Seller:  Acme' a label
+            if name in _AMOUNTS and found.placement == "right" and \
+                    _rest_of_line(found).lstrip().startswith(_COMPARISONS):
+                continue  # 'amount > 300 €': a threshold, not the amount
             if name == "vendor" and found.placement == "below" and \
                     _keys_a_pair(layout_lines, found):
                 continue  # 'Verkäufer:' over 'Nummer : 549910': the block's name is further

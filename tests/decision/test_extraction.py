@@ -687,6 +687,25 @@ def test_the_name_in_a_seller_block_wins_over_the_buyers_block_and_the_blocks_fi
     assert ex.get("vendor") == "Seebach Montage AG Nord"
 
 
+def test_register_numbers_thresholds_and_references_are_no_amounts() -> None:
+    # a letterhead line of identifiers after a tax label, a threshold in the notes, an
+    # article's reference in the legal text: none is the tax or the total
+    ex = _read_laid_out(
+        "Les Ruchers du Vercors SAS - 4 route des Crêtes - 26420 La Chapelle\n"
+        "TVA : FR44123456789 - SIRET : 12345678900027 - APE : 0149Z - SAS au capital de 8 000,00 €\n"
+        "Facture F-2026-0412\n"
+        "Date de facture 12/03/2026\n\n"
+        "Miel de lavande 500g     40 Unit(s)     6,50 €     260,00 €\n"
+        "Total HT                     260,00 €\n"
+        "Total taxes                   14,30 €\n"
+        "Total TTC                    274,30 €\n"
+        "Notes     Franco de port (montant > 150 € HT)\n"
+        "Exonération selon l'article 283-2 du CGI pour la TVA intracommunautaire\n")
+    assert _amounts(ex) == ("260.00", "14.30", "274.30")
+    assert find_money("SIRET 12345678900027 APE 0149Z") == []
+    assert [m.amount for m in find_money("article 283-2, commande > 150 €, 12,50 €")] == [12.5]
+
+
 def test_a_tax_row_of_net_tax_and_gross_settles_all_three() -> None:
     ex = _read_laid_out(
         "Fjord Leasing GmbH\nRechnungsnummer: 7711\n\n"
@@ -699,8 +718,9 @@ def test_a_credit_notes_amounts_keep_their_sign() -> None:
     # paying a credit note as an invoice would pay the customer's refund to the supplier
     assert [m.amount for m in find_money("-218,48 €  € -9,32  -$5.00  Rs -40.00")] == [
         -218.48, -9.32, -5.0, -40.0]
-    # a hyphen after a digit is a range's or a date's, not a sign
-    assert [m.amount for m in find_money("10-20 units, 2024-01-24")] == [10, 20, 2024, 1, 24]
+    # a hyphen after a digit is a range's, a date's or a reference's: no sign, and the
+    # figures on either side of it are no amounts
+    assert find_money("10-20 units, 2024-01-24, article 283-2") == []
     ex = extract_invoice("Moulin Doré SARL\nAvoir AV-2026-0007\nTotal HT : -100,00 €\n"
                          "Total TTC : -120,00 €")
     assert (ex.get("invoice_number"), ex.get("subtotal"), ex.get("total")) == (
