@@ -116,7 +116,7 @@ _NUM = r"\d{1,3}(?:[ ,.]\d{3})+(?:[.,]\d{1,2})?|\d{1,9}(?:[.,]\d{1,2})?"
 # '€ -9,32'); one after a digit is a range's, a date's or a reference's ('10-20',
 # '2024-01-24', 'article 283-2'), and no amount ends before it
 _MONEY = re.compile(
-    rf"(?:(?:(?<![\w-])(?P<signed>-)(?={_SYM}))?(?P<pre>{_SYM}|\b(?:{_CODE})\b)[ \t]?|(?<!\w)(?<!\d-)|(?<=\b(?:{_CODE})))(?:(?<![\w-])(?P<neg>-))?(?P<num>{_NUM})(?![\d]|[.,]\d|-\d|[ \t]?%|(?!(?:{_CODE})\b)[^\W\d_])(?:[ \t]?(?P<post>\b(?:{_CODE})\b|{_SYM}))?")
+    rf"(?:(?:(?<![\w-])(?P<signed>-)(?={_SYM}))?(?P<pre>{_SYM}|\b(?:{_CODE})\b)[ \t]?|(?<!\w)(?<!\d-)(?<!\d[.,])|(?<=\b(?:{_CODE})))(?:(?<![\w-])(?P<neg>-))?(?P<num>{_NUM})(?![\d]|[.,]\d|-\d|[ \t]?%|(?!(?:{_CODE})\b)[^\W\d_])(?:[ \t]?(?P<post>\b(?:{_CODE})\b|{_SYM}))?")
 
 
 #: Signs before a figure that make it a threshold ('orders > 300 €'), no amount.
@@ -302,7 +302,8 @@ LABELS: dict[str, tuple[str, ...]] = {
     "due_date": ("due date", "payment due", "pay by", "fällig am", "due", "due_date",
                  "zahlbar bis", "zahlungsziel", "échéance", "date d'échéance",
                  "date limite de paiement", "fecha de vencimiento", "vencimiento", "scadenza",
-                 "data scadenza", "vervaldatum", "termin płatności"),
+                 "data scadenza", "vervaldatum", "termin płatności", "fälligkeit",
+                 "fälligkeitsdatum"),
     "po_number": ("po number", "purchase order", "p.o. #", "p.o. no", "your ref", "order ref",
                   "your order", "order no", "order number", "po", "po_number", "bestellnummer",
                   "bestelnummer", "numero ordine", "bon de commande", "pedido",
@@ -334,7 +335,7 @@ LABELS: dict[str, tuple[str, ...]] = {
                  "nettosumme", "summe netto", "gesamt netto", "total hors taxes",
                  "hors taxes", "montant hors taxes", "totale imponibile", "subtotale",
                  "razem netto", "rechnungssumme netto", "rechnungssumme ohne ust.",
-                 "summe ohne ust.", "nettosumme"),
+                 "summe ohne ust.", "nettosumme", "netto"),
     "tax": ("sales tax", "mwst", "vat", "tax", "gst", "tva", "iva", "btw", "ust",
             "kwota vat",
             # the tax's amount, named as such
@@ -355,7 +356,7 @@ LABELS: dict[str, tuple[str, ...]] = {
               "gesamtsumme", "summe brutto", "total à payer", "montant à payer",
               "montant total", "totale da pagare", "importe a pagar", "razem brutto",
               "razem", "rechnungssumme brutto", "rechnungssumme", "bruttosumme", "zahlbetrag",
-              "endsumme", "endbetrag", "due payable", "summe gesamt"),
+              "endsumme", "endbetrag", "due payable", "summe gesamt", "brutto"),
     "vendor": SELLER_LABELS,
     "currency": ("currency", "währung", "devise", "moneda", "valuta", "waluta"),
     "line_item_count": ("lines", "line items"),
@@ -623,9 +624,12 @@ _NUMBER_DATED = re.compile(r"[ \t]*,?[ \t]*(?:du|dated|of|vom|von|del|van|z dnia
 _EMAIL_AMOUNT = re.compile(
     r"(?:amount of|amounting to|amount:|total of|total:|for)\s+(?P<v>[^\s(].{0,24})"
     r"|\((?P<p>[^()]{1,24})\)", re.IGNORECASE)
+# 'Zahlbar innerhalb 30 Tagen netto bis 04.04.2018', 'ohne Abzug bis ...' is due then; a
+# discount's date ('Zahlbar mit 2% Skonto bis 14.11.2018') is not
 _EMAIL_DUE = re.compile(r"(?:due by|due date:?|due on|payable by|payable until|pay until|"
-                        r"remit until|remit by|bis zum|zahlbar bis|avant le)\s+(?P<v>.{4,24})",
-                        re.IGNORECASE)
+                        r"remit until|remit by|bis zum|"
+                        r"(?:zahlbar|ohne abzug)(?:(?!skonto)[^\n.;]){0,40}?\bbis|"
+                        r"avant le)\s+(?P<v>.{4,24})", re.IGNORECASE)
 _EMAIL_PO = re.compile(r"\bPO\s+(?P<v>(?:P\.O\. )?[A-Z0-9][\w/\-.]*\d)", re.IGNORECASE)
 
 

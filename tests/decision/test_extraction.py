@@ -706,6 +706,25 @@ def test_register_numbers_thresholds_and_references_are_no_amounts() -> None:
     assert [m.amount for m in find_money("article 283-2, commande > 150 €, 12,50 €")] == [12.5]
 
 
+def test_german_payment_terms_give_the_due_date_and_netto_brutto_label_the_amounts() -> None:
+    ex = _read_laid_out(
+        "Kessler Kältetechnik GmbH\nRechnungsnummer: KT-5512\nRechnungsdatum: 02.02.2026\n\n"
+        "Netto                 210,00 €\n"
+        "USt. (19 %)            39,90 €\n"
+        "Brutto                249,90 €\n"
+        "Zahlbar mit 2% Skonto bis 12.02.2026 oder ohne Abzug bis 04.03.2026\n")
+    # the discount's date is not the due date; the year of a date is no amount
+    assert (ex.get("due_date"), *_amounts(ex)) == ("2026-03-04", "210.00", "39.90", "249.90")
+    ex = _read_laid_out(
+        "Kessler Kältetechnik GmbH\nRechnungsnummer: KT-5513\n\n"
+        "Zahlungsbedingungen:\n"
+        "Beschreibung          Fälligkeit       Teilzahlung\n"
+        "                      21.03.2026\n"
+        "Fälligkeitsdatum: 21.03.2026\n")
+    assert ex.get("due_date") == "2026-03-21"
+    assert [m.amount for m in find_money("bis 04.04.2013, 3%")] == []
+
+
 def test_a_tax_row_of_net_tax_and_gross_settles_all_three() -> None:
     ex = _read_laid_out(
         "Fjord Leasing GmbH\nRechnungsnummer: 7711\n\n"
