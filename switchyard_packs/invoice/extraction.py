@@ -314,7 +314,8 @@ LABELS: dict[str, tuple[str, ...]] = {
                   "ihre bestellung", "bestell-nr", "bestell-nr.", "votre commande",
                   "uw bestelling", "inkoopordernummer", "orden de compra", "vostro ordine",
                   "votre référence", "ihre auftragsnummer", "ihre bestellnummer",
-                  "your order number", "uw referentie", "vostro riferimento"),
+                  "your order number", "uw referentie", "vostro riferimento", "bestellung",
+                  "bestellung nr.", "bestellung nr"),
     "buyer": BUYER_LABELS,
     # dates that are not the invoice's: labelled as such, so "date" alone does not take them
     "other_date": ("order date", "delivery date", "ship date", "shipping date", "service date",
@@ -1081,7 +1082,8 @@ def _from_layout(layout_lines: list[Line], b: _Builder) -> None:
         for index, found in enumerate(label_values(layout_lines, LABELS[name], others)):
             label = " ".join(w.text for w in found.label).lower().rstrip(":")
             if _starts_a_longer_label(label, found, name) or _ends_another_label(found, name) \
-                    or (found.placement == "below" and _in_running_text(found, name)):
+                    or (found.placement == "below" and _in_running_text(found, name)) \
+                    or (name in ("invoice_number", "po_number") and _in_a_sentence(found)):
                 continue
             if name == "vendor" and found.placement == "right" and not found.label[-1].text \
                     .endswith(":") and found.distance < _VENDOR_GAP_HEIGHTS:
@@ -1160,6 +1162,17 @@ def _in_running_text(found: LabelValue, name: str) -> bool:
     after = end < len(line.words) and not found.label[-1].text.endswith(":") and \
         line.words[end - 1].gap_to(line.words[end]) <= gap
     return after and (before or name == "vendor")
+
+
+def _in_a_sentence(found: LabelValue) -> bool:
+    """Whether a label without a colon runs on from words close before it, as in ``bitte Ihre
+    Kundennummer 35040727 und Belegnummer 2018092011804 angeben``: a sentence's noun, not a
+    field's label, so the number after it is no answer to the label."""
+    line = found.line
+    start = line.words.index(found.label[0])
+    gap = COLUMN_GAP_HEIGHTS * line.height
+    return start >= 2 and not found.label[-1].text.endswith(":") and all(
+        line.words[i].gap_to(line.words[i + 1]) <= gap for i in range(start - 2, start))
 
 
 def _ends_another_label(found: LabelValue, name: str) -> bool:

@@ -725,6 +725,16 @@ def test_german_payment_terms_give_the_due_date_and_netto_brutto_label_the_amoun
     assert [m.amount for m in find_money("bis 04.04.2013, 3%")] == []
 
 
+def test_a_label_running_on_in_a_sentence_labels_nothing() -> None:
+    ex = _read_laid_out(
+        "Stadtwerke Lohberg GmbH\n"
+        "Handelsrechnung (380) Nr. SW-7781204 vom 02.04.2026\n"
+        "Bestellung: B-55120\n\n"
+        "Hinweis    Bei Schriftwechsel bitte Ihre Kundennummer 44120 und Belegnummer 7781204 angeben\n"
+        "Rechnung gemäß Bestellung vom 28.03.2026\n")
+    assert (ex.get("invoice_number"), ex.get("po_number")) == ("SW-7781204", "B-55120")
+
+
 def test_a_tax_row_of_net_tax_and_gross_settles_all_three() -> None:
     ex = _read_laid_out(
         "Fjord Leasing GmbH\nRechnungsnummer: 7711\n\n"
