@@ -616,10 +616,13 @@ def _note_summary_row(monies: list[Money], b: _Builder, confidence: float, label
 
 _EMAIL_NUMBER = re.compile(
     r"\b(?:invoice|\w*rechnung|facture|factura|fattura|factuur|faktura|credit note|avoir|"
-    r"gutschrift|creditnota)(?:[ \t]*\(\d{3}\))?"  # an e-invoice's type code: '(380)'
+    # an e-invoice's type code, after a word of the type's name: '(380)', 'Bau (875)'
+    r"gutschrift|creditnota)(?:(?:[ \t]+[^\W\d_]+)?[ \t]*\(\d{3}\))?"
     r"(?:\s+(?:no\.?|number|nr\.?|#|numero|número)\s+|\s+(?:n°|nº|n\.)\s*|\s+)"
     r"(#?[A-Za-z0-9][A-Za-z0-9/\-#_]*\d[A-Za-z0-9/\-_]*)", re.IGNORECASE)
-_NUMBER_DATED = re.compile(r"[ \t]*,?[ \t]*(?:du|dated|of|vom|von|del|van|z dnia|issued at|"
+# the date after the number, perhaps past two words of a note ('Nr. 210111 mit LV vom ...')
+_NUMBER_DATED = re.compile(r"(?:[ \t]+[^\W\d_]{1,6}){0,2}?"
+                           r"[ \t]*,?[ \t]*(?:du|dated|of|vom|von|del|van|z dnia|issued at|"
                            r"issued on)[ \t]+"
                            r"(?P<v>[^\n]{4,30})", re.IGNORECASE)
 _EMAIL_AMOUNT = re.compile(
@@ -1099,7 +1102,11 @@ def _from_layout(layout_lines: list[Line], b: _Builder) -> None:
                 break  # amounts: every labelled one is a candidate for reconciling
             # an amount's every label competes on its confidence: 'Total payable' after
             # 'Goods total'; other fields take the first value found in their labels' order
-            _from_pairs([(name, label, found.text)], b, 0.95 * placement_factor(found))
+            value = found.text
+            if name in _AMOUNTS and found.placement == "right" and \
+                    _CURRENCY_QUALIFIER.fullmatch(value.strip()):
+                value = _rest_of_line(found)  # 'Steuerbetrag in EUR | 684'
+            _from_pairs([(name, label, value)], b, 0.95 * placement_factor(found))
             if found.placement == "right":  # a row of net, tax, gross
                 rest = _rest_of_line(found)
                 _note_summary_row([m for m in find_money(rest) if not _words_follow(rest, m)],
@@ -1128,6 +1135,10 @@ def _number_under_a_title_word(layout_lines: list[Line], b: _Builder) -> None:
             b.offer("invoice_number", ident, 0.8 * placement_factor(found), found.text,
                     f"label:{label}")
             return
+
+
+#: What may stand between an amount's label and its figure: the currency it is in.
+_CURRENCY_QUALIFIER = re.compile(rf"(?:in\s+)?\(?(?:{_CODE}|{_SYM})\)?", re.IGNORECASE)
 
 
 def _keys_a_pair(layout_lines: list[Line], found: LabelValue) -> bool:

@@ -735,6 +735,17 @@ def test_a_label_running_on_in_a_sentence_labels_nothing() -> None:
     assert (ex.get("invoice_number"), ex.get("po_number")) == ("SW-7781204", "B-55120")
 
 
+def test_a_document_type_with_a_word_and_a_note_before_its_date_and_an_amount_in_a_currency() -> None:
+    ex = _read_laid_out(
+        "Hofmann Tiefbau AG\n"
+        "Schlussrechnung Tiefbau (380) Nr. 77120 mit Aufmaß vom 14.05.2026\n\n"
+        "Rechnungssumme ohne USt.            2.000,00\n"
+        "Steuerbetrag in EUR                      380\n"
+        "Bruttosumme                         2.380,00\n")
+    assert (ex.get("invoice_number"), ex.get("invoice_date")) == ("77120", "2026-05-14")
+    assert _amounts(ex) == ("2000.00", "380.00", "2380.00")
+
+
 def test_a_tax_row_of_net_tax_and_gross_settles_all_three() -> None:
     ex = _read_laid_out(
         "Fjord Leasing GmbH\nRechnungsnummer: 7711\n\n"
