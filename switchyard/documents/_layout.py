@@ -45,7 +45,7 @@ from switchyard.v1 import (
 #: A horizontal gap wider than this many line heights separates two columns.
 COLUMN_GAP_HEIGHTS = 1.0
 #: A value below its label is looked for at most this many line heights under it.
-MAX_BELOW_HEIGHTS = 2.5
+MAX_BELOW_HEIGHTS = 3.5
 #: Lines in reading order looked at below a label (within MAX_BELOW_HEIGHTS): a column
 #: beside it puts its own lines in between.
 MAX_LINES_BELOW = 6

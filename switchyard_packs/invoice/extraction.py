@@ -357,7 +357,8 @@ LABELS: dict[str, tuple[str, ...]] = {
               "gesamtsumme", "summe brutto", "total à payer", "montant à payer",
               "montant total", "totale da pagare", "importe a pagar", "razem brutto",
               "razem", "rechnungssumme brutto", "rechnungssumme", "bruttosumme", "zahlbetrag",
-              "endsumme", "endbetrag", "due payable", "summe gesamt", "brutto"),
+              "endsumme", "endbetrag", "due payable", "summe gesamt", "brutto",
+              "total charges"),
     "vendor": SELLER_LABELS,
     "currency": ("currency", "währung", "devise", "moneda", "valuta", "waluta"),
     "line_item_count": ("lines", "line items"),
@@ -913,20 +914,57 @@ def _close(a: float, b: float, rel: float = 0.005) -> bool:
     return abs(a - b) <= max(0.011, rel * max(abs(a), abs(b)), 1.0 if max(a, b) > 1000 else 0)
 
 
-def _resolve_dates(b: _Builder) -> None:
-    """Pick day/month order jointly; flag a due date before the invoice date."""
+# a date of numbers only, day and month in an order the numbers may not tell ('3/09/2015')
+_NUMERIC_DATE = re.compile(r"\b(\d{1,2})[/\-](\d{1,2})[/\-](?:\d{4}|\d{2})\b")
+
+
+def _orders_shown(text: str) -> set[str]:
+    """The day/month orders the document's numeric dates show where a number above 12 tells:
+    ``dmy`` for ``29/06/2016``, ``mdy`` for ``6/29/2016``. A document keeps one order, so a
+    date that could be either is read in the one its other dates show."""
+    shown = set()
+    for m in _NUMERIC_DATE.finditer(text):
+        first, second = int(m.group(1)), int(m.group(2))
+        if first > 12 >= second:
+            shown.add("dmy")
+        elif second > 12 >= first:
+            shown.add("mdy")
+    return shown
+
+
+def _reading_order(raw: str, date: dt.date) -> str | None:
+    m = _NUMERIC_DATE.search(raw)
+    if m is None:
+        return None
+    first, second = int(m.group(1)), int(m.group(2))
+    if (date.day, date.month) == (first, second):
+        return "dmy"
+    return "mdy" if (date.month, date.day) == (first, second) else None
+
+
+def _resolve_dates(b: _Builder, text: str) -> None:
+    """Pick day/month order jointly: the order the document's other dates show, else the
+    pair whose gap is a usual payment term; flag a due date before the invoice date."""
     inv = b.found.get("invoice_date")
     due = b.found.get("due_date")
     inv_opts = list(inv.value) if inv else [None]  # type: ignore[call-overload]
     due_opts = list(due.value) if due else [None]  # type: ignore[call-overload]
+    shown = _orders_shown(text)
+    order = next(iter(shown)) if len(shown) == 1 else None
+
+    def agrees(cand: _Candidate | None, date: dt.date | None) -> float:
+        if order is None or cand is None or date is None:
+            return 0.0
+        return 3.0 if _reading_order(cand.raw, date) == order else 0.0
 
     def score(pair: tuple[dt.date | None, dt.date | None]) -> float:
         i, d = pair
+        told = agrees(inv, i) + agrees(due, d)
         if i is None or d is None:
-            return 0.0
+            return told
         gap = (d - i).days
-        return 2.0 if gap in (0, 7, 10, 14, 15, 21, 28, 30, 31, 45, 60, 90) else (
-            1.0 if 0 <= gap <= 120 else -1.0)
+        return told + (2.0 if gap in (0, 7, 10, 14, 15, 21, 28, 30, 31, 45, 60, 90) else (
+            1.0 if 0 <= gap <= 120 else -1.0))
 
     pairs = [(i, d) for i in inv_opts for d in due_opts]
     best = max(pairs, key=score)
@@ -934,8 +972,8 @@ def _resolve_dates(b: _Builder) -> None:
         if cand is None or chosen is None:
             continue
         cand.value = chosen
-        if len(opts) > 1:  # day/month order ambiguous: sure only when the other date settles it
-            cand.confidence *= 0.95 if score(best) >= 2.0 else 0.6
+        if len(opts) > 1:  # day/month order ambiguous: sure only when the document settles it
+            cand.confidence *= 0.95 if score(best) >= 2.0 or order is not None else 0.6
     if best[0] is not None and best[1] is not None and best[1] < best[0]:
         b.issues.append("due_date_before_invoice_date")
         for cand in (inv, due):
@@ -1091,6 +1129,8 @@ def _from_layout(layout_lines: list[Line], b: _Builder) -> None:
             if name == "vendor" and found.placement == "right" and not found.label[-1].text \
                     .endswith(":") and found.distance < _VENDOR_GAP_HEIGHTS:
                 continue  # 'SELLER TRADE NAME' is a heading, 'Seller:  Acme' a label
+            if name in _AMOUNTS and found.placement == "below" and _heads_items(found):
+                continue  # 'Amount' over an item table's column: the first item's amount
             if name in _AMOUNTS and found.placement == "right" and \
                     _rest_of_line(found).lstrip().startswith(_COMPARISONS):
                 continue  # 'amount > 300 €': a threshold, not the amount
@@ -1135,6 +1175,21 @@ def _number_under_a_title_word(layout_lines: list[Line], b: _Builder) -> None:
             b.offer("invoice_number", ident, 0.8 * placement_factor(found), found.text,
                     f"label:{label}")
             return
+
+
+#: Column headers of an item table ('Description | Quantity | Unit Price | Amount'): an
+#: amount label in such a row heads the items' amounts, not the invoice's.
+_ITEM_HEADERS = frozenset({
+    "description", "item", "items", "qty", "quantity", "unit price", "price", "beschreibung",
+    "bezeichnung", "artikel", "menge", "einzelpreis", "désignation", "quantité",
+    "prix unitaire", "omschrijving", "aantal", "descrizione", "quantità", "descripción",
+    "cantidad", "opis", "ilość"})
+
+
+def _heads_items(found: LabelValue) -> bool:
+    """Whether a label stands in an item table's header row."""
+    return any(" ".join(w.text.lower() for w in cell).strip(":. ") in _ITEM_HEADERS
+               for cell in found.line.cells())
 
 
 #: What may stand between an amount's label and its figure: the currency it is in.
@@ -1282,7 +1337,7 @@ def extract_invoice(text: str, layout: DocumentLayout | None = None) -> InvoiceE
             if codes:
                 b.offer("currency", max(set(codes), key=codes.count), 0.55, codes[0],
                         "document")
-    _resolve_dates(b)
+    _resolve_dates(b, text)
     _reconcile_amounts(b)
     if "total" in b.found:
         _check_amounts(b, amounts)

@@ -36,6 +36,9 @@ _LEGAL_FORMS = (r"Pty\.? Ltd\.?|Pvt\.? Ltd\.?|Private Limited|Ltd\.?|Inc\.?|LLC|
                 r"GmbH & Co\.(?: KG)?|GmbH|S\.A\.|"
                 r"B\.V\.|BV|N\.V\.|NV|AG|Co\.|plc|SARL|SAS|S\.L\.|Oy|AB|Corp\.?|Limited|"
                 r"Company|SE|SpA|S\.p\.A\.|S\.r\.l\.|Srl|KG|sp\. z o\.o\.|Sp\. z o\.o\.")
+# and in capitals, as letterheads print them ('CONTOSO LTD.', 'ACME GMBH')
+_LEGAL_FORMS = "|".join(dict.fromkeys(
+    form for written in _LEGAL_FORMS.split("|") for form in (written, written.upper())))
 #: A company's legal form at the end of a name.
 COMPANY_SUFFIX = re.compile(rf"(?:\b(?:{_LEGAL_FORMS}))\s*$")
 # a name followed by more on its line: 'e-Luscious Nederland B.V. iov Saeco.com'

@@ -746,6 +746,32 @@ def test_a_document_type_with_a_word_and_a_note_before_its_date_and_an_amount_in
     assert _amounts(ex) == ("2000.00", "380.00", "2380.00")
 
 
+def test_a_padded_header_row_its_values_and_the_order_of_day_and_month() -> None:
+    # a table's header cell padded well above its values; '3/09/2015' could be either order,
+    # '6/29/2016' shows the document writes the month first
+    ex = _read_laid_out(
+        "NORTHWIND TRADERS LTD.\n"
+        "Invoice For: Fabrikam Inc.\n"
+        "                          1 Main St, Springfield\n\n"
+        "Invoice Number     Invoice Date     Invoice Due Date     Total Charges\n\n\n"
+        "7689302            3/09/2015        6/29/2016            $22,123.24\n")
+    assert (ex.get("vendor"), ex.get("invoice_number")) == ("NORTHWIND TRADERS LTD.", "7689302")
+    assert (ex.get("invoice_date"), ex.get("due_date")) == ("2015-03-09", "2016-06-29")
+    assert (ex.get("total"), ex.get("currency")) == ("22123.24", "USD")
+
+
+def test_an_amount_column_of_the_item_table_is_not_the_invoices_total() -> None:
+    ex = _read_laid_out(
+        "Fourth Coffee LLC\nInvoice INV/2026/0042\n\n"
+        "Description        Quantity    Unit Price    Taxes     Amount\n\n\n"
+        "Espresso beans     2.00 kg     21.00         0.00      $ 42.00\n"
+        "Grinder            1.00        70.00         0.00      $ 70.00\n"
+        "Subtotal                                               $ 112.00\n"
+        "Tax 15% on $ 112.00                                    $ 16.80\n"
+        "Total                                                  $ 128.80\n")
+    assert _amounts(ex) == ("112.00", "16.80", "128.80")
+
+
 def test_a_tax_row_of_net_tax_and_gross_settles_all_three() -> None:
     ex = _read_laid_out(
         "Fjord Leasing GmbH\nRechnungsnummer: 7711\n\n"
