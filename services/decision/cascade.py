@@ -12,8 +12,9 @@ models that agree raise the confidence and two that disagree lower it. The routi
 then applies its thresholds to the pooled answer as to any prediction.
 
 The encoder is an improvement, not a dependency: when it does not answer (down, its breaker
-open) or knows other classes than the router (one of them redeployed), the router's answer
-stands and the counter says so.
+open), knows other classes than the router (one of them redeployed) or has no opinion (the
+text is foreign to its English vocabulary: it answers with uniform probabilities, see the
+text_encoder model), the router's answer stands and the counter says so.
 """
 
 from __future__ import annotations
@@ -34,9 +35,12 @@ CASCADE_DOCUMENTS = Counter(
     "Documents the router was unsure about (below router_cascade_below), by what the cascade "
     "did: pooled (text_encoder's answer pooled with the router's), unavailable (text_encoder "
     "did not answer; the router's answer stands), mismatch (the two know different classes; "
-    "the router's answer stands).",
+    "the router's answer stands), unfamiliar (text_encoder gave no opinion on a text foreign "
+    "to its vocabulary; the router's answer stands).",
     ["result"],
 )
+#: An encoder answer whose probabilities differ by less than this is uniform: no opinion.
+NO_OPINION = 1e-6
 #: The model name a pooled answer carries in Decision.models (beside the two it pooled).
 POOLED_MODEL = "router_cascade"
 
@@ -85,6 +89,9 @@ class RouterCascade:
             log.warning("router cascade: text_encoder knows %s, the router %s: retrain both "
                         "(switchyard models train)", sorted(second.scores),
                         sorted(prediction.scores))
+            return prediction
+        if max(second.scores.values()) - min(second.scores.values()) < NO_OPINION:
+            CASCADE_DOCUMENTS.labels("unfamiliar").inc()
             return prediction
         CASCADE_DOCUMENTS.labels("pooled").inc()
         return pool(prediction, second, self.temperature())

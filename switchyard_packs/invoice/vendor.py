@@ -153,7 +153,8 @@ def company_name(cell: str) -> str | None:
     """The company name a line (or a laid-out line's cell) starts with: title words, a sender
     line's address parts and anything after a legal form cut off; None when what is left
     does not look like a name (digits, a colon, more than six words, no capital)."""
-    cell = _respaced(cell.strip())
+    # OCR drops the space after a comma too: 'Amazon Web Services,Inc.'
+    cell = re.sub(r",(?=[A-Z])", ", ", _respaced(cell.strip()))
     if len(cell.split()) <= MAX_SENDER_WORDS:  # a sender line's parts, not a sentence's
         cell = _PARTS.split(cell)[0]
     labelled = _NAME_LABEL.match(cell) is not None

@@ -601,6 +601,7 @@ def test_a_name_whose_spaces_ocr_dropped_is_spaced_again() -> None:
     from switchyard_packs.invoice.vendor import company_name
 
     assert company_name("HollowayPaperMills,Inc.") == "Holloway Paper Mills, Inc."
+    assert company_name("Holloway Paper Mills,Inc.") == "Holloway Paper Mills, Inc."  # OCR
     assert company_name("KLMFreightServicesPvt.Ltd.") == "KLM Freight Services Pvt. Ltd."
     # a short name keeps its inner capitals; anything after a legal form is not the name
     assert company_name("iViveLabs Ltd.") == "iViveLabs Ltd."

@@ -6,7 +6,8 @@
 - Triton serves the probabilities training computes (one code path: the model loads a copy
   of the module training used), and the pooling temperature training fitted;
 - pooling: agreement raises the confidence, disagreement lowers it; an encoder that cannot
-  answer, or knows other classes, leaves the router's answer standing.
+  answer, knows other classes or has no opinion (text foreign to its English vocabulary)
+  leaves the router's answer standing.
 """
 
 from __future__ import annotations
@@ -52,6 +53,29 @@ def test_texts_are_embedded_alike_alone_and_in_a_batch_of_other_lengths(
         assert np.abs(encoder.encode([text])[0] - row).max() < 1e-5   # padding is not read
 
 
+#: A text the English-pretrained encoder reads as fragments (written here, in the manner of
+#: German e-invoice renderings), and English ones it reads whole.
+FOREIGN = ("Lesbarmachung der Rechnungsdaten. Handelsrechnung Nr. 4711 vom 05.03.2026. "
+           "Verkäufer: Lieferantengesellschaft mbH, Lieferantenstraße 20, Steuernummer "
+           "201/113/40209. Käufer: Kundengesellschaft, Rechnungssumme ohne Umsatzsteuer "
+           "Steuerbetrag Bruttosumme Zahlungsbedingungen Fälligkeit Teilzahlung")
+FAMILIAR = ("Invoice 4711 from Harbour Supplies Inc. for the office chairs delivered last "
+            "week; the total due is $1,250.00, payable within thirty days.",
+            "My laptop will not start since the update, please help me get it working again.")
+
+
+def test_word_pieces_per_word_tell_text_the_encoder_reads_from_fragments(
+        encoder: Encoder) -> None:
+    tokenizer = encoder.tokenizer
+    assert all(tokenizer.pieces_per_word(text) < 1.4 for text in FAMILIAR)
+    assert tokenizer.pieces_per_word(FOREIGN) > 2.0
+    assert tokenizer.pieces_per_word("") == 1.0
+    # only what the encoder reads counts: a foreign tail past its first tokens does not
+    assert tokenizer.pieces_per_word(FAMILIAR[0] * 8 + FOREIGN) < 1.4
+    card = json.loads((VERSION_DIR / "model_card.json").read_text())
+    assert 1.4 < card["familiarity"]["limit"] < tokenizer.pieces_per_word(FOREIGN)
+
+
 def _prediction(model: str, scores: dict[str, float]) -> Prediction:
     label = max(scores, key=scores.__getitem__)
     return Prediction(model, "1", label, scores[label], scores)
@@ -82,7 +106,10 @@ async def test_the_routers_answer_stands_when_the_encoder_cannot_give_one() -> N
         return [_prediction("text_encoder", {"invoice": 0.9, "support_ticket": 0.1})
                 for _ in texts]
 
-    for infer in (away, other_classes):
+    async def no_opinion(texts):  # type: ignore[no-untyped-def]
+        return [_prediction("text_encoder", {"invoice": 0.5, "other": 0.5}) for _ in texts]
+
+    for infer in (away, other_classes, no_opinion):
         batcher: MicroBatcher[str, Prediction] = MicroBatcher("text_encoder", infer, 4, 0.001,
                                                               16)
         await batcher.start()
@@ -104,7 +131,7 @@ async def test_triton_serves_what_training_computed(stack: EmbeddedStack) -> Non
     card = json.loads((VERSION_DIR / "model_card.json").read_text())
     client = EncoderClient(stack.settings.triton_url, 60, new_breaker("t", 5, 10), "1")
     await client.load_metadata()
-    texts = [row["text"] for row in heldout()[:24]]
+    texts = [row["text"] for row in heldout()[:24]] + [FOREIGN]
     try:
         served = await client.predict(texts)
     finally:
@@ -114,8 +141,13 @@ async def test_triton_serves_what_training_computed(stack: EmbeddedStack) -> Non
     with np.load(VERSION_DIR / cascade.HEAD_FILE) as head:
         weights, bias = head["weights"], head["bias"]
         temperature = float(head["temperature"])
-    embeddings = Encoder(VERSION_DIR / cascade.ASSETS_DIR).encode(texts)
-    expected = cascade.head_probabilities(embeddings, weights, bias, temperature)
+    encoder = Encoder(VERSION_DIR / cascade.ASSETS_DIR)
+    expected = cascade.head_probabilities(encoder.encode(texts), weights, bias, temperature)
+    # no opinion on text foreign to the encoder's vocabulary: uniform probabilities
+    limit = card["familiarity"]["limit"]
+    foreign = [encoder.tokenizer.pieces_per_word(t) > limit for t in texts]
+    assert foreign[-1] and sum(foreign) < len(texts) // 2
+    expected[foreign] = 1.0 / len(card["classes"])
     got = np.array([[p.scores[c] for c in card["classes"]] for p in served])
     assert np.abs(got - expected).max() < 1e-5
 

@@ -69,6 +69,9 @@ ASSET_SHA256 = {
 }
 #: Documents per class and split the head is trained, calibrated and tested on.
 PER_CLASS = {"train": 160, "validation": 60, "test": 60}
+#: Texts more foreign to the encoder's vocabulary (word pieces per word) than this percentile
+#: of the router's training texts get no opinion from the head.
+FAMILIAR_PERCENTILE = 99.0
 HPARAMS = {"l2": 1e-3, "learning_rate": 0.5, "iterations": 600}
 CACHE_DIR = Path(__file__).resolve().parents[3] / "models" / "cache"
 #: The tracked Triton files of the model (config.pbtxt, 1/model.py).
@@ -217,6 +220,12 @@ def train(rows: Sequence[Mapping[str, Any]], classes: Sequence[str], seed: int,
     pool_temperature = T.fit_temperature(
         np.log(np.maximum(router_probs, 1e-9)) + np.log(np.maximum(validation_probs, 1e-9)),
         y["validation"])
+    # the head's answer counts only for text the encoder can read: no more foreign to its
+    # vocabulary than all but 1% of the texts it was trained on (the Triton model answers
+    # "no opinion", uniform probabilities, above this; the router's answer then stands)
+    familiar_limit = float(np.percentile(
+        [encoder.tokenizer.pieces_per_word(str(r["text"])) for r in rows],
+        FAMILIAR_PERCENTILE))
     test = T.multiclass_metrics(head_probabilities(x["test"], w, b, temperature), y["test"],
                                 classes)
     validation = T.multiclass_metrics(validation_probs, y["validation"], classes)
@@ -224,6 +233,7 @@ def train(rows: Sequence[Mapping[str, Any]], classes: Sequence[str], seed: int,
             "encoder_sha256": encoder_sha, "assets": dict(ASSET_SHA256), "seed": seed}
     blob = T.npz_bytes({"weights": w, "bias": b,
                         "temperature": np.asarray(temperature, dtype=np.float32),
+                        "familiar_limit": np.asarray(familiar_limit, dtype=np.float32),
                         "meta": np.asarray(json.dumps(meta, sort_keys=True))})
     card: dict[str, Any] = {
         "model": MODEL, "version": MODEL_VERSION, "seed": seed,
@@ -243,13 +253,20 @@ def train(rows: Sequence[Mapping[str, Any]], classes: Sequence[str], seed: int,
         "hyperparameters": dict(HPARAMS),
         "calibration": {"temperature": round(float(temperature), 6),
                         "pool_temperature": round(float(pool_temperature), 3)},
+        "familiarity": {"limit": round(familiar_limit, 4),
+                        "measure": "word pieces per word of what the encoder reads",
+                        "percentile_of_training_texts": FAMILIAR_PERCENTILE,
+                        "above": "no opinion (uniform probabilities): the router's answer "
+                                 "stands"},
         "metrics": {"validation": validation, "test": test},
         "weights": {"file": HEAD_FILE, "sha256": T.sha256_bytes(blob)},
         "intended_use": "Route documents the fast router is unsure about (the decision "
                         "service's router_cascade_below).",
         "limitations": "The head is trained on the synthetic router corpus and the packs' "
                        "examples; the encoder was pretrained on English text and reads the "
-                       f"first {E.MAX_TOKENS} tokens. Measured on documents from outside the "
+                       f"first {E.MAX_TOKENS} tokens; text it reads as more word pieces per "
+                       f"word than {familiar_limit:.2f} (German, Dutch, Polish business text, "
+                       "mostly) gets no opinion. Measured on documents from outside the "
                        "project in docs/decision.md#router-cascade.",
     }
     version_dir.mkdir(parents=True, exist_ok=True)

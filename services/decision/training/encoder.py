@@ -105,6 +105,22 @@ class WordPiece:
             start = end
         return ids
 
+    def pieces_per_word(self, text: str, max_tokens: int = MAX_TOKENS) -> float:
+        """How much of what the encoder reads of ``text`` its vocabulary knows: word pieces
+        per word of two letters or more, over the words within its first ``max_tokens``
+        tokens (1.0 when each is a vocabulary word). The model was pretrained on English:
+        English prose reads at 1.1 to 1.4, German or Polish business text at 2 to 3, as
+        fragments whose embedding says little of what the text is about."""
+        pieces = words = read = 0
+        for word in self.words(text):
+            count = len(self.pieces(word))
+            read += count
+            if read > max_tokens - 2:
+                break
+            if len(word) >= 2 and word.isalpha():
+                pieces, words = pieces + count, words + 1
+        return pieces / words if words else 1.0
+
     def encode(self, text: str, max_tokens: int = MAX_TOKENS) -> list[int]:
         """``[CLS] pieces... [SEP]``, cut to ``max_tokens``."""
         ids = [self.cls]

@@ -7,8 +7,13 @@ Inference is numpy. Everything it needs sits in this version directory, written 
 * ``encoder.py`` -- a verbatim copy of ``services/decision/training/encoder.py``, the module the
   head was trained with (loaded by file path; its sha256 must be the one in ``head.npz``);
 * ``minilm/`` -- all-MiniLM-L6-v2's ``model.safetensors`` and ``tokenizer.json``;
-* ``head.npz`` -- ``weights`` [384, classes], ``bias``, ``temperature`` and ``meta`` (JSON: the
-  class list, the encoder's sha256).
+* ``head.npz`` -- ``weights`` [384, classes], ``bias``, ``temperature``, ``familiar_limit``
+  and ``meta`` (JSON: the class list, the encoder's sha256).
+
+A text the encoder's vocabulary reads as more word pieces per word than ``familiar_limit``
+(what all but 1% of the training texts stay under) gets uniform PROBS: no opinion, as the
+English-pretrained encoder makes little of it; the decision service then keeps the router's
+answer. Its EMBEDDING is returned as for any text.
 
 Loading fails loudly when a file is missing, the encoder is not the one the head was trained
 with, or the class list disagrees with ``config.pbtxt``.
@@ -51,6 +56,9 @@ class TritonPythonModel:
             self.weights = np.asarray(z["weights"], dtype=np.float32)
             self.bias = np.asarray(z["bias"], dtype=np.float32)
             self.temperature = np.float32(np.asarray(z["temperature"]).reshape(-1)[0])
+            # heads trained before the limit existed give every text an opinion
+            self.familiar_limit = float(np.asarray(z["familiar_limit"]).reshape(-1)[0]) \
+                if "familiar_limit" in z.files else float("inf")
             meta = json.loads(str(np.asarray(z["meta"]).reshape(-1)[0]))
         with open(encoder_path, "rb") as fh:
             encoder_sha = hashlib.sha256(fh.read()).hexdigest()
@@ -68,7 +76,8 @@ class TritonPythonModel:
         self.labels = np.array([c.encode("utf-8") for c in self.classes], dtype=np.object_)
         pb_utils.Logger.log_info(
             f"text_encoder {meta.get('version')} loaded: classes={self.classes} "
-            f"T={float(self.temperature):.4f} encoder={encoder_sha[:12]}")
+            f"T={float(self.temperature):.4f} familiar_limit={self.familiar_limit:.3f} "
+            f"encoder={encoder_sha[:12]}")
 
     def execute(self, requests):
         texts, sizes = [], []
@@ -81,6 +90,10 @@ class TritonPythonModel:
         # the function the card's metrics were computed with (the encoder module's)
         probs = self.module.head_probabilities(embeddings, self.weights, self.bias,
                                                self.temperature)
+        tokenizer = self.encoder.tokenizer
+        for row, text in enumerate(texts):
+            if tokenizer.pieces_per_word(text) > self.familiar_limit:
+                probs[row] = 1.0 / len(self.classes)  # no opinion
         labels = self.labels[probs.argmax(axis=1)] if texts else self.labels[:0]
         responses, start = [], 0
         for n in sizes:
