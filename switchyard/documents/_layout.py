@@ -356,6 +356,10 @@ def _below(layout_lines: Sequence[Line], line: Line, start: int, end: int
            ) -> tuple[tuple[PageWord, ...], float] | None:
     label = line.words[start:end]
     left, right = label[0].x0, label[-1].x1
+    # a header's column runs to where the next header starts: a right-aligned figure under
+    # a left-aligned header ('Charges' over '$1002.00') is in it without touching it
+    after = line.words[end:]
+    column_end = after[0].x0 if after else right
     index = layout_lines.index(line)
     # the next few lines in reading order, not only the next: another column's interleave
     for below in layout_lines[index + 1:index + 1 + MAX_LINES_BELOW]:
@@ -366,6 +370,9 @@ def _below(layout_lines: Sequence[Line], line: Line, start: int, end: int
             return None
         for cell in below.cells():
             if cell[0].x0 <= right and cell[-1].x1 >= left:  # under the label
+                return cell, distance
+        for cell in below.cells():
+            if right < cell[0].x0 < column_end:  # starting in the label's column
                 return cell, distance
     return None
 

@@ -761,6 +761,14 @@ def test_a_padded_header_row_its_values_and_the_order_of_day_and_month() -> None
     assert (ex.get("total"), ex.get("currency")) == ("22123.24", "USD")
 
 
+def test_a_figure_right_aligned_in_its_headers_column() -> None:
+    header = "Invoice Number    Invoice Date    Total Due     VAT ID"
+    values = "4471              5/2/2017" + " " * 18 + "$1002.00 RT"
+    assert values.index("$") > header.index("Total Due") + len("Total Due")
+    ex = _read_laid_out(f"Tailspin Toys\n\n{header}\n\n{values}\n")
+    assert (ex.get("invoice_number"), ex.get("total")) == ("4471", "1002.00")
+
+
 def test_an_amount_column_of_the_item_table_is_not_the_invoices_total() -> None:
     ex = _read_laid_out(
         "Fourth Coffee LLC\nInvoice INV/2026/0042\n\n"
