@@ -164,7 +164,7 @@ def _money_matches(text: str) -> Iterator[tuple[Money, re.Match[str]]]:
         num = m.group("num")
         if re.fullmatch(r"(19|20)\d{6}", num.replace(" ", "")):
             continue  # a YYYYMMDD date, not an amount
-        if text[:m.start()].rstrip().endswith(_COMPARISONS):
+        if text[max(0, m.start() - 3):m.start()].rstrip().endswith(_COMPARISONS):
             continue  # a threshold ('free shipping (amount > 300 €)'), not an amount
         currency = _currency_of(m.group("pre")) or _currency_of(m.group("post"))
         amount = to_number(num)
