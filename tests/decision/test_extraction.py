@@ -602,6 +602,10 @@ def test_a_name_whose_spaces_ocr_dropped_is_spaced_again() -> None:
 
     assert company_name("HollowayPaperMills,Inc.") == "Holloway Paper Mills, Inc."
     assert company_name("Holloway Paper Mills,Inc.") == "Holloway Paper Mills, Inc."  # OCR
+    # a person addressed is a customer; a legal form in small letters is still one
+    assert company_name("Dhr. J de Vries") is None and company_name("Mrs Jane Doe") is None
+    assert company_name("Dr. Oetker GmbH") == "Dr. Oetker GmbH"
+    assert company_name("kade.nl b.v.") == "kade.nl b.v."
     assert company_name("KLMFreightServicesPvt.Ltd.") == "KLM Freight Services Pvt. Ltd."
     # a short name keeps its inner capitals; anything after a legal form is not the name
     assert company_name("iViveLabs Ltd.") == "iViveLabs Ltd."
@@ -759,6 +763,18 @@ def test_a_padded_header_row_its_values_and_the_order_of_day_and_month() -> None
     assert (ex.get("vendor"), ex.get("invoice_number")) == ("NORTHWIND TRADERS LTD.", "7689302")
     assert (ex.get("invoice_date"), ex.get("due_date")) == ("2015-03-09", "2016-06-29")
     assert (ex.get("total"), ex.get("currency")) == ("22123.24", "USD")
+
+
+def test_the_supplier_in_small_letters_and_not_the_person_the_letter_addresses() -> None:
+    ex = _read_laid_out(
+        "Geachte heer de Vries,\nHierbij ontvangt u de factuur.\n"
+        "Factuur\nDatum: 3 maart 2026\nFactuurnummer: 7713300021\n"
+        "kade.nl b.v.\nHavenstraat 12, 1011 AB Amsterdam\nIBAN: NL91ABNA0417164300\n"
+        "Voor vragen: http://www.kade.nl/klantenservice\n"
+        "Dhr. J de Vries\nLaan 4\n1216 JD HILVERSUM\n\n"
+        "Bedrag inclusief BTW      € 121,00\n")
+    assert (ex.get("vendor"), ex.get("invoice_number"), ex.get("total")) == (
+        "kade.nl b.v.", "7713300021", "121.00")
 
 
 def test_a_figure_right_aligned_in_its_headers_column() -> None:
