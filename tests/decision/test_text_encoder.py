@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from services.decision.batcher import MicroBatcher
-from services.decision.cascade import POOLED_MODEL, RouterCascade, pool
+from services.decision.cascade import CASCADE_DOCUMENTS, POOLED_MODEL, RouterCascade, pool
 from services.decision.pools import new_breaker
 from services.decision.training import cascade
 from services.decision.training.encoder import MAX_TOKENS, Encoder
@@ -109,15 +109,18 @@ async def test_the_routers_answer_stands_when_the_encoder_cannot_give_one() -> N
     async def no_opinion(texts):  # type: ignore[no-untyped-def]
         return [_prediction("text_encoder", {"invoice": 0.5, "other": 0.5}) for _ in texts]
 
-    for infer in (away, other_classes, no_opinion):
+    for infer, result in ((away, "unavailable"), (other_classes, "mismatch"),
+                          (no_opinion, "unfamiliar")):
         batcher: MicroBatcher[str, Prediction] = MicroBatcher("text_encoder", infer, 4, 0.001,
                                                               16)
+        counted = CASCADE_DOCUMENTS.labels(result)._value.get()
         await batcher.start()
         try:
             assert await RouterCascade(batcher, 0.8, lambda: 1.0).refine(
                 router, "text", "acme", 2) is router
         finally:
             await batcher.stop()
+        assert CASCADE_DOCUMENTS.labels(result)._value.get() == counted + 1, result
     sure = _prediction("document_router", {"invoice": 0.95, "other": 0.05})
     assert await RouterCascade(MicroBatcher("unused", away, 1, 0.001, 1), 0.8,
                                lambda: 1.0).refine(sure, "text", "acme", 2) is sure
