@@ -11,16 +11,16 @@ Each name-like line is a candidate, and evidence adds up per name:
 * being named as the account holder of the bank account to pay into (the payee);
 * standing beside the supplier's identifiers (IBAN, VAT, chamber of commerce, phone, web);
 * starting a window envelope's sender line (``Kraxi GmbH · Flugzeugallee 17 · 12345 ...``);
-* appearing more than once.
-
 * heading the block under a seller's heading (``Verkäufer:``, ``Rechnungsersteller``), as
   its first name line or its ``Name:`` (e-invoice renderings list ``Nummer: 549910`` and
-  ``Globale Nummer: ...`` first).
+  ``Globale Nummer: ...`` first);
+* appearing more than once.
 
 A name under a customer's label (``Bill to``, ``Factuuradres``, ``Rechnungsadresse``), in the
 block under a customer's heading (``Käufer/Leistungsempfänger``), or in the address under a
-sender line, is the customer's and does not count. The best-supported name wins; how much evidence it has sets
-its confidence, so a lone unlabelled first line stays doubtful.
+sender line, is the customer's and does not count, nor is a person the letter addresses
+(``Dhr.``, ``Mrs``). The best-supported name wins; how much evidence it has sets its
+confidence, so a lone unlabelled first line stays doubtful.
 """
 
 from __future__ import annotations
@@ -239,7 +239,7 @@ def _heading(row: list[str]) -> str | None:
 _SELLER_HEADINGS = {label.replace(" ", "") for label in SELLER_LABELS}
 _BUYER_HEADINGS = {label.replace(" ", "") for label in BUYER_LABELS}
 # 'Nummer : 549910', 'Globale Nummer: 4000001123452 (GLN)': a field of the block, no name
-_PAIR = re.compile(r"^(?P<key>[^:]{1,40}?)\s*:\s*(?P<value>.*)$")
+_PAIR = re.compile(r"^[^:]{1,40}?\s*:")
 
 
 def _party_blocks(rows: list[list[str]]) -> tuple[list[tuple[int, str]], set[int]]:

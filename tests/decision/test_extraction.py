@@ -697,7 +697,8 @@ def test_register_numbers_thresholds_and_references_are_no_amounts() -> None:
     # article's reference in the legal text: none is the tax or the total
     ex = _read_laid_out(
         "Les Ruchers du Vercors SAS - 4 route des Crêtes - 26420 La Chapelle\n"
-        "TVA : FR44123456789 - SIRET : 12345678900027 - APE : 0149Z - SAS au capital de 8 000,00 €\n"
+        "TVA : FR44123456789 - SIRET : 12345678900027 - APE : 0149Z - "
+        "SAS au capital de 8 000,00 €\n"
         "Facture F-2026-0412\n"
         "Date de facture 12/03/2026\n\n"
         "Miel de lavande 500g     40 Unit(s)     6,50 €     260,00 €\n"
@@ -735,12 +736,13 @@ def test_a_label_running_on_in_a_sentence_labels_nothing() -> None:
         "Stadtwerke Lohberg GmbH\n"
         "Handelsrechnung (380) Nr. SW-7781204 vom 02.04.2026\n"
         "Bestellung: B-55120\n\n"
-        "Hinweis    Bei Schriftwechsel bitte Ihre Kundennummer 44120 und Belegnummer 7781204 angeben\n"
+        "Hinweis    Bei Schriftwechsel bitte Ihre Kundennummer 44120 und Belegnummer "
+        "7781204 angeben\n"
         "Rechnung gemäß Bestellung vom 28.03.2026\n")
     assert (ex.get("invoice_number"), ex.get("po_number")) == ("SW-7781204", "B-55120")
 
 
-def test_a_document_type_with_a_word_and_a_note_before_its_date_and_an_amount_in_a_currency() -> None:
+def test_a_type_word_and_a_note_in_the_title_and_an_amount_after_its_currency() -> None:
     ex = _read_laid_out(
         "Hofmann Tiefbau AG\n"
         "Schlussrechnung Tiefbau (380) Nr. 77120 mit Aufmaß vom 14.05.2026\n\n"
