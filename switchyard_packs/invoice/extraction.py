@@ -58,6 +58,7 @@ from switchyard.packs import placement_factor
 from switchyard.privacy import iban_ok
 from switchyard.v1 import DocumentLayout, Provenance
 
+from .keys import DUE_DATE, INVOICE_DATE, OTHER_DATE, date_key, key_value_pairs, number_key
 from .vendor import BUYER_LABELS, COMPANY_SUFFIX, SELLER_LABELS, company_name, find_vendor
 
 #: Fields the extractor reports, in the order Decision.fields lists them.
@@ -72,7 +73,8 @@ CONFIDENCE_WEIGHTS: dict[str, float] = {
 }
 
 CURRENCY_SYMBOLS: tuple[tuple[str, str], ...] = (  # longest first: "C$" before "$"
-    ("C$", "CAD"), ("A$", "AUD"), ("CHF", "CHF"), ("zł", "PLN"), ("kr", "SEK"), ("$", "USD"),
+    ("C$", "CAD"), ("A$", "AUD"), ("R$", "BRL"), ("CHF", "CHF"), ("zł", "PLN"), ("Kč", "CZK"),
+    ("kr", "SEK"), ("$", "USD"),
     ("€", "EUR"), ("£", "GBP"), ("₹", "INR"), ("Rs.", "INR"), ("Rs", "INR"), ("¥", "JPY"),
 )
 CURRENCY_CODES = frozenset({
@@ -109,7 +111,8 @@ _SYM = "|".join((r"\b" if s[0].isalpha() else "") + re.escape(s) for s, _ in CUR
 _CODE = "|".join(sorted(CURRENCY_CODES))
 # ungrouped, at most nine digits: a longer run is a register or trade number
 # ('SIRET : 99999999800010', 'GLN 4000001123452'), not an amount
-_NUM = r"\d{1,3}(?:[ ,.]\d{3})+(?:[.,]\d{1,2})?|\d{1,9}(?:[.,]\d{1,2})?"
+# (grouped by a space, comma, dot or, in Switzerland, an apostrophe: 2'606.35)
+_NUM = r"\d{1,3}(?:[ ,.'’]\d{3})+(?:[.,]\d{1,2})?|\d{1,9}(?:[.,]\d{1,2})?"
 # a number glued to a letter is part of an identifier ('TVA F63530848134', 'APE : 4778C'),
 # unless the letters are its currency ('EUR1234', '1234EUR')
 # a minus sign right before the figure is the amount's (a credit note's '-218,48 €',
@@ -140,7 +143,7 @@ def to_number(num: str) -> float:
     The last '.' or ',' followed by one or two digits is the decimal separator; every other
     separator groups thousands.
     """
-    num = num.strip().replace(" ", "")
+    num = re.sub(r"[ '’]", "", num.strip())
     match = re.search(r"[.,](\d{1,2})$", num)
     if match:
         whole = re.sub(r"[.,]", "", num[:match.start()])
@@ -179,7 +182,7 @@ def find_money(text: str) -> list[Money]:
 
 _DATE_PATTERNS = (
     ("iso", re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")),
-    ("dots", re.compile(r"\b(\d{1,2})\.(\d{1,2})\.(\d{4})\b")),
+    ("dots", re.compile(r"\b(\d{1,2})\. ?(\d{1,2})\. ?(\d{4})\b")),  # '10. 02. 2015' too
     ("slash", re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b")),
     # a two-digit year ('21.05.14', '03/20/23'): this century
     ("dots2", re.compile(r"\b(\d{1,2})\.(\d{1,2})\.(\d{2})\b(?![.\-/]?\d)")),
@@ -298,12 +301,13 @@ LABELS: dict[str, tuple[str, ...]] = {
                      "belegdatum", "beleg-datum", "rechnungs-datum",
                      "invoice_date", "rechnungsdatum", "fecha", "fecha de emisión",
                      "date de facture", "date d'émission", "data fattura", "data emissione",
-                     "factuurdatum", "data wystawienia"),
+                     "factuurdatum", "data wystawienia", "ausstellungsdatum",
+                     "data de emissão", "data emissão", "datum vystavení"),
     "due_date": ("due date", "payment due", "pay by", "fällig am", "due", "due_date",
                  "zahlbar bis", "zahlungsziel", "échéance", "date d'échéance",
                  "date limite de paiement", "fecha de vencimiento", "vencimiento", "scadenza",
                  "data scadenza", "vervaldatum", "termin płatności", "fälligkeit",
-                 "fälligkeitsdatum"),
+                 "fälligkeitsdatum", "datum splatnosti", "data de vencimento"),
     "po_number": ("po number", "purchase order", "p.o. #", "p.o. no", "your ref", "order ref",
                   "your order", "order no", "order number", "po", "po_number", "bestellnummer",
                   "bestelnummer", "numero ordine", "bon de commande", "pedido",
@@ -336,7 +340,7 @@ LABELS: dict[str, tuple[str, ...]] = {
                  "nettosumme", "summe netto", "gesamt netto", "total hors taxes",
                  "hors taxes", "montant hors taxes", "totale imponibile", "subtotale",
                  "razem netto", "rechnungssumme netto", "rechnungssumme ohne ust.",
-                 "summe ohne ust.", "nettosumme", "netto"),
+                 "summe ohne ust.", "nettosumme", "netto", "celkem bez dph", "základ daně"),
     "tax": ("sales tax", "mwst", "vat", "tax", "gst", "tva", "iva", "btw", "ust",
             "kwota vat",
             # the tax's amount, named as such
@@ -344,7 +348,7 @@ LABELS: dict[str, tuple[str, ...]] = {
             "totaal btw", "mwst-betrag", "mwst. betrag", "umsatzsteuer", "montant tva",
             "total tva", "importe iva", "cuota iva", "totale iva", "importo iva",
             "razem vat", "steuerbetrag", "ust.-betrag", "ust. gesamt", "mwst. gesamt",
-            "vat total", "tax total", "taxes", "total taxes"),
+            "vat total", "tax total", "taxes", "total taxes", "dph"),
     "total": ("total due", "amount due", "balance due", "grand total", "gesamtbetrag",
               "total ttc", "total", "amount", "invoice total", "rechnungsbetrag",
               "montant ttc", "somme à payer", "net à payer", "total a pagar", "importe total",
@@ -359,7 +363,8 @@ LABELS: dict[str, tuple[str, ...]] = {
               "razem", "rechnungssumme brutto", "rechnungssumme", "bruttosumme", "zahlbetrag",
               "endsumme", "endbetrag", "due payable", "summe gesamt", "brutto",
               "total charges", "bedrag inclusief btw", "bedrag incl. btw",
-              "totaal inclusief btw", "totaalbedrag"),
+              "totaal inclusief btw", "totaalbedrag", "gesamt", "rechnungstotal",
+              "celkem k úhradě", "k úhradě", "celkem s dph", "valor total"),
     "vendor": SELLER_LABELS,
     "currency": ("currency", "währung", "devise", "moneda", "valuta", "waluta"),
     "line_item_count": ("lines", "line items"),
@@ -369,7 +374,8 @@ LABELS: dict[str, tuple[str, ...]] = {
 LABELS = {name: tuple(dict.fromkeys(v for label in labels for v in (label, unaccented(label))))
           for name, labels in LABELS.items()}
 _LABEL_FIELD = {label: name for name, labels in LABELS.items() for label in labels}
-_RATE = r"(?:\s*\(?\d{1,2}(?:[.,]\d+)?\s*%\)?)?"  # "VAT 20%", "Tax (21.00%)"
+# "VAT 20%", "Tax (21.00%)", "Umsatzsteuer von 19 %", "IVA al 21%"
+_RATE = r"(?:\s*\(?(?:\b(?:of|at|von|zu|à|a|de|al|du|di)\s+)?\d{1,2}(?:[.,]\d+)?\s*%\)?)?"
 _LABEL_ALT = "|".join(
     re.escape(label) + (_RATE if _LABEL_FIELD[label] == "tax" else "")
     for label in sorted(_LABEL_FIELD, key=len, reverse=True)
@@ -458,9 +464,23 @@ def _labeled_values(text: str) -> list[tuple[str, str, str]]:
         label = re.sub(r"\s+", " ", m.group("label").lower())
         # a tax label carries its rate ("btw 21%", "vat (20%)")
         name = _LABEL_FIELD.get(label) or _LABEL_FIELD.get(_RATE_SUFFIX.sub("", label), "")
+        if name == "invoice_date":  # 'Payment date': a key of its own around a date label
+            name = _date_label_in_a_key(text[:m.start()], label)
         if name:
             out.append((name, label, value.strip(" \t|;,")))
     return out
+
+
+def _date_label_in_a_key(before: str, label: str) -> str:
+    """The field a generic date label (``date``, ``datum``) names after the words before it in
+    its cell: ``Payment date`` is the due date, ``Print date`` no field, ``Billing date`` the
+    invoice's."""
+    cell = re.split(r"\n| \| ", before)[-1].strip()
+    words = cell.split()
+    if not words or len(words) > 3 or any(not w.strip(".'’").isalpha() for w in words):
+        return "invoice_date"
+    kind = date_key(f"{cell} {label}")
+    return {DUE_DATE: "due_date", OTHER_DATE: ""}.get(kind, "invoice_date")
 
 
 # -- document noise ----------------------------------------------------------------------------
@@ -678,6 +698,34 @@ def _from_prose(text: str, b: _Builder) -> None:
     for m in _EMAIL_PO.finditer(text):
         b.offer("po_number", m.group("v"), 0.85, m.group(0), "prose")
         break
+
+
+#: How sure a value is whose key no label list holds, read from the key's form (keys.py).
+_UNKNOWN_KEY_CONFIDENCE = 0.7
+
+
+def _from_unknown_keys(text: str, b: _Builder) -> None:
+    """The invoice's number and dates under keys no label names (``Document number``,
+    ``Dated``, ``Settle by``), for the fields nothing else gave: the first such value of each,
+    the date the whole value and the identifier no date."""
+    wanted = {name for name in ("invoice_number", "invoice_date", "due_date")
+              if name not in b.found}
+    for key, value in key_value_pairs(text):
+        if not wanted:
+            return
+        if key.lower() in _LABEL_FIELD or _LABEL_FIELD.get(key.lower().rstrip(".#")):
+            continue  # a listed label: the labelled readings had their say
+        found = find_date(value)
+        if found is not None:
+            name = {INVOICE_DATE: "invoice_date", DUE_DATE: "due_date"}.get(date_key(key))
+            if name in wanted and len(found[1]) >= 0.8 * len(value.strip()):
+                b.offer(name, found[0], _UNKNOWN_KEY_CONFIDENCE, found[1], f"key:{key}")
+                wanted.discard(name)
+        elif "invoice_number" in wanted and number_key(key):
+            ident = find_identifier(value)
+            if ident and len(ident) >= 0.5 * len(value.strip()):
+                b.offer("invoice_number", ident, _UNKNOWN_KEY_CONFIDENCE, value, f"key:{key}")
+                wanted.discard("invoice_number")
 
 
 def _is_label(cell: str) -> bool:
@@ -1259,6 +1307,9 @@ def _ends_another_label(found: LabelValue, name: str) -> bool:
         other = _LABEL_FIELD.get(" ".join([*before, label]))
         if other is not None and other != name:
             return True
+    if before and name == "invoice_date" and date_key(" ".join([*before, label])) != \
+            INVOICE_DATE:
+        return True  # 'Payment date', 'Print date': a key of its own, not the invoice's date
     if before and name in _AMOUNTS:  # 'Tax total': a word that is another amount's label
         other = _LABEL_FIELD.get(before[-1].rstrip("."), name)
         return other in _AMOUNTS and other != name
@@ -1315,6 +1366,7 @@ def extract_invoice(text: str, layout: DocumentLayout | None = None) -> InvoiceE
         if layout_lines:
             _from_layout(layout_lines, b)
         _from_prose(text, b)
+        _from_unknown_keys(text, b)
         _vendor(text, b)
         _bank_account(text, b)
     items = _line_items(text) if structured is None else []

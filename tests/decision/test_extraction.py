@@ -820,6 +820,66 @@ def test_a_credit_notes_amounts_keep_their_sign() -> None:
         "AV-2026-0007", "-100.00", "-120.00")
 
 
+def test_keys_no_label_lists_still_name_the_number_and_the_dates() -> None:
+    # keys a person reads without a list: a number key, a date key, a key about paying
+    ex = _read_laid_out(
+        "Harbour Joinery Ltd | INVOICE\n4 Quay Lane, Hull\n"
+        "Ledger ref. | HJ-7731/B | Client: Moss Bakery\n"
+        "Issued on | 14 Feb 2026\nKindly settle by | 16 Mar 2026\n"
+        "Item | Qty | Amount\nOak shelving | 2 | GBP 480.00\nGrand total | GBP 480.00\n")
+    assert (ex.get("invoice_number"), ex.get("invoice_date"), ex.get("due_date")) == (
+        "HJ-7731/B", "2026-02-14", "2026-03-16")
+    # a row of keys over a row of values; the order's number and the delivery date are
+    # not the invoice's
+    ex = extract_invoice(
+        "Tern Coatings B.V.\nINVOICE\n"
+        "ORDER REF | DOC. NO. | DELIVERED ON | ISSUED\n"
+        "PO-1182 | 55-0193 | 02.03.2026 | 09.03.2026\nTotal: EUR 70.00\n")
+    assert (ex.get("invoice_number"), ex.get("invoice_date")) == ("55-0193", "2026-03-09")
+
+
+def test_a_date_label_inside_a_key_about_paying_is_the_due_date() -> None:
+    ex = extract_invoice("Kestrel Print Ltd\nInvoice no: 4410\nInvoice date: 2 May 2026\n"
+                         "Payment date: 1 Jun 2026\nTotal: GBP 12.00\n")
+    assert (ex.get("invoice_date"), ex.get("due_date")) == ("2026-05-02", "2026-06-01")
+    ex = extract_invoice("Kestrel Print Ltd\nInvoice no: 4410\nPrint date: 9 May 2026\n"
+                         "Total: GBP 12.00\n")
+    assert ex.get("invoice_date") is None
+
+
+@pytest.mark.parametrize(("key", "number"), [
+    ("Document number", True), ("Reference no.", True), ("Doc #", True), ("Beleg Nr.", True),
+    ("Customer no.", False), ("VAT number", False), ("Order ref", False),
+    ("Your reference", False), ("Phone", False), ("Amount", False)])
+def test_which_keys_name_the_documents_own_number(key: str, number: bool) -> None:
+    from switchyard_packs.invoice.keys import number_key
+
+    assert number_key(key) is number
+
+
+@pytest.mark.parametrize(("key", "kind"), [
+    ("Dated", "invoice_date"), ("Tax point", "invoice_date"), ("Billing date", "invoice_date"),
+    ("Settle by", "due_date"), ("Payable until", "due_date"), ("Zahlungstermin", "due_date"),
+    ("Delivery date", "other_date"), ("Service period", "other_date"),
+    ("Ordered on", "other_date")])
+def test_what_a_date_after_a_key_is(key: str, kind: str) -> None:
+    from switchyard_packs.invoice.keys import date_key
+
+    assert date_key(key) == kind
+
+
+def test_swiss_amounts_spaced_dates_rates_with_a_word_and_more_currency_signs() -> None:
+    assert [m.amount for m in find_money("CHF 2'606.35  Fr. 1\u2019250.00")] == [
+        2606.35, 1250.0]
+    assert find_date("Datum vystaven\u00ed 10. 02. 2015")[0] == [dt.date(2015, 2, 10)]
+    assert [(m.amount, m.currency) for m in find_money("R$ 689,91 and 1 210,00 K\u010d")] == [
+        (689.91, "BRL"), (1210.0, "CZK")]
+    ex = extract_invoice("Gyro Werkstatt GmbH\nRechnungsnummer: 88\n"
+                         "Zwischensumme: 100.00 \u20ac\nUmsatzsteuer von 19 %: 19.00 \u20ac\n"
+                         "Gesamt: 119.00 \u20ac\n")
+    assert _amounts(ex) == ("100.00", "19.00", "119.00")
+
+
 _PIECES = ("Total", "Subtotal", "VAT 20%", "Tax total", "€", "$", "-", "12,50", "1.234,56",
            "-3,00", "Bill to:", "GmbH", "B.V.", "\u00b7", " | ", "\n", "  ", "Invoice", "Factuur",
            "Date", "Due Date", "2024-01-02", "03.04.24", "IBAN", "DE89370400440532013000",
