@@ -51,7 +51,7 @@ _OTHER_DATE_WORDS = (
     "order", "deliver", "ship", "dispatch", "service", "period", "from", "start", "end", "until",
     "check", "birth", "print", "supply", "liefer", "leistung", "bestell", "valid", "expir",
     "travel", "arrival", "departure", "booking", "received", "posted", "entry", "paid", "value",
-    "created", "modified", "last", "next", "previous", "statement", "contract", "since",
+    "modified", "last", "next", "previous", "statement", "contract", "since",
     "commande", "livraison", "pedido", "entrega", "consegna", "ordine", "levering")
 
 NUMBER = "invoice_number"

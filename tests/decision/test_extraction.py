@@ -880,6 +880,21 @@ def test_swiss_amounts_spaced_dates_rates_with_a_word_and_more_currency_signs() 
     assert _amounts(ex) == ("100.00", "19.00", "119.00")
 
 
+@pytest.mark.parametrize(("text", "vendor"), [
+    # party headings side by side: each column below is that party's block
+    ("Rechnung\nRechnungsnummer: 17\nEmpf\u00e4nger | Aussteller\nErna Kr\u00fcger | Holm Tischlerei\n"
+     "Lindenweg 2 | Werkstra\u00dfe 9\n\nGesamt: 90.00 \u20ac\n", "Holm Tischlerei"),
+    ("Faktura 88\nSprzedawca | Nabywca\nNIP: 5260250274 | NIP: 7740001454\n"
+     "Nazwa: Wi\u015bniewski, Nowak and Sons | Nazwa: Kowalczyk LLC\nRazem: 12,00 PLN\n",
+     "Wi\u015bniewski, Nowak and Sons"),
+    # a country line under a letterhead's address is no name
+    ("Dorpsstraat 4\n1234 AB Delft\nNederland\nTel: +31 15 123 4567\nFactuurnummer: 55\n"
+     "Totaal: \u20ac 10,00\nvaart.nl b.v. KvK: 1234 IBAN: NL91ABNA0417164300\n", "vaart.nl b.v."),
+])
+def test_party_columns_and_a_country_line(text: str, vendor: str) -> None:
+    assert extract_invoice(text).get("vendor") == vendor
+
+
 _PIECES = ("Total", "Subtotal", "VAT 20%", "Tax total", "€", "$", "-", "12,50", "1.234,56",
            "-3,00", "Bill to:", "GmbH", "B.V.", "\u00b7", " | ", "\n", "  ", "Invoice", "Factuur",
            "Date", "Due Date", "2024-01-02", "03.04.24", "IBAN", "DE89370400440532013000",
