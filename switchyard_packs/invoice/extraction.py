@@ -340,7 +340,8 @@ LABELS: dict[str, tuple[str, ...]] = {
                  "nettosumme", "summe netto", "gesamt netto", "total hors taxes",
                  "hors taxes", "montant hors taxes", "totale imponibile", "subtotale",
                  "razem netto", "rechnungssumme netto", "rechnungssumme ohne ust.",
-                 "summe ohne ust.", "nettosumme", "netto", "celkem bez dph", "základ daně"),
+                 "summe ohne ust.", "nettosumme", "netto", "celkem bez dph", "základ daně",
+                 "kwota netto"),
     "tax": ("sales tax", "mwst", "vat", "tax", "gst", "tva", "iva", "btw", "ust",
             "kwota vat",
             # the tax's amount, named as such
@@ -348,7 +349,8 @@ LABELS: dict[str, tuple[str, ...]] = {
             "totaal btw", "mwst-betrag", "mwst. betrag", "umsatzsteuer", "montant tva",
             "total tva", "importe iva", "cuota iva", "totale iva", "importo iva",
             "razem vat", "steuerbetrag", "ust.-betrag", "ust. gesamt", "mwst. gesamt",
-            "vat total", "tax total", "taxes", "total taxes", "dph"),
+            "vat total", "tax total", "taxes", "total taxes", "dph", "kwota podatku", "mwst.",
+            "ust."),
     "total": ("total due", "amount due", "balance due", "grand total", "gesamtbetrag",
               "total ttc", "total", "amount", "invoice total", "rechnungsbetrag",
               "montant ttc", "somme à payer", "net à payer", "total a pagar", "importe total",
@@ -364,7 +366,8 @@ LABELS: dict[str, tuple[str, ...]] = {
               "endsumme", "endbetrag", "due payable", "summe gesamt", "brutto",
               "total charges", "bedrag inclusief btw", "bedrag incl. btw",
               "totaal inclusief btw", "totaalbedrag", "gesamt", "rechnungstotal",
-              "celkem k úhradě", "k úhradě", "celkem s dph", "valor total"),
+              "celkem k úhradě", "k úhradě", "celkem s dph", "valor total",
+              "kwota należności ogółem", "należności ogółem", "kwota brutto"),
     "vendor": SELLER_LABELS,
     "currency": ("currency", "währung", "devise", "moneda", "valuta", "waluta"),
     "line_item_count": ("lines", "line items"),
@@ -654,7 +657,7 @@ _EMAIL_AMOUNT = re.compile(
 # discount's date ('Zahlbar mit 2% Skonto bis 14.11.2018') is not
 _EMAIL_DUE = re.compile(r"(?:due by|due date:?|due on|payable by|payable until|pay until|"
                         r"remit until|remit by|bis zum|"
-                        r"(?:zahlbar|ohne abzug)(?:(?!skonto)[^\n.;]){0,40}?\bbis|"
+                        r"(?:zahlbar|ohne abzug|überweis\w*)(?:(?!skonto)[^\n.;]){0,40}?\bbis|"
                         r"avant le)\s+(?P<v>.{4,24})", re.IGNORECASE)
 _EMAIL_PO = re.compile(r"\bPO\s+(?P<v>(?:P\.O\. )?[A-Z0-9][\w/\-.]*\d)", re.IGNORECASE)
 
@@ -666,6 +669,13 @@ _DATE_AFTER_LABEL = re.compile(
             (lb for lb, f in _LABEL_FIELD.items()
              if f in ("invoice_date", "due_date", "other_date")),  # 'Order date' is none
             key=len, reverse=True)) + r")[ \t]+(?P<v>\d[^\n]{5,24})", re.IGNORECASE)
+
+
+#: A letter's dateline, a line of its own: a place and the date (``Musterstadt 29.10.2023``,
+#: ``München, den 01.11.2024``, ``Paris, le 3 mars 2026``).
+_DATELINE = re.compile(r"^[ \t]*[A-ZÄÖÜÉ][^\W\d_]+(?:[ -][A-ZÄÖÜÉ][^\W\d_]+){0,2},?"
+                       r"(?:[ \t]+(?:den|le|el|il|am|on))?[ \t]+(?P<v>\d[^\n|]{5,20}?|"
+                       r"[^\W\d_]{3,10}\.? \d[^\n|]{3,12}?)[ \t]*$", re.MULTILINE)
 
 
 def _from_prose(text: str, b: _Builder) -> None:
@@ -698,6 +708,12 @@ def _from_prose(text: str, b: _Builder) -> None:
     for m in _EMAIL_PO.finditer(text):
         b.offer("po_number", m.group("v"), 0.85, m.group(0), "prose")
         break
+    if "invoice_date" not in b.found:
+        for m in _DATELINE.finditer(text):  # the letter's date, when nothing labels one
+            found = find_date(m.group("v"))
+            if found is not None and found[1] == m.group("v").strip():
+                b.offer("invoice_date", found[0], 0.75, found[1], "dateline")
+                break
 
 
 #: How sure a value is whose key no label list holds, read from the key's form (keys.py).
@@ -1079,6 +1095,21 @@ def _reconcile_amounts(b: _Builder) -> None:
         b.found[name] = _Candidate(cand.value, cand.confidence, cand.raw, cand.source)
 
 
+def _total_that_adds_up(b: _Builder, text: str) -> None:
+    """No total labelled, but a subtotal and a tax are: the amount printed that is their sum
+    is the total (Fakturoid prints it bold under the tax line, without a word)."""
+    sub, tax = b.found.get("subtotal"), b.found.get("tax")
+    if "total" in b.found or sub is None or tax is None or tax.value.amount <= 0:  # type: ignore[attr-defined]
+        return
+    want = round(sub.value.amount + tax.value.amount, 2)  # type: ignore[attr-defined]
+    for money in find_money(text):
+        if abs(money.amount - want) <= 0.005 and \
+                money.currency in ("", sub.value.currency):  # type: ignore[attr-defined]
+            b.offer("total", money, min(sub.confidence, tax.confidence) - 0.1, money.raw,
+                    "subtotal + tax")
+            return
+
+
 def _check_amounts(b: _Builder, items: list[float]) -> None:
     total, sub, tax = (b.found.get(k) for k in ("total", "subtotal", "tax"))
     amount = lambda c: c.value.amount  # noqa: E731
@@ -1392,6 +1423,7 @@ def extract_invoice(text: str, layout: DocumentLayout | None = None) -> InvoiceE
                         "document")
     _resolve_dates(b, text)
     _reconcile_amounts(b)
+    _total_that_adds_up(b, text)
     if "total" in b.found:
         _check_amounts(b, amounts)
     if items and "line_item_count" not in b.found:

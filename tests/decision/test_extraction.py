@@ -895,6 +895,20 @@ def test_party_columns_and_a_country_line(text: str, vendor: str) -> None:
     assert extract_invoice(text).get("vendor") == vendor
 
 
+def test_a_dateline_a_transfer_request_and_a_total_that_is_the_sum() -> None:
+    ex = extract_invoice(
+        "Holm Tischlerei\nRechnung Nr. 4471\nLindau, den 03.11.2025\n"
+        "Zwischensumme: 100,00 EUR\nMwSt. 19 %: 19,00 EUR\n119,00 EUR\n"
+        "Bitte \u00fcberweisen Sie den Betrag bis 17.11.2025 auf unser Konto.\n")
+    assert (ex.get("invoice_date"), ex.get("due_date")) == ("2025-11-03", "2025-11-17")
+    assert _amounts(ex) == ("100.00", "19.00", "119.00")
+    # the net and tax columns of a Polish summary table
+    ex = _read_laid_out(
+        "Faktura 9/2025\nKwota netto    Kwota podatku    Kwota brutto\n"
+        "100,00         23,00            123,00\n")
+    assert _amounts(ex) == ("100.00", "23.00", "123.00")
+
+
 _PIECES = ("Total", "Subtotal", "VAT 20%", "Tax total", "€", "$", "-", "12,50", "1.234,56",
            "-3,00", "Bill to:", "GmbH", "B.V.", "\u00b7", " | ", "\n", "  ", "Invoice", "Factuur",
            "Date", "Due Date", "2024-01-02", "03.04.24", "IBAN", "DE89370400440532013000",
