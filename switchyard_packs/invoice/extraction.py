@@ -560,6 +560,8 @@ def _from_pairs(pairs: list[tuple[str, str, str]], b: _Builder, base: float) -> 
         if name in ("buyer", "tax_id"):
             continue
         if name in ("invoice_number", "po_number"):
+            if _ADDRESS.match(value):
+                continue  # 'INVOICE NO | 204 Elm Avenue, Dublin': the next column's address
             ident = find_identifier(value)
             if ident and ident not in ("-",):
                 b.offer(name, ident, base * (0.6 if _doubtful_identifier(ident) else 1.0),
@@ -595,6 +597,9 @@ def _from_pairs(pairs: list[tuple[str, str, str]], b: _Builder, base: float) -> 
             if value.strip().isdigit():
                 b.offer("line_item_count", int(value.strip()), base, value, f"label:{label}")
 
+
+#: A street address: a house number, words, a comma and a town (``204 Elm Avenue, Dublin``).
+_ADDRESS = re.compile(r"^\d{1,5}[a-zA-Z]?[ \t]+[^\W\d_]+(?:[ \t]+[^\W\d_.]+\.?)*,[ \t]*[^\W\d_]")
 
 #: A VAT number right after a tax label ('FR11999999998', 'FR 32 123 456 789', 'DE123456789').
 _VAT_NUMBER = re.compile(r"^[\s:.#-]*[A-Z]{2}[ ]?(?:\d[ ]?){8,}")
@@ -681,6 +686,8 @@ _DATELINE = re.compile(r"^[ \t]*[A-ZÄÖÜÉ][^\W\d_]+(?:[ -][A-ZÄÖÜÉ][^\W\d
 def _from_prose(text: str, b: _Builder) -> None:
     """E-mails and letters: phrase patterns, a notch less sure than labels."""
     for m in _EMAIL_NUMBER.finditer(text):
+        if "\n" in m.group(0) and not re.match(r"[ \t]*(?:$|\n| \| )", text[m.end():]):
+            continue  # 'INVOICE' over '12 Kingsway, Leeds': an address, not the number
         b.offer("invoice_number", m.group(1).rstrip(".,;:"), 0.85, m.group(0), "prose")
         # 'Facture n°562044387 du 02 Juillet 2015', 'invoice 7731 dated 1 Nov 2026'
         dated = _NUMBER_DATED.match(text, m.end())
@@ -721,23 +728,26 @@ _UNKNOWN_KEY_CONFIDENCE = 0.7
 
 
 def _from_unknown_keys(text: str, b: _Builder) -> None:
-    """The invoice's number and dates under keys no label names (``Document number``,
-    ``Dated``, ``Settle by``), for the fields nothing else gave: the first such value of each,
-    the date the whole value and the identifier no date."""
+    """The invoice's number and dates under keys no label names (and listed labels over
+    values the labelled readings did not reach) (``Document number``,
+    ``Dated``, ``Settle by``), for the fields nothing else gave as surely: the first such
+    value of each, the date the whole value and the identifier no date."""
     wanted = {name for name in ("invoice_number", "invoice_date", "due_date")
-              if name not in b.found}
+              if name not in b.found or b.found[name].confidence < _UNKNOWN_KEY_CONFIDENCE}
     for key, value in key_value_pairs(text):
         if not wanted:
             return
-        if key.lower() in _LABEL_FIELD or _LABEL_FIELD.get(key.lower().rstrip(".#")):
-            continue  # a listed label: the labelled readings had their say
+        # a listed label counts as the key of its own field only ('Customer PO' is no number)
+        listed = _LABEL_FIELD.get(key.lower()) or _LABEL_FIELD.get(key.lower().rstrip(".#"))
         found = find_date(value)
         if found is not None:
             name = {INVOICE_DATE: "invoice_date", DUE_DATE: "due_date"}.get(date_key(key))
-            if name in wanted and len(found[1]) >= 0.8 * len(value.strip()):
+            if name in wanted and listed in (None, name) and \
+                    len(found[1]) >= 0.8 * len(value.strip()):
                 b.offer(name, found[0], _UNKNOWN_KEY_CONFIDENCE, found[1], f"key:{key}")
                 wanted.discard(name)
-        elif "invoice_number" in wanted and number_key(key):
+        elif "invoice_number" in wanted and listed in (None, "invoice_number") and \
+                number_key(key):
             ident = find_identifier(value)
             if ident and len(ident) >= 0.5 * len(value.strip()):
                 b.offer("invoice_number", ident, _UNKNOWN_KEY_CONFIDENCE, value, f"key:{key}")

@@ -18,10 +18,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-#: A key: one to five words of letters (with a dot, apostrophe, ``#`` or ``°`` of an
-#: abbreviation), no digits.
-_KEY = re.compile(r"[^\W\d_][^\W\d_.'’#°/&-]*\.?(?:[ \t]+[^\W\d_#°][^\W\d_.'’#°/&-]*[.#°]?){0,4}"
-                  r"|[^\W\d_]+[ \t]+#")
+#: A key: one to five words of letters (with an apostrophe, slash or hyphen inside, the dot,
+#: ``#`` or ``°`` of an abbreviation after), no digits.
+_WORD = r"[^\W\d_](?:[^\W\d_]|['’/&-])*[.#°]?"
+_KEY = re.compile(rf"{_WORD}(?:[ \t]+(?:{_WORD}|[#°№]))" + "{0,4}")
 #: ``key: value`` in one cell.
 _KEY_COLON = re.compile(r"(?P<key>[^:|=\n]{1,40}?)[ \t]*[:=][ \t]*(?P<value>\S.*)")
 _CELL_SEP = " | "
@@ -94,14 +94,15 @@ def is_key(cell: str) -> bool:
 
 def key_value_pairs(text: str) -> Iterator[tuple[str, str]]:
     """Every ``(key, value)`` of a document's reading-order text (cells split by `` | ``):
-    ``Key: value`` in one cell, a key cell and the cell right of it, and a row of keys over a
-    row of as many values. Values are cells as they stand; the caller reads their type."""
+    ``Key: value`` in one cell, a key cell and the cell right of it, a row of keys over a
+    row of as many values, and a line's first cell a key over the next line's first cell.
+    Values are cells as they stand; the caller reads their type."""
     rows = [line.split(_CELL_SEP) for line in text.splitlines()]
     for index, cells in enumerate(rows):
         cells = [c.strip() for c in cells]
         if len(cells) >= 2 and all(is_key(c) for c in cells) and index + 1 < len(rows):
             below = [c.strip() for c in rows[index + 1]]
-            if len(below) == len(cells) and not any(is_key(c) for c in below):
+            if len(below) == len(cells) and not all(is_key(c) for c in below):
                 yield from zip((c.rstrip(":").strip() for c in cells), below)
                 continue
         for at, cell in enumerate(cells):
@@ -110,6 +111,10 @@ def key_value_pairs(text: str) -> Iterator[tuple[str, str]]:
                 yield m.group("key").strip(), m.group("value").strip()
             elif is_key(cell) and at + 1 < len(cells) and not is_key(cells[at + 1]):
                 yield cell.rstrip(":").strip(), cells[at + 1]
+        if is_key(cells[0]) and index + 1 < len(rows):
+            first_below = rows[index + 1][0].strip()
+            if first_below and not is_key(first_below):
+                yield cells[0].rstrip(":").strip(), first_below
 
 
 __all__ = ["DUE_DATE", "INVOICE_DATE", "NUMBER", "OTHER_DATE", "date_key", "is_key",

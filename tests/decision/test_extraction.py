@@ -168,9 +168,12 @@ def test_an_invoice_layout_gives_values_below_labels_and_provenance() -> None:
     from switchyard.documents import layout_from_text, layout_text
 
     layout = layout_from_text(BLOCK_INVOICE)
-    # the text alone cannot pair labels with the values under them
-    assert extract_invoice(layout_text(layout)).get("invoice_number") is None
+    # the text alone pairs a row of keys with the row of values under it, less surely than
+    # the layout, which sees the value under its label
+    text_only = extract_invoice(layout_text(layout)).fields["invoice_number"]
     ex = extract_invoice(layout_text(layout), layout)
+    assert text_only.value == "INV-2026-88001"
+    assert text_only.confidence < ex.fields["invoice_number"].confidence
     assert {n: ex.get(n) for n in ("invoice_number", "invoice_date", "due_date", "total",
                                    "currency", "vendor")} == {
         "invoice_number": "INV-2026-88001", "invoice_date": "2026-11-20",
@@ -907,6 +910,16 @@ def test_a_dateline_a_transfer_request_and_a_total_that_is_the_sum() -> None:
         "Faktura 9/2025\nKwota netto    Kwota podatku    Kwota brutto\n"
         "100,00         23,00            123,00\n")
     assert _amounts(ex) == ("100.00", "23.00", "123.00")
+
+
+def test_a_key_over_its_value_beside_an_address_column() -> None:
+    # the label's right cell is the next column's address; its value is under it
+    text = ("SUPPLIER | INVOICE\nMarsh Lane Cider Ltd\nINVOICE NO | 31 Orchard Row, Taunton\n"
+            "MLC-5520\nBILLED ON | Customer: Quince & Co\n4 March 2026\nPAYABLE BY\n"
+            "3 April 2026\nTotal: GBP 64.00\n")
+    for ex in (extract_invoice(text), _read_laid_out(text.replace(" | ", "        "))):
+        assert (ex.get("invoice_number"), ex.get("invoice_date"), ex.get("due_date")) == (
+            "MLC-5520", "2026-03-04", "2026-04-03")
 
 
 _PIECES = ("Total", "Subtotal", "VAT 20%", "Tax total", "€", "$", "-", "12,50", "1.234,56",
