@@ -367,7 +367,7 @@ LABELS: dict[str, tuple[str, ...]] = {
               "total charges", "bedrag inclusief btw", "bedrag incl. btw",
               "totaal inclusief btw", "totaalbedrag", "gesamt", "rechnungstotal",
               "celkem k úhradě", "k úhradě", "celkem s dph", "valor total",
-              "kwota należności ogółem", "należności ogółem", "kwota brutto"),
+              "kwota należności ogółem", "należności ogółem", "kwota brutto", "summe"),
     "vendor": SELLER_LABELS,
     "currency": ("currency", "währung", "devise", "moneda", "valuta", "waluta"),
     "line_item_count": ("lines", "line items"),
@@ -579,7 +579,8 @@ def _from_pairs(pairs: list[tuple[str, str, str]], b: _Builder, base: float) -> 
             monies = [m for m in find_money(value.replace(dated[1], " ") if dated else value)
                       if not _words_follow(value, m)]
             if monies:
-                weak = label in ("amount", "total")  # also column headers and bare words
+                # also column headers and bare words ('Summe' may be the net before the tax)
+                weak = label in ("amount", "total", "summe")
                 confidence = base - (0.03 if weak else 0.0)
                 b.offer(name, monies[0], confidence, monies[0].raw, f"label:{label}")
                 for other in monies[1:3]:  # the base a rate applies to comes first

@@ -922,6 +922,17 @@ def test_a_key_over_its_value_beside_an_address_column() -> None:
             "MLC-5520", "2026-03-04", "2026-04-03")
 
 
+@pytest.mark.parametrize(("text", "amounts"), [
+    # 'Summe' is the net before the tax here, the gross after it there
+    ("Rechnung Nr. 5\nSumme:   CHF 2'420.00\nMwSt. Betrag:   CHF 186.35\n"
+     "Rechnungstotal:   CHF 2'606.35\n", ("2420.00", "186.35", "2606.35")),
+    ("Rechnung Nr. 5\nNetto:   100,00 EUR\nMwSt. 19 %:   19,00 EUR\nSumme:   119,00 EUR\n",
+     ("100.00", "19.00", "119.00")),
+])
+def test_a_bare_summe_is_whichever_sum_adds_up(text: str, amounts: tuple[str, ...]) -> None:
+    assert _amounts(extract_invoice(text)) == amounts
+
+
 _PIECES = ("Total", "Subtotal", "VAT 20%", "Tax total", "€", "$", "-", "12,50", "1.234,56",
            "-3,00", "Bill to:", "GmbH", "B.V.", "\u00b7", " | ", "\n", "  ", "Invoice", "Factuur",
            "Date", "Due Date", "2024-01-02", "03.04.24", "IBAN", "DE89370400440532013000",
