@@ -579,8 +579,9 @@ def _from_pairs(pairs: list[tuple[str, str, str]], b: _Builder, base: float) -> 
             monies = [m for m in find_money(value.replace(dated[1], " ") if dated else value)
                       if not _words_follow(value, m)]
             if monies:
-                # also column headers and bare words ('Summe' may be the net before the tax)
-                weak = label in ("amount", "total", "summe")
+                # also column headers and bare words ('Summe' may be the net before the tax,
+                # 'Gesamt' an item column's)
+                weak = label in ("amount", "total", "summe", "gesamt")
                 confidence = base - (0.03 if weak else 0.0)
                 b.offer(name, monies[0], confidence, monies[0].raw, f"label:{label}")
                 for other in monies[1:3]:  # the base a rate applies to comes first
