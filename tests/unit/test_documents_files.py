@@ -184,3 +184,21 @@ def test_sniff() -> None:
     assert sniff(text_pdf()) == "application/pdf"
     assert sniff(tiff()) == "image/tiff"
     assert sniff(b"hello") is None
+
+
+def test_a_pdf_behind_a_prefix_opens_as_pdf_readers_open_it() -> None:
+    # a harness or a gateway wrote lines before the header: readers look 1024 bytes in
+    prefixed = b"PHPUnit 9.5.3 by Sebastian Bergmann and contributors.\n\n" + text_pdf()
+    limits = DocumentLimits.from_settings(Settings())
+    assert inspect("application/pdf", prefixed, limits).page_count == 1
+    from switchyard.documents import read_text_layer
+
+    assert read_text_layer(prefixed)[0] is not None
+    assert render_page("application/pdf", prefixed, 1).size[0] > 0  # the OCR path's pages
+    # past the window it is no PDF; a text quoting the header stays text
+    with pytest.raises(DocumentError) as err:
+        inspect("application/pdf", b"x" * 1100 + text_pdf(), limits)
+    assert err.value.code == "type_mismatch"
+    assert sniff(b"see the header %PDF-1.7 in the attachment") is None
+    assert inspect("text/plain", b"see the header %PDF-1.7 in the attachment",
+                   limits).content_type == "text/plain"
