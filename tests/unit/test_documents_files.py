@@ -180,6 +180,17 @@ def test_fuzz_random_bytes_behind_magic_numbers(content_type: str, magic: bytes,
         assert exc.code in ERROR_CODES
 
 
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=1100), st.booleans())
+def test_fuzz_a_prefix_before_a_pdf(prefix: bytes, whole: bool) -> None:
+    # whatever stands before the header, a code or a page that renders, never a crash
+    body = prefix + (text_pdf() if whole else b"%PDF-1.7\n" + prefix)
+    try:
+        _only_document_errors("application/pdf", body)
+    except DocumentError as exc:
+        assert exc.code in ERROR_CODES
+
+
 def test_sniff() -> None:
     assert sniff(text_pdf()) == "application/pdf"
     assert sniff(tiff()) == "image/tiff"
