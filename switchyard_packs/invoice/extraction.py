@@ -182,6 +182,8 @@ def find_money(text: str) -> list[Money]:
 
 _DATE_PATTERNS = (
     ("iso", re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")),
+    ("iso_slash", re.compile(r"\b(\d{4})/(\d{1,2})/(\d{1,2})\b")),  # '2024/07/05'
+
     ("dots", re.compile(r"\b(\d{1,2})\. ?(\d{1,2})\. ?(\d{4})\b")),  # '10. 02. 2015' too
     ("slash", re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b")),
     # a two-digit year ('21.05.14', '03/20/23'): this century
@@ -224,7 +226,7 @@ def _make(year: int, month: int, day: int) -> dt.date | None:
 def _readings(kind: str, a: str, b: str, c: str) -> list[dt.date]:
     """The dates a match of ``_DATE_PATTERNS`` can mean (two when day and month may swap)."""
     readings: list[dt.date | None]
-    if kind in ("iso", "compact"):
+    if kind in ("iso", "iso_slash", "compact"):
         readings = [_make(int(a), int(b), int(c))]
     elif kind == "dots":
         readings = [_make(int(c), int(b), int(a))]
@@ -341,7 +343,7 @@ LABELS: dict[str, tuple[str, ...]] = {
                  "hors taxes", "montant hors taxes", "totale imponibile", "subtotale",
                  "razem netto", "rechnungssumme netto", "rechnungssumme ohne ust.",
                  "summe ohne ust.", "nettosumme", "netto", "celkem bez dph", "základ daně",
-                 "kwota netto"),
+                 "kwota netto", "total parcial"),
     "tax": ("sales tax", "mwst", "vat", "tax", "gst", "tva", "iva", "btw", "ust",
             "kwota vat",
             # the tax's amount, named as such
@@ -350,7 +352,7 @@ LABELS: dict[str, tuple[str, ...]] = {
             "total tva", "importe iva", "cuota iva", "totale iva", "importo iva",
             "razem vat", "steuerbetrag", "ust.-betrag", "ust. gesamt", "mwst. gesamt",
             "vat total", "tax total", "taxes", "total taxes", "dph", "kwota podatku", "mwst.",
-            "ust."),
+            "ust.", "total impuestos", "impuestos"),
     "total": ("total due", "amount due", "balance due", "grand total", "gesamtbetrag",
               "total ttc", "total", "amount", "invoice total", "rechnungsbetrag",
               "montant ttc", "somme à payer", "net à payer", "total a pagar", "importe total",
@@ -367,7 +369,8 @@ LABELS: dict[str, tuple[str, ...]] = {
               "total charges", "bedrag inclusief btw", "bedrag incl. btw",
               "totaal inclusief btw", "totaalbedrag", "gesamt", "rechnungstotal",
               "celkem k úhradě", "k úhradě", "celkem s dph", "valor total",
-              "kwota należności ogółem", "należności ogółem", "kwota brutto", "summe"),
+              "kwota należności ogółem", "należności ogółem", "kwota brutto", "summe",
+              "saldo adeudado", "importe adeudado"),
     "vendor": SELLER_LABELS,
     "currency": ("currency", "währung", "devise", "moneda", "valuta", "waluta"),
     "line_item_count": ("lines", "line items"),

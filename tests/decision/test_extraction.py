@@ -933,6 +933,15 @@ def test_a_bare_summe_is_whichever_sum_adds_up(text: str, amounts: tuple[str, ..
     assert _amounts(extract_invoice(text)) == amounts
 
 
+def test_slashed_iso_dates_and_spanish_summary_labels() -> None:
+    assert find_date("FECHA 2024/07/05")[0] == [dt.date(2024, 7, 5)]
+    assert find_date("INV/2024/00005") is None
+    ex = extract_invoice("Tarifa Norte S.L.\nFactura INV/2025/0042\nFECHA: 2025/03/11\n"
+                         "TOTAL PARCIAL: 200.00\nTOTAL IMPUESTOS: 42.00\n"
+                         "Saldo adeudado: 242.00 EUR\n")
+    assert (ex.get("invoice_date"), *_amounts(ex)) == ("2025-03-11", "200.00", "42.00", "242.00")
+
+
 _PIECES = ("Total", "Subtotal", "VAT 20%", "Tax total", "€", "$", "-", "12,50", "1.234,56",
            "-3,00", "Bill to:", "GmbH", "B.V.", "\u00b7", " | ", "\n", "  ", "Invoice", "Factuur",
            "Date", "Due Date", "2024-01-02", "03.04.24", "IBAN", "DE89370400440532013000",
