@@ -61,6 +61,10 @@ from switchyard.v1 import DocumentLayout, Provenance
 from .keys import DUE_DATE, INVOICE_DATE, OTHER_DATE, date_key, key_value_pairs, number_key
 from .vendor import BUYER_LABELS, COMPANY_SUFFIX, SELLER_LABELS, company_name, find_vendor
 
+#: Typographic hyphens and the minus sign, read as the ASCII hyphen: numbers, dates and
+#: negative amounts are written with them (``IOPOLE‐jdz7fEbj4Va``, ``18‐08‐2026``, ``−9,32``).
+DASHES = str.maketrans("\u2010\u2011\u2012\u2013\u2212", "-----")
+
 #: Fields the extractor reports, in the order Decision.fields lists them.
 FIELD_NAMES: tuple[str, ...] = (
     "vendor", "invoice_number", "invoice_date", "due_date", "po_number", "currency",
@@ -119,7 +123,7 @@ _NUM = r"\d{1,3}(?:[ ,.'’]\d{3})+(?:[.,]\d{1,2})?|\d{1,9}(?:[.,]\d{1,2})?"
 # '€ -9,32'); one after a digit is a range's, a date's or a reference's ('10-20',
 # '2024-01-24', 'article 283-2'), and no amount ends before it
 _MONEY = re.compile(
-    rf"(?:(?:(?<![\w-])(?P<signed>-)(?={_SYM}))?(?P<pre>{_SYM}|\b(?:{_CODE})\b)[ \t]?|(?<!\w)(?<!\d-)(?<!\d[.,])|(?<=\b(?:{_CODE})))(?:(?<![\w-])(?P<neg>-))?(?P<num>{_NUM})(?![\d]|[.,]\d|-\d|[ \t]?%|(?!(?:{_CODE})\b)[^\W\d_])(?:[ \t]?(?P<post>\b(?:{_CODE})\b|{_SYM}))?")
+    rf"(?:(?:(?<![\w-])(?P<signed>-)(?={_SYM}))?(?P<pre>{_SYM}|\b(?:{_CODE})\b)[ \t]?|(?<!\w)(?<!\d-)(?<!\d[.,])|(?<=\b(?:{_CODE})))(?:(?<![\w-])(?P<neg>-))?(?P<num>{_NUM})(?![\d]|[.,]\d|-\d|:\d|[ \t]?%|(?!(?:{_CODE})\b)[^\W\d_])(?:[ \t]?(?P<post>\b(?:{_CODE})\b|{_SYM}))?")
 
 
 #: Signs before a figure that make it a threshold ('orders > 300 €'), no amount.
@@ -127,7 +131,7 @@ _COMPARISONS = ("<", ">", "\u2264", "\u2265")
 
 _STANDALONE_CODE = re.compile(rf"(?<![\w-])({_CODE})(?![\w-])")
 # signs that name one currency ('$' is several countries' and stays with its amounts)
-_STANDALONE_SIGN = re.compile("([€£₹])")
+_STANDALONE_SIGN = re.compile(r"([€£₹]|\bKč\b|\bzł\b)")
 
 
 @dataclass(frozen=True)
@@ -165,6 +169,9 @@ def _money_matches(text: str) -> Iterator[tuple[Money, re.Match[str]]]:
     item line's columns the way :func:`find_money` reads its amounts."""
     for m in _MONEY.finditer(text):
         num = m.group("num")
+        if text[max(0, m.start("num") - 2):m.start("num")].endswith(":") and \
+                text[max(0, m.start("num") - 2):m.start("num") - 1].isdigit():
+            continue  # the minutes of a time or a duration ('3:16'), no amount
         if re.fullmatch(r"(19|20)\d{6}", num.replace(" ", "")):
             continue  # a YYYYMMDD date, not an amount
         if text[max(0, m.start() - 3):m.start()].rstrip().endswith(_COMPARISONS):
@@ -343,7 +350,7 @@ LABELS: dict[str, tuple[str, ...]] = {
                  "hors taxes", "montant hors taxes", "totale imponibile", "subtotale",
                  "razem netto", "rechnungssumme netto", "rechnungssumme ohne ust.",
                  "summe ohne ust.", "nettosumme", "netto", "celkem bez dph", "základ daně",
-                 "kwota netto", "total parcial"),
+                 "kwota netto", "total parcial", "btw plichtig bedrag"),
     "tax": ("sales tax", "mwst", "vat", "tax", "gst", "tva", "iva", "btw", "ust",
             "kwota vat",
             # the tax's amount, named as such
@@ -370,7 +377,7 @@ LABELS: dict[str, tuple[str, ...]] = {
               "totaal inclusief btw", "totaalbedrag", "gesamt", "rechnungstotal",
               "celkem k úhradě", "k úhradě", "celkem s dph", "valor total",
               "kwota należności ogółem", "należności ogółem", "kwota brutto", "summe",
-              "saldo adeudado", "importe adeudado"),
+              "saldo adeudado", "importe adeudado", "rekeningsbedrag", "factuurbedrag"),
     "vendor": SELLER_LABELS,
     "currency": ("currency", "währung", "devise", "moneda", "valuta", "waluta"),
     "line_item_count": ("lines", "line items"),
@@ -560,6 +567,7 @@ def _structured(text: str) -> dict[str, str] | None:
 def _from_pairs(pairs: list[tuple[str, str, str]], b: _Builder, base: float) -> None:
     """Offer each (field, label, value text) read as its field's type."""
     for name, label, value in pairs:
+        value = value.translate(DASHES)  # a layout's words keep the page's own dashes
         if name in ("buyer", "tax_id"):
             continue
         if name in ("invoice_number", "po_number"):
@@ -1241,6 +1249,10 @@ def _from_layout(layout_lines: list[Line], b: _Builder) -> None:
             if name in _AMOUNTS and found.placement == "right" and \
                     _CURRENCY_QUALIFIER.fullmatch(value.strip()):
                 value = _rest_of_line(found)  # 'Steuerbetrag in EUR | 684'
+            rated = _after_a_rate(found) if name in _AMOUNTS and \
+                found.placement == "right" else None
+            if rated is not None:
+                value = rated  # 'Af te dragen BTW | 21,00 | % | 116,51': after the rate
             _from_pairs([(name, label, value)], b, 0.95 * placement_factor(found))
             if found.placement == "right":  # a row of net, tax, gross
                 rest = _rest_of_line(found)
@@ -1302,6 +1314,16 @@ def _keys_a_pair(layout_lines: list[Line], found: LabelValue) -> bool:
             after = line.words[line.words.index(last) + 1:]
             return bool(after) and after[0].text.startswith(":")
     return False
+
+
+def _after_a_rate(found: LabelValue) -> str | None:
+    """When a value right of its label is a rate whose ``%`` the page set apart after it, the
+    words after the ``%`` to the end of the line (where the amount is); else None."""
+    words = found.line.words
+    after = words.index(found.value[-1]) + 1
+    if after < len(words) and words[after].text.startswith("%"):
+        return " ".join(w.text for w in words[after + 1:])
+    return None
 
 
 def _rest_of_line(found: LabelValue) -> str:
@@ -1402,6 +1424,7 @@ def extract_invoice(text: str, layout: DocumentLayout | None = None) -> InvoiceE
     layout_lines = lines(layout) if layout is not None else []
     if layout_lines and not text.strip():
         text = layout_text(layout)  # type: ignore[arg-type]
+    text = text.translate(DASHES)
     b = _Builder()
     structured = _structured(text)
     if structured is not None:

@@ -21,7 +21,9 @@ from collections.abc import Iterator
 #: A key: one to five words of letters (with an apostrophe, slash or hyphen inside, the dot,
 #: ``#`` or ``°`` of an abbreviation after), no digits.
 _WORD = r"[^\W\d_](?:[^\W\d_]|['’/&-])*[.#°]?"
-_KEY = re.compile(rf"{_WORD}(?:[ \t]+(?:{_WORD}|[#°№]))" + "{0,4}")
+# ... and a gloss in brackets after it, as bilingual forms print (``Datum splatnosti faktury
+# (payment date)``)
+_KEY = re.compile(rf"{_WORD}(?:[ \t]+(?:{_WORD}|[#°№]))" + r"{0,4}(?:[ \t]*\([^()\d]{1,30}\))?")
 #: ``key: value`` in one cell.
 _KEY_COLON = re.compile(r"(?P<key>[^:|=\n]{1,40}?)[ \t]*[:=][ \t]*(?P<value>\S.*)")
 _CELL_SEP = " | "
@@ -61,7 +63,7 @@ OTHER_DATE = "other_date"
 
 
 def _words(key: str) -> list[str]:
-    return [w.strip(".:;,'’") for w in key.lower().split()]
+    return [w.strip(".:;,'’()") for w in key.lower().split()]
 
 
 def number_key(key: str) -> bool:

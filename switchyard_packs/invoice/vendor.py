@@ -210,9 +210,17 @@ def company_name(cell: str) -> str | None:
     return cell
 
 
+#: An e-mail address's local part (``jaxson.vandoorn@``): a freelancer's spells their name.
+_MAILBOX = re.compile(r"\b([a-z0-9][a-z0-9._-]{2,40})@", re.IGNORECASE)
+
+
 def _domains(text: str) -> set[str]:
-    return {label.replace("-", "") for m in _DOMAIN.finditer(text)
-            for label in m.group(1).lower().split(".") if len(label) >= 3}
+    """The labels of the document's web and e-mail domains, and its mailboxes' names run
+    together (``jaxson.vandoorn@`` spells ``Jaxson Van Doorn``)."""
+    labels = {label.replace("-", "") for m in _DOMAIN.finditer(text)
+              for label in m.group(1).lower().split(".") if len(label) >= 3}
+    mailboxes = {re.sub(r"[._-]", "", m.group(1).lower()) for m in _MAILBOX.finditer(text)}
+    return labels | {box for box in mailboxes if len(box) >= 6}
 
 
 def _spelled_by_domain(name: str, domains: set[str]) -> bool:

@@ -942,6 +942,28 @@ def test_slashed_iso_dates_and_spanish_summary_labels() -> None:
     assert (ex.get("invoice_date"), *_amounts(ex)) == ("2025-03-11", "200.00", "42.00", "242.00")
 
 
+def test_typographic_dashes_times_glosses_mailboxes_and_a_rate_set_apart() -> None:
+    # numbers and dates written with U+2010 hyphens; a minus sign
+    ex = extract_invoice("Nappe SARL\nNum\u00e9ro de facture: NAP\u2010x7Q2\n"
+                         "Date de la facture: 18\u201008\u20102026\nMontant TTC: 120,00 EUR\n")
+    assert (ex.get("invoice_number"), ex.get("invoice_date")) == ("NAP-x7Q2", "2026-08-18")
+    assert extract_invoice("Avoir AV-7\nTotal TTC : \u22129,32 \u20ac").get("total") == "-9.32"
+    # hours and minutes are no amount
+    assert find_money("Total time 3:16 at 20") == [find_money("20")[0]]
+    # a bilingual key's gloss; a mailbox spells a freelancer's name; a lone Kč
+    ex = extract_invoice(
+        "Invoice\n12 Harbour Lane | Mira Okafor-Lund\nBristol BS1 4DJ | mira.okaforlund@mail.example\n"
+        "Invoice To:\nWoofers Inc\nDatum splatnosti faktury (payment date): 3.10.2026\n"
+        "Datum vystaven\u00ed: 19.09.2026\nCelkem (total): 100.00\nod\u010detkem K\u010d\n")
+    assert (ex.get("vendor"), ex.get("due_date"), ex.get("currency")) == (
+        "Mira Okafor-Lund", "2026-10-03", "CZK")
+    # the rate's % in a cell of its own: the amount is after it
+    ex = _read_laid_out("Lenze B.V.\nFactuurnr.: 77\nBTW plichtig bedrag      554,82\n"
+                        "Af te dragen BTW      21,00      %      116,51\n"
+                        "Rekeningsbedrag      671,33\n")
+    assert _amounts(ex) == ("554.82", "116.51", "671.33")
+
+
 _PIECES = ("Total", "Subtotal", "VAT 20%", "Tax total", "€", "$", "-", "12,50", "1.234,56",
            "-3,00", "Bill to:", "GmbH", "B.V.", "\u00b7", " | ", "\n", "  ", "Invoice", "Factuur",
            "Date", "Due Date", "2024-01-02", "03.04.24", "IBAN", "DE89370400440532013000",
