@@ -311,12 +311,14 @@ LABELS: dict[str, tuple[str, ...]] = {
                      "invoice_date", "rechnungsdatum", "fecha", "fecha de emisión",
                      "date de facture", "date d'émission", "data fattura", "data emissione",
                      "factuurdatum", "data wystawienia", "ausstellungsdatum",
-                     "data de emissão", "data emissão", "datum vystavení"),
+                     "data de emissão", "data emissão", "datum vystavení", "kuupäev",
+                     "arve kuupäev"),
     "due_date": ("due date", "payment due", "pay by", "fällig am", "due", "due_date",
                  "zahlbar bis", "zahlungsziel", "échéance", "date d'échéance",
                  "date limite de paiement", "fecha de vencimiento", "vencimiento", "scadenza",
                  "data scadenza", "vervaldatum", "termin płatności", "fälligkeit",
-                 "fälligkeitsdatum", "datum splatnosti", "data de vencimento"),
+                 "fälligkeitsdatum", "datum splatnosti", "data de vencimento", "tähtaeg",
+                 "maksetähtaeg", "maksmise tähtaeg"),
     "po_number": ("po number", "purchase order", "p.o. #", "p.o. no", "your ref", "order ref",
                   "your order", "order no", "order number", "po", "po_number", "bestellnummer",
                   "bestelnummer", "numero ordine", "bon de commande", "pedido",
@@ -350,7 +352,8 @@ LABELS: dict[str, tuple[str, ...]] = {
                  "hors taxes", "montant hors taxes", "totale imponibile", "subtotale",
                  "razem netto", "rechnungssumme netto", "rechnungssumme ohne ust.",
                  "summe ohne ust.", "nettosumme", "netto", "celkem bez dph", "základ daně",
-                 "kwota netto", "total parcial", "btw plichtig bedrag"),
+                 "kwota netto", "total parcial", "btw plichtig bedrag", "summa käibemaksuta",
+                 "vahesumma"),
     "tax": ("sales tax", "mwst", "vat", "tax", "gst", "tva", "iva", "btw", "ust",
             "kwota vat",
             # the tax's amount, named as such
@@ -359,7 +362,7 @@ LABELS: dict[str, tuple[str, ...]] = {
             "total tva", "importe iva", "cuota iva", "totale iva", "importo iva",
             "razem vat", "steuerbetrag", "ust.-betrag", "ust. gesamt", "mwst. gesamt",
             "vat total", "tax total", "taxes", "total taxes", "dph", "kwota podatku", "mwst.",
-            "ust.", "total impuestos", "impuestos"),
+            "ust.", "total impuestos", "impuestos", "käibemaks", "käibemaksu summa"),
     "total": ("total due", "amount due", "balance due", "grand total", "gesamtbetrag",
               "total ttc", "total", "amount", "invoice total", "rechnungsbetrag",
               "montant ttc", "somme à payer", "net à payer", "total a pagar", "importe total",
@@ -377,7 +380,8 @@ LABELS: dict[str, tuple[str, ...]] = {
               "totaal inclusief btw", "totaalbedrag", "gesamt", "rechnungstotal",
               "celkem k úhradě", "k úhradě", "celkem s dph", "valor total",
               "kwota należności ogółem", "należności ogółem", "kwota brutto", "summe",
-              "saldo adeudado", "importe adeudado", "rekeningsbedrag", "factuurbedrag"),
+              "saldo adeudado", "importe adeudado", "rekeningsbedrag", "factuurbedrag",
+              "kokku", "summa kokku", "kokku tasuda", "tasuda", "arve summa"),
     "vendor": SELLER_LABELS,
     "currency": ("currency", "währung", "devise", "moneda", "valuta", "waluta"),
     "line_item_count": ("lines", "line items"),
@@ -660,7 +664,7 @@ def _note_summary_row(monies: list[Money], b: _Builder, confidence: float, label
 _EMAIL_NUMBER = re.compile(
     r"\b(?:invoice|\w*rechnung|facture|factura|fattura|factuur|faktura|credit note|avoir|"
     # an e-invoice's type code, after a word of the type's name: '(380)', 'Bau (875)'
-    r"gutschrift|creditnota)(?:(?:[ \t]+[^\W\d_]+)?[ \t]*\(\d{3}\))?"
+    r"gutschrift|creditnota|arve)(?:(?:[ \t]+[^\W\d_]+)?[ \t]*\(\d{3}\))?"
     r"(?:\s+(?:no\.?|number|nr\.?|#|numero|número)\s+|\s+(?:n°|nº|n\.)\s*|\s+)"
     r"(#?[A-Za-z0-9][A-Za-z0-9/\-#_]*\d[A-Za-z0-9/\-_]*)", re.IGNORECASE)
 # the date after the number, perhaps past two words of a note ('Nr. 210111 mit LV vom ...')
@@ -1264,7 +1268,8 @@ def _from_layout(layout_lines: list[Line], b: _Builder) -> None:
 
 #: A document's title word heading a column ('Klant | Order | Factuur | Vervaldatum'): the
 #: invoice's number is under it.
-_TITLE_WORDS = ("invoice", "factuur", "facture", "factura", "fattura", "rechnung", "faktura")
+_TITLE_WORDS = ("invoice", "factuur", "facture", "factura", "fattura", "rechnung", "faktura",
+                "arve")
 
 
 def _number_under_a_title_word(layout_lines: list[Line], b: _Builder) -> None:

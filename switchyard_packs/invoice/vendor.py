@@ -35,7 +35,8 @@ __all__ = ["BUYER_LABELS", "COMPANY_SUFFIX", "SELLER_LABELS", "TITLE", "VendorGu
 _LEGAL_FORMS = (r"Pty\.? Ltd\.?|Pvt\.? Ltd\.?|Private Limited|Ltd\.?|Inc\.?|LLC|"
                 r"GmbH & Co\.(?: KG)?|GmbH|S\.A\.|"
                 r"B\.V\.|BV|N\.V\.|NV|AG|Co\.|plc|SARL|SAS|S\.L\.|Oy|AB|Corp\.?|Limited|"
-                r"Company|SE|SpA|S\.p\.A\.|S\.r\.l\.|Srl|KG|sp\. z o\.o\.|Sp\. z o\.o\.")
+                r"Company|SE|SpA|S\.p\.A\.|S\.r\.l\.|Srl|KG|sp\. z o\.o\.|Sp\. z o\.o\.|"
+                r"s\.r\.o\.|a\.s\.|OÜ|AS|A/S|ApS|Ltda\.?")
 # and in capitals, as letterheads print them ('CONTOSO LTD.', 'ACME GMBH'); the dotted ones
 # in small letters too, which no word is ('bol.com b.v.', 's.r.l.')
 _LEGAL_FORMS = "|".join(dict.fromkeys(
@@ -57,6 +58,7 @@ BUYER_LABELS = (
     "bill to", "billed to", "billing address", "invoice to", "invoice address", "sold to",
     "ship to", "shipping address", "deliver to", "delivery address", "customer", "client",
     "kunde", "klant", "cliente", "nabywca", "odbiorca", "destinataire", "destinatario",
+    "klient", "maksja", "ostja",
     "factuuradres", "afleveradres", "rechnungsadresse", "lieferadresse", "rechnungsempfänger",
     "adresse de facturation", "adresse de livraison", "facturer à", "facturar a",
     "intestatario", "buyer", "purchaser", "käufer", "leistungsempfänger", "warenempfänger",
@@ -67,16 +69,16 @@ BUYER_LABELS = (
 SELLER_LABELS = ("vendor", "supplier", "seller", "issuer", "sold by", "lieferant", "verkäufer",
                  "rechnungsersteller", "fornitore", "proveedor", "fournisseur", "vendeur",
                  "leverancier", "sprzedawca", "aussteller", "dodavatel", "emitente",
-                 "prestador", "emisor")
+                 "prestador", "emisor", "müüja")
 # the bank account's holder is who is paid: the supplier
 _PAYEE = re.compile(
     r"(?:titulaire du compte|account holder|account name|kontoinhaber|beneficiary|payee|"
-    r"rekeninghouder|ten name van|intestato a|beneficiario|payable to)\s*[:\-]?\s*"
+    r"rekeninghouder|ten name van|intestato a|beneficiario|payable to|saaja)\s*[:\-]?\s*"
     r"(?P<name>[^|\n:]{2,60})", re.IGNORECASE)
 # lines that identify the supplier: its bank, tax and register numbers, its contacts
 _IDENTITY = re.compile(
     r"\b(?:IBAN|BIC|SWIFT|KvK|VAT|BTW|USt|UStId|USt-IdNr|TVA|Siret|SIREN|RCS|HRB|HRA|GSTIN|"
-    r"P\.IVA|NIP|REGON|ABN|EIN|Tel|Phone|Fax)\b|www\.|@|https?://", re.IGNORECASE)
+    r"P\.IVA|NIP|REGON|ABN|EIN|KMKR|Tel|Phone|Fax)\b|www\.|@|https?://", re.IGNORECASE)
 _DOMAIN = re.compile(r"(?:www\.|https?://(?:www\.)?|@)((?:[a-z0-9-]+\.)+)[a-z]{2,}\b",
                      re.IGNORECASE)
 # a sender line's parts ('QualityHosting AG - Uferweg 40-42 - D-63571 Gelnhausen')

@@ -964,6 +964,17 @@ def test_typographic_dashes_times_glosses_mailboxes_and_a_rate_set_apart() -> No
     assert _amounts(ex) == ("554.82", "116.51", "671.33")
 
 
+def test_an_estonian_invoice() -> None:
+    ex = _read_laid_out(
+        "Arve nr 2207\nKlient          Kuup\u00e4ev: 02.03.2026\n"
+        "Tamme Puit O\u00dc          T\u00e4htaeg: 16.03.2026\n"
+        "Summa k\u00e4ibemaksuta: 100.00\nK\u00e4ibemaks 24%      24.00\nKokku EUR      124.00\n"
+        "Soo Pagar O\u00dc      KMKR EE102365986\nEE287700771006200191\n")
+    assert (ex.get("invoice_number"), ex.get("invoice_date"), ex.get("due_date")) == (
+        "2207", "2026-03-02", "2026-03-16")
+    assert (ex.get("vendor"), *_amounts(ex)) == ("Soo Pagar O\u00dc", "100.00", "24.00", "124.00")
+
+
 _PIECES = ("Total", "Subtotal", "VAT 20%", "Tax total", "€", "$", "-", "12,50", "1.234,56",
            "-3,00", "Bill to:", "GmbH", "B.V.", "\u00b7", " | ", "\n", "  ", "Invoice", "Factuur",
            "Date", "Due Date", "2024-01-02", "03.04.24", "IBAN", "DE89370400440532013000",
