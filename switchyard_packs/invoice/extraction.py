@@ -745,10 +745,11 @@ _UNKNOWN_KEY_CONFIDENCE = 0.7
 
 
 def _from_unknown_keys(text: str, b: _Builder) -> None:
-    """The invoice's number and dates under keys no label names (and listed labels over
-    values the labelled readings did not reach) (``Document number``,
-    ``Dated``, ``Settle by``), for the fields nothing else gave as surely: the first such
-    value of each, the date the whole value and the identifier no date."""
+    """The invoice's number and dates under keys no label names (``Document number``,
+    ``Dated``, ``Settle by``; :mod:`.keys`), and under listed labels whose values the
+    labelled readings did not reach (a key over its value on the next line), for the fields
+    nothing else gave as surely: the first such value of each, the date the whole value and
+    the identifier no date."""
     wanted = {name for name in ("invoice_number", "invoice_date", "due_date")
               if name not in b.found or b.found[name].confidence < _UNKNOWN_KEY_CONFIDENCE}
     for key, value in key_value_pairs(text):

@@ -6,8 +6,8 @@ number or its dates: ``Document number``, ``Reference no.``, ``Dated``, ``Tax po
 thing follows: a key ending in *number*, *no.* or *ref* names an identifier; a date after a
 key that speaks of paying is when to pay; a date after any other key that is no order,
 delivery or service date is the invoice's own. This module reads a document's ``key: value``
-pairs (beside each other, or a row of keys over a row of values) and names the field such a
-key most likely labels, so the extractor can fall back on them, a notch less sure than a
+pairs (beside each other, a row of keys over a row of values, or a key over its value on the
+next line) and names the field such a key most likely labels, so the extractor can fall back on them, a notch less sure than a
 listed label, for fields no listed label gave.
 
 Pure text, no I/O; the word lists are of kinds of keys, not of documents seen.
@@ -31,7 +31,7 @@ _CELL_SEP = " | "
 #: The last word of a key naming an identifier.
 _NUMBER_WORDS = frozenset({
     "no", "nr", "number", "num", "#", "ref", "reference", "id", "n°", "nº", "nummer", "número",
-    "numero", "numéro", "nummer", "nro", "nb"})
+    "numero", "numéro", "nro", "nb"})
 #: Words that make a key's identifier some other party's or thing's (the customer's, an
 #: order's, a tax registration's), never the invoice's own number.
 _NOT_THE_INVOICE = (
@@ -56,7 +56,6 @@ _OTHER_DATE_WORDS = (
     "modified", "last", "next", "previous", "statement", "contract", "since",
     "commande", "livraison", "pedido", "entrega", "consegna", "ordine", "levering")
 
-NUMBER = "invoice_number"
 INVOICE_DATE = "invoice_date"
 DUE_DATE = "due_date"
 OTHER_DATE = "other_date"
@@ -119,5 +118,5 @@ def key_value_pairs(text: str) -> Iterator[tuple[str, str]]:
                 yield cells[0].rstrip(":").strip(), first_below
 
 
-__all__ = ["DUE_DATE", "INVOICE_DATE", "NUMBER", "OTHER_DATE", "date_key", "is_key",
+__all__ = ["DUE_DATE", "INVOICE_DATE", "OTHER_DATE", "date_key", "is_key",
            "key_value_pairs", "number_key"]
