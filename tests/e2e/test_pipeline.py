@@ -568,15 +568,15 @@ async def test_documents_from_outside_are_routed_and_read_without_a_kind(
     summary = summarise(rows)
     routing = summary["routing"]["all"]
     assert routing["routed_wrong_unasked"] == 0, summary["routing"]
-    # with the router cascade (text_encoder's second opinion): 90 of 93 named right, 61 sent
+    # with the router cascade (text_encoder's second opinion): 93 of 96 named right, 64 sent
     # to a person to confirm the type
     assert routing["named_right"] >= routing["documents"] - 5, summary["routing"]
-    assert routing["asked_a_person"] <= 65, summary["routing"]
+    assert routing["asked_a_person"] <= 68, summary["routing"]
     # nothing decided without a person that a person would have decided otherwise
     assert routing["automated_wrongly"] == 0, summary["routing"]
     right = sum(c["(all fields)"]["right"] for c in summary["accuracy"].values())
     shown = sum(c["(all fields)"]["shown"] for c in summary["accuracy"].values())
     wrong = sum(c["wrong"] for c in summary["read_wrong"].values())
-    # 551 of 577 invoice fields right, 14 read wrong (docs/documents.md)
-    assert right >= shown - 36 and wrong <= 18, (right, shown, wrong, [
+    # 573 of 603 invoice fields right, 15 read wrong (docs/documents.md)
+    assert right >= shown - 40 and wrong <= 19, (right, shown, wrong, [
         (d["id"], d["wrong"]) for d in summary["documents"] if d["wrong"]])
