@@ -32,6 +32,9 @@ MIN_PICTURE_AREA = 0.04
 #: characters and leave a quarter of an em between words (e-invoice stylesheet renderings:
 #: ``TaxiunternehmenTXGmbH``); letters of a word touch or overlap.
 WORD_GAP_RATIO = 0.2
+#: The same letter drawn again within this many points of itself is one letter: generators
+#: fake bold by printing each glyph twice, slightly offset, which reads ``CCoooolltteecc``.
+DUPLICATE_GLYPH_PT = 1.0
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,9 @@ def _page(page: object, number: int, min_chars: int) -> PdfPage:
         return BoundingBox(x0=_clamp((x0 - left) / width), y0=_clamp((y0 - top) / height),
                            x1=_clamp((x1 - left) / width), y1=_clamp((y1 - top) / height))
 
-    raw = page.extract_words(  # type: ignore[attr-defined]
+    # a glyph drawn twice a hair apart is one letter: 'fake bold' prints CCoooolltteecc
+    glyphs = page.dedupe_chars(tolerance=DUPLICATE_GLYPH_PT)  # type: ignore[attr-defined]
+    raw = glyphs.extract_words(
         keep_blank_chars=False, use_text_flow=False, x_tolerance_ratio=WORD_GAP_RATIO)
     words = [
         LayoutWord(text=w["text"], confidence=1.0,

@@ -155,3 +155,20 @@ def test_words_drawn_without_spaces_are_told_apart_by_their_gaps() -> None:
     page = read_text_layer(out.getvalue())[0]
     assert page is not None
     assert [w.text for w in page.words] == ["Taxiunternehmen", "TX", "GmbH"]
+
+
+def test_a_fake_bold_glyph_drawn_twice_is_one_letter() -> None:
+    """Some writers fake bold by drawing each line twice, a fraction of a point apart; the
+    text layer then holds every letter twice (``CCoooolltteecc``). A genuine double letter
+    stands a letter's width apart and stays."""
+    out = io.BytesIO()
+    pdf = canvas.Canvas(out, pagesize=A4)
+    pdf.setFont("Helvetica", 10)
+    for dx in (0.0, 0.35):
+        pdf.drawString(72 + dx, HEIGHT - 100, "Coolltec OÜ")
+    pdf.drawString(72, HEIGHT - 130, "Summa 488.79")
+    pdf.showPage()
+    pdf.save()
+    page = read_text_layer(out.getvalue())[0]
+    assert page is not None
+    assert [w.text for w in page.words] == ["Coolltec", "OÜ", "Summa", "488.79"]
