@@ -979,7 +979,9 @@ _PIECES = ("Total", "Subtotal", "VAT 20%", "Tax total", "€", "$", "-", "12,50"
            "-3,00", "Bill to:", "GmbH", "B.V.", "\u00b7", " | ", "\n", "  ", "Invoice", "Factuur",
            "Date", "Due Date", "2024-01-02", "03.04.24", "IBAN", "DE89370400440532013000",
            "Name:", "www.acme.io", "@", "Razem:", "Rechnungssumme", "Avoir", "(380)", "Nr.",
-           "von", ":", "#", "Rs", "%")
+           "von", ":", "#", "Rs", "%", "Document number", "Dated", "Settle by", "Tax point",
+           "Payment date", "(payment date)", "2024/07/05", "2'606.35", "\u2010", "\u2212",
+           "Summe", "Sprzedawca | Nabywca", "Nazwa:", "3:16", "Kokku", "Arve nr", "Kč")
 
 
 @settings(max_examples=150, deadline=None)
