@@ -22,7 +22,14 @@ from switchyard.stack._stack import (
     with_free_ports,
 )
 from switchyard.stack._triton import TritonServer, TritonSpillServer
-from switchyard.stack._util import StackError, free_port, grpc_serving, wait_until
+from switchyard.stack._util import (
+    StackError,
+    free_port,
+    grpc_serving,
+    port_frees_up,
+    port_is_free,
+    wait_until,
+)
 
 __all__ = [
     "INFRASTRUCTURE",
@@ -39,6 +46,8 @@ __all__ = [
     "component_log_tail",
     "free_port",
     "grpc_serving",
+    "port_frees_up",
+    "port_is_free",
     "read_dsn",
     "read_state",
     "running_components",

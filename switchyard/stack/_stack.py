@@ -40,7 +40,7 @@ from switchyard.stack._util import (
     http_ok,
     kafka_metadata_ok,
     maybe_await,
-    port_is_free,
+    port_frees_up,
     postgres_select1_ok,
     require_stack_packages,
     tail,
@@ -335,7 +335,7 @@ class EmbeddedStack:
         """Spawn every service, then wait for each to answer SERVING."""
         began = time.monotonic()
         for spec in self.services_specs:
-            if spec.health_port and not port_is_free(spec.health_port):
+            if spec.health_port and not port_frees_up(spec.health_port):
                 raise StackError(
                     f"service {spec.name}: 127.0.0.1:{spec.health_port} is already in use "
                     "(another stack or server?)"

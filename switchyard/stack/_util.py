@@ -113,6 +113,18 @@ def port_is_free(port: int, host: str = LOOPBACK) -> bool:
         return True
 
 
+#: How long a service's port may stay taken before the stack calls it in use: the default
+#: gRPC ports (50051-50054) lie in Linux's ephemeral range, so an outgoing connection (a
+#: readiness probe, a client) may hold one as its source port for a moment.
+PORT_GRACE_S = 5.0
+
+
+def port_frees_up(port: int, grace_s: float = PORT_GRACE_S, host: str = LOOPBACK) -> bool:
+    """Whether ``host:port`` is free now or becomes free within ``grace_s``; a server that
+    listens there does not let go, a passing connection's source port does."""
+    return wait_until(lambda: port_is_free(port, host), grace_s)
+
+
 def tcp_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
     """Whether something accepts TCP connections; a cheap pre-check before a real probe."""
     try:
