@@ -169,8 +169,8 @@ def _money_matches(text: str) -> Iterator[tuple[Money, re.Match[str]]]:
     item line's columns the way :func:`find_money` reads its amounts."""
     for m in _MONEY.finditer(text):
         num = m.group("num")
-        if text[max(0, m.start("num") - 2):m.start("num")].endswith(":") and \
-                text[max(0, m.start("num") - 2):m.start("num") - 1].isdigit():
+        before = text[max(0, m.start("num") - 2):m.start("num")]
+        if len(before) == 2 and before[0].isdigit() and before[1] == ":":
             continue  # the minutes of a time or a duration ('3:16'), no amount
         if re.fullmatch(r"(19|20)\d{6}", num.replace(" ", "")):
             continue  # a YYYYMMDD date, not an amount
@@ -190,7 +190,6 @@ def find_money(text: str) -> list[Money]:
 _DATE_PATTERNS = (
     ("iso", re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")),
     ("iso_slash", re.compile(r"\b(\d{4})/(\d{1,2})/(\d{1,2})\b")),  # '2024/07/05'
-
     ("dots", re.compile(r"\b(\d{1,2})\. ?(\d{1,2})\. ?(\d{4})\b")),  # '10. 02. 2015' too
     ("slash", re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b")),
     # a two-digit year ('21.05.14', '03/20/23'): this century
@@ -571,7 +570,6 @@ def _structured(text: str) -> dict[str, str] | None:
 def _from_pairs(pairs: list[tuple[str, str, str]], b: _Builder, base: float) -> None:
     """Offer each (field, label, value text) read as its field's type."""
     for name, label, value in pairs:
-        value = value.translate(DASHES)  # a layout's words keep the page's own dashes
         if name in ("buyer", "tax_id"):
             continue
         if name in ("invoice_number", "po_number"):
@@ -1258,7 +1256,9 @@ def _from_layout(layout_lines: list[Line], b: _Builder) -> None:
                 found.placement == "right" else None
             if rated is not None:
                 value = rated  # 'Af te dragen BTW | 21,00 | % | 116,51': after the rate
-            _from_pairs([(name, label, value)], b, 0.95 * placement_factor(found))
+            # (the text was read with DASHES; a layout's words keep the page's own dashes)
+            _from_pairs([(name, label, value.translate(DASHES))], b,
+                        0.95 * placement_factor(found))
             if found.placement == "right":  # a row of net, tax, gross
                 rest = _rest_of_line(found)
                 _note_summary_row([m for m in find_money(rest) if not _words_follow(rest, m)],

@@ -98,24 +98,23 @@ def key_value_pairs(text: str) -> Iterator[tuple[str, str]]:
     ``Key: value`` in one cell, a key cell and the cell right of it, a row of keys over a
     row of as many values, and a line's first cell a key over the next line's first cell.
     Values are cells as they stand; the caller reads their type."""
-    rows = [line.split(_CELL_SEP) for line in text.splitlines()]
+    rows = [[c.strip() for c in line.split(_CELL_SEP)] for line in text.splitlines()]
+    keyish = [[is_key(c) for c in cells] for cells in rows]  # each cell judged once
     for index, cells in enumerate(rows):
-        cells = [c.strip() for c in cells]
-        if len(cells) >= 2 and all(is_key(c) for c in cells) and index + 1 < len(rows):
-            below = [c.strip() for c in rows[index + 1]]
-            if len(below) == len(cells) and not all(is_key(c) for c in below):
+        keys = keyish[index]
+        below = rows[index + 1] if index + 1 < len(rows) else None
+        if len(cells) >= 2 and all(keys) and below is not None:
+            if len(below) == len(cells) and not all(keyish[index + 1]):
                 yield from zip((c.rstrip(":").strip() for c in cells), below)
                 continue
         for at, cell in enumerate(cells):
             m = _KEY_COLON.fullmatch(cell)
             if m is not None and is_key(m.group("key")):
                 yield m.group("key").strip(), m.group("value").strip()
-            elif is_key(cell) and at + 1 < len(cells) and not is_key(cells[at + 1]):
+            elif keys[at] and at + 1 < len(cells) and not keys[at + 1]:
                 yield cell.rstrip(":").strip(), cells[at + 1]
-        if is_key(cells[0]) and index + 1 < len(rows):
-            first_below = rows[index + 1][0].strip()
-            if first_below and not is_key(first_below):
-                yield cells[0].rstrip(":").strip(), first_below
+        if keys[0] and below is not None and below[0] and not keyish[index + 1][0]:
+            yield cells[0].rstrip(":").strip(), below[0]
 
 
 __all__ = ["DUE_DATE", "INVOICE_DATE", "OTHER_DATE", "date_key", "is_key",

@@ -321,7 +321,7 @@ def _party_blocks(rows: list[list[str]]
                     sellers.append((below, name))
                     named[column] = True
             if "buyer" not in parties and all(named):
-                break  # a buyer's column is its block to the end
+                break  # every seller named, and no buyer's block left to mark
     return sellers, customer_cells
 
 
