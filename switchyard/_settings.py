@@ -283,6 +283,12 @@ class Settings:
     triton_timeout_s: float = setting(
         5.0, "Deadline of one Triton request.", group="triton", exclusive_minimum=0,
     )
+    triton_deadline_retries: int = setting(
+        2, "Times a Triton request that ran past its deadline (Triton busy, not away) is sent "
+        "again, after 0.5 s, then 1 s, 2 s..., before its tasks meet the unavailable policy. A "
+        "refused connection or an open breaker is never retried.", group="triton", minimum=0,
+        maximum=10,
+    )
     model_repository: Path = setting(
         Path("models/repository"), "Triton model repository served by Triton.", group="triton"
     )

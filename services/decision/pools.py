@@ -201,7 +201,8 @@ class TritonPools:
 
     def __init__(self, primary_url: str, spill_url: str = "", *, spill_after_s: float = 0.05,
                  spill_share: float = 0.5, poll_s: float = 1.0, cooldown_s: float = 5.0,
-                 reconnect_s: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 reconnect_s: float = 0.0, deadline_retries: int = 0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.primary = Pool(PRIMARY, primary_url, reconnect_s)
         self.spill = Pool(SPILL, spill_url, reconnect_s) if spill_url else None
         self.spill_after_s = spill_after_s
@@ -212,6 +213,8 @@ class TritonPools:
         self._busy_at = 0.0  # when the primary's delay was last over the threshold
         self.spilling = False
         self._credit = 0.0
+        #: how often a client sends a batch again that ran past its deadline (triton.py)
+        self.deadline_retries = deadline_retries
         SPILLING.set(0)
 
     @classmethod
@@ -221,7 +224,8 @@ class TritonPools:
                    spill_share=settings.triton_spill_share,
                    poll_s=settings.triton_pool_poll_ms / 1000,
                    cooldown_s=settings.triton_spill_cooldown_s,
-                   reconnect_s=settings.triton_reconnect_s)
+                   reconnect_s=settings.triton_reconnect_s,
+                   deadline_retries=settings.triton_deadline_retries)
 
     @property
     def pools(self) -> list[Pool]:

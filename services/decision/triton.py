@@ -18,11 +18,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import grpc
 import numpy as np
 import pybreaker
 import tritonclient.grpc.aio as triton
 from opentelemetry import trace
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 from tritonclient.utils import InferenceServerException
 
 from services.decision.pools import (
@@ -34,11 +35,18 @@ from services.decision.pools import (
     TritonPools,
 )
 from switchyard.documents import reading_order
+from switchyard.runtime import Backoff
 from switchyard.v1 import BoundingBox, LayoutPage, LayoutSource, LayoutWord
 
 tracer = trace.get_tracer("switchyard.decision.triton")
 log = logging.getLogger(__name__)
 
+DEADLINE_RETRIES = Counter(
+    "switchyard_triton_deadline_retries_total",
+    "Triton requests sent again because the previous send ran past its deadline (Triton busy; "
+    "setting triton_deadline_retries), by model.",
+    ["model"],
+)
 INFERENCE_SECONDS = Histogram(
     "switchyard_inference_seconds", "Triton request latency (one batch).", ["model", "version"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
@@ -53,6 +61,16 @@ MODEL_CONFIDENCE = Histogram(
 
 class ModelUnavailable(Exception):
     """Triton cannot answer now (down, overloaded, breaker open)."""
+
+
+class ModelTimedOut(ModelUnavailable):
+    """A request ran past its deadline: Triton is there but busy, so the request is worth
+    sending again (``TritonPools.deadline_retries``), unlike a refused one."""
+
+
+#: The waits before the sends again of a request that timed out: 0.5 s, 1 s, 2 s... (at most
+#: 4 s); the failure limit is the pools' deadline_retries, not the backoff's.
+DEADLINE_BACKOFF = Backoff(initial_s=0.5, max_s=4.0)
 
 
 @dataclass(frozen=True)
@@ -128,19 +146,41 @@ class _ModelClient:
     async def _infer(self, inputs: list[triton.InferInput], output: str, rows: int
                      ) -> tuple[np.ndarray, str]:
         """One batch, on the pool :meth:`TritonPools.order` puts first, else on the next;
-        the output and the name of the pool that answered."""
-        failures = []
+        the output and the name of the pool that answered. A batch that ran past its
+        deadline is sent again (up to the pools' ``deadline_retries``): a Triton busy for a
+        moment (a burst of OCR beside it on the same cores) would otherwise send every task
+        of the batch to a person as if the models were away."""
+        sent_again = 0
+        while True:
+            try:
+                return await self._infer_once(inputs, output, rows)
+            except ModelTimedOut as exc:
+                if sent_again >= self._pools.deadline_retries:
+                    raise
+                sent_again += 1
+                delay = DEADLINE_BACKOFF.delay_s(sent_again)
+                DEADLINE_RETRIES.labels(self.model_name).inc()
+                log.warning("%s: a batch of %d ran past its deadline; sending it again in "
+                            "%.1fs (%d of %d): %s", self.model_name, rows, delay, sent_again,
+                            self._pools.deadline_retries, exc)
+                await asyncio.sleep(delay)
+
+    async def _infer_once(self, inputs: list[triton.InferInput], output: str, rows: int
+                          ) -> tuple[np.ndarray, str]:
+        failures, timed_out = [], False
         for pool in self._pools.order():
             try:
                 result = await self._infer_on(pool, inputs, output, rows)
             except ModelUnavailable as exc:
                 POOL_FAILURES.labels(self.model_name, pool.name).inc()
                 failures.append(f"{pool.name}: {exc}" if self._pools.spill else str(exc))
+                timed_out = timed_out or isinstance(exc, ModelTimedOut)
                 continue
             POOL_BATCHES.labels(self.model_name, pool.name).inc()
             POOL_ROWS.labels(self.model_name, pool.name).inc(rows)
             return result, pool.name
-        raise ModelUnavailable("; ".join(failures))
+        # a pool that timed out is busy, not away: the batch is worth another send
+        raise (ModelTimedOut if timed_out else ModelUnavailable)("; ".join(failures))
 
     async def _infer_on(self, pool: Pool, inputs: list[triton.InferInput], output: str,
                         rows: int) -> np.ndarray:
@@ -166,7 +206,14 @@ class _ModelClient:
                 return result.as_numpy(output)
         except pybreaker.CircuitBreakerError as exc:
             raise ModelUnavailable(f"{self.model_name}: circuit open ({exc})") from None
-        except (InferenceServerException, asyncio.TimeoutError, OSError) as exc:
+        except asyncio.TimeoutError:
+            raise ModelTimedOut(f"{self.model_name}: no answer within "
+                                f"{self._timeout_s + 1:g}s") from None
+        except InferenceServerException as exc:
+            if exc.status() == str(grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise ModelTimedOut(f"{self.model_name}: {exc}") from None
+            raise ModelUnavailable(f"{self.model_name}: {exc}") from None
+        except OSError as exc:
             raise ModelUnavailable(f"{self.model_name}: {exc}") from None
 
 

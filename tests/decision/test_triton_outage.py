@@ -13,11 +13,13 @@ is published in the trace its submission started (the hold keeps the trace conte
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -29,6 +31,7 @@ from switchyard.stack import EmbeddedStack, TritonServer, with_free_ports
 from switchyard.storage import connect
 from switchyard.v1 import (
     DecideRequest,
+    Decision,
     DecisionOutcome,
     DecisionServiceStub,
     Document,
@@ -42,6 +45,7 @@ from switchyard.v1 import (
     TaskStatus,
 )
 from tests.decision.documents import MODEL_REPOSITORY, sample
+from tests.observed import metric_sum
 from tests.services import running
 
 pytestmark = pytest.mark.integration
@@ -250,3 +254,50 @@ async def eventually_held(settings: Settings, tenant: str, count: int,
         assert time.monotonic() < deadline, \
             f"held tasks of {tenant}: {found.group(1) if found else 'no series'}, want {count}"
         await asyncio.sleep(0.25)
+
+
+async def test_a_triton_busy_past_the_deadline_gets_the_batch_again_and_decides(
+        own_triton: TritonServer, outage_settings: Settings, services: EmbeddedStack) -> None:
+    """Triton frozen for longer than a request's deadline (2 s here) but less than the
+    retries' span: the batch that timed out is sent again and the models decide; no person
+    gets a task because Triton was busy for a moment (triton_deadline_retries)."""
+    channel = create_channel(f"127.0.0.1:{outage_settings.decision_grpc_port}")
+    stub = DecisionServiceStub(channel)
+
+    async def decide() -> Decision:
+        reply = await stub.Decide(DecideRequest(task=TaskEnvelope(
+            task_id=str(uuid.uuid4()), tenant_id="escco",
+            document=Document(content_type="text/plain", body=DOCS[0].encode()))))
+        return reply.decision
+
+    try:
+        # Triton answers (the test before this one restarted it; the breaker has closed)
+        await eventually_decided_by_models(decide)
+        retried = metric_sum(outage_settings.decision_metrics_port,
+                             "switchyard_triton_deadline_retries_total")
+        assert own_triton.process is not None and own_triton.process.pid is not None
+        os.kill(own_triton.process.pid, signal.SIGSTOP)
+        try:
+            deciding = asyncio.create_task(decide())
+            await asyncio.sleep(3.0)   # the first send has timed out; the second is waiting
+        finally:
+            os.kill(own_triton.process.pid, signal.SIGCONT)
+        decision = await deciding
+    finally:
+        await channel.close()
+    assert decision.rule == "confident_route", (decision.rule, decision.explanation)
+    assert metric_sum(outage_settings.decision_metrics_port,
+                      "switchyard_triton_deadline_retries_total", 'model="document_router"'
+                      ) > retried
+
+
+async def eventually_decided_by_models(decide: Callable[[], Awaitable[Decision]],
+                                       timeout_s: float = 60) -> None:
+    """Wait until a Decide call is answered by the models (not ``model_unavailable``)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        decision = await decide()
+        if decision.rule != "model_unavailable":
+            return
+        assert time.monotonic() < deadline, decision.explanation
+        await asyncio.sleep(0.5)

@@ -59,6 +59,7 @@ from switchyard.v1 import (
     Verdict,
 )
 from tests import document_samples
+from tests.observed import metric_sum
 from tests.polling import eventually
 from tests.terminal import TERMINAL_STATUSES
 
@@ -544,6 +545,10 @@ async def test_hostile_documents_get_their_specific_error(
     assert fine.created
 
 
+#: What the router cascade did with the router's unsure answers (services/decision/cascade.py).
+CASCADE_RESULTS = ("pooled", "unavailable", "mismatch", "unfamiliar")
+
+
 async def test_documents_from_outside_are_routed_and_read_without_a_kind(
         ingest: IngestServiceStub, settings: Settings) -> None:
     """The outside set (bench/outside/README.md), submitted as an upstream system that does
@@ -552,6 +557,9 @@ async def test_documents_from_outside_are_routed_and_read_without_a_kind(
     measured when the set was added (docs/documents.md#documents-from-outside-the-project;
     the floors sit a document or two below the figures, so a regression fails the test)."""
     documents = load_set(ROOT / "bench" / "outside")
+    cascade_before = {r: metric_sum(settings.decision_metrics_port,
+                                    "switchyard_router_cascade_total", f'result="{r}"')
+                      for r in CASCADE_RESULTS}
     accepted = []
     for document in documents:
         accepted.append(await ingest.SubmitTask(SubmitTaskRequest(submission=Submission(
@@ -564,16 +572,24 @@ async def test_documents_from_outside_are_routed_and_read_without_a_kind(
         rows.append({"document": document, "error": "", "seconds": 0.0,
                      "fields": {f.name: f.value for f in decision.fields}, "located": {},
                      "label": decision.label, "rule": decision.rule, "pack": decision.pack,
-                     "outcome": DecisionOutcome.Name(decision.outcome)})
+                     "outcome": DecisionOutcome.Name(decision.outcome),
+                     "explanation": decision.explanation})
     summary = summarise(rows)
     routing = summary["routing"]["all"]
-    assert routing["routed_wrong_unasked"] == 0, summary["routing"]
+    cascade = {r: metric_sum(settings.decision_metrics_port, "switchyard_router_cascade_total",
+                             f'result="{r}"') - cascade_before[r] for r in CASCADE_RESULTS}
+    # what a failure shows: the documents named wrong (or not named: the models did not
+    # answer), and what the cascade did
+    misrouted = [(row["document"].doc_id, row["label"] or row["explanation"]) for row in rows
+                 if row["document"].kind and row["label"] != row["document"].kind]
+    why = {"routing": summary["routing"]["all"], "named wrong": misrouted, "cascade": cascade}
+    assert routing["routed_wrong_unasked"] == 0, why
     # with the router cascade (text_encoder's second opinion): 93 of 96 named right, 64 sent
     # to a person to confirm the type
-    assert routing["named_right"] >= routing["documents"] - 5, summary["routing"]
-    assert routing["asked_a_person"] <= 68, summary["routing"]
+    assert routing["named_right"] >= routing["documents"] - 5, why
+    assert routing["asked_a_person"] <= 68, why
     # nothing decided without a person that a person would have decided otherwise
-    assert routing["automated_wrongly"] == 0, summary["routing"]
+    assert routing["automated_wrongly"] == 0, why
     right = sum(c["(all fields)"]["right"] for c in summary["accuracy"].values())
     shown = sum(c["(all fields)"]["shown"] for c in summary["accuracy"].values())
     wrong = sum(c["wrong"] for c in summary["read_wrong"].values())
