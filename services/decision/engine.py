@@ -46,6 +46,7 @@ from switchyard.packs import (
     evaluate_condition,
     run_extractor,
     typed_fields,
+    with_params,
 )
 from switchyard.privacy import Redactor, withheld_values
 from switchyard.tasks import DEFAULT_REVIEW_QUEUE, task_bucket
@@ -244,12 +245,14 @@ def _discrepancies(rule: RuleSpec, context: Mapping[str, Any]) -> tuple[Discrepa
         return ()
 
 
-def _routing(review: Any, policy: Policy) -> dict[str, Any]:
-    # the pack's queue when it names one, else the tenant's
-    queue = review.queue if review.queue and review.queue != DEFAULT_REVIEW_QUEUE \
-        else policy.review_queue
-    return {"queue": queue, "reviewer_group": review.group, "four_eyes": review.four_eyes,
-            "review_sla_s": review.sla_s}
+def _routing(review: Any, policy: Policy, params: Mapping[str, Any]) -> dict[str, Any]:
+    # the pack's queue when it names one, else the tenant's; a queue or group may name the
+    # tenant's parameters (``${params.reviewer_group}``)
+    queue = with_params(review.queue, params)
+    if not queue or queue == DEFAULT_REVIEW_QUEUE:
+        queue = policy.review_queue
+    return {"queue": queue, "reviewer_group": with_params(review.group, params),
+            "four_eyes": review.four_eyes, "review_sla_s": review.sla_s}
 
 
 def table_outcome(pack: Pack, context: Mapping[str, Any], policy: Policy, bucket: int = 2,
@@ -257,6 +260,7 @@ def table_outcome(pack: Pack, context: Mapping[str, Any], policy: Policy, bucket
     """What ``pack``'s decision table decides in ``context`` (the rule context: fields,
     params, route, scores, history, ...): outcome, rule, explanation and, for an escalation,
     its reason, priority and review routing. ``note`` prefixes the explanation."""
+    params = context["params"]
     context = Activation(context)  # every rule and the explanation: converted for CEL once
     route_confidence = float(context["route"]["confidence"])
     confidence = min([route_confidence, *context["scores"].values()])
@@ -267,12 +271,13 @@ def table_outcome(pack: Pack, context: Mapping[str, Any], policy: Policy, bucket
         return Outcome("escalate", result.rule.name,
                        f"{note}Rule '{result.rule.name}' could not be evaluated on this "
                        f"document ({result.error}); a person decides.", confidence,
-                       pack.name, "OTHER", priority=bucket, **_routing(review, policy))
+                       pack.name, "OTHER", priority=bucket, **_routing(review, policy, params))
     if result.rule is None:
         return Outcome("escalate", NO_RULE_MATCHED,
                        f"{note}No rule of pack {pack.name} {pack.version} matched.",
                        confidence, pack.name, "POLICY",
-                       priority=min(bucket, review.priority_bucket), **_routing(review, policy))
+                       priority=min(bucket, review.priority_bucket),
+                       **_routing(review, policy, params))
     rule = result.rule
     explanation = _explain(rule, context)
     if pack.hit_policy == "collect" and len(result.matched) > 1:
@@ -286,7 +291,7 @@ def table_outcome(pack: Pack, context: Mapping[str, Any], policy: Policy, bucket
     review = rule.review or pack.review
     return Outcome("escalate", rule.name, note + explanation, confidence, pack.name,
                    rule.reason or "POLICY", priority=min(bucket, review.priority_bucket),
-                   discrepancies=_discrepancies(rule, context), **_routing(review, policy))
+                   discrepancies=_discrepancies(rule, context), **_routing(review, policy, params))
 
 
 class DecisionEngine:
@@ -433,7 +438,7 @@ class DecisionEngine:
             return outcome, None
         review = pack.review
         routed = replace(outcome, priority=min(outcome.priority, review.priority_bucket),
-                         **_routing(review, policy))
+                         **_routing(review, policy, active.params))
         return routed, Assessment(active, extraction, raw)
 
     async def decide_with_pack(self, task: TaskEnvelope, text: str, prediction: Prediction,

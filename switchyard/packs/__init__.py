@@ -69,7 +69,7 @@ from switchyard.packs._model import (
     StepSpec,
     StepWait,
 )
-from switchyard.packs._plan import plan_to_proto, step_id
+from switchyard.packs._plan import plan_to_proto, step_id, with_params
 from switchyard.packs._schema import pack_schema, tenant_settings_schema
 from switchyard.packs._tenant import (
     TenantPackSettings,
@@ -94,5 +94,5 @@ __all__ = [
     "load_pack_files", "pack_schema", "parameter_problems", "parse_duration",
     "parse_tenant_settings", "plan_to_proto", "read_pack_folder", "resolve_parameters",
     "step_id", "tenant_settings_from_object", "tenant_settings_schema", "typed_fields",
-    "typed_value", "validate_pack_files",
+    "typed_value", "validate_pack_files", "with_params",
 ]

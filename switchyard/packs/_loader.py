@@ -255,8 +255,14 @@ def _duration(c: _Checker, path: list[Any], text: str) -> float | None:
     return seconds
 
 
-def _review(raw: Mapping[str, Any], base: ReviewSpec, c: _Checker, path: list[Any]
-            ) -> ReviewSpec:
+def _review(raw: Mapping[str, Any], base: ReviewSpec, c: _Checker, path: list[Any],
+            params: frozenset[str] | None) -> ReviewSpec:
+    # a queue or group may name the tenant's parameters (``${params.reviewer_group}``): they
+    # are filled in when the task is decided, so nothing but params may appear in them
+    for key in ("queue", "group"):
+        if "${" in str(raw.get(key, "")):
+            _template(c, path + [key], raw[key],
+                      Names(variables=frozenset({"params"}), params=params))
     sla = raw.get("sla", base.sla)
     sla_s = _duration(c, path + ["sla"], sla) if "sla" in raw else base.sla_s
     return ReviewSpec(queue=raw.get("queue", base.queue), group=raw.get("group", base.group),
@@ -379,8 +385,8 @@ def _rules(raw: Mapping[str, Any], review: ReviewSpec, names: Names, c: _Checker
                 if key in rule:
                     c.add(where + [key], rule[key], f"only escalating rules have a {key} "
                                                     f"(this rule's outcome is {outcome})")
-        rule_review = _review(rule.get("review", {}), review, c, where + ["review"]) \
-            if outcome == "escalate" else None
+        rule_review = _review(rule.get("review", {}), review, c, where + ["review"],
+                              names.params) if outcome == "escalate" else None
         rules.append(RuleSpec(
             name=name, when=source,
             condition=Condition(source=source, where=f"rule {name}", program=program),
@@ -759,7 +765,7 @@ def _build(files: Mapping[str, bytes]) -> tuple[Pack | None, list[str]]:
         if not is_declared(GROUPS["enrichers"], enricher):
             c.add(["enrichers", index], enricher, "unknown enricher; register it in entry point "
                                                   "group switchyard.enrichers")
-    review = _review(doc.get("review", {}), ReviewSpec(), c, ["review"])
+    review = _review(doc.get("review", {}), ReviewSpec(), c, ["review"], frozenset(params))
     for index, name in enumerate(review.reveal):
         if name not in fields:
             c.add(["review", "reveal", index], name, "not a declared field")

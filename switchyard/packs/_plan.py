@@ -62,8 +62,10 @@ def _struct(tree: Mapping[str, Any]) -> struct_pb2.Struct:
     return payload
 
 
-def _with_params(text: str, params: Mapping[str, Any]) -> str:
-    """``text`` rendered now when its templates use nothing but params; else unchanged."""
+def with_params(text: str, params: Mapping[str, Any]) -> str:
+    """``text`` rendered now when its templates use nothing but params; else unchanged (the
+    pack's loader refused templates that use more where only params may appear: review
+    queues and groups, an approval's texts)."""
     if "${" not in text:
         return text
     template = Template(text, "approval", Names(variables=frozenset({"params"}),
@@ -99,7 +101,7 @@ def _step(index: int, spec: StepSpec, params: Mapping[str, Any],
                       parallel_group=spec.parallel_group)
     if spec.kind == "call":
         step.connector = CONNECTORS.get(spec.connector, Connector.CONNECTOR_UNSPECIFIED)
-        step.target = _with_params(spec.target, params)
+        step.target = with_params(spec.target, params)
         step.operation = spec.operation or spec.name
         step.payload.CopyFrom(_struct(spec.payload))
         step.max_attempts = spec.max_attempts
@@ -116,15 +118,15 @@ def _step(index: int, spec: StepSpec, params: Mapping[str, Any],
             step.compensation.CopyFrom(CompensationStep(
                 name=undo.name,
                 connector=CONNECTORS.get(undo.connector, Connector.CONNECTOR_UNSPECIFIED),
-                target=_with_params(undo.target, params), operation=undo.operation, payload=_struct(undo.payload)))
+                target=with_params(undo.target, params), operation=undo.operation, payload=_struct(undo.payload)))
     elif spec.kind == "approval" and spec.approval is not None:
         approval = spec.approval
         step.operation = "approval"
         step.approval.CopyFrom(ApprovalSpec(
-            queue=_with_params(approval.queue, params),
-            reviewer_group=_with_params(approval.group, params),
+            queue=with_params(approval.queue, params),
+            reviewer_group=with_params(approval.group, params),
             four_eyes=approval.four_eyes,
-            instructions=_with_params(approval.instructions, params),
+            instructions=with_params(approval.instructions, params),
             discrepancies=approval.discrepancies, reveal=list(approval.reveal)))
         sla = _duration(approval.sla_s)
         if sla is not None:
@@ -151,4 +153,4 @@ def plan_to_proto(pack: Pack, params: Mapping[str, Any] | None = None) -> Action
     return plan
 
 
-__all__ = ["CONNECTORS", "plan_to_proto", "step_id"]
+__all__ = ["CONNECTORS", "plan_to_proto", "step_id", "with_params"]

@@ -63,9 +63,10 @@ def _review(description: str, reveal: bool = False) -> dict[str, Any]:
         "type": "object", "description": description, "additionalProperties": False,
         "properties": {
             **extra,
-            "queue": _str("The review queue the task waits in.", minLength=1, maxLength=128),
-            "group": _str("Only reviewers in this group may take it; empty: any reviewer.",
-                          maxLength=128),
+            "queue": _str("The review queue the task waits in (may be ${params.x}).",
+                          minLength=1, maxLength=128),
+            "group": _str("Only reviewers in this group may take it; empty: any reviewer "
+                          "(may be ${params.x}).", maxLength=128),
             "priority": _str("Review priority.", enum=list(PRIORITIES)),
             "sla": _duration("How long reviewers have."),
             "four_eyes": {"type": "boolean",

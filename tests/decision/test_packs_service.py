@@ -64,6 +64,7 @@ fields:
   currency: {{type: enum, values: [USD, EUR, GBP], data_class: derived, labels: [Currency]}}
 parameters:
   max_auto_amount: {{type: number, default: 500, minimum: 0}}
+  approver_group: {{type: string, default: managers}}
 decision:
   rules:
     - name: amount_missing
@@ -75,7 +76,8 @@ decision:
       outcome: escalate
       reason: POLICY
       explain: "Claim of ${{fields.amount}} above ${{params.max_auto_amount}}"
-      review: {{queue: finance, group: managers, priority: high, sla: 4h, four_eyes: true}}
+      review: {{queue: finance, group: "${{params.approver_group}}", priority: high, sla: 4h,
+               four_eyes: true}}
     - name: {straight_rule}
       when: "true"
       outcome: auto_execute
@@ -215,6 +217,7 @@ async def test_applied_pack_decides_without_restart_and_overrides_change_it(
     decision = await clients["acme-sub"].decision(CLAIM)
     assert (outcome(decision), decision.rule) == ("ESCALATE", "amount_over_limit")
     assert "Claim of 42.5 above 10" in decision.explanation
+    # the rule's reviewer group is the tenant's parameter (its default here)
     assert (decision.review_queue, decision.reviewer_group, decision.four_eyes) == (
         "finance", "managers", True)
     assert decision.review_sla.seconds == 4 * 3600
@@ -226,6 +229,12 @@ async def test_applied_pack_decides_without_restart_and_overrides_change_it(
     again = await acme.packs.ApplyTenantSettings(ApplyTenantSettingsRequest(
         document=b"packs:\n  expense_claim:\n    parameters: {max_auto_amount: 10}\n"))
     assert (again.version, again.changed) == (1, False)
+    # another group of reviewers for this tenant: the next escalation goes to them
+    await acme.packs.ApplyTenantSettings(ApplyTenantSettingsRequest(
+        document=b"packs:\n  expense_claim:\n    parameters: {max_auto_amount: 10, "
+                 b"approver_group: finance-leads}\n"))
+    decision = await clients["acme-sub"].decision(CLAIM)
+    assert (decision.rule, decision.reviewer_group) == ("amount_over_limit", "finance-leads")
 
     # disabling the pack: the type has no plan for acme any more
     await acme.packs.ApplyTenantSettings(ApplyTenantSettingsRequest(
@@ -240,7 +249,7 @@ async def test_applied_pack_decides_without_restart_and_overrides_change_it(
     actions = [r["action"] for r in await db.fetch(
         "SELECT action FROM audit_log WHERE tenant_id = 'acme' AND action LIKE 'pack.%' "
         "ORDER BY entry_id")]
-    assert actions == ["pack.applied", "pack.settings_applied", "pack.settings_applied"]
+    assert actions == ["pack.applied"] + ["pack.settings_applied"] * 3
 
 
 async def test_a_new_version_is_used_and_a_version_never_changes(
@@ -293,6 +302,14 @@ async def test_a_bad_pack_is_refused_one_violation_per_mistake(
     violations = field_violations(caught.value)
     assert len(violations) == 2, violations
     assert any("max_amount" in v for v in violations.values()), violations
+    # a reviewer group is filled in from the tenant's parameters only, never from a document
+    fielded = good.replace('"${params.approver_group}"', '"${fields.employee}"')
+    assert fielded != good
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await acme.packs.ApplyPack(ApplyPackRequest(source=PackSource(files=[
+            PackFile(path="pack.yaml", content=fielded.encode())])))
+    violations = field_violations(caught.value)
+    assert list(violations) == ["pack.yaml: decision.rules[1].review.group"], violations
     # ValidatePack lists the same lines; not YAML at all is one clear line
     checked = await clients["acme-audit"].packs.ValidatePack(ValidatePackRequest(source=source))
     assert len(checked.problems) == 3 and not checked.HasField("pack")
