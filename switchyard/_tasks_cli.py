@@ -69,7 +69,8 @@ def _add_client_arguments(parser: argparse.ArgumentParser, service: str = "Inges
 
 def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE",
-                        help="one task per file: .txt (text/plain) or .json (application/json)")
+                        help="one task per file, its type by its extension: "
+                             + ", ".join(CONTENT_TYPES))
     parser.add_argument("--tenant", default="default", help="tenant id (default: default)")
     parser.add_argument("--kind", default="", help="task kind (default: the router decides)")
     parser.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE",
@@ -305,7 +306,7 @@ async def _submit(args: argparse.Namespace, stub: Any, files: list[_File]) -> in
     import grpc
 
     from switchyard._progress import stderr_progress
-    from switchyard.v1 import Document, Submission, SubmitTaskRequest
+    from switchyard.v1 import Document, GetTaskRequest, Submission, SubmitTaskRequest
 
     results: list[dict[str, Any]] = []
     with stderr_progress() as bar:
@@ -341,8 +342,16 @@ async def _submit(args: argparse.Namespace, stub: Any, files: list[_File]) -> in
                 await asyncio.wait_for(asyncio.gather(*(one(r) for r in accepted)),
                                        timeout=args.timeout or None)
             except asyncio.TimeoutError:
+                # where each task is now (a person's review, a wait), not where it started
+                waiting = [r for r in accepted if r["status"] not in TERMINAL]
+                for result in waiting:
+                    task = (await stub.GetTask(GetTaskRequest(task_id=result["task_id"]))).task
+                    result.update(status=status_name(task.status), stage=stage_name(task.stage),
+                                  reason=task.reason)
                 _print_submitted(args, results)
-                raise _Refused(f"not every task was terminal after {args.timeout:g} s") \
+                raise _Refused(f"not every task was terminal after {args.timeout:g} s: "
+                               f"{len(waiting)} still "
+                               f"{', '.join(sorted({str(r['status']) for r in waiting}))}") \
                     from None
     _print_submitted(args, results)
     failed = any(r["error"] for r in results) or (

@@ -113,8 +113,9 @@ def verdict_decision(escalation: Escalation, verdict: ReviewVerdict,
     decision.plan.CopyFrom(proposed.plan)
     _answer_step(decision, escalation)
     if verdict.verdict == Verdict.VERDICT_MODIFY:
-        for step in decision.plan.steps:
-            step.payload.update({"modified_fields": dict(verdict.modified_fields)})
+        # the edits reach the downstream calls through the plan's payload templates
+        # (``${fields.total}`` renders the corrected value); a step's body stays what the
+        # pack declares, so a downstream that refuses unknown keys accepts edited tasks too
         existing = {f.name: f for f in decision.fields}
         for field_name, value in verdict.modified_fields.items():
             if field_name in existing:

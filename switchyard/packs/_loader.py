@@ -298,6 +298,12 @@ def _expression(c: _Checker, path: list[Any], source: str, names: Names) -> Any:
 #: (``metadata`` and ``history`` have keys no pack declares, so rules reading them are only
 #: checked when they run).
 _SAMPLED = frozenset({"fields", "params", "route", "scores", "extraction", "task"})
+#: ``fields.x`` or ``params.y`` in a condition's source
+_REFERENCE = re.compile(r"\b(?:fields|params)\.[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _a(type_name: str) -> str:
+    return f"an {type_name}" if type_name[:1] in "aeiou" else f"a {type_name}"
 _SAMPLE_VALUES = {"money": 1.5, "number": 1.5, "integer": 1, "boolean": True,
                   "date": "2026-01-31", "iban": "DE89370400440532013000",
                   "email": "someone@example.org", "string": "text"}
@@ -332,7 +338,8 @@ def _samples(fields: Mapping[str, FieldSpec], params: Mapping[str, ParamSpec],
 
 
 def _sample_run(c: _Checker, path: list[Any], source: str, program: Any,
-                samples: Mapping[str, Any], where: str) -> None:
+                samples: Mapping[str, Any], where: str,
+                declared: Mapping[str, str] | None = None) -> None:
     """Run a rule's condition on sample values of the declared types, so a type mistake
     (a number compared with a text, a condition that is not true or false) is a load error
     instead of an escalation of every document. Only conditions that read nothing but
@@ -347,7 +354,12 @@ def _sample_run(c: _Checker, path: list[Any], source: str, program: Any,
         evaluate_condition(Condition(source=source, where=where, program=program), samples)
     except ExpressionError as exc:
         message = str(exc).removeprefix(f"{exc.where}: ").split(". ", 1)[0]  # its first sentence
-        c.add(path, source, f"fails on values of the declared types: {message}"[:300])
+        # the declared types of what the condition reads: what the author has to line up
+        known = declared or {}
+        named = sorted({m.group(0) for m in _REFERENCE.finditer(source)} & known.keys())
+        types = "; ".join(f"{name} is {_a(known[name])}" for name in named)
+        c.add(path, source, f"fails on values of the declared types: {message}"[:300]
+              + (f" ({types})" if types else ""))
 
 
 def _template(c: _Checker, path: list[Any], tree: Any, names: Names) -> Template:
@@ -358,7 +370,8 @@ def _template(c: _Checker, path: list[Any], tree: Any, names: Names) -> Template
 
 
 def _rules(raw: Mapping[str, Any], review: ReviewSpec, names: Names, c: _Checker,
-           samples: Mapping[str, Any] | None = None) -> tuple[RuleSpec, ...]:
+           samples: Mapping[str, Any] | None = None,
+           declared: Mapping[str, str] | None = None) -> tuple[RuleSpec, ...]:
     rules: list[RuleSpec] = []
     seen: dict[str, int] = {}
     for index, rule in enumerate(raw["rules"]):
@@ -373,7 +386,8 @@ def _rules(raw: Mapping[str, Any], review: ReviewSpec, names: Names, c: _Checker
         source = ("true" if when else "false") if isinstance(when, bool) else when
         program = _expression(c, where + ["when"], source, names)
         if program is not None and samples is not None:
-            _sample_run(c, where + ["when"], source, program, samples, f"rule {name}")
+            _sample_run(c, where + ["when"], source, program, samples, f"rule {name}",
+                        declared)
         outcome = rule["outcome"]
         explain = rule.get("explain", "")
         template = _template(c, where + ["explain"], explain, names) if explain else None
@@ -773,7 +787,9 @@ def _build(files: Mapping[str, bytes]) -> tuple[Pack | None, list[str]]:
                            params=frozenset(params), scores=frozenset(s.name for s in scorers))
     # sample values only when every field, parameter and scorer was declared right
     samples = None if c.problems else _samples(fields, params, [s.name for s in scorers])
-    rules = _rules(doc["decision"], review, decision_names, c, samples)
+    declared = {**{f"fields.{n}": f.type for n, f in fields.items()},
+                **{f"params.{n}": p.type for n, p in params.items()}}
+    rules = _rules(doc["decision"], review, decision_names, c, samples, declared)
     plan_names = Names(variables=PLAN_VARIABLES, fields=frozenset(fields),
                        params=frozenset(params), steps=frozenset())
     plan = _plan(doc["plan"], plan_names, c, params)

@@ -104,8 +104,14 @@ def load_yaml(data: bytes, file: str) -> tuple[Any, list[str]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         snippet = show(_snippet(text, mark)) if mark is not None else "(document)"
-        return None, [line(file, _where(mark), snippet,
-                           f"not valid YAML: {exc.problem or exc.context or 'syntax error'}")]
+        problem = exc.problem or exc.context or "syntax error"
+        # where the construct that was never finished began (an unclosed ``{`` or ``[``, a
+        # quote): the parser notices only later, so the mark alone points past the mistake
+        began = exc.context_mark if exc.problem and exc.context else None
+        if began is not None and mark is not None and began.line != mark.line:
+            problem += f" ({exc.context} that began at line {began.line + 1}: " \
+                       f"{show(_snippet(text, began))})"
+        return None, [line(file, _where(mark), snippet, f"not valid YAML: {problem}")]
     except yaml.YAMLError as exc:
         return None, [line(file, "(root)", "(document)",
                            f"not valid YAML: {' '.join(str(exc).split())[:200]}")]

@@ -178,8 +178,16 @@ def test_tasks_get_list_cancel_watch_and_retry(settings: Settings, ingest: Inges
     waited = switchyard(settings, "submit", str(invoice), "--tenant", "acme", "--kind",
                         "admission_form", "--wait", "--timeout", "2", "--json")
     assert waited.returncode == 1, waited.stderr          # it waits for a person
-    assert "not every task was terminal after 2 s" in waited.stderr
+    assert "not every task was terminal after 2 s: 1 still BLOCKED" in waited.stderr
     assert json.loads(waited.stdout)[0]["task_id"] == task_id
+    # a task submitted now is QUEUED when accepted; at the timeout the line says where it is
+    another = tmp_path / "another.txt"
+    another.write_text(sample("invoice", 7))
+    fresh = switchyard(settings, "submit", str(another), "--tenant", "acme", "--kind",
+                       "admission_form", "--wait", "--timeout", "20")
+    assert fresh.returncode == 1, fresh.stderr
+    assert fresh.stdout.split()[2:4] == ["new", "BLOCKED"], fresh.stdout
+    assert "1 still BLOCKED" in fresh.stderr, fresh.stderr
 
     cancelled = switchyard(settings, "tasks", "cancel", task_id, "--reason", "sent by mistake",
                            "--json")

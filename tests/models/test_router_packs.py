@@ -29,6 +29,12 @@ def test_classes_are_the_packs_in_a_stable_order_then_other() -> None:
     assert router_classes({"zeta", "support_ticket", "invoice", "alpha"}) == (
         "invoice", "support_ticket", "alpha", "zeta", OTHER)
     assert router_classes(()) == (OTHER,)
+    # docs/packs.md: the first four types in their order, then every other pack by name (the
+    # shipped hospital_admission too), then other
+    assert router_classes({"hospital_admission", "expense_claim", "classroom_event",
+                           "support_ticket", "admission_form", "invoice"}) == (
+        "invoice", "admission_form", "support_ticket", "classroom_event", "expense_claim",
+        "hospital_admission", OTHER)
     with pytest.raises(ValueError, match="other"):
         router_classes({"other"})
 

@@ -104,10 +104,10 @@ MUTATIONS: list[tuple[str, Callable[[dict[str, Any]], Any], list[str]]] = [
      ['pack.yaml: decision.rules[1].when: "fields.amount >": not valid CEL: Syntax error: mismatched input \'<EOF>\' at line 1, column 16']),
     ('rule comparing a number with a text',
      lambda d: d["decision"]["rules"][1].update(when="fields.amount > params.approver_group"),
-     ['pack.yaml: decision.rules[1].when: "fields.amount > params.approver_group": fails on values of the declared types: No such overload: the operation is not defined for the given operand types']),
+     ['pack.yaml: decision.rules[1].when: "fields.amount > params.approver_group": fails on values of the declared types: No such overload: the operation is not defined for the given operand types (fields.amount is a money; params.approver_group is a string)']),
     ('rule condition that is not true or false',
      lambda d: d["decision"]["rules"][1].update(when="fields.amount"),
-     ['pack.yaml: decision.rules[1].when: "fields.amount": fails on values of the declared types: a condition must give true or false, not float 1.5']),
+     ['pack.yaml: decision.rules[1].when: "fields.amount": fails on values of the declared types: a condition must give true or false, not float 1.5 (fields.amount is a money)']),
     ('rule on an undeclared field',
      lambda d: d["decision"]["rules"][1].update(when="fields.total > 3.0"),
      ['pack.yaml: decision.rules[1].when: "fields.total > 3.0": unknown field fields.total; known: amount, claim_date, currency, employee, iban, nights']),
@@ -312,6 +312,11 @@ FILES: list[tuple[str, dict[str, bytes], list[str]]] = [
     ("YAML syntax error", files_of("pack: x\n  version: [1\n"),
      ['pack.yaml: line 2, column 10: "version: [1": not valid YAML: mapping values are not '
       'allowed in this context']),
+    ("an unclosed flow mapping, noticed lines later",
+     files_of("pack: x\nreview: {queue: q, priority: normal\n\nplan: []\n"),
+     ['pack.yaml: line 4, column 5: "plan: []": not valid YAML: did not find expected \',\' '
+      "or '}' (while parsing a flow mapping that began at line 2: \"review: {queue: q, "
+      'priority: normal")']),
     ("not UTF-8", files_of(b"pack: \xff\n"),
      ["pack.yaml: (root): byte 0xff at offset 6: not UTF-8 text"]),
     ("NUL in the text", files_of(b"pack: a\x00\n"),

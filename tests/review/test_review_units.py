@@ -206,6 +206,8 @@ def test_human_and_policy_decisions_carry_the_field_map_after_modifications() ->
         modified_fields={"total": "121.00", "currency": "EUR"}))
     assert dict(modified.extracted_fields) == {"total": "121.00", "vendor": "Acme GmbH",
                                                "currency": "EUR"}
+    # the plan is the proposal's: the edits reach its bodies through their templates only
+    assert modified.plan == proposed.plan
     assert dict(modified.extracted_fields) == {f.name: f.value for f in modified.fields}
     for verdict in (Verdict.VERDICT_APPROVE, Verdict.VERDICT_REJECT):
         decided = verdict_decision(escalation, ReviewVerdict(
