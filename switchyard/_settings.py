@@ -228,6 +228,11 @@ class Settings:
     postgres_pool_max: int = setting(
         8, "Maximum pooled connections a process.", group="postgres", minimum=1,
     )
+    postgres_port: int = setting(
+        0, "Embedded PostgreSQL port (stack component `postgres`); 0: 5432 when free, else the "
+        "port this state dir's server had, else any free port.", group="postgres", minimum=0,
+        maximum=65535,
+    )
 
     # -- triton ----------------------------------------------------------------------------
     triton_url: str = setting("127.0.0.1:8001", "Triton gRPC endpoint.", group="triton")

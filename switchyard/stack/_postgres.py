@@ -170,8 +170,8 @@ class PostgresServer(Component):
         self.password_path = self.state_dir / "postgres.password"
         self.dsn_path = dsn_path(self.state_dir)
         self.database = database
-        self._requested_port = port
-        self.port: int = port or DEFAULT_PORT
+        self._requested_port = port or settings.postgres_port or None
+        self.port: int = self._requested_port or DEFAULT_PORT
         self._password: str | None = None
         self._bin_dir: Path | None = None
         self._os_user = PG_OS_USER if os.geteuid() == 0 else None

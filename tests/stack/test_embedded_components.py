@@ -165,11 +165,13 @@ async def test_kafka_broker_produce_consume(settings: Settings, tmp_path: Path) 
 async def test_postgres_select_1_and_restart_keeps_data(settings: Settings, tmp_path: Path) -> None:
     import asyncpg
 
-    server = PostgresServer(settings, tmp_path, port=free_port())
+    port = free_port()   # SWITCHYARD_POSTGRES_PORT
+    server = PostgresServer(settings.replace(postgres_port=port), tmp_path)
     server.start(timeout_s=60)
     pid = server.pid
     assert pid is not None
     try:
+        assert server.port == port and f"@127.0.0.1:{port}/" in server.dsn
         assert (tmp_path / "postgres.dsn").read_text().strip() == server.dsn
         assert "@127.0.0.1:" in server.dsn and server.dsn.endswith("/switchyard")
         assert ":" not in server.endpoint.split("@")[0].removeprefix("postgresql://")  # no password
