@@ -65,7 +65,9 @@ class RetryPolicy:
     """How calls are retried on UNAVAILABLE and RESOURCE_EXHAUSTED.
 
     Every retry resends the very same request, so a submission keeps its idempotency key and
-    can never create a second task. The wait is the server's (``RetryInfo``, else the
+    can never create a second task. RESOURCE_EXHAUSTED is retried only when the server says
+    when (its rate limits and backlog always do): gRPC's own "message larger than max" carries
+    no such hint, and resending it could never succeed. The wait is the server's (``RetryInfo``, else the
     ``retry-after-ms`` trailer) when it says one, otherwise exponential backoff with jitter.
     Retrying stops after ``max_attempts`` calls in all, or when the next wait would end more
     than ``max_total_s`` after the first call; the last error is then raised.
@@ -81,6 +83,8 @@ class RetryPolicy:
         if error.code not in _RETRYABLE or attempt >= self.max_attempts:
             return None
         delay = error.details.retry_after_s
+        if delay is None and error.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return None   # no backpressure of the server's: a request too large, say
         if delay is None:
             backoff = min(self.max_backoff_s, self.initial_backoff_s * 2 ** (attempt - 1))
             delay = backoff * random.uniform(0.5, 1.0)

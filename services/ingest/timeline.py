@@ -75,7 +75,7 @@ async def record_retry(conn: asyncpg.Connection, tenant_id: str, old_task_id: st
 
 
 def status_summary(status: str, stage: str, reason: str) -> str:
-    """A status change in one line: "→ BLOCKED at REVIEW (awaiting_review)"."""
+    """A status change in one line: "→ BLOCKED at AWAITING_REVIEW (amount_over_limit)"."""
     line = f"\u2192 {status}"
     if stage:
         line += f" at {stage}"

@@ -24,6 +24,11 @@ def test_only_unavailable_and_resource_exhausted_are_retried() -> None:
     assert policy.next_delay(1, Conflict(grpc.StatusCode.ALREADY_EXISTS, "x"), 0) is None
     delay = policy.next_delay(1, Unavailable(grpc.StatusCode.UNAVAILABLE, "x"), 0)
     assert delay is not None and 0 < delay <= policy.initial_backoff_s
+    # RESOURCE_EXHAUSTED without the server's hint is gRPC's own "larger than max": never
+    # resent
+    too_large = RateLimited(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            "Received message larger than max (22044609 vs. 21037056)")
+    assert policy.next_delay(1, too_large, 0) is None
 
 
 def test_the_servers_retry_after_is_honoured_within_the_bounds() -> None:

@@ -245,6 +245,22 @@ async def test_bad_requests_name_their_fields(http: Any) -> None:
                                            data=raw)
         assert_problem(status, headers, body, 400)
         assert body["errors"], raw
+    # a body that is not base64 is refused, not decoded leniently into other bytes
+    for body_text in ("SW52b2l$$$jZSA0Mg==", "Invoice 42 total 10 EUR", "Q="):
+        bad = submission()
+        bad["submission"]["document"]["body"] = body_text
+        status, headers, body = await call(http, "POST", "/v1/tasks", ACME, json=bad)
+        assert_problem(status, headers, body, 400)
+        assert body["errors"] == [{"field": "submission.document.body", "detail":
+                                   "not base64 (proto3 JSON bytes: standard or URL-safe "
+                                   "base64)"}], body_text
+    # standard or URL-safe, padded or not: all base64 proto3 JSON accepts
+    for good_text in ("SW52b2ljZSA0Mg==", "SW52b2ljZSA0Mg", "_-8="):
+        fine = submission()
+        fine["submission"]["document"]["body"] = good_text
+        fine["submission"]["idempotencyKey"] = uuid.uuid4().hex
+        status, _, body = await call(http, "POST", "/v1/tasks", ACME, json=fine)
+        assert status != 400, (good_text, body)
     status, headers, body = await call(http, "GET", "/v1/tasks?tenant_id=acme&colour=red", ACME)
     assert_problem(status, headers, body, 400)
     assert body["errors"] == [{"field": "colour", "detail": "unknown query parameter"}]
