@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -182,7 +183,8 @@ def test_tasks_get_list_cancel_watch_and_retry(settings: Settings, ingest: Inges
     assert json.loads(waited.stdout)[0]["task_id"] == task_id
     # a task submitted now is QUEUED when accepted; at the timeout the line says where it is
     another = tmp_path / "another.txt"
-    another.write_text(sample("invoice", 7))
+    # (its own text: the file's content hash is its idempotency key)
+    another.write_text(sample("invoice", 6) + f"\nReference: {uuid.uuid4().hex}\n")
     fresh = switchyard(settings, "submit", str(another), "--tenant", "acme", "--kind",
                        "admission_form", "--wait", "--timeout", "20")
     assert fresh.returncode == 1, fresh.stderr
