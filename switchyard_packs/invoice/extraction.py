@@ -80,6 +80,7 @@ CURRENCY_SYMBOLS: tuple[tuple[str, str], ...] = (  # longest first: "C$" before 
     ("C$", "CAD"), ("A$", "AUD"), ("R$", "BRL"), ("CHF", "CHF"), ("zł", "PLN"), ("Kč", "CZK"),
     ("kr", "SEK"), ("$", "USD"),
     ("€", "EUR"), ("£", "GBP"), ("₹", "INR"), ("Rs.", "INR"), ("Rs", "INR"), ("¥", "JPY"),
+    ("￥", "JPY"),   # the full-width sign; both are the yuan's too (_yen_or_yuan)
 )
 CURRENCY_CODES = frozenset({
     "USD", "EUR", "GBP", "INR", "JPY", "CHF", "CAD", "AUD", "SEK", "PLN", "NOK", "DKK", "NZD",
@@ -134,6 +135,18 @@ _STANDALONE_CODE = re.compile(rf"(?<![\w-])({_CODE})(?![\w-])")
 _STANDALONE_SIGN = re.compile(r"([€£₹]|\bKč\b|\bzł\b)")
 
 
+#: A bare ``$`` is read as USD unless the issuer's tax registration says which country's
+#: dollar it is: an Australian Business Number (``ABN``, on every Australian tax invoice), or
+#: Canada's GST/HST or Quebec's QST registration. A customer's address says nothing (a US
+#: supplier bills a Canadian customer in USD), a registration does.
+_DOLLAR_COUNTRIES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\bA\.?B\.?N\b\.?[ \t]*:?[ \t]*\d{2}[ \t]?\d{3}[ \t]?\d{3}[ \t]?\d{3}\b"), "AUD"),
+    (re.compile(r"\b(?:GST/HST|HST/GST|HST|QST)\b"), "CAD"),
+)
+#: The US dollar written out: a bare ``$`` beside it is the US one.
+_USD_WRITTEN = re.compile(r"\bUSD\b|\bUS\$|\bUS dollars?\b", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class Money:
     amount: float
@@ -153,6 +166,35 @@ def to_number(num: str) -> float:
         whole = re.sub(r"[.,]", "", num[:match.start()])
         return float(f"{whole or '0'}.{match.group(1)}")
     return float(re.sub(r"[.,]", "", num))
+
+
+def _dollar_of_the_country(b: _Builder, text: str) -> None:
+    """A currency read from a bare ``$`` as USD becomes the dollar of the country whose tax
+    registration the document shows (:data:`_DOLLAR_COUNTRIES`)."""
+    found = b.found.get("currency")
+    if found is None or found.value != "USD" or _USD_WRITTEN.search(text):
+        return
+    countries = {code for pattern, code in _DOLLAR_COUNTRIES if pattern.search(text)}
+    if len(countries) == 1:
+        b.found["currency"] = _Candidate(countries.pop(), found.confidence, found.raw,
+                                         f"{found.source}; tax registration")
+
+
+#: Hiragana and katakana: Japanese text (a '¥' in it is the yen).
+_KANA = re.compile(r"[\u3040-\u30ff]")
+#: CJK ideographs: Chinese text, when no kana is among them (a '¥' in it is the yuan).
+_HAN = re.compile(r"[\u4e00-\u9fff]")
+
+
+def _yen_or_yuan(b: _Builder, text: str) -> None:
+    """``¥`` and ``￥`` are the yen's sign and the yuan's: a document in Chinese (ideographs,
+    no kana) is billed in yuan."""
+    found = b.found.get("currency")
+    if found is None or found.value != "JPY" or re.search(r"\bJPY\b", text):
+        return
+    if _HAN.search(text) and not _KANA.search(text):
+        b.found["currency"] = _Candidate("CNY", found.confidence, found.raw,
+                                         f"{found.source}; Chinese text")
 
 
 def _currency_of(token: str | None) -> str:
@@ -200,6 +242,8 @@ _DATE_PATTERNS = (
     ("month_first", re.compile(r"\b([^\W\d_]{3,10})\.? (\d{1,2})(?:st|nd|rd|th)? ?,? ?(\d{4})\b")),
     ("day_first", re.compile(r"\b(\d{1,2})(?:\.|er|st|nd|rd|th)? ?([^\W\d_]{3,10})\.? ?(\d{4})\b")),
     ("compact", re.compile(r"\b((?:19|20)\d{2})(\d{2})(\d{2})\b")),
+    # Chinese and Japanese: '2020年04月17日'
+    ("cjk", re.compile(r"((?:19|20)\d{2}) ?年 ?(\d{1,2}) ?月 ?(\d{1,2}) ?日")),
 )
 
 
@@ -232,7 +276,7 @@ def _make(year: int, month: int, day: int) -> dt.date | None:
 def _readings(kind: str, a: str, b: str, c: str) -> list[dt.date]:
     """The dates a match of ``_DATE_PATTERNS`` can mean (two when day and month may swap)."""
     readings: list[dt.date | None]
-    if kind in ("iso", "iso_slash", "compact"):
+    if kind in ("iso", "iso_slash", "compact", "cjk"):
         readings = [_make(int(a), int(b), int(c))]
     elif kind == "dots":
         readings = [_make(int(c), int(b), int(a))]
@@ -304,8 +348,11 @@ LABELS: dict[str, tuple[str, ...]] = {
                        "factuurnummer", "factuurnr", "faktura nr", "numer faktury",
                        "rechnungs-nr", "rechnungs-nr.", "belegnummer", "beleg-nr", "beleg-nr.",
                        "credit note no", "credit note number", "gutschriftsnummer",
-                       "gutschrift nr", "n° d'avoir", "avoir n°", "creditnota nummer"),
+                       "gutschrift nr", "n° d'avoir", "avoir n°", "creditnota nummer",
+                       # Chinese (a VAT fapiao's number, not its 发票代码 code), Japanese
+                       "发票号码", "發票號碼", "請求書番号", "請求番号"),
     "invoice_date": ("invoice date", "issue date", "date of issue", "datum", "date",
+                     "开票日期", "開票日期", "請求日", "発行日",
                      "belegdatum", "beleg-datum", "rechnungs-datum",
                      "invoice_date", "rechnungsdatum", "fecha", "fecha de emisión",
                      "date de facture", "date d'émission", "data fattura", "data emissione",
@@ -363,6 +410,8 @@ LABELS: dict[str, tuple[str, ...]] = {
             "vat total", "tax total", "taxes", "total taxes", "dph", "kwota podatku", "mwst.",
             "ust.", "total impuestos", "impuestos", "käibemaks", "käibemaksu summa"),
     "total": ("total due", "amount due", "balance due", "grand total", "gesamtbetrag",
+              # Chinese: price and tax together (a fapiao's total); Japanese
+              "价税合计", "價稅合計", "（小写）", "（小寫）", "ご請求金額", "請求金額", "合計金額",
               "total ttc", "total", "amount", "invoice total", "rechnungsbetrag",
               "montant ttc", "somme à payer", "net à payer", "total a pagar", "importe total",
               "totale fattura", "totale", "totaal te betalen", "totaal",
@@ -397,7 +446,9 @@ _LABEL_ALT = "|".join(
     for label in sorted(_LABEL_FIELD, key=len, reverse=True)
 )
 _RATE_SUFFIX = re.compile(_RATE + "$")
-_SEP = r"[ \t]*(?::|=|\t)[ \t]*|[ \t]+-[ \t]+| {2,}"
+# the full-width colon of Chinese and Japanese text too; a label that ends in a full-width
+# bracket ('（小写）', 'in figures') is followed by its value directly
+_SEP = r"[ \t]*(?::|：|=|\t)[ \t]*|[ \t]+-[ \t]+| {2,}|(?<=）)"
 # not the end of a longer word ('Leistungs-Datum' is no 'Datum')
 _LABELED = re.compile(rf"(?<![\w.\-])(?P<label>{_LABEL_ALT})(?P<sep>{_SEP})", re.IGNORECASE)
 _BOUNDARY = re.compile(r"\n| \| |; ")
@@ -1465,6 +1516,8 @@ def extract_invoice(text: str, layout: DocumentLayout | None = None) -> InvoiceE
             if codes:
                 b.offer("currency", max(set(codes), key=codes.count), 0.55, codes[0],
                         "document")
+    _dollar_of_the_country(b, text)
+    _yen_or_yuan(b, text)
     _resolve_dates(b, text)
     _reconcile_amounts(b)
     _total_that_adds_up(b, text)

@@ -74,7 +74,7 @@ SELLER_LABELS = ("vendor", "supplier", "seller", "issuer", "sold by", "lieferant
 _PAYEE = re.compile(
     r"(?:titulaire du compte|account holder|account name|kontoinhaber|beneficiary|payee|"
     r"rekeninghouder|ten name van|intestato a|beneficiario|payable to|saaja)\s*[:\-]?\s*"
-    r"(?P<name>[^|\n:]{2,60})", re.IGNORECASE)
+    r"(?P<name>[^|\n:;]{2,60})", re.IGNORECASE)  # a semicolon ends the name
 # lines that identify the supplier: its bank, tax and register numbers, its contacts
 _IDENTITY = re.compile(
     r"\b(?:IBAN|BIC|SWIFT|KvK|VAT|BTW|USt|UStId|USt-IdNr|TVA|Siret|SIREN|RCS|HRB|HRA|GSTIN|"

@@ -981,7 +981,8 @@ _PIECES = ("Total", "Subtotal", "VAT 20%", "Tax total", "€", "$", "-", "12,50"
            "Name:", "www.acme.io", "@", "Razem:", "Rechnungssumme", "Avoir", "(380)", "Nr.",
            "von", ":", "#", "Rs", "%", "Document number", "Dated", "Settle by", "Tax point",
            "Payment date", "(payment date)", "2024/07/05", "2'606.35", "\u2010", "\u2212",
-           "Summe", "Sprzedawca | Nabywca", "Nazwa:", "3:16", "Kokku", "Arve nr", "Kč")
+           "Summe", "Sprzedawca | Nabywca", "Nazwa:", "3:16", "Kokku", "Arve nr", "Kč",
+           "ABN 51 824 753 556", "GST/HST", "￥", "发票号码：", "年", "（小写）", "ご請求金額")
 
 
 @settings(max_examples=150, deadline=None)
@@ -998,3 +999,31 @@ def test_fuzz_any_text_gives_fields_of_their_types_never_an_exception(
         if ex.get(name) is not None:
             dt.date.fromisoformat(ex.get(name))
     assert 0.0 <= ex.confidence <= 1.0
+
+
+def test_a_bare_dollar_is_the_dollar_of_the_issuers_tax_registration() -> None:
+    # an Australian tax invoice shows its ABN; a Canadian one its GST/HST registration
+    australian = extract_invoice("Tax Invoice\nHarbourline Supplies Pty Ltd\n"
+                                 "ABN 51 824 753 556\nInvoice No: HS-2207\nTotal: $412.50\n")
+    assert australian.get("currency") == "AUD"
+    canadian = extract_invoice("Invoice 88-114\nMaple Freight Inc.\nGST/HST 812345678 RT0001\n"
+                               "Amount due: $1,020.00\n")
+    assert canadian.get("currency") == "CAD"
+    # no registration, or the US dollar written out: the US one
+    assert extract_invoice("Invoice 5512\nTotal: $99.00\n").get("currency") == "USD"
+    assert extract_invoice("Invoice 5513\nABN 51 824 753 556\nTotal: $99.00 (USD)\n"
+                           ).get("currency") == "USD"
+
+
+def test_chinese_and_japanese_labels_dates_and_the_yuan() -> None:
+    fapiao = extract_invoice("增值税电子普通发票\n发票号码：70025531\n开票日期：2023年11月05日\n"
+                             "价税合计（大写） | 壹佰圆整 | （小写）￥100.00\n")
+    assert (fapiao.get("invoice_number"), fapiao.get("invoice_date")) == ("70025531",
+                                                                          "2023-11-05")
+    assert (fapiao.get("total"), fapiao.get("currency")) == ("100.00", "CNY")
+    # kana: Japanese text, where the sign is the yen
+    seikyu = extract_invoice("請求書\n請求書番号：Q-3381\n請求日：2024年2月9日\n"
+                             "ご請求金額：￥55,000\nお支払い期限までにお振込みください\n")
+    assert (seikyu.get("invoice_number"), seikyu.get("invoice_date")) == ("Q-3381",
+                                                                          "2024-02-09")
+    assert (seikyu.get("total"), seikyu.get("currency")) == ("55000.00", "JPY")
