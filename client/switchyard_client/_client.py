@@ -67,8 +67,9 @@ class RetryPolicy:
     Every retry resends the very same request, so a submission keeps its idempotency key and
     can never create a second task. RESOURCE_EXHAUSTED is retried only when the server says
     when (its rate limits and backlog always do): gRPC's own "message larger than max" carries
-    no such hint, and resending it could never succeed. The wait is the server's (``RetryInfo``, else the
-    ``retry-after-ms`` trailer) when it says one, otherwise exponential backoff with jitter.
+    no such hint, and resending it could never succeed. The wait is the server's
+    (``RetryInfo``, else the ``retry-after-ms`` trailer) when it says one, otherwise
+    exponential backoff with jitter.
     Retrying stops after ``max_attempts`` calls in all, or when the next wait would end more
     than ``max_total_s`` after the first call; the last error is then raised.
     """

@@ -300,13 +300,13 @@ def _expression(c: _Checker, path: list[Any], source: str, names: Names) -> Any:
 _SAMPLED = frozenset({"fields", "params", "route", "scores", "extraction", "task"})
 #: ``fields.x`` or ``params.y`` in a condition's source
 _REFERENCE = re.compile(r"\b(?:fields|params)\.[A-Za-z_][A-Za-z0-9_]*")
+_SAMPLE_VALUES = {"money": 1.5, "number": 1.5, "integer": 1, "boolean": True,
+                  "date": "2026-01-31", "iban": "DE89370400440532013000",
+                  "email": "someone@example.org", "string": "text"}
 
 
 def _a(type_name: str) -> str:
     return f"an {type_name}" if type_name[:1] in "aeiou" else f"a {type_name}"
-_SAMPLE_VALUES = {"money": 1.5, "number": 1.5, "integer": 1, "boolean": True,
-                  "date": "2026-01-31", "iban": "DE89370400440532013000",
-                  "email": "someone@example.org", "string": "text"}
 
 
 def _samples(fields: Mapping[str, FieldSpec], params: Mapping[str, ParamSpec],
