@@ -661,4 +661,4 @@ class Inbound:
 
 
 __all__ = ["INBOUND_PATH", "ROUTES", "BadRequest", "Gateway", "Inbound", "LocalContext", "Route",
-           "RpcAbort", "build_request", "enum_query_names", "to_json"]
+           "RpcAbort", "build_request", "enum_query_names", "max_body_bytes", "to_json"]

@@ -165,6 +165,19 @@ def test_rate_limited_submissions_are_retried_with_the_same_key(target: str) -> 
         assert task.envelope.idempotency_key == submitted.idempotency_key
 
 
+def test_a_message_over_the_servers_size_limit_is_raised_at_once(target: str,
+                                                                  settings: Settings) -> None:
+    """gRPC itself refuses a message over the server's limit (RESOURCE_EXHAUSTED, no retry
+    hint): the client raises it without resending (client/README.md#retries)."""
+    policy = RecordingPolicy()
+    body = b"%PDF-1.4\n" + b"0" * (settings.document_max_bytes + 256 * 1024)
+    with Client(target, api_key=ACME_KEY, retry_policy=policy) as client, \
+            pytest.raises(RateLimited) as caught:
+        client.submit("acme", body, kind="invoice", content_type="application/pdf")
+    assert "larger than max" in str(caught.value) and caught.value.retry_after is None
+    assert len(policy.seen) == 1   # asked once whether to resend, and it was not
+
+
 def test_cancel_then_retry_the_cancelled_task(client: Client) -> None:
     old = client.submit("acme", sample("invoice", 4), kind="admission_form",
                         metadata={"po": "4471"}).task_id

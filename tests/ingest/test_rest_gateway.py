@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings, stra
 from openapi_spec_validator import validate
 
 from services.ingest.openapi import document
-from services.ingest.rest import Gateway, Inbound
+from services.ingest.rest import Gateway, Inbound, max_body_bytes
 from switchyard import Settings
 from switchyard.stack import free_port
 from tests.document_samples import noise_png
@@ -507,6 +507,17 @@ async def test_fuzz_inbound_webhook(http: Any, settings: Settings) -> None:
                 assert json.loads(text)["errors"]
 
     await asyncio.get_running_loop().run_in_executor(None, one)
+
+
+async def test_a_body_over_the_gateways_limit_is_a_413_problem(http: Any,
+                                                               settings: Settings) -> None:
+    """docs/ingest.md: a body larger than a document of SWITCHYARD_DOCUMENT_MAX_BYTES in
+    base64 (plus room for the rest) is refused before any call, as problem JSON."""
+    request = submission()
+    request["submission"]["document"]["body"] = "A" * (max_body_bytes(settings) + 4)
+    status, headers, body = await call(http, "POST", "/v1/tasks", ACME, json=request)
+    assert_problem(status, headers, body, 413)
+    assert "grpc_status" not in body
 
 
 async def test_a_large_image_over_rest_is_accepted_by_reference_and_retried(
