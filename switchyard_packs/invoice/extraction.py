@@ -80,7 +80,7 @@ CURRENCY_SYMBOLS: tuple[tuple[str, str], ...] = (  # longest first: "C$" before 
     ("C$", "CAD"), ("A$", "AUD"), ("R$", "BRL"), ("CHF", "CHF"), ("zł", "PLN"), ("Kč", "CZK"),
     ("kr", "SEK"), ("$", "USD"),
     ("€", "EUR"), ("£", "GBP"), ("₹", "INR"), ("Rs.", "INR"), ("Rs", "INR"), ("¥", "JPY"),
-    ("￥", "JPY"),   # the full-width sign; both are the yuan's too (_yen_or_yuan)
+    ("￥", "JPY"),   # the full-width sign; both are the yuan's too (_SHARED_SIGNS)
 )
 CURRENCY_CODES = frozenset({
     "USD", "EUR", "GBP", "INR", "JPY", "CHF", "CAD", "AUD", "SEK", "PLN", "NOK", "DKK", "NZD",
@@ -135,16 +135,40 @@ _STANDALONE_CODE = re.compile(rf"(?<![\w-])({_CODE})(?![\w-])")
 _STANDALONE_SIGN = re.compile(r"([€£₹]|\bKč\b|\bzł\b)")
 
 
-#: A bare ``$`` is read as USD unless the issuer's tax registration says which country's
-#: dollar it is: an Australian Business Number (``ABN``, on every Australian tax invoice), or
-#: Canada's GST/HST or Quebec's QST registration. A customer's address says nothing (a US
-#: supplier bills a Canadian customer in USD), a registration does.
-_DOLLAR_COUNTRIES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\bA\.?B\.?N\b\.?[ \t]*:?[ \t]*\d{2}[ \t]?\d{3}[ \t]?\d{3}[ \t]?\d{3}\b"), "AUD"),
-    (re.compile(r"\b(?:GST/HST|HST/GST|HST|QST)\b"), "CAD"),
-)
-#: The US dollar written out: a bare ``$`` beside it is the US one.
-_USD_WRITTEN = re.compile(r"\bUSD\b|\bUS\$|\bUS dollars?\b", re.IGNORECASE)
+@dataclass(frozen=True)
+class _PlaceCue:
+    """What names a currency's place: ``present`` found (and ``absent`` not), the currency,
+    and the reason the value's source records."""
+
+    present: re.Pattern[str]
+    currency: str
+    why: str
+    absent: re.Pattern[str] | None = None
+
+    def names(self, text: str) -> bool:
+        return self.present.search(text) is not None and (
+            self.absent is None or self.absent.search(text) is None)
+
+
+#: Signs that several countries write, read as one currency until the document says which
+#: place it is from: the sign's reading -> what writes that currency out (then the sign is
+#: it), and the cues that name another. A bare ``$``: the issuer's tax registration says
+#: which country's dollar, an Australian Business Number (on every Australian tax invoice) or
+#: Canada's GST/HST or Quebec's QST; a customer's address says nothing (a US supplier bills a
+#: Canadian customer in USD). ``¥`` and ``￥``: the yen's sign and the yuan's; a document in
+#: Chinese (ideographs, no hiragana or katakana) is billed in yuan.
+_SHARED_SIGNS: dict[str, tuple[re.Pattern[str], tuple[_PlaceCue, ...]]] = {
+    "USD": (re.compile(r"\bUSD\b|\bUS\$|\bUS dollars?\b", re.IGNORECASE), (
+        _PlaceCue(re.compile(
+            r"\bA\.?B\.?N\b\.?[ \t]*:?[ \t]*\d{2}[ \t]?\d{3}[ \t]?\d{3}[ \t]?\d{3}\b"),
+            "AUD", "tax registration"),
+        _PlaceCue(re.compile(r"\b(?:GST/HST|HST/GST|HST|QST)\b"), "CAD", "tax registration"),
+    )),
+    "JPY": (re.compile(r"\bJPY\b"), (
+        _PlaceCue(re.compile(r"[\u4e00-\u9fff]"), "CNY", "Chinese text",
+                  absent=re.compile(r"[\u3040-\u30ff]")),
+    )),
+}
 
 
 @dataclass(frozen=True)
@@ -168,33 +192,21 @@ def to_number(num: str) -> float:
     return float(re.sub(r"[.,]", "", num))
 
 
-def _dollar_of_the_country(b: _Builder, text: str) -> None:
-    """A currency read from a bare ``$`` as USD becomes the dollar of the country whose tax
-    registration the document shows (:data:`_DOLLAR_COUNTRIES`)."""
+def _currency_of_the_place(b: _Builder, text: str) -> None:
+    """A currency read from a sign several countries write (:data:`_SHARED_SIGNS`) becomes
+    the one the document's place names, when exactly one is named and the sign's own is not
+    written out."""
     found = b.found.get("currency")
-    if found is None or found.value != "USD" or _USD_WRITTEN.search(text):
+    if found is None or found.value not in _SHARED_SIGNS:
         return
-    countries = {code for pattern, code in _DOLLAR_COUNTRIES if pattern.search(text)}
-    if len(countries) == 1:
-        b.found["currency"] = _Candidate(countries.pop(), found.confidence, found.raw,
-                                         f"{found.source}; tax registration")
-
-
-#: Hiragana and katakana: Japanese text (a '¥' in it is the yen).
-_KANA = re.compile(r"[\u3040-\u30ff]")
-#: CJK ideographs: Chinese text, when no kana is among them (a '¥' in it is the yuan).
-_HAN = re.compile(r"[\u4e00-\u9fff]")
-
-
-def _yen_or_yuan(b: _Builder, text: str) -> None:
-    """``¥`` and ``￥`` are the yen's sign and the yuan's: a document in Chinese (ideographs,
-    no kana) is billed in yuan."""
-    found = b.found.get("currency")
-    if found is None or found.value != "JPY" or re.search(r"\bJPY\b", text):
+    written, cues = _SHARED_SIGNS[str(found.value)]
+    if written.search(text):
         return
-    if _HAN.search(text) and not _KANA.search(text):
-        b.found["currency"] = _Candidate("CNY", found.confidence, found.raw,
-                                         f"{found.source}; Chinese text")
+    named = [cue for cue in cues if cue.names(text)]
+    if len({cue.currency for cue in named}) != 1:
+        return
+    b.found["currency"] = _Candidate(named[0].currency, found.confidence, found.raw,
+                                     f"{found.source}; {named[0].why}")
 
 
 def _currency_of(token: str | None) -> str:
@@ -1516,8 +1528,7 @@ def extract_invoice(text: str, layout: DocumentLayout | None = None) -> InvoiceE
             if codes:
                 b.offer("currency", max(set(codes), key=codes.count), 0.55, codes[0],
                         "document")
-    _dollar_of_the_country(b, text)
-    _yen_or_yuan(b, text)
+    _currency_of_the_place(b, text)
     _resolve_dates(b, text)
     _reconcile_amounts(b)
     _total_that_adds_up(b, text)
