@@ -242,7 +242,8 @@ def find_money(text: str) -> list[Money]:
 
 
 _DATE_PATTERNS = (
-    ("iso", re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")),
+    # ... with the time after it too ('2017-07-05T09:09:23')
+    ("iso", re.compile(r"\b(\d{4})-(\d{2})-(\d{2})(?:\b|(?=T\d))")),
     ("iso_slash", re.compile(r"\b(\d{4})/(\d{1,2})/(\d{1,2})\b")),  # '2024/07/05'
     ("dots", re.compile(r"\b(\d{1,2})\. ?(\d{1,2})\. ?(\d{4})\b")),  # '10. 02. 2015' too
     ("slash", re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4})\b")),
@@ -256,7 +257,11 @@ _DATE_PATTERNS = (
     ("compact", re.compile(r"\b((?:19|20)\d{2})(\d{2})(\d{2})\b")),
     # Chinese and Japanese: '2020年04月17日'
     ("cjk", re.compile(r"((?:19|20)\d{2}) ?年 ?(\d{1,2}) ?月 ?(\d{1,2}) ?日")),
+    # Japanese era years: '令和7年5月15日' (Reiwa 7, 2025), '平成元年' (its first year)
+    ("era", re.compile(r"((?:令和|平成) ?(?:\d{1,2}|元)) ?年 ?(\d{1,2}) ?月 ?(\d{1,2}) ?日")),
 )
+#: The year before each Japanese era's first.
+_ERAS = {"令和": 2018, "平成": 1988}
 
 
 def _month_words() -> dict[str, int]:
@@ -298,6 +303,9 @@ def _readings(kind: str, a: str, b: str, c: str) -> list[dt.date]:
         readings = [_make(int(c), int(b), int(a)), _make(int(c), int(a), int(b))]
     elif kind == "slash2":
         readings = [_make(2000 + int(c), int(b), int(a)), _make(2000 + int(c), int(a), int(b))]
+    elif kind == "era":
+        year = a[2:].strip()
+        readings = [_make(_ERAS[a[:2]] + (1 if year == "元" else int(year)), int(b), int(c))]
     elif kind == "month_first":
         month = _month(a)
         readings = [_make(int(c), month, int(b))] if month else []
@@ -361,6 +369,10 @@ LABELS: dict[str, tuple[str, ...]] = {
                        "rechnungs-nr", "rechnungs-nr.", "belegnummer", "beleg-nr", "beleg-nr.",
                        "credit note no", "credit note number", "gutschriftsnummer",
                        "gutschrift nr", "n° d'avoir", "avoir n°", "creditnota nummer",
+                       # Mexico's and Chile's (a CFDI's 'Folio', not its 'Folio fiscal' UUID)
+                       "folio", "folio no", "folio nº",
+                       # Czech: 'Faktura č.' (číslo, number)
+                       "faktura č.", "faktura č", "faktura číslo", "číslo faktury",
                        # Chinese (a VAT fapiao's number, not its 发票代码 code), Japanese
                        "发票号码", "發票號碼", "請求書番号", "請求番号"),
     "invoice_date": ("invoice date", "issue date", "date of issue", "datum", "date",
@@ -410,8 +422,9 @@ LABELS: dict[str, tuple[str, ...]] = {
                  "hors taxes", "montant hors taxes", "totale imponibile", "subtotale",
                  "razem netto", "rechnungssumme netto", "rechnungssumme ohne ust.",
                  "summe ohne ust.", "nettosumme", "netto", "celkem bez dph", "základ daně",
+                 "cena bez daně", "celkem bez daně",
                  "kwota netto", "total parcial", "btw plichtig bedrag", "summa käibemaksuta",
-                 "vahesumma"),
+                 "vahesumma", "小計", "税抜合計"),
     "tax": ("sales tax", "mwst", "vat", "tax", "gst", "tva", "iva", "btw", "ust",
             "kwota vat",
             # the tax's amount, named as such
@@ -420,10 +433,13 @@ LABELS: dict[str, tuple[str, ...]] = {
             "total tva", "importe iva", "cuota iva", "totale iva", "importo iva",
             "razem vat", "steuerbetrag", "ust.-betrag", "ust. gesamt", "mwst. gesamt",
             "vat total", "tax total", "taxes", "total taxes", "dph", "kwota podatku", "mwst.",
-            "ust.", "total impuestos", "impuestos", "käibemaks", "käibemaksu summa"),
+            "ust.", "total impuestos", "impuestos", "käibemaks", "käibemaksu summa",
+            "消費税", "消費税等", "消費税額"),
     "total": ("total due", "amount due", "balance due", "grand total", "gesamtbetrag",
               # Chinese: price and tax together (a fapiao's total); Japanese
               "价税合计", "價稅合計", "（小写）", "（小寫）", "ご請求金額", "請求金額", "合計金額",
+              # (Japanese 合計; a fapiao's simplified 合计 is its amount before tax)
+              "合計", "税込合計",
               "total ttc", "total", "amount", "invoice total", "rechnungsbetrag",
               "montant ttc", "somme à payer", "net à payer", "total a pagar", "importe total",
               "totale fattura", "totale", "totaal te betalen", "totaal",
@@ -438,7 +454,7 @@ LABELS: dict[str, tuple[str, ...]] = {
               "endsumme", "endbetrag", "due payable", "summe gesamt", "brutto",
               "total charges", "bedrag inclusief btw", "bedrag incl. btw",
               "totaal inclusief btw", "totaalbedrag", "gesamt", "rechnungstotal",
-              "celkem k úhradě", "k úhradě", "celkem s dph", "valor total",
+              "celkem k úhradě", "k úhradě", "celkem s dph", "celkem", "valor total",
               "kwota należności ogółem", "należności ogółem", "kwota brutto", "summe",
               "saldo adeudado", "importe adeudado", "rekeningsbedrag", "factuurbedrag",
               "kokku", "summa kokku", "kokku tasuda", "tasuda", "arve summa"),
@@ -657,7 +673,7 @@ def _from_pairs(pairs: list[tuple[str, str, str]], b: _Builder, base: float) -> 
             if monies:
                 # also column headers and bare words ('Summe' may be the net before the tax,
                 # 'Gesamt' an item column's)
-                weak = label in ("amount", "total", "summe", "gesamt")
+                weak = label in ("amount", "total", "summe", "gesamt", "celkem", "合計")
                 confidence = base - (0.03 if weak else 0.0)
                 b.offer(name, monies[0], confidence, monies[0].raw, f"label:{label}")
                 for other in monies[1:3]:  # the base a rate applies to comes first
@@ -668,7 +684,10 @@ def _from_pairs(pairs: list[tuple[str, str, str]], b: _Builder, base: float) -> 
             if code in CURRENCY_CODES:
                 b.offer("currency", code, base, value, f"label:{label}")
         elif name == "vendor":
-            if value.strip():  # the name without what follows its legal form
+            # the name without what follows its legal form; a value without letters is some
+            # other key's that ends in the word ('Certificado emisor: 30001000000300023708')
+            # ('Prodejce | Provider': a heading beside it is no name either)
+            if sum(ch.isalpha() for ch in value) >= 2 and not _is_label(value):
                 b.offer("vendor", company_name(value) or value.strip(), base, value,
                         f"label:{label}")
         elif name == "line_item_count":
@@ -1359,7 +1378,8 @@ _ITEM_HEADERS = frozenset({
     "description", "item", "items", "qty", "quantity", "unit price", "price", "beschreibung",
     "bezeichnung", "artikel", "menge", "einzelpreis", "désignation", "quantité",
     "prix unitaire", "omschrijving", "aantal", "descrizione", "quantità", "descripción",
-    "cantidad", "opis", "ilość"})
+    "cantidad", "opis", "ilość", "počet", "cena", "položka", "množství", "popis", "数量",
+    "品名", "単価"})
 
 
 def _heads_items(found: LabelValue) -> bool:
@@ -1466,6 +1486,13 @@ def _starts_a_longer_label(label: str, found: LabelValue, name: str) -> bool:
     if found.placement != "right":
         return False
     phrase = re.sub(r"\s+", " ", f"{label} {_rest_of_line(found)}".lower())
+    if not found.label[-1].text.endswith(":"):
+        # a key of its own that no list names: ``VAT code:``, ``Tax ID:``, ``Total weight:``
+        # (a word or two right after the label, the last one closing the key with a colon)
+        key = re.match(r"((?:[^\W\d_]+\.? ){0,1}[^\W\d_]+\.?):(?:\s|$)", phrase[len(label):].lstrip())
+        if key is not None and _LABEL_FIELD.get(f"{label} {key.group(1)}") != name and \
+                not _CURRENCY_QUALIFIER.fullmatch(key.group(1)):  # 'Total EUR:' is the total's
+            return True
     return any(phrase.startswith(other + " ") or phrase == other
                for other, field_name in _LABEL_FIELD.items()
                if field_name != name and len(other) > len(label) and other.startswith(label))

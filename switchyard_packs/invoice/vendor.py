@@ -58,7 +58,7 @@ BUYER_LABELS = (
     "bill to", "billed to", "billing address", "invoice to", "invoice address", "sold to",
     "ship to", "shipping address", "deliver to", "delivery address", "customer", "client",
     "kunde", "klant", "cliente", "nabywca", "odbiorca", "destinataire", "destinatario",
-    "klient", "maksja", "ostja",
+    "klient", "maksja", "ostja", "receptor", "kupující",
     "factuuradres", "afleveradres", "rechnungsadresse", "lieferadresse", "rechnungsempfänger",
     "adresse de facturation", "adresse de livraison", "facturer à", "facturar a",
     "intestatario", "buyer", "purchaser", "käufer", "leistungsempfänger", "warenempfänger",
@@ -69,7 +69,7 @@ BUYER_LABELS = (
 SELLER_LABELS = ("vendor", "supplier", "seller", "issuer", "sold by", "lieferant", "verkäufer",
                  "rechnungsersteller", "fornitore", "proveedor", "fournisseur", "vendeur",
                  "leverancier", "sprzedawca", "aussteller", "dodavatel", "emitente",
-                 "prestador", "emisor", "müüja")
+                 "prestador", "emisor", "müüja", "prodejce", "provider")
 # the bank account's holder is who is paid: the supplier
 _PAYEE = re.compile(
     r"(?:titulaire du compte|account holder|account name|kontoinhaber|beneficiary|payee|"
@@ -175,6 +175,10 @@ def _respaced(cell: str) -> str:
 _CASE_CHANGE = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
+#: The rest of a partnership's name after its first comma: ``Smith and Ebert``.
+_PARTNERS = r"\s*[A-Z][^\W\d_]+\s+(?:and|&|und|et|en|y|e)\s+[A-Z][^\W\d_]+\s*$"
+
+
 def company_name(cell: str) -> str | None:
     """The company name a line (or a laid-out line's cell) starts with: title words, a sender
     line's address parts and anything after a legal form cut off; None when what is left
@@ -191,7 +195,8 @@ def company_name(cell: str) -> str | None:
         cell = inside.group("name")
     # an address after a comma is cut off, a legal form after one is the name's (and in a
     # 'Name:' field the comma is the name's: 'Bartkowiak, Dróżdż and Górecki')
-    comma = "" if labelled else rf"|,(?!\s*(?:{_LEGAL_FORMS})(?:\s|$))"
+    # and a partnership's names are one name ('Towne, Smith and Ebert')
+    comma = "" if labelled else rf"|,(?!\s*(?:{_LEGAL_FORMS})(?:\s|$))(?!{_PARTNERS})"
     cell = re.split(rf"\s\d{{1,4}}\s+\w{comma}|"
                     r"\s(?=(?:INVOICE|Invoice|FACTURE|Factura|Rechnung)\b)", cell)[0].strip()
     words = cell.split()
@@ -268,8 +273,10 @@ def _heading(row: list[str]) -> str | None:
     return None
 
 
-_SELLER_HEADINGS = {label.replace(" ", "") for label in SELLER_LABELS}
-_BUYER_HEADINGS = {label.replace(" ", "") for label in BUYER_LABELS}
+# ... and a letter's 'From:' and 'To:', each alone on its line ('From: 1 May' is a period's
+# start, no heading)
+_SELLER_HEADINGS = {label.replace(" ", "") for label in SELLER_LABELS} | {"from"}
+_BUYER_HEADINGS = {label.replace(" ", "") for label in BUYER_LABELS} | {"to"}
 # 'Nummer : 549910', 'Globale Nummer: 4000001123452 (GLN)': a field of the block, no name
 _PAIR = re.compile(r"^[^:]{1,40}?\s*:")
 
@@ -281,6 +288,12 @@ def _column_headings(row: list[str]) -> list[str] | None:
         return None
     parties = [_heading([cell]) for cell in row]
     return parties if all(parties) and "seller" in parties else None  # type: ignore[return-value]
+
+
+def _one_per_party(parties: list[str]) -> list[str]:
+    """A bilingual row's headings, each party once (``Prodejce | Provider | Kupující |
+    Purchaser`` heads two columns, not four)."""
+    return [who for at, who in enumerate(parties) if at == 0 or who != parties[at - 1]]
 
 
 def _party_blocks(rows: list[list[str]]
@@ -302,6 +315,10 @@ def _party_blocks(rows: list[list[str]]
             if not rows[below] or _heading(rows[below]) is not None or \
                     _column_headings(rows[below]) is not None:
                 break
+            if columns is not None and len(rows[below]) != len(columns) and \
+                    len(rows[below]) == len(_one_per_party(columns)):
+                columns = parties = _one_per_party(columns)
+                named = [False] * len(parties)
             if columns is not None and len(rows[below]) != len(columns):
                 continue  # a line across the columns, no party's
             for column, who in enumerate(parties):
@@ -315,8 +332,11 @@ def _party_blocks(rows: list[list[str]]
                 pair = _PAIR.match(line)
                 if pair is not None and not _NAME_LABEL.match(line):
                     continue
-                name = company_name(line if pair is not None or columns
-                                    else rows[below][0])
+                # a 'Name:' field in the line's first cell ('Nombre: Acme SC | RFC: ...'),
+                # else the whole line's
+                name = company_name(rows[below][column] if columns else rows[below][0])
+                if name is None and pair is not None and not columns:
+                    name = company_name(line)
                 if name is not None:
                     sellers.append((below, name))
                     named[column] = True

@@ -982,7 +982,9 @@ _PIECES = ("Total", "Subtotal", "VAT 20%", "Tax total", "€", "$", "-", "12,50"
            "von", ":", "#", "Rs", "%", "Document number", "Dated", "Settle by", "Tax point",
            "Payment date", "(payment date)", "2024/07/05", "2'606.35", "\u2010", "\u2212",
            "Summe", "Sprzedawca | Nabywca", "Nazwa:", "3:16", "Kokku", "Arve nr", "Kč",
-           "ABN 51 824 753 556", "GST/HST", "￥", "发票号码：", "年", "（小写）", "ご請求金額")
+           "ABN 51 824 753 556", "GST/HST", "￥", "发票号码：", "年", "（小写）", "ご請求金額",
+           "Folio:", "T09:09:23", "令和", "元年", "VAT code:", "From:", "Prodejce | Provider",
+           "Celkem", "合計")
 
 
 @settings(max_examples=150, deadline=None)
@@ -1027,3 +1029,55 @@ def test_chinese_and_japanese_labels_dates_and_the_yuan() -> None:
     assert (seikyu.get("invoice_number"), seikyu.get("invoice_date")) == ("Q-3381",
                                                                           "2024-02-09")
     assert (seikyu.get("total"), seikyu.get("currency")) == ("55000.00", "JPY")
+
+
+def test_a_cfdi_printout_folio_timestamp_and_issuer_block() -> None:
+    # Mexico's CFDI: the number is the 'Folio' (not the 'Folio fiscal' UUID), the date an ISO
+    # timestamp, the seller the 'Nombre:' under 'Emisor'; a certificate's number after a key
+    # that ends in 'emisor' is no name
+    ex = _read_laid_out("FOLIO: 88QX\nFECHA: 2021-03-09T14:02:11\nEMISOR\n"
+                        "NOMBRE: TALLERES DEL BAJIO SA DE CV      RFC: TBA010101AAA\nRECEPTOR\n"
+                        "NOMBRE: ROSA MARTINEZ LUGO\nMONEDA: MXN\nSUBTOTAL: $1,000.00\n"
+                        "TOTAL: $1,160.00\nFOLIO FISCAL UUID      7A1B-22C3\n"
+                        "NUMERO SERIE CERTIFICADO EMISOR      30001000000400002434\n")
+    assert (ex.get("invoice_number"), ex.get("invoice_date"), ex.get("vendor")) == (
+        "88QX", "2021-03-09", "TALLERES DEL BAJIO SA DE CV")
+
+
+def test_a_key_that_starts_with_a_tax_label_is_a_key_of_its_own() -> None:
+    # 'VAT code:' holds a registration number, 'Total weight:' a weight; 'Total EUR:' is the
+    # total in a currency
+    ex = _read_laid_out("INVOICE\nInvoice no: 5\nVAT code: 123456789\nTotal weight: 40\n"
+                        "Taxable amount      10.00 EUR\nTotal taxes      2.10 EUR\n"
+                        "Total EUR:      12.10\n")
+    assert _amounts(ex) == ("10.00", "2.10", "12.10")
+
+
+@pytest.mark.parametrize(("text", "vendor"), [
+    # a partnership's names after a comma are the name's, not an address
+    ("Seller      Buyer\nTowne, Harber and Kunze      Jane Roe\nInvoice no: 4\n"
+     "Total: EUR 9.00", "Towne, Harber and Kunze"),
+    # bilingual headings over two columns; a heading beside a heading is no name
+    ("Faktura      č. 2020001\nProdejce      Provider      Kupující      Purchaser\n"
+     "Jana Horká      Mark Stone\nRolnická 1      8 Elm Rd.\nCelkem: Kč 1.210,-\n",
+     "Jana Horká"),
+    # a letter's 'From:' and 'To:' headings
+    ("Invoice\nFrom:\nBlue Heron Studio      Invoice Date      May 2, 2024\n12 Quay St\n\n"
+     "To:\nCarla Diaz Ltd\n4 Elm Row\nTotal Due      $50.00\n", "Blue Heron Studio"),
+])
+def test_the_vendor_under_headings_in_other_forms(text: str, vendor: str) -> None:
+    assert _read_laid_out(text).get("vendor") == vendor
+
+
+def test_czech_number_and_total_and_a_total_column_is_no_total() -> None:
+    ex = _read_laid_out("Faktura      č. 2020001\nPoložka      Počet      Cena      Celkem\n"
+                        "Hosting      2      300.00      600.00\nCelkem: Kč 1.210,-\n")
+    assert (ex.get("invoice_number"), ex.get("total"), ex.get("currency")) == (
+        "2020001", "1210.00", "CZK")
+
+
+def test_japanese_era_dates_and_summary_labels() -> None:
+    ex = _read_laid_out("請求書\n請求番号：A-77\n請求日：令和7年5月15日\n"
+                        "小計      39,000\n消費税等      3,900\n合計      ¥42,900\nお振込みください\n")
+    assert (ex.get("invoice_number"), ex.get("invoice_date")) == ("A-77", "2025-05-15")
+    assert (*_amounts(ex), ex.get("currency")) == ("39000.00", "3900.00", "42900.00", "JPY")
