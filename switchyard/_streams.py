@@ -73,12 +73,17 @@ MAX_HANDLER_ATTEMPTS = 5
 
 
 class RejectRecord(Exception):
-    """A record can never be processed (bad input); it goes to the dead-letter topic."""
+    """A record can never be processed (bad input); it goes to the dead-letter topic.
 
-    def __init__(self, code: str, reason: str) -> None:
+    ``tenant_id``: whose letter it is, when the handler read that from the record itself (the
+    tenant its payload and header name); None leaves it to the record's ``x-tenant-id``
+    header, '' makes it an operator's (the record named two tenants)."""
+
+    def __init__(self, code: str, reason: str, tenant_id: str | None = None) -> None:
         super().__init__(f"{code}: {reason}")
         self.code = code
         self.reason = reason
+        self.tenant_id = tenant_id
 
 
 @dataclass(frozen=True)
@@ -218,12 +223,13 @@ def to_record(event: Any) -> Record:
     )
 
 
-def letter_tenant(headers: dict[str, str]) -> str:
-    """The tenant a dead letter belongs to: its record's ``x-tenant-id`` when that is a
-    well-formed tenant id, else '' (operators only; a record may claim anything)."""
+def letter_tenant(headers: dict[str, str], named: str | None = None) -> str:
+    """The tenant a dead letter belongs to: the one the handler found the record naming
+    (``named``; '' when it named two), else its ``x-tenant-id`` header; only a well-formed
+    tenant id, else '' (operators only)."""
     from switchyard._submissions import tenant_problems
 
-    tenant = headers.get(TENANT_HEADER, "").strip()
+    tenant = (headers.get(TENANT_HEADER, "") if named is None else named).strip()
     return tenant if tenant and not tenant_problems(tenant, TENANT_HEADER) else ""
 
 
@@ -237,7 +243,8 @@ class DeadLetterSink:
         self._producer = producer
         self._pool = pool
 
-    async def send(self, record: Record, code: str, reason: str) -> None:
+    async def send(self, record: Record, code: str, reason: str,
+                   tenant_id: str | None = None) -> None:
         from google.protobuf.timestamp_pb2 import Timestamp
 
         from switchyard.v1 import DeadLetter
@@ -270,7 +277,7 @@ class DeadLetterSink:
                         None if record.value is None else codec.seal(
                             dead_letter_id, record.value, DEAD_LETTER_VALUE),
                         # what a replay needs to re-publish the record as it was read
-                        letter_tenant(record.headers),
+                        letter_tenant(record.headers, tenant_id),
                         None if record.key is None else codec.seal(
                             dead_letter_id, record.key, DEAD_LETTER_KEY),
                         codec.seal(dead_letter_id, json.dumps(record.headers).encode(),
@@ -318,8 +325,8 @@ async def _handle_one(record: Record, handler: Handler, dead_letters: DeadLetter
                 RECORDS_PROCESSED.labels(service, record.topic, "ok").inc()
                 break
             except (RejectRecord, SerdeError) as exc:
-                code = exc.code
-                await dead_letters.send(record, code, exc.reason)
+                await dead_letters.send(record, exc.code, exc.reason,
+                                        getattr(exc, "tenant_id", None))
                 RECORDS_PROCESSED.labels(service, record.topic, "dead_lettered").inc()
                 break
             except TRANSIENT_ERRORS as exc:
@@ -358,7 +365,8 @@ async def process_batch(records: Sequence[Record], handler: Handler,
 class LetterSink(Protocol):
     """Where refused records go (:class:`DeadLetterSink` in a service)."""
 
-    async def send(self, record: Record, code: str, reason: str) -> None: ...
+    async def send(self, record: Record, code: str, reason: str,
+                   tenant_id: str | None = None) -> None: ...
 
 
 async def process_record_batch(records: Sequence[Record], handler: BatchHandler,
@@ -432,7 +440,7 @@ async def _batch(records: list[Record], handler: BatchHandler, dead_letters: Let
             await sleep(0.05 * failures)
             continue
         for record, reject in rejected:
-            await dead_letters.send(record, reject.code, reject.reason)
+            await dead_letters.send(record, reject.code, reject.reason, reject.tenant_id)
         if rejected:
             RECORDS_PROCESSED.labels(service, topic, "dead_lettered").inc(len(rejected))
         if len(records) > len(rejected):

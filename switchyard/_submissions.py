@@ -11,6 +11,7 @@ it opens). Pure functions, no I/O.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from switchyard._grpc import FieldViolation
 from switchyard._priority import priority_problems
@@ -33,6 +34,10 @@ KIND = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _MAX_KEY_CHARS = 128
 _MAX_METADATA_ENTRIES = 64
+#: A metadata key's and value's length (trimmed): small attributes to find a task by
+#: (ListTasks' filter takes the same), not a place for a document.
+MAX_METADATA_KEY_CHARS = 128
+MAX_METADATA_VALUE_CHARS = 1024
 
 
 Limits = DocumentLimits | int
@@ -124,10 +129,27 @@ def _content_problems(kind_value: str, document: Document, metadata: object,
     if len(metadata) > _MAX_METADATA_ENTRIES:  # type: ignore[arg-type]
         problems.append(FieldViolation(f"{prefix}metadata",
                                        f"at most {_MAX_METADATA_ENTRIES} entries"))
+    else:
+        problems.extend(_metadata_problems(metadata, prefix))
     problems.extend(FieldViolation(f"{prefix}{name}", why)
                     for name, why in priority_problems(prioritised))
     return problems, info
 
 
-__all__ = ["KIND", "MAX_JSON_DEPTH", "TEXT_TYPES", "DocumentViolation", "Limits", "check",
+def _metadata_problems(metadata: Any, prefix: str) -> list[FieldViolation]:
+    """Each metadata entry too long to keep, named by its key (cut short)."""
+    problems = []
+    for key, value in sorted(metadata.items()):
+        where = f"{prefix}metadata[{key[:MAX_METADATA_KEY_CHARS]!r}]"
+        if len(key.strip()) > MAX_METADATA_KEY_CHARS:
+            problems.append(FieldViolation(where, f"keys are at most {MAX_METADATA_KEY_CHARS} "
+                                                  f"characters"))
+        elif len(value.strip()) > MAX_METADATA_VALUE_CHARS:
+            problems.append(FieldViolation(where, f"values are at most "
+                                                  f"{MAX_METADATA_VALUE_CHARS} characters, "
+                                                  f"not {len(value.strip())}"))
+    return problems
+
+
+__all__ = ["KIND", "MAX_JSON_DEPTH", "MAX_METADATA_KEY_CHARS", "MAX_METADATA_VALUE_CHARS", "TEXT_TYPES", "DocumentViolation", "Limits", "check",
            "json_problem", "tenant_problems", "validate", "validate_task"]

@@ -189,6 +189,24 @@ def parse_record(record: Record, limits: DocumentLimits | int, signer: IntakeSig
         raise RejectRecord("too_large", f"record of {len(value)} bytes exceeds the limit of "
                                         f"{largest} bytes for a document")
     submission = decode_record(record, Submission, submission_from_json)
+    try:
+        return _checked(submission, record, limits, signer)
+    except RejectRecord as exc:
+        if exc.tenant_id is None:  # the letter is the tenant's the record named, if only one
+            exc.tenant_id = named_tenant(submission, record)
+        raise
+
+
+def named_tenant(submission: Submission, record: Record) -> str:
+    """The tenant a decoded record names, payload or header; '' when they name two (its
+    letter is then an operator's: neither may read what the other sent)."""
+    ours = submission.tenant_id.strip()
+    from_header = record.headers.get(TENANT_HEADER, "").strip()
+    return "" if ours and from_header and ours != from_header else ours or from_header
+
+
+def _checked(submission: Submission, record: Record, limits: DocumentLimits,
+             signer: IntakeSigner) -> Submission:
     _resolve_identity(submission, record)
     if not submission.tenant_id.strip():
         raise RejectRecord("schema_violation", "tenant_id: required (payload field or "
@@ -199,7 +217,7 @@ def parse_record(record: Record, limits: DocumentLimits | int, signer: IntakeSig
     if len(submission.document.body) > limit:
         raise RejectRecord("too_large", f"document of {len(submission.document.body)} bytes "
                                         f"exceeds the limit of {limit} bytes")
-    reason = signer.check(submission.tenant_id.strip(), value,
+    reason = signer.check(submission.tenant_id.strip(), record.value or b"",
                           record.headers.get(SIGNATURE_HEADER))
     if reason is not None:
         code = "unknown_tenant" if reason.startswith("unknown tenant") else "bad_signature"
@@ -235,4 +253,4 @@ def problems_reason(problems: list[Any]) -> tuple[str, str]:
     return "schema_violation", text
 
 
-__all__ = ["KEY_HEADER", "parse_record", "problems_reason", "submission_from_json"]
+__all__ = ["KEY_HEADER", "named_tenant", "parse_record", "problems_reason", "submission_from_json"]

@@ -26,16 +26,15 @@ import asyncpg
 
 from switchyard.privacy import matching_hash
 from switchyard.rpc import FieldViolation
-from switchyard.tasks import KIND, status_name
+from switchyard.tasks import KIND, MAX_METADATA_KEY_CHARS, MAX_METADATA_VALUE_CHARS, status_name
 from switchyard.v1 import ListTasksRequest
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
-#: Limits of the kind and metadata filters (a listing is one indexed query, not a search).
+#: Limits of the kind and metadata filters (a listing is one indexed query, not a search);
+#: a pair's key and value are bounded as a submission's are.
 MAX_KINDS = 32
 MAX_METADATA_PAIRS = 16
-MAX_METADATA_KEY_CHARS = 128
-MAX_METADATA_VALUE_CHARS = 1024
 #: The ``kind`` of :func:`switchyard._dataclass.matching_hash` for a metadata pair.
 _METADATA_HASH_KIND = "task_metadata"
 

@@ -686,7 +686,8 @@ class IntakeConsumer:
                 submission = intake.parse_record(record, limits, self.signer)
                 problems, info = await check_off_loop(submission, self.settings)
                 if problems:
-                    raise RejectRecord(*intake.problems_reason(problems))
+                    raise RejectRecord(*intake.problems_reason(problems),
+                                       tenant_id=submission.tenant_id.strip())
             except RejectRecord as exc:
                 refused.append((record, exc))
                 continue
@@ -701,9 +702,10 @@ class IntakeConsumer:
         traces = [record_context(record).run(current_trace_context) for record, _ in ready]
         outcomes = await self.publisher.accept_many([item for _, item in ready], traces,
                                                     republish_unpublished=True)
-        for (record, _), outcome in zip(ready, outcomes):
+        for (record, item), outcome in zip(ready, outcomes):
             if isinstance(outcome, store.IdempotencyConflict):
-                refused.append((record, RejectRecord("idempotency_conflict", str(outcome))))
+                refused.append((record, RejectRecord("idempotency_conflict", str(outcome),
+                                                     tenant_id=item.envelope.tenant_id)))
         return refused
 
 

@@ -314,3 +314,49 @@ async def test_each_intake_record_keeps_its_own_trace(
     statuses = await read_topic(settings, TASK_STATUS,
                                 lambda rs: set(carried(rs)) >= set(wanted))
     assert {t: carried(statuses)[t] for t in wanted} == wanted
+
+
+async def test_a_letter_is_the_tenant_its_record_names_and_nobodys_when_it_names_two(
+        producer: Producer, settings: Settings, db: asyncpg.Connection) -> None:
+    """A record that names its tenant in the payload only is that tenant's letter (its admin
+    can read why it was refused); one whose payload and header name two tenants is an
+    operator's (neither may read what the other sent); metadata past its limits is refused
+    with the key named."""
+    run = uuid.uuid4().hex[:6]
+    topic = INTAKE.full_name(settings)
+    sent = {
+        # acme's, in the payload only, with a metadata value past its limit
+        f"{run}-payload-only": (good_json(f"{run}-1", metadata={"note": "x" * 1025}),
+                                "acme", "schema_violation"),
+        # acme's payload under globex's header
+        f"{run}-two-tenants": (good_json(f"{run}-2"), "", "schema_violation"),
+        # no payload to read: the header's
+        f"{run}-unreadable": (b"\xff not json", "globex", "malformed_json"),
+    }
+    for key, (value, _, _) in sent.items():
+        headers = [("content-type", b"application/json"),
+                   ("x-switchyard-signature", IntakeSigner.sign(KEYS["acme"], value).encode())]
+        if not key.endswith("payload-only"):
+            headers.append(("x-tenant-id", b"globex"))
+        producer.produce(topic, key=key.encode(), value=value, headers=headers)
+    assert producer.flush(30) == 0
+
+    def ours(records: list) -> dict[str, DeadLetter]:
+        out = {}
+        for record in records:
+            letter = DeadLetter.FromString(record.value)
+            if letter.original_key.decode(errors="replace") in sent:
+                out[letter.original_key.decode()] = letter
+        return out
+
+    records = await read_topic(settings, DEAD_LETTER, lambda rs: len(ours(rs)) == len(sent),
+                               timeout_s=120)
+    for key, letter in ours(records).items():
+        _, tenant, code = sent[key]
+        assert letter.reason_code == code, (key, letter.reason)
+        filed = await eventually(lambda: db.fetchrow(
+            "SELECT tenant_id FROM dead_letters WHERE dead_letter_id = $1",
+            uuid.UUID(letter.dead_letter_id)), f"the letter of {key} in PostgreSQL", 30)
+        assert (filed["tenant_id"] or "") == tenant, key
+    too_long = ours(records)[f"{run}-payload-only"]
+    assert "metadata['note']: values are at most 1024 characters" in too_long.reason

@@ -23,7 +23,8 @@ class Letters:
     def __init__(self) -> None:
         self.sent: list[tuple[int, str, str, bytes | None]] = []
 
-    async def send(self, record: Record, code: str, reason: str) -> None:
+    async def send(self, record: Record, code: str, reason: str,
+                   tenant_id: str | None = None) -> None:
         self.sent.append((record.offset, code, reason, record.value))
 
 
