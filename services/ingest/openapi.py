@@ -207,9 +207,10 @@ def _inbound(schemas: _Schemas) -> dict[str, Any]:
 
 
 def _services() -> list[Any]:
-    from switchyard.v1 import ingest_service_pb2, review_service_pb2
+    from switchyard.v1 import dead_letter_service_pb2, ingest_service_pb2, review_service_pb2
 
     return [ingest_service_pb2.DESCRIPTOR.services_by_name["IngestService"],
+            dead_letter_service_pb2.DESCRIPTOR.services_by_name["DeadLetterService"],
             review_service_pb2.DESCRIPTOR.services_by_name["ReviewService"]]
 
 
@@ -256,7 +257,8 @@ def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Switchyard REST gateway", "version": "v1",
-                 "description": "IngestService and the review verbs over HTTP/JSON "
+                 "description": "IngestService, DeadLetterService and the review verbs "
+                                "over HTTP/JSON "
                                 "(proto3 JSON mapping); generated from the proto "
                                 "descriptors by services.ingest.openapi. See docs/rest.md."},
         "servers": [{"url": "http://127.0.0.1:8081"}],

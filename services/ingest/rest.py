@@ -1,4 +1,5 @@
-"""The REST/JSON gateway: IngestService and the review verbs over HTTP, served by ingest.
+"""The REST/JSON gateway: IngestService, DeadLetterService and the review verbs over HTTP,
+served by ingest.
 
 Every route forwards to the gRPC API on loopback (IngestService in this process, ReviewService
 in the review process), passing the caller's ``Authorization: Bearer`` header through. So the
@@ -55,18 +56,25 @@ from switchyard.rpc import (
 from switchyard.v1 import (
     CancelTaskRequest,
     ClaimRequest,
+    DeadLetterServiceStub,
     DeleteWebhookRequest,
     DeleteWebhookSourceRequest,
+    GetDeadLetterRequest,
     GetItemRequest,
     GetTaskRequest,
     GetTaskTimelineRequest,
     IngestServiceStub,
+    ListDeadLettersRequest,
     ListQueueRequest,
     ListTasksRequest,
+    ListWebhookDeliveriesRequest,
     ListWebhookSourcesRequest,
+    ListWebhooksRequest,
+    RedeliverWebhooksRequest,
     RedriveTaskRequest,
     RegisterWebhookRequest,
     RegisterWebhookSourceRequest,
+    ReplayDeadLetterRequest,
     RetryTaskRequest,
     ReviewServiceStub,
     SubmitTaskRequest,
@@ -153,8 +161,16 @@ ROUTES: tuple[Route, ...] = (
           summary="A tenant's status events: Server-Sent Events, or a long poll."),
     Route("POST", "/v1/webhooks", "IngestService", "RegisterWebhook", RegisterWebhookRequest,
           summary="Register an outgoing webhook for a tenant's status changes."),
+    Route("GET", "/v1/webhooks", "IngestService", "ListWebhooks", ListWebhooksRequest,
+          body=None, summary="A tenant's outgoing webhooks."),
     Route("DELETE", "/v1/webhooks/{webhook_id}", "IngestService", "DeleteWebhook",
           DeleteWebhookRequest, body=None, summary="Delete an outgoing webhook."),
+    Route("GET", "/v1/webhook-deliveries", "IngestService", "ListWebhookDeliveries",
+          ListWebhookDeliveriesRequest, body=None,
+          summary="Outgoing webhook deliveries (and callback_url ones) and how each went."),
+    Route("POST", "/v1/webhook-deliveries/redeliver", "IngestService", "RedeliverWebhooks",
+          RedeliverWebhooksRequest,
+          summary="Send failed deliveries again, by id or every one failed since a time."),
     Route("POST", "/v1/webhook-sources", "IngestService", "RegisterWebhookSource",
           RegisterWebhookSourceRequest,
           summary="Register an inbound webhook source; its secret is shown once."),
@@ -163,6 +179,16 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/v1/webhook-sources/{source_id}", "IngestService", "DeleteWebhookSource",
           DeleteWebhookSourceRequest, body=None,
           summary="Stop accepting POSTs for an inbound webhook source."),
+    Route("GET", "/v1/dead-letters", "DeadLetterService", "ListDeadLetters",
+          ListDeadLettersRequest, body=None,
+          summary="Records no stage could accept, with why (admins, auditors)."),
+    Route("GET", "/v1/dead-letters/{dead_letter_id}", "DeadLetterService", "GetDeadLetter",
+          GetDeadLetterRequest, body=None,
+          summary="One dead letter with its original key, value and headers (admins, "
+                  "auditors)."),
+    Route("POST", "/v1/dead-letters/{dead_letter_id}/replay", "DeadLetterService",
+          "ReplayDeadLetter", ReplayDeadLetterRequest,
+          summary="Publish a dead letter's record to its topic again (admins)."),
     Route("GET", "/v1/review/items", "ReviewService", "ListQueue", ListQueueRequest, body=None,
           summary="The review queue (ReviewService)."),
     Route("GET", "/v1/review/items/{item_id}", "ReviewService", "GetItem", GetItemRequest,
@@ -444,6 +470,8 @@ class Gateway:
     async def start(self) -> None:
         self.stubs = {
             "IngestService": IngestServiceStub(self._channel(self.settings.ingest_grpc_port)),
+            "DeadLetterService": DeadLetterServiceStub(
+                self._channel(self.settings.ingest_grpc_port)),
             "ReviewService": ReviewServiceStub(self._channel(self.settings.review_grpc_port)),
         }
         self._runner = web.AppRunner(self.app(), shutdown_timeout=2.0, access_log=None)

@@ -23,14 +23,17 @@ from typing import Any
 
 import aiohttp
 import pytest
+from confluent_kafka import Producer
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 from openapi_spec_validator import validate
 
 from services.ingest.openapi import document
 from services.ingest.rest import Gateway, Inbound, max_body_bytes
 from switchyard import Settings
+from switchyard.messaging import INTAKE
 from switchyard.stack import free_port
 from tests.document_samples import noise_png
+from tests.polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ingest_process")]
 
@@ -316,6 +319,58 @@ async def test_watch_as_long_poll_and_server_sent_events(http: Any) -> None:
     async with session.get(f"{base}/v1/tasks/{uuid.uuid4()}/events",
                            headers={**ACME, "Accept": "text/event-stream"}) as response:
         assert response.status == 404
+
+
+async def test_webhook_deliveries_and_dead_letters_over_rest(http: Any,
+                                                             settings: Settings) -> None:
+    """What an HTTP-only integrator needs besides submitting: its webhooks and how their
+    deliveries went (and sending failed ones again), and the records the intake refused."""
+    status, _, hook = await call(http, "POST", "/v1/webhooks", ADMIN,
+                                 json={"url": f"http://127.0.0.1:{free_port()}/hook"})
+    assert status == 200, hook
+    webhook_id = hook["webhookId"]
+    status, _, listed = await call(http, "GET", "/v1/webhooks", ADMIN)
+    assert status == 200 and webhook_id in {w["webhookId"] for w in listed["webhooks"]}
+    status, _, deliveries = await call(http, "GET", "/v1/webhook-deliveries?state=failed&"
+                                       "since=2020-01-01T00:00:00Z&page_size=10", ADMIN)
+    assert status == 200 and isinstance(deliveries["deliveries"], list), deliveries
+    status, _, redelivered = await call(http, "POST", "/v1/webhook-deliveries/redeliver",
+                                        ADMIN, json={"failedSince": "2020-01-01T00:00:00Z"})
+    assert status == 200 and isinstance(redelivered["redelivered"], list), redelivered
+    unknown = str(uuid.uuid4())
+    status, headers, problem = await call(http, "POST", "/v1/webhook-deliveries/redeliver",
+                                          ADMIN, json={"deliveryIds": [unknown]})
+    assert_problem(status, headers, problem, 404)
+    assert unknown in problem["detail"]
+    assert (await call(http, "DELETE", f"/v1/webhooks/{webhook_id}", ADMIN))[0] == 200
+
+    # a record of acme's the intake refuses: acme's admin finds, reads and replays it
+    marker = uuid.uuid4().hex
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    producer.produce(INTAKE.full_name(settings), key=marker.encode(),
+                     value=b"not json " + marker.encode(), headers=[("x-tenant-id", b"acme")])
+    assert producer.flush(30) == 0
+
+    async def the_letter() -> dict[str, Any] | None:
+        status, _, page = await call(http, "GET", "/v1/dead-letters?reason_code="
+                                     "malformed_json&page_size=500", ADMIN)
+        assert status == 200, page
+        for record in page["deadLetters"]:
+            _, _, got = await call(http, "GET", "/v1/dead-letters/"
+                                   f"{record['letter']['deadLetterId']}", ADMIN)
+            value = base64.b64decode(got["deadLetter"]["letter"].get("originalValue", ""))
+            if marker.encode() in value:
+                return got["deadLetter"]
+        return None
+
+    letter = await eventually(the_letter, "the refused record's letter over REST", 60, 0.5)
+    assert letter["tenantId"] == "acme" and letter["letter"]["reasonCode"] == "malformed_json"
+    letter_id = letter["letter"]["deadLetterId"]
+    assert_problem(*await call(http, "GET", "/v1/dead-letters", ACME), 403)  # a submitter
+    assert_problem(*await call(http, "GET", f"/v1/dead-letters/{letter_id}", GLOBEX), 403)
+    status, _, replayed = await call(http, "POST", f"/v1/dead-letters/{letter_id}/replay",
+                                     ADMIN, json={})
+    assert status == 200 and replayed["deadLetter"]["replayCount"] == 1, replayed
 
 
 # -- OpenAPI -----------------------------------------------------------------------------
