@@ -49,6 +49,7 @@ from switchyard._payloads import (
 from switchyard._serde import (
     CONTENT_TYPE_HEADER,
     JSON_MEDIA_TYPE,
+    PROTOBUF_MEDIA_TYPE,
     SerdeError,
     decode,
     parse_content_type,
@@ -113,6 +114,10 @@ def decode_record(record: Record, message_type: type[M], from_json: Callable[[by
     try:
         return decode(record.value or b"", record.headers, message_type)
     except SerdeError as exc:
+        if exc.code == "unsupported_content_type":  # JSON is as welcome as protobuf here
+            raise RejectRecord(exc.code, f"expected {JSON_MEDIA_TYPE} or {PROTOBUF_MEDIA_TYPE}"
+                                         f"; messageType={message_type.DESCRIPTOR.full_name}, "
+                                         f"got {media!r}") from None
         raise RejectRecord(exc.code, exc.reason) from None
 
 

@@ -196,8 +196,10 @@ def _grpc_error(exc: Any) -> str:
     from switchyard._grpc import field_violations
 
     fields = field_violations(exc)
-    detail = "".join(f"; {k}: {v}" for k, v in fields.items())
-    return f"{exc.code().name}: {exc.details()}{detail}"
+    message = exc.details() or ""
+    # the violations the message does not already say (it often is the one violation)
+    detail = "".join(f"; {k}: {v}" for k, v in fields.items() if f"{k}: {v}" not in message)
+    return f"{exc.code().name}: {message}{detail}"
 
 
 async def _connect(args: argparse.Namespace, settings: Settings, stub_class: Any = None,

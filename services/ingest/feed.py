@@ -46,6 +46,11 @@ FEED_BATCH = 1000
 QUEUE_LIMIT = 10_000
 
 
+#: WatchTenant's initial metadata: the position the watch starts from (the request's cursor,
+#: or now), so a watch that saw no event can still be resumed without a gap.
+CURSOR_METADATA_KEY = "x-switchyard-cursor"
+
+
 class Cursor(NamedTuple):
     """A position in the feed; rows strictly after it are delivered next."""
 
@@ -285,5 +290,5 @@ class StatusFeed:
             self.unsubscribe(sub)
 
 
-__all__ = ["Cursor", "FeedEvent", "StatusFeed", "event_from_row", "fetch_after", "horizon",
+__all__ = ["CURSOR_METADATA_KEY", "Cursor", "FeedEvent", "StatusFeed", "event_from_row", "fetch_after", "horizon",
            "task_history"]

@@ -9,6 +9,7 @@ original bytes and headers.
 Where the tenant and key come from, in order: the payload's ``tenant_id`` /
 ``idempotency_key``; the ``x-tenant-id`` / ``x-idempotency-key`` headers; for the key, the
 record key. A payload and a header that disagree are refused rather than guessed between.
+With signing on, the key must be in the (signed) payload.
 
 A PDF or image travels in the JSON form base64-encoded (``document.body``, as proto3 JSON
 encodes bytes) with its ``content_type``; a refused file is dead-lettered with reason
@@ -109,9 +110,9 @@ def submission_from_json(value: bytes) -> Submission:
         try:
             submission.document.body = base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
-            raise RejectRecord("schema_violation", f"document.body: a {content_type.strip()} "
-                                                   "body must be base64 (standard alphabet, "
-                                                   "padded)") from None
+            raise RejectRecord("schema_violation", f"document.body: must be base64 (standard "
+                                                   f"alphabet, padded) for "
+                                                   f"{content_type.strip()}") from None
     elif isinstance(body, str):
         submission.document.body = body.encode()
     elif body is not None:
@@ -207,6 +208,7 @@ def named_tenant(submission: Submission, record: Record) -> str:
 
 def _checked(submission: Submission, record: Record, limits: DocumentLimits,
              signer: IntakeSigner) -> Submission:
+    signed_key = submission.idempotency_key.strip()
     _resolve_identity(submission, record)
     if not submission.tenant_id.strip():
         raise RejectRecord("schema_violation", "tenant_id: required (payload field or "
@@ -222,6 +224,12 @@ def _checked(submission: Submission, record: Record, limits: DocumentLimits,
     if reason is not None:
         code = "unknown_tenant" if reason.startswith("unknown tenant") else "bad_signature"
         raise RejectRecord(code, reason)
+    if signer.enabled and not signed_key:
+        # the signature covers the value only: a key from a header or the record key could
+        # be changed in flight, making one signed record several tasks
+        raise RejectRecord("schema_violation", "idempotency_key: required in the payload when "
+                                               "records are signed (a header or record key is "
+                                               "not covered by the signature)")
     return submission
 
 

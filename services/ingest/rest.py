@@ -38,6 +38,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from services.ingest import signatures, sources
+from services.ingest.feed import CURSOR_METADATA_KEY
 from switchyard import Settings
 from switchyard.access import Principal, Role, TenantLimiter, principal_var
 from switchyard.messaging import TRANSIENT_ERRORS
@@ -588,8 +589,10 @@ def _sse(message: Message) -> bytes:
 
 async def _long_poll(call: Any, wait_s: float) -> web.Response:
     """The events that arrive within ``wait_s`` (at least the first one, if any comes), as
-    ``{"events": [...]}``; resume with the last event's sequence or cursor."""
+    ``{"events": [...]}``; resume with the last event's sequence, or (a tenant's watch) the
+    top-level ``cursor``: the last event's, or where the watch began when none came."""
     events: list[dict[str, Any]] = []
+    started_at = ""
     iterator = call.__aiter__()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
@@ -605,9 +608,14 @@ async def _long_poll(call: Any, wait_s: float) -> web.Response:
             except (TimeoutError, StopAsyncIteration):
                 break
             events.append(to_json(message))
+        started_at = dict(await call.initial_metadata() or ()).get(CURSOR_METADATA_KEY, "")
     finally:
         call.cancel()
-    return web.json_response({"events": events})
+    body: dict[str, Any] = {"events": events}
+    cursor = next((e["cursor"] for e in reversed(events) if e.get("cursor")), started_at)
+    if cursor:
+        body["cursor"] = cursor
+    return web.json_response(body)
 
 # -- inbound webhooks --------------------------------------------------------------------
 

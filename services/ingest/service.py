@@ -35,7 +35,7 @@ from services.ingest import (
 from services.ingest.rest import Gateway, Inbound
 from services.ingest.backpressure import Backlog, Overloaded
 from services.ingest.cancel import AlreadyFinished, Cancelled, Requested, cancel
-from services.ingest.feed import Cursor, StatusFeed
+from services.ingest.feed import CURSOR_METADATA_KEY, Cursor, StatusFeed, horizon
 from services.ingest.publisher import Item, OnCreated, Publisher
 from switchyard import Settings
 from switchyard.access import IntakeSigner, Role, TenantLimiter, principal_var
@@ -508,12 +508,15 @@ class IngestServicer(IngestServiceServicer):
     async def WatchTenant(self, request: WatchTenantRequest, context: grpc.aio.ServicerContext
                           ) -> AsyncIterator[WatchTenantResponse]:
         tenant = await request_tenant(request.tenant_id, context)
-        after = None
         if request.cursor:
             try:
                 after = Cursor.decode(request.cursor)
             except ValueError as exc:
                 await abort_invalid(context, [FieldViolation("cursor", str(exc))])
+                raise
+        else:  # from now: a position the caller can resume from even if nothing comes
+            after = Cursor.before_txid(await horizon(self.pool))
+        await context.send_initial_metadata(((CURSOR_METADATA_KEY, after.encode()),))
         async for item in self.feed.watch_tenant(tenant, after):
             yield WatchTenantResponse(event=item.event, cursor=item.cursor.encode())
 

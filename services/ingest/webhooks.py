@@ -279,7 +279,10 @@ class Deliverer:
                 if 200 <= response.status < 300:
                     return None
                 return f"HTTP {response.status}"
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except asyncio.TimeoutError:  # (its text is empty) the receiver may still have it
+            return (f"no answer within {self.settings.webhook_timeout_s:g} s "
+                    f"(SWITCHYARD_WEBHOOK_TIMEOUT_S) from {row['url']}")[:500]
+        except (aiohttp.ClientError, OSError) as exc:
             return f"{type(exc).__name__}: {exc}"[:500]
 
     async def record(self, row: asyncpg.Record, error: str | None) -> None:

@@ -608,3 +608,17 @@ async def test_a_large_image_over_rest_is_accepted_by_reference_and_retried(
     assert error["field"] == "document.body"
     assert error["detail"].startswith("type_mismatch: declared application/pdf but the bytes "
                                       "are a PNG image")
+
+
+async def test_a_tenant_watch_that_saw_nothing_still_says_where_to_resume(http: Any) -> None:
+    """A long poll of a tenant's events answers a cursor even when no event came (where the
+    watch began); passed back, the next poll gets what happened in between, nothing lost."""
+    status, _, quiet = await call(http, "GET", "/v1/events?wait_s=0.5", GLOBEX)
+    assert status == 200 and quiet["events"] == [] and quiet["cursor"], quiet
+    _, _, created = await call(http, "POST", "/v1/tasks", GLOBEX,
+                               json=submission(tenant="globex"))
+    status, _, resumed = await call(http, "GET", f"/v1/events?wait_s=10&cursor="
+                                    f"{quiet['cursor']}", GLOBEX)
+    assert status == 200, resumed
+    assert created["taskId"] in {e["event"]["taskId"] for e in resumed["events"]}
+    assert resumed["cursor"] == resumed["events"][-1]["cursor"]

@@ -128,3 +128,31 @@ def test_validation_problems_map_to_codes() -> None:
 def test_overlong_integer_literal_is_a_json_problem_not_a_crash() -> None:
     assert domain.json_problem("1" * 5000) is not None
     assert code_of(record(b'{"priority": ' + b"1" * 5000 + b"}")) == "malformed_json"
+
+
+def test_a_refusal_says_what_the_intake_takes_and_whose_letter_it_is() -> None:
+    """The reason says what the intake takes (JSON too, not only protobuf); the rejection
+    carries the tenant the record named, none when payload and header disagree."""
+    with pytest.raises(RejectRecord) as refused:
+        intake.parse_record(record(b"<a/>", content_type="application/xml"), 1024, OPEN)
+    assert "application/json or application/x-protobuf" in refused.value.reason
+    with pytest.raises(RejectRecord) as refused:
+        intake.parse_record(record(as_json()), 1024, SIGNED)  # no signature
+    assert (refused.value.code, refused.value.tenant_id) == ("bad_signature", "acme")
+    with pytest.raises(RejectRecord) as refused:
+        intake.parse_record(record(as_json(), x_tenant_id="globex"), 1024, OPEN)
+    assert refused.value.tenant_id == ""
+
+
+def test_a_signed_record_carries_its_idempotency_key_in_what_is_signed() -> None:
+    """The signature covers the value: a key from the record key or a header could be
+    changed in flight (one signed record, several tasks), so signed records need theirs in
+    the payload; unsigned intake keeps the fallbacks."""
+    value = json.dumps({"tenant_id": "acme", "document": {"body": "Invoice 7"}}).encode()
+    signature = {"x_switchyard_signature": IntakeSigner.sign(b"acme-secret", value)}
+    for headers in (signature, {**signature, "x_idempotency_key": "evil-1"}):
+        with pytest.raises(RejectRecord) as refused:
+            intake.parse_record(record(value, key=b"rk-A", **headers), 1024, SIGNED)
+        assert refused.value.code == "schema_violation"
+        assert "idempotency_key: required in the payload" in refused.value.reason
+    assert intake.parse_record(record(value, key=b"rk-A"), 1024, OPEN).idempotency_key == "rk-A"
