@@ -186,3 +186,36 @@ def test_rest_json_keeps_empty_repeated_fields_and_reads_short_enum_names() -> N
     assert "'done' is not one of QUEUED, IN_PROGRESS" in refused.value.errors[0]["detail"]
     with pytest.raises(BadRequest):  # UNSPECIFIED is no status to filter by
         build_request(route, {}, {"statuses": "UNSPECIFIED"}, None)
+
+
+async def test_a_receiver_that_does_not_answer_in_time_is_named_with_the_timeout() -> None:
+    """A delivery that timed out says so, with the limit and the URL (the exception's own
+    text is empty), since the receiver may still have got it."""
+    import asyncio
+
+    import aiohttp
+    from aiohttp import web
+
+    from switchyard.stack import free_port
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(1.5)
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    url = f"http://127.0.0.1:{port}/hook"
+    settings = Settings(webhook_timeout_s=0.5)
+    try:
+        async with aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_s)) as session:
+            error = await webhooks.Deliverer(None, settings).post(session, {  # type: ignore[arg-type]
+                "secret": "s" * 32, "webhook_id": uuid.uuid4(), "body": b"{}",
+                "delivery_id": uuid.uuid4(), "url": url})
+    finally:
+        await runner.cleanup()
+    assert error == f"no answer within 0.5 s (SWITCHYARD_WEBHOOK_TIMEOUT_S) from {url}"
