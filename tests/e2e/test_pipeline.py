@@ -588,15 +588,15 @@ async def test_documents_from_outside_are_routed_and_read_without_a_kind(
                  if row["document"].kind and row["label"] != row["document"].kind]
     why = {"routing": summary["routing"]["all"], "named wrong": misrouted, "cascade": cascade}
     assert routing["routed_wrong_unasked"] == 0, why
-    # with the router cascade (text_encoder's second opinion): 97 of 101 named right, 66 sent
-    # to a person to confirm the type
-    assert routing["named_right"] >= routing["documents"] - 6, why
-    assert routing["asked_a_person"] <= 70, why
+    # with the router cascade (text_encoder's second opinion): 106 of 111 named right, 71
+    # sent to a person to confirm the type
+    assert routing["named_right"] >= routing["documents"] - 7, why
+    assert routing["asked_a_person"] <= 75, why
     # nothing decided without a person that a person would have decided otherwise
     assert routing["automated_wrongly"] == 0, why
     right = sum(c["(all fields)"]["right"] for c in summary["accuracy"].values())
     shown = sum(c["(all fields)"]["shown"] for c in summary["accuracy"].values())
     wrong = sum(c["wrong"] for c in summary["read_wrong"].values())
-    # 601 of 645 invoice fields right, 19 read wrong (docs/documents.md)
-    assert right >= shown - 50 and wrong <= 23, (right, shown, wrong, [
+    # 654 of 719 invoice fields right, 22 read wrong (docs/documents.md)
+    assert right >= shown - 70 and wrong <= 26, (right, shown, wrong, [
         (d["id"], d["wrong"]) for d in summary["documents"] if d["wrong"]])
