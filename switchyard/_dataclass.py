@@ -515,10 +515,18 @@ def redact_field(name: str, value: str, redactor: Redactor, declared: int = 0,
     :func:`field_class`)."""
     if not value:
         return value
-    cls = field_class(name, declared)
-    if cls in WITHHELD_CLASSES:
-        return value if name in revealed else withheld_label(name)
-    return redactor.text(value) if cls is DataClass.DERIVED else value
+    if withheld_from_reviewers(name, value, declared, revealed):
+        return withheld_label(name)
+    return redactor.text(value) if field_class(name, declared) is DataClass.DERIVED else value
+
+
+def withheld_from_reviewers(name: str, value: str, declared: int = 0,
+                            revealed: Collection[str] = ()) -> bool:
+    """Whether a reviewer is shown the label instead of this field's value: a personal or
+    health value the item does not reveal (an empty one is shown: there is nothing to hide,
+    and a reviewer may fill it in)."""
+    return bool(value) and field_class(name, declared) in WITHHELD_CLASSES and \
+        name not in revealed
 
 
 def redact_decision(decision: Decision, redactor: Redactor, revealed: Collection[str] = (),

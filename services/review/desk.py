@@ -38,7 +38,7 @@ from services.review.queue import (
     priority_value,
 )
 from services.review.resolutions import DecisionPublisher, audit, store_decision, text_digest
-from services.review.verdicts import verdict_decision
+from services.review.verdicts import edit_problems, verdict_decision
 from switchyard.access import DEV_PRINCIPAL, Principal
 from switchyard.privacy import Redactor, page_redactions, redact_escalation, redact_free_text
 from switchyard.storage import APPROVAL, VERDICT
@@ -216,6 +216,10 @@ class ReviewDesk:
         if problems:
             raise ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in problems), problems)
         item = await self._item(principal, verdict.item_id)
+        edits = edit_problems(item.escalation, verdict.modified_fields,
+                              withholding=self.redactor is not None)
+        if edits:
+            raise ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in edits), edits)
         if verdict.document_type and \
                 verdict.document_type == item.escalation.proposed_decision.label:
             raise ReviewError("invalid", "verdict.document_type: the proposed type; name "

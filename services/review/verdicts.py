@@ -15,11 +15,15 @@ Two kinds of escalation shape the decision further:
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timezone
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from switchyard.packs import typed_value
+from switchyard.privacy import withheld_from_reviewers
 from switchyard.v1 import (
     Decision,
     DecisionOutcome,
@@ -29,6 +33,55 @@ from switchyard.v1 import (
     ReviewVerdict,
     Verdict,
 )
+
+
+#: Fields a verdict may not edit: what the decision service computed, not what it read.
+_COMPUTED_FIELDS = frozenset({"extraction_confidence"})
+#: What a value of each checked type must read as, for a reviewer's message.
+_TYPE_FORMS = {"money": "an amount (1234.50)", "number": "a number", "integer": "a whole number",
+               "boolean": "true or false", "table": "a JSON list of rows",
+               "date": "a date as YYYY-MM-DD"}
+
+
+def edit_problems(escalation: Escalation, edits: Mapping[str, str], withholding: bool
+                  ) -> list[tuple[str, str]]:
+    """What is wrong with a verdict's field edits, each as (field path, why): an edit must
+    name one of the fields the proposal declares (its pack's, when it has one), read as that
+    field's type (a value that does not parse would reach the downstream as null), and not
+    change a value the reviewer was not shown (``withholding``: personal and health values
+    are withheld on this desk unless the item reveals them)."""
+    proposed = escalation.proposed_decision
+    declared = {f.name: f for f in proposed.fields if f.name not in _COMPUTED_FIELDS}
+    problems = []
+    for name, value in sorted(edits.items()):
+        where = f"verdict.modified_fields[{name[:64]!r}]"
+        field = declared.get(name.strip())
+        if declared and field is None:
+            problems.append((where, f"not a field of this {proposed.label or 'document'}; "
+                                    f"its fields: {', '.join(sorted(declared))}"))
+            continue
+        if name.strip() in _COMPUTED_FIELDS:
+            problems.append((where, "computed by the decision service, not read: not editable"))
+            continue
+        if field is None or not value.strip():
+            continue  # (a field cleared: null, as an unread one)
+        if withholding and withheld_from_reviewers(field.name, field.value, field.data_class,
+                                                   escalation.revealed_fields):
+            problems.append((where, "withheld from this item's reviewers: a value nobody here "
+                                    "was shown cannot be edited (the pack may reveal it)"))
+        elif field.type in _TYPE_FORMS and not _reads_as(value, field.type):
+            problems.append((where, f"{value.strip()[:40]!r} is not {_TYPE_FORMS[field.type]}"))
+    return problems
+
+
+def _reads_as(value: str, type_: str) -> bool:
+    if type_ == "date":
+        try:
+            dt.date.fromisoformat(value.strip())
+        except ValueError:
+            return False
+        return True
+    return typed_value(value, type_) is not None
 
 
 def _now() -> Timestamp:

@@ -375,7 +375,11 @@ class ReviewVerdict(google.protobuf.message.Message):
     """
     @property
     def modified_fields(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]:
-        """Field name to corrected value (VERDICT_MODIFY)."""
+        """Field name to corrected value (VERDICT_MODIFY). Each must be a field the proposed decision
+        declares (its pack's), read as that field's type (money, number, integer, boolean, a date
+        as YYYY-MM-DD; empty clears it), and not a value withheld from the item's reviewers;
+        INVALID_ARGUMENT names each one that is not (`modified_fields['total']`).
+        """
 
     @property
     def decided_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...

@@ -77,7 +77,7 @@ async def insert_tasks(conn: asyncpg.Connection, tenant: str, count: int,
 
 def escalation(task: TaskEnvelope, queue: str, priority: int, *,
                sla: datetime | None = None,
-               fields: Sequence[tuple[str, str, float]] = (),
+               fields: Sequence[tuple[str, str, float] | FieldExtraction] = (),
                reason: int = EscalationReason.ESCALATION_REASON_LOW_CONFIDENCE,
                explanation: str = "Router is unsure: invoice 0.55, support_ticket 0.40.",
                reviewer_group: str = "", four_eyes: bool = False, step_id: str = "",
@@ -95,7 +95,8 @@ def escalation(task: TaskEnvelope, queue: str, priority: int, *,
                                           target="erp.invoices", operation="post_invoice")]),
         models=[ModelOutput(model_name="document_router", model_version="1", label="invoice",
                             confidence=0.55, scores={"invoice": 0.55, "support_ticket": 0.4})],
-        fields=[FieldExtraction(name=n, value=v, confidence=c) for n, v, c in fields],
+        fields=[f if isinstance(f, FieldExtraction) else
+                FieldExtraction(name=f[0], value=f[1], confidence=f[2]) for f in fields],
     )
     if step_id:
         proposed.plan.steps.append(ActionStep(step_id=step_id, name=step_id.split("-", 1)[-1],

@@ -17,7 +17,7 @@ from playwright.async_api import expect
 
 from switchyard import Settings
 from switchyard.messaging import ESCALATIONS, Producer
-from switchyard.rpc import create_channel
+from switchyard.rpc import create_channel, field_violations
 from switchyard.storage import create_pool
 from switchyard.v1 import (
     ClaimRequest,
@@ -252,8 +252,8 @@ async def test_a_verdict_on_an_approval_step_answers_that_step_with_the_plan(
     esc, item_id = await escalate(
         db, producer, "steps", step_id="2-manager_ok", instructions="Approve the claim",
         reason=EscalationReason.ESCALATION_REASON_APPROVAL_STEP,
-        fields=[("amount", "900.00", 0.9)])
-    edits = {"amount": "850.00"} if verdict == Verdict.VERDICT_MODIFY else {}
+        fields=[("total", "900.00", 0.9)])
+    edits = {"total": "850.00"} if verdict == Verdict.VERDICT_MODIFY else {}
     _, decision_id = await decide(review["plain"], item_id, verdict, modified_fields=edits)
     (decision,) = await stored_decisions(db, esc)
     assert decision.decision_id == decision_id and decision.outcome == outcome
@@ -444,3 +444,37 @@ async def test_console_shows_the_discrepancy_table_and_marks_withheld_fields(
                               full_page=True)
     finally:
         await page.close()
+
+
+async def test_field_edits_are_checked_against_the_fields_the_proposal_declares(
+        db: asyncpg.Pool, producer: Producer, review: dict[str, ReviewServiceStub]) -> None:
+    """An edit names a declared field, reads as its type, and changes no value the reviewer
+    was not shown; each mistake is refused naming the field, and a good edit decides."""
+    typed = [FieldExtraction(name="total", value="900.00", type="money",
+                             data_class=DataClass.DATA_CLASS_DERIVED),
+             FieldExtraction(name="due_date", value="", type="date",
+                             data_class=DataClass.DATA_CLASS_DERIVED),
+             FieldExtraction(name="vendor", value="Acme Ltd", type="string",
+                             data_class=DataClass.DATA_CLASS_PERSONAL)]
+    esc, item_id = await escalate(db, producer, "edits", fields=typed)
+    stub = review["plain"]
+    await stub.Claim(ClaimRequest(item_id=item_id))
+    for edits, why in (({"total": "abc"}, "'abc' is not an amount"),
+                       ({"totl": "1.00"}, "not a field of this invoice; its fields: due_date, "
+                                          "total, vendor"),
+                       ({"due_date": "31/12/2026"}, "is not a date as YYYY-MM-DD"),
+                       ({"vendor": "Someone Else Ltd"}, "withheld from this item's reviewers"),
+                       ({"extraction_confidence": "1"}, "not a field of this invoice")):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+                item_id=item_id, verdict=Verdict.VERDICT_MODIFY, modified_fields=edits)))
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, edits
+        (name,) = edits
+        assert why in field_violations(refused.value)[f"verdict.modified_fields[{name!r}]"]
+    done = await stub.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+        item_id=item_id, verdict=Verdict.VERDICT_MODIFY,
+        modified_fields={"total": "1,000.00", "due_date": "2026-12-31"})))
+    (decision,) = await stored_decisions(db, esc)
+    assert decision.decision_id == done.decision_id
+    assert (decision.extracted_fields["total"], decision.extracted_fields["due_date"]) == (
+        "1,000.00", "2026-12-31")

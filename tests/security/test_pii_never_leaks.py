@@ -158,7 +158,8 @@ async def work_the_queue(settings: Settings, review: ReviewServiceStub,
     verdicts = {task_ids[0]: (Verdict.VERDICT_APPROVE, {}, f"Vendor confirmed. {CONTACT}"),
                 task_ids[1]: (Verdict.VERDICT_REJECT, {},
                               f"Account {spaced(IBAN_COMPACT)} is not theirs. {CONTACT}"),
-                task_ids[2]: (Verdict.VERDICT_MODIFY, {"bank_account": IBAN_EDITED},
+                # the ticket's customer, unread (so shown empty, and editable): a personal field
+                task_ids[2]: (Verdict.VERDICT_MODIFY, {"customer": f"holder of {IBAN_EDITED}"},
                               f"New account {IBAN_EDITED} per {EMAIL}")}
     console = f"http://127.0.0.1:{settings.review_web_port}"
     open_ids = set(task_ids)
