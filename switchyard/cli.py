@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -424,6 +425,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.fn(args, settings) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `switchyard ... | head`: the reader has what it wanted; no traceback, and none
+        # from flushing stdout at exit either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a writer the pipe closed on
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import math
 import sys
 from typing import Any
 
@@ -32,29 +33,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--queue", default="")
     p.add_argument("--tenant", default="")
     p.add_argument("--state", action="append", default=[],
-                   help="pending, claimed, backlogged, resolved, expired (repeatable)")
+                   help=f"{', '.join(_STATES)} (repeatable)")
     p.add_argument("--priority", action="append", default=[], help="P0..P3 (repeatable)")
-    p.add_argument("--limit", type=int, default=50,
+    p.add_argument("--limit", type=_count, default=50,
                    help="at most this many items, following the pages (0: all of them)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p = sub.add_parser("show", help="one item in full")
     p.add_argument("item_id")
     p = sub.add_parser("claim", help="lease an item")
     p.add_argument("item_id")
-    p.add_argument("--lease-s", type=float, default=0.0, help="lease length (default: server's)")
+    p.add_argument("--lease-s", type=_lease_seconds, default=0.0,
+                   help="lease length in seconds (default, or 0: the server's, 5 minutes; "
+                        "at most 8 hours)")
     p = sub.add_parser("release", help="give a claimed item back to the queue")
     p.add_argument("item_id")
-    p = sub.add_parser("approve", help="approve (with --set: approve with edited fields)")
+    p = sub.add_parser("approve", help="approve (with --set: approve with edited fields); "
+                                       "claims the item first, or renews your claim, so one "
+                                       "command settles it")
     p.add_argument("item_id")
     p.add_argument("--reason", default="")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="a corrected field value (repeatable); makes the verdict MODIFY")
-    p = sub.add_parser("reject", help="reject: the task ends FAILED (rejected:<rule>)")
+    p = sub.add_parser("reject", help="reject: the task ends FAILED (rejected:<rule>); "
+                                      "claims the item first, as approve does")
     p.add_argument("item_id")
     p.add_argument("--reason", required=True)
     p.add_argument("--type", dest="document_type", default="", metavar="TYPE",
                    help="the document's real type when the proposed one is wrong (a pack "
                         "name, or other): the router learns it")
+
+
+def _count(text: str) -> int:
+    """A --limit: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: 0 (all of them) or more")
+    return value
+
+
+def _lease_seconds(text: str) -> float:
+    """A lease length: a finite number of seconds, not negative (0: the server's default)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of seconds, 0 or more")
+    return value
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -77,7 +105,9 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         return await _ACTIONS[args.review_action](args, _stub(channel))
     except grpc.aio.AioRpcError as exc:
         fields = field_violations(exc)
-        detail = "".join(f"\n  {k}: {v}" for k, v in fields.items())
+        # (the violations the message does not already say)
+        detail = "".join(f"\n  {k}: {v}" for k, v in fields.items()
+                         if f"{k}: {v}" not in (exc.details() or ""))
         print(f"switchyard review {args.review_action}: {exc.code().name}: {exc.details()}"
               f"{detail}", file=sys.stderr)
         return 1
@@ -90,6 +120,10 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 class _UsageError(Exception):
     pass
+
+
+#: ``--state`` values (ReviewState names without their prefix, in lower case).
+_STATES = ("pending", "claimed", "backlogged", "resolved", "expired", "withdrawn")
 
 
 def _stub(channel: Any) -> Any:
@@ -121,8 +155,9 @@ async def _list(args: argparse.Namespace, stub: Any) -> int:
         for value in args.priority:
             for name in filter(None, value.upper().split(",")):
                 request.priorities.append(ReviewPriority.Value(f"REVIEW_PRIORITY_{name}"))
-    except ValueError as exc:
-        raise _UsageError(f"unknown state or priority: {exc}") from None
+    except ValueError:
+        raise _UsageError(f"--state is one of {', '.join(_STATES)}; --priority one of "
+                          f"P0, P1, P2, P3") from None
     items: list[dict[str, Any]] = []
     while True:  # follow the page tokens until --limit items (0: every item)
         wanted = args.limit - len(items) if args.limit > 0 else 500

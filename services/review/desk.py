@@ -316,7 +316,10 @@ class ReviewDesk:
 
     def _lease(self, request: ClaimRequest | RenewRequest) -> timedelta:
         lease = request.lease.ToTimedelta() if request.HasField("lease") else timedelta(0)
-        if lease <= timedelta(0):
+        if lease < timedelta(0):
+            raise ReviewError("invalid", "lease: must not be negative (0: the default lease)",
+                              [("lease", "must not be negative (0: the default lease)")])
+        if lease == timedelta(0):
             return self.policy.default_lease
         return min(lease, MAX_LEASE)
 

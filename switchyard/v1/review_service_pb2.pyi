@@ -140,7 +140,9 @@ class ClaimRequest(google.protobuf.message.Message):
     """
     @property
     def lease(self) -> google.protobuf.duration_pb2.Duration:
-        """0 means the default lease (5 minutes)."""
+        """0 means the default lease (5 minutes); a longer one than 8 hours is cut to 8 hours;
+        negative is INVALID_ARGUMENT.
+        """
 
     def __init__(
         self,
@@ -193,7 +195,9 @@ class RenewRequest(google.protobuf.message.Message):
     """
     @property
     def lease(self) -> google.protobuf.duration_pb2.Duration:
-        """New lease length, counted from now; 0 means the default lease (5 minutes)."""
+        """New lease length, counted from now; 0 means the default lease (5 minutes); at most 8
+        hours; negative is INVALID_ARGUMENT.
+        """
 
     def __init__(
         self,

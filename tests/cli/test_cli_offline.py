@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from importlib.metadata import version
 from pathlib import Path
 
@@ -66,3 +67,26 @@ def test_unusable_client_tls_files_are_a_usage_error(tmp_path: Path,
     done = switchyard(None, "tasks", "get", "some-id", "--target", f"127.0.0.1:{free_port()}")
     assert done.returncode == 2 and "client TLS" in done.stderr, done.stderr
     assert "missing-ca.pem" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_reader_that_stops_early_gets_no_traceback() -> None:
+    """``switchyard settings | head -c 10``: the command stops quietly (exit 141, as a shell
+    reports a writer whose pipe was closed), no traceback on stderr."""
+    import subprocess
+    import sys
+
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader is gone before the first byte
+    try:
+        done = subprocess.run([sys.executable, "-m", "switchyard", "settings"], stdout=writer,
+                              stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    finally:
+        os.close(writer)
+    assert (done.returncode, done.stderr) == (141, "")
+
+
+@pytest.mark.parametrize("lease", ["nan", "inf", "-5", "soon"])
+def test_a_bad_lease_length_is_a_usage_error_not_a_traceback(lease: str) -> None:
+    done = switchyard(None, "review", "claim", "some-item", "--lease-s", lease)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--lease-s" in done.stderr and "seconds" in done.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import aiohttp
 import asyncpg
@@ -458,6 +459,11 @@ async def test_field_edits_are_checked_against_the_fields_the_proposal_declares(
                              data_class=DataClass.DATA_CLASS_PERSONAL)]
     esc, item_id = await escalate(db, producer, "edits", fields=typed)
     stub = review["plain"]
+    negative = ClaimRequest(item_id=item_id)
+    negative.lease.FromTimedelta(timedelta(seconds=-5))
+    with pytest.raises(grpc.aio.AioRpcError) as refused:  # (0 is the default lease)
+        await stub.Claim(negative)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     await stub.Claim(ClaimRequest(item_id=item_id))
     for edits, why in (({"total": "abc"}, "'abc' is not an amount"),
                        ({"totl": "1.00"}, "not a field of this invoice; its fields: due_date, "
