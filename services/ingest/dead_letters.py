@@ -61,11 +61,12 @@ class Scope:
 
 
 def scope_for(principal: Principal, requested_tenant: str) -> Scope:
-    """The caller's tenant, or the requested one for an operator key; another tenant named
-    by a tenant's key is a PermissionError."""
+    """The caller's tenant, or the requested one for an operator key (none, or ``*``: every
+    tenant's, as ``*`` means elsewhere); another tenant named by a tenant's key is a
+    PermissionError."""
     requested = requested_tenant.strip()
     if principal.tenant_id == "*":
-        return Scope(requested or None)
+        return Scope(None if requested in ("", "*") else requested)
     if requested and requested != principal.tenant_id:
         raise PermissionError(f"tenant {requested!r} is not the caller's")
     return Scope(principal.tenant_id)

@@ -87,4 +87,7 @@ def test_a_tenants_key_sees_its_tenant_an_operator_any() -> None:
     with pytest.raises(PermissionError):
         dead_letters.scope_for(acme, "globex")
     assert dead_letters.scope_for(ops, "") == dead_letters.Scope(None)
+    assert dead_letters.scope_for(ops, "*") == dead_letters.Scope(None)  # every tenant's
     assert dead_letters.scope_for(ops, "globex") == dead_letters.Scope("globex")
+    with pytest.raises(PermissionError):  # '*' is no way around a tenant's key
+        dead_letters.scope_for(acme, "*")
