@@ -43,8 +43,8 @@ def _when(state: BreakerState, field: str) -> str:
 def render(states: list[BreakerState]) -> Table:
     table = Table(title="executor circuit breakers", title_justify="left")
     for column in ("endpoint", "state", "failures", "blocked tasks", "opened at", "next probe",
-                   "changed by"):
-        table.add_column(column)
+                   "changed by"):  # (the endpoint is the name --reset takes: never cut short)
+        table.add_column(column, overflow="fold", no_wrap=column != "endpoint")
     for state in states:
         status = _status(state)
         table.add_row(state.name, f"[{_COLOURS.get(status, 'white')}]{status}[/]",
@@ -87,5 +87,6 @@ def run(settings: Settings, target: str | None, api_key: str | None, reset: str 
     elif reset:
         print(f"{states[0].name}: {_status(states[0])}")
     else:
-        Console().print(render(states) if states else "no breakers yet (no downstream calls)")
+        Console(width=200).print(render(states) if states else
+                             "no breakers yet (no downstream calls)")
     return 0

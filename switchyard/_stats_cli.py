@@ -90,8 +90,8 @@ def stats(settings: Settings, as_json: bool, once: bool, interval_s: float,
                   sys.stdout, indent=2)
         print()
         return 0
-    console = Console()
-    if once:
+    console = Console(width=200)
+    if once or not console.is_terminal:  # a pipe or file: one snapshot, not a live view
         console.print(_views(asyncio.run(_collect(settings, tenant)), settings))
         return 0
     with Live(_views([], settings), console=console, refresh_per_second=2) as live:
@@ -146,5 +146,5 @@ def trend(settings: Settings, tenant: str | None, window_h: float, bucket_m: flo
             _seconds(p.p95_seconds),
             "-" if p.cost_per_task is None else f"{p.cost_per_task:.4f}",
             ", ".join(f"{r}={n:.1f}" for r, n in sorted(p.escalations_per_hour.items())) or "-")
-    Console().print(table)
+    Console(width=200).print(table)
     return 0

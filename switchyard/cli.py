@@ -362,7 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_rollout_arguments(models)
     p = add("stats", _cmd_stats, "Business KPIs, live (Ctrl-C to quit) or as JSON.")
     p.add_argument("--json", action="store_true", help="print once as JSON")
-    p.add_argument("--once", action="store_true", help="print the table once")
+    p.add_argument("--once", action="store_true",
+                   help="print the tables once (what it does when stdout is no terminal: a "
+                        "pipe or a file gets one snapshot, not a live view)")
     p.add_argument("--interval", type=float, default=2.0, help="refresh seconds (live view)")
     p.add_argument("--tenant", help="only this tenant")
     p.add_argument("--trend", action="store_true",

@@ -181,6 +181,12 @@ async def test_kpis_match_a_known_workload_exactly(
     assert kpis["escalations_by_reason"] == {"policy": 50}
     assert kpis["automation_rate"] == pytest.approx(0.75)
     assert kpis["minutes_saved"] == pytest.approx(150 * settings.kpi_minutes_per_manual_task)
+    # the live view, its stdout a pipe: one snapshot, every header whole, then it exits
+    piped = subprocess.run([sys.executable, "-m", "switchyard", "stats", "--tenant", "kpi"],
+                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0, piped.stderr
+    assert "intervention" in piped.stdout and "escalations by reason" in piped.stdout
+    assert "policy=50" in piped.stdout
 
     deadline = time.monotonic() + 30
     url = f"http://127.0.0.1:{settings.ingest_metrics_port}/metrics"
