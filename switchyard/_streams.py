@@ -650,10 +650,15 @@ async def _drained(queue: Any) -> AsyncIterator[Any]:
     Not ``async for event in stream``: faust's stream yields to the event loop before each
     event (``await sleep(0)``), one turn of a busy loop per record; here one turn takes
     everything queued (the consumer puts a fetched batch there in one go:
-    switchyard/_faust_transport.py).
+    switchyard/_faust_transport.py). At shutdown faust ends the stream by throwing
+    StopAsyncIteration into the queue: the events end there (raised inside this generator it
+    would turn into a RuntimeError, reported as the agent crashing on every clean stop).
     """
     while True:
-        batch = [await queue.get()]
+        try:
+            batch = [await queue.get()]
+        except StopAsyncIteration:
+            return
         while not queue.empty():
             batch.append(queue.get_nowait())
         for event in batch:

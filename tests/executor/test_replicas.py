@@ -30,6 +30,9 @@ def replica_b(exec_settings: Settings, executor: Service,
         yield other
     finally:
         assert service.stop() == 0, service.log()
+        # a clean stop: no agent reported as crashed, nothing logged as an error
+        stopped = service.log()
+        assert "Crashed" not in stopped and '"level": "ERROR"' not in stopped, stopped[-3000:]
 
 
 async def breaker_gauge(settings: Settings, endpoint: str) -> float | None:
