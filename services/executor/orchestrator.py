@@ -76,6 +76,14 @@ ESCALATION_REASONS = {
 #: An approval step's escalation code is this plus the step id.
 APPROVAL_CODE = "approval:"
 APPROVAL_STEP = EscalationReason.ESCALATION_REASON_APPROVAL_STEP
+#: What a reviewer's verdict does to a task whose compensation failed (a step's effect is
+#: still in the downstream and the task cannot succeed any more).
+COMPENSATION_FAILED_INSTRUCTIONS = (
+    "A later step failed and undoing an earlier one failed too, so its effect is still in the "
+    "downstream (see the reason). Approve: the undo is tried again (fix the downstream "
+    "first); the task then ends FAILED with the effect undone. Reject: nothing more is "
+    "undone; the task ends FAILED and the effect stays, to be put right in the downstream "
+    "by hand.")
 
 
 def _ids(decision: Decision) -> None:
@@ -417,10 +425,13 @@ class Executor:
                 escalation.revealed_fields.extend(approval.reveal)
             return escalation
         urgent = reason == EscalationReason.ESCALATION_REASON_SLA_AT_RISK
-        return build_escalation(
+        escalation = build_escalation(
             envelope, decision, queue=decision.review_queue or DEFAULT_REVIEW_QUEUE,
             bucket=URGENT if urgent else HIGH, reason=reason,  # type: ignore[arg-type]
             detail=detail, service=SERVICE, code=code, sla_deadline=job.deadline)
+        if reason == EscalationReason.ESCALATION_REASON_COMPENSATION_FAILED:
+            escalation.instructions = COMPENSATION_FAILED_INSTRUCTIONS
+        return escalation
 
     # -- helpers ------------------------------------------------------------------------------
     def _facts(self, task_id: str, task: asyncpg.Record) -> TaskFacts:

@@ -13,7 +13,16 @@ from aiokafka import AIOKafkaConsumer
 from switchyard import Settings
 from switchyard.audit import verify
 from switchyard.messaging import ESCALATIONS, EXECUTIONS, headers_to_dict
-from switchyard.v1 import Connector, Escalation, EscalationReason, ExecutionResult, StepOutcome
+from switchyard.v1 import (
+    Connector,
+    Decision,
+    DecisionOutcome,
+    DecisionSource,
+    Escalation,
+    EscalationReason,
+    ExecutionResult,
+    StepOutcome,
+)
 from tests.executor.harness import Harness, decision, http_step
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("executor")]
@@ -122,6 +131,21 @@ async def test_failing_compensation_escalates_to_review(harness: Harness,
     steps = await harness.executions(task_id)
     assert steps["compensate:1-book"][0] == "FAILED_PERMANENT"
     assert steps["1-book"][0] == "SUCCEEDED"  # still in effect: a person decides
+    # the item says what each verdict does; a reject does as it says: the task ends FAILED,
+    # nothing more undone, the booking stays for a person to put right in the ERP
+    assert "Reject: nothing more is undone" in escalation.instructions
+    rejected = Decision()
+    rejected.CopyFrom(escalation.proposed_decision)
+    rejected.decision_id = str(uuid.uuid4())
+    rejected.outcome = DecisionOutcome.DECISION_OUTCOME_REJECT
+    rejected.source, rejected.reviewer_id = DecisionSource.DECISION_SOURCE_HUMAN, "rev-1"
+    rejected.rule = "reviewer_reject"
+    await harness.send([rejected])
+    final = await harness.wait([task_id], lambda s, st, r: s == "FAILED", what="failed")
+    assert final[task_id][2].startswith("rejected")
+    steps = await harness.executions(task_id)
+    assert steps["1-book"][0] == "SUCCEEDED"
+    assert steps["compensate:1-book"][0] == "FAILED_PERMANENT"
 
 
 async def test_grpc_connector_learns_types_by_reflection_and_compensates(
