@@ -813,14 +813,17 @@ class Settings:
     )
     review_expiry_policy: str = setting(
         "reassign", "What an item past its SLA deadline gets: 'reassign' (back to the queue at "
-        "P0 with a new deadline), 'default_action' (its tenant's) or 'fail'.", group="review",
+        "P0 with a new deadline; a reviewer's claim on it is dropped, whoever takes it first "
+        "decides), 'default_action' (its tenant's) or 'fail'.", group="review",
         choices=("reassign", "default_action", "fail"),
     )
     review_queue_expiry: str = setting(
         "", "Per-queue expiry policy 'queue:policy', comma separated.", group="review"
     )
     review_reassign_extension_s: float = setting(
-        3600.0, "The new SLA, in seconds, of an item reassigned after expiry.", group="review",
+        3600.0, "The new SLA, in seconds, of an item reassigned after expiry, counted from the "
+        "expiry (even past the task's own deadline, which may have passed by then: the item is "
+        "overdue and listed first).", group="review",
         exclusive_minimum=0,
     )
     review_sla_bump_s: float = setting(
