@@ -106,7 +106,8 @@ class AlreadyFinished(Exception):
     """The task to re-drive is terminal: nothing downstream may see it again."""
 
     def __init__(self, task_id: str, status: str) -> None:
-        hint = " (use RetryTask to run a FAILED task again)" if status == "FAILED" else ""
+        hint = (" (use RetryTask, switchyard tasks retry, to run a FAILED task again)"
+                if status == "FAILED" else "")
         super().__init__(f"task {task_id} is {status}; only unfinished tasks can be "
                          f"re-driven{hint}")
         self.status = status

@@ -240,7 +240,9 @@ async def _verdict(args: argparse.Namespace, stub: Any) -> int:
         print(f"{done} {args.item_id}: {len(response.item.approved_by)} of "
               f"{response.item.approvals_required} approvals; another reviewer must approve")
         return 0
-    print(f"{done} {args.item_id}: decision {response.decision_id} sent to the executor")
+    after = (" (the task ends FAILED, any steps already done undone)"
+             if verdict == Verdict.VERDICT_REJECT else "")
+    print(f"{done} {args.item_id}: decision {response.decision_id} sent to the executor{after}")
     return 0
 
 
