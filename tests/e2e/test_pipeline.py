@@ -588,10 +588,10 @@ async def test_documents_from_outside_are_routed_and_read_without_a_kind(
                  if row["document"].kind and row["label"] != row["document"].kind]
     why = {"routing": summary["routing"]["all"], "named wrong": misrouted, "cascade": cascade}
     assert routing["routed_wrong_unasked"] == 0, why
-    # with the router cascade (text_encoder's second opinion): 106 of 111 named right, 71
+    # with the router cascade (text_encoder's second opinion): 112 of 119 named right, 77
     # sent to a person to confirm the type
-    assert routing["named_right"] >= routing["documents"] - 7, why
-    assert routing["asked_a_person"] <= 75, why
+    assert routing["named_right"] >= routing["documents"] - 9, why
+    assert routing["asked_a_person"] <= 81, why
     # nothing decided without a person that a person would have decided otherwise
     assert routing["automated_wrongly"] == 0, why
     right = sum(c["(all fields)"]["right"] for c in summary["accuracy"].values())
