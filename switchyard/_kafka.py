@@ -10,7 +10,9 @@ decodes anything (``switchyard._dispatch``).
 
 from __future__ import annotations
 
+import base64
 import contextvars
+import json
 import ssl
 import uuid
 from collections.abc import Iterable, Mapping
@@ -106,8 +108,29 @@ def headers_to_dict(raw: Iterable[tuple[str, bytes | None]] | Mapping[str, Any] 
     return out
 
 
-def headers_to_kafka(headers: Mapping[str, str]) -> list[tuple[str, bytes]]:
-    return [(k, v.encode()) for k, v in headers.items()]
+def headers_to_kafka(headers: Mapping[str, str] | Iterable[tuple[str, bytes]]
+                     ) -> list[tuple[str, bytes]]:
+    """Headers as the client sends them: text values encoded, or pairs of name and bytes
+    (a record's own, kept for a replay) as they are."""
+    if isinstance(headers, Mapping):
+        return [(k, v.encode()) for k, v in headers.items()]
+    return [(k, bytes(v)) for k, v in headers]
+
+
+def headers_json(pairs: Iterable[tuple[str, bytes]]) -> bytes:
+    """A record's headers, every one in order and byte for byte, as JSON (a list of name and
+    base64 value): how a dead letter stores them for a replay."""
+    return json.dumps([[name, base64.b64encode(value).decode()] for name, value in pairs]
+                      ).encode()
+
+
+def headers_from_json(raw: bytes) -> list[tuple[str, bytes]]:
+    """The pairs :func:`headers_json` wrote; a JSON object (letters stored before it) is the
+    text map those kept."""
+    loaded = json.loads(raw)
+    if isinstance(loaded, dict):
+        return [(str(name), str(value).encode()) for name, value in loaded.items()]
+    return [(str(name), base64.b64decode(value)) for name, value in loaded]
 
 
 def activate_incoming(headers: Mapping[str, str]) -> tuple[object, contextvars.Token[str | None]]:
@@ -158,7 +181,7 @@ class Producer:
         )
 
     async def send_raw(self, topic_name: str, key: bytes | None, value: bytes | None,
-                       headers: Mapping[str, str]) -> None:
+                       headers: Mapping[str, str] | Iterable[tuple[str, bytes]]) -> None:
         await (await self._producer.send(topic_name, value=value, key=key,
                                           headers=headers_to_kafka(headers)))
 

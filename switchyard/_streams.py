@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import json
 import logging
 import random
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -37,6 +36,7 @@ from switchyard._kafka import (
     Producer,
     activate_incoming,
     deactivate,
+    headers_json,
     headers_to_dict,
     scheduling_keys,
 )
@@ -89,6 +89,10 @@ class RejectRecord(Exception):
 
 @dataclass(frozen=True)
 class Record:
+    """A consumed record. ``headers`` as text for reading (a repeated name's last value);
+    ``raw_headers`` every header as it came, in order, which a dead letter keeps for replay
+    (empty: derive them from ``headers``)."""
+
     topic: str
     partition: int
     offset: int
@@ -96,6 +100,13 @@ class Record:
     value: bytes | None
     headers: dict[str, str]
     timestamp: float
+    raw_headers: tuple[tuple[str, bytes], ...] = ()
+
+    def header_list(self) -> list[tuple[str, bytes]]:
+        """The headers as the record carried them (from ``headers`` when none were kept)."""
+        if self.raw_headers:
+            return list(self.raw_headers)
+        return [(name, value.encode()) for name, value in self.headers.items()]
 
 
 M = TypeVar("M", bound=Message)
@@ -224,8 +235,18 @@ def to_record(event: Any) -> Record:
     return Record(
         topic=message.topic, partition=message.partition, offset=message.offset,
         key=message.key, value=message.value, headers=headers_to_dict(message.headers),
-        timestamp=message.timestamp,
+        timestamp=message.timestamp, raw_headers=raw_headers(message.headers),
     )
+
+
+def raw_headers(headers: Any) -> tuple[tuple[str, bytes], ...]:
+    """A consumed record's headers as pairs of name and bytes, in order (faust gives a list
+    of pairs, or a mapping)."""
+    if not headers:
+        return ()
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return tuple((str(name), value if isinstance(value, bytes) else
+                  b"" if value is None else str(value).encode()) for name, value in items)
 
 
 def letter_tenant(headers: dict[str, str], named: str | None = None) -> str:
@@ -252,16 +273,19 @@ class DeadLetterSink:
                    tenant_id: str | None = None) -> None:
         from google.protobuf.timestamp_pb2 import Timestamp
 
-        from switchyard.v1 import DeadLetter
+        from switchyard.v1 import DeadLetter, RecordHeader
 
         failed_at = Timestamp()
         failed_at.GetCurrentTime()
         dead_letter_id = str(uuid.uuid4())
+        header_list = record.header_list()
         letter = DeadLetter(
             dead_letter_id=dead_letter_id, source_topic=record.topic, partition=record.partition,
             offset=record.offset, original_key=record.key or b"",
             original_value=record.value or b"", original_headers=record.headers,
             reason_code=code, reason=reason, failed_at=failed_at, service=self._service,
+            original_header_list=[RecordHeader(key=name, value=value)
+                                  for name, value in header_list],
         )
         codec = codec_for(self._settings)
         # The record's offset is committed once this returns, so the letter must land:
@@ -285,7 +309,7 @@ class DeadLetterSink:
                         letter_tenant(record.headers, tenant_id),
                         None if record.key is None else codec.seal(
                             dead_letter_id, record.key, DEAD_LETTER_KEY),
-                        codec.seal(dead_letter_id, json.dumps(record.headers).encode(),
+                        codec.seal(dead_letter_id, headers_json(header_list),
                                    DEAD_LETTER_HEADERS),
                         record.partition, record.offset,
                     )

@@ -10,7 +10,6 @@ is locked so two operators cannot both replay it.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import asyncpg
 from services.ingest import keyset
 from switchyard.access import Principal
 from switchyard.audit import append as audit_append, digest
-from switchyard.messaging import Producer
+from switchyard.messaging import Producer, headers_from_json, headers_to_dict
 from switchyard.rpc import FieldViolation
 from switchyard.storage import DEAD_LETTER_HEADERS, DEAD_LETTER_KEY, DEAD_LETTER_VALUE, PayloadCodec
 
@@ -101,11 +100,16 @@ def parse_page_token(token: str) -> tuple[datetime, uuid.UUID]:
 
 @dataclass(frozen=True)
 class Original:
-    """The record a letter keeps, opened: None/{} once purged (or from before 0017)."""
+    """The record a letter keeps, opened: None/() once purged (or from before 0017).
+    ``header_list``: every header as the record carried it; ``headers`` the same as text."""
 
     key: bytes | None
     value: bytes | None
-    headers: dict[str, str]
+    header_list: tuple[tuple[str, bytes], ...]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return headers_to_dict(self.header_list)
 
 
 def original(row: Mapping[str, Any], codec: PayloadCodec) -> Original:
@@ -118,7 +122,7 @@ def original(row: Mapping[str, Any], codec: PayloadCodec) -> Original:
 
     headers = opened(DEAD_LETTER_HEADERS)
     return Original(opened(DEAD_LETTER_KEY), opened(DEAD_LETTER_VALUE),
-                    json.loads(headers) if headers else {})
+                    tuple(headers_from_json(headers)) if headers else ())
 
 
 def text_filter(field: str, value: str) -> str:
@@ -191,7 +195,8 @@ async def replay(pool: asyncpg.Pool, producer: Producer, scope: Scope, letter_id
         if record.value is None:
             raise Purged(f"dead letter {letter_id}: its original bytes were purged by "
                          "retention; nothing to replay")
-        headers = {**record.headers, REPLAY_HEADER: str(letter_id)}
+        # the record's own headers, byte for byte and in order (a repeated name each time)
+        headers = [*record.header_list, (REPLAY_HEADER, str(letter_id).encode())]
         await producer.send_raw(row["source_topic"], record.key, record.value, headers)
         marked = await conn.fetchrow(
             "UPDATE dead_letters SET replayed_at = now(), replayed_by = $2, "

@@ -96,6 +96,7 @@ from switchyard.v1 import (
     ListWebhookSourcesResponse,
     ListWebhooksRequest,
     ListWebhooksResponse,
+    RecordHeader,
     RedeliverWebhooksRequest,
     RedeliverWebhooksResponse,
     RedriveTaskRequest,
@@ -712,16 +713,21 @@ class IntakeConsumer:
         return refused
 
 
-def dead_letter_record(row: asyncpg.Record, value: bytes | None = None,
-                       key: bytes | None = None,
-                       headers: dict[str, str] | None = None) -> DeadLetterRecord:
-    """The API view of a ``dead_letters`` row (bytes only when given: GetDeadLetter)."""
+def dead_letter_record(row: asyncpg.Record, original: dead_letters.Original | None = None
+                       ) -> DeadLetterRecord:
+    """The API view of a ``dead_letters`` row (the original record only when given:
+    GetDeadLetter)."""
     letter = DeadLetter(
         dead_letter_id=str(row["dead_letter_id"]), source_topic=row["source_topic"],
         partition=row["source_partition"] or 0, offset=row["source_offset"] or 0,
-        original_key=key or b"", original_value=value or b"",
-        original_headers=headers or {}, reason_code=row["reason_code"], reason=row["reason"],
+        reason_code=row["reason_code"], reason=row["reason"],
         failed_at=timestamp(row["failed_at"]), service=row["service"])
+    if original is not None:
+        letter.original_key = original.key or b""
+        letter.original_value = original.value or b""
+        letter.original_headers.update(original.headers)
+        letter.original_header_list.extend(RecordHeader(key=name, value=value)
+                                           for name, value in original.header_list)
     record = DeadLetterRecord(letter=letter, tenant_id=row["tenant_id"],
                               replayed_by=row["replayed_by"] or "",
                               replay_count=row["replay_count"],
@@ -796,8 +802,7 @@ class DeadLetterServicer(DeadLetterServiceServicer):
         except dead_letters.NotFound as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
             raise
-        return GetDeadLetterResponse(dead_letter=dead_letter_record(
-            row, record.value, record.key, record.headers))
+        return GetDeadLetterResponse(dead_letter=dead_letter_record(row, record))
 
     async def ReplayDeadLetter(self, request: ReplayDeadLetterRequest,
                                context: grpc.aio.ServicerContext) -> ReplayDeadLetterResponse:

@@ -41,6 +41,7 @@ from switchyard.v1.consent_service_pb2_grpc import (
 )
 from switchyard.v1.dead_letter_pb2 import (
     DeadLetter,
+    RecordHeader,
 )
 from switchyard.v1.dead_letter_service_pb2 import (
     DeadLetterRecord,
@@ -410,6 +411,7 @@ __all__ = [
     "PurchaseOrder",
     "PurchaseOrderLine",
     "PurchaseOrderStatus",
+    "RecordHeader",
     "RedeliverWebhooksRequest",
     "RedeliverWebhooksResponse",
     "RedriveTaskRequest",

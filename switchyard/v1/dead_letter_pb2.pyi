@@ -14,6 +14,26 @@ import typing
 DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
 
 @typing.final
+class RecordHeader(google.protobuf.message.Message):
+    """One Kafka record header as the record carried it."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: builtins.int
+    VALUE_FIELD_NUMBER: builtins.int
+    key: builtins.str
+    value: builtins.bytes
+    def __init__(
+        self,
+        *,
+        key: builtins.str = ...,
+        value: builtins.bytes = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
+
+global___RecordHeader = RecordHeader
+
+@typing.final
 class DeadLetter(google.protobuf.message.Message):
     """A record no stage could accept. Kafka topic "dead-letter", key: the source topic.
     Carries the original bytes and headers so it can be inspected and replayed.
@@ -48,6 +68,7 @@ class DeadLetter(google.protobuf.message.Message):
     REASON_FIELD_NUMBER: builtins.int
     FAILED_AT_FIELD_NUMBER: builtins.int
     SERVICE_FIELD_NUMBER: builtins.int
+    ORIGINAL_HEADER_LIST_FIELD_NUMBER: builtins.int
     dead_letter_id: builtins.str
     source_topic: builtins.str
     """Where the record was read: topic, partition and offset."""
@@ -63,9 +84,19 @@ class DeadLetter(google.protobuf.message.Message):
     service: builtins.str
     """The service that rejected it."""
     @property
-    def original_headers(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]: ...
+    def original_headers(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]:
+        """The headers as text: a name the record repeats keeps its last value, bytes that are not
+        UTF-8 are written as \\x escapes. original_header_list has them as they were.
+        """
+
     @property
     def failed_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    @property
+    def original_header_list(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___RecordHeader]:
+        """Every header of the record in its order, byte for byte (a repeated name each time): what
+        a replay publishes. Empty in letters written before it existed.
+        """
+
     def __init__(
         self,
         *,
@@ -80,8 +111,9 @@ class DeadLetter(google.protobuf.message.Message):
         reason: builtins.str = ...,
         failed_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         service: builtins.str = ...,
+        original_header_list: collections.abc.Iterable[global___RecordHeader] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["failed_at", b"failed_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["dead_letter_id", b"dead_letter_id", "failed_at", b"failed_at", "offset", b"offset", "original_headers", b"original_headers", "original_key", b"original_key", "original_value", b"original_value", "partition", b"partition", "reason", b"reason", "reason_code", b"reason_code", "service", b"service", "source_topic", b"source_topic"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["dead_letter_id", b"dead_letter_id", "failed_at", b"failed_at", "offset", b"offset", "original_header_list", b"original_header_list", "original_headers", b"original_headers", "original_key", b"original_key", "original_value", b"original_value", "partition", b"partition", "reason", b"reason", "reason_code", b"reason_code", "service", b"service", "source_topic", b"source_topic"]) -> None: ...
 
 global___DeadLetter = DeadLetter

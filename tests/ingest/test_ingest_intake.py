@@ -11,18 +11,24 @@ import uuid
 from collections.abc import Iterator
 
 import asyncpg
+import grpc
 import pytest
 from confluent_kafka import Producer
 
 from switchyard import Settings
 from switchyard.access import IntakeSigner
 from switchyard.messaging import DEAD_LETTER, INTAKE, TASK_STATUS, encode
+from switchyard.rpc import create_channel
 from switchyard.v1 import (
     DeadLetter,
+    DeadLetterRecord,
+    DeadLetterServiceStub,
     Document,
+    GetDeadLetterRequest,
     GetTaskRequest,
     IngestServiceStub,
     ListTasksRequest,
+    ReplayDeadLetterRequest,
     StatusEvent,
     Submission,
     TaskSource,
@@ -360,3 +366,53 @@ async def test_a_letter_is_the_tenant_its_record_names_and_nobodys_when_it_names
         assert (filed["tenant_id"] or "") == tenant, key
     too_long = ours(records)[f"{run}-payload-only"]
     assert "metadata['note']: values are at most 1024 characters" in too_long.reason
+
+
+async def test_a_letter_keeps_every_header_byte_for_byte_and_a_replay_sends_them(
+        producer: Producer, settings: Settings) -> None:
+    """A refused record's headers are kept as it carried them (a repeated name each time,
+    bytes that are not UTF-8 as they were), in the letter on the topic, in GetDeadLetter and
+    in what a replay publishes (plus the header naming the letter)."""
+    run = uuid.uuid4().hex[:6]
+    headers = [("content-type", b"application/json"), ("x-tenant-id", b"acme"),
+               ("x-note", b"first"), ("x-note", b"second"), ("trace", b"\xff\xfe\x00")]
+    key = f"{run}-headers".encode()
+    producer.produce(INTAKE.full_name(settings), key=key, value=b"not json", headers=headers)
+    assert producer.flush(30) == 0
+
+    def ours(records: list) -> list[DeadLetter]:
+        return [letter for letter in map(DeadLetter.FromString, (r.value for r in records))
+                if letter.original_key == key]
+
+    (letter,) = ours(await read_topic(settings, DEAD_LETTER, lambda rs: bool(ours(rs))))
+    as_pairs = [(h.key, h.value) for h in letter.original_header_list]
+    assert as_pairs == headers
+    assert letter.original_headers["x-note"] == "second"  # the text map: the last value
+    channel = create_channel(f"127.0.0.1:{settings.ingest_grpc_port}")
+    try:
+        letters = DeadLetterServiceStub(channel)
+        got = await eventually(lambda: _letter(letters, letter.dead_letter_id),
+                               "the letter in PostgreSQL", 30)
+        assert [(h.key, h.value) for h in got.letter.original_header_list] == headers
+        await letters.ReplayDeadLetter(ReplayDeadLetterRequest(
+            dead_letter_id=letter.dead_letter_id))
+    finally:
+        await channel.close()
+
+    def replayed(records: list) -> list:
+        return [r for r in records if r.key == key and
+                ("x-switchyard-replay-of", letter.dead_letter_id.encode()) in r.headers]
+
+    (again,) = replayed(await read_topic(settings, INTAKE, lambda rs: bool(replayed(rs))))
+    assert (again.value, list(again.headers)) == (
+        b"not json", [*headers, ("x-switchyard-replay-of", letter.dead_letter_id.encode())])
+
+
+async def _letter(letters: DeadLetterServiceStub, letter_id: str) -> DeadLetterRecord | None:
+    try:
+        return (await letters.GetDeadLetter(GetDeadLetterRequest(
+            dead_letter_id=letter_id))).dead_letter
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            return None
+        raise

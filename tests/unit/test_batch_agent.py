@@ -123,3 +123,12 @@ def test_transient_trouble_retries_the_whole_batch_without_dead_letters() -> Non
     letters = Letters()
     run(records(8), handler, letters)
     assert calls == [8, 8, 8, 8] and letters.sent == []
+
+
+def test_headers_are_stored_byte_for_byte_and_older_text_maps_still_read() -> None:
+    from switchyard.messaging import headers_from_json, headers_json
+
+    pairs = [("x-note", b"first"), ("x-note", b"second"), ("trace", b"\xff\xfe\x00")]
+    assert headers_from_json(headers_json(pairs)) == pairs
+    # letters stored before the list: a JSON object of text values
+    assert headers_from_json(b'{"x-tenant-id": "acme"}') == [("x-tenant-id", b"acme")]
