@@ -63,13 +63,14 @@ def edit_problems(escalation: Escalation, edits: Mapping[str, str], withholding:
         if name.strip() in _COMPUTED_FIELDS:
             problems.append((where, "computed by the decision service, not read: not editable"))
             continue
-        if field is None or not value.strip():
-            continue  # (a field cleared: null, as an unread one)
+        if field is None:
+            continue  # (a proposal without declared fields: nothing to check against)
         if withholding and withheld_from_reviewers(field.name, field.value, field.data_class,
                                                    escalation.revealed_fields):
             problems.append((where, "withheld from this item's reviewers: a value nobody here "
-                                    "was shown cannot be edited (the pack may reveal it)"))
-        elif field.type in _TYPE_FORMS and not _reads_as(value, field.type):
+                                    "was shown cannot be edited or cleared (the pack may "
+                                    "reveal it)"))
+        elif value.strip() and field.type in _TYPE_FORMS and not _reads_as(value, field.type):
             problems.append((where, f"{value.strip()[:40]!r} is not {_TYPE_FORMS[field.type]}"))
     return problems
 

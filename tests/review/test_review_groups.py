@@ -470,6 +470,7 @@ async def test_field_edits_are_checked_against_the_fields_the_proposal_declares(
                                           "total, vendor"),
                        ({"due_date": "31/12/2026"}, "is not a date as YYYY-MM-DD"),
                        ({"vendor": "Someone Else Ltd"}, "withheld from this item's reviewers"),
+                       ({"vendor": ""}, "cannot be edited or cleared"),
                        ({"extraction_confidence": "1"}, "not a field of this invoice")):
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stub.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
