@@ -279,6 +279,7 @@ class DeadLetterSink:
         failed_at.GetCurrentTime()
         dead_letter_id = str(uuid.uuid4())
         header_list = record.header_list()
+        tenant = letter_tenant(record.headers, tenant_id)
         letter = DeadLetter(
             dead_letter_id=dead_letter_id, source_topic=record.topic, partition=record.partition,
             offset=record.offset, original_key=record.key or b"",
@@ -286,6 +287,7 @@ class DeadLetterSink:
             reason_code=code, reason=reason, failed_at=failed_at, service=self._service,
             original_header_list=[RecordHeader(key=name, value=value)
                                   for name, value in header_list],
+            tenant_id=tenant,
         )
         codec = codec_for(self._settings)
         # The record's offset is committed once this returns, so the letter must land:
@@ -306,7 +308,7 @@ class DeadLetterSink:
                         None if record.value is None else codec.seal(
                             dead_letter_id, record.value, DEAD_LETTER_VALUE),
                         # what a replay needs to re-publish the record as it was read
-                        letter_tenant(record.headers, tenant_id),
+                        tenant,
                         None if record.key is None else codec.seal(
                             dead_letter_id, record.key, DEAD_LETTER_KEY),
                         codec.seal(dead_letter_id, headers_json(header_list),

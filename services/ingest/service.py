@@ -721,7 +721,8 @@ def dead_letter_record(row: asyncpg.Record, original: dead_letters.Original | No
         dead_letter_id=str(row["dead_letter_id"]), source_topic=row["source_topic"],
         partition=row["source_partition"] or 0, offset=row["source_offset"] or 0,
         reason_code=row["reason_code"], reason=row["reason"],
-        failed_at=timestamp(row["failed_at"]), service=row["service"])
+        failed_at=timestamp(row["failed_at"]), service=row["service"],
+        tenant_id=row["tenant_id"] or "")
     if original is not None:
         letter.original_key = original.key or b""
         letter.original_value = original.value or b""

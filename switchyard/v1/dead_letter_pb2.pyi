@@ -69,6 +69,7 @@ class DeadLetter(google.protobuf.message.Message):
     FAILED_AT_FIELD_NUMBER: builtins.int
     SERVICE_FIELD_NUMBER: builtins.int
     ORIGINAL_HEADER_LIST_FIELD_NUMBER: builtins.int
+    TENANT_ID_FIELD_NUMBER: builtins.int
     dead_letter_id: builtins.str
     source_topic: builtins.str
     """Where the record was read: topic, partition and offset."""
@@ -83,6 +84,10 @@ class DeadLetter(google.protobuf.message.Message):
     """What exactly was wrong, for a person."""
     service: builtins.str
     """The service that rejected it."""
+    tenant_id: builtins.str
+    """Whose letter it is: the tenant the record named (an intake record's payload tenant_id or
+    x-tenant-id header; empty when it named none, or two different ones: an operator's).
+    """
     @property
     def original_headers(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]:
         """The headers as text: a name the record repeats keeps its last value, bytes that are not
@@ -112,8 +117,9 @@ class DeadLetter(google.protobuf.message.Message):
         failed_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         service: builtins.str = ...,
         original_header_list: collections.abc.Iterable[global___RecordHeader] | None = ...,
+        tenant_id: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["failed_at", b"failed_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["dead_letter_id", b"dead_letter_id", "failed_at", b"failed_at", "offset", b"offset", "original_header_list", b"original_header_list", "original_headers", b"original_headers", "original_key", b"original_key", "original_value", b"original_value", "partition", b"partition", "reason", b"reason", "reason_code", b"reason_code", "service", b"service", "source_topic", b"source_topic"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["dead_letter_id", b"dead_letter_id", "failed_at", b"failed_at", "offset", b"offset", "original_header_list", b"original_header_list", "original_headers", b"original_headers", "original_key", b"original_key", "original_value", b"original_value", "partition", b"partition", "reason", b"reason", "reason_code", b"reason_code", "service", b"service", "source_topic", b"source_topic", "tenant_id", b"tenant_id"]) -> None: ...
 
 global___DeadLetter = DeadLetter

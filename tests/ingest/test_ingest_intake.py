@@ -360,6 +360,7 @@ async def test_a_letter_is_the_tenant_its_record_names_and_nobodys_when_it_names
     for key, letter in ours(records).items():
         _, tenant, code = sent[key]
         assert letter.reason_code == code, (key, letter.reason)
+        assert letter.tenant_id == tenant, key  # on the topic too
         filed = await eventually(lambda: db.fetchrow(
             "SELECT tenant_id FROM dead_letters WHERE dead_letter_id = $1",
             uuid.UUID(letter.dead_letter_id)), f"the letter of {key} in PostgreSQL", 30)
