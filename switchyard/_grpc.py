@@ -187,6 +187,14 @@ def field_violations(error: grpc.RpcError) -> dict[str, str]:
     return dict(violations_of(parse_status_details(error)))
 
 
+def unsaid_violations(error: grpc.aio.AioRpcError) -> list[str]:
+    """Client side: each violation as ``field: description`` that the error's message does
+    not already say (the message often is the one violation), for a command to print."""
+    message = error.details() or ""
+    return [f"{field}: {why}" for field, why in field_violations(error).items()
+            if f"{field}: {why}" not in message]
+
+
 # -- interceptors ------------------------------------------------------------------------
 
 def _wrap(handler: grpc.RpcMethodHandler,

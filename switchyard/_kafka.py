@@ -108,6 +108,17 @@ def headers_to_dict(raw: Iterable[tuple[str, bytes | None]] | Mapping[str, Any] 
     return out
 
 
+def headers_to_pairs(raw: Iterable[tuple[str, bytes | None]] | Mapping[str, Any] | None
+                     ) -> tuple[tuple[str, bytes], ...]:
+    """The same headers as they came, in order, as pairs of name and bytes (a repeated name
+    each time): what a dead letter keeps for a replay."""
+    if not raw:
+        return ()
+    items = raw.items() if isinstance(raw, Mapping) else raw
+    return tuple((str(name), value if isinstance(value, bytes) else
+                  b"" if value is None else str(value).encode()) for name, value in items)
+
+
 def headers_to_kafka(headers: Mapping[str, str] | Iterable[tuple[str, bytes]]
                      ) -> list[tuple[str, bytes]]:
     """Headers as the client sends them: text values encoded, or pairs of name and bytes

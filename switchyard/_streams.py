@@ -17,7 +17,7 @@ import random
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -38,6 +38,7 @@ from switchyard._kafka import (
     deactivate,
     headers_json,
     headers_to_dict,
+    headers_to_pairs,
     scheduling_keys,
 )
 from switchyard._payloads import (
@@ -235,18 +236,8 @@ def to_record(event: Any) -> Record:
     return Record(
         topic=message.topic, partition=message.partition, offset=message.offset,
         key=message.key, value=message.value, headers=headers_to_dict(message.headers),
-        timestamp=message.timestamp, raw_headers=raw_headers(message.headers),
+        timestamp=message.timestamp, raw_headers=headers_to_pairs(message.headers),
     )
-
-
-def raw_headers(headers: Any) -> tuple[tuple[str, bytes], ...]:
-    """A consumed record's headers as pairs of name and bytes, in order (faust gives a list
-    of pairs, or a mapping)."""
-    if not headers:
-        return ()
-    items = headers.items() if isinstance(headers, Mapping) else headers
-    return tuple((str(name), value if isinstance(value, bytes) else
-                  b"" if value is None else str(value).encode()) for name, value in items)
 
 
 def letter_tenant(headers: dict[str, str], named: str | None = None) -> str:

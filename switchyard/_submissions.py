@@ -151,5 +151,6 @@ def _metadata_problems(metadata: Any, prefix: str) -> list[FieldViolation]:
     return problems
 
 
-__all__ = ["KIND", "MAX_JSON_DEPTH", "MAX_METADATA_KEY_CHARS", "MAX_METADATA_VALUE_CHARS", "TEXT_TYPES", "DocumentViolation", "Limits", "check",
-           "json_problem", "tenant_problems", "validate", "validate_task"]
+__all__ = ["KIND", "MAX_JSON_DEPTH", "MAX_METADATA_KEY_CHARS", "MAX_METADATA_VALUE_CHARS",
+           "TEXT_TYPES", "DocumentViolation", "Limits", "check", "json_problem", "tenant_problems",
+           "validate", "validate_task"]

@@ -193,13 +193,10 @@ def _tenant_required(exc: Any) -> bool:
 
 
 def _grpc_error(exc: Any) -> str:
-    from switchyard._grpc import field_violations
+    from switchyard._grpc import unsaid_violations
 
-    fields = field_violations(exc)
-    message = exc.details() or ""
-    # the violations the message does not already say (it often is the one violation)
-    detail = "".join(f"; {k}: {v}" for k, v in fields.items() if f"{k}: {v}" not in message)
-    return f"{exc.code().name}: {message}{detail}"
+    detail = "".join(f"; {violation}" for violation in unsaid_violations(exc))
+    return f"{exc.code().name}: {exc.details() or ''}{detail}"
 
 
 async def _connect(args: argparse.Namespace, settings: Settings, stub_class: Any = None,

@@ -29,6 +29,7 @@ from switchyard._grpc import (
     server_ssl_context,
     start_server,
     status_details,
+    unsaid_violations,
 )
 from switchyard._http import (
     HTTP_STATUS,
@@ -70,4 +71,5 @@ __all__ = [
     "server_ssl_context",
     "start_server",
     "status_details",
+    "unsaid_violations",
 ]

@@ -290,5 +290,5 @@ class StatusFeed:
             self.unsubscribe(sub)
 
 
-__all__ = ["CURSOR_METADATA_KEY", "Cursor", "FeedEvent", "StatusFeed", "event_from_row", "fetch_after", "horizon",
-           "task_history"]
+__all__ = ["CURSOR_METADATA_KEY", "Cursor", "FeedEvent", "StatusFeed", "event_from_row",
+           "fetch_after", "horizon", "task_history"]

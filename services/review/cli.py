@@ -92,7 +92,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
     import grpc
 
-    from switchyard.rpc import client_channel, field_violations
+    from switchyard.rpc import client_channel, unsaid_violations
 
     target = args.target or f"127.0.0.1:{settings.review_grpc_port}"
     try:
@@ -104,10 +104,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         return await _ACTIONS[args.review_action](args, _stub(channel))
     except grpc.aio.AioRpcError as exc:
-        fields = field_violations(exc)
-        # (the violations the message does not already say)
-        detail = "".join(f"\n  {k}: {v}" for k, v in fields.items()
-                         if f"{k}: {v}" not in (exc.details() or ""))
+        detail = "".join(f"\n  {violation}" for violation in unsaid_violations(exc))
         print(f"switchyard review {args.review_action}: {exc.code().name}: {exc.details()}"
               f"{detail}", file=sys.stderr)
         return 1

@@ -1489,7 +1489,8 @@ def _starts_a_longer_label(label: str, found: LabelValue, name: str) -> bool:
     if not found.label[-1].text.endswith(":"):
         # a key of its own that no list names: ``VAT code:``, ``Tax ID:``, ``Total weight:``
         # (a word or two right after the label, the last one closing the key with a colon)
-        key = re.match(r"((?:[^\W\d_]+\.? ){0,1}[^\W\d_]+\.?):(?:\s|$)", phrase[len(label):].lstrip())
+        rest = phrase[len(label):].lstrip()
+        key = re.match(r"((?:[^\W\d_]+\.? )?[^\W\d_]+\.?):(?:\s|$)", rest)
         if key is not None and _LABEL_FIELD.get(f"{label} {key.group(1)}") != name and \
                 not _CURRENCY_QUALIFIER.fullmatch(key.group(1)):  # 'Total EUR:' is the total's
             return True

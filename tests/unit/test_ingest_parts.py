@@ -213,7 +213,8 @@ async def test_a_receiver_that_does_not_answer_in_time_is_named_with_the_timeout
     try:
         async with aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_s)) as session:
-            error = await webhooks.Deliverer(None, settings).post(session, {  # type: ignore[arg-type]
+            deliverer = webhooks.Deliverer(None, settings)  # type: ignore[arg-type]
+            error = await deliverer.post(session, {  # type: ignore[arg-type]
                 "secret": "s" * 32, "webhook_id": uuid.uuid4(), "body": b"{}",
                 "delivery_id": uuid.uuid4(), "url": url})
     finally:
