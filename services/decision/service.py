@@ -60,7 +60,13 @@ from services.decision.triton import (
 from switchyard import Settings
 from switchyard.access import Role, principal_var
 from switchyard.audit import Entry as AuditEntry, append_many as audit_append_many, digest
-from switchyard.documents import DocumentLimits, blob_store_for
+from switchyard.documents import (
+    TEXT_TYPES,
+    DocumentLimits,
+    blob_store_for,
+    normalise_content_type,
+    text_as_utf8,
+)
 from switchyard.messaging import (
     DECISIONS,
     ESCALATIONS,
@@ -587,6 +593,11 @@ class DecisionServicer(DecisionServiceServicer):
         task.tenant_id = task.tenant_id.strip() or (
             "" if principal.tenant_id == "*" else principal.tenant_id)
         problems = validate_task(task, self.limits, prefix)
+        if not problems:  # as ingest stores it: the bare media type, text as UTF-8
+            if normalise_content_type(task.document.content_type) in TEXT_TYPES:
+                task.document.body = text_as_utf8(task.document.content_type,
+                                                  task.document.body)
+            task.document.content_type = normalise_content_type(task.document.content_type)
         denied = None if principal.may_access(task.tenant_id) else (
             f"credentials do not allow tenant {task.tenant_id!r}")
         return task, problems, denied

@@ -16,6 +16,8 @@ from datetime import datetime, timezone
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from switchyard.documents import TEXT_TYPES, normalise_content_type, text_as_utf8
+
 # The acceptance rules are shared with the decision service's Decide: one copy, there.
 from switchyard.tasks import (
     KIND,
@@ -58,7 +60,10 @@ def build_envelope(submission: Submission, task_id: str, source: int,
     ``page_count`` is what ``inspect`` counted (0 for text)."""
     received = Timestamp()
     received.FromDatetime(received_at or datetime.now(timezone.utc))
-    body = submission.document.body
+    # text in a declared charset is stored as UTF-8, under its bare media type
+    body = text_as_utf8(submission.document.content_type, submission.document.body) \
+        if normalise_content_type(submission.document.content_type) in TEXT_TYPES \
+        else submission.document.body
     kind = submission.kind.strip().lower()
     hint = submission.document.kind_hint.strip().lower()
     if not hint:
@@ -73,7 +78,7 @@ def build_envelope(submission: Submission, task_id: str, source: int,
         idempotency_key=submission.idempotency_key.strip(),
         kind=kind or "",
         document=Document(
-            content_type=submission.document.content_type.strip().lower() or "text/plain",
+            content_type=normalise_content_type(submission.document.content_type),
             body=body,
             filename=submission.document.filename.strip(),
             kind_hint=hint,

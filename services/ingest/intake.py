@@ -120,6 +120,10 @@ def submission_from_json(value: bytes) -> Submission:
                                                "object/array")
     if content_type is not None:
         submission.document.content_type = _string(content_type, "document.content_type")
+        if normalise_content_type(content_type) in TEXT_TYPES:
+            # the JSON form's text is characters, sent here as UTF-8: a charset it declares
+            # was the JSON's, not these bytes'
+            submission.document.content_type = normalise_content_type(content_type)
     for field in ("filename", "kind_hint"):
         if document.get(field) is not None:
             setattr(submission.document, field, _string(document[field], f"document.{field}"))

@@ -33,6 +33,7 @@ from switchyard.documents._files import (
     CONTENT_TYPES,
     ERROR_CODES,
     FILE_TYPES,
+    TEXT_CHARSETS,
     TEXT_TYPES,
     DocumentError,
     DocumentInfo,
@@ -41,6 +42,7 @@ from switchyard.documents._files import (
     normalise_content_type,
     render_page,
     sniff,
+    text_as_utf8,
 )
 from switchyard.documents._layout import (
     COLUMN_GAP_HEIGHTS,
@@ -73,9 +75,9 @@ from switchyard.documents._text_layer import (
 
 __all__ = [
     # _files
-    "CONTENT_TYPES", "ERROR_CODES", "FILE_TYPES", "TEXT_TYPES", "DocumentError",
-    "DocumentInfo", "DocumentLimits", "inspect", "normalise_content_type", "render_page",
-    "sniff",
+    "CONTENT_TYPES", "ERROR_CODES", "FILE_TYPES", "TEXT_CHARSETS", "TEXT_TYPES",
+    "DocumentError", "DocumentInfo", "DocumentLimits", "inspect", "normalise_content_type",
+    "render_page", "sniff", "text_as_utf8",
     # _blobs
     "STORES", "BlobError", "BlobIntegrityError", "BlobNotFound", "BlobStore",
     "PostgresBlobStore", "S3BlobStore", "blob_store_for", "check_in", "load_body",

@@ -18,12 +18,14 @@ these functions in worker threads (they are CPU-bound and synchronous).
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from email.message import Message
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageOps
@@ -37,7 +39,8 @@ JPEG = "image/jpeg"
 TIFF = "image/tiff"
 TEXT = "text/plain"
 JSON = "application/json"
-#: Content types whose body is UTF-8 text (their size limit is ``max_payload_bytes``).
+#: Content types whose body is text: UTF-8, or the charset the type names (their size limit
+#: is ``max_payload_bytes``).
 TEXT_TYPES = (TEXT, JSON)
 #: Content types whose body is a file with pages (their limits are the ``document_*`` ones).
 FILE_TYPES = (PDF, PNG, JPEG, TIFF)
@@ -106,8 +109,56 @@ class DocumentInfo:
 
 
 def normalise_content_type(content_type: str) -> str:
-    """The content type as stored on envelopes: trimmed, lower case, empty -> text/plain."""
-    return content_type.strip().lower() or TEXT
+    """The content type as stored on envelopes: the media type without its parameters
+    (``text/plain; charset=utf-8`` is ``text/plain``), trimmed, lower case, empty ->
+    text/plain."""
+    return content_type.split(";", 1)[0].strip().lower() or TEXT
+
+
+#: The character sets a text or JSON document may declare (``text/plain;
+#: charset=iso-8859-1``), as Python names their codecs (any alias Python knows is accepted:
+#: ``latin1``, ``windows-1252``, ``Shift_JIS``). Ingest decodes the bytes with it and stores
+#: UTF-8, so every later stage reads one encoding; undeclared, text is UTF-8.
+TEXT_CHARSETS = frozenset({
+    "utf-8", "utf-8-sig", "ascii", "utf-16", "utf-16-le", "utf-16-be",
+    *(f"iso8859-{n}" for n in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16)),
+    *(f"cp{n}" for n in (437, 850, 852, 866, 874, 932, 949, 950, 1250, 1251, 1252, 1253,
+                         1254, 1255, 1256, 1257, 1258)),
+    "koi8-r", "koi8-u", "mac-roman", "shift_jis", "euc_jp", "iso2022_jp", "gb2312", "gbk",
+    "gb18030", "big5", "euc_kr",
+})
+
+
+def declared_charset(content_type: str) -> str | None:
+    """The codec of the ``charset`` parameter of a content type (None when it names none),
+    or :class:`DocumentError` ``unsupported_type`` for one that is not in
+    :data:`TEXT_CHARSETS`."""
+    if ";" not in content_type:
+        return None
+    header = Message()
+    header["content-type"] = content_type
+    value = header.get_param("charset")
+    if value is None:
+        return None
+    name = str(value).strip().strip('"').lower()
+    try:
+        codec = codecs.lookup(name).name
+    except LookupError:
+        codec = ""
+    if codec not in TEXT_CHARSETS:
+        raise DocumentError("unsupported_type", f"unsupported charset {name[:40]!r}: UTF-8 "
+                            "(the default), or an ISO 8859, Windows, UTF-16, KOI8, Mac Roman, "
+                            "Shift_JIS, EUC, GB or Big5 character set")
+    return codec
+
+
+def text_as_utf8(content_type: str, body: bytes) -> bytes:
+    """A text or JSON document's bytes as UTF-8: decoded with the charset its content type
+    declares (checked by :func:`inspect` first), as sent when it declares none."""
+    charset = declared_charset(content_type)
+    if charset is None or charset in ("utf-8", "ascii"):
+        return body
+    return body.decode(charset).encode("utf-8")
 
 
 #: PDF readers look for the ``%PDF-`` header anywhere in a file's first 1024 bytes (ISO
@@ -143,7 +194,7 @@ def inspect(content_type: str, body: bytes, limits: DocumentLimits) -> DocumentI
     if not body:
         raise DocumentError("empty", "required (empty document)")
     if declared in TEXT_TYPES:
-        return _inspect_text(declared, body, limits)
+        return _inspect_text(declared, body, limits, declared_charset(content_type))
     if len(body) > limits.max_bytes:
         raise DocumentError("too_large", f"{len(body)} bytes exceeds the limit of "
                                          f"{limits.max_bytes} bytes")
@@ -165,7 +216,8 @@ def inspect(content_type: str, body: bytes, limits: DocumentLimits) -> DocumentI
     return DocumentInfo(declared, pages, len(body))
 
 
-def _inspect_text(declared: str, body: bytes, limits: DocumentLimits) -> DocumentInfo:
+def _inspect_text(declared: str, body: bytes, limits: DocumentLimits,
+                  charset: str | None = None) -> DocumentInfo:
     if len(body) > limits.max_text_bytes:
         raise DocumentError("too_large", f"{len(body)} bytes exceeds the limit of "
                                          f"{limits.max_text_bytes} bytes")
@@ -174,10 +226,14 @@ def _inspect_text(declared: str, body: bytes, limits: DocumentLimits) -> Documen
         raise DocumentError("type_mismatch", f"declared {declared} but the bytes are "
                                              f"{_NAMES[actual]}; send it as {actual}")
     try:
-        text = body.decode("utf-8")
+        text = body.decode(charset or "utf-8")
     except UnicodeDecodeError as exc:
-        raise DocumentError("corrupt", f"not valid UTF-8 ({exc.reason} at byte {exc.start})"
-                            ) from None
+        if charset is not None:
+            raise DocumentError("corrupt", f"not valid {charset} ({exc.reason} at byte "
+                                           f"{exc.start})") from None
+        raise DocumentError("corrupt", f"not valid UTF-8 ({exc.reason} at byte {exc.start}); "
+                                       "text in another encoding declares it in content_type "
+                                       f"({declared}; charset=iso-8859-1)") from None
     if declared == JSON:
         problem = json_problem(text)
         if problem:
@@ -371,5 +427,6 @@ def _render_image(content_type: str, body: bytes, page_number: int, limits: Docu
 
 __all__ = ["CONTENT_TYPES", "ERROR_CODES", "FILE_TYPES", "JPEG", "JSON", "MAX_JSON_DEPTH", "PDF",
            "PNG", "TEXT", "TEXT_TYPES", "TIFF", "DocumentError", "DocumentInfo",
-           "DocumentLimits", "inspect", "json_problem", "normalise_content_type",
+           "DocumentLimits", "TEXT_CHARSETS", "inspect", "json_problem",
+           "normalise_content_type", "text_as_utf8",
            "render_page", "sniff"]

@@ -187,11 +187,14 @@ class Document(google.protobuf.message.Message):
     PAGE_COUNT_FIELD_NUMBER: builtins.int
     content_type: builtins.str
     """"text/plain", "application/json", "application/pdf", "image/png", "image/jpeg" or
-    "image/tiff" (multi-page). Ingest checks the bytes are what the type says.
+    "image/tiff" (multi-page). Ingest checks the bytes are what the type says. Parameters
+    are allowed; text and JSON may name their charset ("text/plain; charset=iso-8859-1"):
+    ingest decodes it, and an accepted task carries the bare type and UTF-8.
     """
     body: builtins.bytes
-    """The document itself: UTF-8 for text and JSON, the file's bytes otherwise. Empty on an
-    accepted task whose bytes are in the blob store (see blob).
+    """The document itself: UTF-8 for text and JSON (or the charset content_type names, in a
+    submission), the file's bytes otherwise. Empty on an accepted task whose bytes are in
+    the blob store (see blob).
     """
     filename: builtins.str
     """Original file name, if any; informational."""

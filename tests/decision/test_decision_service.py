@@ -430,6 +430,18 @@ async def test_bad_files_are_refused_like_ingest_refuses_them(
         assert "task.document.content_type" not in violations, name
 
 
+async def test_text_in_a_declared_charset_is_read_as_its_characters(
+        decide: DecisionServiceStub) -> None:
+    """Decide takes text as ingest does: Latin-1 bytes declared as such are read as their
+    characters (the vendor's umlaut intact), not as UTF-8 replacement marks."""
+    text = invoice(vendor="Müller & Söhne GmbH")
+    envelope = TaskEnvelope(task_id=str(uuid.uuid4()), tenant_id="acme", kind="invoice",
+                            document=Document(content_type="text/plain; charset=latin-1",
+                                              body=text.encode("latin-1")))
+    decision = (await decide.Decide(DecideRequest(task=envelope))).decision
+    assert {f.name: f.value for f in decision.fields}["vendor"] == "Müller & Söhne GmbH"
+
+
 def _scan(lines: list[str]) -> bytes:
     """A scanned page: ``lines`` drawn on a white image, as PNG bytes (no text layer)."""
     import io

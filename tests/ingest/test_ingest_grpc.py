@@ -747,6 +747,39 @@ async def test_bad_documents_each_get_their_specific_error(ingest: IngestService
     assert "set by ingest only" in field_violations(caught.value)["document.blob"]
 
 
+async def test_text_in_a_declared_charset_is_stored_as_utf8(ingest: IngestServiceStub) -> None:
+    """An e-mail gateway's Latin-1 text and an HTTP client's ``; charset=utf-8``: accepted,
+    stored (and carried to every later stage) as UTF-8 under the bare media type; a charset
+    nobody knows, and Latin-1 bytes declared as nothing (UTF-8), are refused by name."""
+    run = uuid.uuid4().hex[:6]
+    text = "Facture n° 42 - Müller & Søn, 1 250,00 €"
+    cases = [("text/plain; charset=ISO-8859-15", text.encode("iso-8859-15"), "text/plain"),
+             ("application/json; charset=utf-8", json.dumps({"note": text}).encode(),
+              "application/json"),
+             ('text/plain; format=flowed; charset="windows-1252"',
+              "Grüße, Kraków".encode("cp1252"), "text/plain")]
+    for index, (content_type, body, stored_type) in enumerate(cases):
+        accepted = await ingest.SubmitTask(SubmitTaskRequest(
+            submission=document_submission(f"{run}-{index}", content_type, body)))
+        document = (await ingest.GetTask(GetTaskRequest(task_id=accepted.task_id))
+                    ).task.envelope.document
+        assert document.content_type == stored_type
+        charset = content_type.rsplit("=", 1)[1].strip('"')
+        assert document.body.decode("utf-8") == body.decode(charset)
+    refused = {
+        "text/plain; charset=klingon": ("document.content_type", "unsupported charset 'klingon'"),
+        "text/plain": ("document.body", "not valid UTF-8"),
+    }
+    for content_type, (field, start) in refused.items():
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await ingest.SubmitTask(SubmitTaskRequest(submission=document_submission(
+                f"{run}-{content_type}", content_type, text.encode("latin-1", "replace"))))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field_violations(caught.value)[field].startswith(start), (
+            content_type, field_violations(caught.value))
+    assert "charset=iso-8859-1" in field_violations(caught.value)["document.body"]
+
+
 async def test_purge_deletes_a_task_blob_with_its_payload(
         ingest: IngestServiceStub, db: asyncpg.Connection, settings: Settings) -> None:
     tenant = f"purge{uuid.uuid4().hex[:6]}"

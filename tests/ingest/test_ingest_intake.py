@@ -288,6 +288,35 @@ async def test_files_on_the_intake_base64_in_json_or_protobuf(
         assert envelope.source == TaskSource.TASK_SOURCE_KAFKA_INTAKE
 
 
+async def test_intake_text_in_a_declared_charset_arrives_as_utf8(
+        producer: Producer, settings: Settings, db: asyncpg.Connection,
+        ingest: IngestServiceStub) -> None:
+    """A protobuf record's Latin-1 bytes with their charset are stored as UTF-8; the JSON
+    form's text is characters already, so a charset it declares changes nothing."""
+    run = uuid.uuid4().hex[:6]
+    topic = INTAKE.full_name(settings)
+    text = "Rechnung Nr. 7 – Grüße aus Köln, 99,50 €"
+    as_json = json.dumps({"tenant_id": "acme", "idempotency_key": f"{run}-json", "document": {
+        "content_type": "text/plain; charset=iso-8859-1", "body": text}}).encode()
+    producer.produce(topic, key=b"json", value=as_json, headers=signed("acme", as_json))
+    as_proto, proto_headers = encode(Submission(
+        tenant_id="acme", idempotency_key=f"{run}-proto",
+        document=Document(content_type="text/plain; charset=cp1252", body=text.encode("cp1252"))))
+    producer.produce(topic, key=b"proto", value=as_proto,
+                     headers=signed("acme", as_proto, proto_headers["content-type"]))
+    assert producer.flush(60) == 0
+
+    async def accepted() -> dict[str, str]:
+        rows = await db.fetch("SELECT idempotency_key, task_id FROM tasks WHERE tenant_id = "
+                              "'acme' AND idempotency_key = ANY($1)", [f"{run}-json",
+                                                                        f"{run}-proto"])
+        return {r["idempotency_key"]: str(r["task_id"]) for r in rows} if len(rows) == 2 else {}
+
+    for task_id in (await eventually(accepted, "both records accepted", 60)).values():
+        document = (await ingest.GetTask(GetTaskRequest(task_id=task_id))).task.envelope.document
+        assert (document.content_type, document.body.decode("utf-8")) == ("text/plain", text)
+
+
 async def test_each_intake_record_keeps_its_own_trace(
         producer: Producer, ingest: IngestServiceStub, settings: Settings) -> None:
     """Records taken in one batch are accepted together, yet each task goes on in the trace

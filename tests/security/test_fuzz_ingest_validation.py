@@ -69,9 +69,16 @@ texts = st.one_of(st.text(max_size=300), st.sampled_from(INJECTIONS))
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(tenant=texts, key=texts, kind=texts, content_type=st.sampled_from(
+@given(tenant=texts, key=texts, kind=texts, content_type=st.one_of(st.sampled_from(
     ["", "text/plain", "application/json", "image/png", "TEXT/PLAIN", "application/xml",
-     "application/pdf", "image/jpeg", "image/tiff", " Image/TIFF "]),
+     "application/pdf", "image/jpeg", "image/tiff", " Image/TIFF ",
+     # parameters: charsets known, unknown, empty, codecs that are no charset, garbage
+     "text/plain; charset=iso-8859-1", 'application/json; charset="UTF-8"',
+     "text/plain; charset=utf-16", "text/plain; charset=", "text/plain; charset=base64",
+     "text/plain; charset=unicode_escape", "text/plain; charset=utf-7", "text/plain;;;=",
+     "application/pdf; charset=utf-8", "text/plain; charset=shift_jis; format=flowed"]),
+    st.builds(lambda base, params: f"{base};{params}",
+              st.sampled_from(["text/plain", "application/json", "image/png"]), texts)),
     body=bodies, priority=st.integers(-2**31, 2**31 - 1),
     metadata=st.dictionaries(texts, texts, max_size=70))
 def test_validation_never_raises_and_names_fields(tenant: str, key: str, kind: str,
@@ -90,6 +97,10 @@ def test_validation_never_raises_and_names_fields(tenant: str, key: str, kind: s
                                          page_count=info.page_count)
         assert envelope.tenant_id == tenant.strip()
         assert len(domain.payload_sha256(submission)) == 64
+        # stored under the bare media type; text and JSON always as UTF-8
+        assert ";" not in envelope.document.content_type
+        if envelope.document.content_type in ("text/plain", "application/json"):
+            envelope.document.body.decode("utf-8")
 
 
 def test_deep_json_is_refused_before_parsing() -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
+
 from services.ingest import domain
+from switchyard.documents import TEXT_CHARSETS, normalise_content_type
 from switchyard.v1 import Document, Submission, TaskSource
 
 
@@ -75,3 +78,27 @@ def test_ingest_guesses_no_kind_the_router_decides() -> None:
     envelope = domain.build_envelope(sub, "task-2", TaskSource.TASK_SOURCE_GRPC)
     assert envelope.kind == ""
     assert envelope.document.kind_hint == ""
+
+
+def test_a_declared_charset_is_decoded_and_the_envelope_carries_utf8() -> None:
+    text = "Grüße – 12,50 €"
+    for content_type, body in (("text/plain; charset=cp1252", text.encode("cp1252")),
+                               ("TEXT/PLAIN; Charset=UTF-16", text.encode("utf-16")),
+                               ("text/plain;charset=utf-8", text.encode())):
+        sub = submission(document=Document(content_type=content_type, body=body))
+        assert fields(sub) == {}, content_type
+        envelope = domain.build_envelope(sub, "t-1", TaskSource.TASK_SOURCE_GRPC)
+        assert envelope.document.content_type == "text/plain"
+        assert envelope.document.body.decode("utf-8") == text, content_type
+    assert "unsupported charset 'rot13'" in fields(submission(document=Document(
+        content_type="text/plain; charset=rot13", body=b"x")))["document.content_type"]
+    assert "not valid iso2022_jp" in fields(submission(document=Document(
+        content_type="text/plain; charset=iso-2022-jp", body=b"\xff\xfe")))["document.body"]
+
+
+def test_the_charsets_are_named_as_python_names_them() -> None:
+    """The allow-list holds canonical codec names: an alias is looked up to one of them, so
+    a name written otherwise would never match."""
+    assert all(codecs.lookup(name).name == name for name in TEXT_CHARSETS)
+    assert normalise_content_type(" Application/JSON ; charset=utf-8") == "application/json"
+    assert normalise_content_type("") == "text/plain"
