@@ -58,8 +58,23 @@ from switchyard.packs import placement_factor
 from switchyard.privacy import iban_ok
 from switchyard.v1 import DocumentLayout, Provenance
 
-from .keys import DUE_DATE, INVOICE_DATE, OTHER_DATE, date_key, key_value_pairs, number_key
-from .vendor import BUYER_LABELS, COMPANY_SUFFIX, SELLER_LABELS, company_name, find_vendor
+from .keys import (
+    DUE_DATE,
+    INVOICE_DATE,
+    OTHER_DATE,
+    date_key,
+    is_key,
+    key_value_pairs,
+    number_key,
+)
+from .vendor import (
+    BUYER_LABELS,
+    COMPANY_SUFFIX,
+    SELLER_LABELS,
+    company_name,
+    find_vendor,
+    is_name_key,
+)
 
 #: Typographic hyphens and the minus sign, read as the ASCII hyphen: numbers, dates and
 #: negative amounts are written with them (``IOPOLE‐jdz7fEbj4Va``, ``18‐08‐2026``, ``−9,32``).
@@ -374,7 +389,12 @@ LABELS: dict[str, tuple[str, ...]] = {
                        # Czech: 'Faktura č.' (číslo, number)
                        "faktura č.", "faktura č", "faktura číslo", "číslo faktury",
                        # Chinese (a VAT fapiao's number, not its 发票代码 code), Japanese
-                       "发票号码", "發票號碼", "請求書番号", "請求番号"),
+                       "发票号码", "發票號碼", "請求書番号", "請求番号",
+                       # Nordic: Finnish, Swedish, Norwegian and Danish
+                       "laskun nro", "laskun numero", "laskunumero", "fakturanummer",
+                       "fakturanr", "fakturanr.", "faktura nr.", "fakturanummer.",
+                       # Brazil's service invoice (NFS-e) and goods invoice (NF-e)
+                       "número da nfs-e", "número da nf-e", "número da nota"),
     "invoice_date": ("invoice date", "issue date", "date of issue", "datum", "date",
                      "开票日期", "開票日期", "請求日", "発行日",
                      "belegdatum", "beleg-datum", "rechnungs-datum",
@@ -382,13 +402,19 @@ LABELS: dict[str, tuple[str, ...]] = {
                      "date de facture", "date d'émission", "data fattura", "data emissione",
                      "factuurdatum", "data wystawienia", "ausstellungsdatum",
                      "data de emissão", "data emissão", "datum vystavení", "kuupäev",
-                     "arve kuupäev"),
+                     "arve kuupäev",
+                     "päivämäärä", "laskun päivämäärä", "laskupäivä", "fakturadatum",
+                     "fakturadato", "dato",
+                     "data e hora da emissão", "data e hora da emissão da nfs-e",
+                     "data da emissão"),
     "due_date": ("due date", "payment due", "pay by", "fällig am", "due", "due_date",
                  "zahlbar bis", "zahlungsziel", "échéance", "date d'échéance",
                  "date limite de paiement", "fecha de vencimiento", "vencimiento", "scadenza",
                  "data scadenza", "vervaldatum", "termin płatności", "fälligkeit",
                  "fälligkeitsdatum", "datum splatnosti", "data de vencimento", "tähtaeg",
-                 "maksetähtaeg", "maksmise tähtaeg"),
+                 "maksetähtaeg", "maksmise tähtaeg",
+                 "eräpäivä", "förfallodag", "förfallodatum", "forfallsdato", "forfaldsdato",
+                 "betalingsfrist", "sista betalningsdag", "betales senest", "betalingsdato"),
     "po_number": ("po number", "purchase order", "p.o. #", "p.o. no", "your ref", "order ref",
                   "your order", "order no", "order number", "po", "po_number", "bestellnummer",
                   "bestelnummer", "numero ordine", "bon de commande", "pedido",
@@ -407,9 +433,13 @@ LABELS: dict[str, tuple[str, ...]] = {
                    "date of service", "check in", "check out", "bestelldatum", "lieferdatum",
                    "date de commande", "date de livraison", "fecha de pedido",
                    "data ordine", "date of delivery", "leistungsdatum", "leistungs-datum",
-                   "liefer- und leistungsdatum", "auftragsdatum", "bestell-datum"),
+                   "liefer- und leistungsdatum", "auftragsdatum", "bestell-datum",
+                   "competência", "competência da nfs-e", "toimituspäivä", "leveransdatum",
+                   "leveringsdato"),
     "tax_id": ("vat id", "tax id", "gstin", "ust-idnr", "ein", "vat no", "p.iva", "partita iva",
-               "btw-nummer", "nip", "siret", "n° tva"),
+               "btw-nummer", "nip", "siret", "n° tva",
+               # Latin America's tax numbers (Brazil's company and person ids, Argentina's)
+               "cnpj", "cpf", "cnpj / cpf / nif", "cnpj/cpf", "cuit", "nif"),
     "subtotal": ("subtotal", "sub-total", "net amount", "zwischensumme", "net total",
                  "nettobetrag", "total ht", "montant ht", "imponibile", "subtotaal",
                  "base imponible", "wartość netto",
@@ -424,7 +454,12 @@ LABELS: dict[str, tuple[str, ...]] = {
                  "summe ohne ust.", "nettosumme", "netto", "celkem bez dph", "základ daně",
                  "cena bez daně", "celkem bez daně",
                  "kwota netto", "total parcial", "btw plichtig bedrag", "summa käibemaksuta",
-                 "vahesumma", "小計", "税抜合計"),
+                 "vahesumma", "小計", "税抜合計",
+                 "sous-total", "sous-total ht", "sous total", "sous total ht",
+                 "veroton", "veroton yhteensä", "yhteensä veroton", "arvonlisäveroton",
+                 "exkl. moms", "summa exkl. moms", "belopp exkl. moms", "netto exkl. moms",
+                 "ekskl. mva", "beløp eks. mva", "sum eks. mva", "ekskl. moms",
+                 "beløb ekskl. moms"),
     "tax": ("sales tax", "mwst", "vat", "tax", "gst", "tva", "iva", "btw", "ust",
             "kwota vat",
             # the tax's amount, named as such
@@ -434,7 +469,9 @@ LABELS: dict[str, tuple[str, ...]] = {
             "razem vat", "steuerbetrag", "ust.-betrag", "ust. gesamt", "mwst. gesamt",
             "vat total", "tax total", "taxes", "total taxes", "dph", "kwota podatku", "mwst.",
             "ust.", "total impuestos", "impuestos", "käibemaks", "käibemaksu summa",
-            "消費税", "消費税等", "消費税額"),
+            "消費税", "消費税等", "消費税額",
+            "alv", "arvonlisävero", "alv yhteensä", "moms", "momsbelopp", "mva",
+            "merverdiavgift", "mva-beløp", "momsbeløb"),
     "total": ("total due", "amount due", "balance due", "grand total", "gesamtbetrag",
               # Chinese: price and tax together (a fapiao's total); Japanese
               "价税合计", "價稅合計", "（小写）", "（小寫）", "ご請求金額", "請求金額", "合計金額",
@@ -457,9 +494,14 @@ LABELS: dict[str, tuple[str, ...]] = {
               "celkem k úhradě", "k úhradě", "celkem s dph", "celkem", "valor total",
               "kwota należności ogółem", "należności ogółem", "kwota brutto", "summe",
               "saldo adeudado", "importe adeudado", "rekeningsbedrag", "factuurbedrag",
-              "kokku", "summa kokku", "kokku tasuda", "tasuda", "arve summa"),
+              "kokku", "summa kokku", "kokku tasuda", "tasuda", "arve summa",
+              "maksettava", "maksettava yhteensä", "yhteensä", "loppusumma", "att betala",
+              "summa att betala", "totalt", "totalbelopp", "å betale", "beløp å betale",
+              "total å betale", "at betale", "i alt", "total inkl. moms", "sum inkl. mva",
+              "valor líquido da nfs-e", "valor líquido", "valor total da nota"),
     "vendor": SELLER_LABELS,
-    "currency": ("currency", "währung", "devise", "moneda", "valuta", "waluta"),
+    "currency": ("currency", "währung", "devise", "moneda", "valuta", "waluta",
+                 "valuutta", "moeda"),
     "line_item_count": ("lines", "line items"),
 }
 # capitals often drop their accents ('NET A PAYER', 'FECHA DE EMISION'): each label also
@@ -687,7 +729,8 @@ def _from_pairs(pairs: list[tuple[str, str, str]], b: _Builder, base: float) -> 
             # the name without what follows its legal form; a value without letters is some
             # other key's that ends in the word ('Certificado emisor: 30001000000300023708')
             # ('Prodejce | Provider': a heading beside it is no name either)
-            if sum(ch.isalpha() for ch in value) >= 2 and not _is_label(value):
+            if sum(ch.isalpha() for ch in value) >= 2 and not _is_label(value) and \
+                    not is_name_key(value):  # 'Nome / Nome Empresarial' over the name
                 b.offer("vendor", company_name(value) or value.strip(), base, value,
                         f"label:{label}")
         elif name == "line_item_count":
@@ -818,6 +861,38 @@ def _from_prose(text: str, b: _Builder) -> None:
             if found is not None and found[1] == m.group("v").strip():
                 b.offer("invoice_date", found[0], 0.75, found[1], "dateline")
                 break
+    if "invoice_date" not in b.found:
+        _only_date(text, b)
+
+
+def _only_date(text: str, b: _Builder) -> None:
+    """An invoice shows at least its date of issue: when nothing labels one and the whole
+    document shows one date only (a title block's '02/03/2026' under FACTURE and its
+    number), not on a line that names it another date (a due, delivery or order date),
+    that date is the invoice's."""
+    dates: dict[tuple[dt.date, ...], str] = {}
+    for kind, pattern in _DATE_PATTERNS:
+        for m in pattern.finditer(text):
+            readings = _readings(kind, *m.groups())
+            if readings:
+                start = text.rfind("\n", 0, m.start()) + 1
+                line = text[start:text.find("\n", m.end())]
+                before = text[start:m.start()].split(" | ")[-1].strip()
+                if _names_another_date(line) or before.endswith(":") or \
+                        (before and is_key(before)):
+                    return  # a labelled date: the labels' readings have judged it
+                dates.setdefault(tuple(readings), m.group(0))
+    if len(dates) == 1:
+        (readings, raw), = dates.items()
+        due = b.found.get("due_date")
+        if due is None or list(readings) != list(due.value):  # type: ignore[call-overload]
+            b.offer("invoice_date", list(readings), 0.7, raw, "the only date")
+
+
+def _names_another_date(line: str) -> bool:
+    lowered = line.lower()
+    return any(re.search(rf"(?<![\w]){re.escape(label)}(?![\w])", lowered)
+               for name in ("due_date", "other_date") for label in LABELS[name])
 
 
 #: How sure a value is whose key no label list holds, read from the key's form (keys.py).
@@ -1270,10 +1345,17 @@ def _bank_account(text: str, b: _Builder) -> None:
             b.offer("bank_account", iban, 0.85, m.group(0), "iban")
             return
     # a domestic account number, perhaps in groups ('Account Number: 1123 4567 2345 8765')
-    m = re.search(r"\b(?:Account|Acct|Kto)\.?[ \t]*(?:no\.?|nr\.?|number|-Nr\.)?[ \t]*[: \t][ \t]*"
+    m = re.search(r"\b(?:Account|Acct|Kto|Konto|Nr konta|Numer konta|Rachunek|Kontonummer|"
+                  r"Tilinumero)\.?[ \t]*(?:no\.?|nr\.?|number|-Nr\.)?[ \t]*[: \t][ \t]*"
                   r"(\d(?:[ ]?\d){5,33})(?![\w/.-])", text, re.IGNORECASE)
     if m:
         b.offer("bank_account", m.group(1).replace(" ", ""), 0.8, m.group(0), "account")
+        return
+    # a Polish account number (NRB: 26 digits, two then six groups of four) on a line of
+    # its own, under the bank's name rather than a label
+    m = re.search(r"^[ \t]*(\d{2}(?: \d{4}){6})[ \t]*$", text, re.MULTILINE)
+    if m:
+        b.offer("bank_account", m.group(1).replace(" ", ""), 0.75, m.group(0), "account")
 
 
 _IBAN_CANDIDATE = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{1,11}){2,9}\b")

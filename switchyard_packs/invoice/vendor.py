@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 __all__ = ["BUYER_LABELS", "COMPANY_SUFFIX", "SELLER_LABELS", "TITLE", "VendorGuess",
-           "company_name", "find_vendor"]
+           "company_name", "find_vendor", "is_name_key"]
 
 _LEGAL_FORMS = (r"Pty\.? Ltd\.?|Pvt\.? Ltd\.?|Private Limited|Ltd\.?|Inc\.?|LLC|"
                 r"GmbH & Co\.(?: KG)?|GmbH|S\.A\.|"
@@ -64,12 +64,15 @@ BUYER_LABELS = (
     "intestatario", "buyer", "purchaser", "käufer", "leistungsempfänger", "warenempfänger",
     "abweichender warenempfänger", "acheteur", "acquirente", "comprador", "empfänger",
     "odběratel", "destinatário", "tomador",
+    "tomador do serviço", "asiakas", "maksaja", "kund", "köpare", "kjøper", "køber",
 )
 #: Labels of the supplier: a heading over its block, or a label before its name.
 SELLER_LABELS = ("vendor", "supplier", "seller", "issuer", "sold by", "lieferant", "verkäufer",
                  "rechnungsersteller", "fornitore", "proveedor", "fournisseur", "vendeur",
                  "leverancier", "sprzedawca", "aussteller", "dodavatel", "emitente",
-                 "prestador", "emisor", "müüja", "prodejce", "provider")
+                 "prestador", "emisor", "müüja", "prodejce", "provider",
+                 "prestador do serviço", "prestador de serviços", "emitente da nfs-e",
+                 "myyjä", "säljare", "selger", "sælger", "leverantör", "leverandør")
 # the bank account's holder is who is paid: the supplier
 _PAYEE = re.compile(
     r"(?:titulaire du compte|account holder|account name|kontoinhaber|beneficiary|payee|"
@@ -78,7 +81,7 @@ _PAYEE = re.compile(
 # lines that identify the supplier: its bank, tax and register numbers, its contacts
 _IDENTITY = re.compile(
     r"\b(?:IBAN|BIC|SWIFT|KvK|VAT|BTW|USt|UStId|USt-IdNr|TVA|Siret|SIREN|RCS|HRB|HRA|GSTIN|"
-    r"P\.IVA|NIP|REGON|ABN|EIN|KMKR|Tel|Phone|Fax)\b|www\.|@|https?://", re.IGNORECASE)
+    r"P\.IVA|NIP|REGON|ABN|EIN|KMKR|CNPJ|CUIT|Tel|Phone|Fax)\b|www\.|@|https?://", re.IGNORECASE)
 _DOMAIN = re.compile(r"(?:www\.|https?://(?:www\.)?|@)((?:[a-z0-9-]+\.)+)[a-z]{2,}\b",
                      re.IGNORECASE)
 # a sender line's parts ('QualityHosting AG - Uferweg 40-42 - D-63571 Gelnhausen')
@@ -89,6 +92,12 @@ _SENDER_PARTS = re.compile(_PARTS.pattern + r"|,\s+")
 _NAME_LABEL = re.compile(r"^(?:name|firma|company|raison sociale|ragione sociale|naam|nazwa|"
                          r"název|nome|nombre|razão social|razón social)\s*:\s*",
                          re.IGNORECASE)
+# a key over its value ('Nome / Nome Empresarial' above the company's name) is no name
+_NAME_KEY = re.compile(r"^(?:(?:company |business |legal |trading )?name|nome(?: empresarial)?|"
+                       r"nombre|razão social|razón social|raison sociale|ragione sociale|"
+                       r"firma|firmenname|naam|nazwa|název)(?:\s*/\s*(?:(?:company |business "
+                       r"|legal |trading )?name|nome(?: empresarial)?|nombre|razão social|"
+                       r"razón social|raison sociale|firma|firmenname))*\s*:?$", re.IGNORECASE)
 # how a letter addresses a person: what follows is a customer's name, no supplier's
 _SALUTATION = re.compile(r"(?:Mr|Mrs|Ms|Mx|Dr|Dhr|Mevr|Hr|Fr|Herr|Frau|Mme|Mlle|Sig|Sr|Sra)"
                          r"\.?$|M\.$")
@@ -202,6 +211,10 @@ def company_name(cell: str) -> str | None:
     words = cell.split()
     if not 1 <= len(words) <= 6 or any(ch.isdigit() for ch in cell) or ":" in cell:
         return None
+    if sum(ch.isalpha() for ch in cell) < 2:
+        return None  # a letter alone: a form's box ('A', an Argentine invoice's class)
+    if is_name_key(cell):
+        return None
     if _NOT_A_NAME.search(cell):
         return None  # a web address, an e-mail, a producer's note ('Powered by TCPDF')
     if cell.lower().rstrip(".") in COUNTRIES or cell.lower() in COUNTRIES:
@@ -215,6 +228,12 @@ def company_name(cell: str) -> str | None:
             or COMPANY_SUFFIX.search(cell)):
         return None
     return cell
+
+
+def is_name_key(cell: str) -> bool:
+    """Whether a cell is a key over a name (``Nome / Nome Empresarial``, ``Company name``),
+    which is no name itself."""
+    return _NAME_KEY.match(cell.strip()) is not None
 
 
 #: An e-mail address's local part (``jaxson.vandoorn@``): a freelancer's spells their name.

@@ -1081,3 +1081,60 @@ def test_japanese_era_dates_and_summary_labels() -> None:
                         "小計      39,000\n消費税等      3,900\n合計      ¥42,900\nお振込みください\n")
     assert (ex.get("invoice_number"), ex.get("invoice_date")) == ("A-77", "2025-05-15")
     assert (*_amounts(ex), ex.get("currency")) == ("39000.00", "3900.00", "42900.00", "JPY")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # Swedish
+    ("Nordljus AB\nFAKTURA\nFakturanummer: 20417\nFakturadatum: 2024-03-01\n"
+     "Förfallodag: 2024-03-31\nBelopp exkl. moms: 1 000,00\nMoms 25%: 250,00\n"
+     "Att betala: 1 250,00 SEK\n",
+     ("20417", "2024-03-01", "2024-03-31", "1000.00", "250.00", "1250.00")),
+    # Norwegian
+    ("Fjordverk AS\nFaktura\nFakturanr.: 88\nFakturadato: 01.02.2024\n"
+     "Forfallsdato: 15.02.2024\nSum eks. mva: 400,00\nMva 25%: 100,00\n"
+     "Beløp å betale: NOK 500,00\n",
+     ("88", "2024-02-01", "2024-02-15", "400.00", "100.00", "500.00")),
+    # Finnish, the due date a year out as printed (the labels say which date is which)
+    ("Kivi Oy\nLASKU\nLaskun nro: 311\nPäivämäärä: 18.01.2024\nEräpäivä: 01.01.2025\n"
+     "Veroton: 100,00\nALV 24%: 24,00\nMaksettava: 124,00 EUR\n",
+     ("311", "2024-01-18", "2025-01-01", "100.00", "24.00", "124.00")),
+])
+def test_nordic_labels(text: str, expected: tuple[str, ...]) -> None:
+    ex = _read_laid_out(text)
+    assert (ex.get("invoice_number"), ex.get("invoice_date"), ex.get("due_date"),
+            *_amounts(ex)) == expected
+
+
+def test_the_only_date_on_an_invoice_is_its_date_unless_a_label_says_otherwise() -> None:
+    # a title block: the invoice's number and date under its title, no label
+    ex = _read_laid_out("Atelier Dupont\nFACTURE\nF-2026-009\n14/03/2026\n"
+                        "Sous-total HT      500,00 €\nTVA (20 %)      100,00 €\n"
+                        "Total TTC      600,00 €\n")
+    assert (ex.get("invoice_date"), ex.get("subtotal")) == ("2026-03-14", "500.00")
+    # the one date there is the delivery's: no invoice date is made up
+    ex = _read_laid_out("Atelier Dupont\nFACTURE\nF-2026-009\nDelivery date: 14/03/2026\n"
+                        "Total      600,00 €\n")
+    assert ex.get("invoice_date") is None
+
+
+def test_a_letter_alone_is_no_vendor_and_a_polish_account_stands_alone() -> None:
+    # an Argentine invoice's class letter in its box, before the issuer's name
+    ex = _read_laid_out("A      Factura electrónica\nEmpresa Modelo S.R.L.      Nº: 0004-00001234\n"
+                        "Fecha: 08/06/2021\nTotal: 127,00\n")
+    assert ex.get("vendor") == "Empresa Modelo S.R.L."
+    # a Polish NRB under the bank's name, no label
+    ex = _read_laid_out("Faktura nr FV 7/2024\nSprzedawca      Nabywca\nBursztyn Sp. z o.o.      "
+                        "Jan Kowalski\nMój Bank\n61 1090 1014 0000 0712 1981 2874\n"
+                        "Do zapłaty: 123,00 zł\n")
+    assert ex.get("bank_account") == "61109010140000071219812874"
+
+
+def test_brazilian_service_invoice_keys_over_their_values() -> None:
+    ex = _read_laid_out("DANFSe v1.0\nNúmero da NFS-e      Competência da NFS-e      "
+                        "Data e Hora da emissão da NFS-e\n"
+                        "77                   01/05/2026                "
+                        "12/05/2026 10:00:00\nEMITENTE DA NFS-e      CNPJ\nPrestador do Serviço      "
+                        "12.345.678/0001-99\nNome / Nome Empresarial\nCONSULTORIA ALFA LTDA\n"
+                        "TOMADOR DO SERVIÇO\nCLIENTE BETA\nValor Líquido da NFS-e\n2.000,00\n")
+    assert (ex.get("invoice_number"), ex.get("invoice_date"), ex.get("vendor"),
+            ex.get("total")) == ("77", "2026-05-12", "CONSULTORIA ALFA LTDA", "2000.00")
