@@ -200,6 +200,9 @@ class ReviewDesk:
             problems.append(("verdict.modified_fields", "required for MODIFY"))
         if verdict.verdict != Verdict.VERDICT_MODIFY and verdict.modified_fields:
             problems.append(("verdict.modified_fields", "only allowed with MODIFY"))
+        if verdict.verdict == Verdict.VERDICT_REJECT and not verdict.reason.strip():
+            problems.append(("verdict.reason", "required for REJECT: why the task is refused "
+                             "(the submitter and the audit trail see it)"))
         if verdict.document_type and verdict.verdict != Verdict.VERDICT_REJECT:
             problems.append(("verdict.document_type", "only allowed with REJECT"))
         elif verdict.document_type and not DOCUMENT_TYPE.fullmatch(verdict.document_type):

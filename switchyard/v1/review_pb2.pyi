@@ -365,7 +365,9 @@ class ReviewVerdict(google.protobuf.message.Message):
     verdict: global___Verdict.ValueType
     """Required."""
     reason: builtins.str
-    """Why, in the reviewer's words; becomes part of the decision's explanation."""
+    """Why, in the reviewer's words; becomes part of the decision's explanation. Required for
+    VERDICT_REJECT (INVALID_ARGUMENT names it when empty): a refusal says why.
+    """
     document_type: builtins.str
     """VERDICT_REJECT only, optional: the document's real type when the proposed one is wrong
     (a pack name such as "receipt", or "other"; lower case, digits and '_', at most 63

@@ -292,7 +292,7 @@ async def test_model_reject_and_reviewer_reject_end_the_same_way(
     item = await pending_item(review, task_id)
     await review.Claim(ClaimRequest(item_id=item.item_id))
     await review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
-        item_id=item.item_id, verdict=Verdict.VERDICT_REJECT)))
+        item_id=item.item_id, verdict=Verdict.VERDICT_REJECT, reason="not ordered")))
     by_person = await finished(ingest, task_id)
 
     assert by_model.reason == "rejected:out_of_scope"

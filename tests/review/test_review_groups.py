@@ -109,6 +109,8 @@ async def listed(stub: ReviewServiceStub, queue: str) -> set[str]:
 async def decide(stub: ReviewServiceStub, item_id: str, verdict: Verdict.ValueType,
                  **kwargs: object) -> tuple[object, str]:
     await stub.Claim(ClaimRequest(item_id=item_id))
+    if verdict == Verdict.VERDICT_REJECT:
+        kwargs.setdefault("reason", "not approved")  # a refusal says why
     done = await stub.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
         item_id=item_id, verdict=verdict, **kwargs)))  # type: ignore[arg-type]
     return done.item, done.decision_id

@@ -296,6 +296,12 @@ async def test_roles_and_tenants_are_enforced_on_grpc_and_http(
                 item_id=item_id, verdict=verdict, reason="r", document_type=document_type)))
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, document_type
         assert set(field_violations(caught.value)) == {"verdict.document_type"}
+    # a refusal says why: a REJECT without a reason (or with blanks only) is refused
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await channels["rev-acme"].SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+            item_id=item_id, verdict=Verdict.VERDICT_REJECT, reason="  ")))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(field_violations(caught.value)) == {"verdict.reason"}
 
     base = f"http://127.0.0.1:{settings.review_web_port}"
 
