@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -87,6 +87,17 @@ UNREADABLE_RULE = "document_unreadable"
 #: Routing rules that escalate with a best guess of the type: the proposal carries the fields
 #: that type's pack reads (:meth:`DecisionEngine.best_guess`).
 GUESSING_RULES = frozenset({"low_confidence", "kind_mismatch"})
+
+
+#: The model name a decision's ``models`` gives a type named by a pack's router signature.
+SIGNATURE_MODEL = "pack_signature"
+
+
+def signature_match(actives: Iterable[ActivePack], text: str) -> Pack | None:
+    """The one pack whose router signature ``text`` carries (``models.router.signatures``),
+    or None: none does, or several do (then the router decides, as without signatures)."""
+    matched = [active.pack for active in actives if active.pack.recognises(text)]
+    return matched[0] if len(matched) == 1 else None
 
 
 def document_text(task: TaskEnvelope, read: ReadDocument | None = None) -> str:
@@ -385,6 +396,15 @@ class DecisionEngine:
         if read is not None and read.unread_pages:
             note = (f"Only the first {len(read.layout.pages)} of {read.page_count} pages were "
                     "read. ")
+        recognised = signature_match(packs.packs.values(), text)
+        if recognised is not None and not (recognised.name == prediction.label
+                                           and prediction.confidence >= 1.0):
+            # a standard format's marks name the type for sure: the router was consulted
+            note += f"recognised as '{recognised.name}' by its format's signature. "
+            prediction = Prediction(
+                model_name=SIGNATURE_MODEL, model_version=f"{recognised.name} {recognised.version}",
+                label=recognised.name, confidence=1.0, scores={recognised.name: 1.0},
+                pool=prediction.pool, consulted=(*prediction.consulted, prediction))
         kind_pack = packs.get(task.kind) if task.kind else None
         if kind_pack is not None and task.kind not in self.router_classes():
             # a type newer than the deployed router: the submitter's kind routes it
@@ -522,7 +542,7 @@ class DecisionEngine:
                        layout=layout)
 
 
-__all__ = ["CONTENT_TYPE_RULE", "GUESSING_RULES", "PACK_ERROR_RULE", "UNREADABLE_RULE",
-           "Assessment", "Decided", "DecisionEngine", "Overloaded",
-           "TableResult", "document_text", "run_table", "table_outcome",
+__all__ = ["CONTENT_TYPE_RULE", "GUESSING_RULES", "PACK_ERROR_RULE", "SIGNATURE_MODEL",
+           "UNREADABLE_RULE", "Assessment", "Decided", "DecisionEngine", "Overloaded",
+           "TableResult", "document_text", "run_table", "signature_match", "table_outcome",
            "to_decision"]

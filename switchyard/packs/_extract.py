@@ -5,6 +5,10 @@ reads them from the shapes documents usually have:
 
 * a JSON object: keys matching a field's labels (or name), top level or one level down
   (``member_id`` and ``memberId`` both match the label ``Member ID``);
+* an HL7 v2 message (text that starts with an ``MSH`` segment): a label that names a field
+  by its position, ``PID-5`` (the whole field, its components joined by spaces) or
+  ``PID-5.2`` (one component), reads the first repetition of that field in the first
+  segment of its type, escape sequences undone;
 * ``Label: value``, ``Label = value``, ``Label - value``, ``Label<TAB>value`` and
   ``Label  value`` (two spaces) lines, also several on one line split by ``|`` or ``;``, or
   by a wide gap (two or more spaces, or a tab) before another field's label and its ``:``,
@@ -160,7 +164,9 @@ def parse_date(text: str, order: str = "") -> tuple[str, float] | None:
         month = _month(m[2])
         if month:
             candidates.append((int(m[3]), month, int(m[1]), 1.0))
-    if not candidates and (m := re.search(r"\b((?:19|20)\d{2})(\d{2})(\d{2})\b", text)):
+    # compact, and as HL7 v2 and ISO 8601's basic form write a time: 19620307, 196203071230
+    if not candidates and (m := re.search(r"\b((?:19|20)\d{2})(\d{2})(\d{2})(?:\d{2,6})?"
+                                          r"(?:\.\d+)?(?:[+-]\d{4})?\b", text)):
         candidates.append((int(m[1]), int(m[2]), int(m[3]), 0.9))
     for year, month, day, confidence in candidates:
         try:
@@ -249,6 +255,51 @@ def _json_pairs(text: str) -> list[tuple[str, str]]:
                          if not isinstance(v, (dict, list)))
         elif not isinstance(item, list):
             pairs.append((_words(str(key)), _scalar(item)))
+    return pairs
+
+
+#: HL7 v2's escape sequences for its delimiters, with the message's own characters
+_HL7_ESCAPES = (("F", 0), ("S", 1), ("T", 3), ("R", 2))
+
+
+def _hl7_pairs(text: str) -> list[tuple[str, str]]:
+    """An HL7 v2 message's fields as ``(SEG-n, value)`` and ``(SEG-n.m, component)`` pairs:
+    the first segment of each type, the first repetition of each field. Not a full HL7
+    parser (no data types, no repeated segments): what a pack needs to name a field by its
+    position, which a library would add a dependency for without reading it any better."""
+    if not text.startswith("MSH") or len(text) < 8:
+        return []
+    field_sep, encoding = text[3], text[4:8]
+    if field_sep.isalnum() or field_sep.isspace():
+        return []
+    component, repetition, escape = encoding[0], encoding[1], encoding[2]
+    delimiters = (field_sep, component, repetition, encoding[3])
+
+    def unescaped(value: str) -> str:
+        for letter, index in _HL7_ESCAPES:
+            value = value.replace(f"{escape}{letter}{escape}", delimiters[index])
+        return value.replace(f"{escape}E{escape}", escape)
+
+    pairs: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for segment in re.split(r"\r\n|\r|\n", text):
+        parts = segment.split(field_sep)
+        name = parts[0].strip()
+        if not re.fullmatch(r"[A-Z][A-Z0-9]{2}", name) or name in seen:
+            continue
+        seen.add(name)
+        # MSH-1 is the field separator itself: MSH-2 is the segment's first part after it
+        offset = 1 if name == "MSH" else 0
+        for number, value in enumerate(parts[1:], start=1 + offset):
+            first = value.split(repetition)[0]
+            components = [unescaped(c).strip() for c in first.split(component)]
+            whole = " ".join(c for c in components if c)
+            if whole:
+                pairs.append((f"{name}-{number}", whole))
+            # a field of one component is its first component too ('IN1-4.1' reads an
+            # insurer's name whether or not its type codes follow it)
+            pairs.extend((f"{name}-{number}.{index}", c)
+                         for index, c in enumerate(components, start=1) if c)
     return pairs
 
 
@@ -392,7 +443,7 @@ def extract_fields(pack: Pack, text: str, layout: DocumentLayout | None = None) 
     if has_layout and layout is not None and not text:
         text = layout_text(layout)
     text = text[:MAX_TEXT_CHARS]
-    json_pairs = _json_pairs(text)
+    json_pairs = _json_pairs(text) or _hl7_pairs(text)  # a structured record: its keys
     declared = frozenset(label for spec in pack.fields.values() if spec.type != "table"
                          for label in _labels(spec))
     line_pairs = [] if json_pairs else _line_pairs(text, declared)

@@ -809,6 +809,8 @@ def _build(files: Mapping[str, bytes]) -> tuple[Pack | None, list[str]]:
         content_types=tuple(doc.get("content_types", ["text/plain"])), fields=fields,
         extractor=extractor, parameters=params,
         router_min_confidence=models.get("router", {}).get("min_confidence"),
+        router_signatures=tuple(tuple(signature) for signature in
+                                models.get("router", {}).get("signatures", ())),
         scorers=tuple(scorers), enrichers=enrichers,
         hit_policy=doc["decision"].get("hit_policy", "first"), rules=rules, review=review,
         plan=plan, retention_days=doc.get("retention", {}).get("days"), examples=examples,

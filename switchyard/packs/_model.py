@@ -244,6 +244,10 @@ class GoldenCase:
     expect_fields: dict[str, str] = field(default_factory=dict, compare=False)
 
 
+#: How much of a document's text a router signature is looked for in: a format's header.
+SIGNATURE_WINDOW = 2000
+
+
 @dataclass(frozen=True)
 class Pack:
     """A validated pack: a document type's whole automation."""
@@ -268,6 +272,16 @@ class Pack:
     digest: str = ""
     files: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
     fairness: FairnessSpec | None = None
+    #: ``models.router.signatures``: each a set of strings that all appear in the head of a
+    #: document of this type (a standard format's header), naming its type without the router
+    router_signatures: tuple[tuple[str, ...], ...] = ()
+
+    def recognises(self, text: str) -> bool:
+        """Whether ``text`` carries one of the pack's signatures in its first
+        :data:`SIGNATURE_WINDOW` characters."""
+        head = text[:SIGNATURE_WINDOW]
+        return any(all(part in head for part in signature)
+                   for signature in self.router_signatures)
 
     @property
     def field_types(self) -> dict[str, str]:

@@ -343,7 +343,18 @@ def pack_schema() -> dict[str, Any]:
                                "properties": {"min_confidence": {
                                    "type": "number", "minimum": 0, "maximum": 1,
                                    "description": "Router confidence needed to act without a "
-                                                  "person; default: the tenant's threshold."}}},
+                                                  "person; default: the tenant's threshold."},
+                                   "signatures": {
+                                       "type": "array", "maxItems": 16,
+                                       "description": "A standard format's marks: a document "
+                                                      "whose first 2,000 characters hold every "
+                                                      "string of one signature is this type, "
+                                                      "without the router model.",
+                                       "items": {"type": "array", "minItems": 1, "maxItems": 4,
+                                                 "uniqueItems": True,
+                                                 "items": _str("A literal string, case "
+                                                               "sensitive.", minLength=4,
+                                                               maxLength=100)}}}},
                     "scorers": {"type": "array", "maxItems": 16, "items": {
                         "type": "object", "additionalProperties": False,
                         "required": ["name", "features"],

@@ -261,3 +261,47 @@ async def test_a_form_the_router_is_unsure_of_is_proposed_with_the_fields_its_pa
     fields = {f.name: f.value for f in shown.proposed_decision.fields}
     assert fields["patient_name"] == truth["patient_name"]   # revealed to intake reviewers
     assert fields["diagnosis"] == "[DIAGNOSIS REDACTED]"
+
+
+#: The insurance segment's fields by position: plan, company id and name, group number,
+#: insured's name, policy number
+_IN1 = {1: "1", 2: "PLAN7^Gold", 3: "INS01", 4: "Vhi Healthcare^^^^^L", 8: "GRP-22",
+        16: "O'Neil^Siobhan", 36: "VHI-7781234"}
+#: An HL7 v2.5 admit message as an ADT system sends it: segments end in CR, a name with an
+#: escaped component separator, two identifiers (the MRN first), a timestamped birth date.
+ADT_A01 = "\r".join([
+    "MSH|^~\\&|ADT1|GOOD HEALTH HOSPITAL|EHR|GOOD HEALTH HOSPITAL|202611051230||ADT^A01^ADT_A01|"
+    "MSG00001|P|2.5",
+    "EVN|A01|202611051230",
+    "PID|1||MRN-448812^^^GHH^MR~998-12-3456^^^SSA^SS||O\\S\\Neil^Siobhan^M||197403150000|F|||"
+    "12 Harbour Rd^^Cork^^T12^IE",
+    "NK1|1|O'Neil^Declan|SPO",
+    "PV1|1|I|3W^301^A|E|||1234^Varga^Anna|||MED",
+    "PV2|||R07.9^Chest pain, unspecified^I10",
+    "|".join(["IN1", *(_IN1.get(n, "") for n in range(1, 37))]),
+]) + "\r"
+
+
+async def test_an_hl7_v2_admit_message_is_recognised_and_read_by_field_position(
+        decide: DecisionServiceStub) -> None:
+    """An ADT system's own message, without a kind: the pack's signature names the type (the
+    router model is consulted, its answer kept beside), and the fields are read by their
+    HL7 positions."""
+    d = await decision(decide, ADT_A01.encode(), kind="")
+    assert d.label == KIND
+    models = [m.model_name for m in d.models]
+    assert models.index("document_router") < models.index("pack_signature"), models
+    assert "recognised as 'hospital_admission' by its format's signature" in d.explanation
+    fields = dict(d.extracted_fields)
+    assert {k: fields.get(k) for k in (
+        "patient_name", "date_of_birth", "sex", "mrn", "admission_type", "requested_unit",
+        "insurance_payer", "member_id", "group_number", "subscriber", "diagnosis")} == {
+        "patient_name": "O^Neil Siobhan M", "date_of_birth": "1974-03-15", "sex": "female",
+        "mrn": "MRN-448812", "admission_type": "emergency", "requested_unit": "medical",
+        "insurance_payer": "Vhi Healthcare", "member_id": "VHI-7781234",
+        "group_number": "GRP-22", "subscriber": "O'Neil Siobhan",
+        "diagnosis": "Chest pain, unspecified"}
+    # a discharge (A03) is no admission: no signature, the router decides as for any text
+    discharge = ADT_A01.replace("ADT^A01^ADT_A01", "ADT^A03^ADT_A03")
+    d = await decision(decide, discharge.encode(), kind="")
+    assert "pack_signature" not in [m.model_name for m in d.models]

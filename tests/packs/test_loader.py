@@ -250,3 +250,21 @@ def test_review_defaults_leave_queue_and_sla_to_the_tenant() -> None:
 def test_two_loads_of_the_same_files_are_equal() -> None:
     files = files_of(expense())
     assert load_pack_files(files) == load_pack_files(dict(files))
+
+
+def test_router_signatures_recognise_a_format_in_the_head_of_the_text() -> None:
+    doc = expense()
+    doc.setdefault("models", {})["router"] = {"signatures": [["EXPENSE-V1|", "|CLAIM"]]}
+    pack = load_pack_files(files_of(doc))
+    assert pack.router_signatures == (("EXPENSE-V1|", "|CLAIM"),)
+    assert pack.recognises("EXPENSE-V1|acme|CLAIM|42")
+    assert not pack.recognises("EXPENSE-V1|acme|REFUND|42")    # every string of one signature
+    assert not pack.recognises("x" * 2000 + "EXPENSE-V1||CLAIM")  # only the head is looked at
+    assert not load_pack_files(files_of(expense())).recognises("EXPENSE-V1|acme|CLAIM")
+    # a signature too short to mean anything, or an empty one, is a mistake named by its path
+    for bad in ([["MS"]], [[]], "MSH|"):
+        doc["models"]["router"] = {"signatures": bad}
+        with pytest.raises(PackError) as caught:
+            load_pack_files(files_of(doc))
+        assert any("models.router.signatures" in line for line in caught.value.problems), (
+            bad, caught.value.problems)
