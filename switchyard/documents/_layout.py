@@ -479,7 +479,8 @@ def find_table(layout_lines: Sequence[Line], columns: Mapping[str, Sequence[str]
             gap = max(below.y0 - previous.y1, 0.0) * below.words[0].page_height / below.height
             if below.page != line.page or gap > MAX_ROW_GAP_HEIGHTS:
                 break
-            if ends and any(find_labels([below], label) for label in end_labels):
+            if ends and any(find_labels([below], label) or _starts_with(below, label)
+                            for label in end_labels):
                 break
             row: dict[str, list[PageWord]] = {}
             for cell in below.cells():
@@ -500,6 +501,13 @@ def find_table(layout_lines: Sequence[Line], columns: Mapping[str, Sequence[str]
 
 
 _AMOUNT = re.compile(r"[^\w\s]{0,3}\d[\d.,']*[^\w\s]{0,3}")
+
+
+def _starts_with(line: Line, label: str) -> bool:
+    """Whether ``line``'s first word starts with ``label`` as whole words: a plain-text table's
+    cell is one word (``Received by - J. Park``), which no label equals."""
+    return re.match(rf"\s*{re.escape(label)}(?![0-9A-Za-z])", line.words[0].text,
+                    re.IGNORECASE) is not None
 
 
 def _continues(words: Sequence[PageWord]) -> bool:

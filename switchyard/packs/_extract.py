@@ -398,8 +398,12 @@ def _text_table_layout(text: str) -> DocumentLayout:
     are read by the same code as laid-out ones."""
     layout = DocumentLayout()
     page = layout.pages.add(number=1, width=1000.0, height=1000.0)
-    for row, line in enumerate(text.splitlines()[:2000]):
+    row = 0
+    for line in text.splitlines()[:2000]:
         cells = [c.strip() for c in _TEXT_CELLS.split(line.strip().strip("|")) if c.strip()]
+        # a blank line is a wide vertical gap, which ends a table: what follows it ('Received
+        # by - J. Park', 'Thank you for your business') is no wrapped line of the last row
+        row += 1 if cells else 4
         for n, cell in enumerate(cells[:40]):
             page.words.add(text=cell, confidence=1.0,
                            box=BoundingBox(x0=n * 0.025, x1=n * 0.025 + 0.02,

@@ -176,6 +176,19 @@ def test_plain_text_has_no_provenance_and_reads_pipe_tables(itemised) -> None:
     assert "items" not in bad.values
 
 
+@pytest.mark.parametrize("after", [
+    "\nReceived by - J. Park",     # a blank line, then a note: the gap ends the table
+    "\nThank you for your business",
+    "Subtotal - 7.00 (see terms)",  # an end label that starts a one-cell line ends it too
+])
+def test_what_follows_a_plain_text_table_is_not_glued_to_its_last_row(itemised,
+                                                                       after: str) -> None:
+    got = extract_fields(itemised, "Employee: Bo\n\nItem  Qty  Amount\nTaxi  1  3.00\n"
+                                   f"Bus  2  4.00\n{after}\n")
+    assert got.values["items"] == ('[{"what":"Taxi","qty":1,"amount":3.0},'
+                                   '{"what":"Bus","qty":2,"amount":4.0}]'), after
+
+
 def test_a_text_value_is_looked_up_in_the_layout_for_its_provenance(claim) -> None:
     # 'Nights=3' is one word: no label among the layout's words, but the text reads it, and
     # the word that holds the value is its provenance
