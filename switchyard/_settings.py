@@ -235,7 +235,10 @@ class Settings:
     )
 
     # -- triton ----------------------------------------------------------------------------
-    triton_url: str = setting("127.0.0.1:8001", "Triton gRPC endpoint.", group="triton")
+    triton_url: str = setting(
+        "127.0.0.1:8001", "Triton gRPC endpoint. Unset while `SWITCHYARD_TRITON_GRPC_PORT` is "
+        "set: the embedded Triton at that port on 127.0.0.1 (so a command run beside a stack "
+        "on moved ports reaches that stack's Triton).", group="triton")
     triton_http_port: int = setting(
         8000, "Embedded Triton HTTP port.", group="triton", minimum=0, maximum=65535,
     )
@@ -1016,6 +1019,8 @@ class Settings:
                 problem = out_of_range(f, values[f.name])
                 if problem:
                     raise SettingsError(f"{env_var(f.name)}={raw!r}: {problem}")
+        if "triton_url" not in values and "triton_grpc_port" in values:
+            values["triton_url"] = f"127.0.0.1:{values['triton_grpc_port']}"
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:

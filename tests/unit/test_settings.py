@@ -53,3 +53,14 @@ def test_to_env_round_trips() -> None:
 def test_secrets_are_not_printed_in_reference() -> None:
     reference = settings_reference_markdown()
     assert "SWITCHYARD_KAFKA_SASL_PASSWORD` | str | `` |" in reference
+
+
+def test_the_triton_url_follows_the_embedded_tritons_port_unless_set() -> None:
+    """A command run beside a stack on moved ports (README: set each SWITCHYARD_*_PORT for
+    every command) reaches that stack's Triton, not another one on the default port."""
+    assert Settings.from_env({}).triton_url == "127.0.0.1:8001"
+    assert Settings.from_env({"SWITCHYARD_TRITON_GRPC_PORT": "47014"}).triton_url == \
+        "127.0.0.1:47014"
+    assert Settings.from_env({"SWITCHYARD_TRITON_GRPC_PORT": "47014",
+                              "SWITCHYARD_TRITON_URL": "triton.ml:8001"}).triton_url == \
+        "triton.ml:8001"

@@ -127,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
         eng_reason = engagement.status(args.data_dir, args.repository, threshold)
         if reason is None and eng_reason is None:
             print("[train] models up to date")
+            if args.reload:  # asked to: Triton loads what is on disk (another stack's files)
+                _reload_everywhere()
             return 0
         for why in (reason, eng_reason):
             if why is not None:
@@ -147,11 +149,17 @@ def run(args: argparse.Namespace) -> int:
         train.verify_data(args.data_dir)
         engagement.train(args.data_dir, args.repository, threshold)
     if args.reload:
-        from switchyard import Settings
-
-        for url in Settings.from_env().triton_urls:  # every pool serves the same models
-            reload_models(url)
+        _reload_everywhere()
     return 0
+
+
+def _reload_everywhere() -> None:
+    """``--reload``: every Triton pool the settings name loads the trained models (they serve
+    the same versions)."""
+    from switchyard import Settings
+
+    for url in Settings.from_env().triton_urls:
+        reload_models(url)
 
 
 def main(argv: list[str] | None = None) -> int:
