@@ -111,8 +111,8 @@ async def transition_many(conn: asyncpg.Connection, moves: Sequence[Move],
     rows = await conn.fetch(
         """
         WITH wanted AS (
-            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
-                AS w(task_id, status, stage, reason)),
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $7::text[])
+                AS w(task_id, status, stage, reason, detail)),
         prev AS (SELECT t.task_id, t.status FROM tasks t
                   WHERE t.task_id = ANY($1::uuid[]) ORDER BY t.task_id FOR UPDATE),
         moved AS (
@@ -122,15 +122,16 @@ async def transition_many(conn: asyncpg.Connection, moves: Sequence[Move],
               FROM wanted w JOIN prev p ON p.task_id = w.task_id
              WHERE t.task_id = w.task_id AND NOT (p.status = ANY($5::text[]))
             RETURNING t.task_id, t.tenant_id, t.status_seq, t.updated_at, w.status, w.stage,
-                      w.reason, p.status AS previous),
+                      w.reason, w.detail, p.status AS previous),
         history AS (
-            INSERT INTO task_status_history (task_id, seq, status, stage, reason, service,
-                                             occurred_at)
-            SELECT task_id, status_seq, status, stage, reason, $6, updated_at FROM moved)
+            INSERT INTO task_status_history (task_id, seq, status, stage, reason, detail,
+                                             service, occurred_at)
+            SELECT task_id, status_seq, status, stage, reason, detail, $6, updated_at
+              FROM moved)
         SELECT task_id, tenant_id, status_seq, updated_at, previous FROM moved
         """,
         ids, [m.status for m in moves], [m.stage for m in moves], [m.reason for m in moves],
-        list(TERMINAL), service,
+        list(TERMINAL), service, [m.detail for m in moves],
     )
     by_id = dict(zip(ids, moves))
     moved: dict[str, Transition] = {}

@@ -37,17 +37,21 @@ CREATED_AS_RETRY = "task.created_as_retry"
 async def entries(conn: asyncpg.Connection, task_id: str) -> list[TimelineEntry]:
     """Every status change and audit entry of the task, oldest first."""
     history = await conn.fetch(
-        "SELECT seq, status, stage, reason, service, occurred_at FROM task_status_history "
-        "WHERE task_id = $1 ORDER BY seq", uuid.UUID(task_id))
+        "SELECT seq, status, stage, reason, detail, service, occurred_at "
+        "FROM task_status_history WHERE task_id = $1 ORDER BY seq", uuid.UUID(task_id))
     audit = await task_story(conn, task_id)
     merged: list[tuple[datetime, int, int, TimelineEntry]] = []
     for row in history:
+        said = struct_pb2.Struct()
+        if row["detail"]:  # the decision's explanation, what a failure was
+            said.update({"detail": row["detail"]})
         merged.append((row["occurred_at"], 0, row["seq"], TimelineEntry(
             occurred_at=timestamp(row["occurred_at"]),
             source=TimelineSource.TIMELINE_SOURCE_STATUS,
             status=status_value(row["status"]), stage=stage_value(row["stage"]),
-            reason=row["reason"], actor=row["service"], action=STATUS_CHANGED,
-            summary=status_summary(row["status"], row["stage"], row["reason"]))))
+            reason=row["reason"], actor=row["service"], action=STATUS_CHANGED, detail=said,
+            summary=status_summary(row["status"], row["stage"], row["reason"],
+                                   row["detail"]))))
     for row in audit:
         recorded = _as_object(row["detail"])
         detail = struct_pb2.Struct()
@@ -74,12 +78,20 @@ async def record_retry(conn: asyncpg.Connection, tenant_id: str, old_task_id: st
                        task_id=new_task_id, writer="ingest")
 
 
-def status_summary(status: str, stage: str, reason: str) -> str:
-    """A status change in one line: "→ BLOCKED at AWAITING_REVIEW (amount_over_limit)"."""
+def status_summary(status: str, stage: str, reason: str, detail: str = "") -> str:
+    """A status change in one line: "→ BLOCKED at AWAITING_REVIEW (amount_over_limit)", then
+    its detail's first line, cut at 200 characters ("→ FAILED at DONE (invalid_plan): alias
+    'wms' of target ...")."""
     line = f"\u2192 {status}"
     if stage:
         line += f" at {stage}"
-    return line + (f" ({reason})" if reason else "")
+    line += f" ({reason})" if reason else ""
+    first = detail.strip().splitlines()[0] if detail.strip() else ""
+    if first and not first.startswith(reason + ":"):
+        return f"{line}: {first[:200]}"
+    if first:  # "invalid_plan: ...": the reason is said once
+        return f"{line}: {first[len(reason) + 1:].strip()[:200]}"
+    return line
 
 
 def summary(action: str, actor: str, detail: Mapping[str, Any]) -> str:

@@ -23,6 +23,7 @@ from switchyard.v1 import (
     ExecutionResult,
     StepOutcome,
 )
+from services.ingest import timeline
 from tests.executor.harness import Harness, decision, http_step
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("executor")]
@@ -211,6 +212,15 @@ async def test_a_step_naming_an_unmapped_alias_fails_the_task_before_any_effect(
     assert job["reason"] == ("invalid_plan: plan.steps[1].target: alias 'crm' of target "
                              "'http://crm/leads' has no http entry in "
                              "SWITCHYARD_EXECUTOR_ENDPOINTS (add 'crm=https://host/base')")
+    # and the task's story says so where a submitter or operator looks (ingest's timeline and
+    # status feed read the status change with its detail)
+    assert harness.pool is not None
+    async with harness.pool.acquire() as conn:
+        story = await timeline.entries(conn, task_id)
+    (failed,) = [e for e in story if e.reason == "invalid_plan"]
+    assert failed.detail["detail"] == job["reason"].removeprefix("invalid_plan: ")
+    assert failed.summary.startswith("\u2192 FAILED at DONE (invalid_plan): plan.steps[1].target: "
+                                     "alias 'crm'")
 
 
 async def test_a_resumed_plan_publishes_the_done_step_as_skipped_duplicate(

@@ -444,7 +444,9 @@ class StatusEvent(google.protobuf.message.Message):
     reason: builtins.str
     """Machine-readable reason, e.g. "low_confidence", "breaker_open:erp"."""
     detail: builtins.str
-    """Human-readable detail."""
+    """Human-readable detail: the decision's explanation, what a failure was. Kept with the
+    status change, so WatchTask, WatchTenant, webhooks and the timeline carry it too.
+    """
     sequence: builtins.int
     """1 for the first event of a task, then +1 per change; lets consumers drop stale and
     redelivered events.
