@@ -240,7 +240,8 @@ def _summary(pack: Any) -> dict[str, Any]:
             "digest": pack.digest, "tenant_id": pack.tenant_id,
             "applied_at": (pack.applied_at.ToDatetime().isoformat() + "Z"
                            if pack.HasField("applied_at") else None),
-            "applied_by": pack.applied_by, "enabled": pack.enabled}
+            "applied_by": pack.applied_by, "enabled": pack.enabled,
+            "newest_version": pack.newest_version or pack.version}
 
 
 def _text(blob: bytes) -> str | None:
@@ -305,7 +306,9 @@ async def _list(args: argparse.Namespace, stub: Any, _: None) -> int:
                    "description"):
         table.add_column(column, overflow="fold")
     for p in packs:
-        table.add_row(p["name"], p["version"], p["tenant_id"] or "shared",
+        version = p["version"] if p["newest_version"] == p["version"] else \
+            f"{p['version']} (pinned; newest {p['newest_version']})"
+        table.add_row(p["name"], version, p["tenant_id"] or "shared",
                       "yes" if p["enabled"] else "no", p["digest"][:12], p["applied_by"],
                       p["applied_at"] or "-", p["description"])
     Console(width=200).print(table)

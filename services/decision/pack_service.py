@@ -248,8 +248,14 @@ class PackServicer(PackServiceServicer):
                         context: grpc.aio.ServicerContext) -> ListPacksResponse:
         tenant = await self._tenant(request.tenant_id, context)
         view = self.catalog.for_tenant(tenant)
-        packs = [summary(stored, enabled=view.get(name) is not None)
-                 for name, stored in sorted(self.catalog.newest(tenant).items())]
+        packs = []
+        for name, newest in sorted(self.catalog.newest(tenant).items()):
+            active = view.get(name)
+            # the version in effect (a pin rolls back), else the newest
+            shown = (self.catalog.find(tenant, name, active.pack.version) if active is not None
+                     else None) or newest
+            packs.append(summary(shown, enabled=active is not None))
+            packs[-1].newest_version = newest.pack.version
         return ListPacksResponse(packs=packs)
 
     async def GetPack(self, request: GetPackRequest,
@@ -276,7 +282,9 @@ class PackServicer(PackServiceServicer):
                 await abort_invalid(context, violations(problems))
             stored = StoredPack(load_pack_files(files), tenant, "", None)
         else:
-            found = self.catalog.find(tenant, request.name)
+            active = self.catalog.for_tenant(tenant).get(request.name)
+            found = self.catalog.find(tenant, request.name,
+                                      active.pack.version if active is not None else "")
             if found is None:
                 await context.abort(grpc.StatusCode.NOT_FOUND, f"no pack {request.name!r}")
             stored = found

@@ -65,9 +65,13 @@ class PackSummary(google.protobuf.message.Message):
     APPLIED_AT_FIELD_NUMBER: builtins.int
     APPLIED_BY_FIELD_NUMBER: builtins.int
     ENABLED_FIELD_NUMBER: builtins.int
+    NEWEST_VERSION_FIELD_NUMBER: builtins.int
     name: builtins.str
     """The document type it automates (the router's label for it)."""
     version: builtins.str
+    """For ListPacks with a tenant: the version that tenant decides with (its settings' pinned
+    version, else the newest stored).
+    """
     description: builtins.str
     digest: builtins.str
     """SHA-256 of the pack's files, hex."""
@@ -77,6 +81,10 @@ class PackSummary(google.protobuf.message.Message):
     """Key id of who applied it; "builtin" for packs shipped with Switchyard."""
     enabled: builtins.bool
     """For ListPacks with a tenant: whether that tenant has it enabled."""
+    newest_version: builtins.str
+    """For ListPacks: the newest version stored (another than `version` when the tenant pins
+    an older one, e.g. to roll back).
+    """
     @property
     def applied_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
     def __init__(
@@ -90,9 +98,10 @@ class PackSummary(google.protobuf.message.Message):
         applied_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         applied_by: builtins.str = ...,
         enabled: builtins.bool = ...,
+        newest_version: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["applied_at", b"applied_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["applied_at", b"applied_at", "applied_by", b"applied_by", "description", b"description", "digest", b"digest", "enabled", b"enabled", "name", b"name", "tenant_id", b"tenant_id", "version", b"version"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["applied_at", b"applied_at", "applied_by", b"applied_by", "description", b"description", "digest", b"digest", "enabled", b"enabled", "name", b"name", "newest_version", b"newest_version", "tenant_id", b"tenant_id", "version", b"version"]) -> None: ...
 
 global___PackSummary = PackSummary
 
@@ -286,7 +295,9 @@ class TestPackRequest(google.protobuf.message.Message):
     """Whose settings (parameter overrides) apply; empty: the caller's tenant."""
     @property
     def source(self) -> global___PackSource:
-        """The pack to test; unset: the stored pack named `name`."""
+        """The pack to test; unset: the stored pack named `name`, in the version the tenant
+        decides with (its pinned one, else the newest).
+        """
 
     def __init__(
         self,

@@ -271,6 +271,12 @@ async def test_a_new_version_is_used_and_a_version_never_changes(
         document=b"packs:\n  expense_claim: {version: 1.0.0}\n"))
     decision = await clients["acme-sub"].decision(CLAIM)
     assert (decision.pack_version, decision.rule) == ("1.0.0", "straight_through")
+    # the list shows the version in effect beside the newest, and a test runs the pinned one
+    listed = {p.name: p for p in (await acme.packs.ListPacks(ListPacksRequest())).packs}
+    assert (listed["expense_claim"].version, listed["expense_claim"].newest_version) == (
+        "1.0.0", "1.1.0")
+    tested = await acme.packs.TestPack(PackTestRequest(name="expense_claim"))
+    assert tested.pack.version == "1.0.0"
     shown = await clients["acme-audit"].packs.GetPack(GetPackRequest(name="expense_claim"))
     assert shown.pack.version == "1.1.0" and not shown.pack.enabled
     assert b"claim_ok" in {f.path: f.content for f in shown.source.files}["pack.yaml"]
