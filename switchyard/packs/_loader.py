@@ -104,6 +104,9 @@ class _Checker:
     def __init__(self, file: str = PACK_FILE) -> None:
         self.file = file
         self.problems: list[str] = []
+        #: a rule context of the declared types (:func:`_samples`) once the fields, parameters
+        #: and scorers are known right: templates are tried on it
+        self.samples: Mapping[str, Any] | None = None
 
     def add(self, path: list[Any] | str, value: Any, message: str, *, raw: bool = False,
             file: str | None = None) -> None:
@@ -362,10 +365,22 @@ def _sample_run(c: _Checker, path: list[Any], source: str, program: Any,
               + (f" ({types})" if types else ""))
 
 
+#: What a template's expression may read to be tried on sample values at load time: the
+#: fields and parameters (a plan's ``task`` and ``steps`` hold more than a sample can know).
+_TEMPLATE_SAMPLED = frozenset({"fields", "params"})
+
+
 def _template(c: _Checker, path: list[Any], tree: Any, names: Names) -> Template:
     template = Template(tree, json_path(path), names, strict=False)
     for sub, value, message in template.issues:
         c.add(json_path(path) + sub, show(value), message, raw=True)
+    if not template.issues and c.samples is not None:
+        # '${fields.packages + 1.0}' over an integer field fails on every document: say so now
+        for sub, value, message in template.sample_failures(c.samples, _TEMPLATE_SAMPLED,
+                                                             _LOOPS):
+            first = message.split(". ", 1)[0]  # its first sentence, as for conditions
+            c.add(json_path(path) + sub, value,
+                  f"fails on values of the declared types: {first}"[:300], raw=True)
     return template
 
 
@@ -787,6 +802,7 @@ def _build(files: Mapping[str, bytes]) -> tuple[Pack | None, list[str]]:
                            params=frozenset(params), scores=frozenset(s.name for s in scorers))
     # sample values only when every field, parameter and scorer was declared right
     samples = None if c.problems else _samples(fields, params, [s.name for s in scorers])
+    c.samples = samples
     declared = {**{f"fields.{n}": f.type for n, f in fields.items()},
                 **{f"params.{n}": p.type for n, p in params.items()}}
     rules = _rules(doc["decision"], review, decision_names, c, samples, declared)
