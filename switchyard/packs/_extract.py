@@ -4,7 +4,8 @@ Generic on purpose: a pack names its fields, their types and the labels they fol
 reads them from the shapes documents usually have:
 
 * a JSON object: keys matching a field's labels (or name), top level or one level down
-  (``member_id`` and ``memberId`` both match the label ``Member ID``);
+  (``member_id`` and ``memberId`` both match the label ``Member ID``); a ``table`` field's
+  rows are the array of objects under its key;
 * an HL7 v2 message (text that starts with an ``MSH`` segment): a label that names a field
   by its position, ``PID-5`` (the whole field, its components joined by spaces) or
   ``PID-5.2`` (one component), reads the first repetition of that field in the first
@@ -437,6 +438,52 @@ def _table(spec: FieldSpec, layout_lines: list[Line], with_provenance: bool
                           provenance=provenance)
 
 
+def _json_table(spec: FieldSpec, text: str) -> ExtractedField | str | None:
+    """A table field from a JSON object's array of objects (top level or one level down) under
+    a key matching the field's labels or name: each object a row, each of its keys (as words:
+    ``unitPrice`` is ``Unit Price``) read into the column whose labels it matches. None when
+    the document is no such JSON."""
+    stripped = text.strip()
+    if not stripped.startswith("{"):
+        return None
+    try:
+        document = json.loads(stripped)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(document, dict):
+        return None
+    wanted = set(_labels(spec))
+    found = None
+    for scope in (document, *(v for v in document.values() if isinstance(v, dict))):
+        found = next((v for k, v in scope.items() if _norm(_words(str(k))) in wanted
+                      and isinstance(v, list)), None)
+        if found is not None:
+            break
+    if found is None:
+        return None
+    column_of = {label: column for column in spec.columns for label in _labels(column)}
+    rows, readable, cells = [], 0, 0
+    for item in found[:500]:
+        if not isinstance(item, dict):
+            continue
+        row: dict[str, Any] = {column.name: None for column in spec.columns}
+        for key, raw in item.items():
+            column = column_of.get(_norm(_words(str(key))))
+            if column is None or isinstance(raw, (dict, list)) or raw is None:
+                continue
+            value, ok = _cell(column, _scalar(raw))
+            row[column.name] = value
+            readable += ok
+        rows.append(row)
+        cells += len(spec.columns)
+    if not rows:
+        return None
+    if not readable:
+        return f"{spec.name}: no readable cell in {len(rows)} rows"
+    return ExtractedField(value=json.dumps(rows, separators=(",", ":"), ensure_ascii=False),
+                          confidence=round(FOUND_BY_JSON * readable / cells, 3))
+
+
 def extract_fields(pack: Pack, text: str, layout: DocumentLayout | None = None) -> Extraction:
     """Read ``pack``'s fields from a document with the built-in labels extractor: from its
     ``layout`` when it has one (values with their provenance), else, and for what the layout
@@ -457,7 +504,9 @@ def extract_fields(pack: Pack, text: str, layout: DocumentLayout | None = None) 
     for name, spec in pack.fields.items():
         problem = ""
         if spec.type == "table":
-            table = _table(spec, layout_lines, True) if layout_lines else None
+            table = _json_table(spec, text)
+            if table is None and layout_lines:
+                table = _table(spec, layout_lines, True)
             if table is None:
                 if text_table_lines is None:
                     text_table_lines = lines(_text_table_layout(text))

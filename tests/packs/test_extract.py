@@ -189,6 +189,24 @@ def test_what_follows_a_plain_text_table_is_not_glued_to_its_last_row(itemised,
                                    '{"what":"Bus","qty":2,"amount":4.0}]'), after
 
 
+def test_a_json_array_of_objects_is_a_table(itemised) -> None:
+    """An ERP's JSON: the items under a key the field's labels name (here one level down),
+    each object a row, its keys matched to the columns by their labels as words."""
+    document = ('{"claim": {"employee": "Bo", "lineItems": [{"description": "Taxi", '
+                '"qty": 1, "amount": "3.00"}, {"Description": "Bus", "qty": "two", '
+                '"amount": 4, "note": "x"}, "not a row"]}}')
+    doc = expense()
+    doc["fields"]["items"] = {
+        "type": "table", "data_class": "derived", "labels": ["Line items", "Items"],
+        "columns": {"what": {"type": "string", "labels": ["Item", "Description"]},
+                    "qty": {"type": "integer", "labels": ["Qty"]},
+                    "amount": {"type": "money", "labels": ["Amount"]}}}
+    got = extract_fields(load_pack_files(files_of(doc)), document)
+    assert got.values["items"] == ('[{"what":"Taxi","qty":1,"amount":3.0},'
+                                   '{"what":"Bus","qty":null,"amount":4.0}]')
+    assert got.fields["items"].confidence == pytest.approx(0.95 * 5 / 6, abs=1e-3)
+
+
 def test_a_text_value_is_looked_up_in_the_layout_for_its_provenance(claim) -> None:
     # 'Nights=3' is one word: no label among the layout's words, but the text reads it, and
     # the word that holds the value is its provenance
