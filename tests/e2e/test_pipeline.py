@@ -44,6 +44,7 @@ from switchyard.v1 import (
     Document,
     FieldExtraction,
     GetTaskRequest,
+    GetTaskTimelineRequest,
     IngestServiceStub,
     LayoutSource,
     ListQueueRequest,
@@ -247,6 +248,11 @@ async def test_escalated_tasks_follow_the_reviewers_verdict(
     # one terminal rule: a REJECT ends FAILED, whoever rejected (CANCELLED is CancelTask's)
     assert ended.status == TaskStatus.TASK_STATUS_FAILED
     assert ended.reason == "rejected:reviewer_reject"
+    # the submitter reads why in the task's story: the terminal change carries the
+    # decision's explanation, the reviewer's reason in it
+    story = await ingest.GetTaskTimeline(GetTaskTimelineRequest(task_id=rejected.task_id))
+    (last,) = [e for e in story.entries if e.reason == "rejected:reviewer_reject"]
+    assert "duplicate" in last.detail["detail"] and "duplicate" in last.summary
 
 
 async def test_unreadable_record_is_dead_lettered_with_its_bytes(settings: Settings) -> None:
