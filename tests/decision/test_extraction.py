@@ -1138,3 +1138,14 @@ def test_brazilian_service_invoice_keys_over_their_values() -> None:
                         "TOMADOR DO SERVIÇO\nCLIENTE BETA\nValor Líquido da NFS-e\n2.000,00\n")
     assert (ex.get("invoice_number"), ex.get("invoice_date"), ex.get("vendor"),
             ex.get("total")) == ("77", "2026-05-12", "CONSULTORIA ALFA LTDA", "2000.00")
+
+
+def test_charges_in_an_invoice_header_row_is_the_total_but_not_an_item_column() -> None:
+    # a US summary row: the invoice's number, dates and charges under one header row
+    ex = _read_laid_out("Fabrikam Ltd\nInvoice Number      Invoice Date      Charges\n"
+                        "55021               4/2/2024          $1,250.00\n")
+    assert (ex.get("invoice_number"), ex.get("total")) == ("55021", "1250.00")
+    # an item table's charges column, with a labelled total: the total is the total
+    ex = _read_laid_out("Fabrikam Ltd\nInvoice no: 55022\nService      Charges\n"
+                        "Line rental      $20.00\nCalls      $5.50\nTotal due: $25.50\n")
+    assert ex.get("total") == "25.50"
