@@ -1328,7 +1328,8 @@ def _bank_account(text: str, b: _Builder) -> None:
     # an IBAN's groups are separated by single spaces, never a line break (the next line's
     # first letter is no part of it)
     iban = r"([A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?)\b"
-    m = re.search(r"\bIBAN[:\s]+" + iban, text)
+    # 'IBAN: ...', and a laid-out 'Verkäufer-IBAN | : DE54 ...' whose colon is a cell apart
+    m = re.search(r"\bIBAN(?:[ \t]*\|)?[:\s]+" + iban, text)
     if m:
         b.offer("bank_account", re.sub(r"\s+", "", m.group(1)), 0.9, m.group(0), "iban")
         return

@@ -1149,3 +1149,11 @@ def test_charges_in_an_invoice_header_row_is_the_total_but_not_an_item_column() 
     ex = _read_laid_out("Fabrikam Ltd\nInvoice no: 55022\nService      Charges\n"
                         "Line rental      $20.00\nCalls      $5.50\nTotal due: $25.50\n")
     assert ex.get("total") == "25.50"
+
+
+def test_an_iban_whose_colon_stands_in_a_cell_of_its_own() -> None:
+    # a print layout's 'Verkäufer-IBAN | : DE54 ...': the key, then the colon and value apart
+    # (a sample's account, whose check digits do not hold: read as labelled, as 'IBAN: ...' is)
+    ex = extract_invoice("Rechnung Nr. 7\nVerkäufer-IBAN | : DE54 6789 4567 8765 00\n"
+                         "Gesamtbetrag: 10,00 EUR\n")
+    assert ex.get("bank_account") == "DE5467894567876500"
