@@ -489,7 +489,7 @@ LABELS: dict[str, tuple[str, ...]] = {
               "montant total", "totale da pagare", "importe a pagar", "razem brutto",
               "razem", "rechnungssumme brutto", "rechnungssumme", "bruttosumme", "zahlbetrag",
               "endsumme", "endbetrag", "due payable", "summe gesamt", "brutto",
-              "total charges", "charges", "bedrag inclusief btw", "bedrag incl. btw",
+              "total charges", "bedrag inclusief btw", "bedrag incl. btw",
               "totaal inclusief btw", "totaalbedrag", "gesamt", "rechnungstotal",
               "celkem k úhradě", "k úhradě", "celkem s dph", "celkem", "valor total",
               "kwota należności ogółem", "należności ogółem", "kwota brutto", "summe",
@@ -715,7 +715,7 @@ def _from_pairs(pairs: list[tuple[str, str, str]], b: _Builder, base: float) -> 
             if monies:
                 # also column headers and bare words ('Summe' may be the net before the tax,
                 # 'Gesamt' an item column's)
-                weak = label in ("amount", "total", "charges", "summe", "gesamt", "celkem", "合計")
+                weak = label in ("amount", "total", "summe", "gesamt", "celkem", "合計")
                 confidence = base - (0.03 if weak else 0.0)
                 b.offer(name, monies[0], confidence, monies[0].raw, f"label:{label}")
                 for other in monies[1:3]:  # the base a rate applies to comes first
