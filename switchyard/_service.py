@@ -12,10 +12,12 @@ stops the process with exit 70), and a clean shutdown on SIGTERM/SIGINT in rever
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -42,6 +44,7 @@ from switchyard._telemetry import configure_logging, configure_tracing, start_me
 from switchyard._topics import Topic
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -111,10 +114,36 @@ class ServiceContext:
 Setup = Callable[[ServiceContext], Awaitable[None]]
 
 
+class _StoppedWhileStarting(Exception):
+    """SIGTERM/SIGINT came while a start-up step was still waiting on a dependency (a broker
+    or a database that does not answer): the process stops rather than wait on."""
+
+
+async def _unless_stopped(step: Awaitable[T], stop: asyncio.Event) -> T:
+    """``step``'s result; :class:`_StoppedWhileStarting` (``step`` cancelled) when ``stop`` is
+    set first. Start-up awaits brokers and databases that may never answer, and a signal
+    handler only sets ``stop``: without this a process asked to stop while starting would
+    wait on forever (an orphan once its launcher is gone)."""
+    task = asyncio.ensure_future(step)
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
+    raise _StoppedWhileStarting
+
+
 async def run_service(name: str, settings: Settings, grpc_port: int, metrics_port: int,
                       setup: Setup, stop_event: asyncio.Event | None = None,
                       apply_migrations: bool = False) -> None:
-    """Run one service until SIGTERM/SIGINT (or ``stop_event``), then shut down in order."""
+    """Run one service until SIGTERM/SIGINT (or ``stop_event``), then shut down in order. A
+    signal during start-up (a dependency that does not answer) stops it too: each start-up
+    step gives way to it, and what was started is closed."""
     configure_logging(settings, name)
     configure_tracing(settings, name)
     start_metrics_endpoint(settings, metrics_port)
@@ -123,12 +152,10 @@ async def run_service(name: str, settings: Settings, grpc_port: int, metrics_por
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    if apply_migrations:
-        await migrate(settings)
-    pool = await create_pool(settings)
-    producer = Producer(settings)
-    await producer.start()
-    app = create_app(settings, name)
+    pool: asyncpg.Pool | None = None
+    producer: Producer | None = None
+    ctx: ServiceContext | None = None
+    supervisor: Supervisor | None = None
     server: GrpcServer | None = None
     ready = False
     exit_code = 0
@@ -144,12 +171,6 @@ async def run_service(name: str, settings: Settings, grpc_port: int, metrics_por
         exit_code = code
         stop.set()
 
-    supervisor = Supervisor(name, Backoff.from_settings(settings), on_health=publish_health,
-                            on_fatal=background_failed)
-    ctx = ServiceContext(name=name, settings=settings, pool=pool, producer=producer, app=app,
-                         dead_letters=DeadLetterSink(settings, name, producer, pool),
-                         supervisor=supervisor, limiter=limiter_for(settings, pool))
-
     def broker_lost() -> None:
         # Exit at once, like a crash: a graceful stop would commit this consumer's positions,
         # which point into the lost logs, onto the recreated topics and skip their records.
@@ -160,14 +181,26 @@ async def run_service(name: str, settings: Settings, grpc_port: int, metrics_por
         await watch_broker(settings, broker_lost)
 
     try:
-        await setup(ctx)
-        server = await start_server(settings, name, grpc_port, ctx.registrations, ctx.policy,
-                                    ctx.rate_limited, ctx.limiter)
+        if apply_migrations:
+            await _unless_stopped(migrate(settings), stop)
+        pool = await _unless_stopped(create_pool(settings), stop)
+        producer = Producer(settings)
+        await _unless_stopped(producer.start(), stop)
+        app = create_app(settings, name)
+        supervisor = Supervisor(name, Backoff.from_settings(settings), on_health=publish_health,
+                                on_fatal=background_failed)
+        ctx = ServiceContext(name=name, settings=settings, pool=pool, producer=producer,
+                             app=app, dead_letters=DeadLetterSink(settings, name, producer, pool),
+                             supervisor=supervisor, limiter=limiter_for(settings, pool))
+        await _unless_stopped(setup(ctx), stop)
+        server = await _unless_stopped(
+            start_server(settings, name, grpc_port, ctx.registrations, ctx.policy,
+                         ctx.rate_limited, ctx.limiter), stop)
         await server.set_serving(False)  # not ready until consumers joined their group
         if ctx.has_agents:
-            await app.start()
-        for loop_name, loop, critical, one_shot in ctx.loops:
-            supervisor.start(loop_name, loop, critical=critical, one_shot=one_shot)
+            await _unless_stopped(app.start(), stop)
+        for loop_name, loop_factory, critical, one_shot in ctx.loops:
+            supervisor.start(loop_name, loop_factory, critical=critical, one_shot=one_shot)
         # without a broker watch a lost broker would go unnoticed: critical. It runs only
         # when enabled (broker_check_interval_s > 0); disabled, it would return at once.
         if settings.broker_check_interval_s > 0:
@@ -177,21 +210,29 @@ async def run_service(name: str, settings: Settings, grpc_port: int, metrics_por
         log.info("%s ready on %s", name, server.address)
         await stop.wait()
         log.info("%s stopping", name)
+    except _StoppedWhileStarting:
+        log.warning("%s stopping before it was ready (asked to while a start-up step was "
+                    "still waiting on a dependency)", name)
     finally:
         ready = False
         if server is not None:
             await server.stop(grace_s=3.0)
-        await supervisor.stop()
-        for hook in reversed(ctx.on_stop):
-            await hook()
-        if ctx.has_agents:
-            try:  # after a broker restart faust can wait forever on commits that cannot land
-                await asyncio.wait_for(app.stop(), settings.kafka_session_timeout_ms / 1000)
-            except asyncio.TimeoutError:
-                log.warning("%s: consumers did not stop in time; offsets not committed are "
-                            "re-read by the next process (consumers dedupe)", name)
-        await producer.stop()
-        await pool.close()
+        if supervisor is not None:
+            await supervisor.stop()
+        if ctx is not None:
+            for hook in reversed(ctx.on_stop):
+                await hook()
+            if ctx.has_agents:
+                try:  # after a broker restart faust can wait forever on commits that cannot land
+                    await asyncio.wait_for(ctx.app.stop(),
+                                           settings.kafka_session_timeout_ms / 1000)
+                except asyncio.TimeoutError:
+                    log.warning("%s: consumers did not stop in time; offsets not committed "
+                                "are re-read by the next process (consumers dedupe)", name)
+        if producer is not None:
+            await producer.stop()
+        if pool is not None:
+            await pool.close()
         log.info("%s stopped", name)
     if exit_code:
         raise SystemExit(exit_code)
