@@ -45,6 +45,9 @@ from switchyard._topics import Topic
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: How long closing the producer or the database pool may take at shutdown before it is
+#: abandoned: a broker or database that is gone must not keep a stopping process alive.
+CLOSE_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -230,9 +233,16 @@ async def run_service(name: str, settings: Settings, grpc_port: int, metrics_por
                     log.warning("%s: consumers did not stop in time; offsets not committed "
                                 "are re-read by the next process (consumers dedupe)", name)
         if producer is not None:
-            await producer.stop()
+            try:  # a broker that is gone can hold unsent records' flush for minutes
+                await asyncio.wait_for(producer.stop(), CLOSE_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                log.warning("%s: the producer did not close in time; records it had not sent "
+                            "are re-sent from their sources (outbox, consumer positions)", name)
         if pool is not None:
-            await pool.close()
+            try:  # a database that is gone can hold a graceful close as long
+                await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                pool.terminate()
         log.info("%s stopped", name)
     if exit_code:
         raise SystemExit(exit_code)
