@@ -131,6 +131,9 @@ async def _unless_stopped(step: Awaitable[T], stop: asyncio.Event) -> T:
     waiter = asyncio.ensure_future(stop.wait())
     try:
         done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # the caller itself cancelled: so is the step
+        task.cancel()
+        raise
     finally:
         waiter.cancel()
     if task in done:
