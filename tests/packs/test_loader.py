@@ -268,3 +268,21 @@ def test_router_signatures_recognise_a_format_in_the_head_of_the_text() -> None:
             load_pack_files(files_of(doc))
         assert any("models.router.signatures" in line for line in caught.value.problems), (
             bad, caught.value.problems)
+
+
+def test_one_pack_matching_names_the_type_and_two_leave_it_to_the_router() -> None:
+    from services.decision.engine import signature_match
+    from services.decision.packs import ActivePack
+
+    def active(name: str, signatures: list[list[str]]) -> ActivePack:
+        doc = expense()
+        doc["pack"] = name
+        doc.setdefault("models", {})["router"] = {"signatures": signatures}
+        return ActivePack(load_pack_files(files_of(doc)), {})
+
+    adt = active("admissions", [["MSH|", "|ADT^A01"]])
+    any_hl7 = active("hl7_inbox", [["MSH|"]])
+    message = "MSH|^~\\&|ADT1|HOSP|||202611051230||ADT^A01|1|P|2.5\r"
+    assert signature_match([adt], message).name == "admissions"  # type: ignore[union-attr]
+    assert signature_match([adt, any_hl7], message) is None
+    assert signature_match([adt], "Invoice no: 1") is None
