@@ -301,6 +301,9 @@ async def test_an_hl7_v2_admit_message_is_recognised_and_read_by_field_position(
         "insurance_payer": "Vhi Healthcare", "member_id": "VHI-7781234",
         "group_number": "GRP-22", "subscriber": "O'Neil Siobhan",
         "diagnosis": "Chest pain, unspecified"}
+    # submitted as another type, the signature disagrees as a sure router would: a person
+    d = await decision(decide, ADT_A01.encode(), kind="invoice")
+    assert (d.rule, d.label) == ("kind_mismatch", KIND)
     # a discharge (A03) is no admission: no signature, the router decides as for any text
     discharge = ADT_A01.replace("ADT^A01^ADT_A01", "ADT^A03^ADT_A03")
     d = await decision(decide, discharge.encode(), kind="")
