@@ -226,6 +226,24 @@ def test_featurizer_copy_is_the_training_module(tiny: tuple[Path, Path, dict]) -
     assert card["drift_baseline"]["label_prior"]["classes"] == list(F.ROUTER_CLASSES)
 
 
+def test_if_missing_reload_reloads_the_stacks_triton_even_when_up_to_date(
+        tiny: tuple[Path, Path, dict], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--if-missing --reload`` with nothing to train still has Triton load what is on disk,
+    and the Triton it asks is the one at SWITCHYARD_TRITON_GRPC_PORT (a stack on moved
+    ports), not the default 8001."""
+    from services.decision.training import __main__ as training_cli
+
+    data, repo, _ = tiny
+    asked: list[str] = []
+    monkeypatch.setattr(training_cli, "reload_models", lambda url, *a, **k: asked.append(url))
+    monkeypatch.setenv("SWITCHYARD_TRITON_GRPC_PORT", "47014")
+    monkeypatch.delenv("SWITCHYARD_TRITON_URL", raising=False)
+    monkeypatch.delenv("SWITCHYARD_TRITON_SPILL_URL", raising=False)
+    assert cli(["--data-dir", str(data), "--repository", str(repo), "--if-missing", "--reload",
+                *_tiny_pack_args(data.parent)]) == 0
+    assert asked == ["127.0.0.1:47014"]
+
+
 def test_if_missing_is_a_no_op_until_something_changes(tiny: tuple[Path, Path, dict], tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     data, repo, _ = tiny
