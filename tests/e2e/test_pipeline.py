@@ -556,6 +556,9 @@ async def test_hostile_documents_get_their_specific_error(
 CASCADE_RESULTS = ("pooled", "unavailable", "mismatch", "unfamiliar")
 
 
+# 130 documents, a fifth of them scans for OCR, through the four services on 2 cores: about
+# 100-150 s on a quiet machine, twice that on a loaded one (the suite's 300 s is per test)
+@pytest.mark.timeout(900)
 async def test_documents_from_outside_are_routed_and_read_without_a_kind(
         ingest: IngestServiceStub, settings: Settings) -> None:
     """The outside set (bench/outside/README.md), submitted as an upstream system that does
