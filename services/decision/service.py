@@ -60,13 +60,7 @@ from services.decision.triton import (
 from switchyard import Settings
 from switchyard.access import Role, principal_var
 from switchyard.audit import Entry as AuditEntry, append_many as audit_append_many, digest
-from switchyard.documents import (
-    TEXT_TYPES,
-    DocumentLimits,
-    blob_store_for,
-    normalise_content_type,
-    text_as_utf8,
-)
+from switchyard.documents import DocumentLimits, as_stored, blob_store_for
 from switchyard.messaging import (
     DECISIONS,
     ESCALATIONS,
@@ -594,10 +588,8 @@ class DecisionServicer(DecisionServiceServicer):
             "" if principal.tenant_id == "*" else principal.tenant_id)
         problems = validate_task(task, self.limits, prefix)
         if not problems:  # as ingest stores it: the bare media type, text as UTF-8
-            if normalise_content_type(task.document.content_type) in TEXT_TYPES:
-                task.document.body = text_as_utf8(task.document.content_type,
-                                                  task.document.body)
-            task.document.content_type = normalise_content_type(task.document.content_type)
+            task.document.content_type, task.document.body = as_stored(
+                task.document.content_type, task.document.body)
         denied = None if principal.may_access(task.tenant_id) else (
             f"credentials do not allow tenant {task.tenant_id!r}")
         return task, problems, denied

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from switchyard.documents import TEXT_TYPES, normalise_content_type, text_as_utf8
+from switchyard.documents import as_stored
 
 # The acceptance rules are shared with the decision service's Decide: one copy, there.
 from switchyard.tasks import (
@@ -61,9 +61,7 @@ def build_envelope(submission: Submission, task_id: str, source: int,
     received = Timestamp()
     received.FromDatetime(received_at or datetime.now(timezone.utc))
     # text in a declared charset is stored as UTF-8, under its bare media type
-    body = text_as_utf8(submission.document.content_type, submission.document.body) \
-        if normalise_content_type(submission.document.content_type) in TEXT_TYPES \
-        else submission.document.body
+    content_type, body = as_stored(submission.document.content_type, submission.document.body)
     kind = submission.kind.strip().lower()
     hint = submission.document.kind_hint.strip().lower()
     if not hint:
@@ -78,7 +76,7 @@ def build_envelope(submission: Submission, task_id: str, source: int,
         idempotency_key=submission.idempotency_key.strip(),
         kind=kind or "",
         document=Document(
-            content_type=normalise_content_type(submission.document.content_type),
+            content_type=content_type,
             body=body,
             filename=submission.document.filename.strip(),
             kind_hint=hint,

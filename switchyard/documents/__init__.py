@@ -38,11 +38,11 @@ from switchyard.documents._files import (
     DocumentError,
     DocumentInfo,
     DocumentLimits,
+    as_stored,
     inspect,
     normalise_content_type,
     render_page,
     sniff,
-    text_as_utf8,
 )
 from switchyard.documents._layout import (
     COLUMN_GAP_HEIGHTS,
@@ -76,8 +76,9 @@ from switchyard.documents._text_layer import (
 __all__ = [
     # _files
     "CONTENT_TYPES", "ERROR_CODES", "FILE_TYPES", "TEXT_CHARSETS", "TEXT_TYPES",
-    "DocumentError", "DocumentInfo", "DocumentLimits", "inspect", "normalise_content_type",
-    "render_page", "sniff", "text_as_utf8",
+    "DocumentError", "DocumentInfo", "DocumentLimits", "as_stored", "inspect",
+    "normalise_content_type",
+    "render_page", "sniff",
     # _blobs
     "STORES", "BlobError", "BlobIntegrityError", "BlobNotFound", "BlobStore",
     "PostgresBlobStore", "S3BlobStore", "blob_store_for", "check_in", "load_body",

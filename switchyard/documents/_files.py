@@ -152,13 +152,15 @@ def declared_charset(content_type: str) -> str | None:
     return codec
 
 
-def text_as_utf8(content_type: str, body: bytes) -> bytes:
-    """A text or JSON document's bytes as UTF-8: decoded with the charset its content type
-    declares (checked by :func:`inspect` first), as sent when it declares none."""
-    charset = declared_charset(content_type)
+def as_stored(content_type: str, body: bytes) -> tuple[str, bytes]:
+    """A checked document's content type and bytes as a task carries them (ingest's envelope,
+    ``Decide``'s task): the bare media type, and text or JSON decoded with the charset its
+    content type declares (checked by :func:`inspect` first) as UTF-8."""
+    bare = normalise_content_type(content_type)
+    charset = declared_charset(content_type) if bare in TEXT_TYPES else None
     if charset is None or charset in ("utf-8", "ascii"):
-        return body
-    return body.decode(charset).encode("utf-8")
+        return bare, body
+    return bare, body.decode(charset).encode("utf-8")
 
 
 #: PDF readers look for the ``%PDF-`` header anywhere in a file's first 1024 bytes (ISO
@@ -427,6 +429,6 @@ def _render_image(content_type: str, body: bytes, page_number: int, limits: Docu
 
 __all__ = ["CONTENT_TYPES", "ERROR_CODES", "FILE_TYPES", "JPEG", "JSON", "MAX_JSON_DEPTH", "PDF",
            "PNG", "TEXT", "TEXT_TYPES", "TIFF", "DocumentError", "DocumentInfo",
-           "DocumentLimits", "TEXT_CHARSETS", "inspect", "json_problem",
-           "normalise_content_type", "text_as_utf8",
+           "DocumentLimits", "TEXT_CHARSETS", "as_stored", "inspect", "json_problem",
+           "normalise_content_type",
            "render_page", "sniff"]
