@@ -239,15 +239,21 @@ def parse_value(spec: FieldSpec, raw: str) -> tuple[str, float] | str:
     return text, 1.0
 
 
-def _json_pairs(text: str) -> list[tuple[str, str]]:
+def _json_object(text: str) -> dict[str, Any] | None:
+    """The document as a JSON object, or None when it is none (parsed once per document:
+    its pairs and its tables are read from it)."""
     stripped = text.strip()
     if not stripped.startswith("{"):
-        return []
+        return None
     try:
         value = json.loads(stripped)
     except (ValueError, RecursionError):
-        return []
-    if not isinstance(value, dict):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _json_pairs(value: dict[str, Any] | None) -> list[tuple[str, str]]:
+    if value is None:
         return []
     pairs: list[tuple[str, str]] = []
     for key, item in value.items():
@@ -438,19 +444,13 @@ def _table(spec: FieldSpec, layout_lines: list[Line], with_provenance: bool
                           provenance=provenance)
 
 
-def _json_table(spec: FieldSpec, text: str) -> ExtractedField | str | None:
+def _json_table(spec: FieldSpec, document: dict[str, Any] | None
+                ) -> ExtractedField | str | None:
     """A table field from a JSON object's array of objects (top level or one level down) under
     a key matching the field's labels or name: each object a row, each of its keys (as words:
     ``unitPrice`` is ``Unit Price``) read into the column whose labels it matches. None when
     the document is no such JSON."""
-    stripped = text.strip()
-    if not stripped.startswith("{"):
-        return None
-    try:
-        document = json.loads(stripped)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(document, dict):
+    if document is None:
         return None
     wanted = set(_labels(spec))
     found = None
@@ -494,7 +494,8 @@ def extract_fields(pack: Pack, text: str, layout: DocumentLayout | None = None) 
     if has_layout and layout is not None and not text:
         text = layout_text(layout)
     text = text[:MAX_TEXT_CHARS]
-    json_pairs = _json_pairs(text) or _hl7_pairs(text)  # a structured record: its keys
+    json_object = _json_object(text)
+    json_pairs = _json_pairs(json_object) or _hl7_pairs(text)  # a structured record: its keys
     declared = frozenset(label for spec in pack.fields.values() if spec.type != "table"
                          for label in _labels(spec))
     line_pairs = [] if json_pairs else _line_pairs(text, declared)
@@ -504,7 +505,7 @@ def extract_fields(pack: Pack, text: str, layout: DocumentLayout | None = None) 
     for name, spec in pack.fields.items():
         problem = ""
         if spec.type == "table":
-            table = _json_table(spec, text)
+            table = _json_table(spec, json_object)
             if table is None and layout_lines:
                 table = _table(spec, layout_lines, True)
             if table is None:
