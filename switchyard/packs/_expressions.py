@@ -399,30 +399,14 @@ class Template:
             return [self._compile(v, f"{path}[{i}]", names) for i, v in enumerate(node)]
         return node
 
-    def sample_failures(self, context: Mapping[str, Any], readable: frozenset[str],
-                        skip: Any = None) -> list[tuple[str, str, str]]:
-        """(path, expression, problem) for each expression that reads nothing but
-        ``readable`` variables (and whose source ``skip``, a regex, does not match: loops)
-        and fails on ``context``: a type mistake found at load time, not on a document."""
-        failures: list[tuple[str, str, str]] = []
+    def expressions(self) -> list[tuple[str, str, Any]]:
+        """(path below the template's root, source, compiled program) of each ``${...}``."""
+        found: list[tuple[str, str, Any]] = []
 
         def walk(node: Any, path: str) -> None:
             if isinstance(node, tuple):
-                for piece in node:
-                    if not piece.is_expr or piece.program is None:
-                        continue
-                    try:
-                        variables = set(piece.program.program.variables())
-                    except Exception:  # noqa: BLE001 - defensive: the binding always answers
-                        continue
-                    if not variables or not variables <= readable or \
-                            (skip is not None and skip.search(piece.text)):
-                        continue
-                    try:
-                        _execute(piece.program, context, f"{self.where}{path}")
-                    except ExpressionError as exc:
-                        failures.append((path, f"${{{_short(piece.text, 50)}}}",
-                                         str(exc).removeprefix(f"{exc.where}: ")))
+                found.extend((path, piece.text, piece.program) for piece in node
+                             if piece.is_expr and piece.program is not None)
             elif isinstance(node, dict):
                 for key, value in node.items():
                     walk(value, _member(path, key))
@@ -431,7 +415,7 @@ class Template:
                     walk(value, f"{path}[{index}]")
 
         walk(self._compiled, "")
-        return failures
+        return found
 
     def render(self, context: Mapping[str, Any]) -> Any:
         """The tree with every expression evaluated against ``context``."""

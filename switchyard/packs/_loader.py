@@ -17,7 +17,7 @@ import hashlib
 import importlib.resources
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,9 @@ from switchyard.packs._expressions import (
     ExpressionError,
     Names,
     Template,
+    _execute,
     _interpreter_failure,
+    _short,
     check_expression,
     evaluate_condition,
 )
@@ -340,23 +342,33 @@ def _samples(fields: Mapping[str, FieldSpec], params: Mapping[str, ParamSpec],
                      "tenant_id": "sample", "kind": "sample"}}
 
 
+def _sample_failure(source: str, program: Any, readable: frozenset[str],
+                    run: Callable[[], Any]) -> str | None:
+    """The first sentence of what ``run`` (``program`` on the sample values of the declared
+    types) raised, or None: it ran, or it was not tried. Only expressions that read nothing
+    but ``readable`` variables, and no loops (a comprehension could run for long)."""
+    try:
+        variables = set(program.program.variables())
+    except Exception:  # pragma: no cover - defensive: the binding always answers
+        return None
+    if not variables or not variables <= readable or _LOOPS.search(source):
+        return None
+    try:
+        run()
+    except ExpressionError as exc:
+        return str(exc).removeprefix(f"{exc.where}: ").split(". ", 1)[0]  # its first sentence
+    return None
+
+
 def _sample_run(c: _Checker, path: list[Any], source: str, program: Any,
                 samples: Mapping[str, Any], where: str,
                 declared: Mapping[str, str] | None = None) -> None:
     """Run a rule's condition on sample values of the declared types, so a type mistake
     (a number compared with a text, a condition that is not true or false) is a load error
-    instead of an escalation of every document. Only conditions that read nothing but
-    sampled variables, and no loops (a comprehension could run for long)."""
-    try:
-        variables = set(program.program.variables())
-    except Exception:  # pragma: no cover - defensive: the binding always answers
-        return
-    if not variables or not variables <= _SAMPLED or _LOOPS.search(source):
-        return
-    try:
-        evaluate_condition(Condition(source=source, where=where, program=program), samples)
-    except ExpressionError as exc:
-        message = str(exc).removeprefix(f"{exc.where}: ").split(". ", 1)[0]  # its first sentence
+    instead of an escalation of every document."""
+    message = _sample_failure(source, program, _SAMPLED, lambda: evaluate_condition(
+        Condition(source=source, where=where, program=program), samples))
+    if message is not None:
         # the declared types of what the condition reads: what the author has to line up
         known = declared or {}
         named = sorted({m.group(0) for m in _REFERENCE.finditer(source)} & known.keys())
@@ -376,11 +388,13 @@ def _template(c: _Checker, path: list[Any], tree: Any, names: Names) -> Template
         c.add(json_path(path) + sub, show(value), message, raw=True)
     if not template.issues and c.samples is not None:
         # '${fields.packages + 1.0}' over an integer field fails on every document: say so now
-        for sub, value, message in template.sample_failures(c.samples, _TEMPLATE_SAMPLED,
-                                                             _LOOPS):
-            first = message.split(". ", 1)[0]  # its first sentence, as for conditions
-            c.add(json_path(path) + sub, value,
-                  f"fails on values of the declared types: {first}"[:300], raw=True)
+        samples, where = c.samples, json_path(path)
+        for sub, source, program in template.expressions():
+            message = _sample_failure(source, program, _TEMPLATE_SAMPLED,
+                                      lambda: _execute(program, samples, where + sub))
+            if message is not None:
+                c.add(where + sub, f"${{{_short(source, 50)}}}",
+                      f"fails on values of the declared types: {message}"[:300], raw=True)
     return template
 
 
