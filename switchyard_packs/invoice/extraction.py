@@ -889,10 +889,14 @@ def _only_date(text: str, b: _Builder) -> None:
             b.offer("invoice_date", list(readings), 0.7, raw, "the only date")
 
 
+#: A due, delivery or order date's label as whole words (compiled once: tried per date)
+_ANOTHER_DATE = re.compile(r"(?<![\w])(?:" + "|".join(
+    re.escape(label) for name in ("due_date", "other_date")
+    for label in sorted(LABELS[name], key=len, reverse=True)) + r")(?![\w])")
+
+
 def _names_another_date(line: str) -> bool:
-    lowered = line.lower()
-    return any(re.search(rf"(?<![\w]){re.escape(label)}(?![\w])", lowered)
-               for name in ("due_date", "other_date") for label in LABELS[name])
+    return _ANOTHER_DATE.search(line.lower()) is not None
 
 
 #: How sure a value is whose key no label list holds, read from the key's form (keys.py).
