@@ -250,11 +250,9 @@ class PackServicer(PackServiceServicer):
         view = self.catalog.for_tenant(tenant)
         packs = []
         for name, newest in sorted(self.catalog.newest(tenant).items()):
-            active = view.get(name)
-            # the version in effect (a pin rolls back), else the newest
-            shown = (self.catalog.find(tenant, name, active.pack.version) if active is not None
-                     else None) or newest
-            packs.append(summary(shown, enabled=active is not None))
+            # the version in effect (a pin rolls back), beside the newest
+            shown = self.catalog.in_effect(tenant, name) or newest
+            packs.append(summary(shown, enabled=view.get(name) is not None))
             packs[-1].newest_version = newest.pack.version
         return ListPacksResponse(packs=packs)
 
@@ -282,9 +280,7 @@ class PackServicer(PackServiceServicer):
                 await abort_invalid(context, violations(problems))
             stored = StoredPack(load_pack_files(files), tenant, "", None)
         else:
-            active = self.catalog.for_tenant(tenant).get(request.name)
-            found = self.catalog.find(tenant, request.name,
-                                      active.pack.version if active is not None else "")
+            found = self.catalog.in_effect(tenant, request.name)
             if found is None:
                 await context.abort(grpc.StatusCode.NOT_FOUND, f"no pack {request.name!r}")
             stored = found

@@ -166,6 +166,12 @@ class PackCatalog:
             return None
         return versions.get(version) if version else versions[max(versions, key=semver_key)]
 
+    def in_effect(self, tenant_id: str, name: str) -> StoredPack | None:
+        """The stored version of ``name`` the tenant decides with (its settings' pinned one),
+        else the newest stored (a disabled pack's too)."""
+        active = self.for_tenant(tenant_id).get(name)
+        return self.find(tenant_id, name, active.pack.version if active is not None else "")
+
     def settings_of(self, tenant_id: str) -> AppliedSettings:
         return self._settings.get(tenant_id) or self._file_settings(tenant_id)
 
