@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.integration]
 TENANT, TASKS = "kpi-scrapes", 3
 REFRESH_S, IDLE_AFTER_S, UNSCRAPED_S = 0.2, 1.0, 4.0
 OPEN = f'switchyard_kpi_tasks{{status="open",tenant="{TENANT}"}}'
+IDLE_LOG = "no scrape of the KPIs for"
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,15 @@ async def test_the_kpis_are_refreshed_only_while_scraped(ingest: IngestProcess) 
 
     await eventually(exported, timeout_s=60, what="the KPI gauges while scraped")
 
-    await asyncio.sleep(UNSCRAPED_S)  # nobody scrapes: the exporter goes idle
+    # nobody scrapes: the exporter goes idle (its log says so; a refresh in flight on a busy
+    # machine may finish after IDLE_AFTER_S, so the log, not a clock, says when)
+    went_idle = ingest.log().count(IDLE_LOG)
+    await asyncio.sleep(UNSCRAPED_S)
+
+    async def idle() -> bool:
+        return ingest.log().count(IDLE_LOG) > went_idle
+
+    await eventually(idle, timeout_s=60, what="the exporter to go idle")
     woken = scrape(ingest)
     assert "switchyard_kpi_exporter_active 1.0" in woken
     assert OPEN not in woken, "the KPI series stayed after nobody scraped them"
