@@ -365,7 +365,10 @@ def _below(layout_lines: Sequence[Line], line: Line, start: int, end: int
     for below in layout_lines[index + 1:index + 1 + MAX_LINES_BELOW]:
         if below.page != line.page:
             return None
-        distance = max(below.y0 - line.y1, 0.0) * label[0].page_height / line.height
+        # in the taller line's heights: a small caption over a large figure ('TOTAL DUE'
+        # over a '€10,545.00' twice its size) is as close as its own size makes it look
+        distance = max(below.y0 - line.y1, 0.0) * label[0].page_height / \
+            max(line.height, below.height)
         if distance > MAX_BELOW_HEIGHTS:
             return None
         for cell in below.cells():

@@ -100,7 +100,12 @@ CURRENCY_SYMBOLS: tuple[tuple[str, str], ...] = (  # longest first: "C$" before 
 CURRENCY_CODES = frozenset({
     "USD", "EUR", "GBP", "INR", "JPY", "CHF", "CAD", "AUD", "SEK", "PLN", "NOK", "DKK", "NZD",
     "SGD", "ZAR", "KES", "NGN", "GHS", "BRL", "MXN", "CNY", "KRW", "CZK", "HUF",
+    # the other dollars and pesos (written with a bare '$' too), and more of Europe and Asia
+    "COP", "ARS", "CLP", "UYU", "HKD", "TWD", "RON", "BGN", "ISK", "TRY", "ILS", "AED",
+    "SAR", "THB", "MYR", "IDR", "VND",
 })
+#: Codes of the currencies written with a bare '$' besides the US dollar.
+DOLLAR_CODES = ("CAD", "AUD", "NZD", "SGD", "HKD", "TWD", "MXN", "COP", "ARS", "CLP", "UYU")
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
           "september", "october", "november", "december")
 #: Month names of the languages the labels cover (English, German, French, Spanish, Italian,
@@ -171,13 +176,17 @@ class _PlaceCue:
 #: which country's dollar, an Australian Business Number (on every Australian tax invoice) or
 #: Canada's GST/HST or Quebec's QST; a customer's address says nothing (a US supplier bills a
 #: Canadian customer in USD). ``¥`` and ``￥``: the yen's sign and the yuan's; a document in
-#: Chinese (ideographs, no hiragana or katakana) is billed in yuan.
+#: Chinese (ideographs, no hiragana or katakana) is billed in yuan. A document that writes out
+#: the code of one other dollar or peso (and not USD) means that one by its '$'.
 _SHARED_SIGNS: dict[str, tuple[re.Pattern[str], tuple[_PlaceCue, ...]]] = {
     "USD": (re.compile(r"\bUSD\b|\bUS\$|\bUS dollars?\b", re.IGNORECASE), (
         _PlaceCue(re.compile(
             r"\bA\.?B\.?N\b\.?[ \t]*:?[ \t]*\d{2}[ \t]?\d{3}[ \t]?\d{3}[ \t]?\d{3}\b"),
             "AUD", "tax registration"),
         _PlaceCue(re.compile(r"\b(?:GST/HST|HST/GST|HST|QST)\b"), "CAD", "tax registration"),
+        # 'TOTAL COP | $ 132,600.01': the code of another dollar or peso, written out
+        *(_PlaceCue(re.compile(rf"(?<![\w-]){code}(?![\w-])"), code, "currency code written")
+          for code in DOLLAR_CODES),
     )),
     "JPY": (re.compile(r"\bJPY\b"), (
         _PlaceCue(re.compile(r"[\u4e00-\u9fff]"), "CNY", "Chinese text",
@@ -388,6 +397,12 @@ LABELS: dict[str, tuple[str, ...]] = {
                        "folio", "folio no", "folio nº",
                        # Czech: 'Faktura č.' (číslo, number)
                        "faktura č.", "faktura č", "faktura číslo", "číslo faktury",
+                       # Slovak
+                       "faktúra č.", "faktúra č", "faktúra číslo", "číslo faktúry",
+                       # Colombia's and others' electronic sales invoice
+                       "factura electrónica de venta", "factura electrónica de venta no.",
+                       "factura de venta", "factura de venta no.", "factura electrónica",
+                       "factura electrónica no.",
                        # Chinese (a VAT fapiao's number, not its 发票代码 code), Japanese
                        "发票号码", "發票號碼", "請求書番号", "請求番号",
                        # Nordic: Finnish, Swedish, Norwegian and Danish
@@ -464,7 +479,7 @@ LABELS: dict[str, tuple[str, ...]] = {
             "kwota vat",
             # the tax's amount, named as such
             "vat amount", "tax amount", "total tax", "total vat", "btw bedrag", "bedrag btw",
-            "totaal btw", "mwst-betrag", "mwst. betrag", "umsatzsteuer", "montant tva",
+            "totaal btw", "mwst-betrag", "mwst. betrag", "umsatzsteuer", "mehrwertsteuer", "montant tva",
             "total tva", "importe iva", "cuota iva", "totale iva", "importo iva",
             "razem vat", "steuerbetrag", "ust.-betrag", "ust. gesamt", "mwst. gesamt",
             "vat total", "tax total", "taxes", "total taxes", "dph", "kwota podatku", "mwst.",
@@ -700,6 +715,9 @@ def _from_pairs(pairs: list[tuple[str, str, str]], b: _Builder, base: float) -> 
             if ident and ident not in ("-",):
                 b.offer(name, ident, base * (0.6 if _doubtful_identifier(ident) else 1.0),
                         value, f"label:{label}")
+            elif name == "invoice_number" and re.fullmatch(r"[ \t]*\d{1,2}[ \t]*", value):
+                # a tenant's first invoices: 'Invoice Number: 1' (alone after its label)
+                b.offer(name, value.strip(), base * 0.8, value, f"label:{label}")
         elif name in ("invoice_date", "due_date"):
             found = find_date(value)
             if found is not None:
@@ -855,6 +873,8 @@ def _from_prose(text: str, b: _Builder) -> None:
     for m in _EMAIL_PO.finditer(text):
         b.offer("po_number", m.group("v"), 0.85, m.group(0), "prose")
         break
+    if "invoice_date" not in b.found:
+        _date_under_the_title(text, b)
     if "invoice_date" not in b.found:
         for m in _DATELINE.finditer(text):  # the letter's date, when nothing labels one
             found = find_date(m.group("v"))
@@ -1332,8 +1352,11 @@ def _bank_account(text: str, b: _Builder) -> None:
     # an IBAN's groups are separated by single spaces, never a line break (the next line's
     # first letter is no part of it)
     iban = r"([A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?)\b"
+    # after its label, also with the country apart from the check digits ('DE 5463 2168 ...')
+    labelled = (r"([A-Z]{2}(?:\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}| \d{4}(?:[ ]?[A-Z0-9]{4}){1,6})"
+                r"(?:[ ]?[A-Z0-9]{1,4})?)\b")
     # 'IBAN: ...', and a laid-out 'Verkäufer-IBAN | : DE54 ...' whose colon is a cell apart
-    m = re.search(r"\bIBAN(?:[ \t]*\|)?[:\s]+" + iban, text)
+    m = re.search(r"\bIBAN(?:[ \t]*\|)?[:\s]+" + labelled, text)
     if m:
         b.offer("bank_account", re.sub(r"\s+", "", m.group(1)), 0.9, m.group(0), "iban")
         return
@@ -1404,11 +1427,14 @@ def _from_layout(layout_lines: list[Line], b: _Builder) -> None:
             if name == "vendor" and found.placement == "right" and not found.label[-1].text \
                     .endswith(":") and found.distance < _VENDOR_GAP_HEIGHTS:
                 continue  # 'SELLER TRADE NAME' is a heading, 'Seller:  Acme' a label
-            if name in _AMOUNTS and found.placement == "below" and _heads_items(found):
-                continue  # 'Amount' over an item table's column: the first item's amount
+            if (name in _AMOUNTS or (name == "invoice_date" and label in _BARE_DATE)) and \
+                    found.placement == "below" and _heads_items(found):
+                continue  # 'Amount' or 'Date' over an item table's column: the first item's
             if name in _AMOUNTS and found.placement == "right" and \
                     _rest_of_line(found).lstrip().startswith(_COMPARISONS):
                 continue  # 'amount > 300 €': a threshold, not the amount
+            if name in _AMOUNTS and found.placement == "right" and _runs_on_in_prose(found):
+                continue  # 'Die Rechnungssumme überweisen Sie bitte innerhalb von 14 Tagen'
             if name == "vendor" and found.placement == "below" and \
                     _keys_a_pair(layout_lines, found):
                 continue  # 'Verkäufer:' over 'Nummer : 549910': the block's name is further
@@ -1434,6 +1460,48 @@ def _from_layout(layout_lines: list[Line], b: _Builder) -> None:
                                   b, 0.9 * placement_factor(found), label)
     if "invoice_number" not in b.found:
         _number_under_a_title_word(layout_lines, b)
+
+
+#: The word 'date' alone, as an item table's column is headed ('Date | Description | Hours').
+_BARE_DATE = frozenset({"date", "datum", "fecha", "data", "dato", "päivämäärä", "kuupäev"})
+#: A document's title alone on one of its first lines ('Zálohová faktúra', 'TAX INVOICE').
+_TITLE_LINE = re.compile(
+    r"^[ \t]*(?:[^\W\d_]+[ \t]+)?(?:invoice|facture|factura|fattura|factuur|faktura|faktúra|"
+    r"rechnung|lasku|arve|fatura)[ \t]*$", re.IGNORECASE)
+#: A line that is one identifier: a digit, and 3 or more characters.
+_LONE_IDENTIFIER = re.compile(r"^[ \t]*(#?[A-Za-z0-9][A-Za-z0-9/.\-_]*\d[A-Za-z0-9/.\-_]*)[ \t]*$")
+
+
+#: The document's title word anywhere on a line ('Invoice 103767', 'LARC | INVOICE #1').
+_TITLE_WORD = re.compile(r"\b(?:invoice|facture|factura|fattura|factuur|faktura|faktúra|"
+                         r"rechnung|lasku|arve|fatura)\b", re.IGNORECASE)
+
+
+def _date_under_the_title(text: str, b: _Builder) -> None:
+    """A date alone on the line under the title's, in the document's first lines, is the
+    invoice's (``Invoice 103767`` over ``February 17, 2026``), when no label names one."""
+    lines_ = [line for line in text.splitlines()[:8] if line.strip()]
+    for title, under in zip(lines_, lines_[1:]):
+        if not _TITLE_WORD.search(title):
+            continue
+        found = find_date(under)
+        if found is not None and found[1] == under.strip():
+            b.offer("invoice_date", found[0], 0.8, found[1], "under the title")
+        return
+
+
+def _number_under_the_title(text: str, b: _Builder) -> None:
+    """The invoice's number alone on the line under its title (``Zálohová faktúra`` over
+    ``MSK22000006``), within the document's first lines; not a date or an amount."""
+    lines_ = [line for line in text.splitlines()[:12] if line.strip()]
+    for title, under in zip(lines_, lines_[1:]):
+        if not _TITLE_LINE.match(title):
+            continue
+        m = _LONE_IDENTIFIER.match(under)
+        if m and len(m.group(1)) >= 3 and find_date(under) is None and \
+                not re.fullmatch(r"\d+(?:[.,]\d{3})*[.,]\d{1,2}", m.group(1)):  # no amount
+            b.offer("invoice_number", m.group(1), 0.75, under.strip(), "under the title")
+        return
 
 
 #: A document's title word heading a column ('Klant | Order | Factuur | Vervaldatum'): the
@@ -1521,6 +1589,23 @@ def _in_running_text(found: LabelValue, name: str) -> bool:
     after = end < len(line.words) and not found.label[-1].text.endswith(":") and \
         line.words[end - 1].gap_to(line.words[end]) <= gap
     return after and (before or name == "vendor")
+
+
+def _runs_on_in_prose(found: LabelValue) -> bool:
+    """Whether an amount's label is a noun in a sentence: a word close before it and two
+    words close after it, without a colon (``Die Rechnungssumme überweisen Sie bitte
+    innerhalb von 14 Tagen``: the 14 is days). ``Invoice Total EUR 1,234.00`` has a currency
+    and ``Total due 100`` a figure within the two words after the label."""
+    line = found.line
+    start = line.words.index(found.label[0])
+    end = line.words.index(found.label[-1]) + 1
+    if found.label[-1].text.endswith(":") or start == 0 or end + 2 > len(line.words):
+        return False
+    gap = COLUMN_GAP_HEIGHTS * line.height
+    run = line.words[start - 1:end + 2]
+    words = [line.words[start - 1], *line.words[end:end + 2]]
+    return all(a.gap_to(b) <= gap for a, b in zip(run, run[1:])) and all(
+        w.text.isalpha() and w.text.upper() not in CURRENCY_CODES for w in words)
 
 
 def _in_a_sentence(found: LabelValue) -> bool:
@@ -1620,6 +1705,8 @@ def extract_invoice(text: str, layout: DocumentLayout | None = None) -> InvoiceE
             _from_layout(layout_lines, b)
         _from_prose(text, b)
         _from_unknown_keys(text, b)
+        if "invoice_number" not in b.found:
+            _number_under_the_title(text, b)
         _vendor(text, b)
         _bank_account(text, b)
     items = _line_items(text) if structured is None else []

@@ -33,7 +33,7 @@ __all__ = ["BUYER_LABELS", "COMPANY_SUFFIX", "SELLER_LABELS", "TITLE", "VendorGu
            "company_name", "find_vendor", "is_name_key"]
 
 _LEGAL_FORMS = (r"Pty\.? Ltd\.?|Pvt\.? Ltd\.?|Private Limited|Ltd\.?|Inc\.?|LLC|"
-                r"GmbH & Co\.(?: KG)?|GmbH|S\.A\.|"
+                r"GmbH & Co\.(?: KG)?|GmbH|S\.A\. de C\.V\.|S\.A\.S\.|S\.A\.U\.|S\.A\.|"
                 r"B\.V\.|BV|N\.V\.|NV|AG|Co\.|plc|SARL|SAS|S\.L\.|Oy|AB|Corp\.?|Limited|"
                 r"Company|SE|SpA|S\.p\.A\.|S\.r\.l\.|Srl|KG|sp\. z o\.o\.|Sp\. z o\.o\.|"
                 r"s\.r\.o\.|a\.s\.|OÜ|AS|A/S|ApS|Ltda\.?")
@@ -246,7 +246,15 @@ def _domains(text: str) -> set[str]:
     labels = {label.replace("-", "") for m in _DOMAIN.finditer(text)
               for label in m.group(1).lower().split(".") if len(label) >= 3}
     mailboxes = {re.sub(r"[._-]", "", m.group(1).lower()) for m in _MAILBOX.finditer(text)}
-    return labels | {box for box in mailboxes if len(box) >= 6}
+    return labels | {box for box in mailboxes if len(box) >= 6 and box not in _ROLE_MAILBOXES}
+
+
+#: Mailboxes named for a role, not a person or a company (``client@example.com`` spells no
+#: ``Client Some Long Client``).
+_ROLE_MAILBOXES = frozenset({
+    "client", "clients", "customer", "customers", "billing", "invoice", "invoices", "invoicing",
+    "contact", "support", "service", "office", "accounts", "account", "accounting", "hello",
+    "noreply", "donotreply", "payments", "finance", "orders", "webmaster", "postmaster"})
 
 
 def _spelled_by_domain(name: str, domains: set[str]) -> bool:
@@ -258,6 +266,12 @@ def _spelled_by_domain(name: str, domains: set[str]) -> bool:
                (len(key) >= 5 and d.startswith(key)) for d in domains)
 
 
+#: A buyer label starting a cell, then a name: ``Client Acme Corp``, ``Bill to: Acme``.
+_BUYER_LABEL_INLINE = re.compile(
+    r"(?:" + "|".join(re.escape(label) for label in sorted(BUYER_LABELS, key=len, reverse=True))
+    + r")\b:?[ \t]+\S", re.IGNORECASE)
+
+
 def _under_buyer_label(rows: list[list[str]], index: int, column: int) -> bool:
     """Whether the cell at (``index``, ``column``) sits in a customer's address block: a
     buyer label before it on its line, or above it in its column within four lines, with no
@@ -265,6 +279,8 @@ def _under_buyer_label(rows: list[list[str]], index: int, column: int) -> bool:
     for cell in rows[index][:column]:
         if cell.strip().lower().rstrip(":").strip() in BUYER_LABELS:
             return True
+    if _BUYER_LABEL_INLINE.match(rows[index][column].strip()):
+        return True  # 'Client Some Long Client | Payable To ...': the label starts the cell
     for above in reversed(rows[max(0, index - 4):index]):
         if not above:
             return False  # a blank line ends the address block

@@ -1157,3 +1157,77 @@ def test_a_fee_called_charges_is_not_the_total(text: str) -> None:
     # samples' bare 'Charges' column stays unread rather than risk this)
     assert extract_invoice(text).get("total") == "45.00"
     assert _read_laid_out(text).get("total") == "45.00"
+
+
+def test_an_amount_label_that_is_a_sentences_noun_is_no_amount() -> None:
+    # 'Den Rechnungsbetrag zahlen Sie ... 30 Tagen': a label in running text, the 30 is days
+    text = ("Malerbetrieb Sommer\nRechnung Nr. 2024-17\n"
+            "Nettobetrag:      100,00 €\nMehrwertsteuer 19 %:      19,00 €\n"
+            "Gesamtbetrag:      119,00 €\n\n"
+            "Den Rechnungsbetrag zahlen Sie bitte innerhalb von 30 Tagen.\n")
+    ex = _read_laid_out(text)
+    assert (ex.get("subtotal"), ex.get("tax"), ex.get("total")) == ("100.00", "19.00", "119.00")
+    # 'Invoice Total EUR 1,234.00' and 'Total due 100': a currency or a figure follows
+    assert _read_laid_out("Acme Ltd\nInvoice no: 5\nInvoice Total EUR 1,234.00\n"
+                          ).get("total") == "1234.00"
+
+
+def test_an_iban_whose_country_stands_apart_from_its_check_digits() -> None:
+    ex = extract_invoice("Rechnung Nr. 8\nIBAN: DE 8937 0400 4405 3201 3000\n"
+                         "Gesamtbetrag: 10,00 EUR\n")
+    assert ex.get("bank_account") == "DE89370400440532013000"
+
+
+def test_a_dollar_sign_means_the_dollar_or_peso_whose_code_is_written() -> None:
+    text = ("Distribuidora Norte S.A. de C.V.\nFactura electrónica de venta: FE-1043\n"
+            "Subtotal        $ 1,000.00\nIVA 16%         $ 160.00\nTOTAL MXN       $ 1,160.00\n")
+    ex = _read_laid_out(text)
+    assert (ex.get("currency"), ex.get("total"), ex.get("invoice_number"),
+            ex.get("vendor")) == ("MXN", "1160.00", "FE-1043", "Distribuidora Norte S.A. de C.V.")
+    assert extract_invoice("Acme Inc\nInvoice no: 9\nTotal: $ 80.00\n").get("currency") == "USD"
+    assert extract_invoice("Andes Logística S.A.S., Calle 10\nFactura de venta: 77-A\n"
+                           "Total: $ 5.000\n").get("vendor") == "Andes Logística S.A.S."
+
+
+def test_the_number_and_the_date_under_the_documents_title() -> None:
+    ex = extract_invoice("Proforma faktúra\nPF2024-118\nDodávateľ: Tatra Pekáreň s.r.o.\n"
+                         "Spolu: 48,00 EUR\n")
+    assert ex.get("invoice_number") == "PF2024-118"
+    assert extract_invoice("Číslo faktúry: 2024017\nSpolu: 48,00 EUR\n"
+                           ).get("invoice_number") == "2024017"
+    # a date or an amount under the title is no number; a date alone there is the invoice's
+    ex = extract_invoice("INVOICE\n12.03.2024\nBluebird Studio\nTotal: 75.00 EUR\n")
+    assert ex.get("invoice_number") is None
+    assert ex.get("invoice_date") == "2024-03-12"
+    ex = _read_laid_out("Invoice 5521\nMarch 9, 2025\nBluebird Studio\n\n"
+                        "Date        Description              Hours    Amount\n"
+                        "02/27/2025  Logo sketches            3        $150.00\n"
+                        "Total   $150.00\n")
+    assert ex.get("invoice_date") == "2025-03-09"   # not the item table's 'Date' column
+
+
+def test_a_tenants_first_invoice_number_is_read_after_its_label() -> None:
+    ex = _read_laid_out("Bluebird Studio\nInvoice Number:\n7\nTotal: 75.00 EUR\n")
+    assert ex.get("invoice_number") == "7"
+    assert extract_invoice("Bluebird Studio\nInvoice Number: 7\nTotal: 75.00 EUR\n"
+                           ).get("invoice_number") == "7"
+
+
+def test_a_name_after_a_buyer_label_or_spelled_by_a_role_mailbox_is_no_vendor() -> None:
+    text = ("BDS | INVOICE #14\nMay 2, 2025\n"
+            "Client Northwind Traders       Payable To Bluebird Design Studio\n"
+            "client@example.com\nTotal   $300.00\n")
+    assert _read_laid_out(text).get("vendor") == "Bluebird Design Studio"
+
+
+def test_a_small_caption_over_a_large_figure_labels_it() -> None:
+    from switchyard.documents import layout_from_text, layout_text
+
+    text = ("Bluebird Studio\nInvoice no: 31\n\nDUE BY          TOTAL DUE\n\n\n\n"
+            "May 10, 2025    €2,400.00\n")
+    layout = layout_from_text(text)
+    line_h = 1.0 / 60
+    for word in layout.pages[0].words:   # the figures' line set twice as tall, its top raised
+        if word.box.y0 > 7 * line_h:
+            word.box.y0 -= 0.7 * line_h
+    assert extract_invoice(layout_text(layout), layout).get("total") == "2400.00"
