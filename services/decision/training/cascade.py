@@ -309,6 +309,31 @@ def _router_probabilities(repository: Path, texts: Sequence[str]) -> np.ndarray:
                                   float(np.asarray(params["temperature"]).reshape(-1)[0]))
 
 
+def encoder_probabilities(repository: Path, texts: Sequence[str],
+                          cache_dir: Path = CACHE_DIR) -> tuple[list[str], np.ndarray, float]:
+    """``(classes, probabilities, pool temperature)`` of the trained text_encoder in
+    ``repository`` for ``texts``, as its Triton model answers: the head's calibrated
+    probabilities, uniform (no opinion) for a text more foreign to the encoder's vocabulary
+    than its ``familiar_limit``; the temperature the decision service pools with, from the
+    model's config. For offline evaluation (bench/learning_bench.py)."""
+    version_dir = Path(repository) / MODEL / VERSION_DIR
+    with np.load(version_dir / HEAD_FILE, allow_pickle=False) as z:
+        weights, bias = z["weights"], z["bias"]
+        temperature = float(np.asarray(z["temperature"]).reshape(-1)[0])
+        limit = float(np.asarray(z["familiar_limit"]).reshape(-1)[0]) \
+            if "familiar_limit" in z.files else float("inf")
+        classes = list(json.loads(str(np.asarray(z["meta"]).reshape(-1)[0]))["classes"])
+    encoder = E.Encoder(version_dir / ASSETS_DIR)
+    probs = head_probabilities(embed(list(texts), encoder, datagen.sha256_file(ENCODER_SOURCE),
+                                     cache_dir), weights, bias, temperature)
+    for row, text in enumerate(texts):
+        if encoder.tokenizer.pieces_per_word(text) > limit:
+            probs[row] = 1.0 / len(classes)
+    config = (Path(repository) / MODEL / "config.pbtxt").read_text("utf-8")
+    found = re.search(r'key: "pool_temperature"\s*\n\s*value: \{ string_value: "([^"]*)"', config)
+    return classes, probs, float(found.group(1)) if found and found.group(1) else 1.0
+
+
 def write_config(repository: Path, classes: Sequence[str], pool_temperature: float) -> None:
     """``config.pbtxt``'s class list, PROBS dims and pooling temperature for the trained head
     (the rest of the file is kept)."""
@@ -360,5 +385,5 @@ def artifacts_status(repository: Path, classes: Sequence[str], rows_sha256: str,
 
 
 __all__ = ["ASSETS_DIR", "ENCODER_FILE", "HEAD_FILE", "MODEL", "PER_CLASS", "artifacts_status",
-           "embed",
+           "embed", "encoder_probabilities",
            "ensure_assets", "fit_head", "head_probabilities", "train", "write_config"]
