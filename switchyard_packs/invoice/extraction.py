@@ -362,6 +362,9 @@ def find_identifier(text: str) -> str | None:
     """An invoice / PO number: the first token with a digit ('INV-2024-00042', 'P.O. 7013',
     'BLR_WFLD2015'); a '#' before it ('# 4471') is the label's, not the number's."""
     text = re.sub(r"^#\s+", "", text.strip())
+    # a glyph the PDF's font maps to no character (NUL) between a number's parts is its
+    # hyphen: Stripe's invoice numbers print '8B83747E-0006' so
+    text = re.sub(r"(?<=[A-Za-z0-9])\x00(?=[A-Za-z0-9])", "-", text)
     m = re.match(r"(P\.O\.|PO|No\.?)\s+(\d[\w/\-]*)", text)
     if m and m.group(1) == "P.O.":
         return f"P.O. {m.group(2)}"
@@ -403,6 +406,8 @@ LABELS: dict[str, tuple[str, ...]] = {
                        "factura electrónica de venta", "factura electrónica de venta no.",
                        "factura de venta", "factura de venta no.", "factura electrónica",
                        "factura electrónica no.",
+                       # Estonian
+                       "arve number", "arve nr", "arve nr.",
                        # Chinese (a VAT fapiao's number, not its 发票代码 code), Japanese
                        "发票号码", "發票號碼", "請求書番号", "請求番号",
                        # Nordic: Finnish, Swedish, Norwegian and Danish
@@ -1472,6 +1477,35 @@ _TITLE_LINE = re.compile(
 _LONE_IDENTIFIER = re.compile(r"^[ \t]*(#?[A-Za-z0-9][A-Za-z0-9/.\-_]*\d[A-Za-z0-9/.\-_]*)[ \t]*$")
 
 
+#: A fapiao's keys, their characters often spaced apart into cells ('名 | 称:', '合 | 计').
+_FAPIAO_NAME = re.compile(r"名[ \t|]*称[ \t]*[:：][ \t]*(?P<v>[^|\n]+)")
+_FAPIAO_ACCOUNT = re.compile(r"开户行及账号[ \t]*[:：][^|\n]*?(?P<v>\d[\d ]{6,}\d)[ \t]*(?=\||$)",
+                             re.MULTILINE)
+_FAPIAO_SUM_ROW = re.compile(r"^[ \t]*合[ \t|]*计[ \t]*\|(?P<v>.*)$", re.MULTILINE)
+
+
+def _fapiao(text: str, b: _Builder) -> None:
+    """China's VAT invoice (fapiao) has one national layout: the buyer's block (购买方), the
+    items, the 合计 row (the amount before tax, then the tax), 价税合计 (the total), then the
+    seller's block (销售方) under the same keys as the buyer's: 名称 (name), 开户行及账号 (bank
+    and account). The seller's are the ones after the total."""
+    if "发票号码" not in text or "价税合计" not in text:
+        return
+    seller = text[text.index("价税合计"):]
+    name = _FAPIAO_NAME.search(seller)
+    if name is not None and sum(ch.isalpha() for ch in name.group("v")) >= 2:
+        b.offer("vendor", name.group("v").strip(), 0.9, name.group(0), "fapiao seller")
+    account = _FAPIAO_ACCOUNT.search(seller)
+    if account is not None:
+        b.offer("bank_account", account.group("v").replace(" ", ""), 0.85, account.group(0),
+                "fapiao seller")
+    row = _FAPIAO_SUM_ROW.search(text)
+    monies = find_money(row.group("v")) if row is not None else []
+    if len(monies) == 2:
+        b.offer("subtotal", monies[0], 0.9, monies[0].raw, "fapiao 合计")
+        b.offer("tax", monies[1], 0.9, monies[1].raw, "fapiao 合计")
+
+
 #: The document's title word anywhere on a line ('Invoice 103767', 'LARC | INVOICE #1').
 _TITLE_WORD = re.compile(r"\b(?:invoice|facture|factura|fattura|factuur|faktura|faktúra|"
                          r"rechnung|lasku|arve|fatura)\b", re.IGNORECASE)
@@ -1707,6 +1741,7 @@ def extract_invoice(text: str, layout: DocumentLayout | None = None) -> InvoiceE
         _from_unknown_keys(text, b)
         if "invoice_number" not in b.found:
             _number_under_the_title(text, b)
+        _fapiao(text, b)
         _vendor(text, b)
         _bank_account(text, b)
     items = _line_items(text) if structured is None else []

@@ -232,7 +232,7 @@ async def test_policy_outcomes_match_the_table(decide: DecisionServiceStub,
     assert dict(straight.extracted_fields)["total"] == "360.00"
     # the invoice pack decided, with acme's parameters; the plan's payload is a template
     # the executor renders from the decision's fields
-    assert (straight.pack, straight.pack_version) == ("invoice", "1.3.0")
+    assert (straight.pack, straight.pack_version) == ("invoice", "1.4.0")
     assert (straight.plan.pack, straight.plan.parameters["max_auto_amount"]) == ("invoice", 10000)
     assert straight.plan.steps[0].payload["fields"] == "${fields}"
     assert {f.name: f.data_class for f in straight.fields}["vendor"] == \
@@ -440,6 +440,43 @@ async def test_text_in_a_declared_charset_is_read_as_its_characters(
                                               body=text.encode("latin-1")))
     decision = (await decide.Decide(DecideRequest(task=envelope))).decision
     assert {f.name: f.value for f in decision.fields}["vendor"] == "Müller & Söhne GmbH"
+
+
+#: A Chinese VAT invoice (fapiao) as its text layer reads, in the national layout: the buyer's
+#: block, the items, the 合计 row (net, tax), 价税合计, then the seller's block.
+FAPIAO = """上海增值税电子普通发票 | 发票代码: 031001900211
+发票号码: 20481234
+开票日期: 2021年09月03日
+名 | 称: 杭州明远贸易有限公司
+纳税人识别号: 91330100MA2B3C4D5E
+货物或应税劳务、服务名称 | 规格型号 | 单位 | 数量 | 单价 | 金额 | 税率 | 税额
+*信息技术服务*软件维护 | 无 | 次 | 1 | 1000.00 | 1000.00 | 6% | 60.00
+合 | 计 | ￥1000.00 | ￥60.00
+价税合计（大写） | 壹仟零陆拾圆整 | （小写）￥1060.00
+名 | 称: 上海云栈信息技术有限公司
+纳税人识别号: 91310115MA1H2J3K4L
+开户行及账号: 中国工商银行上海分行 1001234567890123456
+"""
+
+
+async def test_a_national_e_invoice_printout_is_an_invoice_by_its_signature(
+        decide: DecisionServiceStub) -> None:
+    """The invoice pack's router signatures name a fapiao an invoice whatever the router
+    model (which knows no Chinese) says, and the extractor reads its seller's block."""
+    decision = (await decide.Decide(DecideRequest(task=task(FAPIAO)))).decision
+    assert decision.label == "invoice"
+    assert "pack_signature" in [m.model_name for m in decision.models]
+    assert "recognised as 'invoice' by its format's signature" in decision.explanation
+    fields = {f.name: f.value for f in decision.fields}
+    assert {k: fields.get(k) for k in ("vendor", "invoice_number", "invoice_date", "currency",
+                                       "subtotal", "tax", "total", "bank_account")} == {
+        "vendor": "上海云栈信息技术有限公司", "invoice_number": "20481234",
+        "invoice_date": "2021-09-03", "currency": "CNY", "subtotal": "1000.00", "tax": "60.00",
+        "total": "1060.00", "bank_account": "1001234567890123456"}
+    # a letter that names one of the format's labels is not the document
+    letter = "您好，请问发票号码 20481234 的发票什么时候寄出？谢谢。"
+    decision = (await decide.Decide(DecideRequest(task=task(letter)))).decision
+    assert "pack_signature" not in [m.model_name for m in decision.models]
 
 
 def _scan(lines: list[str]) -> bytes:

@@ -1231,3 +1231,12 @@ def test_a_small_caption_over_a_large_figure_labels_it() -> None:
         if word.box.y0 > 7 * line_h:
             word.box.y0 -= 0.7 * line_h
     assert extract_invoice(layout_text(layout), layout).get("total") == "2400.00"
+
+
+def test_a_glyph_mapped_to_nothing_inside_a_number_is_its_hyphen_and_estonian_labels() -> None:
+    # a PDF whose font maps the hyphen to no character gives NUL in the text layer
+    ex = extract_invoice("Receipt\nInvoice number: 5F0A77C1\x000042\nTotal: $12.00\n")
+    assert ex.get("invoice_number") == "5F0A77C1-0042"
+    ex = _read_laid_out("OÜ Näidis             Arve number      Viitenumber\n"
+                        "Tartu mnt 5           B-20417          55501\nSumma: 12,00 EUR\n")
+    assert ex.get("invoice_number") == "B-20417"
