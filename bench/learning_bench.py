@@ -19,7 +19,8 @@ A document counts as *sure* at ``auto_execute_threshold`` (the routing policy's 
 would go on to its pack without a person confirming its type; *sure and wrong* would be
 carried out on a wrong type. Only documents whose text can be read without OCR take part
 (text, JSON, PDFs with a text layer: the scans need the OCR model on Triton); the packs'
-router signatures are left out (they name HL7 messages whatever the model says). Needs the
+router signatures are left out (they name HL7 messages and national e-invoice printouts
+whatever the model says). Needs the
 trained models (``make models``); no stack. ``python -m bench.learning_bench`` writes
 ``bench/results/learning.json``.
 """

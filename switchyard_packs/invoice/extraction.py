@@ -484,8 +484,8 @@ LABELS: dict[str, tuple[str, ...]] = {
             "kwota vat",
             # the tax's amount, named as such
             "vat amount", "tax amount", "total tax", "total vat", "btw bedrag", "bedrag btw",
-            "totaal btw", "mwst-betrag", "mwst. betrag", "umsatzsteuer", "mehrwertsteuer", "montant tva",
-            "total tva", "importe iva", "cuota iva", "totale iva", "importo iva",
+            "totaal btw", "mwst-betrag", "mwst. betrag", "umsatzsteuer", "mehrwertsteuer",
+            "montant tva", "total tva", "importe iva", "cuota iva", "totale iva", "importo iva",
             "razem vat", "steuerbetrag", "ust.-betrag", "ust. gesamt", "mwst. gesamt",
             "vat total", "tax total", "taxes", "total taxes", "dph", "kwota podatku", "mwst.",
             "ust.", "total impuestos", "impuestos", "käibemaks", "käibemaksu summa",
@@ -1469,12 +1469,44 @@ def _from_layout(layout_lines: list[Line], b: _Builder) -> None:
 
 #: The word 'date' alone, as an item table's column is headed ('Date | Description | Hours').
 _BARE_DATE = frozenset({"date", "datum", "fecha", "data", "dato", "päivämäärä", "kuupäev"})
+#: 'Invoice' in the languages the labels cover, as a document's title says it.
+_INVOICE_WORDS = ("invoice|facture|factura|fattura|factuur|faktura|faktúra|rechnung|lasku|arve|"
+                  "fatura")
 #: A document's title alone on one of its first lines ('Zálohová faktúra', 'TAX INVOICE').
-_TITLE_LINE = re.compile(
-    r"^[ \t]*(?:[^\W\d_]+[ \t]+)?(?:invoice|facture|factura|fattura|factuur|faktura|faktúra|"
-    r"rechnung|lasku|arve|fatura)[ \t]*$", re.IGNORECASE)
+_TITLE_LINE = re.compile(rf"^[ \t]*(?:[^\W\d_]+[ \t]+)?(?:{_INVOICE_WORDS})[ \t]*$",
+                         re.IGNORECASE)
 #: A line that is one identifier: a digit, and 3 or more characters.
-_LONE_IDENTIFIER = re.compile(r"^[ \t]*(#?[A-Za-z0-9][A-Za-z0-9/.\-_]*\d[A-Za-z0-9/.\-_]*)[ \t]*$")
+_LONE_IDENTIFIER = re.compile(
+    r"^[ \t]*(#?[A-Za-z0-9][A-Za-z0-9/.\-_]*\d[A-Za-z0-9/.\-_]*)[ \t]*$")
+#: The document's title word anywhere on a line ('Invoice 103767', 'LARC | INVOICE #1').
+_TITLE_WORD = re.compile(rf"\b(?:{_INVOICE_WORDS})\b", re.IGNORECASE)
+
+
+def _date_under_the_title(text: str, b: _Builder) -> None:
+    """A date alone on the line under the title's, in the document's first lines, is the
+    invoice's (``Invoice 103767`` over ``February 17, 2026``), when no label names one."""
+    lines_ = [line for line in text.splitlines()[:8] if line.strip()]
+    for title, under in zip(lines_, lines_[1:]):
+        if not _TITLE_WORD.search(title):
+            continue
+        found = find_date(under)
+        if found is not None and found[1] == under.strip():
+            b.offer("invoice_date", found[0], 0.8, found[1], "under the title")
+        return
+
+
+def _number_under_the_title(text: str, b: _Builder) -> None:
+    """The invoice's number alone on the line under its title (``Zálohová faktúra`` over
+    ``MSK22000006``), within the document's first lines; not a date or an amount."""
+    lines_ = [line for line in text.splitlines()[:12] if line.strip()]
+    for title, under in zip(lines_, lines_[1:]):
+        if not _TITLE_LINE.match(title):
+            continue
+        m = _LONE_IDENTIFIER.match(under)
+        if m and len(m.group(1)) >= 3 and find_date(under) is None and \
+                not re.fullmatch(r"\d+(?:[.,]\d{3})*[.,]\d{1,2}", m.group(1)):  # no amount
+            b.offer("invoice_number", m.group(1), 0.75, under.strip(), "under the title")
+        return
 
 
 #: A fapiao's keys, their characters often spaced apart into cells ('名 | 称:', '合 | 计').
@@ -1504,38 +1536,6 @@ def _fapiao(text: str, b: _Builder) -> None:
     if len(monies) == 2:
         b.offer("subtotal", monies[0], 0.9, monies[0].raw, "fapiao 合计")
         b.offer("tax", monies[1], 0.9, monies[1].raw, "fapiao 合计")
-
-
-#: The document's title word anywhere on a line ('Invoice 103767', 'LARC | INVOICE #1').
-_TITLE_WORD = re.compile(r"\b(?:invoice|facture|factura|fattura|factuur|faktura|faktúra|"
-                         r"rechnung|lasku|arve|fatura)\b", re.IGNORECASE)
-
-
-def _date_under_the_title(text: str, b: _Builder) -> None:
-    """A date alone on the line under the title's, in the document's first lines, is the
-    invoice's (``Invoice 103767`` over ``February 17, 2026``), when no label names one."""
-    lines_ = [line for line in text.splitlines()[:8] if line.strip()]
-    for title, under in zip(lines_, lines_[1:]):
-        if not _TITLE_WORD.search(title):
-            continue
-        found = find_date(under)
-        if found is not None and found[1] == under.strip():
-            b.offer("invoice_date", found[0], 0.8, found[1], "under the title")
-        return
-
-
-def _number_under_the_title(text: str, b: _Builder) -> None:
-    """The invoice's number alone on the line under its title (``Zálohová faktúra`` over
-    ``MSK22000006``), within the document's first lines; not a date or an amount."""
-    lines_ = [line for line in text.splitlines()[:12] if line.strip()]
-    for title, under in zip(lines_, lines_[1:]):
-        if not _TITLE_LINE.match(title):
-            continue
-        m = _LONE_IDENTIFIER.match(under)
-        if m and len(m.group(1)) >= 3 and find_date(under) is None and \
-                not re.fullmatch(r"\d+(?:[.,]\d{3})*[.,]\d{1,2}", m.group(1)):  # no amount
-            b.offer("invoice_number", m.group(1), 0.75, under.strip(), "under the title")
-        return
 
 
 #: A document's title word heading a column ('Klant | Order | Factuur | Vervaldatum'): the
