@@ -597,15 +597,15 @@ async def test_documents_from_outside_are_routed_and_read_without_a_kind(
                  if row["document"].kind and row["label"] != row["document"].kind]
     why = {"routing": summary["routing"]["all"], "named wrong": misrouted, "cascade": cascade}
     assert routing["routed_wrong_unasked"] == 0, why
-    # with the router cascade (text_encoder's second opinion) and the packs' signatures: 133
-    # of 140 named right, 91 sent to a person to confirm the type
-    assert routing["named_right"] >= routing["documents"] - 10, why
-    assert routing["asked_a_person"] <= 96, why
+    # with the router cascade (text_encoder's second opinion) and the packs' signatures: 135
+    # of 140 named right, 88 sent to a person to confirm the type
+    assert routing["named_right"] >= routing["documents"] - 8, why
+    assert routing["asked_a_person"] <= 93, why
     # nothing decided without a person that a person would have decided otherwise
     assert routing["automated_wrongly"] == 0, why
     right = sum(c["(all fields)"]["right"] for c in summary["accuracy"].values())
     shown = sum(c["(all fields)"]["shown"] for c in summary["accuracy"].values())
     wrong = sum(c["wrong"] for c in summary["read_wrong"].values())
-    # 746 of 820 invoice fields right, 25 read wrong (docs/documents.md)
-    assert right >= shown - 80 and wrong <= 29, (right, shown, wrong, [
+    # 762 of 820 invoice fields right, 23 read wrong (docs/documents.md)
+    assert right >= shown - 64 and wrong <= 27, (right, shown, wrong, [
         (d["id"], d["wrong"]) for d in summary["documents"] if d["wrong"]])
