@@ -1465,6 +1465,23 @@ def _from_layout(layout_lines: list[Line], b: _Builder) -> None:
                                   b, 0.9 * placement_factor(found), label)
     if "invoice_number" not in b.found:
         _number_under_a_title_word(layout_lines, b)
+    if "total" not in b.found:
+        _charges_beside_the_number(layout_lines, b)
+
+
+def _charges_beside_the_number(layout_lines: list[Line], b: _Builder) -> None:
+    """``Charges`` heading a column in the invoice's own header row, beside its number's
+    (``Invoice Number | Invoice Date | Invoice Due Date | Charges``): the amount under it is
+    the invoice's. Elsewhere 'charges' names fees (``Delivery charges: 5.00``), no total."""
+    for found in label_values(layout_lines, ("charges",), ()):
+        if found.placement != "below" or not any(
+                find_labels([found.line], label) for label in LABELS["invoice_number"]):
+            continue
+        monies = find_money(found.text)
+        if monies:
+            b.offer("total", monies[0], 0.85 * placement_factor(found), monies[0].raw,
+                    "label:charges beside the number")
+            return
 
 
 #: The word 'date' alone, as an item table's column is headed ('Date | Description | Hours').

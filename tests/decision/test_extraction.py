@@ -1240,3 +1240,14 @@ def test_a_glyph_mapped_to_nothing_inside_a_number_is_its_hyphen_and_estonian_la
     ex = _read_laid_out("OÜ Näidis             Arve number      Viitenumber\n"
                         "Tartu mnt 5           B-20417          55501\nSumma: 12,00 EUR\n")
     assert ex.get("invoice_number") == "B-20417"
+
+
+def test_charges_in_the_invoices_own_header_row_are_its_total() -> None:
+    text = ("Northwind Consulting\n\n"
+            "Invoice No      Invoice Date    Due Date      Charges     Account\n"
+            "NW-2231         3/14/2025       4/13/2025     $2,450.00   C-17\n")
+    assert _read_laid_out(text).get("total") == "2450.00"
+    # a charges column in an item table names fees, not the invoice's amount
+    items = ("Northwind Consulting\nInvoice No: NW-2232\n\n"
+             "Description          Qty      Charges\nSetup                1        $80.00\n")
+    assert _read_laid_out(items).get("total") != "80.00"
