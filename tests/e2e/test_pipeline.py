@@ -606,6 +606,6 @@ async def test_documents_from_outside_are_routed_and_read_without_a_kind(
     right = sum(c["(all fields)"]["right"] for c in summary["accuracy"].values())
     shown = sum(c["(all fields)"]["shown"] for c in summary["accuracy"].values())
     wrong = sum(c["wrong"] for c in summary["read_wrong"].values())
-    # 762 of 820 invoice fields right, 23 read wrong (docs/documents.md)
-    assert right >= shown - 64 and wrong <= 27, (right, shown, wrong, [
+    # 767 of 820 invoice fields right, 23 read wrong (docs/documents.md)
+    assert right >= shown - 60 and wrong <= 27, (right, shown, wrong, [
         (d["id"], d["wrong"]) for d in summary["documents"] if d["wrong"]])
