@@ -286,3 +286,16 @@ def test_one_pack_matching_names_the_type_and_two_leave_it_to_the_router() -> No
     assert signature_match([adt], message).name == "admissions"  # type: ignore[union-attr]
     assert signature_match([adt, any_hl7], message) is None
     assert signature_match([adt], "Invoice no: 1") is None
+
+
+@pytest.mark.parametrize("head, recognised", [
+    ("DANFE\nDOCUMENTO AUXILIAR DA NOTA FISCAL ELETRÔNICA\nCHAVE DE ACESSO\n3515...", True),
+    ("DANFSe v1.0\nDocumento Auxiliar da NFS-e\nNúmero da NFS-e\n42", True),
+    ("增值税电子普通发票 | 发票代码: 031001900211\n发票号码: 20481234", True),
+    ("电子发票（增值税专用发票）\n发票号码: 24312000000012345678", True),
+    ("Olá, recebi o DANFE da nota errada, podem reenviar?", False),   # one label: a letter
+    ("请问发票号码 20481234 的发票什么时候寄出？", False),
+])
+def test_the_invoice_pack_knows_national_e_invoice_printouts(head: str, recognised: bool
+                                                               ) -> None:
+    assert builtin_packs()["invoice"].recognises(head) is recognised
