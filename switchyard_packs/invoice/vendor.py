@@ -274,8 +274,9 @@ _BUYER_LABEL_INLINE = re.compile(
 
 def _under_buyer_label(rows: list[list[str]], index: int, column: int) -> bool:
     """Whether the cell at (``index``, ``column``) sits in a customer's address block: a
-    buyer label before it on its line, or above it in its column within four lines, with no
-    blank line or other field (``Invoice no: 9``) in between."""
+    buyer label before it on its line or starting the cell itself (``Client Acme Corp``), or
+    above it in its column within four lines, with no blank line or other field (``Invoice
+    no: 9``) in between."""
     for cell in rows[index][:column]:
         if cell.strip().lower().rstrip(":").strip() in BUYER_LABELS:
             return True
