@@ -67,7 +67,8 @@ BUYER_LABELS = (
     "tomador do serviço", "asiakas", "maksaja", "kund", "köpare", "kjøper", "køber",
 )
 #: Labels of the supplier: a heading over its block, or a label before its name.
-SELLER_LABELS = ("vendor", "supplier", "seller", "issuer", "sold by", "lieferant", "verkäufer",
+SELLER_LABELS = ("vendor", "supplier", "seller", "issuer", "sold by", "bill from", "billed from",
+                 "lieferant", "verkäufer",
                  "rechnungsersteller", "fornitore", "proveedor", "fournisseur", "vendeur",
                  "leverancier", "sprzedawca", "aussteller", "dodavatel", "emitente",
                  "prestador", "emisor", "müüja", "prodejce", "provider",
@@ -319,10 +320,14 @@ _PAIR = re.compile(r"^[^:]{1,40}?\s*:")
 
 def _column_headings(row: list[str]) -> list[str] | None:
     """The parties of a row of party headings side by side (``Sprzedawca | Nabywca``,
-    ``Empfänger | Aussteller``): each column below is that party's block; else None."""
-    if len(row) < 2:
+    ``Empfänger | Aussteller``, or set too close for a column gap: ``Bill To: Bill From:``):
+    each column below is that party's block; else None."""
+    cells = row
+    if len(row) == 1 and row[0].count(":") >= 2 and row[0].rstrip().endswith(":"):
+        cells = [part.strip() + ":" for part in row[0].split(":")[:-1]]
+    if len(cells) < 2:
         return None
-    parties = [_heading([cell]) for cell in row]
+    parties = [_heading([cell]) for cell in cells]
     return parties if all(parties) and "seller" in parties else None  # type: ignore[return-value]
 
 

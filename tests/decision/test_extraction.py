@@ -1251,3 +1251,12 @@ def test_charges_in_the_invoices_own_header_row_are_its_total() -> None:
     items = ("Northwind Consulting\nInvoice No: NW-2232\n\n"
              "Description          Qty      Charges\nSetup                1        $80.00\n")
     assert _read_laid_out(items).get("total") != "80.00"
+
+
+def test_bill_from_names_the_supplier_even_run_together_with_bill_to() -> None:
+    text = ("Invoice\nInvoice Number: 12\n"
+            "Bill To: Bill From:\nJane Roe | Harbor Print Works\n"
+            "Total: 51.60 EUR\n")
+    assert extract_invoice(text).get("vendor") == "Harbor Print Works"
+    assert _read_laid_out("Invoice no: 3\nBill From:  Harbor Print Works\nTotal: 9.00 EUR\n"
+                          ).get("vendor") == "Harbor Print Works"
