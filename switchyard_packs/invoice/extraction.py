@@ -461,6 +461,8 @@ LABELS: dict[str, tuple[str, ...]] = {
                # Latin America's tax numbers (Brazil's company and person ids, Argentina's)
                "cnpj", "cpf", "cnpj / cpf / nif", "cnpj/cpf", "cuit", "nif"),
     "subtotal": ("subtotal", "sub-total", "net amount", "zwischensumme", "net total",
+                 "subtotal ex", "subtotal ex gst", "total ex gst", "total excl gst",
+                 "total excluding gst",
                  "nettobetrag", "total ht", "montant ht", "imponibile", "subtotaal",
                  "base imponible", "wartość netto",
                  # the amount before tax, however it is called
@@ -493,6 +495,9 @@ LABELS: dict[str, tuple[str, ...]] = {
             "alv", "arvonlisävero", "alv yhteensä", "moms", "momsbelopp", "mva",
             "merverdiavgift", "mva-beløp", "momsbeløb"),
     "total": ("total due", "amount due", "balance due", "grand total", "gesamtbetrag",
+              # Australia's and New Zealand's tax invoices
+              "total inc gst", "total inc. gst", "total incl gst", "total incl. gst",
+              "total including gst",
               # Chinese: price and tax together (a fapiao's total); Japanese
               "价税合计", "價稅合計", "（小写）", "（小寫）", "ご請求金額", "請求金額", "合計金額",
               # (Japanese 合計; a fapiao's simplified 合计 is its amount before tax)

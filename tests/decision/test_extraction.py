@@ -1260,3 +1260,12 @@ def test_bill_from_names_the_supplier_even_run_together_with_bill_to() -> None:
     assert extract_invoice(text).get("vendor") == "Harbor Print Works"
     assert _read_laid_out("Invoice no: 3\nBill From:  Harbor Print Works\nTotal: 9.00 EUR\n"
                           ).get("vendor") == "Harbor Print Works"
+
+
+def test_australian_gst_labels_and_a_paid_balance_of_nothing() -> None:
+    # a paid tax invoice: the balance left is 0.00, the invoice's total is its Total Inc GST
+    ex = extract_invoice("Harbour Cables Pty Ltd\nABN 51 824 753 556\nTax Invoice 77120\n"
+                         "Subtotal Ex : $10.00\nGST (10%): $1.00\nTotal Inc GST : $11.00\n"
+                         "Paid Today: $11.00\nBALANCE DUE: $0.00\n")
+    assert (ex.get("subtotal"), ex.get("tax"), ex.get("total"), ex.get("currency")) == (
+        "10.00", "1.00", "11.00", "AUD")
