@@ -487,6 +487,7 @@ LABELS: dict[str, tuple[str, ...]] = {
             # the tax's amount, named as such
             "vat amount", "tax amount", "total tax", "total vat", "btw bedrag", "bedrag btw",
             "totaal btw", "mwst-betrag", "mwst. betrag", "umsatzsteuer", "mehrwertsteuer",
+            "versicherungsteuer", "versicherungssteuer",
             "montant tva", "total tva", "importe iva", "cuota iva", "totale iva", "importo iva",
             "razem vat", "steuerbetrag", "ust.-betrag", "ust. gesamt", "mwst. gesamt",
             "vat total", "tax total", "taxes", "total taxes", "dph", "kwota podatku", "mwst.",
@@ -498,6 +499,8 @@ LABELS: dict[str, tuple[str, ...]] = {
               # Australia's and New Zealand's tax invoices
               "total inc gst", "total inc. gst", "total incl gst", "total incl. gst",
               "total including gst",
+              # a German insurance premium bill's amount
+              "rechnungsbeitrag",
               # Chinese: price and tax together (a fapiao's total); Japanese
               "价税合计", "價稅合計", "（小写）", "（小寫）", "ご請求金額", "請求金額", "合計金額",
               # (Japanese 合計; a fapiao's simplified 合计 is its amount before tax)
@@ -1675,6 +1678,11 @@ def _in_a_sentence(found: LabelValue) -> bool:
         line.words[i].gap_to(line.words[i + 1]) <= gap for i in range(start - 2, start))
 
 
+#: 'including' before a tax's label: the amount includes the tax, it is not the tax.
+_INCLUDING = re.compile(r"incl\.?|including|inc\.?|inkl\.?|inklusive|einschl\.?|"
+                        r"einschließlich|ttc|incluido|inclusief|incl")
+
+
 def _ends_another_label(found: LabelValue, name: str) -> bool:
     """Whether the words just before a label make it another field's: ``Date`` in ``Due
     Date`` is the due date's, ``VAT`` in ``Total excl. VAT`` the net amount's; and for an
@@ -1695,6 +1703,8 @@ def _ends_another_label(found: LabelValue, name: str) -> bool:
     if before and name == "invoice_date" and date_key(" ".join([*before, label])) != \
             INVOICE_DATE:
         return True  # 'Payment date', 'Print date': a key of its own, not the invoice's date
+    if name == "tax" and any(_INCLUDING.fullmatch(word) for word in before):
+        return True  # 'Beitrag inklusive 19 % Versicherungsteuer | 220,00': the gross amount
     if before and name in _AMOUNTS:  # 'Tax total': a word that is another amount's label
         other = _LABEL_FIELD.get(before[-1].rstrip("."), name)
         return other in _AMOUNTS and other != name

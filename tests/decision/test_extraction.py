@@ -1269,3 +1269,15 @@ def test_australian_gst_labels_and_a_paid_balance_of_nothing() -> None:
                          "Paid Today: $11.00\nBALANCE DUE: $0.00\n")
     assert (ex.get("subtotal"), ex.get("tax"), ex.get("total"), ex.get("currency")) == (
         "10.00", "1.00", "11.00", "AUD")
+
+
+def test_an_insurance_premium_bill_and_a_tax_the_amount_includes() -> None:
+    ex = _read_laid_out("Hansa Versicherung AG\nBeitragsrechnung Nr. 7781\n"
+                        "Gesamtbeitrag                  80,00 €\n"
+                        "Versicherungsteuer 19 %        15,20 €\n"
+                        "Rechnungsbeitrag               95,20 €\n")
+    assert (ex.get("tax"), ex.get("total")) == ("15.20", "95.20")
+    # 'including 19 % tax': the amount with the tax in it, not the tax
+    ex = _read_laid_out("Hansa Versicherung AG\nBeitragsrechnung Nr. 7782\n"
+                        "Beitrag inklusive 19 % Versicherungsteuer      119,00 €\n")
+    assert ex.get("tax") != "119.00"
