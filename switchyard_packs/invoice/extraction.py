@@ -1494,9 +1494,13 @@ def _charges_beside_the_number(layout_lines: list[Line], b: _Builder) -> None:
 
 #: The word 'date' alone, as an item table's column is headed ('Date | Description | Hours').
 _BARE_DATE = frozenset({"date", "datum", "fecha", "data", "dato", "päivämäärä", "kuupäev"})
-#: 'Invoice' in the languages the labels cover, as a document's title says it.
-_INVOICE_WORDS = ("invoice|facture|factura|fattura|factuur|faktura|faktúra|rechnung|lasku|arve|"
-                  "fatura")
+#: A document's title word heading a column ('Klant | Order | Factuur | Vervaldatum'): the
+#: invoice's number is under it.
+_TITLE_WORDS = ("invoice", "factuur", "facture", "factura", "fattura", "rechnung", "faktura",
+                "arve")
+#: 'Invoice' in the languages the labels cover, as a document's title says it: those words and
+#: the Slovak, Finnish and Turkish ones.
+_INVOICE_WORDS = "|".join((*_TITLE_WORDS, "faktúra", "lasku", "fatura"))
 #: A document's title alone on one of its first lines ('Zálohová faktúra', 'TAX INVOICE').
 _TITLE_LINE = re.compile(rf"^[ \t]*(?:[^\W\d_]+[ \t]+)?(?:{_INVOICE_WORDS})[ \t]*$",
                          re.IGNORECASE)
@@ -1507,31 +1511,35 @@ _LONE_IDENTIFIER = re.compile(
 _TITLE_WORD = re.compile(rf"\b(?:{_INVOICE_WORDS})\b", re.IGNORECASE)
 
 
+def _under_the_title(text: str, title: re.Pattern[str], within: int) -> str | None:
+    """The line under the first of the document's first ``within`` lines (blank ones not
+    counted) that ``title`` finds in, or None."""
+    lines_ = [line for line in text.splitlines()[:within] if line.strip()]
+    return next((under for line, under in zip(lines_, lines_[1:]) if title.search(line)),
+                None)
+
+
 def _date_under_the_title(text: str, b: _Builder) -> None:
     """A date alone on the line under the title's, in the document's first lines, is the
     invoice's (``Invoice 103767`` over ``February 17, 2026``), when no label names one."""
-    lines_ = [line for line in text.splitlines()[:8] if line.strip()]
-    for title, under in zip(lines_, lines_[1:]):
-        if not _TITLE_WORD.search(title):
-            continue
-        found = find_date(under)
-        if found is not None and found[1] == under.strip():
-            b.offer("invoice_date", found[0], 0.8, found[1], "under the title")
+    under = _under_the_title(text, _TITLE_WORD, 8)
+    if under is None:
         return
+    found = find_date(under)
+    if found is not None and found[1] == under.strip():
+        b.offer("invoice_date", found[0], 0.8, found[1], "under the title")
 
 
 def _number_under_the_title(text: str, b: _Builder) -> None:
     """The invoice's number alone on the line under its title (``Zálohová faktúra`` over
     ``MSK22000006``), within the document's first lines; not a date or an amount."""
-    lines_ = [line for line in text.splitlines()[:12] if line.strip()]
-    for title, under in zip(lines_, lines_[1:]):
-        if not _TITLE_LINE.match(title):
-            continue
-        m = _LONE_IDENTIFIER.match(under)
-        if m and len(m.group(1)) >= 3 and find_date(under) is None and \
-                not re.fullmatch(r"\d+(?:[.,]\d{3})*[.,]\d{1,2}", m.group(1)):  # no amount
-            b.offer("invoice_number", m.group(1), 0.75, under.strip(), "under the title")
+    under = _under_the_title(text, _TITLE_LINE, 12)
+    if under is None:
         return
+    m = _LONE_IDENTIFIER.match(under)
+    if m and len(m.group(1)) >= 3 and find_date(under) is None and \
+            not re.fullmatch(r"\d+(?:[.,]\d{3})*[.,]\d{1,2}", m.group(1)):  # no amount
+        b.offer("invoice_number", m.group(1), 0.75, under.strip(), "under the title")
 
 
 #: A fapiao's keys, their characters often spaced apart into cells ('名 | 称:', '合 | 计').
@@ -1561,12 +1569,6 @@ def _fapiao(text: str, b: _Builder) -> None:
     if len(monies) == 2:
         b.offer("subtotal", monies[0], 0.9, monies[0].raw, "fapiao 合计")
         b.offer("tax", monies[1], 0.9, monies[1].raw, "fapiao 合计")
-
-
-#: A document's title word heading a column ('Klant | Order | Factuur | Vervaldatum'): the
-#: invoice's number is under it.
-_TITLE_WORDS = ("invoice", "factuur", "facture", "factura", "fattura", "rechnung", "faktura",
-                "arve")
 
 
 def _number_under_a_title_word(layout_lines: list[Line], b: _Builder) -> None:
