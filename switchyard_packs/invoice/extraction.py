@@ -481,7 +481,11 @@ LABELS: dict[str, tuple[str, ...]] = {
                  "veroton", "veroton yhteensä", "yhteensä veroton", "arvonlisäveroton",
                  "exkl. moms", "summa exkl. moms", "belopp exkl. moms", "netto exkl. moms",
                  "ekskl. mva", "beløp eks. mva", "sum eks. mva", "ekskl. moms",
-                 "beløb ekskl. moms"),
+                 "beløb ekskl. moms",
+                 # 'ex' for 'excluding', as British and Dutch invoices shorten it
+                 "ex vat", "ex. vat", "total ex vat", "total ex. vat", "subtotal ex vat",
+                 "net ex vat", "ex btw", "ex. btw", "totaal ex btw", "totaal ex. btw",
+                 "bedrag ex btw"),
     "tax": ("sales tax", "mwst", "vat", "tax", "gst", "tva", "iva", "btw", "ust",
             "kwota vat",
             # the tax's amount, named as such
@@ -537,8 +541,9 @@ LABELS: dict[str, tuple[str, ...]] = {
 LABELS = {name: tuple(dict.fromkeys(v for label in labels for v in (label, unaccented(label))))
           for name, labels in LABELS.items()}
 _LABEL_FIELD = {label: name for name, labels in LABELS.items() for label in labels}
-# "VAT 20%", "Tax (21.00%)", "Umsatzsteuer von 19 %", "IVA al 21%"
-_RATE = r"(?:\s*\(?(?:\b(?:of|at|von|zu|à|a|de|al|du|di)\s+)?\d{1,2}(?:[.,]\d+)?\s*%\)?)?"
+# "VAT 20%", "Tax (21.00%)", "Umsatzsteuer von 19 %", "IVA al 21%", "VAT @ 20%"
+_RATE = (r"(?:\s*\(?(?:\b(?:of|at|von|zu|à|a|de|al|du|di)\s+|@\s*)?\d{1,2}(?:[.,]\d+)?\s*%"
+         r"\)?)?")
 _LABEL_ALT = "|".join(
     re.escape(label) + (_RATE if _LABEL_FIELD[label] == "tax" else "")
     for label in sorted(_LABEL_FIELD, key=len, reverse=True)
@@ -1368,8 +1373,9 @@ def _bank_account(text: str, b: _Builder) -> None:
     # after its label, also with the country apart from the check digits ('DE 5463 2168 ...')
     labelled = (r"([A-Z]{2}(?:\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}| \d{4}(?:[ ]?[A-Z0-9]{4}){1,6})"
                 r"(?:[ ]?[A-Z0-9]{1,4})?)\b")
-    # 'IBAN: ...', and a laid-out 'Verkäufer-IBAN | : DE54 ...' whose colon is a cell apart
-    m = re.search(r"\bIBAN(?:[ \t]*\|)?[:\s]+" + labelled, text)
+    # 'IBAN: ...', and a laid-out 'Verkäufer-IBAN | : DE54 ...' whose colon is a cell apart;
+    # a field that gives the domestic account number first ('IBAN: 12.34.56.789 NL69 ...')
+    m = re.search(r"\bIBAN(?:[ \t]*\|)?[:\s]+(?:\d[\d.]*[ \t]+)?" + labelled, text)
     if m:
         b.offer("bank_account", re.sub(r"\s+", "", m.group(1)), 0.9, m.group(0), "iban")
         return

@@ -1281,3 +1281,14 @@ def test_an_insurance_premium_bill_and_a_tax_the_amount_includes() -> None:
     ex = _read_laid_out("Hansa Versicherung AG\nBeitragsrechnung Nr. 7782\n"
                         "Beitrag inklusive 19 % Versicherungsteuer      119,00 €\n")
     assert ex.get("tax") != "119.00"
+
+
+def test_ex_for_excluding_and_an_iban_after_the_domestic_account_number() -> None:
+    ex = extract_invoice("Kaasboer Visser\nFactuurnummer: 2041\nTotaal ex BTW: 200,00\n"
+                         "BTW 21%: 42,00\nTotaal te betalen: 242,00\n"
+                         "IBAN: 41.72.05.113 NL91ABNA0417164300\n")
+    assert (ex.get("subtotal"), ex.get("total"), ex.get("bank_account")) == (
+        "200.00", "242.00", "NL91ABNA0417164300")
+    ex = extract_invoice("Thornbury Joinery Ltd\nInvoice 553\nTotal ex VAT: £500.00\n"
+                         "VAT @ 20%: £100.00\nTotal: £600.00\n")
+    assert (ex.get("subtotal"), ex.get("tax"), ex.get("total")) == ("500.00", "100.00", "600.00")
