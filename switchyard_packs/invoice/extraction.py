@@ -495,7 +495,7 @@ LABELS: dict[str, tuple[str, ...]] = {
             "montant tva", "total tva", "importe iva", "cuota iva", "totale iva", "importo iva",
             "razem vat", "steuerbetrag", "ust.-betrag", "ust. gesamt", "mwst. gesamt",
             "vat total", "tax total", "taxes", "total taxes", "dph", "kwota podatku", "mwst.",
-            "ust.", "total impuestos", "impuestos", "käibemaks", "käibemaksu summa",
+            "ust.", "total impuestos", "impuestos", "total impuesto", "impuesto", "käibemaks", "käibemaksu summa",
             "消費税", "消費税等", "消費税額",
             "alv", "arvonlisävero", "alv yhteensä", "moms", "momsbelopp", "mva",
             "merverdiavgift", "mva-beløp", "momsbeløb"),

@@ -45,8 +45,11 @@ _LEGAL_FORMS = "|".join(dict.fromkeys(
                  written.lower() if re.fullmatch(r"(?:[A-Za-z]\\\.)+", written) else written)))
 #: A company's legal form at the end of a name.
 COMPANY_SUFFIX = re.compile(rf"(?:\b(?:{_LEGAL_FORMS}))\s*$")
-# a name followed by more on its line: 'e-Luscious Nederland B.V. iov Saeco.com'
-_SUFFIX_INSIDE = re.compile(rf"^(?P<name>.+?\b(?:{_LEGAL_FORMS}))(?=[\s,;]|$|(?<=\.))")
+# a name followed by more on its line: 'e-Luscious Nederland B.V. iov Saeco.com'; a name
+# whose words include one that is also a legal form keeps the forms that follow it ('Your
+# Company Inc.', 'Festrol Corp Ltd.')
+_SUFFIX_INSIDE = re.compile(rf"^(?P<name>.+?\b(?:{_LEGAL_FORMS})(?:,?[ ](?:{_LEGAL_FORMS}))*)"
+                            rf"(?=[\s,;]|$|(?<=\.))")
 #: Document titles that start a line (and are no one's name).
 TITLE = re.compile(
     r"^(?:(?:kopie|copy of|copie|duplicate|original)\s+)?"

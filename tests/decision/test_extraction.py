@@ -1292,3 +1292,13 @@ def test_ex_for_excluding_and_an_iban_after_the_domestic_account_number() -> Non
     ex = extract_invoice("Thornbury Joinery Ltd\nInvoice 553\nTotal ex VAT: £500.00\n"
                          "VAT @ 20%: £100.00\nTotal: £600.00\n")
     assert (ex.get("subtotal"), ex.get("tax"), ex.get("total")) == ("500.00", "100.00", "600.00")
+
+
+def test_a_name_that_holds_a_legal_form_word_keeps_the_forms_after_it() -> None:
+    ex = extract_invoice("Marlow Company Inc.\n12 Harbour Road\nInvoice # 77\nTotal: $10.00\n")
+    assert ex.get("vendor") == "Marlow Company Inc."
+    ex = _read_laid_out("Quintana Corp Ltd.             Fecha: 03/02/2024\nFACTURA 9\n"
+                        "Subtotal          £100.00\nTotal Impuesto    £13.00\n"
+                        "Total             £113.00\n")
+    assert (ex.get("vendor"), ex.get("tax"), ex.get("total")) == (
+        "Quintana Corp Ltd.", "13.00", "113.00")
