@@ -105,7 +105,11 @@ def judge(documents: Sequence[Document], probs: np.ndarray, classes: Sequence[st
     return {"documents": len(documents), "named_right": sum(right),
             "sure": int(sure.sum()),
             "sure_and_right": sum(bool(s) and r for s, r in zip(sure, right)),
-            "sure_and_wrong": sum(bool(s) and not r for s, r in zip(sure, right))}
+            "sure_and_wrong": sum(bool(s) and not r for s, r in zip(sure, right)),
+            # which ones, and what they were taken for
+            "sure_and_wrong_documents": [f"{d.doc_id} ({d.kind} taken for {label})"
+                                         for d, label, s, r in zip(documents, labels, sure, right)
+                                         if s and not r]}
 
 
 def pooled(router: np.ndarray, encoder: np.ndarray, classes: Sequence[str],
@@ -180,6 +184,9 @@ def report(result: dict[str, Any]) -> None:
                 f"{result['judged']['first']}), sure at {result['threshold']:.2f}",
                 ["reviewers' labels", "model", "named right", "sure", "sure & right",
                  "sure & wrong"], rows)
+    for step in result["steps"]:
+        for wrong in step["cascade"]["sure_and_wrong_documents"]:
+            print(f"  sure and wrong with {step['labelled_documents']} labels (cascade): {wrong}")
 
 
 def main(argv: list[str] | None = None) -> int:

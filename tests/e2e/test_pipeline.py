@@ -558,7 +558,7 @@ OUTSIDE_CHUNK = 16
 CASCADE_RESULTS = ("pooled", "unavailable", "mismatch", "unfamiliar")
 
 
-# 148 documents, a fifth of them scans for OCR, through the four services on 2 cores: about
+# 159 documents, a fifth of them scans for OCR, through the four services on 2 cores: about
 # 100-150 s on a quiet machine, twice that on a loaded one (the suite's 300 s is per test)
 @pytest.mark.timeout(900)
 async def test_documents_from_outside_are_routed_and_read_without_a_kind(
@@ -614,15 +614,16 @@ async def test_documents_from_outside_are_routed_and_read_without_a_kind(
     # one named wrong without asking: the sixteenth batch's account statement, taken for an
     # invoice (the invoice pack sends it to a person for its missing fields)
     assert routing["routed_wrong_unasked"] <= 1, why
-    # with the router cascade (text_encoder's second opinion) and the packs' signatures: 141
-    # of 148 named right, 93 sent to a person to confirm the type
-    assert routing["named_right"] >= routing["documents"] - 9, why
-    assert routing["asked_a_person"] <= 98, why
+    # with the router cascade (text_encoder's second opinion), the packs' signatures and the
+    # invoice pack's examples in real-world layouts: 147 of 159 named right, 38 sent to a
+    # person to confirm the type
+    assert routing["named_right"] >= routing["documents"] - 14, why
+    assert routing["asked_a_person"] <= 43, why
     # nothing decided without a person that a person would have decided otherwise
     assert routing["automated_wrongly"] == 0, why
     right = sum(c["(all fields)"]["right"] for c in summary["accuracy"].values())
     shown = sum(c["(all fields)"]["shown"] for c in summary["accuracy"].values())
     wrong = sum(c["wrong"] for c in summary["read_wrong"].values())
-    # 799 of 862 invoice fields right, 28 read wrong (docs/documents.md)
-    assert right >= shown - 68 and wrong <= 32, (right, shown, wrong, [
+    # 838 of 908 invoice fields right, 30 read wrong (docs/documents.md)
+    assert right >= shown - 75 and wrong <= 34, (right, shown, wrong, [
         (d["id"], d["wrong"]) for d in summary["documents"] if d["wrong"]])

@@ -39,7 +39,8 @@ def test_judging_counts_sure_answers_right_and_wrong() -> None:
     probs = np.array([[0.9, 0.05, 0.05], [0.6, 0.3, 0.1], [0.85, 0.1, 0.05],
                       [0.1, 0.2, 0.7]], np.float32)
     assert learning_bench.judge(documents, probs, CLASSES, 0.8) == {
-        "documents": 4, "named_right": 2, "sure": 2, "sure_and_right": 1, "sure_and_wrong": 1}
+        "documents": 4, "named_right": 2, "sure": 2, "sure_and_right": 1, "sure_and_wrong": 1,
+        "sure_and_wrong_documents": ["2 (other taken for invoice)"]}
 
 
 def test_a_run_retrains_from_the_earlier_documents_labels(tmp_path: Path) -> None:
