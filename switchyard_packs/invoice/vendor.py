@@ -36,7 +36,9 @@ _LEGAL_FORMS = (r"Pty\.? Ltd\.?|Pvt\.? Ltd\.?|Private Limited|Ltd\.?|Inc\.?|LLC|
                 r"GmbH & Co\.(?: KG)?|GmbH|S\.A\. de C\.V\.|S\.A\.S\.|S\.A\.U\.|S\.A\.|"
                 r"B\.V\.|BV|N\.V\.|NV|AG|Co\.|plc|SARL|SAS|S\.L\.|Oy|AB|Corp\.?|Limited|"
                 r"Company|SE|SpA|S\.p\.A\.|S\.r\.l\.|Srl|KG|sp\. z o\.o\.|Sp\. z o\.o\.|"
-                r"s\.r\.o\.|a\.s\.|OÜ|AS|A/S|ApS|Ltda\.?")
+                r"s\.r\.o\.|a\.s\.|OÜ|AS|A/S|ApS|Ltda\.?|"
+                # Germany's mutual insurers, registered associations and cooperatives
+                r"a\.G\.|VVaG|e\.V\.|eG")
 # and in capitals, as letterheads print them ('CONTOSO LTD.', 'ACME GMBH'); the dotted ones
 # in small letters too, which no word is ('bol.com b.v.', 's.r.l.')
 _LEGAL_FORMS = "|".join(dict.fromkeys(
@@ -389,6 +391,23 @@ def _party_blocks(rows: list[list[str]]
     return sellers, customer_cells
 
 
+def _wrapped(rows: list[list[str]], index: int, column: int, name: str,
+             cell: str) -> tuple[str, str]:
+    """A letterhead's name wrapped onto the next line, whose part there ends with the legal
+    form ('MVM Musterhafter' over 'Versicherungsverein Musterstadt a.G.'): the whole name and
+    its first line; else ``name`` and ``cell`` as they are. (Lower on the page the line above
+    a name is more often a heading: 'Crediteur', 'INVOICE FROM'.)"""
+    if COMPANY_SUFFIX.search(name) or index + 1 >= len(rows) or column >= len(rows[index + 1]):
+        return name, cell
+    below = rows[index + 1][column].strip()
+    if not COMPANY_SUFFIX.search(below) or any(ch.isdigit() for ch in below) or \
+            len(below.split()) > 4:
+        return name, cell
+    whole = company_name(f"{name} {below}")
+    # the first line stands for both where the value is shown on the page
+    return (whole, cell) if whole is not None else (name, cell)
+
+
 def find_vendor(text: str, is_label: Callable[[str], bool]) -> VendorGuess | None:
     """The likeliest supplier named in ``text`` (reading-order text, a laid-out page's cells
     separated by `` | ``), or None. ``is_label`` says whether a cell is a field's label (the
@@ -436,6 +455,8 @@ def find_vendor(text: str, is_label: Callable[[str], bool]) -> VendorGuess | Non
             if name is None or is_label(cell) or _under_buyer_label(rows, index, column) or \
                     (index, column) in recipient:
                 continue
+            if seen <= LETTERHEAD_LINES:
+                name, cell = _wrapped(rows, index, column, name, cell)
             suffix = COMPANY_SUFFIX.search(name) is not None
             domain = _spelled_by_domain(name, domains)
             letterhead = seen <= LETTERHEAD_LINES

@@ -1302,3 +1302,17 @@ def test_a_name_that_holds_a_legal_form_word_keeps_the_forms_after_it() -> None:
                         "Total             £113.00\n")
     assert (ex.get("vendor"), ex.get("tax"), ex.get("total")) == (
         "Quintana Corp Ltd.", "13.00", "113.00")
+
+
+def test_a_name_wrapped_onto_the_line_with_its_legal_form_is_one_name() -> None:
+    ex = extract_invoice("Hanse Feuerkasse\nGegenseitigkeitsverein Lübeck a.G.\n"
+                         "Beitragsrechnung Nr. 4410\nGesamtbetrag: 120,00 EUR\n")
+    assert ex.get("vendor") == "Hanse Feuerkasse Gegenseitigkeitsverein Lübeck a.G."
+    # a name over an address line is not joined to it
+    ex = extract_invoice("Hanse Feuerkasse GmbH\nHafenstraße 4\nRechnung Nr. 4411\n"
+                         "Gesamtbetrag: 120,00 EUR\n")
+    assert ex.get("vendor") == "Hanse Feuerkasse GmbH"
+    # below the letterhead the line over a name is more often a heading than its first part
+    ex = extract_invoice("Factuur 5\nFactuurdatum: 01-02-2024\nTotaal: 10,00 EUR\n"
+                         "Crediteur\nNordwind Handel B.V.\n")
+    assert ex.get("vendor") == "Nordwind Handel B.V."
