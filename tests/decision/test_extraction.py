@@ -1316,3 +1316,11 @@ def test_a_name_wrapped_onto_the_line_with_its_legal_form_is_one_name() -> None:
     ex = extract_invoice("Factuur 5\nFactuurdatum: 01-02-2024\nTotaal: 10,00 EUR\n"
                          "Crediteur\nNordwind Handel B.V.\n")
     assert ex.get("vendor") == "Nordwind Handel B.V."
+
+
+def test_more_due_date_labels() -> None:
+    for label in ("Fälligkeitstag", "Zahlbar am", "Uiterste betaaldatum", "Data di scadenza"):
+        ex = extract_invoice(f"Nordlicht Versand GmbH\nRechnung Nr. 12\n"
+                             f"Die Zahlung ist bis zum 02.03.2024 zu leisten.\n"
+                             f"{label}: 15.04.2024\nGesamtbetrag: 10,00 EUR\n")
+        assert ex.get("due_date") == "2024-04-15", label
