@@ -1550,6 +1550,26 @@ def _number_under_the_title(text: str, b: _Builder) -> None:
         b.offer("invoice_number", m.group(1), 0.75, under.strip(), "under the title")
 
 
+#: A cell beside the title that numbers it: 'No. AA.00001', 'Serial No. 7', 'Nr: 2024-3', '# 88'.
+_NUMBERING_CELL = re.compile(
+    r"^[ \t]*(?:[^\W\d_]+\.?[ \t]+)?(?:no|nr|n°|nº|number|num|#)\.?[ \t]*[:#]?[ \t]*"
+    r"(#?[A-Za-z0-9][A-Za-z0-9/.\-_]*\d[A-Za-z0-9/.\-_]*)[ \t]*$", re.IGNORECASE)
+
+
+def _number_beside_the_title(text: str, b: _Builder) -> None:
+    """The number in a cell beside the document's title, on one of its first lines
+    (``INVOICE | Serial No. AA.00001``): a generic 'No.' numbers the document there."""
+    for line in [ln for ln in text.splitlines()[:12] if ln.strip()][:8]:
+        cells = [c.strip() for c in line.split(" | ")]
+        if len(cells) < 2 or not _TITLE_LINE.match(cells[0]):
+            continue
+        for cell in cells[1:]:
+            m = _NUMBERING_CELL.match(cell)
+            if m and find_date(cell) is None:
+                b.offer("invoice_number", m.group(1), 0.75, line.strip(), "beside the title")
+                return
+
+
 #: A fapiao's keys, their characters often spaced apart into cells ('名 | 称:', '合 | 计').
 _FAPIAO_NAME = re.compile(r"名[ \t|]*称[ \t]*[:：][ \t]*(?P<v>[^|\n]+)")
 _FAPIAO_ACCOUNT = re.compile(r"开户行及账号[ \t]*[:：][^|\n]*?(?P<v>\d[\d ]{6,}\d)[ \t]*(?=\||$)",
@@ -1781,6 +1801,8 @@ def extract_invoice(text: str, layout: DocumentLayout | None = None) -> InvoiceE
             _from_layout(layout_lines, b)
         _from_prose(text, b)
         _from_unknown_keys(text, b)
+        if "invoice_number" not in b.found:
+            _number_beside_the_title(text, b)
         if "invoice_number" not in b.found:
             _number_under_the_title(text, b)
         _fapiao(text, b)

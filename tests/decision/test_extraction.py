@@ -1324,3 +1324,15 @@ def test_more_due_date_labels() -> None:
                              f"Die Zahlung ist bis zum 02.03.2024 zu leisten.\n"
                              f"{label}: 15.04.2024\nGesamtbetrag: 10,00 EUR\n")
         assert ex.get("due_date") == "2024-04-15", label
+
+
+def test_a_number_in_a_cell_beside_the_title() -> None:
+    for cell, number in (("Serial No. AA.00001", "AA.00001"), ("No. 2024-118", "2024-118"),
+                         ("Nr: R7781", "R7781")):
+        ex = _read_laid_out(f"Kestrel Tools Ltd\nINVOICE                    {cell}\n"
+                            "Date: 2024-02-01\nTotal:    5.00 GBP\n")
+        assert ex.get("invoice_number") == number, cell
+    # a page count beside the title numbers no invoice
+    ex = _read_laid_out("Kestrel Tools Ltd\nINVOICE                    Page 1 of 2\n"
+                        "Total:    5.00 GBP\n")
+    assert ex.get("invoice_number") is None
