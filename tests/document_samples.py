@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Sequence
 
 from PIL import Image
 
@@ -87,6 +88,33 @@ def png_bomb(side: int = 8000) -> bytes:
 def corrupt_pdf() -> bytes:
     """Starts like a PDF, is not one."""
     return b"%PDF-1.7\n" + bytes(range(256)) * 8
+
+
+def shifted_pdf(lines: Sequence[str], junk: bytes = b"\n\xa0\xa4\x03") -> bytes:
+    """A one-page text PDF whose objects a cross-reference stream indexes, with ``junk`` before
+    its header, so every offset is off by its length: pdfminer finds no catalog ('No /Root
+    object!'), PDFium opens it (a mail gateway or an upload form leaves such bytes)."""
+    content = b"BT /F1 14 Tf " + b" ".join(
+        b"1 0 0 1 72 %d Tm (%s) Tj" % (720 - 24 * i, line.encode("latin-1"))
+        for i, line in enumerate(lines)) + b" ET"
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
+               b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+               b"/Resources << /Font << /F1 5 0 R >> >> >>",
+               b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    out = bytearray(b"%PDF-1.5\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref_at = len(out)
+    entries = b"\x00" * 5 + b"\xff\xff" + b"".join(
+        struct.pack(">BIH", 1, offset, 0) for offset in [*offsets, xref_at])
+    out += (b"6 0 obj\n<< /Type /XRef /Size 7 /W [1 4 2] /Root 1 0 R /Length %d >>\nstream\n"
+            % len(entries) + entries + b"\nendstream\nendobj\nstartxref\n%d\n%%%%EOF\n"
+            % xref_at)
+    return junk + bytes(out)
 
 
 def truncated(body: bytes, keep: float = 0.5) -> bytes:

@@ -3,7 +3,10 @@
 Text and JSON have no layout (``None``). A PDF's text layer is read directly (exact, fast);
 the pages without one (scans), and every page of an image (PNG, JPEG, TIFF frames), are
 rendered and read by the ``document_ocr`` model on Triton through the decision service's
-micro-batcher, one page per item, so pages of many tasks travel in one request. A text page
+micro-batcher, one page per item, so pages of many tasks travel in one request. A PDF whose
+structure the text-layer reader (pdfminer) refuses but PDFium opens (ingest opened it with
+PDFium: bytes before the header of a file with cross-reference streams, a damaged
+cross-reference table) is read as scans: PDFium renders its pages for OCR. A text page
 that also carries a large picture with no text over it (a letterhead or a footer pasted in as
 an image) is OCRed too, and the words read inside the picture join its text layer.
 
@@ -117,14 +120,19 @@ class DocumentReader:
                                                       self.limits)).page_count
             except DocumentError as exc:
                 raise UnreadableDocument(f"{exc.code}: {exc}") from exc
-        try:
-            if content_type == PDF:
+        scans = [PdfPage(None)] * min(page_count, self.max_pages)
+        if content_type == PDF:
+            try:
                 read = await asyncio.to_thread(read_pdf_pages, body, self.max_pages)
-            else:
-                read = [PdfPage(None)] * min(page_count, self.max_pages)
-        except Exception as exc:  # noqa: BLE001 - pdfminer's many error types
-            raise UnreadableDocument(f"the PDF cannot be read: {type(exc).__name__}: {exc}") \
-                from exc
+            except Exception as exc:  # noqa: BLE001 - pdfminer's many error types
+                # PDFium counted its pages at ingest (or above): they are rendered and OCRed,
+                # and a page PDFium cannot render either makes the document unreadable
+                log.warning("task %s: the PDF's text layer cannot be read (%s: %s); its %d "
+                            "pages are read as scans", task.task_id, type(exc).__name__, exc,
+                            len(scans))
+                read = scans
+        else:
+            read = scans
         found: list[LayoutPage | None] = [page.layout for page in read]
         # scans, and text pages with pictures that may hold text
         to_ocr = [number for number, page in enumerate(read, start=1)

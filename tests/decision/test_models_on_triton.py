@@ -320,7 +320,8 @@ async def test_the_engine_routes_on_the_layout_extracts_with_provenance_and_esca
     # Triton), with the shipped support_ticket pack reading PDFs and PNGs: a text PDF is
     # routed on its words and its fields carry where they were read; a scanned ticket
     # submitted as another kind escalates with its OCR layout on the escalation; a damaged
-    # PDF escalates as unreadable
+    # PDF escalates as unreadable, and one whose text layer pdfminer refuses but PDFium
+    # opens is read as a scan
     import dataclasses
 
     from services.decision.batcher import MicroBatcher
@@ -334,7 +335,7 @@ async def test_the_engine_routes_on_the_layout_extracts_with_provenance_and_esca
     from switchyard.packs import builtin_packs
     from switchyard.stack import free_port
     from switchyard.v1 import DecisionOutcome, LayoutSource
-    from tests.document_samples import corrupt_pdf
+    from tests.document_samples import corrupt_pdf, shifted_pdf
 
     pack = builtin_packs()["support_ticket"]
     pack = dataclasses.replace(pack, content_types=(*pack.content_types, "application/pdf",
@@ -357,6 +358,8 @@ async def test_the_engine_routes_on_the_layout_extracts_with_provenance_and_esca
                                     enumerate(TICKET[:4])], size=(900, 320))
         scan = await engine.assess(_kind(_envelope("image/png", scanned_ticket), "invoice"))
         broken = await engine.assess(_envelope("application/pdf", corrupt_pdf(), page_count=1))
+        shifted = await engine.assess(_envelope("application/pdf", shifted_pdf(TICKET[:4]),
+                                                page_count=1))
         # OCR away (nothing listens there): the scan meets the models' unavailable policy,
         # while a text PDF, which needs no OCR, is still decided
         away = OcrClient(f"127.0.0.1:{free_port()}", 2, new_breaker("away", 5, 10), "1")
@@ -393,6 +396,11 @@ async def test_the_engine_routes_on_the_layout_extracts_with_provenance_and_esca
 
     assert broken.outcome.rule == UNREADABLE_RULE
     assert broken.decision.outcome == DecisionOutcome.DECISION_OUTCOME_ESCALATE
+    assert shifted.outcome.rule != UNREADABLE_RULE, shifted.decision.explanation
+    assert shifted.layout is not None
+    assert shifted.layout.pages[0].source == LayoutSource.LAYOUT_SOURCE_OCR
+    assert "Priority:" in [w.text for w in shifted.layout.pages[0].words]
+    assert shifted.decision.models[0].label == "support_ticket"
 
     assert unavailable.model_unavailable
     assert still_decided.decision.outcome == DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE

@@ -615,15 +615,15 @@ async def test_documents_from_outside_are_routed_and_read_without_a_kind(
     # invoice (the invoice pack sends it to a person for its missing fields)
     assert routing["routed_wrong_unasked"] <= 1, why
     # with the router cascade (text_encoder's second opinion), the packs' signatures and the
-    # invoice pack's examples in real-world layouts: 147 of 159 named right, 38 sent to a
+    # invoice pack's examples in real-world layouts: 148 of 159 named right, 38 sent to a
     # person to confirm the type
-    assert routing["named_right"] >= routing["documents"] - 14, why
+    assert routing["named_right"] >= routing["documents"] - 13, why
     assert routing["asked_a_person"] <= 43, why
     # nothing decided without a person that a person would have decided otherwise
     assert routing["automated_wrongly"] == 0, why
     right = sum(c["(all fields)"]["right"] for c in summary["accuracy"].values())
     shown = sum(c["(all fields)"]["shown"] for c in summary["accuracy"].values())
     wrong = sum(c["wrong"] for c in summary["read_wrong"].values())
-    # 838 of 908 invoice fields right, 30 read wrong (docs/documents.md)
-    assert right >= shown - 75 and wrong <= 34, (right, shown, wrong, [
+    # 845 of 908 invoice fields right, 30 read wrong (docs/documents.md)
+    assert right >= shown - 70 and wrong <= 34, (right, shown, wrong, [
         (d["id"], d["wrong"]) for d in summary["documents"] if d["wrong"]])
