@@ -431,10 +431,15 @@ def find_vendor(text: str, is_label: Callable[[str], bool]) -> VendorGuess | Non
         if COMPANY_SUFFIX.search(name) and not COMPANY_SUFFIX.search(guess.name):
             guess.name, guess.raw = name, raw  # the fuller spelling, with its legal form
 
-    for row in rows:
-        for m in _PAYEE.finditer(" | ".join(row)):  # (an empty row joins to nothing)
+    for index, row in enumerate(rows):
+        joined = " | ".join(row)   # (an empty row joins to nothing)
+        for m in _PAYEE.finditer(joined):
             name = company_name(m.group("name"))
             if name is not None:
+                # a payee's name wrapped in its narrow column ('Payable To Lowland Applied
+                # Research' over 'Company') is whole with the line below
+                column = joined[:m.start()].count(" | ")
+                name, _ = _wrapped(rows, index, column, name, m.group(0))
                 credit(name, m.group(0), "payee", PAYEE)
     sellers, recipient = _party_blocks(rows)  # recipient: rows of a customer's address
     for index, name in sellers:

@@ -1312,6 +1312,12 @@ def test_a_name_wrapped_onto_the_line_with_its_legal_form_is_one_name() -> None:
     ex = extract_invoice("Hanse Feuerkasse GmbH\nHafenstraße 4\nRechnung Nr. 4411\n"
                          "Gesamtbetrag: 120,00 EUR\n")
     assert ex.get("vendor") == "Hanse Feuerkasse GmbH"
+    # a payee's name wrapped in its column
+    ex = _read_laid_out("INVOICE #7\n"
+                        "Client Harbor Foods        Payable To Quill Survey and Mapping\n"
+                        "Company Name               Company\n"
+                        "Total:   $550.00\n")
+    assert ex.get("vendor") == "Quill Survey and Mapping Company"
     # below the letterhead the line over a name is more often a heading than its first part
     ex = extract_invoice("Factuur 5\nFactuurdatum: 01-02-2024\nTotaal: 10,00 EUR\n"
                          "Crediteur\nNordwind Handel B.V.\n")
