@@ -874,6 +874,8 @@ def _from_prose(text: str, b: _Builder) -> None:
             b.offer("invoice_date", found[0], 0.85, found[1], "prose")
         break
     for m in _EMAIL_AMOUNT.finditer(text):
+        if m.group("p") and re.search(r"\|[ \t]*$", text[max(0, m.start() - 4):m.start()]):
+            continue  # a laid-out cell's '(35,13 €)' after its label: that label's amount
         chunk = m.group("v") or m.group("p") or ""
         monies = [x for x in find_money(chunk) if x.currency]
         if monies:

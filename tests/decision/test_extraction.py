@@ -1342,3 +1342,14 @@ def test_a_number_in_a_cell_beside_the_title() -> None:
     ex = _read_laid_out("Kestrel Tools Ltd\nINVOICE                    Page 1 of 2\n"
                         "Total:    5.00 GBP\n")
     assert ex.get("invoice_number") is None
+
+
+def test_an_amount_in_brackets_in_a_laid_out_cell_is_its_labels_not_the_total() -> None:
+    ex = _read_laid_out("Hansa Versicherung AG\nBeitragsrechnung Nr. 7790\n"
+                        "Beitrag inklusive 19 % Versicherungsteuer      119,00 €\n"
+                        "darin enthaltene Versicherungsteuer            (19,00 €)\n")
+    assert ex.get("total") != "19.00"
+    # in an e-mail's sentence the bracketed amount is still the one to pay
+    ex = extract_invoice("Subject: Invoice 4471 from Kestrel Tools Ltd\n\n"
+                         "Please find attached invoice 4471 (EUR 245.00).\n")
+    assert ex.get("total") == "245.00"
