@@ -624,6 +624,6 @@ async def test_documents_from_outside_are_routed_and_read_without_a_kind(
     right = sum(c["(all fields)"]["right"] for c in summary["accuracy"].values())
     shown = sum(c["(all fields)"]["shown"] for c in summary["accuracy"].values())
     wrong = sum(c["wrong"] for c in summary["read_wrong"].values())
-    # 845 of 908 invoice fields right, 30 read wrong (docs/documents.md)
-    assert right >= shown - 70 and wrong <= 34, (right, shown, wrong, [
+    # 848 of 908 invoice fields right, 26 read wrong (docs/documents.md)
+    assert right >= shown - 68 and wrong <= 30, (right, shown, wrong, [
         (d["id"], d["wrong"]) for d in summary["documents"] if d["wrong"]])
