@@ -393,10 +393,11 @@ def _party_blocks(rows: list[list[str]]
 
 def _wrapped(rows: list[list[str]], index: int, column: int, name: str,
              cell: str) -> tuple[str, str]:
-    """A letterhead's name wrapped onto the next line, whose part there ends with the legal
-    form ('MVM Musterhafter' over 'Versicherungsverein Musterstadt a.G.'): the whole name and
-    its first line; else ``name`` and ``cell`` as they are. (Lower on the page the line above
-    a name is more often a heading: 'Crediteur', 'INVOICE FROM'.)"""
+    """A name wrapped onto the next line, whose part there ends with the legal form ('MVM
+    Musterhafter' over 'Versicherungsverein Musterstadt a.G.'): the whole name and its first
+    line; else ``name`` and ``cell`` as they are. Callers ask only for a letterhead's name or
+    a payee's: lower on the page the line above a name is more often a heading ('Crediteur',
+    'INVOICE FROM')."""
     if COMPANY_SUFFIX.search(name) or index + 1 >= len(rows) or column >= len(rows[index + 1]):
         return name, cell
     below = rows[index + 1][column].strip()
