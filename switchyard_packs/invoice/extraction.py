@@ -1523,10 +1523,15 @@ _LONE_IDENTIFIER = re.compile(
 _TITLE_WORD = re.compile(rf"\b(?:{_INVOICE_WORDS})\b", re.IGNORECASE)
 
 
+def _first_lines(text: str, within: int) -> list[str]:
+    """The non-blank lines among the document's first ``within``: where its title stands."""
+    return [line for line in text.splitlines()[:within] if line.strip()]
+
+
 def _under_the_title(text: str, title: re.Pattern[str], within: int) -> str | None:
     """The line under the first of the document's first ``within`` lines (blank ones not
     counted) that ``title`` finds in, or None."""
-    lines_ = [line for line in text.splitlines()[:within] if line.strip()]
+    lines_ = _first_lines(text, within)
     return next((under for line, under in zip(lines_, lines_[1:]) if title.search(line)),
                 None)
 
@@ -1563,7 +1568,7 @@ _NUMBERING_CELL = re.compile(
 def _number_beside_the_title(text: str, b: _Builder) -> None:
     """The number in a cell beside the document's title, on one of its first lines
     (``INVOICE | Serial No. AA.00001``): a generic 'No.' numbers the document there."""
-    for line in [ln for ln in text.splitlines()[:12] if ln.strip()][:8]:
+    for line in _first_lines(text, 12)[:8]:
         cells = [c.strip() for c in line.split(" | ")]
         if len(cells) < 2 or not _TITLE_LINE.match(cells[0]):
             continue

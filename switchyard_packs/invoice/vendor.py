@@ -391,22 +391,19 @@ def _party_blocks(rows: list[list[str]]
     return sellers, customer_cells
 
 
-def _wrapped(rows: list[list[str]], index: int, column: int, name: str,
-             cell: str) -> tuple[str, str]:
-    """A name wrapped onto the next line, whose part there ends with the legal form ('MVM
-    Musterhafter' over 'Versicherungsverein Musterstadt a.G.'): the whole name and its first
-    line; else ``name`` and ``cell`` as they are. Callers ask only for a letterhead's name or
-    a payee's: lower on the page the line above a name is more often a heading ('Crediteur',
-    'INVOICE FROM')."""
+def _wrapped(rows: list[list[str]], index: int, column: int, name: str) -> str:
+    """``name`` whole when it wraps onto the next line, whose part there ends with the legal
+    form ('MVM Musterhafter' over 'Versicherungsverein Musterstadt a.G.'); else as it is. The
+    cell of the first line stands for the whole where the value is shown on the page.
+    Callers ask only for a letterhead's name or a payee's: lower on the page the line above
+    a name is more often a heading ('Crediteur', 'INVOICE FROM')."""
     if COMPANY_SUFFIX.search(name) or index + 1 >= len(rows) or column >= len(rows[index + 1]):
-        return name, cell
+        return name
     below = rows[index + 1][column].strip()
     if not COMPANY_SUFFIX.search(below) or any(ch.isdigit() for ch in below) or \
             len(below.split()) > 4:
-        return name, cell
-    whole = company_name(f"{name} {below}")
-    # the first line stands for both where the value is shown on the page
-    return (whole, cell) if whole is not None else (name, cell)
+        return name
+    return company_name(f"{name} {below}") or name
 
 
 def find_vendor(text: str, is_label: Callable[[str], bool]) -> VendorGuess | None:
@@ -440,7 +437,7 @@ def find_vendor(text: str, is_label: Callable[[str], bool]) -> VendorGuess | Non
                 # a payee's name wrapped in its narrow column ('Payable To Lowland Applied
                 # Research' over 'Company') is whole with the line below
                 column = joined[:m.start()].count(" | ")
-                name, _ = _wrapped(rows, index, column, name, m.group(0))
+                name = _wrapped(rows, index, column, name)
                 credit(name, m.group(0), "payee", PAYEE)
     sellers, recipient = _party_blocks(rows)  # recipient: rows of a customer's address
     for index, name in sellers:
@@ -461,11 +458,11 @@ def find_vendor(text: str, is_label: Callable[[str], bool]) -> VendorGuess | Non
             if name is None or is_label(cell) or _under_buyer_label(rows, index, column) or \
                     (index, column) in recipient:
                 continue
-            if seen <= LETTERHEAD_LINES:
-                name, cell = _wrapped(rows, index, column, name, cell)
+            letterhead = seen <= LETTERHEAD_LINES
+            if letterhead:
+                name = _wrapped(rows, index, column, name)
             suffix = COMPANY_SUFFIX.search(name) is not None
             domain = _spelled_by_domain(name, domains)
-            letterhead = seen <= LETTERHEAD_LINES
             if not (suffix or domain or letterhead or _compact(name) in scores):
                 continue  # a name-like line in the body: a description, a street
             if suffix:
