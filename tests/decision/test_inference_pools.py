@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -268,12 +267,10 @@ async def test_a_pool_spreads_requests_over_its_addresses_and_reconnects(
             await router.predict([sample("invoice", 1)])
         # Triton counts a request in its statistics after answering it: read them until the
         # last one is in (a loaded machine showed 19 of 20 at first)
-        deadline = time.monotonic() + 10
-        while True:
+        async def all_counted() -> list[int] | None:
             served = [router_requests(url) - b for url, b in zip(servers, before)]
-            if sum(served) >= 20 or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.2)
+            return served if sum(served) >= 20 else None
+        served = await eventually(all_counted, "Triton to count the 20 requests", 10, 0.2)
         assert sum(served) == 20 and min(served) >= 5, served  # both took their turns
         await asyncio.sleep(0.6)
         await router.predict([sample("invoice", 2)])
