@@ -9,9 +9,12 @@ caller already runs an event loop in its thread.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import importlib.util
+import os
 import random
 import socket
+import tempfile
 import threading
 import time
 import urllib.error
@@ -65,6 +68,11 @@ _LOWEST_PICKED_PORT = 15000
 _handed_out: set[int] = set()
 _handed_out_lock = threading.Lock()
 _picker = random.Random()
+#: One file whose byte N a process locks (POSIX record lock) while port N is its own: two
+#: processes picking ports at once (pytest-xdist's workers, two dev stacks) never hand out the
+#: same one. The kernel drops a process's locks when it exits, so nothing needs cleaning up.
+_RESERVATIONS = Path(tempfile.gettempdir()) / "switchyard-ports.lock"
+_reservations_fd: int | None = None
 
 
 def _ephemeral_low() -> int:
@@ -81,21 +89,44 @@ def free_port(host: str = LOOPBACK) -> int:
     Picked below the kernel's ephemeral range: a port taken with ``bind(0)`` is an ephemeral
     one, and between the pick and the server's bind any outgoing connection (a Kafka or
     PostgreSQL client) may be given it, which failed test stacks with "address already in use".
-    Ports outside that range are never given to outgoing connections, and this process never
-    hands out the same port twice, so the only remaining race is with another program choosing
-    the same port by hand.
+    Ports outside that range are never given to outgoing connections, no process hands out a
+    port another Switchyard process holds (:func:`_reserve`), and this process never hands out
+    the same port twice, so the only remaining race is with another program choosing the same
+    port by hand.
     """
     low, high = _LOWEST_PICKED_PORT, _ephemeral_low() - 1
     if high - low >= 1000:
         with _handed_out_lock:
             for _ in range(200):
                 port = _picker.randint(low, high)
-                if port not in _handed_out and port_is_free(port, host):
+                if port not in _handed_out and port_is_free(port, host) and _reserve(port):
                     _handed_out.add(port)
                     return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _reserve(port: int) -> bool:
+    """Hold ``port`` for this process's life, or False when another process holds it.
+
+    Between picking a free port and starting a server on it (seconds, for a service process),
+    the port looks free to everyone else: two pytest-xdist workers once picked the same one and
+    a review console failed with "address already in use". The lock lives on one shared file
+    (:data:`_RESERVATIONS`); where that file cannot be opened, this process's own record is all
+    there is, as before.
+    """
+    global _reservations_fd
+    if _reservations_fd is None:
+        try:
+            _reservations_fd = os.open(_RESERVATIONS, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:
+            return True
+    try:
+        fcntl.lockf(_reservations_fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, port, os.SEEK_SET)
+    except OSError:
+        return False
+    return True
 
 
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:

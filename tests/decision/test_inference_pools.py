@@ -146,23 +146,32 @@ async def test_a_spike_spills_batches_to_the_spill_over_pool_and_they_return_as_
         return spilling(pool_settings) == 0
     await eventually(drained, "spilling to stop once the spike is over", timeout_s=30)
 
-    # on a loaded machine a decision right after the drain can still be routed by the
-    # spill-over for a moment (seen once on CI: a primary breaker still open after a call
-    # that timed out in the spike, or a last poll that measured the spike's queue): wait for
-    # one routed by the primary, then none may spill
+    # the primary is the session's Triton, which the other tests' decisions share: on a loaded
+    # machine its queue can pass the low threshold again after the spike (seen on CI), and then
+    # spilling a share is right. So a decision must be the primary's whenever spilling was off
+    # both before and after it: spilling, once on, stays on for the cooldown (3 s), so off at
+    # both ends of a shorter call means off throughout.
     async def back_on_the_primary() -> bool:
         reply = await decide.Decide(DecideRequest(task=task(0)), timeout=30)
         return reply.decision.models[0].pool == "primary"
     await eventually(back_on_the_primary, "decisions routed by the primary again",
                      timeout_s=30)
-    spilled = served(pool_settings, "spill")
     primary = served(pool_settings, "primary")
-    for i in range(10):  # one at a time: no queue on the primary, nothing spills
-        reply = await decide.Decide(DecideRequest(task=task(i)), timeout=30)
+    checked = 0
+    deadline = asyncio.get_running_loop().time() + 60
+    while checked < 10:  # one at a time
+        assert asyncio.get_running_loop().time() < deadline, f"spilling kept on ({checked})"
+        spilling_before = spilling(pool_settings)
+        started = asyncio.get_running_loop().time()
+        reply = await decide.Decide(DecideRequest(task=task(checked)), timeout=30)
+        took = asyncio.get_running_loop().time() - started
         assert reply.decision.rule != "model_unavailable"
-        assert reply.decision.models[0].pool == "primary"
-    assert served(pool_settings, "spill") == spilled
-    assert served(pool_settings, "primary") >= primary + 10
+        if spilling_before == 0 and spilling(pool_settings) == 0 and took < 3.0:
+            assert reply.decision.models[0].pool == "primary"
+            checked += 1
+        else:
+            await asyncio.sleep(0.5)
+    assert served(pool_settings, "primary") >= primary + checked
 
 
 async def test_tasks_keep_the_pool_that_routed_them_and_stats_prices_each_pool(
