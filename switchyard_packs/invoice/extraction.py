@@ -74,6 +74,7 @@ from .vendor import (
     company_name,
     find_vendor,
     is_name_key,
+    is_party_heading,
 )
 
 #: Typographic hyphens and the minus sign, read as the ASCII hyphen: numbers, dates and
@@ -96,6 +97,7 @@ CURRENCY_SYMBOLS: tuple[tuple[str, str], ...] = (  # longest first: "C$" before 
     ("kr", "SEK"), ("$", "USD"),
     ("€", "EUR"), ("£", "GBP"), ("₹", "INR"), ("Rs.", "INR"), ("Rs", "INR"), ("¥", "JPY"),
     ("￥", "JPY"),   # the full-width sign; both are the yuan's too (_SHARED_SIGNS)
+    ("฿", "THB"), ("บาท", "THB"),  # (Thai: the baht's sign, and its name written after)
 )
 CURRENCY_CODES = frozenset({
     "USD", "EUR", "GBP", "INR", "JPY", "CHF", "CAD", "AUD", "SEK", "PLN", "NOK", "DKK", "NZD",
@@ -152,7 +154,7 @@ _COMPARISONS = ("<", ">", "\u2264", "\u2265")
 
 _STANDALONE_CODE = re.compile(rf"(?<![\w-])({_CODE})(?![\w-])")
 # signs that name one currency ('$' is several countries' and stays with its amounts)
-_STANDALONE_SIGN = re.compile(r"([€£₹]|\bKč\b|\bzł\b)")
+_STANDALONE_SIGN = re.compile(r"([€£₹฿]|\bKč\b|\bzł\b|บาท)")
 
 
 @dataclass(frozen=True)
@@ -252,6 +254,9 @@ def _money_matches(text: str) -> Iterator[tuple[Money, re.Match[str]]]:
             continue  # the minutes of a time or a duration ('3:16'), no amount
         if re.fullmatch(r"(19|20)\d{6}", num.replace(" ", "")):
             continue  # a YYYYMMDD date, not an amount
+        if re.match(r"/\d", text[m.end("num"):m.end("num") + 2]) or \
+                re.search(r"\d/$", text[max(0, m.start("num") - 2):m.start("num")]):
+            continue  # a reference or a date's part ('Directive 2006/112/EC', '03/2024')
         if text[max(0, m.start() - 3):m.start()].rstrip().endswith(_COMPARISONS):
             continue  # a threshold ('free shipping (amount > 300 €)'), not an amount
         currency = _currency_of(m.group("pre")) or _currency_of(m.group("post"))
@@ -283,9 +288,27 @@ _DATE_PATTERNS = (
     ("cjk", re.compile(r"((?:19|20)\d{2}) ?年 ?(\d{1,2}) ?月 ?(\d{1,2}) ?日")),
     # Japanese era years: '令和7年5月15日' (Reiwa 7, 2025), '平成元年' (its first year)
     ("era", re.compile(r"((?:令和|平成) ?(?:\d{1,2}|元)) ?年 ?(\d{1,2}) ?月 ?(\d{1,2}) ?日")),
+    # Thai: '13 กรกฎาคม 2559', the year of the Buddhist era (2016) or of the common one
+    ("thai", re.compile(r"(\d{1,2})\s*([\u0e01-\u0e4e.]{3,20}?)\s*(\d{4})\b")),
 )
 #: The year before each Japanese era's first.
 _ERAS = {"令和": 2018, "平成": 1988}
+
+
+def _thai_key(word: str) -> str:
+    """A Thai word as text layers give it: tone marks dropped (fonts draw them apart, and
+    many PDFs' text loses them), and ฏ for ฎ (``กรกฏาคม``, a common misspelling of July)."""
+    return re.sub("[\u0e48-\u0e4c]", "", word).replace("ฏ", "ฎ").strip(".")
+
+
+#: Thai month names, full and abbreviated ('ก.ค.'), keyed as :func:`_thai_key` writes them.
+_THAI_MONTHS = {_thai_key(name): number for number, names in enumerate((
+    ("มกราคม", "ม.ค"), ("กุมภาพันธ์", "ก.พ"), ("มีนาคม", "มี.ค"), ("เมษายน", "เม.ย"),
+    ("พฤษภาคม", "พ.ค"), ("มิถุนายน", "มิ.ย"), ("กรกฎาคม", "ก.ค"), ("สิงหาคม", "ส.ค"),
+    ("กันยายน", "ก.ย"), ("ตุลาคม", "ต.ค"), ("พฤศจิกายน", "พ.ย"), ("ธันวาคม", "ธ.ค")), start=1)
+    for name in names}
+#: Years the Buddhist era (Thai dates) counts ahead of the common era.
+_BUDDHIST_ERA = 543
 
 
 def _month_words() -> dict[str, int]:
@@ -330,6 +353,10 @@ def _readings(kind: str, a: str, b: str, c: str) -> list[dt.date]:
     elif kind == "era":
         year = a[2:].strip()
         readings = [_make(_ERAS[a[:2]] + (1 if year == "元" else int(year)), int(b), int(c))]
+    elif kind == "thai":
+        month, year = _THAI_MONTHS.get(_thai_key(b)), int(c)
+        year -= _BUDDHIST_ERA if year > 2400 else 0
+        readings = [_make(year, month, int(a))] if month else []
     elif kind == "month_first":
         month = _month(a)
         readings = [_make(int(c), month, int(b))] if month else []
@@ -414,7 +441,9 @@ LABELS: dict[str, tuple[str, ...]] = {
                        "laskun nro", "laskun numero", "laskunumero", "fakturanummer",
                        "fakturanr", "fakturanr.", "faktura nr.", "fakturanummer.",
                        # Brazil's service invoice (NFS-e) and goods invoice (NF-e)
-                       "número da nfs-e", "número da nf-e", "número da nota"),
+                       "número da nfs-e", "número da nf-e", "número da nota",
+                       # Thai: number, document's, tax invoice's, invoice's
+                       "เลขที่", "เลขที่เอกสาร", "เลขที่ใบกำกับภาษี", "เลขที่ใบแจ้งหนี้"),
     "invoice_date": ("invoice date", "issue date", "date of issue", "datum", "date",
                      "开票日期", "開票日期", "請求日", "発行日",
                      "belegdatum", "beleg-datum", "rechnungs-datum",
@@ -426,7 +455,9 @@ LABELS: dict[str, tuple[str, ...]] = {
                      "päivämäärä", "laskun päivämäärä", "laskupäivä", "fakturadatum",
                      "fakturadato", "dato",
                      "data e hora da emissão", "data e hora da emissão da nfs-e",
-                     "data da emissão"),
+                     "data da emissão",
+                     # Thai: date, date the document / the tax invoice was issued
+                     "วันที่", "วันที่ออกเอกสาร", "วันที่ออกใบกำกับภาษี"),
     "due_date": ("due date", "payment due", "pay by", "fällig am", "due", "due_date",
                  "zahlbar bis", "zahlungsziel", "échéance", "date d'échéance",
                  "date limite de paiement", "fecha de vencimiento", "vencimiento", "scadenza",
@@ -437,7 +468,9 @@ LABELS: dict[str, tuple[str, ...]] = {
                  "betalingsfrist", "sista betalningsdag", "betales senest", "betalingsdato",
                  "fälligkeitstag", "fällig zum", "zahlbar am", "vervaldag",
                  "uiterste betaaldatum", "date d'exigibilité", "data di scadenza",
-                 "fecha límite de pago"),
+                 "fecha límite de pago",
+                 # Thai: the day payment falls due
+                 "วันครบกำหนด", "วันที่ครบกำหนด", "ครบกำหนดชำระ", "กำหนดชำระ"),
     "po_number": ("po number", "purchase order", "p.o. #", "p.o. no", "your ref", "order ref",
                   "your order", "order no", "order number", "po", "po_number", "bestellnummer",
                   "bestelnummer", "numero ordine", "bon de commande", "pedido",
@@ -460,6 +493,9 @@ LABELS: dict[str, tuple[str, ...]] = {
                    "competência", "competência da nfs-e", "toimituspäivä", "leveransdatum",
                    "leveringsdato"),
     "tax_id": ("vat id", "tax id", "gstin", "ust-idnr", "ein", "vat no", "p.iva", "partita iva",
+               # a VAT registration number however it is labelled
+               "vat number", "vat reg no", "vat reg. no.", "vat registration",
+               "vat registration no", "vat registration number",
                "btw-nummer", "nip", "siret", "n° tva",
                # Latin America's tax numbers (Brazil's company and person ids, Argentina's)
                "cnpj", "cpf", "cnpj / cpf / nif", "cnpj/cpf", "cuit", "nif"),
@@ -502,7 +538,9 @@ LABELS: dict[str, tuple[str, ...]] = {
             "käibemaksu summa",
             "消費税", "消費税等", "消費税額",
             "alv", "arvonlisävero", "alv yhteensä", "moms", "momsbelopp", "mva",
-            "merverdiavgift", "mva-beløp", "momsbeløb"),
+            "merverdiavgift", "mva-beløp", "momsbeløb",
+            # Thai: value added tax, its amount
+            "ภาษีมูลค่าเพิ่ม", "จำนวนภาษีมูลค่าเพิ่ม"),
     "total": ("total due", "amount due", "balance due", "grand total", "gesamtbetrag",
               # Australia's and New Zealand's tax invoices
               "total inc gst", "total inc. gst", "total incl gst", "total incl. gst",
@@ -534,7 +572,9 @@ LABELS: dict[str, tuple[str, ...]] = {
               "maksettava", "maksettava yhteensä", "yhteensä", "loppusumma", "att betala",
               "summa att betala", "totalt", "totalbelopp", "å betale", "beløp å betale",
               "total å betale", "at betale", "i alt", "total inkl. moms", "sum inkl. mva",
-              "valor líquido da nfs-e", "valor líquido", "valor total da nota"),
+              "valor líquido da nfs-e", "valor líquido", "valor total da nota",
+              # Thai: the whole amount, all in
+              "จำนวนเงินรวมทั้งสิ้น", "รวมทั้งสิ้น", "ยอดรวมทั้งสิ้น", "ยอดชำระ"),
     "vendor": SELLER_LABELS,
     "currency": ("currency", "währung", "devise", "moneda", "valuta", "waluta",
                  "valuutta", "moeda"),
@@ -553,6 +593,9 @@ _LABEL_ALT = "|".join(
     for label in sorted(_LABEL_FIELD, key=len, reverse=True)
 )
 _RATE_SUFFIX = re.compile(_RATE + "$")
+# a rate and the amount it is taken of ('0% on 80.65', '19 % auf 100,00'): no tax amount
+_RATE_ON_A_BASE = re.compile(r"^(?P<rate>\d{1,2}(?:[.,]\d+)?)\s*%\s+(?:on|of|over|auf|von|sur|"
+                             r"de|su|sobre|op|van)\s+(?P<base>[^\n]*\d[^\n]*)", re.IGNORECASE)
 # the full-width colon of Chinese and Japanese text too; a label that ends in a full-width
 # bracket ('（小写）', 'in figures') is followed by its value directly
 _SEP = r"[ \t]*(?::|：|=|\t)[ \t]*|[ \t]+-[ \t]+| {2,}|(?<=）)"
@@ -770,7 +813,8 @@ def _from_pairs(pairs: list[tuple[str, str, str]], b: _Builder, base: float) -> 
             # other key's that ends in the word ('Certificado emisor: 30001000000300023708')
             # ('Prodejce | Provider': a heading beside it is no name either)
             if sum(ch.isalpha() for ch in value) >= 2 and not _is_label(value) and \
-                    not is_name_key(value):  # 'Nome / Nome Empresarial' over the name
+                    not is_name_key(value) and \
+                    not is_party_heading(value):  # 'Nome / Nome Empresarial', 'Dati cliente'
                 b.offer("vendor", company_name(value) or value.strip(), base, value,
                         f"label:{label}")
         elif name == "line_item_count":
@@ -1286,44 +1330,50 @@ def _reconcile_amounts(b: _Builder) -> None:
     ``Exclusief BTW`` that does not, and a ``Total`` row of a table may be the net column.
     Among the labelled candidates (a total's also stand for the net amount), the triple with
     net + tax = total and the most label confidence wins, a triple keeping the likeliest
-    total first."""
+    total first. A credit note's amounts are all negative: its triple is sought among them."""
     total, sub, tax = (b.found.get(k) for k in ("total", "subtotal", "tax"))
     if total is not None and sub is not None and tax is not None and \
             abs(sub.value.amount + tax.value.amount - total.value.amount) <= 0.015:  # type: ignore[attr-defined]
         return
 
-    def pool(name: str, factor: float = 1.0, zero: bool = False) -> list[_Candidate]:
-        best: dict[float, _Candidate] = {}
-        for c in b.amounts[name]:
-            amount = round(c.value.amount, 2)  # type: ignore[attr-defined]
-            if (amount > 0 or (zero and amount == 0)) and (
-                    amount not in best or c.confidence > best[amount].confidence):
-                best[amount] = _Candidate(c.value, c.confidence * factor, c.raw, c.source)
-        return list(best.values())
-
-    totals, taxes = pool("total"), pool("tax", zero=True)  # tax-exempt: a tax of 0.00
-    nets = pool("subtotal") + pool("total", 0.9)
     likeliest = round(total.value.amount, 2) if total is not None else None  # type: ignore[attr-defined]
     chosen: tuple[float, _Candidate, _Candidate, _Candidate] | None = None
-    for t in totals:
-        t_amount = t.value.amount  # type: ignore[attr-defined]
-        for n in nets:
-            n_amount = n.value.amount  # type: ignore[attr-defined]
-            if n_amount > t_amount:
-                continue
-            for x in taxes:
-                x_amount = x.value.amount  # type: ignore[attr-defined]
-                currencies = {c.value.currency for c in (t, n, x)} - {""}  # type: ignore[attr-defined]
-                if len(currencies) > 1 or abs(n_amount + x_amount - t_amount) > 0.015:
+    for sign in (1, -1):  # an invoice's amounts, or a credit note's, all below zero
+        totals = _signed_pool(b, "total", sign)
+        taxes = _signed_pool(b, "tax", sign, zero=True)  # tax-exempt: a tax of 0.00
+        nets = _signed_pool(b, "subtotal", sign) + _signed_pool(b, "total", sign, 0.9)
+        for t in totals:
+            t_amount = t.value.amount  # type: ignore[attr-defined]
+            for n in nets:
+                n_amount = n.value.amount  # type: ignore[attr-defined]
+                if sign * n_amount > sign * t_amount:
                     continue
-                score = t.confidence + n.confidence + x.confidence + (
-                    0.5 if round(t_amount, 2) == likeliest else 0.0)
-                if chosen is None or score > chosen[0]:
-                    chosen = (score, t, n, x)
+                for x in taxes:
+                    x_amount = x.value.amount  # type: ignore[attr-defined]
+                    currencies = {c.value.currency for c in (t, n, x)} - {""}  # type: ignore[attr-defined]
+                    if len(currencies) > 1 or abs(n_amount + x_amount - t_amount) > 0.015:
+                        continue
+                    score = t.confidence + n.confidence + x.confidence + (
+                        0.5 if round(t_amount, 2) == likeliest else 0.0)
+                    if chosen is None or score > chosen[0]:
+                        chosen = (score, t, n, x)
     if chosen is None:
         return
     for name, cand in zip(("total", "subtotal", "tax"), chosen[1:]):
         b.found[name] = _Candidate(cand.value, cand.confidence, cand.raw, cand.source)
+
+
+def _signed_pool(b: _Builder, name: str, sign: int, factor: float = 1.0,
+                 zero: bool = False) -> list[_Candidate]:
+    """The labelled candidates of an amount of one sign (and 0.00 with ``zero``), the most
+    confident of each amount, their confidence times ``factor``."""
+    best: dict[float, _Candidate] = {}
+    for c in b.amounts[name]:
+        amount = round(c.value.amount, 2)  # type: ignore[attr-defined]
+        if (sign * amount > 0 or (zero and amount == 0)) and (
+                amount not in best or c.confidence > best[amount].confidence):
+            best[amount] = _Candidate(c.value, c.confidence * factor, c.raw, c.source)
+    return list(best.values())
 
 
 def _total_that_adds_up(b: _Builder, text: str) -> None:
@@ -1455,6 +1505,15 @@ def _from_layout(layout_lines: list[Line], b: _Builder) -> None:
             if (name in _AMOUNTS or (name == "invoice_date" and label in _BARE_DATE)) and \
                     found.placement == "below" and _heads_items(found):
                 continue  # 'Amount' or 'Date' over an item table's column: the first item's
+            if name in _AMOUNTS and found.label[-1].text.endswith("#"):
+                continue  # 'VAT# IE 98 209 58W': a number sign keys an identifier
+            on_a_base = _RATE_ON_A_BASE.match(found.text) \
+                if name in _AMOUNTS and found.placement == "right" else None
+            if on_a_base is not None:  # 'VAT @ 0% on 80.65': the amount the rate is taken of
+                if name == "tax" and "tax" not in b.found:
+                    _tax_of_a_rate(_RATE_ON_A_BASE.match(_rest_of_line(found)) or on_a_base, b,
+                                   0.85 * placement_factor(found))
+                continue
             if name in _AMOUNTS and found.placement == "right" and \
                     _rest_of_line(found).lstrip().startswith(_COMPARISONS):
                 continue  # 'amount > 300 €': a threshold, not the amount
@@ -1666,6 +1725,22 @@ def _after_a_rate(found: LabelValue) -> str | None:
     if after < len(words) and words[after].text.startswith("%"):
         return " ".join(w.text for w in words[after + 1:])
     return None
+
+
+def _tax_of_a_rate(on_a_base: re.Match[str], b: _Builder, confidence: float) -> None:
+    """The tax of a line that states its rate of a base: the amount after the base (``Tax 15%
+    on $ 112.90 | $ 16.94``), else the rate times the base, where the page prints the tax
+    elsewhere or not at all (``VAT @ 0% on 80.65`` is 0.00)."""
+    monies = find_money(on_a_base.group("base"))
+    if not monies:
+        return
+    if len(monies) >= 2:
+        b.offer("tax", monies[1], confidence, monies[1].raw, "after a rate of a base")
+        return
+    base = monies[0]
+    tax = round(to_number(on_a_base.group("rate")) * base.amount / 100, 2)
+    b.offer("tax", Money(tax, base.currency, on_a_base.group(0)), confidence,
+            on_a_base.group(0), "rate of a base")
 
 
 def _rest_of_line(found: LabelValue) -> str:

@@ -30,9 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 __all__ = ["BUYER_LABELS", "COMPANY_SUFFIX", "SELLER_LABELS", "TITLE", "VendorGuess",
-           "company_name", "find_vendor", "is_name_key"]
+           "company_name", "find_vendor", "is_name_key", "is_party_heading"]
 
-_LEGAL_FORMS = (r"Pty\.? Ltd\.?|Pvt\.? Ltd\.?|Private Limited|Ltd\.?|Inc\.?|LLC|"
+_LEGAL_FORMS = (r"Pty\.? Ltd\.?|Pvt\.? Ltd\.?|Private Limited|Ltd\.?|Inc\.?|Incorporated|"
+                r"Corporation|LLC|"
                 r"GmbH & Co\.(?: KG)?|GmbH|S\.A\. de C\.V\.|S\.A\.S\.|S\.A\.U\.|S\.A\.|"
                 r"B\.V\.|BV|N\.V\.|NV|AG|Co\.|plc|SARL|SAS|S\.L\.|Oy|AB|Corp\.?|Limited|"
                 r"Company|SE|SpA|S\.p\.A\.|S\.r\.l\.|Srl|KG|sp\. z o\.o\.|Sp\. z o\.o\.|"
@@ -55,7 +56,8 @@ _SUFFIX_INSIDE = re.compile(rf"^(?P<name>.+?\b(?:{_LEGAL_FORMS})(?:,?[ ](?:{_LEG
 #: Document titles that start a line (and are no one's name).
 TITLE = re.compile(
     r"^(?:(?:kopie|copy of|copie|duplicate|original)\s+)?"
-    r"(?:tax invoice|commercial invoice|sales invoice|invoice \(original\)|rechnung / invoice|"
+    r"(?:tax invoice|vat invoice|commercial invoice|sales invoice|invoice \(original\)|"
+    r"rechnung / invoice|"
     r"invoice|facture|factura|fattura|factuur|faktura|rechnung|bill|receipt|credit note|"
     r"gutschrift|avoir|creditnota)\b[\s:.]*", re.IGNORECASE)
 #: Labels of the customer's address block: a name under one is the customer's.
@@ -70,6 +72,7 @@ BUYER_LABELS = (
     "abweichender warenempfänger", "acheteur", "acquirente", "comprador", "empfänger",
     "odběratel", "destinatário", "tomador",
     "tomador do serviço", "asiakas", "maksaja", "kund", "köpare", "kjøper", "køber",
+    "ผู้ซื้อ", "ลูกค้า",  # Thai: buyer, customer
 )
 #: Labels of the supplier: a heading over its block, or a label before its name.
 SELLER_LABELS = ("vendor", "supplier", "seller", "issuer", "sold by", "bill from", "billed from",
@@ -78,7 +81,8 @@ SELLER_LABELS = ("vendor", "supplier", "seller", "issuer", "sold by", "bill from
                  "leverancier", "sprzedawca", "aussteller", "dodavatel", "emitente",
                  "prestador", "emisor", "müüja", "prodejce", "provider",
                  "prestador do serviço", "prestador de serviços", "emitente da nfs-e",
-                 "myyjä", "säljare", "selger", "sælger", "leverantör", "leverandør")
+                 "myyjä", "säljare", "selger", "sælger", "leverantör", "leverandør",
+                 "ผู้ขาย", "ผู้ออกใบกำกับภาษี")  # Thai: seller, issuer of the tax invoice
 # the bank account's holder is who is paid: the supplier
 _PAYEE = re.compile(
     r"(?:titulaire du compte|account holder|account name|kontoinhaber|beneficiary|payee|"
@@ -293,11 +297,18 @@ def _under_buyer_label(rows: list[list[str]], index: int, column: int) -> bool:
             return False  # a blank line ends the address block
         target = above[min(column, len(above) - 1)]
         text = target.strip().lower().rstrip(":").strip()
-        if any(text == label or text.startswith(label + ":") for label in BUYER_LABELS):
+        if any(text == label or text.startswith(label + ":") for label in BUYER_LABELS) or \
+                _heading([target]) == "buyer":  # 'To', 'Dati cliente'
             return True
         if ":" in target:
             return False  # another field's line: the block above is not this one's
     return False
+
+
+def is_party_heading(cell: str) -> bool:
+    """Whether a cell is a party's heading (``Dati cliente``, ``To``, ``Verkäufer:``), which
+    names no one: right of a seller's label it is the next column's heading, not a name."""
+    return _heading([cell]) is not None
 
 
 def _heading(row: list[str]) -> str | None:
@@ -306,13 +317,25 @@ def _heading(row: list[str]) -> str | None:
     table's header row (``Klant | Order | Factuur``) heads columns, not a block."""
     if len(row) != 1:
         return None
-    text = re.sub(r"\s+", "", row[0].lower()).rstrip(":")
+    words = row[0].lower().strip().rstrip(":").split()
+    # a heading may say it heads the party's details: 'Dati fornitore', 'Customer details'
+    text = "".join(word for word in words if word not in _HEADING_QUALIFIERS) or "".join(words)
     parts = set(text.split("/"))
-    if parts & _SELLER_HEADINGS:
+    if parts & _SELLER_HEADINGS or _SELLER_BY.search(" ".join(words)):
         return "seller"
     if parts & _BUYER_HEADINGS:
         return "buyer"
     return None
+
+
+#: Words a party's heading may add to its label: 'Supplier details', 'Dati fornitore',
+#: 'Datos del cliente', 'Données du client', 'Kundendaten' excepted (one word).
+_HEADING_QUALIFIERS = frozenset({
+    "details", "detail", "information", "info", "data", "dati", "datos", "dados", "données",
+    "del", "de", "do", "da", "della", "du", "des", "dello", "gegevens", "angaben", "zum",
+    "zur", "the", "of"})
+#: A heading that says who supplied ('Product(s) provided by:', 'Issued by', 'Supplied by').
+_SELLER_BY = re.compile(r"\b(?:provided|issued|supplied|sold|billed|invoiced)\s+by$")
 
 
 # ... and a letter's 'From:' and 'To:', each alone on its line ('From: 1 May' is a period's
@@ -456,8 +479,8 @@ def find_vendor(text: str, is_label: Callable[[str], bool]) -> VendorGuess | Non
         for column, cell in enumerate(row):
             name = company_name(cell)
             if name is None or is_label(cell) or _under_buyer_label(rows, index, column) or \
-                    (index, column) in recipient:
-                continue
+                    (index, column) in recipient or is_party_heading(cell):
+                continue  # (a party's heading, 'To' or 'Dati fornitore', names no one)
             letterhead = seen <= LETTERHEAD_LINES
             if letterhead:
                 name = _wrapped(rows, index, column, name)

@@ -1353,3 +1353,68 @@ def test_an_amount_in_brackets_in_a_laid_out_cell_is_its_labels_not_the_total() 
     ex = extract_invoice("Subject: Invoice 4471 from Kestrel Tools Ltd\n\n"
                          "Please find attached invoice 4471 (EUR 245.00).\n")
     assert ex.get("total") == "245.00"
+
+
+@pytest.mark.parametrize(("text", "vendor"), [
+    # a party's heading that says it heads the details ('Supplier details', 'Dati fornitore')
+    # is no name, and no name wraps onto the line under it
+    ("Fattura n. 77\nDati fornitore      Dati cliente\nVERDI SRL      Comune di Lodi\n"
+     "Via Po 3      Piazza Italia 1\nTotale: 30,50 €\n", "VERDI SRL"),
+    ("Invoice 9\nSupplier details      Customer details\nKestrel Audio      Brightwater Ltd\n"
+     "4 Mill Lane      9 Dock Road\nTotal: £12.00\n", "Kestrel Audio"),
+    # a letter's 'To' over the customer's name, beside a date's key
+    ("Invoice N4471\nTo      Date issued\nHarbour Analytics GmbH      Mar 4, 2023\n"
+     "Pfalzweg 2\nService      Quantity      Total (EUR)\nLogo design      1      20.00\n"
+     "Total (EUR)      20.00\nCorvid Labs Ltd.\nCompany no: 5144\n",
+     "Corvid Labs Ltd."),
+    # headings run together, the supplier's said as 'provided by'
+    ("BILLED TO: SERVICES PROVIDED BY:\nJane Roe\nRoe Consulting GmbH\n"
+     "Hafenstr. 4      Lumen Cloud Inc.\n10115 Berlin      www.lumen.example\n"
+     "TOTAL      119.95\n", "Lumen Cloud Inc."),
+    # a 'VAT Invoice' title is no one's name; the name under 'Seller:' is
+    ("Issued on: 2022-09-27\nVAT Invoice no. FS/22/1\nSeller: Buyer:\n"
+     "Marek Nowak Software      Brightwater Ltd\nul. Polna 3      9 Dock Road\n"
+     "Total: 390.00 EUR\n", "Marek Nowak Software"),
+    # 'Incorporated' and 'Corporation' are legal forms, here wrapped onto the next line
+    ("ASHGROVE TOBACCO\nINCORPORATED\nInvoice no. 5521\nTotal 12.00\n",
+     "ASHGROVE TOBACCO INCORPORATED"),
+])
+def test_the_vendor_beside_headings_of_details_and_letters(text: str, vendor: str) -> None:
+    assert _read_laid_out(text).get("vendor") == vendor
+
+
+def test_a_number_sign_keys_an_identifier_and_a_rate_of_a_base_gives_the_tax() -> None:
+    # 'VAT# IE 98 209 58W' is a registration number; 'VAT @ 0% on 80.65' is 0.00 of tax
+    ex = _read_laid_out("Invoice #: 5521\nVAT# IE 98 209 58W\nSponsored posts      80,65\n"
+                        "VAT @ 0% on 80.65\nGesamtbetrag: 80,65 EUR\n")
+    assert (ex.get("tax"), ex.get("total")) == ("0.00", "80.65")
+    # the tax printed after the base is read, not computed
+    ex = _read_laid_out("Invoice no: 8\nSubtotal      $ 112.90\nTax 15% on $ 112.90      $ 16.94\n"
+                        "Total      $ 129.84\n")
+    assert _amounts(ex) == ("112.90", "16.94", "129.84")
+
+
+def test_a_credit_notes_negative_amounts_reconcile_and_a_reference_is_no_amount() -> None:
+    # the net, tax and total of a credit note, all below zero, are the triple that adds up;
+    # 'Directive 2006/112/EC' holds no amount
+    ex = _read_laid_out(
+        "Credit note No. 5502\nDate: 24 Sep 2024\n"
+        "Item      Rate      Tax      Amount\nDesign      19 %      -19.00 €      -100.00 €\n"
+        "Net Total      -1,100.00 €\nTax Breakdown      Sum      Rate      Tax Amount\n"
+        "VAT S19      -100.00 €      19 %      -19.00 €\nTax Total      -19.00 €\n"
+        "Grand Total                                        -1,119.00 €\n"
+        "VAT exempt under Directive 2006/112/EC for the rest\n")
+    assert _amounts(ex) == ("-1100.00", "-19.00", "-1119.00")
+    assert find_money("Directive 2006/112/EC, period 03/2024") == []
+
+
+def test_thai_labels_dates_of_the_buddhist_era_and_the_baht() -> None:
+    # tone marks dropped as text layers lose them ('กรกฏาคม' for กรกฎาคม, July)
+    ex = _read_laid_out("ใบกำกับภาษี\nเลขที่      INV2024-88\nวันที่ออกเอกสาร      13 กรกฏาคม 2559\n"
+                        "ครบกำหนดชำระ      13 ส.ค. 2559\n"
+                        "จำนวนภาษีมูลค่าเพิ่ม 7%      70.00      บาท\n"
+                        "จำนวนเงินรวมทั้งสิ้น      1,070.00      บาท\n")
+    assert (ex.get("invoice_number"), ex.get("invoice_date"), ex.get("due_date"),
+            ex.get("currency"), ex.get("tax"), ex.get("total")) == (
+        "INV2024-88", "2016-07-13", "2016-08-13", "THB", "70.00", "1070.00")
+    assert find_date("1 มกราคม 2024") == ([dt.date(2024, 1, 1)], "1 มกราคม 2024")
