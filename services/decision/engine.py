@@ -86,7 +86,7 @@ CONTENT_TYPE_RULE = "content_type_not_supported"
 UNREADABLE_RULE = "document_unreadable"
 #: Routing rules that escalate with a best guess of the type: the proposal carries the fields
 #: that type's pack reads (:meth:`DecisionEngine.best_guess`).
-GUESSING_RULES = frozenset({"low_confidence", "kind_mismatch"})
+GUESSING_RULES = frozenset({"low_confidence", "kind_mismatch", "look_alike_title"})
 
 
 #: The model name a decision's ``models`` gives a type named by a pack's router signature.
@@ -411,8 +411,12 @@ class DecisionEngine:
             note += f"routed by the submitted kind: the router does not know '{task.kind}' yet. "
             prediction = replace(prediction, label=task.kind, confidence=1.0)
         active = packs.get(prediction.label)
+        # a format's signature names the type for sure; else a look-alike's title is asked about
+        look_alike = active.pack.look_alike_title(text) \
+            if active is not None and prediction.model_name != SIGNATURE_MODEL else None
         outcome = route(task.kind, prediction, policy, bucket,
-                        active.pack.router_min_confidence if active is not None else None)
+                        active.pack.router_min_confidence if active is not None else None,
+                        look_alike)
         if outcome is None and active is None:
             outcome = no_plan(prediction.label, prediction.confidence, bucket)
         if outcome is not None:

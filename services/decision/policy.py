@@ -73,9 +73,12 @@ def unavailable(kind: str, reason: str, requested_priority: int = 2) -> Outcome:
 
 
 def route(kind: str, prediction: Prediction, policy: Policy, requested_priority: int = 2,
-          pack_min_confidence: float | None = None) -> Outcome | None:
+          pack_min_confidence: float | None = None, look_alike: str | None = None
+          ) -> Outcome | None:
     """The routing rules: an Outcome when one of them decides, None when the document goes on
-    to its pack's decision table."""
+    to its pack's decision table. ``look_alike``: the title of a document that resembles the
+    router's type but is not it, which heads the document (``Pack.look_alike_title``); a
+    person confirms the type however sure the router is, unless the submitter named it."""
     label, confidence = prediction.label, prediction.confidence
     pct = f"{confidence:.0%}"
     threshold = policy.threshold_for(label, pack_min_confidence)
@@ -87,6 +90,11 @@ def route(kind: str, prediction: Prediction, policy: Policy, requested_priority:
         return Outcome("escalate", "kind_mismatch",
                        f"Submitted as '{kind}' but the router is {pct} sure it is '{label}'.",
                        confidence, label, "POLICY", priority=requested_priority)
+    if look_alike and not kind and confidence >= threshold:
+        return Outcome("escalate", "look_alike_title",
+                       f"The router is {pct} sure this is '{label}', but the document is titled "
+                       f"'{look_alike}', a look-alike of it.", confidence, label,
+                       "POLICY", priority=requested_priority)
     if confidence < threshold:
         return Outcome("escalate", "low_confidence",
                        f"The router's best guess is '{label}' at {pct}, below the "

@@ -74,7 +74,8 @@ MAX_FILES = 64
 FOLDER = "(pack)"
 #: Rules the engine decides before (or instead of) a pack's table; golden cases may expect them.
 ENGINE_RULES: frozenset[str] = frozenset({
-    NO_RULE_MATCHED, "low_confidence", "kind_mismatch", "out_of_scope", "no_plan",
+    NO_RULE_MATCHED, "low_confidence", "kind_mismatch", "look_alike_title", "out_of_scope",
+    "no_plan",
     "model_unavailable", "pack_error", "content_type_not_supported"})
 _LOOPS = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -841,6 +842,8 @@ def _build(files: Mapping[str, bytes]) -> tuple[Pack | None, list[str]]:
         router_min_confidence=models.get("router", {}).get("min_confidence"),
         router_signatures=tuple(tuple(signature) for signature in
                                 models.get("router", {}).get("signatures", ())),
+        router_titles=tuple(models.get("router", {}).get("titles", ())),
+        router_look_alike_titles=tuple(models.get("router", {}).get("look_alike_titles", ())),
         scorers=tuple(scorers), enrichers=enrichers,
         hit_policy=doc["decision"].get("hit_policy", "first"), rules=rules, review=review,
         plan=plan, retention_days=doc.get("retention", {}).get("days"), examples=examples,

@@ -8,6 +8,7 @@ from; CEL conditions and templates are compiled once, here, and evaluated many t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -246,6 +247,8 @@ class GoldenCase:
 
 #: How much of a document's text a router signature is looked for in: a format's header.
 SIGNATURE_WINDOW = 2000
+#: The non-blank lines a document's title stands among (a letterhead's first, then the title).
+TITLE_LINES = 8
 
 
 @dataclass(frozen=True)
@@ -275,6 +278,35 @@ class Pack:
     #: ``models.router.signatures``: each a set of strings that all appear in the head of a
     #: document of this type (a standard format's header), naming its type without the router
     router_signatures: tuple[tuple[str, ...], ...] = ()
+    #: ``models.router.titles`` and ``.look_alike_titles``: what this type's documents are
+    #: titled, and what documents that resemble it but are something else are titled
+    router_titles: tuple[str, ...] = ()
+    router_look_alike_titles: tuple[str, ...] = ()
+
+    def look_alike_title(self, text: str) -> str | None:
+        """The look-alike's title ``text`` is headed with, or None: a cell of its first
+        :data:`TITLE_LINES` non-blank lines (a laid-out page's cells are separated by `` | ``)
+        that starts with one of ``router_look_alike_titles`` (``PACKING LIST``, ``Packing List
+        No: 7``), where those lines name none of ``router_titles`` (``Rechnung/Lieferschein``
+        is an invoice that delivers too).
+
+        Why: the router learns what a type's documents say, and a packing list, a quotation
+        or a statement says much of what an invoice does; its title says what it is."""
+        if not self.router_look_alike_titles:
+            return None
+        head = [line for line in text[:SIGNATURE_WINDOW].splitlines() if line.strip()]
+        head = head[:TITLE_LINES]
+        lowered = "\n".join(head).lower()
+        # a title word ends a compound too ('Mietrechnung', 'Ennakkolasku')
+        if any(re.search(rf"{re.escape(title.lower())}(?![^\W\d_])", lowered)
+               for title in self.router_titles):
+            return None
+        for cell in (c.strip().lower() for line in head for c in line.split(" | ")):
+            for title in self.router_look_alike_titles:
+                # ... and a key with its value ('Bestellung: B123', the order invoiced) titles nothing
+                if re.match(rf"{re.escape(title.lower())}(?![^\W\d_])(?!\s*:\s*\S)", cell):
+                    return title
+        return None
 
     def recognises(self, text: str) -> bool:
         """Whether ``text`` carries one of the pack's signatures in its first

@@ -354,7 +354,26 @@ def pack_schema() -> dict[str, Any]:
                                                  "uniqueItems": True,
                                                  "items": _str("A literal string, case "
                                                                "sensitive.", minLength=4,
-                                                               maxLength=100)}}}},
+                                                               maxLength=100)}},
+                                   "titles": {
+                                       "type": "array", "maxItems": 200, "uniqueItems": True,
+                                       "description": "Words this type's documents title "
+                                                      "themselves with, in any language: a "
+                                                      "head that holds one is no look-alike.",
+                                       "items": _str("A word or phrase, matched whole and "
+                                                     "without case.", minLength=1,
+                                                     maxLength=60)},
+                                   "look_alike_titles": {
+                                       "type": "array", "maxItems": 200, "uniqueItems": True,
+                                       "description": "Titles of documents that resemble this "
+                                                      "type but are not it: one heading a cell "
+                                                      "of the first lines (and none of `titles` "
+                                                      "there) sends a document the router names "
+                                                      "this type to a person to confirm "
+                                                      "(rule look_alike_title).",
+                                       "items": _str("A word or phrase, matched without case at "
+                                                     "the start of a cell.", minLength=2,
+                                                     maxLength=60)}}},
                     "scorers": {"type": "array", "maxItems": 16, "items": {
                         "type": "object", "additionalProperties": False,
                         "required": ["name", "features"],

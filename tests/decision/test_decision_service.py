@@ -188,6 +188,11 @@ ROUTING_CASES = {
         "strict", sample("support_ticket"), "", "REJECT", "out_of_scope"),
     "tenant's per-label threshold": (
         "strict", sample("admission_form"), "", "ESCALATE", "low_confidence"),
+    # an invoice's words under a packing list's title: the router is sure, a person confirms
+    "a look-alike's title": (
+        "acme", invoice().replace("INVOICE", "PACKING LIST")
+        .replace("Invoice No", "Packing List No").replace("Invoice Date", "Date"), "",
+        "ESCALATE", "look_alike_title"),
 }
 
 

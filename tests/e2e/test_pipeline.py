@@ -611,19 +611,21 @@ async def test_documents_from_outside_are_routed_and_read_without_a_kind(
                  if row["document"].kind and row["label"] != row["document"].kind]
     why = {"routing": summary["routing"]["all"], "named wrong": misrouted, "cascade": cascade,
            "sent again, the models not reached": [documents[i].doc_id for i in unreached]}
-    # one named wrong without asking: the sixteenth batch's account statement, taken for an
-    # invoice (the invoice pack sends it to a person for its missing fields)
-    assert routing["routed_wrong_unasked"] <= 1, why
+    # two named wrong without asking: the sixteenth batch's account statement and the
+    # eighteenth's credit-card statement, taken for invoices, neither titled as what it is (the
+    # invoice pack sends them to a person for their missing fields); the eighteenth's packing
+    # list is asked about by its title (look_alike_title)
+    assert routing["routed_wrong_unasked"] <= 2, why
     # with the router cascade (text_encoder's second opinion), the packs' signatures and the
-    # invoice pack's examples in real-world layouts: 148 of 159 named right, 38 sent to a
+    # invoice pack's examples in real-world layouts: 159 of 173 named right, 42 sent to a
     # person to confirm the type
-    assert routing["named_right"] >= routing["documents"] - 13, why
-    assert routing["asked_a_person"] <= 43, why
+    assert routing["named_right"] >= routing["documents"] - 16, why
+    assert routing["asked_a_person"] <= 47, why
     # nothing decided without a person that a person would have decided otherwise
     assert routing["automated_wrongly"] == 0, why
     right = sum(c["(all fields)"]["right"] for c in summary["accuracy"].values())
     shown = sum(c["(all fields)"]["shown"] for c in summary["accuracy"].values())
     wrong = sum(c["wrong"] for c in summary["read_wrong"].values())
-    # 848 of 908 invoice fields right, 26 read wrong (docs/documents.md)
+    # 923 of 983 invoice fields right, 26 read wrong (docs/documents.md)
     assert right >= shown - 68 and wrong <= 30, (right, shown, wrong, [
         (d["id"], d["wrong"]) for d in summary["documents"] if d["wrong"]])

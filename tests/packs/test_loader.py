@@ -252,6 +252,25 @@ def test_two_loads_of_the_same_files_are_equal() -> None:
     assert load_pack_files(files) == load_pack_files(dict(files))
 
 
+def test_a_look_alike_is_known_by_its_title_in_the_head_unless_the_head_names_the_type() -> None:
+    doc = expense()
+    doc.setdefault("models", {})["router"] = {
+        "titles": ["expense claim", "Spesenabrechnung"],
+        "look_alike_titles": ["mileage log", "budget request"]}
+    pack = load_pack_files(files_of(doc))
+    assert pack.look_alike_title("Acme Ltd\nMILEAGE LOG\nTotal 40 km") == "mileage log"
+    # at the start of a cell of a laid-out line, its number beside it
+    assert pack.look_alike_title("Acme Ltd | Budget Request No: 7\nTotal 9") == "budget request"
+    # a title of the type's own in the head (a compound's last part too) wins
+    assert pack.look_alike_title("Expense claim / mileage log\nTotal 9") is None
+    assert pack.look_alike_title("Reise-Spesenabrechnung\nMileage log\nTotal 9") is None
+    # a key with its value names a document referred to, no title; beyond the head, nothing
+    assert pack.look_alike_title("Acme Ltd\nBudget request: BR-77\nTotal 9") is None
+    assert pack.look_alike_title("\n".join(["Acme Ltd"] * 8 + ["Mileage log"])) is None
+    assert pack.look_alike_title("Acme Ltd\nMileage logbook") is None  # a word, not a title
+    assert load_pack_files(files_of(expense())).look_alike_title("Mileage log") is None
+
+
 def test_router_signatures_recognise_a_format_in_the_head_of_the_text() -> None:
     doc = expense()
     doc.setdefault("models", {})["router"] = {"signatures": [["EXPENSE-V1|", "|CLAIM"]]}

@@ -42,6 +42,19 @@ def test_thresholds_tenant_label_over_pack_over_default() -> None:
                  pack_min_confidence=0.9) is None
 
 
+def test_a_look_alike_title_asks_a_person_however_sure_the_router_is() -> None:
+    sure = predicted("invoice", 0.97)
+    outcome = route("", sure, Policy(), look_alike="packing list")
+    assert outcome is not None
+    assert (outcome.action, outcome.rule, outcome.escalation_reason, outcome.label) == (
+        "escalate", "look_alike_title", "POLICY", "invoice")
+    assert "packing list" in outcome.explanation and "97%" in outcome.explanation
+    # a submitter who named the type is taken at its word; an unsure router asks anyway
+    assert route("invoice", sure, Policy(), look_alike="packing list") is None
+    unsure = route("", predicted("invoice", 0.5), Policy(), look_alike="packing list")
+    assert unsure is not None and unsure.rule == "low_confidence"
+
+
 def test_a_type_without_a_pack_goes_to_a_person() -> None:
     outcome = no_plan("other", 0.85)
     assert (outcome.action, outcome.rule, outcome.escalation_reason) == (
