@@ -303,7 +303,7 @@ class Pack:
             return None
         for cell in (c.strip().lower() for line in head for c in line.split(" | ")):
             for title in self.router_look_alike_titles:
-                # ... and a key with its value ('Bestellung: B123', the order invoiced) titles nothing
+                # ... and a key with its value titles nothing ('Bestellung: B123': the order)
                 if re.match(rf"{re.escape(title.lower())}(?![^\W\d_])(?!\s*:\s*\S)", cell):
                     return title
         return None
