@@ -186,6 +186,9 @@ _SHARED_SIGNS: dict[str, tuple[re.Pattern[str], tuple[_PlaceCue, ...]]] = {
             r"\bA\.?B\.?N\b\.?[ \t]*:?[ \t]*\d{2}[ \t]?\d{3}[ \t]?\d{3}[ \t]?\d{3}\b"),
             "AUD", "tax registration"),
         _PlaceCue(re.compile(r"\b(?:GST/HST|HST/GST|HST|QST)\b"), "CAD", "tax registration"),
+        # Chile's tax number (RUT: '76.269.769-6', its check digit 0-9 or K)
+        _PlaceCue(re.compile(r"\bR\.?U\.?T\.?[ \t]*:?[ \t]*\d{1,2}\.?\d{3}\.?\d{3}-[\dkK]\b"),
+                  "CLP", "tax registration"),
         # 'TOTAL COP | $ 132,600.01': the code of another dollar or peso, written out
         *(_PlaceCue(re.compile(rf"(?<![\w-]){code}(?![\w-])"), code, "currency code written")
           for code in DOLLAR_CODES),
@@ -288,6 +291,10 @@ _DATE_PATTERNS = (
     ("cjk", re.compile(r"((?:19|20)\d{2}) ?年 ?(\d{1,2}) ?月 ?(\d{1,2}) ?日")),
     # Japanese era years: '令和7年5月15日' (Reiwa 7, 2025), '平成元年' (its first year)
     ("era", re.compile(r"((?:令和|平成) ?(?:\d{1,2}|元)) ?年 ?(\d{1,2}) ?月 ?(\d{1,2}) ?日")),
+    # Vietnamese: 'Ngày 28 tháng 08 năm 2025' (day, month, year), bilingual e-invoices gloss
+    # each word ('Ngày (date) 28 tháng (month) 08 năm (year) 2025')
+    ("vi", re.compile(r"ngày[ \t]*(?:\(date\)[ \t]*)?(\d{1,2})[ \t]*tháng[ \t]*(?:\(month\)[ \t]*)?"
+                      r"(\d{1,2})[ \t]*năm[ \t]*(?:\(year\)[ \t]*)?(\d{4})", re.IGNORECASE)),
     # Thai: '13 กรกฎาคม 2559', the year of the Buddhist era (2016) or of the common one
     ("thai", re.compile(r"(\d{1,2})\s*([\u0e01-\u0e4e.]{3,20}?)\s*(\d{4})\b")),
 )
@@ -342,7 +349,7 @@ def _readings(kind: str, a: str, b: str, c: str) -> list[dt.date]:
     readings: list[dt.date | None]
     if kind in ("iso", "iso_slash", "compact", "cjk"):
         readings = [_make(int(a), int(b), int(c))]
-    elif kind == "dots":
+    elif kind in ("dots", "vi"):
         readings = [_make(int(c), int(b), int(a))]
     elif kind == "dots2":
         readings = [_make(2000 + int(c), int(b), int(a))]
@@ -392,6 +399,8 @@ def find_identifier(text: str) -> str | None:
     # a glyph the PDF's font maps to no character (NUL) between a number's parts is its
     # hyphen: Stripe's invoice numbers print '8B83747E-0006' so
     text = re.sub(r"(?<=[A-Za-z0-9])\x00(?=[A-Za-z0-9])", "-", text)
+    # a number sign under a title that is the label ('FACTURA ELECTRONICA' over 'N° 4117')
+    text = re.sub(r"^(?:n[°º]|no\.?|nr\.?|núm\.?)[ \t]*(?=\d)", "", text, flags=re.IGNORECASE)
     m = re.match(r"(P\.O\.|PO|No\.?)\s+(\d[\w/\-]*)", text)
     if m and m.group(1) == "P.O.":
         return f"P.O. {m.group(2)}"
@@ -448,6 +457,7 @@ LABELS: dict[str, tuple[str, ...]] = {
                      "开票日期", "開票日期", "請求日", "発行日",
                      "belegdatum", "beleg-datum", "rechnungs-datum",
                      "invoice_date", "rechnungsdatum", "fecha", "fecha de emisión",
+                     "fecha emisión",
                      "date de facture", "date d'émission", "data fattura", "data emissione",
                      "factuurdatum", "data wystawienia", "ausstellungsdatum",
                      "data de emissão", "data emissão", "datum vystavení", "kuupäev",
@@ -468,7 +478,7 @@ LABELS: dict[str, tuple[str, ...]] = {
                  "betalingsfrist", "sista betalningsdag", "betales senest", "betalingsdato",
                  "fälligkeitstag", "fällig zum", "zahlbar am", "vervaldag",
                  "uiterste betaaldatum", "date d'exigibilité", "data di scadenza",
-                 "fecha límite de pago",
+                 "fecha límite de pago", "fecha venc.", "fecha venc", "fecha vencimiento",
                  # Thai: the day payment falls due
                  "วันครบกำหนด", "วันที่ครบกำหนด", "ครบกำหนดชำระ", "กำหนดชำระ"),
     "po_number": ("po number", "purchase order", "p.o. #", "p.o. no", "your ref", "order ref",
@@ -573,11 +583,12 @@ LABELS: dict[str, tuple[str, ...]] = {
               "summa att betala", "totalt", "totalbelopp", "å betale", "beløp å betale",
               "total å betale", "at betale", "i alt", "total inkl. moms", "sum inkl. mva",
               "valor líquido da nfs-e", "valor líquido", "valor total da nota",
+              "total do documento",
               # Thai: the whole amount, all in
               "จำนวนเงินรวมทั้งสิ้น", "รวมทั้งสิ้น", "ยอดรวมทั้งสิ้น", "ยอดชำระ"),
     "vendor": SELLER_LABELS,
     "currency": ("currency", "währung", "devise", "moneda", "valuta", "waluta",
-                 "valuutta", "moeda"),
+                 "valuutta", "moeda", "pénznem"),
     "line_item_count": ("lines", "line items"),
 }
 # capitals often drop their accents ('NET A PAYER', 'FECHA DE EMISION'): each label also
@@ -826,7 +837,7 @@ def _from_pairs(pairs: list[tuple[str, str, str]], b: _Builder, base: float) -> 
 _ADDRESS = re.compile(r"^\d{1,5}[a-zA-Z]?[ \t]+[^\W\d_]+(?:[ \t]+[^\W\d_.]+\.?)*,[ \t]*[^\W\d_]")
 
 #: A VAT number right after a tax label ('FR11999999998', 'FR 32 123 456 789', 'DE123456789').
-_VAT_NUMBER = re.compile(r"^[\s:.#-]*[A-Z]{2}[ ]?(?:\d[ ]?){8,}")
+_VAT_NUMBER = re.compile(r"^[\s:.#-]*[A-Z]{2}[ ]?(?:\d[ .]?){8,}")  # (BE0123.456.789 too)
 
 
 def _words_follow(value: str, money: Money) -> bool:
@@ -1724,7 +1735,15 @@ def _after_a_rate(found: LabelValue) -> str | None:
     after = words.index(found.value[-1]) + 1
     if after < len(words) and words[after].text.startswith("%"):
         return " ".join(w.text for w in words[after + 1:])
+    at_a_rate = _BASE_AT_A_RATE.match(_rest_of_line(found))
+    if at_a_rate is not None and find_money(at_a_rate.group("after")):
+        return at_a_rate.group("after")  # 'VAT 400,00 @ 21,00% | 84,00': the amount after it
     return None
+
+
+#: A base and the rate taken of it, then the tax: '400,00 @ 21,00%  84,00'.
+_BASE_AT_A_RATE = re.compile(
+    r"^[^@%\n]*\d[ \t]*@[ \t]*\d{1,2}(?:[.,]\d+)?[ \t]*%[ \t]*(?P<after>.+)$")
 
 
 def _tax_of_a_rate(on_a_base: re.Match[str], b: _Builder, confidence: float) -> None:
@@ -1867,13 +1886,25 @@ def _locate(layout_lines: list[Line], cand: _Candidate) -> Sequence[PageWord]:
     return find_words(layout_lines, raw)
 
 
+def _without_underlines(text: str) -> str:
+    """Lines whose underline the text layer threads through their letters (``_To_t_al_ _do_
+    _do_c_um_e_nt_o_______2_0_,0_0_``, a form's ruled fields) as the words they are: a run of
+    underscores is a gap, a single one nothing. Other lines keep theirs (``BLR_WFLD2015``)."""
+    def mended(line: str) -> str:
+        letters = sum(not ch.isspace() for ch in line)
+        if not letters or line.count("_") < 0.3 * letters:
+            return line
+        return re.sub(r"_{3,}", "  ", line).replace("_", "").strip()
+    return "\n".join(mended(line) for line in text.split("\n"))
+
+
 def extract_invoice(text: str, layout: DocumentLayout | None = None) -> InvoiceExtraction:
     """Fields of an invoice document, each with a confidence in [0, 1]; with the document's
     ``layout``, also values below their labels, and each value's provenance."""
     layout_lines = lines(layout) if layout is not None else []
     if layout_lines and not text.strip():
         text = layout_text(layout)  # type: ignore[arg-type]
-    text = text.translate(DASHES)
+    text = _without_underlines(text.translate(DASHES))
     b = _Builder()
     structured = _structured(text)
     if structured is not None:

@@ -34,7 +34,7 @@ __all__ = ["BUYER_LABELS", "COMPANY_SUFFIX", "SELLER_LABELS", "TITLE", "VendorGu
 
 _LEGAL_FORMS = (r"Pty\.? Ltd\.?|Pvt\.? Ltd\.?|Private Limited|Ltd\.?|Inc\.?|Incorporated|"
                 r"Corporation|LLC|"
-                r"GmbH & Co\.(?: KG)?|GmbH|S\.A\. de C\.V\.|S\.A\.S\.|S\.A\.U\.|S\.A\.|"
+                r"GmbH ?[&+] ?Co\.?(?: ?KG)?|GmbH|S\.A\. de C\.V\.|S\.A\.S\.|S\.A\.U\.|S\.A\.|"
                 r"B\.V\.|BV|N\.V\.|NV|AG|Co\.|plc|SARL|SAS|S\.L\.|Oy|AB|Corp\.?|Limited|"
                 r"Company|SE|SpA|S\.p\.A\.|S\.r\.l\.|Srl|KG|sp\. z o\.o\.|Sp\. z o\.o\.|"
                 r"s\.r\.o\.|a\.s\.|OÜ|AS|A/S|ApS|Ltda\.?|"
@@ -204,8 +204,13 @@ def company_name(cell: str) -> str | None:
     does not look like a name (digits, a colon, more than six words, no capital)."""
     # OCR drops the space after a comma too: 'Amazon Web Services,Inc.'
     cell = re.sub(r",(?=[A-Z])", ", ", _respaced(cell.strip()))
-    if len(cell.split()) <= MAX_SENDER_WORDS:  # a sender line's parts, not a sentence's
-        cell = _PARTS.split(cell)[0]
+    parts = _PARTS.split(cell)
+    # a sender line's parts (not a sentence's), the others an address's ('QualityHosting AG -
+    # Uferweg 40-42 - D-63571 Gelnhausen'); a name with a dash in it stays whole ('GNR - Guarda
+    # Nacional Republicana')
+    if len(cell.split()) <= MAX_SENDER_WORDS and \
+            any(ch.isdigit() for part in parts[1:] for ch in part):
+        cell = parts[0]
     labelled = _NAME_LABEL.match(cell) is not None
     cell = _NAME_LABEL.sub("", cell)
     cell = re.sub(r"\s+", " ", TITLE.sub("", cell)).strip()
@@ -269,8 +274,8 @@ _ROLE_MAILBOXES = frozenset({
 
 def _spelled_by_domain(name: str, domains: set[str]) -> bool:
     key = _compact(name)
-    if len(key) < 3:
-        return False
+    if len(key) < 4:
+        return False  # an acronym the page's domains spell by chance ('S.I.I.', www.sii.cl)
     # 'azure-interior.com' spells Azure Interior; 'aws.amazon.com' names Amazon Web Services
     return any(key == d or (len(d) >= 5 and key.startswith(d)) or
                (len(key) >= 5 and d.startswith(key)) for d in domains)

@@ -1418,3 +1418,53 @@ def test_thai_labels_dates_of_the_buddhist_era_and_the_baht() -> None:
             ex.get("currency"), ex.get("tax"), ex.get("total")) == (
         "INV2024-88", "2016-07-13", "2016-08-13", "THB", "70.00", "1070.00")
     assert find_date("1 มกราคม 2024") == ([dt.date(2024, 1, 1)], "1 มกราคม 2024")
+
+
+def test_a_chilean_dte_its_number_under_the_title_its_dates_and_the_peso() -> None:
+    # 'N°' under 'FACTURA ELECTRONICA' is the number's sign; a bare '$' on a page with a
+    # Chilean tax number (RUT) is the peso; 'Fecha Venc.' is the due date's key
+    ex = _read_laid_out("R.U.T.: 77.123.456-K\nFACTURA ELECTRONICA\nN° 5120\n"
+                        "COMERCIAL ANDES SPA\nVerifique documento en www.sii.cl\n"
+                        "Fecha emisión      : 03-10-2023\nFecha Venc.      : 02-11-2023\n"
+                        "NETO      $10.000\nIVA(19%)      $1.900\nTOTAL      $11.900\n")
+    assert (ex.get("invoice_number"), ex.get("invoice_date"), ex.get("due_date"),
+            ex.get("currency"), ex.get("total"), ex.get("vendor")) == (
+        "5120", "2023-10-03", "2023-11-02", "CLP", "11900.00", "COMERCIAL ANDES SPA")
+
+
+def test_a_vietnamese_date_and_a_hungarian_currency_key() -> None:
+    assert find_date("Ngày (date) 28 tháng (month) 08 năm (year) 2025") == (
+        [dt.date(2025, 8, 28)], "Ngày (date) 28 tháng (month) 08 năm (year) 2025")
+    assert find_date("Ngày 5 tháng 1 năm 2024")[0] == [dt.date(2024, 1, 5)]  # type: ignore[index]
+    ex = _read_laid_out("Számla\nPénznem: HUF\nSzámlaszám: 7781\nTotal: 12.700\n")
+    assert ex.get("currency") == "HUF"
+
+
+@pytest.mark.parametrize(("text", "vendor"), [
+    # 'GmbH + Co.KG' is a legal form as 'GmbH & Co. KG' is
+    ("Rechnung 4410\nFUELCARD SERVICE GmbH + Co.KG\nHRA 4053\nGesamt: 100,00 EUR\n",
+     "FUELCARD SERVICE GmbH + Co.KG"),
+    # a name with a dash in it is whole; a sender line's parts after one are an address's
+    ("Invoice 77\nPSP - Policia de Seguranca Publica\nLargo do Carmo\nTotal: 20,00 EUR\n",
+     "PSP - Policia de Seguranca Publica"),
+    ("Kraxi GmbH - Flugzeugallee 17 - 12345 Papierfeld\nInvoice 77\nTotal: 20,00 EUR\n",
+     "Kraxi GmbH"),
+])
+def test_legal_forms_with_a_plus_and_names_with_a_dash(text: str, vendor: str) -> None:
+    assert _read_laid_out(text).get("vendor") == vendor
+
+
+def test_a_tax_after_its_base_at_a_rate_and_a_dotted_vat_number_is_no_tax() -> None:
+    # 'VAT : BE0000.000.196' is a VAT number; 'VAT 400,00 @ 21,00%  84,00' the tax after it
+    ex = _read_laid_out("Acme N.V.\nVAT : BE0123.456.789\nInvoice      N°: V01/15\n"
+                        "Total excl VAT      400,00\nVAT 400,00 @ 21,00%      84,00\n"
+                        "Total      484,00\n")
+    assert _amounts(ex) == ("400.00", "84.00", "484.00")
+
+
+def test_an_underline_threaded_through_the_words_is_read_through() -> None:
+    # a form's ruled fields: the text layer interleaves the rule's underscores with letters
+    ex = extract_invoice("Factura\nNúmero: 975\n_______________M_o_ed_a_ E_U_R\n"
+                         "Valor total líquido: 20,00\n"
+                         "_To_t_al_ _do_ _do_c_um_e_nt_o_____________2_0_,0_0_\n")
+    assert (ex.get("currency"), ex.get("total")) == ("EUR", "20.00")
