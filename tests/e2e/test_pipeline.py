@@ -611,21 +611,22 @@ async def test_documents_from_outside_are_routed_and_read_without_a_kind(
                  if row["document"].kind and row["label"] != row["document"].kind]
     why = {"routing": summary["routing"]["all"], "named wrong": misrouted, "cascade": cascade,
            "sent again, the models not reached": [documents[i].doc_id for i in unreached]}
-    # two named wrong without asking: the sixteenth batch's account statement and the
-    # eighteenth's credit-card statement, taken for invoices, neither titled as what it is (the
-    # invoice pack sends them to a person for their missing fields); the eighteenth's packing
-    # list is asked about by its title (look_alike_title)
-    assert routing["routed_wrong_unasked"] <= 2, why
+    # three named wrong without asking: the sixteenth batch's account statement, the
+    # eighteenth's credit-card statement and the nineteenth's measurement sheet (Aufmassliste),
+    # taken for invoices, none titled as a look-alike the invoice pack lists (it sends them to
+    # a person for their missing fields); the eighteenth's packing list is asked about by its
+    # title (look_alike_title)
+    assert routing["routed_wrong_unasked"] <= 3, why
     # with the router cascade (text_encoder's second opinion), the packs' signatures and the
-    # invoice pack's examples in real-world layouts: 159 of 173 named right, 42 sent to a
+    # invoice pack's examples in real-world layouts: 167 of 183 named right, 45 sent to a
     # person to confirm the type
-    assert routing["named_right"] >= routing["documents"] - 16, why
-    assert routing["asked_a_person"] <= 47, why
+    assert routing["named_right"] >= routing["documents"] - 18, why
+    assert routing["asked_a_person"] <= 50, why
     # nothing decided without a person that a person would have decided otherwise
     assert routing["automated_wrongly"] == 0, why
     right = sum(c["(all fields)"]["right"] for c in summary["accuracy"].values())
     shown = sum(c["(all fields)"]["shown"] for c in summary["accuracy"].values())
     wrong = sum(c["wrong"] for c in summary["read_wrong"].values())
-    # 923 of 983 invoice fields right, 26 read wrong (docs/documents.md)
-    assert right >= shown - 68 and wrong <= 30, (right, shown, wrong, [
+    # 974 of 1,041 invoice fields right, 27 read wrong (docs/documents.md)
+    assert right >= shown - 75 and wrong <= 31, (right, shown, wrong, [
         (d["id"], d["wrong"]) for d in summary["documents"] if d["wrong"]])
