@@ -360,9 +360,9 @@ def pack_schema() -> dict[str, Any]:
                                        "description": "Words this type's documents title "
                                                       "themselves with, in any language: a "
                                                       "head that holds one is no look-alike.",
-                                       "items": _str("A word or phrase, matched whole and "
-                                                     "without case.", minLength=1,
-                                                     maxLength=60)},
+                                       "items": _str("A word or phrase, matched without "
+                                                     "case, alone or ending a compound "
+                                                     "word.", minLength=1, maxLength=60)},
                                    "look_alike_titles": {
                                        "type": "array", "maxItems": 200, "uniqueItems": True,
                                        "description": "Titles of documents that resemble this "
