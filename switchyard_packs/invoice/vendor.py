@@ -323,9 +323,10 @@ def _heading(row: list[str]) -> str | None:
     if len(row) != 1:
         return None
     words = row[0].lower().strip().rstrip(":").split()
-    # a heading may say it heads the party's details: 'Dati fornitore', 'Customer details'
-    text = "".join(word for word in words if word not in _HEADING_QUALIFIERS) or "".join(words)
-    parts = set(text.split("/"))
+    # as written ('Adresse de livraison'), and without the words a heading may add to say it
+    # heads the party's details ('Dati fornitore', 'Customer details')
+    parts = {part for text in ("".join(words), "".join(
+        word for word in words if word not in _HEADING_QUALIFIERS)) for part in text.split("/")}
     if parts & _SELLER_HEADINGS or _SELLER_BY.search(" ".join(words)):
         return "seller"
     if parts & _BUYER_HEADINGS:

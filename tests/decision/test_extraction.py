@@ -1468,3 +1468,14 @@ def test_an_underline_threaded_through_the_words_is_read_through() -> None:
                          "Valor total líquido: 20,00\n"
                          "_To_t_al_ _do_ _do_c_um_e_nt_o_____________2_0_,0_0_\n")
     assert (ex.get("currency"), ex.get("total")) == ("EUR", "20.00")
+
+
+def test_party_headings_as_written_and_with_the_details_they_head() -> None:
+    from switchyard_packs.invoice.vendor import is_party_heading
+
+    # a heading's own small words ('de', 'do') stay part of it; 'details', 'dati' may be added
+    for heading in ("Adresse de livraison", "Tomador do Serviço", "Dati fornitore",
+                    "Customer details", "To", "Ver käufer:"):
+        assert is_party_heading(heading), heading
+    for cell in ("Details", "Date of issue", "Acme GmbH"):
+        assert not is_party_heading(cell), cell
