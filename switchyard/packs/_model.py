@@ -8,6 +8,7 @@ from; CEL conditions and templates are compiled once, here, and evaluated many t
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -245,6 +246,21 @@ class GoldenCase:
     expect_fields: dict[str, str] = field(default_factory=dict, compare=False)
 
 
+@functools.lru_cache(maxsize=64)
+def _title_patterns(titles: tuple[str, ...], look_alikes: tuple[str, ...]
+                    ) -> tuple[re.Pattern[str] | None, re.Pattern[str]]:
+    """A pack's own titles, found anywhere in a head, alone or ending a compound
+    (``Mietrechnung``); and its look-alikes' titles, at the start of a cell and not as a key
+    with its value (``Bestellung: B123``: the order referred to), the title matched named
+    ``title``. Compiled once per pack: every decision of the pack's type asks."""
+    def alternatives(words: tuple[str, ...]) -> str:
+        return "|".join(re.escape(word.lower()) for word in words)
+    own = re.compile(rf"(?:{alternatives(titles)})(?![^\W\d_])") if titles else None
+    look_alike = re.compile(
+        rf"(?P<title>{alternatives(look_alikes)})(?![^\W\d_])(?!\s*:\s*\S)")
+    return own, look_alike
+
+
 #: How much of a document's text a router signature is looked for in: a format's header.
 SIGNATURE_WINDOW = 2000
 #: The non-blank lines a document's title stands among (a letterhead's first, then the title).
@@ -296,16 +312,14 @@ class Pack:
             return None
         head = [line for line in text[:SIGNATURE_WINDOW].splitlines() if line.strip()]
         head = head[:TITLE_LINES]
-        lowered = "\n".join(head).lower()
-        # a title word ends a compound too ('Mietrechnung', 'Ennakkolasku')
-        if any(re.search(rf"{re.escape(title.lower())}(?![^\W\d_])", lowered)
-               for title in self.router_titles):
+        own, look_alike = _title_patterns(self.router_titles, self.router_look_alike_titles)
+        if own is not None and own.search("\n".join(head).lower()):
             return None
         for cell in (c.strip().lower() for line in head for c in line.split(" | ")):
-            for title in self.router_look_alike_titles:
-                # ... and a key with its value titles nothing ('Bestellung: B123': the order)
-                if re.match(rf"{re.escape(title.lower())}(?![^\W\d_])(?!\s*:\s*\S)", cell):
-                    return title
+            found = look_alike.match(cell)
+            if found is not None:  # the title as the pack writes it
+                return next(title for title in self.router_look_alike_titles
+                            if title.lower() == found.group("title"))
         return None
 
     def recognises(self, text: str) -> bool:
