@@ -401,9 +401,9 @@ def find_identifier(text: str) -> str | None:
     text = re.sub(r"(?<=[A-Za-z0-9])\x00(?=[A-Za-z0-9])", "-", text)
     # a number sign under a title that is the label ('FACTURA ELECTRONICA' over 'N° 4117')
     text = re.sub(r"^(?:n[°º]|no\.?|nr\.?|núm\.?)[ \t]*(?=\d)", "", text, flags=re.IGNORECASE)
-    m = re.match(r"(P\.O\.|PO|No\.?)\s+(\d[\w/\-]*)", text)
-    if m and m.group(1) == "P.O.":
-        return f"P.O. {m.group(2)}"
+    m = re.match(r"P\.O\.\s+(\d[\w/\-]*)", text)
+    if m:
+        return f"P.O. {m.group(1)}"
     # a series' letters before the number ('F 1234K20/1234/12', 'FV 2021/07/113')
     m = re.match(r"([A-Z]{1,3}) (\d[\w/\-]*\d)", text)
     if m and m.group(1) not in ("NO", "NR", "N", "PO", "REF", "NUM"):
@@ -596,16 +596,18 @@ LABELS: dict[str, tuple[str, ...]] = {
 LABELS = {name: tuple(dict.fromkeys(v for label in labels for v in (label, unaccented(label))))
           for name, labels in LABELS.items()}
 _LABEL_FIELD = {label: name for name, labels in LABELS.items() for label in labels}
+#: A tax rate's figure before its '%' ('19', '21,00', '7.5').
+_RATE_FIGURE = r"\d{1,2}(?:[.,]\d+)?"
 # "VAT 20%", "Tax (21.00%)", "Umsatzsteuer von 19 %", "IVA al 21%", "VAT @ 20%"
-_RATE = (r"(?:\s*\(?(?:\b(?:of|at|von|zu|à|a|de|al|du|di)\s+|@\s*)?\d{1,2}(?:[.,]\d+)?\s*%"
-         r"\)?)?")
+_RATE = (r"(?:\s*\(?(?:\b(?:of|at|von|zu|à|a|de|al|du|di)\s+|@\s*)?"
+         rf"{_RATE_FIGURE}\s*%\)?)?")
 _LABEL_ALT = "|".join(
     re.escape(label) + (_RATE if _LABEL_FIELD[label] == "tax" else "")
     for label in sorted(_LABEL_FIELD, key=len, reverse=True)
 )
 _RATE_SUFFIX = re.compile(_RATE + "$")
 # a rate and the amount it is taken of ('0% on 80.65', '19 % auf 100,00'): no tax amount
-_RATE_ON_A_BASE = re.compile(r"^(?P<rate>\d{1,2}(?:[.,]\d+)?)\s*%\s+(?:on|of|over|auf|von|sur|"
+_RATE_ON_A_BASE = re.compile(rf"^(?P<rate>{_RATE_FIGURE})\s*%\s+(?:on|of|over|auf|von|sur|"
                              r"de|su|sobre|op|van)\s+(?P<base>[^\n]*\d[^\n]*)", re.IGNORECASE)
 # the full-width colon of Chinese and Japanese text too; a label that ends in a full-width
 # bracket ('（小写）', 'in figures') is followed by its value directly
@@ -1518,12 +1520,11 @@ def _from_layout(layout_lines: list[Line], b: _Builder) -> None:
                 continue  # 'Amount' or 'Date' over an item table's column: the first item's
             if name in _AMOUNTS and found.label[-1].text.endswith("#"):
                 continue  # 'VAT# IE 98 209 58W': a number sign keys an identifier
-            on_a_base = _RATE_ON_A_BASE.match(found.text) \
+            on_a_base = _RATE_ON_A_BASE.match(_value_to_line_end(found)) \
                 if name in _AMOUNTS and found.placement == "right" else None
             if on_a_base is not None:  # 'VAT @ 0% on 80.65': the amount the rate is taken of
                 if name == "tax" and "tax" not in b.found:
-                    _tax_of_a_rate(_RATE_ON_A_BASE.match(_rest_of_line(found)) or on_a_base, b,
-                                   0.85 * placement_factor(found))
+                    _tax_of_a_rate(on_a_base, b, 0.85 * placement_factor(found))
                 continue
             if name in _AMOUNTS and found.placement == "right" and \
                     _rest_of_line(found).lstrip().startswith(_COMPARISONS):
@@ -1743,7 +1744,7 @@ def _after_a_rate(found: LabelValue) -> str | None:
 
 #: A base and the rate taken of it, then the tax: '400,00 @ 21,00%  84,00'.
 _BASE_AT_A_RATE = re.compile(
-    r"^[^@%\n]*\d[ \t]*@[ \t]*\d{1,2}(?:[.,]\d+)?[ \t]*%[ \t]*(?P<after>.+)$")
+    rf"^[^@%\n]*\d[ \t]*@[ \t]*{_RATE_FIGURE}[ \t]*%[ \t]*(?P<after>.+)$")
 
 
 def _tax_of_a_rate(on_a_base: re.Match[str], b: _Builder, confidence: float) -> None:
@@ -1760,6 +1761,13 @@ def _tax_of_a_rate(on_a_base: re.Match[str], b: _Builder, confidence: float) -> 
     tax = round(to_number(on_a_base.group("rate")) * base.amount / 100, 2)
     b.offer("tax", Money(tax, base.currency, on_a_base.group(0)), confidence,
             on_a_base.group(0), "rate of a base")
+
+
+def _value_to_line_end(found: LabelValue) -> str:
+    """A value right of its label and the words after it to the end of its line (past the
+    marks between label and value, ':' or '@')."""
+    words = found.line.words
+    return " ".join(w.text for w in words[words.index(found.value[0]):])
 
 
 def _rest_of_line(found: LabelValue) -> str:
