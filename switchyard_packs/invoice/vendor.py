@@ -302,8 +302,9 @@ def _under_buyer_label(rows: list[list[str]], index: int, column: int) -> bool:
             return False  # a blank line ends the address block
         target = above[min(column, len(above) - 1)]
         text = target.strip().lower().rstrip(":").strip()
-        if any(text == label or text.startswith(label + ":") for label in BUYER_LABELS) or \
-                _heading([target]) == "buyer":  # 'To', 'Dati cliente'
+        # a buyer's heading ('Bill to', 'To', 'Dati cliente') or its label with the name after
+        if _heading([target]) == "buyer" or \
+                any(text.startswith(label + ":") for label in BUYER_LABELS):
             return True
         if ":" in target:
             return False  # another field's line: the block above is not this one's
