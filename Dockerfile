@@ -107,7 +107,7 @@ WORKDIR /tmp
 USER 10001:10001
 
 # gRPC ingest/decision/executor/review, the consoles (review, /operator), the REST gateway.
-EXPOSE 50051 50052 50053 50054 8080 8081
+EXPOSE 7051 7052 7053 7054 8080 8081
 
 ENTRYPOINT ["switchyard"]
 CMD ["up"]
@@ -141,7 +141,7 @@ WORKDIR /tmp
 USER 10001:10001
 
 # gRPC ingest/decision/executor/review, review web console, Prometheus metrics.
-EXPOSE 50051 50052 50053 50054 8080 9101 9102 9103 9104
+EXPOSE 7051 7052 7053 7054 8080 9101 9102 9103 9104
 
 ENTRYPOINT ["switchyard"]
 CMD ["--help"]

@@ -302,17 +302,19 @@ class Settings:
     )
 
     # -- services --------------------------------------------------------------------------
+    # The gRPC ports lie below Linux's ephemeral range (32768-60999): there an outgoing
+    # connection may hold a server's port as its source port, and the stack cannot start.
     ingest_grpc_port: int = setting(
-        50051, "IngestService gRPC port.", group="services", minimum=0, maximum=65535,
+        7051, "IngestService gRPC port.", group="services", minimum=0, maximum=65535,
     )
     decision_grpc_port: int = setting(
-        50052, "DecisionService gRPC port.", group="services", minimum=0, maximum=65535,
+        7052, "DecisionService gRPC port.", group="services", minimum=0, maximum=65535,
     )
     executor_grpc_port: int = setting(
-        50053, "Executor admin gRPC port.", group="services", minimum=0, maximum=65535,
+        7053, "Executor admin gRPC port.", group="services", minimum=0, maximum=65535,
     )
     review_grpc_port: int = setting(
-        50054, "ReviewService gRPC port.", group="services", minimum=0, maximum=65535,
+        7054, "ReviewService gRPC port.", group="services", minimum=0, maximum=65535,
     )
     review_web_port: int = setting(
         8080, "Review web console HTTP port.", group="services", minimum=0, maximum=65535,
@@ -707,7 +709,7 @@ class Settings:
         minimum=0, maximum=65535,
     )
     downstream_grpc_port: int = setting(
-        50055, "gRPC port of the embedded demo downstream (also its health check).",
+        7055, "gRPC port of the embedded demo downstream (also its health check).",
         group="executor",
         minimum=0, maximum=65535,
     )

@@ -144,9 +144,9 @@ def port_is_free(port: int, host: str = LOOPBACK) -> bool:
         return True
 
 
-#: How long a service's port may stay taken before the stack calls it in use: the default
-#: gRPC ports (50051-50054) lie in Linux's ephemeral range, so an outgoing connection (a
-#: readiness probe, a client) may hold one as its source port for a moment.
+#: How long a service's port may stay taken before the stack calls it in use: a port set in
+#: Linux's ephemeral range (32768-60999; the defaults lie below it) may be held for a moment
+#: as the source port of an outgoing connection (a readiness probe, a client).
 PORT_GRACE_S = 5.0
 
 

@@ -29,7 +29,7 @@ from switchyard import Settings
 from switchyard.v1 import Connector, TaskEnvelope
 from tests.executor.harness import decision, http_step
 
-ROUTER = Router(parse_endpoint_map("erp=http://127.0.0.1:8095/erp,erp=grpc://127.0.0.1:50055"))
+ROUTER = Router(parse_endpoint_map("erp=http://127.0.0.1:8095/erp,erp=grpc://127.0.0.1:7055"))
 
 
 def test_targets_resolve_through_aliases_and_name_their_breaker() -> None:
@@ -41,7 +41,7 @@ def test_targets_resolve_through_aliases_and_name_their_breaker() -> None:
         Connector.CONNECTOR_HTTP
     grpc_route = ROUTER.route(Connector.CONNECTOR_GRPC, "grpc://erp/erpsim.v1.Ledger/Post")
     assert (grpc_route.endpoint, grpc_route.address, grpc_route.method) == (
-        "grpc://erp", "127.0.0.1:50055", "/erpsim.v1.Ledger/Post")
+        "grpc://erp", "127.0.0.1:7055", "/erpsim.v1.Ledger/Post")
     sql = ROUTER.route(Connector.CONNECTOR_SQL, "erp.invoices")
     assert (sql.endpoint, sql.address) == ("sql://erp", "erp.invoices")
 

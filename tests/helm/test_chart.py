@@ -28,7 +28,7 @@ Manifest = dict[str, Any]
 SERVICES = ("ingest", "decision", "executor", "review")
 COMPONENTS = (*SERVICES, "triton")
 TRITON_POOLS = ("triton", "triton-spill")
-GRPC_PORTS = {"ingest": 50051, "decision": 50052, "executor": 50053, "review": 50054}
+GRPC_PORTS = {"ingest": 7051, "decision": 7052, "executor": 7053, "review": 7054}
 METRICS_PORTS = {"ingest": 9101, "decision": 9102, "executor": 9103, "review": 9104,
                  "triton": 8002}
 CRD_GROUPS = ("monitoring.coreos.com/",)

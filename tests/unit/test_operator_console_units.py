@@ -126,9 +126,9 @@ def test_search_form_mistakes_are_named_by_field() -> None:
 
 
 def test_other_services_are_found_by_address_or_local_port() -> None:
-    settings = Settings(ingest_grpc_port=6001, decision_address="decision.svc:50052")
+    settings = Settings(ingest_grpc_port=6001, decision_address="decision.svc:7052")
     assert service_address(settings, "ingest") == "127.0.0.1:6001"
-    assert service_address(settings, "decision") == "decision.svc:50052"
+    assert service_address(settings, "decision") == "decision.svc:7052"
 
 
 @pytest.mark.parametrize(("code", "status"), [

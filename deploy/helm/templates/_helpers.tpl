@@ -10,10 +10,10 @@ Fixed ports (defaults of switchyard/_settings.py; the chart sets every one expli
 probes, Services and processes always agree).
 */}}
 {{- define "switchyard.portsYaml" -}}
-ingest:   {grpc: 50051, metrics: 9101, http: 8081}
-decision: {grpc: 50052, metrics: 9102}
-executor: {grpc: 50053, metrics: 9103}
-review:   {grpc: 50054, metrics: 9104, http: 8080}
+ingest:   {grpc: 7051, metrics: 9101, http: 8081}
+decision: {grpc: 7052, metrics: 9102}
+executor: {grpc: 7053, metrics: 9103}
+review:   {grpc: 7054, metrics: 9104, http: 8080}
 triton:   {http: 8000, grpc: 8001, metrics: 8002}   # both Triton pools (triton, triton-spill)
 {{- end -}}
 
