@@ -146,7 +146,7 @@ _NUM = r"\d{1,3}(?:[ ,.'’]\d{3})+(?:[.,]\d{1,2})?|\d{1,9}(?:[.,]\d{1,2})?"
 # '€ -9,32'); one after a digit is a range's, a date's or a reference's ('10-20',
 # '2024-01-24', 'article 283-2'), and no amount ends before it
 _MONEY = re.compile(
-    rf"(?:(?:(?<![\w-])(?P<signed>-)(?={_SYM}))?(?P<pre>{_SYM}|\b(?:{_CODE})\b)[ \t]?|(?<!\w)(?<!\d-)(?<!\d[.,])|(?<=\b(?:{_CODE})))(?:(?<![\w-])(?P<neg>-))?(?P<num>{_NUM})(?![\d]|[.,]\d|-\d|:\d|[ \t]?%|(?!(?:{_CODE})\b)[^\W\d_])(?:[ \t]?(?P<post>\b(?:{_CODE})\b|{_SYM}))?")
+    rf"(?:(?:(?<![\w-])(?P<signed>-)(?={_SYM}))?(?P<pre>{_SYM}|\b(?:{_CODE})(?:\b|(?=\d)))[ \t]?|(?<!\w)(?<!\d-)(?<!\d[.,])|(?<=\b(?:{_CODE})))(?:(?<![\w-])(?P<neg>-))?(?P<num>{_NUM})(?![\d]|[.,]\d|-\d|:\d|[ \t]?%|(?!(?:{_CODE})\b)[^\W\d_])(?:[ \t]?(?P<post>(?:\b|(?<=\d))(?:{_CODE})\b|{_SYM}))?")
 
 
 #: Signs before a figure that make it a threshold ('orders > 300 €'), no amount.
@@ -573,7 +573,7 @@ LABELS: dict[str, tuple[str, ...]] = {
               "montant total", "totale da pagare", "importe a pagar", "razem brutto",
               "razem", "rechnungssumme brutto", "rechnungssumme", "bruttosumme", "zahlbetrag",
               "endsumme", "endbetrag", "due payable", "summe gesamt", "brutto",
-              "total charges", "bedrag inclusief btw", "bedrag incl. btw",
+              "total charges", "total price", "bedrag inclusief btw", "bedrag incl. btw",
               "totaal inclusief btw", "totaalbedrag", "gesamt", "rechnungstotal",
               "celkem k úhradě", "k úhradě", "celkem s dph", "celkem", "valor total",
               "kwota należności ogółem", "należności ogółem", "kwota brutto", "summe",
@@ -895,9 +895,11 @@ _NUMBER_DATED = re.compile(r"(?:[ \t]+[^\W\d_]{1,6}){0,2}?"
 _EMAIL_AMOUNT = re.compile(
     r"(?:amount of|amounting to|amount:|total of|total:|for)\s+(?P<v>[^\s(].{0,24})"
     r"|\((?P<p>[^()]{1,24})\)", re.IGNORECASE)
-# 'Zahlbar innerhalb 30 Tagen netto bis 04.04.2018', 'ohne Abzug bis ...' is due then; a
-# discount's date ('Zahlbar mit 2% Skonto bis 14.11.2018') is not
-_EMAIL_DUE = re.compile(r"(?:due by|due date:?|due on|payable by|payable until|pay until|"
+# 'Payable on or before 5/24/2024'; 'Zahlbar innerhalb 30 Tagen netto bis 04.04.2018',
+# 'ohne Abzug bis ...' is due then; a discount's date ('Zahlbar mit 2% Skonto bis
+# 14.11.2018') is not
+_EMAIL_DUE = re.compile(r"(?:(?:payable|due|pay|payment)\s+(?:on\s+or\s+)?before|"
+                        r"due by|due date:?|due on|payable by|payable until|pay until|"
                         r"remit until|remit by|bis zum|"
                         r"(?:zahlbar|ohne abzug|überweis\w*)(?:(?!skonto)[^\n.;]){0,40}?\bbis|"
                         r"avant le)\s+(?P<v>.{4,24})", re.IGNORECASE)

@@ -26,6 +26,7 @@ confidence, so a lone unlabelled first line stays doubtful.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -96,6 +97,18 @@ _DOMAIN = re.compile(r"(?:www\.|https?://(?:www\.)?|@)((?:[a-z0-9-]+\.)+)[a-z]{2
                      re.IGNORECASE)
 # a sender line's parts ('QualityHosting AG - Uferweg 40-42 - D-63571 Gelnhausen')
 _PARTS = re.compile(r"\s+[-\u2013\u2014\u2022\u00b7|]\s+")
+#: Marks a design sets before a name, apart from it ('◆ Acme Inc.', '• Acme', '» Acme'):
+#: symbols and bullets, no letter, digit or bracket
+_LEADING_MARKS = re.compile(r"^[^\w\s(\[\"'&@]{1,3}\s+")
+
+
+def _unmarked(cell: str) -> str:
+    """``cell`` without a leading design mark: each character of it a symbol or a bullet."""
+    mark = _LEADING_MARKS.match(cell)
+    if mark is None or not all(unicodedata.category(ch)[0] in "SP"
+                               for ch in mark.group(0).strip()):
+        return cell
+    return cell[mark.end():]
 # ... and a comma between them ('Alphabet, Lilienthalallee 26, 80786 München')
 _SENDER_PARTS = re.compile(_PARTS.pattern + r"|,\s+")
 # 'Name: Lieferant GmbH' under a 'Seller' heading
@@ -203,7 +216,7 @@ def company_name(cell: str) -> str | None:
     line's address parts and anything after a legal form cut off; None when what is left
     does not look like a name (digits, a colon, more than six words, no capital)."""
     # OCR drops the space after a comma too: 'Amazon Web Services,Inc.'
-    cell = re.sub(r",(?=[A-Z])", ", ", _respaced(cell.strip()))
+    cell = re.sub(r",(?=[A-Z])", ", ", _respaced(_unmarked(cell.strip())))
     parts = _PARTS.split(cell)
     # a sender line's parts (not a sentence's), the others an address's ('QualityHosting AG -
     # Uferweg 40-42 - D-63571 Gelnhausen'); a name with a dash in it stays whole ('GNR - Guarda

@@ -1479,3 +1479,30 @@ def test_party_headings_as_written_and_with_the_details_they_head() -> None:
         assert is_party_heading(heading), heading
     for cell in ("Details", "Date of issue", "Acme GmbH"):
         assert not is_party_heading(cell), cell
+
+
+def test_a_currency_code_glued_to_its_amount_is_its_currency() -> None:
+    # '17 115,45PLN' and 'EUR1234': no space between the figure and the code
+    assert [(m.amount, m.currency) for m in find_money("Razem: 17 115,45PLN")] == [
+        (17115.45, "PLN")]
+    assert [(m.amount, m.currency) for m in find_money("Due EUR1234")] == [(1234.0, "EUR")]
+    ex = extract_invoice("Faktura VAT 2/11/2023\nAcme S.A.\n"
+                         "Kwota należności ogółem: 17 115,45PLN\n")
+    assert (ex.get("currency"), ex.get("total")) == ("PLN", "17115.45")
+
+
+def test_a_design_mark_before_the_sellers_name_is_not_the_name() -> None:
+    from switchyard_packs.invoice.vendor import company_name
+
+    assert company_name("◆ Acme Inc.") == "Acme Inc."
+    assert company_name("» Brightwater Ltd") == "Brightwater Ltd"
+    assert company_name("(Acme) Ltd") is None   # a bracket is a name's, no mark
+
+
+def test_payable_on_or_before_is_the_due_date_and_a_total_price_key_the_total() -> None:
+    ex = _read_laid_out("NEXGEN\nINVOICE\nInvoice Number: 3847193 | Purchase Order: 15931\n"
+                        "Item Code | Item Desc. | Unit Price | Quantity | Total\n"
+                        "MA197 | STRETCHWRAP ROLL | 16.62 | 5 | 83.10\n"
+                        "Total Pcs.: 5 | Total Price: 83.10\n"
+                        "Payable on or before 5/24/2024\n")
+    assert (ex.get("due_date"), ex.get("total")) == ("2024-05-24", "83.10")
