@@ -68,6 +68,7 @@ PACK_FILE = "pack.yaml"
 #: Entry point group of installed packs: name -> a package holding the pack's folder.
 PACKS_GROUP = "switchyard.packs"
 DEFAULT_EXAMPLES = "examples.jsonl"
+DEFAULT_LOOK_ALIKES = "look_alikes.jsonl"
 DEFAULT_TESTS = "tests.yaml"
 MAX_PACK_BYTES = 4 * 1024 * 1024
 MAX_FILES = 64
@@ -657,6 +658,19 @@ def _examples(files: Mapping[str, bytes], name: str, c: _Checker) -> tuple[str, 
     return tuple(out)
 
 
+def _example_file(doc: Mapping[str, Any], key: str, default: str,
+                  files: Mapping[str, bytes], c: _Checker) -> tuple[str, ...]:
+    """The texts of the JSON Lines file ``doc[key]`` names, or of ``default`` when the
+    pack folder has one and the key is absent."""
+    name = doc.get(key) or (default if default in files else "")
+    if not name:
+        return ()
+    if name not in files:
+        c.add([key], name, "no such file in the pack folder")
+        return ()
+    return _examples(files, name, c)
+
+
 def _cases(raw: list[Any], file: str, prefix: list[Any], fields: Mapping[str, FieldSpec],
            params: Mapping[str, ParamSpec], rules: tuple[RuleSpec, ...], c: _Checker,
            content_types: tuple[str, ...] = ()) -> tuple[GoldenCase, ...]:
@@ -824,13 +838,8 @@ def _build(files: Mapping[str, bytes]) -> tuple[Pack | None, list[str]]:
     plan_names = Names(variables=PLAN_VARIABLES, fields=frozenset(fields),
                        params=frozenset(params), steps=frozenset())
     plan = _plan(doc["plan"], plan_names, c, params)
-    examples: tuple[str, ...] = ()
-    examples_file = doc.get("examples") or (DEFAULT_EXAMPLES if DEFAULT_EXAMPLES in files else "")
-    if examples_file:
-        if examples_file in files:
-            examples = _examples(files, examples_file, c)
-        else:
-            c.add(["examples"], examples_file, "no such file in the pack folder")
+    examples = _example_file(doc, "examples", DEFAULT_EXAMPLES, files, c)
+    look_alikes = _example_file(doc, "look_alikes", DEFAULT_LOOK_ALIKES, files, c)
     tests = _tests(doc, files, fields, params, rules, c)
     fairness = _fairness(doc.get("fairness"), fields, c)
     if c.problems:
@@ -847,7 +856,7 @@ def _build(files: Mapping[str, bytes]) -> tuple[Pack | None, list[str]]:
         scorers=tuple(scorers), enrichers=enrichers,
         hit_policy=doc["decision"].get("hit_policy", "first"), rules=rules, review=review,
         plan=plan, retention_days=doc.get("retention", {}).get("days"), examples=examples,
-        tests=tests, digest=_digest(files), files={k: bytes(v) for k, v in files.items()},
+        look_alikes=look_alikes, tests=tests, digest=_digest(files), files={k: bytes(v) for k, v in files.items()},
         fairness=fairness)
     return pack, []
 

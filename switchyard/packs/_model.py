@@ -298,6 +298,10 @@ class Pack:
     #: titled, and what documents that resemble it but are something else are titled
     router_titles: tuple[str, ...] = ()
     router_look_alike_titles: tuple[str, ...] = ()
+    #: ``look_alikes`` (default ``look_alikes.jsonl``): documents that resemble this type but
+    #: are something else (a statement of account beside invoices); the router learns them as
+    #: ``other``, which no pack automates, so they reach a person instead of this pack
+    look_alikes: tuple[str, ...] = field(default=(), compare=False)
 
     def look_alike_title(self, text: str) -> str | None:
         """The look-alike's title ``text`` is headed with, or None: a cell of its first

@@ -428,6 +428,10 @@ def pack_schema() -> dict[str, Any]:
                                                   "maximum": 36500}}},
             "examples": _str("A JSON Lines file of {\"text\": ...} in the pack folder.",
                              pattern=r"^[A-Za-z0-9_.-]+\.jsonl$"),
+            "look_alikes": _str("A JSON Lines file of {\"text\": ...} in the pack folder: "
+                                "documents that resemble this type but are something else; "
+                                "the router learns them as `other`.",
+                                pattern=r"^[A-Za-z0-9_.-]+\.jsonl$"),
             "tests": {"oneOf": [
                 {"type": "array", "items": case, "maxItems": 1000},
                 _str("A YAML file in the pack folder holding the cases.",

@@ -237,7 +237,7 @@ async def test_policy_outcomes_match_the_table(decide: DecisionServiceStub,
     assert dict(straight.extracted_fields)["total"] == "360.00"
     # the invoice pack decided, with acme's parameters; the plan's payload is a template
     # the executor renders from the decision's fields
-    assert (straight.pack, straight.pack_version) == ("invoice", "1.5.0")
+    assert (straight.pack, straight.pack_version) == ("invoice", "1.6.0")
     assert (straight.plan.pack, straight.plan.parameters["max_auto_amount"]) == ("invoice", 10000)
     assert straight.plan.steps[0].payload["fields"] == "${fields}"
     assert {f.name: f.data_class for f in straight.fields}["vendor"] == \

@@ -611,22 +611,22 @@ async def test_documents_from_outside_are_routed_and_read_without_a_kind(
                  if row["document"].kind and row["label"] != row["document"].kind]
     why = {"routing": summary["routing"]["all"], "named wrong": misrouted, "cascade": cascade,
            "sent again, the models not reached": [documents[i].doc_id for i in unreached]}
-    # three named wrong without asking: the sixteenth batch's account statement, the
-    # eighteenth's credit-card statement and the nineteenth's measurement sheet (Aufmassliste),
-    # taken for invoices, none titled as a look-alike the invoice pack lists (it sends them to
-    # a person for their missing fields); the eighteenth's packing list is asked about by its
-    # title (look_alike_title)
-    assert routing["routed_wrong_unasked"] <= 3, why
-    # with the router cascade (text_encoder's second opinion), the packs' signatures and the
-    # invoice pack's examples in real-world layouts: 167 of 183 named right, 45 sent to a
-    # person to confirm the type
-    assert routing["named_right"] >= routing["documents"] - 18, why
-    assert routing["asked_a_person"] <= 50, why
+    # one named wrong without asking: the sixteenth batch's party-ledger account, taken for
+    # an invoice (which then goes to a person for its missing fields). The invoice pack's
+    # look-alikes (statements of account, payment reminders, bank and card statements, learned
+    # as `other`) have the router ask about the other statements and the measurement sheet;
+    # the eighteenth's packing list is asked about by its title (look_alike_title)
+    assert routing["routed_wrong_unasked"] <= 2, why
+    # with the router cascade (text_encoder's second opinion), the packs' signatures, the
+    # invoice pack's examples in real-world layouts and its look-alikes: 177 of 195 named
+    # right, 62 sent to a person to confirm the type
+    assert routing["named_right"] >= routing["documents"] - 20, why
+    assert routing["asked_a_person"] <= 66, why
     # nothing decided without a person that a person would have decided otherwise
     assert routing["automated_wrongly"] == 0, why
     right = sum(c["(all fields)"]["right"] for c in summary["accuracy"].values())
     shown = sum(c["(all fields)"]["shown"] for c in summary["accuracy"].values())
     wrong = sum(c["wrong"] for c in summary["read_wrong"].values())
-    # 974 of 1,041 invoice fields right, 27 read wrong (docs/documents.md)
-    assert right >= shown - 75 and wrong <= 31, (right, shown, wrong, [
+    # 1,025 of 1,099 invoice fields right, 29 read wrong (docs/documents.md)
+    assert right >= shown - 78 and wrong <= 31, (right, shown, wrong, [
         (d["id"], d["wrong"]) for d in summary["documents"] if d["wrong"]])

@@ -66,6 +66,36 @@ def test_the_training_set_joins_pack_examples_and_the_corpus() -> None:
     assert bare.classes == tset.classes and bare.without_examples == ("purchase_order",)
 
 
+def test_a_packs_look_alikes_are_learned_as_other_unless_another_pack_claims_them() -> None:
+    corpus = [{"id": "c1", "text": "an invoice", "label": "invoice"},
+              {"id": "c2", "text": "nothing of ours", "label": "other"}]
+    invoice = PackExamples("invoice", "1.0.0", "d1", ("a second invoice",), "x",
+                           look_alikes=("STATEMENT OF ACCOUNT", "PURCHASE ORDER 12",
+                                        "nothing of ours", "a second invoice"))
+    orders = PackExamples("purchase_order", "1.0.0", "d2", ("PURCHASE ORDER 12",), "y")
+    tset = router_training_set([invoice, orders], corpus)
+    # a look-alike is a row of `other`; one that is another pack's example stays that
+    # pack's, and one already in the corpus or among the pack's own examples is not repeated
+    assert [(r["id"], r["label"]) for r in tset.rows] == [
+        ("c1", "invoice"), ("c2", OTHER),
+        (example_id("invoice", "a second invoice"), "invoice"),
+        (example_id("purchase_order", "PURCHASE ORDER 12"), "purchase_order"),
+        (example_id(OTHER, "STATEMENT OF ACCOUNT"), OTHER)]
+    without = router_training_set([invoice], corpus)
+    assert (example_id(OTHER, "PURCHASE ORDER 12"), OTHER) in [
+        (r["id"], r["label"]) for r in without.rows]
+
+
+def test_the_shipped_invoice_packs_look_alikes_are_other_in_its_training_set() -> None:
+    packs = collect_packs()
+    invoice = next(p for p in packs if p.name == "invoice")
+    assert len(invoice.look_alikes) >= 20
+    assert not set(invoice.look_alikes) & set(invoice.examples)
+    tset = router_training_set(packs, [])
+    labels = {r["text"]: r["label"] for r in tset.rows}
+    assert {labels[text] for text in invoice.look_alikes} == {OTHER}
+
+
 def test_an_invalid_pack_folder_stops_training_with_its_problems(tmp_path: Path) -> None:
     bad = write_pack(tmp_path, "expense_claim", ["a claim"])
     (bad / "pack.yaml").write_text("pack: expense_claim\nversion: one\n")

@@ -86,6 +86,25 @@ def test_digest_follows_every_file() -> None:
     assert changed.examples == ("Employee: Ann\nTotal: 3 EUR",)
 
 
+def test_look_alikes_are_read_from_their_file() -> None:
+    files = files_of(expense())
+    assert load_pack_files(files).look_alikes == ()
+    files["look_alikes.jsonl"] = b'{"text": "PURCHASE ORDER\\nTotal: 3 EUR", "what": "a PO"}\n'
+    pack = load_pack_files(files)
+    assert pack.look_alikes == ("PURCHASE ORDER\nTotal: 3 EUR",)
+    assert pack.examples == load_pack_files(files_of(expense())).examples
+    doc = expense()
+    doc["look_alikes"] = "counter.jsonl"
+    with pytest.raises(PackError) as raised:
+        load_pack_files(files_of(doc))
+    assert raised.value.problems == ['pack.yaml: look_alikes: "counter.jsonl": no such file in '
+                                     'the pack folder']
+    with pytest.raises(PackError) as raised:
+        load_pack_files(files_of(expense(), **{"look_alikes.jsonl": b'{"txt": "x"}\n'}))
+    assert raised.value.problems == [
+        'look_alikes.jsonl: line 1: {"txt": "x"}: must be an object with a "text" string']
+
+
 def test_tests_yaml_file_is_read() -> None:
     doc = expense()
     cases = doc.pop("tests")

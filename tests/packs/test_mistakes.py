@@ -30,7 +30,7 @@ MUTATIONS: list[tuple[str, Callable[[dict[str, Any]], Any], list[str]]] = [
      ['pack.yaml: description: (missing): required']),
     ('unknown top-level key',
      lambda d: d.update(owner="me"),
-     ['pack.yaml: owner: "me": unknown key; allowed: content_types, decision, description, enrichers, examples, extractor, fairness, fields, models, pack, parameters, plan, retention, review, tests, version']),
+     ['pack.yaml: owner: "me": unknown key; allowed: content_types, decision, description, enrichers, examples, extractor, fairness, fields, look_alikes, models, pack, parameters, plan, retention, review, tests, version']),
     ('unknown field type',
      lambda d: d["fields"]["amount"].update(type="currency"),
      ['pack.yaml: fields.amount.type: "currency": must be one of: string | money | number | integer | date | iban | email | enum | boolean | table']),

@@ -39,7 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clean", action="store_true", help="delete the generated artifacts and exit")
     p.add_argument("--packs", nargs="+", type=Path, default=[], metavar="DIR",
                    help="pack folders to train the router on besides the shipped packs (each "
-                        "pack is a class; its examples.jsonl its examples)")
+                        "pack is a class; its examples.jsonl its examples, its "
+                        "look_alikes.jsonl rows of the class other)")
     p.add_argument("--no-shipped-packs", action="store_true",
                    help="leave out the packs shipped with Switchyard (their corpus rows too): "
                         "the router learns only the --packs types and 'other'")

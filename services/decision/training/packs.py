@@ -12,6 +12,9 @@ holds labelled examples (``{"text": ...}`` per line). The router is trained on:
 * each pack's examples, labelled with the pack's name (a pack with none, and no corpus rows,
   gets no class: the router could never answer it, and while the router does not know a type
   the decision service routes its tasks by their submitted kind);
+* each pack's look-alikes (``look_alikes.jsonl``: documents that resemble its type but are
+  something else, such as a statement of account beside invoices), labelled ``other``; a
+  text that is also another pack's example stays that pack's;
 * the shipped seeded corpus (``models/data/router_corpus.jsonl``): its ``other`` rows, and its
   rows of the shipped kinds when that kind's pack is enabled (a pack example with the text of
   a corpus row, or of an earlier example, is not added again). Rows of a kind whose pack is
@@ -45,6 +48,7 @@ class _PackLike(Protocol):
     version: str
     digest: str
     examples: tuple[str, ...]
+    look_alikes: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -57,10 +61,13 @@ class PackExamples:
     examples: tuple[str, ...]
     #: Where it came from: "builtin" (shipped) or the folder it was loaded from.
     source: str
+    #: Documents that resemble this type but are something else: rows of class ``other``.
+    look_alikes: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, pack: _PackLike, source: str) -> PackExamples:
-        return cls(pack.name, pack.version, pack.digest, tuple(pack.examples), source)
+        return cls(pack.name, pack.version, pack.digest, tuple(pack.examples), source,
+                   tuple(pack.look_alikes))
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,12 @@ def router_training_set(packs: Sequence[PackExamples],
             if text not in seen:   # the same text under two labels: the first one counts
                 seen.add(text)
                 rows.append({"id": example_id(name, text), "text": text, "label": name})
+    for name in classes:
+        pack = by_name.get(name)
+        for text in pack.look_alikes if pack else ():
+            if text not in seen:
+                seen.add(text)
+                rows.append({"id": example_id(OTHER, text), "text": text, "label": OTHER})
     labelled = {str(row["label"]) for row in rows}
     empty = tuple(c for c in classes if c != OTHER and c not in labelled)
     classes = tuple(c for c in classes if c not in empty)
@@ -214,8 +227,9 @@ def stored_packs(settings: Any, log: Any = print) -> list[PackExamples]:
     out = []
     for name, found in merged.items():
         texts = list(dict.fromkeys(t for _, pack in found for t in pack.examples))
+        look_alikes = list(dict.fromkeys(t for _, pack in found for t in pack.look_alikes))
         out.append(PackExamples(
             name, ", ".join(f"{tenant or 'shared'}:{pack.version}" for tenant, pack in found),
             hashlib.sha256("".join(p.digest for _, p in found).encode()).hexdigest(),
-            tuple(texts), "postgresql"))
+            tuple(texts), "postgresql", tuple(look_alikes)))
     return out

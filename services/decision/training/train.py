@@ -468,7 +468,8 @@ def _card_md(card: Mapping[str, Any]) -> str:
                   "| class | training examples (all splits) |", "|---|---|"]
         lines += [f"| {c} | {n} |" for c, n in card["class_examples"].items()]
         lines += ["", "Packs: " + (", ".join(f"{p['name']} {p['version']} ({p['examples']} "
-                                             f"examples, {p['source']})" for p in card["packs"])
+                                             f"examples, {p.get('look_alikes', 0)} look-alikes, "
+                                             f"{p['source']})" for p in card["packs"])
                                    or "none"), "",
                   "| accuracy | macro-F1 | log-loss | ECE (15 bins) | Brier |", "|---|---|---|---|---|",
                   f"| {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['log_loss']:.4f} | {m['ece']:.4f} | {m['brier']:.4f} |",
@@ -575,13 +576,15 @@ def _router_card(res: Mapping[str, Any], data_dir: Path, tset: RouterTrainingSet
         "classes": list(tset.classes),
         "class_examples": tset.class_examples(),
         "packs": [{"name": p.name, "version": p.version, "digest": p.digest,
-                   "examples": len(p.examples), "source": p.source} for p in tset.packs],
+                   "examples": len(p.examples), "look_alikes": len(p.look_alikes),
+                   "source": p.source} for p in tset.packs],
         "packs_without_examples": list(tset.without_examples),
         "triton": {"name": ROUTER, "version_dir": vdir, "backend": "python",
                    **_triton_io(ROUTER, tset.classes)},
         "training_data": {**_data_info(data_dir, datagen.ROUTER_FILE), "rows": len(tset.rows),
                           "rows_sha256": tset.sha256(),
-                          "sources": "the enabled packs' examples.jsonl and models/data/"
+                          "sources": "the enabled packs' examples.jsonl and look_alikes.jsonl "
+                                     "and models/data/"
                                      f"{datagen.ROUTER_FILE} (see services/decision/"
                                      "training/packs.py)"},
         "split": {"method": split_doc, **res["sizes"], "heldout_file": f"models/data/{ROUTER_HELDOUT}"},
