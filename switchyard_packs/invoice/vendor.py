@@ -52,8 +52,11 @@ COMPANY_SUFFIX = re.compile(rf"(?:\b(?:{_LEGAL_FORMS}))\s*$")
 # a name followed by more on its line: 'e-Luscious Nederland B.V. iov Saeco.com'; a name
 # whose words include one that is also a legal form keeps the forms that follow it ('Your
 # Company Inc.', 'Festrol Corp Ltd.')
-_SUFFIX_INSIDE = re.compile(rf"^(?P<name>.+?\b(?:{_LEGAL_FORMS})(?:,?[ ](?:{_LEGAL_FORMS}))*)"
+_SUFFIX_INSIDE = re.compile(rf"^(?P<name>.+?\b(?P<form>{_LEGAL_FORMS})(?:,?[ ](?:{_LEGAL_FORMS}))*)"
                             rf"(?=[\s,;]|$|(?<=\.))")
+# a legal form that is also a plain word goes on into the name when one or two capitalised
+# words follow it ('Staffing Company U', 'Your Company Name'; not 'Acme GmbH Berlin')
+_NAME_GOES_ON = re.compile(r"(?<= )(?:Company|Corporation)(?: [A-Z][a-z]*){1,2}")
 #: Document titles that start a line (and are no one's name).
 TITLE = re.compile(
     r"^(?:(?:kopie|copy of|copie|duplicate|original)\s+)?"
@@ -228,7 +231,9 @@ def company_name(cell: str) -> str | None:
     cell = _NAME_LABEL.sub("", cell)
     cell = re.sub(r"\s+", " ", TITLE.sub("", cell)).strip()
     inside = _SUFFIX_INSIDE.match(cell)
-    if inside is not None and not labelled:  # a 'Name:' field holds the whole name
+    # a 'Name:' field holds the whole name
+    if inside is not None and not labelled and \
+            not _NAME_GOES_ON.fullmatch(cell, inside.start("form")):
         cell = inside.group("name")
     # an address after a comma is cut off, a legal form after one is the name's (and in a
     # 'Name:' field the comma is the name's: 'Bartkowiak, Dróżdż and Górecki')

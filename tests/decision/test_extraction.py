@@ -1506,3 +1506,15 @@ def test_payable_on_or_before_is_the_due_date_and_a_total_price_key_the_total() 
                         "Total Pcs.: 5 | Total Price: 83.10\n"
                         "Payable on or before 5/24/2024\n")
     assert (ex.get("due_date"), ex.get("total")) == ("2024-05-24", "83.10")
+
+
+def test_company_goes_on_into_a_name_when_capitalised_words_follow() -> None:
+    from switchyard_packs.invoice.vendor import company_name
+
+    # 'Company' is a legal form and a plain word: one or two capitalised words after it are
+    # still the name's; after another legal form the rest of the line is not
+    assert company_name("Staffing Company U") == "Staffing Company U"
+    assert company_name("Your Company Name") == "Your Company Name"
+    assert company_name("Acme Company Limited") == "Acme Company Limited"
+    assert company_name("Acme GmbH Berlin") == "Acme GmbH"
+    assert company_name("e-Luscious Nederland B.V. iov Saeco.com") == "e-Luscious Nederland B.V."
