@@ -182,7 +182,8 @@ def _validate(args: argparse.Namespace) -> int:
             result.update(valid=True, pack={
                 "name": pack.name, "version": pack.version, "digest": pack.digest,
                 "fields": len(pack.fields), "rules": len(pack.rules), "steps": len(pack.plan),
-                "examples": len(pack.examples), "tests": len(pack.tests)})
+                "examples": len(pack.examples), "look_alikes": len(pack.look_alikes),
+                "tests": len(pack.tests)})
         results.append(result)
     code = _report_validation(args, results)
     return EXIT_USAGE if usage else code
@@ -196,7 +197,9 @@ def _report_validation(args: argparse.Namespace, results: list[dict[str, Any]]) 
             if r["valid"]:
                 p = r["pack"]
                 what = (f"{p['fields']} fields, {p['rules']} rules, {p['steps']} plan steps, "
-                        f"{p['examples']} examples, {p['tests']} golden cases"
+                        f"{p['examples']} examples, "
+                        + (f"{p['look_alikes']} look-alikes, " if p["look_alikes"] else "")
+                        + f"{p['tests']} golden cases"
                         if "fields" in p else "checked by the decision service")
                 print(f"{r['dir']}: valid: {p['name']} {p['version']} ({what})")
             else:

@@ -856,7 +856,8 @@ def _build(files: Mapping[str, bytes]) -> tuple[Pack | None, list[str]]:
         scorers=tuple(scorers), enrichers=enrichers,
         hit_policy=doc["decision"].get("hit_policy", "first"), rules=rules, review=review,
         plan=plan, retention_days=doc.get("retention", {}).get("days"), examples=examples,
-        look_alikes=look_alikes, tests=tests, digest=_digest(files), files={k: bytes(v) for k, v in files.items()},
+        look_alikes=look_alikes, tests=tests, digest=_digest(files),
+        files={k: bytes(v) for k, v in files.items()},
         fairness=fairness)
     return pack, []
 

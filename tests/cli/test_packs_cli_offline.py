@@ -23,6 +23,17 @@ def test_the_tutorials_pack_is_valid() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"{EXPENSES}: valid: expense_claim 1.0.0 ("), done.stdout
     assert "5 golden cases" in done.stdout and "90 examples" in done.stdout
+    assert "look-alikes" not in done.stdout   # it has none
+
+
+def test_a_packs_look_alikes_are_counted(tmp_path: Path) -> None:
+    pack = tmp_path / "expense_claim"
+    shutil.copytree(EXPENSES, pack)
+    (pack / "look_alikes.jsonl").write_text(
+        '{"text": "PURCHASE ORDER 7\\nTotal: 40 EUR"}\n{"text": "Timesheet, week 12"}\n')
+    done = switchyard(None, "packs", "validate", str(pack))
+    assert done.returncode == 0, done.stderr
+    assert "90 examples, 2 look-alikes, 5 golden cases" in done.stdout, done.stdout
 
 
 def test_every_mistake_is_one_line_naming_the_file_and_path(tmp_path: Path) -> None:
