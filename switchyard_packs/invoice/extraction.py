@@ -540,6 +540,10 @@ LABELS: dict[str, tuple[str, ...]] = {
             # the tax's amount, named as such
             "vat amount", "tax amount", "total tax", "total vat", "btw bedrag", "bedrag btw",
             "totaal btw", "mwst-betrag", "mwst. betrag", "umsatzsteuer", "mehrwertsteuer",
+            "summe umsatzsteuer", "umsatzsteuerbetrag", "summe mehrwertsteuer",
+            "mehrwertsteuerbetrag",
+            # Brazil's state sales tax on a DANFE (a national printout's fixed box)
+            "valor do icms",
             "versicherungsteuer", "versicherungssteuer",
             "montant tva", "total tva", "importe iva", "cuota iva", "totale iva", "importo iva",
             "razem vat", "steuerbetrag", "ust.-betrag", "ust. gesamt", "mwst. gesamt",
@@ -1541,16 +1545,22 @@ def _from_layout(layout_lines: list[Line], b: _Builder) -> None:
                 break  # amounts: every labelled one is a candidate for reconciling
             # an amount's every label competes on its confidence: 'Total payable' after
             # 'Goods total'; other fields take the first value found in their labels' order
-            value = found.text
+            value, field_name = found.text, name
             if name in _AMOUNTS and found.placement == "right" and \
                     _CURRENCY_QUALIFIER.fullmatch(value.strip()):
                 value = _rest_of_line(found)  # 'Steuerbetrag in EUR | 684'
+            elif name == "total" and found.placement == "right" and \
+                    _NET_OR_GROSS.fullmatch(value.strip()):
+                # 'Gesamtsumme | netto | 7.900,00' is the sum before tax, '| brutto |' after
+                if value.strip().lower() in _NET:
+                    field_name = "subtotal"
+                value = _rest_of_line(found)
             rated = _after_a_rate(found) if name in _AMOUNTS and \
                 found.placement == "right" else None
             if rated is not None:
                 value = rated  # 'Af te dragen BTW | 21,00 | % | 116,51': after the rate
             # (the text was read with DASHES; a layout's words keep the page's own dashes)
-            _from_pairs([(name, label, value.translate(DASHES))], b,
+            _from_pairs([(field_name, label, value.translate(DASHES))], b,
                         0.95 * placement_factor(found))
             if found.placement == "right":  # a row of net, tax, gross
                 rest = _rest_of_line(found)
@@ -1715,6 +1725,10 @@ def _heads_items(found: LabelValue) -> bool:
 
 
 #: What may stand between an amount's label and its figure: the currency it is in.
+#: A cell between a sum's label and its amount that says which sum it is
+#: (``Gesamtsumme | netto | 7.900,00``, ``Gesamtsumme | brutto | 8.410,00``).
+_NET = ("netto", "net")
+_NET_OR_GROSS = re.compile(r"netto|net|brutto|gross", re.IGNORECASE)
 _CURRENCY_QUALIFIER = re.compile(rf"(?:in\s+)?\(?(?:{_CODE}|{_SYM})\)?", re.IGNORECASE)
 
 

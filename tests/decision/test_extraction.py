@@ -1518,3 +1518,21 @@ def test_company_goes_on_into_a_name_when_capitalised_words_follow() -> None:
     assert company_name("Acme Company Limited") == "Acme Company Limited"
     assert company_name("Acme GmbH Berlin") == "Acme GmbH"
     assert company_name("e-Luscious Nederland B.V. iov Saeco.com") == "e-Luscious Nederland B.V."
+
+
+def test_a_sums_net_or_gross_cell_says_which_sum_it_is() -> None:
+    # the German e-invoice viewers' totals: 'Gesamtsumme | netto | ...', '| brutto |'
+    ex = _read_laid_out("Rechnung 1234567890\nAcme GmbH\nWährung: EUR\n"
+                        "Summe aller Positionen | netto | 10.000,00\n"
+                        "Gesamtsumme | netto | 7.900,00\nSumme Umsatzsteuer | 510,00\n"
+                        "Gesamtsumme | brutto | 8.410,00\n")
+    assert _amounts(ex) == ("7900.00", "510.00", "8410.00")
+
+
+def test_a_sentence_is_no_seller_and_firmenname_names_one() -> None:
+    ex = _read_laid_out("Bereiche ohne Inhalte werden nicht dargestellt! | /12345\n"
+                        "Informationen zum Verkäufer\n"
+                        "Firmenname: M. Meier Handwerk GbR | Ländercode: DE\n"
+                        "Rechnungsnummer: 12345 | Währung: EUR\n"
+                        "Gesamtsumme | brutto | 14.918,84\n")
+    assert ex.get("vendor") == "M. Meier Handwerk GbR"
