@@ -414,9 +414,16 @@ class DecisionEngine:
         # a format's signature names the type for sure; else a look-alike's title is asked about
         look_alike = active.pack.look_alike_title(text) \
             if active is not None and prediction.model_name != SIGNATURE_MODEL else None
+        # an unsure best guess that the document's own title names goes on to its pack
+        titled = active.pack.own_title(text) \
+            if active is not None and not task.kind and prediction.confidence < \
+            policy.threshold_for(prediction.label, active.pack.router_min_confidence) else None
+        if titled is not None:
+            note += (f"The router's best guess '{prediction.label}' at "
+                     f"{prediction.confidence:.0%} is what the document's title calls it. ")
         outcome = route(task.kind, prediction, policy, bucket,
                         active.pack.router_min_confidence if active is not None else None,
-                        look_alike)
+                        look_alike, titled)
         if outcome is None and active is None:
             outcome = no_plan(prediction.label, prediction.confidence, bucket)
         if outcome is not None:

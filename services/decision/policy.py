@@ -73,12 +73,14 @@ def unavailable(kind: str, reason: str, requested_priority: int = 2) -> Outcome:
 
 
 def route(kind: str, prediction: Prediction, policy: Policy, requested_priority: int = 2,
-          pack_min_confidence: float | None = None, look_alike: str | None = None
-          ) -> Outcome | None:
+          pack_min_confidence: float | None = None, look_alike: str | None = None,
+          titled: str | None = None) -> Outcome | None:
     """The routing rules: an Outcome when one of them decides, None when the document goes on
     to its pack's decision table. ``look_alike``: the title of a document that resembles the
     router's type but is not it, which heads the document (``Pack.look_alike_title``); a
-    person confirms the type however sure the router is, unless the submitter named it."""
+    person confirms the type however sure the router is, unless the submitter named it.
+    ``titled``: the document's own title names the router's type (``Pack.own_title``): an
+    unsure router's best guess, so confirmed, goes on to the pack when no kind was submitted."""
     label, confidence = prediction.label, prediction.confidence
     pct = f"{confidence:.0%}"
     threshold = policy.threshold_for(label, pack_min_confidence)
@@ -95,7 +97,7 @@ def route(kind: str, prediction: Prediction, policy: Policy, requested_priority:
                        f"The router is {pct} sure this is '{label}', but the document is titled "
                        f"'{look_alike}', a look-alike of it.", confidence, label,
                        "POLICY", priority=requested_priority)
-    if confidence < threshold:
+    if confidence < threshold and not (titled and not kind):
         return Outcome("escalate", "low_confidence",
                        f"The router's best guess is '{label}' at {pct}, below the "
                        f"{threshold:.0%} needed to act alone.",

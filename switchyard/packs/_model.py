@@ -248,23 +248,41 @@ class GoldenCase:
 
 @functools.lru_cache(maxsize=64)
 def _title_patterns(titles: tuple[str, ...], look_alikes: tuple[str, ...]
-                    ) -> tuple[re.Pattern[str] | None, re.Pattern[str]]:
+                    ) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None,
+                               re.Pattern[str] | None]:
     """A pack's own titles, found anywhere in a head, alone or ending a compound
-    (``Mietrechnung``); and its look-alikes' titles, at the start of a cell and not as a key
+    (``Mietrechnung``); its look-alikes' titles, at the start of a cell and not as a key
     with its value (``Bestellung: B123``: the order referred to), the title matched named
-    ``title``. Compiled once per pack: every decision of the pack's type asks."""
+    ``title``; and a cell that is one of its own titles and nothing else but the document's
+    number (``INVOICE``, ``Tax Invoice``, ``Facture N° 562044387``; not a column's ``Invoice
+    No`` or ``Invoice Date``, which carry no digit). Compiled once per pack: every decision
+    of the pack's type asks."""
     def alternatives(words: tuple[str, ...]) -> str:
-        return "|".join(re.escape(word.lower()) for word in words)
+        return "|".join(re.escape(word.lower()) for word in sorted(words, key=len, reverse=True))
     own = re.compile(rf"(?:{alternatives(titles)})(?![^\W\d_])") if titles else None
     look_alike = re.compile(
-        rf"(?P<title>{alternatives(look_alikes)})(?![^\W\d_])(?!\s*:\s*\S)")
-    return own, look_alike
+        rf"(?P<title>{alternatives(look_alikes)})(?![^\W\d_])(?!\s*:\s*\S)") \
+        if look_alikes else None
+    heading = re.compile(
+        rf"(?:{alternatives(titles)})(?:[ \t]*(?:no\.?|nr\.?|n°|nº|#|number)?[ \t]*[:.]?"
+        rf"[ \t]*[\w/.-]*\d[\w/.-]*)?") if titles else None
+    return own, look_alike, heading
+
+
+#: Where a line of a head splits into cells: a laid-out page's `` | ``, a tab, or a gap of
+#: three spaces or more in plain text's columns.
+_CELLS = re.compile(r" \| |\t|   +")
 
 
 #: How much of a document's text a router signature is looked for in: a format's header.
 SIGNATURE_WINDOW = 2000
 #: The non-blank lines a document's title stands among (a letterhead's first, then the title).
 TITLE_LINES = 8
+
+
+def _head(text: str) -> list[str]:
+    """The first :data:`TITLE_LINES` non-blank lines of ``text``: where its title stands."""
+    return [line for line in text[:SIGNATURE_WINDOW].splitlines() if line.strip()][:TITLE_LINES]
 
 
 @dataclass(frozen=True)
@@ -312,18 +330,41 @@ class Pack:
 
         Why: the router learns what a type's documents say, and a packing list, a quotation
         or a statement says much of what an invoice does; its title says what it is."""
-        if not self.router_look_alike_titles:
+        own, look_alike, _ = _title_patterns(self.router_titles, self.router_look_alike_titles)
+        if look_alike is None:
             return None
-        head = [line for line in text[:SIGNATURE_WINDOW].splitlines() if line.strip()]
-        head = head[:TITLE_LINES]
-        own, look_alike = _title_patterns(self.router_titles, self.router_look_alike_titles)
+        head = _head(text)
         if own is not None and own.search("\n".join(head).lower()):
             return None
+        return self._look_alike_heading(head, look_alike)
+
+    def _look_alike_heading(self, head: list[str], look_alike: re.Pattern[str]) -> str | None:
+        """The look-alike title a cell of ``head`` starts with, as the pack writes it."""
         for cell in (c.strip().lower() for line in head for c in line.split(" | ")):
             found = look_alike.match(cell)
-            if found is not None:  # the title as the pack writes it
+            if found is not None:
                 return next(title for title in self.router_look_alike_titles
                             if title.lower() == found.group("title"))
+        return None
+
+    def own_title(self, text: str) -> str | None:
+        """The cell of ``text``'s first :data:`TITLE_LINES` non-blank lines that titles it as
+        this type (one of ``router_titles``, alone or with the document's number: ``INVOICE``,
+        ``Rechnung Nr. 2024-17``), or None; None too when a look-alike's title heads it.
+
+        Why: the router's best guess, when it is unsure, is confirmed by what the document
+        calls itself (the decision service then lets the pack decide instead of asking a
+        person for the type)."""
+        _, look_alike, heading = _title_patterns(self.router_titles,
+                                                 self.router_look_alike_titles)
+        head = _head(text)
+        if heading is None or (look_alike is not None
+                               and self._look_alike_heading(head, look_alike) is not None):
+            return None
+        for line in head:
+            for cell in _CELLS.split(line):
+                if heading.fullmatch(cell.strip().lower()):
+                    return cell.strip()
         return None
 
     def recognises(self, text: str) -> bool:

@@ -176,6 +176,8 @@ INVOICE_CASES = {
     "allow-listed vendor passes the list": (
         "strict", invoice(), "invoice", "AUTO_EXECUTE", "straight_through_invoice"),
 }
+TITLED_LETTER = ("Brightwater Studio\nINVOICE\nRef 2219\n"
+                 "For the mural on the east wall, as agreed.\nAmount: 1,250.00 EUR\n")
 ROUTING_CASES = {
     "confident route runs its plan": (
         "acme", sample("admission_form"), "", "AUTO_EXECUTE", "confident_route"),
@@ -193,6 +195,12 @@ ROUTING_CASES = {
         "acme", invoice().replace("INVOICE", "PACKING LIST")
         .replace("Invoice No", "Packing List No").replace("Invoice Date", "Date"), "",
         "ESCALATE", "look_alike_title"),
+    # a short letter the router is unsure of (0.66 invoice): its title confirms the guess and
+    # the invoice pack decides; without the title a person is asked for the type
+    "an unsure guess its title names": (
+        "acme", TITLED_LETTER, "", "ESCALATE", "missing_fields"),
+    "the same letter untitled": (
+        "acme", TITLED_LETTER.replace("INVOICE\n", ""), "", "ESCALATE", "low_confidence"),
 }
 
 

@@ -558,7 +558,7 @@ OUTSIDE_CHUNK = 16
 CASCADE_RESULTS = ("pooled", "unavailable", "mismatch", "unfamiliar")
 
 
-# 159 documents, a fifth of them scans for OCR, through the four services on 2 cores: about
+# about 200 documents, scans for OCR among them, through the four services on 2 cores: about
 # 100-150 s on a quiet machine, twice that on a loaded one (the suite's 300 s is per test)
 @pytest.mark.timeout(900)
 async def test_documents_from_outside_are_routed_and_read_without_a_kind(
@@ -618,15 +618,16 @@ async def test_documents_from_outside_are_routed_and_read_without_a_kind(
     # the eighteenth's packing list is asked about by its title (look_alike_title)
     assert routing["routed_wrong_unasked"] <= 2, why
     # with the router cascade (text_encoder's second opinion), the packs' signatures, the
-    # invoice pack's examples in real-world layouts and its look-alikes: 177 of 195 named
-    # right, 62 sent to a person to confirm the type
-    assert routing["named_right"] >= routing["documents"] - 20, why
-    assert routing["asked_a_person"] <= 66, why
+    # invoice pack's examples in real-world layouts and its look-alikes: 182 of 202 named
+    # right, 50 sent to a person to confirm the type (an unsure guess the document's own
+    # title names goes on to its pack)
+    assert routing["named_right"] >= routing["documents"] - 22, why
+    assert routing["asked_a_person"] <= 56, why
     # nothing decided without a person that a person would have decided otherwise
     assert routing["automated_wrongly"] == 0, why
     right = sum(c["(all fields)"]["right"] for c in summary["accuracy"].values())
     shown = sum(c["(all fields)"]["shown"] for c in summary["accuracy"].values())
     wrong = sum(c["wrong"] for c in summary["read_wrong"].values())
-    # 1,025 of 1,099 invoice fields right, 29 read wrong (docs/documents.md)
-    assert right >= shown - 78 and wrong <= 31, (right, shown, wrong, [
+    # 1,058 of 1,142 invoice fields right, 27 read wrong (docs/documents.md)
+    assert right >= shown - 88 and wrong <= 31, (right, shown, wrong, [
         (d["id"], d["wrong"]) for d in summary["documents"] if d["wrong"]])

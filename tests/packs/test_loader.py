@@ -290,6 +290,22 @@ def test_a_look_alike_is_known_by_its_title_in_the_head_unless_the_head_names_th
     assert load_pack_files(files_of(expense())).look_alike_title("Mileage log") is None
 
 
+def test_the_documents_own_title_is_a_cell_of_its_head_alone_or_with_its_number() -> None:
+    doc = expense()
+    doc.setdefault("models", {})["router"] = {
+        "titles": ["expense claim", "Spesenabrechnung"], "look_alike_titles": ["mileage log"]}
+    pack = load_pack_files(files_of(doc))
+    assert pack.own_title("Acme Ltd\nEXPENSE CLAIM\nTotal 40") == "EXPENSE CLAIM"
+    assert pack.own_title("Acme Ltd | Expense claim No. EC-7\nTotal 9") == "Expense claim No. EC-7"
+    assert pack.own_title("Acme Ltd      Spesenabrechnung 2024/3\n") == "Spesenabrechnung 2024/3"
+    # a column's heading or a key names a document referred to; a look-alike's title wins
+    assert pack.own_title("Date | Expense claim no | Amount\n1.2. | EC-7 | 9") is None
+    assert pack.own_title("Acme Ltd\nExpense claim date: 1.2.2024") is None
+    assert pack.own_title("MILEAGE LOG\nExpense claim\nTotal 9") is None
+    assert pack.own_title("\n".join(["Acme Ltd"] * 8 + ["Expense claim"])) is None
+    assert load_pack_files(files_of(expense())).own_title("Expense claim") is None
+
+
 def test_router_signatures_recognise_a_format_in_the_head_of_the_text() -> None:
     doc = expense()
     doc.setdefault("models", {})["router"] = {"signatures": [["EXPENSE-V1|", "|CLAIM"]]}

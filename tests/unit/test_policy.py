@@ -55,6 +55,16 @@ def test_a_look_alike_title_asks_a_person_however_sure_the_router_is() -> None:
     assert unsure is not None and unsure.rule == "low_confidence"
 
 
+def test_an_unsure_guess_the_documents_title_names_goes_on_to_its_pack() -> None:
+    unsure = predicted("invoice", 0.55)
+    assert route("", unsure, Policy(), titled="INVOICE") is None
+    # a submitted kind is judged as before: the title confirms the router, not the submitter
+    low = route("invoice", unsure, Policy(), titled="INVOICE")
+    assert low is not None and low.rule == "low_confidence"
+    # out of scope and a look-alike's title still decide first
+    assert route("", predicted("invoice", 0.55), Policy(), titled=None) is not None
+
+
 def test_a_type_without_a_pack_goes_to_a_person() -> None:
     outcome = no_plan("other", 0.85)
     assert (outcome.action, outcome.rule, outcome.escalation_reason) == (
