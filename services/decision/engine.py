@@ -100,6 +100,14 @@ def signature_match(actives: Iterable[ActivePack], text: str) -> Pack | None:
     return matched[0] if len(matched) == 1 else None
 
 
+def title_match(actives: Iterable[ActivePack], text: str) -> tuple[Pack, str] | None:
+    """The one pack whose own title heads ``text`` (``Pack.own_title``) with that title, or
+    None: none does, or several do."""
+    matched = [(active.pack, title) for active in actives
+               if (title := active.pack.own_title(text)) is not None]
+    return matched[0] if len(matched) == 1 else None
+
+
 def document_text(task: TaskEnvelope, read: ReadDocument | None = None) -> str:
     """What the router reads: the layout's words in reading order for a PDF or an image
     (``read``), else the body as UTF-8; the head of long documents."""
@@ -410,6 +418,19 @@ class DecisionEngine:
             # a type newer than the deployed router: the submitter's kind routes it
             note += f"routed by the submitted kind: the router does not know '{task.kind}' yet. "
             prediction = replace(prediction, label=task.kind, confidence=1.0)
+        retitled = False
+        if not task.kind and prediction.model_name != SIGNATURE_MODEL and \
+                packs.get(prediction.label) is None and \
+                prediction.confidence < policy.threshold_for(prediction.label):
+            # unsure that no pack's type it is, and the document's title names one: that one
+            titled_pack = title_match(packs.packs.values(), text)
+            if titled_pack is not None:
+                note += (f"The router was unsure ('{prediction.label}' at "
+                         f"{prediction.confidence:.0%}); the document's title "
+                         f"'{titled_pack[1]}' names '{titled_pack[0].name}'. ")
+                prediction = replace(prediction, label=titled_pack[0].name,
+                                     confidence=prediction.scores.get(titled_pack[0].name, 0.0))
+                retitled = True
         active = packs.get(prediction.label)
         # a format's signature names the type for sure; else a look-alike's title is asked about
         look_alike = active.pack.look_alike_title(text) \
@@ -418,7 +439,7 @@ class DecisionEngine:
         titled = active.pack.own_title(text) \
             if active is not None and not task.kind and prediction.confidence < \
             policy.threshold_for(prediction.label, active.pack.router_min_confidence) else None
-        if titled is not None:
+        if titled is not None and not retitled:
             note += (f"The router's best guess '{prediction.label}' at "
                      f"{prediction.confidence:.0%} is what the document's title calls it. ")
         outcome = route(task.kind, prediction, policy, bucket,

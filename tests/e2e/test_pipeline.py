@@ -618,16 +618,16 @@ async def test_documents_from_outside_are_routed_and_read_without_a_kind(
     # the eighteenth's packing list is asked about by its title (look_alike_title)
     assert routing["routed_wrong_unasked"] <= 2, why
     # with the router cascade (text_encoder's second opinion), the packs' signatures, the
-    # invoice pack's examples in real-world layouts and its look-alikes: 182 of 202 named
-    # right, 50 sent to a person to confirm the type (an unsure guess the document's own
-    # title names goes on to its pack)
-    assert routing["named_right"] >= routing["documents"] - 22, why
-    assert routing["asked_a_person"] <= 56, why
+    # invoice pack's examples in real-world layouts and its look-alikes: 184 of 202 named
+    # right, 48 sent to a person to confirm the type (an unsure router's answer that the
+    # document's own title confirms, or an unsure `other` that it names, goes on to the pack)
+    assert routing["named_right"] >= routing["documents"] - 20, why
+    assert routing["asked_a_person"] <= 54, why
     # nothing decided without a person that a person would have decided otherwise
     assert routing["automated_wrongly"] == 0, why
     right = sum(c["(all fields)"]["right"] for c in summary["accuracy"].values())
     shown = sum(c["(all fields)"]["shown"] for c in summary["accuracy"].values())
     wrong = sum(c["wrong"] for c in summary["read_wrong"].values())
-    # 1,058 of 1,142 invoice fields right, 27 read wrong (docs/documents.md)
-    assert right >= shown - 88 and wrong <= 31, (right, shown, wrong, [
+    # 1,068 of 1,142 invoice fields right, 28 read wrong (docs/documents.md)
+    assert right >= shown - 80 and wrong <= 31, (right, shown, wrong, [
         (d["id"], d["wrong"]) for d in summary["documents"] if d["wrong"]])
