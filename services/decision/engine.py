@@ -418,30 +418,30 @@ class DecisionEngine:
             # a type newer than the deployed router: the submitter's kind routes it
             note += f"routed by the submitted kind: the router does not know '{task.kind}' yet. "
             prediction = replace(prediction, label=task.kind, confidence=1.0)
-        retitled = False
+        titled = None   # the document's own title, when it names an unsure router's type
         if not task.kind and prediction.model_name != SIGNATURE_MODEL and \
                 packs.get(prediction.label) is None and \
                 prediction.confidence < policy.threshold_for(prediction.label):
             # unsure that no pack's type it is, and the document's title names one: that one
             titled_pack = title_match(packs.packs.values(), text)
             if titled_pack is not None:
+                named, titled = titled_pack
                 note += (f"The router was unsure ('{prediction.label}' at "
                          f"{prediction.confidence:.0%}); the document's title "
-                         f"'{titled_pack[1]}' names '{titled_pack[0].name}'. ")
-                prediction = replace(prediction, label=titled_pack[0].name,
-                                     confidence=prediction.scores.get(titled_pack[0].name, 0.0))
-                retitled = True
+                         f"'{titled}' names '{named.name}'. ")
+                prediction = replace(prediction, label=named.name,
+                                     confidence=prediction.scores.get(named.name, 0.0))
         active = packs.get(prediction.label)
         # a format's signature names the type for sure; else a look-alike's title is asked about
         look_alike = active.pack.look_alike_title(text) \
             if active is not None and prediction.model_name != SIGNATURE_MODEL else None
-        # an unsure best guess that the document's own title names goes on to its pack
-        titled = active.pack.own_title(text) \
-            if active is not None and not task.kind and prediction.confidence < \
-            policy.threshold_for(prediction.label, active.pack.router_min_confidence) else None
-        if titled is not None and not retitled:
-            note += (f"The router's best guess '{prediction.label}' at "
-                     f"{prediction.confidence:.0%} is what the document's title calls it. ")
+        if titled is None and active is not None and not task.kind and prediction.confidence < \
+                policy.threshold_for(prediction.label, active.pack.router_min_confidence):
+            # an unsure best guess that the document's own title names goes on to its pack
+            titled = active.pack.own_title(text)
+            if titled is not None:
+                note += (f"The router's best guess '{prediction.label}' at "
+                         f"{prediction.confidence:.0%} is what the document's title calls it. ")
         outcome = route(task.kind, prediction, policy, bucket,
                         active.pack.router_min_confidence if active is not None else None,
                         look_alike, titled)

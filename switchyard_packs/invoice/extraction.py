@@ -1724,11 +1724,11 @@ def _heads_items(found: LabelValue) -> bool:
                for cell in found.line.cells())
 
 
-#: What may stand between an amount's label and its figure: the currency it is in.
 #: A cell between a sum's label and its amount that says which sum it is
 #: (``Gesamtsumme | netto | 7.900,00``, ``Gesamtsumme | brutto | 8.410,00``).
 _NET = ("netto", "net")
-_NET_OR_GROSS = re.compile(r"netto|net|brutto|gross", re.IGNORECASE)
+_NET_OR_GROSS = re.compile("|".join((*_NET, "brutto", "gross")), re.IGNORECASE)
+#: What may stand between an amount's label and its figure: the currency it is in.
 _CURRENCY_QUALIFIER = re.compile(rf"(?:in\s+)?\(?(?:{_CODE}|{_SYM})\)?", re.IGNORECASE)
 
 
