@@ -81,7 +81,10 @@ async def test_one_tenants_document_is_not_routed_after_anothers_hundreds(
     assert reply.decision.rule != "model_unavailable"
     # most of the noisy documents were still waiting when the steady one came ...
     assert sent_at - before < NOISY / 2, (before, sent_at)
-    # ... and it did not wait for them: a few requests went out before it, not hundreds
-    assert answered_at - sent_at < 40, (sent_at, answered_at)
+    # ... and it did not wait for them. In arrival order at least NOISY / 2 router requests
+    # would go out before its own; fairly, a few do. The count runs until the reply, so it also
+    # holds the noisy documents routed while the steady one's later stages (pack models, each
+    # behind its own fair batcher) ran: dozens on a loaded machine, still far from hundreds.
+    assert answered_at - sent_at < NOISY / 6, (sent_at, answered_at)
     batch = await noisy
     assert batch.decided_count == NOISY
