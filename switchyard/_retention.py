@@ -2,8 +2,9 @@
 
 What purge does to each column follows :data:`switchyard._dataclass.STORED`: a purged task
 keeps its status, kind, metadata (with PII detected in it redacted), scores, rules and
-executed steps (outcome, attempts); the document body and filename (and its copies in review
-items and dead letters; a claim-checked document's blob is deleted from the blob store), the
+executed steps (outcome, attempts); the document body and filename (with what the metadata
+kept of an e-mail's content: its subject, text and attachments' names) and their copies in
+review items and dead letters (a claim-checked document's blob is deleted from the blob store), the
 extracted fields and the plan payloads built from them (in ``decisions``,
 ``review_decisions``, ``executor_jobs``, ``review_items``), a reviewer's edits and reasons
 (``review_verdicts``, ``review_approvals``), the explanations that quote the document
@@ -50,7 +51,7 @@ from switchyard._payloads import (
 from switchyard._taskstore import TERMINAL_SQL
 from switchyard.packs import PackError, builtin_packs, load_pack_files
 from switchyard.packs._yaml import load_yaml
-from switchyard.documents import BlobStore, PostgresBlobStore
+from switchyard.documents import EMAIL_CONTENT_KEYS, BlobStore, PostgresBlobStore
 from switchyard.v1 import (
     BlobRef,
     Decision,
@@ -135,12 +136,15 @@ def parse_retention(default_days: int, overrides: str) -> tuple[int, dict[str, i
 
 
 def strip_envelope(blob: bytes) -> bytes:
-    """A serialized envelope without its document body and filename, its metadata values
-    through the PII detectors (plaintext in, out)."""
+    """A serialized envelope without its document body and filename (nor what was kept of an
+    e-mail's content: its subject, text and attachments' names), its metadata values through
+    the PII detectors (plaintext in, out)."""
     envelope = TaskEnvelope.FromString(blob)
     envelope.document.ClearField("body")
     envelope.document.ClearField("blob")  # the blob itself is deleted with the payload
     envelope.document.filename = ""
+    for key in EMAIL_CONTENT_KEYS:
+        envelope.metadata.pop(key, None)
     for key, value in list(envelope.metadata.items()):
         envelope.metadata[key] = redact_free_text(value)
     return envelope.SerializeToString()

@@ -11,19 +11,24 @@ it opens). Pure functions, no I/O.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from switchyard._grpc import FieldViolation
 from switchyard._priority import priority_problems
+from switchyard.documents._email import EMAIL
 from switchyard.documents._files import (
+    EMAIL_METADATA_CHARS,
     MAX_JSON_DEPTH,
     TEXT_TYPES,
     DocumentError,
     DocumentInfo,
     DocumentLimits,
+    as_stored,
     inspect,
     json_problem,
     normalise_content_type,
+    unpack_email,
 )
 from switchyard.v1 import Document, Submission, TaskEnvelope
 
@@ -38,6 +43,7 @@ _MAX_METADATA_ENTRIES = 64
 #: (ListTasks' filter takes the same), not a place for a document.
 MAX_METADATA_KEY_CHARS = 128
 MAX_METADATA_VALUE_CHARS = 1024
+assert EMAIL_METADATA_CHARS <= MAX_METADATA_VALUE_CHARS
 
 
 Limits = DocumentLimits | int
@@ -151,6 +157,30 @@ def _metadata_problems(metadata: Any, prefix: str) -> list[FieldViolation]:
     return problems
 
 
+def stored_document(document: Document, metadata: Mapping[str, str]
+                    ) -> tuple[Document, dict[str, str]]:
+    """A checked document as a task stores it, and the task's metadata.
+
+    The stored form is :func:`switchyard.documents.as_stored`'s: the bare media type, text as
+    UTF-8, and an e-mail as the document it carries (named as its attachment when it carries
+    one file). What is kept of the e-mail, its headers and, when an attachment is the
+    document, its own text (``email_*``, :class:`switchyard.documents.UnpackedEmail`), joins
+    the metadata where the submitter's keys leave room; a submitter's own key wins."""
+    stored = Document()
+    stored.CopyFrom(document)
+    merged = dict(metadata)
+    if normalise_content_type(document.content_type) == EMAIL:
+        unpacked = unpack_email(document.body)
+        stored.content_type, stored.body = unpacked.content_type, unpacked.body
+        stored.filename = unpacked.filename or document.filename
+        for key, value in unpacked.metadata.items():
+            if key not in merged and len(merged) < _MAX_METADATA_ENTRIES:
+                merged[key] = value
+    else:
+        stored.content_type, stored.body = as_stored(document.content_type, document.body)
+    return stored, merged
+
+
 __all__ = ["KIND", "MAX_JSON_DEPTH", "MAX_METADATA_KEY_CHARS", "MAX_METADATA_VALUE_CHARS",
-           "TEXT_TYPES", "DocumentViolation", "Limits", "check", "json_problem", "tenant_problems",
-           "validate", "validate_task"]
+           "TEXT_TYPES", "DocumentViolation", "Limits", "check", "json_problem",
+           "stored_document", "tenant_problems", "validate", "validate_task"]

@@ -34,10 +34,11 @@ __all__ = ["CONTENT_TYPES", "EXIT_CONNECT", "EXIT_OK", "EXIT_REFUSED", "EXIT_USA
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_CONNECT = 0, 1, 2, 3
 #: Content type of a submitted file, by its extension (every type ingest accepts: text, JSON,
-#: PDFs and page images; ingest checks the bytes against the type).
+#: PDFs, page images and e-mails; ingest checks the bytes against the type).
 CONTENT_TYPES = {".txt": "text/plain", ".json": "application/json", ".pdf": "application/pdf",
                  ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
-                 ".tif": "image/tiff", ".tiff": "image/tiff"}
+                 ".tif": "image/tiff", ".tiff": "image/tiff",
+                 ".eml": "message/rfc822"}
 
 
 class _Usage(Exception):

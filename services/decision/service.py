@@ -60,7 +60,7 @@ from services.decision.triton import (
 from switchyard import Settings
 from switchyard.access import Role, principal_var
 from switchyard.audit import Entry as AuditEntry, append_many as audit_append_many, digest
-from switchyard.documents import DocumentLimits, as_stored, blob_store_for
+from switchyard.documents import DocumentLimits, blob_store_for
 from switchyard.messaging import (
     DECISIONS,
     ESCALATIONS,
@@ -91,6 +91,7 @@ from switchyard.tasks import (
     Transition,
     build_escalation,
     rejected,
+    stored_document,
     task_bucket,
     transition_many,
     validate_task,
@@ -587,9 +588,12 @@ class DecisionServicer(DecisionServiceServicer):
         task.tenant_id = task.tenant_id.strip() or (
             "" if principal.tenant_id == "*" else principal.tenant_id)
         problems = validate_task(task, self.limits, prefix)
-        if not problems:  # as ingest stores it: the bare media type, text as UTF-8
-            task.document.content_type, task.document.body = as_stored(
-                task.document.content_type, task.document.body)
+        if not problems:  # as ingest stores it: the bare media type, text as UTF-8, an
+            # e-mail as the document it carries
+            document, metadata = stored_document(task.document, task.metadata)
+            task.document.CopyFrom(document)
+            task.metadata.clear()
+            task.metadata.update(metadata)
         denied = None if principal.may_access(task.tenant_id) else (
             f"credentials do not allow tenant {task.tenant_id!r}")
         return task, problems, denied

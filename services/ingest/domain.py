@@ -16,8 +16,6 @@ from datetime import datetime, timezone
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from switchyard.documents import as_stored
-
 # The acceptance rules are shared with the decision service's Decide: one copy, there.
 from switchyard.tasks import (
     KIND,
@@ -27,6 +25,7 @@ from switchyard.tasks import (
     json_problem,
     level_of,
     requested_bucket,
+    stored_document,
     validate,
 )
 from switchyard.v1 import Document, Submission, TaskEnvelope, TaskSource
@@ -60,8 +59,10 @@ def build_envelope(submission: Submission, task_id: str, source: int,
     ``page_count`` is what ``inspect`` counted (0 for text)."""
     received = Timestamp()
     received.FromDatetime(received_at or datetime.now(timezone.utc))
-    # text in a declared charset is stored as UTF-8, under its bare media type
-    content_type, body = as_stored(submission.document.content_type, submission.document.body)
+    # text in a declared charset is stored as UTF-8, under its bare media type; an e-mail as
+    # the document it carries, its headers in the metadata
+    document, metadata = stored_document(
+        submission.document, {k.strip(): v.strip() for k, v in submission.metadata.items()})
     kind = submission.kind.strip().lower()
     hint = submission.document.kind_hint.strip().lower()
     if not hint:
@@ -76,13 +77,13 @@ def build_envelope(submission: Submission, task_id: str, source: int,
         idempotency_key=submission.idempotency_key.strip(),
         kind=kind or "",
         document=Document(
-            content_type=content_type,
-            body=body,
-            filename=submission.document.filename.strip(),
+            content_type=document.content_type,
+            body=document.body,
+            filename=document.filename.strip(),
             kind_hint=hint,
             page_count=page_count,
         ),
-        metadata={k.strip(): v.strip() for k, v in submission.metadata.items()},
+        metadata=metadata,
         # resolved once here (unset -> normal); the deprecated int carries the same urgency
         # for consumers that predate priority_level
         priority=bucket, priority_level=level_of(bucket),

@@ -11,8 +11,8 @@ Where the tenant and key come from, in order: the payload's ``tenant_id`` /
 record key. A payload and a header that disagree are refused rather than guessed between.
 With signing on, the key must be in the (signed) payload.
 
-A PDF or image travels in the JSON form base64-encoded (``document.body``, as proto3 JSON
-encodes bytes) with its ``content_type``; a refused file is dead-lettered with reason
+A PDF, an image or an e-mail (``message/rfc822``) travels in the JSON form base64-encoded
+(``document.body``, as proto3 JSON encodes bytes) with its ``content_type``; a refused file is dead-lettered with reason
 ``document_<code>`` (``document_encrypted``, ``document_too_many_pixels``, ...: the codes of
 :class:`switchyard.documents.DocumentError`).
 
@@ -31,7 +31,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.ingest import domain
 from switchyard.access import SIGNATURE_HEADER, IntakeSigner
-from switchyard.documents import FILE_TYPES, TEXT_TYPES, DocumentLimits, normalise_content_type
+from switchyard.documents import (
+    FILE_TYPES,
+    MESSAGE_TYPES,
+    TEXT_TYPES,
+    DocumentLimits,
+    normalise_content_type,
+)
 from switchyard.messaging import JSON_MEDIA_TYPE, TENANT_HEADER, Record, RejectRecord, decode_record
 from switchyard.tasks import DocumentViolation
 from switchyard.v1 import Submission, TaskPriority
@@ -105,8 +111,8 @@ def submission_from_json(value: bytes) -> Submission:
         submission.document.body = json.dumps(body, ensure_ascii=False).encode()
         content_type = content_type or JSON_MEDIA_TYPE
     elif isinstance(body, str) and isinstance(content_type, str) and \
-            normalise_content_type(content_type) in FILE_TYPES:
-        # a file's bytes, base64-encoded as proto3 JSON encodes bytes
+            normalise_content_type(content_type) in FILE_TYPES + MESSAGE_TYPES:
+        # a file's (or an e-mail's) bytes, base64-encoded as proto3 JSON encodes bytes
         try:
             submission.document.body = base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):

@@ -5,6 +5,8 @@ Imports no service. Each module's public names are re-exported here:
 * ``_files`` -- :func:`inspect` (the gate every entry point passes a document through: type,
   limits, whether it opens), :func:`render_page` (a page as an image, for OCR and the review
   console), :class:`DocumentError` with its specific codes, :class:`DocumentLimits`;
+* ``_email`` -- :func:`parse_email`: an e-mail's headers, text and attachments (what
+  :func:`unpack_email` in ``_files`` stores as the document it carries);
 * ``_blobs`` -- the claim check: :class:`BlobStore` (PostgreSQL or S3, sealed with the
   payload codec), :func:`blob_store_for`, and :func:`load_body`, how every reader gets a
   document's bytes;
@@ -29,20 +31,26 @@ from switchyard.documents._blobs import (
     check_in,
     load_body,
 )
+from switchyard.documents._email import EMAIL, ParsedEmail, html_text, parse_email
 from switchyard.documents._files import (
     CONTENT_TYPES,
+    COVER_NOTE_CHARS,
+    EMAIL_CONTENT_KEYS,
     ERROR_CODES,
     FILE_TYPES,
+    MESSAGE_TYPES,
     TEXT_CHARSETS,
     TEXT_TYPES,
     DocumentError,
     DocumentInfo,
     DocumentLimits,
+    UnpackedEmail,
     as_stored,
     inspect,
     normalise_content_type,
     render_page,
     sniff,
+    unpack_email,
 )
 from switchyard.documents._layout import (
     COLUMN_GAP_HEIGHTS,
@@ -75,10 +83,12 @@ from switchyard.documents._text_layer import (
 
 __all__ = [
     # _files
-    "CONTENT_TYPES", "ERROR_CODES", "FILE_TYPES", "TEXT_CHARSETS", "TEXT_TYPES",
-    "DocumentError", "DocumentInfo", "DocumentLimits", "as_stored", "inspect",
-    "normalise_content_type",
-    "render_page", "sniff",
+    "CONTENT_TYPES", "COVER_NOTE_CHARS", "EMAIL_CONTENT_KEYS", "ERROR_CODES", "FILE_TYPES", "MESSAGE_TYPES",
+    "TEXT_CHARSETS", "TEXT_TYPES", "DocumentError", "DocumentInfo", "DocumentLimits",
+    "UnpackedEmail", "as_stored", "inspect", "normalise_content_type", "render_page", "sniff",
+    "unpack_email",
+    # _email
+    "EMAIL", "ParsedEmail", "html_text", "parse_email",
     # _blobs
     "STORES", "BlobError", "BlobIntegrityError", "BlobNotFound", "BlobStore",
     "PostgresBlobStore", "S3BlobStore", "blob_store_for", "check_in", "load_body",

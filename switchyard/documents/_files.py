@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import TYPE_CHECKING, Any
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, ImageSequence
+
+from switchyard.documents._email import EMAIL, parse_email
 
 if TYPE_CHECKING:
     from switchyard._settings import Settings
@@ -44,7 +46,21 @@ JSON = "application/json"
 TEXT_TYPES = (TEXT, JSON)
 #: Content types whose body is a file with pages (their limits are the ``document_*`` ones).
 FILE_TYPES = (PDF, PNG, JPEG, TIFF)
-CONTENT_TYPES = TEXT_TYPES + FILE_TYPES
+#: Content types that carry a document rather than being one: an e-mail is stored as the
+#: document it carries (:func:`unpack_email`); its limit is ``document_max_bytes``.
+MESSAGE_TYPES = (EMAIL,)
+CONTENT_TYPES = TEXT_TYPES + FILE_TYPES + MESSAGE_TYPES
+#: A message this long (characters of its own text) is the document itself, and a picture
+#: attached to it an illustration of it (a ticket's screenshot); a shorter one is a cover
+#: note, and a picture attached to it is the document (a photographed receipt). A PDF
+#: attached is the document whatever the message says.
+COVER_NOTE_CHARS = 600
+#: An e-mail's headers and cover text kept as task metadata are cut to what a metadata value
+#: may hold (``switchyard._submissions.MAX_METADATA_VALUE_CHARS``).
+EMAIL_METADATA_CHARS = 1024
+#: The metadata keys that hold an e-mail's content rather than its addressing: retention
+#: purges them with the document's body and filename (``switchyard._retention``).
+EMAIL_CONTENT_KEYS = ("email_subject", "email_text", "email_attachments")
 MAX_JSON_DEPTH = 64
 
 #: The codes of :class:`DocumentError`, each one specific kind of refusal.
@@ -154,9 +170,13 @@ def declared_charset(content_type: str) -> str | None:
 
 def as_stored(content_type: str, body: bytes) -> tuple[str, bytes]:
     """A checked document's content type and bytes as a task carries them (ingest's envelope,
-    ``Decide``'s task): the bare media type, and text or JSON decoded with the charset its
-    content type declares (checked by :func:`inspect` first) as UTF-8."""
+    ``Decide``'s task): the bare media type, text or JSON decoded with the charset its
+    content type declares (checked by :func:`inspect` first) as UTF-8, and an e-mail as the
+    document it carries (:func:`unpack_email`; its headers are the caller's to keep)."""
     bare = normalise_content_type(content_type)
+    if bare == EMAIL:
+        unpacked = unpack_email(body)
+        return unpacked.content_type, unpacked.body
     charset = declared_charset(content_type) if bare in TEXT_TYPES else None
     if charset is None or charset in ("utf-8", "ascii"):
         return bare, body
@@ -200,6 +220,9 @@ def inspect(content_type: str, body: bytes, limits: DocumentLimits) -> DocumentI
     if len(body) > limits.max_bytes:
         raise DocumentError("too_large", f"{len(body)} bytes exceeds the limit of "
                                          f"{limits.max_bytes} bytes")
+    if declared == EMAIL:
+        unpacked = unpack_email(body, limits)
+        return DocumentInfo(unpacked.content_type, unpacked.page_count, len(body))
     actual = sniff(body, declared)
     if actual != declared:
         found = f"the bytes are {_NAMES[actual]}" if actual else "the bytes are not"
@@ -362,6 +385,129 @@ def _inspect_image(content_type: str, body: bytes, limits: DocumentLimits) -> in
         return frames
 
 
+# -- e-mail -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class UnpackedEmail:
+    """The document an e-mail carries, as a task stores it, and what to keep of the e-mail.
+
+    ``metadata`` holds the headers (``email_from``, ``email_to``, ``email_cc``,
+    ``email_date``, ``email_subject``, ``email_message_id``), and, when the document is what
+    it carries, the message's own text (``email_text``) and the attachments' names
+    (``email_attachments``), each cut to :data:`EMAIL_METADATA_CHARS`."""
+
+    content_type: str
+    body: bytes
+    filename: str
+    page_count: int
+    metadata: dict[str, str]
+
+
+def unpack_email(body: bytes, limits: DocumentLimits | None = None) -> UnpackedEmail:
+    """The document an e-mail (``message/rfc822``) carries, or :class:`DocumentError`.
+
+    The PDFs it carries are the document, and so are its attached pictures when its own text
+    is a cover note (:data:`COVER_NOTE_CHARS`); one file is stored as it is, several as one
+    PDF, their pages in the order attached (a picture as a page at ``render_dpi``, so OCR
+    sees its pixels as sent). A message that carries none is the document itself: text, its
+    headers first (From, To, Cc, Date, Subject), then its body (an HTML body as its words)
+    and messages forwarded with it; pictures shown inside it (logos) and files of other types
+    are named, not read. With ``limits``, each file is checked as :func:`inspect` checks a
+    submitted one, and the stored document too."""
+    actual = sniff(body)
+    if actual is not None:
+        raise DocumentError("type_mismatch", f"declared {EMAIL} but the bytes are "
+                                             f"{_NAMES[actual]}; send it as {actual}")
+    try:
+        parsed = parse_email(body)
+    except Exception as exc:  # noqa: BLE001 - the contract: hostile bytes give a code
+        raise DocumentError("corrupt", f"not a readable e-mail ({type(exc).__name__}: "
+                                       f"{str(exc)[:200]})") from None
+    if not parsed.headers:
+        raise DocumentError("corrupt", "not an e-mail: it has none of the headers From, To, "
+                                       "Date, Subject or Message-ID")
+    metadata = {f"email_{name.replace('-', '_')}": value[:EMAIL_METADATA_CHARS]
+                for name, value in parsed.headers.items()}
+    cover_note = len(parsed.body) <= COVER_NOTE_CHARS
+    files: list[tuple[str, str, bytes]] = []
+    unread: list[str] = []
+    for attached in parsed.attachments:
+        kind = sniff(attached.data, PDF if attached.declared_type == PDF
+                     or attached.name.lower().endswith(".pdf") else "")
+        if kind == PDF or (kind in FILE_TYPES and cover_note and not attached.inline):
+            files.append((attached.name or f"attachment {len(files) + 1}", kind,
+                          attached.data))
+        elif not attached.inline:
+            unread.append(attached.name or attached.declared_type)
+    if not files:
+        text = parsed.text + (f"\n[attached, not read: {', '.join(unread)}]\n"
+                              if unread else "")
+        if not parsed.body.strip() and not unread:
+            raise DocumentError("empty", "the e-mail has no text and carries no PDF or "
+                                         "picture")
+        data = text.encode()
+        if limits is not None:
+            _inspect_text(TEXT, data, limits)
+        return UnpackedEmail(TEXT, data, "", 0, metadata)
+    metadata["email_text"] = parsed.text[:EMAIL_METADATA_CHARS]
+    metadata["email_attachments"] = ", ".join(name for name, _, _ in files)[
+        :EMAIL_METADATA_CHARS]
+    pages = 0
+    if limits is not None:
+        for name, kind, data in files:
+            try:
+                pages += inspect(kind, data, limits).page_count
+            except DocumentError as exc:
+                raise DocumentError(exc.code, f"attachment {name[:80]!r}: {exc.message}"
+                                    ) from None
+    if len(files) == 1:
+        name, kind, data = files[0]
+        return UnpackedEmail(kind, data, name, pages, metadata)
+    try:
+        merged = _merged_pdf(files, (limits or DocumentLimits()).render_dpi)
+    except DocumentError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - as inspect: a code, never a parser's error
+        raise DocumentError("corrupt", f"the attachments cannot be joined into one PDF "
+                                       f"({type(exc).__name__}: {str(exc)[:200]})") from None
+    if limits is not None:
+        pages = inspect(PDF, merged, limits).page_count
+    return UnpackedEmail(PDF, merged, "", pages, metadata)
+
+
+def _picture_pdf(kind: str, data: bytes, dpi: int) -> bytes:
+    """A picture (every frame of a TIFF) as a PDF whose pages render back at ``dpi`` to the
+    picture's own pixels."""
+    with Image.open(io.BytesIO(data), formats=[_PILLOW_FORMAT[kind]]) as image:
+        frames = [(ImageOps.exif_transpose(frame) or frame).convert("RGB")
+                  for frame in ImageSequence.Iterator(image)]
+    out = io.BytesIO()
+    frames[0].save(out, format="PDF", resolution=dpi, save_all=True,
+                   append_images=frames[1:])
+    return out.getvalue()
+
+
+def _merged_pdf(files: list[tuple[str, str, bytes]], dpi: int) -> bytes:
+    """Several files as one PDF, their pages in order."""
+    import pypdfium2 as pdfium
+
+    parts = [data if kind == PDF else _picture_pdf(kind, data, dpi) for _, kind, data in files]
+    with _PDFIUM:
+        merged = pdfium.PdfDocument.new()
+        try:
+            for part in parts:
+                source = pdfium.PdfDocument(part)
+                try:
+                    merged.import_pages(source)
+                finally:
+                    source.close()
+            out = io.BytesIO()
+            merged.save(out)
+        finally:
+            merged.close()
+    return out.getvalue()
+
+
 # -- rendering --------------------------------------------------------------------------------
 
 def render_page(content_type: str, body: bytes, page_number: int, dpi: int = 200,
@@ -427,8 +573,9 @@ def _render_image(content_type: str, body: bytes, page_number: int, limits: Docu
         return (upright or image).convert("RGB")
 
 
-__all__ = ["CONTENT_TYPES", "ERROR_CODES", "FILE_TYPES", "JPEG", "JSON", "MAX_JSON_DEPTH", "PDF",
+__all__ = ["CONTENT_TYPES", "COVER_NOTE_CHARS", "EMAIL_CONTENT_KEYS", "EMAIL_METADATA_CHARS",
+           "ERROR_CODES",
+           "FILE_TYPES", "JPEG", "JSON", "MAX_JSON_DEPTH", "MESSAGE_TYPES", "PDF",
            "PNG", "TEXT", "TEXT_TYPES", "TIFF", "DocumentError", "DocumentInfo",
-           "DocumentLimits", "TEXT_CHARSETS", "as_stored", "inspect", "json_problem",
-           "normalise_content_type",
-           "render_page", "sniff"]
+           "DocumentLimits", "TEXT_CHARSETS", "UnpackedEmail", "as_stored", "inspect",
+           "json_problem", "normalise_content_type", "render_page", "sniff", "unpack_email"]

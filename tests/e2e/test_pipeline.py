@@ -18,6 +18,7 @@ import random
 import time
 import uuid
 from datetime import date
+from email.message import EmailMessage
 from pathlib import Path
 
 import aiohttp
@@ -486,6 +487,54 @@ async def test_a_text_pdf_a_scan_and_a_photo_are_decided_with_provenance(
         item = await review_item(review, task_id)
         assert item.escalation.layout.pages[0].source == source
         assert any(w.text for w in item.escalation.layout.pages[0].words)
+
+
+async def test_an_e_mail_is_decided_as_the_document_it_carries(
+        ingest: IngestServiceStub, review: ReviewServiceStub, settings: Settings) -> None:
+    """Submitted without a kind, as a mailbox forwards them: a supplier's note with its
+    invoice attached is decided as that PDF (fields read from its text layer, with where),
+    the note kept in the metadata; a customer's request written in the message is routed and
+    decided as its own text."""
+    facts = invoice_facts(f"MAIL-{uuid.uuid4().int % 10**8:08d}")
+    pdf = invoice_pdf(facts)
+    note = EmailMessage()
+    note["From"], note["To"] = "Larkspur Billing <billing@larkspur.example>", "ap@acme.example"
+    note["Subject"] = f"Invoice {facts.invoice_number}"
+    note.set_content("Hello,\n\nplease find our latest invoice attached.\n\nKind regards")
+    note.add_attachment(pdf, maintype="application", subtype="pdf",
+                        filename=f"{facts.invoice_number}.pdf")
+    request = EmailMessage()
+    request["From"], request["To"] = "Rosa Diaz <rosa@example.net>", "support@acme.example"
+    request["Subject"] = "Cannot log in to my account since the update"
+    request.set_content("Hi support team,\n\nsince yesterday's update I cannot log in to my "
+                        "account: the app says my password is wrong although I reset it "
+                        "twice. Please help, I need to download my order history for a "
+                        "refund.\n\nThanks, Rosa")
+    accepted = {}
+    for name, message in (("invoice", note), ("request", request)):
+        accepted[name] = (await ingest.SubmitTask(SubmitTaskRequest(submission=Submission(
+            tenant_id="acme", idempotency_key=uuid.uuid4().hex,
+            document=Document(content_type="message/rfc822", body=bytes(message),
+                              filename=f"{name}.eml"))))).task_id
+
+    task = (await ingest.GetTask(GetTaskRequest(task_id=accepted["invoice"]))).task
+    document = task.envelope.document
+    assert (document.content_type, document.filename, document.page_count) == (
+        "application/pdf", f"{facts.invoice_number}.pdf", 1)
+    assert task.envelope.metadata["email_subject"] == f"Invoice {facts.invoice_number}"
+    assert "please find our latest invoice attached" in task.envelope.metadata["email_text"]
+    decision = await model_decision(settings, accepted["invoice"])
+    assert decision.label == "invoice", decision.explanation
+    fields = read_right(decision, facts, ("invoice_number", "total", "currency",
+                                          "invoice_date"))
+    assert fields["total"].provenance.source == LayoutSource.LAYOUT_SOURCE_TEXT_LAYER
+
+    task = (await ingest.GetTask(GetTaskRequest(task_id=accepted["request"]))).task
+    assert task.envelope.document.content_type == "text/plain"
+    assert task.envelope.document.body.decode().startswith(
+        "From: Rosa Diaz <rosa@example.net>\nTo: support@acme.example\n")
+    decision = await model_decision(settings, accepted["request"])
+    assert decision.label == "support_ticket", decision.explanation
 
 
 async def review_item(review: ReviewServiceStub, task_id: str) -> ReviewItem:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from datetime import datetime, timedelta, timezone
+from email.message import EmailMessage
 from pathlib import Path
 
 import asyncpg
@@ -55,6 +56,7 @@ from switchyard.v1 import (
     TaskSource,
     Verdict,
 )
+from tests.document_samples import text_pdf
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,6 +121,50 @@ def test_purge_keeps_derived_data_and_the_audit_chain(settings: Settings) -> Non
     assert state["short-IN_PROGRESS"][2] is False                       # never while open
     verified = run_cli(settings, "audit", "verify")
     assert verified.returncode == 0, verified.stdout
+
+
+def test_purge_removes_what_the_metadata_kept_of_an_e_mails_content(settings: Settings
+                                                                    ) -> None:
+    """An e-mail is stored as the document it carries, its headers and cover text in the
+    task's metadata: purge takes its subject, text and attachments' names with the document,
+    and passes the rest through the PII detectors like any metadata."""
+    message = EmailMessage()
+    message["From"], message["To"] = "jane.roe@example.org", "ap@acme.example"
+    message["Subject"] = "Invoice for Jane Roe"
+    message.set_content(f"Please pay to {IBAN}.")
+    message.add_attachment(text_pdf(), maintype="application", subtype="pdf",
+                           filename="jane-roe.pdf")
+
+    async def seed_and_read(purged: bool) -> dict[str, str]:
+        conn = await connect(settings)
+        try:
+            if not purged:
+                sub = Submission(tenant_id="mailer", idempotency_key=uuid.uuid4().hex,
+                                 document=Document(content_type="message/rfc822",
+                                                   body=bytes(message)))
+                envelope = build_envelope(sub, str(uuid.uuid4()), TaskSource.TASK_SOURCE_GRPC)
+                await accept(conn, envelope, payload_sha256(sub))
+                await conn.execute("UPDATE tasks SET status = 'SUCCEEDED', updated_at = now() - "
+                                   "interval '3 days' WHERE task_id = $1",
+                                   uuid.UUID(envelope.task_id))
+                return dict(envelope.metadata)
+            row = await conn.fetchval("SELECT envelope FROM tasks WHERE tenant_id = 'mailer'")
+            return dict(TaskEnvelope.FromString(row).metadata)
+        finally:
+            await conn.close()
+
+    kept = asyncio.run(seed_and_read(False))
+    assert kept["email_subject"] == "Invoice for Jane Roe" and IBAN in kept["email_text"]
+    assert kept["email_attachments"] == "jane-roe.pdf"
+    env = {**os.environ, **settings.to_env(), "SWITCHYARD_RETENTION_DAYS": "30",
+           "SWITCHYARD_RETENTION_OVERRIDES": "mailer:1"}
+    done = subprocess.run([sys.executable, "-m", "switchyard", "purge"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    after = asyncio.run(seed_and_read(True))
+    assert not {"email_subject", "email_text", "email_attachments"} & set(after), after
+    assert after["email_to"] == "ap@acme.example" or "REDACTED" in after["email_to"]
+    assert "jane.roe@example.org" not in after["email_from"], after
 
 
 def sealed_settings(settings: Settings) -> Settings:

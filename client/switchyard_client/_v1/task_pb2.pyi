@@ -186,10 +186,13 @@ class Document(google.protobuf.message.Message):
     BLOB_FIELD_NUMBER: builtins.int
     PAGE_COUNT_FIELD_NUMBER: builtins.int
     content_type: builtins.str
-    """"text/plain", "application/json", "application/pdf", "image/png", "image/jpeg" or
-    "image/tiff" (multi-page). Ingest checks the bytes are what the type says. Parameters
-    are allowed; text and JSON may name their charset ("text/plain; charset=iso-8859-1"):
-    ingest decodes it, and an accepted task carries the bare type and UTF-8.
+    """"text/plain", "application/json", "application/pdf", "image/png", "image/jpeg",
+    "image/tiff" (multi-page) or "message/rfc822" (an e-mail). Ingest checks the bytes are
+    what the type says. Parameters are allowed; text and JSON may name their charset
+    ("text/plain; charset=iso-8859-1"): ingest decodes it, and an accepted task carries the
+    bare type and UTF-8. An accepted e-mail is the document it carries: its PDF (or its
+    files joined into one PDF, or the picture attached to a short note), else its own text
+    with its headers; the task's metadata keeps its headers (email_from, email_subject, ...).
     """
     body: builtins.bytes
     """The document itself: UTF-8 for text and JSON (or the charset content_type names, in a
