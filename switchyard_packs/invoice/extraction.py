@@ -98,13 +98,14 @@ CURRENCY_SYMBOLS: tuple[tuple[str, str], ...] = (  # longest first: "C$" before 
     ("€", "EUR"), ("£", "GBP"), ("₹", "INR"), ("Rs.", "INR"), ("Rs", "INR"), ("¥", "JPY"),
     ("￥", "JPY"),   # the full-width sign; both are the yuan's too (_SHARED_SIGNS)
     ("฿", "THB"), ("บาท", "THB"),  # (Thai: the baht's sign, and its name written after)
+    ("S/", "PEN"),  # Peru's sol ('S/ 236.00'; 'S/N', no number, is an address's)
 )
 CURRENCY_CODES = frozenset({
     "USD", "EUR", "GBP", "INR", "JPY", "CHF", "CAD", "AUD", "SEK", "PLN", "NOK", "DKK", "NZD",
     "SGD", "ZAR", "KES", "NGN", "GHS", "BRL", "MXN", "CNY", "KRW", "CZK", "HUF",
     # the other dollars and pesos (written with a bare '$' too), and more of Europe and Asia
     "COP", "ARS", "CLP", "UYU", "HKD", "TWD", "RON", "BGN", "ISK", "TRY", "ILS", "AED",
-    "SAR", "THB", "MYR", "IDR", "VND",
+    "SAR", "THB", "MYR", "IDR", "VND", "PEN",
 })
 #: Codes of the currencies written with a bare '$' besides the US dollar.
 DOLLAR_CODES = ("CAD", "AUD", "NZD", "SGD", "HKD", "TWD", "MXN", "COP", "ARS", "CLP", "UYU")
@@ -186,6 +187,9 @@ _SHARED_SIGNS: dict[str, tuple[re.Pattern[str], tuple[_PlaceCue, ...]]] = {
             r"\bA\.?B\.?N\b\.?[ \t]*:?[ \t]*\d{2}[ \t]?\d{3}[ \t]?\d{3}[ \t]?\d{3}\b"),
             "AUD", "tax registration"),
         _PlaceCue(re.compile(r"\b(?:GST/HST|HST/GST|HST|QST)\b"), "CAD", "tax registration"),
+        # Argentina's tax number (CUIT: '30-71508773-8'), on every Argentine invoice
+        _PlaceCue(re.compile(r"\bC\.?U\.?I\.?T\.?[ \t]*:?[ \t]*\d{2}-?\d{8}-?\d\b"),
+                  "ARS", "tax registration"),
         # Chile's tax number (RUT: '76.269.769-6', its check digit 0-9 or K)
         _PlaceCue(re.compile(r"\bR\.?U\.?T\.?[ \t]*:?[ \t]*\d{1,2}\.?\d{3}\.?\d{3}-[\dkK]\b"),
                   "CLP", "tax registration"),
@@ -534,7 +538,12 @@ LABELS: dict[str, tuple[str, ...]] = {
                  # 'ex' for 'excluding', as British and Dutch invoices shorten it
                  "ex vat", "ex. vat", "total ex vat", "total ex. vat", "subtotal ex vat",
                  "net ex vat", "ex btw", "ex. btw", "totaal ex btw", "totaal ex. btw",
-                 "bedrag ex btw"),
+                 "bedrag ex btw",
+                 # the taxable base, as Spanish-speaking tax authorities name it: Peru's
+                 # 'Op. Gravadas', Argentina's 'Importe Neto Gravado', Spain's summed bases
+                 "op. gravadas", "op. gravada", "operaciones gravadas", "gravado",
+                 "neto gravado", "importe neto gravado", "total bases",
+                 "total bases imponibles"),
     "tax": ("sales tax", "mwst", "vat", "tax", "gst", "tva", "iva", "btw", "ust",
             "kwota vat",
             # the tax's amount, named as such
@@ -550,6 +559,8 @@ LABELS: dict[str, tuple[str, ...]] = {
             "vat total", "tax total", "taxes", "total taxes", "dph", "kwota podatku", "mwst.",
             "ust.", "total impuestos", "impuestos", "total impuesto", "impuesto", "käibemaks",
             "käibemaksu summa",
+            # the Canary Islands' IGIC and Peru's IGV (their VAT); Argentina's dotted I.V.A.
+            "igic", "total igic", "cuota igic", "igv", "total igv", "i.v.a.",
             "消費税", "消費税等", "消費税額",
             "alv", "arvonlisävero", "alv yhteensä", "moms", "momsbelopp", "mva",
             "merverdiavgift", "mva-beløp", "momsbeløb",
@@ -567,6 +578,7 @@ LABELS: dict[str, tuple[str, ...]] = {
               "合計", "税込合計",
               "total ttc", "total", "amount", "invoice total", "rechnungsbetrag",
               "montant ttc", "somme à payer", "net à payer", "total a pagar", "importe total",
+              "total factura",
               "totale fattura", "totale", "totaal te betalen", "totaal",
               "należność ogółem", "do zapłaty",
               # the amount to pay, however it is called

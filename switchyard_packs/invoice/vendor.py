@@ -35,7 +35,10 @@ __all__ = ["BUYER_LABELS", "COMPANY_SUFFIX", "SELLER_LABELS", "TITLE", "VendorGu
 
 _LEGAL_FORMS = (r"Pty\.? Ltd\.?|Pvt\.? Ltd\.?|Private Limited|Ltd\.?|Inc\.?|Incorporated|"
                 r"Corporation|LLC|"
-                r"GmbH ?[&+] ?Co\.?(?: ?KG)?|GmbH|S\.A\. de C\.V\.|S\.A\.S\.|S\.A\.U\.|S\.A\.|"
+                r"GmbH ?[&+] ?Co\.?(?: ?KG)?|GmbH|S\.A\. de C\.V\.|S\.A\.S\.|S\.A\.U\.|"
+                # Peru's and Argentina's closed and limited companies and sole proprietors,
+                # their last dot often left off ('EMPRESA S.A.C', 'TNG TECHNOLOGY S.R.L')
+                r"S\.A\.C\.?|S\.A\.A\.?|S\.R\.L\.?|E\.I\.R\.L\.?|S\.A\.|"
                 r"B\.V\.|BV|N\.V\.|NV|AG|Co\.|plc|SARL|SAS|S\.L\.|Oy|AB|Corp\.?|Limited|"
                 r"Company|SE|SpA|S\.p\.A\.|S\.r\.l\.|Srl|KG|sp\. z o\.o\.|Sp\. z o\.o\.|"
                 r"s\.r\.o\.|a\.s\.|OÜ|AS|A/S|ApS|Ltda\.?|"

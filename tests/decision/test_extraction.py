@@ -1536,3 +1536,35 @@ def test_a_sentence_is_no_seller_and_firmenname_names_one() -> None:
                         "Rechnungsnummer: 12345 | Währung: EUR\n"
                         "Gesamtsumme | brutto | 14.918,84\n")
     assert ex.get("vendor") == "M. Meier Handwerk GbR"
+
+
+@pytest.mark.parametrize(("text", "amounts", "currency"), [
+    # Peru: the taxable base is 'Op. Gravadas', the VAT 'IGV', amounts in soles ('S/')
+    ("FACTURA ELECTRÓNICA\nR.U.C.: 20456789012\nPANIFICADORA ANDINA S.A.C.\n"
+     "Op. Gravadas: S/ 500.00\nIGV: S/ 90.00\nImporte Total: S/ 590.00\n",
+     ("500.00", "90.00", "590.00"), "PEN"),
+    # the Canary Islands: IGIC instead of IVA, the invoice's total under its own name
+    ("Ferretería Teide S.L.\nFactura Nº: FT-88\nBase imponible | 300,00 €\n"
+     "IGIC 7% | 21,00 €\nTOTAL FACTURA | 321,00 €\n", ("300.00", "21.00", "321.00"), "EUR"),
+    # Argentina: 'Gravado', a dotted 'I.V.A.', and the CUIT says whose '$' it is
+    ("Factura A\nde LUMEN SERVICIOS S.R.L. | C.U.I.T. 30-71234567-8\nGravado | $ 1.000,00\n"
+     "I.V.A. 21% | $ 210,00\nTotal | $ 1.210,00\n", ("1000.00", "210.00", "1210.00"), "ARS"),
+])
+def test_latin_american_and_canarian_tax_names_and_currencies(
+        text: str, amounts: tuple[str, str, str], currency: str) -> None:
+    ex = _read_laid_out(text)
+    assert _amounts(ex) == amounts
+    assert ex.get("currency") == currency
+
+
+def test_an_address_without_a_number_is_no_sol_amount() -> None:
+    ex = extract_invoice("Taller Sur E.I.R.L.\nJr. Lampa S/N, Lima\nFactura: E001-7\n"
+                         "Total: USD 40.00\n")
+    assert ex.get("currency") == "USD" and ex.get("total") == "40.00"
+
+
+@pytest.mark.parametrize("name", ["PANIFICADORA ANDINA S.A.C", "Textiles del Sur S.R.L.",
+                                  "TALLER SUR E.I.R.L."])
+def test_peruvian_and_argentine_legal_forms_end_the_name(name: str) -> None:
+    ex = extract_invoice(f"{name}\nAv. Grau 120, Lima\nFactura: F001-9\nTotal: USD 10.00\n")
+    assert ex.get("vendor") == name
