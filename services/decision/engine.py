@@ -40,6 +40,7 @@ from switchyard.packs import (
     NO_RULE_MATCHED,
     Activation,
     ExpressionError,
+    FieldSpec,
     Pack,
     RuleSpec,
     discrepancy_maps,
@@ -116,6 +117,11 @@ def document_text(task: TaskEnvelope, read: ReadDocument | None = None) -> str:
     return task.document.body.decode("utf-8", errors="replace")[:MAX_TEXT_CHARS]
 
 
+def _allowed_values(spec: FieldSpec | None) -> tuple[str, ...]:
+    """An enum field's values, for the reviewer's edit to be checked against."""
+    return spec.values if spec is not None and spec.type == "enum" else ()
+
+
 def _model_output(p: Prediction) -> ModelOutput:
     return ModelOutput(model_name=p.model_name, model_version=p.model_version, label=p.label,
                        confidence=p.confidence, scores=p.scores, pool=p.pool)
@@ -172,6 +178,7 @@ def to_decision(task: TaskEnvelope, outcome: Outcome, prediction: Prediction | N
                 data_class=_DATA_CLASSES[spec.data_class] if spec is not None
                 else DataClass.DATA_CLASS_PERSONAL,
                 type=spec.type if spec is not None else "string",
+                allowed_values=_allowed_values(spec),
                 # where a document's layout had it (an extractor's ExtractedField.provenance)
                 provenance=getattr(found, "provenance", None)))
         # every declared field travels with its type and class, those not found empty (value
@@ -179,7 +186,8 @@ def to_decision(task: TaskEnvelope, outcome: Outcome, prediction: Prediction | N
         # them in
         decision.fields.extend(
             FieldExtraction(name=name, value="", confidence=0.0,
-                            data_class=_DATA_CLASSES[spec.data_class], type=spec.type)
+                            data_class=_DATA_CLASSES[spec.data_class], type=spec.type,
+                            allowed_values=_allowed_values(spec))
             for name, spec in pack.fields.items() if name not in found_fields)
         overall = float(assessment.extraction.confidence)
         decision.fields.append(FieldExtraction(

@@ -47,7 +47,9 @@ def edit_problems(escalation: Escalation, edits: Mapping[str, str], withholding:
                   ) -> list[tuple[str, str]]:
     """What is wrong with a verdict's field edits, each as (field path, why): an edit must
     name one of the fields the proposal declares (its pack's, when it has one), read as that
-    field's type (a value that does not parse would reach the downstream as null), and not
+    field's type (a value that does not parse would reach the downstream as null), be one of
+    an enum field's values (another would reach the downstream as a value it does not
+    know), and not
     change a value the reviewer was not shown (``withholding``: personal and health values
     are withheld on this desk unless the item reveals them)."""
     proposed = escalation.proposed_decision
@@ -72,6 +74,10 @@ def edit_problems(escalation: Escalation, edits: Mapping[str, str], withholding:
                                     "reveal it)"))
         elif value.strip() and field.type in _TYPE_FORMS and not _reads_as(value, field.type):
             problems.append((where, f"{value.strip()[:40]!r} is not {_TYPE_FORMS[field.type]}"))
+        elif value.strip() and field.allowed_values and \
+                value.strip() not in field.allowed_values:
+            problems.append((where, f"{value.strip()[:40]!r} is not one of "
+                                    f"{', '.join(field.allowed_values)}"))
     return problems
 
 

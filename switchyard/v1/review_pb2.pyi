@@ -379,7 +379,8 @@ class ReviewVerdict(google.protobuf.message.Message):
     def modified_fields(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]:
         """Field name to corrected value (VERDICT_MODIFY). Each must be a field the proposed decision
         declares (its pack's), read as that field's type (money, number, integer, boolean, a date
-        as YYYY-MM-DD; empty clears it), and not a value withheld from the item's reviewers;
+        as YYYY-MM-DD, one of an enum field's allowed_values; empty clears it), and not a value
+        withheld from the item's reviewers;
         INVALID_ARGUMENT names each one that is not (`modified_fields['total']`).
         """
 

@@ -243,6 +243,11 @@ async def test_a_form_the_router_is_unsure_of_is_proposed_with_the_fields_its_pa
     assert set(declared) == set(pack.fields)   # every declared field, those not read empty
     assert declared["diagnosis"].data_class == DataClass.DATA_CLASS_HEALTH
     assert declared["date_of_birth"].type == "date" and declared["mrn"].value == ""
+    # an enum field carries its values: a reviewer's edit is checked against them
+    assert declared["requested_unit"].type == "enum"
+    assert list(declared["requested_unit"].allowed_values) == list(
+        pack.fields["requested_unit"].values)
+    assert not declared["date_of_birth"].allowed_values
     assert [s.step_id for s in d.plan.steps][0] == "1-check_insurance"
     assert d.reviewer_group == "admissions-intake"
     assert list(d.revealed_fields) == list(pack.review.reveal)

@@ -451,14 +451,17 @@ async def test_console_shows_the_discrepancy_table_and_marks_withheld_fields(
 
 async def test_field_edits_are_checked_against_the_fields_the_proposal_declares(
         db: asyncpg.Pool, producer: Producer, review: dict[str, ReviewServiceStub]) -> None:
-    """An edit names a declared field, reads as its type, and changes no value the reviewer
-    was not shown; each mistake is refused naming the field, and a good edit decides."""
+    """An edit names a declared field, reads as its type (one of an enum's values), and
+    changes no value the reviewer was not shown; each mistake is refused naming the field, and a good edit decides."""
     typed = [FieldExtraction(name="total", value="900.00", type="money",
                              data_class=DataClass.DATA_CLASS_DERIVED),
              FieldExtraction(name="due_date", value="", type="date",
                              data_class=DataClass.DATA_CLASS_DERIVED),
              FieldExtraction(name="vendor", value="Acme Ltd", type="string",
-                             data_class=DataClass.DATA_CLASS_PERSONAL)]
+                             data_class=DataClass.DATA_CLASS_PERSONAL),
+             FieldExtraction(name="terms", value="net30", type="enum",
+                             data_class=DataClass.DATA_CLASS_DERIVED,
+                             allowed_values=["net30", "net60"])]
     esc, item_id = await escalate(db, producer, "edits", fields=typed)
     stub = review["plain"]
     negative = ClaimRequest(item_id=item_id)
@@ -469,7 +472,8 @@ async def test_field_edits_are_checked_against_the_fields_the_proposal_declares(
     await stub.Claim(ClaimRequest(item_id=item_id))
     for edits, why in (({"total": "abc"}, "'abc' is not an amount"),
                        ({"totl": "1.00"}, "not a field of this invoice; its fields: due_date, "
-                                          "total, vendor"),
+                                          "terms, total, vendor"),
+                       ({"terms": "whenever"}, "'whenever' is not one of net30, net60"),
                        ({"due_date": "31/12/2026"}, "is not a date as YYYY-MM-DD"),
                        ({"vendor": "Someone Else Ltd"}, "withheld from this item's reviewers"),
                        ({"vendor": ""}, "cannot be edited or cleared"),
@@ -482,8 +486,8 @@ async def test_field_edits_are_checked_against_the_fields_the_proposal_declares(
         assert why in field_violations(refused.value)[f"verdict.modified_fields[{name!r}]"]
     done = await stub.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
         item_id=item_id, verdict=Verdict.VERDICT_MODIFY,
-        modified_fields={"total": "1,000.00", "due_date": "2026-12-31"})))
+        modified_fields={"total": "1,000.00", "due_date": "2026-12-31", "terms": "net60"})))
     (decision,) = await stored_decisions(db, esc)
     assert decision.decision_id == done.decision_id
-    assert (decision.extracted_fields["total"], decision.extracted_fields["due_date"]) == (
-        "1,000.00", "2026-12-31")
+    assert (decision.extracted_fields["total"], decision.extracted_fields["due_date"],
+            decision.extracted_fields["terms"]) == ("1,000.00", "2026-12-31", "net60")

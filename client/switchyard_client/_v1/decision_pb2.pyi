@@ -244,6 +244,7 @@ class FieldExtraction(google.protobuf.message.Message):
     DATA_CLASS_FIELD_NUMBER: builtins.int
     TYPE_FIELD_NUMBER: builtins.int
     PROVENANCE_FIELD_NUMBER: builtins.int
+    ALLOWED_VALUES_FIELD_NUMBER: builtins.int
     name: builtins.str
     """Field name, e.g. "invoice_number", "total"."""
     value: builtins.str
@@ -260,6 +261,12 @@ class FieldExtraction(google.protobuf.message.Message):
         confidence above accounts for it (OCR confidence, distance from the label).
         """
 
+    @property
+    def allowed_values(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """For an "enum" field, the values its pack allows, in the pack's order: a reviewer's edit
+        must be one of them (SubmitVerdict refuses another, naming the field).
+        """
+
     def __init__(
         self,
         *,
@@ -269,9 +276,10 @@ class FieldExtraction(google.protobuf.message.Message):
         data_class: global___DataClass.ValueType = ...,
         type: builtins.str = ...,
         provenance: switchyard_client._v1.layout_pb2.Provenance | None = ...,
+        allowed_values: collections.abc.Iterable[builtins.str] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["provenance", b"provenance"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["confidence", b"confidence", "data_class", b"data_class", "name", b"name", "provenance", b"provenance", "type", b"type", "value", b"value"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["allowed_values", b"allowed_values", "confidence", b"confidence", "data_class", b"data_class", "name", b"name", "provenance", b"provenance", "type", b"type", "value", b"value"]) -> None: ...
 
 global___FieldExtraction = FieldExtraction
 
