@@ -24,7 +24,9 @@ image never shows what the text hides.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 
@@ -52,6 +54,7 @@ from switchyard.v1 import (
     ListQueueResponse,
     RenewRequest,
     ReviewItem,
+    ReviewPriority,
     ReviewState,
     ReviewVerdict,
     Verdict,
@@ -61,6 +64,8 @@ MAX_LEASE = timedelta(hours=8)
 #: Documents whose pages the console shows as images (text and JSON are shown as text).
 PAGED_TYPES = ("application/pdf", "image/")
 MAX_MODIFIED_FIELDS = 64
+#: The most items one ListQueue page holds (the contract's bound: review_service.proto).
+MAX_PAGE_SIZE = 500
 #: A document type a reviewer may name on a rejection: a pack name's form, or "other".
 DOCUMENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
@@ -69,6 +74,17 @@ def nul_problems(**fields: str | list[str]) -> list[tuple[str, str]]:
     """PostgreSQL text cannot hold NUL: refuse it as bad input instead of failing the query."""
     return [(name, "must not contain NUL characters") for name, value in fields.items()
             if any("\x00" in v for v in ([value] if isinstance(value, str) else value))]
+
+
+def unknown_enum_problems(field: str, values: Iterable[int], enum: Any,
+                          indexed: bool = True) -> list[tuple[str, str]]:
+    """Each of ``values`` that ``enum`` (a proto enum) does not define, named as ingest names
+    them (``states[0]: unknown ReviewState value 42``): a client built against a newer
+    contract, or a typo, gets INVALID_ARGUMENT, not an error from deep in the service."""
+    known = set(enum.values())
+    return [(f"{field}[{index}]" if indexed else field,
+             f"unknown {enum.DESCRIPTOR.name} value {value}")
+            for index, value in enumerate(values) if value not in known]
 
 
 def reviewer_of(principal: Principal, supplied: str) -> str:
@@ -110,6 +126,11 @@ class ReviewDesk:
                          request: ListQueueRequest) -> ListQueueResponse:
         problems = nul_problems(queue=request.queue, tenant_id=request.tenant_id,
                                 page_token=request.page_token)
+        if not 0 <= request.page_size <= MAX_PAGE_SIZE:
+            problems.append(("page_size", f"1 to {MAX_PAGE_SIZE}; 0 means the default"))
+        problems += unknown_enum_problems("states", request.states, ReviewState)
+        problems += unknown_enum_problems("priorities", request.priorities, ReviewPriority)
+        problems += unknown_enum_problems("reasons", request.reasons, EscalationReason)
         if problems:
             raise ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in problems), problems)
         tenant = request.tenant_id or (None if principal.tenant_id == "*"
@@ -196,6 +217,8 @@ class ReviewDesk:
             problems.append(("verdict.reviewer_id", "required (auth is off)"))
         if verdict.verdict == Verdict.VERDICT_UNSPECIFIED:
             problems.append(("verdict.verdict", "APPROVE, REJECT or MODIFY"))
+        problems += unknown_enum_problems("verdict.verdict", [verdict.verdict], Verdict,
+                                          indexed=False)
         if verdict.verdict == Verdict.VERDICT_MODIFY and not verdict.modified_fields:
             problems.append(("verdict.modified_fields", "required for MODIFY"))
         if verdict.verdict != Verdict.VERDICT_MODIFY and verdict.modified_fields:
@@ -219,6 +242,12 @@ class ReviewDesk:
         if problems:
             raise ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in problems), problems)
         item = await self._item(principal, verdict.item_id)
+        if verdict.task_id and verdict.task_id != item.escalation.task_id:
+            # a client that mixed up its items is told, not obeyed
+            raise ReviewError("invalid", f"verdict.task_id: item {verdict.item_id} is task "
+                              f"{item.escalation.task_id}'s, not {verdict.task_id[:64]}",
+                              [("verdict.task_id", f"item {verdict.item_id} is task "
+                                f"{item.escalation.task_id}'s; name it or leave it empty")])
         edits = edit_problems(item.escalation, verdict.modified_fields,
                               withholding=self.redactor is not None)
         if edits:

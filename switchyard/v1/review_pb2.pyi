@@ -357,6 +357,9 @@ class ReviewVerdict(google.protobuf.message.Message):
     DOCUMENT_TYPE_FIELD_NUMBER: builtins.int
     item_id: builtins.str
     task_id: builtins.str
+    """The item's task. Optional on SubmitVerdict; when set it must be the item's task
+    (INVALID_ARGUMENT otherwise: a client that mixed up its items is told, not obeyed).
+    """
     reviewer_id: builtins.str
     """Must hold the item's lease. With API keys the reviewer is the caller's key (its key id):
     leave this empty or send that id; another name fails with PERMISSION_DENIED. With auth

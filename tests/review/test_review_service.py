@@ -260,6 +260,38 @@ async def test_backlogged_items_are_visible_but_not_claimable(
     assert "waiting for admission" in (caught.value.details() or "")
 
 
+async def test_unknown_enum_values_a_bad_page_size_and_another_tasks_id_are_refused(
+        db: asyncpg.Pool, producer: Producer, channels: dict[str, ReviewServiceStub]) -> None:
+    """A client built against another contract, or one that mixed up its items, is told
+    which field is wrong (INVALID_ARGUMENT), never answered with an internal error or
+    obeyed."""
+    review = channels["rev-acme"]
+    for request, field in ((ListQueueRequest(states=[42]), "states[0]"),
+                           (ListQueueRequest(reasons=[1, 42]), "reasons[1]"),
+                           (ListQueueRequest(priorities=[42]), "priorities[0]"),
+                           (ListQueueRequest(page_size=1000), "page_size"),
+                           (ListQueueRequest(page_size=-1), "page_size")):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await review.ListQueue(request)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, request
+        assert field in field_violations(refused.value), field_violations(refused.value)
+    esc = await escalate(db, producer, "acme", "default", 2)
+    item_id = await item_of(db, esc)
+    await review.Claim(ClaimRequest(item_id=item_id))
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+            item_id=item_id, verdict=9)))  # type: ignore[arg-type]
+    assert field_violations(refused.value)["verdict.verdict"] == "unknown Verdict value 9"
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+            item_id=item_id, task_id=str(uuid.uuid4()), verdict=Verdict.VERDICT_APPROVE)))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert esc.task_id in field_violations(refused.value)["verdict.task_id"]
+    done = await review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+        item_id=item_id, task_id=esc.task_id, verdict=Verdict.VERDICT_APPROVE)))
+    assert done.decision_id
+
+
 # -- authorization, the same on gRPC and in the console -----------------------------------
 
 async def test_roles_and_tenants_are_enforced_on_grpc_and_http(
