@@ -8,6 +8,8 @@ lease is simply claimable again.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 
 import uuid
@@ -108,6 +110,33 @@ class Filters:
     groups: tuple[str, ...] | None = None
 
 
+def _token_after(row: asyncpg.Record) -> str:
+    """A ListQueue token: the order's key of the last item of a page."""
+    sla = row["sla_deadline"]
+    key = [row["priority"], sla.isoformat() if sla is not None else "infinity",
+           row["created_at"].isoformat(), str(row["item_id"])]
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+
+
+def _after(token: str) -> tuple[int, str, str, uuid.UUID]:
+    """The key a ListQueue token holds, or ``invalid`` naming ``page_token``."""
+    try:
+        if len(token) > 512:
+            raise ValueError("too long")
+        priority, sla, created, item_id = json.loads(
+            base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        key = (int(priority), str(sla), str(created), uuid.UUID(str(item_id)))
+        if not 0 <= key[0] <= 3:
+            raise ValueError("no such priority")
+        if sla != "infinity":
+            datetime.fromisoformat(sla)
+        datetime.fromisoformat(created)
+        return key
+    except (ValueError, TypeError, UnicodeDecodeError, binascii.Error):
+        raise ReviewError("invalid", "page_token: not a token returned by ListQueue",
+                          [("page_token", "not a token returned by ListQueue")]) from None
+
+
 @dataclass(frozen=True)
 class Page:
     items: list[ReviewItem]
@@ -195,12 +224,11 @@ class ReviewQueue:
         return [list(column) for column in zip(*values)]
 
     async def list(self, filters: Filters, page_size: int, page_token: str) -> Page:
+        """A page of the items ``filters`` select, most urgent first. The token is where the
+        last page ended in that order (keyset), not a count of rows: an item resolved while
+        a reviewer pages through moves no other item out of reach."""
         size = min(max(page_size or 50, 1), 500)
-        if page_token and not (page_token.isascii() and page_token.isdigit()
-                               and len(page_token) <= 12):
-            raise ReviewError("invalid", "page_token: not a token returned by ListQueue",
-                              [("page_token", "not a token returned by ListQueue")])
-        offset = int(page_token) if page_token else 0
+        after = _after(page_token) if page_token else None
         rows = await self.pool.fetch(
             f"""SELECT {_COLUMNS} FROM review_items
                  WHERE ($1 = '' OR queue = $1) AND ($2::text IS NULL OR tenant_id = $2)
@@ -208,16 +236,21 @@ class ReviewQueue:
                              THEN 'PENDING' ELSE state END) = ANY($3::text[])
                    AND (cardinality($4::smallint[]) = 0 OR priority = ANY($4::smallint[]))
                    AND (cardinality($5::text[]) = 0 OR reason = ANY($5::text[]))
-                   AND ($8::text[] IS NULL OR reviewer_group = ''
-                        OR reviewer_group = ANY($8::text[]))
-                 ORDER BY priority, sla_deadline NULLS LAST, created_at, item_id
-                 LIMIT $6 OFFSET $7""",
+                   AND ($7::text[] IS NULL OR reviewer_group = ''
+                        OR reviewer_group = ANY($7::text[]))
+                   AND ($8::smallint IS NULL OR
+                        (priority, COALESCE(sla_deadline, 'infinity'), created_at, item_id)
+                        > ($8::smallint, $9::text::timestamptz, $10::text::timestamptz,
+                           $11::uuid))
+                 ORDER BY priority, COALESCE(sla_deadline, 'infinity'), created_at, item_id
+                 LIMIT $6""",
             filters.queue, filters.tenant_id, list(filters.states), list(filters.priorities),
-            list(filters.reasons), size + 1, offset,
+            list(filters.reasons), size + 1,
             None if filters.groups is None else list(filters.groups),
+            *(after if after is not None else (None, None, None, None)),
         )
         items = [item_from_row(r, self.codec) for r in rows[:size]]
-        return Page(items, str(offset + size) if len(rows) > size else "")
+        return Page(items, _token_after(rows[size - 1]) if len(rows) > size else "")
 
     async def get(self, item_id: str) -> tuple[ReviewItem, str]:
         row = await self.pool.fetchrow(

@@ -36,7 +36,10 @@ class ListQueueRequest(google.protobuf.message.Message):
     page_size: builtins.int
     """1 to 500; 0 means 50."""
     page_token: builtins.str
-    """next_page_token of the previous page; empty for the first page."""
+    """next_page_token of the previous page; empty for the first page. The token marks where
+    that page ended in the queue's order, so items resolved meanwhile move no other item out
+    of reach.
+    """
     @property
     def states(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[switchyard.v1.review_pb2.ReviewState.ValueType]:
         """Empty means PENDING and CLAIMED."""

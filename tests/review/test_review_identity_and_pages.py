@@ -47,7 +47,7 @@ COUNT = 230   # more than one console page (200)
 @pytest.fixture(scope="module")
 def settings(settings: Settings) -> Settings:
     return settings.replace(api_keys=KEYS, client_api_key="rev-acme", review_tenant_rate=0.0,
-                            review_queue_overrides="bulk:1000:1000:0",
+                            review_queue_overrides="bulk:1000:1000:0,churn:1000:1000:0",
                             review_admission_interval_ms=50.0)
 
 
@@ -99,6 +99,49 @@ async def test_list_queue_page_tokens_reach_every_item(
             break
         request.page_token = page.next_page_token
     assert len(seen) == len(set(seen)) == COUNT and set(seen) == set(item_ids)
+
+
+async def test_items_resolved_between_pages_move_no_other_item_out_of_reach(
+        settings: Settings, db: asyncpg.Pool, stubs: dict[str, ReviewServiceStub]) -> None:
+    """Another reviewer decides items of the pages already read while one pages through: the
+    token says where the last page ended, so every item still waiting is reached."""
+    async with db.acquire() as conn:
+        tasks = await insert_tasks(conn, "acme", 9)
+    producer = Producer(settings)
+    await producer.start()
+    try:
+        for task in tasks:
+            esc = escalation(task, "churn", 2)
+            await producer.send(ESCALATIONS, esc.task_id, esc)
+    finally:
+        await producer.stop()
+
+    async def pending() -> list[str] | None:
+        rows = await db.fetch("SELECT item_id::text FROM review_items WHERE queue = 'churn' "
+                              "AND state = 'PENDING'")
+        return [r["item_id"] for r in rows] if len(rows) == 9 else None
+    everything = set(await eventually(pending, "9 pending items", 120, 0.2))
+    seen: list[str] = []
+    decided: set[str] = set()
+    request = ListQueueRequest(queue="churn", page_size=3)
+    while True:
+        page = await stubs["rev-acme"].ListQueue(request)
+        seen += [i.item_id for i in page.items]
+        if not page.next_page_token:
+            break
+        for item in page.items[:2]:   # the other reviewer takes two of the page just read
+            await stubs["rev-two"].Claim(ClaimRequest(item_id=item.item_id))
+            await stubs["rev-two"].SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+                item_id=item.item_id, verdict=Verdict.VERDICT_APPROVE)))
+            decided.add(item.item_id)
+        request.page_token = page.next_page_token
+    assert len(seen) == len(set(seen)) and set(seen) == everything, (
+        sorted(everything - set(seen)), sorted(decided))
+    assert decided
+    for bad in ("3", "bm90IGpzb24", "W10", "x" * 600):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stubs["rev-acme"].ListQueue(ListQueueRequest(queue="churn", page_token=bad))
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
 
 
 async def test_the_command_line_follows_every_page(settings: Settings,
