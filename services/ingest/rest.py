@@ -28,7 +28,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
 import grpc
@@ -107,6 +107,11 @@ MAX_WAIT_S = 60.0
 DEFAULT_WAIT_S = 20.0
 #: A long poll that has events answers once no further event came for this long.
 QUIET_S = 0.25
+#: A Server-Sent Events watch answers (200, its headers) within this long, events or not:
+#: a failure that comes sooner (auth, not found) is still the answer's HTTP status.
+SSE_OPEN_S = 1.0
+#: A Server-Sent Events watch with nothing to say sends a comment line this often.
+SSE_KEEPALIVE_S = 15.0
 
 @dataclass(frozen=True)
 class Route:
@@ -540,7 +545,10 @@ class Gateway:
 
         if self._openapi is None:
             self._openapi = document()
-        return web.json_response(self._openapi)
+        # the address this copy was fetched from, not the default port: a client generated
+        # from the live document calls the gateway that served it
+        return web.json_response({**self._openapi,
+                                  "servers": [{"url": str(request.url.origin())}]})
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -559,25 +567,47 @@ def _pop_wait(query: Any) -> float | None:
     return wait
 
 
-async def _server_sent_events(request: web.Request, call: Any) -> web.StreamResponse:
-    """Events as ``data:`` lines; the stream's first failure (auth, not found) is an HTTP error
-    when nothing was sent yet, else an ``event: error`` with the problem document."""
-    iterator = call.__aiter__()
+async def _next_or_end(iterator: Any) -> Message | None:
+    """The stream's next message, None at its end (its errors raise)."""
     try:
-        first = await iterator.__anext__()
+        return cast(Message, await iterator.__anext__())
     except StopAsyncIteration:
-        first = None
+        return None
+
+
+async def _server_sent_events(request: web.Request, call: Any) -> web.StreamResponse:
+    """Events as ``data:`` lines. A failure that comes at once (auth, not found) is an HTTP
+    error; a watch with nothing to say yet answers within :data:`SSE_OPEN_S` all the same,
+    and while it waits sends a comment every :data:`SSE_KEEPALIVE_S` (a watch on a task that
+    waits hours for a reviewer must not look dead to a client's or a proxy's timeout); a
+    failure after the answer began is an ``event: error`` with the problem document."""
+    iterator = call.__aiter__()
+    pending = asyncio.ensure_future(_next_or_end(iterator))
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-store"})
-    await response.prepare(request)
     try:
-        if first is not None:
-            await response.write(_sse(first))
-            async for message in iterator:
-                await response.write(_sse(message))
+        await asyncio.wait({pending}, timeout=SSE_OPEN_S)
+        if pending.done():
+            pending.result()   # a failure that came at once is the answer's HTTP status
+        await response.prepare(request)
+        if not pending.done():
+            await response.write(b": watching\n\n")
+        while True:
+            await asyncio.wait({pending}, timeout=SSE_KEEPALIVE_S)
+            if not pending.done():
+                await response.write(b": keep-alive\n\n")
+                continue
+            message = pending.result()
+            if message is None:
+                break
+            await response.write(_sse(message))
+            pending = asyncio.ensure_future(_next_or_end(iterator))
     except grpc.aio.AioRpcError as exc:
+        if not response.prepared:
+            raise
         await response.write(b"event: error\ndata: " + problem_from_rpc(exc).body + b"\n\n")
     except (ConnectionResetError, asyncio.CancelledError):
+        pending.cancel()
         call.cancel()
         raise
     return response

@@ -321,6 +321,21 @@ async def test_watch_as_long_poll_and_server_sent_events(http: Any) -> None:
         assert response.status == 404
 
 
+async def test_a_server_sent_events_watch_with_nothing_to_say_answers_and_keeps_alive(
+        http: Any) -> None:
+    """A watch on a task that waits (here: no decision service, it stays queued) answers
+    200 and a comment line before any event, so a client's or a proxy's timeout for the
+    answer does not cut a watch that may last hours."""
+    _, _, created = await call(http, "POST", "/v1/tasks", ACME, json=submission())
+    session, base = http
+    async with session.get(f"{base}/v1/tasks/{created['taskId']}/events?after_sequence=1",
+                           headers={**ACME, "Accept": "text/event-stream"},
+                           timeout=aiohttp.ClientTimeout(total=60)) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        assert await response.content.readline() == b": watching\n"
+
+
 async def test_webhook_deliveries_and_dead_letters_over_rest(http: Any,
                                                              settings: Settings) -> None:
     """What an HTTP-only integrator needs besides submitting: its webhooks and how their
@@ -379,7 +394,8 @@ async def test_openapi_document_is_served_valid_and_covers_every_route(
         http: Any, settings: Settings) -> None:
     status, _, served = await call(http, "GET", "/openapi.json")
     assert status == 200
-    assert served == json.loads(json.dumps(document()))
+    assert served["servers"] == [{"url": http[1]}]   # where it was fetched from
+    assert served == {**json.loads(json.dumps(document())), "servers": served["servers"]}
     validate(served)
     app = Gateway(settings, Inbound(None, None, None)).app()  # type: ignore[arg-type]
     routes = {(r.method.lower(), r.resource.canonical) for r in app.router.routes()
