@@ -1,6 +1,7 @@
 """The review verbs over the REST gateway, against the four services as real processes: a
 task submitted over REST escalates, and a reviewer lists, claims and decides it over REST
-(the gateway forwards to ReviewService with the reviewer's key)."""
+(the gateway forwards to ReviewService with the reviewer's key), renewing and releasing
+the lease on the way."""
 
 from __future__ import annotations
 
@@ -59,6 +60,19 @@ async def test_a_reviewer_lists_claims_and_decides_over_rest(settings: Settings)
         status, claimed = await call("POST", f"/v1/review/items/{item_id}/claim", REVIEWER, {})
         assert status == 200, claimed
         assert claimed["item"]["state"] == "REVIEW_STATE_CLAIMED"
+        # the lease is extended, the item given back and claimed again, all over REST
+        status, renewed = await call("POST", f"/v1/review/items/{item_id}/renew", REVIEWER,
+                                     {"lease": "600s"})
+        assert status == 200, renewed
+        assert renewed["item"]["leaseExpiresAt"] > claimed["item"]["leaseExpiresAt"]
+        status, released = await call("POST", f"/v1/review/items/{item_id}/release",
+                                      REVIEWER, {})
+        assert status == 200 and released["item"]["state"] == "REVIEW_STATE_PENDING", released
+        status, problem = await call("POST", f"/v1/review/items/{item_id}/verdict", REVIEWER,
+                                     {"verdict": 9})
+        assert status == 422 and "verdict.verdict" in json.dumps(problem), problem
+        status, claimed = await call("POST", f"/v1/review/items/{item_id}/claim", REVIEWER, {})
+        assert status == 200, claimed
         status, decided = await call("POST", f"/v1/review/items/{item_id}/verdict", REVIEWER,
                                      {"verdict": "VERDICT_APPROVE", "reason": "looks right"})
         assert status == 200, decided
