@@ -21,6 +21,7 @@ from __future__ import annotations
 import codecs
 import io
 import json
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -237,8 +238,15 @@ def inspect(content_type: str, body: bytes, limits: DocumentLimits) -> DocumentI
         raise
     except Exception as exc:  # noqa: BLE001 - the contract: hostile bytes give a code
         raise DocumentError("corrupt", f"not a readable {declared} file "
-                                       f"({type(exc).__name__}: {str(exc)[:200]})") from None
+                                       f"({type(exc).__name__}: {_said(exc)})") from None
     return DocumentInfo(declared, pages, len(body))
+
+
+def _said(exc: Exception) -> str:
+    """What a parser's error says, without the Python object names some of them quote
+    (Pillow's ``cannot identify image file <_io.BytesIO object at 0x7f…>``): a client
+    reads it."""
+    return re.sub(r" ?<[\w.]+ object at 0x[0-9a-fA-F]+>", "", str(exc))[:200]
 
 
 def _inspect_text(declared: str, body: bytes, limits: DocumentLimits,
@@ -422,7 +430,7 @@ def unpack_email(body: bytes, limits: DocumentLimits | None = None) -> UnpackedE
         parsed = parse_email(body)
     except Exception as exc:  # noqa: BLE001 - the contract: hostile bytes give a code
         raise DocumentError("corrupt", f"not a readable e-mail ({type(exc).__name__}: "
-                                       f"{str(exc)[:200]})") from None
+                                       f"{_said(exc)})") from None
     if not parsed.headers:
         raise DocumentError("corrupt", "not an e-mail: it has none of the headers From, To, "
                                        "Date, Subject or Message-ID")
@@ -469,7 +477,7 @@ def unpack_email(body: bytes, limits: DocumentLimits | None = None) -> UnpackedE
         raise
     except Exception as exc:  # noqa: BLE001 - as inspect: a code, never a parser's error
         raise DocumentError("corrupt", f"the attachments cannot be joined into one PDF "
-                                       f"({type(exc).__name__}: {str(exc)[:200]})") from None
+                                       f"({type(exc).__name__}: {_said(exc)})") from None
     if limits is not None:
         pages = inspect(PDF, merged, limits).page_count
     return UnpackedEmail(PDF, merged, "", pages, metadata)
@@ -534,7 +542,7 @@ def render_page(content_type: str, body: bytes, page_number: int, dpi: int = 200
     except Exception as exc:  # noqa: BLE001 - as inspect: a code, never a parser's error
         raise DocumentError("corrupt", f"cannot render page {page_number} of the "
                                        f"{declared} ({type(exc).__name__}: "
-                                       f"{str(exc)[:200]})") from None
+                                       f"{_said(exc)})") from None
 
 
 def _render_pdf(body: bytes, page_number: int, dpi: int, limits: DocumentLimits

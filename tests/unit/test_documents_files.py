@@ -213,3 +213,11 @@ def test_a_pdf_behind_a_prefix_opens_as_pdf_readers_open_it() -> None:
     assert sniff(b"see the header %PDF-1.7 in the attachment") is None
     assert inspect("text/plain", b"see the header %PDF-1.7 in the attachment",
                    limits).content_type == "text/plain"
+
+
+def test_a_parsers_error_names_no_python_object() -> None:
+    with pytest.raises(DocumentError) as refused:
+        inspect("image/png", b"\x89PNG\r\n\x1a\n\x00\x00\x00", LIMITS)
+    assert refused.value.code == "corrupt"
+    assert refused.value.message == ("not a readable image/png file (UnidentifiedImageError: "
+                                     "cannot identify image file)")

@@ -483,7 +483,9 @@ class WatchTenantRequest(google.protobuf.message.Message):
     TENANT_ID_FIELD_NUMBER: builtins.int
     CURSOR_FIELD_NUMBER: builtins.int
     tenant_id: builtins.str
-    """Required; the caller's credentials must allow it."""
+    """The tenant to watch; the caller's credentials must allow it. Empty means the caller's own
+    tenant; credentials for every tenant (operators) must name one.
+    """
     cursor: builtins.str
     """Opaque cursor from a previous WatchTenantResponse; empty starts from now."""
     def __init__(
@@ -1216,7 +1218,10 @@ class RedriveTaskResponse(google.protobuf.message.Message):
     TASK_FIELD_NUMBER: builtins.int
     @property
     def task(self) -> switchyard_client._v1.task_pb2.Task:
-        """The task after the re-drive was recorded."""
+        """The task after the re-drive was recorded. Its envelope stays as accepted (the source and
+        attempt of the submission); the record published again carries source REPLAY and attempt
+        + 1, and the task's timeline counts the re-drives ("task.redriven").
+        """
 
     def __init__(
         self,
