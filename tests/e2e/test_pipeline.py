@@ -601,13 +601,14 @@ async def test_hostile_documents_get_their_specific_error(
     assert fine.created
 
 
-#: Outside documents submitted at once (then their decisions awaited) by the outside-set test.
-OUTSIDE_CHUNK = 16
+#: Outside documents in flight at once (submitted, decision not yet stored) in the
+#: outside-set test.
+OUTSIDE_IN_FLIGHT = 16
 #: What the router cascade did with the router's unsure answers (services/decision/cascade.py).
 CASCADE_RESULTS = ("pooled", "unavailable", "mismatch", "unfamiliar")
 
 
-# about 200 documents, scans for OCR among them, through the four services on 2 cores: about
+# about 220 documents, scans for OCR among them, through the four services on 2 cores: about
 # 100-150 s on a quiet machine, twice that on a loaded one (the suite's 300 s is per test)
 @pytest.mark.timeout(900)
 async def test_documents_from_outside_are_routed_and_read_without_a_kind(
@@ -632,14 +633,20 @@ async def test_documents_from_outside_are_routed_and_read_without_a_kind(
         # loaded machine
         return await model_decision(settings, task.task_id, timeout_s=300)
 
-    # a chunk at a time, as a mailbox's documents arrive: all 148 at once on CI's loaded 2
+    # a few at a time, as a mailbox's documents arrive: all 148 at once on CI's loaded 2
     # cores pushed OCR batches past their retries, and a document whose models could not be
     # reached goes to a person untyped, which says nothing of routing; such a one is sent
-    # again (a new task) once the rest are in, and the count of them is shown on failure
-    decisions: list[Decision] = []
-    for start in range(0, len(documents), OUTSIDE_CHUNK):
-        decisions += await asyncio.gather(
-            *(decided(d) for d in documents[start:start + OUTSIDE_CHUNK]))
+    # again (a new task) once the rest are in, and the count of them is shown on failure.
+    # The next goes in as soon as one is decided (not a chunk after the slowest of the last),
+    # pictures first, so the OCR of the scans overlaps the text documents
+    in_flight = asyncio.Semaphore(OUTSIDE_IN_FLIGHT)
+
+    async def in_turn(document: EvalDocument) -> Decision:
+        async with in_flight:
+            return await decided(document)
+
+    documents.sort(key=lambda d: not d.content_type.startswith("image/"))
+    decisions = list(await asyncio.gather(*(in_turn(d) for d in documents)))
     unreached = [i for i, d in enumerate(decisions) if d.rule == "model_unavailable"]
     for i in unreached:
         decisions[i] = await decided(documents[i])
@@ -667,16 +674,16 @@ async def test_documents_from_outside_are_routed_and_read_without_a_kind(
     # the eighteenth's packing list is asked about by its title (look_alike_title)
     assert routing["routed_wrong_unasked"] <= 2, why
     # with the router cascade (text_encoder's second opinion), the packs' signatures, the
-    # invoice pack's examples in real-world layouts and its look-alikes: 184 of 202 named
-    # right, 48 sent to a person to confirm the type (an unsure router's answer that the
+    # invoice pack's examples in real-world layouts and its look-alikes: 199 of 223 named
+    # right, 58 sent to a person to confirm the type (an unsure router's answer that the
     # document's own title confirms, or an unsure `other` that it names, goes on to the pack)
-    assert routing["named_right"] >= routing["documents"] - 20, why
-    assert routing["asked_a_person"] <= 54, why
+    assert routing["named_right"] >= routing["documents"] - 26, why
+    assert routing["asked_a_person"] <= 62, why
     # nothing decided without a person that a person would have decided otherwise
     assert routing["automated_wrongly"] == 0, why
     right = sum(c["(all fields)"]["right"] for c in summary["accuracy"].values())
     shown = sum(c["(all fields)"]["shown"] for c in summary["accuracy"].values())
     wrong = sum(c["wrong"] for c in summary["read_wrong"].values())
-    # 1,068 of 1,142 invoice fields right, 28 read wrong (docs/documents.md)
-    assert right >= shown - 80 and wrong <= 31, (right, shown, wrong, [
+    # 1,123 of 1,211 invoice fields right, 32 read wrong (docs/documents.md)
+    assert right >= shown - 95 and wrong <= 35, (right, shown, wrong, [
         (d["id"], d["wrong"]) for d in summary["documents"] if d["wrong"]])
