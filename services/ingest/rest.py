@@ -114,6 +114,8 @@ QUIET_S = 0.25
 SSE_OPEN_S = 1.0
 #: A Server-Sent Events watch with nothing to say sends a comment line this often.
 SSE_KEEPALIVE_S = 15.0
+#: The request field a watch resumes from, given an event's id (``Last-Event-ID``).
+RESUME_FIELDS = {"WatchTask": "after_sequence", "WatchTenant": "cursor"}
 
 @dataclass(frozen=True)
 class Route:
@@ -532,6 +534,11 @@ class Gateway:
             wait_s = None
             if route.streaming:
                 wait_s = _pop_wait(query)
+                resumed = request.headers.get("Last-Event-ID", "").strip()
+                resume_field = RESUME_FIELDS.get(route.rpc)
+                if resumed and resume_field and resume_field not in query:
+                    # an EventSource reconnecting: it sends the last event's id (_sse)
+                    query[resume_field] = resumed
             message = build_request(route, request.match_info, query, body)
             metadata = forwarded_metadata(request)
             method = getattr(self.stubs[route.service], route.rpc)
@@ -620,7 +627,12 @@ async def _server_sent_events(request: web.Request, call: Any) -> web.StreamResp
 
 
 def _sse(message: Message) -> bytes:
-    return b"data: " + json.dumps(to_json(message)).encode() + b"\n\n"
+    """One event: its ``id`` (a task event's sequence, a tenant watch's cursor: what a
+    reconnecting EventSource sends back as ``Last-Event-ID``) and its JSON."""
+    cursor = getattr(message, "cursor", "")
+    event_id = cursor or str(getattr(getattr(message, "event", None), "sequence", "") or "")
+    head = f"id: {event_id}\n".encode() if event_id else b""
+    return head + b"data: " + json.dumps(to_json(message)).encode() + b"\n\n"
 
 
 async def _long_poll(call: Any, wait_s: float) -> web.Response:

@@ -316,6 +316,14 @@ async def test_watch_as_long_poll_and_server_sent_events(http: Any) -> None:
               if line.startswith("data: ")]
     assert [e["event"]["status"] for e in events] == ["TASK_STATUS_QUEUED",
                                                       "TASK_STATUS_CANCELLED"]
+    # each event names its sequence, and an EventSource reconnecting with it resumes there
+    assert [line for line in text.splitlines() if line.startswith("id: ")] == ["id: 1", "id: 2"]
+    async with session.get(f"{base}/v1/tasks/{task_id}/events",
+                           headers={**ACME, "Accept": "text/event-stream",
+                                    "Last-Event-ID": "1"}) as response:
+        resumed = await response.text()
+    assert [json.loads(line[len("data: "):])["event"]["status"] for line in
+            resumed.splitlines() if line.startswith("data: ")] == ["TASK_STATUS_CANCELLED"]
     async with session.get(f"{base}/v1/tasks/{uuid.uuid4()}/events",
                            headers={**ACME, "Accept": "text/event-stream"}) as response:
         assert response.status == 404
