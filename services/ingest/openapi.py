@@ -161,7 +161,9 @@ def _operation(route: Route, schemas: _Schemas) -> dict[str, Any]:
                 "type": "string", "description": "one `data:` line per event, each a "
                                                 f"{rpc.output_type.name} in JSON"}}}
     responses: dict[str, Any] = {"200": ok}
-    for status in sorted({str(s) for s in HTTP_STATUS.values()} | {"400"}):
+    # a request with a body may be over the gateway's limit (aiohttp's, answered as a problem)
+    extra = {"400", "413"} if route.body is not None else {"400"}
+    for status in sorted({str(s) for s in HTTP_STATUS.values()} | extra):
         responses[status] = {"$ref": f"#/components/responses/Problem{status}"}
     operation: dict[str, Any] = {
         "operationId": f"{route.service}.{route.rpc}",
@@ -242,11 +244,12 @@ def document() -> dict[str, Any]:
         },
     }
     reasons = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-               409: "Conflict", 422: "Unprocessable Content", 429: "Too Many Requests",
+               409: "Conflict", 413: "Content Too Large", 422: "Unprocessable Content",
+               429: "Too Many Requests",
                499: "Client Closed Request", 500: "Internal Server Error",
                501: "Not Implemented", 503: "Service Unavailable", 504: "Gateway Timeout"}
     responses = {}
-    for status in sorted({*HTTP_STATUS.values(), 400}):
+    for status in sorted({*HTTP_STATUS.values(), 400, 413}):
         response: dict[str, Any] = {"description": reasons[status], "content": {
             PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
         if status in {429, 503}:
