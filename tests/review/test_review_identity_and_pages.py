@@ -58,25 +58,31 @@ async def db(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
-@pytest.fixture(scope="module")
-async def item_ids(settings: Settings, db: asyncpg.Pool) -> list[str]:
-    """COUNT items PENDING in the 'bulk' queue."""
+async def pending_items(settings: Settings, db: asyncpg.Pool, queue: str,
+                        count: int) -> list[str]:
+    """``count`` new items escalated to ``queue``, once all are PENDING (the queue's only)."""
     async with db.acquire() as conn:
-        tasks = await insert_tasks(conn, "acme", COUNT)
+        tasks = await insert_tasks(conn, "acme", count)
     producer = Producer(settings)
     await producer.start()
     try:
         for task in tasks:
-            esc = escalation(task, "bulk", 2)
+            esc = escalation(task, queue, 2)
             await producer.send(ESCALATIONS, esc.task_id, esc)
     finally:
         await producer.stop()
 
     async def pending() -> list[str] | None:
-        rows = await db.fetch("SELECT item_id::text FROM review_items WHERE queue = 'bulk' "
-                              "AND state = 'PENDING'")
-        return [r["item_id"] for r in rows] if len(rows) == COUNT else None
-    return await eventually(pending, f"{COUNT} pending items", 180, 0.3)
+        rows = await db.fetch("SELECT item_id::text FROM review_items WHERE queue = $1 "
+                              "AND state = 'PENDING'", queue)
+        return [r["item_id"] for r in rows] if len(rows) == count else None
+    return await eventually(pending, f"{count} pending items in {queue}", 180, 0.3)
+
+
+@pytest.fixture(scope="module")
+async def item_ids(settings: Settings, db: asyncpg.Pool) -> list[str]:
+    """COUNT items PENDING in the 'bulk' queue."""
+    return await pending_items(settings, db, "bulk", COUNT)
 
 
 @pytest.fixture
@@ -105,22 +111,7 @@ async def test_items_resolved_between_pages_move_no_other_item_out_of_reach(
         settings: Settings, db: asyncpg.Pool, stubs: dict[str, ReviewServiceStub]) -> None:
     """Another reviewer decides items of the pages already read while one pages through: the
     token says where the last page ended, so every item still waiting is reached."""
-    async with db.acquire() as conn:
-        tasks = await insert_tasks(conn, "acme", 9)
-    producer = Producer(settings)
-    await producer.start()
-    try:
-        for task in tasks:
-            esc = escalation(task, "churn", 2)
-            await producer.send(ESCALATIONS, esc.task_id, esc)
-    finally:
-        await producer.stop()
-
-    async def pending() -> list[str] | None:
-        rows = await db.fetch("SELECT item_id::text FROM review_items WHERE queue = 'churn' "
-                              "AND state = 'PENDING'")
-        return [r["item_id"] for r in rows] if len(rows) == 9 else None
-    everything = set(await eventually(pending, "9 pending items", 120, 0.2))
+    everything = set(await pending_items(settings, db, "churn", 9))
     seen: list[str] = []
     decided: set[str] = set()
     request = ListQueueRequest(queue="churn", page_size=3)
