@@ -9,6 +9,7 @@ import base64
 import json
 import uuid
 from collections.abc import Iterator
+from email.message import EmailMessage
 
 import asyncpg
 import grpc
@@ -234,8 +235,8 @@ async def test_1000_malformed_records_are_dead_lettered_good_ones_processed(
 async def test_files_on_the_intake_base64_in_json_or_protobuf(
         producer: Producer, settings: Settings, db: asyncpg.Connection,
         ingest: IngestServiceStub) -> None:
-    """A PDF base64-encoded in JSON (as proto3 JSON carries bytes) and a TIFF as protobuf
-    become tasks with their page counts; bad files are dead-lettered with their document
+    """A PDF and an e-mail carrying one base64-encoded in JSON (as proto3 JSON carries bytes)
+    and a TIFF as protobuf become tasks with their page counts; bad files are dead-lettered with their document
     code and the original bytes."""
     run = uuid.uuid4().hex[:6]
     topic = INTAKE.full_name(settings)
@@ -244,8 +245,18 @@ async def test_files_on_the_intake_base64_in_json_or_protobuf(
         return json.dumps({"tenant_id": "acme", "idempotency_key": f"{run}-{key}", "document": {
             "content_type": content_type, "body": base64.b64encode(body).decode()}}).encode()
 
+    def mail(attached: bytes) -> bytes:
+        message = EmailMessage()
+        message["From"], message["Subject"] = "billing@example.com", f"Invoice {run}"
+        message.set_content("Our invoice is attached.")
+        message.add_attachment(attached, maintype="application", subtype="pdf",
+                               filename="invoice.pdf")
+        return bytes(message)
+
     good_pdf = as_json("pdf", "application/pdf", text_pdf(pages=2))
     producer.produce(topic, key=b"pdf", value=good_pdf, headers=signed("acme", good_pdf))
+    good_mail = as_json("mail", "message/rfc822", mail(text_pdf(pages=2)))
+    producer.produce(topic, key=b"mail", value=good_mail, headers=signed("acme", good_mail))
     good_tiff, tiff_headers = encode(Submission(
         tenant_id="acme", idempotency_key=f"{run}-tiff",
         document=Document(content_type="image/tiff", body=tiff())))
@@ -257,6 +268,9 @@ async def test_files_on_the_intake_base64_in_json_or_protobuf(
         f"{run}-bomb": (as_json("bomb", "image/png", png_bomb()), "document_too_many_pixels"),
         f"{run}-mismatch": (as_json("mismatch", "image/jpeg", text_pdf()),
                             "document_type_mismatch"),
+        f"{run}-locked-mail": (as_json("locked-mail", "message/rfc822",
+                                       mail(text_pdf(password="secret"))),
+                               "document_encrypted"),
         f"{run}-not-base64": (json.dumps({"tenant_id": "acme", "idempotency_key": "x",
                                           "document": {"content_type": "application/pdf",
                                                        "body": "%PDF-1.4 raw"}}).encode(),
@@ -277,15 +291,21 @@ async def test_files_on_the_intake_base64_in_json_or_protobuf(
 
     async def pages() -> dict[str, int]:
         rows = await db.fetch("SELECT idempotency_key, task_id FROM tasks WHERE tenant_id = "
-                              "'acme' AND idempotency_key = ANY($1)", [f"{run}-pdf",
-                                                                        f"{run}-tiff"])
-        return {r["idempotency_key"]: r["task_id"] for r in rows} if len(rows) == 2 else {}
+                              "'acme' AND idempotency_key = ANY($1)",
+                              [f"{run}-pdf", f"{run}-tiff", f"{run}-mail"])
+        return {r["idempotency_key"]: r["task_id"] for r in rows} if len(rows) == 3 else {}
 
-    found = await eventually(pages, "both files accepted", 60)
-    for key, count in ((f"{run}-pdf", 2), (f"{run}-tiff", 3)):
+    found = await eventually(pages, "the three files accepted", 60)
+    for key, count in ((f"{run}-pdf", 2), (f"{run}-tiff", 3), (f"{run}-mail", 2)):
         envelope = (await ingest.GetTask(GetTaskRequest(task_id=str(found[key])))).task.envelope
         assert envelope.document.page_count == count
         assert envelope.source == TaskSource.TASK_SOURCE_KAFKA_INTAKE
+    # the e-mail is stored as the PDF it carries, its subject kept
+    envelope = (await ingest.GetTask(GetTaskRequest(task_id=str(found[f"{run}-mail"])))
+                ).task.envelope
+    assert (envelope.document.content_type, envelope.document.filename) == (
+        "application/pdf", "invoice.pdf")
+    assert envelope.metadata["email_subject"] == f"Invoice {run}"
 
 
 async def test_intake_text_in_a_declared_charset_arrives_as_utf8(
