@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
 
 import grpc
@@ -88,6 +89,19 @@ def test_submit_waits_for_the_outcome_and_a_rerun_returns_the_same_tasks(
     assert sent.returncode == 0, sent.stderr
     (pdf_task,) = json.loads(sent.stdout)
     assert get(ingest, pdf_task["task_id"]).envelope.document.content_type == "application/pdf"
+    # a saved e-mail goes as one, and is stored as the text it is (it carries no file)
+    message = EmailMessage()
+    message["From"], message["Subject"] = "pat@example.com", "Cannot log in"
+    message.set_content(sample("support_ticket", 3))
+    mail = tmp_path / "request.eml"
+    mail.write_bytes(bytes(message))
+    sent = switchyard(settings, "submit", str(mail), "--tenant", "acme", "--json")
+    assert sent.returncode == 0, sent.stderr
+    (mail_task,) = json.loads(sent.stdout)
+    envelope = get(ingest, mail_task["task_id"]).envelope
+    assert envelope.document.content_type == "text/plain"
+    assert envelope.document.body.decode().startswith("From: pat@example.com\n")
+    assert envelope.metadata["email_subject"] == "Cannot log in"
 
     # the same command again, waiting: the same tasks (no duplicates), followed to the end
     command = [sys.executable, "-m", "switchyard", "submit", str(ticket), str(structured),
