@@ -26,6 +26,7 @@ import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -516,16 +517,24 @@ def _scan(lines: list[str]) -> bytes:
 async def test_pdfs_and_scans_are_routed_on_what_their_pages_say(
         decide: DecisionServiceStub) -> None:
     """The service reads a PDF's text layer and a scan by OCR on Triton before routing: the
-    router sees the words, not the file's bytes (which it would take for anything else)."""
+    router sees the words, not the file's bytes (which it would take for anything else); an
+    e-mail's, the PDF it carries."""
     text_pdf = Document(content_type="application/pdf", body=pdf(invoice()))
     scan = Document(content_type="image/png", body=_scan([
         "Ticket SR127232", "Priority: P3", "Category: General", "Customer: Julia Larsen"]))
+    # an e-mail is decided as the document it carries, as ingest stores it
+    note = EmailMessage()
+    note["From"], note["Subject"] = "billing@example.com", "Our invoice"
+    note.set_content("Please find our invoice attached.")
+    note.add_attachment(pdf(invoice()), maintype="application", subtype="pdf",
+                        filename="invoice.pdf")
+    mail = Document(content_type="message/rfc822", body=bytes(note))
     decided = await asyncio.gather(*(
         decide.Decide(DecideRequest(task=TaskEnvelope(
             task_id=str(uuid.uuid4()), tenant_id="acme", metadata=RECEIVED, document=document)))
-        for document in (text_pdf, scan)))
+        for document in (text_pdf, scan, mail)))
     labels = [(d.decision.models[0].label, d.decision.rule) for d in decided]
-    assert [label for label, _ in labels] == ["invoice", "support_ticket"], labels
+    assert [label for label, _ in labels] == ["invoice", "support_ticket", "invoice"], labels
     assert all(rule != "model_unavailable" for _, rule in labels), labels
 
 
