@@ -444,6 +444,33 @@ def _party_blocks(rows: list[list[str]]
     return sellers, customer_cells
 
 
+#: Words no name ends with: a name that does is unfinished ('House of' over 'Hoverboards').
+_UNFINISHED = re.compile(r"\b(?:of|and|the|for|de|du|des|del|der|und|van|von|&)$",
+                         re.IGNORECASE)
+#: The rest of an unfinished name: one to three capitalised words, no digits, no colon.
+_NAME_REST = re.compile(r"[A-ZÀ-Ý][\w'’.-]*(?: [A-ZÀ-Ý&][\w'’.-]*){0,2}")
+
+
+def _finished(rows: list[list[str]], index: int, name: str,
+              is_label: Callable[[str], bool]) -> str:
+    """A letterhead name that ends with a word no name ends with ('House of'), completed by
+    the first cell of one of the next two lines that holds the rest of it ('Hoverboards'),
+    passing lines that hold a field's label (the columns of a letterhead interleave: 'Date:
+    01.01.2019' between the two halves of a logo's words); else as it is."""
+    if not _UNFINISHED.search(name):
+        return name
+    for below in rows[index + 1:index + 3]:
+        if not below:
+            return name
+        cell = below[0].strip()
+        if is_label(cell) or ":" in cell or "#" in cell:
+            continue
+        if _NAME_REST.fullmatch(cell) and not is_label(cell):
+            return company_name(f"{name} {cell}") or name
+        return name
+    return name
+
+
 def _wrapped(rows: list[list[str]], index: int, column: int, name: str) -> str:
     """``name`` whole when it wraps onto the next line, whose part there ends with the legal
     form ('MVM Musterhafter' over 'Versicherungsverein Musterstadt a.G.'); else as it is. The
@@ -514,6 +541,8 @@ def find_vendor(text: str, is_label: Callable[[str], bool]) -> VendorGuess | Non
             letterhead = seen <= LETTERHEAD_LINES
             if letterhead:
                 name = _wrapped(rows, index, column, name)
+                if column == 0:
+                    name = _finished(rows, index, name, is_label)
             suffix = COMPANY_SUFFIX.search(name) is not None
             domain = _spelled_by_domain(name, domains)
             if not (suffix or domain or letterhead or _compact(name) in scores):

@@ -1568,3 +1568,13 @@ def test_an_address_without_a_number_is_no_sol_amount() -> None:
 def test_peruvian_and_argentine_legal_forms_end_the_name(name: str) -> None:
     ex = extract_invoice(f"{name}\nAv. Grau 120, Lima\nFactura: F001-9\nTotal: USD 10.00\n")
     assert ex.get("vendor") == name
+
+
+def test_a_letterhead_name_ending_in_of_goes_on_past_a_label_line() -> None:
+    # a logo's two lines, the right column's date between them in reading order
+    ex = _read_laid_out("Bank of                         Invoice #: 88\nDate: 02.03.2024\n"
+                        "Lanterns\nJane Roe\nTotal $10.00\n")
+    assert ex.get("vendor") == "Bank of Lanterns"
+    # a name that is finished is left as it is
+    ex = _read_laid_out("Harbour Supplies Inc.\nInvoice no: 9\nLanterns\nTotal $10.00\n")
+    assert ex.get("vendor") == "Harbour Supplies Inc."
