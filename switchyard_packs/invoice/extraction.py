@@ -1608,9 +1608,12 @@ _TITLE_WORDS = ("invoice", "factuur", "facture", "factura", "fattura", "rechnung
 #: 'Invoice' in the languages the labels cover, as a document's title says it: those words and
 #: the Slovak, Finnish and Turkish ones.
 _INVOICE_WORDS = "|".join((*_TITLE_WORDS, "faktúra", "lasku", "fatura"))
-#: A document's title alone on one of its first lines ('Zálohová faktúra', 'TAX INVOICE').
-_TITLE_LINE = re.compile(rf"^[ \t]*(?:[^\W\d_]+[ \t]+)?(?:{_INVOICE_WORDS})[ \t]*$",
+#: A document's title alone in the first cell of one of its first lines ('Zálohová faktúra',
+#: 'TAX INVOICE'; 'FACTURA | Pepita Gómez': the customer's column beside it).
+_TITLE_LINE = re.compile(rf"^[ \t]*(?:[^\W\d_]+[ \t]+)?(?:{_INVOICE_WORDS})[ \t]*(?:$| \| )",
                          re.IGNORECASE)
+#: A number sign before an identifier ('Nº F-2024/014', 'No. 12345'), not part of it.
+_NUMBER_SIGN = re.compile(r"^[ \t]*(?:n[°º]|no\.|nr\.|núm\.)[ \t]*", re.IGNORECASE)
 #: A line that is one identifier: a digit, and 3 or more characters.
 _LONE_IDENTIFIER = re.compile(
     r"^[ \t]*(#?[A-Za-z0-9][A-Za-z0-9/.\-_]*\d[A-Za-z0-9/.\-_]*)[ \t]*$")
@@ -1648,7 +1651,7 @@ def _number_under_the_title(text: str, b: _Builder) -> None:
     under = _under_the_title(text, _TITLE_LINE, 12)
     if under is None:
         return
-    m = _LONE_IDENTIFIER.match(under)
+    m = _LONE_IDENTIFIER.match(_NUMBER_SIGN.sub("", under.split(" | ")[0]))
     if m and len(m.group(1)) >= 3 and find_date(under) is None and \
             not re.fullmatch(r"\d+(?:[.,]\d{3})*[.,]\d{1,2}", m.group(1)):  # no amount
         b.offer("invoice_number", m.group(1), 0.75, under.strip(), "under the title")

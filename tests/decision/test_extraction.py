@@ -1578,3 +1578,12 @@ def test_a_letterhead_name_ending_in_of_goes_on_past_a_label_line() -> None:
     # a name that is finished is left as it is
     ex = _read_laid_out("Harbour Supplies Inc.\nInvoice no: 9\nLanterns\nTotal $10.00\n")
     assert ex.get("vendor") == "Harbour Supplies Inc."
+
+
+@pytest.mark.parametrize(("head", "number"), [
+    ("INVOICE | Bill to: Bob Co\nNo. INV-77", "INV-77"),       # the customer's column beside
+    ("FACTURA | Cliente: Mar Azul S.L.\nNº F-2024/014", "F-2024/014"),
+])
+def test_a_number_under_a_title_with_another_column_beside_it(head: str, number: str) -> None:
+    ex = extract_invoice(f"ACME Ltd\n{head}\nTotal: 10.00 EUR\n")
+    assert ex.get("invoice_number") == number
