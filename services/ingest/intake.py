@@ -12,9 +12,9 @@ record key. A payload and a header that disagree are refused rather than guessed
 With signing on, the key must be in the (signed) payload.
 
 A PDF, an image or an e-mail (``message/rfc822``) travels in the JSON form base64-encoded
-(``document.body``, as proto3 JSON encodes bytes) with its ``content_type``; a refused file is dead-lettered with reason
-``document_<code>`` (``document_encrypted``, ``document_too_many_pixels``, ...: the codes of
-:class:`switchyard.documents.DocumentError`).
+(``document.body``, as proto3 JSON encodes bytes) with its ``content_type``; a refused file
+is dead-lettered with reason ``document_<code>`` (``document_encrypted``,
+``document_too_many_pixels``, ...: the codes of :class:`switchyard.documents.DocumentError`).
 
 Pure functions: unit tests drive them without a broker.
 """

@@ -7,7 +7,7 @@ encoded-word headers and each part's transfer encoding and charset) into the hea
 person reads, the message's own text (its plain part, or its HTML part as text) and the
 files it carries; messages forwarded as attachments are read the same way, a few levels
 deep. What becomes of them, the document a task carries, is decided in ``_files``
-(:func:`switchyard.documents.as_stored`), next to the checks every document passes.
+(:func:`switchyard.documents.unpack_email`), next to the checks every document passes.
 
 Standard library only: the parser is the one the ``email`` package ships, and the HTML
 converter is a small :class:`html.parser.HTMLParser` that keeps a message's words, line

@@ -171,13 +171,11 @@ def declared_charset(content_type: str) -> str | None:
 
 def as_stored(content_type: str, body: bytes) -> tuple[str, bytes]:
     """A checked document's content type and bytes as a task carries them (ingest's envelope,
-    ``Decide``'s task): the bare media type, text or JSON decoded with the charset its
-    content type declares (checked by :func:`inspect` first) as UTF-8, and an e-mail as the
-    document it carries (:func:`unpack_email`; its headers are the caller's to keep)."""
+    ``Decide``'s task): the bare media type, and text or JSON decoded with the charset its
+    content type declares (checked by :func:`inspect` first) as UTF-8. An e-mail is stored as
+    the document it carries, with its headers kept: :func:`unpack_email`, which
+    ``switchyard.tasks.stored_document`` calls instead of this."""
     bare = normalise_content_type(content_type)
-    if bare == EMAIL:
-        unpacked = unpack_email(body)
-        return unpacked.content_type, unpacked.body
     charset = declared_charset(content_type) if bare in TEXT_TYPES else None
     if charset is None or charset in ("utf-8", "ascii"):
         return bare, body
@@ -473,8 +471,6 @@ def unpack_email(body: bytes, limits: DocumentLimits | None = None) -> UnpackedE
         return UnpackedEmail(kind, data, name, pages, metadata)
     try:
         merged = _merged_pdf(files, (limits or DocumentLimits()).render_dpi)
-    except DocumentError:
-        raise
     except Exception as exc:  # noqa: BLE001 - as inspect: a code, never a parser's error
         raise DocumentError("corrupt", f"the attachments cannot be joined into one PDF "
                                        f"({type(exc).__name__}: {_said(exc)})") from None
