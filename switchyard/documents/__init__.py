@@ -79,6 +79,7 @@ from switchyard.documents._text_layer import (
     read_pdf_pages,
     read_text_layer,
     reading_order,
+    unique_glyphs,
 )
 
 __all__ = [
@@ -94,7 +95,7 @@ __all__ = [
     "PostgresBlobStore", "S3BlobStore", "blob_store_for", "check_in", "load_body",
     # _text_layer
     "MIN_PICTURE_AREA", "MIN_TEXT_LAYER_CHARS", "PdfPage", "merge_picture_words",
-    "read_pdf_pages", "read_text_layer", "reading_order",
+    "read_pdf_pages", "read_text_layer", "reading_order", "unique_glyphs",
     # _layout
     "COLUMN_GAP_HEIGHTS", "LabelValue", "Line", "PageWord", "Table", "find_labels", "find_table", "find_words",
     "label_value", "label_values", "layout_from_text", "layout_text", "lines", "page_lines",

@@ -27,6 +27,7 @@ page units where a horizontal gap is compared with a height.
 
 from __future__ import annotations
 
+import functools
 import re
 import statistics
 import unicodedata
@@ -102,10 +103,16 @@ class Line:
     page: int
     words: tuple[PageWord, ...]
 
-    @property
+    @functools.cached_property
     def height(self) -> float:
         """The median height of the line's words, in page units (at least a tiny positive)."""
         return max(statistics.median(w.height for w in self.words), 1e-9)
+
+    @functools.cached_property
+    def tokens(self) -> tuple[str, ...]:
+        """Each word as labels are compared with it (:func:`_tokens`): a page's lines are
+        searched for dozens of labels."""
+        return tuple(_tokens(w.text) for w in self.words)
 
     @property
     def y0(self) -> float:
@@ -280,10 +287,16 @@ def layout_text(layout: DocumentLayout) -> str:
     return "\n\n".join(p for p in pages if p)
 
 
+_NOT_A_LETTER = re.compile(r"[\W_]+")
+
+
+@functools.lru_cache(maxsize=1 << 16)
 def _tokens(text: str) -> str:
     """A label or word compared without case, accents, punctuation or spaces (capitals often
-    drop their accents: ``NET A PAYER`` is ``Net à payer``)."""
-    return re.sub(r"[\W_]+", "", unaccented(text.lower()))
+    drop their accents: ``NET A PAYER`` is ``Net à payer``). Cached: every label is compared
+    with every word of the page, so the same few hundred words are normalised thousands of
+    times per document (a third of the decision service's CPU before the cache)."""
+    return _NOT_A_LETTER.sub("", unaccented(text.lower()))
 
 
 def unaccented(text: str) -> str:
@@ -306,19 +319,30 @@ def find_labels(layout_lines: Sequence[Line], label: str) -> list[tuple[Line, in
         return []
     found = []
     for line in layout_lines:
-        words = line.words
-        for start in range(len(words)):
-            joined = ""
-            for end in range(start, len(words)):
-                joined += _tokens(words[end].text)
-                if joined == wanted or (joined.startswith(wanted) and wanted[-1].isalpha()
-                                        and joined[len(wanted):].isdigit()
-                                        and words[end].text.rstrip(":)").endswith("%")):
-                    found.append((line, start, end + 1))
-                    break
-                if not wanted.startswith(joined):
-                    break
+        tokens = line.tokens
+        for start, first in enumerate(tokens):
+            if first and first[0] != wanted[0]:
+                continue  # what most words are: not the label's first letters
+            end = _label_end(line.words, tokens, start, wanted)
+            if end is not None:
+                found.append((line, start, end))
     return found
+
+
+def _label_end(words: Sequence[PageWord], tokens: Sequence[str], start: int, wanted: str
+               ) -> int | None:
+    """The index after the last word of label ``wanted`` (its :func:`_tokens`) written from
+    word ``start`` on (``tokens``: the words' tokens), or None when it is not written there."""
+    joined = ""
+    for end in range(start, len(words)):
+        joined += tokens[end]
+        if joined == wanted or (joined.startswith(wanted) and wanted[-1].isalpha()
+                                and joined[len(wanted):].isdigit()
+                                and words[end].text.rstrip(":)").endswith("%")):
+            return end + 1
+        if not wanted.startswith(joined):
+            return None
+    return None
 
 
 def _is_mark(word: PageWord) -> bool:
@@ -381,8 +405,9 @@ def _below(layout_lines: Sequence[Line], line: Line, start: int, end: int
 
 
 def _starts_with_label(words: Sequence[PageWord], labels: Iterable[str]) -> bool:
-    line = Line(words[0].page, tuple(words))
-    return any(start == 0 for label in labels for _, start, _ in find_labels([line], label))
+    tokens = [_tokens(w.text) for w in words]
+    return any(_label_end(words, tokens, 0, wanted) is not None
+               for wanted in map(_tokens, labels) if wanted)
 
 
 def label_values(layout_lines: Sequence[Line], labels: Iterable[str],

@@ -172,3 +172,27 @@ def test_a_fake_bold_glyph_drawn_twice_is_one_letter() -> None:
     page = read_text_layer(out.getvalue())[0]
     assert page is not None
     assert [w.text for w in page.words] == ["Coolltec", "OÜ", "Summa", "488.79"]
+
+
+def test_glyphs_kept_are_pdfplumbers_in_page_order() -> None:
+    """``unique_glyphs`` (linear where pdfplumber's ``dedupe_chars`` is quadratic) keeps the
+    same glyphs in the same order: doubles in two fonts and sizes, a double past the
+    tolerance kept, letters drawn out of reading order."""
+    import pdfplumber
+
+    from switchyard.documents import unique_glyphs
+
+    out = io.BytesIO()
+    pdf = canvas.Canvas(out, pagesize=A4)
+    for font, size, y in (("Helvetica", 10, 100), ("Courier", 14, 160), ("Helvetica", 8, 220)):
+        pdf.setFont(font, size)
+        for dx in (0.0, 0.4, 3.0):
+            pdf.drawString(300 - y + dx, HEIGHT - y, f"Total {size} EUR")
+    pdf.showPage()
+    pdf.save()
+    with pdfplumber.open(io.BytesIO(out.getvalue())) as document:
+        page = document.pages[0]
+        expected = page.dedupe_chars(tolerance=1.0).chars
+        kept = unique_glyphs(page.chars, 1.0)
+        assert len(kept) < len(page.chars)
+        assert [id(c) for c in kept] == [id(c) for c in expected]
