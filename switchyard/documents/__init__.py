@@ -14,6 +14,8 @@ Imports no service. Each module's public names are re-exported here:
   scanned page), :func:`read_pdf_pages` (the same with each page's pictures that may be
   pictures of text), :func:`merge_picture_words` (their OCR words added to the page) and
   :func:`reading_order`;
+* ``_bidi`` -- right-to-left words (Arabic, Hebrew) read in order: :func:`logical_text` for a
+  word's letters, :func:`logical_order` for a line's words;
 * ``_layout`` -- reading a DocumentLayout (words with boxes, from a PDF's text layer or OCR):
   lines, the reading-order text the router sees, labels and the values next to them, tables,
   and the provenance of an extracted value.
@@ -71,6 +73,7 @@ from switchyard.documents._layout import (
     provenance_of,
     unaccented,
 )
+from switchyard.documents._bidi import is_right_to_left, logical_order, logical_text
 from switchyard.documents._text_layer import (
     MIN_PICTURE_AREA,
     MIN_TEXT_LAYER_CHARS,
@@ -93,6 +96,8 @@ __all__ = [
     # _blobs
     "STORES", "BlobError", "BlobIntegrityError", "BlobNotFound", "BlobStore",
     "PostgresBlobStore", "S3BlobStore", "blob_store_for", "check_in", "load_body",
+    # _bidi
+    "is_right_to_left", "logical_order", "logical_text",
     # _text_layer
     "MIN_PICTURE_AREA", "MIN_TEXT_LAYER_CHARS", "PdfPage", "merge_picture_words",
     "read_pdf_pages", "read_text_layer", "reading_order", "unique_glyphs",

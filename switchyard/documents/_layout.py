@@ -34,6 +34,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from switchyard.documents._bidi import logical_order
 from switchyard.v1 import (
     BoundingBox,
     DocumentLayout,
@@ -124,8 +125,9 @@ class Line:
 
     @property
     def text(self) -> str:
-        """The words joined by a space (no column marks)."""
-        return " ".join(w.text for w in self.words)
+        """The words joined by a space (no column marks), right-to-left words in the order
+        they are read (:func:`switchyard.documents._bidi.logical_order`)."""
+        return " ".join(w.text for w in logical_order(self.words, _text))
 
     def cells(self) -> list[tuple[PageWord, ...]]:
         """The line cut at wide gaps: runs of words close to each other (columns, fields)."""
@@ -153,7 +155,7 @@ class LabelValue:
     @property
     def text(self) -> str:
         """The value's words joined by a space."""
-        return " ".join(w.text for w in self.value)
+        return " ".join(w.text for w in logical_order(self.value, _text))
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,8 @@ class Table:
 
     def texts(self) -> list[dict[str, str]]:
         """The rows as column name -> cell text."""
-        return [{name: " ".join(w.text for w in cell) for name, cell in row.items()}
+        return [{name: " ".join(w.text for w in logical_order(cell, _text))
+                 for name, cell in row.items()}
                 for row in self.rows]
 
 
@@ -256,6 +259,10 @@ def page_lines(page: LayoutPage) -> list[Line]:
                                                          for w in ln.words))
 
 
+def _text(word: PageWord) -> str:
+    return word.text
+
+
 def lines(layout: DocumentLayout) -> list[Line]:
     """Every line of every page, in reading order (pages in order of their number)."""
     return [line for page in sorted(layout.pages, key=lambda p: p.number)
@@ -276,7 +283,7 @@ def layout_text(layout: DocumentLayout) -> str:
         for line in page_lines(page):
             parts: list[str] = []
             for cell in line.cells():
-                text = " ".join(w.text for w in cell)
+                text = " ".join(w.text for w in logical_order(cell, _text))
                 if parts and not parts[-1].endswith(":"):
                     parts.append(" | ")
                 elif parts:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
+from switchyard.documents._bidi import logical_text
 from switchyard.v1 import BoundingBox, LayoutPage, LayoutSource, LayoutWord
 
 __all__ = ["MIN_PICTURE_AREA", "MIN_TEXT_LAYER_CHARS", "PdfPage", "merge_picture_words",
@@ -114,7 +115,7 @@ def _page(page: object, number: int, min_chars: int) -> PdfPage:
     raw = glyphs.extract_words(
         keep_blank_chars=False, use_text_flow=False, x_tolerance_ratio=WORD_GAP_RATIO)
     words = [
-        LayoutWord(text=w["text"], confidence=1.0,
+        LayoutWord(text=logical_text(w["text"]), confidence=1.0,
                    box=box(float(w["x0"]), float(w["top"]), float(w["x1"]), float(w["bottom"])))
         for w in raw if str(w["text"]).strip()
     ]

@@ -99,6 +99,7 @@ CURRENCY_SYMBOLS: tuple[tuple[str, str], ...] = (  # longest first: "C$" before 
     ("￥", "JPY"),   # the full-width sign; both are the yuan's too (_SHARED_SIGNS)
     ("฿", "THB"), ("บาท", "THB"),  # (Thai: the baht's sign, and its name written after)
     ("S/", "PEN"),  # Peru's sol ('S/ 236.00'; 'S/N', no number, is an address's)
+    ("円", "JPY"),  # the yen written after its amount ('11,000 円', '13200円')
 )
 CURRENCY_CODES = frozenset({
     "USD", "EUR", "GBP", "INR", "JPY", "CHF", "CAD", "AUD", "SEK", "PLN", "NOK", "DKK", "NZD",
@@ -134,8 +135,13 @@ MONTH_NAMES: dict[str, int] = {
 }
 # -- values ------------------------------------------------------------------------------------
 
+#: Signs written straight after the figure, with no space ('13200円'): a letter glued to a
+#: number otherwise makes it an identifier's.
+_GLUED_SIGNS = ("円",)
 # a symbol of letters starts a word ('Rs 1939', not 'Hours 32')
-_SYM = "|".join((r"\b" if s[0].isalpha() else "") + re.escape(s) for s, _ in CURRENCY_SYMBOLS)
+_SYM = "|".join((r"\b" if s[0].isalpha() and s not in _GLUED_SIGNS else "") + re.escape(s)
+                for s, _ in CURRENCY_SYMBOLS)
+_GLUED = "|".join(map(re.escape, _GLUED_SIGNS))
 _CODE = "|".join(sorted(CURRENCY_CODES))
 # ungrouped, at most nine digits: a longer run is a register or trade number
 # ('SIRET : 99999999800010', 'GLN 4000001123452'), not an amount
@@ -147,7 +153,7 @@ _NUM = r"\d{1,3}(?:[ ,.'’]\d{3})+(?:[.,]\d{1,2})?|\d{1,9}(?:[.,]\d{1,2})?"
 # '€ -9,32'); one after a digit is a range's, a date's or a reference's ('10-20',
 # '2024-01-24', 'article 283-2'), and no amount ends before it
 _MONEY = re.compile(
-    rf"(?:(?:(?<![\w-])(?P<signed>-)(?={_SYM}))?(?P<pre>{_SYM}|\b(?:{_CODE})(?:\b|(?=\d)))[ \t]?|(?<!\w)(?<!\d-)(?<!\d[.,])|(?<=\b(?:{_CODE})))(?:(?<![\w-])(?P<neg>-))?(?P<num>{_NUM})(?![\d]|[.,]\d|-\d|:\d|[ \t]?%|(?!(?:{_CODE})\b)[^\W\d_])(?:[ \t]?(?P<post>(?:\b|(?<=\d))(?:{_CODE})\b|{_SYM}))?")
+    rf"(?:(?:(?<![\w-])(?P<signed>-)(?={_SYM}))?(?P<pre>{_SYM}|\b(?:{_CODE})(?:\b|(?=\d)))[ \t]?|(?<!\w)(?<!\d-)(?<!\d[.,])|(?<=\b(?:{_CODE})))(?:(?<![\w-])(?P<neg>-))?(?P<num>{_NUM})(?![\d]|[.,]\d|-\d|:\d|[ \t]?%|(?!(?:{_CODE})\b|{_GLUED})[^\W\d_])(?:[ \t]?(?P<post>(?:\b|(?<=\d))(?:{_CODE})\b|{_SYM}))?")
 
 
 #: Signs before a figure that make it a threshold ('orders > 300 €'), no amount.
@@ -155,7 +161,11 @@ _COMPARISONS = ("<", ">", "\u2264", "\u2265")
 
 _STANDALONE_CODE = re.compile(rf"(?<![\w-])({_CODE})(?![\w-])")
 # signs that name one currency ('$' is several countries' and stays with its amounts)
-_STANDALONE_SIGN = re.compile(r"([€£₹฿]|\bKč\b|\bzł\b|บาท)")
+_STANDALONE_SIGN = re.compile(r"([€£₹฿円]|\bKč\b|\bzł\b|บาท)")
+#: A currency's name written out, standing apart ('Amounts expressed in Euros', a column
+#: headed 'Euro'): the last place a currency is looked for.
+_CURRENCY_NAMES = {"euro": "EUR", "euros": "EUR"}
+_STANDALONE_NAME = re.compile(rf"(?<![\w-])({'|'.join(_CURRENCY_NAMES)})(?![\w-])", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -427,6 +437,7 @@ def _doubtful_identifier(ident: str) -> bool:
 
 LABELS: dict[str, tuple[str, ...]] = {
     "invoice_number": ("invoice no.", "invoice no", "invoice #", "invoice number", "inv. no.",
+                       "invoice id",
                        "inv no", "invoice nr", "bill no", "document no", "rechnungsnummer",
                        "rechnungsnr.", "rechnungsnr", "rechnung nr", "n° de facture",
                        "facture n°", "facture no", "no. factura", "invoice_no",
@@ -456,7 +467,9 @@ LABELS: dict[str, tuple[str, ...]] = {
                        # Brazil's service invoice (NFS-e) and goods invoice (NF-e)
                        "número da nfs-e", "número da nf-e", "número da nota",
                        # Thai: number, document's, tax invoice's, invoice's
-                       "เลขที่", "เลขที่เอกสาร", "เลขที่ใบกำกับภาษี", "เลขที่ใบแจ้งหนี้"),
+                       "เลขที่", "เลขที่เอกสาร", "เลขที่ใบกำกับภาษี", "เลขที่ใบแจ้งหนี้",
+                       # Arabic: the invoice's number
+                       "رقم الفاتورة", "رقم الفاتوره"),
     "invoice_date": ("invoice date", "issue date", "date of issue", "datum", "date",
                      "开票日期", "開票日期", "請求日", "発行日",
                      "belegdatum", "beleg-datum", "rechnungs-datum",
@@ -471,7 +484,9 @@ LABELS: dict[str, tuple[str, ...]] = {
                      "data e hora da emissão", "data e hora da emissão da nfs-e",
                      "data da emissão",
                      # Thai: date, date the document / the tax invoice was issued
-                     "วันที่", "วันที่ออกเอกสาร", "วันที่ออกใบกำกับภาษี"),
+                     "วันที่", "วันที่ออกเอกสาร", "วันที่ออกใบกำกับภาษี",
+                     # Arabic: date, the invoice's date, date of issue
+                     "تاريخ", "تاريخ الفاتورة", "تاريخ الإصدار"),
     "due_date": ("due date", "payment due", "pay by", "fällig am", "due", "due_date",
                  "zahlbar bis", "zahlungsziel", "échéance", "date d'échéance",
                  "date limite de paiement", "fecha de vencimiento", "vencimiento", "scadenza",
@@ -483,6 +498,10 @@ LABELS: dict[str, tuple[str, ...]] = {
                  "fälligkeitstag", "fällig zum", "zahlbar am", "vervaldag",
                  "uiterste betaaldatum", "date d'exigibilité", "data di scadenza",
                  "fecha límite de pago", "fecha venc.", "fecha venc", "fecha vencimiento",
+                 # Arabic: the due date
+                 "تاريخ الاستحقاق",
+                 # Japanese: payment deadline, transfer deadline (with the polite お too)
+                 "支払期限", "お支払期限", "支払期日", "お支払期日", "振込期限", "お振込期限",
                  # Thai: the day payment falls due
                  "วันครบกำหนด", "วันที่ครบกำหนด", "ครบกำหนดชำระ", "กำหนดชำระ"),
     "po_number": ("po number", "purchase order", "p.o. #", "p.o. no", "your ref", "order ref",
@@ -543,7 +562,9 @@ LABELS: dict[str, tuple[str, ...]] = {
                  # 'Op. Gravadas', Argentina's 'Importe Neto Gravado', Spain's summed bases
                  "op. gravadas", "op. gravada", "operaciones gravadas", "gravado",
                  "neto gravado", "importe neto gravado", "total bases",
-                 "total bases imponibles"),
+                 "total bases imponibles",
+                 # Arabic: the subtotal, the total before tax
+                 "المجموع الفرعي", "الإجمالي قبل الضريبة"),
     "tax": ("sales tax", "mwst", "vat", "tax", "gst", "tva", "iva", "btw", "ust",
             "kwota vat",
             # the tax's amount, named as such
@@ -565,7 +586,9 @@ LABELS: dict[str, tuple[str, ...]] = {
             "alv", "arvonlisävero", "alv yhteensä", "moms", "momsbelopp", "mva",
             "merverdiavgift", "mva-beløp", "momsbeløb",
             # Thai: value added tax, its amount
-            "ภาษีมูลค่าเพิ่ม", "จำนวนภาษีมูลค่าเพิ่ม"),
+            "ภาษีมูลค่าเพิ่ม", "จำนวนภาษีมูลค่าเพิ่ม",
+            # Arabic: value added tax, the tax
+            "ضريبة القيمة المضافة", "الضريبة"),
     "total": ("total due", "amount due", "balance due", "grand total", "gesamtbetrag",
               # Australia's and New Zealand's tax invoices
               "total inc gst", "total inc. gst", "total incl gst", "total incl. gst",
@@ -576,6 +599,9 @@ LABELS: dict[str, tuple[str, ...]] = {
               "价税合计", "價稅合計", "（小写）", "（小寫）", "ご請求金額", "請求金額", "合計金額",
               # (Japanese 合計; a fapiao's simplified 合计 is its amount before tax)
               "合計", "税込合計",
+              # Arabic: the total, the sum, the total due, the total with tax
+              "الإجمالي", "المجموع", "الإجمالي المستحق", "المبلغ الإجمالي",
+              "الإجمالي شامل الضريبة",
               "total ttc", "total", "amount", "invoice total", "rechnungsbetrag",
               "montant ttc", "somme à payer", "net à payer", "total a pagar", "importe total",
               "total factura",
@@ -1979,7 +2005,8 @@ def extract_invoice(text: str, layout: DocumentLayout | None = None) -> InvoiceE
         else:  # a code or sign standing apart from the amounts ('TOTALE FATTURA  EUR  183,00',
             # 'Total € Incl. VAT')
             codes = _STANDALONE_CODE.findall(text) or [
-                _currency_of(sign) for sign in _STANDALONE_SIGN.findall(text)]
+                _currency_of(sign) for sign in _STANDALONE_SIGN.findall(text)] or [
+                _CURRENCY_NAMES[name.lower()] for name in _STANDALONE_NAME.findall(text)]
             if codes:
                 b.offer("currency", max(set(codes), key=codes.count), 0.55, codes[0],
                         "document")

@@ -260,8 +260,10 @@ def company_name(cell: str) -> str | None:
     if _SALUTATION.match(first) and not COMPANY_SUFFIX.search(cell):
         return None  # a person addressed ('Dhr. M el Mathari', 'Mrs Jane Doe'): a customer
     # 'Acme', 'ACME', and names that keep a lower-case start: 'e-Luscious', 'iViveLabs', or
-    # that end with a legal form: 'bol.com b.v.'
-    if not (first[:1].isupper() or any(ch.isupper() for ch in first[1:])
+    # that end with a legal form: 'bol.com b.v.'; a script without capitals (Arabic, Hebrew,
+    # Chinese, Thai) has no lower-case start either
+    caseless = not any(ch.isupper() or ch.islower() for ch in first)
+    if not (first[:1].isupper() or any(ch.isupper() for ch in first[1:]) or caseless
             or COMPANY_SUFFIX.search(cell)):
         return None
     return cell

@@ -1587,3 +1587,34 @@ def test_a_letterhead_name_ending_in_of_goes_on_past_a_label_line() -> None:
 def test_a_number_under_a_title_with_another_column_beside_it(head: str, number: str) -> None:
     ex = extract_invoice(f"ACME Ltd\n{head}\nTotal: 10.00 EUR\n")
     assert ex.get("invoice_number") == number
+
+
+def test_yen_written_after_the_amount_and_japanese_payment_deadlines() -> None:
+    ex = _read_laid_out("請求書\n株式会社みなと商事 | 請求書番号: 2025-7\n日付: 2025 年 12 月 05 日\n"
+                        "合計金額 | 11,000 円\n振込期限 | 2026 年 01 月 31 日\n")
+    assert ex.get("currency") == "JPY" and ex.get("total") == "11000.00"
+    assert ex.get("due_date") == "2026-01-31"
+    # glued to the figure too, and a number glued to another letter is still no amount
+    assert [(m.amount, m.currency) for m in find_money("13200円 ABC123")] == [(13200.0, "JPY")]
+
+
+def test_a_currency_named_in_words_and_an_invoice_id() -> None:
+    ex = extract_invoice("Dim Works\nInvoice id: 1023\nInvoice date: 2015-06-14 21:56\n"
+                         "Amounts expressed in Euros\nTotal | 3863.00\n")
+    assert ex.get("invoice_number") == "1023"
+    assert ex.get("currency") == "EUR"
+
+
+def test_arabic_labels_on_a_text_layer_read_in_order() -> None:
+    # lines as a PDF's text layer gives their words, left to right on the page: an Arabic
+    # label's letters backwards, its words from the right, its colon at its left end
+    drawn = [":ةروتافلا مقر INV-88", ":ةروتافلا خيرات 2024-03-05", ":يلامجإلا 500.00 SAR"]
+    ex = extract_invoice("\n".join(_read_rtl(line) for line in drawn))
+    assert (ex.get("invoice_number"), ex.get("invoice_date"), ex.get("total")) == \
+        ("INV-88", "2024-03-05", "500.00")
+
+
+def _read_rtl(drawn: str) -> str:
+    """A line as drawn, read the way laid-out text reads it (switchyard.documents._bidi)."""
+    from switchyard.documents import logical_order, logical_text
+    return " ".join(logical_order([logical_text(w) for w in drawn.split()], str))
