@@ -214,6 +214,18 @@ _SHARED_SIGNS: dict[str, tuple[re.Pattern[str], tuple[_PlaceCue, ...]]] = {
 }
 
 
+#: When no currency is written at all: a tax registration only one country issues says whose
+#: money the amounts are (a Brazilian DANFE prints its figures bare, its CNPJ on every copy).
+_PLACE_ONLY: tuple[_PlaceCue, ...] = (
+    # a CNPJ as Brazil prints it ('81.583.054/0001-29'), its key often in a box above it
+    _PlaceCue(re.compile(r"\b\d{2}\.\d{3}\.\d{3}/\d{4}-\d{2}\b"), "BRL", "tax registration"),
+    _PlaceCue(re.compile(r"\bC\.?U\.?I\.?T\.?[ \t]*:?[ \t]*\d{2}-?\d{8}-?\d\b"),
+              "ARS", "tax registration"),
+    _PlaceCue(re.compile(r"\bR\.?U\.?C\.?[ \t]*:?[ \t]*(?:10|20)\d{9}\b"), "PEN",
+              "tax registration"),
+)
+
+
 @dataclass(frozen=True)
 class Money:
     amount: float
@@ -1639,7 +1651,8 @@ _INVOICE_WORDS = "|".join((*_TITLE_WORDS, "faktúra", "lasku", "fatura"))
 _TITLE_LINE = re.compile(rf"^[ \t]*(?:[^\W\d_]+[ \t]+)?(?:{_INVOICE_WORDS})[ \t]*(?:$| \| )",
                          re.IGNORECASE)
 #: A number sign before an identifier ('Nº F-2024/014', 'No. 12345'), not part of it.
-_NUMBER_SIGN = re.compile(r"^[ \t]*(?:n[°º]|no\.|nr\.|núm\.)[ \t]*", re.IGNORECASE)
+_NUMBER_SIGN = re.compile(r"^[ \t]*(?:n[°º]|no\.|nr\.|núm\.|(?:ref|réf)\.|reference|référence|"
+                          r"referencia|riferimento)[ \t]*:?[ \t]*", re.IGNORECASE)
 #: A line that is one identifier: a digit, and 3 or more characters.
 _LONE_IDENTIFIER = re.compile(
     r"^[ \t]*(#?[A-Za-z0-9][A-Za-z0-9/.\-_]*\d[A-Za-z0-9/.\-_]*)[ \t]*$")
@@ -2010,6 +2023,11 @@ def extract_invoice(text: str, layout: DocumentLayout | None = None) -> InvoiceE
             if codes:
                 b.offer("currency", max(set(codes), key=codes.count), 0.55, codes[0],
                         "document")
+            else:
+                places = {cue.currency: cue for cue in _PLACE_ONLY if cue.names(text)}
+                if len(places) == 1:
+                    ((code, cue),) = places.items()
+                    b.offer("currency", code, 0.5, "", cue.why)
     _currency_of_the_place(b, text)
     _resolve_dates(b, text)
     _reconcile_amounts(b)

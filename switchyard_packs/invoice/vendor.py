@@ -224,6 +224,8 @@ def company_name(cell: str) -> str | None:
     does not look like a name (digits, a colon, more than six words, no capital)."""
     # OCR drops the space after a comma too: 'Amazon Web Services,Inc.'
     cell = re.sub(r",(?=[A-Z])", ", ", _respaced(_unmarked(cell.strip())))
+    # OCR reads the D of a capitals 'PTY LTD' as an O
+    cell = re.sub(r"\b(PTY\.?|PVT\.?) LT[O0]\b", r"\1 LTD", cell)
     parts = _PARTS.split(cell)
     # a sender line's parts (not a sentence's), the others an address's ('QualityHosting AG -
     # Uferweg 40-42 - D-63571 Gelnhausen'); a name with a dash in it stays whole ('GNR - Guarda

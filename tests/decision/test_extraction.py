@@ -1618,3 +1618,19 @@ def _read_rtl(drawn: str) -> str:
     """A line as drawn, read the way laid-out text reads it (switchyard.documents._bidi)."""
     from switchyard.documents import logical_order, logical_text
     return " ".join(logical_order([logical_text(w) for w in drawn.split()], str))
+
+
+def test_a_brazilian_cnpj_names_the_currency_when_none_is_written() -> None:
+    ex = extract_invoice("DANFE\nEmpresa Lucro Presumido Ltda\nCNPJ / CPF\n81.583.054/0001-29\n"
+                         "VALOR TOTAL DA NOTA | 1.950,00\n")
+    assert ex.get("currency") == "BRL"
+    # a currency written anywhere wins over the place
+    ex = extract_invoice("Acme Ltda\nCNPJ 81.583.054/0001-29\nTotal: USD 10.00\n")
+    assert ex.get("currency") == "USD"
+
+
+def test_a_reference_under_the_title_numbers_it_and_ocr_of_pty_ltd() -> None:
+    from switchyard_packs.invoice.vendor import company_name
+    ex = extract_invoice("Acme Bakery\nFACTURE\nRéf.: FA-2021-88\nTotal: 10.00 EUR\n")
+    assert ex.get("invoice_number") == "FA-2021-88"
+    assert company_name("CENTRE COM HAWTHORN PTY LTO") == "CENTRE COM HAWTHORN PTY LTD"
