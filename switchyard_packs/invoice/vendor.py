@@ -46,11 +46,14 @@ _LEGAL_FORMS = (r"Pty\.? Ltd\.?|Pvt\.? Ltd\.?|Private Limited|Ltd\.?|Inc\.?|Inco
                 # partnerships (civil-law, general, limited by shares) and sole traders
                 r"a\.G\.|VVaG|e\.V\.|eG|GbR|OHG|KGaA|e\.K\.")
 # and in capitals, as letterheads print them ('CONTOSO LTD.', 'ACME GMBH'); the dotted ones
-# in small letters too, which no word is ('bol.com b.v.', 's.r.l.')
+# in small letters too, which no word is ('bol.com b.v.', 's.r.l.'), and the few undotted
+# ones that are no word in the languages the labels cover ('Dim Solution inc')
+_IN_SMALL_LETTERS = {r"Inc\.?", r"Ltd\.?", "LLC", "GmbH", r"Corp\.?"}
 _LEGAL_FORMS = "|".join(dict.fromkeys(
     form for written in _LEGAL_FORMS.split("|")
     for form in (written, written.upper(),
-                 written.lower() if re.fullmatch(r"(?:[A-Za-z]\\\.)+", written) else written)))
+                 written.lower() if re.fullmatch(r"(?:[A-Za-z]\\\.)+", written)
+                 or written in _IN_SMALL_LETTERS else written)))
 #: A company's legal form at the end of a name.
 COMPANY_SUFFIX = re.compile(rf"(?:\b(?:{_LEGAL_FORMS}))\s*$")
 # a name followed by more on its line: 'e-Luscious Nederland B.V. iov Saeco.com'; a name
@@ -122,6 +125,9 @@ _SENDER_PARTS = re.compile(_PARTS.pattern + r"|,\s+")
 _NAME_LABEL = re.compile(r"^(?:name|firma|firmenname|company|raison sociale|ragione sociale|"
                          r"naam|nazwa|název|nome|nombre|razão social|razón social)\s*:\s*",
                          re.IGNORECASE)
+# 'from' in small letters before a name in capitals ('de TNG TECHNOLOGY S.R.L', an Argentine
+# invoice's issuer line) is no part of it; 'de Vries BV' keeps its particle
+_FROM_WORD = re.compile(r"^(?:de|from|von|da|di)\s+(?=[A-Z][A-Z0-9&.\-]+(?:\s|$))")
 # a key over its value ('Nome / Nome Empresarial' above the company's name) is no name
 _NAME_KEY = re.compile(r"^(?:(?:company |business |legal |trading )?name|nome(?: empresarial)?|"
                        r"nombre|razão social|razón social|raison sociale|ragione sociale|"
@@ -234,7 +240,7 @@ def company_name(cell: str) -> str | None:
             any(ch.isdigit() for part in parts[1:] for ch in part):
         cell = parts[0]
     labelled = _NAME_LABEL.match(cell) is not None
-    cell = _NAME_LABEL.sub("", cell)
+    cell = _FROM_WORD.sub("", _NAME_LABEL.sub("", cell))
     cell = re.sub(r"\s+", " ", TITLE.sub("", cell)).strip()
     inside = _SUFFIX_INSIDE.match(cell)
     # a 'Name:' field holds the whole name

@@ -1634,3 +1634,14 @@ def test_a_reference_under_the_title_numbers_it_and_ocr_of_pty_ltd() -> None:
     ex = extract_invoice("Acme Bakery\nFACTURE\nRéf.: FA-2021-88\nTotal: 10.00 EUR\n")
     assert ex.get("invoice_number") == "FA-2021-88"
     assert company_name("CENTRE COM HAWTHORN PTY LTO") == "CENTRE COM HAWTHORN PTY LTD"
+
+
+@pytest.mark.parametrize(("cell", "name"), [
+    ("de TNG TECHNOLOGY S.R.L", "TNG TECHNOLOGY S.R.L"),   # 'from' before a name in capitals
+    ("de Vries BV", "de Vries BV"),                         # a name's own particle stays
+    ("Dim Solution inc", "Dim Solution inc"),               # a legal form in small letters
+])
+def test_a_names_first_and_last_words(cell: str, name: str) -> None:
+    from switchyard_packs.invoice.vendor import COMPANY_SUFFIX, company_name
+    assert company_name(cell) == name
+    assert COMPANY_SUFFIX.search(name)
