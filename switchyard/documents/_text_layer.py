@@ -142,8 +142,8 @@ def unique_glyphs(chars: Sequence[dict[str, Any]], tolerance: float) -> list[dic
     """``chars`` without the glyphs drawn again within ``tolerance`` points of an identical
     one (same letter, font, size and direction), the first of each cluster kept: what
     pdfplumber's ``Page.dedupe_chars`` keeps. Written here because pdfplumber (0.11) puts
-    the survivors back in order with ``list.index``, quadratic in the page's glyphs: a
-    fifth of the decision service's CPU on a text PDF with a few thousand letters."""
+    the survivors back in order with ``list.index``, quadratic in the page's glyphs: about
+    a sixth of the decision service's CPU on text PDFs with a few thousand letters."""
     from pdfplumber.utils import cluster_objects
 
     keep: list[tuple[int, dict[str, Any]]] = []
