@@ -684,6 +684,6 @@ async def test_documents_from_outside_are_routed_and_read_without_a_kind(
     right = sum(c["(all fields)"]["right"] for c in summary["accuracy"].values())
     shown = sum(c["(all fields)"]["shown"] for c in summary["accuracy"].values())
     wrong = sum(c["wrong"] for c in summary["read_wrong"].values())
-    # 1,134 of 1,223 invoice fields right, 32 read wrong (docs/documents.md)
-    assert right >= shown - 96 and wrong <= 35, (right, shown, wrong, [
+    # 1,144 of 1,223 invoice fields right, 28 read wrong (docs/documents.md)
+    assert right >= shown - 86 and wrong <= 31, (right, shown, wrong, [
         (d["id"], d["wrong"]) for d in summary["documents"] if d["wrong"]])
