@@ -1013,6 +1013,8 @@ def _from_prose(text: str, b: _Builder) -> None:
     if "invoice_date" not in b.found:
         _date_under_the_title(text, b)
     if "invoice_date" not in b.found:
+        _date_beside_the_title(text, b)
+    if "invoice_date" not in b.found:
         for m in _DATELINE.finditer(text):  # the letter's date, when nothing labels one
             found = find_date(m.group("v"))
             if found is not None and found[1] == m.group("v").strip():
@@ -1682,6 +1684,27 @@ def _date_under_the_title(text: str, b: _Builder) -> None:
     found = find_date(under)
     if found is not None and found[1] == under.strip():
         b.offer("invoice_date", found[0], 0.8, found[1], "under the title")
+
+
+#: A title word anywhere in a cell, German compounds that end in 'Rechnung' too
+#: ('Beitragsrechnung', 'Schlussrechnung': each an invoice).
+_TITLE_OR_COMPOUND = re.compile(rf"\b(?:{_INVOICE_WORDS})\b|\w+rechnung\b", re.IGNORECASE)
+
+
+def _date_beside_the_title(text: str, b: _Builder) -> None:
+    """A date alone in the cell beside the title's, in the document's first lines
+    (``Beitragsrechnung zur Kraftfahrtversicherung Nr. 7 | 11. März 2014``: a letter's date
+    right-aligned on its subject line), when no label names one."""
+    for line in _first_lines(text, 24):
+        cells = [c.strip() for c in line.split(" | ")]
+        if not _TITLE_OR_COMPOUND.search(cells[0]):
+            continue
+        # the title and the date only: a cell between is the date's own label
+        # ('INVOICE | Payable by | 11.03.2026' is a due date)
+        found = find_date(cells[1]) if len(cells) == 2 else None
+        if found is not None and found[1] == cells[1]:
+            b.offer("invoice_date", found[0], 0.8, found[1], "beside the title")
+        return  # the first title line only
 
 
 def _number_under_the_title(text: str, b: _Builder) -> None:

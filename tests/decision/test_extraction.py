@@ -1645,3 +1645,13 @@ def test_a_names_first_and_last_words(cell: str, name: str) -> None:
     from switchyard_packs.invoice.vendor import COMPANY_SUFFIX, company_name
     assert company_name(cell) == name
     assert COMPANY_SUFFIX.search(name)
+
+
+def test_a_date_beside_the_title_is_the_invoices_unless_a_label_is_between() -> None:
+    head = "Versicherungsverein Muster a.G.\nHerrn Max Muster\n"
+    ex = extract_invoice(head + "Beitragsrechnung zur Kfz-Versicherung Nr. 7 | 11. März 2014\n"
+                         "Rechnungszeitraum: 01.04.2014 - 30.06.2014\nFälligkeitstag: 01.04.2014\n"
+                         "zu zahlender Beitrag | 220,00 €\n")
+    assert ex.get("invoice_date") == "2014-03-11"
+    ex = extract_invoice("Acme GmbH\nINVOICE | Payable by | 11.03.2026\nTotal: 10.00 EUR\n")
+    assert ex.get("invoice_date") != "2026-03-11"
