@@ -183,6 +183,10 @@ class _PlaceCue:
             self.absent is None or self.absent.search(text) is None)
 
 
+#: Argentina's tax number (CUIT: '30-71508773-8'), on every Argentine invoice: its '$' is the
+#: peso's, and with no sign at all its figures are pesos.
+_ARGENTINE_CUIT = _PlaceCue(re.compile(r"\bC\.?U\.?I\.?T\.?[ \t]*:?[ \t]*\d{2}-?\d{8}-?\d\b"),
+                            "ARS", "tax registration")
 #: Signs that several countries write, read as one currency until the document says which
 #: place it is from: the sign's reading -> what writes that currency out (then the sign is
 #: it), and the cues that name another. A bare ``$``: the issuer's tax registration says
@@ -197,9 +201,7 @@ _SHARED_SIGNS: dict[str, tuple[re.Pattern[str], tuple[_PlaceCue, ...]]] = {
             r"\bA\.?B\.?N\b\.?[ \t]*:?[ \t]*\d{2}[ \t]?\d{3}[ \t]?\d{3}[ \t]?\d{3}\b"),
             "AUD", "tax registration"),
         _PlaceCue(re.compile(r"\b(?:GST/HST|HST/GST|HST|QST)\b"), "CAD", "tax registration"),
-        # Argentina's tax number (CUIT: '30-71508773-8'), on every Argentine invoice
-        _PlaceCue(re.compile(r"\bC\.?U\.?I\.?T\.?[ \t]*:?[ \t]*\d{2}-?\d{8}-?\d\b"),
-                  "ARS", "tax registration"),
+        _ARGENTINE_CUIT,
         # Chile's tax number (RUT: '76.269.769-6', its check digit 0-9 or K)
         _PlaceCue(re.compile(r"\bR\.?U\.?T\.?[ \t]*:?[ \t]*\d{1,2}\.?\d{3}\.?\d{3}-[\dkK]\b"),
                   "CLP", "tax registration"),
@@ -219,8 +221,8 @@ _SHARED_SIGNS: dict[str, tuple[re.Pattern[str], tuple[_PlaceCue, ...]]] = {
 _PLACE_ONLY: tuple[_PlaceCue, ...] = (
     # a CNPJ as Brazil prints it ('81.583.054/0001-29'), its key often in a box above it
     _PlaceCue(re.compile(r"\b\d{2}\.\d{3}\.\d{3}/\d{4}-\d{2}\b"), "BRL", "tax registration"),
-    _PlaceCue(re.compile(r"\bC\.?U\.?I\.?T\.?[ \t]*:?[ \t]*\d{2}-?\d{8}-?\d\b"),
-              "ARS", "tax registration"),
+    _ARGENTINE_CUIT,
+    # Peru's (RUC: 11 digits, a company's starting 20, a person's 10)
     _PlaceCue(re.compile(r"\bR\.?U\.?C\.?[ \t]*:?[ \t]*(?:10|20)\d{9}\b"), "PEN",
               "tax registration"),
 )

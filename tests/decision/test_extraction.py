@@ -1655,3 +1655,14 @@ def test_a_date_beside_the_title_is_the_invoices_unless_a_label_is_between() -> 
     assert ex.get("invoice_date") == "2014-03-11"
     ex = extract_invoice("Acme GmbH\nINVOICE | Payable by | 11.03.2026\nTotal: 10.00 EUR\n")
     assert ex.get("invoice_date") != "2026-03-11"
+
+
+@pytest.mark.parametrize(("registration", "currency"), [
+    ("C.U.I.T. 30-71234567-8", "ARS"),      # Argentina
+    ("R.U.C.: 20123456789", "PEN"),          # Peru, a company
+])
+def test_a_tax_registration_names_the_currency_of_bare_figures(registration: str,
+                                                               currency: str) -> None:
+    ex = extract_invoice(f"Lumen Servicios\n{registration}\nFactura: 0011-00001323\n"
+                         "Total | 1.210,00\n")
+    assert ex.get("currency") == currency
