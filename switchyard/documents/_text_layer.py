@@ -146,9 +146,11 @@ def unique_glyphs(chars: Sequence[dict[str, Any]], tolerance: float) -> list[dic
     a sixth of the decision service's CPU on text PDFs with a few thousand letters."""
     from pdfplumber.utils import cluster_objects
 
+    def same(pair: tuple[int, dict[str, Any]]) -> Any:
+        return _SAME_GLYPH(pair[1])
+
     keep: list[tuple[int, dict[str, Any]]] = []
-    numbered = sorted(enumerate(chars), key=lambda pair: _SAME_GLYPH(pair[1]))
-    for _, group in itertools.groupby(numbered, key=lambda pair: _SAME_GLYPH(pair[1])):
+    for _, group in itertools.groupby(sorted(enumerate(chars), key=same), key=same):
         for row in cluster_objects(list(group), lambda pair: pair[1]["doctop"], tolerance):
             for cluster in cluster_objects(row, lambda pair: pair[1]["x0"], tolerance):
                 keep.append(min(cluster, key=lambda pair: _POSITION(pair[1])))

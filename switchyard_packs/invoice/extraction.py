@@ -1690,7 +1690,7 @@ def _date_under_the_title(text: str, b: _Builder) -> None:
 
 #: A title word anywhere in a cell, German compounds that end in 'Rechnung' too
 #: ('Beitragsrechnung', 'Schlussrechnung': each an invoice).
-_TITLE_OR_COMPOUND = re.compile(rf"\b(?:{_INVOICE_WORDS})\b|\w+rechnung\b", re.IGNORECASE)
+_TITLE_OR_COMPOUND = re.compile(rf"{_TITLE_WORD.pattern}|\w+rechnung\b", re.IGNORECASE)
 
 
 def _date_beside_the_title(text: str, b: _Builder) -> None:

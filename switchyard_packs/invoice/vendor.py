@@ -475,7 +475,7 @@ def _finished(rows: list[list[str]], index: int, name: str,
         cell = below[0].strip()
         if is_label(cell) or ":" in cell or "#" in cell:
             continue
-        if _NAME_REST.fullmatch(cell) and not is_label(cell):
+        if _NAME_REST.fullmatch(cell):
             return company_name(f"{name} {cell}") or name
         return name
     return name
