@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -39,6 +40,11 @@ WORD_GAP_RATIO = 0.2
 #: The same letter drawn again within this many points of itself is one letter: generators
 #: fake bold by printing each glyph twice, slightly offset, which reads ``CCoooolltteecc``.
 DUPLICATE_GLYPH_PT = 1.0
+#: Fonts whose every glyph is a euro sign, drawn under a letter's code: LaTeX's ``eurosym``
+#: package (``feymr10``, ``feybo10``, ...) puts its € at the code of ``e``, so the text layer
+#: says ``e1710,00`` where the page shows €1710,00. (The font name's ``ABCDEF+`` subset
+#: prefix comes first.)
+_EURO_SIGN_FONT = re.compile(r"(?:^|\+)(?:TeX-)?fey[mb][rlo]\d*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -107,9 +113,12 @@ def _page(page: object, number: int, min_chars: int) -> PdfPage:
         return BoundingBox(x0=_clamp((x0 - left) / width), y0=_clamp((y0 - top) / height),
                            x1=_clamp((x1 - left) / width), y1=_clamp((y1 - top) / height))
 
+    chars = page.chars  # type: ignore[attr-defined]
+    for char in chars:
+        if _EURO_SIGN_FONT.search(char.get("fontname") or ""):
+            char["text"] = "€"
     # a glyph drawn twice a hair apart is one letter: 'fake bold' prints CCoooolltteecc
-    kept = {id(char) for char in unique_glyphs(page.chars,  # type: ignore[attr-defined]
-                                               DUPLICATE_GLYPH_PT)}
+    kept = {id(char) for char in unique_glyphs(chars, DUPLICATE_GLYPH_PT)}
     glyphs = page.filter(  # type: ignore[attr-defined]
         lambda obj: obj.get("object_type") != "char" or id(obj) in kept)
     raw = glyphs.extract_words(

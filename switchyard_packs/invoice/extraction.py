@@ -164,7 +164,7 @@ _STANDALONE_CODE = re.compile(rf"(?<![\w-])({_CODE})(?![\w-])")
 _STANDALONE_SIGN = re.compile(r"([€£₹฿円]|\bKč\b|\bzł\b|บาท)")
 #: A currency's name written out, standing apart ('Amounts expressed in Euros', a column
 #: headed 'Euro'): the last place a currency is looked for.
-_CURRENCY_NAMES = {"euro": "EUR", "euros": "EUR"}
+_CURRENCY_NAMES = {"euro": "EUR", "euros": "EUR", "ευρώ": "EUR", "ευρω": "EUR"}
 _STANDALONE_NAME = re.compile(rf"(?<![\w-])({'|'.join(_CURRENCY_NAMES)})(?![\w-])", re.IGNORECASE)
 
 
@@ -224,6 +224,10 @@ _PLACE_ONLY: tuple[_PlaceCue, ...] = (
     _ARGENTINE_CUIT,
     # Peru's (RUC: 11 digits, a company's starting 20, a person's 10)
     _PlaceCue(re.compile(r"\bR\.?U\.?C\.?[ \t]*:?[ \t]*(?:10|20)\d{9}\b"), "PEN",
+              "tax registration"),
+    # India's GST number (GSTIN: state code, the holder's PAN, entity number, 'Z', check
+    # character: '29AAACI1681G1ZM'), which every GST invoice and bill prints
+    _PlaceCue(re.compile(r"\b[0-3]\d[A-Z]{5}\d{4}[A-Z][1-9A-Z]Z[0-9A-Z]\b"), "INR",
               "tax registration"),
 )
 
@@ -483,7 +487,10 @@ LABELS: dict[str, tuple[str, ...]] = {
                        # Thai: number, document's, tax invoice's, invoice's
                        "เลขที่", "เลขที่เอกสาร", "เลขที่ใบกำกับภาษี", "เลขที่ใบแจ้งหนี้",
                        # Arabic: the invoice's number
-                       "رقم الفاتورة", "رقم الفاتوره"),
+                       "رقم الفاتورة", "رقم الفاتوره",
+                       # Greek: number, the invoice's number (Αρ.: its short form)
+                       "αριθμός", "αριθμός τιμολογίου", "αρ. τιμολογίου", "αριθμός παραστατικού",
+                       "αρ. παραστατικού"),
     "invoice_date": ("invoice date", "issue date", "date of issue", "datum", "date",
                      "开票日期", "開票日期", "請求日", "発行日",
                      "belegdatum", "beleg-datum", "rechnungs-datum",
@@ -500,7 +507,9 @@ LABELS: dict[str, tuple[str, ...]] = {
                      # Thai: date, date the document / the tax invoice was issued
                      "วันที่", "วันที่ออกเอกสาร", "วันที่ออกใบกำกับภาษี",
                      # Arabic: date, the invoice's date, date of issue
-                     "تاريخ", "تاريخ الفاتورة", "تاريخ الإصدار"),
+                     "تاريخ", "تاريخ الفاتورة", "تاريخ الإصدار",
+                     # Greek: date, date of issue
+                     "ημερομηνία", "ημερομηνία έκδοσης", "ημ/νία έκδοσης"),
     "due_date": ("due date", "payment due", "pay by", "fällig am", "due", "due_date",
                  "zahlbar bis", "zahlungsziel", "échéance", "date d'échéance",
                  "date limite de paiement", "fecha de vencimiento", "vencimiento", "scadenza",
@@ -514,6 +523,8 @@ LABELS: dict[str, tuple[str, ...]] = {
                  "fecha límite de pago", "fecha venc.", "fecha venc", "fecha vencimiento",
                  # Arabic: the due date
                  "تاريخ الاستحقاق",
+                 # Greek: the date it falls due, the payment's
+                 "ημερομηνία λήξης", "ημερομηνία πληρωμής", "λήξη",
                  # Japanese: payment deadline, transfer deadline (with the polite お too)
                  "支払期限", "お支払期限", "支払期日", "お支払期日", "振込期限", "お振込期限",
                  # Thai: the day payment falls due
@@ -578,7 +589,9 @@ LABELS: dict[str, tuple[str, ...]] = {
                  "neto gravado", "importe neto gravado", "total bases",
                  "total bases imponibles",
                  # Arabic: the subtotal, the total before tax
-                 "المجموع الفرعي", "الإجمالي قبل الضريبة"),
+                 "المجموع الفرعي", "الإجمالي قبل الضريبة",
+                 # Greek: value (before VAT), net value, total net value
+                 "αξία", "καθαρή αξία", "σύνολο καθαρής αξίας", "συνολική καθαρή αξία"),
     "tax": ("sales tax", "mwst", "vat", "tax", "gst", "tva", "iva", "btw", "ust",
             "kwota vat",
             # the tax's amount, named as such
@@ -602,7 +615,9 @@ LABELS: dict[str, tuple[str, ...]] = {
             # Thai: value added tax, its amount
             "ภาษีมูลค่าเพิ่ม", "จำนวนภาษีมูลค่าเพิ่ม",
             # Arabic: value added tax, the tax
-            "ضريبة القيمة المضافة", "الضريبة"),
+            "ضريبة القيمة المضافة", "الضريبة",
+            # Greek: VAT (with and without its dots), its amount, its total
+            "φπα", "φ.π.α.", "ποσό φπα", "σύνολο φπα", "αξία φπα"),
     "total": ("total due", "amount due", "balance due", "grand total", "gesamtbetrag",
               # Australia's and New Zealand's tax invoices
               "total inc gst", "total inc. gst", "total incl gst", "total incl. gst",
@@ -641,7 +656,10 @@ LABELS: dict[str, tuple[str, ...]] = {
               "valor líquido da nfs-e", "valor líquido", "valor total da nota",
               "total do documento",
               # Thai: the whole amount, all in
-              "จำนวนเงินรวมทั้งสิ้น", "รวมทั้งสิ้น", "ยอดรวมทั้งสิ้น", "ยอดชำระ"),
+              "จำนวนเงินรวมทั้งสิ้น", "รวมทั้งสิ้น", "ยอดรวมทั้งสิ้น", "ยอดชำระ",
+              # Greek: total, grand total, payable, the amount payable, the total amount
+              "σύνολο", "γενικό σύνολο", "πληρωτέο", "πληρωτέο ποσό", "συνολικό ποσό",
+              "τελικό ποσό", "σύνολο πληρωμής"),
     "vendor": SELLER_LABELS,
     "currency": ("currency", "währung", "devise", "moneda", "valuta", "waluta",
                  "valuutta", "moeda", "pénznem"),
@@ -668,8 +686,15 @@ _RATE_ON_A_BASE = re.compile(rf"^(?P<rate>{_RATE_FIGURE})\s*%\s+(?:on|of|over|au
 # the full-width colon of Chinese and Japanese text too; a label that ends in a full-width
 # bracket ('（小写）', 'in figures') is followed by its value directly
 _SEP = r"[ \t]*(?::|：|=|\t)[ \t]*|[ \t]+-[ \t]+| {2,}|(?<=）)"
+#: What may stand between a label and its separator: the label in a second language
+#: (``ΑΡΙΘΜΟΣ / NUMBER:``, ``ΦΠΑ / VAT 0%:``), the currency the amount is in (``Amount due in
+#: AUD:``, ``Total (EUR):``; a code in capitals only: 'all' and 'top' are words too).
+_LABEL_ASIDE = (r"(?:[ \t]*/[ \t]*[^\W\d_]+(?:[ .][^\W\d_]+){0,3}\.?"
+                rf"(?:[ \t]*{_RATE_FIGURE}[ \t]*%)?)?"
+                rf"(?:[ \t]+(?:in[ \t]+)?\(?(?-i:{_CODE})\)?)?")
 # not the end of a longer word ('Leistungs-Datum' is no 'Datum')
-_LABELED = re.compile(rf"(?<![\w.\-])(?P<label>{_LABEL_ALT})(?P<sep>{_SEP})", re.IGNORECASE)
+_LABELED = re.compile(rf"(?<![\w.\-])(?P<label>{_LABEL_ALT}){_LABEL_ASIDE}(?P<sep>{_SEP})",
+                      re.IGNORECASE)
 _BOUNDARY = re.compile(r"\n| \| |; ")
 
 
@@ -1646,7 +1671,7 @@ _BARE_DATE = frozenset({"date", "datum", "fecha", "data", "dato", "päivämäär
 #: A document's title word heading a column ('Klant | Order | Factuur | Vervaldatum'): the
 #: invoice's number is under it.
 _TITLE_WORDS = ("invoice", "factuur", "facture", "factura", "fattura", "rechnung", "faktura",
-                "arve")
+                "arve", "τιμολόγιο", "τιμολογιο")
 #: 'Invoice' in the languages the labels cover, as a document's title says it: those words and
 #: the Slovak, Finnish and Turkish ones.
 _INVOICE_WORDS = "|".join((*_TITLE_WORDS, "faktúra", "lasku", "fatura"))

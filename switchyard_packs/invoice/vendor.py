@@ -200,7 +200,12 @@ class VendorGuess:
 
 
 def _compact(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", COMPANY_SUFFIX.sub("", name).lower())
+    """A name's key: its letters and digits in any script, accents and case dropped, legal
+    form cut off (``Société Générale SA`` and ``SOCIETE GENERALE`` share one; a Greek or
+    Chinese name has one too)."""
+    bare = unicodedata.normalize("NFKD", COMPANY_SUFFIX.sub("", name))
+    return re.sub(r"[\W_]", "", "".join(ch for ch in bare if not unicodedata.combining(ch))
+                  ).casefold()
 
 
 def _respaced(cell: str) -> str:

@@ -1660,9 +1660,36 @@ def test_a_date_beside_the_title_is_the_invoices_unless_a_label_is_between() -> 
 @pytest.mark.parametrize(("registration", "currency"), [
     ("C.U.I.T. 30-71234567-8", "ARS"),      # Argentina
     ("R.U.C.: 20123456789", "PEN"),          # Peru, a company
+    ("GSTIN: 27AAPFU0939F1ZV", "INR"),       # India, a GST registration
 ])
 def test_a_tax_registration_names_the_currency_of_bare_figures(registration: str,
                                                                currency: str) -> None:
     ex = extract_invoice(f"Lumen Servicios\n{registration}\nFactura: 0011-00001323\n"
                          "Total | 1.210,00\n")
     assert ex.get("currency") == currency
+
+
+def test_greek_labels_a_label_with_its_translation_and_the_euro_named_in_greek() -> None:
+    ex = extract_invoice("ΚΑΡΑΓΙΑΝΝΗΣ Α.Ε.\nΤΙΜΟΛΟΓΙΟ ΠΑΡΟΧΗΣ ΥΠΗΡΕΣΙΩΝ\n"
+                         "ΑΡΙΘΜΟΣ / NUMBER: 418\nΗΜΕΡΟΜΗΝΙΑ ΕΚΔΟΣΗΣ: 14/03/2023\n"
+                         "Καθαρή αξία: 250,00\nΦΠΑ 24%: 60,00\nΣύνολο: 310,00\n"
+                         "Τριακόσια δέκα ευρώ\n")
+    assert (ex.get("invoice_number"), ex.get("invoice_date"), ex.get("subtotal"),
+            ex.get("tax"), ex.get("total"), ex.get("currency")) == \
+        ("418", "2023-03-14", "250.00", "60.00", "310.00", "EUR")
+
+
+def test_a_sellers_name_in_greek_letters_is_a_name() -> None:
+    ex = extract_invoice("ΚΑΡΑΓΙΑΝΝΗΣ ΕΜΠΟΡΙΚΗ\nΟδός Ερμού 12, Αθήνα\n"
+                         "Invoice no: 77\nTotal: 80.00 EUR\n")
+    assert ex.get("vendor") == "ΚΑΡΑΓΙΑΝΝΗΣ ΕΜΠΟΡΙΚΗ"
+
+
+def test_the_currency_between_an_amounts_label_and_its_colon() -> None:
+    ex = extract_invoice("Kestrel Tools\nInvoice Number: 5521\nSubtotal in NZD: $1,200.00\n"
+                         "GST: $180.00\nAmount due in NZD: $1,380.00\n")
+    assert (ex.get("subtotal"), ex.get("total"), ex.get("currency")) == \
+        ("1200.00", "1380.00", "NZD")
+    # a lower-case word is no currency code ('Total all: 3' is no total in Albanian lek)
+    assert extract_invoice("Kestrel Tools\nTotal all: 3\nTotal: 9.00 EUR\n").get("total") \
+        == "9.00"

@@ -4,6 +4,7 @@ the page, and ``None`` for a scanned page (no usable text layer) so OCR reads it
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
@@ -196,3 +197,14 @@ def test_glyphs_kept_are_pdfplumbers_in_page_order() -> None:
         kept = unique_glyphs(page.chars, 1.0)
         assert len(kept) < len(page.chars)
         assert [id(c) for c in kept] == [id(c) for c in expected]
+
+
+def test_a_latex_euro_sign_font_reads_as_the_euro_sign() -> None:
+    # LaTeX's eurosym font (feymr10) draws its € at the code of 'e': a Greek consultant's
+    # invoice of the outside set, whose text layer says 'e1710,00'
+    pdf = Path(__file__).resolve().parents[2] / "bench" / "outside" / "twentyfifth" / \
+        "el-en_timologio-invoice-consultant_invoices.pdf"
+    pages = read_text_layer(pdf.read_bytes())
+    words = [w.text for page in pages if page is not None for w in page.words]
+    assert "€1710,00" in words and "e1710,00" not in words
+    assert "services" in words  # the other fonts' letters 'e' stay letters
