@@ -227,7 +227,8 @@ _PLACE_ONLY: tuple[_PlaceCue, ...] = (
               "tax registration"),
     # India's GST number (GSTIN: state code, the holder's PAN, entity number, 'Z', check
     # character: '29AAACI1681G1ZM'), which every GST invoice and bill prints
-    _PlaceCue(re.compile(r"\b[0-3]\d[A-Z]{5}\d{4}[A-Z][1-9A-Z]Z[0-9A-Z]\b"), "INR",
+    # (OCR reads its Z as a 2 too)
+    _PlaceCue(re.compile(r"\b[0-3]\d[A-Z]{5}\d{4}[A-Z][1-9A-Z][Z2][0-9A-Z]\b"), "INR",
               "tax registration"),
 )
 
@@ -456,7 +457,7 @@ def _doubtful_identifier(ident: str) -> bool:
 LABELS: dict[str, tuple[str, ...]] = {
     "invoice_number": ("invoice no.", "invoice no", "invoice #", "invoice number", "inv. no.",
                        "invoice id",
-                       "inv no", "invoice nr", "bill no", "document no", "rechnungsnummer",
+                       "inv no", "invoice nr", "bill no", "bill no.", "bill number", "document no", "rechnungsnummer",
                        "rechnungsnr.", "rechnungsnr", "rechnung nr", "n° de facture",
                        "facture n°", "facture no", "no. factura", "invoice_no",
                        "invoice_number", "numéro de facture", "factura no", "factura nº",
@@ -794,6 +795,28 @@ def _date_label_in_a_key(before: str, label: str) -> str:
     return {DUE_DATE: "due_date", OTHER_DATE: ""}.get(kind, "invoice_date")
 
 
+#: The labels' words (three letters or more), which OCR spells with a digit for a letter.
+_LABEL_WORDS = frozenset(word for labels in LABELS.values() for label in labels
+                         for word in re.findall(r"[^\W\d_]{3,}", label.lower()))
+#: A word of Latin letters with a 1 or a 0 among them (``Bi11``, ``T0tal``), standing alone.
+_DIGITS_FOR_LETTERS = re.compile(r"(?<!\w)(?=[A-Za-z01]*[A-Za-z])(?=[A-Za-z01]*[01])"
+                                 r"[A-Za-z01]{3,}(?!\w)")
+
+
+def _label_letters(text: str) -> str:
+    """``text`` with OCR's digits for letters mended in the labels' words: ``Bi11 No.`` is
+    ``Bill No.``, ``T0TAL`` is ``TOTAL``. Only a word that becomes a label's word changes, so
+    identifiers (``AB10``) and amounts stay as printed."""
+    def mend(m: re.Match[str]) -> str:
+        word = m.group(0)
+        for one in ("l", "i"):
+            mended = word.replace("1", one).replace("0", "o")
+            if mended.lower() in _LABEL_WORDS:
+                return mended.upper() if word.upper() == word else mended
+        return word
+    return _DIGITS_FOR_LETTERS.sub(mend, text)
+
+
 # -- document noise ----------------------------------------------------------------------------
 
 _CONFUSIONS = re.compile(
@@ -894,6 +917,12 @@ def _from_pairs(pairs: list[tuple[str, str, str]], b: _Builder, base: float) -> 
                 # 'Gesamt' an item column's)
                 weak = label in ("amount", "total", "summe", "gesamt", "celkem", "合計")
                 confidence = base - (0.03 if weak else 0.0)
+                if name == "total" and len(monies) == 2 and \
+                        monies[1].amount > monies[0].amount > 0 and \
+                        monies[0].currency == monies[1].currency:
+                    # a table's total row run into one cell ('TOTAL: 67.59 309.00': the tax
+                    # column's sum, then the total column's): the last, larger one is the total
+                    monies = [monies[1], monies[0]]
                 b.offer(name, monies[0], confidence, monies[0].raw, f"label:{label}")
                 for other in monies[1:3]:  # the base a rate applies to comes first
                     b.note(name, other, confidence - 0.1, other.raw, f"label:{label}")
@@ -2032,7 +2061,7 @@ def extract_invoice(text: str, layout: DocumentLayout | None = None) -> InvoiceE
     layout_lines = lines(layout) if layout is not None else []
     if layout_lines and not text.strip():
         text = layout_text(layout)  # type: ignore[arg-type]
-    text = _without_underlines(text.translate(DASHES))
+    text = _label_letters(_without_underlines(text.translate(DASHES)))
     b = _Builder()
     structured = _structured(text)
     if structured is not None:

@@ -1693,3 +1693,14 @@ def test_the_currency_between_an_amounts_label_and_its_colon() -> None:
     # a lower-case word is no currency code ('Total all: 3' is no total in Albanian lek)
     assert extract_invoice("Kestrel Tools\nTotal all: 3\nTotal: 9.00 EUR\n").get("total") \
         == "9.00"
+
+
+def test_ocrs_digits_for_letters_in_a_label_and_a_total_rows_last_amount() -> None:
+    ex = extract_invoice("Tandoor House\nGST: 29AAHFL9534H12V\nBi11 No.: T7--40211\n"
+                         "Date: 2023-04-02\nTOTAL: 18.00 378.00\n")
+    # 'Bi11' is 'Bill', the GSTIN's Z read as a 2, and the tax column's sum before the total's
+    assert (ex.get("invoice_number"), ex.get("currency"), ex.get("total")) == \
+        ("T7--40211", "INR", "378.00")
+    # an identifier keeps its digits: only a word that becomes a label's word is mended
+    assert extract_invoice("Acme\nInvoice no: AB10\nTotal: 5.00 EUR\n").get(
+        "invoice_number") == "AB10"
