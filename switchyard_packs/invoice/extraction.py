@@ -457,7 +457,8 @@ def _doubtful_identifier(ident: str) -> bool:
 LABELS: dict[str, tuple[str, ...]] = {
     "invoice_number": ("invoice no.", "invoice no", "invoice #", "invoice number", "inv. no.",
                        "invoice id",
-                       "inv no", "invoice nr", "bill no", "bill no.", "bill number", "document no", "rechnungsnummer",
+                       "inv no", "invoice nr", "bill no", "bill no.", "bill number",
+                       "document no", "rechnungsnummer",
                        "rechnungsnr.", "rechnungsnr", "rechnung nr", "n° de facture",
                        "facture n°", "facture no", "no. factura", "invoice_no",
                        "invoice_number", "numéro de facture", "factura no", "factura nº",
