@@ -437,8 +437,9 @@ def find_identifier(text: str) -> str | None:
     m = re.match(r"P\.O\.\s+(\d[\w/\-]*)", text)
     if m:
         return f"P.O. {m.group(1)}"
-    # a series' letters before the number ('F 1234K20/1234/12', 'FV 2021/07/113')
-    m = re.match(r"([A-Z]{1,3}) (\d[\w/\-]*\d)", text)
+    # a series' letters before the number ('F 1234K20/1234/12', 'FV 2021/07/113', a
+    # Romanian invoice's series and number 'PROD 69420')
+    m = re.match(r"([A-Z]{1,4}) (\d[\w/\-]*\d)", text)
     if m and m.group(1) not in ("NO", "NR", "N", "PO", "REF", "NUM"):
         return f"{m.group(1)} {m.group(2)}"
     m = _ID.match(text)  # the value right after the label, not some number further on
@@ -490,6 +491,9 @@ LABELS: dict[str, tuple[str, ...]] = {
                        "เลขที่", "เลขที่เอกสาร", "เลขที่ใบกำกับภาษี", "เลขที่ใบแจ้งหนี้",
                        # Arabic: the invoice's number
                        "رقم الفاتورة", "رقم الفاتوره",
+                       # Romanian: the invoice's number (with and without its diacritics)
+                       "nr. factură", "număr factură", "factură nr.", "factură nr",
+                       "nr. factura", "numar factura", "factura nr.", "factura nr",
                        # Greek: number, the invoice's number (Αρ.: its short form)
                        "αριθμός", "αριθμός τιμολογίου", "αρ. τιμολογίου", "αριθμός παραστατικού",
                        "αρ. παραστατικού"),
@@ -511,7 +515,9 @@ LABELS: dict[str, tuple[str, ...]] = {
                      # Arabic: date, the invoice's date, date of issue
                      "تاريخ", "تاريخ الفاتورة", "تاريخ الإصدار",
                      # Greek: date, date of issue
-                     "ημερομηνία", "ημερομηνία έκδοσης", "ημ/νία έκδοσης"),
+                     "ημερομηνία", "ημερομηνία έκδοσης", "ημ/νία έκδοσης",
+                     # Romanian: date of issue, the invoice's date
+                     "data emitere", "data emiterii", "data facturii", "data facturării"),
     "due_date": ("due date", "payment due", "pay by", "fällig am", "due", "due_date",
                  "zahlbar bis", "zahlungsziel", "échéance", "date d'échéance",
                  "date limite de paiement", "fecha de vencimiento", "vencimiento", "scadenza",
@@ -525,6 +531,9 @@ LABELS: dict[str, tuple[str, ...]] = {
                  "fecha límite de pago", "fecha venc.", "fecha venc", "fecha vencimiento",
                  # Arabic: the due date
                  "تاريخ الاستحقاق",
+                 # Romanian: the due date
+                 "data scadenței", "data scadentei", "data scadenta", "scadență", "scadenta",
+                 "termen de plată", "termen de plata",
                  # Greek: the date it falls due, the payment's
                  "ημερομηνία λήξης", "ημερομηνία πληρωμής", "λήξη",
                  # Japanese: payment deadline, transfer deadline (with the polite お too)
@@ -568,6 +577,8 @@ LABELS: dict[str, tuple[str, ...]] = {
                  "exclusief btw", "excl. btw", "excl btw", "totaal excl. btw", "excl. vat",
                  "excl vat", "excluding vat", "total excl. vat", "total excluding vat",
                  "total excluding tax", "total before tax", "amount before tax",
+                 "total excl. tax", "total excl tax", "excl. tax", "excl tax", "total ex tax",
+                 "total ex. tax",
                  "taxable amount", "tax base", "grondslag", "exkl. mwst", "exkl. mwst.",
                  "nettosumme", "summe netto", "gesamt netto", "total hors taxes",
                  "hors taxes", "montant hors taxes", "totale imponibile", "subtotale",
@@ -592,6 +603,9 @@ LABELS: dict[str, tuple[str, ...]] = {
                  "total bases imponibles",
                  # Arabic: the subtotal, the total before tax
                  "المجموع الفرعي", "الإجمالي قبل الضريبة",
+                 # Romanian: the total without VAT, the net value
+                 "total fără tva", "total fara tva", "valoare totală fără tva",
+                 "valoare totala fara tva", "total net", "valoare netă totală",
                  # Greek: value (before VAT), net value, total net value
                  "αξία", "καθαρή αξία", "σύνολο καθαρής αξίας", "συνολική καθαρή αξία"),
     "tax": ("sales tax", "mwst", "vat", "tax", "gst", "tva", "iva", "btw", "ust",
@@ -618,6 +632,8 @@ LABELS: dict[str, tuple[str, ...]] = {
             "ภาษีมูลค่าเพิ่ม", "จำนวนภาษีมูลค่าเพิ่ม",
             # Arabic: value added tax, the tax
             "ضريبة القيمة المضافة", "الضريبة",
+            # Romanian: the VAT's total, its amount
+            "total tva", "tva total", "valoare tva",
             # Greek: VAT (with and without its dots), its amount, its total
             "φπα", "φ.π.α.", "ποσό φπα", "σύνολο φπα", "αξία φπα"),
     "total": ("total due", "amount due", "balance due", "grand total", "gesamtbetrag",
@@ -659,12 +675,16 @@ LABELS: dict[str, tuple[str, ...]] = {
               "total do documento",
               # Thai: the whole amount, all in
               "จำนวนเงินรวมทั้งสิ้น", "รวมทั้งสิ้น", "ยอดรวมทั้งสิ้น", "ยอดชำระ",
+              # Romanian: the total to pay, the total with VAT
+              "total plată", "total plata", "total de plată", "total de plata",
+              "valoare totală cu tva", "valoare totala cu tva", "total cu tva",
+              "total factură",
               # Greek: total, grand total, payable, the amount payable, the total amount
               "σύνολο", "γενικό σύνολο", "πληρωτέο", "πληρωτέο ποσό", "συνολικό ποσό",
               "τελικό ποσό", "σύνολο πληρωμής"),
     "vendor": SELLER_LABELS,
     "currency": ("currency", "währung", "devise", "moneda", "valuta", "waluta",
-                 "valuutta", "moeda", "pénznem"),
+                 "valuutta", "moeda", "pénznem", "moneda facturii"),
     "line_item_count": ("lines", "line items"),
 }
 # capitals often drop their accents ('NET A PAYER', 'FECHA DE EMISION'): each label also
@@ -1974,6 +1994,11 @@ _INCLUDING = re.compile(r"incl\.?|including|inc\.?|inkl\.?|inklusive|einschl\.?|
                         r"einschließlich|ttc|incluido|inclusief|incl")
 
 
+#: A rate's word before a tax label (Romanian, French, Spanish, Italian, Polish, Czech, Dutch).
+_RATE_WORDS = frozenset({"cota", "cotă", "taux", "tasa", "tipo", "aliquota", "stawka", "sazba",
+                         "tarief"})
+
+
 def _ends_another_label(found: LabelValue, name: str) -> bool:
     """Whether the words just before a label make it another field's: ``Date`` in ``Due
     Date`` is the due date's, ``VAT`` in ``Total excl. VAT`` the net amount's; and for an
@@ -1996,6 +2021,8 @@ def _ends_another_label(found: LabelValue, name: str) -> bool:
         return True  # 'Payment date', 'Print date': a key of its own, not the invoice's date
     if name == "tax" and any(_INCLUDING.fullmatch(word) for word in before):
         return True  # 'Beitrag inklusive 19 % Versicherungsteuer | 220,00': the gross amount
+    if name == "tax" and before and before[-1] in _RATE_WORDS:
+        return True  # 'Cota TVA | 9', 'Taux TVA | 20': the rate, not the tax's amount
     if before and name in _AMOUNTS:  # 'Tax total': a word that is another amount's label
         other = _LABEL_FIELD.get(before[-1].rstrip("."), name)
         return other in _AMOUNTS and other != name

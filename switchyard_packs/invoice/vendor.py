@@ -84,6 +84,7 @@ BUYER_LABELS = (
     "odběratel", "destinatário", "tomador",
     "tomador do serviço", "asiakas", "maksaja", "kund", "köpare", "kjøper", "køber",
     "ผู้ซื้อ", "ลูกค้า",  # Thai: buyer, customer
+    "cumpărător", "cumparator",  # Romanian: buyer
 )
 #: Labels of the supplier: a heading over its block, or a label before its name.
 SELLER_LABELS = ("vendor", "supplier", "seller", "issuer", "sold by", "bill from", "billed from",
@@ -93,7 +94,8 @@ SELLER_LABELS = ("vendor", "supplier", "seller", "issuer", "sold by", "bill from
                  "prestador", "emisor", "müüja", "prodejce", "provider",
                  "prestador do serviço", "prestador de serviços", "emitente da nfs-e",
                  "myyjä", "säljare", "selger", "sælger", "leverantör", "leverandør",
-                 "ผู้ขาย", "ผู้ออกใบกำกับภาษี")  # Thai: seller, issuer of the tax invoice
+                 "ผู้ขาย", "ผู้ออกใบกำกับภาษี",  # Thai: seller, issuer of the tax invoice
+                 "vânzător", "vanzator", "furnizor", "prestator")  # Romanian: seller, supplier
 # the bank account's holder is who is paid: the supplier
 _PAYEE = re.compile(
     r"(?:titulaire du compte|account holder|account name|kontoinhaber|beneficiary|payee|"
@@ -123,7 +125,8 @@ def _unmarked(cell: str) -> str:
 _SENDER_PARTS = re.compile(_PARTS.pattern + r"|,\s+")
 # 'Name: Lieferant GmbH' under a 'Seller' heading
 _NAME_LABEL = re.compile(r"^(?:name|firma|firmenname|company|raison sociale|ragione sociale|"
-                         r"naam|nazwa|název|nome|nombre|razão social|razón social)\s*:\s*",
+                         r"naam|nazwa|název|nome|nombre|razão social|razón social|nume|"
+                         r"denumire)\s*:\s*",
                          re.IGNORECASE)
 # 'from' in small letters before a name in capitals ('de TNG TECHNOLOGY S.R.L', an Argentine
 # invoice's issuer line) is no part of it; 'de Vries BV' keeps its particle
@@ -131,7 +134,7 @@ _FROM_WORD = re.compile(r"^(?:de|from|von|da|di)\s+(?=[A-Z][A-Z0-9&.\-]+(?:\s|$)
 # a key over its value ('Nome / Nome Empresarial' above the company's name) is no name
 _NAME_KEY = re.compile(r"^(?:(?:company |business |legal |trading )?name|nome(?: empresarial)?|"
                        r"nombre|razão social|razón social|raison sociale|ragione sociale|"
-                       r"firma|firmenname|naam|nazwa|název)(?:\s*/\s*(?:(?:company |business "
+                       r"firma|firmenname|naam|nazwa|název|nume|denumire)(?:\s*/\s*(?:(?:company |business "
                        r"|legal |trading )?name|nome(?: empresarial)?|nombre|razão social|"
                        r"razón social|raison sociale|firma|firmenname))*\s*:?$", re.IGNORECASE)
 # how a letter addresses a person: what follows is a customer's name, no supplier's

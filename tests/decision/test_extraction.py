@@ -1704,3 +1704,20 @@ def test_ocrs_digits_for_letters_in_a_label_and_a_total_rows_last_amount() -> No
     # an identifier keeps its digits: only a word that becomes a label's word is mended
     assert extract_invoice("Acme\nInvoice no: AB10\nTotal: 5.00 EUR\n").get(
         "invoice_number") == "AB10"
+
+
+def test_romanian_labels_a_series_before_the_number_and_a_rate_is_no_tax() -> None:
+    ex = _read_laid_out("Furnizor: Dacia Birotica S.R.L.\nCumpărător: Client Exemplu S.R.L.\n"
+                        "Nr. factură      DBX 1187\nData emiterii      03.02.2025\n"
+                        "Data scadenței      05.03.2025\nMoneda facturii      RON\n"
+                        "Cota TVA      19\nTotal fără TVA      200.00\nTotal TVA      38.00\n"
+                        "Total plată      238.00\n")
+    assert (ex.get("vendor"), ex.get("invoice_number"), ex.get("invoice_date"),
+            ex.get("due_date"), ex.get("currency"), ex.get("subtotal"), ex.get("tax"),
+            ex.get("total")) == ("Dacia Birotica S.R.L.", "DBX 1187", "2025-02-03",
+                                 "2025-03-05", "RON", "200.00", "38.00", "238.00")
+    assert extract_invoice("Acme SARL\nInvoice #7\nTotal excl. tax: 120 EUR\n").get(
+        "subtotal") == "120.00"
+    # 'Nume' (name) keys a name, it is none
+    from switchyard_packs.invoice.vendor import is_name_key
+    assert is_name_key("Nume") and is_name_key("Denumire:")
