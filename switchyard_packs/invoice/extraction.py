@@ -1482,6 +1482,7 @@ def _reconcile_amounts(b: _Builder) -> None:
     total, sub, tax = (b.found.get(k) for k in ("total", "subtotal", "tax"))
     if total is not None and sub is not None and tax is not None and \
             abs(sub.value.amount + tax.value.amount - total.value.amount) <= 0.015:  # type: ignore[attr-defined]
+        _net_above_its_tax(b)
         return
 
     likeliest = round(total.value.amount, 2) if total is not None else None  # type: ignore[attr-defined]
@@ -1509,6 +1510,18 @@ def _reconcile_amounts(b: _Builder) -> None:
         return
     for name, cand in zip(("total", "subtotal", "tax"), chosen[1:]):
         b.found[name] = _Candidate(cand.value, cand.confidence, cand.raw, cand.source)
+    _net_above_its_tax(b)
+
+
+def _net_above_its_tax(b: _Builder) -> None:
+    """A net amount and a tax that add up to the total each way round: the larger is the net
+    (no sales tax or VAT is more than the amount it is taken of). A summary whose labels
+    stand apart from its figures (``TVA 9% | TVA 19% | TVA TOTAL`` over ``1.49 | 17.56 |
+    19.05``, the bases below) can give each the other's."""
+    sub, tax = b.found.get("subtotal"), b.found.get("tax")
+    if sub is not None and tax is not None and \
+            abs(tax.value.amount) > abs(sub.value.amount) > 0:  # type: ignore[attr-defined]
+        b.found["subtotal"], b.found["tax"] = tax, sub
 
 
 def _signed_pool(b: _Builder, name: str, sign: int, factor: float = 1.0,

@@ -1721,3 +1721,10 @@ def test_romanian_labels_a_series_before_the_number_and_a_rate_is_no_tax() -> No
     # 'Nume' (name) keys a name, it is none
     from switchyard_packs.invoice.vendor import is_name_key
     assert is_name_key("Nume") and is_name_key("Denumire:")
+
+
+def test_of_a_net_and_a_tax_that_add_up_either_way_the_larger_is_the_net() -> None:
+    # a summary whose labels stand apart from its figures can give each the other's
+    ex = extract_invoice("Acme SRL\nFactura nr. 12\nTotal fără TVA: 19.05\nTVA: 108.95\n"
+                         "Total plată: 128.00\n")
+    assert _amounts(ex) == ("108.95", "19.05", "128.00")
