@@ -27,27 +27,6 @@ from switchyard.v1 import IngestServiceStub, ReviewServiceStub
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_REPOSITORY = ROOT / "models" / "repository"
 ARTIFACTS = ROOT / "test-artifacts"
-#: The files that take minutes on 2 cores, longest first. pytest-xdist hands whole files to
-#: its two workers in collection order (``--dist loadfile --no-loadscope-reorder``): a long
-#: file left to the end of the queue would run there alone while the other worker idles.
-LONG_FILES = (
-    "tests/e2e/test_pipeline.py",
-    "tests/chaos/test_chaos_quick.py",
-    "tests/integration/test_cli_stack.py",
-    "tests/models_engagement/test_engagement_training.py",
-    "tests/decision/test_inference_pools.py",
-    "tests/models/test_training.py",
-    "tests/cli/test_tasks_cli_stack.py",
-    "tests/security/test_tls_services.py",
-    "tests/e2e/test_signals_bench.py",
-    "tests/models/test_learning_bench.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The long files first (in :data:`LONG_FILES`' order), the others as collected."""
-    rank = {name: index for index, name in enumerate(LONG_FILES)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
 
 
 @pytest.fixture(scope="session")
