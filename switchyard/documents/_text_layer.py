@@ -114,9 +114,12 @@ def _page(page: object, number: int, min_chars: int) -> PdfPage:
                            x1=_clamp((x1 - left) / width), y1=_clamp((y1 - top) / height))
 
     chars = page.chars  # type: ignore[attr-defined]
-    for char in chars:
-        if _EURO_SIGN_FONT.search(char.get("fontname") or ""):
-            char["text"] = "€"
+    euro_fonts = {name for name in {char.get("fontname") or "" for char in chars}
+                  if _EURO_SIGN_FONT.search(name)}  # the page's fonts, each looked at once
+    if euro_fonts:
+        for char in chars:
+            if (char.get("fontname") or "") in euro_fonts:
+                char["text"] = "€"
     # a glyph drawn twice a hair apart is one letter: 'fake bold' prints CCoooolltteecc
     kept = {id(char) for char in unique_glyphs(chars, DUPLICATE_GLYPH_PT)}
     glyphs = page.filter(  # type: ignore[attr-defined]

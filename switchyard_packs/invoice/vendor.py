@@ -123,18 +123,17 @@ def _unmarked(cell: str) -> str:
     return cell[mark.end():]
 # ... and a comma between them ('Alphabet, Lilienthalallee 26, 80786 München')
 _SENDER_PARTS = re.compile(_PARTS.pattern + r"|,\s+")
+#: 'Name' and 'company name' in the other languages, as a key before or over a name.
+_NAME_WORDS = (r"firma|firmenname|raison sociale|ragione sociale|naam|nazwa|název|nombre|"
+               r"razão social|razón social|nume|denumire")
 # 'Name: Lieferant GmbH' under a 'Seller' heading
-_NAME_LABEL = re.compile(r"^(?:name|firma|firmenname|company|raison sociale|ragione sociale|"
-                         r"naam|nazwa|název|nome|nombre|razão social|razón social|nume|"
-                         r"denumire)\s*:\s*",
-                         re.IGNORECASE)
+_NAME_LABEL = re.compile(rf"^(?:name|company|nome|{_NAME_WORDS})\s*:\s*", re.IGNORECASE)
 # 'from' in small letters before a name in capitals ('de TNG TECHNOLOGY S.R.L', an Argentine
 # invoice's issuer line) is no part of it; 'de Vries BV' keeps its particle
 _FROM_WORD = re.compile(r"^(?:de|from|von|da|di)\s+(?=[A-Z][A-Z0-9&.\-]+(?:\s|$))")
 # a key over its value ('Nome / Nome Empresarial' above the company's name) is no name
 _NAME_KEY = re.compile(r"^(?:(?:company |business |legal |trading )?name|nome(?: empresarial)?|"
-                       r"nombre|razão social|razón social|raison sociale|ragione sociale|"
-                       r"firma|firmenname|naam|nazwa|název|nume|denumire)(?:\s*/\s*(?:(?:company |business "
+                       rf"{_NAME_WORDS})(?:\s*/\s*(?:(?:company |business "
                        r"|legal |trading )?name|nome(?: empresarial)?|nombre|razão social|"
                        r"razón social|raison sociale|firma|firmenname))*\s*:?$", re.IGNORECASE)
 # how a letter addresses a person: what follows is a customer's name, no supplier's
