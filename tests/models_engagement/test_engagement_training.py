@@ -107,16 +107,21 @@ def test_training_is_deterministic_and_the_card_reproduces(tmp_path: Path) -> No
 
 def test_if_missing_builds_the_engagement_model_alone(tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A copy of the repository `make setup` trained, without its engagement model: the router,
+    invoice_risk and text_encoder are current, so --if-missing trains the engagement model and
+    nothing else, then has nothing to do, then rebuilds it alone when its weights go."""
     data, repo = tmp_path / "data", tmp_path / "repository"
-    datagen.write_corpora(data, seed=11, router_n=300, invoice_n=200, engagement_n=600)
-    for tracked in ("document_router/1/model.py", "invoice_risk/config.pbtxt",
-                    "invoice_risk/1/model.py", "document_router/config.pbtxt"):
-        (repo / tracked).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(ROOT / "models" / "repository" / tracked, repo / tracked)
+    shutil.copytree(DATA, data)
+    shutil.copytree(ROOT / "models" / "repository", repo,
+                    ignore=shutil.ignore_patterns("engagement"))
     args = ["--data-dir", str(data), "--repository", str(repo), "--no-stored-packs", "--if-missing"]
     assert cli(args) == 0
     first = capsys.readouterr().out
     assert "[train] engagement 1.0.0: holdout acc" in first
+    # the one reason given is the engagement model's; the others were up to date: not retrained
+    assert [line for line in first.splitlines() if "(re)training" in line] == [
+        f"[train] (re)training: {repo / 'engagement' / '1' / 'weights.npz'} missing"], first
+    assert "document_router" not in first and "text_encoder" not in first, first
     assert (repo / "engagement" / "config.pbtxt").is_file()  # a loadable model directory
     assert engagement.status(data, repo) is None
     assert cli(args) == 0
@@ -125,7 +130,7 @@ def test_if_missing_builds_the_engagement_model_alone(tmp_path: Path,
     assert cli(args) == 0
     again = capsys.readouterr().out
     assert "engagement/1/weights.npz missing" in again
-    assert "document_router" not in again   # the router was up to date: not retrained
+    assert "document_router" not in again
     assert engagement.status(data, repo) is None
 
 

@@ -152,7 +152,9 @@ def embed(texts: Sequence[str], encoder: E.Encoder, encoder_sha: str,
     if missing:
         vectors = encoder.encode([t for _, t in missing])
         known.update({k: v for (k, _), v in zip(missing, vectors)})
-        tmp = path.with_suffix(".tmp.npz")
+        # a name of its own: two processes training at once (the test suite's workers) must
+        # not write into one half-written file; the later rename wins, whole
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
         np.savez(tmp, keys=np.array(list(known)), vectors=np.stack(list(known.values())))
         tmp.replace(path)
     return np.stack([known[k] for k in keys]) if keys else np.zeros((0, E.DIMENSIONS),
