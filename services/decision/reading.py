@@ -8,7 +8,8 @@ structure the text-layer reader (pdfminer) refuses but PDFium opens (ingest open
 PDFium: bytes before the header of a file with cross-reference streams, a damaged
 cross-reference table) is read as scans: PDFium renders its pages for OCR. A text page
 that also carries a large picture with no text over it (a letterhead or a footer pasted in as
-an image) is OCRed too, and the words read inside the picture join its text layer.
+an image) has that picture OCRed too (only the picture's part of the rendered page: the rest
+has its text layer), and the words read inside the picture join its text layer.
 
 Failures keep their meaning for the engine: Triton away is ``ModelUnavailable`` (the tenant's
 hold/unavailable policy applies, as for the other models), a full batcher is ``Overloaded``
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -39,7 +41,7 @@ from switchyard.documents import (
     render_page,
 )
 from switchyard.tasks import task_bucket
-from switchyard.v1 import DocumentLayout, LayoutPage, TaskEnvelope
+from switchyard.v1 import BoundingBox, DocumentLayout, LayoutPage, TaskEnvelope
 
 __all__ = ["LAYOUT_CONTENT_TYPES", "DocumentReader", "ReadDocument", "UnreadableDocument",
            "page_image"]
@@ -73,14 +75,23 @@ class ReadDocument:
         return max(0, self.page_count - len(self.layout.pages))
 
 
-def page_image(content_type: str, body: bytes, number: int, limits: DocumentLimits) -> bytes:
+def page_image(content_type: str, body: bytes, number: int, limits: DocumentLimits,
+               area: BoundingBox | None = None) -> bytes:
     """Page ``number`` (1-based) rendered as PNG bytes for the OCR model (a PDF page at
-    ``limits.render_dpi``), its longest side at most :data:`OCR_MAX_SIDE_PX`."""
+    ``limits.render_dpi``), its longest side at most :data:`OCR_MAX_SIDE_PX`; with ``area``
+    (shares of the page), only that part of it, at the same resolution: a picture on a text
+    page costs the OCR its own pixels, not the page's (the text detector's time grows with
+    the pixels, the recogniser's with the lines it finds)."""
     image = render_page(content_type, body, number, limits.render_dpi, limits)
     if image.mode not in ("RGB", "L"):
         image = image.convert("RGB")
     if max(image.size) > OCR_MAX_SIDE_PX:
         image.thumbnail((OCR_MAX_SIDE_PX, OCR_MAX_SIDE_PX))
+    if area is not None:
+        width, height = image.size
+        image = image.crop((math.floor(area.x0 * width), math.floor(area.y0 * height),
+                            max(math.floor(area.x0 * width) + 1, math.ceil(area.x1 * width)),
+                            max(math.floor(area.y0 * height) + 1, math.ceil(area.y1 * height))))
     out = io.BytesIO()
     # the least compression: the bytes only cross loopback to Triton, and the default level
     # spent a twentieth of the decision service's CPU on the pages it sends
@@ -139,24 +150,65 @@ class DocumentReader:
         # scans, and text pages with pictures that may hold text
         to_ocr = [number for number, page in enumerate(read, start=1)
                   if page.layout is None or page.pictures]
-        scanned = await asyncio.gather(*(self._ocr_page(task, body, number)
+        scanned = await asyncio.gather(*(self._ocr_page(task, body, number, read[number - 1])
                                          for number in to_ocr))
         for number, ocr in zip(to_ocr, scanned):
-            page = read[number - 1]
-            found[number - 1] = ocr if page.layout is None else \
-                merge_picture_words(page.layout, ocr, page.pictures)
+            found[number - 1] = ocr
         pages = [page for page in found if page is not None]
         return ReadDocument(DocumentLayout(pages=pages), page_count, len(to_ocr))
 
-    async def _ocr_page(self, task: TaskEnvelope, body: bytes, number: int) -> LayoutPage:
+    async def _ocr_page(self, task: TaskEnvelope, body: bytes, number: int,
+                        page: PdfPage) -> LayoutPage:
+        """Page ``number`` read: a scan all by OCR; a text page with its pictures' words
+        (each picture OCRed alone, with a margin) merged into its text layer."""
+        if page.layout is None:
+            read = await self._ocr_area(task, body, number, None)
+            read.number = number
+            return read
+        areas = [_with_margin(picture) for picture in page.pictures]
+        pictured = await asyncio.gather(*(self._ocr_area(task, body, number, area)
+                                          for area in areas))
+        words = LayoutPage()
+        for area, read in zip(areas, pictured):
+            words.words.extend(_onto_page(read, area).words)
+        return merge_picture_words(page.layout, words, page.pictures)
+
+    async def _ocr_area(self, task: TaskEnvelope, body: bytes, number: int,
+                        area: BoundingBox | None) -> LayoutPage:
+        """The OCR's words of page ``number`` (or of ``area`` of it), boxes in shares of
+        what was sent."""
         try:
             image = await asyncio.to_thread(page_image, task.document.content_type, body, number,
-                                            self.limits)
+                                            self.limits, area)
         except Exception as exc:  # noqa: BLE001 - DocumentError, PDFium's and Pillow's errors
             raise UnreadableDocument(f"page {number} cannot be rendered: "
                                      f"{type(exc).__name__}: {exc}") from exc
-        page = await self._ocr(image, task.tenant_id, task_bucket(task))
         read = LayoutPage()
-        read.CopyFrom(page)
-        read.number = number
+        read.CopyFrom(await self._ocr(image, task.tenant_id, task_bucket(task)))
         return read
+
+
+#: Space kept around a picture when only it is OCRed, as a share of the page: the text
+#: detector finds a line that touches the crop's edge less surely than one with white around it.
+PICTURE_MARGIN = 0.01
+
+
+def _with_margin(picture: BoundingBox) -> BoundingBox:
+    return BoundingBox(x0=max(0.0, picture.x0 - PICTURE_MARGIN),
+                       y0=max(0.0, picture.y0 - PICTURE_MARGIN),
+                       x1=min(1.0, picture.x1 + PICTURE_MARGIN),
+                       y1=min(1.0, picture.y1 + PICTURE_MARGIN))
+
+
+def _onto_page(read: LayoutPage, area: BoundingBox) -> LayoutPage:
+    """``read`` (the OCR of ``area`` alone, boxes in shares of the area) with its boxes in
+    shares of the whole page."""
+    width, height = area.x1 - area.x0, area.y1 - area.y0
+    placed = LayoutPage()
+    placed.CopyFrom(read)
+    for word in placed.words:
+        word.box.CopyFrom(BoundingBox(x0=area.x0 + word.box.x0 * width,
+                                      y0=area.y0 + word.box.y0 * height,
+                                      x1=area.x0 + word.box.x1 * width,
+                                      y1=area.y0 + word.box.y1 * height))
+    return placed

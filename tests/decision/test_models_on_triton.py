@@ -231,9 +231,15 @@ async def test_document_reader_adds_the_words_of_a_picture_of_text_to_a_text_pag
     from switchyard.documents import lines, provenance_of
     from switchyard.v1 import LayoutSource
 
+    import io
+
+    from PIL import Image
+
     client = OcrClient(stack.settings.triton_url, 120, new_breaker("t", 5, 10), "1")
+    sent: list[tuple[int, int]] = []
 
     async def ocr(image: bytes, *_: object):  # type: ignore[no-untyped-def]
+        sent.append(Image.open(io.BytesIO(image)).size)
         return (await client.read([image]))[0]
 
     try:
@@ -244,6 +250,12 @@ async def test_document_reader_adds_the_words_of_a_picture_of_text_to_a_text_pag
     finally:
         await client.close()
     assert read is not None and (read.page_count, read.ocr_pages) == (1, 1)
+    # only the footer's pixels went to the OCR (the lower half of the page and a margin), at
+    # the page's resolution (450 x 500 points at the render resolution); the logo not at all
+    from switchyard.documents import DocumentLimits
+
+    page_px = 500 * DocumentLimits().render_dpi / 72
+    assert len(sent) == 1 and abs(sent[0][1] - 0.51 * page_px) <= 2, (sent, page_px)
     (page,) = read.layout.pages
     assert page.source == LayoutSource.LAYOUT_SOURCE_TEXT_LAYER
     texts = [w.text for w in page.words]
