@@ -58,7 +58,7 @@ bench: setup
 	$(BIN)/python -m bench $(if $(filter-out 0,$(BENCH_QUICK)),--quick) $(if $(filter-out 0,$(BENCH_PROFILE)),--profile)
 
 # Like the demo, the stack needs neither promtool nor chromium.
-up: $(STAMP) models
+up: $(STAMP) models bytecode
 	$(BIN)/switchyard up
 
 down:

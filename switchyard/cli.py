@@ -272,7 +272,11 @@ def _cmd_health(args: argparse.Namespace, settings: Settings) -> int:
                args.targets, timeout_s=args.timeout)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser. With ``command``, only that command's arguments are declared
+    and only its modules imported: `switchyard run ingest` (every service process, every
+    container start) would otherwise import every other command's module first, a fifth of a
+    service's start-up CPU. None (help, or a name that is no command): all of them."""
     parser = argparse.ArgumentParser(
         prog="switchyard",
         description="Event-driven AI task automation. Configuration: SWITCHYARD_* env vars "
@@ -281,11 +285,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"switchyard {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    def declares(name: str) -> bool:
+        return command in (None, name)
+
     def add(name: str, fn: Callable[[argparse.Namespace, Settings], int], help_: str
             ) -> argparse.ArgumentParser:
+        """The command's parser; another command's (when only ``command`` is parsed) is a
+        scratch parser nobody reads."""
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(fn=fn)
-        return p
+        return p if declares(name) else argparse.ArgumentParser(add_help=False)
 
     p = add("up", _cmd_up, "Start the embedded stack (broker, PostgreSQL, Triton, services).")
     p.add_argument("--detach", action="store_true", help="return once healthy; stop with `down`")
@@ -305,61 +314,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task_id", nargs="?", help="task id (show)")
     p.add_argument("--tenant", help="verify only this tenant's chain")
     p = add("review", _cmd_review, "Review items from a shell: list, show, claim, approve, reject.")
-    from services.review.cli import add_arguments as add_review_arguments
+    if declares("review"):
+        from services.review.cli import add_arguments as add_review_arguments
 
-    add_review_arguments(p)
-    from switchyard._tasks_cli import add_submit_arguments, add_tasks_arguments
-
+        add_review_arguments(p)
     p = add("submit", _cmd_submit, "Submit files as tasks (one per file; re-running returns "
                                    "the same tasks); --wait for their outcome.")
-    add_submit_arguments(p)
+    if declares("submit"):
+        from switchyard._tasks_cli import add_submit_arguments
+
+        add_submit_arguments(p)
     p = add("tasks", _cmd_tasks, "Tasks from a shell: list, get, watch, cancel, retry, "
                                  "timeline, redrive.")
-    add_tasks_arguments(p)
-    from switchyard._dead_letters_cli import add_dead_letters_arguments
+    if declares("tasks"):
+        from switchyard._tasks_cli import add_tasks_arguments
 
+        add_tasks_arguments(p)
     p = add("dead-letters", _cmd_dead_letters, "The dead-letter queue: list, show, replay "
                                                 "(admin; auditors read).")
-    add_dead_letters_arguments(p)
-    from switchyard._consent_cli import add_consent_arguments
+    if declares("dead-letters"):
+        from switchyard._dead_letters_cli import add_dead_letters_arguments
 
+        add_dead_letters_arguments(p)
     p = add("consent", _cmd_consent, "Classroom signals' consent registry: grant, revoke, "
                                      "list, erase (admin; auditors list).")
-    add_consent_arguments(p)
-    from switchyard._webhooks_cli import add_webhooks_arguments
+    if declares("consent"):
+        from switchyard._consent_cli import add_consent_arguments
 
+        add_consent_arguments(p)
     p = add("webhooks", _cmd_webhooks, "A tenant's webhooks and their deliveries; deliver "
                                        "again (one, or every failed one since a time).")
-    add_webhooks_arguments(p)
-    from switchyard._packs_cli import add_packs_arguments
+    if declares("webhooks"):
+        from switchyard._webhooks_cli import add_webhooks_arguments
 
+        add_webhooks_arguments(p)
     p = add("packs", _cmd_packs, "Automation packs: list, show, validate, apply, diff, test, "
                                  "schema (docs/packs.md).")
-    add_packs_arguments(p)
-    from switchyard._signals_cli import add_signals_arguments
+    if declares("packs"):
+        from switchyard._packs_cli import add_packs_arguments
 
+        add_packs_arguments(p)
     p = add("signals", _cmd_signals, "Classroom signals: simulate classrooms sending "
                                      "SignalFrames (docs/cli.md).")
-    add_signals_arguments(p)
+    if declares("signals"):
+        from switchyard._signals_cli import add_signals_arguments
+
+        add_signals_arguments(p)
     p = add("models", _cmd_models, "Train the Triton models: the router learns one class per "
                                    "enabled pack (shipped and --packs DIR) and 'other'.")
-    models = p.add_subparsers(dest="models_action", required=True, metavar="ACTION")
-    train = models.add_parser("train", help="train the router, invoice_risk and engagement "
-                                            "models into the model repository")
-    from services.decision.training.__main__ import add_arguments as add_training_arguments
-
-    add_training_arguments(train)
-    from switchyard._tasks_cli import add_model_health_arguments
-
-    add_model_health_arguments(models.add_parser(
-        "health", help="shadow agreement and input drift per time bucket "
-                       "(DecisionService.GetModelHealth; admins and auditors)"))
-    from services.decision.training.models_cli import add_models_arguments
-
-    add_models_arguments(models)
-    from switchyard._rollouts_cli import add_rollout_arguments
-
-    add_rollout_arguments(models)
+    if declares("models"):
+        _add_models_arguments(p)
     p = add("stats", _cmd_stats, "Business KPIs, live (Ctrl-C to quit) or as JSON.")
     p.add_argument("--json", action="store_true", help="print once as JSON")
     p.add_argument("--once", action="store_true",
@@ -416,8 +420,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_models_arguments(p: argparse.ArgumentParser) -> None:
+    models = p.add_subparsers(dest="models_action", required=True, metavar="ACTION")
+    train = models.add_parser("train", help="train the router, invoice_risk and engagement "
+                                            "models into the model repository")
+    from services.decision.training.__main__ import add_arguments as add_training_arguments
+
+    add_training_arguments(train)
+    from switchyard._tasks_cli import add_model_health_arguments
+
+    add_model_health_arguments(models.add_parser(
+        "health", help="shadow agreement and input drift per time bucket "
+                       "(DecisionService.GetModelHealth; admins and auditors)"))
+    from services.decision.training.models_cli import add_models_arguments
+
+    add_models_arguments(models)
+    from switchyard._rollouts_cli import add_rollout_arguments
+
+    add_rollout_arguments(models)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # the command is the first word (the parser has no option that takes a value before it)
+    command = argv[0] if argv and not argv[0].startswith("-") else None
+    args = build_parser(command).parse_args(argv)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 from importlib.metadata import version
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from switchyard._tasks_cli import idempotency_key
+from switchyard.cli import build_parser
 from switchyard.stack import free_port
 from tests.cli.helpers import switchyard
 
@@ -90,3 +92,38 @@ def test_a_bad_lease_length_is_a_usage_error_not_a_traceback(lease: str) -> None
     done = switchyard(None, "review", "claim", "some-item", "--lease-s", lease)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "--lease-s" in done.stderr and "seconds" in done.stderr
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    (action,) = [a for a in parser._actions  # noqa: SLF001 - argparse keeps them there
+                 if isinstance(a, argparse._SubParsersAction)]  # noqa: SLF001
+    return dict(action.choices)
+
+
+def _shape(parser: argparse.ArgumentParser) -> list[tuple[object, ...]]:
+    """What a parser accepts: its options, positionals and nested commands."""
+    return [(tuple(a.option_strings), a.dest, a.nargs, tuple(a.choices or ()) if not isinstance(
+        a, argparse._SubParsersAction) else tuple(  # noqa: SLF001
+        (name, tuple(_shape(sub))) for name, sub in a.choices.items()))
+        for a in parser._actions]  # noqa: SLF001
+
+
+def test_a_command_parsed_alone_accepts_what_the_full_parser_does() -> None:
+    # `switchyard run ingest` declares only `run`'s arguments (a service's start-up does not
+    # import every other command's module): each command alone parses as in the full parser
+    full = _subparsers(build_parser())
+    for name, parser in full.items():
+        assert _shape(_subparsers(build_parser(name))[name]) == _shape(parser), name
+
+
+def test_a_service_start_does_not_import_the_other_commands() -> None:
+    import subprocess
+    import sys
+
+    probe = ("import sys; from switchyard.cli import build_parser; build_parser('run'); "
+             "print(sorted(m for m in sys.modules if m.startswith(('switchyard._signals_cli', "
+             "'switchyard._packs_cli', 'switchyard._webhooks_cli', 'services.review.cli', "
+             "'services.decision.training'))))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True, timeout=60)
+    assert done.stdout.strip() == "[]", done.stdout

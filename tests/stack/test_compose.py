@@ -149,4 +149,4 @@ def test_make_up_needs_only_what_make_demo_installs() -> None:
     the virtualenv and the models, never `setup`'s Debian tools (apt, root)."""
     makefile = (ROOT / "Makefile").read_text()
     rules = dict(re.findall(r"^(demo|up):[ \t]*(.*)$", makefile, flags=re.M))
-    assert rules["up"].split() == rules["demo"].split() == ["$(STAMP)", "models"]
+    assert rules["up"].split() == rules["demo"].split() == ["$(STAMP)", "models", "bytecode"]
