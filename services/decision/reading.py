@@ -89,9 +89,9 @@ def page_image(content_type: str, body: bytes, number: int, limits: DocumentLimi
         image.thumbnail((OCR_MAX_SIDE_PX, OCR_MAX_SIDE_PX))
     if area is not None:
         width, height = image.size
-        image = image.crop((math.floor(area.x0 * width), math.floor(area.y0 * height),
-                            max(math.floor(area.x0 * width) + 1, math.ceil(area.x1 * width)),
-                            max(math.floor(area.y0 * height) + 1, math.ceil(area.y1 * height))))
+        left, top = math.floor(area.x0 * width), math.floor(area.y0 * height)
+        image = image.crop((left, top, max(left + 1, math.ceil(area.x1 * width)),
+                            max(top + 1, math.ceil(area.y1 * height))))
     out = io.BytesIO()
     # the least compression: the bytes only cross loopback to Triton, and the default level
     # spent a twentieth of the decision service's CPU on the pages it sends
