@@ -24,8 +24,10 @@ import asyncio
 import io
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+
+from PIL import Image
 
 from switchyard.documents import (
     BlobIntegrityError,
@@ -44,7 +46,7 @@ from switchyard.tasks import task_bucket
 from switchyard.v1 import BoundingBox, DocumentLayout, LayoutPage, TaskEnvelope
 
 __all__ = ["LAYOUT_CONTENT_TYPES", "DocumentReader", "ReadDocument", "UnreadableDocument",
-           "page_image"]
+           "page_images"]
 
 log = logging.getLogger(__name__)
 PDF = "application/pdf"
@@ -75,23 +77,30 @@ class ReadDocument:
         return max(0, self.page_count - len(self.layout.pages))
 
 
-def page_image(content_type: str, body: bytes, number: int, limits: DocumentLimits,
-               area: BoundingBox | None = None) -> bytes:
-    """Page ``number`` (1-based) rendered as PNG bytes for the OCR model (a PDF page at
-    ``limits.render_dpi``), its longest side at most :data:`OCR_MAX_SIDE_PX`; with ``area``
-    (shares of the page), only that part of it, at the same resolution: a picture on a text
-    page costs the OCR its own pixels, not the page's (the text detector's time grows with
-    the pixels, the recogniser's with the lines it finds)."""
+def page_images(content_type: str, body: bytes, number: int, limits: DocumentLimits,
+                areas: Sequence[BoundingBox] = ()) -> list[bytes]:
+    """Page ``number`` (1-based) rendered once as PNG bytes for the OCR model (a PDF page at
+    ``limits.render_dpi``), its longest side at most :data:`OCR_MAX_SIDE_PX`: the whole page,
+    or with ``areas`` (shares of the page) each of those parts of it, at the same resolution:
+    a picture on a text page costs the OCR its own pixels, not the page's (the text
+    detector's time grows with the pixels, the recogniser's with the lines it finds)."""
     image = render_page(content_type, body, number, limits.render_dpi, limits)
     if image.mode not in ("RGB", "L"):
         image = image.convert("RGB")
     if max(image.size) > OCR_MAX_SIDE_PX:
         image.thumbnail((OCR_MAX_SIDE_PX, OCR_MAX_SIDE_PX))
-    if area is not None:
-        width, height = image.size
+    if not areas:
+        return [_png(image)]
+    width, height = image.size
+    crops = []
+    for area in areas:
         left, top = math.floor(area.x0 * width), math.floor(area.y0 * height)
-        image = image.crop((left, top, max(left + 1, math.ceil(area.x1 * width)),
-                            max(top + 1, math.ceil(area.y1 * height))))
+        crops.append(_png(image.crop((left, top, max(left + 1, math.ceil(area.x1 * width)),
+                                      max(top + 1, math.ceil(area.y1 * height))))))
+    return crops
+
+
+def _png(image: Image.Image) -> bytes:
     out = io.BytesIO()
     # the least compression: the bytes only cross loopback to Triton, and the default level
     # spent a twentieth of the decision service's CPU on the pages it sends
@@ -162,27 +171,29 @@ class DocumentReader:
         """Page ``number`` read: a scan all by OCR; a text page with its pictures' words
         (each picture OCRed alone, with a margin) merged into its text layer."""
         if page.layout is None:
-            read = await self._ocr_area(task, body, number, None)
+            (image,) = await self._render(task, body, number, ())
+            read = await self._read(task, image)
             read.number = number
             return read
         areas = [_with_margin(picture) for picture in page.pictures]
-        pictured = await asyncio.gather(*(self._ocr_area(task, body, number, area)
-                                          for area in areas))
+        images = await self._render(task, body, number, areas)
+        pictured = await asyncio.gather(*(self._read(task, image) for image in images))
         words = LayoutPage()
         for area, read in zip(areas, pictured):
             words.words.extend(_onto_page(read, area).words)
         return merge_picture_words(page.layout, words, page.pictures)
 
-    async def _ocr_area(self, task: TaskEnvelope, body: bytes, number: int,
-                        area: BoundingBox | None) -> LayoutPage:
-        """The OCR's words of page ``number`` (or of ``area`` of it), boxes in shares of
-        what was sent."""
+    async def _render(self, task: TaskEnvelope, body: bytes, number: int,
+                      areas: Sequence[BoundingBox]) -> list[bytes]:
         try:
-            image = await asyncio.to_thread(page_image, task.document.content_type, body, number,
-                                            self.limits, area)
+            return await asyncio.to_thread(page_images, task.document.content_type, body,
+                                           number, self.limits, areas)
         except Exception as exc:  # noqa: BLE001 - DocumentError, PDFium's and Pillow's errors
             raise UnreadableDocument(f"page {number} cannot be rendered: "
                                      f"{type(exc).__name__}: {exc}") from exc
+
+    async def _read(self, task: TaskEnvelope, image: bytes) -> LayoutPage:
+        """The OCR's words of ``image``, boxes in shares of it."""
         read = LayoutPage()
         read.CopyFrom(await self._ocr(image, task.tenant_id, task_bucket(task)))
         return read

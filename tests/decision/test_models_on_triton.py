@@ -228,12 +228,12 @@ async def test_document_reader_adds_the_words_of_a_picture_of_text_to_a_text_pag
     # text layer marked as OCR, and the extractor reads them
     from services.decision.reading import DocumentReader
     from services.decision.triton import OcrClient
-    from switchyard.documents import lines, provenance_of
-    from switchyard.v1 import LayoutSource
-
     import io
 
     from PIL import Image
+
+    from switchyard.documents import DocumentLimits, lines, provenance_of
+    from switchyard.v1 import LayoutSource
 
     client = OcrClient(stack.settings.triton_url, 120, new_breaker("t", 5, 10), "1")
     sent: list[tuple[int, int]] = []
@@ -252,8 +252,6 @@ async def test_document_reader_adds_the_words_of_a_picture_of_text_to_a_text_pag
     assert read is not None and (read.page_count, read.ocr_pages) == (1, 1)
     # only the footer's pixels went to the OCR (the lower half of the page and a margin), at
     # the page's resolution (450 x 500 points at the render resolution); the logo not at all
-    from switchyard.documents import DocumentLimits
-
     page_px = 500 * DocumentLimits().render_dpi / 72
     assert len(sent) == 1 and abs(sent[0][1] - 0.51 * page_px) <= 2, (sent, page_px)
     (page,) = read.layout.pages
