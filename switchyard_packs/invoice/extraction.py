@@ -319,6 +319,8 @@ _DATE_PATTERNS = (
     # OCR drops spaces: "June 5,2026", "5Jun2026"; "August 3 , 2014", "7. Mai 2014"
     ("month_first", re.compile(r"\b([^\W\d_]{3,10})\.? (\d{1,2})(?:st|nd|rd|th)? ?,? ?(\d{4})\b")),
     ("day_first", re.compile(r"\b(\d{1,2})(?:\.|er|st|nd|rd|th)? ?([^\W\d_]{3,10})\.? ?(\d{4})\b")),
+    # hyphens between day, month name and year ('01-Jan-2021', '15-June-21')
+    ("day_first_dashes", re.compile(r"\b(\d{1,2})-([^\W\d_]{3,10})\.?-(\d{4}|\d{2})\b(?!-)")),
     ("compact", re.compile(r"\b((?:19|20)\d{2})(\d{2})(\d{2})\b")),
     # Chinese and Japanese: '2020年04月17日'
     ("cjk", re.compile(r"((?:19|20)\d{2}) ?年 ?(\d{1,2}) ?月 ?(\d{1,2}) ?日")),
@@ -400,9 +402,10 @@ def _readings(kind: str, a: str, b: str, c: str) -> list[dt.date]:
     elif kind == "month_first":
         month = _month(a)
         readings = [_make(int(c), month, int(b))] if month else []
-    else:
+    else:  # day_first, day_first_dashes
         month = _month(b)
-        readings = [_make(int(c), month, int(a))] if month else []
+        year = int(c) + (2000 if len(c) == 2 else 0)
+        readings = [_make(year, month, int(a))] if month else []
     return list(dict.fromkeys(d for d in readings if d is not None))
 
 
@@ -656,6 +659,7 @@ LABELS: dict[str, tuple[str, ...]] = {
               "należność ogółem", "do zapłaty",
               # the amount to pay, however it is called
               "factuur totaal", "factuurtotaal", "totaalbedrag", "te betalen", "amount payable",
+              "to pay", "amount to pay", "total to pay",
               "total payable", "total amount", "invoice amount", "total incl. vat",
               "total including vat", "totaal incl. btw", "endbetrag", "zu zahlen",
               "gesamtsumme", "summe brutto", "total à payer", "montant à payer",
@@ -1670,6 +1674,8 @@ def _from_layout(layout_lines: list[Line], b: _Builder) -> None:
                 continue  # 'VAT# IE 98 209 58W': a number sign keys an identifier
             on_a_base = _RATE_ON_A_BASE.match(_value_to_line_end(found)) \
                 if name in _AMOUNTS and found.placement == "right" else None
+            if on_a_base is None and name == "tax" and found.placement == "right":
+                on_a_base = _rate_before_the_label(found)
             if on_a_base is not None:  # 'VAT @ 0% on 80.65': the amount the rate is taken of
                 if name == "tax" and "tax" not in b.found:
                     _tax_of_a_rate(on_a_base, b, 0.85 * placement_factor(found))
@@ -1946,6 +1952,37 @@ def _tax_of_a_rate(on_a_base: re.Match[str], b: _Builder, confidence: float) -> 
             on_a_base.group(0), "rate of a base")
 
 
+#: A tax line that states its rate before the label (``21,00% VAT on 38.664,84: 8.119,62``):
+#: the rate, and where the words after the label start.
+_RATE_BEFORE_A_TAX_LABEL = re.compile(
+    rf"(?<![\w.,])(?P<rate>{_RATE_FIGURE})[ \t]*%[ \t]+(?:" + "|".join(
+        re.escape(label) for label in sorted(LABELS["tax"], key=len, reverse=True)) +
+    r")[ \t]+(?=(?:on|of|over|auf|von|sur|de|su|sobre|op|van)[ \t])", re.IGNORECASE)
+
+
+def _tax_rated_before_its_label(text: str, b: _Builder) -> None:
+    """The tax of a line that names its rate before the label and its base after it, in the
+    text (a key the label finders do not take: its base ends with the colon)."""
+    for m in _RATE_BEFORE_A_TAX_LABEL.finditer(text):
+        line_end = text.find("\n", m.end())
+        rest = text[m.end():line_end if line_end >= 0 else len(text)]
+        on_a_base = _RATE_ON_A_BASE.match(f"{m.group('rate')}% {rest}")
+        if on_a_base is not None:
+            _tax_of_a_rate(on_a_base, b, 0.85)
+            return
+
+
+def _rate_before_the_label(found: LabelValue) -> re.Match[str] | None:
+    """A tax line that states its rate before the label and the base after it (``21,00% VAT
+    on 38.664,84: 8.119,62``), read as :data:`_RATE_ON_A_BASE` reads ``VAT 21% on ...``."""
+    words = found.line.words
+    at = words.index(found.label[0])
+    rate = words[at - 1].text if at else ""
+    if not re.fullmatch(rf"{_RATE_FIGURE}\s*%", rate):
+        return None
+    return _RATE_ON_A_BASE.match(f"{rate} {_value_to_line_end(found)}")
+
+
 def _value_to_line_end(found: LabelValue) -> str:
     """A value right of its label and the words after it to the end of its line (past the
     marks between label and value, ':' or '@')."""
@@ -1957,6 +1994,12 @@ def _rest_of_line(found: LabelValue) -> str:
     """The words right of a label to the end of its line, whatever the gaps between them."""
     words = found.line.words
     return " ".join(w.text for w in words[words.index(found.label[-1]) + 1:])
+
+
+def _rest_of_cell(found: LabelValue) -> str:
+    """The words right of a label in its own cell (up to the first column gap)."""
+    cell = next(c for c in found.line.cells() if found.label[-1] in c)
+    return " ".join(w.text for w in cell[cell.index(found.label[-1]) + 1:])
 
 
 def _in_running_text(found: LabelValue, name: str) -> bool:
@@ -2048,13 +2091,14 @@ _VENDOR_GAP_HEIGHTS = 0.8
 
 
 def _starts_a_longer_label(label: str, found: LabelValue, name: str) -> bool:
-    """Whether the label and the words right of it are another field's longer label:
-    ``Date`` at the start of ``Date limite de paiement`` is not the invoice date's. The
-    words read are the label's whole line after it: the value may stand a column further
-    (``Rechnungssumme ohne USt. | 858,75``)."""
-    if found.placement != "right":
-        return False
-    phrase = re.sub(r"\s+", " ", f"{label} {_rest_of_line(found)}".lower())
+    """Whether the label and the words after it are another field's longer label: ``Date``
+    at the start of ``Date limite de paiement`` is not the invoice date's, nor ``VAT`` of
+    ``VAT number:`` the tax's. For a value right of the label the words read are the label's
+    whole line after it: the value may stand a column further (``Rechnungssumme ohne USt. |
+    858,75``); for a value below it, the rest of the label's own cell (the cells beside it
+    are other columns' headers)."""
+    rest = _rest_of_line(found) if found.placement == "right" else _rest_of_cell(found)
+    phrase = re.sub(r"\s+", " ", f"{label} {rest}".lower()).strip()
     if not found.label[-1].text.endswith(":"):
         # a key of its own that no list names: ``VAT code:``, ``Tax ID:``, ``Total weight:``
         # (a word or two right after the label, the last one closing the key with a colon)
@@ -2113,6 +2157,8 @@ def extract_invoice(text: str, layout: DocumentLayout | None = None) -> InvoiceE
         if layout_lines:
             _from_layout(layout_lines, b)
         _from_prose(text, b)
+        if "tax" not in b.found:
+            _tax_rated_before_its_label(text, b)
         _from_unknown_keys(text, b)
         if "invoice_number" not in b.found:
             _number_beside_the_title(text, b)

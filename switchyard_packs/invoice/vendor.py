@@ -393,6 +393,23 @@ _BUYER_HEADINGS = {label.replace(" ", "") for label in BUYER_LABELS} | {"to"}
 _PAIR = re.compile(r"^[^:]{1,40}?\s*:")
 
 
+_FROM_CELL = re.compile(r"^from\s*:\s*(?P<name>\S.*)$", re.IGNORECASE)
+_TO_CELL = re.compile(r"^to\s*:", re.IGNORECASE)
+
+
+def _from_beside_to(row: list[str]) -> str | None:
+    """The name in a row that sets the parties side by side, each after its key (``FROM:
+    Company ABC | TO: John Doe``): the one after 'From'. Alone, 'From:' may start a period
+    (``From: 1 May``); beside a 'To:' it names the sender."""
+    if not any(_TO_CELL.match(cell.strip()) for cell in row):
+        return None
+    for cell in row:
+        m = _FROM_CELL.match(cell.strip())
+        if m is not None:
+            return company_name(m.group("name"))
+    return None
+
+
 def _column_headings(row: list[str]) -> list[str] | None:
     """The parties of a row of party headings side by side (``Sprzedawca | Nabywca``,
     ``Empfänger | Aussteller``, or set too close for a column gap: ``Bill To: Bill From:``):
@@ -536,6 +553,10 @@ def find_vendor(text: str, is_label: Callable[[str], bool]) -> VendorGuess | Non
                 column = joined[:m.start()].count(" | ")
                 name = _wrapped(rows, index, column, name)
                 credit(name, m.group(0), "payee", PAYEE)
+    for index, row in enumerate(rows[:SENDER_LINES]):
+        name = _from_beside_to(row)
+        if name is not None:
+            credit(name, " | ".join(row), "from, beside to", SELLER_BLOCK)
     sellers, recipient = _party_blocks(rows)  # recipient: rows of a customer's address
     for index, name in sellers:
         credit(name, " | ".join(rows[index]), "under a seller heading", SELLER_BLOCK)

@@ -1728,3 +1728,40 @@ def test_of_a_net_and_a_tax_that_add_up_either_way_the_larger_is_the_net() -> No
     ex = extract_invoice("Acme SRL\nFactura nr. 12\nTotal fără TVA: 19.05\nTVA: 108.95\n"
                          "Total plată: 128.00\n")
     assert _amounts(ex) == ("108.95", "19.05", "128.00")
+
+
+def test_a_date_with_hyphens_around_its_months_name() -> None:
+    ex = extract_invoice("Marlow Freight Ltd\nInvoice No: MF-2207\nDate: 07-Mar-2024\n"
+                         "Due: 6-April-24\nTotal: GBP 310.00\n")
+    assert (ex.get("invoice_date"), ex.get("due_date")) == ("2024-03-07", "2024-04-06")
+    # a hyphenated month name between numbers is still no date without its own month
+    assert extract_invoice("Acme\nRef: 12-Total-2024\nTotal: 5.00 EUR\n").get(
+        "invoice_date") is None
+
+
+def test_a_key_that_starts_with_a_tax_label_is_no_tax_over_the_line_below() -> None:
+    # 'VAT' of 'VAT no.:' heads nothing: the register number under it is no tax amount
+    ex = _read_laid_out("Brisk Outfitters B.V.\nInvoice number: BO-118\nTotal: EUR 121.00\n"
+                        "Subtotal: 100.00\n\nVAT no.: NL001234567B01\nChamber of commerce: 55512345\n")
+    assert ex.get("tax") != "55512345.00"
+    assert _amounts(ex) == ("100.00", None, "121.00")
+
+
+def test_a_tax_rate_before_its_label_and_to_pay_as_the_total() -> None:
+    ex = _read_laid_out("Brisk Outfitters B.V.\nInvoice number: BO-119\n"
+                        "Goods      1.500,00\nTotal excl. VAT:      1.500,00\n"
+                        "9,00% VAT on 1.500,00:      135,00\nTo pay:      EUR 1.635,00\n")
+    assert _amounts(ex) == ("1500.00", "135.00", "1635.00")
+    # in plain text too, and the rate times the base where no tax amount follows
+    assert extract_invoice("Brisk Outfitters B.V.\nInvoice number: BO-120\n"
+                           "Total excl. VAT: 200.00\n21% VAT on 200.00\n"
+                           "Amount to pay: EUR 242.00\n").get("tax") == "42.00"
+
+
+def test_a_sender_after_from_beside_a_recipient_after_to() -> None:
+    ex = extract_invoice("Invoice\nINVOICE NO: 58\nFROM: Larkspur Studio | TO: Dana Whitfield\n"
+                         "hello@larkspur.studio | dana@example.org\nTotal: $90.00\n")
+    assert ex.get("vendor") == "Larkspur Studio"
+    # 'From:' alone may start a period; no name is taken from it
+    assert extract_invoice("Invoice no: 59\nFrom: 1 May 2024\nTotal: 9.00 EUR\n").get(
+        "vendor") is None
