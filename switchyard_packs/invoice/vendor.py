@@ -320,6 +320,16 @@ def _spelled_by_domain(name: str, domains: set[str]) -> bool:
                (len(key) >= 5 and d.startswith(key)) for d in domains)
 
 
+def _lower_case_brand(cell: str, domains: set[str], seen: int) -> str | None:
+    """A brand written in small letters in the letterhead (``ironpress``, ``mailgun``), which
+    :func:`company_name` takes for a word: a name only where the document's own domain spells
+    it (``billing@ironpress.dev``)."""
+    word = cell.strip()
+    if seen > LETTERHEAD_LINES or not re.fullmatch(r"[a-z][a-z0-9.\-]{3,30}", word):
+        return None
+    return word if _spelled_by_domain(word, domains) else None
+
+
 #: A buyer label starting a cell, then a name: ``Client Acme Corp``, ``Bill to: Acme``.
 _BUYER_LABEL_INLINE = re.compile(
     r"(?:" + "|".join(re.escape(label) for label in sorted(BUYER_LABELS, key=len, reverse=True))
@@ -572,7 +582,7 @@ def find_vendor(text: str, is_label: Callable[[str], bool]) -> VendorGuess | Non
     for index, row in enumerate(rows):
         seen += bool(row)
         for column, cell in enumerate(row):
-            name = company_name(cell)
+            name = company_name(cell) or _lower_case_brand(cell, domains, seen)
             if name is None or is_label(cell) or _under_buyer_label(rows, index, column) or \
                     (index, column) in recipient or is_party_heading(cell):
                 continue  # (a party's heading, 'To' or 'Dati fornitore', names no one)

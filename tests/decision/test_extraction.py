@@ -1765,3 +1765,12 @@ def test_a_sender_after_from_beside_a_recipient_after_to() -> None:
     # 'From:' alone may start a period; no name is taken from it
     assert extract_invoice("Invoice no: 59\nFrom: 1 May 2024\nTotal: 9.00 EUR\n").get(
         "vendor") is None
+
+
+def test_a_brand_in_small_letters_is_the_seller_where_its_domain_spells_it() -> None:
+    text = ("Invoice no: Q-311\nquillbyte\n8 Harbour Lane, Leith\nDate: 2026-02-03\n"
+            "Total: GBP 75.00\nQuestions? accounts@quillbyte.io\n")
+    assert extract_invoice(text).get("vendor") == "quillbyte"
+    # without a domain that spells it, a word in small letters is no name
+    assert extract_invoice(text.replace("quillbyte.io", "example.org")).get("vendor") \
+        != "quillbyte"
