@@ -113,6 +113,29 @@ async def test_ocr_reads_the_words_of_each_page_with_boxes(stack: EmbeddedStack)
     assert second.words[0].box.x0 == pytest.approx(450 / 900, abs=0.03)
 
 
+async def test_ocr_finds_a_large_pages_lines_on_a_smaller_copy(stack: EmbeddedStack) -> None:
+    # a 2000-pixel page: the detector runs on a 1280-pixel copy (the config's det_max_side;
+    # tests/unit/test_ocr_detection.py drives the choice), the recogniser reads the full page
+    from services.decision.triton import OcrClient
+
+    client = OcrClient(stack.settings.triton_url, 120, new_breaker("t", 5, 10), "1")
+    await client.load_metadata()
+    try:
+        (page,) = await client.read([_page_png(
+            [(120, 150, "Invoice number: INV-7731"), (120, 260, "Total due: 4,210.50 EUR")],
+            size=(2000, 1400))])
+    finally:
+        await client.close()
+    texts = [w.text for w in page.words]
+    assert (page.width, page.height) == (2000, 1400)
+    assert texts[:2] == ["Invoice", "number:"] and {"Total", "due:", "4,210.50"} <= set(texts)
+    assert 0.05 < page.words[0].box.x0 < 0.07 and 0.1 < page.words[0].box.y0 < 0.12
+    triton = next(c for c in stack.infrastructure if c.name == "triton")
+    assert "detection on 1280 px" in next(
+        line for line in triton.log_path.read_text().splitlines()
+        if "document_ocr 1.0.0 loaded" in line)
+
+
 def _scan_pdf(first_page_text: tuple[str, ...], scanned_lines: list[tuple[int, int, str]]
               ) -> bytes:
     """A PDF whose page 1 has a text layer and page 2 is a scan (an image, no text)."""

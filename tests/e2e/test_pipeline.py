@@ -674,17 +674,17 @@ async def test_documents_from_outside_are_routed_and_read_without_a_kind(
     # the eighteenth's packing list is asked about by its title (look_alike_title)
     assert routing["routed_wrong_unasked"] <= 2, why
     # with the router cascade (text_encoder's second opinion), the packs' signatures, the
-    # invoice pack's examples in real-world layouts and its look-alikes: 231 of 261 named
-    # right, 73 sent to a person to confirm the type (an unsure router's answer that the
+    # invoice pack's examples in real-world layouts and its look-alikes: 234 of 265 named
+    # right, 76 sent to a person to confirm the type (an unsure router's answer that the
     # document's own title confirms, or an unsure `other` that it names, goes on to the pack)
-    assert routing["named_right"] >= routing["documents"] - 32, why
-    assert routing["asked_a_person"] <= 75, why
+    assert routing["named_right"] >= routing["documents"] - 33, why
+    assert routing["asked_a_person"] <= 78, why
     # nothing decided without a person that a person would have decided otherwise
     assert routing["automated_wrongly"] == 0, why
     right = sum(c["(all fields)"]["right"] for c in summary["accuracy"].values())
     shown = sum(c["(all fields)"]["shown"] for c in summary["accuracy"].values())
     wrong = sum(c["wrong"] for c in summary["read_wrong"].values())
-    # 1,275 of 1,367 invoice fields right, 34 read wrong (docs/documents.md; OCR batches
+    # 1,290 of 1,383 invoice fields right, 36 read wrong (docs/documents.md; OCR batches
     # vary by a field or two between runs)
-    assert right >= shown - 96 and wrong <= 37, (right, shown, wrong, [
+    assert right >= shown - 97 and wrong <= 39, (right, shown, wrong, [
         (d["id"], d["wrong"]) for d in summary["documents"] if d["wrong"]])

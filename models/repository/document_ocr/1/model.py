@@ -5,6 +5,11 @@ The engine is RapidOCR from the ``rapidocr-onnxruntime`` wheel: PaddleOCR's PP-O
 detector and recogniser and the PP-OCR mobile angle classifier as ONNX files inside the wheel,
 run by onnxruntime. Nothing is fetched at run time: the models load from the installed package.
 
+Detection on a smaller copy: the text detector looks for the lines on a copy of the page
+shrunk to ``det_max_side`` pixels (a parameter of the config), where most printed text is
+still well above the size it needs; the recogniser reads each line from the full page. A page
+whose lines come out small there is detected again at full size (``det_min_line_px``).
+
 Batching: the text detector sees one page at a time (pages differ in size), then the text
 lines of *all* pages of the batch go through the angle classifier and the recogniser together,
 ``rec_batch_num`` lines per onnxruntime call, so a batch of pages costs fewer, fuller calls than
@@ -109,6 +114,8 @@ class TritonPythonModel:
         cuda = gpu and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
         self.engine = RapidOCR(det_use_cuda=cuda, cls_use_cuda=cuda, rec_use_cuda=cuda)
         lines_per_call = int(params.get("rec_batch_num") or 6)
+        self.det_max_side = int(params.get("det_max_side") or 0)
+        self.det_min_line_px = float(params.get("det_min_line_px") or 0)
         self.engine.text_rec.rec_batch_num = lines_per_call
         self.engine.text_cls.cls_batch_num = lines_per_call
         if gpu and not cuda:
@@ -116,7 +123,9 @@ class TritonPythonModel:
                                      "provider; running on the CPU")
         pb_utils.Logger.log_info(
             f"document_ocr {params.get('model_version', '?')} loaded: {params.get('engine', '')}"
-            f", cuda={cuda}, lines per call={lines_per_call}")
+            f", cuda={cuda}, lines per call={lines_per_call}, detection on "
+            f"{self.det_max_side or 'the full'} px (full again under "
+            f"{self.det_min_line_px:g} px lines)")
 
     # -- the engine over many pages ------------------------------------------------------------
 
@@ -131,7 +140,7 @@ class TritonPythonModel:
             work, ratio_h, ratio_w = eng.preprocess(img)
             record["preprocess"] = {"ratio_h": ratio_h, "ratio_w": ratio_w}
             work, record = eng.maybe_add_letterbox(work, record)
-            boxes, _ = eng.auto_text_det(work)
+            boxes = self.detect(work)
             page_crops = eng.get_crop_img_list(work, boxes) if boxes is not None else []
             pages.append((raw_h, raw_w, record, boxes, len(page_crops)))
             crops.extend(page_crops)
@@ -151,6 +160,27 @@ class TritonPythonModel:
             start += n
             results.append({"width": raw_w, "height": raw_h, "words": words})
         return results
+
+    def detect(self, work):
+        """The text lines' boxes on a page (``work``: the engine's resized page), found on a
+        copy shrunk to ``det_max_side`` pixels, the recogniser still reading each line from
+        the full page: the detector's cost grows with the pixels, and most text stays well
+        above the size it needs there. Where the lines found on the copy are small (the
+        lower quartile of their heights under ``det_min_line_px``: a screenshot, fine print)
+        or none are found, the page is detected again at full size, as the engine does by
+        itself."""
+        eng = self.engine
+        side = max(work.shape[:2])
+        if self.det_max_side and side > self.det_max_side:
+            scale = self.det_max_side / side
+            small = cv2.resize(work, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            boxes, _ = eng.auto_text_det(small)
+            # (no line at all on the copy: perhaps only small print, looked for in full)
+            heights = [_bounds(box)[3] - _bounds(box)[1] for box in boxes or ()]
+            if heights and np.percentile(heights, 25) >= self.det_min_line_px:
+                return [np.asarray(box, dtype=np.float32) / scale for box in boxes]
+        boxes, _ = eng.auto_text_det(work)
+        return boxes
 
     def _line_words(self, line, line_box, record, raw_h, raw_w):
         """The words of one recognised line. The engine's boxes are per character for Latin

@@ -1,0 +1,98 @@
+"""The OCR model's text detection on a shrunk copy of the page (models/repository/document_ocr/
+1/model.py ``detect``), with the real RapidOCR engine in-process and a stand-in for Triton's
+``triton_python_backend_utils`` (only imported by the module; detection does not use it).
+Through Triton: tests/decision/test_models_on_triton.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+MODEL = Path(__file__).resolve().parents[2] / "models" / "repository" / "document_ocr" / "1" / \
+    "model.py"
+LINES = ("Invoice number: INV-7731", "Order reference: PO-55120", "Total due: 4,210.50 EUR")
+
+
+@pytest.fixture(scope="module")
+def ocr_model() -> Iterator[object]:
+    sys.modules.setdefault("triton_python_backend_utils",
+                           types.ModuleType("triton_python_backend_utils"))
+    spec = importlib.util.spec_from_file_location("document_ocr_model", MODEL)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.TritonPythonModel()
+    model.engine = module.RapidOCR()
+    config = (MODEL.parent.parent / "config.pbtxt").read_text()
+    model.det_max_side = int(_parameter(config, "det_max_side"))  # as the config ships them
+    model.det_min_line_px = float(_parameter(config, "det_min_line_px"))
+    assert (model.det_max_side, model.det_min_line_px) == (1280, 15.0)
+    yield model
+
+
+def _parameter(config: str, key: str) -> str:
+    """A string parameter of a model config (``parameters: { key: ... value: { string_value:
+    ... } }``)."""
+    m = re.search(rf'key: "{key}"\s*value: {{ string_value: "([^"]*)" }}', config)
+    assert m is not None, key
+    return m.group(1)
+
+
+def _page(font_px: int, size: tuple[int, int] = (2000, 1400)) -> np.ndarray:
+    """A white page (BGR, as the model decodes it) with :data:`LINES` at ``font_px``."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    page = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.load_default(size=font_px)
+    for number, text in enumerate(LINES):
+        draw.text((120, 150 + number * 3 * font_px), text, fill="black", font=font)
+    return np.array(page)[:, :, ::-1].copy()
+
+
+def _read(model: object, page: np.ndarray) -> tuple[list[str], list[int]]:
+    """The words read, and the longest side of each image the detector ran on."""
+    engine = model.engine  # type: ignore[attr-defined]
+    detector, runs = engine.auto_text_det, []
+
+    def counted(image: np.ndarray):  # type: ignore[no-untyped-def]
+        runs.append(max(image.shape[:2]))
+        return detector(image)
+
+    engine.auto_text_det = counted
+    try:
+        words = model.read_pages([page])[0]["words"]  # type: ignore[attr-defined]
+    finally:
+        engine.auto_text_det = detector
+    return [w["text"] for w in words], runs
+
+
+def test_print_of_an_ordinary_size_is_found_on_the_shrunk_copy_and_read_in_full(
+        ocr_model: object) -> None:
+    words, runs = _read(ocr_model, _page(36))
+    assert runs == [1280]
+    assert words[:2] == ["Invoice", "number:"] and {"reference:", "4,210.50"} <= set(words)
+
+
+def test_small_print_and_a_page_without_lines_are_detected_again_in_full(
+        ocr_model: object) -> None:
+    # 12-pixel print: its lines come out small on the copy; 8-pixel print: none are found
+    # there at all (the full page finds them)
+    for font_px in (12, 8):
+        words, runs = _read(ocr_model, _page(font_px))
+        assert runs == [1280, 2000] and {"PO-55120", "4,210.50"} <= set(words), \
+            (font_px, words)
+    blank = np.full((1400, 2000, 3), 255, dtype=np.uint8)
+    assert _read(ocr_model, blank) == ([], [1280, 2000])
+
+
+def test_a_page_no_larger_than_the_copy_is_detected_once_as_it_is(ocr_model: object) -> None:
+    words, runs = _read(ocr_model, _page(24, size=(1200, 800)))
+    assert runs == [1200] and "PO-55120" in words
