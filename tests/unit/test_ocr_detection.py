@@ -22,12 +22,13 @@ LINES = ("Invoice number: INV-7731", "Order reference: PO-55120", "Total due: 4,
 
 @pytest.fixture(scope="module")
 def ocr_model() -> Iterator[object]:
-    sys.modules.setdefault("triton_python_backend_utils",
-                           types.ModuleType("triton_python_backend_utils"))
     spec = importlib.util.spec_from_file_location("document_ocr_model", MODEL)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    with pytest.MonkeyPatch.context() as patch:  # for the import only
+        patch.setitem(sys.modules, "triton_python_backend_utils",
+                      types.ModuleType("triton_python_backend_utils"))
+        spec.loader.exec_module(module)
     model = module.TritonPythonModel()
     model.engine = module.RapidOCR()
     config = (MODEL.parent.parent / "config.pbtxt").read_text()
