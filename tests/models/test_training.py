@@ -38,7 +38,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
     the enabled packs are the corpus's four kinds (their rows are the corpus's)."""
     base = tmp_path_factory.mktemp("tiny")
     data, repo = base / "data", base / "repository"
-    datagen.write_corpora(data, seed=11, router_n=500, invoice_n=600)
+    datagen.write_corpora(data, seed=11, router_n=250, invoice_n=600)
     for kind in CORPUS_KINDS:
         write_pack(base / "packs", kind)
     result = train.train_all(data, repo, seed=5, log=lambda *_: None, packs=_tiny_packs(base))
