@@ -1815,6 +1815,28 @@ def _number_under_the_title(text: str, b: _Builder) -> None:
         b.offer("invoice_number", m.group(1), 0.75, under.strip(), "under the title")
 
 
+#: A number sign and an identifier, the whole cell (``Nº F-2024/014``, ``No. 88-12``).
+_SIGNED_NUMBER = re.compile(r"^[ \t]*(?:n[°º]|no\.|nr\.|núm\.)[ \t]*:?[ \t]*"
+                            r"(#?[A-Za-z0-9][A-Za-z0-9/.\-_]*\d[A-Za-z0-9/.\-_]*)[ \t]*$",
+                            re.IGNORECASE)
+
+
+def _number_signed_near_the_title(text: str, b: _Builder) -> None:
+    """The invoice's number in a cell of its own after a number sign, on one of the three
+    lines under the title (``FACTURA`` over ``NIF: 125478938W`` over ``Nº F-2024/014``): the
+    bare sign numbers the document there, as it does on the title's own line."""
+    lines_ = _first_lines(text, 12)
+    at = next((i for i, line in enumerate(lines_) if _TITLE_LINE.match(line)), None)
+    if at is None:
+        return
+    for line in lines_[at + 1:at + 4]:
+        for cell in line.split(" | "):
+            m = _SIGNED_NUMBER.match(cell)
+            if m and len(m.group(1)) >= 3 and find_date(cell) is None:
+                b.offer("invoice_number", m.group(1), 0.75, cell.strip(), "signed near the title")
+                return
+
+
 #: A cell beside the title that numbers it: 'No. AA.00001', 'Serial No. 7', 'Nr: 2024-3', '# 88'.
 _NUMBERING_CELL = re.compile(
     r"^[ \t]*(?:[^\W\d_]+\.?[ \t]+)?(?:no|nr|n°|nº|number|num|#)\.?[ \t]*[:#]?[ \t]*"
@@ -2164,6 +2186,8 @@ def extract_invoice(text: str, layout: DocumentLayout | None = None) -> InvoiceE
             _number_beside_the_title(text, b)
         if "invoice_number" not in b.found:
             _number_under_the_title(text, b)
+        if "invoice_number" not in b.found:
+            _number_signed_near_the_title(text, b)
         _fapiao(text, b)
         _vendor(text, b)
         _bank_account(text, b)

@@ -1774,3 +1774,13 @@ def test_a_brand_in_small_letters_is_the_seller_where_its_domain_spells_it() -> 
     # without a domain that spells it, a word in small letters is no name
     assert extract_invoice(text.replace("quillbyte.io", "example.org")).get("vendor") \
         != "quillbyte"
+
+
+def test_a_number_after_a_bare_number_sign_a_few_lines_under_the_title() -> None:
+    text = ("CLIENTE\nFACTURA | Taller Ruiz\nCIF: B12345678\nNº A-7781/25\nFecha: 03/02/2025\n"
+            "TOTAL FACTURA | 96,80 €\n")
+    assert extract_invoice(text).get("invoice_number") == "A-7781/25"
+    # further down the page a signed number is some other document's (a delivery note's)
+    far = ("FACTURA | Taller Ruiz\nCIF: B12345678\nCalle Mayor 3\nMadrid\nEspaña\n"
+           "Nº A-7781/25\nTOTAL FACTURA | 96,80 €\n")
+    assert extract_invoice(far).get("invoice_number") != "A-7781/25"
