@@ -1,49 +1,29 @@
 """The OCR model's text detection on a shrunk copy of the page (models/repository/document_ocr/
-1/model.py ``detect``), with the real RapidOCR engine in-process and a stand-in for Triton's
-``triton_python_backend_utils`` (only imported by the module; detection does not use it).
-Through Triton: tests/decision/test_models_on_triton.py."""
+1/model.py ``detect``): the model initialised from its shipped config with the real RapidOCR
+engine in-process, and the stand-in for Triton's ``triton_python_backend_utils`` the training
+tests load model.py files with. Through Triton: tests/decision/test_models_on_triton.py."""
 
 from __future__ import annotations
 
-import importlib.util
-import re
-import sys
-import types
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-MODEL = Path(__file__).resolve().parents[2] / "models" / "repository" / "document_ocr" / "1" / \
-    "model.py"
+from tests.models.test_training import REPO, _config_json, _load_model
+
 LINES = ("Invoice number: INV-7731", "Order reference: PO-55120", "Total due: 4,210.50 EUR")
 
 
 @pytest.fixture(scope="module")
 def ocr_model() -> Iterator[object]:
-    spec = importlib.util.spec_from_file_location("document_ocr_model", MODEL)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    with pytest.MonkeyPatch.context() as patch:  # for the import only
-        patch.setitem(sys.modules, "triton_python_backend_utils",
-                      types.ModuleType("triton_python_backend_utils"))
-        spec.loader.exec_module(module)
+    with pytest.MonkeyPatch.context() as patch:  # the stand-in only while the module imports
+        module = _load_model(REPO / "document_ocr" / "1" / "model.py", patch)
     model = module.TritonPythonModel()
-    model.engine = module.RapidOCR()
-    config = (MODEL.parent.parent / "config.pbtxt").read_text()
-    model.det_max_side = int(_parameter(config, "det_max_side"))  # as the config ships them
-    model.det_min_line_px = float(_parameter(config, "det_min_line_px"))
+    model.initialize({"model_config": _config_json("document_ocr")})
+    # as the config ships them
     assert (model.det_max_side, model.det_min_line_px) == (1280, 15.0)
     yield model
-
-
-def _parameter(config: str, key: str) -> str:
-    """A string parameter of a model config (``parameters: { key: ... value: { string_value:
-    ... } }``)."""
-    m = re.search(rf'key: "{key}"\s*value: {{ string_value: "([^"]*)" }}', config)
-    assert m is not None, key
-    return m.group(1)
 
 
 def _page(font_px: int, size: tuple[int, int] = (2000, 1400)) -> np.ndarray:
