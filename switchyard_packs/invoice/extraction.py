@@ -1748,8 +1748,10 @@ _INVOICE_WORDS = "|".join((*_TITLE_WORDS, "faktúra", "lasku", "fatura"))
 #: 'TAX INVOICE'; 'FACTURA | Pepita Gómez': the customer's column beside it).
 _TITLE_LINE = re.compile(rf"^[ \t]*(?:[^\W\d_]+[ \t]+)?(?:{_INVOICE_WORDS})[ \t]*(?:$| \| )",
                          re.IGNORECASE)
+#: The bare number signs: 'Nº', 'No.', 'Nr.', 'Núm.'.
+_BARE_SIGNS = r"n[°º]|no\.|nr\.|núm\."
 #: A number sign before an identifier ('Nº F-2024/014', 'No. 12345'), not part of it.
-_NUMBER_SIGN = re.compile(r"^[ \t]*(?:n[°º]|no\.|nr\.|núm\.|(?:ref|réf)\.|reference|référence|"
+_NUMBER_SIGN = re.compile(rf"^[ \t]*(?:{_BARE_SIGNS}|(?:ref|réf)\.|reference|référence|"
                           r"referencia|riferimento)[ \t]*:?[ \t]*", re.IGNORECASE)
 #: A line that is one identifier: a digit, and 3 or more characters.
 _LONE_IDENTIFIER = re.compile(
@@ -1815,10 +1817,8 @@ def _number_under_the_title(text: str, b: _Builder) -> None:
         b.offer("invoice_number", m.group(1), 0.75, under.strip(), "under the title")
 
 
-#: A number sign and an identifier, the whole cell (``Nº F-2024/014``, ``No. 88-12``).
-_SIGNED_NUMBER = re.compile(r"^[ \t]*(?:n[°º]|no\.|nr\.|núm\.)[ \t]*:?[ \t]*"
-                            r"(#?[A-Za-z0-9][A-Za-z0-9/.\-_]*\d[A-Za-z0-9/.\-_]*)[ \t]*$",
-                            re.IGNORECASE)
+#: A bare number sign starting a cell (``Nº F-2024/014``, ``No. 88-12``).
+_BARE_SIGN = re.compile(rf"^[ \t]*(?:{_BARE_SIGNS})[ \t]*:?[ \t]*", re.IGNORECASE)
 
 
 def _number_signed_near_the_title(text: str, b: _Builder) -> None:
@@ -1831,7 +1831,8 @@ def _number_signed_near_the_title(text: str, b: _Builder) -> None:
         return
     for line in lines_[at + 1:at + 4]:
         for cell in line.split(" | "):
-            m = _SIGNED_NUMBER.match(cell)
+            sign = _BARE_SIGN.match(cell)
+            m = _LONE_IDENTIFIER.match(cell[sign.end():]) if sign else None
             if m and len(m.group(1)) >= 3 and find_date(cell) is None:
                 b.offer("invoice_number", m.group(1), 0.75, cell.strip(), "signed near the title")
                 return

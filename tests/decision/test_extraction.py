@@ -1756,6 +1756,10 @@ def test_a_tax_rate_before_its_label_and_to_pay_as_the_total() -> None:
     assert extract_invoice("Brisk Outfitters B.V.\nInvoice number: BO-120\n"
                            "Total excl. VAT: 200.00\n21% VAT on 200.00\n"
                            "Amount to pay: EUR 242.00\n").get("tax") == "42.00"
+    # laid out without a colon, and no total to reconcile with: the amount after the base is
+    # the tax, not the base the words right of the label start with
+    assert _read_laid_out("Brisk Outfitters B.V.\nInvoice number: BO-121\nGoods      200,00\n"
+                          "21,00% VAT on 200,00      42,00\n").get("tax") == "42.00"
 
 
 def test_a_sender_after_from_beside_a_recipient_after_to() -> None:
