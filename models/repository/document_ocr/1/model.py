@@ -176,7 +176,7 @@ class TritonPythonModel:
             small = cv2.resize(work, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
             boxes, _ = eng.auto_text_det(small)
             # (no line at all on the copy: perhaps only small print, looked for in full)
-            heights = [_bounds(box)[3] - _bounds(box)[1] for box in boxes or ()]
+            heights = [y1 - y0 for _, y0, _, y1 in map(_bounds, boxes or ())]
             if heights and np.percentile(heights, 25) >= self.det_min_line_px:
                 return [np.asarray(box, dtype=np.float32) / scale for box in boxes]
         boxes, _ = eng.auto_text_det(work)
