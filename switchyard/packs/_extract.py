@@ -106,7 +106,29 @@ Extractor = Callable[..., Extraction]
 
 
 def _norm(label: str) -> str:
-    return " ".join(re.sub(r"[^0-9a-z]+", " ", label.lower()).split())
+    """A label's words, case-folded, in any script (``Сумма``, ``金額`` and ``Größe`` keep
+    their letters: reduced to ASCII they were all empty or alike, so one matched another)."""
+    return " ".join(_NOT_A_WORD.sub(" ", label.casefold()).split())
+
+
+def _enum_key(spelling: str) -> str:
+    """What an enum value or alias is compared by: its words, or for a spelling with none
+    (``€``, ``£``, ``$``) the symbols themselves, which ``_norm`` would reduce to nothing and
+    so to one another."""
+    return _norm(spelling) or "".join(spelling.casefold().split())
+
+
+_NOT_A_WORD = re.compile(r"[\W_]+")
+
+
+@functools.lru_cache(maxsize=4096)
+def _enum_spelling(written: str) -> re.Pattern[str]:
+    """An enum spelling inside a longer text, not inside a word of any script: where the
+    spelling starts (ends) with a letter or digit, none may come before (after) it (``EUR``
+    not in ``EUROPE``); a symbol needs no boundary (``£`` in ``£640``)."""
+    before = r"(?<![^\W_])" if not _NOT_A_WORD.match(written[:1]) else ""
+    after = r"(?![^\W_])" if not _NOT_A_WORD.match(written[-1:]) else ""
+    return re.compile(before + re.escape(written) + after, re.IGNORECASE)
 
 
 _SEGMENT_SPLIT = re.compile(r"\n|\r| \| |;")
@@ -217,16 +239,16 @@ def parse_value(spec: FieldSpec, raw: str) -> tuple[str, float] | str:
         match = _EMAIL.search(text)
         return (match.group(0), 1.0) if match else f"no e-mail address in {text[:40]!r}"
     if kind == "enum":
-        wanted = _norm(text)
+        wanted = _enum_key(text)
         # the values themselves, then their aliases (F for female): each as the whole text,
-        # then inside a longer text ("EUR (euro)", "Emergency via ED")
+        # then inside a longer text ("EUR (euro)", "Emergency via ED", "£ 640"), not inside
+        # a word of any script
         spellings = [(value, value) for value in spec.values] + list(spec.aliases)
         for written, value in spellings:
-            if _norm(written) == wanted:
+            if _enum_key(written) == wanted:
                 return value, 1.0
         for written, value in spellings:
-            if re.search(rf"(?<![0-9A-Za-z]){re.escape(written)}(?![0-9A-Za-z])", text,
-                         re.IGNORECASE):
+            if _enum_spelling(written).search(text):
                 return value, 0.8
         return f"{text[:40]!r} is not one of {', '.join(spec.values)}"
     if kind == "boolean":

@@ -2256,9 +2256,11 @@ def account_key(account: str) -> str:
 
 
 def vendor_key(name: str) -> str:
-    """How vendors are matched across invoices: case, punctuation and legal suffix ignored."""
+    """How vendors are matched across invoices: case, punctuation and legal suffix ignored,
+    letters of every script kept (reduced to ASCII, 'Müller' and 'Möller' were one vendor,
+    sharing history and allow lists, and a Cyrillic or Japanese name was no name)."""
     name = COMPANY_SUFFIX.sub("", name.strip())
-    return re.sub(r"[^a-z0-9]+", " ", name.lower()).strip()
+    return " ".join(re.sub(r"[\W_]+", " ", name.casefold()).split())
 
 
 __all__ = ["FIELD_NAMES", "ExtractedField", "InvoiceExtraction", "LineItem", "Money",

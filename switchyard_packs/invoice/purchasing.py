@@ -224,7 +224,7 @@ def same_vendor(invoice_vendor: str, order_vendor: str) -> bool:
 
 
 def _trigrams(text: str) -> set[str]:
-    words = re.findall(r"[a-z0-9]+", text.lower())
+    words = re.findall(r"[^\W_]+", text.casefold())
     grams: set[str] = set()
     for word in words:
         padded = f" {word} "

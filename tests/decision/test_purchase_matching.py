@@ -194,6 +194,12 @@ def test_lines_pair_with_the_order_line_they_are_most_like() -> None:
 def test_vendor_names_and_po_numbers_compare_as_people_write_them() -> None:
     assert same_vendor("Brightline Office Supplies", "BRIGHTLINE OFFICE SUPPLIES LTD")
     assert not same_vendor("Brightline Office", "Kestrel Foods")
+    # letters of every script count: one umlaut apart is another vendor, and a name with no
+    # Latin letter is a name
+    assert not same_vendor("Müller Bau GmbH", "Möller Bau GmbH")
+    assert same_vendor("MÜLLER BAU", "Müller Bau GmbH")
+    assert same_vendor("ООО «Ромашка»", "ооо ромашка") and not same_vendor("Ромашка", "Лютик")
+    assert lexical_similarity("Бумага офисная А4", "бумага А4, 500 листов") > 0.3
     assert po_key(" po-4711 ") == po_key("PO-4711") == po_key("#PO-4711")
     assert lexical_similarity("HP 305A toner black", "Toner cartridge, black, HP 305A") > 0.5
     assert lexical_similarity("HP 305A toner black", "Desk chair, ergonomic") < 0.2

@@ -322,6 +322,40 @@ def test_enum_aliases_and_camel_case_json_keys() -> None:
                for line in refused.value.problems), refused.value.problems
 
 
+def test_currency_symbols_as_aliases_are_told_apart() -> None:
+    # symbols have no letters: compared as letters only, every symbol was every other one
+    # (an outside pack author's "Currency: £" read as EUR, the first alias listed)
+    doc = expense()
+    doc["fields"]["currency"] = {"type": "enum", "values": ["EUR", "GBP", "USD"],
+                                 "aliases": {"€": "EUR", "£": "GBP", "US$": "USD"},
+                                 "labels": ["Currency", "Estimate"]}
+    pack = load_pack_files(files_of(doc))
+    for written, value in (("£", "GBP"), ("€", "EUR"), ("US$", "USD"), ("gbp", "GBP")):
+        assert extract_fields(pack, f"Employee: Ann Lee\nCurrency: {written}"
+                              ).values["currency"] == value, written
+    # a symbol inside a longer text needs no word boundary; a code inside a word is no code
+    inside = extract_fields(pack, "Employee: Ann Lee\nEstimate: £640").fields["currency"]
+    assert (inside.value, inside.confidence) == ("GBP", 0.68)
+    assert "currency" not in extract_fields(pack, "Employee: Ann Lee\nCurrency: EURO-zone"
+                                            ).values
+    assert "currency" not in extract_fields(pack, "Employee: Ann Lee\nCurrency: ¥").values
+
+
+def test_labels_and_enum_values_in_other_scripts_keep_their_letters() -> None:
+    # reduced to ASCII, every Cyrillic or Japanese label was the empty label, so any key in
+    # those scripts was taken for it
+    doc = expense()
+    doc["fields"]["employee"]["labels"] = ["Сотрудник", "社員"]
+    doc["fields"]["grade"] = {"type": "enum", "values": ["высокий", "низкий"],
+                              "labels": ["Уровень"]}
+    pack = load_pack_files(files_of(doc))
+    read = extract_fields(pack, "Отдел: Продажи\nСотрудник: Анна Ли\nУровень: низкий")
+    assert read.values["employee"] == "Анна Ли"
+    assert read.values["grade"] == "низкий"
+    japanese = extract_fields(pack, "部署: 営業\n社員: 李 アン")
+    assert japanese.values["employee"] == "李 アン"
+
+
 # -- ambiguous numeric dates: a date field's date_order -------------------------------------
 
 
