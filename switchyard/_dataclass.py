@@ -537,6 +537,8 @@ def redact_decision(decision: Decision, redactor: Redactor, revealed: Collection
     classes = declared_classes(decision)
     withheld = withheld if withheld is not None else \
         withheld_values(decision, redactor, revealed)
+    # (before the fields below are redacted in place: it reads their values)
+    in_prose = withheld_values(decision, redactor, revealed, prose=True)
     for extracted in decision.fields:
         extracted.value = redact_field(extracted.name, extracted.value, redactor,
                                        extracted.data_class, revealed)
@@ -545,7 +547,7 @@ def redact_decision(decision: Decision, redactor: Redactor, revealed: Collection
                                                        classes.get(name, 0), revealed)
     for step in decision.plan.steps:
         _redact_struct(step.payload, redactor, classes, revealed, withheld)
-    decision.explanation = withheld.text(redactor.text(decision.explanation))
+    decision.explanation = in_prose.text(redactor.text(decision.explanation))
 
 
 _TEXT_TYPES = ("text/", "application/json")
@@ -646,17 +648,28 @@ class WithheldValues:
         return value
 
 
+#: Field types whose values are words of a closed list (``no``, ``yes``, ``female``): in an
+#: explanation they are ordinary words, not the field's value (see ``prose``).
+CLOSED_VOCABULARY = frozenset({"enum", "boolean"})
+
+
 def withheld_values(decision: Decision, redactor: Redactor,
-                    revealed: Collection[str] = ()) -> WithheldValues:
+                    revealed: Collection[str] = (), prose: bool = False) -> WithheldValues:
     """The values of ``decision``'s personal and health fields (:func:`sensitive_fields`) a
     reviewer does not see (``revealed`` aside). A value equal to a revealed field's (the
     subscriber is the patient) is not masked: the reviewer reads it in that field anyway.
-    Tables are withheld as fields only (their cells are not searched for)."""
+    Tables are withheld as fields only (their cells are not searched for).
+
+    ``prose``: for an explanation, whose template quotes of such fields are already their
+    labels (the decision service renders it so): the values of enum and boolean fields are
+    left out, so the word ``no`` of "names no policy number" stays a word when a health
+    field reads ``no``."""
     fields = sensitive_fields(decision)
     shown = {" ".join(value.split()).lower()
              for name in revealed if name in fields for value in fields[name][1]}
     return WithheldValues([(name, value, kind) for name, (kind, found) in fields.items()
-                           if name not in revealed and kind != "table" for value in found
+                           if name not in revealed and kind != "table"
+                           and not (prose and kind in CLOSED_VOCABULARY) for value in found
                            if " ".join(value.split()).lower() not in shown], redactor)
 
 

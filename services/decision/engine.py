@@ -15,6 +15,7 @@ tenant's parameters, so the task finishes on the pack version it was decided wit
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -46,10 +47,11 @@ from switchyard.packs import (
     discrepancy_maps,
     evaluate_condition,
     run_extractor,
+    as_text,
     typed_fields,
     with_params,
 )
-from switchyard.privacy import Redactor, withheld_values
+from switchyard.privacy import Redactor, WithheldValues, withheld_label, withheld_values
 from switchyard.tasks import DEFAULT_REVIEW_QUEUE, task_bucket
 from switchyard.v1 import (
     ActionPlan,
@@ -197,7 +199,8 @@ def to_decision(task: TaskEnvelope, outcome: Outcome, prediction: Prediction | N
         # the explanation is stored in plaintext and published on task-status: a rule's
         # template (or a failing expression's message) quoting a personal or health value
         # leaves its label instead
-        decision.explanation = withheld_values(decision, _DETECTORS).text(decision.explanation)
+        decision.explanation = withheld_values(decision, _DETECTORS, prose=True).text(
+            decision.explanation)
     return decision
 
 
@@ -249,11 +252,37 @@ def run_table(pack: Pack, context: Mapping[str, Any]) -> TableResult:
     return TableResult(matched[0], tuple(matched))
 
 
-def _explain(rule: RuleSpec, context: Mapping[str, Any]) -> str:
+#: The data classes whose values an explanation never shows (it is stored in plaintext and
+#: published on task-status).
+_WITHHELD_CLASSES = frozenset({"personal", "health"})
+_FIELD_QUOTE = re.compile(r"\s*fields\.([A-Za-z_][A-Za-z0-9_]*)\s*")
+
+
+def _explain(rule: RuleSpec, context: Mapping[str, Any], pack: Pack) -> str:
+    """The rule's explanation. Each ``${...}`` that quotes a personal or health field
+    (``${fields.injured}``) shows the field's label, and one that computes with such values
+    shows its text with them masked; the template's own words are never masked. (Searching
+    the rendered text for the values afterwards had taken the word ``no`` of "names no
+    policy number" for a health field that read ``no``.)"""
     if rule.explain_template is None:
         return rule.explain or f"Rule '{rule.name}' matched."
+    fields = context["fields"]
+    withheld = [(name, as_text(fields[name]), spec.type) for name, spec in pack.fields.items()
+                if spec.data_class in _WITHHELD_CLASSES and spec.type != "table"
+                and fields.get(name) not in (None, "")]
     try:
-        return str(rule.explain_template.render(context))
+        if not withheld:
+            return str(rule.explain_template.render(context))
+        names = {name for name, _, _ in withheld}
+        values = WithheldValues(withheld, _DETECTORS)
+
+        def shown(source: str, text: str) -> str:
+            quote = _FIELD_QUOTE.fullmatch(source)
+            if quote and quote.group(1) in names:
+                return withheld_label(quote.group(1))
+            return values.text(text)
+
+        return rule.explain_template.render_text(context, shown)
     except ExpressionError as exc:
         return f"Rule '{rule.name}' matched (its explanation could not be rendered: {exc})."
 
@@ -306,7 +335,7 @@ def table_outcome(pack: Pack, context: Mapping[str, Any], policy: Policy, bucket
                        priority=min(bucket, review.priority_bucket),
                        **_routing(review, policy, params))
     rule = result.rule
-    explanation = _explain(rule, context)
+    explanation = _explain(rule, context, pack)
     if pack.hit_policy == "collect" and len(result.matched) > 1:
         explanation = explanation.rstrip()
         if not explanation.endswith((".", "!", "?")):

@@ -20,7 +20,7 @@ import datetime as dt
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -424,6 +424,23 @@ class Template:
                                   + "; ".join(m for _, _, m in self._issues))
         return self._render(self._compiled, "", context if isinstance(context, Activation)
                             else dict(context))
+
+    def render_text(self, context: Mapping[str, Any],
+                    quoted: Callable[[str, str], str]) -> str:
+        """A string template rendered as text, each ``${...}``'s text passed through
+        ``quoted(source, text)`` and the template's own words kept as written: what an
+        explanation shows of the values it quotes is decided per quote, not by searching
+        the whole text afterwards."""
+        if self._issues:
+            raise ExpressionError(self.where, "template has problems: "
+                                  + "; ".join(m for _, _, m in self._issues))
+        node = self._compiled
+        if not isinstance(node, tuple):
+            return as_text(node)
+        context = context if isinstance(context, Activation) else dict(context)
+        return "".join(
+            quoted(piece.text, as_text(_execute(piece.program, context, self.where)))
+            if piece.is_expr else piece.text for piece in node)
 
     def _render(self, node: Any, path: str, context: Mapping[str, Any]) -> Any:
         if isinstance(node, tuple):

@@ -71,6 +71,7 @@ fields:
   amount:   {type: money, required: true, data_class: derived, labels: [Total]}
   category: {type: enum, values: [travel, meals, lodging], data_class: derived,
              labels: [Category]}
+  reply_by: {type: enum, values: [mail, phone], data_class: personal, labels: [Reply by]}
 parameters:
   approval_over: {type: number, default: 100, minimum: 0}
   reject_over:   {type: number, default: 5000, minimum: 0}
@@ -84,7 +85,8 @@ decision:
     - name: accept_claim
       when: "true"
       outcome: auto_execute
-      explain: "A ${fields.category} claim of ${fields.amount}."
+      explain: "A ${fields.category} claim of ${fields.amount} from ${fields.employee}
+        (reply by ${fields.reply_by}); receipts came by mail."
 plan:
   - name: record_claim
     target: http://erp/claims
@@ -128,8 +130,8 @@ def struct(values: dict[str, Any]) -> Struct:
 
 
 def claim(employee: str, amount: str, category: str = "travel") -> bytes:
-    return f"Expense claim\nEmployee: {employee}\nCategory: {category}\nTotal: {amount} EUR\n" \
-        .encode()
+    return (f"Expense claim\nEmployee: {employee}\nCategory: {category}\nTotal: {amount} EUR\n"
+            "Reply by: mail\n").encode()
 
 
 @pytest.fixture(scope="module")
@@ -263,6 +265,11 @@ async def test_a_pack_written_here_runs_every_plan_feature(stubs: Stubs, setting
     assert (decided.pack, decided.pack_version, decided.rule) == \
         ("expense_claim", "1.0.0", "accept_claim")
     assert decided.extracted_fields["amount"] in ("42.5", "42.50")
+    # the explanation (stored in plaintext, published on task-status) quotes the personal
+    # fields as their labels and keeps its own words: its "mail" is not the field's "mail"
+    assert decided.explanation.endswith("A travel claim of 42.5 from [EMPLOYEE REDACTED] "
+                                        "(reply by [REPLY_BY REDACTED]); receipts came by "
+                                        "mail."), decided.explanation
     classes = {f.name: f.data_class for f in decided.fields}
     assert classes["employee"] == DataClass.DATA_CLASS_PERSONAL
     assert classes["amount"] == DataClass.DATA_CLASS_DERIVED

@@ -265,6 +265,63 @@ def test_an_explanation_quoting_a_withheld_field_keeps_its_label() -> None:
         "[PATIENT_NAME REDACTED] admitted to medical for [DIAGNOSIS REDACTED]"
 
 
+CLAIM = """\
+pack: motor_claim
+version: 1.0.0
+description: a claim with a health answer
+fields:
+  claimant: {type: string, data_class: personal, labels: [Claimant]}
+  injured: {type: enum, values: ["yes", "no"], data_class: health, labels: [Injured]}
+  estimate: {type: money, data_class: derived, labels: [Estimate]}
+decision:
+  rules:
+    - name: small
+      when: "fields.estimate < 5000.0"
+      outcome: escalate
+      reason: POLICY
+      explain: 'EXPLAIN'
+review: {queue: claims}
+plan:
+  - {name: open, target: "http://claims/open"}
+"""
+
+
+@pytest.mark.parametrize("template, shown", [
+    # the quotes are labels, the template's own words stay words (the word "no" of the
+    # template used to be masked too, as the health field read "no")
+    ("${fields.claimant} names no policy number; ${fields.injured} injuries, ${fields.estimate}",
+     "[CLAIMANT REDACTED] names no policy number; [INJURED REDACTED] injuries, 640"),
+    # a template computing on the withheld value cannot run on its label: rendered as read,
+    # the values masked in it (here the enum's "no" as a word, as before)
+    ('${fields.injured == "no" ? "no injuries" : "injuries"} for ${fields.claimant}',
+     "[INJURED REDACTED] injuries for [CLAIMANT REDACTED]"),
+])
+def test_an_explanation_labels_the_withheld_fields_it_quotes_and_keeps_its_words(
+        template: str, shown: str) -> None:
+    from types import SimpleNamespace
+
+    from services.decision.engine import Assessment, table_outcome
+
+    pack = load_pack_files({"pack.yaml": CLAIM.replace("EXPLAIN", template).encode()})
+    found = {"claimant": "Ann Lee", "injured": "no", "estimate": "640.00"}
+    context = {"fields": {"claimant": "Ann Lee", "injured": "no", "estimate": 640.0},
+               "params": dict(pack.defaults), "route": {"label": "motor_claim",
+                                                       "confidence": 0.9},
+               "scores": {}, "metadata": {}, "extraction": {"confidence": 0.9, "issues": []}}
+    outcome = table_outcome(pack, context, Policy())
+    extraction = SimpleNamespace(
+        fields={k: SimpleNamespace(value=v, confidence=0.9) for k, v in found.items()},
+        confidence=0.9)
+    decision = to_decision(TaskEnvelope(task_id="t", tenant_id="acme"), outcome, None,
+                           Policy(), Assessment(ActivePack(pack, pack.defaults), extraction,
+                                                found))
+    assert decision.explanation == shown
+    # and as the reviewer sees it (the stored explanation searched again, in prose)
+    esc = Escalation(task=TaskEnvelope(task_id="t", tenant_id="acme"))
+    esc.proposed_decision.CopyFrom(decision)
+    assert redact_escalation(esc, Redactor()).proposed_decision.explanation == shown
+
+
 def test_a_logged_exception_keeps_its_type_and_frames_not_its_message() -> None:
     import json
     import logging
