@@ -16,7 +16,10 @@ FAILED_PRECONDITION with what happened, and the outcome arrives as a status even
 
 Both are operator actions on the task, so each appends an audit entry (``task.cancelled`` or
 ``task.cancel_requested``, actor: the caller's API key id, the reason as a hash) in the
-transaction that makes the change.
+transaction that makes the change. The caller's reason is free text that may name a person:
+a cancelled task's status event does not carry it, and a request for the executor carries it
+through the PII detectors (as a reviewer's reason travels), since the executor writes it into
+the step it stops and the status it ends on.
 """
 
 from __future__ import annotations
@@ -27,8 +30,11 @@ from dataclasses import dataclass
 import asyncpg
 
 from switchyard.audit import append as audit_append, digest
+from switchyard.privacy import Redactor
 from switchyard.tasks import TERMINAL, Transition, timestamp, transition
 from switchyard.v1 import CancellationRequest
+
+_DETECTORS = Redactor()
 
 #: Stages in which downstream effects may already exist.
 EXECUTING_STAGES = frozenset({"EXECUTING", "COMPENSATING"})
@@ -77,7 +83,7 @@ async def cancel(conn: asyncpg.Connection, task_id: str, reason: str, requested_
             return AlreadyFinished(row["status"])
         if row["stage"] not in EXECUTING_STAGES and not await _with_the_executor(conn, task_id):
             change = await transition(conn, task_id, "CANCELLED", "DONE", "ingest",
-                                      "cancelled", reason)
+                                      "cancelled", "cancelled at a client's request")
             assert change is not None, "row is locked and not terminal"
             await _audit(conn, row["tenant_id"], task_id, requested_by, "task.cancelled",
                          reason, row["status"])
@@ -87,7 +93,8 @@ async def cancel(conn: asyncpg.Connection, task_id: str, reason: str, requested_
             "INSERT INTO cancellation_requests (request_id, task_id, tenant_id, reason, "
             "requested_by) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (task_id) DO NOTHING "
             "RETURNING request_id",
-            request_id, uuid.UUID(task_id), row["tenant_id"], reason, requested_by,
+            request_id, uuid.UUID(task_id), row["tenant_id"], _DETECTORS.text(reason),
+            requested_by,
         )
         if inserted is not None:
             await _audit(conn, row["tenant_id"], task_id, requested_by, "task.cancel_requested",

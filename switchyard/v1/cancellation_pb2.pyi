@@ -33,7 +33,9 @@ class CancellationRequest(google.protobuf.message.Message):
     task_id: builtins.str
     tenant_id: builtins.str
     reason: builtins.str
-    """Free text from the caller of CancelTask."""
+    """Free text from the caller of CancelTask, through the PII detectors (e-mails, phone
+    numbers, cards, IBANs and national ids replaced by labels).
+    """
     requested_by: builtins.str
     """Key id of the principal that asked."""
     @property

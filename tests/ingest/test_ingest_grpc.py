@@ -419,12 +419,16 @@ async def test_cancel_queued_task_and_watch_it_end(ingest: IngestServiceStub,
     stream = ingest.WatchTask(WatchTaskRequest(task_id=created.task_id))
     first = await asyncio.wait_for(stream.read(), 60)
     assert (first.event.sequence, first.event.status) == (1, TaskStatus.TASK_STATUS_QUEUED)
-    response = await ingest.CancelTask(CancelTaskRequest(task_id=created.task_id,
-                                                         reason="customer withdrew"))
+    response = await ingest.CancelTask(CancelTaskRequest(
+        task_id=created.task_id,
+        reason="customer withdrew: John Smith, john.smith@example.com, +1 415 555 0100"))
     assert response.task.status == TaskStatus.TASK_STATUS_CANCELLED
     rest = [r async for r in stream]  # the stream ends after the terminal event
     assert [(r.event.sequence, r.event.status, r.event.reason) for r in rest] == [
         (2, TaskStatus.TASK_STATUS_CANCELLED, "cancelled")]
+    # the caller's reason may name a person: the status event (and so every watch, webhook
+    # and timeline) says who asked, not why (an outside operator found it published whole)
+    assert rest[0].event.detail == "cancelled at a client's request"
     replay = [r.event.sequence async for r in ingest.WatchTask(
         WatchTaskRequest(task_id=created.task_id, after_sequence=0))]
     assert replay == [1, 2]
@@ -450,7 +454,8 @@ async def test_cancel_executing_task_asks_the_executor(
                                   "executing")
     assert change is not None
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await ingest.CancelTask(CancelTaskRequest(task_id=created.task_id, reason="stop"))
+        await ingest.CancelTask(CancelTaskRequest(
+            task_id=created.task_id, reason="stop, asked by jane@example.com"))
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "cancellation request was sent to the executor" in (caught.value.details() or "")
     status = parse_status_details(caught.value)
@@ -462,7 +467,9 @@ async def test_cancel_executing_task_asks_the_executor(
         CancellationRequest.FromString(r.value).task_id == created.task_id for r in rs))
     request = next(CancellationRequest.FromString(r.value) for r in records
                    if CancellationRequest.FromString(r.value).task_id == created.task_id)
-    assert (request.tenant_id, request.reason) == ("execco", "stop")
+    # the executor writes the reason into the step it stops and the status it ends on:
+    # it travels through the PII detectors, as a reviewer's reason does
+    assert (request.tenant_id, request.reason) == ("execco", "stop, asked by [EMAIL REDACTED]")
     task = (await ingest.GetTask(GetTaskRequest(task_id=created.task_id))).task
     assert task.status == TaskStatus.TASK_STATUS_IN_PROGRESS  # untouched by ingest
     assert await audit_entries(db, created.task_id) == [

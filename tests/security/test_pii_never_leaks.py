@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import time
@@ -36,6 +37,7 @@ import uuid
 from pathlib import Path
 
 import aiohttp
+import grpc
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from google.protobuf import text_format
@@ -49,6 +51,7 @@ from switchyard.stack import EmbeddedStack
 from switchyard.storage import connect
 from switchyard.v1 import (
     ApplyPackRequest,
+    CancelTaskRequest,
     ClaimRequest,
     Document,
     GetItemRequest,
@@ -283,6 +286,15 @@ async def test_planted_pii_never_escapes(settings: Settings, pipeline: EmbeddedS
             metadata={"received_date": "2026-11-22", "contact": EMAIL},
             document=Document(content_type="text/plain", body=text.encode()))))).task_id
             for text, kind in [*documents(), (WARD_NOTE, "ward_intake")]]
+        # a client cancels one, its reason naming a person: the status event says who asked,
+        # not why; a request for the executor (when it was executing already: the call
+        # answers FAILED_PRECONDITION) carries the reason through the detectors
+        withdrawn = (await ingest.SubmitTask(SubmitTaskRequest(submission=Submission(
+            tenant_id="privacy", idempotency_key=uuid.uuid4().hex, document=Document(
+                content_type="text/plain", body=b"Please hold this one."))))).task_id
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await ingest.CancelTask(CancelTaskRequest(task_id=withdrawn,
+                                                      reason=f"withdrawn: {CONTACT}"))
         # a record no stage can read, full of personal data: dead-lettered with its bytes
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
         await producer.start()
