@@ -86,6 +86,18 @@ def submission_from_json(value: bytes) -> Submission:
     if not isinstance(data, dict):
         raise RejectRecord("schema_violation", f"expected a JSON object, got "
                                                f"{type(data).__name__}")
+    try:
+        return _submission_from_object(data)
+    except RejectRecord as exc:
+        # the letter is the tenant's the object names, when it names one (parse_record
+        # weighs it against the x-tenant-id header, as for a record that parses)
+        tenant = data.get("tenant_id")
+        if exc.tenant_id is None and isinstance(tenant, str) and tenant.strip():
+            exc.tenant_id = tenant.strip()
+        raise
+
+
+def _submission_from_object(data: dict[str, Any]) -> Submission:
     unknown = sorted(set(data) - _TOP_LEVEL)
     if unknown:
         raise RejectRecord("schema_violation", f"unknown field(s) {', '.join(unknown)}; "
@@ -199,7 +211,12 @@ def parse_record(record: Record, limits: DocumentLimits | int, signer: IntakeSig
     if len(value) > largest * 4 // 3 + WRAPPER_ALLOWANCE_BYTES:
         raise RejectRecord("too_large", f"record of {len(value)} bytes exceeds the limit of "
                                         f"{largest} bytes for a document")
-    submission = decode_record(record, Submission, submission_from_json)
+    try:
+        submission = decode_record(record, Submission, submission_from_json)
+    except RejectRecord as exc:
+        if exc.tenant_id:   # named by a JSON object that did not parse as a submission
+            exc.tenant_id = _one_tenant(exc.tenant_id, record)
+        raise
     try:
         return _checked(submission, record, limits, signer)
     except RejectRecord as exc:
@@ -211,7 +228,10 @@ def parse_record(record: Record, limits: DocumentLimits | int, signer: IntakeSig
 def named_tenant(submission: Submission, record: Record) -> str:
     """The tenant a decoded record names, payload or header; '' when they name two (its
     letter is then an operator's: neither may read what the other sent)."""
-    ours = submission.tenant_id.strip()
+    return _one_tenant(submission.tenant_id.strip(), record)
+
+
+def _one_tenant(ours: str, record: Record) -> str:
     from_header = record.headers.get(TENANT_HEADER, "").strip()
     return "" if ours and from_header and ours != from_header else ours or from_header
 

@@ -383,15 +383,25 @@ async def test_a_letter_is_the_tenant_its_record_names_and_nobodys_when_it_names
         # acme's, in the payload only, with a metadata value past its limit
         f"{run}-payload-only": (good_json(f"{run}-1", metadata={"note": "x" * 1025}),
                                 "acme", "schema_violation"),
+        # acme's, in the payload of an object that is no submission: a field the schema does
+        # not have, no document (an outside operator found these filed under no tenant)
+        f"{run}-payload-only-unknown-field": (good_json(f"{run}-3", bogus=1), "acme",
+                                              "schema_violation"),
+        f"{run}-payload-only-no-document": (
+            json.dumps({"tenant_id": "acme", "idempotency_key": f"{run}-4"}).encode(), "acme",
+            "schema_violation"),
         # acme's payload under globex's header
         f"{run}-two-tenants": (good_json(f"{run}-2"), "", "schema_violation"),
+        # acme's object that is no submission, under globex's header
+        f"{run}-two-tenants-unknown-field": (good_json(f"{run}-5", bogus=1), "",
+                                             "schema_violation"),
         # no payload to read: the header's
         f"{run}-unreadable": (b"\xff not json", "globex", "malformed_json"),
     }
     for key, (value, _, _) in sent.items():
         headers = [("content-type", b"application/json"),
                    ("x-switchyard-signature", IntakeSigner.sign(KEYS["acme"], value).encode())]
-        if not key.endswith("payload-only"):
+        if "payload-only" not in key:
             headers.append(("x-tenant-id", b"globex"))
         producer.produce(topic, key=key.encode(), value=value, headers=headers)
     assert producer.flush(30) == 0
