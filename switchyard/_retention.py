@@ -260,6 +260,8 @@ async def purge(conn: asyncpg.Connection, default_days: int, per_tenant: dict[st
     Sealed payloads are opened, stripped and sealed again with ``codec`` (encryption at rest).
     A purged task's claim-checked document is deleted from ``blobs`` (the deployment's blob
     store; default: PostgreSQL's ``blobs`` table over ``conn``) once its batch committed.
+    Tasks are taken ``batch`` at a time until none is due. ``dry_run`` changes nothing and
+    reports what the same call would purge, counted the same way.
     """
     tenants = [r["tenant_id"] for r in await conn.fetch(
         "SELECT DISTINCT tenant_id FROM tasks WHERE purged_at IS NULL")]
@@ -271,33 +273,37 @@ async def purge(conn: asyncpg.Connection, default_days: int, per_tenant: dict[st
         packs = {**pack_days.get("", {}), **pack_days.get(tenant, {})}
         passes: list[tuple[str | None, int]] = [(None, days)]
         passes += [(name, d) for name, d in sorted(packs.items()) if d < days]
+        if dry_run:
+            await _count_tenant(conn, codec, tenant, passes, totals)
+            continue
         for pack, pass_days in passes:
-            await _purge_tenant(conn, tenant, pack, timedelta(days=pass_days), dry_run, batch,
-                                codec, totals, blobs)
-    if not dry_run:
-        # a refused record has no pack yet: its tenant's retention (the default for records
-        # whose tenant is unknown or has no override)
-        for tenant, tenant_days in sorted(per_tenant.items()):
-            status = await conn.execute(
-                _PURGE_DEAD_LETTERS + "AND tenant_id = $2", timedelta(days=tenant_days),
-                tenant)
-            totals[2] += int(status.split()[-1])
-        status = await conn.execute(
-            _PURGE_DEAD_LETTERS + "AND tenant_id <> ALL($2::text[])",
-            timedelta(days=default_days), sorted(per_tenant))
+            # batch after batch until none is due: a backlog larger than one batch is
+            # purged in one run, not one batch a run
+            while await _purge_tenant(conn, tenant, pack, timedelta(days=pass_days), batch,
+                                      codec, totals, blobs) == batch:
+                pass
+    # a refused record has no pack yet: its tenant's retention (the default for records
+    # whose tenant is unknown or has no override)
+    letters = [(_DEAD_LETTERS_DUE + "AND tenant_id = $2", (timedelta(days=tenant_days), tenant))
+               for tenant, tenant_days in sorted(per_tenant.items())]
+    letters.append((_DEAD_LETTERS_DUE + "AND tenant_id <> ALL($2::text[])",
+                    (timedelta(days=default_days), sorted(per_tenant))))
+    drift = "FROM decision_drift_samples WHERE measured_at < now() - make_interval(days => $1)"
+    if dry_run:
+        for where, args in letters:
+            totals[2] += await conn.fetchval("SELECT count(*) FROM dead_letters " + where, *args)
+        return PurgeReport(*totals[:4], drift_samples=await conn.fetchval(
+            f"SELECT count(*) {drift}", DRIFT_SAMPLE_DAYS), blobs=totals[4])
+    for where, args in letters:
+        status = await conn.execute(_PURGE_DEAD_LETTERS + where, *args)
         totals[2] += int(status.split()[-1])
-        status = await conn.execute(
-            "DELETE FROM decision_drift_samples "
-            "WHERE measured_at < now() - make_interval(days => $1)", DRIFT_SAMPLE_DAYS)
-        return PurgeReport(*totals[:4], drift_samples=int(status.split()[-1]),
-                           blobs=totals[4])
-    return PurgeReport(*totals[:4])
+    status = await conn.execute(f"DELETE {drift}", DRIFT_SAMPLE_DAYS)
+    return PurgeReport(*totals[:4], drift_samples=int(status.split()[-1]), blobs=totals[4])
 
 
-_PURGE_DEAD_LETTERS = (
-    "UPDATE dead_letters SET original_value = NULL, original_key = NULL, "
-    "original_headers = NULL, purged_at = now() "
-    "WHERE purged_at IS NULL AND failed_at < now() - $1::interval ")
+_DEAD_LETTERS_DUE = "WHERE purged_at IS NULL AND failed_at < now() - $1::interval "
+_PURGE_DEAD_LETTERS = ("UPDATE dead_letters SET original_value = NULL, original_key = NULL, "
+                       "original_headers = NULL, purged_at = now() ")
 
 
 @dataclass(frozen=True)
@@ -372,23 +378,52 @@ async def delete_blobs(blobs: BlobStore, refs: list[BlobRef]) -> int:
     return deleted
 
 
-async def _purge_tenant(conn: asyncpg.Connection, tenant: str, pack: str | None,
-                        cutoff: timedelta, dry_run: bool, batch: int, codec: PayloadCodec,
-                        totals: list[int], blobs: BlobStore) -> None:
-    """One batch of a tenant's due tasks (only those of ``pack`` when given)."""
-    refs: list[BlobRef] = []
+def _due(pack: str | None, limit: bool) -> str:
+    """The query for a tenant's tasks due for purging ($1 tenant, $2 age, $3 the batch when
+    ``limit``, then the pack when given): terminal, older than the age, not purged yet, and
+    for a pack's pass that pack's only."""
     of_pack = ("" if pack is None else
-               "AND (kind = $4 OR EXISTS (SELECT 1 FROM decisions d WHERE "
-               "d.task_id = tasks.task_id AND d.pack = $4)) ")
-    async with conn.transaction():
-        rows = await conn.fetch(  # the literal list lets tasks_purge_candidates serve
-            "SELECT task_id, envelope FROM tasks WHERE tenant_id = $1 AND purged_at IS NULL "
+               f"AND (kind = ${3 + limit} OR EXISTS (SELECT 1 FROM decisions d WHERE "
+               f"d.task_id = tasks.task_id AND d.pack = ${3 + limit})) ")
+    # the literal status list lets tasks_purge_candidates serve
+    return ("SELECT task_id, envelope FROM tasks WHERE tenant_id = $1 AND purged_at IS NULL "
             f"AND status IN {TERMINAL_SQL} AND updated_at < now() - $2::interval {of_pack}"
-            "ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED",
-            tenant, cutoff, batch, *(() if pack is None else (pack,)))
-        if not rows or dry_run:
-            totals[0] += len(rows)
-            return
+            + ("ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED" if limit else ""))
+
+
+async def _count_tenant(conn: asyncpg.Connection, codec: PayloadCodec, tenant: str,
+                        passes: list[tuple[str | None, int]], totals: list[int]) -> None:
+    """What purging ``tenant`` would strip (``purge --dry-run``): its due tasks over every
+    pass, once each, and what the purge strips with them, counted as the purge counts."""
+    due: dict[RowId, bytes] = {}
+    for pack, days in passes:
+        for row in await conn.fetch(_due(pack, limit=False), tenant, timedelta(days=days),
+                                    *(() if pack is None else (pack,))):
+            due[row["task_id"]] = row["envelope"]
+    if not due:
+        return
+    ids = list(due)
+    totals[0] += len(ids)
+    totals[1] += await conn.fetchval(
+        "SELECT count(*) FROM review_items WHERE task_id = ANY($1::uuid[]) "
+        "AND purged_at IS NULL", ids)
+    for column in (DECISION, REVIEW_DECISION):
+        totals[3] += await conn.fetchval(
+            f"SELECT count(*) FROM {column.table} WHERE task_id = ANY($1::uuid[])", ids)
+    totals[4] += sum(blob_ref_of(codec, task_id, envelope) is not None
+                     for task_id, envelope in due.items())
+
+
+async def _purge_tenant(conn: asyncpg.Connection, tenant: str, pack: str | None,
+                        cutoff: timedelta, batch: int, codec: PayloadCodec,
+                        totals: list[int], blobs: BlobStore) -> int:
+    """One batch of a tenant's due tasks (only those of ``pack`` when given); how many."""
+    refs: list[BlobRef] = []
+    async with conn.transaction():
+        rows = await conn.fetch(_due(pack, limit=True), tenant, cutoff, batch,
+                                *(() if pack is None else (pack,)))
+        if not rows:
+            return 0
         ids = [r["task_id"] for r in rows]
         stripped = await _strip_rows(conn, codec, list(rows))
         refs, items, decisions = stripped.blobs, stripped.review_items, stripped.decisions
@@ -403,3 +438,4 @@ async def _purge_tenant(conn: asyncpg.Connection, tenant: str, pack: str | None,
         totals[3] += decisions
     # after the commit: a blob is never gone while a task that is not purged still names it
     totals[4] += await delete_blobs(blobs, refs)
+    return len(rows)

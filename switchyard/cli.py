@@ -210,10 +210,11 @@ def _cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
                         settings.signal_class_retention_days)
         finally:
             await pool.close()
-        verb = "would purge" if args.dry_run else "purged"
-        print(f"{verb} payloads of {report.tasks} task(s), {report.review_items} review "
+        purged, deleted = ("would purge", "would delete") if args.dry_run else \
+            ("purged", "deleted")
+        print(f"{purged} payloads of {report.tasks} task(s), {report.review_items} review "
               f"item(s), {report.dead_letters} dead letter(s), {report.decisions} "
-              f"decision(s), {report.blobs} document blob(s); deleted "
+              f"decision(s), {report.blobs} document blob(s); {deleted} "
               f"{report.drift_samples} drift sample(s) older than {DRIFT_SAMPLE_DAYS} days")
         if not args.dry_run:
             print(f"deleted {engagement.subject_windows} per-student engagement window(s) and "
