@@ -73,8 +73,13 @@ class Keyring:
 
     @classmethod
     def from_setting(cls, spec: str, active: str) -> Keyring | None:
-        """``kid:base64key,kid2:base64key``; empty means encryption at rest is off."""
+        """``kid:base64key,kid2:base64key``; empty means encryption at rest is off (and then
+        an active key id is a mistake: it names a key that is not configured)."""
         if not spec.strip():
+            if active.strip():
+                raise CryptoError(f"SWITCHYARD_ENCRYPTION_ACTIVE_KEY names key {active!r} but "
+                                  "SWITCHYARD_ENCRYPTION_KEYS is empty (encryption at rest "
+                                  "off)")
             return None
         keys = {}
         for entry in spec.split(","):

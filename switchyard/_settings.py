@@ -104,8 +104,10 @@ class Settings:
         "dev", "Deployment name, written in every log line and set as the trace resource's "
         "deployment.environment. Metrics do not carry it: tell deployments apart in "
         "Prometheus (e.g. an external label per cluster).")
-    log_level: str = setting("INFO", "Root log level (DEBUG, INFO, WARNING, ERROR).")
-    log_format: str = setting("json", "Log line format: 'json' (one object a line) or 'text'.")
+    log_level: str = setting("INFO", "Root log level.",
+                             choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_format: str = setting("json", "Log line format: 'json' (one object a line) or 'text'.",
+                              choices=("json", "text"))
     bind_host: str = setting(
         "127.0.0.1", "Address every server binds to. Loopback by default; 0.0.0.0 in a pod."
     )
@@ -1023,7 +1025,29 @@ class Settings:
                     raise SettingsError(f"{env_var(f.name)}={raw!r}: {problem}")
         if "triton_url" not in values and "triton_grpc_port" in values:
             values["triton_url"] = f"127.0.0.1:{values['triton_grpc_port']}"
-        return cls(**values)
+        settings = cls(**values)
+        settings.check_grammars()
+        return settings
+
+    def check_grammars(self) -> None:
+        """Parse every setting whose text has a grammar (keys, limits, weights, retention) as
+        the services will, so a malformed one stops a command or a service at start-up with
+        one line naming it, instead of each service failing with a traceback after the
+        stack's components started. Messages name entries by position, never a key."""
+        import importlib
+
+        for names, where in _GRAMMARS:
+            module, _, attribute = where.partition(":")
+            parse: Any = importlib.import_module(module)
+            for part in attribute.split("."):
+                parse = getattr(parse, part)
+            try:
+                parse(*(getattr(self, name) for name in names))
+            except ValueError as exc:
+                variables = " and ".join(env_var(name) for name in names)
+                message = str(exc)
+                raise SettingsError(message if any(env_var(n) in message for n in names)
+                                    else f"{variables}: {message}") from None
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -1041,6 +1065,18 @@ class Settings:
             value = getattr(self, f.name)
             env[env_var(f.name)] = ("1" if value else "0") if isinstance(value, bool) else str(value)
         return env
+
+
+#: Settings whose text has a grammar, with the parser the services use (module:callable,
+#: imported when checked: those modules import this one).
+_GRAMMARS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("api_keys",), "switchyard._auth:ApiKeyAuthenticator"),
+    (("intake_signing_keys",), "switchyard._auth:IntakeSigner"),
+    (("encryption_keys", "encryption_active_key"), "switchyard._crypto:Keyring.from_setting"),
+    (("retention_days", "retention_overrides"), "switchyard._retention:parse_retention"),
+    (("tenant_rate_limit", "tenant_rate_limit_overrides"), "switchyard._ratelimit:parse_limits"),
+    (("tenant_weights",), "switchyard._fairness:parse_weights"),
+)
 
 
 def settings_reference_markdown() -> str:
