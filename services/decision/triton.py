@@ -71,6 +71,22 @@ class ModelTimedOut(ModelUnavailable):
 #: The waits before the sends again of a request that timed out: 0.5 s, 1 s, 2 s... (at most
 #: 4 s); the failure limit is the pools' deadline_retries, not the backoff's.
 DEADLINE_BACKOFF = Backoff(initial_s=0.5, max_s=4.0)
+#: A pool's failures are logged at most this often per model and pool (the counter
+#: switchyard_inference_pool_failures_total has every one): an outage is in the log at once,
+#: without a line per batch.
+FAILURE_LOG_EVERY_S = 30.0
+_failure_logged: dict[tuple[str, str], float] = {}
+
+
+def _log_failure(model: str, pool: str, exc: Exception) -> None:
+    now = time.monotonic()
+    last = _failure_logged.get((model, pool))
+    if last is not None and now - last < FAILURE_LOG_EVERY_S:
+        return
+    _failure_logged[(model, pool)] = now
+    log.warning("Triton pool %s did not answer a %s request: %s (the tasks go to people or "
+                "wait for it; logged at most every %.0f s)", pool, model, exc,
+                FAILURE_LOG_EVERY_S)
 
 
 @dataclass(frozen=True)
@@ -173,6 +189,7 @@ class _ModelClient:
                 result = await self._infer_on(pool, inputs, output, rows)
             except ModelUnavailable as exc:
                 POOL_FAILURES.labels(self.model_name, pool.name).inc()
+                _log_failure(self.model_name, pool.name, exc)
                 failures.append(f"{pool.name}: {exc}" if self._pools.spill else str(exc))
                 timed_out = timed_out or isinstance(exc, ModelTimedOut)
                 continue

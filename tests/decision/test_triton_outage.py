@@ -20,6 +20,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -120,7 +121,8 @@ def unavailable(t: Task) -> bool:
 
 
 async def test_stopping_triton_holds_or_escalates_and_held_tasks_complete_after_it_returns(
-        ingest: IngestServiceStub, own_triton: TritonServer, outage_settings: Settings) -> None:
+        ingest: IngestServiceStub, own_triton: TritonServer, outage_settings: Settings,
+        services: EmbeddedStack) -> None:
     submitted: dict[str, list[str]] = {"holdco": [], "escco": []}
     stop_submitting = asyncio.Event()
 
@@ -176,6 +178,17 @@ async def test_stopping_triton_holds_or_escalates_and_held_tasks_complete_after_
         "model_unavailable", DecisionOutcome.DECISION_OUTCOME_ESCALATE)
     assert "circuit open" in reply.decision.explanation or "unavailable" in \
         reply.decision.explanation.lower()
+
+    # the outage is in the decision service's log at once (an outside operator found only
+    # `switchyard status` saying so), and in the counter SwitchyardInferencePoolFailing
+    # alerts on (Triton's own failure counter is gone with Triton)
+    log_text = (Path(services.state_dir) / "logs" / "decision.log").read_text()
+    assert "Triton pool primary did not answer a document_router request" in log_text
+    metrics = urllib.request.urlopen(
+        f"http://127.0.0.1:{outage_settings.decision_metrics_port}/metrics", timeout=10
+    ).read().decode()
+    assert re.search(r'^switchyard_inference_pool_failures_total\{model="document_router",'
+                     r'pool="primary"\} [1-9]', metrics, re.M), "no failures counted"
 
     await asyncio.to_thread(own_triton.start, 120)
     # every held task is decided by the models and handed on; nothing was lost
