@@ -252,13 +252,21 @@ def parse_value(spec: FieldSpec, raw: str) -> tuple[str, float] | str:
                 return value, 0.8
         return f"{text[:40]!r} is not one of {', '.join(spec.values)}"
     if kind == "boolean":
-        lowered = text.lower()
-        if lowered in ("true", "yes", "y", "1", "on", "x", "checked"):
+        lowered = text.strip().casefold()
+        if lowered in BOOLEAN_TRUE:
             return "true", 1.0
-        if lowered in ("false", "no", "n", "0", "off", "unchecked"):
+        if lowered in BOOLEAN_FALSE:
             return "false", 1.0
         return f"{text[:40]!r} is not yes or no"
     return text, 1.0
+
+
+#: What a boolean field reads as yes and as no (case aside), in the languages of the shipped
+#: packs' documents besides English; anything else is an issue, not a guess (docs/packs.md).
+BOOLEAN_TRUE = frozenset({"true", "yes", "y", "1", "on", "x", "checked", "ja", "oui", "si",
+                          "sí", "sì", "sim", "tak"})
+BOOLEAN_FALSE = frozenset({"false", "no", "n", "0", "off", "unchecked", "nein", "non", "nee",
+                           "nej", "não", "nao", "nie"})
 
 
 def _json_object(text: str) -> dict[str, Any] | None:
@@ -539,8 +547,9 @@ def extract_fields(pack: Pack, text: str, layout: DocumentLayout | None = None) 
             elif isinstance(table, str):
                 problem = table
         else:
-            # (raw value, how sure by how found, the value's words in the layout)
-            candidates: list[tuple[str, float, Sequence[PageWord]]] = []
+            # (raw value, how sure by how found, the value's words in the layout: None to
+            # look them up)
+            candidates: list[tuple[str, float, Sequence[PageWord] | None]] = []
             if spec.pattern:
                 try:
                     match = re.search(spec.pattern, text)
@@ -557,21 +566,22 @@ def extract_fields(pack: Pack, text: str, layout: DocumentLayout | None = None) 
                     (beside.text, FOUND_BY_LABEL * placement_factor(beside), beside.value)
                     for beside in label_values(layout_lines, spec.labels or (spec.name,),
                                                others))
-            for key, value in json_pairs:
-                if _norm(key) in labels:
-                    candidates.append((value, FOUND_BY_JSON, find_words(layout_lines, value)))
-                    break
-            for key, value in line_pairs:
-                if _norm(key) in labels:
-                    candidates.append((value, FOUND_BY_LABEL, find_words(layout_lines, value)))
-                    break
+            # every labelled value in document order, the first that parses taken: a value
+            # of another kind under one label ('Estimate: 640' for a currency also labelled
+            # Estimate) does not hide a later one that parses ('Currency: GBP')
+            # (their words in the layout are looked up for the one taken only)
+            candidates.extend((value, FOUND_BY_JSON, None)
+                              for key, value in json_pairs if _norm(key) in labels)
+            candidates.extend((value, FOUND_BY_LABEL, None)
+                              for key, value in line_pairs if _norm(key) in labels)
             for raw, how, words in candidates:
                 parsed = parse_value(spec, raw)
                 if isinstance(parsed, str):
                     problem = problem or f"{name}: {parsed}"
                     continue
                 value, factor = parsed
-                provenance = _provenance(words)
+                provenance = _provenance(find_words(layout_lines, raw) if words is None
+                                         else words)
                 found[name] = ExtractedField(
                     value=value, confidence=round(how * factor * _ocr_factor(provenance), 3),
                     provenance=provenance)

@@ -341,6 +341,42 @@ def test_currency_symbols_as_aliases_are_told_apart() -> None:
     assert "currency" not in extract_fields(pack, "Employee: Ann Lee\nCurrency: ¥").values
 
 
+def test_a_labelled_value_that_does_not_parse_leaves_the_field_to_a_later_label() -> None:
+    # an outside pack author's currency, also labelled Estimate, met "Estimate: 640" first and
+    # was not read at all, though "Currency: GBP" followed
+    doc = expense()
+    doc["fields"]["currency"] = {"type": "enum", "values": ["EUR", "GBP"],
+                                 "labels": ["Estimate", "Currency"]}
+    pack = load_pack_files(files_of(doc))
+    read = extract_fields(pack, "Employee: Ann Lee\nEstimate: 640\nCurrency: GBP")
+    assert read.values["currency"] == "GBP" and not any("currency" in i for i in read.issues)
+    # none parses: the first one's problem is the issue
+    missing = extract_fields(pack, "Employee: Ann Lee\nEstimate: 640\nCurrency: yen")
+    assert "currency" not in missing.values
+    assert "currency: '640' is not one of EUR, GBP" in missing.issues
+
+
+@pytest.mark.parametrize("written, value", [
+    ("Yes", "true"), ("X", "true"), ("Ja", "true"), ("oui", "true"), ("Sí", "true"),
+    ("No", "false"), ("0", "false"), ("Nein", "false"), ("non", "false"), ("Não", "false"),
+])
+def test_a_boolean_reads_yes_and_no_in_the_documented_words(written: str, value: str) -> None:
+    doc = expense()
+    doc["fields"]["injured"] = {"type": "boolean", "labels": ["Injured", "Verletzt"]}
+    pack = load_pack_files(files_of(doc))
+    assert extract_fields(pack, f"Employee: Ann Lee\nInjured: {written}").values[
+        "injured"] == value
+
+
+def test_a_boolean_in_other_words_is_an_issue_not_a_guess() -> None:
+    doc = expense()
+    doc["fields"]["injured"] = {"type": "boolean", "labels": ["Injured"]}
+    pack = load_pack_files(files_of(doc))
+    read = extract_fields(pack, "Employee: Ann Lee\nInjured: nobody")
+    assert "injured" not in read.values
+    assert "injured: 'nobody' is not yes or no" in read.issues
+
+
 def test_labels_and_enum_values_in_other_scripts_keep_their_letters() -> None:
     # reduced to ASCII, every Cyrillic or Japanese label was the empty label, so any key in
     # those scripts was taken for it
