@@ -124,16 +124,21 @@ async def test_ocr_finds_a_large_pages_lines_on_a_smaller_copy(stack: EmbeddedSt
         (page,) = await client.read([_page_png(
             [(120, 150, "Invoice number: INV-7731"), (120, 260, "Total due: 4,210.50 EUR")],
             size=(2000, 1400))])
+        # and a strip (a pasted receipt line, a letterhead): padded to the detector's side,
+        # not enlarged four times
+        (strip,) = await client.read([_page_png([(20, 20, "Total due: 4,210.50 EUR")],
+                                                size=(1100, 160))])
     finally:
         await client.close()
+    assert {"due:", "4,210.50"} <= {w.text for w in strip.words}, strip.words
     texts = [w.text for w in page.words]
     assert (page.width, page.height) == (2000, 1400)
     assert texts[:2] == ["Invoice", "number:"] and {"Total", "due:", "4,210.50"} <= set(texts)
     assert 0.05 < page.words[0].box.x0 < 0.07 and 0.1 < page.words[0].box.y0 < 0.12
     triton = next(c for c in stack.infrastructure if c.name == "triton")
-    assert "detection on 1280 px" in next(
-        line for line in triton.log_path.read_text().splitlines()
-        if "document_ocr 1.0.0 loaded" in line)
+    loaded = next(line for line in triton.log_path.read_text().splitlines()
+                  if "document_ocr 1.0.0 loaded" in line)
+    assert "detection on 1280 px" in loaded and "padded to 736 px" in loaded, loaded
 
 
 def _scan_pdf(first_page_text: tuple[str, ...], scanned_lines: list[tuple[int, int, str]]

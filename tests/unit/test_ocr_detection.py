@@ -26,25 +26,31 @@ def ocr_model() -> Iterator[object]:
     yield model
 
 
-def _page(font_px: int, size: tuple[int, int] = (2000, 1400)) -> np.ndarray:
-    """A white page (BGR, as the model decodes it) with :data:`LINES` at ``font_px``."""
+def _page(font_px: int, size: tuple[int, int] = (2000, 1400), top: int = 150,
+          left: int = 120, spacing: float = 3) -> np.ndarray:
+    """A white page (BGR, as the model decodes it) with :data:`LINES` at ``font_px``, the
+    first at ``top``, each ``spacing`` font sizes below the last."""
     from PIL import Image, ImageDraw, ImageFont
 
     page = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(page)
     font = ImageFont.load_default(size=font_px)
     for number, text in enumerate(LINES):
-        draw.text((120, 150 + number * 3 * font_px), text, fill="black", font=font)
+        draw.text((left, top + int(number * spacing * font_px)), text, fill="black", font=font)
     return np.array(page)[:, :, ::-1].copy()
 
 
-def _read(model: object, page: np.ndarray) -> tuple[list[str], list[int]]:
-    """The words read, and the longest side of each image the detector ran on."""
+def _read(model: object, page: np.ndarray, shapes: list[tuple[int, int]] | None = None
+          ) -> tuple[list[str], list[int]]:
+    """The words read, and the longest side of each image the detector ran on (``shapes``:
+    gets each one's height and width)."""
     engine = model.engine  # type: ignore[attr-defined]
     detector, runs = engine.auto_text_det, []
 
     def counted(image: np.ndarray):  # type: ignore[no-untyped-def]
         runs.append(max(image.shape[:2]))
+        if shapes is not None:
+            shapes.append(image.shape[:2])
         return detector(image)
 
     engine.auto_text_det = counted
@@ -77,3 +83,25 @@ def test_small_print_and_a_page_without_lines_are_detected_again_in_full(
 def test_a_page_no_larger_than_the_copy_is_detected_once_as_it_is(ocr_model: object) -> None:
     words, runs = _read(ocr_model, _page(24, size=(1200, 800)))
     assert runs == [1200] and "PO-55120" in words
+
+
+def test_a_strip_is_padded_to_the_detectors_side_not_enlarged(ocr_model: object) -> None:
+    # a 1,100 x 160 strip: the detector would enlarge it 4.6 times to 736 pixels high (about
+    # 5,100 x 736); padded with its background it is detected as 1,100 x 736, its print as
+    # large as it is, and every line still read
+    strip = _page(28, size=(1100, 160), top=12, left=20, spacing=1.4)
+    shapes: list[tuple[int, int]] = []
+    words, _ = _read(ocr_model, strip, shapes)
+    # (where the recogniser puts a space varies with a line's crop, padded or not)
+    assert shapes == [(736, 1100)] and "PO-55120" in words, (shapes, words)
+    assert "4,210.50" in "".join(words), words
+    # 8-pixel print on a strip: found small on the padded copy, so detected again as the
+    # engine does by itself (enlarged: the image it gets is the strip as it is)
+    shapes.clear()
+    words, _ = _read(ocr_model, _page(8, size=(700, 120), top=10, left=20, spacing=1.6),
+                     shapes)
+    assert shapes == [(736, 736), (120, 700)] and "PO-55120" in words, (shapes, words)
+    # a page the detector enlarges less than twice is left to it (its print is often small)
+    shapes.clear()
+    _read(ocr_model, _page(24, size=(900, 500)), shapes)
+    assert shapes == [(500, 900)]

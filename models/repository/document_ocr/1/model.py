@@ -75,6 +75,18 @@ def _word(parts):
             "confidence": min(1.0, max(0.0, min(p[2] for p in parts)))}
 
 
+#: How much the detector would enlarge a page (to its minimum side) before the page is padded
+#: instead (TritonPythonModel._padded).
+PAD_OVER_ENLARGING = 2.0
+
+
+def _clipped(box, width, height):
+    """A box found on a padded copy, inside the page (a line may run into the padding)."""
+    box[:, 0] = np.clip(box[:, 0], 0, width - 1)
+    box[:, 1] = np.clip(box[:, 1], 0, height - 1)
+    return box
+
+
 def _merge_pieces(tokens, pieces):
     """Words from the engine's pieces (characters or words with boxes): pieces are taken in
     order until they spell each token; None when they do not line up with the tokens. A colon after a letter inside a token ends a word."""
@@ -124,8 +136,10 @@ class TritonPythonModel:
         pb_utils.Logger.log_info(
             f"document_ocr {params.get('model_version', '?')} loaded: {params.get('engine', '')}"
             f", cuda={cuda}, lines per call={lines_per_call}, detection on "
-            f"{self.det_max_side or 'the full'} px (full again under "
-            f"{self.det_min_line_px:g} px lines)")
+            f"{self.det_max_side or 'the full'} px, a short side under "
+            f"{self.engine.text_det.limit_side_len} px padded to {self.engine.text_det.limit_side_len}"
+            f" px where the detector would enlarge it over {PAD_OVER_ENLARGING:g}x (as the "
+            f"engine does by itself again under {self.det_min_line_px:g} px lines)")
 
     # -- the engine over many pages ------------------------------------------------------------
 
@@ -163,24 +177,49 @@ class TritonPythonModel:
 
     def detect(self, work):
         """The text lines' boxes on a page (``work``: the engine's resized page), found on a
-        copy shrunk to ``det_max_side`` pixels, the recogniser still reading each line from
-        the full page: the detector's cost grows with the pixels, and most text stays well
-        above the size it needs there. Where the lines found on the copy are small (the
-        lower quartile of their heights under ``det_min_line_px``: a screenshot, fine print)
-        or none are found, the page is detected again at full size, as the engine does by
-        itself."""
+        copy fitted to the detector, the recogniser still reading each line from the full
+        page. The copy is shrunk to ``det_max_side`` pixels (the detector's cost grows with
+        the pixels, and most text stays well above the size it needs there), and a page whose
+        short side is under the detector's minimum is padded to it with its background
+        rather than enlarged by the detector (a 480x120 strip became 2944x736 pixels, six
+        times its text's size, for a line or two). Where the lines found on the copy are small
+        (the lower quartile of their heights under ``det_min_line_px``: a screenshot, fine
+        print) or none are found, the page is detected again as the engine does by itself."""
         eng = self.engine
-        side = max(work.shape[:2])
-        if self.det_max_side and side > self.det_max_side:
-            scale = self.det_max_side / side
-            small = cv2.resize(work, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            boxes, _ = eng.auto_text_det(small)
+        height, width = work.shape[:2]
+        scale = 1.0
+        if self.det_max_side and max(height, width) > self.det_max_side:
+            scale = self.det_max_side / max(height, width)
+        copy = work if scale == 1.0 else cv2.resize(work, None, fx=scale, fy=scale,
+                                                    interpolation=cv2.INTER_AREA)
+        padded = self._padded(copy)
+        if scale != 1.0 or padded is not copy:
+            boxes, _ = eng.auto_text_det(padded)
             # (no line at all on the copy: perhaps only small print, looked for in full)
             heights = [y1 - y0 for _, y0, _, y1 in map(_bounds, boxes or ())]
             if heights and np.percentile(heights, 25) >= self.det_min_line_px:
-                return [np.asarray(box, dtype=np.float32) / scale for box in boxes]
+                return [_clipped(np.asarray(box, dtype=np.float32) / scale, width, height)
+                        for box in boxes]
         boxes, _ = eng.auto_text_det(work)
         return boxes
+
+    def _padded(self, img):
+        """``img`` with its short side padded (right or bottom, in the colour of its border)
+        to the detector's minimum side, where the detector would enlarge it more than
+        ``PAD_OVER_ENLARGING`` times; else ``img`` itself (and when padding is off: no
+        ``det_min_line_px`` to fall back on). A page enlarged less is left to the engine:
+        its print is often small, and padded it would be detected twice."""
+        det = self.engine.text_det
+        if not self.det_min_line_px or det.limit_type != "min":
+            return img
+        height, width = img.shape[:2]
+        limit = det.limit_side_len
+        if limit <= PAD_OVER_ENLARGING * min(height, width):
+            return img
+        border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
+        colour = [int(c) for c in np.median(border, axis=0)]
+        return cv2.copyMakeBorder(img, 0, max(0, limit - height), 0, max(0, limit - width),
+                                  cv2.BORDER_CONSTANT, value=colour)
 
     def _line_words(self, line, line_box, record, raw_h, raw_w):
         """The words of one recognised line. The engine's boxes are per character for Latin
