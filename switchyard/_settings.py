@@ -146,7 +146,8 @@ class Settings:
 
     # -- kafka -----------------------------------------------------------------------------
     kafka_bootstrap_servers: str = setting(
-        "127.0.0.1:9092", "Kafka bootstrap servers, comma separated.", group="kafka"
+        "127.0.0.1:9092", "Kafka bootstrap servers, comma separated. The embedded stack's "
+        "broker listens on the first one's port (move it here).", group="kafka"
     )
     kafka_topic_prefix: str = setting(
         "", "Prefix for every topic name (isolates tests and tenants of a shared cluster).",
@@ -634,8 +635,10 @@ class Settings:
         "goes to url/path, grpc://ALIAS/Svc/Method to the url's host:port. Required: empty makes "
         "`switchyard run executor` exit 1, and a plan naming an alias missing here fails "
         "(invalid_plan) without calling it; the alias is never used as a host name. "
-        "`switchyard up` fills it in with its demo "
-        "downstream (erp, sis, helpdesk, analytics, ehr, payer, beds).", group="executor",
+        "`switchyard up` fills it in, when unset, with its demo downstream (erp, sis, "
+        "helpdesk, analytics, ehr, payer, beds); set, it is used as it is (list the demo "
+        "aliases too if the shipped packs' plans should still reach the demo downstream).",
+        group="executor",
     )
     executor_max_attempts: int = setting(
         4, "Calls of a step before it is parked for a later retry (a step's max_attempts wins).",
