@@ -621,6 +621,37 @@ def test_retention_purge_schedule_from_values(render: Renderer) -> None:
                 == "purge"]
 
 
+def test_purge_reaches_an_s3_blob_store_as_the_services_do(render: Renderer) -> None:
+    """With documents in S3, purge deletes a purged task's document there: the store's egress
+    and the services' cloud identity (an outside platform trial found the purge's policy and
+    ServiceAccount without either, so documents past retention stayed in the bucket)."""
+    role = {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/switchyard"}
+    docs = render([], sets=["config.settings.blob_store=s3",
+                            "networkPolicy.blobStore.ports[0]=9000",
+                            "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn="
+                            "arn:aws:iam::1:role/switchyard", "telemetry.otelExporter=otlp"])
+    purge = one(docs, "NetworkPolicy", "purge")
+    assert {5432, 9000, 4317} <= _egress_ports(purge), _egress_ports(purge)
+    assert one(docs, "ServiceAccount", "purge")["metadata"]["annotations"] == role
+    assert 9000 in _egress_ports(one(docs, "NetworkPolicy", "ingest"))
+    # documents in PostgreSQL: neither
+    plain = render([], sets=["serviceAccount.annotations.team=docs"])
+    assert 9000 not in _egress_ports(one(plain, "NetworkPolicy", "purge"))
+    assert not one(plain, "ServiceAccount", "purge")["metadata"].get("annotations")
+
+
+def test_webhook_receivers_are_reachable_from_ingest_only_when_listed(
+        render: Renderer) -> None:
+    receivers = {"ipBlock": {"cidr": "10.20.0.0/16"}}
+    docs = render([], sets=["networkPolicy.ingestEgress[0].to[0].ipBlock.cidr=10.20.0.0/16",
+                            "networkPolicy.ingestEgress[0].ports[0].port=443"])
+    egress = one(docs, "NetworkPolicy", "ingest")["spec"]["egress"]
+    assert {"to": [receivers], "ports": [{"port": 443}]} in egress
+    for other in ("decision", "executor", "review"):
+        assert receivers not in [peer for rule in one(docs, "NetworkPolicy", other)["spec"][
+            "egress"] for peer in rule.get("to", [])], other
+
+
 def test_policies_are_mounted_into_decision_only(prod_manifests: list[Manifest]) -> None:
     (config_map,) = by_kind(prod_manifests, "ConfigMap")
     assert set(config_map["data"]) == {"default.yaml", "acme-university.yaml"}
@@ -736,6 +767,13 @@ BAD_VALUES = {
         "averageValue": "fifty"}}}}, "/tritonSpill/autoscaling/queueTime/averageValue"),
     "missing DSN secret": ({"postgres": {"dsnSecret": {"name": ""}}},
                            "/postgres/dsnSecret/name': minLength: got 0, want 1"),
+    "a schedule that is no cron": ({"purge": {"schedule": "not a cron"}},
+                                   "/purge/schedule': 'not a cron' does not match pattern"),
+    "a retrain schedule that is no cron": ({"retrain": {"schedule": "weekly"}},
+                                           "/retrain/schedule'"),
+    "service account token mounted": ({"serviceAccount": {"automountServiceAccountToken": True}},
+                                      "/serviceAccount/automountServiceAccountToken': value "
+                                      "must be false"),
 }
 
 
@@ -761,6 +799,14 @@ TEMPLATE_CHECKS = {
         "tritonSpill.instanceKind KIND_GPU needs tritonSpill.gpu.enabled"),
     "spill-over PVC without a claim": (["tritonSpill.modelRepository.source=pvc"],
                                        "/tritonSpill/modelRepository/pvc/claimName"),
+    "fewer maximum replicas than minimum": (
+        ["services.ingest.autoscaling.enabled=true", "services.ingest.autoscaling.minReplicas=10",
+         "services.ingest.autoscaling.maxReplicas=2"],
+        "services.ingest.autoscaling: minReplicas 10 is above maxReplicas 2"),
+    "more replicas than partitions": (
+        ["services.decision.autoscaling.enabled=true",
+         "services.decision.autoscaling.maxReplicas=24", "kafka.partitions=4"],
+        "services.decision.autoscaling.maxReplicas 24 is above kafka.partitions 4"),
 }
 
 

@@ -9,6 +9,7 @@ probes and `helm test` run is exercised against a real gRPC server of the produc
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import json
 import subprocess
@@ -335,6 +336,10 @@ def test_production_settings_parse_and_name_every_plan_alias(
     executor = pod_spec(one(prod_manifests, "Deployment", "executor"))["containers"][0]
     env = env_of(executor)
     plain = {k: v["value"] for k, v in env.items() if "value" in v}
+    # the keys come from a Secret: a stand-in of the shape the active key id needs
+    assert "secretKeyRef" in env["SWITCHYARD_ENCRYPTION_KEYS"]["valueFrom"]
+    plain["SWITCHYARD_ENCRYPTION_KEYS"] = \
+        f"{plain['SWITCHYARD_ENCRYPTION_ACTIVE_KEY']}:{base64.b64encode(bytes(32)).decode()}"
     settings = Settings.from_env(plain)
     mapping = endpoint_map(settings)
     (config_map,) = by_kind(prod_manifests, "ConfigMap")

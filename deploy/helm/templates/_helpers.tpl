@@ -437,6 +437,25 @@ prometheus.io/path: /metrics
   {{- end }}
 {{- end -}}
 
+{{- define "switchyard.blobStoreS3" -}}
+{{- if eq (index .Values.config.settings "blob_store" | default "postgres") "s3" -}}true{{- end -}}
+{{- end -}}
+
+{{- define "switchyard.egress.blobStore" -}}
+{{- if include "switchyard.blobStoreS3" . -}}
+# the S3-compatible blob store (claim-checked documents)
+- ports:
+    {{- range .Values.networkPolicy.blobStore.ports }}
+    - port: {{ . }}
+      protocol: TCP
+    {{- end }}
+  {{- with .Values.networkPolicy.blobStore.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
+{{- end -}}
+
 {{- define "switchyard.egress.otel" -}}
 {{- if eq .Values.telemetry.otelExporter "otlp" -}}
 # OpenTelemetry collector
