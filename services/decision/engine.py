@@ -44,10 +44,10 @@ from switchyard.packs import (
     FieldSpec,
     Pack,
     RuleSpec,
+    as_text,
     discrepancy_maps,
     evaluate_condition,
     run_extractor,
-    as_text,
     typed_fields,
     with_params,
 )

@@ -133,13 +133,13 @@ class TritonPythonModel:
         if gpu and not cuda:
             pb_utils.Logger.log_warn("document_ocr: GPU instance but onnxruntime has no CUDA "
                                      "provider; running on the CPU")
+        side = self.engine.text_det.limit_side_len
         pb_utils.Logger.log_info(
             f"document_ocr {params.get('model_version', '?')} loaded: {params.get('engine', '')}"
             f", cuda={cuda}, lines per call={lines_per_call}, detection on "
-            f"{self.det_max_side or 'the full'} px, a short side under "
-            f"{self.engine.text_det.limit_side_len} px padded to {self.engine.text_det.limit_side_len}"
-            f" px where the detector would enlarge it over {PAD_OVER_ENLARGING:g}x (as the "
-            f"engine does by itself again under {self.det_min_line_px:g} px lines)")
+            f"{self.det_max_side or 'the full'} px, a short side under {side} px padded to "
+            f"{side} px where the detector would enlarge it over {PAD_OVER_ENLARGING:g}x (as "
+            f"the engine does by itself again under {self.det_min_line_px:g} px lines)")
 
     # -- the engine over many pages ------------------------------------------------------------
 
