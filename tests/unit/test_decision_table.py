@@ -13,7 +13,7 @@ pack: claims
 version: 1.0.0
 description: a table to test the engine with
 fields:
-  amount: {type: money, labels: [Amount]}
+  amount: {type: money, data_class: derived, labels: [Amount]}
   note: {type: string, labels: [Note]}
 parameters:
   limit: {type: number, default: 100}
