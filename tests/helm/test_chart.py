@@ -632,6 +632,8 @@ def test_purge_reaches_an_s3_blob_store_as_the_services_do(render: Renderer) -> 
                             "arn:aws:iam::1:role/switchyard", "telemetry.otelExporter=otlp"])
     purge = one(docs, "NetworkPolicy", "purge")
     assert {5432, 9000, 4317} <= _egress_ports(purge), _egress_ports(purge)
+    # every Job that exports spans reaches the collector (they all get the exporter setting)
+    assert 4317 in _egress_ports(one(docs, "NetworkPolicy", "hooks"))
     assert one(docs, "ServiceAccount", "purge")["metadata"]["annotations"] == role
     assert 9000 in _egress_ports(one(docs, "NetworkPolicy", "ingest"))
     # documents in PostgreSQL: neither
