@@ -25,6 +25,9 @@ from switchyard import Settings
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", help="ReviewService address (default 127.0.0.1:"
                                           "$SWITCHYARD_REVIEW_GRPC_PORT)")
+    parser.add_argument("--api-key", help="API key (default $SWITCHYARD_CLIENT_API_KEY), as "
+                                          "for the other commands; TLS comes from "
+                                          "$SWITCHYARD_CLIENT_TLS_*")
     parser.add_argument("--reviewer", help="your reviewer name when auth is off (default: your "
                                            "login name); with an API key the key is the "
                                            "reviewer and this must be empty or that key's id")
@@ -94,6 +97,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     from switchyard.rpc import client_channel, unsaid_violations
 
+    if args.api_key is not None:
+        settings = settings.replace(client_api_key=args.api_key)
     target = args.target or f"127.0.0.1:{settings.review_grpc_port}"
     try:
         channel = client_channel(settings, target)

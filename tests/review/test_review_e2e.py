@@ -182,6 +182,10 @@ async def test_the_command_line_lists_claims_approves_and_rejects(
     assert (await final(ingest, reject_task)).status == TaskStatus.TASK_STATUS_FAILED
     code, out = await switchyard(settings.replace(client_api_key="wrong"), "review", "list")
     assert code == 1 and "UNAUTHENTICATED" in out, out
+    # --api-key, as the other commands take it, wins over the environment's key
+    code, out = await switchyard(settings.replace(client_api_key="wrong"), "review",
+                                 "--api-key", settings.client_api_key, "list")
+    assert code == 0, out
 
 
 async def test_a_pdf_reaches_the_reviewer_as_its_words_and_masked_pages(
