@@ -373,3 +373,30 @@ def _kill_group(proc: subprocess.Popen[Any]) -> None:
     except ProcessLookupError:
         pass
     proc.wait(timeout=5)
+
+
+def test_the_jobs_are_placed_where_their_values_say(render: Renderer) -> None:
+    """retrain must share a node with the Triton pods for a ReadWriteOnce model repository
+    (the README offers that), and purge and the hook Jobs may need a pool of their own: each
+    takes nodeSelector, tolerations, affinity and priorityClassName (an outside platform
+    trial found none of them placeable)."""
+    same_node = {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app.kubernetes.io/component": "triton"}},
+         "topologyKey": "kubernetes.io/hostname"}]}}
+    docs = render([], sets=[
+        *ON, "retrain.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0]."
+             "labelSelector.matchLabels.app\\.kubernetes\\.io/component=triton",
+        "retrain.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0]."
+        "topologyKey=kubernetes.io/hostname",
+        "purge.nodeSelector.pool=jobs", "purge.priorityClassName=batch-low",
+        "hooks.tolerations[0].key=jobs", "hooks.tolerations[0].operator=Exists"])
+    assert pod_spec(one(docs, "CronJob", "retrain"))["affinity"] == same_node
+    purge = pod_spec(one(docs, "CronJob", "purge"))
+    assert (purge["nodeSelector"], purge["priorityClassName"]) == ({"pool": "jobs"}, "batch-low")
+    hooks = [pod_spec(m) for m in by_kind(docs, "Job")
+             if m["metadata"]["labels"].get("app.kubernetes.io/component") == "hooks"]
+    assert hooks and all(h["tolerations"] == [{"key": "jobs", "operator": "Exists"}]
+                         for h in hooks)
+    # unset: none of the keys at all
+    plain = pod_spec(one(render([], sets=list(ON)), "CronJob", "retrain"))
+    assert not {"nodeSelector", "tolerations", "affinity", "priorityClassName"} & set(plain)

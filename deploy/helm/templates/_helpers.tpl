@@ -470,3 +470,23 @@ prometheus.io/path: /metrics
   {{- end }}
 {{- end -}}
 {{- end -}}
+
+{{- /* A Job's pod placement from its values (purge, retrain, hooks): nodeSelector,
+tolerations, affinity, priorityClassName, each only when set. */ -}}
+{{- define "switchyard.jobScheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- end -}}
