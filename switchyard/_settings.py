@@ -1039,7 +1039,10 @@ class Settings:
         stack's components started. Messages name entries by position, never a key."""
         import importlib
 
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
         for names, where in _GRAMMARS:
+            if all(getattr(self, name) == defaults[name] for name in names):
+                continue  # as shipped (empty): nothing to parse, and no parser to import
             module, _, attribute = where.partition(":")
             parse: Any = importlib.import_module(module)
             for part in attribute.split("."):
