@@ -40,6 +40,23 @@ except OSError:  # not glibc Linux: no parent-death signal, stop() still cleans 
 
 #: Start times read through psutil are tick-rounded; anything closer than this is "the same".
 _CREATE_TIME_TOLERANCE_S = 0.05
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _started(pid: int) -> float | None:
+    """Seconds from boot to the start of process ``pid``: its start tick in /proc, which a
+    step of the wall clock does not move. psutil's create_time is the boot time plus that
+    tick, and the boot time it reads moves with every step of the clock (a VM's time sync),
+    so a process checked after a step looked like a recycled pid: ``switchyard status`` saw
+    every component of a running stack as gone. None when the process (or /proc) is not
+    there."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return int(fields[19]) / _CLOCK_TICKS
+    except (OSError, IndexError, ValueError):
+        return None
+
 
 
 def _parent_death_preexec(sig: int, parent_pid: int) -> Callable[[], None]:
@@ -62,8 +79,8 @@ def _parent_death_preexec(sig: int, parent_pid: int) -> Callable[[], None]:
 def _group_members(pgid: int, *, not_before: float | None = None) -> list[psutil.Process]:
     """Live (non-zombie) processes in process group ``pgid``.
 
-    ``not_before`` skips processes started before that time, so a recycled group id can never
-    make us signal a stranger.
+    ``not_before`` (seconds from boot, :func:`_started`) skips processes started before that,
+    so a recycled group id can never make us signal a stranger.
     """
     members = []
     for proc in psutil.process_iter():
@@ -72,8 +89,9 @@ def _group_members(pgid: int, *, not_before: float | None = None) -> list[psutil
                 continue
             if proc.status() == psutil.STATUS_ZOMBIE:
                 continue
-            started = proc.create_time()
-            if not_before is not None and started + _CREATE_TIME_TOLERANCE_S < not_before:
+            started = _started(proc.pid)
+            if not_before is not None and started is not None and \
+                    started + _CREATE_TIME_TOLERANCE_S < not_before:
                 continue
             members.append(proc)
         except (ProcessLookupError, psutil.Error):
@@ -174,6 +192,7 @@ class ManagedProcess:
         self.detached = detached
         self._popen: subprocess.Popen[bytes] | None = None
         self._create_time: float | None = None
+        self._started: float | None = None  # seconds from boot (:func:`_started`)
         self._log_offset = 0
         self._lock = threading.Lock()
 
@@ -254,6 +273,7 @@ class ManagedProcess:
                 self._create_time = psutil.Process(self._popen.pid).create_time()
             except psutil.Error:  # already gone; start() callers notice via is_running()
                 self._create_time = time.time()
+            self._started = _started(self._popen.pid)
             self._write_pid_files()
             _log.info("started %s pid=%s log=%s", self.name, self._popen.pid, self.log_path)
 
@@ -264,6 +284,7 @@ class ManagedProcess:
             "pid": self._popen.pid,
             "pgid": self._popen.pid,
             "create_time": self._create_time,
+            "started": self._started,
             "argv": self.argv,
             "stop_signal": self.stop_signal,
             "signal_group": self.signal_group,
@@ -300,7 +321,7 @@ class ManagedProcess:
                     )
                     _killpg(pgid, signal.SIGKILL)
                     popen.wait(timeout=10)
-            _reap_group(pgid, grace_s=min(2.0, timeout_s), not_before=self._create_time)
+            _reap_group(pgid, grace_s=min(2.0, timeout_s), not_before=self._started)
             self._remove_pid_files()
             _log.info("stopped %s (exit %s)", self.name, popen.returncode)
 
@@ -326,8 +347,14 @@ class ManagedProcess:
             proc = psutil.Process(int(meta["pid"]))
             if proc.status() == psutil.STATUS_ZOMBIE:
                 return None
-            if abs(proc.create_time() - float(meta["create_time"])) > _CREATE_TIME_TOLERANCE_S:
-                return None  # pid reused by an unrelated process
+            if meta.get("started") is not None:
+                started = _started(proc.pid)
+                if started is None or \
+                        abs(started - float(meta["started"])) > _CREATE_TIME_TOLERANCE_S:
+                    return None  # pid reused by an unrelated process
+            elif abs(proc.create_time() - float(meta["create_time"])) > \
+                    _CREATE_TIME_TOLERANCE_S:  # a pid file written before "started"
+                return None
             return proc
         except (psutil.Error, KeyError, TypeError, ValueError):
             return None
@@ -345,7 +372,10 @@ class ManagedProcess:
             return False
         try:
             pgid = int(meta.get("pgid", meta["pid"]))
-            not_before = float(meta["create_time"])
+            # seconds from boot; a pid file written before "started" gives its wall-clock
+            # start in those terms, as psutil reckons the boot time now
+            not_before = float(meta["started"]) if meta.get("started") is not None else \
+                float(meta["create_time"]) - psutil.boot_time()
             stop_signal = int(meta.get("stop_signal", signal.SIGTERM))
             signal_group = bool(meta.get("signal_group", True))
         except (KeyError, TypeError, ValueError):

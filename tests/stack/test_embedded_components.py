@@ -409,3 +409,27 @@ def test_the_spill_over_triton_is_opt_in_and_the_services_are_pointed_at_it(
     env = both.service_env(decision)
     assert env["SWITCHYARD_TRITON_SPILL_URL"] == both.triton_spill.grpc_url
     assert env["SWITCHYARD_TRITON_URL"] == both.triton.grpc_url  # type: ignore[union-attr]
+
+
+def test_a_step_of_the_wall_clock_does_not_make_a_running_process_a_stranger(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process is recognised by its start in ticks since boot: psutil's create_time (the
+    boot time plus those ticks) moves with every step of the wall clock, and after one the
+    whole embedded stack read as gone (`switchyard status`: every pid None). A recycled pid,
+    started at another tick, is still a stranger; and it is stopped from its pid file."""
+    proc = ManagedProcess("sleeper", ["sleep", "300"], state_dir=tmp_path)
+    proc.start()
+    try:
+        real = psutil.Process.create_time
+        monkeypatch.setattr(psutil.Process, "create_time", lambda self: real(self) + 7.0)
+        found = ManagedProcess.find_running(tmp_path, "sleeper")
+        assert found is not None and found.pid == proc.pid
+        meta = ManagedProcess.meta_path_for(tmp_path, "sleeper")
+        recorded = json.loads(meta.read_text())
+        meta.write_text(json.dumps({**recorded, "started": recorded["started"] - 3.0}))
+        assert ManagedProcess.find_running(tmp_path, "sleeper") is None
+        meta.write_text(json.dumps(recorded))
+        assert ManagedProcess.stop_from_pidfile(tmp_path, "sleeper", timeout_s=5) is True
+        assert_gone(proc.pid)
+    finally:
+        proc.stop()
