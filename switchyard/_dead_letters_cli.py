@@ -12,6 +12,7 @@ import argparse
 import json
 import re
 import string
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +30,8 @@ from switchyard._tasks_cli import (
 
 __all__ = ["add_dead_letters_arguments", "parse_since", "printable", "run_dead_letters"]
 
+#: ``--state`` choices: the DeadLetterState names, and ``all``.
+STATES = ("all", "open", "replayed", "resolved")
 _AGO = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -46,6 +49,9 @@ def add_dead_letters_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--reason", default="", help="only this reason code, e.g. malformed_json")
     p.add_argument("--since", default="", metavar="WHEN",
                    help="only letters since WHEN: an ISO 8601 time or an age like 30m, 2h, 7d")
+    p.add_argument("--state", choices=STATES, default="all",
+                   help="open (neither replayed nor resolved: what needs an operator), "
+                        "replayed, resolved, or all (default)")
     p.add_argument("--limit", type=int, default=50, help="at most this many (0: all pages)")
     client(p)
     p = sub.add_parser("show", help="one letter: reason, headers and the original bytes")
@@ -56,7 +62,14 @@ def add_dead_letters_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("replay", help="re-publish letters' original records to their topics "
                                       "(once; --force to replay again)")
     p.add_argument("dead_letter_ids", nargs="+", metavar="ID")
-    p.add_argument("--force", action="store_true", help="replay letters replayed before")
+    p.add_argument("--force", action="store_true", help="replay letters replayed or "
+                                                         "resolved before")
+    client(p)
+    p = sub.add_parser("resolve", help="close letters that need no replay, with a reason "
+                                       "(audited)")
+    p.add_argument("dead_letter_ids", nargs="+", metavar="ID")
+    p.add_argument("--reason", required=True,
+                   help="why they need no replay, e.g. 'sent again corrected as task ...'")
     client(p)
 
 
@@ -85,6 +98,12 @@ def printable(data: bytes) -> str | None:
     return text if all(ch in allowed or ord(ch) > 127 for ch in text) else None
 
 
+def _state_name(state: int) -> str:
+    from switchyard.v1 import DeadLetterState
+
+    return DeadLetterState.Name(state).removeprefix("DEAD_LETTER_STATE_").lower()
+
+
 def _record_json(record: Any, with_bytes: bool = False) -> dict[str, Any]:
     letter = record.letter
     out: dict[str, Any] = {
@@ -96,7 +115,10 @@ def _record_json(record: Any, with_bytes: bool = False) -> dict[str, Any]:
         "replayed_at": (record.replayed_at.ToJsonString()
                         if record.HasField("replayed_at") else None),
         "replayed_by": record.replayed_by or None, "replay_count": record.replay_count,
-        "purged": record.purged,
+        "purged": record.purged, "state": _state_name(record.state),
+        "resolved_at": (record.resolved_at.ToJsonString()
+                        if record.HasField("resolved_at") else None),
+        "resolved_by": record.resolved_by or None, "resolution": record.resolution or None,
     }
     if with_bytes:
         out.update(
@@ -128,10 +150,12 @@ async def _list(args: argparse.Namespace, stub: Any) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from switchyard.v1 import ListDeadLettersRequest
+    from switchyard.v1 import DeadLetterState, ListDeadLettersRequest
 
-    request = ListDeadLettersRequest(tenant_id=args.tenant, source_topic=args.topic,
-                                     reason_code=args.reason)
+    request = ListDeadLettersRequest(
+        tenant_id=args.tenant, source_topic=args.topic, reason_code=args.reason,
+        state=(DeadLetterState.Value(f"DEAD_LETTER_STATE_{args.state.upper()}")
+               if args.state != "all" else DeadLetterState.DEAD_LETTER_STATE_UNSPECIFIED))
     if args.since_at is not None:
         request.since.FromDatetime(args.since_at)
     records = await follow_pages(stub.ListDeadLetters, request, "dead_letters", args.limit)
@@ -140,16 +164,26 @@ async def _list(args: argparse.Namespace, stub: Any) -> int:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
     table = Table(title=f"{len(rows)} dead letter(s)", title_justify="left")
-    for column in ("id", "tenant", "topic", "reason", "failed at", "replayed"):
+    for column in ("id", "tenant", "topic", "reason", "failed at", "state"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        replayed = f"{row['replay_count']}x, {row['replayed_at']}" if row["replay_count"] \
-            else ("purged" if row["purged"] else "-")
         table.add_row(row["dead_letter_id"], row["tenant_id"] or "-", row["source_topic"],
                       f"{row['reason_code']}: {row['reason']}", row["failed_at"] or "-",
-                      replayed)
+                      _state_text(row))
     Console(width=200).print(table)
     return EXIT_OK
+
+
+def _state_text(row: dict[str, Any]) -> str:
+    """The state column: what was done, by whom, when (and that the bytes are gone)."""
+    parts = [row["state"]]
+    if row["resolved_at"]:
+        parts.append(f"by {row['resolved_by']}, {row['resolved_at']}: {row['resolution']}")
+    if row["replay_count"]:
+        parts.append(f"replayed {row['replay_count']}x, last {row['replayed_at']}")
+    if row["purged"]:
+        parts.append("purged")
+    return "; ".join(parts)
 
 
 async def _show(args: argparse.Namespace, stub: Any) -> int:
@@ -162,8 +196,8 @@ async def _show(args: argparse.Namespace, stub: Any) -> int:
         print(json.dumps(data, indent=2))
         return EXIT_OK
     for key in ("dead_letter_id", "tenant_id", "service", "source_topic", "partition",
-                "offset", "reason_code", "reason", "failed_at", "replayed_at", "replayed_by",
-                "replay_count"):
+                "offset", "reason_code", "reason", "failed_at", "state", "replayed_at",
+                "replayed_by", "replay_count", "resolved_at", "resolved_by", "resolution"):
         if data[key] not in (None, ""):
             print(f"{key + ':':<17}{data[key]}")
     for key, value in sorted(data["original_headers"].items()):
@@ -182,31 +216,54 @@ async def _show(args: argparse.Namespace, stub: Any) -> int:
     return EXIT_OK
 
 
-async def _replay(args: argparse.Namespace, stub: Any) -> int:
+async def _each(letter_ids: list[str], call: Any) -> list[dict[str, Any]]:
+    """``call`` for each letter id in turn: the letter as marked, or the refusal (an
+    unreachable server ends the command, as everywhere else)."""
     import grpc
 
-    from switchyard.v1 import ReplayDeadLetterRequest
-
     results: list[dict[str, Any]] = []
-    for letter_id in args.dead_letter_ids:
+    for letter_id in letter_ids:
         try:
-            record = (await stub.ReplayDeadLetter(ReplayDeadLetterRequest(
-                dead_letter_id=letter_id, force=args.force))).dead_letter
-            results.append({**_record_json(record), "error": None})
+            results.append({**_record_json(await call(letter_id)), "error": None})
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
                 raise
             results.append({"dead_letter_id": letter_id, "error": _grpc_error(exc)})
+    return results
+
+
+def _report(args: argparse.Namespace, results: list[dict[str, Any]],
+            done: Callable[[dict[str, Any]], str]) -> int:
+    """A line per letter (``--json``: the array); exit 1 when any was refused."""
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         for r in results:
-            if r["error"]:
-                print(f"{r['dead_letter_id']}: refused: {r['error']}")
-            else:
-                print(f"{r['dead_letter_id']}: replayed to {r['source_topic']} (replay "
-                      f"{r['replay_count']}, by {r['replayed_by']})")
+            print(f"{r['dead_letter_id']}: "
+                  f"{'refused: ' + r['error'] if r['error'] else done(r)}")
     return EXIT_REFUSED if any(r["error"] for r in results) else EXIT_OK
 
 
-_ACTIONS = {"list": _list, "show": _show, "replay": _replay}
+async def _replay(args: argparse.Namespace, stub: Any) -> int:
+    from switchyard.v1 import ReplayDeadLetterRequest
+
+    async def one(letter_id: str) -> Any:
+        return (await stub.ReplayDeadLetter(ReplayDeadLetterRequest(
+            dead_letter_id=letter_id, force=args.force))).dead_letter
+
+    return _report(args, await _each(args.dead_letter_ids, one), lambda r: (
+        f"replayed to {r['source_topic']} (replay {r['replay_count']}, by {r['replayed_by']})"))
+
+
+async def _resolve(args: argparse.Namespace, stub: Any) -> int:
+    from switchyard.v1 import ResolveDeadLetterRequest
+
+    async def one(letter_id: str) -> Any:
+        return (await stub.ResolveDeadLetter(ResolveDeadLetterRequest(
+            dead_letter_id=letter_id, reason=args.reason))).dead_letter
+
+    return _report(args, await _each(args.dead_letter_ids, one), lambda r: (
+        f"resolved by {r['resolved_by']}: {r['resolution']}"))
+
+
+_ACTIONS = {"list": _list, "show": _show, "replay": _replay, "resolve": _resolve}

@@ -331,7 +331,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         from switchyard._tasks_cli import add_tasks_arguments
 
         add_tasks_arguments(p)
-    p = add("dead-letters", _cmd_dead_letters, "The dead-letter queue: list, show, replay "
+    p = add("dead-letters", _cmd_dead_letters, "The dead-letter queue: list, show, replay, resolve "
                                                 "(admin; auditors read).")
     if declares("dead-letters"):
         from switchyard._dead_letters_cli import add_dead_letters_arguments

@@ -5,7 +5,9 @@ the ``dead_letters`` table (original bytes sealed like other payloads, key, head
 tenant the record named). This module is the plain domain code behind DeadLetterService:
 tenant scoping, paging, and a replay that re-publishes the original record to the topic it
 came from once, marks who replayed it when, and appends an audit entry, all while the row
-is locked so two operators cannot both replay it.
+is locked so two operators cannot both replay it. A letter that needs no replay (its record
+was sent again corrected) is resolved instead: closed with a reason, so the open letters
+are the operators' queue and it empties.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ from services.ingest import keyset
 from switchyard.access import Principal
 from switchyard.audit import append as audit_append, digest
 from switchyard.messaging import Producer, headers_from_json, headers_to_dict
+from switchyard.privacy import Redactor
 from switchyard.rpc import FieldViolation
 from switchyard.storage import DEAD_LETTER_HEADERS, DEAD_LETTER_KEY, DEAD_LETTER_VALUE, PayloadCodec
 
-__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "OPERATOR_CHAIN", "REPLAY_HEADER",
-           "AlreadyReplayed", "Filters", "NotFound", "Original", "Purged", "Scope", "get",
-           "list_page", "original", "page_size_of", "page_token_of", "parse_id",
-           "parse_page_token", "replay", "scope_for", "text_filter"]
+__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "MAX_RESOLUTION_CHARS", "OPERATOR_CHAIN",
+           "REPLAY_HEADER", "STATES", "AlreadyReplayed", "AlreadyResolved", "Filters",
+           "NotFound", "Original", "Purged", "Scope", "get", "list_page", "original",
+           "page_size_of", "page_token_of", "parse_id", "parse_page_token", "replay",
+           "resolution_of", "resolve", "scope_for", "state_of", "text_filter"]
 
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = keyset.DEFAULT_PAGE_SIZE, keyset.MAX_PAGE_SIZE
 #: Header added to a replayed record: the letter it replays, so the trail is followable.
@@ -37,7 +41,16 @@ REPLAY_HEADER = "x-switchyard-replay-of"
 OPERATOR_CHAIN = "*"
 _COLUMNS = ("dead_letter_id, service, source_topic, reason_code, reason, failed_at, "
             "tenant_id, source_partition, source_offset, replayed_at, replayed_by, "
-            "replay_count, purged_at")
+            "replay_count, purged_at, resolved_at, resolved_by, resolution")
+#: Where a letter stands, and the condition that selects the letters in each state: open
+#: (the operators' queue), replayed (and not resolved since), resolved.
+STATES = {
+    "open": "replayed_at IS NULL AND resolved_at IS NULL",
+    "replayed": "replayed_at IS NOT NULL AND resolved_at IS NULL",
+    "resolved": "resolved_at IS NOT NULL",
+}
+MAX_RESOLUTION_CHARS = 1000
+_DETECTORS = Redactor()
 
 
 class NotFound(Exception):
@@ -46,6 +59,10 @@ class NotFound(Exception):
 
 class AlreadyReplayed(Exception):
     """The letter was replayed before and the caller did not force it."""
+
+
+class AlreadyResolved(Exception):
+    """The letter was resolved before (by whom, when and why is in the message)."""
 
 
 class Purged(Exception):
@@ -76,6 +93,27 @@ class Filters:
     source_topic: str = ""
     reason_code: str = ""
     since: datetime | None = None
+    #: one of :data:`STATES`, or "" for every state
+    state: str = ""
+
+
+def state_of(row: Mapping[str, Any]) -> str:
+    """The row's state, as :data:`STATES` selects it."""
+    if row["resolved_at"] is not None:
+        return "resolved"
+    return "open" if row["replayed_at"] is None else "replayed"
+
+
+def resolution_of(reason: str) -> str:
+    """The reason an operator gave for resolving, as kept: stripped, 1 to
+    :data:`MAX_RESOLUTION_CHARS` characters, with what the PII detectors find masked (it is
+    shown to auditors and every admin of the tenant); a FieldViolation otherwise."""
+    reason = text_filter("reason", reason)
+    if not reason:
+        raise FieldViolation("reason", "required: why the letter needs no replay")
+    if len(reason) > MAX_RESOLUTION_CHARS:
+        raise FieldViolation("reason", f"at most {MAX_RESOLUTION_CHARS} characters")
+    return _DETECTORS.text(reason)
 
 
 def parse_id(dead_letter_id: str) -> uuid.UUID:
@@ -150,6 +188,8 @@ async def list_page(pool: asyncpg.Pool, scope: Scope, filters: Filters, page_siz
         where.append(f"reason_code = {arg(filters.reason_code)}")
     if filters.since is not None:
         where.append(f"failed_at >= {arg(filters.since)}")
+    if filters.state:
+        where.append(STATES[filters.state])
     if page_token:
         failed_at, letter_id = parse_page_token(page_token)
         where.append(f"(failed_at, dead_letter_id) < ({arg(failed_at)}, {arg(letter_id)})")
@@ -187,6 +227,10 @@ async def replay(pool: asyncpg.Pool, producer: Producer, scope: Scope, letter_id
     but the letter is not marked, and a later replay publishes it again."""
     async with pool.acquire() as conn, conn.transaction():
         row = await _row(conn, scope, letter_id, lock=True)
+        if row["resolved_at"] is not None and not force:
+            raise AlreadyResolved(
+                f"dead letter {letter_id} was resolved at {row['resolved_at'].isoformat()} by "
+                f"{row['resolved_by']} ({row['resolution']}); replay it anyway with force")
         if row["replayed_at"] is not None and not force:
             raise AlreadyReplayed(
                 f"dead letter {letter_id} was replayed at {row['replayed_at'].isoformat()} by "
@@ -209,4 +253,31 @@ async def replay(pool: asyncpg.Pool, producer: Producer, scope: Scope, letter_id
                                "reason_code": row["reason_code"], "forced": force,
                                "replay_count": marked["replay_count"],
                                "value_sha256": digest(record.value)}, writer="ingest")
+    return marked
+
+
+async def resolve(pool: asyncpg.Pool, scope: Scope, letter_id: uuid.UUID,
+                  principal: Principal, resolution: str) -> asyncpg.Record:
+    """Close the letter with ``resolution`` (from :func:`resolution_of`), marked with the
+    caller's key id and audited (the reason as a hash, as the other operator actions keep
+    theirs); returns the row as marked. Its bytes stay until retention purges them, so it
+    can still be read, and replayed with force."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await _row(conn, scope, letter_id, lock=True)
+        if row["resolved_at"] is not None:
+            raise AlreadyResolved(
+                f"dead letter {letter_id} was resolved at {row['resolved_at'].isoformat()} by "
+                f"{row['resolved_by']} ({row['resolution']})")
+        marked = await conn.fetchrow(
+            "UPDATE dead_letters SET resolved_at = now(), resolved_by = $2, resolution = $3 "
+            f"WHERE dead_letter_id = $1 RETURNING {_COLUMNS}",
+            letter_id, principal.key_id, resolution)
+        await audit_append(conn, row["tenant_id"] or OPERATOR_CHAIN, principal.key_id,
+                           "dead_letter.resolved", {
+                               "dead_letter_id": str(letter_id),
+                               "source_topic": row["source_topic"],
+                               "reason_code": row["reason_code"],
+                               "replay_count": row["replay_count"],
+                               "reason_sha256": digest(resolution)},
+                           writer="ingest")
     return marked

@@ -75,6 +75,7 @@ from switchyard.v1 import (
     DeadLetter,
     DeadLetterRecord,
     DeadLetterServiceServicer,
+    DeadLetterState,
     DeleteWebhookRequest,
     DeleteWebhookResponse,
     DeleteWebhookSourceRequest,
@@ -107,6 +108,8 @@ from switchyard.v1 import (
     RegisterWebhookSourceResponse,
     ReplayDeadLetterRequest,
     ReplayDeadLetterResponse,
+    ResolveDeadLetterRequest,
+    ResolveDeadLetterResponse,
     RetryTaskRequest,
     RetryTaskResponse,
     SkippedDelivery,
@@ -161,6 +164,7 @@ DEAD_LETTER_POLICY = {
     f"/{DEAD_LETTER_SERVICE_NAME}/ListDeadLetters": frozenset({Role.ADMIN, Role.AUDITOR}),
     f"/{DEAD_LETTER_SERVICE_NAME}/GetDeadLetter": frozenset({Role.ADMIN, Role.AUDITOR}),
     f"/{DEAD_LETTER_SERVICE_NAME}/ReplayDeadLetter": frozenset({Role.ADMIN}),
+    f"/{DEAD_LETTER_SERVICE_NAME}/ResolveDeadLetter": frozenset({Role.ADMIN}),
 }
 #: RPCs that create work: charged to the caller's tenant (one token per submission).
 RATE_LIMITED = frozenset({f"/{SERVICE_NAME}/SubmitTask", f"/{SERVICE_NAME}/SubmitTasks",
@@ -732,10 +736,21 @@ def dead_letter_record(row: asyncpg.Record, original: dead_letters.Original | No
     record = DeadLetterRecord(letter=letter, tenant_id=row["tenant_id"],
                               replayed_by=row["replayed_by"] or "",
                               replay_count=row["replay_count"],
-                              purged=row["purged_at"] is not None)
+                              purged=row["purged_at"] is not None,
+                              resolved_by=row["resolved_by"] or "",
+                              resolution=row["resolution"] or "",
+                              state=_LETTER_STATES[dead_letters.state_of(row)])
     if row["replayed_at"] is not None:
         record.replayed_at.CopyFrom(timestamp(row["replayed_at"]))
+    if row["resolved_at"] is not None:
+        record.resolved_at.CopyFrom(timestamp(row["resolved_at"]))
     return record
+
+
+_LETTER_STATES = {"open": DeadLetterState.DEAD_LETTER_STATE_OPEN,
+                  "replayed": DeadLetterState.DEAD_LETTER_STATE_REPLAYED,
+                  "resolved": DeadLetterState.DEAD_LETTER_STATE_RESOLVED}
+_STATE_FILTERS = {state: name for name, state in _LETTER_STATES.items()}
 
 
 def _timestamp_field(request: Any, field: str) -> Any:
@@ -770,10 +785,12 @@ class DeadLetterServicer(DeadLetterServiceServicer):
         try:
             tenant_id = dead_letters.text_filter("tenant_id", request.tenant_id)
             page_size = dead_letters.page_size_of(request.page_size)
+            if request.state and request.state not in _STATE_FILTERS:  # 0: every state
+                raise FieldViolation("state", f"unknown state {request.state}")
             filters = dead_letters.Filters(
                 dead_letters.text_filter("source_topic", request.source_topic),
                 dead_letters.text_filter("reason_code", request.reason_code),
-                _timestamp_field(request, "since"))
+                _timestamp_field(request, "since"), _STATE_FILTERS.get(request.state, ""))
         except FieldViolation as exc:
             await abort_invalid(context, [exc])
             raise
@@ -816,12 +833,35 @@ class DeadLetterServicer(DeadLetterServiceServicer):
         except dead_letters.NotFound as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
             raise
-        except (dead_letters.AlreadyReplayed, dead_letters.Purged) as exc:
+        except (dead_letters.AlreadyReplayed, dead_letters.AlreadyResolved,
+                dead_letters.Purged) as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
             raise
         log.warning("dead letter %s replayed by %s%s", letter_id, principal.key_id,
                     " (forced)" if request.force else "")
         return ReplayDeadLetterResponse(dead_letter=dead_letter_record(row))
+
+    async def ResolveDeadLetter(self, request: ResolveDeadLetterRequest,
+                                context: grpc.aio.ServicerContext) -> ResolveDeadLetterResponse:
+        letter_id = await self._id(context, request.dead_letter_id)
+        try:
+            resolution = dead_letters.resolution_of(request.reason)
+        except FieldViolation as exc:
+            await abort_invalid(context, [exc])
+            raise
+        scope = await self._scope(context)
+        principal = principal_var.get()
+        try:
+            row = await dead_letters.resolve(self.pool, scope, letter_id, principal,
+                                             resolution)
+        except dead_letters.NotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            raise
+        except dead_letters.AlreadyResolved as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            raise
+        log.info("dead letter %s resolved by %s", letter_id, principal.key_id)
+        return ResolveDeadLetterResponse(dead_letter=dead_letter_record(row))
 
 
 async def setup(ctx: ServiceContext) -> None:

@@ -54,6 +54,7 @@ from switchyard.v1 import (
     BreakerStatus,
     DeadLetterRecord,
     DeadLetterServiceStub,
+    DeadLetterState,
     DecisionServiceStub,
     ExecutorAdminServiceStub,
     GetDeadLetterRequest,
@@ -67,6 +68,7 @@ from switchyard.v1 import (
     ListTasksRequest,
     RedriveTaskRequest,
     ReplayDeadLetterRequest,
+    ResolveDeadLetterRequest,
     ResetBreakerRequest,
     RetryTaskRequest,
     Task,
@@ -227,6 +229,11 @@ def timeline_json(response: GetTaskTimelineResponse) -> dict[str, Any]:
     return {"task": task_json(response.task), "entries": entries}
 
 
+#: The ``state`` filter of the dead-letter list: DeadLetterState by its short name.
+_LETTER_STATES = {name: DeadLetterState.Value(f"DEAD_LETTER_STATE_{name.upper()}")
+                  for name in ("open", "replayed", "resolved")}
+
+
 def dead_letter_json(record: DeadLetterRecord, full: bool = False) -> dict[str, Any]:
     letter = record.letter
     out: dict[str, Any] = {
@@ -236,6 +243,9 @@ def dead_letter_json(record: DeadLetterRecord, full: bool = False) -> dict[str, 
         "failed_at": _iso(letter.failed_at), "service": letter.service,
         "replayed_at": _iso(record.replayed_at), "replayed_by": record.replayed_by or None,
         "replay_count": record.replay_count, "purged": record.purged,
+        "state": _short(DeadLetterState, record.state, "DEAD_LETTER_STATE_").lower(),
+        "resolved_at": _iso(record.resolved_at), "resolved_by": record.resolved_by or None,
+        "resolution": record.resolution or None,
     }
     if full:
         out.update(
@@ -315,6 +325,7 @@ class OperatorApi:
             ("GET", "/api/operator/dead-letters", self.list_dead_letters),
             ("GET", "/api/operator/dead-letters/{dead_letter_id}", self.get_dead_letter),
             ("POST", "/api/operator/dead-letters/{dead_letter_id}/replay", self.replay),
+            ("POST", "/api/operator/dead-letters/{dead_letter_id}/resolve", self.resolve),
             ("GET", "/api/operator/breakers", self.breakers),
             ("POST", "/api/operator/breakers/reset", self.reset_breaker),
             ("GET", "/api/operator/kpis", self.kpis),
@@ -406,9 +417,14 @@ class OperatorApi:
         size = _page_size(request.query, errors)
         if errors:
             raise RequestError(errors)
+        state = request.query.get("state", "").strip().lower()
+        if state and state not in _LETTER_STATES:
+            raise RequestError([("state", f"one of {', '.join(_LETTER_STATES)}, or empty for "
+                                          "every state")])
         response = await self.dead_letters.ListDeadLetters(ListDeadLettersRequest(
             tenant_id=request.query.get("tenant", "").strip(),
             reason_code=request.query.get("reason_code", "").strip(),
+            state=_LETTER_STATES.get(state, DeadLetterState.DEAD_LETTER_STATE_UNSPECIFIED),
             page_size=size, page_token=request.query.get("page_token", "")),
             metadata=metadata, timeout=RPC_TIMEOUT_S)
         return web.json_response({
@@ -431,6 +447,17 @@ class OperatorApi:
             raise RequestError([("force", "true or false")])
         response = await self.dead_letters.ReplayDeadLetter(ReplayDeadLetterRequest(
             dead_letter_id=request.match_info["dead_letter_id"], force=force),
+            metadata=metadata, timeout=RPC_TIMEOUT_S)
+        return web.json_response({"dead_letter": dead_letter_json(response.dead_letter)})
+
+    async def resolve(self, request: web.Request, principal: Principal,
+                      metadata: tuple[tuple[str, str], ...]) -> web.StreamResponse:
+        body = await _body(request)
+        reason = body.get("reason", "")
+        if not isinstance(reason, str):
+            raise RequestError([("reason", "text")])
+        response = await self.dead_letters.ResolveDeadLetter(ResolveDeadLetterRequest(
+            dead_letter_id=request.match_info["dead_letter_id"], reason=reason),
             metadata=metadata, timeout=RPC_TIMEOUT_S)
         return web.json_response({"dead_letter": dead_letter_json(response.dead_letter)})
 

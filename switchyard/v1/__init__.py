@@ -45,12 +45,15 @@ from switchyard.v1.dead_letter_pb2 import (
 )
 from switchyard.v1.dead_letter_service_pb2 import (
     DeadLetterRecord,
+    DeadLetterState,
     GetDeadLetterRequest,
     GetDeadLetterResponse,
     ListDeadLettersRequest,
     ListDeadLettersResponse,
     ReplayDeadLetterRequest,
     ReplayDeadLetterResponse,
+    ResolveDeadLetterRequest,
+    ResolveDeadLetterResponse,
 )
 from switchyard.v1.dead_letter_service_pb2_grpc import (
     DeadLetterServiceStub,
@@ -311,6 +314,7 @@ __all__ = [
     "DeadLetterRecord",
     "DeadLetterServiceServicer",
     "DeadLetterServiceStub",
+    "DeadLetterState",
     "DecideBatchRequest",
     "DecideBatchResponse",
     "DecideBatchResult",
@@ -428,6 +432,8 @@ __all__ = [
     "ReplayDeadLetterResponse",
     "ResetBreakerRequest",
     "ResetBreakerResponse",
+    "ResolveDeadLetterRequest",
+    "ResolveDeadLetterResponse",
     "RetryLater",
     "RetryTaskRequest",
     "RetryTaskResponse",

@@ -7,12 +7,41 @@ import builtins
 import collections.abc
 import google.protobuf.descriptor
 import google.protobuf.internal.containers
+import google.protobuf.internal.enum_type_wrapper
 import google.protobuf.message
 import google.protobuf.timestamp_pb2
 import switchyard.v1.dead_letter_pb2
+import sys
 import typing
 
+if sys.version_info >= (3, 10):
+    import typing as typing_extensions
+else:
+    import typing_extensions
+
 DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
+
+class _DeadLetterState:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _DeadLetterStateEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_DeadLetterState.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    DEAD_LETTER_STATE_UNSPECIFIED: _DeadLetterState.ValueType  # 0
+    """In a filter: letters in every state."""
+    DEAD_LETTER_STATE_OPEN: _DeadLetterState.ValueType  # 1
+    DEAD_LETTER_STATE_REPLAYED: _DeadLetterState.ValueType  # 2
+    DEAD_LETTER_STATE_RESOLVED: _DeadLetterState.ValueType  # 3
+
+class DeadLetterState(_DeadLetterState, metaclass=_DeadLetterStateEnumTypeWrapper):
+    """Where a letter stands. Open: neither replayed nor resolved, the operators' queue."""
+
+DEAD_LETTER_STATE_UNSPECIFIED: DeadLetterState.ValueType  # 0
+"""In a filter: letters in every state."""
+DEAD_LETTER_STATE_OPEN: DeadLetterState.ValueType  # 1
+DEAD_LETTER_STATE_REPLAYED: DeadLetterState.ValueType  # 2
+DEAD_LETTER_STATE_RESOLVED: DeadLetterState.ValueType  # 3
+global___DeadLetterState = DeadLetterState
 
 @typing.final
 class DeadLetterRecord(google.protobuf.message.Message):
@@ -26,12 +55,22 @@ class DeadLetterRecord(google.protobuf.message.Message):
     REPLAYED_BY_FIELD_NUMBER: builtins.int
     REPLAY_COUNT_FIELD_NUMBER: builtins.int
     PURGED_FIELD_NUMBER: builtins.int
+    RESOLVED_AT_FIELD_NUMBER: builtins.int
+    RESOLVED_BY_FIELD_NUMBER: builtins.int
+    RESOLUTION_FIELD_NUMBER: builtins.int
+    STATE_FIELD_NUMBER: builtins.int
     tenant_id: builtins.str
     """The tenant the record named (its x-tenant-id header); empty when it named none."""
     replayed_by: builtins.str
     replay_count: builtins.int
     purged: builtins.bool
     """The original value was removed by retention; it can no longer be replayed."""
+    resolved_by: builtins.str
+    resolution: builtins.str
+    state: global___DeadLetterState.ValueType
+    """Open, replayed or resolved (resolved wins over replayed: a letter replayed, then
+    resolved, is closed).
+    """
     @property
     def letter(self) -> switchyard.v1.dead_letter_pb2.DeadLetter:
         """The letter; original_value is empty in listings and once purged."""
@@ -39,6 +78,10 @@ class DeadLetterRecord(google.protobuf.message.Message):
     @property
     def replayed_at(self) -> google.protobuf.timestamp_pb2.Timestamp:
         """When and by whom (API key id) it was last replayed; unset when never."""
+
+    @property
+    def resolved_at(self) -> google.protobuf.timestamp_pb2.Timestamp:
+        """When and by whom (API key id) it was resolved, and why; unset when it is not."""
 
     def __init__(
         self,
@@ -49,9 +92,13 @@ class DeadLetterRecord(google.protobuf.message.Message):
         replayed_by: builtins.str = ...,
         replay_count: builtins.int = ...,
         purged: builtins.bool = ...,
+        resolved_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        resolved_by: builtins.str = ...,
+        resolution: builtins.str = ...,
+        state: global___DeadLetterState.ValueType = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["letter", b"letter", "replayed_at", b"replayed_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["letter", b"letter", "purged", b"purged", "replay_count", b"replay_count", "replayed_at", b"replayed_at", "replayed_by", b"replayed_by", "tenant_id", b"tenant_id"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["letter", b"letter", "replayed_at", b"replayed_at", "resolved_at", b"resolved_at"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["letter", b"letter", "purged", b"purged", "replay_count", b"replay_count", "replayed_at", b"replayed_at", "replayed_by", b"replayed_by", "resolution", b"resolution", "resolved_at", b"resolved_at", "resolved_by", b"resolved_by", "state", b"state", "tenant_id", b"tenant_id"]) -> None: ...
 
 global___DeadLetterRecord = DeadLetterRecord
 
@@ -67,6 +114,7 @@ class ListDeadLettersRequest(google.protobuf.message.Message):
     SINCE_FIELD_NUMBER: builtins.int
     PAGE_SIZE_FIELD_NUMBER: builtins.int
     PAGE_TOKEN_FIELD_NUMBER: builtins.int
+    STATE_FIELD_NUMBER: builtins.int
     tenant_id: builtins.str
     """Empty: the caller's tenant (every tenant for an operator key)."""
     source_topic: builtins.str
@@ -77,6 +125,8 @@ class ListDeadLettersRequest(google.protobuf.message.Message):
     """1..500; 0 means 50."""
     page_token: builtins.str
     """From a previous response's next_page_token."""
+    state: global___DeadLetterState.ValueType
+    """Only letters in this state; unspecified: every state."""
     @property
     def since(self) -> google.protobuf.timestamp_pb2.Timestamp:
         """Only letters that failed at or after this time."""
@@ -90,9 +140,10 @@ class ListDeadLettersRequest(google.protobuf.message.Message):
         since: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         page_size: builtins.int = ...,
         page_token: builtins.str = ...,
+        state: global___DeadLetterState.ValueType = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["since", b"since"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["page_size", b"page_size", "page_token", b"page_token", "reason_code", b"reason_code", "since", b"since", "source_topic", b"source_topic", "tenant_id", b"tenant_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["page_size", b"page_size", "page_token", b"page_token", "reason_code", b"reason_code", "since", b"since", "source_topic", b"source_topic", "state", b"state", "tenant_id", b"tenant_id"]) -> None: ...
 
 global___ListDeadLettersRequest = ListDeadLettersRequest
 
@@ -164,7 +215,7 @@ class ReplayDeadLetterRequest(google.protobuf.message.Message):
     FORCE_FIELD_NUMBER: builtins.int
     dead_letter_id: builtins.str
     force: builtins.bool
-    """Replay a letter that was replayed before."""
+    """Replay a letter that was replayed or resolved before."""
     def __init__(
         self,
         *,
@@ -195,3 +246,45 @@ class ReplayDeadLetterResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["dead_letter", b"dead_letter"]) -> None: ...
 
 global___ReplayDeadLetterResponse = ReplayDeadLetterResponse
+
+@typing.final
+class ResolveDeadLetterRequest(google.protobuf.message.Message):
+    """Input of DeadLetterService.ResolveDeadLetter."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    DEAD_LETTER_ID_FIELD_NUMBER: builtins.int
+    REASON_FIELD_NUMBER: builtins.int
+    dead_letter_id: builtins.str
+    reason: builtins.str
+    """Why it needs no replay: 1 to 1000 characters, required."""
+    def __init__(
+        self,
+        *,
+        dead_letter_id: builtins.str = ...,
+        reason: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["dead_letter_id", b"dead_letter_id", "reason", b"reason"]) -> None: ...
+
+global___ResolveDeadLetterRequest = ResolveDeadLetterRequest
+
+@typing.final
+class ResolveDeadLetterResponse(google.protobuf.message.Message):
+    """Output of DeadLetterService.ResolveDeadLetter."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    DEAD_LETTER_FIELD_NUMBER: builtins.int
+    @property
+    def dead_letter(self) -> global___DeadLetterRecord:
+        """The letter as marked."""
+
+    def __init__(
+        self,
+        *,
+        dead_letter: global___DeadLetterRecord | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["dead_letter", b"dead_letter"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["dead_letter", b"dead_letter"]) -> None: ...
+
+global___ResolveDeadLetterResponse = ResolveDeadLetterResponse

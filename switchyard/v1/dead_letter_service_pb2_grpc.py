@@ -32,6 +32,11 @@ class DeadLetterServiceStub(object):
                 request_serializer=switchyard_dot_v1_dot_dead__letter__service__pb2.ReplayDeadLetterRequest.SerializeToString,
                 response_deserializer=switchyard_dot_v1_dot_dead__letter__service__pb2.ReplayDeadLetterResponse.FromString,
                 )
+        self.ResolveDeadLetter = channel.unary_unary(
+                '/switchyard.v1.DeadLetterService/ResolveDeadLetter',
+                request_serializer=switchyard_dot_v1_dot_dead__letter__service__pb2.ResolveDeadLetterRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_dead__letter__service__pb2.ResolveDeadLetterResponse.FromString,
+                )
 
 
 class DeadLetterServiceServicer(object):
@@ -57,8 +62,19 @@ class DeadLetterServiceServicer(object):
 
     def ReplayDeadLetter(self, request, context):
         """Re-publish the original record (key, value, headers) to the topic it was read from, and
-        mark the letter replayed by the caller (audited). FAILED_PRECONDITION: it was replayed
-        already (set force to replay it again) or its bytes were purged by retention.
+        mark the letter replayed by the caller (audited). FAILED_PRECONDITION: it was replayed or
+        resolved already (set force to replay it anyway) or its bytes were purged by retention.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveDeadLetter(self, request, context):
+        """Close a letter that will not be replayed (its record was sent again corrected, or was a
+        test): mark it resolved by the caller with a reason (audited; the reason is kept with
+        personal data such as e-mail addresses and card numbers masked). A resolved letter
+        leaves the open ones and is replayed only with force. FAILED_PRECONDITION: resolved
+        already.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -81,6 +97,11 @@ def add_DeadLetterServiceServicer_to_server(servicer, server):
                     servicer.ReplayDeadLetter,
                     request_deserializer=switchyard_dot_v1_dot_dead__letter__service__pb2.ReplayDeadLetterRequest.FromString,
                     response_serializer=switchyard_dot_v1_dot_dead__letter__service__pb2.ReplayDeadLetterResponse.SerializeToString,
+            ),
+            'ResolveDeadLetter': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveDeadLetter,
+                    request_deserializer=switchyard_dot_v1_dot_dead__letter__service__pb2.ResolveDeadLetterRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_dead__letter__service__pb2.ResolveDeadLetterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -143,5 +164,22 @@ class DeadLetterService(object):
         return grpc.experimental.unary_unary(request, target, '/switchyard.v1.DeadLetterService/ReplayDeadLetter',
             switchyard_dot_v1_dot_dead__letter__service__pb2.ReplayDeadLetterRequest.SerializeToString,
             switchyard_dot_v1_dot_dead__letter__service__pb2.ReplayDeadLetterResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ResolveDeadLetter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/switchyard.v1.DeadLetterService/ResolveDeadLetter',
+            switchyard_dot_v1_dot_dead__letter__service__pb2.ResolveDeadLetterRequest.SerializeToString,
+            switchyard_dot_v1_dot_dead__letter__service__pb2.ResolveDeadLetterResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

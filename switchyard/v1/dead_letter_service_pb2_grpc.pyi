@@ -43,8 +43,19 @@ class DeadLetterServiceStub:
         switchyard.v1.dead_letter_service_pb2.ReplayDeadLetterResponse,
     ]
     """Re-publish the original record (key, value, headers) to the topic it was read from, and
-    mark the letter replayed by the caller (audited). FAILED_PRECONDITION: it was replayed
-    already (set force to replay it again) or its bytes were purged by retention.
+    mark the letter replayed by the caller (audited). FAILED_PRECONDITION: it was replayed or
+    resolved already (set force to replay it anyway) or its bytes were purged by retention.
+    """
+
+    ResolveDeadLetter: grpc.UnaryUnaryMultiCallable[
+        switchyard.v1.dead_letter_service_pb2.ResolveDeadLetterRequest,
+        switchyard.v1.dead_letter_service_pb2.ResolveDeadLetterResponse,
+    ]
+    """Close a letter that will not be replayed (its record was sent again corrected, or was a
+    test): mark it resolved by the caller with a reason (audited; the reason is kept with
+    personal data such as e-mail addresses and card numbers masked). A resolved letter
+    leaves the open ones and is replayed only with force. FAILED_PRECONDITION: resolved
+    already.
     """
 
 class DeadLetterServiceAsyncStub:
@@ -72,8 +83,19 @@ class DeadLetterServiceAsyncStub:
         switchyard.v1.dead_letter_service_pb2.ReplayDeadLetterResponse,
     ]
     """Re-publish the original record (key, value, headers) to the topic it was read from, and
-    mark the letter replayed by the caller (audited). FAILED_PRECONDITION: it was replayed
-    already (set force to replay it again) or its bytes were purged by retention.
+    mark the letter replayed by the caller (audited). FAILED_PRECONDITION: it was replayed or
+    resolved already (set force to replay it anyway) or its bytes were purged by retention.
+    """
+
+    ResolveDeadLetter: grpc.aio.UnaryUnaryMultiCallable[
+        switchyard.v1.dead_letter_service_pb2.ResolveDeadLetterRequest,
+        switchyard.v1.dead_letter_service_pb2.ResolveDeadLetterResponse,
+    ]
+    """Close a letter that will not be replayed (its record was sent again corrected, or was a
+    test): mark it resolved by the caller with a reason (audited; the reason is kept with
+    personal data such as e-mail addresses and card numbers masked). A resolved letter
+    leaves the open ones and is replayed only with force. FAILED_PRECONDITION: resolved
+    already.
     """
 
 class DeadLetterServiceServicer(metaclass=abc.ABCMeta):
@@ -107,8 +129,21 @@ class DeadLetterServiceServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[switchyard.v1.dead_letter_service_pb2.ReplayDeadLetterResponse, collections.abc.Awaitable[switchyard.v1.dead_letter_service_pb2.ReplayDeadLetterResponse]]:
         """Re-publish the original record (key, value, headers) to the topic it was read from, and
-        mark the letter replayed by the caller (audited). FAILED_PRECONDITION: it was replayed
-        already (set force to replay it again) or its bytes were purged by retention.
+        mark the letter replayed by the caller (audited). FAILED_PRECONDITION: it was replayed or
+        resolved already (set force to replay it anyway) or its bytes were purged by retention.
+        """
+
+    @abc.abstractmethod
+    def ResolveDeadLetter(
+        self,
+        request: switchyard.v1.dead_letter_service_pb2.ResolveDeadLetterRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[switchyard.v1.dead_letter_service_pb2.ResolveDeadLetterResponse, collections.abc.Awaitable[switchyard.v1.dead_letter_service_pb2.ResolveDeadLetterResponse]]:
+        """Close a letter that will not be replayed (its record was sent again corrected, or was a
+        test): mark it resolved by the caller with a reason (audited; the reason is kept with
+        personal data such as e-mail addresses and card numbers masked). A resolved letter
+        leaves the open ones and is replayed only with force. FAILED_PRECONDITION: resolved
+        already.
         """
 
 def add_DeadLetterServiceServicer_to_server(servicer: DeadLetterServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...

@@ -1,7 +1,7 @@
 """The operators' commands against a real ingest process (API keys on), run as subprocesses
-the way a person runs them: `switchyard dead-letters list|show|replay` (records ingest could
-not accept are listed per tenant, shown with their original bytes, and replayed once to the
-topic they came from, audited) and `switchyard webhooks list|redeliver` (a tenant's webhooks,
+the way a person runs them: `switchyard dead-letters list|show|replay|resolve` (records ingest
+could not accept are listed per tenant, shown with their original bytes, replayed once to the
+topic they came from, or resolved with a reason, audited) and `switchyard webhooks list|redeliver` (a tenant's webhooks,
 their deliveries, and delivering a failed one again)."""
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from switchyard.v1 import (
     RedeliverWebhooksRequest,
     RegisterWebhookRequest,
     ReplayDeadLetterRequest,
+    ResolveDeadLetterRequest,
     Submission,
     SubmitTaskRequest,
 )
@@ -214,6 +215,72 @@ async def test_list_show_and_replay_once_per_tenant(settings: Settings,
     assert rc == 1 and "purged" in results[0]["error"]
 
 
+async def test_a_letter_that_needs_no_replay_is_resolved_and_leaves_the_open_ones(
+        settings: Settings, stub: DeadLetterServiceStub) -> None:
+    marker = uuid.uuid4().hex.encode()
+    produce(settings, [(b"k-" + marker, b"\x00 resolve me " + marker,
+                        [("x-tenant-id", b"acme")])])
+    letter = await eventually(lambda: letter_with(stub, b"resolve me " + marker),
+                              "the record to be dead-lettered", 90, 0.5)
+    letter_id = letter.letter.dead_letter_id
+
+    def listed(state: str) -> set[str]:
+        rc, rows, err = run_json(settings, "list", "--state", state, "--limit", "0")
+        assert rc == 0, err
+        return {r["dead_letter_id"] for r in rows if r["state"] == state or state == "all"}
+
+    assert letter_id in listed("open") and letter_id not in listed("resolved")
+    # auditors may not; a reason is required (a usage error before any call) and kept
+    # with the e-mail address in it masked
+    rc, results, _ = run_json(settings, "resolve", letter_id, "--reason", "x",
+                              key="acme-audit")
+    assert rc == 1 and "PERMISSION_DENIED" in results[0]["error"]
+    assert switchyard(settings, "dead-letters", "resolve", letter_id).returncode == 2
+    rc, results, _ = run_json(settings, "resolve", letter_id, "--reason", "   ")
+    assert rc == 1 and "INVALID_ARGUMENT" in results[0]["error"] and \
+        "reason" in results[0]["error"]
+    reason = f"sent again corrected; asked ops-{marker.decode()}@acme.example"
+    rc, results, err = run_json(settings, "resolve", letter_id, "--reason", reason)
+    assert rc == 0, err
+    done = results[0]
+    assert done["state"] == "resolved" and done["resolved_by"] and done["resolved_at"]
+    assert done["resolution"] == "sent again corrected; asked [EMAIL REDACTED]"
+    assert letter_id not in listed("open") and letter_id in listed("resolved")
+    text = switchyard(settings, "dead-letters", "list", "--state", "resolved", "--since",
+                      "1m", "--topic", INTAKE.full_name(settings), "--api-key", "acme-admin")
+    assert text.returncode == 0 and "1 dead letter(s)" in text.stdout, text.stderr
+    assert "resolved" in text.stdout and done["resolved_by"] in text.stdout
+    # once; a resolved letter is replayed only with --force, and is still shown whole
+    rc, results, _ = run_json(settings, "resolve", letter_id, "--reason", "again")
+    assert rc == 1 and "FAILED_PRECONDITION" in results[0]["error"]
+    rc, results, _ = run_json(settings, "replay", letter_id)
+    assert rc == 1 and "resolved" in results[0]["error"]
+    rc, shown, _ = run_json(settings, "show", letter_id)
+    assert rc == 0 and shown["resolution"] == done["resolution"] and \
+        bytes.fromhex(shown["original_value_hex"]).endswith(marker)
+    rc, results, err = run_json(settings, "replay", letter_id, "--force")
+    assert rc == 0 and results[0]["state"] == "resolved" and \
+        results[0]["replay_count"] == 1, err
+    # another tenant's admin cannot see it to resolve it
+    rc, results, _ = run_json(settings, "resolve", letter_id, "--reason", "x",
+                              key="globex-admin")
+    assert rc == 1 and "NOT_FOUND" in results[0]["error"]
+
+    # audited in acme's chain: who, and the reason as a hash, never its text
+    conn = await connect(settings)
+    try:
+        entries = await conn.fetch(
+            "SELECT actor, detail::text AS detail FROM audit_log WHERE tenant_id = 'acme' "
+            "AND action = 'dead_letter.resolved' AND detail->>'dead_letter_id' = $1",
+            letter_id)
+    finally:
+        await conn.close()
+    assert len(entries) == 1 and entries[0]["actor"] == done["resolved_by"]
+    assert "reason_sha256" in entries[0]["detail"]
+    assert "corrected" not in entries[0]["detail"] and marker.decode() not in \
+        entries[0]["detail"]
+
+
 def test_fuzzed_operator_requests_get_a_status_never_a_crash(
         settings: Settings, stub: DeadLetterServiceStub) -> None:
     """Arbitrary ids, page tokens, sizes, states and filters on the dead-letter and webhook
@@ -240,20 +307,23 @@ def test_fuzzed_operator_requests_get_a_status_never_a_crash(
                                                 HealthCheck.function_scoped_fixture])
     @given(letter_id=texts, token=texts, tenant=texts, topic=texts,
            size=st.integers(-2**31, 2**31 - 1), force=st.booleans(),
+           state=st.one_of(st.integers(0, 4), st.integers(-2**31, 2**31 - 1)),
            key=st.sampled_from(["acme-admin", "ops", "acme-audit", "acme-sub"]),
            ids=st.lists(texts, max_size=3), seconds=st.one_of(
                st.none(), st.integers(-2**40, 2**40)))
     def one(letter_id: str, token: str, tenant: str, topic: str, size: int, force: bool,
-            key: str, ids: list[str], seconds: int | None) -> None:
+            state: int, key: str, ids: list[str], seconds: int | None) -> None:
         since = None if seconds is None else Timestamp(seconds=seconds)
         for name, call in (
                 ("list", lambda: stub.ListDeadLetters(ListDeadLettersRequest(
-                    tenant_id=tenant, source_topic=topic, reason_code=topic,
+                    tenant_id=tenant, source_topic=topic, reason_code=topic, state=state,
                     page_size=size, page_token=token), metadata=as_key(key))),
                 ("get", lambda: stub.GetDeadLetter(GetDeadLetterRequest(
                     dead_letter_id=letter_id), metadata=as_key(key))),
                 ("replay", lambda: stub.ReplayDeadLetter(ReplayDeadLetterRequest(
                     dead_letter_id=letter_id, force=force), metadata=as_key(key))),
+                ("resolve", lambda: stub.ResolveDeadLetter(ResolveDeadLetterRequest(
+                    dead_letter_id=letter_id, reason=topic), metadata=as_key(key))),
                 ("webhooks", lambda: ingest.ListWebhooks(ListWebhooksRequest(
                     tenant_id=tenant), metadata=as_key(key))),
                 ("deliveries", lambda: ingest.ListWebhookDeliveries(
@@ -268,7 +338,8 @@ def test_fuzzed_operator_requests_get_a_status_never_a_crash(
             if code == grpc.StatusCode.INVALID_ARGUMENT:
                 assert any(field in details for field in (
                     "dead_letter_id", "page_size", "page_token", "tenant_id", "source_topic",
-                    "reason_code", "webhook_id", "state", "since", "delivery_ids")), details
+                    "reason_code", "webhook_id", "state", "since", "delivery_ids",
+                    "reason")), details
 
     try:
         one()

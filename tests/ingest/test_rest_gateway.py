@@ -367,7 +367,7 @@ async def test_webhook_deliveries_and_dead_letters_over_rest(http: Any,
     assert unknown in problem["detail"]
     assert (await call(http, "DELETE", f"/v1/webhooks/{webhook_id}", ADMIN))[0] == 200
 
-    # a record of acme's the intake refuses: acme's admin finds, reads and replays it
+    # a record of acme's the intake refuses: acme's admin finds, reads, replays, resolves it
     marker = uuid.uuid4().hex
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
     producer.produce(INTAKE.full_name(settings), key=marker.encode(),
@@ -394,6 +394,18 @@ async def test_webhook_deliveries_and_dead_letters_over_rest(http: Any,
     status, _, replayed = await call(http, "POST", f"/v1/dead-letters/{letter_id}/replay",
                                      ADMIN, json={})
     assert status == 200 and replayed["deadLetter"]["replayCount"] == 1, replayed
+    assert replayed["deadLetter"]["state"] == "DEAD_LETTER_STATE_REPLAYED"
+    # then closed: a reason is required; the open ones no longer list it
+    assert_problem(*await call(http, "POST", f"/v1/dead-letters/{letter_id}/resolve", ADMIN,
+                               json={}), 422)
+    status, _, resolved = await call(http, "POST", f"/v1/dead-letters/{letter_id}/resolve",
+                                     ADMIN, json={"reason": "replayed; the sender fixed it"})
+    assert status == 200 and resolved["deadLetter"]["state"] == "DEAD_LETTER_STATE_RESOLVED"
+    assert resolved["deadLetter"]["resolution"] == "replayed; the sender fixed it"
+    status, _, page = await call(http, "GET", "/v1/dead-letters?state=open&page_size=500",
+                                 ADMIN)
+    assert status == 200 and letter_id not in {
+        r["letter"]["deadLetterId"] for r in page.get("deadLetters", [])}, page
 
 
 # -- OpenAPI -----------------------------------------------------------------------------

@@ -5,9 +5,8 @@ escalated, approved) and executed; an invoice submitted as an admission form is 
 and rejected, so it ends FAILED. In the browser an operator searches them by status, kind,
 tenant and metadata, reads their timelines (decision with models and rule, executed steps,
 status changes, review actions), retries the FAILED one and re-drives the new task, replays
-a dead letter, resets a breaker and reads the KPI, drift, shadow and reviewer-agreement
-charts; the search, a
-task row, retry and replay are operated with the keyboard alone. An auditor sees no action
+and resolves a dead letter, resets a breaker and reads the KPI, drift, shadow and
+reviewer-agreement charts; the search, a task row, retry and replay are operated with the keyboard alone. An auditor sees no action
 button (and the services refuse the actions anyway); a reviewer is refused the operator
 API. Every view, and the review console, passes axe-core's WCAG 2 A/AA rules. Screenshots
 land in test-artifacts/.
@@ -326,12 +325,27 @@ async def test_dead_letters_breakers_and_charts(settings: Settings, tasks: Tasks
         await tab_to(page, "#replay")
         await page.keyboard.press("Enter")
         await expect(page.locator("#dl-action-status")).to_contain_text("Replayed to")
-        await expect(page.locator(f'tr[data-dead-letter-id="{letter_id}"] .replayed')
-                     ).to_contain_text("1× (last by key-0)")
+        # the list shows open letters: the replayed one has left it, and is under "replayed"
+        row = page.locator(f'tr[data-dead-letter-id="{letter_id}"]')
+        await expect(row).to_have_count(0)
+        await page.select_option("#dl-state", "replayed")
+        await page.click("#dl-filter button[type=submit]")
+        await expect(row.locator(".state")).to_contain_text("replayed 1× (last by key-0)")
         await page.screenshot(path=str(artifact("operator-dead-letters.png")), full_page=True)
         # replaying again without force is refused by the service, and the page says why
         await page.click("#replay")
         await expect(page.locator("#dl-action-status")).to_contain_text("Replay refused: HTTP 409")
+        # resolving needs a reason; with one it closes the letter, the e-mail in it masked
+        await page.click("#resolve")
+        await expect(page.locator("#dl-action-status")).to_contain_text(
+            "Resolve refused: HTTP 422: reason: required")
+        await page.fill("#dl-resolution", "sent again fixed, asked ops@acme.example")
+        await page.click("#resolve")
+        await expect(page.locator("#dl-action-status")).to_contain_text("Resolved by key-0")
+        await expect(page.locator("#dl-action-status")).not_to_contain_text("ops@acme.example")
+        await page.select_option("#dl-state", "resolved")
+        await page.click("#dl-filter button[type=submit]")
+        await expect(row.locator(".state")).to_contain_text("resolved; by key-0: sent again")
 
         # -- breakers: the executor's, one of them open (as the executor records a trip),
         # reset by an admin
@@ -449,6 +463,8 @@ async def test_auditors_read_only_and_reviewers_are_refused(settings: Settings, 
         await expect(rows(page, "breakers").first).to_be_visible()
         await expect(page.locator("#breakers button.reset")).to_have_count(0)
         await page.click('.tabs button[data-view="dead-letters"]')
+        await page.select_option("#dl-state", "")  # every state: the admin's test may have
+        await page.click("#dl-filter button[type=submit]")  # closed the open ones
         await rows(page, "dead-letters").first.locator("button").click()
         await expect(page.locator("#dl-detail")).to_be_visible()
         await expect(page.locator("#replay")).to_be_hidden()

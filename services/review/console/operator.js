@@ -264,7 +264,7 @@ $("redrive-reason").addEventListener("keydown", (event) => {
 // -- dead letters ------------------------------------------------------------------------------
 async function loadDeadLetters(keepStatus) {
   if (keepStatus !== true) clearLines();
-  const params = new URLSearchParams({ tenant: $("dl-tenant").value.trim(), page_size: "100" });
+  const params = new URLSearchParams({ tenant: $("dl-tenant").value.trim(), state: $("dl-state").value, page_size: "100" });
   try {
     const data = await opApi("GET", `/api/operator/dead-letters?${params}`);
     const body = document.querySelector("#dead-letters tbody");
@@ -276,15 +276,21 @@ async function loadDeadLetters(keepStatus) {
       open.setAttribute("aria-label", `Show dead letter ${letter.dead_letter_id}`);
       open.addEventListener("click", () => openLetter(letter.dead_letter_id));
       const first = el("td"); first.append(open);
-      const replayed = letter.replay_count ? `${letter.replay_count}× (last by ${letter.replayed_by})` : "never";
       row.append(first, el("td", letter.tenant_id || "–"), el("td", letter.source_topic),
-        el("td", `${letter.reason_code}: ${letter.reason}`), el("td", when(letter.failed_at)), el("td", replayed, "replayed"));
+        el("td", `${letter.reason_code}: ${letter.reason}`), el("td", when(letter.failed_at)), el("td", letterState(letter), "state"));
       return row;
     }));
     setLine("dl-status", `${data.dead_letters.length} letter${data.dead_letters.length === 1 ? "" : "s"}.`);
   } catch (err) {
     setLine("dl-status", problemText(err), true);
   }
+}
+
+function letterState(letter) {
+  const parts = [letter.state];
+  if (letter.resolved_at) parts.push(`by ${letter.resolved_by}: ${letter.resolution}`);
+  if (letter.replay_count) parts.push(`replayed ${letter.replay_count}× (last by ${letter.replayed_by})`);
+  return parts.join("; ");
 }
 
 async function openLetter(id, keepStatus) {
@@ -295,7 +301,7 @@ async function openLetter(id, keepStatus) {
     op.letter = letter;
     $("dl-detail").hidden = false;
     $("dl-id").textContent = letter.dead_letter_id;
-    $("dl-reason").textContent = `${letter.reason_code}: ${letter.reason} (from ${letter.source_topic}[${letter.partition}]@${letter.offset}, ${letter.service})`;
+    $("dl-reason").textContent = `${letter.reason_code}: ${letter.reason} (from ${letter.source_topic}[${letter.partition}]@${letter.offset}, ${letter.service}); ${letterState(letter)}`;
     $("dl-headers").textContent = Object.entries(letter.headers).map(([k, v]) => `${k}: ${v}`).join("\n") || "(none)";
     $("dl-value").textContent = letter.purged ? "(purged by retention)" : letter.value;
     $("dl-actions").hidden = !(op.session && op.session.may_act);
@@ -318,6 +324,20 @@ $("replay").addEventListener("click", async () => {
     loadDeadLetters(true);
   } catch (err) {
     setLine("dl-action-status", `Replay refused: ${problemText(err)}`, true);
+  }
+});
+$("resolve").addEventListener("click", async () => {
+  const letter = op.letter;
+  if (!letter) return;
+  clearLines();
+  try {
+    const data = await opApi("POST", `/api/operator/dead-letters/${encodeURIComponent(letter.dead_letter_id)}/resolve`,
+      { reason: $("dl-resolution").value });
+    await openLetter(letter.dead_letter_id, true);
+    setLine("dl-action-status", `Resolved by ${data.dead_letter.resolved_by}: ${data.dead_letter.resolution}`);
+    loadDeadLetters(true);
+  } catch (err) {
+    setLine("dl-action-status", `Resolve refused: ${problemText(err)}`, true);
   }
 });
 
