@@ -313,7 +313,22 @@ def _gauges() -> dict[str, Any]:
                       "Inference, compute and review cost per automated task.", labels),
         "e2e": Gauge("switchyard_kpi_end_to_end_seconds",
                      "End-to-end latency quantiles of terminal tasks.", ["tenant", "quantile"]),
+        "letters_open": Gauge("switchyard_kpi_dead_letters_open",
+                              "Dead letters neither replayed nor resolved (tenant '*': those "
+                              "whose record named no tenant).", labels),
+        "letter_age": Gauge("switchyard_kpi_dead_letter_oldest_open_seconds",
+                            "Age of the oldest open dead letter.", labels),
     }
+
+
+#: Open dead letters per tenant (the partial index dead_letters_open serves it); a letter
+#: whose record named no tenant is the operators' ("*", as in the audit chain).
+_OPEN_LETTERS = """
+SELECT coalesce(nullif(tenant_id, ''), '*') AS tenant, count(*) AS n,
+       extract(epoch FROM now() - min(failed_at))::float8 AS oldest_s
+  FROM dead_letters WHERE replayed_at IS NULL AND resolved_at IS NULL
+ GROUP BY 1
+"""
 
 
 class KpiExporter:
@@ -327,6 +342,8 @@ class KpiExporter:
         self.idle_after_s = settings.kpi_idle_after_s
         self.gauges = _gauges()
         self.exporting = False
+        #: tenants that had open dead letters since the series were last cleared
+        self._letter_tenants: set[str] = set()
 
     async def refresh(self, conn: asyncpg.Connection | asyncpg.Pool | None = None
                       ) -> list[TenantKpis]:
@@ -349,7 +366,20 @@ class KpiExporter:
                                     ("0.99", k.p99_seconds)):
                 if value is not None:
                     g["e2e"].labels(k.tenant_id, quantile).set(value)
+        await self._refresh_open_letters(conn or self.pool)
         return all_kpis
+
+    async def _refresh_open_letters(self, conn: asyncpg.Connection | asyncpg.Pool) -> None:
+        """The operators' queue per tenant; a tenant whose last open letter was replayed or
+        resolved shows 0 rather than its last count."""
+        rows = {row["tenant"]: row for row in await conn.fetch(_OPEN_LETTERS)}
+        for tenant in self._letter_tenants - rows.keys():
+            self.gauges["letters_open"].labels(tenant).set(0)
+            self.gauges["letter_age"].labels(tenant).set(0)
+        for tenant, row in rows.items():
+            self.gauges["letters_open"].labels(tenant).set(row["n"])
+            self.gauges["letter_age"].labels(tenant).set(row["oldest_s"])
+        self._letter_tenants |= rows.keys()
 
     def clear(self) -> None:
         """Export no KPI series (another replica exports them)."""
@@ -360,6 +390,7 @@ class KpiExporter:
     def clear_series(self) -> None:
         for gauge in self.gauges.values():
             gauge.clear()
+        self._letter_tenants.clear()
 
     async def run(self) -> None:
         """Try to become the deployment's exporter every ``interval_s``; export while it is."""

@@ -6,8 +6,11 @@ their deliveries, and delivering a failed one again)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import threading
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -55,10 +58,10 @@ KEYS = {"acme-admin": ("acme", "admin"), "acme-audit": ("acme", "auditor"),
 @pytest.fixture(scope="module")
 def settings(settings: Settings) -> Settings:
     """API keys on; a webhook delivery fails for good after one attempt, so a test sees
-    failed deliveries at once."""
+    failed deliveries at once; the KPI gauges refreshed every half second."""
     return settings.replace(api_keys=",".join(f"{k}:{t}:{r}" for k, (t, r) in KEYS.items()),
                             client_api_key="acme-admin", webhook_max_attempts=1,
-                            webhook_backoff_s=0.2)
+                            webhook_backoff_s=0.2, kpi_refresh_s=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -230,6 +233,24 @@ async def test_a_letter_that_needs_no_replay_is_resolved_and_leaves_the_open_one
         return {r["dead_letter_id"] for r in rows if r["state"] == state or state == "all"}
 
     assert letter_id in listed("open") and letter_id not in listed("resolved")
+
+    def queue_gauges() -> tuple[float, float] | None:
+        """acme's open letters and the oldest one's age, as the KPI exporter exports them."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{settings.ingest_metrics_port}"
+                                    "/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+        found = [re.search(rf'^switchyard_kpi_{name}{{tenant="acme"}} (\S+)$', metrics, re.M)
+                 for name in ("dead_letters_open", "dead_letter_oldest_open_seconds")]
+        return None if None in found else (float(found[0][1]), float(found[1][1]))
+
+    async def gauges_show(count: int) -> tuple[float, float] | None:
+        gauges = await asyncio.to_thread(queue_gauges)
+        return gauges if gauges and gauges[0] == count else None
+
+    before = len(listed("open"))
+    _, age = await eventually(lambda: gauges_show(before),
+                              "the open letters' gauge to count them", 30, 0.5)
+    assert age > 0
     # auditors may not; a reason is required (a usage error before any call) and kept
     # with the e-mail address in it masked
     rc, results, _ = run_json(settings, "resolve", letter_id, "--reason", "x",
@@ -246,6 +267,7 @@ async def test_a_letter_that_needs_no_replay_is_resolved_and_leaves_the_open_one
     assert done["state"] == "resolved" and done["resolved_by"] and done["resolved_at"]
     assert done["resolution"] == "sent again corrected; asked [EMAIL REDACTED]"
     assert letter_id not in listed("open") and letter_id in listed("resolved")
+    await eventually(lambda: gauges_show(before - 1), "the gauge to count one fewer", 30, 0.5)
     text = switchyard(settings, "dead-letters", "list", "--state", "resolved", "--since",
                       "1m", "--topic", INTAKE.full_name(settings), "--api-key", "acme-admin")
     assert text.returncode == 0 and "1 dead letter(s)" in text.stdout, text.stderr
