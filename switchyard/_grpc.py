@@ -25,13 +25,12 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import propagate, trace
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 
 from switchyard._auth import ApiKeyAuthenticator, MethodPolicy, Role, principal_var
 from switchyard._ratelimit import RATE_LIMITED, TenantLimiter
 from switchyard._settings import Settings
 from switchyard._transient import TRANSIENT_ERRORS
-from switchyard._telemetry import GRPC_REQUESTS, GRPC_SECONDS
+from switchyard._telemetry import GRPC_REQUESTS, GRPC_SECONDS, spans_recorded
 from switchyard.v1 import FieldViolation as ItemFieldViolation
 from switchyard.v1 import ItemError
 
@@ -416,7 +415,11 @@ async def start_server(settings: Settings, service: str, port: int,
     (it records the server span: tracing sees everything, refusals included).
     """
     tracing = settings.otel_exporter != "none"
-    interceptors: list[grpc.aio.ServerInterceptor] = [aio_server_interceptor()] if tracing else []
+    interceptors: list[grpc.aio.ServerInterceptor] = []
+    if tracing:  # imported only then: OpenTelemetry's instrumentation loads pkg_resources
+        from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+        interceptors.append(aio_server_interceptor())
     interceptors.append(CallInterceptor(service, ApiKeyAuthenticator(settings.api_keys), policy,
                                         limiter, rate_limited, continue_traces=not tracing))
     server = grpc.aio.server(
@@ -545,13 +548,20 @@ class ClientTls:
 def create_channel(target: str, api_key: str | None = None, *, ca_file: str = "",
                    cert_file: str = "", key_file: str = "",
                    server_name: str = "") -> grpc.aio.Channel:
-    """A client channel with tracing, the API key on every call when given, and TLS when a
-    CA is given (plus a client certificate for mutual TLS)."""
-    interceptors: list[Any] = []
-    if api_key:
-        # One object per call type: grpc.aio files a multi-type interceptor under one type only.
-        interceptors += [_ApiKeyUnaryInterceptor(api_key), _ApiKeyStreamInterceptor(api_key)]
-    interceptors += aio_client_interceptors()
+    """A client channel that carries the caller's trace, the API key on every call when
+    given, and TLS when a CA is given (plus a client certificate for mutual TLS).
+
+    In a process that records spans (:func:`spans_recorded`) OpenTelemetry's interceptors
+    record a client span per call and send its context; otherwise the call's metadata carries
+    the current trace context as they would (the trace id is the caller's either way), and
+    OpenTelemetry's instrumentation is not loaded at all (it imports pkg_resources: a tenth
+    of a second of every command-line call and service start)."""
+    # One object per call type: grpc.aio files a multi-type interceptor under one type only.
+    interceptors: list[Any] = [_CallMetadataUnary(api_key), _CallMetadataStream(api_key)]
+    if spans_recorded():
+        from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+        interceptors += aio_client_interceptors()
     if not ca_file:
         return grpc.aio.insecure_channel(target, interceptors=interceptors)
     tls = ClientTls(ca_file, cert_file, key_file, server_name)
@@ -567,21 +577,29 @@ def client_channel(settings: Settings, target: str) -> grpc.aio.Channel:
                           **(tls.as_dict() if tls else {}))
 
 
-class _ApiKeyMetadata:
-    def __init__(self, api_key: str) -> None:
-        self._metadata = ("authorization", f"Bearer {api_key}")
+class _CallMetadata:
+    """Adds the API key (when there is one) and, unless OpenTelemetry's interceptors do it
+    (spans recorded), the current trace context (``traceparent``) to each call."""
 
-    def _with_key(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        metadata = grpc.aio.Metadata(*(details.metadata or ()), self._metadata)
+    def __init__(self, api_key: str | None) -> None:
+        self._key = (("authorization", f"Bearer {api_key}"),) if api_key else ()
+
+    def _with_metadata(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        carrier: dict[str, str] = {}
+        if not spans_recorded():
+            propagate.inject(carrier)
+        if not carrier and not self._key:
+            return details
+        metadata = grpc.aio.Metadata(*(details.metadata or ()), *self._key, *carrier.items())
         return details._replace(metadata=metadata)  # type: ignore[attr-defined]
 
 
-class _ApiKeyUnaryInterceptor(_ApiKeyMetadata, grpc.aio.UnaryUnaryClientInterceptor):
+class _CallMetadataUnary(_CallMetadata, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self._with_key(details), request)
+        return await continuation(self._with_metadata(details), request)
 
 
-class _ApiKeyStreamInterceptor(_ApiKeyMetadata, grpc.aio.UnaryStreamClientInterceptor):
+class _CallMetadataStream(_CallMetadata, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self._with_key(details), request)
+        return await continuation(self._with_metadata(details), request)
 

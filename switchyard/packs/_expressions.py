@@ -20,12 +20,36 @@ import datetime as dt
 import json
 import math
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
-import cel
-import cel.stdlib as _stdlib
+
+
+def _cel_without_its_cli() -> ModuleType:
+    """``import cel``, without the package's command-line interface.
+
+    common-expression-language's ``__init__`` imports its REPL (``cel.cli``: typer, rich,
+    prompt_toolkit), about 0.17 s of CPU in every service and command that loads a pack,
+    none of it used here. While the package initialises, ``cel.cli`` is a placeholder; it
+    is taken out again afterwards, so an ``import cel.cli`` elsewhere loads the real one.
+    """
+    if "cel" in sys.modules:
+        return sys.modules["cel"]
+    placeholder = ModuleType("cel.cli", "not loaded by switchyard (see _cel_without_its_cli)")
+    sys.modules["cel.cli"] = placeholder
+    try:
+        import cel
+    finally:
+        if sys.modules.get("cel.cli") is placeholder:
+            del sys.modules["cel.cli"]
+    return cel
+
+
+cel = _cel_without_its_cli()
+import cel.stdlib as _stdlib  # noqa: E402 (after the package, loaded as above)
 
 #: The names a decision rule (and its explanation) may use.
 DECISION_VARIABLES: frozenset[str] = frozenset(

@@ -97,3 +97,26 @@ def test_extension_functions_and_what_is_withheld() -> None:
     # lists.range(n) would build a list of any length in one call
     with pytest.raises(ValueError, match="unknown name lists"):
         compile_condition("size(lists.range(100000000)) > 0", "r")
+
+
+def test_loading_the_engine_leaves_cels_command_line_out_and_rules_still_run() -> None:
+    """The CEL package's REPL (typer, rich, prompt_toolkit: a fifth of a second of every
+    service's start) is not loaded with the pack engine; an ``import cel.cli`` afterwards
+    still gets the real one."""
+    import subprocess
+    import sys
+
+    script = """
+import sys
+from switchyard.packs import compile_condition, evaluate_condition
+condition = compile_condition("fields.total > 10 && size(fields.lines) == 2", "test",
+                              {"fields"})
+print(evaluate_condition(condition, {"fields": {"total": 12.5, "lines": [1, 2]}}))
+print(sorted(m for m in ("cel.cli", "prompt_toolkit", "typer") if m in sys.modules))
+import cel.cli
+print(hasattr(cel.cli, "app"))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:3] == ["True", "[]", "True"], done.stdout

@@ -177,6 +177,51 @@ async def test_without_an_exporter_the_callers_trace_is_carried_by_one_intercept
         await server.stop(0)
 
 
+async def test_without_an_exporter_a_client_channel_sends_the_current_trace() -> None:
+    """A service's outgoing call carries the trace it works in (the task's, from its Kafka
+    record) as OpenTelemetry's interceptor would, without that interceptor or its
+    instrumentation package loaded; and the API key."""
+    import subprocess
+    import sys
+
+    script = """
+import asyncio, sys
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from switchyard import Settings
+from switchyard.rpc import create_channel, start_server
+from switchyard.access import Role
+from switchyard.telemetry import configure_tracing
+from switchyard.v1 import (DecideRequest, DecisionServiceStub,
+                           add_DecisionServiceServicer_to_server)
+from tests.security.test_grpc_transport_and_auth import EchoTrace, METHOD
+
+async def main():
+    settings = Settings(otel_exporter="none", api_keys="k1:acme:submitter")
+    configure_tracing(settings, "test")
+    server = await start_server(settings, "test", PORT,
+        [(add_DecisionServiceServicer_to_server, EchoTrace(), "switchyard.v1.DecisionService")],
+        {METHOD: frozenset({Role.SUBMITTER})})
+    channel = create_channel("127.0.0.1:PORT", "k1")
+    caller = SpanContext(trace_id=0x4bf92f3577b34da6a3ce929d0e0e4736, span_id=0x99,
+                         is_remote=False, trace_flags=TraceFlags(0))
+    with trace.use_span(NonRecordingSpan(caller)):
+        reply = await DecisionServiceStub(channel).Decide(DecideRequest())
+    await channel.close()
+    await server.stop(0)
+    print(reply.decision.rule)
+    print("instrumentation loaded" if "opentelemetry.instrumentation.grpc" in sys.modules
+          else "instrumentation not loaded")
+
+asyncio.run(main())
+""".replace("PORT", str(free_port()))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["4bf92f3577b34da6a3ce929d0e0e4736",
+                                           "instrumentation not loaded"], done.stdout
+
+
 async def test_the_interceptor_builds_each_methods_handler_once() -> None:
     interceptor = CallInterceptor("test", ApiKeyAuthenticator(""), {})
     looked_up: list[str] = []
