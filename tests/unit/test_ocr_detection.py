@@ -105,3 +105,13 @@ def test_a_strip_is_padded_to_the_detectors_side_not_enlarged(ocr_model: object)
     shapes.clear()
     _read(ocr_model, _page(24, size=(900, 500)), shapes)
     assert shapes == [(500, 900)]
+
+
+def test_the_engines_sessions_let_idle_threads_sleep(ocr_model: object) -> None:
+    """As the config ships it (allow_spinning "0"): every onnxruntime session of the engine
+    (detector, angle classifier, recogniser) was made with spinning off."""
+    engine = ocr_model.engine  # type: ignore[attr-defined]
+    for part in (engine.text_det, engine.text_cls, engine.text_rec):
+        made = part.infer if hasattr(part, "infer") else part.session  # (the recogniser's)
+        options = made.session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"

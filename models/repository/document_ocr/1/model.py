@@ -114,6 +114,27 @@ def _merge_pieces(tokens, pieces):
     return words if index == len(pieces) else None
 
 
+def _without_spinning():
+    """Have the engine's onnxruntime sessions made with idle worker threads that sleep.
+
+    By default onnxruntime's intra-op threads spin, waiting for the next operator, so on a
+    CPU shared with other work (the services, another model) they burn cycles doing
+    nothing. RapidOCR builds its sessions from its own options and offers no setting for
+    this, so the options it makes are extended here, in this model's own process, before
+    the engine is built."""
+    from rapidocr_onnxruntime.utils import infer_engine
+
+    made = infer_engine.OrtInferSession._init_sess_opts
+
+    def options(config):
+        opts = made(config)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        return opts
+
+    infer_engine.OrtInferSession._init_sess_opts = staticmethod(options)
+
+
 class TritonPythonModel:
     def initialize(self, args):
         if RapidOCR is None:
@@ -124,6 +145,8 @@ class TritonPythonModel:
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
         gpu = args.get("model_instance_kind") == "GPU"
         cuda = gpu and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+        if params.get("allow_spinning", "1") == "0":
+            _without_spinning()
         self.engine = RapidOCR(det_use_cuda=cuda, cls_use_cuda=cuda, rec_use_cuda=cuda)
         lines_per_call = int(params.get("rec_batch_num") or 6)
         self.det_max_side = int(params.get("det_max_side") or 0)
@@ -136,7 +159,8 @@ class TritonPythonModel:
         side = self.engine.text_det.limit_side_len
         pb_utils.Logger.log_info(
             f"document_ocr {params.get('model_version', '?')} loaded: {params.get('engine', '')}"
-            f", cuda={cuda}, lines per call={lines_per_call}, detection on "
+            f", cuda={cuda}, spinning threads={params.get('allow_spinning', '1') != '0'}, "
+            f"lines per call={lines_per_call}, detection on "
             f"{self.det_max_side or 'the full'} px, a short side under {side} px padded to "
             f"{side} px where the detector would enlarge it over {PAD_OVER_ENLARGING:g}x (as "
             f"the engine does by itself again under {self.det_min_line_px:g} px lines)")
