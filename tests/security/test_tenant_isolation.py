@@ -72,6 +72,7 @@ from switchyard.v1 import (
     RegisterWebhookSourceRequest,
     ReleaseRequest,
     ReplayDeadLetterRequest,
+    ResolveDeadLetterRequest,
     RedriveTaskRequest,
     RenewRequest,
     ResetBreakerRequest,
@@ -405,13 +406,16 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
             "PackService/GetTenantSettings": (lambda: packs.GetTenantSettings(
                 GetTenantSettingsRequest(tenant_id="globex")),
                 grpc.StatusCode.PERMISSION_DENIED),
-            # dead letters: a tenant's admin reads and replays its own tenant's only
+            # dead letters: a tenant's admin reads, replays and resolves its own tenant's only
             "DeadLetterService/ListDeadLetters": (lambda: letters.ListDeadLetters(
                 ListDeadLettersRequest(tenant_id="globex")), grpc.StatusCode.PERMISSION_DENIED),
             "DeadLetterService/GetDeadLetter": (lambda: letters.GetDeadLetter(
                 GetDeadLetterRequest(dead_letter_id=letter_id)), grpc.StatusCode.NOT_FOUND),
             "DeadLetterService/ReplayDeadLetter": (lambda: letters.ReplayDeadLetter(
                 ReplayDeadLetterRequest(dead_letter_id=letter_id)), grpc.StatusCode.NOT_FOUND),
+            "DeadLetterService/ResolveDeadLetter": (lambda: letters.ResolveDeadLetter(
+                ResolveDeadLetterRequest(dead_letter_id=letter_id, reason="not ours")),
+                grpc.StatusCode.NOT_FOUND),
             # consents: a tenant's admin manages its own tenant's only
             "ConsentService/SetConsent": (lambda: consents.SetConsent(SetConsentRequest(
                 tenant_id="globex", subject_ref="globex-student-1", granted=False,

@@ -312,34 +312,25 @@ async function openLetter(id, keepStatus) {
 }
 
 $("dl-filter").addEventListener("submit", (event) => { event.preventDefault(); loadDeadLetters(); });
-$("replay").addEventListener("click", async () => {
+// Replay or resolve the open letter: POST its action, show the letter as marked, list again.
+async function letterAction(action, body, done, refused) {
   const letter = op.letter;
   if (!letter) return;
   clearLines();
   try {
-    const data = await opApi("POST", `/api/operator/dead-letters/${encodeURIComponent(letter.dead_letter_id)}/replay`,
-      { force: $("dl-force").checked });
+    const data = await opApi("POST", `/api/operator/dead-letters/${encodeURIComponent(letter.dead_letter_id)}/${action}`, body);
     await openLetter(letter.dead_letter_id, true);
-    setLine("dl-action-status", `Replayed to ${data.dead_letter.source_topic} (${data.dead_letter.replay_count}× in all, by ${data.dead_letter.replayed_by}).`);
+    setLine("dl-action-status", done(data.dead_letter));
     loadDeadLetters(true);
   } catch (err) {
-    setLine("dl-action-status", `Replay refused: ${problemText(err)}`, true);
+    setLine("dl-action-status", `${refused} refused: ${problemText(err)}`, true);
   }
-});
-$("resolve").addEventListener("click", async () => {
-  const letter = op.letter;
-  if (!letter) return;
-  clearLines();
-  try {
-    const data = await opApi("POST", `/api/operator/dead-letters/${encodeURIComponent(letter.dead_letter_id)}/resolve`,
-      { reason: $("dl-resolution").value });
-    await openLetter(letter.dead_letter_id, true);
-    setLine("dl-action-status", `Resolved by ${data.dead_letter.resolved_by}: ${data.dead_letter.resolution}`);
-    loadDeadLetters(true);
-  } catch (err) {
-    setLine("dl-action-status", `Resolve refused: ${problemText(err)}`, true);
-  }
-});
+}
+
+$("replay").addEventListener("click", () => letterAction("replay", { force: $("dl-force").checked },
+  (marked) => `Replayed to ${marked.source_topic} (${marked.replay_count}× in all, by ${marked.replayed_by}).`, "Replay"));
+$("resolve").addEventListener("click", () => letterAction("resolve", { reason: $("dl-resolution").value },
+  (marked) => `Resolved by ${marked.resolved_by}: ${marked.resolution}`, "Resolve"));
 
 // -- breakers --------------------------------------------------------------------------------
 async function loadBreakers(keepStatus) {
