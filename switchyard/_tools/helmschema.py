@@ -132,15 +132,15 @@ def settings_schema() -> dict[str, Any]:
 def secrets_schema() -> dict[str, Any]:
     """``config.secrets``: every secret setting the chart does not manage, as a Secret key."""
     properties = {
-        f.name: {"$ref": "#/definitions/secretKeyRef",
+        f.name: {"$ref": "#/definitions/settingSecretRef",
                  "description": f"{env_var(f.name)}: {f.metadata['doc']}"}
         for f in _fields() if f.metadata["secret"]
     }
     return {
         "type": "object",
         "description": "Secret settings by field name, each read from a key of an existing "
-                       "Secret (secretKeyRef); never inline (generated from "
-                       "switchyard/_settings.py).",
+                       "Secret (secretKeyRef), by every workload or only those named in "
+                       "`workloads`; never inline (generated from switchyard/_settings.py).",
         "properties": properties,
         "additionalProperties": False,
     }
@@ -159,6 +159,27 @@ SECRET_KEY_REF = {
 }
 
 
+#: The chart's workloads, as ``config.secrets.*.workloads`` names them: the services and the
+#: Jobs (the topic and migration hooks, the retention purge, the retraining).
+WORKLOADS = ("ingest", "decision", "executor", "review", "hooks", "purge", "retrain")
+
+SETTING_SECRET_REF = {
+    "type": "object",
+    "description": "A key of an existing Secret in the release namespace, for a setting.",
+    "properties": {
+        **SECRET_KEY_REF["properties"],
+        "workloads": {
+            "type": "array", "minItems": 1, "uniqueItems": True,
+            "items": {"enum": list(WORKLOADS)},
+            "description": "Only these workloads get it (least privilege: an intake signing "
+                           "key only to ingest); omitted: every one.",
+        },
+    },
+    "required": ["existingSecret", "key"],
+    "additionalProperties": False,
+}
+
+
 def render(current: dict[str, Any]) -> str:
     """``current`` (the whole values schema) with its generated parts replaced, as text."""
     schema = json.loads(json.dumps(current))
@@ -166,6 +187,7 @@ def render(current: dict[str, Any]) -> str:
     config["settings"] = settings_schema()
     config["secrets"] = secrets_schema()
     schema["definitions"]["secretKeyRef"] = SECRET_KEY_REF
+    schema["definitions"]["settingSecretRef"] = SETTING_SECRET_REF
     return json.dumps(schema, indent=2) + "\n"
 
 

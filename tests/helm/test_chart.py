@@ -430,6 +430,48 @@ def test_secrets_are_referenced_never_inlined(prod_manifests: list[Manifest],
         assert not re.search(pattern, text), f"secret-looking text in the render: {pattern}"
 
 
+def test_a_secret_setting_goes_only_to_the_workloads_it_names(render: Renderer,
+                                                             helm: Path) -> None:
+    """Least privilege: ``workloads`` keeps a secret setting from the pods that do not read
+    it (the downstream database's DSN only in the executor); an entry without it reaches
+    every Switchyard workload, the Jobs included."""
+    docs = render(sets=[
+        "config.secrets.executor_sql_dsn.existingSecret=erp",
+        "config.secrets.executor_sql_dsn.key=dsn",
+        "config.secrets.executor_sql_dsn.workloads={executor}",
+        "config.secrets.intake_signing_keys.existingSecret=intake",
+        "config.secrets.intake_signing_keys.key=keys",
+        "config.secrets.intake_signing_keys.workloads={ingest,decision}",
+        "config.secrets.encryption_keys.existingSecret=enc",
+        "config.secrets.encryption_keys.key=keys",
+        "retrain.enabled=true", "triton.modelRepository.source=pvc",
+        "triton.modelRepository.pvc.claimName=models",
+        "triton.modelRepository.pvc.subPath=repository"])
+    seen = {}
+    for workload in (m for m in docs if m["kind"] in ("Deployment", "Job", "CronJob")):
+        component = workload["metadata"]["labels"]["app.kubernetes.io/component"]
+        if component in TRITON_POOLS:
+            continue
+        (container,) = pod_spec(workload)["containers"]
+        env = env_of(container)
+        seen[component] = {name for name in ("SWITCHYARD_EXECUTOR_SQL_DSN",
+                                              "SWITCHYARD_INTAKE_SIGNING_KEYS",
+                                              "SWITCHYARD_ENCRYPTION_KEYS") if name in env}
+        assert env["SWITCHYARD_ENCRYPTION_KEYS"]["valueFrom"]["secretKeyRef"] == {
+            "name": "enc", "key": "keys"}
+    assert seen == {
+        "ingest": {"SWITCHYARD_INTAKE_SIGNING_KEYS", "SWITCHYARD_ENCRYPTION_KEYS"},
+        "decision": {"SWITCHYARD_INTAKE_SIGNING_KEYS", "SWITCHYARD_ENCRYPTION_KEYS"},
+        "executor": {"SWITCHYARD_EXECUTOR_SQL_DSN", "SWITCHYARD_ENCRYPTION_KEYS"},
+        **{c: {"SWITCHYARD_ENCRYPTION_KEYS"} for c in ("review", "purge", "retrain", "hooks")},
+    }
+    for bad in ("{worker}", "{}"):
+        err = helm_error(helm, "--set", "config.secrets.executor_sql_dsn.existingSecret=erp",
+                         "--set", "config.secrets.executor_sql_dsn.key=dsn",
+                         "--set", f"config.secrets.executor_sql_dsn.workloads={bad}")
+        assert "workloads" in err, err
+
+
 def test_secret_values_cannot_be_put_in_values(helm: Path) -> None:
     """Values have no key for a secret's value: the schema rejects an inlined DSN/password."""
     err = helm_error(helm, "--set", "postgres.dsn=postgresql://sy:hunter2@db/sy")

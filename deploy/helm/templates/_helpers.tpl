@@ -209,8 +209,12 @@ while :; do
 done
 {{- end -}}
 
-{{/* Environment shared by every Switchyard container (services and hook Jobs). */}}
+{{/* Environment of a Switchyard container: (list $root workload), the workload one of
+ingest, decision, executor, review (the services), hooks, purge, retrain (the Jobs). An
+entry of config.secrets with `workloads` goes to those only; without, to every one. */}}
 {{- define "switchyard.env" -}}
+{{- $workload := index . 1 -}}
+{{- with index . 0 -}}
 {{- $ports := fromJson (include "switchyard.ports" .) -}}
 {{- $k := .Values.kafka -}}
 - name: SWITCHYARD_BIND_HOST
@@ -296,11 +300,13 @@ done
   value: {{ include "switchyard.envValue" $value | quote }}
 {{- end }}
 {{- range $name, $ref := .Values.config.secrets }}
+{{- if or (not $ref.workloads) (has $workload $ref.workloads) }}
 - name: {{ printf "SWITCHYARD_%s" (upper $name) }}
   valueFrom:
     secretKeyRef:
       name: {{ $ref.existingSecret | quote }}
       key: {{ $ref.key | quote }}
+{{- end }}
 {{- end }}
 {{- with .Values.tls }}
 {{- if .existingSecret }}
@@ -314,6 +320,7 @@ done
 {{- end }}
 {{- end }}
 {{- end }}
+{{- end -}}
 {{- end -}}
 
 {{/*
