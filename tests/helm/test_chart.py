@@ -907,3 +907,26 @@ def test_image_installs_the_otlp_exporter_and_not_the_embedded_stack() -> None:
     assert re.findall(r"pip install (\S+)", stages["dev-builder"]) == ["'.[stack]'"]
     setup = (ROOT / "Makefile").read_text()
     assert "-e '.[dev,stack]'" in setup
+
+
+def test_pods_spread_over_nodes_and_zones_by_default(render: Renderer) -> None:
+    """Each service and Triton pool without constraints of its own gets soft ones on its own
+    pods; a list in values replaces them, and ``spread: none`` leaves them out."""
+    docs = render(sets=["tritonSpill.enabled=true"])
+    for workload in by_kind(docs, "Deployment"):
+        component = workload["metadata"]["labels"]["app.kubernetes.io/component"]
+        constraints = pod_spec(workload)["topologySpreadConstraints"]
+        assert [(c["topologyKey"], c["whenUnsatisfiable"], c["maxSkew"]) for c in constraints] \
+            == [("kubernetes.io/hostname", "ScheduleAnyway", 1),
+                ("topology.kubernetes.io/zone", "ScheduleAnyway", 1)], component
+        for c in constraints:
+            assert selects(c["labelSelector"], pod_labels(workload))
+            assert c["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == component
+    own = render(sets=["services.review.spread=none",
+                       "services.ingest.topologySpreadConstraints[0].maxSkew=2",
+                       "services.ingest.topologySpreadConstraints[0].topologyKey=rack",
+                       "services.ingest.topologySpreadConstraints[0].whenUnsatisfiable="
+                       "DoNotSchedule"])
+    assert "topologySpreadConstraints" not in pod_spec(one(own, "Deployment", "review"))
+    assert pod_spec(one(own, "Deployment", "ingest"))["topologySpreadConstraints"] == [
+        {"maxSkew": 2, "topologyKey": "rack", "whenUnsatisfiable": "DoNotSchedule"}]

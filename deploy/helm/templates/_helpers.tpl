@@ -497,3 +497,27 @@ affinity:
 priorityClassName: {{ . }}
 {{- end }}
 {{- end -}}
+
+{{/*
+A workload's topologySpreadConstraints: (list $root component values). The values' own list
+when given; otherwise, with `spread: soft` (the default), one soft constraint over nodes and
+one over zones on the component's pods (ScheduleAnyway: a one-node cluster still schedules);
+`spread: none`, nothing.
+*/}}
+{{- define "switchyard.topologySpread" -}}
+{{- $root := index . 0 -}}{{- $component := index . 1 -}}{{- $v := index . 2 -}}
+{{- if $v.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml $v.topologySpreadConstraints | nindent 2 }}
+{{- else if eq ($v.spread | default "soft") "soft" }}
+topologySpreadConstraints:
+{{- range $key := list "kubernetes.io/hostname" "topology.kubernetes.io/zone" }}
+  - maxSkew: 1
+    topologyKey: {{ $key }}
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- include "switchyard.selectorLabels" (list $root $component) | nindent 8 }}
+{{- end }}
+{{- end }}
+{{- end -}}
