@@ -155,7 +155,9 @@ def test_review_list_and_breakers_speak_mutual_tls(settings: Settings) -> None:
 def test_demo_runs_over_mutual_tls(settings: Settings) -> None:
     """``switchyard demo`` submits, reviews (its reviewer bot) and waits for every task over
     the client TLS settings; it exits 0 only when every accepted task ended."""
-    demo = cli(settings, "demo", "--tasks", "6", "--seed", "3")
+    # one classroom: its analytics call goes over the same client TLS as four would (the
+    # classroom section's figures are tests/cli/test_demo_classroom.py's)
+    demo = cli(settings, "demo", "--tasks", "6", "--seed", "3", "--classrooms", "1")
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "submitted 6 tasks and 3 malformed ones" in demo.stdout, demo.stdout
     assert "what happened" in demo.stdout, demo.stdout
