@@ -4,7 +4,8 @@ What purge does to each column follows :data:`switchyard._dataclass.STORED`: a p
 keeps its status, kind, metadata (with PII detected in it redacted), scores, rules and
 executed steps (outcome, attempts); the document body and filename (with what the metadata
 kept of an e-mail's content: its subject, text and attachments' names) and their copies in
-review items and dead letters (a claim-checked document's blob is deleted from the blob store), the
+review items and dead letters (a claim-checked document's blob is deleted from the blob
+store; a dead letter's resolution note goes too), the
 extracted fields and the plan payloads built from them (in ``decisions``,
 ``review_decisions``, ``executor_jobs``, ``review_items``), a reviewer's edits and reasons
 (``review_verdicts``, ``review_approvals``), the explanations that quote the document
@@ -302,8 +303,11 @@ async def purge(conn: asyncpg.Connection, default_days: int, per_tenant: dict[st
 
 
 _DEAD_LETTERS_DUE = "WHERE purged_at IS NULL AND failed_at < now() - $1::interval "
+# (an operator's resolution note is free text, as a reviewer's reason: it goes with the bytes;
+# who resolved it and when stay)
 _PURGE_DEAD_LETTERS = ("UPDATE dead_letters SET original_value = NULL, original_key = NULL, "
-                       "original_headers = NULL, purged_at = now() ")
+                       "original_headers = NULL, resolution = CASE WHEN resolved_at IS NULL "
+                       "THEN NULL ELSE '' END, purged_at = now() ")
 
 
 @dataclass(frozen=True)

@@ -302,6 +302,19 @@ async def test_a_letter_that_needs_no_replay_is_resolved_and_leaves_the_open_one
     assert "corrected" not in entries[0]["detail"] and marker.decode() not in \
         entries[0]["detail"]
 
+    # past retention the note goes with the bytes (free text, as a reviewer's reason); who
+    # resolved it and when stay
+    conn = await connect(settings)
+    try:
+        await conn.execute("UPDATE dead_letters SET failed_at = now() - interval '400 days' "
+                           "WHERE dead_letter_id = $1", uuid.UUID(letter_id))
+        await purge(conn, 30, {})
+    finally:
+        await conn.close()
+    rc, shown, _ = run_json(settings, "show", letter_id)
+    assert rc == 0 and shown["purged"] and shown["state"] == "resolved"
+    assert shown["resolution"] is None and shown["resolved_by"] == done["resolved_by"]
+
 
 def test_fuzzed_operator_requests_get_a_status_never_a_crash(
         settings: Settings, stub: DeadLetterServiceStub) -> None:
