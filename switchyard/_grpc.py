@@ -556,9 +556,11 @@ def create_channel(target: str, api_key: str | None = None, *, ca_file: str = ""
     the current trace context as they would (the trace id is the caller's either way), and
     OpenTelemetry's instrumentation is not loaded at all (it imports pkg_resources: a tenth
     of a second of every command-line call and service start)."""
+    recording = spans_recorded()
     # One object per call type: grpc.aio files a multi-type interceptor under one type only.
-    interceptors: list[Any] = [_CallMetadataUnary(api_key), _CallMetadataStream(api_key)]
-    if spans_recorded():
+    interceptors: list[Any] = [_CallMetadataUnary(api_key, not recording),
+                               _CallMetadataStream(api_key, not recording)]
+    if recording:
         from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
         interceptors += aio_client_interceptors()
@@ -578,15 +580,17 @@ def client_channel(settings: Settings, target: str) -> grpc.aio.Channel:
 
 
 class _CallMetadata:
-    """Adds the API key (when there is one) and, unless OpenTelemetry's interceptors do it
-    (spans recorded), the current trace context (``traceparent``) to each call."""
+    """Adds the API key (when there is one) and, with ``trace_context`` (the channel has no
+    OpenTelemetry interceptor to do it), the current trace context (``traceparent``) to each
+    call."""
 
-    def __init__(self, api_key: str | None) -> None:
+    def __init__(self, api_key: str | None, trace_context: bool) -> None:
         self._key = (("authorization", f"Bearer {api_key}"),) if api_key else ()
+        self._trace_context = trace_context
 
     def _with_metadata(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
         carrier: dict[str, str] = {}
-        if not spans_recorded():
+        if self._trace_context:
             propagate.inject(carrier)
         if not carrier and not self._key:
             return details
