@@ -935,3 +935,32 @@ def test_pods_spread_over_nodes_and_zones_by_default(render: Renderer) -> None:
     assert "topologySpreadConstraints" not in pod_spec(one(own, "Deployment", "review"))
     assert pod_spec(one(own, "Deployment", "ingest"))["topologySpreadConstraints"] == [
         {"maxSkew": 2, "topologyKey": "rack", "whenUnsatisfiable": "DoNotSchedule"}]
+
+
+def test_triton_pools_run_under_their_own_service_account(render: Renderer) -> None:
+    """The services' cloud identity (``serviceAccount.annotations``, e.g. IRSA for the blob
+    store) stays with the services: each Triton pool has a ServiceAccount of its own,
+    without annotations and without a mounted token; with ``serviceAccount.create: false``
+    every pod uses the one named."""
+    role = {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/switchyard"}
+    docs = render(sets=["tritonSpill.enabled=true",
+                        f"serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn="
+                        f"{role['eks.amazonaws.com/role-arn']}"])
+    services_sa = one(docs, "ServiceAccount", "serviceaccount")
+    assert services_sa["metadata"]["annotations"] == role
+    for pool in TRITON_POOLS:
+        sa = one(docs, "ServiceAccount", pool)
+        assert not sa["metadata"].get("annotations") and \
+            sa["automountServiceAccountToken"] is False
+        spec = pod_spec(one(docs, "Deployment", pool))
+        assert spec["serviceAccountName"] == sa["metadata"]["name"]
+    for service in SERVICES:
+        assert pod_spec(one(docs, "Deployment", service))["serviceAccountName"] == \
+            services_sa["metadata"]["name"]
+    named = render(sets=["serviceAccount.create=false", "serviceAccount.name=platform-sa"])
+    assert not by_kind(named, "ServiceAccount") or all(
+        s["metadata"]["labels"]["app.kubernetes.io/component"] in ("purge", "hooks")
+        for s in by_kind(named, "ServiceAccount"))
+    for component in (*SERVICES, "triton"):
+        assert pod_spec(one(named, "Deployment", component))["serviceAccountName"] == \
+            "platform-sa"
