@@ -228,9 +228,7 @@ async def replay(pool: asyncpg.Pool, producer: Producer, scope: Scope, letter_id
     async with pool.acquire() as conn, conn.transaction():
         row = await _row(conn, scope, letter_id, lock=True)
         if row["resolved_at"] is not None and not force:
-            raise AlreadyResolved(
-                f"dead letter {letter_id} was resolved at {row['resolved_at'].isoformat()} by "
-                f"{row['resolved_by']} ({row['resolution']}); replay it anyway with force")
+            raise AlreadyResolved(_resolved(letter_id, row) + "; replay it anyway with force")
         if row["replayed_at"] is not None and not force:
             raise AlreadyReplayed(
                 f"dead letter {letter_id} was replayed at {row['replayed_at'].isoformat()} by "
@@ -256,6 +254,12 @@ async def replay(pool: asyncpg.Pool, producer: Producer, scope: Scope, letter_id
     return marked
 
 
+def _resolved(letter_id: uuid.UUID, row: Mapping[str, Any]) -> str:
+    """What a refusal says of a resolved letter: when, by whom, why."""
+    return (f"dead letter {letter_id} was resolved at {row['resolved_at'].isoformat()} by "
+            f"{row['resolved_by']} ({row['resolution']})")
+
+
 async def resolve(pool: asyncpg.Pool, scope: Scope, letter_id: uuid.UUID,
                   principal: Principal, resolution: str) -> asyncpg.Record:
     """Close the letter with ``resolution`` (from :func:`resolution_of`), marked with the
@@ -265,9 +269,7 @@ async def resolve(pool: asyncpg.Pool, scope: Scope, letter_id: uuid.UUID,
     async with pool.acquire() as conn, conn.transaction():
         row = await _row(conn, scope, letter_id, lock=True)
         if row["resolved_at"] is not None:
-            raise AlreadyResolved(
-                f"dead letter {letter_id} was resolved at {row['resolved_at'].isoformat()} by "
-                f"{row['resolved_by']} ({row['resolution']})")
+            raise AlreadyResolved(_resolved(letter_id, row))
         marked = await conn.fetchrow(
             "UPDATE dead_letters SET resolved_at = now(), resolved_by = $2, resolution = $3 "
             f"WHERE dead_letter_id = $1 RETURNING {_COLUMNS}",

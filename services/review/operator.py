@@ -402,10 +402,7 @@ class OperatorApi:
 
     async def redrive(self, request: web.Request, principal: Principal,
                       metadata: tuple[tuple[str, str], ...]) -> web.StreamResponse:
-        body = await _body(request)
-        reason = body.get("reason", "")
-        if not isinstance(reason, str):
-            raise RequestError([("reason", "text")])
+        reason = _field(await _body(request), "reason", str, "", "text")
         response = await self.ingest.RedriveTask(
             RedriveTaskRequest(task_id=request.match_info["task_id"], reason=reason.strip()),
             metadata=metadata, timeout=RPC_TIMEOUT_S)
@@ -441,10 +438,7 @@ class OperatorApi:
 
     async def replay(self, request: web.Request, principal: Principal,
                      metadata: tuple[tuple[str, str], ...]) -> web.StreamResponse:
-        body = await _body(request)
-        force = body.get("force", False)
-        if not isinstance(force, bool):
-            raise RequestError([("force", "true or false")])
+        force = _field(await _body(request), "force", bool, False, "true or false")
         response = await self.dead_letters.ReplayDeadLetter(ReplayDeadLetterRequest(
             dead_letter_id=request.match_info["dead_letter_id"], force=force),
             metadata=metadata, timeout=RPC_TIMEOUT_S)
@@ -452,10 +446,7 @@ class OperatorApi:
 
     async def resolve(self, request: web.Request, principal: Principal,
                       metadata: tuple[tuple[str, str], ...]) -> web.StreamResponse:
-        body = await _body(request)
-        reason = body.get("reason", "")
-        if not isinstance(reason, str):
-            raise RequestError([("reason", "text")])
+        reason = _field(await _body(request), "reason", str, "", "text")
         response = await self.dead_letters.ResolveDeadLetter(ResolveDeadLetterRequest(
             dead_letter_id=request.match_info["dead_letter_id"], reason=reason),
             metadata=metadata, timeout=RPC_TIMEOUT_S)
@@ -509,6 +500,14 @@ def _tenant(query: Mapping[str, str], principal: Principal) -> str:
     if not tenant:
         raise RequestError([("tenant", "required: the tenant whose figures to show")])
     return tenant
+
+
+def _field(body: dict[str, Any], name: str, kind: type, default: Any, expected: str) -> Any:
+    """``body[name]`` (``default`` when absent), refused naming the field unless ``kind``."""
+    value = body.get(name, default)
+    if not isinstance(value, kind):
+        raise RequestError([(name, expected)])
+    return value
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
