@@ -288,7 +288,7 @@ entry of config.secrets with `workloads` goes to those only; without, to every o
   value: {{ .Values.telemetry.otelExporter | quote }}
 - name: SWITCHYARD_OTEL_ENDPOINT
   value: {{ .Values.telemetry.otelEndpoint | quote }}
-{{- if and .Values.auth.apiKeysSecret.name (has $workload (list "ingest" "decision" "executor" "review")) }}
+{{- if and .Values.auth.apiKeysSecret.name (has $workload (splitList " " (include "switchyard.serviceNames" .))) }}
 {{- /* the services authenticate callers with them; the Jobs serve no one */}}
 - name: SWITCHYARD_API_KEYS
   valueFrom:

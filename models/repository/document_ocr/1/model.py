@@ -145,7 +145,8 @@ class TritonPythonModel:
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
         gpu = args.get("model_instance_kind") == "GPU"
         cuda = gpu and "CUDAExecutionProvider" in onnxruntime.get_available_providers()
-        if params.get("allow_spinning", "1") == "0":
+        spinning = params.get("allow_spinning", "1") != "0"
+        if not spinning:
             _without_spinning()
         self.engine = RapidOCR(det_use_cuda=cuda, cls_use_cuda=cuda, rec_use_cuda=cuda)
         lines_per_call = int(params.get("rec_batch_num") or 6)
@@ -159,7 +160,7 @@ class TritonPythonModel:
         side = self.engine.text_det.limit_side_len
         pb_utils.Logger.log_info(
             f"document_ocr {params.get('model_version', '?')} loaded: {params.get('engine', '')}"
-            f", cuda={cuda}, spinning threads={params.get('allow_spinning', '1') != '0'}, "
+            f", cuda={cuda}, spinning threads={spinning}, "
             f"lines per call={lines_per_call}, detection on "
             f"{self.det_max_side or 'the full'} px, a short side under {side} px padded to "
             f"{side} px where the detector would enlarge it over {PAD_OVER_ENLARGING:g}x (as "
