@@ -341,6 +341,11 @@ class KpiExporter:
         self.interval_s = settings.kpi_refresh_s
         self.idle_after_s = settings.kpi_idle_after_s
         self.gauges = _gauges()
+        # A scrape collects in registration order, and the one that wakes an idle exporter
+        # must not show the series its wake-up refreshes meanwhile (they are back from the
+        # scrape after): the scrape watch is collected after these gauges.
+        REGISTRY.unregister(SCRAPES)
+        REGISTRY.register(SCRAPES)
         self.exporting = False
         #: tenants that had open dead letters since the series were last cleared
         self._letter_tenants: set[str] = set()
