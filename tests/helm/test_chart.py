@@ -823,6 +823,11 @@ BAD_VALUES = {
     "service account token mounted": ({"serviceAccount": {"automountServiceAccountToken": True}},
                                       "/serviceAccount/automountServiceAccountToken': value "
                                       "must be false"),
+    "per-service accounts not a boolean": ({"serviceAccount": {"perService": "yes"}},
+                                           "/serviceAccount/perService"),
+    "a service account's annotations not a map": (
+        {"services": {"ingest": {"serviceAccountAnnotations": "role"}}},
+        "/services/ingest/serviceAccountAnnotations"),
 }
 
 
@@ -964,3 +969,37 @@ def test_triton_pools_run_under_their_own_service_account(render: Renderer) -> N
     for component in (*SERVICES, "triton"):
         assert pod_spec(one(named, "Deployment", component))["serviceAccountName"] == \
             "platform-sa"
+
+
+def test_each_service_can_run_under_a_service_account_of_its_own(render: Renderer) -> None:
+    """With ``serviceAccount.perService`` each service runs under ``<release>-<service>``,
+    annotated with its own ``serviceAccountAnnotations`` only: a role given to the services
+    that read the blob store does not reach the executor, and the shared annotations stay
+    with the purge CronJob. Off, every service shares the release's (the names a cloud
+    role's trust policy already holds do not change on upgrade)."""
+    role = "arn:aws:iam::123456789012:role/switchyard-blobs"
+    purge_role = "arn:aws:iam::123456789012:role/switchyard-purge"
+    sets = ["serviceAccount.perService=true", "config.settings.blob_store=s3",
+            f"serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn={purge_role}",
+            *(f"services.{s}.serviceAccountAnnotations.eks\\.amazonaws\\.com/role-arn={role}"
+              for s in ("ingest", "decision", "review"))]
+    docs = render(sets=sets)
+    for service in SERVICES:
+        sa = one(docs, "ServiceAccount", service)
+        assert sa["automountServiceAccountToken"] is False
+        assert sa["metadata"]["name"].endswith(f"-{service}")
+        assert pod_spec(one(docs, "Deployment", service))["serviceAccountName"] == \
+            sa["metadata"]["name"]
+        expected = {} if service == "executor" else {"eks.amazonaws.com/role-arn": role}
+        assert (sa["metadata"].get("annotations") or {}) == expected, service
+    assert one(docs, "ServiceAccount", "purge")["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": purge_role}
+    names = [s["metadata"]["name"] for s in by_kind(docs, "ServiceAccount")]
+    assert len(names) == len(set(names))
+    # a disabled service has no ServiceAccount; off, no service has one of its own
+    off = render(sets=[*sets[:1], "services.review.enabled=false"])
+    assert not [s for s in by_kind(off, "ServiceAccount")
+                if s["metadata"]["labels"]["app.kubernetes.io/component"] == "review"]
+    shared = render(sets=["services.executor.serviceAccountAnnotations.team=payments"])
+    assert {pod_spec(one(shared, "Deployment", s))["serviceAccountName"] for s in SERVICES} \
+        == {one(shared, "ServiceAccount", "serviceaccount")["metadata"]["name"]}

@@ -82,6 +82,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
+{{/* The ServiceAccount a service runs under: its own with serviceAccount.perService (and
+     create), else the shared one; call with (list $ service). */}}
+{{- define "switchyard.serviceServiceAccountName" -}}
+{{- $root := index . 0 -}}{{- $service := index . 1 -}}
+{{- if and $root.Values.serviceAccount.create $root.Values.serviceAccount.perService -}}
+{{- include "switchyard.componentName" (list $root $service) -}}
+{{- else -}}
+{{- include "switchyard.serviceAccountName" $root -}}
+{{- end -}}
+{{- end -}}
+
 {{/* repository:tag or repository@digest; call with (list $ imageValues). */}}
 {{- define "switchyard.imageRef" -}}
 {{- $root := index . 0 -}}{{- $image := index . 1 -}}
