@@ -52,12 +52,16 @@ class TenantKpis:
     failed: int
     cancelled: int
     blocked: int
-    automated: int            # succeeded without a person
-    human_reviewed: int       # tasks that had at least one review item
+    automated: int            # succeeded without a review item
+    human_reviewed: int       # tasks a person gave a verdict or an approval on
     escalations_by_reason: dict[str, int] = field(default_factory=dict)
     #: tasks whose document the spill-over Triton pool routed (decisions.pool); the rest are
     #: priced at the primary's price
     spilled: int = 0
+    #: the verdicts and four-eyes approvals people gave (each priced at
+    #: ``kpi_review_minutes_per_item``): an escalation withdrawn before anyone decided it
+    #: (its task cancelled or decided otherwise) cost no reviewer's time
+    reviews: int = 0
     p50_seconds: float | None = None
     p95_seconds: float | None = None
     p99_seconds: float | None = None
@@ -89,7 +93,7 @@ class Economics:
     @classmethod
     def of(cls, kpis: TenantKpis, settings: Settings) -> Economics:
         minutes_saved = kpis.automated * settings.kpi_minutes_per_manual_task
-        cost = total_cost(kpis.tasks, kpis.human_reviewed, settings, kpis.spilled)
+        cost = total_cost(kpis.tasks, kpis.reviews, settings, kpis.spilled)
         return cls(minutes_saved, cost / kpis.automated if kpis.automated else 0.0)
 
 
@@ -115,20 +119,21 @@ def inference_by_pool(kpis: TenantKpis, settings: Settings) -> dict[str, dict[st
             for pool, tasks in _routed(kpis.tasks, kpis.spilled).items()}
 
 
-def total_cost(tasks: int, human_reviewed: int, settings: Settings, spilled: int = 0) -> float:
-    """What ``tasks`` tasks cost, ``human_reviewed`` of them reviewed by a person and
+def total_cost(tasks: int, reviews: int, settings: Settings, spilled: int = 0) -> float:
+    """What ``tasks`` tasks cost with ``reviews`` verdicts and approvals given by people and
     ``spilled`` of them routed by the spill-over Triton pool: inference per task at its pool's
     price, compute per task, plus the reviewers' minutes (the ``kpi_*`` unit-cost settings).
     The one cost formula, for ``switchyard stats`` and the operator console's trend alike."""
     prices = _pool_prices(settings)
     inference = sum(n * prices[pool] for pool, n in _routed(tasks, spilled).items())
-    review_minutes = human_reviewed * settings.kpi_review_minutes_per_item
+    review_minutes = reviews * settings.kpi_review_minutes_per_item
     return (inference + tasks * settings.kpi_compute_cost
             + review_minutes * settings.kpi_review_minute_cost)
 
 
-#: The figures of a group of tasks (``t``: tasks, ``r``: the reviewed ones), shared by the
-#: per-tenant totals and the per-bucket trend so both count the same way.
+#: The figures of a group of tasks (``t``: tasks, ``r``: the escalated ones with the
+#: verdicts and approvals people gave on them), shared by the per-tenant totals and the
+#: per-bucket trend so both count the same way.
 _AGGREGATES = f"""
        count(*) AS tasks,
        count(*) FILTER (WHERE t.status IN ('QUEUED', 'IN_PROGRESS')) AS open,
@@ -137,7 +142,8 @@ _AGGREGATES = f"""
        count(*) FILTER (WHERE t.status = 'CANCELLED') AS cancelled,
        count(*) FILTER (WHERE t.status = 'BLOCKED') AS blocked,
        count(*) FILTER (WHERE t.status = 'SUCCEEDED' AND r.task_id IS NULL) AS automated,
-       count(r.task_id) AS human_reviewed,
+       count(*) FILTER (WHERE r.reviews > 0) AS human_reviewed,
+       coalesce(sum(r.reviews), 0)::int AS reviews,
        count(*) FILTER (WHERE d.pool = 'spill') AS spilled,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM t.updated_at - t.created_at))
            FILTER (WHERE t.status IN {TERMINAL_SQL}) AS p50,
@@ -146,8 +152,17 @@ _AGGREGATES = f"""
        percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM t.updated_at - t.created_at))
            FILTER (WHERE t.status IN {TERMINAL_SQL}) AS p99"""
 
+#: Per escalated task, the verdicts and four-eyes approvals people gave on its review items
+#: (0 when every item was withdrawn undecided); ``{where}``: a filter on the items.
+_REVIEWED = """
+SELECT i.task_id, count(p.task_id) AS reviews
+  FROM (SELECT DISTINCT task_id FROM review_items {where}) i
+       LEFT JOIN (SELECT task_id FROM review_verdicts
+                  UNION ALL SELECT task_id FROM review_approvals) p ON p.task_id = i.task_id
+ GROUP BY i.task_id"""
+
 _QUERY = f"""
-WITH reviewed AS (SELECT DISTINCT task_id FROM review_items)
+WITH reviewed AS ({_REVIEWED.format(where='')})
 SELECT t.tenant_id, {_AGGREGATES}
   FROM tasks t LEFT JOIN reviewed r ON r.task_id = t.task_id
        LEFT JOIN decisions d ON d.task_id = t.task_id AND d.source = 'MODEL'
@@ -166,6 +181,7 @@ async def tenant_kpis(conn: asyncpg.Connection | asyncpg.Pool) -> list[TenantKpi
             succeeded=row["succeeded"], failed=row["failed"], cancelled=row["cancelled"],
             blocked=row["blocked"], automated=row["automated"],
             human_reviewed=row["human_reviewed"], spilled=row["spilled"],
+            reviews=row["reviews"],
             escalations_by_reason=reasons.get(row["tenant_id"], {}),
             p50_seconds=row["p50"], p95_seconds=row["p95"], p99_seconds=row["p99"],
         )
@@ -196,7 +212,7 @@ MAX_TREND_BUCKETS = 500
 # Tasks are bucketed by when they were created ($2: the first bucket's start, $3: the bucket
 # width in seconds, $4: the end), review items by when they were escalated.
 _TREND_QUERY = f"""
-WITH reviewed AS (SELECT DISTINCT task_id FROM review_items WHERE tenant_id = $1)
+WITH reviewed AS ({_REVIEWED.format(where='WHERE tenant_id = $1')})
 SELECT floor(extract(epoch FROM t.created_at - $2::timestamptz) / $3)::int AS bucket,
        {_AGGREGATES}
   FROM tasks t LEFT JOIN reviewed r ON r.task_id = t.task_id
@@ -260,13 +276,14 @@ def trend_points(starts: list[datetime], bucket: timedelta, rows: Iterable[Mappi
         terminal = (row["succeeded"] + row["failed"] + row["cancelled"]) if row else 0
         automated = row["automated"] if row else 0
         reviewed = row["human_reviewed"] if row else 0
+        reviews = row["reviews"] if row else 0
         spilled = row["spilled"] if row else 0
         points.append(KpiPoint(
             start=start, tasks=tasks, terminal=terminal, automated=automated,
             human_reviewed=reviewed,
             automation_rate=automated / terminal if terminal else None,
             p95_seconds=row["p95"] if row else None,
-            cost_per_task=(total_cost(tasks, reviewed, settings, spilled) / tasks
+            cost_per_task=(total_cost(tasks, reviews, settings, spilled) / tasks
                            if tasks else None),
             escalations_per_hour=reasons.get(index, {})))
     return points

@@ -879,7 +879,8 @@ class Settings:
         minimum=0,
     )
     kpi_review_minutes_per_item: float = setting(
-        4.0, "Minutes a reviewer spends on one review item.", group="kpis",
+        4.0, ("Minutes a reviewer spends on one verdict or four-eyes approval (the KPI cost counts "
+         "those a person gave, not escalations withdrawn undecided)."), group="kpis",
         minimum=0,
     )
     kpi_refresh_s: float = setting(

@@ -25,6 +25,7 @@ import pytest
 from switchyard import Settings
 from switchyard.rpc import create_channel
 from switchyard.v1 import (
+    CancelTaskRequest,
     ClaimRequest,
     DecideRequest,
     DecisionOutcome,
@@ -77,6 +78,22 @@ async def approve_all(review: ReviewServiceStub, task_ids: set[str], verdict: in
                 await review.Claim(ClaimRequest(item_id=item.item_id, reviewer_id="olga"))
                 await review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
                     item_id=item.item_id, reviewer_id="olga", verdict=verdict)))  # type: ignore[arg-type]
+                pending.discard(item.escalation.task_id)
+        await asyncio.sleep(0.2)
+
+
+async def cancel_in_review(ingest: IngestServiceStub, review: ReviewServiceStub,
+                           task_ids: set[str], timeout_s: float = 120) -> None:
+    """Cancel each task once its escalation waits in the review queue, undecided."""
+    pending = set(task_ids)
+    deadline = time.monotonic() + timeout_s
+    while pending:
+        assert time.monotonic() < deadline, f"{len(pending)} escalations never reached review"
+        page = await review.ListQueue(ListQueueRequest(page_size=500))
+        for item in page.items:
+            if item.escalation.task_id in pending:
+                await ingest.CancelTask(CancelTaskRequest(task_id=item.escalation.task_id,
+                                                          reason="sent by mistake"))
                 pending.discard(item.escalation.task_id)
         await asyncio.sleep(0.2)
 
@@ -141,12 +158,13 @@ async def test_kpis_match_a_known_workload_exactly(
     ingest, review, decision = stubs
     rows = [json.loads(line) for line in HELDOUT.read_text().splitlines()]
     automated, escalated = [], []
-    # Pick documents whose decision is known in advance (Decide persists nothing).
+    # Pick documents whose decision is known in advance (Decide persists nothing): 150
+    # automated, 50 escalated and approved, 3 escalated and cancelled before anyone decided
     for row in rows:
-        if len(automated) == 150 and len(escalated) == 50:
+        if len(automated) == 150 and len(escalated) == 53:
             break
         mismatch = "support_ticket" if row["label"] == "invoice" else "invoice"
-        want_escalation = len(escalated) < 50 and row["label"] in ("invoice", "admission_form")
+        want_escalation = len(escalated) < 53 and row["label"] in ("invoice", "admission_form")
         kind = mismatch if want_escalation else row["label"]
         if not want_escalation and len(automated) == 150:
             continue
@@ -158,17 +176,19 @@ async def test_kpis_match_a_known_workload_exactly(
         elif not want_escalation and outcome.outcome == \
                 DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE:
             automated.append((row["text"], kind))
-    assert (len(automated), len(escalated)) == (150, 50)
+    assert (len(automated), len(escalated)) == (150, 53)
 
-    ids: dict[str, set[str]] = {"auto": set(), "escalated": set()}
-    for group, docs in (("auto", automated), ("escalated", escalated)):
+    ids: dict[str, set[str]] = {"auto": set(), "escalated": set(), "withdrawn": set()}
+    for group, docs in (("auto", automated), ("escalated", escalated[:50]),
+                        ("withdrawn", escalated[50:])):
         for text, kind in docs:
             response = await ingest.SubmitTask(SubmitTaskRequest(submission=Submission(
                 tenant_id="kpi", idempotency_key=uuid.uuid4().hex, kind=kind,
                 document=Document(body=text.encode()))))
             ids[group].add(response.task_id)
     await approve_all(review, ids["escalated"], Verdict.VERDICT_APPROVE)
-    await wait_terminal(ingest, ids["auto"] | ids["escalated"])
+    await cancel_in_review(ingest, review, ids["withdrawn"])
+    await wait_terminal(ingest, ids["auto"] | ids["escalated"] | ids["withdrawn"])
 
     env = {**os.environ, **settings.to_env()}
     result = subprocess.run([sys.executable, "-m", "switchyard", "stats", "--json",
@@ -176,17 +196,22 @@ async def test_kpis_match_a_known_workload_exactly(
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     (kpis,) = json.loads(result.stdout)
-    assert (kpis["tasks"], kpis["succeeded"], kpis["automated"], kpis["human_reviewed"]) == (
-        200, 200, 150, 50)
-    assert kpis["escalations_by_reason"] == {"policy": 50}
-    assert kpis["automation_rate"] == pytest.approx(0.75)
+    # the cancelled escalations were escalated, but nobody reviewed them: no review is priced
+    assert (kpis["tasks"], kpis["succeeded"], kpis["cancelled"], kpis["automated"],
+            kpis["human_reviewed"], kpis["reviews"]) == (203, 200, 3, 150, 50, 50)
+    assert kpis["escalations_by_reason"] == {"policy": 53}
+    assert kpis["automation_rate"] == pytest.approx(150 / 203)
+    assert kpis["intervention_rate"] == pytest.approx(50 / 203)
     assert kpis["minutes_saved"] == pytest.approx(150 * settings.kpi_minutes_per_manual_task)
+    assert kpis["cost_per_automated"] == pytest.approx(
+        (203 * (settings.kpi_inference_cost + settings.kpi_compute_cost)
+         + 50 * settings.kpi_review_minutes_per_item * settings.kpi_review_minute_cost) / 150)
     # the live view, its stdout a pipe: one snapshot, every header whole, then it exits
     piped = subprocess.run([sys.executable, "-m", "switchyard", "stats", "--tenant", "kpi"],
                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert piped.returncode == 0, piped.stderr
     assert "intervention" in piped.stdout and "escalations by reason" in piped.stdout
-    assert "policy=50" in piped.stdout
+    assert "policy=53" in piped.stdout
 
     deadline = time.monotonic() + 30
     url = f"http://127.0.0.1:{settings.ingest_metrics_port}/metrics"
@@ -196,5 +221,6 @@ async def test_kpis_match_a_known_workload_exactly(
             break
         assert time.monotonic() < deadline, "KPI gauges never reached the workload's counts"
         await asyncio.sleep(0.5)
-    assert 'switchyard_kpi_escalations{reason="policy",tenant="kpi"} 50.0' in metrics
-    assert 'switchyard_kpi_automation_rate{tenant="kpi"} 0.75' in metrics
+    assert 'switchyard_kpi_escalations{reason="policy",tenant="kpi"} 53.0' in metrics
+    assert f'switchyard_kpi_automation_rate{{tenant="kpi"}} {150 / 203!r}' in metrics
+    assert f'switchyard_kpi_human_intervention_rate{{tenant="kpi"}} {50 / 203!r}' in metrics

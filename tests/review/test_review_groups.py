@@ -6,6 +6,7 @@ console with API keys that name their groups (``key:tenant:role:group+group``).
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -165,9 +166,18 @@ async def test_a_group_item_is_only_seen_claimed_and_decided_by_the_group(
 
 # -- four eyes -----------------------------------------------------------------------------
 
+async def reviewed_kpis(settings: Settings) -> tuple[int, int]:
+    """acme's (human_reviewed, reviews) from ``switchyard stats --json``."""
+    code, out = await switchyard(settings, "stats", "--json", "--tenant", "acme")
+    assert code == 0, out
+    (kpis,) = json.loads(out)
+    return kpis["human_reviewed"], kpis["reviews"]
+
+
 async def test_four_eyes_needs_two_different_reviewers_and_publishes_one_decision(
         settings: Settings, db: asyncpg.Pool, producer: Producer,
         review: dict[str, ReviewServiceStub]) -> None:
+    reviewed_before, reviews_before = await reviewed_kpis(settings)
     esc, item_id = await escalate(db, producer, "four-eyes", reviewer_group="finance",
                                   four_eyes=True, fields=[("total", "120.00", 0.4),
                                                           ("currency", "EUR", 0.9)])
@@ -212,6 +222,8 @@ async def test_four_eyes_needs_two_different_reviewers_and_publishes_one_decisio
         "SELECT action FROM audit_log WHERE task_id = $1 ORDER BY entry_id",
         uuid.UUID(esc.task_id))]
     assert actions == ["review.approval", "review.verdict"]
+    # the KPIs price two people's reviews of one reviewed task
+    assert await reviewed_kpis(settings) == (reviewed_before + 1, reviews_before + 2)
 
 
 async def test_four_eyes_a_reject_after_the_first_approval_ends_it(

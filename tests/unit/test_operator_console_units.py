@@ -37,7 +37,7 @@ ACME_AUDITOR = Principal("key-1", "acme", Role.AUDITOR)
 def row(bucket: int, **counts: float | None) -> dict[str, float | int | None]:
     base: dict[str, float | int | None] = dict(
         bucket=bucket, tasks=0, open=0, succeeded=0, failed=0, cancelled=0, blocked=0,
-        automated=0, human_reviewed=0, spilled=0, p50=None, p95=None, p99=None)
+        automated=0, human_reviewed=0, reviews=0, spilled=0, p50=None, p95=None, p99=None)
     base.update(counts)
     return base
 
@@ -64,7 +64,8 @@ def test_points_fill_empty_buckets_and_compute_each_figure() -> None:
     settings = Settings(kpi_inference_cost=0.01, kpi_compute_cost=0.02,
                         kpi_review_minutes_per_item=3.0, kpi_review_minute_cost=0.5)
     starts = trend_buckets(END, timedelta(hours=3), timedelta(hours=1))
-    rows = [row(0, tasks=4, succeeded=3, failed=1, automated=2, human_reviewed=1, p95=1.5),
+    rows = [row(0, tasks=4, succeeded=3, failed=1, automated=2, human_reviewed=1, reviews=2,
+                p95=1.5),
             row(2, tasks=2, open=2)]
     reasons = [{"bucket": 0, "reason": "POLICY", "n": 3},
                {"bucket": 0, "reason": "LOW_CONFIDENCE", "n": 1}]
@@ -74,9 +75,10 @@ def test_points_fill_empty_buckets_and_compute_each_figure() -> None:
     assert (first.tasks, first.terminal, first.automated) == (4, 4, 2)
     assert first.automation_rate == 0.5
     assert first.p95_seconds == 1.5
-    # the one cost formula: 4 tasks x (0.01 + 0.02) + 1 review x 3 min x 0.5
-    assert first.cost_per_task == pytest.approx((4 * 0.03 + 1.5) / 4)
-    assert first.cost_per_task == pytest.approx(total_cost(4, 1, settings) / 4)
+    # the one cost formula: 4 tasks x (0.01 + 0.02) + 2 reviews (a four-eyes item: two
+    # people) x 3 min x 0.5
+    assert first.cost_per_task == pytest.approx((4 * 0.03 + 3.0) / 4)
+    assert first.cost_per_task == pytest.approx(total_cost(4, 2, settings) / 4)
     assert first.escalations_per_hour == {"policy": 3.0, "low_confidence": 1.0}
 
     assert (empty.tasks, empty.automation_rate, empty.cost_per_task) == (0, None, None)
@@ -95,9 +97,9 @@ def test_totals_and_trend_share_the_cost_formula() -> None:
     settings = Settings(kpi_inference_cost=0.1, kpi_compute_cost=0.0,
                         kpi_review_minutes_per_item=2.0, kpi_review_minute_cost=1.0)
     kpis = TenantKpis("acme", tasks=10, open=0, succeeded=10, failed=0, cancelled=0,
-                      blocked=0, automated=5, human_reviewed=5)
+                      blocked=0, automated=5, human_reviewed=4, reviews=5)
     assert Economics.of(kpis, settings).cost_per_automated == pytest.approx(
-        total_cost(10, 5, settings) / 5)
+        total_cost(10, 5, settings) / 5) == pytest.approx((10 * 0.1 + 5 * 2.0) / 5)
 
 
 def test_search_form_becomes_a_list_tasks_request() -> None:
