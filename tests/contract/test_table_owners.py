@@ -85,3 +85,16 @@ def test_the_scan_sees_sql_as_the_services_write_it() -> None:
     assert MOVES_TASKS.search(
         "from switchyard.tasks import (\n    TERMINAL,\n    transition,\n)")
     assert not MOVES_TASKS.search("from switchyard.tasks import TERMINAL, status_name")
+
+
+def test_the_kpi_report_reads_only_the_tables_listed_and_writes_none() -> None:
+    """The KPIs read across owners on purpose (one consistent view for stats, the gauges and
+    the console): the tables their SQL names are exactly those docs/architecture.md lists,
+    and none is written."""
+    (row,) = [cells for cells in table_rows("### Reports that read across owners", 3)
+              if cells[0] == "`switchyard/_kpis.py`"]
+    listed = set(re.findall(r"`(\w+)`", row[1]))
+    source = (ROOT / "switchyard" / "_kpis.py").read_text()
+    named = {t for t in SQL_TABLE.findall(source) if t in migrated_tables()}
+    assert named == listed, (sorted(named - listed), sorted(listed - named))
+    assert not re.search(r"\b(?:INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM)\b", source)
