@@ -265,13 +265,16 @@ async def resolve(pool: asyncpg.Pool, scope: Scope, letter_id: uuid.UUID,
     """Close the letter with ``resolution`` (from :func:`resolution_of`), marked with the
     caller's key id and audited (the reason as a hash, as the other operator actions keep
     theirs); returns the row as marked. Its bytes stay until retention purges them, so it
-    can still be read, and replayed with force."""
+    can still be read, and replayed with force. A letter retention already purged keeps no
+    note (purge clears a note with the bytes, and runs once per letter): its resolution
+    is '' and the audit entry's hash is the only trace of the reason."""
     async with pool.acquire() as conn, conn.transaction():
         row = await _row(conn, scope, letter_id, lock=True)
         if row["resolved_at"] is not None:
             raise AlreadyResolved(_resolved(letter_id, row))
         marked = await conn.fetchrow(
-            "UPDATE dead_letters SET resolved_at = now(), resolved_by = $2, resolution = $3 "
+            "UPDATE dead_letters SET resolved_at = now(), resolved_by = $2, "
+            "resolution = CASE WHEN purged_at IS NULL THEN $3 ELSE '' END "
             f"WHERE dead_letter_id = $1 RETURNING {_COLUMNS}",
             letter_id, principal.key_id, resolution)
         await audit_append(conn, row["tenant_id"] or OPERATOR_CHAIN, principal.key_id,

@@ -216,6 +216,13 @@ async def test_list_show_and_replay_once_per_tenant(settings: Settings,
     assert text.returncode == 0 and "purged by retention" in text.stdout, text.stderr
     rc, results, _ = run_json(settings, "replay", acme_id, "--force")
     assert rc == 1 and "purged" in results[0]["error"]
+    # resolved after retention purged it: closed, but its note is not kept (the purge that
+    # clears notes has passed for good); the audit entry keeps the reason's hash
+    rc, results, err = run_json(settings, "resolve", acme_id, "--reason",
+                                "resent by hand from the ERP")
+    assert rc == 0 and results[0]["state"] == "resolved", err
+    rc, shown, _ = run_json(settings, "show", acme_id)
+    assert shown["state"] == "resolved" and shown["resolution"] is None and shown["resolved_by"]
 
 
 async def test_a_letter_that_needs_no_replay_is_resolved_and_leaves_the_open_ones(
