@@ -17,7 +17,7 @@ import time
 import urllib.request
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -34,6 +34,7 @@ from switchyard.v1 import (
     GetTaskRequest,
     IngestServiceStub,
     ListQueueRequest,
+    ReviewItem,
     ReviewServiceStub,
     ReviewVerdict,
     Submission,
@@ -66,8 +67,10 @@ async def stubs(settings: Settings) -> AsyncIterator[tuple[IngestServiceStub, Re
         await channel.close()
 
 
-async def approve_all(review: ReviewServiceStub, task_ids: set[str], verdict: int,
-                      timeout_s: float = 120) -> None:
+async def each_in_review(review: ReviewServiceStub, task_ids: set[str],
+                         act: Callable[[ReviewItem], Awaitable[object]],
+                         timeout_s: float = 120) -> None:
+    """``act`` on each task's review item once it waits in the queue, unclaimed."""
     pending = set(task_ids)
     deadline = time.monotonic() + timeout_s
     while pending:
@@ -75,27 +78,24 @@ async def approve_all(review: ReviewServiceStub, task_ids: set[str], verdict: in
         page = await review.ListQueue(ListQueueRequest(page_size=500))
         for item in page.items:
             if item.escalation.task_id in pending and not item.claimed_by:
-                await review.Claim(ClaimRequest(item_id=item.item_id, reviewer_id="olga"))
-                await review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
-                    item_id=item.item_id, reviewer_id="olga", verdict=verdict)))  # type: ignore[arg-type]
+                await act(item)
                 pending.discard(item.escalation.task_id)
         await asyncio.sleep(0.2)
+
+
+async def approve_all(review: ReviewServiceStub, task_ids: set[str], verdict: int) -> None:
+    async def decide(item: ReviewItem) -> None:
+        await review.Claim(ClaimRequest(item_id=item.item_id, reviewer_id="olga"))
+        await review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+            item_id=item.item_id, reviewer_id="olga", verdict=verdict)))  # type: ignore[arg-type]
+    await each_in_review(review, task_ids, decide)
 
 
 async def cancel_in_review(ingest: IngestServiceStub, review: ReviewServiceStub,
-                           task_ids: set[str], timeout_s: float = 120) -> None:
-    """Cancel each task once its escalation waits in the review queue, undecided."""
-    pending = set(task_ids)
-    deadline = time.monotonic() + timeout_s
-    while pending:
-        assert time.monotonic() < deadline, f"{len(pending)} escalations never reached review"
-        page = await review.ListQueue(ListQueueRequest(page_size=500))
-        for item in page.items:
-            if item.escalation.task_id in pending:
-                await ingest.CancelTask(CancelTaskRequest(task_id=item.escalation.task_id,
-                                                          reason="sent by mistake"))
-                pending.discard(item.escalation.task_id)
-        await asyncio.sleep(0.2)
+                           task_ids: set[str]) -> None:
+    """Cancel each task while its escalation waits in the review queue, undecided."""
+    await each_in_review(review, task_ids, lambda item: ingest.CancelTask(CancelTaskRequest(
+        task_id=item.escalation.task_id, reason="sent by mistake")))
 
 
 async def wait_terminal(ingest: IngestServiceStub, task_ids: set[str],
