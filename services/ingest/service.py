@@ -182,6 +182,19 @@ def task_from_row(row: asyncpg.Record, codec: PayloadCodec) -> Task:
     )
 
 
+def shown_to(role: Role, task: Task) -> Task:
+    """The task as a caller of ``role`` may read it. Reviewers read documents only through
+    ReviewService, redacted and with withheld fields masked; here, where nothing is masked,
+    they get the task without its document's bytes (body, stored blob, file name) and
+    without its metadata: its status, stage, kind, type and page count stay."""
+    if role is Role.REVIEWER:
+        document = task.envelope.document
+        for name in ("body", "blob", "filename"):
+            document.ClearField(name)
+        task.envelope.ClearField("metadata")
+    return task
+
+
 def submit_response(accepted: store.Accepted) -> SubmitTaskResponse:
     return SubmitTaskResponse(task_id=accepted.task_id, status=status_value(accepted.status),
                               stage=stage_value(accepted.stage), created=accepted.created)
@@ -225,10 +238,11 @@ class IngestServicer(IngestServiceServicer):
 
     async def _tasks(self, rows: list[asyncpg.Record], context: grpc.aio.ServicerContext
                      ) -> list[Task]:
-        """Rows as API tasks; blobs under a retired key are re-wrapped on the way (lazy key
-        rotation). A payload that cannot be decrypted is DATA_LOSS, named, never garbage."""
+        """Rows as API tasks, as the caller may read them (:func:`shown_to`); blobs under a
+        retired key are re-wrapped on the way (lazy key rotation). A payload that cannot be decrypted is DATA_LOSS, named, never garbage."""
+        role = principal_var.get().role
         try:
-            tasks = [task_from_row(row, self.codec) for row in rows]
+            tasks = [shown_to(role, task_from_row(row, self.codec)) for row in rows]
         except PayloadError as exc:
             log.error("%s", exc)
             await context.abort(grpc.StatusCode.DATA_LOSS, str(exc))

@@ -42,10 +42,26 @@ async def test_a_reviewer_lists_claims_and_decides_over_rest(settings: Settings)
 
         status, created = await call("POST", "/v1/tasks", SUBMITTER, {"submission": {
             "tenantId": "acme", "idempotencyKey": "rest-review-1", "kind": "invoice",
-            "document": {"contentType": "text/plain",
-                         "body": base64.b64encode(INVOICE.encode()).decode()}}})
+            "document": {"contentType": "text/plain", "filename": "acme-4471.txt",
+                         "body": base64.b64encode(INVOICE.encode()).decode()},
+            "metadata": {"buyer": "jane.doe@acme.example"}}})
         assert status == 200, created
         task_id = created["taskId"]
+        # reviewers read documents through the review API, redacted: the task API gives them
+        # the task without the document's bytes, file name or metadata (the submitter gets all)
+        status, own = await call("GET", f"/v1/tasks/{task_id}", SUBMITTER)
+        assert status == 200 and own["task"]["envelope"]["document"]["body"], own
+        assert own["task"]["envelope"]["metadata"] == {"buyer": "jane.doe@acme.example"}
+        status, shown = await call("GET", f"/v1/tasks/{task_id}", REVIEWER)
+        assert status == 200 and shown["task"]["status"], shown
+        document = shown["task"]["envelope"]["document"]
+        assert document["contentType"] == "text/plain" and not {"body", "filename", "blob"} \
+            & set(document), document
+        assert not shown["task"]["envelope"].get("metadata"), shown
+        status, listed = await call("GET", "/v1/tasks?page_size=500", REVIEWER)
+        assert status == 200, listed
+        (mine,) = [t for t in listed["tasks"] if t["envelope"]["taskId"] == task_id]
+        assert "body" not in mine["envelope"]["document"] and "jane.doe" not in json.dumps(listed)
 
         async def item_of_task() -> dict[str, Any] | None:
             status, page = await call("GET", "/v1/review/items?page_size=500", REVIEWER)

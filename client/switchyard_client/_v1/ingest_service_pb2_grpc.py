@@ -127,14 +127,16 @@ class IngestServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def GetTask(self, request, context):
-        """The current state of a task.
+        """The current state of a task. A reviewer's key gets it without the document's bytes
+        (body, blob, filename) and without metadata: reviewers read documents through
+        ReviewService, redacted.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListTasks(self, request, context):
-        """A tenant's tasks, newest first, filtered and paginated.
+        """A tenant's tasks, newest first, filtered and paginated (a reviewer's key: as GetTask).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

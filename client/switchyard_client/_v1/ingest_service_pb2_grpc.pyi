@@ -39,13 +39,16 @@ class IngestServiceStub:
         switchyard_client._v1.ingest_service_pb2.GetTaskRequest,
         switchyard_client._v1.ingest_service_pb2.GetTaskResponse,
     ]
-    """The current state of a task."""
+    """The current state of a task. A reviewer's key gets it without the document's bytes
+    (body, blob, filename) and without metadata: reviewers read documents through
+    ReviewService, redacted.
+    """
 
     ListTasks: grpc.UnaryUnaryMultiCallable[
         switchyard_client._v1.ingest_service_pb2.ListTasksRequest,
         switchyard_client._v1.ingest_service_pb2.ListTasksResponse,
     ]
-    """A tenant's tasks, newest first, filtered and paginated."""
+    """A tenant's tasks, newest first, filtered and paginated (a reviewer's key: as GetTask)."""
 
     CancelTask: grpc.UnaryUnaryMultiCallable[
         switchyard_client._v1.ingest_service_pb2.CancelTaskRequest,
@@ -182,13 +185,16 @@ class IngestServiceAsyncStub:
         switchyard_client._v1.ingest_service_pb2.GetTaskRequest,
         switchyard_client._v1.ingest_service_pb2.GetTaskResponse,
     ]
-    """The current state of a task."""
+    """The current state of a task. A reviewer's key gets it without the document's bytes
+    (body, blob, filename) and without metadata: reviewers read documents through
+    ReviewService, redacted.
+    """
 
     ListTasks: grpc.aio.UnaryUnaryMultiCallable[
         switchyard_client._v1.ingest_service_pb2.ListTasksRequest,
         switchyard_client._v1.ingest_service_pb2.ListTasksResponse,
     ]
-    """A tenant's tasks, newest first, filtered and paginated."""
+    """A tenant's tasks, newest first, filtered and paginated (a reviewer's key: as GetTask)."""
 
     CancelTask: grpc.aio.UnaryUnaryMultiCallable[
         switchyard_client._v1.ingest_service_pb2.CancelTaskRequest,
@@ -331,7 +337,10 @@ class IngestServiceServicer(metaclass=abc.ABCMeta):
         request: switchyard_client._v1.ingest_service_pb2.GetTaskRequest,
         context: _ServicerContext,
     ) -> typing.Union[switchyard_client._v1.ingest_service_pb2.GetTaskResponse, collections.abc.Awaitable[switchyard_client._v1.ingest_service_pb2.GetTaskResponse]]:
-        """The current state of a task."""
+        """The current state of a task. A reviewer's key gets it without the document's bytes
+        (body, blob, filename) and without metadata: reviewers read documents through
+        ReviewService, redacted.
+        """
 
     @abc.abstractmethod
     def ListTasks(
@@ -339,7 +348,7 @@ class IngestServiceServicer(metaclass=abc.ABCMeta):
         request: switchyard_client._v1.ingest_service_pb2.ListTasksRequest,
         context: _ServicerContext,
     ) -> typing.Union[switchyard_client._v1.ingest_service_pb2.ListTasksResponse, collections.abc.Awaitable[switchyard_client._v1.ingest_service_pb2.ListTasksResponse]]:
-        """A tenant's tasks, newest first, filtered and paginated."""
+        """A tenant's tasks, newest first, filtered and paginated (a reviewer's key: as GetTask)."""
 
     @abc.abstractmethod
     def CancelTask(
