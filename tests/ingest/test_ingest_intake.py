@@ -117,6 +117,35 @@ async def test_independent_producer_records_become_tasks(
     assert any(StatusEvent.FromString(r.value).task_id == ticket.task_id for r in statuses)
 
 
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+async def test_records_compressed_with_any_kafka_codec_become_tasks(
+        codec: str, ingest: IngestServiceStub, settings: Settings) -> None:
+    """Producers compress batches with whatever their shop uses; a codec the intake consumer
+    could not decode stopped the whole intake (an outside producer's snappy and zstd
+    batches did), so every codec Kafka defines is read, then a plain record after it."""
+    compressed = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers,
+                           "compression.type": codec, "linger.ms": 20, "acks": "all"})
+    keys = [f"{codec}-{i}" for i in range(3)]
+    batch = {"batch": f"codec-{codec}"}
+    for key in keys:
+        value = good_json(key, metadata=batch)
+        compressed.produce(INTAKE.full_name(settings), key=key.encode(), value=value,
+                           headers=signed("acme", value))
+    assert compressed.flush(30) == 0
+    plain = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "acks": "all"})
+    after = f"after-{codec}"
+    value = good_json(after, metadata=batch)
+    plain.produce(INTAKE.full_name(settings), key=after.encode(), value=value,
+                  headers=signed("acme", value))
+    assert plain.flush(30) == 0
+
+    async def all_there() -> bool:
+        page = await ingest.ListTasks(ListTasksRequest(tenant_id="acme", metadata=batch))
+        return {t.envelope.idempotency_key for t in page.tasks} == {*keys, after}
+
+    await eventually(all_there, f"the {codec} records and the one after them as tasks", 60)
+
+
 def malformed(index: int) -> tuple[bytes, list[tuple[str, bytes]], str]:
     """Record ``index`` of the bad batch: value, headers and the reason code it must get."""
     key = f"bad-{index}"
