@@ -1,7 +1,9 @@
-"""faust's Kafka transport as the services run it: two changes to how its consumer reads.
+"""faust's Kafka transport as the services run it: three changes to how its consumer reads.
 
 1. ``fetch_max_wait_ms`` comes from the settings (faust fixes it at 1500).
 2. Each fetched batch is handed to the streams in one task instead of one task per record.
+3. It reads committed records only (``read_committed``): an upstream producer's aborted
+   transaction never becomes work.
 
 faust's fetch loop (``Consumer._drain_messages``) delivers every record through
 ``Service.wait_first(callback(message), suspend_flow.wait())``, which makes four tasks, waits
@@ -99,6 +101,9 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         # read when the fetcher starts
         consumer._fetch_max_wait_ms = self.consumer.fetch_max_wait_ms
+        # records of an upstream producer's aborted transaction are never read (faust reads
+        # uncommitted unless it writes transactions itself); our producers write none
+        consumer._isolation_level = "read_committed"
         return consumer
 
 

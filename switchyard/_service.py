@@ -38,6 +38,7 @@ from switchyard._streams import (
     attach_batch_agent,
     attach_fair_agent,
     create_app,
+    watch_streams,
 )
 from switchyard._supervision import Backoff, LoopFactory, Supervisor
 from switchyard._telemetry import configure_logging, configure_tracing, start_metrics_endpoint
@@ -205,6 +206,7 @@ async def run_service(name: str, settings: Settings, grpc_port: int, metrics_por
         await server.set_serving(False)  # not ready until consumers joined their group
         if ctx.has_agents:
             await _unless_stopped(app.start(), stop)
+            supervisor.start("stream-consumer", lambda: watch_streams(app), critical=True)
         for loop_name, loop_factory, critical, one_shot in ctx.loops:
             supervisor.start(loop_name, loop_factory, critical=critical, one_shot=one_shot)
         # without a broker watch a lost broker would go unnoticed: critical. It runs only

@@ -226,6 +226,26 @@ def create_app(settings: Settings, service: str) -> faust.App:
     return app
 
 
+class StreamsCrashed(RuntimeError):
+    """faust's consumer stopped reading; the reason is in the message."""
+
+
+async def watch_streams(app: faust.App, interval_s: float = 1.0) -> None:
+    """Raise once faust's consumer has crashed. faust crashes its fetcher on a fetch it
+    cannot read (a record batch in a codec no library here decodes, a corrupt batch) and
+    carries on otherwise: the process keeps answering gRPC, healthy, while none of its
+    topics is read. Run as a critical supervised loop, the crash becomes a failure the
+    process reports (NOT_SERVING, ``switchyard_background_loop_up`` 0) and exits on, to be
+    restarted, rather than an intake that stopped in silence."""
+    while True:
+        for service in (app, app._fetcher, app.consumer):
+            if service.crashed:
+                raise StreamsCrashed(f"the stream consumer stopped reading: "
+                                     f"{type(service).__name__} crashed with "
+                                     f"{service.crash_reason!r}")
+        await asyncio.sleep(interval_s)
+
+
 def faust_topic(app: faust.App, settings: Settings, topic: Topic) -> faust.TopicT:
     return app.topic(topic.full_name(settings), key_type=bytes, value_type=bytes,
                      key_serializer="raw", value_serializer="raw")

@@ -13,16 +13,19 @@ from switchyard import Settings
 from switchyard.messaging import create_app
 
 
-def test_consumer_fetch_wait_comes_from_the_settings() -> None:
-    async def build() -> int:
+def test_consumer_fetch_wait_comes_from_the_settings_and_it_reads_committed_records() -> None:
+    """Committed only: an upstream producer's aborted transaction must never become work
+    (faust reads uncommitted unless it writes transactions itself). The embedded broker does
+    not filter aborted records, so this is checked on the consumer Kafka would serve."""
+    async def build() -> tuple[int, str]:
         app = create_app(Settings(kafka_fetch_max_wait_ms=33), "unit-fetch")
         consumer = app.consumer._thread._create_worker_consumer(app.transport)
         try:
-            return consumer._fetch_max_wait_ms
+            return consumer._fetch_max_wait_ms, consumer._isolation_level
         finally:
             await consumer.stop()  # never started: just releases the client object
 
-    assert asyncio.run(build()) == 33
+    assert asyncio.run(build()) == (33, "read_committed")
 
 
 def held(service: str, topic: str) -> list[str]:
