@@ -38,7 +38,7 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -722,6 +722,26 @@ def redact_escalation(escalation: Escalation, redactor: Redactor) -> Escalation:
     return out
 
 
+def redact_edits(edits: Mapping[str, str], escalation: Escalation,
+                 redactor: Redactor) -> dict[str, str]:
+    """A four-eyes item's recorded first-approval edits as the second reviewer may see them:
+    a field the item reveals as typed; a personal, health or undeclared one withheld (its
+    label), as its proposed value is; any other through the detectors and the withheld
+    values, as the rest of the item."""
+    revealed = frozenset(escalation.revealed_fields)
+    withheld = withheld_values(escalation.proposed_decision, redactor, revealed)
+    classes = declared_classes(escalation.proposed_decision)
+    shown = {}
+    for name, value in edits.items():
+        if name in revealed:
+            shown[name] = value
+        elif field_class(name, classes.get(name, 0)) in WITHHELD_CLASSES:
+            shown[name] = withheld_label(name)
+        else:
+            shown[name] = withheld.text(redactor.text(value))
+    return shown
+
+
 #: Added around a masked box on a page image (fraction of the page), so the anti-aliased
 #: edges of the glyphs are covered too.
 MASK_MARGIN = 0.004
@@ -844,7 +864,7 @@ __all__ = ["DOWNSTREAM_EXCERPT_CHARS", "EXTRACTED_FIELDS", "MASK_MARGIN", "STORE
            "WITHHELD_CLASSES", "AtRest", "DataClass", "OnPurge", "PageRedactions", "Stored",
            "TopicData", "Withheld", "WithheldSpan", "WithheldValues", "declared_classes",
            "downstream_excerpt", "field_class", "matching_hash", "matching_key",
-           "page_redactions", "redact_decision", "redact_escalation", "redact_field",
-           "redact_free_text", "redact_layout", "redact_task", "sealed_columns",
+           "page_redactions", "redact_decision", "redact_edits", "redact_escalation",
+           "redact_field", "redact_free_text", "redact_layout", "redact_task", "sealed_columns",
            "sensitive_fields", "withheld_label", "withheld_of", "withheld_values",
            "withhold_answer"]

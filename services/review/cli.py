@@ -41,8 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=_count, default=50,
                    help="at most this many items, following the pages (0: all of them)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p = sub.add_parser("show", help="one item in full")
+    p = sub.add_parser("show", help="one item in full, as JSON")
     p.add_argument("item_id")
+    p.add_argument("--json", action="store_true", help="the same JSON (show always prints "
+                                                       "it; accepted as list accepts it)")
     p = sub.add_parser("claim", help="lease an item")
     p.add_argument("item_id")
     p.add_argument("--lease-s", type=_lease_seconds, default=0.0,

@@ -188,7 +188,9 @@ def item_json(item: ReviewItem, full: bool = True) -> dict[str, Any]:
         "reviewer_group": esc.reviewer_group or None,
         "approvals": {"required": item.approvals_required or 1,
                       "approved_by": list(item.approved_by),
-                      "text": approvals_text(item)},
+                      "text": approvals_text(item),
+                      # four eyes: what the first approval changed, which the second approves
+                      "edits": dict(sorted(item.approved_edits.items()))},
         "step_id": esc.step_id or None, "instructions": esc.instructions or None,
         # where another system disagrees with the document (an approval step's check)
         "discrepancies": [{"field": d.field, "submitted": d.submitted, "found": d.found,

@@ -24,7 +24,8 @@ image never shows what the text hides.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -42,7 +43,13 @@ from services.review.queue import (
 from services.review.resolutions import DecisionPublisher, audit, store_decision, text_digest
 from services.review.verdicts import edit_problems, verdict_decision
 from switchyard.access import DEV_PRINCIPAL, Principal
-from switchyard.privacy import Redactor, page_redactions, redact_escalation, redact_free_text
+from switchyard.privacy import (
+    Redactor,
+    page_redactions,
+    redact_edits,
+    redact_escalation,
+    redact_free_text,
+)
 from switchyard.storage import APPROVAL, VERDICT
 from switchyard.v1 import (
     BoundingBox,
@@ -113,13 +120,24 @@ class ReviewDesk:
         self.policy = policy
         self.redactor = redactor
 
-    def _shown(self, item: ReviewItem) -> ReviewItem:
+    async def _shown(self, item: ReviewItem) -> ReviewItem:
         """The item as a reviewer may see it."""
-        if self.redactor is None:
-            return item
-        shown = ReviewItem()
-        shown.CopyFrom(item)
-        shown.escalation.CopyFrom(redact_escalation(item.escalation, self.redactor))
+        return (await self._shown_all([item]))[0]
+
+    async def _shown_all(self, items: Sequence[ReviewItem]) -> list[ReviewItem]:
+        """The items as a reviewer may see them: a four-eyes item with the edits of its
+        first approval (what the second reviewer approves), everything redacted."""
+        firsts = await self._first_approvals(items)
+        shown = []
+        for item in items:
+            copy = ReviewItem()
+            copy.CopyFrom(item)
+            edits = firsts[item.item_id].modified_fields if item.item_id in firsts else {}
+            if self.redactor is not None:
+                copy.escalation.CopyFrom(redact_escalation(item.escalation, self.redactor))
+                edits = redact_edits(edits, item.escalation, self.redactor)
+            copy.approved_edits.update(edits)
+            shown.append(copy)
         return shown
 
     async def list_queue(self, principal: Principal,
@@ -152,11 +170,11 @@ class ReviewDesk:
                           for r in request.reasons if r),
         )
         page = await self.queue.list(filters, request.page_size, request.page_token)
-        return ListQueueResponse(items=[self._shown(i) for i in page.items],
+        return ListQueueResponse(items=await self._shown_all(page.items),
                                  next_page_token=page.next_token)
 
     async def get_item(self, principal: Principal, item_id: str) -> ReviewItem:
-        return self._shown(await self._item(principal, item_id))
+        return await self._shown(await self._item(principal, item_id))
 
     async def page(self, principal: Principal, item_id: str,
                    page_number: int) -> tuple[Document, list[BoundingBox]]:
@@ -192,17 +210,17 @@ class ReviewDesk:
 
     async def claim(self, principal: Principal, request: ClaimRequest) -> ReviewItem:
         reviewer = await self._check(principal, request.item_id, request.reviewer_id)
-        return self._shown(await self.queue.claim(request.item_id, reviewer,
+        return await self._shown(await self.queue.claim(request.item_id, reviewer,
                                                   self._lease(request)))
 
     async def renew(self, principal: Principal, request: RenewRequest) -> ReviewItem:
         reviewer = await self._check(principal, request.item_id, request.reviewer_id)
-        return self._shown(await self.queue.renew(request.item_id, reviewer,
+        return await self._shown(await self.queue.renew(request.item_id, reviewer,
                                                   self._lease(request)))
 
     async def release(self, principal: Principal, item_id: str, reviewer_id: str) -> ReviewItem:
         reviewer = await self._check(principal, item_id, reviewer_id)
-        return self._shown(await self.queue.release(item_id, reviewer))
+        return await self._shown(await self.queue.release(item_id, reviewer))
 
     async def submit_verdict(self, principal: Principal, verdict: ReviewVerdict
                              ) -> tuple[ReviewItem, Decision | None]:
@@ -306,7 +324,7 @@ class ReviewDesk:
         VERDICTS.labels(name).inc()
         await self.publisher.publish(row["item_id"], decision)
         closed, _ = await self.queue.get(verdict.item_id)
-        return self._shown(closed), decision
+        return await self._shown(closed), decision
 
     async def _first_approval(self, principal: Principal, item: ReviewItem,
                               verdict: ReviewVerdict, typed_reason: str) -> ReviewItem:
@@ -332,19 +350,23 @@ class ReviewDesk:
                                                 sorted(verdict.modified_fields.items())},
                             "principal": principal.key_id,
                         })
-        return self._shown(item_from_row(row, self.queue.codec))
+        return await self._shown(item_from_row(row, self.queue.codec))
 
     async def _first_approval_of(self, item: ReviewItem) -> ReviewVerdict | None:
         """The recorded first approval of a four-eyes item (None if there is none)."""
-        if not item.approved_by:
-            return None
-        row = await self.pool.fetchrow(
-            "SELECT item_id, verdict_pb FROM review_approvals WHERE item_id = $1::uuid",
-            item.item_id)
-        if row is None:
-            return None
-        return ReviewVerdict.FromString(self.queue.codec.open(row["item_id"], row["verdict_pb"],
-                                                              APPROVAL))
+        return (await self._first_approvals([item])).get(item.item_id)
+
+    async def _first_approvals(self, items: Sequence[ReviewItem]) -> dict[str, ReviewVerdict]:
+        """The recorded first approvals of the four-eyes items among ``items``, by item id."""
+        ids = [uuid.UUID(i.item_id) for i in items if i.approved_by]
+        if not ids:
+            return {}
+        rows = await self.pool.fetch(
+            "SELECT item_id, verdict_pb FROM review_approvals WHERE item_id = ANY($1::uuid[])",
+            ids)
+        return {str(row["item_id"]): ReviewVerdict.FromString(
+                    self.queue.codec.open(row["item_id"], row["verdict_pb"], APPROVAL))
+                for row in rows}
 
     def _lease(self, request: ClaimRequest | RenewRequest) -> timedelta:
         lease = request.lease.ToTimedelta() if request.HasField("lease") else timedelta(0)

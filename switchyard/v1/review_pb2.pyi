@@ -252,6 +252,22 @@ class ReviewItem(google.protobuf.message.Message):
 
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 
+    @typing.final
+    class ApprovedEditsEntry(google.protobuf.message.Message):
+        DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        value: builtins.str
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: builtins.str = ...,
+        ) -> None: ...
+        def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
+
     ITEM_ID_FIELD_NUMBER: builtins.int
     ESCALATION_FIELD_NUMBER: builtins.int
     STATE_FIELD_NUMBER: builtins.int
@@ -266,6 +282,7 @@ class ReviewItem(google.protobuf.message.Message):
     EXPIRIES_FIELD_NUMBER: builtins.int
     APPROVED_BY_FIELD_NUMBER: builtins.int
     APPROVALS_REQUIRED_FIELD_NUMBER: builtins.int
+    APPROVED_EDITS_FIELD_NUMBER: builtins.int
     item_id: builtins.str
     state: global___ReviewState.ValueType
     claimed_by: builtins.str
@@ -302,6 +319,14 @@ class ReviewItem(google.protobuf.message.Message):
         force, i.e. the first of two approvals; the item is PENDING again for another reviewer.
         """
 
+    @property
+    def approved_edits(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]:
+        """Four eyes: the fields the recorded first approval changed (field -> its new value), so
+        that the second reviewer approves what will be carried out, not what the document
+        said. The decision carries them unless the second verdict changes the same field. A
+        value withheld from reviewers shows as withheld.
+        """
+
     def __init__(
         self,
         *,
@@ -319,9 +344,10 @@ class ReviewItem(google.protobuf.message.Message):
         expiries: builtins.int = ...,
         approved_by: collections.abc.Iterable[builtins.str] | None = ...,
         approvals_required: builtins.int = ...,
+        approved_edits: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["admitted_at", b"admitted_at", "created_at", b"created_at", "escalation", b"escalation", "lease_expires_at", b"lease_expires_at", "sla_deadline", b"sla_deadline", "updated_at", b"updated_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["admitted_at", b"admitted_at", "approvals_required", b"approvals_required", "approved_by", b"approved_by", "claimed_by", b"claimed_by", "created_at", b"created_at", "escalation", b"escalation", "expiries", b"expiries", "item_id", b"item_id", "lease_expires_at", b"lease_expires_at", "priority", b"priority", "resolution", b"resolution", "sla_deadline", b"sla_deadline", "state", b"state", "updated_at", b"updated_at"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["admitted_at", b"admitted_at", "approvals_required", b"approvals_required", "approved_by", b"approved_by", "approved_edits", b"approved_edits", "claimed_by", b"claimed_by", "created_at", b"created_at", "escalation", b"escalation", "expiries", b"expiries", "item_id", b"item_id", "lease_expires_at", b"lease_expires_at", "priority", b"priority", "resolution", b"resolution", "sla_deadline", b"sla_deadline", "state", b"state", "updated_at", b"updated_at"]) -> None: ...
 
 global___ReviewItem = ReviewItem
 

@@ -192,8 +192,13 @@ async def test_four_eyes_needs_two_different_reviewers_and_publishes_one_decisio
     listed_item = next(i for i in (await review["fin-bob"].ListQueue(
         ListQueueRequest(queue="four-eyes"))).items if i.item_id == item_id)
     assert list(listed_item.approved_by) == [KEY_IDS["fin-ann"]]
+    # the second reviewer sees what the first changed: the approval is of what will run
+    assert dict(listed_item.approved_edits) == {"total": "121.00"}
+    got = await review["fin-bob"].GetItem(GetItemRequest(item_id=item_id))
+    assert dict(got.item.approved_edits) == {"total": "121.00"}
     status, body = await http(settings, "GET", f"/api/items/{item_id}", "fin-bob")
     assert body["item"]["approvals"]["text"] == "1 of 2 approvals"  # type: ignore[index]
+    assert body["item"]["approvals"]["edits"] == {"total": "121.00"}  # type: ignore[index]
 
     # the same reviewer cannot approve twice
     with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -285,7 +290,8 @@ async def test_console_shows_group_instructions_and_four_eyes_progress(
     _, item_id = await escalate(
         db, producer, "console-4e", reviewer_group="finance", four_eyes=True,
         step_id="2-manager_ok", instructions="Check the IBAN against the vendor master",
-        reason=EscalationReason.ESCALATION_REASON_APPROVAL_STEP)
+        reason=EscalationReason.ESCALATION_REASON_APPROVAL_STEP,
+        fields=[("total", "120.00", 0.4)])
     base = f"http://127.0.0.1:{settings.review_web_port}/"
     expect.set_options(timeout=30_000)
 
@@ -317,17 +323,34 @@ async def test_console_shows_group_instructions_and_four_eyes_progress(
         await expect(page.locator("#i-approvals")).to_have_text("0 of 2 approvals")  # type: ignore
         await page.keyboard.press("c")  # type: ignore[attr-defined]
         await expect(page.locator("#i-state")).to_have_text("claimed by key-0")  # type: ignore
-        await page.keyboard.press("a")  # type: ignore[attr-defined]
+        # a plain approval with a corrected value typed is refused, naming the field: the
+        # typed value is never dropped in silence
+        await page.fill('#i-fields tr[data-field="total"] .field-edit', "121.00")  # type: ignore
+        await page.click("#approve")  # type: ignore[attr-defined]
+        await expect(page.locator("#status")).to_contain_text(  # type: ignore
+            "You typed a corrected total: approve with edits (m)")
+        await expect(page.locator("#i-state")).to_have_text("claimed by key-0")  # type: ignore
+        await page.click("#modify")  # type: ignore[attr-defined]
         await expect(page.locator("#status")).to_contain_text(  # type: ignore
             "1 of 2 approvals")
         await expect(page.locator("#i-approvals")).to_have_text(  # type: ignore
-            "1 of 2 approvals (key-0)")
+            "1 of 2 approvals (key-0); the first approval changed total to 121.00")
         await expect(page.locator("#i-state")).to_have_text("pending")  # type: ignore
         await expect(page.locator("#claim")).to_be_disabled()  # type: ignore
         await page.screenshot(path=str(artifact("review-console-four-eyes.png")),  # type: ignore
                               full_page=True)
     finally:
         await page.close()  # type: ignore[attr-defined]
+
+    second = await sign_in("fin-bob")
+    try:  # the second reviewer approves what the first changed, and sees it beside the field
+        await second.locator(f'#queue tbody tr[data-item-id="{item_id}"]').click()  # type: ignore
+        await expect(second.locator("#i-approvals")).to_contain_text(  # type: ignore
+            "the first approval changed total to 121.00")
+        await expect(second.locator('#i-fields tr[data-field="total"]')).to_contain_text(  # type: ignore
+            "120.00 → 121.00 (first approval)")
+    finally:
+        await second.close()  # type: ignore[attr-defined]
 
 
 # -- minimum necessary: discrepancies, revealed and withheld fields -------------------------

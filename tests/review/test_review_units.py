@@ -321,14 +321,15 @@ def test_decisions_on_an_approval_step_name_it_and_carry_the_plan_even_to_reject
 
 def test_item_json_shows_group_instructions_and_four_eyes_progress() -> None:
     item = ReviewItem(item_id="i", state=ReviewState.REVIEW_STATE_PENDING, approvals_required=2,
-                      approved_by=["key-0"], escalation=Escalation(
+                      approved_by=["key-0"], approved_edits={"amount": "210.00"},
+                      escalation=Escalation(
                           reviewer_group="finance", four_eyes=True, step_id="1-manager_ok",
                           instructions="Approve the claim"))
     view = item_json(item, full=False)
     assert view["reviewer_group"] == "finance" and view["instructions"] == "Approve the claim"
     assert view["step_id"] == "1-manager_ok"
     assert view["approvals"] == {"required": 2, "approved_by": ["key-0"],
-                                 "text": "1 of 2 approvals"}
+                                 "text": "1 of 2 approvals", "edits": {"amount": "210.00"}}
     single = item_json(ReviewItem(item_id="j", approvals_required=1), full=False)
     assert single["approvals"]["text"] is None and single["reviewer_group"] is None
 

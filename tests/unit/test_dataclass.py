@@ -14,6 +14,7 @@ from switchyard.privacy import (
     downstream_excerpt,
     field_class,
     matching_hash,
+    redact_edits,
     redact_escalation,
     redact_free_text,
     sealed_columns,
@@ -131,3 +132,21 @@ def test_a_downstream_echo_is_redacted_wherever_the_personal_data_sits() -> None
         assert "DE89" not in downstream_excerpt("e" * head + f"account {spaced}", limit=30)
     plain = downstream_excerpt("422   rejected:\n card 4111 1111 1111 1111 is blocked")
     assert plain == "422 rejected: card [CARD REDACTED] is blocked"
+
+
+def test_a_first_approvals_edits_are_shown_as_the_rest_of_the_item() -> None:
+    """Four eyes: the second reviewer sees what the first changed, each value as its field
+    would be shown: a revealed one as typed, a personal or undeclared one withheld, any other
+    through the detectors."""
+    escalation = Escalation(revealed_fields=["employee"])
+    escalation.proposed_decision.fields.extend([
+        FieldExtraction(name="amount", value="210.00",
+                        data_class=ProtoDataClass.DATA_CLASS_DERIVED),
+        FieldExtraction(name="employee", value="Dana Four",
+                        data_class=ProtoDataClass.DATA_CLASS_PERSONAL),
+        FieldExtraction(name="bank_account", value="",
+                        data_class=ProtoDataClass.DATA_CLASS_PERSONAL)])
+    shown = redact_edits({"amount": "2100.00", "employee": "Dana Five", "bank_account": IBAN,
+                          "note": "call jane.roe@example.org"}, escalation, Redactor())
+    assert shown == {"amount": "2100.00", "employee": "Dana Five",
+                     "bank_account": "[BANK_ACCOUNT REDACTED]", "note": "[NOTE REDACTED]"}

@@ -276,11 +276,14 @@ async function openItem(itemId, keepStatus) {
   if (item.claimed_by === state.reviewer && item.state === "CLAIMED") scheduleRenew(item); else clearTimeout(state.renewTimer);
 }
 
-// "1 of 2 approvals (key-0)" for a four-eyes item; one verdict decides the others.
+// "1 of 2 approvals (key-0)" for a four-eyes item; one verdict decides the others. What the
+// first approval changed is said here and beside each field: the second reviewer approves it.
 function approvalsText(item) {
   if (!item.approvals.text) return "one reviewer decides";
   const who = item.approvals.approved_by.length ? ` (${item.approvals.approved_by.join(", ")})` : "";
-  return item.approvals.text + who;
+  const edits = Object.entries(item.approvals.edits || {});
+  const changed = edits.length ? `; the first approval changed ${edits.map(([f, v]) => `${f} to ${v}`).join(", ")}` : "";
+  return item.approvals.text + who + changed;
 }
 
 // Four eyes: the reviewer who gave the first approval cannot give the second.
@@ -353,6 +356,11 @@ function renderFields(fields) {
   fieldsShownFor = state.item.item_id;
   const body = document.querySelector("#i-fields tbody");
   body.replaceChildren(...fields.map((f) => fieldRow(f.name, f.value, f.confidence, false, f.provenance, f.withheld)));
+  const approved = state.item.approvals.edits || {};
+  body.querySelectorAll("tr[data-field]").forEach((row) => {
+    const edit = approved[row.dataset.field];
+    if (edit !== undefined) row.children[1].append(" ", el("span", `→ ${edit} (first approval)`, "approved-edit"));
+  });
   body.querySelectorAll("tr[data-field]").forEach((row) => {
     if (kept[row.dataset.field] !== undefined) row.querySelector(".field-edit").value = kept[row.dataset.field];
   });
@@ -626,6 +634,13 @@ async function act(action) {
         $("reason").focus();
         return;
       }
+      const typed = Object.keys(editedFields());
+      if (action === "approve" && typed.length) {
+        // a plain approval carries no edits: never drop what the reviewer typed in silence
+        setStatus(`You typed a corrected ${typed.join(", ")}: approve with edits (m), or clear ` +
+          `the corrected value${typed.length > 1 ? "s" : ""} to approve as proposed.`, true);
+        return;
+      }
       if (action === "modify") {
         body.modified_fields = editedFields();
         if (!Object.keys(body.modified_fields).length) {
@@ -646,7 +661,10 @@ async function act(action) {
     setStatus(message);
     scheduleRefresh();
   } catch (err) {
-    const fields = err.body && err.body.field_violations ? ` (${Object.entries(err.body.field_violations).map(([k, v]) => `${k}: ${v}`).join("; ")})` : "";
+    const violations = err.body && err.body.field_violations ? Object.entries(err.body.field_violations) : [];
+    // the fields, unless the message already names each (it usually does: said once)
+    const fields = violations.length && !violations.every(([, v]) => err.message.includes(v))
+      ? ` (${violations.map(([k, v]) => `${k}: ${v}`).join("; ")})` : "";
     if (err.status === 409) await openItem(item.item_id, true);
     setStatus(`${err.message}${fields}`, true);
   }
