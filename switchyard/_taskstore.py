@@ -121,14 +121,14 @@ async def transition_many(conn: asyncpg.Connection, moves: Sequence[Move],
                    status_seq = t.status_seq + 1, updated_at = now()
               FROM wanted w JOIN prev p ON p.task_id = w.task_id
              WHERE t.task_id = w.task_id AND NOT (p.status = ANY($5::text[]))
-            RETURNING t.task_id, t.tenant_id, t.status_seq, t.updated_at, w.status, w.stage,
-                      w.reason, w.detail, p.status AS previous),
+            RETURNING t.task_id, t.tenant_id, t.idempotency_key, t.status_seq, t.updated_at,
+                      w.status, w.stage, w.reason, w.detail, p.status AS previous),
         history AS (
             INSERT INTO task_status_history (task_id, seq, status, stage, reason, detail,
                                              service, occurred_at)
             SELECT task_id, status_seq, status, stage, reason, detail, $6, updated_at
               FROM moved)
-        SELECT task_id, tenant_id, status_seq, updated_at, previous FROM moved
+        SELECT task_id, tenant_id, idempotency_key, status_seq, updated_at, previous FROM moved
         """,
         ids, [m.status for m in moves], [m.stage for m in moves], [m.reason for m in moves],
         list(TERMINAL), service, [m.detail for m in moves],
@@ -141,7 +141,7 @@ async def transition_many(conn: asyncpg.Connection, moves: Sequence[Move],
             task_id=move.task_id, tenant_id=row["tenant_id"], status=status_value(move.status),
             stage=stage_value(move.stage), reason=move.reason, detail=move.detail,
             occurred_at=timestamp(row["updated_at"]), sequence=row["status_seq"],
-            service=service,
+            service=service, idempotency_key=row["idempotency_key"],
         )
         moved[move.task_id] = Transition(event=event, previous_status=row["previous"])
     return moved

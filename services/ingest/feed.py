@@ -89,7 +89,7 @@ class FeedEvent:
 
 _SELECT = """
     SELECT h.txid::text::bigint AS txid, h.task_id, h.seq, h.status, h.stage, h.reason,
-           h.detail, h.service, h.occurred_at, t.tenant_id
+           h.detail, h.service, h.occurred_at, t.tenant_id, t.idempotency_key
       FROM task_status_history h JOIN tasks t USING (task_id)
 """
 
@@ -99,7 +99,7 @@ def event_from_row(row: asyncpg.Record) -> StatusEvent:
         task_id=str(row["task_id"]), tenant_id=row["tenant_id"],
         status=status_value(row["status"]), stage=stage_value(row["stage"]),
         reason=row["reason"], detail=row["detail"], occurred_at=timestamp(row["occurred_at"]),
-        sequence=row["seq"], service=row["service"],
+        sequence=row["seq"], service=row["service"], idempotency_key=row["idempotency_key"],
     )
 
 

@@ -68,6 +68,21 @@ def _encodable(data: Any) -> bool:
     return True
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """One JSON object's members; a name given twice is refused (json keeps the last one, so
+    one of the two values would be dropped without a word)."""
+    out: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in out:
+            raise _DuplicateKey(name)
+        out[name] = value
+    return out
+
+
 def submission_from_json(value: bytes) -> Submission:
     """Parse the documented JSON form into a Submission (shape only; values are checked by
     ``domain.validate`` afterwards, exactly as for gRPC)."""
@@ -79,7 +94,11 @@ def submission_from_json(value: bytes) -> Submission:
     problem = domain.json_problem(text)
     if problem:
         raise RejectRecord("malformed_json", problem)
-    data = json.loads(text)
+    try:
+        data = json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise RejectRecord("malformed_json", f"the name {str(exc)!r} appears twice in one "
+                                             "object: which value is meant?") from None
     if not _encodable(data):
         raise RejectRecord("malformed_json", "a string holds an unpaired UTF-16 surrogate escape "
                                              "(\\ud800-\\udfff), which is not Unicode text")

@@ -69,6 +69,7 @@ def first_event(envelope: TaskEnvelope, accepted: store.Accepted) -> StatusEvent
         task_id=envelope.task_id, tenant_id=envelope.tenant_id,
         status=status_value("QUEUED"), stage=stage_value("INGESTED"),
         occurred_at=timestamp(accepted.created_at), sequence=1, service="ingest",
+        idempotency_key=envelope.idempotency_key,
     )
 
 

@@ -62,15 +62,15 @@ def replay_event(row: asyncpg.Record) -> StatusEvent:
         task_id=str(row["task_id"]), tenant_id=row["tenant_id"],
         status=status_value(row["status"]), stage=stage_value(row["stage"]),
         reason=row["reason"], occurred_at=timestamp(row["updated_at"]),
-        sequence=row["status_seq"], service="ingest",
+        sequence=row["status_seq"], service="ingest", idempotency_key=row["idempotency_key"],
     )
 
 
 async def reconcile_tasks(conn: asyncpg.Connection, publisher: Publisher,
                           after_s: float) -> int:
     rows = await conn.fetch(
-        "SELECT task_id, tenant_id, envelope, status, stage, reason, status_seq, updated_at, "
-        "trace_context FROM tasks WHERE published_at IS NULL "
+        "SELECT task_id, tenant_id, idempotency_key, envelope, status, stage, reason, "
+        "status_seq, updated_at, trace_context FROM tasks WHERE published_at IS NULL "
         "AND created_at < now() - make_interval(secs => $1) ORDER BY created_at LIMIT $2",
         after_s, BATCH,
     )
@@ -98,8 +98,8 @@ _DURABLE_OWNER = """
 #: The re-drive's bookkeeping (when, how often: the backoff reads them), one statement with
 #: the row it returns for :func:`_replay`.
 _MARK_REDRIVEN = "UPDATE tasks t SET redriven_at = now(), redrives = t.redrives + 1"
-_REPLAY_COLUMNS = ("t.task_id, t.tenant_id, t.envelope, t.status, t.stage, t.reason, "
-                   "t.status_seq, t.updated_at, t.trace_context")
+_REPLAY_COLUMNS = ("t.task_id, t.tenant_id, t.idempotency_key, t.envelope, t.status, t.stage, "
+                   "t.reason, t.status_seq, t.updated_at, t.trace_context")
 
 
 class AlreadyFinished(Exception):
@@ -203,8 +203,8 @@ class EndingMirror:
                        after_s: float) -> int:
         """One round; returns how many status events were published again."""
         rows = await conn.fetch(
-            "SELECT t.task_id, t.tenant_id, t.status, t.stage, t.reason, t.status_seq, "
-            "t.updated_at FROM tasks t WHERE t.status = ANY($3::text[]) "
+            "SELECT t.task_id, t.tenant_id, t.idempotency_key, t.status, t.stage, t.reason, "
+            "t.status_seq, t.updated_at FROM tasks t WHERE t.status = ANY($3::text[]) "
             "AND t.updated_at < now() - make_interval(secs => $1) "
             "AND t.task_id IN (SELECT r.task_id FROM review_items r "
             "                   WHERE r.state IN ('BACKLOGGED', 'PENDING', 'CLAIMED')) "

@@ -20,6 +20,7 @@ import uuid
 from datetime import date
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import grpc
@@ -33,7 +34,7 @@ from bench.evalset import (
 from switchyard_packs.invoice.extraction import extract_invoice
 from switchyard import Settings
 from switchyard.audit import task_story, verify as verify_chain
-from switchyard.messaging import DEAD_LETTER, TASKS, headers_to_dict
+from switchyard.messaging import DEAD_LETTER, TASK_STATUS, TASKS, headers_to_dict
 from switchyard.rpc import field_violations
 from switchyard.storage import DECISION, codec_for, connect
 from switchyard.v1 import (
@@ -52,6 +53,7 @@ from switchyard.v1 import (
     ReviewItem,
     ReviewServiceStub,
     ReviewVerdict,
+    StatusEvent,
     Submission,
     SubmitTaskRequest,
     SubmitVerdictRequest,
@@ -61,6 +63,7 @@ from switchyard.v1 import (
     Verdict,
 )
 from tests import document_samples
+from tests.ingest.helpers import read_topic
 from tests.observed import metric_sum
 from tests.polling import eventually
 from tests.terminal import TERMINAL_STATUSES
@@ -190,6 +193,17 @@ async def test_confident_task_is_executed_once(ingest: IngestServiceStub,
     assert [r["seq"] for r in history] == list(range(1, len(history) + 1))
     assert (history[0]["status"], history[-1]["status"]) == ("QUEUED", "SUCCEEDED")
     assert {r["service"] for r in history} == {"ingest", "decision", "executor"}
+
+    # on the task-status topic every stage's event names the key it was submitted under:
+    # how a producer that got no task id back (the intake topic) finds its outcome
+    def ours(records: list[Any]) -> list[StatusEvent]:
+        events = [StatusEvent.FromString(r.value) for r in records]
+        return [e for e in events if e.task_id == first.task_id]
+
+    events = ours(await read_topic(settings, TASK_STATUS, lambda rs: any(
+        e.status == TaskStatus.TASK_STATUS_SUCCEEDED for e in ours(rs))))
+    assert {e.service for e in events} == {"ingest", "decision", "executor"}
+    assert {e.idempotency_key for e in events} == {sub.idempotency_key}
 
 
 async def test_same_key_with_other_payload_is_refused(ingest: IngestServiceStub) -> None:

@@ -440,6 +440,7 @@ class StatusEvent(google.protobuf.message.Message):
     OCCURRED_AT_FIELD_NUMBER: builtins.int
     SEQUENCE_FIELD_NUMBER: builtins.int
     SERVICE_FIELD_NUMBER: builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: builtins.int
     task_id: builtins.str
     tenant_id: builtins.str
     status: global___TaskStatus.ValueType
@@ -456,6 +457,11 @@ class StatusEvent(google.protobuf.message.Message):
     """
     service: builtins.str
     """The service that made the change."""
+    idempotency_key: builtins.str
+    """The idempotency key the task was submitted under (Submission.idempotency_key): how a
+    producer that submitted through the intake topic, and so never got a task_id back,
+    matches the task's outcome on the task-status topic to what it sent.
+    """
     @property
     def occurred_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
     def __init__(
@@ -470,9 +476,10 @@ class StatusEvent(google.protobuf.message.Message):
         occurred_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         sequence: builtins.int = ...,
         service: builtins.str = ...,
+        idempotency_key: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["occurred_at", b"occurred_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["detail", b"detail", "occurred_at", b"occurred_at", "reason", b"reason", "sequence", b"sequence", "service", b"service", "stage", b"stage", "status", b"status", "task_id", b"task_id", "tenant_id", b"tenant_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["detail", b"detail", "idempotency_key", b"idempotency_key", "occurred_at", b"occurred_at", "reason", b"reason", "sequence", b"sequence", "service", b"service", "stage", b"stage", "status", b"status", "task_id", b"task_id", "tenant_id", b"tenant_id"]) -> None: ...
 
 global___StatusEvent = StatusEvent
 
