@@ -290,8 +290,9 @@ class Submission(google.protobuf.message.Message):
     idempotency_key: builtins.str
     """Required. The same (tenant_id, idempotency_key) always names the same task."""
     kind: builtins.str
-    """invoice, admission_form, support_ticket, classroom_event or other; empty lets the router
-    decide.
+    """An applied pack's name, or other; empty lets the router decide. Shipped packs: invoice,
+    hospital_admission (hospital admission forms), admission_form (student applications),
+    support_ticket, classroom_event.
     """
     priority: builtins.int
     """Deprecated: use priority_level. 1 (high) to 3 (low) are still honoured; 0, which proto3
