@@ -87,7 +87,8 @@ def submission_from_json(value: bytes) -> Submission:
     """Parse the documented JSON form into a Submission (shape only; values are checked by
     ``domain.validate`` afterwards, exactly as for gRPC)."""
     try:
-        text = value.decode("utf-8")
+        # a byte-order mark, as some Windows and .NET producers write, is not part of the JSON
+        text = value.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         raise RejectRecord("malformed_json", f"not UTF-8 ({exc.reason} at byte {exc.start})") \
             from None

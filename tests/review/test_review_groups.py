@@ -349,6 +349,16 @@ async def test_console_shows_group_instructions_and_four_eyes_progress(
             "the first approval changed total to 121.00")
         await expect(second.locator('#i-fields tr[data-field="total"]')).to_contain_text(  # type: ignore
             "120.00 → 121.00 (first approval)")
+        # the open item has an address: a reload (or the link sent to a colleague, who
+        # signs in) lands on the item, not the queue; back to the queue drops it
+        assert second.url.endswith(f"#item={item_id}")  # type: ignore[attr-defined]
+        await second.reload()  # type: ignore[attr-defined]
+        await expect(second.locator("#item-view")).to_be_visible()  # type: ignore
+        await expect(second.locator("#i-approvals")).to_contain_text(  # type: ignore
+            "the first approval changed total to 121.00")
+        await second.click("#back")  # type: ignore[attr-defined]
+        await expect(second.locator("#queue-view")).to_be_visible()  # type: ignore
+        assert "#item=" not in second.url  # type: ignore[attr-defined]
     finally:
         await second.close()  # type: ignore[attr-defined]
 

@@ -88,6 +88,19 @@ async function signIn() {
   show("queue-view");
   await refresh();
   watch();
+  const linked = linkedItem();
+  if (linked) await openItem(linked);
+}
+
+// An open item's address is the console's with #item=<id>: a reviewer bookmarks it, sends it
+// to a colleague or reloads the page and lands on the item (after signing in), not the queue.
+function linkedItem() {
+  const match = /^#item=([0-9a-fA-F-]{36})$/.exec(location.hash);
+  return match ? match[1] : null;
+}
+
+function linkTo(itemId) {
+  history.replaceState(null, "", itemId ? `#item=${itemId}` : location.pathname + location.search);
 }
 
 $("login-form").addEventListener("submit", (event) => {
@@ -233,6 +246,7 @@ async function openItem(itemId, keepStatus) {
   try { data = await api("GET", `/api/items/${encodeURIComponent(itemId)}`); } catch (err) { setStatus(err.message, true); return; }
   const item = data.item;
   state.item = item;
+  linkTo(item.item_id);
   show("item-view");
   if (!keepStatus) { setStatus(""); $("reason").value = ""; state.pending = null; }
   const badge = $("i-priority");
@@ -677,6 +691,7 @@ function backToQueue() {
   clearTimeout(state.renewTimer);
   endPick(false);
   state.item = null;
+  linkTo(null);
   show("queue-view");
   refresh();
 }
@@ -713,6 +728,10 @@ document.addEventListener("keydown", (event) => {
 });
 
 // -- start -----------------------------------------------------------------------------------
+window.addEventListener("hashchange", () => {  // a link pasted while signed in
+  const linked = linkedItem();
+  if (state.session && linked && (!state.item || state.item.item_id !== linked)) openItem(linked);
+});
 setInterval(tickClocks, 1000);
 setInterval(() => { if (state.session && !document.hidden) refresh(); }, 15000);
 if (state.key || state.reviewer) { signIn(); } else { signOut(""); }
