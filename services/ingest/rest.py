@@ -277,6 +277,15 @@ def _map_key(value_field: FieldDescriptor, key: str, values: Any) -> Any:
     return int(key)
 
 
+#: JSON's names for the Python types json_format's own errors name
+_JSON_TYPES = {"dict": "an object", "list": "an array", "str": "a string", "int": "a number",
+               "float": "a number", "bool": "a boolean", "NoneType": "null"}
+#: json_format's errors that only quote Python ("unhashable type: 'dict'", "expected string
+#: or bytes-like object, got 'list'"): the caller learns the JSON type it sent instead
+_PYTHON_ERROR = re.compile(r"(?:unhashable type:|expected string or bytes-like object, got|"
+                           r"argument must be [^,]*, not) '(\w+)'")
+
+
 def _parse_error(exc: json_format.ParseError, prefix: str = "") -> list[dict[str, str]]:
     """json_format's message as a field error: the field is the chain of names it reports
     ("Failed to parse submission field: Failed to parse tenantId field: ...")."""
@@ -285,7 +294,12 @@ def _parse_error(exc: json_format.ParseError, prefix: str = "") -> list[dict[str
     unknown = re.search(r'has no field named "([^"]+)"', text)
     if unknown:
         names.append(unknown.group(1))
-    return [{"field": ".".join(([prefix] if prefix else []) + names), "detail": text}]
+    field = ".".join(([prefix] if prefix else []) + names)
+    python = _PYTHON_ERROR.search(text)
+    if python:
+        sent = _JSON_TYPES.get(python.group(1), "a value of another type")
+        text = f"{field or 'the body'}: {sent} is not a value this field takes"
+    return [{"field": field, "detail": text}]
 
 
 def _field_path(message: Message, dotted: str) -> tuple[Message, FieldDescriptor]:

@@ -87,6 +87,12 @@ async def test_a_reviewer_lists_claims_and_decides_over_rest(settings: Settings)
         status, problem = await call("POST", f"/v1/review/items/{item_id}/verdict", REVIEWER,
                                      {"verdict": 9})
         assert status == 422 and "verdict.verdict" in json.dumps(problem), problem
+        # a body of the wrong shape is told what JSON it sent, not a Python type name
+        status, problem = await call("POST", f"/v1/review/items/{item_id}/verdict", REVIEWER,
+                                     {"verdict": {"verdict": "VERDICT_APPROVE"}})
+        assert 400 <= status < 500, problem
+        assert "an object is not a value this field takes" in json.dumps(problem), problem
+        assert "unhashable" not in json.dumps(problem), problem
         status, claimed = await call("POST", f"/v1/review/items/{item_id}/claim", REVIEWER, {})
         assert status == 200, claimed
         status, decided = await call("POST", f"/v1/review/items/{item_id}/verdict", REVIEWER,
