@@ -51,6 +51,29 @@ _TOP_LEVEL = {"tenant_id", "idempotency_key", "kind", "document", "metadata", "p
 _DOCUMENT = {"content_type", "body", "filename", "kind_hint"}
 
 
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+#: protobuf's JSON names (what json_format writes by default: tenantId) for the snake_case
+#: ones above, accepted as the REST gateway accepts both
+_JSON_NAMES = {_camel(n): n for n in _TOP_LEVEL | _DOCUMENT if "_" in n}
+
+
+def _snake_case(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """``data`` with protobuf's lowerCamelCase names as the snake_case ones; one field given
+    under both names is refused (which value is meant?)."""
+    out: dict[str, Any] = {}
+    for name, value in data.items():
+        proto = _JSON_NAMES.get(name, name)
+        if proto in out:
+            raise RejectRecord("schema_violation", f"{where}{proto}: given twice (as {proto} "
+                                                   f"and {_camel(proto)})")
+        out[proto] = value
+    return out
+
+
 def _string(value: Any, field: str) -> str:
     if not isinstance(value, str):
         raise RejectRecord("schema_violation", f"{field}: must be a string, got "
@@ -111,13 +134,15 @@ def submission_from_json(value: bytes) -> Submission:
     except RejectRecord as exc:
         # the letter is the tenant's the object names, when it names one (parse_record
         # weighs it against the x-tenant-id header, as for a record that parses)
-        tenant = data.get("tenant_id")
-        if exc.tenant_id is None and isinstance(tenant, str) and tenant.strip():
-            exc.tenant_id = tenant.strip()
+        named = {t.strip() for t in (data.get("tenant_id"), data.get("tenantId"))
+                 if isinstance(t, str) and t.strip()}
+        if exc.tenant_id is None and named:  # two names of two tenants: nobody's letter
+            exc.tenant_id = named.pop() if len(named) == 1 else ""
         raise
 
 
 def _submission_from_object(data: dict[str, Any]) -> Submission:
+    data = _snake_case(data, "")
     unknown = sorted(set(data) - _TOP_LEVEL)
     if unknown:
         raise RejectRecord("schema_violation", f"unknown field(s) {', '.join(unknown)}; "
@@ -129,6 +154,7 @@ def _submission_from_object(data: dict[str, Any]) -> Submission:
     document = data.get("document")
     if not isinstance(document, dict):
         raise RejectRecord("schema_violation", "document: required, a JSON object with a body")
+    document = _snake_case(document, "document.")
     unknown = sorted(set(document) - _DOCUMENT)
     if unknown:
         raise RejectRecord("schema_violation", f"document: unknown field(s) "

@@ -32,6 +32,7 @@ from switchyard.v1 import (
     ReplayDeadLetterRequest,
     StatusEvent,
     Submission,
+    TaskPriority,
     TaskSource,
     TaskStatus,
     WatchTaskRequest,
@@ -82,6 +83,13 @@ async def test_independent_producer_records_become_tasks(
         "metadata": {" po ": " 17 "}, "priority": 1,
         "document": {"body": {"invoice": "INV-9", "amount_due": 120}, "filename": "inv.json"},
     }).encode()
+    # protobuf's own JSON names, as json_format.MessageToJson writes them, are taken too
+    camel = json.dumps({"tenantId": "globex", "idempotencyKey": "po-camel-1",
+                        "priorityLevel": "TASK_PRIORITY_HIGH",
+                        "document": {"contentType": "text/plain", "kindHint": "invoice",
+                                     "body": "Invoice 12: amount due 80.00 EUR"}}).encode()
+    producer.produce(INTAKE.full_name(settings), key=b"po-camel-1", value=camel,
+                     headers=signed("globex", camel))
     protobuf = Submission(tenant_id="globex", idempotency_key="po-pb-1", document=Document(
         content_type="text/plain", body=b"Support ticket: the printer is not working"))
     pb_value, pb_headers = encode(protobuf)
@@ -91,12 +99,15 @@ async def test_independent_producer_records_become_tasks(
                      headers=signed("globex", pb_value, pb_headers["content-type"]))
     assert producer.flush(30) == 0
 
-    async def both() -> list:
+    async def all_three() -> list:
         page = await ingest.ListTasks(ListTasksRequest(tenant_id="globex"))
-        return list(page.tasks) if len(page.tasks) >= 2 else []
+        return list(page.tasks) if len(page.tasks) >= 3 else []
 
-    tasks = {t.envelope.idempotency_key: t for t in await eventually(both, "2 tasks", 90)}
-    assert set(tasks) == {"po-json-1", "po-pb-1"}
+    tasks = {t.envelope.idempotency_key: t for t in await eventually(all_three, "3 tasks", 90)}
+    assert set(tasks) == {"po-json-1", "po-pb-1", "po-camel-1"}
+    camel_task = tasks["po-camel-1"].envelope
+    assert (camel_task.priority_level, camel_task.document.kind_hint) == (
+        TaskPriority.TASK_PRIORITY_HIGH, "invoice")
     envelope = (await ingest.GetTask(GetTaskRequest(
         task_id=tasks["po-json-1"].envelope.task_id))).task.envelope
     assert (envelope.tenant_id, envelope.kind, envelope.priority) == ("globex", "invoice", 1)
@@ -152,7 +163,7 @@ async def test_records_compressed_with_any_kafka_codec_become_tasks(
 def malformed(index: int) -> tuple[bytes, list[tuple[str, bytes]], str]:
     """Record ``index`` of the bad batch: value, headers and the reason code it must get."""
     key = f"bad-{index}"
-    kind = index % 17
+    kind = index % 18
     if kind == 0:
         return b"\x00 not json " + key.encode(), signed("acme", b"x"), "malformed_json"
     if kind == 1:
@@ -199,6 +210,9 @@ def malformed(index: int) -> tuple[bytes, list[tuple[str, bytes]], str]:
         return value, signed("acme", value), "schema_violation"  # header and payload disagree
     if kind == 14:
         value = good_json(key, document={"body": "a scanned page", "content_type": "image/png"})
+        return value, signed("acme", value), "schema_violation"
+    if kind == 16:  # one field under its proto name and its JSON name: which is meant?
+        value = good_json(key, idempotencyKey=key + "-other")
         return value, signed("acme", value), "schema_violation"
     if kind == 15:  # a name twice: json would keep the second document in silence
         value = (b'{"tenant_id": "acme", "idempotency_key": "' + key.encode() +
