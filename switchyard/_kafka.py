@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextvars
 import json
+import random
 import ssl
 import uuid
 from collections.abc import Iterable, Mapping
@@ -20,7 +21,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 from opentelemetry import context as otel_context
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
 
 from switchyard._priority import NORMAL, clamped
 from switchyard._serde import encode
@@ -150,9 +151,23 @@ def activate_incoming(headers: Mapping[str, str]) -> tuple[object, contextvars.T
     Returns tokens for :func:`deactivate`; stream agents call this around each record so the
     spans and log lines they produce belong to the task's trace.
     """
-    ctx_token = otel_context.attach(propagate.extract(dict(headers)))
+    ctx_token = otel_context.attach(incoming_context(headers))
     corr_token = correlation_id_var.set(headers.get(CORRELATION_HEADER) or uuid.uuid4().hex)
     return ctx_token, corr_token
+
+
+def incoming_context(headers: Mapping[str, str]) -> otel_context.Context:
+    """The trace a record arrived in: its ``traceparent``; a record without one (an upstream
+    producer that does not trace) starts a trace of its own, so each task it becomes is one
+    trace, never the consumer's ambient one that every record of a batch would share."""
+    context = propagate.extract(dict(headers), context=otel_context.Context())
+    if trace.get_current_span(context).get_span_context().is_valid:
+        return context
+    root = trace.NonRecordingSpan(trace.SpanContext(
+        trace_id=random.getrandbits(128) or 1, span_id=random.getrandbits(64) or 1,
+        is_remote=True,
+        trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED)))
+    return trace.set_span_in_context(root, context)
 
 
 def deactivate(tokens: tuple[object, contextvars.Token[str | None]]) -> None:

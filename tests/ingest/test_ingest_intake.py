@@ -392,35 +392,47 @@ async def test_intake_text_in_a_declared_charset_arrives_as_utf8(
 async def test_each_intake_record_keeps_its_own_trace(
         producer: Producer, ingest: IngestServiceStub, settings: Settings) -> None:
     """Records taken in one batch are accepted together, yet each task goes on in the trace
-    its record arrived in (its ``traceparent``), not in one shared by the batch."""
+    its record arrived in (its ``traceparent``), not in one shared by the batch; a record
+    without one starts a trace of its own (an outside producer's untraced records all
+    shared one)."""
     traces = {f"trace-{uuid.uuid4().hex[:8]}": uuid.uuid4().hex for _ in range(3)}
+    untraced = [f"untraced-{uuid.uuid4().hex[:8]}" for _ in range(3)]
     for key, trace_id in traces.items():
         value = good_json(key)
         producer.produce(INTAKE.full_name(settings), key=key.encode(), value=value, headers=[
             *signed("acme", value), ("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01".encode())])
+    for key in untraced:
+        value = good_json(key)
+        producer.produce(INTAKE.full_name(settings), key=key.encode(), value=value,
+                         headers=signed("acme", value))
     assert producer.flush(30) == 0
 
-    async def all_three() -> dict[str, str]:
+    async def all_six() -> dict[str, str]:
         page = await ingest.ListTasks(ListTasksRequest(tenant_id="acme", page_size=500))
         found = {t.envelope.idempotency_key: t.envelope.task_id for t in page.tasks
-                 if t.envelope.idempotency_key in traces}
-        return found if len(found) == len(traces) else {}
+                 if t.envelope.idempotency_key in traces or t.envelope.idempotency_key
+                 in untraced}
+        return found if len(found) == len(traces) + len(untraced) else {}
 
-    task_ids = await eventually(all_three, "the three tasks", 90)
-    wanted = {task_id: traces[key] for key, task_id in task_ids.items()}
+    task_ids = await eventually(all_six, "the six tasks", 90)
+    wanted = {task_ids[key]: trace_id for key, trace_id in traces.items()}
+    fresh = {task_ids[key] for key in untraced}
 
     def carried(records: list) -> dict[str, str]:
         seen = {}
         for r in records:
             event = StatusEvent.FromString(r.value)
             headers = {k: v.decode() for k, v in (r.headers or ())}
-            if event.task_id in wanted and "traceparent" in headers:
+            if (event.task_id in wanted or event.task_id in fresh) and "traceparent" in headers:
                 seen[event.task_id] = headers["traceparent"].split("-")[1]
         return seen
 
     statuses = await read_topic(settings, TASK_STATUS,
-                                lambda rs: set(carried(rs)) >= set(wanted))
-    assert {t: carried(statuses)[t] for t in wanted} == wanted
+                                lambda rs: set(carried(rs)) >= set(wanted) | fresh)
+    seen = carried(statuses)
+    assert {t: seen[t] for t in wanted} == wanted
+    own = {seen[t] for t in fresh}
+    assert len(own) == len(fresh) and not own & set(wanted.values()), own
 
 
 async def test_a_letter_is_the_tenant_its_record_names_and_nobodys_when_it_names_two(
