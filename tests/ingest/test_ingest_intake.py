@@ -137,8 +137,10 @@ async def test_records_compressed_with_any_kafka_codec_become_tasks(
     """Producers compress batches with whatever their shop uses; a codec the intake consumer
     could not decode stopped the whole intake (an outside producer's snappy and zstd
     batches did), so every codec Kafka defines is read, then a plain record after it."""
+    # an idempotent producer, as many shops run them (the docs say it may be used)
     compressed = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers,
-                           "compression.type": codec, "linger.ms": 20, "acks": "all"})
+                           "compression.type": codec, "linger.ms": 20, "acks": "all",
+                           "enable.idempotence": True})
     keys = [f"{codec}-{i}" for i in range(3)]
     batch = {"batch": f"codec-{codec}"}
     for key in keys:
