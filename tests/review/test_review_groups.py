@@ -286,7 +286,8 @@ async def test_a_verdict_on_an_approval_step_answers_that_step_with_the_plan(
 # -- the console ---------------------------------------------------------------------------
 
 async def test_console_shows_group_instructions_and_four_eyes_progress(
-        settings: Settings, db: asyncpg.Pool, producer: Producer, browser: object) -> None:
+        settings: Settings, db: asyncpg.Pool, producer: Producer, browser: object,
+        review: dict[str, ReviewServiceStub]) -> None:
     _, item_id = await escalate(
         db, producer, "console-4e", reviewer_group="finance", four_eyes=True,
         step_id="2-manager_ok", instructions="Check the IBAN against the vendor master",
@@ -356,6 +357,13 @@ async def test_console_shows_group_instructions_and_four_eyes_progress(
         await expect(second.locator("#item-view")).to_be_visible()  # type: ignore
         await expect(second.locator("#i-approvals")).to_contain_text(  # type: ignore
             "the first approval changed total to 121.00")
+        # decided elsewhere (the command line) while this page still shows it pending: a
+        # verdict from the page says what happened instead of asking for a claim
+        await decide(review["fin-bob"], item_id, Verdict.VERDICT_APPROVE)
+        await second.evaluate("document.activeElement && document.activeElement.blur()")  # type: ignore
+        await second.keyboard.press("a")  # type: ignore[attr-defined]
+        await expect(second.locator("#status")).to_have_text(  # type: ignore
+            "This item is resolved (verdict:approve): there is nothing left to decide.")
         await second.click("#back")  # type: ignore[attr-defined]
         await expect(second.locator("#queue-view")).to_be_visible()  # type: ignore
         assert "#item=" not in second.url  # type: ignore[attr-defined]

@@ -628,6 +628,21 @@ function scheduleRenew(item) {
   }, Math.max(1000, left / 2));
 }
 
+// A verdict on an item this reviewer does not hold: read it again (the page may be stale:
+// another reviewer may have decided or claimed it) and say what stands in the way.
+async function notMine(itemId) {
+  await openItem(itemId, true);
+  const fresh = state.item;
+  if (fresh && !["PENDING", "CLAIMED"].includes(fresh.state)) {
+    setStatus(`This item is ${fresh.state.toLowerCase()}${fresh.resolution ? ` (${fresh.resolution})` : ""}: ` +
+      "there is nothing left to decide.", true);
+  } else if (fresh && fresh.state === "CLAIMED" && fresh.claimed_by !== state.reviewer) {
+    setStatus(`${fresh.claimed_by} holds this item now.`, true);
+  } else {
+    setStatus("Claim the item first (c).", true);
+  }
+}
+
 async function act(action) {
   const item = state.item;
   if (!item) return;
@@ -640,7 +655,7 @@ async function act(action) {
       await api("POST", `/api/items/${item.item_id}/release`, { reviewer_id: state.reviewer });
       message = "Released to the queue.";
     } else {
-      if (!mine()) { setStatus("Claim the item first (c).", true); return; }
+      if (!mine()) { await notMine(item.item_id); return; }
       const body = { reviewer_id: state.reviewer, verdict: action, reason: $("reason").value.trim() };
       if (action === "reject" && !body.reason) {
         state.pending = "reject";
