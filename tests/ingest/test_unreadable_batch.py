@@ -2,10 +2,11 @@
 
 faust crashes its fetcher on a fetch it cannot decode and carries on otherwise: before the
 stream watch, ingest kept answering gRPC (SERVING, every loop up) while its intake was read
-no more. Here a batch that says gzip over records that are not gzip (a corrupted batch; the
-broker checks the CRC and the codec's name, not the contents) is written straight to the
-broker with a valid CRC; the real ingest process must report the stopped consumer and exit
-non-zero for its supervisor (Kubernetes, ``switchyard up``) to restart it.
+no more. Here a batch that says gzip over records that are not gzip (a corrupted batch: the
+embedded broker refuses a codec number that does not exist, but stores this one without
+decompressing it) is written straight to the broker with a valid CRC; the real ingest
+process must report the stopped consumer and exit non-zero for its supervisor (Kubernetes,
+``switchyard up``) to restart it.
 """
 
 from __future__ import annotations
