@@ -32,13 +32,26 @@ from switchyard.v1 import Document, Submission, TaskEnvelope, TaskSource
 
 
 def payload_sha256(submission: Submission) -> str:
-    """Identity of what was submitted: a repeated key with another payload is a conflict."""
+    """Identity of what was submitted: a repeated key with another payload is a conflict.
+    Metadata counts as normalisation leaves it (keys and values trimmed), so a retry that
+    differs only in padding is the same submission, as its envelope is the same."""
+    return _payload_sha256(submission, {k.strip(): v.strip()
+                                        for k, v in submission.metadata.items()})
+
+
+def earlier_payload_sha256(submission: Submission) -> str:
+    """:func:`payload_sha256` as tasks accepted before metadata was trimmed in it were stored:
+    a retry of such a task is still the same submission."""
+    return _payload_sha256(submission, dict(submission.metadata))
+
+
+def _payload_sha256(submission: Submission, metadata: dict[str, str]) -> str:
     canonical = json.dumps(
         {
             "kind": submission.kind.strip().lower(),
             "content_type": submission.document.content_type.strip().lower() or "text/plain",
             "body": hashlib.sha256(submission.document.body).hexdigest(),
-            "metadata": dict(sorted(submission.metadata.items())),
+            "metadata": dict(sorted(metadata.items())),
             "priority": submission.priority,  # type: ignore[deprecated]
             # only when set, so tasks accepted before priority_level existed keep their hash
             **({"priority_level": int(submission.priority_level)}
@@ -125,5 +138,5 @@ def retry_submission(envelope: TaskEnvelope, attempt: int) -> Submission:
 
 
 __all__ = ["KIND", "MAX_JSON_DEPTH", "RETRYABLE_STATUSES", "RETRY_OF_KEY", "TaskSource",
-           "build_envelope", "check", "json_problem", "new_task_id", "payload_sha256",
-           "retry_key", "retry_submission", "validate"]
+           "build_envelope", "check", "earlier_payload_sha256", "json_problem", "new_task_id",
+           "payload_sha256", "retry_key", "retry_submission", "validate"]

@@ -61,6 +61,8 @@ class Item:
     envelope: TaskEnvelope
     payload_sha256: str
     callback_url: str = ""
+    #: ``domain.earlier_payload_sha256``: a task stored under it is this submission too
+    earlier_sha256: str = ""
 
 
 def first_event(envelope: TaskEnvelope, accepted: store.Accepted) -> StatusEvent:
@@ -251,7 +253,8 @@ class Publisher:
     def _new_task(self, item: Item) -> store.NewTask:
         return store.NewTask(item.envelope, item.payload_sha256, item.callback_url,
                              listing.metadata_hashes(self.hash_key, item.envelope.tenant_id,
-                                                     item.envelope.metadata.items()))
+                                                     item.envelope.metadata.items()),
+                             earlier_sha256=item.earlier_sha256)
 
     def _crash_point(self) -> None:
         """Fault injection between the PostgreSQL commit and the Kafka produce."""

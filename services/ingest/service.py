@@ -221,7 +221,8 @@ def item_for(submission: Submission, source: int, info: DocumentInfo | None = No
     """A validated submission, normalised into the envelope with a fresh task id."""
     envelope = domain.build_envelope(submission, domain.new_task_id(), source,
                                      page_count=info.page_count if info else 0)
-    return Item(envelope, domain.payload_sha256(submission), submission.callback_url.strip())
+    return Item(envelope, domain.payload_sha256(submission), submission.callback_url.strip(),
+                earlier_sha256=domain.earlier_payload_sha256(submission))
 
 
 class IngestServicer(IngestServiceServicer):
@@ -295,7 +296,8 @@ class IngestServicer(IngestServiceServicer):
                 refusal = self.backlog.refusal(tenant)
                 if refusal is not None:
                     existing = await store.find_by_key(
-                        self.pool, tenant, item.envelope.idempotency_key, item.payload_sha256)
+                        self.pool, tenant, item.envelope.idempotency_key, item.payload_sha256,
+                        item.earlier_sha256)
                     if existing is not None:
                         return existing
                     await self._abort_overloaded(context, refusal)
@@ -399,7 +401,7 @@ class IngestServicer(IngestServiceServicer):
             try:
                 existing = await store.find_by_key(
                     self.pool, item.envelope.tenant_id, item.envelope.idempotency_key,
-                    item.payload_sha256)
+                    item.payload_sha256, item.earlier_sha256)
             except store.IdempotencyConflict as exc:
                 results[index].error.CopyFrom(item_error(grpc.StatusCode.ALREADY_EXISTS,
                                                          str(exc)))

@@ -39,8 +39,9 @@ class Accepted:
 async def accept(conn: asyncpg.Connection, envelope: TaskEnvelope, payload_sha256: str,
                  service: str = "ingest", callback_url: str = "",
                  codec: PayloadCodec = PLAINTEXT,
-                 metadata_hashes: Sequence[str] = ()) -> Accepted:
-    """Insert the task or return the one that owns its idempotency key.
+                 metadata_hashes: Sequence[str] = (), earlier_sha256: str = "") -> Accepted:
+    """Insert the task or return the one that owns its idempotency key (the same payload:
+    ``payload_sha256``, or ``earlier_sha256`` as an older rule hashed it).
 
     The envelope is stored sealed by ``codec`` (encryption at rest when keys are configured);
     ``metadata_hashes`` (``listing.metadata_hashes``) are what ListTasks' metadata filter
@@ -82,7 +83,7 @@ async def accept(conn: asyncpg.Connection, envelope: TaskEnvelope, payload_sha25
     )
     assert existing is not None, "conflicting row vanished"
     task_id = str(existing["task_id"])
-    if existing["payload_sha256"] != payload_sha256:
+    if existing["payload_sha256"] not in (payload_sha256, earlier_sha256 or payload_sha256):
         raise IdempotencyConflict(task_id)
     return Accepted(task_id, existing["status"], existing["stage"], False,
                     existing["published_at"] is not None, existing["created_at"])
@@ -100,6 +101,9 @@ class NewTask:
     #: The trace the submission arrived in, as ``stored_trace_context`` gives it (a batch of
     #: intake records: each its own); empty: the caller's current one.
     trace_context: str = ""
+    #: The payload hash as an older rule computed it (``domain.earlier_payload_sha256``): a
+    #: task stored under it is the same submission too.
+    earlier_sha256: str = ""
 
 
 async def accept_many(conn: asyncpg.Connection | asyncpg.Pool, tasks: Sequence[NewTask],
@@ -172,7 +176,8 @@ async def accept_many(conn: asyncpg.Connection | asyncpg.Pool, tasks: Sequence[N
                 continue
             owner = owners.get((task.envelope.tenant_id, task.envelope.idempotency_key))
             assert owner is not None, "conflicting row vanished"
-            if owner["payload_sha256"] != task.payload_sha256:
+            if owner["payload_sha256"] not in (task.payload_sha256,
+                                               task.earlier_sha256 or task.payload_sha256):
                 results[index] = IdempotencyConflict(str(owner["task_id"]))
             else:
                 results[index] = Accepted(str(owner["task_id"]), owner["status"],
@@ -193,7 +198,7 @@ async def mark_published(pool: asyncpg.Pool, task_ids: Sequence[str]) -> None:
 
 
 async def find_by_key(pool: asyncpg.Pool, tenant_id: str, idempotency_key: str,
-                      payload_sha256: str) -> Accepted | None:
+                      payload_sha256: str, earlier_sha256: str = "") -> Accepted | None:
     """The task a repeated submission names, read-only (used while refusing new work)."""
     row = await pool.fetchrow(
         "SELECT task_id, payload_sha256, status, stage, published_at, created_at FROM tasks "
@@ -201,7 +206,7 @@ async def find_by_key(pool: asyncpg.Pool, tenant_id: str, idempotency_key: str,
     )
     if row is None:
         return None
-    if row["payload_sha256"] != payload_sha256:
+    if row["payload_sha256"] not in (payload_sha256, earlier_sha256 or payload_sha256):
         raise IdempotencyConflict(str(row["task_id"]))
     return Accepted(str(row["task_id"]), row["status"], row["stage"], False,
                     row["published_at"] is not None, row["created_at"])

@@ -23,6 +23,7 @@ import pytest
 from aiohttp import web
 from google.rpc import error_details_pb2
 
+from services.ingest.domain import earlier_payload_sha256
 from switchyard import Settings
 from switchyard.documents import (
     BlobIntegrityError,
@@ -136,6 +137,34 @@ async def test_same_key_other_payload_is_already_exists(ingest: IngestServiceStu
         await ingest.SubmitTask(SubmitTaskRequest(submission=submission("acme", "k-1", "two")))
     assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
     assert "different payload" in (caught.value.details() or "")
+
+
+async def test_a_retry_that_differs_only_in_padding_is_the_same_task(
+        ingest: IngestServiceStub, db: asyncpg.Connection) -> None:
+    """Metadata is trimmed when it becomes the envelope, so a retry whose metadata differs
+    only in spaces is the same submission (an outside producer got an idempotency_conflict
+    letter for one); a task stored under the earlier hash, which counted the spaces, still
+    answers a retry of itself."""
+    first = submission("padco", "pad-1", "Invoice 7")
+    first.metadata["po"] = "17"
+    padded = submission("padco", "pad-1", "Invoice 7")
+    padded.metadata[" po "] = " 17 "
+    created = await ingest.SubmitTask(SubmitTaskRequest(submission=first))
+    again = await ingest.SubmitTask(SubmitTaskRequest(submission=padded))
+    assert (again.task_id, again.created) == (created.task_id, False)
+    # as a task accepted before the trimming rule was stored (the hash with the spaces)
+    legacy = submission("padco", "pad-2", "Invoice 8")
+    legacy.metadata[" po "] = " 18 "
+    accepted = await ingest.SubmitTask(SubmitTaskRequest(submission=legacy))
+    await db.execute("UPDATE tasks SET payload_sha256 = $1 WHERE task_id = $2",
+                     earlier_payload_sha256(legacy), uuid.UUID(accepted.task_id))
+    retried = await ingest.SubmitTask(SubmitTaskRequest(submission=legacy))
+    assert (retried.task_id, retried.created) == (accepted.task_id, False)
+    other = submission("padco", "pad-2", "Invoice 8")
+    other.metadata["po"] = "19"  # another value is another payload
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await ingest.SubmitTask(SubmitTaskRequest(submission=other))
+    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
 
 
 # -- bulk and validation ---------------------------------------------------------------------
