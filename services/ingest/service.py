@@ -240,7 +240,8 @@ class IngestServicer(IngestServiceServicer):
     async def _tasks(self, rows: list[asyncpg.Record], context: grpc.aio.ServicerContext
                      ) -> list[Task]:
         """Rows as API tasks, as the caller may read them (:func:`shown_to`); blobs under a
-        retired key are re-wrapped on the way (lazy key rotation). A payload that cannot be decrypted is DATA_LOSS, named, never garbage."""
+        retired key are re-wrapped on the way (lazy key rotation). A payload that cannot be
+        decrypted is DATA_LOSS, named, never garbage."""
         role = principal_var.get().role
         try:
             tasks = [shown_to(role, task_from_row(row, self.codec)) for row in rows]

@@ -83,10 +83,16 @@ async def accept(conn: asyncpg.Connection, envelope: TaskEnvelope, payload_sha25
     )
     assert existing is not None, "conflicting row vanished"
     task_id = str(existing["task_id"])
-    if existing["payload_sha256"] not in (payload_sha256, earlier_sha256 or payload_sha256):
+    if not _same_payload(existing["payload_sha256"], payload_sha256, earlier_sha256):
         raise IdempotencyConflict(task_id)
     return Accepted(task_id, existing["status"], existing["stage"], False,
                     existing["published_at"] is not None, existing["created_at"])
+
+
+def _same_payload(stored: str, payload_sha256: str, earlier_sha256: str) -> bool:
+    """Whether the task that owns a key holds this submission: its stored hash is the
+    submission's, by the current rule or (``earlier_sha256``, when given) the earlier one."""
+    return stored == payload_sha256 or bool(earlier_sha256) and stored == earlier_sha256
 
 
 @dataclass(frozen=True)
@@ -176,8 +182,8 @@ async def accept_many(conn: asyncpg.Connection | asyncpg.Pool, tasks: Sequence[N
                 continue
             owner = owners.get((task.envelope.tenant_id, task.envelope.idempotency_key))
             assert owner is not None, "conflicting row vanished"
-            if owner["payload_sha256"] not in (task.payload_sha256,
-                                               task.earlier_sha256 or task.payload_sha256):
+            if not _same_payload(owner["payload_sha256"], task.payload_sha256,
+                                 task.earlier_sha256):
                 results[index] = IdempotencyConflict(str(owner["task_id"]))
             else:
                 results[index] = Accepted(str(owner["task_id"]), owner["status"],
@@ -206,7 +212,7 @@ async def find_by_key(pool: asyncpg.Pool, tenant_id: str, idempotency_key: str,
     )
     if row is None:
         return None
-    if row["payload_sha256"] not in (payload_sha256, earlier_sha256 or payload_sha256):
+    if not _same_payload(row["payload_sha256"], payload_sha256, earlier_sha256):
         raise IdempotencyConflict(str(row["task_id"]))
     return Accepted(str(row["task_id"]), row["status"], row["stage"], False,
                     row["published_at"] is not None, row["created_at"])
