@@ -135,7 +135,8 @@ class ReviewDesk:
             edits = firsts[item.item_id].modified_fields if item.item_id in firsts else {}
             if self.redactor is not None:
                 copy.escalation.CopyFrom(redact_escalation(item.escalation, self.redactor))
-                edits = redact_edits(edits, item.escalation, self.redactor)
+                if edits:  # most items have none: no second pass over the proposed fields
+                    edits = redact_edits(edits, item.escalation, self.redactor)
             copy.approved_edits.update(edits)
             shown.append(copy)
         return shown

@@ -374,8 +374,6 @@ function renderFields(fields) {
   body.querySelectorAll("tr[data-field]").forEach((row) => {
     const edit = approved[row.dataset.field];
     if (edit !== undefined) row.children[1].append(" ", el("span", `→ ${edit} (first approval)`, "approved-edit"));
-  });
-  body.querySelectorAll("tr[data-field]").forEach((row) => {
     if (kept[row.dataset.field] !== undefined) row.querySelector(".field-edit").value = kept[row.dataset.field];
   });
   $("i-nofields").hidden = fields.length > 0;
@@ -663,7 +661,8 @@ async function act(action) {
         $("reason").focus();
         return;
       }
-      const typed = Object.keys(editedFields());
+      const edits = editedFields();
+      const typed = Object.keys(edits);
       if (action === "approve" && typed.length) {
         // a plain approval carries no edits: never drop what the reviewer typed in silence
         setStatus(`You typed a corrected ${typed.join(", ")}: approve with edits (m), or clear ` +
@@ -671,8 +670,8 @@ async function act(action) {
         return;
       }
       if (action === "modify") {
-        body.modified_fields = editedFields();
-        if (!Object.keys(body.modified_fields).length) {
+        body.modified_fields = edits;
+        if (!typed.length) {
           setStatus("Enter a corrected value for at least one field, then press Ctrl+Enter.", true);
           const first = document.querySelector("#i-fields .field-edit");
           if (first) first.focus();
