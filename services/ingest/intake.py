@@ -40,7 +40,7 @@ from switchyard.documents import (
 )
 from switchyard.messaging import JSON_MEDIA_TYPE, TENANT_HEADER, Record, RejectRecord, decode_record
 from switchyard.tasks import DocumentViolation
-from switchyard.v1 import Submission, TaskPriority
+from switchyard.v1 import Document, Submission, TaskPriority
 
 KEY_HEADER = "x-idempotency-key"
 #: Room for the JSON/protobuf wrapper around a document at the size limit.
@@ -51,14 +51,13 @@ _TOP_LEVEL = {"tenant_id", "idempotency_key", "kind", "document", "metadata", "p
 _DOCUMENT = {"content_type", "body", "filename", "kind_hint"}
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
 #: protobuf's JSON names (what json_format writes by default: tenantId) for the snake_case
-#: ones above, accepted as the REST gateway accepts both
-_JSON_NAMES = {_camel(n): n for n in _TOP_LEVEL | _DOCUMENT if "_" in n}
+#: ones above, accepted as the REST gateway accepts both; from the messages' descriptors
+_JSON_NAMES = {f.json_name: f.name
+               for message in (Submission.DESCRIPTOR, Document.DESCRIPTOR)
+               for f in message.fields
+               if f.name in _TOP_LEVEL | _DOCUMENT and f.json_name != f.name}
+_PROTO_NAMES = {proto: json_name for json_name, proto in _JSON_NAMES.items()}
 
 
 def _snake_case(data: dict[str, Any], where: str) -> dict[str, Any]:
@@ -69,7 +68,7 @@ def _snake_case(data: dict[str, Any], where: str) -> dict[str, Any]:
         proto = _JSON_NAMES.get(name, name)
         if proto in out:
             raise RejectRecord("schema_violation", f"{where}{proto}: given twice (as {proto} "
-                                                   f"and {_camel(proto)})")
+                                                   f"and {_PROTO_NAMES[proto]})")
         out[proto] = value
     return out
 
