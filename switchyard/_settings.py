@@ -329,7 +329,8 @@ class Settings:
     )
     decision_address: str = setting(
         "", "Where other processes reach DecisionService (host:port); empty means "
-        "127.0.0.1:<decision_grpc_port>. The review process's operator console calls it.",
+        "127.0.0.1:<decision_grpc_port>. The review process calls it: the operator console, "
+        "and a reviewer's edits are put to the pack's rules there.",
         group="services",
     )
     executor_address: str = setting(

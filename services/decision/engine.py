@@ -18,7 +18,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, is_dataclass, replace
 from typing import Any
 
 import asyncpg
@@ -41,12 +41,14 @@ from switchyard.packs import (
     NO_RULE_MATCHED,
     Activation,
     ExpressionError,
+    ExtractedField,
     FieldSpec,
     Pack,
     RuleSpec,
     as_text,
     discrepancy_maps,
     evaluate_condition,
+    parse_value,
     run_extractor,
     typed_fields,
     with_params,
@@ -228,6 +230,26 @@ class TableResult:
     rule: RuleSpec | None
     matched: tuple[RuleSpec, ...]
     error: str = ""
+
+
+def with_edits(extraction: Any, edits: Mapping[str, str], pack: Pack) -> Any:
+    """``extraction`` (an :class:`Extraction` or a pack's own dataclass with ``fields``) with
+    a reviewer's edits in place of what was read: each value normalised as its declared type
+    reads (``60,000`` as ``60000.00``), sure (confidence 1.0); an empty value clears the
+    field."""
+    fields = dict(extraction.fields)
+    for name, value in edits.items():
+        name, value = name.strip(), value.strip()
+        if not value:
+            fields.pop(name, None)
+            continue
+        spec = pack.fields.get(name)
+        parsed = parse_value(spec, value) if spec is not None else (value, 1.0)
+        fields[name] = ExtractedField(parsed[0] if isinstance(parsed, tuple) else value, 1.0)
+    if is_dataclass(extraction):
+        return replace(extraction, fields=fields)
+    extraction.fields = fields
+    return extraction
 
 
 def run_table(pack: Pack, context: Mapping[str, Any]) -> TableResult:
@@ -532,9 +554,11 @@ class DecisionEngine:
 
     async def decide_with_pack(self, task: TaskEnvelope, text: str, prediction: Prediction,
                                active: ActivePack, policy: Policy, note: str = "",
-                               layout: DocumentLayout | None = None) -> Decided:
+                               layout: DocumentLayout | None = None,
+                               edits: Mapping[str, str] | None = None) -> Decided:
         """The pack's stage: extract (on ``layout`` too, for a PDF or an image), enrich, score,
-        run the decision table. Raises
+        run the decision table. ``edits`` (a reviewer's, :meth:`reconsider`) replace what the
+        extractor read before anything else sees the fields. Raises
         ModelUnavailable (a scorer's model away) and Overloaded (a batcher full); errors
         reading the tenant's records (PostgreSQL) propagate, as transient."""
         pack, params = active.pack, active.params
@@ -551,6 +575,8 @@ class DecisionEngine:
         try:
             # with layout= when the extractor takes it (text-only extractors keep working)
             extraction = run_extractor(extractor_of(pack), text, layout)
+            if edits:
+                extraction = with_edits(extraction, edits, pack)
             raw = {name: f.value for name, f in extraction.fields.items()}
             history = await self.enrichers.enrich(pack.enrichers, task, extraction, params)
             vectors = [(scorer, features_for(scorer.features)(extraction, history, task))
@@ -596,6 +622,34 @@ class DecisionEngine:
         return Decided(to_decision(task, outcome, prediction, policy, assessment), outcome,
                        policy, assessment, layout)
 
+    async def reconsider(self, task: TaskEnvelope, proposed: Decision,
+                         edits: Mapping[str, str]) -> Decided | None:
+        """What the pack that made (or would have run) ``proposed`` decides once its fields
+        read as a reviewer edited them (DecisionService.ReconsiderEdits): the document is read
+        again and the edits replace what the extractor read; enrichers, scorers and the
+        decision table run as for a new task, on the route ``proposed`` took (a person
+        confirmed the type by approving it, so the router is not asked again). None when the
+        tenant has no such pack enabled. Nothing is stored: the caller only judges the
+        outcome, and the monitors (shadow, drift, canary) do not count it as traffic.
+        Raises ModelUnavailable, Overloaded and UnreadableDocument."""
+        active = self.catalog.for_tenant(task.tenant_id).get(proposed.pack or proposed.label)
+        if active is None:
+            return None
+        policy = self.policies.for_tenant(task.tenant_id)
+        token = DECIDING.set(Deciding(task.task_id, persist=False, testing=True))
+        try:
+            read = await self.reader.read(task) if self.reader is not None else None
+            routed = [m for m in proposed.models if m.label == proposed.label]
+            prediction = Prediction(
+                model_name=routed[0].model_name if routed else "", label=active.pack.name,
+                model_version=routed[0].model_version if routed else "",
+                confidence=max((m.confidence for m in routed), default=1.0))
+            return await self.decide_with_pack(
+                task, document_text(task, read), prediction, active, policy,
+                layout=read.layout if read is not None else None, edits=edits)
+        finally:
+            DECIDING.reset(token)
+
     async def test_case(self, task: TaskEnvelope, active: ActivePack) -> Decided:
         """Decide a golden case (PackService.TestPack) the way a task submitted with the
         pack's name as its kind is decided, with ``active`` standing in for the tenant's pack
@@ -614,4 +668,4 @@ class DecisionEngine:
 __all__ = ["CONTENT_TYPE_RULE", "GUESSING_RULES", "PACK_ERROR_RULE", "SIGNATURE_MODEL",
            "UNREADABLE_RULE", "Assessment", "Decided", "DecisionEngine", "Overloaded",
            "TableResult", "document_text", "run_table", "signature_match", "table_outcome",
-           "to_decision"]
+           "to_decision", "with_edits"]

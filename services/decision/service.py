@@ -115,6 +115,8 @@ from switchyard.v1 import (
     ModelRollout,
     PromoteModelRequest,
     PromoteModelResponse,
+    ReconsiderEditsRequest,
+    ReconsiderEditsResponse,
     RollbackModelRequest,
     RollbackModelResponse,
     StartRolloutRequest,
@@ -129,6 +131,8 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = "switchyard.v1.DecisionService"
 POLICY = {f"/{SERVICE_NAME}/Decide": frozenset({Role.SUBMITTER}),
           f"/{SERVICE_NAME}/DecideBatch": frozenset({Role.SUBMITTER}),
+          # the review service asks, with the reviewer's credentials, before it accepts edits
+          f"/{SERVICE_NAME}/ReconsiderEdits": frozenset({Role.REVIEWER}),
           # the operator console's model plots
           f"/{SERVICE_NAME}/GetModelHealth": frozenset({Role.ADMIN, Role.AUDITOR}),
           f"/{SERVICE_NAME}/ListRollouts": frozenset({Role.ADMIN, Role.AUDITOR}),
@@ -143,6 +147,8 @@ ENCODER_BATCH_MAX = 16
 OVERLOAD_BACKOFF_S = 0.05
 #: What a Decide caller is told to wait when the batcher in front of Triton is full.
 OVERLOAD_RETRY_S = 0.2
+#: Field edits one ReconsiderEdits call may carry (a verdict carries at most as many).
+MAX_EDITS = 64
 #: The tenant's history (PostgreSQL) could not be read: a caller retries the task.
 HISTORY_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
@@ -539,6 +545,37 @@ class DecisionServicer(DecisionServiceServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"tenant history unavailable: {exc}")
         return DecideResponse(decision=decision)
 
+    async def ReconsiderEdits(self, request: ReconsiderEditsRequest,
+                              context: grpc.aio.ServicerContext) -> ReconsiderEditsResponse:
+        problems = [FieldViolation(f, d) for f, d in reconsider_problems(request)]
+        # the document as Decide takes it (ingest's acceptance rules): a caller other than
+        # the review service may send anything
+        task, invalid, denied = await asyncio.to_thread(self._admitted, request.task)
+        problems += invalid
+        if problems:
+            await abort_invalid(context, problems)
+        if denied:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, denied)
+        try:
+            decided = await self.engine.reconsider(task, request.proposed_decision,
+                                                   dict(request.edits))
+        except Overloaded as exc:
+            await abort_retry_later(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                    f"{exc}; retry shortly", OVERLOAD_RETRY_S)
+        except ModelUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"models unavailable: {exc}")
+        except UnreadableDocument as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"the document cannot be read: {exc}")
+        except HISTORY_ERRORS as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"tenant history unavailable: {exc}")
+        if decided is None:
+            proposed = request.proposed_decision
+            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                f"tenant {task.tenant_id!r} has no pack "
+                                f"{(proposed.pack or proposed.label)!r} enabled")
+        return ReconsiderEditsResponse(decision=decided.decision)
+
     async def DecideBatch(self, request: DecideBatchRequest,
                           context: grpc.aio.ServicerContext) -> DecideBatchResponse:
         count = len(request.tasks)
@@ -597,6 +634,21 @@ class DecisionServicer(DecisionServiceServicer):
         denied = None if principal.may_access(task.tenant_id) else (
             f"credentials do not allow tenant {task.tenant_id!r}")
         return task, problems, denied
+
+
+def reconsider_problems(request: ReconsiderEditsRequest) -> list[tuple[str, str]]:
+    """What is missing from a ReconsiderEdits request, each as (field path, why) (the
+    task's document is checked as Decide checks it)."""
+    problems = [("task.task_id", "required")] if not request.task.task_id else []
+    proposed = request.proposed_decision
+    if not (proposed.pack or proposed.label):
+        problems.append(("proposed_decision.pack", "required: the pack whose rules run (or "
+                                                   "its label)"))
+    if not 1 <= len(request.edits) <= MAX_EDITS:
+        problems.append(("edits", f"1 to {MAX_EDITS} field edits"))
+    if any(not name.strip() for name in request.edits):
+        problems.append(("edits", "field names must not be empty"))
+    return problems
 
 
 def _card(settings: Settings, model: str, version_dir: str) -> Path:

@@ -464,7 +464,7 @@ class Console:
                 return _error(400, str(exc), exc.violations)
             except ReviewError as exc:
                 status = {"not_found": 404, "conflict": 409, "invalid": 400,
-                          "forbidden": 403}[exc.code]
+                          "forbidden": 403, "unavailable": 503}[exc.code]
                 return _error(status, str(exc), exc.violations)
         return guarded
 
@@ -560,7 +560,10 @@ class Console:
 
     async def verdict(self, request: web.Request, principal: Principal) -> web.StreamResponse:
         verdict = verdict_from(request.match_info["item_id"], await _body(request))
-        item, decision = await self.desk.submit_verdict(principal, verdict)
+        # the reviewer's key goes on to the decision service, which checks edits
+        item, decision = await self.desk.submit_verdict(
+            principal, verdict, credentials=[("authorization", v) for v in
+                                             request.headers.getall("Authorization", [])])
         return web.json_response({"item": item_json(item),
                                   "decision_id": decision.decision_id if decision else None})
 

@@ -41,7 +41,13 @@ from services.review.queue import (
     priority_value,
 )
 from services.review.resolutions import DecisionPublisher, audit, store_decision, text_digest
-from services.review.verdicts import edit_problems, verdict_decision
+from services.review.reconsider import Credentials, EditsCheck
+from services.review.verdicts import (
+    edit_problems,
+    reconsidered_problems,
+    sent_edit_problems,
+    verdict_decision,
+)
 from switchyard.access import DEV_PRINCIPAL, Principal
 from switchyard.privacy import (
     Redactor,
@@ -113,12 +119,17 @@ def reviewer_of(principal: Principal, supplied: str) -> str:
 
 class ReviewDesk:
     def __init__(self, pool: asyncpg.Pool, queue: ReviewQueue, publisher: DecisionPublisher,
-                 policy: ReviewPolicy, redactor: Redactor | None = None) -> None:
+                 policy: ReviewPolicy, redactor: Redactor | None = None,
+                 edits_check: EditsCheck | None = None) -> None:
+        """``edits_check``: how an approval's edits are put to the pack's rules (the review
+        service always has one; without it, as in unit tests, edits are only checked for
+        form)."""
         self.pool = pool
         self.queue = queue
         self.publisher = publisher
         self.policy = policy
         self.redactor = redactor
+        self.edits_check = edits_check
 
     async def _shown(self, item: ReviewItem) -> ReviewItem:
         """The item as a reviewer may see it."""
@@ -223,7 +234,8 @@ class ReviewDesk:
         reviewer = await self._check(principal, item_id, reviewer_id)
         return await self._shown(await self.queue.release(item_id, reviewer))
 
-    async def submit_verdict(self, principal: Principal, verdict: ReviewVerdict
+    async def submit_verdict(self, principal: Principal, verdict: ReviewVerdict,
+                             credentials: Credentials = ()
                              ) -> tuple[ReviewItem, Decision | None]:
         """Close the item, store the human decision and audit it; then publish it.
 
@@ -289,10 +301,15 @@ class ReviewDesk:
             verdict = own
         name = Verdict.Name(verdict.verdict).removeprefix("VERDICT_").lower()
         approving = verdict.verdict != Verdict.VERDICT_REJECT
+        first = await self._first_approval_of(item)  # four eyes, after the first approval
+        rule_with_edits = ""
+        if approving:   # the edits of both approvals, as the decision will carry them
+            edits = {**(first.modified_fields if first is not None else {}),
+                     **verdict.modified_fields}
+            rule_with_edits = await self._check_edits(item, edits, credentials)
         if approving and len(item.approved_by) + 1 < item.approvals_required:
             return await self._first_approval(principal, item, verdict, typed_reason), None
-        first = await self._first_approval_of(item)  # four eyes, after the first approval
-        decision = verdict_decision(item.escalation, verdict, first)
+        decision = verdict_decision(item.escalation, verdict, first, rule_with_edits)
         async with self.pool.acquire() as conn, conn.transaction():
             row = await self.queue.close_claimed(conn, verdict.item_id, verdict.reviewer_id,
                                                  f"verdict:{name}", decision.decision_id)
@@ -316,6 +333,8 @@ class ReviewDesk:
                 "decision_id": decision.decision_id,
                 "principal": principal.key_id,
             }
+            if rule_with_edits:
+                detail["rule_with_edits"] = rule_with_edits
             if item.approved_by:
                 detail["approved_by"] = list(item.approved_by)
             if item.escalation.step_id:
@@ -326,6 +345,27 @@ class ReviewDesk:
         await self.publisher.publish(row["item_id"], decision)
         closed, _ = await self.queue.get(verdict.item_id)
         return await self._shown(closed), decision
+
+    async def _check_edits(self, item: ReviewItem, edits: dict[str, str],
+                           credentials: Credentials) -> str:
+        """Refuse an approval whose edits the plan or the pack's rules do not allow: at an
+        approval step, edits of fields an earlier step already sent; otherwise what the
+        pack's decision table says of the edited fields (ReconsiderEdits). Returns the rule
+        the edited fields meet ('' when nothing was asked)."""
+        if not edits:
+            return ""
+        problems = sent_edit_problems(item.escalation, edits)
+        if problems:
+            raise ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in problems), problems)
+        proposed = item.escalation.proposed_decision
+        if self.edits_check is None or not proposed.pack:
+            return ""   # (no pack decided: there are no rules to put the edits to)
+        reconsidered = await self.edits_check(item.escalation, edits, credentials)
+        problems = reconsidered_problems(item.escalation, item.approvals_required,
+                                         reconsidered, edits)
+        if problems:
+            raise ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in problems), problems)
+        return reconsidered.rule
 
     async def _first_approval(self, principal: Principal, item: ReviewItem,
                               verdict: ReviewVerdict, typed_reason: str) -> ReviewItem:

@@ -43,7 +43,7 @@ class ReviewError(Exception):
     def __init__(self, code: str, message: str,
                  violations: list[tuple[str, str]] | None = None) -> None:
         super().__init__(message)
-        self.code = code  # "not_found" | "conflict" | "invalid" | "forbidden"
+        self.code = code  # "not_found" | "conflict" | "invalid" | "forbidden" | "unavailable"
         self.violations = violations or []
 
 

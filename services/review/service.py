@@ -13,10 +13,11 @@ from services.review.admission import Admitter
 from services.review.console import Console
 from services.review.desk import ReviewDesk
 from services.review.endings import TaskEndings
-from services.review.operator import OperatorApi
+from services.review.operator import OperatorApi, service_address
 from services.review.intake import EscalationIntake
 from services.review.policies import ReviewPolicy
 from services.review.queue import ReviewError, ReviewQueue
+from services.review.reconsider import EditsCheck
 from services.review.resolutions import DecisionPublisher
 from services.review.sla import SlaKeeper
 from switchyard import Settings
@@ -24,7 +25,13 @@ from switchyard.access import ApiKeyAuthenticator, Role, principal_var
 from switchyard.documents import DocumentLimits, blob_store_for
 from switchyard.messaging import ESCALATIONS, TASK_STATUS
 from switchyard.privacy import Redactor
-from switchyard.rpc import FieldViolation, abort_invalid, server_ssl_context
+from switchyard.rpc import (
+    ClientTls,
+    FieldViolation,
+    abort_invalid,
+    create_channel,
+    server_ssl_context,
+)
 from switchyard.runtime import ServiceContext, periodic, run_service
 from switchyard.storage import codec_for
 from switchyard.v1 import (
@@ -72,6 +79,7 @@ class ReviewServicer(ReviewServiceServicer):
                 await abort_invalid(context, [FieldViolation(f, d) for f, d in exc.violations])
             code = {"not_found": grpc.StatusCode.NOT_FOUND,
                     "forbidden": grpc.StatusCode.PERMISSION_DENIED,
+                    "unavailable": grpc.StatusCode.UNAVAILABLE,
                     }.get(exc.code, grpc.StatusCode.FAILED_PRECONDITION)
             await context.abort(code, str(exc))
             raise  # unreachable: abort raises
@@ -103,8 +111,10 @@ class ReviewServicer(ReviewServiceServicer):
 
     async def SubmitVerdict(self, request: SubmitVerdictRequest,
                             context: grpc.aio.ServicerContext) -> SubmitVerdictResponse:
-        item, decision = await self._run(
-            context, self.desk.submit_verdict(principal_var.get(), request.verdict))
+        item, decision = await self._run(context, self.desk.submit_verdict(
+            principal_var.get(), request.verdict,
+            credentials=[(k, v) for k, v in context.invocation_metadata() or ()
+                         if isinstance(v, str)]))
         # the first approval of a four-eyes item decides nothing yet: no decision id
         return SubmitVerdictResponse(item=item,
                                      decision_id=decision.decision_id if decision else "")
@@ -117,7 +127,12 @@ async def setup(ctx: ServiceContext) -> None:
     queue = ReviewQueue(ctx.pool, codec)
     publisher = DecisionPublisher(ctx.pool, ctx.producer, codec)
     redactor = Redactor() if settings.review_redact_pii else None
-    desk = ReviewDesk(ctx.pool, queue, publisher, policy, redactor)
+    # an approval's edits are put to the pack's rules in the decision service (reconsider.py)
+    tls = ClientTls.from_settings(settings)
+    edits_check = EditsCheck(create_channel(service_address(settings, "decision"), None,
+                                            **(tls.as_dict() if tls else {})))
+    ctx.on_stop.append(edits_check.close)
+    desk = ReviewDesk(ctx.pool, queue, publisher, policy, redactor, edits_check)
     ctx.consume_batches(ESCALATIONS, EscalationIntake(queue, redactor, publisher).handle_batch)
     # tasks that end (cancelled, or otherwise terminal) leave the review queues
     ctx.consume_batches(TASK_STATUS, TaskEndings(ctx.pool).handle_batch)

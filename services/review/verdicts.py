@@ -16,21 +16,25 @@ Two kinds of escalation shape the decision further:
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 
+from google.protobuf.struct_pb2 import Struct, Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from switchyard.packs import typed_value
 from switchyard.privacy import withheld_from_reviewers
 from switchyard.v1 import (
+    ActionPlan,
     Decision,
     DecisionOutcome,
     DecisionSource,
     Escalation,
     FieldExtraction,
     ReviewVerdict,
+    StepKind,
     Verdict,
 )
 
@@ -79,6 +83,117 @@ def edit_problems(escalation: Escalation, edits: Mapping[str, str], withholding:
             problems.append((where, f"{value.strip()[:40]!r} is not one of "
                                     f"{', '.join(field.allowed_values)}"))
     return problems
+
+
+#: ``fields.total`` in a step's template: the field it sends; ``fields`` alone (the whole
+#: map, ``${fields}``) or indexed (``fields[f]``) sends every field.
+_FIELD_REFERENCE = re.compile(r"\bfields\.([A-Za-z_][A-Za-z0-9_]*)")
+_ALL_FIELDS = re.compile(r"\bfields\b(?!\s*\.\s*[A-Za-z_])")
+#: What :func:`fields_sent_before` maps a field to when a step sends the whole map.
+EVERY_FIELD = "*"
+
+
+def _strings(value: Value | Struct) -> Iterator[str]:
+    """Every string in a step's payload (its templates), never its keys."""
+    if isinstance(value, Struct):
+        for item in value.fields.values():
+            yield from _strings(item)
+        return
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        yield value.string_value
+    elif kind == "struct_value":
+        yield from _strings(value.struct_value)
+    elif kind == "list_value":
+        for item in value.list_value.values:
+            yield from _strings(item)
+
+
+def _template_expressions(text: str) -> Iterator[str]:
+    """The expressions of a template's ``${...}`` parts (braces inside them counted, as in
+    ``${ {'text': fields.name} }``); literal text around them is not read."""
+    start = text.find("${")
+    while start >= 0:
+        depth, end = 0, start + 1
+        while end < len(text):
+            depth += {"{": 1, "}": -1}.get(text[end], 0)
+            if depth == 0:
+                break
+            end += 1
+        yield text[start + 2:end]
+        start = text.find("${", end)
+
+
+def fields_sent_before(plan: ActionPlan, step_id: str) -> dict[str, str]:
+    """The fields the call steps before approval step ``step_id`` send (in their target,
+    condition or payload templates), each with the first such step's name; a step that sends
+    the whole map (``${fields}``) is under :data:`EVERY_FIELD`. Those steps ran (or were
+    skipped on their condition) before the task reached the approval."""
+    sent: dict[str, str] = {}
+    for step in plan.steps:
+        if step.step_id == step_id:
+            return sent
+        if step.kind in (StepKind.STEP_KIND_APPROVAL, StepKind.STEP_KIND_WAIT):
+            continue
+        templates = (step.target, *_strings(step.payload))
+        for text in (step.when, *(e for t in templates for e in _template_expressions(t))):
+            for name in _FIELD_REFERENCE.findall(text):
+                sent.setdefault(name, step.name)
+            if _ALL_FIELDS.search(text):
+                sent.setdefault(EVERY_FIELD, step.name)
+    return {}   # (not this plan's step: nothing is known to have run)
+
+
+def sent_edit_problems(escalation: Escalation, edits: Mapping[str, str]
+                       ) -> list[tuple[str, str]]:
+    """An approval step's edits of fields the steps before it already sent: the later steps
+    would act on a value the earlier ones never saw (a patient registered under a date of
+    birth the payer never checked), so such a correction is refused; the reviewer rejects
+    the step and the document is submitted again corrected."""
+    if not escalation.step_id:
+        return []
+    sent = fields_sent_before(escalation.proposed_decision.plan, escalation.step_id)
+    problems = []
+    for name in sorted(edits):
+        step = sent.get(name.strip()) or sent.get(EVERY_FIELD)
+        if step:
+            problems.append((f"verdict.modified_fields[{name[:64]!r}]",
+                             f"step {step} already sent this field before this approval: a "
+                             "changed value would reach only the steps after it; reject, and "
+                             "submit the document again corrected"))
+    return problems
+
+
+def reconsidered_problems(escalation: Escalation, approvals_required: int,
+                          reconsidered: Decision, edits: Mapping[str, str]
+                          ) -> list[tuple[str, str]]:
+    """What the pack's rules say against an approval with ``edits`` (``reconsidered``: what
+    DecisionService.ReconsiderEdits answered). A person answers escalations, so an edited
+    task that still escalates may be approved here, except where the escalating rule asks for
+    more than this item has: two approvals (four eyes) where it has one, or another reviewer
+    group. A rule that rejects the edited task cannot be approved past at all. An approval
+    step's item (``step_id``) has its reviewers from the plan: only a rejecting rule counts."""
+    where = "verdict.modified_fields"
+    edited = ", ".join(sorted(name.strip() for name in edits))
+    rule = f"rule {reconsidered.rule} of pack {reconsidered.pack or reconsidered.label}"
+    if reconsidered.outcome == DecisionOutcome.DECISION_OUTCOME_REJECT:
+        return [(where, f"with the edits to {edited}, {rule} rejects the task "
+                        f"({reconsidered.explanation.strip()}): reject it, or change the "
+                        "edits")]
+    if reconsidered.outcome != DecisionOutcome.DECISION_OUTCOME_ESCALATE or escalation.step_id:
+        return []
+    more = []
+    if reconsidered.four_eyes and approvals_required < 2:
+        more.append("asks for two approvals (four eyes) and this item has one")
+    group = reconsidered.reviewer_group
+    if group and group != escalation.reviewer_group:
+        mine = repr(escalation.reviewer_group) if escalation.reviewer_group else "none"
+        more.append(f"goes to reviewer group {group!r} (this item's: {mine})")
+    if not more:
+        return []
+    return [(where, f"with the edits to {edited}, {rule} {' and '.join(more)}: reject it "
+                    "with the reason (the document can be submitted again), or change the "
+                    "edits")]
 
 
 def _reads_as(value: str, type_: str) -> bool:
@@ -134,11 +249,14 @@ def combined_approval(first: ReviewVerdict, second: ReviewVerdict) -> ReviewVerd
 
 
 def verdict_decision(escalation: Escalation, verdict: ReviewVerdict,
-                     first_approval: ReviewVerdict | None = None) -> Decision:
+                     first_approval: ReviewVerdict | None = None,
+                     rule_with_edits: str = "") -> Decision:
     """Approve runs the proposed plan; modify runs it with the edited fields; reject ends it.
 
     ``first_approval``: the recorded first approval of a four-eyes item; an approval now is
-    the second, and the decision is both together (:func:`combined_approval`)."""
+    the second, and the decision is both together (:func:`combined_approval`).
+    ``rule_with_edits``: the pack's rule the edited fields meet (ReconsiderEdits), said in
+    the explanation."""
     proposed = escalation.proposed_decision
     approved_by = ""
     if first_approval is not None and verdict.verdict != Verdict.VERDICT_REJECT:
@@ -184,8 +302,10 @@ def verdict_decision(escalation: Escalation, verdict: ReviewVerdict,
             else:
                 decision.fields.append(FieldExtraction(name=field_name, value=value,
                                                        confidence=1.0))
+        meets = f" (with them the pack's rules give {rule_with_edits})" \
+            if rule_with_edits else ""
         decision.explanation = (f"Approved by {approved_by} with edits to "
-                                f"{', '.join(sorted(verdict.modified_fields))}{reason}")
+                                f"{', '.join(sorted(verdict.modified_fields))}{meets}{reason}")
     else:
         decision.explanation = f"Approved by {approved_by}{reason}"
     return _fill_field_map(decision, proposed)

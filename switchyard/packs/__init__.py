@@ -38,6 +38,7 @@ from switchyard.packs._extract import (
     extract_fields,
     parse_date,
     extractor_for,
+    parse_value,
     placement_factor,
     run_extractor,
 )
@@ -86,7 +87,8 @@ __all__ = [
     "NO_RULE_MATCHED", "PACKS_GROUP",
     "PLAN_VARIABLES", "Activation", "Compensation", "Condition", "EntryPointError", "ExpressionError",
     "ExtractedField", "Extraction", "Extractor", "accepts_layout", "as_text", "extract_fields",
-    "extractor_for", "discrepancy_maps", "parse_date", "placement_factor", "run_extractor",
+    "extractor_for", "discrepancy_maps", "parse_date", "parse_value", "placement_factor",
+    "run_extractor",
     "FairnessSpec", "FieldSpec", "GoldenCase", "Names", "Pack", "PackError", "ParamSpec", "ReviewSpec",
     "RuleSpec", "ScorerSpec", "StepApproval", "StepSpec", "StepWait", "Template",
     "TenantPackSettings", "TenantSettings", "builtin_packs", "compile_condition",

@@ -19,15 +19,17 @@ from switchyard.v1 import ingest_service_pb2 as switchyard_dot_v1_dot_ingest__se
 from switchyard.v1 import task_pb2 as switchyard_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$switchyard/v1/decision_service.proto\x12\rswitchyard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cswitchyard/v1/decision.proto\x1a\"switchyard/v1/ingest_service.proto\x1a\x18switchyard/v1/task.proto\"\x89\x03\n\x0cModelRollout\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x14\n\x0clive_version\x18\x02 \x01(\t\x12\x19\n\x11\x63\x61ndidate_version\x18\x03 \x01(\t\x12*\n\x05stage\x18\x04 \x01(\x0e\x32\x1b.switchyard.v1.RolloutStage\x12\x14\n\x0c\x63\x61nary_share\x18\x05 \x01(\x01\x12\x0f\n\x07tenants\x18\x06 \x03(\t\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nupdated_by\x18\t \x01(\t\x12\x0c\n\x04note\x18\n \x01(\t\x12,\n\x04live\x18\x0b \x01(\x0b\x32\x1e.switchyard.v1.RolloutEvidence\x12\x31\n\tcandidate\x18\x0c \x01(\x0b\x32\x1e.switchyard.v1.RolloutEvidence\"g\n\x0fRolloutEvidence\x12\x11\n\tdecisions\x18\x01 \x01(\x03\x12\x11\n\tescalated\x18\x02 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x03 \x01(\x03\x12\x0e\n\x06judged\x18\x04 \x01(\x03\x12\x0e\n\x06\x61greed\x18\x05 \x01(\x03\"\x15\n\x13ListRolloutsRequest\"E\n\x14ListRolloutsResponse\x12-\n\x08rollouts\x18\x01 \x03(\x0b\x32\x1b.switchyard.v1.ModelRollout\"\x97\x01\n\x13StartRolloutRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x19\n\x11\x63\x61ndidate_version\x18\x02 \x01(\t\x12*\n\x05stage\x18\x03 \x01(\x0e\x32\x1b.switchyard.v1.RolloutStage\x12\x14\n\x0c\x63\x61nary_share\x18\x04 \x01(\x01\x12\x0f\n\x07tenants\x18\x05 \x03(\t\"9\n\x13PromoteModelRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\":\n\x14RollbackModelRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\":\n\rDecideRequest\x12)\n\x04task\x18\x01 \x01(\x0b\x32\x1b.switchyard.v1.TaskEnvelope\";\n\x0e\x44\x65\x63ideResponse\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x17.switchyard.v1.Decision\"@\n\x12\x44\x65\x63ideBatchRequest\x12*\n\x05tasks\x18\x01 \x03(\x0b\x32\x1b.switchyard.v1.TaskEnvelope\"g\n\x11\x44\x65\x63ideBatchResult\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x17.switchyard.v1.Decision\x12\'\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x18.switchyard.v1.ItemError\"v\n\x13\x44\x65\x63ideBatchResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .switchyard.v1.DecideBatchResult\x12\x15\n\rdecided_count\x18\x02 \x01(\x05\x12\x15\n\rrefused_count\x18\x03 \x01(\x05\"\x80\x01\n\x15GetModelHealthRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12)\n\x06window\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06\x62ucket\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xaa\x01\n\x16GetModelHealthResponse\x12\x33\n\x06shadow\x18\x01 \x03(\x0b\x32#.switchyard.v1.ShadowAgreementPoint\x12(\n\x05\x64rift\x18\x02 \x03(\x0b\x32\x19.switchyard.v1.DriftPoint\x12\x31\n\x05human\x18\x03 \x03(\x0b\x32\".switchyard.v1.HumanAgreementPoint\"\xa5\x01\n\x13HumanAgreementPoint\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x30\n\x0c\x62ucket_start\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06judged\x18\x04 \x01(\x03\x12\x0e\n\x06\x61greed\x18\x05 \x01(\x03\x12\x17\n\x0fmean_confidence\x18\x06 \x01(\x01\"\xac\x01\n\x14ShadowAgreementPoint\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x14\n\x0clive_version\x18\x02 \x01(\t\x12\x16\n\x0eshadow_version\x18\x03 \x01(\t\x12\x30\n\x0c\x62ucket_start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63ompared\x18\x05 \x01(\x03\x12\x0e\n\x06\x61greed\x18\x06 \x01(\x03\"\x92\x01\n\nDriftPoint\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x66\x65\x61ture\x18\x03 \x01(\t\x12\x30\n\x0c\x62ucket_start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03psi\x18\x05 \x01(\x01\x12\x0f\n\x07samples\x18\x06 \x01(\x03\"D\n\x14StartRolloutResponse\x12,\n\x07rollout\x18\x01 \x01(\x0b\x32\x1b.switchyard.v1.ModelRollout\"D\n\x14PromoteModelResponse\x12,\n\x07rollout\x18\x01 \x01(\x0b\x32\x1b.switchyard.v1.ModelRollout\"E\n\x15RollbackModelResponse\x12,\n\x07rollout\x18\x01 \x01(\x0b\x32\x1b.switchyard.v1.ModelRollout*y\n\x0cRolloutStage\x12\x1d\n\x19ROLLOUT_STAGE_UNSPECIFIED\x10\x00\x12\x16\n\x12ROLLOUT_STAGE_NONE\x10\x01\x12\x18\n\x14ROLLOUT_STAGE_SHADOW\x10\x02\x12\x18\n\x14ROLLOUT_STAGE_CANARY\x10\x03\x32\xf4\x04\n\x0f\x44\x65\x63isionService\x12\x45\n\x06\x44\x65\x63ide\x12\x1c.switchyard.v1.DecideRequest\x1a\x1d.switchyard.v1.DecideResponse\x12T\n\x0b\x44\x65\x63ideBatch\x12!.switchyard.v1.DecideBatchRequest\x1a\".switchyard.v1.DecideBatchResponse\x12]\n\x0eGetModelHealth\x12$.switchyard.v1.GetModelHealthRequest\x1a%.switchyard.v1.GetModelHealthResponse\x12W\n\x0cListRollouts\x12\".switchyard.v1.ListRolloutsRequest\x1a#.switchyard.v1.ListRolloutsResponse\x12W\n\x0cStartRollout\x12\".switchyard.v1.StartRolloutRequest\x1a#.switchyard.v1.StartRolloutResponse\x12W\n\x0cPromoteModel\x12\".switchyard.v1.PromoteModelRequest\x1a#.switchyard.v1.PromoteModelResponse\x12Z\n\rRollbackModel\x12#.switchyard.v1.RollbackModelRequest\x1a$.switchyard.v1.RollbackModelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$switchyard/v1/decision_service.proto\x12\rswitchyard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cswitchyard/v1/decision.proto\x1a\"switchyard/v1/ingest_service.proto\x1a\x18switchyard/v1/task.proto\"\x89\x03\n\x0cModelRollout\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x14\n\x0clive_version\x18\x02 \x01(\t\x12\x19\n\x11\x63\x61ndidate_version\x18\x03 \x01(\t\x12*\n\x05stage\x18\x04 \x01(\x0e\x32\x1b.switchyard.v1.RolloutStage\x12\x14\n\x0c\x63\x61nary_share\x18\x05 \x01(\x01\x12\x0f\n\x07tenants\x18\x06 \x03(\t\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nupdated_by\x18\t \x01(\t\x12\x0c\n\x04note\x18\n \x01(\t\x12,\n\x04live\x18\x0b \x01(\x0b\x32\x1e.switchyard.v1.RolloutEvidence\x12\x31\n\tcandidate\x18\x0c \x01(\x0b\x32\x1e.switchyard.v1.RolloutEvidence\"g\n\x0fRolloutEvidence\x12\x11\n\tdecisions\x18\x01 \x01(\x03\x12\x11\n\tescalated\x18\x02 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x03 \x01(\x03\x12\x0e\n\x06judged\x18\x04 \x01(\x03\x12\x0e\n\x06\x61greed\x18\x05 \x01(\x03\"\x15\n\x13ListRolloutsRequest\"E\n\x14ListRolloutsResponse\x12-\n\x08rollouts\x18\x01 \x03(\x0b\x32\x1b.switchyard.v1.ModelRollout\"\x97\x01\n\x13StartRolloutRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x19\n\x11\x63\x61ndidate_version\x18\x02 \x01(\t\x12*\n\x05stage\x18\x03 \x01(\x0e\x32\x1b.switchyard.v1.RolloutStage\x12\x14\n\x0c\x63\x61nary_share\x18\x04 \x01(\x01\x12\x0f\n\x07tenants\x18\x05 \x03(\t\"9\n\x13PromoteModelRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\":\n\x14RollbackModelRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\":\n\rDecideRequest\x12)\n\x04task\x18\x01 \x01(\x0b\x32\x1b.switchyard.v1.TaskEnvelope\";\n\x0e\x44\x65\x63ideResponse\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x17.switchyard.v1.Decision\"\xe6\x01\n\x16ReconsiderEditsRequest\x12)\n\x04task\x18\x01 \x01(\x0b\x32\x1b.switchyard.v1.TaskEnvelope\x12\x32\n\x11proposed_decision\x18\x02 \x01(\x0b\x32\x17.switchyard.v1.Decision\x12?\n\x05\x65\x64its\x18\x03 \x03(\x0b\x32\x30.switchyard.v1.ReconsiderEditsRequest.EditsEntry\x1a,\n\nEditsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"D\n\x17ReconsiderEditsResponse\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x17.switchyard.v1.Decision\"@\n\x12\x44\x65\x63ideBatchRequest\x12*\n\x05tasks\x18\x01 \x03(\x0b\x32\x1b.switchyard.v1.TaskEnvelope\"g\n\x11\x44\x65\x63ideBatchResult\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x17.switchyard.v1.Decision\x12\'\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x18.switchyard.v1.ItemError\"v\n\x13\x44\x65\x63ideBatchResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .switchyard.v1.DecideBatchResult\x12\x15\n\rdecided_count\x18\x02 \x01(\x05\x12\x15\n\rrefused_count\x18\x03 \x01(\x05\"\x80\x01\n\x15GetModelHealthRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12)\n\x06window\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06\x62ucket\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xaa\x01\n\x16GetModelHealthResponse\x12\x33\n\x06shadow\x18\x01 \x03(\x0b\x32#.switchyard.v1.ShadowAgreementPoint\x12(\n\x05\x64rift\x18\x02 \x03(\x0b\x32\x19.switchyard.v1.DriftPoint\x12\x31\n\x05human\x18\x03 \x03(\x0b\x32\".switchyard.v1.HumanAgreementPoint\"\xa5\x01\n\x13HumanAgreementPoint\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x30\n\x0c\x62ucket_start\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06judged\x18\x04 \x01(\x03\x12\x0e\n\x06\x61greed\x18\x05 \x01(\x03\x12\x17\n\x0fmean_confidence\x18\x06 \x01(\x01\"\xac\x01\n\x14ShadowAgreementPoint\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x14\n\x0clive_version\x18\x02 \x01(\t\x12\x16\n\x0eshadow_version\x18\x03 \x01(\t\x12\x30\n\x0c\x62ucket_start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63ompared\x18\x05 \x01(\x03\x12\x0e\n\x06\x61greed\x18\x06 \x01(\x03\"\x92\x01\n\nDriftPoint\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x66\x65\x61ture\x18\x03 \x01(\t\x12\x30\n\x0c\x62ucket_start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03psi\x18\x05 \x01(\x01\x12\x0f\n\x07samples\x18\x06 \x01(\x03\"D\n\x14StartRolloutResponse\x12,\n\x07rollout\x18\x01 \x01(\x0b\x32\x1b.switchyard.v1.ModelRollout\"D\n\x14PromoteModelResponse\x12,\n\x07rollout\x18\x01 \x01(\x0b\x32\x1b.switchyard.v1.ModelRollout\"E\n\x15RollbackModelResponse\x12,\n\x07rollout\x18\x01 \x01(\x0b\x32\x1b.switchyard.v1.ModelRollout*y\n\x0cRolloutStage\x12\x1d\n\x19ROLLOUT_STAGE_UNSPECIFIED\x10\x00\x12\x16\n\x12ROLLOUT_STAGE_NONE\x10\x01\x12\x18\n\x14ROLLOUT_STAGE_SHADOW\x10\x02\x12\x18\n\x14ROLLOUT_STAGE_CANARY\x10\x03\x32\xd6\x05\n\x0f\x44\x65\x63isionService\x12\x45\n\x06\x44\x65\x63ide\x12\x1c.switchyard.v1.DecideRequest\x1a\x1d.switchyard.v1.DecideResponse\x12T\n\x0b\x44\x65\x63ideBatch\x12!.switchyard.v1.DecideBatchRequest\x1a\".switchyard.v1.DecideBatchResponse\x12`\n\x0fReconsiderEdits\x12%.switchyard.v1.ReconsiderEditsRequest\x1a&.switchyard.v1.ReconsiderEditsResponse\x12]\n\x0eGetModelHealth\x12$.switchyard.v1.GetModelHealthRequest\x1a%.switchyard.v1.GetModelHealthResponse\x12W\n\x0cListRollouts\x12\".switchyard.v1.ListRolloutsRequest\x1a#.switchyard.v1.ListRolloutsResponse\x12W\n\x0cStartRollout\x12\".switchyard.v1.StartRolloutRequest\x1a#.switchyard.v1.StartRolloutResponse\x12W\n\x0cPromoteModel\x12\".switchyard.v1.PromoteModelRequest\x1a#.switchyard.v1.PromoteModelResponse\x12Z\n\rRollbackModel\x12#.switchyard.v1.RollbackModelRequest\x1a$.switchyard.v1.RollbackModelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'switchyard.v1.decision_service_pb2', _globals)
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
-  _globals['_ROLLOUTSTAGE']._serialized_start=2499
-  _globals['_ROLLOUTSTAGE']._serialized_end=2620
+  _globals['_RECONSIDEREDITSREQUEST_EDITSENTRY']._options = None
+  _globals['_RECONSIDEREDITSREQUEST_EDITSENTRY']._serialized_options = b'8\001'
+  _globals['_ROLLOUTSTAGE']._serialized_start=2802
+  _globals['_ROLLOUTSTAGE']._serialized_end=2923
   _globals['_MODELROLLOUT']._serialized_start=213
   _globals['_MODELROLLOUT']._serialized_end=606
   _globals['_ROLLOUTEVIDENCE']._serialized_start=608
@@ -46,28 +48,34 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_DECIDEREQUEST']._serialized_end=1138
   _globals['_DECIDERESPONSE']._serialized_start=1140
   _globals['_DECIDERESPONSE']._serialized_end=1199
-  _globals['_DECIDEBATCHREQUEST']._serialized_start=1201
-  _globals['_DECIDEBATCHREQUEST']._serialized_end=1265
-  _globals['_DECIDEBATCHRESULT']._serialized_start=1267
-  _globals['_DECIDEBATCHRESULT']._serialized_end=1370
-  _globals['_DECIDEBATCHRESPONSE']._serialized_start=1372
-  _globals['_DECIDEBATCHRESPONSE']._serialized_end=1490
-  _globals['_GETMODELHEALTHREQUEST']._serialized_start=1493
-  _globals['_GETMODELHEALTHREQUEST']._serialized_end=1621
-  _globals['_GETMODELHEALTHRESPONSE']._serialized_start=1624
-  _globals['_GETMODELHEALTHRESPONSE']._serialized_end=1794
-  _globals['_HUMANAGREEMENTPOINT']._serialized_start=1797
-  _globals['_HUMANAGREEMENTPOINT']._serialized_end=1962
-  _globals['_SHADOWAGREEMENTPOINT']._serialized_start=1965
-  _globals['_SHADOWAGREEMENTPOINT']._serialized_end=2137
-  _globals['_DRIFTPOINT']._serialized_start=2140
-  _globals['_DRIFTPOINT']._serialized_end=2286
-  _globals['_STARTROLLOUTRESPONSE']._serialized_start=2288
-  _globals['_STARTROLLOUTRESPONSE']._serialized_end=2356
-  _globals['_PROMOTEMODELRESPONSE']._serialized_start=2358
-  _globals['_PROMOTEMODELRESPONSE']._serialized_end=2426
-  _globals['_ROLLBACKMODELRESPONSE']._serialized_start=2428
-  _globals['_ROLLBACKMODELRESPONSE']._serialized_end=2497
-  _globals['_DECISIONSERVICE']._serialized_start=2623
-  _globals['_DECISIONSERVICE']._serialized_end=3251
+  _globals['_RECONSIDEREDITSREQUEST']._serialized_start=1202
+  _globals['_RECONSIDEREDITSREQUEST']._serialized_end=1432
+  _globals['_RECONSIDEREDITSREQUEST_EDITSENTRY']._serialized_start=1388
+  _globals['_RECONSIDEREDITSREQUEST_EDITSENTRY']._serialized_end=1432
+  _globals['_RECONSIDEREDITSRESPONSE']._serialized_start=1434
+  _globals['_RECONSIDEREDITSRESPONSE']._serialized_end=1502
+  _globals['_DECIDEBATCHREQUEST']._serialized_start=1504
+  _globals['_DECIDEBATCHREQUEST']._serialized_end=1568
+  _globals['_DECIDEBATCHRESULT']._serialized_start=1570
+  _globals['_DECIDEBATCHRESULT']._serialized_end=1673
+  _globals['_DECIDEBATCHRESPONSE']._serialized_start=1675
+  _globals['_DECIDEBATCHRESPONSE']._serialized_end=1793
+  _globals['_GETMODELHEALTHREQUEST']._serialized_start=1796
+  _globals['_GETMODELHEALTHREQUEST']._serialized_end=1924
+  _globals['_GETMODELHEALTHRESPONSE']._serialized_start=1927
+  _globals['_GETMODELHEALTHRESPONSE']._serialized_end=2097
+  _globals['_HUMANAGREEMENTPOINT']._serialized_start=2100
+  _globals['_HUMANAGREEMENTPOINT']._serialized_end=2265
+  _globals['_SHADOWAGREEMENTPOINT']._serialized_start=2268
+  _globals['_SHADOWAGREEMENTPOINT']._serialized_end=2440
+  _globals['_DRIFTPOINT']._serialized_start=2443
+  _globals['_DRIFTPOINT']._serialized_end=2589
+  _globals['_STARTROLLOUTRESPONSE']._serialized_start=2591
+  _globals['_STARTROLLOUTRESPONSE']._serialized_end=2659
+  _globals['_PROMOTEMODELRESPONSE']._serialized_start=2661
+  _globals['_PROMOTEMODELRESPONSE']._serialized_end=2729
+  _globals['_ROLLBACKMODELRESPONSE']._serialized_start=2731
+  _globals['_ROLLBACKMODELRESPONSE']._serialized_end=2800
+  _globals['_DECISIONSERVICE']._serialized_start=2926
+  _globals['_DECISIONSERVICE']._serialized_end=3652
 # @@protoc_insertion_point(module_scope)

@@ -301,6 +301,81 @@ class DecideResponse(google.protobuf.message.Message):
 global___DecideResponse = DecideResponse
 
 @typing.final
+class ReconsiderEditsRequest(google.protobuf.message.Message):
+    """Input of DecisionService.ReconsiderEdits."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    @typing.final
+    class EditsEntry(google.protobuf.message.Message):
+        DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        value: builtins.str
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: builtins.str = ...,
+        ) -> None: ...
+        def ClearField(self, field_name: typing.Literal["key", b"key", "value", b"value"]) -> None: ...
+
+    TASK_FIELD_NUMBER: builtins.int
+    PROPOSED_DECISION_FIELD_NUMBER: builtins.int
+    EDITS_FIELD_NUMBER: builtins.int
+    @property
+    def task(self) -> switchyard.v1.task_pb2.TaskEnvelope:
+        """The task as its escalation carries it: its document is read again."""
+
+    @property
+    def proposed_decision(self) -> switchyard.v1.decision_pb2.Decision:
+        """The decision the reviewer answers: its pack (or, for a proposal a routing rule made,
+        its label) names the pack whose rules run, and its router output the route.
+        """
+
+    @property
+    def edits(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]:
+        """Field name -> the value the reviewer typed ('' clears the field); 1 to 64 entries."""
+
+    def __init__(
+        self,
+        *,
+        task: switchyard.v1.task_pb2.TaskEnvelope | None = ...,
+        proposed_decision: switchyard.v1.decision_pb2.Decision | None = ...,
+        edits: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["proposed_decision", b"proposed_decision", "task", b"task"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["edits", b"edits", "proposed_decision", b"proposed_decision", "task", b"task"]) -> None: ...
+
+global___ReconsiderEditsRequest = ReconsiderEditsRequest
+
+@typing.final
+class ReconsiderEditsResponse(google.protobuf.message.Message):
+    """Output of DecisionService.ReconsiderEdits."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    DECISION_FIELD_NUMBER: builtins.int
+    @property
+    def decision(self) -> switchyard.v1.decision_pb2.Decision:
+        """What the pack's decision table gives with the edits: outcome, rule and explanation
+        (personal and health values withheld, as on every decision) and, for an escalation,
+        its routing (review_queue, reviewer_group, four_eyes).
+        """
+
+    def __init__(
+        self,
+        *,
+        decision: switchyard.v1.decision_pb2.Decision | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["decision", b"decision"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["decision", b"decision"]) -> None: ...
+
+global___ReconsiderEditsResponse = ReconsiderEditsResponse
+
+@typing.final
 class DecideBatchRequest(google.protobuf.message.Message):
     """Input of DecisionService.DecideBatch."""
 

@@ -25,6 +25,11 @@ class DecisionServiceStub(object):
                 request_serializer=switchyard_dot_v1_dot_decision__service__pb2.DecideBatchRequest.SerializeToString,
                 response_deserializer=switchyard_dot_v1_dot_decision__service__pb2.DecideBatchResponse.FromString,
                 )
+        self.ReconsiderEdits = channel.unary_unary(
+                '/switchyard.v1.DecisionService/ReconsiderEdits',
+                request_serializer=switchyard_dot_v1_dot_decision__service__pb2.ReconsiderEditsRequest.SerializeToString,
+                response_deserializer=switchyard_dot_v1_dot_decision__service__pb2.ReconsiderEditsResponse.FromString,
+                )
         self.GetModelHealth = channel.unary_unary(
                 '/switchyard.v1.DecisionService/GetModelHealth',
                 request_serializer=switchyard_dot_v1_dot_decision__service__pb2.GetModelHealthRequest.SerializeToString,
@@ -69,6 +74,19 @@ class DecisionServiceServicer(object):
         does not fail the others (its result carries the error Decide would have answered). The
         call's documents reach the models together, through the same micro-batcher. Nothing is
         persisted or executed. Authorised as Decide; the rate limit charges one token per task.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReconsiderEdits(self, request, context):
+        """What the task's pack decides once its fields read as a reviewer edited them: the
+        document is read again, the edits replace what its extractor read, and the pack's
+        enrichers, scorers and decision table run as they do for a new task (the tenant's pack
+        of the name the proposal carries). Nothing is stored, published or learned. The review
+        service asks before it accepts an approval with edits, so an edit cannot carry a task
+        past a rule that rejects it or that asks for other reviewers. Reviewers and admins of
+        the task's tenant; NOT_FOUND when the tenant has no such pack enabled (any more).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -135,6 +153,11 @@ def add_DecisionServiceServicer_to_server(servicer, server):
                     servicer.DecideBatch,
                     request_deserializer=switchyard_dot_v1_dot_decision__service__pb2.DecideBatchRequest.FromString,
                     response_serializer=switchyard_dot_v1_dot_decision__service__pb2.DecideBatchResponse.SerializeToString,
+            ),
+            'ReconsiderEdits': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReconsiderEdits,
+                    request_deserializer=switchyard_dot_v1_dot_decision__service__pb2.ReconsiderEditsRequest.FromString,
+                    response_serializer=switchyard_dot_v1_dot_decision__service__pb2.ReconsiderEditsResponse.SerializeToString,
             ),
             'GetModelHealth': grpc.unary_unary_rpc_method_handler(
                     servicer.GetModelHealth,
@@ -203,6 +226,23 @@ class DecisionService(object):
         return grpc.experimental.unary_unary(request, target, '/switchyard.v1.DecisionService/DecideBatch',
             switchyard_dot_v1_dot_decision__service__pb2.DecideBatchRequest.SerializeToString,
             switchyard_dot_v1_dot_decision__service__pb2.DecideBatchResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ReconsiderEdits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/switchyard.v1.DecisionService/ReconsiderEdits',
+            switchyard_dot_v1_dot_decision__service__pb2.ReconsiderEditsRequest.SerializeToString,
+            switchyard_dot_v1_dot_decision__service__pb2.ReconsiderEditsResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 

@@ -38,6 +38,19 @@ class DecisionServiceStub:
     persisted or executed. Authorised as Decide; the rate limit charges one token per task.
     """
 
+    ReconsiderEdits: grpc.UnaryUnaryMultiCallable[
+        switchyard.v1.decision_service_pb2.ReconsiderEditsRequest,
+        switchyard.v1.decision_service_pb2.ReconsiderEditsResponse,
+    ]
+    """What the task's pack decides once its fields read as a reviewer edited them: the
+    document is read again, the edits replace what its extractor read, and the pack's
+    enrichers, scorers and decision table run as they do for a new task (the tenant's pack
+    of the name the proposal carries). Nothing is stored, published or learned. The review
+    service asks before it accepts an approval with edits, so an edit cannot carry a task
+    past a rule that rejects it or that asks for other reviewers. Reviewers and admins of
+    the task's tenant; NOT_FOUND when the tenant has no such pack enabled (any more).
+    """
+
     GetModelHealth: grpc.UnaryUnaryMultiCallable[
         switchyard.v1.decision_service_pb2.GetModelHealthRequest,
         switchyard.v1.decision_service_pb2.GetModelHealthResponse,
@@ -104,6 +117,19 @@ class DecisionServiceAsyncStub:
     does not fail the others (its result carries the error Decide would have answered). The
     call's documents reach the models together, through the same micro-batcher. Nothing is
     persisted or executed. Authorised as Decide; the rate limit charges one token per task.
+    """
+
+    ReconsiderEdits: grpc.aio.UnaryUnaryMultiCallable[
+        switchyard.v1.decision_service_pb2.ReconsiderEditsRequest,
+        switchyard.v1.decision_service_pb2.ReconsiderEditsResponse,
+    ]
+    """What the task's pack decides once its fields read as a reviewer edited them: the
+    document is read again, the edits replace what its extractor read, and the pack's
+    enrichers, scorers and decision table run as they do for a new task (the tenant's pack
+    of the name the proposal carries). Nothing is stored, published or learned. The review
+    service asks before it accepts an approval with edits, so an edit cannot carry a task
+    past a rule that rejects it or that asks for other reviewers. Reviewers and admins of
+    the task's tenant; NOT_FOUND when the tenant has no such pack enabled (any more).
     """
 
     GetModelHealth: grpc.aio.UnaryUnaryMultiCallable[
@@ -176,6 +202,21 @@ class DecisionServiceServicer(metaclass=abc.ABCMeta):
         does not fail the others (its result carries the error Decide would have answered). The
         call's documents reach the models together, through the same micro-batcher. Nothing is
         persisted or executed. Authorised as Decide; the rate limit charges one token per task.
+        """
+
+    @abc.abstractmethod
+    def ReconsiderEdits(
+        self,
+        request: switchyard.v1.decision_service_pb2.ReconsiderEditsRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[switchyard.v1.decision_service_pb2.ReconsiderEditsResponse, collections.abc.Awaitable[switchyard.v1.decision_service_pb2.ReconsiderEditsResponse]]:
+        """What the task's pack decides once its fields read as a reviewer edited them: the
+        document is read again, the edits replace what its extractor read, and the pack's
+        enrichers, scorers and decision table run as they do for a new task (the tenant's pack
+        of the name the proposal carries). Nothing is stored, published or learned. The review
+        service asks before it accepts an approval with edits, so an edit cannot carry a task
+        past a rule that rejects it or that asks for other reviewers. Reviewers and admins of
+        the task's tenant; NOT_FOUND when the tenant has no such pack enabled (any more).
         """
 
     @abc.abstractmethod

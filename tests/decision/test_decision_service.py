@@ -57,6 +57,7 @@ from switchyard.v1 import (
     GetModelHealthResponse,
     GetTaskRequest,
     IngestServiceStub,
+    ReconsiderEditsRequest,
     Submission,
     SubmitTaskRequest,
     TaskEnvelope,
@@ -379,6 +380,77 @@ def test_decide_batch_answers_every_task_of_any_batch(
         else:
             assert result.error.code in {3, 7, 8, 14}, result.error
             assert result.error.code != 3 or result.error.field_violations, result.error
+
+
+async def test_a_reviewers_edits_are_decided_by_the_pack_as_if_read(
+        decide: DecisionServiceStub) -> None:
+    """ReconsiderEdits reads the document again, puts the edits in place of what was read and
+    runs the pack (enrichers, scorer, table) on them: a vendor renamed to acme's blocked one
+    is rejected, a total raised past acme's 10,000 limit escalates, the same fields unedited
+    decide as before. Nothing is stored: the same call answers the same."""
+    sent = task(invoice(items=(("Server rack installation", 1, 9000.0),)), "acme", "invoice",
+                RECEIVED)
+    proposed = (await decide.Decide(DecideRequest(task=sent))).decision
+    assert proposed.rule == "amount_over_limit"
+
+    async def with_edits(**edits: str) -> Decision:
+        return (await decide.ReconsiderEdits(ReconsiderEditsRequest(
+            task=sent, proposed_decision=proposed, edits=edits))).decision
+    blocked = await with_edits(vendor="Shady Parts Ltd")
+    assert (blocked.outcome, blocked.rule) == (DecisionOutcome.DECISION_OUTCOME_REJECT,
+                                               "vendor_blocked")
+    assert "Shady" not in blocked.explanation   # the vendor is personal: never quoted
+    assert {f.name: f.value for f in blocked.fields}["vendor"] == "Shady Parts Ltd"
+    lower = await with_edits(total="10,800.00", subtotal="9,000", tax="1,800")
+    assert lower.rule == "amount_over_limit" and "10800" in lower.explanation
+    small = await with_edits(total="360.00", subtotal="300.00", tax="60.00")
+    assert small.outcome != DecisionOutcome.DECISION_OUTCOME_REJECT
+    assert small.rule != "amount_over_limit", small.explanation
+    assert (await with_edits(vendor="Shady Parts Ltd")).rule == "vendor_blocked"
+
+    for request, field in (
+            (ReconsiderEditsRequest(task=sent, proposed_decision=proposed), "edits"),
+            (ReconsiderEditsRequest(task=sent, edits={"total": "1"}), "proposed_decision.pack"),
+            (ReconsiderEditsRequest(proposed_decision=proposed, edits={"total": "1"}),
+             "task.task_id"),
+            (ReconsiderEditsRequest(task=sent, proposed_decision=proposed, edits={" ": "1"}),
+             "edits")):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await decide.ReconsiderEdits(request)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field in field_violations(caught.value)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await decide.ReconsiderEdits(ReconsiderEditsRequest(
+            task=sent, proposed_decision=Decision(pack="no_such_pack"), edits={"x": "1"}))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "no pack 'no_such_pack' enabled" in (caught.value.details() or "")
+
+
+@hyp_settings(max_examples=40, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(pack=st.one_of(st.sampled_from(["invoice", "support_ticket", ""]), fuzz.texts),
+       body=fuzz.bodies, content_type=st.sampled_from(["", "text/plain", "application/pdf"]),
+       edits=st.dictionaries(st.one_of(st.sampled_from(["total", "vendor", "currency",
+                                                         "invoice_date"]), fuzz.texts),
+                             fuzz.texts, max_size=4))
+def test_reconsider_edits_answers_any_request_with_a_decision_or_a_clear_code(
+        pack: str, body: bytes, content_type: str, edits: dict[str, str],
+        decision_settings: Settings, services: EmbeddedStack) -> None:
+    """Whatever a ReconsiderEdits call holds, it is answered: a decision, or a code that says
+    what was wrong (field violations when invalid); the service stays up."""
+    request = ReconsiderEditsRequest(
+        task=TaskEnvelope(task_id=str(uuid.uuid4()), tenant_id="acme",
+                          document=Document(content_type=content_type, body=body)),
+        proposed_decision=Decision(pack=pack), edits=edits)
+    with grpc.insecure_channel(f"127.0.0.1:{decision_settings.decision_grpc_port}") as channel:
+        try:
+            response = DecisionServiceStub(channel).ReconsiderEdits(request, timeout=60)
+        except grpc.RpcError as exc:
+            code = exc.code()  # type: ignore[attr-defined]
+            assert code in {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+                            grpc.StatusCode.FAILED_PRECONDITION}, exc
+            return
+    assert response.decision.task_id == request.task.task_id
 
 
 async def test_a_full_model_queue_refuses_the_tasks_it_cannot_take_not_the_call(

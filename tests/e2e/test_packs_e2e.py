@@ -164,15 +164,15 @@ async def stubs(settings: Settings) -> AsyncIterator[Stubs]:
     await s.close()
 
 
-async def apply(stubs: Stubs, text: str = PACK) -> None:
+async def apply(stubs: Stubs, text: str = PACK, tenant: str = TENANT) -> None:
     await stubs.packs.ApplyPack(ApplyPackRequest(
-        tenant_id=TENANT, source=PackSource(files=[PackFile(path="pack.yaml",
+        tenant_id=tenant, source=PackSource(files=[PackFile(path="pack.yaml",
                                                             content=text.encode())])))
 
 
-async def submit(stubs: Stubs, body: bytes, ref: str) -> str:
+async def submit(stubs: Stubs, body: bytes, ref: str, tenant: str = TENANT) -> str:
     reply = await stubs.ingest.SubmitTask(SubmitTaskRequest(submission=Submission(
-        tenant_id=TENANT, idempotency_key=uuid.uuid4().hex, kind="expense_claim",
+        tenant_id=tenant, idempotency_key=uuid.uuid4().hex, kind="expense_claim",
         metadata={"ref": ref}, document=Document(content_type="text/plain", body=body))))
     return reply.task_id
 
@@ -223,9 +223,9 @@ async def until(probe: Any, what: str, timeout_s: float = 90) -> Any:
         await asyncio.sleep(0.2)
 
 
-async def review_item(stubs: Stubs, task_id: str) -> Any:
+async def review_item(stubs: Stubs, task_id: str, tenant: str = TENANT) -> Any:
     async def find() -> Any:
-        page = await stubs.review.ListQueue(ListQueueRequest(page_size=500, tenant_id=TENANT))
+        page = await stubs.review.ListQueue(ListQueueRequest(page_size=500, tenant_id=tenant))
         return next((i for i in page.items if i.escalation.task_id == task_id), None)
     return await until(find, f"the review item of {task_id}")
 
@@ -298,8 +298,18 @@ async def test_a_pack_written_here_runs_every_plan_feature(stubs: Stubs, setting
                          "v1.1: claim ${metadata.ref} approved"))
 
     await stubs.review.Claim(ClaimRequest(item_id=item.item_id, reviewer_id="maria"))
+    # the amount went to the ERP before this approval: a corrected amount would reach the
+    # payout but not the recorded claim, so it is refused; the category goes out after it
+    with pytest.raises(grpc.aio.AioRpcError) as sent:
+        await stubs.review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+            item_id=item.item_id, reviewer_id="maria", verdict=Verdict.VERDICT_MODIFY,
+            modified_fields={"amount": "205.00", "category": "lodging"})))
+    assert sent.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(sent.value)["verdict.modified_fields['amount']"].startswith(
+        "step record_claim already sent this field before this approval")
     await stubs.review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
-        item_id=item.item_id, reviewer_id="maria", verdict=Verdict.VERDICT_APPROVE)))
+        item_id=item.item_id, reviewer_id="maria", verdict=Verdict.VERDICT_MODIFY,
+        modified_fields={"category": "lodging"})))
 
     async def waiting_for_bank() -> bool:
         return (await executions(settings, big)).get("7-bank_confirmation") == \
@@ -322,7 +332,7 @@ async def test_a_pack_written_here_runs_every_plan_feature(stubs: Stubs, setting
     assert set(after) == {"1-record_claim", "3-notify_employee", "4-book_expense",
                           "6-payout"}, after
     assert after["3-notify_employee"]["body"] == {"text": "Your claim R-1 is approved"}
-    assert after["4-book_expense"]["body"] == {"amount": 250.0, "category": "travel"}
+    assert after["4-book_expense"]["body"] == {"amount": 250.0, "category": "lodging"}
     assert after["6-payout"]["body"] == {"amount": 250.0, "booked": "succeeded"}
     steps = await executions(settings, big)
     assert steps["2-manager_ok"] == steps["5-cooling_off"] == \
@@ -355,6 +365,73 @@ async def test_a_pack_written_here_runs_every_plan_feature(stubs: Stubs, setting
     assert undone["3-notify_employee"]["status"] == "active"  # nothing undoes a message
     # the new version's plan for tasks decided after it was applied
     assert undone["3-notify_employee"]["body"] == {"text": "v1.1: claim R-2 approved"}
+
+
+#: The claims pack with escalating rules before its plan: large claims go to finance (two
+#: approvals), lodging to any reviewer. Applied for a tenant of its own (the newest version
+#: of a pack is the one in effect).
+CHECKED_TENANT = "initech"
+CHECKED_PACK = PACK.replace("version: 1.0.0", "version: 2.0.0").replace(
+    """    - name: accept_claim
+""", """    - name: finance_review
+      when: fields.amount > 1000.0
+      outcome: escalate
+      explain: "A claim of ${fields.amount} needs finance."
+      review: {group: finance, four_eyes: true}
+    - name: lodging_receipt
+      when: fields.category == 'lodging'
+      outcome: escalate
+      explain: "Lodging needs its receipt checked."
+    - name: accept_claim
+""")
+
+
+async def test_a_reviewers_edits_are_put_to_the_packs_rules(stubs: Stubs,
+                                                            settings: Settings) -> None:
+    """An approval with edits is refused where the pack's rules, run on the edited fields,
+    reject the task or send it to other reviewers; edits the rules allow run the plan."""
+    await apply(stubs, CHECKED_PACK, tenant=CHECKED_TENANT)
+    task_id = await submit(stubs, claim("Ann Lee", "80.00", "lodging"), "R-9",
+                           tenant=CHECKED_TENANT)
+    item = await review_item(stubs, task_id, tenant=CHECKED_TENANT)
+    assert item.escalation.proposed_decision.rule == "lodging_receipt"
+    await stubs.review.Claim(ClaimRequest(item_id=item.item_id, reviewer_id="maria"))
+
+    async def refused(amount: str) -> str:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stubs.review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+                item_id=item.item_id, reviewer_id="maria", verdict=Verdict.VERDICT_MODIFY,
+                modified_fields={"amount": amount})))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value
+        return field_violations(caught.value)["verdict.modified_fields"]
+    # past the pack's reject limit (5000): no approval carries it through
+    assert await refused("9,000") == (
+        "with the edits to amount, rule too_large of pack expense_claim rejects the task "
+        "(A claim of 9000 is above 5000.): reject it, or change the edits")
+    # above 1000: finance's rule, two approvals, which this item does not have
+    assert await refused("2000") == (
+        "with the edits to amount, rule finance_review of pack expense_claim asks for two "
+        "approvals (four eyes) and this item has one and goes to reviewer group 'finance' "
+        "(this item's: none): reject it with the reason (the document can be submitted "
+        "again), or change the edits")
+    # the item is still claimed and undecided; an edit the rules allow is carried out
+    await stubs.review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+        item_id=item.item_id, reviewer_id="maria", verdict=Verdict.VERDICT_MODIFY,
+        modified_fields={"amount": "90.00"}, reason="the receipt says 90")))
+
+    async def recorded() -> dict[str, Any] | None:
+        return (await effects(settings, task_id)).get("1-record_claim")
+    claimed = await until(recorded, "the claim to be recorded")
+    assert claimed["body"]["amount"] == 90.0
+    conn = await connect(settings)
+    try:
+        detail = await conn.fetchval(
+            "SELECT detail FROM audit_log WHERE action = 'review.verdict' "
+            "AND task_id = $1", uuid.UUID(task_id))
+    finally:
+        await conn.close()
+    detail = json.loads(detail) if isinstance(detail, str) else detail
+    assert detail["rule_with_edits"] == "lodging_receipt", detail
 
 
 async def test_tenant_settings_change_decisions_without_a_restart(stubs: Stubs) -> None:

@@ -95,8 +95,11 @@ async def test_a_reviewer_lists_claims_and_decides_over_rest(settings: Settings)
         assert "unhashable" not in json.dumps(problem), problem
         status, claimed = await call("POST", f"/v1/review/items/{item_id}/claim", REVIEWER, {})
         assert status == 200, claimed
+        # an approval with edits: the review service puts them to the invoice pack's rules
+        # in the decision service with this reviewer's key (a refusal there would be a 403)
         status, decided = await call("POST", f"/v1/review/items/{item_id}/verdict", REVIEWER,
-                                     {"verdict": "VERDICT_APPROVE", "reason": "looks right"})
+                                     {"verdict": "VERDICT_MODIFY", "reason": "looks right",
+                                      "modifiedFields": {"invoice_number": "4471-A"}})
         assert status == 200, decided
         assert decided["item"]["state"] == "REVIEW_STATE_RESOLVED"
         assert decided["decisionId"]

@@ -118,8 +118,12 @@ async def test_verdicts_from_the_browser_reach_the_executor(
         await expect(page.locator("#i-task")).to_have_text(approve_task)
         await page.keyboard.press("c")
         await expect(page.locator("#status")).to_have_text("Claimed by key-1.")
-        await page.keyboard.press("a")
-        await expect(page.locator("#status")).to_contain_text("Approved: decision")
+        # approved with a corrected invoice number: the console's key goes on to the
+        # decision service, which runs the invoice pack's rules on the edited fields
+        number = page.locator('#i-fields tr[data-field="invoice_number"] .field-edit')
+        await number.fill("INV-EDITED-1")
+        await number.press("Control+Enter")
+        await expect(page.locator("#status")).to_contain_text("Approved with edits")
 
         await page.keyboard.press("Escape")
         await page.click(f'tr[data-item-id="{reject_item}"]')
@@ -147,8 +151,11 @@ async def test_verdicts_from_the_browser_reach_the_executor(
         "SELECT task_id::text, actor, (detail->>'override')::bool AS override FROM audit_log "
         "WHERE action = 'review.verdict' AND task_id = ANY($1::uuid[])",
         [approve_task, reject_task])}
-    assert verdicts == {approve_task: ("reviewer:key-1", False),
+    assert verdicts == {approve_task: ("reviewer:key-1", True),   # edited: an override
                         reject_task: ("reviewer:key-1", True)}
+    rule = await db.fetchval("SELECT detail->>'rule_with_edits' FROM audit_log WHERE action = "
+                             "'review.verdict' AND task_id = $1::uuid", approve_task)
+    assert rule, "the edits were not put to the pack's rules"
 
 
 async def test_the_command_line_lists_claims_approves_and_rejects(

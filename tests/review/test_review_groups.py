@@ -261,9 +261,10 @@ async def test_the_command_line_says_a_first_approval_waits_for_a_second(
 
 # -- approval steps ------------------------------------------------------------------------
 
+# (an approval with edits, which the decision service's rules check, on a step of a pack it
+# runs: tests/e2e/test_packs_e2e.py)
 @pytest.mark.parametrize(("verdict", "outcome"), [
     (Verdict.VERDICT_APPROVE, DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE),
-    (Verdict.VERDICT_MODIFY, DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE),
     (Verdict.VERDICT_REJECT, DecisionOutcome.DECISION_OUTCOME_REJECT),
 ])
 async def test_a_verdict_on_an_approval_step_answers_that_step_with_the_plan(
@@ -273,8 +274,7 @@ async def test_a_verdict_on_an_approval_step_answers_that_step_with_the_plan(
         db, producer, "steps", step_id="2-manager_ok", instructions="Approve the claim",
         reason=EscalationReason.ESCALATION_REASON_APPROVAL_STEP,
         fields=[("total", "900.00", 0.9)])
-    edits = {"total": "850.00"} if verdict == Verdict.VERDICT_MODIFY else {}
-    _, decision_id = await decide(review["plain"], item_id, verdict, modified_fields=edits)
+    _, decision_id = await decide(review["plain"], item_id, verdict)
     (decision,) = await stored_decisions(db, esc)
     assert decision.decision_id == decision_id and decision.outcome == outcome
     assert decision.approves_step_id == "2-manager_ok"
@@ -283,15 +283,35 @@ async def test_a_verdict_on_an_approval_step_answers_that_step_with_the_plan(
     assert (decision.pack, decision.pack_version) == ("expense_claim", "1.0.0")
 
 
+async def test_edits_the_packs_rules_cannot_check_are_not_recorded(
+        db: asyncpg.Pool, producer: Producer, review: dict[str, ReviewServiceStub]) -> None:
+    """An approval with edits of a pack's proposal waits for the pack's rules: with the
+    decision service away (this module runs none) it is refused UNAVAILABLE, nothing is
+    recorded and the item stays claimed by its reviewer, to be decided again."""
+    esc, item_id = await escalate(
+        db, producer, "steps-down", step_id="2-manager_ok",
+        reason=EscalationReason.ESCALATION_REASON_APPROVAL_STEP,
+        fields=[("total", "900.00", 0.9)])
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await decide(review["plain"], item_id, Verdict.VERDICT_MODIFY,
+                     modified_fields={"total": "850.00"})
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "the verdict was not recorded" in (caught.value.details() or "")
+    assert await stored_decisions(db, esc) == []
+    item = (await review["plain"].GetItem(GetItemRequest(item_id=item_id))).item
+    assert item.state == ReviewState.REVIEW_STATE_CLAIMED and item.claimed_by == KEY_IDS["plain"]
+
+
 # -- the console ---------------------------------------------------------------------------
 
 async def test_console_shows_group_instructions_and_four_eyes_progress(
         settings: Settings, db: asyncpg.Pool, producer: Producer, browser: object,
         review: dict[str, ReviewServiceStub]) -> None:
+    # (a proposal no pack made, so its edits go to no pack's rules: this module runs no
+    # decision service)
     _, item_id = await escalate(
         db, producer, "console-4e", reviewer_group="finance", four_eyes=True,
-        step_id="2-manager_ok", instructions="Check the IBAN against the vendor master",
-        reason=EscalationReason.ESCALATION_REASON_APPROVAL_STEP,
+        instructions="Check the IBAN against the vendor master",
         fields=[("total", "120.00", 0.4)])
     base = f"http://127.0.0.1:{settings.review_web_port}/"
     expect.set_options(timeout=30_000)

@@ -7,14 +7,24 @@ import random
 import uuid
 from datetime import datetime, timedelta, timezone
 
+import grpc
 import pytest
+from grpc.aio import AioRpcError, Metadata
 
 from services.review.admission import Candidate, plan_admissions, refill
 from services.review.console import BadRequest, item_json, list_request, verdict_from
 from services.review.intake import check, redact
 from services.review.policies import Limit, PolicyError, QueueLimits, ReviewPolicy
 from services.review.queue import priority_value
-from services.review.verdicts import policy_decision, verdict_decision
+from services.review.reconsider import refusal
+from services.review.verdicts import (
+    EVERY_FIELD,
+    fields_sent_before,
+    policy_decision,
+    reconsidered_problems,
+    sent_edit_problems,
+    verdict_decision,
+)
 from switchyard import Settings
 from switchyard.messaging import RejectRecord
 from switchyard.privacy import Redactor
@@ -31,6 +41,7 @@ from switchyard.v1 import (
     ReviewPriority,
     ReviewState,
     ReviewVerdict,
+    StepKind,
     TaskEnvelope,
     Verdict,
 )
@@ -317,6 +328,109 @@ def test_decisions_on_an_approval_step_name_it_and_carry_the_plan_even_to_reject
     reject = verdict_decision(escalation, ReviewVerdict(item_id="i", reviewer_id="rita",
                                                         verdict=Verdict.VERDICT_REJECT))
     assert not reject.approves_step_id and not reject.plan.steps
+
+
+def _step(step_id: str, payload: dict[str, object] | None = None, when: str = "",
+          kind: int = StepKind.STEP_KIND_CALL) -> ActionStep:
+    step = ActionStep(step_id=step_id, name=step_id.split("-", 1)[1], when=when,
+                      kind=kind)  # type: ignore[arg-type]
+    step.payload.update(payload or {})
+    return step
+
+
+def test_the_fields_steps_sent_before_an_approval_are_read_from_their_templates() -> None:
+    plan = ActionPlan(steps=[
+        _step("1-check", {"member": "${fields.member_id}", "nested": {
+            "list": ["${ {'dob': fields.date_of_birth} }", "fields are listed here"]}},
+            when="fields.payer != null"),
+        _step("2-ok", kind=StepKind.STEP_KIND_APPROVAL),
+        _step("3-register", {"all": "${fields}"})])
+    assert fields_sent_before(plan, "2-ok") == {"member_id": "check", "date_of_birth": "check",
+                                                "payer": "check"}
+    # a payload key named "fields" is not a template; the words "fields are" in a value
+    # are not a reference either way (they send nothing a reviewer could change)
+    assert EVERY_FIELD not in fields_sent_before(plan, "2-ok")
+    assert fields_sent_before(plan, "4-later") == {}   # not this plan's step
+    plan.steps.append(_step("4-again", kind=StepKind.STEP_KIND_APPROVAL))
+    assert fields_sent_before(plan, "4-again")[EVERY_FIELD] == "register"
+    plan.steps.insert(1, _step("1a-indexed", {"x": "${params.keys.map(k, fields[k])}"}))
+    assert fields_sent_before(plan, "2-ok")[EVERY_FIELD] == "indexed"
+
+
+def test_an_approval_step_refuses_edits_of_fields_already_sent() -> None:
+    plan = ActionPlan(steps=[_step("1-record", {"amount": "${fields.amount}"}),
+                             _step("2-manager_ok", kind=StepKind.STEP_KIND_APPROVAL),
+                             _step("3-book", {"category": "${fields.category}"})])
+    escalation = Escalation(step_id="2-manager_ok", proposed_decision=Decision(plan=plan))
+    (problem,) = sent_edit_problems(escalation, {"amount": "90", "category": "meals"})
+    assert problem[0] == "verdict.modified_fields['amount']"
+    assert problem[1].startswith("step record already sent this field before this approval")
+    assert sent_edit_problems(escalation, {"category": "meals"}) == []
+    escalation.step_id = ""   # before the plan: nothing was sent
+    assert sent_edit_problems(escalation, {"amount": "90"}) == []
+
+
+def test_the_pack_rules_on_edited_fields_refuse_what_an_approval_cannot_cover() -> None:
+    escalation = Escalation(reviewer_group="finance")
+    edits = {"total": "2000000", " vendor ": "x"}
+
+    def answer(outcome: int, **fields: object) -> Decision:
+        return Decision(outcome=outcome, rule="r", pack="invoice",  # type: ignore[arg-type]
+                        explanation="Invoice 7: above the 1000000 this tenant accepts. ",
+                        **fields)  # type: ignore[arg-type]
+    (rejected,) = reconsidered_problems(escalation, 1, answer(
+        DecisionOutcome.DECISION_OUTCOME_REJECT), edits)
+    assert rejected == ("verdict.modified_fields", "with the edits to total, vendor, rule r "
+                        "of pack invoice rejects the task (Invoice 7: above the 1000000 this "
+                        "tenant accepts.): reject it, or change the edits")
+    # an escalation is what a person answers, unless it asks for more than this item has
+    escalate = DecisionOutcome.DECISION_OUTCOME_ESCALATE
+    assert reconsidered_problems(escalation, 1, answer(escalate, reviewer_group="finance"),
+                                 edits) == []
+    assert reconsidered_problems(escalation, 1, answer(escalate), edits) == []
+    ((where, why),) = reconsidered_problems(escalation, 1, answer(
+        escalate, four_eyes=True, reviewer_group="treasury"), edits)
+    assert where == "verdict.modified_fields" and why == (
+        "with the edits to total, vendor, rule r of pack invoice asks for two approvals (four "
+        "eyes) and this item has one and goes to reviewer group 'treasury' (this item's: "
+        "'finance'): reject it with the reason (the document can be submitted again), or "
+        "change the edits")
+    assert reconsidered_problems(escalation, 2, answer(escalate, four_eyes=True,
+                                                       reviewer_group="finance"), edits) == []
+    assert reconsidered_problems(escalation, 1, answer(
+        DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE), edits) == []
+    # an approval step's reviewers come from the plan: only a rejection counts there
+    escalation.step_id = "2-ok"
+    assert reconsidered_problems(escalation, 1, answer(escalate, four_eyes=True), edits) == []
+    assert len(reconsidered_problems(escalation, 1, answer(
+        DecisionOutcome.DECISION_OUTCOME_REJECT), edits)) == 1
+
+
+@pytest.mark.parametrize("code, kind, says", [
+    (grpc.StatusCode.NOT_FOUND, "invalid", "approve without edits, or reject"),
+    (grpc.StatusCode.FAILED_PRECONDITION, "invalid", "the edits cannot be checked"),
+    (grpc.StatusCode.INVALID_ARGUMENT, "invalid", "the edits cannot be checked"),
+    (grpc.StatusCode.PERMISSION_DENIED, "forbidden", "refused to check the edits"),
+    (grpc.StatusCode.UNAVAILABLE, "unavailable", "the verdict was not recorded"),
+    (grpc.StatusCode.DEADLINE_EXCEEDED, "unavailable", "submit it again shortly"),
+])
+def test_the_decision_services_refusals_become_the_desks_errors(
+        code: grpc.StatusCode, kind: str, says: str) -> None:
+    error = refusal(AioRpcError(code, Metadata(), Metadata(), details="why"))
+    assert error.code == kind and says in str(error), str(error)
+    assert error.code != "invalid" or error.violations[0][0] == "verdict.modified_fields"
+
+
+def test_an_approval_with_edits_says_the_rule_the_edited_fields_meet() -> None:
+    escalation = Escalation(task_id=str(uuid.uuid4()), tenant_id="acme",
+                            proposed_decision=Decision(label="invoice", pack="invoice"))
+    decision = verdict_decision(escalation, ReviewVerdict(
+        item_id="i", reviewer_id="rita", verdict=Verdict.VERDICT_MODIFY,
+        modified_fields={"total": "61000.00"}, reason="the scan cut a digit"),
+        rule_with_edits="amount_over_limit")
+    assert decision.explanation == ("Approved by rita with edits to total (with them the "
+                                    "pack's rules give amount_over_limit): the scan cut a "
+                                    "digit")
 
 
 def test_item_json_shows_group_instructions_and_four_eyes_progress() -> None:

@@ -35,6 +35,7 @@ from switchyard.v1 import (
     DeadLetterServiceStub,
     DecideBatchRequest,
     DecideRequest,
+    Decision,
     DecisionServiceStub,
     DeleteWebhookRequest,
     DeleteWebhookSourceRequest,
@@ -47,6 +48,7 @@ from switchyard.v1 import (
     GetModelHealthRequest,
     ListRolloutsRequest,
     PromoteModelRequest,
+    ReconsiderEditsRequest,
     RollbackModelRequest,
     RolloutStage,
     StartRolloutRequest,
@@ -195,6 +197,11 @@ async def test_every_rpc_respects_credentials_roles_and_tenants(settings: Settin
             grpc.StatusCode.PERMISSION_DENIED
         assert await code_of(lambda: auditor_ingest.SubmitTask(SubmitTaskRequest(
             submission=submission("acme", "x")))) == grpc.StatusCode.PERMISSION_DENIED
+        # a submitter may not ask the pack's rules about edits: that is a reviewer's verdict
+        assert await code_of(lambda: decision.ReconsiderEdits(ReconsiderEditsRequest(
+            task=TaskEnvelope(task_id=task_id, tenant_id="acme"),
+            proposed_decision=Decision(pack="invoice"), edits={"total": "1.00"}))) == \
+            grpc.StatusCode.PERMISSION_DENIED
 
         # another tenant's task or item: absent, not forbidden (no existence leak)
         for call in (
@@ -246,7 +253,7 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
     globex_ingest, _, _, globex_channels = stubs(settings, "globex-sub")
     _, globex_reviewer, _, rev_channels = stubs(settings, "globex-rev")
     ingest, _, decision, acme_channels = stubs(settings, "acme-sub")
-    _, acme_reviewer, _, acme_rev_channels = stubs(settings, "acme-rev")
+    _, acme_reviewer, acme_rev_decision, acme_rev_channels = stubs(settings, "acme-rev")
     executor_channel = create_channel(f"127.0.0.1:{settings.executor_grpc_port}",
                                       api_key="acme-sub")
     executor = ExecutorAdminServiceStub(executor_channel)
@@ -383,6 +390,12 @@ async def test_every_rpc_with_another_tenants_valid_credentials(settings: Settin
             "DecisionService/Decide": (lambda: decision.Decide(DecideRequest(task=TaskEnvelope(
                 tenant_id="globex", document=Document(body=INVOICE.encode())))),
                 grpc.StatusCode.PERMISSION_DENIED),
+            # a reviewer's edits are put to the pack's rules of the task's own tenant only
+            "DecisionService/ReconsiderEdits": (lambda: acme_rev_decision.ReconsiderEdits(
+                ReconsiderEditsRequest(task=TaskEnvelope(
+                    task_id=task_id, tenant_id="globex", document=Document(
+                        body=INVOICE.encode())), proposed_decision=Decision(pack="invoice"),
+                    edits={"total": "1.00"})), grpc.StatusCode.PERMISSION_DENIED),
             # breakers are operator state, not a tenant's: a tenant's key may not touch them
             "ExecutorAdminService/ListBreakers": (lambda: executor.ListBreakers(
                 ListBreakersRequest()), grpc.StatusCode.PERMISSION_DENIED),

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.decision.engine import table_outcome
+from services.decision.engine import table_outcome, with_edits
 from services.decision.policy import Policy
-from switchyard.packs import Pack, load_pack_files, resolve_parameters
+from switchyard.packs import (
+    ExtractedField,
+    Extraction,
+    Pack,
+    extract_fields,
+    load_pack_files,
+    resolve_parameters,
+)
 
 PACK = """\
 pack: claims
@@ -89,3 +96,18 @@ def test_a_rule_failing_at_run_time_sends_the_document_to_a_person() -> None:
     out = table_outcome(p, context(p, None, "a note"), TENANT)
     assert (out.action, out.rule, out.escalation_reason) == ("escalate", "note_is_long", "OTHER")
     assert "could not be evaluated" in out.explanation
+
+
+def test_a_reviewers_edits_replace_what_was_read_normalised_as_their_type() -> None:
+    p = pack("first")
+    read = extract_fields(p, "Amount: 80.00\nNote: lunch")
+    assert read.fields["amount"].value == "80.00"
+    edited = with_edits(read, {"amount": " 2,500 ", "note": ""}, p)
+    assert edited.fields["amount"] == ExtractedField("2500.00", 1.0)
+    assert "note" not in edited.fields   # an empty edit clears the field
+    assert read.fields["note"].value == "lunch"   # the extractor's result is not changed
+    assert edited.confidence == read.confidence
+    # a value that does not read as its type, or an undeclared field, is kept as typed
+    assert with_edits(read, {"amount": "n/a"}, p).fields["amount"].value == "n/a"
+    plain = with_edits(Extraction(fields={}, confidence=0.5), {"x": "1"}, p)
+    assert plain.fields == {"x": ExtractedField("1", 1.0)}
