@@ -303,7 +303,10 @@ class ReviewDesk:
         approving = verdict.verdict != Verdict.VERDICT_REJECT
         first = await self._first_approval_of(item)  # four eyes, after the first approval
         rule_with_edits = ""
-        if approving:   # the edits of both approvals, as the decision will carry them
+        if approving and item.state == ReviewState.REVIEW_STATE_CLAIMED and \
+                item.claimed_by == verdict.reviewer_id:
+            # the edits of both approvals, as the decision will carry them (an item this
+            # reviewer does not hold is refused below, before anyone is asked)
             edits = {**(first.modified_fields if first is not None else {}),
                      **verdict.modified_fields}
             rule_with_edits = await self._check_edits(item, edits, credentials)

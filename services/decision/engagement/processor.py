@@ -77,6 +77,9 @@ PARITY = Gauge("switchyard_engagement_parity_difference",
                ["model_version"])
 #: How long to wait before asking Triton again when the engagement model cannot answer.
 SCORE_RETRY_S = 2.0
+#: How long the processor waits for signals while no session is open (it wakes at once when
+#: they come; with sessions open it wakes every signal_batch_window_ms to close windows).
+IDLE_WAIT_MS = 1000
 #: How often the served engagement model's config (its version) is read again.
 MODEL_REFRESH_S = 60.0
 DRIVERS_SHOWN = 3
@@ -181,7 +184,11 @@ class EngagementProcessor:
             positions: dict[TopicPartition, int] = {}
             committed: dict[TopicPartition, int] = {}
             while True:
-                batch = await consumer.getmany(timeout_ms=int(s.signal_batch_window_ms),
+                # with no session open nothing waits to be closed: sleep until signals come
+                # (getmany returns as soon as records are fetched) instead of waking every
+                # batch window
+                wait_ms = s.signal_batch_window_ms if windows.sessions else IDLE_WAIT_MS
+                batch = await consumer.getmany(timeout_ms=int(wait_ms),
                                                max_records=s.signal_batch_size)
                 records = [r for part in batch.values() for r in part]
                 for tp, part in batch.items():
