@@ -8,6 +8,11 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: setup bytecode demo test chaos bench up down status proto proto-baseline models docs helm-schema pack-schema openapi lint clean
 
+# Setup's independent steps run side by side: the Debian tools download while pip installs,
+# the models train while the bytecode compiles. A fresh machine spends most of setup waiting
+# on downloads.
+MAKEFLAGS += --jobs=3
+
 # Debian tools the tests drive for real (promtool checks the alert rules; Playwright drives
 # chromium through the review console). Installed only when missing; needs root (as on CI and
 # the dev machines), as apt always does.
@@ -23,11 +28,12 @@ setup: $(STAMP) models bytecode $(DEBIAN_TOOLS)
 bytecode: $(STAMP)
 	@$(BIN)/python -m compileall -q -j 0 switchyard services switchyard_packs client bench chaos
 
-/usr/bin/promtool:
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-
-$(CHROMIUM):
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+# One apt run for both tools (two at once would fight over dpkg's lock), each package only
+# when its tool is missing.
+$(DEBIAN_TOOLS) &:
+	apt-get update -qq
+	test -x /usr/bin/promtool || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+	test -x $(CHROMIUM) || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
 $(STAMP): pyproject.toml client/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

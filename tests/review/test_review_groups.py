@@ -284,7 +284,8 @@ async def test_a_verdict_on_an_approval_step_answers_that_step_with_the_plan(
 
 
 async def test_edits_the_packs_rules_cannot_check_are_not_recorded(
-        db: asyncpg.Pool, producer: Producer, review: dict[str, ReviewServiceStub]) -> None:
+        settings: Settings, db: asyncpg.Pool, producer: Producer,
+        review: dict[str, ReviewServiceStub]) -> None:
     """An approval with edits of a pack's proposal waits for the pack's rules: with the
     decision service away (this module runs none) it is refused UNAVAILABLE, nothing is
     recorded and the item stays claimed by its reviewer, to be decided again."""
@@ -297,6 +298,10 @@ async def test_edits_the_packs_rules_cannot_check_are_not_recorded(
                      modified_fields={"total": "850.00"})
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "the verdict was not recorded" in (caught.value.details() or "")
+    # the console says the same, as 503
+    status, body = await http(settings, "POST", f"/api/items/{item_id}/verdict", "plain",
+                              {"verdict": "modify", "modified_fields": {"total": "850.00"}})
+    assert status == 503 and "the verdict was not recorded" in str(body["error"]), body
     assert await stored_decisions(db, esc) == []
     item = (await review["plain"].GetItem(GetItemRequest(item_id=item_id))).item
     assert item.state == ReviewState.REVIEW_STATE_CLAIMED and item.claimed_by == KEY_IDS["plain"]
