@@ -26,10 +26,15 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from switchyard import Settings
-from switchyard.rpc import ClientTls, ServerTls, create_channel
+from switchyard.rpc import ClientTls, ServerTls, client_channel, create_channel
 from switchyard.runtime import service_specs, up
 from switchyard.stack import EmbeddedStack, StackError, free_port
-from switchyard.v1 import IngestServiceStub, SubmitTaskRequest
+from switchyard.v1 import (
+    AnalyticsServiceStub,
+    IngestServiceStub,
+    ListSessionsRequest,
+    SubmitTaskRequest,
+)
 from tests.ingest.helpers import submission
 from tests.security.certs import Pki, make_pki
 
@@ -152,16 +157,24 @@ def test_review_list_and_breakers_speak_mutual_tls(settings: Settings) -> None:
 
 
 @pytest.mark.usefixtures("services")
-def test_demo_runs_over_mutual_tls(settings: Settings) -> None:
+async def test_demo_runs_over_mutual_tls(settings: Settings) -> None:
     """``switchyard demo`` submits, reviews (its reviewer bot) and waits for every task over
     the client TLS settings; it exits 0 only when every accepted task ended."""
-    # one classroom: its analytics call goes over the same client TLS as four would (the
-    # classroom section's figures are tests/cli/test_demo_classroom.py's)
-    demo = cli(settings, "demo", "--tasks", "6", "--seed", "3", "--classrooms", "1")
+    # no classrooms: their twenty minutes of class replay for half a minute, and the
+    # section's one call of its own (the analytics service, on the decision port) goes
+    # through the same client channel, asked directly below (the section's figures are
+    # tests/cli/test_demo_classroom.py's)
+    demo = cli(settings, "demo", "--tasks", "6", "--seed", "3", "--classrooms", "0")
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "submitted 6 tasks and 3 malformed ones" in demo.stdout, demo.stdout
     assert "what happened" in demo.stdout, demo.stdout
     assert "unsupported 'image/gif'" in demo.stdout, demo.stdout   # each refusal says why
+    channel = client_channel(settings, f"127.0.0.1:{settings.decision_grpc_port}")
+    try:
+        await AnalyticsServiceStub(channel).ListSessions(ListSessionsRequest(
+            tenant_id="northwind-edu"), timeout=30)
+    finally:
+        await channel.close()
 
 
 def test_health_and_status_use_the_client_tls_settings(settings: Settings,
