@@ -383,7 +383,7 @@ def test_decide_batch_answers_every_task_of_any_batch(
 
 
 async def test_a_reviewers_edits_are_decided_by_the_pack_as_if_read(
-        decide: DecisionServiceStub) -> None:
+        decide: DecisionServiceStub, db: asyncpg.Connection) -> None:
     """ReconsiderEdits reads the document again, puts the edits in place of what was read and
     runs the pack (enrichers, scorer, table) on them: a vendor renamed to acme's blocked one
     is rejected, a total raised past acme's 10,000 limit escalates, the same fields unedited
@@ -407,6 +407,10 @@ async def test_a_reviewers_edits_are_decided_by_the_pack_as_if_read(
     assert small.outcome != DecisionOutcome.DECISION_OUTCOME_REJECT
     assert small.rule != "amount_over_limit", small.explanation
     assert (await with_edits(vendor="Shady Parts Ltd")).rule == "vendor_blocked"
+    # nothing of it was stored: no decision, no invoice in the vendor history, no label
+    for table in ("decisions", "decision_invoices", "decision_labels"):
+        assert await db.fetchval(f"SELECT count(*) FROM {table} WHERE task_id = $1",
+                                 uuid.UUID(sent.task_id)) == 0, table
 
     for request, field in (
             (ReconsiderEditsRequest(task=sent, proposed_decision=proposed), "edits"),
