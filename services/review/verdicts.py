@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from google.protobuf.struct_pb2 import Struct, Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from switchyard.packs import typed_value
+from switchyard.packs import template_parts, typed_value
 from switchyard.privacy import withheld_from_reviewers
 from switchyard.v1 import (
     ActionPlan,
@@ -109,19 +109,12 @@ def _strings(value: Value | Struct) -> Iterator[str]:
             yield from _strings(item)
 
 
-def _template_expressions(text: str) -> Iterator[str]:
-    """The expressions of a template's ``${...}`` parts (braces inside them counted, as in
-    ``${ {'text': fields.name} }``); literal text around them is not read."""
-    start = text.find("${")
-    while start >= 0:
-        depth, end = 0, start + 1
-        while end < len(text):
-            depth += {"{": 1, "}": -1}.get(text[end], 0)
-            if depth == 0:
-                break
-            end += 1
-        yield text[start + 2:end]
-        start = text.find("${", end)
+def _template_expressions(text: str) -> list[str]:
+    """The expressions of a template's ``${...}`` parts (:func:`switchyard.packs.
+    template_parts`); literal text around them is not read. A template that does not parse
+    (which the pack loader refuses anyway) is read whole, so nothing it may send is missed."""
+    parts = template_parts(text)
+    return [text] if parts is None else [part for is_expr, part in parts if is_expr]
 
 
 def fields_sent_before(plan: ActionPlan, step_id: str) -> dict[str, str]:

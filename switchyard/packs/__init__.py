@@ -27,6 +27,7 @@ from switchyard.packs._expressions import (
     compile_condition,
     discrepancy_maps,
     evaluate_condition,
+    template_parts,
     typed_fields,
     typed_value,
 )
@@ -95,6 +96,6 @@ __all__ = [
     "entry_point", "evaluate_condition", "expressions", "is_declared", "load_pack",
     "load_pack_files", "pack_schema", "parameter_problems", "parse_duration",
     "parse_tenant_settings", "plan_to_proto", "read_pack_folder", "resolve_parameters",
-    "step_id", "tenant_settings_from_object", "tenant_settings_schema", "typed_fields",
+    "step_id", "template_parts", "tenant_settings_from_object", "tenant_settings_schema", "typed_fields",
     "typed_value", "validate_pack_files", "with_params",
 ]
