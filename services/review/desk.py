@@ -37,6 +37,7 @@ from services.review.queue import (
     Filters,
     ReviewError,
     ReviewQueue,
+    invalid,
     item_from_row,
     priority_value,
 )
@@ -162,7 +163,7 @@ class ReviewDesk:
         problems += unknown_enum_problems("priorities", request.priorities, ReviewPriority)
         problems += unknown_enum_problems("reasons", request.reasons, EscalationReason)
         if problems:
-            raise ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in problems), problems)
+            raise invalid(problems)
         tenant = request.tenant_id or (None if principal.tenant_id == "*"
                                        else principal.tenant_id)
         if tenant is not None and not principal.may_access(tenant):
@@ -173,7 +174,7 @@ class ReviewDesk:
             # items of tasks that ended are closed records, never shown in a queue
             problems = [("states", "REVIEW_STATE_WITHDRAWN is never listed: those items "
                                    "belong to tasks that ended before a verdict")]
-            raise ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in problems), problems)
+            raise invalid(problems)
         filters = Filters(
             queue=request.queue, tenant_id=tenant, states=states,
             groups=None if principal.sees_every_group else tuple(sorted(principal.groups)),
@@ -271,7 +272,7 @@ class ReviewDesk:
             "verdict.modified_fields": [*verdict.modified_fields,
                                         *verdict.modified_fields.values()]})
         if problems:
-            raise ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in problems), problems)
+            raise invalid(problems)
         item = await self._item(principal, verdict.item_id)
         if verdict.task_id and verdict.task_id != item.escalation.task_id:
             # a client that mixed up its items is told, not obeyed
@@ -282,7 +283,7 @@ class ReviewDesk:
         edits = edit_problems(item.escalation, verdict.modified_fields,
                               withholding=self.redactor is not None)
         if edits:
-            raise ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in edits), edits)
+            raise invalid(edits)
         if verdict.document_type and \
                 verdict.document_type == item.escalation.proposed_decision.label:
             raise ReviewError("invalid", "verdict.document_type: the proposed type; name "
@@ -359,7 +360,7 @@ class ReviewDesk:
             return ""
         problems = sent_edit_problems(item.escalation, edits)
         if problems:
-            raise ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in problems), problems)
+            raise invalid(problems)
         proposed = item.escalation.proposed_decision
         if self.edits_check is None or not proposed.pack:
             return ""   # (no pack decided: there are no rules to put the edits to)
@@ -367,7 +368,7 @@ class ReviewDesk:
         problems = reconsidered_problems(item.escalation, item.approvals_required,
                                          reconsidered, edits)
         if problems:
-            raise ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in problems), problems)
+            raise invalid(problems)
         return reconsidered.rule
 
     async def _first_approval(self, principal: Principal, item: ReviewItem,
@@ -415,8 +416,7 @@ class ReviewDesk:
     def _lease(self, request: ClaimRequest | RenewRequest) -> timedelta:
         lease = request.lease.ToTimedelta() if request.HasField("lease") else timedelta(0)
         if lease < timedelta(0):
-            raise ReviewError("invalid", "lease: must not be negative (0: the default lease)",
-                              [("lease", "must not be negative (0: the default lease)")])
+            raise invalid([("lease", "must not be negative (0: the default lease)")])
         if lease == timedelta(0):
             return self.policy.default_lease
         return min(lease, MAX_LEASE)
@@ -430,7 +430,7 @@ class ReviewDesk:
             problems.append(("reviewer_id", "required (auth is off)"))
         problems += nul_problems(reviewer_id=reviewer_id)
         if problems:
-            raise ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in problems), problems)
+            raise invalid(problems)
         await self._item(principal, item_id)  # another tenant's item: not found, first
         return reviewer_of(principal, reviewer_id)
 

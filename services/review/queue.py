@@ -47,6 +47,12 @@ class ReviewError(Exception):
         self.violations = violations or []
 
 
+def invalid(problems: list[tuple[str, str]]) -> ReviewError:
+    """The refusal of a request with these problems, each (field path, why): INVALID_ARGUMENT
+    with field violations on gRPC, HTTP 400 on the console."""
+    return ReviewError("invalid", "; ".join(f"{f}: {d}" for f, d in problems), problems)
+
+
 def priority_value(priority: int) -> int:
     """ReviewPriority enum -> bucket 0 (P0) .. 3 (P3)."""
     return UNSPECIFIED_PRIORITY if priority == ReviewPriority.REVIEW_PRIORITY_UNSPECIFIED \
@@ -133,8 +139,7 @@ def _after(token: str) -> tuple[int, str, str, uuid.UUID]:
         datetime.fromisoformat(created)
         return key
     except (ValueError, TypeError, UnicodeDecodeError, binascii.Error):
-        raise ReviewError("invalid", "page_token: not a token returned by ListQueue",
-                          [("page_token", "not a token returned by ListQueue")]) from None
+        raise invalid([("page_token", "not a token returned by ListQueue")]) from None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import grpc
 
-from services.review.queue import ReviewError
+from services.review.queue import ReviewError, invalid
 from switchyard.v1 import Decision, DecisionServiceStub, Escalation, ReconsiderEditsRequest
 
 #: A scanned document is read again (OCR) before the rules run: seconds on a busy CPU Triton.
@@ -60,11 +60,11 @@ def refusal(exc: grpc.aio.AioRpcError) -> ReviewError:
     if code == grpc.StatusCode.NOT_FOUND:   # the tenant's pack is gone (disabled since)
         why = (f"{details}: its rules cannot check the edits; approve without edits, or "
                "reject")
-        return ReviewError("invalid", f"{_WHERE}: {why}", [(_WHERE, why)])
+        return invalid([(_WHERE, why)])
     if code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT):
         # the document cannot be read again (or is gone: its retention purged it)
         why = f"the edits cannot be checked against the pack's rules ({details})"
-        return ReviewError("invalid", f"{_WHERE}: {why}", [(_WHERE, why)])
+        return invalid([(_WHERE, why)])
     if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
         return ReviewError("forbidden", f"the decision service refused to check the edits: "
                                         f"{details}")
