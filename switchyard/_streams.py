@@ -624,8 +624,6 @@ def attach_batch_agent(app: faust.App, settings: Settings, topic: Topic,
         async for events in _batches(stream, batch_size, batch_window_s):
             await process_record_batch([to_record(e) for e in events], handler,
                                        dead_letters(), service)
-            for event in events:
-                event.ack()
 
     agent.__name__ = f"{service}_{topic.name.replace('-', '_')}_batches"
     agent.__qualname__ = agent.__name__
@@ -695,8 +693,9 @@ def _taken(app: Any, event: Any) -> bool:
 async def _batches(stream: Any, max_records: int, window_s: float
                    ) -> AsyncIterator[list[Any]]:
     """The stream's events in batches of up to ``max_records``: a batch starts with the
-    first event to arrive and takes what arrives within ``window_s`` after it. Each event is
-    the caller's to acknowledge once its batch returned.
+    first event to arrive and takes what arrives within ``window_s`` after it. A batch's
+    events are acknowledged when the caller asks for the next batch, that is once the
+    caller's work on it returned (a batch whose work raised is never acknowledged).
 
     Not faust's ``Stream.take_events``: that waits for a full buffer with ``window_s`` as a
     poll period, so an idle agent wakes (and builds futures) a hundred times a second at the
@@ -731,6 +730,8 @@ async def _batches(stream: Any, max_records: int, window_s: float
                 batch.append(event)
         if batch:
             yield batch
+            for event in batch:
+                event.ack()
         if ended:
             return
 
@@ -764,8 +765,6 @@ def attach_agent(app: faust.App, settings: Settings, topic: Topic, handler: Hand
     async def agent(stream: faust.StreamT) -> None:
         async for events in _batches(stream, batch_size, batch_window_s):
             await process_batch([to_record(e) for e in events], handler, dead_letters(), service)
-            for event in events:
-                event.ack()
 
     agent.__name__ = f"{service}_{topic.name.replace('-', '_')}"
     agent.__qualname__ = agent.__name__
