@@ -3,10 +3,11 @@
 Text and JSON have no layout (``None``). A PDF's text layer is read directly (exact, fast);
 the pages without one (scans), and every page of an image (PNG, JPEG, TIFF frames), are
 rendered and read by the ``document_ocr`` model on Triton through the decision service's
-micro-batcher, one page per item, so pages of many tasks travel in one request. A PDF whose
-structure the text-layer reader (pdfminer) refuses but PDFium opens (ingest opened it with
-PDFium: bytes before the header of a file with cross-reference streams, a damaged
-cross-reference table) is read as scans: PDFium renders its pages for OCR. A text page
+micro-batcher, one page per item, so pages of many tasks travel in one request. The text
+layer is read with PDFium, the library ingest opened the PDF with, so a PDF ingest accepted
+has its text layer read, structure PDFium repaired included (bytes before the header of a
+file with cross-reference streams, a damaged cross-reference table); should the text layer
+fail to read all the same, the pages are read as scans. A text page
 that also carries a large picture with no text over it (a letterhead or a footer pasted in as
 an image) has that picture OCRed too (only the picture's part of the rendered page: the rest
 has its text layer), and the words read inside the picture join its text layer.
@@ -146,7 +147,7 @@ class DocumentReader:
         if content_type == PDF:
             try:
                 read = await asyncio.to_thread(read_pdf_pages, body, self.max_pages)
-            except Exception as exc:  # noqa: BLE001 - pdfminer's many error types
+            except Exception as exc:  # noqa: BLE001 - PDFium's and (Thai fonts) pdfminer's
                 # PDFium counted its pages at ingest (or above): they are rendered and OCRed,
                 # and a page PDFium cannot render either makes the document unreadable
                 log.warning("task %s: the PDF's text layer cannot be read (%s: %s); its %d "

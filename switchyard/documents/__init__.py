@@ -10,8 +10,8 @@ Imports no service. Each module's public names are re-exported here:
 * ``_blobs`` -- the claim check: :class:`BlobStore` (PostgreSQL or S3, sealed with the
   payload codec), :func:`blob_store_for`, and :func:`load_body`, how every reader gets a
   document's bytes;
-* ``_text_layer`` -- :func:`read_text_layer` (a PDF's words with positions, ``None`` for a
-  scanned page), :func:`read_pdf_pages` (the same with each page's pictures that may be
+* ``_text_layer`` -- :func:`read_text_layer` (a PDF's words with positions, read from
+  PDFium's glyphs; ``None`` for a scanned page), :func:`read_pdf_pages` (the same with each page's pictures that may be
   pictures of text), :func:`merge_picture_words` (their OCR words added to the page) and
   :func:`reading_order`;
 * ``_bidi`` -- right-to-left words (Arabic, Hebrew) read in order: :func:`logical_text` for a

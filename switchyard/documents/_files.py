@@ -306,7 +306,7 @@ def json_problem(text: str) -> str | None:
 # -- PDF --------------------------------------------------------------------------------------
 
 @contextmanager
-def _open_pdf(body: bytes) -> Iterator[Any]:
+def open_pdf(body: bytes) -> Iterator[Any]:
     """A PDFium document over ``body`` (held under the PDFium lock), or DocumentError
     ``encrypted``/``corrupt``."""
     import pypdfium2 as pdfium
@@ -330,7 +330,7 @@ def _pixels(width_pt: float, height_pt: float, dpi: float) -> int:
 
 
 def _inspect_pdf(body: bytes, limits: DocumentLimits) -> int:
-    with _open_pdf(body) as pdf:
+    with open_pdf(body) as pdf:
         pages = len(pdf)
         if pages == 0:
             raise DocumentError("empty", "the PDF has no pages")
@@ -543,7 +543,7 @@ def render_page(content_type: str, body: bytes, page_number: int, dpi: int = 200
 
 def _render_pdf(body: bytes, page_number: int, dpi: int, limits: DocumentLimits
                 ) -> Image.Image:
-    with _open_pdf(body) as pdf:
+    with open_pdf(body) as pdf:
         if not 1 <= page_number <= len(pdf):
             raise IndexError(f"page {page_number} of a {len(pdf)}-page PDF")
         width, height = pdf.get_page_size(page_number - 1)

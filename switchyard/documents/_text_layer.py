@@ -1,7 +1,10 @@
-"""Words with positions from a PDF's text layer (pdfplumber over pdfminer.six).
+"""Words with positions from a PDF's text layer: PDFium's glyphs, pdfplumber's word extractor.
 
 A text PDF carries its words: reading them directly is exact and fast, so OCR is only for the
-pages that have none (scans). A page counts as having a usable text layer when its words hold
+pages that have none (scans). PDFium (C++) reads the glyphs, their boxes, fonts and matrices;
+pdfplumber's word extractor, fed the same character dictionaries pdfminer would give it, groups
+them into words. pdfminer's own parse of the page, in Python, cost six times as much CPU as
+PDFium's and refused PDFs whose structure PDFium repairs. A page counts as having a usable text layer when its words hold
 at least ``min_chars`` letters or digits; a scanned page (an image, perhaps with a stray page
 number) gives ``None`` and goes to OCR.
 
@@ -13,19 +16,25 @@ pictures that hold no text-layer words, so the reader OCRs those pages too, and
 
 from __future__ import annotations
 
+import ctypes
 import io
 import itertools
+import logging
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
 from switchyard.documents._bidi import logical_text
+from switchyard.documents._files import open_pdf
 from switchyard.v1 import BoundingBox, LayoutPage, LayoutSource, LayoutWord
 
 __all__ = ["MIN_PICTURE_AREA", "MIN_TEXT_LAYER_CHARS", "PdfPage", "merge_picture_words",
            "read_pdf_pages", "read_text_layer", "reading_order", "unique_glyphs"]
+
+log = logging.getLogger(__name__)
 
 #: Fewer letters and digits than this on a page: no usable text layer (OCR reads the page).
 MIN_TEXT_LAYER_CHARS = 8
@@ -45,6 +54,17 @@ DUPLICATE_GLYPH_PT = 1.0
 #: says ``e1710,00`` where the page shows €1710,00. (The font name's ``ABCDEF+`` subset
 #: prefix comes first.)
 _EURO_SIGN_FONT = re.compile(r"(?:^|\+)(?:TeX-)?fey[mb][rlo]\d*$", re.IGNORECASE)
+#: A page where at least this share of the glyphs have no text PDFium knows (a font with no
+#: ToUnicode map, as the Thai e-tax invoices' subset fonts) is read by pdfminer, which also
+#: looks up a glyph's letter in the embedded font's own character map.
+UNMAPPED_SHARE = 0.1
+#: Glyphs whose tops (for turned text: left edges) differ by more than this many points
+#: are not on one line (pdfplumber's default line tolerance).
+LINE_TOLERANCE_PT = 3.0
+#: A glyph this many ems back along the line from the one before starts a run of its own:
+#: the line is drawn again from further back (dot leaders drawn across a label's row after
+#: it). Right-to-left text steps back a letter at a time and stays one run.
+RUN_BACK_EMS = 2.0
 
 
 @dataclass(frozen=True)
@@ -81,7 +101,8 @@ def read_text_layer(body: bytes, max_pages: int | None = None,
     """One entry per page of the PDF ``body`` (the first ``max_pages`` when given): a
     ``LayoutPage`` with source TEXT_LAYER, its size in PDF points and its words in reading
     order with boxes as fractions of the page, or ``None`` where the page has no usable text
-    layer. Raises what pdfplumber raises on a PDF it cannot open (ingest refused those)."""
+    layer. Raises :class:`DocumentError` on a PDF that PDFium cannot open (ingest refused
+    those)."""
     return [page.layout for page in read_pdf_pages(body, max_pages, min_chars)]
 
 
@@ -89,43 +110,328 @@ def read_pdf_pages(body: bytes, max_pages: int | None = None,
                    min_chars: int = MIN_TEXT_LAYER_CHARS) -> list[PdfPage]:
     """:func:`read_text_layer`'s pages, each with the pictures of its text layer that may be
     pictures of text (see :data:`MIN_PICTURE_AREA`)."""
+    with open_pdf(body) as pdf:  # PDFium's lock is held only while its glyphs are copied out
+        count = len(pdf) if max_pages is None else min(len(pdf), max_pages)
+        drawn = [_drawn(pdf, index) for index in range(count)]
+    unmapped = [index for index, page in enumerate(drawn)
+                if page.unmapped >= max(min_chars, UNMAPPED_SHARE * len(page.glyphs))]
+    if unmapped:
+        drawn_by_pdfminer = _drawn_by_pdfminer(body, unmapped)
+        drawn = [drawn_by_pdfminer.get(index, page) for index, page in enumerate(drawn)]
+    return [_page(page, number, min_chars) for number, page in enumerate(drawn, start=1)]
+
+
+def _drawn_by_pdfminer(body: bytes, indices: Sequence[int]) -> dict[int, _Drawn]:
+    """Pages ``indices`` (from 0) as pdfplumber (pdfminer) reads them, in the same terms as
+    PDFium's (:class:`_Drawn`); a page pdfminer cannot read is left out (PDFium's stands)."""
     import pdfplumber  # imported here: only the decision service reads PDFs
 
-    pages: list[PdfPage] = []
-    with pdfplumber.open(io.BytesIO(body)) as pdf:
-        for index, page in enumerate(pdf.pages):
-            if max_pages is not None and index >= max_pages:
-                break
-            try:
-                pages.append(_page(page, index + 1, min_chars))
-            finally:
-                page.close()  # frees the page's parsed objects (long documents)
-    return pages
+    found: dict[int, _Drawn] = {}
+    try:
+        with pdfplumber.open(io.BytesIO(body), pages=[index + 1 for index in indices]) as pdf:
+            for page in pdf.pages:
+                try:
+                    left, top, right, bottom = page.bbox
+                    glyphs = [{**char, "x0": char["x0"] - left, "x1": char["x1"] - left,
+                               "top": char["top"] - top, "bottom": char["bottom"] - top,
+                               "doctop": char["top"] - top} for char in page.chars]
+                    pictures = [(image["x0"] - left, image["top"] - top,
+                                 image["x1"] - left, image["bottom"] - top)
+                                for image in page.images]
+                    found[page.page_number - 1] = _Drawn(float(right - left),
+                                                         float(bottom - top), glyphs, pictures)
+                finally:
+                    page.close()  # frees the page's parsed objects
+    except Exception as exc:  # noqa: BLE001 - pdfminer's many error types
+        # the type only: a parser's message may quote the document
+        log.info("pdfminer cannot read the PDF's pages %s (%s); PDFium's text stands",
+                 [index + 1 for index in indices], type(exc).__name__)
+    return found
 
 
-def _page(page: object, number: int, min_chars: int) -> PdfPage:
-    left, top, right, bottom = page.bbox  # type: ignore[attr-defined]
-    width, height = float(right - left), float(bottom - top)
+@dataclass(frozen=True)
+class _Drawn:
+    """What one page draws, as PDFium reads it, in the page as displayed (its crop box,
+    turned by its /Rotate; points, origin top left): the glyphs as pdfplumber's character
+    dictionaries and the pictures' boxes as (x0, top, x1, bottom)."""
+
+    width: float
+    height: float
+    glyphs: list[dict[str, Any]]
+    pictures: list[tuple[float, float, float, float]]
+    #: glyphs whose text PDFium does not know (no ToUnicode entry)
+    unmapped: int = 0
+
+
+class _Display:
+    """PDF page space (origin bottom left, y up) to the page as displayed: the crop box
+    turned clockwise by the page's /Rotate, origin top left, y down. PDFium renders the
+    page that way, so the boxes found here are the boxes of the rendered page."""
+
+    #: The /Rotate turn as a matrix (a, b, c, d) in PDF's row-vector convention, composed
+    #: after a glyph's own matrix to tell whether it stands upright on the displayed page.
+    _TURNS = {0: (1.0, 0.0, 0.0, 1.0), 90: (0.0, -1.0, 1.0, 0.0),
+              180: (-1.0, 0.0, 0.0, -1.0), 270: (0.0, 1.0, -1.0, 0.0)}
+
+    def __init__(self, crop: tuple[float, float, float, float], rotation: int) -> None:
+        self.left, self.bottom, self.right, self.top = crop
+        self.rotation = rotation if rotation in self._TURNS else 0
+        width, height = self.right - self.left, self.top - self.bottom
+        self.size = (height, width) if self.rotation in (90, 270) else (width, height)
+        self.turn = self._TURNS[self.rotation]
+
+    def point(self, x: float, y: float) -> tuple[float, float]:
+        if self.rotation == 90:
+            return y - self.bottom, x - self.left
+        if self.rotation == 180:
+            return self.right - x, y - self.bottom
+        if self.rotation == 270:
+            return self.top - y, self.right - x
+        return x - self.left, self.top - y
+
+    def box(self, left: float, bottom: float, right: float,
+            top: float) -> tuple[float, float, float, float]:
+        """(x0, top, x1, bottom) on the displayed page of a page-space rectangle."""
+        (xa, ya), (xb, yb) = self.point(left, bottom), self.point(right, top)
+        return min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb)
+
+    def upright(self, a: float, b: float, c: float, d: float) -> bool:
+        """pdfminer's test of a glyph matrix, after the page's turn."""
+        ta, tb, tc, td = self.turn
+        a, b, c, d = a * ta + b * tc, a * tb + b * td, c * ta + d * tc, c * tb + d * td
+        return a * d > 0 and b * c <= 0
+
+
+def _drawn(pdf: Any, index: int) -> _Drawn:
+    """Page ``index``'s glyphs and pictures (PDFium's lock held by the caller)."""
+    page = pdf[index]
+    try:
+        # the crop box within the media box, both inherited from the page tree where the
+        # page has none (get_cropbox would give US Letter for a page without its own)
+        display = _Display(page.get_bbox(), page.get_rotation() % 360)
+        textpage = page.get_textpage()
+        try:
+            glyphs, unmapped = _glyphs(textpage, display)
+        finally:
+            textpage.close()
+        pictures = [display.box(*bounds) for bounds in _picture_bounds(page)]
+        return _Drawn(*display.size, glyphs, pictures, unmapped)
+    finally:
+        page.close()
+
+
+#: Code points PDFium reports for a glyph that stands for no text. (A drawn glyph whose
+#: text the font does not say comes as 0 and is kept as NUL, as pdfminer gives it: Stripe's
+#: receipts draw their hyphens so, and the invoice pack reads a NUL between letters or
+#: digits as one.)
+_NO_TEXT = frozenset({0xFFFE, 0xFFFF})
+#: PDFium's code for a hyphen it takes for a word broken at the line's end: the hyphen drawn.
+_BREAK_HYPHEN = 0x02
+
+
+#: A font's descent as a share of its size where the font gives none, or one no type has:
+#: OCR text layers' invisible fonts give a descent of a whole em, which would push a line's
+#: words down over the next line's.
+_DESCENT, _DEEPEST_DESCENT = -0.2, -0.5
+
+
+class _Font:
+    """What a text object's glyphs share: the font's name and, at the object's font size,
+    the font's descent (points of text space, negative below the baseline)."""
+
+    __slots__ = ("descent", "name")
+
+    def __init__(self, name: str, descent: float) -> None:
+        self.name, self.descent = name, descent
+
+
+def _glyphs(textpage: Any, display: _Display) -> tuple[list[dict[str, Any]], int]:
+    """The page's glyphs as pdfplumber's character dictionaries (the keys its word extractor
+    and :func:`unique_glyphs` read), measured as pdfminer measures them: the box runs the
+    glyph's advance across and, up from the font's descent below the baseline, the font
+    size; the size is the font size as drawn (the Tf size scaled by the matrix).
+
+    PDFium's text differs from the content stream's in three ways, each undone here: a
+    glyph that stands for several letters (a ligature) comes as several characters with one
+    box (joined again into one glyph); whitespace glyphs such as tabs are dropped, with a
+    space generated in their place; and spaces and line breaks are generated wherever its
+    own heuristics see a gap. Line breaks are left out (lines come from positions), and so
+    are generated spaces inside one text object (letter-spaced headings, kerned words:
+    the word extractor judges those gaps itself); a generated space between two text
+    objects is kept (a tab between a label and its value), as a space after the glyph
+    before it, where the word extractor breaks the word.
+
+    Also returns how many glyphs PDFium found no text for in the font's ToUnicode map (it
+    gives their character codes instead)."""
+    import pypdfium2.raw as pdfium_c
+
+    handle = textpage.raw
+    loose, matrix = pdfium_c.FS_RECTF(), pdfium_c.FS_MATRIX()
+    origin_x, origin_y, descent = ctypes.c_double(), ctypes.c_double(), ctypes.c_float()
+    name, flags = ctypes.create_string_buffer(_FONT_NAME_BYTES), ctypes.c_int()
+    fonts: dict[int | None, _Font] = {}  # text object -> its font, asked once
+    glyphs: list[dict[str, Any]] = []
+    last_box: tuple[int | None, float, float, float, float] | None = None
+    spaced = False  # PDFium generated a space after the last glyph
+    unmapped = 0
+    count = pdfium_c.FPDFText_CountChars(handle)
+    index = 0
+    while index < count:
+        at = index
+        code = pdfium_c.FPDFText_GetUnicode(handle, at)
+        index += 1
+        if pdfium_c.FPDFText_IsGenerated(handle, at) == 1:
+            spaced = spaced or code == 0x20
+            continue
+        if code in _NO_TEXT:
+            continue
+        if 0xD800 <= code < 0xDC00:  # a character past the BMP comes as a surrogate pair
+            low = pdfium_c.FPDFText_GetUnicode(handle, index) if index < count else 0
+            if not 0xDC00 <= low < 0xE000:
+                continue
+            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+            index += 1
+        elif 0xDC00 <= code < 0xE000:
+            continue
+        text = "-" if code == _BREAK_HYPHEN else chr(code)
+        if not pdfium_c.FPDFText_GetLooseCharBox(handle, at, loose):
+            continue
+        unmapped += pdfium_c.FPDFText_HasUnicodeMapError(handle, at) == 1
+        textobj = pdfium_c.FPDFText_GetTextObject(handle, at)
+        key = ctypes.cast(textobj, ctypes.c_void_p).value
+        box = (key, loose.left, loose.bottom, loose.right, loose.top)
+        if box == last_box:  # one more letter of the glyph before (a ligature)
+            glyphs[-1]["text"] += text
+            continue
+        if spaced and last_box is not None and key != last_box[0] and \
+                not glyphs[-1]["text"].isspace():
+            glyphs.append({**glyphs[-1], "text": " ", "x0": glyphs[-1]["x1"]})
+        spaced, last_box = False, box
+        tf_size = pdfium_c.FPDFText_GetFontSize(handle, at)
+        font = fonts.get(key)
+        if font is None:
+            length = pdfium_c.FPDFText_GetFontInfo(handle, at, name, _FONT_NAME_BYTES, flags)
+            pdf_font = pdfium_c.FPDFTextObj_GetFont(textobj) if textobj else None
+            below = descent.value / tf_size if tf_size and pdf_font and \
+                pdfium_c.FPDFFont_GetDescent(pdf_font, ctypes.c_float(tf_size), descent) \
+                else _DESCENT
+            font = fonts[key] = _Font(
+                name.value.decode("utf-8", "replace") if length else "",
+                (below if _DEEPEST_DESCENT <= below <= 0 else _DESCENT) * tf_size)
+        pdfium_c.FPDFText_GetMatrix(handle, at, matrix)
+        a, b, c, d = matrix.a, matrix.b, matrix.c, matrix.d
+        if b == 0 and c == 0 and pdfium_c.FPDFText_GetCharOrigin(handle, at, origin_x,
+                                                                  origin_y):
+            low_y = origin_y.value + font.descent * d  # pdfminer's box: descent + size
+            x0, top, x1, bottom = display.box(loose.left, low_y, loose.right,
+                                              low_y + tf_size * d)
+        else:  # turned or skewed text: PDFium's box (ascent to descent)
+            x0, top, x1, bottom = display.box(loose.left, loose.bottom, loose.right,
+                                              loose.top)
+        glyphs.append({"text": text, "x0": x0, "x1": x1, "top": top, "bottom": bottom,
+                       "doctop": top, "fontname": font.name,
+                       "size": tf_size * math.hypot(c, d),
+                       "upright": display.upright(a, b, c, d)})
+    return glyphs, unmapped
+
+
+#: Room for a font's name (PostScript names are at most 127 bytes).
+_FONT_NAME_BYTES = 256
+#: Form XObjects nested deeper than this are not searched for pictures.
+_MAX_FORM_DEPTH = 8
+
+
+def _picture_bounds(page: Any) -> list[tuple[float, float, float, float]]:
+    """The page-space (left, bottom, right, top) of every image the page draws, those inside
+    form XObjects included (PDFium gives their bounds in the form's space: the forms'
+    matrices carry them onto the page)."""
+    import pypdfium2.raw as pdfium_c
+
+    found: list[tuple[float, float, float, float]] = []
+    left, bottom, right, top = (ctypes.c_float() for _ in range(4))
+
+    def walk(count: int, get: Any, parent: Any, to_page: tuple[float, ...], depth: int) -> None:
+        for at in range(count):
+            obj = get(parent, at)
+            kind = pdfium_c.FPDFPageObj_GetType(obj)
+            if kind == pdfium_c.FPDF_PAGEOBJ_IMAGE:
+                if pdfium_c.FPDFPageObj_GetBounds(obj, left, bottom, right, top):
+                    corners = [_apply(to_page, x, y) for x in (left.value, right.value)
+                               for y in (bottom.value, top.value)]
+                    xs, ys = [x for x, _ in corners], [y for _, y in corners]
+                    found.append((min(xs), min(ys), max(xs), max(ys)))
+            elif kind == pdfium_c.FPDF_PAGEOBJ_FORM and depth < _MAX_FORM_DEPTH:
+                form = pdfium_c.FS_MATRIX()
+                if pdfium_c.FPDFPageObj_GetMatrix(obj, form):
+                    inner = _compose((form.a, form.b, form.c, form.d, form.e, form.f),
+                                     to_page)
+                    walk(pdfium_c.FPDFFormObj_CountObjects(obj),
+                         pdfium_c.FPDFFormObj_GetObject, obj, inner, depth + 1)
+
+    walk(pdfium_c.FPDFPage_CountObjects(page.raw), pdfium_c.FPDFPage_GetObject, page.raw,
+         (1.0, 0.0, 0.0, 1.0, 0.0, 0.0), 0)
+    return found
+
+
+def _runs(glyphs: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """``glyphs`` (in the order the page draws them) cut into runs on one line each: a run
+    ends where the next glyph turns, leaves the line or goes back along it (see
+    :data:`RUN_BACK_EMS`). The word extractor then reads each run alone. Given the whole page, it would chain lines whose tops lie within its
+    tolerance of each other into one: two columns whose lines sit a point or two apart
+    would be read as one line, their letters interleaved."""
+    run: list[dict[str, Any]] = []
+    for glyph in glyphs:
+        if run:
+            last = run[-1]
+            across, along = ("top", "x0") if glyph["upright"] else ("x0", "top")
+            if glyph["upright"] != last["upright"] or \
+                    abs(glyph[across] - last[across]) > LINE_TOLERANCE_PT or \
+                    glyph[along] < last[along] - RUN_BACK_EMS * max(last["size"], 1.0):
+                yield run
+                run = []
+        run.append(glyph)
+    if run:
+        yield run
+
+
+def _compose(first: tuple[float, ...], then: tuple[float, ...]) -> tuple[float, ...]:
+    """The matrix applying ``first`` and then ``then`` (PDF's (a b c d e f), row vectors)."""
+    a, b, c, d, e, f = first
+    ta, tb, tc, td, te, tf = then
+    return (a * ta + b * tc, a * tb + b * td, c * ta + d * tc, c * tb + d * td,
+            e * ta + f * tc + te, e * tb + f * td + tf)
+
+
+def _apply(matrix: tuple[float, ...], x: float, y: float) -> tuple[float, float]:
+    a, b, c, d, e, f = matrix
+    return x * a + y * c + e, x * b + y * d + f
+
+
+def _page(drawn: _Drawn, number: int, min_chars: int) -> PdfPage:
+    """One page's words (pdfplumber's word extractor over PDFium's glyphs) and the pictures
+    no word lies on."""
+    from pdfplumber.utils import extract_words
+
+    width, height = drawn.width, drawn.height
     if width <= 0 or height <= 0:
         return PdfPage(None)
 
     def box(x0: float, y0: float, x1: float, y1: float) -> BoundingBox:
-        return BoundingBox(x0=_clamp((x0 - left) / width), y0=_clamp((y0 - top) / height),
-                           x1=_clamp((x1 - left) / width), y1=_clamp((y1 - top) / height))
+        return BoundingBox(x0=_clamp(x0 / width), y0=_clamp(y0 / height),
+                           x1=_clamp(x1 / width), y1=_clamp(y1 / height))
 
-    chars = page.chars  # type: ignore[attr-defined]
-    euro_fonts = {name for name in {char.get("fontname") or "" for char in chars}
+    chars = drawn.glyphs
+    euro_fonts = {name for name in {char["fontname"] for char in chars}
                   if _EURO_SIGN_FONT.search(name)}  # the page's fonts, each looked at once
     if euro_fonts:
         for char in chars:
-            if (char.get("fontname") or "") in euro_fonts:
+            if char["fontname"] in euro_fonts and not char["text"].isspace():
                 char["text"] = "€"
     # a glyph drawn twice a hair apart is one letter: 'fake bold' prints CCoooolltteecc
-    kept = {id(char) for char in unique_glyphs(chars, DUPLICATE_GLYPH_PT)}
-    glyphs = page.filter(  # type: ignore[attr-defined]
-        lambda obj: obj.get("object_type") != "char" or id(obj) in kept)
-    raw = glyphs.extract_words(
-        keep_blank_chars=False, use_text_flow=False, x_tolerance_ratio=WORD_GAP_RATIO)
+    glyphs = unique_glyphs(chars, DUPLICATE_GLYPH_PT)
+    raw = [word for run in _runs(glyphs)
+           for word in extract_words(run, keep_blank_chars=False, use_text_flow=False,
+                                     x_tolerance_ratio=WORD_GAP_RATIO)]
     words = [
         LayoutWord(text=logical_text(w["text"]), confidence=1.0,
                    box=box(float(w["x0"]), float(w["top"]), float(w["x1"]), float(w["bottom"])))
@@ -134,9 +440,8 @@ def _page(page: object, number: int, min_chars: int) -> PdfPage:
     if sum(ch.isalnum() for w in words for ch in w.text) < min_chars:
         return PdfPage(None)
     pictures = []
-    for image in page.images:  # type: ignore[attr-defined]
-        found = box(float(image["x0"]), float(image["top"]), float(image["x1"]),
-                    float(image["bottom"]))
+    for picture in drawn.pictures:
+        found = box(*picture)
         area = (found.x1 - found.x0) * (found.y1 - found.y0)
         if area >= MIN_PICTURE_AREA and not any(_inside(w.box, found) for w in words):
             pictures.append(found)
@@ -147,26 +452,56 @@ def _page(page: object, number: int, min_chars: int) -> PdfPage:
 
 #: What makes two glyphs the same letter, position aside (pdfplumber's ``dedupe_chars``).
 _SAME_GLYPH = itemgetter("upright", "text", "fontname", "size")
-_POSITION = itemgetter("doctop", "x0")
 
 
 def unique_glyphs(chars: Sequence[dict[str, Any]], tolerance: float) -> list[dict[str, Any]]:
     """``chars`` without the glyphs drawn again within ``tolerance`` points of an identical
     one (same letter, font, size and direction), the first of each cluster kept: what
-    pdfplumber's ``Page.dedupe_chars`` keeps. Written here because pdfplumber (0.11) puts
-    the survivors back in order with ``list.index``, quadratic in the page's glyphs: about
-    a sixth of the decision service's CPU on text PDFs with a few thousand letters."""
-    from pdfplumber.utils import cluster_objects
+    pdfplumber's ``Page.dedupe_chars`` keeps (its clusters: rows of tops each within
+    ``tolerance`` of the one before, then the same along each row). Written here because
+    pdfplumber (0.11) puts the survivors back in order with ``list.index``, quadratic in
+    the page's glyphs, and its general clustering cost a quarter of reading a page."""
 
     def same(pair: tuple[int, dict[str, Any]]) -> Any:
         return _SAME_GLYPH(pair[1])
 
+    def first(pair: tuple[int, dict[str, Any]]) -> tuple[float, float, int]:
+        return pair[1]["doctop"], pair[1]["x0"], pair[0]
+
     keep: list[tuple[int, dict[str, Any]]] = []
     for _, group in itertools.groupby(sorted(enumerate(chars), key=same), key=same):
-        for row in cluster_objects(list(group), lambda pair: pair[1]["doctop"], tolerance):
-            for cluster in cluster_objects(row, lambda pair: pair[1]["x0"], tolerance):
-                keep.append(min(cluster, key=lambda pair: _POSITION(pair[1])))
+        members = list(group)
+        if len(members) == 1:
+            keep.append(members[0])
+            continue
+        for row in _chains(members, _top, tolerance):
+            for cluster in _chains(row, _left, tolerance):
+                keep.append(min(cluster, key=first))
     return [char for _, char in sorted(keep, key=itemgetter(0))]
+
+
+def _top(pair: tuple[int, dict[str, Any]]) -> float:
+    return pair[1]["doctop"]
+
+
+def _left(pair: tuple[int, dict[str, Any]]) -> float:
+    return pair[1]["x0"]
+
+
+def _chains(pairs: Sequence[tuple[int, dict[str, Any]]], key: Any,
+            tolerance: float) -> Iterator[list[tuple[int, dict[str, Any]]]]:
+    """``pairs`` in ``key`` order, cut where a value lies more than ``tolerance`` past the
+    one before (pdfplumber's ``cluster_list``)."""
+    ordered = sorted(pairs, key=key)
+    run, last = [ordered[0]], key(ordered[0])
+    for pair in ordered[1:]:
+        value = key(pair)
+        if value > last + tolerance:
+            yield run
+            run = []
+        run.append(pair)
+        last = value
+    yield run
 
 
 def _inside(word: BoundingBox, area: BoundingBox) -> bool:

@@ -358,8 +358,8 @@ async def test_the_engine_routes_on_the_layout_extracts_with_provenance_and_esca
     # Triton), with the shipped support_ticket pack reading PDFs and PNGs: a text PDF is
     # routed on its words and its fields carry where they were read; a scanned ticket
     # submitted as another kind escalates with its OCR layout on the escalation; a damaged
-    # PDF escalates as unreadable, and one whose text layer pdfminer refuses but PDFium
-    # opens is read as a scan
+    # PDF escalates as unreadable, and one whose structure pdfminer cannot recover but
+    # PDFium repairs (bytes before its header) has its text layer read
     import dataclasses
 
     from services.decision.batcher import MicroBatcher
@@ -436,7 +436,7 @@ async def test_the_engine_routes_on_the_layout_extracts_with_provenance_and_esca
     assert broken.decision.outcome == DecisionOutcome.DECISION_OUTCOME_ESCALATE
     assert shifted.outcome.rule != UNREADABLE_RULE, shifted.decision.explanation
     assert shifted.layout is not None
-    assert shifted.layout.pages[0].source == LayoutSource.LAYOUT_SOURCE_OCR
+    assert shifted.layout.pages[0].source == LayoutSource.LAYOUT_SOURCE_TEXT_LAYER
     assert "Priority:" in [w.text for w in shifted.layout.pages[0].words]
     assert shifted.decision.models[0].label == "support_ticket"
 
