@@ -13,6 +13,7 @@ from switchyard.documents import (
     DocumentError,
     DocumentLimits,
     inspect,
+    read_pdf_pages,
     render_page,
     sniff,
 )
@@ -156,8 +157,14 @@ def _only_document_errors(content_type: str, body: bytes) -> None:
     except DocumentError as exc:
         assert exc.code in ERROR_CODES
         return
-    if info.page_count:  # what inspect accepts renders
+    if info.page_count:  # what inspect accepts renders, and a PDF's text layer reads
         render_page(info.content_type, body, 1, dpi=36)
+        if info.content_type == "application/pdf":
+            pages = read_pdf_pages(body, max_pages=3)
+            assert len(pages) == min(info.page_count, 3)
+            for page in pages:
+                for word in page.layout.words if page.layout else ():
+                    assert word.text.strip() and 0 <= word.box.x0 <= word.box.x1 <= 1
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
