@@ -540,8 +540,11 @@ def redact_decision(decision: Decision, redactor: Redactor, revealed: Collection
     # (before the fields below are redacted in place: it reads their values)
     in_prose = withheld_values(decision, redactor, revealed, prose=True)
     for extracted in decision.fields:
-        extracted.value = redact_field(extracted.name, extracted.value, redactor,
-                                       extracted.data_class, revealed)
+        value = redact_field(extracted.name, extracted.value, redactor, extracted.data_class,
+                             revealed)
+        if value != extracted.value:  # how the text wrote it goes with the value
+            extracted.ClearField("written")
+        extracted.value = value
     for name, value in list(decision.extracted_fields.items()):
         decision.extracted_fields[name] = redact_field(name, value, redactor,
                                                        classes.get(name, 0), revealed)
@@ -587,11 +590,20 @@ class WithheldValues:
     layout's words, metadata, explanations, discrepancy notes. A value is found as read by the
     extractor (spacing and case aside), also as the PII detectors left it in a stored body
     (an emergency contact's phone already a label), and a date in any notation the extractor
-    reads that means the same day (a date with day and month in doubt in either order). A value the document writes otherwise than it was read
-    (an enum's ``F`` read as ``female``) is not found: those are withheld in the fields."""
+    reads that means the same day (a date with day and month in doubt in either order). A
+    value the document's text writes otherwise than it was read (an enum's ``F`` read as
+    ``female``: ``FieldExtraction.written``) is found where it follows its label as written
+    (``Sex: F``, ``"sex": "F"``), not wherever the letter stands alone."""
 
-    def __init__(self, values: Iterable[tuple[str, str, str]], redactor: Redactor) -> None:
-        """``values``: (field name, value, field type) of each value to mask."""
+    def __init__(self, values: Iterable[tuple[str, str, str]], redactor: Redactor,
+                 written: Iterable[tuple[str, str, str]] = ()) -> None:
+        """``values``: (field name, value, field type) of each value to mask; ``written``:
+        (field name, label, value) of each value written otherwise, masked after its label."""
+        self.after_labels = [
+            (re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, label.split()))
+                        + r"[\s\"':=\-]{0,8}(" + r"\s+".join(map(re.escape, value.split()))
+                        + r")(?!\w)", re.IGNORECASE), withheld_label(name))
+            for name, label, value in written if label.split() and value.split()]
         self.dates: dict[str, str] = {}
         alternatives: list[tuple[str, str]] = []
         for name, value, kind in values:
@@ -608,7 +620,7 @@ class WithheldValues:
             re.IGNORECASE) if alternatives else None
 
     def __bool__(self) -> bool:
-        return self.pattern is not None or bool(self.dates)
+        return self.pattern is not None or bool(self.dates) or bool(self.after_labels)
 
     def find(self, text: str) -> list[WithheldSpan]:
         """Non-overlapping spans of ``text`` showing a withheld value, in order."""
@@ -624,6 +636,11 @@ class WithheldValues:
                 label = next((self.dates[d] for d in sorted(meant) if d in self.dates), None)
                 if label and not any(f.start < m.end() and m.start() < f.end for f in found):
                     found.append(WithheldSpan(m.start(), m.end(), label))
+        for pattern, label in self.after_labels:
+            for m in pattern.finditer(text):
+                start, end = m.span(1)
+                if not any(f.start < end and start < f.end for f in found):
+                    found.append(WithheldSpan(start, end, label))
         return sorted(found, key=lambda f: f.start)
 
     def text(self, text: str) -> str:
@@ -667,10 +684,13 @@ def withheld_values(decision: Decision, redactor: Redactor,
     fields = sensitive_fields(decision)
     shown = {" ".join(value.split()).lower()
              for name in revealed if name in fields for value in fields[name][1]}
+    written = [(f.name, f.written.label, f.written.value) for f in decision.fields
+               if f.name in fields and f.name not in revealed and f.HasField("written")]
     return WithheldValues([(name, value, kind) for name, (kind, found) in fields.items()
                            if name not in revealed and kind != "table"
                            and not (prose and kind in CLOSED_VOCABULARY) for value in found
-                           if " ".join(value.split()).lower() not in shown], redactor)
+                           if " ".join(value.split()).lower() not in shown], redactor,
+                          written)
 
 
 def _discrepancy_class(name: str, classes: dict[str, int]) -> DataClass:

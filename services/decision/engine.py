@@ -66,6 +66,7 @@ from switchyard.v1 import (
     FieldExtraction,
     ModelOutput,
     TaskEnvelope,
+    WrittenValue,
 )
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,9 @@ def to_decision(task: TaskEnvelope, outcome: Outcome, prediction: Prediction | N
                 type=spec.type if spec is not None else "string",
                 allowed_values=_allowed_values(spec),
                 # where a document's layout had it (an extractor's ExtractedField.provenance)
-                provenance=getattr(found, "provenance", None)))
+                provenance=getattr(found, "provenance", None),
+                # how the text wrote it, where not as the value (masked where withheld)
+                written=_written_value(getattr(found, "written", None))))
         # every declared field travels with its type and class, those not found empty (value
         # '', confidence 0): the executor's templates see them as null, a reviewer can fill
         # them in
@@ -204,6 +207,15 @@ def to_decision(task: TaskEnvelope, outcome: Outcome, prediction: Prediction | N
         decision.explanation = withheld_values(decision, _DETECTORS, prose=True).text(
             decision.explanation)
     return decision
+
+
+def _written_value(written: Any) -> WrittenValue | None:
+    """An extractor's ``ExtractedField.written`` (label, value as written) as the proto; a
+    custom extractor's field without one (or with something else there) has none."""
+    if isinstance(written, tuple) and len(written) == 2 and all(
+            isinstance(part, str) and part for part in written):
+        return WrittenValue(label=written[0], value=written[1])
+    return None
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,10 @@ class ExtractedField:
     value: str
     confidence: float
     provenance: Provenance | None = None
+    #: For a value read from the text (no provenance) that the text writes otherwise than
+    #: ``value`` (``F`` for ``female``): (the label it followed, the value as written), so
+    #: that where the field is withheld from reviewers the written value is masked too.
+    written: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -388,6 +392,20 @@ def _line_pairs(text: str, labels: frozenset[str] = frozenset()) -> list[tuple[s
     return pairs
 
 
+#: What may stand between a label and its value (stripped off a label found by a pattern).
+_LABEL_END = " \t:=-\"'"
+
+
+def _written(label: str, raw: str, value: str) -> tuple[str, str] | None:
+    """(label, value as written) when the text writes the value otherwise than ``value``
+    reads (spacing and case aside) and a label stands before it; else None (the value itself
+    is what masking looks for)."""
+    written = " ".join(raw.split())
+    if not label.strip() or not written or written.casefold() == value.casefold():
+        return None
+    return " ".join(label.split())[:MAX_VALUE_CHARS], written[:MAX_VALUE_CHARS]
+
+
 def _labels(spec: FieldSpec) -> list[str]:
     return [_norm(label) for label in (spec.labels or (spec.name,))] + [_norm(spec.name)]
 
@@ -548,33 +566,35 @@ def extract_fields(pack: Pack, text: str, layout: DocumentLayout | None = None) 
                 problem = table
         else:
             # (raw value, how sure by how found, the value's words in the layout: None to
-            # look them up)
-            candidates: list[tuple[str, float, Sequence[PageWord] | None]] = []
+            # look them up, the label as the text writes it before the value: '' for none)
+            candidates: list[tuple[str, float, Sequence[PageWord] | None, str]] = []
             if spec.pattern:
                 try:
                     match = re.search(spec.pattern, text)
                 except re.error:  # checked at load time; defensive for hand-built packs
                     match = None
                 if match and match.group(1):
+                    before = text[match.start():match.start(1)]
                     candidates.append((match.group(1), FOUND_BY_PATTERN,
-                                       find_words(layout_lines, match.group(1))))
+                                       find_words(layout_lines, match.group(1)),
+                                       before.strip(_LABEL_END)))
             labels = _labels(spec)
             if layout_lines:
                 others = [label for other in pack.fields.values() if other is not spec
                           for label in (other.labels or (other.name,))]
                 candidates.extend(
-                    (beside.text, FOUND_BY_LABEL * placement_factor(beside), beside.value)
+                    (beside.text, FOUND_BY_LABEL * placement_factor(beside), beside.value, "")
                     for beside in label_values(layout_lines, spec.labels or (spec.name,),
                                                others))
             # every labelled value in document order, the first that parses taken: a value
             # of another kind under one label ('Estimate: 640' for a currency also labelled
             # Estimate) does not hide a later one that parses ('Currency: GBP')
             # (their words in the layout are looked up for the one taken only)
-            candidates.extend((value, FOUND_BY_JSON, None)
+            candidates.extend((value, FOUND_BY_JSON, None, key)
                               for key, value in json_pairs if _norm(key) in labels)
-            candidates.extend((value, FOUND_BY_LABEL, None)
+            candidates.extend((value, FOUND_BY_LABEL, None, key)
                               for key, value in line_pairs if _norm(key) in labels)
-            for raw, how, words in candidates:
+            for raw, how, words, label in candidates:
                 parsed = parse_value(spec, raw)
                 if isinstance(parsed, str):
                     problem = problem or f"{name}: {parsed}"
@@ -584,7 +604,8 @@ def extract_fields(pack: Pack, text: str, layout: DocumentLayout | None = None) 
                                          else words)
                 found[name] = ExtractedField(
                     value=value, confidence=round(how * factor * _ocr_factor(provenance), 3),
-                    provenance=provenance)
+                    provenance=provenance,
+                    written=_written(label, raw, value) if provenance is None else None)
                 break
         if name not in found:
             if problem:

@@ -77,6 +77,7 @@ from switchyard.v1.decision_pb2 import (
     RetryLater,
     StepKind,
     WaitSpec,
+    WrittenValue,
 )
 from switchyard.v1.decision_service_pb2 import (
     DecideBatchRequest,
@@ -495,6 +496,7 @@ __all__ = [
     "WebhookFieldMapping",
     "WebhookSource",
     "WindowKind",
+    "WrittenValue",
     "add_AnalyticsServiceServicer_to_server",
     "add_ConsentServiceServicer_to_server",
     "add_DeadLetterServiceServicer_to_server",

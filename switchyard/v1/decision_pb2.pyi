@@ -245,6 +245,7 @@ class FieldExtraction(google.protobuf.message.Message):
     TYPE_FIELD_NUMBER: builtins.int
     PROVENANCE_FIELD_NUMBER: builtins.int
     ALLOWED_VALUES_FIELD_NUMBER: builtins.int
+    WRITTEN_FIELD_NUMBER: builtins.int
     name: builtins.str
     """Field name, e.g. "invoice_number", "total"."""
     value: builtins.str
@@ -267,6 +268,15 @@ class FieldExtraction(google.protobuf.message.Message):
         must be one of them (SubmitVerdict refuses another, naming the field).
         """
 
+    @property
+    def written(self) -> global___WrittenValue:
+        """For a value read from a document's text (a document without a layout) that the document
+        writes otherwise than `value` (an enum's "F" for "female", a boolean's "Y" for "true"):
+        the label it followed and the value as written. Personal and health data like the value:
+        where the field is withheld from reviewers, this goes with it, and the review service
+        masks the written value after its label in the document's text.
+        """
+
     def __init__(
         self,
         *,
@@ -277,11 +287,34 @@ class FieldExtraction(google.protobuf.message.Message):
         type: builtins.str = ...,
         provenance: switchyard.v1.layout_pb2.Provenance | None = ...,
         allowed_values: collections.abc.Iterable[builtins.str] | None = ...,
+        written: global___WrittenValue | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["provenance", b"provenance"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["allowed_values", b"allowed_values", "confidence", b"confidence", "data_class", b"data_class", "name", b"name", "provenance", b"provenance", "type", b"type", "value", b"value"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["provenance", b"provenance", "written", b"written"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["allowed_values", b"allowed_values", "confidence", b"confidence", "data_class", b"data_class", "name", b"name", "provenance", b"provenance", "type", b"type", "value", b"value", "written", b"written"]) -> None: ...
 
 global___FieldExtraction = FieldExtraction
+
+@typing.final
+class WrittenValue(google.protobuf.message.Message):
+    """A value as a document writes it, after its label (FieldExtraction.written)."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    LABEL_FIELD_NUMBER: builtins.int
+    VALUE_FIELD_NUMBER: builtins.int
+    label: builtins.str
+    """The label as written, e.g. "Sex"."""
+    value: builtins.str
+    """The value as written, e.g. "F"."""
+    def __init__(
+        self,
+        *,
+        label: builtins.str = ...,
+        value: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["label", b"label", "value", b"value"]) -> None: ...
+
+global___WrittenValue = WrittenValue
 
 @typing.final
 class CompensationStep(google.protobuf.message.Message):

@@ -372,6 +372,7 @@ async def test_a_pack_written_here_runs_every_plan_feature(stubs: Stubs, setting
 #: of a pack is the one in effect).
 CHECKED_TENANT = "initech"
 CHECKED_PACK = PACK.replace("version: 1.0.0", "version: 2.0.0").replace(
+    "labels: [Reply by]}", "labels: [Reply by], aliases: {post: mail}}").replace(
     """    - name: accept_claim
 """, """    - name: finance_review
       when: fields.amount > 1000.0
@@ -389,12 +390,18 @@ CHECKED_PACK = PACK.replace("version: 1.0.0", "version: 2.0.0").replace(
 async def test_a_reviewers_edits_are_put_to_the_packs_rules(stubs: Stubs,
                                                             settings: Settings) -> None:
     """An approval with edits is refused where the pack's rules, run on the edited fields,
-    reject the task or send it to other reviewers; edits the rules allow run the plan."""
+    reject the task or send it to other reviewers; edits the rules allow run the plan. (The
+    claim writes its withheld reply channel by an alias, ``post`` for ``mail``: the
+    reviewer's copy of the text masks it after its label.)"""
     await apply(stubs, CHECKED_PACK, tenant=CHECKED_TENANT)
-    task_id = await submit(stubs, claim("Ann Lee", "80.00", "lodging"), "R-9",
-                           tenant=CHECKED_TENANT)
+    body = claim("Ann Lee", "80.00", "lodging").replace(b"Reply by: mail", b"Reply by: post")
+    task_id = await submit(stubs, body, "R-9", tenant=CHECKED_TENANT)
     item = await review_item(stubs, task_id, tenant=CHECKED_TENANT)
     assert item.escalation.proposed_decision.rule == "lodging_receipt"
+    text = item.escalation.task.document.body.decode()
+    assert "Reply by: [REPLY_BY REDACTED]" in text and "post" not in text, text
+    reply_by = {f.name: f for f in item.escalation.proposed_decision.fields}["reply_by"]
+    assert reply_by.value == "[REPLY_BY REDACTED]" and not reply_by.HasField("written")
     await stubs.review.Claim(ClaimRequest(item_id=item.item_id, reviewer_id="maria"))
 
     async def refused(amount: str) -> str:

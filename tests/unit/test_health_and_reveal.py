@@ -361,3 +361,73 @@ def test_a_date_of_birth_read_month_first_is_masked_in_every_notation() -> None:
     assert withheld.text("born 7 March 1962, 1962-03-07, 07.03.1962") == \
         "born [DATE_OF_BIRTH REDACTED], [DATE_OF_BIRTH REDACTED], [DATE_OF_BIRTH REDACTED]"
     assert withheld.text("seen 04/07/1962") == "seen 04/07/1962"
+
+
+SEXED = """\
+pack: clinic_intake
+version: 1.0.0
+description: a pack that withholds an enum its documents write by alias
+fields:
+  patient_name: {type: string, data_class: personal, labels: [Patient]}
+  sex: {type: enum, values: [female, male], aliases: {F: female, M: male},
+        data_class: personal, labels: [Sex]}
+  pregnant: {type: boolean, data_class: health, labels: [Pregnant]}
+decision:
+  rules:
+    - {name: always, when: "true", outcome: escalate, reason: POLICY}
+review: {queue: clinic, reveal: [patient_name]}
+plan:
+  - {name: book, target: "http://erp/clinic"}
+"""
+
+
+def test_a_withheld_value_written_by_alias_is_masked_after_its_label() -> None:
+    """An enum the text writes ``F`` (read ``female``) and a boolean written ``Y`` (read
+    ``true``), both withheld from the item's reviewers: the extractor keeps how the text wrote
+    them after which label, and the reviewer's copy of the text masks them there (a JSON
+    document's too), while the same letters elsewhere (``Block F``) stay."""
+    from services.decision.engine import Assessment
+    from switchyard.packs import extract_fields
+
+    pack = load_pack_files({"pack.yaml": SEXED.encode()})
+    texts = {"text/plain": "Patient: Ana Ruiz\nSex: F\nPregnant: Y\nWard: Block F, bed Y2\n",
+             "application/json": '{"patient": "Ana Ruiz", "sex": "F", "pregnant": "Y", '
+                                 '"ward": "Block F"}'}
+    for content_type, text in texts.items():
+        extraction = extract_fields(pack, text)
+        assert extraction.fields["sex"].value == "female"
+        assert extraction.fields["sex"].written == ("Sex" if content_type == "text/plain"
+                                                    else "sex", "F")
+        outcome = Outcome("escalate", "always", "x", 0.9, "clinic_intake", "POLICY")
+        task = TaskEnvelope(task_id="t", tenant_id="acme", kind="clinic_intake",
+                            document=Document(content_type=content_type, body=text.encode()))
+        decision = to_decision(task, outcome, None, Policy(), Assessment(
+            ActivePack(pack, pack.defaults), extraction, extraction.values))
+        fields = {f.name: f for f in decision.fields}
+        assert (fields["sex"].written.label, fields["sex"].written.value) == \
+            (extraction.fields["sex"].written[0], "F")
+        esc = Escalation(task_id="t", tenant_id="acme", task=task,
+                         revealed_fields=list(decision.revealed_fields))
+        esc.proposed_decision.CopyFrom(decision)
+        shown = redact_escalation(esc, Redactor())
+        body = shown.task.document.body.decode()
+        assert "[SEX REDACTED]" in body and "[PREGNANT REDACTED]" in body, body
+        assert "Block F" in body and "Ana Ruiz" in body, body
+        shown_fields = {f.name: f for f in shown.proposed_decision.fields}
+        assert shown_fields["sex"].value == "[SEX REDACTED]"
+        assert not shown_fields["sex"].HasField("written")  # gone with the value
+    # revealed, the written value stays in the text and on the field
+    revealed = load_pack_files({"pack.yaml": SEXED.replace(
+        "reveal: [patient_name]", "reveal: [patient_name, sex]").encode()})
+    extraction = extract_fields(revealed, texts["text/plain"])
+    esc = Escalation(task_id="t", tenant_id="acme", revealed_fields=["patient_name", "sex"],
+                     task=TaskEnvelope(task_id="t", tenant_id="acme", document=Document(
+                         content_type="text/plain", body=texts["text/plain"].encode())))
+    esc.proposed_decision.CopyFrom(to_decision(
+        esc.task, Outcome("escalate", "always", "x", 0.9, "clinic_intake", "POLICY"), None,
+        Policy(), Assessment(ActivePack(revealed, revealed.defaults), extraction,
+                             extraction.values)))
+    shown = redact_escalation(esc, Redactor())
+    assert "Sex: F" in shown.task.document.body.decode()
+    assert {f.name: f.written.value for f in shown.proposed_decision.fields
+            if f.HasField("written")}["sex"] == "F"
