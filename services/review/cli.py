@@ -1,4 +1,5 @@
-"""``switchyard review list|show|claim|release|approve|reject``: the ReviewService from a shell.
+"""``switchyard review list|show|claim|renew|release|approve|reject``: the ReviewService from
+a shell.
 
 A thin gRPC client: the server does every check (roles, tenant scoping, leases), so the
 command line behaves exactly like the console. The API key comes from
@@ -50,6 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--lease-s", type=_lease_seconds, default=0.0,
                    help="lease length in seconds (default, or 0: the server's, 5 minutes; "
                         "at most 8 hours)")
+    p = sub.add_parser("renew", help="extend your claim on an item (from now), before its "
+                                     "lease runs out and the item returns to the queue")
+    p.add_argument("item_id")
+    p.add_argument("--lease-s", type=_lease_seconds, default=0.0,
+                   help="new lease length in seconds, from now (default, or 0: the server's, "
+                        "5 minutes; at most 8 hours)")
     p = sub.add_parser("release", help="give a claimed item back to the queue")
     p.add_argument("item_id")
     p = sub.add_parser("approve", help="approve (with --set: approve with edited fields); "
@@ -212,6 +219,20 @@ async def _claim(args: argparse.Namespace, stub: Any) -> int:
     return 0
 
 
+async def _renew(args: argparse.Namespace, stub: Any) -> int:
+    from datetime import timedelta
+
+    from switchyard.v1 import RenewRequest
+
+    request = RenewRequest(item_id=args.item_id, reviewer_id=_reviewer(args))
+    if args.lease_s:
+        request.lease.FromTimedelta(timedelta(seconds=args.lease_s))
+    item = (await stub.Renew(request)).item
+    print(f"renewed {item.item_id} for {item.claimed_by} until "
+          f"{item.lease_expires_at.ToDatetime().isoformat()}Z")
+    return 0
+
+
 async def _release(args: argparse.Namespace, stub: Any) -> int:
     from switchyard.v1 import ReleaseRequest
 
@@ -250,5 +271,5 @@ async def _verdict(args: argparse.Namespace, stub: Any) -> int:
     return 0
 
 
-_ACTIONS = {"list": _list, "show": _show, "claim": _claim, "release": _release,
-            "approve": _verdict, "reject": _verdict}
+_ACTIONS = {"list": _list, "show": _show, "claim": _claim, "renew": _renew,
+            "release": _release, "approve": _verdict, "reject": _verdict}

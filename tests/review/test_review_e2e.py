@@ -158,7 +158,7 @@ async def test_verdicts_from_the_browser_reach_the_executor(
     assert rule, "the edits were not put to the pack's rules"
 
 
-async def test_the_command_line_lists_claims_approves_and_rejects(
+async def test_the_command_line_lists_claims_renews_approves_and_rejects(
         settings: Settings, db: asyncpg.Pool, ingest: IngestServiceStub) -> None:
     (approve_task, approve_item), (reject_task, reject_item) = \
         await escalated_tasks(ingest, db, 2)
@@ -174,6 +174,16 @@ async def test_the_command_line_lists_claims_approves_and_rejects(
     assert code == 1 and "PERMISSION_DENIED" in out, out  # the key is the reviewer, not carl
     code, out = await switchyard(settings, "review", "claim", reject_item)
     assert code == 0 and "claimed" in out, out
+    claimed_until = out.split(" until ")[1].strip()
+    # a long look: the claim is extended from now, for the holder only
+    code, out = await switchyard(settings, "review", "renew", reject_item, "--lease-s", "3600")
+    assert code == 0 and f"renewed {reject_item} for key-1 until " in out, out
+    assert out.split(" until ")[1].strip() > claimed_until, (claimed_until, out)
+    code, out = await switchyard(settings.replace(client_api_key="rev2"), "review", "renew",
+                                 reject_item)
+    assert code == 1 and "key-1" in out, out  # someone else's claim is not renewed
+    code, out = await switchyard(settings, "review", "renew", reject_item, "--lease-s", "-5")
+    assert code == 2 and "0 or more" in out, out
     code, out = await switchyard(settings.replace(client_api_key="rev2"), "review", "approve",
                                  reject_item)
     assert code == 1 and "claimed by key-1" in out, out  # someone else holds it
