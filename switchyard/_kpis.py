@@ -35,8 +35,9 @@ from switchyard._taskstore import TERMINAL_SQL
 
 __all__ = ["EXPORTING", "REFRESHES", "SCRAPES", "Economics", "KpiExporter", "ScrapeWatch",
            "KpiPoint", "MAX_TREND_BUCKETS", "MAX_TREND_WINDOW", "MIN_TREND_BUCKET", "TenantKpis",
+           "QueueFigures", "REVIEW_WINDOW", "ReviewerFigures",
            "as_dict", "inference_by_pool", "kpi_trend", "point_dict", "reason_name",
-           "tenant_kpis", "total_cost", "trend_buckets", "trend_points"]
+           "review_figures", "tenant_kpis", "total_cost", "trend_buckets", "trend_points"]
 
 log = logging.getLogger(__name__)
 #: One KPI exporter per deployment: (class key, schema) for ``pg_try_advisory_lock(int, int)``.
@@ -192,6 +193,104 @@ async def tenant_kpis(conn: asyncpg.Connection | asyncpg.Pool) -> list[TenantKpi
 def reason_name(stored: str) -> str:
     """Review items store the reason's short name (``POLICY``); KPIs label it in lower case."""
     return stored.lower()
+
+
+# -- the reviewers' side -------------------------------------------------------------------
+
+#: How far back the reviewers' figures look (verdicts given, time to a verdict).
+REVIEW_WINDOW = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class QueueFigures:
+    """One review queue of a tenant now, and what its reviewers decided in the last
+    :data:`REVIEW_WINDOW`: what an operator staffing the queue looks at first."""
+
+    tenant_id: str
+    queue: str
+    #: open items: waiting to be claimed (a claim whose lease ran out counts here, as the
+    #: queue counts it), claimed now, and held back by the admission throttle
+    pending: int
+    claimed: int
+    backlogged: int
+    #: open items past their SLA deadline
+    past_sla: int
+    #: how long the oldest open item has waited since it was escalated
+    oldest_open_seconds: float | None
+    #: verdicts given in the window, and the median time from escalation to verdict
+    decided: int
+    p50_decide_seconds: float | None
+
+
+@dataclass(frozen=True)
+class ReviewerFigures:
+    """What one reviewer (a key id, or a name where auth is off) decided in the window."""
+
+    tenant_id: str
+    reviewer_id: str
+    approved: int
+    modified: int
+    rejected: int
+    #: median time from the item's escalation to this reviewer's verdict
+    p50_decide_seconds: float | None
+
+    @property
+    def verdicts(self) -> int:
+        return self.approved + self.modified + self.rejected
+
+
+_QUEUES = """
+SELECT i.tenant_id, i.queue,
+       count(*) FILTER (WHERE i.state = 'PENDING'
+                        OR (i.state = 'CLAIMED' AND i.lease_expires_at <= now())) AS pending,
+       count(*) FILTER (WHERE i.state = 'CLAIMED' AND i.lease_expires_at > now()) AS claimed,
+       count(*) FILTER (WHERE i.state = 'BACKLOGGED') AS backlogged,
+       count(*) FILTER (WHERE i.state IN ('PENDING', 'CLAIMED', 'BACKLOGGED')
+                        AND i.sla_deadline < now()) AS past_sla,
+       extract(epoch FROM now() - min(i.created_at)
+               FILTER (WHERE i.state IN ('PENDING', 'CLAIMED', 'BACKLOGGED'))) AS oldest_open,
+       count(v.item_id) AS decided,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM v.decided_at - i.created_at))
+           FILTER (WHERE v.item_id IS NOT NULL) AS p50_decide
+  FROM review_items i
+       LEFT JOIN review_verdicts v ON v.item_id = i.item_id AND v.decided_at >= $1
+ WHERE i.state IN ('PENDING', 'CLAIMED', 'BACKLOGGED') OR v.item_id IS NOT NULL
+ GROUP BY 1, 2 ORDER BY 1, 2
+"""
+_REVIEWERS = """
+SELECT i.tenant_id, v.reviewer_id,
+       count(*) FILTER (WHERE v.verdict = 'APPROVE') AS approved,
+       count(*) FILTER (WHERE v.verdict = 'MODIFY') AS modified,
+       count(*) FILTER (WHERE v.verdict = 'REJECT') AS rejected,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM v.decided_at - i.created_at))
+           AS p50_decide
+  FROM review_verdicts v JOIN review_items i ON i.item_id = v.item_id
+ WHERE v.decided_at >= $1
+ GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
+
+async def review_figures(conn: asyncpg.Connection | asyncpg.Pool,
+                         window: timedelta = REVIEW_WINDOW
+                         ) -> tuple[list[QueueFigures], list[ReviewerFigures]]:
+    """Every tenant's review queues now and its reviewers' verdicts in the last ``window``
+    (a queue with nothing open and nothing decided in the window is left out)."""
+    since = datetime.now(timezone.utc) - window
+    queues = [QueueFigures(tenant_id=r["tenant_id"], queue=r["queue"], pending=r["pending"],
+                           claimed=r["claimed"], backlogged=r["backlogged"],
+                           past_sla=r["past_sla"], oldest_open_seconds=_seconds(r["oldest_open"]),
+                           decided=r["decided"], p50_decide_seconds=_seconds(r["p50_decide"]))
+              for r in await conn.fetch(_QUEUES, since)]
+    reviewers = [ReviewerFigures(tenant_id=r["tenant_id"], reviewer_id=r["reviewer_id"],
+                                 approved=r["approved"], modified=r["modified"],
+                                 rejected=r["rejected"],
+                                 p50_decide_seconds=_seconds(r["p50_decide"]))
+                 for r in await conn.fetch(_REVIEWERS, since)]
+    return queues, reviewers
+
+
+def _seconds(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def as_dict(kpis: TenantKpis, economics: Economics) -> dict[str, Any]:

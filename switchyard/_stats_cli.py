@@ -1,11 +1,14 @@
-"""``switchyard stats``: the business KPIs as a live terminal view, or JSON for scripts;
-``--trend``: one tenant's KPIs per time bucket (the operator console's charts)."""
+"""``switchyard stats``: the business KPIs as a live terminal view, or JSON for scripts, with
+the reviewers' side (each review queue now: open, claimed, held back, past its SLA, the
+oldest item's wait; verdicts in the last day per queue and per reviewer); ``--trend``: one
+tenant's KPIs per time bucket (the operator console's charts)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 
 import asyncpg
@@ -15,13 +18,17 @@ from rich.table import Table
 
 from switchyard._db import create_pool
 from switchyard._kpis import (
+    REVIEW_WINDOW,
     Economics,
     KpiPoint,
+    QueueFigures,
+    ReviewerFigures,
     TenantKpis,
     as_dict,
     inference_by_pool,
     kpi_trend,
     point_dict,
+    review_figures,
     tenant_kpis,
     trend_buckets,
 )
@@ -68,39 +75,93 @@ def render_pools(all_kpis: list[TenantKpis], settings: Settings) -> Table:
     return table
 
 
-def _views(all_kpis: list[TenantKpis], settings: Settings) -> Group:
-    return Group(render(all_kpis, settings), render_pools(all_kpis, settings))
+_HOURS = f"{REVIEW_WINDOW.total_seconds() / 3600:.0f} h"
 
 
-async def _collect(settings: Settings, tenant: str | None) -> list[TenantKpis]:
+def render_queues(queues: list[QueueFigures]) -> Table:
+    """Each review queue now, and the verdicts given on it in the window."""
+    table = Table(title=f"Review queues (now; decided: the last {_HOURS})",
+                  title_justify="left")
+    for column in ("tenant", "queue", "pending", "claimed", "held back", "past SLA",
+                   "oldest waiting", "decided", "p50 to verdict"):
+        table.add_column(column, justify="left" if column in ("tenant", "queue") else "right")
+    for q in queues:
+        table.add_row(q.tenant_id, q.queue, str(q.pending), str(q.claimed), str(q.backlogged),
+                      str(q.past_sla), _seconds(q.oldest_open_seconds), str(q.decided),
+                      _seconds(q.p50_decide_seconds))
+    return table
+
+
+def render_reviewers(reviewers: list[ReviewerFigures]) -> Table:
+    """Each reviewer's verdicts in the window."""
+    table = Table(title=f"Reviewers (the last {_HOURS})", title_justify="left")
+    for column in ("tenant", "reviewer", "verdicts", "approved", "modified", "rejected",
+                   "p50 to verdict"):
+        table.add_column(column, justify="left" if column in ("tenant", "reviewer")
+                         else "right")
+    for r in reviewers:
+        table.add_row(r.tenant_id, r.reviewer_id, str(r.verdicts), str(r.approved),
+                      str(r.modified), str(r.rejected), _seconds(r.p50_decide_seconds))
+    return table
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    kpis: list[TenantKpis]
+    queues: list[QueueFigures]
+    reviewers: list[ReviewerFigures]
+
+
+def _views(snapshot: _Snapshot, settings: Settings) -> Group:
+    return Group(render(snapshot.kpis, settings), render_pools(snapshot.kpis, settings),
+                 render_queues(snapshot.queues), render_reviewers(snapshot.reviewers))
+
+
+async def _collect(settings: Settings, tenant: str | None) -> _Snapshot:
     pool = await create_pool(settings.replace(postgres_pool_min=1, postgres_pool_max=1))
     try:
         kpis = await tenant_kpis(pool)
+        queues, reviewers = await review_figures(pool)
     finally:
         await pool.close()
-    return [k for k in kpis if tenant is None or k.tenant_id == tenant]
+
+    def mine(tenant_id: str) -> bool:
+        return tenant is None or tenant_id == tenant
+    return _Snapshot([k for k in kpis if mine(k.tenant_id)],
+                     [q for q in queues if mine(q.tenant_id)],
+                     [r for r in reviewers if mine(r.tenant_id)])
 
 
 def stats(settings: Settings, as_json: bool, once: bool, interval_s: float,
           tenant: str | None) -> int:
     if as_json:
-        kpis = asyncio.run(_collect(settings, tenant))
+        snapshot = asyncio.run(_collect(settings, tenant))
         json.dump([{**as_dict(k, Economics.of(k, settings)),
-                    "inference_by_pool": inference_by_pool(k, settings)} for k in kpis],
-                  sys.stdout, indent=2)
+                    "inference_by_pool": inference_by_pool(k, settings),
+                    "review_queues": [_without_tenant(asdict(q)) for q in snapshot.queues
+                                      if q.tenant_id == k.tenant_id],
+                    "reviewers": [{**_without_tenant(asdict(r)), "verdicts": r.verdicts}
+                                  for r in snapshot.reviewers if r.tenant_id == k.tenant_id]}
+                   for k in snapshot.kpis], sys.stdout, indent=2)
         print()
         return 0
     console = Console(width=200)
     if once or not console.is_terminal:  # a pipe or file: one snapshot, not a live view
         console.print(_views(asyncio.run(_collect(settings, tenant)), settings))
         return 0
-    with Live(_views([], settings), console=console, refresh_per_second=2) as live:
+    with Live(_views(_Snapshot([], [], []), settings), console=console,
+              refresh_per_second=2) as live:
         try:
             while True:
                 live.update(_views(asyncio.run(_collect(settings, tenant)), settings))
                 asyncio.run(asyncio.sleep(interval_s))
         except KeyboardInterrupt:
             return 0
+
+
+def _without_tenant(figures: dict[str, object]) -> dict[str, object]:
+    """A queue's or reviewer's figures inside their tenant's object: no tenant_id again."""
+    return {key: value for key, value in figures.items() if key != "tenant_id"}
 
 
 async def _collect_trend(settings: Settings, tenant: str, window: timedelta,

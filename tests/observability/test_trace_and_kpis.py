@@ -206,12 +206,23 @@ async def test_kpis_match_a_known_workload_exactly(
     assert kpis["cost_per_automated"] == pytest.approx(
         (203 * (settings.kpi_inference_cost + settings.kpi_compute_cost)
          + 50 * settings.kpi_review_minutes_per_item * settings.kpi_review_minute_cost) / 150)
+    # the reviewers' side: one queue, nothing left open (the three withdrawn are closed),
+    # 50 verdicts today, all olga's approvals
+    (queue,) = kpis["review_queues"]
+    assert (queue["pending"], queue["claimed"], queue["backlogged"], queue["past_sla"],
+            queue["oldest_open_seconds"], queue["decided"]) == (0, 0, 0, 0, None, 50), queue
+    assert queue["p50_decide_seconds"] > 0
+    (olga,) = kpis["reviewers"]
+    assert (olga["reviewer_id"], olga["verdicts"], olga["approved"], olga["modified"],
+            olga["rejected"]) == ("olga", 50, 50, 0, 0), olga
     # the live view, its stdout a pipe: one snapshot, every header whole, then it exits
     piped = subprocess.run([sys.executable, "-m", "switchyard", "stats", "--tenant", "kpi"],
                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert piped.returncode == 0, piped.stderr
     assert "intervention" in piped.stdout and "escalations by reason" in piped.stdout
     assert "policy=53" in piped.stdout
+    assert "Review queues" in piped.stdout and "Reviewers (the last 24 h)" in piped.stdout
+    assert "olga" in piped.stdout
 
     deadline = time.monotonic() + 30
     url = f"http://127.0.0.1:{settings.ingest_metrics_port}/metrics"

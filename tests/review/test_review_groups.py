@@ -32,6 +32,7 @@ from switchyard.v1 import (
     FieldExtraction,
     GetItemRequest,
     ListQueueRequest,
+    ReleaseRequest,
     ReviewServiceStub,
     ReviewState,
     ReviewVerdict,
@@ -157,6 +158,16 @@ async def test_a_group_item_is_only_seen_claimed_and_decided_by_the_group(
     assert {q["queue"]: q["open"] for q in stats["queues"]}["groups"] == 1  # type: ignore
     _, stats = await http(settings, "GET", "/api/stats", "fin-ann")
     assert {q["queue"]: q["open"] for q in stats["queues"]}["groups"] == 2  # type: ignore
+    # switchyard stats counts every open item of the queue, the group's among them, and
+    # (claimed by fin-bob for a moment) tells a claim from a waiting item
+    await review["fin-bob"].Claim(ClaimRequest(item_id=grouped_id))
+    code, out = await switchyard(settings, "stats", "--json", "--tenant", "acme")
+    assert code == 0, out
+    (kpis,) = json.loads(out)
+    groups = {q["queue"]: q for q in kpis["review_queues"]}["groups"]
+    assert (groups["pending"], groups["claimed"], groups["backlogged"]) == (1, 1, 0), groups
+    assert groups["oldest_open_seconds"] > 0
+    await review["fin-bob"].Release(ReleaseRequest(item_id=grouped_id))
     status, body = await http(settings, "GET", f"/api/items/{grouped_id}", "fin-ann")
     assert status == 200 and body["item"]["reviewer_group"] == "finance"  # type: ignore
 
