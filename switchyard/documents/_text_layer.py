@@ -3,10 +3,11 @@
 A text PDF carries its words: reading them directly is exact and fast, so OCR is only for the
 pages that have none (scans). PDFium (C++) reads the glyphs, their boxes, fonts and matrices;
 pdfplumber's word extractor, fed the same character dictionaries pdfminer would give it, groups
-them into words. pdfminer's own parse of the page, in Python, cost six times as much CPU as
-PDFium's and refused PDFs whose structure PDFium repairs. A page counts as having a usable text layer when its words hold
-at least ``min_chars`` letters or digits; a scanned page (an image, perhaps with a stray page
-number) gives ``None`` and goes to OCR.
+them into words. With pdfminer parsing the page, in Python, a page cost 3.7 times the CPU
+(``bench.text_layer_bench``), and PDFs whose structure PDFium repairs were refused. A page
+counts as having a usable text layer when its words hold at least ``min_chars`` letters or
+digits; a scanned page (an image, perhaps with a stray page number) gives ``None`` and goes
+to OCR.
 
 Some text pages also carry pictures of text: a letterhead or a footer with the supplier's
 name and bank account pasted in as an image. :func:`read_pdf_pages` reports each page's large
@@ -376,9 +377,10 @@ def _picture_bounds(page: Any) -> list[tuple[float, float, float, float]]:
 def _runs(glyphs: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
     """``glyphs`` (in the order the page draws them) cut into runs on one line each: a run
     ends where the next glyph turns, leaves the line or goes back along it (see
-    :data:`RUN_BACK_EMS`). The word extractor then reads each run alone. Given the whole page, it would chain lines whose tops lie within its
-    tolerance of each other into one: two columns whose lines sit a point or two apart
-    would be read as one line, their letters interleaved."""
+    :data:`RUN_BACK_EMS`). The word extractor then reads each run alone. Given the whole
+    page, it would chain lines whose tops lie within its tolerance of each other into one:
+    two columns whose lines sit a point or two apart would be read as one line, their
+    letters interleaved."""
     run: list[dict[str, Any]] = []
     for glyph in glyphs:
         if run:

@@ -289,3 +289,28 @@ def test_letters_the_text_api_rewrites_read_as_the_page_shows_them() -> None:
     assert "ใบเพิ่มหนี้" in thai
     stripe = _words_of(OUTSIDE / "fifteenth" / "en-gb_chessable-stripe-invoice_veryfi.pdf")
     assert "8B83747E\x000006" in stripe
+
+
+def test_a_picture_drawn_through_a_form_is_reported_where_the_form_puts_it() -> None:
+    """A letterhead image inside a form XObject (drawn moved and scaled): its box is the
+    form's placement of it on the page, as pdfminer computes it."""
+    out = io.BytesIO()
+    pdf = canvas.Canvas(out, pagesize=A4)
+    pdf.beginForm("letterhead")
+    pdf.drawImage(ImageReader(Image.new("RGB", (200, 100), "gray")), 10, 20, 200, 100)
+    pdf.endForm()
+    pdf.saveState()
+    pdf.translate(100, 300)
+    pdf.scale(1.5, 1.5)
+    pdf.doForm("letterhead")
+    pdf.restoreState()
+    pdf.drawString(72, HEIGHT - 42, "Invoice INV-2041 from the supplier named below")
+    pdf.showPage()
+    pdf.save()
+    (page,) = read_pdf_pages(out.getvalue())
+    (picture,) = page.pictures
+    # x: 100 + 1.5 * 10 .. + 1.5 * 200; y from the top: HEIGHT - (300 + 1.5 * (20 + 100))
+    assert picture.x0 == pytest.approx(115 / WIDTH, abs=0.002)
+    assert picture.x1 == pytest.approx(415 / WIDTH, abs=0.002)
+    assert picture.y0 == pytest.approx((HEIGHT - 480) / HEIGHT, abs=0.002)
+    assert picture.y1 == pytest.approx((HEIGHT - 330) / HEIGHT, abs=0.002)
