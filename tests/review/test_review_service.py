@@ -426,6 +426,39 @@ async def test_console_shows_the_item_and_modifies_it_from_the_keyboard(
     assert dict(decision.extracted_fields) == {"invoice_number": "INV-77", "total": "121.00"}
 
 
+async def test_the_console_renews_an_open_claim_before_its_lease_runs_out(
+        settings: Settings, db: asyncpg.Pool, producer: Producer, browser: object) -> None:
+    """While a claimed item is open, the page renews the lease once half of what is left has
+    passed: the page's clock is moved on past that point (no real wait) and the page asks
+    the server to renew; the lease is then counted again from the server's now."""
+    esc = await escalate(db, producer, "acme", "renewals", 2,
+                         fields=[("total", "88.00", 0.5)], text="Invoice INV-88\nTotal: 88.00")
+    item_id = await item_of(db, esc)
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore
+    expect.set_options(timeout=30_000)
+    try:
+        await page.clock.install()
+        await page.goto(f"http://127.0.0.1:{settings.review_web_port}/#item={item_id}")
+        await page.fill("#api-key", "rev-acme")
+        await page.click("#login-form button[type=submit]")
+        await expect(page.locator("#i-document")).to_contain_text("INV-88")
+        await page.keyboard.press("c")
+        await expect(page.locator("#i-state")).to_have_text("claimed by key-0")
+        claimed_until = await db.fetchval(
+            "SELECT lease_expires_at FROM review_items WHERE item_id = $1::uuid", item_id)
+        lease_s = settings.review_default_lease_s
+        async with page.expect_response(
+                lambda r: r.url.endswith(f"/api/items/{item_id}/renew")) as renewal:
+            await page.clock.fast_forward(int(lease_s / 2 * 1000) + 1_000)
+        assert (await renewal.value).status == 200
+        renewed_until = await db.fetchval(
+            "SELECT lease_expires_at FROM review_items WHERE item_id = $1::uuid", item_id)
+        assert renewed_until > claimed_until
+        await expect(page.locator("#i-state")).to_have_text("claimed by key-0")
+    finally:
+        await page.close()
+
+
 # -- documents: page images masked on the server, fields drawn where read, picked words -----
 
 def _region(image: Image.Image, box: BoundingBox) -> list[tuple[int, int, int]]:
