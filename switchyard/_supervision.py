@@ -248,22 +248,49 @@ class Supervisor:
                 log.exception("%s: could not publish health", self.service)
 
 
-def periodic(name: str, interval_s: float, job: Callable[[], Awaitable[object]]
-             ) -> LoopFactory:
+def periodic(name: str, interval_s: float, job: Callable[[], Awaitable[object]],
+             idle: Idle | None = None) -> LoopFactory:
     """A loop that runs ``job`` now and then every ``interval_s``. A transient failure (the
     database or broker restarting) is logged and the next round tries again; anything else
-    ends the loop, for its :class:`Supervisor` to log, count and restart."""
+    ends the loop, for its :class:`Supervisor` to log, count and restart.
+
+    With ``idle``, a round whose job returns a false value found nothing to do: the next one
+    waits for ``idle.wake()`` (whoever brings work calls it) or ``idle.after_s``, whichever
+    comes first, instead of ``interval_s`` (a loop with no work does not poll ten times a
+    second; ``after_s`` covers work another process brought)."""
 
     async def loop() -> None:
         while True:
+            busy: object = True
             try:
-                await job()
+                busy = await job()
             except TRANSIENT_ERRORS as exc:
                 log.warning("%s: transient failure, next round retries: %r", name, exc)
-            await asyncio.sleep(interval_s)
+            if idle is None or busy:
+                await asyncio.sleep(interval_s)
+            else:
+                await idle.wait()
 
     return loop
 
 
+class Idle:
+    """How a :func:`periodic` loop with nothing to do waits: until :meth:`wake` or
+    ``after_s`` seconds."""
+
+    def __init__(self, after_s: float) -> None:
+        self.after_s = after_s
+        self._woken = asyncio.Event()
+
+    def wake(self) -> None:
+        """Work has come: the loop's next round starts now (safe from any task)."""
+        self._woken.set()
+
+    async def wait(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._woken.wait(), self.after_s)
+        self._woken.clear()
+
+
 __all__ = ["BACKGROUND_FAILURES", "BACKGROUND_LOOP_UP", "EXIT_BACKGROUND_FAILED", "Backoff",
-           "LoopFactory", "Supervisor", "exit_process", "periodic"]
+           "Idle", "LoopFactory", "Supervisor", "exit_process", "periodic"]

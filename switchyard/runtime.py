@@ -2,7 +2,7 @@
 the launcher that starts the embedded stack and the services.
 
 Re-exported from ``_service`` (:func:`run_service`, :class:`ServiceContext`), ``_supervision``
-(:class:`Supervisor`, :func:`periodic`), ``_launcher`` (:func:`bootstrap`, :func:`service_specs`,
+(:class:`Supervisor`, :func:`periodic` and its :class:`Idle`), ``_launcher`` (:func:`bootstrap`, :func:`service_specs`,
 :func:`up`), ``_fairness`` (:class:`FairQueue`, :func:`parse_weights`,
 :func:`weighted_share`: serving tenants fairly wherever work queues), ``_brokerwatch`` and
 ``_progress``.
@@ -17,6 +17,7 @@ from switchyard._service import (
 from switchyard._supervision import (
     Backoff,
     EXIT_BACKGROUND_FAILED,
+    Idle,
     Supervisor,
     periodic,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "DOWNSTREAM",
     "EXIT_BACKGROUND_FAILED",
     "FairQueue",
+    "Idle",
     "SERVICE_PORTS",
     "ServiceContext",
     "Supervisor",

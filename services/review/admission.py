@@ -66,10 +66,25 @@ def plan_admissions(candidates: Iterable[Candidate], tenant_tokens: dict[str, fl
     return admitted
 
 
+#: With an empty backlog the admission loop looks again after this many seconds (for the
+#: escalations another replica's intake backlogged) or as soon as this process's intake
+#: backlogs one, instead of every ``review_admission_interval_ms``.
+IDLE_WAIT_S = 1.0
+
+
 class Admitter:
     def __init__(self, pool: asyncpg.Pool, policy: ReviewPolicy) -> None:
         self.pool = pool
         self.policy = policy
+        #: whether the last round found backlogged items (admitted or still waiting)
+        self.backlogged = False
+
+    async def round(self) -> bool:
+        """One round of :meth:`tick` for the admission loop: whether there may be more to do
+        (items were backlogged), so the loop comes back at its interval; with an empty
+        backlog it waits for an escalation to arrive instead."""
+        await self.tick()
+        return self.backlogged
 
     async def tick(self) -> list[Candidate]:
         """Admit what the buckets allow now; returns the admitted items."""
@@ -84,6 +99,7 @@ class Admitter:
                          FROM review_items WHERE state = 'BACKLOGGED') backlog
                     WHERE rank <= $1 ORDER BY priority, created_at, item_id""",
                 PER_GROUP_SCAN)
+            self.backlogged = bool(rows)
             if not rows:
                 return []
             now: datetime = await conn.fetchval("SELECT clock_timestamp()")

@@ -8,6 +8,7 @@ personal data in the document redacted, because reviewers need the content, not 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import asyncpg
 
@@ -48,10 +49,13 @@ class EscalationIntake:
     """The escalations agent: a whole batch enqueued in one transaction."""
 
     def __init__(self, queue: ReviewQueue, redactor: Redactor | None,
-                 publisher: DecisionPublisher | None = None) -> None:
+                 publisher: DecisionPublisher | None = None,
+                 on_backlogged: Callable[[], None] | None = None) -> None:
         self.queue = queue
         self.redactor = redactor
         self.publisher = publisher
+        #: called when the batch put items in the admission backlog (wakes the admitter)
+        self.on_backlogged = on_backlogged
 
     async def handle_batch(self, records: list[Record]) -> list[tuple[Record, RejectRecord]]:
         decoded, rejected = decode_batch(records, Escalation, check)
@@ -80,6 +84,8 @@ class EscalationIntake:
                                         "in the system of record")))
                     new = True  # nothing stored, nothing to send again
                 added.append(new)
+        if self.on_backlogged is not None and any(added):
+            self.on_backlogged()
         if self.publisher is not None:
             # a redelivery; if a person already decided, the task is being re-driven
             await run_each(

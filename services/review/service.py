@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import grpc
 
-from services.review.admission import Admitter
+from services.review.admission import IDLE_WAIT_S, Admitter
 from services.review.console import Console
 from services.review.desk import ReviewDesk
 from services.review.endings import TaskEndings
@@ -32,7 +32,7 @@ from switchyard.rpc import (
     create_channel,
     server_ssl_context,
 )
-from switchyard.runtime import ServiceContext, periodic, run_service
+from switchyard.runtime import Idle, ServiceContext, periodic, run_service
 from switchyard.storage import codec_for
 from switchyard.v1 import (
     ClaimRequest,
@@ -133,14 +133,18 @@ async def setup(ctx: ServiceContext) -> None:
                                             **(tls.as_dict() if tls else {})))
     ctx.on_stop.append(edits_check.close)
     desk = ReviewDesk(ctx.pool, queue, publisher, policy, redactor, edits_check)
-    ctx.consume_batches(ESCALATIONS, EscalationIntake(queue, redactor, publisher).handle_batch)
+    # the admission loop works the backlog at its interval while there is one; empty, it
+    # waits for this process's intake to add to it (or, for another replica's, a second)
+    admitter, admission_idle = Admitter(ctx.pool, policy), Idle(IDLE_WAIT_S)
+    ctx.consume_batches(ESCALATIONS, EscalationIntake(
+        queue, redactor, publisher, on_backlogged=admission_idle.wake).handle_batch)
     # tasks that end (cancelled, or otherwise terminal) leave the review queues
     ctx.consume_batches(TASK_STATUS, TaskEndings(ctx.pool).handle_batch)
     ctx.serve((add_ReviewServiceServicer_to_server, ReviewServicer(desk), SERVICE_NAME), POLICY,
               rate_limited=RATE_LIMITED)
     ctx.run_in_background("admission", periodic(
-        "admission", settings.review_admission_interval_ms / 1000,
-        Admitter(ctx.pool, policy).tick))
+        "admission", settings.review_admission_interval_ms / 1000, admitter.round,
+        admission_idle))
     ctx.run_in_background("sla", periodic(
         "sla", settings.review_sla_interval_s,
         SlaKeeper(ctx.pool, policy, publisher, codec).tick))

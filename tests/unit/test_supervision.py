@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from switchyard import Settings
-from switchyard.runtime import EXIT_BACKGROUND_FAILED, Backoff, Supervisor, periodic
+from switchyard.runtime import EXIT_BACKGROUND_FAILED, Backoff, Idle, Supervisor, periodic
 from tests.polling import eventually
 
 FAST = Backoff(initial_s=0.01, max_s=0.02, failure_limit=0, healthy_after_s=0.05)
@@ -269,6 +269,46 @@ async def test_periodic_rides_out_transient_errors_and_hands_others_to_the_super
     with pytest.raises(asyncpg.UndefinedTableError):
         await asyncio.wait_for(periodic("job", 0.01, job)(), 10)
     assert len(rounds) == 2
+
+
+async def test_an_idle_periodic_loop_waits_for_work_instead_of_polling() -> None:
+    """A round that finds nothing to do makes the loop wait for ``wake`` (or ``after_s``),
+    not its interval; a busy round comes back at the interval."""
+    rounds: list[float] = []
+    busy = [True, True, False]
+    idle = Idle(after_s=30.0)
+
+    async def job() -> bool:
+        rounds.append(asyncio.get_running_loop().time())
+        return busy.pop(0) if busy else False
+
+    loop = asyncio.create_task(periodic("work", 0.01, job, idle)())
+    try:
+        await eventually(lambda: asyncio.sleep(0, len(rounds) == 3), "three rounds")
+        await asyncio.sleep(0.3)
+        assert len(rounds) == 3  # idle: no round at the 10 ms interval
+        idle.wake()
+        await eventually(lambda: asyncio.sleep(0, len(rounds) == 4), "a round on wake")
+        idle.wake()  # woken before the next wait: not lost
+        await eventually(lambda: asyncio.sleep(0, len(rounds) == 5), "the next round")
+    finally:
+        loop.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await loop
+    short = Idle(after_s=0.05)
+    count = 0
+
+    async def nothing() -> bool:
+        nonlocal count
+        count += 1
+        return False
+
+    waiting = asyncio.create_task(periodic("quiet", 0.001, nothing, short)())
+    await asyncio.sleep(0.5)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert 1 <= count <= 20  # every after_s (50 ms), not every millisecond
 
 
 def test_backoff_doubles_up_to_its_cap_and_is_declared_in_settings() -> None:
