@@ -856,7 +856,8 @@ class Settings:
         minimum=0, maximum=3,
     )
     review_admission_interval_ms: float = setting(
-        100.0, "How often the admission backlog is worked.", group="review",
+        100.0, "How often the admission backlog is worked while it holds items (empty, the "
+        "admitter waits for an escalation, or a second).", group="review",
         exclusive_minimum=0,
     )
     review_sla_interval_s: float = setting(
