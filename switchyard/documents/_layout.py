@@ -227,6 +227,12 @@ def _skew(words: Sequence[PageWord]) -> float:
     return max(-limit, min(limit, slope)) if abs(slope * aspect) > MIN_SKEW else 0.0
 
 
+#: Page fractions closer than this are the same height on the page (a hundredth of a point
+#: on A4): a text layer read in single precision puts a word that sits exactly on a line's
+#: edge a hair above or below it, and lines should not depend on which.
+_SAME_Y = 1e-5
+
+
 def page_lines(page: LayoutPage) -> list[Line]:
     """A page's words grouped into lines, top to bottom; each line's words left to right.
 
@@ -248,8 +254,9 @@ def page_lines(page: LayoutPage) -> list[Line]:
         for group in reversed(groups[-3:]):  # a line started just above may still take it
             first = group[0]
             first_middle = straight(first.middle, first)
-            if straight(first.y0, first) <= middle <= straight(first.y1, first) \
-                    or straight(word.y0, word) <= first_middle <= straight(word.y1, word):
+            if straight(first.y0, first) - _SAME_Y <= middle <= straight(first.y1, first) \
+                    + _SAME_Y or straight(word.y0, word) - _SAME_Y <= first_middle \
+                    <= straight(word.y1, word) + _SAME_Y:
                 group.append(word)
                 break
         else:

@@ -313,3 +313,27 @@ def test_a_rate_run_into_its_label_by_ocr_still_finds_the_label() -> None:
     assert vat is not None and vat.text == "EUR 227.30"
     # another word, a longer label, a value run into the label: not the label 'Total'
     assert find_labels(found, "Total") == []
+
+
+def test_a_word_a_hair_off_a_lines_edge_is_on_that_line() -> None:
+    """A text layer read in single precision puts a word that sits on a line's edge a
+    hundredth of a point above or below it: the word joins the line either way (the
+    Peruvian invoice's ``Efectivo`` beside its two-line label ``CONDICION DE / PAGO:``)."""
+    height = 842.0
+    label_bottom = 440.83
+
+    def page(efectivo_middle: float) -> DocumentLayout:
+        layout = DocumentLayout()
+        p = layout.pages.add(number=1, width=595, height=height,
+                             source=LayoutSource.LAYOUT_SOURCE_TEXT_LAYER)
+        for text, x0, y0, y1 in (("CONDICION", 53.7, 433.63, label_bottom),
+                                 ("PAGO:", 53.7, label_bottom, 448.03),
+                                 ("Efectivo", 126.9, efectivo_middle - 3.6,
+                                  efectivo_middle + 3.6)):
+            p.words.append(LayoutWord(text=text, confidence=1.0, box=BoundingBox(
+                x0=x0 / 595, y0=y0 / height, x1=(x0 + 40) / 595, y1=y1 / height)))
+        return layout
+
+    for middle in (label_bottom - 0.004, label_bottom, label_bottom + 0.004):
+        first = lines(page(middle))[0]
+        assert [w.text for w in first.words] == ["CONDICION", "Efectivo"], middle
