@@ -278,18 +278,20 @@ async def review_figures(conn: asyncpg.Connection | asyncpg.Pool,
     since = datetime.now(timezone.utc) - window
     queues = [QueueFigures(tenant_id=r["tenant_id"], queue=r["queue"], pending=r["pending"],
                            claimed=r["claimed"], backlogged=r["backlogged"],
-                           past_sla=r["past_sla"], oldest_open_seconds=_seconds(r["oldest_open"]),
-                           decided=r["decided"], p50_decide_seconds=_seconds(r["p50_decide"]))
+                           past_sla=r["past_sla"],
+                           oldest_open_seconds=_as_float(r["oldest_open"]),
+                           decided=r["decided"], p50_decide_seconds=_as_float(r["p50_decide"]))
               for r in await conn.fetch(_QUEUES, since)]
     reviewers = [ReviewerFigures(tenant_id=r["tenant_id"], reviewer_id=r["reviewer_id"],
                                  approved=r["approved"], modified=r["modified"],
                                  rejected=r["rejected"],
-                                 p50_decide_seconds=_seconds(r["p50_decide"]))
+                                 p50_decide_seconds=_as_float(r["p50_decide"]))
                  for r in await conn.fetch(_REVIEWERS, since)]
     return queues, reviewers
 
 
-def _seconds(value: Any) -> float | None:
+def _as_float(value: Any) -> float | None:
+    """A figure PostgreSQL computed (``extract`` gives numeric) as a float, or None."""
     return None if value is None else float(value)
 
 

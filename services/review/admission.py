@@ -76,18 +76,21 @@ class Admitter:
     def __init__(self, pool: asyncpg.Pool, policy: ReviewPolicy) -> None:
         self.pool = pool
         self.policy = policy
-        #: whether the last round found backlogged items (admitted or still waiting)
-        self.backlogged = False
 
     async def round(self) -> bool:
-        """One round of :meth:`tick` for the admission loop: whether there may be more to do
-        (items were backlogged), so the loop comes back at its interval; with an empty
-        backlog it waits for an escalation to arrive instead."""
-        await self.tick()
-        return self.backlogged
+        """One round for the admission loop: whether there may be more to do (the backlog
+        held items), so the loop comes back at its interval; with an empty backlog it waits
+        for an escalation to arrive instead."""
+        backlogged, _ = await self._admit()
+        return backlogged
 
     async def tick(self) -> list[Candidate]:
         """Admit what the buckets allow now; returns the admitted items."""
+        _, admitted = await self._admit()
+        return admitted
+
+    async def _admit(self) -> tuple[bool, list[Candidate]]:
+        """Whether the backlog held items, and the ones admitted."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('switchyard-review-"
                                "admission:' || current_schema()))")
@@ -99,9 +102,8 @@ class Admitter:
                          FROM review_items WHERE state = 'BACKLOGGED') backlog
                     WHERE rank <= $1 ORDER BY priority, created_at, item_id""",
                 PER_GROUP_SCAN)
-            self.backlogged = bool(rows)
             if not rows:
-                return []
+                return False, []
             now: datetime = await conn.fetchval("SELECT clock_timestamp()")
             candidates = [Candidate(r["item_id"], r["tenant_id"], r["queue"], r["priority"],
                                     r["created_at"]) for r in rows]
@@ -130,7 +132,7 @@ class Admitter:
         for item in admitted:
             ADMITTED.labels(item.queue, f"P{item.priority}").inc()
             ADMISSION_WAIT.labels(item.queue).observe((now - item.created_at).total_seconds())
-        return admitted
+        return True, admitted
 
     async def _tokens(self, conn: asyncpg.Connection, scope: str, keys: list[str],
                       now: datetime, limit_of: Callable[[str], Limit]) -> dict[str, float]:

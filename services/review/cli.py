@@ -205,14 +205,21 @@ async def _show(args: argparse.Namespace, stub: Any) -> int:
     return 0
 
 
-async def _claim(args: argparse.Namespace, stub: Any) -> int:
-    from datetime import timedelta
+def _with_lease(request: Any, args: argparse.Namespace) -> Any:
+    """``request`` (a claim or a renewal) with the ``--lease-s`` asked for; none (0, or a
+    command without the option, as approve's own claim): the server's default lease."""
+    if getattr(args, "lease_s", 0):
+        from datetime import timedelta
 
+        request.lease.FromTimedelta(timedelta(seconds=args.lease_s))
+    return request
+
+
+async def _claim(args: argparse.Namespace, stub: Any) -> int:
     from switchyard.v1 import ClaimRequest
 
-    request = ClaimRequest(item_id=args.item_id, reviewer_id=_reviewer(args))
-    if getattr(args, "lease_s", 0):
-        request.lease.FromTimedelta(timedelta(seconds=args.lease_s))
+    request = _with_lease(ClaimRequest(item_id=args.item_id, reviewer_id=_reviewer(args)),
+                          args)
     item = (await stub.Claim(request)).item
     print(f"claimed {item.item_id} as {item.claimed_by} until "
           f"{item.lease_expires_at.ToDatetime().isoformat()}Z")
@@ -220,13 +227,10 @@ async def _claim(args: argparse.Namespace, stub: Any) -> int:
 
 
 async def _renew(args: argparse.Namespace, stub: Any) -> int:
-    from datetime import timedelta
-
     from switchyard.v1 import RenewRequest
 
-    request = RenewRequest(item_id=args.item_id, reviewer_id=_reviewer(args))
-    if args.lease_s:
-        request.lease.FromTimedelta(timedelta(seconds=args.lease_s))
+    request = _with_lease(RenewRequest(item_id=args.item_id, reviewer_id=_reviewer(args)),
+                          args)
     item = (await stub.Renew(request)).item
     print(f"renewed {item.item_id} for {item.claimed_by} until "
           f"{item.lease_expires_at.ToDatetime().isoformat()}Z")

@@ -346,31 +346,29 @@ def _picture_bounds(page: Any) -> list[tuple[float, float, float, float]]:
     """The page-space (left, bottom, right, top) of every image the page draws, those inside
     form XObjects included (PDFium gives their bounds in the form's space: the forms'
     matrices carry them onto the page)."""
+    import pypdfium2 as pdfium
     import pypdfium2.raw as pdfium_c
 
     found: list[tuple[float, float, float, float]] = []
     left, bottom, right, top = (ctypes.c_float() for _ in range(4))
 
-    def walk(count: int, get: Any, parent: Any, to_page: tuple[float, ...], depth: int) -> None:
+    def walk(count: int, get: Any, parent: Any, to_page: Any, depth: int) -> None:
         for at in range(count):
             obj = get(parent, at)
             kind = pdfium_c.FPDFPageObj_GetType(obj)
             if kind == pdfium_c.FPDF_PAGEOBJ_IMAGE:
                 if pdfium_c.FPDFPageObj_GetBounds(obj, left, bottom, right, top):
-                    corners = [_apply(to_page, x, y) for x in (left.value, right.value)
-                               for y in (bottom.value, top.value)]
-                    xs, ys = [x for x, _ in corners], [y for _, y in corners]
-                    found.append((min(xs), min(ys), max(xs), max(ys)))
+                    found.append(to_page.on_rect(left.value, bottom.value, right.value,
+                                                 top.value))
             elif kind == pdfium_c.FPDF_PAGEOBJ_FORM and depth < _MAX_FORM_DEPTH:
                 form = pdfium_c.FS_MATRIX()
                 if pdfium_c.FPDFPageObj_GetMatrix(obj, form):
-                    inner = _compose((form.a, form.b, form.c, form.d, form.e, form.f),
-                                     to_page)
                     walk(pdfium_c.FPDFFormObj_CountObjects(obj),
-                         pdfium_c.FPDFFormObj_GetObject, obj, inner, depth + 1)
+                         pdfium_c.FPDFFormObj_GetObject, obj,
+                         pdfium.PdfMatrix.from_raw(form).multiply(to_page), depth + 1)
 
     walk(pdfium_c.FPDFPage_CountObjects(page.raw), pdfium_c.FPDFPage_GetObject, page.raw,
-         (1.0, 0.0, 0.0, 1.0, 0.0, 0.0), 0)
+         pdfium.PdfMatrix(), 0)
     return found
 
 
@@ -394,19 +392,6 @@ def _runs(glyphs: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         run.append(glyph)
     if run:
         yield run
-
-
-def _compose(first: tuple[float, ...], then: tuple[float, ...]) -> tuple[float, ...]:
-    """The matrix applying ``first`` and then ``then`` (PDF's (a b c d e f), row vectors)."""
-    a, b, c, d, e, f = first
-    ta, tb, tc, td, te, tf = then
-    return (a * ta + b * tc, a * tb + b * td, c * ta + d * tc, c * tb + d * td,
-            e * ta + f * tc + te, e * tb + f * td + tf)
-
-
-def _apply(matrix: tuple[float, ...], x: float, y: float) -> tuple[float, float]:
-    a, b, c, d, e, f = matrix
-    return x * a + y * c + e, x * b + y * d + f
 
 
 def _page(drawn: _Drawn, number: int, min_chars: int) -> PdfPage:

@@ -96,6 +96,6 @@ __all__ = [
     "entry_point", "evaluate_condition", "expressions", "is_declared", "load_pack",
     "load_pack_files", "pack_schema", "parameter_problems", "parse_duration",
     "parse_tenant_settings", "plan_to_proto", "read_pack_folder", "resolve_parameters",
-    "step_id", "template_parts", "tenant_settings_from_object", "tenant_settings_schema", "typed_fields",
-    "typed_value", "validate_pack_files", "with_params",
+    "step_id", "template_parts", "tenant_settings_from_object", "tenant_settings_schema",
+    "typed_fields", "typed_value", "validate_pack_files", "with_params",
 ]
