@@ -48,7 +48,7 @@ from google.protobuf import json_format, struct_pb2
 from switchyard._pii import Redactor
 from switchyard._settings import Settings
 from switchyard.documents import page_lines
-from switchyard.packs import parse_date
+from switchyard.packs import hl7_fields, is_hl7_position, parse_date
 from switchyard.v1 import (
     BoundingBox,
     Decision,
@@ -571,8 +571,11 @@ def redact_task(task: TaskEnvelope, redactor: Redactor) -> None:
 _DATE_NOTATIONS = re.compile(
     r"\b\d{4}-\d{1,2}-\d{1,2}\b|\b\d{1,2}[./]\d{1,2}[./]\d{4}\b"
     r"|\b[A-Za-z]{3,9}\.? \d{1,2},? ?\d{4}\b|\b\d{1,2} ?[A-Za-z]{3,9}\.?,? ?\d{4}\b"
-    r"|\b(?:19|20)\d{6}\b")
+    r"|\b(?:19|20)\d{6}(?:\d{4}(?:\d{2})?)?\b")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+#: What may stand between a withheld value's words where the text shows it: spaces, or HL7's
+#: component separator
+_BETWEEN_WORDS = r"(?:\s+|\^)"
 
 
 @dataclass(frozen=True)
@@ -598,12 +601,17 @@ class WithheldValues:
     def __init__(self, values: Iterable[tuple[str, str, str]], redactor: Redactor,
                  written: Iterable[tuple[str, str, str]] = ()) -> None:
         """``values``: (field name, value, field type) of each value to mask; ``written``:
-        (field name, label, value) of each value written otherwise, masked after its label."""
+        (field name, label, value) of each value written otherwise, masked after its label
+        (or, for a label that is an HL7 position, at that position)."""
+        written = [(name, label, value) for name, label, value in written
+                   if label.split() and value.split()]
+        self.positions = {label: withheld_label(name) for name, label, _ in written
+                          if is_hl7_position(label)}
         self.after_labels = [
             (re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, label.split()))
                         + r"[\s\"':=\-]{0,8}(" + r"\s+".join(map(re.escape, value.split()))
                         + r")(?!\w)", re.IGNORECASE), withheld_label(name))
-            for name, label, value in written if label.split() and value.split()]
+            for name, label, value in written if label not in self.positions]
         self.dates: dict[str, str] = {}
         alternatives: list[tuple[str, str]] = []
         for name, value, kind in values:
@@ -612,7 +620,10 @@ class WithheldValues:
             for variant in {value, redactor.text(value)}:
                 words = variant.split()
                 if words:
-                    alternatives.append((r"\s+".join(re.escape(w) for w in words), name))
+                    # words apart by spaces, or by HL7's component separator (the subscriber
+                    # read from IN1-16 is also the guarantor written Lee^Ann in GT1)
+                    alternatives.append((_BETWEEN_WORDS.join(re.escape(w) for w in words),
+                                         name))
         alternatives.sort(key=lambda a: -len(a[0]))
         self.labels = [withheld_label(name) for _, name in alternatives]
         self.pattern = re.compile(
@@ -620,27 +631,38 @@ class WithheldValues:
             re.IGNORECASE) if alternatives else None
 
     def __bool__(self) -> bool:
-        return self.pattern is not None or bool(self.dates) or bool(self.after_labels)
+        return (self.pattern is not None or bool(self.dates) or bool(self.after_labels)
+                or bool(self.positions))
 
     def find(self, text: str) -> list[WithheldSpan]:
-        """Non-overlapping spans of ``text`` showing a withheld value, in order."""
+        """Non-overlapping spans of ``text`` showing a withheld value, in order: a field at
+        its HL7 position first (the whole field as the message writes it), then the values,
+        dates and values after their labels where nothing was found before."""
         found: list[WithheldSpan] = []
+
+        def add(start: int, end: int, label: str) -> None:
+            if not any(f.start < end and start < f.end for f in found):
+                found.append(WithheldSpan(start, end, label))
+
+        if self.positions:
+            for at in hl7_fields(text):
+                if at.position in self.positions:
+                    add(at.start, at.end, self.positions[at.position])
         if self.pattern is not None:
-            found.extend(WithheldSpan(m.start(), m.end(), self.labels[m.lastindex - 1])
-                         for m in self.pattern.finditer(text) if m.lastindex)
+            for m in self.pattern.finditer(text):
+                if m.lastindex:
+                    add(m.start(), m.end(), self.labels[m.lastindex - 1])
         if self.dates:
             for m in _DATE_NOTATIONS.finditer(text):
                 # either order: a field may read 03/07/1962 month first (its date_order)
                 meant = {parsed[0] for order in ("day_first", "month_first")
                          if (parsed := parse_date(m.group(), order))}
                 label = next((self.dates[d] for d in sorted(meant) if d in self.dates), None)
-                if label and not any(f.start < m.end() and m.start() < f.end for f in found):
-                    found.append(WithheldSpan(m.start(), m.end(), label))
+                if label:
+                    add(m.start(), m.end(), label)
         for pattern, label in self.after_labels:
             for m in pattern.finditer(text):
-                start, end = m.span(1)
-                if not any(f.start < end and start < f.end for f in found):
-                    found.append(WithheldSpan(start, end, label))
+                add(*m.span(1), label)
         return sorted(found, key=lambda f: f.start)
 
     def text(self, text: str) -> str:

@@ -6,8 +6,8 @@ hit or collect), a plan (templated calls with retries, compensation, conditions,
 blocks, human approvals and durable waits), review routing and retention. This package loads
 and validates packs (one line per mistake), parses tenant settings, compiles and evaluates the
 expressions (shared by the decision service and the executor), extracts fields with the
-built-in ``labels`` extractor (from text, or from a document's layout with each value's
-provenance), and turns a plan into the ActionPlan protobuf. It imports no
+built-in ``labels`` extractor (from text, an HL7 v2 message's fields by position, or from a
+document's layout with each value's provenance), and turns a plan into the ActionPlan protobuf. It imports no
 service. The packs Switchyard ships live in the ``switchyard_packs`` package. See
 docs/packs.md.
 """
@@ -43,6 +43,7 @@ from switchyard.packs._extract import (
     placement_factor,
     run_extractor,
 )
+from switchyard.packs._hl7 import Hl7Field, hl7_fields, is_hl7_position
 from switchyard.packs._loader import (
     ENGINE_RULES,
     MAX_PACK_BYTES,
@@ -89,7 +90,7 @@ __all__ = [
     "PLAN_VARIABLES", "Activation", "Compensation", "Condition", "EntryPointError", "ExpressionError",
     "ExtractedField", "Extraction", "Extractor", "accepts_layout", "as_text", "extract_fields",
     "extractor_for", "discrepancy_maps", "parse_date", "parse_value", "placement_factor",
-    "run_extractor",
+    "run_extractor", "Hl7Field", "hl7_fields", "is_hl7_position",
     "FairnessSpec", "FieldSpec", "GoldenCase", "Names", "Pack", "PackError", "ParamSpec", "ReviewSpec",
     "RuleSpec", "ScorerSpec", "StepApproval", "StepSpec", "StepWait", "Template",
     "TenantPackSettings", "TenantSettings", "builtin_packs", "compile_condition",

@@ -45,12 +45,13 @@ import functools
 import inspect
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from switchyard.packs._entrypoints import GROUPS, EntryPointError, entry_point
 from switchyard.packs._expressions import as_text, parse_number
+from switchyard.packs._hl7 import hl7_fields
 from switchyard.documents._layout import (
     LabelValue,
     Line,
@@ -87,7 +88,8 @@ class ExtractedField:
     provenance: Provenance | None = None
     #: For a value read from the text (no provenance) that the text writes otherwise than
     #: ``value`` (``F`` for ``female``): (the label it followed, the value as written), so
-    #: that where the field is withheld from reviewers the written value is masked too.
+    #: that where the field is withheld from reviewers the written value is masked too; for
+    #: a value read from an HL7 message, always: (its position, the field as written).
     written: tuple[str, str] | None = None
 
 
@@ -299,51 +301,6 @@ def _json_pairs(value: dict[str, Any] | None) -> list[tuple[str, str]]:
     return pairs
 
 
-#: HL7 v2's escape sequences for its delimiters, with the message's own characters
-_HL7_ESCAPES = (("F", 0), ("S", 1), ("T", 3), ("R", 2))
-
-
-def _hl7_pairs(text: str) -> list[tuple[str, str]]:
-    """An HL7 v2 message's fields as ``(SEG-n, value)`` and ``(SEG-n.m, component)`` pairs:
-    the first segment of each type, the first repetition of each field. Not a full HL7
-    parser (no data types, no repeated segments): what a pack needs to name a field by its
-    position, which a library would add a dependency for without reading it any better."""
-    if not text.startswith("MSH") or len(text) < 8:
-        return []
-    field_sep, encoding = text[3], text[4:8]
-    if field_sep.isalnum() or field_sep.isspace():
-        return []
-    component, repetition, escape = encoding[0], encoding[1], encoding[2]
-    delimiters = (field_sep, component, repetition, encoding[3])
-
-    def unescaped(value: str) -> str:
-        for letter, index in _HL7_ESCAPES:
-            value = value.replace(f"{escape}{letter}{escape}", delimiters[index])
-        return value.replace(f"{escape}E{escape}", escape)
-
-    pairs: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for segment in re.split(r"\r\n|\r|\n", text):
-        parts = segment.split(field_sep)
-        name = parts[0].strip()
-        if not re.fullmatch(r"[A-Z][A-Z0-9]{2}", name) or name in seen:
-            continue
-        seen.add(name)
-        # MSH-1 is the field separator itself: MSH-2 is the segment's first part after it
-        offset = 1 if name == "MSH" else 0
-        for number, value in enumerate(parts[1:], start=1 + offset):
-            first = value.split(repetition)[0]
-            components = [unescaped(c).strip() for c in first.split(component)]
-            whole = " ".join(c for c in components if c)
-            if whole:
-                pairs.append((f"{name}-{number}", whole))
-            # a field of one component is its first component too ('IN1-4.1' reads an
-            # insurer's name whether or not its type codes follow it)
-            pairs.extend((f"{name}-{number}.{index}", c)
-                         for index, c in enumerate(components, start=1) if c)
-    return pairs
-
-
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
@@ -396,10 +353,14 @@ def _line_pairs(text: str, labels: frozenset[str] = frozenset()) -> list[tuple[s
 _LABEL_END = " \t:=-\"'"
 
 
-def _written(label: str, raw: str, value: str) -> tuple[str, str] | None:
+def _written(label: str, raw: str, value: str, hl7_written: Mapping[str, str]
+             ) -> tuple[str, str] | None:
     """(label, value as written) when the text writes the value otherwise than ``value``
     reads (spacing and case aside) and a label stands before it; else None (the value itself
-    is what masking looks for)."""
+    is what masking looks for). A value read from an HL7 message by position always has it:
+    (``PID-5``, the field as the message writes it), as masking finds it by its position."""
+    if label in hl7_written:
+        return label, hl7_written[label][:MAX_VALUE_CHARS]
     written = " ".join(raw.split())
     if not label.strip() or not written or written.casefold() == value.casefold():
         return None
@@ -543,7 +504,11 @@ def extract_fields(pack: Pack, text: str, layout: DocumentLayout | None = None) 
         text = layout_text(layout)
     text = text[:MAX_TEXT_CHARS]
     json_object = _json_object(text)
-    json_pairs = _json_pairs(json_object) or _hl7_pairs(text)  # a structured record: its keys
+    # a structured record: its keys, or an HL7 message's fields by position (with each
+    # field as the message writes it, for masking where the field is withheld)
+    hl7 = [] if json_object is not None else hl7_fields(text)
+    hl7_written = {f.position: text[f.start:f.end] for f in hl7}
+    json_pairs = _json_pairs(json_object) or [(f.position, f.value) for f in hl7]
     declared = frozenset(label for spec in pack.fields.values() if spec.type != "table"
                          for label in _labels(spec))
     line_pairs = [] if json_pairs else _line_pairs(text, declared)
@@ -605,7 +570,8 @@ def extract_fields(pack: Pack, text: str, layout: DocumentLayout | None = None) 
                 found[name] = ExtractedField(
                     value=value, confidence=round(how * factor * _ocr_factor(provenance), 3),
                     provenance=provenance,
-                    written=_written(label, raw, value) if provenance is None else None)
+                    written=_written(label, raw, value, hl7_written) if provenance is None
+                    else None)
                 break
         if name not in found:
             if problem:

@@ -272,9 +272,11 @@ class FieldExtraction(google.protobuf.message.Message):
     def written(self) -> global___WrittenValue:
         """For a value read from a document's text (a document without a layout) that the document
         writes otherwise than `value` (an enum's "F" for "female", a boolean's "Y" for "true"):
-        the label it followed and the value as written. Personal and health data like the value:
-        where the field is withheld from reviewers, this goes with it, and the review service
-        masks the written value after its label in the document's text.
+        the label it followed and the value as written; for a value read from an HL7 v2 message
+        by position, always: the position ("PID-5") and the field as the message writes it
+        ("O\\S\\Neil^Siobhan^M"). Personal and health data like the value: where the field is
+        withheld from reviewers, this goes with it, and the review service masks the written
+        value after its label (or at its position) in the document's text.
         """
 
     def __init__(
@@ -303,7 +305,7 @@ class WrittenValue(google.protobuf.message.Message):
     LABEL_FIELD_NUMBER: builtins.int
     VALUE_FIELD_NUMBER: builtins.int
     label: builtins.str
-    """The label as written, e.g. "Sex"."""
+    """The label as written, e.g. "Sex"; an HL7 v2 field's position, e.g. "PID-8"."""
     value: builtins.str
     """The value as written, e.g. "F"."""
     def __init__(

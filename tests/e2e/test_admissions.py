@@ -454,6 +454,49 @@ async def test_a_form_without_consent_is_an_intake_ticket_without_the_clinical_f
     assert await hospital.steps(task_id) == {}   # nothing ran
 
 
+#: An ADT system's admit message (HL7 v2, no consent field: an intake ticket). The clinical
+#: fields and the next of kin are withheld from intake reviewers; the message writes them
+#: with HL7's delimiters, not as the pack reads them.
+ADMIT_MESSAGE = "\r".join([
+    "MSH|^~\\&|ADT1|ST MARY|EHR|ST MARY|202612070815||ADT^A01^ADT_A01|MSG7731|P|2.5",
+    "PID|1||MRN-7731^^^SM^MR||Okafor^Chiamaka^N||198811020000|F",
+    "NK1|1|Okafor^Emeka^C|BRO|||+1 555 201 7788",
+    "PV1|1|I|MED^204^B|E",
+    "DG1|1||J18.9^Pneumonia, unspecified organism^I10|Pneumonia, unspecified organism||A",
+    "AL1|1|DA|LTX^Latex^L|SV|Urticaria",
+    "|".join(["IN1", *({1: "1", 2: "PLAN3", 3: "HM01", 4: "Harborview Mutual", 8: "41120",
+                        16: "Okafor^Chiamaka", 36: "HM-55017742"}.get(n, "")
+                       for n in range(1, 37))]),
+]) + "\r"
+
+
+async def test_an_hl7_admit_message_shows_intake_reviewers_no_withheld_field_as_written(
+        hospital: Stack) -> None:
+    """An HL7 v2 admit message through the services: read by field position, it goes to
+    the intake desk (no consent in the message); the reviewer's copy of the message keeps the
+    fields the intake desk is shown and masks the withheld ones where the message writes them
+    (the next of kin ``Okafor^Emeka^C``, the diagnosis, the allergy), found by their
+    positions."""
+    task_id = await hospital.submit(ADMIT_MESSAGE.encode())
+    item = await hospital.item(task_id)
+    escalation = item.escalation
+    assert escalation.proposed_decision.rule == "consent_missing"
+    shown = {f.name: f.value for f in escalation.proposed_decision.fields}
+    assert shown["patient_name"] == "Okafor Chiamaka N" and shown["sex"] == "female"
+    assert shown["emergency_contact"] == "[EMERGENCY_CONTACT REDACTED]"
+    assert shown["diagnosis"] == "[DIAGNOSIS REDACTED]"
+    body = escalation.task.document.body.decode()
+    segments = {s[:3]: s for s in body.split("\r") if s}
+    assert segments["PID"].startswith("PID|1||MRN-7731^^^SM^MR||Okafor^Chiamaka^N||"), body
+    assert segments["PID"].endswith("|F"), body            # revealed to the intake desk
+    assert segments["NK1"].startswith("NK1|1|[EMERGENCY_CONTACT REDACTED]|BRO|"), body
+    assert segments["DG1"] == "DG1|1||J18.9^[DIAGNOSIS REDACTED]^I10|[DIAGNOSIS REDACTED]||A"
+    assert segments["AL1"] == "AL1|1|DA|LTX^[ALLERGIES REDACTED]^L|SV|Urticaria"
+    for hidden in ("Emeka", "Pneumonia", "Latex"):
+        assert hidden not in body, hidden
+    assert await hospital.steps(task_id) == {}   # nothing ran
+
+
 async def test_a_form_the_router_is_unsure_of_is_read_for_the_reviewer_and_admitted_on_approval(
         hospital: Stack) -> None:
     """A nurse's hand-over e-mail on a ward whose policy wants the router all but certain: it

@@ -431,3 +431,82 @@ def test_a_withheld_value_written_by_alias_is_masked_after_its_label() -> None:
     assert "Sex: F" in shown.task.document.body.decode()
     assert {f.name: f.written.value for f in shown.proposed_decision.fields
             if f.HasField("written")}["sex"] == "F"
+
+
+#: A pack that reads an HL7 v2 admit message by field position and shows reviewers only the
+#: patient's name
+POSITIONAL = """\
+pack: adt_intake
+version: 1.0.0
+description: a pack that reads HL7 v2 admit messages by position
+fields:
+  patient_name: {type: string, data_class: personal, labels: [PID-5]}
+  date_of_birth: {type: date, data_class: personal, labels: [PID-7]}
+  sex: {type: enum, values: [female, male], aliases: {F: female, M: male},
+        data_class: personal, labels: [PID-8]}
+  mrn: {type: string, data_class: personal, labels: [PID-3.1]}
+  next_of_kin: {type: string, data_class: personal, labels: [NK1-2]}
+  diagnosis: {type: string, data_class: health, labels: [DG1-3]}
+  subscriber: {type: string, data_class: personal, labels: [IN1-16]}
+  unit: {type: string, data_class: derived, labels: [PV1-3.1]}
+decision:
+  rules:
+    - {name: always, when: "true", outcome: escalate, reason: POLICY}
+review: {queue: wards, reveal: [patient_name]}
+plan:
+  - {name: book, target: "http://erp/wards"}
+"""
+
+#: An admit message whose withheld values the message writes otherwise than they are read:
+#: a coded diagnosis and names with HL7's component separators, a birth date with its time,
+#: the sex as a code, an escaped apostrophe; the subscriber is also the guarantor (GT1)
+ADMIT = "\r".join([
+    "MSH|^~\\&|ADT1|GOOD HEALTH|EHR|GOOD HEALTH|202611051230||ADT^A01^ADT_A01|MSG1|P|2.5",
+    "PID|1||MRN-5512^^^GH^MR~998-12-3456^^^SSA^SS||O\\S\\Brien^Nuala^K||197403150000|F",
+    "NK1|1|Brennan^Cathal^J|BRO",
+    "PV1|1|I|3W^301^A|E",
+    "DG1|1||E11.9^Type 2 diabetes mellitus without complications^I10||20261105|A",
+    "GT1|1||Walsh^Eimear",
+    "IN1|1|PLAN7|INS01|Vhi Healthcare" + "|" * 12 + "Walsh^Eimear",
+]) + "\r"
+
+
+def test_withheld_fields_of_an_hl7_message_are_masked_at_their_positions() -> None:
+    """Fields a pack reads by HL7 position and withholds are masked where the message writes
+    them (the field as written, found by its position: none of these values is written the
+    way it is read), and a withheld value written again in another segment is masked there;
+    the revealed name, the derived unit and the message's structure stay."""
+    from services.decision.engine import Assessment
+    from switchyard.packs import extract_fields
+
+    pack = load_pack_files({"pack.yaml": POSITIONAL.encode()})
+    extraction = extract_fields(pack, ADMIT)
+    assert {name: f.value for name, f in extraction.fields.items()} == {
+        "patient_name": "O^Brien Nuala K", "date_of_birth": "1974-03-15", "sex": "female",
+        "mrn": "MRN-5512", "next_of_kin": "Brennan Cathal J",
+        "diagnosis": "E11.9 Type 2 diabetes mellitus without complications I10",
+        "subscriber": "Walsh Eimear", "unit": "3W"}
+    assert extraction.fields["diagnosis"].written == (
+        "DG1-3", "E11.9^Type 2 diabetes mellitus without complications^I10")
+    task = TaskEnvelope(task_id="t", tenant_id="acme", kind="adt_intake",
+                        document=Document(content_type="text/plain", body=ADMIT.encode()))
+    decision = to_decision(task, Outcome("escalate", "always", "x", 0.9, "adt_intake",
+                                         "POLICY"), None, Policy(), Assessment(
+        ActivePack(pack, pack.defaults), extraction, extraction.values))
+    esc = Escalation(task_id="t", tenant_id="acme", task=task,
+                     revealed_fields=list(decision.revealed_fields))
+    esc.proposed_decision.CopyFrom(decision)
+    body = redact_escalation(esc, Redactor()).task.document.body.decode()
+    segments = dict((s[:3], s) for s in body.split("\r") if s)
+    assert segments["PID"] == ("PID|1||[MRN REDACTED]^^^GH^MR~[PHONE REDACTED]^^^SSA^SS||"
+                               "O\\S\\Brien^Nuala^K||[DATE_OF_BIRTH REDACTED]|[SEX REDACTED]")
+    assert segments["NK1"] == "NK1|1|[NEXT_OF_KIN REDACTED]|BRO"
+    assert segments["DG1"] == "DG1|1||[DIAGNOSIS REDACTED]||20261105|A"
+    assert segments["GT1"] == "GT1|1||[SUBSCRIBER REDACTED]"   # written again, elsewhere
+    assert segments["IN1"].endswith("|[SUBSCRIBER REDACTED]")
+    assert segments["PV1"] == "PV1|1|I|3W^301^A|E" and segments["MSH"] == ADMIT.split("\r")[0]
+    for hidden in ("Brennan", "diabetes", "E11.9", "Walsh", "19740315", "MRN-5512"):
+        assert hidden not in body, hidden
+    # revealed, a field stays as the message writes it
+    shown = withheld_values(decision, Redactor(), revealed={"patient_name", "sex"})
+    assert "|F\r" in shown.text(ADMIT) and "O\\S\\Brien^Nuala^K" in shown.text(ADMIT)
