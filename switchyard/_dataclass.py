@@ -48,7 +48,7 @@ from google.protobuf import json_format, struct_pb2
 from switchyard._pii import Redactor
 from switchyard._settings import Settings
 from switchyard.documents import page_lines
-from switchyard.packs import hl7_fields, is_hl7_position, parse_date
+from switchyard.packs import hl7_field_around, hl7_fields, is_hl7_position, parse_date
 from switchyard.v1 import (
     BoundingBox,
     Decision,
@@ -637,7 +637,8 @@ class WithheldValues:
     def find(self, text: str) -> list[WithheldSpan]:
         """Non-overlapping spans of ``text`` showing a withheld value, in order: a field at
         its HL7 position first (the whole field as the message writes it), then the values,
-        dates and values after their labels where nothing was found before."""
+        dates and values after their labels where nothing was found before. In an HL7
+        message a span is the whole field it lies in (:func:`hl7_field_around`)."""
         found: list[WithheldSpan] = []
 
         def add(start: int, end: int, label: str) -> None:
@@ -663,7 +664,20 @@ class WithheldValues:
         for pattern, label in self.after_labels:
             for m in pattern.finditer(text):
                 add(*m.span(1), label)
-        return sorted(found, key=lambda f: f.start)
+        found.sort(key=lambda f: f.start)
+        if not text.startswith("MSH"):
+            return found
+        # in an HL7 message, the whole field a withheld value lies in (two values in one
+        # field: one span, the first's label)
+        whole: list[WithheldSpan] = []
+        for span in found:
+            start, end = hl7_field_around(text, span.start, span.end)
+            if whole and start < whole[-1].end:
+                whole[-1] = WithheldSpan(whole[-1].start, max(end, whole[-1].end),
+                                         whole[-1].label)
+            else:
+                whole.append(WithheldSpan(start, end, span.label))
+        return whole
 
     def text(self, text: str) -> str:
         """``text`` with every withheld value replaced by its field's label."""

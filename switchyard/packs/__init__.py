@@ -43,7 +43,7 @@ from switchyard.packs._extract import (
     placement_factor,
     run_extractor,
 )
-from switchyard.packs._hl7 import Hl7Field, hl7_fields, is_hl7_position
+from switchyard.packs._hl7 import Hl7Field, hl7_field_around, hl7_fields, is_hl7_position
 from switchyard.packs._loader import (
     ENGINE_RULES,
     MAX_PACK_BYTES,
@@ -90,7 +90,7 @@ __all__ = [
     "PLAN_VARIABLES", "Activation", "Compensation", "Condition", "EntryPointError", "ExpressionError",
     "ExtractedField", "Extraction", "Extractor", "accepts_layout", "as_text", "extract_fields",
     "extractor_for", "discrepancy_maps", "parse_date", "parse_value", "placement_factor",
-    "run_extractor", "Hl7Field", "hl7_fields", "is_hl7_position",
+    "run_extractor", "Hl7Field", "hl7_field_around", "hl7_fields", "is_hl7_position",
     "FairnessSpec", "FieldSpec", "GoldenCase", "Names", "Pack", "PackError", "ParamSpec", "ReviewSpec",
     "RuleSpec", "ScorerSpec", "StepApproval", "StepSpec", "StepWait", "Template",
     "TenantPackSettings", "TenantSettings", "builtin_packs", "compile_condition",

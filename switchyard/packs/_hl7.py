@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Hl7Field", "hl7_fields", "is_hl7_position"]
+__all__ = ["Hl7Field", "hl7_field_around", "hl7_fields", "is_hl7_position"]
 
 #: HL7 v2's escape sequences for its delimiters, with the index of the message's own
 #: character in (field, component, repetition, subcomponent)
@@ -43,6 +43,32 @@ def is_hl7_position(label: str) -> bool:
     return _POSITION.fullmatch(label) is not None
 
 
+def _field_separator(text: str) -> str | None:
+    """The message's field separator (``|``), or None when ``text`` is no HL7 v2 message."""
+    if not text.startswith("MSH") or len(text) < 8:
+        return None
+    separator = text[3]
+    return None if separator.isalnum() or separator.isspace() else separator
+
+
+def hl7_field_around(text: str, start: int, end: int) -> tuple[int, int]:
+    """The span of the whole field (every component and repetition) that ``text[start:end]``
+    lies in, where ``text`` is an HL7 v2 message; else ``(start, end)`` as given. A withheld
+    value is masked with the rest of its field: a diagnosis's code beside its description
+    (``J18.9^Pneumonia^I10``) tells it as well as the words do."""
+    separator = _field_separator(text)
+    if separator is None or any(ch in text[start:end] for ch in (separator, "\r", "\n")):
+        return start, end   # not within one field
+    line_start = max(text.rfind("\r", 0, start), text.rfind("\n", 0, start)) + 1
+    left = text.rfind(separator, line_start, start)
+    if left < 0:   # the segment's name: no field
+        return start, end
+    line_end = min((at for at in (text.find("\r", end), text.find("\n", end)) if at >= 0),
+                   default=len(text))
+    right = text.find(separator, end, line_end)
+    return left + 1, line_end if right < 0 else right
+
+
 def _parts(text: str, start: int, end: int, separator: str) -> list[tuple[int, int]]:
     """The spans of ``text[start:end]`` split at ``separator``."""
     spans, at = [], start
@@ -59,11 +85,10 @@ def hl7_fields(text: str) -> list[Hl7Field]:
     """Every non-empty field and component of the first segment of each type, in message
     order; none when ``text`` is not an HL7 v2 message (it must start with ``MSH`` and its
     delimiters)."""
-    if not text.startswith("MSH") or len(text) < 8:
+    field_sep = _field_separator(text)
+    if field_sep is None:
         return []
-    field_sep, encoding = text[3], text[4:8]
-    if field_sep.isalnum() or field_sep.isspace():
-        return []
+    encoding = text[4:8]
     component, repetition, escape = encoding[0], encoding[1], encoding[2]
     delimiters = (field_sep, component, repetition, encoding[3])
 

@@ -476,7 +476,7 @@ async def test_an_hl7_admit_message_shows_intake_reviewers_no_withheld_field_as_
     the intake desk (no consent in the message); the reviewer's copy of the message keeps the
     fields the intake desk is shown and masks the withheld ones where the message writes them
     (the next of kin ``Okafor^Emeka^C``, the diagnosis, the allergy), found by their
-    positions."""
+    positions, each with the whole field it lies in."""
     task_id = await hospital.submit(ADMIT_MESSAGE.encode())
     item = await hospital.item(task_id)
     escalation = item.escalation
@@ -490,9 +490,10 @@ async def test_an_hl7_admit_message_shows_intake_reviewers_no_withheld_field_as_
     assert segments["PID"].startswith("PID|1||MRN-7731^^^SM^MR||Okafor^Chiamaka^N||"), body
     assert segments["PID"].endswith("|F"), body            # revealed to the intake desk
     assert segments["NK1"].startswith("NK1|1|[EMERGENCY_CONTACT REDACTED]|BRO|"), body
-    assert segments["DG1"] == "DG1|1||J18.9^[DIAGNOSIS REDACTED]^I10|[DIAGNOSIS REDACTED]||A"
-    assert segments["AL1"] == "AL1|1|DA|LTX^[ALLERGIES REDACTED]^L|SV|Urticaria"
-    for hidden in ("Emeka", "Pneumonia", "Latex"):
+    # the whole field: a diagnosis's code (J18.9) tells it as well as its words
+    assert segments["DG1"] == "DG1|1||[DIAGNOSIS REDACTED]|[DIAGNOSIS REDACTED]||A"
+    assert segments["AL1"] == "AL1|1|DA|[ALLERGIES REDACTED]|SV|Urticaria"
+    for hidden in ("Emeka", "Pneumonia", "J18.9", "Latex", "LTX"):
         assert hidden not in body, hidden
     assert await hospital.steps(task_id) == {}   # nothing ran
 

@@ -474,7 +474,8 @@ ADMIT = "\r".join([
 def test_withheld_fields_of_an_hl7_message_are_masked_at_their_positions() -> None:
     """Fields a pack reads by HL7 position and withholds are masked where the message writes
     them (the field as written, found by its position: none of these values is written the
-    way it is read), and a withheld value written again in another segment is masked there;
+    way it is read), a withheld value written again in another segment is masked there, and
+    each with the whole field it lies in (a coded diagnosis's code with its description);
     the revealed name, the derived unit and the message's structure stay."""
     from services.decision.engine import Assessment
     from switchyard.packs import extract_fields
@@ -498,13 +499,23 @@ def test_withheld_fields_of_an_hl7_message_are_masked_at_their_positions() -> No
     esc.proposed_decision.CopyFrom(decision)
     body = redact_escalation(esc, Redactor()).task.document.body.decode()
     segments = dict((s[:3], s) for s in body.split("\r") if s)
-    assert segments["PID"] == ("PID|1||[MRN REDACTED]^^^GH^MR~[PHONE REDACTED]^^^SSA^SS||"
-                               "O\\S\\Brien^Nuala^K||[DATE_OF_BIRTH REDACTED]|[SEX REDACTED]")
+    # a withheld value's whole field: the MRN's with its other identifiers
+    assert segments["PID"] == ("PID|1||[MRN REDACTED]||O\\S\\Brien^Nuala^K||"
+                               "[DATE_OF_BIRTH REDACTED]|[SEX REDACTED]")
     assert segments["NK1"] == "NK1|1|[NEXT_OF_KIN REDACTED]|BRO"
     assert segments["DG1"] == "DG1|1||[DIAGNOSIS REDACTED]||20261105|A"
     assert segments["GT1"] == "GT1|1||[SUBSCRIBER REDACTED]"   # written again, elsewhere
     assert segments["IN1"].endswith("|[SUBSCRIBER REDACTED]")
     assert segments["PV1"] == "PV1|1|I|3W^301^A|E" and segments["MSH"] == ADMIT.split("\r")[0]
+    # the description read from a coded field alone: the code beside it goes with it
+    coded = ADMIT.replace("|E11.9^Type 2 diabetes mellitus without complications^I10|",
+                          "|E11.9^Type 2 diabetes mellitus^I10|Type 2 diabetes mellitus|")
+    described = load_pack_files({"pack.yaml": POSITIONAL.replace("[DG1-3]", "[DG1-4]").encode()})
+    assert withheld_values(to_decision(task, Outcome(
+        "escalate", "always", "x", 0.9, "adt_intake", "POLICY"), None, Policy(), Assessment(
+        ActivePack(described, described.defaults), (read := extract_fields(described, coded)),
+        read.values)), Redactor(), revealed={"patient_name"}).text(coded).split("\r")[4] == \
+        "DG1|1||[DIAGNOSIS REDACTED]|[DIAGNOSIS REDACTED]||20261105|A"
     for hidden in ("Brennan", "diabetes", "E11.9", "Walsh", "19740315", "MRN-5512"):
         assert hidden not in body, hidden
     # revealed, a field stays as the message writes it

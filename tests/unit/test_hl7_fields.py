@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
 
-from switchyard.packs import hl7_fields, is_hl7_position
+from switchyard.packs import hl7_field_around, hl7_fields, is_hl7_position
 
 MESSAGE = "\r\n".join([
     "MSH|^~\\&|LAB|GH|EHR|GH|202611051230||ADT^A04|M1|P|2.5",
@@ -49,3 +49,32 @@ def test_any_text_gives_spans_inside_it(tail: str, head: str) -> None:
         assert field.value and field.value == field.value.strip()
         assert "\r" not in text[field.start:field.end] and "\n" not in text[field.start:field.end]
         assert is_hl7_position(field.position)
+
+
+def test_the_field_around_a_span_is_the_whole_field_with_its_repetitions() -> None:
+    text = MESSAGE
+    name = text.index("Nuala")
+    start, end = hl7_field_around(text, name, name + len("Nuala"))
+    assert text[start:end] == "O\\S\\Brien^Nuala^^^Dr"
+    first_id = text.index("A1")
+    assert text[slice(*hl7_field_around(text, first_id, first_id + 2))] == \
+        "A1^^^GH~B2^^^SSA"                      # every repetition
+    sex = text.index("|F") + 1                  # the segment's last field: to the line's end
+    assert text[slice(*hl7_field_around(text, sex, sex + 1))] == "F"
+    assert hl7_field_around(text, 0, 3) == (0, 3)          # a segment's name: no field
+    across = text.index("1||A1")
+    assert hl7_field_around(text, across, across + 5) == (across, across + 5)
+    assert hl7_field_around("Name: Nuala", 6, 11) == (6, 11)  # no HL7 message
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from("MSHPID|^~\\&\r\n 0123ABC"), max_size=120),
+       st.integers(0, 130), st.integers(0, 10))
+def test_the_field_around_any_span_contains_it(tail: str, start: int, length: int) -> None:
+    text = "MSH|^~\\&|" + tail
+    start = min(start, len(text))
+    end = min(start + length, len(text))
+    around = hl7_field_around(text, start, end)
+    assert around[0] <= start <= end <= around[1] <= len(text)
+    if around != (start, end):
+        assert "|" not in text[around[0]:around[1]] and "\r" not in text[around[0]:around[1]]
