@@ -66,6 +66,12 @@ LINE_TOLERANCE_PT = 3.0
 #: the line is drawn again from further back (dot leaders drawn across a label's row after
 #: it). Right-to-left text steps back a letter at a time and stays one run.
 RUN_BACK_EMS = 2.0
+#: Text whose baseline lies more than this many degrees off the page's axes is left out of
+#: the words: stamps and watermarks drawn across the page (PAID, SAMPLE INVOICE, TEST,
+#: SEM VALOR FISCAL in the outside set; no field was ever written so). Each of their letters
+#: would stand on a line of its own and join the lines it crosses. A page drawn slanted as
+#: a whole is left with no text layer, and OCR reads it.
+MAX_SLANT_DEGREES = 10.0
 
 
 @dataclass(frozen=True)
@@ -135,7 +141,10 @@ def _drawn_by_pdfminer(body: bytes, indices: Sequence[int]) -> dict[int, _Drawn]
                     left, top, right, bottom = page.bbox
                     glyphs = [{**char, "x0": char["x0"] - left, "x1": char["x1"] - left,
                                "top": char["top"] - top, "bottom": char["bottom"] - top,
-                               "doctop": char["top"] - top} for char in page.chars]
+                               "doctop": char["top"] - top, "upward": _upward(baseline)}
+                              for char in page.chars
+                              if _slant(baseline := _degrees(*char["matrix"][:2]))
+                              <= MAX_SLANT_DEGREES]
                     pictures = [(image["x0"] - left, image["top"] - top,
                                  image["x1"] - left, image["bottom"] - top)
                                 for image in page.images]
@@ -162,6 +171,30 @@ class _Drawn:
     pictures: list[tuple[float, float, float, float]]
     #: glyphs whose text PDFium does not know (no ToUnicode entry)
     unmapped: int = 0
+
+
+def _turned(a: float, b: float, turn: tuple[float, float, float, float]
+            ) -> tuple[float, float]:
+    """The direction ``(a, b)`` (PDF's row-vector convention) after the matrix ``turn``."""
+    ta, tb, tc, td = turn
+    return a * ta + b * tc, a * tb + b * td
+
+
+def _degrees(a: float, b: float) -> float:
+    """The direction ``(a, b)`` (y up) in degrees counter-clockwise, 0 to 360."""
+    return math.degrees(math.atan2(b, a)) % 360
+
+
+def _slant(degrees: float) -> float:
+    """How far (0 to 45 degrees) a direction lies off the page's axes."""
+    off = degrees % 90
+    return min(off, 90 - off)
+
+
+def _upward(degrees: float) -> bool:
+    """Whether a baseline in this direction reads from the bottom of the page up (text
+    turned a quarter counter-clockwise, as printed up a margin)."""
+    return 45 < degrees < 135
 
 
 class _Display:
@@ -195,6 +228,11 @@ class _Display:
         """(x0, top, x1, bottom) on the displayed page of a page-space rectangle."""
         (xa, ya), (xb, yb) = self.point(left, bottom), self.point(right, top)
         return min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb)
+
+    def baseline(self, a: float, b: float) -> float:
+        """The direction of a glyph's baseline, ``(a, b)`` of its matrix, on the displayed
+        page: degrees counter-clockwise from left-to-right, 0 to 360."""
+        return _degrees(*_turned(a, b, self.turn))
 
     def upright(self, a: float, b: float, c: float, d: float) -> bool:
         """pdfminer's test of a glyph matrix, after the page's turn."""
@@ -295,7 +333,12 @@ def _glyphs(textpage: Any, display: _Display) -> tuple[list[dict[str, Any]], int
         elif 0xDC00 <= code < 0xE000:
             continue
         text = "-" if code == _BREAK_HYPHEN else chr(code)
-        if not pdfium_c.FPDFText_GetLooseCharBox(handle, at, loose):
+        if not pdfium_c.FPDFText_GetLooseCharBox(handle, at, loose) or \
+                not pdfium_c.FPDFText_GetMatrix(handle, at, matrix):
+            continue
+        a, b, c, d = matrix.a, matrix.b, matrix.c, matrix.d
+        baseline = display.baseline(a, b)
+        if _slant(baseline) > MAX_SLANT_DEGREES:
             continue
         unmapped += pdfium_c.FPDFText_HasUnicodeMapError(handle, at) == 1
         textobj = pdfium_c.FPDFText_GetTextObject(handle, at)
@@ -319,8 +362,6 @@ def _glyphs(textpage: Any, display: _Display) -> tuple[list[dict[str, Any]], int
             font = fonts[key] = _Font(
                 name.value.decode("utf-8", "replace") if length else "",
                 (below if _DEEPEST_DESCENT <= below <= 0 else _DESCENT) * tf_size)
-        pdfium_c.FPDFText_GetMatrix(handle, at, matrix)
-        a, b, c, d = matrix.a, matrix.b, matrix.c, matrix.d
         if b == 0 and c == 0 and pdfium_c.FPDFText_GetCharOrigin(handle, at, origin_x,
                                                                   origin_y):
             low_y = origin_y.value + font.descent * d  # pdfminer's box: descent + size
@@ -330,9 +371,9 @@ def _glyphs(textpage: Any, display: _Display) -> tuple[list[dict[str, Any]], int
             x0, top, x1, bottom = display.box(loose.left, loose.bottom, loose.right,
                                               loose.top)
         glyphs.append({"text": text, "x0": x0, "x1": x1, "top": top, "bottom": bottom,
-                       "doctop": top, "fontname": font.name,
+                       "height": bottom - top, "doctop": top, "fontname": font.name,
                        "size": tf_size * math.hypot(c, d),
-                       "upright": display.upright(a, b, c, d)})
+                       "upright": display.upright(a, b, c, d), "upward": _upward(baseline)})
     return glyphs, unmapped
 
 
@@ -384,7 +425,7 @@ def _runs(glyphs: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         if run:
             last = run[-1]
             across, along = ("top", "x0") if glyph["upright"] else ("x0", "top")
-            if glyph["upright"] != last["upright"] or \
+            if (glyph["upright"], glyph["upward"]) != (last["upright"], last["upward"]) or \
                     abs(glyph[across] - last[across]) > LINE_TOLERANCE_PT or \
                     glyph[along] < last[along] - RUN_BACK_EMS * max(last["size"], 1.0):
                 yield run
@@ -418,7 +459,8 @@ def _page(drawn: _Drawn, number: int, min_chars: int) -> PdfPage:
     glyphs = unique_glyphs(chars, DUPLICATE_GLYPH_PT)
     raw = [word for run in _runs(glyphs)
            for word in extract_words(run, keep_blank_chars=False, use_text_flow=False,
-                                     x_tolerance_ratio=WORD_GAP_RATIO)]
+                                     x_tolerance_ratio=WORD_GAP_RATIO,
+                                     char_dir_rotated="btt" if run[0]["upward"] else "ttb")]
     words = [
         LayoutWord(text=logical_text(w["text"]), confidence=1.0,
                    box=box(float(w["x0"]), float(w["top"]), float(w["x1"]), float(w["bottom"])))

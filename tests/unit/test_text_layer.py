@@ -15,6 +15,7 @@ from reportlab.pdfgen import canvas
 from switchyard.documents import (
     MIN_PICTURE_AREA,
     merge_picture_words,
+    page_lines,
     read_pdf_pages,
     read_text_layer,
     reading_order,
@@ -314,3 +315,48 @@ def test_a_picture_drawn_through_a_form_is_reported_where_the_form_puts_it() -> 
     assert picture.x1 == pytest.approx(415 / WIDTH, abs=0.002)
     assert picture.y0 == pytest.approx((HEIGHT - 480) / HEIGHT, abs=0.002)
     assert picture.y1 == pytest.approx((HEIGHT - 330) / HEIGHT, abs=0.002)
+
+
+def test_a_stamp_drawn_across_the_lines_is_left_out_and_the_lines_stay_whole() -> None:
+    """A PAID stamp drawn at 35 degrees across three lines of labels and values: its
+    letters are not words of the page, and each line still reads as one; text turned a
+    whole quarter (a number printed up the margin, read from the bottom up: before, its
+    letters came backwards, ``74765200 feR``) and a slight 4-degree tilt stay. Before, every
+    letter of such a stamp stood on a line of its own and joined the lines it crossed (the
+    Estonian broker's invoice of the outside set: its number, due date and account were
+    read wrong)."""
+    out = io.BytesIO()
+    pdf = canvas.Canvas(out, pagesize=A4)
+    pdf.setFont("Helvetica", 11)
+    for y, line in ((700, "Invoice number: 2745540212"), (686, "Due date: 13.01.2026"),
+                    (672, "Account: EE241010220026011018")):
+        pdf.drawString(72, y, line)
+    pdf.saveState()
+    pdf.translate(90, 660)
+    pdf.rotate(35)
+    pdf.setFont("Helvetica-Bold", 28)
+    pdf.drawString(0, 0, "PAID IN FULL")
+    pdf.restoreState()
+    pdf.saveState()
+    pdf.translate(560, 300)
+    pdf.rotate(90)
+    pdf.setFont("Helvetica", 9)
+    pdf.drawString(0, 0, "Ref 00256747")
+    pdf.restoreState()
+    pdf.saveState()
+    pdf.translate(72, 500)
+    pdf.rotate(4)
+    pdf.drawString(0, 0, "Thank you")
+    pdf.restoreState()
+    pdf.showPage()
+    pdf.save()
+    page = read_text_layer(out.getvalue())[0]
+    assert page is not None
+    texts = [w.text for w in page.words]
+    assert not {"PAID", "IN", "FULL", "P", "A", "I", "D"} & set(texts), texts
+    assert "Thank" in texts, texts
+    # printed up the margin, its words read from the bottom up, as they are read on the page
+    assert {"Ref", "00256747"} <= set(texts), texts
+    assert [" ".join(w.text for w in ln.words) for ln in page_lines(page)][:3] == [
+        "Invoice number: 2745540212", "Due date: 13.01.2026",
+        "Account: EE241010220026011018"]
