@@ -15,8 +15,21 @@ from dataclasses import dataclass
 from typing import Any
 
 _EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
-_PHONE = re.compile(r"(?<![\w/.,-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}"
-                    r"(?:[ .-]\d{2,4}){1,4}(?![\w/,-]|[.:]\d)")
+#: An IPv4 address (each part at most 255): personal data when it is a person's, and no
+#: phone number whatever its dots look like.
+_IPV4_PART = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4 = re.compile(rf"(?<![\w.]){_IPV4_PART}(?:\.{_IPV4_PART}){{3}}(?![\w]|\.\d)")
+#: Phone numbers: international (``+44 7700 900123``, ``+44 (0)20 7946 0958``,
+#: ``+447700900123``), grouped digits (``415 555 0199``, ``(415) 555-0199``,
+#: ``01 02 03 54 87``) and national after a trunk 0 (``07700 900123``); 9 to 15 digits (the
+#: detector's check). Not what is glued to a word, a slash or a decimal part, and not a
+#: dotted IPv4 address.
+_PHONE = re.compile(
+    r"(?<![\w/.,+-])(?!\d{1,3}(?:\.\d{1,3}){3}(?![\d.]))(?:"
+    r"\+\d{1,3}(?:[ .-]?\(\d{1,4}\))?(?:[ .-]?\d{2,6}){1,5}"
+    r"|(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,4}){1,4}"
+    r"|0[1-9]\d{1,3}[ -]\d{3,6}(?:[ -]\d{3,4})?"
+    r")(?![\w/-]|[.,:]\d)")
 _SSN = re.compile(r"\b(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b")
 _CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
 _IBAN = re.compile(r"(?:\b|(?<=IBAN))[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b")
@@ -61,6 +74,7 @@ DETECTORS: dict[str, Detector] = {
     "iban": Detector("iban", _IBAN, iban_ok),
     "national_id": Detector("national_id", _SSN),
     "phone": Detector("phone", _PHONE, lambda m: 9 <= sum(c.isdigit() for c in m) <= 15),
+    "ip_address": Detector("ip_address", _IPV4),
 }
 
 

@@ -47,6 +47,7 @@ from switchyard.v1 import (
     Task,
     TaskStatus,
     Verdict,
+    WatchTaskRequest,
 )
 from tests.executor.harness import Harness, Service, decision, http_step
 from tests.polling import eventually
@@ -291,12 +292,24 @@ async def test_model_reject_and_reviewer_reject_end_the_same_way(
     task_id = await escalating(ingest, 4)
     item = await pending_item(review, task_id)
     await review.Claim(ClaimRequest(item_id=item.item_id))
+    # the reviewer's reason quotes phone numbers as people write them: what the task tells
+    # the client (GetTask, its events and webhooks) has them masked
     await review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
-        item_id=item.item_id, verdict=Verdict.VERDICT_REJECT, reason="not ordered")))
+        item_id=item.item_id, verdict=Verdict.VERDICT_REJECT,
+        reason="not ordered; call Tom on +44 7700 900456 or 020 7946 0958, "
+               "server 66.249.91.109")))
     by_person = await finished(ingest, task_id)
 
     assert by_model.reason == "rejected:out_of_scope"
     assert by_person.reason == "rejected:reviewer_reject"
+    failed = None
+    async for reply in ingest.WatchTask(WatchTaskRequest(task_id=task_id)):
+        if reply.event.status == TaskStatus.TASK_STATUS_FAILED:
+            failed = reply.event
+            break
+    assert failed is not None
+    assert "not ordered; call Tom on [PHONE REDACTED] or [PHONE REDACTED], server " \
+        "[IP_ADDRESS REDACTED]" in failed.detail, failed.detail
     assert by_model.status == by_person.status == TaskStatus.TASK_STATUS_FAILED
 
 

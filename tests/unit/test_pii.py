@@ -52,3 +52,29 @@ def test_a_timestamp_is_not_a_phone_number() -> None:
         assert redactor.text(kept) == kept
     for phone in ("Tel 555-123-4567: ask for Bob", "Phone: 0049 30 1234 5678."):
         assert "[PHONE REDACTED]" in redactor.text(phone)
+
+
+def test_phone_numbers_in_the_formats_people_write_them_are_found() -> None:
+    """A trial integrator's claim form and verdict reasons kept UK numbers in clear: groups
+    longer than four digits, no spaces after the country code, a trunk 0 before the area
+    code, a comma after the number."""
+    redactor = Redactor()
+    for phone in ("+44 7700 900123", "+447700900123", "020 7946 0958", "07700 900123",
+                  "+44 (0)20 7946 0958", "+1 (415) 555-0199", "01 02 03 54 87",
+                  "+49 711-50885524", "+31 (0)30 3104996"):
+        for text in (f"Contact phone: {phone}, alt", f"call Tom on {phone}.", phone):
+            redacted = redactor.text(text)
+            assert "[PHONE REDACTED]" in redacted and not any(
+                ch.isdigit() for ch in redacted), (phone, redacted)
+    # business numbers stay: amounts, dates, references, a QR bill's reference digits
+    for kept in ("Total 1 234 567,89 EUR", "Datum 11-10-2012", "Ref 00000 00003",
+                 "Invoice 2024-000123", "Balance 12.345.678,90", "build 10.0.19041.1"):
+        assert redactor.text(kept) == kept, kept
+
+
+def test_an_ip_address_is_redacted_as_one_not_as_a_phone() -> None:
+    redactor = Redactor()
+    assert redactor.text("Received from 66.249.91.109 by 10.142.237.21") == \
+        "Received from [IP_ADDRESS REDACTED] by [IP_ADDRESS REDACTED]"
+    for kept in ("version 1.2.300.4", "45.001.524.010"):
+        assert redactor.text(kept) == kept, kept
