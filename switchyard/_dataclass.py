@@ -542,7 +542,10 @@ def redact_decision(decision: Decision, redactor: Redactor, revealed: Collection
     for extracted in decision.fields:
         value = redact_field(extracted.name, extracted.value, redactor, extracted.data_class,
                              revealed)
-        if value != extracted.value:  # how the text wrote it goes with the value
+        # how the text wrote it goes with the value (an empty field's unparsed text too)
+        if value != extracted.value or (
+                extracted.HasField("written") and withheld_from_reviewers(
+                    extracted.name, extracted.written.value, extracted.data_class, revealed)):
             extracted.ClearField("written")
         extracted.value = value
     for name, value in list(decision.extracted_fields.items()):

@@ -191,10 +191,15 @@ def to_decision(task: TaskEnvelope, outcome: Outcome, prediction: Prediction | N
         # every declared field travels with its type and class, those not found empty (value
         # '', confidence 0): the executor's templates see them as null, a reviewer can fill
         # them in
+        # (one whose label was there with a value that did not parse carries that value as
+        # written: data of the field's class, masked where the field is withheld)
+        unread = getattr(assessment.extraction, "unread", None)
+        unread = unread if isinstance(unread, dict) else {}
         decision.fields.extend(
             FieldExtraction(name=name, value="", confidence=0.0,
                             data_class=_DATA_CLASSES[spec.data_class], type=spec.type,
-                            allowed_values=_allowed_values(spec))
+                            allowed_values=_allowed_values(spec),
+                            written=_written_value(unread.get(name)))
             for name, spec in pack.fields.items() if name not in found_fields)
         overall = float(assessment.extraction.confidence)
         decision.fields.append(FieldExtraction(

@@ -100,6 +100,10 @@ class Extraction:
     fields: dict[str, ExtractedField] = field(default_factory=dict)
     confidence: float = 0.0
     issues: list[str] = field(default_factory=list)
+    #: Fields not read because what followed their label did not parse as their type
+    #: (``Injuries: not sure yet`` for a boolean): (the label, the value as written). Data of
+    #: the field's class all the same: where the field is withheld, reviewers see it masked.
+    unread: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def values(self) -> dict[str, str]:
@@ -515,6 +519,7 @@ def extract_fields(pack: Pack, text: str, layout: DocumentLayout | None = None) 
     text_table_lines: list[Line] | None = None
     found: dict[str, ExtractedField] = {}
     issues: list[str] = []
+    unread: dict[str, tuple[str, str]] = {}
     for name, spec in pack.fields.items():
         problem = ""
         if spec.type == "table":
@@ -563,6 +568,9 @@ def extract_fields(pack: Pack, text: str, layout: DocumentLayout | None = None) 
                 parsed = parse_value(spec, raw)
                 if isinstance(parsed, str):
                     problem = problem or f"{name}: {parsed}"
+                    if name not in unread and (written := _written(label, raw, "",
+                                                                    hl7_written)):
+                        unread[name] = written
                     continue
                 value, factor = parsed
                 provenance = _provenance(find_words(layout_lines, raw) if words is None
@@ -586,7 +594,8 @@ def extract_fields(pack: Pack, text: str, layout: DocumentLayout | None = None) 
         confidence = sum(f.confidence for f in found.values()) / len(found)
     else:
         confidence = 0.0 if pack.fields else 1.0
-    return Extraction(fields=found, confidence=round(confidence, 3), issues=issues)
+    return Extraction(fields=found, confidence=round(confidence, 3), issues=issues,
+                      unread={n: w for n, w in unread.items() if n not in found})
 
 
 @functools.lru_cache(maxsize=256)

@@ -274,7 +274,9 @@ class FieldExtraction(google.protobuf.message.Message):
         writes otherwise than `value` (an enum's "F" for "female", a boolean's "Y" for "true"):
         the label it followed and the value as written; for a value read from an HL7 v2 message
         by position, always: the position ("PID-5") and the field as the message writes it
-        ("O\\S\\Neil^Siobhan^M"). Personal and health data like the value: where the field is
+        ("O\\S\\Neil^Siobhan^M"); for a field left empty because what followed its label did not
+        parse as its type ("Injuries: not sure yet" for a boolean): that label and that text.
+        Personal and health data like the value: where the field is
         withheld from reviewers, this goes with it, and the review service masks the written
         value after its label (or at its position) in the document's text.
         """

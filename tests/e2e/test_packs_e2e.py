@@ -441,6 +441,22 @@ async def test_a_reviewers_edits_are_put_to_the_packs_rules(stubs: Stubs,
     assert detail["rule_with_edits"] == "lodging_receipt", detail
 
 
+async def test_a_withheld_answer_that_does_not_parse_is_masked_for_the_reviewer(
+        stubs: Stubs) -> None:
+    """A claim answers its withheld reply channel with words the pack's enum does not list:
+    the field stays empty, and the reviewer's copy of the claim masks the answer after its
+    label all the same (it is the employee's data whatever its type)."""
+    await apply(stubs, CHECKED_PACK, tenant=CHECKED_TENANT)
+    body = claim("Ann Lee", "70.00", "lodging").replace(
+        b"Reply by: mail", b"Reply by: courier to 12 Elm Street, flat 3")
+    task_id = await submit(stubs, body, "R-11", tenant=CHECKED_TENANT)
+    item = await review_item(stubs, task_id, tenant=CHECKED_TENANT)
+    text = item.escalation.task.document.body.decode()
+    assert "Reply by: [REPLY_BY REDACTED]\n" in text and "Elm" not in text, text
+    reply_by = {f.name: f for f in item.escalation.proposed_decision.fields}["reply_by"]
+    assert reply_by.value == "" and not reply_by.HasField("written")
+
+
 async def test_tenant_settings_change_decisions_without_a_restart(stubs: Stubs) -> None:
     await apply(stubs)
 

@@ -521,3 +521,38 @@ def test_withheld_fields_of_an_hl7_message_are_masked_at_their_positions() -> No
     # revealed, a field stays as the message writes it
     shown = withheld_values(decision, Redactor(), revealed={"patient_name", "sex"})
     assert "|F\r" in shown.text(ADMIT) and "O\\S\\Brien^Nuala^K" in shown.text(ADMIT)
+
+
+def test_a_withheld_value_that_does_not_parse_is_masked_after_its_label() -> None:
+    """What follows a withheld field's label is the field's data even when it does not parse
+    as the field's type (a boolean answered in words, an enum value the pack does not list):
+    the field stays empty, and the reviewer's copy of the text masks it after its label
+    (an outside integrator's claims pack showed ``Injuries: not sure yet, passenger
+    complained of back pain`` in clear)."""
+    from services.decision.engine import Assessment
+    from switchyard.packs import extract_fields
+
+    pack = load_pack_files({"pack.yaml": SEXED.encode()})
+    text = ("Patient: Ana Ruiz\nSex: prefers not to say\n"
+            "Pregnant: not sure yet, complained of back pain\nWard: Block F\n")
+    extraction = extract_fields(pack, text)
+    assert "sex" not in extraction.fields and "pregnant" not in extraction.fields
+    assert extraction.unread == {
+        "sex": ("Sex", "prefers not to say"),
+        "pregnant": ("Pregnant", "not sure yet, complained of back pain")}
+    task = TaskEnvelope(task_id="t", tenant_id="acme", kind="clinic_intake",
+                        document=Document(content_type="text/plain", body=text.encode()))
+    decision = to_decision(task, Outcome("escalate", "always", "x", 0.9, "clinic_intake",
+                                         "POLICY"), None, Policy(), Assessment(
+        ActivePack(pack, pack.defaults), extraction, extraction.values))
+    fields = {f.name: f for f in decision.fields}
+    assert fields["pregnant"].value == "" and fields["pregnant"].written.label == "Pregnant"
+    esc = Escalation(task_id="t", tenant_id="acme", task=task,
+                     revealed_fields=list(decision.revealed_fields))
+    esc.proposed_decision.CopyFrom(decision)
+    shown = redact_escalation(esc, Redactor())
+    assert shown.task.document.body.decode() == (
+        "Patient: Ana Ruiz\nSex: [SEX REDACTED]\nPregnant: [PREGNANT REDACTED]\n"
+        "Ward: Block F\n")
+    assert not any(f.HasField("written") for f in shown.proposed_decision.fields
+                   if f.name in ("sex", "pregnant"))
