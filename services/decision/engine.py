@@ -97,6 +97,9 @@ GUESSING_RULES = frozenset({"low_confidence", "kind_mismatch", "look_alike_title
 
 #: The model name a decision's ``models`` gives a type named by a pack's router signature.
 SIGNATURE_MODEL = "pack_signature"
+#: What names a type the deployed router does not know yet, in Decision.models: the kind the
+#: submitter gave (after the router's own answer, so neither is credited with the other's).
+SUBMITTED_KIND_MODEL = "submitted_kind"
 
 
 def signature_match(actives: Iterable[ActivePack], text: str) -> Pack | None:
@@ -493,7 +496,10 @@ class DecisionEngine:
         if kind_pack is not None and task.kind not in self.router_classes():
             # a type newer than the deployed router: the submitter's kind routes it
             note += f"routed by the submitted kind: the router does not know '{task.kind}' yet. "
-            prediction = replace(prediction, label=task.kind, confidence=1.0)
+            prediction = Prediction(
+                model_name=SUBMITTED_KIND_MODEL, model_version="", label=task.kind,
+                confidence=1.0, scores={task.kind: 1.0}, pool=prediction.pool,
+                consulted=(*prediction.consulted, prediction))
         titled = None   # the document's own title, when it names an unsure router's type
         if not task.kind and prediction.model_name != SIGNATURE_MODEL and \
                 packs.get(prediction.label) is None and \
@@ -683,6 +689,7 @@ class DecisionEngine:
 
 
 __all__ = ["CONTENT_TYPE_RULE", "GUESSING_RULES", "PACK_ERROR_RULE", "SIGNATURE_MODEL",
+           "SUBMITTED_KIND_MODEL",
            "UNREADABLE_RULE", "Assessment", "Decided", "DecisionEngine", "Overloaded",
            "TableResult", "document_text", "run_table", "signature_match", "table_outcome",
            "to_decision", "with_edits"]

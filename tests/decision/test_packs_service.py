@@ -192,6 +192,12 @@ async def test_applied_pack_decides_without_restart_and_overrides_change_it(
     assert (decision.pack, decision.pack_version) == ("expense_claim", "1.0.0")
     assert "routed by the submitted kind" in decision.explanation
     assert "Claim of 42.5 within the limit" in decision.explanation
+    # the models list credits the kind to the submitter, not to the router: the router's
+    # own answer (a type it knows) stands before it as it gave it
+    named = decision.models[-1]
+    assert (named.model_name, named.label, named.confidence) == (
+        "submitted_kind", "expense_claim", 1.0)
+    assert all(m.label != "expense_claim" for m in decision.models[:-1]), decision.models
     classes = {f.name: (f.data_class, f.type) for f in decision.fields}
     assert classes["employee"] == (DataClass.DATA_CLASS_PERSONAL, "string")
     assert classes["amount"] == (DataClass.DATA_CLASS_DERIVED, "money")
