@@ -133,8 +133,9 @@ class _UsageError(Exception):
     pass
 
 
-#: ``--state`` values (ReviewState names without their prefix, in lower case).
-_STATES = ("pending", "claimed", "backlogged", "resolved", "expired", "withdrawn")
+#: ``--state`` values (ReviewState names without their prefix, in lower case; not WITHDRAWN:
+#: the items of tasks that ended before a verdict are never listed).
+_STATES = ("pending", "claimed", "backlogged", "resolved", "expired")
 
 
 def _stub(channel: Any) -> Any:
@@ -162,6 +163,8 @@ async def _list(args: argparse.Namespace, stub: Any) -> int:
     try:
         for value in args.state:
             for name in filter(None, value.upper().split(",")):
+                if name.lower() not in _STATES:
+                    raise ValueError(name)
                 request.states.append(ReviewState.Value(f"REVIEW_STATE_{name}"))
         for value in args.priority:
             for name in filter(None, value.upper().split(",")):
@@ -183,15 +186,15 @@ async def _list(args: argparse.Namespace, stub: Any) -> int:
             print(json.dumps(item, sort_keys=True))
         return 0
     table = Table(title=f"{len(items)} review item(s)", title_justify="left")
-    for column in ("item", "priority", "SLA deadline (UTC)", "tenant", "queue", "reason",
-                   "state", "task"):
+    for column in ("item", "priority", "SLA deadline (UTC)", "tenant", "queue", "group",
+                   "reason", "state", "task"):
         table.add_column(column, overflow="fold")
     for item in items:
         state = item["state"].lower() + (f" by {item['claimed_by']}" if item["claimed_by"]
                                          else "")
         table.add_row(item["item_id"], item["priority"], item["sla_deadline"] or "-",
-                      item["tenant_id"], item["queue"], item["reason"].lower(), state,
-                      item["task_id"])
+                      item["tenant_id"], item["queue"], item["reviewer_group"] or "-",
+                      item["reason"].lower(), state, item["task_id"])
     Console(width=200).print(table)
     return 0
 

@@ -169,7 +169,11 @@ async def test_the_command_line_lists_claims_renews_approves_and_rejects(
     assert listed[approve_item]["task_id"] == approve_task
 
     code, out = await switchyard(settings, "review", "list")
-    assert code == 0 and approve_item in out, out
+    assert code == 0 and approve_item in out and "group" in out, out
+    # withdrawn items (their tasks ended) are never listed: the CLI says so before asking
+    code, out = await switchyard(settings, "review", "list", "--state", "withdrawn")
+    assert code == 2 and "--state is one of pending, claimed, backlogged, resolved, " \
+        "expired;" in out, out
     code, out = await switchyard(settings, "review", "--reviewer", "carl", "claim", reject_item)
     assert code == 1 and "PERMISSION_DENIED" in out, out  # the key is the reviewer, not carl
     code, out = await switchyard(settings, "review", "claim", reject_item)
