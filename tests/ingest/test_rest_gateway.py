@@ -38,12 +38,13 @@ from tests.polling import eventually
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ingest_process")]
 
 KEYS = ("sub-acme:acme:submitter,sub-globex:globex:submitter,aud-acme:acme:auditor,"
-        "sub-slow:slowco:submitter,adm-acme:acme:admin")
+        "sub-slow:slowco:submitter,adm-acme:acme:admin,rev-acme:acme:reviewer")
 ACME = {"Authorization": "Bearer sub-acme"}
 GLOBEX = {"Authorization": "Bearer sub-globex"}
 AUDITOR = {"Authorization": "Bearer aud-acme"}
 SLOW = {"Authorization": "Bearer sub-slow"}
 ADMIN = {"Authorization": "Bearer adm-acme"}
+REVIEWER = {"Authorization": "Bearer rev-acme"}
 
 
 @pytest.fixture(scope="module")
@@ -88,11 +89,13 @@ def assert_problem(status: int, headers: dict[str, str], body: Any, expected: in
 
 async def test_submit_get_list_cancel_over_rest(http: Any) -> None:
     key = uuid.uuid4().hex
-    status, _, created = await call(http, "POST", "/v1/tasks", ACME, json=submission(key=key))
+    status, _, created = await call(http, "POST", "/v1/tasks", ACME,
+                                    json=submission(key=key, metadata={"po": "17"}))
     assert status == 200, created
     assert created["created"] is True and created["status"] == "TASK_STATUS_QUEUED"
     task_id = created["taskId"]
-    status, _, again = await call(http, "POST", "/v1/tasks", ACME, json=submission(key=key))
+    status, _, again = await call(http, "POST", "/v1/tasks", ACME,
+                                  json=submission(key=key, metadata={"po": "17"}))
     assert (status, again["taskId"], again.get("created", False)) == (200, task_id, False)
 
     status, _, got = await call(http, "GET", f"/v1/tasks/{task_id}", ACME)
@@ -102,11 +105,24 @@ async def test_submit_get_list_cancel_over_rest(http: Any) -> None:
     assert base64.b64decode(got["task"]["envelope"]["document"]["body"]) == \
         b"Invoice 42, amount due $10"
     assert got["task"]["sequence"] == "1"  # int64 as a string, per proto3 JSON
+    assert got["task"]["envelope"]["metadata"] == {"po": "17"}
 
     status, _, page = await call(http, "GET", "/v1/tasks?tenant_id=acme&statuses="
                                  "TASK_STATUS_QUEUED&page_size=500", ACME)
     assert status == 200
     assert task_id in [t["envelope"]["taskId"] for t in page["tasks"]]
+    # a reviewer's key reads the task without its document's bytes, file name or metadata
+    # (documents reach reviewers redacted, through the review service only)
+    for path in (f"/v1/tasks/{task_id}", "/v1/tasks?tenant_id=acme&page_size=500"):
+        status, _, seen = await call(http, "GET", path, REVIEWER)
+        assert status == 200, seen
+        (envelope,) = [t["envelope"] for t in seen.get("tasks", [seen.get("task")])
+                       if t["envelope"]["taskId"] == task_id]
+        assert set(envelope["document"]) <= {"contentType", "pageCount", "kindHint"}, envelope
+        assert not envelope.get("metadata") and envelope["kind"] == "invoice"
+        assert set(envelope) <= {"taskId", "tenantId", "kind", "document", "idempotencyKey",
+                                 "correlationId", "receivedAt", "source", "priority",
+                                 "priorityLevel", "attempt", "metadata"}, envelope
 
     status, _, cancelled = await call(http, "POST", f"/v1/tasks/{task_id}/cancel", ACME,
                                       json={"reason": "changed my mind"})
@@ -248,6 +264,18 @@ async def test_bad_requests_name_their_fields(http: Any) -> None:
                                            data=raw)
         assert_problem(status, headers, body, 400)
         assert body["errors"], raw
+    # an empty body is the empty message (as grpc-gateway reads it): the submission's
+    # missing fields are named; the Content-Type is not asked (JSON sent as text/plain works)
+    status, headers, body = await call(http, "POST", "/v1/tasks", ACME, data=b"")
+    assert_problem(status, headers, body, 422)
+    assert {"tenant_id", "idempotency_key", "document.body"} <= {
+        e["field"] for e in body["errors"]}, body
+    plain = submission()
+    plain["submission"]["idempotencyKey"] = uuid.uuid4().hex
+    status, _, body = await call(http, "POST", "/v1/tasks",
+                                 {**ACME, "Content-Type": "text/plain"},
+                                 data=json.dumps(plain).encode())
+    assert status == 200 and body["created"], body
     # a body that is not base64 is refused, not decoded leniently into other bytes
     for body_text in ("SW52b2l$$$jZSA0Mg==", "Invoice 42 total 10 EUR", "Q="):
         bad = submission()
