@@ -818,6 +818,9 @@ def _build(files: Mapping[str, bytes]) -> tuple[Pack | None, list[str]]:
                                                             "entry point group switchyard.features")
         scorers.append(ScorerSpec(name=scorer["name"], features=scorer["features"],
                                   output_class=scorer.get("output_class", "")))
+    # sample values (for typing the rules' CEL) only when every field, parameter and scorer
+    # was declared right; a mistake further on (a reveal of no field) does not hold them back
+    samples = None if c.problems else _samples(fields, params, [s.name for s in scorers])
     enrichers = tuple(doc.get("enrichers", ()))
     for index, enricher in enumerate(enrichers):
         if not is_declared(GROUPS["enrichers"], enricher):
@@ -829,8 +832,6 @@ def _build(files: Mapping[str, bytes]) -> tuple[Pack | None, list[str]]:
             c.add(["review", "reveal", index], name, "not a declared field")
     decision_names = Names(variables=DECISION_VARIABLES, fields=frozenset(fields),
                            params=frozenset(params), scores=frozenset(s.name for s in scorers))
-    # sample values only when every field, parameter and scorer was declared right
-    samples = None if c.problems else _samples(fields, params, [s.name for s in scorers])
     c.samples = samples
     declared = {**{f"fields.{n}": f.type for n, f in fields.items()},
                 **{f"params.{n}": p.type for n, p in params.items()}}

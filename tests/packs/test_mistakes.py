@@ -308,6 +308,20 @@ def test_all_mistakes_at_once_are_all_reported() -> None:
     ]
 
 
+def test_a_mistake_past_the_declarations_does_not_hold_back_the_rules_typing() -> None:
+    """A reveal of no field and a rule comparing a number with a text, in one pass: the
+    rules are typed whenever the fields, parameters and scorers are declared right (a trial
+    integrator had to validate three times to see three mistakes)."""
+    doc = expense()
+    doc.setdefault("review", {})["reveal"] = ["employee", "nonexistent"]
+    doc["decision"]["rules"][1]["when"] = "fields.amount > params.approver_group"
+    problems = validate_pack_files(files_of(doc))
+    assert 'pack.yaml: review.reveal[1]: "nonexistent": not a declared field' in problems
+    assert any(p.startswith('pack.yaml: decision.rules[1].when: "fields.amount > '
+                            'params.approver_group": fails on values of the declared types')
+               for p in problems), problems
+
+
 BOMB = ("a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
         "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
         "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\n")
