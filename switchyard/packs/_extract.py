@@ -11,9 +11,10 @@ reads them from the shapes documents usually have:
   ``PID-5.2`` (one component), reads the first repetition of that field in the first
   segment of its type, escape sequences undone;
 * ``Label: value``, ``Label = value``, ``Label - value``, ``Label<TAB>value`` and
-  ``Label  value`` (two spaces) lines, also several on one line split by ``|`` or ``;``, or
-  by a wide gap (two or more spaces, or a tab) before another field's label and its ``:``,
-  ``=`` or `` - `` (``DOB: 03/07/1962   Sex: F``);
+  ``Label  value`` (two spaces) lines, also several on one line split by ``|``, by a ``;``
+  that another pair follows (not one inside a sentence), or by a wide gap (two or more
+  spaces, or a tab) before another field's label and its ``:``, ``=`` or `` - ``
+  (``DOB: 03/07/1962   Sex: F``);
 * a field's ``pattern`` (a regex with one capture group), tried before the labels.
 
 A document with a layout (``switchyard.v1.DocumentLayout``: a PDF's text layer or OCR words
@@ -141,7 +142,10 @@ def _enum_spelling(written: str) -> re.Pattern[str]:
     return re.compile(before + re.escape(written) + after, re.IGNORECASE)
 
 
-_SEGMENT_SPLIT = re.compile(r"\n|\r| \| |;")
+#: Where a line holds several ``Label: value`` pairs: a line break, `` | ``, or a ``;`` that
+#: another pair follows (``Carrier: Vhi; Member #: 77``). A ``;`` inside a sentence
+#: (``Description: skidded into a wall; front end destroyed``) stays in the value.
+_SEGMENT_SPLIT = re.compile(r"\n|\r| \| |;(?=[^:=;\t\n\r]{1,60}(?::|=))")
 _KEY_VALUE = re.compile(r"^\s*([^:=\t]{1,60}?)\s*(?::|=|\t|\s+-\s+|\s{2,})\s*(\S.*?)\s*$")
 _MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
            "september", "october", "november", "december")

@@ -58,6 +58,11 @@ def test_json_keys_and_piped_pairs(claim) -> None:
     piped = extract_fields(claim, "employee=Bo Chen; total=12; currency=USD | Date: 2025-02-03")
     assert piped.values == {"employee": "Bo Chen", "amount": "12.00", "currency": "USD",
                             "claim_date": "2025-02-03"}
+    # a semicolon inside a sentence is no separator: only one another pair follows is
+    sentence = extract_fields(claim, "Employee: Bo Chen; reimbursed twice; see note\n"
+                                     "Total: 12; Currency: USD")
+    assert sentence.values["employee"] == "Bo Chen; reimbursed twice; see note"
+    assert (sentence.values["amount"], sentence.values["currency"]) == ("12.00", "USD")
 
 
 def test_unreadable_and_missing_values_are_issues(claim) -> None:
