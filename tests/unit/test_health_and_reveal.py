@@ -23,6 +23,7 @@ from switchyard.privacy import (
 from switchyard.v1 import (
     BoundingBox,
     DataClass as ProtoDataClass,
+    Decision,
     Document,
     DocumentLayout,
     Escalation,
@@ -433,6 +434,24 @@ def test_a_withheld_value_written_by_alias_is_masked_after_its_label() -> None:
             if f.HasField("written")}["sex"] == "F"
 
 
+def decided(pack, text: str) -> tuple[Decision, Escalation]:
+    """``text`` decided with ``pack`` (its one rule escalates) by the engine's own code, as
+    the decision service builds the decision, and the escalation a reviewer gets of it."""
+    from services.decision.engine import Assessment
+    from switchyard.packs import extract_fields
+
+    extraction = extract_fields(pack, text)
+    task = TaskEnvelope(task_id="t", tenant_id="acme", kind=pack.name,
+                        document=Document(content_type="text/plain", body=text.encode()))
+    decision = to_decision(task, Outcome("escalate", "always", "x", 0.9, pack.name, "POLICY"),
+                           None, Policy(), Assessment(ActivePack(pack, pack.defaults),
+                                                      extraction, extraction.values))
+    esc = Escalation(task_id="t", tenant_id="acme", task=task,
+                     revealed_fields=list(decision.revealed_fields))
+    esc.proposed_decision.CopyFrom(decision)
+    return decision, redact_escalation(esc, Redactor())
+
+
 #: A pack that reads an HL7 v2 admit message by field position and shows reviewers only the
 #: patient's name
 POSITIONAL = """\
@@ -477,7 +496,6 @@ def test_withheld_fields_of_an_hl7_message_are_masked_at_their_positions() -> No
     way it is read), a withheld value written again in another segment is masked there, and
     each with the whole field it lies in (a coded diagnosis's code with its description);
     the revealed name, the derived unit and the message's structure stay."""
-    from services.decision.engine import Assessment
     from switchyard.packs import extract_fields
 
     pack = load_pack_files({"pack.yaml": POSITIONAL.encode()})
@@ -489,15 +507,8 @@ def test_withheld_fields_of_an_hl7_message_are_masked_at_their_positions() -> No
         "subscriber": "Walsh Eimear", "unit": "3W"}
     assert extraction.fields["diagnosis"].written == (
         "DG1-3", "E11.9^Type 2 diabetes mellitus without complications^I10")
-    task = TaskEnvelope(task_id="t", tenant_id="acme", kind="adt_intake",
-                        document=Document(content_type="text/plain", body=ADMIT.encode()))
-    decision = to_decision(task, Outcome("escalate", "always", "x", 0.9, "adt_intake",
-                                         "POLICY"), None, Policy(), Assessment(
-        ActivePack(pack, pack.defaults), extraction, extraction.values))
-    esc = Escalation(task_id="t", tenant_id="acme", task=task,
-                     revealed_fields=list(decision.revealed_fields))
-    esc.proposed_decision.CopyFrom(decision)
-    body = redact_escalation(esc, Redactor()).task.document.body.decode()
+    decision, shown = decided(pack, ADMIT)
+    body = shown.task.document.body.decode()
     segments = dict((s[:3], s) for s in body.split("\r") if s)
     # a withheld value's whole field: the MRN's with its other identifiers
     assert segments["PID"] == ("PID|1||[MRN REDACTED]||O\\S\\Brien^Nuala^K||"
@@ -507,20 +518,17 @@ def test_withheld_fields_of_an_hl7_message_are_masked_at_their_positions() -> No
     assert segments["GT1"] == "GT1|1||[SUBSCRIBER REDACTED]"   # written again, elsewhere
     assert segments["IN1"].endswith("|[SUBSCRIBER REDACTED]")
     assert segments["PV1"] == "PV1|1|I|3W^301^A|E" and segments["MSH"] == ADMIT.split("\r")[0]
+    for hidden in ("Brennan", "diabetes", "E11.9", "Walsh", "19740315", "MRN-5512"):
+        assert hidden not in body, hidden
     # the description read from a coded field alone: the code beside it goes with it
     coded = ADMIT.replace("|E11.9^Type 2 diabetes mellitus without complications^I10|",
                           "|E11.9^Type 2 diabetes mellitus^I10|Type 2 diabetes mellitus|")
     described = load_pack_files({"pack.yaml": POSITIONAL.replace("[DG1-3]", "[DG1-4]").encode()})
-    assert withheld_values(to_decision(task, Outcome(
-        "escalate", "always", "x", 0.9, "adt_intake", "POLICY"), None, Policy(), Assessment(
-        ActivePack(described, described.defaults), (read := extract_fields(described, coded)),
-        read.values)), Redactor(), revealed={"patient_name"}).text(coded).split("\r")[4] == \
+    assert decided(described, coded)[1].task.document.body.decode().split("\r")[4] == \
         "DG1|1||[DIAGNOSIS REDACTED]|[DIAGNOSIS REDACTED]||20261105|A"
-    for hidden in ("Brennan", "diabetes", "E11.9", "Walsh", "19740315", "MRN-5512"):
-        assert hidden not in body, hidden
     # revealed, a field stays as the message writes it
-    shown = withheld_values(decision, Redactor(), revealed={"patient_name", "sex"})
-    assert "|F\r" in shown.text(ADMIT) and "O\\S\\Brien^Nuala^K" in shown.text(ADMIT)
+    revealed = withheld_values(decision, Redactor(), revealed={"patient_name", "sex"})
+    assert "|F\r" in revealed.text(ADMIT) and "O\\S\\Brien^Nuala^K" in revealed.text(ADMIT)
 
 
 def test_a_withheld_value_that_does_not_parse_is_masked_after_its_label() -> None:
@@ -529,7 +537,6 @@ def test_a_withheld_value_that_does_not_parse_is_masked_after_its_label() -> Non
     the field stays empty, and the reviewer's copy of the text masks it after its label
     (an outside integrator's claims pack showed ``Injuries: not sure yet, passenger
     complained of back pain`` in clear)."""
-    from services.decision.engine import Assessment
     from switchyard.packs import extract_fields
 
     pack = load_pack_files({"pack.yaml": SEXED.encode()})
@@ -540,17 +547,9 @@ def test_a_withheld_value_that_does_not_parse_is_masked_after_its_label() -> Non
     assert extraction.unread == {
         "sex": ("Sex", "prefers not to say"),
         "pregnant": ("Pregnant", "not sure yet, complained of back pain")}
-    task = TaskEnvelope(task_id="t", tenant_id="acme", kind="clinic_intake",
-                        document=Document(content_type="text/plain", body=text.encode()))
-    decision = to_decision(task, Outcome("escalate", "always", "x", 0.9, "clinic_intake",
-                                         "POLICY"), None, Policy(), Assessment(
-        ActivePack(pack, pack.defaults), extraction, extraction.values))
+    decision, shown = decided(pack, text)
     fields = {f.name: f for f in decision.fields}
     assert fields["pregnant"].value == "" and fields["pregnant"].written.label == "Pregnant"
-    esc = Escalation(task_id="t", tenant_id="acme", task=task,
-                     revealed_fields=list(decision.revealed_fields))
-    esc.proposed_decision.CopyFrom(decision)
-    shown = redact_escalation(esc, Redactor())
     assert shown.task.document.body.decode() == (
         "Patient: Ana Ruiz\nSex: [SEX REDACTED]\nPregnant: [PREGNANT REDACTED]\n"
         "Ward: Block F\n")

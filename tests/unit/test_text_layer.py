@@ -331,23 +331,17 @@ def test_a_stamp_drawn_across_the_lines_is_left_out_and_the_lines_stay_whole() -
     for y, line in ((700, "Invoice number: 2745540212"), (686, "Due date: 13.01.2026"),
                     (672, "Account: EE241010220026011018")):
         pdf.drawString(72, y, line)
-    pdf.saveState()
-    pdf.translate(90, 660)
-    pdf.rotate(35)
-    pdf.setFont("Helvetica-Bold", 28)
-    pdf.drawString(0, 0, "PAID IN FULL")
-    pdf.restoreState()
-    pdf.saveState()
-    pdf.translate(560, 300)
-    pdf.rotate(90)
-    pdf.setFont("Helvetica", 9)
-    pdf.drawString(0, 0, "Ref 00256747")
-    pdf.restoreState()
-    pdf.saveState()
-    pdf.translate(72, 500)
-    pdf.rotate(4)
-    pdf.drawString(0, 0, "Thank you")
-    pdf.restoreState()
+    # (where, turned by how many degrees, font, size, text)
+    for (x, y), degrees, font, size, text in (
+            ((90, 660), 35, "Helvetica-Bold", 28, "PAID IN FULL"),   # a stamp
+            ((560, 300), 90, "Helvetica", 9, "Ref 00256747"),        # up the margin
+            ((72, 500), 4, "Helvetica", 11, "Thank you")):           # a slight tilt
+        pdf.saveState()
+        pdf.translate(x, y)
+        pdf.rotate(degrees)
+        pdf.setFont(font, size)
+        pdf.drawString(0, 0, text)
+        pdf.restoreState()
     pdf.showPage()
     pdf.save()
     page = read_text_layer(out.getvalue())[0]
