@@ -30,7 +30,41 @@ _PHONE = re.compile(
     r"|(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,4}){1,4}"
     r"|0[1-9]\d{1,3}[ -]\d{3,6}(?:[ -]\d{3,4})?"
     r")(?![\w/-]|[.,:]\d)")
-_SSN = re.compile(r"\b(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b")
+#: National identity numbers: a US social security number; a UK National Insurance number
+#: (``QQ 12 34 56 C``); a Spanish DNI or NIE (``12345678Z``, ``X1234567L``) and an Italian
+#: codice fiscale (``RSSMRA85T10A562S``), both with their check letter verified
+#: (:func:`_national_id_check`).
+_SSN = re.compile(
+    r"\b(?:(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}"
+    r"|(?!BG|GB|KN|NK|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]"
+    r"|[XYZ]?\d{7,8}-?[A-Z]"
+    r"|[A-Z]{6}[\dLMNPQRSTUV]{2}[A-EHLMPR-T][\dLMNPQRSTUV]{2}[A-Z][\dLMNPQRSTUV]{3}[A-Z])\b")
+_DNI_LETTERS = "TRWAGMYFPDXBNJZSQVHLCKE"
+#: The codice fiscale's check character: the value of each character in an odd position
+#: (1st, 3rd, ...; digits as the letter of the same rank), in an even one its rank
+_CF_ODD = [1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8, 12, 14, 16, 10, 22,
+           25, 24, 23]
+
+
+def _national_id_check(match: str) -> bool:
+    """A DNI/NIE's or codice fiscale's check letter (the other formats carry none)."""
+    compact = match.replace(" ", "").replace("-", "")
+    if re.fullmatch(r"[XYZ]?\d{7,8}[A-Z]", compact):
+        digits = compact[:-1]
+        if digits[0] in "XYZ":
+            if len(digits) != 8:
+                return False
+            digits = str("XYZ".index(digits[0])) + digits[1:]
+        elif len(digits) != 8:
+            return False
+        return _DNI_LETTERS[int(digits) % 23] == compact[-1]
+    if len(compact) == 16 and compact[:6].isalpha():
+        def rank(char: str) -> int:
+            return int(char) if char.isdigit() else ord(char) - ord("A")
+        total = sum(_CF_ODD[rank(c)] if i % 2 == 0 else rank(c)
+                    for i, c in enumerate(compact[:15]))
+        return chr(ord("A") + total % 26) == compact[15]
+    return True
 _CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
 _IBAN = re.compile(r"(?:\b|(?<=IBAN))[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b")
 
@@ -72,7 +106,7 @@ DETECTORS: dict[str, Detector] = {
     "email": Detector("email", _EMAIL),
     "card": Detector("card", _CARD, _card_check),
     "iban": Detector("iban", _IBAN, iban_ok),
-    "national_id": Detector("national_id", _SSN),
+    "national_id": Detector("national_id", _SSN, _national_id_check),
     "phone": Detector("phone", _PHONE, lambda m: 9 <= sum(c.isdigit() for c in m) <= 15),
     "ip_address": Detector("ip_address", _IPV4),
 }

@@ -77,6 +77,8 @@ EMAIL = "jane.roe@example.org"
 PHONE = "+44 20 7946 0958"
 CARD = "4111 1111 1111 1111"
 NATIONAL_ID = "078-05-1120"
+MOBILE = "07700 900123"                          # a UK mobile, as people write it
+NINO = "AB 12 34 56 C"                           # a UK National Insurance number
 IBAN_SPACED = "DE89 3704 0044 0532 0130 00"     # as written on invoice 1
 IBAN_COMPACT = "GB29NWBK60161331926819"         # as written on invoice 2
 IBAN_EDITED = "FR1420041010050500013M02606"     # what the reviewer types in a MODIFY
@@ -91,9 +93,12 @@ def spaced(value: str) -> str:
 NEEDLES = sorted({
     EMAIL, PHONE, PHONE.replace(" ", ""), CARD, CARD.replace(" ", ""), NATIONAL_ID,
     NATIONAL_ID.replace("-", ""), IBAN_SPACED, IBAN_SPACED.replace(" ", ""), IBAN_COMPACT,
-    spaced(IBAN_COMPACT), IBAN_EDITED, spaced(IBAN_EDITED),
+    spaced(IBAN_COMPACT), IBAN_EDITED, spaced(IBAN_EDITED), MOBILE, MOBILE.replace(" ", ""),
+    NINO, NINO.replace(" ", ""),
 })
 CONTACT = f"Contact {EMAIL}, phone {PHONE}. Card on file {CARD}. Tax id {NATIONAL_ID}."
+#: What a UK reviewer adds to a verdict's reason
+REACH = f"Reach them on {MOBILE}, NI number {NINO}."
 
 #: Health data (a pack's ``data_class: health`` fields) and a patient's name: no detector
 #: finds them, so only their class keeps them out. The name is revealed to the ward's
@@ -158,9 +163,10 @@ async def work_the_queue(settings: Settings, review: ReviewServiceStub,
     """Reviewers act on each item (approve, reject, modify with an account number); every
     response they get is returned as text."""
     seen: list[str] = []
-    verdicts = {task_ids[0]: (Verdict.VERDICT_APPROVE, {}, f"Vendor confirmed. {CONTACT}"),
+    verdicts = {task_ids[0]: (Verdict.VERDICT_APPROVE, {},
+                              f"Vendor confirmed. {CONTACT} {REACH}"),
                 task_ids[1]: (Verdict.VERDICT_REJECT, {},
-                              f"Account {spaced(IBAN_COMPACT)} is not theirs. {CONTACT}"),
+                              f"Account {spaced(IBAN_COMPACT)} is not theirs. {CONTACT} {REACH}"),
                 # the ticket's customer, unread (so shown empty, and editable): a personal field
                 task_ids[2]: (Verdict.VERDICT_MODIFY, {"customer": f"holder of {IBAN_EDITED}"},
                               f"New account {IBAN_EDITED} per {EMAIL}")}

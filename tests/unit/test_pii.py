@@ -78,3 +78,15 @@ def test_an_ip_address_is_redacted_as_one_not_as_a_phone() -> None:
         "Received from [IP_ADDRESS REDACTED] by [IP_ADDRESS REDACTED]"
     for kept in ("version 1.2.300.4", "45.001.524.010"):
         assert redactor.text(kept) == kept, kept
+
+
+def test_national_ids_of_several_countries_are_found_by_their_format_and_check() -> None:
+    """A US SSN, a UK National Insurance number, a Spanish DNI and NIE and an Italian codice
+    fiscale; a DNI or codice fiscale whose check letter is wrong is some other reference."""
+    redactor = Redactor()
+    for national_id in ("078-05-1120", "AB 12 34 56 C", "JA123456A", "12345678Z",
+                        "X1234567L", "RSSMRA85T10A562S"):
+        assert redactor.text(f"Id: {national_id}.") == "Id: [NATIONAL_ID REDACTED].", national_id
+    for kept in ("Id: 12345678A", "Id: RSSMRA85T10A562X", "NIF B28774008", "Ref 2024000123A",
+                 "Order 1234567-A", "GB 12 34 56 A"):
+        assert redactor.text(kept) == kept, kept
