@@ -31,7 +31,7 @@ _PHONE = re.compile(
     r"|0[1-9]\d{1,3}[ -]\d{3,6}(?:[ -]\d{3,4})?"
     r")(?![\w/-]|[.,:]\d)")
 #: National identity numbers: a US social security number; a UK National Insurance number
-#: (``QQ 12 34 56 C``); a Spanish DNI or NIE (``12345678Z``, ``X1234567L``) and an Italian
+#: (``AB 12 34 56 C``); a Spanish DNI or NIE (``12345678Z``, ``X1234567L``) and an Italian
 #: codice fiscale (``RSSMRA85T10A562S``), both with their check letter verified
 #: (:func:`_national_id_check`).
 _SSN = re.compile(

@@ -870,8 +870,8 @@ class Settings:
     )
     review_redact_pii: bool = setting(
         True, "Redact personal data before reviewers see it: emails, cards, IBANs, national "
-        "ids, phones and IP addresses in documents and metadata; personal and health extracted fields "
-        "(switchyard/_dataclass.py) the item does not reveal, in the proposed decision, the "
+        "ids, phones and IP addresses in documents and metadata; personal and health "
+        "extracted fields (switchyard/_dataclass.py) the item does not reveal, in the proposed decision, the "
         "discrepancies and wherever the document shows their values.", group="review",
     )
 

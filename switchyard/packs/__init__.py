@@ -7,9 +7,9 @@ blocks, human approvals and durable waits), review routing and retention. This p
 and validates packs (one line per mistake), parses tenant settings, compiles and evaluates the
 expressions (shared by the decision service and the executor), extracts fields with the
 built-in ``labels`` extractor (from text, an HL7 v2 message's fields by position, or from a
-document's layout with each value's provenance), and turns a plan into the ActionPlan protobuf. It imports no
-service. The packs Switchyard ships live in the ``switchyard_packs`` package. See
-docs/packs.md.
+document's layout with each value's provenance), and turns a plan into the ActionPlan
+protobuf. It imports no service. The packs Switchyard ships live in the
+``switchyard_packs`` package. See docs/packs.md.
 """
 
 from switchyard.packs import _expressions as expressions
