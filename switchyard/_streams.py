@@ -24,6 +24,7 @@ from typing import Any, Protocol, TypeVar
 
 import asyncpg
 import faust
+from aiokafka.errors import KafkaError
 from google.protobuf.message import Message
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge
@@ -270,6 +271,12 @@ def letter_tenant(headers: dict[str, str], named: str | None = None) -> str:
     return tenant if tenant and not tenant_problems(tenant, TENANT_HEADER) else ""
 
 
+#: The largest dead letter published whole: the producer sends records up to 1 MiB (aiokafka's
+#: ``max_request_size``), less room for the key and headers. A larger letter goes to the topic
+#: without its original value; the table keeps the bytes (``DeadLetter.original_value_size``).
+MAX_PUBLISHED_LETTER_BYTES = 960 * 1024
+
+
 class DeadLetterSink:
     """Writes rejected records to the dead-letter topic (and PostgreSQL, for operators)."""
 
@@ -298,8 +305,11 @@ class DeadLetterSink:
             reason_code=code, reason=reason, failed_at=failed_at, service=self._service,
             original_header_list=[RecordHeader(key=name, value=value)
                                   for name, value in header_list],
-            tenant_id=tenant,
+            tenant_id=tenant, original_value_size=len(record.value or b""),
         )
+        if letter.ByteSize() > MAX_PUBLISHED_LETTER_BYTES:
+            # the bytes stay in the table below; a record this large would stop the sink
+            letter.ClearField("original_value")
         codec = codec_for(self._settings)
         # The record's offset is committed once this returns, so the letter must land:
         # retry through broker or database trouble rather than lose the bad record.
@@ -328,6 +338,14 @@ class DeadLetterSink:
                     )
                 break
             except TRANSIENT_ERRORS as exc:
+                if isinstance(exc, KafkaError) and not exc.retriable and \
+                        letter.original_value and self._pool is not None:
+                    # the broker refuses the letter as it is (its own record limit is
+                    # lower): send it without the bytes, which the table keeps
+                    log.warning("dead letter refused with its original value (%r); sending "
+                                "it without, the table keeps the bytes", exc)
+                    letter.ClearField("original_value")
+                    continue
                 delay = min(30.0, 0.2 * 2 ** min(attempt, 8))
                 log.warning("dead-letter write failed, retrying in %.1fs: %r", delay, exc)
                 await asyncio.sleep(delay)

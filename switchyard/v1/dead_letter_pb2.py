@@ -15,7 +15,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fswitchyard/v1/dead_letter.proto\x12\rswitchyard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n\x0cRecordHeader\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"\xc0\x03\n\nDeadLetter\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x01 \x01(\t\x12\x14\n\x0csource_topic\x18\x02 \x01(\t\x12\x11\n\tpartition\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\x14\n\x0coriginal_key\x18\x05 \x01(\x0c\x12\x16\n\x0eoriginal_value\x18\x06 \x01(\x0c\x12H\n\x10original_headers\x18\x07 \x03(\x0b\x32..switchyard.v1.DeadLetter.OriginalHeadersEntry\x12\x13\n\x0breason_code\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\t\x12-\n\tfailed_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07service\x18\x0b \x01(\t\x12\x39\n\x14original_header_list\x18\x0c \x03(\x0b\x32\x1b.switchyard.v1.RecordHeader\x12\x11\n\ttenant_id\x18\r \x01(\t\x1a\x36\n\x14OriginalHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fswitchyard/v1/dead_letter.proto\x12\rswitchyard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n\x0cRecordHeader\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c\"\xdd\x03\n\nDeadLetter\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x01 \x01(\t\x12\x14\n\x0csource_topic\x18\x02 \x01(\t\x12\x11\n\tpartition\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\x14\n\x0coriginal_key\x18\x05 \x01(\x0c\x12\x16\n\x0eoriginal_value\x18\x06 \x01(\x0c\x12H\n\x10original_headers\x18\x07 \x03(\x0b\x32..switchyard.v1.DeadLetter.OriginalHeadersEntry\x12\x13\n\x0breason_code\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\t\x12-\n\tfailed_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07service\x18\x0b \x01(\t\x12\x39\n\x14original_header_list\x18\x0c \x03(\x0b\x32\x1b.switchyard.v1.RecordHeader\x12\x11\n\ttenant_id\x18\r \x01(\t\x12\x1b\n\x13original_value_size\x18\x0e \x01(\x03\x1a\x36\n\x14OriginalHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -27,7 +27,7 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_RECORDHEADER']._serialized_start=83
   _globals['_RECORDHEADER']._serialized_end=125
   _globals['_DEADLETTER']._serialized_start=128
-  _globals['_DEADLETTER']._serialized_end=576
-  _globals['_DEADLETTER_ORIGINALHEADERSENTRY']._serialized_start=522
-  _globals['_DEADLETTER_ORIGINALHEADERSENTRY']._serialized_end=576
+  _globals['_DEADLETTER']._serialized_end=605
+  _globals['_DEADLETTER_ORIGINALHEADERSENTRY']._serialized_start=551
+  _globals['_DEADLETTER_ORIGINALHEADERSENTRY']._serialized_end=605
 # @@protoc_insertion_point(module_scope)

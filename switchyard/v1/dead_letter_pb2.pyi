@@ -70,6 +70,7 @@ class DeadLetter(google.protobuf.message.Message):
     SERVICE_FIELD_NUMBER: builtins.int
     ORIGINAL_HEADER_LIST_FIELD_NUMBER: builtins.int
     TENANT_ID_FIELD_NUMBER: builtins.int
+    ORIGINAL_VALUE_SIZE_FIELD_NUMBER: builtins.int
     dead_letter_id: builtins.str
     source_topic: builtins.str
     """Where the record was read: topic, partition and offset."""
@@ -87,6 +88,12 @@ class DeadLetter(google.protobuf.message.Message):
     tenant_id: builtins.str
     """Whose letter it is: the tenant the record named (an intake record's payload tenant_id or
     x-tenant-id header; empty when it named none, or two different ones: an operator's).
+    """
+    original_value_size: builtins.int
+    """The original value's size in bytes. A letter on the dead-letter topic whose record would
+    pass the topic's record limit (a record read from the intake topic larger than about
+    1 MiB) leaves original_value empty: the service's table keeps the bytes, and
+    `switchyard dead-letters show` and replay read them there.
     """
     @property
     def original_headers(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]:
@@ -118,8 +125,9 @@ class DeadLetter(google.protobuf.message.Message):
         service: builtins.str = ...,
         original_header_list: collections.abc.Iterable[global___RecordHeader] | None = ...,
         tenant_id: builtins.str = ...,
+        original_value_size: builtins.int = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["failed_at", b"failed_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["dead_letter_id", b"dead_letter_id", "failed_at", b"failed_at", "offset", b"offset", "original_header_list", b"original_header_list", "original_headers", b"original_headers", "original_key", b"original_key", "original_value", b"original_value", "partition", b"partition", "reason", b"reason", "reason_code", b"reason_code", "service", b"service", "source_topic", b"source_topic", "tenant_id", b"tenant_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["dead_letter_id", b"dead_letter_id", "failed_at", b"failed_at", "offset", b"offset", "original_header_list", b"original_header_list", "original_headers", b"original_headers", "original_key", b"original_key", "original_value", b"original_value", "original_value_size", b"original_value_size", "partition", b"partition", "reason", b"reason", "reason_code", b"reason_code", "service", b"service", "source_topic", b"source_topic", "tenant_id", b"tenant_id"]) -> None: ...
 
 global___DeadLetter = DeadLetter

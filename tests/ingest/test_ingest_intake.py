@@ -542,3 +542,41 @@ async def _letter(letters: DeadLetterServiceStub, letter_id: str) -> DeadLetterR
         if exc.code() == grpc.StatusCode.NOT_FOUND:
             return None
         raise
+
+
+async def test_a_record_too_large_to_publish_as_a_letter_is_dead_lettered_and_intake_goes_on(
+        settings: Settings, db: asyncpg.Connection) -> None:
+    """An intake record of 1.5 MiB (the broker takes it; a letter carrying it is past what the
+    producer sends): its letter goes to the topic without the bytes, saying how many, the
+    service's table keeps them for show and replay, and the good record behind it becomes a
+    task. Before, ingest retried the letter for ever and every partition's intake stopped
+    behind it, with the service reported healthy (an operator's trial)."""
+    run = uuid.uuid4().hex[:6]
+    big = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "acks": "all",
+                    "message.max.bytes": 4 * 1024 * 1024})
+    topic = INTAKE.full_name(settings)
+    value = good_json(f"{run}-huge", document={"body": "x" * (1536 * 1024)})
+    big.produce(topic, key=f"{run}-huge".encode(), value=value, headers=signed("acme", value))
+    after = good_json(f"{run}-after")
+    big.produce(topic, key=f"{run}-after".encode(), value=after, headers=signed("acme", after))
+    assert big.flush(60) == 0
+
+    def ours(records: list) -> list[DeadLetter]:
+        return [letter for letter in map(DeadLetter.FromString, (r.value for r in records))
+                if letter.original_key == f"{run}-huge".encode()]
+
+    (letter,) = ours(await read_topic(settings, DEAD_LETTER, lambda rs: bool(ours(rs)),
+                                      timeout_s=60))
+    assert letter.reason_code == "too_large"
+    assert (letter.original_value, letter.original_value_size) == (b"", len(value))
+    channel = create_channel(f"127.0.0.1:{settings.ingest_grpc_port}")
+    try:
+        got = await eventually(lambda: _letter(DeadLetterServiceStub(channel),
+                                               letter.dead_letter_id),
+                               "the letter in PostgreSQL", 30)
+        assert got.letter.original_value == value   # whole, for show and replay
+    finally:
+        await channel.close()
+    assert await eventually(lambda: db.fetchval(
+        "SELECT count(*) FROM tasks WHERE tenant_id = 'acme' AND idempotency_key = $1",
+        f"{run}-after"), "the record after it as a task", 60) == 1
