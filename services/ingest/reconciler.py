@@ -31,7 +31,7 @@ from prometheus_client import Counter
 from services.ingest import store
 from services.ingest.cancel import cancellation_from_row
 from services.ingest.publisher import Publisher
-from switchyard.audit import append as audit_append, digest
+from switchyard.audit import Entry, append as audit_append, append_many, digest
 from switchyard.messaging import CANCELLATIONS, TRANSIENT_ERRORS
 from switchyard.storage import TASK_ENVELOPE, PayloadError, rewrap_stale
 from switchyard.tasks import (
@@ -102,6 +102,10 @@ _REPLAY_COLUMNS = ("t.task_id, t.tenant_id, t.idempotency_key, t.envelope, t.sta
                    "t.reason, t.status_seq, t.updated_at, t.trace_context")
 
 
+#: The actor of the ``task.redriven`` audit entries of re-drives nobody asked for.
+RECONCILER_ACTOR = "reconciler"
+
+
 class AlreadyFinished(Exception):
     """The task to re-drive is terminal: nothing downstream may see it again."""
 
@@ -160,20 +164,27 @@ async def redrive_stalled(conn: asyncpg.Connection, publisher: Publisher,
     """
     # TERMINAL_SQL is inlined, not bound as a parameter, so that the planner can match the
     # partial index tasks_unfinished (migration 0010, "status NOT IN" the terminal statuses).
-    rows = await conn.fetch(
-        f"""WITH stalled AS (
-              SELECT t.task_id FROM tasks t
-               WHERE t.status NOT IN {TERMINAL_SQL}
-                 AND t.published_at IS NOT NULL
-                 AND t.updated_at < now() - make_interval(secs => $1)
-                 AND (t.redriven_at IS NULL OR t.redriven_at
-                      < now() - make_interval(secs => $1 * 2 ^ least(t.redrives, 6)))
-                 AND NOT ({_DURABLE_OWNER})
-               ORDER BY t.updated_at LIMIT $2 FOR UPDATE OF t SKIP LOCKED)
-            {_MARK_REDRIVEN} FROM stalled WHERE t.task_id = stalled.task_id
-            RETURNING {_REPLAY_COLUMNS}""",
-        after_s, BATCH,
-    )
+    async with conn.transaction():
+        rows = await conn.fetch(
+            f"""WITH stalled AS (
+                  SELECT t.task_id FROM tasks t
+                   WHERE t.status NOT IN {TERMINAL_SQL}
+                     AND t.published_at IS NOT NULL
+                     AND t.updated_at < now() - make_interval(secs => $1)
+                     AND (t.redriven_at IS NULL OR t.redriven_at
+                          < now() - make_interval(secs => $1 * 2 ^ least(t.redrives, 6)))
+                     AND NOT ({_DURABLE_OWNER})
+                   ORDER BY t.updated_at LIMIT $2 FOR UPDATE OF t SKIP LOCKED)
+                {_MARK_REDRIVEN} FROM stalled WHERE t.task_id = stalled.task_id
+                RETURNING {_REPLAY_COLUMNS}, t.redrives""",
+            after_s, BATCH,
+        )
+        # each re-drive in its task's timeline, as an operator's is (actor: the reconciler)
+        await append_many(conn, [
+            Entry(row["tenant_id"], RECONCILER_ACTOR, "task.redriven",
+                  {"status": row["status"], "stage": row["stage"], "redrives": row["redrives"],
+                   "stalled_for_s": after_s}, str(row["task_id"]))
+            for row in rows], writer="ingest")
     replayed = await _replay(conn, publisher, rows)
     if replayed:
         REPUBLISHED.labels("redrive").inc(replayed)

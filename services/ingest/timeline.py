@@ -185,8 +185,10 @@ def _by(verb: str) -> Callable[[Mapping[str, Any], str], str]:
 
 
 def _redriven(detail: Mapping[str, Any], actor: str) -> str:
-    return (f"re-driven by {actor} from {detail.get('status')} {detail.get('stage')} "
-            f"(re-drive {_plain(detail.get('redrives'))})")
+    stalled = (f" after {_plain(detail['stalled_for_s'])} s without progress"
+               if detail.get("stalled_for_s") else "")
+    return (f"re-driven by {actor} from {detail.get('status')} {detail.get('stage')}"
+            f"{stalled} (re-drive {_plain(detail.get('redrives'))})")
 
 
 def _retried(detail: Mapping[str, Any], actor: str) -> str:

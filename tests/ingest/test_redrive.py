@@ -9,6 +9,7 @@ same path end to end, through a real broker restart.
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -75,6 +76,15 @@ async def test_redrives_only_tasks_nothing_owns(settings: Settings,
     records = await read_topic(settings, TASKS, lambda got: len(replays(got)) >= 2)
     assert {e.task_id for e in replays(records)} == {lost_queued, lost_executing}
     assert all(e.attempt == 2 for e in replays(records))  # accepted as attempt 1
+    # each re-drive is in its task's audit trail (its timeline), by the reconciler
+    entries = await pool.fetch(
+        "SELECT task_id, actor, detail FROM audit_log WHERE action = 'task.redriven' "
+        "AND task_id = ANY($1::uuid[])", [uuid.UUID(lost_queued), uuid.UUID(lost_executing)])
+    assert {str(e["task_id"]) for e in entries} == {lost_queued, lost_executing}
+    assert {e["actor"] for e in entries} == {"reconciler"}
+    detail = entries[0]["detail"]
+    detail = json.loads(detail) if isinstance(detail, str) else detail
+    assert (detail["redrives"], detail["stalled_for_s"]) == (1, AFTER_S)
 
 
 async def test_a_redriven_task_continues_its_submission_trace(settings: Settings,

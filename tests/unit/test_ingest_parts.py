@@ -151,6 +151,10 @@ def test_timeline_summaries_are_one_readable_line_with_whole_numbers() -> None:
     assert summary("task.redriven", "key-0", {"status": "QUEUED", "stage": "INGESTED",
                                               "redrives": 2.0}) == \
         "re-driven by key-0 from QUEUED INGESTED (re-drive 2)"
+    assert summary("task.redriven", "reconciler", {
+        "status": "IN_PROGRESS", "stage": "EXECUTING", "redrives": 1.0,
+        "stalled_for_s": 300.0}) == ("re-driven by reconciler from IN_PROGRESS EXECUTING "
+                                     "after 300 s without progress (re-drive 1)")
     assert summary("task.retried", "key-0", {"new_task_id": "t2", "attempt": 1.0,
                                              "principal": "key-0"}) == \
         "retried by key-0 as task t2 (attempt 1)"
