@@ -157,7 +157,9 @@ def start_with_progress(stack: EmbeddedStack, console: Console | None = None) ->
 
 
 def up(settings: Settings, detach: bool = False) -> int:
-    console = Console(stderr=True)
+    # progress and failures on stderr; what the command gives (the endpoints, how to stop
+    # it) on stdout, for a script that reads the addresses
+    console, out = Console(stderr=True), Console()
     try:
         stack = build_stack(settings, detach)
     except StackError as exc:
@@ -175,11 +177,11 @@ def up(settings: Settings, detach: bool = False) -> int:
         except StackError as exc:
             console.print(f"[red]switchyard up failed:[/red] {escape(str(exc))}")
             return 1
-        print_endpoints(stack, console)
+        print_endpoints(stack, out)
         if detach:
-            console.print("detached; stop with [bold]switchyard down[/bold]")
+            out.print("detached; stop with [bold]switchyard down[/bold]")
             return 0
-        console.print("running; Ctrl-C or SIGTERM stops everything")
+        out.print("running; Ctrl-C or SIGTERM stops everything")
         while not stopping.wait(1.0):
             dead = [s.name for s in stack.status() if s.pid is None]
             if dead:

@@ -144,9 +144,10 @@ def test_readme_path_up_submit_review_watch_down(tmp_path: Path) -> None:
     up = run_readme_line(up_line, env, timeout=180)
     assert up.returncode == 0, up.stdout + up.stderr
     try:
-        printed = up.stdout + up.stderr
-        assert "review console" in printed and console in printed, printed
+        printed = up.stdout   # the endpoints on stdout, for scripts (progress on stderr)
+        assert "review console" in printed and console in printed, up.stdout + up.stderr
         assert "auth: off (SWITCHYARD_API_KEYS is empty)" in printed, printed
+        assert "detached; stop with switchyard down" in printed, printed
         status = switchyard("status", "--json", env=env)
         rows = {row["name"]: row for row in json.loads(status.stdout)}
         assert set(rows) == {"kafka", "postgres", "triton", "downstream", "ingest", "decision",

@@ -47,6 +47,21 @@ def test_personal_columns_are_never_plain_and_the_codec_seals_exactly_the_sealed
     assert sealed_columns() == {c.name for c in COLUMNS}
 
 
+def test_the_readme_names_every_sealed_column() -> None:
+    """The README's encryption-at-rest list is the registry's (an operator found columns
+    that `keys status` covers missing from it)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Encryption at rest", 1)[1].split("\n#", 1)[0]
+    listed = set(re.findall(r"`([a-z_]+\.[a-z_]+)`", section))
+    # the consent registry's three columns are written `signal_consents.subject_ref`,
+    # `.guardian_ref` and `.group_label`
+    listed |= {f"signal_consents.{c}" for c in re.findall(r"`\.([a-z_]+)`", section)}
+    assert {c.name for c in COLUMNS} <= listed, {c.name for c in COLUMNS} - listed
+
+
 def test_matching_hash_is_keyed_and_tenant_bound() -> None:
     one = matching_hash(b"k", "acme", "bank_account", IBAN)
     assert IBAN not in one and len(one) == 64
