@@ -50,6 +50,7 @@ CHART_MANAGED: dict[str, str] = {
     "kafka_sasl_password": "kafka.sasl (a Secret)",
     "kafka_ssl_cafile": "kafka.tls (a mounted Secret)",
     "postgres_dsn": "postgres.dsnSecret",
+    "postgres_port": "embedded stack only (the chart reaches PostgreSQL by postgres.dsnSecret)",
     "postgres_schema": "postgres.schema",
     "postgres_pool_min": "postgres.poolMin",
     "postgres_pool_max": "postgres.poolMax",
