@@ -113,9 +113,29 @@ async def test_verdicts_from_the_browser_reach_the_executor(
         await expect(page.locator(f'tr[data-item-id="{reject_item}"]')).to_be_visible()
         assert await rows.count() == 2
         await page.screenshot(path=str(artifact("review-console-queue.png")), full_page=True)
+        # the queue's keys: ? lists them, j / k move the selection, / goes to the filter
+        await page.keyboard.press("?")
+        await expect(page.locator("#help")).to_be_visible()
+        await page.keyboard.press("Escape")
+        await expect(page.locator("#help")).to_be_hidden()
+        first = await rows.nth(0).get_attribute("data-item-id")
+        second = await rows.nth(1).get_attribute("data-item-id")
+        await page.keyboard.press("j")
+        await expect(page.locator("#queue tbody tr.selected")).to_have_attribute(
+            "data-item-id", second)
+        await page.keyboard.press("k")
+        await expect(page.locator("#queue tbody tr.selected")).to_have_attribute(
+            "data-item-id", first)
+        await page.keyboard.press("/")
+        await expect(page.locator("#f-queue")).to_be_focused()
+        await page.keyboard.press("Escape")
 
         await page.click(f'tr[data-item-id="{approve_item}"]')
         await expect(page.locator("#i-task")).to_have_text(approve_task)
+        await page.keyboard.press("c")
+        await expect(page.locator("#status")).to_have_text("Claimed by key-1.")
+        await page.keyboard.press("u")  # release, and claim again
+        await expect(page.locator("#status")).to_have_text("Released to the queue.")
         await page.keyboard.press("c")
         await expect(page.locator("#status")).to_have_text("Claimed by key-1.")
         # approved with a corrected invoice number: the console's key goes on to the
@@ -128,11 +148,13 @@ async def test_verdicts_from_the_browser_reach_the_executor(
         await page.keyboard.press("Escape")
         await page.click(f'tr[data-item-id="{reject_item}"]')
         await expect(page.locator("#i-task")).to_have_text(reject_task)
-        await page.keyboard.press("c")
-        await expect(page.locator("#status")).to_have_text("Claimed by key-1.")
+        # rejected without claiming first: the Reason box takes what is typed next (its
+        # a, c, m and u are no shortcuts: an outside reviewer's typed reason once approved
+        # an unclaimed item), and Enter claims the item, then rejects it
         await page.keyboard.press("r")  # no reason yet: the console asks for one
         await expect(page.locator("#reason")).to_be_focused()
-        await page.keyboard.type("not an admission form")
+        await expect(page.locator("#status")).to_contain_text("the item is claimed first")
+        await page.keyboard.type("wrong document, a claim; resubmit a clean copy")
         await page.keyboard.press("Enter")
         await expect(page.locator("#status")).to_contain_text("Rejected: decision")
         await page.screenshot(path=str(artifact("review-console-rejected.png")), full_page=True)

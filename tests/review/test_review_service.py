@@ -408,7 +408,8 @@ async def test_console_shows_the_item_and_modifies_it_from_the_keyboard(
         await expect(page.locator("#status")).to_have_text("Claimed by key-0.")
         await expect(page.locator("#i-state")).to_have_text("claimed by key-0")
         await total.locator(".field-edit").fill("121.00")
-        await total.locator(".field-edit").press("Control+Enter")
+        await page.keyboard.press("Escape")  # leave the box: m approves with the edits
+        await page.keyboard.press("m")
         await expect(page.locator("#status")).to_contain_text("Approved with edits")
         await expect(page.locator("#i-state")).to_contain_text("verdict:modify")
         await page.screenshot(path=str(artifact("review-console-item.png")), full_page=True)

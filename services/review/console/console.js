@@ -653,14 +653,21 @@ async function act(action) {
       await api("POST", `/api/items/${item.item_id}/release`, { reviewer_id: state.reviewer });
       message = "Released to the queue.";
     } else {
-      if (!mine()) { await notMine(item.item_id); return; }
       const body = { reviewer_id: state.reviewer, verdict: action, reason: $("reason").value.trim() };
-      if (action === "reject" && !body.reason) {
+      if (action === "reject" && !body.reason && (mine() || item.state === "PENDING")) {
+        // the Reason box takes the focus whether or not the item is claimed yet, so what the
+        // reviewer types next is the reason, never a run of shortcuts (an "a" approves)
         state.pending = "reject";
-        setStatus("Type a reason for rejecting, then press Enter.", true);
+        setStatus(mine() ? "Type a reason for rejecting, then press Enter."
+          : "Type a reason for rejecting, then press Enter: the item is claimed first.", true);
         $("reason").focus();
         return;
       }
+      if (!mine() && action === "reject" && item.state === "PENDING") {
+        // a typed rejection of an open item claims it first, as `switchyard review reject` does
+        state.item = (await api("POST", `/api/items/${item.item_id}/claim`, { reviewer_id: state.reviewer })).item;
+      }
+      if (!mine()) { await notMine(item.item_id); return; }
       const edits = editedFields();
       const typed = Object.keys(edits);
       if (action === "approve" && typed.length) {
