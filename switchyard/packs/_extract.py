@@ -102,8 +102,10 @@ class Extraction:
     confidence: float = 0.0
     issues: list[str] = field(default_factory=list)
     #: Fields not read because what followed their label did not parse as their type
-    #: (``Injuries: not sure yet`` for a boolean): (the label, the value as written). Data of
-    #: the field's class all the same: where the field is withheld, reviewers see it masked.
+    #: (``Injuries: not sure yet`` for a boolean), or because the label stands inside a
+    #: sentence (``... accepting. Dx: fractured neck of femur.``): (the label, the value as
+    #: written, to the sentence's end). Data of the field's class all the same: where the
+    #: field is withheld, reviewers see it masked.
     unread: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
@@ -375,6 +377,15 @@ def _written(label: str, raw: str, value: str, hl7_written: Mapping[str, str]
     return " ".join(label.split())[:MAX_VALUE_CHARS], written[:MAX_VALUE_CHARS]
 
 
+@functools.lru_cache(maxsize=4096)
+def _in_prose(label: str) -> re.Pattern[str]:
+    """``label``, a colon and what follows to the end of its sentence (at most 200
+    characters, over line breaks but not a blank line), anywhere in a text."""
+    words = r"\s+".join(map(re.escape, label.split()))
+    return re.compile(rf"(?<![\w])({words})[ \t]*:[ \t]*(\S.{{0,200}}?)"
+                      r"(?=[.!?](?:\s|$)|\n[ \t]*\n|$)", re.IGNORECASE | re.DOTALL)
+
+
 def _labels(spec: FieldSpec) -> list[str]:
     return [_norm(label) for label in (spec.labels or (spec.name,))] + [_norm(spec.name)]
 
@@ -590,6 +601,18 @@ def extract_fields(pack: Pack, text: str, layout: DocumentLayout | None = None) 
                 issues.append(problem)
             elif spec.required:
                 issues.append(f"{name}: not found")
+    if not json_pairs:
+        # prose: a label inside a sentence (``... Dr Sato accepting. Dx: fractured neck of
+        # femur.``) is not read, but what follows it to the sentence's end is the field's
+        # data all the same, masked where the field is withheld
+        for name, spec in pack.fields.items():
+            if name in found or name in unread or spec.type == "table":
+                continue
+            for label in spec.labels or (spec.name,):
+                if (match := _in_prose(label).search(text)) is not None:
+                    unread[name] = (" ".join(match.group(1).split()),
+                                    " ".join(match.group(2).split())[:MAX_VALUE_CHARS])
+                    break
     required = [n for n, s in pack.fields.items() if s.required]
     if required:
         confidence = sum(found[n].confidence if n in found else 0.0 for n in required) \

@@ -498,6 +498,28 @@ async def test_an_hl7_admit_message_shows_intake_reviewers_no_withheld_field_as_
     assert await hospital.steps(task_id) == {}   # nothing ran
 
 
+async def test_a_hand_over_in_prose_masks_the_diagnosis_after_its_label_for_the_intake_desk(
+        hospital: Stack) -> None:
+    """A hand-over e-mail written as prose, on the ward that wants the router all but sure:
+    its labels stand inside sentences, so the pack reads nothing there, but the intake
+    reviewer's copy masks what follows the diagnosis's label to the sentence's end (an
+    outside reviewer found it in clear)."""
+    body = ("Subject: hand-over - can we get this lady a bed upstairs tonight\n\n"
+            "Hi team, quick one before I go off shift. Pt is Margaret Thornbury, born "
+            "02/27/1939, female,\nour MR # SB-0091177. Came through ED this afternoon, Dr Sato "
+            "accepting. Dx: fractured\nneck of femur (left), for theatre tomorrow. She's "
+            "allergic to morphine. Her daughter Claire\nis the next of kin. Insurance is "
+            "Harborview Mutual, member W118820093,\ngroup 41120. Type is emergency, wants "
+            "surgical ward, standard bed is fine.\nCheers, Jo\n").encode()
+    task_id = await hospital.submit(body, tenant=WARD)
+    item = await hospital.item(task_id, tenant=WARD)
+    text = item.escalation.task.document.body.decode()
+    proposed = item.escalation.proposed_decision
+    assert proposed.label == KIND, (proposed.rule, proposed.label)
+    assert "accepting. Dx: [DIAGNOSIS REDACTED]. She's allergic" in text, text
+    assert "femur" not in text and "theatre" not in text
+
+
 async def test_a_form_the_router_is_unsure_of_is_read_for_the_reviewer_and_admitted_on_approval(
         hospital: Stack) -> None:
     """A nurse's hand-over e-mail on a ward whose policy wants the router all but certain: it

@@ -555,3 +555,27 @@ def test_a_withheld_value_that_does_not_parse_is_masked_after_its_label() -> Non
         "Ward: Block F\n")
     assert not any(f.HasField("written") for f in shown.proposed_decision.fields
                    if f.name in ("sex", "pregnant"))
+
+
+#: A nurse's hand-over written as prose (by an outside reviewer trying the console): its
+#: labels stand inside sentences, where the labels extractor reads nothing
+HANDOVER = (
+    "Hi team, quick one before I go off shift. Pt is Margaret Thornbury, born 02/27/1939, "
+    "female,\nour MR # SB-0091177. Came through ED this afternoon, Dr Sato accepting. Dx: "
+    "fractured\nneck of femur (left), for theatre tomorrow. She's allergic to morphine.\n"
+    "Consent on file: yes.\nCheers, Jo\n")
+
+
+def test_a_withheld_field_labelled_inside_a_sentence_is_masked_to_the_sentences_end() -> None:
+    """A health field's label inside prose (``... accepting. Dx: fractured neck of femur
+    (left), for theatre tomorrow.``) is not read, but what follows it to the sentence's end
+    is masked for intake reviewers; words with no label (``allergic to morphine``) cannot be
+    found, as docs/admissions.md says."""
+    from switchyard.packs import builtin_packs
+
+    pack = builtin_packs()["hospital_admission"]
+    _, shown = decided(pack, HANDOVER)
+    body = shown.task.document.body.decode()
+    assert "accepting. Dx: [DIAGNOSIS REDACTED]. She's allergic" in body, body
+    assert "femur" not in body and "theatre" not in body
+    assert "Consent on file: yes." in body   # derived: shown
