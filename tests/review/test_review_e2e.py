@@ -132,6 +132,9 @@ async def test_verdicts_from_the_browser_reach_the_executor(
 
         await page.click(f'tr[data-item-id="{approve_item}"]')
         await expect(page.locator("#i-task")).to_have_text(approve_task)
+        # the extractor's own confidence is shown, not offered for correction
+        await expect(page.locator(
+            '#i-fields tr[data-field="extraction_confidence"] .field-edit')).to_be_disabled()
         await page.keyboard.press("c")
         await expect(page.locator("#status")).to_have_text("Claimed by key-1.")
         await page.keyboard.press("u")  # release, and claim again

@@ -548,6 +548,9 @@ async def test_console_shows_masked_pages_and_corrects_fields_by_picking_words(
         assert results.violations_count == 0, results.generate_snapshot()
 
         # the mouse: pick the total's words on the page
+        # the button's accessible name starts with its visible label (WCAG 2.5.3)
+        await expect(page.get_by_role("button", name="Pick words for total on the page")
+                     ).to_have_count(1)
         await page.click('#i-fields tr[data-field="total"] button.pick')
         word_rects = page.locator("#page-overlay rect.word")
         await expect(word_rects).to_have_count(len(layout_words))

@@ -314,6 +314,9 @@ function fieldRow(name, value, confidence, editableName, provenance, isWithheld)
   } else { nameCell.textContent = name; row.dataset.field = name; }
   const edit = el("input"); edit.className = "field-edit"; edit.placeholder = "unchanged";
   edit.setAttribute("aria-label", `corrected ${name || "value"}`);
+  // the extractor's own confidence is no field of the document: nothing to correct
+  const computed = name === "extraction_confidence";
+  if (computed) { edit.disabled = true; edit.placeholder = "computed"; }
   const editCell = el("td"); editCell.append(edit);
   // where the value was read (page, OCR confidence), and the way to pick it from the page
   const whereCell = el("td", "", "where");
@@ -326,10 +329,11 @@ function fieldRow(name, value, confidence, editableName, provenance, isWithheld)
     row.addEventListener("focusin", () => highlightField(row.dataset.field || "", true));
     row.addEventListener("focusout", () => highlightField(row.dataset.field || "", false));
   }
-  if (hasPages()) {
+  if (hasPages() && !computed) {
     const pick = el("button", "Pick words", "pick");
     pick.type = "button";
-    pick.setAttribute("aria-label", `Pick the words of ${name || "the new field"} on the page`);
+    // the visible label starts the accessible name (WCAG 2.5.3, label in name)
+    pick.setAttribute("aria-label", `Pick words for ${name || "the new field"} on the page`);
     pick.addEventListener("click", () => startPick(row));
     whereCell.append(pick);
   }
