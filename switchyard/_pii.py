@@ -50,13 +50,11 @@ def _national_id_check(match: str) -> bool:
     """A DNI/NIE's or codice fiscale's check letter (the other formats carry none)."""
     compact = match.replace(" ", "").replace("-", "")
     if re.fullmatch(r"[XYZ]?\d{7,8}[A-Z]", compact):
-        digits = compact[:-1]
-        if digits[0] in "XYZ":
-            if len(digits) != 8:
-                return False
-            digits = str("XYZ".index(digits[0])) + digits[1:]
-        elif len(digits) != 8:
+        digits = compact[:-1]   # eight: a DNI's digits, or an NIE's letter and seven
+        if len(digits) != 8:
             return False
+        if digits[0] in "XYZ":   # an NIE's letter counts as 0, 1 or 2
+            digits = str("XYZ".index(digits[0])) + digits[1:]
         return _DNI_LETTERS[int(digits) % 23] == compact[-1]
     if len(compact) == 16 and compact[:6].isalpha():
         def rank(char: str) -> int:

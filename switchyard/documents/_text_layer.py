@@ -235,9 +235,8 @@ class _Display:
         return _degrees(*_turned(a, b, self.turn))
 
     def upright(self, a: float, b: float, c: float, d: float) -> bool:
-        """pdfminer's test of a glyph matrix, after the page's turn."""
-        ta, tb, tc, td = self.turn
-        a, b, c, d = a * ta + b * tc, a * tb + b * td, c * ta + d * tc, c * tb + d * td
+        """pdfminer's test of a glyph matrix, after the page's turn (each row turned)."""
+        (a, b), (c, d) = _turned(a, b, self.turn), _turned(c, d, self.turn)
         return a * d > 0 and b * c <= 0
 
 
