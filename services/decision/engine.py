@@ -531,6 +531,14 @@ class DecisionEngine:
             outcome = no_plan(prediction.label, prediction.confidence, bucket)
         if outcome is not None:
             guess = None
+            if outcome.rule in GUESSING_RULES and active is None and kind_pack is not None:
+                # the router's type has no pack here ('other'): the only type a person can
+                # confirm is the submitter's, so the proposal is its pack's, and the reviewer
+                # sees the document as that type's reviewers do (its withheld fields masked)
+                outcome = replace(outcome, label=task.kind, explanation=(
+                    f"{outcome.explanation} No pack of this tenant's reads "
+                    f"'{prediction.label}': the proposal is the submitted kind's."))
+                active = kind_pack
             if outcome.rule in GUESSING_RULES and active is not None:
                 outcome, guess = self.best_guess(task, text, active, policy, outcome, layout)
             # ``guess`` shapes the proposal only: the Decided carries no assessment, so no

@@ -520,6 +520,35 @@ async def test_a_hand_over_in_prose_masks_the_diagnosis_after_its_label_for_the_
     assert "femur" not in text and "theatre" not in text
 
 
+async def test_an_admission_the_router_takes_for_no_known_type_is_read_as_the_submitted_kind(
+        hospital: Stack) -> None:
+    """Submitted as an admission, read by the router as 'other' (a type no pack reads): the
+    proposal is the submitted kind's, so the intake desk gets the pack's fields and sees its
+    withheld ones masked; before, no pack read it and the diagnosis stood in clear."""
+    body = ("Meeting notes 14 May: budget, rota, parking.\nAOB: Pt Rufus Okoye, Dx: CVA with "
+            "left-sided weakness, Allergies: latex. NOK daughter Ifeoma.\n").encode()
+    task_id = await hospital.submit(body)
+    item = await hospital.item(task_id)
+    proposed = item.escalation.proposed_decision
+    router = next(m for m in proposed.models if m.model_name == "document_router")
+    assert router.label == "other", router   # the case at hand: the router's type has no pack
+    assert (proposed.label, proposed.pack) == (KIND, KIND), (proposed.rule, proposed.label)
+    assert "the proposal is the submitted kind's" in proposed.explanation
+    assert item.escalation.reviewer_group == "admissions-intake"
+    text = item.escalation.task.document.body.decode()
+    assert "CVA" not in text and "weakness" not in text and "latex" not in text, text
+    assert "Dx: [DIAGNOSIS REDACTED]" in text, text
+    # the reviewer confirms the submitter: the pack's plan runs
+    await hospital.review.Claim(ClaimRequest(item_id=item.item_id, reviewer_id="ines"))
+    await hospital.review.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+        item_id=item.item_id, reviewer_id="ines", verdict=Verdict.VERDICT_APPROVE)))
+    first = proposed.plan.steps[0].step_id
+    deadline = time.monotonic() + 60
+    while first not in await hospital.steps(task_id):
+        assert time.monotonic() < deadline, f"the approved plan's {first} never ran"
+        await asyncio.sleep(0.25)
+
+
 async def test_a_form_the_router_is_unsure_of_is_read_for_the_reviewer_and_admitted_on_approval(
         hospital: Stack) -> None:
     """A nurse's hand-over e-mail on a ward whose policy wants the router all but certain: it
