@@ -307,10 +307,15 @@ class ReviewQueue:
 
     async def close_claimed(self, conn: asyncpg.Connection, item_id: str, reviewer_id: str,
                             resolution: str, decision_id: str) -> asyncpg.Record:
-        """RESOLVE an item the reviewer holds a live lease on (caller's transaction)."""
+        """RESOLVE an item the reviewer holds a live lease on (caller's transaction). A
+        four-eyes item's approving verdict adds its reviewer to ``approved_by``, so the item
+        names both approvers."""
         row = await conn.fetchrow(
             f"""UPDATE review_items SET state = 'RESOLVED', resolved_at = now(),
-                       updated_at = now(), resolution = $3, decision_id = $4
+                       updated_at = now(), resolution = $3, decision_id = $4,
+                       approved_by = CASE WHEN approvals_required > 1
+                           AND $3 IN ('verdict:approve', 'verdict:modify')
+                           THEN approved_by || $2::text ELSE approved_by END
                  WHERE item_id = $1 AND state = 'CLAIMED' AND claimed_by = $2
                    AND lease_expires_at > now()
              RETURNING {_COLUMNS}, task_id""",

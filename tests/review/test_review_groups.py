@@ -223,6 +223,12 @@ async def test_four_eyes_needs_two_different_reviewers_and_publishes_one_decisio
                                        reason="checked")
     assert second.state == ReviewState.REVIEW_STATE_RESOLVED  # type: ignore[attr-defined]
     assert second.resolution == "verdict:approve"  # type: ignore[attr-defined]
+    # the resolved item names both approvers (it named the first only)
+    both = [KEY_IDS["fin-ann"], KEY_IDS["fin-bob"]]
+    assert list(second.approved_by) == both  # type: ignore[attr-defined]
+    status, body = await http(settings, "GET", f"/api/items/{item_id}", "fin-bob")
+    assert body["item"]["approvals"]["approved_by"] == both  # type: ignore[index]
+    assert body["item"]["approvals"]["text"] == "2 of 2 approvals"  # type: ignore[index]
     (decision,) = await stored_decisions(db, esc)
     assert decision.decision_id == decision_id
     assert decision.outcome == DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE
