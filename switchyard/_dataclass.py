@@ -339,6 +339,59 @@ def redact_free_text(text: str) -> str:
     return _DETECTORS.text(text) if text else text
 
 
+#: a quoted literal as Python's ``repr`` (or a person) writes it, on one line
+_QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
+
+
+def _record_strings(original: bytes) -> str:
+    """Everything a record says, to look a quoted piece of a reason up in: its bytes as
+    text, and, for JSON, every key and string value as written after unescaping."""
+    text = original.decode("utf-8", "replace")
+    found = [text]
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text
+    pending = [data]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            found.extend(str(key) for key in item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str):
+            found.append(item)
+    return "\0".join(found)
+
+
+def letter_reason(reason: str, *originals: bytes) -> str:
+    """A dead letter's reason as it may be logged, stored in plaintext and listed to
+    operators: every quoted piece of it that repeats the record (``kind: not a task kind
+    'Call Ms Roe ...'``, a metadata key, a deadline's text) is withheld, with its length, and
+    the rest goes through the PII detectors. Validation messages quote what they refuse,
+    which serves the caller who sent it (gRPC and REST answer them in full); a letter's reason
+    outlives the record (retention purges the sealed original, not the reason), so the bad
+    value is read from the sealed original (``dead-letters show``) instead."""
+    haystack = "\0".join(_record_strings(original) for original in originals if original)
+    out: list[str] = []
+    at = 0
+    while (quoted := _QUOTED.search(reason, at)) is not None:
+        inner = quoted.group(0)[1:-1]
+        try:    # Python's repr escapes what it cannot print ('\n', '\x00', '\\')
+            value = inner.encode("latin-1", "backslashreplace").decode("unicode_escape")
+        except UnicodeDecodeError:
+            value = inner
+        if len(value) >= 3 and (value in haystack or inner in haystack):
+            out.append(f"{reason[at:quoted.start()]}[withheld: {len(value)} characters]")
+            at = quoted.end()
+        else:   # an apostrophe in prose, or words of the reason's own: not a quote of it
+            out.append(reason[at:quoted.start() + 1])
+            at = quoted.start() + 1
+    out.append(reason[at:])
+    return redact_free_text("".join(out))
+
+
 def downstream_excerpt(text: str, limit: int = DOWNSTREAM_EXCERPT_CHARS,
                        withheld: Withheld | None = None) -> str:
     """What Switchyard keeps of a downstream's answer (a step's summary or error: the
@@ -922,7 +975,7 @@ def redact_layout(layout: DocumentLayout, decision: Decision, redactor: Redactor
 __all__ = ["DOWNSTREAM_EXCERPT_CHARS", "EXTRACTED_FIELDS", "MASK_MARGIN", "STORED", "TOPICS",
            "WITHHELD_CLASSES", "AtRest", "DataClass", "OnPurge", "PageRedactions", "Stored",
            "TopicData", "Withheld", "WithheldSpan", "WithheldValues", "declared_classes",
-           "downstream_excerpt", "field_class", "matching_hash", "matching_key",
+           "downstream_excerpt", "field_class", "letter_reason", "matching_hash", "matching_key",
            "page_redactions", "redact_decision", "redact_edits", "redact_escalation",
            "redact_field", "redact_free_text", "redact_layout", "redact_task", "sealed_columns",
            "sensitive_fields", "withheld_label", "withheld_of", "withheld_values",

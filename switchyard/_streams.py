@@ -29,6 +29,7 @@ from google.protobuf.message import Message
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge
 
+from switchyard._dataclass import letter_reason
 from switchyard._dispatch import FairDispatcher
 from switchyard._fairness import parse_weights
 from switchyard._faust_transport import transport_class
@@ -298,6 +299,9 @@ class DeadLetterSink:
         dead_letter_id = str(uuid.uuid4())
         header_list = record.header_list()
         tenant = letter_tenant(record.headers, tenant_id)
+        # logged, stored in plaintext and listed: no piece of the record quoted in it
+        reason = letter_reason(reason, record.value or b"", record.key or b"",
+                               *(value for _, value in header_list))
         letter = DeadLetter(
             dead_letter_id=dead_letter_id, source_topic=record.topic, partition=record.partition,
             offset=record.offset, original_key=record.key or b"",

@@ -73,6 +73,12 @@ def _snake_case(data: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
+def _names(names: list[str]) -> str:
+    """Names the record used, quoted (a dead letter's reason withholds what it quotes of the
+    record: a name may be a person's) and bounded."""
+    return ", ".join(repr(name[:64]) for name in names[:8])
+
+
 def _string(value: Any, field: str) -> str:
     if not isinstance(value, str):
         raise RejectRecord("schema_violation", f"{field}: must be a string, got "
@@ -144,7 +150,7 @@ def _submission_from_object(data: dict[str, Any]) -> Submission:
     data = _snake_case(data, "")
     unknown = sorted(set(data) - _TOP_LEVEL)
     if unknown:
-        raise RejectRecord("schema_violation", f"unknown field(s) {', '.join(unknown)}; "
+        raise RejectRecord("schema_violation", f"unknown field(s) {_names(unknown)}; "
                                                f"allowed: {', '.join(sorted(_TOP_LEVEL))}")
     submission = Submission()
     for field in ("tenant_id", "idempotency_key", "kind", "callback_url"):
@@ -157,7 +163,7 @@ def _submission_from_object(data: dict[str, Any]) -> Submission:
     unknown = sorted(set(document) - _DOCUMENT)
     if unknown:
         raise RejectRecord("schema_violation", f"document: unknown field(s) "
-                                               f"{', '.join(unknown)}")
+                                               f"{_names(unknown)}")
     body = document.get("body")
     content_type = document.get("content_type")
     if "blob" in document:

@@ -137,6 +137,34 @@ WARD_NOTE = (f"Ward admission\nPatient: {PATIENT}\nDiagnosis: {DIAGNOSIS}\n"
              f"Allergies: {ALLERGY}\nUnit: respiratory\n")
 
 
+#: Intake records refused for what a field holds, each quoting a person's details there
+QUOTED_LETTERS = [
+    {"tenant_id": "privacy", "idempotency_key": "quoted-kind", "document": {"body": "hi"},
+     "kind": f"call {PATIENT} on {MOBILE}"},
+    {"tenant_id": "privacy", "idempotency_key": "quoted-deadline", "document": {"body": "hi"},
+     "deadline": f"DOB 1961-08-19 {PATIENT}"},
+    {"tenant_id": "privacy", "idempotency_key": "quoted-metadata", "document": {"body": "hi"},
+     "metadata": {f"{PATIENT} {IBAN_COMPACT}": "x" * 1100}},
+    {"tenant_id": "privacy", "idempotency_key": "quoted-type", "document": {
+        "body": "hi", "content_type": f"text/x-{PATIENT.replace(' ', '-')}-{NATIONAL_ID}"}},
+    {"tenant_id": "privacy", "idempotency_key": "quoted-field", "document": {"body": "hi"},
+     f"{PATIENT} {NINO}": "unknown field"},
+]
+
+
+async def letters_in(settings: Settings, count: int) -> None:
+    """Wait until ``count`` dead letters are recorded."""
+    conn = await connect(settings)
+    try:
+        deadline = time.monotonic() + 60
+        while await conn.fetchval(
+                f'SELECT count(*) FROM "{settings.postgres_schema}".dead_letters') < count:
+            assert time.monotonic() < deadline, "the refused records were never dead-lettered"
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="module")
 def settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     spans = tmp_path_factory.mktemp("pii-spans") / "spans.jsonl"
@@ -307,9 +335,16 @@ async def test_planted_pii_never_escapes(settings: Settings, pipeline: EmbeddedS
         try:
             await producer.send_and_wait(INTAKE.full_name(settings), CONTACT.encode(),
                                          key=b"garbage")
+            # records whose refusal quotes what it refuses: the letters' reasons (logged,
+            # kept in plaintext past retention) withhold every quote of the record
+            for number, letter in enumerate(QUOTED_LETTERS):
+                await producer.send_and_wait(INTAKE.full_name(settings),
+                                             json.dumps(letter).encode(),
+                                             key=f"quoted-{number}".encode())
         finally:
             await producer.stop()
         responses = await work_the_queue(settings, review, ingest, ids)
+        await letters_in(settings, 1 + len(QUOTED_LETTERS))
     finally:
         await ingest_channel.close()
         await review_channel.close()
@@ -350,6 +385,8 @@ async def test_planted_pii_never_escapes(settings: Settings, pipeline: EmbeddedS
     # the reasons and the downstream's echo were kept, redacted (the search is not vacuous)
     assert "is not theirs. Contact [EMAIL REDACTED]" in tables["review_verdicts"]
     assert "Rejected by rita: Account [IBAN REDACTED]" in topics["task-status"]
+    assert "kind: not a task kind [withheld: " in tables["dead_letters"]
+    assert "deadline: not an RFC 3339 time: [withheld: " in tables["dead_letters"]
     assert '"bank_account": "[BANK_ACCOUNT REDACTED]"' in topics["executions"]
     # the health pack's task went the whole way: the document travelled (tasks topic), the
     # reviewer read the name it reveals and the diagnosis masked in the document, the
