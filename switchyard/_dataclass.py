@@ -180,6 +180,11 @@ STORED: tuple[Stored, ...] = (
            "record): what later steps' templates read after a resume"),
     Stored("executor_jobs", "reason", DataClass.DERIVED, AtRest.PLAIN, OnPurge.NULL,
            "why a job ended or waits; may quote a step's error (downstream_excerpt)"),
+    Stored("task_status_history", "detail", DataClass.DERIVED, AtRest.PLAIN, OnPurge.NULL,
+           "a status change's free text: the explanation, a reviewer's reason "
+           "(redact_free_text), a step's error (downstream_excerpt)"),
+    Stored("webhook_deliveries", "body", DataClass.DERIVED, AtRest.PLAIN, OnPurge.STRIP,
+           "the status event posted to a webhook: its detail, as the history's"),
     Stored("blobs", "body", DataClass.PERSONAL, AtRest.SEALED, OnPurge.DELETE,
            "a document's bytes above the claim-check threshold (S3 objects are sealed the "
            "same way); purge deletes the blob with its task's payload"),

@@ -10,7 +10,8 @@ extracted fields and the plan payloads built from them (in ``decisions``,
 ``review_decisions``, ``executor_jobs``, ``review_items``), a reviewer's edits and reasons
 (``review_verdicts``, ``review_approvals``), the explanations that quote the document
 (invoice number, amount), what was kept of downstream answers (``executions`` error, result
-summary and output, ``executor_jobs.reason``), the sealed fields in ``decision_invoices`` and
+summary and output, ``executor_jobs.reason``), the status events' details (the history's and
+the webhook deliveries'), the sealed fields in ``decision_invoices`` and
 a reviewed task's labelled example (``decision_labels``: its text, proposed and corrected
 fields; the verdict stays) are removed. Vendor history keeps only keyed hashes and amounts, so it stays. The audit
 chain stores hashes of inputs, never the inputs, so purging leaves it verifiable.
@@ -240,6 +241,20 @@ async def _strip_executions(conn: asyncpg.Connection, ids: list[RowId]) -> None:
                        ids)
 
 
+async def _strip_status_details(conn: asyncpg.Connection, ids: list[RowId]) -> None:
+    """The free text the task's status events carried (a reviewer's reason, redacted but
+    with any name typed there; an explanation; what a downstream answered), in the status
+    history and in the webhook deliveries that posted those events (their ``event.detail``;
+    the rest of the body stays, so a delivery still due is still sent)."""
+    await conn.execute("UPDATE task_status_history SET detail = '' "
+                       "WHERE task_id = ANY($1::uuid[]) AND detail <> ''", ids)
+    await conn.execute(
+        "UPDATE webhook_deliveries SET body = convert_to(jsonb_set("
+        "convert_from(body, 'UTF8')::jsonb, '{event,detail}', '\"\"')::text, 'UTF8') "
+        "WHERE task_id = ANY($1::uuid[]) "
+        "AND convert_from(body, 'UTF8')::jsonb #>> '{event,detail}' <> ''", ids)
+
+
 @dataclass(frozen=True)
 class PurgeReport:
     tasks: int
@@ -351,6 +366,7 @@ async def _strip_rows(conn: asyncpg.Connection, codec: PayloadCodec,
     await _strip_decisions(conn, codec, JOB_DECISION, ids)
     await _strip_verdicts(conn, codec, ids)
     await _strip_executions(conn, ids)
+    await _strip_status_details(conn, ids)
     await conn.execute("UPDATE decision_invoices SET fields = NULL "
                        "WHERE task_id = ANY($1::uuid[])", ids)
     await conn.execute("UPDATE decision_labels SET example = NULL, corrections = NULL, "

@@ -265,6 +265,20 @@ async def seed_decided_invoice(settings: Settings) -> dict[str, str]:
                 uuid.UUID(envelope.task_id),
                 codec.seal(envelope.task_id, json.dumps({"bank_account": IBAN}).encode(),
                            INVOICE_FIELDS))
+            # the status event that told of the verdict, with the reviewer's reason (a name
+            # stays in it), kept in the history and posted to a webhook
+            detail = f"Approved by rita with edits to bank_account: {REASON}"
+            await conn.execute(
+                "INSERT INTO task_status_history (task_id, seq, status, stage, service, "
+                "detail) VALUES ($1, 90, 'EXECUTING', 'review', 'review', $2)",
+                uuid.UUID(envelope.task_id), detail)
+            await conn.execute(
+                "INSERT INTO webhook_deliveries (delivery_id, tenant_id, task_id, seq, url, "
+                "body, state) VALUES ($1, 'pii', $2, 90, 'http://127.0.0.1:9/hook', $3, "
+                "'delivered')", uuid.uuid4(), uuid.UUID(envelope.task_id), json.dumps(
+                    {"delivery_id": "d", "webhook_id": None, "event": {
+                        "task_id": envelope.task_id, "status": "TASK_STATUS_EXECUTING",
+                        "detail": detail}}, sort_keys=True).encode())
             await conn.execute("UPDATE tasks SET status = 'SUCCEEDED', updated_at = now() - "
                                "interval '3 days' WHERE task_id = $1",
                                uuid.UUID(envelope.task_id))
@@ -314,7 +328,13 @@ def test_purge_strips_extracted_fields_from_every_column_that_holds_them(
                                         "corrected_fields, purged_at FROM decision_labels "
                                         "WHERE task_id = $1", task)
             examples = await labelled_examples(conn, codec)
+            details = await conn.fetch("SELECT detail FROM task_status_history "
+                                       "WHERE task_id = $1 AND seq = 90", task)
+            bodies = await conn.fetch("SELECT body FROM webhook_deliveries WHERE task_id = $1",
+                                      task)
             return {
+                "status_details": [r["detail"] for r in details],
+                "webhook_events": [json.loads(r["body"])["event"] for r in bodies],
                 "label": label, "examples": [e for e in examples if e.task_id == str(task)],
                 "report": report,
                 "decision": Decision.FromString(codec.open(
@@ -359,6 +379,10 @@ def test_purge_strips_extracted_fields_from_every_column_that_holds_them(
     assert list(after["approval"].modified_fields) == ["bank_account"]  # type: ignore[attr-defined]
     assert after["approval"].reason == ""  # type: ignore[attr-defined]
     assert after["execution_error"] == "" and after["job_reason"] == ""
+    # ... and as the status event told it: in the history and the webhook's delivery
+    assert after["status_details"] == [""]
+    [event] = after["webhook_events"]  # type: ignore[misc]
+    assert event["detail"] == "" and event["status"] == "TASK_STATUS_EXECUTING"
     assert after["execution_output"] is None  # the sealed full answer: gone
     execution = after["execution"]
     assert execution.response_summary == "" and execution.error == ""  # type: ignore[attr-defined]
