@@ -21,14 +21,16 @@ _IPV4_PART = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = re.compile(rf"(?<![\w.]){_IPV4_PART}(?:\.{_IPV4_PART}){{3}}(?![\w]|\.\d)")
 #: Phone numbers: international (``+44 7700 900123``, ``+44 (0)20 7946 0958``,
 #: ``+447700900123``), grouped digits (``415 555 0199``, ``(415) 555-0199``,
-#: ``01 02 03 54 87``) and national after a trunk 0 (``07700 900123``); 9 to 15 digits (the
-#: detector's check). Not what is glued to a word, a slash or a decimal part, and not a
+#: ``01 02 03 54 87``, ``(01947) 600 318``) and national after a trunk 0 (``07700 900123``;
+#: a mobile's ``07700900123``, ``0612345678`` written without spaces too); 9 to 15 digits
+#: (the detector's check). Not what is glued to a word, a slash or a decimal part, and not a
 #: dotted IPv4 address.
 _PHONE = re.compile(
     r"(?<![\w/.,+-])(?!\d{1,3}(?:\.\d{1,3}){3}(?![\d.]))(?:"
     r"\+\d{1,3}(?:[ .-]?\(\d{1,4}\))?(?:[ .-]?\d{2,6}){1,5}"
-    r"|(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,4}){1,4}"
+    r"|(?:\(\d{1,5}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,4}){1,4}"
     r"|0[1-9]\d{1,3}[ -]\d{3,6}(?:[ -]\d{3,4})?"
+    r"|0[67]\d{8,9}"
     r")(?![\w/-]|[.,:]\d)")
 #: National identity numbers: a US social security number; a UK National Insurance number
 #: (``AB 12 34 56 C``); a Spanish DNI or NIE (``12345678Z``, ``X1234567L``) and an Italian

@@ -61,14 +61,18 @@ def test_phone_numbers_in_the_formats_people_write_them_are_found() -> None:
     redactor = Redactor()
     for phone in ("+44 7700 900123", "+447700900123", "020 7946 0958", "07700 900123",
                   "+44 (0)20 7946 0958", "+1 (415) 555-0199", "01 02 03 54 87",
-                  "+49 711-50885524", "+31 (0)30 3104996"):
+                  "+49 711-50885524", "+31 (0)30 3104996",
+                  # an outside audit's: a UK mobile without spaces, an HL7 message's
+                  # national number with its area code in brackets; a French mobile
+                  "07700900563", "(01947) 600 318", "0612345678"):
         for text in (f"Contact phone: {phone}, alt", f"call Tom on {phone}.", phone):
             redacted = redactor.text(text)
             assert "[PHONE REDACTED]" in redacted and not any(
                 ch.isdigit() for ch in redacted), (phone, redacted)
     # business numbers stay: amounts, dates, references, a QR bill's reference digits
     for kept in ("Total 1 234 567,89 EUR", "Datum 11-10-2012", "Ref 00000 00003",
-                 "Invoice 2024-000123", "Balance 12.345.678,90", "build 10.0.19041.1"):
+                 "Invoice 2024-000123", "Balance 12.345.678,90", "build 10.0.19041.1",
+                 "Invoice 0712345678901234", "Total 0612345678,00"):
         assert redactor.text(kept) == kept, kept
 
 
