@@ -531,13 +531,17 @@ class DecisionEngine:
             outcome = no_plan(prediction.label, prediction.confidence, bucket)
         if outcome is not None:
             guess = None
-            if outcome.rule in GUESSING_RULES and active is None and kind_pack is not None:
-                # the router's type has no pack here ('other'): the only type a person can
-                # confirm is the submitter's, so the proposal is its pack's, and the reviewer
-                # sees the document as that type's reviewers do (its withheld fields masked)
+            if outcome.rule in GUESSING_RULES and kind_pack is not None and \
+                    outcome.label != task.kind and (active is None or
+                                                    outcome.rule == "low_confidence"):
+                # the router's type has no pack here ('other'), or the router is unsure of
+                # it: the type a person confirms is the submitter's, so the proposal is its
+                # pack's, and the document goes to that type's reviewers as they see it (its
+                # withheld fields masked); only a sure router overrules the submitter
+                why = (f"No pack of this tenant's reads '{prediction.label}'" if active is None
+                       else "An unsure router does not overrule the submitter")
                 outcome = replace(outcome, label=task.kind, explanation=(
-                    f"{outcome.explanation} No pack of this tenant's reads "
-                    f"'{prediction.label}': the proposal is the submitted kind's."))
+                    f"{outcome.explanation} {why}: the proposal is the submitted kind's."))
                 active = kind_pack
             if outcome.rule in GUESSING_RULES and active is not None:
                 outcome, guess = self.best_guess(task, text, active, policy, outcome, layout)

@@ -520,6 +520,33 @@ async def test_a_hand_over_in_prose_masks_the_diagnosis_after_its_label_for_the_
     assert "femur" not in text and "theatre" not in text
 
 
+async def test_an_admission_the_router_is_unsure_of_goes_to_the_intake_desk_not_to_any_reviewer(
+        hospital: Stack) -> None:
+    """A German admission form submitted as an admission, the router's unsure best guess
+    another pack's type: the submitter's type is proposed, so it goes to the admissions
+    intake group with that pack's routing, not to the tenant's general queue where any
+    reviewer would read it (an outside audit found one there, the invoice pack reading the
+    birth date as an invoice date)."""
+    body = ("Kreisklinik Lindau - Stationaere Aufnahme\nPatient: Ottokar Wendelin\n"
+            "Geb.: 03.09.1957\nKasse: TK, Nr. T998877665\nAufnahme: geplant\n"
+            "Fachabteilung: Chirurgie\nDiagnose: Leistenhernie rechts\n"
+            "Allergien: Pflaster\nEinverstaendnis: ja\n"
+            "Zuzahlung: 10,00 EUR pro Tag, Rechnung folgt\n"
+            "IBAN: DE89 3704 0044 0532 0130 00\n").encode()
+    task_id = await hospital.submit(body)
+    item = await hospital.item(task_id)
+    proposed = item.escalation.proposed_decision
+    assert proposed.rule == "low_confidence", (proposed.rule, proposed.explanation)
+    router = proposed.models[-1]   # the router's last word (the cascade's, when it pooled)
+    assert router.label != KIND, router   # the case at hand: unsure, and of another type
+    assert (proposed.label, proposed.pack) == (KIND, KIND), proposed.explanation
+    assert proposed.explanation.endswith(
+        "An unsure router does not overrule the submitter: the proposal is the submitted "
+        "kind's."), proposed.explanation
+    assert item.escalation.reviewer_group == "admissions-intake"
+    assert "invoice_date" not in {f.name for f in proposed.fields}
+
+
 async def test_an_admission_the_router_takes_for_no_known_type_is_read_as_the_submitted_kind(
         hospital: Stack) -> None:
     """Submitted as an admission, read by the router as 'other' (a type no pack reads): the
