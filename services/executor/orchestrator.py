@@ -92,6 +92,15 @@ def _ids(decision: Decision) -> None:
     _uuid(decision.task_id, "task_id")
 
 
+def _person_decided_at(decision: Decision) -> datetime | None:
+    """When a person decided (a reviewer's verdict), else None (the models decided)."""
+    if decision.source != DecisionSource.DECISION_SOURCE_HUMAN:
+        return None
+    if decision.HasField("decided_at"):
+        return decision.decided_at.ToDatetime(timezone.utc)
+    return datetime.now(timezone.utc)
+
+
 def _uuid(value: str, field: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
@@ -181,7 +190,8 @@ class Executor:
                 raise RejectRecord("undecryptable_task", str(exc)) from None
             await rewrap_stale(self.pool, self.codec, TASK_ENVELOPE,
                                [(decision.task_id, task["envelope"])])
-            deadline = self.sla.deadline(decision.tenant_id, task["created_at"], envelope)
+            deadline = self.sla.deadline(decision.tenant_id, task["created_at"], envelope,
+                                         _person_decided_at(decision))
             job = await self.jobs.start(decision, deadline, task_bucket(envelope))
             if job is None:  # parked, finished, with a person, or running on a live replica
                 escalated = await self.jobs.escalated(decision.decision_id)

@@ -39,12 +39,19 @@ class SlaPolicy:
         return self.overrides.get(tenant_id, self.default_s)
 
     def deadline(self, tenant_id: str, accepted_at: datetime,
-                 envelope: TaskEnvelope | None = None) -> datetime:
-        tenant_deadline = accepted_at + timedelta(seconds=self.sla_s(tenant_id))
+                 envelope: TaskEnvelope | None = None,
+                 person_decided_at: datetime | None = None) -> datetime:
+        """The earlier of the task's own deadline and its tenant's SLA from acceptance; for
+        a person's decision (``person_decided_at``) no earlier than the tenant's SLA from
+        that decision: the deadline the person was handed is behind them (an SLA-at-risk
+        escalation's is past), and the plan they approved, blocked again, parks and is
+        probed like any other rather than being handed straight back to them."""
+        due = accepted_at + timedelta(seconds=self.sla_s(tenant_id))
         if envelope is not None and envelope.HasField("deadline"):
-            own = envelope.deadline.ToDatetime(timezone.utc)
-            return min(own, tenant_deadline)
-        return tenant_deadline
+            due = min(envelope.deadline.ToDatetime(timezone.utc), due)
+        if person_decided_at is not None:
+            due = max(due, person_decided_at + timedelta(seconds=self.sla_s(tenant_id)))
+        return due
 
 
 def at_risk(deadline: datetime, resume_at: datetime) -> bool:

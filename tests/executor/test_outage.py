@@ -236,3 +236,31 @@ async def test_a_reviewer_rejecting_a_task_escalated_after_a_step_ran_undoes_tha
     assert "2-book" not in steps or steps["2-book"][0] != "SUCCEEDED", steps
     assert [(e["collection"], e["status"]) for e in await harness.effects([task_id])] == [
         ("reservations", "reversed")]
+
+
+async def test_an_approved_sla_escalation_runs_through_a_breaker_nobody_was_left_to_probe(
+        harness: Harness, exec_settings: Settings) -> None:
+    """The hurried tenant's tasks all went to a person past their deadline, so no parked
+    task was left to probe the endpoint's breaker, which stayed open after the endpoint came
+    back. A reviewer approves one: its plan runs (it parks, becomes the probe, the breaker
+    closes) where an outside integrator saw it handed straight back to review, the deadline
+    it was escalated for still behind it."""
+    await harness.faults("analytics", outage=True)
+    try:
+        tasks = await harness.seed(6, tenant=SLA_TENANT)
+        await harness.send([decision(t, SLA_TENANT, plan("analytics", t)) for t in tasks])
+        await harness.wait(tasks, lambda s, st, r: st == "AWAITING_REVIEW", what="escalated")
+    finally:
+        await harness.clear_faults()
+    left = (await breakers(exec_settings))["http://analytics"]
+    assert (left.status, left.blocked_tasks) == (BreakerStatus.BREAKER_STATUS_OPEN, 0), left
+    approved = decision(tasks[0], SLA_TENANT, plan("analytics", tasks[0]))
+    approved.source, approved.reviewer_id = DecisionSource.DECISION_SOURCE_HUMAN, "rev-1"
+    approved.rule = "reviewer_approve"
+    approved.decided_at.GetCurrentTime()
+    await harness.send([approved])
+    final = await harness.wait([tasks[0]], timeout_s=60, what="finished after the approval")
+    assert final[tasks[0]][0] == "SUCCEEDED", final
+    assert len(await harness.effects([tasks[0]])) == 1
+    assert (await breakers(exec_settings))["http://analytics"].status == \
+        BreakerStatus.BREAKER_STATUS_CLOSED
