@@ -168,11 +168,12 @@ def to_decision(task: TaskEnvelope, outcome: Outcome, prediction: Prediction | N
         # minimum necessary: what the pack's reviewers see in clear, on every decision of
         # the pack (an approval step's escalation falls back to it)
         decision.revealed_fields.extend(active.pack.review.reveal)
-    if outcome.action == "escalate":
-        decision.reviewer_group = outcome.reviewer_group
-        decision.four_eyes = outcome.four_eyes
-        if outcome.review_sla_s:
-            decision.review_sla.CopyFrom(Duration(seconds=int(outcome.review_sla_s)))
+    # who may take the task's escalations, the executor's later ones too (an SLA at risk, a
+    # failed compensation): the escalating rule's routing, else its pack's
+    decision.reviewer_group = outcome.reviewer_group
+    decision.four_eyes = outcome.four_eyes
+    if outcome.action == "escalate" and outcome.review_sla_s:
+        decision.review_sla.CopyFrom(Duration(seconds=int(outcome.review_sla_s)))
     if prediction is not None:   # a pooled answer (the router cascade) after the ones it pooled
         decision.models.extend(_model_output(p) for p in (*prediction.consulted, prediction))
     if assessment is not None:
@@ -385,7 +386,10 @@ def table_outcome(pack: Pack, context: Mapping[str, Any], policy: Policy, bucket
         explanation += " Also matched: " + "; ".join(
             f"{r.name} ({r.outcome})" for r in result.matched if r is not rule) + "."
     if rule.outcome != "escalate":
-        return Outcome(rule.outcome, rule.name, note + explanation, confidence, pack.name)
+        # the pack's review routing still says who takes the task should the executor hand
+        # it to a person later (an SLA at risk, a failed compensation)
+        return Outcome(rule.outcome, rule.name, note + explanation, confidence, pack.name,
+                       **_routing(review, policy, params))
     review = rule.review or pack.review
     return Outcome("escalate", rule.name, note + explanation, confidence, pack.name,
                    rule.reason or "POLICY", priority=min(bucket, review.priority_bucket),

@@ -262,6 +262,8 @@ def verdict_decision(escalation: Escalation, verdict: ReviewVerdict,
         source=DecisionSource.DECISION_SOURCE_HUMAN, reviewer_id=verdict.reviewer_id,
         decided_at=_now(), confidence=1.0, label=proposed.label,
         review_queue=escalation.queue or proposed.review_queue,
+        # who takes the task should the executor escalate it again
+        reviewer_group=proposed.reviewer_group, four_eyes=proposed.four_eyes,
     )
     decision.models.extend(proposed.models)
     decision.fields.extend(proposed.fields)
@@ -314,6 +316,7 @@ def policy_decision(item_id: str, escalation: Escalation, action: str, rule: str
         source=DecisionSource.DECISION_SOURCE_POLICY, decided_at=_now(),
         confidence=proposed.confidence, label=proposed.label, rule=rule,
         explanation=explanation, review_queue=escalation.queue or proposed.review_queue,
+        reviewer_group=proposed.reviewer_group, four_eyes=proposed.four_eyes,
     )
     decision.models.extend(proposed.models)
     decision.fields.extend(proposed.fields)

@@ -44,6 +44,7 @@ from switchyard.v1 import (
     CancelTaskRequest,
     ClaimRequest,
     DecideRequest,
+    DecisionOutcome,
     DecisionServiceStub,
     Document,
     EscalationReason,
@@ -77,6 +78,8 @@ INSURANCE_REVEAL = ["patient_name", "date_of_birth", "insurance_payer", "member_
 #: A ward whose routing policy asks the router to be all but certain of an admission, so its
 #: forms escalate ``low_confidence`` whatever the router says.
 WARD = "stmary-ward7"
+#: A hospital whose admissions must be done within seconds (its executor SLA).
+HURRIED = "stmary-er"
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +88,8 @@ def settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Se
     ward's routing policy file."""
     policies = tmp_path_factory.mktemp("policies")
     (policies / f"{WARD}.yaml").write_text("label_thresholds: {hospital_admission: 0.9999}\n")
-    return settings.replace(policy_dir=str(policies), **FAST)
+    return settings.replace(policy_dir=str(policies), **FAST,
+                            executor_sla_overrides=f"{HURRIED}:6")
 
 
 def form(name: str, dob: str, member_id: str, unit: str, *, mrn: str = "",
@@ -376,6 +380,30 @@ async def test_a_payer_outage_blocks_admissions_until_the_payer_is_back(hospital
     assert (await hospital.board("cardiology", "telemetry"))["occupied"] == 3
     assert (await hospital.breakers())["http://payer"].status == \
         BreakerStatus.BREAKER_STATUS_CLOSED
+
+
+async def test_an_admission_past_its_deadline_goes_to_the_packs_reviewers(
+        hospital: Stack) -> None:
+    """A clean form the pack admits without a person, blocked on the payer past the
+    hospital's deadline: the executor's SLA escalation goes to the pack's reviewer group with
+    its revealed fields, not to every reviewer of the tenant (an outside integrator saw a
+    pack's SLA and compensation escalations skip its review routing)."""
+    await hospital.member("Z770019", "Ottilie Brandt", "1971-04-09")
+    await hospital.fault("payer", {"outage": True})
+    try:
+        task_id = await hospital.submit(form("Brandt, Ottilie", "1971-04-09", "Z770019",
+                                          "Cardiology", diagnosis="Chest pain"),
+                                     tenant=HURRIED)
+        await hospital.wait(task_id, lambda t: t.reason == "sla_at_risk", "escalated")
+        item = await hospital.item(task_id, tenant=HURRIED)
+    finally:
+        await hospital.fault("payer", None)
+    escalation = item.escalation
+    assert escalation.reason == EscalationReason.ESCALATION_REASON_SLA_AT_RISK
+    assert escalation.proposed_decision.outcome == DecisionOutcome.DECISION_OUTCOME_AUTO_EXECUTE
+    assert escalation.reviewer_group == "admissions-intake", escalation.reviewer_group
+    assert "patient_name" in escalation.revealed_fields
+    assert "diagnosis" not in escalation.revealed_fields
 
 
 async def test_no_free_bed_waits_and_a_discharge_admits(hospital: Stack) -> None:

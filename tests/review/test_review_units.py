@@ -230,6 +230,23 @@ def test_human_and_policy_decisions_carry_the_field_map_after_modifications() ->
     assert dict(approve.extracted_fields) == {"total": "120.00", "vendor": "Acme GmbH"}
 
 
+def test_a_person_s_decision_keeps_who_takes_the_task_s_later_escalations() -> None:
+    """The executor escalates from the decision it runs (an SLA at risk, a failed
+    compensation): a reviewer's or a review policy's decision keeps the proposal's queue,
+    reviewer group and four eyes, so those land with the pack's reviewers."""
+    proposed = Decision(label="hospital_admission", review_queue="admissions",
+                        reviewer_group="admissions-intake", four_eyes=True,
+                        plan=ActionPlan(steps=[ActionStep(step_id="1-check")]))
+    escalation = Escalation(task_id=str(uuid.uuid4()), tenant_id="stmary",
+                            proposed_decision=proposed)
+    decisions = [verdict_decision(escalation, ReviewVerdict(
+        item_id="i-1", reviewer_id="rita", verdict=Verdict.VERDICT_APPROVE)),
+        policy_decision("i-2", escalation, "approve", "review_default_approve", "why")]
+    for decided in decisions:
+        assert (decided.review_queue, decided.reviewer_group, decided.four_eyes) == (
+            "admissions", "admissions-intake", True)
+
+
 def test_console_request_parsing_reports_every_bad_field() -> None:
     request = list_request({"state": "pending,claimed", "priority": "p0,P1",
                             "reason": "low_confidence", "page_size": "20"})

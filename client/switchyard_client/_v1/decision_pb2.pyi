@@ -725,9 +725,10 @@ class Decision(google.protobuf.message.Message):
     rejection that names the document's real type (ReviewVerdict.document_type), that type.
     """
     review_queue: builtins.str
-    """The review queue a person sees this task in if it needs one: the deciding tenant's policy
-    routing, carried on so every later escalation of the task (the executor's SLA or
-    compensation escalations, after a human decision too) lands in the same queue.
+    """The review queue a person sees this task in if it needs one: the pack's review queue,
+    else the deciding tenant's policy routing, carried on so every later escalation of the
+    task (the executor's SLA or compensation escalations, after a human decision too) lands
+    in the same queue.
     """
     pack: builtins.str
     """The pack whose decision table decided, and its version (empty for decisions made
@@ -735,9 +736,11 @@ class Decision(google.protobuf.message.Message):
     """
     pack_version: builtins.str
     reviewer_group: builtins.str
-    """For an escalation: only reviewers in this group may take it (empty: any reviewer)."""
+    """Only reviewers in this group may take the task's escalations (empty: any reviewer): the
+    escalating rule's group, else its pack's, kept for the executor's later escalations.
+    """
     four_eyes: builtins.bool
-    """For an escalation: two different reviewers must approve."""
+    """Two different reviewers must approve the task's escalations (as reviewer_group)."""
     approves_step_id: builtins.str
     """Set on a reviewer's (or a queue policy's) decision that answers an approval step of the
     plan: APPROVE resumes the plan after that step; REJECT compensates the finished steps.
