@@ -91,6 +91,7 @@ from switchyard.storage import EXECUTION_OUTPUT, PLAINTEXT, GroupCommit, Payload
 from switchyard.tasks import timestamp
 from switchyard.v1 import (
     ActionStep,
+    Connector,
     Decision,
     DecisionOutcome,
     DecisionSource,
@@ -111,6 +112,14 @@ DONE_NAMES = frozenset({SUCCEEDED_NAME, SKIPPED_CONDITION_NAME})
 PAUSES = frozenset({StepKind.STEP_KIND_APPROVAL, StepKind.STEP_KIND_WAIT})
 COMPENSATION_PREFIX = "compensate:"
 MAX_PARK_DELAY_S = 600.0
+RETRYABLE_NAME = StepOutcome.Name(StepOutcome.STEP_OUTCOME_FAILED_RETRYABLE)
+#: What a downstream answers a repeated idempotency key with while it holds the key's first
+#: request (HTTP 409, as the IETF Idempotency-Key draft has it; gRPC ALREADY_EXISTS): after
+#: an attempt whose answer was lost, not a refusal but "that request exists", its outcome
+#: unknown, so it is retried (and parks, and goes to a person past the deadline), never
+#: failed and compensated around as if it had not acted.
+KEY_IN_USE: dict[int | str, int] = {Connector.CONNECTOR_HTTP: 409,
+                                    Connector.CONNECTOR_GRPC: 6}   # ALREADY_EXISTS
 
 log = logging.getLogger(__name__)
 
@@ -298,6 +307,12 @@ def idempotency_key(task_id: str, step_id: str) -> str:
 
 def compensation_key(task_id: str, step_id: str) -> str:
     return f"{task_id}:{step_id}:compensate"
+
+
+def _sent_before(row: asyncpg.Record | None) -> bool:
+    """Whether a step's record says an earlier run called it without learning the outcome
+    (parked on retries: its last attempt may have acted)."""
+    return row is not None and row["outcome"] == RETRYABLE_NAME
 
 
 def backoff_s(attempt: int, base_s: float = 0.2, cap_s: float = 5.0) -> float:
@@ -550,7 +565,9 @@ class PlanRunner:
                 ran_all = [ran]
             else:
                 ran_all = list(await asyncio.gather(*(
-                    self._step(decision, step, context, probe, parks) for step in pending)))
+                    self._step(decision, step, context, probe, parks,
+                               _sent_before(recorded.get(step.step_id)))
+                    for step in pending)))
             stale = True
             for ran in ran_all:
                 results.extend(ran.results)
@@ -567,8 +584,9 @@ class PlanRunner:
         return PlanResult("succeeded", results)
 
     async def _step(self, decision: Decision, step: ActionStep, context: dict[str, Any],
-                    probe: str, parks: int) -> _StepRun:
-        """One call step: its condition, its payload rendered, the call with retries."""
+                    probe: str, parks: int, sent_before: bool = False) -> _StepRun:
+        """One call step: its condition, its payload rendered, the call with retries.
+        ``sent_before``: an earlier run called it and did not learn the outcome."""
         key = idempotency_key(decision.task_id, step.step_id)
         where = f"step {step.step_id}"
         try:
@@ -586,7 +604,7 @@ class PlanRunner:
                 error=error)], failure=f"step {step.step_id} failed permanently: {error}")
         call = self._call(decision, step.step_id, step.name, route, target,
                           step.operation, payload, key, step)
-        attempted = await self._attempt(call, route, step, probe, parks)
+        attempted = await self._attempt(call, route, step, probe, parks, sent_before)
         if attempted.blocked is None and step.HasField("retry_later") \
                 and attempted.answer is not None:
             try:
@@ -830,12 +848,17 @@ class PlanRunner:
         )
 
     async def _attempt(self, call: StepCall, route: Route, step: ActionStep, probe: str,
-                       parks: int) -> _Attempted:
+                       parks: int, sent_before: bool = False) -> _Attempted:
+        """Call until an outcome, with retries; parks on an open breaker or when they run
+        out. ``sent_before``: the key went out in an earlier run whose answer was lost, so
+        the downstream's "key in use" (:data:`KEY_IN_USE`) is retried, as it is after a
+        lost answer in this run."""
         connector = self.connectors[route.connector]
         max_attempts = step.max_attempts or self.config.max_attempts
         base_s, cap_s = backoff_bounds(step, self.config)
         endpoint = route.endpoint
         calls = 0
+        lost = sent_before   # a call went out and its answer never came
         scrub = (call.withheld or Withheld()).scrub  # a custom connector's own words too
         while True:
             try:
@@ -853,10 +876,17 @@ class PlanRunner:
                                       "breaker", endpoint, f"breaker_open:{endpoint}", str(exc),
                                       exc.retry_at))
             except StepError as exc:
-                if not exc.retryable:
+                in_use = lost and exc.answer is not None and \
+                    exc.answer.status == KEY_IN_USE.get(route.connector)
+                if not exc.retryable and not in_use:
                     STEP_CALLS.labels(endpoint, "permanent").inc()
                     return _Attempted(StepOutcome.STEP_OUTCOME_FAILED_PERMANENT, calls,
                                       error=scrub(str(exc)), answer=exc.answer)
+                if in_use:
+                    exc = StepError(f"{exc} (the key's earlier request, whose answer was "
+                                    "lost, is held downstream: its outcome is unknown)",
+                                    retryable=True, answer=exc.answer)
+                lost = True
                 STEP_CALLS.labels(endpoint, "retryable").inc()
                 now = datetime.now(timezone.utc)
                 if calls >= max_attempts:

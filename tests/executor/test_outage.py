@@ -264,3 +264,32 @@ async def test_an_approved_sla_escalation_runs_through_a_breaker_nobody_was_left
     assert len(await harness.effects([tasks[0]])) == 1
     assert (await breakers(exec_settings))["http://analytics"].status == \
         BreakerStatus.BREAKER_STATUS_CLOSED
+
+
+async def test_a_repeat_refused_after_a_lost_answer_is_retried_not_failed(
+        harness: Harness, exec_settings: Settings) -> None:
+    """The downstream stored a payment and its answer was lost; asked again with the same
+    Idempotency-Key it answers 409 (as APIs that refuse a duplicate do, and as the IETF
+    draft has it while the first request is held). The outcome is unknown, not refused:
+    the step is retried and the task parks (an outside integrator saw it failed and the
+    steps before it compensated, the payment left in place and nobody told). Once the
+    downstream replays the key, the task finishes with the payment made once."""
+    await harness.faults("helpdesk", lost_response_rate=1.0, error_status=503,
+                         repeat_status=409)
+    try:
+        (task_id,) = await harness.seed(1)
+        await harness.send([decision(task_id, "acme", [
+            http_step("1-pay", "http://helpdesk/payments", {"amount": 12})])])
+        blocked = await harness.wait(
+            [task_id], lambda s, st, r: s == "BLOCKED" or s in ("FAILED", "SUCCEEDED"),
+            what="blocked")
+        assert blocked[task_id] == ("BLOCKED", "EXECUTING", "retries_exhausted:http://helpdesk"), \
+            (blocked, await harness.executions(task_id))
+        outcome, attempts, error = (await harness.executions(task_id))["1-pay"]
+        assert outcome == "FAILED_RETRYABLE" and attempts >= 2, (outcome, attempts, error)
+        assert "outcome is unknown" in error, error
+    finally:
+        await harness.clear_faults()
+    final = await harness.wait([task_id], timeout_s=60)
+    assert final[task_id][0] == "SUCCEEDED", final
+    assert len(await harness.effects([task_id])) == 1

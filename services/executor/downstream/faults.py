@@ -11,6 +11,9 @@ specific profile that applies (collection, then system, then ``*``):
   caller cannot tell it worked, retries, and must be deduplicated by its idempotency key.
 * ``throttle_rate``: that fraction gets 429 with ``Retry-After: retry_after_s``.
 * ``latency_ms`` is added to every call; ``slow_rate`` of them take ``slow_ms`` more (timeouts).
+* ``repeat_status``: a key already stored is answered with this status (e.g. 409, as APIs
+  that refuse a duplicate do) instead of a replay (0, the default: 200 with
+  ``Idempotent-Replayed``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class FaultProfile:
     latency_ms: float = 0.0
     slow_rate: float = 0.0
     slow_ms: float = 0.0
+    repeat_status: int = 0
 
     @classmethod
     def from_json(cls, data: Any) -> FaultProfile:
@@ -62,6 +66,9 @@ class FaultProfile:
                              "throttle_rate and slow_rate must each be <= 1")
         if not 400 <= profile.error_status <= 599:
             raise FaultError("error_status: expected an HTTP error status (400-599)")
+        if profile.repeat_status and not 400 <= profile.repeat_status <= 599:
+            raise FaultError("repeat_status: expected 0 (replay) or an HTTP error status "
+                             "(400-599)")
         return profile
 
     def to_json(self) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Business API (every write needs an ``Idempotency-Key`` header):
 
 * ``POST|PUT /{system}/{collection}``: store the JSON body once per key: 201 the first time,
-  200 with ``Idempotent-Replayed: true`` for a repeat, 422 when the key comes back with a
+  200 with ``Idempotent-Replayed: true`` for a repeat (or the fault profile's
+  ``repeat_status``, e.g. 409), 422 when the key comes back with a
   different body or the body breaks a business rule (``amount`` must be >= 0).
 * ``DELETE /{system}/{collection}/{key}``: reverse the effect stored under ``key`` (a
   compensation); 200, a repeat is a replay; 404 when there is no such effect.
@@ -93,6 +94,10 @@ async def write(request: web.Request) -> web.Response:
         await ledger.log("http", request.method, request.path, key, "key_reused", 422)
         return _error(422, "Idempotency-Key was used before with a different payload")
     status = 201 if created else 200
+    refused = 0 if created else request.app[FAULTS].profile(system, collection).repeat_status
+    if refused:  # a repeat refused, as APIs that answer a duplicate key with 409 do
+        await ledger.log("http", request.method, request.path, key, "refused_repeat", refused)
+        return _error(refused, "duplicate request: this Idempotency-Key was used before")
     await ledger.log("http", request.method, request.path, key,
                      "created" if created else "replayed", faulted or status)
     if faulted:  # stored, but the caller never hears about it
