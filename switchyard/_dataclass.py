@@ -605,6 +605,8 @@ def redact_decision(decision: Decision, redactor: Redactor, revealed: Collection
                 extracted.HasField("written") and withheld_from_reviewers(
                     extracted.name, extracted.written.value, extracted.data_class, revealed)):
             extracted.ClearField("written")
+        if value != extracted.value:
+            extracted.ClearField("written_elsewhere")
         extracted.value = value
     for name, value in list(decision.extracted_fields.items()):
         decision.extracted_fields[name] = redact_field(name, value, redactor,
@@ -781,8 +783,10 @@ def withheld_values(decision: Decision, redactor: Redactor,
     fields = sensitive_fields(decision)
     shown = {" ".join(value.split()).lower()
              for name in revealed if name in fields for value in fields[name][1]}
-    written = [(f.name, f.written.label, f.written.value) for f in decision.fields
-               if f.name in fields and f.name not in revealed and f.HasField("written")]
+    written = [(f.name, w.label, w.value) for f in decision.fields
+               if f.name in fields and f.name not in revealed
+               for w in ([f.written] if f.HasField("written") else []) + list(
+                   f.written_elsewhere)]
     return WithheldValues([(name, value, kind) for name, (kind, found) in fields.items()
                            if name not in revealed and kind != "table"
                            and not (prose and kind in CLOSED_VOCABULARY) for value in found

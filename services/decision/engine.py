@@ -191,7 +191,9 @@ def to_decision(task: TaskEnvelope, outcome: Outcome, prediction: Prediction | N
                 # where a document's layout had it (an extractor's ExtractedField.provenance)
                 provenance=getattr(found, "provenance", None),
                 # how the text wrote it, where not as the value (masked where withheld)
-                written=_written_value(getattr(found, "written", None))))
+                written=_written_value(getattr(found, "written", None)),
+                written_elsewhere=list(filter(None, map(
+                    _written_value, getattr(found, "elsewhere", None) or ())))))
         # every declared field travels with its type and class, those not found empty (value
         # '', confidence 0): the executor's templates see them as null, a reviewer can fill
         # them in

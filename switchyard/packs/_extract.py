@@ -92,6 +92,9 @@ class ExtractedField:
     #: that where the field is withheld from reviewers the written value is masked too; for
     #: a value read from an HL7 message, always: (its position, the field as written).
     written: tuple[str, str] | None = None
+    #: For a value read from an HL7 message: (position, field as written) of each other
+    #: position the field's labels name that holds something (masked with it).
+    elsewhere: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -594,7 +597,10 @@ def extract_fields(pack: Pack, text: str, layout: DocumentLayout | None = None) 
                     value=value, confidence=round(how * factor * _ocr_factor(provenance), 3),
                     provenance=provenance,
                     written=_written(label, raw, value, hl7_written) if provenance is None
-                    else None)
+                    else None,
+                    elsewhere=tuple((key, hl7_written[key][:MAX_VALUE_CHARS])
+                                    for key, _ in json_pairs if key != label
+                                    and key in hl7_written and _norm(key) in labels))
                 break
         if name not in found:
             if problem:

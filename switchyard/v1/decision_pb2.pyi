@@ -246,6 +246,7 @@ class FieldExtraction(google.protobuf.message.Message):
     PROVENANCE_FIELD_NUMBER: builtins.int
     ALLOWED_VALUES_FIELD_NUMBER: builtins.int
     WRITTEN_FIELD_NUMBER: builtins.int
+    WRITTEN_ELSEWHERE_FIELD_NUMBER: builtins.int
     name: builtins.str
     """Field name, e.g. "invoice_number", "total"."""
     value: builtins.str
@@ -281,6 +282,14 @@ class FieldExtraction(google.protobuf.message.Message):
         value after its label (or at its position) in the document's text.
         """
 
+    @property
+    def written_elsewhere(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___WrittenValue]:
+        """Where else the document writes this field: for a value read from an HL7 v2 message, the
+        other positions the pack reads the field from that hold something (a coded diagnosis,
+        "DG1-3" "K70.1^Alcoholic hepatitis^I10", beside the admit reason the value was read
+        from). Data of the field's class like `written`, and masked with it.
+        """
+
     def __init__(
         self,
         *,
@@ -292,9 +301,10 @@ class FieldExtraction(google.protobuf.message.Message):
         provenance: switchyard.v1.layout_pb2.Provenance | None = ...,
         allowed_values: collections.abc.Iterable[builtins.str] | None = ...,
         written: global___WrittenValue | None = ...,
+        written_elsewhere: collections.abc.Iterable[global___WrittenValue] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["provenance", b"provenance", "written", b"written"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["allowed_values", b"allowed_values", "confidence", b"confidence", "data_class", b"data_class", "name", b"name", "provenance", b"provenance", "type", b"type", "value", b"value", "written", b"written"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["allowed_values", b"allowed_values", "confidence", b"confidence", "data_class", b"data_class", "name", b"name", "provenance", b"provenance", "type", b"type", "value", b"value", "written", b"written", "written_elsewhere", b"written_elsewhere"]) -> None: ...
 
 global___FieldExtraction = FieldExtraction
 

@@ -526,6 +526,29 @@ async def test_an_hl7_admit_message_shows_intake_reviewers_no_withheld_field_as_
     assert await hospital.steps(task_id) == {}   # nothing ran
 
 
+async def test_a_coded_diagnosis_worded_otherwise_than_the_admit_reason_is_masked_too(
+        hospital: Stack) -> None:
+    """The admit reason (PV2-3) and the coded diagnosis (DG1-3, HL7 2.5's place for it, no
+    DG1-4 description) worded differently: the pack reads the first, and masks the other
+    position it reads the field from as well (an outside audit saw ``K70.1^Alcoholic
+    hepatitis^I10`` in clear beside the masked admit reason), and the patient's national
+    phone number in PID-13."""
+    message = ADMIT_MESSAGE.replace(
+        "PV1|1|I|MED^204^B|E\r", "PV1|1|I|MED^204^B|E\rPV2|||^Acute alcoholic hepatitis\r"
+    ).replace("DG1|1||J18.9^Pneumonia, unspecified organism^I10|Pneumonia, unspecified "
+              "organism||A", "DG1|1||K70.1^Alcoholic hepatitis^I10|||A").replace(
+        "198811020000|F", "198811020000|F|||12 Heron Quay^^Whitby||(01947) 600 318")
+    assert "PV2|" in message and "K70.1" in message and "(01947)" in message
+    task_id = await hospital.submit(message.encode())
+    item = await hospital.item(task_id)
+    body = item.escalation.task.document.body.decode()
+    segments = {s[:3]: s for s in body.split("\r") if s}
+    assert segments["PV2"] == "PV2|||[DIAGNOSIS REDACTED]", body
+    assert segments["DG1"] == "DG1|1||[DIAGNOSIS REDACTED]|||A", body
+    for hidden in ("hepatitis", "K70.1", "600 318"):
+        assert hidden not in body, hidden
+
+
 async def test_a_hand_over_in_prose_masks_the_diagnosis_after_its_label_for_the_intake_desk(
         hospital: Stack) -> None:
     """A hand-over e-mail written as prose, on the ward that wants the router all but sure:
