@@ -33,6 +33,7 @@ checks every listed column exists and searches every table and topic for planted
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import hmac
 import json
@@ -650,6 +651,16 @@ class WithheldSpan:
     label: str
 
 
+def _mailbox_parts(value: str) -> tuple[str, ...]:
+    """A value read as a mailbox (``Hamish Drummond <hamish@example.org>``, an e-mail's From
+    header): its display name and address, each also found alone (the signature and the body
+    write the name without the address)."""
+    if "<" not in value or "@" not in value:
+        return ()
+    name, address = email.utils.parseaddr(value)
+    return tuple(part for part in (name.strip(), address) if len(part) > 1)
+
+
 class WithheldValues:
     """The values of an item's withheld (personal and health, not revealed) fields, to be
     masked wherever they appear in free text shown to a reviewer: the document's text, its
@@ -680,7 +691,7 @@ class WithheldValues:
         for name, value, kind in values:
             if kind == "date" and _ISO_DATE.fullmatch(value):
                 self.dates.setdefault(value, withheld_label(name))
-            for variant in {value, redactor.text(value)}:
+            for variant in {value, redactor.text(value), *_mailbox_parts(value)}:
                 words = variant.split()
                 if words:
                     # words apart by spaces, or by HL7's component separator (the subscriber

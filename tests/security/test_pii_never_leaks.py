@@ -34,6 +34,7 @@ import json
 import os
 import time
 import uuid
+from email.message import EmailMessage
 from pathlib import Path
 
 import aiohttp
@@ -116,6 +117,7 @@ fields:
   diagnosis: {type: string, required: true, data_class: health, labels: [Diagnosis]}
   allergies: {type: string, data_class: health, labels: [Allergies]}
   unit: {type: string, data_class: derived, labels: [Unit]}
+  sender: {type: string, data_class: personal, labels: [From]}
 decision:
   rules:
     - name: ward_check
@@ -135,6 +137,17 @@ plan:
 """
 WARD_NOTE = (f"Ward admission\nPatient: {PATIENT}\nDiagnosis: {DIAGNOSIS}\n"
              f"Allergies: {ALLERGY}\nUnit: respiratory\n")
+#: Who e-mailed a ward admission in: read as the pack's withheld ``sender`` from the From
+#: header (name and address), and signing the message with the name alone
+SENDER = "Hamish Drummond-Oyelaran"
+
+
+def ward_mail() -> bytes:
+    message = EmailMessage()
+    message["From"] = f"{SENDER} <hamish.do@highland-mail.example>"
+    message["To"], message["Subject"] = "wards@example.org", "Admission tonight"
+    message.set_content(f"{WARD_NOTE}\nCustomer of the month: {SENDER}\n\n--\n{SENDER}\n")
+    return bytes(message)
 
 
 #: Intake records refused for what a field holds, each quoting a person's details there
@@ -320,6 +333,9 @@ async def test_planted_pii_never_escapes(settings: Settings, pipeline: EmbeddedS
             metadata={"received_date": "2026-11-22", "contact": EMAIL},
             document=Document(content_type="text/plain", body=text.encode()))))).task_id
             for text, kind in [*documents(), (WARD_NOTE, "ward_intake")]]
+        ids.append((await ingest.SubmitTask(SubmitTaskRequest(submission=Submission(
+            tenant_id="privacy", idempotency_key=uuid.uuid4().hex, kind="ward_intake",
+            document=Document(content_type="message/rfc822", body=ward_mail()))))).task_id)
         # a client cancels one, its reason naming a person: the status event says who asked,
         # not why; a request for the executor (when it was executing already: the call
         # answers FAILED_PRECONDITION) carries the reason through the detectors
@@ -379,6 +395,9 @@ async def test_planted_pii_never_escapes(settings: Settings, pipeline: EmbeddedS
               for value in HEALTH_NEEDLES if value.lower() in text.lower()]
     leaks += [f"{PATIENT!r} in {where}" for where, text in places.items()
               if where != "reviewer responses" and PATIENT.lower() in text.lower()]
+    # the e-mail's sender: withheld where the reviewer reads the name without its address
+    leaks += [f"{SENDER!r} in {where}" for where, text in places.items()
+              if SENDER.lower() in text.lower()]
     assert not leaks, "personal data escaped:\n" + "\n".join(leaks)
     # the topics documented to carry documents do carry them (the consumer read them)
     assert IBAN_SPACED in topics["tasks"] and EMAIL in topics["dead-letter"]
@@ -393,6 +412,7 @@ async def test_planted_pii_never_escapes(settings: Settings, pipeline: EmbeddedS
     # admission was recorded downstream and its echo kept withheld
     assert DIAGNOSIS in topics["tasks"] and ALLERGY in topics["tasks"]
     assert f"Patient: {PATIENT}" in reviewer and "Diagnosis: [DIAGNOSIS REDACTED]" in reviewer
+    assert "Customer of the month: [SENDER REDACTED]" in reviewer   # the e-mail was read
     assert "record_admission" in topics["executions"]
     assert "[DIAGNOSIS REDACTED]" in tables["decisions"] or \
         "[DIAGNOSIS REDACTED]" in topics["task-status"]
