@@ -802,6 +802,16 @@ BAD_VALUES = {
     "unknown top-level key": ({"replicas": 3}, "additional properties 'replicas' not allowed"),
     "writable root filesystem": ({"containerSecurityContext": {"readOnlyRootFilesystem": False}},
                                  "/containerSecurityContext/readOnlyRootFilesystem"),
+    # seccomp relaxed (an outside platform engineer's render: every container Unconfined)
+    "seccomp off in containers": ({"containerSecurityContext": {"seccompProfile": {
+        "type": "Unconfined"}}}, "/containerSecurityContext/seccompProfile/type"),
+    "seccomp dropped from containers": ({"containerSecurityContext": {
+        "seccompProfile": None}}, "/containerSecurityContext"),
+    "seccomp off in pods": ({"podSecurityContext": {"seccompProfile": {"type": "Unconfined"}}},
+                            "/podSecurityContext/seccompProfile/type"),
+    "seccomp off in Triton's pods": ({"triton": {"podSecurityContext": {"seccompProfile": {
+        "type": "Localhost", "localhostProfile": "profiles/allow-all.json"}}}},
+        "/triton/podSecurityContext/seccompProfile"),
     "missing limits": ({"services": {"decision": {"resources": {"limits": None}}}},
                        "/services/decision/resources"),
     "SASL without a secret": ({"kafka": {"securityProtocol": "SASL_SSL",
