@@ -181,6 +181,31 @@ SETTING_SECRET_REF = {
 }
 
 
+def env_list_schema() -> dict[str, Any]:
+    """``extraEnv``: container env entries other than Switchyard's settings, which have
+    their own places (``config.settings``; a secret one only by ``config.secrets``, from a
+    Secret): an entry naming one would silently override what the chart set, or put a
+    password into the values."""
+    return {
+        "type": "array",
+        "description": "Extra container env entries (EnvVar objects), not Switchyard "
+                       "settings: those go in config.settings, secret ones in "
+                       "config.secrets (generated from switchyard/_settings.py).",
+        "items": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {
+                    "type": "string",
+                    "pattern": "^[A-Za-z_][A-Za-z0-9_.-]*$",
+                    "not": {"enum": sorted(env_var(f.name)
+                                           for f in dataclasses.fields(Settings))},
+                },
+            },
+        },
+    }
+
+
 def render(current: dict[str, Any]) -> str:
     """``current`` (the whole values schema) with its generated parts replaced, as text."""
     schema = json.loads(json.dumps(current))
@@ -189,6 +214,7 @@ def render(current: dict[str, Any]) -> str:
     config["secrets"] = secrets_schema()
     schema["definitions"]["secretKeyRef"] = SECRET_KEY_REF
     schema["definitions"]["settingSecretRef"] = SETTING_SECRET_REF
+    schema["definitions"]["envList"] = env_list_schema()
     return json.dumps(schema, indent=2) + "\n"
 
 

@@ -803,6 +803,13 @@ BAD_VALUES = {
     "writable root filesystem": ({"containerSecurityContext": {"readOnlyRootFilesystem": False}},
                                  "/containerSecurityContext/readOnlyRootFilesystem"),
     # seccomp relaxed (an outside platform engineer's render: every container Unconfined)
+    # a setting by extraEnv: a password in the values, or a silent override of the chart's
+    "a password by extraEnv": ({"services": {"ingest": {"extraEnv": [{
+        "name": "SWITCHYARD_POSTGRES_DSN", "value": "postgresql://sy:hunter2@db/sy"}]}}},
+        "/services/ingest/extraEnv/0/name"),
+    "a setting by extraEnv": ({"services": {"review": {"extraEnv": [{
+        "name": "SWITCHYARD_BIND_HOST", "value": "127.0.0.1"}]}}},
+        "/services/review/extraEnv/0/name"),
     "seccomp off in containers": ({"containerSecurityContext": {"seccompProfile": {
         "type": "Unconfined"}}}, "/containerSecurityContext/seccompProfile/type"),
     "seccomp dropped from containers": ({"containerSecurityContext": {
