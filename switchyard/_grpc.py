@@ -476,21 +476,81 @@ class ServerTls:
                              "is not")
         return cls(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
 
-    def grpc_credentials(self) -> grpc.ServerCredentials:
+    def files_stamp(self) -> tuple[tuple[int, int], ...]:
+        """When and how large each file is now (a Kubernetes Secret volume swaps them in
+        place when cert-manager renews the certificate); (0, 0) for one that is missing."""
+        stamps = []
+        for name in filter(None, (self.cert_file, self.key_file, self.client_ca_file)):
+            try:
+                info = Path(name).stat()
+            except OSError:
+                stamps.append((0, 0))
+            else:
+                stamps.append((info.st_mtime_ns, info.st_size))
+        return tuple(stamps)
+
+    def _grpc_config(self) -> Any:
         chain = Path(self.cert_file).read_bytes()
         key = Path(self.key_file).read_bytes()
         client_ca = Path(self.client_ca_file).read_bytes() if self.client_ca_file else None
-        return grpc.ssl_server_credentials([(key, chain)], root_certificates=client_ca,
-                                           require_client_auth=client_ca is not None)
+        return grpc.ssl_server_certificate_configuration([(key, chain)],
+                                                         root_certificates=client_ca)
 
-    def ssl_context(self) -> ssl.SSLContext:
-        """The same certificate, key and client CA for an HTTPS server (TLS 1.2 or later)."""
+    def grpc_credentials(self) -> grpc.ServerCredentials:
+        """The files as they are now, read again whenever they change: gRPC asks at each
+        new connection's handshake, so a renewed certificate (or client CA) is served
+        without a restart. A change caught half-written keeps the previous files until
+        the next handshake."""
+        seen = [self.files_stamp()]
+
+        def renewed() -> Any:
+            stamp = self.files_stamp()
+            if stamp == seen[0]:
+                return None
+            try:
+                config = self._grpc_config()
+            except (OSError, ValueError, RuntimeError):
+                return None
+            seen[0] = stamp
+            return config
+
+        return grpc.dynamic_ssl_server_credentials(
+            self._grpc_config(), renewed,
+            require_client_authentication=bool(self.client_ca_file))
+
+    def _context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(self.cert_file, self.key_file)
         if self.client_ca_file:
             context.load_verify_locations(cafile=self.client_ca_file)
             context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The same certificate, key and client CA for an HTTPS server (TLS 1.2 or later),
+        read again when the files change: each handshake's hello checks, and a renewed
+        certificate goes to that connection and every later one."""
+        seen = [self.files_stamp()]
+        current: list[ssl.SSLContext] = []
+
+        def renewed(connection: ssl.SSLObject, _name: str | None,
+                    _context: ssl.SSLContext) -> None:
+            stamp = self.files_stamp()
+            if stamp != seen[0]:
+                try:
+                    context = self._context()
+                except (OSError, ssl.SSLError):
+                    return None   # half-written: the previous files until the next hello
+                context.sni_callback = renewed
+                current[:] = [context]
+                seen[0] = stamp
+            if current:
+                connection.context = current[0]
+            return None
+
+        context = self._context()
+        context.sni_callback = renewed
         return context
 
 
