@@ -64,4 +64,15 @@ def build_escalation(task: TaskEnvelope, decision: Decision, *, queue: str, buck
     )
 
 
-__all__ = ["DEFAULT_REVIEW_QUEUE", "SLA_BY_PRIORITY", "build_escalation", "escalation_id"]
+def document_hidden(escalation: Escalation) -> bool:
+    """Whether the escalation's reviewers get no document: it asks about an approval step
+    whose pack says ``document: false`` (``ApprovalSpec.hide_document``; minimum necessary:
+    a payer check needs what disagrees, not the clinical notes). The stored item keeps the
+    document (the decision service reads it again to check a reviewer's edits)."""
+    return bool(escalation.step_id) and any(
+        step.step_id == escalation.step_id and step.approval.hide_document
+        for step in escalation.proposed_decision.plan.steps)
+
+
+__all__ = ["DEFAULT_REVIEW_QUEUE", "SLA_BY_PRIORITY", "build_escalation", "document_hidden",
+           "escalation_id"]

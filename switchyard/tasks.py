@@ -50,6 +50,7 @@ from switchyard._escalations import (
     DEFAULT_REVIEW_QUEUE,
     SLA_BY_PRIORITY,
     build_escalation,
+    document_hidden,
 )
 
 __all__ = [
@@ -70,6 +71,7 @@ __all__ = [
     "UNSUCCESSFUL",
     "URGENT",
     "build_escalation",
+    "document_hidden",
     "check",
     "is_terminal",
     "json_problem",

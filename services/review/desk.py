@@ -58,6 +58,7 @@ from switchyard.privacy import (
     redact_free_text,
 )
 from switchyard.storage import APPROVAL, VERDICT
+from switchyard.tasks import document_hidden
 from switchyard.v1 import (
     BoundingBox,
     ClaimRequest,
@@ -150,6 +151,10 @@ class ReviewDesk:
                 if edits:  # most items have none: no second pass over the proposed fields
                     edits = redact_edits(edits, item.escalation, self.redactor)
             copy.approved_edits.update(edits)
+            if document_hidden(item.escalation):
+                copy.escalation.task.ClearField("document")
+                copy.escalation.task.ClearField("metadata")
+                copy.escalation.ClearField("layout")
             shown.append(copy)
         return shown
 
@@ -198,6 +203,9 @@ class ReviewDesk:
         reference instead of its bytes."""
         item = await self._item(principal, item_id)
         document = item.escalation.task.document
+        if document_hidden(item.escalation):
+            raise ReviewError("not_found", f"item {item_id!r} shows no document: its approval "
+                                           "step's reviewers get the fields only")
         if not document.content_type.startswith(PAGED_TYPES):
             raise ReviewError("not_found", f"the document of item {item_id!r} is "
                                            f"{document.content_type or 'text'}: it has no "

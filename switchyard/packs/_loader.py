@@ -589,7 +589,8 @@ def _plan(raw: list[Any], names: Names, c: _Checker,
                     sla=spec.get("sla", ""), sla_s=sla_s, queue=spec.get("queue", ""),
                     instructions=spec.get("instructions", ""),
                     discrepancies=spec.get("discrepancies", ""),
-                    reveal=tuple(spec.get("reveal", ())))))
+                    reveal=tuple(spec.get("reveal", ())),
+                    document=spec.get("document", True))))
             earlier.add(spec["name"])
         elif "wait" in entry:
             spec = entry["wait"]

@@ -183,6 +183,7 @@ class StepApproval:
     instructions: str = ""
     discrepancies: str = ""  # CEL: a list of {field, submitted, found, source, note}
     reveal: tuple[str, ...] = ()  # fields its reviewers see in clear
+    document: bool = True  # false: its reviewers get fields and discrepancies, no document
 
 
 @dataclass(frozen=True)

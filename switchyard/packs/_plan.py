@@ -127,7 +127,8 @@ def _step(index: int, spec: StepSpec, params: Mapping[str, Any],
             reviewer_group=with_params(approval.group, params),
             four_eyes=approval.four_eyes,
             instructions=with_params(approval.instructions, params),
-            discrepancies=approval.discrepancies, reveal=list(approval.reveal)))
+            discrepancies=approval.discrepancies, reveal=list(approval.reveal),
+            hide_document=not approval.document))
         sla = _duration(approval.sla_s)
         if sla is not None:
             step.approval.sla.CopyFrom(sla)

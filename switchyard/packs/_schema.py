@@ -165,6 +165,10 @@ def _approval_step() -> dict[str, Any]:
                            "description": "Fields this approval's reviewers see in clear, "
                                           "whatever their class; default: the pack's "
                                           "review.reveal."},
+                "document": {"type": "boolean",
+                             "description": "false: its reviewers get the fields and the "
+                                            "discrepancies, not the document (default "
+                                            "true)."},
             },
         }},
     }

@@ -552,6 +552,7 @@ class ApprovalSpec(google.protobuf.message.Message):
     INSTRUCTIONS_FIELD_NUMBER: builtins.int
     DISCREPANCIES_FIELD_NUMBER: builtins.int
     REVEAL_FIELD_NUMBER: builtins.int
+    HIDE_DOCUMENT_FIELD_NUMBER: builtins.int
     queue: builtins.str
     """The review queue the approval waits in; empty: the decision's review_queue."""
     reviewer_group: builtins.str
@@ -563,6 +564,12 @@ class ApprovalSpec(google.protobuf.message.Message):
     discrepancies: builtins.str
     """A CEL expression giving a list of maps with keys field, submitted, found, source and
     note (e.g. from an earlier step's output); rendered into Escalation.discrepancies.
+    """
+    hide_document: builtins.bool
+    """Its reviewers get the fields and discrepancies, not the document (minimum necessary: a
+    payer check needs no clinical notes): the review item they are shown has the task
+    without its document and metadata, and no page images; the stored item keeps them (the
+    decision service reads the document again to check a reviewer's edits).
     """
     @property
     def sla(self) -> google.protobuf.duration_pb2.Duration:
@@ -584,9 +591,10 @@ class ApprovalSpec(google.protobuf.message.Message):
         instructions: builtins.str = ...,
         discrepancies: builtins.str = ...,
         reveal: collections.abc.Iterable[builtins.str] | None = ...,
+        hide_document: builtins.bool = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["sla", b"sla"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["discrepancies", b"discrepancies", "four_eyes", b"four_eyes", "instructions", b"instructions", "queue", b"queue", "reveal", b"reveal", "reviewer_group", b"reviewer_group", "sla", b"sla"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["discrepancies", b"discrepancies", "four_eyes", b"four_eyes", "hide_document", b"hide_document", "instructions", b"instructions", "queue", b"queue", "reveal", b"reveal", "reviewer_group", b"reviewer_group", "sla", b"sla"]) -> None: ...
 
 global___ApprovalSpec = ApprovalSpec
 

@@ -340,6 +340,10 @@ async def test_an_insurance_mismatch_goes_to_a_person_who_sees_only_what_disagre
     assert shown["diagnosis"] == "[DIAGNOSIS REDACTED]"
     assert shown["allergies"] == "[ALLERGIES REDACTED]"
     assert "cholecystectomy" not in json.dumps(MessageToDict(escalation.proposed_decision))
+    # the approval step says document: false: its reviewers get what disagrees, not the form
+    # (an outside audit read a patient's HIV status in the narrative of a payer ticket)
+    assert not escalation.task.HasField("document") and not escalation.task.metadata
+    assert "cholecystectomy" not in json.dumps(MessageToDict(escalation))
     # nothing was registered or booked before the person decided
     assert set(await hospital.steps(task_id)) <= {"1-check_insurance", "2-insurance_review"}
     assert (await hospital.board("surgical"))["occupied"] == 0
