@@ -46,7 +46,7 @@ from switchyard.access import (
 from switchyard.documents import BlobError, BlobNotFound, BlobStore, DocumentError, DocumentLimits
 from switchyard.privacy import withheld_label
 from switchyard.runtime import Supervisor
-from switchyard.tasks import level_of, task_bucket
+from switchyard.tasks import document_hidden, level_of, task_bucket
 from switchyard.v1 import (
     BoundingBox,
     ClaimRequest,
@@ -213,7 +213,9 @@ def item_json(item: ReviewItem, full: bool = True) -> dict[str, Any]:
                            # page images at /api/items/{id}/pages/{n}, n = 1..page_count
                            "page_count": (document.page_count or len(esc.layout.pages) or 1)
                            if paged else 0,
-                           "layout": layout_json(esc.layout)}
+                           "layout": layout_json(esc.layout),
+                           # an approval step that shows its reviewers no document
+                           "hidden": document_hidden(esc)}
         out["metadata"] = dict(esc.task.metadata)
         out["proposal"].update(
             models=[{"name": m.model_name, "version": m.model_version, "label": m.label,

@@ -465,6 +465,21 @@ def test_item_json_shows_group_instructions_and_four_eyes_progress() -> None:
     assert single["approvals"]["text"] is None and single["reviewer_group"] is None
 
 
+def test_an_approval_step_that_hides_the_document_says_so_to_the_console() -> None:
+    """document: false: the console's item says the document is not shown (the desk has
+    cleared it from the reviewer's copy), for the page to say why, not show an empty one."""
+    from switchyard.v1 import ActionPlan, ActionStep, ApprovalSpec
+
+    plan = ActionPlan(steps=[ActionStep(step_id="2-insurance_review", approval=ApprovalSpec(
+        hide_document=True)), ActionStep(step_id="3-admit")])
+    hidden = ReviewItem(item_id="i", escalation=Escalation(
+        step_id="2-insurance_review", proposed_decision=Decision(plan=plan)))
+    assert item_json(hidden)["document"]["hidden"] is True
+    shown = ReviewItem(item_id="j", escalation=Escalation(
+        step_id="3-admit", proposed_decision=Decision(plan=plan)))
+    assert item_json(shown)["document"]["hidden"] is False
+
+
 def test_escalations_carry_the_decisions_group_four_eyes_and_review_sla() -> None:
     from google.protobuf.duration_pb2 import Duration
 

@@ -284,7 +284,9 @@ async function openItem(itemId, keepStatus) {
   renderFields(item.proposal.fields);
   showDocumentPages(item);
   $("i-doctype").textContent = `${item.document.content_type}${item.document.filename ? ` · ${item.document.filename}` : ""}`;
-  $("i-document").textContent = item.document.text;
+  $("i-document").textContent = item.document.hidden
+    ? "Not shown: this approval step's reviewers check the fields and what disagrees, not the document."
+    : item.document.text;
   updateButtons();
   tickClocks();
   if (item.claimed_by === state.reviewer && item.state === "CLAIMED") scheduleRenew(item); else clearTimeout(state.renewTimer);
