@@ -186,6 +186,19 @@ def field_violations(error: grpc.RpcError) -> dict[str, str]:
     return dict(violations_of(parse_status_details(error)))
 
 
+def precondition_types(error: grpc.RpcError) -> set[str]:
+    """Client side: the ``type`` of each PreconditionFailure violation (``TASK_EXECUTING``),
+    what a client branches on rather than the message's words."""
+    status = parse_status_details(error)
+    out: set[str] = set()
+    for detail in status.details if status else ():
+        if detail.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR):
+            failure = error_details_pb2.PreconditionFailure()
+            detail.Unpack(failure)
+            out.update(v.type for v in failure.violations)
+    return out
+
+
 def unsaid_violations(error: grpc.aio.AioRpcError) -> list[str]:
     """Client side: each violation as ``field: description`` that the error's message does
     not already say (the message often is the one violation), for a command to print."""

@@ -33,6 +33,8 @@ __all__ = ["CONTENT_TYPES", "EXIT_CONNECT", "EXIT_OK", "EXIT_REFUSED", "EXIT_USA
            "idempotency_key", "run_model_health", "run_submit", "follow_pages", "run_tasks"]
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_CONNECT = 0, 1, 2, 3
+#: ``tasks cancel`` of an executing task: the request is accepted, its compensation under way
+EXIT_COMPENSATING = 4
 #: Content type of a submitted file, by its extension (every type ingest accepts: text, JSON,
 #: PDFs, page images and e-mails; ingest checks the bytes against the type).
 CONTENT_TYPES = {".txt": "text/plain", ".json": "application/json", ".pdf": "application/pdf",
@@ -481,10 +483,25 @@ async def _watch(args: argparse.Namespace, stub: Any) -> int:
 
 
 async def _cancel(args: argparse.Namespace, stub: Any) -> int:
+    import grpc
+
+    from switchyard.rpc import precondition_types
     from switchyard.v1 import CancelTaskRequest
 
-    response = await stub.CancelTask(CancelTaskRequest(task_id=args.task_id,
-                                                       reason=args.reason))
+    try:
+        response = await stub.CancelTask(CancelTaskRequest(task_id=args.task_id,
+                                                           reason=args.reason))
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.FAILED_PRECONDITION or \
+                "TASK_EXECUTING" not in precondition_types(exc):
+            raise
+        # accepted, not done: the executor compensates the finished steps, then cancels
+        if args.json:
+            print(json.dumps({"task_id": args.task_id, "cancellation": "requested",
+                              "message": exc.details()}, indent=2))
+        else:
+            print(f"cancellation requested: {exc.details()}")
+        return EXIT_COMPENSATING
     _print_task(args, response.task)
     return EXIT_OK
 

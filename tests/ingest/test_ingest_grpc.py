@@ -11,6 +11,8 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import sys
 import time
 import uuid
 from collections import Counter
@@ -503,6 +505,16 @@ async def test_cancel_executing_task_asks_the_executor(
     assert task.status == TaskStatus.TASK_STATUS_IN_PROGRESS  # untouched by ingest
     assert await audit_entries(db, created.task_id) == [
         ("execco", "dev", "task.cancel_requested")]
+    # the command line tells an accepted request (compensation under way, exit 4) from a
+    # refusal (exit 1), so a script need not read the message's words
+    command = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "switchyard", "tasks", "cancel", created.task_id, "--json",
+        "--target", f"127.0.0.1:{settings.ingest_grpc_port}",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **settings.to_env()})
+    out, err = await command.communicate()
+    assert command.returncode == 4, err.decode()
+    assert json.loads(out)["cancellation"] == "requested"
 
 
 async def test_watch_tenant_resumes_from_a_cursor(ingest: IngestServiceStub) -> None:
