@@ -17,13 +17,15 @@ from pathlib import Path
 
 import aiohttp
 import grpc
+import grpc_health.v1.health as grpc_health
 import pytest
 from aiohttp import web
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2_grpc
 
-from switchyard.rpc import ServerTls, create_channel
+from switchyard.rpc import ServerTls
 from switchyard.stack import free_port
 from tests.security.certs import Pki, make_pki
+from tests.security.test_tls_services import health
 
 
 def renew(files: Pki, renewed: Pki) -> None:
@@ -35,15 +37,17 @@ def renew(files: Pki, renewed: Pki) -> None:
 
 
 async def grpc_status(port: int, ca: Path) -> str:
-    channel = create_channel(f"localhost:{port}", ca_file=str(ca))
-    try:
-        reply = await health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(), timeout=5)
-        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
-    except grpc.aio.AioRpcError as exc:
-        return exc.code().name
-    finally:
-        await channel.close()
+    return await health(f"localhost:{port}", ca_file=str(ca))
+
+
+async def grpc_server(tls: ServerTls) -> tuple[grpc.aio.Server, int]:
+    """A started gRPC server (the health service) with the services' TLS, and its port."""
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(grpc_health.aio.HealthServicer(), server)
+    port = free_port()
+    assert server.add_secure_port(f"127.0.0.1:{port}", tls.grpc_credentials())
+    await server.start()
+    return server, port
 
 
 async def https_status(port: int, ca: Path) -> str:
@@ -62,11 +66,7 @@ async def test_a_renewed_certificate_is_served_without_a_restart(tmp_path: Path)
     (tmp_path / "new").mkdir()
     old, new = make_pki(tmp_path / "old"), make_pki(tmp_path / "new")
     tls = ServerTls(str(old.server_cert), str(old.server_key))
-    server = grpc.aio.server()
-    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
-    grpc_port = free_port()
-    assert server.add_secure_port(f"127.0.0.1:{grpc_port}", tls.grpc_credentials())
-    await server.start()
+    server, grpc_port = await grpc_server(tls)
     app = web.Application()
     async def ok(_: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -97,12 +97,7 @@ async def test_a_renewed_certificate_is_served_without_a_restart(tmp_path: Path)
 async def test_a_renewal_caught_half_written_keeps_the_served_certificate(
         tmp_path: Path, broken: str) -> None:
     pki = make_pki(tmp_path)
-    tls = ServerTls(str(pki.server_cert), str(pki.server_key))
-    server = grpc.aio.server()
-    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
-    port = free_port()
-    assert server.add_secure_port(f"127.0.0.1:{port}", tls.grpc_credentials())
-    await server.start()
+    server, port = await grpc_server(ServerTls(str(pki.server_cert), str(pki.server_key)))
     try:
         if broken == "missing":
             pki.server_key.unlink()
