@@ -301,7 +301,8 @@ class DeadLetterSink:
         tenant = letter_tenant(record.headers, tenant_id)
         # logged, stored in plaintext and listed: no piece of the record quoted in it
         reason = letter_reason(reason, record.value or b"", record.key or b"",
-                               *(value for _, value in header_list))
+                               *(part for name, value in header_list
+                                 for part in (name.encode(), value)))
         letter = DeadLetter(
             dead_letter_id=dead_letter_id, source_topic=record.topic, partition=record.partition,
             offset=record.offset, original_key=record.key or b"",
