@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import grpc
@@ -463,6 +463,9 @@ async def start_server(settings: Settings, service: str, port: int,
     return grpc_server
 
 
+T = TypeVar("T")
+
+
 @dataclass(frozen=True)
 class ServerTls:
     """The TLS files every Switchyard server presents, read from settings in this one place
@@ -509,26 +512,31 @@ class ServerTls:
         return grpc.ssl_server_certificate_configuration([(key, chain)],
                                                          root_certificates=client_ca)
 
-    def grpc_credentials(self) -> grpc.ServerCredentials:
-        """The files as they are now, read again whenever they change: gRPC asks at each
-        new connection's handshake, so a renewed certificate (or client CA) is served
-        without a restart. A change caught half-written keeps the previous files until
-        the next handshake."""
+    def _when_renewed(self, load: Callable[[], T]) -> Callable[[], T | None]:
+        """A check for renewal (cert-manager rewrites the files in place): what ``load``
+        gives when the files changed since the last load, else None. A change caught
+        half-written (``load`` fails) gives None too, and is tried again next time."""
         seen = [self.files_stamp()]
 
-        def renewed() -> Any:
+        def renewed() -> T | None:
             stamp = self.files_stamp()
             if stamp == seen[0]:
                 return None
             try:
-                config = self._grpc_config()
-            except (OSError, ValueError, RuntimeError):
+                loaded = load()
+            except (OSError, ValueError, RuntimeError):   # ssl.SSLError is an OSError
                 return None
             seen[0] = stamp
-            return config
+            return loaded
 
+        return renewed
+
+    def grpc_credentials(self) -> grpc.ServerCredentials:
+        """The files as they are now, read again whenever they change: gRPC asks at each
+        new connection's handshake, so a renewed certificate (or client CA) is served
+        without a restart."""
         return grpc.dynamic_ssl_server_credentials(
-            self._grpc_config(), renewed,
+            self._grpc_config(), self._when_renewed(self._grpc_config),
             require_client_authentication=bool(self.client_ca_file))
 
     def _context(self) -> ssl.SSLContext:
@@ -544,26 +552,20 @@ class ServerTls:
         """The same certificate, key and client CA for an HTTPS server (TLS 1.2 or later),
         read again when the files change: each handshake's hello checks, and a renewed
         certificate goes to that connection and every later one."""
-        seen = [self.files_stamp()]
+        fresh = self._when_renewed(self._context)
         current: list[ssl.SSLContext] = []
 
-        def renewed(connection: ssl.SSLObject, _name: str | None,
-                    _context: ssl.SSLContext) -> None:
-            stamp = self.files_stamp()
-            if stamp != seen[0]:
-                try:
-                    context = self._context()
-                except (OSError, ssl.SSLError):
-                    return None   # half-written: the previous files until the next hello
-                context.sni_callback = renewed
-                current[:] = [context]
-                seen[0] = stamp
+        def hello(connection: ssl.SSLObject, _name: str | None,
+                  _context: ssl.SSLContext) -> None:
+            if (renewed := fresh()) is not None:
+                renewed.sni_callback = hello
+                current[:] = [renewed]
             if current:
                 connection.context = current[0]
             return None
 
         context = self._context()
-        context.sni_callback = renewed
+        context.sni_callback = hello
         return context
 
 
