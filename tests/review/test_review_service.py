@@ -460,6 +460,148 @@ async def test_the_console_renews_an_open_claim_before_its_lease_runs_out(
         await page.close()
 
 
+async def _no_sideways_scroll(page: object, where: str) -> None:
+    widths = await page.evaluate(  # type: ignore[attr-defined]
+        "() => [document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], f"{where}: the page scrolls sideways ({widths})"
+
+
+async def _in_view(page: object, selector: str) -> None:
+    """The element is drawn inside the window as it stands (no scrolling needed)."""
+    box = await page.locator(selector).bounding_box()  # type: ignore[attr-defined]
+    size = await page.evaluate("() => [window.innerWidth, window.innerHeight]")  # type: ignore
+    assert box is not None, selector
+    assert box["x"] >= 0 and box["x"] + box["width"] <= size[0], (selector, box, size)
+    assert box["y"] >= 0 and box["y"] + box["height"] <= size[1], (selector, box, size)
+
+
+@pytest.mark.parametrize("screen", ["phone", "desktop at 200%"])
+async def test_the_console_fits_a_phone_and_a_zoomed_desktop(
+        settings: Settings, db: asyncpg.Pool, producer: Producer, browser: object,
+        screen: str) -> None:
+    """WCAG 1.4.10 (reflow): at 320-375 CSS pixels wide nothing scrolls sideways, rows are
+    cards, and the verdict buttons with what they did stay on the screen while one reads."""
+    part = "PART-" + "7Q" * 40   # one unbroken word wider than a phone
+    esc = await escalate(
+        db, producer, "acme", f"reflow-{screen[:5]}", 1,
+        fields=[("invoice_number", "INV-5150", 0.97), ("total", "1,980.00", 0.41)],
+        text=f"Invoice INV-5150\nPart {part}\n" + "Line item 1 x 20.00\n" * 60)
+    item_id = await item_of(db, esc)
+    phone = screen == "phone"
+    context = await browser.new_context(  # type: ignore[attr-defined]
+        viewport={"width": 375, "height": 667} if phone else {"width": 640, "height": 450},
+        device_scale_factor=2, is_mobile=phone, has_touch=phone)
+    page = await context.new_page()
+    expect.set_options(timeout=30_000)
+    try:
+        await page.goto(f"http://127.0.0.1:{settings.review_web_port}/")
+        await _no_sideways_scroll(page, "sign-in")
+        await page.fill("#api-key", "rev-acme")
+        await page.click("#login-form button[type=submit]")
+        await page.fill("#f-queue", esc.queue)
+        row = page.locator(f'#queue tbody tr[data-item-id="{item_id}"]')
+        await expect(page.locator("#queue tbody tr")).to_have_count(1)
+        await _no_sideways_scroll(page, "queue")
+        # a card: each value under its column's name
+        await expect(row.locator("td").nth(0)).to_have_attribute("data-label", "Priority")
+        assert await row.locator("td").nth(2).evaluate(
+            "td => getComputedStyle(td, '::before').content") == '"Tenant"'
+        await row.locator("a.open-item").click()
+        await expect(page.locator("#i-task")).to_have_text(esc.task_id)
+        await expect(page.locator("#i-document")).to_contain_text(part)   # wrapped, not cut
+        await _no_sideways_scroll(page, "item")
+        await _in_view(page, "#claim")
+        await _in_view(page, "#reject")
+        if phone:   # a finger's target
+            assert (await page.locator("#claim").bounding_box())["height"] >= 44
+        await page.click("#claim")
+        await expect(page.locator("#status")).to_have_text("Claimed by key-0.")
+        await _in_view(page, "#status")
+        await page.locator('#i-fields tr[data-field="total"] .field-edit').fill("1,890.00")
+        await page.click("#modify")
+        await expect(page.locator("#status")).to_contain_text("Approved with edits")
+        await _in_view(page, "#status")
+        await _no_sideways_scroll(page, "item after the verdict")
+        results = await Axe().run(page, options=AXE_RULES)
+        assert results.violations_count == 0, results.generate_snapshot()
+        await page.screenshot(path=str(artifact(f"review-console-{screen[:5]}.png")),
+                              full_page=True)
+    finally:
+        await context.close()
+    assert await db.fetchval("SELECT verdict FROM review_verdicts WHERE item_id = $1::uuid",
+                             item_id) == "MODIFY"
+
+
+async def test_the_queue_and_items_are_reached_with_tab_and_shortcuts_can_be_turned_off(
+        settings: Settings, db: asyncpg.Pool, producer: Producer, browser: object) -> None:
+    """Every row is a link Tab reaches; j/k move the focus; an opened item takes the focus at
+    its title and Esc gives it back to its row; single-key shortcuts can be turned off
+    (WCAG 2.1.4), remembered by the browser; the sign-in form names its fields for
+    password managers."""
+    escs = [await escalate(db, producer, "acme", "keys", 2, fields=[("total", f"{n}.00", 0.5)],
+                           text=f"Invoice INV-90{n}\nTotal: {n}.00") for n in (1, 2)]
+    items = [await item_of(db, esc) for esc in escs]
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore
+    expect.set_options(timeout=30_000)
+    claims: list[str] = []
+    page.on("request", lambda r: claims.append(r.url) if r.url.endswith("/claim") else None)
+    focused = "() => document.activeElement.closest('tr') ? " \
+        "document.activeElement.closest('tr').dataset.itemId : document.activeElement.id"
+    try:
+        await page.goto(f"http://127.0.0.1:{settings.review_web_port}/")
+        await expect(page.locator("#api-key")).to_have_attribute("autocomplete",
+                                                                "current-password")
+        await expect(page.locator("#reviewer")).to_have_attribute("autocomplete", "username")
+        await page.fill("#api-key", "rev-acme")
+        await page.click("#login-form button[type=submit]")
+        await page.fill("#f-queue", "keys")
+        await expect(page.locator("#queue tbody tr")).to_have_count(2)
+        order = await page.locator("#queue tbody tr").evaluate_all(
+            "rows => rows.map(r => r.dataset.itemId)")
+        assert sorted(order) == sorted(items)
+        await page.focus("#f-reason")
+        await page.keyboard.press("Tab")            # from the last filter to the first row
+        assert await page.evaluate(focused) == order[0]
+        await page.keyboard.press("Tab")
+        assert await page.evaluate(focused) == order[1]
+        await page.keyboard.press("k")              # the focus moves with the selection
+        assert await page.evaluate(focused) == order[0]
+        await page.keyboard.press("j")
+        assert await page.evaluate(focused) == order[1]
+        await expect(page.locator("#queue tbody tr.selected")).to_have_attribute(
+            "data-item-id", order[1])
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#i-title")).to_be_focused()
+        await expect(page.locator("#i-title")).to_contain_text("P2 ")
+        await page.keyboard.press("Escape")
+        await expect(page.locator("#queue-view")).to_be_visible()
+        await page.wait_for_function(f"() => ({focused})() === {order[1]!r}")
+
+        # single-key shortcuts off: letters do nothing, Enter, Esc and the buttons still work
+        await page.uncheck("#shortcuts-on")
+        await page.reload()
+        await expect(page.locator("#shortcuts-on")).not_to_be_checked()
+        await page.fill("#f-queue", "keys")
+        await expect(page.locator("#queue tbody tr")).to_have_count(2)
+        await page.locator("#queue tbody tr a.open-item").first.focus()
+        await page.keyboard.press("j")
+        assert await page.evaluate(focused) == order[0]
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#i-title")).to_be_focused()
+        await page.keyboard.press("c")              # no claim
+        await page.keyboard.press("?")              # no dialog
+        await page.click("#claim")                  # the button claims
+        await expect(page.locator("#status")).to_have_text("Claimed by key-0.")
+        assert len(claims) == 1, claims
+        assert not await page.locator("#help").evaluate("d => d.open")
+        await page.click("#help-open")              # the shortcuts list has a button too
+        await expect(page.locator("#help")).to_be_visible()
+    finally:
+        await page.close()
+    assert await db.fetchval("SELECT claimed_by FROM review_items WHERE item_id = $1::uuid",
+                             order[0]) == "key-0"
+
+
 # -- documents: page images masked on the server, fields drawn where read, picked words -----
 
 def _region(image: Image.Image, box: BoundingBox) -> list[tuple[int, int, int]]:

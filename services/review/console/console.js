@@ -15,6 +15,9 @@ const state = {
   pending: null,       // an action waiting for its reason ("reject")
   refreshTimer: null,
   renewTimer: null,
+  returnTo: null,      // the item whose row takes the focus back when the queue is shown again
+  // single-key shortcuts (j, a, r, ...) may be turned off (WCAG 2.1.4); this browser remembers
+  shortcuts: localStorage.getItem("sy.shortcuts") !== "off",
 };
 
 // $, el, ApiError and apiCall come from common.js (shared with the operator console).
@@ -51,7 +54,23 @@ function tickClocks() {
 // -- sign in -----------------------------------------------------------------------------------
 function show(view) {
   for (const id of ["login", "queue-view", "item-view"]) $(id).hidden = id !== view;
-  $("logout").hidden = view === "login";
+  for (const id of ["logout", "shortcuts-toggle", "help-open"]) $(id).hidden = view === "login";
+}
+
+$("shortcuts-on").checked = state.shortcuts;
+$("shortcuts-on").addEventListener("change", (event) => {
+  state.shortcuts = event.target.checked;
+  localStorage.setItem("sy.shortcuts", state.shortcuts ? "on" : "off");
+});
+$("help-open").addEventListener("click", () => $("help").showModal());
+
+// On a narrow screen (a phone, or a desktop at 200% zoom) the tables marked "cards" show each
+// row as a card, each value under its column's name: the name comes from the table's head.
+function labelCells(table) {
+  const names = [...table.querySelectorAll("thead th")].map((th) => th.textContent);
+  table.querySelectorAll("tbody tr").forEach((row) => {
+    [...row.children].forEach((cell, index) => { if (names[index]) cell.dataset.label = names[index]; });
+  });
 }
 
 function signOut(message) {
@@ -171,8 +190,19 @@ function renderStats(queues) {
   $("stats").textContent = parts.join(" · ") || "all queues empty";
 }
 
+function queueLink(itemId) {
+  return document.querySelector(`#queue tbody tr[data-item-id="${CSS.escape(itemId)}"] a.open-item`);
+}
+
 function renderQueue() {
   const body = document.querySelector("#queue tbody");
+  // a refresh redraws the rows: the row that had the focus keeps it (and stays selected)
+  const focusedRow = document.activeElement && document.activeElement.closest ? document.activeElement.closest("#queue tbody tr") : null;
+  const keepFocus = state.returnTo || (focusedRow ? focusedRow.dataset.itemId : null);
+  if (keepFocus) {
+    const at = state.items.findIndex((i) => i.item_id === keepFocus);
+    if (at >= 0) state.selected = at;
+  }
   body.replaceChildren();
   state.selected = Math.min(state.selected, Math.max(0, state.items.length - 1));
   state.items.forEach((item, index) => {
@@ -186,23 +216,42 @@ function renderQueue() {
     if (item.sla_deadline) sla.dataset.deadline = item.sla_deadline; else sla.textContent = "no SLA";
     const stateText = (item.state === "CLAIMED" ? `claimed by ${item.claimed_by}` : item.state.toLowerCase()) +
       (item.approvals.text ? ` · ${item.approvals.text}` : "");
+    // the summary is a link: Tab reaches every row, Enter or a click opens it
+    const link = el("a", item.summary || "(no text)", "open-item");
+    link.href = `#item=${item.item_id}`;
+    link.addEventListener("focus", () => select(index));
+    const summary = el("td"); summary.append(link);
     row.append(prio, sla, el("td", item.tenant_id), el("td", item.queue), el("td", item.reviewer_group || "any"),
       el("td", item.reason.toLowerCase().replaceAll("_", " ")),
-      el("td", item.kind), el("td", item.summary), el("td", stateText, "state"));
-    row.addEventListener("click", () => { state.selected = index; openItem(item.item_id); });
+      el("td", item.kind), summary, el("td", stateText, "state"));
+    row.addEventListener("click", (event) => {
+      if (event.ctrlKey || event.metaKey || event.shiftKey) return;   // the link, in a new tab
+      event.preventDefault(); state.selected = index; openItem(item.item_id);
+    });
     body.append(row);
   });
+  labelCells($("queue"));
+  if (keepFocus) {
+    const link = queueLink(keepFocus) || (state.items.length ? body.querySelector("tr.selected a.open-item") : null);
+    if (link) link.focus();
+    state.returnTo = null;
+  }
   $("empty").hidden = state.items.length > 0;
   $("more").hidden = !state.more;
   tickClocks();
 }
 
+function select(index) {
+  state.selected = index;
+  document.querySelectorAll("#queue tbody tr").forEach((row, at) => row.classList.toggle("selected", at === index));
+}
+
+// j/k move the selection and the keyboard focus with it (a screen reader reads the row's link)
 function moveSelection(delta) {
   if (!state.items.length) return;
-  state.selected = (state.selected + delta + state.items.length) % state.items.length;
-  renderQueue();
+  select((state.selected + delta + state.items.length) % state.items.length);
   const row = document.querySelector("#queue tbody tr.selected");
-  if (row) row.scrollIntoView({ block: "nearest" });
+  if (row) { row.querySelector("a.open-item").focus(); row.scrollIntoView({ block: "nearest" }); }
 }
 
 $("filters").addEventListener("input", () => { state.selected = 0; state.pages = 1; scheduleRefresh(); });
@@ -245,9 +294,11 @@ async function openItem(itemId, keepStatus) {
   let data;
   try { data = await api("GET", `/api/items/${encodeURIComponent(itemId)}`); } catch (err) { setStatus(err.message, true); return; }
   const item = data.item;
+  const opening = !state.item || state.item.item_id !== item.item_id || $("item-view").hidden;
   state.item = item;
   linkTo(item.item_id);
   show("item-view");
+  $("i-title").textContent = `${item.priority} ${item.kind || "item"} of ${item.tenant_id}, ${item.reason.toLowerCase().replaceAll("_", " ")}`;
   if (!keepStatus) { setStatus(""); $("reason").value = ""; state.pending = null; }
   const badge = $("i-priority");
   badge.textContent = item.priority; badge.className = `badge ${item.priority}`;
@@ -287,8 +338,11 @@ async function openItem(itemId, keepStatus) {
   $("i-document").textContent = item.document.hidden
     ? "Not shown: this approval step's reviewers check the fields and what disagrees, not the document."
     : item.document.text;
+  document.querySelectorAll("#item-view table.cards").forEach(labelCells);
   updateButtons();
   tickClocks();
+  // an opened item takes the keyboard focus at its title (a screen reader starts there)
+  if (opening) $("i-title").focus();
   if (item.claimed_by === state.reviewer && item.state === "CLAIMED") scheduleRenew(item); else clearTimeout(state.renewTimer);
 }
 
@@ -587,6 +641,7 @@ $("page-next").addEventListener("click", () => { endPick(false); loadPage(pages.
 $("add-field").addEventListener("click", () => {
   const row = fieldRow("", "", null, true, null);
   document.querySelector("#i-fields tbody").append(row);
+  labelCells($("i-fields"));
   $("i-nofields").hidden = true;
   row.querySelector(".field-name").focus();
 });
@@ -615,9 +670,11 @@ function updateButtons() {
   for (const id of ["approve", "reject", "modify"]) $(id).disabled = !mine();
 }
 
+// What a verdict or claim did, said where the reviewer sees it (at 200% zoom too).
 function setStatus(text, error) {
   $("status").textContent = text;
   $("status").classList.toggle("error", !!error);
+  if (text && !$("item-view").hidden) $("status").scrollIntoView({ block: "nearest" });
 }
 
 function scheduleRenew(item) {
@@ -717,6 +774,7 @@ $("back").addEventListener("click", backToQueue);
 function backToQueue() {
   clearTimeout(state.renewTimer);
   endPick(false);
+  state.returnTo = state.item ? state.item.item_id : null;   // its row takes the focus back
   state.item = null;
   linkTo(null);
   show("queue-view");
@@ -740,6 +798,8 @@ document.addEventListener("keydown", (event) => {
     return;
   }
   if (event.ctrlKey || event.metaKey || event.altKey) return;
+  // single-key shortcuts turned off: only Enter and the arrow keys act (Esc above)
+  if (!state.shortcuts && event.key.length === 1) return;
   // a focused button (e.g. "Show more") takes Enter and Space itself
   if (target instanceof HTMLButtonElement && (event.key === "Enter" || event.key === " ")) return;
   const keys = inItem
