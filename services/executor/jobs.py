@@ -21,6 +21,7 @@ from datetime import datetime
 
 import asyncpg
 
+from switchyard.audit import Entry, append_many
 from switchyard.storage import JOB_DECISION, PLAINTEXT, GroupCommit, PayloadCodec
 from switchyard.tasks import NORMAL
 from switchyard.telemetry import loaded_trace_context, stored_trace_context
@@ -28,6 +29,9 @@ from switchyard.v1 import ActionStep, Decision
 
 RUNNING, PARKED = "running", "parked"
 SUCCEEDED, FAILED, ESCALATED, CANCELLED = "succeeded", "failed", "escalated", "cancelled"
+
+#: The audit action of a job that a replica took over from one that stopped beating.
+TAKEN_OVER = "task.taken_over"
 
 _LIVE_OWNER = ("EXISTS (SELECT 1 FROM executor_replicas r WHERE r.owner = {col} "
                "AND r.heartbeat_at > now() - make_interval(secs => {secs}))")
@@ -126,6 +130,9 @@ class JobStore:
                             ) -> list[Job | None]:
         rows = await conn.fetch(
             f"""
+            WITH held AS (   -- who ran the jobs that already exist (the snapshot before this)
+                SELECT decision_id, owner FROM executor_jobs
+                 WHERE decision_id = ANY($1::uuid[]) AND state = 'running')
             INSERT INTO executor_jobs AS j (decision_id, task_id, tenant_id, decision, state,
                                             deadline, owner, trace_context, priority)
             SELECT s.decision_id, s.task_id, s.tenant_id, s.decision, 'running', s.deadline,
@@ -139,13 +146,20 @@ class JobStore:
              WHERE j.state = 'running'
                AND (j.owner = EXCLUDED.owner OR NOT {_LIVE_OWNER.format(col='j.owner',
                                                                         secs='$7')})
-            RETURNING decision_id, deadline, parks, state, endpoint, blocked_by, trace_context
+            RETURNING decision_id, deadline, parks, state, endpoint, blocked_by, trace_context,
+                      tenant_id, task_id, 'running' AS was_state,
+                      (SELECT h.owner FROM held h WHERE h.decision_id = j.decision_id)
+                      AS was_owner
             """,
             [uuid.UUID(s.decision.decision_id) for s in starts],
             [uuid.UUID(s.decision.task_id) for s in starts],
             [s.decision.tenant_id for s in starts], [s.sealed for s in starts],
             [s.deadline for s in starts], self.owner, self.replica_timeout_s,
             [s.trace_context for s in starts], [s.priority for s in starts])
+        # a redelivered decision whose job a dead replica was running: taken over here
+        await append_many(conn, [self._taken_over(row) for row in rows
+                                 if row["was_owner"] not in (None, self.owner)],
+                          writer="executor")
         started = {str(row["decision_id"]): row for row in rows}
         jobs: list[Job | None] = []
         for start in starts:
@@ -177,8 +191,20 @@ class JobStore:
         if limit <= 0:
             return []
         tenants, weights = zip(*self.weights.items()) if self.weights else ((), ())
-        rows = await self.pool.fetch(
-            f"""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(self._CLAIM_DUE, self.owner, limit, self.replica_timeout_s,
+                                    [uuid.UUID(d) for d in exclude], list(tenants),
+                                    list(weights))
+            await append_many(conn, [self._taken_over(row) for row in rows
+                                     if row["was_state"] == "running"
+                                     and row["was_owner"] != self.owner], writer="executor")
+        return [self._job(row) for row in rows]
+
+    #: claim_due's statement ($1 this replica, $2 how many, $3 the replica timeout, $4 the
+    #: decision ids this process runs, $5/$6 tenants and their weights). It returns what each
+    #: job was (state, owner) before this replica took it: a running job of another replica
+    #: is a takeover, which the task's timeline tells.
+    _CLAIM_DUE = f"""
             WITH due AS (
                 SELECT c.decision_id, c.retry_at,
                        row_number() OVER (PARTITION BY c.tenant_id
@@ -187,19 +213,31 @@ class JobStore:
                   FROM executor_jobs c
                   LEFT JOIN unnest($5::text[], $6::float8[]) AS w(tenant_id, weight)
                          ON w.tenant_id = c.tenant_id
-                 WHERE {self._DUE.format(alias='c')})
-            UPDATE executor_jobs j SET state = 'running', owner = $1, updated_at = now()
-             WHERE j.decision_id IN (
-                SELECT c.decision_id FROM executor_jobs c JOIN due USING (decision_id)
-                 WHERE {self._DUE.format(alias='c')}
+                 WHERE {_DUE.format(alias='c')}),
+            picked AS (
+                SELECT c.decision_id, c.state AS was_state, c.owner AS was_owner
+                  FROM executor_jobs c JOIN due USING (decision_id)
+                 WHERE {_DUE.format(alias='c')}
                  ORDER BY due.turn, due.retry_at NULLS FIRST
                  LIMIT $2
                  FOR UPDATE OF c SKIP LOCKED)
-            RETURNING decision_id, decision, deadline, parks, state, endpoint, blocked_by,
-                      trace_context
-            """, self.owner, limit, self.replica_timeout_s,
-            [uuid.UUID(d) for d in exclude], list(tenants), list(weights))
-        return [self._job(row) for row in rows]
+            UPDATE executor_jobs j SET state = 'running', owner = $1, updated_at = now()
+              FROM picked p WHERE j.decision_id = p.decision_id
+            RETURNING j.decision_id, j.decision, j.deadline, j.parks, j.state, j.endpoint,
+                      j.blocked_by, j.trace_context, j.tenant_id, j.task_id, p.was_state,
+                      p.was_owner
+            """
+
+    def _taken_over(self, row: asyncpg.Record) -> Entry:
+        """The audit entry of a job this replica took over from ``row['was_owner']``, a replica
+        that stopped beating (killed, partitioned) or retired (SIGTERM) mid-run: the task's
+        timeline says who ran it, who runs it now and why (steps it finished are skipped,
+        the one in flight is called again with its idempotency key)."""
+        return Entry(row["tenant_id"], "executor", TAKEN_OVER,
+                     {"from_replica": row["was_owner"], "to_replica": self.owner,
+                      "decision_id": str(row["decision_id"]),
+                      "replica_timeout_s": self.replica_timeout_s},
+                     task_id=str(row["task_id"]))
 
     async def claim_probe(self, endpoint: str) -> Job | None:
         """One job parked on ``endpoint``'s breaker, to probe it with."""

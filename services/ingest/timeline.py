@@ -209,6 +209,12 @@ def _withdrawn(detail: Mapping[str, Any], actor: str) -> str:
     return f"review withdrawn (task {detail.get('task_status')})"
 
 
+def _taken_over(detail: Mapping[str, Any], actor: str) -> str:
+    return (f"taken over by executor replica {detail['to_replica']} from "
+            f"{detail['from_replica']}, which stopped (no beat for "
+            f"{_plain(detail.get('replica_timeout_s'))}s, or shut down) while running it")
+
+
 _SUMMARIES: dict[str, Callable[[Mapping[str, Any], str], str]] = {
     "decision.made": _decision,
     "step.executed": _step,
@@ -221,6 +227,7 @@ _SUMMARIES: dict[str, Callable[[Mapping[str, Any], str], str]] = {
     "task.cancelled": _by("cancelled"),
     "task.cancel_requested": _by("cancellation requested"),
     "task.redriven": _redriven,
+    "task.taken_over": _taken_over,
     RETRIED: _retried,
     CREATED_AS_RETRY: _retry_of,
 }

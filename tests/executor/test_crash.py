@@ -4,6 +4,7 @@ downstream holds exactly one effect per step (no duplicates, nothing lost)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -57,6 +58,9 @@ async def test_sigkill_mid_run_loses_nothing_and_duplicates_nothing(
     # its heartbeat goes stale) and decisions it never got to (redelivered by Kafka)
     assert at_kill.get("running", 0) > 0, at_kill
     assert sum(at_kill.values()) < TASKS, at_kill
+    dead = dict(await harness.pool.fetch(
+        "SELECT task_id::text, owner FROM executor_jobs WHERE task_id = ANY($1::uuid[]) "
+        "AND state = 'running'", task_ids))
 
     executor.start()
     final = await harness.wait(task_ids, timeout_s=240)
@@ -69,6 +73,12 @@ async def test_sigkill_mid_run_loses_nothing_and_duplicates_nothing(
         "SELECT state, count(*) FROM executor_jobs WHERE task_id = ANY($1::uuid[]) "
         "GROUP BY state", task_ids))
     assert jobs == {"succeeded": TASKS}
+    # each task the dead replica was running says so in its timeline: taken over, from whom
+    taken = {row["task_id"]: json.loads(row["detail"]) for row in await harness.pool.fetch(
+        "SELECT task_id::text, detail FROM audit_log WHERE action = 'task.taken_over' "
+        "AND task_id = ANY($1::uuid[])", task_ids)}
+    assert set(taken) == set(dead), (len(taken), len(dead))
+    assert all(taken[t]["from_replica"] == dead[t] != taken[t]["to_replica"] for t in dead)
     # the steps that concurrent runs recorded went to PostgreSQL in groups
     port = harness.settings.executor_metrics_port
     groups = metric_sum(port, "switchyard_group_commit_items_count", 'writes="executions"')

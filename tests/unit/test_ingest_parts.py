@@ -160,6 +160,10 @@ def test_timeline_summaries_are_one_readable_line_with_whole_numbers() -> None:
         "retried by key-0 as task t2 (attempt 1)"
     assert "retry of task t1" in summary("task.created_as_retry", "key-0",
                                          {"retry_of": "t1", "attempt": 2})
+    assert summary("task.taken_over", "executor", {
+        "from_replica": "pod-a:7:1f", "to_replica": "pod-b:9:2e", "replica_timeout_s": 15.0,
+        "decision_id": "d1"}) == ("taken over by executor replica pod-b:9:2e from pod-a:7:1f, "
+                                  "which stopped (no beat for 15s, or shut down) while running it")
     # an action without a writer of its own names its scalar details, never hashes
     assert summary("breaker.reset", "key-0", {"name": "erp", "count": 2.0,
                                               "reason_sha256": "ff"}) == \
