@@ -461,7 +461,9 @@ class Settings:
     )
     webhook_allowed_hosts: str = setting(
         "127.0.0.1,localhost,::1",
-        "Hosts webhooks may POST to, comma separated; '*' allows any.", group="ingest",
+        "Hosts webhooks may POST to, comma separated; '*' allows any. The stack's own servers "
+        "(broker, PostgreSQL, Triton, the services' ports) are refused whatever it says.",
+        group="ingest",
     )
     webhook_max_attempts: int = setting(
         8, "Delivery attempts before a webhook delivery is marked failed.", group="ingest",

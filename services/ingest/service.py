@@ -548,7 +548,7 @@ class IngestServicer(IngestServiceServicer):
                               context: grpc.aio.ServicerContext) -> RegisterWebhookResponse:
         tenant = await request_tenant(request.tenant_id, context)
         problems = []
-        problem = webhooks.url_problem(request.url.strip(), self.settings.webhook_allowed_hosts)
+        problem = webhooks.url_problem(request.url.strip(), self.settings)
         if not request.url.strip():
             problems.append(FieldViolation("url", "required"))
         elif problem:

@@ -63,12 +63,70 @@ PASSED_UNHEARD = Counter(
 
 # -- pure helpers ------------------------------------------------------------------------
 
-def url_problem(url: str, allowed_hosts: str) -> str | None:
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether a connection to ``host`` stays on this machine (0.0.0.0 does, on Linux)."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host in _LOOPBACK_NAMES
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_unspecified
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """``host:port`` (or a URL, a DSN) as a lower-case host and a port; None without a port."""
+    try:
+        parts = urlsplit(address if "//" in address else f"//{address}")
+        return ((parts.hostname or "").lower(), parts.port) if parts.port else None
+    except ValueError:
+        return None
+
+
+def stack_endpoints(settings: Settings) -> dict[tuple[str, int], str]:
+    """Where this stack's own servers listen, by name: the broker, PostgreSQL, Triton (HTTP,
+    gRPC, metrics, the spill-over one's too) and every service's gRPC, REST, web and metrics
+    port. None of them asks for credentials on loopback (Triton's model control, PostgreSQL's
+    wire protocol), so no webhook may reach them, whatever the allowed hosts say."""
+    bound = settings.bind_host.lower()
+    named: dict[tuple[str, int], str] = {}
+    for address in settings.kafka_bootstrap_servers.split(","):
+        if (found := _host_port(address.strip())) is not None:
+            named[found] = "broker"
+    for address, name in ((settings.postgres_dsn, "PostgreSQL"),
+                          (settings.triton_url, "Triton gRPC"),
+                          (settings.triton_spill_url, "spill-over Triton gRPC")):
+        if address and (found := _host_port(address)) is not None:
+            named[found] = name
+    ports = {"postgres_port": "PostgreSQL", "triton_http_port": "Triton HTTP",
+             "triton_grpc_port": "Triton gRPC", "triton_metrics_port": "Triton metrics",
+             "triton_spill_http_port": "spill-over Triton HTTP",
+             "triton_spill_grpc_port": "spill-over Triton gRPC",
+             "triton_spill_metrics_port": "spill-over Triton metrics",
+             **{f"{service}_grpc_port": f"{service} gRPC"
+                for service in ("ingest", "decision", "executor", "review")},
+             "review_web_port": "review web consoles", "ingest_rest_port": "ingest REST",
+             **{f"{service}_metrics_port": f"{service} metrics"
+                for service in ("ingest", "decision", "executor", "review")}}
+    for field, name in ports.items():
+        port = getattr(settings, field)
+        if port:
+            named[(bound, port)] = name
+            named[("localhost", port)] = name
+    return named
+
+
+def url_problem(url: str, settings: Settings) -> str | None:
     """Why ``url`` may not receive webhooks, or None.
 
     Only http(s), and only to hosts the operator allowed: a webhook is a request the server
     makes on a client's behalf, so an open target list would let any submitter probe the
-    internal network (SSRF). Loopback only by default.
+    internal network (SSRF). Loopback only by default, and never one of the stack's own
+    servers (:func:`stack_endpoints`): any tenant's key could otherwise unload a model every
+    tenant uses through Triton's model control.
     """
     if len(url) > MAX_URL_CHARS:
         return f"at most {MAX_URL_CHARS} characters"
@@ -84,15 +142,22 @@ def url_problem(url: str, allowed_hosts: str) -> str | None:
         return "must name a host"
     if parts.username or parts.password:
         return "must not carry credentials"
-    allowed = {h.strip().lower() for h in allowed_hosts.split(",") if h.strip()}
-    if "*" in allowed:
-        return None
     normalised = host.lower()
     try:
         normalised = str(ipaddress.ip_address(normalised))
     except ValueError:
         pass
-    if normalised not in allowed:
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    own = stack_endpoints(settings)
+    name = own.get((normalised, port))
+    if name is None and _is_loopback(normalised):
+        name = next((n for (h, p), n in own.items() if p == port and _is_loopback(h)), None)
+    if name is not None:
+        return (f"port {port} of {host} is this stack's own {name} server: webhooks may not "
+                "call the stack's own services")
+    allowed = {h.strip().lower() for h in settings.webhook_allowed_hosts.split(",")
+               if h.strip()}
+    if "*" not in allowed and normalised not in allowed:
         return f"host {host!r} is not allowed (SWITCHYARD_WEBHOOK_ALLOWED_HOSTS)"
     return None
 
@@ -104,7 +169,7 @@ def callback_problems(url: str, settings: Settings) -> list[FieldViolation]:
     if not settings.webhook_signing_key:
         return [FieldViolation("callback_url", "per-task callbacks are disabled on this "
                                                "server (no SWITCHYARD_WEBHOOK_SIGNING_KEY)")]
-    problem = url_problem(url.strip(), settings.webhook_allowed_hosts)
+    problem = url_problem(url.strip(), settings)
     return [FieldViolation("callback_url", problem)] if problem else []
 
 
@@ -270,6 +335,10 @@ class Deliverer:
         secret = row["secret"] if row["webhook_id"] else self.settings.webhook_signing_key
         if not secret:
             return "webhook deleted" if row["webhook_id"] else "no webhook signing key"
+        # a target registered before the rules that refuse it now (or before the stack's
+        # ports moved) is not called
+        if (refused := url_problem(row["url"], self.settings)) is not None:
+            return f"refused: {refused}"
         body = bytes(row["body"])
         headers = {"Content-Type": "application/json", "User-Agent": "switchyard-webhooks/1",
                    **signatures.headers(secret, str(row["delivery_id"]), body)}
@@ -292,7 +361,8 @@ class Deliverer:
                 "UPDATE webhook_deliveries SET state = 'delivered', delivered_at = now(), "
                 "lease_until = NULL, last_error = '' WHERE delivery_id = $1", row["delivery_id"])
             return
-        permanent = error in {"webhook deleted", "no webhook signing key"}
+        permanent = (error in {"webhook deleted", "no webhook signing key"}
+                     or error.startswith("refused: "))
         if permanent or row["attempts"] >= self.settings.webhook_max_attempts:
             DELIVERIES.labels("failed").inc()
             log.warning("webhook delivery %s failed for good after %d attempt(s): %s",

@@ -637,6 +637,25 @@ async def test_webhooks_are_signed_and_retried(ingest: IngestServiceStub,
     assert "not allowed" in field_violations(caught.value)["url"]
 
 
+async def test_no_webhook_or_callback_reaches_the_stacks_own_servers(
+        ingest: IngestServiceStub, settings: Settings) -> None:
+    """Loopback is allowed by default (a local downstream), but not the stack's own ports: a
+    tenant's webhook on Triton's model control would unload a model every tenant uses."""
+    own = {f"http://127.0.0.1:{settings.triton_http_port}/v2/repository/models/x/unload":
+           "Triton HTTP",
+           f"http://localhost:{settings.ingest_grpc_port}/": "ingest gRPC",
+           f"http://{settings.kafka_bootstrap_servers.split(',')[0]}/": "broker"}
+    for url, name in own.items():
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await ingest.RegisterWebhook(RegisterWebhookRequest(tenant_id="acme", url=url))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"this stack's own {name} server" in field_violations(caught.value)["url"]
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await ingest.SubmitTask(SubmitTaskRequest(submission=submission(
+                "acme", callback_url=url)))
+        assert f"own {name} server" in field_violations(caught.value)["callback_url"]
+
+
 # -- documents: blob stores and the claim check ---------------------------------------------
 
 SEALING = Settings(encryption_keys=f"k1:{base64.b64encode(b'k' * 32).decode()}",

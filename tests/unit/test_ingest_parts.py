@@ -88,7 +88,7 @@ def test_webhook_signature_verifies_and_detects_tampering() -> None:
 
 
 @pytest.mark.parametrize(("url", "ok"), [
-    ("http://127.0.0.1:8080/hook", True),
+    ("http://127.0.0.1:8095/hook", True),
     ("https://localhost/hook", True),
     ("http://[::1]:9/x", True),
     ("http://10.0.0.8/hook", False),
@@ -99,9 +99,28 @@ def test_webhook_signature_verifies_and_detects_tampering() -> None:
     ("http://127.0.0.1:99999/x", False),
 ])
 def test_webhook_urls_are_limited_to_allowed_hosts(url: str, ok: bool) -> None:
-    assert (webhooks.url_problem(url, "127.0.0.1,localhost,::1") is None) is ok
+    assert (webhooks.url_problem(url, Settings()) is None) is ok
     if url.startswith("http://10."):
-        assert webhooks.url_problem(url, "*") is None
+        assert webhooks.url_problem(url, Settings(webhook_allowed_hosts="*")) is None
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:8000/v2/repository/models/invoice_risk/unload",   # Triton's model control
+    "http://localhost:8001/", "http://[::1]:8002/metrics", "http://127.0.0.1:5432/",
+    "http://127.0.0.1:9092/", "http://127.0.0.1:8080/api/items", "http://127.0.0.1:8081/v1/tasks",
+    "http://127.0.0.1:7051/", "http://127.0.0.1:9104/", "http://0.0.0.0:8000/",
+    "http://[::ffff:127.0.0.1]:8000/", "http://127.0.0.2:8000/", "http://kafka-0:9093/",
+    "http://db.internal:6432/x",
+])
+def test_webhooks_never_reach_the_stacks_own_servers(url: str) -> None:
+    """Even where any host is allowed: a tenant's webhook is no way into Triton's model
+    control, PostgreSQL, the broker or another service's port."""
+    settings = Settings(webhook_allowed_hosts="*", postgres_port=5432,
+                        kafka_bootstrap_servers="127.0.0.1:9092,kafka-0:9093",
+                        postgres_dsn="postgresql://sy@db.internal:6432/switchyard")
+    problem = webhooks.url_problem(url, settings)
+    assert problem is not None and "this stack's own" in problem, (url, problem)
+    assert webhooks.url_problem("http://127.0.0.1:8095/hook", settings) is None  # a downstream
 
 
 def test_callback_url_needs_a_signing_key() -> None:
