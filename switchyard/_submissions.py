@@ -30,6 +30,9 @@ from switchyard.documents._files import (
     normalise_content_type,
     unpack_email,
 )
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
 from switchyard.v1 import Document, Submission, TaskEnvelope
 
 #: A task kind: a document type's name, as packs name them (``switchyard.packs``). Which kinds
@@ -77,6 +80,7 @@ def check(submission: Submission, limits: Limits
     """:func:`validate`, and what :func:`~switchyard.documents.inspect` found in the document
     (None when it was refused)."""
     problems = tenant_problems(submission.tenant_id, "tenant_id")
+    problems += nul_problems(submission)
     key = submission.idempotency_key.strip()
     if not key:
         problems.append(FieldViolation("idempotency_key", "required"))
@@ -92,9 +96,39 @@ def validate_task(task: TaskEnvelope, limits: Limits,
     """The same rules for a task handed over whole (``Decide``); fields named ``prefix`` +
     the envelope's field. Ids a task gets at ingest (task_id, idempotency key) are optional."""
     problems = tenant_problems(task.tenant_id, f"{prefix}tenant_id")
+    problems += nul_problems(task, prefix)
     problems += _content_problems(task.kind, task.document, task.metadata, task,
                                   _limits(limits), prefix)[0]
     return problems
+
+
+def nul_problems(message: Message, prefix: str = "") -> list[FieldViolation]:
+    """Every text field of ``message`` (nested messages, lists and maps too) that holds a NUL
+    character, by its path: PostgreSQL text cannot store one, so it is refused here, with
+    the field named, rather than failing the write (and a whole batch with it)."""
+    problems = []
+    for field, value in message.ListFields():
+        where = f"{prefix}{field.name}"
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            for key, item in value.items():
+                text_item = isinstance(item, str) and "\x00" in item
+                if "\x00" in key or text_item:
+                    problems.append(FieldViolation(f"{where}[{key[:40]!r}]", _NUL))
+                elif isinstance(item, Message):
+                    problems += nul_problems(item, f"{where}[{key[:40]!r}].")
+        elif field.type == FieldDescriptor.TYPE_STRING:
+            items = value if field.label == FieldDescriptor.LABEL_REPEATED else [value]
+            problems += [FieldViolation(where, _NUL) for item in items if "\x00" in item][:1]
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            items = value if field.label == FieldDescriptor.LABEL_REPEATED else [value]
+            for index, item in enumerate(items):
+                at = f"{where}[{index}]." if field.label == FieldDescriptor.LABEL_REPEATED \
+                    else f"{where}."
+                problems += nul_problems(item, at)
+    return problems
+
+
+_NUL = "must not contain NUL characters"
 
 
 def tenant_problems(tenant_id: str, field: str) -> list[FieldViolation]:

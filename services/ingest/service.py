@@ -553,7 +553,9 @@ class IngestServicer(IngestServiceServicer):
             problems.append(FieldViolation("url", "required"))
         elif problem:
             problems.append(FieldViolation("url", problem))
-        if request.secret and not 16 <= len(request.secret) <= 256:
+        if "\x00" in request.secret:
+            problems.append(FieldViolation("secret", "must not contain NUL characters"))
+        elif request.secret and not 16 <= len(request.secret) <= 256:
             problems.append(FieldViolation("secret", "16 to 256 characters (or empty: the "
                                                      "server generates one)"))
         if problems:

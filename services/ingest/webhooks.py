@@ -130,6 +130,8 @@ def url_problem(url: str, settings: Settings) -> str | None:
     """
     if len(url) > MAX_URL_CHARS:
         return f"at most {MAX_URL_CHARS} characters"
+    if any(ord(c) < 32 or ord(c) == 127 for c in url):
+        return "must not contain control characters (NUL, line breaks, tabs)"
     try:
         parts = urlsplit(url)
         host = parts.hostname

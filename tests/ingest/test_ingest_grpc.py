@@ -177,19 +177,21 @@ async def test_bulk_500_with_3_invalid(ingest: IngestServiceStub,
     subs[17].kind = "purchase order"
     subs[250].document.CopyFrom(Document(content_type="application/json", body=b'{"total": '))
     subs[499].document.body = b"x" * (16 * 1024 + 1)
+    subs[300].metadata["po\x00"] = "1"   # a NUL: that item refused, not the whole batch
     response = await ingest.SubmitTasks(SubmitTasksRequest(submissions=subs))
-    assert (response.accepted_count, response.rejected_count) == (497, 3)
+    assert (response.accepted_count, response.rejected_count) == (496, 4)
     errors = {i: r.error for i, r in enumerate(response.results) if r.HasField("error")}
-    assert set(errors) == {17, 250, 499}
+    assert set(errors) == {17, 250, 300, 499}
+    assert errors[300].field_violations[0].description == "must not contain NUL characters"
     assert all(e.code == grpc.StatusCode.INVALID_ARGUMENT.value[0] for e in errors.values())
     assert errors[17].field_violations[0].field == "kind"
     assert "purchase order" in errors[17].field_violations[0].description
     assert errors[250].field_violations[0].description.startswith("malformed JSON")
     assert "exceeds the limit" in errors[499].field_violations[0].description
-    assert len(await tenant_tasks(db, "bulk500")) == 497
+    assert len(await tenant_tasks(db, "bulk500")) == 496
     # the same batch again: nothing new, the same ids
     again = await ingest.SubmitTasks(SubmitTasksRequest(submissions=subs))
-    assert again.accepted_count == 497
+    assert again.accepted_count == 496
     assert not any(r.accepted.created for r in again.results)
     assert [r.accepted.task_id for r in again.results] == \
         [r.accepted.task_id for r in response.results]
@@ -236,6 +238,9 @@ async def test_concurrent_overlapping_batches_make_one_task_per_key(
     ({"tenant_id": ""}, "tenant_id", "required"),
     ({"idempotency_key": ""}, "idempotency_key", "required"),
     ({"callback_url": "http://169.254.169.254/latest"}, "callback_url", "not allowed"),
+    ({"idempotency_key": "nul\x00key"}, "idempotency_key", "NUL"),
+    ({"document": Document(body=b"Invoice 1", kind_hint="a\x00")}, "document.kind_hint", "NUL"),
+    ({"callback_url": "http://127.0.0.1/a\x00b"}, "callback_url", "control characters"),
 ])
 async def test_invalid_submissions_name_the_field(ingest: IngestServiceStub, change: dict,
                                                   field: str, words: str) -> None:
