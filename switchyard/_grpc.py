@@ -9,7 +9,9 @@ only their domain logic.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import math
 import ssl
 import time
@@ -209,16 +211,44 @@ def unsaid_violations(error: grpc.aio.AioRpcError) -> list[str]:
 
 # -- interceptors ------------------------------------------------------------------------
 
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    """A request whose bytes did not decode as its message type: the call answers
+    INVALID_ARGUMENT once the caller is authenticated (grpc would answer UNKNOWN naming the
+    parser's exception, to anyone, and log a traceback)."""
+
+    type_name: str
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+    message_type = getattr(deserializer, "__self__", None)
+    descriptor = getattr(message_type, "DESCRIPTOR", None)
+    type_name = descriptor.full_name if descriptor is not None else "request"
+
+    def deserialize(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except Exception:  # DecodeError, or a nesting/recursion limit of the parser
+            return _Undecodable(type_name)
+    return deserialize
+
+
 def _wrap(handler: grpc.RpcMethodHandler,
           around: Callable[[Callable[..., Any], bool], Callable[..., Any]]) -> grpc.RpcMethodHandler:
-    """Rebuild a method handler with each behaviour wrapped by ``around(fn, streaming_response)``."""
+    """Rebuild a method handler with each behaviour wrapped by ``around(fn, streaming_response)``;
+    a single request's bytes that do not decode reach it as :class:`_Undecodable`."""
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(
-            around(handler.unary_unary, False), handler.request_deserializer,
+            around(handler.unary_unary, False), _tolerant(handler.request_deserializer),
             handler.response_serializer)
     if handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(
-            around(handler.unary_stream, True), handler.request_deserializer,
+            around(handler.unary_stream, True), _tolerant(handler.request_deserializer),
             handler.response_serializer)
     if handler.stream_unary:
         return grpc.stream_unary_rpc_method_handler(
@@ -229,6 +259,12 @@ def _wrap(handler: grpc.RpcMethodHandler,
         handler.response_serializer)
 
 
+#: What a caller is told of a handler's unexpected exception (the log has the rest).
+INTERNAL_ERROR = "internal error (logged)"
+#: What the interceptor lets through untouched: an abort, a cancelled call.
+_PASSED_ON = (grpc.aio.AbortError, asyncio.CancelledError, GeneratorExit)
+
+
 class CallInterceptor(grpc.aio.ServerInterceptor):
     """Every cross-cutting step of a call, in one interceptor, in this order: the call
     counted and timed, the caller authenticated and held to the per-RPC role policy (least
@@ -236,7 +272,10 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
     the caller's trace (when no exporter is configured: see below), and a failure because a
     dependency is restarting (PostgreSQL or the broker: the stream middleware's
     ``TRANSIENT_ERRORS``) answered UNAVAILABLE with a retry hint, so clients retry with the
-    same idempotency key instead of seeing UNKNOWN.
+    same idempotency key instead of seeing UNKNOWN. A request whose bytes do not decode is
+    answered INVALID_ARGUMENT (after authentication), and any other exception a handler
+    raises INTERNAL, "internal error (logged)": its text (a database's message quoting the
+    request, say) goes to the log, whose formatter withholds messages, never to the caller.
 
     One interceptor, not one per concern, and each method's wrapped handler built once and
     kept: grpc.aio awaits every interceptor of the chain on every call, and each one
@@ -303,6 +342,10 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             elif principal.role not in allowed and principal.role is not Role.ADMIN:
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                     f"role {principal.role.value!r} may not call {method}")
+            if isinstance(request, _Undecodable):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    f"the request is not a valid {request.type_name}: its "
+                                    "protobuf bytes do not decode")
             if limiter is not None:
                 for tenant, cost in charges(principal.tenant_id, request).items():
                     await charge_or_abort(limiter, tenant, cost, context, "grpc")
@@ -330,6 +373,11 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                                 yield item
                     finally:
                         principal_var.reset(token)
+                except _PASSED_ON:
+                    raise
+                except Exception:
+                    log.exception("%s failed", method)
+                    await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_ERROR)
                 finally:
                     record(context, started)
             return stream_behaviour
@@ -344,10 +392,15 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                         return await fn(request, context)
                 finally:
                     principal_var.reset(token)
+            except _PASSED_ON:
+                raise
             except TRANSIENT_ERRORS as exc:
                 await abort_retry_later(context, grpc.StatusCode.UNAVAILABLE,
                                         f"a dependency is unavailable ({exc!r}); retry "
                                         "with the same request", DEPENDENCY_RETRY_S)
+            except Exception:
+                log.exception("%s failed", method)
+                await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_ERROR)
             finally:
                 record(context, started)
         return unary_behaviour

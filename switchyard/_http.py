@@ -109,5 +109,15 @@ def forwarded_metadata(request: web.Request) -> tuple[tuple[str, str], ...]:
     return (("authorization", authorization),) if authorization else ()
 
 
+def request_json(raw: bytes | str) -> Any:
+    """A request body parsed as JSON; ``ValueError`` (its message for the caller) when it is
+    none, including JSON nested deeper than the parser recurses (a 500 otherwise: the
+    ``RecursionError`` is no ``ValueError``)."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 __all__ = ["HTTP_STATUS", "PROBLEM_JSON", "NotAscii", "forwarded_metadata", "problem",
-           "problem_for", "problem_from_rpc", "retry_after_s"]
+           "problem_for", "problem_from_rpc", "request_json", "retry_after_s"]

@@ -40,6 +40,7 @@ from switchyard._http import (
     problem,
     problem_for,
     problem_from_rpc,
+    request_json,
 )
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "problem",
     "problem_for",
     "problem_from_rpc",
+    "request_json",
     "request_tenant",
     "server_ssl_context",
     "start_server",

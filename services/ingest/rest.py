@@ -52,6 +52,7 @@ from switchyard.rpc import (
     problem,
     problem_for,
     problem_from_rpc,
+    request_json,
     server_ssl_context,
 )
 from switchyard.v1 import (
@@ -545,7 +546,7 @@ class Gateway:
             if route.body is not None:
                 raw = await request.read()
                 try:
-                    body = json.loads(raw) if raw.strip() else {}
+                    body = request_json(raw) if raw.strip() else {}
                 except (ValueError, UnicodeDecodeError) as exc:
                     raise BadRequest([{"field": "", "detail": f"not JSON: {exc}"}]) from None
             query = request.query.copy()
@@ -732,7 +733,7 @@ class Inbound:
         except signatures.SignatureError as exc:
             return problem(401, "Unauthorized", str(exc))
         try:
-            parsed = json.loads(body)
+            parsed = request_json(body)
         except (ValueError, UnicodeDecodeError) as exc:
             return problem(400, "Bad Request", f"the body is not JSON: {exc}",
                            errors=[{"field": "", "detail": "not JSON"}])

@@ -22,7 +22,6 @@ refused with HTTP 403 here, whatever the RPC would say).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
@@ -46,6 +45,7 @@ from switchyard.rpc import (
     forwarded_metadata,
     problem,
     problem_from_rpc,
+    request_json,
 )
 from switchyard.telemetry import kpi_trend, point_dict
 from switchyard.v1 import (
@@ -515,7 +515,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
+        body = request_json(raw)
     except (ValueError, UnicodeDecodeError):
         raise RequestError([("body", "must be a JSON object")]) from None
     if not isinstance(body, dict):

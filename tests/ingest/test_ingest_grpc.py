@@ -37,7 +37,7 @@ from switchyard.documents import (
     load_body,
 )
 from switchyard.messaging import CANCELLATIONS, TASKS
-from switchyard.rpc import field_violations, parse_status_details
+from switchyard.rpc import create_channel, field_violations, parse_status_details
 from switchyard.stack import free_port
 from switchyard.storage import PayloadError, codec_for, purge
 from switchyard.tasks import transition
@@ -640,6 +640,21 @@ async def test_webhooks_are_signed_and_retried(ingest: IngestServiceStub,
         await ingest.RegisterWebhook(RegisterWebhookRequest(tenant_id=tenant,
                                                             url="http://10.1.2.3/hook"))
     assert "not allowed" in field_violations(caught.value)["url"]
+
+
+async def test_bytes_that_are_no_request_get_invalid_argument(settings: Settings) -> None:
+    """The real ingest service: a malformed protobuf is the caller's mistake, said as such."""
+    channel = create_channel(f"127.0.0.1:{settings.ingest_grpc_port}", settings.client_api_key)
+    submit = channel.unary_unary("/switchyard.v1.IngestService/SubmitTask",
+                                 request_serializer=lambda b: b,
+                                 response_deserializer=lambda b: b)
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await submit(b"\x0a\xff\xff\xff\xff\x0f")
+    finally:
+        await channel.close()
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid switchyard.v1.SubmitTaskRequest" in caught.value.details()
 
 
 async def test_no_webhook_or_callback_reaches_the_stacks_own_servers(

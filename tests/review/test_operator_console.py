@@ -517,6 +517,13 @@ async def test_auditors_read_only_and_reviewers_are_refused(settings: Settings, 
         assert "reviewer" in body["detail"]
     status, _, body = await call(settings, "GET", "/api/operator/tasks?tenant=acme", "wrong")
     assert status == 401, body
+    # a body nested past the parser's depth is the caller's mistake: 400, not a 500
+    deep = b'{"name":' * 5000 + b"1" + b"}" * 5000
+    async with aiohttp.ClientSession() as session, session.post(
+            f"http://127.0.0.1:{settings.review_web_port}/api/operator/breakers/reset",
+            headers={"Authorization": "Bearer aud"}, data=deep) as response:
+        assert response.status == 400, await response.text()
+        assert response.content_type == "application/problem+json"
     # a tenant's auditor reads only its own tenant's KPIs (read from PostgreSQL here)
     status, _, body = await call(settings, "GET", "/api/operator/kpis?tenant=globex", "aud")
     assert status == 403, body

@@ -144,6 +144,54 @@ async def test_a_restarting_dependency_answers_unavailable_with_a_retry_hint() -
         d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in details.details)
 
 
+class Failing(DecisionServiceServicer):
+    """A handler that fails the way a bug does, with a message quoting the request."""
+
+    async def Decide(self, request: DecideRequest,
+                     context: grpc.aio.ServicerContext) -> DecideResponse:
+        raise ValueError(f"invalid byte sequence near {request.task.idempotency_key!r}")
+
+
+async def test_undecodable_requests_and_handler_failures_say_nothing_of_their_insides(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Bytes that are no request: UNAUTHENTICATED without a key, INVALID_ARGUMENT naming the
+    message type with one; a handler's exception: INTERNAL, its text only in the log."""
+    port = free_port()
+    server = await start_server(
+        Settings(api_keys=KEYS), "test", port,
+        [(add_DecisionServiceServicer_to_server, Failing(), "switchyard.v1.DecisionService")],
+        {METHOD: frozenset({Role.SUBMITTER})})
+    try:
+        for key, code in ((None, grpc.StatusCode.UNAUTHENTICATED),
+                          ("sub-key", grpc.StatusCode.INVALID_ARGUMENT)):
+            channel = create_channel(f"127.0.0.1:{port}", api_key=key)
+            raw = channel.unary_unary(METHOD, request_serializer=lambda b: b,
+                                      response_deserializer=lambda b: b)
+            try:
+                for garbage in (b"\xff\xff\xff\xff", b"\x0a\xff\xff\xff\xff\x0f",
+                                b"\x0a\x05" * 200):
+                    with pytest.raises(grpc.aio.AioRpcError) as caught:
+                        await raw(garbage)
+                    assert caught.value.code() == code, garbage
+                    if key:
+                        assert caught.value.details() == ("the request is not a valid "
+                                                          "switchyard.v1.DecideRequest: its "
+                                                          "protobuf bytes do not decode")
+            finally:
+                await channel.close()
+        channel = create_channel(f"127.0.0.1:{port}", api_key="sub-key")
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await DecisionServiceStub(channel).Decide(DecideRequest())
+        finally:
+            await channel.close()
+        assert caught.value.code() == grpc.StatusCode.INTERNAL
+        assert caught.value.details() == "internal error (logged)"
+        assert any("Decide failed" in r.getMessage() and r.exc_info for r in caplog.records)
+    finally:
+        await server.stop(0)  # type: ignore[attr-defined]
+
+
 class EchoTrace(DecisionServiceServicer):
     """Answers with the trace id its handler runs in."""
 
