@@ -538,8 +538,10 @@ async def test_the_queue_and_items_are_reached_with_tab_and_shortcuts_can_be_tur
     its title and Esc gives it back to its row; single-key shortcuts can be turned off
     (WCAG 2.1.4), remembered by the browser; the sign-in form names its fields for
     password managers."""
+    # a line that reads "approved by CFO NOT approved." where the bytes say otherwise
+    tricked = "approved by CFO \u202e.devorppa TON\u202c"
     escs = [await escalate(db, producer, "acme", "keys", 2, fields=[("total", f"{n}.00", 0.5)],
-                           text=f"Invoice INV-90{n}\nTotal: {n}.00") for n in (1, 2)]
+                           text=f"Invoice INV-90{n}\nTotal: {n}.00\n{tricked}") for n in (1, 2)]
     items = [await item_of(db, esc) for esc in escs]
     page = await browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore
     expect.set_options(timeout=30_000)
@@ -573,6 +575,10 @@ async def test_the_queue_and_items_are_reached_with_tab_and_shortcuts_can_be_tur
         await page.keyboard.press("Enter")
         await expect(page.locator("#i-title")).to_be_focused()
         await expect(page.locator("#i-title")).to_contain_text("P2 ")
+        # bidi overrides are shown as marks: the line reads as it is stored
+        shown = await page.inner_text("#i-document")
+        assert "approved by CFO \u27e6U+202E\u27e7.devorppa TON\u27e6U+202C\u27e7" in shown
+        assert "\u202e" not in shown
         await page.keyboard.press("Escape")
         await expect(page.locator("#queue-view")).to_be_visible()
         await page.wait_for_function(f"() => ({focused})() === {order[1]!r}")

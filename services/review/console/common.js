@@ -5,9 +5,20 @@
 
 const $ = (id) => document.getElementById(id);
 
+// Characters that make text read otherwise than it is stored: bidirectional overrides,
+// embeddings and isolates (a file name "invoice_scan<U+202E>fdp.exe" reads
+// "invoice_scanexe.pdf") and invisible ones ("ad<U+200B>min" reads "admin"). Whatever a
+// submitter wrote is shown with each of them as a visible mark, so it reads as stored.
+const HIDDEN_CHARS = /[\u202A-\u202E\u2066-\u2069\u200B\u2060\u180E\uFEFF]/g;
+function shown(text) {
+  return String(text).replace(HIDDEN_CHARS, (c) => `\u27E6U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}\u27E7`);
+}
+
+function setText(node, text) { node.textContent = shown(text); }
+
 function el(tag, text, cls) {
   const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (text !== undefined && text !== null) node.textContent = shown(text);
   if (cls) node.className = cls;
   return node;
 }

@@ -100,7 +100,7 @@ async function signIn() {
   const groups = state.session.groups === null ? "every group" :
     (state.session.groups.length ? `groups ${state.session.groups.join(", ")}` : "no group");
   const mayAct = mayDecide();
-  $("who").textContent = `${state.reviewer} · ${state.session.role}${mayAct ? "" : " (read-only)"} · tenant ${state.session.tenant} · ${groups}`;
+  setText($("who"), `${state.reviewer} · ${state.session.role}${mayAct ? "" : " (read-only)"} · tenant ${state.session.tenant} · ${groups}`);
   // an auditor reads: no button or shortcut that the server would only refuse
   for (const id of ["act-buttons", "reason-label", "add-field"]) $(id).hidden = !mayAct;
   $("read-only-note").hidden = mayAct;
@@ -187,7 +187,7 @@ function scheduleRefresh() {
 function renderStats(queues) {
   const parts = queues.map((q) => `${q.queue}: ${q.open} open, ${q.backlog} in backlog` +
     (q.oldest_backlog_s ? ` (oldest ${Math.round(q.oldest_backlog_s)}s)` : ""));
-  $("stats").textContent = parts.join(" · ") || "all queues empty";
+  setText($("stats"), parts.join(" · ") || "all queues empty");
 }
 
 function queueLink(itemId) {
@@ -298,14 +298,14 @@ async function openItem(itemId, keepStatus) {
   state.item = item;
   linkTo(item.item_id);
   show("item-view");
-  $("i-title").textContent = `${item.priority} ${item.kind || "item"} of ${item.tenant_id}, ${item.reason.toLowerCase().replaceAll("_", " ")}`;
+  setText($("i-title"), `${item.priority} ${item.kind || "item"} of ${item.tenant_id}, ${item.reason.toLowerCase().replaceAll("_", " ")}`);
   if (!keepStatus) { setStatus(""); $("reason").value = ""; state.pending = null; }
   const badge = $("i-priority");
-  badge.textContent = item.priority; badge.className = `badge ${item.priority}`;
+  setText(badge, item.priority); badge.className = `badge ${item.priority}`;
   badge.title = `task priority: ${item.task_priority.toLowerCase()}`;
-  $("i-task-priority").textContent = item.task_priority.toLowerCase();
-  $("i-state").textContent = item.state === "CLAIMED" ? `claimed by ${item.claimed_by}` :
-    (item.resolution ? `${item.state.toLowerCase()} (${item.resolution})` : item.state.toLowerCase());
+  setText($("i-task-priority"), item.task_priority.toLowerCase());
+  setText($("i-state"), item.state === "CLAIMED" ? `claimed by ${item.claimed_by}` :
+    (item.resolution ? `${item.state.toLowerCase()} (${item.resolution})` : item.state.toLowerCase()));
   const sla = $("i-sla");
   const closed = item.state === "RESOLVED" || item.state === "EXPIRED" || item.state === "WITHDRAWN";
   if (item.sla_deadline && !closed) { sla.dataset.deadline = item.sla_deadline; sla.dataset.prefix = "SLA: "; }
@@ -313,18 +313,18 @@ async function openItem(itemId, keepStatus) {
   const lease = $("i-lease");
   if (item.lease_expires_at && item.claimed_by === state.reviewer) { lease.dataset.deadline = item.lease_expires_at; lease.dataset.prefix = "lease: "; }
   else { delete lease.dataset.deadline; lease.textContent = ""; }
-  $("i-tenant").textContent = item.tenant_id;
-  $("i-queue").textContent = item.queue;
-  $("i-group").textContent = item.reviewer_group || "any reviewer";
-  $("i-approvals").textContent = approvalsText(item);
-  $("i-instructions").textContent = item.instructions || "";
+  setText($("i-tenant"), item.tenant_id);
+  setText($("i-queue"), item.queue);
+  setText($("i-group"), item.reviewer_group || "any reviewer");
+  setText($("i-approvals"), approvalsText(item));
+  setText($("i-instructions"), item.instructions || "");
   $("i-instructions-box").hidden = !item.instructions;
-  $("i-reason").textContent = `${item.reason.toLowerCase().replaceAll("_", " ")}${item.reason_detail ? ` — ${item.reason_detail}` : ""}`;
-  $("i-kind").textContent = item.kind || "unknown";
-  $("i-task").textContent = item.task_id;
-  $("i-explanation").textContent = item.proposal.explanation || "(no explanation)";
-  $("i-proposal").textContent = `Proposed: ${item.proposal.outcome.toLowerCase().replaceAll("_", " ")} as ${item.proposal.label || "?"} ` +
-    `(rule ${item.proposal.rule || "?"}, confidence ${(item.proposal.confidence * 100).toFixed(1)}%)`;
+  setText($("i-reason"), `${item.reason.toLowerCase().replaceAll("_", " ")}${item.reason_detail ? ` — ${item.reason_detail}` : ""}`);
+  setText($("i-kind"), item.kind || "unknown");
+  setText($("i-task"), item.task_id);
+  setText($("i-explanation"), item.proposal.explanation || "(no explanation)");
+  setText($("i-proposal"), `Proposed: ${item.proposal.outcome.toLowerCase().replaceAll("_", " ")} as ${item.proposal.label || "?"} ` +
+    `(rule ${item.proposal.rule || "?"}, confidence ${(item.proposal.confidence * 100).toFixed(1)}%)`);
   const models = document.querySelector("#i-models tbody");
   models.replaceChildren(...item.proposal.models.map((m) => {
     const row = el("tr");
@@ -334,10 +334,10 @@ async function openItem(itemId, keepStatus) {
   renderDiscrepancies(item.discrepancies || []);
   renderFields(item.proposal.fields);
   showDocumentPages(item);
-  $("i-doctype").textContent = `${item.document.content_type}${item.document.filename ? ` · ${item.document.filename}` : ""}`;
-  $("i-document").textContent = item.document.hidden
+  setText($("i-doctype"), `${item.document.content_type}${item.document.filename ? ` · ${item.document.filename}` : ""}`);
+  setText($("i-document"), item.document.hidden
     ? "Not shown: this approval step's reviewers check the fields and what disagrees, not the document."
-    : item.document.text;
+    : item.document.text);
   document.querySelectorAll("#item-view table.cards").forEach(labelCells);
   updateButtons();
   tickClocks();
@@ -367,7 +367,7 @@ function fieldRow(name, value, confidence, editableName, provenance, isWithheld)
   if (editableName) {
     const input = el("input"); input.className = "field-name"; input.placeholder = "field name";
     input.setAttribute("aria-label", "new field name"); nameCell.append(input);
-  } else { nameCell.textContent = name; row.dataset.field = name; }
+  } else { setText(nameCell, name); row.dataset.field = name; }
   const edit = el("input"); edit.className = "field-edit"; edit.placeholder = "unchanged";
   edit.setAttribute("aria-label", `corrected ${name || "value"}`);
   // the extractor's own confidence is no field of the document: nothing to correct

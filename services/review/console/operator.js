@@ -204,11 +204,11 @@ async function openTimeline(taskId, keepStatus) {
   const task = data.task;
   op.task = task;
   $("timeline-view").hidden = false;
-  $("t-id").textContent = task.task_id;
-  $("t-tenant").textContent = task.tenant_id;
-  $("t-kind").textContent = task.kind || "unknown";
+  setText($("t-id"), task.task_id);
+  setText($("t-tenant"), task.tenant_id);
+  setText($("t-kind"), task.kind || "unknown");
   $("t-status").textContent = `${task.status.toLowerCase()} (${task.stage.toLowerCase()})`;
-  $("t-reason").textContent = task.reason || "–";
+  setText($("t-reason"), task.reason || "–");
   $("t-created").textContent = when(task.created_at);
   $("t-attempt").textContent = String(task.attempt);
   // only what the task's status allows (the services refuse the rest anyway)
@@ -300,10 +300,10 @@ async function openLetter(id, keepStatus) {
     const letter = data.dead_letter;
     op.letter = letter;
     $("dl-detail").hidden = false;
-    $("dl-id").textContent = letter.dead_letter_id;
-    $("dl-reason").textContent = `${letter.reason_code}: ${letter.reason} (from ${letter.source_topic}[${letter.partition}]@${letter.offset}, ${letter.service}); ${letterState(letter)}`;
-    $("dl-headers").textContent = Object.entries(letter.headers).map(([k, v]) => `${k}: ${v}`).join("\n") || "(none)";
-    $("dl-value").textContent = letter.purged ? "(purged by retention)" : letter.value;
+    setText($("dl-id"), letter.dead_letter_id);
+    setText($("dl-reason"), `${letter.reason_code}: ${letter.reason} (from ${letter.source_topic}[${letter.partition}]@${letter.offset}, ${letter.service}); ${letterState(letter)}`);
+    setText($("dl-headers"), Object.entries(letter.headers).map(([k, v]) => `${k}: ${v}`).join("\n") || "(none)");
+    setText($("dl-value"), letter.purged ? "(purged by retention)" : letter.value);
     $("dl-actions").hidden = !(op.session && op.session.may_act);
     if (!keepStatus) setLine("dl-action-status", "");
   } catch (err) {
