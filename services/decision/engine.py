@@ -478,7 +478,7 @@ class DecisionEngine:
         except ModelUnavailable as exc:
             if testing is not None:
                 raise
-            return self._unavailable(task, policy, str(exc), layout=layout)
+            return self._unavailable(task, policy, str(exc), layout=layout, text=text)
         if testing is None and self.router_drift is not None:
             self.router_drift.observe({"text_length_chars": len(text),
                                        "predicted_class": prediction.label,
@@ -562,7 +562,7 @@ class DecisionEngine:
         except ModelUnavailable as exc:
             if testing is not None:
                 raise
-            return self._unavailable(task, policy, str(exc), prediction, layout)
+            return self._unavailable(task, policy, str(exc), prediction, layout, text, active)
 
     def best_guess(self, task: TaskEnvelope, text: str, active: ActivePack, policy: Policy,
                    outcome: Outcome, layout: DocumentLayout | None = None
@@ -700,10 +700,23 @@ class DecisionEngine:
 
     def _unavailable(self, task: TaskEnvelope, policy: Policy, reason: str,
                      prediction: Prediction | None = None,
-                     layout: DocumentLayout | None = None) -> Decided:
-        outcome = unavailable(task.kind, reason, task_bucket(task))
-        return Decided(to_decision(task, outcome, prediction, policy), outcome, policy,
-                       layout=layout)
+                     layout: DocumentLayout | None = None, text: str | None = None,
+                     active: ActivePack | None = None) -> Decided:
+        """A person decides what the models could not. The type is known when the router
+        routed it before a scorer failed (``active``) or the submitter named one of the
+        tenant's packs: then the proposal is that pack's, read by its extractor where the
+        text is there (as :meth:`best_guess` reads an unsure router's guess), so the reviewer
+        checks its fields and an approval runs its plan; without a known type it has no plan,
+        and the console says an approval runs nothing."""
+        if active is None and task.kind:
+            active = self.catalog.for_tenant(task.tenant_id).get(task.kind)
+        outcome = unavailable(active.pack.name if active is not None else task.kind, reason,
+                              task_bucket(task))
+        guess = None
+        if active is not None and text is not None:
+            outcome, guess = self.best_guess(task, text, active, policy, outcome, layout)
+        return Decided(to_decision(task, outcome, prediction, policy, guess, active=active),
+                       outcome, policy, layout=layout)
 
 
 __all__ = ["CONTENT_TYPE_RULE", "GUESSING_RULES", "PACK_ERROR_RULE", "SIGNATURE_MODEL",

@@ -178,6 +178,19 @@ async def test_stopping_triton_holds_or_escalates_and_held_tasks_complete_after_
         "model_unavailable", DecisionOutcome.DECISION_OUTCOME_ESCALATE)
     assert "circuit open" in reply.decision.explanation or "unavailable" in \
         reply.decision.explanation.lower()
+    # a submitted kind with a pack: the person gets that pack's proposal, its fields read by
+    # its extractor and its plan, so an approval opens the ticket (not "0 steps done")
+    channel = create_channel(f"127.0.0.1:{outage_settings.decision_grpc_port}")
+    try:
+        kinded = (await DecisionServiceStub(channel).Decide(DecideRequest(task=TaskEnvelope(
+            task_id=str(uuid.uuid4()), tenant_id="escco", kind="support_ticket",
+            document=Document(content_type="text/plain", body=DOCS[4].encode()))))).decision
+    finally:
+        await channel.close()
+    assert (kinded.rule, kinded.label, kinded.pack) == (
+        "model_unavailable", "support_ticket", "support_ticket")
+    assert [s.name for s in kinded.plan.steps] and kinded.fields, kinded
+    assert not reply.decision.plan.steps   # no kind, no router: no type, so no plan
 
     # the outage is in the decision service's log at once (an outside operator found only
     # `switchyard status` saying so), and in the counter SwitchyardInferencePoolFailing

@@ -543,6 +543,12 @@ async def test_the_queue_and_items_are_reached_with_tab_and_shortcuts_can_be_tur
     escs = [await escalate(db, producer, "acme", "keys", 2, fields=[("total", f"{n}.00", 0.5)],
                            text=f"Invoice INV-90{n}\nTotal: {n}.00\n{tricked}") for n in (1, 2)]
     items = [await item_of(db, esc) for esc in escs]
+    async with db.acquire() as conn:   # a proposal with no plan (no pack knew the type)
+        (planless_task,) = await insert_tasks(conn, "acme", 1, text="A letter of no known type")
+    planless = escalation(planless_task, "planless", 1)
+    planless.proposed_decision.ClearField("plan")
+    await producer.send(ESCALATIONS, planless.task_id, planless)
+    planless_item = await item_of(db, planless)
     page = await browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore
     expect.set_options(timeout=30_000)
     claims: list[str] = []
@@ -579,6 +585,9 @@ async def test_the_queue_and_items_are_reached_with_tab_and_shortcuts_can_be_tur
         shown = await page.inner_text("#i-document")
         assert "approved by CFO \u27e6U+202E\u27e7.devorppa TON\u27e6U+202C\u27e7" in shown
         assert "\u202e" not in shown
+        # what an approval runs is said before it is given
+        await expect(page.locator("#i-plan")).to_have_text(
+            "On approval: post_invoice (erp.invoices).")
         await page.keyboard.press("Escape")
         await expect(page.locator("#queue-view")).to_be_visible()
         await page.wait_for_function(f"() => ({focused})() === {order[1]!r}")
@@ -602,6 +611,10 @@ async def test_the_queue_and_items_are_reached_with_tab_and_shortcuts_can_be_tur
         assert not await page.locator("#help").evaluate("d => d.open")
         await page.click("#help-open")              # the shortcuts list has a button too
         await expect(page.locator("#help")).to_be_visible()
+        await page.keyboard.press("Escape")
+        await page.goto(f"http://127.0.0.1:{settings.review_web_port}/#item={planless_item}")
+        await expect(page.locator("#i-plan")).to_contain_text("On approval nothing runs")
+        await expect(page.locator("#i-plan")).to_have_class("warning")
     finally:
         await page.close()
     assert await db.fetchval("SELECT claimed_by FROM review_items WHERE item_id = $1::uuid",

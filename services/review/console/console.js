@@ -325,6 +325,12 @@ async function openItem(itemId, keepStatus) {
   setText($("i-explanation"), item.proposal.explanation || "(no explanation)");
   setText($("i-proposal"), `Proposed: ${item.proposal.outcome.toLowerCase().replaceAll("_", " ")} as ${item.proposal.label || "?"} ` +
     `(rule ${item.proposal.rule || "?"}, confidence ${(item.proposal.confidence * 100).toFixed(1)}%)`);
+  // what an approval sets going: the plan's steps, or nothing at all (said, never implied)
+  const plan = item.proposal.plan || [];
+  setText($("i-plan"), plan.length
+    ? `On approval: ${plan.map((step) => step.target ? `${step.name} (${step.target})` : step.name).join(", then ")}.`
+    : "On approval nothing runs: this proposal has no plan (no pack of this tenant reads it as it stands); approving closes the task as done.");
+  $("i-plan").className = plan.length ? "muted" : "warning";
   const models = document.querySelector("#i-models tbody");
   models.replaceChildren(...item.proposal.models.map((m) => {
     const row = el("tr");
