@@ -444,6 +444,12 @@ class Settings:
         group="ingest",
         minimum=0,
     )
+    ingest_publish_wait_s: float = setting(
+        2.0, "How long a submission's answer waits for the broker to acknowledge the new task. "
+        "The task is committed first; past this the answer goes, the acknowledgement is "
+        "awaited behind it, and a task the broker never takes is published by the reconciler "
+        "(SWITCHYARD_RECONCILE_AFTER_S).", group="ingest", exclusive_minimum=0,
+    )
     redrive_after_s: float = setting(
         300.0, "A published, unfinished task with no durable owner (executor job, review item, "
         "model hold) and no progress for this long is published again (e.g. after the broker "

@@ -89,6 +89,8 @@ class Publisher:
         self.blobs = blob_store_for(settings, pool)
         # Bulk submissions run their inserts concurrently, but never more than the pool holds.
         self._db_slots = asyncio.Semaphore(max(1, settings.postgres_pool_max - 1))
+        # acknowledgements still awaited after their submissions were answered
+        self._behind: set[asyncio.Task[None]] = set()
 
     async def accept(self, item: Item, republish_unpublished: bool = False,
                      on_created: OnCreated | None = None) -> store.Accepted:
@@ -196,13 +198,15 @@ class Publisher:
 
     async def publish(self, items: Sequence[tuple[TaskEnvelope, StatusEvent]],
                       traces: Sequence[dict[str, str] | None] | None = None,
-                      span: str = "ingest re-publish") -> None:
+                      span: str = "ingest re-publish", wait_s: float | None = None) -> None:
         """Produce envelopes and their status events, wait for every ack, then mark them.
 
         ``traces`` (the reconciler's re-publish, a batch of intake records) gives each item
         the trace its submission started, stored in ``tasks.trace_context``, continued in a
         span named ``span``; without it the records carry the current one (the submitting
-        request's).
+        request's). ``wait_s``: return after that long even without the acks (a broker that
+        is down would hold the caller for the producer's whole request timeout); they are
+        awaited behind, and the tasks marked published when they come.
         """
         futures = []
         for i, (envelope, event) in enumerate(items):
@@ -219,8 +223,44 @@ class Publisher:
                         await self.producer.send_nowait(TASK_STATUS, event.task_id, event))
             finally:
                 correlation_id_var.reset(token)
-        await asyncio.gather(*futures)
-        await store.mark_published(self.pool, [envelope.task_id for envelope, _ in items])
+        task_ids = [envelope.task_id for envelope, _ in items]
+        acked = asyncio.gather(*futures)
+        if wait_s is None:
+            await acked
+        else:
+            try:
+                await asyncio.wait_for(asyncio.shield(acked), wait_s)
+            except asyncio.TimeoutError:
+                log.warning("the broker has not acknowledged %d accepted task(s) in %.1f s: "
+                            "answered, their acknowledgements awaited behind", len(items),
+                            wait_s)
+                self._await_behind(acked, task_ids)
+                return
+        await store.mark_published(self.pool, task_ids)
+
+    def _await_behind(self, acked: Awaitable[object], task_ids: list[str]) -> None:
+        async def mark_when_acked() -> None:
+            try:
+                await acked
+                await store.mark_published(self.pool, task_ids)
+            except TRANSIENT_ERRORS as exc:  # the reconciler publishes them
+                log.warning("%d accepted task(s) not published, left to the reconciler: %r",
+                            len(task_ids), exc)
+            except Exception:  # noqa: BLE001 - said, never silent; the reconciler publishes
+                log.exception("awaiting the broker's acknowledgement of %d task(s) failed",
+                              len(task_ids))
+
+        task = asyncio.create_task(mark_when_acked())
+        self._behind.add(task)
+        task.add_done_callback(self._behind.discard)
+
+    async def close(self) -> None:
+        """At shutdown: stop awaiting acknowledgements (the reconciler publishes what was
+        not marked), then close the blob store."""
+        for task in list(self._behind):
+            task.cancel()
+        await asyncio.gather(*self._behind, return_exceptions=True)
+        await self.blobs.close()
 
     async def publish_or_defer(self, items: Sequence[tuple[TaskEnvelope, StatusEvent]],
                                traces: Sequence[dict[str, str] | None] | None = None) -> None:
@@ -228,7 +268,7 @@ class Publisher:
         fails, the tasks stay accepted (they are committed) and the reconciler publishes them
         later, so the caller still gets its answer."""
         try:
-            await self.publish(items, traces, "ingest intake")
+            await self.publish(items, traces, "ingest intake", self.settings.ingest_publish_wait_s)
         except TRANSIENT_ERRORS as exc:
             log.warning("publishing %d accepted task(s) failed, left to the reconciler: %r",
                         len(items), exc)

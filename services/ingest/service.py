@@ -886,7 +886,7 @@ class DeadLetterServicer(DeadLetterServiceServicer):
 async def setup(ctx: ServiceContext) -> None:
     settings = ctx.settings
     publisher = Publisher(settings, ctx.pool, ctx.producer)
-    ctx.on_stop.append(publisher.blobs.close)
+    ctx.on_stop.append(publisher.close)
     feed = StatusFeed(ctx.pool, settings.watch_poll_ms / 1000)
     await feed.start()
     backlog = Backlog(ctx.pool, settings.ingest_max_backlog, settings.ingest_backlog_check_s,

@@ -1,0 +1,93 @@
+"""The broker away while upstream systems submit: ingest answers once the task is committed.
+
+A task is committed to PostgreSQL before it is produced (``services/ingest/publisher.py``), so
+a submission needs no broker to be accepted. The answer waits for the broker's
+acknowledgement at most ``SWITCHYARD_INGEST_PUBLISH_WAIT_S``; a client's deadline shorter
+than the producer's request timeout (40 s) must not turn an accepted task into an error.
+This module runs its own broker (stopped and started again) and its own ingest process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from switchyard import Settings
+from switchyard.rpc import create_channel
+from switchyard.stack import EmbeddedStack, KafkaBroker, free_port
+from switchyard.storage import create_pool
+from switchyard.v1 import Document, IngestServiceStub, Submission, SubmitTaskRequest
+from tests.polling import eventually
+from tests.services import running
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def broker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    own = settings.replace(kafka_bootstrap_servers=f"127.0.0.1:{free_port()}")
+    broker = KafkaBroker(own, tmp_path_factory.mktemp("own-broker"))
+    broker.start(timeout_s=60)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="module")
+def outage_settings(settings: Settings, broker: KafkaBroker) -> Settings:
+    return settings.replace(kafka_bootstrap_servers=broker.bootstrap_servers,
+                            reconcile_interval_s=0.5, reconcile_after_s=1.0)
+
+
+@pytest.fixture(scope="module")
+def ingest_process(outage_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+                   ) -> Iterator[EmbeddedStack]:
+    with running(outage_settings, tmp_path_factory.mktemp("ingest"), ("ingest",)) as stack:
+        yield stack
+
+
+@pytest.fixture
+async def db(outage_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(outage_settings)
+    yield pool
+    await pool.close()
+
+
+async def test_a_submission_is_answered_while_the_broker_is_away_and_published_after(
+        outage_settings: Settings, broker: KafkaBroker, ingest_process: EmbeddedStack,
+        db: asyncpg.Pool) -> None:
+    channel = create_channel(f"127.0.0.1:{outage_settings.ingest_grpc_port}")
+    ingest = IngestServiceStub(channel)
+
+    def submission() -> SubmitTaskRequest:
+        return SubmitTaskRequest(submission=Submission(
+            tenant_id="acme", idempotency_key=uuid.uuid4().hex, kind="invoice",
+            document=Document(content_type="text/plain", body=b"Invoice 7 total 12.00 EUR")))
+
+    try:
+        before = await ingest.SubmitTask(submission(), timeout=30)
+        await asyncio.to_thread(broker.stop)
+        # well under the producer's 40 s request timeout, which the answer used to wait out
+        during = [await ingest.SubmitTask(submission(), timeout=15) for _ in range(3)]
+        assert all(r.created for r in during)
+        unpublished = await db.fetchval(
+            "SELECT count(*) FROM tasks WHERE task_id = ANY($1::uuid[]) "
+            "AND published_at IS NULL", [r.task_id for r in during])
+        assert unpublished == len(during)   # accepted, not yet on the broker
+        await asyncio.to_thread(broker.start, 60.0)
+
+        async def all_published() -> bool:
+            return await db.fetchval(
+                "SELECT count(*) FROM tasks WHERE task_id = ANY($1::uuid[]) "
+                "AND published_at IS NOT NULL",
+                [r.task_id for r in (before, *during)]) == 1 + len(during)
+        await eventually(all_published, "every accepted task published once the broker is back",
+                         120)
+    finally:
+        await channel.close()
