@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable
 
 from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client import Gauge
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from switchyard._kafka import client_options
@@ -33,6 +34,17 @@ log = logging.getLogger(__name__)
 
 #: ``EX_TEMPFAIL``: the process should simply be started again.
 EXIT_BROKER_LOST = 75
+
+#: What the watch saw at its last check, per service: a broker away shows here (and in the
+#: SwitchyardBrokerUnreachable alert) while readiness stays SERVING, since a service's own
+#: work goes on without it (ingest accepts into PostgreSQL; the reconciler publishes later).
+BROKER_REACHABLE = Gauge(
+    "switchyard_broker_reachable",
+    "1 when the service's last broker check (every SWITCHYARD_BROKER_CHECK_INTERVAL_S) was "
+    "answered, 0 when it failed.", ["service"])
+BROKER_LAST_ANSWER = Gauge(
+    "switchyard_broker_last_answer_timestamp_seconds",
+    "When the broker last answered the service's check (Unix time).", ["service"])
 
 
 async def broker_generation(admin: AIOKafkaAdminClient, settings: Settings) -> int | None:
@@ -50,12 +62,16 @@ async def broker_generation(admin: AIOKafkaAdminClient, settings: Settings) -> i
     return None
 
 
-async def watch_broker(settings: Settings, on_lost: Callable[[], None]) -> None:
+async def watch_broker(settings: Settings, on_lost: Callable[[], None],
+                       service: str = "") -> None:
     """Every ``broker_check_interval_s``, compare the marker's generation with the one this
     process started under; on a change, recreate the topics and call ``on_lost`` (which stops
-    the service with :data:`EXIT_BROKER_LOST`)."""
+    the service with :data:`EXIT_BROKER_LOST`). Each check's answer, or its failure, is
+    :data:`BROKER_REACHABLE` of ``service``."""
     if settings.broker_check_interval_s <= 0:
         return
+    reachable = BROKER_REACHABLE.labels(service)
+    last_answer = BROKER_LAST_ANSWER.labels(service)
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
@@ -63,13 +79,25 @@ async def watch_broker(settings: Settings, on_lost: Callable[[], None]) -> None:
         if started_under is None:  # a broker without our topics: create them and begin there
             await create_topics(settings)
             started_under = await broker_generation(admin, settings)
+        reachable.set(1)
+        last_answer.set_to_current_time()
+        answering = True   # said once per outage in the log, not once per check
         while True:
             await asyncio.sleep(settings.broker_check_interval_s)
             try:
                 now = await broker_generation(admin, settings)
             except TRANSIENT_ERRORS as exc:  # broker down right now: ask again next round
-                log.warning("broker check failed, retrying: %r", exc)
+                if answering:
+                    log.error("the broker does not answer (%r): checking again every %g s",
+                              exc, settings.broker_check_interval_s)
+                answering = False
+                reachable.set(0)
                 continue
+            if not answering:
+                log.info("the broker answers again")
+            answering = True
+            reachable.set(1)
+            last_answer.set_to_current_time()
             if now == started_under:
                 continue
             log.error("the broker lost its state (marker generation %s, started under %s): "
@@ -86,4 +114,4 @@ async def watch_broker(settings: Settings, on_lost: Callable[[], None]) -> None:
         await admin.close()
 
 
-__all__ = ["EXIT_BROKER_LOST", "broker_generation", "watch_broker"]
+__all__ = ["BROKER_REACHABLE", "EXIT_BROKER_LOST", "broker_generation", "watch_broker"]

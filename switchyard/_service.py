@@ -185,7 +185,7 @@ async def run_service(name: str, settings: Settings, grpc_port: int, metrics_por
         os._exit(EXIT_BROKER_LOST)
 
     async def broker_watch() -> None:
-        await watch_broker(settings, broker_lost)
+        await watch_broker(settings, broker_lost, name)
 
     try:
         if apply_migrations:

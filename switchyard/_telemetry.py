@@ -150,6 +150,33 @@ DOCUMENT_READER_LOGGERS = ("pdfminer", "pdfplumber", "pypdfium2", "PIL", "rapido
                            "RapidOCR", "onnxruntime")
 
 
+class RepeatThrottle(logging.Filter):
+    """Lets one record per logger and message template through every ``window_s``; the next
+    one let through says how many like it were left out. A broker that is away makes the
+    Kafka client log each failed connection, fetch and heartbeat, hundreds of lines a second
+    across a stack, which bury the one line that says what is wrong (the broker watch's)."""
+
+    def __init__(self, prefixes: tuple[str, ...], window_s: float = 10.0) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+        self.window_s = window_s
+        self._last: dict[tuple[str, object], float] = {}
+        self._left_out: dict[tuple[str, object], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, record.msg)
+        now = time.monotonic()
+        if now - self._last.get(key, -self.window_s) < self.window_s:
+            self._left_out[key] = self._left_out.get(key, 0) + 1
+            return False
+        self._last[key] = now
+        if left_out := self._left_out.pop(key, 0):
+            record.msg = f"{record.msg} ({left_out} more like it in the last {self.window_s:g} s)"
+        return True
+
+
 def configure_logging(settings: Settings, service: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_format == "json":
@@ -159,6 +186,8 @@ def configure_logging(settings: Settings, service: str) -> None:
             _OutlineFormatter(f"%(asctime)s %(levelname)s {settings.environment} {service} "
                               "%(name)s: %(message)s")
         )
+    # the Kafka client's per-connection noise while the broker is away, one line per 10 s
+    handler.addFilter(RepeatThrottle(("aiokafka", "kafka")))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())

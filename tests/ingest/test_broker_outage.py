@@ -10,7 +10,10 @@ This module runs its own broker (stopped and started again) and its own ingest p
 from __future__ import annotations
 
 import asyncio
+import json
+import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -28,6 +31,12 @@ from tests.services import running
 pytestmark = pytest.mark.integration
 
 
+async def _reachable(metrics_port: int, want: float) -> bool:
+    text = await asyncio.to_thread(lambda: urllib.request.urlopen(
+        f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode())
+    return f'switchyard_broker_reachable{{service="ingest"}} {want}' in text
+
+
 @pytest.fixture(scope="module")
 def broker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
     own = settings.replace(kafka_bootstrap_servers=f"127.0.0.1:{free_port()}")
@@ -42,7 +51,9 @@ def broker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
 @pytest.fixture(scope="module")
 def outage_settings(settings: Settings, broker: KafkaBroker) -> Settings:
     return settings.replace(kafka_bootstrap_servers=broker.bootstrap_servers,
-                            reconcile_interval_s=0.5, reconcile_after_s=1.0)
+                            reconcile_interval_s=0.5, reconcile_after_s=1.0,
+                            broker_check_interval_s=0.5, log_format="json",
+                            ingest_metrics_port=free_port())
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +91,14 @@ async def test_a_submission_is_answered_while_the_broker_is_away_and_published_a
             "SELECT count(*) FROM tasks WHERE task_id = ANY($1::uuid[]) "
             "AND published_at IS NULL", [r.task_id for r in during])
         assert unpublished == len(during)   # accepted, not yet on the broker
+        # the outage shows where an operator looks: the broker watch's gauge (the
+        # SwitchyardBrokerUnreachable alert), one ERROR line saying so, and the Kafka
+        # client's own complaints held to one line per kind per 10 s
+        port = outage_settings.ingest_metrics_port
+        await eventually(lambda: _reachable(port, 0.0), "broker_reachable 0", 30)
         await asyncio.to_thread(broker.start, 60.0)
+        # (this broker keeps its topics in memory: ingest sees its state lost and exits to
+        # be started again, crash-only, once it said the broker answers again)
 
         async def all_published() -> bool:
             return await db.fetchval(
@@ -89,5 +107,17 @@ async def test_a_submission_is_answered_while_the_broker_is_away_and_published_a
                 [r.task_id for r in (before, *during)]) == 1 + len(during)
         await eventually(all_published, "every accepted task published once the broker is back",
                          120)
+        log = Path(ingest_process.state_dir) / "logs" / "ingest.log"
+
+        async def answered_again() -> list[dict]:
+            lines = [json.loads(line) for line in log.read_text().splitlines()
+                     if line.startswith("{")]
+            return lines if any(e["msg"] == "the broker answers again" for e in lines) else []
+        lines = await eventually(answered_again, "the broker watch saying it answers again", 60)
+        said = [e for e in lines if e["msg"].startswith("the broker does not answer")]
+        assert len(said) == 1 and said[0]["level"] == "ERROR", said
+        noise = Counter((e["logger"], e["msg"].split(":")[0]) for e in lines
+                        if e["logger"].startswith("aiokafka"))
+        assert noise and max(noise.values()) <= 12, noise.most_common(3)
     finally:
         await channel.close()
