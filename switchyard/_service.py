@@ -16,6 +16,8 @@ import contextlib
 import logging
 import os
 import signal
+import sys
+import threading
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 from dataclasses import dataclass, field
@@ -49,6 +51,28 @@ T = TypeVar("T")
 #: How long closing the producer or the database pool may take at shutdown before it is
 #: abandoned: a broker or database that is gone must not keep a stopping process alive.
 CLOSE_TIMEOUT_S = 10.0
+
+
+def _exit_by_deadline(name: str, deadline_s: float, exit_code: Callable[[], int]) -> None:
+    """Once the service is stopping: exit within ``deadline_s`` whatever the shutdown still
+    waits on. Each step has its own bound, but a dependency that stopped answering (a frozen
+    database, a broker gone with commits pending) can hold one that has none, or the
+    interpreter's own exit (a library's thread joined at exit), and a process that outlives
+    its launcher's grace is killed without a word. A daemon thread, so an event loop blocked
+    in the shutdown cannot hold it, and a normal exit ends it with the process."""
+    def exit_now() -> None:
+        log.error("%s: shutdown did not finish within %g s (SWITCHYARD_SHUTDOWN_DEADLINE_S): "
+                  "exiting now; what it had not finished is re-read from its sources (outbox, "
+                  "consumer positions, job leases)", name, deadline_s)
+        for handler in logging.getLogger().handlers:
+            with contextlib.suppress(Exception):
+                handler.flush()
+        sys.stderr.flush()
+        os._exit(exit_code() or 0)
+
+    timer = threading.Timer(deadline_s, exit_now)
+    timer.daemon = True
+    timer.start()
 
 
 @dataclass
@@ -223,6 +247,7 @@ async def run_service(name: str, settings: Settings, grpc_port: int, metrics_por
                     "still waiting on a dependency)", name)
     finally:
         ready = False
+        _exit_by_deadline(name, settings.shutdown_deadline_s, lambda: exit_code)
         if server is not None:
             await server.stop(grace_s=3.0)
         if supervisor is not None:

@@ -133,6 +133,12 @@ class Settings:
         60.0, "Longest wait before restarting a failed background loop (>= the initial wait).",
         group="supervision", exclusive_minimum=0,
     )
+    shutdown_deadline_s: float = setting(
+        12.0, "Once asked to stop (SIGTERM, SIGINT), a service exits within this long whatever "
+        "it waits on (a database or broker that stopped answering): what it had not finished "
+        "is re-read from its sources. Under the embedded stack's 15 s and the chart's 30 s "
+        "grace.", group="supervision", exclusive_minimum=0,
+    )
     background_failure_limit: int = setting(
         8, "Failures in a row after which a background loop takes its process down (exit 70, "
         "for the kubelet to restart it). 0: restart forever (critical loops exit at once).",
