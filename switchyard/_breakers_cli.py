@@ -79,7 +79,7 @@ def run(settings: Settings, target: str | None, api_key: str | None, reset: str 
     except grpc.aio.AioRpcError as exc:
         print(f"switchyard breakers: {address}: {exc.code().name}: {exc.details()}",
               file=sys.stderr)
-        return 1
+        return 3 if exc.code() == grpc.StatusCode.UNAVAILABLE else 1   # docs/cli.md
     if as_json:
         out: list[dict[str, Any]] = [MessageToDict(s, preserving_proto_field_name=True)
                                      for s in states]

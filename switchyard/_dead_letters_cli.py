@@ -22,7 +22,7 @@ from switchyard._tasks_cli import (
     EXIT_REFUSED,
     EXIT_USAGE,
     _add_client_arguments,
-    _grpc_error,
+    rpc_error_line,
     _main,
     _Usage,
     follow_pages,
@@ -228,7 +228,7 @@ async def _each(letter_ids: list[str], call: Any) -> list[dict[str, Any]]:
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
                 raise
-            results.append({"dead_letter_id": letter_id, "error": _grpc_error(exc)})
+            results.append({"dead_letter_id": letter_id, "error": rpc_error_line(exc)})
     return results
 
 

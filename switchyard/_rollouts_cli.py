@@ -30,7 +30,7 @@ from switchyard._tasks_cli import (
     _add_client_arguments,
     _CannotConnect,
     _connect,
-    _grpc_error,
+    rpc_error_line,
     _main,
     _Usage,
 )
@@ -326,4 +326,4 @@ def fetch_rollouts(args: argparse.Namespace, settings: Settings
     except (_CannotConnect, _Usage) as exc:
         return None, f"decision service: {exc}"
     except grpc.aio.AioRpcError as exc:
-        return None, f"decision service at {target}: {_grpc_error(exc)}"
+        return None, f"decision service at {target}: {rpc_error_line(exc)}"

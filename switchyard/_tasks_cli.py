@@ -30,7 +30,8 @@ from switchyard._taskstore import TERMINAL, stage_name, status_name
 
 __all__ = ["CONTENT_TYPES", "EXIT_CONNECT", "EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE",
            "add_model_health_arguments", "add_submit_arguments", "add_tasks_arguments",
-           "idempotency_key", "run_model_health", "run_submit", "follow_pages", "run_tasks"]
+           "follow_pages", "idempotency_key", "rpc_error_line", "run_model_health",
+           "run_submit", "run_tasks"]
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_CONNECT = 0, 1, 2, 3
 #: ``tasks cancel`` of an executing task: the request is accepted, its compensation under way
@@ -195,7 +196,8 @@ def _tenant_required(exc: Any) -> bool:
             and "tenant_id" in field_violations(exc))
 
 
-def _grpc_error(exc: Any) -> str:
+def rpc_error_line(exc: Any) -> str:
+    """A refused call in one line: its status, message and the violations it did not say."""
     from switchyard._grpc import unsaid_violations
 
     detail = "".join(f"; {violation}" for violation in unsaid_violations(exc))
@@ -253,7 +255,7 @@ def _main(command: str, args: argparse.Namespace, settings: Settings,
         print(f"switchyard {command}: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     except grpc.aio.AioRpcError as exc:
-        print(f"switchyard {command}: {_grpc_error(exc)}", file=sys.stderr)
+        print(f"switchyard {command}: {rpc_error_line(exc)}", file=sys.stderr)
         return EXIT_CONNECT if exc.code() == grpc.StatusCode.UNAVAILABLE else EXIT_REFUSED
 
 
@@ -327,7 +329,7 @@ async def _submit(args: argparse.Namespace, stub: Any, files: list[_File]) -> in
                 if exc.code() == grpc.StatusCode.UNAVAILABLE:
                     raise
                 result.update(task_id=None, created=False, status=None, stage=None,
-                              reason=None, error=_grpc_error(exc))
+                              reason=None, error=rpc_error_line(exc))
             results.append(result)
             bar.advance(sending)
         accepted = [r for r in results if r["task_id"]]

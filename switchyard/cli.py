@@ -460,6 +460,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         # from flushing stdout at exit either
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports a writer the pipe closed on
+    except Exception as exc:
+        # a call a command did not expect to fail (the demo's, a server gone mid-run): one
+        # line and the documented exit status, never a traceback
+        grpc = sys.modules.get("grpc")
+        if grpc is None or not isinstance(exc, grpc.aio.AioRpcError):
+            raise
+        from switchyard._tasks_cli import EXIT_CONNECT, EXIT_REFUSED, rpc_error_line
+
+        print(f"switchyard {args.command}: {rpc_error_line(exc)}", file=sys.stderr)
+        return EXIT_CONNECT if exc.code() in (grpc.StatusCode.UNAVAILABLE,
+                                              grpc.StatusCode.DEADLINE_EXCEEDED) else EXIT_REFUSED
 
 
 if __name__ == "__main__":  # pragma: no cover

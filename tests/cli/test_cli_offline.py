@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from switchyard import Settings
 from switchyard._tasks_cli import idempotency_key
 from switchyard.cli import build_parser
 from switchyard.stack import free_port
@@ -54,6 +55,19 @@ def test_an_unreachable_target_is_exit_3_without_a_traceback(tmp_path: Path) -> 
         done = switchyard(None, *args, "--target", target, "--connect-timeout", "0.2")
         assert done.returncode == 3, (args, done.stderr)
         assert "Traceback" not in done.stderr and target in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_the_demo_and_breakers_without_their_services_are_exit_3_in_one_line(
+        tmp_path: Path) -> None:
+    """Commands that call services without a --target of their own: a service that is not
+    there (or went away mid-run) is one line and exit 3, as docs/cli.md says."""
+    settings = Settings(ingest_grpc_port=free_port(), executor_grpc_port=free_port(),
+                        downstream_http_port=free_port(), state_dir=tmp_path)
+    for args in (("demo", "--tasks", "1", "--classrooms", "0"), ("breakers",)):
+        done = switchyard(settings, *args)
+        assert done.returncode == 3, (args, done.stderr)
+        assert "Traceback" not in done.stderr and "UNAVAILABLE" in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
