@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextvars
 import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -116,10 +116,20 @@ class ApiKeyAuthenticator:
     def enabled(self) -> bool:
         return bool(self._keys)
 
-    def authenticate(self, metadata: Mapping[str, str]) -> Principal | None:
+    def authenticate(self, metadata: Mapping[str, str] | Sequence[tuple[str, str]]
+                     ) -> Principal | None:
+        """The key's principal; None for a missing or unknown key, and for a call that
+        carries more than one ``authorization`` entry (as call metadata pairs or repeated
+        HTTP headers): which one counts would differ between a proxy and the service."""
         if not self.enabled:
             return DEV_PRINCIPAL
-        header = metadata.get("authorization", "")
+        if isinstance(metadata, Mapping):
+            header = metadata.get("authorization", "")
+        else:
+            given = [value for key, value in metadata if key.lower() == "authorization"]
+            if len(given) > 1:
+                return None
+            header = given[0] if given else ""
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             return None

@@ -333,9 +333,10 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
         async def admit(request: Any, context: grpc.aio.ServicerContext) -> Any:
             """The caller, once authenticated, allowed and charged (aborts otherwise)."""
-            metadata = {k: v for k, v in (context.invocation_metadata() or ())
-                        if isinstance(v, str)}
-            principal = self._auth.authenticate(metadata)
+            pairs = [(k, v) for k, v in (context.invocation_metadata() or ())
+                     if isinstance(v, str)]
+            metadata = dict(pairs)
+            principal = self._auth.authenticate(pairs)
             if principal is None:
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                                     "missing or invalid API key (authorization: Bearer KEY)")

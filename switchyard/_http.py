@@ -103,10 +103,11 @@ class NotAscii(Exception):
 def forwarded_metadata(request: web.Request) -> tuple[tuple[str, str], ...]:
     """The caller's ``Authorization`` header as gRPC call metadata, for the service that
     answers to check: an HTTP front end forwards credentials, it never decides with them."""
-    authorization = request.headers.get("Authorization")
-    if authorization and not authorization.isascii():
+    given = [value for value in request.headers.getall("Authorization", ()) if value]
+    if not all(value.isascii() for value in given):
         raise NotAscii()
-    return (("authorization", authorization),) if authorization else ()
+    # every one, so the service refuses a call with two (it would not pick one)
+    return tuple(("authorization", value) for value in given)
 
 
 def request_json(raw: bytes | str) -> Any:

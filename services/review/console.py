@@ -442,7 +442,7 @@ class Console:
                  ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def guarded(request: web.Request) -> web.StreamResponse:
             principal = self.auth.authenticate(
-                {"authorization": request.headers.get("Authorization", "")})
+                [("authorization", value) for value in request.headers.getall("Authorization", ())])
             if principal is None:
                 return _error(401, "missing or invalid API key (authorization: Bearer KEY)")
             if not self._may_call(principal, method):

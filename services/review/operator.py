@@ -346,7 +346,7 @@ class OperatorApi:
             except NotAscii:
                 return problem(401, "UNAUTHENTICATED", "invalid API key",
                                headers={"WWW-Authenticate": "Bearer"})
-            principal = self.auth.authenticate(dict(metadata))
+            principal = self.auth.authenticate(metadata)
             if principal is None:
                 return problem(401, "UNAUTHENTICATED",
                                "missing or invalid API key (authorization: Bearer KEY)",

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict
 import pytest
 from confluent_kafka import Producer
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
@@ -231,7 +232,10 @@ async def test_filters_timeline_and_redrive_over_rest(http: Any) -> None:
 async def test_auth_and_roles_are_the_grpc_ones(http: Any) -> None:
     status, _, created = await call(http, "POST", "/v1/tasks", ACME, json=submission())
     task_id = created["taskId"]
-    for headers in (None, {"Authorization": "Bearer not-a-key"}, {"Authorization": "sub-acme"}):
+    two_keys = CIMultiDict([("Authorization", "Bearer sub-acme"),
+                            ("Authorization", "Bearer adm-acme")])   # which one counts? none
+    for headers in (None, {"Authorization": "Bearer not-a-key"}, {"Authorization": "sub-acme"},
+                    two_keys):
         status, response_headers, body = await call(http, "GET", f"/v1/tasks/{task_id}",
                                                     headers)
         assert_problem(status, response_headers, body, 401)

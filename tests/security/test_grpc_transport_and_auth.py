@@ -73,6 +73,15 @@ async def test_api_keys_and_roles() -> None:
             assert caught.value.code() == code
         ok = await call("sub-key")
         assert (ok.decision.tenant_id, ok.decision.reviewer_id) == ("acme", "submitter")
+        # two credentials in one call: refused, whichever would have counted
+        channel = create_channel(f"127.0.0.1:{port}", api_key="sub-key")
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await DecisionServiceStub(channel).Decide(
+                    DecideRequest(), metadata=(("authorization", "Bearer admin-key"),))
+        finally:
+            await channel.close()
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
         assert (await call("admin-key")).decision.reviewer_id == "admin"
     finally:
         await server.stop(0)  # type: ignore[attr-defined]
