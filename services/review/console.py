@@ -23,7 +23,7 @@ import logging
 import math
 import ssl
 from collections.abc import Awaitable, Callable
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -360,7 +360,8 @@ class Console:
         # the console carries the same API keys and verbs as ReviewService.
         self.ssl_context = ssl_context
         self._runner: web.AppRunner | None = None
-        self._subscribers: set[asyncio.Queue[str | None]] = set()
+        # each listener's queue, and whose changes it hears (its key's tenant; '*' every one)
+        self._subscribers: dict[asyncio.Queue[str | None], str] = {}
         self._stopping = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
 
@@ -587,14 +588,15 @@ class Console:
             for r in rows]})
 
     async def events(self, request: web.Request, principal: Principal) -> web.StreamResponse:
-        """Server-sent events: 'change' whenever review items change (the page refetches)."""
+        """Server-sent events: 'change' whenever review items of the key's tenant change (the
+        page refetches); another tenant's work is not heard, not even when it happens."""
         response = web.StreamResponse(headers={
             "Content-Type": "text/event-stream", "Cache-Control": "no-store",
             "X-Accel-Buffering": "no", **{k: v for k, v in SECURITY_HEADERS.items()
                                           if k != "Cache-Control"}})
         await response.prepare(request)
         queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1)
-        self._subscribers.add(queue)
+        self._subscribers[queue] = principal.tenant_id
         try:
             await response.write(b"retry: 3000\nevent: hello\ndata: {}\n\n")
             while not self._stopping.is_set():
@@ -609,30 +611,40 @@ class Console:
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
-            self._subscribers.discard(queue)
+            self._subscribers.pop(queue, None)
         return response
 
     async def _watch(self) -> None:
-        """Polls one cheap query while anyone listens; tells listeners when items changed."""
-        last = None
+        """While anyone listens, asks which tenants' items changed since the last look (the
+        ``updated_at`` index) and tells those tenants' listeners, and operator keys' ('*')."""
+        seen: dict[str, datetime] = {}   # each tenant's newest change told
+        since: datetime | None = None
         while True:
             await asyncio.sleep(WATCH_INTERVAL_S)
-            if not self._subscribers:
-                continue
             try:
-                row = await self.pool.fetchrow(
-                    "SELECT max(updated_at) AS changed, (SELECT count(*) FROM review_items "
-                    "WHERE state IN ('BACKLOGGED', 'PENDING', 'CLAIMED')) AS open "
-                    "FROM review_items")
+                if since is None:   # from the start on, listened to or not (a listener that
+                    # comes later hears once of what changed before it: the page refetches)
+                    since = await self.pool.fetchval("SELECT max(updated_at) FROM review_items")
+                    since = since or datetime.fromtimestamp(0, timezone.utc)
+                if not self._subscribers:
+                    continue
+                # a little overlap: a transaction that commits late stamped its rows earlier
+                rows = await self.pool.fetch(
+                    "SELECT tenant_id, max(updated_at) AS changed FROM review_items "
+                    "WHERE updated_at > $1::timestamptz - interval '5 seconds' GROUP BY tenant_id", since)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("console watch query failed: %r", exc)
                 continue
-            version = f"{row['changed'].isoformat() if row['changed'] else '-'}/{row['open']}"
-            if version != last:
-                last = version
-                for queue in list(self._subscribers):
-                    if queue.empty():
-                        queue.put_nowait(version)
+            changed = {r["tenant_id"]: r["changed"] for r in rows
+                       if r["changed"] > seen.get(r["tenant_id"], since)}
+            if not changed:
+                continue
+            seen.update(changed)
+            since = max(since, *changed.values())
+            for queue, tenant in list(self._subscribers.items()):
+                when = max(changed.values()) if tenant == "*" else changed.get(tenant)
+                if when is not None and queue.empty():
+                    queue.put_nowait(when.isoformat())
 
 
 def _error(status: int, message: str,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import math
 import re
 import time
@@ -846,12 +847,25 @@ async def test_console_streams_changes_and_sigterm_ends_the_stream_cleanly(
         review_process: EmbeddedStack) -> None:
     async with aiohttp.ClientSession() as session, session.get(
             f"http://127.0.0.1:{settings.review_web_port}/api/events",
-            headers={"Authorization": "Bearer rev-acme"}) as stream:
+            headers={"Authorization": "Bearer rev-acme"}) as stream, session.get(
+            f"http://127.0.0.1:{settings.review_web_port}/api/events",
+            headers={"Authorization": "Bearer rev-other"}) as other_stream:
         assert stream.headers["Content-Type"].startswith("text/event-stream")
         assert "event: hello" in (await stream.content.readuntil(b"\n\n")).decode()
+        assert "event: hello" in (await other_stream.content.readuntil(b"\n\n")).decode()
         await escalate(db, producer, "acme", "live", 2)
         while "event: change" not in (await stream.content.readuntil(b"\n\n")).decode():
             pass
+        # another tenant's listener hears nothing of acme's work: the first change it is
+        # told of is one of its own tenant's, made after acme's
+        theirs = await item_of(db, await escalate(db, producer, "other", "live", 2))
+        created = await db.fetchval("SELECT created_at FROM review_items WHERE item_id = "
+                                    "$1::uuid", theirs)
+        while "event: change" not in (event := (
+                await other_stream.content.readuntil(b"\n\n")).decode()):
+            pass
+        told = datetime.fromisoformat(json.loads(event.split("data: ", 1)[1]))
+        assert told >= created, (told, created)
         # SIGTERM while the browser's stream is open: the service ends it and exits cleanly.
         await asyncio.to_thread(review_process.stop)
         assert await stream.content.read() in (b"", b": keepalive\n\n")
