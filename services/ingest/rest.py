@@ -472,6 +472,13 @@ def build_request(route: Route, match: Mapping[str, str], query: Mapping[str, An
 
 # -- the gateway -------------------------------------------------------------------------
 
+async def _private_answers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer (a task's document, metadata, personal fields; an error; a stream) is
+    kept by no cache on the way and read by the browser as the type it says it is."""
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+
+
 class Gateway:
     """The aiohttp application and its gRPC channels (loopback, TLS when the servers use it)."""
 
@@ -492,6 +499,7 @@ class Gateway:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=max_body_bytes(self.settings),
                               middlewares=[self._errors])
+        app.on_response_prepare.append(_private_answers)
         for route in ROUTES:
             app.router.add_route(route.method, route.path, self._handler(route))
         if self.inbound is not None:

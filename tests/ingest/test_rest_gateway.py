@@ -240,8 +240,12 @@ async def test_auth_and_roles_are_the_grpc_ones(http: Any) -> None:
                                                     headers)
         assert_problem(status, response_headers, body, 401)
         assert response_headers["WWW-Authenticate"] == "Bearer"
-    # an auditor reads but may not submit
-    assert (await call(http, "GET", f"/v1/tasks/{task_id}", AUDITOR))[0] == 200
+    # an auditor reads but may not submit; what it reads (a document, personal fields) is
+    # stored by no cache on the way
+    status, response_headers, _ = await call(http, "GET", f"/v1/tasks/{task_id}", AUDITOR)
+    assert status == 200
+    assert response_headers["Cache-Control"] == "no-store"
+    assert response_headers["X-Content-Type-Options"] == "nosniff"
     status, headers, body = await call(http, "POST", "/v1/tasks", AUDITOR, json=submission())
     assert_problem(status, headers, body, 403)
     # another tenant's task is absent, never forbidden; submitting as another tenant is 403
