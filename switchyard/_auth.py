@@ -119,15 +119,16 @@ class ApiKeyAuthenticator:
     def authenticate(self, metadata: Mapping[str, str] | Sequence[tuple[str, str]]
                      ) -> Principal | None:
         """The key's principal; None for a missing or unknown key, and for a call that
-        carries more than one ``authorization`` entry (as call metadata pairs or repeated
-        HTTP headers): which one counts would differ between a proxy and the service."""
+        carries two different ``authorization`` entries (as call metadata pairs or repeated
+        HTTP headers): which one counts would differ between a proxy and the service. The
+        same key twice (a channel's key and a call's own) is one credential."""
         if not self.enabled:
             return DEV_PRINCIPAL
         if isinstance(metadata, Mapping):
             header = metadata.get("authorization", "")
         else:
             given = [value for key, value in metadata if key.lower() == "authorization"]
-            if len(given) > 1:
+            if len(set(given)) > 1:
                 return None
             header = given[0] if given else ""
         scheme, _, token = header.partition(" ")

@@ -82,6 +82,13 @@ async def test_api_keys_and_roles() -> None:
         finally:
             await channel.close()
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        channel = create_channel(f"127.0.0.1:{port}", api_key="sub-key")
+        try:   # the same key twice (the channel's and the call's) is one credential
+            again = await DecisionServiceStub(channel).Decide(
+                DecideRequest(), metadata=(("authorization", "Bearer sub-key"),))
+        finally:
+            await channel.close()
+        assert again.decision.tenant_id == "acme"
         assert (await call("admin-key")).decision.reviewer_id == "admin"
     finally:
         await server.stop(0)  # type: ignore[attr-defined]
