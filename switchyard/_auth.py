@@ -124,13 +124,11 @@ class ApiKeyAuthenticator:
         same key twice (a channel's key and a call's own) is one credential."""
         if not self.enabled:
             return DEV_PRINCIPAL
-        if isinstance(metadata, Mapping):
-            header = metadata.get("authorization", "")
-        else:
-            given = [value for key, value in metadata if key.lower() == "authorization"]
-            if len(set(given)) > 1:
-                return None
-            header = given[0] if given else ""
+        pairs = metadata.items() if isinstance(metadata, Mapping) else metadata
+        given = {value for key, value in pairs if key.lower() == "authorization"}
+        if len(given) > 1:
+            return None
+        header = given.pop() if given else ""
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             return None

@@ -22,8 +22,8 @@ import logging
 from collections.abc import Callable
 
 from aiokafka.admin import AIOKafkaAdminClient
-from prometheus_client import Gauge
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from prometheus_client import Gauge
 
 from switchyard._kafka import client_options
 from switchyard._settings import Settings

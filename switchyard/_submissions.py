@@ -14,6 +14,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
 from switchyard._grpc import FieldViolation
 from switchyard._priority import priority_problems
 from switchyard.documents._email import EMAIL
@@ -30,9 +33,6 @@ from switchyard.documents._files import (
     normalise_content_type,
     unpack_email,
 )
-from google.protobuf.descriptor import FieldDescriptor
-from google.protobuf.message import Message
-
 from switchyard.v1 import Document, Submission, TaskEnvelope
 
 #: A task kind: a document type's name, as packs name them (``switchyard.packs``). Which kinds
@@ -118,7 +118,8 @@ def nul_problems(message: Message, prefix: str = "") -> list[FieldViolation]:
                     problems += nul_problems(item, f"{where}[{key[:40]!r}].")
         elif field.type == FieldDescriptor.TYPE_STRING:
             items = value if field.label == FieldDescriptor.LABEL_REPEATED else [value]
-            problems += [FieldViolation(where, _NUL) for item in items if "\x00" in item][:1]
+            if any("\x00" in item for item in items):
+                problems.append(FieldViolation(where, _NUL))
         elif field.type == FieldDescriptor.TYPE_MESSAGE:
             items = value if field.label == FieldDescriptor.LABEL_REPEATED else [value]
             for index, item in enumerate(items):

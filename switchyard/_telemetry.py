@@ -152,7 +152,7 @@ DOCUMENT_READER_LOGGERS = ("pdfminer", "pdfplumber", "pypdfium2", "PIL", "rapido
 
 class RepeatThrottle(logging.Filter):
     """Lets one record per logger and message template through every ``window_s``; the next
-    one let through says how many like it were left out. A broker that is away makes the
+    one let through says how many like it were left out since the one before. A broker that is away makes the
     Kafka client log each failed connection, fetch and heartbeat, hundreds of lines a second
     across a stack, which bury the one line that says what is wrong (the broker watch's)."""
 
@@ -173,7 +173,7 @@ class RepeatThrottle(logging.Filter):
             return False
         self._last[key] = now
         if left_out := self._left_out.pop(key, 0):
-            record.msg = f"{record.msg} ({left_out} more like it in the last {self.window_s:g} s)"
+            record.msg = f"{record.msg} ({left_out} more like it left out since the last one)"
         return True
 
 

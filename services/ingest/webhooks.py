@@ -17,6 +17,7 @@ Tenant webhooks are signed with their own secret (from RegisterWebhook); per-tas
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import json
 import logging
@@ -37,6 +38,7 @@ from switchyard import Settings
 from switchyard.audit import append as audit_append
 from switchyard.messaging import TRANSIENT_ERRORS
 from switchyard.rpc import FieldViolation
+from switchyard.runtime import SERVICE_PORTS
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +88,13 @@ def _host_port(address: str) -> tuple[str, int] | None:
         return None
 
 
+@functools.cache
 def stack_endpoints(settings: Settings) -> dict[tuple[str, int], str]:
     """Where this stack's own servers listen, by name: the broker, PostgreSQL, Triton (HTTP,
     gRPC, metrics, the spill-over one's too) and every service's gRPC, REST, web and metrics
     port. None of them asks for credentials on loopback (Triton's model control, PostgreSQL's
-    wire protocol), so no webhook may reach them, whatever the allowed hosts say."""
+    wire protocol), so no webhook may reach them, whatever the allowed hosts say. Read once
+    per settings (every delivery asks)."""
     bound = settings.bind_host.lower()
     named: dict[tuple[str, int], str] = {}
     for address in settings.kafka_bootstrap_servers.split(","):
@@ -106,11 +110,9 @@ def stack_endpoints(settings: Settings) -> dict[tuple[str, int], str]:
              "triton_spill_http_port": "spill-over Triton HTTP",
              "triton_spill_grpc_port": "spill-over Triton gRPC",
              "triton_spill_metrics_port": "spill-over Triton metrics",
-             **{f"{service}_grpc_port": f"{service} gRPC"
-                for service in ("ingest", "decision", "executor", "review")},
-             "review_web_port": "review web consoles", "ingest_rest_port": "ingest REST",
-             **{f"{service}_metrics_port": f"{service} metrics"
-                for service in ("ingest", "decision", "executor", "review")}}
+             "review_web_port": "review web consoles", "ingest_rest_port": "ingest REST"}
+    for service, (grpc_port, metrics_port) in SERVICE_PORTS.items():
+        ports[grpc_port], ports[metrics_port] = f"{service} gRPC", f"{service} metrics"
     for field, name in ports.items():
         port = getattr(settings, field)
         if port:

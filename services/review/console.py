@@ -45,6 +45,7 @@ from switchyard.access import (
 )
 from switchyard.documents import BlobError, BlobNotFound, BlobStore, DocumentError, DocumentLimits
 from switchyard.privacy import withheld_label
+from switchyard.rpc import NotAscii, forwarded_metadata
 from switchyard.runtime import Supervisor
 from switchyard.tasks import document_hidden, level_of, task_bucket
 from switchyard.v1 import (
@@ -442,8 +443,10 @@ class Console:
     def _guarded(self, method: str, handler: Handler
                  ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def guarded(request: web.Request) -> web.StreamResponse:
-            principal = self.auth.authenticate(
-                [("authorization", value) for value in request.headers.getall("Authorization", ())])
+            try:
+                principal = self.auth.authenticate(forwarded_metadata(request))
+            except NotAscii:   # no key has such characters
+                principal = None
             if principal is None:
                 return _error(401, "missing or invalid API key (authorization: Bearer KEY)")
             if not self._may_call(principal, method):
@@ -631,7 +634,8 @@ class Console:
                 # a little overlap: a transaction that commits late stamped its rows earlier
                 rows = await self.pool.fetch(
                     "SELECT tenant_id, max(updated_at) AS changed FROM review_items "
-                    "WHERE updated_at > $1::timestamptz - interval '5 seconds' GROUP BY tenant_id", since)
+                    "WHERE updated_at > $1::timestamptz - interval '5 seconds' "
+                    "GROUP BY tenant_id", since)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("console watch query failed: %r", exc)
                 continue

@@ -197,7 +197,7 @@ function queueLink(itemId) {
 function renderQueue() {
   const body = document.querySelector("#queue tbody");
   // a refresh redraws the rows: the row that had the focus keeps it (and stays selected)
-  const focusedRow = document.activeElement && document.activeElement.closest ? document.activeElement.closest("#queue tbody tr") : null;
+  const focusedRow = document.activeElement?.closest?.("#queue tbody tr");
   const keepFocus = state.returnTo || (focusedRow ? focusedRow.dataset.itemId : null);
   if (keepFocus) {
     const at = state.items.findIndex((i) => i.item_id === keepFocus);
@@ -232,7 +232,7 @@ function renderQueue() {
   });
   labelCells($("queue"));
   if (keepFocus) {
-    const link = queueLink(keepFocus) || (state.items.length ? body.querySelector("tr.selected a.open-item") : null);
+    const link = queueLink(keepFocus) || body.querySelector("tr.selected a.open-item");
     if (link) link.focus();
     state.returnTo = null;
   }
