@@ -182,12 +182,18 @@ def task_from_row(row: asyncpg.Record, codec: PayloadCodec) -> Task:
     )
 
 
+#: Roles that read a task without its document: reviewers read documents only through
+#: ReviewService (redacted, withheld fields masked, reviewer groups applied); auditors audit
+#: what happened to a task (status, timeline, decisions), which needs none of its bytes.
+DOCUMENT_WITHHELD_FROM = frozenset({Role.REVIEWER, Role.AUDITOR})
+
+
 def shown_to(role: Role, task: Task) -> Task:
-    """The task as a caller of ``role`` may read it. Reviewers read documents only through
-    ReviewService, redacted and with withheld fields masked; here, where nothing is masked,
-    they get the task without its document's bytes (body, stored blob, file name) and
-    without its metadata: its status, stage, kind, type and page count stay."""
-    if role is Role.REVIEWER:
+    """The task as a caller of ``role`` may read it. Here nothing is masked, so a role of
+    :data:`DOCUMENT_WITHHELD_FROM` gets the task without its document's bytes (body, stored
+    blob, file name) and without its metadata: its status, stage, kind, type and page count
+    stay. Submitters and admins read it whole."""
+    if role in DOCUMENT_WITHHELD_FROM:
         document = task.envelope.document
         for name in ("body", "blob", "filename"):
             document.ClearField(name)

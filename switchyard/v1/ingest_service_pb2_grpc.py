@@ -127,9 +127,9 @@ class IngestServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def GetTask(self, request, context):
-        """The current state of a task. A reviewer's key gets it without the document's bytes
-        (body, blob, filename) and without metadata: reviewers read documents through
-        ReviewService, redacted.
+        """The current state of a task. A reviewer's or an auditor's key gets it without the
+        document's bytes (body, blob, filename) and without metadata: reviewers read documents
+        through ReviewService, redacted; auditors audit what happened, which needs no bytes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import time
 import urllib.error
@@ -112,10 +113,15 @@ async def test_submit_get_list_cancel_over_rest(http: Any) -> None:
                                  "TASK_STATUS_QUEUED&page_size=500", ACME)
     assert status == 200
     assert task_id in [t["envelope"]["taskId"] for t in page["tasks"]]
-    # a reviewer's key reads the task without its document's bytes, file name or metadata
-    # (documents reach reviewers redacted, through the review service only)
-    for path in (f"/v1/tasks/{task_id}", "/v1/tasks?tenant_id=acme&page_size=500"):
-        status, _, seen = await call(http, "GET", path, REVIEWER)
+    # a reviewer's or an auditor's key reads the task without its document's bytes, file name
+    # or metadata (documents reach reviewers redacted, through the review service only, with
+    # reviewer groups applied; auditors audit what happened, which needs no bytes)
+    for path, who in itertools.product(
+            (f"/v1/tasks/{task_id}", "/v1/tasks?tenant_id=acme&page_size=500",
+             f"/v1/tasks/{task_id}/timeline"), (REVIEWER, AUDITOR)):
+        if who is REVIEWER and path.endswith("/timeline"):
+            continue  # reviewers do not read timelines
+        status, _, seen = await call(http, "GET", path, who)
         assert status == 200, seen
         (envelope,) = [t["envelope"] for t in seen.get("tasks", [seen.get("task")])
                        if t["envelope"]["taskId"] == task_id]

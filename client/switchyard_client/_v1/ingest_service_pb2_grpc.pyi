@@ -39,9 +39,9 @@ class IngestServiceStub:
         switchyard_client._v1.ingest_service_pb2.GetTaskRequest,
         switchyard_client._v1.ingest_service_pb2.GetTaskResponse,
     ]
-    """The current state of a task. A reviewer's key gets it without the document's bytes
-    (body, blob, filename) and without metadata: reviewers read documents through
-    ReviewService, redacted.
+    """The current state of a task. A reviewer's or an auditor's key gets it without the
+    document's bytes (body, blob, filename) and without metadata: reviewers read documents
+    through ReviewService, redacted; auditors audit what happened, which needs no bytes.
     """
 
     ListTasks: grpc.UnaryUnaryMultiCallable[
@@ -185,9 +185,9 @@ class IngestServiceAsyncStub:
         switchyard_client._v1.ingest_service_pb2.GetTaskRequest,
         switchyard_client._v1.ingest_service_pb2.GetTaskResponse,
     ]
-    """The current state of a task. A reviewer's key gets it without the document's bytes
-    (body, blob, filename) and without metadata: reviewers read documents through
-    ReviewService, redacted.
+    """The current state of a task. A reviewer's or an auditor's key gets it without the
+    document's bytes (body, blob, filename) and without metadata: reviewers read documents
+    through ReviewService, redacted; auditors audit what happened, which needs no bytes.
     """
 
     ListTasks: grpc.aio.UnaryUnaryMultiCallable[
@@ -337,9 +337,9 @@ class IngestServiceServicer(metaclass=abc.ABCMeta):
         request: switchyard_client._v1.ingest_service_pb2.GetTaskRequest,
         context: _ServicerContext,
     ) -> typing.Union[switchyard_client._v1.ingest_service_pb2.GetTaskResponse, collections.abc.Awaitable[switchyard_client._v1.ingest_service_pb2.GetTaskResponse]]:
-        """The current state of a task. A reviewer's key gets it without the document's bytes
-        (body, blob, filename) and without metadata: reviewers read documents through
-        ReviewService, redacted.
+        """The current state of a task. A reviewer's or an auditor's key gets it without the
+        document's bytes (body, blob, filename) and without metadata: reviewers read documents
+        through ReviewService, redacted; auditors audit what happened, which needs no bytes.
         """
 
     @abc.abstractmethod
