@@ -448,6 +448,12 @@ Registration = tuple[Callable[[Any, grpc.aio.Server], None], Any, str]
 """(add_XServicer_to_server, servicer instance, full service name)."""
 
 
+#: The grpc.health.v1 service name liveness probes ask. Readiness (the overall status, ``""``)
+#: also needs the service's dependencies (PostgreSQL); liveness only that no supervised loop
+#: is down: a process whose database is away is not restarted, since that would not help.
+LIVENESS = "liveness"
+
+
 class GrpcServer:
     """A started aio server plus its health servicer, so callers can flip serving status."""
 
@@ -460,11 +466,15 @@ class GrpcServer:
         self.services = services
         self.address = address
 
-    async def set_serving(self, serving: bool) -> None:
-        status = (health_pb2.HealthCheckResponse.SERVING if serving
-                  else health_pb2.HealthCheckResponse.NOT_SERVING)
-        for name in ["", *self.services]:
-            await self.health.set(name, status)
+    async def set_serving(self, serving: bool, *, live: bool | None = None) -> None:
+        """Readiness (the overall status ``""`` and each service's) is ``serving``;
+        :data:`LIVENESS` is ``live``, the same as ``serving`` when not given."""
+        for names, up in ((["", *self.services], serving),
+                          ([LIVENESS], serving if live is None else live)):
+            status = (health_pb2.HealthCheckResponse.SERVING if up
+                      else health_pb2.HealthCheckResponse.NOT_SERVING)
+            for name in names:
+                await self.health.set(name, status)
 
     async def stop(self, grace_s: float = 5.0) -> None:
         await self.set_serving(False)

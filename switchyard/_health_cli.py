@@ -20,13 +20,15 @@ from switchyard._settings import Settings
 __all__ = ["check", "run"]
 
 
-async def check(target: str, *, timeout_s: float = 5.0, tls: ClientTls | None = None) -> str:
-    """The overall health status of ``target`` (``SERVING``, ``NOT_SERVING``, ...), or the
-    gRPC error that prevented an answer (``UNAVAILABLE: ...``)."""
+async def check(target: str, *, timeout_s: float = 5.0, tls: ClientTls | None = None,
+                service: str = "") -> str:
+    """The health status of ``service`` at ``target`` (``SERVING``, ``NOT_SERVING``, ...;
+    ``""``, the overall status, is readiness; :data:`~switchyard.rpc.LIVENESS` liveness), or
+    the gRPC error that prevented an answer (``UNAVAILABLE: ...``)."""
     channel = create_channel(target, **(tls.as_dict() if tls else {}))
     try:
         stub = health_pb2_grpc.HealthStub(channel)
-        reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout_s)
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
     except grpc.aio.AioRpcError as exc:
         return f"{exc.code().name}: {exc.details()}"
@@ -34,7 +36,8 @@ async def check(target: str, *, timeout_s: float = 5.0, tls: ClientTls | None = 
         await channel.close()
 
 
-def run(settings: Settings, targets: Sequence[str], *, timeout_s: float = 5.0) -> int:
+def run(settings: Settings, targets: Sequence[str], *, timeout_s: float = 5.0,
+        service: str = "") -> int:
     """Check every target with the client TLS of ``settings`` (``SWITCHYARD_CLIENT_TLS_*``;
     the command's ``--ca/--cert/--key/--server-name`` flags override them)."""
     try:
@@ -44,7 +47,8 @@ def run(settings: Settings, targets: Sequence[str], *, timeout_s: float = 5.0) -
         return 2
 
     async def all_targets() -> list[str]:
-        return list(await asyncio.gather(*(check(t, timeout_s=timeout_s, tls=tls)
+        return list(await asyncio.gather(*(check(t, timeout_s=timeout_s, tls=tls,
+                                                 service=service)
                                            for t in targets)))
 
     statuses = asyncio.run(all_targets())

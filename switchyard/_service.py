@@ -28,6 +28,7 @@ import faust
 from switchyard._auth import MethodPolicy
 from switchyard._brokerwatch import EXIT_BROKER_LOST, watch_broker
 from switchyard._db import create_pool, migrate
+from switchyard._dbwatch import watch_database
 from switchyard._grpc import GrpcServer, Registration, start_server
 from switchyard._kafka import Producer
 from switchyard._ratelimit import TenantLimiter, limiter_for
@@ -189,12 +190,20 @@ async def run_service(name: str, settings: Settings, grpc_port: int, metrics_por
     supervisor: Supervisor | None = None
     server: GrpcServer | None = None
     ready = False
+    database_answers = True   # what the database watch last saw
     exit_code = 0
 
     async def publish_health(healthy: bool) -> None:
-        # before readiness the start-up sequence owns the status; after stop, server.stop does
+        # before readiness the start-up sequence owns the status; after stop, server.stop does.
+        # Ready needs every loop up and the database; live only the loops (see LIVENESS).
         if server is not None and ready:
-            await server.set_serving(healthy)
+            await server.set_serving(healthy and database_answers, live=healthy)
+
+    async def database_changed(answers: bool) -> None:
+        nonlocal database_answers
+        database_answers = answers
+        if supervisor is not None:
+            await publish_health(supervisor.healthy)
 
     def background_failed(code: int) -> None:
         # A graceful stop: unlike a lost broker, the consumers' positions are still good.
@@ -237,8 +246,11 @@ async def run_service(name: str, settings: Settings, grpc_port: int, metrics_por
         # when enabled (broker_check_interval_s > 0); disabled, it would return at once.
         if settings.broker_check_interval_s > 0:
             supervisor.start("broker-watch", broker_watch, critical=True)
+        if settings.database_check_interval_s > 0:
+            supervisor.start("database-watch", lambda: watch_database(settings, name,
+                                                                      database_changed))
         ready = True
-        await server.set_serving(supervisor.healthy)
+        await publish_health(supervisor.healthy)
         log.info("%s ready on %s", name, server.address)
         await stop.wait()
         log.info("%s stopping", name)

@@ -237,6 +237,12 @@ class Settings:
     postgres_pool_max: int = setting(
         8, "Maximum pooled connections a process.", group="postgres", minimum=1,
     )
+    database_check_interval_s: float = setting(
+        2.0, "How often each service asks PostgreSQL `SELECT 1` on a connection of its own "
+        "(the answer may take as long): gRPC readiness is NOT_SERVING from the first check "
+        "that failed until one is answered (liveness stays SERVING). 0: off.",
+        group="postgres", minimum=0, maximum=3600,
+    )
     postgres_port: int = setting(
         0, "Embedded PostgreSQL port (stack component `postgres`); 0: 5432 when free, else the "
         "port this state dir's server had, else any free port.", group="postgres", minimum=0,

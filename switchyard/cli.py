@@ -270,7 +270,7 @@ def _cmd_health(args: argparse.Namespace, settings: Settings) -> int:
     flags = {"client_tls_ca_file": args.ca, "client_tls_cert_file": args.cert,
              "client_tls_key_file": args.key, "client_tls_server_name": args.server_name}
     return run(settings.replace(**{k: v for k, v in flags.items() if v is not None}),
-               args.targets, timeout_s=args.timeout)
+               args.targets, timeout_s=args.timeout, service=args.service)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -396,6 +396,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                                    "only when every one is SERVING.")
     p.add_argument("targets", nargs="+", metavar="HOST:PORT")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds per target")
+    p.add_argument("--service", default="", metavar="NAME",
+                   help="the health service to ask: empty (the default) is readiness, "
+                        "`liveness` whether the process should be restarted")
     p.add_argument("--ca", help="CA bundle (PEM): connect with TLS "
                                 "(default $SWITCHYARD_CLIENT_TLS_CA_FILE)")
     p.add_argument("--cert", help="client certificate (PEM), for mutual TLS "

@@ -363,12 +363,18 @@ def test_long_running_containers_have_probes(manifests: list[Manifest]) -> None:
             if component in SERVICES:
                 # grpc.health.v1 on the service's own port: the kubelet's native gRPC probe,
                 # or `switchyard health` when the servers speak TLS (production)
+                # readiness (and start-up) ask the overall status, which needs the database;
+                # liveness asks the `liveness` service: a database away never restarts a pod
                 for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                    service = ["liveness"] if probe == "livenessProbe" else []
                     if "grpc" in container[probe]:
                         assert container[probe]["grpc"]["port"] == GRPC_PORTS[component]
+                        assert [container[probe]["grpc"].get("service")] == (service or [None])
                     else:
-                        assert container[probe]["exec"]["command"][:3] == [
-                            "switchyard", "health", f"127.0.0.1:{GRPC_PORTS[component]}"]
+                        asks = ["--service", *service] if service else []
+                        assert container[probe]["exec"]["command"][:3 + len(asks)] == [
+                            "switchyard", "health", *asks,
+                            f"127.0.0.1:{GRPC_PORTS[component]}"]
                 ports = {p["name"]: p["containerPort"] for p in container["ports"]}
                 assert ports["grpc"] == GRPC_PORTS[component]
                 env = env_of(container)

@@ -213,8 +213,10 @@ def test_tls_material_is_mounted_and_the_settings_point_at_it(render: Renderer,
         assert command[:3] == ["switchyard", "health", f"127.0.0.1:{_grpc_port(container)}"]
         assert "--ca" in command and "/etc/switchyard/tls/ca.crt" in command
         assert ("--cert" in command) is mutual
-        for probe in ("startupProbe", "livenessProbe"):
-            assert container[probe]["exec"]["command"] == command
+        assert container["startupProbe"]["exec"]["command"] == command
+        # liveness asks the `liveness` health service with the same TLS flags
+        assert container["livenessProbe"]["exec"]["command"] == [
+            *command[:2], "--service", "liveness", *command[2:]]
 
 
 def _grpc_port(container: dict[str, Any]) -> int:
