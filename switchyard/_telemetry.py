@@ -8,6 +8,7 @@ on a Prometheus text endpoint per service; tracing goes to the exporter the sett
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import json
@@ -177,6 +178,27 @@ class RepeatThrottle(logging.Filter):
         return True
 
 
+class CancellationIsNotACrash(logging.Filter):
+    """faust restarts a stream's actor after a rebalance, and stops it at shutdown, by
+    cancelling it; when the agent is not itself stopping yet, mode logs that as "Crashed
+    reason=CancelledError()" at ERROR with a traceback, which reads as a failure where nothing
+    failed. Such a record is said at INFO, without the traceback; a real crash (any other
+    exception) is left as it is."""
+
+    CRASHED = "Crashed reason=%r"  # after mode's "[^Actor...]: " label
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (str(record.msg).endswith(self.CRASHED) and isinstance(record.args, tuple)
+                and record.args
+                and isinstance(record.args[0], asyncio.CancelledError)):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            label = str(record.msg)[:-len(self.CRASHED)]
+            record.msg = f"{label}stream actor cancelled (a rebalance or a shutdown)"
+            record.args = ()
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def configure_logging(settings: Settings, service: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_format == "json":
@@ -188,6 +210,7 @@ def configure_logging(settings: Settings, service: str) -> None:
         )
     # the Kafka client's per-connection noise while the broker is away, one line per 10 s
     handler.addFilter(RepeatThrottle(("aiokafka", "kafka")))
+    handler.addFilter(CancellationIsNotACrash())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
