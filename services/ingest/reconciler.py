@@ -21,18 +21,21 @@ Replicas coordinate with a PostgreSQL advisory lock: one reconciles, the others 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import time
 import uuid
 
 import asyncpg
+from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import Counter
 
 from services.ingest import store
 from services.ingest.cancel import cancellation_from_row
 from services.ingest.publisher import Publisher
 from switchyard.audit import Entry, append as audit_append, append_many, digest
-from switchyard.messaging import CANCELLATIONS, TRANSIENT_ERRORS
+from switchyard.messaging import CANCELLATIONS, TRANSIENT_ERRORS, client_options
+from switchyard.runtime import broker_generation
 from switchyard.storage import TASK_ENVELOPE, PayloadError, rewrap_stale
 from switchyard.tasks import (
     TERMINAL,
@@ -153,14 +156,33 @@ async def redrive_one(conn: asyncpg.Connection, publisher: Publisher, task_id: s
     return True
 
 
+async def broker_replaced_at(conn: asyncpg.Connection, generation: int | None
+                             ) -> datetime.datetime | None:
+    """When the reconciler first saw the broker of ``generation``, if an older generation was
+    seen before it (the broker lost its state in between); None for the first broker ever
+    seen, or when the generation is unknown (no marker yet). Records each new generation."""
+    if generation is None:
+        return None
+    await conn.execute("INSERT INTO ingest_broker_generations (generation) VALUES ($1) "
+                       "ON CONFLICT (generation) DO NOTHING", generation)
+    return await conn.fetchval(
+        "SELECT g.first_seen_at FROM ingest_broker_generations g WHERE g.generation = $1 "
+        "AND EXISTS (SELECT 1 FROM ingest_broker_generations older "
+        "            WHERE older.first_seen_at < g.first_seen_at)", generation)
+
+
 async def redrive_stalled(conn: asyncpg.Connection, publisher: Publisher,
-                          after_s: float) -> int:
+                          after_s: float, broker_since: datetime.datetime | None = None
+                          ) -> int:
     """Publish again published, unfinished tasks that nothing owns and that made no progress.
 
     Their records were lost after the broker acknowledged them (a broker that lost its state,
     a topic deleted by hand). Every stage dedupes and re-emits what it already produced for a
     redelivered task, so the task picks up where PostgreSQL says it stopped. Each repeat waits
     twice as long as the last, so a long but healthy backlog is not flooded with copies.
+    When the broker is known to have lost its state (``broker_since``, from
+    :func:`broker_replaced_at`), a task whose last progress came before then is re-driven at
+    once, once: its records went with the old broker.
     """
     # TERMINAL_SQL is inlined, not bound as a parameter, so that the planner can match the
     # partial index tasks_unfinished (migration 0010, "status NOT IN" the terminal statuses).
@@ -170,20 +192,24 @@ async def redrive_stalled(conn: asyncpg.Connection, publisher: Publisher,
                   SELECT t.task_id FROM tasks t
                    WHERE t.status NOT IN {TERMINAL_SQL}
                      AND t.published_at IS NOT NULL
-                     AND t.updated_at < now() - make_interval(secs => $1)
-                     AND (t.redriven_at IS NULL OR t.redriven_at
-                          < now() - make_interval(secs => $1 * 2 ^ least(t.redrives, 6)))
+                     AND ((t.updated_at < now() - make_interval(secs => $1)
+                           AND (t.redriven_at IS NULL OR t.redriven_at
+                                < now() - make_interval(secs => $1 * 2 ^ least(t.redrives, 6))))
+                          OR (t.updated_at < $3
+                              AND (t.redriven_at IS NULL OR t.redriven_at < $3)))
                      AND NOT ({_DURABLE_OWNER})
                    ORDER BY t.updated_at LIMIT $2 FOR UPDATE OF t SKIP LOCKED)
                 {_MARK_REDRIVEN} FROM stalled WHERE t.task_id = stalled.task_id
-                RETURNING {_REPLAY_COLUMNS}, t.redrives""",
-            after_s, BATCH,
+                RETURNING {_REPLAY_COLUMNS}, t.redrives,
+                          t.updated_at >= now() - make_interval(secs => $1) AS broker_lost""",
+            after_s, BATCH, broker_since,
         )
         # each re-drive in its task's timeline, as an operator's is (actor: the reconciler)
         await append_many(conn, [
             Entry(row["tenant_id"], RECONCILER_ACTOR, "task.redriven",
                   {"status": row["status"], "stage": row["stage"], "redrives": row["redrives"],
-                   "stalled_for_s": after_s}, str(row["task_id"]))
+                   **({"broker_lost": True} if row["broker_lost"]
+                      else {"stalled_for_s": after_s})}, str(row["task_id"]))
             for row in rows], writer="ingest")
     replayed = await _replay(conn, publisher, rows)
     if replayed:
@@ -289,8 +315,10 @@ async def publish_cancellation(publisher: Publisher, request: CancellationReques
 
 
 async def reconcile_once(publisher: Publisher, after_s: float, redrive_after_s: float = 0.0,
-                         endings: EndingMirror | None = None) -> int:
-    """One round; returns how many records were published (0 when another replica holds it)."""
+                         endings: EndingMirror | None = None,
+                         broker: int | None = None) -> int:
+    """One round; returns how many records were published (0 when another replica holds it).
+    ``broker`` is the broker's generation now (None: unknown), for :func:`redrive_stalled`."""
     async with publisher.pool.acquire() as conn:
         if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_KEY):
             return 0
@@ -300,7 +328,8 @@ async def reconcile_once(publisher: Publisher, after_s: float, redrive_after_s: 
                          + await (endings or EndingMirror()).remirror(conn, publisher,
                                                                       after_s))
             if redrive_after_s > 0:
-                published += await redrive_stalled(conn, publisher, redrive_after_s)
+                published += await redrive_stalled(conn, publisher, redrive_after_s,
+                                                   await broker_replaced_at(conn, broker))
             return published
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
@@ -309,17 +338,33 @@ async def reconcile_once(publisher: Publisher, after_s: float, redrive_after_s: 
 async def run(publisher: Publisher, interval_s: float, after_s: float,
               redrive_after_s: float = 0.0) -> None:
     """Reconcile forever: at start (a restart after a crash is when it matters), then every
-    ``interval_s``; a full batch goes again at once."""
+    ``interval_s``; a full batch goes again at once. Each round asks the broker its
+    generation, so a broker that lost its state has its tasks re-driven at once."""
     endings = EndingMirror()
-    while True:
-        try:
-            published = await reconcile_once(publisher, after_s, redrive_after_s, endings)
-        except TRANSIENT_ERRORS as exc:
-            log.warning("reconciler round failed, retrying: %r", exc)
-            published = 0
-        if published < BATCH:
-            await asyncio.sleep(interval_s)
+    admin = AIOKafkaAdminClient(**client_options(publisher.settings))
+    started = False
+    try:
+        while True:
+            try:
+                if not started:
+                    await admin.start()
+                    started = True
+                generation = await broker_generation(admin, publisher.settings)
+            except TRANSIENT_ERRORS as exc:  # a broker away: the generation is unknown
+                log.debug("broker generation unknown this round: %r", exc)
+                generation = None
+            try:
+                published = await reconcile_once(publisher, after_s, redrive_after_s, endings,
+                                                 generation)
+            except TRANSIENT_ERRORS as exc:
+                log.warning("reconciler round failed, retrying: %r", exc)
+                published = 0
+            if published < BATCH:
+                await asyncio.sleep(interval_s)
+    finally:
+        if started:
+            await admin.close()
 
 
-__all__ = ["REPUBLISHED", "AlreadyFinished", "EndingMirror", "publish_cancellation",
-           "reconcile_once", "redrive_one", "redrive_stalled", "run"]
+__all__ = ["REPUBLISHED", "AlreadyFinished", "EndingMirror", "broker_replaced_at",
+           "publish_cancellation", "reconcile_once", "redrive_one", "redrive_stalled", "run"]

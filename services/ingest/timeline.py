@@ -185,7 +185,9 @@ def _by(verb: str) -> Callable[[Mapping[str, Any], str], str]:
 
 
 def _redriven(detail: Mapping[str, Any], actor: str) -> str:
-    stalled = (f" after {_plain(detail['stalled_for_s'])} s without progress"
+    stalled = (" at once: the broker lost its state, and the task's records with it"
+               if detail.get("broker_lost") else
+               f" after {_plain(detail['stalled_for_s'])} s without progress"
                if detail.get("stalled_for_s") else "")
     return (f"re-driven by {actor} from {detail.get('status')} {detail.get('stage')}"
             f"{stalled} (re-drive {_plain(detail.get('redrives'))})")

@@ -4,7 +4,8 @@ A task is committed to PostgreSQL before it is produced (``services/ingest/publi
 a submission needs no broker to be accepted. The answer waits for the broker's
 acknowledgement at most ``SWITCHYARD_INGEST_PUBLISH_WAIT_S``; a client's deadline shorter
 than the producer's request timeout (40 s) must not turn an accepted task into an error.
-This module runs its own broker (stopped and started again) and its own ingest process.
+This module runs its own broker (stopped and started again) and its own ingest processes; and
+a broker that lost its state has the unfinished tasks it held re-driven at once.
 """
 
 from __future__ import annotations
@@ -21,10 +22,21 @@ import asyncpg
 import pytest
 
 from switchyard import Settings
+from switchyard.messaging import TASKS
 from switchyard.rpc import create_channel
+from switchyard.runtime import bootstrap
 from switchyard.stack import EmbeddedStack, KafkaBroker, free_port
 from switchyard.storage import create_pool
-from switchyard.v1 import Document, IngestServiceStub, Submission, SubmitTaskRequest
+from switchyard.v1 import (
+    Document,
+    GetTaskTimelineRequest,
+    IngestServiceStub,
+    Submission,
+    SubmitTaskRequest,
+    TaskEnvelope,
+    TaskSource,
+)
+from tests.ingest.helpers import read_topic
 from tests.polling import eventually
 from tests.services import running
 
@@ -121,3 +133,66 @@ async def test_a_submission_is_answered_while_the_broker_is_away_and_published_a
         assert noise and max(noise.values()) <= 12, noise.most_common(3)
     finally:
         await channel.close()
+
+
+async def test_a_broker_that_lost_its_state_has_its_unfinished_tasks_redriven_at_once(
+        settings: Settings, broker: KafkaBroker, tmp_path: Path) -> None:
+    """A whole-stack restart (or a broker restart) loses the records of every unfinished task;
+    the reconciler notices the broker's new generation and re-drives them at once, not after
+    SWITCHYARD_REDRIVE_AFTER_S (5 minutes, during which a task could say AWAITING_REVIEW with
+    no review item anywhere, as an outside SRE found)."""
+    own = settings.replace(
+        postgres_schema=f"lost_{uuid.uuid4().hex[:8]}",  # only this test's tasks in play
+        kafka_bootstrap_servers=broker.bootstrap_servers, ingest_metrics_port=free_port(),
+        reconcile_interval_s=0.5, reconcile_after_s=1.0, redrive_after_s=300.0,
+        broker_check_interval_s=0.0)  # ingest stays up; this test recreates the topics
+    await bootstrap(own)   # topics (the broker's marker generation) and tables
+    with running(own, tmp_path, ("ingest",)):
+        channel = create_channel(f"127.0.0.1:{own.ingest_grpc_port}")
+        pool = await create_pool(own)
+        try:
+            accepted = await IngestServiceStub(channel).SubmitTask(SubmitTaskRequest(
+                submission=Submission(tenant_id="acme", idempotency_key=uuid.uuid4().hex,
+                                      kind="invoice", document=Document(
+                                          content_type="text/plain",
+                                          body=b"Invoice 8 total 30.00 EUR"))), timeout=30)
+            task_id = uuid.UUID(accepted.task_id)
+
+            async def published_under_one_generation() -> bool:
+                return bool(await pool.fetchval(
+                    "SELECT published_at IS NOT NULL FROM tasks WHERE task_id = $1", task_id)
+                    and await pool.fetchval("SELECT count(*) FROM ingest_broker_generations"))
+            await eventually(published_under_one_generation, "the task published", 60)
+
+            # nothing consumes it here: it stays QUEUED, unfinished, owned by no one. The
+            # broker restarts (in memory: every record lost); the first service up after it
+            # creates the topics, with a new generation
+            await asyncio.to_thread(broker.stop)
+            await asyncio.to_thread(broker.start, 60.0)
+            await bootstrap(own)
+
+            async def redriven() -> dict | None:
+                detail = await pool.fetchval(
+                    "SELECT detail FROM audit_log WHERE action = 'task.redriven' "
+                    "AND task_id = $1", task_id)
+                return json.loads(detail) if isinstance(detail, str) else detail
+            detail = await eventually(redriven, "the task re-driven", 60)
+            assert detail == {"status": "QUEUED", "stage": "INGESTED", "redrives": 1,
+                              "broker_lost": True}, detail
+
+            def replayed(records: list) -> bool:
+                return any(TaskEnvelope.FromString(r.value).task_id == str(task_id)
+                           and TaskEnvelope.FromString(r.value).source
+                           == TaskSource.TASK_SOURCE_REPLAY for r in records)
+            await read_topic(own, TASKS, replayed, timeout_s=60)   # on the new broker
+            timeline = await IngestServiceStub(channel).GetTaskTimeline(
+                GetTaskTimelineRequest(task_id=str(task_id)), timeout=30)
+            assert any("the broker lost its state" in e.summary for e in timeline.entries), \
+                [e.summary for e in timeline.entries]
+            # once: the same broker does not make it go again
+            await asyncio.sleep(2.0)
+            assert await pool.fetchval("SELECT redrives FROM tasks WHERE task_id = $1",
+                                       task_id) == 1
+        finally:
+            await pool.close()
+            await channel.close()
