@@ -684,6 +684,13 @@ class ClientTls:
         return asdict(self)
 
 
+#: A client takes answers of any size from its own servers (gRPC's default stops at 4 MiB):
+#: a dead letter keeps an intake record whole, up to the intake's limit (a 20 MiB document
+#: base64-encoded), and GetDeadLetter, the CLI and the REST gateway must be able to show it.
+#: What a server accepts stays bounded (:func:`max_receive_bytes`).
+CLIENT_OPTIONS = (("grpc.max_receive_message_length", -1),)
+
+
 def create_channel(target: str, api_key: str | None = None, *, ca_file: str = "",
                    cert_file: str = "", key_file: str = "",
                    server_name: str = "") -> grpc.aio.Channel:
@@ -704,9 +711,11 @@ def create_channel(target: str, api_key: str | None = None, *, ca_file: str = ""
 
         interceptors += aio_client_interceptors()
     if not ca_file:
-        return grpc.aio.insecure_channel(target, interceptors=interceptors)
+        return grpc.aio.insecure_channel(target, options=CLIENT_OPTIONS,
+                                         interceptors=interceptors)
     tls = ClientTls(ca_file, cert_file, key_file, server_name)
-    return grpc.aio.secure_channel(target, tls.credentials(), options=tls.options(),
+    return grpc.aio.secure_channel(target, tls.credentials(),
+                                   options=[*CLIENT_OPTIONS, *tls.options()],
                                    interceptors=interceptors)
 
 

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from aiokafka.errors import MessageSizeTooLargeError
 
 from services.ingest import keyset
 from switchyard.access import Principal
@@ -30,9 +31,9 @@ from switchyard.storage import DEAD_LETTER_HEADERS, DEAD_LETTER_KEY, DEAD_LETTER
 
 __all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "MAX_RESOLUTION_CHARS", "OPERATOR_CHAIN",
            "REPLAY_HEADER", "STATES", "AlreadyReplayed", "AlreadyResolved", "Filters",
-           "NotFound", "Original", "Purged", "Scope", "get", "list_page", "original",
-           "page_size_of", "page_token_of", "parse_id", "parse_page_token", "replay",
-           "resolution_of", "resolve", "scope_for", "state_of", "text_filter"]
+           "NotFound", "Original", "Purged", "Scope", "TooLargeToReplay", "get", "list_page",
+           "original", "page_size_of", "page_token_of", "parse_id", "parse_page_token",
+           "replay", "resolution_of", "resolve", "scope_for", "state_of", "text_filter"]
 
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = keyset.DEFAULT_PAGE_SIZE, keyset.MAX_PAGE_SIZE
 #: Header added to a replayed record: the letter it replays, so the trail is followable.
@@ -67,6 +68,12 @@ class AlreadyResolved(Exception):
 
 class Purged(Exception):
     """Retention removed the original bytes: nothing left to replay."""
+
+
+class TooLargeToReplay(Exception):
+    """The record is larger than the largest record the producer sends: it cannot go back on
+    its topic (retrying cannot change that; the document can be submitted over gRPC or
+    REST)."""
 
 
 @dataclass(frozen=True)
@@ -239,7 +246,15 @@ async def replay(pool: asyncpg.Pool, producer: Producer, scope: Scope, letter_id
                          "retention; nothing to replay")
         # the record's own headers, byte for byte and in order (a repeated name each time)
         headers = [*record.header_list, (REPLAY_HEADER, str(letter_id).encode())]
-        await producer.send_raw(row["source_topic"], record.key, record.value, headers)
+        try:
+            await producer.send_raw(row["source_topic"], record.key, record.value, headers)
+        except MessageSizeTooLargeError as exc:
+            raise TooLargeToReplay(
+                f"dead letter {letter_id}: its record ({len(record.value):,} bytes) is larger "
+                "than Kafka takes (the producer's max_request_size, 1 MiB, or the topic's "
+                f"max.message.bytes), so it cannot go back on {row['source_topic']!r}: submit "
+                "its document over gRPC or REST (same idempotency key), then resolve the "
+                "letter") from exc
         marked = await conn.fetchrow(
             "UPDATE dead_letters SET replayed_at = now(), replayed_by = $2, "
             f"replay_count = replay_count + 1 WHERE dead_letter_id = $1 RETURNING {_COLUMNS}",

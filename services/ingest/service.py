@@ -859,7 +859,7 @@ class DeadLetterServicer(DeadLetterServiceServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
             raise
         except (dead_letters.AlreadyReplayed, dead_letters.AlreadyResolved,
-                dead_letters.Purged) as exc:
+                dead_letters.Purged, dead_letters.TooLargeToReplay) as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
             raise
         log.warning("dead letter %s replayed by %s%s", letter_id, principal.key_id,

@@ -553,16 +553,18 @@ async def _letter(letters: DeadLetterServiceStub, letter_id: str) -> DeadLetterR
 
 async def test_a_record_too_large_to_publish_as_a_letter_is_dead_lettered_and_intake_goes_on(
         settings: Settings, db: asyncpg.Connection) -> None:
-    """An intake record of 1.5 MiB (the broker takes it; a letter carrying it is past what the
+    """An intake record of 5 MiB (the broker takes it; a letter carrying it is past what the
     producer sends): its letter goes to the topic without the bytes, saying how many, the
-    service's table keeps them for show and replay, and the good record behind it becomes a
-    task. Before, ingest retried the letter for ever and every partition's intake stopped
-    behind it, with the service reported healthy (an operator's trial)."""
+    service's table keeps them for show, and the good record behind it becomes a task.
+    Before, ingest retried the letter for ever and every partition's intake stopped behind it,
+    with the service reported healthy (an operator's trial). Shown whole past gRPC's default
+    4 MiB answer; a replay is refused as for good, saying what to do instead (an outside
+    integrator got RESOURCE_EXHAUSTED from show, and UNAVAILABLE "retry" from replay)."""
     run = uuid.uuid4().hex[:6]
     big = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "acks": "all",
-                    "message.max.bytes": 4 * 1024 * 1024})
+                    "message.max.bytes": 8 * 1024 * 1024})
     topic = INTAKE.full_name(settings)
-    value = good_json(f"{run}-huge", document={"body": "x" * (1536 * 1024)})
+    value = good_json(f"{run}-huge", document={"body": "x" * (5 * 1024 * 1024)})
     big.produce(topic, key=f"{run}-huge".encode(), value=value, headers=signed("acme", value))
     after = good_json(f"{run}-after")
     big.produce(topic, key=f"{run}-after".encode(), value=after, headers=signed("acme", after))
@@ -581,7 +583,14 @@ async def test_a_record_too_large_to_publish_as_a_letter_is_dead_lettered_and_in
         got = await eventually(lambda: _letter(DeadLetterServiceStub(channel),
                                                letter.dead_letter_id),
                                "the letter in PostgreSQL", 30)
-        assert got.letter.original_value == value   # whole, for show and replay
+        assert got.letter.original_value == value   # whole, for show
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await DeadLetterServiceStub(channel).ReplayDeadLetter(ReplayDeadLetterRequest(
+                dead_letter_id=letter.dead_letter_id), timeout=60)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert f"its record ({len(value):,} bytes) is larger than Kafka takes" in \
+            refused.value.details() and "submit its document over gRPC or REST" in \
+            refused.value.details(), refused.value.details()
     finally:
         await channel.close()
     assert await eventually(lambda: db.fetchval(
