@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 
-from rich.console import Console
 from rich.table import Table
 
 from switchyard._audit import task_story, verify
 from switchyard._db import create_pool
 from switchyard._settings import Settings
+from switchyard._tasks_cli import data_console
 
 
 async def _show(settings: Settings, task_id: str) -> int:
@@ -20,7 +20,7 @@ async def _show(settings: Settings, task_id: str) -> int:
             rows = await task_story(conn, task_id)
     finally:
         await pool.close()
-    console = Console(width=140)
+    console = data_console(140)
     if not rows:
         console.print(f"no audit entries for task {task_id}")
         return 1

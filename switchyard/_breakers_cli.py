@@ -14,11 +14,12 @@ from typing import Any
 
 import grpc
 from google.protobuf.json_format import MessageToDict
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from switchyard._grpc import client_channel
 from switchyard._settings import Settings
+from switchyard._tasks_cli import data_console
 from switchyard.v1 import (
     BreakerState,
     BreakerStatus,
@@ -47,7 +48,7 @@ def render(states: list[BreakerState]) -> Table:
         table.add_column(column, overflow="fold", no_wrap=column != "endpoint")
     for state in states:
         status = _status(state)
-        table.add_row(state.name, f"[{_COLOURS.get(status, 'white')}]{status}[/]",
+        table.add_row(state.name, Text(status, style=_COLOURS.get(status, "white")),
                       str(state.failure_count), str(state.blocked_tasks),
                       _when(state, "opened_at"), _when(state, "probe_at"), state.updated_by)
     return table
@@ -87,6 +88,6 @@ def run(settings: Settings, target: str | None, api_key: str | None, reset: str 
     elif reset:
         print(f"{states[0].name}: {_status(states[0])}")
     else:
-        Console(width=200).print(render(states) if states else
-                             "no breakers yet (no downstream calls)")
+        data_console().print(render(states) if states else
+                         "no breakers yet (no downstream calls)")
     return 0

@@ -21,6 +21,7 @@ from switchyard._tasks_cli import (
     _add_client_arguments,
     _main,
     follow_pages,
+    data_console,
 )
 
 __all__ = ["PURPOSES", "add_consent_arguments", "run_consent"]
@@ -104,7 +105,6 @@ async def _change(args: argparse.Namespace, stub: Any) -> int:
 
 
 async def _list(args: argparse.Namespace, stub: Any) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from switchyard.v1 import ListConsentsRequest
@@ -122,7 +122,7 @@ async def _list(args: argparse.Namespace, stub: Any) -> int:
         table.add_row(r["subject_ref"], r["purpose"], "granted" if r["granted"] else "withdrawn",
                       r["guardian_ref"] or "-", r["group"] or "-", r["updated_at"],
                       r["updated_by"])
-    Console(width=200).print(table)
+    data_console().print(table)
     return EXIT_OK
 
 

@@ -26,6 +26,7 @@ from switchyard._tasks_cli import (
     _main,
     _Usage,
     follow_pages,
+    data_console,
 )
 
 __all__ = ["add_dead_letters_arguments", "parse_since", "printable", "run_dead_letters"]
@@ -147,7 +148,6 @@ def run_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _list(args: argparse.Namespace, stub: Any) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from switchyard.v1 import DeadLetterState, ListDeadLettersRequest
@@ -170,7 +170,7 @@ async def _list(args: argparse.Namespace, stub: Any) -> int:
         table.add_row(row["dead_letter_id"], row["tenant_id"] or "-", row["source_topic"],
                       f"{row['reason_code']}: {row['reason']}", row["failed_at"] or "-",
                       _state_text(row))
-    Console(width=200).print(table)
+    data_console().print(table)
     return EXIT_OK
 
 

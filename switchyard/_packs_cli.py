@@ -28,6 +28,7 @@ from switchyard._tasks_cli import (
     _add_client_arguments,
     _main,
     _Usage,
+    data_console,
 )
 
 __all__ = ["add_packs_arguments", "render_diff", "render_test_results", "run"]
@@ -294,7 +295,6 @@ def _prepare_nothing(args: argparse.Namespace) -> None:
 
 
 async def _list(args: argparse.Namespace, stub: Any, _: None) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from switchyard.v1 import ListPacksRequest
@@ -314,7 +314,7 @@ async def _list(args: argparse.Namespace, stub: Any, _: None) -> int:
         table.add_row(p["name"], version, p["tenant_id"] or "shared",
                       "yes" if p["enabled"] else "no", p["digest"][:12], p["applied_by"],
                       p["applied_at"] or "-", p["description"])
-    Console(width=200).print(table)
+    data_console().print(table)
     return EXIT_OK
 
 

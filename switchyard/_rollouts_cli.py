@@ -33,6 +33,7 @@ from switchyard._tasks_cli import (
     rpc_error_line,
     _main,
     _Usage,
+    data_console,
 )
 
 __all__ = ["MAX_CANARY_SHARE", "ROLLOUT_ACTIONS", "add_decision_client_arguments",
@@ -189,10 +190,9 @@ def _ratio(part: int, whole: int) -> str:
 def render_rollouts(rollouts: list[dict[str, Any]], console: Any = None) -> None:
     """:func:`rollout_json` items as rich tables: the rollouts, then what each version
     decided since its rollout started."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = console or Console(width=200)
+    console = console or data_console()
     table = Table(title="rollouts", title_justify="left")
     for column in ("model", "live", "candidate", "stage", "share", "tenants", "since (UTC)",
                    "by", "note"):

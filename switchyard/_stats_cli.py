@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 
 import asyncpg
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
@@ -33,6 +33,7 @@ from switchyard._kpis import (
     trend_buckets,
 )
 from switchyard._settings import Settings
+from switchyard._tasks_cli import data_console
 
 
 def _seconds(value: float | None) -> str:
@@ -145,7 +146,7 @@ def stats(settings: Settings, as_json: bool, once: bool, interval_s: float,
                    for k in snapshot.kpis], sys.stdout, indent=2)
         print()
         return 0
-    console = Console(width=200)
+    console = data_console()
     if once or not console.is_terminal:  # a pipe or file: one snapshot, not a live view
         console.print(_views(asyncio.run(_collect(settings, tenant)), settings))
         return 0
@@ -207,5 +208,5 @@ def trend(settings: Settings, tenant: str | None, window_h: float, bucket_m: flo
             _seconds(p.p95_seconds),
             "-" if p.cost_per_task is None else f"{p.cost_per_task:.4f}",
             ", ".join(f"{r}={n:.1f}" for r, n in sorted(p.escalations_per_hour.items())) or "-")
-    Console(width=200).print(table)
+    data_console().print(table)
     return 0

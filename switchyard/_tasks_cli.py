@@ -23,14 +23,17 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from switchyard._settings import Settings
 from switchyard._taskstore import TERMINAL, stage_name, status_name
 
+if TYPE_CHECKING:  # rich is imported when a table is printed (command start-up stays quick)
+    from rich.console import Console
+
 __all__ = ["CONTENT_TYPES", "EXIT_CONNECT", "EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE",
            "add_model_health_arguments", "add_submit_arguments", "add_tasks_arguments",
-           "follow_pages", "idempotency_key", "rpc_error_line", "run_model_health",
+           "data_console", "follow_pages", "idempotency_key", "rpc_error_line", "run_model_health",
            "run_submit", "run_tasks"]
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_CONNECT = 0, 1, 2, 3
@@ -194,6 +197,16 @@ def _tenant_required(exc: Any) -> bool:
 
     return (exc.code() == grpc.StatusCode.INVALID_ARGUMENT
             and "tenant_id" in field_violations(exc))
+
+
+def data_console(width: int = 200) -> Console:
+    """The console the commands print what the services hold through: Rich markup off, since
+    that text is not markup. A dead letter's reason says "payload says [withheld: 33
+    characters]", which markup would print as "payload says ", as if the value were empty
+    (an outside integrator's finding); a document's words may hold brackets too."""
+    from rich.console import Console
+
+    return Console(width=width, markup=False)
 
 
 def rpc_error_line(exc: Any) -> str:
@@ -413,7 +426,6 @@ def _print_task(args: argparse.Namespace, task: Any) -> None:
 
 async def _list(args: argparse.Namespace, stub: Any) -> int:
     import grpc
-    from rich.console import Console
     from rich.table import Table
 
     from switchyard.v1 import ListTasksRequest, TaskStatus
@@ -453,7 +465,7 @@ async def _list(args: argparse.Namespace, stub: Any) -> int:
     for row in rows:
         table.add_row(row["task_id"], row["kind"], row["status"], row["stage"], row["reason"],
                       row["created_at"] or "-")
-    Console(width=200).print(table)
+    data_console().print(table)
     return EXIT_OK
 
 
@@ -556,7 +568,6 @@ def _whole_numbers(value: Any) -> Any:
 
 
 async def _timeline(args: argparse.Namespace, stub: Any) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from switchyard.v1 import GetTaskTimelineRequest
@@ -580,7 +591,7 @@ async def _timeline(args: argparse.Namespace, stub: Any) -> int:
             what = json.dumps(entry["detail"] or {}, sort_keys=True)
         table.add_row(entry["occurred_at"], entry["actor"], entry["action"],
                       (entry["entry_hash"] or "")[:12], what)
-    Console(width=200).print(table)
+    data_console().print(table)
     return EXIT_OK
 
 
@@ -649,7 +660,6 @@ def run_model_health(args: argparse.Namespace, settings: Settings) -> int:
 async def _model_health(args: argparse.Namespace, stub: Any) -> int:
     from datetime import timedelta
 
-    from rich.console import Console
     from rich.table import Table
 
     from switchyard.v1 import GetModelHealthRequest
@@ -674,7 +684,7 @@ async def _model_health(args: argparse.Namespace, stub: Any) -> int:
     if args.json:
         print(json.dumps({"shadow": shadow, "drift": drift, "human": human}, indent=2))
         return EXIT_OK
-    console = Console(width=200)
+    console = data_console()
     table = Table(title="shadow agreement", title_justify="left")
     for column in ("model", "live", "shadow", "bucket start (UTC)", "compared", "agreed"):
         table.add_column(column)

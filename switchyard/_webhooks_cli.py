@@ -22,6 +22,7 @@ from switchyard._tasks_cli import (
     _main,
     _Usage,
     follow_pages,
+    data_console,
 )
 
 __all__ = ["add_webhooks_arguments", "run_webhooks"]
@@ -80,7 +81,6 @@ def _delivery_json(delivery: Any) -> dict[str, Any]:
 
 
 async def _list(args: argparse.Namespace, stub: Any) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from switchyard.v1 import ListWebhookDeliveriesRequest, ListWebhooksRequest
@@ -99,7 +99,7 @@ async def _list(args: argparse.Namespace, stub: Any) -> int:
     if args.json:
         print(json.dumps({"webhooks": webhooks, "deliveries": rows}, indent=2))
         return EXIT_OK
-    console = Console(width=200)
+    console = data_console()
     table = Table(title=f"{len(webhooks)} webhook(s)", title_justify="left")
     for column in ("webhook", "url", "created at", "pending", "delivered", "failed"):
         table.add_column(column, overflow="fold")

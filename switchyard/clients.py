@@ -13,6 +13,7 @@ from switchyard._rollouts_cli import (
     render_rollouts,
 )
 from switchyard._rollouts_cli import run as run_rollouts
+from switchyard._tasks_cli import data_console
 
-__all__ = ["add_decision_client_arguments", "fetch_rollouts", "render_rollouts",
-           "run_rollouts"]
+__all__ = ["add_decision_client_arguments", "data_console", "fetch_rollouts",
+           "render_rollouts", "run_rollouts"]

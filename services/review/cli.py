@@ -153,10 +153,10 @@ def _reviewer(args: argparse.Namespace) -> str:
 
 
 async def _list(args: argparse.Namespace, stub: Any) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from services.review.console import item_json
+    from switchyard.clients import data_console
     from switchyard.v1 import ListQueueRequest, ReviewPriority, ReviewState
 
     request = ListQueueRequest(queue=args.queue, tenant_id=args.tenant)
@@ -195,7 +195,7 @@ async def _list(args: argparse.Namespace, stub: Any) -> int:
         table.add_row(item["item_id"], item["priority"], item["sla_deadline"] or "-",
                       item["tenant_id"], item["queue"], item["reviewer_group"] or "-",
                       item["reason"].lower(), state, item["task_id"])
-    Console(width=200).print(table)
+    data_console().print(table)
     return 0
 
 

@@ -139,6 +139,19 @@ async def test_list_show_and_replay_once_per_tenant(settings: Settings,
                         nobody.letter.dead_letter_id} <= ids, err
     rc, rows, err = run_json(settings, "list", "--limit", "2", key="ops")
     assert rc == 0 and len(rows) == 2, err
+    # the table prints a reason as it is: "[withheld: N characters]" is not Rich markup (it
+    # was dropped, reading as if the producer had sent an empty value)
+    withheld = json.dumps({"tenant_id": "acme", "idempotency_key": marker.decode(),
+                           "priority_level": f"whenever-{marker.decode()}",
+                           "document": {"body": "Invoice 1: amount due 1.00 EUR"}}).encode()
+    produce(settings, [(b"k-level-" + marker, withheld, [("x-tenant-id", b"acme")])])
+    level = await eventually(lambda: letter_with(stub, b"whenever-" + marker),
+                             "the record with a bad priority level dead-lettered", 90, 0.5)
+    assert "got [withheld: " in level.letter.reason, level.letter.reason
+    table = switchyard(settings, "dead-letters", "list", "--limit", "0", "--api-key",
+                       "acme-admin", "--reason", level.letter.reason_code)
+    assert table.returncode == 0, table.stderr
+    assert "got [withheld: " in table.stdout, table.stdout
     rc, _, err = run_json(settings, "list", "--tenant", "globex")
     assert rc == 1 and "PERMISSION_DENIED" in err
     assert run_json(settings, "list", key="acme-sub")[0] == 1   # submitters see no letters
