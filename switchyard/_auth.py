@@ -189,7 +189,8 @@ class IntakeSigner:
             return f"unsupported signature scheme {scheme!r} (expected {SIGNATURE_SCHEME})"
         if not digest.isascii():  # compare_digest refuses non-ASCII str (TypeError)
             return "signature is not a hex digest (non-ASCII characters)"
+        presented = f"{SIGNATURE_SCHEME}={digest.lower()}"  # hex in either case
         for key in keys:
-            if hmac.compare_digest(self.sign(key, value), signature):
+            if hmac.compare_digest(self.sign(key, value), presented):
                 return None
         return "signature does not match the record (forged or altered)"

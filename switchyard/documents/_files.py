@@ -297,7 +297,9 @@ def json_problem(text: str) -> str | None:
     try:
         json.loads(text)
     except json.JSONDecodeError as exc:
-        return f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        # (json's "Invalid control character at" ends in "at" of its own)
+        return (f"malformed JSON: {exc.msg.removesuffix(' at')} at line {exc.lineno} "
+                f"column {exc.colno}")
     except ValueError as exc:  # e.g. an integer literal longer than Python converts
         return f"malformed JSON: {exc}"
     return None

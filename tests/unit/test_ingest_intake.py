@@ -156,3 +156,9 @@ def test_a_signed_record_carries_its_idempotency_key_in_what_is_signed() -> None
         assert refused.value.code == "schema_violation"
         assert "idempotency_key: required in the payload" in refused.value.reason
     assert intake.parse_record(record(value, key=b"rk-A"), 1024, OPEN).idempotency_key == "rk-A"
+
+
+def test_a_control_character_in_a_json_string_is_named_once() -> None:
+    """json says "Invalid control character at"; the reason must not read "at at line"."""
+    assert domain.json_problem('{"a": "x\x01y"}') == \
+        "malformed JSON: Invalid control character at line 1 column 9"

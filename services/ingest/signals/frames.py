@@ -184,8 +184,8 @@ def frame_from_json(value: bytes) -> SignalFrame:
     except RecursionError:
         raise RejectRecord("malformed_json", "JSON nested too deeply") from None
     except json.JSONDecodeError as exc:
-        raise RejectRecord("malformed_json", f"malformed JSON: {exc.msg} at line "
-                                             f"{exc.lineno} column {exc.colno}") from None
+        raise RejectRecord("malformed_json", f"malformed JSON: {exc.msg.removesuffix(' at')} "
+                                             f"at line {exc.lineno} column {exc.colno}") from None
     except ValueError as exc:  # NaN/Infinity, an integer with too many digits
         raise RejectRecord("malformed_json", f"malformed JSON: {str(exc)[:120]}") from None
     try:
