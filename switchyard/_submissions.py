@@ -40,7 +40,7 @@ from switchyard.v1 import Document, Submission, TaskEnvelope
 #: unknown one is escalated there, never refused here.
 KIND = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_MAX_KEY_CHARS = 128
+MAX_IDEMPOTENCY_KEY_CHARS = 128
 _MAX_METADATA_ENTRIES = 64
 #: A metadata key's and value's length (trimmed): small attributes to find a task by
 #: (ListTasks' filter takes the same), not a place for a document.
@@ -84,8 +84,9 @@ def check(submission: Submission, limits: Limits
     key = submission.idempotency_key.strip()
     if not key:
         problems.append(FieldViolation("idempotency_key", "required"))
-    elif len(key) > _MAX_KEY_CHARS:
-        problems.append(FieldViolation("idempotency_key", f"at most {_MAX_KEY_CHARS} characters"))
+    elif len(key) > MAX_IDEMPOTENCY_KEY_CHARS:
+        problems.append(FieldViolation("idempotency_key",
+                                       f"at most {MAX_IDEMPOTENCY_KEY_CHARS} characters"))
     more, info = _content_problems(submission.kind, submission.document, submission.metadata,
                                    submission, _limits(limits), "")
     return problems + more, info
@@ -216,6 +217,6 @@ def stored_document(document: Document, metadata: Mapping[str, str]
     return stored, merged
 
 
-__all__ = ["KIND", "MAX_JSON_DEPTH", "MAX_METADATA_KEY_CHARS", "MAX_METADATA_VALUE_CHARS",
-           "TEXT_TYPES", "DocumentViolation", "Limits", "check", "json_problem",
+__all__ = ["KIND", "MAX_IDEMPOTENCY_KEY_CHARS", "MAX_JSON_DEPTH", "MAX_METADATA_KEY_CHARS",
+           "MAX_METADATA_VALUE_CHARS", "TEXT_TYPES", "DocumentViolation", "Limits", "check", "json_problem",
            "stored_document", "tenant_problems", "validate", "validate_task"]

@@ -33,8 +33,8 @@ if TYPE_CHECKING:  # rich is imported when a table is printed (command start-up 
 
 __all__ = ["CONTENT_TYPES", "EXIT_CONNECT", "EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE",
            "add_model_health_arguments", "add_submit_arguments", "add_tasks_arguments",
-           "data_console", "follow_pages", "idempotency_key", "rpc_error_line", "run_model_health",
-           "run_submit", "run_tasks"]
+           "data_console", "follow_pages", "idempotency_key", "rpc_error_line",
+           "run_model_health", "run_submit", "run_tasks"]
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_CONNECT = 0, 1, 2, 3
 #: ``tasks cancel`` of an executing task: the request is accepted, its compensation under way
@@ -106,6 +106,9 @@ def add_tasks_arguments(parser: argparse.ArgumentParser) -> None:
                    help="only tasks of this kind (repeatable: any of them)")
     p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
                    help="only tasks with this metadata pair (repeatable: all of them)")
+    p.add_argument("--idempotency-key", default="", metavar="KEY",
+                   help="only the task submitted with this key (how a Kafka producer finds "
+                        "its task)")
     p.add_argument("--limit", type=int, default=50, help="at most this many (0: all)")
     _add_client_arguments(p)
     p = sub.add_parser("get", help="one task")
@@ -430,7 +433,7 @@ async def _list(args: argparse.Namespace, stub: Any) -> int:
 
     from switchyard.v1 import ListTasksRequest, TaskStatus
 
-    request = ListTasksRequest(tenant_id=args.tenant)
+    request = ListTasksRequest(tenant_id=args.tenant, idempotency_key=args.idempotency_key)
     for value in args.status:
         for name in filter(None, value.upper().split(",")):
             try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from switchyard._submissions import (
     DocumentViolation,
     KIND,
+    MAX_IDEMPOTENCY_KEY_CHARS,
     MAX_JSON_DEPTH,
     MAX_METADATA_KEY_CHARS,
     MAX_METADATA_VALUE_CHARS,
@@ -59,6 +60,7 @@ __all__ = [
     "HIGH",
     "KIND",
     "LOW",
+    "MAX_IDEMPOTENCY_KEY_CHARS",
     "MAX_JSON_DEPTH",
     "MAX_METADATA_KEY_CHARS",
     "MAX_METADATA_VALUE_CHARS",

@@ -26,7 +26,13 @@ import asyncpg
 
 from switchyard.privacy import matching_hash
 from switchyard.rpc import FieldViolation
-from switchyard.tasks import KIND, MAX_METADATA_KEY_CHARS, MAX_METADATA_VALUE_CHARS, status_name
+from switchyard.tasks import (
+    KIND,
+    MAX_IDEMPOTENCY_KEY_CHARS,
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_VALUE_CHARS,
+    status_name,
+)
 from switchyard.v1 import ListTasksRequest
 
 DEFAULT_PAGE_SIZE = 50
@@ -59,19 +65,25 @@ class Query:
     kinds: tuple[str, ...] = ()
     #: The wanted metadata pairs (trimmed); matched through ``metadata_hashes``.
     metadata: tuple[tuple[str, str], ...] = ()
+    #: The one idempotency key wanted (trimmed); empty: any.
+    idempotency_key: str = ""
 
     def fingerprint(self) -> str:
         return _fingerprint(self.tenant_id, self.statuses, self.created_after,
-                            self.created_before, self.kinds, self.metadata)
+                            self.created_before, self.kinds, self.metadata,
+                            self.idempotency_key)
 
 
 def _fingerprint(tenant_id: str, statuses: tuple[str, ...], after: datetime | None,
                  before: datetime | None, kinds: tuple[str, ...] = (),
-                 metadata: tuple[tuple[str, str], ...] = ()) -> str:
+                 metadata: tuple[tuple[str, str], ...] = (), idempotency_key: str = ""
+                 ) -> str:
     filters: list[object] = [tenant_id, sorted(statuses), after and after.isoformat(),
                              before and before.isoformat()]
-    if kinds or metadata:  # tokens issued before these filters existed stay valid
+    if kinds or metadata or idempotency_key:  # tokens issued before these filters stay valid
         filters += [sorted(set(kinds)), sorted(metadata)]
+    if idempotency_key:
+        filters.append(idempotency_key)
     canonical = json.dumps(filters)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -101,13 +113,20 @@ def parse(request: ListTasksRequest, tenant_id: str) -> Query | list[FieldViolat
         problems.append(FieldViolation("created_before", "must be later than created_after"))
     kinds = _kinds(request, problems)
     metadata = _metadata(request, problems)
+    key = request.idempotency_key.strip()
+    if len(key) > MAX_IDEMPOTENCY_KEY_CHARS:
+        problems.append(FieldViolation("idempotency_key",
+                                       f"at most {MAX_IDEMPOTENCY_KEY_CHARS} characters"))
+    elif "\x00" in key:
+        problems.append(FieldViolation("idempotency_key", "must not contain NUL characters"))
     size = request.page_size or DEFAULT_PAGE_SIZE
     if not 1 <= size <= MAX_PAGE_SIZE:
         problems.append(FieldViolation("page_size", f"must be 1 to {MAX_PAGE_SIZE} "
                                                     f"(0 means {DEFAULT_PAGE_SIZE})"))
     keyset = None
     if request.page_token:
-        fingerprint = _fingerprint(tenant_id, tuple(statuses), after, before, kinds, metadata)
+        fingerprint = _fingerprint(tenant_id, tuple(statuses), after, before, kinds, metadata,
+                                   key)
         try:
             padded = request.page_token + "=" * (-len(request.page_token) % 4)
             data = json.loads(base64.urlsafe_b64decode(padded))
@@ -120,7 +139,8 @@ def parse(request: ListTasksRequest, tenant_id: str) -> Query | list[FieldViolat
             problems.append(FieldViolation("page_token", "not a token returned by ListTasks"))
     if problems:
         return problems
-    return Query(tenant_id, tuple(statuses), after, before, size, keyset, kinds, metadata)
+    return Query(tenant_id, tuple(statuses), after, before, size, keyset, kinds, metadata,
+                 key)
 
 
 def _kinds(request: ListTasksRequest, problems: list[FieldViolation]) -> tuple[str, ...]:
@@ -174,6 +194,9 @@ async def fetch_page(conn: asyncpg.Connection | asyncpg.Pool, query: Query,
     if query.statuses:
         params.append(list(query.statuses))
         where.append(f"status = ANY(${len(params)}::text[])")
+    if query.idempotency_key:
+        params.append(query.idempotency_key)
+        where.append(f"idempotency_key = ${len(params)}")
     if query.kinds:
         params.append(list(query.kinds))
         where.append(f"kind = ANY(${len(params)}::text[])")

@@ -176,6 +176,11 @@ def test_tasks_get_list_cancel_watch_and_retry(settings: Settings, ingest: Inges
     assert task_id in {r["task_id"] for r in rows} and {r["status"] for r in rows} == {"BLOCKED"}
     table = switchyard(settings, "tasks", "list", "--tenant", "acme")
     assert table.returncode == 0 and task_id in table.stdout, table.stderr
+    key = json.loads(got.stdout)["idempotency_key"]
+    by_key = switchyard(settings, "tasks", "list", "--tenant", "acme", "--idempotency-key",
+                        key, "--json")
+    assert by_key.returncode == 0, by_key.stderr
+    assert [r["task_id"] for r in json.loads(by_key.stdout)] == [task_id]
     # without --tenant: the key's own tenant (ingest reads an empty tenant as the caller's)
     own = switchyard(settings, "tasks", "list", "--status", "blocked", "--json")
     assert own.returncode == 0, own.stderr

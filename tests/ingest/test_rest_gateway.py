@@ -235,6 +235,37 @@ async def test_filters_timeline_and_redrive_over_rest(http: Any) -> None:
     assert_problem(status, headers, body, 404)
 
 
+async def test_a_kafka_producer_finds_its_task_by_its_idempotency_key(
+        http: Any, settings: Settings) -> None:
+    """A record written to the intake topic never answers with a task id; ListTasks'
+    idempotency_key finds the task by the key the producer sent (an outside integrator could
+    only put an id of its own in metadata), trimmed as submissions are, at most one."""
+    key = f"upstream-{uuid.uuid4().hex[:12]}"
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    producer.produce(INTAKE.full_name(settings), key=key.encode(), value=json.dumps({
+        "tenant_id": "acme", "idempotency_key": key, "kind": "invoice",
+        "document": {"body": "Invoice 5, amount due $12"}}).encode())
+    assert producer.flush(30) == 0
+
+    async def found() -> list[dict[str, Any]]:
+        status, _, page = await call(http, "GET", "/v1/tasks?" + urllib.parse.urlencode(
+            {"idempotency_key": f" {key} "}), ACME)
+        assert status == 200, page
+        return page.get("tasks", [])
+    (task,) = await eventually(found, "the Kafka record's task by its key", 60, 0.5)
+    assert task["envelope"]["idempotencyKey"] == key and task["envelope"]["source"] == \
+        "TASK_SOURCE_KAFKA_INTAKE"
+    status, _, page = await call(http, "GET", "/v1/tasks?idempotency_key=never-sent", ACME)
+    assert (status, page.get("tasks", [])) == (200, [])
+    # another tenant's key is not found under this tenant
+    status, _, page = await call(http, "GET", f"/v1/tasks?idempotency_key={key}", GLOBEX)
+    assert (status, page.get("tasks", [])) == (200, [])
+    status, headers, body = await call(http, "GET", "/v1/tasks?idempotency_key=" + "k" * 129,
+                                       ACME)
+    assert_problem(status, headers, body, 422)
+    assert body["errors"][0]["field"] == "idempotency_key"
+
+
 async def test_auth_and_roles_are_the_grpc_ones(http: Any) -> None:
     status, _, created = await call(http, "POST", "/v1/tasks", ACME, json=submission())
     task_id = created["taskId"]

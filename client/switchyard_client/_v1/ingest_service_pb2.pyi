@@ -274,6 +274,7 @@ class ListTasksRequest(google.protobuf.message.Message):
     PAGE_TOKEN_FIELD_NUMBER: builtins.int
     KINDS_FIELD_NUMBER: builtins.int
     METADATA_FIELD_NUMBER: builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: builtins.int
     tenant_id: builtins.str
     """The caller's credentials must allow it. Empty means the caller's own tenant when its
     credentials are bound to one tenant; otherwise (an operator key, or auth off) it is
@@ -283,6 +284,11 @@ class ListTasksRequest(google.protobuf.message.Message):
     """At most 500; 0 means 50."""
     page_token: builtins.str
     """next_page_token of the previous page (with the same filters); empty for the first page."""
+    idempotency_key: builtins.str
+    """Only the task submitted with this idempotency key (trimmed, as submissions are), when
+    set: at most one per tenant. How a producer that never saw the task id (one that writes
+    to the intake topic) finds its task by the key it sent.
+    """
     @property
     def statuses(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[switchyard_client._v1.task_pb2.TaskStatus.ValueType]:
         """Empty means any status."""
@@ -314,9 +320,10 @@ class ListTasksRequest(google.protobuf.message.Message):
         page_token: builtins.str = ...,
         kinds: collections.abc.Iterable[builtins.str] | None = ...,
         metadata: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
+        idempotency_key: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["created_after", b"created_after", "created_before", b"created_before"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["created_after", b"created_after", "created_before", b"created_before", "kinds", b"kinds", "metadata", b"metadata", "page_size", b"page_size", "page_token", b"page_token", "statuses", b"statuses", "tenant_id", b"tenant_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["created_after", b"created_after", "created_before", b"created_before", "idempotency_key", b"idempotency_key", "kinds", b"kinds", "metadata", b"metadata", "page_size", b"page_size", "page_token", b"page_token", "statuses", b"statuses", "tenant_id", b"tenant_id"]) -> None: ...
 
 global___ListTasksRequest = ListTasksRequest
 
