@@ -213,7 +213,8 @@ class QueueFigures:
     pending: int
     claimed: int
     backlogged: int
-    #: open items past their SLA deadline
+    #: open items past their SLA deadline, or that passed it once and were given a new one
+    #: (the ``reassign`` expiry policy): either way, late
     past_sla: int
     #: how long the oldest open item has waited since it was escalated
     oldest_open_seconds: float | None
@@ -246,7 +247,7 @@ SELECT i.tenant_id, i.queue,
        count(*) FILTER (WHERE i.state = 'CLAIMED' AND i.lease_expires_at > now()) AS claimed,
        count(*) FILTER (WHERE i.state = 'BACKLOGGED') AS backlogged,
        count(*) FILTER (WHERE i.state IN ('PENDING', 'CLAIMED', 'BACKLOGGED')
-                        AND i.sla_deadline < now()) AS past_sla,
+                        AND (i.sla_deadline < now() OR i.expiries > 0)) AS past_sla,
        extract(epoch FROM now() - min(i.created_at)
                FILTER (WHERE i.state IN ('PENDING', 'CLAIMED', 'BACKLOGGED'))) AS oldest_open,
        count(v.item_id) AS decided,

@@ -2,7 +2,8 @@
 tenant and per queue) and the queue's cap on open items let them in.
 
 An escalation storm therefore reaches reviewers at the configured rate, highest priority
-first and oldest first within a priority, and nothing is dropped: an item is either in the
+first, and within a priority the nearest SLA deadline first (then the oldest), and nothing is
+dropped: an item is either in the
 backlog or admitted. :func:`plan_admissions` is the pure rule; :class:`Admitter` applies it to
 PostgreSQL in one transaction per tick under an advisory lock, so several review replicas share
 the same buckets and never admit an item twice.
@@ -43,9 +44,10 @@ def plan_admissions(candidates: Iterable[Candidate], tenant_tokens: dict[str, fl
                     policy: ReviewPolicy) -> list[Candidate]:
     """Which backlogged items to admit now; spends the tokens it uses (dicts are updated).
 
-    ``candidates`` come highest priority first, oldest first. An item whose tenant or queue
-    has no token left, or whose queue is at its cap, is skipped; items of other tenants and
-    queues behind it can still go, so one noisy tenant cannot hold up the rest.
+    ``candidates`` come highest priority first, then the nearest SLA deadline, then the
+    oldest. An item whose tenant or queue has no token left, or whose queue is at its cap, is
+    skipped; items of other tenants and queues behind it can still go, so one noisy tenant
+    cannot hold up the rest.
     """
     admitted: list[Candidate] = []
     open_now = dict(open_items)
@@ -96,11 +98,14 @@ class Admitter:
                                "admission:' || current_schema()))")
             rows = await conn.fetch(
                 """SELECT item_id, tenant_id, queue, priority, created_at FROM (
-                       SELECT item_id, tenant_id, queue, priority, created_at,
+                       SELECT item_id, tenant_id, queue, priority, created_at, sla_deadline,
                               row_number() OVER (PARTITION BY tenant_id, queue
-                                                 ORDER BY priority, created_at) AS rank
+                                                 ORDER BY priority,
+                                                          COALESCE(sla_deadline, 'infinity'),
+                                                          created_at) AS rank
                          FROM review_items WHERE state = 'BACKLOGGED') backlog
-                    WHERE rank <= $1 ORDER BY priority, created_at, item_id""",
+                    WHERE rank <= $1
+                    ORDER BY priority, COALESCE(sla_deadline, 'infinity'), created_at, item_id""",
                 PER_GROUP_SCAN)
             if not rows:
                 return False, []

@@ -24,6 +24,12 @@ OPEN_ITEMS = Gauge(
     "Admitted items not yet resolved (pending or claimed), by queue.",
     ["queue"],
 )
+LATE_ITEMS = Gauge(
+    "switchyard_review_late_items",
+    "Open items (backlogged, pending or claimed) past their SLA deadline, or that passed it "
+    "once and were given a new one (expiry policy reassign), by queue.",
+    ["queue"],
+)
 ADMITTED = Counter(
     "switchyard_review_admitted_total",
     "Review items admitted from the backlog, by queue and priority bucket.",

@@ -117,22 +117,26 @@ class Filters:
 
 
 def _token_after(row: asyncpg.Record) -> str:
-    """A ListQueue token: the order's key of the last item of a page."""
+    """A ListQueue token: the order's key of the last item of a page (whether it is on
+    time, its priority, SLA deadline, creation, id)."""
     sla = row["sla_deadline"]
-    key = [row["priority"], sla.isoformat() if sla is not None else "infinity",
+    key = [row["expiries"] == 0, row["priority"],
+           sla.isoformat() if sla is not None else "infinity",
            row["created_at"].isoformat(), str(row["item_id"])]
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
 
 
-def _after(token: str) -> tuple[int, str, str, uuid.UUID]:
+def _after(token: str) -> tuple[bool, int, str, str, uuid.UUID]:
     """The key a ListQueue token holds, or ``invalid`` naming ``page_token``."""
     try:
         if len(token) > 512:
             raise ValueError("too long")
-        priority, sla, created, item_id = json.loads(
+        on_time, priority, sla, created, item_id = json.loads(
             base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        key = (int(priority), str(sla), str(created), uuid.UUID(str(item_id)))
-        if not 0 <= key[0] <= 3:
+        if not isinstance(on_time, bool):
+            raise ValueError("not a flag")
+        key = (on_time, int(priority), str(sla), str(created), uuid.UUID(str(item_id)))
+        if not 0 <= key[1] <= 3:
             raise ValueError("no such priority")
         if sla != "infinity":
             datetime.fromisoformat(sla)
@@ -243,16 +247,18 @@ class ReviewQueue:
                    AND (cardinality($5::text[]) = 0 OR reason = ANY($5::text[]))
                    AND ($7::text[] IS NULL OR reviewer_group = ''
                         OR reviewer_group = ANY($7::text[]))
-                   AND ($8::smallint IS NULL OR
-                        (priority, COALESCE(sla_deadline, 'infinity'), created_at, item_id)
-                        > ($8::smallint, $9::text::timestamptz, $10::text::timestamptz,
-                           $11::uuid))
-                 ORDER BY priority, COALESCE(sla_deadline, 'infinity'), created_at, item_id
+                   AND ($9::smallint IS NULL OR
+                        (expiries = 0, priority, COALESCE(sla_deadline, 'infinity'),
+                         created_at, item_id)
+                        > ($8::boolean, $9::smallint, $10::text::timestamptz,
+                           $11::text::timestamptz, $12::uuid))
+                 ORDER BY expiries = 0, priority, COALESCE(sla_deadline, 'infinity'),
+                          created_at, item_id
                  LIMIT $6""",
             filters.queue, filters.tenant_id, list(filters.states), list(filters.priorities),
             list(filters.reasons), size + 1,
             None if filters.groups is None else list(filters.groups),
-            *(after if after is not None else (None, None, None, None)),
+            *(after if after is not None else (None, None, None, None, None)),
         )
         items = [item_from_row(r, self.codec) for r in rows[:size]]
         return Page(items, _token_after(rows[size - 1]) if len(rows) > size else "")

@@ -3,7 +3,7 @@
 - An open item whose deadline is within ``sla_bump`` moves up one priority bucket (once), so
   it is admitted and listed ahead of work that can wait.
 - An item past its deadline follows its queue's expiry policy: ``reassign`` (lease dropped,
-  P0, a new deadline), ``default_action`` (its tenant's approve/reject) or ``fail``. Either
+  P0, a new deadline, pending: a backlogged one is admitted past its queue's cap), ``default_action`` (its tenant's approve/reject) or ``fail``. Either
   way the expiry is recorded on the item and in the audit trail.
 - During an escalation storm, backlogged items at the storm priority (P3 by default) that
   waited longer than ``storm_after`` take their tenant's default action instead of waiting on.
@@ -27,6 +27,7 @@ from services.review.metrics import (
     BACKLOG_OLDEST_AGE,
     DEFAULT_ACTIONS,
     EXPIRED,
+    LATE_ITEMS,
     OPEN_ITEMS,
     SLA_BUMPED,
 )
@@ -104,9 +105,12 @@ class SlaKeeper:
                           "policy": policy, "deadline": row["sla_deadline"].isoformat(),
                           "held_by": row["claimed_by"] if row["state"] == "CLAIMED" else None}
                 if policy == "reassign":
+                    # back to the queue, claimable now: one still in the backlog (the
+                    # throttle held it until its deadline) is admitted past the queue's cap,
+                    # since it is already late and nobody has seen it
                     await conn.execute(
-                        "UPDATE review_items SET state = CASE WHEN state = 'BACKLOGGED' THEN "
-                        "'BACKLOGGED' ELSE 'PENDING' END, claimed_by = NULL, "
+                        "UPDATE review_items SET state = 'PENDING', claimed_by = NULL, "
+                        "admitted_at = COALESCE(admitted_at, now()), "
                         "lease_expires_at = NULL, priority = 0, "
                         "sla_deadline = now() + $2::interval, "
                         "expired_at = now(), expiries = expiries + 1, updated_at = now() "
@@ -190,10 +194,12 @@ class SlaKeeper:
             row["item_id"], state, resolution, uuid.UUID(decision.decision_id))
 
     async def refresh_gauges(self) -> None:
-        """Backlog depth and age and open items per queue, from the system of record."""
+        """Backlog depth and age, open and late items per queue, from the system of record
+        (a restart loses no breach: the item keeps its expiries)."""
         rows = await self.pool.fetch(
             "SELECT queue, count(*) FILTER (WHERE state = 'BACKLOGGED') AS backlog, "
             "count(*) FILTER (WHERE state IN ('PENDING', 'CLAIMED')) AS open, "
+            "count(*) FILTER (WHERE sla_deadline < now() OR expiries > 0) AS late, "
             "min(created_at) FILTER (WHERE state = 'BACKLOGGED') AS oldest, now() AS now "
             "FROM review_items WHERE state IN ('BACKLOGGED', 'PENDING', 'CLAIMED') "
             "GROUP BY queue")
@@ -202,11 +208,13 @@ class SlaKeeper:
             seen.add(row["queue"])
             BACKLOG_DEPTH.labels(row["queue"]).set(row["backlog"])
             OPEN_ITEMS.labels(row["queue"]).set(row["open"])
+            LATE_ITEMS.labels(row["queue"]).set(row["late"])
             oldest: datetime | None = row["oldest"]
             BACKLOG_OLDEST_AGE.labels(row["queue"]).set(
                 (row["now"] - oldest).total_seconds() if oldest else 0.0)
         for queue in self._queues_seen - seen:
             BACKLOG_DEPTH.labels(queue).set(0)
             OPEN_ITEMS.labels(queue).set(0)
+            LATE_ITEMS.labels(queue).set(0)
             BACKLOG_OLDEST_AGE.labels(queue).set(0.0)
         self._queues_seen |= seen

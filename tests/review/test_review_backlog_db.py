@@ -277,3 +277,19 @@ async def test_a_default_approve_never_replaces_four_eyes(
     note = await pool.fetchval("SELECT detail->>'note' FROM audit_log WHERE task_id = $1 "
                                "AND action = 'review.expired'", rows[expired[0]]["task_id"])
     assert note and note.startswith("four eyes")
+
+
+async def test_within_a_priority_the_nearest_deadline_is_admitted_first(
+        pool: asyncpg.Pool) -> None:
+    """Two items of one priority wait under a full cap: the one due first goes first, though
+    it came second (an outside review lead watched a P0 due in 3 minutes wait behind one due
+    in 8, and breach its SLA in the backlog)."""
+    tenant, queue = f"due-{uuid.uuid4().hex[:6]}", f"due-q-{uuid.uuid4().hex[:6]}"
+    policy = base_policy(queue_default=QueueLimits(Limit(0.0, 0), 1))
+    now = datetime.now(timezone.utc)
+    (later,) = await enqueue(pool, tenant, queue, [1], sla=now + timedelta(hours=2))
+    (sooner,) = await enqueue(pool, tenant, queue, [1], sla=now + timedelta(minutes=20))
+    admitted = await Admitter(pool, policy).tick()
+    assert [str(c.item_id) for c in admitted] == [sooner]
+    rows = await states(pool, [later, sooner])
+    assert (rows[sooner]["state"], rows[later]["state"]) == ("PENDING", "BACKLOGGED")

@@ -7,6 +7,9 @@ review` reads them (``ReviewPolicy.from_settings``), and escalations arrive over
 
 from __future__ import annotations
 
+import asyncio
+import json
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -25,11 +28,14 @@ from switchyard.v1 import (
     DecisionOutcome,
     Escalation,
     EscalationReason,
+    ListQueueRequest,
     ReviewServiceStub,
+    ReviewState,
     ReviewVerdict,
     SubmitVerdictRequest,
     Verdict,
 )
+from tests.cli.helpers import switchyard
 from tests.polling import eventually
 from tests.review.helpers import escalation, insert_tasks
 
@@ -44,7 +50,7 @@ def settings(settings: Settings) -> Settings:
     take their tenant's default action (acme: reject)."""
     return settings.replace(
         api_keys="rev-acme:acme:reviewer", review_tenant_rate=0.0,
-        review_queue_overrides=f"capped:1000:1000:{CAP},stormy:0.001:1:0",
+        review_queue_overrides=f"capped:1000:1000:{CAP},stormy:0.001:1:0,late:1000:1000:1",
         review_queue_expiry="expiring:default_action", review_default_actions="acme:reject",
         review_storm_after_s=1.0, review_storm_priority=3,
         review_admission_interval_ms=50.0, review_sla_interval_s=0.5)
@@ -176,3 +182,54 @@ async def test_an_expired_approval_step_takes_the_default_action_for_that_step(
     assert decision.approves_step_id == "2-manager_ok"
     assert [s.step_id for s in decision.plan.steps] == ["1-post_invoice", "2-manager_ok"]
     assert (decision.pack, decision.pack_version) == ("expense_claim", "1.0.0")
+
+
+async def test_an_item_the_throttle_held_past_its_sla_goes_to_reviewers_marked_late(
+        settings: Settings, db: asyncpg.Pool, producer: Producer) -> None:
+    """A queue at its cap held an item in the backlog until its SLA ran out, unseen. An
+    outside review lead found it left there under `reassign` with a new deadline, listed
+    after items that were not late, and counted nowhere (stats said "past SLA 0"). Now it is
+    admitted past the cap, listed first, and counted late in stats and the metrics."""
+    soon = datetime.now(timezone.utc) + timedelta(seconds=3)
+    holder = await escalate(db, producer, "late", 2)            # takes the cap of 1
+    await item(db, holder, "PENDING")
+    first_due = await escalate(db, producer, "late", 0,         # on time, due first
+                               sla=datetime.now(timezone.utc) + timedelta(minutes=10))
+    lapsing = await escalate(db, producer, "late", 0, sla=soon)
+    for esc in (first_due, lapsing):
+        await item(db, esc, "BACKLOGGED")
+
+    late = await item(db, lapsing, "PENDING")   # reassigned past the cap once its SLA ran out
+    row = await db.fetchrow("SELECT priority, expiries, sla_deadline FROM review_items "
+                            "WHERE item_id = $1", late["item_id"])
+    assert (row["priority"], row["expiries"]) == (0, 1) and row["sla_deadline"] > soon
+    assert (await states(db, [first_due]))[first_due.escalation_id] == "BACKLOGGED"
+
+    channel = create_channel(f"127.0.0.1:{settings.review_grpc_port}", "rev-acme")
+    try:
+        listed = await ReviewServiceStub(channel).ListQueue(ListQueueRequest(
+            queue="late", states=[ReviewState.REVIEW_STATE_BACKLOGGED,
+                                  ReviewState.REVIEW_STATE_PENDING]))
+    finally:
+        await channel.close()
+    # late first, though the other P0 item's deadline comes before its new one
+    assert [i.item_id for i in listed.items][:2] == [
+        str(late["item_id"]), str((await item(db, first_due, "BACKLOGGED"))["item_id"])]
+
+    def metric() -> float | None:
+        text = urllib.request.urlopen(
+            f"http://127.0.0.1:{settings.review_metrics_port}/metrics", timeout=5).read()
+        for line in text.decode().splitlines():
+            if line.startswith('switchyard_review_late_items{queue="late"}'):
+                return float(line.split()[-1])
+        return None
+
+    async def counted_late() -> bool:
+        return await asyncio.to_thread(metric) == 1.0
+    await eventually(counted_late, "the late item in switchyard_review_late_items", 30)
+    stats = await asyncio.to_thread(switchyard, settings, "stats", "--once", "--json",
+                                    "--tenant", "acme")
+    assert stats.returncode == 0, stats.stderr
+    (acme,) = [t for t in json.loads(stats.stdout) if t["tenant_id"] == "acme"]
+    (queue,) = [q for q in acme["review_queues"] if q["queue"] == "late"]
+    assert queue["past_sla"] == 1, queue

@@ -428,6 +428,37 @@ async def test_console_shows_the_item_and_modifies_it_from_the_keyboard(
     assert dict(decision.extracted_fields) == {"invoice_number": "INV-77", "total": "121.00"}
 
 
+async def test_the_console_marks_an_item_that_breached_its_sla_late(
+        settings: Settings, db: asyncpg.Pool, producer: Producer, browser: object) -> None:
+    """An item that passed its SLA and was given a new deadline (expiry policy reassign) reads
+    "breached, now ... left" in red, in the queue and in the item, not just "55m left" (an
+    outside review lead could not tell it had breached)."""
+    queue = f"late-{uuid.uuid4().hex[:6]}"
+    esc = await escalate(db, producer, "acme", queue, 0,
+                         sla=datetime.now(timezone.utc) + timedelta(hours=1))
+    item_id = await item_of(db, esc)
+    # as the SLA keeper leaves a reassigned item (tests/review/test_review_policies_service.py
+    # drives the keeper itself)
+    await db.execute("UPDATE review_items SET expiries = 1, expired_at = now() "
+                     "WHERE item_id = $1::uuid", item_id)
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore
+    expect.set_options(timeout=30_000)
+    try:
+        await page.goto(f"http://127.0.0.1:{settings.review_web_port}/")
+        await page.fill("#api-key", "rev-acme")
+        await page.click("#login-form button[type=submit]")
+        await page.fill("#f-queue", queue)
+        sla = page.locator(f'#queue tbody tr[data-item-id="{item_id}"] .sla')
+        await expect(sla).to_have_text(re.compile(r"^breached, now (\d+h )?\d+m \d+s left$"))
+        await expect(sla).to_have_class(re.compile(r"\boverdue\b"))
+        await page.keyboard.press("Escape")
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#i-sla")).to_have_text(
+            re.compile(r"^SLA: breached, now (\d+h )?\d+m \d+s left$"))
+    finally:
+        await page.close()
+
+
 async def test_the_console_renews_an_open_claim_before_its_lease_runs_out(
         settings: Settings, db: asyncpg.Pool, producer: Producer, browser: object) -> None:
     """While a claimed item is open, the page renews the lease once half of what is left has

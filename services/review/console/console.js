@@ -45,9 +45,12 @@ function countdown(iso) {
 function tickClocks() {
   document.querySelectorAll("[data-deadline]").forEach((node) => {
     const c = countdown(node.dataset.deadline);
-    node.textContent = (node.dataset.prefix || "") + c.text;
-    node.classList.toggle("soon", c.cls === "soon");
-    node.classList.toggle("overdue", c.cls === "overdue");
+    // an item that passed its SLA once and was given a new deadline stays marked late
+    const late = Number(node.dataset.late || 0);
+    const breached = late ? `breached${late > 1 ? ` ${late}×` : ""}, now ` : "";
+    node.textContent = (node.dataset.prefix || "") + breached + c.text;
+    node.classList.toggle("soon", c.cls === "soon" && !late);
+    node.classList.toggle("overdue", c.cls === "overdue" || late > 0);
   });
 }
 
@@ -214,6 +217,7 @@ function renderQueue() {
     const prio = el("td"); prio.append(badge);
     const sla = el("td", "", "sla");
     if (item.sla_deadline) sla.dataset.deadline = item.sla_deadline; else sla.textContent = "no SLA";
+    if (item.expiries) sla.dataset.late = item.expiries;
     const stateText = (item.state === "CLAIMED" ? `claimed by ${item.claimed_by}` : item.state.toLowerCase()) +
       (item.approvals.text ? ` · ${item.approvals.text}` : "");
     // the summary is a link: Tab reaches every row, Enter or a click opens it
@@ -310,6 +314,7 @@ async function openItem(itemId, keepStatus) {
   const closed = item.state === "RESOLVED" || item.state === "EXPIRED" || item.state === "WITHDRAWN";
   if (item.sla_deadline && !closed) { sla.dataset.deadline = item.sla_deadline; sla.dataset.prefix = "SLA: "; }
   else { delete sla.dataset.deadline; sla.classList.remove("soon", "overdue"); sla.textContent = closed ? "" : "no SLA"; }
+  if (item.expiries && !closed) sla.dataset.late = item.expiries; else delete sla.dataset.late;
   const lease = $("i-lease");
   if (item.lease_expires_at && item.claimed_by === state.reviewer) { lease.dataset.deadline = item.lease_expires_at; lease.dataset.prefix = "lease: "; }
   else { delete lease.dataset.deadline; lease.textContent = ""; }
