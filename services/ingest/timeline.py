@@ -226,6 +226,8 @@ _SUMMARIES: dict[str, Callable[[Mapping[str, Any], str], str]] = {
     "review.approval": _approval,
     "review.expired": _expired,
     "review.withdrawn": _withdrawn,
+    "review.taken_back": lambda d, a: (f"review item taken back from {d['from']} by "
+                                       f"{a.removeprefix('reviewer:')}, back in the queue"),
     "task.cancelled": _by("cancelled"),
     "task.cancel_requested": _by("cancellation requested"),
     "task.redriven": _redriven,

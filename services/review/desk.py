@@ -49,7 +49,7 @@ from services.review.verdicts import (
     sent_edit_problems,
     verdict_decision,
 )
-from switchyard.access import DEV_PRINCIPAL, Principal
+from switchyard.access import DEV_PRINCIPAL, Principal, Role
 from switchyard.privacy import (
     Redactor,
     page_redactions,
@@ -240,8 +240,23 @@ class ReviewDesk:
                                                   self._lease(request)))
 
     async def release(self, principal: Principal, item_id: str, reviewer_id: str) -> ReviewItem:
+        """Give a claimed item back to the queue: the holder's own release, or an admin's
+        taking back a claim another reviewer holds (a lead whose reviewer went home with the
+        item claimed, perhaps with the console still open and renewing it), audited
+        ``review.taken_back`` with both names."""
         reviewer = await self._check(principal, item_id, reviewer_id)
-        return await self._shown(await self.queue.release(item_id, reviewer))
+        holder = reviewer
+        if principal.role is Role.ADMIN:
+            current = await self._item(principal, item_id)
+            if current.state == ReviewState.REVIEW_STATE_CLAIMED and current.claimed_by:
+                holder = current.claimed_by
+        released = await self.queue.release(item_id, holder)
+        if holder != reviewer:
+            async with self.pool.acquire() as conn:
+                await audit(conn, released.escalation.tenant_id, f"reviewer:{reviewer}",
+                            "review.taken_back",
+                            released.escalation.task_id, {"item_id": item_id, "from": holder})
+        return await self._shown(released)
 
     async def submit_verdict(self, principal: Principal, verdict: ReviewVerdict,
                              credentials: Credentials = ()

@@ -243,7 +243,7 @@ class ReleaseRequest(google.protobuf.message.Message):
     REVIEWER_ID_FIELD_NUMBER: builtins.int
     item_id: builtins.str
     reviewer_id: builtins.str
-    """Must be the current lease holder.
+    """Must be the current lease holder, unless the caller is an admin of the item's tenant.
     With API keys the reviewer is the caller's key (its key id, as in the audit log): leave
     this empty or send that id; another name fails with PERMISSION_DENIED. With auth off
     (a dev stack) it is required and used as given.

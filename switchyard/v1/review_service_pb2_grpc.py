@@ -80,7 +80,8 @@ class ReviewServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def Release(self, request, context):
-        """Give an item back to the queue.
+        """Give an item back to the queue: the holder's, or an admin's taking back a claim another
+        reviewer holds (audited review.taken_back).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -49,7 +49,9 @@ class ReviewServiceStub:
         switchyard.v1.review_service_pb2.ReleaseRequest,
         switchyard.v1.review_service_pb2.ReleaseResponse,
     ]
-    """Give an item back to the queue."""
+    """Give an item back to the queue: the holder's, or an admin's taking back a claim another
+    reviewer holds (audited review.taken_back).
+    """
 
     SubmitVerdict: grpc.UnaryUnaryMultiCallable[
         switchyard.v1.review_service_pb2.SubmitVerdictRequest,
@@ -88,7 +90,9 @@ class ReviewServiceAsyncStub:
         switchyard.v1.review_service_pb2.ReleaseRequest,
         switchyard.v1.review_service_pb2.ReleaseResponse,
     ]
-    """Give an item back to the queue."""
+    """Give an item back to the queue: the holder's, or an admin's taking back a claim another
+    reviewer holds (audited review.taken_back).
+    """
 
     SubmitVerdict: grpc.aio.UnaryUnaryMultiCallable[
         switchyard.v1.review_service_pb2.SubmitVerdictRequest,
@@ -137,7 +141,9 @@ class ReviewServiceServicer(metaclass=abc.ABCMeta):
         request: switchyard.v1.review_service_pb2.ReleaseRequest,
         context: _ServicerContext,
     ) -> typing.Union[switchyard.v1.review_service_pb2.ReleaseResponse, collections.abc.Awaitable[switchyard.v1.review_service_pb2.ReleaseResponse]]:
-        """Give an item back to the queue."""
+        """Give an item back to the queue: the holder's, or an admin's taking back a claim another
+        reviewer holds (audited review.taken_back).
+        """
 
     @abc.abstractmethod
     def SubmitVerdict(

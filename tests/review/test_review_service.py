@@ -46,6 +46,7 @@ from switchyard.v1 import (
     GetItemRequest,
     ListQueueRequest,
     RenewRequest,
+    ReleaseRequest,
     ReviewServiceStub,
     ReviewState,
     ReviewVerdict,
@@ -56,12 +57,13 @@ from tests.polling import eventually
 from tests.review.helpers import artifact, escalation, insert_tasks, scanned_invoice
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("review_process")]
-# The reviewer is the key (its id, key-<position>): rev-acme is key-0, rev-late key-4, and
-# rev-c0..rev-c7 (key-5..key-12) are eight reviewers racing for one item.
+# The reviewer is the key (its id, key-<position>): rev-acme is key-0, rev-late key-4,
+# rev-c0..rev-c7 (key-5..key-12) are eight reviewers racing for one item, adm-acme (key-13)
+# is acme's admin (a review lead).
 KEY_NAMES = ["rev-acme", "rev-other", "sub-acme", "aud-acme", "rev-late",
-             *(f"rev-c{i}" for i in range(8))]
+             *(f"rev-c{i}" for i in range(8)), "adm-acme"]
 _NOT_ACME_REVIEWERS = {"rev-other": "other:reviewer", "sub-acme": "acme:submitter",
-                      "aud-acme": "acme:auditor"}
+                      "aud-acme": "acme:auditor", "adm-acme": "acme:admin"}
 KEYS = ",".join(f"{name}:{_NOT_ACME_REVIEWERS.get(name, 'acme:reviewer')}"
                 for name in KEY_NAMES)
 KEY_IDS = {name: f"key-{index}" for index, name in enumerate(KEY_NAMES)}
@@ -295,6 +297,61 @@ async def test_unknown_enum_values_a_bad_page_size_and_another_tasks_id_are_refu
 
 # -- authorization, the same on gRPC and in the console -----------------------------------
 
+async def test_a_lead_takes_back_an_item_a_reviewer_left_claimed(
+        settings: Settings, db: asyncpg.Pool, producer: Producer,
+        channels: dict[str, ReviewServiceStub], browser: object) -> None:
+    """A reviewer went home with an item claimed (an open console renews the lease for as
+    long as it is open): the tenant's admin releases it back to the queue, audited with both
+    names; another reviewer still may not, and the former holder's verdict is refused."""
+    esc = await escalate(db, producer, "acme", "takeback", 2)
+    item_id = await item_of(db, esc)
+    await channels["rev-acme"].Claim(ClaimRequest(item_id=item_id,
+                                                   lease=Duration(seconds=3600)))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await channels["rev-late"].Release(ReleaseRequest(item_id=item_id))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "claimed by key-0" in caught.value.details()
+
+    released = (await channels["adm-acme"].Release(ReleaseRequest(item_id=item_id))).item
+    assert (released.state, released.claimed_by) == (ReviewState.REVIEW_STATE_PENDING, "")
+    detail = await db.fetchval(
+        "SELECT detail FROM audit_log WHERE action = 'review.taken_back' AND task_id = $1",
+        uuid.UUID(esc.task_id))
+    detail = json.loads(detail) if isinstance(detail, str) else detail
+    assert detail == {"item_id": item_id, "from": "key-0"}
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await channels["rev-acme"].SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+            item_id=item_id, verdict=Verdict.VERDICT_APPROVE)))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    # anyone may claim it now
+    assert (await channels["rev-late"].Claim(ClaimRequest(item_id=item_id))).item.claimed_by \
+        == "key-4"
+
+    # the same from the console: the lead opens the item and releases it (u)
+    queue = f"takeback-{uuid.uuid4().hex[:6]}"
+    second = await item_of(db, await escalate(db, producer, "acme", queue, 2))
+    await channels["rev-acme"].Claim(ClaimRequest(item_id=second))
+    page = await browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore
+    expect.set_options(timeout=30_000)
+    try:
+        await page.goto(f"http://127.0.0.1:{settings.review_web_port}/")
+        await page.fill("#api-key", "adm-acme")
+        await page.click("#login-form button[type=submit]")
+        await page.fill("#f-queue", queue)
+        await expect(page.locator("#queue tbody tr")).to_have_count(1)  # filter applied
+        await expect(page.locator(f'#queue tbody tr[data-item-id="{second}"]')) \
+            .to_contain_text("claimed by key-0")
+        await page.keyboard.press("Escape")
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#release")).to_be_enabled()
+        await page.keyboard.press("u")
+        await expect(page.locator("#status")).to_have_text(
+            "Taken back from key-0; back in the queue.")
+        await expect(page.locator("#i-state")).to_have_text("pending")
+    finally:
+        await page.close()
+
+
 async def test_roles_and_tenants_are_enforced_on_grpc_and_http(
         settings: Settings, db: asyncpg.Pool, producer: Producer,
         channels: dict[str, ReviewServiceStub]) -> None:
@@ -448,6 +505,7 @@ async def test_the_console_marks_an_item_that_breached_its_sla_late(
         await page.fill("#api-key", "rev-acme")
         await page.click("#login-form button[type=submit]")
         await page.fill("#f-queue", queue)
+        await expect(page.locator("#queue tbody tr")).to_have_count(1)  # filter applied
         sla = page.locator(f'#queue tbody tr[data-item-id="{item_id}"] .sla')
         await expect(sla).to_have_text(re.compile(r"^breached, now (\d+h )?\d+m \d+s left$"))
         await expect(sla).to_have_class(re.compile(r"\boverdue\b"))

@@ -673,11 +673,17 @@ function mayDecide() { return Boolean(state.session) && state.session.may_act !=
 
 function mine() { return state.item && state.item.state === "CLAIMED" && state.item.claimed_by === state.reviewer; }
 
+// an admin (a review lead) may take back an item another reviewer holds: Release gives it back
+function takesBack() {
+  return Boolean(state.session) && state.session.role === "admin" && Boolean(state.item) &&
+    state.item.state === "CLAIMED" && state.item.claimed_by !== state.reviewer;
+}
+
 function updateButtons() {
   const item = state.item;
   const open = item && (item.state === "PENDING" || item.state === "CLAIMED");
   $("claim").disabled = !open || mine() || item.state === "BACKLOGGED" || approvedByMe();
-  $("release").disabled = !mine();
+  $("release").disabled = !(mine() || takesBack());
   for (const id of ["approve", "reject", "modify"]) $(id).disabled = !mine();
 }
 
@@ -724,8 +730,9 @@ async function act(action) {
       await api("POST", `/api/items/${item.item_id}/claim`, { reviewer_id: state.reviewer });
       message = `Claimed by ${state.reviewer}.`;
     } else if (action === "release") {
+      const holder = takesBack() ? item.claimed_by : "";
       await api("POST", `/api/items/${item.item_id}/release`, { reviewer_id: state.reviewer });
-      message = "Released to the queue.";
+      message = holder ? `Taken back from ${holder}; back in the queue.` : "Released to the queue.";
     } else {
       const body = { reviewer_id: state.reviewer, verdict: action, reason: $("reason").value.trim() };
       if (action === "reject" && !body.reason && (mine() || item.state === "PENDING")) {
