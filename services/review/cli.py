@@ -94,6 +94,11 @@ def _lease_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"{text!r}: a number of seconds, 0 or more")
+    from services.review.desk import MAX_LEASE
+
+    if value > MAX_LEASE.total_seconds():
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: at most {MAX_LEASE.total_seconds():.0f} seconds (8 hours)")
     return value
 
 

@@ -32,7 +32,7 @@ from aiohttp import web
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.review.desk import PAGED_TYPES, ReviewDesk
+from services.review.desk import MAX_LEASE, PAGED_TYPES, ReviewDesk
 from services.review.pages import page_png
 from services.review.queue import ReviewError
 from switchyard.access import (
@@ -288,7 +288,9 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-MAX_LEASE_REQUEST_S = 365 * 24 * 3600
+#: The longest lease a claim or renewal may ask for (a longer one is refused here, where a
+#: client gave a number, rather than cut short as gRPC's contract does).
+MAX_LEASE_REQUEST_S = int(MAX_LEASE.total_seconds())
 
 
 def _lease(body: dict[str, Any]) -> Duration | None:
@@ -297,8 +299,8 @@ def _lease(body: dict[str, Any]) -> Duration | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
             or not math.isfinite(value) or not 0 < value <= MAX_LEASE_REQUEST_S:
-        raise BadRequest([("lease_s", "a positive number of seconds (at most "
-                                      f"{MAX_LEASE_REQUEST_S})")])
+        raise BadRequest([("lease_s", "a positive number of seconds, at most "
+                                      f"{MAX_LEASE_REQUEST_S} (8 hours)")])
     duration = Duration()
     duration.FromTimedelta(timedelta(seconds=value))
     return duration

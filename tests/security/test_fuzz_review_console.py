@@ -234,6 +234,8 @@ def test_malformed_requests_get_4xx_json_and_the_console_stays_up(
          b'{"reviewer_id": "ana", "lease_s": NaN}', 400),
         ("POST", f"/api/items/{item}/claim", rev + json_,
          b'{"reviewer_id": "ana", "lease_s": 1e300}', 400),
+        # over the 8 hours a lease may last: refused, not cut short in silence
+        ("POST", f"/api/items/{item}/claim", rev + json_, b'{"lease_s": 86400}', 400),
         ("POST", f"/api/items/{item}/claim", rev + json_, b'{"lease_s": ' + b"9" * 5000 + b"}",
          400),
         ("POST", f"/api/items/{item}/claim", rev + json_, b"[" * 50_000 + b"]" * 50_000, 400),
