@@ -1006,9 +1006,10 @@ class Settings:
     )
     api_keys: str = setting(
         "",
-        "Accepted API keys as 'key:tenant:role' entries, comma separated; a reviewer key may "
-        "add its reviewer groups, 'key:tenant:role:group+group' (it then also sees review items "
-        "escalated for those groups). Empty: auth off (dev).",
+        "Accepted API keys as 'key:tenant:role' entries, comma separated; a reviewer's or an "
+        "auditor's key may add its reviewer groups, 'key:tenant:role:group+group' (it then also "
+        "sees review items escalated for those groups; an admin is in every group). Empty: "
+        "auth off (dev).",
         group="auth",
         secret=True,
     )

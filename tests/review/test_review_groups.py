@@ -46,7 +46,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("review_process")
 # key id = key-<position>: fin-ann key-0, fin-bob key-1, plain key-2, adm key-3, aud key-4
 KEYS = {"fin-ann": "acme:reviewer:finance", "fin-bob": "acme:reviewer:finance+legal",
         "plain": "acme:reviewer", "adm": "acme:admin", "aud": "acme:auditor",
-        "fin-other": "other:reviewer:finance"}
+        "fin-other": "other:reviewer:finance", "aud-fin": "acme:auditor:finance"}
 KEY_IDS = {name: f"key-{index}" for index, name in enumerate(KEYS)}
 
 
@@ -142,9 +142,12 @@ async def test_a_group_item_is_only_seen_claimed_and_decided_by_the_group(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await review["plain"].Claim(ClaimRequest(item_id=grouped_id))
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
-    # members see both; admins are in every group
-    for key in ("fin-ann", "fin-bob", "adm"):
+    # members see both (an auditor given the group too, read-only); admins are in every group
+    for key in ("fin-ann", "fin-bob", "adm", "aud-fin"):
         assert await listed(review[key], "groups") == {grouped_id, open_id}, key
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await review["aud-fin"].Claim(ClaimRequest(item_id=grouped_id))
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     shown = (await review["fin-bob"].GetItem(GetItemRequest(item_id=grouped_id))).item
     assert shown.escalation.reviewer_group == "finance"
 
