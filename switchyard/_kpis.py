@@ -232,7 +232,8 @@ class ReviewerFigures:
     approved: int
     modified: int
     rejected: int
-    #: median time from the item's escalation to this reviewer's verdict
+    #: median time from the item's admission to the queue (when a reviewer could first claim
+    #: it) to this reviewer's verdict: the admission throttle's wait is not the reviewer's
     p50_decide_seconds: float | None
 
     @property
@@ -263,7 +264,8 @@ SELECT i.tenant_id, v.reviewer_id,
        count(*) FILTER (WHERE v.verdict = 'APPROVE') AS approved,
        count(*) FILTER (WHERE v.verdict = 'MODIFY') AS modified,
        count(*) FILTER (WHERE v.verdict = 'REJECT') AS rejected,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM v.decided_at - i.created_at))
+       percentile_cont(0.5) WITHIN GROUP (
+           ORDER BY extract(epoch FROM v.decided_at - COALESCE(i.admitted_at, i.created_at)))
            AS p50_decide
   FROM review_verdicts v JOIN review_items i ON i.item_id = v.item_id
  WHERE v.decided_at >= $1

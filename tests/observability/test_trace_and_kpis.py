@@ -24,6 +24,7 @@ import pytest
 
 from switchyard import Settings
 from switchyard.rpc import create_channel
+from switchyard.storage import create_pool
 from switchyard.v1 import (
     CancelTaskRequest,
     ClaimRequest,
@@ -190,6 +191,14 @@ async def test_kpis_match_a_known_workload_exactly(
     await cancel_in_review(ingest, review, ids["withdrawn"])
     await wait_terminal(ingest, ids["auto"] | ids["escalated"] | ids["withdrawn"])
 
+    # as if every item had waited an hour in the admission backlog before it was admitted:
+    # the queue's time to verdict counts that hour, a reviewer's does not
+    pool = await create_pool(settings)
+    try:
+        await pool.execute("UPDATE review_items SET created_at = created_at - "
+                           "interval '1 hour' WHERE tenant_id = 'kpi'")
+    finally:
+        await pool.close()
     env = {**os.environ, **settings.to_env()}
     result = subprocess.run([sys.executable, "-m", "switchyard", "stats", "--json",
                              "--tenant", "kpi"], env=env, cwd=ROOT, capture_output=True,
@@ -211,10 +220,11 @@ async def test_kpis_match_a_known_workload_exactly(
     (queue,) = kpis["review_queues"]
     assert (queue["pending"], queue["claimed"], queue["backlogged"], queue["past_sla"],
             queue["oldest_open_seconds"], queue["decided"]) == (0, 0, 0, 0, None, 50), queue
-    assert queue["p50_decide_seconds"] > 0
+    assert queue["p50_decide_seconds"] > 3600
     (olga,) = kpis["reviewers"]
     assert (olga["reviewer_id"], olga["verdicts"], olga["approved"], olga["modified"],
             olga["rejected"]) == ("olga", 50, 50, 0, 0), olga
+    assert 0 < olga["p50_decide_seconds"] < 3600, olga
     # the live view, its stdout a pipe: one snapshot, every header whole, then it exits
     piped = subprocess.run([sys.executable, "-m", "switchyard", "stats", "--tenant", "kpi"],
                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
