@@ -195,8 +195,8 @@ async def _list(args: argparse.Namespace, stub: Any) -> int:
                    "reason", "state", "task"):
         table.add_column(column, overflow="fold")
     for item in items:
-        state = item["state"].lower() + (f" by {item['claimed_by']}" if item["claimed_by"]
-                                         else "")
+        who = item["claimed_by"] or item["decided_by"]   # holding it, or who decided it
+        state = item["state"].lower() + (f" by {who}" if who else "")
         table.add_row(item["item_id"], item["priority"], item["sla_deadline"] or "-",
                       item["tenant_id"], item["queue"], item["reviewer_group"] or "-",
                       item["reason"].lower(), state, item["task_id"])

@@ -184,6 +184,8 @@ def item_json(item: ReviewItem, full: bool = True) -> dict[str, Any]:
         "admitted_at": _iso(item.admitted_at, item.HasField("admitted_at")),
         "sla_deadline": _iso(item.sla_deadline, item.HasField("sla_deadline")),
         "resolution": item.resolution or None, "expiries": item.expiries,
+        "decided_by": item.decided_by or None,
+        "decided_at": _iso(item.decided_at, item.HasField("decided_at")),
         "summary": " ".join(text.split())[:160],
         # who may take it (empty: any reviewer of the tenant) and how many must approve
         "reviewer_group": esc.reviewer_group or None,

@@ -30,7 +30,12 @@ from switchyard.v1 import Escalation, EscalationReason, ReviewItem, ReviewPriori
 OPEN_STATES = ("BACKLOGGED", "PENDING", "CLAIMED")
 _COLUMNS = ("item_id, escalation, state, claimed_by, lease_expires_at, created_at, updated_at, "
             "priority, admitted_at, sla_deadline, resolution, expiries, tenant_id, "
-            "reviewer_group, approvals_required, approved_by")
+            "reviewer_group, approvals_required, approved_by, "
+            # the verdict that closed it, if one did (one per item, by primary key)
+            "(SELECT v.reviewer_id FROM review_verdicts v "
+            " WHERE v.item_id = review_items.item_id) AS decided_by, "
+            "(SELECT v.decided_at FROM review_verdicts v "
+            " WHERE v.item_id = review_items.item_id) AS decided_at")
 #: Four eyes: two different reviewers must approve.
 FOUR_EYES_APPROVALS = 2
 #: Escalations that name no priority are treated as P2 (normal), not as the most urgent.
@@ -92,6 +97,9 @@ def item_from_row(row: asyncpg.Record, codec: PayloadCodec = PLAINTEXT) -> Revie
         item.admitted_at.CopyFrom(timestamp(row["admitted_at"]))
     if row["sla_deadline"]:
         item.sla_deadline.CopyFrom(timestamp(row["sla_deadline"]))
+    if row.get("decided_by"):
+        item.decided_by = row["decided_by"]
+        item.decided_at.CopyFrom(timestamp(row["decided_at"]))
     return item
 
 

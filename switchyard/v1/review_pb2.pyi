@@ -283,6 +283,8 @@ class ReviewItem(google.protobuf.message.Message):
     APPROVED_BY_FIELD_NUMBER: builtins.int
     APPROVALS_REQUIRED_FIELD_NUMBER: builtins.int
     APPROVED_EDITS_FIELD_NUMBER: builtins.int
+    DECIDED_BY_FIELD_NUMBER: builtins.int
+    DECIDED_AT_FIELD_NUMBER: builtins.int
     item_id: builtins.str
     state: global___ReviewState.ValueType
     claimed_by: builtins.str
@@ -295,6 +297,11 @@ class ReviewItem(google.protobuf.message.Message):
     """How many times the SLA ran out on this item."""
     approvals_required: builtins.int
     """Approvals the item needs before its decision is published: 2 with four eyes, else 1."""
+    decided_by: builtins.str
+    """Who gave the verdict that closed the item (the second approver of a four-eyes item), and
+    when. Empty while it is open, and when a policy or the task's end closed it (the
+    resolution says which).
+    """
     @property
     def escalation(self) -> global___Escalation: ...
     @property
@@ -327,6 +334,8 @@ class ReviewItem(google.protobuf.message.Message):
         value withheld from reviewers shows as withheld.
         """
 
+    @property
+    def decided_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -345,9 +354,11 @@ class ReviewItem(google.protobuf.message.Message):
         approved_by: collections.abc.Iterable[builtins.str] | None = ...,
         approvals_required: builtins.int = ...,
         approved_edits: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
+        decided_by: builtins.str = ...,
+        decided_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["admitted_at", b"admitted_at", "created_at", b"created_at", "escalation", b"escalation", "lease_expires_at", b"lease_expires_at", "sla_deadline", b"sla_deadline", "updated_at", b"updated_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["admitted_at", b"admitted_at", "approvals_required", b"approvals_required", "approved_by", b"approved_by", "approved_edits", b"approved_edits", "claimed_by", b"claimed_by", "created_at", b"created_at", "escalation", b"escalation", "expiries", b"expiries", "item_id", b"item_id", "lease_expires_at", b"lease_expires_at", "priority", b"priority", "resolution", b"resolution", "sla_deadline", b"sla_deadline", "state", b"state", "updated_at", b"updated_at"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["admitted_at", b"admitted_at", "created_at", b"created_at", "decided_at", b"decided_at", "escalation", b"escalation", "lease_expires_at", b"lease_expires_at", "sla_deadline", b"sla_deadline", "updated_at", b"updated_at"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["admitted_at", b"admitted_at", "approvals_required", b"approvals_required", "approved_by", b"approved_by", "approved_edits", b"approved_edits", "claimed_by", b"claimed_by", "created_at", b"created_at", "decided_at", b"decided_at", "decided_by", b"decided_by", "escalation", b"escalation", "expiries", b"expiries", "item_id", b"item_id", "lease_expires_at", b"lease_expires_at", "priority", b"priority", "resolution", b"resolution", "sla_deadline", b"sla_deadline", "state", b"state", "updated_at", b"updated_at"]) -> None: ...
 
 global___ReviewItem = ReviewItem
 

@@ -226,6 +226,15 @@ async def test_the_command_line_lists_claims_renews_approves_and_rejects(
 
     assert (await final(ingest, approve_task)).status == TaskStatus.TASK_STATUS_SUCCEEDED
     assert (await final(ingest, reject_task)).status == TaskStatus.TASK_STATUS_FAILED
+    # a lead's day: the resolved items name who decided each, and when
+    code, out = await switchyard(settings, "review", "list", "--state", "resolved", "--json")
+    assert code == 0, out
+    resolved = {json.loads(line)["item_id"]: json.loads(line) for line in out.splitlines()}
+    assert resolved[approve_item]["decided_by"] == resolved[reject_item]["decided_by"] \
+        == "key-1", resolved[approve_item]
+    assert resolved[approve_item]["decided_at"] and resolved[approve_item]["claimed_by"] is None
+    code, out = await switchyard(settings, "review", "list", "--state", "resolved")
+    assert code == 0 and "resolved by key-1" in out, out
     code, out = await switchyard(settings.replace(client_api_key="wrong"), "review", "list")
     assert code == 1 and "UNAUTHENTICATED" in out, out
     # --api-key, as the other commands take it, wins over the environment's key

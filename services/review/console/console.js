@@ -218,7 +218,8 @@ function renderQueue() {
     const sla = el("td", "", "sla");
     if (item.sla_deadline) sla.dataset.deadline = item.sla_deadline; else sla.textContent = "no SLA";
     if (item.expiries) sla.dataset.late = item.expiries;
-    const stateText = (item.state === "CLAIMED" ? `claimed by ${item.claimed_by}` : item.state.toLowerCase()) +
+    const stateText = (item.state === "CLAIMED" ? `claimed by ${item.claimed_by}` :
+      item.state.toLowerCase() + (item.decided_by ? ` by ${item.decided_by}` : "")) +
       (item.approvals.text ? ` · ${item.approvals.text}` : "");
     // the summary is a link: Tab reaches every row, Enter or a click opens it
     const link = el("a", item.summary || "(no text)", "open-item");
