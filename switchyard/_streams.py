@@ -121,7 +121,16 @@ def decode_record(record: Record, message_type: type[M], from_json: Callable[[by
     """The message an intake-style record carries, in the form its ``content-type`` names:
     ``application/json`` (or no header) through ``from_json`` (which raises
     :class:`RejectRecord` with its own reasons), anything else as protobuf through the serde,
-    whose error (wrong or unsupported type, malformed bytes) becomes the record's reason."""
+    whose error (wrong or unsupported type, malformed bytes) becomes the record's reason.
+    Two different ``content-type`` headers are refused: which form is meant cannot be told
+    (as a JSON object naming one field twice is refused), and the last must not win in
+    silence."""
+    named = {value for name, value in record.header_list()
+             if name.lower() == CONTENT_TYPE_HEADER}
+    if len(named) > 1:
+        raise RejectRecord("unsupported_content_type",
+                           f"{CONTENT_TYPE_HEADER}: {len(named)} different values; a record "
+                           "has one form (send the header once)")
     media, _ = parse_content_type(record.headers.get(CONTENT_TYPE_HEADER) or JSON_MEDIA_TYPE)
     if media == JSON_MEDIA_TYPE:
         return from_json(record.value or b"")

@@ -298,8 +298,8 @@ def _checked(submission: Submission, record: Record, limits: DocumentLimits,
              if normalise_content_type(submission.document.content_type) in TEXT_TYPES
              else limits.max_bytes)
     if len(submission.document.body) > limit:
-        raise RejectRecord("too_large", f"document of {len(submission.document.body)} bytes "
-                                        f"exceeds the limit of {limit} bytes")
+        raise RejectRecord("too_large", f"document.body: {len(submission.document.body)} "
+                                        f"bytes exceeds the limit of {limit} bytes")
     reason = signer.check(submission.tenant_id.strip(), record.value or b"",
                           record.headers.get(SIGNATURE_HEADER))
     if reason is not None:
@@ -319,8 +319,11 @@ def _resolve_identity(submission: Submission, record: Record) -> None:
         from_header = record.headers.get(header, "").strip()
         ours = getattr(submission, field).strip()
         if ours and from_header and ours != from_header:
-            raise RejectRecord("schema_violation", f"{field}: payload says {ours[:64]!r}, "
-                                                   f"header {header} says {from_header[:64]!r}")
+            # lengths, not values: the reason outlives the record, and a header that is not
+            # UTF-8 would be quoted as its escapes (an outside integrator saw '\\xff\\xfe')
+            raise RejectRecord("schema_violation", f"{field}: the payload and header {header} "
+                                                   f"name different values ({len(ours)} and "
+                                                   f"{len(from_header)} characters)")
         if not ours and from_header:
             setattr(submission, field, from_header)
     if not submission.idempotency_key.strip() and record.key:
@@ -334,8 +337,8 @@ def problems_reason(problems: list[Any]) -> tuple[str, str]:
     for problem in problems:
         if isinstance(problem, DocumentViolation):  # a file refused: its own code
             return f"document_{problem.code}", text
-    if fields == {"kind"}:
-        return "unknown_kind", text
+    if fields == {"kind"} and not any("NUL" in p.description for p in problems):
+        return "unknown_kind", text   # (a NUL in it is malformed text, as in any field)
     if any("malformed JSON" in p.description or "nested deeper" in p.description
            for p in problems):
         return "malformed_document_json", text

@@ -165,7 +165,7 @@ async def test_records_compressed_with_any_kafka_codec_become_tasks(
 def malformed(index: int) -> tuple[bytes, list[tuple[str, bytes]], str]:
     """Record ``index`` of the bad batch: value, headers and the reason code it must get."""
     key = f"bad-{index}"
-    kind = index % 19
+    kind = index % 21
     if kind == 0:
         return b"\x00 not json " + key.encode(), signed("acme", b"x"), "malformed_json"
     if kind == 1:
@@ -223,6 +223,14 @@ def malformed(index: int) -> tuple[bytes, list[tuple[str, bytes]], str]:
     if kind == 17:  # a NUL no text column stores: refused by its field, not a failed write
         value = good_json(key + "\u0000nul", metadata={"po\u0000": "1"})
         return value, signed("acme", value), "schema_violation"
+    if kind == 18:  # a NUL in the kind is malformed text, as elsewhere, not an unknown kind
+        value = good_json(key, kind="invoice\u0000")
+        return value, signed("acme", value), "schema_violation"
+    if kind == 19:  # two forms named: which one is meant? (the last one won in silence)
+        value = good_json(key)
+        return value, [*signed("acme", value), ("content-type", b"application/x-protobuf; "
+                                                b"messageType=switchyard.v1.Submission")], \
+            "unsupported_content_type"
     value = b'{"tenant_id": "acme", "priority": ' + b"9" * 5000 + b"}"
     return value, signed("acme", value), "malformed_json"
 
@@ -499,6 +507,11 @@ async def test_a_letter_is_the_tenant_its_record_names_and_nobodys_when_it_names
     # the key is the record's (it may be a person's name): withheld from the reason
     assert "metadata[[withheld: 4 characters]]: values are at most 1024 characters" in \
         too_long.reason
+    # two tenants: said by their lengths, never quoted (a header that is not UTF-8 was quoted
+    # as its escapes)
+    assert ours(records)[f"{run}-two-tenants"].reason == (
+        "tenant_id: the payload and header x-tenant-id name different values (4 and 6 "
+        "characters)")
 
 
 async def test_a_letter_keeps_every_header_byte_for_byte_and_a_replay_sends_them(
