@@ -287,6 +287,10 @@ _PYTHON_ERROR = re.compile(r"(?:unhashable type:|expected string or bytes-like o
                            r"argument must be [^,]*, not) '(\w+)'")
 
 
+#: json_format's words for a Timestamp it cannot read
+_TIMESTAMP_ERROR = re.compile(r"time data '|Failed to parse timestamp", re.IGNORECASE)
+
+
 def _parse_error(exc: json_format.ParseError, prefix: str = "") -> list[dict[str, str]]:
     """json_format's message as a field error: the field is the chain of names it reports
     ("Failed to parse submission field: Failed to parse tenantId field: ...")."""
@@ -300,6 +304,9 @@ def _parse_error(exc: json_format.ParseError, prefix: str = "") -> list[dict[str
     if python:
         sent = _JSON_TYPES.get(python.group(1), "a value of another type")
         text = f"{field or 'the body'}: {sent} is not a value this field takes"
+    elif _TIMESTAMP_ERROR.search(text):   # its own words quote a cut of the value ('2025-06')
+        text = (f"{field}: an RFC 3339 time with its UTC offset, e.g. "
+                "'2025-06-30T12:00:00Z' or '2025-06-30T14:00:00+02:00'")
     return [{"field": field, "detail": text}]
 
 

@@ -310,6 +310,15 @@ async def test_bad_requests_name_their_fields(http: Any) -> None:
                                            data=raw)
         assert_problem(status, headers, body, 400)
         assert body["errors"], raw
+    # a deadline without its UTC offset: said as what it needs, not as the parser's words
+    # about a cut of the value ("time data '2025-06' does not match format ...")
+    late = submission()
+    late["submission"]["deadline"] = "2025-06-30T12:00:00"
+    status, headers, body = await call(http, "POST", "/v1/tasks", ACME, json=late)
+    assert_problem(status, headers, body, 400)
+    assert body["errors"] == [{"field": "submission.deadline", "detail": (
+        "submission.deadline: an RFC 3339 time with its UTC offset, e.g. "
+        "'2025-06-30T12:00:00Z' or '2025-06-30T14:00:00+02:00'")}], body
     # an empty body is the empty message (as grpc-gateway reads it): the submission's
     # missing fields are named; the Content-Type is not asked (JSON sent as text/plain works)
     status, headers, body = await call(http, "POST", "/v1/tasks", ACME, data=b"")
