@@ -48,6 +48,8 @@ def add_dead_letters_arguments(parser: argparse.ArgumentParser) -> None:
                                                 "tenant for an operator key)")
     p.add_argument("--topic", default="", help="only records read from this topic")
     p.add_argument("--reason", default="", help="only this reason code, e.g. malformed_json")
+    p.add_argument("--key", default="", metavar="K",
+                   help="only the letters of records produced with this key (exact)")
     p.add_argument("--since", default="", metavar="WHEN",
                    help="only letters since WHEN: an ISO 8601 time or an age like 30m, 2h, 7d")
     p.add_argument("--state", choices=STATES, default="all",
@@ -154,7 +156,7 @@ async def _list(args: argparse.Namespace, stub: Any) -> int:
 
     request = ListDeadLettersRequest(
         tenant_id=args.tenant, source_topic=args.topic, reason_code=args.reason,
-        state=(DeadLetterState.Value(f"DEAD_LETTER_STATE_{args.state.upper()}")
+        record_key=args.key, state=(DeadLetterState.Value(f"DEAD_LETTER_STATE_{args.state.upper()}")
                if args.state != "all" else DeadLetterState.DEAD_LETTER_STATE_UNSPECIFIED))
     if args.since_at is not None:
         request.since.FromDatetime(args.since_at)

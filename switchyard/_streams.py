@@ -29,7 +29,7 @@ from google.protobuf.message import Message
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge
 
-from switchyard._dataclass import letter_reason
+from switchyard._dataclass import letter_reason, matching_hash, matching_key
 from switchyard._dispatch import FairDispatcher
 from switchyard._fairness import parse_weights
 from switchyard._faust_transport import transport_class
@@ -287,6 +287,13 @@ def letter_tenant(headers: dict[str, str], named: str | None = None) -> str:
 MAX_PUBLISHED_LETTER_BYTES = 960 * 1024
 
 
+def record_key_hash(key: bytes, record_key: bytes) -> str:
+    """The keyed hash ``dead_letters.original_key_hash`` keeps of a record's key (``key`` is
+    the deployment's matching key): what ListDeadLetters' ``record_key`` filter compares,
+    since the key itself is sealed. '' for a record without a key."""
+    return matching_hash(key, "", "dead_letter_record_key", record_key.hex())
+
+
 class DeadLetterSink:
     """Writes rejected records to the dead-letter topic (and PostgreSQL, for operators)."""
 
@@ -296,6 +303,7 @@ class DeadLetterSink:
         self._service = service
         self._producer = producer
         self._pool = pool
+        self._hash_key = matching_key(settings)
 
     async def send(self, record: Record, code: str, reason: str,
                    tenant_id: str | None = None) -> None:
@@ -336,8 +344,9 @@ class DeadLetterSink:
                     await self._pool.execute(
                         "INSERT INTO dead_letters (dead_letter_id, service, source_topic, "
                         "reason_code, reason, original_value, tenant_id, original_key, "
-                        "original_headers, source_partition, source_offset) "
-                        "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) "
+                        "original_headers, source_partition, source_offset, "
+                        "original_key_hash) "
+                        "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) "
                         "ON CONFLICT (dead_letter_id) DO NOTHING",
                         uuid.UUID(dead_letter_id), self._service, record.topic, code, reason,
                         None if record.value is None else codec.seal(
@@ -349,6 +358,7 @@ class DeadLetterSink:
                         codec.seal(dead_letter_id, headers_json(header_list),
                                    DEAD_LETTER_HEADERS),
                         record.partition, record.offset,
+                        record_key_hash(self._hash_key, record.key) if record.key else None,
                     )
                 break
             except TRANSIENT_ERRORS as exc:

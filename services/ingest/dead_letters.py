@@ -102,6 +102,8 @@ class Filters:
     since: datetime | None = None
     #: one of :data:`STATES`, or "" for every state
     state: str = ""
+    #: the keyed hash of the record key wanted (:func:`record_key_hash`), or "" for any
+    key_hash: str = ""
 
 
 def state_of(row: Mapping[str, Any]) -> str:
@@ -197,6 +199,8 @@ async def list_page(pool: asyncpg.Pool, scope: Scope, filters: Filters, page_siz
         where.append(f"failed_at >= {arg(filters.since)}")
     if filters.state:
         where.append(STATES[filters.state])
+    if filters.key_hash:
+        where.append(f"original_key_hash = {arg(filters.key_hash)}")
     if page_token:
         failed_at, letter_id = parse_page_token(page_token)
         where.append(f"(failed_at, dead_letter_id) < ({arg(failed_at)}, {arg(letter_id)})")

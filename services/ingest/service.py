@@ -54,7 +54,9 @@ from switchyard.messaging import (
     Record,
     RejectRecord,
     record_context,
+    record_key_hash,
 )
+from switchyard.privacy import matching_key
 from switchyard.rpc import (
     FieldViolation,
     abort_invalid,
@@ -796,6 +798,7 @@ class DeadLetterServicer(DeadLetterServiceServicer):
         self.pool = pool
         self.producer = producer
         self.codec = codec_for(settings)
+        self.hash_key = matching_key(settings)   # ListDeadLetters' record_key filter
 
     async def _scope(self, context: grpc.aio.ServicerContext,
                      tenant_id: str = "") -> dead_letters.Scope:
@@ -815,7 +818,9 @@ class DeadLetterServicer(DeadLetterServiceServicer):
             filters = dead_letters.Filters(
                 dead_letters.text_filter("source_topic", request.source_topic),
                 dead_letters.text_filter("reason_code", request.reason_code),
-                _timestamp_field(request, "since"), _STATE_FILTERS.get(request.state, ""))
+                _timestamp_field(request, "since"), _STATE_FILTERS.get(request.state, ""),
+                record_key_hash(self.hash_key, request.record_key.encode())
+                if request.record_key else "")
         except FieldViolation as exc:
             await abort_invalid(context, [exc])
             raise

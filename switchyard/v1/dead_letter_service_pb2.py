@@ -16,33 +16,33 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from switchyard.v1 import dead_letter_pb2 as switchyard_dot_v1_dot_dead__letter__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'switchyard/v1/dead_letter_service.proto\x12\rswitchyard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fswitchyard/v1/dead_letter.proto\"\xc5\x02\n\x10\x44\x65\x61\x64LetterRecord\x12)\n\x06letter\x18\x01 \x01(\x0b\x32\x19.switchyard.v1.DeadLetter\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12/\n\x0breplayed_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0breplayed_by\x18\x04 \x01(\t\x12\x14\n\x0creplay_count\x18\x05 \x01(\x05\x12\x0e\n\x06purged\x18\x06 \x01(\x08\x12/\n\x0bresolved_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bresolved_by\x18\x08 \x01(\t\x12\x12\n\nresolution\x18\t \x01(\t\x12-\n\x05state\x18\n \x01(\x0e\x32\x1e.switchyard.v1.DeadLetterState\"\xd7\x01\n\x16ListDeadLettersRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x14\n\x0csource_topic\x18\x02 \x01(\t\x12\x13\n\x0breason_code\x18\x03 \x01(\t\x12)\n\x05since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\x12-\n\x05state\x18\x07 \x01(\x0e\x32\x1e.switchyard.v1.DeadLetterState\"i\n\x17ListDeadLettersResponse\x12\x35\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x1f.switchyard.v1.DeadLetterRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\".\n\x14GetDeadLetterRequest\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x01 \x01(\t\"M\n\x15GetDeadLetterResponse\x12\x34\n\x0b\x64\x65\x61\x64_letter\x18\x01 \x01(\x0b\x32\x1f.switchyard.v1.DeadLetterRecord\"@\n\x17ReplayDeadLetterRequest\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"P\n\x18ReplayDeadLetterResponse\x12\x34\n\x0b\x64\x65\x61\x64_letter\x18\x01 \x01(\x0b\x32\x1f.switchyard.v1.DeadLetterRecord\"B\n\x18ResolveDeadLetterRequest\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"Q\n\x19ResolveDeadLetterResponse\x12\x34\n\x0b\x64\x65\x61\x64_letter\x18\x01 \x01(\x0b\x32\x1f.switchyard.v1.DeadLetterRecord*\x90\x01\n\x0f\x44\x65\x61\x64LetterState\x12!\n\x1d\x44\x45\x41\x44_LETTER_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44\x45\x41\x44_LETTER_STATE_OPEN\x10\x01\x12\x1e\n\x1a\x44\x45\x41\x44_LETTER_STATE_REPLAYED\x10\x02\x12\x1e\n\x1a\x44\x45\x41\x44_LETTER_STATE_RESOLVED\x10\x03\x32\x9e\x03\n\x11\x44\x65\x61\x64LetterService\x12`\n\x0fListDeadLetters\x12%.switchyard.v1.ListDeadLettersRequest\x1a&.switchyard.v1.ListDeadLettersResponse\x12Z\n\rGetDeadLetter\x12#.switchyard.v1.GetDeadLetterRequest\x1a$.switchyard.v1.GetDeadLetterResponse\x12\x63\n\x10ReplayDeadLetter\x12&.switchyard.v1.ReplayDeadLetterRequest\x1a\'.switchyard.v1.ReplayDeadLetterResponse\x12\x66\n\x11ResolveDeadLetter\x12\'.switchyard.v1.ResolveDeadLetterRequest\x1a(.switchyard.v1.ResolveDeadLetterResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'switchyard/v1/dead_letter_service.proto\x12\rswitchyard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fswitchyard/v1/dead_letter.proto\"\xc5\x02\n\x10\x44\x65\x61\x64LetterRecord\x12)\n\x06letter\x18\x01 \x01(\x0b\x32\x19.switchyard.v1.DeadLetter\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12/\n\x0breplayed_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0breplayed_by\x18\x04 \x01(\t\x12\x14\n\x0creplay_count\x18\x05 \x01(\x05\x12\x0e\n\x06purged\x18\x06 \x01(\x08\x12/\n\x0bresolved_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bresolved_by\x18\x08 \x01(\t\x12\x12\n\nresolution\x18\t \x01(\t\x12-\n\x05state\x18\n \x01(\x0e\x32\x1e.switchyard.v1.DeadLetterState\"\xeb\x01\n\x16ListDeadLettersRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x14\n\x0csource_topic\x18\x02 \x01(\t\x12\x13\n\x0breason_code\x18\x03 \x01(\t\x12)\n\x05since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\x12-\n\x05state\x18\x07 \x01(\x0e\x32\x1e.switchyard.v1.DeadLetterState\x12\x12\n\nrecord_key\x18\x08 \x01(\t\"i\n\x17ListDeadLettersResponse\x12\x35\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x1f.switchyard.v1.DeadLetterRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\".\n\x14GetDeadLetterRequest\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x01 \x01(\t\"M\n\x15GetDeadLetterResponse\x12\x34\n\x0b\x64\x65\x61\x64_letter\x18\x01 \x01(\x0b\x32\x1f.switchyard.v1.DeadLetterRecord\"@\n\x17ReplayDeadLetterRequest\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"P\n\x18ReplayDeadLetterResponse\x12\x34\n\x0b\x64\x65\x61\x64_letter\x18\x01 \x01(\x0b\x32\x1f.switchyard.v1.DeadLetterRecord\"B\n\x18ResolveDeadLetterRequest\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"Q\n\x19ResolveDeadLetterResponse\x12\x34\n\x0b\x64\x65\x61\x64_letter\x18\x01 \x01(\x0b\x32\x1f.switchyard.v1.DeadLetterRecord*\x90\x01\n\x0f\x44\x65\x61\x64LetterState\x12!\n\x1d\x44\x45\x41\x44_LETTER_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44\x45\x41\x44_LETTER_STATE_OPEN\x10\x01\x12\x1e\n\x1a\x44\x45\x41\x44_LETTER_STATE_REPLAYED\x10\x02\x12\x1e\n\x1a\x44\x45\x41\x44_LETTER_STATE_RESOLVED\x10\x03\x32\x9e\x03\n\x11\x44\x65\x61\x64LetterService\x12`\n\x0fListDeadLetters\x12%.switchyard.v1.ListDeadLettersRequest\x1a&.switchyard.v1.ListDeadLettersResponse\x12Z\n\rGetDeadLetter\x12#.switchyard.v1.GetDeadLetterRequest\x1a$.switchyard.v1.GetDeadLetterResponse\x12\x63\n\x10ReplayDeadLetter\x12&.switchyard.v1.ReplayDeadLetterRequest\x1a\'.switchyard.v1.ReplayDeadLetterResponse\x12\x66\n\x11ResolveDeadLetter\x12\'.switchyard.v1.ResolveDeadLetterRequest\x1a(.switchyard.v1.ResolveDeadLetterResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'switchyard.v1.dead_letter_service_pb2', _globals)
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
-  _globals['_DEADLETTERSTATE']._serialized_start=1204
-  _globals['_DEADLETTERSTATE']._serialized_end=1348
+  _globals['_DEADLETTERSTATE']._serialized_start=1224
+  _globals['_DEADLETTERSTATE']._serialized_end=1368
   _globals['_DEADLETTERRECORD']._serialized_start=125
   _globals['_DEADLETTERRECORD']._serialized_end=450
   _globals['_LISTDEADLETTERSREQUEST']._serialized_start=453
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=668
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=670
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=775
-  _globals['_GETDEADLETTERREQUEST']._serialized_start=777
-  _globals['_GETDEADLETTERREQUEST']._serialized_end=823
-  _globals['_GETDEADLETTERRESPONSE']._serialized_start=825
-  _globals['_GETDEADLETTERRESPONSE']._serialized_end=902
-  _globals['_REPLAYDEADLETTERREQUEST']._serialized_start=904
-  _globals['_REPLAYDEADLETTERREQUEST']._serialized_end=968
-  _globals['_REPLAYDEADLETTERRESPONSE']._serialized_start=970
-  _globals['_REPLAYDEADLETTERRESPONSE']._serialized_end=1050
-  _globals['_RESOLVEDEADLETTERREQUEST']._serialized_start=1052
-  _globals['_RESOLVEDEADLETTERREQUEST']._serialized_end=1118
-  _globals['_RESOLVEDEADLETTERRESPONSE']._serialized_start=1120
-  _globals['_RESOLVEDEADLETTERRESPONSE']._serialized_end=1201
-  _globals['_DEADLETTERSERVICE']._serialized_start=1351
-  _globals['_DEADLETTERSERVICE']._serialized_end=1765
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=688
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=690
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=795
+  _globals['_GETDEADLETTERREQUEST']._serialized_start=797
+  _globals['_GETDEADLETTERREQUEST']._serialized_end=843
+  _globals['_GETDEADLETTERRESPONSE']._serialized_start=845
+  _globals['_GETDEADLETTERRESPONSE']._serialized_end=922
+  _globals['_REPLAYDEADLETTERREQUEST']._serialized_start=924
+  _globals['_REPLAYDEADLETTERREQUEST']._serialized_end=988
+  _globals['_REPLAYDEADLETTERRESPONSE']._serialized_start=990
+  _globals['_REPLAYDEADLETTERRESPONSE']._serialized_end=1070
+  _globals['_RESOLVEDEADLETTERREQUEST']._serialized_start=1072
+  _globals['_RESOLVEDEADLETTERREQUEST']._serialized_end=1138
+  _globals['_RESOLVEDEADLETTERRESPONSE']._serialized_start=1140
+  _globals['_RESOLVEDEADLETTERRESPONSE']._serialized_end=1221
+  _globals['_DEADLETTERSERVICE']._serialized_start=1371
+  _globals['_DEADLETTERSERVICE']._serialized_end=1785
 # @@protoc_insertion_point(module_scope)

@@ -115,6 +115,7 @@ class ListDeadLettersRequest(google.protobuf.message.Message):
     PAGE_SIZE_FIELD_NUMBER: builtins.int
     PAGE_TOKEN_FIELD_NUMBER: builtins.int
     STATE_FIELD_NUMBER: builtins.int
+    RECORD_KEY_FIELD_NUMBER: builtins.int
     tenant_id: builtins.str
     """Empty: the caller's tenant (every tenant for an operator key)."""
     source_topic: builtins.str
@@ -127,6 +128,11 @@ class ListDeadLettersRequest(google.protobuf.message.Message):
     """From a previous response's next_page_token."""
     state: global___DeadLetterState.ValueType
     """Only letters in this state; unspecified: every state."""
+    record_key: builtins.str
+    """Only letters of records produced with this key (its UTF-8 text, exact): how a producer
+    finds why the record it keyed K was refused. The key is sealed at rest; a keyed hash of
+    it is what is compared.
+    """
     @property
     def since(self) -> google.protobuf.timestamp_pb2.Timestamp:
         """Only letters that failed at or after this time."""
@@ -141,9 +147,10 @@ class ListDeadLettersRequest(google.protobuf.message.Message):
         page_size: builtins.int = ...,
         page_token: builtins.str = ...,
         state: global___DeadLetterState.ValueType = ...,
+        record_key: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["since", b"since"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["page_size", b"page_size", "page_token", b"page_token", "reason_code", b"reason_code", "since", b"since", "source_topic", b"source_topic", "state", b"state", "tenant_id", b"tenant_id"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["page_size", b"page_size", "page_token", b"page_token", "reason_code", b"reason_code", "record_key", b"record_key", "since", b"since", "source_topic", b"source_topic", "state", b"state", "tenant_id", b"tenant_id"]) -> None: ...
 
 global___ListDeadLettersRequest = ListDeadLettersRequest
 

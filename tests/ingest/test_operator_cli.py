@@ -152,6 +152,15 @@ async def test_list_show_and_replay_once_per_tenant(settings: Settings,
                        "acme-admin", "--reason", level.letter.reason_code)
     assert table.returncode == 0, table.stderr
     assert "got [withheld: " in table.stdout, table.stdout
+    # a producer's admin finds the letter of the record it keyed K, and only that one
+    rc, rows, err = run_json(settings, "list", "--key", f"k-acme-{marker.decode()}")
+    assert rc == 0 and [r["dead_letter_id"] for r in rows] == [acme_id], (rows, err)
+    rc, rows, err = run_json(settings, "list", "--key", f"k-globex-{marker.decode()}")
+    assert (rc, rows) == (0, []), err    # globex's record: not acme's letter
+    rc, rows, err = run_json(settings, "list", "--key", f"k-globex-{marker.decode()}",
+                             key="ops")
+    assert rc == 0 and [r["dead_letter_id"] for r in rows] == [
+        globex.letter.dead_letter_id], err
     rc, _, err = run_json(settings, "list", "--tenant", "globex")
     assert rc == 1 and "PERMISSION_DENIED" in err
     assert run_json(settings, "list", key="acme-sub")[0] == 1   # submitters see no letters
