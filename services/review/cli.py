@@ -18,6 +18,7 @@ import getpass
 import json
 import math
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from switchyard import Settings
@@ -57,18 +58,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--lease-s", type=_lease_seconds, default=0.0,
                    help="new lease length in seconds, from now (default, or 0: the server's, "
                         "5 minutes; at most 8 hours)")
-    p = sub.add_parser("release", help="give a claimed item back to the queue")
-    p.add_argument("item_id")
+    p = sub.add_parser("release", help="give claimed items back to the queue (an admin: any "
+                                       "reviewer's claim)")
+    p.add_argument("item_ids", nargs="+", metavar="ITEM_ID")
     p = sub.add_parser("approve", help="approve (with --set: approve with edited fields); "
                                        "claims the item first, or renews your claim, so one "
-                                       "command settles it")
-    p.add_argument("item_id")
+                                       "command settles it; several items: each in turn")
+    p.add_argument("item_ids", nargs="+", metavar="ITEM_ID")
     p.add_argument("--reason", default="")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="a corrected field value (repeatable); makes the verdict MODIFY")
     p = sub.add_parser("reject", help="reject: the task ends FAILED (rejected:<rule>); "
-                                      "claims the item first, as approve does")
-    p.add_argument("item_id")
+                                      "claims the item first, as approve does; several "
+                                      "items: each in turn, with the same reason")
+    p.add_argument("item_ids", nargs="+", metavar="ITEM_ID")
     p.add_argument("--reason", required=True)
     p.add_argument("--type", dest="document_type", default="", metavar="TYPE",
                    help="the document's real type when the proposed one is wrong (a pack "
@@ -245,12 +248,35 @@ async def _renew(args: argparse.Namespace, stub: Any) -> int:
     return 0
 
 
+async def _each(args: argparse.Namespace, act: Callable[[str], Awaitable[None]]) -> int:
+    """``act`` on every item given, in turn: one that is refused says why on stderr and the
+    rest go on (a lead clearing a list is not stopped by the one item someone else took);
+    exit 1 when any was refused."""
+    import grpc
+
+    from switchyard.rpc import unsaid_violations
+
+    refused = 0
+    for item_id in args.item_ids:
+        try:
+            await act(item_id)
+        except grpc.aio.AioRpcError as exc:
+            if len(args.item_ids) == 1:
+                raise   # one item: the command's own error line
+            refused += 1
+            detail = "".join(f"; {violation}" for violation in unsaid_violations(exc))
+            print(f"switchyard review {args.review_action} {item_id}: {exc.code().name}: "
+                  f"{exc.details()}{detail}", file=sys.stderr)
+    return 1 if refused else 0
+
+
 async def _release(args: argparse.Namespace, stub: Any) -> int:
     from switchyard.v1 import ReleaseRequest
 
-    await stub.Release(ReleaseRequest(item_id=args.item_id, reviewer_id=_reviewer(args)))
-    print(f"released {args.item_id}")
-    return 0
+    async def release(item_id: str) -> None:
+        await stub.Release(ReleaseRequest(item_id=item_id, reviewer_id=_reviewer(args)))
+        print(f"released {item_id}")
+    return await _each(args, release)
 
 
 async def _verdict(args: argparse.Namespace, stub: Any) -> int:
@@ -262,25 +288,31 @@ async def _verdict(args: argparse.Namespace, stub: Any) -> int:
         if not sep or not name.strip():
             raise _UsageError(f"--set {entry!r} must be FIELD=VALUE")
         edits[name.strip()] = value
+    if edits and len(args.item_ids) > 1:
+        raise _UsageError("--set corrects one item's fields: give one item")
     reviewer = _reviewer(args)
     if args.review_action == "reject":
         verdict = Verdict.VERDICT_REJECT
     else:
         verdict = Verdict.VERDICT_MODIFY if edits else Verdict.VERDICT_APPROVE
-    await stub.Claim(ClaimRequest(item_id=args.item_id, reviewer_id=reviewer))
-    response = await stub.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
-        item_id=args.item_id, reviewer_id=reviewer, verdict=verdict, reason=args.reason,
-        modified_fields=edits, document_type=getattr(args, "document_type", ""))))
     done = {Verdict.VERDICT_APPROVE: "approved", Verdict.VERDICT_REJECT: "rejected",
             Verdict.VERDICT_MODIFY: "approved with edits"}[verdict]
-    if not response.decision_id:  # four eyes: the first of two approvals
-        print(f"{done} {args.item_id}: {len(response.item.approved_by)} of "
-              f"{response.item.approvals_required} approvals; another reviewer must approve")
-        return 0
-    after = (" (the task ends FAILED, any steps already done undone)"
-             if verdict == Verdict.VERDICT_REJECT else "")
-    print(f"{done} {args.item_id}: decision {response.decision_id} sent to the executor{after}")
-    return 0
+
+    async def decide(item_id: str) -> None:
+        await stub.Claim(ClaimRequest(item_id=item_id, reviewer_id=reviewer))
+        response = await stub.SubmitVerdict(SubmitVerdictRequest(verdict=ReviewVerdict(
+            item_id=item_id, reviewer_id=reviewer, verdict=verdict, reason=args.reason,
+            modified_fields=edits, document_type=getattr(args, "document_type", ""))))
+        if not response.decision_id:  # four eyes: the first of two approvals
+            print(f"{done} {item_id}: {len(response.item.approved_by)} of "
+                  f"{response.item.approvals_required} approvals; another reviewer must "
+                  "approve")
+            return
+        after = (" (the task ends FAILED, any steps already done undone)"
+                 if verdict == Verdict.VERDICT_REJECT else "")
+        print(f"{done} {item_id}: decision {response.decision_id} sent to the "
+              f"executor{after}")
+    return await _each(args, decide)
 
 
 _ACTIONS = {"list": _list, "show": _show, "claim": _claim, "renew": _renew,

@@ -292,3 +292,24 @@ async def test_a_pdf_reaches_the_reviewer_as_its_words_and_masked_pages(
     assert region(words[masked[-1]]) == {MASK_COLOUR}
     number = region(words["INV-5150"])
     assert (255, 255, 255) in number and len(number) > 2   # the invoice number is legible
+
+
+async def test_the_command_line_decides_several_items_and_says_which_it_could_not(
+        settings: Settings, db: asyncpg.Pool, ingest: IngestServiceStub) -> None:
+    """A lead clears a list: `review approve A B C` decides each in turn; the one another
+    reviewer holds is refused on its own line and the others are still decided (exit 1)."""
+    (first_task, first), (second_task, second), (_, held) = \
+        await escalated_tasks(ingest, db, 3)
+    code, out = await switchyard(settings.replace(client_api_key="rev2"), "review", "claim",
+                                 held)
+    assert code == 0, out
+    code, out = await switchyard(settings, "review", "approve", first, held, second,
+                                 "--reason", "checked the batch")
+    assert code == 1, out
+    assert f"approved {first}: decision" in out and f"approved {second}: decision" in out, out
+    assert f"switchyard review approve {held}: FAILED_PRECONDITION: " in out, out
+    for task in (first_task, second_task):
+        assert (await final(ingest, task)).status == TaskStatus.TASK_STATUS_SUCCEEDED
+    code, out = await switchyard(settings, "review", "approve", first, second, "--set",
+                                 "total=1.00")
+    assert code == 2 and "--set corrects one item's fields" in out, out
