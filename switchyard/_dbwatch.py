@@ -8,9 +8,9 @@ before this watch, whether readiness showed an outage depended on whether one of
 to be failing at the moment of the probe.
 
 The check runs on its own connection, not the pool: a pool busy with real work must not read
-as a database that is away, and a hung connection of the pool cannot hold the check up. A
-database that is away is *not* a loop failure: liveness stays SERVING (restarting the process
-would not bring PostgreSQL back), and the watch never ends the process.
+as a database that is away, and a hung connection of the pool cannot hold the check up. The
+watch itself never fails over an outage nor ends the process: liveness follows the loops
+only (restarting a process does not bring PostgreSQL back).
 """
 
 from __future__ import annotations
