@@ -22,12 +22,15 @@ import ipaddress
 import json
 import logging
 import random
+import socket
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import aiohttp.abc
 import asyncpg
 from google.protobuf import json_format
 from prometheus_client import Counter
@@ -77,6 +80,61 @@ def _is_loopback(host: str) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return address.is_loopback or address.is_unspecified
+
+
+def _address(host: str) -> str:
+    """The address ``host`` names as a connection reads it: an IPv6 or IPv4 literal, or one of
+    the older IPv4 spellings the C library takes ('127.1', '0x7f000001', '2130706433' are all
+    127.0.0.1); a name as itself, lower case, without a trailing dot ('localhost.')."""
+    name = host.strip("[]").lower().rstrip(".")
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        pass
+    try:
+        return str(ipaddress.IPv4Address(socket.inet_aton(name)))
+    except OSError:
+        return name
+
+
+def _own_server(address: str, port: int, settings: Settings) -> str | None:
+    """The stack's own server at ``address`` (as :func:`_address` reads it) and ``port``, by
+    name, or None: any loopback spelling reaches a server bound to loopback."""
+    own = stack_endpoints(settings)
+    name = own.get((address, port))
+    if name is None and _is_loopback(address):
+        name = next((n for (h, p), n in own.items() if p == port and _is_loopback(h)), None)
+    return name
+
+
+class OwnServersRefused(aiohttp.abc.AbstractResolver):
+    """The resolver webhook deliveries connect through: a name that resolves to one of the
+    stack's own servers (a DNS name for 127.0.0.1, one that changed since the URL was
+    registered) is refused at connection time, as :func:`url_problem` refuses it by address.
+    (aiohttp does not ask a resolver for an all-numeric host: :func:`url_problem` reads those
+    as the C library does.)"""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._inner = aiohttp.ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[Any]:
+        found = await self._inner.resolve(host, port, family)
+        for entry in found:
+            name = _own_server(_address(str(entry["host"])), port, self._settings)
+            if name is not None:
+                raise OwnServerRefused(f"{host} resolves to {entry['host']}, where port "
+                                       f"{port} is this stack's own {name} server: webhooks "
+                                       "may not call the stack's own services")
+        return found
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class OwnServerRefused(OSError):
+    """A delivery's host resolved to one of the stack's own servers."""
 
 
 def _host_port(address: str) -> tuple[str, int] | None:
@@ -146,16 +204,9 @@ def url_problem(url: str, settings: Settings) -> str | None:
         return "must name a host"
     if parts.username or parts.password:
         return "must not carry credentials"
-    normalised = host.lower()
-    try:
-        normalised = str(ipaddress.ip_address(normalised))
-    except ValueError:
-        pass
+    normalised = _address(host)
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    own = stack_endpoints(settings)
-    name = own.get((normalised, port))
-    if name is None and _is_loopback(normalised):
-        name = next((n for (h, p), n in own.items() if p == port and _is_loopback(h)), None)
+    name = _own_server(normalised, port, settings)
     if name is not None:
         return (f"port {port} of {host} is this stack's own {name} server: webhooks may not "
                 "call the stack's own services")
@@ -355,6 +406,10 @@ class Deliverer:
         except asyncio.TimeoutError:  # (its text is empty) the receiver may still have it
             return (f"no answer within {self.settings.webhook_timeout_s:g} s "
                     f"(SWITCHYARD_WEBHOOK_TIMEOUT_S) from {row['url']}")[:500]
+        except aiohttp.ClientConnectorDNSError as exc:
+            if isinstance(exc.os_error, OwnServerRefused):
+                return f"refused: {exc.os_error}"[:500]
+            return f"{type(exc).__name__}: {exc}"[:500]
         except (aiohttp.ClientError, OSError) as exc:
             return f"{type(exc).__name__}: {exc}"[:500]
 
@@ -512,7 +567,8 @@ async def run(pool: asyncpg.Pool, settings: Settings, poll_s: float) -> None:
     """Dispatcher and delivery worker in one loop: enqueue new events, deliver what is due."""
     deliverer = Deliverer(pool, settings)
     timeout = aiohttp.ClientTimeout(total=settings.webhook_timeout_s)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    connector = aiohttp.TCPConnector(resolver=OwnServersRefused(settings))
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         while True:
             busy = False
             try:

@@ -11,6 +11,7 @@ from services.ingest import listing, signatures, webhooks
 from services.ingest.feed import Cursor
 from services.ingest.publisher import Publisher
 from switchyard import Settings
+from switchyard.stack import free_port
 from switchyard.v1 import ListTasksRequest, TaskStatus
 
 
@@ -111,6 +112,10 @@ def test_webhook_urls_are_limited_to_allowed_hosts(url: str, ok: bool) -> None:
     "http://127.0.0.1:7051/", "http://127.0.0.1:9104/", "http://0.0.0.0:8000/",
     "http://[::ffff:127.0.0.1]:8000/", "http://127.0.0.2:8000/", "http://kafka-0:9093/",
     "http://db.internal:6432/x",
+    # other spellings of 127.0.0.1 a connection reads as it (an outside integrator's
+    # webhook to http://0x7f000001:<triton>/.../unload unloaded a model for every tenant)
+    "http://0x7f000001:8000/", "http://2130706433:8000/", "http://127.1:8000/",
+    "http://0177.0.0.1:8000/", "http://localhost.:8001/", "http://LOCALHOST:8001/",
 ])
 def test_webhooks_never_reach_the_stacks_own_servers(url: str) -> None:
     """Even where any host is allowed: a tenant's webhook is no way into Triton's model
@@ -247,3 +252,26 @@ async def test_a_receiver_that_does_not_answer_in_time_is_named_with_the_timeout
     finally:
         await runner.cleanup()
     assert error == f"no answer within 0.5 s (SWITCHYARD_WEBHOOK_TIMEOUT_S) from {url}"
+
+
+async def test_a_name_that_resolves_to_the_stacks_own_server_is_refused_when_delivering(
+        ) -> None:
+    """A name that is no loopback spelling but resolves to one (a DNS record for 127.0.0.1,
+    one that changed since the URL was registered) is refused where deliveries connect: the
+    dispatcher's resolver (the real one of the OS, through aiohttp) checks what it found."""
+    import aiohttp
+
+    settings = Settings(webhook_allowed_hosts="*", triton_http_port=free_port())
+    resolver = webhooks.OwnServersRefused(settings)
+    try:
+        with pytest.raises(webhooks.OwnServerRefused, match="own Triton HTTP server"):
+            await resolver.resolve("localhost", settings.triton_http_port)
+        assert await resolver.resolve("localhost", free_port())   # not one of ours
+    finally:
+        await resolver.close()
+    connector = aiohttp.TCPConnector(resolver=webhooks.OwnServersRefused(settings))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        with pytest.raises(aiohttp.ClientConnectorDNSError) as caught:
+            await session.post(f"http://localhost:{settings.triton_http_port}/v2/repository/"
+                               "models/invoice_risk/unload")
+    assert isinstance(caught.value.os_error, webhooks.OwnServerRefused)
