@@ -363,11 +363,49 @@ async def enqueue_once(pool: asyncpg.Pool) -> int:
 # -- delivery worker ---------------------------------------------------------------------
 
 class Deliverer:
+    """Claims due deliveries and POSTs each in a task of its own: a receiver that is slow to
+    answer (up to SWITCHYARD_WEBHOOK_TIMEOUT_S) holds its own deliveries, not every other
+    webhook's, nor the next round (an outside integrator's healthy receiver, another
+    tenant's, got its events seconds late behind a slow one). At most
+    :data:`DELIVERY_BATCH` are in flight."""
+
     def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
         self.pool = pool
         self.settings = settings
+        self.in_flight: set[asyncio.Task[None]] = set()
 
-    async def claim(self) -> Sequence[asyncpg.Record]:
+    async def start_due(self, session: aiohttp.ClientSession) -> bool:
+        """Claim what is due, as much as there is room in flight for, and start delivering
+        it; whether it took all it had room for (more may be due: look again at once)."""
+        room = DELIVERY_BATCH - len(self.in_flight)
+        if room <= 0:
+            return False
+        rows = await self.claim(room)
+        for row in rows:
+            task = asyncio.create_task(self._deliver(session, row),
+                                       name=f"webhook-delivery-{row['delivery_id']}")
+            self.in_flight.add(task)
+            task.add_done_callback(self.in_flight.discard)
+        return len(rows) == room
+
+    async def _deliver(self, session: aiohttp.ClientSession, row: asyncpg.Record) -> None:
+        """One delivery, attempted and recorded; a failure to record it is logged (its lease
+        runs out and it is claimed again), never lost in a task nobody awaits."""
+        try:
+            await self.record(row, await self.post(session, row))
+        except TRANSIENT_ERRORS as exc:
+            log.warning("webhook delivery %s not recorded, tried again after its lease: %r",
+                        row["delivery_id"], exc)
+        except Exception:
+            log.exception("webhook delivery %s failed unexpectedly", row["delivery_id"])
+
+    async def stop(self) -> None:
+        """Cancel the deliveries in flight (their leases run out; they are sent again)."""
+        for task in list(self.in_flight):
+            task.cancel()
+        await asyncio.gather(*self.in_flight, return_exceptions=True)
+
+    async def claim(self, limit: int = DELIVERY_BATCH) -> Sequence[asyncpg.Record]:
         lease_s = self.settings.webhook_timeout_s * 2 + 5
         return await self.pool.fetch(
             """
@@ -382,7 +420,7 @@ class Deliverer:
                       (SELECT secret FROM webhooks w WHERE w.webhook_id = d.webhook_id
                           AND w.deleted_at IS NULL) AS secret
             """,
-            lease_s, DELIVERY_BATCH,
+            lease_s, limit,
         )
 
     async def post(self, session: aiohttp.ClientSession, row: asyncpg.Record) -> str | None:
@@ -437,14 +475,6 @@ class Deliverer:
             "next_attempt_at = now() + make_interval(secs => $3) WHERE delivery_id = $1",
             row["delivery_id"], error, delay)
 
-    async def deliver_once(self, session: aiohttp.ClientSession) -> int:
-        rows = await self.claim()
-
-        async def one(row: asyncpg.Record) -> None:
-            await self.record(row, await self.post(session, row))
-
-        await asyncio.gather(*(one(row) for row in rows))
-        return len(rows)
 
 
 # -- operators: what was delivered, and delivering again ----------------------------------
@@ -569,15 +599,18 @@ async def run(pool: asyncpg.Pool, settings: Settings, poll_s: float) -> None:
     timeout = aiohttp.ClientTimeout(total=settings.webhook_timeout_s)
     connector = aiohttp.TCPConnector(resolver=OwnServersRefused(settings))
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-        while True:
-            busy = False
-            try:
-                busy = await enqueue_once(pool) == ENQUEUE_BATCH
-                busy = await deliverer.deliver_once(session) == DELIVERY_BATCH or busy
-            except TRANSIENT_ERRORS as exc:
-                log.warning("webhook round failed, retrying: %r", exc)
-            if not busy:
-                await asyncio.sleep(poll_s)
+        try:
+            while True:
+                busy = False
+                try:
+                    busy = await enqueue_once(pool) == ENQUEUE_BATCH
+                    busy = await deliverer.start_due(session) or busy
+                except TRANSIENT_ERRORS as exc:
+                    log.warning("webhook round failed, retrying: %r", exc)
+                if not busy:
+                    await asyncio.sleep(poll_s)
+        finally:
+            await deliverer.stop()
 
 
 __all__ = ["DELIVERY_HEADER", "DELIVERY_STATES", "MAX_REDELIVER_IDS", "MAX_REDELIVER_SINCE",
