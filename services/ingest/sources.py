@@ -21,7 +21,13 @@ from google.protobuf import json_format
 from services.ingest import signatures
 from switchyard.rpc import FieldViolation
 from switchyard.tasks import timestamp
-from switchyard.v1 import Document, Submission, WebhookFieldMapping, WebhookSource
+from switchyard.v1 import (
+    Document,
+    Submission,
+    TaskPriority,
+    WebhookFieldMapping,
+    WebhookSource,
+)
 
 MAX_NAME_CHARS = 100
 MAX_PATH_CHARS = 200
@@ -49,10 +55,18 @@ class MappingError(ValueError):
         self.description = description
 
 
+#: A path ending in this is optional: nothing there (or a JSON null) leaves its field unset.
+OPTIONAL = "?"
+_PRIORITIES = {"urgent": TaskPriority.TASK_PRIORITY_URGENT,
+               "high": TaskPriority.TASK_PRIORITY_HIGH,
+               "normal": TaskPriority.TASK_PRIORITY_NORMAL,
+               "low": TaskPriority.TASK_PRIORITY_LOW}
+
+
 def _path_problem(path: str) -> str | None:
     if len(path) > MAX_PATH_CHARS:
         return f"at most {MAX_PATH_CHARS} characters"
-    steps = _steps(path)
+    steps = _steps(path.strip().removesuffix(OPTIONAL))
     if any(not step for step in steps):
         return f"{path!r} has an empty step (write keys separated by single dots)"
     return None
@@ -71,9 +85,11 @@ def mapping_problems(mapping: WebhookFieldMapping) -> list[FieldViolation]:
     if not mapping.kind.strip() and not mapping.default_kind.strip():
         problems.append(FieldViolation("mapping.kind", "a kind path or a default_kind is "
                                                        "required"))
-    for name in ("kind", "idempotency_key", "document"):
+    for name in ("kind", "idempotency_key", "document", "priority_level"):
         path = getattr(mapping, name)
         problem = _path_problem(path) if path.strip() else None
+        if path.strip().endswith(OPTIONAL) and name != "priority_level":
+            problem = "cannot be optional (only metadata and priority_level paths can)"
         if problem:
             problems.append(FieldViolation(f"mapping.{name}", problem))
     if len(mapping.metadata) > MAX_METADATA_PATHS:
@@ -96,15 +112,32 @@ def registration_problems(name: str, mapping: WebhookFieldMapping) -> list[Field
 
 
 def _lookup(body: Any, path: str, field: str) -> Any:
+    """What ``path`` names in ``body``; None where an optional path (ending in "?") names
+    nothing; MappingError where a required one does not."""
+    optional = path.strip().endswith(OPTIONAL)
+    path = path.strip().removesuffix(OPTIONAL)
     value = body
     for step in _steps(path):
         if isinstance(value, dict) and step in value:
             value = value[step]
         elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
             value = value[int(step)]
+        elif optional:
+            return None
         else:
             raise MappingError(field, f"path {path!r} names nothing in the body (at {step!r})")
     return value
+
+
+def _priority(body: Any, path: str) -> TaskPriority.ValueType:
+    value = _lookup(body, path, "priority_level") if path.strip() else None
+    if value is None:
+        return TaskPriority.TASK_PRIORITY_UNSPECIFIED
+    level = _PRIORITIES.get(_text(value).strip().lower())
+    if level is None:
+        raise MappingError("priority_level", f"path {path.strip().removesuffix(OPTIONAL)!r} "
+                                             "holds no priority (urgent, high, normal or low)")
+    return level
 
 
 def _text(value: Any) -> str:
@@ -120,12 +153,15 @@ def to_submission(source: Source, body: Any, message_id: str) -> Submission:
         if mapping.idempotency_key.strip() else KEY_PREFIX + message_id
     document = _lookup(body, mapping.document, "document") if mapping.document.strip() \
         else body
-    metadata = {name: _text(_lookup(body, path, f"metadata[{name}]"))
-                for name, path in mapping.metadata.items()}
+    found = {name: _lookup(body, path, f"metadata[{name}]")
+             for name, path in mapping.metadata.items()}
+    # a JSON null is no value: left out, not stored as the text "null"
+    metadata = {name: _text(value) for name, value in found.items() if value is not None}
     return Submission(tenant_id=source.tenant_id, idempotency_key=key, kind=kind,
                       document=Document(content_type="application/json",
                                         body=json.dumps(document, sort_keys=True).encode()),
-                      metadata=metadata)
+                      metadata=metadata,
+                      priority_level=_priority(body, mapping.priority_level))
 
 
 # -- storage -----------------------------------------------------------------------------

@@ -909,6 +909,7 @@ class WebhookFieldMapping(google.protobuf.message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: builtins.int
     DOCUMENT_FIELD_NUMBER: builtins.int
     METADATA_FIELD_NUMBER: builtins.int
+    PRIORITY_LEVEL_FIELD_NUMBER: builtins.int
     kind: builtins.str
     """Path of the task kind; empty means default_kind."""
     default_kind: builtins.str
@@ -919,9 +920,17 @@ class WebhookFieldMapping(google.protobuf.message.Message):
     """
     document: builtins.str
     """Path of the document (sent as application/json); empty means the whole body."""
+    priority_level: builtins.str
+    """Path of the task's priority: "urgent", "high", "normal" or "low" (any case); a path
+    ending in "?" is optional. Empty, or nothing there: normal. Another value refuses the
+    body, naming the path.
+    """
     @property
     def metadata(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.str]:
-        """Task metadata: key -> path of its value (strings as they are, other values as JSON)."""
+        """Task metadata: key -> path of its value (strings as they are, other values as JSON). A
+        path ending in "?" is optional: nothing there, or a JSON null, leaves the entry out (a
+        required path that names nothing refuses the body).
+        """
 
     def __init__(
         self,
@@ -931,8 +940,9 @@ class WebhookFieldMapping(google.protobuf.message.Message):
         idempotency_key: builtins.str = ...,
         document: builtins.str = ...,
         metadata: collections.abc.Mapping[builtins.str, builtins.str] | None = ...,
+        priority_level: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["default_kind", b"default_kind", "document", b"document", "idempotency_key", b"idempotency_key", "kind", b"kind", "metadata", b"metadata"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["default_kind", b"default_kind", "document", b"document", "idempotency_key", b"idempotency_key", "kind", b"kind", "metadata", b"metadata", "priority_level", b"priority_level"]) -> None: ...
 
 global___WebhookFieldMapping = WebhookFieldMapping
 

@@ -588,6 +588,49 @@ async def test_inbound_webhook_good_bad_expired_and_replayed(http: Any) -> None:
     assert_problem(status, response_headers, problem, 404)
 
 
+async def test_inbound_webhook_maps_priority_and_optional_fields(http: Any) -> None:
+    """A helpdesk's ticket: its priority becomes the task's, an optional metadata path that
+    names nothing (or null) leaves the entry out instead of refusing the ticket, and a
+    priority that is none is refused naming the path (an outside integrator's urgent ticket
+    went in as normal, and one missing channel refused the whole ticket)."""
+    status, _, registered = await call(http, "POST", "/v1/webhook-sources", ACME, json={
+        "name": "helpdesk", "mapping": {
+            "defaultKind": "support_ticket", "idempotencyKey": "ticket.number",
+            "priorityLevel": "ticket.priority?",
+            "metadata": {"channel": "ticket.via.channel?", "requester": "ticket.email?",
+                         "number": "ticket.number"}}})
+    assert status == 200, registered
+    source_id, secret = registered["source"]["sourceId"], registered["secret"]
+    path = f"/webhooks/in/{source_id}"
+
+    async def post(ticket: dict[str, Any]) -> tuple[int, Any]:
+        raw = json.dumps({"ticket": ticket}).encode()
+        status, _, answer = await call(http, "POST", path, signed(secret, raw), data=raw)
+        return status, answer
+
+    number = f"TCK-{uuid.uuid4().hex[:8]}"
+    status, accepted = await post({"number": number, "priority": "Urgent", "email": None,
+                                   "subject": "production down"})
+    assert status == 202, accepted
+    _, _, got = await call(http, "GET", f"/v1/tasks/{accepted['taskId']}", ACME)
+    envelope = got["task"]["envelope"]
+    assert envelope["priorityLevel"] == "TASK_PRIORITY_URGENT", envelope
+    assert envelope["metadata"] == {"number": number}, envelope   # no channel, no "null"
+    status, accepted = await post({"number": f"{number}-2", "via": {"channel": "email"}})
+    assert status == 202, accepted
+    _, _, got = await call(http, "GET", f"/v1/tasks/{accepted['taskId']}", ACME)
+    assert got["task"]["envelope"]["metadata"] == {"number": f"{number}-2", "channel": "email"}
+    assert got["task"]["envelope"].get("priorityLevel") in (None, "TASK_PRIORITY_NORMAL")
+    status, problem = await post({"number": f"{number}-3", "priority": "whenever"})
+    assert status == 400 and problem["errors"][0]["field"] == "priority_level", problem
+    status, problem = await post({"priority": "low"})    # a required path: refused
+    assert status == 400 and problem["errors"][0]["field"] == "idempotency_key", problem
+    # only metadata and priority paths may be optional
+    status, _, refused = await call(http, "POST", "/v1/webhook-sources", ACME, json={
+        "name": "x", "mapping": {"defaultKind": "invoice", "idempotencyKey": "id?"}})
+    assert status == 422 and refused["errors"][0]["field"] == "mapping.idempotency_key"
+
+
 async def test_registering_a_source_validates_the_mapping(http: Any) -> None:
     status, headers, body = await call(http, "POST", "/v1/webhook-sources", ACME, json={
         "name": "", "mapping": {"document": "a..b", "metadata": {"m": ""}}})
