@@ -162,3 +162,12 @@ def test_a_control_character_in_a_json_string_is_named_once() -> None:
     """json says "Invalid control character at"; the reason must not read "at at line"."""
     assert domain.json_problem('{"a": "x\x01y"}') == \
         "malformed JSON: Invalid control character at line 1 column 9"
+
+
+@pytest.mark.parametrize("name", ["TASK_PRIORITY_URGENT", "URGENT", "urgent"])
+def test_an_intake_record_names_its_priority_in_any_of_its_spellings(name: str) -> None:
+    """ingest.md: an intake record's JSON takes the proto3 name or the short one."""
+    submission = intake.submission_from_json(json.dumps({
+        "tenant_id": "acme", "idempotency_key": "k", "priority_level": name,
+        "document": {"body": "x"}}).encode())
+    assert submission.priority_level == 1   # TASK_PRIORITY_URGENT
