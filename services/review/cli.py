@@ -24,15 +24,24 @@ from typing import Any
 from switchyard import Settings
 
 
+def _client_options(parser: argparse.ArgumentParser, default: Any = None) -> None:
+    """--target, --api-key and --reviewer: before the action (``review --api-key K list``)
+    or after it (``review list --api-key K``, as ``tasks`` and the other clients take them);
+    after the action they default to nothing, so they never undo what was given before."""
+    parser.add_argument("--target", default=default,
+                        help="ReviewService address (default 127.0.0.1:"
+                             "$SWITCHYARD_REVIEW_GRPC_PORT)")
+    parser.add_argument("--api-key", default=default,
+                        help="API key (default $SWITCHYARD_CLIENT_API_KEY), as for the other "
+                             "commands; TLS comes from $SWITCHYARD_CLIENT_TLS_*")
+    parser.add_argument("--reviewer", default=default,
+                        help="your reviewer name when auth is off (default: your login "
+                             "name); with an API key the key is the reviewer and this must be "
+                             "empty or that key's id")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", help="ReviewService address (default 127.0.0.1:"
-                                          "$SWITCHYARD_REVIEW_GRPC_PORT)")
-    parser.add_argument("--api-key", help="API key (default $SWITCHYARD_CLIENT_API_KEY), as "
-                                          "for the other commands; TLS comes from "
-                                          "$SWITCHYARD_CLIENT_TLS_*")
-    parser.add_argument("--reviewer", help="your reviewer name when auth is off (default: your "
-                                           "login name); with an API key the key is the "
-                                           "reviewer and this must be empty or that key's id")
+    _client_options(parser)
     sub = parser.add_subparsers(dest="review_action", required=True, metavar="ACTION")
     p = sub.add_parser("list", help="items of the queues, most urgent first")
     p.add_argument("--queue", default="")
@@ -76,6 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--type", dest="document_type", default="", metavar="TYPE",
                    help="the document's real type when the proposed one is wrong (a pack "
                         "name, or other): the router learns it")
+    for action in sub.choices.values():
+        _client_options(action, argparse.SUPPRESS)
 
 
 def _count(text: str) -> int:
