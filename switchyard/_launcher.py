@@ -17,7 +17,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from switchyard._settings import Settings, env_var
-from switchyard.stack import EmbeddedStack, ServiceSpec, StackError, stack_down, stack_status
+from switchyard.stack import (
+    ComponentStatus,
+    EmbeddedStack,
+    ServiceSpec,
+    StackError,
+    stack_down,
+    stack_status,
+)
 
 SERVICE_PORTS = {
     "ingest": ("ingest_grpc_port", "ingest_metrics_port"),
@@ -204,6 +211,15 @@ def down(settings: Settings) -> int:
     return 0
 
 
+def health_word(row: ComponentStatus) -> str:
+    """A component's health as ``status`` prints it: running and answering SERVING is
+    healthy; running but not ready (a service whose database does not answer, a loop down)
+    is not ready, which is not down: the process is there and comes back by itself."""
+    if row.healthy:
+        return "[green]healthy[/green]"
+    return "[yellow]not ready[/yellow]" if row.pid else "[red]down[/red]"
+
+
 def status(settings: Settings, as_json: bool = False) -> int:
     rows = stack_status(Path(settings.state_dir))
     if as_json:
@@ -213,8 +229,7 @@ def status(settings: Settings, as_json: bool = False) -> int:
         for column in ("component", "endpoint", "pid", "health"):
             table.add_column(column)
         for row in rows:
-            table.add_row(row.name, row.endpoint, str(row.pid or "-"),
-                          "[green]healthy[/green]" if row.healthy else "[red]down[/red]")
+            table.add_row(row.name, row.endpoint, str(row.pid or "-"), health_word(row))
         Console().print(table if rows else "no embedded stack running")
     return 0 if rows and all(row.healthy for row in rows) else 1
 

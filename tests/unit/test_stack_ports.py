@@ -49,3 +49,16 @@ def test_two_processes_picking_ports_at_once_never_get_the_same_one() -> None:
         picker.communicate("", timeout=30)
     assert len(theirs) == 3000 and len(ours) == 3000
     assert not theirs & ours
+
+
+def test_status_tells_a_running_service_that_is_not_ready_from_one_that_is_down() -> None:
+    """A service whose database does not answer is running and NOT_SERVING: `switchyard
+    status` says "not ready", not "down" (an outside SRE read "down" while it was there)."""
+    from switchyard._launcher import health_word
+    from switchyard.stack import ComponentStatus
+
+    def word(pid: int | None, healthy: bool) -> str:
+        return health_word(ComponentStatus("executor", pid, "127.0.0.1:7053", healthy))
+    assert "healthy" in word(4242, True)
+    assert "not ready" in word(4242, False)
+    assert "down" in word(None, False)
