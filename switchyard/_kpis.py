@@ -235,6 +235,8 @@ class ReviewerFigures:
     #: median time from the item's admission to the queue (when a reviewer could first claim
     #: it) to this reviewer's verdict: the admission throttle's wait is not the reviewer's
     p50_decide_seconds: float | None
+    #: median handling time: from this reviewer's claim of the item to their verdict
+    p50_handle_seconds: float | None = None
 
     @property
     def verdicts(self) -> int:
@@ -266,7 +268,9 @@ SELECT i.tenant_id, v.reviewer_id,
        count(*) FILTER (WHERE v.verdict = 'REJECT') AS rejected,
        percentile_cont(0.5) WITHIN GROUP (
            ORDER BY extract(epoch FROM v.decided_at - COALESCE(i.admitted_at, i.created_at)))
-           AS p50_decide
+           AS p50_decide,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM v.decided_at - v.claimed_at))
+           FILTER (WHERE v.claimed_at IS NOT NULL) AS p50_handle
   FROM review_verdicts v JOIN review_items i ON i.item_id = v.item_id
  WHERE v.decided_at >= $1
  GROUP BY 1, 2 ORDER BY 1, 2
@@ -288,7 +292,8 @@ async def review_figures(conn: asyncpg.Connection | asyncpg.Pool,
     reviewers = [ReviewerFigures(tenant_id=r["tenant_id"], reviewer_id=r["reviewer_id"],
                                  approved=r["approved"], modified=r["modified"],
                                  rejected=r["rejected"],
-                                 p50_decide_seconds=_as_float(r["p50_decide"]))
+                                 p50_decide_seconds=_as_float(r["p50_decide"]),
+                                 p50_handle_seconds=_as_float(r["p50_handle"]))
                  for r in await conn.fetch(_REVIEWERS, since)]
     return queues, reviewers
 

@@ -97,12 +97,13 @@ def render_reviewers(reviewers: list[ReviewerFigures]) -> Table:
     """Each reviewer's verdicts in the window."""
     table = Table(title=f"Reviewers (the last {_HOURS})", title_justify="left")
     for column in ("tenant", "reviewer", "verdicts", "approved", "modified", "rejected",
-                   "p50 to verdict"):
+                   "p50 to verdict", "p50 claim to verdict"):
         table.add_column(column, justify="left" if column in ("tenant", "reviewer")
                          else "right")
     for r in reviewers:
         table.add_row(r.tenant_id, r.reviewer_id, str(r.verdicts), str(r.approved),
-                      str(r.modified), str(r.rejected), _seconds(r.p50_decide_seconds))
+                      str(r.modified), str(r.rejected), _seconds(r.p50_decide_seconds),
+                      _seconds(r.p50_handle_seconds))
     return table
 
 

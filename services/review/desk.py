@@ -343,10 +343,11 @@ class ReviewDesk:
             await store_decision(conn, row["item_id"], decision, self.queue.codec)
             await conn.execute(
                 "INSERT INTO review_verdicts (item_id, task_id, reviewer_id, verdict, reason, "
-                "verdict_pb) VALUES ($1,$2,$3,$4,$5,$6)",
+                "verdict_pb, claimed_at) VALUES ($1,$2,$3,$4,$5,$6,$7)",
                 row["item_id"], row["task_id"], verdict.reviewer_id, name.upper(),
                 verdict.reason,
-                self.queue.codec.seal(row["item_id"], verdict.SerializeToString(), VERDICT))
+                self.queue.codec.seal(row["item_id"], verdict.SerializeToString(), VERDICT),
+                row["claimed_at"])
             proposed = item.escalation.proposed_decision
             detail = {
                 "item_id": verdict.item_id, "verdict": name,

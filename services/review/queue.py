@@ -30,7 +30,7 @@ from switchyard.v1 import Escalation, EscalationReason, ReviewItem, ReviewPriori
 OPEN_STATES = ("BACKLOGGED", "PENDING", "CLAIMED")
 _COLUMNS = ("item_id, escalation, state, claimed_by, lease_expires_at, created_at, updated_at, "
             "priority, admitted_at, sla_deadline, resolution, expiries, tenant_id, "
-            "reviewer_group, approvals_required, approved_by, "
+            "reviewer_group, approvals_required, approved_by, claimed_at, "
             # the verdict that closed it, if one did (one per item, by primary key)
             "(SELECT v.reviewer_id FROM review_verdicts v "
             " WHERE v.item_id = review_items.item_id) AS decided_by, "
@@ -282,6 +282,10 @@ class ReviewQueue:
         row = await self.pool.fetchrow(
             f"""UPDATE review_items
                    SET state = 'CLAIMED', claimed_by = $2,
+                       -- a claim again by its live holder is a renewal: the claim began then
+                       claimed_at = CASE WHEN state = 'CLAIMED' AND claimed_by = $2
+                                          AND lease_expires_at > now()
+                                         THEN claimed_at ELSE now() END,
                        lease_expires_at = now() + $3::interval, updated_at = now()
                  WHERE item_id = $1 AND NOT $2 = ANY(approved_by)
                    AND (state = 'PENDING'

@@ -225,6 +225,8 @@ async def test_kpis_match_a_known_workload_exactly(
     assert (olga["reviewer_id"], olga["verdicts"], olga["approved"], olga["modified"],
             olga["rejected"]) == ("olga", 50, 50, 0, 0), olga
     assert 0 < olga["p50_decide_seconds"] < 3600, olga
+    # her handling time runs from her claim to her verdict: no longer than from admission
+    assert 0 <= olga["p50_handle_seconds"] <= olga["p50_decide_seconds"], olga
     # the live view, its stdout a pipe: one snapshot, every header whole, then it exits
     piped = subprocess.run([sys.executable, "-m", "switchyard", "stats", "--tenant", "kpi"],
                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
