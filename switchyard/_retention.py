@@ -36,7 +36,8 @@ from datetime import timedelta
 import asyncpg
 
 from switchyard._audit import append
-from switchyard._dataclass import redact_free_text
+from switchyard._dataclass import redact_free_text, withheld_values
+from switchyard._pii import Redactor
 from switchyard._payloads import (
     APPROVAL,
     DECISION,
@@ -64,6 +65,8 @@ from switchyard.v1 import (
 )
 
 log = logging.getLogger(__name__)
+#: The PII detectors, for the values of withheld fields a purged review item masks.
+_DETECTORS = Redactor()
 #: How long the decision service's drift samples (``decision_drift_samples``: model, feature,
 #: PSI; no task data) are kept: the longest window DecisionService.GetModelHealth answers.
 DRIFT_SAMPLE_DAYS = 30
@@ -352,8 +355,15 @@ async def _strip_rows(conn: asyncpg.Connection, codec: PayloadCodec,
     for item in items:
         escalation = Escalation.FromString(
             codec.open(item["item_id"], item["escalation"], REVIEW_ESCALATION))
+        # the values of its withheld fields, masked in its metadata for good before the
+        # decision that told them goes: a purged item must not show reviewers in clear what
+        # the unpurged one masked (a student's pseudonym under `subject`)
+        withheld = withheld_values(escalation.proposed_decision, _DETECTORS,
+                                   frozenset(escalation.revealed_fields))
         escalation.task.CopyFrom(TaskEnvelope.FromString(
             strip_envelope(escalation.task.SerializeToString())))
+        for key, value in list(escalation.task.metadata.items()):
+            escalation.task.metadata[key] = withheld.text(value)
         strip_decision(escalation.proposed_decision)
         strip_escalation_extras(escalation)
         await conn.execute(
@@ -372,6 +382,31 @@ async def _strip_rows(conn: asyncpg.Connection, codec: PayloadCodec,
     await conn.execute("UPDATE decision_labels SET example = NULL, corrections = NULL, "
                        "purged_at = now() WHERE task_id = ANY($1::uuid[])", ids)
     return Stripped(len(rows), len(items), decisions, refs)
+
+
+async def forget_metadata(conn: asyncpg.Connection, codec: PayloadCodec,
+                          task_ids: list[RowId], key: str) -> None:
+    """Remove the metadata entry ``key`` from these tasks' envelopes and from every review
+    item made of them (its copy of the task): a right-to-erasure request forgets the
+    pseudonym an alert task carries, where the item's reviewers would otherwise read it."""
+    for row in await conn.fetch("SELECT task_id, envelope FROM tasks "
+                                "WHERE task_id = ANY($1::uuid[])", task_ids):
+        envelope = TaskEnvelope.FromString(codec.open(row["task_id"], row["envelope"],
+                                                      TASK_ENVELOPE))
+        if envelope.metadata.pop(key, None) is not None:
+            await conn.execute("UPDATE tasks SET envelope = $2 WHERE task_id = $1",
+                               row["task_id"], codec.seal(row["task_id"],
+                                                          envelope.SerializeToString(),
+                                                          TASK_ENVELOPE))
+    for row in await conn.fetch("SELECT item_id, escalation FROM review_items "
+                                "WHERE task_id = ANY($1::uuid[])", task_ids):
+        escalation = Escalation.FromString(codec.open(row["item_id"], row["escalation"],
+                                                      REVIEW_ESCALATION))
+        if escalation.task.metadata.pop(key, None) is not None:
+            await conn.execute("UPDATE review_items SET escalation = $2 WHERE item_id = $1",
+                               row["item_id"], codec.seal(row["item_id"],
+                                                          escalation.SerializeToString(),
+                                                          REVIEW_ESCALATION))
 
 
 async def strip_tasks(conn: asyncpg.Connection, codec: PayloadCodec, tenant_id: str,

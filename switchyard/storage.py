@@ -55,6 +55,7 @@ from switchyard._crypto import (
 )
 from switchyard._retention import (
     delete_blobs,
+    forget_metadata,
     pack_retention_days,
     purge,
     strip_tasks,
@@ -95,6 +96,7 @@ __all__ = [
     "connect",
     "create_pool",
     "delete_blobs",
+    "forget_metadata",
     "is_encrypted",
     "key_id",
     "load_migrations",

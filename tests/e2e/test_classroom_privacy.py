@@ -32,8 +32,10 @@ from switchyard.v1 import (
     ConsentPurpose,
     ConsentServiceStub,
     EraseSubjectRequest,
+    GetItemRequest,
     ListConsentsRequest,
     Posture,
+    ReviewServiceStub,
     SeatSignal,
     SetConsentRequest,
     SignalFrame,
@@ -185,9 +187,19 @@ async def test_withdrawal_mid_session_and_erasure_reach_every_service(
         return left == 0
     await eventually(gone, "the erased student's derived rows gone", WAIT_S, 0.5)
     task = await db.fetchrow("SELECT purged_at FROM tasks WHERE task_id = $1", item["task_id"])
-    review = await db.fetchrow("SELECT purged_at FROM review_items WHERE task_id = $1",
+    review = await db.fetchrow("SELECT item_id, purged_at FROM review_items WHERE task_id = $1",
                                item["task_id"])
     assert task["purged_at"] is not None and review["purged_at"] is not None
+    # the item's reviewers do not read the erased pseudonym either (an outside data-protection
+    # admin saw it in clear under `subject` once the erasure had stripped the item)
+    channel = create_channel(f"127.0.0.1:{settings.review_grpc_port}", OPS_KEY)
+    try:
+        shown = (await ReviewServiceStub(channel).GetItem(GetItemRequest(
+            item_id=str(review["item_id"])))).item
+    finally:
+        await channel.close()
+    assert "subject" not in shown.escalation.task.metadata
+    assert erased not in str(shown), shown.escalation.task.metadata
     # the others keep their rows; the audit names counts and hashes, never the student
     assert await db.fetchval("SELECT count(*) FROM engagement_subject_windows WHERE "
                              "classroom_id = $1", CLASSROOM) > 0

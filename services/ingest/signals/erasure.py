@@ -26,8 +26,8 @@ from services.ingest.signals.pseudonyms import TermKeys, pseudonym
 from switchyard.audit import append as audit_append
 from switchyard.documents import BlobStore
 from switchyard.messaging import SUBJECT_ERASURES, TENANT_HEADER, Producer
-from switchyard.storage import TASK_ENVELOPE, PayloadCodec, delete_blobs, strip_tasks
-from switchyard.v1 import SubjectErasure, TaskEnvelope
+from switchyard.storage import PayloadCodec, delete_blobs, forget_metadata, strip_tasks
+from switchyard.v1 import SubjectErasure
 
 __all__ = ["ALERT_SUBJECT_KEY", "Erased", "erase_subject"]
 
@@ -46,17 +46,9 @@ class Erased:
 async def _forget_subject(conn: asyncpg.Connection, codec: PayloadCodec, task_ids: list[Any],
                           hashes: list[str]) -> None:
     """Purge keeps a task's metadata (redacted) and its keyed hashes; an erasure also removes
-    the pseudonym: the ``subject`` entry of the envelope and its hash."""
-    rows = await conn.fetch("SELECT task_id, envelope FROM tasks WHERE task_id = ANY($1::uuid[])",
-                            task_ids)
-    updates = []
-    for row in rows:
-        envelope = TaskEnvelope.FromString(codec.open(row["task_id"], row["envelope"],
-                                                      TASK_ENVELOPE))
-        envelope.metadata.pop(ALERT_SUBJECT_KEY, None)
-        updates.append((row["task_id"], codec.seal(row["task_id"],
-                                                   envelope.SerializeToString(), TASK_ENVELOPE)))
-    await conn.executemany("UPDATE tasks SET envelope = $2 WHERE task_id = $1", updates)
+    the pseudonym: the ``subject`` entry of the envelope and of the review items' copies of
+    it, and its hash."""
+    await forget_metadata(conn, codec, task_ids, ALERT_SUBJECT_KEY)
     await conn.execute(
         "UPDATE tasks SET metadata_hashes = ARRAY(SELECT h FROM unnest(metadata_hashes) h "
         "WHERE h <> ALL($2::text[])) WHERE task_id = ANY($1::uuid[])", task_ids, hashes)
