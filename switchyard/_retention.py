@@ -37,6 +37,7 @@ import asyncpg
 
 from switchyard._audit import append
 from switchyard._dataclass import redact_free_text, withheld_values
+from switchyard._topics import ALL_TOPICS
 from switchyard._pii import Redactor
 from switchyard._payloads import (
     APPROVAL,
@@ -307,6 +308,11 @@ async def purge(conn: asyncpg.Connection, default_days: int, per_tenant: dict[st
                for tenant, tenant_days in sorted(per_tenant.items())]
     letters.append((_DEAD_LETTERS_DUE + "AND tenant_id <> ALL($2::text[])",
                     (timedelta(days=default_days), sorted(per_tenant))))
+    # a topic whose raw records live shorter (a classroom's frames, which name students):
+    # its letters keep them no longer either, whatever the tenant
+    letters += [(_DEAD_LETTERS_DUE + "AND source_topic LIKE '%' || $2",
+                 (timedelta(milliseconds=topic.letter_keeps_ms), topic.name))
+                for topic in ALL_TOPICS if topic.letter_keeps_ms is not None]
     drift = "FROM decision_drift_samples WHERE measured_at < now() - make_interval(days => $1)"
     if dry_run:
         for where, args in letters:
@@ -382,6 +388,20 @@ async def _strip_rows(conn: asyncpg.Connection, codec: PayloadCodec,
     await conn.execute("UPDATE decision_labels SET example = NULL, corrections = NULL, "
                        "purged_at = now() WHERE task_id = ANY($1::uuid[])", ids)
     return Stripped(len(rows), len(items), decisions, refs)
+
+
+async def forget_raw_letters(conn: asyncpg.Connection, tenant_id: str) -> int:
+    """Purge now the bytes of every letter of ``tenant_id`` from a topic of raw records that
+    name people (:attr:`Topic.letter_keeps_ms`): a right-to-erasure request cannot tell which
+    of them name the student without opening each, and they are diagnostics anyway."""
+    purged = 0
+    for topic in ALL_TOPICS:
+        if topic.letter_keeps_ms is not None:
+            status = await conn.execute(
+                _PURGE_DEAD_LETTERS + "WHERE purged_at IS NULL AND tenant_id = $1 "
+                "AND source_topic LIKE '%' || $2", tenant_id, topic.name)
+            purged += int(status.split()[-1])
+    return purged
 
 
 async def forget_metadata(conn: asyncpg.Connection, codec: PayloadCodec,

@@ -28,6 +28,10 @@ class Topic:
     cleanup: Cleanup
     doc: str
     retention_ms: int | None = None
+    #: How long a dead letter of this topic keeps the record's bytes, when shorter than its
+    #: tenant's retention: raw records that name people live no longer in a letter than on
+    #: the topic (``switchyard purge`` removes them).
+    letter_keeps_ms: int | None = None
 
     def full_name(self, settings: Settings) -> str:
         return f"{settings.kafka_topic_prefix}{self.name}"
@@ -80,7 +84,7 @@ _HOUR_MS = 3600 * 1000
 CLASSROOM_SIGNALS = Topic(
     "classroom-signals", "switchyard.v1.SignalFrame or JSON", "classroom_id", Cleanup.DELETE,
     "Edge devices write one frame per classroom-second here (raw signals: short retention).",
-    _HOUR_MS,
+    _HOUR_MS, letter_keeps_ms=_HOUR_MS,
 )
 SIGNALS_ADMITTED = Topic(
     "classroom-signals-admitted", "switchyard.v1.AdmittedFrame", "classroom_id",

@@ -56,6 +56,7 @@ from switchyard._crypto import (
 from switchyard._retention import (
     delete_blobs,
     forget_metadata,
+    forget_raw_letters,
     pack_retention_days,
     purge,
     strip_tasks,
@@ -97,6 +98,7 @@ __all__ = [
     "create_pool",
     "delete_blobs",
     "forget_metadata",
+    "forget_raw_letters",
     "is_encrypted",
     "key_id",
     "load_migrations",

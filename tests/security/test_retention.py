@@ -809,3 +809,32 @@ def test_a_tenants_settings_set_its_own_retention_of_a_pack(settings: Settings) 
 
     assert asyncio.run(purged()) == {"clinic_ticket": True, "clinic_invoice": False,
                                      "other_ticket": False}
+
+
+def test_a_refused_classroom_frame_keeps_its_bytes_an_hour_not_its_schools_retention(
+        settings: Settings) -> None:
+    """A raw frame names students and lives an hour on its topic; a refused one's letter
+    keeps it no longer (an outside data-protection admin found such letters kept for the
+    school's whole retention), where an intake record's letter keeps its tenant's."""
+    async def seed_and_purge() -> dict[str, object]:
+        conn = await connect(settings)
+        try:
+            ids = {}
+            for topic in ("classroom-signals", "intake"):
+                ids[topic] = uuid.uuid4()
+                await conn.execute(
+                    "INSERT INTO dead_letters (dead_letter_id, service, source_topic, "
+                    "reason_code, reason, original_value, tenant_id, failed_at) VALUES "
+                    "($1, 'ingest', $2, 'schema_violation', 'x', $3, 'school', "
+                    "now() - interval '2 hours')", ids[topic],
+                    f"{settings.kafka_topic_prefix}{topic}", b'{"subject_ref": "stu-1"}')
+            await purge(conn, 30, {})
+            return {topic: await conn.fetchval(
+                "SELECT original_value FROM dead_letters WHERE dead_letter_id = $1", letter)
+                for topic, letter in ids.items()}
+        finally:
+            await conn.close()
+
+    kept = asyncio.run(seed_and_purge())
+    assert kept["classroom-signals"] is None
+    assert kept["intake"] == b'{"subject_ref": "stu-1"}'

@@ -336,6 +336,18 @@ async def test_erasure_publishes_the_event_removes_consents_and_alert_tasks(
         return {r["idempotency_key"]: r for r in rows} if len(rows) == 2 else None
 
     await eventually(tasks, "the alert tasks")
+    # a refused frame naming the student: its letter keeps the raw bytes (an outside
+    # data-protection admin found them kept, and untouched by the erasure)
+    send_frame(producer, settings, frame(session, datetime(2026, 9, 21, 9, 1, tzinfo=UTC),
+                                         [("E1", "stu-9001"), ("E1", "stu-9001")]))
+    producer.flush(30)
+
+    async def letter() -> Any:
+        return await db.fetchrow(
+            "SELECT dead_letter_id FROM dead_letters WHERE tenant_id = 'acme' AND "
+            "source_topic = $1 AND reason_code = 'duplicate_seat_id' AND purged_at IS NULL",
+            CLASSROOM_SIGNALS.full_name(settings))
+    raw = await eventually(letter, "the refused frame's letter")
     result = switchyard(settings, "consent", "erase", "stu-9001", "--json",
                         "--api-key", "acme-admin")
     assert result.returncode == 0, result.stderr
@@ -374,6 +386,10 @@ async def test_erasure_publishes_the_event_removes_consents_and_alert_tasks(
     detail = json.loads(entry["detail"])
     assert entry["actor"] == key_id("acme-admin") and detail["erasure_id"] == erased["erasure_id"]
     assert detail["tasks_purged"] == 1 and detail["consents_removed"] == 2
+    assert detail["raw_letters_purged"] >= 1
+    kept = await db.fetchrow("SELECT original_value, original_key, purged_at FROM dead_letters "
+                             "WHERE dead_letter_id = $1", raw["dead_letter_id"])
+    assert kept["original_value"] is None and kept["purged_at"] is not None
     assert "stu-9001" not in entry["detail"]
     granted = await db.fetchval("SELECT count(*) FROM audit_log WHERE tenant_id = 'acme' "
                                 "AND action = 'consent.granted'")

@@ -26,7 +26,13 @@ from services.ingest.signals.pseudonyms import TermKeys, pseudonym
 from switchyard.audit import append as audit_append
 from switchyard.documents import BlobStore
 from switchyard.messaging import SUBJECT_ERASURES, TENANT_HEADER, Producer
-from switchyard.storage import PayloadCodec, delete_blobs, forget_metadata, strip_tasks
+from switchyard.storage import (
+    PayloadCodec,
+    delete_blobs,
+    forget_metadata,
+    forget_raw_letters,
+    strip_tasks,
+)
 from switchyard.v1 import SubjectErasure
 
 __all__ = ["ALERT_SUBJECT_KEY", "Erased", "erase_subject"]
@@ -76,6 +82,8 @@ async def erase_subject(pool: asyncpg.Pool, producer: Producer, codec: PayloadCo
             tenant_id, wanted)] if wanted else []
         stripped = await strip_tasks(conn, codec, tenant_id, task_ids)
         await _forget_subject(conn, codec, task_ids, wanted)
+        # refused frames kept in dead letters may name the student: the tenant's go
+        letters = await forget_raw_letters(conn, tenant_id)
         await conn.execute(
             "INSERT INTO signal_erasures (erasure_id, tenant_id, subject_hash, pseudonyms, "
             "consents_removed, tasks_purged, requested_by) VALUES ($1,$2,$3,$4,$5,$6,$7)",
@@ -84,6 +92,7 @@ async def erase_subject(pool: asyncpg.Pool, producer: Producer, codec: PayloadCo
             "erasure_id": str(erasure_id), "subject_hash": hashed,
             "terms": sorted(term_keys), "pseudonyms": len(pseudonyms),
             "consents_removed": removed, "tasks_purged": stripped.tasks,
+            "raw_letters_purged": letters,
             "task_ids": [str(t) for t in task_ids]}, writer="ingest")
         requested_at = Timestamp()
         requested_at.GetCurrentTime()
