@@ -524,3 +524,20 @@ async def test_more_rows_than_the_models_batch_limit_are_scored_in_chunks(
         assert processor.model_version == "1.0.0"
     finally:
         await scorer.close()
+
+
+async def test_the_lessons_first_partial_window_raises_no_attendance_alert(
+        db: asyncpg.Connection, producer: Producer) -> None:
+    """The lesson begins mid-window, one student seated yet: that window is stored, but says
+    nothing about attendance (an outside data-protection admin saw an attendance anomaly
+    raised in every lesson's first minute, 20 of 20 students present afterwards)."""
+    everyone = {f"s_p{i}": (True, "") for i in range(4)}
+    first = {"s_p0": everyone["s_p0"]}
+    frames = [frame("room-p", "thu-1", WINDOW_S - 1, first, expected=4)]
+    frames += [frame("room-p", "thu-1", s, everyone, expected=4)
+               for s in range(WINDOW_S, WINDOW_S * 5)]
+    await send(producer, frames)
+    rows = await tumbling_rows(db, "room-p", "thu-1", 4)
+    assert (rows[0]["attendance"], rows[0]["expected_students"]) == (1, 4)  # stored as seen
+    alerts = await db.fetch("SELECT kind FROM engagement_alerts WHERE classroom_id = 'room-p'")
+    assert alerts == [], alerts

@@ -136,6 +136,19 @@ def mean_vector(vectors: list[list[float]]) -> list[float]:
     return [sum(column) / len(vectors) for column in zip(*vectors)] if vectors else []
 
 
+#: The share of a window's seconds the class must have been observed in for the window to
+#: raise an alert: a window that reaches before the lesson began (its first, partial minute,
+#: students still sitting down; a hopping window over the start) is stored and charted, but
+#: says nothing about attendance or a student's attention yet.
+WHOLE_WINDOW_SHARE = 0.9
+
+
+def observed_whole(window: ClassWindow) -> bool:
+    """Whether the class was observed for (nearly) all of ``window``: see
+    :data:`WHOLE_WINDOW_SHARE`."""
+    return window.observed_seconds >= WHOLE_WINDOW_SHARE * (window.end - window.start)
+
+
 class Scored:
     """A closed window with its students' probabilities of engagement."""
 
@@ -362,11 +375,11 @@ class EngagementProcessor:
                 subject_rows.append((tenant, classroom, session, w.kind, utc(w.start),
                                      utc(w.end), subject, sw.seat_id, p,
                                      json.dumps(sw.counts()), version))
-                if w.kind == HOPPING:
+                if w.kind == HOPPING and observed_whole(w):
                     hopping.append(HoppingScore(tenant, classroom, session, subject,
                                                 sw.seat_id, w.start, w.end, p,
                                                 self.weights.drivers(vector)))
-            if w.kind == TUMBLING:
+            if w.kind == TUMBLING and observed_whole(w):
                 alert = attendance_alert(tenant, classroom, session, w.start, w.end,
                                          len(w.present), w.expected, s.signal_attendance_below,
                                          version)
