@@ -785,8 +785,10 @@ class Settings:
         group="signals", exclusive_minimum=0,
     )
     signal_k_anonymity: int = setting(
-        5, "Smallest group of students a class-level or per-group figure may describe; "
-        "smaller groups are withheld.", group="signals", minimum=2, maximum=1000,
+        5, "Smallest group of students a class-level figure may describe (smaller groups are "
+        "withheld); the fairness report's per-group alert rate needs at least this many "
+        "scored windows, which a single student can reach.", group="signals", minimum=2,
+        maximum=1000,
     )
     signal_disengaged_below: float = setting(
         0.35, "A student window whose probability of engagement is below this is disengaged.",
