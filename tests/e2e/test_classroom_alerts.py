@@ -120,7 +120,7 @@ async def test_alerts_become_check_ins_in_the_right_queue(settings: Settings) ->
         esc = counsellors.escalation
         proposal = esc.proposed_decision
         assert (proposal.rule, proposal.pack, proposal.pack_version) == (
-            "sustained_disengagement", "classroom_event", "1.1.0")
+            "sustained_disengagement", "classroom_event", "1.2.0")
         assert esc.priority == ReviewPriority.REVIEW_PRIORITY_P2  # normal
         sla_h = (counsellors.sla_deadline.ToDatetime(UTC)
                  - counsellors.created_at.ToDatetime(UTC)).total_seconds() / 3600

@@ -50,7 +50,8 @@ from tests.review.helpers import artifact
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pipeline")]
 OPS_KEY = "ops-key"
-KEYS = f"{OPS_KEY}:*:admin,aud:school:auditor,rev:school:reviewer"
+KEYS = (f"{OPS_KEY}:*:admin,aud:school:auditor,rev:school:reviewer:counsellors,"
+        "tea:school:reviewer:teachers")
 AXE_RULES = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa"]}}
 TENANT = "school"
 CLASSROOM = "room-7"
@@ -361,6 +362,17 @@ async def test_the_sessions_alerts_wait_for_a_check_in(settings: Settings, deriv
                 f"Check in with the student in seat r1c1 of class {CLASSROOM} (session mon-1"
             ), explanation
     checkin = next(esc for esc in found.values() if esc.queue == "counsellors")
+    # each queue is its item's reviewer group: a teacher never sees a counsellor's item
+    # about one student (an outside data-protection admin's teacher key saw and approved one)
+    assert all(esc.reviewer_group == esc.queue for esc in found.values()), found
+    channel = create_channel(f"127.0.0.1:{settings.review_grpc_port}", "tea")
+    try:
+        seen = {i.escalation.task_id for i in (await ReviewServiceStub(channel).ListQueue(
+            ListQueueRequest(page_size=500))).items}
+    finally:
+        await channel.close()
+    assert checkin.task_id not in seen
+    assert {esc.task_id for esc in found.values() if esc.queue == "teachers"} <= seen
 
     page = await browser.new_page(viewport={"width": 1280, "height": 1000})  # type: ignore
     expect.set_options(timeout=30_000)
