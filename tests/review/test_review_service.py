@@ -327,7 +327,7 @@ async def test_a_lead_takes_back_an_item_a_reviewer_left_claimed(
     assert (await channels["rev-late"].Claim(ClaimRequest(item_id=item_id))).item.claimed_by \
         == "key-4"
 
-    # the same from the console: the lead opens the item and releases it (u)
+    # the same from the console: the lead opens the item and releases it
     queue = f"takeback-{uuid.uuid4().hex[:6]}"
     second = await item_of(db, await escalate(db, producer, "acme", queue, 2))
     await channels["rev-acme"].Claim(ClaimRequest(item_id=second))
@@ -343,6 +343,7 @@ async def test_a_lead_takes_back_an_item_a_reviewer_left_claimed(
             .to_contain_text("claimed by key-0")
         await page.keyboard.press("Escape")
         await page.keyboard.press("Enter")
+        await expect(page.locator("#i-state")).to_have_text("claimed by key-0")  # it is open
         await expect(page.locator("#release")).to_be_enabled()
         await page.keyboard.press("u")
         await expect(page.locator("#status")).to_have_text(
