@@ -310,9 +310,9 @@ async def purge(conn: asyncpg.Connection, default_days: int, per_tenant: dict[st
                     (timedelta(days=default_days), sorted(per_tenant))))
     # a topic whose raw records live shorter (a classroom's frames, which name students):
     # its letters keep them no longer either, whatever the tenant
-    letters += [(_DEAD_LETTERS_DUE + "AND source_topic LIKE '%' || $2",
+    letters += [(_DEAD_LETTERS_DUE + _OF_TOPIC,
                  (timedelta(milliseconds=topic.letter_keeps_ms), topic.name))
-                for topic in ALL_TOPICS if topic.letter_keeps_ms is not None]
+                for topic in _SHORT_LETTER_TOPICS]
     drift = "FROM decision_drift_samples WHERE measured_at < now() - make_interval(days => $1)"
     if dry_run:
         for where, args in letters:
@@ -327,6 +327,10 @@ async def purge(conn: asyncpg.Connection, default_days: int, per_tenant: dict[st
 
 
 _DEAD_LETTERS_DUE = "WHERE purged_at IS NULL AND failed_at < now() - $1::interval "
+#: Letters read from the topic named $2 (stored with the deployment's topic prefix).
+_OF_TOPIC = "AND source_topic LIKE '%' || $2"
+#: Topics whose letters keep their records shorter than the tenant's retention.
+_SHORT_LETTER_TOPICS = tuple(t for t in ALL_TOPICS if t.letter_keeps_ms is not None)
 # (an operator's resolution note is free text, as a reviewer's reason: it goes with the bytes;
 # who resolved it and when stay)
 _PURGE_DEAD_LETTERS = ("UPDATE dead_letters SET original_value = NULL, original_key = NULL, "
@@ -395,12 +399,11 @@ async def forget_raw_letters(conn: asyncpg.Connection, tenant_id: str) -> int:
     name people (:attr:`Topic.letter_keeps_ms`): a right-to-erasure request cannot tell which
     of them name the student without opening each, and they are diagnostics anyway."""
     purged = 0
-    for topic in ALL_TOPICS:
-        if topic.letter_keeps_ms is not None:
-            status = await conn.execute(
-                _PURGE_DEAD_LETTERS + "WHERE purged_at IS NULL AND tenant_id = $1 "
-                "AND source_topic LIKE '%' || $2", tenant_id, topic.name)
-            purged += int(status.split()[-1])
+    for topic in _SHORT_LETTER_TOPICS:
+        status = await conn.execute(
+            _PURGE_DEAD_LETTERS + "WHERE purged_at IS NULL AND tenant_id = $1 " + _OF_TOPIC,
+            tenant_id, topic.name)
+        purged += int(status.split()[-1])
     return purged
 
 
@@ -409,24 +412,26 @@ async def forget_metadata(conn: asyncpg.Connection, codec: PayloadCodec,
     """Remove the metadata entry ``key`` from these tasks' envelopes and from every review
     item made of them (its copy of the task): a right-to-erasure request forgets the
     pseudonym an alert task carries, where the item's reviewers would otherwise read it."""
+    tasks = []
     for row in await conn.fetch("SELECT task_id, envelope FROM tasks "
                                 "WHERE task_id = ANY($1::uuid[])", task_ids):
         envelope = TaskEnvelope.FromString(codec.open(row["task_id"], row["envelope"],
                                                       TASK_ENVELOPE))
         if envelope.metadata.pop(key, None) is not None:
-            await conn.execute("UPDATE tasks SET envelope = $2 WHERE task_id = $1",
-                               row["task_id"], codec.seal(row["task_id"],
-                                                          envelope.SerializeToString(),
-                                                          TASK_ENVELOPE))
+            tasks.append((row["task_id"], codec.seal(row["task_id"],
+                                                     envelope.SerializeToString(),
+                                                     TASK_ENVELOPE)))
+    items = []
     for row in await conn.fetch("SELECT item_id, escalation FROM review_items "
                                 "WHERE task_id = ANY($1::uuid[])", task_ids):
         escalation = Escalation.FromString(codec.open(row["item_id"], row["escalation"],
                                                       REVIEW_ESCALATION))
         if escalation.task.metadata.pop(key, None) is not None:
-            await conn.execute("UPDATE review_items SET escalation = $2 WHERE item_id = $1",
-                               row["item_id"], codec.seal(row["item_id"],
-                                                          escalation.SerializeToString(),
-                                                          REVIEW_ESCALATION))
+            items.append((row["item_id"], codec.seal(row["item_id"],
+                                                     escalation.SerializeToString(),
+                                                     REVIEW_ESCALATION)))
+    await conn.executemany("UPDATE tasks SET envelope = $2 WHERE task_id = $1", tasks)
+    await conn.executemany("UPDATE review_items SET escalation = $2 WHERE item_id = $1", items)
 
 
 async def strip_tasks(conn: asyncpg.Connection, codec: PayloadCodec, tenant_id: str,

@@ -271,6 +271,14 @@ def to_record(event: Any) -> Record:
     )
 
 
+def one_tenant(named: str, headers: dict[str, str]) -> str:
+    """The tenant a record names, in its payload (``named``) or its ``x-tenant-id`` header;
+    '' when the two name different tenants (its letter is then an operator's: neither may
+    read what the other sent)."""
+    named, from_header = named.strip(), headers.get(TENANT_HEADER, "").strip()
+    return "" if named and from_header and named != from_header else named or from_header
+
+
 def letter_tenant(headers: dict[str, str], named: str | None = None) -> str:
     """The tenant a dead letter belongs to: the one the handler found the record naming
     (``named``; '' when it named two), else its ``x-tenant-id`` header; only a well-formed

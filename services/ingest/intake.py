@@ -38,7 +38,14 @@ from switchyard.documents import (
     DocumentLimits,
     normalise_content_type,
 )
-from switchyard.messaging import JSON_MEDIA_TYPE, TENANT_HEADER, Record, RejectRecord, decode_record
+from switchyard.messaging import (
+    JSON_MEDIA_TYPE,
+    TENANT_HEADER,
+    Record,
+    RejectRecord,
+    decode_record,
+    one_tenant,
+)
 from switchyard.tasks import DocumentViolation
 from switchyard.v1 import Document, Submission, TaskPriority
 
@@ -266,7 +273,7 @@ def parse_record(record: Record, limits: DocumentLimits | int, signer: IntakeSig
         submission = decode_record(record, Submission, submission_from_json)
     except RejectRecord as exc:
         if exc.tenant_id:   # named by a JSON object that did not parse as a submission
-            exc.tenant_id = _one_tenant(exc.tenant_id, record)
+            exc.tenant_id = one_tenant(exc.tenant_id, record.headers)
         raise
     try:
         return _checked(submission, record, limits, signer)
@@ -279,12 +286,7 @@ def parse_record(record: Record, limits: DocumentLimits | int, signer: IntakeSig
 def named_tenant(submission: Submission, record: Record) -> str:
     """The tenant a decoded record names, payload or header; '' when they name two (its
     letter is then an operator's: neither may read what the other sent)."""
-    return _one_tenant(submission.tenant_id.strip(), record)
-
-
-def _one_tenant(ours: str, record: Record) -> str:
-    from_header = record.headers.get(TENANT_HEADER, "").strip()
-    return "" if ours and from_header and ours != from_header else ours or from_header
+    return one_tenant(submission.tenant_id, record.headers)
 
 
 def _checked(submission: Submission, record: Record, limits: DocumentLimits,

@@ -22,7 +22,13 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from switchyard.messaging import TENANT_HEADER, Record, RejectRecord, decode_record
+from switchyard.messaging import (
+    TENANT_HEADER,
+    Record,
+    RejectRecord,
+    decode_record,
+    one_tenant,
+)
 from switchyard.tasks import tenant_problems
 from switchyard.v1 import CheckIn, CheckInSource, Posture, SeatSignal, SignalFrame
 
@@ -328,6 +334,5 @@ def parse_frame(record: Record, now: datetime, max_future_s: float) -> SignalFra
         if exc.tenant_id is None:
             # the letter is the school's the frame names, body or header (its admin reads
             # why, and an erasure there finds it); two schools named: an operator's
-            body, header = frame.tenant_id.strip(), record.headers.get(TENANT_HEADER, "").strip()
-            exc.tenant_id = "" if body and header and body != header else body or header
+            exc.tenant_id = one_tenant(frame.tenant_id, record.headers)
         raise
