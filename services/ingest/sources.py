@@ -63,10 +63,16 @@ _PRIORITIES = {"urgent": TaskPriority.TASK_PRIORITY_URGENT,
                "low": TaskPriority.TASK_PRIORITY_LOW}
 
 
+def _bare(path: str) -> tuple[str, bool]:
+    """A mapping path without its optional mark, and whether it had one."""
+    path = path.strip()
+    return path.removesuffix(OPTIONAL), path.endswith(OPTIONAL)
+
+
 def _path_problem(path: str) -> str | None:
     if len(path) > MAX_PATH_CHARS:
         return f"at most {MAX_PATH_CHARS} characters"
-    steps = _steps(path.strip().removesuffix(OPTIONAL))
+    steps = _steps(_bare(path)[0])
     if any(not step for step in steps):
         return f"{path!r} has an empty step (write keys separated by single dots)"
     return None
@@ -88,7 +94,7 @@ def mapping_problems(mapping: WebhookFieldMapping) -> list[FieldViolation]:
     for name in ("kind", "idempotency_key", "document", "priority_level"):
         path = getattr(mapping, name)
         problem = _path_problem(path) if path.strip() else None
-        if path.strip().endswith(OPTIONAL) and name != "priority_level":
+        if _bare(path)[1] and name != "priority_level":
             problem = "cannot be optional (only metadata and priority_level paths can)"
         if problem:
             problems.append(FieldViolation(f"mapping.{name}", problem))
@@ -114,8 +120,7 @@ def registration_problems(name: str, mapping: WebhookFieldMapping) -> list[Field
 def _lookup(body: Any, path: str, field: str) -> Any:
     """What ``path`` names in ``body``; None where an optional path (ending in "?") names
     nothing; MappingError where a required one does not."""
-    optional = path.strip().endswith(OPTIONAL)
-    path = path.strip().removesuffix(OPTIONAL)
+    path, optional = _bare(path)
     value = body
     for step in _steps(path):
         if isinstance(value, dict) and step in value:
@@ -135,7 +140,7 @@ def _priority(body: Any, path: str) -> TaskPriority.ValueType:
         return TaskPriority.TASK_PRIORITY_UNSPECIFIED
     level = _PRIORITIES.get(_text(value).strip().lower())
     if level is None:
-        raise MappingError("priority_level", f"path {path.strip().removesuffix(OPTIONAL)!r} "
+        raise MappingError("priority_level", f"path {_bare(path)[0]!r} "
                                              "holds no priority (urgent, high, normal or low)")
     return level
 
